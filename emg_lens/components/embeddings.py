@@ -1,0 +1,94 @@
+"""Token embeddings for channel tokens, learned positions, and classifier heads."""
+
+from __future__ import annotations
+
+import torch
+from einops import einsum, rearrange, repeat
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.config import EncoderConfig
+
+
+class ChannelEmbed(nn.Module):
+    """One linear map per channel from a patch of samples to a token (no mixing across
+    channels before attention), plus an optional learned CLS token at position 0.
+
+    ``W_E [n_channels, token_samples, d_model]``, ``b_E [n_channels, d_model]``,
+    ``cls_token [d_model]``. Tokens are channel-major: channel ``c``, patch ``t`` sits at
+    ``cls + c * n_patches + t``.
+
+    >>> embed = ChannelEmbed(EncoderConfig.preset("tiny"))
+    >>> embed(torch.randn(2, 6, 8)).shape
+    torch.Size([2, 7, 16])
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.n_patches = cfg.n_patches
+        self.W_E = nn.Parameter(
+            torch.empty(cfg.n_channels, cfg.token_samples, cfg.d_model, dtype=cfg.dtype)
+        )
+        self.b_E = nn.Parameter(torch.zeros(cfg.n_channels, cfg.d_model, dtype=cfg.dtype))
+        self.cls_token = (
+            nn.Parameter(torch.empty(cfg.d_model, dtype=cfg.dtype)) if cfg.use_cls_token else None
+        )
+
+    def forward(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        patches = rearrange(
+            signals,
+            "batch channel (patch sample) -> batch channel patch sample",
+            patch=self.n_patches,
+        )
+        tokens = (
+            einsum(
+                patches,
+                self.W_E,
+                "batch channel patch sample, channel sample d_model -> batch channel patch d_model",
+            )
+            + self.b_E[:, None, :]
+        )
+        tokens = rearrange(tokens, "batch channel patch d_model -> batch (channel patch) d_model")
+        if self.cls_token is None:
+            return tokens
+        cls = repeat(self.cls_token, "d_model -> batch 1 d_model", batch=signals.shape[0])
+        return torch.cat((cls, tokens), dim=1)
+
+
+class PosEmbed(nn.Module):
+    """Learned absolute position (here: token identity) embedding ``W_pos [n_ctx, d_model]``.
+
+    >>> PosEmbed(EncoderConfig.preset("tiny"))(batch=3).shape
+    torch.Size([3, 7, 16])
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model, dtype=cfg.dtype))
+
+    def forward(self, batch: int) -> Float[torch.Tensor, "batch pos d_model"]:
+        return repeat(self.W_pos, "pos d_model -> batch pos d_model", batch=batch)
+
+
+class ClassifierHead(nn.Module):
+    """``logits = pooled @ W_U + b_U`` with ``W_U [d_model, n_classes]``; fires
+    ``hook_pooled`` on the pooled vector, so attribution can project onto ``W_U`` directly.
+
+    >>> ClassifierHead(EncoderConfig.preset("tiny"))(torch.randn(2, 16)).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, cfg: EncoderConfig, d_in: int | None = None):
+        super().__init__()
+        d_in = d_in or cfg.d_model
+        self.W_U = nn.Parameter(torch.empty(d_in, cfg.n_classes, dtype=cfg.dtype))
+        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
+        self.hook_pooled = HookPoint()  # [batch, d_in]
+
+    def forward(
+        self, pooled: Float[torch.Tensor, "batch d_in"]
+    ) -> Float[torch.Tensor, "batch n_classes"]:
+        return self.hook_pooled(pooled) @ self.W_U + self.b_U

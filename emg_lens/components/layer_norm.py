@@ -1,0 +1,43 @@
+"""LayerNorm with the legacy TransformerLens parameters (``w``, ``b``) and hooks."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.config import EncoderConfig
+
+
+class LayerNorm(nn.Module):
+    """``(x - mean) / sqrt(var + eps) * w + b``, firing ``hook_scale`` and ``hook_normalized``.
+
+    ``hook_scale`` is the per-token ``sqrt(var + eps)`` that `ActivationCache.apply_ln_to_stack`
+    divides by; ``hook_normalized`` is the output after ``w`` and ``b``, as in TransformerLens.
+
+    >>> ln = LayerNorm(EncoderConfig.preset("tiny"))
+    >>> ln(torch.randn(2, 7, 16)).shape
+    torch.Size([2, 7, 16])
+    """
+
+    def __init__(self, cfg: EncoderConfig, length: int | None = None):
+        super().__init__()
+        self.eps = cfg.eps
+        length = length or cfg.d_model
+        self.w = nn.Parameter(torch.ones(length, dtype=cfg.dtype))
+        self.b = nn.Parameter(torch.zeros(length, dtype=cfg.dtype))
+        self.hook_scale = HookPoint()  # [batch, pos, 1]
+        self.hook_normalized = HookPoint()  # [batch, pos, length]
+
+    def forward(
+        self, x: Float[torch.Tensor, "batch pos length"]
+    ) -> Float[torch.Tensor, "batch pos length"]:
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return self.hook_normalized(x / scale * self.w + self.b)
+
+
+def make_norm(cfg: EncoderConfig) -> nn.Module:
+    """The block/final normalisation the config asks for (an identity when it asks for none)."""
+    return LayerNorm(cfg) if cfg.normalization_type == "LN" else nn.Identity()

@@ -1,0 +1,245 @@
+"""`EncoderConfig`: the TransformerLens config of every emg_lens model, plus biosignal fields.
+
+A config says how big the transformer is (the TransformerLens fields) and what a signal batch
+looks like (modalities, channels, samples per window and per token). Everything else — the
+number of tokens, the token layout, ``n_ctx`` — is derived from it, so it cannot disagree.
+
+>>> cfg = EncoderConfig.preset("tiny")
+>>> cfg.n_channels, cfg.n_tokens, cfg.n_ctx
+(6, 7, 7)
+>>> EncoderConfig.preset("paper").d_model
+512
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformer_lens.config import TransformerLensConfig
+
+from emg_lens.errors import ConfigError
+
+__all__ = ["PRESETS", "EncoderConfig"]
+
+ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
+NORMALIZATIONS = ("LN", None)
+POSITIONAL_EMBEDDINGS = ("standard", "rotary", "none")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class EncoderConfig(TransformerLensConfig):
+    """Config of a TransformerLens-hookable biosignal encoder.
+
+    The TransformerLens fields keep their meaning (``d_model``, ``d_head``, ``n_heads``,
+    ``n_layers``, ``d_mlp``, ``act_fn``, ``normalization_type``, ``eps``, ...). ``n_ctx`` is
+    derived from the signal shape; pass ``-1`` (the default) or the matching value.
+    """
+
+    # --- transformer size (TransformerLens names); defaults are the "tiny" preset ---
+    d_model: int = 16
+    d_head: int = 4
+    n_layers: int = 2
+    n_ctx: int = -1  # derived: number of tokens (CLS + channels x patches)
+    n_heads: int = 4
+    d_mlp: int | None = 32
+    act_fn: str = "gelu"
+    normalization_type: str | None = "LN"
+    positional_embedding_type: str = "standard"  # "standard" (learned), "rotary", "none"
+    eps: float = 1e-5
+    device: str | None = "cpu"
+
+    # --- rotary embeddings (TinyMyo); ignored unless positional_embedding_type == "rotary" ---
+    rotary_dim: int | None = None  # None: the whole head (d_head)
+    rotary_base: float = 10000.0
+    rotary_adjacent_pairs: bool = False  # True: rotate (x[2i], x[2i+1]) pairs (torchtune style)
+
+    # --- biosignal input ---
+    modalities: dict[str, int] = field(default_factory=lambda: {"emg": 2, "acc": 4})
+    n_samples: int = 8  # samples per channel in one input window
+    patch_samples: int | None = None  # samples per token; None: one token per channel
+    sample_rate: float = 2000.0  # Hz, recorded for the data pipeline and the docs
+    use_cls_token: bool = True
+    n_classes: int = 4
+    dropout: float = 0.0  # on embeddings and sub-layer outputs, in training only
+    init_range: float = 0.02  # std of the normal initialisation of weight matrices
+    seed: int | None = None  # seeds the initialisation when set
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dtype, str):
+            self.dtype = DTYPES.get(self.dtype, self.dtype)
+        self._validate()
+        if self.n_ctx == -1:
+            self.n_ctx = self.n_tokens
+        super().__post_init__()
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def n_channels(self) -> int:
+        """Total input channels over all modalities, in ``modalities`` order."""
+        return sum(self.modalities.values())
+
+    @property
+    def n_patches(self) -> int:
+        """Tokens per channel (time patches)."""
+        return self.n_samples // (self.patch_samples or self.n_samples)
+
+    @property
+    def n_tokens(self) -> int:
+        """Sequence length: the CLS token (if any) plus one token per channel and patch."""
+        return int(self.use_cls_token) + self.n_channels * self.n_patches
+
+    @property
+    def token_samples(self) -> int:
+        """Samples of one channel that one token embeds."""
+        return self.patch_samples or self.n_samples
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        positive = ("d_model", "d_head", "n_layers", "n_heads", "n_samples", "n_classes")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
+        if self.d_mlp is not None and (not isinstance(self.d_mlp, int) or self.d_mlp <= 0):
+            raise ConfigError(f"EncoderConfig.d_mlp must be a positive int, got {self.d_mlp!r}")
+        if self.act_fn not in ACTIVATIONS:
+            raise ConfigError(
+                f"EncoderConfig.act_fn must be one of {ACTIVATIONS}, got {self.act_fn!r}"
+            )
+        if self.normalization_type not in NORMALIZATIONS:
+            raise ConfigError(
+                f"EncoderConfig.normalization_type must be one of {NORMALIZATIONS}, "
+                f"got {self.normalization_type!r}"
+            )
+        if self.positional_embedding_type not in POSITIONAL_EMBEDDINGS:
+            raise ConfigError(
+                "EncoderConfig.positional_embedding_type must be one of "
+                f"{POSITIONAL_EMBEDDINGS}, got {self.positional_embedding_type!r}"
+            )
+        if not self.eps > 0:
+            raise ConfigError(f"EncoderConfig.eps must be > 0, got {self.eps!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"EncoderConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.dtype not in DTYPES.values():
+            raise ConfigError(
+                f"EncoderConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}"
+            )
+        for flag in ("use_split_qkv_input", "attn_only", "gated_mlp", "uses_rms_norm"):
+            if getattr(self, flag):
+                raise ConfigError(
+                    f"EncoderConfig.{flag}=True is not supported by emg_lens encoders"
+                )
+        self._validate_modalities()
+        if self.patch_samples is not None:
+            if not isinstance(self.patch_samples, int) or self.patch_samples <= 0:
+                raise ConfigError(
+                    f"EncoderConfig.patch_samples must be a positive int or None, "
+                    f"got {self.patch_samples!r}"
+                )
+            if self.n_samples % self.patch_samples:
+                raise ConfigError(
+                    f"EncoderConfig.patch_samples={self.patch_samples} must divide "
+                    f"n_samples={self.n_samples}"
+                )
+        if self.n_ctx not in (-1, self.n_tokens):
+            raise ConfigError(
+                f"EncoderConfig.n_ctx={self.n_ctx} disagrees with the signal shape, which gives "
+                f"{self.n_tokens} tokens; leave n_ctx at -1 to derive it"
+            )
+        if self.positional_embedding_type == "rotary":
+            rotary_dim = self.rotary_dim if self.rotary_dim is not None else self.d_head
+            if rotary_dim <= 0 or rotary_dim > self.d_head or rotary_dim % 2:
+                raise ConfigError(
+                    f"EncoderConfig.rotary_dim must be even and in [2, d_head={self.d_head}], "
+                    f"got {self.rotary_dim!r}"
+                )
+
+    def _validate_modalities(self) -> None:
+        if not isinstance(self.modalities, dict) or not self.modalities:
+            raise ConfigError(
+                "EncoderConfig.modalities must be a non-empty dict of modality name -> channel "
+                f"count, e.g. {{'emg': 12, 'acc': 36}}; got {self.modalities!r}"
+            )
+        for name, count in self.modalities.items():
+            if not isinstance(name, str) or not name.isidentifier() or name == "cls":
+                raise ConfigError(
+                    "EncoderConfig.modalities keys must be identifiers other than 'cls', "
+                    f"got {name!r}"
+                )
+            if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+                raise ConfigError(
+                    f"EncoderConfig.modalities[{name!r}] must be a positive channel count, "
+                    f"got {count!r}"
+                )
+
+    # ------------------------------------------------------------------ presets and I/O
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> EncoderConfig:
+        """Build a named preset, with any field overridden.
+
+        >>> EncoderConfig.preset("demo", n_layers=3).n_layers
+        3
+        """
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown EncoderConfig field(s) {sorted(unknown)} in overrides")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (``dtype`` as its name)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["dtype"] = str(self.dtype).removeprefix("torch.")
+        out["modalities"] = dict(self.modalities)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """Inverse of `to_dict`; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown EncoderConfig field(s) {sorted(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# The NinaPro DB2 montage: 12 sEMG electrodes, each with a 3-axis accelerometer.
+DB2_MODALITIES = {"emg": 12, "acc": 36}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Small enough that a test builds and runs a model in milliseconds.
+    "tiny": {},
+    # The CPU demo: 100 ms windows at 2 kHz, a 5-layer stack like the paper's, narrower.
+    "demo": {
+        "d_model": 64,
+        "d_head": 16,
+        "n_heads": 4,
+        "n_layers": 5,
+        "d_mlp": 128,
+        "modalities": DB2_MODALITIES,
+        "n_samples": 200,
+        "n_classes": 12,
+        "dropout": 0.1,
+    },
+    # The IsoNet backbone of the paper: 512-D, 8 heads, 5 layers, 128-D feed-forward.
+    "paper": {
+        "d_model": 512,
+        "d_head": 64,
+        "n_heads": 8,
+        "n_layers": 5,
+        "d_mlp": 128,
+        "modalities": DB2_MODALITIES,
+        "n_samples": 1000,  # 0.5 s at 2 kHz: the transient segment of a repetition
+        "n_classes": 17,  # NinaPro DB2 Exercise B
+        "dropout": 0.1,
+    },
+}

@@ -1,0 +1,50 @@
+"""One exception family for every bad input emg_lens can be given.
+
+Each error message names the field, file or value at fault and what would be accepted, so a
+user can fix the input without reading the source.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgumentError",
+    "CheckpointError",
+    "ConfigError",
+    "DataFormatError",
+    "EmgLensError",
+    "InputShapeError",
+    "LayoutError",
+    "SpecError",
+]
+
+
+class EmgLensError(Exception):
+    """Base class of every error emg_lens raises for bad input."""
+
+
+class ArgumentError(EmgLensError, ValueError):
+    """A function argument holds a value outside the accepted set."""
+
+
+class ConfigError(EmgLensError, ValueError):
+    """An `EncoderConfig` field (or preset name) holds a value that cannot work."""
+
+
+class InputShapeError(EmgLensError, ValueError):
+    """A signal batch or residual stream does not have the shape the model expects."""
+
+
+class LayoutError(EmgLensError, ValueError):
+    """A token layout, group name or mask does not fit the model it is used with."""
+
+
+class SpecError(EmgLensError, ValueError):
+    """A study spec or an edge-set expression is invalid."""
+
+
+class DataFormatError(EmgLensError, ValueError):
+    """A data file is missing, truncated, or not in the expected format."""
+
+
+class CheckpointError(EmgLensError, ValueError):
+    """A checkpoint cannot be loaded into the requested model."""

@@ -1,0 +1,253 @@
+"""`HookedEncoder`: the TransformerLens root every emg_lens transformer builds on.
+
+A subclass supplies three things — how signals become the initial residual stream
+(`embed_signals`), its token layout (`layout`), and how the final residual stream becomes
+outputs (`readout`) — and inherits the TransformerLens surface: the shared stack ``blocks``,
+``ln_final``, `forward` with ``start_at_layer``/``stop_at_layer``, `run_with_hooks`,
+`run_with_cache` returning an `ActivationCache`, and `accumulated_bias`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from torch import nn
+from transformer_lens import ActivationCache, HookedRootModule
+
+from emg_lens.components import TransformerBlock, make_norm
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import InputShapeError, LayoutError
+from emg_lens.layout import TokenLayout
+
+__all__ = ["HookedEncoder"]
+
+EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]
+
+
+class HookedEncoder(HookedRootModule):
+    """Base class of the hooked biosignal encoders; not used directly.
+
+    Subclasses build their embeddings and heads in ``__init__``, call ``super().__init__(cfg)``
+    first and `setup` (via `_finish_init`) last.
+    """
+
+    cfg: EncoderConfig
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        if not isinstance(cfg, EncoderConfig):
+            raise TypeError(
+                f"{type(self).__name__} needs an EncoderConfig, got {type(cfg).__name__}"
+            )
+        self.cfg = cfg
+        self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
+        self.ln_final = make_norm(cfg)
+
+    def _finish_init(self) -> None:
+        """Initialise weights (seeded if ``cfg.seed`` is set), then register hook names."""
+        with torch.random.fork_rng(enabled=self.cfg.seed is not None):
+            if self.cfg.seed is not None:
+                torch.manual_seed(self.cfg.seed)
+            self.init_weights()
+        self.to(self.cfg.device)
+        self.setup()
+
+    def init_weights(self) -> None:
+        """Weight matrices, tokens and positions ~ N(0, init_range); biases 0; LN w=1, b=0."""
+        for name, param in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf.startswith("W_") or leaf in ("cls_token", "mask_token"):
+                nn.init.normal_(param, std=self.cfg.init_range)
+            elif leaf.startswith("b_") or leaf == "b":
+                nn.init.zeros_(param)
+            elif leaf == "w":
+                nn.init.ones_(param)
+
+    # ------------------------------------------------------------------ subclass surface
+    @property
+    def layout(self) -> TokenLayout:
+        """What every token position is (group, channel, time)."""
+        raise NotImplementedError
+
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """Signals -> the residual stream entering ``blocks.0``."""
+        raise NotImplementedError
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        """Final residual stream -> outputs for ``return_type`` (``"logits"`` at least)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """``(channels, time)`` of one input window."""
+        return (self.cfg.n_channels, self.cfg.n_samples)
+
+    def to_tokens(self, signals: Any) -> Float[torch.Tensor, "batch channel time"]:
+        """Normalise a signal batch: numpy -> tensor, model dtype and device, a batch dim added
+        to a single ``[channel, time]`` window. Signals *are* the tokens' source, so this is
+        the identity on a well-formed batch (TransformerLens calls it ``to_tokens``).
+
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> model.to_tokens(np.zeros((6, 8))).shape
+        torch.Size([1, 6, 8])
+        """
+        if isinstance(signals, np.ndarray):
+            signals = torch.from_numpy(signals)
+        if not isinstance(signals, torch.Tensor):
+            raise InputShapeError(
+                f"signals must be a tensor or numpy array of shape [batch, {self.input_shape[0]}, "
+                f"{self.input_shape[1]}], got {type(signals).__name__}"
+            )
+        if signals.ndim == 2:
+            signals = signals[None]
+        if signals.ndim != 3 or tuple(signals.shape[1:]) != self.input_shape:
+            raise InputShapeError(
+                f"signals must have shape [batch, channels={self.input_shape[0]}, "
+                f"time={self.input_shape[1]}], got {list(signals.shape)}"
+            )
+        if not torch.is_floating_point(signals):
+            signals = signals.float()
+        return signals.to(device=self.cfg.device, dtype=self.cfg.dtype)
+
+    def example_input(self, batch: int = 1) -> Float[torch.Tensor, "batch channel time"]:
+        """A correctly shaped, seeded random signal batch for docs, tests and quick checks.
+
+        >>> from emg_lens.models import IsoNet
+        >>> IsoNet(EncoderConfig.preset("tiny")).example_input(2).shape
+        torch.Size([2, 6, 8])
+        """
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, *self.input_shape, generator=gen, dtype=self.cfg.dtype)
+        return x.to(self.cfg.device)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        signals: Any,
+        *,
+        return_type: str | None = "logits",
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+        edge_masks: EdgeMasks | None = None,
+    ) -> Any:
+        """Run the encoder.
+
+        Args:
+            signals: ``[batch, channel, time]`` signals; with ``start_at_layer`` the residual
+                stream ``[batch, pos, d_model]`` entering that layer instead.
+            return_type: ``"logits"`` (``[batch, n_classes]``), ``None`` (the final residual
+                stream, before ``ln_final``), or a model-specific type.
+            start_at_layer: first block to run (inclusive), as in TransformerLens.
+            stop_at_layer: block to stop before (exclusive; negative counts from the end); the
+                residual stream entering it is returned.
+            edge_masks: ``{layer: bool mask}`` (True = masked), broadcastable to
+                ``[batch, head_index, query_pos, key_pos]``, applied inside attention on the
+                fast and the hooked path alike (see `emg_lens.edges`).
+
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> x = model.example_input(2)
+        >>> mid = model(x, stop_at_layer=1)
+        >>> torch.allclose(model(mid, start_at_layer=1), model(x))
+        True
+        """
+        n_layers = self.cfg.n_layers
+        start = self._layer_index(start_at_layer, "start_at_layer", default=0)
+        stop = self._layer_index(stop_at_layer, "stop_at_layer", default=n_layers)
+        if start_at_layer is None:
+            resid = self.embed_signals(self.to_tokens(signals))
+        else:
+            resid = self._check_resid(signals)
+        masks = self._check_edge_masks(edge_masks)
+        for layer in range(start, stop):
+            resid = self.blocks[layer](resid, masks.get(layer))
+        if stop_at_layer is not None or return_type is None:
+            return resid
+        return self.readout(resid, return_type)
+
+    def _layer_index(self, value: int | None, name: str, default: int) -> int:
+        n_layers = self.cfg.n_layers
+        if value is None:
+            return default
+        if not isinstance(value, int) or not -n_layers <= value <= n_layers:
+            raise LayoutError(f"{name} must be an int in [-{n_layers}, {n_layers}], got {value!r}")
+        return value % n_layers if value < 0 else value
+
+    def _check_resid(self, resid: Any) -> torch.Tensor:
+        expected = (self.layout.n_tokens, self.cfg.d_model)
+        if (
+            not isinstance(resid, torch.Tensor)
+            or resid.ndim != 3
+            or tuple(resid.shape[1:]) != expected
+        ):
+            shape = list(resid.shape) if isinstance(resid, torch.Tensor) else type(resid).__name__
+            raise InputShapeError(
+                f"with start_at_layer the input must be the residual stream [batch, "
+                f"{expected[0]}, {expected[1]}], got {shape}"
+            )
+        return resid
+
+    def _check_edge_masks(self, edge_masks: EdgeMasks | None) -> dict[int, torch.Tensor]:
+        if not edge_masks:
+            return {}
+        n = self.layout.n_tokens
+        out = {}
+        for layer, mask in edge_masks.items():
+            if not isinstance(layer, int) or not 0 <= layer < self.cfg.n_layers:
+                raise LayoutError(
+                    f"edge_masks key {layer!r} is not a layer in [0, {self.cfg.n_layers - 1}]"
+                )
+            if mask.dtype != torch.bool or tuple(mask.shape[-2:]) != (n, n):
+                raise LayoutError(
+                    f"edge_masks[{layer}] must be a bool tensor [..., {n}, {n}], got "
+                    f"{mask.dtype} {list(mask.shape)}"
+                )
+            out[layer] = mask.to(self.cfg.device)
+        return out
+
+    # ------------------------------------------------------------------ TransformerLens surface
+    def run_with_cache(
+        self,
+        *model_args: Any,
+        return_cache_object: bool = True,
+        remove_batch_dim: bool = False,
+        **kwargs: Any,
+    ) -> tuple[Any, ActivationCache | dict[str, torch.Tensor]]:
+        """Run and cache activations; the cache is a TransformerLens `ActivationCache`.
+
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> logits, cache = model.run_with_cache(model.example_input())
+        >>> cache["pattern", 0].shape
+        torch.Size([1, 4, 7, 7])
+        """
+        out, cache_dict = super().run_with_cache(
+            *model_args, remove_batch_dim=remove_batch_dim, **kwargs
+        )
+        if not return_cache_object:
+            return out, cache_dict
+        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+
+    def accumulated_bias(
+        self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True
+    ) -> Float[torch.Tensor, " d_model"]:
+        """Sum of the attention (and MLP) output biases added before ``layer``'s input, as in
+        TransformerLens (used by `ActivationCache.get_full_resid_decomposition`)."""
+        bias = torch.zeros(self.cfg.d_model, device=self.cfg.device, dtype=self.cfg.dtype)
+        for block in self.blocks[:layer]:
+            bias = bias + block.attn.b_O
+            if include_mlp_biases:
+                bias = bias + block.mlp.b_out
+        if mlp_input:
+            if layer >= self.cfg.n_layers:
+                raise LayoutError("mlp_input=True needs a layer below n_layers")
+            bias = bias + self.blocks[layer].attn.b_O
+        return bias

@@ -1,0 +1,86 @@
+"""IsoNet: one token per channel, a CLS token, and two classifier heads.
+
+Each channel's window is embedded by its own linear map (no mixing across channels before
+attention), a learnable CLS token is prepended and a learned position embedding added, so every
+interaction between channels — and so between modalities — happens in attention, where edge
+sets can cut it. Two logits come out: from the CLS token (``cls_head``) and from the mean of the
+channel tokens (``avg_head``); training anneals from the second to the first
+(`emg_lens.train.dual_head_loss`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.components import ChannelEmbed, ClassifierHead, PosEmbed
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import ArgumentError, ConfigError
+from emg_lens.layout import TokenLayout
+from emg_lens.models.base import HookedEncoder
+
+__all__ = ["IsoNet"]
+
+
+class IsoNet(HookedEncoder):
+    """The IsoNet encoder.
+
+    Hooks beyond the shared stack: ``hook_embed`` (channel tokens and CLS), ``hook_pos_embed``,
+    ``cls_head.hook_pooled`` and ``avg_head.hook_pooled``. ``return_type="both"`` gives
+    ``(cls_logits, avg_logits)``.
+
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> cls_logits, avg_logits = model(model.example_input(3), return_type="both")
+    >>> cls_logits.shape, avg_logits.shape
+    (torch.Size([3, 4]), torch.Size([3, 4]))
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        if not cfg.use_cls_token:
+            raise ConfigError("IsoNet needs EncoderConfig.use_cls_token=True (its CLS head)")
+        if cfg.positional_embedding_type != "standard":
+            raise ConfigError(
+                "IsoNet uses learned position embeddings: positional_embedding_type must be "
+                f"'standard', got {cfg.positional_embedding_type!r}"
+            )
+        super().__init__(cfg)
+        self.embed = ChannelEmbed(cfg)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = PosEmbed(cfg)
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.cls_head = ClassifierHead(cfg)
+        self.avg_head = ClassifierHead(cfg)
+        self._layout = TokenLayout.channel_tokens(
+            cfg.modalities, n_patches=cfg.n_patches, cls_token=True
+        )
+        self._finish_init()
+
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def W_U(self) -> Float[torch.Tensor, "d_model n_classes"]:
+        """The CLS head's unembedding (the decision IsoNet reports)."""
+        return self.cls_head.W_U
+
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        embed = self.hook_embed(self.embed(signals))
+        pos_embed = self.hook_pos_embed(self.pos_embed(signals.shape[0]))
+        return embed + pos_embed
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        if return_type not in ("logits", "both"):
+            raise ArgumentError(
+                f"IsoNet return_type must be 'logits', 'both' or None, got {return_type!r}"
+            )
+        normalized = self.ln_final(resid)
+        cls_logits = self.cls_head(normalized[:, 0])
+        if return_type == "logits":
+            return cls_logits
+        return cls_logits, self.avg_head(normalized[:, 1:].mean(dim=1))

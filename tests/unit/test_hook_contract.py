@@ -1,0 +1,318 @@
+"""The TransformerLens contract every emg_lens encoder keeps (DESIGN §2).
+
+Each test runs on every model in `MODELS`; later model families join the list.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformer_lens import ActivationCache
+from transformer_lens.model_protocol import TransformerLensModel
+from transformer_lens.utilities import get_act_name
+
+from emg_lens import EncoderConfig, InputShapeError, LayoutError
+from emg_lens.models import IsoNet
+from tests.conftest import perturb_biases
+
+
+def _isonet(**overrides):
+    return IsoNet(EncoderConfig.preset("tiny", **{"seed": 0, **overrides}))
+
+
+MODELS = {
+    "isonet": _isonet,
+}
+
+
+@pytest.fixture(params=sorted(MODELS))
+def make_model(request):
+    def make(**overrides):
+        model = MODELS[request.param](**overrides)
+        perturb_biases(model)
+        return model.eval()
+
+    return make
+
+
+def _all_hooks(model):
+    return list(model.hook_dict)
+
+
+# ----------------------------------------------------------------------------- contract
+
+
+BLOCK_KEYS = [
+    "hook_resid_pre",
+    "ln1.hook_scale",
+    "ln1.hook_normalized",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_z",
+    "hook_attn_out",
+    "hook_resid_mid",
+    "ln2.hook_scale",
+    "ln2.hook_normalized",
+    "mlp.hook_pre",
+    "mlp.hook_post",
+    "hook_mlp_out",
+    "hook_resid_post",
+]
+
+
+def test_isonet_cache_keys_in_order():
+    model = _isonet().eval()
+    _, cache = model.run_with_cache(model.example_input(2), return_type="both")
+    expected = ["hook_embed", "hook_pos_embed"]
+    for layer in range(2):
+        expected += [f"blocks.{layer}.{k}" for k in BLOCK_KEYS]
+    expected += [
+        "ln_final.hook_scale",
+        "ln_final.hook_normalized",
+        "cls_head.hook_pooled",
+        "avg_head.hook_pooled",
+    ]
+    assert list(cache.keys()) == expected
+
+
+def test_isonet_cache_shapes():
+    model = _isonet().eval()
+    _, cache = model.run_with_cache(model.example_input(3))
+    cfg = model.cfg
+    assert cache["blocks.0.attn.hook_attn_scores"].shape == (3, cfg.n_heads, 7, 7)
+    assert cache["pattern", 1].shape == (3, cfg.n_heads, 7, 7)
+    assert cache["q", 0].shape == (3, 7, cfg.n_heads, cfg.d_head)
+    assert cache["resid_post", 1].shape == (3, 7, cfg.d_model)
+    assert cache["blocks.0.ln1.hook_scale"].shape == (3, 7, 1)
+
+
+def test_weight_shapes_are_legacy(make_model):
+    model = make_model()
+    cfg = model.cfg
+    attn, mlp = model.blocks[0].attn, model.blocks[0].mlp
+    h, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+    assert attn.W_Q.shape == attn.W_K.shape == attn.W_V.shape == (h, d, dh)
+    assert attn.W_O.shape == (h, dh, d)
+    assert attn.b_Q.shape == (h, dh) and attn.b_O.shape == (d,)
+    assert mlp.W_in.shape == (d, cfg.d_mlp) and mlp.W_out.shape == (cfg.d_mlp, d)
+    assert model.blocks[0].ln1.w.shape == (d,) and model.ln_final.b.shape == (d,)
+
+
+def test_satisfies_the_transformer_lens_protocol(make_model):
+    model = make_model()
+    assert isinstance(model, TransformerLensModel)
+    _, cache = model.run_with_cache(model.example_input())
+    assert isinstance(cache, ActivationCache)
+
+
+def test_get_act_name_names_our_hook_points(make_model):
+    model = make_model()
+    for layer in range(model.cfg.n_layers):
+        for name in ("attn_scores", "pattern", "q", "k", "v", "z", "resid_pre", "mlp_out"):
+            assert get_act_name(name, layer) in model.hook_dict
+
+
+# ----------------------------------------------------------------------------- ActivationCache
+
+
+def test_decompose_resid_sums_to_final_residual(make_model):
+    model = make_model()
+    final, cache = model.run_with_cache(model.example_input(2), return_type=None)
+    parts, labels = cache.decompose_resid(return_labels=True)
+    assert labels[0] == "embed"
+    torch.testing.assert_close(parts.sum(0), final, atol=1e-5, rtol=1e-5)
+
+
+def test_accumulated_resid_and_apply_ln(make_model):
+    model = make_model()
+    _, cache = model.run_with_cache(model.example_input(2))
+    n = model.cfg.n_layers
+    acc, labels = cache.accumulated_resid(return_labels=True)
+    assert acc.shape[0] == n + 1 and labels[-1] == "final_post"
+    normed = cache.apply_ln_to_stack(acc[-1:], layer=n)
+    # apply_ln_to_stack uses the cached ln_final scale: on the final residual it must equal
+    # ln_final without its affine part.
+    expected = (cache["ln_final.hook_normalized"] - model.ln_final.b) / model.ln_final.w
+    torch.testing.assert_close(normed[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_stack_head_results_and_full_decomposition(make_model):
+    model = make_model()
+    final, cache = model.run_with_cache(model.example_input(2), return_type=None)
+    heads, labels = cache.stack_head_results(return_labels=True)
+    assert heads.shape[0] == model.cfg.n_layers * model.cfg.n_heads and labels[0] == "L0H0"
+    full = cache.get_full_resid_decomposition(expand_neurons=True)
+    torch.testing.assert_close(full.sum(0), final, atol=1e-4, rtol=1e-4)
+
+
+def test_head_sum_identity(make_model):
+    model = make_model(use_attn_result=True)
+    _, cache = model.run_with_cache(model.example_input(2))
+    for layer in range(model.cfg.n_layers):
+        summed = cache["result", layer].sum(dim=-2) + model.blocks[layer].attn.b_O
+        torch.testing.assert_close(summed, cache["attn_out", layer], atol=1e-6, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- hooks and paths
+
+
+def test_noop_hooks_are_bit_identical(make_model):
+    model = make_model()
+    x = model.example_input(3)
+
+    def noop(tensor, hook):
+        return tensor
+
+    # Hooks outside attention keep the fast path: bit-identical to the plain forward.
+    outside = [(n, noop) for n in _all_hooks(model) if ".attn." not in n]
+    assert torch.equal(model.run_with_hooks(x, fwd_hooks=outside), model(x))
+    # Hooks everywhere take the explicit path: bit-identical to observing that path.
+    everywhere = [(n, noop) for n in _all_hooks(model)]
+    logits, _ = model.run_with_cache(x)
+    assert torch.equal(model.run_with_hooks(x, fwd_hooks=everywhere), logits)
+
+
+def test_hooks_see_and_change_activations(make_model):
+    model = make_model()
+    x = model.example_input(2)
+    name = get_act_name("attn_scores", 0)
+
+    def wipe(scores, hook):
+        assert hook.name == name
+        return torch.zeros_like(scores)
+
+    changed = model.run_with_hooks(x, fwd_hooks=[(name, wipe)])
+    assert not torch.allclose(changed, model(x))
+    assert torch.equal(model(x), model(x))  # the hook was removed afterwards
+
+
+def _random_mask(model, batch=None, seed=0):
+    n = model.layout.n_tokens
+    gen = torch.Generator().manual_seed(seed)
+    shape = (model.cfg.n_heads, n, n) if batch is None else (batch, model.cfg.n_heads, n, n)
+    return torch.rand(shape, generator=gen) < 0.4
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fast_path_equals_explicit_path(make_model, masked):
+    model = make_model()
+    x = model.example_input(4)
+    masks = {layer: _random_mask(model, seed=layer) for layer in range(model.cfg.n_layers)}
+    masks = masks if masked else None
+    assert not any(block.attn.hooks_active() for block in model.blocks)
+    fast = model(x, edge_masks=masks)
+    explicit, cache = model.run_with_cache(x, edge_masks=masks)
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+    if masked:
+        for layer, mask in masks.items():
+            assert (cache["pattern", layer][:, mask] == 0).all()
+
+
+def test_fully_masked_query_row_is_zero_not_nan(make_model):
+    model = make_model()
+    n = model.layout.n_tokens
+    mask = torch.zeros(model.cfg.n_heads, n, n, dtype=torch.bool)
+    mask[:, 1, :] = True  # query 1 may read nothing, in every head
+    masks = {0: mask}
+    x = model.example_input(2)
+    fast = model(x, edge_masks=masks)
+    explicit, cache = model.run_with_cache(x, edge_masks=masks)
+    assert torch.isfinite(fast).all() and torch.isfinite(explicit).all()
+    assert (cache["pattern", 0][:, :, 1] == 0).all()
+    assert (cache["z", 0][:, 1] == 0).all()
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+
+
+def test_start_and_stop_at_layer_compose(make_model):
+    model = make_model()
+    x = model.example_input(3)
+    full = model(x)
+    for layer in range(model.cfg.n_layers + 1):
+        resid = model(x, stop_at_layer=layer)
+        if layer < model.cfg.n_layers:
+            torch.testing.assert_close(resid, model.run_with_cache(x)[1]["resid_pre", layer])
+            torch.testing.assert_close(model(resid, start_at_layer=layer), full)
+    torch.testing.assert_close(model(x, stop_at_layer=-1), model(x, stop_at_layer=1))
+
+
+def test_bad_inputs_raise_clear_errors(make_model):
+    model = make_model()
+    with pytest.raises(InputShapeError, match=r"channels=6, time=8\], got \[2, 5, 8\]"):
+        model(torch.zeros(2, 5, 8))
+    with pytest.raises(InputShapeError, match="residual stream"):
+        model(torch.zeros(2, 6, 8), start_at_layer=1)
+    with pytest.raises(LayoutError, match="stop_at_layer"):
+        model(model.example_input(), stop_at_layer=7)
+    with pytest.raises(LayoutError, match="edge_masks"):
+        model(model.example_input(), edge_masks={0: torch.zeros(3, 3, dtype=torch.bool)})
+
+
+# ----------------------------------------------------------------------------- reference forward
+
+
+def _reference_block(block, x, eps):
+    """One pre-LN block written from the TransformerLens equations with plain matmuls."""
+
+    def layer_norm(t, ln):
+        t = t - t.mean(-1, keepdim=True)
+        return t / torch.sqrt(t.pow(2).mean(-1, keepdim=True) + eps) * ln.w + ln.b
+
+    attn, mlp = block.attn, block.mlp
+    h = layer_norm(x, block.ln1)
+    q = torch.stack([h @ attn.W_Q[i] + attn.b_Q[i] for i in range(attn.W_Q.shape[0])], dim=1)
+    k = torch.stack([h @ attn.W_K[i] + attn.b_K[i] for i in range(attn.W_K.shape[0])], dim=1)
+    v = torch.stack([h @ attn.W_V[i] + attn.b_V[i] for i in range(attn.W_V.shape[0])], dim=1)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # [batch, head, q, k]
+    pattern = scores.softmax(-1)
+    z = pattern @ v  # [batch, head, q, d_head]
+    attn_out = sum(z[:, i] @ attn.W_O[i] for i in range(z.shape[1])) + attn.b_O
+    mid = x + attn_out
+    pre = layer_norm(mid, block.ln2) @ mlp.W_in + mlp.b_in
+    return mid + F.gelu(pre) @ mlp.W_out + mlp.b_out, pattern
+
+
+def test_blocks_match_an_independent_reference_forward():
+    model = _isonet(act_fn="gelu").eval()
+    perturb_biases(model)
+    x = model.example_input(2)
+    _, cache = model.run_with_cache(x)
+    resid = cache["hook_embed"] + cache["hook_pos_embed"]
+    for layer, block in enumerate(model.blocks):
+        resid, pattern = _reference_block(block, resid, model.cfg.eps)
+        torch.testing.assert_close(pattern, cache["pattern", layer], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(resid, cache["resid_post", layer], atol=1e-5, rtol=1e-5)
+
+
+def test_legacy_state_dict_loads_strictly():
+    """A legacy HookedTransformer's blocks.*/ln_final.* entries, with the derived buffers it
+    saved (attn.mask, attn.IGNORE), load with strict=True and compute the same thing."""
+    source = _isonet().eval()
+    perturb_biases(source)
+    target = _isonet(seed=1).eval()
+    n = source.cfg.n_ctx
+    legacy = {}
+    for key, value in source.state_dict().items():
+        if key.startswith(("blocks.", "ln_final.")):
+            legacy[key] = value.clone()
+    for layer in range(source.cfg.n_layers):
+        legacy[f"blocks.{layer}.attn.mask"] = torch.tril(torch.ones(n, n, dtype=torch.bool))
+        legacy[f"blocks.{layer}.attn.IGNORE"] = torch.tensor(-torch.inf)
+    target.blocks.load_state_dict(
+        {k.removeprefix("blocks."): v for k, v in legacy.items() if k.startswith("blocks.")},
+        strict=True,
+    )
+    target.ln_final.load_state_dict(
+        {k.removeprefix("ln_final."): v for k, v in legacy.items() if k.startswith("ln_final.")},
+        strict=True,
+    )
+    resid = torch.randn(2, n, source.cfg.d_model)
+    torch.testing.assert_close(
+        target(resid, start_at_layer=0, return_type=None),
+        source(resid, start_at_layer=0, return_type=None),
+    )
