@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataFormatError",
+    "EdgeExpressionError",
     "EmgLensError",
     "InputShapeError",
     "LayoutError",
@@ -40,6 +41,22 @@ class LayoutError(EmgLensError, ValueError):
 
 class SpecError(EmgLensError, ValueError):
     """A study spec or an edge-set expression is invalid."""
+
+
+class EdgeExpressionError(SpecError):
+    """An edge-set expression string cannot be parsed (see `emg_lens.edges.parse`).
+
+    The message names the expression and the column, shows a caret under the offending token
+    and lists what would be accepted there; ``expression`` and ``column`` (1-based) hold the
+    same facts for tools.
+    """
+
+    def __init__(
+        self, message: str, *, expression: str | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.expression = expression
+        self.column = column
 
 
 class DataFormatError(EmgLensError, ValueError):

@@ -1,0 +1,541 @@
+"""Edge sets (`emg_lens.edges`): compiled masks against a brute-force oracle, set laws, the
+string form, parse errors, the CLS rule, and masked forwards that stay finite.
+
+The oracle is written here, independently of the module: every generated expression carries a
+plain Python predicate over (head, query token, key token) built from the layout's fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import pickle
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emg_lens import EncoderConfig, TokenLayout
+from emg_lens.edges import (
+    EdgeSet,
+    all_edges,
+    between,
+    cross_channel,
+    cross_modal,
+    from_cls,
+    heads,
+    no_edges,
+    parse,
+    same_channel,
+    time_window,
+    to_cls,
+    unimodal,
+    within,
+)
+from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError, SpecError
+from emg_lens.models import IsoNet
+from tests.conftest import perturb_biases
+
+SETTINGS = settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+# ============================================================================ oracle
+class Tok(NamedTuple):
+    group: str
+    channel: int
+    time: int
+
+
+Pred = Callable[[int, Tok, Tok], bool]
+
+
+def tokens(layout: TokenLayout) -> list[Tok]:
+    return [Tok(*t) for t in zip(layout.group, layout.channel, layout.time)]
+
+
+def brute_force(pred: Pred, layout: TokenLayout, n_heads: int) -> torch.Tensor:
+    toks = tokens(layout)
+    return torch.tensor(
+        [[[pred(h, q, k) for k in toks] for q in toks] for h in range(n_heads)], dtype=torch.bool
+    )
+
+
+def touches_cls(q: Tok, k: Tok) -> bool:
+    return q.group == "cls" or k.group == "cls"
+
+
+# ============================================================================ strategies
+# Expressions are drawn as layout-independent *templates* (group and head choices as small
+# integers), built into strategies once, then instantiated on the drawn layout: rebuilding
+# strategies per example would cost more than the tests themselves.
+POOL = ["emg", "acc", "force", "gyro"]
+
+
+@st.composite
+def layouts(draw) -> TokenLayout:
+    names = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=3, unique=True))
+    modalities = {name: draw(st.integers(1, 4)) for name in names}
+    return TokenLayout.channel_tokens(
+        modalities, n_patches=draw(st.integers(1, 3)), cls_token=draw(st.booleans())
+    )
+
+
+_index = st.integers(0, 3)
+_flag = st.booleans()
+LEAF_TEMPLATES = st.one_of(  # one branch per selector, so each is drawn equally often
+    st.tuples(st.just("unimodal"), _flag),
+    st.tuples(st.just("cross_modal"), _flag),
+    st.tuples(st.just("within"), _index),
+    st.tuples(st.just("between"), _index, _index),
+    st.tuples(st.just("time_window"), _index, _index),
+    st.tuples(st.just("heads"), st.frozensets(_index, min_size=1)),
+    *(
+        st.tuples(st.just(name))
+        for name in ("same_channel", "cross_channel", "all_edges", "no_edges", "to_cls", "from_cls")
+    ),
+)
+
+
+@st.composite
+def _templates(draw, depth: int):
+    # Choose the node kind first: a plain one_of would flatten the 12 leaf branches in beside
+    # the 2 operator branches and draw almost only leaves.
+    kind = draw(st.sampled_from(["leaf", "~", "|", "&", "-"])) if depth else "leaf"
+    if kind == "leaf":
+        return draw(LEAF_TEMPLATES)
+    if kind == "~":
+        return ("~", draw(_templates(depth - 1)))
+    return (kind, draw(_templates(depth - 1)), draw(_templates(depth - 1)))
+
+
+TEMPLATES = _templates(3)  # expression trees of depth <= 3
+
+
+def instantiate(template: tuple, layout: TokenLayout, n_heads: int) -> tuple[EdgeSet, Pred]:
+    """The edge set a template stands for on ``layout``, and its independent oracle."""
+    kind, *args = template
+    groups = layout.groups
+    if kind == "~":
+        e, p = instantiate(args[0], layout, n_heads)
+        return ~e, lambda h, q, k: not p(h, q, k)
+    if kind in ("|", "&", "-"):
+        (a, pa), (b, pb) = (instantiate(t, layout, n_heads) for t in args)
+        if kind == "|":
+            return a | b, lambda h, q, k: pa(h, q, k) or pb(h, q, k)
+        if kind == "&":
+            return a & b, lambda h, q, k: pa(h, q, k) and pb(h, q, k)
+        return a - b, lambda h, q, k: pa(h, q, k) and not pb(h, q, k)
+    if kind == "unimodal":
+        (c,) = args
+        return (
+            unimodal(include_cls=c),
+            lambda h, q, k: q.group == k.group and (c or not touches_cls(q, k)),
+        )
+    if kind == "cross_modal":
+        (c,) = args
+        return (
+            cross_modal(include_cls=c),
+            lambda h, q, k: q.group != k.group and (c or not touches_cls(q, k)),
+        )
+    if kind == "within":
+        g = groups[args[0] % len(groups)]
+        return within(g), lambda h, q, k: q.group == g and k.group == g
+    if kind == "between":
+        a, b = (groups[i % len(groups)] for i in args)
+        return between(a, b), lambda h, q, k: q.group == a and k.group == b
+    if kind == "time_window":
+        lo, hi = sorted(args)
+        return (
+            time_window(hi, min_lag=lo),
+            lambda h, q, k: q.time >= 0 and k.time >= 0 and lo <= abs(q.time - k.time) <= hi,
+        )
+    if kind == "heads":
+        on = {i % n_heads for i in args[0]}
+        return heads(*on), lambda h, q, k: h in on
+    if kind == "same_channel":
+        return (
+            same_channel(),
+            lambda h, q, k: q.channel >= 0 and k.channel >= 0 and q.channel == k.channel,
+        )
+    if kind == "cross_channel":
+        return (
+            cross_channel(),
+            lambda h, q, k: q.channel >= 0 and k.channel >= 0 and q.channel != k.channel,
+        )
+    if kind == "all_edges":
+        return all_edges(), lambda h, q, k: True
+    if kind == "no_edges":
+        return no_edges(), lambda h, q, k: False
+    if not layout.has_cls:  # to_cls / from_cls need a CLS token: stand in a directed pair
+        a, b = (groups[0], groups[-1]) if kind == "to_cls" else (groups[-1], groups[0])
+        return between(a, b), lambda h, q, k: q.group == a and k.group == b
+    if kind == "to_cls":
+        return to_cls(), lambda h, q, k: q.group == "cls" and k.group != "cls"
+    assert kind == "from_cls"
+    return from_cls(), lambda h, q, k: q.group != "cls" and k.group == "cls"
+
+
+@st.composite
+def cases(draw, n_exprs: int = 1):
+    layout = draw(layouts())
+    n_heads = draw(st.integers(1, 4))
+    exprs = [instantiate(draw(TEMPLATES), layout, n_heads) for _ in range(n_exprs)]
+    return layout, n_heads, exprs
+
+
+# ============================================================================ compile vs oracle
+def _check_against_oracle(expr: EdgeSet, pred: Pred, layout: TokenLayout, n_heads: int) -> None:
+    mask = expr.compile(layout, n_heads)
+    assert mask.dtype == torch.bool
+    assert mask.shape == (n_heads, layout.n_tokens, layout.n_tokens)
+    assert torch.equal(mask, brute_force(pred, layout, n_heads)), f"{expr} on {layout.groups}"
+
+
+@SETTINGS
+@given(layouts(), st.integers(1, 4), LEAF_TEMPLATES)
+def test_each_selector_matches_brute_force(layout, n_heads, template):
+    _check_against_oracle(*instantiate(template, layout, n_heads), layout, n_heads)
+
+
+@SETTINGS
+@given(cases())
+def test_compile_matches_brute_force(case):
+    layout, n_heads, [(expr, pred)] = case
+    _check_against_oracle(expr, pred, layout, n_heads)
+
+
+SMALL = TokenLayout.channel_tokens({"emg": 2, "acc": 1}, n_patches=2)  # 7 tokens
+
+
+@pytest.mark.parametrize(
+    "expr, pred",
+    [
+        (unimodal(), lambda h, q, k: q.group == k.group != "cls"),
+        (cross_modal(), lambda h, q, k: q.group != k.group and not touches_cls(q, k)),
+        (within("emg"), lambda h, q, k: q.group == k.group == "emg"),
+        (between("acc", "emg"), lambda h, q, k: (q.group, k.group) == ("acc", "emg")),
+        (to_cls(), lambda h, q, k: q.group == "cls" != k.group),
+        (from_cls(), lambda h, q, k: k.group == "cls" != q.group),
+        (same_channel(), lambda h, q, k: q.channel == k.channel >= 0),
+        (cross_channel(), lambda h, q, k: min(q.channel, k.channel) >= 0 != q.channel - k.channel),
+        (time_window(0), lambda h, q, k: q.time == k.time >= 0),
+        (time_window(1, min_lag=1), lambda h, q, k: min(q.time, k.time) >= 0 != q.time - k.time),
+        (heads(1), lambda h, q, k: h == 1),
+        (all_edges(), lambda h, q, k: True),
+        (no_edges(), lambda h, q, k: False),
+    ],
+    ids=str,
+)
+def test_each_selector_golden(expr, pred):
+    assert torch.equal(expr.compile(SMALL, 3), brute_force(pred, SMALL, 3))
+
+
+def test_compile_is_vectorised_on_large_layouts():
+    layout = TokenLayout.channel_tokens({"emg": 12, "acc": 4}, n_patches=50)  # 801 tokens
+    expr = (cross_channel() & time_window(3) | to_cls()).on_heads([0, 5]) - within("acc")
+    mask = expr.compile(layout, n_heads=8)
+    assert mask.shape == (8, 801, 801) and mask.is_contiguous()
+    assert torch.equal(mask[0], mask[5]) and not mask[[1, 2, 3, 4, 6, 7]].any()
+    assert mask[0, 0, 1:].all() and not mask[0, 0, 0]  # CLS reads every signal token
+    # Position 1 + 50 c + t is channel c, patch t.
+    assert not mask[0, 1, 2] and mask[0, 1, 51 + 3] and not mask[0, 1, 51 + 4]
+    acc = 1 + 12 * 50
+    assert not mask[0, acc:, acc:].any() and mask[0, acc:, :acc].any()  # acc -> acc removed
+
+
+# ============================================================================ set laws
+@SETTINGS
+@given(cases(n_exprs=3))
+def test_set_laws(case):
+    layout, n_heads, [(a, _), (b, _), (c, _)] = case
+
+    def m(e: EdgeSet) -> torch.Tensor:
+        return e.compile(layout, n_heads)
+
+    def same(x: EdgeSet, y: EdgeSet) -> bool:
+        return torch.equal(m(x), m(y))
+
+    full = torch.ones(n_heads, layout.n_tokens, layout.n_tokens, dtype=torch.bool)
+    assert same(~(a | b), ~a & ~b)  # De Morgan
+    assert same(~(a & b), ~a | ~b)
+    assert same(~~a, a)
+    assert same(a - b, a & ~b)
+    assert same(a | b, b | a) and same(a & b, b & a)
+    assert same((a | b) | c, a | (b | c)) and same((a & b) & c, a & (b & c))
+    assert same(a & (b | c), (a & b) | (a & c))
+    assert same(a | (b & c), (a | b) & (a | c))
+    assert torch.equal(m(a | ~a), full) and not m(a & ~a).any()
+    assert torch.equal(m(all_edges()), full) and not m(no_edges()).any()
+    assert torch.equal(m(~a), ~m(a))
+
+
+# ============================================================================ string form
+@SETTINGS
+@given(cases())
+def test_string_round_trip(case):
+    layout, n_heads, [(expr, pred)] = case
+    text = str(expr)
+    back = parse(text)
+    assert back == expr and hash(back) == hash(expr)
+    assert EdgeSet.parse(text) == expr
+    assert repr(expr) == f"EdgeSet({text!r})"
+    assert torch.equal(back.compile(layout, n_heads), brute_force(pred, layout, n_heads))
+    # Whitespace is free; the canonical form is not the only accepted one.
+    spaced = re.sub(r"([(,])", r"\1 ", text).replace(")", " )")
+    assert parse(spaced) == expr
+
+
+def _grouping_paren_pairs(text: str) -> list[tuple[int, int]]:
+    """(open, close) indices of the parentheses that group (not a selector's argument list)."""
+    pairs, stack = [], []
+    for i, ch in enumerate(text):
+        if ch == "(":
+            stack.append((i, i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")))
+        elif ch == ")":
+            start, grouping = stack.pop()
+            if grouping:
+                pairs.append((start, i))
+    return pairs
+
+
+@SETTINGS
+@given(cases())
+def test_string_form_has_minimal_parentheses(case):
+    _, _, [(expr, _)] = case
+    text = str(expr)
+    for start, end in _grouping_paren_pairs(text):
+        fewer = text[:start] + text[start + 1 : end] + text[end + 1 :]
+        with contextlib.suppress(EdgeExpressionError):
+            assert parse(fewer) != expr, f"parentheses in {text!r} are redundant"
+
+
+a, b, c = within("emg"), to_cls(), heads(0)
+
+
+@pytest.mark.parametrize(
+    "expr, text",
+    [
+        (cross_modal() & heads(0, 2), "cross_modal & heads(0,2)"),
+        (within("emg") | between("cls", "acc"), "within(emg) | between(cls,acc)"),
+        (~unimodal(include_cls=True), "~unimodal(include_cls)"),
+        (time_window(3, min_lag=1), "time_window(3,min_lag=1)"),
+        (time_window(2), "time_window(2)"),
+        ((a | b) | c, "within(emg) | to_cls | heads(0)"),
+        (a | (b | c), "within(emg) | (to_cls | heads(0))"),
+        ((a - b) | c, "within(emg) - to_cls | heads(0)"),
+        (a - (b | c), "within(emg) - (to_cls | heads(0))"),
+        (a | b & c, "within(emg) | to_cls & heads(0)"),
+        ((a | b) & c, "(within(emg) | to_cls) & heads(0)"),
+        (a & (b & c), "within(emg) & (to_cls & heads(0))"),
+        (~(a & b), "~(within(emg) & to_cls)"),
+        (~~a & b, "~~within(emg) & to_cls"),
+        (unimodal().on_heads([3, 1, 3]), "unimodal & heads(1,3)"),
+    ],
+)
+def test_canonical_strings(expr, text):
+    assert str(expr) == text
+    assert parse(text) == expr
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("unimodal()", unimodal()),
+        ("unimodal(include_cls=true)", unimodal(include_cls=True)),
+        ("cross_modal(include_cls=False)", cross_modal()),
+        ("time_window(3, 1)", time_window(3, 1)),
+        ("time_window(max_lag=3, min_lag=1)", time_window(3, 1)),
+        ("heads(2, 0, 2)", heads(0, 2)),
+        ("  ~ ( within( emg )|to_cls ) ", ~(within("emg") | to_cls())),
+        ("all_edges - no_edges()", all_edges() - no_edges()),
+    ],
+)
+def test_parse_accepts_non_canonical_spellings(text, expected):
+    assert parse(text) == expected
+
+
+# ============================================================================ parse errors
+@pytest.mark.parametrize(
+    "text, column, token, mentions",
+    [
+        ("cross_modal & foo", 15, "foo", "unknown selector 'foo'"),
+        ("within(emg", 11, "", "end of expression"),
+        ("heads(a)", 7, "a", "non-negative integer"),
+        ("unimodal |", 11, "", "end of expression"),
+        ("", 1, "", "empty"),
+        ("crossmodal", 1, "crossmodal", "did you mean 'cross_modal'"),
+        ("(within(emg) | to_cls", 22, "", "'(' opened at column 1"),
+        ("within(emg) within(acc)", 13, "within", "unexpected 'within'"),
+        ("unimodal ^ to_cls", 10, "^", "unexpected '^'"),
+        ("within(emg, acc)", 13, "acc", "takes 1 argument"),
+        ("within(3)", 8, "3", "group name"),
+        ("heads(-1)", 7, "-", "unexpected '-'"),
+        ("heads()", 1, "heads()", "at least one head index"),
+        ("time_window(1, 3)", 1, "time_window(1, 3)", "min_lag <= max_lag"),
+        ("time_window(min_lag=1)", 1, "time_window(min_lag=1)", "missing its argument 'max_lag'"),
+        ("time_window(2, lag=1)", 16, "lag", "no argument 'lag'"),
+        ("unimodal(include_cls=maybe)", 22, "maybe", "include_cls=true|false"),
+        ("between(emg,,acc)", 13, ",", "unexpected ','"),
+        ("to_cls & ~", 11, "", "end of expression"),
+    ],
+)
+def test_parse_errors_point_at_the_offending_token(text, column, token, mentions):
+    with pytest.raises(EdgeExpressionError) as info:
+        parse(text)
+    err = info.value
+    msg = str(err)
+    assert isinstance(err, SpecError)
+    assert err.expression == text and err.column == column
+    assert repr(text) in msg and f"column {column}" in msg and mentions in msg
+    header, shown, caret, expected = msg.splitlines()
+    assert header.startswith("invalid edge expression") and shown == "    " + text
+    assert caret.index("^") == len("    ") + column - 1  # the caret sits under the token
+    assert caret.strip() == "^" * max(len(token), 1)
+    assert expected.startswith("expected ")
+
+
+def test_parse_error_lists_the_selectors():
+    with pytest.raises(EdgeExpressionError) as info:
+        parse("cross_modal & foo")
+    for name in ("unimodal", "cross_modal", "within(group)", "heads(", "time_window(", "to_cls"):
+        assert name in str(info.value)
+
+
+def test_parse_rejects_non_strings_and_passes_edge_sets():
+    e = unimodal()
+    assert parse(e) is e
+    with pytest.raises(EdgeExpressionError, match="must be a string"):
+        parse(3)  # type: ignore[arg-type]
+
+
+# ============================================================================ the CLS rule
+def test_cls_rule_on_a_small_layout():
+    layout = TokenLayout.channel_tokens({"emg": 1, "acc": 1})  # positions: cls, emg, acc
+
+    def m(e):
+        return e.compile(layout, 1)[0].int().tolist()
+
+    # Without the flag, an edge touching CLS is in neither set (row/column 0 empty).
+    assert m(unimodal()) == [[0, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert m(cross_modal()) == [[0, 0, 0], [0, 0, 1], [0, 1, 0]]
+    # With it, CLS is a modality of its own: CLS->CLS unimodal, CLS<->signal cross-modal.
+    assert m(unimodal(include_cls=True)) == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert m(cross_modal(include_cls=True)) == [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
+    # Partitions: with the flag the two cover everything; without, everything but CLS edges.
+    touching = within("cls") | to_cls() | from_cls()
+    assert m(unimodal(include_cls=True) | cross_modal(include_cls=True)) == m(all_edges())
+    assert m(unimodal() | cross_modal() | touching) == m(all_edges())
+    assert m(unimodal() & cross_modal()) == m(no_edges())
+    assert m(unimodal() & touching) == m(no_edges())
+
+
+def test_cls_flag_is_irrelevant_without_cls():
+    layout = TokenLayout.channel_tokens({"emg": 2, "acc": 1}, cls_token=False)
+    for sel in (unimodal, cross_modal):
+        assert torch.equal(sel().compile(layout, 2), sel(include_cls=True).compile(layout, 2))
+
+
+# ============================================================================ errors, groups
+def test_unknown_group_names_group_and_layout_groups():
+    with pytest.raises(LayoutError, match=r"'force'.*\('cls', 'emg', 'acc'\)"):
+        (unimodal() | between("emg", "force")).compile(SMALL, 2)
+
+
+def test_head_out_of_range_names_heads_and_n_heads():
+    with pytest.raises(LayoutError, match=r"\[4, 7\].*n_heads=4"):
+        cross_modal().on_heads(0, 4, 7).compile(SMALL, 4)
+
+
+def test_cls_selectors_need_a_cls_token():
+    layout = TokenLayout.channel_tokens({"emg": 2}, cls_token=False)
+    for e in (to_cls(), ~from_cls(), within("cls")):
+        with pytest.raises(LayoutError, match="cls"):
+            e.compile(layout, 1)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: within("not a name"),
+        lambda: between("emg", 3),
+        lambda: time_window(1, 3),
+        lambda: time_window(-1),
+        lambda: heads(),
+        lambda: heads(-1),
+        lambda: heads(True),
+        lambda: unimodal(include_cls="yes"),
+    ],
+)
+def test_bad_selector_arguments(build):
+    with pytest.raises(ArgumentError):
+        build()
+
+
+def test_compile_checks_its_arguments():
+    with pytest.raises(ArgumentError, match="TokenLayout"):
+        unimodal().compile("emg", 2)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="n_heads"):
+        unimodal().compile(SMALL, 0)
+
+
+def test_groups():
+    e = ~(within("emg") | between("acc", "force")) & heads(1) - to_cls() | unimodal()
+    assert e.groups() == {"emg", "acc", "force", "cls"}
+    assert (cross_modal(include_cls=True) | time_window(2)).groups() == set()
+
+
+def test_structural_equality_hashing_and_pickling():
+    e = (cross_modal() | within("emg")).on_heads(2, 0)
+    assert e == (cross_modal() | within("emg")) & heads([0, 2])
+    assert e != (within("emg") | cross_modal()).on_heads(0, 2)  # structural, not semantic
+    assert len({e, parse(str(e)), pickle.loads(pickle.dumps(e))}) == 1
+    assert heads(0) != within("emg") and unimodal() != unimodal(include_cls=True)
+
+
+def test_truth_value_is_an_error():
+    with pytest.raises(TypeError, match=r"\| & - ~"):
+        bool(unimodal())
+    with pytest.raises(TypeError):
+        unimodal() and cross_modal()
+
+
+def test_operators_reject_non_edge_sets():
+    with pytest.raises(TypeError):
+        unimodal() | "cross_modal"  # type: ignore[operator]
+
+
+# ============================================================================ masked forwards
+@functools.cache
+def _tiny_isonet() -> IsoNet:
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    perturb_biases(model)
+    return model.eval()
+
+
+@settings(SETTINGS, max_examples=50)
+@given(TEMPLATES)
+def test_masked_forward_is_finite_on_both_paths(template):
+    model = _tiny_isonet()
+    expr, _ = instantiate(template, model.layout, model.cfg.n_heads)
+    assert model.layout.groups == ("cls", "emg", "acc") and model.cfg.n_heads == 4
+    mask = expr.compile(model.layout, model.cfg.n_heads)
+    masks = {layer: mask for layer in range(model.cfg.n_layers)}
+    x = model.example_input(2)
+    with torch.no_grad():
+        fast = model(x, edge_masks=masks, return_type="both")
+        explicit, cache = model.run_with_cache(x, edge_masks=masks, return_type="both")
+    for f, e in zip(fast, explicit):
+        assert torch.isfinite(f).all() and torch.isfinite(e).all(), str(expr)
+        torch.testing.assert_close(f, e, atol=1e-5, rtol=1e-5)
+    for layer in range(model.cfg.n_layers):
+        pattern = cache["pattern", layer]
+        assert (pattern[:, mask] == 0).all()  # every masked edge carries no attention
