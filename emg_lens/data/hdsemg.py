@@ -1,0 +1,494 @@
+"""HD-sEMG 65-gesture dataset: MATLAB v7.3 (HDF5) files read lazily with h5py -> `Recording`.
+
+The dataset ships one file per subject, ``s1.mat`` ... ``s20.mat``, each over 6 GB, saved by
+MATLAB as v7.3, i.e. HDF5 (`scipy.io.loadmat` cannot read them). Each holds two 8 x 8 grids,
+``emg_extensors`` and ``emg_flexors`` (MATLAB ``[T, 8, 8]``, which h5py sees transposed as
+``(8, 8, T)``) at 2048 Hz; per-sample labels ``class`` / ``repetition`` and their corrected
+versions ``adjusted_class`` / ``adjusted_repetition`` (h5py ``(1, T)``; 65 gestures numbered
+1-65, rest 0, 5 repetitions), and ``force`` (MATLAB ``(T, F)``, h5py ``(F, T)``) on the EMG
+clock, in volts (2.5 V at rest). The adjusted labels are used where present.
+
+Channel order: the 128 EMG channels are the extensor grid's 64, then the flexor grid's 64; in
+each grid channel ``c = row + 8 * col`` (0-based), where MATLAB indexes the electrode as
+``emg(t, row + 1, col + 1)`` -- the order MATLAB's ``reshape(emg, T, 64)`` gives.
+
+`HDsEMGFile` reads slices without loading the rest; `load_hdsemg` loads a whole file;
+`write_hdsemg` writes a file laid out like the real ones (tests, synthetic data). A v5 file
+with the same variables (small exports) is read too, from memory.
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> import numpy as np
+>>> from emg_lens.data.recording import Recording
+>>> n = 600
+>>> rec = Recording(
+...     subject=4,
+...     signals={
+...         "emg": np.random.default_rng(0).standard_normal((n, 128)).astype(np.float32),
+...         "force": np.full((n, 5), 2.5, np.float32),
+...     },
+...     sample_rate=2048.0,
+...     stimulus=np.repeat([0, 7, 0], n // 3),
+...     repetition=np.repeat([0, 1, 0], n // 3),
+... )
+>>> path = write_hdsemg(rec, Path(tempfile.mkdtemp()) / "s4.mat")
+>>> with HDsEMGFile(path) as f:
+...     chunk = f.read(200, 300)
+...     f.n_samples, f.n_force_channels, chunk["emg"].shape, f.segments()
+(600, 5, (100, 128), [(7, 1, 200, 400)])
+>>> bool(np.array_equal(chunk["emg"], rec.signals["emg"][200:300]))
+True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import scipy.io
+
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError
+
+__all__ = [
+    "GRID",
+    "LENGTH_TOLERANCE",
+    "SAMPLE_RATE",
+    "HDsEMGFile",
+    "load_hdsemg",
+    "write_hdsemg",
+]
+
+SAMPLE_RATE = 2048.0
+"""Hz, shared by EMG, force and labels."""
+
+GRID = (8, 8)
+"""Electrodes per grid (MATLAB dims 2 and 3 of ``emg_extensors`` / ``emg_flexors``)."""
+
+LENGTH_TOLERANCE = 5
+"""Most samples by which the file's per-sample arrays may differ before it is an error."""
+
+_GRIDS = ("emg_extensors", "emg_flexors")
+_CLASS = ("adjusted_class", "class")
+_REPETITION = ("adjusted_repetition", "repetition")
+_LABELS = frozenset(_CLASS + _REPETITION)
+
+_MATLAB_HEADER_SIZE = 128
+_USERBLOCK = 512
+
+
+class HDsEMGFile:
+    """One subject file of the HD-sEMG 65-gesture dataset, opened for lazy reading.
+
+    Opening reads only the shapes; `labels` reads the label vectors; `read` reads a time slice
+    of the EMG grids (and force). Use as a context manager, or call `close`.
+
+    Attributes:
+        path: the file.
+        n_samples: samples in the recording (the shortest of EMG and labels).
+        n_force_channels: force channels the file holds (0 if it has none).
+        sample_rate: 2048.0 Hz.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "s1.mat"
+    >>> t = 100
+    >>> _ = write_hdsemg(
+    ...     {
+    ...         "emg_extensors": np.zeros((t, 8, 8)),
+    ...         "emg_flexors": np.ones((t, 8, 8)),
+    ...         "class": np.repeat([0, 3], t // 2),
+    ...         "repetition": np.repeat([0, 2], t // 2),
+    ...         "force": np.full((t, 6), 2.5),
+    ...     },
+    ...     path,
+    ... )
+    >>> with HDsEMGFile(path) as f:
+    ...     stimulus, repetition = f.labels()
+    ...     x = f.read(0, 10)
+    ...     f.segments(), float(x["emg"][0, 63]), float(x["emg"][0, 64]), x["force"].shape
+    ([(3, 2, 50, 100)], 0.0, 1.0, (10, 6))
+    """
+
+    sample_rate: float = SAMPLE_RATE
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._h5: h5py.File | None = None
+        self._vars: Mapping[str, Any] = {}
+        if not self.path.is_file():
+            raise DataFormatError(f"{self.path}: no such file (an HD-sEMG subject file s<N>.mat)")
+        try:
+            is_hdf5 = h5py.is_hdf5(str(self.path))
+        except OSError:
+            is_hdf5 = False
+        if is_hdf5:
+            try:
+                self._h5 = h5py.File(self.path, "r")
+            except Exception as exc:
+                raise DataFormatError(
+                    f"{self.path}: cannot be opened as a MATLAB v7.3 (HDF5) file (truncated or "
+                    f"corrupt?): {type(exc).__name__}: {exc}"
+                ) from exc
+            self._vars = self._h5
+        else:
+            self._vars = self._read_v5()
+        try:
+            self._check_layout()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_v5(self) -> dict[str, np.ndarray]:
+        try:
+            contents = scipy.io.loadmat(str(self.path))
+        except Exception as exc:
+            raise DataFormatError(
+                f"{self.path}: neither a MATLAB v7.3 (HDF5) file nor a readable v5 file "
+                f"(truncated or corrupt?): {type(exc).__name__}: {exc}"
+            ) from exc
+        # Present v5 arrays the way h5py presents v7.3 ones: every axis reversed.
+        return {k: np.asarray(v).T for k, v in contents.items() if not k.startswith("__")}
+
+    def _names(self) -> list[str]:
+        return sorted(k for k in self._vars if not k.startswith("#"))
+
+    def _get(self, names: tuple[str, ...]) -> tuple[str, Any]:
+        for name in names:
+            if name in self._vars:
+                return name, self._vars[name]
+        raise DataFormatError(
+            f"{self.path}: missing required variable {' or '.join(repr(n) for n in names)}; "
+            f"the file holds {self._names()}"
+        )
+
+    def _check_layout(self) -> None:
+        lengths = {}
+        for grid in _GRIDS:
+            _, ds = self._get((grid,))
+            shape = tuple(ds.shape)
+            if len(shape) != 3 or shape[:2] != GRID:
+                raise DataFormatError(
+                    f"{self.path}: variable {grid!r} has the wrong channel layout: expected "
+                    f"{GRID[0]} x {GRID[1]} electrodes, i.e. HDF5 shape (8, 8, T) (MATLAB "
+                    f"[T, 8, 8]), got HDF5 shape {shape}"
+                )
+            lengths[grid] = shape[2]
+        self._class_name, self._class = self._get(_CLASS)
+        self._rep_name, self._rep = self._get(_REPETITION)
+        for name in {self._class_name, self._rep_name} | (_LABELS & set(self._vars)):
+            shape = tuple(self._vars[name].shape)
+            if len(shape) > 2 or (len(shape) == 2 and min(shape) != 1):
+                raise DataFormatError(
+                    f"{self.path}: label variable {name!r} must be a vector (HDF5 shape (1, T)), "
+                    f"got {shape}"
+                )
+            lengths[name] = int(np.prod(shape))
+        self._force = self._vars.get("force")
+        if self._force is not None:
+            shape = tuple(self._force.shape)
+            if len(shape) != 2:
+                raise DataFormatError(
+                    f"{self.path}: variable 'force' must be HDF5 shape (F, T) (MATLAB [T, F]), "
+                    f"got {shape}"
+                )
+            lengths["force"] = shape[1]
+        n, longest = min(lengths.values()), max(lengths.values())
+        if longest - n > LENGTH_TOLERANCE:
+            raise DataFormatError(
+                f"{self.path}: signals and labels differ in length by {longest - n} samples "
+                f"(more than the {LENGTH_TOLERANCE} tolerated): {lengths}"
+            )
+        self.n_samples = int(n)
+        self.n_force_channels = 0 if self._force is None else int(self._force.shape[0])
+
+    @property
+    def label_names(self) -> tuple[str, str]:
+        """The file variables used as (stimulus, repetition): the adjusted ones if present."""
+        return self._class_name, self._rep_name
+
+    def _vector(self, name: str) -> np.ndarray:
+        x = self._load(name, lambda ds: np.asarray(ds[()])).reshape(-1)[: self.n_samples]
+        if np.issubdtype(x.dtype, np.floating) and (
+            not np.isfinite(x).all() or not np.array_equal(x, np.round(x))
+        ):
+            raise DataFormatError(f"{self.path}: label variable {name!r} holds non-integer values")
+        if not np.issubdtype(x.dtype, np.number):
+            raise DataFormatError(f"{self.path}: label variable {name!r} is not numeric")
+        return x.astype(np.int64)
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample (gesture class, repetition), int64 of length `n_samples` (0 = rest)."""
+        return self._vector(self._class_name), self._vector(self._rep_name)
+
+    def raw_labels(self) -> dict[str, np.ndarray]:
+        """Every label vector the file holds, by variable name."""
+        return {name: self._vector(name) for name in sorted(_LABELS & set(self._vars))}
+
+    def read(self, start: int = 0, stop: int | None = None, *, force: bool = True) -> dict:
+        """Samples ``start:stop`` as ``{"emg": [time, 128], "force": [time, F]}`` float32.
+
+        Only that slice is read from disk. ``"force"`` is present when the file has force and
+        ``force`` is true. Raises `DataFormatError` if the slice holds NaN/Inf.
+        """
+        stop = self.n_samples if stop is None else stop
+        if not (0 <= start <= stop <= self.n_samples):
+            raise ArgumentError(
+                f"{self.path}: read({start}, {stop}) is outside 0..{self.n_samples} samples"
+            )
+        self._check_open()
+        n = stop - start
+        grids = []
+        for grid in _GRIDS:
+            block = self._load(grid, lambda ds: np.asarray(ds[:, :, start:stop], np.float32))
+            # HDF5 (col, row, t) == MATLAB emg(t, row, col); channel = row + 8 * col.
+            grids.append(block.reshape(GRID[0] * GRID[1], n).T)
+        out = {"emg": np.ascontiguousarray(np.concatenate(grids, axis=1))}
+        if force and self._force is not None:
+            block = self._load("force", lambda ds: np.asarray(ds[:, start:stop], np.float32))
+            out["force"] = np.ascontiguousarray(block.T)
+        for name, x in out.items():
+            if not np.isfinite(x).all():
+                bad = int((~np.isfinite(x)).sum())
+                raise DataFormatError(
+                    f"{self.path}: signal {name!r} holds {bad} NaN/Inf values in samples "
+                    f"{start}:{stop}"
+                )
+        return out
+
+    def segments(self) -> list[tuple[int, int, int, int]]:
+        """(gesture, repetition, start, stop) of each labelled run, in time order.
+
+        A run is a maximal stretch of non-zero gesture label with a constant (gesture,
+        repetition); ``stop`` is exclusive.
+        """
+        stimulus, repetition = self.labels()
+        if len(stimulus) == 0:
+            return []
+        change = np.flatnonzero((np.diff(stimulus) != 0) | (np.diff(repetition) != 0)) + 1
+        starts = np.concatenate([[0], change])
+        stops = np.concatenate([change, [len(stimulus)]])
+        return [
+            (int(stimulus[a]), int(repetition[a]), int(a), int(b))
+            for a, b in zip(starts, stops)
+            if stimulus[a] != 0
+        ]
+
+    def _load(self, name: str, how: Any) -> np.ndarray:
+        """``how(dataset)``, with HDF5 read failures turned into `DataFormatError`."""
+        self._check_open()
+        try:
+            return how(self._vars[name])
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            raise DataFormatError(
+                f"{self.path}: cannot read variable {name!r} (truncated or corrupt?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _check_open(self) -> None:
+        if self._h5 is not None and not self._h5.id.valid:
+            raise ArgumentError(f"{self.path}: the file is closed")
+
+    def close(self) -> None:
+        """Close the HDF5 file (a no-op for v5 files and when already closed)."""
+        if self._h5 is not None:
+            self._h5.close()
+
+    def __enter__(self) -> HDsEMGFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"HDsEMGFile({str(self.path)!r}, n_samples={self.n_samples}, "
+            f"n_force_channels={self.n_force_channels})"
+        )
+
+
+def _subject_from_name(path: Path) -> int | None:
+    match = re.fullmatch(r"s0*(\d+)", path.stem, re.IGNORECASE)
+    return int(match.group(1)) if match and int(match.group(1)) >= 1 else None
+
+
+def load_hdsemg(
+    path_or_root: str | Path, subject: int | None = None, *, force: bool = True
+) -> Recording:
+    """Load a whole HD-sEMG file as a `Recording` (2048 Hz): ``"emg"`` 128 ch, ``"force"`` F ch.
+
+    Args:
+        path_or_root: a subject file, or the folder holding ``s<subject>.mat``.
+        subject: subject number; read from the file name ``s<N>.mat`` when not given.
+        force: include the force channels as modality ``"force"``.
+
+    Loads everything into memory (a real subject file is over 6 GB: use `HDsEMGFile` to read
+    slices). The labels are the adjusted ones where the file has them; the other label vectors
+    land in ``extras`` under their file names.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> root = Path(tempfile.mkdtemp())
+    >>> t = 50
+    >>> _ = write_hdsemg(
+    ...     {
+    ...         "emg_extensors": np.zeros((t, 8, 8)),
+    ...         "emg_flexors": np.zeros((t, 8, 8)),
+    ...         "class": np.full(t, 2),
+    ...         "repetition": np.full(t, 1),
+    ...         "adjusted_class": np.full(t, 3),
+    ...         "adjusted_repetition": np.full(t, 1),
+    ...         "force": np.zeros((t, 5)),
+    ...     },
+    ...     root / "s2.mat",
+    ... )
+    >>> rec = load_hdsemg(root, 2)
+    >>> rec.modalities, rec.gestures, sorted(rec.extras)
+    ({'emg': 128, 'force': 5}, [3], ['class', 'repetition'])
+    """
+    path = Path(path_or_root)
+    if path.is_dir():
+        if subject is None:
+            raise ArgumentError(f"{path} is a folder: pass subject= to pick s<subject>.mat")
+        candidates = [path / f"s{subject}.mat", path / f"S{subject}.mat"]
+        found = [p for p in candidates if p.is_file()]
+        if not found:
+            raise DataFormatError(
+                f"{path}: no file for subject {subject} (searched for {candidates[0].name}); "
+                f".mat files there: {sorted(p.name for p in path.glob('*.mat')) or 'none'}"
+            )
+        path = found[0]
+    elif not path.exists():
+        raise DataFormatError(f"{path}: no such file (an HD-sEMG subject file s<N>.mat)")
+    if subject is None:
+        subject = _subject_from_name(path)
+        if subject is None:
+            raise ArgumentError(
+                f"{path}: cannot tell the subject from the file name (expected s<N>.mat); "
+                "pass subject="
+            )
+    with HDsEMGFile(path) as f:
+        if force and f.n_force_channels == 0:
+            raise DataFormatError(
+                f"{path}: missing variable 'force' (asked for force=True); the file holds "
+                f"{f._names()}"
+            )
+        signals = f.read(0, f.n_samples, force=force)
+        stimulus, repetition = f.labels()
+        extras = {k: v for k, v in f.raw_labels().items() if k not in f.label_names}
+    return Recording(
+        subject=int(subject),
+        signals=signals,
+        sample_rate=SAMPLE_RATE,
+        stimulus=stimulus,
+        repetition=repetition,
+        source=str(path),
+        extras=extras,
+    )
+
+
+def _matlab_header() -> bytes:
+    text = (
+        "MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1 00:00:00 1970 "
+        "HDF5 schema 1.00 ."
+    ).encode("ascii")
+    header = text.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
+    assert len(header) == _MATLAB_HEADER_SIZE
+    return header
+
+
+_MATLAB_CLASS = {
+    np.dtype(np.float64): "double",
+    np.dtype(np.float32): "single",
+    np.dtype(np.int8): "int8",
+    np.dtype(np.int16): "int16",
+    np.dtype(np.int32): "int32",
+    np.dtype(np.int64): "int64",
+    np.dtype(np.uint8): "uint8",
+    np.dtype(np.uint16): "uint16",
+    np.dtype(np.uint32): "uint32",
+    np.dtype(np.uint64): "uint64",
+}
+
+
+def _recording_arrays(recording: Recording, adjusted: bool) -> dict[str, np.ndarray]:
+    """A `Recording` -> MATLAB-oriented arrays named as in the real files."""
+    emg = np.asarray(recording.signals.get("emg"))
+    if emg.ndim != 2 or emg.shape[1] != 128:
+        raise ArgumentError(
+            f"{recording.source}: an HD-sEMG file needs an 'emg' signal of 128 channels "
+            f"(extensors 64 then flexors 64); the recording has {recording.modalities}"
+        )
+    t = len(emg)
+    out: dict[str, np.ndarray] = {}
+    for i, grid in enumerate(_GRIDS):
+        # channel c = row + 8 * col  ->  MATLAB emg(t, row, col)
+        block = emg[:, 64 * i : 64 * (i + 1)].astype(np.float64)
+        out[grid] = block.reshape(t, GRID[1], GRID[0]).transpose(0, 2, 1)
+    force = recording.signals.get("force", recording.extras.get("force"))
+    if force is not None:
+        out["force"] = np.asarray(force, dtype=np.float64)
+    stimulus, repetition = recording.stimulus, recording.repetition
+    if adjusted:
+        out["adjusted_class"] = stimulus
+        out["adjusted_repetition"] = repetition
+        out["class"] = recording.extras.get("class", stimulus)
+        out["repetition"] = recording.extras.get("repetition", repetition)
+    else:
+        out["class"] = stimulus
+        out["repetition"] = repetition
+    return out
+
+
+def write_hdsemg(
+    data: Recording | Mapping[str, np.ndarray],
+    path: str | Path,
+    *,
+    adjusted: bool = True,
+) -> Path:
+    """Write an HD-sEMG file as MATLAB v7.3 does: HDF5, every array stored transposed.
+
+    ``data`` is a `Recording` (``"emg"`` of 128 channels, extensors then flexors, in this
+    module's channel order; ``"force"`` as a signal or extra) or a mapping of variable name ->
+    array in MATLAB orientation (``emg_extensors`` ``[T, 8, 8]``, ``class`` ``[T]``,
+    ``force`` ``[T, F]``, ...), written as given, so tests can write malformed files.
+
+    From a Recording, with ``adjusted`` the labels go to ``adjusted_class`` /
+    ``adjusted_repetition`` and ``class`` / ``repetition`` take ``extras["class"]`` /
+    ``extras["repetition"]`` where present (else the same labels); without it only ``class`` /
+    ``repetition`` are written. Label vectors are stored as MATLAB ``[T, 1]`` doubles (h5py
+    ``(1, T)``), signals as doubles. The file starts with a 512-byte userblock holding the
+    MATLAB 7.3 header, and each dataset carries its ``MATLAB_class`` attribute.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import h5py
+    >>> import numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "s1.mat"
+    >>> _ = write_hdsemg({"emg_extensors": np.zeros((30, 8, 8)), "class": np.zeros(30)}, path)
+    >>> with h5py.File(path, "r") as f:
+    ...     f["emg_extensors"].shape, f["class"].shape
+    ((8, 8, 30), (1, 30))
+    >>> path.read_bytes()[:19]
+    b'MATLAB 7.3 MAT-file'
+    """
+    path = Path(path)
+    arrays = _recording_arrays(data, adjusted) if isinstance(data, Recording) else dict(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w", userblock_size=_USERBLOCK) as f:
+        for name, x in arrays.items():
+            x = np.asarray(x)
+            if name in _LABELS:  # MATLAB [T, 1] double columns
+                x = x.astype(np.float64).reshape(-1, 1) if x.ndim == 1 else x.astype(np.float64)
+            ds = f.create_dataset(name, data=np.ascontiguousarray(x.T))
+            matlab_class = _MATLAB_CLASS.get(x.dtype, "double")
+            ds.attrs["MATLAB_class"] = np.bytes_(matlab_class)
+    with open(path, "r+b") as fh:
+        fh.write(_matlab_header())
+    return path
