@@ -29,6 +29,7 @@ ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", None)
 POSITIONAL_EMBEDDINGS = ("standard", "rotary", "none")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+TOKENIZATIONS = ("channel", "tubelet")
 
 
 @dataclass
@@ -69,6 +70,18 @@ class EncoderConfig(TransformerLensConfig):
     init_range: float = 0.02  # std of the normal initialisation of weight matrices
     seed: int | None = None  # seeds the initialisation when set
 
+    # --- fusion baselines (emg_lens.models.fusion); the defaults change nothing elsewhere ---
+    # "channel": one token per channel and patch (IsoNet, TinyMyo). "tubelet": one token per
+    # modality and patch, embedding all of that modality's channels, after one CLS token per
+    # modality when use_cls_token (MultimodalTransformer, HierarchicalTransformer).
+    tokenization: str = "channel"
+    # Layers of each per-modality stem (`stems.{modality}.blocks`); n_layers stays the depth of
+    # the shared/fusion stack `blocks`, which is what TransformerLens tools count. The paper
+    # gives 5 layers in all but not the split: HierarchicalTransformer.default_config("paper")
+    # uses 2 stem + 3 fusion layers; the MultimodalTransformer has n_layers=0 (no fusion stack).
+    n_stem_layers: int = 2
+    d_hidden: int | None = None  # MultimodalMLP width (the paper's 200); None: d_model
+
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str):
             self.dtype = DTYPES.get(self.dtype, self.dtype)
@@ -90,7 +103,10 @@ class EncoderConfig(TransformerLensConfig):
 
     @property
     def n_tokens(self) -> int:
-        """Sequence length: the CLS token (if any) plus one token per channel and patch."""
+        """Sequence length: the CLS token (if any) plus one token per channel and patch; with
+        ``tokenization="tubelet"``, per modality a CLS token (if any) plus one token per patch."""
+        if self.tokenization == "tubelet":
+            return len(self.modalities) * (int(self.use_cls_token) + self.n_patches)
         return int(self.use_cls_token) + self.n_channels * self.n_patches
 
     @property
@@ -100,11 +116,31 @@ class EncoderConfig(TransformerLensConfig):
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
-        positive = ("d_model", "d_head", "n_layers", "n_heads", "n_samples", "n_classes")
+        positive = ("d_model", "d_head", "n_heads", "n_samples", "n_classes")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
+        # 0 layers is allowed: a model whose layers all live elsewhere (the stems of the
+        # MultimodalTransformer) has an empty shared stack.
+        for name in ("n_layers", "n_stem_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"EncoderConfig.{name} must be a non-negative int, got {value!r}")
+        if self.d_hidden is not None and (
+            not isinstance(self.d_hidden, int)
+            or isinstance(self.d_hidden, bool)
+            or self.d_hidden <= 0
+        ):
+            raise ConfigError(
+                f"EncoderConfig.d_hidden must be a positive int or None (d_model), "
+                f"got {self.d_hidden!r}"
+            )
+        if self.tokenization not in TOKENIZATIONS:
+            raise ConfigError(
+                f"EncoderConfig.tokenization must be one of {TOKENIZATIONS}, "
+                f"got {self.tokenization!r}"
+            )
         if self.d_mlp is not None and (not isinstance(self.d_mlp, int) or self.d_mlp <= 0):
             raise ConfigError(f"EncoderConfig.d_mlp must be a positive int, got {self.d_mlp!r}")
         if self.act_fn not in ACTIVATIONS:
@@ -241,5 +277,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_samples": 1000,  # 0.5 s at 2 kHz: the transient segment of a repetition
         "n_classes": 17,  # NinaPro DB2 Exercise B
         "dropout": 0.1,
+    },
+    # TinyMyo (BioFoundation): 16 sEMG channels x 50 patches of 20 samples = 800 tokens,
+    # no CLS token, interleaved-pair RoPE on the flattened token index, 8 pre-LN blocks.
+    "tinymyo": {
+        "modalities": {"emg": 16},
+        "n_samples": 1000,  # 0.5 s at 2 kHz
+        "patch_samples": 20,
+        "use_cls_token": False,
+        "positional_embedding_type": "rotary",
+        "rotary_adjacent_pairs": True,
+        "d_model": 192,
+        "d_head": 64,
+        "n_heads": 3,
+        "d_mlp": 768,
+        "n_layers": 8,
+        "act_fn": "gelu",
+        "eps": 1e-5,
+        "sample_rate": 2000.0,
     },
 }

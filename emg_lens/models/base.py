@@ -20,7 +20,7 @@ from transformer_lens import ActivationCache, HookedRootModule
 
 from emg_lens.components import TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import InputShapeError, LayoutError
+from emg_lens.errors import ConfigError, InputShapeError, LayoutError
 from emg_lens.layout import TokenLayout
 
 __all__ = ["HookedEncoder"]
@@ -36,12 +36,19 @@ class HookedEncoder(HookedRootModule):
     """
 
     cfg: EncoderConfig
+    dual_head: bool = False  # True: forward(return_type="both") gives two logits to train
+    tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         if not isinstance(cfg, EncoderConfig):
             raise TypeError(
                 f"{type(self).__name__} needs an EncoderConfig, got {type(cfg).__name__}"
+            )
+        if cfg.tokenization != self.tokenization:
+            raise ConfigError(
+                f"{type(self).__name__} needs EncoderConfig.tokenization={self.tokenization!r}, "
+                f"got {cfg.tokenization!r}"
             )
         self.cfg = cfg
         self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
@@ -68,6 +75,11 @@ class HookedEncoder(HookedRootModule):
                 nn.init.ones_(param)
 
     # ------------------------------------------------------------------ subclass surface
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """Constructor keywords beyond ``cfg`` (saved in checkpoints to rebuild the model)."""
+        return {}
+
     @property
     def layout(self) -> TokenLayout:
         """What every token position is (group, channel, time)."""

@@ -38,6 +38,8 @@ class IsoNet(HookedEncoder):
     (torch.Size([3, 4]), torch.Size([3, 4]))
     """
 
+    dual_head = True
+
     def __init__(self, cfg: EncoderConfig):
         if not cfg.use_cls_token:
             raise ConfigError("IsoNet needs EncoderConfig.use_cls_token=True (its CLS head)")

@@ -15,7 +15,7 @@ from transformer_lens.model_protocol import TransformerLensModel
 from transformer_lens.utilities import get_act_name
 
 from emg_lens import EncoderConfig, InputShapeError, LayoutError
-from emg_lens.models import IsoNet
+from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalTransformer, TinyMyo
 from tests.conftest import perturb_biases
 
 
@@ -23,8 +23,33 @@ def _isonet(**overrides):
     return IsoNet(EncoderConfig.preset("tiny", **{"seed": 0, **overrides}))
 
 
+def _hierarchical(**overrides):
+    # 1 stem layer + 2 fusion layers: the contract is about the fusion stack `blocks`.
+    cfg = HierarchicalTransformer.default_config(
+        "tiny", **{"seed": 0, "n_stem_layers": 1, "n_layers": 2, **overrides}
+    )
+    return HierarchicalTransformer(cfg)
+
+
+def _multimodal_transformer(**overrides):
+    # No fusion stack (n_layers=0): the stack-level tests skip; tests/unit/test_fusion.py
+    # checks its stems.
+    cfg = MultimodalTransformer.default_config("tiny", **{"seed": 0, **overrides})
+    return MultimodalTransformer(cfg)
+
+
+def _tinymyo(**overrides):
+    # Channel x patch tokens (6 channels x 4 patches), RoPE, no CLS; a classification head.
+    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2}
+    small |= {"modalities": {"emg": 6}, "n_samples": 8, "patch_samples": 2, "seed": 0}
+    return TinyMyo(EncoderConfig.preset("tinymyo", **{**small, **overrides}))
+
+
 MODELS = {
     "isonet": _isonet,
+    "hierarchical": _hierarchical,
+    "multimodal_transformer": _multimodal_transformer,
+    "tinymyo": _tinymyo,
 }
 
 
@@ -40,6 +65,13 @@ def make_model(request):
 
 def _all_hooks(model):
     return list(model.hook_dict)
+
+
+def _needs_stack(model):
+    """Skip a test about the shared stack `blocks` on a model that has none (the
+    MultimodalTransformer: all its layers are in its stems, tested in test_fusion.py)."""
+    if model.cfg.n_layers == 0:
+        pytest.skip(f"{type(model).__name__} has no shared stack `blocks`")
 
 
 # ----------------------------------------------------------------------------- contract
@@ -94,6 +126,7 @@ def test_isonet_cache_shapes():
 
 def test_weight_shapes_are_legacy(make_model):
     model = make_model()
+    _needs_stack(model)
     cfg = model.cfg
     attn, mlp = model.blocks[0].attn, model.blocks[0].mlp
     h, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
@@ -113,6 +146,7 @@ def test_satisfies_the_transformer_lens_protocol(make_model):
 
 def test_get_act_name_names_our_hook_points(make_model):
     model = make_model()
+    _needs_stack(model)
     for layer in range(model.cfg.n_layers):
         for name in ("attn_scores", "pattern", "q", "k", "v", "z", "resid_pre", "mlp_out"):
             assert get_act_name(name, layer) in model.hook_dict
@@ -131,6 +165,7 @@ def test_decompose_resid_sums_to_final_residual(make_model):
 
 def test_accumulated_resid_and_apply_ln(make_model):
     model = make_model()
+    _needs_stack(model)
     _, cache = model.run_with_cache(model.example_input(2))
     n = model.cfg.n_layers
     acc, labels = cache.accumulated_resid(return_labels=True)
@@ -144,6 +179,7 @@ def test_accumulated_resid_and_apply_ln(make_model):
 
 def test_stack_head_results_and_full_decomposition(make_model):
     model = make_model()
+    _needs_stack(model)
     final, cache = model.run_with_cache(model.example_input(2), return_type=None)
     heads, labels = cache.stack_head_results(return_labels=True)
     assert heads.shape[0] == model.cfg.n_layers * model.cfg.n_heads and labels[0] == "L0H0"
@@ -153,6 +189,7 @@ def test_stack_head_results_and_full_decomposition(make_model):
 
 def test_head_sum_identity(make_model):
     model = make_model(use_attn_result=True)
+    _needs_stack(model)
     _, cache = model.run_with_cache(model.example_input(2))
     for layer in range(model.cfg.n_layers):
         summed = cache["result", layer].sum(dim=-2) + model.blocks[layer].attn.b_O
@@ -180,6 +217,7 @@ def test_noop_hooks_are_bit_identical(make_model):
 
 def test_hooks_see_and_change_activations(make_model):
     model = make_model()
+    _needs_stack(model)
     x = model.example_input(2)
     name = get_act_name("attn_scores", 0)
 
@@ -202,6 +240,7 @@ def _random_mask(model, batch=None, seed=0):
 @pytest.mark.parametrize("masked", [False, True])
 def test_fast_path_equals_explicit_path(make_model, masked):
     model = make_model()
+    _needs_stack(model)
     x = model.example_input(4)
     masks = {layer: _random_mask(model, seed=layer) for layer in range(model.cfg.n_layers)}
     masks = masks if masked else None
@@ -216,6 +255,7 @@ def test_fast_path_equals_explicit_path(make_model, masked):
 
 def test_fully_masked_query_row_is_zero_not_nan(make_model):
     model = make_model()
+    _needs_stack(model)
     n = model.layout.n_tokens
     mask = torch.zeros(model.cfg.n_heads, n, n, dtype=torch.bool)
     mask[:, 1, :] = True  # query 1 may read nothing, in every head
@@ -231,6 +271,7 @@ def test_fully_masked_query_row_is_zero_not_nan(make_model):
 
 def test_start_and_stop_at_layer_compose(make_model):
     model = make_model()
+    _needs_stack(model)
     x = model.example_input(3)
     full = model(x)
     for layer in range(model.cfg.n_layers + 1):
@@ -246,7 +287,7 @@ def test_bad_inputs_raise_clear_errors(make_model):
     with pytest.raises(InputShapeError, match=r"channels=6, time=8\], got \[2, 5, 8\]"):
         model(torch.zeros(2, 5, 8))
     with pytest.raises(InputShapeError, match="residual stream"):
-        model(torch.zeros(2, 6, 8), start_at_layer=1)
+        model(torch.zeros(2, 6, 8), start_at_layer=0)
     with pytest.raises(LayoutError, match="stop_at_layer"):
         model(model.example_input(), stop_at_layer=7)
     with pytest.raises(LayoutError, match="edge_masks"):

@@ -1,0 +1,670 @@
+"""The IsoNet paper's fusion baselines: a multimodal MLP and two tubelet transformers.
+
+Three models, from least to most cross-modal mixing:
+
+- `MultimodalMLP` — no tokens and no attention: one MLP head per modality (two Linear+ReLU
+  layers), their outputs concatenated into one shared Linear+ReLU layer, then a classifier.
+  Cross-modal interaction happens only in that fusion layer.
+- `MultimodalTransformer` — one transformer *stem* per modality over tubelet tokens (a tubelet
+  is all of a modality's channels over ``patch_samples`` consecutive samples, flattened and
+  linearly embedded to one token), each with its own CLS token and learned positions; the
+  stems' final CLS vectors are concatenated and classified linearly. Cross-modal edges exist
+  nowhere: it is the baseline in which attention never mixes modalities.
+- `HierarchicalTransformer` — the same stems, then a fusion transformer ``blocks`` over both
+  token streams, concatenated. Cross-modal edges live in the fusion stage only.
+
+Module tree and hook names (DESIGN §2). A stem's modules are ``stems.{modality}.embed``,
+``stems.{modality}.hook_embed`` (CLS + tubelet tokens), ``stems.{modality}.pos_embed``,
+``stems.{modality}.hook_pos_embed`` and ``stems.{modality}.blocks.{l}`` with the inner names of
+every other stack (``attn.hook_pattern``, ``hook_resid_post``, ...). The shared (fusion) stack
+is always ``blocks``, so TransformerLens tools and ``start_at_layer``/``stop_at_layer`` act on
+it: ``hook_embed`` is the input of ``blocks.0`` — the stems' outputs, concatenated — and
+``ActivationCache.decompose_resid`` splits the final residual into that plus the fusion
+layers' outputs. ``cfg.n_layers`` is the depth of ``blocks`` and ``cfg.n_stem_layers`` the
+depth of each stem; the `MultimodalTransformer` has ``n_layers=0`` (an empty ``blocks``): its
+readout reads ``hook_embed`` directly, which makes it exactly a hierarchical model without a
+fusion stage. ``default_config`` on each class builds a matching config from a preset.
+
+Token layout (`emg_lens.layout.TokenLayout`), shared by both transformers: per modality, in
+``cfg.modalities`` order, its CLS token then its tubelets. Tubelet tokens have the modality as
+group, channel -1 (they span every channel of the modality) and the tubelet index as time. The
+per-modality CLS tokens all have group ``"cls"``: the DESIGN §3 CLS rule then applies to them
+unchanged (edges touching a CLS token are neither unimodal nor cross-modal unless
+``include_cls=True``), and a group name such as ``"cls_emg"`` would instead count as a modality
+of its own, making every CLS <-> tubelet edge inside one stem "cross-modal". Which modality a
+CLS token belongs to is its position: see ``cls_positions``.
+
+Edge masks. ``edge_masks={layer: mask}`` masks the fusion stack ``blocks`` (the
+`MultimodalTransformer` has none, so any layer is an error there). ``stem_edge_masks={layer:
+mask}`` masks layer ``layer`` of every stem: the mask is compiled over the *whole* layout like
+any other (``edge_set.compile(model.layout, n_heads)``) and each stem takes its own diagonal
+block, so ``within("emg")`` reaches the EMG stem and cross-modal entries, edges that do not
+exist in a stem, are dropped.
+
+>>> cfg = HierarchicalTransformer.default_config("tiny", seed=0)
+>>> model = HierarchicalTransformer(cfg)
+>>> model(model.example_input(2)).shape
+torch.Size([2, 4])
+>>> print(model.layout)
+TokenLayout: 6 tokens
+  group  tokens  positions
+  cls         2  0..3
+  emg         2  1..2
+  acc         2  4..5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from einops import einsum, rearrange, repeat
+from jaxtyping import Float
+from torch import nn
+from transformer_lens import ActivationCache, HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.components import ClassifierHead, PosEmbed, TransformerBlock
+from emg_lens.config import PRESETS, EncoderConfig
+from emg_lens.errors import ArgumentError, ConfigError, LayoutError
+from emg_lens.layout import CLS, TokenLayout
+from emg_lens.models.base import EdgeMasks, HookedEncoder
+
+__all__ = [
+    "HierarchicalTransformer",
+    "ModalityStem",
+    "MultimodalMLP",
+    "MultimodalTransformer",
+    "TubeletEmbed",
+    "tubelet_layout",
+]
+
+PAPER_TUBELET_SAMPLES = 40  # the paper's tubelets: 40 samples (20 ms at 2 kHz)
+PAPER_MLP_WIDTH = 200  # the paper's MLP baseline: 200-D layers
+
+
+def _preset_value(preset: str, overrides: Mapping[str, Any], name: str) -> Any:
+    """A field's value in ``preset`` with ``overrides``, before the config is built."""
+    if name in overrides:
+        return overrides[name]
+    if preset in PRESETS and name in PRESETS[preset]:
+        return PRESETS[preset][name]
+    return EncoderConfig.__dataclass_fields__[name].default
+
+
+def _tubelet_overrides(preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``tokenization="tubelet"`` and the paper's 40-sample tubelets where they divide the
+    window (else the preset's own ``patch_samples``)."""
+    n_samples = _preset_value(preset, overrides, "n_samples")
+    out: dict[str, Any] = {"tokenization": "tubelet"}
+    if isinstance(n_samples, int) and n_samples % PAPER_TUBELET_SAMPLES == 0:
+        out["patch_samples"] = PAPER_TUBELET_SAMPLES
+    return out
+
+
+def tubelet_layout(
+    modalities: Mapping[str, int], *, n_patches: int = 1, cls_token: bool = True
+) -> TokenLayout:
+    """The layout of per-modality token streams: per modality, a CLS token (group ``"cls"``)
+    then one tubelet token per patch (group = modality, channel -1, time = tubelet index).
+
+    >>> layout = tubelet_layout({"emg": 12, "acc": 36}, n_patches=2)
+    >>> layout.group
+    ('cls', 'emg', 'emg', 'cls', 'acc', 'acc')
+    >>> layout.channel, layout.time
+    ((-1, -1, -1, -1, -1, -1), (-1, 0, 1, -1, 0, 1))
+    """
+    group: list[str] = []
+    time: list[int] = []
+    for name in modalities:
+        if cls_token:
+            group.append(CLS)
+            time.append(-1)
+        group.extend([name] * n_patches)
+        time.extend(range(n_patches))
+    return TokenLayout(tuple(group), (-1,) * len(group), tuple(time))
+
+
+# ----------------------------------------------------------------------------- components
+
+
+class TubeletEmbed(nn.Module):
+    """Tubelet tokens of one modality: all its channels over ``patch_samples`` consecutive
+    samples, flattened and linearly embedded, after an optional learned CLS token.
+
+    ``W_E [channel, sample, d_model]`` (the flattened linear map, kept per channel so its
+    weights can be read per electrode), ``b_E [d_model]``, ``cls_token [d_model]``.
+
+    >>> cfg = EncoderConfig.preset("tiny", tokenization="tubelet", patch_samples=4)
+    >>> TubeletEmbed(cfg, n_channels=2)(torch.randn(3, 2, 8)).shape  # CLS + 2 tubelets
+    torch.Size([3, 3, 16])
+    """
+
+    def __init__(self, cfg: EncoderConfig, n_channels: int):
+        super().__init__()
+        self.n_patches = cfg.n_patches
+        self.W_E = nn.Parameter(
+            torch.empty(n_channels, cfg.token_samples, cfg.d_model, dtype=cfg.dtype)
+        )
+        self.b_E = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
+        self.cls_token = (
+            nn.Parameter(torch.empty(cfg.d_model, dtype=cfg.dtype)) if cfg.use_cls_token else None
+        )
+
+    def forward(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        tubelets = rearrange(
+            signals,
+            "batch channel (patch sample) -> batch patch channel sample",
+            patch=self.n_patches,
+        )
+        tokens = (
+            einsum(
+                tubelets,
+                self.W_E,
+                "batch patch channel sample, channel sample d_model -> batch patch d_model",
+            )
+            + self.b_E
+        )
+        if self.cls_token is None:
+            return tokens
+        cls = repeat(self.cls_token, "d_model -> batch 1 d_model", batch=signals.shape[0])
+        return torch.cat((cls, tokens), dim=1)
+
+
+class ModalityStem(nn.Module):
+    """One modality's stem: tubelet embedding (+ CLS), learned positions, then
+    ``cfg.n_stem_layers`` pre-LN blocks with the usual hook names.
+
+    Returns the stem's final residual stream (no final LayerNorm: the fusion stage's blocks
+    normalise their inputs, and the readout applies the model's ``ln_final``).
+
+    >>> cfg = EncoderConfig.preset("tiny", tokenization="tubelet", patch_samples=4)
+    >>> stem = ModalityStem(cfg, "emg")
+    >>> stem(torch.randn(3, 2, 8)).shape, len(stem.blocks)
+    (torch.Size([3, 3, 16]), 2)
+    """
+
+    def __init__(self, cfg: EncoderConfig, modality: str):
+        super().__init__()
+        self.modality = modality
+        self.n_channels = cfg.modalities[modality]
+        # A single-modality tubelet config: its n_ctx is this stem's token count.
+        stem_cfg = dataclasses.replace(cfg, modalities={modality: self.n_channels}, n_ctx=-1)
+        self.n_tokens = stem_cfg.n_tokens
+        self.embed = TubeletEmbed(cfg, self.n_channels)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = PosEmbed(stem_cfg)
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_stem_layers))
+
+    def forward(
+        self,
+        signals: Float[torch.Tensor, "batch channel time"],
+        edge_masks: EdgeMasks | None = None,
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        edge_masks = edge_masks or {}
+        embed = self.hook_embed(self.embed(signals))
+        pos_embed = self.hook_pos_embed(self.pos_embed(signals.shape[0]))
+        resid = embed + pos_embed
+        for layer, block in enumerate(self.blocks):
+            resid = block(resid, edge_masks.get(layer))
+        return resid
+
+
+# ----------------------------------------------------------------------------- transformers
+
+
+class _StemFusionEncoder(HookedEncoder):
+    """Shared machinery of the two tubelet transformers: stems, concatenation, readout."""
+
+    tokenization = "tubelet"
+
+    def __init__(self, cfg: EncoderConfig):
+        if cfg.positional_embedding_type != "standard":
+            raise ConfigError(
+                f"{type(self).__name__} uses learned position embeddings per stem: "
+                "EncoderConfig.positional_embedding_type must be 'standard', "
+                f"got {cfg.positional_embedding_type!r}"
+            )
+        super().__init__(cfg)
+        self.stems = nn.ModuleDict({name: ModalityStem(cfg, name) for name in cfg.modalities})
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]: the stems' outputs, concatenated
+        self.classifier = ClassifierHead(cfg, d_in=len(cfg.modalities) * cfg.d_model)
+        self._layout = tubelet_layout(
+            cfg.modalities, n_patches=cfg.n_patches, cls_token=cfg.use_cls_token
+        )
+        starts = np.cumsum([0] + [stem.n_tokens for stem in self.stems.values()])
+        self._stem_slices = {
+            name: slice(int(lo), int(hi))
+            for name, lo, hi in zip(cfg.modalities, starts, starts[1:])
+        }
+        self._finish_init()
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def stem_positions(self) -> dict[str, list[int]]:
+        """Token positions of each stem's stream (its CLS token and its tubelets)."""
+        return {name: list(range(s.start, s.stop)) for name, s in self._stem_slices.items()}
+
+    @property
+    def cls_positions(self) -> dict[str, int]:
+        """Position of each modality's CLS token (all of group ``"cls"``); empty without CLS."""
+        if not self.cfg.use_cls_token:
+            return {}
+        return {name: s.start for name, s in self._stem_slices.items()}
+
+    @property
+    def W_U(self) -> Float[torch.Tensor, "modality_d_model n_classes"]:
+        """The linear-fusion classifier: ``[n_modalities * d_model, n_classes]``, one
+        ``d_model`` block per modality in ``cfg.modalities`` order."""
+        return self.classifier.W_U
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        signals: Any,
+        *,
+        return_type: str | None = "logits",
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+        edge_masks: EdgeMasks | None = None,
+        stem_edge_masks: EdgeMasks | None = None,
+    ) -> Any:
+        """`HookedEncoder.forward`, plus ``stem_edge_masks``: ``{stem layer: bool mask}``
+        over the whole layout (``[..., n_tokens, n_tokens]``, True = masked), of which every
+        stem applies its own diagonal block. ``start_at_layer``, ``stop_at_layer`` and
+        ``edge_masks`` act on the fusion stack ``blocks``; the stems run before it.
+        """
+        if start_at_layer is not None:
+            if stem_edge_masks:
+                raise ArgumentError(
+                    "stem_edge_masks cannot be used with start_at_layer: the stems run before "
+                    "the fusion stack, so there is nothing for them to mask"
+                )
+            return super().forward(
+                signals,
+                return_type=return_type,
+                start_at_layer=start_at_layer,
+                stop_at_layer=stop_at_layer,
+                edge_masks=edge_masks,
+            )
+        resid = self.embed_signals(self.to_tokens(signals), stem_edge_masks=stem_edge_masks)
+        return super().forward(
+            resid,
+            return_type=return_type,
+            start_at_layer=0,
+            stop_at_layer=stop_at_layer,
+            edge_masks=edge_masks,
+        )
+
+    def embed_signals(
+        self,
+        signals: Float[torch.Tensor, "batch channel time"],
+        stem_edge_masks: EdgeMasks | None = None,
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """Run every stem on its modality's channels; concatenate their outputs (``hook_embed``,
+        the residual stream entering ``blocks.0``)."""
+        masks = self._check_stem_edge_masks(stem_edge_masks)
+        streams, first = [], 0
+        for name, stem in self.stems.items():
+            pos = self._stem_slices[name]
+            stem_masks = {layer: mask[..., pos, pos] for layer, mask in masks.items()}
+            streams.append(stem(signals[:, first : first + stem.n_channels], stem_masks))
+            first += stem.n_channels
+        return self.hook_embed(torch.cat(streams, dim=1))
+
+    def _check_stem_edge_masks(self, stem_edge_masks: EdgeMasks | None) -> dict[int, torch.Tensor]:
+        if not stem_edge_masks:
+            return {}
+        n, n_stem = self.layout.n_tokens, self.cfg.n_stem_layers
+        out = {}
+        for layer, mask in stem_edge_masks.items():
+            if not isinstance(layer, int) or not 0 <= layer < n_stem:
+                raise LayoutError(
+                    f"stem_edge_masks key {layer!r} is not a stem layer in [0, {n_stem - 1}] "
+                    f"(EncoderConfig.n_stem_layers={n_stem})"
+                )
+            if (
+                not isinstance(mask, torch.Tensor)
+                or mask.dtype != torch.bool
+                or tuple(mask.shape[-2:]) != (n, n)
+            ):
+                got = f"{mask.dtype} {list(mask.shape)}" if isinstance(mask, torch.Tensor) else mask
+                raise LayoutError(
+                    f"stem_edge_masks[{layer}] must be a bool tensor [..., {n}, {n}] over the "
+                    f"whole layout, got {got}"
+                )
+            out[layer] = mask.to(self.cfg.device)
+        return out
+
+    def readout(
+        self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str
+    ) -> Float[torch.Tensor, "batch n_classes"]:
+        """``ln_final``, then each modality's CLS vector (or, without CLS tokens, the mean of
+        its tubelets), concatenated and classified linearly (``classifier.hook_pooled``)."""
+        if return_type != "logits":
+            raise ArgumentError(
+                f"{type(self).__name__} return_type must be 'logits' or None, got {return_type!r}"
+            )
+        normalized = self.ln_final(resid)
+        if self.cfg.use_cls_token:
+            pooled = normalized[:, list(self.cls_positions.values())]
+        else:
+            pooled = torch.stack(
+                [normalized[:, s].mean(dim=1) for s in self._stem_slices.values()], dim=1
+            )
+        return self.classifier(
+            rearrange(pooled, "batch modality d_model -> batch (modality d_model)")
+        )
+
+
+class MultimodalTransformer(_StemFusionEncoder):
+    """Per-modality tubelet transformers with linear fusion; no cross-modal attention anywhere.
+
+    Needs ``tokenization="tubelet"`` and ``n_layers=0`` (its fusion stack ``blocks`` is empty:
+    every layer is in the stems, ``n_stem_layers`` deep). ``hook_embed`` is the stems' outputs
+    concatenated, which ``ln_final`` and the linear classifier read directly; ``stop_at_layer=0``
+    returns it and ``start_at_layer=0`` reads it out. Attention is masked with
+    ``stem_edge_masks``; ``edge_masks`` has no layer to act on.
+
+    >>> cfg = MultimodalTransformer.default_config("tiny", seed=0)
+    >>> cfg.n_layers, cfg.n_stem_layers, cfg.n_patches
+    (0, 2, 2)
+    >>> model = MultimodalTransformer(cfg)
+    >>> logits, cache = model.run_with_cache(model.example_input(3))
+    >>> logits.shape, cache["stems.acc.blocks.1.attn.hook_pattern"].shape
+    (torch.Size([3, 4]), torch.Size([3, 4, 3, 3]))
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        if cfg.n_layers != 0:
+            raise ConfigError(
+                "MultimodalTransformer has no fusion stack: EncoderConfig.n_layers (the depth of "
+                f"`blocks`) must be 0, got {cfg.n_layers}; set the stem depth with n_stem_layers "
+                "(MultimodalTransformer.default_config does both)"
+            )
+        super().__init__(cfg)
+
+    @classmethod
+    def default_config(cls, preset: str = "tiny", **overrides: Any) -> EncoderConfig:
+        """A preset made fit for this model: tubelet tokens (the paper's 40 samples where they
+        divide ``n_samples``; 4 in "tiny"), ``n_layers=0`` and stems as deep as the preset's
+        ``n_layers``; ``overrides`` win.
+
+        >>> cfg = MultimodalTransformer.default_config("paper")
+        >>> cfg.n_stem_layers, cfg.n_layers, cfg.patch_samples, cfg.n_ctx
+        (5, 0, 40, 52)
+        """
+        defaults = _tubelet_overrides(preset, overrides)
+        if preset == "tiny" and "patch_samples" not in defaults:
+            defaults["patch_samples"] = 4
+        defaults["n_layers"] = 0
+        defaults["n_stem_layers"] = _preset_value(preset, {}, "n_layers")
+        return EncoderConfig.preset(preset, **{**defaults, **overrides})
+
+
+class HierarchicalTransformer(_StemFusionEncoder):
+    """Per-modality tubelet stems, then a fusion transformer ``blocks`` over both streams.
+
+    Needs ``tokenization="tubelet"``, ``n_stem_layers`` stem layers and ``n_layers >= 1`` fusion
+    layers. Cross-modal attention exists only in ``blocks`` (masked with ``edge_masks``, as in
+    every model); ``stem_edge_masks`` masks the stems.
+
+    >>> cfg = HierarchicalTransformer.default_config("tiny", seed=0)
+    >>> cfg.n_stem_layers, cfg.n_layers
+    (1, 1)
+    >>> model = HierarchicalTransformer(cfg)
+    >>> final, cache = model.run_with_cache(model.example_input(2), return_type=None)
+    >>> parts, labels = cache.decompose_resid(return_labels=True)
+    >>> labels
+    ['embed', '0_attn_out', '0_mlp_out']
+    >>> torch.allclose(parts.sum(0), final, atol=1e-6)
+    True
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        if cfg.n_layers < 1:
+            raise ConfigError(
+                "HierarchicalTransformer needs a fusion stage: EncoderConfig.n_layers must be "
+                f">= 1, got {cfg.n_layers} (with no fusion layers it is the MultimodalTransformer)"
+            )
+        super().__init__(cfg)
+
+    @classmethod
+    def default_config(cls, preset: str = "tiny", **overrides: Any) -> EncoderConfig:
+        """A preset made fit for this model: tubelet tokens (the paper's 40 samples where they
+        divide ``n_samples``; 4 in "tiny") and the preset's ``n_layers`` split into
+        ``n_layers // 2`` stem layers and the rest fusion layers (the paper's 5 -> 2 + 3; the
+        paper does not give the split); ``overrides`` win.
+
+        >>> cfg = HierarchicalTransformer.default_config("paper")
+        >>> cfg.n_stem_layers, cfg.n_layers, cfg.patch_samples, cfg.n_ctx
+        (2, 3, 40, 52)
+        """
+        defaults = _tubelet_overrides(preset, overrides)
+        if preset == "tiny" and "patch_samples" not in defaults:
+            defaults["patch_samples"] = 4
+        total = _preset_value(preset, overrides, "n_layers")
+        if "n_layers" not in overrides:
+            defaults["n_stem_layers"] = total // 2
+            defaults["n_layers"] = total - total // 2
+        return EncoderConfig.preset(preset, **{**defaults, **overrides})
+
+
+# ----------------------------------------------------------------------------- MLP baseline
+
+
+class DenseLayer(nn.Module):
+    """``post = relu(x W + b)`` with ``W [d_in, d_out]``, firing ``hook_pre`` and ``hook_post``;
+    dropout (training only) acts before ``hook_post``.
+
+    >>> DenseLayer(10, 3)(torch.randn(2, 10)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(
+        self, d_in: int, d_out: int, dropout: float = 0.0, dtype: torch.dtype = torch.float32
+    ):
+        super().__init__()
+        self.W = nn.Parameter(torch.empty(d_in, d_out, dtype=dtype))
+        self.b = nn.Parameter(torch.zeros(d_out, dtype=dtype))
+        self.dropout = nn.Dropout(dropout)
+        self.hook_pre = HookPoint()  # [batch, d_out]
+        self.hook_post = HookPoint()  # [batch, d_out]
+
+    def forward(self, x: Float[torch.Tensor, "batch d_in"]) -> Float[torch.Tensor, "batch d_out"]:
+        pre = self.hook_pre(einsum(x, self.W, "batch d_in, d_in d_out -> batch d_out") + self.b)
+        return self.hook_post(self.dropout(torch.relu(pre)))
+
+
+class ModalityMLP(nn.Module):
+    """One modality's head: its ``[channel, time]`` window flattened (``hook_input``), then two
+    `DenseLayer` s of width ``d_hidden`` (``layers.0``, ``layers.1``).
+
+    >>> head = ModalityMLP(n_channels=2, n_samples=8, d_hidden=5)
+    >>> head(torch.randn(3, 2, 8)).shape
+    torch.Size([3, 5])
+    """
+
+    def __init__(
+        self,
+        n_channels: int,
+        n_samples: int,
+        d_hidden: int,
+        dropout: float = 0.0,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        self.n_channels = n_channels
+        self.hook_input = HookPoint()  # [batch, channel * time]
+        self.layers = nn.ModuleList(
+            [
+                DenseLayer(n_channels * n_samples, d_hidden, dropout, dtype),
+                DenseLayer(d_hidden, d_hidden, dropout, dtype),
+            ]
+        )
+
+    def forward(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch d_hidden"]:
+        x = self.hook_input(rearrange(signals, "batch channel time -> batch (channel time)"))
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class MultimodalMLP(HookedRootModule):
+    """The multimodal MLP baseline: no tokens, no attention.
+
+    One `ModalityMLP` head per modality (``heads.{modality}``: ``hook_input``, then two
+    Linear+ReLU layers of width ``d_hidden``, the paper's 200, or ``d_model`` when ``None``); the
+    heads' outputs stacked as ``hook_embed [batch, modality, d_hidden]`` — one "token" per
+    modality, which is what ``layout`` describes; concatenated into the shared Linear+ReLU layer
+    ``fusion`` (``hook_pre``, ``hook_post``), the only place modalities meet; then the
+    classifier (``classifier.hook_pooled``). ``return_type=None`` gives the fusion output.
+
+    Weights are He-normal (``std = sqrt(2 / fan_in)``, the ReLU network's usual scale), not
+    ``init_range``, which suits attention stacks but would starve a wide first layer.
+
+    >>> model = MultimodalMLP(EncoderConfig.preset("tiny", seed=0))
+    >>> logits, cache = model.run_with_cache(model.example_input(3))
+    >>> logits.shape, cache["hook_embed"].shape
+    (torch.Size([3, 4]), torch.Size([3, 2, 16]))
+    >>> model.layout.group
+    ('emg', 'acc')
+    """
+
+    # Input handling is the encoders' own: same shapes, same errors.
+    input_shape = HookedEncoder.input_shape
+    to_tokens = HookedEncoder.to_tokens
+    example_input = HookedEncoder.example_input
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        if not isinstance(cfg, EncoderConfig):
+            raise TypeError(f"MultimodalMLP needs an EncoderConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        d_hidden = self.d_hidden
+        self.heads = nn.ModuleDict(
+            {
+                name: ModalityMLP(count, cfg.n_samples, d_hidden, cfg.dropout, cfg.dtype)
+                for name, count in cfg.modalities.items()
+            }
+        )
+        self.hook_embed = HookPoint()  # [batch, modality, d_hidden]
+        self.fusion = DenseLayer(len(cfg.modalities) * d_hidden, d_hidden, cfg.dropout, cfg.dtype)
+        self.classifier = ClassifierHead(cfg, d_in=d_hidden)
+        self._layout = TokenLayout(
+            tuple(cfg.modalities), (-1,) * len(cfg.modalities), (-1,) * len(cfg.modalities)
+        )
+        with torch.random.fork_rng(enabled=cfg.seed is not None):
+            if cfg.seed is not None:
+                torch.manual_seed(cfg.seed)
+            self.init_weights()
+        self.to(cfg.device)
+        self.setup()
+
+    @classmethod
+    def default_config(cls, preset: str = "tiny", **overrides: Any) -> EncoderConfig:
+        """A preset with the paper's 200-D layers for ``"paper"`` (else ``d_model``).
+
+        >>> MultimodalMLP.default_config("paper").d_hidden
+        200
+        """
+        defaults = {"d_hidden": PAPER_MLP_WIDTH} if preset == "paper" else {}
+        return EncoderConfig.preset(preset, **{**defaults, **overrides})
+
+    @property
+    def d_hidden(self) -> int:
+        return self.cfg.d_hidden or self.cfg.d_model
+
+    @property
+    def layout(self) -> TokenLayout:
+        """One position per modality: the rows of ``hook_embed`` (channel and time -1)."""
+        return self._layout
+
+    @property
+    def W_U(self) -> Float[torch.Tensor, "d_hidden n_classes"]:
+        return self.classifier.W_U
+
+    def init_weights(self) -> None:
+        """``W ~ N(0, 2 / fan_in)``, ``W_U ~ N(0, 1 / fan_in)``, biases 0."""
+        for name, param in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "W":
+                nn.init.normal_(param, std=math.sqrt(2.0 / param.shape[0]))
+            elif leaf == "W_U":
+                nn.init.normal_(param, std=math.sqrt(1.0 / param.shape[0]))
+            elif leaf.startswith("b"):
+                nn.init.zeros_(param)
+
+    def forward(
+        self,
+        signals: Any,
+        *,
+        return_type: str | None = "logits",
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+        edge_masks: EdgeMasks | None = None,
+    ) -> Float[torch.Tensor, "batch out"]:
+        """Signals -> logits ``[batch, n_classes]`` (or, with ``return_type=None``, the fusion
+        output ``[batch, d_hidden]``). The transformer-only arguments exist so that code
+        written for every model can pass them; anything but ``None`` is an error.
+        """
+        for name, value in (
+            ("start_at_layer", start_at_layer),
+            ("stop_at_layer", stop_at_layer),
+            ("edge_masks", edge_masks),
+        ):
+            if value is not None and not (name == "edge_masks" and not value):
+                raise ArgumentError(
+                    f"MultimodalMLP has no attention layers: {name} must be None, got {value!r}"
+                )
+        if return_type not in ("logits", None):
+            raise ArgumentError(
+                f"MultimodalMLP return_type must be 'logits' or None, got {return_type!r}"
+            )
+        signals = self.to_tokens(signals)
+        hidden, first = [], 0
+        for head in self.heads.values():
+            hidden.append(head(signals[:, first : first + head.n_channels]))
+            first += head.n_channels
+        embed = self.hook_embed(torch.stack(hidden, dim=1))
+        fused = self.fusion(
+            rearrange(embed, "batch modality d_hidden -> batch (modality d_hidden)")
+        )
+        if return_type is None:
+            return fused
+        return self.classifier(fused)
+
+    def run_with_cache(
+        self,
+        *model_args: Any,
+        return_cache_object: bool = True,
+        remove_batch_dim: bool = False,
+        **kwargs: Any,
+    ) -> tuple[Any, ActivationCache | dict[str, torch.Tensor]]:
+        """Run and cache activations; the cache is a TransformerLens `ActivationCache` (its
+        per-key access works; its residual-stream tools need a transformer stack).
+
+        >>> model = MultimodalMLP(EncoderConfig.preset("tiny", seed=0))
+        >>> _, cache = model.run_with_cache(model.example_input())
+        >>> cache["fusion.hook_post"].shape
+        torch.Size([1, 16])
+        """
+        out, cache_dict = super().run_with_cache(
+            *model_args, remove_batch_dim=remove_batch_dim, **kwargs
+        )
+        if not return_cache_object:
+            return out, cache_dict
+        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
