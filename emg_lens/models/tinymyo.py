@@ -1,0 +1,763 @@
+"""TinyMyo: the BioFoundation sEMG foundation model as a hooked encoder.
+
+Every channel's window is cut into patches of ``patch_samples`` samples and each patch is
+embedded by one linear map shared by all channels, giving ``channels x patches`` tokens in
+channel-major order (channel ``c``, patch ``t`` sits at position ``c * n_patches + t``). There
+is no CLS token and no added position embedding: attention rotates queries and keys with RoPE
+(interleaved pairs, torchtune style) at the flattened token index. One of three heads reads the
+final normalised stream, chosen by ``task``:
+
+- ``"reconstruction"`` (masked pretraining): every token back to its ``patch_samples`` samples;
+- ``"classification"``: tokens pooled over patches (``reduction="concat"`` keeps channels apart,
+  ``"mean"`` averages them first), then one linear layer;
+- ``"regression"``: per-patch features through 1x1 conv -> SiLU -> dropout -> depthwise conv 3
+  -> SiLU -> 1x1 conv, then linearly interpolated to ``reg_target_len`` steps.
+
+For pretraining, `forward` takes a ``patch_mask`` (True = masked): masked tokens are replaced
+by ``mask_token`` before the first block. `TinyMyo.from_biofoundation` loads a state dict in
+BioFoundation's ``models/TinyMyo.py`` key layout and `TinyMyo.to_biofoundation` writes one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import einsum, rearrange
+from jaxtyping import Bool, Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.components import TransformerBlock
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import ArgumentError, CheckpointError, ConfigError, InputShapeError
+from emg_lens.layout import TokenLayout
+from emg_lens.models.base import EdgeMasks, HookedEncoder
+
+__all__ = ["TinyMyo"]
+
+TASKS = ("reconstruction", "classification", "regression")
+TASK_ALIASES = {"pretraining": "reconstruction"}
+REDUCTIONS = ("concat", "mean")
+ROPE_POSITIONS = ("token", "head")
+RETURN_TYPES = ("logits", "latent")
+
+
+# ---------------------------------------------------------------------------------- modules
+class PatchEmbed(nn.Module):
+    """One linear map, shared by every channel, from a patch of samples to a token:
+    ``W_E [patch_samples, d_model]``, ``b_E [d_model]``; tokens are channel-major.
+
+    >>> embed = PatchEmbed(EncoderConfig.preset("tinymyo"))
+    >>> embed(torch.randn(2, 16, 1000)).shape
+    torch.Size([2, 800, 192])
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.n_patches = cfg.n_patches
+        self.W_E = nn.Parameter(torch.empty(cfg.token_samples, cfg.d_model, dtype=cfg.dtype))
+        self.b_E = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
+
+    def forward(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        patches = rearrange(
+            signals,
+            "batch channel (patch sample) -> batch (channel patch) sample",
+            patch=self.n_patches,
+        )
+        return patches @ self.W_E + self.b_E
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, zero a residual branch for a random subset of samples
+    (rescaling the rest by ``1 / (1 - p)``); the identity in eval mode.
+
+    >>> DropPath(0.5).eval()(torch.ones(2, 3)).sum().item()
+    6.0
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Float[torch.Tensor, "batch ..."]) -> Float[torch.Tensor, "batch ..."]:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+
+class TinyMyoBlock(TransformerBlock):
+    """`TransformerBlock` (same names, hooks and eval-mode function) with drop-path on both
+    residual branches in training, applied before ``hook_attn_out`` / ``hook_mlp_out``.
+
+    >>> block = TinyMyoBlock(EncoderConfig.preset("tiny"), 0, drop_path=0.1).eval()
+    >>> block(torch.randn(2, 7, 16)).shape
+    torch.Size([2, 7, 16])
+    """
+
+    def __init__(self, cfg: EncoderConfig, block_index: int, drop_path: float = 0.0):
+        super().__init__(cfg, block_index)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(
+        self,
+        resid_pre: Float[torch.Tensor, "batch pos d_model"],
+        edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        if not self.training or self.drop_path.p == 0.0:
+            return super().forward(resid_pre, edge_mask)
+        resid_pre = self.hook_resid_pre(resid_pre)
+        attn = self.attn(self.ln1(resid_pre), edge_mask)
+        attn_out = self.hook_attn_out(self.drop_path(self.dropout(attn)))
+        resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+        mlp_out = self.hook_mlp_out(self.drop_path(self.dropout(self.mlp(self.ln2(resid_mid)))))
+        return self.hook_resid_post(resid_mid + mlp_out)
+
+
+class PatchReconstructionHead(nn.Module):
+    """Each token back to the samples of its patch: ``W_U [d_model, patch_samples]``, ``b_U``.
+
+    >>> head = PatchReconstructionHead(EncoderConfig.preset("tinymyo"))
+    >>> head(torch.randn(2, 800, 192)).shape
+    torch.Size([2, 800, 20])
+    """
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.token_samples, dtype=cfg.dtype))
+        self.b_U = nn.Parameter(torch.zeros(cfg.token_samples, dtype=cfg.dtype))
+
+    def forward(
+        self, latent: Float[torch.Tensor, "batch pos d_model"]
+    ) -> Float[torch.Tensor, "batch pos patch_samples"]:
+        return latent @ self.W_U + self.b_U
+
+
+def _pool_channels(
+    latent: Float[torch.Tensor, "batch pos d_model"], n_channels: int, reduction: str
+) -> Float[torch.Tensor, "batch patch d_in"]:
+    """Per-patch features: channels concatenated (feature ``c * d_model + d``) or averaged."""
+    tokens = rearrange(
+        latent,
+        "batch (channel patch) d_model -> batch patch channel d_model",
+        channel=n_channels,
+    )
+    if reduction == "concat":
+        return rearrange(tokens, "batch patch channel d_model -> batch patch (channel d_model)")
+    return tokens.mean(dim=2)
+
+
+class ChannelPoolClassifier(nn.Module):
+    """Pool tokens over patches (channels concatenated or averaged), then one linear layer:
+    ``W_U [d_in, n_classes]``, ``b_U [n_classes]`` with ``d_in = n_channels * d_model``
+    (``"concat"``) or ``d_model`` (``"mean"``). ``hook_pooled`` sees the pooled ``[batch, d_in]``.
+
+    >>> head = ChannelPoolClassifier(EncoderConfig.preset("tinymyo"), "concat")
+    >>> head.W_U.shape, head(torch.randn(2, 800, 192)).shape
+    (torch.Size([3072, 4]), torch.Size([2, 4]))
+    """
+
+    def __init__(self, cfg: EncoderConfig, reduction: str):
+        super().__init__()
+        self.n_channels = cfg.n_channels
+        self.reduction = reduction
+        d_in = cfg.d_model * (cfg.n_channels if reduction == "concat" else 1)
+        self.W_U = nn.Parameter(torch.empty(d_in, cfg.n_classes, dtype=cfg.dtype))
+        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
+        self.hook_pooled = HookPoint()  # [batch, d_in]
+
+    def forward(
+        self, latent: Float[torch.Tensor, "batch pos d_model"]
+    ) -> Float[torch.Tensor, "batch n_classes"]:
+        pooled = _pool_channels(latent, self.n_channels, self.reduction).mean(dim=1)
+        return self.hook_pooled(pooled) @ self.W_U + self.b_U
+
+
+class ConvRegressionHead(nn.Module):
+    """Per-patch features -> 1x1 conv -> SiLU -> dropout -> depthwise conv (kernel 3, padding
+    1) -> SiLU -> 1x1 conv, then linear interpolation over patches to ``target_len`` steps.
+
+    ``W_in [d_in, d_hidden]``, ``b_in``, ``W_dw [d_hidden, 3]``, ``b_dw``,
+    ``W_out [d_hidden, n_outputs]``, ``b_out``; ``hook_pooled`` sees ``[batch, patch, d_in]``
+    and ``hook_hidden`` the ``[batch, patch, d_hidden]`` activations entering ``W_out``.
+
+    >>> head = ConvRegressionHead(EncoderConfig.preset("tinymyo"), "concat", 256, 500, 0.0)
+    >>> head(torch.randn(2, 800, 192)).shape
+    torch.Size([2, 500, 4])
+    """
+
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        reduction: str,
+        d_hidden: int,
+        target_len: int,
+        dropout: float,
+    ):
+        super().__init__()
+        self.n_channels = cfg.n_channels
+        self.reduction = reduction
+        self.target_len = target_len
+        d_in = cfg.d_model * (cfg.n_channels if reduction == "concat" else 1)
+        self.W_in = nn.Parameter(torch.empty(d_in, d_hidden, dtype=cfg.dtype))
+        self.b_in = nn.Parameter(torch.zeros(d_hidden, dtype=cfg.dtype))
+        self.W_dw = nn.Parameter(torch.empty(d_hidden, 3, dtype=cfg.dtype))
+        self.b_dw = nn.Parameter(torch.zeros(d_hidden, dtype=cfg.dtype))
+        self.W_out = nn.Parameter(torch.empty(d_hidden, cfg.n_classes, dtype=cfg.dtype))
+        self.b_out = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
+        self.dropout = nn.Dropout(dropout)
+        self.hook_pooled = HookPoint()  # [batch, patch, d_in]
+        self.hook_hidden = HookPoint()  # [batch, patch, d_hidden]
+
+    def forward(
+        self, latent: Float[torch.Tensor, "batch pos d_model"]
+    ) -> Float[torch.Tensor, "batch target_len n_outputs"]:
+        feats = self.hook_pooled(_pool_channels(latent, self.n_channels, self.reduction))
+        hidden = self.dropout(F.silu(feats @ self.W_in + self.b_in))
+        hidden = F.conv1d(
+            hidden.transpose(1, 2),
+            self.W_dw[:, None, :],
+            self.b_dw,
+            padding=1,
+            groups=self.W_dw.shape[0],
+        )  # [batch, d_hidden, patch]
+        hidden = self.hook_hidden(F.silu(hidden).transpose(1, 2))
+        out = (
+            einsum(hidden, self.W_out, "batch patch d_hidden, d_hidden n_out -> batch n_out patch")
+            + self.b_out[:, None]
+        )
+        if out.shape[-1] != self.target_len:
+            out = F.interpolate(out, size=self.target_len, mode="linear", align_corners=False)
+        return out.transpose(1, 2)
+
+
+# ---------------------------------------------------------------------------------- model
+class TinyMyo(HookedEncoder):
+    """The TinyMyo encoder with a reconstruction, classification or regression head.
+
+    Hooks beyond the shared stack: ``hook_embed`` (the stream entering ``blocks.0``, i.e. the
+    patch embedding after masked tokens were replaced by ``mask_token``), the rotary hooks
+    ``blocks.{l}.attn.hook_rot_q|hook_rot_k``, and the head's ``head.hook_pooled`` (and
+    ``head.hook_hidden`` for regression). ``return_type="logits"`` gives the head's output:
+    ``[batch, n_classes]`` (classification), ``[batch, pos, patch_samples]`` (reconstruction)
+    or ``[batch, reg_target_len, n_classes]`` (regression); ``"latent"`` the final stream
+    after ``ln_final``; ``None`` the final stream before it.
+
+    Args:
+        cfg: an `EncoderConfig` without a CLS token, with ``positional_embedding_type``
+            ``"rotary"`` (the published model) or ``"none"``.
+        task: ``"classification"`` (default), ``"reconstruction"`` (alias ``"pretraining"``)
+            or ``"regression"``.
+        reduction: how the classification/regression head merges channels, ``"concat"``
+            (published) or ``"mean"``.
+        reg_hidden: hidden width of the regression head (published: 256).
+        reg_target_len: output length of the regression head (published: 500).
+        head_dropout: dropout inside the regression head, in training only (published: 0.1).
+        drop_path: stochastic depth on every block's two branches, in training only
+            (published: 0.1; ``cfg.dropout`` plays the published ``proj_drop``).
+
+    `init_kwargs` holds these arguments, so ``TinyMyo(EncoderConfig.from_dict(
+    model.cfg.to_dict()), **model.init_kwargs)`` rebuilds the same architecture.
+
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=2, modalities={"emg": 4}, n_samples=100)
+    >>> model = TinyMyo(cfg, task="classification")
+    >>> model(model.example_input(2)).shape
+    torch.Size([2, 4])
+    >>> model.layout.n_tokens, model.layout.channel[5], model.layout.time[5]
+    (20, 1, 0)
+    """
+
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        *,
+        task: str = "classification",
+        reduction: str = "concat",
+        reg_hidden: int = 256,
+        reg_target_len: int = 500,
+        head_dropout: float = 0.0,
+        drop_path: float = 0.0,
+    ):
+        if cfg.use_cls_token:
+            raise ConfigError("TinyMyo has no CLS token: set EncoderConfig.use_cls_token=False")
+        if cfg.positional_embedding_type not in ("rotary", "none"):
+            raise ConfigError(
+                "TinyMyo uses rotary (or no) positions: positional_embedding_type must be "
+                f"'rotary' or 'none', got {cfg.positional_embedding_type!r}"
+            )
+        task = TASK_ALIASES.get(task, task)
+        if task not in TASKS:
+            raise ArgumentError(f"TinyMyo task must be one of {TASKS}, got {task!r}")
+        if reduction not in REDUCTIONS:
+            raise ArgumentError(f"TinyMyo reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        for name, value in (("reg_hidden", reg_hidden), ("reg_target_len", reg_target_len)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ArgumentError(f"TinyMyo {name} must be a positive int, got {value!r}")
+        for name, value in (("head_dropout", head_dropout), ("drop_path", drop_path)):
+            if not 0.0 <= value < 1.0:
+                raise ArgumentError(f"TinyMyo {name} must be in [0, 1), got {value!r}")
+        super().__init__(cfg)
+        self._init_kwargs: dict[str, Any] = {
+            "task": task,
+            "reduction": reduction,
+            "reg_hidden": reg_hidden,
+            "reg_target_len": reg_target_len,
+            "head_dropout": head_dropout,
+            "drop_path": drop_path,
+        }
+        self.task = task
+        self.blocks = nn.ModuleList(TinyMyoBlock(cfg, i, drop_path) for i in range(cfg.n_layers))
+        self.embed = PatchEmbed(cfg)
+        self.mask_token = nn.Parameter(torch.empty(cfg.d_model, dtype=cfg.dtype))
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        if task == "reconstruction":
+            self.head: nn.Module = PatchReconstructionHead(cfg)
+        elif task == "classification":
+            self.head = ChannelPoolClassifier(cfg, reduction)
+        else:
+            self.head = ConvRegressionHead(cfg, reduction, reg_hidden, reg_target_len, head_dropout)
+        self._layout = TokenLayout.channel_tokens(
+            cfg.modalities, n_patches=cfg.n_patches, cls_token=False
+        )
+        self._finish_init()
+
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """The constructor keywords beyond ``cfg``, to store next to ``cfg.to_dict()``."""
+        return dict(self._init_kwargs)
+
+    # ------------------------------------------------------------------ embedding and masks
+    def embed_signals(
+        self,
+        signals: Float[torch.Tensor, "batch channel time"],
+        patch_mask: Bool[torch.Tensor, "batch channel patch"] | None = None,
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """Patch-embed the signals; tokens where ``patch_mask`` is True become ``mask_token``.
+
+        >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+        >>> model = TinyMyo(cfg)
+        >>> mask = torch.tensor([[True, False], [False, False]])  # channel 0, patch 0
+        >>> tokens = model.embed_signals(model.example_input(), mask)
+        >>> torch.equal(tokens[0, 0], model.mask_token), torch.equal(tokens[0, 1], model.mask_token)
+        (True, False)
+        """
+        tokens = self.embed(signals)
+        if patch_mask is not None:
+            masked = rearrange(
+                self._check_patch_mask(patch_mask, signals.shape[0]),
+                "batch channel patch -> batch (channel patch) 1",
+            )
+            tokens = torch.where(masked, self.mask_token.to(tokens.dtype), tokens)
+        return self.hook_embed(tokens)
+
+    def _check_patch_mask(self, patch_mask: Any, batch: int) -> torch.Tensor:
+        expected = (self.cfg.n_channels, self.cfg.n_patches)
+        if (
+            not isinstance(patch_mask, torch.Tensor)
+            or patch_mask.dtype != torch.bool
+            or patch_mask.ndim not in (2, 3)
+            or tuple(patch_mask.shape[-2:]) != expected
+            or (patch_mask.ndim == 3 and patch_mask.shape[0] not in (1, batch))
+        ):
+            got = (
+                f"{patch_mask.dtype} {list(patch_mask.shape)}"
+                if isinstance(patch_mask, torch.Tensor)
+                else type(patch_mask).__name__
+            )
+            raise InputShapeError(
+                f"patch_mask must be a bool tensor [batch={batch}, channels={expected[0]}, "
+                f"patches={expected[1]}] (or [channels, patches]), got {got}"
+            )
+        if patch_mask.ndim == 2:
+            patch_mask = patch_mask[None]
+        return patch_mask.expand(batch, *expected).to(self.cfg.device)
+
+    def patch_mask_from_samples(
+        self, sample_mask: Bool[torch.Tensor, "batch channel time"]
+    ) -> Bool[torch.Tensor, "batch channel patch"]:
+        """Per-sample mask -> per-patch mask: a patch is masked when any of its samples is
+        (the pretraining rule).
+
+        >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 1}, n_samples=40)
+        >>> sample_mask = torch.zeros(1, 1, 40, dtype=torch.bool)
+        >>> sample_mask[0, 0, 25] = True
+        >>> TinyMyo(cfg).patch_mask_from_samples(sample_mask)
+        tensor([[[False,  True]]])
+        """
+        expected = (self.cfg.n_channels, self.cfg.n_samples)
+        if (
+            not isinstance(sample_mask, torch.Tensor)
+            or sample_mask.dtype != torch.bool
+            or sample_mask.ndim != 3
+            or tuple(sample_mask.shape[1:]) != expected
+        ):
+            got = (
+                f"{sample_mask.dtype} {list(sample_mask.shape)}"
+                if isinstance(sample_mask, torch.Tensor)
+                else type(sample_mask).__name__
+            )
+            raise InputShapeError(
+                f"sample_mask must be a bool tensor [batch, channels={expected[0]}, "
+                f"time={expected[1]}], got {got}"
+            )
+        return rearrange(
+            sample_mask,
+            "batch channel (patch sample) -> batch channel patch sample",
+            patch=self.cfg.n_patches,
+        ).any(dim=-1)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        signals: Any,
+        *,
+        return_type: str | None = "logits",
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+        edge_masks: EdgeMasks | None = None,
+        patch_mask: Bool[torch.Tensor, "batch channel patch"] | None = None,
+    ) -> Any:
+        """`HookedEncoder.forward`, plus ``patch_mask`` (True = replace that channel's patch
+        token by ``mask_token``; ``[batch, channels, patches]`` or ``[channels, patches]``),
+        for masked pretraining.
+
+        >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+        >>> model = TinyMyo(cfg, task="reconstruction")
+        >>> mask = torch.rand(3, 2, 2) < 0.5
+        >>> model(model.example_input(3), patch_mask=mask).shape
+        torch.Size([3, 4, 20])
+        """
+        if patch_mask is not None:
+            if start_at_layer is not None:
+                raise ArgumentError(
+                    "patch_mask acts on the embedding, so it cannot be combined with "
+                    f"start_at_layer={start_at_layer!r}; pass one or the other"
+                )
+            signals = self.embed_signals(self.hook_input(self.to_tokens(signals)), patch_mask)
+            start_at_layer = 0
+        return super().forward(
+            signals,
+            return_type=return_type,
+            start_at_layer=start_at_layer,
+            stop_at_layer=stop_at_layer,
+            edge_masks=edge_masks,
+        )
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        if return_type not in RETURN_TYPES:
+            raise ArgumentError(
+                f"TinyMyo return_type must be one of {RETURN_TYPES} or None, got {return_type!r}"
+            )
+        latent = self.ln_final(resid)
+        if return_type == "latent":
+            return latent
+        return self.head(latent)
+
+    # ------------------------------------------------------------------ BioFoundation weights
+    @classmethod
+    def from_biofoundation(
+        cls,
+        state_dict: Mapping[str, torch.Tensor],
+        *,
+        n_heads: int = 3,
+        n_channels: int | None = None,
+        n_samples: int = 1000,
+        reduction: str | None = None,
+        reg_target_len: int = 500,
+        rope_positions: str = "token",
+        **overrides: Any,
+    ) -> TinyMyo:
+        """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict.
+
+        The task, ``d_model``, ``patch_samples``, ``n_layers``, ``d_mlp``, the number of
+        classes/outputs and (for ``"concat"`` heads) the number of channels are read from the
+        keys and shapes. What shapes cannot tell is an argument: ``n_heads`` (published 3),
+        ``n_channels`` (for reconstruction and ``"mean"`` heads; published 16), ``n_samples``
+        (published 1000) and ``reg_target_len`` (published 500). A PyTorch Lightning prefix
+        ``model.`` on every key is stripped. ``overrides`` go to `EncoderConfig` (``device``,
+        ``dtype``, ``sample_rate``, ...) and must not contradict the checkpoint.
+
+        ``rope_positions="token"`` (default) rotates at the flattened token index, as the
+        model is described. ``"head"`` reproduces the stored BioFoundation source exactly: it
+        calls torchtune's RoPE (which expects ``[b, s, n_h, h_d]``) on ``[b, n_h, s, h_d]``
+        tensors, so the rotation angle follows the *head* index; queries and keys of a head are
+        rotated alike and the scores are those of no RoPE at all, so the model is built with
+        ``positional_embedding_type="none"``.
+
+        Missing or unknown keys, and shapes that disagree, raise `CheckpointError` naming them.
+
+        >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+        >>> source = TinyMyo(cfg, task="regression", reg_target_len=10)
+        >>> model = TinyMyo.from_biofoundation(source.to_biofoundation(), n_samples=40,
+        ...                                    reg_target_len=10)
+        >>> model.task, model.cfg.n_channels, model.cfg.n_layers
+        ('regression', 2, 1)
+        >>> x = source.example_input(2)
+        >>> torch.allclose(model(x), source(x))
+        True
+        """
+        sd = _strip_prefix(dict(state_dict))
+        if rope_positions not in ROPE_POSITIONS:
+            raise ArgumentError(
+                f"rope_positions must be one of {ROPE_POSITIONS}, got {rope_positions!r}"
+            )
+        arch = _infer_architecture(sd, n_heads, n_channels, reduction)
+        inferred: dict[str, Any] = {
+            "d_model": arch["d_model"],
+            "d_head": arch["d_model"] // n_heads,
+            "n_heads": n_heads,
+            "n_layers": arch["n_layers"],
+            "d_mlp": arch["d_mlp"],
+            "patch_samples": arch["patch_samples"],
+            "modalities": {"emg": arch["n_channels"]},
+            "n_samples": n_samples,
+        }
+        if "n_classes" in arch:  # classes (classification) or outputs (regression)
+            inferred["n_classes"] = arch["n_classes"]
+        if rope_positions == "head":
+            inferred["positional_embedding_type"] = "none"
+        clashes = {
+            k: (v, inferred[k]) for k, v in overrides.items() if k in inferred and v != inferred[k]
+        }
+        if clashes:
+            raise CheckpointError(
+                "EncoderConfig overrides contradict the checkpoint (override, checkpoint): "
+                f"{clashes}"
+            )
+        cfg = EncoderConfig.preset("tinymyo", **{**overrides, **inferred})
+        model = cls(
+            cfg,
+            task=arch["task"],
+            reduction=arch["reduction"],
+            reg_hidden=arch.get("reg_hidden", 256),
+            reg_target_len=reg_target_len,
+        )
+        expected = model.to_biofoundation()
+        missing = sorted(set(expected) - set(sd))
+        unknown = sorted(set(sd) - set(expected))
+        if missing or unknown:
+            raise CheckpointError(
+                f"BioFoundation TinyMyo state dict does not fit the inferred architecture "
+                f"(task={arch['task']!r}, n_layers={cfg.n_layers}, d_model={cfg.d_model}): "
+                f"missing keys {missing}; unknown keys {unknown}"
+            )
+        bad = {
+            k: (list(sd[k].shape), list(v.shape))
+            for k, v in expected.items()
+            if tuple(sd[k].shape) != tuple(v.shape)
+        }
+        if bad:
+            raise CheckpointError(f"wrong shapes (got, expected) for keys: {bad}")
+        model.load_state_dict(model._from_biofoundation_keys(sd), strict=True)
+        return model
+
+    def to_biofoundation(self) -> dict[str, torch.Tensor]:
+        """This model's weights in BioFoundation's ``models/TinyMyo.py`` key layout and
+        shapes (what `from_biofoundation` reads), as fresh contiguous tensors.
+
+        >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+        >>> sd = TinyMyo(cfg).to_biofoundation()
+        >>> sd["blocks.0.attn.qkv.weight"].shape, sd["model_head.classifier.weight"].shape
+        (torch.Size([576, 192]), torch.Size([4, 384]))
+        """
+        cfg = self.cfg
+        d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+        out: dict[str, torch.Tensor] = {
+            "mask_token": self.mask_token.reshape(1, 1, d),
+            "patch_embedding.patch_embed.proj.weight": self.embed.W_E.T.reshape(d, 1, 1, -1),
+            "patch_embedding.patch_embed.proj.bias": self.embed.b_E,
+        }
+        for i, block in enumerate(self.blocks):
+            attn, mlp, p = block.attn, block.mlp, f"blocks.{i}."
+            W_qkv = torch.stack((attn.W_Q, attn.W_K, attn.W_V))  # [3, h, d_model, d_head]
+            b_qkv = torch.stack((attn.b_Q, attn.b_K, attn.b_V))  # [3, h, d_head]
+            out |= {
+                p + "norm1.weight": block.ln1.w,
+                p + "norm1.bias": block.ln1.b,
+                p + "attn.qkv.weight": W_qkv.permute(0, 1, 3, 2).reshape(3 * h * dh, d),
+                p + "attn.qkv.bias": b_qkv.reshape(3 * h * dh),
+                p + "attn.proj.weight": attn.W_O.reshape(h * dh, d).T,
+                p + "attn.proj.bias": attn.b_O,
+                p + "norm2.weight": block.ln2.w,
+                p + "norm2.bias": block.ln2.b,
+                p + "mlp.fc1.weight": mlp.W_in.T,
+                p + "mlp.fc1.bias": mlp.b_in,
+                p + "mlp.fc2.weight": mlp.W_out.T,
+                p + "mlp.fc2.bias": mlp.b_out,
+            }
+        out["norm.weight"], out["norm.bias"] = self.ln_final.w, self.ln_final.b
+        head = self.head
+        if self.task == "reconstruction":
+            out["model_head.decoder_pred.weight"] = head.W_U.T
+            out["model_head.decoder_pred.bias"] = head.b_U
+        elif self.task == "classification":
+            out["model_head.classifier.weight"] = head.W_U.T
+            out["model_head.classifier.bias"] = head.b_U
+        else:
+            out |= {
+                "model_head.regressor.0.weight": head.W_in.T[:, :, None],
+                "model_head.regressor.0.bias": head.b_in,
+                "model_head.regressor.3.weight": head.W_dw[:, None, :],
+                "model_head.regressor.3.bias": head.b_dw,
+                "model_head.regressor.5.weight": head.W_out.T[:, :, None],
+                "model_head.regressor.5.bias": head.b_out,
+            }
+        return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+    def _from_biofoundation_keys(self, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """BioFoundation tensors (keys and shapes already checked) -> our state dict."""
+        cfg = self.cfg
+        d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+        kw = {"dtype": cfg.dtype, "device": cfg.device}
+        sd = {k: v.detach().to(**kw) for k, v in sd.items()}
+        out = {
+            "mask_token": sd["mask_token"].reshape(d),
+            "embed.W_E": sd["patch_embedding.patch_embed.proj.weight"].reshape(d, -1).T,
+            "embed.b_E": sd["patch_embedding.patch_embed.proj.bias"],
+            "ln_final.w": sd["norm.weight"],
+            "ln_final.b": sd["norm.bias"],
+        }
+        for i in range(cfg.n_layers):
+            p = f"blocks.{i}."  # block prefixes are the same on both sides
+            # Rows of the fused qkv weight are (3, n_heads, d_head); columns d_model.
+            W_qkv = sd[p + "attn.qkv.weight"].reshape(3, h, dh, d).permute(0, 1, 3, 2)
+            b_qkv = sd[p + "attn.qkv.bias"].reshape(3, h, dh)
+            out |= {
+                p + "ln1.w": sd[p + "norm1.weight"],
+                p + "ln1.b": sd[p + "norm1.bias"],
+                p + "attn.W_Q": W_qkv[0],
+                p + "attn.W_K": W_qkv[1],
+                p + "attn.W_V": W_qkv[2],
+                p + "attn.b_Q": b_qkv[0],
+                p + "attn.b_K": b_qkv[1],
+                p + "attn.b_V": b_qkv[2],
+                p + "attn.W_O": sd[p + "attn.proj.weight"].T.reshape(h, dh, d),
+                p + "attn.b_O": sd[p + "attn.proj.bias"],
+                p + "ln2.w": sd[p + "norm2.weight"],
+                p + "ln2.b": sd[p + "norm2.bias"],
+                p + "mlp.W_in": sd[p + "mlp.fc1.weight"].T,
+                p + "mlp.b_in": sd[p + "mlp.fc1.bias"],
+                p + "mlp.W_out": sd[p + "mlp.fc2.weight"].T,
+                p + "mlp.b_out": sd[p + "mlp.fc2.bias"],
+            }
+        if self.task == "reconstruction":
+            out["head.W_U"] = sd["model_head.decoder_pred.weight"].T
+            out["head.b_U"] = sd["model_head.decoder_pred.bias"]
+        elif self.task == "classification":
+            out["head.W_U"] = sd["model_head.classifier.weight"].T
+            out["head.b_U"] = sd["model_head.classifier.bias"]
+        else:
+            out |= {
+                "head.W_in": sd["model_head.regressor.0.weight"][:, :, 0].T,
+                "head.b_in": sd["model_head.regressor.0.bias"],
+                "head.W_dw": sd["model_head.regressor.3.weight"][:, 0, :],
+                "head.b_dw": sd["model_head.regressor.3.bias"],
+                "head.W_out": sd["model_head.regressor.5.weight"][:, :, 0].T,
+                "head.b_out": sd["model_head.regressor.5.bias"],
+            }
+        return {k: v.contiguous() for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------- helpers
+HEAD_KEYS = {
+    "reconstruction": "model_head.decoder_pred.weight",
+    "classification": "model_head.classifier.weight",
+    "regression": "model_head.regressor.0.weight",
+}
+
+
+def _strip_prefix(sd: dict[str, Any]) -> dict[str, Any]:
+    """Drop a ``model.`` prefix that every key carries (PyTorch Lightning checkpoints)."""
+    if sd and all(k.startswith("model.") for k in sd):
+        return {k.removeprefix("model."): v for k, v in sd.items()}
+    return sd
+
+
+def _require(sd: dict[str, Any], key: str, ndim: int) -> torch.Tensor:
+    if key not in sd:
+        raise CheckpointError(
+            f"BioFoundation TinyMyo state dict is missing key {key!r}, needed to infer the "
+            f"architecture; it has {len(sd)} keys, e.g. {sorted(sd)[:5]}"
+        )
+    value = sd[key]
+    if not isinstance(value, torch.Tensor) or value.ndim != ndim:
+        got = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise CheckpointError(f"key {key!r} must be a {ndim}-d tensor, got {got}")
+    return value
+
+
+def _channels_from_width(width: int, d_model: int, key: str, n_channels: int | None) -> int:
+    if width % d_model:
+        raise CheckpointError(
+            f"key {key!r} has input width {width}, which is neither d_model={d_model} ('mean') "
+            "nor a multiple of it ('concat': n_channels * d_model)"
+        )
+    channels = width // d_model
+    if n_channels is not None and n_channels != channels:
+        raise CheckpointError(
+            f"n_channels={n_channels} disagrees with key {key!r}, whose input width {width} = "
+            f"{channels} channels x d_model={d_model}"
+        )
+    return channels
+
+
+def _infer_architecture(
+    sd: dict[str, Any], n_heads: int, n_channels: int | None, reduction: str | None
+) -> dict[str, Any]:
+    """Task and sizes of a BioFoundation TinyMyo from its state dict's keys and shapes."""
+    patch_w = _require(sd, "patch_embedding.patch_embed.proj.weight", 4)
+    d_model, patch_samples = patch_w.shape[0], patch_w.shape[-1]
+    if not isinstance(n_heads, int) or n_heads <= 0 or d_model % n_heads:
+        raise ArgumentError(
+            f"n_heads must be a positive divisor of d_model={d_model}, got {n_heads}"
+        )
+    if reduction is not None and reduction not in REDUCTIONS:
+        raise ArgumentError(f"reduction must be one of {REDUCTIONS} or None, got {reduction!r}")
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
+    if not layers:
+        raise CheckpointError("BioFoundation TinyMyo state dict has no 'blocks.{i}.*' keys")
+    fc1 = _require(sd, f"blocks.{min(layers)}.mlp.fc1.weight", 2)
+    tasks = [task for task, key in HEAD_KEYS.items() if key in sd]
+    if len(tasks) != 1:
+        raise CheckpointError(
+            "cannot tell the task: a BioFoundation TinyMyo state dict holds exactly one of "
+            f"{sorted(HEAD_KEYS.values())}, this one holds {[HEAD_KEYS[t] for t in tasks]}"
+        )
+    arch: dict[str, Any] = {
+        "task": tasks[0],
+        "d_model": d_model,
+        "patch_samples": patch_samples,
+        "n_layers": max(layers) + 1,
+        "d_mlp": fc1.shape[0],
+        "reduction": reduction or "concat",
+        "n_channels": n_channels if n_channels is not None else 16,
+    }
+    if arch["task"] == "reconstruction":
+        return arch
+    key = HEAD_KEYS[arch["task"]]
+    weight = _require(sd, key, 2 if arch["task"] == "classification" else 3)
+    width = weight.shape[1]
+    if arch["task"] == "regression":
+        arch["reg_hidden"] = weight.shape[0]
+        arch["n_classes"] = _require(sd, "model_head.regressor.5.weight", 3).shape[0]
+    else:
+        arch["n_classes"] = weight.shape[0]
+    if reduction is None:
+        arch["reduction"] = "mean" if width == d_model else "concat"
+    if arch["reduction"] == "concat":
+        arch["n_channels"] = _channels_from_width(width, d_model, key, n_channels)
+    elif width != d_model:
+        raise CheckpointError(
+            f"reduction='mean' needs key {key!r} to have input width d_model={d_model}, got {width}"
+        )
+    return arch
