@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
@@ -15,6 +16,8 @@ class LayerNorm(nn.Module):
 
     ``hook_scale`` is the per-token ``sqrt(var + eps)`` that `ActivationCache.apply_ln_to_stack`
     divides by; ``hook_normalized`` is the output after ``w`` and ``b``, as in TransformerLens.
+    When neither hook point is observed, `torch.nn.functional.layer_norm` computes the same
+    function in one kernel (equal to ~1e-6).
 
     >>> ln = LayerNorm(EncoderConfig.preset("tiny"))
     >>> ln(torch.randn(2, 7, 16)).shape
@@ -33,6 +36,14 @@ class LayerNorm(nn.Module):
     def forward(
         self, x: Float[torch.Tensor, "batch pos length"]
     ) -> Float[torch.Tensor, "batch pos length"]:
+        if not (
+            self.hook_scale.fwd_hooks
+            or self.hook_normalized.fwd_hooks
+            or self.hook_scale.bwd_hooks
+            or self.hook_normalized.bwd_hooks
+        ):
+            # Nothing observes the scale: the fused kernel computes the same function.
+            return F.layer_norm(x, self.w.shape, self.w, self.b, self.eps)
         x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
         return self.hook_normalized(x / scale * self.w + self.b)

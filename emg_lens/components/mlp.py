@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import einsum
 from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
@@ -41,10 +40,10 @@ class MLP(nn.Module):
     def forward(
         self, x: Float[torch.Tensor, "batch pos d_model"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        pre = self.hook_pre(
-            einsum(x, self.W_in, "batch pos d_model, d_model d_mlp -> batch pos d_mlp") + self.b_in
-        )
+        batch, n_pos, d_model = x.shape
+        # addmm fuses the bias add; one code path, hooked or not.
+        pre = torch.addmm(self.b_in, x.reshape(batch * n_pos, d_model), self.W_in)
+        pre = self.hook_pre(pre.view(batch, n_pos, -1))
         post = self.hook_post(self.act_fn(pre))
-        return einsum(post, self.W_out, "batch pos d_mlp, d_mlp d_model -> batch pos d_model") + (
-            self.b_out
-        )
+        out = torch.addmm(self.b_out, post.reshape(batch * n_pos, -1), self.W_out)
+        return out.view(batch, n_pos, d_model)

@@ -46,4 +46,4 @@ class Rotary(nn.Module):
         else:
             x1, x2 = x_rot.chunk(2, dim=-1)
             rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-        return torch.cat((rotated, x_pass), dim=-1)
+        return rotated if x_pass.shape[-1] == 0 else torch.cat((rotated, x_pass), dim=-1)
