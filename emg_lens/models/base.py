@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens import ActivationCache, HookedRootModule
+from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
@@ -51,6 +52,7 @@ class HookedEncoder(HookedRootModule):
                 f"got {cfg.tokenization!r}"
             )
         self.cfg = cfg
+        self.hook_input = HookPoint()  # [batch, channel, time]: the signals, for input ablation
         self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.ln_final = make_norm(cfg)
 
@@ -175,7 +177,7 @@ class HookedEncoder(HookedRootModule):
         start = self._layer_index(start_at_layer, "start_at_layer", default=0)
         stop = self._layer_index(stop_at_layer, "stop_at_layer", default=n_layers)
         if start_at_layer is None:
-            resid = self.embed_signals(self.to_tokens(signals))
+            resid = self.embed_signals(self.hook_input(self.to_tokens(signals)))
         else:
             resid = self._check_resid(signals)
         masks = self._check_edge_masks(edge_masks)

@@ -298,7 +298,8 @@ class _StemFusionEncoder(HookedEncoder):
                 stop_at_layer=stop_at_layer,
                 edge_masks=edge_masks,
             )
-        resid = self.embed_signals(self.to_tokens(signals), stem_edge_masks=stem_edge_masks)
+        signals = self.hook_input(self.to_tokens(signals))
+        resid = self.embed_signals(signals, stem_edge_masks=stem_edge_masks)
         return super().forward(
             resid,
             return_type=return_type,
@@ -554,6 +555,7 @@ class MultimodalMLP(HookedRootModule):
         if not isinstance(cfg, EncoderConfig):
             raise TypeError(f"MultimodalMLP needs an EncoderConfig, got {type(cfg).__name__}")
         self.cfg = cfg
+        self.hook_input = HookPoint()  # [batch, channel, time]
         d_hidden = self.d_hidden
         self.heads = nn.ModuleDict(
             {
@@ -634,7 +636,7 @@ class MultimodalMLP(HookedRootModule):
             raise ArgumentError(
                 f"MultimodalMLP return_type must be 'logits' or None, got {return_type!r}"
             )
-        signals = self.to_tokens(signals)
+        signals = self.hook_input(self.to_tokens(signals))
         hidden, first = [], 0
         for head in self.heads.values():
             hidden.append(head(signals[:, first : first + head.n_channels]))

@@ -1,0 +1,174 @@
+"""Hooks that cut attention edges: ``-inf`` logits (the paper's method) or zeroed patterns.
+
+`mask_edges` belongs at ``blocks.{l}.attn.hook_attn_scores``: it writes ``-inf`` into the
+masked (query, key) logits before the softmax, so each query's remaining keys are
+renormalised — the model simply cannot see the masked keys. `zero_edges` belongs at
+``hook_pattern`` and zeroes attention weights after the softmax without renormalising, the
+alternative the IsoNet paper argues against (it shrinks every affected query's update).
+`mask_edges_batched` gives each condition its own mask on its slice of one big batch, so many
+conditions share one forward pass.
+
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+>>> x = model.example_input(2)
+>>> hook = mask_edges("cross_modal", model.layout)
+>>> logits = model.run_with_hooks(x, fwd_hooks=[(attn_scores_filter([0, 1]), hook)])
+>>> torch.allclose(logits, model(x, edge_masks=compile_edges("cross_modal", model)))
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from jaxtyping import Bool, Float
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.edges import EdgeSet, parse
+from emg_lens.errors import LayoutError
+from emg_lens.layout import TokenLayout
+
+__all__ = [
+    "attn_scores_filter",
+    "compile_edges",
+    "mask_edges",
+    "mask_edges_batched",
+    "name_filter",
+    "pattern_filter",
+    "zero_edges",
+]
+
+HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
+EdgesLike = EdgeSet | str | torch.Tensor
+
+
+def name_filter(
+    suffix: str, layers: Iterable[int] | None = None, *, stack: str = "blocks"
+) -> Callable[[str], bool]:
+    """A TransformerLens name filter: ``{stack}.{l}.{suffix}`` for ``l`` in ``layers`` (all
+    layers when None). ``stack`` keeps stem layers (``stems.emg.blocks``) out unless asked.
+
+    >>> f = name_filter("attn.hook_attn_scores", [2, 3])
+    >>> f("blocks.2.attn.hook_attn_scores"), f("blocks.1.attn.hook_attn_scores")
+    (True, False)
+    >>> f("stems.emg.blocks.2.attn.hook_attn_scores")
+    False
+    """
+    wanted = None if layers is None else {int(layer) for layer in layers}
+    prefix = f"{stack}."
+
+    def keep(name: str) -> bool:
+        if not name.startswith(prefix) or not name.endswith("." + suffix):
+            return False
+        layer = name[len(prefix) :].split(".", 1)[0]
+        return layer.isdigit() and (wanted is None or int(layer) in wanted)
+
+    keep.__name__ = f"name_filter({suffix!r}, {sorted(wanted) if wanted else 'all'})"
+    return keep
+
+
+def attn_scores_filter(layers: Iterable[int] | None = None, **kw) -> Callable[[str], bool]:
+    """Filter for ``blocks.{l}.attn.hook_attn_scores`` in ``layers`` (where `mask_edges` goes)."""
+    return name_filter("attn.hook_attn_scores", layers, **kw)
+
+
+def pattern_filter(layers: Iterable[int] | None = None, **kw) -> Callable[[str], bool]:
+    """Filter for ``blocks.{l}.attn.hook_pattern`` in ``layers`` (where `zero_edges` goes)."""
+    return name_filter("attn.hook_pattern", layers, **kw)
+
+
+def compile_edges(edges: EdgesLike, model, layers: Iterable[int] | None = None):
+    """``{layer: mask}`` for ``model(x, edge_masks=...)``: one compiled edge set on ``layers``
+    (all layers of ``blocks`` when None)."""
+    mask = _as_mask(edges, model.layout, model.cfg.n_heads)
+    layers = range(model.cfg.n_layers) if layers is None else layers
+    return {int(layer): mask for layer in layers}
+
+
+def _as_mask(edges: EdgesLike, layout: TokenLayout, n_heads: int) -> torch.Tensor:
+    if isinstance(edges, torch.Tensor):
+        if edges.dtype != torch.bool or tuple(edges.shape[-2:]) != (layout.n_tokens,) * 2:
+            raise LayoutError(
+                f"an edge mask must be bool [..., {layout.n_tokens}, {layout.n_tokens}], got "
+                f"{edges.dtype} {list(edges.shape)}"
+            )
+        return edges
+    return parse(edges).compile(layout, n_heads)
+
+
+class _MaskCache:
+    """Compiles an edge set once per (head count, device) the hook meets."""
+
+    def __init__(self, edges: EdgesLike, layout: TokenLayout):
+        self.edges, self.layout = edges, layout
+        if not isinstance(edges, torch.Tensor):
+            self.edges = parse(edges)  # parse errors surface now, not inside a forward pass
+        self._masks: dict[tuple[int, str], torch.Tensor] = {}
+
+    def get(self, n_heads: int, device: torch.device) -> torch.Tensor:
+        key = (n_heads, str(device))
+        if key not in self._masks:
+            self._masks[key] = _as_mask(self.edges, self.layout, n_heads).to(device)
+        return self._masks[key]
+
+
+def _check_point(hook: HookPoint, expected: str, factory: str) -> None:
+    if hook.name is not None and not hook.name.endswith(expected):
+        raise LayoutError(f"{factory} belongs at *.{expected}, but was attached to {hook.name!r}")
+
+
+def mask_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
+    """Hook for ``hook_attn_scores`` writing ``-inf`` on ``edges`` (an `EdgeSet`, its string
+    form, or a compiled bool mask broadcastable to ``[batch, head_index, query_pos, key_pos]``).
+    """
+    cache = _MaskCache(edges, layout)
+
+    def hook(scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
+        _check_point(hook, "hook_attn_scores", "mask_edges")
+        layout.check_matches(scores.shape[-1], hook.name or "attention scores")
+        return scores.masked_fill(cache.get(scores.shape[1], scores.device), float("-inf"))
+
+    return hook
+
+
+def zero_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
+    """Hook for ``hook_pattern`` zeroing attention weights on ``edges`` after the softmax,
+    without renormalising."""
+    cache = _MaskCache(edges, layout)
+
+    def hook(pattern: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
+        _check_point(hook, "hook_pattern", "zero_edges")
+        layout.check_matches(pattern.shape[-1], hook.name or "attention pattern")
+        return pattern.masked_fill(cache.get(pattern.shape[1], pattern.device), 0.0)
+
+    return hook
+
+
+def mask_edges_batched(
+    masks: Bool[torch.Tensor, "condition head_index query_pos key_pos"],
+) -> HookFn:
+    """Hook for ``hook_attn_scores`` applying ``masks[c]`` to the ``c``-th of ``C`` equal,
+    contiguous slices of the batch (so the batch is condition-major: ``[C * N, ...]``).
+
+    >>> masks = torch.zeros(2, 1, 3, 3, dtype=torch.bool)
+    >>> masks[1, :, 0, 1] = True
+    >>> out = mask_edges_batched(masks)(torch.zeros(4, 1, 3, 3), HookPoint())
+    >>> out[:2].isinf().any().item(), out[2:, 0, 0, 1].isinf().all().item()
+    (False, True)
+    """
+    n_cond = masks.shape[0]
+
+    def hook(scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
+        _check_point(hook, "hook_attn_scores", "mask_edges_batched")
+        batch = scores.shape[0]
+        if batch % n_cond:
+            raise LayoutError(
+                f"mask_edges_batched has {n_cond} conditions but the batch has {batch} rows; "
+                "the batch must be conditions x samples"
+            )
+        view = scores.view(n_cond, batch // n_cond, *scores.shape[1:])
+        return view.masked_fill(masks.to(scores.device)[:, None], float("-inf")).view_as(scores)
+
+    return hook
