@@ -1,0 +1,260 @@
+"""From a continuous `Recording` to model-ready windows, as the IsoNet paper preprocesses.
+
+Steps, in order (each a field of `PreprocessSpec`):
+
+1. filters: 4th-order Butterworth band-pass 10–500 Hz on sEMG, low-pass 90 Hz on ACC/force
+   (SOS form; zero-phase `sosfiltfilt` offline, causal `sosfilt` with ``causal=True`` for
+   streaming), optional 50 Hz notch on sEMG;
+2. optional accelerometer magnitude per sensor (``sqrt(x² + y² + z²)``), then sEMG
+   rectification;
+3. one segment per repetition: ``"transient"`` (first 0.5 s of the movement), ``"steady"``
+   (1–2 s), ``"full"``, or explicit ``(start_s, stop_s)``;
+4. windows of ``window`` samples every ``step`` samples inside each segment;
+5. split by repetition (NinaPro DB2: train 1, 3, 4, 6 / test 2, 5) and per-channel z-score
+   fitted on the training repetitions only — no statistic of the test repetitions reaches it.
+
+>>> from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+>>> rec = generate_recordings(SyntheticSpec(n_subjects=1))[0]
+>>> data = prepare_subject(rec, PreprocessSpec(window=200, step=100))
+>>> data.X_train.shape[1:], data.n_classes, sorted(set(data.rep_test.tolist()))
+((48, 200), 12, [2, 5])
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from jaxtyping import Float
+from scipy import signal as sps
+
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ConfigError, DataFormatError
+
+__all__ = [
+    "PreprocessSpec",
+    "Scaler",
+    "SubjectData",
+    "filter_signals",
+    "find_segments",
+    "prepare_subject",
+]
+
+SEGMENTS = {"transient": (0.0, 0.5), "steady": (1.0, 2.0), "full": (0.0, None)}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How to turn a recording into windows. Defaults follow the paper where it says."""
+
+    emg_band: tuple[float, float] | None = (10.0, 500.0)  # Hz; None: no band-pass
+    lowpass: float | None = 90.0  # Hz, for every non-sEMG modality; None: no filter
+    notch: float | None = None  # Hz (50 in Europe); applied to sEMG
+    order: int = 4  # Butterworth order
+    causal: bool = False  # True: sosfilt (streaming); False: zero-phase sosfiltfilt
+    rectify: bool = True  # |sEMG| after filtering
+    acc_magnitude: bool = False  # replace each 3-axis sensor by its magnitude
+    segment: str | tuple[float, float] = "steady"  # "transient", "steady", "full", (s0, s1)
+    window: int = 200  # samples per window: the model's n_samples
+    step: int | None = 50  # samples between window starts; None: one window per segment
+    train_repetitions: tuple[int, ...] = (1, 3, 4, 6)
+    test_repetitions: tuple[int, ...] = (2, 5)
+    gestures: tuple[int, ...] | None = None  # keep only these labels (e.g. DB2 B: 1..17)
+    standardize: bool = True  # per-channel z-score fitted on training windows
+
+    def __post_init__(self) -> None:
+        if isinstance(self.segment, str) and self.segment not in SEGMENTS:
+            raise ConfigError(
+                f"PreprocessSpec.segment must be one of {sorted(SEGMENTS)} or (start_s, stop_s), "
+                f"got {self.segment!r}"
+            )
+        if self.window < 1 or (self.step is not None and self.step < 1):
+            raise ConfigError("PreprocessSpec.window and .step must be positive sample counts")
+        overlap = set(self.train_repetitions) & set(self.test_repetitions)
+        if overlap:
+            raise ConfigError(
+                f"PreprocessSpec repetitions {sorted(overlap)} are in both train and test"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SubjectData:
+    """One subject's windows, split by repetition. ``classes[y]`` is the gesture label."""
+
+    subject: int
+    modalities: dict[str, int]
+    classes: list[int]
+    X_train: Float[np.ndarray, "n channel time"]
+    y_train: np.ndarray
+    rep_train: np.ndarray
+    X_test: Float[np.ndarray, "n channel time"]
+    y_test: np.ndarray
+    rep_test: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class Scaler:
+    """Per-channel z-score. Fit on training windows only."""
+
+    mean: np.ndarray  # [channel]
+    std: np.ndarray  # [channel]
+
+    @classmethod
+    def fit(cls, X: Float[np.ndarray, "n channel time"]) -> Scaler:
+        mean = X.mean(axis=(0, 2))
+        std = X.std(axis=(0, 2))
+        return cls(mean, np.where(std > 1e-8, std, 1.0))
+
+    def transform(self, X: Float[np.ndarray, "n channel time"]) -> np.ndarray:
+        return ((X - self.mean[None, :, None]) / self.std[None, :, None]).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def _sos(kind: str, cutoff, order: int, fs: float, what: str) -> np.ndarray:
+    nyquist = fs / 2
+    for c in np.atleast_1d(cutoff):
+        if not 0 < c < nyquist:
+            raise ConfigError(
+                f"{what} cut-off {c} Hz must lie strictly between 0 and the Nyquist frequency "
+                f"{nyquist:g} Hz (sample rate {fs:g} Hz)"
+            )
+    return sps.butter(order, cutoff, btype=kind, fs=fs, output="sos")
+
+
+def _apply(sos: np.ndarray, x: np.ndarray, causal: bool) -> np.ndarray:
+    return sps.sosfilt(sos, x, axis=0) if causal else sps.sosfiltfilt(sos, x, axis=0)
+
+
+def filter_signals(
+    signals: dict[str, np.ndarray], fs: float, spec: PreprocessSpec
+) -> dict[str, np.ndarray]:
+    """Filter, take ACC magnitudes and rectify, per `PreprocessSpec`; ``[time, channel]`` in
+    and out (float32).
+
+    >>> x = {"emg": np.random.default_rng(0).standard_normal((4000, 2))}
+    >>> filter_signals(x, 2000.0, PreprocessSpec())["emg"].min() >= 0  # rectified
+    True
+    """
+    out = {}
+    for name, x in signals.items():
+        x = np.asarray(x, dtype=np.float64)
+        if name == "emg":
+            if spec.emg_band is not None:
+                x = _apply(
+                    _sos("bandpass", spec.emg_band, spec.order, fs, "sEMG band-pass"),
+                    x,
+                    spec.causal,
+                )
+            if spec.notch is not None:
+                if not 0 < spec.notch < fs / 2:
+                    raise ConfigError(f"notch {spec.notch} Hz must be below Nyquist {fs / 2:g} Hz")
+                b, a = sps.iirnotch(spec.notch, Q=30.0, fs=fs)
+                x = sps.lfilter(b, a, x, axis=0) if spec.causal else sps.filtfilt(b, a, x, axis=0)
+            if spec.rectify:
+                x = np.abs(x)
+        else:
+            if spec.lowpass is not None:
+                x = _apply(
+                    _sos("lowpass", spec.lowpass, spec.order, fs, f"{name} low-pass"),
+                    x,
+                    spec.causal,
+                )
+            if name == "acc" and spec.acc_magnitude:
+                if x.shape[1] % 3:
+                    raise DataFormatError(
+                        f"acc has {x.shape[1]} channels; acc_magnitude needs 3 axes per sensor"
+                    )
+                x = np.linalg.norm(x.reshape(len(x), -1, 3), axis=-1)
+        out[name] = x.astype(np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------- segments
+
+
+def find_segments(stimulus: np.ndarray, repetition: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Maximal runs of one (gesture, repetition) with gesture != 0:
+    ``[(gesture, repetition, start, stop), ...]`` in time order.
+
+    >>> find_segments(np.array([0, 3, 3, 0, 3]), np.array([0, 1, 1, 0, 2]))
+    [(3, 1, 1, 3), (3, 2, 4, 5)]
+    """
+    key = stimulus.astype(np.int64) * 1_000_003 + repetition.astype(np.int64)
+    change = np.flatnonzero(np.diff(key)) + 1
+    starts = np.concatenate(([0], change))
+    stops = np.concatenate((change, [len(key)]))
+    return [
+        (int(stimulus[s]), int(repetition[s]), int(s), int(e))
+        for s, e in zip(starts, stops)
+        if stimulus[s] != 0
+    ]
+
+
+def _segment_bounds(start: int, stop: int, fs: float, segment) -> tuple[int, int]:
+    lo_s, hi_s = SEGMENTS[segment] if isinstance(segment, str) else segment
+    lo = start + round(lo_s * fs)
+    hi = stop if hi_s is None else min(stop, start + round(hi_s * fs))
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec()) -> SubjectData:
+    """Filter, segment, window, split by repetition and standardise one subject."""
+    fs = recording.sample_rate
+    filtered = filter_signals(recording.signals, fs, spec)
+    signal = np.concatenate(list(filtered.values()), axis=1)  # [time, channel], montage order
+    modalities = {name: x.shape[1] for name, x in filtered.items()}
+    wanted = set(spec.train_repetitions) | set(spec.test_repetitions)
+    X, y, reps = [], [], []
+    for gesture, rep, start, stop in find_segments(recording.stimulus, recording.repetition):
+        if rep not in wanted or (spec.gestures is not None and gesture not in spec.gestures):
+            continue
+        lo, hi = _segment_bounds(start, stop, fs, spec.segment)
+        step = spec.step or max(hi - lo, 1)
+        for s in range(lo, hi - spec.window + 1, step):
+            X.append(signal[s : s + spec.window].T)
+            y.append(gesture), reps.append(rep)
+    if not X:
+        raise DataFormatError(
+            f"{recording.source}: no {spec.window}-sample window fits the {spec.segment!r} "
+            f"segment of any repetition in {sorted(wanted)}"
+        )
+    X, y, reps = np.stack(X), np.asarray(y), np.asarray(reps)
+    classes = sorted(set(y.tolist()))
+    y = np.searchsorted(classes, y)
+    train = np.isin(reps, spec.train_repetitions)
+    test = np.isin(reps, spec.test_repetitions)
+    missing = [c for c in classes if not (train & (y == classes.index(c))).any()]
+    if missing or not test.any():
+        raise DataFormatError(
+            f"{recording.source}: gestures {missing} have no training windows, or there are no "
+            f"test windows (repetitions {spec.test_repetitions})"
+        )
+    X_train, X_test = X[train], X[test]
+    if spec.standardize:
+        scaler = Scaler.fit(X_train)
+        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    return SubjectData(
+        subject=recording.subject,
+        modalities=modalities,
+        classes=classes,
+        X_train=X_train.astype(np.float32),
+        y_train=y[train],
+        rep_train=reps[train],
+        X_test=X_test.astype(np.float32),
+        y_test=y[test],
+        rep_test=reps[test],
+        meta={"source": recording.source, "preprocess": spec.to_dict()},
+    )

@@ -1,0 +1,246 @@
+"""Synthetic NinaPro-DB2-shaped recordings with *planted* multimodal structure.
+
+Each subject performs every gesture ``n_repetitions`` times (DB2: 6), each repetition a
+``movement_seconds`` movement followed by rest, recorded by 12 sEMG channels and 12 three-axis
+accelerometers (36 ACC channels) at 2 kHz — the DB2 montage. Gestures come in three kinds, in
+proportions set by `SyntheticSpec`:
+
+- ``"emg"`` gestures differ only in their sEMG activation pattern (ACC shows a shared posture);
+- ``"acc"`` gestures differ only in limb posture, i.e. ACC orientation (sEMG shows a shared
+  pattern);
+- ``"interaction"`` gestures are told apart only by the *combination* of the two. With ``k``
+  interaction gestures there is a bank of ``k`` sEMG patterns and ``k`` postures; in
+  repetition ``r`` gesture ``m`` shows sEMG pattern ``(r + m) mod k`` and posture
+  ``r mod k``. Over repetitions every sEMG pattern and every posture occurs equally often for
+  every interaction gesture, so **each modality alone carries no information about which
+  interaction gesture it is** (chance is ``1/k`` among them), while the pair determines it:
+  ``m = (sEMG pattern - posture) mod k``. With DB2's split (train 1, 3, 4, 6; test 2, 5) and
+  ``k = 4`` the training repetitions cover every pair the test repetitions use.
+
+This is the ground truth the tests and the demo use: a model must route information between
+modalities (cross-modal attention edges) to recognise interaction gestures, and needs no
+cross-modal edges for the others.
+
+>>> recs = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))
+>>> rec = recs[0]
+>>> rec.modalities
+{'emg': 12, 'acc': 36}
+>>> rec.gestures == list(range(1, 13)), sorted(set(rec.repetition.tolist()))
+(True, [0, 1, 2, 3, 4, 5, 6])
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import signal as sps
+
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ConfigError
+
+__all__ = ["GESTURE_KINDS", "SyntheticSpec", "generate_recordings", "gesture_kinds"]
+
+GESTURE_KINDS = ("emg", "acc", "interaction")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Parameters of the synthetic dataset; every field is documented at its default."""
+
+    n_subjects: int = 4
+    n_emg_gestures: int = 4  # separable from sEMG alone
+    n_acc_gestures: int = 4  # separable from ACC alone
+    n_interaction_gestures: int = 4  # separable only from sEMG x ACC together
+    n_repetitions: int = 6  # as in NinaPro DB2
+    movement_seconds: float = 2.0  # DB2 movements last ~5 s; 2 s keeps the demo small
+    rest_seconds: float = 0.5
+    sample_rate: float = 2000.0
+    n_emg: int = 12  # sEMG electrodes
+    n_acc_sensors: int = 12  # 3-axis accelerometers, one per electrode -> 36 channels
+    pattern_contrast: float = 1.0  # how far apart gesture patterns are (0 = identical)
+    noise: float = 0.15  # additive sensor noise, relative to the signal scale
+    subject_variability: float = 0.3  # how much subjects' patterns differ from each other
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_subjects", "n_repetitions", "n_emg", "n_acc_sensors"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"SyntheticSpec.{name} must be >= 1, got {getattr(self, name)}")
+        counts = (self.n_emg_gestures, self.n_acc_gestures, self.n_interaction_gestures)
+        if min(counts) < 0 or sum(counts) < 2:
+            raise ConfigError(
+                "SyntheticSpec gesture counts (n_emg_gestures, n_acc_gestures, "
+                f"n_interaction_gestures) must be >= 0 and sum to >= 2, got {counts}"
+            )
+        if self.n_interaction_gestures == 1:
+            raise ConfigError("SyntheticSpec.n_interaction_gestures must be 0 or >= 2")
+        if self.movement_seconds <= 0 or self.rest_seconds < 0:
+            raise ConfigError("SyntheticSpec.movement_seconds must be > 0 and rest_seconds >= 0")
+
+    @property
+    def n_gestures(self) -> int:
+        return self.n_emg_gestures + self.n_acc_gestures + self.n_interaction_gestures
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def gesture_kinds(spec: SyntheticSpec) -> dict[int, str]:
+    """Gesture label (1-based) -> kind (``"emg"``, ``"acc"`` or ``"interaction"``).
+
+    >>> gesture_kinds(SyntheticSpec(n_emg_gestures=1, n_acc_gestures=1,
+    ...                             n_interaction_gestures=2))
+    {1: 'emg', 2: 'acc', 3: 'interaction', 4: 'interaction'}
+    """
+    kinds = (
+        ["emg"] * spec.n_emg_gestures
+        + ["acc"] * spec.n_acc_gestures
+        + ["interaction"] * spec.n_interaction_gestures
+    )
+    return {g + 1: kind for g, kind in enumerate(kinds)}
+
+
+def generate_recordings(
+    spec: SyntheticSpec = SyntheticSpec(), subjects: list[int] | None = None
+) -> list[Recording]:
+    """One continuous `Recording` per subject (numbered from 1; all, or those in
+    ``subjects``), from ``spec.seed``: a subject's recording does not depend on which others
+    are generated with it."""
+    population = _Patterns.draw(spec, np.random.default_rng(spec.seed))
+    everyone = range(1, spec.n_subjects + 1)
+    subjects = list(everyone) if subjects is None else subjects
+    unknown = sorted(set(subjects) - set(everyone))
+    if unknown:
+        raise ConfigError(f"subjects {unknown} do not exist; the spec has 1..{spec.n_subjects}")
+    return [_subject_recording(spec, subject, population) for subject in subjects]
+
+
+# ----------------------------------------------------------------------------- patterns
+
+
+@dataclass
+class _Patterns:
+    """Activation amplitudes [pattern, electrode] and postures [pattern, sensor, 3]."""
+
+    emg_neutral: np.ndarray
+    emg_gestures: np.ndarray
+    emg_bank: np.ndarray
+    posture_neutral: np.ndarray
+    postures: np.ndarray
+    posture_bank: np.ndarray
+
+    @classmethod
+    def draw(cls, spec: SyntheticSpec, rng: np.random.Generator) -> _Patterns:
+        def amplitudes(n):  # mean rectified sEMG level per electrode, in (0.1, 1.1)
+            return 0.6 + spec.pattern_contrast * rng.uniform(-0.5, 0.5, (n, spec.n_emg))
+
+        def postures(n):  # gravity direction seen by each sensor: unit vectors
+            base = np.array([0.0, 0.0, 1.0])
+            tilt = spec.pattern_contrast * rng.normal(0, 0.6, (n, spec.n_acc_sensors, 3))
+            v = base + tilt
+            return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+        return cls(
+            emg_neutral=amplitudes(1)[0],
+            emg_gestures=amplitudes(spec.n_emg_gestures),
+            emg_bank=amplitudes(spec.n_interaction_gestures),
+            posture_neutral=postures(1)[0],
+            postures=postures(spec.n_acc_gestures),
+            posture_bank=postures(spec.n_interaction_gestures),
+        )
+
+    def perturbed(self, rng: np.random.Generator, amount: float) -> _Patterns:
+        """A subject's version of the population patterns."""
+
+        def amp(a):
+            return np.clip(a * (1 + amount * rng.normal(0, 0.5, a.shape)), 0.05, None)
+
+        def post(p):
+            v = p + amount * rng.normal(0, 0.3, p.shape)
+            return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+        return _Patterns(
+            amp(self.emg_neutral),
+            amp(self.emg_gestures),
+            amp(self.emg_bank),
+            post(self.posture_neutral),
+            post(self.postures),
+            post(self.posture_bank),
+        )
+
+    def for_gesture(self, spec: SyntheticSpec, gesture: int, repetition: int):
+        """(sEMG amplitudes [electrode], posture [sensor, 3]) of one repetition."""
+        g = gesture - 1
+        if g < spec.n_emg_gestures:
+            return self.emg_gestures[g], self.posture_neutral
+        g -= spec.n_emg_gestures
+        if g < spec.n_acc_gestures:
+            return self.emg_neutral, self.postures[g]
+        m, k = g - spec.n_acc_gestures, spec.n_interaction_gestures
+        return self.emg_bank[(repetition + m) % k], self.posture_bank[repetition % k]
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def _subject_recording(spec: SyntheticSpec, subject: int, population: _Patterns) -> Recording:
+    rng = np.random.default_rng([spec.seed, subject])
+    patterns = population.perturbed(rng, spec.subject_variability)
+    fs = spec.sample_rate
+    n_move, n_rest = int(spec.movement_seconds * fs), int(spec.rest_seconds * fs)
+    # Gestures in order, each repeated n_repetitions times, as in a NinaPro exercise.
+    runs = [(g, r) for g in range(1, spec.n_gestures + 1) for r in range(1, spec.n_repetitions + 1)]
+    total = n_rest + len(runs) * (n_move + n_rest)
+    amp = np.tile(0.05 * patterns.emg_neutral, (total, 1))  # resting tone
+    posture = np.tile(patterns.posture_neutral, (total, 1, 1))
+    stimulus = np.zeros(total, np.int64)
+    repetition = np.zeros(total, np.int64)
+    ramp = _onset_ramp(n_move, int(0.15 * fs))
+    for i, (g, r) in enumerate(runs):
+        start = n_rest + i * (n_move + n_rest)
+        sl = slice(start, start + n_move)
+        emg_level, pose = patterns.for_gesture(spec, g, r)
+        drift = 1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * np.arange(n_move) / fs)
+        amp[sl] = amp[sl] * (1 - ramp[:, None]) + (emg_level * drift[:, None]) * ramp[:, None]
+        posture[sl] = posture[sl] * (1 - ramp[:, None, None]) + pose * ramp[:, None, None]
+        stimulus[sl], repetition[sl] = g, r
+    emg = amp * _muscle_noise(rng, total, spec.n_emg, fs)
+    emg += spec.noise * 0.1 * rng.standard_normal(emg.shape)
+    acc = posture + 0.02 * _slow_noise(rng, total, (spec.n_acc_sensors, 3), fs)
+    acc += spec.noise * 0.05 * rng.standard_normal(acc.shape)
+    return Recording(
+        subject=subject,
+        signals={
+            "emg": emg.astype(np.float32),
+            "acc": acc.reshape(total, -1).astype(np.float32),  # sensor-major: x, y, z
+        },
+        sample_rate=fs,
+        stimulus=stimulus,
+        repetition=repetition,
+        source=f"synthetic(seed={spec.seed}, subject={subject})",
+    )
+
+
+def _onset_ramp(n: int, width: int) -> np.ndarray:
+    """0 -> 1 at movement onset, 1 -> 0 at offset: muscles do not switch on instantly."""
+    ramp = np.ones(n)
+    width = min(width, n // 2)
+    if width > 0:
+        edge = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, width))
+        ramp[:width], ramp[-width:] = edge, edge[::-1]
+    return ramp
+
+
+def _muscle_noise(rng: np.random.Generator, n: int, channels: int, fs: float) -> np.ndarray:
+    """Unit-variance noise band-limited to 20–450 Hz: the spectral shape of surface EMG."""
+    sos = sps.butter(4, [20, min(450, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
+    x = sps.sosfilt(sos, rng.standard_normal((n, channels)), axis=0)
+    return x / x.std(axis=0, keepdims=True)
+
+
+def _slow_noise(rng: np.random.Generator, n: int, shape: tuple, fs: float) -> np.ndarray:
+    """Tremor-like motion below 10 Hz."""
+    sos = sps.butter(2, 10, btype="lowpass", fs=fs, output="sos")
+    x = sps.sosfilt(sos, rng.standard_normal((n, *shape)), axis=0)
+    return x / (x.std(axis=0, keepdims=True) + 1e-12)
