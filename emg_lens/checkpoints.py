@@ -1,0 +1,132 @@
+"""Checkpoints: a folder with ``model.safetensors`` and ``config.json``.
+
+``config.json`` records the model class, its `EncoderConfig`, any constructor keywords and free
+metadata (subject, classes, how to rebuild the data, training settings, metrics), so a
+checkpoint folder alone rebuilds an identical model. Files are written to a temporary name and
+renamed, so an interrupted save never leaves a half-written checkpoint.
+
+>>> import tempfile
+>>> from emg_lens.models import IsoNet
+>>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+>>> path = save_checkpoint(model, tempfile.mkdtemp(), metadata={"subject": 1})
+>>> again = load_checkpoint(path)
+>>> all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+...                                        again.state_dict().values()))
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import CheckpointError, ConfigError
+
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "read_checkpoint_info", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = "emg_lens.checkpoint/1"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def _model_classes() -> dict[str, type]:
+    from emg_lens import models
+
+    return {
+        name: obj
+        for name, obj in vars(models).items()
+        if isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+    }
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    model: torch.nn.Module, path: str | Path, *, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Save ``model`` into folder ``path`` (created if needed); returns the folder."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    info = {
+        "format": CHECKPOINT_FORMAT,
+        "model_class": type(model).__name__,
+        "model_kwargs": dict(getattr(model, "init_kwargs", {})),
+        "config": model.cfg.to_dict(),
+        "metadata": metadata or {},
+    }
+    _atomic_write(path / WEIGHTS, lambda p: save_file(state, str(p)))
+    _atomic_write(path / CONFIG, lambda p: p.write_text(json.dumps(info, indent=2, default=str)))
+    return path
+
+
+def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint folder (class, config, kwargs, metadata)."""
+    path = Path(path)
+    config_file = path / CONFIG
+    if not config_file.is_file() or not (path / WEIGHTS).is_file():
+        raise CheckpointError(
+            f"{path} is not an emg_lens checkpoint: expected {CONFIG} and {WEIGHTS} in it"
+        )
+    try:
+        info = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{config_file} has format {info.get('format')!r}; expected {CHECKPOINT_FORMAT!r}"
+        )
+    return info
+
+
+def load_checkpoint(
+    path: str | Path, *, into: torch.nn.Module | None = None, device: str | None = None
+) -> torch.nn.Module:
+    """Rebuild the model saved in ``path`` (or load its weights ``into`` an existing model of
+    the same class and config — any difference is refused, naming the fields)."""
+    path = Path(path)
+    info = read_checkpoint_info(path)
+    classes = _model_classes()
+    name = info["model_class"]
+    if name not in classes:
+        raise CheckpointError(f"{path}: unknown model class {name!r}; known: {sorted(classes)}")
+    try:
+        cfg = EncoderConfig.from_dict({**info["config"], **({"device": device} if device else {})})
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config is invalid: {exc}") from exc
+    if into is None:
+        model = classes[name](cfg, **info.get("model_kwargs", {}))
+    else:
+        _check_compatible(path, name, cfg, info, into)
+        model = into
+    state = load_file(str(path / WEIGHTS), device=str(model.cfg.device))
+    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit {name}: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}"
+        )
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, model) -> None:
+    if type(model).__name__ != name:
+        raise CheckpointError(f"{path} holds a {name}, not a {type(model).__name__}")
+    ignore = {"device", "seed", "dropout"}
+    theirs, ours = cfg.to_dict(), model.cfg.to_dict()
+    diff = {k: (theirs[k], ours[k]) for k in theirs if k not in ignore and theirs[k] != ours[k]}
+    if diff or info.get("model_kwargs", {}) != dict(getattr(model, "init_kwargs", {})):
+        fields = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in diff.items())
+        raise CheckpointError(
+            f"{path} was saved from another config ({fields or 'model_kwargs differ'})"
+        )
