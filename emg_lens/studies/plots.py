@@ -1,0 +1,131 @@
+"""Figures of a study: per-mode boxplots (the paper's Figure 5) and a Δ% heatmap.
+
+Both take a `StudyResult` and return a matplotlib Figure (the CLI saves PNG and SVG).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = ["boxplots", "delta_heatmap"]
+
+MODE_TITLES = {
+    "individual": "individual layer",
+    "from_first": "from the first layer to l (RFB)",
+    "from_last": "from l to the last layer (RFE)",
+    "all": "all layers",
+    "explicit": "explicit layer sets",
+    "input": "input ablation",
+}
+COLORS = plt.get_cmap("tab10").colors
+
+
+def _x_label(row) -> str:
+    """A row's x category: its layer, else its layer set, else "input"."""
+    return str(int(row.layer)) if not pd.isna(row.layer) else (row.layers or "input")
+
+
+def boxplots(result) -> plt.Figure:
+    """One panel per mode: per-subject metric per layer, interventions side by side, the
+    baseline mean as a dashed line, significance stars over each box."""
+    ps, summary = result.per_subject, result.summary
+    base = result.baseline
+    modes = list(dict.fromkeys(summary["mode"]))
+    interventions = list(dict.fromkeys(summary["intervention"]))
+    fig, axes = plt.subplots(
+        1, len(modes), figsize=(4.2 * len(modes) + 0.8, 3.6), sharey=True, squeeze=False
+    )
+    for ax, mode in zip(axes[0], modes):
+        rows = summary[summary["mode"] == mode]
+        labels = list(dict.fromkeys(_x_label(r) for r in rows.itertuples(index=False)))
+        width = 0.8 / len(interventions)
+        for j, name in enumerate(interventions):
+            for r in rows[rows["intervention"] == name].itertuples(index=False):
+                x = labels.index(_x_label(r)) + (j - (len(interventions) - 1) / 2) * width
+                values = ps.loc[ps["key"] == r.key, "value"].to_numpy()
+                ax.boxplot(
+                    values,
+                    positions=[x],
+                    widths=width * 0.85,
+                    patch_artist=True,
+                    boxprops={"facecolor": COLORS[j % 10], "alpha": 0.55},
+                    medianprops={"color": "black"},
+                    flierprops={"markersize": 3},
+                )
+                ax.text(
+                    x,
+                    min(1.02, values.max() + 0.02) if len(values) else 0,
+                    r.stars,
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+        ax.axhline(base.mean(), color="0.3", ls="--", lw=1, label="baseline (mean)")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel("layer" if mode not in ("input", "explicit", "all") else "")
+        ax.set_title(MODE_TITLES.get(mode, mode), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(f"{result.spec.metric} per subject")
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=COLORS[j % 10], alpha=0.55)
+        for j in range(len(interventions))
+    ]
+    handles.append(plt.Line2D([], [], color="0.3", ls="--"))
+    fig.legend(
+        handles,
+        [*interventions, "baseline mean"],
+        loc="upper right",
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(1.0, 1.0),
+    )
+    fig.suptitle(
+        f"{result.spec.name}: {len(base)} subjects, {result.spec.stats.test}, "
+        f"{result.spec.stats.correction}",
+        fontsize=11,
+        x=0.02,
+        ha="left",
+    )
+    fig.tight_layout(rect=(0, 0, 0.9, 0.95))
+    return fig
+
+
+def delta_heatmap(result) -> plt.Figure:
+    """Rows: intervention x mode; columns: layer; colour and text: mean Δ% and stars."""
+    s = result.summary[result.summary["layer"].notna()]
+    rows = list(dict.fromkeys(zip(s["intervention"], s["mode"])))
+    layers = sorted({int(v) for v in s["layer"]})
+    grid = np.full((len(rows), len(layers)), np.nan)
+    text = [["" for _ in layers] for _ in rows]
+    for r in s.itertuples(index=False):
+        i, j = rows.index((r.intervention, r.mode)), layers.index(int(r.layer))
+        grid[i, j] = r.delta_pct
+        text[i][j] = f"{r.delta_pct:+.1f}\n{r.stars}"
+    lim = max(1.0, float(np.nanmax(np.abs(grid))))
+    fig, ax = plt.subplots(figsize=(1.1 * len(layers) + 3, 0.55 * len(rows) + 1.4))
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(layers)):
+            ax.text(
+                j,
+                i,
+                text[i][j],
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if abs(grid[i, j]) > 0.6 * lim else "black",
+            )
+    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
+    ax.set_yticks(
+        range(len(rows)), [f"{name} · {MODE_TITLES.get(m, m).split(' (')[0]}" for name, m in rows]
+    )
+    ax.set_xlabel("layer")
+    fig.colorbar(im, ax=ax, label=f"Δ% {result.spec.metric} vs baseline")
+    ax.set_title(f"{result.spec.name}: mean change per layer", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,363 @@
+"""`run_study`: expand a study grid, evaluate it efficiently, check it, test it, store it.
+
+For each subject the runner builds, per condition, the sequence of per-layer masks it applies
+(``None`` where a layer is untouched), and evaluates all sequences as a *prefix tree*: every
+distinct prefix of masks is computed once and shared (the unmasked prefix of an ``individual``
+condition with the baseline, the masked prefix of ``from_first`` at layer ``l`` with the one at
+``l - 1``), and the children of a node run as one batch with a per-row mask. Conditions with
+equal effects (``from_first`` at the last layer and ``all``, ...) share one evaluation.
+
+Before a condition's result is accepted, a few windows are run again through the *hooked* path
+(``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
+of ``hook_pattern`` exactly 0: a mask that did not take effect is an error, not a result.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
+from emg_lens.data.datasets import load_subject
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.edges import EdgeSet, parse
+from emg_lens.errors import EmgLensError, LayoutError, SpecError
+from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
+from emg_lens.studies.grid import BASELINE, Condition, expand_grid
+from emg_lens.studies.result import StudyResult
+from emg_lens.studies.spec import StudySpec, load_spec
+from emg_lens.studies.store import CellStore
+
+__all__ = ["StudyError", "find_models", "run_study"]
+
+DEMO_MODELS = Path("runs/demo/models")
+VERIFY_WINDOWS = 4
+
+
+class StudyError(EmgLensError, RuntimeError):
+    """A study could not produce a trustworthy result (e.g. a mask did not take effect)."""
+
+
+@dataclass
+class _Subject:
+    model: Any
+    data: SubjectData
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def find_models(models: str | Path) -> dict[int, Path]:
+    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's)."""
+    root = DEMO_MODELS if str(models) == "demo" else Path(models)
+    found = {}
+    if root.is_dir():
+        for path in sorted(root.glob("subject_*")):
+            if (path / "config.json").is_file():
+                found[int(read_checkpoint_info(path)["metadata"].get("subject", 0))] = path
+    if not found:
+        hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
+        raise SpecError(f"models: no subject_<N>/ checkpoint folders in {root}{hint}")
+    return found
+
+
+def _subjects(spec: StudySpec, models) -> dict[int, Any]:
+    """Subject -> checkpoint path or a ready (model, SubjectData) pair."""
+    if isinstance(models, Mapping):
+        found = dict(models)
+    else:
+        found = find_models(models if models is not None else spec.models)
+    if spec.subjects is not None:
+        missing = sorted(set(spec.subjects) - set(found))
+        if missing:
+            raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
+        found = {s: found[s] for s in spec.subjects}
+    return found
+
+
+def _load(entry: Any) -> _Subject:
+    if isinstance(entry, tuple):
+        return _Subject(*entry)
+    model = load_checkpoint(entry)
+    source = read_checkpoint_info(entry)["metadata"].get("data_source")
+    if source is None:
+        raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
+    subject = read_checkpoint_info(entry)["metadata"]["subject"]
+    return _Subject(model, load_subject(source, subject))
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _cell(pred: np.ndarray, y: np.ndarray, n_classes: int, metric: str) -> dict[str, Any]:
+    correct = np.bincount(y[pred == y], minlength=n_classes)
+    total = np.bincount(y, minlength=n_classes)
+    recall = np.divide(correct, total, out=np.zeros(n_classes), where=total > 0)
+    if metric == "accuracy":
+        value = float((pred == y).mean())
+    elif metric == "balanced_accuracy":
+        value = float(recall[total > 0].mean())
+    else:  # macro_f1
+        predicted = np.bincount(pred, minlength=n_classes)
+        precision = np.divide(correct, predicted, out=np.zeros(n_classes), where=predicted > 0)
+        f1 = np.divide(
+            2 * precision * recall,
+            precision + recall,
+            out=np.zeros(n_classes),
+            where=(precision + recall) > 0,
+        )
+        value = float(f1[total > 0].mean())
+    return {"value": value, "class_correct": correct.tolist(), "class_total": total.tolist()}
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+def _edges_of(spec: StudySpec, condition: Condition) -> EdgeSet | Any:
+    intervention = condition.intervention
+    if intervention.edges is not None:
+        return parse(intervention.edges)
+    return spec.resolve_hook(intervention.hook)
+
+
+class _MaskTable:
+    """Distinct compiled masks, by content, so equal masks share one id."""
+
+    def __init__(self):
+        self.masks: list[torch.Tensor] = []
+        self._ids: dict[bytes, int] = {}
+
+    def id(self, mask: torch.Tensor) -> int | None:
+        if not mask.any():
+            return None  # an empty mask is no mask at all
+        key = mask.numpy().tobytes() + bytes(mask.shape)
+        if key not in self._ids:
+            self._ids[key] = len(self.masks)
+            self.masks.append(mask)
+        return self._ids[key]
+
+
+def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTable):
+    try:
+        mask = edges.compile(model.layout, model.cfg.n_heads)
+    except LayoutError as exc:
+        raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
+    if condition.heads is not None:
+        keep = torch.zeros(model.cfg.n_heads, dtype=torch.bool)
+        keep[list(condition.heads)] = True
+        mask = mask & keep[:, None, None]
+    mask_id = table.id(mask)
+    return tuple(
+        mask_id if layer in condition.layers else None for layer in range(model.cfg.n_layers)
+    )
+
+
+@torch.inference_mode()
+def _run_prefix_tree(
+    model, X: torch.Tensor, sequences: list[tuple], table: _MaskTable, batch_size: int
+) -> dict[tuple, torch.Tensor]:
+    """Logits for every mask sequence, sharing all common prefixes (see module docstring)."""
+    n_layers = model.cfg.n_layers
+    out: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+    wanted = set(sequences)
+    for start in range(0, len(X), batch_size):
+        states = {(): model(X[start : start + batch_size], stop_at_layer=0)}
+        for layer in range(n_layers):
+            children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
+            states = _step(model, layer, states, children, table)
+        for seq in wanted:
+            out[seq].append(model.readout(states[seq], "logits"))
+    return {seq: torch.cat(parts) for seq, parts in out.items()}
+
+
+def _step(model, layer: int, states: dict, children: list[tuple], table: _MaskTable) -> dict:
+    """Run block ``layer`` for every child prefix, batching children of all parents."""
+    block = model.blocks[layer]
+    plain = [c for c in children if c[-1] is None]
+    masked = [c for c in children if c[-1] is not None]
+    new = {}
+    if plain:
+        resid = torch.cat([states[c[:-1]] for c in plain])
+        outs = block(resid).split([states[c[:-1]].shape[0] for c in plain])
+        new.update(zip(plain, outs))
+    if masked:
+        parts = [states[c[:-1]] for c in masked]
+        resid = torch.cat(parts)
+        masks = torch.cat(
+            [
+                table.masks[c[-1]].expand(len(p), *table.masks[c[-1]].shape)
+                for c, p in zip(masked, parts)
+            ]
+        )
+        outs = block(resid, masks).split([len(p) for p in parts])
+        new.update(zip(masked, outs))
+    return new
+
+
+# ----------------------------------------------------------------------------- verification
+
+
+@torch.inference_mode()
+def _verify(
+    model, X: torch.Tensor, seq: tuple, logits: torch.Tensor, table: _MaskTable, name: str
+) -> None:
+    """Re-run a few windows through the hooked path; demand equal logits and zero patterns."""
+    layers = {layer: table.masks[i] for layer, i in enumerate(seq) if i is not None}
+    hooks = [
+        (attn_scores_filter([layer]), mask_edges(m, model.layout)) for layer, m in layers.items()
+    ]
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
+    with model.hooks(fwd_hooks=hooks):
+        hooked, cache = model.run_with_cache(X, names_filter=names)
+    for layer, mask in layers.items():
+        leaked = cache[names[list(layers).index(layer)]][:, mask]
+        if leaked.abs().max() != 0:
+            raise StudyError(
+                f"condition {name!r}: masked attention at layer {layer} is not zero "
+                f"(max {float(leaked.abs().max()):.3g}); the mask did not take effect"
+            )
+    if not torch.allclose(hooked, logits, atol=1e-4, rtol=1e-4):
+        diff = float((hooked - logits).abs().max())
+        raise StudyError(
+            f"condition {name!r}: the hooked path and the batched path disagree by {diff:.3g}"
+        )
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _evaluate(
+    spec: StudySpec, subject: _Subject, todo: list[Condition], *, batch_size: int, verify: bool
+) -> dict[str, dict]:
+    """Cells (by condition key) for the conditions in ``todo`` on one subject."""
+    model, data = subject.model, subject.data
+    X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
+    y = np.asarray(data.y_test)
+    table = _MaskTable()
+    sequences: dict[str, tuple] = {}  # key -> mask sequence (edge conditions and baseline)
+    other: list[Condition] = []
+    for c in todo:
+        if c.intervention is None:
+            sequences[c.key] = (None,) * model.cfg.n_layers
+            continue
+        target = None if c.intervention.zero_modality else _edges_of(spec, c)
+        if isinstance(target, EdgeSet):
+            sequences[c.key] = _mask_sequence(model, target, c, table)
+        else:
+            other.append(c)
+    logits = (
+        _run_prefix_tree(model, X, sorted(set(sequences.values()), key=str), table, batch_size)
+        if sequences
+        else {}
+    )
+    if verify:
+        names = {seq: c.name for c in todo if (seq := sequences.get(c.key)) is not None}
+        for seq, name in names.items():
+            if any(i is not None for i in seq):
+                _verify(model, X[:VERIFY_WINDOWS], seq, logits[seq][:VERIFY_WINDOWS], table, name)
+    cells = {
+        key: _cell(logits[seq].argmax(-1).cpu().numpy(), y, data.n_classes, spec.metric)
+        for key, seq in sequences.items()
+    }
+    for c in other:
+        cells[c.key] = _cell(
+            _run_hooked(spec, model, X, c, batch_size), y, data.n_classes, spec.metric
+        )
+    return cells
+
+
+@torch.inference_mode()
+def _run_hooked(spec: StudySpec, model, X: torch.Tensor, c: Condition, batch_size: int):
+    """Predictions of an input ablation or a user hook factory (full forward passes)."""
+    if c.intervention.zero_modality is not None:
+        if c.intervention.zero_modality not in model.cfg.modalities:
+            raise SpecError(
+                f"intervention {c.name!r}: zero_modality {c.intervention.zero_modality!r} is not "
+                f"a modality of the model ({list(model.cfg.modalities)})"
+            )
+        hooks = [("hook_input", zero_modality(c.intervention.zero_modality, model))]
+    else:
+        hooks = _edges_of(spec, c)(model, list(c.layers))
+    preds = []
+    for start in range(0, len(X), batch_size):
+        preds.append(model.run_with_hooks(X[start : start + batch_size], fwd_hooks=hooks))
+    return torch.cat(preds).argmax(-1).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def run_study(
+    spec: StudySpec | str | Path | dict,
+    *,
+    models: str | Path | Mapping[int, tuple[Any, SubjectData]] | None = None,
+    out_dir: str | Path | None = None,
+    batch_size: int = 256,
+    verify: bool = True,
+    progress: bool = True,
+) -> StudyResult:
+    """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
+    checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
+    With ``out_dir`` every cell is stored as it finishes, and a rerun skips finished cells.
+    """
+    spec = load_spec(spec)
+    entries = _subjects(spec, models)
+    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
+    rows = []
+    bar = tqdm(entries.items(), desc=f"study {spec.name}", disable=not progress)
+    for subject_id, entry in bar:
+        subject = None
+        conditions = None
+        if store is not None and isinstance(entry, Path | str):
+            # Peek at the checkpoint's sizes so a finished subject loads nothing.
+            cfg = read_checkpoint_info(entry)["config"]
+            conditions = [BASELINE, *expand_grid(spec, cfg["n_layers"], cfg["n_heads"])]
+        if conditions is None:
+            subject = _load(entry)
+            conditions = [
+                BASELINE,
+                *expand_grid(spec, subject.model.cfg.n_layers, subject.model.cfg.n_heads),
+            ]
+        done = (
+            {}
+            if store is None
+            else {
+                c.key: store.get(subject_id, c.key)
+                for c in conditions
+                if store.has(subject_id, c.key)
+            }
+        )
+        todo = [c for c in conditions if c.key not in done]
+        if todo:
+            subject = subject or _load(entry)
+            bar.set_postfix(subject=subject_id, cells=len(todo))
+            fresh = _evaluate(spec, subject, todo, batch_size=batch_size, verify=verify)
+            for key, cell in fresh.items():
+                if store is not None:
+                    store.put(subject_id, key, cell)
+            done.update(fresh)
+        for c in conditions:
+            cell = done[c.key]
+            rows.append(
+                {
+                    "subject": subject_id,
+                    **c.row(),
+                    "metric": spec.metric,
+                    "value": cell["value"],
+                    "class_correct": cell["class_correct"],
+                    "class_total": cell["class_total"],
+                }
+            )
+    per_subject = pd.DataFrame(rows)
+    result = StudyResult.from_table(spec, per_subject)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result

@@ -1,0 +1,294 @@
+"""Study specs: a declarative, validated, immutable description of an ablation grid.
+
+A study file (TOML; YAML or a dict also work) holds parameters only — which models, which
+interventions, which layers and heads, which metric and statistics. `run_study` does the work.
+Every mistake raises `SpecError` naming the key and what would be accepted.
+
+>>> spec = StudySpec.from_dict({
+...     "name": "demo",
+...     "models": "demo",
+...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
+...     "layers": {"modes": ["individual", "from_first"]},
+... })
+>>> spec.interventions[0].edges, spec.layers.modes, spec.stats.correction
+('cross_modal', ('individual', 'from_first'), 'bonferroni')
+>>> StudySpec.from_dict(spec.to_dict()) == spec
+True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emg_lens.edges import EdgeSet, parse
+from emg_lens.errors import EdgeExpressionError, SpecError
+from emg_lens.studies.stats import CORRECTIONS, TESTS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["METRICS", "MODES", "Intervention", "LayerSpec", "StatsSpec", "StudySpec", "load_spec"]
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+# individual: one layer; from_first: layers 0..l (the paper's RFB); from_last: l..L-1 (RFE);
+# all: every layer at once; explicit: the layer lists given in layers.explicit.
+MODES = ("individual", "from_first", "from_last", "all", "explicit")
+FAMILIES = ("mode", "intervention", "all")
+
+
+def _reject_unknown(section: str, data: dict, allowed: set[str]) -> None:
+    unknown = set(data) - allowed
+    if unknown:
+        raise SpecError(
+            f"unknown key(s) {sorted(unknown)} in [{section}]; accepted: {sorted(allowed)}"
+        )
+
+
+def _int_list(value: Any, key: str) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise SpecError(f"{key} must be a list of integers, got {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One named intervention: exactly one of ``edges`` (an edge expression, masked with
+    ``-inf`` at ``hook_attn_scores``), ``hook`` (``"path/file.py:name"``: an EdgeSet, an
+    expression string, or a factory ``f(model, layers) -> fwd_hooks``) or ``zero_modality``
+    (input ablation of one modality, the paper's Table 2)."""
+
+    name: str
+    edges: str | None = None
+    hook: str | None = None
+    zero_modality: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, index: int) -> Intervention:
+        where = f"interventions[{index}]"
+        if not isinstance(data, dict):
+            raise SpecError(f"{where} must be a table with name and edges/hook/zero_modality")
+        _reject_unknown(where, data, {f.name for f in fields(cls)})
+        name = data.get("name")
+        if not isinstance(name, str) or not name.isidentifier() or name == "baseline":
+            raise SpecError(
+                f"{where}.name must be an identifier other than 'baseline', got {name!r}"
+            )
+        given = [k for k in ("edges", "hook", "zero_modality") if data.get(k) is not None]
+        if len(given) != 1:
+            raise SpecError(
+                f"{where} ({name}) needs exactly one of edges, hook, zero_modality; got {given}"
+            )
+        edges = data.get("edges")
+        if edges is not None:
+            try:
+                edges = str(parse(edges))  # canonical form: equal sets, equal keys
+            except EdgeExpressionError as exc:
+                raise SpecError(f"{where}.edges: {exc}") from exc
+        hook = data.get("hook")
+        if hook is not None and (not isinstance(hook, str) or ":" not in hook):
+            raise SpecError(f"{where}.hook must look like 'hooks/file.py:name', got {hook!r}")
+        modality = data.get("zero_modality")
+        if modality is not None and not isinstance(modality, str):
+            raise SpecError(f"{where}.zero_modality must be a modality name, got {modality!r}")
+        return cls(name=name, edges=edges, hook=hook, zero_modality=modality)
+
+    @property
+    def acts_on_layers(self) -> bool:
+        """Input ablations have no layer; edge and hook interventions do."""
+        return self.zero_modality is None
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Which layer sets to intervene on, per mode (see `MODES`)."""
+
+    modes: tuple[str, ...] = ("individual",)
+    layers: tuple[int, ...] | None = None  # the l of each mode; None: every layer
+    explicit: tuple[tuple[int, ...], ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LayerSpec:
+        if not isinstance(data, dict):
+            raise SpecError(f"[layers] must be a table, got {data!r}")
+        _reject_unknown("layers", data, {"modes", "layers", "explicit"})
+        modes = data.get("modes", ["individual"])
+        if isinstance(modes, str):
+            modes = [modes]
+        bad = [m for m in modes if m not in MODES]
+        if bad or not modes:
+            raise SpecError(f"layers.modes has {bad or 'nothing'}; accepted: {list(MODES)}")
+        layers = data.get("layers")
+        layers = None if layers is None else _int_list(layers, "layers.layers")
+        explicit = tuple(
+            _int_list(v, f"layers.explicit[{i}]") for i, v in enumerate(data.get("explicit", []))
+        )
+        if "explicit" in modes and not explicit:
+            raise SpecError("layers.modes has 'explicit' but layers.explicit lists no layer set")
+        if any(not e for e in explicit):
+            raise SpecError("layers.explicit holds an empty layer list")
+        return cls(tuple(modes), layers, explicit)
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    """Test, correction and the family a correction runs over."""
+
+    test: str = "mannwhitneyu"
+    correction: str = "bonferroni"
+    family: str = "mode"  # the paper corrects over all comparisons of one layer mode
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StatsSpec:
+        if not isinstance(data, dict):
+            raise SpecError(f"[stats] must be a table, got {data!r}")
+        _reject_unknown("stats", data, {f.name for f in fields(cls)})
+        spec = cls(**data)
+        for key, allowed in (("test", TESTS), ("correction", CORRECTIONS), ("family", FAMILIES)):
+            if getattr(spec, key) not in allowed:
+                raise SpecError(f"stats.{key} = {getattr(spec, key)!r}; accepted: {list(allowed)}")
+        return spec
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A whole study. ``source_dir`` (where the file was) resolves ``hook`` paths and is not
+    part of the study's identity."""
+
+    name: str
+    models: str
+    interventions: tuple[Intervention, ...]
+    metric: str = "accuracy"
+    layers: LayerSpec = LayerSpec()
+    heads: tuple[tuple[int, ...] | None, ...] = (None,)  # None: all heads
+    subjects: tuple[int, ...] | None = None
+    stats: StatsSpec = StatsSpec()
+    description: str = ""
+    source_dir: str = field(default=".", compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source_dir: str | Path = ".") -> StudySpec:
+        if not isinstance(data, dict):
+            raise SpecError(f"a study spec must be a table/dict, got {type(data).__name__}")
+        allowed = {f.name for f in fields(cls)} - {"source_dir"}
+        _reject_unknown("study", data, allowed)
+        for key in ("name", "models"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise SpecError(f"study key {key!r} is required and must be a non-empty string")
+        metric = data.get("metric", "accuracy")
+        if metric not in METRICS:
+            raise SpecError(f"metric = {metric!r}; accepted: {list(METRICS)}")
+        raw = data.get("interventions")
+        if not isinstance(raw, list) or not raw:
+            raise SpecError("the study needs at least one [[interventions]] entry")
+        interventions = tuple(Intervention.from_dict(d, i) for i, d in enumerate(raw))
+        names = [i.name for i in interventions]
+        if len(set(names)) != len(names):
+            raise SpecError(f"intervention names must be unique, got {names}")
+        heads = data.get("heads", [None])
+        if not isinstance(heads, list) or not heads:
+            raise SpecError("heads must be a list of head lists (or 'all')")
+        heads = tuple(
+            None if h in (None, "all") else _int_list(h, f"heads[{i}]") for i, h in enumerate(heads)
+        )
+        subjects = data.get("subjects")
+        return cls(
+            name=data["name"],
+            models=data["models"],
+            interventions=interventions,
+            metric=metric,
+            layers=LayerSpec.from_dict(data.get("layers", {})),
+            heads=heads,
+            subjects=None if subjects is None else _int_list(subjects, "subjects"),
+            stats=StatsSpec.from_dict(data.get("stats", {})),
+            description=str(data.get("description", "")),
+            source_dir=str(source_dir),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict that `from_dict` reads back to an equal spec."""
+        out = asdict(self)
+        out.pop("source_dir")
+        out["interventions"] = [
+            {k: v for k, v in i.items() if v is not None} for i in out["interventions"]
+        ]
+        out["heads"] = ["all" if h is None else list(h) for h in self.heads]
+        out["layers"] = {k: v for k, v in out["layers"].items() if v is not None}
+        out["layers"]["explicit"] = [list(e) for e in self.layers.explicit]
+        out["layers"]["modes"] = list(self.layers.modes)
+        if self.subjects is None:
+            out.pop("subjects")
+        else:
+            out["subjects"] = list(self.subjects)
+        return out
+
+    def fingerprint(self) -> str:
+        """Canonical JSON of the spec: two specs with equal fingerprints run the same study."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # ------------------------------------------------------------------ hook references
+    def resolve_hook(self, ref: str) -> Any:
+        """Load ``"path/file.py:name"``; the path is tried relative to the spec's folder, its
+        parent (a repo's ``studies/`` next to ``hooks/``) and the working directory."""
+        path_text, _, attr = ref.rpartition(":")
+        base = Path(self.source_dir)
+        candidates = [base / path_text, base.parent / path_text, Path.cwd() / path_text]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise SpecError(
+                f"hook file {path_text!r} not found; looked in "
+                f"{[str(p.parent) for p in candidates]}"
+            )
+        module_spec = importlib.util.spec_from_file_location(f"emg_lens_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:  # a user's file: report any failure as a spec problem
+            raise SpecError(f"hook file {path} failed to import: {exc!r}") from exc
+        if not hasattr(module, attr):
+            names = sorted(n for n in vars(module) if not n.startswith("_"))
+            raise SpecError(f"{path} has no {attr!r}; it defines {names}")
+        value = getattr(module, attr)
+        if isinstance(value, str):
+            value = parse(value)
+        if not (isinstance(value, EdgeSet) or callable(value)):
+            raise SpecError(
+                f"{ref} must be an EdgeSet, an edge expression or a hook factory "
+                f"f(model, layers) -> fwd_hooks; got {type(value).__name__}"
+            )
+        return value
+
+
+def load_spec(source: str | Path | dict | StudySpec) -> StudySpec:
+    """Read a study from a TOML or YAML file, a dict, or pass a `StudySpec` through."""
+    if isinstance(source, StudySpec):
+        return source
+    if isinstance(source, dict):
+        return StudySpec.from_dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise SpecError(f"study file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise SpecError(f"{path}: a study file must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    try:
+        return StudySpec.from_dict(data, source_dir=path.parent)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from exc
