@@ -1,0 +1,122 @@
+"""The paper's preprocessing: filter responses, segments, repetition split, no leakage."""
+
+import numpy as np
+import pytest
+from scipy import signal as sps
+
+from emg_lens import ConfigError, DataFormatError
+from emg_lens.data.preprocess import (
+    PreprocessSpec,
+    Scaler,
+    filter_signals,
+    find_segments,
+    prepare_subject,
+)
+from emg_lens.data.recording import Recording
+
+FS = 2000.0
+
+
+def _gain_db(spec, modality, freq, n=8000):
+    t = np.arange(n) / FS
+    x = np.sin(2 * np.pi * freq * t)[:, None].astype(np.float32)
+    y = filter_signals({modality: x}, FS, spec)[modality][n // 4 : -n // 4]
+    return 20 * np.log10(np.sqrt((y**2).mean()) / np.sqrt((x**2).mean()))
+
+
+@pytest.mark.parametrize(("freq", "max_db"), [(2.0, -20.0), (900.0, -20.0)])
+def test_emg_band_pass_attenuates_outside_10_to_500_hz(freq, max_db):
+    spec = PreprocessSpec(rectify=False)
+    assert _gain_db(spec, "emg", freq) <= max_db
+
+
+@pytest.mark.parametrize("freq", [50.0, 150.0, 400.0])
+def test_emg_band_pass_keeps_the_pass_band(freq):
+    assert abs(_gain_db(PreprocessSpec(rectify=False), "emg", freq)) < 1.0
+
+
+def test_acc_low_pass_at_90_hz():
+    spec = PreprocessSpec()
+    assert abs(_gain_db(spec, "acc", 10.0)) < 0.5
+    assert _gain_db(spec, "acc", 400.0) < -40
+
+
+def test_zero_phase_vs_causal():
+    x = np.random.default_rng(0).standard_normal((4000, 1)).astype(np.float32)
+    offline = filter_signals({"acc": x}, FS, PreprocessSpec())["acc"]
+    streaming = filter_signals({"acc": x}, FS, PreprocessSpec(causal=True))["acc"]
+    sos = sps.butter(4, 90, btype="lowpass", fs=FS, output="sos")
+    np.testing.assert_allclose(streaming[:, 0], sps.sosfilt(sos, x[:, 0]), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(offline, streaming)
+
+
+def test_cutoffs_at_or_above_nyquist_are_refused():
+    with pytest.raises(ConfigError, match="Nyquist"):
+        filter_signals({"emg": np.zeros((100, 1))}, 800.0, PreprocessSpec())  # 500 Hz >= 400
+
+
+def test_acc_magnitude_per_sensor():
+    x = np.zeros((400, 6), np.float32)
+    x[:, 0], x[:, 4] = 3.0, 4.0  # sensor 0: (3, 0, 0); sensor 1: (0, 4, 0)
+    out = filter_signals({"acc": x}, FS, PreprocessSpec(lowpass=None, acc_magnitude=True))["acc"]
+    assert out.shape == (400, 2)
+    np.testing.assert_allclose(out[0], [3.0, 4.0], rtol=1e-6)
+
+
+def test_find_segments_runs():
+    stim = np.array([0, 1, 1, 1, 0, 0, 2, 2, 0])
+    rep = np.array([0, 1, 1, 1, 0, 0, 1, 1, 0])
+    assert find_segments(stim, rep) == [(1, 1, 1, 4), (2, 1, 6, 8)]
+
+
+def _recording(seed=0, test_scale=1.0):
+    """Two gestures x six repetitions of 1 s; test repetitions (2, 5) scaled by test_scale."""
+    rng = np.random.default_rng(seed)
+    n = int(FS)
+    stim, rep, emg = [], [], []
+    for g in (1, 2):
+        for r in range(1, 7):
+            x = rng.standard_normal((n, 2)) * (g + 1)
+            emg.append(x * (test_scale if r in (2, 5) else 1.0))
+            stim += [g] * n
+            rep += [r] * n
+    return Recording(
+        1, {"emg": np.concatenate(emg).astype(np.float32)}, FS, np.array(stim), np.array(rep)
+    )
+
+
+def test_windows_split_by_repetition_and_segment():
+    spec = PreprocessSpec(segment="transient", window=200, step=100, emg_band=None)
+    data = prepare_subject(_recording(), spec)
+    assert set(data.rep_train) == {1, 3, 4, 6} and set(data.rep_test) == {2, 5}
+    per_rep = (int(0.5 * FS) - 200) // 100 + 1  # windows in the first 0.5 s of a repetition
+    assert len(data.X_train) == 2 * 4 * per_rep and len(data.X_test) == 2 * 2 * per_rep
+    assert data.classes == [1, 2] and set(data.y_train) == {0, 1}
+
+
+def test_no_statistic_of_the_test_repetitions_reaches_the_scaler():
+    spec = PreprocessSpec(window=200, step=200, segment="full", emg_band=None)
+    a = prepare_subject(_recording(test_scale=1.0), spec)
+    b = prepare_subject(_recording(test_scale=50.0), spec)
+    # Training windows (and so the fitted scaler) are identical whatever the test data hold.
+    np.testing.assert_array_equal(a.X_train, b.X_train)
+    # With the training scaler (mean m, std s), rectified test data scaled by 50 become
+    # (50 r - m) / s = 50 (r - m) / s + 49 m / s: a per-channel constant apart. Had the scaler
+    # seen the test data, m and s would differ between a and b and this would not hold.
+    diff = b.X_test - 50.0 * a.X_test
+    np.testing.assert_allclose(
+        diff, np.broadcast_to(diff[:1, :, :1], diff.shape), rtol=1e-3, atol=1e-2
+    )
+
+
+def test_scaler_uses_training_statistics_only():
+    X = np.random.default_rng(1).standard_normal((10, 3, 50)).astype(np.float32) * 4 + 2
+    scaler = Scaler.fit(X)
+    Z = scaler.transform(X)
+    np.testing.assert_allclose(Z.mean(axis=(0, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(Z.std(axis=(0, 2)), 1, atol=1e-4)
+
+
+def test_no_window_fits_is_a_clear_error():
+    with pytest.raises(DataFormatError, match="no 5000-sample window"):
+        prepare_subject(_recording(), PreprocessSpec(window=5000, emg_band=None))
