@@ -65,6 +65,9 @@ def mean_activations(
 ) -> dict[str, torch.Tensor]:
     """Mean of each named activation over the windows ``X`` (the batch axis averaged out)."""
     names = list(names)
+    missing = [name for name in names if name not in model.hook_dict]
+    if missing:
+        raise LayoutError(f"no hook point named {missing}; e.g. {list(model.hook_dict)[:4]}")
     sums: dict[str, torch.Tensor] = {}
     n = 0
     for i in range(0, len(X), batch_size):
@@ -73,9 +76,6 @@ def mean_activations(
         for name in names:
             sums[name] = sums.get(name, 0) + cache[name].sum(0)
         n += len(xb)
-    missing = [name for name in names if name not in sums]
-    if missing:
-        raise LayoutError(f"no hook point named {missing}; e.g. {list(model.hook_dict)[:4]}")
     return {name: total / n for name, total in sums.items()}
 
 

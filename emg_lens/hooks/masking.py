@@ -65,7 +65,7 @@ def name_filter(
         layer = name[len(prefix) :].split(".", 1)[0]
         return layer.isdigit() and (wanted is None or int(layer) in wanted)
 
-    keep.__name__ = f"name_filter({suffix!r}, {sorted(wanted) if wanted else 'all'})"
+    keep.__name__ = f"name_filter({suffix!r}, {'all' if wanted is None else sorted(wanted)})"
     return keep
 
 
@@ -103,8 +103,17 @@ class _MaskCache:
 
     def __init__(self, edges: EdgesLike, layout: TokenLayout):
         self.edges, self.layout = edges, layout
-        if not isinstance(edges, torch.Tensor):
-            self.edges = parse(edges)  # parse errors surface now, not inside a forward pass
+        # Problems surface when the hook is built, not inside a forward pass.
+        if isinstance(edges, torch.Tensor):
+            _as_mask(edges, layout, n_heads=1)
+        else:
+            self.edges = parse(edges)
+            missing = sorted(self.edges.groups() - set(layout.groups))
+            if missing:
+                raise LayoutError(
+                    f"edge set {self.edges} names token group {missing[0]!r}, which this layout "
+                    f"lacks; it has {layout.groups}"
+                )
         self._masks: dict[tuple[int, str], torch.Tensor] = {}
 
     def get(self, n_heads: int, device: torch.device) -> torch.Tensor:
@@ -158,6 +167,14 @@ def mask_edges_batched(
     >>> out[:2].isinf().any().item(), out[2:, 0, 0, 1].isinf().all().item()
     (False, True)
     """
+    if masks.dtype != torch.bool or masks.ndim not in (3, 4):
+        raise LayoutError(
+            "mask_edges_batched needs bool masks [condition, head_index, query_pos, key_pos] "
+            f"(or [condition, query_pos, key_pos] for every head), got {masks.dtype} "
+            f"{list(masks.shape)}"
+        )
+    if masks.ndim == 3:
+        masks = masks[:, None]  # the same mask on every head
     n_cond = masks.shape[0]
 
     def hook(scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
@@ -167,6 +184,11 @@ def mask_edges_batched(
             raise LayoutError(
                 f"mask_edges_batched has {n_cond} conditions but the batch has {batch} rows; "
                 "the batch must be conditions x samples"
+            )
+        if masks.shape[-1] != scores.shape[-1] or masks.shape[-2] != scores.shape[-2]:
+            raise LayoutError(
+                f"mask_edges_batched masks are for {masks.shape[-1]} tokens but {hook.name} has "
+                f"{scores.shape[-1]}; were they compiled for another layout?"
             )
         view = scores.view(n_cond, batch // n_cond, *scores.shape[1:])
         return view.masked_fill(masks.to(scores.device)[:, None], float("-inf")).view_as(scores)

@@ -1,0 +1,203 @@
+"""Unhooked IsoNet blocks vs a plain PyTorch pre-LN SDPA encoder of the same size (DESIGN §9).
+
+Both compute the same function on the same weights: ours are the "paper" preset's five
+512-D, 8-head blocks (49 tokens); the plain encoder is written here with a fused-qkv
+``nn.Linear``, ``F.scaled_dot_product_attention``, ``nn.LayerNorm`` and an ``nn.Linear`` MLP,
+loaded from our ``W_Q/W_K/W_V [head, d_model, d_head]``, ``W_O [head, d_head, d_model]``,
+``W_in``, ``W_out`` and LayerNorm ``w``/``b``. The script first asserts that the two final
+residual streams agree to 1e-4, then times them alternately in one process (after a warm-up,
+under ``torch.inference_mode``, the order rotated every repeat) and prints one JSON line:
+
+- ``speed_ratio``: plain ms / our unhooked ms (target >= 0.9 on CPU; > 1 is faster);
+- ``explicit_overhead``: ms with a no-op hook on every ``hook_attn_scores`` (which sends
+  attention down the explicit, every-hook path) / our unhooked ms.
+
+Each figure is the median over the repeats, so a noisy machine shifts both sides alike.
+
+    python benchmarks/forward_vs_sdpa.py [--batch 64] [--repeats 9] [--device cpu]
+    python benchmarks/forward_vs_sdpa.py --quick   # tiny preset, seconds: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emg_lens import EncoderConfig
+from emg_lens.models import IsoNet
+
+ACTIVATIONS = {"gelu": nn.GELU(), "gelu_new": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}
+
+
+class PlainAttention(nn.Module):
+    """Fused qkv Linear, SDPA, output Linear: the standard fast PyTorch attention."""
+
+    def __init__(self, d_model: int, n_heads: int, d_head: int):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_head
+        self.qkv = nn.Linear(d_model, 3 * n_heads * d_head)
+        self.proj = nn.Linear(n_heads * d_head, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, n, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, n, 3, self.n_heads, self.d_head).unbind(2)
+        z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return self.proj(z.transpose(1, 2).reshape(batch, n, self.n_heads * self.d_head))
+
+
+class PlainBlock(nn.Module):
+    """``x + attn(ln1(x))``, then ``+ mlp(ln2(.))``: pre-LN, as our blocks."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.d_model, eps=cfg.eps)
+        self.attn = PlainAttention(cfg.d_model, cfg.n_heads, cfg.d_head)
+        self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.eps)
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_mlp)
+        self.act = ACTIVATIONS[cfg.act_fn]
+        self.fc2 = nn.Linear(cfg.d_mlp, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
+
+
+class PlainEncoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList(PlainBlock(cfg) for _ in range(cfg.n_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    @torch.no_grad()
+    def load_from(self, model: IsoNet) -> None:
+        """Copy our blocks' TransformerLens-shaped weights into the nn.Linear/LayerNorm ones."""
+
+        def heads_to_linear(W: torch.Tensor) -> torch.Tensor:  # [h, d_model, d_head]
+            return W.permute(0, 2, 1).reshape(-1, W.shape[1])  # [h * d_head, d_model]
+
+        for plain, ours in zip(self.blocks, model.blocks):
+            attn = ours.attn
+            plain.attn.qkv.weight.copy_(
+                torch.cat([heads_to_linear(W) for W in (attn.W_Q, attn.W_K, attn.W_V)])
+            )
+            plain.attn.qkv.bias.copy_(
+                torch.cat([b.flatten() for b in (attn.b_Q, attn.b_K, attn.b_V)])
+            )
+            plain.attn.proj.weight.copy_(attn.W_O.reshape(-1, attn.W_O.shape[-1]).T)
+            plain.attn.proj.bias.copy_(attn.b_O)
+            for norm, ln in ((plain.norm1, ours.ln1), (plain.norm2, ours.ln2)):
+                norm.weight.copy_(ln.w)
+                norm.bias.copy_(ln.b)
+            plain.fc1.weight.copy_(ours.mlp.W_in.T)
+            plain.fc1.bias.copy_(ours.mlp.b_in)
+            plain.fc2.weight.copy_(ours.mlp.W_out.T)
+            plain.fc2.bias.copy_(ours.mlp.b_out)
+
+
+@torch.no_grad()
+def _perturb(model: nn.Module, seed: int = 1) -> None:
+    """Non-zero biases and non-unit LayerNorm scales, so a mis-converted one shows."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, param in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith("b") or leaf == "w":
+            param.add_(0.1 * torch.randn(param.shape, generator=gen, dtype=param.dtype).to(param))
+
+
+def _time_ms(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, cuda: bool) -> float:
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn(x)
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny preset, batch 4, 3 repeats: a smoke test"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.preset, args.batch, args.repeats, args.warmup = "tiny", 4, 3, 1
+
+    cfg = EncoderConfig.preset(args.preset, seed=0, device=args.device)
+    model = IsoNet(cfg).eval()
+    _perturb(model)
+    plain = PlainEncoder(cfg).to(args.device).eval()
+    plain.load_from(model)
+
+    gen = torch.Generator().manual_seed(0)
+    signals = torch.randn(args.batch, cfg.n_channels, cfg.n_samples, generator=gen)
+    cuda = args.device.startswith("cuda")
+
+    def noop(tensor, hook):
+        return tensor
+
+    score_hooks = [(f"blocks.{l}.attn.hook_attn_scores", noop) for l in range(cfg.n_layers)]  # noqa: E741
+    runs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "ours": lambda r: model(r, start_at_layer=0, return_type=None),
+        "plain": plain,
+        "explicit": lambda r: model.run_with_hooks(
+            r, fwd_hooks=score_hooks, start_at_layer=0, return_type=None
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        resid = model(signals.to(args.device), stop_at_layer=0)  # the embedded input
+        expected = plain(resid)
+        max_diff = 0.0
+        for name, fn in runs.items():
+            out = fn(resid)
+            diff = (out - expected).abs().max().item()
+            max_diff = max(max_diff, diff)
+            assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4), (name, diff)
+        for _ in range(args.warmup):
+            for fn in runs.values():
+                fn(resid)
+        order = list(runs)
+        for i in range(args.repeats):
+            for name in order[i % 3 :] + order[: i % 3]:  # rotate who runs first
+                times[name].append(_time_ms(runs[name], resid, cuda))
+    ms = {name: statistics.median(t) for name, t in times.items()}
+    result = {
+        "benchmark": "forward_vs_sdpa",
+        "preset": args.preset,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "tokens": model.layout.n_tokens,
+        "d_model": cfg.d_model,
+        "n_layers": cfg.n_layers,
+        "ms_ours": round(ms["ours"], 3),
+        "ms_plain": round(ms["plain"], 3),
+        "ms_explicit": round(ms["explicit"], 3),
+        "speed_ratio": round(ms["plain"] / ms["ours"], 3),
+        "explicit_overhead": round(ms["explicit"] / ms["ours"], 3),
+        "repeats": args.repeats,
+        "max_abs_diff": float(f"{max_diff:.2e}"),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

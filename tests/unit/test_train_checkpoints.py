@@ -1,0 +1,145 @@
+"""Training (dual-head annealed loss, determinism) and checkpoints (round trip, refusals)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emg_lens import CheckpointError, ConfigError, EncoderConfig
+from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info, save_checkpoint
+from emg_lens.data.preprocess import PreprocessSpec, prepare_subject
+from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.models import IsoNet, TinyMyo
+from emg_lens.train import TrainConfig, accuracy, anneal_weight, dual_head_loss, fit
+
+
+@pytest.fixture(scope="module")
+def subject():
+    rec = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=1.0), [1])[0]
+    return prepare_subject(rec, PreprocessSpec(segment=(0.25, 1.0), step=100))
+
+
+def _model(data, seed=0):
+    cfg = EncoderConfig.preset(
+        "tiny",
+        modalities=data.modalities,
+        n_samples=200,
+        n_classes=data.n_classes,
+        d_model=32,
+        d_head=8,
+        seed=seed,
+    )
+    return IsoNet(cfg)
+
+
+def test_training_lowers_the_loss_and_beats_chance(subject):
+    model = _model(subject)
+    result = fit(
+        model, subject.X_train, subject.y_train, TrainConfig(epochs=6, lr=3e-3, progress=False)
+    )
+    assert result.epoch_loss[-1] < 0.6 * result.epoch_loss[0]
+    assert accuracy(model, subject.X_test, subject.y_test) > 3 / subject.n_classes
+    assert result.final_lambda == 1.0  # the CLS loss has fully taken over by the end
+
+
+def test_training_is_deterministic_on_cpu(subject):
+    cfg = TrainConfig(epochs=1, lr=1e-3, progress=False, seed=5)
+    a, b = _model(subject), _model(subject)
+    fit(a, subject.X_train[:128], subject.y_train[:128], cfg)
+    fit(b, subject.X_train[:128], subject.y_train[:128], cfg)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+
+
+def test_anneal_schedule_and_dual_head_loss():
+    assert [anneal_weight(t, 10) for t in (0, 5, 10, 20)] == [0.0, 0.5, 1.0, 1.0]
+    cls_logits, avg_logits = torch.randn(4, 3), torch.randn(4, 3)
+    y = torch.tensor([0, 1, 2, 0])
+    ce = torch.nn.functional.cross_entropy
+    expected = 0.25 * ce(cls_logits, y) + 0.75 * ce(avg_logits, y)
+    torch.testing.assert_close(dual_head_loss(cls_logits, avg_logits, y, 0.25), expected)
+
+
+def test_bad_train_config():
+    with pytest.raises(ConfigError, match="anneal_fraction"):
+        TrainConfig(anneal_fraction=2.0)
+    with pytest.raises(ConfigError, match="lr"):
+        TrainConfig(lr=0.0)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: IsoNet(EncoderConfig.preset("tiny", seed=1)),
+        lambda: TinyMyo(
+            EncoderConfig.preset(
+                "tinymyo",
+                d_model=16,
+                d_head=4,
+                n_heads=4,
+                d_mlp=32,
+                n_layers=2,
+                modalities={"emg": 4},
+                n_samples=40,
+                seed=1,
+            ),
+            task="regression",
+        ),
+    ],
+)
+def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path, make):
+    model = make().eval()
+    path = save_checkpoint(model, tmp_path / "ckpt", metadata={"subject": 3})
+    again = load_checkpoint(path)
+    assert type(again) is type(model) and again.cfg == model.cfg
+    x = model.example_input(2)
+    assert torch.equal(again(x), model(x))
+    assert read_checkpoint_info(path)["metadata"] == {"subject": 3}
+    assert not list(path.glob("*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    path = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=1)), tmp_path / "a")
+    other = IsoNet(EncoderConfig.preset("tiny", n_layers=3, seed=1))
+    with pytest.raises(CheckpointError, match=r"n_layers: checkpoint 2 vs model 3"):
+        load_checkpoint(path, into=other)
+    with pytest.raises(CheckpointError, match="holds a IsoNet, not a TinyMyo"):
+        tiny = EncoderConfig.preset(
+            "tinymyo",
+            d_model=16,
+            d_head=4,
+            n_heads=4,
+            d_mlp=32,
+            n_layers=2,
+            modalities={"emg": 6},
+            n_samples=8,
+            patch_samples=2,
+        )
+        load_checkpoint(path, into=TinyMyo(tiny))
+
+
+def test_broken_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not an emg_lens checkpoint"):
+        load_checkpoint(tmp_path)
+    path = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=1)), tmp_path / "b")
+    info = json.loads((path / "config.json").read_text())
+    info["model_class"] = "Nope"
+    (path / "config.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match="unknown model class 'Nope'"):
+        load_checkpoint(path)
+    (path / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)
+
+
+def test_predictions_do_not_depend_on_batching(subject):
+    model = _model(subject).eval()
+    from emg_lens.train import predict
+
+    assert np.array_equal(
+        predict(model, subject.X_test, batch_size=7), predict(model, subject.X_test, batch_size=512)
+    )
