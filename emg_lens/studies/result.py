@@ -32,8 +32,8 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     ...     "heads": ["all"] * 6, "key": ["b"] * 3 + ["c"] * 3,
     ...     "value": [0.9, 0.92, 0.94, 0.6, 0.62, 0.64]})
     >>> row = summarize(table, StatsSpec()).iloc[0]
-    >>> round(row.delta_pct, 1), row.U, round(row.p, 2), row.stars
-    (-33.7, 0.0, 0.1, 'ns')
+    >>> round(float(row.delta_pct), 1), float(row.U), round(float(row.p), 2), row.stars
+    (-32.6, 0.0, 0.1, 'ns')
     """
     is_base = per_subject["intervention"] == "baseline"
     base = per_subject[is_base].set_index("subject")["value"]
@@ -58,7 +58,7 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
         rows, columns=[*CONDITION_COLUMNS, "n", "mean", "std", "baseline", "delta_pct", "U", "p"]
     )
     summary["layer"] = summary["layer"].astype("Int64")
-    family = {"mode": ["mode"], "intervention": ["intervention"], "all": None}[stats.family]
+    family = {"mode": "mode", "intervention": "intervention", "all": None}[stats.family]
     if family is None:
         summary["p_corr"] = correct(summary["p"].tolist(), stats.correction)
     else:

@@ -62,7 +62,11 @@ def find_models(models: str | Path) -> dict[int, Path]:
     if root.is_dir():
         for path in sorted(root.glob("subject_*")):
             if (path / "config.json").is_file():
-                found[int(read_checkpoint_info(path)["metadata"].get("subject", 0))] = path
+                subject = read_checkpoint_info(path)["metadata"].get("subject")
+                suffix = path.name.removeprefix("subject_")
+                if subject is None and not suffix.isdigit():
+                    raise SpecError(f"{path}: no subject number in its metadata or its name")
+                found[int(subject if subject is not None else suffix)] = path
     if not found:
         hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
         raise SpecError(f"models: no subject_<N>/ checkpoint folders in {root}{hint}")
@@ -285,6 +289,11 @@ def _run_hooked(spec: StudySpec, model, X: torch.Tensor, c: Condition, batch_siz
             )
         hooks = [("hook_input", zero_modality(c.intervention.zero_modality, model))]
     else:
+        if c.heads is not None:
+            raise SpecError(
+                f"intervention {c.name!r} is a hook factory, which acts on every head; head "
+                f"subsets ({list(c.heads)}) need an edge set instead"
+            )
         hooks = _edges_of(spec, c)(model, list(c.layers))
     preds = []
     for start in range(0, len(X), batch_size):

@@ -53,6 +53,15 @@ def _reject_unknown(section: str, data: dict, allowed: set[str]) -> None:
         )
 
 
+def _reject_repeats(key: str, items: list) -> None:
+    """Two equal entries would give two rows with one meaning (and one key)."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise SpecError(f"{key} repeats {item!r}; each entry must be distinct")
+        seen.add(item)
+
+
 def _int_list(value: Any, key: str) -> tuple[int, ...]:
     if not isinstance(value, list | tuple) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
@@ -125,6 +134,8 @@ class LayerSpec:
         modes = data.get("modes", ["individual"])
         if isinstance(modes, str):
             modes = [modes]
+        if not isinstance(modes, list | tuple):
+            raise SpecError(f"layers.modes must be a list of modes {list(MODES)}, got {modes!r}")
         bad = [m for m in modes if m not in MODES]
         if bad or not modes:
             raise SpecError(f"layers.modes has {bad or 'nothing'}; accepted: {list(MODES)}")
@@ -137,6 +148,8 @@ class LayerSpec:
             raise SpecError("layers.modes has 'explicit' but layers.explicit lists no layer set")
         if any(not e for e in explicit):
             raise SpecError("layers.explicit holds an empty layer list")
+        _reject_repeats("layers.layers", [layers] if layers is None else list(layers))
+        _reject_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
         return cls(tuple(modes), layers, explicit)
 
 
@@ -201,6 +214,7 @@ class StudySpec:
         heads = tuple(
             None if h in (None, "all") else _int_list(h, f"heads[{i}]") for i, h in enumerate(heads)
         )
+        _reject_repeats("heads", [h if h is None else tuple(sorted(h)) for h in heads])
         subjects = data.get("subjects")
         return cls(
             name=data["name"],

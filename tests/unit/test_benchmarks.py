@@ -1,0 +1,73 @@
+"""The benchmark scripts run at a tiny size and print the JSON they promise (DESIGN §9), so
+they cannot rot silently. Their speed targets are not checked here: timings of a few
+milliseconds on a shared test machine mean nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from emg_lens import EncoderConfig
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--quick"], {"batch": 4, "tokens": 7, "d_model": 16, "repeats": 3}),
+        # The paper's 49-token layout at the demo width: the same weight conversion, in seconds.
+        (
+            ["--preset", "demo", "--batch", "2", "--repeats", "1", "--warmup", "0"],
+            {
+                "batch": 2,
+                "tokens": 49,
+                "d_model": EncoderConfig.preset("demo").d_model,
+                "repeats": 1,
+            },
+        ),
+    ],
+)
+def test_forward_vs_sdpa_prints_one_json_line(capsys, argv, expected):
+    result = _load("forward_vs_sdpa").main(argv)  # asserts ours == plain to 1e-4 itself
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == result
+    assert result["benchmark"] == "forward_vs_sdpa"
+    assert {k: result[k] for k in expected} == expected
+    for key in ("ms_ours", "ms_plain", "ms_explicit", "speed_ratio", "explicit_overhead"):
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert result["speed_ratio"] == pytest.approx(result["ms_plain"] / result["ms_ours"], rel=0.01)
+    assert isinstance(result["threads"], int) and result["threads"] >= 1
+    assert result["max_abs_diff"] < 1e-4
+
+
+def test_study_vs_naive_prints_one_json_line(capsys):
+    result = _load("study_vs_naive").main(["--quick"])  # asserts runner == naive itself
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == result
+    assert result["benchmark"] == "study_vs_naive"
+    # --quick: 1 subject, 3 layers: 2 interventions x 3 modes x 3 layers + the baseline; per
+    # intervention 3 individual + 2 more from_first + 1 more from_last layer sets = 6 effects.
+    assert (result["conditions"], result["distinct_effects"]) == (19, 13)
+    assert result["conditions_changed"] > 0  # the equality check was not vacuous
+    assert result["naive_layer_evals"] == 19 * 3
+    # Distinct prefixes of the mask sequences (N: no mask, U/C: uni/cross): N U C at layer 0;
+    # NN NU NC UN UU CN CC at layer 1; the 13 whole sequences at layer 2: 3 + 7 + 13.
+    assert result["distinct_layer_evals"] == 23
+    for key in ("s_runner", "s_naive", "s_lower_bound", "speedup_vs_naive"):
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert result["speedup_vs_naive"] == pytest.approx(
+        result["s_naive"] / result["s_runner"], rel=0.01
+    )

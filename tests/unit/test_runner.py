@@ -1,0 +1,468 @@
+"""`run_study` (DESIGN §5): the prefix-tree evaluation gives exactly what a naive loop of one
+hooked forward pass per condition gives; masks that do not take effect are errors; the store
+resumes; results are written; checkpoints on disk work."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emg_lens import EncoderConfig
+from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+from emg_lens.components.attention import Attention
+from emg_lens.data.datasets import data_source
+from emg_lens.data.preprocess import PreprocessSpec, SubjectData
+from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.edges import parse
+from emg_lens.errors import SpecError
+from emg_lens.hooks import (
+    attn_scores_filter,
+    channel_range,
+    mask_edges,
+    pattern_filter,
+    zero_edges,
+)
+from emg_lens.models import IsoNet
+from emg_lens.studies import StudyError, StudyResult, StudySpec, expand_grid, run_study
+from emg_lens.studies import runner as runner_module
+from emg_lens.studies.grid import BASELINE
+from emg_lens.studies.store import CellStore
+from emg_lens.train import TrainConfig, accuracy, fit
+from tests.conftest import perturb_biases
+
+N_TEST = 48
+
+HOOK_FILE = textwrap.dedent(
+    """
+    from emg_lens.hooks import pattern_filter, zero_edges
+
+
+    def zero_cross(model, layers):
+        # Zero cross-modal attention weights after the softmax (no renormalisation).
+        return [(pattern_filter(layers), zero_edges("cross_modal", model.layout))]
+
+
+    emg_reads_acc = "between(emg, acc)"
+    """
+)
+
+
+def _make_subject(seed: int) -> tuple[IsoNet, SubjectData]:
+    """A tiny 3-layer IsoNet trained for a few steps on class-dependent random windows."""
+    # A wide initialisation makes attention sharp, so edge masks change predictions.
+    cfg = EncoderConfig.preset("tiny", seed=seed, n_layers=3, init_range=0.5)
+    rng = np.random.default_rng(seed)
+    shape = (cfg.n_channels, cfg.n_samples)
+    prototypes = rng.standard_normal((cfg.n_classes, *shape))
+
+    def windows(n):
+        y = rng.integers(0, cfg.n_classes, n)
+        X = 0.7 * prototypes[y] + rng.standard_normal((n, *shape))
+        return X.astype(np.float32), y
+
+    X_train, y_train = windows(96)
+    X_test, y_test = windows(N_TEST)
+    model = IsoNet(cfg)
+    perturb_biases(model)
+    fit(model, X_train, y_train, TrainConfig(epochs=3, batch_size=32, lr=1e-2, progress=False))
+    data = SubjectData(
+        subject=seed,
+        modalities=dict(cfg.modalities),
+        classes=list(range(cfg.n_classes)),
+        X_train=X_train,
+        y_train=y_train,
+        rep_train=np.ones(len(y_train), int),
+        X_test=X_test,
+        y_test=y_test,
+        rep_test=np.full(len(y_test), 2),
+    )
+    return model.eval(), data
+
+
+@pytest.fixture(scope="module")
+def subjects() -> dict[int, tuple[IsoNet, SubjectData]]:
+    return {s: _make_subject(s) for s in (1, 2)}
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Skip drawing (seconds of matplotlib) where a test stores results but does not look at
+    the figures; `test_save_writes_tables_and_figures` draws them."""
+    monkeypatch.setattr(StudyResult, "figures", lambda self: {})
+
+
+@pytest.fixture
+def hook_dir(tmp_path):
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "user.py").write_text(HOOK_FILE)
+    return tmp_path
+
+
+def _spec(source_dir=".", **changes) -> StudySpec:
+    data = {
+        "name": "runner",
+        "models": "unused",
+        "interventions": [
+            {"name": "uni", "edges": "unimodal"},
+            {"name": "cross", "edges": "cross_modal"},
+        ],
+        "layers": {
+            "modes": ["individual", "from_first", "from_last", "all", "explicit"],
+            "explicit": [[0, 2]],
+        },
+        "heads": ["all", [1, 3]],
+        **changes,
+    }
+    return StudySpec.from_dict(data, source_dir=source_dir)
+
+
+# ----------------------------------------------------------------------------- naive reference
+
+
+@torch.inference_mode()
+def _naive_predictions(spec: StudySpec, model, X: torch.Tensor, condition) -> np.ndarray:
+    """One full forward pass per condition, the obvious way."""
+    intervention = condition.intervention
+    if intervention is None:
+        logits = model(X)
+    elif intervention.zero_modality is not None:
+        silenced = X.clone()
+        rows = channel_range(model.cfg.modalities, intervention.zero_modality)
+        silenced[:, rows.start : rows.stop] = 0.0
+        logits = model(silenced)
+    else:
+        if intervention.edges is not None:
+            target = parse(intervention.edges)
+        else:
+            target = spec.resolve_hook(intervention.hook)
+        if callable(target) and not hasattr(target, "compile"):
+            hooks = target(model, list(condition.layers))
+        else:
+            if condition.heads is not None:
+                target = target.on_heads(condition.heads)
+            hooks = [(attn_scores_filter(condition.layers), mask_edges(target, model.layout))]
+        logits = model.run_with_hooks(X, fwd_hooks=hooks)
+    return logits.argmax(-1).numpy()
+
+
+@pytest.fixture
+def record_predictions(monkeypatch):
+    """Make every stored cell carry its predictions (a spy around the runner's metric)."""
+    real = runner_module._cell
+
+    def cell(pred, y, n_classes, metric):
+        return {**real(pred, y, n_classes, metric), "pred": np.asarray(pred).tolist()}
+
+    monkeypatch.setattr(runner_module, "_cell", cell)
+
+
+def _check_against_naive(spec, subjects, result, out_dir):
+    """Compare every stored cell with the naive loop; returns (cells checked, cells whose
+    predictions differ from the subject's baseline)."""
+    store = CellStore(out_dir, spec.fingerprint())
+    checked = changed = 0
+    for subject, (model, data) in subjects.items():
+        grid = {c.key: c for c in [BASELINE, *expand_grid(spec, 3, 4)]}
+        X = torch.as_tensor(data.X_test)
+        rows = result.per_subject[result.per_subject["subject"] == subject]
+        base = _naive_predictions(spec, model, X, BASELINE)
+        assert sorted(rows["key"]) == sorted(grid)
+        for row in rows.itertuples(index=False):
+            expected = _naive_predictions(spec, model, X, grid[row.key])
+            got = np.asarray(store.get(subject, row.key)["pred"])
+            where = f"subject {subject}, {row.intervention} {row.mode} {row.layer} {row.heads}"
+            np.testing.assert_array_equal(got, expected, err_msg=where)
+            assert row.value == float((expected == data.y_test).mean()), where
+            expected_correct = np.bincount(
+                data.y_test[expected == data.y_test], minlength=data.n_classes
+            )
+            assert row.class_correct == expected_correct.tolist(), where
+            checked += 1
+            changed += bool((expected != base).any())
+    return checked, changed
+
+
+# ----------------------------------------------------------------------------- equal to naive
+
+
+def test_runner_equals_naive_loop(subjects, tmp_path, record_predictions, monkeypatch, no_figures):
+    spec = _spec()
+    seen = []
+    real_tree = runner_module._run_prefix_tree
+
+    def tree(model, X, sequences, table, batch_size):
+        seen.append(len(sequences))
+        return real_tree(model, X, sequences, table, batch_size)
+
+    monkeypatch.setattr(runner_module, "_run_prefix_tree", tree)
+    result = run_study(spec, models=subjects, out_dir=tmp_path, batch_size=20, progress=False)
+    grid = expand_grid(spec, 3, 4)
+    # 2 interventions x (3 individual + 3 from_first + 3 from_last + all + explicit) x 2 head sets
+    assert len(grid) == 2 * 11 * 2
+    assert len(result.per_subject) == 2 * (1 + len(grid))
+    # Equal effects are evaluated once: per intervention and head set, the distinct layer sets
+    # are {0} {1} {2} {0,1} {0,1,2} {1,2} {0,2}: 7; plus the baseline.
+    assert seen == [2 * 7 * 2 + 1] * 2
+    checked, changed = _check_against_naive(spec, subjects, result, tmp_path)
+    assert checked == 2 * (1 + len(grid))
+    assert changed > checked // 3  # the masks matter: the comparison is not vacuous
+
+
+def test_input_ablation_and_user_hooks_equal_naive(
+    subjects, hook_dir, record_predictions, no_figures
+):
+    spec = _spec(
+        source_dir=hook_dir,
+        interventions=[
+            {"name": "acc_off", "zero_modality": "acc"},
+            {"name": "emg_off", "zero_modality": "emg"},
+            {"name": "zero_cross", "hook": "hooks/user.py:zero_cross"},
+            {"name": "emg_reads_acc", "hook": "hooks/user.py:emg_reads_acc"},
+        ],
+        layers={"modes": ["individual", "from_last"]},
+        heads=["all"],
+    )
+    out = hook_dir / "out"
+    result = run_study(spec, models=subjects, out_dir=out, progress=False)
+    modes = result.per_subject.groupby("intervention")["mode"].unique()
+    assert list(modes["acc_off"]) == ["input"] and list(modes["emg_off"]) == ["input"]
+    checked, changed = _check_against_naive(spec, subjects, result, out)
+    assert checked == 2 * (1 + 2 + 2 * 6)
+    assert changed > checked // 3
+    base = result.baseline
+    zeroed = result.per_subject.set_index(["intervention", "subject"])["value"]
+    assert (zeroed["acc_off"] != base).any() or (zeroed["emg_off"] != base).any()
+
+
+def test_hook_factory_with_head_subsets_is_refused(subjects, hook_dir):
+    # A factory acts on every head: a head-subset row would silently repeat the all-heads one.
+    spec = _spec(
+        source_dir=hook_dir,
+        interventions=[{"name": "zero_cross", "hook": "hooks/user.py:zero_cross"}],
+        heads=["all", [2]],
+    )
+    with pytest.raises(SpecError, match=r"'zero_cross' is a hook factory.*\[2\]"):
+        run_study(spec, models=subjects, progress=False)
+
+
+def test_hook_factory_equals_its_naive_evaluation(subjects, hook_dir):
+    # Without the prediction spy: the factory's accuracy per layer set, by hand.
+    spec = _spec(
+        source_dir=hook_dir,
+        interventions=[{"name": "zero_cross", "hook": "hooks/user.py:zero_cross"}],
+        layers={"modes": ["from_first"]},
+        heads=["all"],
+    )
+    result = run_study(spec, models=subjects, progress=False)
+    for subject, (model, data) in subjects.items():
+        X = torch.as_tensor(data.X_test)
+        for layer in range(3):
+            hooks = [(pattern_filter(range(layer + 1)), zero_edges("cross_modal", model.layout))]
+            with torch.inference_mode():
+                pred = model.run_with_hooks(X, fwd_hooks=hooks).argmax(-1).numpy()
+            row = result.per_subject.query(
+                f"subject == {subject} and intervention == 'zero_cross' and layer == {layer}"
+            )
+            assert row["value"].item() == float((pred == data.y_test).mean())
+
+
+def _balanced_accuracy(y, pred):
+    return np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)])
+
+
+def _macro_f1(y, pred):
+    scores = []
+    for c in np.unique(y):  # classes present in the test labels
+        tp = np.sum((pred == c) & (y == c))
+        precision = tp / max(np.sum(pred == c), 1)
+        recall = tp / np.sum(y == c)
+        scores.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+    return np.mean(scores)
+
+
+@pytest.mark.parametrize("metric", ["balanced_accuracy", "macro_f1"])
+def test_other_metrics(subjects, metric):
+    spec = _spec(metric=metric, layers={"modes": ["individual"]}, heads=["all"])
+    result = run_study(spec, models=subjects, progress=False)
+    score = {"balanced_accuracy": _balanced_accuracy, "macro_f1": _macro_f1}[metric]
+    grid = {c.key: c for c in [BASELINE, *expand_grid(spec, 3, 4)]}
+    for subject, (model, data) in subjects.items():
+        X = torch.as_tensor(data.X_test)
+        rows = result.per_subject[result.per_subject["subject"] == subject]
+        for row in rows.itertuples():
+            pred = _naive_predictions(spec, model, X, grid[row.key])
+            assert row.metric == metric
+            assert row.value == pytest.approx(score(data.y_test, pred), abs=1e-12)
+            assert row.value != pytest.approx(np.mean(pred == data.y_test))  # not accuracy
+
+
+# ----------------------------------------------------------------------------- verification
+
+
+def test_verification_catches_a_batched_path_that_ignores_masks(subjects, monkeypatch):
+    spec = _spec(layers={"modes": ["individual"]}, heads=["all"])
+    real_fast = Attention._forward_fast
+    monkeypatch.setattr(Attention, "_forward_fast", lambda self, x, mask: real_fast(self, x, None))
+    with pytest.raises(StudyError, match="disagree"):
+        run_study(spec, models=subjects, progress=False)
+    # Without the check the broken run "succeeds": the verification is what catches it.
+    result = run_study(spec, models=subjects, verify=False, progress=False)
+    assert (result.summary["delta_pct"] == 0).all()
+
+
+def test_verification_catches_a_mask_ignored_on_the_hooked_path(subjects, monkeypatch):
+    spec = _spec(layers={"modes": ["individual"]}, heads=["all"])
+    monkeypatch.setattr(runner_module, "mask_edges", lambda edges, layout: lambda x, hook: x)
+    with pytest.raises(StudyError, match=r"not zero.*did not take effect"):
+        run_study(spec, models=subjects, progress=False)
+
+
+def test_verification_catches_a_hooked_path_that_skips_hook_attn_scores(subjects, monkeypatch):
+    """The explicit path computes attention without passing the scores through their hook
+    point, so a ``mask_edges`` hook there never runs."""
+    spec = _spec(layers={"modes": ["individual"]}, heads=["all"])
+    real = Attention._forward_explicit
+
+    def explicit(self, x, edge_mask):
+        point = self._modules["hook_attn_scores"]
+        self._modules["hook_attn_scores"] = torch.nn.Identity()
+        try:
+            return real(self, x, edge_mask)
+        finally:
+            self._modules["hook_attn_scores"] = point
+
+    monkeypatch.setattr(Attention, "_forward_explicit", explicit)
+    with pytest.raises(StudyError, match="did not take effect"):
+        run_study(spec, models=subjects, progress=False)
+
+
+# ----------------------------------------------------------------------------- store
+
+
+def test_store_refuses_another_spec(subjects, tmp_path, no_figures):
+    small = _spec(layers={"modes": ["all"]}, heads=["all"])
+    run_study(small, models=subjects, out_dir=tmp_path, progress=False)
+    other = _spec(layers={"modes": ["all"]}, heads=["all"], metric="macro_f1")
+    with pytest.raises(SpecError, match="different study"):
+        run_study(other, models=subjects, out_dir=tmp_path, progress=False)
+    with pytest.raises(SpecError, match="different study"):
+        CellStore(tmp_path, other.fingerprint())
+
+
+def test_rerun_is_identical_and_evaluates_nothing(subjects, tmp_path, monkeypatch, no_figures):
+    spec = _spec(layers={"modes": ["individual", "from_last"]}, heads=["all", [1]])
+    first = run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
+    first_csv = (tmp_path / "summary.csv").read_text()
+    calls = []
+    real = runner_module._evaluate
+
+    def evaluate(spec, subject, todo, **kw):
+        calls.append([c.key for c in todo])
+        return real(spec, subject, todo, **kw)
+
+    monkeypatch.setattr(runner_module, "_evaluate", evaluate)
+    second = run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
+    assert calls == []
+    pd.testing.assert_frame_equal(first.per_subject, second.per_subject)
+    pd.testing.assert_frame_equal(first.summary, second.summary)
+    assert (tmp_path / "summary.csv").read_text() == first_csv
+
+    # A lost cell is recomputed, alone, to the same value.
+    lost = first.per_subject.iloc[5]
+    (tmp_path / "cells" / f"s{lost.subject}" / f"{lost.key}.json").unlink()
+    third = run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
+    assert calls == [[lost.key]]
+    pd.testing.assert_frame_equal(first.per_subject, third.per_subject)
+    for path in (tmp_path / "cells").rglob("*"):
+        assert path.is_dir() or (path.suffix == ".json" and json.loads(path.read_text()))
+
+
+def test_save_writes_tables_and_figures(subjects, tmp_path):
+    spec = _spec(layers={"modes": ["individual", "from_first"]}, heads=["all"])
+    result = run_study(spec, models=subjects, progress=False)
+    written = result.save(tmp_path / "out")
+    names = {p.name for p in written}
+    expected = {
+        "per_subject.csv",
+        "summary.csv",
+        "summary.md",
+        "boxplots.png",
+        "boxplots.svg",
+        "heatmap.png",
+        "heatmap.svg",
+    }
+    assert expected <= names
+    for name in expected:
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    per_subject = pd.read_csv(tmp_path / "out" / "per_subject.csv")
+    assert len(per_subject) == len(result.per_subject) == 2 * (1 + 2 * 6)
+    assert per_subject["value"].tolist() == result.per_subject["value"].tolist()
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary["key"].tolist() == result.summary["key"].tolist()
+    assert summary["p_corr"].tolist() == pytest.approx(result.summary["p_corr"].tolist())
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    assert markdown.startswith("# runner") and "| intervention |" in markdown
+    assert (tmp_path / "out" / "boxplots.png").read_bytes()[:4] == b"\x89PNG"
+    table3 = result.table3()
+    assert list(table3.columns) == ["mode", "layer", "heads", "uni", "cross"]
+    assert len(table3) == 6
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+SOURCE = data_source(
+    "synthetic",
+    synthetic=SyntheticSpec(n_subjects=2, movement_seconds=1.0),
+    preprocess=PreprocessSpec(segment=(0.25, 1.0), step=100),
+)
+
+
+def test_run_study_from_checkpoints(tmp_path, monkeypatch, no_figures):
+    models = tmp_path / "models"
+    for subject in (1, 2):
+        cfg = EncoderConfig.preset(
+            "tiny",
+            seed=subject,
+            modalities={"emg": 12, "acc": 36},
+            n_samples=200,
+            n_classes=12,
+            init_range=0.5,  # varied predictions without training
+        )
+        model = IsoNet(cfg)
+        perturb_biases(model)
+        save_checkpoint(
+            model,
+            models / f"subject_{subject}",
+            metadata={"subject": subject, "data_source": SOURCE},
+        )
+    loaded = {}
+    real_load = runner_module.load_subject
+
+    def load_subject(source, subject):
+        assert source == json.loads(json.dumps(SOURCE))
+        loaded[subject] = real_load(source, subject)
+        return loaded[subject]
+
+    monkeypatch.setattr(runner_module, "load_subject", load_subject)
+    spec = _spec(layers={"modes": ["all"]}, heads=["all"])
+    result = run_study(spec, models=models, out_dir=tmp_path / "out", progress=False)
+    assert sorted(loaded) == [1, 2]
+    assert sorted(result.per_subject["subject"].unique()) == [1, 2]
+    for subject, data in loaded.items():
+        model = load_checkpoint(models / f"subject_{subject}")
+        assert result.baseline[subject] == accuracy(model, data.X_test, data.y_test)
+        X = torch.as_tensor(data.X_test)
+        cross = _naive_predictions(spec, model, X, expand_grid(spec, 2, 4)[1])
+        row = result.per_subject.query(f"subject == {subject} and intervention == 'cross'")
+        assert row["value"].item() == float((cross == data.y_test).mean())
+
+    # A finished study reloads nothing: not the data, and (peeking at sizes) not the models.
+    loaded.clear()
+    again = run_study(spec, models=models, out_dir=tmp_path / "out", progress=False)
+    assert loaded == {}
+    pd.testing.assert_frame_equal(result.per_subject, again.per_subject)

@@ -1,0 +1,252 @@
+"""Study statistics (DESIGN §5): tests, corrections, stars, Δ% and the summary table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from emg_lens.errors import SpecError
+from emg_lens.studies import summarize
+from emg_lens.studies.spec import StatsSpec
+from emg_lens.studies.stats import compare, correct, delta_pct, stars
+
+# ----------------------------------------------------------------------------- compare
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("n", [3, 5, 11])
+def test_compare_mannwhitneyu_equals_scipy(seed, n):
+    rng = np.random.default_rng(seed)
+    masked = rng.normal(0.6, 0.1, n)
+    baseline = rng.normal(0.7, 0.1, n + seed % 3)  # unequal sizes are allowed
+    expected = sps.mannwhitneyu(masked, baseline, alternative="two-sided")
+    U, p = compare(masked, baseline, "mannwhitneyu")
+    assert (U, p) == (float(expected.statistic), float(expected.pvalue))
+    assert compare(masked, baseline) == (U, p)  # the default is the paper's test
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("n", [5, 9, 20])
+def test_compare_wilcoxon_equals_scipy(seed, n):
+    rng = np.random.default_rng(100 + seed)
+    baseline = rng.normal(0.8, 0.05, n)
+    masked = baseline + rng.normal(-0.02, 0.05, n)
+    expected = sps.wilcoxon(masked, baseline, alternative="two-sided")
+    assert compare(masked, baseline, "wilcoxon") == (
+        float(expected.statistic),
+        float(expected.pvalue),
+    )
+
+
+def test_compare_wilcoxon_without_differences_is_not_significant():
+    assert compare([0.5, 0.6, 0.7], [0.5, 0.6, 0.7], "wilcoxon") == (0.0, 1.0)
+
+
+def test_compare_wilcoxon_needs_pairs():
+    with pytest.raises(SpecError, match="wilcoxon"):
+        compare([0.5, 0.6], [0.5, 0.6, 0.7], "wilcoxon")
+
+
+@pytest.mark.parametrize("test", ["ttest", "Mannwhitneyu", ""])
+def test_compare_rejects_unknown_test(test):
+    with pytest.raises(SpecError, match="mannwhitneyu") as info:
+        compare([0.1, 0.2], [0.3, 0.4], test)
+    assert repr(test) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- correct
+
+
+def _holm_by_hand(p: list[float]) -> list[float]:
+    """Holm's step-down, written the textbook way: walk the p-values in ascending order,
+    multiply the i-th smallest (0-based) by m - i, never go down, cap at 1."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    out = [0.0] * m
+    floor = 0.0
+    for i, idx in enumerate(order):
+        floor = max(floor, min(1.0, (m - i) * p[idx]))
+        out[idx] = floor
+    return out
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_bonferroni_is_p_times_family_size_capped_at_one(seed):
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 12))
+    p = (rng.uniform(0, 0.3, m) ** 2).tolist()
+    assert correct(p, "bonferroni") == pytest.approx([min(1.0, x * m) for x in p], abs=0)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_holm_equals_a_hand_step_down(seed):
+    rng = np.random.default_rng(50 + seed)
+    m = int(rng.integers(1, 12))
+    p = rng.uniform(0, 0.5, m).tolist()
+    if m > 2:
+        p[1] = p[0]  # a tie
+    assert correct(p, "holm") == pytest.approx(_holm_by_hand(p), rel=1e-12)
+
+
+def test_corrections_by_hand():
+    p = [0.01, 0.04, 0.03, 0.5]
+    assert correct(p, "bonferroni") == pytest.approx([0.04, 0.16, 0.12, 1.0])
+    # sorted: 0.01*4=0.04, 0.03*3=0.09, 0.04*2=0.08 -> 0.09 (monotone), 0.5*1=0.5
+    assert correct(p, "holm") == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert correct(p, "none") == p
+
+
+def test_nan_p_values_stay_out_of_the_family():
+    p = [0.01, float("nan"), 0.02]
+    out = correct(p, "bonferroni")
+    assert out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.04)  # m = 2, not 3
+    assert math.isnan(out[1])
+    holm = correct(p, "holm")
+    assert holm[0] == pytest.approx(0.02) and holm[2] == pytest.approx(0.02)
+    assert math.isnan(holm[1])
+
+
+@pytest.mark.parametrize("method", ["bh", "Bonferroni", "fdr"])
+def test_correct_rejects_unknown_method(method):
+    with pytest.raises(SpecError, match="bonferroni") as info:
+        correct([0.1], method)
+    assert repr(method) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("test", "ttest"), ("correction", "bh"), ("family", "layer")]
+)
+def test_stats_spec_rejects_unknown_names(key, value):
+    with pytest.raises(SpecError) as info:
+        StatsSpec.from_dict({key: value})
+    message = str(info.value)
+    assert f"stats.{key}" in message and repr(value) in message and "accepted" in message
+
+
+# ----------------------------------------------------------------------------- stars, Δ%
+
+
+@pytest.mark.parametrize(
+    ("p", "mark"),
+    [
+        (0.0, "****"),
+        (9.999e-5, "****"),
+        (1e-4, "***"),
+        (1.0001e-4, "***"),
+        (9.999e-4, "***"),
+        (1e-3, "**"),
+        (1.0001e-3, "**"),
+        (9.999e-3, "**"),
+        (1e-2, "*"),
+        (1.0001e-2, "*"),
+        (0.04999, "*"),
+        (0.05, "ns"),
+        (0.05001, "ns"),
+        (1.0, "ns"),
+        (float("nan"), "ns"),
+    ],
+)
+def test_stars_thresholds(p, mark):
+    assert stars(p) == mark
+
+
+def test_delta_pct():
+    assert round(delta_pct(0.636, 0.914), 1) == -30.4  # a row of the paper's Table 3
+    assert delta_pct(0.5, 0.5) == 0.0
+    assert delta_pct(0.75, 0.5) == pytest.approx(50.0)
+    assert math.isnan(delta_pct(0.5, 0.0))
+
+
+# ----------------------------------------------------------------------------- summarize
+
+BASE = [0.80, 0.82, 0.84, 0.86]  # mean 0.83
+# Four subjects each side, no ties: the exact two-sided Mann-Whitney p of U = u is
+# 2 * #{arrangements with U <= u} / C(8, 4) = 70, i.e. U=0: 2/70, 1: 4/70, 2: 8/70, 3: 14/70.
+CONDITIONS = [
+    # key, intervention, mode, layer, values, mean, U, p
+    ("k1", "uni", "individual", 0, [0.50, 0.60, 0.70, 0.75], 0.6375, 0.0, 2 / 70),
+    ("k2", "cross", "individual", 0, [0.50, 0.60, 0.70, 0.81], 0.6525, 1.0, 4 / 70),
+    ("k3", "uni", "individual", 1, [0.50, 0.60, 0.70, 0.83], 0.6575, 2.0, 8 / 70),
+    ("k4", "cross", "all", None, [0.50, 0.60, 0.70, 0.85], 0.6625, 3.0, 14 / 70),
+    ("k5", "uni", "all", None, [0.90, 0.91, 0.92, 0.93], 0.915, 16.0, 2 / 70),
+]
+
+
+def _per_subject(shuffle_seed: int | None = None) -> pd.DataFrame:
+    rows = [
+        {"subject": s, "intervention": "baseline", "mode": "none", "layer": None, "value": v}
+        for s, v in zip([1, 2, 3, 4], BASE)
+    ]
+    for key, name, mode, layer, values, *_ in CONDITIONS:
+        rows += [
+            {
+                "subject": s,
+                "intervention": name,
+                "mode": mode,
+                "layer": layer,
+                "value": v,
+                "key": key,
+            }
+            for s, v in zip([1, 2, 3, 4], values)
+        ]
+    table = pd.DataFrame(rows)
+    table["key"] = table["key"].fillna("base")
+    table["layers"] = table["layer"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    table["heads"] = "all"
+    if shuffle_seed is not None:
+        table = table.sample(frac=1.0, random_state=shuffle_seed).reset_index(drop=True)
+    return table
+
+
+# p_corr by hand, in CONDITIONS order, for each family with Bonferroni:
+# mode: individual {k1,k2,k3} m=3, all {k4,k5} m=2; intervention: uni {k1,k3,k5} m=3, cross
+# {k2,k4} m=2; all: m=5.
+EXPECTED_P_CORR = {
+    "mode": [6 / 70, 12 / 70, 24 / 70, 28 / 70, 4 / 70],
+    "intervention": [6 / 70, 8 / 70, 24 / 70, 28 / 70, 6 / 70],
+    "all": [10 / 70, 20 / 70, 40 / 70, 1.0, 10 / 70],
+}
+
+
+@pytest.mark.parametrize("family", ["mode", "intervention", "all"])
+def test_summarize_by_hand(family):
+    summary = summarize(_per_subject(), StatsSpec(family=family))
+    assert list(summary["key"]) == [c[0] for c in CONDITIONS]
+    assert list(summary["n"]) == [4] * 5
+    assert summary["baseline"].tolist() == pytest.approx([0.83] * 5)
+    assert summary["mean"].tolist() == pytest.approx([c[5] for c in CONDITIONS])
+    assert summary["delta_pct"].tolist() == pytest.approx(
+        [100 * (c[5] - 0.83) / 0.83 for c in CONDITIONS]
+    )
+    assert round(summary["delta_pct"].iloc[0], 2) == -23.19
+    assert summary["U"].tolist() == [c[6] for c in CONDITIONS]
+    assert summary["p"].tolist() == pytest.approx([c[7] for c in CONDITIONS])
+    assert summary["p_corr"].tolist() == pytest.approx(EXPECTED_P_CORR[family])
+    assert list(summary["stars"]) == ["ns"] * 5  # every corrected p is >= 4/70 > 0.05
+    assert summary["layer"].tolist()[:3] == [0, 0, 1] and summary["layer"].isna().tolist()[3:]
+
+
+def test_summarize_holm_and_uncorrected():
+    holm = summarize(_per_subject(), StatsSpec(correction="holm", family="mode"))
+    # individual: p = 2, 4, 8 (/70) -> 3*2, max(6, 2*4), max(8, 1*8) = 6, 8, 8 (/70)
+    # all: p = 14, 2 (/70) -> k5 first: 2*2 = 4, then max(4, 14) = 14 (/70)
+    assert holm["p_corr"].tolist() == pytest.approx([6 / 70, 8 / 70, 8 / 70, 14 / 70, 4 / 70])
+    raw = summarize(_per_subject(), StatsSpec(correction="none"))
+    assert raw["p_corr"].tolist() == pytest.approx([c[7] for c in CONDITIONS])
+    assert list(raw["stars"]) == ["*", "ns", "ns", "ns", "*"]
+
+
+def test_summarize_pairs_subjects_whatever_the_row_order():
+    ordered = _per_subject()
+    shuffled = _per_subject(shuffle_seed=3)
+    spec = StatsSpec(test="wilcoxon")
+    a = summarize(ordered, spec).set_index("key")
+    b = summarize(shuffled, spec).set_index("key").loc[a.index]
+    pd.testing.assert_frame_equal(a, b)
+    masked = np.array(CONDITIONS[1][4])
+    expected = sps.wilcoxon(masked, np.array(BASE), alternative="two-sided")
+    assert (a.loc["k2", "U"], a.loc["k2", "p"]) == (expected.statistic, expected.pvalue)
