@@ -8,14 +8,17 @@ proportions set by `SyntheticSpec`:
 - ``"emg"`` gestures differ only in their sEMG activation pattern (ACC shows a shared posture);
 - ``"acc"`` gestures differ only in limb posture, i.e. ACC orientation (sEMG shows a shared
   pattern);
-- ``"interaction"`` gestures are told apart only by the *combination* of the two. With ``k``
-  interaction gestures there is a bank of ``k`` sEMG patterns and ``k`` postures; in
-  repetition ``r`` gesture ``m`` shows sEMG pattern ``(r + m) mod k`` and posture
-  ``r mod k``. Over repetitions every sEMG pattern and every posture occurs equally often for
-  every interaction gesture, so **each modality alone carries no information about which
-  interaction gesture it is** (chance is ``1/k`` among them), while the pair determines it:
-  ``m = (sEMG pattern - posture) mod k``. With DB2's split (train 1, 3, 4, 6; test 2, 5) and
-  ``k = 4`` the training repetitions cover every pair the test repetitions use.
+- ``"interaction"`` gestures are told apart only by the *combination* of the two. With
+  ``k = 2^j`` interaction gestures, the sEMG channels and the accelerometers are each split
+  into ``j`` groups (electrode ``i``'s accelerometer sits on electrode ``i``); in repetition
+  ``r`` muscle group ``i`` is active when bit ``i`` of ``r mod k`` is set, and sensor group
+  ``i`` is tilted when that bit XOR bit ``i`` of the gesture index is set. Over repetitions
+  every activation code and every posture code occurs equally often for every interaction
+  gesture, so **each modality alone carries no information about which interaction gesture
+  it is** (chance is ``1/k`` among them), while the gesture is, bit by bit, the XOR of a
+  muscle group's activity and the tilt of the sensors on those same electrodes. With DB2's
+  split (train 1, 3, 4, 6; test 2, 5) and ``k <= 4`` the training repetitions contain every
+  code the test repetitions use.
 
 This is the ground truth the tests and the demo use: a model must route information between
 modalities (cross-modal attention edges) to recognise interaction gestures, and needs no
@@ -73,8 +76,14 @@ class SyntheticSpec:
                 "SyntheticSpec gesture counts (n_emg_gestures, n_acc_gestures, "
                 f"n_interaction_gestures) must be >= 0 and sum to >= 2, got {counts}"
             )
-        if self.n_interaction_gestures == 1:
-            raise ConfigError("SyntheticSpec.n_interaction_gestures must be 0 or >= 2")
+        k = self.n_interaction_gestures
+        if k and (k < 2 or k & (k - 1)):
+            raise ConfigError(
+                f"SyntheticSpec.n_interaction_gestures must be 0 or a power of two >= 2 (one "
+                f"bit per muscle/sensor group), got {k}"
+            )
+        if k and max(1, k.bit_length() - 1) > min(self.n_emg, self.n_acc_sensors):
+            raise ConfigError("SyntheticSpec has too few electrodes for its interaction bits")
         if self.movement_seconds <= 0 or self.rest_seconds < 0:
             raise ConfigError("SyntheticSpec.movement_seconds must be > 0 and rest_seconds >= 0")
 
@@ -121,14 +130,22 @@ def generate_recordings(
 
 @dataclass
 class _Patterns:
-    """Activation amplitudes [pattern, electrode] and postures [pattern, sensor, 3]."""
+    """Activation amplitudes [..., electrode] and postures [..., sensor, 3] of every gesture.
+
+    Interaction gestures use ``emg_bits`` / ``posture_bits``: the pattern with bit ``i`` set
+    differs from ``*_base`` only on electrode group ``i``.
+    """
 
     emg_neutral: np.ndarray
     emg_gestures: np.ndarray
-    emg_bank: np.ndarray
+    emg_base: np.ndarray
+    emg_bits: np.ndarray  # [bit, electrode]: the active version of each muscle group
+    emg_groups: np.ndarray  # [bit, electrode] bool: the electrodes of each muscle group
     posture_neutral: np.ndarray
     postures: np.ndarray
-    posture_bank: np.ndarray
+    posture_base: np.ndarray
+    posture_bits: np.ndarray  # [bit, sensor, 3]: the tilted version of each sensor group
+    sensor_groups: np.ndarray  # [bit, sensor] bool: the accelerometers of each group
 
     @classmethod
     def draw(cls, spec: SyntheticSpec, rng: np.random.Generator) -> _Patterns:
@@ -141,13 +158,30 @@ class _Patterns:
             v = base + tilt
             return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
+        n_bits = max(1, spec.n_interaction_gestures.bit_length() - 1)
+        # Bit i: muscle group i (a set of electrodes) and the accelerometers on those same
+        # electrodes, so the interaction is local to electrode sites.
+        sites = np.array_split(rng.permutation(min(spec.n_emg, spec.n_acc_sensors)), n_bits)
+        emg_groups = np.zeros((n_bits, spec.n_emg), bool)
+        sensor_groups = np.zeros((n_bits, spec.n_acc_sensors), bool)
+        for i, site in enumerate(sites):
+            emg_groups[i, site] = sensor_groups[i, site] = True
+        emg_base, posture_base = amplitudes(1)[0], postures(1)[0]
+        # An active muscle group is clearly louder than at rest; a tilted sensor group points
+        # somewhere else.
+        emg_bits = np.where(emg_groups, emg_base + 0.8 * spec.pattern_contrast, emg_base)
+        posture_bits = np.where(sensor_groups[..., None], postures(n_bits), posture_base)
         return cls(
             emg_neutral=amplitudes(1)[0],
             emg_gestures=amplitudes(spec.n_emg_gestures),
-            emg_bank=amplitudes(spec.n_interaction_gestures),
+            emg_base=emg_base,
+            emg_bits=emg_bits,
+            emg_groups=emg_groups,
             posture_neutral=postures(1)[0],
             postures=postures(spec.n_acc_gestures),
-            posture_bank=postures(spec.n_interaction_gestures),
+            posture_base=posture_base,
+            posture_bits=posture_bits,
+            sensor_groups=sensor_groups,
         )
 
     def perturbed(self, rng: np.random.Generator, amount: float) -> _Patterns:
@@ -160,13 +194,20 @@ class _Patterns:
             v = p + amount * rng.normal(0, 0.3, p.shape)
             return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
+        emg_base, posture_base = amp(self.emg_base), post(self.posture_base)
         return _Patterns(
-            amp(self.emg_neutral),
-            amp(self.emg_gestures),
-            amp(self.emg_bank),
-            post(self.posture_neutral),
-            post(self.postures),
-            post(self.posture_bank),
+            emg_neutral=amp(self.emg_neutral),
+            emg_gestures=amp(self.emg_gestures),
+            emg_base=emg_base,
+            emg_bits=np.where(self.emg_groups, amp(self.emg_bits), emg_base),
+            emg_groups=self.emg_groups,
+            posture_neutral=post(self.posture_neutral),
+            postures=post(self.postures),
+            posture_base=posture_base,
+            posture_bits=np.where(
+                self.sensor_groups[..., None], post(self.posture_bits), posture_base
+            ),
+            sensor_groups=self.sensor_groups,
         )
 
     def for_gesture(self, spec: SyntheticSpec, gesture: int, repetition: int):
@@ -178,7 +219,15 @@ class _Patterns:
         if g < spec.n_acc_gestures:
             return self.emg_neutral, self.postures[g]
         m, k = g - spec.n_acc_gestures, spec.n_interaction_gestures
-        return self.emg_bank[(repetition + m) % k], self.posture_bank[repetition % k]
+        emg, posture = self.emg_base.copy(), self.posture_base.copy()
+        for i in range(len(self.emg_bits)):
+            active = (repetition % k) >> i & 1
+            tilted = active ^ (m >> i & 1)
+            if active:
+                emg[self.emg_groups[i]] = self.emg_bits[i][self.emg_groups[i]]
+            if tilted:
+                posture[self.sensor_groups[i]] = self.posture_bits[i][self.sensor_groups[i]]
+        return emg, posture
 
 
 # ----------------------------------------------------------------------------- signals
