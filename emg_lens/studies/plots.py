@@ -40,6 +40,10 @@ def boxplots(result) -> plt.Figure:
     fig, axes = plt.subplots(
         1, len(modes), figsize=(4.2 * len(modes) + 0.8, 3.6), sharey=True, squeeze=False
     )
+    all_values = ps["value"].to_numpy(dtype=float)
+    lo, hi = float(np.nanmin(all_values)), float(np.nanmax(all_values))
+    span = max(hi - lo, 1e-3)
+    star_y = hi + 0.04 * span  # one row of significance marks above every box
     for ax, mode in zip(axes[0], modes):
         rows = summary[summary["mode"] == mode]
         labels = list(dict.fromkeys(_x_label(r) for r in rows.itertuples(index=False)))
@@ -57,18 +61,12 @@ def boxplots(result) -> plt.Figure:
                     medianprops={"color": "black"},
                     flierprops={"markersize": 3},
                 )
-                ax.text(
-                    x,
-                    min(1.02, values.max() + 0.02) if len(values) else 0,
-                    r.stars,
-                    ha="center",
-                    va="bottom",
-                    fontsize=8,
-                )
+                ax.text(x, star_y, r.stars, ha="center", va="bottom", fontsize=7)
+        ax.set_ylim(lo - 0.05 * span, hi + 0.14 * span)
         ax.axhline(base.mean(), color="0.3", ls="--", lw=1, label="baseline (mean)")
         ax.set_xticks(range(len(labels)), labels)
         ax.set_xlabel("layer" if mode not in ("input", "explicit", "all") else "")
-        ax.set_title(MODE_TITLES.get(mode, mode), fontsize=10)
+        ax.set_title(MODE_TITLES.get(mode, mode), fontsize=10, pad=6)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(f"{result.spec.metric} per subject")
     handles = [
