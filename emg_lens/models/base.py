@@ -209,20 +209,35 @@ class HookedEncoder(HookedRootModule):
             )
         return resid
 
-    def _check_edge_masks(self, edge_masks: EdgeMasks | None) -> dict[int, torch.Tensor]:
+    def _check_edge_masks(
+        self,
+        edge_masks: EdgeMasks | None,
+        *,
+        size_field: str = "n_layers",
+        what: str = "edge_masks",
+    ) -> dict[int, torch.Tensor]:
+        """Validate ``{layer: bool mask [..., n_tokens, n_tokens]}`` for a stack of
+        ``cfg.<size_field>`` layers (default: ``blocks``); move them to the model's device."""
         if not edge_masks:
             return {}
         n = self.layout.n_tokens
+        n_layers = getattr(self.cfg, size_field)
         out = {}
         for layer, mask in edge_masks.items():
-            if not isinstance(layer, int) or not 0 <= layer < self.cfg.n_layers:
+            if not isinstance(layer, int) or not 0 <= layer < n_layers:
                 raise LayoutError(
-                    f"edge_masks key {layer!r} is not a layer in [0, {self.cfg.n_layers - 1}]"
+                    f"{what} key {layer!r} is not a layer in [0, {n_layers - 1}] "
+                    f"(EncoderConfig.{size_field}={n_layers})"
                 )
-            if mask.dtype != torch.bool or tuple(mask.shape[-2:]) != (n, n):
+            if (
+                not isinstance(mask, torch.Tensor)
+                or mask.dtype != torch.bool
+                or tuple(mask.shape[-2:]) != (n, n)
+            ):
+                got = f"{mask.dtype} {list(mask.shape)}" if isinstance(mask, torch.Tensor) else mask
                 raise LayoutError(
-                    f"edge_masks[{layer}] must be a bool tensor [..., {n}, {n}], got "
-                    f"{mask.dtype} {list(mask.shape)}"
+                    f"{what}[{layer}] must be a bool tensor [..., {n}, {n}] over the whole "
+                    f"layout, got {got}"
                 )
             out[layer] = mask.to(self.cfg.device)
         return out

@@ -70,7 +70,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead, PosEmbed, TransformerBlock
 from emg_lens.config import PRESETS, EncoderConfig
-from emg_lens.errors import ArgumentError, ConfigError, LayoutError
+from emg_lens.errors import ArgumentError, ConfigError
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedEncoder
 
@@ -315,7 +315,9 @@ class _StemFusionEncoder(HookedEncoder):
     ) -> Float[torch.Tensor, "batch pos d_model"]:
         """Run every stem on its modality's channels; concatenate their outputs (``hook_embed``,
         the residual stream entering ``blocks.0``)."""
-        masks = self._check_stem_edge_masks(stem_edge_masks)
+        masks = self._check_edge_masks(
+            stem_edge_masks, size_field="n_stem_layers", what="stem_edge_masks"
+        )
         streams, first = [], 0
         for name, stem in self.stems.items():
             pos = self._stem_slices[name]
@@ -323,30 +325,6 @@ class _StemFusionEncoder(HookedEncoder):
             streams.append(stem(signals[:, first : first + stem.n_channels], stem_masks))
             first += stem.n_channels
         return self.hook_embed(torch.cat(streams, dim=1))
-
-    def _check_stem_edge_masks(self, stem_edge_masks: EdgeMasks | None) -> dict[int, torch.Tensor]:
-        if not stem_edge_masks:
-            return {}
-        n, n_stem = self.layout.n_tokens, self.cfg.n_stem_layers
-        out = {}
-        for layer, mask in stem_edge_masks.items():
-            if not isinstance(layer, int) or not 0 <= layer < n_stem:
-                raise LayoutError(
-                    f"stem_edge_masks key {layer!r} is not a stem layer in [0, {n_stem - 1}] "
-                    f"(EncoderConfig.n_stem_layers={n_stem})"
-                )
-            if (
-                not isinstance(mask, torch.Tensor)
-                or mask.dtype != torch.bool
-                or tuple(mask.shape[-2:]) != (n, n)
-            ):
-                got = f"{mask.dtype} {list(mask.shape)}" if isinstance(mask, torch.Tensor) else mask
-                raise LayoutError(
-                    f"stem_edge_masks[{layer}] must be a bool tensor [..., {n}, {n}] over the "
-                    f"whole layout, got {got}"
-                )
-            out[layer] = mask.to(self.cfg.device)
-        return out
 
     def readout(
         self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str
