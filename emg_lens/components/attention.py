@@ -70,6 +70,7 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head_index, d_head]
         self.hook_result = HookPoint()  # [batch, pos, head_index, d_model]; use_attn_result
         self._internal_hooks = [m for m in self.modules() if isinstance(m, HookPoint)]
+        self._qkv_cache: tuple | None = None  # (parameter versions, fused weight, fused bias)
 
     def hooks_active(self) -> bool:
         """True when a hook (or a cache) is attached to any hook point inside attention."""
@@ -146,9 +147,7 @@ class Attention(nn.Module):
     def _forward_fast(self, x, edge_mask):
         batch, n_pos, _ = x.shape
         h, d_head = self.cfg.n_heads, self.cfg.d_head
-        # One matmul for q, k and v: [d_model, 3 * n_heads * d_head].
-        W_qkv = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
-        b_qkv = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()
+        W_qkv, b_qkv = self._fused_qkv()
         qkv = torch.addmm(b_qkv, x.reshape(batch * n_pos, -1), W_qkv)
         q, k, v = qkv.view(batch, n_pos, 3 * h, d_head).split(h, dim=2)
         if self.rotary is not None:
@@ -167,6 +166,26 @@ class Attention(nn.Module):
         z = z.transpose(1, 2).reshape(batch * n_pos, h * d_head)
         out = torch.addmm(self.b_O, z, self.W_O.reshape(h * d_head, -1))
         return out.view(batch, n_pos, -1)
+
+    def _fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``W_Q, W_K, W_V`` as one ``[d_model, 3 * n_heads * d_head]`` matrix (and the
+        biases), so q, k and v come from one matmul. Rebuilt on every call while gradients flow
+        to the weights (training); otherwise cached until a weight changes: the key holds each
+        parameter's storage and version counter, which optimiser steps, ``load_state_dict`` and
+        ``.to()`` all change. (Writing through ``param.data`` in place bypasses the counter.)
+        """
+        params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V)
+        training = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if not training and self._qkv_cache is not None and self._qkv_cache[0] == key:
+            return self._qkv_cache[1], self._qkv_cache[2]
+        # Outside inference mode, so a cached tensor may later meet autograd (input gradients).
+        with torch.inference_mode(False), torch.set_grad_enabled(training):
+            W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
+            b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()
+        if not training:
+            self._qkv_cache = (key, W, b)
+        return W, b
 
     # ------------------------------------------------------------------ legacy state dicts
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -365,3 +365,24 @@ def test_legacy_state_dict_loads_strictly():
         target(resid, start_at_layer=0, return_type=None),
         source(resid, start_at_layer=0, return_type=None),
     )
+
+
+def test_fast_path_sees_weight_changes_after_caching(make_model):
+    """The fused q/k/v weight is cached for evaluation; changing a weight must invalidate it."""
+    model = make_model()
+    if model.cfg.n_layers == 0:
+        pytest.skip("no shared stack")
+    x = model.example_input(2)
+    with torch.inference_mode():
+        before = model(x)
+    with torch.no_grad():
+        model.blocks[0].attn.W_Q.mul_(3.0)  # in place: the version counter moves
+    with torch.inference_mode():
+        after = model(x)
+    _, cache = model.run_with_cache(x)  # the explicit path never uses the cache
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, model.run_with_hooks(x, fwd_hooks=[]), atol=1e-5, rtol=1e-5)
+    # A cached weight built under inference mode must still allow input gradients later.
+    x = x.clone().requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
