@@ -16,6 +16,7 @@ __all__ = [
     "InputShapeError",
     "LayoutError",
     "SpecError",
+    "describe",
 ]
 
 
@@ -65,3 +66,16 @@ class DataFormatError(EmgLensError, ValueError):
 
 class CheckpointError(EmgLensError, ValueError):
     """A checkpoint cannot be loaded into the requested model."""
+
+
+def describe(value: object) -> str:
+    """How an error message names a bad value: ``dtype [shape]`` for a tensor or array, else
+    its type.
+
+    >>> import torch
+    >>> describe(torch.zeros(2, 3)), describe([1])
+    ('torch.float32 [2, 3]', 'list')
+    """
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        return f"{value.dtype} {list(value.shape)}"
+    return type(value).__name__

@@ -21,7 +21,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ConfigError, InputShapeError, LayoutError
+from emg_lens.errors import ConfigError, InputShapeError, LayoutError, describe
 from emg_lens.layout import TokenLayout
 
 __all__ = ["HookedEncoder"]
@@ -234,10 +234,9 @@ class HookedEncoder(HookedRootModule):
                 or mask.dtype != torch.bool
                 or tuple(mask.shape[-2:]) != (n, n)
             ):
-                got = f"{mask.dtype} {list(mask.shape)}" if isinstance(mask, torch.Tensor) else mask
                 raise LayoutError(
                     f"{what}[{layer}] must be a bool tensor [..., {n}, {n}] over the whole "
-                    f"layout, got {got}"
+                    f"layout, got {describe(mask)}"
                 )
             out[layer] = mask.to(self.cfg.device)
         return out

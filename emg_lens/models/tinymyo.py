@@ -33,7 +33,13 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import TransformerBlock
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, CheckpointError, ConfigError, InputShapeError
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    ConfigError,
+    InputShapeError,
+    describe,
+)
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedEncoder
 
@@ -369,14 +375,9 @@ class TinyMyo(HookedEncoder):
             or tuple(patch_mask.shape[-2:]) != expected
             or (patch_mask.ndim == 3 and patch_mask.shape[0] not in (1, batch))
         ):
-            got = (
-                f"{patch_mask.dtype} {list(patch_mask.shape)}"
-                if isinstance(patch_mask, torch.Tensor)
-                else type(patch_mask).__name__
-            )
             raise InputShapeError(
                 f"patch_mask must be a bool tensor [batch={batch}, channels={expected[0]}, "
-                f"patches={expected[1]}] (or [channels, patches]), got {got}"
+                f"patches={expected[1]}] (or [channels, patches]), got {describe(patch_mask)}"
             )
         if patch_mask.ndim == 2:
             patch_mask = patch_mask[None]
@@ -401,14 +402,9 @@ class TinyMyo(HookedEncoder):
             or sample_mask.ndim != 3
             or tuple(sample_mask.shape[1:]) != expected
         ):
-            got = (
-                f"{sample_mask.dtype} {list(sample_mask.shape)}"
-                if isinstance(sample_mask, torch.Tensor)
-                else type(sample_mask).__name__
-            )
             raise InputShapeError(
                 f"sample_mask must be a bool tensor [batch, channels={expected[0]}, "
-                f"time={expected[1]}], got {got}"
+                f"time={expected[1]}], got {describe(sample_mask)}"
             )
         return rearrange(
             sample_mask,
@@ -691,8 +687,7 @@ def _require(sd: dict[str, Any], key: str, ndim: int) -> torch.Tensor:
         )
     value = sd[key]
     if not isinstance(value, torch.Tensor) or value.ndim != ndim:
-        got = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise CheckpointError(f"key {key!r} must be a {ndim}-d tensor, got {got}")
+        raise CheckpointError(f"key {key!r} must be a {ndim}-d tensor, got {describe(value)}")
     return value
 
 

@@ -71,24 +71,16 @@ def test_bad_train_config():
 # ----------------------------------------------------------------------------- checkpoints
 
 
+def _small_tinymyo(**overrides) -> EncoderConfig:
+    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2, "seed": 1}
+    return EncoderConfig.preset("tinymyo", **{**small, **overrides})
+
+
 @pytest.mark.parametrize(
     "make",
     [
         lambda: IsoNet(EncoderConfig.preset("tiny", seed=1)),
-        lambda: TinyMyo(
-            EncoderConfig.preset(
-                "tinymyo",
-                d_model=16,
-                d_head=4,
-                n_heads=4,
-                d_mlp=32,
-                n_layers=2,
-                modalities={"emg": 4},
-                n_samples=40,
-                seed=1,
-            ),
-            task="regression",
-        ),
+        lambda: TinyMyo(_small_tinymyo(modalities={"emg": 4}, n_samples=40), task="regression"),
     ],
 )
 def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path, make):
@@ -108,17 +100,7 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"n_layers: checkpoint 2 vs model 3"):
         load_checkpoint(path, into=other)
     with pytest.raises(CheckpointError, match="holds a IsoNet, not a TinyMyo"):
-        tiny = EncoderConfig.preset(
-            "tinymyo",
-            d_model=16,
-            d_head=4,
-            n_heads=4,
-            d_mlp=32,
-            n_layers=2,
-            modalities={"emg": 6},
-            n_samples=8,
-            patch_samples=2,
-        )
+        tiny = _small_tinymyo(modalities={"emg": 6}, n_samples=8, patch_samples=2)
         load_checkpoint(path, into=TinyMyo(tiny))
 
 
