@@ -222,6 +222,11 @@ class HookedEncoder(HookedRootModule):
             return {}
         n = self.layout.n_tokens
         n_layers = getattr(self.cfg, size_field)
+        if not isinstance(edge_masks, Mapping):
+            raise LayoutError(
+                f"{what} must be a dict {{layer: bool mask [..., {n}, {n}]}}, "
+                f"got {describe(edge_masks)}"
+            )
         out = {}
         for layer, mask in edge_masks.items():
             if not isinstance(layer, int) or not 0 <= layer < n_layers:
