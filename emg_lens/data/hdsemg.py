@@ -59,7 +59,9 @@ __all__ = [
     "LENGTH_TOLERANCE",
     "SAMPLE_RATE",
     "HDsEMGFile",
+    "find_subjects",
     "load_hdsemg",
+    "subject_file",
     "write_hdsemg",
 ]
 
@@ -317,6 +319,50 @@ def _subject_from_name(path: Path) -> int | None:
     return int(match.group(1)) if match and int(match.group(1)) >= 1 else None
 
 
+def _subject_files(root: Path) -> dict[Path, int]:
+    """Every ``s<N>.mat`` file in ``root`` (any case, leading zeros allowed) -> N."""
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (the HD-sEMG dataset, holding s<N>.mat)")
+    found = {p: _subject_from_name(p) for p in sorted(root.iterdir()) if p.is_file()}
+    return {p: s for p, s in found.items() if s is not None and p.suffix.lower() == ".mat"}
+
+
+def subject_file(root: str | Path, subject: int) -> Path:
+    """The file of ``subject`` in the dataset folder ``root``: ``s<subject>.mat``.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "S03.mat").write_bytes(b"")
+    >>> subject_file(root, 3).name
+    'S03.mat'
+    """
+    root = Path(root)
+    found = [p for p, s in _subject_files(root).items() if s == subject]
+    if not found:
+        raise DataFormatError(
+            f"{root}: no file for subject {subject} (searched for s{subject}.mat); "
+            f".mat files there: {sorted(p.name for p in root.glob('*.mat')) or 'none'}"
+        )
+    if len(found) > 1:
+        raise DataFormatError(
+            f"{root}: several files for subject {subject}: {[p.name for p in found]}; keep one"
+        )
+    return found[0]
+
+
+def find_subjects(root: str | Path) -> list[int]:
+    """The subjects whose ``s<N>.mat`` file is in the dataset folder ``root``, sorted.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("s10.mat", "s2.mat", "notes.mat", "s3.txt"):
+    ...     _ = (root / name).write_bytes(b"")
+    >>> find_subjects(root)
+    [2, 10]
+    """
+    return sorted(set(_subject_files(Path(root)).values()))
+
+
 def load_hdsemg(
     path_or_root: str | Path, subject: int | None = None, *, force: bool = True
 ) -> Recording:
@@ -356,14 +402,7 @@ def load_hdsemg(
     if path.is_dir():
         if subject is None:
             raise ArgumentError(f"{path} is a folder: pass subject= to pick s<subject>.mat")
-        candidates = [path / f"s{subject}.mat", path / f"S{subject}.mat"]
-        found = [p for p in candidates if p.is_file()]
-        if not found:
-            raise DataFormatError(
-                f"{path}: no file for subject {subject} (searched for {candidates[0].name}); "
-                f".mat files there: {sorted(p.name for p in path.glob('*.mat')) or 'none'}"
-            )
-        path = found[0]
+        path = subject_file(path, subject)
     elif not path.exists():
         raise DataFormatError(f"{path}: no such file (an HD-sEMG subject file s<N>.mat)")
     if subject is None:

@@ -42,7 +42,15 @@ from scipy import signal as sps
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ConfigError
 
-__all__ = ["GESTURE_KINDS", "SyntheticSpec", "generate_recordings", "gesture_kinds"]
+__all__ = [
+    "GESTURE_KINDS",
+    "SyntheticSpec",
+    "generate_recordings",
+    "gesture_kinds",
+    "muscle_noise",
+    "onset_ramp",
+    "slow_noise",
+]
 
 GESTURE_KINDS = ("emg", "acc", "interaction")
 
@@ -245,7 +253,7 @@ def _subject_recording(spec: SyntheticSpec, subject: int, population: _Patterns)
     posture = np.tile(patterns.posture_neutral, (total, 1, 1))
     stimulus = np.zeros(total, np.int64)
     repetition = np.zeros(total, np.int64)
-    ramp = _onset_ramp(n_move, int(0.15 * fs))
+    ramp = onset_ramp(n_move, int(0.15 * fs))
     for i, (g, r) in enumerate(runs):
         start = n_rest + i * (n_move + n_rest)
         sl = slice(start, start + n_move)
@@ -254,9 +262,9 @@ def _subject_recording(spec: SyntheticSpec, subject: int, population: _Patterns)
         amp[sl] = amp[sl] * (1 - ramp[:, None]) + (emg_level * drift[:, None]) * ramp[:, None]
         posture[sl] = posture[sl] * (1 - ramp[:, None, None]) + pose * ramp[:, None, None]
         stimulus[sl], repetition[sl] = g, r
-    emg = amp * _muscle_noise(rng, total, spec.n_emg, fs)
+    emg = amp * muscle_noise(rng, total, spec.n_emg, fs)
     emg += spec.noise * 0.1 * rng.standard_normal(emg.shape)
-    acc = posture + 0.02 * _slow_noise(rng, total, (spec.n_acc_sensors, 3), fs)
+    acc = posture + 0.02 * slow_noise(rng, total, (spec.n_acc_sensors, 3), fs)
     acc += spec.noise * 0.05 * rng.standard_normal(acc.shape)
     return Recording(
         subject=subject,
@@ -271,7 +279,7 @@ def _subject_recording(spec: SyntheticSpec, subject: int, population: _Patterns)
     )
 
 
-def _onset_ramp(n: int, width: int) -> np.ndarray:
+def onset_ramp(n: int, width: int) -> np.ndarray:
     """0 -> 1 at movement onset, 1 -> 0 at offset: muscles do not switch on instantly."""
     ramp = np.ones(n)
     width = min(width, n // 2)
@@ -281,14 +289,14 @@ def _onset_ramp(n: int, width: int) -> np.ndarray:
     return ramp
 
 
-def _muscle_noise(rng: np.random.Generator, n: int, channels: int, fs: float) -> np.ndarray:
+def muscle_noise(rng: np.random.Generator, n: int, channels: int, fs: float) -> np.ndarray:
     """Unit-variance noise band-limited to 20–450 Hz: the spectral shape of surface EMG."""
     sos = sps.butter(4, [20, min(450, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
     x = sps.sosfilt(sos, rng.standard_normal((n, channels)), axis=0)
     return x / x.std(axis=0, keepdims=True)
 
 
-def _slow_noise(rng: np.random.Generator, n: int, shape: tuple, fs: float) -> np.ndarray:
+def slow_noise(rng: np.random.Generator, n: int, shape: tuple, fs: float) -> np.ndarray:
     """Tremor-like motion below 10 Hz."""
     sos = sps.butter(2, 10, btype="lowpass", fs=fs, output="sos")
     x = sps.sosfilt(sos, rng.standard_normal((n, *shape)), axis=0)

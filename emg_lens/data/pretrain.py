@@ -1,0 +1,631 @@
+"""Pretraining data for TinyMyo: emg2pose sessions (HDF5) and NinaPro DB6 / DB7 (MATLAB v5).
+
+**emg2pose** ships one HDF5 file per session, ``<filename>.hdf5``, beside a ``metadata.csv``
+with columns ``filename, user, session, stage, side, moving_hand, held_out_user,
+held_out_stage, split``. Each file holds a group ``emg2pose`` whose dataset ``timeseries`` has
+a compound dtype (``time <f8``, ``joint_angles <f8 (20,)``, ``emg <f4 (16,)``) and whose
+attributes include ``sample_rate`` (2000), ``num_channels`` (16), ``session``, ``user``,
+``side`` and ``stage``. `Emg2PoseSession` reads slices lazily; `Emg2PoseDataset` selects
+sessions by split and user from ``metadata.csv``. emg2pose has no gesture labels: its
+Recordings have ``stimulus`` and ``repetition`` all 0, and the joint angles in
+``extras["joint_angles"]``. Users (hex ids in the files) become subject numbers 1, 2, ... in
+the sorted order of ``metadata.csv``'s users.
+
+**NinaPro DB6**: 10 subjects, 7 grasps x 12 repetitions, two sessions a day for 5 days, one
+file per session named ``S<subject>_D<day>_T<time>.mat`` (time 1 = morning, 2 = afternoon);
+14 Delsys Trigno electrodes at 2 kHz (``emg`` (N, 14), ``acc`` (N, 42)). Files whose ``emg``
+has 16 columns (the base station's 16 slots) have the two unused slots 9 and 10 (1-based)
+dropped, as BioFoundation's DB6 preparation does.
+
+**NinaPro DB7**: 12 Delsys Trigno IM sensors at 2 kHz (``emg`` (N, 12), ``acc``, ``gyro``,
+``mag`` (N, 36) each), one file per subject ``S<N>_E1_A1.mat`` holding both exercises with
+labels 1-40 and 6 repetitions.
+
+Both NinaPro readers go through `emg_lens.data.ninapro.read_exercise_file` (label choice,
+length quirk, errors naming the file).
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> import numpy as np
+>>> root = Path(tempfile.mkdtemp())
+>>> _ = write_emg2pose_session(root / "s1.hdf5", np.ones((3000, 16), np.float32), user="u7")
+>>> write_emg2pose_metadata(root, [{"filename": "s1", "user": "u7", "split": "train"}])
+>>> data = Emg2PoseDataset(root)
+>>> [rec.modalities for rec in data.recordings(split="train")]
+[{'emg': 16}]
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+from jaxtyping import Float
+
+from emg_lens.data.ninapro import read_exercise_file
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError
+
+__all__ = [
+    "DB6_CHANNELS",
+    "DB6_UNUSED_SLOTS",
+    "DB7_CHANNELS",
+    "DB7_LABELS",
+    "EMG2POSE_CHANNELS",
+    "EMG2POSE_JOINTS",
+    "METADATA_COLUMNS",
+    "Emg2PoseDataset",
+    "Emg2PoseSession",
+    "load_ninapro_db6",
+    "load_ninapro_db7",
+    "ninapro_db6_files",
+    "ninapro_db7_files",
+    "write_emg2pose_metadata",
+    "write_emg2pose_session",
+]
+
+EMG2POSE_CHANNELS = 16
+"""EMG channels of the emg2pose wristband (the ``emg`` field's width)."""
+
+EMG2POSE_JOINTS = 20
+"""Joint angles per sample (the ``joint_angles`` field's width)."""
+
+METADATA_COLUMNS = (
+    "filename",
+    "user",
+    "session",
+    "stage",
+    "side",
+    "moving_hand",
+    "held_out_user",
+    "held_out_stage",
+    "split",
+)
+"""The columns of emg2pose's ``metadata.csv``."""
+
+DB6_CHANNELS: dict[str, tuple[int, ...]] = {"emg": (14, 16), "acc": (42, 48)}
+"""DB6 modality -> accepted channel counts (16 / 48: the base's slots, unused ones included)."""
+
+DB6_UNUSED_SLOTS = (8, 9)
+"""0-based ``emg`` columns of a 16-column DB6 file that no electrode fills; dropped."""
+
+DB7_CHANNELS: dict[str, int] = {"emg": 12, "acc": 36, "gyro": 36, "mag": 36}
+"""DB7 modality -> channel count; the loadable modalities."""
+
+DB7_LABELS = 40
+"""DB7's highest gesture label (exercises 1 and 2 concatenated: 17 + 23 movements)."""
+
+NINAPRO_RATE = 2000.0
+"""Hz: DB6 and DB7 record EMG (and resample every other stream) at 2 kHz."""
+
+_GROUP = "emg2pose"
+_TIMESERIES = "timeseries"
+_FIELDS = {"time": (), "joint_angles": (EMG2POSE_JOINTS,), "emg": (EMG2POSE_CHANNELS,)}
+_DB6_NAME = re.compile(r"s0*(\d+)_d0*(\d+)_t0*(\d+)", re.IGNORECASE)
+_DB7_NAME = re.compile(r"s0*(\d+)_e1_a1", re.IGNORECASE)
+
+
+# ----------------------------------------------------------------------------- emg2pose
+
+
+def _text(value: Any) -> Any:
+    """HDF5 attributes come back as bytes or numpy scalars; give str / Python numbers."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Emg2PoseSession:
+    """One emg2pose session file, opened for lazy reading.
+
+    Opening checks the layout and reads the attributes only; `read` reads a time slice of the
+    fields asked for. Use as a context manager, or call `close`.
+
+    Attributes:
+        path: the file.
+        subject: the subject number given (from `Emg2PoseDataset`), or None.
+        attrs: the ``emg2pose`` group's attributes (``user``, ``session``, ``side``, ...).
+        sample_rate: Hz, from the ``sample_rate`` attribute.
+        n_samples: samples in the session.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> emg = np.arange(32000, dtype=np.float32).reshape(2000, 16)
+    >>> path = write_emg2pose_session(Path(tempfile.mkdtemp()) / "s.hdf5", emg, user="u1")
+    >>> with Emg2PoseSession(path) as session:
+    ...     part = session.read(10, 12)
+    ...     session.n_samples, session.attrs["user"], part["emg"].shape, float(part["emg"][0, 1])
+    (2000, 'u1', (2, 16), 161.0)
+    """
+
+    def __init__(self, path: str | Path, *, subject: int | None = None) -> None:
+        self.path = Path(path)
+        self.subject = subject
+        if not self.path.is_file():
+            raise DataFormatError(f"{self.path}: no such file (an emg2pose session .hdf5)")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except Exception as exc:  # h5py raises OSError for truncated files and non-HDF5 alike
+            raise DataFormatError(
+                f"{self.path}: cannot be opened as an HDF5 file (truncated or corrupt?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            self._timeseries = self._check_layout()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_layout(self) -> h5py.Dataset:
+        group = self._h5.get(_GROUP)
+        if not isinstance(group, h5py.Group):
+            raise DataFormatError(
+                f"{self.path}: missing group {_GROUP!r}; the file holds {sorted(self._h5)}"
+            )
+        ds = group.get(_TIMESERIES)
+        if not isinstance(ds, h5py.Dataset) or ds.dtype.fields is None or ds.ndim != 1:
+            raise DataFormatError(
+                f"{self.path}: {_GROUP}/{_TIMESERIES} must be a 1-D dataset of compound dtype "
+                f"with fields {list(_FIELDS)}; found {ds!r}"
+            )
+        for name, shape in _FIELDS.items():
+            field = ds.dtype.fields.get(name)
+            if field is None:
+                raise DataFormatError(
+                    f"{self.path}: {_GROUP}/{_TIMESERIES} lacks field {name!r}; it has "
+                    f"{list(ds.dtype.fields)}"
+                )
+            if field[0].shape != shape:
+                raise DataFormatError(
+                    f"{self.path}: field {name!r} has the wrong channel count: expected shape "
+                    f"{shape}, got {field[0].shape}"
+                )
+        self.attrs = {key: _text(value) for key, value in group.attrs.items()}
+        rate = self.attrs.get("sample_rate")
+        if not isinstance(rate, (int, float)) or not rate > 0:
+            raise DataFormatError(
+                f"{self.path}: group attribute 'sample_rate' must be a positive number (2000 "
+                f"in emg2pose), got {rate!r}"
+            )
+        self.sample_rate = float(rate)
+        channels = self.attrs.get("num_channels", EMG2POSE_CHANNELS)
+        if channels != EMG2POSE_CHANNELS:
+            raise DataFormatError(
+                f"{self.path}: group attribute 'num_channels' is {channels!r}, but the 'emg' "
+                f"field holds {EMG2POSE_CHANNELS} channels"
+            )
+        self.n_samples = len(ds)
+        return ds
+
+    def read(
+        self,
+        start: int = 0,
+        stop: int | None = None,
+        *,
+        fields: Iterable[str] = ("emg", "joint_angles", "time"),
+    ) -> dict[str, np.ndarray]:
+        """Samples ``start:stop`` of the named fields: ``emg`` float32 ``[time, 16]``,
+        ``joint_angles`` float64 ``[time, 20]``, ``time`` float64 ``[time]``.
+
+        Only those fields of that slice are read from disk. Raises `DataFormatError` when the
+        EMG slice holds NaN/Inf.
+        """
+        stop = self.n_samples if stop is None else stop
+        if not (0 <= start <= stop <= self.n_samples):
+            raise ArgumentError(
+                f"{self.path}: read({start}, {stop}) is outside 0..{self.n_samples} samples"
+            )
+        fields = [fields] if isinstance(fields, str) else list(fields)
+        unknown = [f for f in fields if f not in _FIELDS]
+        if unknown or not fields:
+            raise ArgumentError(f"fields must be among {list(_FIELDS)}, got {fields}")
+        if not self._h5.id.valid:
+            raise ArgumentError(f"{self.path}: the session file is closed")
+        out = {}
+        for name in fields:
+            try:
+                out[name] = self._timeseries.fields(name)[start:stop]
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise DataFormatError(
+                    f"{self.path}: cannot read field {name!r} (truncated or corrupt?): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        if "emg" in out:
+            emg = out["emg"] = np.ascontiguousarray(out["emg"], dtype=np.float32)
+            if not np.isfinite(emg).all():
+                bad = int((~np.isfinite(emg)).sum())
+                raise DataFormatError(
+                    f"{self.path}: field 'emg' holds {bad} NaN/Inf values in samples {start}:{stop}"
+                )
+        return out
+
+    def to_recording(self, subject: int | None = None) -> Recording:
+        """The whole session as a `Recording`: ``signals["emg"]`` ``[T, 16]``, labels all 0
+        (emg2pose has no gestures), ``extras["joint_angles"]`` ``[T, 20]`` and
+        ``extras["time"]``. ``subject`` defaults to the one the session was opened with."""
+        subject = self.subject if subject is None else subject
+        if subject is None:
+            raise ArgumentError(
+                f"{self.path}: no subject number; pass subject= (or open the session through "
+                "Emg2PoseDataset, which numbers the users)"
+            )
+        data = self.read()
+        zeros = np.zeros(self.n_samples, np.int64)
+        return Recording(
+            subject=int(subject),
+            signals={"emg": data["emg"]},
+            sample_rate=self.sample_rate,
+            stimulus=zeros,
+            repetition=zeros.copy(),
+            source=str(self.path),
+            extras={"joint_angles": data["joint_angles"], "time": data["time"]},
+        )
+
+    def close(self) -> None:
+        """Close the file (a no-op when already closed)."""
+        self._h5.close()
+
+    def __enter__(self) -> Emg2PoseSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Emg2PoseSession({str(self.path)!r}, n_samples={self.n_samples})"
+
+
+class Emg2PoseDataset:
+    """The emg2pose sessions listed in ``root/metadata.csv``, selectable by split and user.
+
+    Attributes:
+        root: the folder holding ``metadata.csv`` and the ``<filename>.hdf5`` files.
+        table: ``metadata.csv`` as a DataFrame, plus a ``subject`` column (1-based, users in
+            sorted order).
+        users: the distinct users, sorted; user ``users[i]`` is subject ``i + 1``.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> root = Path(tempfile.mkdtemp())
+    >>> rows = []
+    >>> for name, user, split in [("a", "u2", "train"), ("b", "u1", "train"), ("c", "u1", "test")]:
+    ...     _ = write_emg2pose_session(root / f"{name}.hdf5", np.zeros((100, 16), np.float32))
+    ...     rows.append({"filename": name, "user": user, "split": split})
+    >>> write_emg2pose_metadata(root, rows)
+    >>> data = Emg2PoseDataset(root)
+    >>> data.users, data.select(split="train").filename.tolist(), data.subject_of("u2")
+    (['u1', 'u2'], ['a', 'b'], 2)
+    >>> [p.name for p in data.paths(users=["u1"])]
+    ['b.hdf5', 'c.hdf5']
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        csv = self.root / "metadata.csv"
+        if not csv.is_file():
+            raise DataFormatError(
+                f"{csv}: no such file (emg2pose's session list, beside the .hdf5 files)"
+            )
+        try:
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataFormatError(f"{csv}: cannot be read as CSV: {exc}") from exc
+        missing = [c for c in METADATA_COLUMNS if c not in table.columns]
+        if missing:
+            raise DataFormatError(
+                f"{csv}: missing columns {missing}; expected {list(METADATA_COLUMNS)}, found "
+                f"{list(table.columns)}"
+            )
+        self.users = sorted(set(table["user"]))
+        self._subjects = {user: i + 1 for i, user in enumerate(self.users)}
+        table["subject"] = table["user"].map(self._subjects)
+        self.table = table
+
+    def subject_of(self, user: str) -> int:
+        """The subject number of ``user`` (its 1-based place among the sorted users)."""
+        if user not in self._subjects:
+            more = " ..." if len(self.users) > 10 else ""
+            raise ArgumentError(f"unknown emg2pose user {user!r}; known: {self.users[:10]}{more}")
+        return self._subjects[user]
+
+    def select(
+        self, *, split: str | Iterable[str] | None = None, users: Iterable[str] | None = None
+    ) -> pd.DataFrame:
+        """The rows of ``metadata.csv`` in ``split`` (e.g. ``"train"``) and of ``users``."""
+        rows = self.table
+        if split is not None:
+            splits = [split] if isinstance(split, str) else list(split)
+            known = sorted(set(rows["split"]))
+            if unknown := [s for s in splits if s not in known]:
+                raise ArgumentError(f"unknown emg2pose split {unknown}; metadata.csv has {known}")
+            rows = rows[rows["split"].isin(splits)]
+        if users is not None:
+            users = [users] if isinstance(users, str) else list(users)
+            for user in users:
+                self.subject_of(user)  # refuses unknown users by name
+            rows = rows[rows["user"].isin(users)]
+        return rows
+
+    def path_of(self, filename: str) -> Path:
+        """``root/<filename>.hdf5`` (``filename`` as in ``metadata.csv``, without suffix)."""
+        return self.root / (filename if filename.endswith(".hdf5") else f"{filename}.hdf5")
+
+    def paths(
+        self, *, split: str | Iterable[str] | None = None, users: Iterable[str] | None = None
+    ) -> list[Path]:
+        """The session files of `select`'s rows, in ``metadata.csv`` order."""
+        return [self.path_of(f) for f in self.select(split=split, users=users)["filename"]]
+
+    def open(self, filename: str) -> Emg2PoseSession:
+        """One session, lazily, with its subject number set."""
+        rows = self.table[self.table["filename"] == filename.removesuffix(".hdf5")]
+        if rows.empty:
+            raise ArgumentError(f"{filename!r} is not listed in {self.root / 'metadata.csv'}")
+        return Emg2PoseSession(self.path_of(filename), subject=int(rows["subject"].iloc[0]))
+
+    def recordings(
+        self, *, split: str | Iterable[str] | None = None, users: Iterable[str] | None = None
+    ) -> Iterator[Recording]:
+        """One `Recording` per selected session, each read when reached (one file open at a
+        time), so a generator over thousands of sessions stays small."""
+        for filename in self.select(split=split, users=users)["filename"]:
+            with self.open(filename) as session:
+                yield session.to_recording()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def write_emg2pose_session(
+    path: str | Path,
+    emg: Float[np.ndarray, "time channel"],
+    joint_angles: Float[np.ndarray, "time joint"] | None = None,
+    *,
+    time: Float[np.ndarray, " time"] | None = None,
+    sample_rate: float = 2000.0,
+    user: str = "user0",
+    session: str | None = None,
+    side: str = "right",
+    stage: str = "stage0",
+) -> Path:
+    """Write an emg2pose session file laid out like the real ones (for tests and synthetic
+    data): group ``emg2pose``, compound dataset ``timeseries`` (``time``, ``joint_angles``,
+    ``emg``) and the group attributes ``sample_rate``, ``num_channels``, ``session``,
+    ``user``, ``side``, ``stage``, ``start``, ``end``.
+
+    The field widths follow the arrays given, so tests can write malformed files; missing
+    joint angles are zeros, missing times count from 0 at ``sample_rate``. Returns the path.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = write_emg2pose_session(Path(tempfile.mkdtemp()) / "s.hdf5", np.zeros((5, 16)))
+    >>> with h5py.File(path, "r") as f:
+    ...     f["emg2pose/timeseries"].dtype.names, int(f["emg2pose"].attrs["num_channels"])
+    (('time', 'joint_angles', 'emg'), 16)
+    """
+    path = Path(path)
+    emg = np.asarray(emg, dtype=np.float32)
+    n = len(emg)
+    joint_angles = np.zeros((n, EMG2POSE_JOINTS)) if joint_angles is None else joint_angles
+    joint_angles = np.asarray(joint_angles, dtype=np.float64)
+    time = np.arange(n) / sample_rate if time is None else np.asarray(time, dtype=np.float64)
+    dtype = np.dtype(
+        [
+            ("time", "<f8"),
+            ("joint_angles", "<f8", joint_angles.shape[1:]),
+            ("emg", "<f4", emg.shape[1:]),
+        ]
+    )
+    table = np.zeros(n, dtype)
+    table["time"], table["joint_angles"], table["emg"] = time, joint_angles, emg
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        group = f.create_group(_GROUP)
+        group.create_dataset(_TIMESERIES, data=table)
+        group.attrs.update(
+            {
+                "sample_rate": sample_rate,
+                "num_channels": emg.shape[1] if emg.ndim == 2 else 0,
+                "session": session or path.stem,
+                "user": user,
+                "side": side,
+                "stage": stage,
+                "start": float(time[0]) if n else 0.0,
+                "end": float(time[-1]) if n else 0.0,
+            }
+        )
+    return path
+
+
+def write_emg2pose_metadata(root: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write ``root/metadata.csv`` with emg2pose's columns. Each row needs ``filename``,
+    ``user`` and ``split``; the other columns default to the filename (``session``),
+    ``"stage0"``, ``"right"``, ``"right"``, ``False``, ``False``.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> write_emg2pose_metadata(root, [{"filename": "s1", "user": "u", "split": "val"}])
+    >>> (root / "metadata.csv").read_text().splitlines()[0]
+    'filename,user,session,stage,side,moving_hand,held_out_user,held_out_stage,split'
+    """
+    full = []
+    for row in rows:
+        missing = [c for c in ("filename", "user", "split") if c not in row]
+        if missing:
+            raise ArgumentError(f"emg2pose metadata row {dict(row)} lacks {missing}")
+        defaults = {
+            "session": row["filename"],
+            "stage": "stage0",
+            "side": "right",
+            "moving_hand": "right",
+            "held_out_user": False,
+            "held_out_stage": False,
+        }
+        full.append({c: row.get(c, defaults.get(c)) for c in METADATA_COLUMNS})
+    Path(root).mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(full, columns=list(METADATA_COLUMNS)).to_csv(
+        Path(root) / "metadata.csv", index=False
+    )
+
+
+# ----------------------------------------------------------------------------- NinaPro DB6 / DB7
+
+
+def _find_files(root: str | Path, pattern: re.Pattern, example: str) -> dict[tuple, Path]:
+    """Every ``.mat`` file under ``root`` (any depth) whose name matches ``pattern``, keyed by
+    the pattern's numbers."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (looking for files like {example})")
+    found: dict[tuple, Path] = {}
+    for path in sorted(root.rglob("*")):
+        match = pattern.fullmatch(path.stem)
+        if path.suffix.lower() != ".mat" or match is None or not path.is_file():
+            continue
+        key = tuple(int(g) for g in match.groups())
+        if key in found:
+            raise DataFormatError(f"{root}: two files for the same session: {found[key]}, {path}")
+        found[key] = path
+    return found
+
+
+def _read_named_file(
+    path: str | Path,
+    name: re.Pattern,
+    example: str,
+    subject: int | None,
+    modalities: Iterable[str],
+    channels: Mapping[str, Any],
+) -> Recording:
+    """A DB6/DB7 file through the shared NinaPro reader, the subject taken from its name."""
+    path = Path(path)
+    match = name.fullmatch(path.stem)
+    if subject is None and match is None:
+        raise ArgumentError(
+            f"{path}: cannot tell the subject from the file name (expected e.g. {example}); "
+            "pass subject="
+        )
+    return read_exercise_file(
+        path,
+        subject=int(match.group(1)) if subject is None else subject,
+        sample_rate=NINAPRO_RATE,
+        modalities=modalities,
+        channels=channels,
+    )
+
+
+def ninapro_db6_files(root: str | Path) -> dict[tuple[int, int, int], Path]:
+    """``{(subject, day, time): path}`` of every ``S<s>_D<d>_T<t>.mat`` under ``root``.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "DB6_s2_a").mkdir()
+    >>> _ = (root / "DB6_s2_a" / "S2_D3_T1.mat").write_bytes(b"")
+    >>> list(ninapro_db6_files(root))
+    [(2, 3, 1)]
+    """
+    return _find_files(root, _DB6_NAME, "S1_D1_T1.mat")
+
+
+def ninapro_db7_files(root: str | Path) -> dict[int, Path]:
+    """``{subject: path}`` of every ``S<N>_E1_A1.mat`` under ``root``.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "Subject_4").mkdir()
+    >>> _ = (root / "Subject_4" / "S4_E1_A1.mat").write_bytes(b"")
+    >>> list(ninapro_db7_files(root))
+    [4]
+    """
+    return {key[0]: path for key, path in _find_files(root, _DB7_NAME, "S1_E1_A1.mat").items()}
+
+
+def _drop_unused_db6_slots(rec: Recording) -> None:
+    """A 16-column DB6 ``emg`` -> its 14 electrodes (slots `DB6_UNUSED_SLOTS` dropped)."""
+    emg = rec.signals.get("emg")
+    if emg is None or emg.shape[1] != 16:
+        return
+    unused = emg[:, DB6_UNUSED_SLOTS]
+    if np.abs(unused).max(initial=0.0) > 0:
+        warnings.warn(
+            f"{rec.source}: DB6 'emg' has 16 columns and the unused slots "
+            f"{[s + 1 for s in DB6_UNUSED_SLOTS]} (1-based) are not empty; dropped them anyway "
+            "(14 electrodes)",
+            UserWarning,
+            stacklevel=3,
+        )
+    rec.signals["emg"] = np.delete(emg, DB6_UNUSED_SLOTS, axis=1)
+
+
+def load_ninapro_db6(
+    path: str | Path, *, subject: int | None = None, modalities: Iterable[str] = ("emg",)
+) -> Recording:
+    """One NinaPro DB6 session file as a `Recording` (2 kHz, ``emg`` 14 channels).
+
+    Args:
+        path: a ``S<s>_D<d>_T<t>.mat`` file (see `ninapro_db6_files`).
+        subject: subject number; read from the file name when not given.
+        modalities: any of ``"emg"``, ``"acc"``.
+
+    Raises:
+        DataFormatError: as `emg_lens.data.ninapro.read_exercise_file` (the message names the
+            file); ``emg`` must have 14 columns, or 16 with the two unused slots.
+
+    >>> import tempfile
+    >>> import scipy.io
+    >>> path = Path(tempfile.mkdtemp()) / "S3_D2_T1.mat"
+    >>> labels = np.repeat([0, 1, 0], 40)[:, None]
+    >>> emg = np.ones((120, 16))
+    >>> emg[:, 8:10] = 0  # the base station's two unused slots
+    >>> scipy.io.savemat(path, {"emg": emg, "restimulus": labels, "rerepetition": labels,
+    ...                         "daytesting": 2, "time": 1})
+    >>> rec = load_ninapro_db6(path)
+    >>> rec.subject, rec.modalities, rec.gestures
+    (3, {'emg': 14}, [1])
+    """
+    rec = _read_named_file(path, _DB6_NAME, "S1_D1_T1.mat", subject, modalities, DB6_CHANNELS)
+    _drop_unused_db6_slots(rec)
+    return rec
+
+
+def load_ninapro_db7(
+    path: str | Path, *, subject: int | None = None, modalities: Iterable[str] = ("emg",)
+) -> Recording:
+    """One NinaPro DB7 subject file as a `Recording` (2 kHz, ``emg`` 12 channels, labels 1-40).
+
+    Args:
+        path: a ``S<N>_E1_A1.mat`` file (see `ninapro_db7_files`).
+        subject: subject number; read from the file name when not given.
+        modalities: any of ``"emg"`` (12), ``"acc"``, ``"gyro"``, ``"mag"`` (36 each).
+
+    Raises:
+        DataFormatError: as `emg_lens.data.ninapro.read_exercise_file` (the message names the
+            file), or gesture labels above `DB7_LABELS`.
+
+    >>> import tempfile
+    >>> import scipy.io
+    >>> path = Path(tempfile.mkdtemp()) / "S5_E1_A1.mat"
+    >>> labels = np.repeat([0, 17, 0, 40], 30)[:, None]
+    >>> scipy.io.savemat(path, {"emg": np.ones((120, 12)), "gyro": np.zeros((120, 36)),
+    ...                         "restimulus": labels, "rerepetition": (labels > 0) * 1})
+    >>> rec = load_ninapro_db7(path, modalities=("emg", "gyro"))
+    >>> rec.subject, rec.modalities, rec.gestures
+    (5, {'emg': 12, 'gyro': 36}, [17, 40])
+    """
+    rec = _read_named_file(path, _DB7_NAME, "S1_E1_A1.mat", subject, modalities, DB7_CHANNELS)
+    if rec.stimulus.max(initial=0) > DB7_LABELS:
+        raise DataFormatError(
+            f"{rec.source}: DB7 gesture labels run 1-{DB7_LABELS} (exercises 1 and 2), but "
+            f"the file holds {sorted(c for c in set(rec.stimulus.tolist()) if c > DB7_LABELS)}"
+        )
+    return rec

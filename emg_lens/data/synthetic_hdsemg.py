@@ -1,0 +1,260 @@
+"""Synthetic recordings shaped like the HD-sEMG 65-gesture dataset, with planted structure.
+
+Each subject performs ``n_gestures`` gestures (the real dataset: 65) ``n_repetitions`` times
+(5), each a ``movement_seconds`` contraction followed by rest, recorded at 2048 Hz by two 8 x 8
+sEMG grids (128 channels: extensors then flexors, in `emg_lens.data.hdsemg`'s channel order)
+and ``n_force`` force channels in volts around the 2.5 V neutral.
+
+Every gesture has its own activation map on each grid -- a Gaussian blob of muscle activity,
+so that neighbouring electrodes see similar amplitudes, as on a real grid -- and its own force
+pattern: gestures are separable from the sEMG alone and from the force alone.
+
+The labels carry the real files' quirk: the signals follow the *adjusted* labels (the
+Recording's ``stimulus`` / ``repetition``, written as ``adjusted_class`` /
+``adjusted_repetition``), while the raw ``class`` / ``repetition`` (in ``extras``) lead them by
+1 to ``label_lag`` samples at every onset and offset, as a cue leads the movement it asks for.
+
+`write_synthetic_hdsemg` writes ``s<N>.mat`` files through `write_hdsemg`, so `load_hdsemg`
+reads them exactly like the real ones; `planted_activation` gives the ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from jaxtyping import Float
+
+from emg_lens.data.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
+from emg_lens.data.recording import Recording
+from emg_lens.data.synthetic import muscle_noise, onset_ramp, slow_noise
+from emg_lens.errors import ConfigError
+
+__all__ = [
+    "MAX_GESTURES",
+    "SyntheticHDsEMGSpec",
+    "generate_hdsemg_recordings",
+    "planted_activation",
+    "write_synthetic_hdsemg",
+]
+
+MAX_GESTURES = 65
+"""Gestures in the real dataset."""
+
+N_GRIDS = 2  # extensors, flexors
+FORCE_NEUTRAL = 2.5  # volts at rest
+
+
+@dataclass(frozen=True)
+class SyntheticHDsEMGSpec:
+    """Parameters of the synthetic HD-sEMG dataset; every field is documented at its default."""
+
+    n_subjects: int = 4
+    n_gestures: int = 8  # 1..65 (the real dataset has 65)
+    n_repetitions: int = 5  # as in the real dataset
+    movement_seconds: float = 1.5  # long enough for the "steady" segment (1-2 s) to hold windows
+    rest_seconds: float = 0.5
+    n_force: int = 5  # force channels; the loader reads the count from the file
+    blob_width: float = 1.5  # electrodes: std of each gesture's Gaussian activation blob
+    pattern_contrast: float = 1.0  # how far apart gestures' sEMG maps are (0 = identical)
+    force_contrast: float = 1.0  # volts: the largest force deviation of a gesture (0 = none)
+    noise: float = 0.15  # additive sensor noise, relative to the signal scale
+    subject_variability: float = 0.3  # how much subjects' patterns differ from each other
+    label_lag: int = 20  # samples by which raw labels may lead the adjusted ones (0: identical)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_subjects", "n_repetitions", "n_force"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"SyntheticHDsEMGSpec.{name} must be >= 1, got {getattr(self, name)}"
+                )
+        if not 2 <= self.n_gestures <= MAX_GESTURES:
+            raise ConfigError(
+                f"SyntheticHDsEMGSpec.n_gestures must be in 2..{MAX_GESTURES} (the real "
+                f"dataset's gestures), got {self.n_gestures}"
+            )
+        for name in ("movement_seconds", "rest_seconds", "blob_width"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(
+                    f"SyntheticHDsEMGSpec.{name} must be > 0, got {getattr(self, name)}"
+                )
+        for name in ("pattern_contrast", "force_contrast", "noise", "subject_variability"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"SyntheticHDsEMGSpec.{name} must be >= 0, got {getattr(self, name)}"
+                )
+        shortest = min(self.movement_seconds, self.rest_seconds) * SAMPLE_RATE
+        if not 0 <= self.label_lag < shortest / 2:
+            raise ConfigError(
+                f"SyntheticHDsEMGSpec.label_lag must be in 0..{int(np.ceil(shortest / 2)) - 1} "
+                f"samples (under half the shorter of movement and rest), got {self.label_lag}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def planted_activation(
+    spec: SyntheticHDsEMGSpec, subject: int
+) -> Float[np.ndarray, "gesture grid row col"]:
+    """The ground truth: the mean rectified sEMG level planted for each gesture (0-based) on
+    each grid (0 extensors, 1 flexors) of one subject, indexed as MATLAB's ``emg(t, row, col)``.
+
+    >>> maps = planted_activation(SyntheticHDsEMGSpec(n_gestures=3), subject=1)
+    >>> maps.shape, bool((maps > 0).all())
+    ((3, 2, 8, 8), True)
+    """
+    _, patterns = _subject_patterns(spec, _subjects(spec, [subject])[0])
+    return patterns.maps(spec)
+
+
+def generate_hdsemg_recordings(
+    spec: SyntheticHDsEMGSpec = SyntheticHDsEMGSpec(), subjects: list[int] | None = None
+) -> list[Recording]:
+    """One continuous `Recording` per subject (numbered from 1; all, or those in
+    ``subjects``), from ``spec.seed``: a subject's recording does not depend on which others
+    are generated with it.
+
+    >>> spec = SyntheticHDsEMGSpec(n_subjects=1, n_gestures=3, movement_seconds=0.2)
+    >>> rec = generate_hdsemg_recordings(spec)[0]
+    >>> rec.modalities, rec.sample_rate, rec.gestures, sorted(set(rec.repetition.tolist()))
+    ({'emg': 128, 'force': 5}, 2048.0, [1, 2, 3], [0, 1, 2, 3, 4, 5])
+    >>> int((rec.extras["class"] != rec.stimulus).sum()) > 0  # raw labels lead the adjusted
+    True
+    """
+    return [_subject_recording(spec, s) for s in _subjects(spec, subjects)]
+
+
+def write_synthetic_hdsemg(
+    spec: SyntheticHDsEMGSpec, out_dir: str | Path, subjects: list[int] | None = None
+) -> list[Path]:
+    """Write each subject as ``out_dir/s<N>.mat`` (HD-sEMG's v7.3 layout), one subject in memory
+    at a time; returns the paths.
+
+    >>> import tempfile
+    >>> from emg_lens.data.hdsemg import load_hdsemg
+    >>> spec = SyntheticHDsEMGSpec(n_subjects=2, n_gestures=2, movement_seconds=0.2, n_force=3)
+    >>> paths = write_synthetic_hdsemg(spec, tempfile.mkdtemp(), subjects=[2])
+    >>> paths[0].name, load_hdsemg(paths[0]).modalities
+    ('s2.mat', {'emg': 128, 'force': 3})
+    """
+    return [
+        write_hdsemg(_subject_recording(spec, s), Path(out_dir) / f"s{s}.mat")
+        for s in _subjects(spec, subjects)
+    ]
+
+
+def _subjects(spec: SyntheticHDsEMGSpec, subjects: list[int] | None) -> list[int]:
+    everyone = range(1, spec.n_subjects + 1)
+    subjects = list(everyone) if subjects is None else list(subjects)
+    unknown = sorted(set(subjects) - set(everyone))
+    if unknown:
+        raise ConfigError(f"subjects {unknown} do not exist; the spec has 1..{spec.n_subjects}")
+    return subjects
+
+
+# ----------------------------------------------------------------------------- patterns
+
+
+@dataclass
+class _Patterns:
+    """Where each gesture's activity sits on each grid, how strong it is, and its force."""
+
+    centers: np.ndarray  # [gesture, grid, 2]: (row, col) of the blob, in electrodes
+    peaks: np.ndarray  # [gesture, grid]: blob amplitude (mean rectified sEMG level)
+    force: np.ndarray  # [gesture, force channel]: volts relative to the neutral level
+    force_neutral: np.ndarray  # [force channel]: volts at rest
+
+    @classmethod
+    def draw(cls, spec: SyntheticHDsEMGSpec, rng: np.random.Generator) -> _Patterns:
+        shape = (spec.n_gestures, N_GRIDS)
+        return cls(
+            centers=rng.uniform(0, GRID[0] - 1, (*shape, 2)),
+            peaks=rng.uniform(0.6, 1.2, shape),
+            force=spec.force_contrast * rng.uniform(-1, 1, (spec.n_gestures, spec.n_force)),
+            force_neutral=FORCE_NEUTRAL + rng.normal(0, 0.05, spec.n_force),
+        )
+
+    def perturbed(self, rng: np.random.Generator, amount: float) -> _Patterns:
+        """A subject's version of the population patterns: electrodes sit a little elsewhere,
+        muscles are a little stronger or weaker."""
+
+        def scaled(x: np.ndarray) -> np.ndarray:
+            return x * (1 + amount * rng.normal(0, 0.3, x.shape))
+
+        shifted = self.centers + amount * rng.normal(0, 1, self.centers.shape)
+        return _Patterns(
+            centers=np.clip(shifted, 0, GRID[0] - 1),
+            peaks=np.clip(scaled(self.peaks), 0.05, None),
+            force=scaled(self.force),
+            force_neutral=self.force_neutral
+            + amount * rng.normal(0, 0.05, self.force_neutral.shape),
+        )
+
+    def maps(self, spec: SyntheticHDsEMGSpec) -> Float[np.ndarray, "gesture grid row col"]:
+        """Each gesture's activation map on each grid: a resting floor plus a Gaussian blob."""
+        rows, cols = np.meshgrid(np.arange(GRID[0]), np.arange(GRID[1]), indexing="ij")
+        row, col = self.centers[..., 0, None, None], self.centers[..., 1, None, None]
+        blob = np.exp(-((rows - row) ** 2 + (cols - col) ** 2) / (2 * spec.blob_width**2))
+        return 0.2 + spec.pattern_contrast * self.peaks[..., None, None] * blob
+
+    def emg_levels(self, spec: SyntheticHDsEMGSpec) -> Float[np.ndarray, "gesture channel"]:
+        """`maps` in the 128-channel order: channel ``row + 8 * col`` of each grid (so [row,
+        col] is read column by column), extensors first."""
+        maps = self.maps(spec)
+        return maps.transpose(0, 1, 3, 2).reshape(len(maps), -1)
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def _subject_patterns(
+    spec: SyntheticHDsEMGSpec, subject: int
+) -> tuple[np.random.Generator, _Patterns]:
+    """The subject's random stream and patterns: the population's (from the seed alone),
+    perturbed by the subject's own stream, so no subject depends on another."""
+    population = _Patterns.draw(spec, np.random.default_rng(spec.seed))
+    rng = np.random.default_rng([spec.seed, subject])
+    return rng, population.perturbed(rng, spec.subject_variability)
+
+
+def _subject_recording(spec: SyntheticHDsEMGSpec, subject: int) -> Recording:
+    rng, patterns = _subject_patterns(spec, subject)
+    levels = patterns.emg_levels(spec)
+    tone = 0.05 * levels.mean(axis=0)  # resting tone
+    fs = SAMPLE_RATE
+    n_move, n_rest = int(spec.movement_seconds * fs), int(spec.rest_seconds * fs)
+    # Gestures in order, each repeated n_repetitions times.
+    runs = [(g, r) for g in range(1, spec.n_gestures + 1) for r in range(1, spec.n_repetitions + 1)]
+    total = n_rest + len(runs) * (n_move + n_rest)
+    emg = muscle_noise(rng, total, levels.shape[1], fs)  # scaled in place below
+    force = np.tile(patterns.force_neutral, (total, 1))
+    moving = np.zeros(total, bool)
+    adjusted = np.zeros((2, total), np.int64)  # class, repetition: when the movement happens
+    raw = np.zeros((2, total), np.int64)  # as cued: a few samples earlier
+    ramp = onset_ramp(n_move, int(0.15 * fs))[:, None]
+    for i, (g, r) in enumerate(runs):
+        start = n_rest + i * (n_move + n_rest)
+        sl = slice(start, start + n_move)
+        drift = 1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * np.arange(n_move) / fs)
+        emg[sl] *= tone * (1 - ramp) + levels[g - 1] * drift[:, None] * ramp
+        force[sl] += patterns.force[g - 1] * ramp
+        moving[sl] = True
+        adjusted[:, sl] = [[g], [r]]
+        lead_on, lead_off = rng.integers(1, spec.label_lag + 1, 2) if spec.label_lag else (0, 0)
+        raw[:, start - lead_on : start + n_move - lead_off] = [[g], [r]]
+    emg[~moving] *= tone
+    emg += spec.noise * 0.1 * rng.standard_normal(emg.shape)
+    force += 0.02 * slow_noise(rng, total, (spec.n_force,), fs)
+    force += spec.noise * 0.01 * rng.standard_normal(force.shape)
+    return Recording(
+        subject=subject,
+        signals={"emg": emg.astype(np.float32), "force": force.astype(np.float32)},
+        sample_rate=fs,
+        stimulus=adjusted[0],
+        repetition=adjusted[1],
+        source=f"synthetic-hdsemg(seed={spec.seed}, subject={subject})",
+        extras={"class": raw[0], "repetition": raw[1]},
+    )
