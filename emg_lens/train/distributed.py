@@ -1,0 +1,169 @@
+"""Data-parallel training under ``torchrun``, and the same code on a single process.
+
+``torchrun --nproc-per-node N ...`` starts N processes with ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``) in their environment. `distributed_run`
+reads them, joins the process group (gloo for a model on the CPU, nccl for one on CUDA) and
+yields a `DistributedRun` that wraps the model in `DistributedDataParallel`, shards every epoch
+with a seeded `DistributedSampler` and tells rank 0 apart, the one that prints and saves.
+Without those variables it yields a one-process run and everything is the plain single-process
+code path (the sampler with one replica is a seeded shuffle).
+
+``batch_size`` is per process: N processes see ``N * batch_size`` windows per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from emg_lens.errors import ConfigError
+
+__all__ = ["DistributedRun", "distributed_run", "is_main_process", "process_rank", "unwrap"]
+
+
+@dataclass(frozen=True)
+class DistributedRun:
+    """Where this process stands in a (possibly one-process) data-parallel run.
+
+    >>> run = DistributedRun()
+    >>> run.is_main, run.is_distributed, run.mean(2.5)
+    (True, False, 2.5)
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None  # "gloo" or "nccl" when distributed
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that shows progress and writes checkpoints."""
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """``DistributedDataParallel(model)`` when distributed (moved to this process's GPU for
+        nccl); the model itself otherwise. DDP copies rank 0's weights to every replica."""
+        if not self.is_distributed:
+            return model
+        if self.backend == "nccl":
+            device = torch.device("cuda", self.local_rank)
+            return DistributedDataParallel(model.to(device), device_ids=[self.local_rank])
+        return DistributedDataParallel(model)
+
+    def loader(
+        self, dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0
+    ) -> DataLoader:
+        """Batches of this process's shard of ``dataset``; call `set_epoch` on
+        ``loader.sampler`` every epoch so each epoch is shuffled anew (and identically on every
+        run with the same seed)."""
+        sampler = DistributedSampler(
+            dataset, num_replicas=self.world_size, rank=self.rank, shuffle=shuffle, seed=seed
+        )
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+
+    def no_sync(self, model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+        """Skip DDP's gradient all-reduce (``skip=True``) on gradient-accumulation micro-batches
+        that do not end in an optimiser step; a no-op on one process."""
+        if skip and isinstance(model, DistributedDataParallel):
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def mean(self, value: float) -> float:
+        """The average of ``value`` over all processes (itself on one process)."""
+        if not self.is_distributed:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self._device())
+        dist.all_reduce(tensor)
+        return float(tensor.item()) / self.world_size
+
+    def _device(self) -> torch.device:
+        return (
+            torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+        )
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a `DistributedDataParallel` wrapper (or the model itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def process_rank() -> int:
+    """This process's rank: in the open process group, else as torchrun set it, else 0.
+
+    >>> process_rank()
+    0
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return _env_int("RANK", 0)
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and on a single process): the process that should print."""
+    return process_rank() == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"environment variable {name}={raw!r} must be an integer (torchrun sets it)"
+        ) from None
+
+
+@contextlib.contextmanager
+def distributed_run(device: str | torch.device | None = "cpu") -> Iterator[DistributedRun]:
+    """The `DistributedRun` of this process: distributed when ``WORLD_SIZE`` > 1 (torchrun), or
+    when a process group is already initialised (which is then reused and left open);
+    single-process otherwise. A group this function opens is closed when the block ends.
+
+    ``device`` is where the model lives: CUDA selects the nccl backend, anything else gloo.
+
+    >>> with distributed_run() as run:
+    ...     run.world_size, run.rank
+    (1, 0)
+    """
+    if dist.is_available() and dist.is_initialized():
+        yield DistributedRun(
+            dist.get_rank(),
+            dist.get_world_size(),
+            _env_int("LOCAL_RANK", 0),
+            dist.get_backend(),
+        )
+        return
+    world_size = _env_int("WORLD_SIZE", 1)
+    if world_size < 1:
+        raise ConfigError(f"environment variable WORLD_SIZE must be >= 1, got {world_size}")
+    if world_size == 1:
+        yield DistributedRun()
+        return
+    rank, local_rank = _env_int("RANK", -1), _env_int("LOCAL_RANK", 0)
+    if not 0 <= rank < world_size:
+        raise ConfigError(
+            f"environment variable RANK must be in [0, WORLD_SIZE={world_size}) when "
+            f"WORLD_SIZE > 1 (launch with torchrun), got {os.environ.get('RANK')!r}"
+        )
+    backend = "nccl" if torch.device(device or "cpu").type == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)  # so "cuda" means this process's GPU
+    dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    try:
+        yield DistributedRun(rank, world_size, local_rank, backend)
+    finally:
+        dist.destroy_process_group()

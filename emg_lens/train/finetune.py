@@ -1,0 +1,277 @@
+"""Fine-tuning a pretrained TinyMyo for classification, as BioFoundation fine-tunes it.
+
+The encoder (every weight but the head) of a pretrained TinyMyo — usually the reconstruction
+model `emg_lens.train.pretrain` saved — is copied into a classification TinyMyo of the same
+config, which trains with cross-entropy (label smoothing 0.1), AdamW with layer-wise
+learning-rate decay 0.9, lr 5e-4 -> 1e-5 along a cosine after 5 warm-up epochs, for at most 50
+epochs with early stopping on validation accuracy (the best weights are kept). A linear probe
+(``linear_probe=True``) freezes the encoder and trains the head alone.
+
+``mask_token`` is frozen in both modes: a classifier never uses it (and DDP refuses parameters
+that get no gradient).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import ArgumentError, CheckpointError, ConfigError, DataFormatError
+from emg_lens.models.tinymyo import REDUCTIONS, TinyMyo
+from emg_lens.train.inputs import window_dataset
+from emg_lens.train.loop import run_recipe
+from emg_lens.train.schedule import EarlyStopping, check_schedule_fields
+
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneHistory",
+    "FinetuneResult",
+    "classifier_from_pretrained",
+    "dataset_accuracy",
+    "finetune",
+]
+
+RECIPE = "tinymyo-finetuning"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning settings; defaults are BioFoundation's published TinyMyo recipe."""
+
+    epochs: int = 50  # the most; early stopping usually ends sooner
+    batch_size: int = 32  # windows per micro-batch and process
+    accumulate_steps: int = 1  # micro-batches per optimiser step
+    lr: float = 5e-4  # peak learning rate of the head; block l gets lr * decay^(n_layers - l)
+    min_lr: float = 1e-5  # where the warm-up starts and the cosine ends (times the same decay)
+    warmup_epochs: int = 5
+    layer_decay: float = 0.9  # layer-wise learning-rate decay
+    weight_decay: float = 0.01  # AdamW; none on biases and LayerNorm
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float | None = None  # max global gradient norm; None: no clipping
+    label_smoothing: float = 0.1
+    patience: int = 7  # epochs without a better validation accuracy before stopping
+    linear_probe: bool = False  # True: freeze the encoder, train the head only
+    reduction: str = "concat"  # how the head merges channels: "concat" or "mean"
+    drop_path: float = 0.1  # stochastic depth while fine-tuning the encoder
+    seed: int = 0  # data order and dropout
+    progress: bool = True  # a tqdm bar (rank 0 only)
+
+    def __post_init__(self) -> None:
+        check_schedule_fields(self)
+        if not 0 < self.layer_decay <= 1:
+            raise ConfigError(
+                f"FinetuneConfig.layer_decay must be in (0, 1], got {self.layer_decay!r}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(
+                f"FinetuneConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}"
+            )
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise ConfigError(f"FinetuneConfig.patience must be an int >= 1, got {self.patience!r}")
+        if self.reduction not in REDUCTIONS:
+            raise ConfigError(
+                f"FinetuneConfig.reduction must be one of {REDUCTIONS}, got {self.reduction!r}"
+            )
+        if not 0 <= self.drop_path < 1:
+            raise ConfigError(f"FinetuneConfig.drop_path must be in [0, 1), got {self.drop_path!r}")
+
+
+@dataclass
+class FinetuneHistory:
+    """Mean training loss per epoch (averaged over processes), validation accuracy per epoch
+    (when validation data was given), the epoch whose weights were kept (0-based; the last one
+    without validation data) and whether early stopping ended the run."""
+
+    epoch_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    steps: int = 0
+    world_size: int = 1
+
+
+class FinetuneResult(NamedTuple):
+    model: TinyMyo
+    history: FinetuneHistory
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def classifier_from_pretrained(
+    pretrained: TinyMyo | str | Path,
+    n_classes: int,
+    *,
+    reduction: str = "concat",
+    drop_path: float = 0.0,
+    device: str | None = None,
+) -> TinyMyo:
+    """A classification TinyMyo with ``pretrained``'s config (``n_classes`` classes) and its
+    encoder weights — every weight but the head's; the new head keeps its fresh (seeded)
+    initialisation. ``pretrained`` is a TinyMyo or a checkpoint folder holding one (loaded
+    onto ``device``, default: the device it was saved from).
+
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+    >>> source = TinyMyo(cfg, task="reconstruction")
+    >>> clf = classifier_from_pretrained(source, n_classes=3)
+    >>> clf.task, clf.cfg.n_classes, torch.equal(clf.blocks[0].attn.W_Q, source.blocks[0].attn.W_Q)
+    ('classification', 3, True)
+    """
+    if isinstance(pretrained, str | Path):
+        pretrained = load_checkpoint(pretrained, device=device)
+    if not isinstance(pretrained, TinyMyo):
+        raise CheckpointError(
+            "fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
+            f"{type(pretrained).__name__}"
+        )
+    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 2:
+        raise ArgumentError(f"n_classes must be an int >= 2, got {n_classes!r}")
+    cfg = EncoderConfig.from_dict({**pretrained.cfg.to_dict(), "n_classes": n_classes})
+    model = TinyMyo(cfg, task="classification", reduction=reduction, drop_path=drop_path)
+    encoder = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(encoder, strict=False)
+    if unexpected or any(not k.startswith("head.") for k in missing):
+        raise CheckpointError(
+            f"the pretrained encoder does not fit: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}"
+        )
+    return model.to(next(pretrained.parameters()).device)
+
+
+def _labels(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    y = torch.as_tensor(y, dtype=torch.long)
+    bad = y[(y < 0) | (y >= n_classes)]
+    if len(bad):
+        raise DataFormatError(
+            f"fine-tuning needs every label in [0, n_classes={n_classes}); found "
+            f"{sorted(set(bad.tolist()))} (-1 marks an unlabeled window: leave those out)"
+        )
+    return y
+
+
+@torch.no_grad()
+def dataset_accuracy(model: TinyMyo, data: Any, *, batch_size: int = 256) -> float:
+    """Fraction of the windows in ``data`` (see `window_dataset`) that ``model`` classifies
+    correctly; the model is left in eval mode.
+
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
+    ...                             n_classes=2)
+    >>> model = TinyMyo(cfg)
+    >>> X = torch.randn(6, 2, 40)
+    >>> dataset_accuracy(model, (X, model(X).argmax(-1).numpy()))
+    1.0
+    """
+    model.eval()
+    dataset = window_dataset(data, model.input_shape, what="validation data")
+    correct = total = 0
+    for x, y in DataLoader(dataset, batch_size=batch_size):
+        y = _labels(y, model.cfg.n_classes).to(next(model.parameters()).device)
+        correct += int((model(x).argmax(-1) == y).sum())
+        total += len(y)
+    return correct / total
+
+
+def _freeze(model: TinyMyo, linear_probe: bool) -> None:
+    model.mask_token.requires_grad_(False)
+    if linear_probe:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("head."))
+
+
+def _train_mode(model: torch.nn.Module, *, linear_probe: bool) -> None:
+    """Train mode, except a frozen encoder, which stays deterministic (no dropout)."""
+    model.train(not linear_probe)
+    if linear_probe:
+        getattr(model, "module", model).head.train()
+
+
+# ----------------------------------------------------------------------------- recipe
+
+
+def finetune(
+    pretrained: TinyMyo | str | Path,
+    data: Any,
+    cfg: FinetuneConfig = FinetuneConfig(),
+    *,
+    n_classes: int,
+    val_data: Any = None,
+    out: str | Path | None = None,
+    device: str | None = None,
+) -> FinetuneResult:
+    """Fine-tune a classifier built by `classifier_from_pretrained` on labelled windows
+    ``data`` (a Dataset of ``(x [C, T], y)`` items or ``(X, y)`` arrays; labels in
+    ``[0, n_classes)``). With ``val_data``, early stopping on its accuracy (patience
+    ``cfg.patience``) and the best epoch's weights are kept. With ``out`` the model is saved
+    there by rank 0 (metadata: ``recipe``, ``finetune`` settings, ``history``, ``pretrained``).
+    ``device`` is where a checkpoint folder is loaded to (see `classifier_from_pretrained`).
+
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
+    ...                             d_model=16, d_head=4, n_heads=4, d_mlp=32, seed=0)
+    >>> X, y = torch.randn(16, 2, 40), torch.arange(16) % 2
+    >>> model, history = finetune(TinyMyo(cfg, task="reconstruction"), (X, y.numpy()),
+    ...     FinetuneConfig(epochs=3, batch_size=8, warmup_epochs=1, progress=False),
+    ...     n_classes=2, val_data=(X, y.numpy()))
+    >>> model.task, len(history.val_accuracy), history.steps
+    ('classification', 3, 6)
+    """
+    source = str(pretrained) if isinstance(pretrained, str | Path) else None
+    model = classifier_from_pretrained(
+        pretrained, n_classes, reduction=cfg.reduction, drop_path=cfg.drop_path, device=device
+    )
+    dataset = window_dataset(data, model.input_shape, what="data")
+    if val_data is not None:
+        val_data = window_dataset(val_data, model.input_shape, what="val_data")
+    _freeze(model, cfg.linear_probe)
+    model_device = next(model.parameters()).device
+    val_accuracy: list[float] = []
+    stopper = EarlyStopping(cfg.patience, mode="max")
+
+    def loss_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+        x, y = batch
+        y = _labels(y, n_classes).to(model_device)
+        return F.cross_entropy(m(x), y, label_smoothing=cfg.label_smoothing)
+
+    def after_epoch(epoch: int) -> bool:
+        if val_data is None:
+            return False
+        # Every process scores the whole validation set: the same number everywhere, so every
+        # replica stops at the same epoch.
+        val_accuracy.append(dataset_accuracy(model, val_data))
+        return stopper.update(val_accuracy[-1], model)
+
+    log = run_recipe(
+        model,
+        dataset,
+        loss_fn,
+        cfg,
+        layer_decay=cfg.layer_decay,
+        desc="finetune",
+        train_mode=functools.partial(_train_mode, linear_probe=cfg.linear_probe),
+        after_epoch=after_epoch,
+    )
+    stopper.restore(model)  # the best epoch's weights (a no-op without validation data)
+    history = FinetuneHistory(
+        epoch_loss=log.epoch_loss,
+        val_accuracy=val_accuracy,
+        best_epoch=stopper.best_index if val_accuracy else len(log.epoch_loss) - 1,
+        stopped_early=len(log.epoch_loss) < cfg.epochs,
+        steps=log.steps,
+        world_size=log.world_size,
+    )
+    if out is not None and log.is_main:
+        metadata = {
+            "recipe": RECIPE,
+            "finetune": asdict(cfg),
+            "history": asdict(history),
+            "pretrained": source,
+        }
+        save_checkpoint(model, out, metadata=metadata)
+    return FinetuneResult(model, history)

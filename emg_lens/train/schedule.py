@@ -1,0 +1,246 @@
+"""Optimiser plumbing shared by the training recipes.
+
+- `warmup_cosine_lr` / `warmup_cosine_scheduler`: per optimiser step, a linear warm-up from
+  ``lr_min`` to ``lr_max``, then a half cosine back down to ``lr_min`` (BioFoundation starts
+  its warm-up at the minimum learning rate too);
+- `layerwise_param_groups`: layer-wise learning-rate decay for a `HookedEncoder` (the top of
+  the stack learns fastest, the embeddings slowest) with no weight decay on biases, LayerNorm
+  parameters and learned tokens;
+- `EarlyStopping`: patience on a validation metric, keeping a copy of the best weights;
+- `check_schedule_fields`: the validation both recipe configs share.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from emg_lens.components.layer_norm import LayerNorm
+from emg_lens.errors import ArgumentError, ConfigError
+
+__all__ = [
+    "EarlyStopping",
+    "check_schedule_fields",
+    "layer_of",
+    "layerwise_param_groups",
+    "uses_weight_decay",
+    "warmup_cosine_lr",
+    "warmup_cosine_scheduler",
+]
+
+TOKENS = ("mask_token", "cls_token")  # learned tokens: never pulled towards zero
+
+
+# ----------------------------------------------------------------------------- learning rate
+
+
+def warmup_cosine_lr(
+    step: int, *, total_steps: int, warmup_steps: int, lr_max: float, lr_min: float
+) -> float:
+    """Learning rate at optimiser step ``step`` (0-based): ``lr_min -> lr_max`` linearly over
+    ``warmup_steps`` steps, then ``lr_max -> lr_min`` along a half cosine that reaches
+    ``lr_min`` at ``total_steps``.
+
+    >>> [warmup_cosine_lr(s, total_steps=10, warmup_steps=2, lr_max=1.0, lr_min=0.0)
+    ...  for s in (0, 1, 2, 6, 10)]
+    [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    if step < warmup_steps:
+        return lr_min + (lr_max - lr_min) * step / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    warmup_steps: int,
+    lr_max: float,
+    lr_min: float,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step scheduler that scales every parameter group by
+    ``warmup_cosine_lr(step) / lr_max``: a group built with ``lr = scale * lr_max`` (layer-wise
+    decay) follows ``scale * lr_min -> scale * lr_max -> scale * lr_min``.
+
+    >>> opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    >>> sched = warmup_cosine_scheduler(opt, total_steps=3, warmup_steps=1, lr_max=2.0,
+    ...                                 lr_min=0.0)
+    >>> lrs = []
+    >>> for _ in range(3):
+    ...     lrs.append(opt.param_groups[0]["lr"]); opt.step(); sched.step()
+    >>> lrs
+    [0.0, 2.0, 1.0]
+    """
+    if not 0 <= lr_min <= lr_max or lr_max <= 0:
+        raise ArgumentError(f"need 0 <= lr_min <= lr_max and lr_max > 0, got {lr_min}, {lr_max}")
+    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
+        raise ArgumentError(
+            f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps, got "
+            f"total_steps={total_steps}, warmup_steps={warmup_steps}"
+        )
+
+    def factor(step: int) -> float:
+        lr = warmup_cosine_lr(
+            step, total_steps=total_steps, warmup_steps=warmup_steps, lr_max=lr_max, lr_min=lr_min
+        )
+        return lr / lr_max
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ----------------------------------------------------------------------------- parameter groups
+
+
+def layer_of(name: str, n_layers: int) -> int:
+    """Depth of a `HookedEncoder` parameter for layer-wise decay: ``blocks.{l}.*`` is ``l + 1``;
+    ``ln_final`` and heads (a top-level module whose name ends in ``head``) are
+    ``n_layers + 1``; everything else (embeddings, learned tokens, per-modality stems) is 0.
+
+    >>> [layer_of(n, 4) for n in ("embed.W_E", "mask_token", "blocks.3.attn.W_Q", "head.W_U")]
+    [0, 0, 4, 5]
+    """
+    if match := re.match(r"blocks\.(\d+)\.", name):
+        return int(match.group(1)) + 1
+    top = name.split(".", 1)[0]
+    if top == "ln_final" or top.endswith("head"):
+        return n_layers + 1
+    return 0
+
+
+def uses_weight_decay(module: nn.Module, leaf: str) -> bool:
+    """Weight decay applies to weight matrices only: not to biases (``b_*``), LayerNorm
+    parameters, nor learned tokens (``mask_token``, ``cls_token``).
+
+    >>> from emg_lens.config import EncoderConfig
+    >>> ln = LayerNorm(EncoderConfig.preset("tiny"))
+    >>> uses_weight_decay(ln, "w"), uses_weight_decay(nn.Module(), "W_Q")
+    (False, True)
+    """
+    return not (isinstance(module, LayerNorm) or leaf.startswith("b_") or leaf in TOKENS)
+
+
+def layerwise_param_groups(
+    model: nn.Module, lr: float, *, weight_decay: float, layer_decay: float = 1.0
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups with layer-wise learning-rate decay (BEiT style).
+
+    With ``n = model.cfg.n_layers``, a parameter at depth ``d`` (see `layer_of`) gets
+    ``lr * layer_decay ** (n + 1 - d)``: the head and ``ln_final`` get ``lr``, block ``l`` gets
+    ``lr * layer_decay ** (n - l)`` and the embeddings and ``mask_token``
+    ``lr * layer_decay ** (n + 1)``. Parameters that `uses_weight_decay` exempts get weight
+    decay 0. Frozen parameters (``requires_grad=False``) are left out. Each group also holds
+    ``names`` (the parameter names) and ``lr_scale``.
+
+    >>> from emg_lens.config import EncoderConfig
+    >>> from emg_lens.models import TinyMyo
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=2, modalities={"emg": 2}, n_samples=40)
+    >>> groups = layerwise_param_groups(TinyMyo(cfg), 1.0, weight_decay=0.01, layer_decay=0.5)
+    >>> sorted({g["lr"] for g in groups})
+    [0.125, 0.25, 0.5, 1.0]
+    """
+    if not 0 < layer_decay <= 1:
+        raise ArgumentError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
+    n_layers = model.cfg.n_layers
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for module_name, module in model.named_modules():
+        for leaf, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            name = f"{module_name}.{leaf}" if module_name else leaf
+            depth, decays = layer_of(name, n_layers), uses_weight_decay(module, leaf)
+            scale = layer_decay ** (n_layers + 1 - depth)
+            group = groups.setdefault(
+                (depth, decays),
+                {
+                    "params": [],
+                    "names": [],
+                    "lr": lr * scale,
+                    "lr_scale": scale,
+                    "weight_decay": weight_decay if decays else 0.0,
+                },
+            )
+            group["params"].append(param)
+            group["names"].append(name)
+    return [groups[key] for key in sorted(groups)]
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+
+class EarlyStopping:
+    """Stop when a validation metric has not improved for ``patience`` evaluations, and keep
+    (a CPU copy of) the weights of the best one.
+
+    >>> model = nn.Linear(1, 1)
+    >>> stopper = EarlyStopping(patience=2, mode="max")
+    >>> [stopper.update(acc, model) for acc in (0.5, 0.7, 0.6, 0.6)]
+    [False, False, False, True]
+    >>> stopper.best, stopper.best_index
+    (0.7, 1)
+    """
+
+    def __init__(self, patience: int, *, mode: str = "max", min_delta: float = 0.0):
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
+            raise ArgumentError(f"patience must be an int >= 1, got {patience!r}")
+        if mode not in ("max", "min"):
+            raise ArgumentError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.patience, self.mode, self.min_delta = patience, mode, min_delta
+        self.best: float | None = None
+        self.best_index = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self._seen = 0
+
+    def improved(self, metric: float) -> bool:
+        """Whether ``metric`` beats the best so far by more than ``min_delta``."""
+        if self.best is None:
+            return True
+        gain = metric - self.best if self.mode == "max" else self.best - metric
+        return gain > self.min_delta
+
+    def update(self, metric: float, model: nn.Module) -> bool:
+        """Record one evaluation; True when training should stop now."""
+        if self.improved(metric):
+            self.best, self.best_index = metric, self._seen
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        self._seen += 1
+        return self._seen - 1 - self.best_index >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best weights seen into ``model`` (a no-op before any `update`)."""
+        if self.best_state is not None:
+            model.load_state_dict(copy.deepcopy(self.best_state))
+
+
+# ----------------------------------------------------------------------------- config checks
+
+
+def check_schedule_fields(cfg: Any) -> None:
+    """Validate the optimiser and schedule fields a recipe config shares
+    (``epochs, batch_size, accumulate_steps, lr, min_lr, warmup_epochs, weight_decay, betas,
+    grad_clip``), naming the field at fault."""
+    name = type(cfg).__name__
+    for field in ("epochs", "batch_size", "accumulate_steps"):
+        value = getattr(cfg, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name}.{field} must be an int >= 1, got {value!r}")
+    if not cfg.lr > 0:
+        raise ConfigError(f"{name}.lr must be > 0, got {cfg.lr!r}")
+    if not 0 <= cfg.min_lr <= cfg.lr:
+        raise ConfigError(f"{name}.min_lr must be in [0, lr={cfg.lr}], got {cfg.min_lr!r}")
+    if not isinstance(cfg.warmup_epochs, int) or not 0 <= cfg.warmup_epochs < cfg.epochs:
+        raise ConfigError(
+            f"{name}.warmup_epochs must be an int in [0, epochs={cfg.epochs}) so the cosine "
+            f"phase is not empty, got {cfg.warmup_epochs!r}"
+        )
+    if not cfg.weight_decay >= 0:
+        raise ConfigError(f"{name}.weight_decay must be >= 0, got {cfg.weight_decay!r}")
+    if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
+        raise ConfigError(f"{name}.betas must be two numbers in [0, 1), got {cfg.betas!r}")
+    if cfg.grad_clip is not None and not cfg.grad_clip > 0:
+        raise ConfigError(f"{name}.grad_clip must be > 0 or None, got {cfg.grad_clip!r}")

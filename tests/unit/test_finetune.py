@@ -1,0 +1,223 @@
+"""TinyMyo fine-tuning: layer-wise learning rates, the warm-up + cosine schedule, early
+stopping, linear probing, fine-tuning from a pretrained checkpoint, and the CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from emg_lens import CheckpointError, ConfigError, DataFormatError, EncoderConfig
+from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info, save_checkpoint
+from emg_lens.cli import main
+from emg_lens.models import IsoNet
+from emg_lens.train import (
+    EarlyStopping,
+    FinetuneConfig,
+    classifier_from_pretrained,
+    dataset_accuracy,
+    finetune,
+    layerwise_param_groups,
+    warmup_cosine_lr,
+    warmup_cosine_scheduler,
+)
+from tests.unit.test_pretrain import pretrained_on_synthetic, small_tinymyo
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    return pretrained_on_synthetic(tmp_path_factory.getbasetemp())
+
+
+def quick(**overrides) -> FinetuneConfig:
+    settings = {"epochs": 3, "batch_size": 32, "lr": 1e-3, "warmup_epochs": 1, "drop_path": 0.0}
+    return FinetuneConfig(**{**settings, "progress": False, **overrides})
+
+
+# ----------------------------------------------------------------------------- optimiser plumbing
+
+
+def test_layerwise_groups_give_each_depth_its_lr_and_exempt_biases_norms_and_tokens():
+    model = small_tinymyo(2, 40, task="classification")  # 2 layers
+    groups = layerwise_param_groups(model, 1e-3, weight_decay=0.05, layer_decay=0.9)
+    lr, decay = {}, {}
+    for group in groups:
+        for name in group["names"]:
+            assert name not in lr, f"{name} is in two groups"
+            lr[name], decay[name] = group["lr"], group["weight_decay"]
+    assert set(lr) == {name for name, _ in model.named_parameters()}
+    expected_lr = {
+        "head.W_U": 1e-3,
+        "ln_final.w": 1e-3,
+        "blocks.1.attn.W_Q": 1e-3 * 0.9,
+        "blocks.1.mlp.b_in": 1e-3 * 0.9,
+        "blocks.0.ln1.w": 1e-3 * 0.9**2,
+        "embed.W_E": 1e-3 * 0.9**3,
+        "mask_token": 1e-3 * 0.9**3,
+    }
+    for name, value in expected_lr.items():
+        assert lr[name] == pytest.approx(value), name
+    for name in decay:
+        leaf = name.rsplit(".", 1)[-1]
+        exempt = leaf.startswith("b_") or ".ln" in f".{name}" or name == "mask_token"
+        assert decay[name] == (0.0 if exempt else 0.05), name
+    model.blocks[0].attn.W_Q.requires_grad_(False)
+    frozen = layerwise_param_groups(model, 1e-3, weight_decay=0.05)
+    assert all("blocks.0.attn.W_Q" not in g["names"] for g in frozen)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 1e-5),  # warm-up starts at lr_min
+        (1, 1e-5 + 0.5 * (1e-3 - 1e-5)),  # half-way up
+        (2, 1e-3),  # the peak, where the cosine starts
+        (6, 1e-5 + 0.5 * (1e-3 - 1e-5)),  # half-way down the cosine
+        (8, 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(0.75 * math.pi))),
+        (10, 1e-5),  # the end
+    ],
+)
+def test_warmup_cosine_values(step, expected):
+    lr = warmup_cosine_lr(step, total_steps=10, warmup_steps=2, lr_max=1e-3, lr_min=1e-5)
+    assert lr == pytest.approx(expected)
+
+
+def test_scheduler_scales_every_layerwise_group_alike():
+    model = small_tinymyo(2, 40, task="classification")
+    groups = layerwise_param_groups(model, 1e-3, weight_decay=0.0, layer_decay=0.5)
+    optimizer = torch.optim.AdamW(groups)
+    scheduler = warmup_cosine_scheduler(
+        optimizer, total_steps=10, warmup_steps=2, lr_max=1e-3, lr_min=1e-5
+    )
+    for step in range(8):
+        expected = warmup_cosine_lr(step, total_steps=10, warmup_steps=2, lr_max=1e-3, lr_min=1e-5)
+        for group in optimizer.param_groups:
+            assert group["lr"] == pytest.approx(group["lr_scale"] * expected)
+        optimizer.step()
+        scheduler.step()
+
+
+def test_early_stopping_keeps_the_best_weights():
+    model = nn.Linear(2, 1)
+    stopper = EarlyStopping(patience=2, mode="max")
+    decisions, snapshots = [], []
+    for metric in (0.2, 0.5, 0.4, 0.45, 0.9):
+        with torch.no_grad():
+            model.weight.normal_()
+        snapshots.append(model.weight.detach().clone())
+        decisions.append(stopper.update(metric, model))
+        if decisions[-1]:
+            break
+    assert decisions == [False, False, False, True]  # two evaluations without beating 0.5
+    assert stopper.best == 0.5 and stopper.best_index == 1
+    stopper.restore(model)
+    assert torch.equal(model.weight, snapshots[1])
+    minimum = EarlyStopping(patience=1, mode="min")
+    assert [minimum.update(v, model) for v in (3.0, 2.0, 2.5)] == [False, False, True]
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def test_finetuning_from_the_pretrained_checkpoint_beats_chance(pretrained, tmp_path):
+    path, windows, _, _ = pretrained
+    train, val = windows.split(labeled_only=True)
+    model, history = finetune(
+        path,
+        train,
+        quick(epochs=6),
+        n_classes=windows.n_classes,
+        val_data=val,
+        out=tmp_path / "finetuned",
+    )
+    chance = 1 / windows.n_classes
+    assert max(history.val_accuracy) > 2 * chance
+    # The best epoch's weights were kept, not the last epoch's.
+    assert dataset_accuracy(model, val) == max(history.val_accuracy)
+    assert history.val_accuracy[history.best_epoch] == max(history.val_accuracy)
+    saved = load_checkpoint(tmp_path / "finetuned")
+    assert saved.task == "classification" and saved.cfg.n_classes == windows.n_classes
+    meta = read_checkpoint_info(tmp_path / "finetuned")["metadata"]
+    assert meta["recipe"] == "tinymyo-finetuning" and meta["pretrained"] == str(path)
+    assert meta["finetune"]["layer_decay"] == 0.9 and meta["finetune"]["label_smoothing"] == 0.1
+
+
+def test_the_classifier_starts_from_the_pretrained_encoder(pretrained):
+    source = load_checkpoint(pretrained[0])
+    model = classifier_from_pretrained(source, n_classes=3, reduction="mean")
+    theirs = source.state_dict()
+    for name, weight in model.state_dict().items():
+        if name.startswith("head."):
+            assert name not in theirs or weight.shape != theirs[name].shape
+        else:
+            assert torch.equal(weight, theirs[name]), name
+    assert model.head.W_U.shape == (source.cfg.d_model, 3)
+
+
+def test_linear_probe_trains_the_head_alone(pretrained):
+    path, windows, _, _ = pretrained
+    train, _ = windows.split(labeled_only=True)
+    start = classifier_from_pretrained(path, windows.n_classes)
+    model, _ = finetune(
+        path, train, quick(epochs=2, linear_probe=True), n_classes=windows.n_classes
+    )
+    for (name, weight), initial in zip(model.named_parameters(), start.parameters()):
+        if name.startswith("head."):
+            assert not torch.equal(weight, initial), name
+        else:
+            assert torch.equal(weight, initial), name
+
+
+def test_finetuning_refuses_unlabeled_windows_and_other_models(tmp_path):
+    source = small_tinymyo(2, 40)
+    X = np.zeros((4, 2, 40), np.float32)
+    with pytest.raises(DataFormatError, match=r"labels? in \[0, n_classes=2\); found \[-1\]"):
+        finetune(source, (X, np.array([0, 1, -1, 0])), quick(epochs=2), n_classes=2)
+    isonet = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=0)), tmp_path / "isonet")
+    with pytest.raises(CheckpointError, match=r"starts from a TinyMyo.*got IsoNet"):
+        finetune(isonet, (X, np.zeros(4, np.int64)), quick(epochs=2), n_classes=2)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"layer_decay": 0.0}, "layer_decay"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"patience": 0}, "patience"),
+        ({"reduction": "max"}, "reduction"),
+        ({"drop_path": 1.0}, "drop_path"),
+        ({"epochs": 3, "warmup_epochs": 3}, "warmup_epochs"),
+        ({"min_lr": 1.0}, "min_lr"),
+    ],
+)
+def test_bad_finetune_config_names_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=rf"FinetuneConfig\.{field} "):
+        FinetuneConfig(**overrides)
+
+
+def test_finetune_defaults_are_the_published_recipe():
+    cfg = FinetuneConfig()
+    assert (cfg.epochs, cfg.lr, cfg.min_lr, cfg.warmup_epochs) == (50, 5e-4, 1e-5, 5)
+    assert (cfg.layer_decay, cfg.label_smoothing, cfg.linear_probe) == (0.9, 0.1, False)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_pretrain_then_finetune_on_synthetic_windows(tmp_path, capsys):
+    data = ["--movement-seconds", "0.5", "--n-gestures", "3", "--quiet"]
+    pre, tuned = tmp_path / "pretrained", tmp_path / "finetuned"
+    assert main(["pretrain", "--out", str(pre), "--epochs", "2", "--layers", "1", *data]) == 0
+    out = capsys.readouterr().out
+    assert "masked pretraining on" in out and f"wrote {pre}" in out
+    assert load_checkpoint(pre).cfg.n_layers == 1
+    args = ["finetune", "--checkpoint", str(pre), "--out", str(tuned), "--epochs", "2", *data]
+    assert main([*args, "--linear-probe"]) == 0
+    out = capsys.readouterr().out
+    assert "linear probe" in out and "(chance 0.333)" in out
+    assert load_checkpoint(tuned).cfg.n_classes == 3
+    assert main(["finetune", "--checkpoint", str(tmp_path), "--out", str(tuned), *data]) == 2
+    assert "not an emg_lens checkpoint" in capsys.readouterr().err
