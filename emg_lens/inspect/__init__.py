@@ -1,0 +1,73 @@
+"""Look inside, not only ablate: circuit-style inspection of emg_lens encoders.
+
+Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.inspect.plots`:
+
+- `attention_flow` / `edge_mass`: attention mass between token groups, or over an edge set;
+- `head_importance`: the causal effect of cutting each head's edges in one layer (a study under
+  the hood), next to the attention mass on those edges;
+- `direct_attribution`: each head's, MLP's and embedding's contribution to the correct-class
+  logit through the classifier;
+- `distribution_shift`: cosine distance and MMD² between masked and unmasked residual streams;
+- activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
+  `patch_residual`, `patch_token_group`, `run_patched`.
+
+Functions that take an `ActivationCache` reject one made by another model, or whose shapes do
+not fit the model's layout.
+"""
+
+from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
+from emg_lens.inspect.flow import attention_flow, edge_mass, mean_patterns, token_bins
+from emg_lens.inspect.importance import (
+    as_subject_data,
+    default_kinds,
+    head_importance,
+    mass_effect_correlation,
+)
+from emg_lens.inspect.patching import (
+    patch_heads,
+    patch_residual,
+    patch_token_group,
+    run_patched,
+)
+from emg_lens.inspect.plots import (
+    plot_attention_flow,
+    plot_attribution,
+    plot_distribution_shift,
+    plot_head_importance,
+    plot_mass_vs_effect,
+    plot_patching,
+    plot_pattern,
+    to_circuitsvis,
+    token_labels,
+)
+from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_unbiased
+
+__all__ = [
+    "as_subject_data",
+    "attention_flow",
+    "attribution_hooks",
+    "default_kinds",
+    "direct_attribution",
+    "distribution_shift",
+    "edge_mass",
+    "head_importance",
+    "mass_effect_correlation",
+    "mean_patterns",
+    "median_bandwidth",
+    "mmd2_unbiased",
+    "patch_heads",
+    "patch_residual",
+    "patch_token_group",
+    "plot_attention_flow",
+    "plot_attribution",
+    "plot_distribution_shift",
+    "plot_head_importance",
+    "plot_mass_vs_effect",
+    "plot_patching",
+    "plot_pattern",
+    "readout_map",
+    "run_patched",
+    "to_circuitsvis",
+    "token_bins",
+    "token_labels",
+]

@@ -1,0 +1,217 @@
+"""Direct attribution: how much each head, MLP and embedding writes into the correct-class
+logit, read through the classification head.
+
+Every classifier here is linear after ``ln_final``: a weighted sum over token positions of the
+normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U``, where the
+*readout map* ``R [pos, d_model, n_classes]`` is (`readout_map`):
+
+- IsoNet ``head="cls"`` (what IsoNet reports): the CLS head's ``W_U`` at position 0; ``"avg"``:
+  the average head's ``W_U / n`` at each of the ``n`` channel tokens;
+- TinyMyo (``task="classification"``): tokens are averaged over patches, channels
+  concatenated (``W_U``'s block of the token's channel, ``/ n_patches``) or averaged
+  (``W_U / n_tokens``); its other tasks have no class logits and are rejected;
+- HierarchicalTransformer: each modality's CLS token (or the mean of its tubelets) times
+  that modality's block of ``W_U``.
+
+The final residual stream is a sum of components (TransformerLens's
+``ActivationCache.decompose_resid`` for embeddings and MLPs, ``stack_head_results`` for each
+head, plus each layer's attention bias ``b_O``); ``apply_ln_to_stack`` centres each component
+and divides it by the cached ``ln_final`` scale, so a component's contribution is
+``sum_p (w * scaled[p]) . u[p]`` for the direction ``u = R[..., label]``. The remaining terms
+are the LayerNorm bias ``sum_p b . u[p]`` and the unembedding bias ``b_U[label]``; all of them
+add up to the logit exactly.
+
+``direction="logit_diff"`` (the default) uses ``u = R[..., label] - mean_c R[..., c]``: the
+correct-class logit minus the mean logit over classes, which a component can only raise by
+favouring the correct class over the others. ``direction="logit"`` attributes the raw logit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from einops import einsum, rearrange, repeat
+from jaxtyping import Float
+from transformer_lens import ActivationCache
+
+from emg_lens.components.layer_norm import LayerNorm
+from emg_lens.errors import ArgumentError, InputShapeError, describe
+from emg_lens.inspect.checks import check_cache, check_model
+from emg_lens.models import HierarchicalTransformer, IsoNet, TinyMyo
+
+__all__ = ["DIRECTIONS", "attribution_hooks", "direct_attribution", "readout_map"]
+
+DIRECTIONS = ("logit_diff", "logit")
+
+
+def readout_map(
+    model: Any, *, head: str = "cls"
+) -> tuple[Float[torch.Tensor, "pos d_model n_classes"], Float[torch.Tensor, " n_classes"]]:
+    """``(R, b_U)`` with ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U`` (see the module
+    docstring). ``head`` picks IsoNet's ``"cls"`` or ``"avg"`` head.
+
+    >>> from emg_lens import EncoderConfig
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    >>> R, b_U = readout_map(model)
+    >>> resid = model(model.example_input(2), return_type=None)
+    >>> logits = einsum(model.ln_final(resid), R, "b p d, p d c -> b c") + b_U
+    >>> torch.allclose(logits, model.readout(resid, "logits"), atol=1e-6)
+    True
+    """
+    check_model(model)
+    layout, d_model = model.layout, model.cfg.d_model
+    R = torch.zeros(layout.n_tokens, d_model, model.cfg.n_classes, dtype=model.cfg.dtype)
+    R = R.to(model.cfg.device)
+    if head != "cls" and not (isinstance(model, IsoNet) and head == "avg"):
+        raise ArgumentError(f"head must be 'cls' (or 'avg' for IsoNet), got {head!r}")
+    if isinstance(model, IsoNet):
+        classifier = model.cls_head if head == "cls" else model.avg_head
+        if head == "cls":
+            R[0] = classifier.W_U
+        else:
+            R[1:] = classifier.W_U / (layout.n_tokens - 1)
+    elif isinstance(model, TinyMyo) and model.task == "classification":
+        classifier = model.head
+        if classifier.reduction == "concat":
+            blocks = rearrange(classifier.W_U, "(channel d) c -> channel d c", d=d_model)
+            R[:] = blocks[list(layout.channel)] / model.cfg.n_patches
+        else:
+            R[:] = classifier.W_U / layout.n_tokens
+    elif isinstance(model, HierarchicalTransformer):
+        classifier = model.classifier
+        blocks = rearrange(classifier.W_U, "(modality d) c -> modality d c", d=d_model)
+        for m, (name, positions) in enumerate(model.stem_positions.items()):
+            if model.cfg.use_cls_token:
+                R[model.cls_positions[name]] = blocks[m]
+            else:
+                R[positions] = blocks[m] / len(positions)
+    else:
+        task = f" (task={model.task!r})" if isinstance(model, TinyMyo) else ""
+        raise ArgumentError(
+            f"direct attribution needs a linear classifier after ln_final: IsoNet, "
+            f"TinyMyo(task='classification') or HierarchicalTransformer; got "
+            f"{type(model).__name__}{task}"
+        )
+    return R.detach(), classifier.b_U.detach()
+
+
+def attribution_hooks(model: Any) -> list[str]:
+    """The activations `direct_attribution` reads: pass them as ``names_filter`` to cache only
+    those (attention patterns, the largest activations, are not among them).
+
+    >>> from emg_lens import EncoderConfig
+    >>> attribution_hooks(IsoNet(EncoderConfig.preset("tiny", n_layers=1)))[2:]
+    ['blocks.0.attn.hook_z', 'blocks.0.hook_mlp_out', 'ln_final.hook_scale']
+    """
+    names = ["hook_embed", *(["hook_pos_embed"] if "hook_pos_embed" in model.hook_dict else [])]
+    for layer in range(model.cfg.n_layers):
+        names += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]
+    if isinstance(model.ln_final, LayerNorm):
+        names.append("ln_final.hook_scale")
+    return names
+
+
+def _labels(labels: Any, batch: int, n_classes: int) -> torch.Tensor:
+    labels = torch.as_tensor(np.asarray(labels.cpu() if torch.is_tensor(labels) else labels))
+    if labels.shape != (batch,) or labels.is_floating_point() or labels.is_complex():
+        raise InputShapeError(
+            f"labels must be integer class indices [batch={batch}] (one per cached window), "
+            f"got {describe(labels)}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ArgumentError(
+            f"labels must be in [0, {n_classes - 1}] (n_classes={n_classes}), got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
+    return labels.long()
+
+
+def _components(cache: ActivationCache, model: Any, positions: list[int]):
+    """The final residual stream at ``positions`` as a stack of components, with labels, kinds,
+    layers and heads, in reading order (embeddings, then per layer: heads, b_O, MLP)."""
+    resid, resid_labels = cache.decompose_resid(
+        layer=-1, mode="mlp", pos_slice=positions, return_labels=True
+    )
+    heads, head_labels = cache.stack_head_results(layer=-1, pos_slice=positions, return_labels=True)
+    n_embeds = len(resid_labels) - model.cfg.n_layers
+    parts = [resid[:n_embeds]]
+    meta = [(name, name, None, None) for name in resid_labels[:n_embeds]]
+    n_heads = model.cfg.n_heads
+    for layer in range(model.cfg.n_layers):
+        parts.append(heads[layer * n_heads : (layer + 1) * n_heads])
+        meta += [(head_labels[layer * n_heads + h], "head", layer, h) for h in range(n_heads)]
+        bias = model.blocks[layer].attn.b_O.detach()
+        parts.append(repeat(bias, "d -> 1 batch pos d", batch=resid.shape[1], pos=len(positions)))
+        meta.append((f"L{layer} b_O", "attn_bias", layer, None))
+        parts.append(resid[n_embeds + layer][None])
+        meta.append((f"L{layer} mlp", "mlp", layer, None))
+    return torch.cat(parts), meta
+
+
+@torch.inference_mode()
+def direct_attribution(
+    model: Any,
+    cache: ActivationCache,
+    labels: Any,
+    *,
+    direction: str = "logit_diff",
+    head: str = "cls",
+) -> pd.DataFrame:
+    """Per window: each component's direct contribution to the correct-class logit (or to
+    the logit difference, see the module docstring), from a cache of ``model`` holding at
+    least `attribution_hooks`.
+
+    One row per (window, component): ``sample, label, component, kind, layer, head, value``.
+    Kinds: ``embed``/``pos_embed`` (the embeddings), ``head`` (one attention head,
+    ``L{l}H{h}``), ``attn_bias`` (``b_O``), ``mlp``, ``ln_bias`` and ``unembed_bias``. The
+    values of one window add up to its logit (difference). Per-layer totals are a groupby
+    over ``layer`` (heads plus ``b_O`` are the layer's attention output).
+
+    >>> from emg_lens import EncoderConfig
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    >>> logits, cache = model.run_with_cache(model.example_input(2))
+    >>> table = direct_attribution(model, cache, [1, 3], direction="logit")
+    >>> total = table.groupby("sample")["value"].sum()
+    >>> bool(np.allclose(total, logits[[0, 1], [1, 3]].detach().numpy(), atol=1e-5))
+    True
+    """
+    check_model(model)
+    if direction not in DIRECTIONS:
+        raise ArgumentError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    R, b_U = readout_map(model, head=head)
+    check_cache(cache, model, attribution_hooks(model))
+    ln = model.ln_final if isinstance(model.ln_final, LayerNorm) else None
+    batch = cache["hook_embed"].shape[0]
+    labels = _labels(labels, batch, model.cfg.n_classes).to(R.device)
+
+    positions = [p for p in range(len(R)) if R[p].any()]  # tokens the classifier reads
+    R = R[positions]
+    if direction == "logit_diff":
+        R, b_U = R - R.mean(-1, keepdim=True), b_U - b_U.mean()
+    u = rearrange(R[..., labels], "pos d_model batch -> batch pos d_model")
+    stack, meta = _components(cache, model, positions)
+    w = ln.w.detach() if ln is not None else torch.ones_like(u[0, 0])
+    scaled = cache.apply_ln_to_stack(stack, layer=-1, pos_slice=positions) * w
+    values = einsum(scaled, u, "comp batch pos d_model, batch pos d_model -> comp batch")
+    if ln is not None:
+        ln_bias = einsum(u, ln.b.detach(), "batch pos d_model, d_model -> batch")
+    else:
+        ln_bias = torch.zeros(batch, dtype=values.dtype, device=values.device)
+    values = torch.cat([values, ln_bias[None], b_U[labels][None]]).cpu()
+    meta += [("ln_final b", "ln_bias", None, None), ("b_U", "unembed_bias", None, None)]
+    component, kind, layer, head_index = zip(*meta)
+    n_comp = len(meta)
+    return pd.DataFrame(
+        {
+            "sample": np.tile(np.arange(batch), n_comp),
+            "label": np.tile(labels.cpu().numpy(), n_comp),
+            "component": np.repeat(component, batch),
+            "kind": np.repeat(kind, batch),
+            "layer": pd.array(np.repeat(layer, batch), dtype="Int64"),
+            "head": pd.array(np.repeat(head_index, batch), dtype="Int64"),
+            "value": values.double().numpy().ravel(),
+        }
+    )

@@ -1,0 +1,107 @@
+"""Checks shared by the inspection tools: the model can be inspected, it runs deterministically,
+and a cache belongs to it.
+
+A cache made by another model, or one whose activations do not fit the model's layout, would
+give numbers that mean nothing; every inspection function that takes a cache calls
+`check_cache` first.
+
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> model, other = IsoNet(EncoderConfig.preset("tiny")), IsoNet(EncoderConfig.preset("tiny"))
+>>> _, cache = other.run_with_cache(other.example_input())
+>>> try:
+...     check_cache(cache, model, ["blocks.0.attn.hook_pattern"])
+... except ArgumentError as exc:
+...     print(str(exc)[:46])
+the cache was made by another model (IsoNet at
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import nn
+from transformer_lens import ActivationCache
+
+from emg_lens.errors import ArgumentError, LayoutError
+from emg_lens.models.base import HookedEncoder
+
+__all__ = ["check_cache", "check_deterministic", "check_model", "pattern_names"]
+
+
+def check_model(model: object) -> HookedEncoder:
+    """Return ``model`` if it is an emg_lens encoder with a shared attention stack ``blocks``,
+    else raise `ArgumentError`."""
+    if not isinstance(model, HookedEncoder):
+        raise ArgumentError(
+            "expected an emg_lens encoder (IsoNet, TinyMyo, HierarchicalTransformer, ...), got "
+            f"{type(model).__name__}"
+        )
+    if model.cfg.n_layers == 0:
+        raise ArgumentError(
+            f"{type(model).__name__} has no shared attention stack `blocks` "
+            "(EncoderConfig.n_layers=0), so there is no attention to inspect"
+        )
+    return model
+
+
+def check_deterministic(model: nn.Module) -> None:
+    """Raise `ArgumentError` if dropout or drop-path would make two runs differ (training mode
+    with a non-zero rate): patching and attribution compare runs exactly."""
+    if model.training and any(getattr(m, "p", 0.0) > 0 for m in model.modules()):
+        raise ArgumentError(
+            f"{type(model).__name__} is in training mode with dropout/drop-path active, so "
+            "its runs are random; call model.eval() first"
+        )
+
+
+def pattern_names(n_layers: int) -> list[str]:
+    """``blocks.{l}.attn.hook_pattern`` for every layer."""
+    return [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
+
+
+def check_cache(cache: object, model: HookedEncoder, names: Iterable[str]) -> ActivationCache:
+    """Return ``cache`` if it is a batched `ActivationCache` made by ``model`` holding every
+    name in ``names`` with shapes that fit ``model.layout``.
+
+    Raises `ArgumentError` for anything else or for a cache of another model (even one of the
+    same architecture: attribution reads the weights of ``cache.model``), and `LayoutError`
+    for activations whose token or head axes do not match the model.
+    """
+    if not isinstance(cache, ActivationCache):
+        raise ArgumentError(
+            "expected a transformer_lens ActivationCache from model.run_with_cache(signals), "
+            f"got {type(cache).__name__}"
+        )
+    if cache.model is not model:
+        raise ArgumentError(
+            f"the cache was made by another model ({type(cache.model).__name__} at "
+            f"{id(cache.model):#x}), not by this {type(model).__name__}; run "
+            "model.run_with_cache(signals) on the model you inspect"
+        )
+    if not cache.has_batch_dim:
+        raise ArgumentError(
+            "the cache has no batch axis (remove_batch_dim=True); run model.run_with_cache "
+            "without remove_batch_dim"
+        )
+    names = list(names)
+    missing = [name for name in names if name not in cache.cache_dict]
+    if missing:
+        raise ArgumentError(
+            f"the cache lacks {len(missing)} activation(s) this needs, e.g. {missing[:3]}; run "
+            "model.run_with_cache(signals) without a names_filter that leaves them out"
+        )
+    layout, n_heads = model.layout, model.cfg.n_heads
+    for name in names:
+        shape = tuple(cache.cache_dict[name].shape)
+        if name.endswith(("hook_pattern", "hook_attn_scores")):
+            expected = (n_heads, layout.n_tokens, layout.n_tokens)
+            if shape[1:] != expected:
+                raise LayoutError(
+                    f"cache[{name!r}] has shape {list(shape)}, but this "
+                    f"{type(model).__name__} has {n_heads} heads and {layout.n_tokens} tokens "
+                    f"([batch, {n_heads}, {layout.n_tokens}, {layout.n_tokens}])"
+                )
+        elif len(shape) >= 3:  # [batch, pos, ...]
+            layout.check_matches(shape[1], f"cache[{name!r}]")
+    return cache

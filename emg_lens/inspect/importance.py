@@ -1,0 +1,208 @@
+"""Head importance: the causal effect of cutting one head's edges in one layer, next to the
+attention mass those edges carry.
+
+For every kind of edge (by default unimodal and cross-modal) and every (layer, head), the head's
+edges of that kind are masked in that layer alone and the metric is measured again — the
+"token-group contribution" the IsoNet paper proposes for specialising heads. The grid is a
+study spec (``heads = [[0], [1], ...]``, layer mode ``individual``) run by `run_study`, so it
+shares the runner's batching and its check that every mask took effect. The attention mass of
+the same edges (`emg_lens.inspect.flow.edge_mass`) is reported beside each effect, with their
+Spearman correlation (`mass_effect_correlation`): a head may attend a lot over edges it does
+not need, or little over edges it does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as sps
+
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.edges import parse
+from emg_lens.errors import ArgumentError, InputShapeError, describe
+from emg_lens.inspect.checks import check_deterministic, check_model
+from emg_lens.inspect.flow import masked_mass, mean_patterns
+from emg_lens.layout import TokenLayout
+from emg_lens.studies import run_study
+
+__all__ = ["as_subject_data", "default_kinds", "head_importance", "mass_effect_correlation"]
+
+
+def default_kinds(layout: TokenLayout) -> tuple[str, str]:
+    """The edge kinds to rank heads by: ``("unimodal", "cross_modal")`` when the layout has
+    several modalities, else ``("same_channel", "cross_channel")`` (e.g. TinyMyo's sEMG only).
+
+    >>> default_kinds(TokenLayout.channel_tokens({"emg": 4}, cls_token=False))
+    ('same_channel', 'cross_channel')
+    """
+    if len(layout.modalities) > 1:
+        return ("unimodal", "cross_modal")
+    return ("same_channel", "cross_channel")
+
+
+def as_subject_data(model: Any, data: SubjectData | tuple[Any, Any]) -> SubjectData:
+    """``data`` as a `SubjectData` whose *test* windows are the ones to evaluate: a
+    `SubjectData` passes through (checked against the model), and ``(X, y)`` — windows
+    ``[n, channels, time]`` and integer labels ``[n]`` — becomes one.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> as_subject_data(model, (np.zeros((3, 6, 8)), [0, 1, 3])).X_test.shape
+    (3, 6, 8)
+    """
+    n_classes = model.cfg.n_classes
+    if isinstance(data, SubjectData):
+        if data.n_classes != n_classes:
+            raise ArgumentError(
+                f"SubjectData {data.subject} has {data.n_classes} classes, but the model has "
+                f"n_classes={n_classes}"
+            )
+        if len(data.y_test) == 0:
+            raise ArgumentError(f"SubjectData {data.subject} has no test windows to evaluate")
+        model.to_tokens(data.X_test[:1])  # shape check, InputShapeError naming it
+        return data
+    if not (isinstance(data, tuple) and len(data) == 2):
+        raise ArgumentError(
+            f"data must be a SubjectData or a tuple (X, y) of windows and labels, got "
+            f"{describe(data)}"
+        )
+    X = np.asarray(data[0].cpu() if isinstance(data[0], torch.Tensor) else data[0])
+    y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])
+    model.to_tokens(X[:1])  # InputShapeError unless [n, channels, time]
+    if X.ndim != 3 or y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
+        raise InputShapeError(
+            f"data (X, y) needs X [n, channels, time] and integer labels y [n]; got X "
+            f"{list(X.shape)}, y {y.dtype} {list(y.shape)}"
+        )
+    if len(y) == 0 or y.min() < 0 or y.max() >= n_classes:
+        raise ArgumentError(
+            f"labels y must be class indices in [0, {n_classes - 1}] (n_classes={n_classes}) "
+            f"and there must be at least one window; got {len(y)} labels"
+            + (f" in [{y.min()}, {y.max()}]" if len(y) else "")
+        )
+    return SubjectData(
+        subject=0,
+        modalities=dict(model.cfg.modalities),
+        classes=list(range(n_classes)),
+        X_train=X[:0],
+        y_train=y[:0],
+        rep_train=np.zeros(0, int),
+        X_test=X,
+        y_test=y,
+        rep_test=np.zeros(len(y), int),
+    )
+
+
+def _check_kinds(model: Any, kinds: Any) -> list[str]:
+    if isinstance(kinds, str) or not kinds:
+        raise ArgumentError(
+            "kinds must be a non-empty list of edge expressions, e.g. "
+            f"{default_kinds(model.layout)}, got {kinds!r}"
+        )
+    canonical = []
+    for kind in kinds:
+        edges = parse(kind)
+        if not edges.compile(model.layout, model.cfg.n_heads).any():
+            raise ArgumentError(
+                f"edge kind {str(edges)!r} selects no edge on this layout (groups "
+                f"{model.layout.groups}); e.g. {default_kinds(model.layout)} do"
+            )
+        canonical.append(str(edges))
+    if len(set(canonical)) != len(canonical):
+        raise ArgumentError(f"kinds repeats an edge set: {canonical}")
+    return canonical
+
+
+def head_importance(
+    model: Any,
+    data: SubjectData | tuple[Any, Any],
+    *,
+    metric: str = "accuracy",
+    kinds: list[str] | tuple[str, ...] | None = None,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Per kind, layer and head: the metric with that head's edges of that kind masked in that
+    layer alone, its change from the unmasked baseline, the rank, and the attention mass of
+    those edges, on the test windows of ``data`` (a `SubjectData`, or ``(X, y)``).
+
+    Columns: ``kind, layer, head, metric, baseline, value, delta`` (``value - baseline``),
+    ``rank`` (1 = the largest drop, per kind; ties share the best rank), ``mass`` (the share
+    of the head's attention on those edges, averaged over the windows) and ``spearman_rho``
+    (per kind: the correlation of mass and drop over all heads, `mass_effect_correlation`,
+    which also gives its p-value). ``kinds`` are edge expressions, by default `default_kinds`.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
+    >>> X = model.example_input(16)
+    >>> table = head_importance(model, (X, model(X).argmax(-1)))
+    >>> len(table), float(table["baseline"].iloc[0])  # 2 kinds x 2 layers x 4 heads
+    (16, 1.0)
+    """
+    check_model(model)
+    check_deterministic(model)
+    subject = as_subject_data(model, data)
+    kinds = _check_kinds(model, default_kinds(model.layout) if kinds is None else kinds)
+    names = {kind: kind if kind.isidentifier() else f"kind_{i}" for i, kind in enumerate(kinds)}
+    spec = {
+        "name": "head_importance",
+        "models": "in-memory",
+        "metric": metric,
+        "interventions": [{"name": names[kind], "edges": kind} for kind in kinds],
+        "layers": {"modes": ["individual"]},
+        "heads": [[head] for head in range(model.cfg.n_heads)],
+    }
+    result = run_study(
+        spec, models={subject.subject: (model, subject)}, batch_size=batch_size, progress=False
+    )
+    per = result.per_subject
+    baseline = float(per.loc[per["intervention"] == "baseline", "value"].iloc[0])
+    pattern = mean_patterns(model, subject.X_test, batch_size=batch_size)
+    tables = []
+    for kind in kinds:
+        rows = per[per["intervention"] == names[kind]]
+        mass = masked_mass(pattern, parse(kind).compile(model.layout, model.cfg.n_heads))
+        layers = rows["layer"].astype(int).to_numpy()
+        heads = rows["heads"].astype(int).to_numpy()
+        table = pd.DataFrame(
+            {
+                "kind": kind,
+                "layer": layers,
+                "head": heads,
+                "metric": metric,
+                "baseline": baseline,
+                "value": rows["value"].to_numpy(dtype=float),
+                "mass": mass.numpy()[layers, heads],
+            }
+        )
+        table["delta"] = table["value"] - baseline
+        table["rank"] = table["delta"].rank(method="min").astype(int)
+        tables.append(table)
+    columns = ["kind", "layer", "head", "metric", "baseline", "value", "delta", "rank", "mass"]
+    out = pd.concat(tables, ignore_index=True)[columns]
+    rho = mass_effect_correlation(out).set_index("kind")["spearman_rho"]
+    return out.assign(spearman_rho=out["kind"].map(rho))
+
+
+def mass_effect_correlation(table: pd.DataFrame) -> pd.DataFrame:
+    """Per kind, the Spearman correlation over (layer, head) between the attention ``mass`` of
+    the edges and the drop in the metric when they are cut (``-delta``): positive when heads
+    that attend more over those edges also need them more. NaN when either is constant.
+
+    >>> table = pd.DataFrame({"kind": "cross_modal", "mass": [0.1, 0.5, 0.3],
+    ...                       "delta": [0.0, -0.2, -0.1]})
+    >>> mass_effect_correlation(table)[["kind", "spearman_rho", "n"]].to_dict("records")
+    [{'kind': 'cross_modal', 'spearman_rho': 1.0, 'n': 3}]
+    """
+    rows = []
+    for kind, group in table.groupby("kind", sort=False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant input: scipy warns and returns NaN
+            rho, p = sps.spearmanr(group["mass"], -group["delta"])
+        rows.append({"kind": kind, "spearman_rho": float(rho), "p": float(p), "n": len(group)})
+    return pd.DataFrame(rows, columns=["kind", "spearman_rho", "p", "n"])

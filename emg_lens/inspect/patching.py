@@ -1,0 +1,275 @@
+"""Activation patching for signal inputs ``[batch, channels, time]``.
+
+Run the clean input and keep some activations; run the corrupted input with hooks that
+overwrite the chosen slice of those activations with the clean values; measure. How much of the
+clean metric a patch restores says how much of the clean/corrupted difference flows through
+what was patched. `run_patched` does one patched run; `patch_heads` (one head's ``hook_z`` at
+all positions), `patch_residual` (one position of ``hook_resid_pre``) and `patch_token_group`
+(a token group's positions of ``hook_resid_pre``) sweep it over layers and return tidy tables
+with the clean and corrupted metrics alongside and ``restored = (patched - corrupted) /
+(clean - corrupted)``.
+
+TransformerLens's position-indexed helpers (``get_act_patch_resid_pre`` and the other
+``*_by_pos`` ones) take the number of positions from ``corrupted_tokens.shape[-1]``, which for
+signals is the number of *samples*, not tokens: they index past the last token or silently
+skip tokens. Its head-level helpers that patch all positions (e.g.
+``get_act_patch_attn_head_out_all_pos``) only iterate over layers and heads and call
+``model.run_with_hooks`` on the corrupted input, so they work unchanged on emg_lens models and
+agree with `patch_heads`.
+
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+>>> clean, corrupted = model.example_input(4), torch.zeros(4, 6, 8)
+>>> table = patch_token_group(model, clean, corrupted, lambda out: out[:, 0].mean(),
+...                           group=["cls", "emg", "acc"])
+>>> table["restored"].tolist()  # every position patched: the clean run, exactly
+[1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from transformer_lens import ActivationCache
+
+from emg_lens.errors import ArgumentError, InputShapeError
+from emg_lens.hooks import name_filter
+from emg_lens.inspect.checks import check_cache, check_deterministic, check_model
+
+__all__ = ["patch_heads", "patch_residual", "patch_token_group", "run_patched"]
+
+Metric = Callable[[Any], Any]  # model output -> a scalar (float or 0-d tensor)
+ALL = slice(None)
+
+
+def run_patched(
+    model: Any,
+    corrupted: Any,
+    clean_cache: ActivationCache,
+    sites: Mapping[str, tuple],
+) -> Any:
+    """The model's output on ``corrupted`` with, for each ``hook name -> index`` in ``sites``,
+    ``activation[index]`` overwritten by the clean cache's ``[index]``. An index selecting
+    nothing patches nothing; ``{}`` is the plain corrupted run.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> clean, corrupted = model.example_input(2), torch.zeros(2, 6, 8)
+    >>> _, cache = model.run_with_cache(clean, names_filter="blocks.0.hook_resid_pre")
+    >>> out = run_patched(model, corrupted, cache, {"blocks.0.hook_resid_pre": (ALL, ALL)})
+    >>> torch.equal(out, model(clean))
+    True
+    """
+    check_model(model)
+    unknown = [name for name in sites if name not in model.hook_dict]
+    if unknown:
+        raise ArgumentError(
+            f"no hook point named {unknown}; e.g. 'blocks.0.attn.hook_z', 'blocks.0.hook_resid_pre'"
+        )
+    check_cache(clean_cache, model, sites)
+    corrupted = model.to_tokens(corrupted)
+    batch = clean_cache[next(iter(sites))].shape[0] if sites else len(corrupted)
+    if batch != len(corrupted):
+        raise InputShapeError(
+            f"clean and corrupted inputs must pair window by window: the clean cache has "
+            f"{batch} windows, the corrupted input {len(corrupted)}"
+        )
+
+    def overwrite(index: tuple, clean: torch.Tensor):
+        def hook(activation: torch.Tensor, hook) -> torch.Tensor:
+            patched = activation.clone()
+            patched[index] = clean[index].to(patched.device)
+            return patched
+
+        return hook
+
+    hooks = [(name, overwrite(index, clean_cache[name])) for name, index in sites.items()]
+    with torch.inference_mode():
+        return model.run_with_hooks(corrupted, fwd_hooks=hooks)
+
+
+def _scalar(metric: Metric, output: Any) -> float:
+    value = metric(output)
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ArgumentError(
+                f"metric must return a scalar (float or 0-d tensor), got a tensor of shape "
+                f"{list(value.shape)}; e.g. average over the batch"
+            )
+        value = value.item()
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(f"metric must return a number, got {type(value).__name__}") from exc
+
+
+class _Sweep:
+    """Shared state of one patching sweep: inputs, clean activations, baseline metrics."""
+
+    def __init__(self, model: Any, clean: Any, corrupted: Any, metric: Metric, names: list[str]):
+        check_model(model)
+        check_deterministic(model)
+        if not callable(metric):
+            raise ArgumentError(f"metric must be a callable output -> scalar, got {metric!r}")
+        self.model, self.metric = model, metric
+        self.clean, self.corrupted = model.to_tokens(clean), model.to_tokens(corrupted)
+        if self.clean.shape != self.corrupted.shape:
+            raise InputShapeError(
+                f"clean and corrupted inputs must have the same shape (windows are patched "
+                f"pairwise), got {list(self.clean.shape)} and {list(self.corrupted.shape)}"
+            )
+        with torch.inference_mode():
+            # Only the patched activations are cached, so attention keeps its fast path
+            # wherever nothing is hooked, exactly as in the plain runs below.
+            _, self.cache = model.run_with_cache(self.clean, names_filter=names, return_type=None)
+            self.clean_value = _scalar(metric, model(self.clean))
+            self.corrupted_value = _scalar(metric, model(self.corrupted))
+
+    def row(self, sites: Mapping[str, tuple], **keys: Any) -> dict[str, Any]:
+        value = _scalar(self.metric, run_patched(self.model, self.corrupted, self.cache, sites))
+        gap = self.clean_value - self.corrupted_value
+        return {
+            **keys,
+            "metric": value,
+            "clean": self.clean_value,
+            "corrupted": self.corrupted_value,
+            "restored": (value - self.corrupted_value) / gap if gap != 0 else float("nan"),
+        }
+
+
+def _indices(values: Iterable[int] | None, size: int, what: str) -> list[int]:
+    if values is None:
+        return list(range(size))
+    values = list(values)
+    if any(not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < size for v in values):
+        raise ArgumentError(f"{what} must be ints in [0, {size - 1}], got {values!r}")
+    return values
+
+
+def patch_heads(
+    model: Any,
+    clean: Any,
+    corrupted: Any,
+    metric: Metric,
+    layers: Iterable[int] | None = None,
+    heads: Iterable[int] | None = None,
+) -> pd.DataFrame:
+    """Patch one head's output (``blocks.{l}.attn.hook_z``, every position) at a time.
+
+    One row per (layer, head): ``layer, head, metric, clean, corrupted, restored``.
+    ``metric`` maps the model output (logits) to a scalar; ``layers``/``heads`` default to all.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> table = patch_heads(model, model.example_input(2), torch.zeros(2, 6, 8),
+    ...                     lambda out: out[:, 0].mean(), layers=[1])
+    >>> table[["layer", "head"]].values.tolist()
+    [[1, 0], [1, 1], [1, 2], [1, 3]]
+    """
+    check_model(model)
+    layers = _indices(layers, model.cfg.n_layers, "layers")
+    heads = _indices(heads, model.cfg.n_heads, "heads")
+    sweep = _Sweep(
+        model, clean, corrupted, metric, [f"blocks.{layer}.attn.hook_z" for layer in layers]
+    )
+    rows = [
+        sweep.row({f"blocks.{layer}.attn.hook_z": (ALL, ALL, head)}, layer=layer, head=head)
+        for layer in layers
+        for head in heads
+    ]
+    return pd.DataFrame(rows, columns=["layer", "head", "metric", "clean", "corrupted", "restored"])
+
+
+def patch_residual(
+    model: Any,
+    clean: Any,
+    corrupted: Any,
+    metric: Metric,
+    positions: Iterable[int] | None = None,
+    layers: Iterable[int] | None = None,
+) -> pd.DataFrame:
+    """Patch the residual stream entering a layer (``blocks.{l}.hook_resid_pre``) at one token
+    position at a time.
+
+    One row per (layer, position): ``layer, position, group, channel, time, metric, clean,
+    corrupted, restored`` (group, channel and time from the layout). ``positions`` and
+    ``layers`` default to all.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> table = patch_residual(model, model.example_input(2), torch.zeros(2, 6, 8),
+    ...                        lambda out: out[:, 0].mean(), positions=[0, 3], layers=[0])
+    >>> table[["position", "group"]].values.tolist()
+    [[0, 'cls'], [3, 'acc']]
+    """
+    check_model(model)
+    layout = model.layout
+    positions = _indices(positions, layout.n_tokens, "positions")
+    layers = _indices(layers, model.cfg.n_layers, "layers")
+    sweep = _Sweep(model, clean, corrupted, metric, name_filter("hook_resid_pre", layers))
+    rows = [
+        sweep.row(
+            {f"blocks.{layer}.hook_resid_pre": (ALL, pos)},
+            layer=layer,
+            position=pos,
+            group=layout.group[pos],
+            channel=layout.channel[pos],
+            time=layout.time[pos],
+        )
+        for layer in layers
+        for pos in positions
+    ]
+    columns = ["layer", "position", "group", "channel", "time"]
+    return pd.DataFrame(rows, columns=[*columns, "metric", "clean", "corrupted", "restored"])
+
+
+def patch_token_group(
+    model: Any,
+    clean: Any,
+    corrupted: Any,
+    metric: Metric,
+    group: str | Sequence[str],
+    layers: Iterable[int] | None = None,
+) -> pd.DataFrame:
+    """Patch every position of a token group (or of several, together) in the residual stream
+    entering each layer (``blocks.{l}.hook_resid_pre``), one layer at a time.
+
+    One row per layer: ``layer, group`` (names joined by ``+``), ``n_positions, metric, clean,
+    corrupted, restored``. Patching every group restores the clean output exactly.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> table = patch_token_group(model, model.example_input(2), torch.zeros(2, 6, 8),
+    ...                           lambda out: out[:, 0].mean(), "acc")
+    >>> table[["layer", "group", "n_positions"]].values.tolist()
+    [[0, 'acc', 4], [1, 'acc', 4]]
+    """
+    check_model(model)
+    groups = [group] if isinstance(group, str) else list(group)
+    if not groups or not all(isinstance(g, str) for g in groups):
+        raise ArgumentError(
+            f"group must be a token group or a non-empty list of them, from "
+            f"{model.layout.groups}; got {group!r}"
+        )
+    positions = sorted(p for g in dict.fromkeys(groups) for p in model.layout.positions(g))
+    layers = _indices(layers, model.cfg.n_layers, "layers")
+    sweep = _Sweep(model, clean, corrupted, metric, name_filter("hook_resid_pre", layers))
+    rows = [
+        sweep.row(
+            {f"blocks.{layer}.hook_resid_pre": (ALL, positions)},
+            layer=layer,
+            group="+".join(dict.fromkeys(groups)),
+            n_positions=len(positions),
+        )
+        for layer in layers
+    ]
+    columns = ["layer", "group", "n_positions", "metric", "clean", "corrupted", "restored"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,206 @@
+"""One checkpoint, inspected: the tables and figures ``emg-lens inspect`` writes.
+
+`inspect_checkpoint` loads a checkpoint and the test windows of its subject (from the data
+source its metadata records), takes ``n_windows`` of them evenly spaced over the test set (so
+every gesture and repetition is represented), and computes attention flow, head importance,
+direct attribution and the distribution shift of cutting the "across" edges (cross-modal, or
+cross-channel on a single-modality model) in every layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
+from emg_lens.data.datasets import load_subject
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.errors import ArgumentError, CheckpointError
+from emg_lens.inspect import plots
+from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
+from emg_lens.inspect.flow import attention_flow
+from emg_lens.inspect.importance import (
+    as_subject_data,
+    default_kinds,
+    head_importance,
+    mass_effect_correlation,
+)
+from emg_lens.inspect.shift import distribution_shift
+
+__all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
+
+MAX_FLOW_BINS = 8  # channel bins of a single-modality model's flow heatmaps
+PATTERN_WINDOWS = 64  # windows averaged in the pattern figure (patterns are n_tokens² each)
+
+
+def select_windows(data: SubjectData, n_windows: int) -> SubjectData:
+    """``data`` with at most ``n_windows`` test windows, evenly spaced over the test set.
+
+    >>> data = SubjectData(1, {"emg": 1}, [0, 1], np.zeros((0, 1, 4)), np.zeros(0, int),
+    ...                    np.zeros(0, int), np.zeros((10, 1, 4)), np.arange(10) % 2,
+    ...                    np.arange(10))
+    >>> select_windows(data, 4).rep_test.tolist()
+    [0, 3, 6, 9]
+    """
+    if not isinstance(n_windows, int) or isinstance(n_windows, bool) or n_windows < 2:
+        raise ArgumentError(f"n_windows must be an int >= 2, got {n_windows!r}")
+    n = len(data.y_test)
+    if n == 0:
+        raise ArgumentError(f"subject {data.subject} has no test windows to inspect")
+    keep = np.unique(np.linspace(0, n - 1, min(n, n_windows)).round().astype(int))
+    return dataclasses.replace(
+        data, X_test=data.X_test[keep], y_test=data.y_test[keep], rep_test=data.rep_test[keep]
+    )
+
+
+@dataclass
+class InspectionReport:
+    """The tables of one inspected model; `save` writes them (CSV) and their figures."""
+
+    model: Any
+    subject: int
+    flow: pd.DataFrame
+    importance: pd.DataFrame
+    attribution: pd.DataFrame
+    shift: pd.DataFrame
+    shift_edges: str
+    pattern_cache: Any  # an ActivationCache of the patterns of the top head's layer
+    top_head: tuple[int, int]
+
+    @property
+    def correlation(self) -> pd.DataFrame:
+        return mass_effect_correlation(self.importance)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {
+            "attention_flow": self.flow,
+            "head_importance": self.importance,
+            "mass_effect_correlation": self.correlation,
+            "attribution": self.attribution,
+            "distribution_shift": self.shift,
+        }
+
+    def figures(self) -> dict[str, Any]:
+        layer, head = self.top_head
+        return {
+            "attention_flow": plots.plot_attention_flow(self.flow),
+            "head_importance": plots.plot_head_importance(self.importance),
+            "mass_vs_effect": plots.plot_mass_vs_effect(self.importance),
+            "attribution": plots.plot_attribution(self.attribution),
+            "distribution_shift": plots.plot_distribution_shift(self.shift),
+            "pattern": plots.plot_pattern(self.model, self.pattern_cache, layer, head),
+        }
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write every table as CSV and every figure as PNG and SVG into ``out_dir``."""
+        import matplotlib.pyplot as plt
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, table in self.tables().items():
+            written.append(out / f"{name}.csv")
+            table.to_csv(written[-1], index=False)
+        for name, fig in self.figures().items():
+            for ext in ("png", "svg"):
+                written.append(out / f"{name}.{ext}")
+                fig.savefig(written[-1], dpi=150, bbox_inches="tight")
+            plt.close(fig)
+        return written
+
+    def summary(self) -> str:
+        """A few lines: baseline, the most important heads, mass-effect correlation,
+        attribution and shift at the last layer."""
+        imp = self.importance
+        lines = [
+            f"{type(self.model).__name__}, subject {self.subject}: {imp['metric'].iloc[0]} "
+            f"{imp['baseline'].iloc[0]:.3f} on {self.attribution['sample'].nunique()} windows"
+        ]
+        for kind, rows in imp.groupby("kind", sort=False):
+            top = rows.nsmallest(3, "delta")
+            heads = ", ".join(f"L{r.layer}H{r.head} {r.delta:+.3f}" for r in top.itertuples())
+            rho = self.correlation.set_index("kind").loc[kind, "spearman_rho"]
+            lines.append(f"  mask {kind}: top heads {heads}; Spearman(mass, drop) = {rho:.2f}")
+        per = self.attribution.groupby("component", sort=False)["value"].mean()
+        top = per.reindex(per.abs().sort_values(ascending=False).index[:3])
+        lines.append("  attribution (mean): " + ", ".join(f"{k} {v:+.2f}" for k, v in top.items()))
+        last = self.shift[(self.shift["group"] == "all")].iloc[-1]
+        lines.append(
+            f"  shift after the last layer ({self.shift_edges} masked everywhere): cosine "
+            f"{last.cosine_distance:.3f}, MMD² {last.mmd2:.4f} (no shift: {last.mmd2_null:.4f})"
+        )
+        return "\n".join(lines)
+
+
+def inspect_model(
+    model: Any, data: SubjectData | tuple[Any, Any], *, batch_size: int = 256
+) -> InspectionReport:
+    """Inspect ``model`` on the test windows of ``data`` (a `SubjectData` or ``(X, y)``; select
+    the windows first, see `select_windows`)."""
+    readout_map(model)  # refuse models without class logits before any work
+    data = as_subject_data(model, data)
+    layout = model.layout
+    X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
+    y = torch.as_tensor(data.y_test)
+    if len(layout.groups) > 1:
+        flow = attention_flow(model, X, batch_size=batch_size)
+    else:
+        bins = None if model.cfg.n_channels <= MAX_FLOW_BINS else MAX_FLOW_BINS
+        flow = attention_flow(model, X, by="channel", bins=bins, batch_size=batch_size)
+    importance = head_importance(model, data, batch_size=batch_size)
+    attribution = _batched_attribution(model, X, y, batch_size)
+    across = default_kinds(layout)[1]
+    shift = distribution_shift(model, X, across, range(model.cfg.n_layers), batch_size=batch_size)
+    top = importance[importance["kind"] == across].nsmallest(1, "delta").iloc[0]
+    layer, head = int(top["layer"]), int(top["head"])
+    with torch.inference_mode():
+        _, pattern_cache = model.run_with_cache(
+            X[:PATTERN_WINDOWS], names_filter=f"blocks.{layer}.attn.hook_pattern", return_type=None
+        )
+    return InspectionReport(
+        model=model,
+        subject=data.subject,
+        flow=flow,
+        importance=importance,
+        attribution=attribution,
+        shift=shift,
+        shift_edges=across,
+        pattern_cache=pattern_cache,
+        top_head=(layer, head),
+    )
+
+
+def _batched_attribution(model: Any, X: torch.Tensor, y: torch.Tensor, batch_size: int):
+    """`direct_attribution` batch by batch (a cache of every window at once can be large)."""
+    tables = []
+    for start in range(0, len(X), batch_size):
+        with torch.inference_mode():
+            _, cache = model.run_with_cache(
+                X[start : start + batch_size], names_filter=attribution_hooks(model)
+            )
+        table = direct_attribution(model, cache, y[start : start + batch_size])
+        tables.append(table.assign(sample=table["sample"] + start))
+    return pd.concat(tables, ignore_index=True)
+
+
+def inspect_checkpoint(
+    checkpoint: str | Path, *, n_windows: int = 256, batch_size: int = 256
+) -> InspectionReport:
+    """Load a checkpoint and its subject's test windows (from the data source recorded in its
+    metadata) and inspect it on ``n_windows`` of them."""
+    info = read_checkpoint_info(checkpoint)
+    meta = info["metadata"]
+    if meta.get("data_source") is None or meta.get("subject") is None:
+        raise CheckpointError(
+            f"{checkpoint}: its metadata records no data_source and subject to load windows "
+            f"from (it has {sorted(meta)})"
+        )
+    model = load_checkpoint(checkpoint)
+    data = select_windows(load_subject(meta["data_source"], meta["subject"]), n_windows)
+    return inspect_model(model, data, batch_size=batch_size)
