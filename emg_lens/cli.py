@@ -1,4 +1,4 @@
-"""The ``emg-lens`` command: demo, train, evaluate, study, synth.
+"""The ``emg-lens`` command: demo, train, evaluate, study, synth, inspect, pretrain, finetune.
 
 Run ``emg-lens <command> --help`` for each command's options.
 """
@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from emg_lens.errors import EmgLensError
+from emg_lens.errors import ArgumentError, EmgLensError
 
 DEMO_ROOT = Path("runs/demo")
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
+TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # study run/check overrides
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -31,11 +32,11 @@ def _print_table(rows: list[dict], columns: list[str], floatfmt: str = ".3f") ->
 
 
 def _data_source(args):
-    from emg_lens.data.datasets import data_source
-    from emg_lens.data.preprocess import PreprocessSpec
+    from emg_lens.data.datasets import data_source, dataset_preprocess
     from emg_lens.data.synthetic import SyntheticSpec
 
-    preprocess = PreprocessSpec(
+    preprocess = dataset_preprocess(
+        args.dataset,
         segment=args.segment
         if args.segment in ("transient", "steady", "full")
         else tuple(float(v) for v in args.segment.split(",")),
@@ -52,17 +53,13 @@ def _data_source(args):
 
 
 def _subject_ids(args) -> list[int]:
+    from emg_lens.data.datasets import available_subjects, data_source
+    from emg_lens.data.synthetic import SyntheticSpec
+
     if args.subjects:
         return list(args.subjects)
-    if args.dataset == "synthetic":
-        return list(range(1, args.n_subjects + 1))
-    folders = Path(args.root).glob("*_s*")
-    found = sorted(
-        int(p.name.rsplit("_s", 1)[1]) for p in folders if p.name.rsplit("_s", 1)[1].isdigit()
-    )
-    if not found:
-        raise EmgLensError(f"--root {args.root}: no subject folders found; pass --subjects")
-    return found
+    synthetic = SyntheticSpec(n_subjects=args.n_subjects)
+    return available_subjects(data_source(args.dataset, root=args.root, synthetic=synthetic))
 
 
 # ----------------------------------------------------------------------------- commands
@@ -114,10 +111,36 @@ def cmd_evaluate(args) -> list[dict]:
     return rows
 
 
+def _training_overrides(args, spec) -> dict:
+    """The [data]/[train] overrides given on the command line; refused for ablation studies."""
+    from emg_lens.studies import TrainingStudySpec
+
+    given = {k: vars(args).get(k) for k in TRAINING_FLAGS if vars(args).get(k) is not None}
+    if given and not isinstance(spec, TrainingStudySpec):
+        flags = " ".join(f"--{k}" for k in given)
+        raise EmgLensError(
+            f"{flags}: only for training studies (kind = 'training'); {spec.name} "
+            "is an ablation study of trained models"
+        )
+    return given
+
+
 def cmd_study_run(args):
-    from emg_lens.studies import load_spec, run_study
+    from emg_lens.studies import TrainingStudySpec, load_spec, run_study, run_training_study
 
     spec = load_spec(args.spec)
+    overrides = _training_overrides(args, spec)
+    if isinstance(spec, TrainingStudySpec):
+        if args.models:
+            raise EmgLensError(f"--models: training study {spec.name} trains its own models")
+        spec = spec.with_overrides(overrides)
+        out = Path(args.out or Path("runs/studies") / spec.name)
+        result = run_training_study(spec, out_dir=out, progress=not args.quiet)
+        print(f"\n{result.header()}\n")
+        print(result.table1().to_string())
+        print(f"\n{result.comparisons().to_string(index=False, float_format='{:.3g}'.format)}")
+        print(f"\nwrote {out}/summary.md, summary.csv, per_subject.csv and comparison.png/svg")
+        return result
     out = Path(args.out or Path("runs/studies") / spec.name)
     result = run_study(spec, models=args.models, out_dir=out, progress=not args.quiet)
     print(
@@ -131,9 +154,27 @@ def cmd_study_run(args):
 
 def cmd_study_check(args) -> None:
     from emg_lens.checkpoints import read_checkpoint_info
-    from emg_lens.studies import expand_grid, find_models, load_spec
+    from emg_lens.studies import (
+        TrainingStudySpec,
+        check_models,
+        expand_grid,
+        find_models,
+        load_spec,
+    )
 
     spec = load_spec(args.spec)
+    overrides = _training_overrides(args, spec)
+    if isinstance(spec, TrainingStudySpec):
+        spec = spec.with_overrides(overrides)
+        rows = check_models(spec)
+        subjects = "all" if spec.data.subjects is None else list(spec.data.subjects)
+        print(
+            f"{spec.name}: training study on {spec.data.dataset} subjects {subjects}; "
+            f"{len(spec.cells([0]))} models per subject (preset {spec.preset!r}, "
+            f"{spec.train.epochs} epochs); reference input {spec.reference!r}"
+        )
+        _print_table(rows, ["architecture", "input", "trials", "channels", "tokens", "parameters"])
+        return
     print(f"{spec.name}: {len(spec.interventions)} interventions, modes {list(spec.layers.modes)}")
     try:
         cfg = read_checkpoint_info(next(iter(find_models(args.models or spec.models).values())))
@@ -153,15 +194,38 @@ def cmd_study_check(args) -> None:
 def cmd_synth(args) -> None:
     from emg_lens.data.ninapro import write_ninapro_db2
     from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+    from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
 
-    if args.format != "ninapro-db2":
-        raise EmgLensError(f"--format {args.format!r} is not available yet; use ninapro-db2")
-    spec = SyntheticSpec(
-        n_subjects=args.n_subjects, seed=args.seed, movement_seconds=args.movement_seconds
-    )
+    # Unset options keep each spec's own defaults.
+    options = {"n_subjects": args.n_subjects, "seed": args.seed}
+    if args.movement_seconds is not None:
+        options["movement_seconds"] = args.movement_seconds
+    if args.format == "hdsemg":
+        if getattr(args, "n_gestures", None) is not None:
+            options["n_gestures"] = args.n_gestures
+        spec = SyntheticHDsEMGSpec(**options)
+        for subject in range(1, spec.n_subjects + 1):  # one subject in memory at a time
+            print(f"wrote {write_synthetic_hdsemg(spec, args.out, [subject])[0]}")
+        return
+    if getattr(args, "n_gestures", None) is not None:
+        raise ArgumentError(
+            "--n-gestures applies to --format hdsemg only; the ninapro-db2 format takes "
+            "SyntheticSpec's gesture kinds"
+        )
+    spec = SyntheticSpec(**options)
     for rec in generate_recordings(spec):
         path = write_ninapro_db2(rec, args.out, exercise="B")
         print(f"wrote {path}")
+
+
+def cmd_inspect(args):
+    from emg_lens.inspect.report import inspect_checkpoint
+
+    report = inspect_checkpoint(args.checkpoint, n_windows=args.n_windows)
+    written = report.save(args.out)
+    print(report.summary())
+    print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")
+    return report
 
 
 def cmd_demo(args) -> None:
@@ -214,7 +278,195 @@ def cmd_demo(args) -> None:
     print(f"\ndemo finished in {time.time() - t0:.0f} s; figures in {root / 'study'}")
 
 
+# ----------------------------------------------------------------------------- TinyMyo recipes
+
+# "--preset small": a TinyMyo that pretrains in seconds on a CPU; "tinymyo" is the published size.
+SMALL_TINYMYO = {"d_model": 32, "d_head": 8, "n_heads": 4, "d_mlp": 64, "n_layers": 2}
+
+
+def _tinymyo_windows(args, *, labeled_only: bool):
+    """(train, validation, n_classes) from ``--windows FILE.h5`` (a random held-out fraction)
+    or synthetic sEMG (split by repetition: 2 and 5 held out)."""
+    from emg_lens.train.inputs import labeled_subset, random_holdout, synthetic_windows
+
+    if args.windows:
+        from emg_lens.data.windows import WindowStore
+
+        data, n_classes = WindowStore(args.windows), None
+        if labeled_only:
+            data, n_classes = labeled_subset(data)
+        return (*random_holdout(data, args.val_fraction, seed=args.seed), n_classes)
+    from emg_lens.data.synthetic import SyntheticSpec
+
+    spec = SyntheticSpec(
+        n_subjects=args.n_subjects,
+        n_emg_gestures=args.n_gestures,
+        n_acc_gestures=0,  # gestures that sEMG alone tells apart
+        n_interaction_gestures=0,
+        n_acc_sensors=1,  # only the sEMG channels are used
+        movement_seconds=args.movement_seconds,
+        seed=args.seed,
+    )
+    windows = synthetic_windows(spec, window=args.window, step=args.step)
+    return (*windows.split(labeled_only=labeled_only), windows.n_classes)
+
+
+def _recipe_options(args) -> dict:
+    """The options `PretrainConfig` and `FinetuneConfig` share."""
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup_epochs": args.warmup_epochs,
+        "seed": args.seed,
+        "progress": not args.quiet,
+    }
+
+
+def cmd_pretrain(args):
+    from emg_lens.config import EncoderConfig
+    from emg_lens.models import TinyMyo
+    from emg_lens.train import PretrainConfig, evaluate_masked_loss, pretrain
+    from emg_lens.train.distributed import is_main_process
+
+    train, val, _ = _tinymyo_windows(args, labeled_only=False)
+    channels, samples = train[0][0].shape
+    sizes = SMALL_TINYMYO if args.preset == "small" else {}
+    if args.layers is not None:
+        sizes = {**sizes, "n_layers": args.layers}
+    cfg = EncoderConfig.preset(
+        "tinymyo",
+        **{**sizes, "modalities": {"emg": channels}, "n_samples": samples, "seed": args.seed},
+        device=args.device,
+    )
+    model = TinyMyo(cfg, task="reconstruction")
+    recipe = PretrainConfig(
+        **_recipe_options(args), accumulate_steps=args.accumulate, mask_ratio=args.mask_ratio
+    )
+    before = evaluate_masked_loss(model, val, mask_ratio=args.mask_ratio, seed=args.seed)
+    history = pretrain(model, train, recipe, val_data=val, out=args.out)
+    if is_main_process():
+        rows = [{"epoch": 0, "train_loss": "", "heldout_masked_loss": before}]
+        rows += [
+            {"epoch": i + 1, "train_loss": loss, "heldout_masked_loss": val_loss}
+            for i, (loss, val_loss) in enumerate(zip(history.epoch_loss, history.val_masked_loss))
+        ]
+        print(
+            f"TinyMyo ({cfg.n_layers} layers, d_model {cfg.d_model}) masked pretraining on "
+            f"{len(train)} windows [{channels} x {samples}], {len(val)} held out"
+        )
+        _print_table(rows, ["epoch", "train_loss", "heldout_masked_loss"], ".4f")
+        print(f"wrote {args.out}")
+    return history
+
+
+def cmd_finetune(args):
+    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.train import FinetuneConfig, finetune
+    from emg_lens.train.distributed import is_main_process
+
+    if args.window is None:  # synthetic windows as long as the pretrained model's
+        args.window = read_checkpoint_info(args.checkpoint)["config"]["n_samples"]
+    train, val, n_classes = _tinymyo_windows(args, labeled_only=True)
+    recipe = FinetuneConfig(
+        **_recipe_options(args), patience=args.patience, linear_probe=args.linear_probe
+    )
+    n_classes = args.n_classes or n_classes
+    model, history = finetune(
+        args.checkpoint,
+        train,
+        recipe,
+        n_classes=n_classes,
+        val_data=val,
+        out=args.out,
+        device=args.device,
+    )
+    if is_main_process():
+        mode = "linear probe" if args.linear_probe else "fine-tuning"
+        print(f"TinyMyo {mode} from {args.checkpoint}: {len(train)} windows, {len(val)} held out")
+        rows = [
+            {"epoch": i + 1, "train_loss": loss, "val_accuracy": acc}
+            for i, (loss, acc) in enumerate(zip(history.epoch_loss, history.val_accuracy))
+        ]
+        _print_table(rows, ["epoch", "train_loss", "val_accuracy"], ".4f")
+        best = history.val_accuracy[history.best_epoch]
+        print(
+            f"kept epoch {history.best_epoch + 1}: validation accuracy {best:.3f} "
+            f"(chance {1 / n_classes:.3f}); wrote {args.out}"
+        )
+    return model, history
+
+
+def _add_tinymyo_parsers(sub) -> None:
+    """``emg-lens pretrain`` and ``emg-lens finetune``."""
+
+    def data_args(p: argparse.ArgumentParser, window_default: int | None) -> None:
+        g = p.add_argument_group("data: a window store, or synthetic sEMG (the default)")
+        g.add_argument("--windows", help="an HDF5 window store (emg_lens.data.windows)")
+        g.add_argument("--val-fraction", type=float, default=0.1, help="store windows held out")
+        g.add_argument("--n-subjects", type=int, default=1, help="synthetic subjects")
+        g.add_argument("--n-gestures", type=int, default=4, help="synthetic gestures")
+        g.add_argument("--movement-seconds", type=float, default=1.0, help="synthetic")
+        g.add_argument(
+            "--window",
+            type=int,
+            default=window_default,
+            help="synthetic samples per window, a multiple of 20"
+            + (" (default: the checkpoint's)" if window_default is None else ""),
+        )
+        g.add_argument("--step", type=int, default=100, help="synthetic samples between windows")
+
+    def recipe_args(p: argparse.ArgumentParser, epochs: int, published: dict) -> None:
+        """The options `_recipe_options` reads, and where the model lives."""
+        p.add_argument("--out", required=True, help="checkpoint folder to write")
+        p.add_argument("--epochs", type=int, default=epochs, help=f"(pub.: {published['epochs']})")
+        p.add_argument("--batch-size", type=int, default=32, help="per process")
+        p.add_argument("--lr", type=float, default=1e-3, help=f"peak lr (pub.: {published['lr']})")
+        p.add_argument(
+            "--warmup-epochs", type=int, default=1, help=f"(pub.: {published['warmup']})"
+        )
+        p.add_argument("--device", default="cpu", help="cpu or cuda (nccl under torchrun)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("pretrain", help="masked-signal pretraining of a TinyMyo")
+    data_args(p, 100)
+    recipe_args(p, 5, {"epochs": 50, "lr": 1e-4, "warmup": 10})
+    p.add_argument(
+        "--preset", default="small", choices=["small", "tinymyo"], help="small, or published"
+    )
+    p.add_argument("--layers", type=int, help="override the preset's number of layers")
+    p.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (pub.: 8)")
+    p.add_argument("--mask-ratio", type=float, default=0.5, help="fraction of patches masked")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune (or linear-probe) a pretrained TinyMyo")
+    data_args(p, None)
+    recipe_args(p, 10, {"epochs": 50, "lr": 5e-4, "warmup": 5})
+    p.add_argument("--checkpoint", required=True, help="the pretrained checkpoint folder")
+    p.add_argument("--n-classes", type=int, help="default: from the labels")
+    p.add_argument("--patience", type=int, default=7, help="early-stopping epochs")
+    p.add_argument("--linear-probe", action="store_true", help="freeze the encoder")
+    p.set_defaults(func=cmd_finetune)
+
+
 # ----------------------------------------------------------------------------- parser
+
+
+def _add_training_study_args(p: argparse.ArgumentParser) -> None:
+    """Overrides of a training study's [data]/[train] keys, e.g. to shrink it for a smoke run."""
+    g = p.add_argument_group(
+        "training studies (kind = 'training')",
+        "override the spec's [data] and [train] keys; a smoke run: --epochs 1 --preset tiny "
+        "--subjects 1 2 3",
+    )
+    g.add_argument(
+        "--dataset", choices=["synthetic", "ninapro-db2", "hdsemg"], help="[data] (real: --root)"
+    )
+    g.add_argument("--root", help="[data] dataset folder (real datasets)")
+    g.add_argument("--subjects", nargs="+", type=int, help="[data] subjects to train")
+    g.add_argument("--epochs", type=int, help="[train] epochs per model")
+    g.add_argument("--preset", help="[train] EncoderConfig preset (tiny, demo, paper)")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -266,21 +518,33 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--models", help="folder of subject_<N>/ checkpoints or demo (default: spec)")
     q.add_argument("--out", help="output folder (default: runs/studies/<name>); resumable")
     q.add_argument("--quiet", action="store_true")
+    _add_training_study_args(q)
     q.set_defaults(func=cmd_study_run)
     q = study.add_parser("check", help="validate a study and show its expanded grid")
     q.add_argument("spec")
     q.add_argument("--models", help="models whose size the grid is expanded for")
     q.add_argument("--layers", type=int, default=5, help="layers, when no models are found")
     q.add_argument("--heads", type=int, default=8, help="heads, when no models are found")
+    _add_training_study_args(q)
     q.set_defaults(func=cmd_study_check)
 
     p = sub.add_parser("synth", help="write synthetic recordings in a real dataset format")
     p.add_argument("--format", default="ninapro-db2", choices=["ninapro-db2", "hdsemg"])
     p.add_argument("--out", required=True)
     p.add_argument("--n-subjects", type=int, default=6)
-    p.add_argument("--movement-seconds", type=float, default=2.0, help="per repetition")
+    p.add_argument(
+        "--movement-seconds", type=float, help="per repetition (default: 2.0 DB2, 1.5 HD-sEMG)"
+    )
+    p.add_argument("--n-gestures", type=int, help="hdsemg only: gestures, 2..65 (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("inspect", help="attention flow, head importance, attribution, shift")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint folder (subject_<N>/)")
+    p.add_argument("--out", required=True, help="folder for the CSV tables and figures")
+    p.add_argument("--n-windows", type=int, default=256, help="test windows, evenly spaced")
+    p.set_defaults(func=cmd_inspect)
+    _add_tinymyo_parsers(sub)
     return parser
 
 

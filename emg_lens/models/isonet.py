@@ -24,18 +24,24 @@ from emg_lens.models.base import HookedEncoder
 
 __all__ = ["IsoNet"]
 
+RETURN_TYPES = ("logits", "avg_logits", "both")
+
 
 class IsoNet(HookedEncoder):
     """The IsoNet encoder.
 
     Hooks beyond the shared stack: ``hook_embed`` (channel tokens and CLS), ``hook_pos_embed``,
-    ``cls_head.hook_pooled`` and ``avg_head.hook_pooled``. ``return_type="both"`` gives
+    ``cls_head.hook_pooled`` and ``avg_head.hook_pooled``. ``return_type="logits"`` gives the
+    CLS head's logits, ``"avg_logits"`` the mean-pooled head's, ``"both"`` the pair
     ``(cls_logits, avg_logits)``.
 
     >>> model = IsoNet(EncoderConfig.preset("tiny"))
-    >>> cls_logits, avg_logits = model(model.example_input(3), return_type="both")
+    >>> x = model.example_input(3)
+    >>> cls_logits, avg_logits = model(x, return_type="both")
     >>> cls_logits.shape, avg_logits.shape
     (torch.Size([3, 4]), torch.Size([3, 4]))
+    >>> torch.equal(model(x, return_type="avg_logits"), avg_logits)
+    True
     """
 
     dual_head = True
@@ -77,11 +83,13 @@ class IsoNet(HookedEncoder):
         return embed + pos_embed
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in ("logits", "both"):
+        if return_type not in RETURN_TYPES:
             raise ArgumentError(
-                f"IsoNet return_type must be 'logits', 'both' or None, got {return_type!r}"
+                f"IsoNet return_type must be one of {RETURN_TYPES} or None, got {return_type!r}"
             )
         normalized = self.ln_final(resid)
+        if return_type == "avg_logits":
+            return self.avg_head(normalized[:, 1:].mean(dim=1))
         cls_logits = self.cls_head(normalized[:, 0])
         if return_type == "logits":
             return cls_logits

@@ -29,7 +29,7 @@ from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import EmgLensError, LayoutError, SpecError
+from emg_lens.errors import ArgumentError, EmgLensError, LayoutError, SpecError
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.result import StudyResult
@@ -166,7 +166,12 @@ def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTabl
 
 @torch.inference_mode()
 def _run_prefix_tree(
-    model, X: torch.Tensor, sequences: list[tuple], table: _MaskTable, batch_size: int
+    model,
+    X: torch.Tensor,
+    sequences: list[tuple],
+    table: _MaskTable,
+    batch_size: int,
+    return_type: str = "logits",
 ) -> dict[tuple, torch.Tensor]:
     """Logits for every mask sequence, sharing all common prefixes (see module docstring)."""
     n_layers = model.cfg.n_layers
@@ -178,7 +183,7 @@ def _run_prefix_tree(
             children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
             states = _step(model, layer, states, children, table)
         for seq in wanted:
-            out[seq].append(model.readout(states[seq], "logits"))
+            out[seq].append(model.readout(states[seq], return_type))
     return {seq: torch.cat(parts) for seq, parts in out.items()}
 
 
@@ -211,7 +216,13 @@ def _step(model, layer: int, states: dict, children: list[tuple], table: _MaskTa
 
 @torch.inference_mode()
 def _verify(
-    model, X: torch.Tensor, seq: tuple, logits: torch.Tensor, table: _MaskTable, name: str
+    model,
+    X: torch.Tensor,
+    seq: tuple,
+    logits: torch.Tensor,
+    table: _MaskTable,
+    name: str,
+    return_type: str = "logits",
 ) -> None:
     """Re-run a few windows through the hooked path; demand equal logits and zero patterns."""
     layers = {layer: table.masks[i] for layer, i in enumerate(seq) if i is not None}
@@ -220,7 +231,7 @@ def _verify(
     ]
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
     with model.hooks(fwd_hooks=hooks):
-        hooked, cache = model.run_with_cache(X, names_filter=names)
+        hooked, cache = model.run_with_cache(X, names_filter=names, return_type=return_type)
     for layer, mask in layers.items():
         leaked = cache[names[list(layers).index(layer)]][:, mask]
         if leaked.abs().max() != 0:
@@ -238,6 +249,19 @@ def _verify(
 # ----------------------------------------------------------------------------- evaluation
 
 
+@torch.inference_mode()
+def _check_return_type(spec: StudySpec, model, x: torch.Tensor) -> None:
+    try:
+        out = model(x, return_type=spec.return_type)
+    except ArgumentError as exc:
+        raise SpecError(f"return_type = {spec.return_type!r}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), model.cfg.n_classes):
+        raise SpecError(
+            f"return_type = {spec.return_type!r} does not give [batch, n_classes="
+            f"{model.cfg.n_classes}] logits for {type(model).__name__}; use 'logits'"
+        )
+
+
 def _evaluate(
     spec: StudySpec, subject: _Subject, todo: list[Condition], *, batch_size: int, verify: bool
 ) -> dict[str, dict]:
@@ -245,6 +269,7 @@ def _evaluate(
     model, data = subject.model, subject.data
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
     y = np.asarray(data.y_test)
+    _check_return_type(spec, model, X[:1])
     table = _MaskTable()
     sequences: dict[str, tuple] = {}  # key -> mask sequence (edge conditions and baseline)
     other: list[Condition] = []
@@ -258,7 +283,9 @@ def _evaluate(
         else:
             other.append(c)
     logits = (
-        _run_prefix_tree(model, X, sorted(set(sequences.values()), key=str), table, batch_size)
+        _run_prefix_tree(
+            model, X, sorted(set(sequences.values()), key=str), table, batch_size, spec.return_type
+        )
         if sequences
         else {}
     )
@@ -266,7 +293,15 @@ def _evaluate(
         names = {seq: c.name for c in todo if (seq := sequences.get(c.key)) is not None}
         for seq, name in names.items():
             if any(i is not None for i in seq):
-                _verify(model, X[:VERIFY_WINDOWS], seq, logits[seq][:VERIFY_WINDOWS], table, name)
+                _verify(
+                    model,
+                    X[:VERIFY_WINDOWS],
+                    seq,
+                    logits[seq][:VERIFY_WINDOWS],
+                    table,
+                    name,
+                    spec.return_type,
+                )
     cells = {
         key: _cell(logits[seq].argmax(-1).cpu().numpy(), y, data.n_classes, spec.metric)
         for key, seq in sequences.items()
@@ -297,7 +332,11 @@ def _run_hooked(spec: StudySpec, model, X: torch.Tensor, c: Condition, batch_siz
         hooks = _edges_of(spec, c)(model, list(c.layers))
     preds = []
     for start in range(0, len(X), batch_size):
-        preds.append(model.run_with_hooks(X[start : start + batch_size], fwd_hooks=hooks))
+        preds.append(
+            model.run_with_hooks(
+                X[start : start + batch_size], fwd_hooks=hooks, return_type=spec.return_type
+            )
+        )
     return torch.cat(preds).argmax(-1).cpu().numpy()
 
 

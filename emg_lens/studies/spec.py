@@ -23,13 +23,16 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import EdgeExpressionError, SpecError
 from emg_lens.studies.stats import CORRECTIONS, TESTS
+
+if TYPE_CHECKING:
+    from emg_lens.studies.training import TrainingStudySpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -182,6 +185,9 @@ class StudySpec:
     models: str
     interventions: tuple[Intervention, ...]
     metric: str = "accuracy"
+    # which of the model's outputs is scored: a ``return_type`` of its forward that gives
+    # [batch, n_classes] logits ("logits"; IsoNet also has "avg_logits", its mean-pooled head)
+    return_type: str = "logits"
     layers: LayerSpec = LayerSpec()
     heads: tuple[tuple[int, ...] | None, ...] = (None,)  # None: all heads
     subjects: tuple[int, ...] | None = None
@@ -201,6 +207,12 @@ class StudySpec:
         metric = data.get("metric", "accuracy")
         if metric not in METRICS:
             raise SpecError(f"metric = {metric!r}; accepted: {list(METRICS)}")
+        return_type = data.get("return_type", "logits")
+        if not isinstance(return_type, str) or not return_type.isidentifier():
+            raise SpecError(
+                f"return_type = {return_type!r}; expected the name of a model output giving "
+                "[batch, n_classes] logits, e.g. 'logits' or (IsoNet) 'avg_logits'"
+            )
         raw = data.get("interventions")
         if not isinstance(raw, list) or not raw:
             raise SpecError("the study needs at least one [[interventions]] entry")
@@ -221,6 +233,7 @@ class StudySpec:
             models=data["models"],
             interventions=interventions,
             metric=metric,
+            return_type=return_type,
             layers=LayerSpec.from_dict(data.get("layers", {})),
             heads=heads,
             subjects=None if subjects is None else _int_list(subjects, "subjects"),
@@ -283,12 +296,23 @@ class StudySpec:
         return value
 
 
-def load_spec(source: str | Path | dict | StudySpec) -> StudySpec:
-    """Read a study from a TOML or YAML file, a dict, or pass a `StudySpec` through."""
-    if isinstance(source, StudySpec):
+def load_spec(
+    source: str | Path | dict | StudySpec | TrainingStudySpec,
+) -> StudySpec | TrainingStudySpec:
+    """Read a study from a TOML or YAML file, a dict, or pass a spec through. The key
+    ``kind`` picks the spec: ``"ablation"`` (the default) gives a `StudySpec`, ``"training"`` a
+    `emg_lens.studies.training.TrainingStudySpec`.
+
+    >>> load_spec({"kind": "ablation", "name": "t", "models": "demo",
+    ...            "interventions": [{"name": "uni", "edges": "unimodal"}]}).models
+    'demo'
+    """
+    from emg_lens.studies.training import TrainingStudySpec
+
+    if isinstance(source, StudySpec | TrainingStudySpec):
         return source
     if isinstance(source, dict):
-        return StudySpec.from_dict(source)
+        return _from_dict(source, ".")
     path = Path(source)
     if not path.is_file():
         raise SpecError(f"study file {path} does not exist")
@@ -303,6 +327,21 @@ def load_spec(source: str | Path | dict | StudySpec) -> StudySpec:
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise SpecError(f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
     try:
-        return StudySpec.from_dict(data, source_dir=path.parent)
+        return _from_dict(data, path.parent)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from exc
+
+
+def _from_dict(data: Any, source_dir: str | Path) -> StudySpec | TrainingStudySpec:
+    """Dispatch on ``kind``: ablation studies (no ``kind`` needed) or training studies."""
+    from emg_lens.studies.training import TrainingStudySpec
+
+    if not isinstance(data, dict):
+        return StudySpec.from_dict(data)  # its error names what a spec must be
+    kind = data.get("kind", "ablation")
+    if kind == "training":
+        return TrainingStudySpec.from_dict(data)
+    if kind != "ablation":
+        raise SpecError(f"kind = {kind!r}; accepted: ['ablation', 'training']")
+    ablation = {k: v for k, v in data.items() if k != "kind"}
+    return StudySpec.from_dict(ablation, source_dir=source_dir)

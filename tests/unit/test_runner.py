@@ -128,13 +128,14 @@ def _spec(source_dir=".", **changes) -> StudySpec:
 def _naive_predictions(spec: StudySpec, model, X: torch.Tensor, condition) -> np.ndarray:
     """One full forward pass per condition, the obvious way."""
     intervention = condition.intervention
+    out = spec.return_type
     if intervention is None:
-        logits = model(X)
+        logits = model(X, return_type=out)
     elif intervention.zero_modality is not None:
         silenced = X.clone()
         rows = channel_range(model.cfg.modalities, intervention.zero_modality)
         silenced[:, rows.start : rows.stop] = 0.0
-        logits = model(silenced)
+        logits = model(silenced, return_type=out)
     else:
         if intervention.edges is not None:
             target = parse(intervention.edges)
@@ -146,7 +147,7 @@ def _naive_predictions(spec: StudySpec, model, X: torch.Tensor, condition) -> np
             if condition.heads is not None:
                 target = target.on_heads(condition.heads)
             hooks = [(attn_scores_filter(condition.layers), mask_edges(target, model.layout))]
-        logits = model.run_with_hooks(X, fwd_hooks=hooks)
+        logits = model.run_with_hooks(X, fwd_hooks=hooks, return_type=out)
     return logits.argmax(-1).numpy()
 
 
@@ -195,9 +196,9 @@ def test_runner_equals_naive_loop(subjects, tmp_path, record_predictions, monkey
     seen = []
     real_tree = runner_module._run_prefix_tree
 
-    def tree(model, X, sequences, table, batch_size):
+    def tree(model, X, sequences, *args):
         seen.append(len(sequences))
-        return real_tree(model, X, sequences, table, batch_size)
+        return real_tree(model, X, sequences, *args)
 
     monkeypatch.setattr(runner_module, "_run_prefix_tree", tree)
     result = run_study(spec, models=subjects, out_dir=tmp_path, batch_size=20, progress=False)
@@ -283,6 +284,41 @@ def _macro_f1(y, pred):
         recall = tp / np.sum(y == c)
         scores.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
     return np.mean(scores)
+
+
+def test_avg_head_readout_equals_naive(subjects, hook_dir, record_predictions, no_figures):
+    """``return_type = "avg_logits"`` scores IsoNet's mean-pooled head, on every path."""
+    spec = _spec(
+        source_dir=hook_dir,
+        return_type="avg_logits",
+        interventions=[
+            {"name": "cross", "edges": "cross_modal"},
+            {"name": "acc_off", "zero_modality": "acc"},
+            {"name": "zero_cross", "hook": "hooks/user.py:zero_cross"},
+        ],
+        layers={"modes": ["individual"]},
+        heads=["all"],
+    )
+    out = hook_dir / "out"
+    result = run_study(spec, models=subjects, out_dir=out, progress=False)
+    checked, _ = _check_against_naive(spec, subjects, result, out)
+    assert checked == 2 * (1 + 1 + 3 + 3)
+    cls = run_study(
+        _spec(source_dir=hook_dir, **{**spec.to_dict(), "return_type": "logits"}),
+        models=subjects,
+        progress=False,
+    )
+    # the two heads are different readouts: some cell must differ
+    assert not np.array_equal(result.per_subject["value"], cls.per_subject["value"])
+
+
+@pytest.mark.parametrize(
+    ("return_type", "match"),
+    [("both", "does not give"), ("latent", "return_type = 'latent'"), ("no way", "return_type")],
+)
+def test_bad_return_type_is_a_spec_error(subjects, return_type, match):
+    with pytest.raises(SpecError, match=match):
+        run_study(_spec(return_type=return_type), models=subjects, progress=False)
 
 
 @pytest.mark.parametrize("metric", ["balanced_accuracy", "macro_f1"])
