@@ -7,8 +7,10 @@ from emg_lens.errors import (
     ConfigError,
     DataFormatError,
     EmgLensError,
+    IndexOutOfRangeError,
     InputShapeError,
     LayoutError,
+    MissingDependencyError,
     SpecError,
 )
 from emg_lens.layout import TokenLayout
@@ -22,8 +24,10 @@ __all__ = [
     "DataFormatError",
     "EmgLensError",
     "EncoderConfig",
+    "IndexOutOfRangeError",
     "InputShapeError",
     "LayoutError",
+    "MissingDependencyError",
     "SpecError",
     "TokenLayout",
     "__version__",

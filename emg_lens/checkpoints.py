@@ -18,13 +18,13 @@ True
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from emg_lens._io import atomic_write
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import CheckpointError, ConfigError
 
@@ -44,12 +44,6 @@ def _model_classes() -> dict[str, type]:
     }
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     model: torch.nn.Module, path: str | Path, *, metadata: dict[str, Any] | None = None
 ) -> Path:
@@ -64,8 +58,8 @@ def save_checkpoint(
         "config": model.cfg.to_dict(),
         "metadata": metadata or {},
     }
-    _atomic_write(path / WEIGHTS, lambda p: save_file(state, str(p)))
-    _atomic_write(path / CONFIG, lambda p: p.write_text(json.dumps(info, indent=2, default=str)))
+    atomic_write(path / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(path / CONFIG, lambda tmp: tmp.write_text(json.dumps(info, indent=2, default=str)))
     return path
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from transformer_lens.config import TransformerLensConfig
 
 from emg_lens.errors import ConfigError
 
-__all__ = ["PRESETS", "EncoderConfig"]
+__all__ = ["PRESETS", "EncoderConfig", "config_for_data"]
 
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", None)
@@ -246,6 +247,49 @@ class EncoderConfig(TransformerLensConfig):
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def config_for_data(
+    model_cls: type,
+    base: str | EncoderConfig,
+    modalities: Mapping[str, int],
+    n_classes: int,
+    n_samples: int,
+    **overrides: Any,
+) -> EncoderConfig:
+    """The config of a ``model_cls`` fitted to the data: its ``modalities`` (channels each),
+    ``n_classes`` and ``n_samples`` per window, with any other fields in ``overrides``.
+
+    ``base`` is a preset name, built by the class's ``default_config`` where it has one (the
+    fusion models: tubelets that fit ``n_samples``) or else `EncoderConfig.preset`; or a config,
+    whose other fields are kept (``n_ctx`` is derived again).
+
+    >>> from emg_lens.models import IsoNet, MultimodalTransformer
+    >>> cfg = config_for_data(IsoNet, "demo", {"emg": 3}, 5, 40, seed=0)
+    >>> cfg.modalities, cfg.n_classes, cfg.n_ctx, cfg.d_model, cfg.seed
+    ({'emg': 3}, 5, 4, 32, 0)
+    >>> config_for_data(IsoNet, cfg, {"emg": 2, "acc": 6}, 5, 40).n_ctx
+    9
+    >>> config_for_data(MultimodalTransformer, "demo", {"emg": 2}, 3, 80).patch_samples
+    40
+    """
+    settings = {
+        **overrides,
+        "modalities": dict(modalities),
+        "n_classes": n_classes,
+        "n_samples": n_samples,
+    }
+    if isinstance(base, EncoderConfig):
+        return EncoderConfig.from_dict({**base.to_dict(), "n_ctx": -1, **settings})
+    if not isinstance(base, str):
+        raise ConfigError(
+            f"base must be a preset name ({sorted(PRESETS)}) or an EncoderConfig, got "
+            f"{type(base).__name__}"
+        )
+    build = getattr(model_cls, "default_config", None)
+    if build is not None:
+        return build(base, **settings)
+    return EncoderConfig.preset(base, **settings)
 
 
 # The NinaPro DB2 montage: 12 sEMG electrodes, each with a 3-axis accelerometer.

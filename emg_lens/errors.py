@@ -13,8 +13,10 @@ __all__ = [
     "DataFormatError",
     "EdgeExpressionError",
     "EmgLensError",
+    "IndexOutOfRangeError",
     "InputShapeError",
     "LayoutError",
+    "MissingDependencyError",
     "SpecError",
     "describe",
 ]
@@ -26,6 +28,11 @@ class EmgLensError(Exception):
 
 class ArgumentError(EmgLensError, ValueError):
     """A function argument holds a value outside the accepted set."""
+
+
+class IndexOutOfRangeError(ArgumentError, IndexError):
+    """An index outside a sequence (e.g. `emg_lens.data.windows.WindowStore`): an
+    `ArgumentError`, and an `IndexError`, so that iterating by index stops where it should."""
 
 
 class ConfigError(EmgLensError, ValueError):
@@ -66,6 +73,11 @@ class DataFormatError(EmgLensError, ValueError):
 
 class CheckpointError(EmgLensError, ValueError):
     """A checkpoint cannot be loaded into the requested model."""
+
+
+class MissingDependencyError(EmgLensError, ImportError):
+    """An optional package a feature needs is not installed; the message says how to install
+    it (``pip install emg_lens[extra]``) and ``name`` is the package."""
 
 
 def describe(value: object) -> str:

@@ -29,7 +29,7 @@ from jaxtyping import Float
 from scipy import signal as sps
 
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ConfigError, DataFormatError
+from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
 
 __all__ = [
     "PreprocessSpec",
@@ -100,6 +100,15 @@ class SubjectData:
         return len(self.classes)
 
 
+MIN_STD = 1e-8
+"""A channel whose std is at most this is flat: a `Scaler` centres it and leaves its scale (std 1)
+rather than dividing by almost zero."""
+
+
+def _usable_std(std: np.ndarray) -> np.ndarray:
+    return np.where(std > MIN_STD, std, 1.0)
+
+
 @dataclass
 class Scaler:
     """Per-channel z-score. Fit on training windows only."""
@@ -109,9 +118,36 @@ class Scaler:
 
     @classmethod
     def fit(cls, X: Float[np.ndarray, "n channel time"]) -> Scaler:
-        mean = X.mean(axis=(0, 2))
-        std = X.std(axis=(0, 2))
-        return cls(mean, np.where(std > 1e-8, std, 1.0))
+        """The z-score of the windows ``X``, per channel over windows and time.
+
+        >>> Scaler.fit(np.array([[[1.0, 3.0], [2.0, 2.0]]])).std.tolist()  # channel 1 is flat
+        [1.0, 1.0]
+        """
+        return cls(X.mean(axis=(0, 2)), _usable_std(X.std(axis=(0, 2))))
+
+    @classmethod
+    def from_moments(
+        cls, count: int, mean: Float[np.ndarray, " channel"], m2: Float[np.ndarray, " channel"]
+    ) -> Scaler:
+        """The z-score from accumulated moments: ``count`` values per channel, their ``mean``
+        and ``m2``, the sum of squared deviations from it (what a streaming fit, such as
+        `emg_lens.data.windows.fit_scaler`, accumulates); equal to `fit` on the same values.
+
+        >>> X = np.array([[[1.0, 3.0], [2.0, 2.0]]])
+        >>> scaler = Scaler.from_moments(2, X.mean(axis=(0, 2)), np.array([2.0, 0.0]))
+        >>> scaler.std.tolist() == Scaler.fit(X).std.tolist()
+        True
+        """
+        if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
+            raise ArgumentError(
+                f"count must be an integer >= 1 (values per channel), got {count!r}"
+            )
+        if np.shape(mean) != np.shape(m2) or np.ndim(mean) != 1:
+            raise ArgumentError(
+                f"mean and m2 must both be [channel] arrays, got shapes {np.shape(mean)} and "
+                f"{np.shape(m2)}"
+            )
+        return cls(np.asarray(mean), _usable_std(np.sqrt(np.asarray(m2) / count)))
 
     def transform(self, X: Float[np.ndarray, "n channel time"]) -> np.ndarray:
         return ((X - self.mean[None, :, None]) / self.std[None, :, None]).astype(np.float32)

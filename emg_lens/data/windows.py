@@ -53,9 +53,10 @@ from jaxtyping import Float, Int
 from scipy import signal as sps
 from tqdm.auto import tqdm
 
+from emg_lens._io import atomic_write, leftover_temp_files
 from emg_lens.data.preprocess import PreprocessSpec, Scaler, filter_signals
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
+from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, IndexOutOfRangeError
 
 __all__ = [
     "NORMALIZATIONS",
@@ -374,8 +375,7 @@ def fit_scaler(
             f"no window to fit the z-score on (repetitions {wanted}; every recording shorter "
             f"than {spec.window} samples at {spec.sample_rate:g} Hz, or none given)"
         )
-    std = np.sqrt(m2 / count)
-    return Scaler(mean=mean, std=np.where(std > 1e-8, std, 1.0))  # Scaler.fit's guard
+    return Scaler.from_moments(count, mean, m2)
 
 
 # ----------------------------------------------------------------------------- the store
@@ -406,8 +406,9 @@ def write_window_store(
     recording, with its source, subject, source rate and applied band; ``session`` indexes
     it) and ``complete``.
 
-    It is written to ``path.tmp`` and renamed to ``path`` only once complete: a run that
-    fails or is interrupted leaves no ``path`` (an existing store there stays untouched).
+    It is written to a temporary file and renamed to ``path`` only once complete
+    (`emg_lens._io.atomic_write`): a run that fails or is interrupted leaves no ``path`` (an
+    existing store there stays untouched).
 
     Raises:
         DataFormatError: no item yields a window, or a recording is unusable.
@@ -421,10 +422,10 @@ def write_window_store(
     if compression not in (None, "gzip", "lzf"):
         raise ArgumentError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
     shape = (spec.n_channels, spec.window)
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    sessions: list[dict[str, Any]] = []
-    try:
+
+    def write(tmp: Path) -> None:
+        sessions: list[dict[str, Any]] = []
         with h5py.File(tmp, "w") as f:
             windows = f.create_dataset(
                 "windows",
@@ -473,11 +474,8 @@ def write_window_store(
                 }
             )
             f.attrs["complete"] = True  # last: a store without it was never finished
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def _as_batch(
@@ -507,11 +505,6 @@ def _scaler_dict(scaler: Scaler | None) -> dict[str, list[float]] | None:
     if scaler is None:
         return None
     return {"mean": np.asarray(scaler.mean).tolist(), "std": np.asarray(scaler.std).tolist()}
-
-
-class _WindowIndexError(ArgumentError, IndexError):
-    """An index outside the store: an `ArgumentError`, and an `IndexError` so that plain
-    iteration stops where it should."""
 
 
 class WindowStore(torch.utils.data.Dataset):
@@ -574,8 +567,8 @@ class WindowStore(torch.utils.data.Dataset):
 
     def _read_index(self) -> dict[str, np.ndarray]:
         if not self.path.is_file():
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            hint = f" ({tmp.name} is left from an interrupted write)" if tmp.exists() else ""
+            left = [p.name for p in leftover_temp_files(self.path)]
+            hint = f" ({', '.join(left)} left from an interrupted write)" if left else ""
             raise DataFormatError(f"{self.path}: no such window store{hint}")
         try:
             with h5py.File(self.path, "r") as f:
@@ -627,7 +620,7 @@ class WindowStore(torch.utils.data.Dataset):
             raise ArgumentError(f"a WindowStore index must be an integer, got {index!r}")
         n = len(self._rows)
         if not -n <= index < n:
-            raise _WindowIndexError(f"{self.path}: index {index} is outside 0..{n - 1}")
+            raise IndexOutOfRangeError(f"{self.path}: index {index} is outside 0..{n - 1}")
         row = int(self._rows[index])
         x = torch.from_numpy(self._windows()[row])
         return x, torch.tensor(int(self.labels[index]), dtype=torch.int64)

@@ -25,7 +25,7 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from transformer_lens import ActivationCache
 
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, MissingDependencyError
 from emg_lens.inspect.checks import check_cache, check_model
 from emg_lens.inspect.importance import mass_effect_correlation
 from emg_lens.layout import CLS, TokenLayout
@@ -425,8 +425,9 @@ def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> An
         import circuitsvis
         import circuitsvis.attention  # the submodule holding the view
     except ImportError as exc:
-        raise ArgumentError(
-            "to_circuitsvis needs the optional package circuitsvis: pip install emg_lens[viz]"
+        raise MissingDependencyError(
+            "to_circuitsvis needs the optional package circuitsvis: pip install emg_lens[viz]",
+            name="circuitsvis",
         ) from exc
     tokens = token_labels(model.layout)
     return circuitsvis.attention.attention_patterns(

@@ -32,6 +32,7 @@ from emg_lens.inspect.importance import (
     mass_effect_correlation,
 )
 from emg_lens.inspect.shift import distribution_shift
+from emg_lens.plotting import save_figures
 
 __all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
 
@@ -99,20 +100,13 @@ class InspectionReport:
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write every table as CSV and every figure as PNG and SVG into ``out_dir``."""
-        import matplotlib.pyplot as plt
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name, table in self.tables().items():
             written.append(out / f"{name}.csv")
             table.to_csv(written[-1], index=False)
-        for name, fig in self.figures().items():
-            for ext in ("png", "svg"):
-                written.append(out / f"{name}.{ext}")
-                fig.savefig(written[-1], dpi=150, bbox_inches="tight")
-            plt.close(fig)
-        return written
+        return written + save_figures(self.figures(), out)
 
     def summary(self) -> str:
         """A few lines: baseline, the most important heads, mass-effect correlation,

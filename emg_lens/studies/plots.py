@@ -1,6 +1,8 @@
 """Figures of a study: per-mode boxplots (the paper's Figure 5) and a Δ% heatmap.
 
-Both take a `StudyResult` and return a matplotlib Figure (the CLI saves PNG and SVG).
+Both take a `StudyResult` and return a matplotlib Figure (`emg_lens.plotting.save_figures`
+writes PNG and SVG). `draw_box` draws one box of a group, here and in the training-study
+figure.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from jaxtyping import Float
 
-__all__ = ["boxplots", "delta_heatmap"]
+from emg_lens.errors import ArgumentError
+
+__all__ = ["boxplots", "delta_heatmap", "draw_box", "legend_patches"]
 
 MODE_TITLES = {
     "individual": "individual layer",
@@ -23,6 +28,69 @@ MODE_TITLES = {
     "input": "input ablation",
 }
 COLORS = plt.get_cmap("tab10").colors
+BOX_ALPHA = 0.55
+
+
+def draw_box(
+    ax: plt.Axes,
+    values: Float[np.ndarray, " n"],
+    group: int,
+    slot: int,
+    n_slots: int,
+    *,
+    jitter: np.random.Generator | None = None,
+) -> float:
+    """Draw box ``slot`` of ``n_slots`` side by side around x = ``group``, in the slot's colour,
+    and return its x (for a significance mark above it). With a ``jitter`` generator every
+    value is also drawn as a dot, scattered sideways, instead of the outliers.
+
+    >>> fig, ax = plt.subplots()
+    >>> draw_box(ax, np.array([0.8, 0.9, 0.85]), 1, 0, 2)
+    0.8
+    >>> draw_box(ax, np.array([0.6, 0.7]), 1, 1, 2, jitter=np.random.default_rng(0))
+    1.2
+    >>> len(ax.collections)  # the dots of the second box
+    1
+    >>> plt.close(fig)
+    """
+    if not 0 <= slot < n_slots:
+        raise ArgumentError(f"slot must be in 0..n_slots-1 = 0..{n_slots - 1}, got {slot}")
+    width = 0.8 / n_slots
+    x = group + (slot - (n_slots - 1) / 2) * width
+    color = COLORS[slot % len(COLORS)]
+    ax.boxplot(
+        values,
+        positions=[x],
+        widths=width * 0.85,
+        patch_artist=True,
+        boxprops={"facecolor": color, "alpha": BOX_ALPHA},
+        medianprops={"color": "black"},
+        flierprops={"markersize": 3},
+        showfliers=jitter is None,
+    )
+    if jitter is not None:
+        ax.scatter(
+            x + jitter.uniform(-0.15, 0.15, len(values)) * width,
+            values,
+            s=8,
+            color=color,
+            edgecolor="black",
+            linewidth=0.3,
+            zorder=3,
+        )
+    return x
+
+
+def legend_patches(n_slots: int) -> list[plt.Rectangle]:
+    """Legend handles for the box colours of slots ``0..n_slots-1`` (as `draw_box` fills them).
+
+    >>> len(legend_patches(3))
+    3
+    """
+    return [
+        plt.Rectangle((0, 0), 1, 1, color=COLORS[j % len(COLORS)], alpha=BOX_ALPHA)
+        for j in range(n_slots)
+    ]
 
 
 def _x_label(row) -> str:
@@ -47,20 +115,10 @@ def boxplots(result) -> plt.Figure:
     for ax, mode in zip(axes[0], modes):
         rows = summary[summary["mode"] == mode]
         labels = list(dict.fromkeys(_x_label(r) for r in rows.itertuples(index=False)))
-        width = 0.8 / len(interventions)
         for j, name in enumerate(interventions):
             for r in rows[rows["intervention"] == name].itertuples(index=False):
-                x = labels.index(_x_label(r)) + (j - (len(interventions) - 1) / 2) * width
                 values = ps.loc[ps["key"] == r.key, "value"].to_numpy()
-                ax.boxplot(
-                    values,
-                    positions=[x],
-                    widths=width * 0.85,
-                    patch_artist=True,
-                    boxprops={"facecolor": COLORS[j % 10], "alpha": 0.55},
-                    medianprops={"color": "black"},
-                    flierprops={"markersize": 3},
-                )
+                x = draw_box(ax, values, labels.index(_x_label(r)), j, len(interventions))
                 ax.text(x, star_y, r.stars, ha="center", va="bottom", fontsize=7)
         ax.set_ylim(lo - 0.05 * span, hi + 0.14 * span)
         ax.axhline(base.mean(), color="0.3", ls="--", lw=1, label="baseline (mean)")
@@ -69,11 +127,7 @@ def boxplots(result) -> plt.Figure:
         ax.set_title(MODE_TITLES.get(mode, mode), fontsize=10, pad=6)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(f"{result.spec.metric} per subject")
-    handles = [
-        plt.Rectangle((0, 0), 1, 1, color=COLORS[j % 10], alpha=0.55)
-        for j in range(len(interventions))
-    ]
-    handles.append(plt.Line2D([], [], color="0.3", ls="--"))
+    handles = [*legend_patches(len(interventions)), plt.Line2D([], [], color="0.3", ls="--")]
     fig.legend(
         handles,
         [*interventions, "baseline mean"],

@@ -121,7 +121,7 @@ class StudyResult:
         wide.columns.name = None
         return wide.reset_index()
 
-    def class_accuracy(self, classes: dict[int, list[int]] | None = None) -> pd.DataFrame:
+    def class_accuracy(self, classes: dict[str, list[int]] | None = None) -> pd.DataFrame:
         """Per-subject accuracy restricted to groups of class indices (e.g. the synthetic
         data's ``{"interaction": [8, 9, 10, 11]}``); all classes when ``classes`` is None."""
         rows = []
@@ -176,7 +176,7 @@ class StudyResult:
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write per_subject.csv, summary.csv, summary.md and every figure as PNG and SVG."""
-        import matplotlib.pyplot as plt
+        from emg_lens.plotting import save_figures  # matplotlib only when drawing
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -184,10 +184,4 @@ class StudyResult:
         self.per_subject.to_csv(written[0], index=False)
         self.summary.to_csv(written[1], index=False)
         written[2].write_text(self.to_markdown())
-        for name, fig in self.figures().items():
-            for ext in ("png", "svg"):
-                path = out / f"{name}.{ext}"
-                fig.savefig(path, dpi=150, bbox_inches="tight")
-                written.append(path)
-            plt.close(fig)
-        return written
+        return written + save_figures(self.figures(), out)

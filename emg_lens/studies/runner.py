@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Int
 from tqdm.auto import tqdm
 
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
@@ -33,10 +34,10 @@ from emg_lens.errors import ArgumentError, EmgLensError, LayoutError, SpecError
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.result import StudyResult
-from emg_lens.studies.spec import StudySpec, load_spec
+from emg_lens.studies.spec import METRICS, StudySpec, load_spec
 from emg_lens.studies.store import CellStore
 
-__all__ = ["StudyError", "find_models", "run_study"]
+__all__ = ["StudyError", "find_models", "run_study", "score_predictions"]
 
 DEMO_MODELS = Path("runs/demo/models")
 VERIFY_WINDOWS = 4
@@ -101,7 +102,21 @@ def _load(entry: Any) -> _Subject:
 # ----------------------------------------------------------------------------- metrics
 
 
-def _cell(pred: np.ndarray, y: np.ndarray, n_classes: int, metric: str) -> dict[str, Any]:
+def score_predictions(
+    pred: Int[np.ndarray, " n"], y: Int[np.ndarray, " n"], n_classes: int, metric: str
+) -> dict[str, Any]:
+    """A stored cell: ``value`` (``metric`` of the predicted classes ``pred`` against the labels
+    ``y``), and per-class ``class_correct`` and ``class_total`` counts (JSON-able lists).
+
+    >>> cell = score_predictions(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3, "accuracy")
+    >>> cell["value"], cell["class_correct"], cell["class_total"]
+    (0.75, [1, 2, 0], [2, 2, 0])
+    >>> round(score_predictions(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3,
+    ...                         "macro_f1")["value"], 3)
+    0.733
+    """
+    if metric not in METRICS:
+        raise ArgumentError(f"metric = {metric!r}; accepted: {list(METRICS)}")
     correct = np.bincount(y[pred == y], minlength=n_classes)
     total = np.bincount(y, minlength=n_classes)
     recall = np.divide(correct, total, out=np.zeros(n_classes), where=total > 0)
@@ -303,11 +318,11 @@ def _evaluate(
                     spec.return_type,
                 )
     cells = {
-        key: _cell(logits[seq].argmax(-1).cpu().numpy(), y, data.n_classes, spec.metric)
+        key: score_predictions(logits[seq].argmax(-1).cpu().numpy(), y, data.n_classes, spec.metric)
         for key, seq in sequences.items()
     }
     for c in other:
-        cells[c.key] = _cell(
+        cells[c.key] = score_predictions(
             _run_hooked(spec, model, X, c, batch_size), y, data.n_classes, spec.metric
         )
     return cells
@@ -355,8 +370,14 @@ def run_study(
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
     With ``out_dir`` every cell is stored as it finishes, and a rerun skips finished cells.
+    A training study (``kind = "training"``) is refused: it runs with `run_training_study`.
     """
     spec = load_spec(spec)
+    if not isinstance(spec, StudySpec):
+        raise SpecError(
+            f"study {spec.name!r} is kind = 'training': use run_training_study (or `emg-lens "
+            "study run`, which dispatches)"
+        )
     entries = _subjects(spec, models)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     rows = []

@@ -1,8 +1,8 @@
 """A resumable result store: one small JSON file per (subject, condition) cell.
 
-Each cell is written to a temporary file and renamed into place (an atomic operation on POSIX
-filesystems), so a run killed at any moment leaves only whole cells behind; started again, it
-skips them. The store remembers the study's fingerprint and refuses to mix two studies.
+Each cell is written to a temporary file and renamed into place (`emg_lens._io.atomic_write`),
+so a run killed at any moment leaves only whole cells behind; started again, it skips them. The
+store remembers the study's fingerprint and refuses to mix two studies.
 
 >>> import tempfile
 >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
@@ -14,10 +14,10 @@ skips them. The store remembers the study's fingerprint and refuses to mix two s
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from emg_lens._io import atomic_write
 from emg_lens.errors import SpecError
 
 __all__ = ["CellStore"]
@@ -43,9 +43,8 @@ class CellStore:
 
     @staticmethod
     def _write(path: Path, data: Any) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        """``data`` as JSON, atomically."""
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data)))
 
     def _path(self, subject: int, key: str) -> Path:
         return self.cells / f"s{subject}" / f"{key}.json"

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from emg_lens.config import PRESETS, EncoderConfig
+from emg_lens.config import PRESETS, EncoderConfig, config_for_data
 from emg_lens.data.datasets import (
     DATASETS,
     available_subjects,
@@ -63,7 +63,7 @@ from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, EmgLens
 from emg_lens.hooks.ablation import channel_range
 from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalMLP, MultimodalTransformer
 from emg_lens.studies.result import StudyResult, markdown_table
-from emg_lens.studies.runner import _cell as score_predictions
+from emg_lens.studies.runner import score_predictions
 from emg_lens.studies.spec import METRICS, StatsSpec, _int_list, _reject_repeats, _reject_unknown
 from emg_lens.studies.stats import compare, correct, delta_pct, stars
 from emg_lens.studies.store import CellStore
@@ -599,21 +599,18 @@ class TrainingStudySpec:
     def model_config(
         self, architecture: str, modalities: Mapping[str, int], n_classes: int, n_samples: int
     ) -> EncoderConfig:
-        """The architecture's config for these modalities: its ``default_config`` (IsoNet: the
-        plain preset) of ``preset``, with ``[model]`` overrides and the data's shape."""
-        cls = ARCHITECTURES[architecture]
-        settings = {
-            **dict(self.model),
-            "modalities": dict(modalities),
-            "n_classes": n_classes,
-            "n_samples": n_samples,
-            "seed": self.train.seed,
-        }
-        build = getattr(cls, "default_config", None)
+        """The architecture's config for data of this shape, from ``preset`` (see
+        `config_for_data`), with the ``[model]`` overrides and ``train.seed``."""
         try:
-            if build is not None:
-                return build(self.preset, **settings)
-            return EncoderConfig.preset(self.preset, **settings)
+            return config_for_data(
+                ARCHITECTURES[architecture],
+                self.preset,
+                modalities,
+                n_classes,
+                n_samples,
+                **dict(self.model),
+                seed=self.train.seed,
+            )
         except ConfigError as exc:
             raise SpecError(
                 f"{architecture} with preset {self.preset!r} and [model]: {exc}"
@@ -826,44 +823,26 @@ def _comparison_figure(result: TrainingStudyResult):
     trials averaged, subjects as dots), the corrected significance mark above each box."""
     import matplotlib.pyplot as plt
 
-    from emg_lens.studies.plots import COLORS
+    from emg_lens.studies.plots import draw_box, legend_patches
 
     spec, means = result.spec, _subject_means(result.per_subject)
     inputs = result._inputs()
-    width = 0.8 / len(inputs)
     boxes = len(spec.architectures) * len(inputs)
     fig, ax = plt.subplots(figsize=(max(5.5, 1.0 + 0.5 * boxes), 4.0))
     lo, hi = float(means["value"].min()), float(means["value"].max())
     span = max(hi - lo, 1e-3)
+    mark_y = hi + 0.04 * span  # one row of significance marks above every box
     jitter = np.random.default_rng(0)
     for i, arch in enumerate(spec.architectures):
         for j, name in enumerate(inputs):
-            x = i + (j - (len(inputs) - 1) / 2) * width
             sel = (means["architecture"] == arch) & (means["input"] == name)
             values = means.loc[sel, "value"].to_numpy()
-            ax.boxplot(
-                values,
-                positions=[x],
-                widths=width * 0.8,
-                patch_artist=True,
-                boxprops={"facecolor": COLORS[j % 10], "alpha": 0.5},
-                medianprops={"color": "black"},
-                showfliers=False,
-            )
-            ax.scatter(
-                x + jitter.uniform(-0.15, 0.15, len(values)) * width,
-                values,
-                s=8,
-                color=COLORS[j % 10],
-                edgecolor="black",
-                linewidth=0.3,
-                zorder=3,
-            )
             mark = result.summary.loc[
                 (result.summary["architecture"] == arch) & (result.summary["input"] == name),
                 "stars",
             ].iloc[0]
-            ax.text(x, hi + 0.04 * span, mark, ha="center", va="bottom", fontsize=7)
+            x = draw_box(ax, values, i, j, len(inputs), jitter=jitter)
+            ax.text(x, mark_y, mark, ha="center", va="bottom", fontsize=7)
     ax.set_ylim(lo - 0.08 * span, hi + 0.16 * span)
     # "HierarchicalTransformer" -> "Hierarchical\nTransformer": long class names side by side.
     names = [
@@ -873,12 +852,9 @@ def _comparison_figure(result: TrainingStudyResult):
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_ylabel(f"test {spec.metric} per subject")
     ax.grid(axis="y", alpha=0.3)
-    handles = [
-        plt.Rectangle((0, 0), 1, 1, color=COLORS[j % 10], alpha=0.5) for j in range(len(inputs))
-    ]
     labels = [f"{n} (reference)" if n == spec.reference else n for n in inputs]
     ax.legend(
-        handles,
+        legend_patches(len(inputs)),
         labels,
         fontsize=8,
         frameon=False,

@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from emg_lens.checkpoints import save_checkpoint
-from emg_lens.config import EncoderConfig
+from emg_lens.config import EncoderConfig, config_for_data
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ConfigError
 from emg_lens.models.base import HookedEncoder
@@ -171,7 +171,7 @@ def predict(
     model.eval()
     out = []
     for i in range(0, len(X), batch_size):
-        xb = torch.as_tensor(X[i : i + batch_size], dtype=model.cfg.dtype)
+        xb = torch.as_tensor(X[i : i + batch_size], dtype=model.cfg.dtype, device=model.cfg.device)
         out.append(model(xb, **kwargs).argmax(-1).cpu())
     return torch.cat(out).numpy()
 
@@ -197,14 +197,8 @@ def train_subjects(
     out_dir = Path(out_dir)
     rows = []
     for data in tqdm(subjects, desc="subjects", disable=not train_cfg.progress):
-        cfg = EncoderConfig.from_dict(
-            {
-                **model_cfg.to_dict(),
-                "modalities": data.modalities,
-                "n_classes": data.n_classes,
-                "n_samples": data.X_train.shape[-1],
-                "n_ctx": -1,
-            }
+        cfg = config_for_data(
+            model_cls, model_cfg, data.modalities, data.n_classes, data.X_train.shape[-1]
         )
         model = model_cls(cfg)
         history = fit(model, data.X_train, data.y_train, train_cfg, desc=f"subject {data.subject}")

@@ -4,6 +4,7 @@ import pytest
 from transformer_lens.config import TransformerLensConfig
 
 from emg_lens import ConfigError, EmgLensError, EncoderConfig
+from emg_lens.config import config_for_data
 
 
 def test_is_a_transformer_lens_config():
@@ -60,3 +61,40 @@ def test_unknown_preset_and_override():
         EncoderConfig.preset("huge")
     with pytest.raises(ConfigError, match="n_layer"):
         EncoderConfig.preset("tiny", n_layer=3)
+
+
+# ----------------------------------------------------------------------------- config_for_data
+
+
+def test_config_for_data_from_a_preset_or_a_config():
+    from emg_lens.models import HierarchicalTransformer, IsoNet
+
+    shape = ({"emg": 3, "acc": 9}, 5, 80)
+    from_preset = config_for_data(IsoNet, "demo", *shape, seed=1)
+    assert from_preset == EncoderConfig.preset(
+        "demo", modalities={"emg": 3, "acc": 9}, n_classes=5, n_samples=80, seed=1
+    )
+    base = EncoderConfig.preset("demo", d_model=64, seed=2)  # built for 48 channels, 200 samples
+    fitted = config_for_data(IsoNet, base, *shape)
+    assert (fitted.modalities, fitted.n_classes, fitted.n_samples) == shape
+    assert (fitted.d_model, fitted.seed, fitted.n_ctx) == (64, 2, 1 + 12)
+    # a class with default_config builds through it: tubelets that fit the window
+    fusion = config_for_data(HierarchicalTransformer, "demo", *shape)
+    assert fusion == HierarchicalTransformer.default_config(
+        "demo", modalities={"emg": 3, "acc": 9}, n_classes=5, n_samples=80
+    )
+    assert (fusion.tokenization, fusion.patch_samples) == ("tubelet", 40)
+
+
+def test_config_for_data_refuses_what_the_data_decides():
+    from emg_lens.models import IsoNet
+
+    for base in ("tiny", EncoderConfig.preset("tiny")):  # n_ctx follows from the data
+        with pytest.raises(ConfigError, match=r"n_ctx=5 disagrees with the signal shape"):
+            config_for_data(IsoNet, base, {"emg": 2}, 3, 8, n_ctx=5)
+    with pytest.raises(ConfigError, match=r"base must be a preset name \(\[.*'tiny'.*got dict"):
+        config_for_data(IsoNet, {"d_model": 8}, {"emg": 2}, 3, 8)
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        config_for_data(IsoNet, "huge", {"emg": 2}, 3, 8)
+    with pytest.raises(ConfigError, match=r"unknown EncoderConfig field\(s\) \['width'\]"):
+        config_for_data(IsoNet, EncoderConfig.preset("tiny"), {"emg": 2}, 3, 8, width=3)

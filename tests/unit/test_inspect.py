@@ -16,7 +16,7 @@ from transformer_lens import ActivationCache
 from emg_lens import ArgumentError, EncoderConfig, InputShapeError, LayoutError
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import SpecError
+from emg_lens.errors import MissingDependencyError, SpecError
 from emg_lens.inspect import (
     as_subject_data,
     attention_flow,
@@ -485,8 +485,9 @@ def test_circuitsvis_export_is_optional(monkeypatch):
     with pytest.raises(ArgumentError, match="needs an ActivationCache"):
         to_circuitsvis(cache.cache_dict, 0)
     monkeypatch.setitem(sys.modules, "circuitsvis", None)  # importing it fails
-    with pytest.raises(ArgumentError, match=r"pip install emg_lens\[viz\]"):
+    with pytest.raises(MissingDependencyError, match=r"pip install emg_lens\[viz\]") as missing:
         to_circuitsvis(cache, 0)
+    assert isinstance(missing.value, ImportError) and missing.value.name == "circuitsvis"
 
     calls = {}
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from emg_lens import ConfigError, DataFormatError
+from emg_lens import ArgumentError, ConfigError, DataFormatError
 from emg_lens.data.preprocess import (
     PreprocessSpec,
     Scaler,
@@ -115,6 +115,33 @@ def test_scaler_uses_training_statistics_only():
     Z = scaler.transform(X)
     np.testing.assert_allclose(Z.mean(axis=(0, 2)), 0, atol=1e-5)
     np.testing.assert_allclose(Z.std(axis=(0, 2)), 1, atol=1e-4)
+
+
+def test_scaler_from_moments_equals_fit_flat_channels_included():
+    X = np.random.default_rng(2).standard_normal((6, 3, 40)) * [[[1.0], [5.0], [0.0]]] + 7.0
+    count = X.shape[0] * X.shape[2]
+    mean = X.mean(axis=(0, 2))
+    m2 = ((X - mean[None, :, None]) ** 2).sum(axis=(0, 2))
+    direct, moments = Scaler.fit(X), Scaler.from_moments(count, mean, m2)
+    np.testing.assert_allclose(moments.mean, direct.mean)
+    np.testing.assert_allclose(moments.std, direct.std, rtol=1e-12)
+    assert moments.std[2] == 1.0  # the flat channel is centred, not divided by ~0
+    assert np.isfinite(moments.transform(X)).all()
+
+
+@pytest.mark.parametrize(
+    ("count", "mean", "m2", "match"),
+    [
+        (0, [0.0], [1.0], "count must be an integer >= 1"),
+        (2.5, [0.0], [1.0], "count must be an integer >= 1"),
+        (True, [0.0], [1.0], "count must be an integer >= 1"),
+        (4, [0.0, 1.0], [1.0], r"\[channel\] arrays, got shapes \(2,\) and \(1,\)"),
+        (4, 0.0, 1.0, r"\[channel\] arrays, got shapes \(\) and \(\)"),
+    ],
+)
+def test_scaler_from_moments_refuses_bad_moments(count, mean, m2, match):
+    with pytest.raises(ArgumentError, match=match):
+        Scaler.from_moments(count, mean, m2)
 
 
 def test_no_window_fits_is_a_clear_error():

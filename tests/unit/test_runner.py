@@ -154,12 +154,12 @@ def _naive_predictions(spec: StudySpec, model, X: torch.Tensor, condition) -> np
 @pytest.fixture
 def record_predictions(monkeypatch):
     """Make every stored cell carry its predictions (a spy around the runner's metric)."""
-    real = runner_module._cell
+    real = runner_module.score_predictions
 
     def cell(pred, y, n_classes, metric):
         return {**real(pred, y, n_classes, metric), "pred": np.asarray(pred).tolist()}
 
-    monkeypatch.setattr(runner_module, "_cell", cell)
+    monkeypatch.setattr(runner_module, "score_predictions", cell)
 
 
 def _check_against_naive(spec, subjects, result, out_dir):

@@ -1,6 +1,7 @@
 """Training (dual-head annealed loss, determinism) and checkpoints (round trip, refusals)."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -125,3 +126,40 @@ def test_predictions_do_not_depend_on_batching(subject):
     assert np.array_equal(
         predict(model, subject.X_test, batch_size=7), predict(model, subject.X_test, batch_size=512)
     )
+
+
+class _DeviceSpy(torch.nn.Module):
+    """A model whose config names another device; it records where each batch arrives (and
+    answers on the CPU, since a "meta" tensor holds no values)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cfg = SimpleNamespace(dtype=torch.float64, device="meta")
+        self.batches = []
+
+    def forward(self, x):
+        self.batches.append((x.device.type, x.dtype, len(x)))
+        return torch.zeros(len(x), 3)
+
+
+def test_predict_sends_each_batch_to_the_models_device():
+    from emg_lens.train import predict
+
+    spy = _DeviceSpy()
+    assert predict(spy, np.zeros((5, 2, 4), np.float32), batch_size=3).tolist() == [0] * 5
+    assert spy.batches == [("meta", torch.float64, 3), ("meta", torch.float64, 2)]
+
+
+def test_train_subjects_fits_the_base_config_to_each_subjects_data(subject, tmp_path):
+    from emg_lens.config import config_for_data
+    from emg_lens.train import train_subjects
+
+    base = EncoderConfig.preset("tiny", d_model=8, d_head=4, seed=3)
+    train_cfg = TrainConfig(epochs=1, lr=1e-3, progress=False)
+    (row,) = train_subjects([subject], IsoNet, base, train_cfg, tmp_path)
+    saved = load_checkpoint(row["checkpoint"]).cfg
+    expected = config_for_data(
+        IsoNet, base, subject.modalities, subject.n_classes, subject.X_train.shape[-1]
+    )
+    assert saved == expected
+    assert (saved.modalities, saved.n_samples, saved.d_model) == (subject.modalities, 200, 8)

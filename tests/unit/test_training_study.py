@@ -4,12 +4,14 @@ tiny end-to-end run whose statistics match scipy by hand, resuming, and the CLI.
 from __future__ import annotations
 
 import copy
+import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats as sps
 
 from emg_lens.cli import main
@@ -21,6 +23,7 @@ from emg_lens.studies import (
     TrainingStudySpec,
     check_models,
     load_spec,
+    run_study,
     run_training_study,
     select_channels,
 )
@@ -201,6 +204,15 @@ def test_ablation_specs_still_load_with_or_without_kind():
         load_spec({**ablation, "kind": "sweep"})
     with pytest.raises(SpecError, match="not kind = 'training'"):
         run_training_study(StudySpec.from_dict(ablation))
+
+
+@pytest.mark.parametrize("given", ["dict", "spec", "file"])
+def test_run_study_points_a_training_study_to_run_training_study(given, tmp_path):
+    spec = {"dict": BASE, "spec": TrainingStudySpec.from_dict(BASE), "file": tmp_path / "t.yaml"}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(BASE))
+    message = "study 't' is kind = 'training': use run_training_study (or `emg-lens study run`"
+    with pytest.raises(SpecError, match=re.escape(message)):
+        run_study(spec[given], models={}, progress=False)
 
 
 def test_overrides_replace_data_and_train_keys():

@@ -1,0 +1,75 @@
+"""Atomic file writes: every file emg_lens saves is written beside its target and renamed.
+
+Readers (and other processes writing the same file) therefore see the old file or the whole
+new one, never a partial file; a write that fails removes its temporary file. A process killed
+mid-write can leave one behind: `leftover_temp_files` finds it, for error messages.
+
+>>> import tempfile
+>>> path = Path(tempfile.mkdtemp()) / "notes.txt"
+>>> atomic_write(path, lambda tmp: tmp.write_text("hello")).read_text()
+'hello'
+>>> leftover_temp_files(path)
+[]
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write", "leftover_temp_files"]
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _temp_path(path: Path) -> Path:
+    # One name per process, so processes writing the same target never share a temporary file.
+    return path.with_name(f"{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
+    """Call ``write_fn(tmp)`` to write a temporary file in ``path``'s folder, then rename it
+    to ``path`` (`os.replace`: atomic on POSIX); on any error, the temporary file is removed
+    and the error raised. The folder must exist. Returns ``path``.
+
+    ``write_fn`` gets the temporary path, to open or to hand to a library that writes a named
+    file (one that appends its own suffix, as ``np.savez`` appends ``.npz``, needs an open
+    file instead: ``with tmp.open("wb") as fh: np.savez(fh, ...)``).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.json"
+    >>> def fail(tmp):
+    ...     tmp.write_text("{partial")
+    ...     raise OSError("disk full")
+    >>> atomic_write(path, fail)
+    Traceback (most recent call last):
+    ...
+    OSError: disk full
+    >>> sorted(p.name for p in path.parent.iterdir())  # nothing left behind
+    []
+    """
+    path = Path(path)
+    tmp = _temp_path(path)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt too: never leave a partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def leftover_temp_files(path: str | Path) -> list[Path]:
+    """Temporary files of `atomic_write` for ``path`` that a killed process left behind.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "w.h5"
+    >>> _ = path.with_name("w.h5.123.tmp").write_bytes(b"")
+    >>> [p.name for p in leftover_temp_files(path)]
+    ['w.h5.123.tmp']
+    """
+    path = Path(path)
+    return sorted(path.parent.glob(f"{glob.escape(path.name)}.*{TEMP_SUFFIX}"))

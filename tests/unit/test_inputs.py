@@ -1,0 +1,62 @@
+"""`emg_lens.train.inputs.labeled_subset`: labels from ``dataset.labels`` where it has them."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from emg_lens.data.windows import WindowBatch, WindowStore, write_window_store
+from emg_lens.errors import DataFormatError
+from emg_lens.train.inputs import labeled_subset
+
+LABELS = np.array([-1, 2, 0, -1, 4, 1])
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A window store whose windows cannot be read: only its label column can."""
+    x = np.zeros((len(LABELS), 16, 1000), np.float32)
+    batch = WindowBatch(x, LABELS, np.ones(len(LABELS), np.int64), 1, "synthetic")
+    path = write_window_store(tmp_path / "w.h5", [batch], progress=False)
+
+    def unread(self):
+        raise AssertionError("a window was read")
+
+    monkeypatch.setattr(WindowStore, "_windows", unread)
+    return WindowStore(path)
+
+
+def test_a_window_store_gives_its_labels_without_reading_a_window(store):
+    subset, n_classes = labeled_subset(store)
+    assert subset.indices == [1, 2, 4, 5]
+    assert n_classes == 5
+
+
+class _Items(Dataset):
+    """A dataset known only through its items, optionally with a ``labels`` attribute."""
+
+    def __init__(self, labels, attribute=None):
+        self.items = TensorDataset(torch.zeros(len(labels), 1, 4), torch.as_tensor(labels))
+        if attribute is not None:
+            self.labels = attribute
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    [None, ["a class name per class"] * 2],  # no labels, or ones that are not one per item
+    ids=["no labels", "labels of another length"],
+)
+def test_other_datasets_are_read_item_by_item(attribute):
+    subset, n_classes = labeled_subset(_Items(LABELS, attribute))
+    assert (subset.indices, n_classes) == ([1, 2, 4, 5], 5)
+
+
+def test_no_labelled_window_is_an_error():
+    with pytest.raises(DataFormatError, match="none of the 2 windows is labelled"):
+        labeled_subset(_Items(np.array([-1, -1]), attribute=np.array([-1, -1])))
