@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import signal as sps
 
+from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ConfigError
 
@@ -49,6 +50,7 @@ __all__ = [
     "gesture_kinds",
     "muscle_noise",
     "onset_ramp",
+    "planted_setup",
     "slow_noise",
 ]
 
@@ -116,6 +118,40 @@ def gesture_kinds(spec: SyntheticSpec) -> dict[int, str]:
         + ["interaction"] * spec.n_interaction_gestures
     )
     return {g + 1: kind for g, kind in enumerate(kinds)}
+
+
+def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, PreprocessSpec]:
+    """The small dataset on which trained IsoNets show the planted structure, and how to cut it.
+
+    Interaction gesture ``m`` in repetition ``r`` uses activation code ``r mod 4``, so DB2's
+    six repetitions (train 1, 3, 4, 6) show each (code, gesture) pair *once* in training: a
+    model can then memorise repetitions instead of learning the XOR, and it does (train
+    accuracy 1.0, test ~0.5 on the interaction gestures). Twelve repetitions, split as DB2's
+    pattern twice (train 1, 3, 4, 6, 7, 9, 10, 12; test 2, 5, 8, 11), show every pair twice.
+    Two gestures of each single-modality kind and four interaction gestures keep it small;
+    100-sample windows (50 ms) from 0.25-1.0 s of each 1 s movement.
+
+    >>> synthetic, preprocess = planted_setup()
+    >>> synthetic.n_gestures, synthetic.n_repetitions, preprocess.test_repetitions
+    (8, 12, (2, 5, 8, 11))
+    """
+    synthetic = SyntheticSpec(
+        n_subjects=n_subjects,
+        n_emg_gestures=2,
+        n_acc_gestures=2,
+        n_interaction_gestures=4,
+        n_repetitions=12,
+        movement_seconds=1.0,
+        seed=seed,
+    )
+    preprocess = PreprocessSpec(
+        segment=(0.25, 1.0),
+        window=100,
+        step=50,
+        train_repetitions=(1, 3, 4, 6, 7, 9, 10, 12),
+        test_repetitions=(2, 5, 8, 11),
+    )
+    return synthetic, preprocess
 
 
 def generate_recordings(

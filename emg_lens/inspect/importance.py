@@ -124,6 +124,7 @@ def head_importance(
     *,
     metric: str = "accuracy",
     kinds: list[str] | tuple[str, ...] | None = None,
+    return_type: str = "logits",
     batch_size: int = 256,
 ) -> pd.DataFrame:
     """Per kind, layer and head: the metric with that head's edges of that kind masked in that
@@ -135,6 +136,8 @@ def head_importance(
     of the head's attention on those edges, averaged over the windows) and ``spearman_rho``
     (per kind: the correlation of mass and drop over all heads, `mass_effect_correlation`,
     which also gives its p-value). ``kinds`` are edge expressions, by default `default_kinds`.
+    ``return_type`` is the model output that is scored (a study's ``return_type``: IsoNet's
+    CLS head ``"logits"``, or its mean-pooled head ``"avg_logits"``).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -153,6 +156,7 @@ def head_importance(
         "name": "head_importance",
         "models": "in-memory",
         "metric": metric,
+        "return_type": return_type,
         "interventions": [{"name": names[kind], "edges": kind} for kind in kinds],
         "layers": {"modes": ["individual"]},
         "heads": [[head] for head in range(model.cfg.n_heads)],

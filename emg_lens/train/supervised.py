@@ -184,21 +184,24 @@ def accuracy(model: HookedEncoder, X: np.ndarray, y: np.ndarray, **kwargs) -> fl
 def train_subjects(
     subjects: list[SubjectData],
     model_cls: type[HookedEncoder],
-    model_cfg: EncoderConfig,
+    model_cfg: str | EncoderConfig,
     train_cfg: TrainConfig,
     out_dir: str | Path,
     *,
     data_source: dict | None = None,
 ) -> list[dict]:
     """Train one model per subject, save each as ``out_dir/subject_<N>/``, and return rows of
-    ``{subject, train_accuracy, test_accuracy, checkpoint}``. ``data_source`` (how to rebuild
-    the data) is stored in every checkpoint, so evaluation and studies need nothing else.
+    ``{subject, train_accuracy, test_accuracy, checkpoint}``. ``model_cfg`` is a preset name
+    (built for ``model_cls`` by `config_for_data`, seeded with ``train_cfg.seed``) or a config.
+    ``data_source`` (how to rebuild the data) is stored in every checkpoint, so evaluation and
+    studies need nothing else.
     """
     out_dir = Path(out_dir)
     rows = []
+    seed = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}
     for data in tqdm(subjects, desc="subjects", disable=not train_cfg.progress):
         cfg = config_for_data(
-            model_cls, model_cfg, data.modalities, data.n_classes, data.X_train.shape[-1]
+            model_cls, model_cfg, data.modalities, data.n_classes, data.X_train.shape[-1], **seed
         )
         model = model_cls(cfg)
         history = fit(model, data.X_train, data.y_train, train_cfg, desc=f"subject {data.subject}")
