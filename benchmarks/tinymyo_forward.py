@@ -6,10 +6,14 @@ Prints one JSON line:
 - ``explicit_path_overhead``: ms with a no-op hook on every attention hook point (which sends
   attention down the explicit, every-hook path) / our unhooked ms.
 
-The implementations alternate inside one process (after a warm-up) and each figure is the
-median over the repeats, so a noisy machine shifts both sides alike.
+The plain model's RoPE is torchtune's real-valued formula (what BioFoundation calls); ours
+rotates the interleaved pairs as one complex multiplication (`emg_lens.components.Rotary`).
+The implementations alternate inside one process (after a warm-up, the order rotated every
+repeat) and each figure is the median over the repeats, so a noisy machine shifts both sides
+alike.
 
     python benchmarks/tinymyo_forward.py [--repeats 5] [--batch 8] [--threads 1] [--device cpu]
+    python benchmarks/tinymyo_forward.py --quick   # 1 layer, 4 channels: a smoke test
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +125,7 @@ def _time(fn, x, device) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
@@ -129,11 +134,18 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--quick", action="store_true", help="1 layer, 4 channels, batch 2: a smoke test"
+    )
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    sizes = {}
+    if args.quick:
+        sizes = {"n_layers": 1, "modalities": {"emg": 4}, "n_samples": 200}
+        args.batch, args.repeats, args.warmup = 2, 3, 1
 
-    cfg = EncoderConfig.preset("tinymyo", seed=0, device=args.device)
+    cfg = EncoderConfig.preset("tinymyo", seed=0, device=args.device, **sizes)
     ours = TinyMyo(cfg, task="classification").eval()
     plain = PlainTinyMyo(cfg).to(args.device).eval()
     plain.load_biofoundation(ours.to_biofoundation())
@@ -160,28 +172,27 @@ def main() -> None:
         for _ in range(args.warmup):
             for fn in runs.values():
                 fn(x)
-        for _ in range(args.repeats):
-            for name, fn in runs.items():
-                times[name].append(_time(fn, x, args.device))
+        order = list(runs)
+        for i in range(args.repeats):
+            for name in order[i % 3 :] + order[: i % 3]:  # rotate who runs first
+                times[name].append(_time(runs[name], x, args.device))
     ms = {name: statistics.median(t) for name, t in times.items()}
-    print(
-        json.dumps(
-            {
-                "benchmark": "tinymyo_forward",
-                "device": args.device,
-                "threads": torch.get_num_threads(),
-                "batch": args.batch,
-                "tokens": ours.layout.n_tokens,
-                "ratio_speed_vs_plain": round(ms["plain"] / ms["ours"], 3),
-                "explicit_path_overhead": round(ms["explicit"] / ms["ours"], 3),
-                "ms_ours": round(ms["ours"], 2),
-                "ms_plain": round(ms["plain"], 2),
-                "ms_explicit": round(ms["explicit"], 2),
-                "repeats": args.repeats,
-                "max_abs_diff": float(f"{max(max_err.values()):.2e}"),
-            }
-        )
-    )
+    result = {
+        "benchmark": "tinymyo_forward",
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "tokens": ours.layout.n_tokens,
+        "ratio_speed_vs_plain": round(ms["plain"] / ms["ours"], 3),
+        "explicit_path_overhead": round(ms["explicit"] / ms["ours"], 3),
+        "ms_ours": round(ms["ours"], 2),
+        "ms_plain": round(ms["plain"], 2),
+        "ms_explicit": round(ms["explicit"], 2),
+        "repeats": args.repeats,
+        "max_abs_diff": float(f"{max(max_err.values()):.2e}"),
+    }
+    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

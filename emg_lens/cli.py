@@ -1,4 +1,5 @@
-"""The ``emg-lens`` command: demo, train, evaluate, study, synth, inspect, pretrain, finetune.
+"""The ``emg-lens`` command: demo, train, evaluate, study, synth, inspect, windows, pretrain,
+finetune.
 
 Run ``emg-lens <command> --help`` for each command's options.
 """
@@ -13,6 +14,8 @@ from pathlib import Path
 from emg_lens.errors import ArgumentError, EmgLensError
 
 DEMO_ROOT = Path("runs/demo")
+# the supervised classifiers `emg-lens train` builds (TinyMyo has its own pretrain/finetune)
+ARCHITECTURES = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # study run/check overrides
 
@@ -66,14 +69,13 @@ def _subject_ids(args) -> list[int]:
 
 
 def cmd_train(args) -> list[dict]:
-    from emg_lens.config import EncoderConfig
+    from emg_lens import models
     from emg_lens.data.datasets import load_subject
-    from emg_lens.models import IsoNet
     from emg_lens.train import TrainConfig, train_subjects
 
     source = _data_source(args)
     subjects = [load_subject(source, s) for s in _subject_ids(args)]
-    cfg = EncoderConfig.preset(args.preset, seed=args.seed)
+    model_cls = getattr(models, args.architecture)
     train_cfg = TrainConfig(
         epochs=args.epochs,
         lr=args.lr,
@@ -81,7 +83,7 @@ def cmd_train(args) -> list[dict]:
         seed=args.seed,
         progress=not args.quiet,
     )
-    rows = train_subjects(subjects, IsoNet, cfg, train_cfg, args.out, data_source=source)
+    rows = train_subjects(subjects, model_cls, args.preset, train_cfg, args.out, data_source=source)
     _print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
     return rows
 
@@ -257,6 +259,7 @@ def cmd_demo(args) -> None:
         window=200,
         step=100,
         preset="demo",
+        architecture="IsoNet",
         epochs=args.epochs,
         lr=2e-3,
         batch_size=64,
@@ -296,9 +299,15 @@ def _tinymyo_windows(args, *, labeled_only: bool):
         if labeled_only:
             data, n_classes = labeled_subset(data)
         return (*random_holdout(data, args.val_fraction, seed=args.seed), n_classes)
+    windows = synthetic_windows(_synthetic_spec(args), window=args.window, step=args.step)
+    return (*windows.split(labeled_only=labeled_only), windows.n_classes)
+
+
+def _synthetic_spec(args):
+    """Synthetic sEMG whose gestures sEMG alone tells apart (``--n-subjects``, ...)."""
     from emg_lens.data.synthetic import SyntheticSpec
 
-    spec = SyntheticSpec(
+    return SyntheticSpec(
         n_subjects=args.n_subjects,
         n_emg_gestures=args.n_gestures,
         n_acc_gestures=0,  # gestures that sEMG alone tells apart
@@ -307,8 +316,35 @@ def _tinymyo_windows(args, *, labeled_only: bool):
         movement_seconds=args.movement_seconds,
         seed=args.seed,
     )
-    windows = synthetic_windows(spec, window=args.window, step=args.step)
-    return (*windows.split(labeled_only=labeled_only), windows.n_classes)
+
+
+def cmd_windows(args):
+    """A TinyMyo window store from emg2pose, NinaPro DB5/DB6/DB7 or synthetic sEMG."""
+    from emg_lens.data.datasets import build_window_store
+    from emg_lens.data.windows import TinyMyoPreprocess, WindowStore
+
+    path = build_window_store(
+        args.source,
+        args.out,
+        root=args.root,
+        subjects=args.subjects,
+        split=args.split,
+        normalize=args.normalize,
+        preprocess=TinyMyoPreprocess(window=args.window, step=args.step),
+        train_repetitions=tuple(args.train_repetitions),
+        test_repetitions=tuple(args.test_repetitions),
+        synthetic=_synthetic_spec(args) if args.source == "synthetic" else None,
+        compression=None if args.compression == "none" else args.compression,
+        progress=not args.quiet,
+    )
+    store = WindowStore(path)
+    labelled = int((store.labels >= 0).sum())
+    print(
+        f"wrote {path}: {len(store)} windows [{store.n_channels} x {store.window}] of subjects "
+        f"{store.subjects}, {labelled} labelled, {store.meta['preprocess']['normalize']} "
+        f"normalised, from {len(store.meta['sessions'])} recordings"
+    )
+    return store
 
 
 def _recipe_options(args) -> dict:
@@ -367,10 +403,14 @@ def cmd_finetune(args):
 
     if args.window is None:  # synthetic windows as long as the pretrained model's
         args.window = read_checkpoint_info(args.checkpoint)["config"]["n_samples"]
-    train, val, n_classes = _tinymyo_windows(args, labeled_only=True)
     recipe = FinetuneConfig(
         **_recipe_options(args), patience=args.patience, linear_probe=args.linear_probe
     )
+    if args.per_subject:
+        return _finetune_per_subject(args, recipe)
+    if args.subjects:
+        raise ArgumentError("--subjects selects subjects for --per-subject fine-tuning only")
+    train, val, n_classes = _tinymyo_windows(args, labeled_only=True)
     n_classes = args.n_classes or n_classes
     model, history = finetune(
         args.checkpoint,
@@ -395,6 +435,81 @@ def cmd_finetune(args):
             f"(chance {1 / n_classes:.3f}); wrote {args.out}"
         )
     return model, history
+
+
+def _finetune_per_subject(args, recipe) -> list[dict]:
+    """One classifier per subject of ``--windows`` (or synthetic sEMG), as ``OUT/subject_<N>/``."""
+    from emg_lens.data.datasets import synthetic_windows_source, windows_source
+    from emg_lens.train import finetune_subjects
+    from emg_lens.train.distributed import is_main_process
+
+    if args.windows:
+        source = windows_source(args.windows)
+    else:
+        source = synthetic_windows_source(_synthetic_spec(args), window=args.window, step=args.step)
+    rows = finetune_subjects(
+        args.checkpoint,
+        source,
+        args.out,
+        recipe,
+        subjects=args.subjects,
+        val_fraction=args.val_fraction,
+        device=args.device,
+    )
+    if is_main_process():
+        mode = "linear probe" if args.linear_probe else "fine-tuning"
+        print(f"TinyMyo {mode} per subject from {args.checkpoint} ({source['dataset']})")
+        columns = ["subject", "n_train", "n_test", "chance", "val_accuracy", "test_accuracy"]
+        _print_table(rows, columns)
+        print(f"wrote {len(rows)} checkpoints to {args.out} (emg-lens study run ... --models)")
+    return rows
+
+
+def _add_windows_parser(sub) -> None:
+    """``emg-lens windows``."""
+    from emg_lens.data.datasets import SPLIT_REPETITIONS, WINDOW_STORE_SOURCES
+
+    p = sub.add_parser("windows", help="build a TinyMyo window store (HDF5) from a dataset")
+    p.add_argument("--source", required=True, choices=WINDOW_STORE_SOURCES)
+    p.add_argument("--root", help="dataset folder (all but synthetic)")
+    p.add_argument("--out", required=True, help="the .h5 window store to write")
+    p.add_argument(
+        "--split",
+        nargs="+",
+        help="emg2pose: metadata.csv splits (train, val, test); others: train and/or test "
+        "repetitions (default: every window)",
+    )
+    p.add_argument("--subjects", nargs="+", type=int, help="default: all found")
+    p.add_argument(
+        "--normalize",
+        choices=["minmax", "zscore"],
+        help="default: minmax for emg2pose/DB6/DB7 (pretraining), zscore fitted on the "
+        "training repetitions for DB5/synthetic",
+    )
+    p.add_argument("--window", type=int, default=1000, help="samples per window at 2 kHz")
+    p.add_argument("--step", type=int, default=500, help="samples between windows")
+    train, test = SPLIT_REPETITIONS["train_repetitions"], SPLIT_REPETITIONS["test_repetitions"]
+    p.add_argument(
+        "--train-repetitions",
+        nargs="+",
+        type=int,
+        default=train,
+        help=f"--split train and the z-score fit (default: {' '.join(map(str, train))})",
+    )
+    p.add_argument(
+        "--test-repetitions",
+        nargs="+",
+        type=int,
+        default=test,
+        help=f"--split test (default: {' '.join(map(str, test))})",
+    )
+    p.add_argument("--n-subjects", type=int, default=2, help="synthetic subjects")
+    p.add_argument("--n-gestures", type=int, default=4, help="synthetic gestures")
+    p.add_argument("--movement-seconds", type=float, default=2.0, help="synthetic")
+    p.add_argument("--seed", type=int, default=0, help="synthetic")
+    p.add_argument("--compression", default="none", choices=["none", "gzip", "lzf"])
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_windows)
 
 
 def _add_tinymyo_parsers(sub) -> None:
@@ -447,6 +562,13 @@ def _add_tinymyo_parsers(sub) -> None:
     p.add_argument("--n-classes", type=int, help="default: from the labels")
     p.add_argument("--patience", type=int, default=7, help="early-stopping epochs")
     p.add_argument("--linear-probe", action="store_true", help="freeze the encoder")
+    p.add_argument(
+        "--per-subject",
+        action="store_true",
+        help="one classifier per subject (train/test repetitions 1 3 4 6 / 2 5), saved as "
+        "OUT/subject_<N>/ for `emg-lens study run --models OUT`",
+    )
+    p.add_argument("--subjects", nargs="+", type=int, help="--per-subject: these subjects")
     p.set_defaults(func=cmd_finetune)
 
 
@@ -496,9 +618,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train one IsoNet per subject")
+    p = sub.add_parser("train", help="train one model (IsoNet by default) per subject")
     _add_data_args(p)
     p.add_argument("--out", required=True, help="folder for subject_<N>/ checkpoints")
+    p.add_argument(
+        "--architecture",
+        default="IsoNet",
+        choices=list(ARCHITECTURES),
+        help="model class (the paper's Table 2 zeroes modalities of HierarchicalTransformer)",
+    )
     p.add_argument("--preset", default="demo", help="EncoderConfig preset (tiny, demo, paper)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (paper: 4e-5)")
@@ -544,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the CSV tables and figures")
     p.add_argument("--n-windows", type=int, default=256, help="test windows, evenly spaced")
     p.set_defaults(func=cmd_inspect)
+    _add_windows_parser(sub)
     _add_tinymyo_parsers(sub)
     return parser
 

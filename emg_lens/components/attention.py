@@ -93,19 +93,19 @@ class Attention(nn.Module):
         if self.rotary is not None:
             q = self.hook_rot_q(self.rotary(q))
             k = self.hook_rot_k(self.rotary(k))
+        # Scaling q (n * d_head values) rather than the scores (n * n) gives the same numbers.
         scores = einsum(
-            q,
+            q / self.attn_scale,
             k,
             "batch query_pos head_index d_head, batch key_pos head_index d_head "
             "-> batch head_index query_pos key_pos",
         )
-        scores = scores / self.attn_scale
         if edge_mask is not None:
             scores = scores.masked_fill(edge_mask, float("-inf"))
         scores = self.hook_attn_scores(scores)
         pattern = F.softmax(scores, dim=-1)
         # A fully masked query row softmaxes to NaN; it attends to nothing instead.
-        pattern = torch.where(torch.isnan(pattern), torch.zeros_like(pattern), pattern)
+        pattern = torch.nan_to_num(pattern, nan=0.0)
         pattern = self.hook_pattern(pattern)
         z = self.hook_z(
             einsum(
@@ -149,9 +149,12 @@ class Attention(nn.Module):
         h, d_head = self.cfg.n_heads, self.cfg.d_head
         W_qkv, b_qkv = self._fused_qkv()
         qkv = torch.addmm(b_qkv, x.reshape(batch * n_pos, -1), W_qkv)
-        q, k, v = qkv.view(batch, n_pos, 3 * h, d_head).split(h, dim=2)
-        if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
+        qkv = qkv.view(batch, n_pos, 3 * h, d_head)
+        if self.rotary is None:
+            q, k, v = qkv.split(h, dim=2)
+        else:  # queries and keys share positions: rotate them in one pass
+            q, k = self.rotary(qkv[:, :, : 2 * h]).split(h, dim=2)
+            v = qkv[:, :, 2 * h :]
         allowed = None if edge_mask is None else ~edge_mask
         z = F.scaled_dot_product_attention(
             q.transpose(1, 2),

@@ -19,6 +19,7 @@ from emg_lens.train.finetune import (
     classifier_from_pretrained,
     dataset_accuracy,
     finetune,
+    finetune_subjects,
 )
 from emg_lens.train.inputs import SyntheticWindows, synthetic_windows, window_dataset
 from emg_lens.train.pretrain import (
@@ -65,6 +66,7 @@ __all__ = [
     "dual_head_loss",
     "evaluate_masked_loss",
     "finetune",
+    "finetune_subjects",
     "fit",
     "layerwise_param_groups",
     "masked_reconstruction_loss",

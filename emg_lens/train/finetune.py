@@ -9,11 +9,15 @@ epochs with early stopping on validation accuracy (the best weights are kept). A
 
 ``mask_token`` is frozen in both modes: a classifier never uses it (and DDP refuses parameters
 that get no gradient).
+
+`finetune_subjects` fine-tunes one classifier per subject of a data source from one pretrained
+checkpoint and saves each where `emg_lens.studies.run_study` finds it (``subject_<N>/``).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,9 +28,11 @@ from torch.utils.data import DataLoader
 
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.config import EncoderConfig
+from emg_lens.data.datasets import available_subjects, load_subject
 from emg_lens.errors import ArgumentError, CheckpointError, ConfigError, DataFormatError
 from emg_lens.models.tinymyo import REDUCTIONS, TinyMyo
-from emg_lens.train.inputs import window_dataset
+from emg_lens.train.distributed import is_main_process
+from emg_lens.train.inputs import random_holdout, window_dataset
 from emg_lens.train.loop import run_recipe
 from emg_lens.train.schedule import EarlyStopping, check_schedule_fields
 
@@ -37,6 +43,7 @@ __all__ = [
     "classifier_from_pretrained",
     "dataset_accuracy",
     "finetune",
+    "finetune_subjects",
 ]
 
 RECIPE = "tinymyo-finetuning"
@@ -205,12 +212,14 @@ def finetune(
     val_data: Any = None,
     out: str | Path | None = None,
     device: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a classifier built by `classifier_from_pretrained` on labelled windows
     ``data`` (a Dataset of ``(x [C, T], y)`` items or ``(X, y)`` arrays; labels in
     ``[0, n_classes)``). With ``val_data``, early stopping on its accuracy (patience
     ``cfg.patience``) and the best epoch's weights are kept. With ``out`` the model is saved
-    there by rank 0 (metadata: ``recipe``, ``finetune`` settings, ``history``, ``pretrained``).
+    there by rank 0 (metadata: ``recipe``, ``finetune`` settings, ``history``, ``pretrained``,
+    plus ``metadata``, e.g. the ``data_source`` and ``subject`` a study rebuilds the data from).
     ``device`` is where a checkpoint folder is loaded to (see `classifier_from_pretrained`).
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
@@ -272,6 +281,78 @@ def finetune(
             "finetune": asdict(cfg),
             "history": asdict(history),
             "pretrained": source,
+            **(metadata or {}),
         }
         save_checkpoint(model, out, metadata=metadata)
     return FinetuneResult(model, history)
+
+
+def finetune_subjects(
+    pretrained: str | Path,
+    source: dict[str, Any],
+    out_dir: str | Path,
+    cfg: FinetuneConfig = FinetuneConfig(),
+    *,
+    subjects: list[int] | None = None,
+    val_fraction: float = 0.1,
+    device: str | None = None,
+) -> list[dict[str, Any]]:
+    """Fine-tune one classifier per subject of ``source`` (a data source of
+    `emg_lens.data.datasets`, e.g. `windows_source` or `synthetic_windows_source`, whose
+    windows fit the checkpoint) from the pretrained checkpoint ``pretrained``.
+
+    Each subject trains on its training repetitions, early-stops on a seeded random
+    ``val_fraction`` of them, is scored on its test repetitions and is saved as
+    ``out_dir/subject_<N>/`` with metadata ``data_source``, ``subject`` and ``classes`` (beside
+    `finetune`'s), so `emg_lens.studies.run_study` (``--models out_dir``) rebuilds its test
+    windows. Returns (and writes to ``out_dir/finetuning.json``) one row per subject:
+    ``subject, n_train, n_test, chance, val_accuracy, test_accuracy, checkpoint``.
+
+    >>> import tempfile
+    >>> from emg_lens.checkpoints import save_checkpoint
+    >>> from emg_lens.data.datasets import synthetic_windows_source
+    >>> from emg_lens.data.synthetic import SyntheticSpec
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
+    ...                             d_model=16, d_head=4, n_heads=4, d_mlp=32, seed=0)
+    >>> root = Path(tempfile.mkdtemp())
+    >>> ckpt = save_checkpoint(TinyMyo(cfg, task="reconstruction"), root / "pretrained")
+    >>> spec = SyntheticSpec(n_subjects=2, n_emg=2, n_acc_sensors=1, n_acc_gestures=0,
+    ...                      n_interaction_gestures=0, movement_seconds=0.3)
+    >>> rows = finetune_subjects(ckpt, synthetic_windows_source(spec, window=40, step=40),
+    ...     root / "models", FinetuneConfig(epochs=1, warmup_epochs=0, progress=False))
+    >>> [r["subject"] for r in rows], sorted(p.name for p in (root / "models").iterdir())
+    ([1, 2], ['finetuning.json', 'subject_1', 'subject_2'])
+    """
+    out_dir = Path(out_dir)
+    rows = []
+    for subject in subjects or available_subjects(source):
+        data = load_subject(source, subject)
+        labelled = (data.X_train, data.y_train)
+        train, val = random_holdout(
+            window_dataset(labelled, data.X_train.shape[1:], what=f"subject {subject} windows"),
+            val_fraction,
+            seed=cfg.seed,
+        )
+        path = out_dir / f"subject_{subject}"
+        model, history = finetune(
+            pretrained,
+            train,
+            cfg,
+            n_classes=data.n_classes,
+            val_data=val,
+            out=path,
+            device=device,
+            metadata={"subject": int(subject), "classes": data.classes, "data_source": source},
+        )
+        row = {
+            "subject": int(subject),
+            "n_train": len(train),
+            "n_test": len(data.y_test),
+            "chance": 1 / data.n_classes,
+            "val_accuracy": history.val_accuracy[history.best_epoch],
+            "test_accuracy": dataset_accuracy(model, (data.X_test, data.y_test)),
+        }
+        rows.append({**row, "checkpoint": str(path)})
+    if is_main_process():
+        (out_dir / "finetuning.json").write_text(json.dumps(rows, indent=2))
+    return rows

@@ -93,14 +93,16 @@ def _check_item(dataset: Dataset, input_shape: tuple[int, int], what: str) -> No
 
 def labeled_subset(dataset: Dataset) -> tuple[Dataset, int]:
     """The labelled windows (``y >= 0``) of ``dataset`` and the number of classes they imply
-    (largest label + 1). Reads every item once, so a lazy store is read in full.
+    (largest label + 1). The labels come from ``dataset.labels`` where it has them, one per
+    item (`emg_lens.data.windows.WindowStore` does: no window is read); otherwise every item
+    is read once.
 
     >>> ds = window_dataset((np.zeros((4, 1, 20), np.float32), np.array([0, -1, 2, 1])), (1, 20))
     >>> subset, n_classes = labeled_subset(ds)
     >>> len(subset), n_classes
     (3, 3)
     """
-    labels = [int(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    labels = _labels(dataset)
     keep = [i for i, y in enumerate(labels) if y >= 0]
     if not keep:
         raise DataFormatError(
@@ -108,6 +110,15 @@ def labeled_subset(dataset: Dataset) -> tuple[Dataset, int]:
             "class labels >= 0"
         )
     return Subset(dataset, keep), max(labels) + 1
+
+
+def _labels(dataset: Dataset) -> list[int]:
+    """Each item's label: ``dataset.labels`` where it holds one per item, else read."""
+    n = len(dataset)  # type: ignore[arg-type]
+    given = getattr(dataset, "labels", None)
+    if given is not None and np.shape(given) == (n,):
+        return np.asarray(given, dtype=np.int64).tolist()
+    return [int(dataset[i][1]) for i in range(n)]
 
 
 def random_holdout(dataset: Dataset, fraction: float, *, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -164,6 +175,7 @@ def synthetic_windows(
     window: int = 100,
     step: int = 50,
     envelope_ms: float | None = 10.0,
+    subjects: list[int] | None = None,
 ) -> SyntheticWindows:
     """Windows of ``window`` samples every ``step`` samples over the 12 sEMG channels of each
     synthetic recording, filtered and rectified as IsoNet's preprocessing does
@@ -174,7 +186,8 @@ def synthetic_windows(
     Why the envelope: the synthetic sEMG is band-limited noise under a gesture-dependent
     amplitude, and noise cannot be predicted from its neighbours, so a masked patch can only be
     reconstructed through that amplitude. The default spec (one subject) keeps only gestures
-    that sEMG alone tells apart.
+    that sEMG alone tells apart. ``subjects`` picks some of the spec's subjects (default: all);
+    a subject's windows do not depend on which others are cut with it.
 
     >>> w = synthetic_windows(SyntheticSpec(n_subjects=1, movement_seconds=0.5), window=40)
     >>> w.X.shape[1:], w.n_classes, sorted(set(w.y.tolist()))[:2]
@@ -183,7 +196,7 @@ def synthetic_windows(
     if not isinstance(window, int) or window < 1 or not isinstance(step, int) or step < 1:
         raise ArgumentError(f"window and step must be ints >= 1, got {window!r} and {step!r}")
     parts: dict[str, list[np.ndarray]] = {"X": [], "y": [], "repetition": [], "subject": []}
-    for rec in generate_recordings(spec):
+    for rec in generate_recordings(spec, subjects):
         emg = filter_signals({"emg": rec.signals["emg"]}, rec.sample_rate, PreprocessSpec())["emg"]
         if envelope_ms is not None:
             width = max(1, round(envelope_ms * 1e-3 * rec.sample_rate))

@@ -71,3 +71,15 @@ def test_study_vs_naive_prints_one_json_line(capsys):
     assert result["speedup_vs_naive"] == pytest.approx(
         result["s_naive"] / result["s_runner"], rel=0.01
     )
+
+
+def test_tinymyo_forward_prints_one_json_line(capsys):
+    result = _load("tinymyo_forward").main(["--quick"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == result
+    assert result["benchmark"] == "tinymyo_forward"
+    assert (result["batch"], result["tokens"]) == (2, 40)
+    for key in ("ms_ours", "ms_plain", "ms_explicit", "ratio_speed_vs_plain"):
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert result["max_abs_diff"] < 1e-4  # the hooked model computes the plain one's output

@@ -1,0 +1,158 @@
+"""`emg-lens windows`: TinyMyo window stores from emg2pose, NinaPro DB5/DB6/DB7 and synthetic
+sEMG, on small files written in the real formats; and `emg-lens pretrain --windows` reading one.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from emg_lens.cli import main
+from emg_lens.data.pretrain import write_emg2pose_metadata, write_emg2pose_session
+from emg_lens.data.windows import WindowStore
+from tests.unit.test_pretrain_data import N, _db6_vars, _mat_vars, _save
+
+SHORT = ["--window", "200", "--step", "100", "--quiet"]  # 10 patches: small and quick
+
+
+def _windows(*args) -> int:
+    return main(["windows", *map(str, args)])
+
+
+def _starts(n_samples: int, window: int, step: int) -> int:
+    return len(range(0, n_samples - window + 1, step))
+
+
+@pytest.fixture
+def emg2pose(tmp_path):
+    """Users u1 (sessions a: train, c: test) and u2 (session b: train), 3000 samples each."""
+    root = tmp_path / "emg2pose"
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, user, split in [("a", "u1", "train"), ("b", "u2", "train"), ("c", "u1", "test")]:
+        emg = rng.standard_normal((3000, 16)).astype(np.float32) * rng.uniform(1, 50, 16)
+        write_emg2pose_session(root / f"{name}.hdf5", emg, user=user)
+        rows.append({"filename": name, "user": user, "split": split})
+    write_emg2pose_metadata(root, rows)
+    return root
+
+
+def test_emg2pose_split_and_subjects_give_min_max_unlabelled_windows(emg2pose, tmp_path):
+    out = tmp_path / "pretrain.h5"
+    assert _windows("--source", "emg2pose", "--root", emg2pose, "--out", out, "--quiet") == 0
+    store = WindowStore(out)
+    assert len(store) == 3 * _starts(3000, 1000, 500)  # 2 kHz already: no resampling
+    assert (store.n_channels, store.window) == (16, 1000)
+    assert store.subjects == [1, 2] and (store.labels == -1).all()
+    assert store.meta["preprocess"]["normalize"] == "minmax" and store.meta["scaler"] is None
+    x = np.stack([store[i][0].numpy() for i in range(len(store))])
+    np.testing.assert_allclose(x.min(axis=(1, 2)), -1, atol=1e-6)  # every window to [-1, 1]
+    np.testing.assert_allclose(x.max(axis=(1, 2)), 1, atol=1e-6)
+
+    out = tmp_path / "u1_train.h5"
+    args = ("--source", "emg2pose", "--root", emg2pose, "--out", out, "--split", "train")
+    assert _windows(*args, "--subjects", 1, "--quiet") == 0
+    store = WindowStore(out)
+    assert [s["source"].rsplit("/", 1)[-1] for s in store.meta["sessions"]] == ["a.hdf5"]
+    assert store.subjects == [1] and len(store) == _starts(3000, 1000, 500)
+
+
+def test_db5_is_z_scored_on_the_training_repetitions(tmp_path):
+    root = tmp_path / "db5"
+    for k in (1, 2, 3):  # codes restart at 1 in each exercise; repetitions 1 (train), 2 (test)
+        variables = _mat_vars(16, (1, 2, 3), (1, 2), seed=k, short_labels=False)
+        variables["emg"] = np.random.default_rng(k).standard_normal((N, 16)) * (1 + np.arange(16))
+        _save(root / "s1" / f"S1_E{k}_A1.mat", variables)
+    out = tmp_path / "db5.h5"
+    assert _windows("--source", "ninapro-db5", "--root", root, "--out", out, *SHORT) == 0
+    store = WindowStore(out)
+    assert store.meta["preprocess"]["normalize"] == "zscore"
+    assert store.meta["scaler"] is not None and store.subjects == [1]
+    # One recording (the exercises concatenated); 200 Hz -> 2 kHz: 3 N samples become 30 N.
+    assert len(store.meta["sessions"]) == 1
+    assert len(store) == _starts(30 * N, 200, 100)
+    labelled = sorted({int(c) for c in store.labels if c > 0})
+    assert labelled == [1, 2, 3, 13, 14, 15, 30, 31, 32]  # global DB5 labels
+    train = WindowStore(out, repetitions=[1])
+    x = np.stack([train[i][0].numpy() for i in range(len(train))]).astype(np.float64)
+    # Fitted on the training windows: those are standardised per channel (pooled).
+    np.testing.assert_allclose(x.mean(axis=(0, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(x.std(axis=(0, 2)), 1, atol=1e-4)
+
+    test_only = tmp_path / "db5_test.h5"
+    args = ("--source", "ninapro-db5", "--root", root, "--out", test_only, "--split", "test")
+    assert _windows(*args, *SHORT) == 0
+    split = WindowStore(test_only)
+    assert set(split.repetition.tolist()) == {2}
+    assert len(split) == int((store.repetition == 2).sum())
+    assert split.meta["scaler"] == store.meta["scaler"]  # the training repetitions' z-score
+
+
+def _db7():
+    """A DB7 file with three of its 40 codes, in blocks long enough to centre windows on."""
+    return _mat_vars(12, (1, 17, 40), (1, 2))
+
+
+@pytest.mark.parametrize(
+    ("source", "files", "channels"),
+    [
+        ("ninapro-db6", {"DB6_s3_a/S3_D1_T1.mat": _db6_vars, "S3_D1_T2.mat": _db6_vars}, 14),
+        ("ninapro-db7", {"Subject_2/S2_E1_A1.mat": _db7, "S5_E1_A1.mat": _db7}, 12),
+    ],
+)
+def test_db6_db7_pretraining_stores_keep_labels_and_pad_channels(
+    tmp_path, capsys, source, files, channels
+):
+    root = tmp_path / "data"
+    for name, variables in files.items():
+        _save(root / name, variables())
+    out = tmp_path / "store.h5"
+    assert _windows("--source", source, "--root", root, "--out", out, *SHORT) == 0
+    assert "wrote" in capsys.readouterr().out
+    store = WindowStore(out)
+    assert store.meta["preprocess"]["normalize"] == "minmax"
+    assert len(store.meta["sessions"]) == 2
+    assert len(store) == 2 * _starts(N - 1, 200, 100)  # 2 kHz; labels one sample short
+    assert (store.labels >= 0).all() and (store.labels > 0).any()
+    x = store[0][0].numpy()
+    assert np.abs(x[:channels]).max() == pytest.approx(1.0)
+    assert not np.abs(x[channels:]).any()  # zero-padded to 16 channels
+
+    first = min(int(name.split("S")[-1].split("_")[0]) for name in files)
+    out = tmp_path / "one.h5"
+    args = ("--source", source, "--root", root, "--out", out, "--subjects", first)
+    assert _windows(*args, *SHORT) == 0
+    assert WindowStore(out).subjects == [first]
+
+
+def test_synthetic_store_feeds_pretrain(tmp_path, capsys):
+    out = tmp_path / "synthetic.h5"
+    options = ["--n-subjects", "1", "--movement-seconds", "0.5", *SHORT]
+    assert _windows("--source", "synthetic", "--out", out, *options) == 0
+    store = WindowStore(out)
+    assert store.subjects == [1] and store.meta["preprocess"]["normalize"] == "zscore"
+    assert set(store.labels.tolist()) == {0, 1, 2, 3, 4}  # rest and 4 sEMG gestures
+    pretrained = tmp_path / "pretrained"
+    command = ["pretrain", "--windows", str(out), "--out", str(pretrained), "--epochs", "1"]
+    assert main([*command, "--warmup-epochs", "0", "--quiet"]) == 0
+    assert f"on {int(0.9 * len(store) + 0.5)} windows [16 x 200]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "ninapro-db5"], "needs root"),
+        (["--source", "synthetic", "--split", "val"], r"split \['val'\].*\['train', 'test'\]"),
+        (["--source", "synthetic", "--subjects", "7"], r"subjects \[7\].*available: \[1, 2\]"),
+        (["--source", "emg2pose", "--root", "ROOT", "--normalize", "zscore"], "use normalize="),
+        (["--source", "emg2pose", "--root", "ROOT", "--split", "dev"], "unknown emg2pose split"),
+        (["--source", "ninapro-db7", "--root", "ROOT"], "no subjects found"),
+        (["--source", "synthetic", "--test-repetitions", "1"], "share none"),
+    ],
+)
+def test_bad_requests_name_the_value_and_write_nothing(emg2pose, tmp_path, capsys, args, message):
+    out = tmp_path / "never.h5"
+    args = [str(emg2pose) if a == "ROOT" else a for a in args]
+    assert _windows(*args, "--out", out, "--movement-seconds", "0.3", *SHORT) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
