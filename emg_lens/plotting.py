@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)  # files only: never needs a display
 import matplotlib.pyplot as plt
 
 from emg_lens.errors import ArgumentError, describe

@@ -119,7 +119,10 @@ class _MaskCache:
     def get(self, n_heads: int, device: torch.device) -> torch.Tensor:
         key = (n_heads, str(device))
         if key not in self._masks:
-            self._masks[key] = _as_mask(self.edges, self.layout, n_heads).to(device)
+            # A normal tensor even when first met under inference_mode, so the same hook can
+            # later run in a forward pass that autograd records.
+            with torch.inference_mode(False):
+                self._masks[key] = _as_mask(self.edges, self.layout, n_heads).to(device)
         return self._masks[key]
 
 

@@ -159,6 +159,20 @@ def test_mask_edges_compiles_once_per_head_count_and_device(tiny_isonet):
     assert torch.equal(first, second)
 
 
+def test_a_hook_first_used_under_inference_mode_works_with_autograd(tiny_isonet):
+    """A notebook evaluates with a hook under inference_mode, then trains or takes gradients
+    with the same hook: its cached mask must not be an inference tensor."""
+    model = tiny_isonet
+    hooks = [(attn_scores_filter(), mask_edges("cross_modal", model.layout))]
+    x = model.example_input(2)
+    with torch.inference_mode():
+        evaluated = model.run_with_hooks(x, fwd_hooks=hooks)
+    logits = model.run_with_hooks(x, fwd_hooks=hooks)
+    logits.sum().backward()
+    assert torch.allclose(logits.detach(), evaluated)
+    assert model.blocks[0].attn.W_Q.grad is not None
+
+
 # ----------------------------------------------------------------------------- zero_edges
 
 

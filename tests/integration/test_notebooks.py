@@ -1,0 +1,73 @@
+"""The notebooks run from top to bottom, as committed (issue 6).
+
+Every notebook in notebooks/ executes with nbclient on a kernel of this interpreter, in a
+temporary working directory that also holds its temporary files, and must finish without an
+error, show its figures inline and draw the README figure it is tagged with. They are committed
+without outputs, so the diff of a notebook is its code and prose only.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ISSUE_NOTEBOOKS = {
+    "01_hook_ablation",
+    "02_custom_edge_masks",
+    "03_attention_inspection",
+    "04_tinymyo",
+}
+
+
+def _load_make_figures():
+    """docs/make_figures.py, the tool that runs the notebooks to draw the README figures."""
+    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs" / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_figures = _load_make_figures()
+
+
+def _images(cell) -> int:
+    return sum("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+
+
+def test_the_notebooks_of_the_issue_are_all_there():
+    assert {path.stem for path in NOTEBOOKS} >= ISSUE_NOTEBOOKS
+
+
+def test_make_figures_examples_hold():
+    failures, tried = doctest.testmod(make_figures)
+    assert tried and not failures
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_is_saved_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    stored = [
+        index
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
+    assert not stored, f"{path.name}: cells {stored} hold outputs; clear them before saving"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs_without_error(path, tmp_path):
+    nb = make_figures.execute(path, tmp_path)  # raises CellExecutionError on any error
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count is not None for cell in code), "a cell did not run"
+    # Figures show inline (emg_lens leaves the backend to matplotlib, never forcing Agg) ...
+    assert sum(_images(cell) for cell in code) >= 2, f"{path.name} showed fewer than 2 figures"
+    # ... and so is the one figure of it that the README shows, docs/figures/<notebook>.png.
+    assert list(make_figures.readme_figures(nb)) == [f"{path.stem}.png"]
