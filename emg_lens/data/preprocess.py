@@ -53,6 +53,7 @@ class PreprocessSpec:
     order: int = 4  # Butterworth order
     causal: bool = False  # True: sosfilt (streaming); False: zero-phase sosfiltfilt
     rectify: bool = True  # |sEMG| after filtering
+    envelope: float | None = None  # Hz: low-pass the rectified sEMG (its linear envelope)
     acc_magnitude: bool = False  # replace each 3-axis sensor by its magnitude
     segment: str | tuple[float, float] = "steady"  # "transient", "steady", "full", (s0, s1)
     window: int = 200  # samples per window: the model's n_samples
@@ -70,6 +71,11 @@ class PreprocessSpec:
             )
         if self.window < 1 or (self.step is not None and self.step < 1):
             raise ConfigError("PreprocessSpec.window and .step must be positive sample counts")
+        if self.envelope is not None and not (self.rectify and self.envelope > 0):
+            raise ConfigError(
+                f"PreprocessSpec.envelope = {self.envelope!r}: a low-pass cut-off in Hz (> 0) of "
+                "the rectified sEMG, so it needs rectify=True; or None for no envelope"
+            )
         overlap = set(self.train_repetitions) & set(self.test_repetitions)
         if overlap:
             raise ConfigError(
@@ -198,6 +204,10 @@ def filter_signals(
                 x = sps.lfilter(b, a, x, axis=0) if spec.causal else sps.filtfilt(b, a, x, axis=0)
             if spec.rectify:
                 x = np.abs(x)
+            if spec.envelope is not None:
+                x = _apply(
+                    _sos("lowpass", spec.envelope, spec.order, fs, "sEMG envelope"), x, spec.causal
+                )
         else:
             if spec.lowpass is not None:
                 x = _apply(

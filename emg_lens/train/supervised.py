@@ -106,8 +106,13 @@ def fit(
     cfg: TrainConfig = TrainConfig(),
     *,
     desc: str = "train",
+    edge_masks: dict[int, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on windows ``X`` with class indices ``y``; returns the history.
+
+    ``edge_masks`` (``{layer: bool [head, query, key]}``, as ``model.forward`` takes them) are
+    applied in every training step: a model trained with, say, cross-modal edges cut on all
+    heads but one has to route its cross-modal information through that head.
 
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
@@ -138,7 +143,7 @@ def fit(
                 idx = perm[i : i + cfg.batch_size]
                 xb, yb = X_t[idx].to(device), y_t[idx].to(device)
                 lam = anneal_weight(result.steps, anneal_steps)
-                loss = _loss(model, xb, yb, lam)
+                loss = _loss(model, xb, yb, lam, edge_masks)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
@@ -156,11 +161,13 @@ def fit(
     return result
 
 
-def _loss(model: HookedEncoder, xb: torch.Tensor, yb: torch.Tensor, lam: float) -> torch.Tensor:
+def _loss(
+    model: HookedEncoder, xb: torch.Tensor, yb: torch.Tensor, lam: float, edge_masks
+) -> torch.Tensor:
     if getattr(model, "dual_head", False):
-        cls_logits, avg_logits = model(xb, return_type="both")
+        cls_logits, avg_logits = model(xb, return_type="both", edge_masks=edge_masks)
         return dual_head_loss(cls_logits, avg_logits, yb, lam)
-    return F.cross_entropy(model(xb), yb)
+    return F.cross_entropy(model(xb, edge_masks=edge_masks), yb)
 
 
 @torch.inference_mode()

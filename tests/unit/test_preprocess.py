@@ -50,6 +50,27 @@ def test_zero_phase_vs_causal():
     assert not np.allclose(offline, streaming)
 
 
+def test_envelope_is_the_smoothed_rectified_emg():
+    """An amplitude-modulated carrier: the 10 Hz envelope keeps the 2 Hz modulation (times
+    the mean of |sin|, 2/pi) and removes the rectified carrier's ripple."""
+    t = np.arange(8000) / FS
+    level = 1.0 + 0.5 * np.sin(2 * np.pi * 2.0 * t)
+    x = (level * np.sin(2 * np.pi * 150.0 * t))[:, None].astype(np.float32)
+    env = filter_signals({"emg": x}, FS, PreprocessSpec(envelope=10.0))["emg"][:, 0]
+    rectified = filter_signals({"emg": x}, FS, PreprocessSpec())["emg"][:, 0]
+    middle = slice(1000, -1000)
+    np.testing.assert_allclose(env[middle], (2 / np.pi) * level[middle], atol=0.03)
+    assert np.abs(np.diff(env[middle])).max() < 0.1 * np.abs(np.diff(rectified[middle])).max()
+
+
+@pytest.mark.parametrize("envelope", [0.0, -5.0])
+def test_envelope_needs_a_positive_cutoff_and_rectification(envelope):
+    with pytest.raises(ConfigError, match="envelope"):
+        PreprocessSpec(envelope=envelope)
+    with pytest.raises(ConfigError, match="rectify=True"):
+        PreprocessSpec(envelope=10.0, rectify=False)
+
+
 def test_cutoffs_at_or_above_nyquist_are_refused():
     with pytest.raises(ConfigError, match="Nyquist"):
         filter_signals({"emg": np.zeros((100, 1))}, 800.0, PreprocessSpec())  # 500 Hz >= 400

@@ -11,6 +11,8 @@ from emg_lens import CheckpointError, ConfigError, EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info, save_checkpoint
 from emg_lens.data.preprocess import PreprocessSpec, prepare_subject
 from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.edges import cross_modal
+from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet, TinyMyo
 from emg_lens.train import TrainConfig, accuracy, anneal_weight, dual_head_loss, fit
 
@@ -51,6 +53,22 @@ def test_training_is_deterministic_on_cpu(subject):
     fit(b, subject.X_train[:128], subject.y_train[:128], cfg)
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(pa, pb), name
+
+
+def test_training_with_edge_masks_equals_training_with_mask_hooks(subject):
+    """``fit(edge_masks=...)`` (the SDPA path) trains exactly as `mask_edges` hooks at
+    ``hook_attn_scores`` would (the explicit path), and the cut edges change the weights."""
+    cfg = TrainConfig(epochs=1, lr=1e-3, progress=False, seed=5)
+    X, y = subject.X_train[:96], subject.y_train[:96]
+    masked, hooked, plain = _model(subject), _model(subject), _model(subject)
+    cut = cross_modal().compile(masked.layout, masked.cfg.n_heads)
+    fit(masked, X, y, cfg, edge_masks={0: cut, 1: cut})
+    with hooked.hooks(fwd_hooks=[(attn_scores_filter([0, 1]), mask_edges(cut, hooked.layout))]):
+        fit(hooked, X, y, cfg)
+    fit(plain, X, y, cfg)
+    for (name, a), b in zip(masked.named_parameters(), hooked.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert not torch.equal(masked.blocks[0].attn.W_Q, plain.blocks[0].attn.W_Q)
 
 
 def test_anneal_schedule_and_dual_head_loss():
