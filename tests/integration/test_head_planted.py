@@ -15,7 +15,7 @@ import dataclasses
 import pytest
 import torch
 
-from emg_lens import EncoderConfig
+from emg_lens.config import config_for_data
 from emg_lens.data.preprocess import prepare_subject
 from emg_lens.data.synthetic import generate_recordings, planted_setup
 from emg_lens.edges import cross_modal, heads
@@ -37,13 +37,13 @@ def data():
 
 
 def _train(data, seed: int) -> tuple[IsoNet, dict[int, torch.Tensor]]:
-    cfg = EncoderConfig.preset(
+    cfg = config_for_data(
+        IsoNet,
         "demo",
+        data.modalities,
+        data.n_classes,
+        data.X_train.shape[-1],
         n_layers=2,
-        modalities=data.modalities,
-        n_classes=data.n_classes,
-        n_samples=data.X_train.shape[-1],
-        n_ctx=-1,
         seed=seed,
     )
     model = IsoNet(cfg)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emg_lens import EncoderConfig
+from emg_lens.config import config_for_data
 from emg_lens.data.preprocess import prepare_subject
 from emg_lens.data.synthetic import generate_recordings, gesture_kinds, planted_setup
 from emg_lens.models import IsoNet
@@ -39,13 +39,13 @@ def trained():
     models = {}
     for recording in generate_recordings(synthetic, list(SUBJECTS)):
         data = prepare_subject(recording, preprocess)
-        cfg = EncoderConfig.preset(
+        cfg = config_for_data(
+            IsoNet,
             "demo",
+            data.modalities,
+            data.n_classes,
+            data.X_train.shape[-1],
             n_layers=3,
-            modalities=data.modalities,
-            n_classes=data.n_classes,
-            n_samples=data.X_train.shape[-1],
-            n_ctx=-1,
             seed=0,
         )
         model = IsoNet(cfg)
