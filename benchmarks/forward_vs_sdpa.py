@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from _harness import compare_and_time
 from torch import nn
 
 from emg_lens import EncoderConfig
@@ -115,16 +114,6 @@ def _perturb(model: nn.Module, seed: int = 1) -> None:
             param.add_(0.1 * torch.randn(param.shape, generator=gen, dtype=param.dtype).to(param))
 
 
-def _time_ms(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, cuda: bool) -> float:
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn(x)
-    if cuda:
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1e3
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="paper")
@@ -160,24 +149,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             r, fwd_hooks=score_hooks, start_at_layer=0, return_type=None
         ),
     }
-    times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.inference_mode():
         resid = model(signals.to(args.device), stop_at_layer=0)  # the embedded input
         expected = plain(resid)
-        max_diff = 0.0
-        for name, fn in runs.items():
-            out = fn(resid)
-            diff = (out - expected).abs().max().item()
-            max_diff = max(max_diff, diff)
-            assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4), (name, diff)
-        for _ in range(args.warmup):
-            for fn in runs.values():
-                fn(resid)
-        order = list(runs)
-        for i in range(args.repeats):
-            for name in order[i % 3 :] + order[: i % 3]:  # rotate who runs first
-                times[name].append(_time_ms(runs[name], resid, cuda))
-    ms = {name: statistics.median(t) for name, t in times.items()}
+    ms, max_diff = compare_and_time(
+        runs, resid, expected, warmup=args.warmup, repeats=args.repeats, cuda=cuda
+    )
     result = {
         "benchmark": "forward_vs_sdpa",
         "preset": args.preset,

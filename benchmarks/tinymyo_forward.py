@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from _harness import compare_and_time
 from torch import nn
 
 from emg_lens import EncoderConfig
@@ -115,16 +114,6 @@ class PlainTinyMyo(nn.Module):
         return self.classifier(h.mean(dim=1))
 
 
-def _time(fn, x, device) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn(x)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1e3
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -161,22 +150,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "plain": plain,
         "explicit": lambda s: ours.run_with_hooks(s, fwd_hooks=attn_hooks),
     }
-    times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.inference_mode():
         expected = plain(x)
-        max_err = {}
-        for name, fn in runs.items():
-            out = fn(x)
-            max_err[name] = (out - expected).abs().max().item()
-            assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4), (name, max_err[name])
-        for _ in range(args.warmup):
-            for fn in runs.values():
-                fn(x)
-        order = list(runs)
-        for i in range(args.repeats):
-            for name in order[i % 3 :] + order[: i % 3]:  # rotate who runs first
-                times[name].append(_time(runs[name], x, args.device))
-    ms = {name: statistics.median(t) for name, t in times.items()}
+    ms, max_diff = compare_and_time(
+        runs,
+        x,
+        expected,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        cuda=args.device.startswith("cuda"),
+    )
     result = {
         "benchmark": "tinymyo_forward",
         "device": args.device,
@@ -189,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "ms_plain": round(ms["plain"], 2),
         "ms_explicit": round(ms["explicit"], 2),
         "repeats": args.repeats,
-        "max_abs_diff": float(f"{max(max_err.values()):.2e}"),
+        "max_abs_diff": float(f"{max_diff:.2e}"),
     }
     print(json.dumps(result))
     return result
