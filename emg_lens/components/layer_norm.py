@@ -15,9 +15,10 @@ class LayerNorm(nn.Module):
     """``(x - mean) / sqrt(var + eps) * w + b``, firing ``hook_scale`` and ``hook_normalized``.
 
     ``hook_scale`` is the per-token ``sqrt(var + eps)`` that `ActivationCache.apply_ln_to_stack`
-    divides by; ``hook_normalized`` is the output after ``w`` and ``b``, as in TransformerLens.
-    When neither hook point is observed, `torch.nn.functional.layer_norm` computes the same
-    function in one kernel (equal to ~1e-6).
+    divides by; ``hook_normalized`` fires on ``(x - mean) / scale``, *before* ``w`` and ``b``,
+    as in TransformerLens >= 3.0 and TL 4.3's bridge, so a value patched there is then scaled
+    and shifted like the clean one. When neither hook point is observed,
+    `torch.nn.functional.layer_norm` computes the same function in one kernel (equal to ~1e-6).
 
     >>> ln = LayerNorm(EncoderConfig.preset("tiny"))
     >>> ln(torch.randn(2, 7, 16)).shape
@@ -46,7 +47,7 @@ class LayerNorm(nn.Module):
             return F.layer_norm(x, self.w.shape, self.w, self.b, self.eps)
         x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized(x / scale * self.w + self.b)
+        return self.hook_normalized(x / scale) * self.w + self.b
 
 
 def make_norm(cfg: EncoderConfig) -> nn.Module:

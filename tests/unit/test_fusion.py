@@ -118,7 +118,8 @@ def test_without_cls_tokens_pools_the_tubelets(name):
     assert model.layout.group == ("emg", "emg", "acc", "acc")
     assert model.cls_positions == {}
     _, cache = model.run_with_cache(model.example_input(3))
-    normalized = cache["ln_final.hook_normalized"]
+    # hook_normalized is before the affine; the head pools ln_final's output
+    normalized = cache["ln_final.hook_normalized"] * model.ln_final.w + model.ln_final.b
     pooled = torch.cat((normalized[:, 0:2].mean(1), normalized[:, 2:4].mean(1)), dim=-1)
     torch.testing.assert_close(cache["classifier.hook_pooled"], pooled)
 

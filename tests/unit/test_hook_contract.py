@@ -172,9 +172,61 @@ def test_accumulated_resid_and_apply_ln(make_model):
     assert acc.shape[0] == n + 1 and labels[-1] == "final_post"
     normed = cache.apply_ln_to_stack(acc[-1:], layer=n)
     # apply_ln_to_stack uses the cached ln_final scale: on the final residual it must equal
-    # ln_final without its affine part.
-    expected = (cache["ln_final.hook_normalized"] - model.ln_final.b) / model.ln_final.w
+    # ln_final without its affine part, which is what hook_normalized holds.
+    expected = cache["ln_final.hook_normalized"]
     torch.testing.assert_close(normed[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def _legacy_layer_norm(x, eps):
+    """TransformerLens's LayerNorm by hand: ``(scale, normalized)``, normalized before w, b."""
+    centred = x - x.mean(-1, keepdim=True)
+    scale = (centred.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    return scale, centred / scale
+
+
+def _norm_inputs(model, cache):
+    """Every LayerNorm of the shared stack, with the cached stream that enters it."""
+    final = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    pairs = [("ln_final", cache[final])]
+    for layer in range(model.cfg.n_layers):
+        pairs.append((f"blocks.{layer}.ln1", cache[f"blocks.{layer}.hook_resid_pre"]))
+        pairs.append((f"blocks.{layer}.ln2", cache[f"blocks.{layer}.hook_resid_mid"]))
+    return pairs
+
+
+def test_layer_norm_hooks_match_the_legacy_formula(make_model):
+    # hook_scale = sqrt(var + eps); hook_normalized = (x - mean) / scale, *before* w and b
+    # (TransformerLens >= 3.0 and TL 4.3's bridge). perturb_biases makes w, b non-trivial.
+    model = make_model()
+    _needs_stack(model)
+    _, cache = model.run_with_cache(model.example_input(3))
+    for name, x in _norm_inputs(model, cache):
+        ln = model.get_submodule(name)
+        scale, normalized = _legacy_layer_norm(x, model.cfg.eps)
+        torch.testing.assert_close(cache[f"{name}.hook_scale"], scale, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            cache[f"{name}.hook_normalized"], normalized, atol=1e-5, rtol=1e-5
+        )
+        # The fused path (nothing observes the norm) computes the same output.
+        with torch.no_grad():
+            torch.testing.assert_close(ln(x), normalized * ln.w + ln.b, atol=1e-5, rtol=1e-5)
+
+
+def test_patching_hook_normalized_goes_through_the_affine():
+    model = _isonet().eval()
+    perturb_biases(model)
+    x = model.example_input(2)
+    ln = model.blocks[0].ln1
+    seen = {}
+
+    def patch(value, hook):
+        seen["out"] = torch.full_like(value, 0.5)
+        return seen["out"]
+
+    outputs = []
+    ln.register_forward_hook(lambda module, args, out: outputs.append(out))
+    model.run_with_hooks(x, fwd_hooks=[("blocks.0.ln1.hook_normalized", patch)])
+    torch.testing.assert_close(outputs[-1], seen["out"] * ln.w + ln.b)
 
 
 def test_stack_head_results_and_full_decomposition(make_model):
