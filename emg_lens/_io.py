@@ -1,8 +1,11 @@
 """Atomic file writes: every file emg_lens saves is written beside its target and renamed.
 
 Readers (and other processes writing the same file) therefore see the old file or the whole
-new one, never a partial file; a write that fails removes its temporary file. A process killed
-mid-write can leave one behind: `leftover_temp_files` finds it, for error messages.
+new one, never a partial file; a write that fails removes its temporary file. The temporary file
+is flushed to disk (`os.fsync`) before the rename, so a crash of the machine cannot leave an
+empty or torn file under the target's name. A process killed mid-write can leave its temporary
+file behind: `leftover_temp_files` finds it, for error messages, and `remove_orphaned_temp_files`
+removes those whose writer is no longer alive.
 
 >>> import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "notes.txt"
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "leftover_temp_files"]
+__all__ = ["atomic_write", "leftover_temp_files", "pid_alive", "remove_orphaned_temp_files"]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -31,9 +34,9 @@ def _temp_path(path: Path) -> Path:
 
 
 def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
-    """Call ``write_fn(tmp)`` to write a temporary file in ``path``'s folder, then rename it
-    to ``path`` (`os.replace`: atomic on POSIX); on any error, the temporary file is removed
-    and the error raised. The folder must exist. Returns ``path``.
+    """Call ``write_fn(tmp)`` to write a temporary file in ``path``'s folder, flush it to disk,
+    then rename it to ``path`` (`os.replace`: atomic on POSIX); on any error, the temporary
+    file is removed and the error raised. The folder must exist. Returns ``path``.
 
     ``write_fn`` gets the temporary path, to open or to hand to a library that writes a named
     file (one that appends its own suffix, as ``np.savez`` appends ``.npz``, needs an open
@@ -55,11 +58,25 @@ def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
     tmp = _temp_path(path)
     try:
         write_fn(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt too: never leave a partial file behind
         tmp.unlink(missing_ok=True)
         raise
+    _fsync(path.parent)  # the rename itself, where the file system allows it
     return path
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) data to disk; folders that refuse it are skipped."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():  # some file systems cannot fsync a folder; a file must work
+            raise
+    finally:
+        os.close(fd)
 
 
 def leftover_temp_files(path: str | Path) -> list[Path]:
@@ -73,3 +90,40 @@ def leftover_temp_files(path: str | Path) -> list[Path]:
     """
     path = Path(path)
     return sorted(path.parent.glob(f"{glob.escape(path.name)}.*{TEMP_SUFFIX}"))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one we may not signal counts).
+
+    >>> pid_alive(os.getpid())
+    True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphaned_temp_files(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of `atomic_write` under ``folder`` (recursively) whose
+    writer's pid (in the name) is not alive on this machine; returns what was removed.
+
+    >>> import subprocess, sys, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+    ...                       capture_output=True, text=True).stdout.strip()
+    >>> for pid in (dead, os.getpid()):
+    ...     _ = (folder / f"cell.json.{pid}.tmp").write_bytes(b"")
+    >>> [p.name == f"cell.json.{dead}.tmp" for p in remove_orphaned_temp_files(folder)]
+    [True]
+    """
+    removed = []
+    for path in sorted(Path(folder).rglob(f"*{TEMP_SUFFIX}")):
+        pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")[2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            path.unlink(missing_ok=True)  # another process may be cleaning up too
+            removed.append(path)
+    return removed

@@ -1,0 +1,216 @@
+"""Digests of what a result was computed from (DESIGN §10): the model, the data, the code.
+
+A study cell is reused only when its provenance — the digests below, the metric and the scored
+output — equals what the cell would be computed from now. Every digest is a SHA-256 hex string
+of canonical bytes: files are streamed (a large data file is read once per process, memoised by
+its path and `os.stat` identity), JSON is dumped with sorted keys, tensors and arrays contribute
+their names, dtypes, shapes and bytes.
+
+>>> import tempfile
+>>> path = Path(tempfile.mkdtemp()) / "notes.txt"
+>>> _ = path.write_text("hello")
+>>> file_digest(path) == hashlib.sha256(b"hello").hexdigest()
+True
+>>> json_digest({"b": 1, "a": 2}) == json_digest({"a": 2, "b": 1})
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "arrays_digest",
+    "checkpoint_digest",
+    "code_digest",
+    "data_files",
+    "file_digest",
+    "files_digest",
+    "json_digest",
+    "model_digest",
+    "source_digest",
+]
+
+_CHUNK = 1 << 20
+_file_digests: dict[tuple, str] = {}
+
+
+def json_digest(obj: Any) -> str:
+    """Digest of ``obj`` as canonical JSON (sorted keys; tuples as lists; others as `str`).
+
+    >>> json_digest({"window": (1, 2)}) == json_digest({"window": [1, 2]})
+    True
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """Digest of a file's bytes, streamed; memoised per (path, device, inode, size, mtime,
+    ctime) within the process, so a large file is read once and a rewritten one again.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.bin"
+    >>> _ = path.write_bytes(b"one")
+    >>> first = file_digest(path)
+    >>> _ = path.write_bytes(b"two")
+    >>> file_digest(path) != first
+    True
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _file_digests:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+        _file_digests[key] = digest.hexdigest()
+    return _file_digests[key]
+
+
+def files_digest(paths: Iterable[str | Path]) -> str:
+    """One digest of the contents of several files, in the order given (names not included,
+    so a moved but unchanged file keeps its digest).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     _ = (folder / name).write_text(name)
+    >>> files_digest([folder / "a", folder / "b"]) != files_digest([folder / "b", folder / "a"])
+    True
+    """
+    return json_digest([file_digest(p) for p in paths])
+
+
+@functools.cache
+def _package_digest() -> str:
+    """The emg_lens package's own ``.py`` sources (relative names and bytes), once a process."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(file_digest(path).encode())
+    return digest.hexdigest()
+
+
+def code_digest(extra_files: Iterable[str | Path] = ()) -> str:
+    """``"<emg_lens version>+<digest>"`` of the emg_lens sources and of ``extra_files`` (e.g.
+    the hook files a study loads): a changed emg_lens, or a changed extra file, changes it.
+
+    >>> import tempfile
+    >>> hook = Path(tempfile.mkdtemp()) / "hook.py"
+    >>> _ = hook.write_text("x = 1")
+    >>> code_digest().startswith(__import__("emg_lens").__version__ + "+")
+    True
+    >>> code_digest([hook]) != code_digest()
+    True
+    """
+    from emg_lens import __version__
+
+    extra = [str(Path(p).resolve()) for p in extra_files]
+    tail = _package_digest() if not extra else json_digest([_package_digest(), files_digest(extra)])
+    return f"{__version__}+{tail}"
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    """Digest of a checkpoint folder: the bytes of ``model.safetensors`` and the class, config
+    and constructor keywords of its ``config.json`` (not its free metadata, such as training
+    metrics, which do not change what the model computes).
+
+    >>> import tempfile
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.checkpoints import save_checkpoint
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    >>> a = save_checkpoint(model, tempfile.mkdtemp(), metadata={"val_accuracy": 0.5})
+    >>> b = save_checkpoint(model, tempfile.mkdtemp(), metadata={"val_accuracy": 0.9})
+    >>> checkpoint_digest(a) == checkpoint_digest(b)
+    True
+    """
+    from emg_lens.checkpoints import WEIGHTS, read_checkpoint_info
+
+    info = read_checkpoint_info(path)
+    built_from = {k: info.get(k) for k in ("model_class", "config", "model_kwargs")}
+    return json_digest({"weights": file_digest(Path(path) / WEIGHTS), "built_from": built_from})
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """Digest of an in-memory model: its state_dict (names, dtypes, shapes, bytes), class
+    name, ``cfg.to_dict()`` and ``init_kwargs``.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> a, b = (IsoNet(EncoderConfig.preset("tiny", seed=s)) for s in (0, 1))
+    >>> model_digest(a) == model_digest(a), model_digest(a) == model_digest(b)
+    (True, False)
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    cfg = getattr(model, "cfg", None)
+    built_from = {
+        "class": type(model).__name__,
+        "config": cfg.to_dict() if cfg is not None else None,
+        "init_kwargs": dict(getattr(model, "init_kwargs", {})),
+    }
+    return json_digest({"state": digest.hexdigest(), "built_from": built_from})
+
+
+def arrays_digest(data: Any) -> str:
+    """Digest of the evaluation part of a `SubjectData`: ``X_test`` and ``y_test`` (bytes,
+    dtype, shape) and the class list.
+
+    >>> from types import SimpleNamespace
+    >>> data = SimpleNamespace(X_test=np.zeros((2, 3)), y_test=np.arange(2), classes=[0, 1])
+    >>> before = arrays_digest(data)
+    >>> data.X_test[0, 0] = 1.0
+    >>> arrays_digest(data) != before
+    True
+    """
+    digest = hashlib.sha256()
+    for array in (data.X_test, data.y_test):
+        array = np.ascontiguousarray(array)
+        digest.update(json.dumps([str(array.dtype), list(array.shape)]).encode())
+        digest.update(array.tobytes())
+    return json_digest({"arrays": digest.hexdigest(), "classes": list(data.classes)})
+
+
+def data_files(source: dict[str, Any], subject: int) -> list[Path]:
+    """The files a data source reads for ``subject``: `emg_lens.data.datasets.source_files`,
+    plus the window sources' (the HDF5 store of ``"windows"``; none for synthetic windows).
+
+    >>> data_files({"dataset": "synthetic-windows"}, 1)
+    []
+    """
+    from emg_lens.data.datasets import source_files
+
+    dataset = source.get("dataset")
+    if dataset == "windows":
+        return [Path(source["path"])]
+    if dataset == "synthetic-windows":
+        return []
+    return source_files(source, subject)
+
+
+def source_digest(source: dict[str, Any], subject: int) -> str:
+    """Digest of one subject's data from a checkpoint's data source: the source dict (with
+    its preprocessing spec), the subject, and the content of every file it reads.
+
+    >>> from emg_lens.data.datasets import data_source
+    >>> source = data_source("synthetic")
+    >>> source_digest(source, 1) == source_digest(source, 1) != source_digest(source, 2)
+    True
+    """
+    files = data_files(source, subject)
+    return json_digest({"source": source, "subject": int(subject), "files": files_digest(files)})
