@@ -470,7 +470,7 @@ class TinyMyo(HookedEncoder):
         n_samples: int = 1000,
         reduction: str | None = None,
         reg_target_len: int = 500,
-        rope_positions: str = "token",
+        rope_positions: str = "head",
         **overrides: Any,
     ) -> TinyMyo:
         """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict.
@@ -483,24 +483,32 @@ class TinyMyo(HookedEncoder):
         ``model.`` on every key is stripped. ``overrides`` go to `EncoderConfig` (``device``,
         ``dtype``, ``sample_rate``, ...) and must not contradict the checkpoint.
 
-        ``rope_positions="token"`` (default) rotates at the flattened token index, as the
-        model is described. ``"head"`` reproduces the stored BioFoundation source exactly: it
-        calls torchtune's RoPE (which expects ``[b, s, n_h, h_d]``) on ``[b, n_h, s, h_d]``
-        tensors, so the rotation angle follows the *head* index; queries and keys of a head are
-        rotated alike and the scores are those of no RoPE at all, so the model is built with
-        ``positional_embedding_type="none"``.
+        By default the model computes what BioFoundation's own code computes with these
+        weights, which is what its released checkpoints were trained with:
+        ``rope_positions="head"``. BioFoundation's ``models/TinyMyo.py`` calls torchtune's RoPE
+        (which expects ``[b, s, n_h, h_d]``) on ``[b, n_h, s, h_d]`` tensors, so the rotation
+        angle follows the *head* index; the queries and keys of a head are rotated alike, the
+        rotation cancels in their dot products, and the scores are those of no RoPE at all. The
+        model is therefore built with ``positional_embedding_type="none"`` (no ``hook_rot_q``
+        / ``hook_rot_k``). ``rope_positions="token"`` rotates at the flattened token index, as
+        the thesis describes the model: use it for weights trained with token RoPE, such as a
+        `to_biofoundation` export of a TinyMyo trained with emg_lens.
 
         Missing or unknown keys, and shapes that disagree, raise `CheckpointError` naming them.
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
-        >>> source = TinyMyo(cfg, task="regression", reg_target_len=10)
-        >>> model = TinyMyo.from_biofoundation(source.to_biofoundation(), n_samples=40,
-        ...                                    reg_target_len=10)
+        >>> source = TinyMyo(cfg, task="regression", reg_target_len=10)  # token RoPE
+        >>> sd = source.to_biofoundation()
+        >>> model = TinyMyo.from_biofoundation(sd, n_samples=40, reg_target_len=10,
+        ...                                    rope_positions="token")
         >>> model.task, model.cfg.n_channels, model.cfg.n_layers
         ('regression', 2, 1)
         >>> x = source.example_input(2)
         >>> torch.allclose(model(x), source(x))
         True
+        >>> as_biofoundation = TinyMyo.from_biofoundation(sd, n_samples=40, reg_target_len=10)
+        >>> as_biofoundation.cfg.positional_embedding_type  # what BioFoundation's code computes
+        'none'
         """
         sd = _strip_prefix(dict(state_dict))
         if rope_positions not in ROPE_POSITIONS:
@@ -560,6 +568,12 @@ class TinyMyo(HookedEncoder):
     def to_biofoundation(self) -> dict[str, torch.Tensor]:
         """This model's weights in BioFoundation's ``models/TinyMyo.py`` key layout and
         shapes (what `from_biofoundation` reads), as fresh contiguous tensors.
+
+        The key layout holds no positional convention. BioFoundation's own code runs any such
+        state dict with head-index rotation (no positional information, see
+        `from_biofoundation`); a model with token RoPE (``positional_embedding_type="rotary"``)
+        round-trips through ``from_biofoundation(..., rope_positions="token")``, and one built
+        by the default loader (``"none"``) through the default.
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
         >>> sd = TinyMyo(cfg).to_biofoundation()

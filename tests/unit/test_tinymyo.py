@@ -3,8 +3,10 @@
 The reference below never touches emg_lens modules: it reads a state dict in BioFoundation's
 key layout (``patch_embedding.patch_embed.proj.weight [D, 1, 1, P]``, fused
 ``blocks.{i}.attn.qkv`` split as ``(3, n_heads, head_dim)``, ...) and computes the published
-forward with unfold + matmul patches, interleaved RoPE on the flattened token index and plain
-softmax attention.
+forward with unfold + matmul patches, interleaved RoPE and plain softmax attention. Its RoPE
+follows either rule: ``"head"``, what BioFoundation's released code computes (torchtune's RoPE
+called on ``[B, H, N, hd]`` reads positions from dim 1, the head index), and the loader's
+default; or ``"token"``, the flattened token index the thesis describes.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def rope_interleaved(x, positions, base=10000.0):
 
 
 def reference_forward(
-    sd, x, *, task, reduction="concat", target_len=None, patch_mask=None, rope="token"
+    sd, x, *, task, reduction="concat", target_len=None, patch_mask=None, rope="head"
 ):
     """BioFoundation TinyMyo forward (eval), from the facts, on a BioFoundation state dict."""
     batch, channels, _ = x.shape
@@ -176,23 +178,40 @@ def load(sd, **kw):
         ("regression", "concat", {"reg_target_len": N_PATCHES}, (3, N_PATCHES, 5)),
     ],
 )
-def test_matches_the_reference_forward(task, reduction, kw, shape):
+@pytest.mark.parametrize("rope", ["default", "head", "token"])
+def test_matches_the_reference_forward(task, reduction, kw, shape, rope):
+    # A BioFoundation state dict loads, by default, into BioFoundation's own function (the
+    # head-index rule); rope_positions="token" is the explicit choice for token RoPE.
     sd = bio_state_dict(task, reduction)
-    model = load(sd, **kw)
+    model = load(sd, **kw) if rope == "default" else load(sd, rope_positions=rope, **kw)
     assert model.task == task and model.init_kwargs["reduction"] == reduction
     assert model.cfg.n_channels == CHANNELS and model.cfg.n_layers == LAYERS
     x = signals()
     out = model(x)
     expected = reference_forward(
-        sd, x, task=task, reduction=reduction, target_len=kw.get("reg_target_len")
+        sd,
+        x,
+        task=task,
+        reduction=reduction,
+        target_len=kw.get("reg_target_len"),
+        rope="head" if rope == "default" else rope,
     )
     assert out.shape == shape
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_the_two_rope_rules_compute_different_functions():
+    # So the default above is a real choice: token RoPE is far from BioFoundation's output.
+    sd = bio_state_dict("reconstruction", n_out=0)
+    x = signals()
+    token = load(sd, n_channels=CHANNELS, rope_positions="token")(x)
+    default = load(sd, n_channels=CHANNELS)(x)
+    assert (token - default).abs().max() > 1e-2
+
+
 def test_rope_is_applied_at_the_flattened_token_index():
     sd = bio_state_dict()
-    model = load(sd)
+    model = load(sd, rope_positions="token")
     x = signals()
     _, cache = model.run_with_cache(x)
     q = cache["blocks.0.attn.hook_q"]  # [batch, pos, head, d_head]
@@ -204,10 +223,16 @@ def test_rope_is_applied_at_the_flattened_token_index():
 
 
 def test_head_indexed_rope_of_the_stored_source_equals_no_rope():
-    """The stored BioFoundation source rotates by head index; rope_positions="head" matches it."""
+    """The stored BioFoundation source rotates by head index, which cancels in q.k."""
     sd = bio_state_dict()
-    model = load(sd, rope_positions="head")
+    model = load(sd)
     assert model.cfg.positional_embedding_type == "none"
+    torch.testing.assert_close(
+        reference_forward(sd, signals(), task="classification", rope="head"),
+        reference_forward(sd, signals(), task="classification", rope="none"),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     x = signals()
     expected = reference_forward(sd, x, task="classification", rope="head")
     torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
@@ -260,13 +285,18 @@ def test_bad_patch_masks_raise():
         ("regression", "concat", {}),
     ],
 )
-def test_to_biofoundation_round_trips_exactly(task, reduction, kw):
+@pytest.mark.parametrize("rope", ["head", "token"])
+def test_to_biofoundation_round_trips_exactly(task, reduction, kw, rope):
     sd = bio_state_dict(task, reduction)
-    back = load(sd, **kw).to_biofoundation()
+    model = load(sd, rope_positions=rope, **kw)
+    back = model.to_biofoundation()
     assert list(back) == list(sd)  # same keys, in the published module order
     for key, value in sd.items():
         assert back[key].shape == value.shape, key
         assert torch.equal(back[key], value), key
+    again = load(back, rope_positions=rope, **kw)
+    x = signals()
+    torch.testing.assert_close(again(x), model(x), atol=0, rtol=0)
 
 
 def test_lightning_prefix_is_stripped():
