@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = [
     "ArgumentError",
     "CheckpointError",
+    "CodeConsentError",
+    "CodePathError",
     "ConfigError",
     "DataFormatError",
     "EdgeExpressionError",
@@ -78,6 +80,17 @@ class CheckpointError(EmgLensError, ValueError):
 class MissingDependencyError(EmgLensError, ImportError):
     """An optional package a feature needs is not installed; the message says how to install
     it (``pip install emg_lens[extra]``) and ``name`` is the package."""
+
+
+class CodeConsentError(SpecError):
+    """A study names Python files and the user has not consented to run them; the message
+    lists each file with its resolved path and SHA-256 and says how to consent
+    (``--allow-code``, ``allow_code=True``)."""
+
+
+class CodePathError(SpecError):
+    """A study's code reference points outside the study file's own folder tree (``..``, an
+    absolute path, a link that leads out of it)."""
 
 
 def describe(value: object) -> str:
