@@ -23,7 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "leftover_temp_files", "pid_alive", "remove_orphaned_temp_files"]
+__all__ = [
+    "atomic_write",
+    "create_exclusive",
+    "leftover_temp_files",
+    "pid_alive",
+    "remove_orphaned_temp_files",
+]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -65,6 +71,35 @@ def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
         raise
     _fsync(path.parent)  # the rename itself, where the file system allows it
     return path
+
+
+def create_exclusive(path: str | Path, write_fn: Callable[[Path], Any]) -> bool:
+    """Create ``path`` with what ``write_fn(tmp)`` writes, only if no file has that name:
+    written and flushed under a temporary name, then hard-linked into place (`os.link` fails
+    if the name exists, atomically, even among processes). Returns whether this call created
+    it; others see either no file or the whole of one writer's file.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "study.json"
+    >>> create_exclusive(path, lambda tmp: tmp.write_text("first"))
+    True
+    >>> create_exclusive(path, lambda tmp: tmp.write_text("second")), path.read_text()
+    (False, 'first')
+    >>> sorted(p.name for p in path.parent.iterdir())
+    ['study.json']
+    """
+    path = Path(path)
+    tmp = _temp_path(path)
+    try:
+        write_fn(tmp)
+        _fsync(tmp)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync(path.parent)
+    return True
 
 
 def _fsync(path: Path) -> None:

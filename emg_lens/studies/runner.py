@@ -14,6 +14,7 @@ of ``hook_pattern`` exactly 0: a mask that did not take effect is an error, not 
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,13 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, EmgLensError, LayoutError, SpecError
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
+from emg_lens.provenance import (
+    arrays_digest,
+    checkpoint_digest,
+    code_digest,
+    model_digest,
+    source_digest,
+)
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.result import StudyResult
 from emg_lens.studies.spec import METRICS, StudySpec, load_spec
@@ -358,6 +366,65 @@ def _run_hooked(spec: StudySpec, model, X: torch.Tensor, c: Condition, batch_siz
 # ----------------------------------------------------------------------------- the study
 
 
+WAIT_TIMEOUT = 3600.0
+"""Seconds `run_study` waits for a subject claimed by another live process before giving up."""
+POLL_INTERVAL = 0.2
+
+
+@dataclass
+class _Plan:
+    """One subject's conditions and, with a store, the provenance its cells must carry."""
+
+    conditions: list[Condition]
+    provenance: dict[str, Any] | None
+    subject: _Subject | None = None
+
+
+def _provenance(spec: StudySpec, entry: Any, subject_id: int, code: str) -> dict[str, Any]:
+    """What a subject's cells are computed from: digests of the model and the evaluation data
+    (files for a checkpoint, arrays in memory), the metric, the scored output, the code."""
+    if isinstance(entry, tuple):
+        model, data = entry
+        digests = {"model": model_digest(model), "data": arrays_digest(data)}
+    else:
+        metadata = read_checkpoint_info(entry)["metadata"]
+        source = metadata.get("data_source")
+        if source is None:
+            raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
+        subject = metadata.get("subject", subject_id)
+        digests = {"model": checkpoint_digest(entry), "data": source_digest(source, subject)}
+    return {**digests, "metric": spec.metric, "return_type": spec.return_type, "code": code}
+
+
+def _plan(spec: StudySpec, subject_id: int, entry: Any, store: CellStore | None, code: str):
+    """Conditions and provenance, from the checkpoint's config and file digests alone, so a
+    subject whose cells are all stored loads neither its model nor its data."""
+    subject = None
+    if isinstance(entry, Path | str):
+        cfg = read_checkpoint_info(entry)["config"]
+        n_layers, n_heads = cfg["n_layers"], cfg["n_heads"]
+    else:
+        subject = _load(entry)
+        n_layers, n_heads = subject.model.cfg.n_layers, subject.model.cfg.n_heads
+    conditions = [BASELINE, *expand_grid(spec, n_layers, n_heads)]
+    if store is None:
+        return _Plan(conditions, None, subject)
+    try:
+        provenance = _provenance(spec, entry, subject_id, code)
+    except (EmgLensError, OSError) as exc:
+        _load(entry)  # a broken checkpoint or data source raises its own, better named, error
+        raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
+    return _Plan(conditions, provenance, subject)
+
+
+def _stored(store: CellStore | None, subject_id: int, plan: _Plan) -> dict[str, dict]:
+    """The subject's stored cells whose provenance matches."""
+    if store is None:
+        return {}
+    found = {c.key: store.get(subject_id, c.key, plan.provenance) for c in plan.conditions}
+    return {key: cell for key, cell in found.items() if cell is not None}
+
+
 def run_study(
     spec: StudySpec | str | Path | dict,
     *,
@@ -366,11 +433,35 @@ def run_study(
     batch_size: int = 256,
     verify: bool = True,
     progress: bool = True,
+    wait_timeout: float = WAIT_TIMEOUT,
 ) -> StudyResult:
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
-    With ``out_dir`` every cell is stored as it finishes, and a rerun skips finished cells.
+
+    With ``out_dir`` every cell is stored as it finishes with its provenance (DESIGN §10), and
+    a rerun reuses exactly the cells whose model, data, metric, scored output and emg_lens code
+    are unchanged, recomputing the rest. Several processes may share one ``out_dir``: each
+    subject is computed by one of them (see `emg_lens.studies.store`); the others wait for its
+    cells, up to ``wait_timeout`` seconds. The result's ``reused`` and ``recomputed`` say how
+    many cells were read from the store and computed here (``stale``: how many of those
+    replaced a stored cell of other provenance, or a torn one).
     A training study (``kind = "training"``) is refused: it runs with `run_training_study`.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.models import IsoNet
+    >>> import numpy as np, tempfile
+    >>> cfg = EncoderConfig.preset("tiny", seed=0)
+    >>> data = SubjectData(1, dict(cfg.modalities), list(range(cfg.n_classes)),
+    ...     *(np.zeros(1),) * 3, np.zeros((4, cfg.n_channels, cfg.n_samples), "float32"),
+    ...     np.arange(4), np.full(4, 2))
+    >>> spec = {"name": "doc", "models": "unused", "layers": {"modes": ["all"]},
+    ...         "interventions": [{"name": "cross", "edges": "cross_modal"}]}
+    >>> out = tempfile.mkdtemp()
+    >>> first = run_study(spec, models={1: (IsoNet(cfg), data)}, out_dir=out, progress=False)
+    >>> again = run_study(spec, models={1: (IsoNet(cfg), data)}, out_dir=out, progress=False)
+    >>> (first.reused, first.recomputed), (again.reused, again.recomputed)
+    ((0, 2), (2, 0))
     """
     spec = load_spec(spec)
     if not isinstance(spec, StudySpec):
@@ -380,41 +471,32 @@ def run_study(
         )
     entries = _subjects(spec, models)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
+    code = code_digest() if store is not None else ""
+    plans = {s: _plan(spec, s, entry, store, code) for s, entry in entries.items()}
+    counts = {"reused": 0, "recomputed": 0, "stale": 0}
+    done: dict[int, dict[str, dict]] = {}
+    waiting_since: dict[int, float] = {}
+    bar = tqdm(total=len(entries), desc=f"study {spec.name}", disable=not progress)
+    while len(done) < len(entries):
+        for subject_id, entry in entries.items():
+            if subject_id in done:
+                continue
+            cells = _subject_cells(
+                spec, subject_id, entry, plans[subject_id], store, counts, batch_size, verify
+            )
+            if cells is None:  # another live process computes it: come back later
+                waiting_since.setdefault(subject_id, time.monotonic())
+                continue
+            done[subject_id] = cells
+            bar.update()
+        if len(done) < len(entries):
+            _check_wait(store, plans, done, waiting_since, wait_timeout)
+            time.sleep(POLL_INTERVAL)
+    bar.close()
     rows = []
-    bar = tqdm(entries.items(), desc=f"study {spec.name}", disable=not progress)
-    for subject_id, entry in bar:
-        subject = None
-        conditions = None
-        if store is not None and isinstance(entry, Path | str):
-            # Peek at the checkpoint's sizes so a finished subject loads nothing.
-            cfg = read_checkpoint_info(entry)["config"]
-            conditions = [BASELINE, *expand_grid(spec, cfg["n_layers"], cfg["n_heads"])]
-        if conditions is None:
-            subject = _load(entry)
-            conditions = [
-                BASELINE,
-                *expand_grid(spec, subject.model.cfg.n_layers, subject.model.cfg.n_heads),
-            ]
-        done = (
-            {}
-            if store is None
-            else {
-                c.key: store.get(subject_id, c.key)
-                for c in conditions
-                if store.has(subject_id, c.key)
-            }
-        )
-        todo = [c for c in conditions if c.key not in done]
-        if todo:
-            subject = subject or _load(entry)
-            bar.set_postfix(subject=subject_id, cells=len(todo))
-            fresh = _evaluate(spec, subject, todo, batch_size=batch_size, verify=verify)
-            for key, cell in fresh.items():
-                if store is not None:
-                    store.put(subject_id, key, cell)
-            done.update(fresh)
-        for c in conditions:
-            cell = done[c.key]
+    for subject_id in entries:
+        for c in plans[subject_id].conditions:
+            cell = done[subject_id][c.key]
             rows.append(
                 {
                     "subject": subject_id,
@@ -427,6 +509,68 @@ def run_study(
             )
     per_subject = pd.DataFrame(rows)
     result = StudyResult.from_table(spec, per_subject)
+    result.reused, result.recomputed, result.stale = (
+        counts["reused"],
+        counts["recomputed"],
+        counts["stale"],
+    )
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+def _subject_cells(
+    spec: StudySpec,
+    subject_id: int,
+    entry: Any,
+    plan: _Plan,
+    store: CellStore | None,
+    counts: dict[str, int],
+    batch_size: int,
+    verify: bool,
+) -> dict[str, dict] | None:
+    """All cells of one subject: stored ones that match, the rest computed under a claim;
+    None when another live process holds the subject's claim."""
+    stored = _stored(store, subject_id, plan)
+    if len(stored) == len(plan.conditions):
+        counts["reused"] += len(stored)
+        return stored
+    claim = store.try_claim(subject_id) if store is not None else None
+    if store is not None and claim is None:
+        return None
+    try:
+        stored = _stored(store, subject_id, plan)  # the claim's last holder may have finished
+        todo = [c for c in plan.conditions if c.key not in stored]
+        if todo:
+            subject = plan.subject or _load(entry)
+            fresh = _evaluate(spec, subject, todo, batch_size=batch_size, verify=verify)
+            for key, cell in fresh.items():
+                if store is not None:
+                    counts["stale"] += store.has(subject_id, key)
+                    store.put(subject_id, key, cell, plan.provenance)
+            stored.update(fresh)
+        counts["reused"] += len(plan.conditions) - len(todo)
+        counts["recomputed"] += len(todo)
+        plan.subject = None  # the model and data are not needed again
+        return stored
+    finally:
+        if claim is not None:
+            store.release(claim)
+
+
+def _check_wait(store, plans, done, waiting_since, wait_timeout: float) -> None:
+    """Give up on a subject another process has held for longer than ``wait_timeout``."""
+    for subject_id, since in waiting_since.items():
+        if subject_id in done or time.monotonic() - since <= wait_timeout:
+            continue
+        plan = plans[subject_id]
+        missing = next(
+            c for c in plan.conditions if store.get(subject_id, c.key, plan.provenance) is None
+        )
+        holder = store.holder(subject_id) or {}
+        raise StudyError(
+            f"waited {wait_timeout:g} s for cell {store.path(subject_id, missing.key)} "
+            f"(subject {subject_id}, condition {missing.name!r}), claimed by pid "
+            f"{holder.get('pid')} on host {holder.get('host')!r}; if that process is gone, "
+            f"delete {store.claim_path(subject_id)} and run again"
+        )
