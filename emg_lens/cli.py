@@ -145,6 +145,8 @@ def cmd_study_run(args):
         return result
     out = Path(args.out or Path("runs/studies") / spec.name)
     result = run_study(spec, models=args.models, out_dir=out, progress=not args.quiet)
+    stale = f" ({result.stale} of other provenance)" if result.stale else ""
+    print(f"cells: {result.reused} reused, {result.recomputed} recomputed{stale}")
     print(
         f"\n{spec.name}: baseline {spec.metric} {result.baseline.mean():.3f} over "
         f"{len(result.baseline)} subjects ({spec.stats.test}, {spec.stats.correction})"
