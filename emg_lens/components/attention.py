@@ -10,7 +10,8 @@ Two paths compute the same function:
 
 An ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, query_pos,
 key_pos]``) is honoured by both. A query whose keys are all masked attends to nothing: its
-pattern row is zero and so is its attention update, never NaN.
+pattern row is zero and so is its attention update, never NaN. Any other NaN (from weights,
+inputs or a hook) propagates to the output: it is never laundered into "attends to nothing".
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head_index, d_head]
         self.hook_result = HookPoint()  # [batch, pos, head_index, d_model]; use_attn_result
         self._internal_hooks = [m for m in self.modules() if isinstance(m, HookPoint)]
-        self._qkv_cache: tuple | None = None  # (parameter versions, fused weight, fused bias)
+        self._qkv_cache: tuple | None = None  # (parameter versions, W_qkv, b_qkv, b_O)
 
     def hooks_active(self) -> bool:
         """True when a hook (or a cache) is attached to any hook point inside attention."""
@@ -104,9 +105,11 @@ class Attention(nn.Module):
             scores = scores.masked_fill(edge_mask, float("-inf"))
         scores = self.hook_attn_scores(scores)
         pattern = F.softmax(scores, dim=-1)
-        # A fully masked query row softmaxes to NaN; it attends to nothing instead.
-        pattern = torch.nan_to_num(pattern, nan=0.0)
-        pattern = self.hook_pattern(pattern)
+        # A query row whose keys are all masked (-inf, by edge_mask or a hook at
+        # hook_attn_scores) softmaxes to NaN; it attends to nothing instead. Any other NaN
+        # (bad weights or inputs) propagates.
+        fully_masked = torch.isneginf(scores).all(-1, keepdim=True)
+        pattern = self.hook_pattern(pattern.masked_fill(fully_masked, 0.0))
         z = self.hook_z(
             einsum(
                 v,
@@ -147,7 +150,7 @@ class Attention(nn.Module):
     def _forward_fast(self, x, edge_mask):
         batch, n_pos, _ = x.shape
         h, d_head = self.cfg.n_heads, self.cfg.d_head
-        W_qkv, b_qkv = self._fused_qkv()
+        W_qkv, b_qkv, b_O = self._fused_weights()
         qkv = torch.addmm(b_qkv, x.reshape(batch * n_pos, -1), W_qkv)
         qkv = qkv.view(batch, n_pos, 3 * h, d_head)
         if self.rotary is None:
@@ -163,32 +166,40 @@ class Attention(nn.Module):
             attn_mask=allowed,
             scale=1.0 / self.attn_scale,
         )  # [batch, head_index, pos, d_head]
-        if allowed is not None:
-            # Fully masked rows: some SDPA kernels return NaN, TransformerLens semantics say 0.
-            z = torch.nan_to_num(z, nan=0.0)
+        if edge_mask is not None:
+            # Fully masked query rows: some SDPA kernels return NaN, TransformerLens semantics
+            # say 0. Only those rows are zeroed, so a NaN from weights or inputs propagates.
+            z = z.masked_fill(edge_mask.all(-1, keepdim=True), 0.0)
         z = z.transpose(1, 2).reshape(batch * n_pos, h * d_head)
-        out = torch.addmm(self.b_O, z, self.W_O.reshape(h * d_head, -1))
+        out = torch.addmm(b_O, z, self.W_O.reshape(h * d_head, -1))
         return out.view(batch, n_pos, -1)
 
-    def _fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``W_Q, W_K, W_V`` as one ``[d_model, 3 * n_heads * d_head]`` matrix (and the
-        biases), so q, k and v come from one matmul. Rebuilt on every call while gradients flow
-        to the weights (training); otherwise cached until a weight changes: the key holds each
-        parameter's storage and version counter, which optimiser steps, ``load_state_dict`` and
-        ``.to()`` all change. (Writing through ``param.data`` in place bypasses the counter.)
+        biases), so q, k and v come from one matmul; and ``b_O``, made NaN when any of those
+        weights is not finite. Rebuilt on every call while gradients flow to the weights
+        (training); otherwise cached until a weight changes: the key holds each parameter's
+        storage and version counter, which optimiser steps, ``load_state_dict`` and ``.to()``
+        all change. (Writing through ``param.data`` in place bypasses the counter.)
+
+        Why the NaN ``b_O``: SDPA kernels return a zero row, not NaN, for a query row whose
+        scores are all NaN (they read it as fully masked), so a NaN in ``W_Q``, ``W_K`` or their
+        biases would be laundered into "attends to nothing" on this path alone.
         """
-        params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V)
+        params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V, self.b_O)
         training = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         key = tuple((p.data_ptr(), p._version) for p in params)
         if not training and self._qkv_cache is not None and self._qkv_cache[0] == key:
-            return self._qkv_cache[1], self._qkv_cache[2]
+            return self._qkv_cache[1:]
         # Outside inference mode, so a cached tensor may later meet autograd (input gradients).
         with torch.inference_mode(False), torch.set_grad_enabled(training):
             W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
             b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()
+            finite = torch.isfinite(W).all() & torch.isfinite(b).all()  # no host sync
+            b_O = self.b_O + torch.where(finite, 0.0, float("nan")).to(self.b_O.dtype)
         if not training:
-            self._qkv_cache = (key, W, b)
-        return W, b
+            self._qkv_cache = (key, W, b, b_O)
+        return W, b, b_O
 
     # ------------------------------------------------------------------ legacy state dicts
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
