@@ -17,6 +17,7 @@ __all__ = [
     "EmgLensError",
     "IndexOutOfRangeError",
     "InputShapeError",
+    "InputValueError",
     "LayoutError",
     "MissingDependencyError",
     "SpecError",
@@ -43,6 +44,11 @@ class ConfigError(EmgLensError, ValueError):
 
 class InputShapeError(EmgLensError, ValueError):
     """A signal batch or residual stream does not have the shape the model expects."""
+
+
+class InputValueError(InputShapeError):
+    """A signal batch whose values or dtype the model cannot use: NaN or inf, boolean, complex
+    or text. An `InputShapeError` too, so one ``except`` clause catches every bad batch."""
 
 
 class LayoutError(EmgLensError, ValueError):

@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from jaxtyping import Bool, Float
@@ -32,6 +32,7 @@ from emg_lens.layout import TokenLayout
 
 __all__ = [
     "attn_scores_filter",
+    "check_mask_shape",
     "compile_edges",
     "mask_edges",
     "mask_edges_batched",
@@ -98,6 +99,33 @@ def _as_mask(edges: EdgesLike, layout: TokenLayout, n_heads: int) -> torch.Tenso
     return parse(edges).compile(layout, n_heads)
 
 
+def check_mask_shape(shape: Sequence[int], target: Sequence[int], what: str = "edge mask") -> None:
+    """Refuse an edge mask that does not broadcast to ``target`` = ``[batch, n_heads, query_pos,
+    key_pos]``: it must end in ``[query_pos, key_pos]`` and each leading dim must be 1 or
+    ``target``'s (a mask ``[h, q, k]`` with ``h`` not in ``{1, n_heads}`` is someone else's).
+
+    >>> check_mask_shape((4, 7, 7), (3, 4, 7, 7))
+    >>> check_mask_shape((3, 7, 7), (3, 4, 7, 7))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.LayoutError: edge mask has shape [3, 7, 7], which does not broadcast to [batch=3, n_heads=4, 7, 7]; accepted: [7, 7], [n_heads or 1, 7, 7] or [batch or 1, n_heads or 1, 7, 7]
+    """  # noqa: E501
+    shape, target = tuple(shape), tuple(target)
+    lead = shape[:-2]
+    if (
+        len(shape) < 2
+        or len(shape) > len(target)
+        or shape[-2:] != target[-2:]
+        or any(d not in (1, t) for d, t in zip(lead, target[len(target) - 2 - len(lead) : -2]))
+    ):
+        batch, heads, q, k = target
+        raise LayoutError(
+            f"{what} has shape {list(shape)}, which does not broadcast to [batch={batch}, "
+            f"n_heads={heads}, {q}, {k}]; accepted: [{q}, {k}], [n_heads or 1, {q}, {k}] or "
+            f"[batch or 1, n_heads or 1, {q}, {k}]"
+        )
+
+
 class _MaskCache:
     """Compiles an edge set once per (head count, device) the hook meets."""
 
@@ -116,7 +144,10 @@ class _MaskCache:
                 )
         self._masks: dict[tuple[int, str], torch.Tensor] = {}
 
-    def get(self, n_heads: int, device: torch.device) -> torch.Tensor:
+    def get(self, scores_shape: torch.Size, device: torch.device, what: str) -> torch.Tensor:
+        n_heads = scores_shape[1]
+        if isinstance(self.edges, torch.Tensor):  # a compiled mask must fit these scores
+            check_mask_shape(self.edges.shape, scores_shape, what)
         key = (n_heads, str(device))
         if key not in self._masks:
             # A normal tensor even when first met under inference_mode, so the same hook can
@@ -140,7 +171,9 @@ def mask_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
     def hook(scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
         _check_point(hook, "hook_attn_scores", "mask_edges")
         layout.check_matches(scores.shape[-1], hook.name or "attention scores")
-        return scores.masked_fill(cache.get(scores.shape[1], scores.device), float("-inf"))
+        return scores.masked_fill(
+            cache.get(scores.shape, scores.device, f"mask_edges mask at {hook.name}"), float("-inf")
+        )
 
     return hook
 
@@ -153,7 +186,9 @@ def zero_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
     def hook(pattern: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
         _check_point(hook, "hook_pattern", "zero_edges")
         layout.check_matches(pattern.shape[-1], hook.name or "attention pattern")
-        return pattern.masked_fill(cache.get(pattern.shape[1], pattern.device), 0.0)
+        return pattern.masked_fill(
+            cache.get(pattern.shape, pattern.device, f"zero_edges mask at {hook.name}"), 0.0
+        )
 
     return hook
 
@@ -193,6 +228,7 @@ def mask_edges_batched(
                 f"mask_edges_batched masks are for {masks.shape[-1]} tokens but {hook.name} has "
                 f"{scores.shape[-1]}; were they compiled for another layout?"
             )
+        check_mask_shape(masks.shape[1:], scores.shape, "mask_edges_batched masks[c]")
         view = scores.view(n_cond, batch // n_cond, *scores.shape[1:])
         return view.masked_fill(masks.to(scores.device)[:, None], float("-inf")).view_as(scores)
 

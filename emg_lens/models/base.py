@@ -21,12 +21,27 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ConfigError, InputShapeError, LayoutError, describe
+from emg_lens.errors import ConfigError, InputShapeError, InputValueError, LayoutError, describe
+from emg_lens.hooks.masking import check_mask_shape
 from emg_lens.layout import TokenLayout
 
 __all__ = ["HookedEncoder"]
 
 EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]
+
+
+def _refuse_non_finite(signals: torch.Tensor) -> None:
+    """A NaN or inf sample would become NaN outputs; say where it is instead. One reduction
+    over the batch when it is clean."""
+    finite = torch.isfinite(signals)
+    if bool(finite.all()):
+        return
+    n_nan = int(torch.isnan(signals).sum())
+    first = torch.nonzero(~finite)[0].tolist()
+    raise InputValueError(
+        f"signals hold {n_nan} NaN and {int((~finite).sum()) - n_nan} inf values (first at "
+        f"{first}); the model accepts finite numbers only: interpolate or drop those samples first"
+    )
 
 
 class HookedEncoder(HookedRootModule):
@@ -108,28 +123,49 @@ class HookedEncoder(HookedRootModule):
         to a single ``[channel, time]`` window. Signals *are* the tokens' source, so this is
         the identity on a well-formed batch (TransformerLens calls it ``to_tokens``).
 
+        Refused, naming what was given: a wrong shape, an empty batch (`InputShapeError`);
+        NaN or inf values, boolean, complex or text (`InputValueError`).
+
         >>> from emg_lens.models import IsoNet
         >>> model = IsoNet(EncoderConfig.preset("tiny"))
         >>> model.to_tokens(np.zeros((6, 8))).shape
         torch.Size([1, 6, 8])
-        """
+        >>> model.to_tokens(np.full((6, 8), np.nan))
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.InputValueError: signals hold 48 NaN and 0 inf values (first at [0, 0, 0]); the model accepts finite numbers only: interpolate or drop those samples first
+        """  # noqa: E501
+        channels, time = self.input_shape
+        accepted = f"a float tensor or numpy array [batch, channels={channels}, time={time}]"
         if isinstance(signals, np.ndarray):
+            if signals.dtype.kind not in "iuf":  # int, unsigned, float
+                raise InputValueError(
+                    f"signals are a numpy array of dtype {describe(signals)}; accepted: {accepted} "
+                    "of real numbers (not bool, complex, text or objects)"
+                )
             signals = torch.from_numpy(signals)
         if not isinstance(signals, torch.Tensor):
-            raise InputShapeError(
-                f"signals must be a tensor or numpy array of shape [batch, {self.input_shape[0]}, "
-                f"{self.input_shape[1]}], got {type(signals).__name__}"
+            raise InputShapeError(f"signals must be {accepted}, got {type(signals).__name__}")
+        if signals.dtype == torch.bool or signals.dtype.is_complex:
+            raise InputValueError(
+                f"signals are {describe(signals)}; accepted: {accepted} of real numbers "
+                "(not bool or complex)"
             )
         if signals.ndim == 2:
             signals = signals[None]
         if signals.ndim != 3 or tuple(signals.shape[1:]) != self.input_shape:
             raise InputShapeError(
-                f"signals must have shape [batch, channels={self.input_shape[0]}, "
-                f"time={self.input_shape[1]}], got {list(signals.shape)}"
+                f"signals must have shape [batch, channels={channels}, time={time}], "
+                f"got {list(signals.shape)}"
             )
-        if not torch.is_floating_point(signals):
-            signals = signals.float()
-        return signals.to(device=self.cfg.device, dtype=self.cfg.dtype)
+        if len(signals) == 0:
+            raise InputShapeError(
+                f"signals are a batch of 0 windows {list(signals.shape)}; accepted: {accepted} "
+                "with batch >= 1"
+            )
+        signals = signals.to(device=self.cfg.device, dtype=self.cfg.dtype)
+        _refuse_non_finite(signals)
+        return signals
 
     def example_input(self, batch: int = 1) -> Float[torch.Tensor, "batch channel time"]:
         """A correctly shaped, seeded random signal batch for docs, tests and quick checks.
@@ -180,7 +216,7 @@ class HookedEncoder(HookedRootModule):
             resid = self.embed_signals(self.hook_input(self.to_tokens(signals)))
         else:
             resid = self._check_resid(signals)
-        masks = self._check_edge_masks(edge_masks)
+        masks = self._check_edge_masks(edge_masks, batch=resid.shape[0])
         for layer in range(start, stop):
             resid = self.blocks[layer](resid, masks.get(layer))
         if stop_at_layer is not None or return_type is None:
@@ -213,11 +249,13 @@ class HookedEncoder(HookedRootModule):
         self,
         edge_masks: EdgeMasks | None,
         *,
+        batch: int,
         size_field: str = "n_layers",
         what: str = "edge_masks",
     ) -> dict[int, torch.Tensor]:
-        """Validate ``{layer: bool mask [..., n_tokens, n_tokens]}`` for a stack of
-        ``cfg.<size_field>`` layers (default: ``blocks``); move them to the model's device."""
+        """Validate ``{layer: bool mask}`` broadcastable to ``[batch, n_heads, n_tokens,
+        n_tokens]`` for a stack of ``cfg.<size_field>`` layers (default: ``blocks``); move them
+        to the model's device."""
         if not edge_masks:
             return {}
         n = self.layout.n_tokens
@@ -243,6 +281,7 @@ class HookedEncoder(HookedRootModule):
                     f"{what}[{layer}] must be a bool tensor [..., {n}, {n}] over the whole "
                     f"layout, got {describe(mask)}"
                 )
+            check_mask_shape(mask.shape, (batch, self.cfg.n_heads, n, n), f"{what}[{layer}]")
             out[layer] = mask.to(self.cfg.device)
         return out
 

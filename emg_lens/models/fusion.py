@@ -316,7 +316,7 @@ class _StemFusionEncoder(HookedEncoder):
         """Run every stem on its modality's channels; concatenate their outputs (``hook_embed``,
         the residual stream entering ``blocks.0``)."""
         masks = self._check_edge_masks(
-            stem_edge_masks, size_field="n_stem_layers", what="stem_edge_masks"
+            stem_edge_masks, batch=len(signals), size_field="n_stem_layers", what="stem_edge_masks"
         )
         streams, first = [], 0
         for name, stem in self.stems.items():
