@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from emg_lens._io import atomic_write
@@ -86,7 +87,12 @@ def load_checkpoint(
     path: str | Path, *, into: torch.nn.Module | None = None, device: str | None = None
 ) -> torch.nn.Module:
     """Rebuild the model saved in ``path`` (or load its weights ``into`` an existing model of
-    the same class and config — any difference is refused, naming the fields)."""
+    the same class and config — any difference is refused, naming the fields).
+
+    Refused with a `CheckpointError` naming the file and the tensor: weights that are not a
+    readable safetensors file (empty, truncated), whose names or shapes disagree with
+    ``config.json``, or that hold NaN or inf.
+    """
     path = Path(path)
     info = read_checkpoint_info(path)
     classes = _model_classes()
@@ -102,15 +108,50 @@ def load_checkpoint(
     else:
         _check_compatible(path, name, cfg, info, into)
         model = into
-    state = load_file(str(path / WEIGHTS), device=str(model.cfg.device))
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    state = _read_weights(path / WEIGHTS, str(model.cfg.device))
+    _check_weights(path, name, state, model.state_dict())
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def _read_weights(file: Path, device: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file), device=device)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"{file} ({file.stat().st_size} bytes) is not a readable safetensors file ({exc}); "
+            "it is empty, truncated or corrupted: save or copy the checkpoint again"
+        ) from exc
+
+
+def _check_weights(
+    path: Path, name: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> None:
+    """Names, shapes and values, each compared before anything is copied into the model."""
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: weights do not fit {name}: missing {sorted(missing)}, "
             f"unexpected {sorted(unexpected)}"
         )
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    wrong = [k for k in expected if state[k].shape != expected[k].shape]
+    if wrong:
+        shapes = ", ".join(
+            f"{k}: {WEIGHTS} {list(state[k].shape)} vs {CONFIG} {list(expected[k].shape)}"
+            for k in wrong
+        )
+        raise CheckpointError(
+            f"{path}: {WEIGHTS} and {CONFIG} disagree on {len(wrong)} tensor shape(s) ({shapes}); "
+            "the config must be the one the weights were saved with"
+        )
+    for k in expected:  # a NaN or inf weight would make every output NaN, silently
+        if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all()):
+            bad = int((~torch.isfinite(state[k])).sum())
+            raise CheckpointError(
+                f"{path / WEIGHTS}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such "
+                "tensor); a model with non-finite weights computes nothing meaningful: load an "
+                "earlier checkpoint"
+            )
 
 
 def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, model) -> None:
