@@ -31,7 +31,14 @@ from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import ArgumentError, EmgLensError, LayoutError, SpecError
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    EmgLensError,
+    LayoutError,
+    SpecError,
+    describe,
+)
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
 from emg_lens.provenance import (
     arrays_digest,
@@ -65,17 +72,24 @@ class _Subject:
 
 
 def find_models(models: str | Path) -> dict[int, Path]:
-    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's)."""
+    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
+    ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never
+    a subject silently left out."""
     root = DEMO_MODELS if str(models) == "demo" else Path(models)
     found = {}
     if root.is_dir():
-        for path in sorted(root.glob("subject_*")):
-            if (path / "config.json").is_file():
+        for path in sorted(p for p in root.glob("subject_*") if p.is_dir()):
+            try:
                 subject = read_checkpoint_info(path)["metadata"].get("subject")
-                suffix = path.name.removeprefix("subject_")
-                if subject is None and not suffix.isdigit():
-                    raise SpecError(f"{path}: no subject number in its metadata or its name")
-                found[int(subject if subject is not None else suffix)] = path
+            except CheckpointError as exc:
+                raise CheckpointError(
+                    f"models folder {root}: subject folder {path.name}/ is not a usable "
+                    f"checkpoint ({exc}); move it out of {root} to leave that subject out"
+                ) from exc
+            suffix = path.name.removeprefix("subject_")
+            if subject is None and not suffix.isdigit():
+                raise SpecError(f"{path}: no subject number in its metadata or its name")
+            found[int(subject if subject is not None else suffix)] = path
     if not found:
         hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
         raise SpecError(f"models: no subject_<N>/ checkpoint folders in {root}{hint}")
@@ -99,12 +113,16 @@ def _subjects(spec: StudySpec, models) -> dict[int, Any]:
 def _load(entry: Any) -> _Subject:
     if isinstance(entry, tuple):
         return _Subject(*entry)
-    model = load_checkpoint(entry)
-    source = read_checkpoint_info(entry)["metadata"].get("data_source")
+    metadata = read_checkpoint_info(entry)["metadata"]
+    subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
+    try:
+        model = load_checkpoint(entry)
+    except CheckpointError as exc:  # one broken subject: say which, in which folder
+        raise CheckpointError(f"subject {subject} (folder {entry}): {exc}") from exc
+    source = metadata.get("data_source")
     if source is None:
         raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
-    subject = read_checkpoint_info(entry)["metadata"]["subject"]
-    return _Subject(model, load_subject(source, subject))
+    return _Subject(model, load_subject(source, int(subject)))
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -286,12 +304,24 @@ def _check_return_type(spec: StudySpec, model, x: torch.Tensor) -> None:
 
 
 def _evaluate(
-    spec: StudySpec, subject: _Subject, todo: list[Condition], *, batch_size: int, verify: bool
+    spec: StudySpec,
+    subject: _Subject,
+    todo: list[Condition],
+    *,
+    batch_size: int,
+    verify: bool,
+    subject_id: int,
 ) -> dict[str, dict]:
-    """Cells (by condition key) for the conditions in ``todo`` on one subject."""
+    """Cells (by condition key) for the conditions in ``todo`` on subject ``subject_id``.
+    An output that is not finite is a `StudyError`, never a score."""
     model, data = subject.model, subject.data
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
     y = np.asarray(data.y_test)
+    if not bool(torch.isfinite(X).all()):
+        raise StudyError(
+            f"subject {subject_id}: its test windows (X_test, {describe(X)}) hold NaN or inf "
+            "values; a study needs finite evaluation data: regenerate or clean it"
+        )
     _check_return_type(spec, model, X[:1])
     table = _MaskTable()
     sequences: dict[str, tuple] = {}  # key -> mask sequence (edge conditions and baseline)
@@ -312,6 +342,9 @@ def _evaluate(
         if sequences
         else {}
     )
+    for c in todo:  # baseline first: a broken model is named as such
+        if c.key in sequences:
+            _refuse_non_finite(logits[sequences[c.key]], spec, subject_id, c)
     if verify:
         names = {seq: c.name for c in todo if (seq := sequences.get(c.key)) is not None}
         for seq, name in names.items():
@@ -331,13 +364,32 @@ def _evaluate(
     }
     for c in other:
         cells[c.key] = score_predictions(
-            _run_hooked(spec, model, X, c, batch_size), y, data.n_classes, spec.metric
+            _run_hooked(spec, model, X, c, batch_size, subject_id), y, data.n_classes, spec.metric
         )
     return cells
 
 
+def _refuse_non_finite(out: torch.Tensor, spec: StudySpec, subject_id: int, c: Condition) -> None:
+    """A NaN output has an argmax (class 0), so it would be scored as a result: refuse it."""
+    finite = torch.isfinite(out)
+    if bool(finite.all()):
+        return
+    where = ""
+    if c.intervention is not None:
+        row = c.row()
+        where = f" (mode {c.mode}, layers {row['layers'] or '-'}, heads {row['heads']})"
+    raise StudyError(
+        f"subject {subject_id}, condition {c.name!r}{where}: {int((~finite).sum())} of "
+        f"{out.numel()} values of the scored output ({spec.return_type!r}) are NaN or inf, so "
+        "there is no prediction to score; check the model's weights (and, for an intervention, "
+        "what it writes)"
+    )
+
+
 @torch.inference_mode()
-def _run_hooked(spec: StudySpec, model, X: torch.Tensor, c: Condition, batch_size: int):
+def _run_hooked(
+    spec: StudySpec, model, X: torch.Tensor, c: Condition, batch_size: int, subject_id: int
+):
     """Predictions of an input ablation or a user hook factory (full forward passes)."""
     if c.intervention.zero_modality is not None:
         if c.intervention.zero_modality not in model.cfg.modalities:
@@ -360,7 +412,9 @@ def _run_hooked(spec: StudySpec, model, X: torch.Tensor, c: Condition, batch_siz
                 X[start : start + batch_size], fwd_hooks=hooks, return_type=spec.return_type
             )
         )
-    return torch.cat(preds).argmax(-1).cpu().numpy()
+    out = torch.cat(preds)
+    _refuse_non_finite(out, spec, subject_id, c)
+    return out.argmax(-1).cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- the study
@@ -543,7 +597,9 @@ def _subject_cells(
         todo = [c for c in plan.conditions if c.key not in stored]
         if todo:
             subject = plan.subject or _load(entry)
-            fresh = _evaluate(spec, subject, todo, batch_size=batch_size, verify=verify)
+            fresh = _evaluate(
+                spec, subject, todo, batch_size=batch_size, verify=verify, subject_id=subject_id
+            )
             for key, cell in fresh.items():
                 if store is not None:
                     counts["stale"] += store.has(subject_id, key)
