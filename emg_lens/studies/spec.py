@@ -65,6 +65,15 @@ def _reject_repeats(key: str, items: list) -> None:
         seen.add(item)
 
 
+def _string(value: Any, where: str) -> Any:
+    """``value`` when it is a string or None: a TOML table, list or number where text is
+    expected is an error, never turned into text."""
+    if value is not None and not isinstance(value, str):
+        kind = {dict: "a table", list: "a list"}.get(type(value), type(value).__name__)
+        raise SpecError(f"{where} must be a string, got {kind}: {value!r}")
+    return value
+
+
 def _int_list(value: Any, key: str) -> tuple[int, ...]:
     if not isinstance(value, list | tuple) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
@@ -91,8 +100,8 @@ class Intervention:
         if not isinstance(data, dict):
             raise SpecError(f"{where} must be a table with name and edges/hook/zero_modality")
         _reject_unknown(where, data, {f.name for f in fields(cls)})
-        name = data.get("name")
-        if not isinstance(name, str) or not name.isidentifier() or name == "baseline":
+        name = _string(data.get("name"), f"{where}.name")
+        if name is None or not name.isidentifier() or name == "baseline":
             raise SpecError(
                 f"{where}.name must be an identifier other than 'baseline', got {name!r}"
             )
@@ -107,12 +116,10 @@ class Intervention:
                 edges = str(parse(edges))  # canonical form: equal sets, equal keys
             except EdgeExpressionError as exc:
                 raise SpecError(f"{where}.edges: {exc}") from exc
-        hook = data.get("hook")
-        if hook is not None and (not isinstance(hook, str) or ":" not in hook):
+        hook = _string(data.get("hook"), f"{where}.hook ('hooks/file.py:name')")
+        if hook is not None and ":" not in hook:
             raise SpecError(f"{where}.hook must look like 'hooks/file.py:name', got {hook!r}")
-        modality = data.get("zero_modality")
-        if modality is not None and not isinstance(modality, str):
-            raise SpecError(f"{where}.zero_modality must be a modality name, got {modality!r}")
+        modality = _string(data.get("zero_modality"), f"{where}.zero_modality (a modality name)")
         return cls(name=name, edges=edges, hook=hook, zero_modality=modality)
 
     @property
@@ -139,6 +146,8 @@ class LayerSpec:
             modes = [modes]
         if not isinstance(modes, list | tuple):
             raise SpecError(f"layers.modes must be a list of modes {list(MODES)}, got {modes!r}")
+        for i, mode in enumerate(modes):
+            _string(mode, f"layers.modes[{i}] (one of {list(MODES)})")
         bad = [m for m in modes if m not in MODES]
         if bad or not modes:
             raise SpecError(f"layers.modes has {bad or 'nothing'}; accepted: {list(MODES)}")
@@ -169,6 +178,8 @@ class StatsSpec:
         if not isinstance(data, dict):
             raise SpecError(f"[stats] must be a table, got {data!r}")
         _reject_unknown("stats", data, {f.name for f in fields(cls)})
+        for key in data:
+            _string(data[key], f"stats.{key}")
         spec = cls(**data)
         for key, allowed in (("test", TESTS), ("correction", CORRECTIONS), ("family", FAMILIES)):
             if getattr(spec, key) not in allowed:
@@ -202,13 +213,16 @@ class StudySpec:
         allowed = {f.name for f in fields(cls)} - {"source_dir"}
         _reject_unknown("study", data, allowed)
         for key in ("name", "models"):
-            if not isinstance(data.get(key), str) or not data[key]:
+            if not _string(data.get(key), f"study key {key!r}"):
                 raise SpecError(f"study key {key!r} is required and must be a non-empty string")
-        metric = data.get("metric", "accuracy")
+        metric = _string(data.get("metric", "accuracy"), f"metric (one of {list(METRICS)})")
         if metric not in METRICS:
             raise SpecError(f"metric = {metric!r}; accepted: {list(METRICS)}")
-        return_type = data.get("return_type", "logits")
-        if not isinstance(return_type, str) or not return_type.isidentifier():
+        return_type = _string(
+            data.get("return_type", "logits"),
+            "return_type (the name of a model output giving [batch, n_classes] logits)",
+        )
+        if not return_type or not return_type.isidentifier():
             raise SpecError(
                 f"return_type = {return_type!r}; expected the name of a model output giving "
                 "[batch, n_classes] logits, e.g. 'logits' or (IsoNet) 'avg_logits'"
@@ -238,7 +252,7 @@ class StudySpec:
             heads=heads,
             subjects=None if subjects is None else _int_list(subjects, "subjects"),
             stats=StatsSpec.from_dict(data.get("stats", {})),
-            description=str(data.get("description", "")),
+            description=_string(data.get("description"), "description (free text)") or "",
             source_dir=str(source_dir),
         )
 
