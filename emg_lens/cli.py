@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from emg_lens.errors import ArgumentError, EmgLensError
 
@@ -18,9 +19,36 @@ DEMO_ROOT = Path("runs/demo")
 ARCHITECTURES = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # study run/check overrides
+# commands whose --out is a folder (`windows` writes one .h5 file)
+FOLDER_OUT_COMMANDS = ("demo", "train", "study", "synth", "inspect", "pretrain", "finetune")
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _output_folder(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as an output folder, new or existing: a file there, or on the way there, is an
+    `ArgumentError` naming it (else the command fails later with a raw OS error, or after
+    minutes of work).
+
+    >>> import tempfile
+    >>> _output_folder(tempfile.mkdtemp()).is_dir()
+    True
+    >>> _output_folder(Path(tempfile.mkstemp()[1]) / "models")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --out ...models: ... is a file, so no folder can be made in it...
+    """
+    path = Path(path)
+    accepted = f"{flag} must be a folder (new or existing): choose another path"
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"{flag} {path} is a file; {accepted}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ArgumentError(
+            f"{flag} {path}: {parent} is a file, so no folder can be made in it; {accepted}"
+        )
+    return path
 
 
 def _print_table(rows: list[dict], columns: list[str], floatfmt: str = ".3f") -> None:
@@ -679,10 +707,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> Any:
+    """Parse ``argv`` and run the command, returning what it returns; a bad input raises its
+    `EmgLensError` (`main` prints it and exits with status 2).
+
+    >>> import tempfile
+    >>> run(["synth", "--out", tempfile.mkstemp()[1]])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --out ... is a file; ...
+    """
     args = build_parser().parse_args(argv)
+    if args.command in FOLDER_OUT_COMMANDS and getattr(args, "out", None) is not None:
+        _output_folder(args.out)
+    return args.func(args)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args.func(args)
+        run(argv)
     except EmgLensError as exc:
         print(f"emg-lens: error: {exc}", file=sys.stderr)
         return 2
