@@ -1,4 +1,5 @@
-"""Figures of a study: per-mode boxplots (the paper's Figure 5) and a Δ% heatmap.
+"""Figures of a study: per-mode boxplots (the paper's Figure 5), a Δ% heatmap, and the change
+of each class's accuracy under chosen conditions (`class_deltas`).
 
 Both take a `StudyResult` and return a matplotlib Figure (`emg_lens.plotting.save_figures`
 writes PNG and SVG). `draw_box` draws one box of a group, here and in the training-study
@@ -14,7 +15,14 @@ from jaxtyping import Float
 
 from emg_lens.errors import ArgumentError
 
-__all__ = ["boxplots", "delta_heatmap", "draw_box", "legend_patches"]
+__all__ = [
+    "boxplots",
+    "class_deltas",
+    "condition_label",
+    "delta_heatmap",
+    "draw_box",
+    "legend_patches",
+]
 
 MODE_TITLES = {
     "individual": "individual layer",
@@ -176,5 +184,96 @@ def delta_heatmap(result) -> plt.Figure:
     ax.set_xlabel("layer")
     fig.colorbar(im, ax=ax, label=f"Δ% {result.spec.metric} vs baseline")
     ax.set_title(f"{result.spec.name}: mean change per layer", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def condition_label(row) -> str:
+    """A summary row as ``"cross · from_first 2"`` (intervention, mode, layer or layer set,
+    and the head set when it is not every head).
+
+    >>> condition_label(pd.Series({"intervention": "cross", "mode": "from_first", "layer": 2,
+    ...                            "layers": "0,1,2", "heads": "all"}))
+    'cross · from_first 2'
+    """
+    where = _x_label(row) if row["mode"] not in ("all", "input") else ""
+    heads = "" if row["heads"] == "all" else f" heads {row['heads']}"
+    return f"{row['intervention']} · {row['mode']} {where}".rstrip() + heads
+
+
+def _chosen_conditions(summary: pd.DataFrame, conditions, top: int) -> pd.DataFrame:
+    """Summary rows named in ``conditions`` (keys or `condition_label` strings), or the ``top``
+    rows with the largest |Δ%| when none are named."""
+    if conditions is None:
+        order = summary["delta_pct"].abs().sort_values(ascending=False, kind="stable").index
+        return summary.loc[order[:top]]
+    labels = summary.apply(condition_label, axis=1)
+    rows = []
+    for name in [conditions] if isinstance(conditions, str) else conditions:
+        hit = summary[(summary["key"] == name) | (labels == name)]
+        if hit.empty:
+            raise ArgumentError(
+                f"condition {name!r} is not in this study; give a key or one of "
+                f"{sorted(set(labels))}"
+            )
+        rows.append(hit.iloc[0])
+    return pd.DataFrame(rows)
+
+
+def class_deltas(
+    result,
+    conditions: str | list[str] | None = None,
+    *,
+    top: int = 3,
+    class_names: dict[int, str] | None = None,
+) -> plt.Figure:
+    """Change of each class's accuracy (masked − baseline, in percentage points) under the
+    chosen conditions: a bar per condition and class (the mean over subjects) and a dot per
+    subject. ``conditions``: summary keys or `condition_label` strings; default the ``top``
+    conditions with the largest |Δ%|. ``class_names``: labels for the class indices."""
+    per_class = result.per_class()
+    chosen = _chosen_conditions(result.summary, conditions, top)
+    base = per_class[per_class["intervention"] == "baseline"].set_index(["subject", "class"])
+    classes = sorted(per_class["class"].unique())
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(classes) * max(len(chosen), 1) + 2), 3.8))
+    jitter = np.random.default_rng(0)
+    width = 0.8 / max(len(chosen), 1)
+    for j, row in enumerate(chosen.itertuples(index=False)):
+        masked = per_class[per_class["key"] == row.key].set_index(["subject", "class"])
+        delta = 100 * (masked["accuracy"] - base["accuracy"].reindex(masked.index))
+        color = COLORS[j % len(COLORS)]
+        for c in classes:
+            values = delta.xs(c, level="class").dropna().to_numpy()
+            x = c + (j - (len(chosen) - 1) / 2) * width
+            label = condition_label(pd.Series(row._asdict())) if c == classes[0] else None
+            ax.bar(
+                x,
+                values.mean() if len(values) else 0,
+                width * 0.9,
+                color=color,
+                alpha=BOX_ALPHA,
+                label=label,
+            )
+            ax.scatter(
+                x + jitter.uniform(-0.2, 0.2, len(values)) * width,
+                values,
+                s=7,
+                color=color,
+                edgecolor="black",
+                linewidth=0.3,
+                zorder=3,
+            )
+    names = class_names or {}
+    ax.set_xticks(classes, [names.get(int(c), str(c)) for c in classes], fontsize=8)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xlabel("class")
+    ax.set_ylabel("Δ accuracy vs baseline (points)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(
+        f"{result.spec.name}: per-class change, {len(result.baseline)} subjects "
+        "(bars: mean; dots: subjects)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig

@@ -2,8 +2,12 @@
 
 ``per_subject`` has one row per (subject, condition): ``subject, intervention, mode, layer,
 layers, heads, key, metric, value`` (plus per-class counts). ``summary`` has one row per
-condition: ``mean, std, baseline, delta_pct, U, p, p_corr, stars``, corrected over the
-family the spec names (the paper's: each layer mode).
+condition: ``mean, std, baseline, delta_pct, ci_low, ci_high, r_rb, U, p, p_corr, stars``:
+the change of the mean in percent with a seeded bootstrap 95% interval over subjects, the
+rank-biserial effect size (negative for a drop), the test, and the p-value corrected over
+the family the spec names (the paper's: each layer mode). ``per_class`` has one row per
+(subject, condition, class). `StudyResult.power_note` states the smallest corrected p the
+design can reach.
 """
 
 from __future__ import annotations
@@ -14,12 +18,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emg_lens._io import atomic_write
 from emg_lens.studies.spec import StatsSpec, StudySpec
-from emg_lens.studies.stats import compare, correct, delta_pct, stars
+from emg_lens.studies.stats import (
+    ALPHA,
+    bootstrap_delta_ci,
+    compare,
+    correct,
+    corrected_floor,
+    delta_pct,
+    rank_biserial,
+    stars,
+    subjects_needed,
+)
 
-__all__ = ["StudyResult", "markdown_table", "summarize"]
+__all__ = ["StudyResult", "family_sizes", "markdown_table", "power_note", "summarize"]
 
 CONDITION_COLUMNS = ["intervention", "mode", "layer", "layers", "heads", "key"]
+SUMMARY_COLUMNS = [
+    *CONDITION_COLUMNS,
+    *("n", "mean", "std", "baseline", "delta_pct", "ci_low", "ci_high", "r_rb", "U", "p"),
+]
+FAMILY_COLUMN = {"mode": "mode", "intervention": "intervention", "all": None}
+TEST_NAMES = {
+    "mannwhitneyu": "two-sided Mann–Whitney U",
+    "wilcoxon": "two-sided Wilcoxon signed-rank (paired by subject)",
+}
 
 
 def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
@@ -34,6 +58,8 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     >>> row = summarize(table, StatsSpec()).iloc[0]
     >>> round(float(row.delta_pct), 1), float(row.U), round(float(row.p), 2), row.stars
     (-32.6, 0.0, 0.1, 'ns')
+    >>> float(row.r_rb), bool(row.ci_low <= row.delta_pct <= row.ci_high)
+    (-1.0, True)
     """
     is_base = per_subject["intervention"] == "baseline"
     base = per_subject[is_base].set_index("subject")["value"]
@@ -41,6 +67,7 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     for _, group in per_subject[~is_base].groupby("key", sort=False):
         masked = group.set_index("subject")["value"].reindex(base.index)
         U, p = compare(masked.to_numpy(), base.to_numpy(), stats.test)
+        ci_low, ci_high = bootstrap_delta_ci(masked.to_numpy(), base.to_numpy())
         first = group.iloc[0]
         rows.append(
             {
@@ -50,15 +77,16 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
                 "std": float(masked.std(ddof=1)) if len(masked) > 1 else float("nan"),
                 "baseline": float(base.mean()),
                 "delta_pct": delta_pct(float(masked.mean()), float(base.mean())),
+                "ci_low": ci_low,
+                "ci_high": ci_high,
+                "r_rb": rank_biserial(masked.to_numpy(), base.to_numpy(), stats.test),
                 "U": U,
                 "p": p,
             }
         )
-    summary = pd.DataFrame(
-        rows, columns=[*CONDITION_COLUMNS, "n", "mean", "std", "baseline", "delta_pct", "U", "p"]
-    )
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     summary["layer"] = summary["layer"].astype("Int64")
-    family = {"mode": "mode", "intervention": "intervention", "all": None}[stats.family]
+    family = FAMILY_COLUMN[stats.family]
     if family is None:
         summary["p_corr"] = correct(summary["p"].tolist(), stats.correction)
     else:
@@ -67,6 +95,56 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
             summary.loc[idx, "p_corr"] = correct(summary.loc[idx, "p"].tolist(), stats.correction)
     summary["stars"] = summary["p_corr"].map(stars)
     return summary
+
+
+def family_sizes(summary: pd.DataFrame, stats: StatsSpec) -> list[int]:
+    """The size ``m`` of each correction family of a summary (comparisons with a p-value).
+
+    >>> summary = pd.DataFrame({"mode": ["individual"] * 4 + ["all"] * 2, "p": [0.1] * 6})
+    >>> family_sizes(summary, StatsSpec()), family_sizes(summary, StatsSpec(family="all"))
+    ([4, 2], [6])
+    """
+    tested = summary[np.isfinite(summary["p"].to_numpy(dtype=float))]
+    family = FAMILY_COLUMN[stats.family]
+    if family is None:
+        return [len(tested)] if len(tested) else []
+    return [int(m) for m in tested.groupby(family, sort=False).size()]
+
+
+def power_note(n: int, sizes: list[int], stats: StatsSpec) -> str:
+    """What the design can show at best: the smallest corrected p a cell can reach with ``n``
+    subjects (perfect separation, through `emg_lens.studies.stats.corrected_floor`), and, when
+    that is not below 0.05, that no cell can be significant and how many subjects would be.
+
+    >>> print(power_note(6, [10, 10], StatsSpec()))  # doctest: +NORMALIZE_WHITESPACE
+    Design: 6 subjects, two-sided Mann–Whitney U, bonferroni over m = 10 comparisons per
+    mode: the smallest corrected p any cell can reach (perfect separation) is 0.0216.
+    >>> print(power_note(5, [30], StatsSpec()))  # doctest: +NORMALIZE_WHITESPACE
+    Design: 5 subjects, two-sided Mann–Whitney U, bonferroni over m = 30 comparisons per
+    mode: the smallest corrected p any cell can reach (perfect separation) is 0.238.
+    No cell can be significant (p_corr < 0.05) with 5 subjects; that needs at least 7.
+    """
+    if not sizes or n < 1:
+        return "Design: no comparison was tested."
+    m = min(sizes)  # the smallest family reaches the smallest corrected p
+    m_text = str(m) if min(sizes) == max(sizes) else f"{min(sizes)}–{max(sizes)}"
+    if stats.correction == "none":
+        correction = "no correction"
+    else:
+        scope = "in all" if stats.family == "all" else f"per {stats.family}"
+        correction = f"{stats.correction} over m = {m_text} comparisons {scope}"
+    floor = corrected_floor(n, m, stats.test, stats.correction)
+    note = (
+        f"Design: {n} subjects, {TEST_NAMES[stats.test]}, {correction}: the smallest "
+        f"corrected p any cell can reach (perfect separation) is {floor:.3g}."
+    )
+    if floor >= ALPHA:
+        needed = subjects_needed(m, stats.test, stats.correction)
+        need = f"at least {needed}" if needed is not None else "more than 200"
+        note += (
+            f"\nNo cell can be significant (p_corr < {ALPHA}) with {n} subjects; that needs {need}."
+        )
+    return note
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -121,6 +199,36 @@ class StudyResult:
         wide.columns.name = None
         return wide.reset_index()
 
+    def power_note(self) -> str:
+        """The design's floor (`power_note`): n subjects, the test and the correction."""
+        return power_note(
+            len(self.baseline), family_sizes(self.summary, self.spec.stats), self.spec.stats
+        )
+
+    def per_class(self) -> pd.DataFrame:
+        """One row per (subject, condition, class index): ``correct``, ``total`` and
+        ``accuracy`` (NaN for a class without test windows), beside the condition columns."""
+        rows = []
+        has_counts = "class_correct" in self.per_subject.columns
+        for r in self.per_subject.itertuples(index=False) if has_counts else ():
+            condition = {"subject": r.subject, **{c: getattr(r, c) for c in CONDITION_COLUMNS}}
+            for index, (hit, total) in enumerate(zip(r.class_correct, r.class_total)):
+                rows.append(
+                    {
+                        **condition,
+                        "class": index,
+                        "correct": int(hit),
+                        "total": int(total),
+                        "accuracy": hit / total if total else float("nan"),
+                    }
+                )
+        table = pd.DataFrame(
+            rows,
+            columns=["subject", *CONDITION_COLUMNS, "class", "correct", "total", "accuracy"],
+        )
+        table["layer"] = table["layer"].astype("Int64")
+        return table
+
     def class_accuracy(self, classes: dict[str, list[int]] | None = None) -> pd.DataFrame:
         """Per-subject accuracy restricted to groups of class indices (e.g. the synthetic
         data's ``{"interaction": [8, 9, 10, 11]}``); all classes when ``classes`` is None."""
@@ -148,40 +256,45 @@ class StudyResult:
             f"# {self.spec.name}\n\nBaseline {self.spec.metric}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
             f"{self.spec.stats.test}, {self.spec.stats.correction} over each "
-            f"{self.spec.stats.family}.\n"
+            f"{self.spec.stats.family}.\n\n{self.power_note()}\n\n"
+            "Δ% = 100 (masked − baseline) / baseline of the means, with a bootstrap 95% "
+            "interval over subjects (ci_low, ci_high); r_rb: rank-biserial effect size "
+            "(−1: every masked value below every baseline value).\n"
         )
         cols = [
-            "intervention",
-            "mode",
-            "layer",
-            "heads",
-            "n",
-            "mean",
-            "delta_pct",
-            "U",
-            "p",
-            "p_corr",
-            "stars",
+            *("intervention", "mode", "layer", "heads", "n", "mean", "delta_pct"),
+            *("ci_low", "ci_high", "r_rb", "U", "p", "p_corr", "stars"),
         ]
         return head + "\n" + markdown_table(self.summary[cols]) + "\n"
 
     def figures(self) -> dict:
-        """Matplotlib figures by name: ``boxplots`` (the paper's Figure 5) and ``heatmap``."""
+        """Matplotlib figures by name: ``boxplots`` (the paper's Figure 5), ``heatmap``, and
+        ``class_deltas`` (Δ accuracy per class for the conditions with the largest |Δ%|)."""
         from emg_lens.studies import plots
 
         figs = {"boxplots": plots.boxplots(self)}
         if self.summary["layer"].notna().any():
             figs["heatmap"] = plots.delta_heatmap(self)
+        if len(self.summary) and "class_correct" in self.per_subject.columns:
+            figs["class_deltas"] = plots.class_deltas(self)
         return figs
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write per_subject.csv, summary.csv, summary.md and every figure as PNG and SVG."""
+        """Write per_subject.csv, per_class.csv, summary.csv, summary.md (each atomically) and
+        every figure as PNG and SVG."""
         from emg_lens.plotting import save_figures  # matplotlib only when drawing
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        written = [out / "per_subject.csv", out / "summary.csv", out / "summary.md"]
-        self.per_subject.to_csv(written[0], index=False)
-        self.summary.to_csv(written[1], index=False)
-        written[2].write_text(self.to_markdown())
+        tables = {
+            "per_subject.csv": self.per_subject,
+            "per_class.csv": self.per_class(),
+            "summary.csv": self.summary,
+        }
+        written = [
+            atomic_write(out / name, lambda tmp, df=df: df.to_csv(tmp, index=False))
+            for name, df in tables.items()
+        ]
+        markdown = self.to_markdown()
+        written.append(atomic_write(out / "summary.md", lambda tmp: tmp.write_text(markdown)))
         return written + save_figures(self.figures(), out)

@@ -15,6 +15,17 @@ comparisons of one family (the paper's: all comparisons of one layer mode): Bonf
 [0.03, 0.12, 0.09]
 >>> [round(p, 2) for p in correct([0.01, 0.04, 0.03], "holm")]
 [0.03, 0.06, 0.06]
+
+Beside the p-values: an effect size (`rank_biserial`, negative for a drop), a seeded bootstrap
+95% interval of Δ% over subjects (`bootstrap_delta_ci`), and the design's floor: the smallest
+corrected p any cell can reach with n subjects (`smallest_p`, `subjects_needed`).
+
+The two tests answer slightly different questions. ``mannwhitneyu`` (the default, as in the
+paper) treats the masked and the baseline values as two independent samples. ``wilcoxon`` is
+paired by subject: `summarize` aligns each condition's values to the baseline's by subject
+number, and the test ranks the per-subject differences ``masked - baseline``; it needs one
+masked value per baseline value, and subjects whose difference is 0 drop out (scipy's
+``zero_method="wilcox"``).
 """
 
 from __future__ import annotations
@@ -26,11 +37,28 @@ from scipy import stats as sps
 
 from emg_lens.errors import SpecError
 
-__all__ = ["CORRECTIONS", "TESTS", "compare", "correct", "delta_pct", "stars"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "BOOTSTRAP_SEED",
+    "CORRECTIONS",
+    "TESTS",
+    "bootstrap_delta_ci",
+    "compare",
+    "correct",
+    "corrected_floor",
+    "delta_pct",
+    "rank_biserial",
+    "smallest_p",
+    "stars",
+    "subjects_needed",
+]
 
 TESTS = ("mannwhitneyu", "wilcoxon")
 CORRECTIONS = ("bonferroni", "holm", "none")
 STAR_LEVELS = ((1e-4, "****"), (1e-3, "***"), (1e-2, "**"), (0.05, "*"))
+ALPHA = 0.05  # the weakest star
+BOOTSTRAP_SEED = 0  # one fixed seed: a rerun of a study writes the same intervals
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def delta_pct(masked: float, baseline: float) -> float:
@@ -91,3 +119,142 @@ def correct(pvalues: Sequence[float], method: str = "bonferroni") -> list[float]
     else:
         raise SpecError(f"stats.correction must be one of {CORRECTIONS}, got {method!r}")
     return [float(x) for x in out]
+
+
+def _check_test(test: str) -> None:
+    if test not in TESTS:
+        raise SpecError(f"stats.test must be one of {TESTS}, got {test!r}")
+
+
+def rank_biserial(
+    masked: Sequence[float], baseline: Sequence[float], test: str = "mannwhitneyu"
+) -> float:
+    """Effect size of ``test`` in [-1, 1], **negative when the masked values are lower** (a
+    drop), positive for a rise, 0 for no tendency; NaN pairs/values are left out.
+
+    - ``mannwhitneyu``: ``r = 1 - 2 U_b / (n1 n2)`` with ``U_b`` the *baseline* sample's U
+      (``n1 n2 - U`` of the masked sample, the ``U`` column), i.e. ``P(masked > baseline) -
+      P(masked < baseline)`` over all pairs, ties counting half;
+    - ``wilcoxon``: the matched-pairs rank-biserial ``(T+ - T-) / (T+ + T-)``, with ``T+`` and
+      ``T-`` the rank sums of the positive and negative differences ``masked - baseline``
+      (zero differences dropped, ties averaged), as the test ranks them.
+
+    >>> rank_biserial([0.5, 0.6], [0.9, 0.95])  # every masked value below every baseline
+    -1.0
+    >>> rank_biserial([0.5, 0.92], [0.9, 0.95])  # pairs: 1 above, 3 below
+    -0.5
+    >>> # d = -.1, +.02, -.2: ranks 2, 1, 3, so T+ = 1, T- = 5
+    >>> round(rank_biserial([0.8, 0.97, 0.5], [0.9, 0.95, 0.7], "wilcoxon"), 4)
+    -0.6667
+    """
+    _check_test(test)
+    masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
+    if test == "wilcoxon":
+        if len(masked) != len(baseline):
+            raise SpecError("stats.test = 'wilcoxon' needs one masked value per baseline value")
+        d = masked - baseline
+        d = d[np.isfinite(d) & (d != 0)]
+        if not len(d):
+            return 0.0
+        ranks = sps.rankdata(np.abs(d))
+        return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
+    masked, baseline = masked[np.isfinite(masked)], baseline[np.isfinite(baseline)]
+    if not len(masked) or not len(baseline):
+        return float("nan")
+    above = (masked[:, None] > baseline[None, :]).sum() + 0.5 * (
+        masked[:, None] == baseline[None, :]
+    ).sum()  # the masked sample's U
+    u_baseline = len(masked) * len(baseline) - above
+    return float(1 - 2 * u_baseline / (len(masked) * len(baseline)))
+
+
+def bootstrap_delta_ci(
+    masked: Sequence[float],
+    baseline: Sequence[float],
+    *,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `delta_pct` over subjects: ``masked[i]`` and
+    ``baseline[i]`` are subject ``i``'s values, and each resample draws subjects with
+    replacement, keeping each subject's pair together (the values are the same subjects'
+    under two conditions). Seeded: the same inputs give the same interval. Subjects with a
+    NaN value are left out; with fewer than 2 subjects the interval is ``(nan, nan)``.
+
+    >>> low, high = bootstrap_delta_ci([0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
+    >>> bool(low < delta_pct(0.5575, 0.92) < high), (low, high) == bootstrap_delta_ci(
+    ...     [0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
+    (True, True)
+    """
+    masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
+    if masked.shape != baseline.shape:
+        raise SpecError(
+            f"bootstrap_delta_ci needs one masked value per subject's baseline value, got "
+            f"{len(masked)} and {len(baseline)}"
+        )
+    if not 0 < level < 1:
+        raise SpecError(f"bootstrap level must be in (0, 1), got {level!r}")
+    keep = np.isfinite(masked) & np.isfinite(baseline)
+    masked, baseline = masked[keep], baseline[keep]
+    if len(masked) < 2:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(masked), (resamples, len(masked)))
+    base_mean = baseline[idx].mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deltas = 100.0 * (masked[idx].mean(axis=1) - base_mean) / base_mean
+    deltas = deltas[np.isfinite(deltas)]
+    if not len(deltas):
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(deltas, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
+    """The smallest two-sided p-value ``test`` can give with ``n`` subjects: its p for perfect
+    separation (every masked value below every baseline value, all values distinct), computed
+    by the same scipy call `compare` makes (scipy's exact distribution for small samples).
+
+    >>> round(smallest_p(6), 5), smallest_p(6, "wilcoxon")  # 2 / C(12, 6), 2 / 2**6
+    (0.00216, 0.03125)
+    """
+    _check_test(test)
+    if n < 1:
+        raise SpecError(f"smallest_p needs n >= 1 subjects, got {n}")
+    baseline = np.arange(n, dtype=float) + 2.0 * n  # distinct, and all above the masked ones
+    masked = np.arange(n, dtype=float) * (1 + 1 / (4 * n))  # distinct differences too
+    return compare(masked, baseline, test)[1]
+
+
+def corrected_floor(n: int, m: int, test: str = "mannwhitneyu", correction: str = "bonferroni"):
+    """The smallest corrected p a cell can reach: `smallest_p` after ``correction`` in a family
+    of ``m`` comparisons (Bonferroni and Holm both multiply the smallest p by ``m``).
+
+    >>> round(corrected_floor(8, 30), 4), round(corrected_floor(6, 30), 3)
+    (0.0047, 0.065)
+    """
+    p = smallest_p(n, test)
+    if correction == "none":
+        return p
+    correct([p], correction)  # refuses an unknown correction by name
+    return min(1.0, p * max(m, 1))
+
+
+def subjects_needed(
+    m: int,
+    test: str = "mannwhitneyu",
+    correction: str = "bonferroni",
+    alpha: float = ALPHA,
+    max_n: int = 200,
+) -> int | None:
+    """The fewest subjects with which a cell can reach ``p_corr < alpha`` (None beyond
+    ``max_n``).
+
+    >>> subjects_needed(30), subjects_needed(30, "wilcoxon")
+    (7, 11)
+    """
+    for n in range(2, max_n + 1):
+        if corrected_floor(n, m, test, correction) < alpha:
+            return n
+    return None
