@@ -1,4 +1,99 @@
-"""Edge sets; the code moves into modules of this package next (see algebra.py for now)."""
+"""Edge sets: which query token may read which key token, per attention head.
 
-from emg_lens.edges.algebra import *  # noqa: F403
-from emg_lens.edges.algebra import __all__  # noqa: F401
+An `EdgeSet` is a predicate over (head, query token, key token). An *edge* ``(q, k)`` means
+that query token ``q`` reads key token ``k``, so information flows ``k -> q``: masking it stops
+``q`` from seeing ``k`` on that head. Edge sets are built from selectors, which ask the token
+layout (`emg_lens.layout.TokenLayout`), never raw positions, so one expression works on every
+model:
+
+=====================================  ======================================================
+selector                               edges (q reads k)
+=====================================  ======================================================
+`unimodal` ``(include_cls=False)``     q and k in the same modality (self edges included)
+`cross_modal` ``(include_cls=False)``  q and k in different modalities
+`within` ``(group)``                   q and k both in ``group``
+`between` ``(query_group, key_group)`` q in ``query_group``, k in ``key_group`` (directed)
+`to_cls`                               q is CLS, k is not (information flowing *to* CLS)
+`from_cls`                             k is CLS, q is not (information flowing *from* CLS)
+`same_channel` / `cross_channel`       both tokens embed a channel; equal / different channel
+`time_window` ``(max_lag, min_lag=0)`` both tokens have a time patch, ``min_lag <= |t_q - t_k|
+                                       <= max_lag``
+`heads` ``(*indices)``                 every edge, on the given heads only
+`all_edges` / `no_edges`               every edge / none
+=====================================  ======================================================
+
+The CLS rule: edges that touch the CLS token are neither unimodal nor cross-modal unless
+``include_cls=True``, which makes CLS a modality of its own (CLS -> CLS is unimodal, CLS <->
+signal is cross-modal). So ``unimodal(include_cls=True) | cross_modal(include_cls=True)`` is
+every edge, while without the flag the two leave out exactly the edges that touch CLS. Note that
+masking ``cross_modal`` alone does not isolate the modalities beyond one layer: information can
+still travel emg -> CLS -> acc across two layers; ``cross_modal | from_cls`` cuts that route
+while CLS still reads every token.
+
+Edge sets combine with ``|`` (union), ``&`` (intersection), ``-`` (difference) and ``~``
+(complement over all heads x tokens x tokens); ``e.on_heads([0, 2])`` is ``e & heads(0, 2)``.
+They are frozen, hashable and compared structurally. `EdgeSet.compile` turns one into a boolean
+``[head_index, query_pos, key_pos]`` mask (True = masked, i.e. in the set), the form that
+``model(x, edge_masks={layer: mask})`` and the masking hooks take.
+
+Every edge set has a canonical string form, used by study files, that `parse` reads back to an
+equal edge set. Its precedence is ``~`` over ``&`` over ``|`` and ``-`` (which share a level and
+associate to the left, as SQL's INTERSECT over UNION / EXCEPT); this differs from Python, where
+``-`` binds tighter than ``&``, so parenthesise mixed ``-`` in code.
+
+>>> from emg_lens.layout import TokenLayout
+>>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 2})
+>>> edges = cross_modal() & heads(0, 2)
+>>> str(edges)
+'cross_modal & heads(0,2)'
+>>> parse("cross_modal & heads(0, 2)") == edges
+True
+>>> mask = edges.compile(layout, n_heads=4)
+>>> mask.shape
+torch.Size([4, 4, 4])
+>>> mask[0].int()  # tokens: cls, emg, acc, acc; row = query, column = key
+tensor([[0, 0, 0, 0],
+        [0, 0, 1, 1],
+        [0, 1, 0, 0],
+        [0, 1, 0, 0]], dtype=torch.int32)
+>>> bool(mask[1].any())
+False
+
+The package reads top to bottom: `emg_lens.edges.algebra` holds `EdgeSet`, the compile context
+and the operators; `emg_lens.edges.selectors` the selectors above and their argument checks;
+`emg_lens.edges.parser` the string form's parser. Import from ``emg_lens.edges``.
+"""
+
+from emg_lens.edges.algebra import EdgeSet
+from emg_lens.edges.parser import parse
+from emg_lens.edges.selectors import (
+    all_edges,
+    between,
+    cross_channel,
+    cross_modal,
+    from_cls,
+    heads,
+    no_edges,
+    same_channel,
+    time_window,
+    to_cls,
+    unimodal,
+    within,
+)
+
+__all__ = [
+    "EdgeSet",
+    "all_edges",
+    "between",
+    "cross_channel",
+    "cross_modal",
+    "from_cls",
+    "heads",
+    "no_edges",
+    "parse",
+    "same_channel",
+    "time_window",
+    "to_cls",
+    "unimodal",
+    "within",
+]

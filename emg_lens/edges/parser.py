@@ -1,0 +1,382 @@
+"""The parser of the canonical string form: `parse` reads what ``str(edge_set)`` writes.
+
+A table of the selectors and their parameters (`_SELECTORS`) drives a tokenizer and a
+recursive-descent parser; every error names the column, underlines the offending text and
+says what would have been accepted there.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from emg_lens.edges import selectors
+from emg_lens.edges.algebra import EdgeSet
+from emg_lens.errors import ArgumentError, EdgeExpressionError
+
+
+# ============================================================================ selector table
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    kind: str  # "group", "int", "flag" or "ints" (any number of ints)
+    default: Any = None  # None: required
+
+
+@dataclass(frozen=True)
+class _Selector:
+    name: str
+    factory: Callable[..., EdgeSet]
+    params: tuple[_Param, ...] = ()
+
+    @property
+    def signature(self) -> str:
+        if not self.params:
+            return self.name
+        parts = []
+        for p in self.params:
+            if p.kind == "flag":
+                parts.append(p.name)
+            elif p.kind == "ints":
+                parts.append(f"{p.name},...")
+            elif p.default is None:
+                parts.append(p.name)
+            else:
+                parts.append(f"{p.name}={p.default}")
+        return f"{self.name}({','.join(parts)})"
+
+
+_GROUP, _INT, _FLAG, _INTS = "group", "int", "flag", "ints"
+_SELECTORS: dict[str, _Selector] = {
+    s.name: s
+    for s in (
+        _Selector("all_edges", selectors.all_edges),
+        _Selector(
+            "between",
+            selectors.between,
+            (_Param("query_group", _GROUP), _Param("key_group", _GROUP)),
+        ),
+        _Selector("cross_channel", selectors.cross_channel),
+        _Selector("cross_modal", selectors.cross_modal, (_Param("include_cls", _FLAG, False),)),
+        _Selector("from_cls", selectors.from_cls),
+        _Selector("heads", selectors.heads, (_Param("index", _INTS),)),
+        _Selector("no_edges", selectors.no_edges),
+        _Selector("same_channel", selectors.same_channel),
+        _Selector(
+            "time_window",
+            selectors.time_window,
+            (_Param("max_lag", _INT), _Param("min_lag", _INT, 0)),
+        ),
+        _Selector("to_cls", selectors.to_cls),
+        _Selector("unimodal", selectors.unimodal, (_Param("include_cls", _FLAG, False),)),
+        _Selector("within", selectors.within, (_Param("group", _GROUP),)),
+    )
+}
+
+_KNOWN_SELECTORS = ", ".join(s.signature for s in _SELECTORS.values())
+_EXPECT_OPERAND = f"a selector ({_KNOWN_SELECTORS}), '~' or '('"
+_OPERATORS = "an operator ('|', '&', '-')"
+_EXPECT_OPERATOR = f"{_OPERATORS} or the end of the expression"
+
+_TOKEN_RE = re.compile(
+    r"\s*(?:(?P<name>[^\W\d]\w*)|(?P<int>\d+)|(?P<punct>[()|&~,=-])|(?P<bad>\S))"
+)
+
+
+# ============================================================================ tokens
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # "name", "int", "punct", "bad" or "end"
+    text: str
+    start: int
+
+    @property
+    def end(self) -> int:
+        return self.start + max(len(self.text), 1)
+
+    def describe(self) -> str:
+        return "end of expression" if self.kind == "end" else repr(self.text)
+
+
+def _tokenize(expr: str) -> list[_Token]:
+    tokens = []
+    pos = 0
+    while True:
+        m = _TOKEN_RE.match(expr, pos)
+        if m is None:  # only trailing whitespace is left
+            break
+        kind = m.lastgroup
+        assert kind is not None
+        tokens.append(_Token(kind, m.group(kind), m.start(kind)))
+        pos = m.end()
+    tokens.append(_Token("end", "", len(expr)))
+    return tokens
+
+
+# ============================================================================ grammar
+class _Parser:
+    """Recursive descent over ``expr := term (("|" | "-") term)*``, ``term := factor ("&"
+    factor)*``, ``factor := "~" factor | "(" expr ")" | selector ["(" args ")"]``."""
+
+    def __init__(self, expr: str):
+        self.expr = expr
+        self.tokens = _tokenize(expr)
+        self.i = 0
+
+    # ------------------------------------------------------------------ helpers
+    def peek(self) -> _Token:
+        return self.tokens[self.i]
+
+    def advance(self) -> _Token:
+        tok = self.tokens[self.i]
+        if tok.kind != "end":
+            self.i += 1
+        return tok
+
+    def at(self, *texts: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "punct" and tok.text in texts
+
+    def fail(self, message: str, start: int, end: int, expected: str) -> EdgeExpressionError:
+        shown = "".join(" " if c.isspace() else c for c in self.expr)
+        width = max(end - start, 1)
+        column = start + 1
+        return EdgeExpressionError(
+            f"invalid edge expression {self.expr!r} at column {column}: {message}\n"
+            f"    {shown}\n"
+            f"    {' ' * start}{'^' * width}\n"
+            f"expected {expected}",
+            expression=self.expr,
+            column=column,
+        )
+
+    def fail_at(self, tok: _Token, message: str, expected: str) -> EdgeExpressionError:
+        return self.fail(message, tok.start, tok.end, expected)
+
+    # ------------------------------------------------------------------ grammar
+    def parse(self) -> EdgeSet:
+        if self.peek().kind == "end":
+            raise self.fail_at(self.peek(), "the expression is empty", _EXPECT_OPERAND)
+        result = self.expression()
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.fail_at(tok, f"unexpected {tok.describe()}", _EXPECT_OPERATOR)
+        return result
+
+    def expression(self) -> EdgeSet:
+        left = self.term()
+        while self.at("|", "-"):
+            op = self.advance().text
+            right = self.term()
+            left = left | right if op == "|" else left - right
+        return left
+
+    def term(self) -> EdgeSet:
+        left = self.factor()
+        while self.at("&"):
+            self.advance()
+            left = left & self.factor()
+        return left
+
+    def factor(self) -> EdgeSet:
+        tok = self.advance()
+        if tok.kind == "punct" and tok.text == "~":
+            return ~self.factor()
+        if tok.kind == "punct" and tok.text == "(":
+            inner = self.expression()
+            close = self.peek()
+            if not self.at(")"):
+                raise self.fail_at(
+                    close,
+                    f"unexpected {close.describe()} inside the '(' opened at column "
+                    f"{tok.start + 1}",
+                    f"')' or {_OPERATORS}",
+                )
+            self.advance()
+            return inner
+        if tok.kind == "name":
+            return self.selector(tok)
+        if tok.kind == "bad":
+            raise self.fail_at(tok, f"unexpected character {tok.text!r}", _EXPECT_OPERAND)
+        raise self.fail_at(tok, f"unexpected {tok.describe()}", _EXPECT_OPERAND)
+
+    def selector(self, name_tok: _Token) -> EdgeSet:
+        sel = _SELECTORS.get(name_tok.text)
+        if sel is None:
+            close = difflib.get_close_matches(name_tok.text, list(_SELECTORS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise self.fail_at(
+                name_tok,
+                f"unknown selector {name_tok.text!r}{hint}",
+                f"a selector: {_KNOWN_SELECTORS}",
+            )
+        positional, keywords, end = self.arguments(sel, name_tok)
+        args, kwargs = self.bind(sel, name_tok, positional, keywords, end)
+        try:
+            return sel.factory(*args, **kwargs)
+        except ArgumentError as err:
+            raise self.fail(str(err), name_tok.start, end, sel.signature) from None
+
+    def arguments(
+        self, sel: _Selector, name_tok: _Token
+    ) -> tuple[list[_Token], dict[str, tuple[_Token, _Token]], int]:
+        """The optional ``(...)`` after a selector's name, not yet checked against its
+        parameters: the positional tokens, the keyword (name, value) tokens, and the offset
+        where the selector ends."""
+        positional: list[_Token] = []
+        keywords: dict[str, tuple[_Token, _Token]] = {}
+        if not self.at("("):
+            return positional, keywords, name_tok.end
+        open_tok = self.advance()
+        if self.at(")"):
+            return positional, keywords, self.advance().end
+        while True:
+            arg = self.advance()
+            if arg.kind not in ("name", "int"):
+                raise self.fail_at(
+                    arg,
+                    f"unexpected {arg.describe()} in the arguments of {sel.name}",
+                    f"the arguments of {sel.signature}",
+                )
+            if arg.kind == "name" and self.at("="):
+                self.advance()
+                value = self.advance()
+                if value.kind not in ("name", "int"):
+                    raise self.fail_at(
+                        value,
+                        f"unexpected {value.describe()} after '{arg.text}='",
+                        f"a value for {arg.text} in {sel.signature}",
+                    )
+                if arg.text in keywords:
+                    raise self.fail_at(arg, f"{sel.name} got {arg.text!r} twice", sel.signature)
+                keywords[arg.text] = (arg, value)
+            elif keywords:
+                raise self.fail_at(
+                    arg,
+                    "a positional argument follows a keyword argument",
+                    f"the arguments of {sel.signature}",
+                )
+            else:
+                positional.append(arg)
+            sep = self.advance()
+            if sep.kind == "punct" and sep.text == ")":
+                return positional, keywords, sep.end
+            if not (sep.kind == "punct" and sep.text == ","):
+                raise self.fail_at(
+                    sep,
+                    f"unexpected {sep.describe()} in the arguments of {sel.name}, "
+                    f"whose '(' is at column {open_tok.start + 1}",
+                    f"',' or ')' (the form is {sel.signature})",
+                )
+
+    def bind(
+        self,
+        sel: _Selector,
+        name_tok: _Token,
+        positional: list[_Token],
+        keywords: dict[str, tuple[_Token, _Token]],
+        end: int,
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Check the arguments against ``sel.params``: positional and keyword values."""
+        params = {p.name: p for p in sel.params}
+        if sel.params and sel.params[0].kind == "ints":
+            if keywords:
+                key_tok, _ = next(iter(keywords.values()))
+                raise self.fail_at(key_tok, f"{sel.name} takes no keyword", sel.signature)
+            if not positional:
+                raise self.fail(
+                    f"{sel.name} needs at least one head index", name_tok.start, end, sel.signature
+                )
+            return [self.value(sel, sel.params[0], t, positional=True) for t in positional], {}
+        if len(positional) > len(sel.params):
+            extra = positional[len(sel.params)]
+            n = len(sel.params)
+            raise self.fail_at(
+                extra,
+                f"{sel.name} takes {n} argument{'s' if n != 1 else ''}, got {len(positional)}",
+                sel.signature,
+            )
+        values: dict[str, Any] = {}
+        for param, tok in zip(sel.params, positional):
+            values[param.name] = self.value(sel, param, tok, positional=True)
+        for key, (key_tok, value_tok) in keywords.items():
+            param = params.get(key)
+            if param is None:
+                accepted = ", ".join(params) or "none"
+                raise self.fail_at(
+                    key_tok,
+                    f"{sel.name} has no argument {key!r}",
+                    f"{sel.signature} (keywords: {accepted})",
+                )
+            if param.name in values:
+                raise self.fail_at(key_tok, f"{sel.name} got {key!r} twice", sel.signature)
+            values[param.name] = self.value(sel, param, value_tok, positional=False)
+        for param in sel.params:
+            if param.name not in values and param.default is None:
+                raise self.fail(
+                    f"{sel.name} is missing its argument {param.name!r}",
+                    name_tok.start,
+                    end,
+                    sel.signature,
+                )
+        return [], values
+
+    def value(self, sel: _Selector, param: _Param, tok: _Token, *, positional: bool) -> Any:
+        if param.kind == "group":
+            if tok.kind != "name":
+                raise self.fail_at(
+                    tok,
+                    f"{sel.name}: {param.name} must be a group name, got {tok.text!r}",
+                    f"a group name (an identifier such as emg, acc or cls) in {sel.signature}",
+                )
+            return tok.text
+        if param.kind in ("int", "ints"):
+            if tok.kind != "int":
+                raise self.fail_at(
+                    tok,
+                    f"{sel.name}: {param.name} must be a non-negative integer, got {tok.text!r}",
+                    f"a non-negative integer in {sel.signature}",
+                )
+            return int(tok.text)
+        # flag
+        if positional and tok.kind == "name" and tok.text == param.name:
+            return True
+        if not positional and tok.text in ("true", "True", "false", "False"):
+            return tok.text in ("true", "True")
+        raise self.fail_at(
+            tok,
+            f"{sel.name}: unexpected {tok.describe()} for {param.name}",
+            f"{param.name} or {param.name}=true|false in {sel.signature}",
+        )
+
+
+def parse(expr: str | EdgeSet) -> EdgeSet:
+    """Parse the string form of an edge set (an `EdgeSet` is returned as is).
+
+    The grammar is the one ``str(edge_set)`` writes: selector names as in Python (zero-argument
+    selectors with or without ``()``), arguments as in Python (``time_window(3, min_lag=1)``,
+    ``unimodal(include_cls)`` or ``unimodal(include_cls=true)``), group names unquoted, and
+    ``~`` over ``&`` over ``|``/``-`` (left-associative). ``parse(str(e)) == e`` for every
+    edge set ``e``. A bad expression raises `EdgeExpressionError` naming the column.
+
+    >>> parse("~(within(emg) | to_cls) & heads(1)")
+    EdgeSet('~(within(emg) | to_cls) & heads(1)')
+    >>> parse("cross_modal & foo")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.EdgeExpressionError: invalid edge expression 'cross_modal & foo' at column 15: unknown selector 'foo'
+        cross_modal & foo
+                      ^^^
+    expected a selector: all_edges, between(query_group,key_group), cross_channel, cross_modal(include_cls), from_cls, heads(index,...), no_edges, same_channel, time_window(max_lag,min_lag=0), to_cls, unimodal(include_cls), within(group)
+    """  # noqa: E501
+    if isinstance(expr, EdgeSet):
+        return expr
+    if not isinstance(expr, str):
+        raise EdgeExpressionError(
+            f"an edge expression must be a string such as 'cross_modal & heads(0,2)' or an "
+            f"EdgeSet, got {type(expr).__name__}"
+        )
+    return _Parser(expr).parse()

@@ -1,0 +1,412 @@
+"""The selectors: the leaves of an edge-set expression, each asking the token layout one
+question (same modality? which group? which channel, time patch or head?), and the public
+functions that build them with their argument checks.
+
+Every selector is a frozen dataclass whose fields are its arguments, so two selectors are equal
+when their arguments are; the functions (`unimodal`, `between`, ...) are the public way in.
+To add one: a class here with ``_mask``, ``__str__`` (and ``groups`` if it names token groups),
+a function that builds it, and a row in the parser's table (`emg_lens.edges.parser`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from emg_lens.edges.algebra import CompileContext, EdgeSet, PartialMask
+from emg_lens.errors import ArgumentError, LayoutError
+from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for the examples)
+
+
+# ============================================================================ argument checks
+def _check_group(group: Any, what: str) -> str:
+    if not isinstance(group, str) or not group.isidentifier():
+        raise ArgumentError(
+            f"{what} must be a token group name (an identifier such as 'emg' or 'cls'), "
+            f"got {group!r}"
+        )
+    return group
+
+
+def _check_int(value: Any, what: str) -> int:
+    """``value`` as a plain int (numpy and torch integers too), refusing bools and negatives."""
+    if isinstance(value, bool):
+        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}") from None
+    if value < 0:  # reported as converted, e.g. -2 rather than np.int32(-2)
+        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _check_flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentError(f"{what} must be True or False, got {value!r}")
+    return value
+
+
+# ============================================================================ selector classes
+@dataclass(frozen=True, repr=False)
+class Unimodal(EdgeSet):
+    """See `unimodal`."""
+
+    include_cls: bool = False
+
+    def __post_init__(self) -> None:
+        _check_flag(self.include_cls, "unimodal(include_cls=...)")
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        same = ctx.group_q == ctx.group_k
+        return same if self.include_cls else same & ~ctx.cls_q & ~ctx.cls_k
+
+    def __str__(self) -> str:
+        return "unimodal(include_cls)" if self.include_cls else "unimodal"
+
+
+@dataclass(frozen=True, repr=False)
+class CrossModal(EdgeSet):
+    """See `cross_modal`."""
+
+    include_cls: bool = False
+
+    def __post_init__(self) -> None:
+        _check_flag(self.include_cls, "cross_modal(include_cls=...)")
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        differ = ctx.group_q != ctx.group_k
+        return differ if self.include_cls else differ & ~ctx.cls_q & ~ctx.cls_k
+
+    def __str__(self) -> str:
+        return "cross_modal(include_cls)" if self.include_cls else "cross_modal"
+
+
+@dataclass(frozen=True, repr=False)
+class Within(EdgeSet):
+    """See `within`."""
+
+    group: str
+
+    def __post_init__(self) -> None:
+        _check_group(self.group, "within(group)")
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        g = ctx.group_index(self.group, self)
+        return (ctx.group_q == g) & (ctx.group_k == g)
+
+    def groups(self) -> set[str]:
+        return {self.group}
+
+    def __str__(self) -> str:
+        return f"within({self.group})"
+
+
+@dataclass(frozen=True, repr=False)
+class Between(EdgeSet):
+    """See `between`."""
+
+    query_group: str
+    key_group: str
+
+    def __post_init__(self) -> None:
+        _check_group(self.query_group, "between(query_group, ...)")
+        _check_group(self.key_group, "between(..., key_group)")
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        gq = ctx.group_index(self.query_group, self)
+        gk = ctx.group_index(self.key_group, self)
+        return (ctx.group_q == gq) & (ctx.group_k == gk)
+
+    def groups(self) -> set[str]:
+        return {self.query_group, self.key_group}
+
+    def __str__(self) -> str:
+        return f"between({self.query_group},{self.key_group})"
+
+
+@dataclass(frozen=True, repr=False)
+class ToCls(EdgeSet):
+    """See `to_cls`."""
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        ctx.require_cls(self)
+        return ctx.cls_q & ~ctx.cls_k
+
+    def groups(self) -> set[str]:
+        return {CLS}
+
+    def __str__(self) -> str:
+        return "to_cls"
+
+
+@dataclass(frozen=True, repr=False)
+class FromCls(EdgeSet):
+    """See `from_cls`."""
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        ctx.require_cls(self)
+        return ~ctx.cls_q & ctx.cls_k
+
+    def groups(self) -> set[str]:
+        return {CLS}
+
+    def __str__(self) -> str:
+        return "from_cls"
+
+
+@dataclass(frozen=True, repr=False)
+class SameChannel(EdgeSet):
+    """See `same_channel`."""
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        both = (ctx.channel_q >= 0) & (ctx.channel_k >= 0)
+        return both & (ctx.channel_q == ctx.channel_k)
+
+    def __str__(self) -> str:
+        return "same_channel"
+
+
+@dataclass(frozen=True, repr=False)
+class CrossChannel(EdgeSet):
+    """See `cross_channel`."""
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        both = (ctx.channel_q >= 0) & (ctx.channel_k >= 0)
+        return both & (ctx.channel_q != ctx.channel_k)
+
+    def __str__(self) -> str:
+        return "cross_channel"
+
+
+@dataclass(frozen=True, repr=False)
+class TimeWindow(EdgeSet):
+    """See `time_window`."""
+
+    max_lag: int
+    min_lag: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_lag", _check_int(self.max_lag, "time_window(max_lag)"))
+        object.__setattr__(self, "min_lag", _check_int(self.min_lag, "time_window(min_lag=...)"))
+        if self.min_lag > self.max_lag:
+            raise ArgumentError(
+                f"time_window needs min_lag <= max_lag, got max_lag={self.max_lag}, "
+                f"min_lag={self.min_lag}"
+            )
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        both = (ctx.time_q >= 0) & (ctx.time_k >= 0)
+        lag = (ctx.time_q - ctx.time_k).abs()
+        return both & (lag >= self.min_lag) & (lag <= self.max_lag)
+
+    def __str__(self) -> str:
+        if self.min_lag == 0:
+            return f"time_window({self.max_lag})"
+        return f"time_window({self.max_lag},min_lag={self.min_lag})"
+
+
+@dataclass(frozen=True, repr=False)
+class AllEdges(EdgeSet):
+    """See `all_edges`."""
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        return ctx.constant(True)
+
+    def __str__(self) -> str:
+        return "all_edges"
+
+
+@dataclass(frozen=True, repr=False)
+class NoEdges(EdgeSet):
+    """See `no_edges`."""
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        return ctx.constant(False)
+
+    def __str__(self) -> str:
+        return "no_edges"
+
+
+@dataclass(frozen=True, repr=False)
+class Heads(EdgeSet):
+    """See `heads`. ``indices`` is kept sorted and without repeats."""
+
+    indices: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        raw = self.indices
+        if not isinstance(raw, Iterable) or isinstance(raw, str):
+            raise ArgumentError(f"heads(...) needs head indices, got {raw!r}")
+        indices = tuple(sorted({_check_int(i, "a head index") for i in raw}))
+        if not indices:
+            raise ArgumentError("heads(...) needs at least one head index, e.g. heads(0, 2)")
+        object.__setattr__(self, "indices", indices)
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        bad = [i for i in self.indices if i >= ctx.n_heads]
+        if bad:
+            raise LayoutError(
+                f"edge set {self} names head(s) {bad}, but the model has n_heads={ctx.n_heads} "
+                f"(valid indices 0..{ctx.n_heads - 1})"
+            )
+        on = torch.zeros(ctx.n_heads, dtype=torch.bool, device=ctx.device)
+        on[list(self.indices)] = True
+        return on[:, None, None]
+
+    def __str__(self) -> str:
+        return f"heads({','.join(map(str, self.indices))})"
+
+
+# ---------------------------------------------------------------------------- selector functions
+def unimodal(include_cls: bool = False) -> EdgeSet:
+    """Edges whose query and key are in the same modality, self edges included.
+
+    Edges that touch the CLS token are neither unimodal nor cross-modal unless
+    ``include_cls=True``, which makes CLS a modality of its own (CLS -> CLS is unimodal).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 1})  # cls, emg, acc
+    >>> unimodal().compile(layout, 1)[0].int()
+    tensor([[0, 0, 0],
+            [0, 1, 0],
+            [0, 0, 1]], dtype=torch.int32)
+    >>> unimodal(include_cls=True).compile(layout, 1)[0].int()
+    tensor([[1, 0, 0],
+            [0, 1, 0],
+            [0, 0, 1]], dtype=torch.int32)
+    """
+    return Unimodal(include_cls)
+
+
+def cross_modal(include_cls: bool = False) -> EdgeSet:
+    """Edges whose query and key are in different modalities.
+
+    Edges that touch the CLS token are neither unimodal nor cross-modal unless
+    ``include_cls=True``, which makes CLS a modality of its own (CLS <-> signal is cross-modal).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 1})  # cls, emg, acc
+    >>> cross_modal().compile(layout, 1)[0].int()
+    tensor([[0, 0, 0],
+            [0, 0, 1],
+            [0, 1, 0]], dtype=torch.int32)
+    >>> cross_modal(include_cls=True).compile(layout, 1)[0].int()
+    tensor([[0, 1, 1],
+            [1, 0, 1],
+            [1, 1, 0]], dtype=torch.int32)
+    """
+    return CrossModal(include_cls)
+
+
+def within(group: str) -> EdgeSet:
+    """Edges whose query and key are both in ``group`` (a modality name or ``"cls"``).
+
+    >>> str(within("emg") | between("cls", "acc"))
+    'within(emg) | between(cls,acc)'
+    """
+    return Within(group)
+
+
+def between(query_group: str, key_group: str) -> EdgeSet:
+    """Directed edges: the query is in ``query_group`` and reads a key in ``key_group``.
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 1})  # cls, emg, acc
+    >>> between("acc", "emg").compile(layout, 1)[0].int()  # acc reads emg: row acc, column emg
+    tensor([[0, 0, 0],
+            [0, 0, 0],
+            [0, 1, 0]], dtype=torch.int32)
+    """
+    return Between(query_group, key_group)
+
+
+def to_cls() -> EdgeSet:
+    """Edges in which CLS reads a non-CLS token (information flowing to CLS).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 2})  # cls, emg, emg
+    >>> to_cls().compile(layout, 1)[0].int()
+    tensor([[0, 1, 1],
+            [0, 0, 0],
+            [0, 0, 0]], dtype=torch.int32)
+    """
+    return ToCls()
+
+
+def from_cls() -> EdgeSet:
+    """Edges in which a non-CLS token reads CLS (information flowing from CLS).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 2})  # cls, emg, emg
+    >>> from_cls().compile(layout, 1)[0].int()
+    tensor([[0, 0, 0],
+            [1, 0, 0],
+            [1, 0, 0]], dtype=torch.int32)
+    """
+    return FromCls()
+
+
+def same_channel() -> EdgeSet:
+    """Edges between two tokens of the same input channel (both must embed a channel).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 2}, n_patches=2)  # cls, (c0,t0), (c0,t1), ...
+    >>> int(same_channel().compile(layout, 1).sum())  # 2 channels x 2 x 2 patch pairs
+    8
+    """
+    return SameChannel()
+
+
+def cross_channel() -> EdgeSet:
+    """Edges between tokens of two different input channels (both must embed a channel).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 2}, n_patches=2)
+    >>> int(cross_channel().compile(layout, 1).sum())  # 2 ordered channel pairs x 2 x 2
+    8
+    """
+    return CrossChannel()
+
+
+def time_window(max_lag: int, min_lag: int = 0) -> EdgeSet:
+    """Edges between time-patch tokens at most ``max_lag`` and at least ``min_lag`` patches
+    apart (``min_lag <= |t_q - t_k| <= max_lag``); tokens without a time patch are excluded.
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 1}, n_patches=3, cls_token=False)
+    >>> time_window(1).compile(layout, 1)[0].int()
+    tensor([[1, 1, 0],
+            [1, 1, 1],
+            [0, 1, 1]], dtype=torch.int32)
+    >>> str(time_window(3, min_lag=1))
+    'time_window(3,min_lag=1)'
+    """
+    return TimeWindow(max_lag, min_lag)
+
+
+def all_edges() -> EdgeSet:
+    """Every edge on every head.
+
+    >>> (~no_edges()).compile(TokenLayout.channel_tokens({"emg": 1}), 2).all().item()
+    True
+    """
+    return AllEdges()
+
+
+def no_edges() -> EdgeSet:
+    """No edge at all (masking it changes nothing).
+
+    >>> (all_edges() - all_edges()).compile(TokenLayout.channel_tokens({"emg": 1}), 2).any()
+    tensor(False)
+    """
+    return NoEdges()
+
+
+def heads(*indices: int | Iterable[int]) -> EdgeSet:
+    """Every edge on the given heads (indices or one iterable of them) and none elsewhere.
+
+    >>> heads(2, 0) == heads([0, 2])
+    True
+    >>> heads(0, 2).compile(TokenLayout.channel_tokens({"emg": 1}), 4).flatten(1).all(1)
+    tensor([ True, False,  True, False])
+    """
+    if len(indices) == 1 and isinstance(indices[0], Iterable) and not isinstance(indices[0], str):
+        indices = tuple(indices[0])
+    return Heads(tuple(indices))
