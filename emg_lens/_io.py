@@ -69,7 +69,6 @@ def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
     except BaseException:  # KeyboardInterrupt too: never leave a partial file behind
         tmp.unlink(missing_ok=True)
         raise
-    _fsync(path.parent)  # the rename itself, where the file system allows it
     return path
 
 
@@ -98,18 +97,15 @@ def create_exclusive(path: str | Path, write_fn: Callable[[Path], Any]) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync(path.parent)
     return True
 
 
 def _fsync(path: Path) -> None:
-    """Flush a file's (or a folder's) data to disk; folders that refuse it are skipped."""
+    """Flush a file's data to disk. (Not its folder: after a crash a renamed file may be
+    missing, which readers handle as never written, but never empty or torn.)"""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        if not path.is_dir():  # some file systems cannot fsync a folder; a file must work
-            raise
     finally:
         os.close(fd)
 
