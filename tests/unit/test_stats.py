@@ -9,10 +9,21 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from emg_lens.errors import SpecError
+from emg_lens.errors import ArgumentError, SpecError
 from emg_lens.studies import summarize
+from emg_lens.studies.result import family_sizes, power_note
 from emg_lens.studies.spec import StatsSpec
-from emg_lens.studies.stats import compare, correct, delta_pct, stars
+from emg_lens.studies.stats import (
+    bootstrap_delta_ci,
+    compare,
+    correct,
+    corrected_floor,
+    delta_pct,
+    rank_biserial,
+    smallest_p,
+    stars,
+    subjects_needed,
+)
 
 # ----------------------------------------------------------------------------- compare
 
@@ -250,3 +261,146 @@ def test_summarize_pairs_subjects_whatever_the_row_order():
     masked = np.array(CONDITIONS[1][4])
     expected = sps.wilcoxon(masked, np.array(BASE), alternative="two-sided")
     assert (a.loc["k2", "U"], a.loc["k2", "p"]) == (expected.statistic, expected.pvalue)
+
+
+# ----------------------------------------------------------------------------- power note
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_smallest_p_is_scipys_p_for_perfect_separation(n):
+    # n subjects each side, every masked value below every baseline value: the exact
+    # two-sided p is 2 / C(2n, n); the paired test's is 2 / 2**n.
+    low, high = np.arange(n) / 10, 1 + np.arange(n) / 10
+    mwu = sps.mannwhitneyu(low, high, alternative="two-sided").pvalue
+    assert smallest_p(n) == pytest.approx(mwu, rel=1e-12)
+    assert smallest_p(n) == pytest.approx(2 / math.comb(2 * n, n), rel=1e-12)
+    paired = sps.wilcoxon(low, high + np.arange(n) / 7, alternative="two-sided").pvalue
+    assert smallest_p(n, "wilcoxon") == pytest.approx(paired, rel=1e-12)
+    assert smallest_p(n, "wilcoxon") == pytest.approx(2 / 2**n, rel=1e-12)
+
+
+def test_corrected_floor_and_subjects_needed_by_hand():
+    assert corrected_floor(4, 3) == pytest.approx(3 * 2 / 70)  # 0.0857: no star possible
+    assert corrected_floor(4, 3, correction="holm") == pytest.approx(3 * 2 / 70)
+    assert corrected_floor(4, 3, correction="none") == pytest.approx(2 / 70)
+    assert corrected_floor(4, 100) == 1.0  # capped
+    assert subjects_needed(3) == 5  # 3 * 2 / C(10, 5) = 0.024 < 0.05; n = 4 gives 0.086
+    assert subjects_needed(3, "wilcoxon") == 7  # 3 * 2 / 2**7 = 0.047; 2**6 gives 0.094
+    with pytest.raises(SpecError, match="bonferroni"):
+        corrected_floor(4, 3, correction="bh")
+
+
+def test_summary_power_note_says_when_no_cell_can_be_significant():
+    # The 4-subject design of _per_subject: families of 3 and 2 comparisons per mode.
+    sizes = family_sizes(summarize(_per_subject(), StatsSpec()), StatsSpec())
+    assert sizes == [3, 2]
+    note = power_note(4, sizes, StatsSpec())
+    assert "4 subjects" in note and "m = 2–3" in note
+    assert f"{2 * 2 / 70:.3g}" in note  # the smaller family reaches the smaller floor
+    assert "No cell can be significant" in note and "at least 5" in note
+    enough = power_note(5, sizes, StatsSpec())
+    assert f"{2 * 2 / 252:.3g}" in enough and "No cell" not in enough
+    paired = power_note(4, sizes, StatsSpec(test="wilcoxon"))
+    assert "Wilcoxon" in paired and "at least 7" in paired  # 2 * 2 / 2**6 = 0.0625 > 0.05
+
+
+# ----------------------------------------------------------------------------- effect sizes
+
+
+def test_rank_biserial_by_hand():
+    masked = CONDITIONS[1][4]  # 0.50, 0.60, 0.70, 0.81 vs BASE 0.80 .. 0.86
+    # one pair of 16 has masked > baseline (0.81 > 0.80): U_masked = 1, U_baseline = 15,
+    # r = 1 - 2 * 15 / 16 = -0.875
+    assert rank_biserial(masked, BASE) == pytest.approx(-0.875)
+    assert rank_biserial(CONDITIONS[4][4], BASE) == pytest.approx(1.0)  # all above
+    assert rank_biserial([0.5, 0.8], [0.8, 0.9]) == pytest.approx(-0.75)  # a tie counts half
+    # paired: d = +0.1, -0.2, -0.3, +0.05 -> |d| ranks 2, 3, 4, 1: T+ = 3, T- = 7
+    paired = rank_biserial([0.9, 0.6, 0.5, 0.85], [0.8, 0.8, 0.8, 0.8], "wilcoxon")
+    assert paired == pytest.approx((3 - 7) / 10)
+    assert rank_biserial([0.8, 0.7], [0.8, 0.7], "wilcoxon") == 0.0
+
+
+def test_summary_has_effect_sizes_and_intervals():
+    summary = summarize(_per_subject(), StatsSpec()).set_index("key")
+    assert summary.loc["k2", "r_rb"] == pytest.approx(-0.875)
+    assert summary.loc["k1", "r_rb"] == -1.0 and summary.loc["k5", "r_rb"] == 1.0
+    assert (summary["ci_low"] <= summary["delta_pct"]).all()
+    assert (summary["delta_pct"] <= summary["ci_high"]).all()
+    again = summarize(_per_subject(), StatsSpec()).set_index("key")
+    pd.testing.assert_frame_equal(summary, again)  # seeded: a rerun writes the same table
+
+
+def test_bootstrap_ci_is_seeded_and_contains_the_mean_change():
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0.8, 0.95, 10)
+    masked = base - rng.uniform(0.1, 0.3, 10)
+    low, high = bootstrap_delta_ci(masked, base)
+    assert low < delta_pct(masked.mean(), base.mean()) < high < 0
+    assert bootstrap_delta_ci(masked, base) == (low, high)
+    assert bootstrap_delta_ci(masked, base, seed=1) != (low, high)
+    # resampling keeps pairs: the interval of a constant per-subject ratio is that ratio
+    assert bootstrap_delta_ci(0.5 * base, base) == pytest.approx((-50.0, -50.0))
+    wider = bootstrap_delta_ci(masked, base, level=0.99)
+    assert wider[0] <= low and wider[1] >= high
+    assert all(math.isnan(v) for v in bootstrap_delta_ci([0.5], [0.9]))
+    with pytest.raises(SpecError, match="one masked value per subject"):
+        bootstrap_delta_ci([0.5, 0.6], [0.9])
+
+
+# ----------------------------------------------------------------------------- per class
+
+
+def _with_class_counts() -> pd.DataFrame:
+    """_per_subject with two classes per cell: class 0 keeps its accuracy, class 1 drops."""
+    table = _per_subject()
+    masked = table["intervention"] != "baseline"
+    table["class_correct"] = [[9, 2 if m else 8] for m in masked]
+    table["class_total"] = [[10, 10]] * len(table)
+    return table
+
+
+def test_per_class_csv_columns_and_values(tmp_path, monkeypatch):
+    from emg_lens.studies import StudyResult, StudySpec
+
+    monkeypatch.setattr(StudyResult, "figures", lambda self: {})
+    spec = StudySpec.from_dict(
+        {"name": "t", "models": "x", "interventions": [{"name": "uni", "edges": "unimodal"}]}
+    )
+    result = StudyResult.from_table(spec, _with_class_counts())
+    result.save(tmp_path)
+    per_class = pd.read_csv(tmp_path / "per_class.csv")
+    assert list(per_class.columns) == [
+        *("subject", "intervention", "mode", "layer", "layers", "heads", "key"),
+        *("class", "correct", "total", "accuracy"),
+    ]
+    assert len(per_class) == 2 * len(result.per_subject)
+    assert per_class["accuracy"].tolist() == pytest.approx(per_class["correct"] / 10)
+    base = per_class[per_class["intervention"] == "baseline"]
+    assert base.groupby("class")["accuracy"].mean().tolist() == pytest.approx([0.9, 0.8])
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert {"ci_low", "ci_high", "r_rb"} <= set(summary.columns)
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "smallest corrected p" in markdown and "| r_rb |" in markdown
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_class_delta_figure_draws_the_chosen_conditions():
+    import matplotlib.pyplot as plt
+
+    from emg_lens.studies import StudyResult, StudySpec
+    from emg_lens.studies.plots import class_deltas
+
+    spec = StudySpec.from_dict(
+        {"name": "t", "models": "x", "interventions": [{"name": "uni", "edges": "unimodal"}]}
+    )
+    result = StudyResult.from_table(spec, _with_class_counts())
+    fig = class_deltas(result, ["k1", "k2"], class_names={0: "kept", 1: "dropped"})
+    bars = [p for p in fig.axes[0].patches if p.get_height() != 0]
+    assert sorted(round(b.get_height()) for b in bars) == [-60, -60]  # class 1: 0.8 -> 0.2
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["kept", "dropped"]
+    plt.close(fig)
+    default = class_deltas(result, top=2)
+    assert len(default.axes[0].get_legend().get_texts()) == 2
+    plt.close(default)
+    with pytest.raises(ArgumentError, match="not in this study"):
+        class_deltas(result, ["nope"])
