@@ -148,6 +148,7 @@ class CellStore:
 
     # ------------------------------------------------------------------ claims
     def claim_path(self, subject: int) -> Path:
+        """The claim file of one subject (present while a process computes its cells)."""
         return self.claims / f"s{subject}.claim"
 
     def holder(self, subject: int) -> dict[str, Any] | None:
