@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,13 @@ from emg_lens._io import atomic_write
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import CheckpointError, ConfigError
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "read_checkpoint_info", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "load_checkpoint",
+    "read_biofoundation_state_dict",
+    "read_checkpoint_info",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "emg_lens.checkpoint/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -152,6 +159,62 @@ def _check_weights(
                 "tensor); a model with non-finite weights computes nothing meaningful: load an "
                 "earlier checkpoint"
             )
+
+
+PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth")
+
+
+def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a published BioFoundation checkpoint, for `TinyMyo.from_biofoundation`:
+    a ``.safetensors`` file, or a PyTorch ``.ckpt`` / ``.pt`` / ``.pth`` file (a PyTorch
+    Lightning checkpoint's ``state_dict``, or a bare state dict).
+
+    Pickled files are read with ``torch.load(..., weights_only=True)``: tensors and plain
+    containers only, so a file that would run code when unpickled is refused
+    (`CheckpointError`), never executed. Other suffixes, files without tensors and non-finite
+    weights are refused too.
+
+    >>> import tempfile
+    >>> file = Path(tempfile.mkdtemp()) / "tinymyo.ckpt"
+    >>> torch.save({"state_dict": {"model.norm.weight": torch.ones(2)}, "epoch": 3}, file)
+    >>> list(read_biofoundation_state_dict(file))
+    ['model.norm.weight']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"BioFoundation checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        state: Any = _read_weights(path, "cpu")
+    elif path.suffix in PICKLED_SUFFIXES:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+            raise CheckpointError(
+                f"{path} was refused: emg_lens reads pickled checkpoints with "
+                f"torch.load(weights_only=True), which allows tensors and plain containers "
+                f"only, and this file holds something else or is damaged ({exc})"
+            ) from exc
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]  # a PyTorch Lightning checkpoint
+    else:
+        raise CheckpointError(
+            f"{path}: a BioFoundation checkpoint must be .safetensors or one of "
+            f"{', '.join(PICKLED_SUFFIXES)} (read with weights_only=True); got {path.suffix!r}"
+        )
+    tensors = (
+        {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        if isinstance(state, dict)
+        else {}
+    )
+    if not tensors:
+        raise CheckpointError(f"{path} holds no tensors: expected a state dict of weights")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"{path}: tensor {key!r} holds NaN or inf values; a model with non-finite "
+                "weights computes nothing meaningful"
+            )
+    return tensors
 
 
 def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, model) -> None:

@@ -172,7 +172,13 @@ def cmd_study_run(args):
         print(f"\nwrote {out}/summary.md, summary.csv, per_subject.csv and comparison.png/svg")
         return result
     out = Path(args.out or Path("runs/studies") / spec.name)
-    result = run_study(spec, models=args.models, out_dir=out, progress=not args.quiet)
+    result = run_study(
+        spec,
+        models=args.models,
+        out_dir=out,
+        progress=not args.quiet,
+        allow_code=args.allow_code,
+    )
     stale = f" ({result.stale} of other provenance)" if result.stale else ""
     print(f"cells: {result.reused} reused, {result.recomputed} recomputed{stale}")
     print(
@@ -193,6 +199,7 @@ def cmd_study_check(args) -> None:
         find_models,
         load_spec,
     )
+    from emg_lens.studies.code import describe_code
 
     spec = load_spec(args.spec)
     overrides = _training_overrides(args, spec)
@@ -208,6 +215,12 @@ def cmd_study_check(args) -> None:
         _print_table(rows, ["architecture", "input", "trials", "channels", "tokens", "parameters"])
         return
     print(f"{spec.name}: {len(spec.interventions)} interventions, modes {list(spec.layers.modes)}")
+    code = spec.code_files()  # located and hashed, never executed
+    if code:
+        print(
+            f"Python code this study runs (only with `study run --allow-code`):\n"
+            f"{describe_code(code)}"
+        )
     try:
         cfg = read_checkpoint_info(next(iter(find_models(args.models or spec.models).values())))
         n_layers, n_heads = cfg["config"]["n_layers"], cfg["config"]["n_heads"]
@@ -676,6 +689,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--models", help="folder of subject_<N>/ checkpoints or demo (default: spec)")
     q.add_argument("--out", help="output folder (default: runs/studies/<name>); resumable")
     q.add_argument("--quiet", action="store_true")
+    q.add_argument(
+        "--allow-code",
+        action="store_true",
+        help="run the Python files the study names (hook = ...); `study check` lists them",
+    )
     _add_training_study_args(q)
     q.set_defaults(func=cmd_study_run)
     q = study.add_parser("check", help="validate a study and show its expanded grid")

@@ -132,7 +132,7 @@ def load_code(code: CodeFile, *, allow_code: bool) -> Any:
     try:
         exec(compile(source, str(code.path), "exec"), module.__dict__)
     except Exception as exc:  # a user's file: report any failure as a spec problem
-        raise SpecError(f"hook file {code.path} failed to run: {exc!r}") from exc
+        raise SpecError(f"hook file {code.path} failed to import: {exc!r}") from exc
     finally:
         sys.modules.pop(name, None)
     if not hasattr(module, code.attr):

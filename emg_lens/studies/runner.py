@@ -47,6 +47,7 @@ from emg_lens.provenance import (
     model_digest,
     source_digest,
 )
+from emg_lens.studies.code import require_consent
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.result import StudyResult
 from emg_lens.studies.spec import METRICS, StudySpec, load_spec
@@ -166,11 +167,27 @@ def score_predictions(
 # ----------------------------------------------------------------------------- plans
 
 
-def _edges_of(spec: StudySpec, condition: Condition) -> EdgeSet | Any:
+@dataclass(frozen=True)
+class _StudyCode:
+    """A study's hook files, each run once and only with consent (`emg_lens.studies.code`):
+    what each reference names, and the SHA-256 of the bytes that ran, for provenance."""
+
+    targets: dict[str, Any]
+    digests: dict[str, str]
+
+    @classmethod
+    def load(cls, spec: StudySpec, allow_code: bool) -> _StudyCode:
+        files = spec.code_files()  # located and hashed; refused here before anything runs
+        require_consent(files, allow_code=allow_code)
+        targets = {f.ref: spec.resolve_hook(f, allow_code=allow_code) for f in files}
+        return cls(targets, {f.ref: f.sha256 for f in files})
+
+
+def _edges_of(condition: Condition, code: _StudyCode) -> EdgeSet | Any:
     intervention = condition.intervention
     if intervention.edges is not None:
         return parse(intervention.edges)
-    return spec.resolve_hook(intervention.hook)
+    return code.targets[intervention.hook]
 
 
 class _MaskTable:
@@ -311,6 +328,7 @@ def _evaluate(
     batch_size: int,
     verify: bool,
     subject_id: int,
+    code: _StudyCode,
 ) -> dict[str, dict]:
     """Cells (by condition key) for the conditions in ``todo`` on subject ``subject_id``.
     An output that is not finite is a `StudyError`, never a score."""
@@ -330,7 +348,7 @@ def _evaluate(
         if c.intervention is None:
             sequences[c.key] = (None,) * model.cfg.n_layers
             continue
-        target = None if c.intervention.zero_modality else _edges_of(spec, c)
+        target = None if c.intervention.zero_modality else _edges_of(c, code)
         if isinstance(target, EdgeSet):
             sequences[c.key] = _mask_sequence(model, target, c, table)
         else:
@@ -364,7 +382,10 @@ def _evaluate(
     }
     for c in other:
         cells[c.key] = score_predictions(
-            _run_hooked(spec, model, X, c, batch_size, subject_id), y, data.n_classes, spec.metric
+            _run_hooked(spec, model, X, c, batch_size, subject_id, code),
+            y,
+            data.n_classes,
+            spec.metric,
         )
     return cells
 
@@ -388,7 +409,13 @@ def _refuse_non_finite(out: torch.Tensor, spec: StudySpec, subject_id: int, c: C
 
 @torch.inference_mode()
 def _run_hooked(
-    spec: StudySpec, model, X: torch.Tensor, c: Condition, batch_size: int, subject_id: int
+    spec: StudySpec,
+    model,
+    X: torch.Tensor,
+    c: Condition,
+    batch_size: int,
+    subject_id: int,
+    code: _StudyCode,
 ):
     """Predictions of an input ablation or a user hook factory (full forward passes)."""
     if c.intervention.zero_modality is not None:
@@ -404,7 +431,7 @@ def _run_hooked(
                 f"intervention {c.name!r} is a hook factory, which acts on every head; head "
                 f"subsets ({list(c.heads)}) need an edge set instead"
             )
-        hooks = _edges_of(spec, c)(model, list(c.layers))
+        hooks = _edges_of(c, code)(model, list(c.layers))
     preds = []
     for start in range(0, len(X), batch_size):
         preds.append(
@@ -431,7 +458,16 @@ class _Plan:
 
     conditions: list[Condition]
     provenance: dict[str, Any] | None
+    code: _StudyCode
     subject: _Subject | None = None
+
+    def provenance_of(self, condition: Condition) -> dict[str, Any] | None:
+        """A cell's provenance: the subject's, plus the digest of the hook file that its
+        intervention runs, so an edited hook file recomputes exactly its own cells."""
+        hook = condition.intervention.hook if condition.intervention is not None else None
+        if self.provenance is None or hook is None:
+            return self.provenance
+        return {**self.provenance, "hook": self.code.digests[hook]}
 
 
 def _provenance(spec: StudySpec, entry: Any, subject_id: int, code: str) -> dict[str, Any]:
@@ -450,7 +486,14 @@ def _provenance(spec: StudySpec, entry: Any, subject_id: int, code: str) -> dict
     return {**digests, "metric": spec.metric, "return_type": spec.return_type, "code": code}
 
 
-def _plan(spec: StudySpec, subject_id: int, entry: Any, store: CellStore | None, code: str):
+def _plan(
+    spec: StudySpec,
+    subject_id: int,
+    entry: Any,
+    store: CellStore | None,
+    code: str,
+    study_code: _StudyCode,
+) -> _Plan:
     """Conditions and provenance, from the checkpoint's config and file digests alone, so a
     subject whose cells are all stored loads neither its model nor its data."""
     subject = None
@@ -462,20 +505,20 @@ def _plan(spec: StudySpec, subject_id: int, entry: Any, store: CellStore | None,
         n_layers, n_heads = subject.model.cfg.n_layers, subject.model.cfg.n_heads
     conditions = [BASELINE, *expand_grid(spec, n_layers, n_heads)]
     if store is None:
-        return _Plan(conditions, None, subject)
+        return _Plan(conditions, None, study_code, subject)
     try:
         provenance = _provenance(spec, entry, subject_id, code)
     except (EmgLensError, OSError) as exc:
         _load(entry)  # a broken checkpoint or data source raises its own, better named, error
         raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
-    return _Plan(conditions, provenance, subject)
+    return _Plan(conditions, provenance, study_code, subject)
 
 
 def _stored(store: CellStore | None, subject_id: int, plan: _Plan) -> dict[str, dict]:
     """The subject's stored cells whose provenance matches."""
     if store is None:
         return {}
-    found = {c.key: store.get(subject_id, c.key, plan.provenance) for c in plan.conditions}
+    found = {c.key: store.get(subject_id, c.key, plan.provenance_of(c)) for c in plan.conditions}
     return {key: cell for key, cell in found.items() if cell is not None}
 
 
@@ -488,6 +531,7 @@ def run_study(
     verify: bool = True,
     progress: bool = True,
     wait_timeout: float = WAIT_TIMEOUT,
+    allow_code: bool = False,
 ) -> StudyResult:
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
@@ -500,6 +544,10 @@ def run_study(
     many cells were read from the store and computed here (``stale``: how many of those
     replaced a stored cell of other provenance, or a torn one).
     A training study (``kind = "training"``) is refused: it runs with `run_training_study`.
+
+    A study that names Python files (``hook = "hooks/file.py:name"``) runs them only with
+    ``allow_code=True``; without it, `CodeConsentError` lists each file with its resolved path
+    and SHA-256 before anything runs. Each file's digest is part of its cells' provenance.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.data.preprocess import SubjectData
@@ -523,10 +571,11 @@ def run_study(
             f"study {spec.name!r} is kind = 'training': use run_training_study (or `emg-lens "
             "study run`, which dispatches)"
         )
+    study_code = _StudyCode.load(spec, allow_code)
     entries = _subjects(spec, models)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest() if store is not None else ""
-    plans = {s: _plan(spec, s, entry, store, code) for s, entry in entries.items()}
+    plans = {s: _plan(spec, s, entry, store, code, study_code) for s, entry in entries.items()}
     counts = {"reused": 0, "recomputed": 0, "stale": 0}
     done: dict[int, dict[str, dict]] = {}
     waiting_since: dict[int, float] = {}
@@ -598,12 +647,19 @@ def _subject_cells(
         if todo:
             subject = plan.subject or _load(entry)
             fresh = _evaluate(
-                spec, subject, todo, batch_size=batch_size, verify=verify, subject_id=subject_id
+                spec,
+                subject,
+                todo,
+                batch_size=batch_size,
+                verify=verify,
+                subject_id=subject_id,
+                code=plan.code,
             )
+            by_key = {c.key: c for c in todo}
             for key, cell in fresh.items():
                 if store is not None:
                     counts["stale"] += store.has(subject_id, key)
-                    store.put(subject_id, key, cell, plan.provenance)
+                    store.put(subject_id, key, cell, plan.provenance_of(by_key[key]))
             stored.update(fresh)
         counts["reused"] += len(plan.conditions) - len(todo)
         counts["recomputed"] += len(todo)
@@ -621,7 +677,9 @@ def _check_wait(store, plans, done, waiting_since, wait_timeout: float) -> None:
             continue
         plan = plans[subject_id]
         missing = next(
-            c for c in plan.conditions if store.get(subject_id, c.key, plan.provenance) is None
+            c
+            for c in plan.conditions
+            if store.get(subject_id, c.key, plan.provenance_of(c)) is None
         )
         holder = store.holder(subject_id) or {}
         raise StudyError(

@@ -18,7 +18,6 @@ True
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -29,6 +28,7 @@ import yaml
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import EdgeExpressionError, SpecError
+from emg_lens.studies.code import CodeFile, load_code, locate_code
 from emg_lens.studies.stats import CORRECTIONS, TESTS
 
 if TYPE_CHECKING:
@@ -278,28 +278,19 @@ class StudySpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     # ------------------------------------------------------------------ hook references
-    def resolve_hook(self, ref: str) -> Any:
-        """Load ``"path/file.py:name"``; the path is tried relative to the spec's folder, its
-        parent (a repo's ``studies/`` next to ``hooks/``) and the working directory."""
-        path_text, _, attr = ref.rpartition(":")
-        base = Path(self.source_dir)
-        candidates = [base / path_text, base.parent / path_text, Path.cwd() / path_text]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            raise SpecError(
-                f"hook file {path_text!r} not found; looked in "
-                f"{[str(p.parent) for p in candidates]}"
-            )
-        module_spec = importlib.util.spec_from_file_location(f"emg_lens_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:  # a user's file: report any failure as a spec problem
-            raise SpecError(f"hook file {path} failed to import: {exc!r}") from exc
-        if not hasattr(module, attr):
-            names = sorted(n for n in vars(module) if not n.startswith("_"))
-            raise SpecError(f"{path} has no {attr!r}; it defines {names}")
-        value = getattr(module, attr)
+    def code_files(self) -> list[CodeFile]:
+        """The Python files this study would run (``hook = ...``), located below the spec's
+        folder and hashed, never executed (`emg_lens.studies.code`)."""
+        refs = dict.fromkeys(i.hook for i in self.interventions if i.hook is not None)
+        return [locate_code(ref, self.source_dir) for ref in refs]
+
+    def resolve_hook(self, ref: str | CodeFile, *, allow_code: bool = False) -> Any:
+        """Run ``"path/file.py:name"`` (below the spec's folder; only with ``allow_code``), or
+        a file `code_files` located, and return the EdgeSet, expression or hook factory it
+        names."""
+        code = ref if isinstance(ref, CodeFile) else locate_code(ref, self.source_dir)
+        ref = code.ref
+        value = load_code(code, allow_code=allow_code)
         if isinstance(value, str):
             value = parse(value)
         if not (isinstance(value, EdgeSet) or callable(value)):

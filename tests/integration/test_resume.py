@@ -86,7 +86,9 @@ SCRIPT = textwrap.dedent(
 
 
     runner._evaluate = evaluate
-    run_study(sys.argv[1], models=sys.argv[2], out_dir=sys.argv[3], progress=False)
+    run_study(
+        sys.argv[1], models=sys.argv[2], out_dir=sys.argv[3], progress=False, allow_code=True
+    )
     """
 )
 
@@ -114,10 +116,9 @@ def _setup(root: Path) -> tuple[Path, Path, Path]:
             models / f"subject_{subject}",
             metadata={"subject": subject, "data_source": source},
         )
-    (root / "hooks").mkdir()
-    (root / "hooks" / "slow.py").write_text(SLOW_HOOK)
-    (root / "studies").mkdir()
-    spec = root / "studies" / "resume.toml"  # the hook resolves from the folder's parent
+    (root / "studies" / "hooks").mkdir(parents=True)
+    (root / "studies" / "hooks" / "slow.py").write_text(SLOW_HOOK)
+    spec = root / "studies" / "resume.toml"  # the hook lives beside it, in studies/hooks/
     spec.write_text(SPEC)
     script = root / "run.py"
     script.write_text(SCRIPT)

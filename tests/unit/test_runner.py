@@ -140,7 +140,7 @@ def _naive_predictions(spec: StudySpec, model, X: torch.Tensor, condition) -> np
         if intervention.edges is not None:
             target = parse(intervention.edges)
         else:
-            target = spec.resolve_hook(intervention.hook)
+            target = spec.resolve_hook(intervention.hook, allow_code=True)
         if callable(target) and not hasattr(target, "compile"):
             hooks = target(model, list(condition.layers))
         else:
@@ -229,7 +229,7 @@ def test_input_ablation_and_user_hooks_equal_naive(
         heads=["all"],
     )
     out = hook_dir / "out"
-    result = run_study(spec, models=subjects, out_dir=out, progress=False)
+    result = run_study(spec, models=subjects, out_dir=out, progress=False, allow_code=True)
     modes = result.per_subject.groupby("intervention")["mode"].unique()
     assert list(modes["acc_off"]) == ["input"] and list(modes["emg_off"]) == ["input"]
     checked, changed = _check_against_naive(spec, subjects, result, out)
@@ -248,7 +248,7 @@ def test_hook_factory_with_head_subsets_is_refused(subjects, hook_dir):
         heads=["all", [2]],
     )
     with pytest.raises(SpecError, match=r"'zero_cross' is a hook factory.*\[2\]"):
-        run_study(spec, models=subjects, progress=False)
+        run_study(spec, models=subjects, progress=False, allow_code=True)
 
 
 def test_hook_factory_equals_its_naive_evaluation(subjects, hook_dir):
@@ -259,7 +259,7 @@ def test_hook_factory_equals_its_naive_evaluation(subjects, hook_dir):
         layers={"modes": ["from_first"]},
         heads=["all"],
     )
-    result = run_study(spec, models=subjects, progress=False)
+    result = run_study(spec, models=subjects, progress=False, allow_code=True)
     for subject, (model, data) in subjects.items():
         X = torch.as_tensor(data.X_test)
         for layer in range(3):
@@ -300,13 +300,14 @@ def test_avg_head_readout_equals_naive(subjects, hook_dir, record_predictions, n
         heads=["all"],
     )
     out = hook_dir / "out"
-    result = run_study(spec, models=subjects, out_dir=out, progress=False)
+    result = run_study(spec, models=subjects, out_dir=out, progress=False, allow_code=True)
     checked, _ = _check_against_naive(spec, subjects, result, out)
     assert checked == 2 * (1 + 1 + 3 + 3)
     cls = run_study(
         _spec(source_dir=hook_dir, **{**spec.to_dict(), "return_type": "logits"}),
         models=subjects,
         progress=False,
+        allow_code=True,
     )
     # the two heads are different readouts: some cell must differ
     assert not np.array_equal(result.per_subject["value"], cls.per_subject["value"])

@@ -13,7 +13,7 @@ import yaml
 from emg_lens import EncoderConfig
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import SpecError
+from emg_lens.errors import CodeConsentError, SpecError
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudySpec, expand_grid, load_spec, run_study
 
@@ -357,26 +357,24 @@ def test_hook_resolves_in_the_spec_folder(tmp_path):
     (tmp_path / "studies" / "hooks").mkdir(parents=True)
     (tmp_path / "studies" / "hooks" / "x.py").write_text(HOOK_FILE)
     spec = _spec_in(tmp_path / "studies", "hooks/x.py:edges")
-    value = spec.resolve_hook(spec.interventions[0].hook)
+    value = spec.resolve_hook(spec.interventions[0].hook, allow_code=True)
     assert isinstance(value, EdgeSet) and value == parse("between(emg, acc)")
-    assert spec.resolve_hook("hooks/x.py:expression") == parse("within(acc) & heads(1)")
-    assert callable(spec.resolve_hook("hooks/x.py:factory"))
+    assert spec.resolve_hook("hooks/x.py:expression", allow_code=True) == parse(
+        "within(acc) & heads(1)"
+    )
+    assert callable(spec.resolve_hook("hooks/x.py:factory", allow_code=True))
+    with pytest.raises(CodeConsentError, match="allow-code"):
+        spec.resolve_hook("hooks/x.py:edges")  # no consent, no execution
 
 
-def test_hook_resolves_in_the_spec_folders_parent(tmp_path):
+def test_the_spec_folders_parent_is_not_searched(tmp_path):
+    # The parent (and the working directory) used to be searched: code outside the study's
+    # own folder tree is never looked up (issue 18).
     (tmp_path / "hooks").mkdir()
     (tmp_path / "hooks" / "x.py").write_text(HOOK_FILE)
     spec = _spec_in(tmp_path / "studies", "hooks/x.py:edges")
-    assert spec.resolve_hook("hooks/x.py:edges") == parse("between(emg, acc)")
-
-
-def test_hook_in_the_spec_folder_wins_over_the_parent(tmp_path):
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "x.py").write_text('edges = "unimodal"\n')
-    (tmp_path / "studies" / "hooks").mkdir(parents=True)
-    (tmp_path / "studies" / "hooks" / "x.py").write_text('edges = "cross_modal"\n')
-    spec = _spec_in(tmp_path / "studies", "hooks/x.py:edges")
-    assert spec.resolve_hook("hooks/x.py:edges") == parse("cross_modal")
+    with pytest.raises(SpecError, match="not found"):
+        spec.resolve_hook("hooks/x.py:edges", allow_code=True)
 
 
 def test_missing_hook_file(tmp_path):
@@ -385,36 +383,36 @@ def test_missing_hook_file(tmp_path):
         spec.resolve_hook(spec.interventions[0].hook)
     message = str(info.value)
     assert "'hooks/missing.py'" in message and "not found" in message
-    assert str(tmp_path / "studies" / "hooks") in message
+    assert str((tmp_path / "studies").resolve()) in message
 
 
 def test_missing_hook_attribute(tmp_path):
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "x.py").write_text(HOOK_FILE)
+    (tmp_path / "studies" / "hooks").mkdir(parents=True)
+    (tmp_path / "studies" / "hooks" / "x.py").write_text(HOOK_FILE)
     spec = _spec_in(tmp_path / "studies", "hooks/x.py:edgez")
     with pytest.raises(SpecError) as info:
-        spec.resolve_hook(spec.interventions[0].hook)
+        spec.resolve_hook(spec.interventions[0].hook, allow_code=True)
     message = str(info.value)
     assert "x.py" in message and "'edgez'" in message
     assert "edges" in message and "factory" in message  # what the file does define
 
 
 def test_hook_of_the_wrong_type(tmp_path):
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "x.py").write_text(HOOK_FILE)
+    (tmp_path / "studies" / "hooks").mkdir(parents=True)
+    (tmp_path / "studies" / "hooks" / "x.py").write_text(HOOK_FILE)
     spec = _spec_in(tmp_path / "studies", "hooks/x.py:number")
     with pytest.raises(SpecError) as info:
-        spec.resolve_hook(spec.interventions[0].hook)
+        spec.resolve_hook(spec.interventions[0].hook, allow_code=True)
     message = str(info.value)
     assert "hooks/x.py:number" in message and "int" in message and "EdgeSet" in message
 
 
 def test_hook_with_a_bad_expression_or_import_error(tmp_path):
-    (tmp_path / "hooks").mkdir()
-    (tmp_path / "hooks" / "x.py").write_text('edges = "cross_modal &"\n')
-    (tmp_path / "hooks" / "broken.py").write_text("import not_a_module_at_all\n")
+    (tmp_path / "studies" / "hooks").mkdir(parents=True)
+    (tmp_path / "studies" / "hooks" / "x.py").write_text('edges = "cross_modal &"\n')
+    (tmp_path / "studies" / "hooks" / "broken.py").write_text("import not_a_module_at_all\n")
     spec = _spec_in(tmp_path / "studies", "hooks/x.py:edges")
     with pytest.raises(SpecError, match="column"):
-        spec.resolve_hook("hooks/x.py:edges")
+        spec.resolve_hook("hooks/x.py:edges", allow_code=True)
     with pytest.raises(SpecError, match=r"broken\.py failed to import.*not_a_module_at_all"):
-        spec.resolve_hook("hooks/broken.py:edges")
+        spec.resolve_hook("hooks/broken.py:edges", allow_code=True)

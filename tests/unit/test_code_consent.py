@@ -1,0 +1,225 @@
+"""A study runs someone else's code only with consent, only from its own folder (issue 18).
+
+A study file may name Python files (``hook = "hooks/file.py:name"``). Without
+``allow_code=True`` (``--allow-code``) the study is refused before anything runs, and the
+refusal lists every file with its resolved path and SHA-256; ``study check`` lists them and
+executes nothing; paths that leave the study's folder are refused; the files' digests are part
+of every cell's provenance; pickled checkpoints are read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emg_lens import EncoderConfig
+from emg_lens.checkpoints import read_biofoundation_state_dict
+from emg_lens.cli import main
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.errors import CheckpointError, CodeConsentError, CodePathError
+from emg_lens.models import IsoNet, TinyMyo
+from emg_lens.studies import load_spec, run_study
+
+MARKER = "marker.txt"
+REPO = Path(__file__).resolve().parents[2]
+
+# A hook file that leaves a marker file beside itself when it is executed.
+HOOK = textwrap.dedent(
+    """
+    from pathlib import Path
+
+    Path(__file__).with_name("marker.txt").write_text("executed")
+    edges = "between(emg, acc)"
+    """
+)
+
+SPEC = textwrap.dedent(
+    """
+    name = "consent"
+    models = "unused"
+    return_type = "logits"
+
+    [[interventions]]
+    name = "cross"
+    edges = "cross_modal"
+
+    [[interventions]]
+    name = "mine"
+    hook = "{ref}"
+
+    [layers]
+    modes = ["all"]
+    """
+)
+
+
+def _study(tmp_path, ref="hooks/mine.py:edges"):
+    (tmp_path / "hooks").mkdir(exist_ok=True)
+    hook = tmp_path / "hooks" / "mine.py"
+    hook.write_text(HOOK)
+    spec = tmp_path / "study.toml"
+    spec.write_text(SPEC.format(ref=ref))
+    return spec, hook
+
+
+def _subjects(n=2):
+    out = {}
+    for subject in range(1, n + 1):
+        cfg = EncoderConfig.preset("tiny", seed=subject, n_layers=2, init_range=0.5)
+        model = IsoNet(cfg).eval()
+        rng = np.random.default_rng(subject)
+        X = rng.standard_normal((16, cfg.n_channels, cfg.n_samples)).astype(np.float32)
+        y = rng.integers(0, cfg.n_classes, 16)
+        data = SubjectData(
+            subject=subject,
+            modalities=dict(cfg.modalities),
+            classes=list(range(cfg.n_classes)),
+            X_train=X,
+            y_train=y,
+            rep_train=np.ones(16, int),
+            X_test=X,
+            y_test=y,
+            rep_test=np.ones(16, int),
+        )
+        out[subject] = (model, data)
+    return out
+
+
+def test_without_consent_the_study_is_refused_naming_file_and_digest(tmp_path):
+    spec, hook = _study(tmp_path)
+    digest = hashlib.sha256(hook.read_bytes()).hexdigest()
+    with pytest.raises(CodeConsentError) as info:
+        run_study(spec, models=_subjects(), progress=False)
+    message = str(info.value)
+    assert str(hook.resolve()) in message and digest in message
+    assert "--allow-code" in message and "allow_code=True" in message
+    assert not (hook.parent / MARKER).exists()  # refused before anything ran
+
+
+def test_with_consent_the_study_runs_the_file(tmp_path):
+    spec, hook = _study(tmp_path)
+    result = run_study(spec, models=_subjects(), allow_code=True, progress=False)
+    assert (hook.parent / MARKER).read_text() == "executed"
+    assert set(result.per_subject["intervention"]) == {"baseline", "cross", "mine"}
+
+
+def test_study_check_lists_the_code_and_executes_nothing(tmp_path, capsys):
+    spec, hook = _study(tmp_path)
+    assert main(["study", "check", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert str(hook.resolve()) in out
+    assert hashlib.sha256(hook.read_bytes()).hexdigest() in out
+    assert not (hook.parent / MARKER).exists()
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["../hooks/mine.py:edges", "hooks/../../mine.py:edges", "/tmp/mine.py:edges"],
+    ids=["parent", "inner-dotdot", "absolute"],
+)
+def test_paths_that_leave_the_study_folder_are_refused(tmp_path, ref):
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    spec, _ = _study(study_dir, ref=ref)
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "mine.py").write_text(HOOK)  # exists, but outside the study folder
+    with pytest.raises(CodePathError, match=r"mine\.py"):
+        run_study(load_spec(spec), models=_subjects(), allow_code=True, progress=False)
+    assert not (tmp_path / "hooks" / MARKER).exists()
+
+
+def test_a_link_out_of_the_study_folder_is_refused(tmp_path):
+    outside = tmp_path / "outside.py"
+    outside.write_text(HOOK)
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    spec, hook = _study(study_dir)
+    hook.unlink()
+    os.symlink(outside, hook)
+    with pytest.raises(CodePathError, match="outside the study file's folder"):
+        run_study(spec, models=_subjects(), allow_code=True, progress=False)
+
+
+def test_the_working_directory_is_not_searched(tmp_path, monkeypatch):
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    spec = study_dir / "study.toml"
+    spec.write_text(SPEC.format(ref="hooks/mine.py:edges"))
+    (tmp_path / "hooks").mkdir()
+    (tmp_path / "hooks" / "mine.py").write_text(HOOK)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exception, match="not found in the study's folder"):
+        run_study(spec, models=_subjects(), allow_code=True, progress=False)
+
+
+def test_editing_a_hook_file_recomputes_its_cells(tmp_path):
+    spec, hook = _study(tmp_path)
+    subjects = _subjects()
+    out = tmp_path / "out"
+    first = run_study(spec, models=subjects, out_dir=out, allow_code=True, progress=False)
+    again = run_study(spec, models=subjects, out_dir=out, allow_code=True, progress=False)
+    assert again.recomputed == 0 and again.reused == first.recomputed
+    hook.write_text(HOOK.replace("between(emg, acc)", "between(acc, emg)"))
+    edited = run_study(spec, models=subjects, out_dir=out, allow_code=True, progress=False)
+    # The hook's cells (one per subject) are recomputed; baseline and plain edges are reused.
+    assert edited.recomputed == len(subjects)
+    assert edited.reused == first.recomputed - len(subjects)
+
+
+class _Payload:
+    """Unpickling this object would write a marker file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (_touch, (self.path,))
+
+
+def _touch(path):
+    with open(path, "w") as fh:
+        fh.write("pwned")
+
+
+def test_a_pickle_that_runs_code_on_load_is_refused(tmp_path):
+    marker = tmp_path / "pwned.txt"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "extra": _Payload(str(marker))}, path)
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt"):
+        read_biofoundation_state_dict(path)
+    assert not marker.exists()
+
+
+def test_a_plain_pickled_state_dict_loads(tmp_path):
+    cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+    source = TinyMyo(cfg)
+    path = tmp_path / "tinymyo.ckpt"
+    # A PyTorch Lightning checkpoint: the weights under "state_dict", prefixed "model.".
+    lightning = {f"model.{k}": v for k, v in source.to_biofoundation().items()}
+    torch.save({"state_dict": lightning, "epoch": 3}, path)
+    sd = read_biofoundation_state_dict(path)
+    model = TinyMyo.from_biofoundation(sd, n_samples=40, rope_positions="token")
+    x = source.example_input(2)
+    torch.testing.assert_close(model(x), source(x))
+
+
+def test_other_checkpoint_files_are_refused(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\0" * 8)
+    with pytest.raises(CheckpointError, match=r"weights\.bin.*\.ckpt"):
+        read_biofoundation_state_dict(path)
+
+
+def test_the_repository_recipes_run_with_consent():
+    # studies/custom_recipes.toml names two files in studies/hooks/, beside it.
+    spec = load_spec(REPO / "studies" / "custom_recipes.toml")
+    with pytest.raises(CodeConsentError, match=r"(?s)cls_reads_emg_only\.py.*soft_cross_modal\.py"):
+        run_study(spec, models=_subjects(), progress=False)
+    result = run_study(spec, models=_subjects(), allow_code=True, progress=False)
+    assert {"cls_no_acc", "soft_cross"} <= set(result.per_subject["intervention"])
