@@ -18,6 +18,7 @@ removes those whose writer is no longer alive.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 __all__ = [
     "atomic_write",
     "create_exclusive",
+    "file_digest",
     "leftover_temp_files",
     "pid_alive",
     "remove_orphaned_temp_files",
@@ -158,3 +160,31 @@ def remove_orphaned_temp_files(folder: str | Path) -> list[Path]:
             path.unlink(missing_ok=True)  # another process may be cleaning up too
             removed.append(path)
     return removed
+
+
+_CHUNK = 1 << 20
+_file_digests: dict[tuple, str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """Digest of a file's bytes, streamed; memoised per (path, device, inode, size, mtime,
+    ctime) within the process, so a large file is read once and a rewritten one again.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.bin"
+    >>> _ = path.write_bytes(b"one")
+    >>> first = file_digest(path)
+    >>> _ = path.write_bytes(b"two")
+    >>> file_digest(path) != first
+    True
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _file_digests:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+        _file_digests[key] = digest.hexdigest()
+    return _file_digests[key]

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from emg_lens._io import file_digest
+
 __all__ = [
     "arrays_digest",
     "checkpoint_digest",
@@ -39,9 +41,6 @@ __all__ = [
     "source_digest",
 ]
 
-_CHUNK = 1 << 20
-_file_digests: dict[tuple, str] = {}
-
 
 def json_digest(obj: Any) -> str:
     """Digest of ``obj`` as canonical JSON (sorted keys; tuples as lists; others as `str`).
@@ -51,30 +50,6 @@ def json_digest(obj: Any) -> str:
     """
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def file_digest(path: str | Path) -> str:
-    """Digest of a file's bytes, streamed; memoised per (path, device, inode, size, mtime,
-    ctime) within the process, so a large file is read once and a rewritten one again.
-
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "a.bin"
-    >>> _ = path.write_bytes(b"one")
-    >>> first = file_digest(path)
-    >>> _ = path.write_bytes(b"two")
-    >>> file_digest(path) != first
-    True
-    """
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if key not in _file_digests:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-        _file_digests[key] = digest.hexdigest()
-    return _file_digests[key]
 
 
 def files_digest(paths: Iterable[str | Path]) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens._io import atomic_write
+from emg_lens._io import atomic_write, file_digest
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
@@ -620,17 +620,16 @@ def source_files(source: dict[str, Any], subject: int) -> list[Path]:
 
 def cache_key(source: dict[str, Any], subject: int) -> str:
     """Hex digest of everything a preprocessed subject depends on: the data source (with its
-    preprocessing spec), the subject, each source file's path, size and modification time,
-    `CACHE_VERSION`, and a fingerprint of the code that reads and preprocesses the data.
+    preprocessing spec), the subject, each source file's path and content (SHA-256, memoised
+    per file version in the process: a file rewritten with the same size and modification
+    time is not mistaken for the old one), `CACHE_VERSION`, and a fingerprint of the code that
+    reads and preprocesses the data.
 
     >>> source = data_source("synthetic")
     >>> cache_key(source, 1) == cache_key(source, 1) != cache_key(source, 2)
     True
     """
-    files = [
-        [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
-        for p in source_files(source, subject)
-    ]
+    files = [[str(p.resolve()), file_digest(p)] for p in source_files(source, subject)]
     facts = {
         "version": CACHE_VERSION,
         "code": _code_fingerprint(source["dataset"]),
