@@ -97,3 +97,8 @@ __all__ = [
     "unimodal",
     "within",
 ]
+
+# `EdgeSet.parse(expr)` is the parser as a static method. It is attached here, above both
+# modules, because the parser builds edge sets: a method body in algebra.py importing the
+# parser would be an import cycle.
+EdgeSet.parse = staticmethod(parse)

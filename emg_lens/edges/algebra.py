@@ -8,9 +8,10 @@ precedence allows.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Bool
@@ -112,10 +113,7 @@ class EdgeSet:
         >>> str(cross_modal().on_heads([2, 0]))
         'cross_modal & heads(0,2)'
         """
-        # Imported here: selectors.py subclasses EdgeSet, so a module-level import is a cycle.
-        from emg_lens.edges.selectors import heads
-
-        return self & heads(*indices)
+        return self & Heads.of(*indices)
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -167,19 +165,6 @@ class EdgeSet:
 
     def __repr__(self) -> str:
         return f"EdgeSet({str(self)!r})"
-
-    @staticmethod
-    def parse(expr: str | EdgeSet) -> EdgeSet:
-        """Alias of `emg_lens.edges.parse`.
-
-        >>> from emg_lens.edges import within
-        >>> EdgeSet.parse("within(emg)") == within("emg")
-        True
-        """
-        # Imported here: parser.py builds on this module, so a module-level import is a cycle.
-        from emg_lens.edges.parser import parse
-
-        return parse(expr)
 
 
 def _wrap(child: EdgeSet, parens: bool) -> str:
@@ -252,3 +237,58 @@ class EdgeComplement(EdgeSet):
 
     def __str__(self) -> str:
         return "~" + _wrap(self.operand, self.operand._prec < self._prec)
+
+
+# ============================================================================ heads
+def check_int(value: Any, what: str) -> int:
+    """``value`` as a plain int (numpy and torch integers too), refusing bools and negatives."""
+    if isinstance(value, bool):
+        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}") from None
+    if value < 0:  # reported as converted, e.g. -2 rather than np.int32(-2)
+        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, repr=False)
+class Heads(EdgeSet):
+    """See `heads`. ``indices`` is kept sorted and without repeats."""
+
+    indices: tuple[int, ...]
+
+    @classmethod
+    def of(cls, *indices: int | Iterable[int]) -> Heads:
+        """From head indices, or one iterable of them (what `heads` and `on_heads` accept)."""
+        if (
+            len(indices) == 1
+            and isinstance(indices[0], Iterable)
+            and not isinstance(indices[0], str)
+        ):
+            indices = tuple(indices[0])
+        return cls(tuple(indices))
+
+    def __post_init__(self) -> None:
+        raw = self.indices
+        if not isinstance(raw, Iterable) or isinstance(raw, str):
+            raise ArgumentError(f"heads(...) needs head indices, got {raw!r}")
+        indices = tuple(sorted({check_int(i, "a head index") for i in raw}))
+        if not indices:
+            raise ArgumentError("heads(...) needs at least one head index, e.g. heads(0, 2)")
+        object.__setattr__(self, "indices", indices)
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        bad = [i for i in self.indices if i >= ctx.n_heads]
+        if bad:
+            raise LayoutError(
+                f"edge set {self} names head(s) {bad}, but the model has n_heads={ctx.n_heads} "
+                f"(valid indices 0..{ctx.n_heads - 1})"
+            )
+        on = torch.zeros(ctx.n_heads, dtype=torch.bool, device=ctx.device)
+        on[list(self.indices)] = True
+        return on[:, None, None]
+
+    def __str__(self) -> str:
+        return f"heads({','.join(map(str, self.indices))})"

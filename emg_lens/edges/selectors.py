@@ -10,15 +10,12 @@ a function that builds it, and a row in the parser's table (`emg_lens.edges.pars
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from emg_lens.edges.algebra import CompileContext, EdgeSet, PartialMask
-from emg_lens.errors import ArgumentError, LayoutError
+from emg_lens.edges.algebra import CompileContext, EdgeSet, Heads, PartialMask, check_int
+from emg_lens.errors import ArgumentError
 from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
 
@@ -30,19 +27,6 @@ def _check_group(group: Any, what: str) -> str:
             f"got {group!r}"
         )
     return group
-
-
-def _check_int(value: Any, what: str) -> int:
-    """``value`` as a plain int (numpy and torch integers too), refusing bools and negatives."""
-    if isinstance(value, bool):
-        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}") from None
-    if value < 0:  # reported as converted, e.g. -2 rather than np.int32(-2)
-        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}")
-    return value
 
 
 def _check_flag(value: Any, what: str) -> bool:
@@ -191,8 +175,8 @@ class TimeWindow(EdgeSet):
     min_lag: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "max_lag", _check_int(self.max_lag, "time_window(max_lag)"))
-        object.__setattr__(self, "min_lag", _check_int(self.min_lag, "time_window(min_lag=...)"))
+        object.__setattr__(self, "max_lag", check_int(self.max_lag, "time_window(max_lag)"))
+        object.__setattr__(self, "min_lag", check_int(self.min_lag, "time_window(min_lag=...)"))
         if self.min_lag > self.max_lag:
             raise ArgumentError(
                 f"time_window needs min_lag <= max_lag, got max_lag={self.max_lag}, "
@@ -230,36 +214,6 @@ class NoEdges(EdgeSet):
 
     def __str__(self) -> str:
         return "no_edges"
-
-
-@dataclass(frozen=True, repr=False)
-class Heads(EdgeSet):
-    """See `heads`. ``indices`` is kept sorted and without repeats."""
-
-    indices: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        raw = self.indices
-        if not isinstance(raw, Iterable) or isinstance(raw, str):
-            raise ArgumentError(f"heads(...) needs head indices, got {raw!r}")
-        indices = tuple(sorted({_check_int(i, "a head index") for i in raw}))
-        if not indices:
-            raise ArgumentError("heads(...) needs at least one head index, e.g. heads(0, 2)")
-        object.__setattr__(self, "indices", indices)
-
-    def _mask(self, ctx: CompileContext) -> PartialMask:
-        bad = [i for i in self.indices if i >= ctx.n_heads]
-        if bad:
-            raise LayoutError(
-                f"edge set {self} names head(s) {bad}, but the model has n_heads={ctx.n_heads} "
-                f"(valid indices 0..{ctx.n_heads - 1})"
-            )
-        on = torch.zeros(ctx.n_heads, dtype=torch.bool, device=ctx.device)
-        on[list(self.indices)] = True
-        return on[:, None, None]
-
-    def __str__(self) -> str:
-        return f"heads({','.join(map(str, self.indices))})"
 
 
 # ---------------------------------------------------------------------------- selector functions
@@ -407,6 +361,4 @@ def heads(*indices: int | Iterable[int]) -> EdgeSet:
     >>> heads(0, 2).compile(TokenLayout.channel_tokens({"emg": 1}), 4).flatten(1).all(1)
     tensor([ True, False,  True, False])
     """
-    if len(indices) == 1 and isinstance(indices[0], Iterable) and not isinstance(indices[0], str):
-        indices = tuple(indices[0])
-    return Heads(tuple(indices))
+    return Heads.of(*indices)
