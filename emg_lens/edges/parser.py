@@ -81,15 +81,18 @@ _EXPECT_OPERAND = f"a selector ({_KNOWN_SELECTORS}), '~' or '('"
 _OPERATORS = "an operator ('|', '&', '-')"
 _EXPECT_OPERATOR = f"{_OPERATORS} or the end of the expression"
 
+# A quoted group name ('emg' or "emg", as Python would write it) is a "string" token; an
+# unterminated quote is a "bad" character.
 _TOKEN_RE = re.compile(
-    r"\s*(?:(?P<name>[^\W\d]\w*)|(?P<int>\d+)|(?P<punct>[()|&~,=-])|(?P<bad>\S))"
+    r"\s*(?:(?P<name>[^\W\d]\w*)|(?P<int>\d+)|(?P<string>'[^'\n]*'|\"[^\"\n]*\")"
+    r"|(?P<punct>[()|&~,=-])|(?P<bad>\S))"
 )
 
 
 # ============================================================================ tokens
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # "name", "int", "punct", "bad" or "end"
+    kind: str  # "name", "int", "string", "punct", "bad" or "end"
     text: str
     start: int
 
@@ -235,7 +238,7 @@ class _Parser:
             return positional, keywords, self.advance().end
         while True:
             arg = self.advance()
-            if arg.kind not in ("name", "int"):
+            if arg.kind not in ("name", "int", "string"):
                 raise self.fail_at(
                     arg,
                     f"unexpected {arg.describe()} in the arguments of {sel.name}",
@@ -244,7 +247,7 @@ class _Parser:
             if arg.kind == "name" and self.at("="):
                 self.advance()
                 value = self.advance()
-                if value.kind not in ("name", "int"):
+                if value.kind not in ("name", "int", "string"):
                     raise self.fail_at(
                         value,
                         f"unexpected {value.describe()} after '{arg.text}='",
@@ -326,6 +329,8 @@ class _Parser:
 
     def value(self, sel: _Selector, param: _Param, tok: _Token, *, positional: bool) -> Any:
         if param.kind == "group":
+            if tok.kind == "string" and tok.text[1:-1].isidentifier():
+                return tok.text[1:-1]  # quoted as in Python: between("emg", "acc")
             if tok.kind != "name":
                 raise self.fail_at(
                     tok,
@@ -358,7 +363,9 @@ def parse(expr: str | EdgeSet) -> EdgeSet:
 
     The grammar is the one ``str(edge_set)`` writes: selector names as in Python (zero-argument
     selectors with or without ``()``), arguments as in Python (``time_window(3, min_lag=1)``,
-    ``unimodal(include_cls)`` or ``unimodal(include_cls=true)``), group names unquoted, and
+    ``unimodal(include_cls)`` or ``unimodal(include_cls=true)``), group names bare or quoted
+    as in Python (``between(emg, acc)``, ``between('emg', "acc")``; the string form writes them
+    bare), and
     ``~`` over ``&`` over ``|``/``-`` (left-associative). ``parse(str(e)) == e`` for every
     edge set ``e``. A bad expression raises `EdgeExpressionError` naming the column.
 

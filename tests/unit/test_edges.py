@@ -357,6 +357,10 @@ def test_canonical_strings(expr, text):
         ("heads(2, 0, 2)", heads(0, 2)),
         ("  ~ ( within( emg )|to_cls ) ", ~(within("emg") | to_cls())),
         ("all_edges - no_edges()", all_edges() - no_edges()),
+        # group names quoted as the Python examples write them
+        ("between('emg','acc')", between("emg", "acc")),
+        ('between("emg", "acc") | within(\'acc\')', between("emg", "acc") | within("acc")),
+        ("between(query_group='emg', key_group=acc)", between("emg", "acc")),
     ],
 )
 def test_parse_accepts_non_canonical_spellings(text, expected):
@@ -386,6 +390,9 @@ def test_parse_accepts_non_canonical_spellings(text, expected):
         ("unimodal(include_cls=maybe)", 22, "maybe", "include_cls=true|false"),
         ("between(emg,,acc)", 13, ",", "unexpected ','"),
         ("to_cls & ~", 11, "", "end of expression"),
+        ("between('emg,acc)", 9, "'", "unexpected \"'\""),
+        ("within('e mg')", 8, "'e mg'", "group name"),
+        ("time_window('3')", 13, "'3'", "non-negative integer"),
     ],
 )
 def test_parse_errors_point_at_the_offending_token(text, column, token, mentions):
