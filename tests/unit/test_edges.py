@@ -390,7 +390,7 @@ def test_parse_accepts_non_canonical_spellings(text, expected):
         ("unimodal(include_cls=maybe)", 22, "maybe", "include_cls=true|false"),
         ("between(emg,,acc)", 13, ",", "unexpected ','"),
         ("to_cls & ~", 11, "", "end of expression"),
-        ("between('emg,acc)", 9, "'", "unexpected \"'\""),
+        ("between('emg,acc)", 9, "'", 'unexpected "\'"'),
         ("within('e mg')", 8, "'e mg'", "group name"),
         ("time_window('3')", 13, "'3'", "non-negative integer"),
     ],
