@@ -162,20 +162,15 @@ def arrays_digest(data: Any) -> str:
 
 
 def data_files(source: dict[str, Any], subject: int) -> list[Path]:
-    """The files a data source reads for ``subject``: `emg_lens.data.datasets.source_files`,
-    plus the window sources' (the HDF5 store of ``"windows"``; none for synthetic windows).
+    """The files a data source reads for ``subject``, as its dataset's registry entry lists
+    them (`emg_lens.data.registry`): the HDF5 store of ``"windows"``, none for synthetic data.
 
     >>> data_files({"dataset": "synthetic-windows"}, 1)
     []
     """
-    from emg_lens.data.datasets import source_files
+    from emg_lens.data.registry import dataset_info
 
-    dataset = source.get("dataset")
-    if dataset == "windows":
-        return [Path(source["path"])]
-    if dataset == "synthetic-windows":
-        return []
-    return source_files(source, subject)
+    return dataset_info(source.get("dataset")).files(source, subject)
 
 
 def source_digest(source: dict[str, Any], subject: int) -> str:

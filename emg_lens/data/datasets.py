@@ -4,12 +4,14 @@ Checkpoints store their data source, so evaluation and studies need only the che
 `load_subject` keeps each preprocessed subject in an on-disk cache, so a second run (training,
 then evaluation, then every study) reads windows instead of filtering the recording again.
 
-Each dataset has its own preprocessing defaults (`dataset_preprocess`): HD-sEMG's repetition
-split is train 1, 3, 4 / test 2, 5, NinaPro DB2's train 1, 3, 4, 6 / test 2, 5.
+What each dataset is (its files, montage, reader, subjects, preprocessing defaults) is in
+`emg_lens.data.registry`; this module looks it up there. Each dataset has its own
+preprocessing defaults (`dataset_preprocess`): HD-sEMG's repetition split is train 1, 3, 4 /
+test 2, 5, NinaPro DB2's train 1, 3, 4, 6 / test 2, 5.
 
 Two more sources hold windows that are already made, for TinyMyo (`WINDOW_DATASETS`):
 ``"windows"`` (an HDF5 window store, `windows_source`) and ``"synthetic-windows"`` (the
-synthetic sEMG windows of `emg_lens.train.inputs.synthetic_windows`, `synthetic_windows_source`).
+synthetic sEMG windows of `emg_lens.data.synthetic_windows`, `synthetic_windows_source`).
 `load_subject` only splits their labelled windows by repetition, so it does not cache them.
 `build_window_store` makes such a store from emg2pose, NinaPro DB5/DB6/DB7 or synthetic sEMG
 (what ``emg-lens windows`` runs).
@@ -35,11 +37,11 @@ import numpy as np
 from emg_lens._io import atomic_write, file_digest
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
+from emg_lens.data.registry import DATASETS, REGISTRY, WINDOW_DATASETS, dataset_info
 from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
 from emg_lens.data.windows import (
     TinyMyoPreprocess,
     WindowBatch,
-    WindowStore,
     fit_scaler,
     tinymyo_windows,
     write_window_store,
@@ -67,23 +69,11 @@ __all__ = [
     "windows_source",
 ]
 
-DATASETS = ("synthetic", "ninapro-db2", "hdsemg")
-
 DATASET_PREPROCESS: dict[str, dict[str, Any]] = {
-    "synthetic": {},  # DB2-shaped: PreprocessSpec's defaults
-    "ninapro-db2": {"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)},
-    # 2048 Hz, so the 500 Hz band edge is well below Nyquist; force is low-passed like ACC.
-    "hdsemg": {
-        "emg_band": (10.0, 500.0),
-        "lowpass": 90.0,
-        "train_repetitions": (1, 3, 4),
-        "test_repetitions": (2, 5),
-    },
+    name: dict(REGISTRY[name].preprocess) for name in DATASETS
 }
-"""Per dataset, the `PreprocessSpec` fields that differ from (or pin) its defaults."""
-
-WINDOW_DATASETS = ("windows", "synthetic-windows")
-"""Sources of ready-made TinyMyo windows, split by repetition as `SPLIT_REPETITIONS` says."""
+"""Per dataset, the `PreprocessSpec` fields that differ from (or pin) its defaults (from
+`emg_lens.data.registry`)."""
 
 SPLIT_REPETITIONS = {"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)}
 """The default repetition split of the window sources (NinaPro DB2/DB5's convention)."""
@@ -107,19 +97,9 @@ CACHE_ENV = "EMG_LENS_CACHE"
 """Environment variable: ``0`` (or ``off``/``false``/``no``) turns the default cache off; a
 folder path puts the default cache there."""
 
-_LOADER_MODULES = {
-    "synthetic": "emg_lens.data.synthetic",
-    "ninapro-db2": "emg_lens.data.ninapro",
-    "hdsemg": "emg_lens.data.hdsemg",
-}
 _PREPROCESS_MODULES = ("emg_lens.data.recording", "emg_lens.data.preprocess")
 _JSON_FIELDS = ("subject", "modalities", "classes", "meta")
 _ARRAY_FIELDS = tuple(f.name for f in fields(SubjectData) if f.name not in _JSON_FIELDS)
-
-
-def _check_dataset(dataset: Any) -> None:
-    if dataset not in DATASETS:
-        raise ArgumentError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 
 def dataset_preprocess(dataset: str, **overrides: Any) -> PreprocessSpec:
@@ -129,8 +109,8 @@ def dataset_preprocess(dataset: str, **overrides: Any) -> PreprocessSpec:
     >>> spec.train_repetitions, spec.test_repetitions, spec.window
     ((1, 3, 4), (2, 5), 100)
     """
-    _check_dataset(dataset)
-    return PreprocessSpec(**{**DATASET_PREPROCESS[dataset], **overrides})
+    info = dataset_info(dataset, window_source=False)
+    return PreprocessSpec(**{**info.preprocess, **overrides})
 
 
 def data_source(
@@ -141,25 +121,25 @@ def data_source(
     preprocess: PreprocessSpec | None = None,
     exercises: tuple[str, ...] = ("B",),
 ) -> dict[str, Any]:
-    """Describe a dataset (``"synthetic"``, ``"ninapro-db2"`` or ``"hdsemg"``) and its
-    preprocessing (default: `dataset_preprocess`) as a JSON-able dict.
+    """Describe a dataset (one of `DATASETS`) and its preprocessing (default:
+    `dataset_preprocess`) as a JSON-able dict. ``synthetic`` and ``exercises`` are stored by
+    the datasets that take them (synthetic data; NinaPro DB2).
 
     >>> data_source("hdsemg", root="/data/hdsemg")["preprocess"]["train_repetitions"]
     (1, 3, 4)
     """
-    _check_dataset(dataset)
-    if dataset != "synthetic" and root is None:
-        raise ArgumentError(f"dataset {dataset!r} needs --root, the folder holding its files")
+    info = dataset_info(dataset, window_source=False)
+    if info.needs_root and root is None:
+        raise ArgumentError(
+            f"dataset {dataset!r} needs --root, the folder holding its files ({info.layout})"
+        )
     source: dict[str, Any] = {
         "dataset": dataset,
         "preprocess": (preprocess or dataset_preprocess(dataset)).to_dict(),
     }
-    if dataset == "synthetic":
-        source["synthetic"] = (synthetic or SyntheticSpec()).to_dict()
-    else:
+    if info.needs_root:
         source["root"] = str(Path(root).resolve())
-    if dataset == "ninapro-db2":
-        source["exercises"] = list(exercises)
+    source.update(info.source_fields({"synthetic": synthetic, "exercises": exercises}))
     return source
 
 
@@ -178,27 +158,7 @@ def available_subjects(source: dict[str, Any]) -> list[int]:
     >>> available_subjects(data_source("synthetic", synthetic=SyntheticSpec(n_subjects=3)))
     [1, 2, 3]
     """
-    dataset = source.get("dataset")
-    if dataset == "windows":
-        return WindowStore(source["path"]).subjects
-    if dataset == "synthetic-windows":
-        return list(range(1, source["synthetic"]["n_subjects"] + 1))
-    _check_dataset(dataset)
-    if dataset == "synthetic":
-        return list(range(1, source["synthetic"]["n_subjects"] + 1))
-    root = Path(source["root"])
-    if dataset == "hdsemg":
-        from emg_lens.data.hdsemg import find_subjects
-
-        found = find_subjects(root)
-        expected = "s<N>.mat files"
-    else:
-        tails = (p.name.rsplit("_s", 1)[1] for p in root.glob("*_s*") if p.is_dir())
-        found = sorted(int(t) for t in tails if t.isdigit())
-        expected = "subject folders DB2_s<N>/"
-    if not found:
-        raise DataFormatError(f"--root {root}: no {expected} found; pass --subjects")
-    return found
+    return dataset_info(source.get("dataset")).subjects(source)
 
 
 def load_recording(source: dict[str, Any], subject: int) -> Recording:
@@ -209,18 +169,7 @@ def load_recording(source: dict[str, Any], subject: int) -> Recording:
     >>> load_recording(source, 1).modalities
     {'emg': 12, 'acc': 36}
     """
-    dataset = source.get("dataset")
-    if dataset == "synthetic":
-        return generate_recordings(SyntheticSpec(**source["synthetic"]), [subject])[0]
-    if dataset == "ninapro-db2":
-        from emg_lens.data.ninapro import load_ninapro_db2
-
-        return load_ninapro_db2(source["root"], subject, exercises=tuple(source["exercises"]))
-    if dataset == "hdsemg":
-        from emg_lens.data.hdsemg import load_hdsemg
-
-        return load_hdsemg(source["root"], subject)
-    raise ArgumentError(f"data source names dataset {dataset!r}; known: {DATASETS}")
+    return dataset_info(source.get("dataset"), window_source=False).read(source, subject)
 
 
 def load_subject(
@@ -246,7 +195,7 @@ def load_subject(
     >>> load_subject(source, 1, cache_dir=cache).X_test.shape[1:]  # read back, not recomputed
     (48, 200)
     """
-    if source.get("dataset") in WINDOW_DATASETS:  # windows made already: nothing to cache
+    if dataset_info(source.get("dataset")).window_source:  # windows made already: no cache
         return _normalised(_window_subject(source, subject))
     folder = default_cache_dir(source) if cache_dir == "auto" else cache_dir
     if folder is None:
@@ -311,7 +260,7 @@ def synthetic_windows_source(
     train_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["train_repetitions"],
     test_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["test_repetitions"],
 ) -> dict[str, Any]:
-    """A data source of synthetic sEMG windows as `emg_lens.train.inputs.synthetic_windows`
+    """A data source of synthetic sEMG windows as `emg_lens.data.synthetic_windows`
     cuts them (the sEMG channels only; what ``emg-lens pretrain`` and ``finetune`` use by
     default), split by repetition.
 
@@ -345,27 +294,8 @@ def _split(train: tuple[int, ...], test: tuple[int, ...]) -> dict[str, list[int]
 def _window_subject(source: dict[str, Any], subject: int) -> SubjectData:
     """A window source's subject: labelled windows in the train/test repetitions."""
     train, test = source["train_repetitions"], source["test_repetitions"]
-    if source["dataset"] == "windows":
-        store = WindowStore(source["path"], subjects=[subject], repetitions=train + test)
-        items = [store[i] for i in range(len(store))]
-        X = np.stack([x.numpy() for x, _ in items]) if items else np.zeros((0, 0, 0), np.float32)
-        y, repetition = store.labels, store.repetition
-        what = f"{source['path']} (subject {subject})"
-        meta = {"source": source["path"], "preprocess": store.meta.get("preprocess")}
-    else:
-        from emg_lens.train.inputs import synthetic_windows
-
-        windows = synthetic_windows(
-            SyntheticSpec(**source["synthetic"]),
-            window=source["window"],
-            step=source["step"],
-            envelope_ms=source["envelope_ms"],
-            subjects=[subject],
-        )
-        X, y, repetition = windows.X, windows.y, windows.repetition
-        what = f"synthetic windows (subject {subject})"
-        meta = {"source": "synthetic", "window": source["window"], "step": source["step"]}
-    return _split_windows(subject, X, y, repetition, train, test, what, meta)
+    windows = dataset_info(source["dataset"], window_source=True).read_windows(source, subject)
+    return _split_windows(subject, *windows[:3], train, test, windows.what, windows.meta)
 
 
 def _split_windows(
@@ -448,6 +378,7 @@ def build_window_store(
     `DataFormatError` for unreadable files (naming them) or a selection without windows.
 
     >>> import tempfile
+    >>> from emg_lens.data.windows import WindowStore
     >>> path = build_window_store(
     ...     "synthetic", Path(tempfile.mkdtemp()) / "w.h5", split="test", progress=False,
     ...     synthetic=SyntheticSpec(n_subjects=1, n_acc_gestures=0, n_interaction_gestures=0,
@@ -580,8 +511,8 @@ def default_cache_dir(
     source: dict[str, Any], environ: Mapping[str, str] | None = None
 ) -> Path | None:
     """Where `load_subject` caches a source by default: ``$EMG_LENS_CACHE`` if set (``0``:
-    nowhere), else ``<root>/.emg_lens_cache`` for a real dataset and ``runs/cache`` for
-    synthetic data. ``environ``: the environment to read (default `os.environ`).
+    nowhere), else ``<root>/.emg_lens_cache`` for a dataset read from a root and ``runs/cache``
+    for one generated (synthetic data). ``environ``: the environment to read (default `os.environ`).
 
     >>> default_cache_dir({"dataset": "hdsemg", "root": "/data/hdsemg"}, {}).as_posix()
     '/data/hdsemg/.emg_lens_cache'
@@ -594,28 +525,19 @@ def default_cache_dir(
         return None
     if setting:
         return Path(setting)
-    if source.get("dataset") == "synthetic":
+    if not dataset_info(source.get("dataset")).needs_root:
         return Path("runs/cache")
     return Path(source["root"]) / ".emg_lens_cache"
 
 
 def source_files(source: dict[str, Any], subject: int) -> list[Path]:
-    """The files a subject's data is read from (none for synthetic data).
+    """The files a subject's data is read from (none for synthetic data; a window store's
+    ``.h5`` file for ``"windows"``).
 
     >>> source_files(data_source("synthetic"), 1)
     []
     """
-    dataset = source.get("dataset")
-    _check_dataset(dataset)
-    if dataset == "hdsemg":
-        from emg_lens.data.hdsemg import subject_file
-
-        return [subject_file(source["root"], subject)]
-    if dataset == "ninapro-db2":
-        from emg_lens.data.ninapro import find_exercise_file
-
-        return [find_exercise_file(source["root"], subject, e) for e in source["exercises"]]
-    return []
+    return dataset_info(source.get("dataset")).files(source, subject)
 
 
 def cache_key(source: dict[str, Any], subject: int) -> str:
@@ -645,7 +567,7 @@ def _code_fingerprint(dataset: str) -> str:
     """Digest of the loader's and the preprocessing modules' source: editing them invalidates
     the cache without anyone remembering to bump `CACHE_VERSION`."""
     digest = hashlib.sha256()
-    for name in (*_PREPROCESS_MODULES, _LOADER_MODULES[dataset]):
+    for name in (*_PREPROCESS_MODULES, *dataset_info(dataset).cache_modules):
         digest.update(Path(importlib.import_module(name).__file__).read_bytes())
     return digest.hexdigest()
 

@@ -6,23 +6,20 @@ contract `emg_lens.data.windows.WindowStore` keeps — or as numpy arrays: ``X [
 (unlabeled) or a pair ``(X, y)``. `window_dataset` turns either into a Dataset and checks the
 window shape against the model where the data enters.
 
-`synthetic_windows` cuts the sEMG channels of `emg_lens.data.synthetic` recordings into
-windows, for the CLI's default data and for tests.
+`synthetic_windows` (from `emg_lens.data.synthetic_windows`, re-exported here) cuts the sEMG
+channels of `emg_lens.data.synthetic` recordings into windows, for the CLI's default data and
+for tests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
-from scipy.ndimage import uniform_filter1d
 from torch.utils.data import Dataset, Subset, TensorDataset, random_split
 
-from emg_lens.data.preprocess import PreprocessSpec, filter_signals
-from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.data.synthetic_windows import UNLABELED, SyntheticWindows, synthetic_windows
 from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
 
 __all__ = [
@@ -32,10 +29,6 @@ __all__ = [
     "synthetic_windows",
     "window_dataset",
 ]
-
-UNLABELED = -1
-# Gestures that sEMG alone tells apart (the others need the accelerometers).
-EMG_GESTURES = SyntheticSpec(n_subjects=1, n_acc_gestures=0, n_interaction_gestures=0)
 
 
 def window_dataset(data: Any, input_shape: tuple[int, int], *, what: str = "data") -> Dataset:
@@ -137,89 +130,3 @@ def random_holdout(dataset: Dataset, fraction: float, *, seed: int = 0) -> tuple
     n_val = min(n - 1, max(1, round(fraction * n)))
     train, val = random_split(dataset, [n - n_val, n_val], torch.Generator().manual_seed(seed))
     return train, val
-
-
-@dataclass
-class SyntheticWindows:
-    """Windows of synthetic sEMG with their gesture class (``-1`` unless the window lies inside
-    one movement), repetition (0 outside a movement) and subject."""
-
-    X: Float[np.ndarray, "n channel time"]
-    y: Int[np.ndarray, " n"]
-    repetition: Int[np.ndarray, " n"]
-    subject: Int[np.ndarray, " n"]
-    n_classes: int
-
-    def split(
-        self, val_repetitions: tuple[int, ...] = (2, 5), *, labeled_only: bool = False
-    ) -> tuple[TensorDataset, TensorDataset]:
-        """(train, validation) datasets split by repetition (NinaPro DB2's test repetitions by
-        default); windows outside movements go to train, or nowhere with ``labeled_only``.
-
-        >>> w = synthetic_windows(SyntheticSpec(n_subjects=1, movement_seconds=0.5))
-        >>> train, val = w.split(labeled_only=True)
-        >>> len(train) > len(val) > 0, int(val[0][1]) >= 0
-        (True, True)
-        """
-        val = np.isin(self.repetition, val_repetitions)
-        keep = self.y >= 0 if labeled_only else np.ones_like(val)
-        return self._subset(keep & ~val), self._subset(keep & val)
-
-    def _subset(self, mask: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.from_numpy(self.X[mask]), torch.from_numpy(self.y[mask]))
-
-
-def synthetic_windows(
-    spec: SyntheticSpec = EMG_GESTURES,
-    *,
-    window: int = 100,
-    step: int = 50,
-    envelope_ms: float | None = 10.0,
-    subjects: list[int] | None = None,
-) -> SyntheticWindows:
-    """Windows of ``window`` samples every ``step`` samples over the 12 sEMG channels of each
-    synthetic recording, filtered and rectified as IsoNet's preprocessing does
-    (`PreprocessSpec` defaults), smoothed by an ``envelope_ms`` moving average (the linear
-    envelope; None: no smoothing) and z-scored per channel over the recording (a label-free,
-    per-session normalisation). Gesture classes are ``gesture - 1``.
-
-    Why the envelope: the synthetic sEMG is band-limited noise under a gesture-dependent
-    amplitude, and noise cannot be predicted from its neighbours, so a masked patch can only be
-    reconstructed through that amplitude. The default spec (one subject) keeps only gestures
-    that sEMG alone tells apart. ``subjects`` picks some of the spec's subjects (default: all);
-    a subject's windows do not depend on which others are cut with it.
-
-    >>> w = synthetic_windows(SyntheticSpec(n_subjects=1, movement_seconds=0.5), window=40)
-    >>> w.X.shape[1:], w.n_classes, sorted(set(w.y.tolist()))[:2]
-    ((12, 40), 12, [-1, 0])
-    """
-    if not isinstance(window, int) or window < 1 or not isinstance(step, int) or step < 1:
-        raise ArgumentError(f"window and step must be ints >= 1, got {window!r} and {step!r}")
-    parts: dict[str, list[np.ndarray]] = {"X": [], "y": [], "repetition": [], "subject": []}
-    for rec in generate_recordings(spec, subjects):
-        emg = filter_signals({"emg": rec.signals["emg"]}, rec.sample_rate, PreprocessSpec())["emg"]
-        if envelope_ms is not None:
-            width = max(1, round(envelope_ms * 1e-3 * rec.sample_rate))
-            emg = uniform_filter1d(emg, width, axis=0, mode="nearest")
-        emg = (emg - emg.mean(axis=0)) / (emg.std(axis=0) + 1e-8)
-        starts = np.arange(0, rec.n_samples - window + 1, step)
-        if not len(starts):
-            raise DataFormatError(
-                f"{rec.source}: {rec.n_samples} samples hold no {window}-sample window"
-            )
-        span = starts[:, None] + np.arange(window)  # [n, window] sample indices
-        stimulus, repetition = rec.stimulus[span], rec.repetition[span]
-        inside = (stimulus == stimulus[:, :1]).all(1) & (repetition == repetition[:, :1]).all(1)
-        inside &= stimulus[:, 0] != 0
-        parts["X"].append(emg[span].transpose(0, 2, 1).astype(np.float32))
-        parts["y"].append(np.where(inside, stimulus[:, 0] - 1, UNLABELED))
-        parts["repetition"].append(np.where(inside, repetition[:, 0], 0))
-        parts["subject"].append(np.full(len(starts), rec.subject))
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    return SyntheticWindows(
-        X=arrays["X"],
-        y=arrays["y"].astype(np.int64),
-        repetition=arrays["repetition"].astype(np.int64),
-        subject=arrays["subject"].astype(np.int64),
-        n_classes=spec.n_gestures,
-    )
