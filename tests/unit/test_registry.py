@@ -1,0 +1,171 @@
+"""The dataset registry: every entry is complete and true to its data, every name the CLI
+accepts is registered, and an unknown name is refused with the registered names."""
+
+import argparse
+import importlib
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+from emg_lens import ArgumentError
+from emg_lens.data.datasets import (
+    available_subjects,
+    build_window_store,
+    data_source,
+    load_recording,
+    load_subject,
+    source_files,
+    synthetic_windows_source,
+    windows_source,
+)
+from emg_lens.data.ninapro import write_ninapro_db2
+from emg_lens.data.preprocess import PreprocessSpec
+from emg_lens.data.registry import (
+    DATASETS,
+    REGISTRY,
+    WINDOW_DATASETS,
+    DatasetInfo,
+    dataset_info,
+    dataset_names,
+)
+from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
+from emg_lens.data.windows import TinyMyoPreprocess
+
+SMALL = SyntheticSpec(n_subjects=2, movement_seconds=0.3, rest_seconds=0.1, n_acc_sensors=2)
+EMG_ONLY = SyntheticSpec(
+    n_subjects=2, movement_seconds=0.5, n_acc_gestures=0, n_interaction_gestures=0
+)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """A small real source of every registered dataset, and the subjects written into it."""
+    tmp = tmp_path_factory.mktemp("registry")
+    db2 = SyntheticSpec(n_subjects=2, movement_seconds=0.2, rest_seconds=0.1)  # DB2's 36 ACC
+    for rec in generate_recordings(db2):
+        write_ninapro_db2(rec, tmp / "db2", exercise="B")
+    hd = SyntheticHDsEMGSpec(n_subjects=2, n_gestures=2, movement_seconds=0.2, rest_seconds=0.1)
+    write_synthetic_hdsemg(hd, tmp / "hdsemg")
+    store = build_window_store(
+        "synthetic",
+        tmp / "w.h5",
+        synthetic=EMG_ONLY,
+        preprocess=TinyMyoPreprocess(window=200, step=100),
+        progress=False,
+    )
+    return {
+        "synthetic": data_source("synthetic", synthetic=SMALL),
+        "ninapro-db2": data_source("ninapro-db2", root=tmp / "db2"),
+        "hdsemg": data_source("hdsemg", root=tmp / "hdsemg"),
+        "windows": windows_source(store),
+        "synthetic-windows": synthetic_windows_source(EMG_ONLY, window=100, step=50),
+    }
+
+
+def test_the_registry_lists_every_dataset_once_under_its_own_name(sources):
+    assert set(REGISTRY) == set(sources)
+    assert all(name == info.name for name, info in REGISTRY.items())
+    assert set(DATASETS) | set(WINDOW_DATASETS) == set(REGISTRY)
+    assert not set(DATASETS) & set(WINDOW_DATASETS)
+    assert dataset_names() == tuple(REGISTRY)
+    assert all(REGISTRY[n].window_source for n in WINDOW_DATASETS)
+    assert not any(REGISTRY[n].window_source for n in DATASETS)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_entry_is_complete(name):
+    info = REGISTRY[name]
+    assert info.summary.strip()
+    for f in ("montage", "subjects", "files"):
+        assert callable(getattr(info, f)), f
+    assert (info.read is None) != (info.read_windows is None)
+    if not info.window_source:  # preprocessed and cached: defaults and a code fingerprint
+        PreprocessSpec(**info.preprocess)  # every default is a real field
+        assert info.cache_modules
+        for module in info.cache_modules:
+            importlib.import_module(module)
+
+
+def test_an_entry_needs_exactly_one_reader():
+    kwargs = {f.name: getattr(REGISTRY["synthetic"], f.name) for f in fields(DatasetInfo)}
+    with pytest.raises(ArgumentError, match="exactly one of read, read_windows"):
+        DatasetInfo(**{**kwargs, "name": "twice", "read_windows": lambda source, subject: None})
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_each_entry_describes_its_data_as_read(sources, name):
+    """Subjects, files and montage as the entry states them are what its reader finds."""
+    info, source = REGISTRY[name], sources[name]
+    assert available_subjects(source) == info.subjects(source) == [1, 2]
+    files = source_files(source, 1)
+    assert all(p.is_file() for p in files)
+    assert bool(files) == bool(info.layout)  # an entry reading files says where they lie
+    assert info.needs_root <= bool(files)
+    montage = info.montage(source)
+    if info.window_source:
+        found = {"emg": info.read_windows(source, 1).X.shape[1]}
+        assert load_subject(source, 1).modalities == found
+    else:
+        found = load_recording(source, 1).modalities
+    assert set(found) == set(montage)
+    assert all(montage[m] in (None, n) for m, n in found.items()), (montage, found)
+    for modality, names in info.channel_names.items():
+        assert len(names) == len(set(names)) == found[modality]
+
+
+def test_hdsemg_channel_names_follow_the_documented_grid_order():
+    names = REGISTRY["hdsemg"].channel_names["emg"]
+    # channel row + 8 * col of each grid; extensors first
+    assert names[:2] == ("extensor_r1c1", "extensor_r2c1")
+    assert names[8] == "extensor_r1c2"
+    assert names[64] == "flexor_r1c1"
+
+
+def _cli_choices(parser: argparse.ArgumentParser, flags: set[str]) -> dict[str, list[str]]:
+    """Every choice list of ``flags`` in the parser and its subcommands, by command path."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for path, choices in _cli_choices(sub, flags).items():
+                    found[f"{name} {path}".strip()] = choices
+        elif flags & set(action.option_strings) and action.choices is not None:
+            found[action.option_strings[0]] = list(action.choices)
+    return found
+
+
+def test_every_dataset_the_cli_accepts_is_registered():
+    from emg_lens.cli import build_parser
+
+    choices = _cli_choices(build_parser(), {"--dataset", "--format"})
+    assert len(choices) >= 3  # study/train --dataset, synth --format
+    for path, names in choices.items():
+        assert set(names) <= set(DATASETS), path
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: data_source("db9"),
+        lambda: load_recording({"dataset": "db9"}, 1),
+        lambda: available_subjects({"dataset": "db9"}),
+        lambda: load_subject({"dataset": "db9"}, 1, cache_dir=None),
+        lambda: dataset_info("db9"),
+    ],
+)
+def test_an_unknown_dataset_is_refused_with_the_registered_names(call):
+    with pytest.raises(ArgumentError, match="'db9'") as info:
+        call()
+    assert all(repr(name) in str(info.value) for name in DATASETS)
+
+
+def test_a_window_source_is_not_a_recording_dataset():
+    with pytest.raises(ArgumentError, match="got 'windows'") as info:
+        data_source("windows")
+    assert "'windows'" not in str(info.value).split("got")[0]
+    source = synthetic_windows_source(EMG_ONLY, window=100, step=50)
+    with pytest.raises(ArgumentError, match="got 'synthetic-windows'"):
+        load_recording(source, 1)
+    assert np.array_equal(available_subjects(source), [1, 2])
