@@ -37,7 +37,7 @@ import numpy as np
 from emg_lens._io import atomic_write, file_digest
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
-from emg_lens.data.registry import DATASETS, REGISTRY, WINDOW_DATASETS, dataset_info
+from emg_lens.data.registry import DATASETS, WINDOW_DATASETS, dataset_info
 from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
 from emg_lens.data.windows import (
     TinyMyoPreprocess,
@@ -52,7 +52,6 @@ __all__ = [
     "CACHE_ENV",
     "CACHE_VERSION",
     "DATASETS",
-    "DATASET_PREPROCESS",
     "WINDOW_DATASETS",
     "WINDOW_STORE_SOURCES",
     "available_subjects",
@@ -68,12 +67,6 @@ __all__ = [
     "synthetic_windows_source",
     "windows_source",
 ]
-
-DATASET_PREPROCESS: dict[str, dict[str, Any]] = {
-    name: dict(REGISTRY[name].preprocess) for name in DATASETS
-}
-"""Per dataset, the `PreprocessSpec` fields that differ from (or pin) its defaults (from
-`emg_lens.data.registry`)."""
 
 SPLIT_REPETITIONS = {"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)}
 """The default repetition split of the window sources (NinaPro DB2/DB5's convention)."""
