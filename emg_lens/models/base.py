@@ -1,14 +1,18 @@
-"""`HookedEncoder`: the TransformerLens root every emg_lens transformer builds on.
+"""The TransformerLens roots every emg_lens model builds on.
 
-A subclass supplies three things — how signals become the initial residual stream
-(`embed_signals`), its token layout (`layout`), and how the final residual stream becomes
-outputs (`readout`) — and inherits the TransformerLens surface: the shared stack ``blocks``,
-``ln_final``, `forward` with ``start_at_layer``/``stop_at_layer``, `run_with_hooks`,
-`run_with_cache` returning an `ActivationCache`, and `accumulated_bias`.
+`HookedBiosignalModel` is what every hooked model shares: ``cfg``, ``hook_input``, input
+checks (`to_tokens`), `example_input`, seeded initialisation and `run_with_cache` returning an
+`ActivationCache`. `HookedEncoder`, its transformer subclass, is the root of every encoder: a
+subclass supplies three things — how signals become the initial residual stream
+(`embed_signals`, which may take extra keywords that `forward` passes on), its token layout
+(`layout`), and how the final residual stream becomes outputs (`readout`) — and inherits the
+shared stack ``blocks``, ``ln_final``, `forward` with ``start_at_layer``/``stop_at_layer``,
+`run_with_hooks` and `accumulated_bias`.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,11 +25,18 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ConfigError, InputShapeError, InputValueError, LayoutError, describe
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    InputShapeError,
+    InputValueError,
+    LayoutError,
+    describe,
+)
 from emg_lens.hooks.masking import check_mask_shape
 from emg_lens.layout import TokenLayout
 
-__all__ = ["HookedEncoder"]
+__all__ = ["HookedBiosignalModel", "HookedEncoder"]
 
 EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]
 
@@ -44,16 +55,19 @@ def _refuse_non_finite(signals: torch.Tensor) -> None:
     )
 
 
-class HookedEncoder(HookedRootModule):
-    """Base class of the hooked biosignal encoders; not used directly.
+class HookedBiosignalModel(HookedRootModule):
+    """Root of every hooked emg_lens model (the encoders and the `MultimodalMLP`); not used
+    directly.
 
-    Subclasses build their embeddings and heads in ``__init__``, call ``super().__init__(cfg)``
-    first and `setup` (via `_finish_init`) last.
+    It owns what is common to all of them: the config ``cfg``, ``hook_input``, input handling
+    (`to_tokens`, `example_input`, `input_shape`), seeded initialisation (`_finish_init`
+    calling the subclass's `init_weights`) and `run_with_cache` returning an `ActivationCache`.
+    Subclasses build their modules in ``__init__``, call ``super().__init__(cfg)`` first and
+    `_finish_init` last.
     """
 
     cfg: EncoderConfig
     dual_head: bool = False  # True: forward(return_type="both") gives two logits to train
-    tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -61,15 +75,8 @@ class HookedEncoder(HookedRootModule):
             raise TypeError(
                 f"{type(self).__name__} needs an EncoderConfig, got {type(cfg).__name__}"
             )
-        if cfg.tokenization != self.tokenization:
-            raise ConfigError(
-                f"{type(self).__name__} needs EncoderConfig.tokenization={self.tokenization!r}, "
-                f"got {cfg.tokenization!r}"
-            )
         self.cfg = cfg
         self.hook_input = HookPoint()  # [batch, channel, time]: the signals, for input ablation
-        self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
-        self.ln_final = make_norm(cfg)
 
     def _finish_init(self) -> None:
         """Initialise weights (seeded if ``cfg.seed`` is set), then register hook names."""
@@ -81,17 +88,9 @@ class HookedEncoder(HookedRootModule):
         self.setup()
 
     def init_weights(self) -> None:
-        """Weight matrices, tokens and positions ~ N(0, init_range); biases 0; LN w=1, b=0."""
-        for name, param in self.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf.startswith("W_") or leaf in ("cls_token", "mask_token"):
-                nn.init.normal_(param, std=self.cfg.init_range)
-            elif leaf.startswith("b_") or leaf == "b":
-                nn.init.zeros_(param)
-            elif leaf == "w":
-                nn.init.ones_(param)
+        """Draw every parameter (called once by `_finish_init`, under ``cfg.seed``)."""
+        raise NotImplementedError
 
-    # ------------------------------------------------------------------ subclass surface
     @property
     def init_kwargs(self) -> dict[str, Any]:
         """Constructor keywords beyond ``cfg`` (saved in checkpoints to rebuild the model)."""
@@ -100,16 +99,6 @@ class HookedEncoder(HookedRootModule):
     @property
     def layout(self) -> TokenLayout:
         """What every token position is (group, channel, time)."""
-        raise NotImplementedError
-
-    def embed_signals(
-        self, signals: Float[torch.Tensor, "batch channel time"]
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
-        """Signals -> the residual stream entering ``blocks.0``."""
-        raise NotImplementedError
-
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        """Final residual stream -> outputs for ``return_type`` (``"logits"`` at least)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ inputs
@@ -178,6 +167,74 @@ class HookedEncoder(HookedRootModule):
         x = torch.randn(batch, *self.input_shape, generator=gen, dtype=self.cfg.dtype)
         return x.to(self.cfg.device)
 
+    # ------------------------------------------------------------------ TransformerLens surface
+    def run_with_cache(
+        self,
+        *model_args: Any,
+        return_cache_object: bool = True,
+        remove_batch_dim: bool = False,
+        **kwargs: Any,
+    ) -> tuple[Any, ActivationCache | dict[str, torch.Tensor]]:
+        """Run and cache activations; the cache is a TransformerLens `ActivationCache` (its
+        residual-stream tools need a transformer stack ``blocks``; per-key access always works).
+
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> logits, cache = model.run_with_cache(model.example_input())
+        >>> cache["pattern", 0].shape
+        torch.Size([1, 4, 7, 7])
+        """
+        out, cache_dict = super().run_with_cache(
+            *model_args, remove_batch_dim=remove_batch_dim, **kwargs
+        )
+        if not return_cache_object:
+            return out, cache_dict
+        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+
+
+class HookedEncoder(HookedBiosignalModel):
+    """Base class of the hooked biosignal transformers; not used directly.
+
+    Adds the shared stack ``blocks`` and ``ln_final`` to `HookedBiosignalModel`, and `forward`
+    with the TransformerLens layer arguments. Subclasses build their embeddings and heads in
+    ``__init__``, call ``super().__init__(cfg)`` first and `_finish_init` last.
+    """
+
+    tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__(cfg)
+        if cfg.tokenization != self.tokenization:
+            raise ConfigError(
+                f"{type(self).__name__} needs EncoderConfig.tokenization={self.tokenization!r}, "
+                f"got {cfg.tokenization!r}"
+            )
+        self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
+        self.ln_final = make_norm(cfg)
+
+    def init_weights(self) -> None:
+        """Weight matrices, tokens and positions ~ N(0, init_range); biases 0; LN w=1, b=0."""
+        for name, param in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf.startswith("W_") or leaf in ("cls_token", "mask_token"):
+                nn.init.normal_(param, std=self.cfg.init_range)
+            elif leaf.startswith("b_") or leaf == "b":
+                nn.init.zeros_(param)
+            elif leaf == "w":
+                nn.init.ones_(param)
+
+    # ------------------------------------------------------------------ subclass surface
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"], **embed_kwargs: Any
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """Signals -> the residual stream entering ``blocks.0``. A subclass may accept keywords
+        (TinyMyo's ``patch_mask``); `forward` passes its extra keywords on."""
+        raise NotImplementedError
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        """Final residual stream -> outputs for ``return_type`` (``"logits"`` at least)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -187,6 +244,7 @@ class HookedEncoder(HookedRootModule):
         start_at_layer: int | None = None,
         stop_at_layer: int | None = None,
         edge_masks: EdgeMasks | None = None,
+        **embed_kwargs: Any,
     ) -> Any:
         """Run the encoder.
 
@@ -201,6 +259,8 @@ class HookedEncoder(HookedRootModule):
             edge_masks: ``{layer: bool mask}`` (True = masked), broadcastable to
                 ``[batch, head_index, query_pos, key_pos]``, applied inside attention on the
                 fast and the hooked path alike (see `emg_lens.edges`).
+            **embed_kwargs: passed on to `embed_signals` (TinyMyo's ``patch_mask``, the stem
+                models' ``stem_edge_masks``); refused with ``start_at_layer``, which skips it.
 
         >>> from emg_lens.models import IsoNet
         >>> model = IsoNet(EncoderConfig.preset("tiny"))
@@ -213,8 +273,9 @@ class HookedEncoder(HookedRootModule):
         start = self._layer_index(start_at_layer, "start_at_layer", default=0)
         stop = self._layer_index(stop_at_layer, "stop_at_layer", default=n_layers)
         if start_at_layer is None:
-            resid = self.embed_signals(self.hook_input(self.to_tokens(signals)))
+            resid = self.embed_signals(self.hook_input(self.to_tokens(signals)), **embed_kwargs)
         else:
+            self._refuse_embed_kwargs(embed_kwargs, start_at_layer)
             resid = self._check_resid(signals)
         masks = self._check_edge_masks(edge_masks, batch=resid.shape[0])
         for layer in range(start, stop):
@@ -230,6 +291,21 @@ class HookedEncoder(HookedRootModule):
         if not isinstance(value, int) or not -n_layers <= value <= n_layers:
             raise LayoutError(f"{name} must be an int in [-{n_layers}, {n_layers}], got {value!r}")
         return value % n_layers if value < 0 else value
+
+    def _refuse_embed_kwargs(self, embed_kwargs: dict[str, Any], start_at_layer: int) -> None:
+        """``start_at_layer`` skips `embed_signals`, so a keyword meant for it would silently
+        do nothing; unset ones (None, empty dict) are fine, unknown names a TypeError."""
+        if not embed_kwargs:
+            return
+        inspect.signature(self.embed_signals).bind_partial(None, **embed_kwargs)
+        for name, value in embed_kwargs.items():
+            if value is None or (isinstance(value, Mapping) and not value):
+                continue
+            raise ArgumentError(
+                f"{name} acts on the embedding (signals -> blocks.0), which "
+                f"start_at_layer={start_at_layer!r} skips, so it cannot be combined with it; "
+                "pass one or the other"
+            )
 
     def _check_resid(self, resid: Any) -> torch.Tensor:
         expected = (self.layout.n_tokens, self.cfg.d_model)
@@ -286,28 +362,6 @@ class HookedEncoder(HookedRootModule):
         return out
 
     # ------------------------------------------------------------------ TransformerLens surface
-    def run_with_cache(
-        self,
-        *model_args: Any,
-        return_cache_object: bool = True,
-        remove_batch_dim: bool = False,
-        **kwargs: Any,
-    ) -> tuple[Any, ActivationCache | dict[str, torch.Tensor]]:
-        """Run and cache activations; the cache is a TransformerLens `ActivationCache`.
-
-        >>> from emg_lens.models import IsoNet
-        >>> model = IsoNet(EncoderConfig.preset("tiny"))
-        >>> logits, cache = model.run_with_cache(model.example_input())
-        >>> cache["pattern", 0].shape
-        torch.Size([1, 4, 7, 7])
-        """
-        out, cache_dict = super().run_with_cache(
-            *model_args, remove_batch_dim=remove_batch_dim, **kwargs
-        )
-        if not return_cache_object:
-            return out, cache_dict
-        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
-
     def accumulated_bias(
         self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True
     ) -> Float[torch.Tensor, " d_model"]:

@@ -65,14 +65,13 @@ import torch
 from einops import einsum, rearrange, repeat
 from jaxtyping import Float
 from torch import nn
-from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead, PosEmbed, TransformerBlock
 from emg_lens.config import PRESETS, EncoderConfig
 from emg_lens.errors import ArgumentError, ConfigError
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.base import EdgeMasks, HookedEncoder
+from emg_lens.models.base import EdgeMasks, HookedBiosignalModel, HookedEncoder
 
 __all__ = [
     "HierarchicalTransformer",
@@ -98,11 +97,14 @@ def _preset_value(preset: str, overrides: Mapping[str, Any], name: str) -> Any:
 
 def _tubelet_overrides(preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``tokenization="tubelet"`` and the paper's 40-sample tubelets where they divide the
-    window (else the preset's own ``patch_samples``)."""
+    window (else 4 in "tiny", whose 8-sample window makes two tubelets, or the preset's own
+    ``patch_samples``)."""
     n_samples = _preset_value(preset, overrides, "n_samples")
     out: dict[str, Any] = {"tokenization": "tubelet"}
     if isinstance(n_samples, int) and n_samples % PAPER_TUBELET_SAMPLES == 0:
         out["patch_samples"] = PAPER_TUBELET_SAMPLES
+    elif preset == "tiny":
+        out["patch_samples"] = 4
     return out
 
 
@@ -269,52 +271,21 @@ class _StemFusionEncoder(HookedEncoder):
         ``d_model`` block per modality in ``cfg.modalities`` order."""
         return self.classifier.W_U
 
-    # ------------------------------------------------------------------ forward
-    def forward(
-        self,
-        signals: Any,
-        *,
-        return_type: str | None = "logits",
-        start_at_layer: int | None = None,
-        stop_at_layer: int | None = None,
-        edge_masks: EdgeMasks | None = None,
-        stem_edge_masks: EdgeMasks | None = None,
-    ) -> Any:
-        """`HookedEncoder.forward`, plus ``stem_edge_masks``: ``{stem layer: bool mask}``
-        over the whole layout (``[..., n_tokens, n_tokens]``, True = masked), of which every
-        stem applies its own diagonal block. ``start_at_layer``, ``stop_at_layer`` and
-        ``edge_masks`` act on the fusion stack ``blocks``; the stems run before it.
-        """
-        if start_at_layer is not None:
-            if stem_edge_masks:
-                raise ArgumentError(
-                    "stem_edge_masks cannot be used with start_at_layer: the stems run before "
-                    "the fusion stack, so there is nothing for them to mask"
-                )
-            return super().forward(
-                signals,
-                return_type=return_type,
-                start_at_layer=start_at_layer,
-                stop_at_layer=stop_at_layer,
-                edge_masks=edge_masks,
-            )
-        signals = self.hook_input(self.to_tokens(signals))
-        resid = self.embed_signals(signals, stem_edge_masks=stem_edge_masks)
-        return super().forward(
-            resid,
-            return_type=return_type,
-            start_at_layer=0,
-            stop_at_layer=stop_at_layer,
-            edge_masks=edge_masks,
-        )
-
+    # ------------------------------------------------------------------ embedding and readout
     def embed_signals(
         self,
         signals: Float[torch.Tensor, "batch channel time"],
         stem_edge_masks: EdgeMasks | None = None,
     ) -> Float[torch.Tensor, "batch pos d_model"]:
         """Run every stem on its modality's channels; concatenate their outputs (``hook_embed``,
-        the residual stream entering ``blocks.0``)."""
+        the residual stream entering ``blocks.0``).
+
+        ``stem_edge_masks`` (a `forward` keyword too): ``{stem layer: bool mask}`` over the
+        whole layout (``[..., n_tokens, n_tokens]``, True = masked), of which every stem applies
+        its own diagonal block. The stems are the embedding, so ``start_at_layer``,
+        ``stop_at_layer`` and ``edge_masks`` act on the fusion stack ``blocks`` after them, and
+        ``stem_edge_masks`` cannot be combined with ``start_at_layer``.
+        """
         masks = self._check_edge_masks(
             stem_edge_masks, batch=len(signals), size_field="n_stem_layers", what="stem_edge_masks"
         )
@@ -385,8 +356,6 @@ class MultimodalTransformer(_StemFusionEncoder):
         (5, 0, 40, 52)
         """
         defaults = _tubelet_overrides(preset, overrides)
-        if preset == "tiny" and "patch_samples" not in defaults:
-            defaults["patch_samples"] = 4
         defaults["n_layers"] = 0
         defaults["n_stem_layers"] = _preset_value(preset, {}, "n_layers")
         return EncoderConfig.preset(preset, **{**defaults, **overrides})
@@ -431,8 +400,6 @@ class HierarchicalTransformer(_StemFusionEncoder):
         (2, 3, 40, 52)
         """
         defaults = _tubelet_overrides(preset, overrides)
-        if preset == "tiny" and "patch_samples" not in defaults:
-            defaults["patch_samples"] = 4
         total = _preset_value(preset, overrides, "n_layers")
         if "n_layers" not in overrides:
             defaults["n_stem_layers"] = total // 2
@@ -502,7 +469,7 @@ class ModalityMLP(nn.Module):
         return x
 
 
-class MultimodalMLP(HookedRootModule):
+class MultimodalMLP(HookedBiosignalModel):
     """The multimodal MLP baseline: no tokens, no attention.
 
     One `ModalityMLP` head per modality (``heads.{modality}``: ``hook_input``, then two
@@ -523,17 +490,8 @@ class MultimodalMLP(HookedRootModule):
     ('emg', 'acc')
     """
 
-    # Input handling is the encoders' own: same shapes, same errors.
-    input_shape = HookedEncoder.input_shape
-    to_tokens = HookedEncoder.to_tokens
-    example_input = HookedEncoder.example_input
-
     def __init__(self, cfg: EncoderConfig):
-        super().__init__()
-        if not isinstance(cfg, EncoderConfig):
-            raise TypeError(f"MultimodalMLP needs an EncoderConfig, got {type(cfg).__name__}")
-        self.cfg = cfg
-        self.hook_input = HookPoint()  # [batch, channel, time]
+        super().__init__(cfg)
         d_hidden = self.d_hidden
         self.heads = nn.ModuleDict(
             {
@@ -547,12 +505,7 @@ class MultimodalMLP(HookedRootModule):
         self._layout = TokenLayout(
             tuple(cfg.modalities), (-1,) * len(cfg.modalities), (-1,) * len(cfg.modalities)
         )
-        with torch.random.fork_rng(enabled=cfg.seed is not None):
-            if cfg.seed is not None:
-                torch.manual_seed(cfg.seed)
-            self.init_weights()
-        self.to(cfg.device)
-        self.setup()
+        self._finish_init()
 
     @classmethod
     def default_config(cls, preset: str = "tiny", **overrides: Any) -> EncoderConfig:
@@ -626,25 +579,3 @@ class MultimodalMLP(HookedRootModule):
         if return_type is None:
             return fused
         return self.classifier(fused)
-
-    def run_with_cache(
-        self,
-        *model_args: Any,
-        return_cache_object: bool = True,
-        remove_batch_dim: bool = False,
-        **kwargs: Any,
-    ) -> tuple[Any, ActivationCache | dict[str, torch.Tensor]]:
-        """Run and cache activations; the cache is a TransformerLens `ActivationCache` (its
-        per-key access works; its residual-stream tools need a transformer stack).
-
-        >>> model = MultimodalMLP(EncoderConfig.preset("tiny", seed=0))
-        >>> _, cache = model.run_with_cache(model.example_input())
-        >>> cache["fusion.hook_post"].shape
-        torch.Size([1, 16])
-        """
-        out, cache_dict = super().run_with_cache(
-            *model_args, remove_batch_dim=remove_batch_dim, **kwargs
-        )
-        if not return_cache_object:
-            return out, cache_dict
-        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)

@@ -41,7 +41,7 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import TokenLayout
-from emg_lens.models.base import EdgeMasks, HookedEncoder
+from emg_lens.models.base import HookedEncoder
 
 __all__ = ["TinyMyo"]
 
@@ -350,7 +350,18 @@ class TinyMyo(HookedEncoder):
     ) -> Float[torch.Tensor, "batch pos d_model"]:
         """Patch-embed the signals; tokens where ``patch_mask`` is True become ``mask_token``.
 
+        ``patch_mask`` (a `forward` keyword too, for masked pretraining): True = replace that
+        channel's patch token by ``mask_token``; ``[batch, channels, patches]`` or
+        ``[channels, patches]``. It acts on the embedding, so not with ``start_at_layer``.
+
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+        >>> model = TinyMyo(cfg, task="reconstruction")
+        >>> mask = torch.rand(3, 2, 2) < 0.5
+        >>> model(model.example_input(3), patch_mask=mask).shape
+        torch.Size([3, 4, 20])
+
+        Called directly, it gives the stream entering ``blocks.0``:
+
         >>> model = TinyMyo(cfg)
         >>> mask = torch.tensor([[True, False], [False, False]])  # channel 0, patch 0
         >>> tokens = model.embed_signals(model.example_input(), mask)
@@ -412,43 +423,7 @@ class TinyMyo(HookedEncoder):
             patch=self.cfg.n_patches,
         ).any(dim=-1)
 
-    # ------------------------------------------------------------------ forward
-    def forward(
-        self,
-        signals: Any,
-        *,
-        return_type: str | None = "logits",
-        start_at_layer: int | None = None,
-        stop_at_layer: int | None = None,
-        edge_masks: EdgeMasks | None = None,
-        patch_mask: Bool[torch.Tensor, "batch channel patch"] | None = None,
-    ) -> Any:
-        """`HookedEncoder.forward`, plus ``patch_mask`` (True = replace that channel's patch
-        token by ``mask_token``; ``[batch, channels, patches]`` or ``[channels, patches]``),
-        for masked pretraining.
-
-        >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
-        >>> model = TinyMyo(cfg, task="reconstruction")
-        >>> mask = torch.rand(3, 2, 2) < 0.5
-        >>> model(model.example_input(3), patch_mask=mask).shape
-        torch.Size([3, 4, 20])
-        """
-        if patch_mask is not None:
-            if start_at_layer is not None:
-                raise ArgumentError(
-                    "patch_mask acts on the embedding, so it cannot be combined with "
-                    f"start_at_layer={start_at_layer!r}; pass one or the other"
-                )
-            signals = self.embed_signals(self.hook_input(self.to_tokens(signals)), patch_mask)
-            start_at_layer = 0
-        return super().forward(
-            signals,
-            return_type=return_type,
-            start_at_layer=start_at_layer,
-            stop_at_layer=stop_at_layer,
-            edge_masks=edge_masks,
-        )
-
+    # ------------------------------------------------------------------ readout
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
         if return_type not in RETURN_TYPES:
             raise ArgumentError(
