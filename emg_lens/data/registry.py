@@ -20,7 +20,9 @@ Adding a dataset is one new module plus one registry entry:
    recording dataset, ``cache_modules`` (the modules whose source code the preprocessing cache
    fingerprints: the reader's). Optional: ``preprocess`` (the `PreprocessSpec` fields that
    differ from its defaults), ``source_fields`` (the extra keys `data_source` stores, from its
-   keyword arguments) and ``channel_names``.
+   keyword arguments), ``channel_names`` and ``synthesize`` (out folder, spec options -> the
+   files written, one subject at a time: synthetic data in the dataset's own layout, what
+   ``emg-lens synth --format`` writes).
 
 >>> dataset_info("hdsemg").montage({"dataset": "hdsemg", "root": "/data/hdsemg"})
 {'emg': 128, 'force': None}
@@ -30,7 +32,7 @@ Adding a dataset is one new module plus one registry entry:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -41,6 +43,7 @@ import numpy as np
 from emg_lens.data import hdsemg, ninapro
 from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
 from emg_lens.data.synthetic_windows import synthetic_windows
 from emg_lens.data.windows import WindowStore
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -96,6 +99,7 @@ class DatasetInfo:
     preprocess: Mapping[str, Any] = field(default_factory=dict)
     source_fields: Callable[[Mapping[str, Any]], dict[str, Any]] = _no_fields
     channel_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    synthesize: Callable[[str | Path, Mapping[str, Any]], Iterator[Path]] | None = None
 
     def __post_init__(self) -> None:
         if (self.read is None) == (self.read_windows is None):
@@ -159,12 +163,32 @@ def _db2_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     return {"exercises": list(options["exercises"])}
 
 
+def _synthesize_db2(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
+    if "n_gestures" in options:
+        raise ArgumentError(
+            "--n-gestures applies to --format hdsemg only; the ninapro-db2 format takes "
+            "SyntheticSpec's gesture kinds"
+        )
+    spec = SyntheticSpec(**options)  # checked now, not at the first file
+    subjects = range(1, spec.n_subjects + 1)  # one recording in memory at a time
+    return (
+        ninapro.write_ninapro_db2(generate_recordings(spec, [s])[0], out, exercise="B")
+        for s in subjects
+    )
+
+
 # ----------------------------------------------------------------------------- HD-sEMG
 
 
 def _hdsemg_subjects(source: Source) -> list[int]:
     root = Path(source["root"])
     return _found(hdsemg.find_subjects(root), root, "s<N>.mat files")
+
+
+def _synthesize_hdsemg(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
+    spec = SyntheticHDsEMGSpec(**options)
+    subjects = range(1, spec.n_subjects + 1)  # one subject in memory at a time
+    return (write_synthetic_hdsemg(spec, out, [s])[0] for s in subjects)
 
 
 def _hdsemg_channel_names() -> tuple[str, ...]:
@@ -235,6 +259,7 @@ _ENTRIES = (
         cache_modules=("emg_lens.data.ninapro",),
         preprocess={"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)},
         source_fields=_db2_fields,
+        synthesize=_synthesize_db2,
     ),
     DatasetInfo(
         name="hdsemg",
@@ -254,6 +279,7 @@ _ENTRIES = (
             "test_repetitions": (2, 5),
         },
         channel_names={"emg": _hdsemg_channel_names()},
+        synthesize=_synthesize_hdsemg,
     ),
     DatasetInfo(
         name="windows",

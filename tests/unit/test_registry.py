@@ -19,7 +19,6 @@ from emg_lens.data.datasets import (
     synthetic_windows_source,
     windows_source,
 )
-from emg_lens.data.ninapro import write_ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.registry import (
     DATASETS,
@@ -29,8 +28,7 @@ from emg_lens.data.registry import (
     dataset_info,
     dataset_names,
 )
-from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
-from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
+from emg_lens.data.synthetic import SyntheticSpec
 from emg_lens.data.windows import TinyMyoPreprocess
 
 SMALL = SyntheticSpec(n_subjects=2, movement_seconds=0.3, rest_seconds=0.1, n_acc_sensors=2)
@@ -43,11 +41,12 @@ EMG_ONLY = SyntheticSpec(
 def sources(tmp_path_factory):
     """A small real source of every registered dataset, and the subjects written into it."""
     tmp = tmp_path_factory.mktemp("registry")
-    db2 = SyntheticSpec(n_subjects=2, movement_seconds=0.2, rest_seconds=0.1)  # DB2's 36 ACC
-    for rec in generate_recordings(db2):
-        write_ninapro_db2(rec, tmp / "db2", exercise="B")
-    hd = SyntheticHDsEMGSpec(n_subjects=2, n_gestures=2, movement_seconds=0.2, rest_seconds=0.1)
-    write_synthetic_hdsemg(hd, tmp / "hdsemg")
+    short = {"n_subjects": 2, "movement_seconds": 0.2, "rest_seconds": 0.1}
+    written = [
+        *REGISTRY["ninapro-db2"].synthesize(tmp / "db2", short),
+        *REGISTRY["hdsemg"].synthesize(tmp / "hdsemg", {**short, "n_gestures": 2}),
+    ]
+    assert [p.name for p in written] == ["S1_E1_A1.mat", "S2_E1_A1.mat", "s1.mat", "s2.mat"]
     store = build_window_store(
         "synthetic",
         tmp / "w.h5",
@@ -143,6 +142,14 @@ def test_every_dataset_the_cli_accepts_is_registered():
     assert len(choices) >= 3  # study/train --dataset, synth --format
     for path, names in choices.items():
         assert set(names) <= set(DATASETS), path
+    synthesized = [n for n in DATASETS if REGISTRY[n].synthesize is not None]
+    assert choices["synth --format"] == synthesized
+
+
+def test_synthesize_refuses_an_option_its_format_does_not_take(tmp_path):
+    with pytest.raises(ArgumentError, match="--n-gestures applies to --format hdsemg only"):
+        REGISTRY["ninapro-db2"].synthesize(tmp_path, {"n_gestures": 4})
+    assert not any(tmp_path.iterdir())  # refused before any file
 
 
 @pytest.mark.parametrize(
