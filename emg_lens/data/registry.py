@@ -24,6 +24,9 @@ Adding a dataset is one new module plus one registry entry:
    files written, one subject at a time: synthetic data in the dataset's own layout, what
    ``emg-lens synth --format`` writes).
 
+Nothing else changes: `DATASETS` (the names a command line or study spec accepts),
+`data_source`, `load_subject`, the preprocessing cache and `emg_lens.provenance` read the entry.
+
 >>> dataset_info("hdsemg").montage({"dataset": "hdsemg", "root": "/data/hdsemg"})
 {'emg': 128, 'force': None}
 >>> DATASETS, WINDOW_DATASETS
