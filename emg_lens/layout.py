@@ -14,7 +14,7 @@ every model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +22,7 @@ from jaxtyping import Int
 
 from emg_lens.errors import LayoutError
 
-__all__ = ["CLS", "TokenLayout"]
+__all__ = ["CLS", "TokenLayout", "check_mask_shape"]
 
 CLS = "cls"
 
@@ -135,3 +135,30 @@ class TokenLayout:
         for g, n, lo, hi in self.summary():
             lines.append(f"  {g:<6} {n:>6}  {lo}..{hi}")
         return "\n".join(lines)
+
+
+def check_mask_shape(shape: Sequence[int], target: Sequence[int], what: str = "edge mask") -> None:
+    """Refuse an edge mask that does not broadcast to ``target`` = ``[batch, n_heads, query_pos,
+    key_pos]``: it must end in ``[query_pos, key_pos]`` and each leading dim must be 1 or
+    ``target``'s (a mask ``[h, q, k]`` with ``h`` not in ``{1, n_heads}`` is someone else's).
+
+    >>> check_mask_shape((4, 7, 7), (3, 4, 7, 7))
+    >>> check_mask_shape((3, 7, 7), (3, 4, 7, 7))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.LayoutError: edge mask has shape [3, 7, 7], which does not broadcast to [batch=3, n_heads=4, 7, 7]; accepted: [7, 7], [n_heads or 1, 7, 7] or [batch or 1, n_heads or 1, 7, 7]
+    """  # noqa: E501
+    shape, target = tuple(shape), tuple(target)
+    lead = shape[:-2]
+    if (
+        len(shape) < 2
+        or len(shape) > len(target)
+        or shape[-2:] != target[-2:]
+        or any(d not in (1, t) for d, t in zip(lead, target[len(target) - 2 - len(lead) : -2]))
+    ):
+        batch, heads, q, k = target
+        raise LayoutError(
+            f"{what} has shape {list(shape)}, which does not broadcast to [batch={batch}, "
+            f"n_heads={heads}, {q}, {k}]; accepted: [{q}, {k}], [n_heads or 1, {q}, {k}] or "
+            f"[batch or 1, n_heads or 1, {q}, {k}]"
+        )

@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 import torch
 from jaxtyping import Bool, Float
@@ -28,7 +28,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import LayoutError
-from emg_lens.layout import TokenLayout
+from emg_lens.layout import TokenLayout, check_mask_shape
 
 __all__ = [
     "attn_scores_filter",
@@ -97,33 +97,6 @@ def _as_mask(edges: EdgesLike, layout: TokenLayout, n_heads: int) -> torch.Tenso
             )
         return edges
     return parse(edges).compile(layout, n_heads)
-
-
-def check_mask_shape(shape: Sequence[int], target: Sequence[int], what: str = "edge mask") -> None:
-    """Refuse an edge mask that does not broadcast to ``target`` = ``[batch, n_heads, query_pos,
-    key_pos]``: it must end in ``[query_pos, key_pos]`` and each leading dim must be 1 or
-    ``target``'s (a mask ``[h, q, k]`` with ``h`` not in ``{1, n_heads}`` is someone else's).
-
-    >>> check_mask_shape((4, 7, 7), (3, 4, 7, 7))
-    >>> check_mask_shape((3, 7, 7), (3, 4, 7, 7))
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.LayoutError: edge mask has shape [3, 7, 7], which does not broadcast to [batch=3, n_heads=4, 7, 7]; accepted: [7, 7], [n_heads or 1, 7, 7] or [batch or 1, n_heads or 1, 7, 7]
-    """  # noqa: E501
-    shape, target = tuple(shape), tuple(target)
-    lead = shape[:-2]
-    if (
-        len(shape) < 2
-        or len(shape) > len(target)
-        or shape[-2:] != target[-2:]
-        or any(d not in (1, t) for d, t in zip(lead, target[len(target) - 2 - len(lead) : -2]))
-    ):
-        batch, heads, q, k = target
-        raise LayoutError(
-            f"{what} has shape {list(shape)}, which does not broadcast to [batch={batch}, "
-            f"n_heads={heads}, {q}, {k}]; accepted: [{q}, {k}], [n_heads or 1, {q}, {k}] or "
-            f"[batch or 1, n_heads or 1, {q}, {k}]"
-        )
 
 
 class _MaskCache:

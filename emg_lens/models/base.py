@@ -33,8 +33,7 @@ from emg_lens.errors import (
     LayoutError,
     describe,
 )
-from emg_lens.hooks.masking import check_mask_shape
-from emg_lens.layout import TokenLayout
+from emg_lens.layout import TokenLayout, check_mask_shape
 
 __all__ = ["HookedBiosignalModel", "HookedEncoder"]
 
