@@ -9,7 +9,8 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
   logit through the classifier;
 - `distribution_shift`: cosine distance and MMD² between masked and unmasked residual streams;
 - activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
-  `patch_residual`, `patch_token_group`, `run_patched`.
+  `patch_residual`, `patch_token_group`, `run_patched`; `tl_index_df` for TransformerLens's
+  position-indexed patching helpers.
 
 Functions that take an `ActivationCache` reject one made by another model, or whose shapes do
 not fit the model's layout.
@@ -28,6 +29,7 @@ from emg_lens.inspect.patching import (
     patch_residual,
     patch_token_group,
     run_patched,
+    tl_index_df,
 )
 from emg_lens.inspect.plots import (
     plot_attention_flow,
@@ -67,6 +69,7 @@ __all__ = [
     "plot_pattern",
     "readout_map",
     "run_patched",
+    "tl_index_df",
     "to_circuitsvis",
     "token_bins",
     "token_labels",

@@ -11,11 +11,20 @@ with the clean and corrupted metrics alongside and ``restored = (patched - corru
 
 TransformerLens's position-indexed helpers (``get_act_patch_resid_pre`` and the other
 ``*_by_pos`` ones) take the number of positions from ``corrupted_tokens.shape[-1]``, which for
-signals is the number of *samples*, not tokens: they index past the last token or silently
-skip tokens. Its head-level helpers that patch all positions (e.g.
-``get_act_patch_attn_head_out_all_pos``) only iterate over layers and heads and call
-``model.run_with_hooks`` on the corrupted input, so they work unchanged on emg_lens models and
-agree with `patch_heads`.
+signals is the number of *samples*, not tokens: called plainly they index past the last token
+(``IndexError``) or silently skip tokens. Give them the positions of the model's token layout
+instead, through their ``index_df`` argument: `tl_index_df` builds it, and the result is one
+value per row, in the dataframe's order::
+
+    df = tl_index_df(model, "layer", "pos")
+    flat = patching.get_act_patch_resid_pre(
+        model, corrupted, clean_cache, metric, index_axis_names=None, index_df=df
+    )
+    by_layer_and_token = flat.reshape(model.cfg.n_layers, model.layout.n_tokens)
+
+Its head-level helpers that patch all positions (e.g. ``get_act_patch_attn_head_out_all_pos``)
+only iterate over layers and heads and call ``model.run_with_hooks`` on the corrupted input, so
+they work unchanged on emg_lens models and agree with `patch_heads`.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -29,6 +38,7 @@ agree with `patch_heads`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -40,7 +50,7 @@ from emg_lens.errors import ArgumentError, InputShapeError
 from emg_lens.hooks import name_filter
 from emg_lens.inspect.checks import check_cache, check_deterministic, check_model
 
-__all__ = ["patch_heads", "patch_residual", "patch_token_group", "run_patched"]
+__all__ = ["patch_heads", "patch_residual", "patch_token_group", "run_patched", "tl_index_df"]
 
 Metric = Callable[[Any], Any]  # model output -> a scalar (float or 0-d tensor)
 ALL = slice(None)
@@ -273,3 +283,35 @@ def patch_token_group(
     ]
     columns = ["layer", "group", "n_positions", "metric", "clean", "corrupted", "restored"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def tl_index_df(model: Any, *axes: str) -> pd.DataFrame:
+    """Every index of ``axes`` for TransformerLens's patching helpers (their ``index_df``
+    argument), with positions from the model's token layout rather than the signal's length.
+
+    Axes: ``"layer"``, ``"pos"`` (also ``"src_pos"``, ``"dest_pos"``), ``"head_index"`` (or
+    ``"head"``); TransformerLens expects ``"layer"`` first.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    >>> df = tl_index_df(model, "layer", "pos")
+    >>> len(df) == model.cfg.n_layers * model.layout.n_tokens, list(df.columns)
+    (True, ['layer', 'pos'])
+    """
+    n_tokens = model.layout.n_tokens
+    ranges = {
+        "layer": model.cfg.n_layers,
+        "pos": n_tokens,
+        "src_pos": n_tokens,
+        "dest_pos": n_tokens,
+        "head_index": model.cfg.n_heads,
+        "head": model.cfg.n_heads,
+    }
+    unknown = [a for a in axes if a not in ranges]
+    if not axes or unknown:
+        raise ArgumentError(
+            f"tl_index_df axes must be some of {list(ranges)} (layer first), got {list(axes)}"
+        )
+    rows = itertools.product(*(range(ranges[a]) for a in axes))
+    return pd.DataFrame(list(rows), columns=list(axes))

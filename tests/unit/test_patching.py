@@ -16,6 +16,7 @@ from emg_lens.inspect import (
     patch_token_group,
     plot_patching,
     run_patched,
+    tl_index_df,
 )
 from emg_lens.inspect.patching import ALL
 from emg_lens.models import IsoNet, TinyMyo
@@ -124,6 +125,24 @@ def test_patch_heads_agrees_with_transformer_lens_head_helper(model):
     grid = ours.pivot(index="layer", columns="head", values="metric").to_numpy()
     torch.testing.assert_close(torch.tensor(grid, dtype=torch.float32), theirs, atol=1e-5, rtol=0)
     assert ours["metric"].nunique() > 1  # heads differ: the comparison means something
+
+
+def test_transformer_lens_position_helpers_work_through_index_df(model):
+    # Called plainly, TL takes positions from the signal's last axis (samples), not tokens.
+    clean, corrupted = _pair(model)
+    _, clean_cache = model.run_with_cache(clean)
+    n_layers, n_tokens = model.cfg.n_layers, model.layout.n_tokens
+    assert corrupted.shape[-1] != n_tokens  # the two would coincide only by accident
+    df = tl_index_df(model, "layer", "pos")
+    theirs = tl_patching.get_act_patch_resid_pre(
+        model, corrupted, clean_cache, _logit0, index_axis_names=None, index_df=df
+    ).reshape(n_layers, n_tokens)
+    ours = patch_residual(model, clean, corrupted, _logit0)
+    grid = ours.pivot(index="layer", columns="position", values="metric").to_numpy()
+    torch.testing.assert_close(torch.tensor(grid, dtype=torch.float32), theirs, atol=1e-5, rtol=0)
+    assert ours["metric"].nunique() > 1
+    with pytest.raises(ArgumentError, match="layer first"):
+        tl_index_df(model, "layer", "sample")
 
 
 def test_patching_a_silent_head_changes_nothing():
