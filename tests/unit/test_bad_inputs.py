@@ -126,7 +126,7 @@ def _nan_hook_study(tmp: Path):
         source_dir=tmp,
     )
     model = _isonet()
-    return run_study(spec, models={4: (model, _subject(model))}, progress=False)
+    return run_study(spec, models={4: (model, _subject(model))}, allow_code=True, progress=False)
 
 
 def _nan_data_study(tmp: Path):
