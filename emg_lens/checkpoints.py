@@ -29,9 +29,11 @@ from safetensors.torch import load_file, save_file
 from emg_lens._io import atomic_write
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import CheckpointError, ConfigError
+from emg_lens.models import TinyMyo
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "load_biofoundation",
     "load_checkpoint",
     "read_biofoundation_state_dict",
     "read_checkpoint_info",
@@ -215,6 +217,24 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 "weights computes nothing meaningful"
             )
     return tensors
+
+
+def load_biofoundation(path: str | Path, **kwargs: Any) -> torch.nn.Module:
+    """A published BioFoundation TinyMyo checkpoint file as a hooked `TinyMyo`, in eval mode:
+    `read_biofoundation_state_dict` (pickles only with ``weights_only=True``), then
+    `TinyMyo.from_biofoundation` with ``kwargs`` (by default BioFoundation's own function: see
+    its ``rope_positions``).
+
+    >>> import tempfile
+    >>> from emg_lens.models import TinyMyo
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+    >>> file = Path(tempfile.mkdtemp()) / "tinymyo.ckpt"
+    >>> torch.save({"state_dict": TinyMyo(cfg).to_biofoundation()}, file)
+    >>> model = load_biofoundation(file, n_samples=40)
+    >>> model.task, model.training
+    ('classification', False)
+    """
+    return TinyMyo.from_biofoundation(read_biofoundation_state_dict(path), **kwargs)
 
 
 def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, model) -> None:
