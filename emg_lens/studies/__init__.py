@@ -3,9 +3,10 @@ that it took effect), statistics, a resumable store and figures; and training st
 train one model per subject, architecture and input set and compare them (`training`)."""
 
 from emg_lens.studies.grid import Condition, expand_grid
+from emg_lens.studies.load import load_spec
 from emg_lens.studies.result import StudyResult, summarize
 from emg_lens.studies.runner import StudyError, find_models, run_study
-from emg_lens.studies.spec import Intervention, LayerSpec, StatsSpec, StudySpec, load_spec
+from emg_lens.studies.spec import Intervention, LayerSpec, StatsSpec, StudySpec
 from emg_lens.studies.training import (
     TrainingInput,
     TrainingStudyResult,

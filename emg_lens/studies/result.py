@@ -12,6 +12,7 @@ design can reach.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,14 @@ from emg_lens.studies.stats import (
     subjects_needed,
 )
 
-__all__ = ["StudyResult", "family_sizes", "markdown_table", "power_note", "summarize"]
+__all__ = [
+    "StudyResult",
+    "family_sizes",
+    "markdown_table",
+    "power_note",
+    "summarize",
+    "write_study_files",
+]
 
 CONDITION_COLUMNS = ["intervention", "mode", "layer", "layers", "heads", "key"]
 SUMMARY_COLUMNS = [
@@ -163,6 +171,34 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
+def write_study_files(
+    out_dir: str | Path,
+    tables: dict[str, pd.DataFrame],
+    markdown: str,
+    figures: Callable[[], dict],
+) -> list[Path]:
+    """Write each table as CSV and ``markdown`` as summary.md (each atomically), then the
+    figures ``figures()`` draws as PNG and SVG; the paths written. Ablation and training
+    results save through it.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> paths = write_study_files(out, {"summary.csv": pd.DataFrame({"a": [1]})}, "# t", dict)
+    >>> [p.name for p in paths], (out / "summary.md").read_text()
+    (['summary.csv', 'summary.md'], '# t')
+    """
+    from emg_lens.plotting import save_figures  # matplotlib only when drawing
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [
+        atomic_write(out / name, lambda tmp, df=df: df.to_csv(tmp, index=False))
+        for name, df in tables.items()
+    ]
+    written.append(atomic_write(out / "summary.md", lambda tmp: tmp.write_text(markdown)))
+    return written + save_figures(figures(), out)
+
+
 @dataclass
 class StudyResult:
     """What a study produced. `figures` draws; `save` writes everything to a folder."""
@@ -282,19 +318,9 @@ class StudyResult:
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write per_subject.csv, per_class.csv, summary.csv, summary.md (each atomically) and
         every figure as PNG and SVG."""
-        from emg_lens.plotting import save_figures  # matplotlib only when drawing
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         tables = {
             "per_subject.csv": self.per_subject,
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
         }
-        written = [
-            atomic_write(out / name, lambda tmp, df=df: df.to_csv(tmp, index=False))
-            for name, df in tables.items()
-        ]
-        markdown = self.to_markdown()
-        written.append(atomic_write(out / "summary.md", lambda tmp: tmp.write_text(markdown)))
-        return written + save_figures(self.figures(), out)
+        return write_study_files(out_dir, tables, self.to_markdown(), self.figures)

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Int
 from tqdm.auto import tqdm
 
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
@@ -49,11 +48,13 @@ from emg_lens.provenance import (
 )
 from emg_lens.studies.code import require_consent
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
+from emg_lens.studies.load import load_spec
+from emg_lens.studies.metrics import score_predictions
 from emg_lens.studies.result import StudyResult
-from emg_lens.studies.spec import METRICS, StudySpec, load_spec
+from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore
 
-__all__ = ["StudyError", "find_models", "run_study", "score_predictions"]
+__all__ = ["StudyError", "find_models", "run_study"]
 
 DEMO_MODELS = Path("runs/demo/models")
 VERIFY_WINDOWS = 4
@@ -124,44 +125,6 @@ def _load(entry: Any) -> _Subject:
     if source is None:
         raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
     return _Subject(model, load_subject(source, int(subject)))
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def score_predictions(
-    pred: Int[np.ndarray, " n"], y: Int[np.ndarray, " n"], n_classes: int, metric: str
-) -> dict[str, Any]:
-    """A stored cell: ``value`` (``metric`` of the predicted classes ``pred`` against the labels
-    ``y``), and per-class ``class_correct`` and ``class_total`` counts (JSON-able lists).
-
-    >>> cell = score_predictions(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3, "accuracy")
-    >>> cell["value"], cell["class_correct"], cell["class_total"]
-    (0.75, [1, 2, 0], [2, 2, 0])
-    >>> round(score_predictions(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3,
-    ...                         "macro_f1")["value"], 3)
-    0.733
-    """
-    if metric not in METRICS:
-        raise ArgumentError(f"metric = {metric!r}; accepted: {list(METRICS)}")
-    correct = np.bincount(y[pred == y], minlength=n_classes)
-    total = np.bincount(y, minlength=n_classes)
-    recall = np.divide(correct, total, out=np.zeros(n_classes), where=total > 0)
-    if metric == "accuracy":
-        value = float((pred == y).mean())
-    elif metric == "balanced_accuracy":
-        value = float(recall[total > 0].mean())
-    else:  # macro_f1
-        predicted = np.bincount(pred, minlength=n_classes)
-        precision = np.divide(correct, predicted, out=np.zeros(n_classes), where=predicted > 0)
-        f1 = np.divide(
-            2 * precision * recall,
-            precision + recall,
-            out=np.zeros(n_classes),
-            where=(precision + recall) > 0,
-        )
-        value = float(f1[total > 0].mean())
-    return {"value": value, "class_correct": correct.tolist(), "class_total": total.tolist()}
 
 
 # ----------------------------------------------------------------------------- plans

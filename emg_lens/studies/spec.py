@@ -19,67 +19,23 @@ True
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import yaml
+from typing import Any
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import EdgeExpressionError, SpecError
 from emg_lens.studies.code import CodeFile, load_code, locate_code
+from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.stats import CORRECTIONS, TESTS
+from emg_lens.studies.validate import int_list, reject_repeats, reject_unknown, string, table
 
-if TYPE_CHECKING:
-    from emg_lens.studies.training import TrainingStudySpec
+__all__ = ["MODES", "Intervention", "LayerSpec", "StatsSpec", "StudySpec"]
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-__all__ = ["METRICS", "MODES", "Intervention", "LayerSpec", "StatsSpec", "StudySpec", "load_spec"]
-
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 # individual: one layer; from_first: layers 0..l (the paper's RFB); from_last: l..L-1 (RFE);
 # all: every layer at once; explicit: the layer lists given in layers.explicit.
 MODES = ("individual", "from_first", "from_last", "all", "explicit")
 FAMILIES = ("mode", "intervention", "all")
-
-
-def _reject_unknown(section: str, data: dict, allowed: set[str]) -> None:
-    unknown = set(data) - allowed
-    if unknown:
-        raise SpecError(
-            f"unknown key(s) {sorted(unknown)} in [{section}]; accepted: {sorted(allowed)}"
-        )
-
-
-def _reject_repeats(key: str, items: list) -> None:
-    """Two equal entries would give two rows with one meaning (and one key)."""
-    seen = set()
-    for item in items:
-        if item in seen:
-            raise SpecError(f"{key} repeats {item!r}; each entry must be distinct")
-        seen.add(item)
-
-
-def _string(value: Any, where: str) -> Any:
-    """``value`` when it is a string or None: a TOML table, list or number where text is
-    expected is an error, never turned into text."""
-    if value is not None and not isinstance(value, str):
-        kind = {dict: "a table", list: "a list"}.get(type(value), type(value).__name__)
-        raise SpecError(f"{where} must be a string, got {kind}: {value!r}")
-    return value
-
-
-def _int_list(value: Any, key: str) -> tuple[int, ...]:
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        raise SpecError(f"{key} must be a list of integers, got {value!r}")
-    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -99,8 +55,8 @@ class Intervention:
         where = f"interventions[{index}]"
         if not isinstance(data, dict):
             raise SpecError(f"{where} must be a table with name and edges/hook/zero_modality")
-        _reject_unknown(where, data, {f.name for f in fields(cls)})
-        name = _string(data.get("name"), f"{where}.name")
+        reject_unknown(where, data, {f.name for f in fields(cls)})
+        name = string(data.get("name"), f"{where}.name")
         if name is None or not name.isidentifier() or name == "baseline":
             raise SpecError(
                 f"{where}.name must be an identifier other than 'baseline', got {name!r}"
@@ -116,10 +72,10 @@ class Intervention:
                 edges = str(parse(edges))  # canonical form: equal sets, equal keys
             except EdgeExpressionError as exc:
                 raise SpecError(f"{where}.edges: {exc}") from exc
-        hook = _string(data.get("hook"), f"{where}.hook ('hooks/file.py:name')")
+        hook = string(data.get("hook"), f"{where}.hook ('hooks/file.py:name')")
         if hook is not None and ":" not in hook:
             raise SpecError(f"{where}.hook must look like 'hooks/file.py:name', got {hook!r}")
-        modality = _string(data.get("zero_modality"), f"{where}.zero_modality (a modality name)")
+        modality = string(data.get("zero_modality"), f"{where}.zero_modality (a modality name)")
         return cls(name=name, edges=edges, hook=hook, zero_modality=modality)
 
     @property
@@ -138,30 +94,28 @@ class LayerSpec:
 
     @classmethod
     def from_dict(cls, data: Any) -> LayerSpec:
-        if not isinstance(data, dict):
-            raise SpecError(f"[layers] must be a table, got {data!r}")
-        _reject_unknown("layers", data, {"modes", "layers", "explicit"})
+        reject_unknown("layers", table(data, "layers"), {"modes", "layers", "explicit"})
         modes = data.get("modes", ["individual"])
         if isinstance(modes, str):
             modes = [modes]
         if not isinstance(modes, list | tuple):
             raise SpecError(f"layers.modes must be a list of modes {list(MODES)}, got {modes!r}")
         for i, mode in enumerate(modes):
-            _string(mode, f"layers.modes[{i}] (one of {list(MODES)})")
+            string(mode, f"layers.modes[{i}] (one of {list(MODES)})")
         bad = [m for m in modes if m not in MODES]
         if bad or not modes:
             raise SpecError(f"layers.modes has {bad or 'nothing'}; accepted: {list(MODES)}")
         layers = data.get("layers")
-        layers = None if layers is None else _int_list(layers, "layers.layers")
+        layers = None if layers is None else int_list(layers, "layers.layers")
         explicit = tuple(
-            _int_list(v, f"layers.explicit[{i}]") for i, v in enumerate(data.get("explicit", []))
+            int_list(v, f"layers.explicit[{i}]") for i, v in enumerate(data.get("explicit", []))
         )
         if "explicit" in modes and not explicit:
             raise SpecError("layers.modes has 'explicit' but layers.explicit lists no layer set")
         if any(not e for e in explicit):
             raise SpecError("layers.explicit holds an empty layer list")
-        _reject_repeats("layers.layers", [layers] if layers is None else list(layers))
-        _reject_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
+        reject_repeats("layers.layers", [layers] if layers is None else list(layers))
+        reject_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
         return cls(tuple(modes), layers, explicit)
 
 
@@ -175,11 +129,9 @@ class StatsSpec:
 
     @classmethod
     def from_dict(cls, data: Any) -> StatsSpec:
-        if not isinstance(data, dict):
-            raise SpecError(f"[stats] must be a table, got {data!r}")
-        _reject_unknown("stats", data, {f.name for f in fields(cls)})
+        reject_unknown("stats", table(data, "stats"), {f.name for f in fields(cls)})
         for key in data:
-            _string(data[key], f"stats.{key}")
+            string(data[key], f"stats.{key}")
         spec = cls(**data)
         for key, allowed in (("test", TESTS), ("correction", CORRECTIONS), ("family", FAMILIES)):
             if getattr(spec, key) not in allowed:
@@ -211,14 +163,14 @@ class StudySpec:
         if not isinstance(data, dict):
             raise SpecError(f"a study spec must be a table/dict, got {type(data).__name__}")
         allowed = {f.name for f in fields(cls)} - {"source_dir"}
-        _reject_unknown("study", data, allowed)
+        reject_unknown("study", data, allowed)
         for key in ("name", "models"):
-            if not _string(data.get(key), f"study key {key!r}"):
+            if not string(data.get(key), f"study key {key!r}"):
                 raise SpecError(f"study key {key!r} is required and must be a non-empty string")
-        metric = _string(data.get("metric", "accuracy"), f"metric (one of {list(METRICS)})")
+        metric = string(data.get("metric", "accuracy"), f"metric (one of {list(METRICS)})")
         if metric not in METRICS:
             raise SpecError(f"metric = {metric!r}; accepted: {list(METRICS)}")
-        return_type = _string(
+        return_type = string(
             data.get("return_type", "logits"),
             "return_type (the name of a model output giving [batch, n_classes] logits)",
         )
@@ -238,9 +190,9 @@ class StudySpec:
         if not isinstance(heads, list) or not heads:
             raise SpecError("heads must be a list of head lists (or 'all')")
         heads = tuple(
-            None if h in (None, "all") else _int_list(h, f"heads[{i}]") for i, h in enumerate(heads)
+            None if h in (None, "all") else int_list(h, f"heads[{i}]") for i, h in enumerate(heads)
         )
-        _reject_repeats("heads", [h if h is None else tuple(sorted(h)) for h in heads])
+        reject_repeats("heads", [h if h is None else tuple(sorted(h)) for h in heads])
         subjects = data.get("subjects")
         return cls(
             name=data["name"],
@@ -250,9 +202,9 @@ class StudySpec:
             return_type=return_type,
             layers=LayerSpec.from_dict(data.get("layers", {})),
             heads=heads,
-            subjects=None if subjects is None else _int_list(subjects, "subjects"),
+            subjects=None if subjects is None else int_list(subjects, "subjects"),
             stats=StatsSpec.from_dict(data.get("stats", {})),
-            description=_string(data.get("description"), "description (free text)") or "",
+            description=string(data.get("description"), "description (free text)") or "",
             source_dir=str(source_dir),
         )
 
@@ -299,54 +251,3 @@ class StudySpec:
                 f"f(model, layers) -> fwd_hooks; got {type(value).__name__}"
             )
         return value
-
-
-def load_spec(
-    source: str | Path | dict | StudySpec | TrainingStudySpec,
-) -> StudySpec | TrainingStudySpec:
-    """Read a study from a TOML or YAML file, a dict, or pass a spec through. The key
-    ``kind`` picks the spec: ``"ablation"`` (the default) gives a `StudySpec`, ``"training"`` a
-    `emg_lens.studies.training.TrainingStudySpec`.
-
-    >>> load_spec({"kind": "ablation", "name": "t", "models": "demo",
-    ...            "interventions": [{"name": "uni", "edges": "unimodal"}]}).models
-    'demo'
-    """
-    from emg_lens.studies.training import TrainingStudySpec
-
-    if isinstance(source, StudySpec | TrainingStudySpec):
-        return source
-    if isinstance(source, dict):
-        return _from_dict(source, ".")
-    path = Path(source)
-    if not path.is_file():
-        raise SpecError(f"study file {path} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            raise SpecError(f"{path}: a study file must end in .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
-    try:
-        return _from_dict(data, path.parent)
-    except SpecError as exc:
-        raise SpecError(f"{path}: {exc}") from exc
-
-
-def _from_dict(data: Any, source_dir: str | Path) -> StudySpec | TrainingStudySpec:
-    """Dispatch on ``kind``: ablation studies (no ``kind`` needed) or training studies."""
-    from emg_lens.studies.training import TrainingStudySpec
-
-    if not isinstance(data, dict):
-        return StudySpec.from_dict(data)  # its error names what a spec must be
-    kind = data.get("kind", "ablation")
-    if kind == "training":
-        return TrainingStudySpec.from_dict(data)
-    if kind != "ablation":
-        raise SpecError(f"kind = {kind!r}; accepted: ['ablation', 'training']")
-    ablation = {k: v for k, v in data.items() if k != "kind"}
-    return StudySpec.from_dict(ablation, source_dir=source_dir)

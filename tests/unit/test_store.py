@@ -29,8 +29,7 @@ from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_
 from emg_lens.errors import SpecError
 from emg_lens.models import IsoNet
 from emg_lens.provenance import checkpoint_digest
-from emg_lens.studies import StudyError, StudyResult, run_study
-from emg_lens.studies.spec import load_spec
+from emg_lens.studies import StudyError, StudyResult, load_spec, run_study
 from emg_lens.studies.store import CellStore
 from emg_lens.train import accuracy
 

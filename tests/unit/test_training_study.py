@@ -27,7 +27,7 @@ from emg_lens.studies import (
     run_training_study,
     select_channels,
 )
-from emg_lens.studies import training as training_module
+from emg_lens.studies.training import runner as training_module
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 

@@ -1,0 +1,58 @@
+"""Reading a study file: TOML or YAML into a table, built into a spec by the caller, with every
+error naming the file. Below both spec kinds, so `emg_lens.studies.load` (which dispatches on
+``kind``) and the training runner (which reads training studies only) share it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from emg_lens.errors import SpecError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["read_study_file"]
+
+T = TypeVar("T")
+
+
+def read_study_file(path: str | Path, build: Callable[[Any, Path], T]) -> T:
+    """Parse the TOML or YAML file at ``path`` and return ``build(contents, its folder)``; a
+    missing file, another suffix, a syntax error or a `SpecError` of ``build`` is a
+    `SpecError` naming the file.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "study.toml"
+    >>> _ = path.write_text('name = "t"')
+    >>> read_study_file(path, lambda data, folder: data["name"])
+    't'
+    >>> read_study_file("missing.toml", dict)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: study file missing.toml does not exist
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"study file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise SpecError(f"{path}: a study file must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    try:
+        return build(data, path.parent)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from exc

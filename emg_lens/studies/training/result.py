@@ -1,0 +1,150 @@
+"""What a training study produced: the per-cell table, the summary (each architecture's
+inputs against its reference input, with statistics), the Table-1 view and the comparisons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emg_lens.studies.result import markdown_table, write_study_files
+from emg_lens.studies.stats import compare, correct, delta_pct, stars
+from emg_lens.studies.training.spec import TrainingStudySpec
+
+__all__ = ["TrainingStudyResult", "subject_means", "summarize_training"]
+
+
+def subject_means(per_subject: pd.DataFrame) -> pd.DataFrame:
+    """Trials averaged per (architecture, input, subject).
+
+    >>> table = pd.DataFrame({"architecture": "IsoNet", "input": "emg", "subject": [1, 1, 2],
+    ...                       "trial": [0, 1, 0], "value": [0.5, 0.7, 0.9]})
+    >>> subject_means(table)["value"].round(2).tolist()
+    [0.6, 0.9]
+    """
+    keys = ["architecture", "input", "subject"]
+    return per_subject.groupby(keys, sort=False, as_index=False)["value"].mean()
+
+
+def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd.DataFrame:
+    """One row per architecture × input: mean ± std over subjects (trials averaged per subject
+    first), Δ% of the mean vs the reference input's, the spec's test against the reference's
+    per-subject values, and p corrected over each architecture's comparisons.
+
+    >>> spec = TrainingStudySpec.from_dict({"name": "t", "data": {"subjects": [1, 2, 3]},
+    ...     "architectures": ["IsoNet"], "reference": "both", "inputs": [
+    ...         {"name": "both", "modalities": ["emg", "acc"]},
+    ...         {"name": "emg", "modalities": ["emg"]}]})
+    >>> table = pd.DataFrame({"subject": [1, 2, 3] * 2, "architecture": "IsoNet", "trial": 0,
+    ...     "input": ["both"] * 3 + ["emg"] * 3, "value": [0.9, 0.92, 0.94, 0.6, 0.62, 0.64]})
+    >>> row = summarize_training(table, spec).iloc[1]
+    >>> row.input, round(float(row.delta_pct), 1), float(row.U), round(float(row.p), 2), row.stars
+    ('emg', -32.6, 0.0, 0.1, 'ns')
+    """
+    means = subject_means(per_subject)
+    rows = []
+    for arch in spec.architectures:
+        of_arch = means[means["architecture"] == arch]
+        ref = of_arch[of_arch["input"] == spec.reference].set_index("subject")["value"]
+        family = []
+        for inp in spec.inputs:
+            values = of_arch[of_arch["input"] == inp.name].set_index("subject")["value"]
+            row = {
+                "architecture": arch,
+                "input": inp.name,
+                "n": len(values),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                "reference": float(ref.mean()),
+                "delta_pct": delta_pct(float(values.mean()), float(ref.mean())),
+                "U": float("nan"),
+                "p": float("nan"),
+            }
+            if inp.name != spec.reference:
+                aligned = values.reindex(ref.index).to_numpy()
+                row["U"], row["p"] = compare(aligned, ref.to_numpy(), spec.stats.test)
+                family.append(len(rows))
+            rows.append(row)
+        corrected = correct([rows[i]["p"] for i in family], spec.stats.correction)
+        for i, p_corr in zip(family, corrected):
+            rows[i]["p_corr"] = p_corr
+    summary = pd.DataFrame(rows)
+    if "p_corr" not in summary:
+        summary["p_corr"] = np.nan
+    summary["p_corr"] = summary["p_corr"].astype(float)
+    is_ref = summary["input"] == spec.reference
+    summary["stars"] = np.where(is_ref, "", summary["p_corr"].map(stars))
+    return summary
+
+
+@dataclass
+class TrainingStudyResult:
+    """What a training study produced: the per-cell table and the summary."""
+
+    spec: TrainingStudySpec
+    per_subject: pd.DataFrame
+    summary: pd.DataFrame
+
+    @classmethod
+    def from_table(cls, spec: TrainingStudySpec, per_subject: pd.DataFrame) -> TrainingStudyResult:
+        return cls(spec, per_subject, summarize_training(per_subject, spec))
+
+    @property
+    def n_subjects(self) -> int:
+        return int(self.per_subject["subject"].nunique())
+
+    def table1(self) -> pd.DataFrame:
+        """The paper's Table-1 layout: a row per architecture, a column per input, cells
+        ``"mean ± std stars"`` (stars: the corrected test against the reference column)."""
+
+        def cell(r) -> str:
+            text = f"{r['mean']:.3f}" + ("" if np.isnan(r["std"]) else f" ± {r['std']:.3f}")
+            return f"{text} {r['stars']}".rstrip()
+
+        s = self.summary.assign(cell=self.summary.apply(cell, axis=1))
+        wide = s.pivot(index="architecture", columns="input", values="cell")
+        inputs = [inp.name for inp in self.spec.inputs]
+        wide = wide.reindex(index=list(self.spec.architectures), columns=inputs)
+        wide.columns = [f"{c} (ref)" if c == self.spec.reference else c for c in wide.columns]
+        wide.index.name = None
+        return wide
+
+    def header(self) -> str:
+        """One line saying what the table shows."""
+        s = self.spec
+        return (
+            f"{s.name}: test {s.metric}, mean ± std over {self.n_subjects} subjects; "
+            f"{s.stats.test} vs {s.reference!r}, {s.stats.correction} over each architecture's "
+            f"{len(s.inputs) - 1} comparisons"
+        )
+
+    def comparisons(self) -> pd.DataFrame:
+        """The summary rows that are tested (every input but the reference)."""
+        cols = ["architecture", "input", "n", "mean", "delta_pct", "U", "p", "p_corr", "stars"]
+        return self.summary.loc[self.summary["input"] != self.spec.reference, cols]
+
+    def to_markdown(self) -> str:
+        table = self.table1().reset_index(names="architecture")
+        return (
+            f"# {self.spec.name}\n\n{self.header()}.\n\n{markdown_table(table)}\n\n"
+            f"{markdown_table(self.summary, floatfmt='.3g')}\n"
+        )
+
+    def subject_means(self) -> pd.DataFrame:
+        """`subject_means` of ``per_subject``: the values the tests and the figure compare."""
+        return subject_means(self.per_subject)
+
+    def figures(self) -> dict:
+        """``{"comparison": Figure}``: per-subject values by architecture and input."""
+        from emg_lens.studies.training import plots  # matplotlib only when drawing
+
+        return {"comparison": plots.comparison_figure(self)}
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write per_subject.csv, summary.csv, summary.md (each atomically) and the figure as
+        PNG and SVG (`write_study_files`, as an ablation study does)."""
+        tables = {"per_subject.csv": self.per_subject, "summary.csv": self.summary}
+        return write_study_files(out_dir, tables, self.to_markdown(), self.figures)

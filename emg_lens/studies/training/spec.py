@@ -1,0 +1,423 @@
+"""Training-study specs: `TrainingStudySpec` with its ``[data]`` section (`TrainingData`), the
+architectures, the ``[[inputs]]`` (`emg_lens.studies.training.grid.TrainingInput`), the
+reference input, ``[train]``, ``[model]`` and ``[stats]``. Parameters only; every mistake is a
+`SpecError` naming the key and what would be accepted, and every architecture × input model is
+built once before anything trains (`check_models`).
+
+>>> spec = TrainingStudySpec.from_dict({
+...     "kind": "training",
+...     "name": "demo",
+...     "data": {"subjects": [1, 2, 3]},
+...     "architectures": ["IsoNet", "MultimodalMLP"],
+...     "inputs": [
+...         {"name": "emg_acc", "modalities": ["emg", "acc"]},
+...         {"name": "emg6_acc6", "channels": {"emg": 6, "acc": 6}, "trials": 2},
+...     ],
+...     "reference": "emg_acc",
+... })
+>>> len(spec.cells()), spec.cells()[1].key
+(18, 'IsoNet-emg6_acc6-t0-fb33f819')
+>>> TrainingStudySpec.from_dict(spec.to_dict()) == spec
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from emg_lens.config import PRESETS, EncoderConfig, config_for_data
+from emg_lens.data.datasets import (
+    DATASETS,
+    available_subjects,
+    data_source,
+    dataset_preprocess,
+)
+from emg_lens.data.hdsemg import GRID
+from emg_lens.data.ninapro import CHANNELS as NINAPRO_CHANNELS
+from emg_lens.data.ninapro import EXERCISES
+from emg_lens.data.preprocess import PreprocessSpec
+from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.errors import ConfigError, EmgLensError, SpecError
+from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalMLP, MultimodalTransformer
+from emg_lens.studies.metrics import METRICS
+from emg_lens.studies.spec import StatsSpec
+from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
+from emg_lens.studies.validate import (
+    int_list,
+    positive_int,
+    reject_repeats,
+    reject_unknown,
+    string,
+    table,
+)
+from emg_lens.train import TrainConfig
+
+__all__ = [
+    "ARCHITECTURES",
+    "KIND",
+    "TrainingData",
+    "TrainingStudySpec",
+    "check_models",
+]
+
+KIND = "training"
+ARCHITECTURES = {
+    cls.__name__: cls
+    for cls in (MultimodalMLP, MultimodalTransformer, HierarchicalTransformer, IsoNet)
+}
+"""The classifiers a training study can train, by class name (TinyMyo is fine-tuned instead)."""
+
+# Derived from the data, so not settable in [model]; seed comes from [train].
+DERIVED_MODEL_FIELDS = ("modalities", "n_classes", "n_samples", "n_ctx", "seed")
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name != "progress")
+DATA_OVERRIDES = ("dataset", "root", "subjects", "segment", "window", "step", "exercises")
+TRAIN_OVERRIDES = ("epochs", "lr", "batch_size", "seed", "preset")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """``[data]``: the dataset, its subjects and the windowing (`emg_lens.data.datasets`).
+    ``subjects=None`` means every subject found (``subjects = "all"``); ``synthetic`` holds
+    `SyntheticSpec` fields for ``dataset = "synthetic"``; ``exercises`` is for NinaPro DB2.
+
+    >>> data = TrainingData.from_dict({"subjects": [1, 2], "segment": [0.5, 1.5]})
+    >>> data.montage(), data.electrodes(), data.source()["preprocess"]["segment"]
+    ({'emg': 12, 'acc': 36}, {'emg': 12, 'acc': 12}, (0.5, 1.5))
+    """
+
+    subjects: tuple[int, ...] | None
+    dataset: str = "synthetic"
+    root: str | None = None
+    segment: str | tuple[float, float] = PreprocessSpec.segment
+    window: int = PreprocessSpec.window
+    step: int = PreprocessSpec.step
+    exercises: tuple[str, ...] = ("B",)
+    synthetic: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainingData:
+        data = table(data, "data")
+        reject_unknown("data", data, {f.name for f in fields(cls)})
+        dataset = data.get("dataset", cls.dataset)
+        if dataset not in DATASETS:
+            raise SpecError(f"data.dataset = {dataset!r}; accepted: {list(DATASETS)}")
+        root = data.get("root")
+        if (dataset == "synthetic") != (root is None):
+            raise SpecError(
+                f"data.root = {root!r}: real datasets ({list(DATASETS[1:])}) need the folder "
+                "holding their files; synthetic data takes none"
+            )
+        subjects = data.get("subjects")
+        if subjects != "all":
+            if subjects is None:
+                raise SpecError('data.subjects is required: a list of subject numbers, or "all"')
+            subjects = int_list(subjects, "data.subjects")
+            if not subjects or min(subjects) < 1:
+                raise SpecError(f"data.subjects must be numbers >= 1, got {list(subjects)}")
+            reject_repeats("data.subjects", list(subjects))
+        segment = data.get("segment", cls.segment)
+        if isinstance(segment, list):
+            if len(segment) != 2 or not all(_is_number(v) for v in segment):
+                raise SpecError(
+                    f"data.segment = {segment!r}; accepted: transient, steady, full or "
+                    "[start_s, stop_s] seconds into each repetition"
+                )
+            segment = (float(segment[0]), float(segment[1]))
+        exercises = data.get("exercises", list(cls.exercises))
+        if (
+            not isinstance(exercises, list)
+            or not exercises
+            or not all(e in EXERCISES for e in exercises if isinstance(e, str))
+            or not all(isinstance(e, str) for e in exercises)
+        ):
+            raise SpecError(f"data.exercises = {exercises!r}; accepted: lists of {list(EXERCISES)}")
+        synthetic = table(data.get("synthetic", {}), "data.synthetic")
+        if "n_subjects" in synthetic and subjects != "all":
+            raise SpecError(
+                "data.synthetic.n_subjects is set by data.subjects; give it only with "
+                'subjects = "all"'
+            )
+        spec = cls(
+            subjects=None if subjects == "all" else subjects,
+            dataset=dataset,
+            root=None if root is None else str(root),
+            segment=segment,
+            window=positive_int(data.get("window", cls.window), "data.window"),
+            step=positive_int(data.get("step", cls.step), "data.step"),
+            exercises=tuple(exercises),
+            synthetic=tuple(sorted(synthetic.items())),
+        )
+        spec.source()  # PreprocessSpec and SyntheticSpec check their fields
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "dataset": self.dataset,
+            "subjects": "all" if self.subjects is None else list(self.subjects),
+            "segment": self.segment if isinstance(self.segment, str) else list(self.segment),
+            "window": self.window,
+            "step": self.step,
+            "exercises": list(self.exercises),
+        }
+        if self.root is not None:
+            out["root"] = self.root
+        if self.synthetic:
+            out["synthetic"] = dict(self.synthetic)
+        return out
+
+    def _synthetic_spec(self) -> SyntheticSpec:
+        settings = dict(self.synthetic)
+        if self.subjects is not None:
+            settings["n_subjects"] = max(self.subjects)
+        try:
+            return SyntheticSpec(**settings)
+        except TypeError as exc:  # an unknown field
+            accepted = [f.name for f in fields(SyntheticSpec) if f.name != "n_subjects"]
+            raise SpecError(f"[data.synthetic]: {exc}; accepted: {accepted}") from exc
+
+    def source(self) -> dict[str, Any]:
+        """The `data_source` dict that `load_subject` reads."""
+        try:
+            return data_source(
+                self.dataset,
+                root=self.root,
+                synthetic=self._synthetic_spec() if self.dataset == "synthetic" else None,
+                preprocess=dataset_preprocess(
+                    self.dataset, segment=self.segment, window=self.window, step=self.step
+                ),
+                exercises=self.exercises,
+            )
+        except (ConfigError, TypeError) as exc:
+            raise SpecError(f"[data]: {exc}") from exc
+
+    def montage(self) -> dict[str, int | None]:
+        """Channels per modality that the dataset's loader returns (None: read from the file),
+        known before any file is read, so a spec is checked without loading data."""
+        if self.dataset == "synthetic":
+            s = self._synthetic_spec()
+            return {"emg": s.n_emg, "acc": s.n_acc_sensors * AXES_PER_ELECTRODE["acc"]}
+        if self.dataset == "ninapro-db2":  # load_ninapro_db2 reads sEMG and ACC
+            return {m: NINAPRO_CHANNELS[m] for m in ("emg", "acc")}
+        return {"emg": 2 * GRID[0] * GRID[1], "force": None}  # two 8 x 8 grids; F from the file
+
+    def electrodes(self) -> dict[str, int | None]:
+        """`montage` in electrodes (an ACC electrode is its 3 axes)."""
+        return {
+            m: None if n is None else n // AXES_PER_ELECTRODE.get(m, 1)
+            for m, n in self.montage().items()
+        }
+
+
+@dataclass(frozen=True)
+class TrainingStudySpec:
+    """A whole training study (see the module docstring); parameters only."""
+
+    name: str
+    data: TrainingData
+    architectures: tuple[str, ...]
+    inputs: tuple[TrainingInput, ...]
+    reference: str
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(progress=False))
+    preset: str = "demo"
+    model: tuple[tuple[str, Any], ...] = ()  # EncoderConfig overrides for every architecture
+    metric: str = "accuracy"
+    stats: StatsSpec = field(default_factory=StatsSpec)
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingStudySpec:
+        if not isinstance(data, dict):
+            raise SpecError(f"a study spec must be a table/dict, got {type(data).__name__}")
+        allowed = {f.name for f in fields(cls)} | {"kind"}
+        reject_unknown("study", data, allowed)
+        if data.get("kind", KIND) != KIND:
+            raise SpecError(f"kind = {data['kind']!r}; TrainingStudySpec reads kind = {KIND!r}")
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise SpecError("study key 'name' is required and must be a non-empty string")
+        metric = data.get("metric", "accuracy")
+        if metric not in METRICS:
+            raise SpecError(f"metric = {metric!r}; accepted: {list(METRICS)}")
+        train_data = TrainingData.from_dict(data.get("data"))
+        architectures = data.get("architectures")
+        if not isinstance(architectures, list) or not architectures:
+            raise SpecError(f"architectures must be a non-empty list of {list(ARCHITECTURES)}")
+        for i, arch in enumerate(architectures):
+            if arch not in ARCHITECTURES:
+                raise SpecError(
+                    f"architectures[{i}] = {arch!r} is not a model emg_lens.models trains here; "
+                    f"accepted: {list(ARCHITECTURES)}"
+                )
+        reject_repeats("architectures", architectures)
+        raw = data.get("inputs")
+        if not isinstance(raw, list) or not raw:
+            raise SpecError("the study needs at least one [[inputs]] entry")
+        electrodes = train_data.electrodes()
+        inputs = tuple(TrainingInput.from_dict(d, i, electrodes) for i, d in enumerate(raw))
+        names = [i.name for i in inputs]
+        reject_repeats("inputs names", names)
+        reference = data.get("reference")
+        if reference not in names:
+            raise SpecError(f"reference = {reference!r} is not among the inputs; accepted: {names}")
+        train, preset = cls._train(data.get("train", {}))
+        model = table(data.get("model", {}), "model")
+        known = {f.name for f in fields(EncoderConfig)} - set(DERIVED_MODEL_FIELDS)
+        reject_unknown("model", model, known)
+        stats = table(data.get("stats", {}), "stats")
+        if "family" in stats:
+            raise SpecError(
+                "stats.family is not a key of training studies: each architecture's "
+                "comparisons with the reference input are one family; accepted: test, correction"
+            )
+        spec = cls(
+            name=name,
+            data=train_data,
+            architectures=tuple(architectures),
+            inputs=inputs,
+            reference=reference,
+            train=train,
+            preset=preset,
+            model=tuple(sorted(model.items())),
+            metric=metric,
+            stats=StatsSpec.from_dict(stats),
+            description=string(data.get("description"), "description (free text)") or "",
+        )
+        for arch in spec.architectures:  # every config must build, before anything trains
+            for inp in spec.inputs:
+                spec.model_config(arch, inp.shape(train_data.montage()), 2, train_data.window)
+        return spec
+
+    @staticmethod
+    def _train(data: Any) -> tuple[TrainConfig, str]:
+        data = dict(table(data, "train"))
+        reject_unknown("train", data, {*TRAIN_KEYS, "preset"})
+        preset = data.pop("preset", "demo")
+        if preset not in PRESETS:
+            raise SpecError(f"train.preset = {preset!r}; accepted: {sorted(PRESETS)}")
+        seed = data.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise SpecError(f"train.seed must be an integer >= 0, got {seed!r}")
+        try:
+            return TrainConfig(**data, progress=False), preset
+        except (ConfigError, TypeError) as exc:
+            raise SpecError(f"[train]: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict that `from_dict` (and `load_spec`) reads back to an equal spec."""
+        train = {k: getattr(self.train, k) for k in TRAIN_KEYS}
+        return {
+            "kind": KIND,
+            "name": self.name,
+            "description": self.description,
+            "metric": self.metric,
+            "data": self.data.to_dict(),
+            "train": {**train, "preset": self.preset},
+            "model": dict(self.model),
+            "architectures": list(self.architectures),
+            "inputs": [i.to_dict() for i in self.inputs],
+            "reference": self.reference,
+            "stats": {"test": self.stats.test, "correction": self.stats.correction},
+        }
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> TrainingStudySpec:
+        """The spec with ``[data]`` keys (``dataset, root, subjects, segment, window, step,
+        exercises``) and ``[train]`` keys (``epochs, lr, batch_size, seed, preset``) replaced;
+        ``None`` values are ignored (unset command-line flags)."""
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = sorted(set(given) - {*DATA_OVERRIDES, *TRAIN_OVERRIDES})
+        if unknown:
+            raise SpecError(
+                f"unknown override(s) {unknown}; accepted: {[*DATA_OVERRIDES, *TRAIN_OVERRIDES]}"
+            )
+        out = self.to_dict()
+        for key, value in given.items():
+            section = "data" if key in DATA_OVERRIDES else "train"
+            out[section][key] = list(value) if isinstance(value, tuple) else value
+        if given.get("dataset") == "synthetic":
+            out["data"].pop("root", None)
+        return TrainingStudySpec.from_dict(out)
+
+    def fingerprint(self) -> str:
+        """What every cell's value depends on besides its key: the data (not which subjects),
+        training, model sizes and metric. Subjects, architectures and inputs can be added to a
+        stored study, and its statistics changed, without training anything again."""
+        out = self.to_dict()
+        out["data"].pop("subjects")
+        return json.dumps({k: out[k] for k in ("data", "train", "model", "metric")}, sort_keys=True)
+
+    def subject_ids(self) -> list[int]:
+        """The subjects: as listed, or every one the data source holds."""
+        if self.data.subjects is not None:
+            return list(self.data.subjects)
+        return available_subjects(self.data.source())
+
+    def cells(self, subjects: Sequence[int] | None = None) -> list[TrainingCell]:
+        """Every cell, subject by subject (so one subject's data is loaded once)."""
+        return [
+            TrainingCell(subject, arch, inp, trial)
+            for subject in (self.subject_ids() if subjects is None else subjects)
+            for arch in self.architectures
+            for inp in self.inputs
+            for trial in range(inp.trials)
+        ]
+
+    def model_config(
+        self, architecture: str, modalities: Mapping[str, int], n_classes: int, n_samples: int
+    ) -> EncoderConfig:
+        """The architecture's config for data of this shape, from ``preset`` (see
+        `config_for_data`), with the ``[model]`` overrides and ``train.seed``."""
+        try:
+            return config_for_data(
+                ARCHITECTURES[architecture],
+                self.preset,
+                modalities,
+                n_classes,
+                n_samples,
+                **dict(self.model),
+                seed=self.train.seed,
+            )
+        except ConfigError as exc:
+            raise SpecError(
+                f"{architecture} with preset {self.preset!r} and [model]: {exc}"
+            ) from exc
+
+
+def check_models(spec: TrainingStudySpec) -> list[dict[str, Any]]:
+    """Build every architecture × input model once (with the dataset's channel counts) so that
+    a model that cannot be built is a `SpecError` before training; returns one row per pair:
+    ``architecture, input, trials, channels, tokens, parameters``.
+
+    >>> spec = TrainingStudySpec.from_dict({"name": "t", "data": {"subjects": [1]},
+    ...     "architectures": ["MultimodalMLP"], "inputs": [{"name": "emg", "modalities": ["emg"]}],
+    ...     "reference": "emg", "train": {"preset": "tiny"}})
+    >>> row = check_models(spec)[0]
+    >>> row["channels"], row["tokens"], row["parameters"]
+    ('emg 12', 1, 38994)
+    """
+    montage, rows = spec.data.montage(), []
+    for arch in spec.architectures:
+        for inp in spec.inputs:
+            shape = inp.shape(montage)
+            cfg = spec.model_config(arch, shape, 2, spec.data.window)
+            try:
+                model = ARCHITECTURES[arch](cfg)
+            except EmgLensError as exc:
+                raise SpecError(f"{arch} cannot be built for input {inp.name!r}: {exc}") from exc
+            rows.append(
+                {
+                    "architecture": arch,
+                    "input": inp.name,
+                    "trials": inp.trials,
+                    "channels": " + ".join(f"{m} {n}" for m, n in shape.items()),
+                    "tokens": model.layout.n_tokens,
+                    "parameters": sum(p.numel() for p in model.parameters()),
+                }
+            )
+    return rows

@@ -1,0 +1,106 @@
+"""Checks shared by the study spec readers (`emg_lens.studies.spec` for ablation studies,
+`emg_lens.studies.training.spec` for training studies). Each returns the value it checked, or
+raises `SpecError` naming the key at fault and what would be accepted.
+
+>>> int_list([1, 2], "subjects")
+(1, 2)
+>>> reject_unknown("stats", {"tset": "t"}, {"test", "correction"})
+Traceback (most recent call last):
+...
+emg_lens.errors.SpecError: unknown key(s) ['tset'] in [stats]; accepted: ['correction', 'test']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emg_lens.errors import SpecError
+
+__all__ = ["int_list", "positive_int", "reject_repeats", "reject_unknown", "string", "table"]
+
+
+def reject_unknown(section: str, data: dict, allowed: set[str]) -> None:
+    """Refuse keys of ``[section]`` outside ``allowed`` (a typo must not be ignored).
+
+    >>> reject_unknown("layers", {"modes": ["all"]}, {"modes", "layers"})
+    """
+    unknown = set(data) - allowed
+    if unknown:
+        raise SpecError(
+            f"unknown key(s) {sorted(unknown)} in [{section}]; accepted: {sorted(allowed)}"
+        )
+
+
+def reject_repeats(key: str, items: list) -> None:
+    """Two equal entries would give two rows with one meaning (and one key).
+
+    >>> reject_repeats("heads", [(0,), (0,)])
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: heads repeats (0,); each entry must be distinct
+    """
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise SpecError(f"{key} repeats {item!r}; each entry must be distinct")
+        seen.add(item)
+
+
+def string(value: Any, where: str) -> Any:
+    """``value`` when it is a string or None: a TOML table, list or number where text is
+    expected is an error, never turned into text.
+
+    >>> string("free text", "description"), string(None, "description")
+    ('free text', None)
+    >>> string({"text": "a"}, "description")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: description must be a string, got a table: {'text': 'a'}
+    """
+    if value is not None and not isinstance(value, str):
+        kind = {dict: "a table", list: "a list"}.get(type(value), type(value).__name__)
+        raise SpecError(f"{where} must be a string, got {kind}: {value!r}")
+    return value
+
+
+def int_list(value: Any, key: str) -> tuple[int, ...]:
+    """``value`` as a tuple when it is a list (or tuple) of integers (not booleans).
+
+    >>> int_list([True], "heads[0]")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: heads[0] must be a list of integers, got [True]
+    """
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise SpecError(f"{key} must be a list of integers, got {value!r}")
+    return tuple(value)
+
+
+def positive_int(value: Any, key: str) -> int:
+    """``value`` when it is an integer >= 1 (not a boolean).
+
+    >>> positive_int(3, "data.window")
+    3
+    >>> positive_int(0, "data.window")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: data.window must be a positive integer, got 0
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpecError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def table(value: Any, key: str) -> dict:
+    """``value`` when it is a table (a dict) for the section ``[key]``.
+
+    >>> table([1], "stats")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: [stats] must be a table, got [1]
+    """
+    if not isinstance(value, dict):
+        raise SpecError(f"[{key}] must be a table, got {value!r}")
+    return value
