@@ -6,7 +6,7 @@ axes.
 >>> inp = TrainingInput.from_dict({"name": "emg6", "channels": {"emg": 6}, "trials": 2}, 0,
 ...                               {"emg": 12, "acc": 12})
 >>> TrainingCell(1, "IsoNet", inp, trial=1).key
-'IsoNet-emg6-t1-0c5d3e5b'
+'IsoNet-emg6-t1-5fdc37f9'
 """
 
 from __future__ import annotations
