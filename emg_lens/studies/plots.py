@@ -235,7 +235,7 @@ def class_deltas(
     chosen = _chosen_conditions(result.summary, conditions, top)
     base = per_class[per_class["intervention"] == "baseline"].set_index(["subject", "class"])
     classes = sorted(per_class["class"].unique())
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(classes) * max(len(chosen), 1) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(classes) * max(len(chosen), 1) + 2), 3.8))
     jitter = np.random.default_rng(0)
     width = 0.8 / max(len(chosen), 1)
     for j, row in enumerate(chosen.itertuples(index=False)):
