@@ -19,8 +19,8 @@ DEMO_ROOT = Path("runs/demo")
 ARCHITECTURES = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 DEMO_STUDY = STUDIES / "planted_demo.toml"
-# EncoderConfig overrides of the "demo" preset for `emg-lens demo`: small enough that ten
-# subjects train in about two minutes on two CPU cores, deep enough to learn the XOR.
+# EncoderConfig overrides of the "demo" preset for `emg-lens demo`: in trials on 3-4 subjects,
+# 3 layers learned the interaction gestures better than 2 (0.69-0.78 vs 0.41-0.74).
 DEMO_MODEL = {"n_layers": 3}
 TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # study run/check overrides
 # commands whose --out is a folder (`windows` writes one .h5 file)
@@ -312,6 +312,7 @@ def cmd_demo(args):
     )
     model_cfg = EncoderConfig.preset("demo", **DEMO_MODEL, seed=args.seed)
     rows = train_subjects(data, IsoNet, model_cfg, train_cfg, root / "models", data_source=source)
+    print("accuracy of the CLS head (the study below scores the mean-pooled head):")
     _print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
     spec = load_spec(DEMO_STUDY)
     print(f"[3/4] the study {DEMO_STUDY.name}: {spec.description}")
