@@ -1,10 +1,9 @@
-"""The IsoNet paper's fusion baselines: a multimodal MLP and two tubelet transformers.
+"""The IsoNet paper's tubelet-transformer fusion baselines, and the stems they share.
 
-Three models, from least to most cross-modal mixing:
+The paper's fusion baselines, from least to most cross-modal mixing, are the multimodal MLP
+(`emg_lens.models.mlp_baseline.MultimodalMLP`: no tokens and no attention; modalities meet
+only in one fusion layer) and the two transformers here:
 
-- `MultimodalMLP` — no tokens and no attention: one MLP head per modality (two Linear+ReLU
-  layers), their outputs concatenated into one shared Linear+ReLU layer, then a classifier.
-  Cross-modal interaction happens only in that fusion layer.
 - `MultimodalTransformer` — one transformer *stem* per modality over tubelet tokens (a tubelet
   is all of a modality's channels over ``patch_samples`` consecutive samples, flattened and
   linearly embedded to one token), each with its own CLS token and learned positions; the
@@ -56,7 +55,6 @@ TokenLayout: 6 tokens
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,19 +69,17 @@ from emg_lens.components import ClassifierHead, PosEmbed, TransformerBlock
 from emg_lens.config import PRESETS, EncoderConfig
 from emg_lens.errors import ArgumentError, ConfigError
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.base import EdgeMasks, HookedBiosignalModel, HookedEncoder
+from emg_lens.models.base import EdgeMasks, HookedEncoder
 
 __all__ = [
     "HierarchicalTransformer",
     "ModalityStem",
-    "MultimodalMLP",
     "MultimodalTransformer",
     "TubeletEmbed",
     "tubelet_layout",
 ]
 
 PAPER_TUBELET_SAMPLES = 40  # the paper's tubelets: 40 samples (20 ms at 2 kHz)
-PAPER_MLP_WIDTH = 200  # the paper's MLP baseline: 200-D layers
 
 
 def _preset_value(preset: str, overrides: Mapping[str, Any], name: str) -> Any:
@@ -405,177 +401,3 @@ class HierarchicalTransformer(_StemFusionEncoder):
             defaults["n_stem_layers"] = total // 2
             defaults["n_layers"] = total - total // 2
         return EncoderConfig.preset(preset, **{**defaults, **overrides})
-
-
-# ----------------------------------------------------------------------------- MLP baseline
-
-
-class DenseLayer(nn.Module):
-    """``post = relu(x W + b)`` with ``W [d_in, d_out]``, firing ``hook_pre`` and ``hook_post``;
-    dropout (training only) acts before ``hook_post``.
-
-    >>> DenseLayer(10, 3)(torch.randn(2, 10)).shape
-    torch.Size([2, 3])
-    """
-
-    def __init__(
-        self, d_in: int, d_out: int, dropout: float = 0.0, dtype: torch.dtype = torch.float32
-    ):
-        super().__init__()
-        self.W = nn.Parameter(torch.empty(d_in, d_out, dtype=dtype))
-        self.b = nn.Parameter(torch.zeros(d_out, dtype=dtype))
-        self.dropout = nn.Dropout(dropout)
-        self.hook_pre = HookPoint()  # [batch, d_out]
-        self.hook_post = HookPoint()  # [batch, d_out]
-
-    def forward(self, x: Float[torch.Tensor, "batch d_in"]) -> Float[torch.Tensor, "batch d_out"]:
-        pre = self.hook_pre(einsum(x, self.W, "batch d_in, d_in d_out -> batch d_out") + self.b)
-        return self.hook_post(self.dropout(torch.relu(pre)))
-
-
-class ModalityMLP(nn.Module):
-    """One modality's head: its ``[channel, time]`` window flattened (``hook_input``), then two
-    `DenseLayer` s of width ``d_hidden`` (``layers.0``, ``layers.1``).
-
-    >>> head = ModalityMLP(n_channels=2, n_samples=8, d_hidden=5)
-    >>> head(torch.randn(3, 2, 8)).shape
-    torch.Size([3, 5])
-    """
-
-    def __init__(
-        self,
-        n_channels: int,
-        n_samples: int,
-        d_hidden: int,
-        dropout: float = 0.0,
-        dtype: torch.dtype = torch.float32,
-    ):
-        super().__init__()
-        self.n_channels = n_channels
-        self.hook_input = HookPoint()  # [batch, channel * time]
-        self.layers = nn.ModuleList(
-            [
-                DenseLayer(n_channels * n_samples, d_hidden, dropout, dtype),
-                DenseLayer(d_hidden, d_hidden, dropout, dtype),
-            ]
-        )
-
-    def forward(
-        self, signals: Float[torch.Tensor, "batch channel time"]
-    ) -> Float[torch.Tensor, "batch d_hidden"]:
-        x = self.hook_input(rearrange(signals, "batch channel time -> batch (channel time)"))
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-class MultimodalMLP(HookedBiosignalModel):
-    """The multimodal MLP baseline: no tokens, no attention.
-
-    One `ModalityMLP` head per modality (``heads.{modality}``: ``hook_input``, then two
-    Linear+ReLU layers of width ``d_hidden``, the paper's 200, or ``d_model`` when ``None``); the
-    heads' outputs stacked as ``hook_embed [batch, modality, d_hidden]`` — one "token" per
-    modality, which is what ``layout`` describes; concatenated into the shared Linear+ReLU layer
-    ``fusion`` (``hook_pre``, ``hook_post``), the only place modalities meet; then the
-    classifier (``classifier.hook_pooled``). ``return_type=None`` gives the fusion output.
-
-    Weights are He-normal (``std = sqrt(2 / fan_in)``, the ReLU network's usual scale), not
-    ``init_range``, which suits attention stacks but would starve a wide first layer.
-
-    >>> model = MultimodalMLP(EncoderConfig.preset("tiny", seed=0))
-    >>> logits, cache = model.run_with_cache(model.example_input(3))
-    >>> logits.shape, cache["hook_embed"].shape
-    (torch.Size([3, 4]), torch.Size([3, 2, 16]))
-    >>> model.layout.group
-    ('emg', 'acc')
-    """
-
-    def __init__(self, cfg: EncoderConfig):
-        super().__init__(cfg)
-        d_hidden = self.d_hidden
-        self.heads = nn.ModuleDict(
-            {
-                name: ModalityMLP(count, cfg.n_samples, d_hidden, cfg.dropout, cfg.dtype)
-                for name, count in cfg.modalities.items()
-            }
-        )
-        self.hook_embed = HookPoint()  # [batch, modality, d_hidden]
-        self.fusion = DenseLayer(len(cfg.modalities) * d_hidden, d_hidden, cfg.dropout, cfg.dtype)
-        self.classifier = ClassifierHead(cfg, d_in=d_hidden)
-        self._layout = TokenLayout(
-            tuple(cfg.modalities), (-1,) * len(cfg.modalities), (-1,) * len(cfg.modalities)
-        )
-        self._finish_init()
-
-    @classmethod
-    def default_config(cls, preset: str = "tiny", **overrides: Any) -> EncoderConfig:
-        """A preset with the paper's 200-D layers for ``"paper"`` (else ``d_model``).
-
-        >>> MultimodalMLP.default_config("paper").d_hidden
-        200
-        """
-        defaults = {"d_hidden": PAPER_MLP_WIDTH} if preset == "paper" else {}
-        return EncoderConfig.preset(preset, **{**defaults, **overrides})
-
-    @property
-    def d_hidden(self) -> int:
-        return self.cfg.d_hidden or self.cfg.d_model
-
-    @property
-    def layout(self) -> TokenLayout:
-        """One position per modality: the rows of ``hook_embed`` (channel and time -1)."""
-        return self._layout
-
-    @property
-    def W_U(self) -> Float[torch.Tensor, "d_hidden n_classes"]:
-        return self.classifier.W_U
-
-    def init_weights(self) -> None:
-        """``W ~ N(0, 2 / fan_in)``, ``W_U ~ N(0, 1 / fan_in)``, biases 0."""
-        for name, param in self.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf == "W":
-                nn.init.normal_(param, std=math.sqrt(2.0 / param.shape[0]))
-            elif leaf == "W_U":
-                nn.init.normal_(param, std=math.sqrt(1.0 / param.shape[0]))
-            elif leaf.startswith("b"):
-                nn.init.zeros_(param)
-
-    def forward(
-        self,
-        signals: Any,
-        *,
-        return_type: str | None = "logits",
-        start_at_layer: int | None = None,
-        stop_at_layer: int | None = None,
-        edge_masks: EdgeMasks | None = None,
-    ) -> Float[torch.Tensor, "batch out"]:
-        """Signals -> logits ``[batch, n_classes]`` (or, with ``return_type=None``, the fusion
-        output ``[batch, d_hidden]``). The transformer-only arguments exist so that code
-        written for every model can pass them; anything but ``None`` is an error.
-        """
-        for name, value in (
-            ("start_at_layer", start_at_layer),
-            ("stop_at_layer", stop_at_layer),
-            ("edge_masks", edge_masks),
-        ):
-            if value is not None and not (name == "edge_masks" and not value):
-                raise ArgumentError(
-                    f"MultimodalMLP has no attention layers: {name} must be None, got {value!r}"
-                )
-        if return_type not in ("logits", None):
-            raise ArgumentError(
-                f"MultimodalMLP return_type must be 'logits' or None, got {return_type!r}"
-            )
-        signals = self.hook_input(self.to_tokens(signals))
-        hidden, first = [], 0
-        for head in self.heads.values():
-            hidden.append(head(signals[:, first : first + head.n_channels]))
-            first += head.n_channels
-        embed = self.hook_embed(torch.stack(hidden, dim=1))
-        fused = self.fusion(
-            rearrange(embed, "batch modality d_hidden -> batch (modality d_hidden)")
-        )
-        if return_type is None:
-            return fused
-        return self.classifier(fused)
