@@ -25,7 +25,7 @@ E3 1-23) and is shifted here onto the global labels 1-52 (offsets 0, 12, 29).
 Every NinaPro database stores its files the same way, so one reader serves them all:
 `read_exercise_file` turns one file into a `Recording` (label choice, length quirk, channel and
 NaN checks, errors naming the file) and `concatenate_recordings` joins exercises;
-`emg_lens.data.pretrain` reads DB6 and DB7 with them.
+`emg_lens.data.ninapro_pretrain` reads DB6 and DB7 with them.
 
 `write_ninapro_db2` writes a file the same way the real ones are laid out, so that synthetic
 data goes through this very loader:

@@ -137,7 +137,7 @@ class Scaler:
     ) -> Scaler:
         """The z-score from accumulated moments: ``count`` values per channel, their ``mean``
         and ``m2``, the sum of squared deviations from it (what a streaming fit, such as
-        `emg_lens.data.windows.fit_scaler`, accumulates); equal to `fit` on the same values.
+        `emg_lens.data.windowing.fit_scaler`, accumulates); equal to `fit` on the same values.
 
         >>> X = np.array([[[1.0, 3.0], [2.0, 2.0]]])
         >>> scaler = Scaler.from_moments(2, X.mean(axis=(0, 2)), np.array([2.0, 0.0]))

@@ -1,4 +1,4 @@
-"""TinyMyo's windowing pipeline, and the HDF5 window store that pretraining reads lazily.
+"""TinyMyo's windowing pipeline: a `Recording` to normalised, zero-padded windows.
 
 `TinyMyoPreprocess` holds the recipe (parameters only); the functions here do the work, per
 recording, in this order:
@@ -18,64 +18,48 @@ recording, in this order:
    `fit_scaler` (downstream);
 5. zero channels appended up to 16 (they stay exactly zero under either normalisation).
 
-`write_window_store` writes the windows of many recordings to one HDF5 file, incrementally and
-atomically; `WindowStore` is the lazy `torch.utils.data.Dataset` over it: item ``i`` is
-``(x, y)``, ``x`` float32 ``[16, 1000]``, ``y`` an int64 scalar.
+`tinymyo_windows` returns one recording's windows as a `WindowBatch`; `emg_lens.data.windows`
+writes the batches of many recordings to an HDF5 window store and reads it back lazily.
 
->>> import tempfile
->>> from pathlib import Path
 >>> from emg_lens.data.recording import Recording
 >>> rng = np.random.default_rng(0)
 >>> rec = Recording(1, {"emg": rng.standard_normal((3000, 8)).astype(np.float32)}, 2000.0,
 ...                 np.zeros(3000, np.int64), np.zeros(3000, np.int64))
->>> path = write_window_store(Path(tempfile.mkdtemp()) / "w.h5", [rec], labeled=False,
-...                           progress=False)
->>> store = WindowStore(path)
->>> x, y = store[0]
->>> len(store), tuple(x.shape), x.dtype, int(y), float(x[:8].abs().max()), float(x[8:].abs().max())
-(5, (16, 1000), torch.float32, -1, 1.0, 0.0)
+>>> batch = tinymyo_windows(rec, labeled=False)
+>>> real, padding = np.abs(batch.x[:, :8]).max(), np.abs(batch.x[:, 8:]).max()
+>>> batch.x.shape, batch.labels.tolist(), float(real), float(padding)
+((5, 16, 1000), [-1, -1, -1, -1, -1], 1.0, 0.0)
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
-import torch
 from jaxtyping import Float, Int
 from scipy import signal as sps
-from tqdm.auto import tqdm
 
-from emg_lens._io import atomic_write, leftover_temp_files
 from emg_lens.data.preprocess import PreprocessSpec, Scaler, filter_signals
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, IndexOutOfRangeError
+from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
 
 __all__ = [
     "NORMALIZATIONS",
-    "STORE_FORMAT",
     "TinyMyoPreprocess",
     "WindowBatch",
-    "WindowStore",
+    "check_scaler",
     "effective_band",
     "fit_scaler",
     "resample",
     "tinymyo_windows",
-    "write_window_store",
 ]
 
 NORMALIZATIONS = ("minmax", "zscore")
 """``"minmax"``: each window to [-1, 1] (pretraining); ``"zscore"``: per channel (downstream)."""
 
-STORE_FORMAT = "emg_lens.window_store/1"
-"""The ``format`` attribute of a window store; a file without it is not one."""
 
 NYQUIST_CLIP = 0.45
 """An upper cut-off at/above Nyquist is lowered to this fraction of the sample rate."""
@@ -125,6 +109,7 @@ class TinyMyoPreprocess:
     def from_dict(cls, data: dict[str, Any]) -> TinyMyoPreprocess:
         """The spec from `to_dict`'s output (JSON lists become tuples again).
 
+        >>> import json
         >>> spec = TinyMyoPreprocess(window=200, step=100)
         >>> TinyMyoPreprocess.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
         True
@@ -303,7 +288,7 @@ def tinymyo_windows(
     >>> batch.x.shape, batch.labels.tolist(), batch.info["band"]
     ((7, 16, 1000), [0, 0, 0, 5, 5, 5, 5], (20.0, 90.0))
     """
-    _check_scaler(spec, scaler)
+    check_scaler(spec, scaler)
     batch = _raw_windows(recording, spec, labeled)
     if len(batch) and spec.normalize == "minmax":
         real = batch.info["channels"]  # min-max over the real channels; padding stays zero
@@ -313,7 +298,16 @@ def tinymyo_windows(
     return batch
 
 
-def _check_scaler(spec: TinyMyoPreprocess, scaler: Scaler | None) -> None:
+def check_scaler(spec: TinyMyoPreprocess, scaler: Scaler | None) -> None:
+    """Refuse a ``scaler`` that does not fit ``spec.normalize``: none for ``"minmax"``; one over
+    ``spec.n_channels`` channels for ``"zscore"``.
+
+    >>> check_scaler(TinyMyoPreprocess(), None)  # minmax: nothing to fit
+    >>> check_scaler(TinyMyoPreprocess(normalize="zscore"), None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: normalize='zscore' needs scaler=: fit it on the training part...
+    """
     if spec.normalize == "minmax" and scaler is not None:
         raise ArgumentError(
             "a scaler was given but TinyMyoPreprocess.normalize is 'minmax' (per window); "
@@ -376,276 +370,3 @@ def fit_scaler(
             f"than {spec.window} samples at {spec.sample_rate:g} Hz, or none given)"
         )
     return Scaler.from_moments(count, mean, m2)
-
-
-# ----------------------------------------------------------------------------- the store
-
-
-def write_window_store(
-    path: str | Path,
-    source: Iterable[Recording | WindowBatch],
-    spec: TinyMyoPreprocess = TinyMyoPreprocess(),
-    *,
-    labeled: bool = True,
-    scaler: Scaler | None = None,
-    compression: str | None = None,
-    progress: bool = True,
-) -> Path:
-    """Write the windows of ``source`` to an HDF5 window store at ``path``.
-
-    Recordings go through `tinymyo_windows` (with ``spec``, ``labeled``, ``scaler``);
-    `WindowBatch` items are written as they are (their shape must match ``spec``). Windows
-    are appended recording by recording (resizable datasets; one recording in memory at a
-    time) under a tqdm bar.
-
-    The file holds ``windows`` float32 ``[N, C, T]`` (one chunk per window, optionally
-    ``compression="gzip"`` or ``"lzf"``), ``labels`` int64 ``[N]`` (-1: unlabelled),
-    ``repetition``, ``subject`` and ``session`` int64 ``[N]``; attributes ``format``,
-    ``preprocess`` (the spec as JSON), ``sample_rate``, ``n_channels``, ``window``,
-    ``labeled``, ``scaler`` (JSON, or ``null``), ``sessions`` (JSON list: one entry per
-    recording, with its source, subject, source rate and applied band; ``session`` indexes
-    it) and ``complete``.
-
-    It is written to a temporary file and renamed to ``path`` only once complete
-    (`emg_lens._io.atomic_write`): a run that fails or is interrupted leaves no ``path`` (an
-    existing store there stays untouched).
-
-    Raises:
-        DataFormatError: no item yields a window, or a recording is unusable.
-        ArgumentError: an item is neither a Recording nor a WindowBatch, a batch's shape does
-            not match ``spec``, or the scaler does not fit ``spec.normalize``.
-
-    Returns the path written.
-    """
-    path = Path(path)
-    _check_scaler(spec, scaler)
-    if compression not in (None, "gzip", "lzf"):
-        raise ArgumentError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
-    shape = (spec.n_channels, spec.window)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(tmp: Path) -> None:
-        sessions: list[dict[str, Any]] = []
-        with h5py.File(tmp, "w") as f:
-            windows = f.create_dataset(
-                "windows",
-                shape=(0, *shape),
-                maxshape=(None, *shape),
-                dtype=np.float32,
-                chunks=(1, *shape),
-                compression=compression,
-            )
-            columns = {
-                name: f.create_dataset(
-                    name, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,)
-                )
-                for name in ("labels", "repetition", "subject", "session")
-            }
-            total = len(source) if hasattr(source, "__len__") else None
-            bar = tqdm(source, total=total, desc=path.name, unit="rec", disable=not progress)
-            for item in bar:
-                batch = _as_batch(item, spec, labeled, scaler)
-                start, n = len(windows), len(batch)
-                for ds in (windows, *columns.values()):
-                    ds.resize(start + n, axis=0)
-                if n:
-                    windows[start:] = batch.x
-                    columns["labels"][start:] = batch.labels
-                    columns["repetition"][start:] = batch.repetition
-                    columns["subject"][start:] = batch.subject
-                    columns["session"][start:] = len(sessions)
-                sessions.append({"source": batch.source, "subject": batch.subject, **batch.info})
-                bar.set_postfix(windows=start + n)
-            if len(windows) == 0:
-                raise DataFormatError(
-                    f"{path}: no window written: none of the {len(sessions)} recordings holds "
-                    f"{spec.window} samples at {spec.sample_rate:g} Hz"
-                )
-            f.attrs.update(
-                {
-                    "format": STORE_FORMAT,
-                    "preprocess": json.dumps(spec.to_dict()),
-                    "sample_rate": spec.sample_rate,
-                    "n_channels": spec.n_channels,
-                    "window": spec.window,
-                    "labeled": labeled,
-                    "scaler": json.dumps(_scaler_dict(scaler)),
-                    "sessions": json.dumps(sessions),
-                }
-            )
-            f.attrs["complete"] = True  # last: a store without it was never finished
-
-    return atomic_write(path, write)
-
-
-def _as_batch(
-    item: Recording | WindowBatch, spec: TinyMyoPreprocess, labeled: bool, scaler: Scaler | None
-) -> WindowBatch:
-    if isinstance(item, Recording):
-        return tinymyo_windows(item, spec, labeled=labeled, scaler=scaler)
-    if not isinstance(item, WindowBatch):
-        raise ArgumentError(
-            f"write_window_store takes Recordings or WindowBatches, got {type(item).__name__}"
-        )
-    expected = (spec.n_channels, spec.window)
-    if item.x.ndim != 3 or item.x.shape[1:] != expected:
-        raise ArgumentError(
-            f"{item.source}: WindowBatch.x has shape {item.x.shape}; the store holds "
-            f"[N, {expected[0]}, {expected[1]}] windows (spec.n_channels, spec.window)"
-        )
-    if not len(item.labels) == len(item.repetition) == len(item.x):
-        raise ArgumentError(
-            f"{item.source}: WindowBatch holds {len(item.x)} windows but {len(item.labels)} "
-            f"labels and {len(item.repetition)} repetitions"
-        )
-    return item
-
-
-def _scaler_dict(scaler: Scaler | None) -> dict[str, list[float]] | None:
-    if scaler is None:
-        return None
-    return {"mean": np.asarray(scaler.mean).tolist(), "std": np.asarray(scaler.std).tolist()}
-
-
-class WindowStore(torch.utils.data.Dataset):
-    """A window store read lazily: a `torch.utils.data.Dataset` of ``(x, y)`` pairs.
-
-    ``x`` is a float32 tensor ``[n_channels, window]``, ``y`` an int64 scalar tensor (-1 for
-    unlabelled windows). Opening reads the attributes and the small per-window columns only;
-    each item reads one window. The HDF5 file is opened on first access in each process (a
-    DataLoader worker, forked or spawned, never uses its parent's handle), and a pickled
-    store carries no handle.
-
-    Args:
-        path: a file written by `write_window_store`.
-        subjects: keep only the windows of these subjects.
-        repetitions: keep only the windows whose centre lies in these repetitions.
-
-    Attributes:
-        meta: the store's attributes (JSON decoded): ``preprocess``, ``sample_rate``,
-            ``n_channels``, ``window``, ``labeled``, ``scaler``, ``sessions``, ...
-        n_channels, window, sample_rate: the window shape and clock.
-        labels, subject, repetition, session: the selected windows' columns (numpy).
-
-    >>> import tempfile
-    >>> from emg_lens.data.recording import Recording
-    >>> recs = [Recording(s, {"emg": np.ones((2000, 4))}, 2000.0, np.ones(2000), np.ones(2000))
-    ...         for s in (1, 2)]
-    >>> path = write_window_store(Path(tempfile.mkdtemp()) / "w.h5", recs, progress=False)
-    >>> WindowStore(path).subjects, len(WindowStore(path)), len(WindowStore(path, subjects=[2]))
-    ([1, 2], 6, 3)
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        subjects: Iterable[int] | None = None,
-        repetitions: Iterable[int] | None = None,
-    ) -> None:
-        self.path = Path(path)
-        self._h5: h5py.File | None = None
-        self._dataset: h5py.Dataset | None = None
-        self._pid: int | None = None
-        columns = self._read_index()
-        keep = np.ones(len(columns["labels"]), dtype=bool)
-        if subjects is not None:
-            subjects = sorted(set(subjects))
-            present = sorted(set(columns["subject"].tolist()))
-            if missing := [s for s in subjects if s not in present]:
-                raise ArgumentError(
-                    f"{self.path}: no windows of subjects {missing}; it holds {present}"
-                )
-            keep &= np.isin(columns["subject"], subjects)
-        if repetitions is not None:
-            keep &= np.isin(columns["repetition"], sorted(set(repetitions)))
-        self._rows = np.flatnonzero(keep)
-        self.labels = columns["labels"][self._rows]
-        self.subject = columns["subject"][self._rows]
-        self.repetition = columns["repetition"][self._rows]
-        self.session = columns["session"][self._rows]
-
-    def _read_index(self) -> dict[str, np.ndarray]:
-        if not self.path.is_file():
-            left = [p.name for p in leftover_temp_files(self.path)]
-            hint = f" ({', '.join(left)} left from an interrupted write)" if left else ""
-            raise DataFormatError(f"{self.path}: no such window store{hint}")
-        try:
-            with h5py.File(self.path, "r") as f:
-                attrs = dict(f.attrs)
-                if attrs.get("format") != STORE_FORMAT or not attrs.get("complete", False):
-                    raise DataFormatError(
-                        f"{self.path}: not a complete window store (attribute format="
-                        f"{attrs.get('format')!r}, complete={attrs.get('complete')!r}; expected "
-                        f"{STORE_FORMAT!r} and True, as write_window_store leaves them)"
-                    )
-                names = ("windows", "labels", "repetition", "subject", "session")
-                if missing := [n for n in names if n not in f]:
-                    raise DataFormatError(f"{self.path}: window store lacks datasets {missing}")
-                columns = {n: f[n][:] for n in names[1:]}
-                shape = f["windows"].shape
-        except OSError as exc:
-            raise DataFormatError(
-                f"{self.path}: cannot be read as an HDF5 window store (truncated or corrupt?): "
-                f"{exc}"
-            ) from exc
-        if any(len(c) != shape[0] for c in columns.values()):
-            raise DataFormatError(
-                f"{self.path}: {shape[0]} windows but columns of lengths "
-                f"{ {n: len(c) for n, c in columns.items()} }"
-            )
-        self.meta = {k: _decode_attr(k, v) for k, v in attrs.items()}
-        self.n_channels, self.window = int(shape[1]), int(shape[2])
-        self.sample_rate = float(self.meta["sample_rate"])
-        return columns
-
-    @property
-    def subjects(self) -> list[int]:
-        """The distinct subjects among the selected windows, sorted."""
-        return sorted(set(self.subject.tolist()))
-
-    def _windows(self) -> h5py.Dataset:
-        """This process's handle on the ``windows`` dataset, opened on first use."""
-        if self._h5 is None or self._pid != os.getpid():
-            self._h5 = h5py.File(self.path, "r")  # per process: never a forked parent's handle
-            self._pid = os.getpid()
-            self._dataset = self._h5["windows"]  # looked up once: a lookup costs more than a read
-        return self._dataset
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
-            raise ArgumentError(f"a WindowStore index must be an integer, got {index!r}")
-        n = len(self._rows)
-        if not -n <= index < n:
-            raise IndexOutOfRangeError(f"{self.path}: index {index} is outside 0..{n - 1}")
-        row = int(self._rows[index])
-        x = torch.from_numpy(self._windows()[row])
-        return x, torch.tensor(int(self.labels[index]), dtype=torch.int64)
-
-    def close(self) -> None:
-        """Close this process's file handle (reopened on the next access)."""
-        if self._h5 is not None and self._pid == os.getpid():
-            self._h5.close()
-        self._h5, self._dataset = None, None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_h5"], state["_pid"], state["_dataset"] = None, None, None  # per process
-        return state
-
-    def __repr__(self) -> str:
-        return (
-            f"WindowStore({str(self.path)!r}, windows={len(self)}, subjects={self.subjects}, "
-            f"shape=[{self.n_channels}, {self.window}])"
-        )
-
-
-def _decode_attr(name: str, value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if name in ("preprocess", "scaler", "sessions") and isinstance(value, str):
-        return json.loads(value)
-    return value.item() if isinstance(value, np.generic) else value

@@ -7,17 +7,11 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-import emg_lens.data.datasets as datasets
+import emg_lens.data.cache as cache_module
 import emg_lens.data.preprocess as preprocess
 from emg_lens import DataFormatError
-from emg_lens.data.datasets import (
-    cache_key,
-    data_source,
-    dataset_preprocess,
-    default_cache_dir,
-    load_subject,
-    source_files,
-)
+from emg_lens.data.cache import cache_key, default_cache_dir, source_files
+from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
 from emg_lens.data.hdsemg import find_subjects, subject_file
 from emg_lens.data.ninapro import write_ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
@@ -149,7 +143,7 @@ def test_key_depends_on_everything_the_data_depends_on(hdsemg, monkeypatch):
     assert cache_key({**hdsemg, "preprocess": {**hdsemg["preprocess"], "notch": 50.0}}, 1) != key
     synthetic = {**SYNTHETIC, "synthetic": {**SYNTHETIC["synthetic"], "seed": 1}}
     assert cache_key(synthetic, 1) != cache_key(SYNTHETIC, 1)
-    monkeypatch.setattr(datasets, "CACHE_VERSION", datasets.CACHE_VERSION + 1)
+    monkeypatch.setattr(cache_module, "CACHE_VERSION", cache_module.CACHE_VERSION + 1)
     assert cache_key(hdsemg, 1) != key
 
 

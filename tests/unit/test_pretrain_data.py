@@ -10,17 +10,19 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from emg_lens.data.ninapro import load_ninapro_db5
-from emg_lens.data.pretrain import (
+from emg_lens.data.emg2pose import (
     METADATA_COLUMNS,
     Emg2PoseDataset,
     Emg2PoseSession,
+    write_emg2pose_metadata,
+    write_emg2pose_session,
+)
+from emg_lens.data.ninapro import load_ninapro_db5
+from emg_lens.data.ninapro_pretrain import (
     load_ninapro_db6,
     load_ninapro_db7,
     ninapro_db6_files,
     ninapro_db7_files,
-    write_emg2pose_metadata,
-    write_emg2pose_session,
 )
 from emg_lens.errors import ArgumentError, DataFormatError
 

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 
 from emg_lens import ArgumentError
+from emg_lens.data.cache import source_files
 from emg_lens.data.datasets import (
     available_subjects,
-    build_window_store,
     data_source,
     load_recording,
     load_subject,
-    source_files,
     synthetic_windows_source,
     windows_source,
 )
@@ -29,7 +28,8 @@ from emg_lens.data.registry import (
     dataset_names,
 )
 from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.data.windows import TinyMyoPreprocess
+from emg_lens.data.window_build import build_window_store
+from emg_lens.data.windowing import TinyMyoPreprocess
 
 SMALL = SyntheticSpec(n_subjects=2, movement_seconds=0.3, rest_seconds=0.1, n_acc_sensors=2)
 EMG_ONLY = SyntheticSpec(

@@ -11,17 +11,15 @@ import torch
 
 from emg_lens.data.preprocess import PreprocessSpec, Scaler, filter_signals
 from emg_lens.data.recording import Recording
-from emg_lens.data.windows import (
-    STORE_FORMAT,
+from emg_lens.data.windowing import (
     TinyMyoPreprocess,
     WindowBatch,
-    WindowStore,
     effective_band,
     fit_scaler,
     resample,
     tinymyo_windows,
-    write_window_store,
 )
+from emg_lens.data.windows import STORE_FORMAT, WindowStore, write_window_store
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, IndexOutOfRangeError
 
 FS = 2000.0

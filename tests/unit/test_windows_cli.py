@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emg_lens.cli import main
-from emg_lens.data.pretrain import write_emg2pose_metadata, write_emg2pose_session
+from emg_lens.data.emg2pose import write_emg2pose_metadata, write_emg2pose_session
 from emg_lens.data.windows import WindowStore
 from tests.unit.test_pretrain_data import N, _db6_vars, _mat_vars, _save
 

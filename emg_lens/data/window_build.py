@@ -1,0 +1,200 @@
+"""Window stores built from datasets: TinyMyo's windows of emg2pose, NinaPro DB5/DB6/DB7 or
+synthetic sEMG in one HDF5 file (`build_window_store`, what ``emg-lens windows`` runs).
+
+The readers are `emg_lens.data.emg2pose`, `emg_lens.data.ninapro_pretrain` (DB6, DB7) and
+`emg_lens.data.ninapro` (DB5); the windowing is `emg_lens.data.windowing`, the file
+`emg_lens.data.windows`. emg2pose sessions are unlabelled and min-max normalised per window;
+the labelled sources keep their gestures and can be cut to the train or test repetitions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from emg_lens.data.recording import Recording
+from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.data.windowing import TinyMyoPreprocess, WindowBatch, fit_scaler, tinymyo_windows
+from emg_lens.data.windows import SPLIT_REPETITIONS, split_repetitions, write_window_store
+from emg_lens.errors import ArgumentError, DataFormatError
+
+__all__ = ["PRETRAINING_SOURCES", "SPLITS", "WINDOW_STORE_SOURCES", "build_window_store"]
+
+WINDOW_STORE_SOURCES = ("emg2pose", "ninapro-db5", "ninapro-db6", "ninapro-db7", "synthetic")
+"""What `build_window_store` reads; the first three are TinyMyo's pretraining corpora."""
+
+PRETRAINING_SOURCES = ("emg2pose", "ninapro-db6", "ninapro-db7")
+"""Min-max normalised by default (TinyMyo pretraining); the others are z-scored."""
+
+SPLITS = ("train", "test")
+"""`build_window_store` splits of the labelled sources: the train or test repetitions."""
+
+_DB5_FILE = re.compile(r"s0*(\d+)_e[123]_a1", re.IGNORECASE)
+
+
+def build_window_store(
+    source: str,
+    out: str | Path,
+    *,
+    root: str | Path | None = None,
+    subjects: Iterable[int] | None = None,
+    split: str | Iterable[str] | None = None,
+    normalize: str | None = None,
+    preprocess: TinyMyoPreprocess | None = None,
+    train_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["train_repetitions"],
+    test_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["test_repetitions"],
+    synthetic: SyntheticSpec | None = None,
+    compression: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write the TinyMyo windows of a dataset to an HDF5 window store at ``out``.
+
+    Args:
+        source: one of `WINDOW_STORE_SOURCES`. ``"emg2pose"`` sessions are unlabelled; the
+            NinaPro sources and ``"synthetic"`` (sEMG channels of `SyntheticSpec` recordings,
+            sEMG-only gestures by default) keep their gesture labels (0 = rest).
+        out: the ``.h5`` file to write (atomically: a failed run leaves none).
+        root: the dataset folder (``metadata.csv`` and sessions for emg2pose; the ``.mat``
+            files, at any depth, for NinaPro); unused for synthetic data.
+        subjects: subject numbers (emg2pose: users in sorted order, 1-based); default all.
+        split: emg2pose: ``metadata.csv`` split names (``"train"``, ...); the labelled
+            sources: ``"train"`` and/or ``"test"``, the windows whose centre lies in
+            ``train_repetitions`` / ``test_repetitions``. Default: every window.
+        normalize: ``"minmax"`` (each window to [-1, 1]; the default for the pretraining
+            sources) or ``"zscore"`` (per channel, fitted on the windows of
+            ``train_repetitions`` of the selected subjects; the default for DB5 and synthetic).
+        preprocess: a `TinyMyoPreprocess` (default: the published recipe); ``normalize``
+            overrides its field.
+        synthetic: the `SyntheticSpec` for ``source="synthetic"``.
+
+    Raises `ArgumentError` for an unknown source, split, normalisation or subject, and
+    `DataFormatError` for unreadable files (naming them) or a selection without windows.
+
+    >>> import tempfile
+    >>> from emg_lens.data.windows import WindowStore
+    >>> path = build_window_store(
+    ...     "synthetic", Path(tempfile.mkdtemp()) / "w.h5", split="test", progress=False,
+    ...     synthetic=SyntheticSpec(n_subjects=1, n_acc_gestures=0, n_interaction_gestures=0,
+    ...                             movement_seconds=0.5, n_acc_sensors=1),
+    ...     preprocess=TinyMyoPreprocess(window=200, step=100))
+    >>> store = WindowStore(path)
+    >>> len(store) > 0, sorted(set(store.repetition.tolist())), store.meta["scaler"] is not None
+    (True, [2, 5], True)
+    """
+    if source not in WINDOW_STORE_SOURCES:
+        raise ArgumentError(
+            f"window store source must be one of {WINDOW_STORE_SOURCES}, got {source!r}"
+        )
+    if source != "synthetic" and root is None:
+        raise ArgumentError(f"source {source!r} needs root (--root), the folder holding its files")
+    default = "minmax" if source in PRETRAINING_SOURCES else "zscore"
+    spec = preprocess or TinyMyoPreprocess()
+    spec = TinyMyoPreprocess.from_dict({**spec.to_dict(), "normalize": normalize or default})
+    if source == "emg2pose" and spec.normalize == "zscore":
+        raise ArgumentError(
+            "normalize='zscore' is fitted on labelled training repetitions, which emg2pose "
+            "(unlabelled pretraining data) does not have; use normalize='minmax'"
+        )
+    labeled = source != "emg2pose"
+    repetitions = split_repetitions(train_repetitions, test_repetitions)
+    recordings = _store_recordings(source, root, subjects, split, synthetic)
+    keep = None
+    if labeled and split is not None:
+        names = [split] if isinstance(split, str) else list(split)
+        if unknown := [n for n in names if n not in SPLITS]:
+            raise ArgumentError(
+                f"split {unknown}: {source} windows split by repetition into {list(SPLITS)}"
+            )
+        keep = sorted({r for n in names for r in repetitions[f"{n}_repetitions"]})
+    scaler = None
+    if spec.normalize == "zscore":
+        scaler = fit_scaler(recordings(), spec, repetitions=repetitions["train_repetitions"])
+
+    def batches() -> Iterator[WindowBatch]:
+        for recording in recordings():
+            batch = tinymyo_windows(recording, spec, labeled=labeled, scaler=scaler)
+            if keep is not None:
+                rows = np.isin(batch.repetition, keep)
+                batch.x, batch.labels = batch.x[rows], batch.labels[rows]
+                batch.repetition = batch.repetition[rows]
+                batch.info["repetitions"] = keep
+            yield batch
+
+    return write_window_store(
+        out,
+        batches(),
+        spec,
+        labeled=labeled,
+        scaler=scaler,
+        compression=compression,
+        progress=progress,
+    )
+
+
+def _store_recordings(
+    source: str,
+    root: str | Path | None,
+    subjects: Iterable[int] | None,
+    split: str | Iterable[str] | None,
+    synthetic: SyntheticSpec | None,
+) -> Callable[[], Iterator[Recording]]:
+    """A function that yields the selected recordings, one at a time, each time it is called
+    (the z-score pass reads them before the writing pass)."""
+    wanted = None if subjects is None else sorted({int(s) for s in subjects})
+    if source == "emg2pose":
+        from emg_lens.data.emg2pose import Emg2PoseDataset
+
+        dataset = Emg2PoseDataset(root)
+        _check_subjects(wanted, range(1, len(dataset.users) + 1), f"emg2pose users in {root}")
+        users = None if wanted is None else [dataset.users[s - 1] for s in wanted]
+        dataset.select(split=split, users=users)  # refuses unknown splits now, by name
+        return lambda: dataset.recordings(split=split, users=users)
+    if source == "synthetic":
+        spec = synthetic or SyntheticSpec(
+            n_subjects=2, n_acc_gestures=0, n_interaction_gestures=0, n_acc_sensors=1
+        )
+        everyone = range(1, spec.n_subjects + 1)
+        _check_subjects(wanted, everyone, "the synthetic spec")
+        chosen = list(everyone) if wanted is None else wanted
+        return lambda: (generate_recordings(spec, [s])[0] for s in chosen)
+    from emg_lens.data import ninapro_pretrain
+    from emg_lens.data.ninapro import load_ninapro_db5
+
+    if source == "ninapro-db5":
+        found = _db5_subjects(root)
+        _check_subjects(wanted, found, f"NinaPro DB5 files S<N>_E<k>_A1.mat under {root}")
+        chosen = found if wanted is None else wanted
+        return lambda: (load_ninapro_db5(root, s) for s in chosen)
+    if source == "ninapro-db6":
+        files = ninapro_pretrain.ninapro_db6_files(root)  # {(subject, day, time): path}
+        load = ninapro_pretrain.load_ninapro_db6
+    else:
+        files = {(s,): path for s, path in ninapro_pretrain.ninapro_db7_files(root).items()}
+        load = ninapro_pretrain.load_ninapro_db7
+    found = sorted({key[0] for key in files})
+    _check_subjects(wanted, found, f"{source} files under {root}")
+    paths = [path for key, path in sorted(files.items()) if wanted is None or key[0] in wanted]
+    return lambda: (load(path) for path in paths)
+
+
+def _db5_subjects(root: str | Path) -> list[int]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (looking for NinaPro DB5 S<N>_E1_A1.mat)")
+    found = {
+        int(m.group(1))
+        for path in root.rglob("*.mat")
+        if (m := _DB5_FILE.fullmatch(path.stem)) is not None
+    }
+    return sorted(found)
+
+
+def _check_subjects(wanted: list[int] | None, available: Iterable[int], where: str) -> None:
+    available = sorted(available)
+    if not available:
+        raise DataFormatError(f"no subjects found in {where}")
+    if wanted is not None and (missing := [s for s in wanted if s not in available]):
+        raise ArgumentError(f"subjects {missing} are not in {where}; available: {available}")
