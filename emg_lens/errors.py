@@ -21,6 +21,7 @@ __all__ = [
     "LayoutError",
     "MissingDependencyError",
     "SpecError",
+    "StudyError",
     "describe",
 ]
 
@@ -57,6 +58,11 @@ class LayoutError(EmgLensError, ValueError):
 
 class SpecError(EmgLensError, ValueError):
     """A study spec or an edge-set expression is invalid."""
+
+
+class StudyError(EmgLensError, RuntimeError):
+    """A study could not produce a trustworthy result: a mask that did not take effect, a
+    non-finite output, a subject another process holds for too long."""
 
 
 class EdgeExpressionError(SpecError):

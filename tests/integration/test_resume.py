@@ -76,7 +76,7 @@ SCRIPT = textwrap.dedent(
     from emg_lens.studies import run_study
     from emg_lens.studies import runner
 
-    real = runner._evaluate
+    real = runner.evaluate_subject
 
 
     def evaluate(spec, subject, todo, **kw):
@@ -85,7 +85,7 @@ SCRIPT = textwrap.dedent(
         return real(spec, subject, todo, **kw)
 
 
-    runner._evaluate = evaluate
+    runner.evaluate_subject = evaluate
     run_study(
         sys.argv[1], models=sys.argv[2], out_dir=sys.argv[3], progress=False, allow_code=True
     )

@@ -29,6 +29,7 @@ from emg_lens.hooks import (
 )
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudyError, StudyResult, StudySpec, expand_grid, run_study
+from emg_lens.studies import evaluate as evaluate_module
 from emg_lens.studies import runner as runner_module
 from emg_lens.studies.grid import BASELINE
 from emg_lens.studies.store import CellStore
@@ -154,12 +155,12 @@ def _naive_predictions(spec: StudySpec, model, X: torch.Tensor, condition) -> np
 @pytest.fixture
 def record_predictions(monkeypatch):
     """Make every stored cell carry its predictions (a spy around the runner's metric)."""
-    real = runner_module.score_predictions
+    real = evaluate_module.score_predictions
 
     def cell(pred, y, n_classes, metric):
         return {**real(pred, y, n_classes, metric), "pred": np.asarray(pred).tolist()}
 
-    monkeypatch.setattr(runner_module, "score_predictions", cell)
+    monkeypatch.setattr(evaluate_module, "score_predictions", cell)
 
 
 def _check_against_naive(spec, subjects, result, out_dir):
@@ -194,13 +195,13 @@ def _check_against_naive(spec, subjects, result, out_dir):
 def test_runner_equals_naive_loop(subjects, tmp_path, record_predictions, monkeypatch, no_figures):
     spec = _spec()
     seen = []
-    real_tree = runner_module._run_prefix_tree
+    real_tree = evaluate_module._run_prefix_tree
 
     def tree(model, X, sequences, *args):
         seen.append(len(sequences))
         return real_tree(model, X, sequences, *args)
 
-    monkeypatch.setattr(runner_module, "_run_prefix_tree", tree)
+    monkeypatch.setattr(evaluate_module, "_run_prefix_tree", tree)
     result = run_study(spec, models=subjects, out_dir=tmp_path, batch_size=20, progress=False)
     grid = expand_grid(spec, 3, 4)
     # 2 interventions x (3 individual + 3 from_first + 3 from_last + all + explicit) x 2 head sets
@@ -354,7 +355,7 @@ def test_verification_catches_a_batched_path_that_ignores_masks(subjects, monkey
 
 def test_verification_catches_a_mask_ignored_on_the_hooked_path(subjects, monkeypatch):
     spec = _spec(layers={"modes": ["individual"]}, heads=["all"])
-    monkeypatch.setattr(runner_module, "mask_edges", lambda edges, layout: lambda x, hook: x)
+    monkeypatch.setattr(evaluate_module, "mask_edges", lambda edges, layout: lambda x, hook: x)
     with pytest.raises(StudyError, match=r"not zero.*did not take effect"):
         run_study(spec, models=subjects, progress=False)
 
@@ -396,13 +397,13 @@ def test_rerun_is_identical_and_evaluates_nothing(subjects, tmp_path, monkeypatc
     first = run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
     first_csv = (tmp_path / "summary.csv").read_text()
     calls = []
-    real = runner_module._evaluate
+    real = runner_module.evaluate_subject
 
     def evaluate(spec, subject, todo, **kw):
         calls.append([c.key for c in todo])
         return real(spec, subject, todo, **kw)
 
-    monkeypatch.setattr(runner_module, "_evaluate", evaluate)
+    monkeypatch.setattr(runner_module, "evaluate_subject", evaluate)
     second = run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
     assert calls == []
     pd.testing.assert_frame_equal(first.per_subject, second.per_subject)

@@ -1,0 +1,325 @@
+"""Evaluating one subject's conditions: build each condition's per-layer masks, run them all
+as a prefix tree, verify that every mask took effect, refuse non-finite outputs, and score.
+
+For each subject, per condition, the sequence of per-layer masks it applies (``None`` where a
+layer is untouched) is evaluated as a *prefix tree*: every distinct prefix of masks is computed
+once and shared (the unmasked prefix of an ``individual`` condition with the baseline, the
+masked prefix of ``from_first`` at layer ``l`` with the one at ``l - 1``), and the children of a
+node run as one batch with a per-row mask. Conditions with equal effects (``from_first`` at the
+last layer and ``all``, ...) share one evaluation.
+
+Before a condition's result is accepted, a few windows are run again through the *hooked* path
+(``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
+of ``hook_pattern`` exactly 0: a mask that did not take effect is an error, not a result.
+Input ablations and user hook factories run as plain hooked forward passes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.edges import EdgeSet, parse
+from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
+from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
+from emg_lens.studies.code import require_consent
+from emg_lens.studies.grid import Condition
+from emg_lens.studies.metrics import score_predictions
+from emg_lens.studies.spec import StudySpec
+
+__all__ = ["StudyCode", "Subject", "evaluate_subject"]
+
+VERIFY_WINDOWS = 4
+
+
+@dataclass
+class Subject:
+    """One subject's model and the data it is scored on."""
+
+    model: Any
+    data: SubjectData
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class StudyCode:
+    """A study's hook files, each run once and only with consent (`emg_lens.studies.code`):
+    what each reference names, and the SHA-256 of the bytes that ran, for provenance."""
+
+    targets: dict[str, Any]
+    digests: dict[str, str]
+
+    @classmethod
+    def load(cls, spec: StudySpec, allow_code: bool) -> StudyCode:
+        files = spec.code_files()  # located and hashed; refused here before anything runs
+        require_consent(files, allow_code=allow_code)
+        targets = {f.ref: spec.resolve_hook(f, allow_code=allow_code) for f in files}
+        return cls(targets, {f.ref: f.sha256 for f in files})
+
+
+def _edges_of(condition: Condition, code: StudyCode) -> EdgeSet | Any:
+    intervention = condition.intervention
+    if intervention.edges is not None:
+        return parse(intervention.edges)
+    return code.targets[intervention.hook]
+
+
+class _MaskTable:
+    """Distinct compiled masks, by content, so equal masks share one id."""
+
+    def __init__(self):
+        self.masks: list[torch.Tensor] = []
+        self._ids: dict[bytes, int] = {}
+
+    def id(self, mask: torch.Tensor) -> int | None:
+        if not mask.any():
+            return None  # an empty mask is no mask at all
+        key = mask.numpy().tobytes() + bytes(mask.shape)
+        if key not in self._ids:
+            self._ids[key] = len(self.masks)
+            self.masks.append(mask)
+        return self._ids[key]
+
+
+def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTable):
+    try:
+        mask = edges.compile(model.layout, model.cfg.n_heads)
+    except LayoutError as exc:
+        raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
+    if condition.heads is not None:
+        keep = torch.zeros(model.cfg.n_heads, dtype=torch.bool)
+        keep[list(condition.heads)] = True
+        mask = mask & keep[:, None, None]
+    mask_id = table.id(mask)
+    return tuple(
+        mask_id if layer in condition.layers else None for layer in range(model.cfg.n_layers)
+    )
+
+
+@torch.inference_mode()
+def _run_prefix_tree(
+    model,
+    X: torch.Tensor,
+    sequences: list[tuple],
+    table: _MaskTable,
+    batch_size: int,
+    return_type: str = "logits",
+) -> dict[tuple, torch.Tensor]:
+    """Logits for every mask sequence, sharing all common prefixes (see module docstring)."""
+    n_layers = model.cfg.n_layers
+    out: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+    wanted = set(sequences)
+    for start in range(0, len(X), batch_size):
+        states = {(): model(X[start : start + batch_size], stop_at_layer=0)}
+        for layer in range(n_layers):
+            children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
+            states = _step(model, layer, states, children, table)
+        for seq in wanted:
+            out[seq].append(model.readout(states[seq], return_type))
+    return {seq: torch.cat(parts) for seq, parts in out.items()}
+
+
+def _step(model, layer: int, states: dict, children: list[tuple], table: _MaskTable) -> dict:
+    """Run block ``layer`` for every child prefix, batching children of all parents."""
+    block = model.blocks[layer]
+    plain = [c for c in children if c[-1] is None]
+    masked = [c for c in children if c[-1] is not None]
+    new = {}
+    if plain:
+        resid = torch.cat([states[c[:-1]] for c in plain])
+        outs = block(resid).split([states[c[:-1]].shape[0] for c in plain])
+        new.update(zip(plain, outs))
+    if masked:
+        parts = [states[c[:-1]] for c in masked]
+        resid = torch.cat(parts)
+        masks = torch.cat(
+            [
+                table.masks[c[-1]].expand(len(p), *table.masks[c[-1]].shape)
+                for c, p in zip(masked, parts)
+            ]
+        )
+        outs = block(resid, masks).split([len(p) for p in parts])
+        new.update(zip(masked, outs))
+    return new
+
+
+# ----------------------------------------------------------------------------- verification
+
+
+@torch.inference_mode()
+def _verify(
+    model,
+    X: torch.Tensor,
+    seq: tuple,
+    logits: torch.Tensor,
+    table: _MaskTable,
+    name: str,
+    return_type: str = "logits",
+) -> None:
+    """Re-run a few windows through the hooked path; demand equal logits and zero patterns."""
+    layers = {layer: table.masks[i] for layer, i in enumerate(seq) if i is not None}
+    hooks = [
+        (attn_scores_filter([layer]), mask_edges(m, model.layout)) for layer, m in layers.items()
+    ]
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
+    with model.hooks(fwd_hooks=hooks):
+        hooked, cache = model.run_with_cache(X, names_filter=names, return_type=return_type)
+    for layer, mask in layers.items():
+        leaked = cache[names[list(layers).index(layer)]][:, mask]
+        if leaked.abs().max() != 0:
+            raise StudyError(
+                f"condition {name!r}: masked attention at layer {layer} is not zero "
+                f"(max {float(leaked.abs().max()):.3g}); the mask did not take effect"
+            )
+    if not torch.allclose(hooked, logits, atol=1e-4, rtol=1e-4):
+        diff = float((hooked - logits).abs().max())
+        raise StudyError(
+            f"condition {name!r}: the hooked path and the batched path disagree by {diff:.3g}"
+        )
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.inference_mode()
+def _check_return_type(spec: StudySpec, model, x: torch.Tensor) -> None:
+    try:
+        out = model(x, return_type=spec.return_type)
+    except ArgumentError as exc:
+        raise SpecError(f"return_type = {spec.return_type!r}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), model.cfg.n_classes):
+        raise SpecError(
+            f"return_type = {spec.return_type!r} does not give [batch, n_classes="
+            f"{model.cfg.n_classes}] logits for {type(model).__name__}; use 'logits'"
+        )
+
+
+def evaluate_subject(
+    spec: StudySpec,
+    subject: Subject,
+    todo: list[Condition],
+    *,
+    batch_size: int,
+    verify: bool,
+    subject_id: int,
+    code: StudyCode,
+) -> dict[str, dict]:
+    """Cells (by condition key) for the conditions in ``todo`` on subject ``subject_id``.
+    An output that is not finite is a `StudyError`, never a score."""
+    model, data = subject.model, subject.data
+    X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
+    y = np.asarray(data.y_test)
+    if not bool(torch.isfinite(X).all()):
+        raise StudyError(
+            f"subject {subject_id}: its test windows (X_test, {describe(X)}) hold NaN or inf "
+            "values; a study needs finite evaluation data: regenerate or clean it"
+        )
+    _check_return_type(spec, model, X[:1])
+    table = _MaskTable()
+    sequences: dict[str, tuple] = {}  # key -> mask sequence (edge conditions and baseline)
+    other: list[Condition] = []
+    for c in todo:
+        if c.intervention is None:
+            sequences[c.key] = (None,) * model.cfg.n_layers
+            continue
+        target = None if c.intervention.zero_modality else _edges_of(c, code)
+        if isinstance(target, EdgeSet):
+            sequences[c.key] = _mask_sequence(model, target, c, table)
+        else:
+            other.append(c)
+    logits = (
+        _run_prefix_tree(
+            model, X, sorted(set(sequences.values()), key=str), table, batch_size, spec.return_type
+        )
+        if sequences
+        else {}
+    )
+    for c in todo:  # baseline first: a broken model is named as such
+        if c.key in sequences:
+            _refuse_non_finite(logits[sequences[c.key]], spec, subject_id, c)
+    if verify:
+        names = {seq: c.name for c in todo if (seq := sequences.get(c.key)) is not None}
+        for seq, name in names.items():
+            if any(i is not None for i in seq):
+                _verify(
+                    model,
+                    X[:VERIFY_WINDOWS],
+                    seq,
+                    logits[seq][:VERIFY_WINDOWS],
+                    table,
+                    name,
+                    spec.return_type,
+                )
+    cells = {
+        key: score_predictions(logits[seq].argmax(-1).cpu().numpy(), y, data.n_classes, spec.metric)
+        for key, seq in sequences.items()
+    }
+    for c in other:
+        cells[c.key] = score_predictions(
+            _run_hooked(spec, model, X, c, batch_size, subject_id, code),
+            y,
+            data.n_classes,
+            spec.metric,
+        )
+    return cells
+
+
+def _refuse_non_finite(out: torch.Tensor, spec: StudySpec, subject_id: int, c: Condition) -> None:
+    """A NaN output has an argmax (class 0), so it would be scored as a result: refuse it."""
+    finite = torch.isfinite(out)
+    if bool(finite.all()):
+        return
+    where = ""
+    if c.intervention is not None:
+        row = c.row()
+        where = f" (mode {c.mode}, layers {row['layers'] or '-'}, heads {row['heads']})"
+    raise StudyError(
+        f"subject {subject_id}, condition {c.name!r}{where}: {int((~finite).sum())} of "
+        f"{out.numel()} values of the scored output ({spec.return_type!r}) are NaN or inf, so "
+        "there is no prediction to score; check the model's weights (and, for an intervention, "
+        "what it writes)"
+    )
+
+
+@torch.inference_mode()
+def _run_hooked(
+    spec: StudySpec,
+    model,
+    X: torch.Tensor,
+    c: Condition,
+    batch_size: int,
+    subject_id: int,
+    code: StudyCode,
+):
+    """Predictions of an input ablation or a user hook factory (full forward passes)."""
+    if c.intervention.zero_modality is not None:
+        if c.intervention.zero_modality not in model.cfg.modalities:
+            raise SpecError(
+                f"intervention {c.name!r}: zero_modality {c.intervention.zero_modality!r} is not "
+                f"a modality of the model ({list(model.cfg.modalities)})"
+            )
+        hooks = [("hook_input", zero_modality(c.intervention.zero_modality, model))]
+    else:
+        if c.heads is not None:
+            raise SpecError(
+                f"intervention {c.name!r} is a hook factory, which acts on every head; head "
+                f"subsets ({list(c.heads)}) need an edge set instead"
+            )
+        hooks = _edges_of(c, code)(model, list(c.layers))
+    preds = []
+    for start in range(0, len(X), batch_size):
+        preds.append(
+            model.run_with_hooks(
+                X[start : start + batch_size], fwd_hooks=hooks, return_type=spec.return_type
+            )
+        )
+    out = torch.cat(preds)
+    _refuse_non_finite(out, spec, subject_id, c)
+    return out.argmax(-1).cpu().numpy()
