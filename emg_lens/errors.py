@@ -22,6 +22,8 @@ __all__ = [
     "MissingDependencyError",
     "SpecError",
     "StudyError",
+    "UnsupportedFeatureError",
+    "UnsupportedReadoutError",
     "describe",
 ]
 
@@ -63,6 +65,18 @@ class SpecError(EmgLensError, ValueError):
 class StudyError(EmgLensError, RuntimeError):
     """A study could not produce a trustworthy result: a mask that did not take effect, a
     non-finite output, a subject another process holds for too long."""
+
+
+class UnsupportedFeatureError(EmgLensError, NotImplementedError):
+    """A TransformerLens feature the model cannot honour: a stacked weight or circuit on a model
+    with no shared stack ``blocks``, or a hook flag (``use_split_qkv_input``,
+    ``use_hook_mlp_in``) its blocks have no hook point for. The message says which and why."""
+
+
+class UnsupportedReadoutError(UnsupportedFeatureError):
+    """The model's classifier is not one linear map of one residual position, so it has no
+    TransformerLens unembedding (``W_U``, ``tokens_to_residual_directions``); the message
+    says why and points to the per-position map (`emg_lens.inspect.attribution.readout_map`)."""
 
 
 class EdgeExpressionError(SpecError):
