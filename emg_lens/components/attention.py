@@ -201,6 +201,12 @@ class Attention(nn.Module):
             self._qkv_cache = (key, W, b, b_O)
         return W, b, b_O
 
+    def _apply(self, fn, recurse=True):
+        # .to() / .double() / .cuda() replace the weights; the fused copies must not outlive
+        # them (a freed storage can be reused at the same address, fooling the cache key).
+        self._qkv_cache = None
+        return super()._apply(fn, recurse)
+
     # ------------------------------------------------------------------ legacy state dicts
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in LEGACY_DERIVED_BUFFERS:

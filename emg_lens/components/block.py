@@ -26,6 +26,10 @@ class TransformerBlock(nn.Module):
     torch.Size([2, 7, 16])
     """
 
+    # TransformerLens's logit lens reads a block's hook_resid_post as the one residual stream
+    # that ln_final normalises; it asks every block to say so.
+    hook_out_is_single_residual_stream = True
+
     def __init__(self, cfg: EncoderConfig, block_index: int):
         super().__init__()
         self.layer = block_index

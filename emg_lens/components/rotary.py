@@ -75,6 +75,10 @@ class Rotary(nn.Module):
         phase = self._phase(x_rot.shape[1], x_rot.dtype)
         return torch.view_as_real(torch.view_as_complex(pairs) * phase).flatten(-2)
 
+    def _apply(self, fn, recurse=True):
+        self._phase_cache = None  # the tables move with .to(); their cached phase with them
+        return super()._apply(fn, recurse)
+
     def _phase(self, n_pos: int, dtype: torch.dtype) -> torch.Tensor:
         """``cos + i sin`` for the first ``n_pos`` positions, cached until the tables move."""
         key = (self.cos.data_ptr(), self.cos.device, dtype, n_pos)

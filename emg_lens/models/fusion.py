@@ -67,7 +67,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead, PosEmbed, TransformerBlock
 from emg_lens.config import PRESETS, EncoderConfig
-from emg_lens.errors import ArgumentError, ConfigError
+from emg_lens.errors import ArgumentError, ConfigError, UnsupportedReadoutError
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedEncoder
 
@@ -264,8 +264,24 @@ class _StemFusionEncoder(HookedEncoder):
     @property
     def W_U(self) -> Float[torch.Tensor, "modality_d_model n_classes"]:
         """The linear-fusion classifier: ``[n_modalities * d_model, n_classes]``, one
-        ``d_model`` block per modality in ``cfg.modalities`` order."""
+        ``d_model`` block per modality in ``cfg.modalities`` order. Not a TransformerLens
+        unembedding (see `_unembedding`): ``unembed`` and `tokens_to_residual_directions`
+        refuse."""
         return self.classifier.W_U
+
+    def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        return [(self.classifier.W_U, self.classifier.b_U)]
+
+    def _unembedding(self) -> nn.Module:
+        what = "CLS token" if self.cfg.use_cls_token else "tubelets' mean"
+        raise UnsupportedReadoutError(
+            f"{type(self).__name__} has no TransformerLens unembedding: its classifier reads "
+            f"each modality's {what} through that modality's own d_model block of W_U "
+            "[n_modalities * d_model, n_classes], so a class has a different direction at "
+            "each modality's positions, not one W_U column. The per-position map is "
+            "emg_lens.inspect.attribution.readout_map(model) (logits = sum_p "
+            "ln_final(resid)[p] @ R[p] + b_U)"
+        )
 
     # ------------------------------------------------------------------ embedding and readout
     def embed_signals(

@@ -5,7 +5,9 @@ attention), a learnable CLS token is prepended and a learned position embedding 
 interaction between channels — and so between modalities — happens in attention, where edge
 sets can cut it. Two logits come out: from the CLS token (``cls_head``) and from the mean of the
 channel tokens (``avg_head``); training anneals from the second to the first
-(`emg_lens.train.dual_head_loss`).
+(`emg_lens.train.dual_head_loss`). TransformerLens's ``W_U``, ``b_U`` and
+``tokens_to_residual_directions`` refer to the CLS head, or to the average head after
+``model.unembed_head = "avg_logits"``.
 """
 
 from __future__ import annotations
@@ -70,10 +72,32 @@ class IsoNet(HookedEncoder):
     def layout(self) -> TokenLayout:
         return self._layout
 
+    # TransformerLens's unembedding: ``unembed_head="logits"`` (default) is the CLS head,
+    # reading position 0; ``"avg_logits"`` the mean-pooled head, reading the mean of the
+    # channel tokens after ln_final (so a channel token's direct logit, divided by their
+    # number, is its share of the logit).
+    unembed_heads = RETURN_TYPES[:2]
+
+    def _unembedding(self) -> ClassifierHead:
+        return self.cls_head if self.unembed_head == "logits" else self.avg_head
+
+    def _ln_final_readers(self) -> list[tuple[torch.nn.Parameter, torch.nn.Parameter]]:
+        return [(head.W_U, head.b_U) for head in (self.cls_head, self.avg_head)]
+
     @property
-    def W_U(self) -> Float[torch.Tensor, "d_model n_classes"]:
-        """The CLS head's unembedding (the decision IsoNet reports)."""
-        return self.cls_head.W_U
+    def unembed_positions(self) -> list[int]:
+        """``[0]`` (the CLS token) for the CLS head, the channel tokens for the average head.
+
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> model.unembed_positions
+        [0]
+        >>> model.unembed_head = "avg_logits"
+        >>> model.unembed_positions, model.W_U is model.avg_head.W_U
+        ([1, 2, 3, 4, 5, 6], True)
+        """
+        if self.unembed_head == "logits":
+            return [0]
+        return list(range(1, self.layout.n_tokens))
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]

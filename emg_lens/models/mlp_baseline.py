@@ -25,7 +25,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, UnsupportedReadoutError
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedBiosignalModel
 
@@ -152,7 +152,16 @@ class MultimodalMLP(HookedBiosignalModel):
 
     @property
     def W_U(self) -> Float[torch.Tensor, "d_hidden n_classes"]:
+        """The classifier's weights on the fusion output; not a TransformerLens unembedding
+        (there is no residual stream): ``unembed`` and `tokens_to_residual_directions` refuse."""
         return self.classifier.W_U
+
+    def _unembedding(self) -> nn.Module:
+        raise UnsupportedReadoutError(
+            "MultimodalMLP has no residual stream and no ln_final, so no TransformerLens "
+            "unembedding: its classifier (model.W_U, model.classifier.b_U) reads the fusion "
+            "layer's output, cache['fusion.hook_post']"
+        )
 
     def init_weights(self) -> None:
         """``W ~ N(0, 2 / fan_in)``, ``W_U ~ N(0, 1 / fan_in)``, biases 0."""

@@ -37,6 +37,7 @@ from emg_lens.errors import (
     CheckpointError,
     ConfigError,
     InputShapeError,
+    UnsupportedReadoutError,
     describe,
 )
 from emg_lens.layout import TokenLayout
@@ -347,6 +348,51 @@ class TinyMyo(HookedEncoder):
         """The constructor keywords beyond ``cfg``, to store next to ``cfg.to_dict()``."""
         return dict(self._init_kwargs)
 
+    # ------------------------------------------------------------------ the unembedding
+    unembed_heads = ("logits",)
+
+    def _unembedding(self) -> nn.Module:
+        """The classification head with ``reduction="mean"``: it reads the mean of every token
+        after ln_final through one ``W_U [d_model, n_classes]``. Refused otherwise, saying why.
+
+        >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+        >>> TinyMyo(cfg, reduction="mean").W_U.shape
+        torch.Size([192, 4])
+        >>> TinyMyo(cfg).W_U  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.UnsupportedReadoutError: TinyMyo(reduction='concat') has no ...
+        """
+        if self.task != "classification":
+            raise UnsupportedReadoutError(
+                f"TinyMyo(task={self.task!r}) has no class logits, so no unembedding "
+                "(W_U, tokens_to_residual_directions): only task='classification' has one"
+            )
+        if self.head.reduction == "concat":
+            raise UnsupportedReadoutError(
+                "TinyMyo(reduction='concat') has no TransformerLens unembedding: its "
+                "classifier concatenates the channels, so W_U is [n_channels * d_model, "
+                "n_classes] and token (channel c, patch t) is read through its own channel's "
+                "block W_U[c*d_model:(c+1)*d_model] / n_patches: a different class direction "
+                "for every channel, not one column per class. The per-token map is "
+                "emg_lens.inspect.attribution.readout_map(model) (logits = sum_p "
+                "ln_final(resid)[p] @ R[p] + b_U); a model with reduction='mean' has an "
+                "unembedding"
+            )
+        return self.head
+
+    def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        # Every head starts with a linear map of (pooled) ln_final outputs.
+        if self.task == "regression":
+            return [(self.head.W_in, self.head.b_in)]
+        return [(self.head.W_U, self.head.b_U)]
+
+    @property
+    def unembed_positions(self) -> list[int]:
+        """Every token: the ``"mean"`` classification head averages them all after ln_final."""
+        self._unembedding()
+        return list(range(self.layout.n_tokens))
+
     # ------------------------------------------------------------------ embedding and masks
     def embed_signals(
         self,
@@ -397,7 +443,7 @@ class TinyMyo(HookedEncoder):
             )
         if patch_mask.ndim == 2:
             patch_mask = patch_mask[None]
-        return patch_mask.expand(batch, *expected).to(self.cfg.device)
+        return patch_mask.expand(batch, *expected).to(self.param_device_dtype()[0])
 
     def patch_mask_from_samples(
         self, sample_mask: Bool[torch.Tensor, "batch channel time"]
