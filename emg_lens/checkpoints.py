@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from emg_lens._io import atomic_write
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import CheckpointError, ConfigError
-from emg_lens.models import TinyMyo
+from emg_lens.models import MODEL_CLASSES, TinyMyo
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -42,16 +42,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "emg_lens.checkpoint/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
-
-
-def _model_classes() -> dict[str, type]:
-    from emg_lens import models
-
-    return {
-        name: obj
-        for name, obj in vars(models).items()
-        if isinstance(obj, type) and issubclass(obj, torch.nn.Module)
-    }
 
 
 def save_checkpoint(
@@ -104,7 +94,7 @@ def load_checkpoint(
     """
     path = Path(path)
     info = read_checkpoint_info(path)
-    classes = _model_classes()
+    classes = MODEL_CLASSES
     name = info["model_class"]
     if name not in classes:
         raise CheckpointError(f"{path}: unknown model class {name!r}; known: {sorted(classes)}")
@@ -226,7 +216,7 @@ def load_biofoundation(path: str | Path, **kwargs: Any) -> torch.nn.Module:
     its ``rope_positions``).
 
     >>> import tempfile
-    >>> from emg_lens.models import TinyMyo
+    >>> from emg_lens.models import MODEL_CLASSES, TinyMyo
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
     >>> file = Path(tempfile.mkdtemp()) / "tinymyo.ckpt"
     >>> torch.save({"state_dict": TinyMyo(cfg).to_biofoundation()}, file)

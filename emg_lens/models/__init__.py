@@ -1,4 +1,17 @@
-"""The hooked biosignal encoders."""
+"""The hooked biosignal encoders, and the registry of model classes.
+
+`MODEL_CLASSES` is every model a checkpoint can hold, by class name (what
+`emg_lens.checkpoints` rebuilds); `CLASSIFIERS` names those that ``emg-lens train`` and
+training studies build from scratch (TinyMyo is pretrained and fine-tuned instead).
+
+>>> sorted(MODEL_CLASSES)
+['HierarchicalTransformer', 'IsoNet', 'MultimodalMLP', 'MultimodalTransformer', 'TinyMyo']
+>>> CLASSIFIERS
+('IsoNet', 'HierarchicalTransformer', 'MultimodalTransformer', 'MultimodalMLP')
+"""
+
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
 from emg_lens.models.fusion import HierarchicalTransformer, MultimodalTransformer
@@ -7,6 +20,8 @@ from emg_lens.models.mlp_baseline import MultimodalMLP
 from emg_lens.models.tinymyo import TinyMyo
 
 __all__ = [
+    "CLASSIFIERS",
+    "MODEL_CLASSES",
     "HierarchicalTransformer",
     "HookedBiosignalModel",
     "HookedEncoder",
@@ -15,3 +30,15 @@ __all__ = [
     "MultimodalTransformer",
     "TinyMyo",
 ]
+
+MODEL_CLASSES: Mapping[str, type[HookedBiosignalModel]] = MappingProxyType(
+    {
+        cls.__name__: cls
+        for cls in (IsoNet, HierarchicalTransformer, MultimodalTransformer, MultimodalMLP, TinyMyo)
+    }
+)
+"""Every model class by name: the one list the CLI, training studies and checkpoints read."""
+
+CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
+"""The supervised classifiers built from scratch (``emg-lens train --architecture``, a
+training study's ``architectures``)."""

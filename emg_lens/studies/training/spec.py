@@ -26,22 +26,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 from emg_lens.config import PRESETS, EncoderConfig, config_for_data
-from emg_lens.data.datasets import (
-    DATASETS,
-    available_subjects,
-    data_source,
-    dataset_preprocess,
-)
-from emg_lens.data.hdsemg import GRID
-from emg_lens.data.ninapro import CHANNELS as NINAPRO_CHANNELS
+from emg_lens.data.datasets import available_subjects, data_source, dataset_preprocess
 from emg_lens.data.ninapro import EXERCISES
 from emg_lens.data.preprocess import PreprocessSpec
+from emg_lens.data.registry import DATASETS, DatasetInfo, dataset_info
 from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.errors import ConfigError, EmgLensError, SpecError
-from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalMLP, MultimodalTransformer
+from emg_lens.errors import ArgumentError, ConfigError, EmgLensError, SpecError
+from emg_lens.models import CLASSIFIERS, MODEL_CLASSES
 from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.spec import StatsSpec
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
@@ -64,10 +59,7 @@ __all__ = [
 ]
 
 KIND = "training"
-ARCHITECTURES = {
-    cls.__name__: cls
-    for cls in (MultimodalMLP, MultimodalTransformer, HierarchicalTransformer, IsoNet)
-}
+ARCHITECTURES = MappingProxyType({name: MODEL_CLASSES[name] for name in CLASSIFIERS})
 """The classifiers a training study can train, by class name (TinyMyo is fine-tuned instead)."""
 
 # Derived from the data, so not settable in [model]; seed comes from [train].
@@ -75,6 +67,15 @@ DERIVED_MODEL_FIELDS = ("modalities", "n_classes", "n_samples", "n_ctx", "seed")
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name != "progress")
 DATA_OVERRIDES = ("dataset", "root", "subjects", "segment", "window", "step", "exercises")
 TRAIN_OVERRIDES = ("epochs", "lr", "batch_size", "seed", "preset")
+
+
+def _dataset_info(dataset: Any) -> DatasetInfo:
+    """The registry entry of ``data.dataset``; an unknown name is a `SpecError` listing the
+    accepted ones."""
+    try:
+        return dataset_info(dataset, window_source=False)
+    except ArgumentError:
+        raise SpecError(f"data.dataset = {dataset!r}; accepted: {list(DATASETS)}") from None
 
 
 def _is_number(value: Any) -> bool:
@@ -106,13 +107,12 @@ class TrainingData:
         data = table(data, "data")
         reject_unknown("data", data, {f.name for f in fields(cls)})
         dataset = data.get("dataset", cls.dataset)
-        if dataset not in DATASETS:
-            raise SpecError(f"data.dataset = {dataset!r}; accepted: {list(DATASETS)}")
         root = data.get("root")
-        if (dataset == "synthetic") != (root is None):
+        if _dataset_info(dataset).needs_root == (root is None):
+            on_disk = [name for name in DATASETS if dataset_info(name).needs_root]
             raise SpecError(
-                f"data.root = {root!r}: real datasets ({list(DATASETS[1:])}) need the folder "
-                "holding their files; synthetic data takes none"
+                f"data.root = {root!r}: datasets read from files ({on_disk}) need the folder "
+                "holding them; generated (synthetic) data takes none"
             )
         subjects = data.get("subjects")
         if subjects != "all":
@@ -188,7 +188,9 @@ class TrainingData:
             return data_source(
                 self.dataset,
                 root=self.root,
-                synthetic=self._synthetic_spec() if self.dataset == "synthetic" else None,
+                synthetic=None
+                if _dataset_info(self.dataset).needs_root
+                else self._synthetic_spec(),
                 preprocess=dataset_preprocess(
                     self.dataset, segment=self.segment, window=self.window, step=self.step
                 ),
@@ -199,13 +201,9 @@ class TrainingData:
 
     def montage(self) -> dict[str, int | None]:
         """Channels per modality that the dataset's loader returns (None: read from the file),
-        known before any file is read, so a spec is checked without loading data."""
-        if self.dataset == "synthetic":
-            s = self._synthetic_spec()
-            return {"emg": s.n_emg, "acc": s.n_acc_sensors * AXES_PER_ELECTRODE["acc"]}
-        if self.dataset == "ninapro-db2":  # load_ninapro_db2 reads sEMG and ACC
-            return {m: NINAPRO_CHANNELS[m] for m in ("emg", "acc")}
-        return {"emg": 2 * GRID[0] * GRID[1], "force": None}  # two 8 x 8 grids; F from the file
+        known before any file is read, so a spec is checked without loading data (the
+        dataset's registry entry says)."""
+        return _dataset_info(self.dataset).montage(self.source())
 
     def electrodes(self) -> dict[str, int | None]:
         """`montage` in electrodes (an ACC electrode is its 3 axes)."""
