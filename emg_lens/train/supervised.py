@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.config import EncoderConfig, config_for_data
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ConfigError
+from emg_lens.edges import parse
+from emg_lens.errors import ConfigError, EdgeExpressionError
 from emg_lens.models.base import HookedEncoder
 
 __all__ = [
@@ -51,6 +52,11 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     progress: bool = True  # a tqdm bar per model
+    # Attention-edge dropout: each training window has the edges of `dropout_edges` (an edge
+    # expression) cut in every layer with this probability, so the model learns to do without
+    # them wherever it can (0 = off, as in the paper).
+    edge_dropout: float = 0.0
+    dropout_edges: str = "cross_modal"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -61,6 +67,14 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.anneal_fraction must be in [0, 1], got {self.anneal_fraction}"
             )
+        if not 0 <= self.edge_dropout < 1:
+            raise ConfigError(
+                f"TrainConfig.edge_dropout must be in [0, 1), got {self.edge_dropout}"
+            )
+        try:
+            parse(self.dropout_edges)
+        except EdgeExpressionError as exc:
+            raise ConfigError(f"TrainConfig.dropout_edges: {exc}") from exc
 
 
 @dataclass
@@ -112,7 +126,9 @@ def fit(
 
     ``edge_masks`` (``{layer: bool [head, query, key]}``, as ``model.forward`` takes them) are
     applied in every training step: a model trained with, say, cross-modal edges cut on all
-    heads but one has to route its cross-modal information through that head.
+    heads but one has to route its cross-modal information through that head. With
+    ``cfg.edge_dropout`` > 0, each window also has ``cfg.dropout_edges`` cut in every layer with
+    that probability (drawn from ``cfg.seed``).
 
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
@@ -132,6 +148,7 @@ def fit(
     total = cfg.epochs * steps_per_epoch
     anneal_steps = int(cfg.anneal_fraction * total)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    dropout = _EdgeDropout(model, cfg) if cfg.edge_dropout > 0 else None
     result = TrainResult()
     model.train()
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
@@ -143,7 +160,8 @@ def fit(
                 idx = perm[i : i + cfg.batch_size]
                 xb, yb = X_t[idx].to(device), y_t[idx].to(device)
                 lam = anneal_weight(result.steps, anneal_steps)
-                loss = _loss(model, xb, yb, lam, edge_masks)
+                masks = edge_masks if dropout is None else dropout.masks(len(xb), edge_masks)
+                loss = _loss(model, xb, yb, lam, masks)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
@@ -159,6 +177,27 @@ def fit(
         bar.close()
         model.eval()
     return result
+
+
+class _EdgeDropout:
+    """Per-window masks that cut ``cfg.dropout_edges`` in every layer with probability
+    ``cfg.edge_dropout``, merged with any fixed ``edge_masks``."""
+
+    def __init__(self, model: HookedEncoder, cfg: TrainConfig):
+        self.n_layers, self.p = model.cfg.n_layers, cfg.edge_dropout
+        self.mask = parse(cfg.dropout_edges).compile(
+            model.layout, model.cfg.n_heads, device=model.cfg.device
+        )  # [head, query, key]
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def masks(self, batch: int, fixed: dict[int, torch.Tensor] | None) -> dict[int, torch.Tensor]:
+        drop = (torch.rand(batch, generator=self.gen) < self.p).to(self.mask.device)
+        cut = self.mask[None] & drop[:, None, None, None]  # [batch, head, query, key]
+        fixed = fixed or {}
+        return {
+            layer: cut | fixed[layer].to(cut.device) if layer in fixed else cut
+            for layer in range(self.n_layers)
+        }
 
 
 def _loss(
