@@ -181,3 +181,39 @@ def test_train_subjects_fits_the_base_config_to_each_subjects_data(subject, tmp_
     )
     assert saved == expected
     assert (saved.modalities, saved.n_samples, saved.d_model) == (subject.modalities, 200, 8)
+
+
+def test_edge_dropout_cuts_its_edge_set_on_a_fraction_of_the_windows():
+    from emg_lens.edges import parse
+    from emg_lens.train.supervised import _EdgeDropout
+
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    cut = parse("cross_modal | from_cls").compile(model.layout, model.cfg.n_heads)
+    dropout = _EdgeDropout(
+        model, TrainConfig(edge_dropout=0.3, dropout_edges="cross_modal | from_cls")
+    )
+    masks = dropout.masks(2000, None)
+    assert sorted(masks) == list(range(model.cfg.n_layers))
+    mask = masks[0]  # [window, head, query, key], the same in every layer
+    assert all(torch.equal(mask, m) for m in masks.values())
+    dropped = mask.flatten(1).any(1)
+    assert 0.26 < dropped.float().mean() < 0.34
+    assert torch.equal(mask[dropped], cut.expand(int(dropped.sum()), *cut.shape))
+    assert not mask[~dropped].any()
+    # fixed masks are kept on every window
+    fixed = torch.zeros_like(cut)
+    fixed[0, 0, 1] = True
+    merged = dropout.masks(10, {1: fixed})[1]
+    assert merged[:, 0, 0, 1].all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"edge_dropout": 1.0}, "edge_dropout"),
+        ({"dropout_edges": "cross_modal &"}, "dropout_edges"),
+    ],
+)
+def test_bad_edge_dropout_settings_are_refused(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
