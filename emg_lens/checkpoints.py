@@ -47,7 +47,11 @@ WEIGHTS, CONFIG = "model.safetensors", "config.json"
 def save_checkpoint(
     model: torch.nn.Module, path: str | Path, *, metadata: dict[str, Any] | None = None
 ) -> Path:
-    """Save ``model`` into folder ``path`` (created if needed); returns the folder."""
+    """Save ``model`` into folder ``path`` (created if needed); returns the folder.
+
+    The weights are stored as CPU tensors and the config says ``device="cpu"``, so a model
+    trained on a GPU loads anywhere (`load_checkpoint`'s ``device`` puts it back on one).
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -55,7 +59,7 @@ def save_checkpoint(
         "format": CHECKPOINT_FORMAT,
         "model_class": type(model).__name__,
         "model_kwargs": dict(getattr(model, "init_kwargs", {})),
-        "config": model.cfg.to_dict(),
+        "config": {**model.cfg.to_dict(), "device": "cpu"},
         "metadata": metadata or {},
     }
     atomic_write(path / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
@@ -230,7 +234,9 @@ def load_biofoundation(path: str | Path, **kwargs: Any) -> torch.nn.Module:
 def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, model) -> None:
     if type(model).__name__ != name:
         raise CheckpointError(f"{path} holds a {name}, not a {type(model).__name__}")
-    ignore = {"device", "seed", "dropout"}
+    # Where and in which precision it runs, and which optional hooks it fires, are not
+    # architecture: weights load into a float64 model, or one with use_attn_result set.
+    ignore = {"device", "dtype", "seed", "dropout", "use_attn_result"}
     theirs, ours = cfg.to_dict(), model.cfg.to_dict()
     diff = {k: (theirs[k], ours[k]) for k in theirs if k not in ignore and theirs[k] != ours[k]}
     if diff or info.get("model_kwargs", {}) != dict(getattr(model, "init_kwargs", {})):

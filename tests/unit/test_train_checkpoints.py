@@ -217,3 +217,21 @@ def test_edge_dropout_cuts_its_edge_set_on_a_fraction_of_the_windows():
 def test_bad_edge_dropout_settings_are_refused(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_a_checkpoint_saved_from_a_gpu_model_loads_on_the_cpu(tmp_path):
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    model.cfg.device = "cuda:0"  # as after model.to("cuda"); the weights are saved as CPU tensors
+    path = save_checkpoint(model, tmp_path / "ckpt")
+    assert read_checkpoint_info(path)["config"]["device"] == "cpu"
+    again = load_checkpoint(path)
+    assert again.cfg.device == "cpu" and next(again.parameters()).device.type == "cpu"
+
+
+def test_weights_load_into_a_float64_model_of_the_same_architecture(tmp_path):
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    path = save_checkpoint(model, tmp_path / "ckpt")
+    wide = IsoNet(EncoderConfig.preset("tiny", seed=1)).to(torch.float64)
+    load_checkpoint(path, into=wide)
+    x = model.example_input(3)
+    torch.testing.assert_close(wide(x.double()).float(), model(x), atol=1e-5, rtol=1e-5)
