@@ -1,6 +1,9 @@
 """emg_lens: mechanistic interpretability for biosignal transformers, on TransformerLens."""
 
-from emg_lens.config import EncoderConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
@@ -13,7 +16,10 @@ from emg_lens.errors import (
     MissingDependencyError,
     SpecError,
 )
-from emg_lens.layout import TokenLayout
+
+if TYPE_CHECKING:
+    from emg_lens.config import EncoderConfig
+    from emg_lens.layout import TokenLayout
 
 __version__ = "0.1.0"
 
@@ -32,3 +38,14 @@ __all__ = [
     "TokenLayout",
     "__version__",
 ]
+
+# Imported on first use, so `import emg_lens.cli` (and `emg-lens --help`) loads no torch.
+_LAZY = {"EncoderConfig": "emg_lens.config", "TokenLayout": "emg_lens.layout"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'emg_lens' has no attribute {name!r}")

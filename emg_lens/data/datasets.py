@@ -14,9 +14,8 @@ Two more sources hold windows that are already made, for TinyMyo (`WINDOW_DATASE
 ``"windows"`` (an HDF5 window store, `windows_source`) and ``"synthetic-windows"`` (the
 synthetic sEMG windows of `emg_lens.data.synthetic_windows`, `synthetic_windows_source`).
 `load_subject` only splits their labelled windows by repetition, so it does not cache them.
-`build_window_store` (`emg_lens.data.window_build`, re-exported here with
-`WINDOW_STORE_SOURCES` and `SPLIT_REPETITIONS` for the command line) makes such a store from
-emg2pose, NinaPro DB5/DB6/DB7 or synthetic sEMG (what ``emg-lens windows`` runs).
+`emg_lens.data.window_build.build_window_store` makes such a store from emg2pose, NinaPro
+DB5/DB6/DB7 or synthetic sEMG (what ``emg-lens windows`` runs).
 """
 
 from __future__ import annotations
@@ -34,17 +33,13 @@ from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subjec
 from emg_lens.data.recording import Recording
 from emg_lens.data.registry import DATASETS, WINDOW_DATASETS, dataset_info
 from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.data.window_build import WINDOW_STORE_SOURCES, build_window_store
 from emg_lens.data.windows import SPLIT_REPETITIONS, split_repetitions
 from emg_lens.errors import ArgumentError, DataFormatError
 
 __all__ = [
     "DATASETS",
-    "SPLIT_REPETITIONS",
     "WINDOW_DATASETS",
-    "WINDOW_STORE_SOURCES",
     "available_subjects",
-    "build_window_store",
     "data_source",
     "dataset_preprocess",
     "load_recording",

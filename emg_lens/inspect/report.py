@@ -10,6 +10,7 @@ cross-channel on a single-modality model) in every layer.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,23 +134,33 @@ class InspectionReport:
 
 
 def inspect_model(
-    model: Any, data: SubjectData | tuple[Any, Any], *, batch_size: int = 256
+    model: Any,
+    data: SubjectData | tuple[Any, Any],
+    *,
+    batch_size: int = 256,
+    progress: Callable[[str], None] | None = None,
 ) -> InspectionReport:
     """Inspect ``model`` on the test windows of ``data`` (a `SubjectData` or ``(X, y)``; select
-    the windows first, see `select_windows`)."""
+    the windows first, see `select_windows`). ``progress`` is called with a line before each
+    step ("[2/5] attention flow ..."): the steps take minutes on a CPU."""
+    step = progress or (lambda message: None)
     readout_map(model)  # refuse models without class logits before any work
     data = as_subject_data(model, data)
     layout = model.layout
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
     y = torch.as_tensor(data.y_test)
+    step(f"[2/5] attention flow over {len(X)} windows")
     if len(layout.groups) > 1:
         flow = attention_flow(model, X, batch_size=batch_size)
     else:
         bins = None if model.cfg.n_channels <= MAX_FLOW_BINS else MAX_FLOW_BINS
         flow = attention_flow(model, X, by="channel", bins=bins, batch_size=batch_size)
+    step(f"[3/5] head importance: {model.cfg.n_layers} layers x {model.cfg.n_heads} heads")
     importance = head_importance(model, data, batch_size=batch_size)
+    step("[4/5] direct attribution to the class logits")
     attribution = _batched_attribution(model, X, y, batch_size)
     across = default_kinds(layout)[1]
+    step(f"[5/5] distribution shift when {across} edges are cut")
     shift = distribution_shift(model, X, across, range(model.cfg.n_layers), batch_size=batch_size)
     top = importance[importance["kind"] == across].nsmallest(1, "delta").iloc[0]
     layer, head = int(top["layer"]), int(top["head"])
@@ -184,10 +195,14 @@ def _batched_attribution(model: Any, X: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 def inspect_checkpoint(
-    checkpoint: str | Path, *, n_windows: int = 256, batch_size: int = 256
+    checkpoint: str | Path,
+    *,
+    n_windows: int = 256,
+    batch_size: int = 256,
+    progress: Callable[[str], None] | None = None,
 ) -> InspectionReport:
     """Load a checkpoint and its subject's test windows (from the data source recorded in its
-    metadata) and inspect it on ``n_windows`` of them."""
+    metadata) and inspect it on ``n_windows`` of them; ``progress`` as in `inspect_model`."""
     info = read_checkpoint_info(checkpoint)
     meta = info["metadata"]
     if meta.get("data_source") is None or meta.get("subject") is None:
@@ -195,6 +210,8 @@ def inspect_checkpoint(
             f"{checkpoint}: its metadata records no data_source and subject to load windows "
             f"from (it has {sorted(meta)})"
         )
+    if progress is not None:
+        progress(f"[1/5] loading {checkpoint} and subject {meta['subject']}'s test windows")
     model = load_checkpoint(checkpoint)
     data = select_windows(load_subject(meta["data_source"], meta["subject"]), n_windows)
-    return inspect_model(model, data, batch_size=batch_size)
+    return inspect_model(model, data, batch_size=batch_size, progress=progress)

@@ -1,0 +1,189 @@
+"""What the ``emg-lens`` commands share: the help formatter, ``--out`` folder checks, tables,
+the data options, and the names the parsers offer as choices.
+
+This module and every parser import only the standard library (and `emg_lens.errors`), so
+``emg-lens --help`` starts in well under a second; torch, TransformerLens and the model stack
+are imported inside the command that needs them. The names below are copies of constants
+whose modules pull in numpy or torch; `tests/unit/test_cli.py` checks that they agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from emg_lens.errors import ArgumentError
+
+__all__ = [
+    "CLASSIFIERS",
+    "DATASET_NAMES",
+    "SPLIT_REPETITIONS",
+    "STUDIES",
+    "SYNTH_FORMATS",
+    "WINDOW_STORE_SOURCES",
+    "HelpFormatter",
+    "add_command",
+    "add_data_args",
+    "data_source_from_args",
+    "output_folder",
+    "print_table",
+    "show_progress",
+    "subject_ids",
+    "synthetic_emg_spec",
+]
+
+HELP_WIDTH = 79  # descriptions are wrapped to this many columns
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+"""The example study files shipped with the repository."""
+CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
+"""`emg_lens.models.CLASSIFIERS`: what ``train --architecture`` builds."""
+DATASET_NAMES = ("synthetic", "ninapro-db2", "hdsemg")
+"""`emg_lens.data.registry.DATASETS`: what ``--dataset`` accepts."""
+SYNTH_FORMATS = ("ninapro-db2", "hdsemg")
+"""The registry's datasets with a ``synthesize``: what ``synth --format`` writes."""
+WINDOW_STORE_SOURCES = ("emg2pose", "ninapro-db5", "ninapro-db6", "ninapro-db7", "synthetic")
+"""`emg_lens.data.window_build.WINDOW_STORE_SOURCES`: what ``windows --source`` reads."""
+SPLIT_REPETITIONS = {"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)}
+"""`emg_lens.data.windows.SPLIT_REPETITIONS`: the default repetition split."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions keep their line breaks; every option with a default shows it, unless its
+    help already says it or there is none to show (``None``, an off switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        unset = action.default is None or action.default is False  # not 0, which is == False
+        if unset or action.default == argparse.SUPPRESS or "default" in help_text:
+            return help_text
+        return super()._get_help_string(action)
+
+
+def add_command(sub: Any, name: str, summary: str, description: str | None = None):
+    """A subcommand parser with `HelpFormatter`; ``summary`` is its line in the parent's help
+    and, unless ``description`` says more, its description (paragraphs wrapped to
+    ``HELP_WIDTH``: `HelpFormatter` keeps line breaks as they are)."""
+    paragraphs = (description or summary).split("\n\n")
+    text = "\n\n".join(textwrap.fill(" ".join(p.split()), HELP_WIDTH) for p in paragraphs)
+    return sub.add_parser(name, help=summary, description=text, formatter_class=HelpFormatter)
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless ``--quiet``, and only on a terminal: a bar redrawn into a log or a
+    pipe is cursor-movement junk (``\\x1b[A``), so there the commands print step lines only."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def output_folder(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as an output folder, new or existing: a file there, or on the way there, is an
+    `ArgumentError` naming it (else the command fails later with a raw OS error, or after
+    minutes of work).
+
+    >>> import tempfile
+    >>> output_folder(tempfile.mkdtemp()).is_dir()
+    True
+    >>> output_folder(Path(tempfile.mkstemp()[1]) / "models")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --out ...models: ... is a file, so no folder can be made in it...
+    """
+    path = Path(path)
+    accepted = f"{flag} must be a folder (new or existing): choose another path"
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"{flag} {path} is a file; {accepted}")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ArgumentError(
+            f"{flag} {path}: {parent} is a file, so no folder can be made in it; {accepted}"
+        )
+    return path
+
+
+def print_table(rows: list[dict], columns: list[str], floatfmt: str = ".3f") -> None:
+    """``rows`` as right-aligned columns under a header.
+
+    >>> print_table([{"subject": 1, "accuracy": 0.5}], ["subject", "accuracy"])
+    subject  accuracy
+          1     0.500
+    """
+
+    def fmt(v: Any) -> str:
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    cells = [[fmt(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+# ----------------------------------------------------------------------------- data options
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """The dataset and windowing options of ``train`` (read by `data_source_from_args`)."""
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="synthetic", choices=DATASET_NAMES, help="dataset to read")
+    g.add_argument("--root", help="dataset folder (every dataset but synthetic)")
+    g.add_argument("--exercises", nargs="+", default=["B"], help="NinaPro exercises (B, C, D)")
+    g.add_argument("--subjects", nargs="+", type=int, help="subjects (default: all found)")
+    g.add_argument("--n-subjects", type=int, default=6, help="synthetic subjects")
+    g.add_argument(
+        "--segment",
+        default="steady",
+        help="transient | steady | full | START,STOP seconds into each repetition",
+    )
+    g.add_argument("--window", type=int, default=200, help="samples per window")
+    g.add_argument("--step", type=int, default=100, help="samples between windows")
+
+
+def data_source_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The `emg_lens.data.datasets.data_source` that `add_data_args`' options describe."""
+    from emg_lens.data.datasets import data_source, dataset_preprocess
+    from emg_lens.data.synthetic import SyntheticSpec
+
+    preprocess = dataset_preprocess(
+        args.dataset,
+        segment=args.segment
+        if args.segment in ("transient", "steady", "full")
+        else tuple(float(v) for v in args.segment.split(",")),
+        window=args.window,
+        step=args.step,
+    )
+    return data_source(
+        args.dataset,
+        root=args.root,
+        synthetic=SyntheticSpec(n_subjects=args.n_subjects, seed=args.seed),
+        preprocess=preprocess,
+        exercises=tuple(args.exercises),
+    )
+
+
+def subject_ids(args: argparse.Namespace) -> list[int]:
+    """``--subjects``, or every subject the dataset holds."""
+    from emg_lens.data.datasets import available_subjects, data_source
+    from emg_lens.data.synthetic import SyntheticSpec
+
+    if args.subjects:
+        return list(args.subjects)
+    synthetic = SyntheticSpec(n_subjects=args.n_subjects)
+    return available_subjects(data_source(args.dataset, root=args.root, synthetic=synthetic))
+
+
+def synthetic_emg_spec(args: argparse.Namespace):
+    """Synthetic sEMG whose gestures sEMG alone tells apart (``--n-subjects``, ...), for
+    ``windows``, ``pretrain`` and ``finetune``."""
+    from emg_lens.data.synthetic import SyntheticSpec
+
+    return SyntheticSpec(
+        n_subjects=args.n_subjects,
+        n_emg_gestures=args.n_gestures,
+        n_acc_gestures=0,  # gestures that sEMG alone tells apart
+        n_interaction_gestures=0,
+        n_acc_sensors=1,  # only the sEMG channels are used
+        movement_seconds=args.movement_seconds,
+        seed=args.seed,
+    )

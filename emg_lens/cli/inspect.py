@@ -1,0 +1,30 @@
+"""``emg-lens inspect``: attention flow, head importance, attribution and distribution shift
+of one checkpoint, as CSV tables and figures."""
+
+from __future__ import annotations
+
+import argparse
+
+from emg_lens.cli.common import add_command
+
+
+def add_parser(sub) -> None:
+    """``emg-lens inspect``."""
+    p = add_command(sub, "inspect", "attention flow, head importance, attribution, shift")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint folder (subject_<N>/)")
+    p.add_argument("--out", required=True, help="folder for the CSV tables and figures")
+    p.add_argument("--n-windows", type=int, default=256, help="test windows, evenly spaced")
+    p.set_defaults(func=cmd_inspect)
+
+
+def cmd_inspect(args: argparse.Namespace):
+    from emg_lens.inspect.report import inspect_checkpoint
+
+    def step(message: str) -> None:  # one line per step: readable on a terminal and in a log
+        print(message, flush=True)
+
+    report = inspect_checkpoint(args.checkpoint, n_windows=args.n_windows, progress=step)
+    written = report.save(args.out)
+    print(report.summary())
+    print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")
+    return report

@@ -1,0 +1,207 @@
+"""``emg-lens study run`` and ``emg-lens study check``: declarative studies (TOML/YAML), of
+trained models (ablation studies) or of how models train (``kind = "training"``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from emg_lens.cli.common import DATASET_NAMES, add_command, print_table, show_progress
+from emg_lens.errors import EmgLensError, SpecError
+
+TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # study run/check overrides
+CHECK_PRESET = "demo"  # the layout `study check` checks edge expressions against, without models
+PRESET_MODELS = {"tinymyo": "TinyMyo"}  # the class of a preset's layout; IsoNet for the others
+
+
+def add_parser(sub) -> None:
+    """``emg-lens study`` with its subcommands ``run`` and ``check``."""
+    p = add_command(sub, "study", "run or check a declarative study (TOML/YAML)")
+    study = p.add_subparsers(dest="study_command", required=True, metavar="{run,check}")
+    q = add_command(study, "run", "run a study and write tables and figures")
+    q.add_argument("spec", help="the study file (.toml, .yaml)")
+    q.add_argument("--models", help="folder of subject_<N>/ checkpoints or demo (default: spec)")
+    q.add_argument("--out", help="output folder (default: runs/studies/<name>); resumable")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument(
+        "--allow-code",
+        action="store_true",
+        help="run the Python files the study names (hook = ...); `study check` lists them",
+    )
+    _add_training_study_args(q)
+    q.set_defaults(func=cmd_study_run)
+
+    q = add_command(
+        study,
+        "check",
+        "validate a study and show its expanded grid",
+        "Validate a study without running it: its keys, its Python files (listed, never run), "
+        "its edge expressions against the token layout of the models (--models, else the "
+        f"spec's) or, when there are none, of the model of --preset (default {CHECK_PRESET}; "
+        "an IsoNet, or a TinyMyo for tinymyo), "
+        "and print the grid of conditions.",
+    )
+    q.add_argument("spec", help="the study file (.toml, .yaml)")
+    q.add_argument("--models", help="models whose size and layout the study is checked against")
+    q.add_argument("--layers", type=int, default=5, help="layers, when no models are found")
+    q.add_argument("--heads", type=int, default=8, help="heads, when no models are found")
+    _add_training_study_args(q)
+    q.set_defaults(func=cmd_study_check)
+
+
+def _add_training_study_args(p: argparse.ArgumentParser) -> None:
+    """Overrides of a training study's [data]/[train] keys, e.g. to shrink it for a smoke run."""
+    g = p.add_argument_group(
+        "training studies (kind = 'training')",
+        "override the spec's [data] and [train] keys; a smoke run: --epochs 1 --preset tiny "
+        "--subjects 1 2 3",
+    )
+    g.add_argument("--dataset", choices=DATASET_NAMES, help="[data] dataset (real: --root)")
+    g.add_argument("--root", help="[data] dataset folder (real datasets)")
+    g.add_argument("--subjects", nargs="+", type=int, help="[data] subjects to train")
+    g.add_argument("--epochs", type=int, help="[train] epochs per model")
+    g.add_argument(
+        "--preset",
+        help="[train] EncoderConfig preset (tiny, demo, paper); `study check` of an ablation "
+        f"study without models: the preset whose layout it checks (default {CHECK_PRESET})",
+    )
+
+
+def _training_overrides(args: argparse.Namespace, spec: Any, allowed: tuple[str, ...] = ()):
+    """The [data]/[train] overrides given on the command line; refused for ablation studies
+    (but for the flags in ``allowed``, which mean something else there)."""
+    from emg_lens.studies import TrainingStudySpec
+
+    given = {k: vars(args).get(k) for k in TRAINING_FLAGS if vars(args).get(k) is not None}
+    refused = [k for k in given if k not in allowed]
+    if refused and not isinstance(spec, TrainingStudySpec):
+        flags = " ".join(f"--{k}" for k in refused)
+        raise EmgLensError(
+            f"{flags}: only for training studies (kind = 'training'); {spec.name} "
+            "is an ablation study of trained models"
+        )
+    return given
+
+
+def cmd_study_run(args: argparse.Namespace):
+    from emg_lens.studies import TrainingStudySpec, load_spec, run_study, run_training_study
+
+    spec = load_spec(args.spec)
+    overrides = _training_overrides(args, spec)
+    if isinstance(spec, TrainingStudySpec):
+        if args.models:
+            raise EmgLensError(f"--models: training study {spec.name} trains its own models")
+        spec = spec.with_overrides(overrides)
+        out = Path(args.out or Path("runs/studies") / spec.name)
+        result = run_training_study(spec, out_dir=out, progress=show_progress(args))
+        print(f"{result.header()}\n")
+        print(result.table1().to_string())
+        print(f"{result.comparisons().to_string(index=False, float_format='{:.3g}'.format)}")
+        print(f"wrote {out}/summary.md, summary.csv, per_subject.csv and comparison.png/svg")
+        return result
+    out = Path(args.out or Path("runs/studies") / spec.name)
+    result = run_study(
+        spec,
+        models=args.models,
+        out_dir=out,
+        progress=show_progress(args),
+        allow_code=args.allow_code,
+    )
+    stale = f" ({result.stale} of other provenance)" if result.stale else ""
+    print(f"cells: {result.reused} reused, {result.recomputed} recomputed{stale}")
+    print(
+        f"{spec.name}: baseline {spec.metric} {result.baseline.mean():.3f} over "
+        f"{len(result.baseline)} subjects ({spec.stats.test}, {spec.stats.correction})"
+    )
+    print(result.table3().to_string(index=False))
+    print(result.power_note())
+    print(f"wrote {out}/summary.md, summary.csv, per_subject.csv and figures (PNG, SVG)")
+    return result
+
+
+def cmd_study_check(args: argparse.Namespace) -> None:
+    from emg_lens.studies import TrainingStudySpec, check_models, expand_grid, load_spec
+    from emg_lens.studies.code import describe_code
+
+    spec = load_spec(args.spec)
+    overrides = _training_overrides(args, spec, allowed=("preset",))
+    if isinstance(spec, TrainingStudySpec):
+        spec = spec.with_overrides(overrides)
+        rows = check_models(spec)
+        subjects = "all" if spec.data.subjects is None else list(spec.data.subjects)
+        print(
+            f"{spec.name}: training study on {spec.data.dataset} subjects {subjects}; "
+            f"{len(spec.cells([0]))} models per subject (preset {spec.preset!r}, "
+            f"{spec.train.epochs} epochs); reference input {spec.reference!r}"
+        )
+        print_table(rows, ["architecture", "input", "trials", "channels", "tokens", "parameters"])
+        return
+    print(f"{spec.name}: {len(spec.interventions)} interventions, modes {list(spec.layers.modes)}")
+    code = spec.code_files()  # located and hashed, never executed
+    if code:
+        print(
+            f"Python code this study runs (only with `study run --allow-code`):"
+            f"{describe_code(code)}"
+        )
+    layout, n_layers, n_heads, source = _check_target(args, spec)
+    grid = expand_grid(spec, n_layers, n_heads)
+    _check_layout(spec, layout, n_heads, source)
+    effects = len({c.effect for c in grid})
+    print(f"grid for {source}: {len(grid)} conditions per subject, {effects} distinct effects")
+    print_table(
+        [c.row() for c in grid], ["intervention", "mode", "layer", "layers", "heads", "key"]
+    )
+
+
+def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, str]:
+    """The token layout, layers and heads a study is checked against, and what they are: the
+    study's models' (their class and config; no weights are read), or, with no models found,
+    the layout of ``--preset``'s model (`PRESET_MODELS`, else IsoNet) and ``--layers`` and
+    ``--heads``."""
+    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.config import EncoderConfig
+    from emg_lens.models import MODEL_CLASSES
+    from emg_lens.studies import find_models
+
+    try:
+        path = next(iter(find_models(args.models or spec.models).values()))
+        info = read_checkpoint_info(path)
+    except EmgLensError:
+        preset = args.preset or CHECK_PRESET
+        name = PRESET_MODELS.get(preset, "IsoNet")
+        layout = MODEL_CLASSES[name](EncoderConfig.preset(preset, device="cpu")).layout
+        source = (
+            f"--layers {args.layers} --heads {args.heads} and the layout of a {name} of "
+            f"preset {preset!r} (no models found)"
+        )
+        return layout, args.layers, args.heads, source
+    cls = MODEL_CLASSES.get(info["model_class"])
+    if cls is None:
+        raise SpecError(f"{path}: unknown model class {info['model_class']!r}")
+    cfg = EncoderConfig.from_dict({**info["config"], "device": "cpu"})
+    model = cls(cfg, **info.get("model_kwargs", {}))
+    return model.layout, cfg.n_layers, cfg.n_heads, "the models' size and layout"
+
+
+def _check_layout(spec: Any, layout: Any, n_heads: int, source: str) -> None:
+    """Every edge expression compiles against ``layout`` and every ``zero_modality`` is one of
+    its groups, as `study run` would find on the first model: else a `SpecError` naming the
+    intervention. Python hooks are not run here."""
+    from emg_lens.edges import parse
+    from emg_lens.errors import LayoutError
+    from emg_lens.layout import CLS
+
+    for intervention in spec.interventions:
+        where = f"intervention {intervention.name!r}"
+        if intervention.edges is not None:
+            try:
+                parse(intervention.edges).compile(layout, n_heads)
+            except LayoutError as exc:
+                raise SpecError(f"{where}: {exc} (checked against {source})") from exc
+        modality = intervention.zero_modality
+        if modality is not None and modality not in layout.groups:
+            raise SpecError(
+                f"{where}: zero_modality {modality!r} is not a modality of {source}; "
+                f"accepted: {[g for g in layout.groups if g != CLS]}"
+            )

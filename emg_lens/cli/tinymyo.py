@@ -1,0 +1,278 @@
+"""``emg-lens pretrain`` (TinyMyo masked-signal pretraining) and ``emg-lens finetune``
+(fine-tuning or linear probing a pretrained TinyMyo: an emg_lens checkpoint folder, or a
+published BioFoundation checkpoint file)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from emg_lens.cli.common import add_command, print_table, show_progress, synthetic_emg_spec
+from emg_lens.errors import ArgumentError
+
+# "--preset small": a TinyMyo that pretrains in seconds on a CPU; "tinymyo" is the published size.
+SMALL_TINYMYO = {"d_model": 32, "d_head": 8, "n_heads": 4, "d_mlp": 64, "n_layers": 2}
+# What a BioFoundation checkpoint's tensor shapes cannot tell: the published TinyMyo's values.
+BIOFOUNDATION_WINDOW, BIOFOUNDATION_HEADS = 1000, 3
+
+
+def add_parsers(sub) -> None:
+    """``emg-lens pretrain`` and ``emg-lens finetune``."""
+    p = add_command(sub, "pretrain", "masked-signal pretraining of a TinyMyo")
+    _data_args(p, 100)
+    _recipe_args(p, 5, {"epochs": 50, "lr": 1e-4, "warmup": 10})
+    p.add_argument(
+        "--preset", default="small", choices=["small", "tinymyo"], help="small, or published"
+    )
+    p.add_argument("--layers", type=int, help="override the preset's number of layers")
+    p.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (pub.: 8)")
+    p.add_argument("--mask-ratio", type=float, default=0.5, help="fraction of patches masked")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = add_command(
+        sub,
+        "finetune",
+        "fine-tune (or linear-probe) a pretrained TinyMyo",
+        "Fine-tune (or linear-probe) a pretrained TinyMyo for classification: its encoder "
+        "weights are copied into a classifier whose head is initialised afresh for the "
+        "data's classes. It starts from--checkpoint (an emg_lens checkpoint folder, e.g. "
+        "`emg-lens pretrain --out`) or --from-biofoundation(a published BioFoundation "
+        "TinyMyo file, .safetensors or .ckpt/.pt read with weights_only=True).",
+    )
+    _data_args(p, None)
+    _recipe_args(p, 10, {"epochs": 50, "lr": 5e-4, "warmup": 5})
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--checkpoint", help="the pretrained emg_lens checkpoint folder")
+    start.add_argument(
+        "--from-biofoundation",
+        metavar="PATH",
+        help="a published BioFoundation TinyMyo checkpoint (.safetensors, .ckpt, .pt, .pth)",
+    )
+    g = p.add_argument_group("BioFoundation checkpoints: what the tensor shapes cannot tell")
+    g.add_argument(
+        "--n-heads", type=int, default=BIOFOUNDATION_HEADS, help="attention heads (published)"
+    )
+    g.add_argument(
+        "--rope-positions",
+        default="head",
+        choices=["head", "token"],
+        help="head: what BioFoundation's code computes (its published weights); token: weights "
+        "trained with token RoPE, e.g. a TinyMyo.to_biofoundation export",
+    )
+    p.add_argument("--n-classes", type=int, help="default: from the labels")
+    p.add_argument("--patience", type=int, default=7, help="early-stopping epochs")
+    p.add_argument("--linear-probe", action="store_true", help="freeze the encoder")
+    p.add_argument(
+        "--per-subject",
+        action="store_true",
+        help="one classifier per subject (train/test repetitions 1 3 4 6 / 2 5), saved as "
+        "OUT/subject_<N>/ for `emg-lens study run --models OUT`",
+    )
+    p.add_argument("--subjects", nargs="+", type=int, help="--per-subject: these subjects")
+    p.set_defaults(func=cmd_finetune)
+
+
+def _data_args(p: argparse.ArgumentParser, window_default: int | None) -> None:
+    g = p.add_argument_group("data: a window store, or synthetic sEMG (the default)")
+    g.add_argument("--windows", help="an HDF5 window store (emg-lens windows writes one)")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="store windows held out")
+    g.add_argument("--n-subjects", type=int, default=1, help="synthetic subjects")
+    g.add_argument("--n-gestures", type=int, default=4, help="synthetic gestures")
+    g.add_argument("--movement-seconds", type=float, default=1.0, help="synthetic, per repetition")
+    g.add_argument(
+        "--window",
+        type=int,
+        default=window_default,
+        help="synthetic samples per window, a multiple of 20"
+        + (
+            " (default: the checkpoint's; a BioFoundation file's: 1000)"
+            if window_default is None
+            else ""
+        ),
+    )
+    g.add_argument("--step", type=int, default=100, help="synthetic samples between windows")
+
+
+def _recipe_args(p: argparse.ArgumentParser, epochs: int, published: dict) -> None:
+    """The options `_recipe_options` reads, and where the model lives."""
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument(
+        "--epochs", type=int, default=epochs, help=f"epochs (published: {published['epochs']})"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="windows per step and process")
+    p.add_argument("--lr", type=float, default=1e-3, help=f"peak lr (published: {published['lr']})")
+    p.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=1,
+        help=f"linear warm-up epochs (published: {published['warmup']})",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (nccl under torchrun)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model, split and data")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _recipe_options(args: argparse.Namespace) -> dict:
+    """The options `PretrainConfig` and `FinetuneConfig` share."""
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup_epochs": args.warmup_epochs,
+        "seed": args.seed,
+        "progress": show_progress(args),
+    }
+
+
+def _tinymyo_windows(args: argparse.Namespace, *, labeled_only: bool):
+    """(train, validation, n_classes) from ``--windows FILE.h5`` (a random held-out fraction)
+    or synthetic sEMG (split by repetition: 2 and 5 held out)."""
+    from emg_lens.train.inputs import labeled_subset, random_holdout, synthetic_windows
+
+    if args.windows:
+        from emg_lens.data.windows import WindowStore
+
+        data, n_classes = WindowStore(args.windows), None
+        if labeled_only:
+            data, n_classes = labeled_subset(data)
+        return (*random_holdout(data, args.val_fraction, seed=args.seed), n_classes)
+    windows = synthetic_windows(synthetic_emg_spec(args), window=args.window, step=args.step)
+    return (*windows.split(labeled_only=labeled_only), windows.n_classes)
+
+
+def cmd_pretrain(args: argparse.Namespace):
+    from emg_lens.config import EncoderConfig
+    from emg_lens.models import TinyMyo
+    from emg_lens.train import PretrainConfig, evaluate_masked_loss, pretrain
+    from emg_lens.train.distributed import is_main_process
+
+    train, val, _ = _tinymyo_windows(args, labeled_only=False)
+    channels, samples = train[0][0].shape
+    sizes = SMALL_TINYMYO if args.preset == "small" else {}
+    if args.layers is not None:
+        sizes = {**sizes, "n_layers": args.layers}
+    cfg = EncoderConfig.preset(
+        "tinymyo",
+        **{**sizes, "modalities": {"emg": channels}, "n_samples": samples, "seed": args.seed},
+        device=args.device,
+    )
+    model = TinyMyo(cfg, task="reconstruction")
+    recipe = PretrainConfig(
+        **_recipe_options(args), accumulate_steps=args.accumulate, mask_ratio=args.mask_ratio
+    )
+    before = evaluate_masked_loss(model, val, mask_ratio=args.mask_ratio, seed=args.seed)
+    history = pretrain(model, train, recipe, val_data=val, out=args.out)
+    if is_main_process():
+        rows = [{"epoch": 0, "train_loss": "", "heldout_masked_loss": before}]
+        rows += [
+            {"epoch": i + 1, "train_loss": loss, "heldout_masked_loss": val_loss}
+            for i, (loss, val_loss) in enumerate(zip(history.epoch_loss, history.val_masked_loss))
+        ]
+        print(
+            f"TinyMyo ({cfg.n_layers} layers, d_model {cfg.d_model}) masked pretraining on "
+            f"{len(train)} windows [{channels} x {samples}], {len(val)} held out"
+        )
+        print_table(rows, ["epoch", "train_loss", "heldout_masked_loss"], ".4f")
+        print(f"wrote {args.out}")
+    return history
+
+
+def _pretrained(args: argparse.Namespace) -> Any:
+    """What fine-tuning starts from: the ``--checkpoint`` folder, or the TinyMyo of a
+    ``--from-biofoundation`` file fitted to the data's channels and window."""
+    if args.from_biofoundation is None:
+        return args.checkpoint
+    from emg_lens.checkpoints import load_biofoundation
+
+    if args.windows:
+        from emg_lens.data.windows import WindowStore
+
+        store = WindowStore(args.windows)
+        n_channels, n_samples = store.n_channels, store.window
+    else:
+        n_channels, n_samples = synthetic_emg_spec(args).n_emg, args.window
+    return load_biofoundation(
+        args.from_biofoundation,
+        n_heads=args.n_heads,
+        n_channels=n_channels,
+        n_samples=n_samples,
+        rope_positions=args.rope_positions,
+        device=args.device,
+    )
+
+
+def cmd_finetune(args: argparse.Namespace):
+    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.train import FinetuneConfig, finetune
+    from emg_lens.train.distributed import is_main_process
+
+    origin = args.checkpoint or args.from_biofoundation
+    if args.window is None:  # synthetic windows as long as the pretrained model's
+        args.window = (
+            read_checkpoint_info(args.checkpoint)["config"]["n_samples"]
+            if args.checkpoint
+            else BIOFOUNDATION_WINDOW
+        )
+    recipe = FinetuneConfig(
+        **_recipe_options(args), patience=args.patience, linear_probe=args.linear_probe
+    )
+    if args.per_subject:
+        return _finetune_per_subject(args, recipe, origin)
+    if args.subjects:
+        raise ArgumentError("--subjects selects subjects for --per-subject fine-tuning only")
+    train, val, n_classes = _tinymyo_windows(args, labeled_only=True)
+    n_classes = args.n_classes or n_classes
+    model, history = finetune(
+        _pretrained(args),
+        train,
+        recipe,
+        n_classes=n_classes,
+        val_data=val,
+        out=args.out,
+        device=args.device,
+        metadata={"pretrained": str(origin)},
+    )
+    if is_main_process():
+        mode = "linear probe" if args.linear_probe else "fine-tuning"
+        print(f"TinyMyo {mode} from {origin}: {len(train)} windows, {len(val)} held out")
+        rows = [
+            {"epoch": i + 1, "train_loss": loss, "val_accuracy": acc}
+            for i, (loss, acc) in enumerate(zip(history.epoch_loss, history.val_accuracy))
+        ]
+        print_table(rows, ["epoch", "train_loss", "val_accuracy"], ".4f")
+        best = history.val_accuracy[history.best_epoch]
+        print(
+            f"kept epoch {history.best_epoch + 1}: validation accuracy {best:.3f} "
+            f"(chance {1 / n_classes:.3f}); wrote {args.out}"
+        )
+    return model, history
+
+
+def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) -> list[dict]:
+    """One classifier per subject of ``--windows`` (or synthetic sEMG), as ``OUT/subject_<N>/``."""
+    from emg_lens.data.datasets import synthetic_windows_source, windows_source
+    from emg_lens.train import finetune_subjects
+    from emg_lens.train.distributed import is_main_process
+
+    if args.windows:
+        source = windows_source(args.windows)
+    else:
+        source = synthetic_windows_source(
+            synthetic_emg_spec(args), window=args.window, step=args.step
+        )
+    rows = finetune_subjects(
+        _pretrained(args),
+        source,
+        args.out,
+        recipe,
+        subjects=args.subjects,
+        val_fraction=args.val_fraction,
+        device=args.device,
+    )
+    if is_main_process():
+        mode = "linear probe" if args.linear_probe else "fine-tuning"
+        print(f"TinyMyo {mode} per subject from {origin} ({source['dataset']})")
+        columns = ["subject", "n_train", "n_test", "chance", "val_accuracy", "test_accuracy"]
+        print_table(rows, columns)
+        print(f"wrote {len(rows)} checkpoints to {args.out} (emg-lens study run ... --models)")
+    return rows

@@ -1,0 +1,85 @@
+"""``emg-lens train`` (one classifier per subject) and ``emg-lens evaluate`` (their test
+accuracy)."""
+
+from __future__ import annotations
+
+import argparse
+
+from emg_lens.cli.common import (
+    CLASSIFIERS,
+    add_command,
+    add_data_args,
+    data_source_from_args,
+    print_table,
+    show_progress,
+    subject_ids,
+)
+
+
+def add_parsers(sub) -> None:
+    """``emg-lens train`` and ``emg-lens evaluate``."""
+    p = add_command(sub, "train", "train one model (IsoNet by default) per subject")
+    add_data_args(p)
+    p.add_argument("--out", required=True, help="folder for subject_<N>/ checkpoints")
+    p.add_argument(
+        "--architecture",
+        default="IsoNet",
+        choices=CLASSIFIERS,
+        help="model class (the paper's Table 2 zeroes modalities of HierarchicalTransformer)",
+    )
+    p.add_argument("--preset", default="demo", help="EncoderConfig preset (tiny, demo, paper)")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs per model")
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (paper: 4e-5)")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per step")
+    p.add_argument("--seed", type=int, default=0, help="seed of the models (and synthetic data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = add_command(sub, "evaluate", "per-subject test accuracy of trained checkpoints")
+    p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints, or demo")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_train(args: argparse.Namespace) -> list[dict]:
+    from emg_lens.data.datasets import load_subject
+    from emg_lens.models import MODEL_CLASSES
+    from emg_lens.train import TrainConfig, train_subjects
+
+    source = data_source_from_args(args)
+    subjects = [load_subject(source, s) for s in subject_ids(args)]
+    train_cfg = TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=show_progress(args),
+    )
+    model_cls = MODEL_CLASSES[args.architecture]
+    rows = train_subjects(subjects, model_cls, args.preset, train_cfg, args.out, data_source=source)
+    print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
+    return rows
+
+
+def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
+    from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
+    from emg_lens.data.datasets import load_subject
+    from emg_lens.studies.runner import find_models
+    from emg_lens.train import accuracy
+
+    rows = []
+    for subject, path in find_models(args.models).items():
+        meta = read_checkpoint_info(path)["metadata"]
+        data = load_subject(meta["data_source"], subject)
+        model = load_checkpoint(path)
+        rows.append(
+            {
+                "subject": subject,
+                "n_test": len(data.y_test),
+                "chance": 1 / data.n_classes,
+                "test_accuracy": accuracy(model, data.X_test, data.y_test),
+            }
+        )
+    print_table(rows, ["subject", "n_test", "chance", "test_accuracy"])
+    mean = sum(r["test_accuracy"] for r in rows) / len(rows)
+    print(f"mean test accuracy over {len(rows)} subjects: {mean:.3f}")
+    return rows

@@ -1,0 +1,189 @@
+"""The command line as a tool: a fast start that imports no torch, help that says what every
+option does and its default, progress without terminal junk in logs, `study check` catching
+what `study run` would refuse, and fine-tuning from a BioFoundation checkpoint file."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
+from emg_lens.cli import build_parser, common, main
+from emg_lens.config import EncoderConfig
+from emg_lens.data.registry import DATASETS, REGISTRY
+from emg_lens.data.window_build import WINDOW_STORE_SOURCES
+from emg_lens.data.windows import SPLIT_REPETITIONS
+from emg_lens.models import CLASSIFIERS, TinyMyo
+
+CURSOR_UP = "\x1b[A"
+
+
+def _subparsers(
+    parser: argparse.ArgumentParser, path: str = ""
+) -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)command's parser, by its command path ("study check")."""
+    found = {path: parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= _subparsers(sub, f"{path} {name}".strip())
+    return found
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["study", "--help"], ["finetune", "--help"]])
+def test_help_imports_neither_torch_nor_transformer_lens(argv):
+    code = (
+        "import sys\n"
+        "from emg_lens.cli import build_parser\n"
+        "try:\n"
+        f"    build_parser().parse_args({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('torch', 'transformer_lens', 'numpy') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: emg-lens" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_parsers_light_copies_of_names_agree_with_the_library():
+    assert common.DATASET_NAMES == DATASETS
+    synthesized = tuple(n for n in DATASETS if REGISTRY[n].synthesize is not None)
+    assert synthesized == common.SYNTH_FORMATS
+    assert common.WINDOW_STORE_SOURCES == WINDOW_STORE_SOURCES
+    assert common.SPLIT_REPETITIONS == SPLIT_REPETITIONS
+    assert common.CLASSIFIERS == CLASSIFIERS
+    parsers = _subparsers(build_parser())
+    dataset = next(a for a in parsers["train"]._actions if "--dataset" in a.option_strings)
+    assert tuple(dataset.choices) == DATASETS
+
+
+# ----------------------------------------------------------------------------- help text
+
+
+def test_top_level_help_describes_the_tool_and_lists_every_command_on_one_line():
+    text = build_parser().format_help()
+    assert "mechanistic interpretability" in text and "``" not in text
+    commands = [p for p in _subparsers(build_parser()) if p and " " not in p]
+    for command in commands:
+        assert any(line.split()[:1] == [command] for line in text.splitlines()), command
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_demo_help_describes_every_option_and_shows_its_default():
+    demo = _subparsers(build_parser())["demo"]
+    text = demo.format_help()
+    for action in demo._actions:
+        assert action.help, action.option_strings
+        for flag in action.option_strings:
+            assert flag in text
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in text, action.option_strings
+    assert "(default: runs/demo)" in text and "(default: 30)" in text
+
+
+def test_every_option_of_every_command_has_a_help_string():
+    for path, parser in _subparsers(build_parser()).items():
+        assert isinstance(parser.formatter_class, type)
+        assert issubclass(parser.formatter_class, argparse.ArgumentDefaultsHelpFormatter), path
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{path}: {action.option_strings or action.dest}"
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+@pytest.mark.slow
+def test_train_into_a_pipe_and_inspect_print_steps_without_terminal_junk(tmp_path, capsys):
+    models = tmp_path / "models"
+    argv = ["train", "--out", str(models), "--preset", "tiny", "--epochs", "1"]
+    argv += ["--n-subjects", "1", "--subjects", "1"]
+    code = f"from emg_lens.cli import main; raise SystemExit(main({argv!r}))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert CURSOR_UP not in run.stdout + run.stderr and "test_accuracy" in run.stdout
+
+    out = tmp_path / "inspect"
+    checkpoint = models / "subject_1"
+    assert (
+        main(["inspect", "--checkpoint", str(checkpoint), "--out", str(out), "--n-windows", "8"])
+        == 0
+    )
+    printed = capsys.readouterr()
+    steps = [line[:5] for line in printed.out.splitlines() if line[:1] == "["]
+    assert steps == [f"[{i}/5]" for i in range(1, 6)]
+    assert CURSOR_UP not in printed.out + printed.err
+
+
+# ----------------------------------------------------------------------------- study check
+
+
+def _ablation_study(tmp_path, edges: str, models: str = "none"):
+    spec = tmp_path / "study.toml"
+    spec.write_text(
+        f'name = "s"\nmodels = "{tmp_path / models}"\n\n'
+        f'[[interventions]]\nname = "cut"\nedges = "{edges}"\n'
+    )
+    return str(spec)
+
+
+def test_study_check_refuses_an_unknown_group_before_anything_runs(tmp_path, capsys):
+    assert main(["study", "check", _ablation_study(tmp_path, "between(emg, accel)")]) == 2
+    err = capsys.readouterr().err
+    assert "intervention 'cut'" in err and "'accel'" in err and "preset 'demo'" in err
+    assert main(["study", "check", _ablation_study(tmp_path, "between(emg, acc)")]) == 0
+    assert "conditions per subject" in capsys.readouterr().out
+    # a preset whose montage has no ACC: the same expression is refused
+    tinymyo = _ablation_study(tmp_path, "between(emg, acc)")
+    assert main(["study", "check", tinymyo, "--preset", "tinymyo"]) == 2
+    assert "'acc'" in capsys.readouterr().err
+
+
+def test_study_check_uses_the_layout_of_the_models(tmp_path, capsys):
+    from emg_lens.checkpoints import save_checkpoint
+    from emg_lens.models import IsoNet
+
+    cfg = EncoderConfig.preset("tiny", modalities={"emg": 4, "force": 2})
+    save_checkpoint(IsoNet(cfg), tmp_path / "models" / "subject_1")
+    spec = _ablation_study(tmp_path, "between(emg, acc)", models="models")
+    assert main(["study", "check", spec]) == 2
+    assert "'acc'" in capsys.readouterr().err
+    spec = _ablation_study(tmp_path, "between(emg, force)", models="models")
+    assert main(["study", "check", spec]) == 0
+    assert "the models' size and layout" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- BioFoundation
+
+
+def test_finetune_from_a_biofoundation_checkpoint(tmp_path, capsys):
+    sizes = {"d_model": 32, "d_head": 8, "n_heads": 4, "d_mlp": 64, "n_layers": 1, "seed": 0}
+    cfg = EncoderConfig.preset("tinymyo", **sizes, modalities={"emg": 12}, n_samples=100)
+    source = TinyMyo(cfg, task="reconstruction")  # a pretraining checkpoint: no classifier
+    file = tmp_path / "tinymyo.ckpt"
+    torch.save({"state_dict": source.to_biofoundation()}, file)
+    out = tmp_path / "tuned"
+    argv = ["finetune", "--from-biofoundation", str(file), "--out", str(out), "--n-heads", "4"]
+    argv += ["--window", "100", "--epochs", "2", "--movement-seconds", "0.5"]
+    argv += ["--n-gestures", "3", "--linear-probe", "--quiet"]
+    assert main(argv) == 0
+    assert f"linear probe from {file}" in capsys.readouterr().out
+    tuned = load_checkpoint(out)
+    assert tuned.task == "classification" and tuned.cfg.n_classes == 3  # a new head
+    assert torch.equal(tuned.blocks[0].attn.W_Q, source.blocks[0].attn.W_Q)  # frozen encoder
+    assert read_checkpoint_info(out)["metadata"]["pretrained"] == str(file)
+
+    with pytest.raises(SystemExit):  # one starting point only
+        build_parser().parse_args([*argv, "--checkpoint", str(tmp_path)])
+    assert (
+        main(["finetune", "--from-biofoundation", str(tmp_path / "x.bin"), "--out", str(out)]) == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
