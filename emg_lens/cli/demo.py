@@ -49,6 +49,7 @@ def cmd_demo(args: argparse.Namespace):
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.planted import format_findings, kind_groups, planted_findings
+    from emg_lens.studies.result import correction_phrase
     from emg_lens.train import TrainConfig, train_subjects
 
     t0 = time.time()
@@ -88,7 +89,7 @@ def cmd_demo(args: argparse.Namespace):
     print(
         f"{spec.name}: baseline {spec.metric} ({spec.return_type}) "
         f"{result.baseline.mean():.3f} over {len(result.baseline)} subjects "
-        f"({spec.stats.test}, {spec.stats.correction} per {spec.stats.family})"
+        f"({spec.stats.test}, {correction_phrase(spec.stats)})"
     )
     print(result.table3().to_string(index=False))
     print(result.power_note())

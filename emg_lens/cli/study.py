@@ -86,6 +86,7 @@ def _training_overrides(args: argparse.Namespace, spec: Any, allowed: tuple[str,
 
 def cmd_study_run(args: argparse.Namespace):
     from emg_lens.studies import TrainingStudySpec, load_spec, run_study, run_training_study
+    from emg_lens.studies.result import correction_phrase
 
     spec = load_spec(args.spec)
     overrides = _training_overrides(args, spec)
@@ -112,7 +113,7 @@ def cmd_study_run(args: argparse.Namespace):
     print(f"cells: {result.reused} reused, {result.recomputed} recomputed{stale}")
     print(
         f"{spec.name}: baseline {spec.metric} {result.baseline.mean():.3f} over "
-        f"{len(result.baseline)} subjects ({spec.stats.test}, {spec.stats.correction})"
+        f"{len(result.baseline)} subjects ({spec.stats.test}, {correction_phrase(spec.stats)})"
     )
     print(result.table3().to_string(index=False))
     print(result.power_note())

@@ -199,6 +199,21 @@ def write_study_files(
     return written + save_figures(figures(), out)
 
 
+def correction_phrase(stats: StatsSpec) -> str:
+    """How the correction is applied, in words.
+
+    >>> correction_phrase(StatsSpec(correction="holm", family="all"))
+    'holm over all comparisons'
+    >>> correction_phrase(StatsSpec())
+    'bonferroni over the comparisons of each mode'
+    """
+    if stats.correction == "none":
+        return "no multiple-comparison correction"
+    if stats.family == "all":
+        return f"{stats.correction} over all comparisons"
+    return f"{stats.correction} over the comparisons of each {stats.family}"
+
+
 @dataclass
 class StudyResult:
     """What a study produced. `figures` draws; `save` writes everything to a folder."""
@@ -223,7 +238,10 @@ class StudyResult:
         """The paper's Table-3 layout: one row per (mode, layer), one column per intervention,
         cells ``"Δ% stars"``."""
         s = self.summary
-        layer = s["layer"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+        # one layer, or the layer set of an "all" / "explicit" / range condition
+        layer = [
+            str(layers) if pd.isna(v) else str(int(v)) for v, layers in zip(s["layer"], s["layers"])
+        ]
         cell = s["delta_pct"].map(lambda d: f"{d:+.1f}%") + " " + s["stars"]
         wide = s.assign(layer=layer, cell=cell).pivot_table(
             index=["mode", "layer", "heads"],
@@ -291,14 +309,14 @@ class StudyResult:
         head = (
             f"# {self.spec.name}\n\nBaseline {self.spec.metric}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
-            f"{self.spec.stats.test}, {self.spec.stats.correction} over each "
-            f"{self.spec.stats.family}.\n\n{self.power_note()}\n\n"
+            f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}."
+            f"\n\n{self.power_note()}\n\n"
             "Δ% = 100 (masked − baseline) / baseline of the means, with a bootstrap 95% "
             "interval over subjects (ci_low, ci_high); r_rb: rank-biserial effect size "
             "(−1: every masked value below every baseline value).\n"
         )
         cols = [
-            *("intervention", "mode", "layer", "heads", "n", "mean", "delta_pct"),
+            *("intervention", "mode", "layer", "layers", "heads", "n", "mean", "delta_pct"),
             *("ci_low", "ci_high", "r_rb", "U", "p", "p_corr", "stars"),
         ]
         return head + "\n" + markdown_table(self.summary[cols]) + "\n"

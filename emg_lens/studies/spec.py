@@ -139,6 +139,41 @@ class StatsSpec:
         return spec
 
 
+def _head_sets(heads: Any) -> tuple[tuple[int, ...] | None, ...]:
+    """``heads`` as head sets: a list of head lists and/or ``"all"``; a flat list of ints is
+    one head set (``heads = [0, 1]`` means ``[[0, 1]]``).
+
+    >>> _head_sets([0, 1]), _head_sets(["all", [2]])
+    (((0, 1),), (None, (2,)))
+    """
+    accepted = "a list of head sets, e.g. [[0, 1], 'all'], or one head set such as [0, 1]"
+    if not isinstance(heads, list) or not heads:
+        raise SpecError(f"heads must be {accepted}; got {heads!r}")
+    if all(isinstance(h, int) and not isinstance(h, bool) for h in heads):
+        heads = [heads]  # one head set written flat
+    elif any(isinstance(h, int) for h in heads):
+        raise SpecError(f"heads mixes head indices and head sets ({heads!r}); write {accepted}")
+    sets = tuple(
+        None if h in (None, "all") else int_list(h, f"heads[{i}]") for i, h in enumerate(heads)
+    )
+    reject_repeats("heads", [h if h is None else tuple(sorted(h)) for h in sets])
+    return sets
+
+
+def _refuse_heads_twice(heads: tuple, interventions: tuple[Intervention, ...]) -> None:
+    """Head subsets given at the top level *and* inside an edge expression would be applied
+    twice (intersected): refuse, naming the intervention."""
+    if all(h is None for h in heads):
+        return
+    for i in interventions:
+        if i.edges is not None and "heads(" in i.edges:
+            raise SpecError(
+                f"intervention {i.name!r} names heads in its edges ({i.edges!r}) and the study "
+                f"also sets heads = {[list(h) if h else 'all' for h in heads]}: the two would "
+                "be intersected; give heads in one place only"
+            )
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """A whole study. ``source_dir`` (where the file was) resolves ``hook`` paths and is not
@@ -186,13 +221,8 @@ class StudySpec:
         names = [i.name for i in interventions]
         if len(set(names)) != len(names):
             raise SpecError(f"intervention names must be unique, got {names}")
-        heads = data.get("heads", [None])
-        if not isinstance(heads, list) or not heads:
-            raise SpecError("heads must be a list of head lists (or 'all')")
-        heads = tuple(
-            None if h in (None, "all") else int_list(h, f"heads[{i}]") for i, h in enumerate(heads)
-        )
-        reject_repeats("heads", [h if h is None else tuple(sorted(h)) for h in heads])
+        heads = _head_sets(data.get("heads", [None]))
+        _refuse_heads_twice(heads, interventions)
         subjects = data.get("subjects")
         return cls(
             name=data["name"],

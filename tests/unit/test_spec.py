@@ -109,11 +109,15 @@ BAD_SPECS = {
         _intervention(zero_modality=3),
         ["interventions[0].zero_modality", "modality name", "3"],
     ),
-    "heads not a list": (_with(heads="0,1"), ["heads", "list of head lists"]),
-    "heads a flat list": (_with(heads=[0, 1]), ["heads[0]", "list of integers", "got 0"]),
+    "heads not a list": (_with(heads="0,1"), ["heads", "list of head sets", "'0,1'"]),
+    "heads mixing indices and sets": (_with(heads=[0, [1]]), ["heads", "mixes", "[0, [1]]"]),
+    "heads twice": (
+        _with(heads=[[1]], interventions=[{"name": "c", "edges": "cross_modal & heads(0)"}]),
+        ["intervention 'c'", "heads(0)", "heads = [[1]]", "one place only"],
+    ),
     "heads with a string": (_with(heads=[[0, "1"]]), ["heads[0]", "list of integers", "'1'"]),
     "heads with a bool": (_with(heads=["all", [True]]), ["heads[1]", "list of integers"]),
-    "heads empty": (_with(heads=[]), ["heads", "list of head lists"]),
+    "heads empty": (_with(heads=[]), ["heads", "list of head sets"]),
     "name baseline": (
         _intervention(name="baseline", edges="cross_modal"),
         ["interventions[0].name", "'baseline'"],
@@ -178,6 +182,16 @@ def test_layer_out_of_range_raises_at_expand_grid():
         expand_grid(explicit, n_layers=5, n_heads=4)
 
 
+def test_a_flat_heads_list_is_one_head_set():
+    assert StudySpec.from_dict(_with(heads=[0, 1])).heads == ((0, 1),)
+    assert StudySpec.from_dict(_with(heads=[[0, 1]])).heads == ((0, 1),)
+    # heads inside the expression alone, or with only "all" at the top level, are fine
+    spec = StudySpec.from_dict(
+        _with(heads=["all"], interventions=[{"name": "c", "edges": "cross_modal & heads(0)"}])
+    )
+    assert spec.interventions[0].edges == "cross_modal & heads(0)"
+
+
 def test_heads_out_of_range_raises_at_expand_grid():
     spec = StudySpec.from_dict(_with(heads=["all", [0, 4]]))
     assert expand_grid(spec, n_layers=2, n_heads=8)
@@ -235,7 +249,7 @@ FULL = {
     "heads": ["all", [0, 2], [1]],
     "interventions": [
         {"name": "uni", "edges": "unimodal"},
-        {"name": "cross", "edges": "cross_modal & heads(0,2)"},
+        {"name": "cross", "edges": "cross_modal"},
         {"name": "acc_off", "zero_modality": "acc"},
         {"name": "custom", "hook": "hooks/x.py:edges"},
     ],
@@ -293,7 +307,7 @@ edges = "unimodal"
 
 [[interventions]]
 name = "cross"
-edges = "cross_modal & heads(0,2)"
+edges = "cross_modal"
 
 [[interventions]]
 name = "acc_off"

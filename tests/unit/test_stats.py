@@ -404,3 +404,25 @@ def test_class_delta_figure_draws_the_chosen_conditions():
     plt.close(default)
     with pytest.raises(ArgumentError, match="not in this study"):
         class_deltas(result, ["nope"])
+
+
+def test_tables_name_the_layer_set_of_multi_layer_conditions_and_the_correction(monkeypatch):
+    from emg_lens.studies import StudyResult, StudySpec
+
+    table = _with_class_counts()
+    table.loc[table["mode"] == "all", "layers"] = "0,1,2"  # an all-layers condition
+    spec = StudySpec.from_dict(
+        {
+            "name": "t",
+            "models": "x",
+            "interventions": [{"name": "uni", "edges": "unimodal"}],
+            "stats": {"correction": "holm", "family": "all"},
+        }
+    )
+    result = StudyResult.from_table(spec, table)
+    wide = result.table3()
+    assert set(wide.loc[wide["mode"] == "all", "layer"]) == {"0,1,2"}  # not blank
+    markdown = result.to_markdown()
+    assert "holm over all comparisons" in markdown
+    header = next(line for line in markdown.splitlines() if line.startswith("| intervention"))
+    assert "| layer | layers |" in header
