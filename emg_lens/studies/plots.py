@@ -60,8 +60,7 @@ def draw_box(
     """
     if not 0 <= slot < n_slots:
         raise ArgumentError(f"slot must be in 0..n_slots-1 = 0..{n_slots - 1}, got {slot}")
-    width = 0.8 / n_slots
-    x = group + (slot - (n_slots - 1) / 2) * width
+    x, width = _slot_position(group, slot, n_slots)
     color = COLORS[slot % len(COLORS)]
     ax.boxplot(
         values,
@@ -74,16 +73,27 @@ def draw_box(
         showfliers=jitter is None,
     )
     if jitter is not None:
-        ax.scatter(
-            x + jitter.uniform(-0.15, 0.15, len(values)) * width,
-            values,
-            s=8,
-            color=color,
-            edgecolor="black",
-            linewidth=0.3,
-            zorder=3,
-        )
+        _subject_dots(ax, x, width, values, color, jitter)
     return x
+
+
+def _slot_position(group: float, slot: int, n_slots: int) -> tuple[float, float]:
+    """x of slot ``slot`` of ``n_slots`` side-by-side marks around ``group``, and their width."""
+    width = 0.8 / n_slots
+    return group + (slot - (n_slots - 1) / 2) * width, width
+
+
+def _subject_dots(ax, x: float, width: float, values, color, jitter) -> None:
+    """One dot per subject at ``x``, scattered sideways within the mark's width."""
+    ax.scatter(
+        x + jitter.uniform(-0.15, 0.15, len(values)) * width,
+        values,
+        s=8,
+        color=color,
+        edgecolor="black",
+        linewidth=0.3,
+        zorder=3,
+    )
 
 
 def legend_patches(n_slots: int) -> list[plt.Rectangle]:
@@ -237,14 +247,13 @@ def class_deltas(
     classes = sorted(per_class["class"].unique())
     fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(classes) * max(len(chosen), 1) + 2), 3.8))
     jitter = np.random.default_rng(0)
-    width = 0.8 / max(len(chosen), 1)
     for j, row in enumerate(chosen.itertuples(index=False)):
         masked = per_class[per_class["key"] == row.key].set_index(["subject", "class"])
         delta = 100 * (masked["accuracy"] - base["accuracy"].reindex(masked.index))
         color = COLORS[j % len(COLORS)]
         for c in classes:
             values = delta.xs(c, level="class").dropna().to_numpy()
-            x = c + (j - (len(chosen) - 1) / 2) * width
+            x, width = _slot_position(c, j, max(len(chosen), 1))
             label = condition_label(pd.Series(row._asdict())) if c == classes[0] else None
             ax.bar(
                 x,
@@ -254,15 +263,7 @@ def class_deltas(
                 alpha=BOX_ALPHA,
                 label=label,
             )
-            ax.scatter(
-                x + jitter.uniform(-0.2, 0.2, len(values)) * width,
-                values,
-                s=7,
-                color=color,
-                edgecolor="black",
-                linewidth=0.3,
-                zorder=3,
-            )
+            _subject_dots(ax, x, width, values, color, jitter)
     names = class_names or {}
     ax.set_xticks(classes, [names.get(int(c), str(c)) for c in classes], fontsize=8)
     ax.axhline(0, color="0.3", lw=0.8)
