@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _private_preprocessing_cache(tmp_path_factory, monkeypatch):
-    """Point the on-disk preprocessing cache at a per-session temporary folder, so test runs
-    never fill (or read stale entries from) the user's ``runs/cache``."""
-    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path_factory.getbasetemp() / "emg_lens_cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _private_caches(tmp_path_factory):
+    """Point the preprocessing cache (``$EMG_LENS_CACHE``) and the user cache directory
+    (``$XDG_CACHE_HOME``, where the cache goes when a test unsets ``EMG_LENS_CACHE``) at this
+    session's temporary folder, for the whole session and its subprocesses, so test runs never
+    fill the user's cache or read stale entries from it. A test that sets its own (with
+    ``monkeypatch``) wins for its duration."""
+    base = tmp_path_factory.getbasetemp()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMG_LENS_CACHE", str(base / "emg_lens_cache"))
+        patch.setenv("XDG_CACHE_HOME", str(base / "xdg_cache"))
+        yield

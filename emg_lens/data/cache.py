@@ -8,6 +8,13 @@ source with its preprocessing, the subject, the content of every file read, `CAC
 and the source code of the modules that read and preprocess the data (the registry entry's
 ``cache_modules``).
 
+The cache lives in the user's cache directory (`default_cache_dir`), never in a dataset's
+folder, so read-only and shared data folders work. It is capped in size (`cache_max_bytes`):
+after each write, `evict` removes the least recently used entries (a read counts as a use)
+until the rest fit. Several processes may share one cache folder: a reader sees a whole entry
+or none, and eviction only removes entries whose JSON exists, JSON first, so it never removes
+an entry being written.
+
 >>> import tempfile
 >>> from emg_lens.data.datasets import data_source
 >>> source = data_source("synthetic")
@@ -22,11 +29,14 @@ and the source code of the modules that read and preprocess the data (the regist
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
 import json
 import os
+import re
+import time
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -35,16 +45,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 
-from emg_lens._io import atomic_write, file_digest
+from emg_lens._io import TEMP_SUFFIX, atomic_write, file_digest, pid_alive
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import dataset_info
+from emg_lens.errors import ArgumentError
 
 __all__ = [
     "CACHE_ENV",
+    "CACHE_MAX_ENV",
     "CACHE_VERSION",
+    "DEFAULT_MAX_GB",
     "cache_key",
+    "cache_max_bytes",
     "default_cache_dir",
+    "evict",
     "read_entry",
     "source_files",
     "write_entry",
@@ -58,23 +74,37 @@ CACHE_ENV = "EMG_LENS_CACHE"
 """Environment variable: ``0`` (or ``off``/``false``/``no``) turns the default cache off; a
 folder path puts the default cache there."""
 
+CACHE_MAX_ENV = "EMG_LENS_CACHE_MAX_GB"
+"""Environment variable: the cache's size cap in GB (10^9 bytes), e.g. ``2.5``."""
+
+DEFAULT_MAX_GB = 10.0
+"""The size cap when neither ``cache_max_gb=`` nor ``$EMG_LENS_CACHE_MAX_GB`` says one."""
+
+ORPHAN_AGE_S = 3600.0
+"""Age after which `evict` takes a half-written entry (arrays without JSON) or a temporary
+file whose writer is gone for the leftover of a killed process. A live write is never that
+old: its JSON follows its arrays at once."""
+
+_ENTRY_STEM = re.compile(r".+_s\d+_[0-9a-f]{20}")  # what load_subject names an entry
+
 _PREPROCESS_MODULES = ("emg_lens.data.recording", "emg_lens.data.preprocess")
 _JSON_FIELDS = ("subject", "modalities", "classes", "meta")
 _ARRAY_FIELDS = tuple(f.name for f in fields(SubjectData) if f.name not in _JSON_FIELDS)
 
 
-def default_cache_dir(
-    source: dict[str, Any], environ: Mapping[str, str] | None = None
-) -> Path | None:
-    """Where `emg_lens.data.datasets.load_subject` caches a source by default:
-    ``$EMG_LENS_CACHE`` if set (``0``: nowhere), else ``<root>/.emg_lens_cache`` for a dataset
-    read from a root and ``runs/cache`` for one generated (synthetic data). ``environ``: the
-    environment to read (default `os.environ`).
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where `emg_lens.data.datasets.load_subject` caches preprocessed subjects by default:
+    ``$EMG_LENS_CACHE`` if set (``0``: nowhere), else ``preprocessed/`` in the user cache
+    directory (`platformdirs.user_cache_dir`: ``$XDG_CACHE_HOME/emg_lens`` or
+    ``~/.cache/emg_lens`` on Linux, ``~/Library/Caches/emg_lens`` on macOS). Never a dataset's
+    own folder. ``environ``: where to read ``$EMG_LENS_CACHE`` (default `os.environ`).
 
-    >>> default_cache_dir({"dataset": "hdsemg", "root": "/data/hdsemg"}, {}).as_posix()
-    '/data/hdsemg/.emg_lens_cache'
-    >>> default_cache_dir({"dataset": "synthetic"}, {"EMG_LENS_CACHE": "off"}) is None
+    >>> default_cache_dir({"EMG_LENS_CACHE": "/scratch/cache"}).as_posix()
+    '/scratch/cache'
+    >>> default_cache_dir({"EMG_LENS_CACHE": "off"}) is None
     True
+    >>> default_cache_dir({}).parts[-2:]
+    ('emg_lens', 'preprocessed')
     """
     environ = os.environ if environ is None else environ
     setting = environ.get(CACHE_ENV, "").strip()
@@ -82,9 +112,34 @@ def default_cache_dir(
         return None
     if setting:
         return Path(setting)
-    if not dataset_info(source.get("dataset")).needs_root:
-        return Path("runs/cache")
-    return Path(source["root"]) / ".emg_lens_cache"
+    return Path(platformdirs.user_cache_dir("emg_lens")) / "preprocessed"
+
+
+def cache_max_bytes(max_gb: float | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """The cache's size cap in bytes: ``max_gb`` if given, else ``$EMG_LENS_CACHE_MAX_GB``,
+    else `DEFAULT_MAX_GB` (GB are 10^9 bytes). A negative or non-numeric cap is an
+    `ArgumentError`.
+
+    >>> cache_max_bytes(environ={}), cache_max_bytes(0.5, environ={})
+    (10000000000, 500000000)
+    >>> cache_max_bytes(environ={"EMG_LENS_CACHE_MAX_GB": "2"})
+    2000000000
+    """
+    environ = os.environ if environ is None else environ
+    where = "cache_max_gb"
+    if max_gb is None and environ.get(CACHE_MAX_ENV, "").strip():
+        max_gb, where = environ[CACHE_MAX_ENV].strip(), f"${CACHE_MAX_ENV}"
+    if max_gb is None:
+        max_gb = DEFAULT_MAX_GB
+    try:
+        value = float(max_gb)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):  # NaN fails the comparison
+        raise ArgumentError(
+            f"{where} must be a size in GB, a finite number >= 0 (e.g. 2.5), got {max_gb!r}"
+        )
+    return int(value * 1e9)
 
 
 def source_files(source: dict[str, Any], subject: int) -> list[Path]:
@@ -132,8 +187,9 @@ def _code_fingerprint(dataset: str) -> str:
 
 
 def read_entry(stem: Path, key: str) -> SubjectData | None:
-    """The entry at ``stem`` if it was written under ``key``; None when it is absent, stale
-    (another key) or unreadable (with a warning: the caller preprocesses again)."""
+    """The entry at ``stem`` if it was written under ``key``, marked as just used (for
+    `evict`); None when it is absent, half-written, stale (another key), removed meanwhile by
+    another process's `evict`, or unreadable (with a warning: the caller preprocesses again)."""
     info_path, arrays_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
     if not info_path.is_file():  # written last: no JSON, no complete entry
         return None
@@ -143,7 +199,9 @@ def read_entry(stem: Path, key: str) -> SubjectData | None:
             return None
         with np.load(arrays_path, allow_pickle=False) as arrays:
             loaded = {name: arrays[name] for name in _ARRAY_FIELDS}
-        return SubjectData(**{name: info[name] for name in _JSON_FIELDS}, **loaded)
+        data = SubjectData(**{name: info[name] for name in _JSON_FIELDS}, **loaded)
+    except FileNotFoundError:  # evicted between our look and our read: a plain miss
+        return None
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         warnings.warn(
             f"ignoring the unreadable preprocessing cache entry {stem} "
@@ -151,6 +209,11 @@ def read_entry(stem: Path, key: str) -> SubjectData | None:
             stacklevel=3,
         )
         return None
+    # The JSON's modification time is the entry's last use; a read-only cache, or one
+    # evicted just now, still gave good data.
+    with contextlib.suppress(OSError):
+        os.utime(info_path)
+    return data
 
 
 def write_entry(stem: Path, key: str, data: SubjectData) -> None:
@@ -167,3 +230,73 @@ def write_entry(stem: Path, key: str, data: SubjectData) -> None:
     atomic_write(stem.with_suffix(".npz"), write_arrays)
     info = {"key": key, **{name: getattr(data, name) for name in _JSON_FIELDS}}
     atomic_write(stem.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(info)))
+
+
+def evict(folder: str | Path, max_bytes: int) -> list[Path]:
+    """Remove the least recently used entries of the cache in ``folder`` (by the modification
+    time of their JSON, which `write_entry` and `read_entry` refresh) until the entries left
+    take at most ``max_bytes``; also removes what killed writers left (`ORPHAN_AGE_S`).
+    Returns the files removed.
+
+    Safe while other processes read and write the folder: an entry without its JSON is one
+    being written, never removed (until it is an orphan), and an entry is removed JSON first,
+    so a reader sees the whole entry or a miss. Only files named as `load_subject` names
+    entries are touched.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> data = SubjectData(1, {"emg": 2}, [0, 3], np.zeros((1, 2, 4), np.float32),
+    ...                    np.zeros(1, int), np.ones(1, int), np.ones((1, 2, 4), np.float32),
+    ...                    np.zeros(1, int), np.full(1, 2), {"note": "x"})
+    >>> for n, last_used in ((1, 100), (2, 200)):
+    ...     write_entry(folder / f"demo_s{n}_{'0' * 20}", "key", data)
+    ...     os.utime(folder / f"demo_s{n}_{'0' * 20}.json", (last_used, last_used))
+    >>> one_entry = sum(p.stat().st_size for p in folder.glob("demo_s2_*"))
+    >>> [p.name for p in evict(folder, max_bytes=one_entry)]  # subject 1: used longest ago
+    ['demo_s1_00000000000000000000.json', 'demo_s1_00000000000000000000.npz']
+    """
+    folder = Path(folder)
+    removed = _remove_orphans(folder)
+    entries = []  # (last use, size, json, npz) of each complete entry
+    for info in folder.glob("*.json"):
+        arrays = info.with_suffix(".npz")
+        if not _ENTRY_STEM.fullmatch(info.stem):
+            continue
+        try:
+            st = info.stat()
+            size = st.st_size + (arrays.stat().st_size if arrays.exists() else 0)
+        except FileNotFoundError:  # another process evicted it meanwhile
+            continue
+        entries.append((st.st_mtime, size, info, arrays))
+    total = sum(size for _, size, _, _ in entries)
+    for _, size, info, arrays in sorted(entries, key=lambda e: (e[0], e[2].name)):
+        if total <= max_bytes:
+            break
+        for path in (info, arrays):  # JSON first: from now on readers see a miss
+            if path.exists():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        total -= size
+    return removed
+
+
+def _remove_orphans(folder: Path) -> list[Path]:
+    """Arrays without JSON and temporary files whose writer is gone, both older than
+    `ORPHAN_AGE_S`: what a process killed mid-write leaves behind."""
+    removed, now = [], time.time()
+    for path in [*folder.glob("*.npz"), *folder.glob(f"*.*.*{TEMP_SUFFIX}")]:
+        name, _, pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")
+        if path.suffix == ".npz":
+            stem, orphan = path.stem, not path.with_suffix(".json").exists()
+        else:  # <stem>.npz.<pid>.tmp or <stem>.json.<pid>.tmp (emg_lens._io.atomic_write)
+            stem, kind = name.rsplit(".", 1) if "." in name else (name, "")
+            orphan = kind in ("npz", "json") and pid.isdigit() and not pid_alive(int(pid))
+        if not (orphan and _ENTRY_STEM.fullmatch(stem)):
+            continue
+        try:
+            if now - path.stat().st_mtime > ORPHAN_AGE_S:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another process removed it first
+            continue
+    return removed

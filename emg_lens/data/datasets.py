@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.data.cache import CACHE_ENV, cache_key, default_cache_dir, read_entry, write_entry
+from emg_lens.data.cache import (
+    CACHE_ENV,
+    CACHE_MAX_ENV,
+    cache_key,
+    cache_max_bytes,
+    default_cache_dir,
+    evict,
+    read_entry,
+    write_entry,
+)
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
 from emg_lens.data.registry import DATASETS, WINDOW_DATASETS, dataset_info
@@ -121,15 +130,22 @@ def load_recording(source: dict[str, Any], subject: int) -> Recording:
 
 
 def load_subject(
-    source: dict[str, Any], subject: int, *, cache_dir: str | Path | None = "auto"
+    source: dict[str, Any],
+    subject: int,
+    *,
+    cache_dir: str | Path | None = "auto",
+    cache_max_gb: float | None = None,
 ) -> SubjectData:
     """Load and preprocess one subject of a data source, through the on-disk cache.
 
     ``cache_dir``: a folder; ``None`` for no cache; ``"auto"`` for `default_cache_dir` (the
-    `WINDOW_DATASETS`, whose windows exist already, are never cached). A cached subject is
-    used only when everything it was made from is unchanged (`emg_lens.data.cache.cache_key`);
-    a cache that cannot be written is skipped with a warning. The returned ``meta`` is
-    JSON-normalised (lists, not tuples) whether it came from the cache or not.
+    user cache directory, or ``$EMG_LENS_CACHE``; the `WINDOW_DATASETS`, whose windows exist
+    already, are never cached). A cached subject is used only when everything it was made from
+    is unchanged (`emg_lens.data.cache.cache_key`); a cache that cannot be written is skipped
+    with a warning. After a write, the least recently used entries beyond ``cache_max_gb``
+    (default ``$EMG_LENS_CACHE_MAX_GB``, else 10 GB) are removed (`emg_lens.data.cache.evict`).
+    The returned ``meta`` is JSON-normalised (lists, not tuples) whether it came from the cache
+    or not.
 
     >>> import tempfile
     >>> source = data_source(
@@ -145,7 +161,8 @@ def load_subject(
     """
     if dataset_info(source.get("dataset")).window_source:  # windows made already: no cache
         return _normalised(_window_subject(source, subject))
-    folder = default_cache_dir(source) if cache_dir == "auto" else cache_dir
+    max_bytes = cache_max_bytes(cache_max_gb)  # a bad cap fails before any work
+    folder = default_cache_dir() if cache_dir == "auto" else cache_dir
     if folder is None:
         return _normalised(_prepare(source, subject))
     folder = Path(folder)
@@ -157,10 +174,20 @@ def load_subject(
     data = _normalised(_prepare(source, subject))
     try:
         write_entry(stem, key, data)
+        size = sum(stem.with_suffix(s).stat().st_size for s in (".npz", ".json"))
+        evict(folder, max_bytes)
     except OSError as exc:
         warnings.warn(
             f"cannot write the preprocessing cache {stem}.npz ({type(exc).__name__}: {exc}); "
             f"continuing without it. Set {CACHE_ENV} to a writable folder, or to 0.",
+            stacklevel=2,
+        )
+        return data
+    if size > max_bytes:  # so evict removed it again
+        warnings.warn(
+            f"a preprocessed subject takes {size:,} bytes, more than the preprocessing cache's "
+            f"cap of {max_bytes:,} bytes, so it is not cached; raise {CACHE_MAX_ENV} (in GB) "
+            "or cache_max_gb=",
             stacklevel=2,
         )
     return data

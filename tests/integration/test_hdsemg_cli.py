@@ -9,6 +9,7 @@ import pytest
 
 import emg_lens.data.preprocess as preprocess
 from emg_lens.cli import main
+from emg_lens.data.cache import default_cache_dir
 from emg_lens.data.hdsemg import load_hdsemg
 
 STUDY = Path(__file__).resolve().parents[2] / "studies" / "isonet_table3.toml"
@@ -16,7 +17,8 @@ STUDY = Path(__file__).resolve().parents[2] / "studies" / "isonet_table3.toml"
 
 @pytest.mark.slow
 def test_synth_train_evaluate_study_on_hdsemg_files(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("EMG_LENS_CACHE", raising=False)
+    monkeypatch.delenv("EMG_LENS_CACHE", raising=False)  # the default: the user cache dir
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     data, models = tmp_path / "data", tmp_path / "models"
     synth = ["--format", "hdsemg", "--out", str(data), "--n-subjects", "1"]
     assert main(["synth", *synth, "--n-gestures", "4", "--movement-seconds", "0.8"]) == 0
@@ -52,4 +54,6 @@ def test_synth_train_evaluate_study_on_hdsemg_files(tmp_path, monkeypatch, capsy
     study = ["study", "run", str(STUDY), "--models", str(models), "--out", str(tmp_path / "s")]
     assert main(study) == 0
     assert (tmp_path / "s" / "summary.csv").is_file()
-    assert len(list((data / ".emg_lens_cache").glob("*.npz"))) == 1
+    # One entry, in the user cache directory, none in the data folder.
+    assert len(list(default_cache_dir().glob("hdsemg_s1_*.npz"))) == 1
+    assert sorted(p.name for p in data.iterdir()) == ["s1.mat"]

@@ -10,7 +10,7 @@ import pytest
 import emg_lens.data.cache as cache_module
 import emg_lens.data.preprocess as preprocess
 from emg_lens import DataFormatError
-from emg_lens.data.cache import cache_key, default_cache_dir, source_files
+from emg_lens.data.cache import cache_key, source_files
 from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
 from emg_lens.data.hdsemg import find_subjects, subject_file
 from emg_lens.data.ninapro import write_ninapro_db2
@@ -157,18 +157,6 @@ def test_no_cache_when_disabled(tmp_path, monkeypatch, filter_calls, hdsemg):
     assert len(filter_calls) == 4
     assert _entries(tmp_path / "runs") == []
     assert _entries(tmp_path / "data") == ["s1.mat"]
-
-
-def test_default_locations(tmp_path, monkeypatch, hdsemg):
-    monkeypatch.chdir(tmp_path)
-    load_subject(hdsemg, 1)  # a real dataset: beside its files
-    assert len(_entries(tmp_path / "data" / ".emg_lens_cache")) == 2
-    load_subject(SYNTHETIC, 1)  # synthetic: under runs/
-    assert len(_entries(tmp_path / "runs" / "cache")) == 2
-    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "elsewhere"))
-    assert default_cache_dir(hdsemg) == tmp_path / "elsewhere"
-    load_subject(hdsemg, 1)
-    assert len(_entries(tmp_path / "elsewhere")) == 2
 
 
 def test_failed_write_leaves_nothing_behind_and_warns(hdsemg, tmp_path, monkeypatch):

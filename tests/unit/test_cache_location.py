@@ -1,0 +1,233 @@
+"""Where the preprocessing cache lives and how it stays small: the user cache directory (never
+a dataset's folder), ``EMG_LENS_CACHE`` as the override, a size cap with least-recently-used
+eviction, and entries that are whole or absent while several processes share the folder."""
+
+import multiprocessing
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import emg_lens.data.cache as cache_module
+import emg_lens.data.preprocess as preprocess
+from emg_lens import ArgumentError
+from emg_lens._io import pid_alive
+from emg_lens.data.cache import cache_key, evict, read_entry, write_entry
+from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
+from emg_lens.data.preprocess import PreprocessSpec, SubjectData
+from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
+
+SYNTHETIC = data_source(
+    "synthetic",
+    synthetic=SyntheticSpec(n_subjects=3, movement_seconds=0.5, rest_seconds=0.2),
+    preprocess=PreprocessSpec(segment=(0.1, 0.5), step=100),
+)
+
+HDSEMG_PREPROCESS = dataset_preprocess("hdsemg", segment="full", window=100, step=100)
+
+
+@pytest.fixture
+def user_cache(tmp_path, monkeypatch):
+    """No ``EMG_LENS_CACHE``, and a user cache directory of this test's own."""
+    monkeypatch.delenv("EMG_LENS_CACHE", raising=False)
+    monkeypatch.delenv("EMG_LENS_CACHE_MAX_GB", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "xdg" / "emg_lens" / "preprocessed"
+
+
+@pytest.fixture(scope="module")
+def hdsemg_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hdsemg")
+    spec = SyntheticHDsEMGSpec(n_subjects=1, n_gestures=2, movement_seconds=0.3, rest_seconds=0.1)
+    write_synthetic_hdsemg(spec, root)
+    return root
+
+
+@pytest.fixture
+def hdsemg(hdsemg_root):
+    return data_source("hdsemg", root=hdsemg_root, preprocess=HDSEMG_PREPROCESS)
+
+
+@pytest.fixture
+def filter_calls(monkeypatch):
+    """Counts the calls of filter_signals (each one means a subject was preprocessed)."""
+    calls = []
+    real = preprocess.filter_signals
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preprocess, "filter_signals", counting)
+    return calls
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def _entry(folder: Path, subject: int) -> Path:
+    (info,) = folder.glob(f"synthetic_s{subject}_*.json")
+    return info
+
+
+def test_the_default_cache_is_the_user_cache_dir_not_the_data_or_working_folder(
+    user_cache, tmp_path, hdsemg, hdsemg_root, filter_calls
+):
+    before = _names(hdsemg_root)
+    load_subject(hdsemg, 1)
+    load_subject(SYNTHETIC, 1)
+    assert [n.split("_s")[0] for n in _names(user_cache)] == ["hdsemg"] * 2 + ["synthetic"] * 2
+    assert _names(hdsemg_root) == before
+    assert _names(tmp_path) == ["xdg"]  # nothing in the working folder (no runs/cache)
+    load_subject(hdsemg, 1)
+    assert len(filter_calls) == 2  # the second hdsemg load came from the user cache
+
+
+def test_emg_lens_cache_wins_over_the_user_cache_dir(user_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "mine"))
+    load_subject(SYNTHETIC, 1)
+    assert len(_names(tmp_path / "mine")) == 2
+    assert not user_cache.exists()
+
+
+def test_a_read_only_dataset_folder_works(user_cache, tmp_path, hdsemg_root):
+    data = tmp_path / "readonly"
+    data.mkdir()
+    (data / "s1.mat").write_bytes((hdsemg_root / "s1.mat").read_bytes())
+    source = data_source("hdsemg", root=data, preprocess=HDSEMG_PREPROCESS)
+    data.chmod(0o555)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "cannot write the preprocessing cache"
+            first = load_subject(source, 1)
+            second = load_subject(source, 1)
+    finally:
+        data.chmod(0o755)
+    np.testing.assert_array_equal(first.X_test, second.X_test)
+    assert _names(data) == ["s1.mat"]
+    assert len(_names(user_cache)) == 2
+
+
+def test_eviction_keeps_the_cap_and_removes_the_least_recently_read_first(user_cache, filter_calls):
+    load_subject(SYNTHETIC, 1)
+    one_entry = sum(p.stat().st_size for p in user_cache.iterdir())
+    cap_gb = 2.5 * one_entry / 1e9  # room for two subjects, not three
+    load_subject(SYNTHETIC, 2, cache_max_gb=cap_gb)
+    os.utime(_entry(user_cache, 1), (100, 100))  # subject 1 written first ...
+    os.utime(_entry(user_cache, 2), (200, 200))
+    load_subject(SYNTHETIC, 1, cache_max_gb=cap_gb)  # ... but read last
+    assert len(filter_calls) == 2
+    load_subject(SYNTHETIC, 3, cache_max_gb=cap_gb)
+    assert [n.split("_")[1] for n in _names(user_cache)] == ["s1", "s1", "s3", "s3"]
+    assert sum(p.stat().st_size for p in user_cache.iterdir()) <= cap_gb * 1e9
+    load_subject(SYNTHETIC, 1, cache_max_gb=cap_gb)
+    assert len(filter_calls) == 3  # subject 1 was kept and read back
+
+
+def test_the_cap_comes_from_the_environment_and_a_bad_one_is_named(user_cache, monkeypatch):
+    monkeypatch.setenv("EMG_LENS_CACHE_MAX_GB", "0")
+    with pytest.warns(UserWarning, match=r"more than the preprocessing cache's cap of 0 bytes"):
+        load_subject(SYNTHETIC, 1)
+    assert _names(user_cache) == []
+    monkeypatch.setenv("EMG_LENS_CACHE_MAX_GB", "ten")
+    with pytest.raises(ArgumentError, match=r"\$EMG_LENS_CACHE_MAX_GB must be .* got 'ten'"):
+        load_subject(SYNTHETIC, 1)
+    with pytest.raises(ArgumentError, match=r"cache_max_gb must be .* got -1"):
+        load_subject(SYNTHETIC, 1, cache_max_gb=-1)
+
+
+def test_a_partially_written_entry_is_never_served(user_cache, filter_calls):
+    expected = load_subject(SYNTHETIC, 1, cache_dir=None)
+    stem = user_cache / f"synthetic_s1_{cache_key(SYNTHETIC, 1)[:20]}"
+    # A writer killed after the arrays and before the JSON, with other data than the truth,
+    # and another one killed inside the JSON's temporary file.
+    wrong = SubjectData(**{**vars(expected), "X_test": expected.X_test + 1})
+    write_entry(stem, cache_key(SYNTHETIC, 1), wrong)
+    stem.with_suffix(".json").rename(stem.with_suffix(".json.12345.tmp"))
+    assert read_entry(stem, cache_key(SYNTHETIC, 1)) is None
+    data = load_subject(SYNTHETIC, 1)
+    np.testing.assert_array_equal(data.X_test, expected.X_test)
+    assert len(filter_calls) == 2  # preprocessed again rather than served
+
+
+def test_evict_spares_entries_being_written_and_files_it_did_not_make(tmp_path):
+    data = load_subject(SYNTHETIC, 1, cache_dir=None)
+    old = tmp_path / f"synthetic_s1_{'a' * 20}"
+    write_entry(old, "key", data)
+    writing = tmp_path / f"synthetic_s2_{'b' * 20}"  # arrays written, JSON not yet
+    write_entry(writing, "key", data)
+    writing.with_suffix(".json").unlink()
+    live_tmp = tmp_path / f"synthetic_s3_{'c' * 20}.npz.{os.getpid()}.tmp"
+    live_tmp.write_bytes(b"half")
+    (tmp_path / "notes.json").write_text("{}")
+    assert sorted(p.name for p in evict(tmp_path, 0)) == [old.name + ".json", old.name + ".npz"]
+    assert _names(tmp_path) == sorted(["notes.json", writing.name + ".npz", live_tmp.name])
+
+
+def test_evict_removes_what_killed_writers_left_once_it_is_old(tmp_path):
+    dead = next(pid for pid in range(99999, 1, -1) if not pid_alive(pid))
+    orphans = [
+        tmp_path / f"synthetic_s1_{'a' * 20}.npz",
+        tmp_path / f"synthetic_s2_{'b' * 20}.json.{dead}.tmp",
+    ]
+    for path in orphans:
+        path.write_bytes(b"x")
+    assert evict(tmp_path, 0) == []  # young: perhaps still being written
+    stale = time.time() - cache_module.ORPHAN_AGE_S - 10
+    for path in orphans:
+        os.utime(path, (stale, stale))
+    assert sorted(evict(tmp_path, 0)) == sorted(orphans)
+
+
+def _share_a_cache(folder: str, seed: int, rounds: int, cap: int, errors) -> None:
+    """One of two processes writing, reading and evicting in one small cache folder."""
+    rng = np.random.default_rng(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for _ in range(rounds):
+                subject = int(rng.integers(1, 6))
+                stem = Path(folder) / f"synthetic_s{subject}_{'0' * 20}"
+                got = read_entry(stem, "key")
+                if got is None:
+                    write_entry(stem, "key", _subject_data(subject))
+                    evict(folder, cap)
+                elif not (got.X_train == subject).all():
+                    raise AssertionError(f"subject {subject} served another's arrays")
+    except BaseException as exc:  # reported to the parent, which fails the test
+        errors.put(f"{type(exc).__name__}: {exc}")
+
+
+def _subject_data(subject: int) -> SubjectData:
+    X = np.full((20, 4, 50), subject, np.float32)
+    y = np.zeros(20, np.int64)
+    return SubjectData(subject, {"emg": 4}, [0], X, y, y, X, y, y, {})
+
+
+def test_two_processes_sharing_one_cache_see_whole_entries_or_none(tmp_path):
+    write_entry(tmp_path / "probe" / "one", "key", _subject_data(1))
+    one_entry = sum(p.stat().st_size for p in (tmp_path / "probe").iterdir())
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    ctx = multiprocessing.get_context("fork")  # the parent's imports: starts in milliseconds
+    errors = ctx.Queue()
+    cap = int(2.5 * one_entry)
+    workers = [
+        ctx.Process(target=_share_a_cache, args=(str(folder), seed, 300, cap, errors))
+        for seed in (0, 1)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert errors.empty(), errors.get()
+    evict(folder, cap)
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= cap
+    assert not list(folder.glob("*.tmp"))
