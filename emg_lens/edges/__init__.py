@@ -19,6 +19,7 @@ selector                               edges (q reads k)
 `time_window` ``(max_lag, min_lag=0)`` both tokens have a time patch, ``min_lag <= |t_q - t_k|
                                        <= max_lag``
 `heads` ``(*indices)``                 every edge, on the given heads only
+`layers` ``(*indices)``                every edge, in the given blocks only (compiles per layer)
 `all_edges` / `no_edges`               every edge / none
 =====================================  ======================================================
 
@@ -73,6 +74,7 @@ from emg_lens.edges.selectors import (
     cross_modal,
     from_cls,
     heads,
+    layers,
     no_edges,
     same_channel,
     time_window,
@@ -89,6 +91,7 @@ __all__ = [
     "cross_modal",
     "from_cls",
     "heads",
+    "layers",
     "no_edges",
     "parse",
     "same_channel",

@@ -34,13 +34,21 @@ class CompileContext:
     """Layout facts as broadcastable tensors: ``*_q`` are ``[pos, 1]``, ``*_k`` ``[1, pos]``.
 
     Built once per `EdgeSet.compile` and handed down the expression tree, so every selector
-    reads the layout through the same tensors.
+    reads the layout through the same tensors. ``layer`` is the block the mask is compiled for
+    (None when the caller compiles one mask for every layer; `layers` then refuses).
     """
 
-    def __init__(self, layout: TokenLayout, n_heads: int, device: torch.device | str | None):
+    def __init__(
+        self,
+        layout: TokenLayout,
+        n_heads: int,
+        device: torch.device | str | None,
+        layer: int | None = None,
+    ):
         self.layout = layout
         self.n_heads = n_heads
         self.device = device
+        self.layer = layer
         gid = layout.group_ids().to(device)
         cls_id = layout.groups.index(CLS) if layout.has_cls else -1
         ch = layout.channel_ids().to(device)
@@ -115,15 +123,30 @@ class EdgeSet:
         """
         return self & Heads.of(*indices)
 
+    def on_layers(self, *indices: int | Iterable[int]) -> EdgeSet:
+        """These edges in the given blocks only: ``self & layers(*indices)``.
+
+        >>> from emg_lens.edges import cross_modal
+        >>> str(cross_modal().on_layers(1))
+        'cross_modal & layers(1)'
+        """
+        return self & Layers.of(*indices)
+
     # ------------------------------------------------------------------ compile
     def compile(
-        self, layout: TokenLayout, n_heads: int, *, device: torch.device | str | None = None
+        self,
+        layout: TokenLayout,
+        n_heads: int,
+        *,
+        device: torch.device | str | None = None,
+        layer: int | None = None,
     ) -> Bool[torch.Tensor, "head_index query_pos key_pos"]:
         """The boolean mask of this edge set on ``layout``: True where (head, query, key) is
-        in the set, i.e. masked when handed to ``edge_masks`` or a masking hook.
+        in the set, i.e. masked when handed to ``edge_masks`` or a masking hook. ``layer`` is
+        the block the mask is for; an edge set that names blocks (`layers`) needs it.
 
         Raises `LayoutError` for a group the layout lacks, `to_cls`/`from_cls` on a layout
-        without CLS, or a head index outside ``[0, n_heads)``.
+        without CLS, a head index outside ``[0, n_heads)``, or `layers` without ``layer``.
 
         >>> from emg_lens.edges import same_channel, within
         >>> layout = TokenLayout.channel_tokens({"emg": 2}, cls_token=False)
@@ -142,9 +165,52 @@ class EdgeSet:
             )
         if not isinstance(n_heads, int) or isinstance(n_heads, bool) or n_heads < 1:
             raise ArgumentError(f"n_heads must be a positive int, got {n_heads!r}")
-        ctx = CompileContext(layout, n_heads, device)
+        if layer is not None:
+            layer = check_int(layer, "layer")
+        ctx = CompileContext(layout, n_heads, device, layer)
         n = layout.n_tokens
         return torch.broadcast_to(self._mask(ctx), (n_heads, n, n)).contiguous()
+
+    def compile_layers(
+        self,
+        layout: TokenLayout,
+        n_heads: int,
+        n_layers: int,
+        *,
+        device: torch.device | str | None = None,
+    ) -> Bool[torch.Tensor, "layer head_index query_pos key_pos"]:
+        """One mask per block, ``[n_layers, head, query, key]``: what the edge set cuts in each
+        layer when it is applied to all of them (an edge set without `layers` is the same in
+        every layer).
+
+        >>> from emg_lens.edges import heads, layers
+        >>> layout = TokenLayout.channel_tokens({"emg": 2}, cls_token=False)
+        >>> (heads(0) & layers(1)).compile_layers(layout, 2, 3).flatten(2).any(2).int()
+        tensor([[0, 0],
+                [1, 0],
+                [0, 0]], dtype=torch.int32)
+        """
+        if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
+            raise ArgumentError(f"n_layers must be a positive int, got {n_layers!r}")
+        bad = sorted(i for i in self.layer_indices() if i >= n_layers)
+        if bad:
+            raise LayoutError(
+                f"edge set {self} names layer(s) {bad}, but the model has n_layers={n_layers} "
+                f"(valid indices 0..{n_layers - 1})"
+            )
+        return torch.stack(
+            [self.compile(layout, n_heads, device=device, layer=i) for i in range(n_layers)]
+        )
+
+    def layer_indices(self) -> set[int]:
+        """The blocks the expression names (`layers`); empty when its mask is the same in
+        every layer.
+
+        >>> from emg_lens.edges import cross_modal
+        >>> cross_modal().layer_indices(), (~cross_modal().on_layers(2, 0)).layer_indices()
+        (set(), {0, 2})
+        """
+        return set()
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         raise NotImplementedError
@@ -182,6 +248,9 @@ class _BinaryOperator(EdgeSet):
 
     def groups(self) -> set[str]:
         return self.left.groups() | self.right.groups()
+
+    def layer_indices(self) -> set[int]:
+        return self.left.layer_indices() | self.right.layer_indices()
 
     def __str__(self) -> str:
         left = _wrap(self.left, self.left._prec < self._prec)
@@ -235,6 +304,9 @@ class EdgeComplement(EdgeSet):
     def groups(self) -> set[str]:
         return self.operand.groups()
 
+    def layer_indices(self) -> set[int]:
+        return self.operand.layer_indices()
+
     def __str__(self) -> str:
         return "~" + _wrap(self.operand, self.operand._prec < self._prec)
 
@@ -254,14 +326,16 @@ def check_int(value: Any, what: str) -> int:
 
 
 @dataclass(frozen=True, repr=False)
-class Heads(EdgeSet):
-    """See `heads`. ``indices`` is kept sorted and without repeats."""
+class _Indices(EdgeSet):
+    """A selector of heads or blocks by index: ``indices`` kept sorted and without repeats."""
 
     indices: tuple[int, ...]
+    _what: ClassVar[str]  # "head" or "layer": the selector is f"{_what}s(...)"
 
     @classmethod
-    def of(cls, *indices: int | Iterable[int]) -> Heads:
-        """From head indices, or one iterable of them (what `heads` and `on_heads` accept)."""
+    def of(cls, *indices: int | Iterable[int]):
+        """From indices, or one iterable of them (what `heads`/`layers` and `on_heads`/
+        `on_layers` accept)."""
         if (
             len(indices) == 1
             and isinstance(indices[0], Iterable)
@@ -271,13 +345,44 @@ class Heads(EdgeSet):
         return cls(tuple(indices))
 
     def __post_init__(self) -> None:
-        raw = self.indices
+        raw, name = self.indices, f"{self._what}s"
         if not isinstance(raw, Iterable) or isinstance(raw, str):
-            raise ArgumentError(f"heads(...) needs head indices, got {raw!r}")
-        indices = tuple(sorted({check_int(i, "a head index") for i in raw}))
+            raise ArgumentError(f"{name}(...) needs {self._what} indices, got {raw!r}")
+        indices = tuple(sorted({check_int(i, f"a {self._what} index") for i in raw}))
         if not indices:
-            raise ArgumentError("heads(...) needs at least one head index, e.g. heads(0, 2)")
+            raise ArgumentError(
+                f"{name}(...) needs at least one {self._what} index, e.g. {name}(0, 2)"
+            )
         object.__setattr__(self, "indices", indices)
+
+    def __str__(self) -> str:
+        return f"{self._what}s({','.join(map(str, self.indices))})"
+
+
+@dataclass(frozen=True, repr=False)
+class Layers(_Indices):
+    """See `emg_lens.edges.layers`: every edge, in the given blocks only."""
+
+    _what: ClassVar[str] = "layer"
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        if ctx.layer is None:
+            raise LayoutError(
+                f"edge set {self} names blocks, so its mask depends on the layer: compile it "
+                "with layer=... (or compile_layers), or apply it where the layer is known "
+                "(a study, model(x, edge_masks=compile_edges(...)), a masking hook)"
+            )
+        return ctx.constant(ctx.layer in self.indices)
+
+    def layer_indices(self) -> set[int]:
+        return set(self.indices)
+
+
+@dataclass(frozen=True, repr=False)
+class Heads(_Indices):
+    """See `heads`. ``indices`` is kept sorted and without repeats."""
+
+    _what: ClassVar[str] = "head"
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         bad = [i for i in self.indices if i >= ctx.n_heads]
@@ -289,6 +394,3 @@ class Heads(EdgeSet):
         on = torch.zeros(ctx.n_heads, dtype=torch.bool, device=ctx.device)
         on[list(self.indices)] = True
         return on[:, None, None]
-
-    def __str__(self) -> str:
-        return f"heads({','.join(map(str, self.indices))})"

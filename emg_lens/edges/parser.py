@@ -63,6 +63,7 @@ _SELECTORS: dict[str, _Selector] = {
         _Selector("cross_modal", selectors.cross_modal, (_Param("include_cls", _FLAG, False),)),
         _Selector("from_cls", selectors.from_cls),
         _Selector("heads", selectors.heads, (_Param("index", _INTS),)),
+        _Selector("layers", selectors.layers, (_Param("index", _INTS),)),
         _Selector("no_edges", selectors.no_edges),
         _Selector("same_channel", selectors.same_channel),
         _Selector(

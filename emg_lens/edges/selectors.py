@@ -14,7 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from emg_lens.edges.algebra import CompileContext, EdgeSet, Heads, PartialMask, check_int
+from emg_lens.edges.algebra import (
+    CompileContext,
+    EdgeSet,
+    Heads,
+    Layers,
+    PartialMask,
+    check_int,
+)
 from emg_lens.errors import ArgumentError
 from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
@@ -362,3 +369,19 @@ def heads(*indices: int | Iterable[int]) -> EdgeSet:
     tensor([ True, False,  True, False])
     """
     return Heads.of(*indices)
+
+
+def layers(*indices: int | Iterable[int]) -> EdgeSet:
+    """Every edge, in the given blocks (``blocks.{l}``) only: an edge set that names layers
+    compiles per layer (``compile(..., layer=l)``, `EdgeSet.compile_layers`), so one
+    expression can cut different edges in different layers, e.g. a discovered circuit's
+    complement applied with layer mode ``all``.
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 1})
+    >>> e = cross_channel() & layers(1) | same_channel() & layers(0)
+    >>> str(e)
+    'cross_channel & layers(1) | same_channel & layers(0)'
+    >>> [int(e.compile(layout, 1, layer=i).sum()) for i in range(3)]
+    [1, 0, 0]
+    """
+    return Layers.of(*indices)

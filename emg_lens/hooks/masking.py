@@ -81,14 +81,17 @@ def pattern_filter(layers: Iterable[int] | None = None, **kw) -> Callable[[str],
 
 
 def compile_edges(edges: EdgesLike, model, layers: Iterable[int] | None = None):
-    """``{layer: mask}`` for ``model(x, edge_masks=...)``: one compiled edge set on ``layers``
-    (all layers of ``blocks`` when None)."""
-    mask = _as_mask(edges, model.layout, model.cfg.n_heads)
+    """``{layer: mask}`` for ``model(x, edge_masks=...)``: the edge set compiled for each of
+    ``layers`` (all layers of ``blocks`` when None; an edge set naming `layers` differs by
+    layer)."""
     layers = range(model.cfg.n_layers) if layers is None else layers
-    return {int(layer): mask for layer in layers}
+    return {int(layer): _as_mask(edges, model.layout, model.cfg.n_heads, layer) for layer in layers}
 
 
-def _as_mask(edges: EdgesLike, layout: TokenLayout, n_heads: int) -> torch.Tensor:
+def _as_mask(
+    edges: EdgesLike, layout: TokenLayout, n_heads: int, layer: int | None = None
+) -> torch.Tensor:
+    """A compiled mask as given, or the edge set compiled for block ``layer``."""
     if isinstance(edges, torch.Tensor):
         if edges.dtype != torch.bool or tuple(edges.shape[-2:]) != (layout.n_tokens,) * 2:
             raise LayoutError(
@@ -96,7 +99,14 @@ def _as_mask(edges: EdgesLike, layout: TokenLayout, n_heads: int) -> torch.Tenso
                 f"{edges.dtype} {list(edges.shape)}"
             )
         return edges
-    return parse(edges).compile(layout, n_heads)
+    return parse(edges).compile(layout, n_heads, layer=layer)
+
+
+def _layer_of(hook_name: str | None) -> int | None:
+    """The block index of ``blocks.{l}.attn...`` (None for other names): what an edge set
+    that names layers is compiled for."""
+    parts = (hook_name or "").split(".")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
 
 
 class _MaskCache:
@@ -115,18 +125,26 @@ class _MaskCache:
                     f"edge set {self.edges} names token group {missing[0]!r}, which this layout "
                     f"lacks; it has {layout.groups}"
                 )
-        self._masks: dict[tuple[int, str], torch.Tensor] = {}
+        self._masks: dict[tuple[int, str, int | None], torch.Tensor] = {}
 
-    def get(self, scores_shape: torch.Size, device: torch.device, what: str) -> torch.Tensor:
-        n_heads = scores_shape[1]
+    def get(self, scores_shape: torch.Size, hook: HookPoint, device: torch.device) -> torch.Tensor:
+        n_heads, what = scores_shape[1], f"edge mask at {hook.name}"
         if isinstance(self.edges, torch.Tensor):  # a compiled mask must fit these scores
             check_mask_shape(self.edges.shape, scores_shape, what)
-        key = (n_heads, str(device))
+        layer = None
+        if not isinstance(self.edges, torch.Tensor) and self.edges.layer_indices():
+            layer = _layer_of(hook.name)
+            if layer is None:
+                raise LayoutError(
+                    f"edge set {self.edges} names layers, but the hook at {hook.name!r} is not "
+                    "in a block of `blocks` (blocks.{l}.attn...), so its layer is unknown"
+                )
+        key = (n_heads, str(device), layer)
         if key not in self._masks:
             # A normal tensor even when first met under inference_mode, so the same hook can
             # later run in a forward pass that autograd records.
             with torch.inference_mode(False):
-                self._masks[key] = _as_mask(self.edges, self.layout, n_heads).to(device)
+                self._masks[key] = _as_mask(self.edges, self.layout, n_heads, layer).to(device)
         return self._masks[key]
 
 
@@ -144,9 +162,7 @@ def mask_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
     def hook(scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
         _check_point(hook, "hook_attn_scores", "mask_edges")
         layout.check_matches(scores.shape[-1], hook.name or "attention scores")
-        return scores.masked_fill(
-            cache.get(scores.shape, scores.device, f"mask_edges mask at {hook.name}"), float("-inf")
-        )
+        return scores.masked_fill(cache.get(scores.shape, hook, scores.device), float("-inf"))
 
     return hook
 
@@ -159,9 +175,7 @@ def zero_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
     def hook(pattern: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
         _check_point(hook, "hook_pattern", "zero_edges")
         layout.check_matches(pattern.shape[-1], hook.name or "attention pattern")
-        return pattern.masked_fill(
-            cache.get(pattern.shape, pattern.device, f"zero_edges mask at {hook.name}"), 0.0
-        )
+        return pattern.masked_fill(cache.get(pattern.shape, hook, pattern.device), 0.0)
 
     return hook
 

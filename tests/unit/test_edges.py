@@ -28,6 +28,7 @@ from emg_lens.edges import (
     cross_modal,
     from_cls,
     heads,
+    layers,
     no_edges,
     parse,
     same_channel,
@@ -546,3 +547,39 @@ def test_masked_forward_is_finite_on_both_paths(template):
     for layer in range(model.cfg.n_layers):
         pattern = cache["pattern", layer]
         assert (pattern[:, mask] == 0).all()  # every masked edge carries no attention
+
+
+# ============================================================================ layers
+@SETTINGS
+@given(
+    cases(),
+    st.frozensets(st.integers(0, 3), min_size=1),
+    st.frozensets(st.integers(0, 3), min_size=1),
+)
+def test_layers_compile_per_layer(case, first, second):
+    """``(e & layers(S1)) | ~layers(S2)`` in block l is e's mask where l is in S1, every edge
+    where l is outside S2; its string parses back; compile_layers stacks the per-layer masks."""
+    layout, n_heads, [(e, pred)] = case
+    expr = e & layers(*first) | ~layers(*second)
+    assert parse(str(expr)) == expr and expr.layer_indices() == set(first | second)
+    plain = brute_force(pred, layout, n_heads)
+    stacked = expr.compile_layers(layout, n_heads, 4)
+    for layer in range(4):
+        want = (plain if layer in first else torch.zeros_like(plain)) | (layer not in second)
+        assert torch.equal(expr.compile(layout, n_heads, layer=layer), want), (str(expr), layer)
+        assert torch.equal(stacked[layer], want)
+
+
+def test_layers_need_the_layer_and_a_model_that_has_it():
+    layout = TokenLayout.channel_tokens({"emg": 2, "acc": 1})
+    expr = parse("cross_modal & layers(1, 3)")
+    assert str(expr) == "cross_modal & layers(1,3)" and cross_modal().on_layers(3, 1) == expr
+    with pytest.raises(LayoutError, match=r"layers\(1,3\) names blocks.*layer="):
+        expr.compile(layout, 2)
+    with pytest.raises(LayoutError, match=r"names layer\(s\) \[3\].*n_layers=2"):
+        expr.compile_layers(layout, 2, 2)
+    with pytest.raises(ArgumentError, match="at least one layer index"):
+        layers()
+    with pytest.raises(ArgumentError, match="a layer index must be a non-negative int"):
+        layers(-1)
+    assert cross_modal().compile(layout, 2, layer=5).equal(cross_modal().compile(layout, 2))

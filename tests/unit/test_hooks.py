@@ -95,6 +95,7 @@ EDGE_CASES = {
     "edgeset_heads/l1": (cross_modal() & heads(0, 2), [1]),
     "string_ops/all": ("~within(emg) - from_cls & heads(1,3)", [0, 1]),
     "edgeset_union/l1": (cross_modal() | from_cls(), [1]),
+    "per_layer/all": ("cross_modal & layers(0) | unimodal & heads(1) & layers(1)", None),
     "raw_3d/all": (_random_mask((N_HEADS, N_TOKENS, N_TOKENS), seed=3), None),
     "raw_2d/l0": (_random_mask((N_TOKENS, N_TOKENS), seed=4), [0]),
     "raw_batched/l1": (_random_mask((3, N_HEADS, N_TOKENS, N_TOKENS), seed=5), [1]),
@@ -147,6 +148,26 @@ def test_mask_edges_cached_pattern_is_masked_and_renormalised(tiny_isonet, case)
         assert (pattern.sum(-1)[~live] == 0).all()
         scores = cache["attn_scores", layer]
         assert torch.isneginf(scores[mask]).all() and torch.isfinite(scores[~mask]).all()
+
+
+def test_an_edge_set_naming_layers_cuts_each_layer_its_own_edges(tiny_isonet):
+    model = tiny_isonet
+    expr = "cross_modal & layers(0) | unimodal & heads(1) & layers(1)"
+    masks = compile_edges(expr, model)
+    assert torch.equal(masks[0], cross_modal().compile(model.layout, N_HEADS))
+    assert torch.equal(masks[1], (unimodal() & heads(1)).compile(model.layout, N_HEADS))
+    # Outside `blocks` the layer is unknown: a named error, not a guess.
+    with pytest.raises(LayoutError, match="names layers, but the hook at 'stems"):
+        mask_edges(expr, model.layout)(
+            torch.zeros(1, N_HEADS, N_TOKENS, N_TOKENS),
+            _named("stems.emg.blocks.0.attn.hook_attn_scores"),
+        )
+
+
+def _named(name: str) -> HookPoint:
+    point = HookPoint()
+    point.name = name
+    return point
 
 
 def test_mask_edges_compiles_once_per_head_count_and_device(tiny_isonet):
