@@ -3,7 +3,9 @@
 `write_window_store` writes the windows of many recordings (through
 `emg_lens.data.windowing.tinymyo_windows`, or ready-made `WindowBatch` es) to one HDF5 file,
 incrementally and atomically; `WindowStore` is the lazy `torch.utils.data.Dataset` over it:
-item ``i`` is ``(x, y)``, ``x`` float32 ``[16, 1000]``, ``y`` an int64 scalar.
+item ``i`` is ``(x, y)``, ``x`` float32 ``[16, 1000]``, ``y`` an int64 scalar -- or, in a store
+of regression windows (`RegressionBatch`, e.g. NinaPro DB8's), float32 targets ``[time,
+output]``.
 `split_repetitions` checks the repetition split by which a store's labelled windows (and any
 other window source's) are divided into training and test windows.
 
@@ -26,12 +28,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 import torch
+from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from emg_lens._io import atomic_write, leftover_temp_files
@@ -43,6 +47,7 @@ from emg_lens.errors import ArgumentError, DataFormatError, IndexOutOfRangeError
 __all__ = [
     "SPLIT_REPETITIONS",
     "STORE_FORMAT",
+    "RegressionBatch",
     "WindowStore",
     "split_repetitions",
     "write_window_store",
@@ -72,22 +77,39 @@ def split_repetitions(train: Iterable[int], test: Iterable[int]) -> dict[str, li
     return {"train_repetitions": train, "test_repetitions": test}
 
 
+@dataclass
+class RegressionBatch(WindowBatch):
+    """A `WindowBatch` of regression windows: ``targets`` float32 ``[window, time, output]``
+    (e.g. NinaPro DB8's degrees of actuation at every sample of each window)."""
+
+    targets: Float[np.ndarray, "window time output"] | None = None
+
+
 def write_window_store(
     path: str | Path,
     source: Iterable[Recording | WindowBatch],
-    spec: TinyMyoPreprocess = TinyMyoPreprocess(),  # noqa: B008 (frozen, so never shared state)
+    spec: Any = TinyMyoPreprocess(),  # noqa: B008 (frozen, so never shared state)
     *,
     labeled: bool = True,
     scaler: Scaler | None = None,
     compression: str | None = None,
     progress: bool = True,
+    splits: dict[str, list[int]] | None = None,
+    target_names: list[str] | None = None,
 ) -> Path:
     """Write the windows of ``source`` to an HDF5 window store at ``path``.
 
     Recordings go through `tinymyo_windows` (with ``spec``, ``labeled``, ``scaler``);
-    `WindowBatch` items are written as they are (their shape must match ``spec``). Windows
-    are appended recording by recording (resizable datasets; one recording in memory at a
-    time) under a tqdm bar.
+    `WindowBatch` items are written as they are (their shape must match ``spec``, which may
+    then be any recipe with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``, such
+    as `emg_lens.data.downstream.DownstreamPreprocess`). Windows are appended recording by
+    recording (resizable datasets; one recording in memory at a time) under a tqdm bar.
+
+    A store of `RegressionBatch` es (every batch one, ``target_names`` naming the outputs)
+    also holds ``targets`` float32 ``[N, time, output]`` and the attributes ``task =
+    "regression"`` and ``target_names``. ``splits`` (split name -> the ``repetition`` codes
+    of its windows, e.g. ``{"train": [1], "val": [2], "test": [3]}``) is stored as the
+    attribute ``splits``.
 
     The file holds ``windows`` float32 ``[N, C, T]`` (one chunk per window, optionally
     ``compression="gzip"`` or ``"lzf"``), ``labels`` int64 ``[N]`` (-1: unlabelled),
@@ -109,7 +131,10 @@ def write_window_store(
     Returns the path written.
     """
     path = Path(path)
-    check_scaler(spec, scaler)
+    if isinstance(spec, TinyMyoPreprocess):
+        check_scaler(spec, scaler)
+    elif scaler is not None:
+        raise ArgumentError("a scaler applies to TinyMyoPreprocess windows only")
     if compression not in (None, "gzip", "lzf"):
         raise ArgumentError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
     shape = (spec.n_channels, spec.window)
@@ -132,15 +157,22 @@ def write_window_store(
                 )
                 for name in ("labels", "repetition", "subject", "session")
             }
+            targets = None
             total = len(source) if hasattr(source, "__len__") else None
             bar = tqdm(source, total=total, desc=path.name, unit="rec", disable=not progress)
             for item in bar:
                 batch = _as_batch(item, spec, labeled, scaler)
+                if target_names is not None and targets is None:
+                    targets = _targets_dataset(f, batch, target_names, compression)
+                _check_targets(batch, targets)
                 start, n = len(windows), len(batch)
-                for ds in (windows, *columns.values()):
+                grown = (windows, *columns.values(), *([targets] if targets is not None else []))
+                for ds in grown:
                     ds.resize(start + n, axis=0)
                 if n:
                     windows[start:] = batch.x
+                    if targets is not None:
+                        targets[start:] = batch.targets
                     columns["labels"][start:] = batch.labels
                     columns["repetition"][start:] = batch.repetition
                     columns["subject"][start:] = batch.subject
@@ -164,15 +196,24 @@ def write_window_store(
                     "sessions": json.dumps(sessions),
                 }
             )
+            if splits is not None:
+                f.attrs["splits"] = json.dumps({k: list(map(int, v)) for k, v in splits.items()})
+            if targets is not None:
+                f.attrs.update({"task": "regression", "target_names": json.dumps(target_names)})
             f.attrs["complete"] = True  # last: a store without it was never finished
 
     return atomic_write(path, write)
 
 
 def _as_batch(
-    item: Recording | WindowBatch, spec: TinyMyoPreprocess, labeled: bool, scaler: Scaler | None
+    item: Recording | WindowBatch, spec: Any, labeled: bool, scaler: Scaler | None
 ) -> WindowBatch:
     if isinstance(item, Recording):
+        if not isinstance(spec, TinyMyoPreprocess):
+            raise ArgumentError(
+                f"{item.source}: a Recording is windowed by TinyMyoPreprocess only; window it "
+                f"with its dataset's own recipe first (spec is {type(spec).__name__})"
+            )
         return tinymyo_windows(item, spec, labeled=labeled, scaler=scaler)
     if not isinstance(item, WindowBatch):
         raise ArgumentError(
@@ -192,6 +233,44 @@ def _as_batch(
     return item
 
 
+def _targets_dataset(
+    f: h5py.File, batch: WindowBatch, names: list[str], compression: str | None
+) -> h5py.Dataset:
+    """The resizable ``targets`` dataset, shaped after the first batch's targets."""
+    if getattr(batch, "targets", None) is None:
+        raise ArgumentError(
+            f"{batch.source}: target_names were given, so every batch must be a RegressionBatch "
+            "with targets"
+        )
+    shape = batch.targets.shape[1:]
+    if len(shape) != 2 or shape[1] != len(names):
+        raise ArgumentError(
+            f"{batch.source}: targets must be [window, time, output={len(names)}] "
+            f"(one output per target name {names}), got {batch.targets.shape}"
+        )
+    return f.create_dataset(
+        "targets",
+        shape=(0, *shape),
+        maxshape=(None, *shape),
+        dtype=np.float32,
+        chunks=(1, *shape),
+        compression=compression,
+    )
+
+
+def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None) -> None:
+    given = getattr(batch, "targets", None)
+    if targets is None and given is None:
+        return
+    if targets is None:
+        raise ArgumentError(f"{batch.source}: a RegressionBatch needs target_names= to be stored")
+    if given is None or given.shape != (len(batch), *targets.shape[1:]):
+        raise ArgumentError(
+            f"{batch.source}: targets must be [{len(batch)}, {targets.shape[1]}, "
+            f"{targets.shape[2]}] like the store's, got {None if given is None else given.shape}"
+        )
+
+
 def _scaler_dict(scaler: Scaler | None) -> dict[str, list[float]] | None:
     if scaler is None:
         return None
@@ -202,10 +281,11 @@ class WindowStore(torch.utils.data.Dataset):
     """A window store read lazily: a `torch.utils.data.Dataset` of ``(x, y)`` pairs.
 
     ``x`` is a float32 tensor ``[n_channels, window]``, ``y`` an int64 scalar tensor (-1 for
-    unlabelled windows). Opening reads the attributes and the small per-window columns only;
-    each item reads one window. The HDF5 file is opened on first access in each process (a
-    DataLoader worker, forked or spawned, never uses its parent's handle), and a pickled
-    store carries no handle.
+    unlabelled windows) or, in a regression store (``meta["task"] == "regression"``), the
+    window's float32 targets ``[time, output]``. Opening reads the attributes and the small
+    per-window columns only; each item reads one window. The HDF5 file is opened on first
+    access in each process (a DataLoader worker, forked or spawned, never uses its parent's
+    handle), and a pickled store carries no handle.
 
     Args:
         path: a file written by `write_window_store`.
@@ -237,6 +317,7 @@ class WindowStore(torch.utils.data.Dataset):
         self.path = Path(path)
         self._h5: h5py.File | None = None
         self._dataset: h5py.Dataset | None = None
+        self._targets: h5py.Dataset | None = None
         self._pid: int | None = None
         columns = self._read_index()
         keep = np.ones(len(columns["labels"]), dtype=bool)
@@ -275,6 +356,9 @@ class WindowStore(torch.utils.data.Dataset):
                     raise DataFormatError(f"{self.path}: window store lacks datasets {missing}")
                 columns = {n: f[n][:] for n in names[1:]}
                 shape = f["windows"].shape
+                regression = attrs.get("task") == "regression"
+                if regression and f.get("targets") is None:
+                    raise DataFormatError(f"{self.path}: a regression store lacks 'targets'")
         except OSError as exc:
             raise DataFormatError(
                 f"{self.path}: cannot be read as an HDF5 window store (truncated or corrupt?): "
@@ -291,6 +375,11 @@ class WindowStore(torch.utils.data.Dataset):
         return columns
 
     @property
+    def regression(self) -> bool:
+        """True for a store of regression windows (items carry float targets)."""
+        return self.meta.get("task") == "regression"
+
+    @property
     def subjects(self) -> list[int]:
         """The distinct subjects among the selected windows, sorted."""
         return sorted(set(self.subject.tolist()))
@@ -301,6 +390,7 @@ class WindowStore(torch.utils.data.Dataset):
             self._h5 = h5py.File(self.path, "r")  # per process: never a forked parent's handle
             self._pid = os.getpid()
             self._dataset = self._h5["windows"]  # looked up once: a lookup costs more than a read
+            self._targets = self._h5.get("targets")
         return self._dataset
 
     def __len__(self) -> int:
@@ -314,17 +404,20 @@ class WindowStore(torch.utils.data.Dataset):
             raise IndexOutOfRangeError(f"{self.path}: index {index} is outside 0..{n - 1}")
         row = int(self._rows[index])
         x = torch.from_numpy(self._windows()[row])
+        if self.regression:
+            return x, torch.from_numpy(self._targets[row])
         return x, torch.tensor(int(self.labels[index]), dtype=torch.int64)
 
     def close(self) -> None:
         """Close this process's file handle (reopened on the next access)."""
         if self._h5 is not None and self._pid == os.getpid():
             self._h5.close()
-        self._h5, self._dataset = None, None
+        self._h5, self._dataset, self._targets = None, None, None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_h5"], state["_pid"], state["_dataset"] = None, None, None  # per process
+        state["_targets"] = None
         return state
 
     def __repr__(self) -> str:
@@ -337,6 +430,8 @@ class WindowStore(torch.utils.data.Dataset):
 def _decode_attr(name: str, value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
-    if name in ("preprocess", "scaler", "sessions") and isinstance(value, str):
+    if name in ("preprocess", "scaler", "sessions", "splits", "target_names") and isinstance(
+        value, str
+    ):
         return json.loads(value)
     return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,151 @@
+"""What TinyMyo's downstream datasets share: the thesis's preprocessing recipe and its steps.
+
+EPN-612 (`emg_lens.data.epn612`), UCI EMG Data for Gestures (`emg_lens.data.uci_gestures`) and
+NinaPro DB8 (`emg_lens.data.ninapro_db8`) are preprocessed as BioFoundation's (later removed)
+preparation scripts did, at the data's own rate (no resampling, no channel padding):
+
+1. band-pass 20-90 Hz (4th-order Butterworth, zero-phase) and a 50 Hz notch (Q = 30), through
+   `emg_lens.data.preprocess.filter_signals` (SOS form; the scripts used ``filtfilt`` on
+   ``b, a`` coefficients, which agrees to rounding at these orders);
+2. a per-channel z-score over each recording (EPN: each trial; UCI: each file after dropping
+   class 0; DB8: each acquisition), ``ddof=1``, a flat channel kept at scale 1 -- the scripts
+   fit no statistic on a training split;
+3. windows: EPN pads or crops each trial to one window; UCI cuts windows within runs of one
+   label; DB8 cuts windows over each acquisition.
+
+Each window carries a split code in its ``repetition`` column (`SPLIT_CODES`: 1 train, 2
+validation, 3 test), which `emg_lens.data.window_build` records in the store's ``splits``
+attribute so that ``emg-lens finetune --windows`` trains, early-stops and tests on them.
+
+>>> x = np.arange(12, dtype=np.float64).reshape(6, 2)
+>>> z = zscore(x)
+>>> z.mean(axis=0).round(6).tolist(), z.std(axis=0, ddof=1).round(6).tolist()
+([0.0, 0.0], [1.0, 1.0])
+>>> pad_or_crop(np.ones((3, 2)), 5)[:, 0].tolist(), pad_or_crop(np.ones((3, 2)), 2).shape
+([1.0, 1.0, 1.0, 0.0, 0.0], (2, 2))
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from jaxtyping import Float
+
+from emg_lens.data.preprocess import PreprocessSpec, filter_signals
+from emg_lens.errors import ConfigError, DataFormatError
+
+__all__ = [
+    "SPLITS",
+    "SPLIT_CODES",
+    "DownstreamPreprocess",
+    "label_runs",
+    "pad_or_crop",
+    "thesis_filter",
+    "window_starts",
+    "zscore",
+]
+
+SPLITS = ("train", "val", "test")
+"""The downstream splits, in order."""
+
+SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
+"""Split -> the code a window's ``repetition`` column holds in a downstream window store."""
+
+
+@dataclass(frozen=True)
+class DownstreamPreprocess:
+    """The thesis's downstream recipe for one dataset (parameters only; see the module)."""
+
+    dataset: str  # the registry name
+    sample_rate: float  # Hz, the data's own rate: nothing is resampled
+    n_channels: int  # the data's channels: nothing is padded
+    band: tuple[float, float] | None = (20.0, 90.0)  # Hz, band-pass; None: none
+    notch: float | None = 50.0  # Hz (Q = 30); None: none
+    order: int = 4  # Butterworth order
+    window: int = 1000  # samples per window (EPN: each trial padded or cropped to it)
+    step: int = 500  # samples between window starts (UCI, DB8)
+    normalize: str = "recording"  # per-channel z-score over each recording, as the scripts
+
+    def __post_init__(self) -> None:
+        for name in ("n_channels", "order", "window", "step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"DownstreamPreprocess.{name} must be an integer >= 1, got {value!r}"
+                )
+        nyquist = self.sample_rate / 2
+        if self.band is not None and not 0 < self.band[0] < self.band[1] < nyquist:
+            raise ConfigError(
+                f"DownstreamPreprocess.band must be (low, high) with 0 < low < high < "
+                f"{nyquist:g} Hz (Nyquist of {self.sample_rate:g} Hz data), got {self.band}"
+            )
+        if self.normalize != "recording":
+            raise ConfigError(
+                f"DownstreamPreprocess.normalize must be 'recording' (the thesis's per-recording "
+                f"z-score), got {self.normalize!r}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def thesis_filter(
+    emg: Float[np.ndarray, "time channel"], spec: DownstreamPreprocess, where: str
+) -> Float[np.ndarray, "time channel"]:
+    """Band-pass and notch ``emg`` (float64 out) at ``spec.sample_rate``; ``where`` names the
+    recording or trial in the error a too short one raises.
+
+    >>> spec = DownstreamPreprocess("epn612", 200.0, 2)
+    >>> thesis_filter(np.random.default_rng(0).standard_normal((400, 2)), spec, "x").shape
+    (400, 2)
+    """
+    # sosfiltfilt pads 3 * (2 * sections + 1) samples on each side; shorter input cannot be
+    # filtered forwards and backwards.
+    shortest = 3 * (2 * spec.order + 1) + 1
+    if len(emg) < shortest:
+        raise DataFormatError(
+            f"{where}: {len(emg)} samples, too short to filter (at least {shortest} needed for "
+            f"the order-{spec.order} band-pass)"
+        )
+    filters = PreprocessSpec(
+        emg_band=spec.band, lowpass=None, notch=spec.notch, order=spec.order, rectify=False
+    )
+    return filter_signals({"emg": emg}, spec.sample_rate, filters)["emg"].astype(np.float64)
+
+
+def zscore(x: Float[np.ndarray, "time channel"]) -> Float[np.ndarray, "time channel"]:
+    """Per-channel z-score over time (``ddof=1``, as the scripts); a flat channel is centred
+    and left at scale 1."""
+    std = x.std(axis=0, ddof=1) if len(x) > 1 else np.zeros(x.shape[1])
+    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def pad_or_crop(x: Float[np.ndarray, "time channel"], length: int) -> np.ndarray:
+    """``x`` cut to its first ``length`` samples, or zero-padded at the end up to them."""
+    if len(x) >= length:
+        return x[:length]
+    return np.concatenate([x, np.zeros((length - len(x), x.shape[1]), x.dtype)])
+
+
+def window_starts(n_samples: int, window: int, step: int) -> np.ndarray:
+    """Starts of the whole windows of ``window`` samples every ``step`` in ``n_samples``.
+
+    >>> window_starts(10, 4, 3).tolist()
+    [0, 3, 6]
+    """
+    return np.arange(0, n_samples - window + 1, step)
+
+
+def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs of one label: ``(label, start, stop)`` for each maximal constant stretch.
+
+    >>> label_runs(np.array([2, 2, 5, 5, 5, 2]))
+    [(2, 0, 2), (5, 2, 5), (2, 5, 6)]
+    """
+    if not len(labels):
+        return []
+    edges = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [len(labels)]])
+    return [(int(labels[a]), int(a), int(b)) for a, b in zip(starts, stops)]

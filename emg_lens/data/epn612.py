@@ -1,0 +1,311 @@
+"""EMG-EPN-612 (JSON): reader, the thesis's windows, and a writer of the same layout.
+
+The dataset (Escuela Politecnica Nacional, Quito; Myo armband, 8 channels at 200 Hz) holds 612
+users in two groups of 306, one JSON file each:
+``<root>/trainingJSON/user<N>/user<N>.json`` and ``<root>/testingJSON/user<N>/user<N>.json``.
+Each file holds ``trainingSamples`` and ``testingSamples``: dicts of samples (``idx_1``, ...),
+each with ``emg``, a dict of eight channel lists ``ch1``..``ch8`` in int8 units, and
+``gestureName``, one of `GESTURES`. The testing group's ``testingSamples`` come without
+``gestureName`` (the dataset withholds those labels).
+
+Subjects: ``trainingJSON/user<N>`` is subject ``N``; ``testingJSON/user<N>`` is subject
+``TESTING_OFFSET + N`` (1000 + N), so a subject's number does not depend on which folders
+are present.
+
+`load_epn612` returns one `Recording` per user: every labelled sample in file order
+(``trainingSamples`` first), joined in time; ``emg`` divided by 128 (so in [-1, 1)),
+``stimulus`` the gesture's index in `GESTURES` (``noGesture`` = 0, the rest class),
+``repetition`` the sample's number (1-based, across both parts), ``extras["part"]`` 0 for
+``trainingSamples`` and 1 for ``testingSamples``, and ``extras["skipped_unlabelled"]`` the
+number of samples without ``gestureName`` that were skipped (counted, never labelled). An
+unknown ``gestureName`` is a `DataFormatError` naming the file, the sample and the names
+accepted.
+
+`epn612_windows` is the thesis's preprocessing (BioFoundation's ``scripts/epn.py``): each
+sample band-passed 20-90 Hz, notched at 50 Hz, z-scored per channel and padded or cropped to
+one window. Its split follows the dataset's user split as the script does: training users'
+``trainingSamples`` train and their ``testingSamples`` validate; testing users' first
+``calibration`` (10) samples of each gesture in ``trainingSamples`` train and the rest test.
+
+>>> import tempfile
+>>> from emg_lens.data.synthetic_downstream import synthetic_epn612
+>>> root = Path(tempfile.mkdtemp())
+>>> recordings = synthetic_epn612(n_subjects=2, per_gesture=2, trial_seconds=0.5)
+>>> [write_epn612(r, root).relative_to(root).as_posix() for r in recordings]
+['trainingJSON/user1/user1.json', 'testingJSON/user1/user1.json']
+>>> back = load_epn612(root, 1001)
+>>> back.subject, back.sample_rate, back.modalities, back.gestures
+(1001, 200.0, {'emg': 8}, [1, 2, 3, 4, 5])
+>>> bool(np.array_equal(back.signals["emg"], recordings[1].signals["emg"]))
+True
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emg_lens.data.downstream import (
+    SPLIT_CODES,
+    DownstreamPreprocess,
+    pad_or_crop,
+    thesis_filter,
+    zscore,
+)
+from emg_lens.data.recording import Recording
+from emg_lens.data.windowing import WindowBatch
+from emg_lens.errors import ArgumentError, DataFormatError
+
+__all__ = [
+    "CHANNELS",
+    "GESTURES",
+    "GROUPS",
+    "PARTS",
+    "SAMPLE_RATE",
+    "TESTING_OFFSET",
+    "epn612_windows",
+    "find_users",
+    "load_epn612",
+    "user_file",
+    "write_epn612",
+]
+
+SAMPLE_RATE = 200.0
+"""Hz: the Myo armband's EMG rate."""
+
+CHANNELS = 8
+"""EMG channels, ``ch1``..``ch8``."""
+
+INT8_SCALE = 128.0
+"""The JSON holds int8 units; divided by this (as the thesis's script does)."""
+
+GESTURES = ("noGesture", "waveIn", "waveOut", "pinch", "open", "fist")
+"""``gestureName`` values; a sample's class is its index (``noGesture`` = 0, rest)."""
+
+GROUPS = {"training": "trainingJSON", "testing": "testingJSON"}
+"""The dataset's two user groups and their folders."""
+
+PARTS = ("trainingSamples", "testingSamples")
+"""The two sample dicts of every user file; ``extras["part"]`` is an index into this."""
+
+TESTING_OFFSET = 1000
+"""``testingJSON/user<N>`` is subject ``TESTING_OFFSET + N``."""
+
+CALIBRATION = 10
+"""Testing users: samples per gesture (the first, in file order) that train; the rest test."""
+
+_USER = re.compile(r"user(\d+)")
+
+
+def _group(subject: int) -> tuple[str, int]:
+    """Subject number -> (group folder, user number)."""
+    if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
+        raise ArgumentError(f"subject must be an integer >= 1, got {subject!r}")
+    if subject > TESTING_OFFSET:
+        return GROUPS["testing"], int(subject) - TESTING_OFFSET
+    return GROUPS["training"], int(subject)
+
+
+def user_file(root: str | Path, subject: int) -> Path:
+    """``<root>/trainingJSON/user<N>/user<N>.json`` (subject N) or
+    ``<root>/testingJSON/user<N>/user<N>.json`` (subject 1000 + N).
+
+    >>> user_file("/data/epn", 1002).as_posix()
+    '/data/epn/testingJSON/user2/user2.json'
+    """
+    folder, user = _group(subject)
+    return Path(root) / folder / f"user{user}" / f"user{user}.json"
+
+
+def find_users(root: str | Path) -> list[int]:
+    """The subjects whose user file exists under ``root`` (sorted; testing users 1000 + N).
+    A missing ``root``, or one holding no user file, is a `DataFormatError` naming it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (looking for EPN-612's trainingJSON/)")
+    found = []
+    for offset, folder in ((0, GROUPS["training"]), (TESTING_OFFSET, GROUPS["testing"])):
+        for path in (root / folder).glob("user*/user*.json"):
+            m = _USER.fullmatch(path.stem)
+            if m and path.parent.name == path.stem:
+                found.append(offset + int(m.group(1)))
+    if not found:
+        raise DataFormatError(
+            f"{root}: no EPN-612 user files (trainingJSON/user<N>/user<N>.json or "
+            "testingJSON/user<N>/user<N>.json) found"
+        )
+    return sorted(found)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such EPN-612 user file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path}: not valid JSON (truncated or corrupt?): {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _sample_emg(sample: Any, path: Path, where: str) -> np.ndarray:
+    """One sample's ``emg`` as float32 ``[time, 8]`` in int8 units / 128."""
+    emg = sample.get("emg") if isinstance(sample, dict) else None
+    if not isinstance(emg, dict):
+        raise DataFormatError(f"{path}: {where} has no 'emg' dict of channels ch1..ch{CHANNELS}")
+    names = [f"ch{c}" for c in range(1, CHANNELS + 1)]
+    if sorted(emg) != sorted(names):
+        raise DataFormatError(
+            f"{path}: {where}: 'emg' has the wrong channels: expected {CHANNELS} "
+            f"(ch1..ch{CHANNELS}), got {len(emg)} {sorted(emg)}"
+        )
+    try:
+        columns = [np.asarray(emg[n], dtype=np.float64) for n in names]
+    except (TypeError, ValueError) as exc:
+        raise DataFormatError(f"{path}: {where}: 'emg' holds non-numbers: {exc}") from exc
+    lengths = {len(c) if c.ndim == 1 else -1 for c in columns}
+    if len(lengths) != 1 or -1 in lengths or 0 in lengths:
+        raise DataFormatError(
+            f"{path}: {where}: 'emg' channels must be non-empty lists of one length, got "
+            f"lengths {[c.shape for c in columns]}"
+        )
+    x = np.stack(columns, axis=1)
+    if not np.isfinite(x).all():
+        raise DataFormatError(
+            f"{path}: {where}: 'emg' holds {int((~np.isfinite(x)).sum())} NaN/Inf"
+        )
+    return (x / INT8_SCALE).astype(np.float32)
+
+
+def load_epn612(root: str | Path, subject: int) -> Recording:
+    """One EPN-612 user's labelled samples as a `Recording` (see the module docstring).
+
+    Raises `DataFormatError` naming the file for a missing or unreadable file, a missing
+    ``trainingSamples``/``testingSamples`` or ``emg``, a wrong channel set, channels of
+    different lengths, non-numbers or NaN, an unknown ``gestureName``, or no labelled sample.
+    """
+    path = user_file(root, subject)
+    data = _read_json(path)
+    signals, stimulus, repetition, part = [], [], [], []
+    skipped = 0
+    for p, name in enumerate(PARTS):
+        samples = data.get(name)
+        if not isinstance(samples, dict):
+            raise DataFormatError(
+                f"{path}: missing '{name}' (a dict of samples); the file holds {sorted(data)}"
+            )
+        for key, sample in samples.items():
+            gesture = sample.get("gestureName") if isinstance(sample, dict) else None
+            if gesture is None:  # withheld label (testing users' testingSamples): counted
+                skipped += 1
+                continue
+            if gesture not in GESTURES:
+                raise DataFormatError(
+                    f"{path}: {name}.{key} has unknown gestureName {gesture!r}; expected one "
+                    f"of {list(GESTURES)}"
+                )
+            emg = _sample_emg(sample, path, f"{name}.{key}")
+            signals.append(emg)
+            n = len(emg)
+            stimulus.append(np.full(n, GESTURES.index(gesture), np.int64))
+            repetition.append(np.full(n, len(signals), np.int64))
+            part.append(np.full(n, p, np.int64))
+    if not signals:
+        raise DataFormatError(
+            f"{path}: no labelled sample (every one of {skipped} lacks gestureName)"
+        )
+    return Recording(
+        subject=int(subject),
+        signals={"emg": np.concatenate(signals)},
+        sample_rate=SAMPLE_RATE,
+        stimulus=np.concatenate(stimulus),
+        repetition=np.concatenate(repetition),
+        source=str(path),
+        extras={"part": np.concatenate(part), "skipped_unlabelled": np.asarray(skipped)},
+    )
+
+
+def _trial_split(testing_user: bool, part: int, seen: int, calibration: int) -> int | None:
+    """The split code of a sample, or None for one the protocol leaves out."""
+    if not testing_user:
+        return SPLIT_CODES["train"] if part == 0 else SPLIT_CODES["val"]
+    if part == 1:  # testing users' testingSamples: unlabelled in the dataset; unused
+        return None
+    return SPLIT_CODES["train"] if seen < calibration else SPLIT_CODES["test"]
+
+
+def epn612_windows(
+    recording: Recording, spec: DownstreamPreprocess, *, calibration: int = CALIBRATION
+) -> WindowBatch:
+    """One window per sample of ``recording`` (from `load_epn612`), preprocessed as the
+    thesis does; labels are the gesture indices, ``repetition`` the split code
+    (`emg_lens.data.downstream.SPLIT_CODES`)."""
+    if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 0:
+        raise ArgumentError(f"calibration must be an integer >= 0, got {calibration!r}")
+    testing_user = recording.subject > TESTING_OFFSET
+    emg, part = recording.signals["emg"], recording.extras["part"]
+    seen: dict[int, int] = {}
+    xs, labels, codes = [], [], []
+    for trial in np.unique(recording.repetition):
+        rows = np.flatnonzero(recording.repetition == trial)
+        label = int(recording.stimulus[rows[0]])
+        code = _trial_split(testing_user, int(part[rows[0]]), seen.get(label, 0), calibration)
+        if int(part[rows[0]]) == 0:
+            seen[label] = seen.get(label, 0) + 1
+        if code is None:
+            continue
+        where = f"{recording.source}: sample {int(trial)}"
+        x = zscore(thesis_filter(emg[rows], spec, where))
+        xs.append(pad_or_crop(x, spec.window).T)
+        labels.append(label)
+        codes.append(code)
+    x = np.stack(xs).astype(np.float32) if xs else np.zeros((0, CHANNELS, spec.window), np.float32)
+    return WindowBatch(
+        x=x,
+        labels=np.asarray(labels, np.int64),
+        repetition=np.asarray(codes, np.int64),
+        subject=recording.subject,
+        source=recording.source,
+        info={"skipped_unlabelled": int(recording.extras.get("skipped_unlabelled", 0))},
+    )
+
+
+def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0) -> Path:
+    """Write ``recording`` (laid out as `load_epn612` returns one) as its user's JSON file.
+
+    Each sample (a run of one ``repetition``) goes to ``trainingSamples`` or
+    ``testingSamples`` by ``extras["part"]`` under keys ``idx_<k>``, its ``emg`` back in int8
+    units (``round(x * 128)``) and its ``gestureName``; ``unlabelled`` extra samples without
+    ``gestureName`` (copies of the first sample's ``emg``) are appended to ``testingSamples``,
+    as the testing group's files hold. Nothing is validated, so tests can write bad files.
+    Returns the path written.
+    """
+    path = user_file(root, recording.subject)
+    parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
+    emg = np.rint(np.asarray(recording.signals["emg"]) * INT8_SCALE).astype(int)
+    part = recording.extras.get("part", np.zeros(recording.n_samples, np.int64))
+    first = None
+    for trial in np.unique(recording.repetition):
+        rows = np.flatnonzero(recording.repetition == trial)
+        channels = {f"ch{c + 1}": emg[rows, c].tolist() for c in range(emg.shape[1])}
+        first = first or channels
+        samples = parts[PARTS[int(part[rows[0]])]]
+        gesture = GESTURES[int(recording.stimulus[rows[0]])]
+        samples[f"idx_{len(samples) + 1}"] = {"emg": channels, "gestureName": gesture}
+    for _ in range(unlabelled):
+        samples = parts["testingSamples"]
+        samples[f"idx_{len(samples) + 1}"] = {"emg": first}
+    folder, user = _group(recording.subject)
+    document = {
+        "generalInfo": {"samplingFrequencyInHertz": SAMPLE_RATE, "deviceModel": "Myo Armband"},
+        "userInfo": {"name": f"user{user}", "group": folder},
+        **parts,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+    return path

@@ -1,0 +1,253 @@
+"""UCI EMG Data for Gestures (text files): reader, the thesis's windows, and a writer.
+
+The dataset (UCI Machine Learning Repository, no. 481; Myo armband, 8 channels, 36 subjects)
+holds one folder per subject, ``<root>/<NN>/`` (two digits, ``01``..``36``), with two text
+files each (``1_raw_data_<time>.txt``, ``2_raw_data_<time>.txt``). Each file has a header line
+and 10 whitespace-separated columns: ``time`` (ms), ``channel1``..``channel8`` and ``class``:
+0 unmarked, 1 hand at rest, 2 fist, 3 wrist flexion, 4 wrist extension, 5 radial deviation,
+6 ulnar deviation, 7 extended palm (`CLASSES`; 7 was not performed by every subject, which is
+why the thesis speaks of six gestures while the files hold seven marked classes).
+
+The rate is the Myo's nominal 200 Hz, as the thesis's script assumes; the ``time`` column is
+kept in ``extras["time_ms"]`` and not used to resample.
+
+`load_uci_gestures` returns one `Recording` per subject: its files in name order joined in
+time, ``stimulus`` the ``class`` column (0 = unmarked), ``repetition`` the file's number
+(1-based). A ``class`` outside 0-7 is a `DataFormatError` naming the file.
+
+`uci_windows` is the thesis's preprocessing (BioFoundation's ``scripts/uci.py``), per file:
+rows of class 0 dropped, band-pass 20-90 Hz, 50 Hz notch, per-channel z-score, then windows
+cut within runs of one class; a window's label is its class - 1. Subjects split into train,
+validation and test (`SUBJECT_SPLITS`: 1-24, 25-30, 31-36, as in the thesis; configurable).
+
+>>> import tempfile
+>>> from emg_lens.data.synthetic_downstream import synthetic_uci
+>>> root = Path(tempfile.mkdtemp())
+>>> recordings = synthetic_uci(n_subjects=2, gesture_seconds=0.5)
+>>> [p.relative_to(root).as_posix() for r in recordings for p in write_uci_gestures(r, root)]
+['01/1_raw_data_13-12_22.03.16.txt', '01/2_raw_data_13-13_22.03.16.txt', \
+'25/1_raw_data_13-12_22.03.16.txt', '25/2_raw_data_13-13_22.03.16.txt']
+>>> back = load_uci_gestures(root, 25)
+>>> back.modalities, back.gestures, find_subjects(root)
+({'emg': 8}, [1, 2, 3, 4, 5, 6, 7], [1, 25])
+>>> bool(np.array_equal(back.signals["emg"], recordings[1].signals["emg"]))
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from emg_lens.data.downstream import (
+    SPLIT_CODES,
+    DownstreamPreprocess,
+    label_runs,
+    thesis_filter,
+    window_starts,
+    zscore,
+)
+from emg_lens.data.recording import Recording
+from emg_lens.data.windowing import WindowBatch
+from emg_lens.errors import ArgumentError, DataFormatError
+
+__all__ = [
+    "CHANNELS",
+    "CLASSES",
+    "COLUMNS",
+    "SAMPLE_RATE",
+    "SUBJECT_SPLITS",
+    "find_subjects",
+    "load_uci_gestures",
+    "subject_files",
+    "uci_windows",
+    "write_uci_gestures",
+]
+
+SAMPLE_RATE = 200.0
+"""Hz: the Myo armband's nominal EMG rate."""
+
+CHANNELS = 8
+"""EMG columns, ``channel1``..``channel8``."""
+
+COLUMNS = ("time", *(f"channel{c}" for c in range(1, CHANNELS + 1)), "class")
+"""The header of every file."""
+
+CLASSES = (
+    "unmarked",
+    "hand at rest",
+    "fist",
+    "wrist flexion",
+    "wrist extension",
+    "radial deviation",
+    "ulnar deviation",
+    "extended palm",
+)
+"""``class`` code -> gesture; 0 (unmarked) is dropped, a window's label is code - 1."""
+
+SUBJECT_SPLITS: dict[str, tuple[int, ...]] = {
+    "train": tuple(range(1, 25)),
+    "val": tuple(range(25, 31)),
+    "test": tuple(range(31, 37)),
+}
+"""The thesis's subject split."""
+
+_FILE_NAMES = ("1_raw_data_13-12_22.03.16.txt", "2_raw_data_13-13_22.03.16.txt")
+
+
+def _subject_folder(root: Path, subject: int) -> Path | None:
+    for name in (f"{subject:02d}", str(subject)):
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def find_subjects(root: str | Path) -> list[int]:
+    """The subjects with a numbered folder holding ``.txt`` files under ``root``, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (looking for UCI subject folders 01..36)")
+    found = sorted(
+        int(p.name)
+        for p in root.iterdir()
+        if p.is_dir() and p.name.isdigit() and any(p.glob("*.txt"))
+    )
+    if not found:
+        raise DataFormatError(f"{root}: no UCI subject folder (<NN>/ holding .txt files) found")
+    return found
+
+
+def subject_files(root: str | Path, subject: int) -> list[Path]:
+    """A subject's text files, in name order; none is a `DataFormatError` naming the folder."""
+    if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
+        raise ArgumentError(f"subject must be an integer >= 1, got {subject!r}")
+    folder = _subject_folder(Path(root), int(subject))
+    files = sorted(folder.glob("*.txt")) if folder is not None else []
+    if not files:
+        raise DataFormatError(
+            f"{Path(root) / f'{subject:02d}'}: no .txt files of UCI subject {subject}"
+        )
+    return files
+
+
+def _read_file(path: Path) -> np.ndarray:
+    """One file's rows as float64 ``[rows, 10]``, the header checked."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            header = f.readline().split()
+            if [h.lower() for h in header] != list(COLUMNS):
+                raise DataFormatError(
+                    f"{path}: header must be the {len(COLUMNS)} columns {' '.join(COLUMNS)}, "
+                    f"got {header}"
+                )
+            rows = np.loadtxt(f, dtype=np.float64, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataFormatError(
+            f"{path}: not a table of {len(COLUMNS)} numeric columns (truncated or corrupt?): {exc}"
+        ) from exc
+    if rows.size == 0:
+        raise DataFormatError(f"{path}: no data rows below the header")
+    if rows.shape[1] != len(COLUMNS):
+        raise DataFormatError(
+            f"{path}: expected {len(COLUMNS)} columns ({CHANNELS} channels), got {rows.shape[1]}"
+        )
+    codes = rows[:, -1]
+    bad = ~np.isin(codes, np.arange(len(CLASSES)))
+    if bad.any():
+        raise DataFormatError(
+            f"{path}: unknown class {sorted(set(codes[bad].tolist()))[:5]} (row "
+            f"{int(np.argmax(bad)) + 2}); expected 0-{len(CLASSES) - 1} ({', '.join(CLASSES)})"
+        )
+    return rows
+
+
+def load_uci_gestures(root: str | Path, subject: int) -> Recording:
+    """One UCI subject's files as a `Recording` (see the module docstring); a missing,
+    truncated or malformed file, a wrong column count, NaN or an unknown class is a
+    `DataFormatError` naming the file."""
+    files = subject_files(root, subject)
+    tables = [_read_file(path) for path in files]
+    for path, rows in zip(files, tables):
+        if not np.isfinite(rows).all():
+            raise DataFormatError(f"{path}: holds {int((~np.isfinite(rows)).sum())} NaN/Inf")
+    rows = np.concatenate(tables)
+    return Recording(
+        subject=int(subject),
+        signals={"emg": rows[:, 1 : 1 + CHANNELS].astype(np.float32)},
+        sample_rate=SAMPLE_RATE,
+        stimulus=rows[:, -1].astype(np.int64),
+        repetition=np.concatenate([np.full(len(t), k + 1, np.int64) for k, t in enumerate(tables)]),
+        source=" + ".join(str(p) for p in files),
+        extras={"time_ms": rows[:, 0]},
+    )
+
+
+def split_of(subject: int, splits: Mapping[str, tuple[int, ...]] = SUBJECT_SPLITS) -> int | None:
+    """The split code of ``subject`` under ``splits``, or None where no split names it.
+
+    >>> split_of(3), split_of(30), split_of(36), split_of(40)
+    (1, 2, 3, None)
+    """
+    for name, subjects in splits.items():
+        if subject in subjects:
+            return SPLIT_CODES[name]
+    return None
+
+
+def uci_windows(
+    recording: Recording,
+    spec: DownstreamPreprocess,
+    *,
+    splits: Mapping[str, tuple[int, ...]] = SUBJECT_SPLITS,
+) -> WindowBatch:
+    """``recording``'s windows (from `load_uci_gestures`), preprocessed per file as the thesis
+    does; labels are class - 1, ``repetition`` the subject's split code. A subject outside
+    ``splits`` is an `ArgumentError`."""
+    code = split_of(recording.subject, splits)
+    if code is None:
+        raise ArgumentError(
+            f"UCI subject {recording.subject} is in none of the splits {dict(splits)}"
+        )
+    xs, labels = [], []
+    emg = recording.signals["emg"]
+    for k in np.unique(recording.repetition):
+        rows = np.flatnonzero((recording.repetition == k) & (recording.stimulus > 0))
+        if not len(rows):
+            continue
+        x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: file {int(k)}"))
+        for label, start, stop in label_runs(recording.stimulus[rows]):
+            for s in window_starts(stop - start, spec.window, spec.step):
+                xs.append(x[start + s : start + s + spec.window].T)
+                labels.append(label - 1)
+    x = np.stack(xs).astype(np.float32) if xs else np.zeros((0, CHANNELS, spec.window), np.float32)
+    return WindowBatch(
+        x=x,
+        labels=np.asarray(labels, np.int64),
+        repetition=np.full(len(labels), code, np.int64),
+        subject=recording.subject,
+        source=recording.source,
+    )
+
+
+def write_uci_gestures(recording: Recording, root: str | Path) -> list[Path]:
+    """Write ``recording`` as ``root/<NN>/<k>_raw_data_....txt``, one file per
+    ``repetition`` value (the file number), with the real header and columns: ``time`` from
+    ``extras["time_ms"]`` (else 5 ms steps), the channels with 5 decimals, the ``class``.
+    Returns the paths written."""
+    folder = Path(root) / f"{recording.subject:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    time = recording.extras.get("time_ms", np.arange(recording.n_samples) * 5.0 + 1)
+    paths = []
+    for i, k in enumerate(np.unique(recording.repetition)):
+        rows = recording.repetition == k
+        name = _FILE_NAMES[i] if i < len(_FILE_NAMES) else f"{i + 1}_raw_data.txt"
+        table = np.column_stack(
+            [time[rows], recording.signals["emg"][rows], recording.stimulus[rows]]
+        )
+        path = folder / name
+        fmt = ["%d", *["%.5f"] * CHANNELS, "%d"]
+        np.savetxt(path, table, fmt=fmt, delimiter="\t", header="\t".join(COLUMNS), comments="")
+        paths.append(path)
+    return paths
