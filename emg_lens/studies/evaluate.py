@@ -89,17 +89,19 @@ class _MaskTable:
 
 
 def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTable):
+    """The mask id of each layer (None: unmasked); an edge set naming `layers` is compiled
+    for each layer it acts on."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     try:
-        mask = edges.compile(model.layout, model.cfg.n_heads)
+        masks = edges.compile_layers(model.layout, n_heads, n_layers)
     except LayoutError as exc:
         raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
     if condition.heads is not None:
-        keep = torch.zeros(model.cfg.n_heads, dtype=torch.bool)
+        keep = torch.zeros(n_heads, dtype=torch.bool)
         keep[list(condition.heads)] = True
-        mask = mask & keep[:, None, None]
-    mask_id = table.id(mask)
+        masks = masks & keep[:, None, None]
     return tuple(
-        mask_id if layer in condition.layers else None for layer in range(model.cfg.n_layers)
+        table.id(masks[layer]) if layer in condition.layers else None for layer in range(n_layers)
     )
 
 
