@@ -3,6 +3,8 @@
 Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.inspect.plots`:
 
 - `attention_flow` / `edge_mass`: attention mass between token groups, or over an edge set;
+- `qk_circuit` / `ov_circuit`: from the weights alone, which channel a head wants to read and
+  what it writes into the class logits;
 - `head_importance`: the causal effect of cutting each head's edges in one layer (a study under
   the hood), next to the attention mass on those edges;
 - `direct_attribution`: each head's, MLP's and embedding's contribution to the correct-class
@@ -17,6 +19,7 @@ not fit the model's layout.
 """
 
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
+from emg_lens.inspect.circuits import ov_circuit, qk_circuit, token_embeddings
 from emg_lens.inspect.flow import attention_flow, edge_mass, mean_patterns, token_bins
 from emg_lens.inspect.importance import (
     as_subject_data,
@@ -37,8 +40,10 @@ from emg_lens.inspect.plots import (
     plot_distribution_shift,
     plot_head_importance,
     plot_mass_vs_effect,
+    plot_ov_circuit,
     plot_patching,
     plot_pattern,
+    plot_qk_circuit,
     to_circuitsvis,
     token_labels,
 )
@@ -57,6 +62,7 @@ __all__ = [
     "mean_patterns",
     "median_bandwidth",
     "mmd2_unbiased",
+    "ov_circuit",
     "patch_heads",
     "patch_residual",
     "patch_token_group",
@@ -65,12 +71,16 @@ __all__ = [
     "plot_distribution_shift",
     "plot_head_importance",
     "plot_mass_vs_effect",
+    "plot_ov_circuit",
     "plot_patching",
     "plot_pattern",
+    "plot_qk_circuit",
+    "qk_circuit",
     "readout_map",
     "run_patched",
     "tl_index_df",
     "to_circuitsvis",
     "token_bins",
+    "token_embeddings",
     "token_labels",
 ]

@@ -2,6 +2,8 @@
 (the CLI saves PNG and SVG), and an optional CircuitsVis export.
 
 - `plot_attention_flow`: group-block heatmaps, one per layer x head;
+- `plot_qk_circuit` / `plot_ov_circuit`: the weight circuits (query x key scores, channel x
+  class logits), one heatmap per layer x head;
 - `plot_head_importance`: layer x head maps of the metric change, one panel per edge kind;
 - `plot_mass_vs_effect`: attention mass against causal effect, per edge kind;
 - `plot_attribution`: per-layer bars and a per-head map of direct attribution;
@@ -33,8 +35,10 @@ __all__ = [
     "plot_distribution_shift",
     "plot_head_importance",
     "plot_mass_vs_effect",
+    "plot_ov_circuit",
     "plot_patching",
     "plot_pattern",
+    "plot_qk_circuit",
     "to_circuitsvis",
     "token_labels",
 ]
@@ -138,6 +142,74 @@ def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figur
                 ax.set_xlabel("key (uniform share)", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.6, label=label)
     fig.suptitle("Attention flow between token groups (rows: query, columns: key)", fontsize=10)
+    return fig
+
+
+# ------------------------------------------------------------------------------- circuits
+
+
+def plot_qk_circuit(table: pd.DataFrame) -> plt.Figure:
+    """Query x key heatmaps of the weight-based attention scores, one per (layer, head), from
+    `emg_lens.inspect.qk_circuit` (channels or groups; red: a query wants that key)."""
+    _require(table, ["layer", "head", "query", "key", "score"], "plot_qk_circuit")
+    return _circuit_grid(
+        table,
+        ("query", "key", "score"),
+        "score before the softmax (data-free embeddings)",
+        "Weight-based QK circuit: which channel wants to read which (direct path)",
+    )
+
+
+def plot_ov_circuit(table: pd.DataFrame) -> plt.Figure:
+    """Channel x class heatmaps of what each head writes into the class logits when it reads a
+    channel, one per (layer, head), from `emg_lens.inspect.ov_circuit`."""
+    _require(table, ["layer", "head", "channel", "class", "logit"], "plot_ov_circuit")
+    return _circuit_grid(
+        table,
+        ("channel", "class", "logit"),
+        "logit per unit attention (× 1/ln_final scale)",
+        "Weight-based OV circuit: what a head writes to each class when it reads a channel",
+    )
+
+
+def _circuit_grid(
+    table: pd.DataFrame, axes_value: tuple[str, str, str], label: str, title: str
+) -> plt.Figure:
+    """Heatmaps of ``value`` (rows ``row``, columns ``column``), one per (layer, head), on one
+    diverging scale centred at zero; cells are written out while they fit."""
+    row, column, value = axes_value
+    rows, columns = list(dict.fromkeys(table[row])), list(dict.fromkeys(table[column]))
+    layers, heads = sorted(table["layer"].unique()), sorted(table["head"].unique())
+    lim = max(1e-6, float(np.nanmax(np.abs(table[value].to_numpy(dtype=float)))))
+    width, height = 0.3 * len(columns) + 1.0, 0.3 * len(rows) + 1.0
+    fig, axes = plt.subplots(
+        len(layers),
+        len(heads),
+        figsize=(width * len(heads) + 1.8, height * len(layers) + 1.2),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
+    for i, layer in enumerate(layers):
+        for j, head in enumerate(heads):
+            ax = axes[i][j]
+            cell = table[(table["layer"] == layer) & (table["head"] == head)]
+            grid = cell.pivot(index=row, columns=column, values=value)
+            grid = grid.reindex(index=rows, columns=columns).to_numpy(dtype=float)
+            im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            if len(rows) <= 8 and len(columns) <= 8:
+                _annotate(ax, [[f"{v:.2f}" for v in r] for r in grid], _dark(grid, lim), 6)
+            ax.set_xticks(range(len(columns)), [str(c) for c in columns], rotation=90, fontsize=7)
+            ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=7)
+            if i == 0:
+                ax.set_title(f"head {head}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"layer {layer}\n{row}", fontsize=8)
+            if i == len(layers) - 1:
+                ax.set_xlabel(column, fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.6, label=label)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

@@ -2,9 +2,10 @@
 
 `inspect_checkpoint` loads a checkpoint and the test windows of its subject (from the data
 source its metadata records), takes ``n_windows`` of them evenly spaced over the test set (so
-every gesture and repetition is represented), and computes attention flow, head importance,
-direct attribution and the distribution shift of cutting the "across" edges (cross-modal, or
-cross-channel on a single-modality model) in every layer.
+every gesture and repetition is represented), and computes attention flow, the weight-based
+QK and OV circuits of every layer (where the model's tokens have a data-free identity), head
+importance, direct attribution and the distribution shift of cutting the "across" edges
+(cross-modal, or cross-channel on a single-modality model) in every layer.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import torch
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, CheckpointError
+from emg_lens.errors import ArgumentError, CheckpointError, UnsupportedFeatureError
 from emg_lens.inspect import plots
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
+from emg_lens.inspect.circuits import ov_circuit, qk_circuit
 from emg_lens.inspect.flow import attention_flow
 from emg_lens.inspect.importance import (
     as_subject_data,
@@ -38,6 +40,7 @@ from emg_lens.plotting import save_figures
 __all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
 
 MAX_FLOW_BINS = 8  # channel bins of a single-modality model's flow heatmaps
+MAX_CIRCUIT_CHANNELS = 16  # more channels: the QK circuit by token group
 PATTERN_WINDOWS = 64  # windows averaged in the pattern figure (patterns are n_tokens² each)
 
 
@@ -74,24 +77,35 @@ class InspectionReport:
     shift_edges: str
     pattern_cache: Any  # an ActivationCache of the patterns of the top head's layer
     top_head: tuple[int, int]
+    # The weight circuits of every layer; None where the model's tokens have no data-free
+    # identity (see emg_lens.inspect.circuits).
+    qk: pd.DataFrame | None = None
+    ov: pd.DataFrame | None = None
 
     @property
     def correlation(self) -> pd.DataFrame:
         return mass_effect_correlation(self.importance)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {
-            "attention_flow": self.flow,
+        tables = {"attention_flow": self.flow, **self._circuits()}
+        return tables | {
             "head_importance": self.importance,
             "mass_effect_correlation": self.correlation,
             "attribution": self.attribution,
             "distribution_shift": self.shift,
         }
 
+    def _circuits(self) -> dict[str, pd.DataFrame]:
+        pairs = (("qk_circuit", self.qk), ("ov_circuit", self.ov))
+        return {name: table for name, table in pairs if table is not None}
+
     def figures(self) -> dict[str, Any]:
         layer, head = self.top_head
+        draw = {"qk_circuit": plots.plot_qk_circuit, "ov_circuit": plots.plot_ov_circuit}
+        circuits = {name: draw[name](table) for name, table in self._circuits().items()}
         return {
             "attention_flow": plots.plot_attention_flow(self.flow),
+            **circuits,
             "head_importance": plots.plot_head_importance(self.importance),
             "mass_vs_effect": plots.plot_mass_vs_effect(self.importance),
             "attribution": plots.plot_attribution(self.attribution),
@@ -149,12 +163,13 @@ def inspect_model(
     layout = model.layout
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
     y = torch.as_tensor(data.y_test)
-    step(f"[2/5] attention flow over {len(X)} windows")
+    step(f"[2/5] attention flow over {len(X)} windows, and the weight circuits")
     if len(layout.groups) > 1:
         flow = attention_flow(model, X, batch_size=batch_size)
     else:
         bins = None if model.cfg.n_channels <= MAX_FLOW_BINS else MAX_FLOW_BINS
         flow = attention_flow(model, X, by="channel", bins=bins, batch_size=batch_size)
+    qk, ov = _weight_circuits(model)
     step(f"[3/5] head importance: {model.cfg.n_layers} layers x {model.cfg.n_heads} heads")
     importance = head_importance(model, data, batch_size=batch_size)
     step("[4/5] direct attribution to the class logits")
@@ -178,7 +193,24 @@ def inspect_model(
         shift_edges=across,
         pattern_cache=pattern_cache,
         top_head=(layer, head),
+        qk=qk,
+        ov=ov,
     )
+
+
+def _weight_circuits(model: Any) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The QK (by channel, or by group past `MAX_CIRCUIT_CHANNELS`) and OV circuits of every
+    layer; None for a circuit the model's tokens cannot have (a constant table)."""
+    level = "channel" if model.cfg.n_channels <= MAX_CIRCUIT_CHANNELS else "group"
+    layers = range(model.cfg.n_layers)
+    tables: list[pd.DataFrame | None] = []
+    for circuit, kwargs in ((qk_circuit, {"level": level}), (ov_circuit, {})):
+        try:
+            parts = [circuit(model, layer, **kwargs) for layer in layers]
+            tables.append(pd.concat(parts, ignore_index=True))
+        except UnsupportedFeatureError:
+            tables.append(None)
+    return tables[0], tables[1]
 
 
 def _batched_attribution(model: Any, X: torch.Tensor, y: torch.Tensor, batch_size: int):

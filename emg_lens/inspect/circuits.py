@@ -1,0 +1,277 @@
+"""Weight-based channel circuits: which channel a head wants to read, and what it writes.
+
+Computed from the weights alone, with no data, for one layer and its heads:
+
+- `qk_circuit`: the attention score (before the softmax) between every pair of channel tokens,
+  or token groups: "which channel wants to read which";
+- `ov_circuit`: what a head writes into the class logits when it reads a channel's token:
+  "what it writes".
+
+**A token's data-free embedding** is the part of the residual stream entering ``blocks.0``
+that does not depend on the signal: exactly the token a window of zeros gives.
+
+- IsoNet: channel ``c`` (patch ``t``) is ``b_E[c] + W_pos[pos]`` (its channel's embedding bias
+  and its learned position), and the CLS token ``cls_token + W_pos[0]``. Every channel has an
+  identity of its own.
+- TinyMyo: every token is the patch embedding's bias ``b_E``, shared by all channels. With
+  token RoPE (``positional_embedding_type="rotary"``) the rotation at the token's index is its
+  only identity, so the QK table shows the positional preference RoPE gives each head (it
+  depends on the token distance alone) and an OV table would be constant: `ov_circuit`
+  refuses. With BioFoundation's head-index RoPE (``"none"``, `TinyMyo.from_biofoundation`'s
+  default) nothing tells two tokens apart and both functions refuse.
+- The tubelet models (`HierarchicalTransformer`): their fusion stack reads the stems'
+  outputs, which depend on the signal through the stems' attention and MLPs, and a tubelet
+  spans every channel of its modality: refused.
+
+That vector goes through the layer's ``ln1`` as the model would apply it (centre, scale, ``w``,
+``b``), then through ``W_Q``/``W_K`` (or ``W_V``) of the stacked weights with their biases; a
+score is divided by ``attn_scale`` (``sqrt(d_head)``) and queries and keys are rotated when the
+model rotates by token, as ``hook_attn_scores`` is computed. For layer 0 the tables are
+therefore exactly what the model computes on a zero signal. This is the *direct path*
+(embedding -> head): for a layer above 0 it ignores whatever earlier layers wrote into the
+stream.
+
+An OV entry is ``(ln1(e) @ W_V[h] + b_V[h]) @ W_O[h]`` read by the class direction of the
+unembedding ``return_type`` names (TransformerLens's ``W_U``), through ``ln_final``'s linear
+part: ``u_c = centre(w * W_U[:, c])``. It is the logit the head adds, in units of 1 /
+``ln_final``'s scale (which depends on the data), when every position the unembedding reads
+puts all its attention on that token: the CLS query for ``"logits"``, every channel query for
+IsoNet's ``"avg_logits"`` (which averages them).
+
+Channel tables average the tokens of a channel (its patches), group tables the channels of a
+group; the CLS token is a channel and a group of its own (``"cls"``).
+
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+>>> qk = qk_circuit(model, 0)
+>>> qk.columns.tolist()
+['layer', 'head', 'query', 'key', 'query_group', 'key_group', 'score']
+>>> len(qk) == model.cfg.n_heads * 7 * 7  # 4 heads, CLS + 6 channels as queries and keys
+True
+>>> ov_circuit(model, 1, head=2).columns.tolist()
+['layer', 'head', 'channel', 'group', 'class', 'logit']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from einops import einsum
+from jaxtyping import Float
+
+from emg_lens.components.layer_norm import LayerNorm
+from emg_lens.errors import ArgumentError, IndexOutOfRangeError, UnsupportedFeatureError
+from emg_lens.inspect.checks import check_model
+from emg_lens.inspect.flow import token_bins
+from emg_lens.models import IsoNet, TinyMyo
+
+__all__ = ["LEVELS", "ov_circuit", "qk_circuit", "token_embeddings"]
+
+LEVELS = ("channel", "group")
+
+
+@torch.no_grad()
+def token_embeddings(model: Any, *, writes: bool = False) -> Float[torch.Tensor, "pos d_model"]:
+    """Every token's data-free embedding (see the module docstring): what enters ``blocks.0``
+    for a window of zeros, from the embedding weights. ``writes=True`` asks for an identity
+    that survives without RoPE (what an OV circuit reads); a model whose tokens have none
+    raises `UnsupportedFeatureError` saying why.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    >>> e = token_embeddings(model)
+    >>> e.shape, torch.allclose(e, model.embed_signals(torch.zeros(1, 6, 8))[0])
+    (torch.Size([7, 16]), True)
+    """
+    check_model(model)
+    name = type(model).__name__
+    if isinstance(model, IsoNet):
+        embed = model.embed
+        channels = embed.b_E.repeat_interleave(model.cfg.n_patches, dim=0)
+        return torch.cat((embed.cls_token[None], channels)) + model.pos_embed.W_pos
+    if isinstance(model, TinyMyo):
+        shared = (
+            f"{name}'s tokens have no data-free identity of their own: every token's embedding "
+            "is the patch embedding's bias b_E, shared by all channels"
+        )
+        if writes:
+            raise UnsupportedFeatureError(
+                f"{shared}, and RoPE does not act on values, so every channel would write the "
+                "same: an OV table would be constant. Read what heads write from data instead "
+                "(emg_lens.inspect.direct_attribution)"
+            )
+        if model.blocks[0].attn.rotary is None:
+            raise UnsupportedFeatureError(
+                f"{shared}, and nothing rotates them (positional_embedding_type='none', "
+                "BioFoundation's head-index RoPE, which cancels in the scores): every pair of "
+                "channels would get the same score. Use attention_flow on data instead"
+            )
+        return model.embed.b_E.expand(model.layout.n_tokens, -1)
+    raise UnsupportedFeatureError(
+        f"{name}'s tokens have no data-free channel identity: weight circuits are defined for "
+        f"IsoNet (every channel has its own embedding) and TinyMyo with token RoPE. A tubelet "
+        "model's fusion stack reads its stems' outputs, which depend on the signal, and a "
+        "tubelet spans every channel of its modality. Use attention_flow on data instead"
+    )
+
+
+@torch.no_grad()
+def qk_circuit(
+    model: Any, layer: int, head: int | None = None, *, level: str = "channel"
+) -> pd.DataFrame:
+    """The attention score between the data-free embeddings of every pair of channels
+    (``level="channel"``, the CLS token included) or token groups (``"group"``), for ``head``
+    of ``layer`` (``None``: every head): scaled and rotated as ``hook_attn_scores``, before
+    the softmax. Rows: ``layer, head, query, key, query_group, key_group, score`` (at group
+    level ``query``/``key`` are the groups). The direct path only: see the module docstring.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    >>> table = qk_circuit(model, 0, head=1, level="group")
+    >>> table[["query", "key"]].head(3).values.tolist()
+    [['cls', 'cls'], ['cls', 'emg'], ['cls', 'acc']]
+    """
+    heads = _heads(model, layer, head)
+    if level not in LEVELS:
+        raise ArgumentError(f"level must be one of {LEVELS}, got {level!r}")
+    x = _ln1(model, layer, token_embeddings(model))
+    attn = model.blocks[layer].attn
+    q = einsum(x, model.W_Q[layer], "pos d, head d k -> pos head k") + model.b_Q[layer]
+    k = einsum(x, model.W_K[layer], "pos d, head d k -> pos head k") + model.b_K[layer]
+    if attn.rotary is not None:  # rotated at the token index, as the model does
+        q, k = attn.rotary(q[None])[0], attn.rotary(k[None])[0]
+    scores = einsum(q / attn.attn_scale, k, "qpos head k, kpos head k -> head qpos kpos")
+    labels = _labels(model, level)
+    member = _membership(labels)
+    grid = einsum(member, scores[heads].double().cpu(), member, "q a, h q k, k b -> h a b")
+    names = list(dict.fromkeys(labels))
+    group_of = dict(zip(labels, model.layout.group))
+    h, a, b = np.indices(grid.shape)
+    return pd.DataFrame(
+        {
+            "layer": layer,
+            "head": np.asarray(heads)[h.ravel()],
+            "query": np.asarray(names)[a.ravel()],
+            "key": np.asarray(names)[b.ravel()],
+            "query_group": [group_of[names[i]] for i in a.ravel()],
+            "key_group": [group_of[names[i]] for i in b.ravel()],
+            "score": grid.numpy().ravel(),
+        }
+    )
+
+
+@torch.no_grad()
+def ov_circuit(
+    model: Any, layer: int, head: int | None = None, *, return_type: str = "logits"
+) -> pd.DataFrame:
+    """What ``head`` of ``layer`` (``None``: every head) writes into each class logit of the
+    unembedding ``return_type`` names (IsoNet: ``"logits"``, the CLS head, or
+    ``"avg_logits"``) when it reads a channel's data-free embedding, from the weights: rows
+    ``layer, head, channel, group, class, logit`` (see the module docstring for the units).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    >>> table = ov_circuit(model, 0, return_type="avg_logits")
+    >>> len(table) == model.cfg.n_heads * 7 * model.cfg.n_classes  # heads x tokens x classes
+    True
+    """
+    heads = _heads(model, layer, head)
+    x = _ln1(model, layer, token_embeddings(model, writes=True))
+    directions = _class_directions(model, return_type)  # [d_model, n_classes]
+    values = einsum(x, model.W_V[layer], "pos d, head d k -> head pos k")
+    values = values + model.b_V[layer][:, None]
+    writes = einsum(values, model.W_O[layer], "head pos k, head k d -> head pos d")
+    logits = einsum(writes, directions, "head pos d, d c -> head pos c")
+    labels = _labels(model, "channel")
+    member = _membership(labels)
+    grid = einsum(member, logits[heads].double().cpu(), "p a, h p c -> h a c")
+    names = list(dict.fromkeys(labels))
+    group_of = dict(zip(labels, model.layout.group))
+    h, a, c = np.indices(grid.shape)
+    return pd.DataFrame(
+        {
+            "layer": layer,
+            "head": np.asarray(heads)[h.ravel()],
+            "channel": np.asarray(names)[a.ravel()],
+            "group": [group_of[names[i]] for i in a.ravel()],
+            "class": c.ravel(),
+            "logit": grid.numpy().ravel(),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _heads(model: Any, layer: Any, head: Any) -> list[int]:
+    """The heads a table covers, after checking the model, ``layer`` and ``head``."""
+    check_model(model)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    if not _is_int(layer) or not 0 <= layer < n_layers:
+        raise IndexOutOfRangeError(
+            f"layer must be an int in [0, {n_layers - 1}] (the model's {n_layers} layers of "
+            f"`blocks`), got {layer!r}"
+        )
+    if head is None:
+        return list(range(n_heads))
+    if not _is_int(head) or not 0 <= head < n_heads:
+        raise IndexOutOfRangeError(
+            f"head must be None (every head) or an int in [0, {n_heads - 1}], got {head!r}"
+        )
+    return [head]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _ln1(model: Any, layer: int, tokens: torch.Tensor) -> torch.Tensor:
+    """``tokens`` through ``blocks[layer].ln1`` as the model applies it, without firing its
+    hooks (an identity when the model has no normalisation)."""
+    ln = model.blocks[layer].ln1
+    if isinstance(ln, LayerNorm):
+        return F.layer_norm(tokens, ln.w.shape, ln.w, ln.b, ln.eps)
+    return tokens
+
+
+def _class_directions(model: Any, return_type: str) -> Float[torch.Tensor, "d_model n_classes"]:
+    """The class directions of the ``return_type`` unembedding as seen by the final stream:
+    ``W_U`` through ``ln_final``'s centring and weight (its scale depends on the data)."""
+    choices = tuple(model.unembed_heads)
+    if return_type not in choices:
+        raise ArgumentError(
+            f"return_type must name an unembedding of {type(model).__name__}, one of "
+            f"{choices}; got {return_type!r}"
+        )
+    previous = model.unembed_head
+    try:  # read W_U of the asked head without leaving the model changed
+        model.unembed_head = return_type
+        W_U = model.W_U.detach()
+    finally:
+        model.unembed_head = previous
+    ln = model.ln_final
+    if not isinstance(ln, LayerNorm):
+        return W_U
+    scaled = ln.w.detach()[:, None] * W_U
+    return scaled - scaled.mean(0, keepdim=True)
+
+
+def _labels(model: Any, level: str) -> list[str]:
+    """Per token: its channel (``ch3``, or ``cls``) or its group."""
+    layout = model.layout
+    return list(layout.group) if level == "group" else token_bins(layout, "channel")
+
+
+def _membership(labels: list[str]) -> Float[torch.Tensor, "pos label"]:
+    """``[pos, label]`` weights that average the tokens of each distinct label."""
+    names = list(dict.fromkeys(labels))
+    member = torch.tensor([[lab == n for n in names] for lab in labels], dtype=torch.float64)
+    return member / member.sum(0)
