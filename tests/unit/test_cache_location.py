@@ -7,6 +7,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -231,3 +232,24 @@ def test_two_processes_sharing_one_cache_see_whole_entries_or_none(tmp_path):
     evict(folder, cap)
     assert sum(p.stat().st_size for p in folder.iterdir()) <= cap
     assert not list(folder.glob("*.tmp"))
+
+
+def test_synth_db2_writes_two_subjects_by_default_and_says_how_large(monkeypatch, capsys):
+    import emg_lens.data.registry as registry
+    from emg_lens.cli import main
+
+    asked = []
+
+    def synthesize(out, options):  # records what synth asks for instead of writing files
+        asked.append((options["n_subjects"], out))
+        return iter(())
+
+    fake = SimpleNamespace(synthesize=synthesize)
+    monkeypatch.setattr(registry, "dataset_info", lambda name, **kw: fake)
+    assert main(["synth", "--format", "ninapro-db2", "--out", "db2"]) == 0
+    assert main(["synth", "--format", "ninapro-db2", "--out", "db2", "--n-subjects", "6"]) == 0
+    assert main(["synth", "--format", "hdsemg", "--out", "hd"]) == 0
+    assert asked == [(2, "db2"), (6, "db2"), (6, "hd")]
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    assert "214 MB" in capsys.readouterr().out
