@@ -15,6 +15,7 @@ __all__ = [
     "DataFormatError",
     "EdgeExpressionError",
     "EmgLensError",
+    "ExportError",
     "IndexOutOfRangeError",
     "InputShapeError",
     "InputValueError",
@@ -106,6 +107,13 @@ class CheckpointError(EmgLensError, ValueError):
 class MissingDependencyError(EmgLensError, ImportError):
     """An optional package a feature needs is not installed; the message says how to install
     it (``pip install emg_lens[extra]``) and ``name`` is the package."""
+
+
+class ExportError(EmgLensError, RuntimeError):
+    """An ONNX export (`emg_lens.export`) could not produce a file that computes what the
+    model computes: torch's exporter or onnxruntime failed on it, or onnxruntime's output
+    differs from the PyTorch (masked) forward by more than the tolerance. The message says by
+    how much and at which batch size; no file is left under the requested name."""
 
 
 class CodeConsentError(SpecError):
