@@ -150,7 +150,16 @@ def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figur
 
 def plot_qk_circuit(table: pd.DataFrame) -> plt.Figure:
     """Query x key heatmaps of the weight-based attention scores, one per (layer, head), from
-    `emg_lens.inspect.qk_circuit` (channels or groups; red: a query wants that key)."""
+    `emg_lens.inspect.qk_circuit` (channels or groups; red: a query wants that key).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.inspect.circuits import qk_circuit
+    >>> from emg_lens.models import IsoNet
+    >>> fig = plot_qk_circuit(qk_circuit(IsoNet(EncoderConfig.preset("tiny", seed=0)), 0))
+    >>> len([ax for ax in fig.axes if ax.get_images()])  # one panel per head
+    4
+    >>> plt.close(fig)
+    """
     _require(table, ["layer", "head", "query", "key", "score"], "plot_qk_circuit")
     return _circuit_grid(
         table,
@@ -162,7 +171,16 @@ def plot_qk_circuit(table: pd.DataFrame) -> plt.Figure:
 
 def plot_ov_circuit(table: pd.DataFrame) -> plt.Figure:
     """Channel x class heatmaps of what each head writes into the class logits when it reads a
-    channel, one per (layer, head), from `emg_lens.inspect.ov_circuit`."""
+    channel, one per (layer, head), from `emg_lens.inspect.ov_circuit`.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.inspect.circuits import ov_circuit
+    >>> from emg_lens.models import IsoNet
+    >>> fig = plot_ov_circuit(ov_circuit(IsoNet(EncoderConfig.preset("tiny", seed=0)), 1, 0))
+    >>> [label.get_text() for label in fig.axes[0].get_yticklabels()][:3]
+    ['cls', 'ch0', 'ch1']
+    >>> plt.close(fig)
+    """
     _require(table, ["layer", "head", "channel", "class", "logit"], "plot_ov_circuit")
     return _circuit_grid(
         table,
