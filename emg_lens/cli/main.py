@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from emg_lens.cli import demo, inspect, study, synth, tinymyo, train, windows
+from emg_lens.cli import demo, export, inspect, study, synth, tinymyo, train, windows
 from emg_lens.cli.common import HelpFormatter, output_folder
 from emg_lens.errors import EmgLensError
 
@@ -33,6 +33,7 @@ commands:
   windows   build a TinyMyo window store (HDF5) from a dataset
   pretrain  masked-signal pretraining of a TinyMyo
   finetune  fine-tune or linear-probe a pretrained TinyMyo (or BioFoundation's)
+  export    write a checkpoint, with an edge mask baked in, to a checked ONNX file
 
 Run `emg-lens <command> --help` for a command's options and their defaults."""
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_parser(sub)
     windows.add_parser(sub)
     tinymyo.add_parsers(sub)
+    export.add_parser(sub)
     return parser
 
 

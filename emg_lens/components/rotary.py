@@ -47,7 +47,9 @@ class Rotary(nn.Module):
         self, x: Float[torch.Tensor, "batch pos head_index d_head"]
     ) -> Float[torch.Tensor, "batch pos head_index d_head"]:
         x_rot, x_pass = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
-        if self.adjacent_pairs and x.dtype in COMPLEX_OF:
+        # A trace (emg_lens.export's, for ONNX, which has no complex tensors) records the real
+        # formula.
+        if self.adjacent_pairs and x.dtype in COMPLEX_OF and not torch.jit.is_tracing():
             rotated = self._rotate_complex(x_rot)
         else:
             rotated = self._rotate_real(x_rot)

@@ -1,0 +1,504 @@
+"""Export a model, with an edge mask baked in, to an ONNX file that runs with no hooks.
+
+`export_onnx` (and `export_checkpoint`, behind ``emg-lens export``) compiles the edge set
+against the model's layout (`emg_lens.hooks.compile_edges`), holds the masks as constants of a
+small wrapper module that calls ``model(signals, edge_masks=..., return_type=...)``, and has
+torch trace that into ONNX with a dynamic batch axis. The file is written under a temporary
+name, run with onnxruntime on seeded inputs of several batch sizes (none of them the traced
+one) and compared with the PyTorch masked forward; only if every output agrees to
+``atol`` (default 1e-5) is it renamed into place. Otherwise it is deleted and an `ExportError`
+says by how much it differed: a file under the requested name computes what the model
+computes.
+
+Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). The
+``torch.export`` path (``dynamo=True``, torch's default since 2.9) cannot trace these models on
+torch 2.13 CPU: non-strict tracing stops at attention's fused-weight cache (its key reads
+``data_ptr()``, which fake tensors lack) and at the input check's data-dependent branch, and
+strict tracing then fails in decomposition or takes ~8 s for the tiny preset. The TorchScript
+tracer runs the real forward (the checks included, on the example input) and records its tensor
+operations: ~1 s for a tiny model, on every torch the package supports (>= 2.6). It is
+deprecated upstream; the parity check is what guarantees the file whichever tracer wrote it.
+
+What a file holds and computes:
+
+- the inference forward: the model is traced in eval mode (dropout and drop-path off). A model
+  in training mode is exported in eval with a `UserWarning` saying so, and put back in
+  training mode afterwards;
+- fully masked query rows stay finite: the model drops such a row's attention update (its
+  pattern row is zero, never NaN) with a ``Where`` on the row's "all keys masked" flag, a
+  constant of the file, exactly as it does in PyTorch;
+- its input is ``signals`` ``[batch, channels, time]`` in the model's dtype, unchecked (the
+  file does not refuse NaN as `HookedBiosignalModel.to_tokens` does); its outputs are named
+  after ``return_type`` (``logits``, ``avg_logits``, ``latent``; ``resid`` for None; a tuple
+  such as IsoNet's ``"both"`` gives ``both_0``, ``both_1``), each with the batch axis dynamic.
+
+Refused, before anything is written: an edge set on a model without attention
+(`MultimodalMLP`: `UnsupportedFeatureError`) or without a shared stack ``blocks``
+(`MultimodalTransformer`, whose attention is in its stems: `LayoutError`); an edge set that does
+not compile on the layout (an unknown group, a head index out of range: `LayoutError` from
+`EdgeSet.compile`); ``layers`` outside ``[0, n_layers)`` or given without edges; a model with
+hooks attached (the file holds the model alone); a model that is not on the CPU or not float32
+/ float64 (`ArgumentError`); a missing onnx or onnxruntime (`MissingDependencyError`).
+
+>>> import tempfile
+>>> from emg_lens.config import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+>>> out = Path(tempfile.mkdtemp()) / "isonet.onnx"
+>>> result = export_onnx(model, out, edges="cross_modal")
+>>> result.max_abs_diff <= 1e-5, result.output_names, result.layers
+(True, ('logits',), (0, 1))
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emg_lens._io import atomic_write
+from emg_lens.checkpoints import load_checkpoint
+from emg_lens.errors import (
+    ArgumentError,
+    EmgLensError,
+    ExportError,
+    LayoutError,
+    MissingDependencyError,
+    UnsupportedFeatureError,
+    describe,
+)
+from emg_lens.hooks import compile_edges
+from emg_lens.models import HookedBiosignalModel, HookedEncoder
+
+__all__ = [
+    "EXPORT_PACKAGES",
+    "PARITY_ATOL",
+    "PARITY_BATCH_SIZES",
+    "ExportResult",
+    "export_checkpoint",
+    "export_edge_masks",
+    "export_onnx",
+]
+
+PARITY_ATOL = 1e-5
+"""Largest accepted max |onnxruntime - PyTorch| over every output entry."""
+PARITY_BATCH_SIZES = (1, 3)
+"""Batch sizes of the parity check; the trace uses `TRACE_BATCH`, so both prove the dynamic
+axis."""
+TRACE_BATCH = 2
+OPSET = 17  # LayerNormalization's first opset; onnxruntime >= 1.12 runs it
+EXPORT_PACKAGES = ("onnx", "onnxruntime")
+"""What the export imports (the ``[export]`` extra; its onnxscript serves only torch's
+dynamo exporter, which this module does not use)."""
+INSTALL_HINT = 'pip install "emg_lens[export]"'
+INPUT_NAME = "signals"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export_onnx` wrote and how closely it matches the PyTorch forward.
+
+    ``diffs`` maps each parity batch size to max |onnxruntime - PyTorch| over its outputs;
+    ``max_abs_diff`` is the largest of them. ``edges`` is the edge set's canonical string (None
+    unmasked) and ``layers`` the blocks its mask was applied to (empty unmasked).
+    """
+
+    path: Path
+    size_bytes: int
+    model_class: str
+    edges: str | None
+    layers: tuple[int, ...]
+    return_type: str | None
+    output_names: tuple[str, ...]
+    diffs: dict[int, float]
+    max_abs_diff: float
+    atol: float
+    opset: int
+    was_training: bool
+
+    def summary(self) -> str:
+        """One line for people: file, size, mask, parity.
+
+        >>> r = ExportResult(Path("m.onnx"), 2_500_000, "IsoNet", "cross_modal", (0, 1),
+        ...                  "logits", ("logits",), {1: 1e-8, 3: 2e-8}, 2e-8, 1e-5, 17, False)
+        >>> r.summary()
+        'm.onnx (2.5 MB): IsoNet, edges cross_modal on layers 0, 1; onnxruntime vs PyTorch max |diff| 2e-08 at batch sizes 1, 3 (tolerance 1e-05)'
+        """  # noqa: E501
+        masked = (
+            f"edges {self.edges} on layers {', '.join(map(str, self.layers))}"
+            if self.edges is not None
+            else "unmasked"
+        )
+        sizes = ", ".join(map(str, self.diffs))
+        return (
+            f"{self.path} ({self.size_bytes / 1e6:.1f} MB): {self.model_class}, {masked}; "
+            f"onnxruntime vs PyTorch max |diff| {self.max_abs_diff:.3g} at batch sizes {sizes} "
+            f"(tolerance {self.atol:g})"
+        )
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) -> ExportResult:
+    """Load the emg_lens checkpoint folder ``checkpoint`` (on the CPU) and `export_onnx` it
+    to ``out``; ``kwargs`` are `export_onnx`'s (``edges``, ``layers``, ``return_type``, ...).
+
+    >>> import tempfile
+    >>> from emg_lens.checkpoints import save_checkpoint
+    >>> from emg_lens.config import EncoderConfig
+    >>> from emg_lens.models import TinyMyo
+    >>> cfg = EncoderConfig.preset("tinymyo", d_model=16, d_head=4, n_heads=4, d_mlp=32,
+    ...     n_layers=2, modalities={"emg": 3}, n_samples=20, patch_samples=5, seed=0)
+    >>> folder = save_checkpoint(TinyMyo(cfg), tempfile.mkdtemp())
+    >>> r = export_checkpoint(folder, folder / "tinymyo.onnx", edges="cross_channel", layers=[1])
+    >>> r.layers, r.max_abs_diff <= 1e-5
+    ((1,), True)
+    """
+    return export_onnx(load_checkpoint(checkpoint, device="cpu"), out, **kwargs)
+
+
+def export_onnx(
+    model: HookedBiosignalModel,
+    out: str | Path,
+    *,
+    edges: Any = None,
+    layers: Iterable[int] | None = None,
+    return_type: str | None = "logits",
+    batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
+    atol: float = PARITY_ATOL,
+    opset: int = OPSET,
+) -> ExportResult:
+    """Write ``model`` with the edge mask ``edges`` (an `EdgeSet`, its string form, or a
+    compiled bool mask) on ``layers`` (default: every block) baked in to the ONNX file ``out``,
+    after checking it against the PyTorch masked forward (see the module docstring).
+
+    Args:
+        model: an emg_lens model on the CPU, float32 or float64, with no hooks attached.
+        out: the file to write (its folder is created); replaced only by a file that passed.
+        edges: the edges to cut in every one of ``layers``; None exports the model unmasked.
+        layers: blocks (``blocks.{l}``) to cut ``edges`` in; None: all of them.
+        return_type: what the file outputs, as for ``model(x, return_type=...)``.
+        batch_sizes: batch sizes of the parity check (seeded random signals).
+        atol: largest accepted max |onnxruntime - PyTorch|.
+        opset: the ONNX opset to write.
+
+    Returns the `ExportResult` (path, size, parity figures).
+    """
+    ort = _require_export_packages()
+    path = _check_out(out)
+    _check_exportable(model)
+    batch_sizes = _check_batch_sizes(batch_sizes)
+    mask_layers, compiled = _compile(model, edges, layers)
+    was_training = model.training
+    if was_training:
+        warnings.warn(
+            f"{type(model).__name__} is in training mode; it is exported in eval mode "
+            "(dropout and drop-path off), the forward that inference computes",
+            UserWarning,
+            stacklevel=2,
+        )
+    model.eval()
+    try:
+        with torch.no_grad():
+            reference = _Reference(model, compiled, return_type)
+            wrapper = _MaskedForward(model, _baked(compiled), return_type)
+            names = _output_names(reference(model.example_input(1)), return_type)
+            diffs: dict[int, float] = {}
+
+            def write(tmp: Path) -> None:
+                _trace(wrapper, model.example_input(TRACE_BATCH), tmp, names, opset)
+                diffs.update(_parity(ort, tmp, path, reference, names, batch_sizes, atol))
+
+            atomic_write(path, write)
+    finally:
+        model.train(was_training)
+    return ExportResult(
+        path=path,
+        size_bytes=path.stat().st_size,
+        model_class=type(model).__name__,
+        edges=None if edges is None else _edges_string(edges),
+        layers=mask_layers,
+        return_type=return_type,
+        output_names=names,
+        diffs=diffs,
+        max_abs_diff=max(diffs.values()),
+        atol=atol,
+        opset=opset,
+        was_training=was_training,
+    )
+
+
+def export_edge_masks(
+    model: HookedBiosignalModel, edges: Any, layers: Iterable[int] | None = None
+) -> dict[int, torch.Tensor]:
+    """The ``{layer: mask}`` an export bakes in: `compile_edges` on the checked ``layers``,
+    without the layers where the mask cuts nothing, and with one head row where every head
+    is masked alike (the same mask broadcast, a smaller constant in the file).
+
+    >>> from emg_lens.config import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> {layer: list(m.shape) for layer, m in export_edge_masks(model, "cross_modal").items()}
+    {0: [1, 7, 7], 1: [1, 7, 7]}
+    >>> export_edge_masks(model, "cross_modal", layers=[2])
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.LayoutError: layers [2] are not blocks of this IsoNet: it has n_layers=2 (blocks 0..1)
+    """  # noqa: E501
+    return _baked(_compile(model, edges, layers)[1])
+
+
+def _compile(
+    model: HookedBiosignalModel, edges: Any, layers: Iterable[int] | None
+) -> tuple[tuple[int, ...], dict[int, torch.Tensor]]:
+    """The checked layers and ``compile_edges(edges, model, layers)`` (nothing for no edges)."""
+    if edges is None:
+        if layers is not None:
+            raise ArgumentError(
+                f"layers={_listed(layers)} were given without edges: they say where to cut an "
+                "edge set, so pass edges too (or neither, for an unmasked export)"
+            )
+        return (), {}
+    checked = tuple(_check_layers(model, layers))
+    return checked, compile_edges(edges, model, checked)
+
+
+def _baked(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """The layers whose mask cuts something, each with one head row where all heads agree."""
+    return {layer: _one_head_row(mask) for layer, mask in masks.items() if bool(mask.any())}
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _require_export_packages() -> ModuleType:
+    """Import `EXPORT_PACKAGES` (onnxruntime returned), or say how to install them."""
+    modules = {}
+    for name in EXPORT_PACKAGES:
+        try:
+            modules[name] = importlib.import_module(name)
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"exporting to ONNX needs the package {name!r}, which is not installed: "
+                f"{INSTALL_HINT} installs it (with {', '.join(EXPORT_PACKAGES)})",
+                name=name,
+            ) from exc
+    return modules["onnxruntime"]
+
+
+def _check_out(out: str | Path) -> Path:
+    if not isinstance(out, (str, Path)) or not str(out):
+        raise ArgumentError(f"out must be a file path such as model.onnx, got {out!r}")
+    path = Path(out)
+    if path.is_dir():
+        raise ArgumentError(f"out {path} is a folder; give a file path such as {path}/model.onnx")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArgumentError(f"out {path}: its folder cannot be created ({exc})") from exc
+    return path
+
+
+def _check_exportable(model: Any) -> None:
+    if not isinstance(model, HookedBiosignalModel):
+        raise ArgumentError(
+            f"export_onnx needs an emg_lens model (IsoNet, TinyMyo, ...; load one with "
+            f"emg_lens.checkpoints.load_checkpoint), got {describe(model)}"
+        )
+    name = type(model).__name__
+    device, dtype = model.param_device_dtype()
+    if device.type != "cpu":
+        raise ArgumentError(
+            f"{name} is on {device}; the file is traced and checked on the CPU, where "
+            "onnxruntime runs it: export model.to('cpu')"
+        )
+    if dtype not in (torch.float32, torch.float64):
+        raise ArgumentError(
+            f"{name} is {dtype}; export accepts float32 or float64 models (onnxruntime's CPU "
+            "kernels and the 1e-5 parity check): convert it with model.float()"
+        )
+    hooked = [n for n, hp in model.hook_dict.items() if hp.fwd_hooks or hp.bwd_hooks]
+    if hooked:
+        raise ArgumentError(
+            f"{name} has hooks attached at {hooked[:3]}{' ...' if len(hooked) > 3 else ''}; "
+            "the file holds the model and its edge mask, not hook functions: remove them "
+            "(model.reset_hooks()) and express the cut as edges"
+        )
+
+
+def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> list[int]:
+    """``layers`` as sorted distinct blocks of ``model`` (all of them for None)."""
+    name = type(model).__name__
+    if not isinstance(model, HookedEncoder):
+        raise UnsupportedFeatureError(
+            f"{name} has no attention, so an edge mask has nothing to cut: export it without "
+            "edges (or export a transformer: IsoNet, HierarchicalTransformer, TinyMyo)"
+        )
+    n_layers = model.cfg.n_layers
+    if n_layers == 0:
+        raise LayoutError(
+            f"{name} has no shared stack `blocks` (n_layers=0): its attention is in the "
+            "per-modality stems, where no cross-modal edge exists and which export does not "
+            "mask; export it without edges, or export a HierarchicalTransformer"
+        )
+    if layers is None:
+        return list(range(n_layers))
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+        raise ArgumentError(f"layers must be block indices such as [0, 2], got {layers!r}")
+    layers = list(layers)
+    bad = [x for x in layers if not isinstance(x, int) or isinstance(x, bool)]
+    if bad or not layers:
+        raise ArgumentError(
+            f"layers must be one or more int block indices in [0, {n_layers - 1}], got {layers!r}"
+        )
+    outside = sorted({x for x in layers if not 0 <= x < n_layers})
+    if outside:
+        raise LayoutError(
+            f"layers {outside} are not blocks of this {name}: it has n_layers={n_layers} "
+            f"(blocks 0..{n_layers - 1})"
+        )
+    return sorted(set(layers))
+
+
+def _check_batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
+    sizes = tuple(batch_sizes) if isinstance(batch_sizes, Iterable) else ()
+    if not sizes or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in sizes):
+        raise ArgumentError(
+            f"batch_sizes must be positive ints such as (1, 3), got {batch_sizes!r}"
+        )
+    return sizes
+
+
+def _one_head_row(mask: torch.Tensor) -> torch.Tensor:
+    return mask[:1] if bool((mask == mask[:1]).all()) else mask
+
+
+def _edges_string(edges: Any) -> str:
+    if isinstance(edges, torch.Tensor):
+        return f"<compiled mask {describe(edges)}>"
+    return str(edges)
+
+
+def _listed(values: Any) -> Any:
+    return list(values) if isinstance(values, Iterable) and not isinstance(values, str) else values
+
+
+# ----------------------------------------------------------------------------- trace and parity
+
+
+class _MaskedForward(nn.Module):
+    """``model(signals, edge_masks=<constant masks>, return_type=...)`` as a one-input
+    module, for the tracer: the masks are buffers, so they become constants of the file."""
+
+    def __init__(self, model: nn.Module, masks: Mapping[int, torch.Tensor], return_type: Any):
+        super().__init__()
+        self.model = model
+        self.return_type = return_type
+        self.mask_layers = sorted(masks)
+        for layer in self.mask_layers:
+            self.register_buffer(f"edge_mask_{layer}", masks[layer])
+
+    def forward(self, signals: torch.Tensor) -> Any:
+        masks = {layer: getattr(self, f"edge_mask_{layer}") for layer in self.mask_layers}
+        return self.model(signals, edge_masks=masks or None, return_type=self.return_type)
+
+
+class _Reference:
+    """The PyTorch forward the file must match: ``model(x, edge_masks=compile_edges(...))``,
+    with the masks as compiled (not `_baked`'s pruned ones), so the pruning is checked too."""
+
+    def __init__(self, model: nn.Module, masks: Mapping[int, torch.Tensor], return_type: Any):
+        self.model, self.masks, self.return_type = model, dict(masks) or None, return_type
+
+    def __call__(self, signals: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(signals, edge_masks=self.masks, return_type=self.return_type)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _output_names(outputs: tuple[Any, ...], return_type: str | None) -> tuple[str, ...]:
+    if not all(isinstance(o, torch.Tensor) for o in outputs):
+        raise ArgumentError(
+            f"return_type={return_type!r} gives {[describe(o) for o in outputs]}; the file's "
+            "outputs must be tensors: choose a return_type that gives tensors (e.g. 'logits')"
+        )
+    base = "resid" if return_type is None else str(return_type)
+    return (base,) if len(outputs) == 1 else tuple(f"{base}_{i}" for i in range(len(outputs)))
+
+
+def _trace(
+    wrapper: nn.Module, example: torch.Tensor, file: Path, names: tuple[str, ...], opset: int
+) -> None:
+    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *names)}
+    try:
+        with warnings.catch_warnings():
+            # The tracer warns about the forward's Python checks of the example input (shape,
+            # finiteness), which the file rightly does not hold, and that it is deprecated.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(file),
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=list(names),
+                dynamic_axes=dynamic,
+                opset_version=opset,
+            )
+    except EmgLensError:
+        raise
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ExportError(
+            f"torch's ONNX exporter (TorchScript, opset {opset}) failed on "
+            f"{type(wrapper.model).__name__}: {exc}"
+        ) from exc
+
+
+def _parity(
+    ort: ModuleType,
+    file: Path,
+    target: Path,
+    reference: _Reference,
+    names: tuple[str, ...],
+    batch_sizes: tuple[int, ...],
+    atol: float,
+) -> dict[int, float]:
+    """Max |onnxruntime - PyTorch| per batch size; an `ExportError` past ``atol``."""
+    model = reference.model
+    what = f"the ONNX export of {type(model).__name__} to {target}"
+    try:
+        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
+        raise ExportError(f"{what}: onnxruntime cannot load the file: {exc}") from exc
+    dtype = model.param_device_dtype()[1]
+    generator = torch.Generator().manual_seed(0)
+    diffs = {}
+    for batch in batch_sizes:
+        signals = torch.randn(batch, *model.input_shape, generator=generator, dtype=dtype)
+        expected = reference(signals)
+        got = session.run(list(names), {INPUT_NAME: signals.numpy()})
+        for name, e, g in zip(names, expected, got):
+            if tuple(g.shape) != tuple(e.shape):
+                raise ExportError(
+                    f"{what}: output {name} has shape {list(g.shape)} at batch size {batch}, "
+                    f"PyTorch's {list(e.shape)}; no file was written"
+                )
+        # np.max propagates NaN (Python's max would drop it), and a NaN fails the test below.
+        diff = float(np.max([np.abs(g - e.numpy()).max() for e, g in zip(expected, got)]))
+        if not diff <= atol:
+            raise ExportError(
+                f"{what} computes something else: onnxruntime's outputs differ from the "
+                f"PyTorch masked forward by max |diff| = {diff:.3g} at batch size {batch} "
+                f"(tolerance {atol:g}); no file was written"
+            )
+        diffs[batch] = diff
+    return diffs
