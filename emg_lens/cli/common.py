@@ -20,6 +20,7 @@ from emg_lens.errors import ArgumentError
 __all__ = [
     "CLASSIFIERS",
     "DATASET_NAMES",
+    "DOWNSTREAM_DATASETS",
     "SPLIT_REPETITIONS",
     "STUDIES",
     "SYNTH_FORMATS",
@@ -40,11 +41,20 @@ STUDIES = Path(__file__).resolve().parents[2] / "studies"
 """The example study files shipped with the repository."""
 CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
 """`emg_lens.models.CLASSIFIERS`: what ``train --architecture`` builds."""
-DATASET_NAMES = ("synthetic", "ninapro-db2", "hdsemg")
+DATASET_NAMES = ("synthetic", "ninapro-db2", "hdsemg", "epn612", "uci", "ninapro-db8")
 """`emg_lens.data.registry.DATASETS`: what ``--dataset`` accepts."""
-SYNTH_FORMATS = ("ninapro-db2", "hdsemg")
+SYNTH_FORMATS = ("ninapro-db2", "hdsemg", "epn612", "uci", "ninapro-db8")
 """The registry's datasets with a ``synthesize``: what ``synth --format`` writes."""
-WINDOW_STORE_SOURCES = ("emg2pose", "ninapro-db5", "ninapro-db6", "ninapro-db7", "synthetic")
+DOWNSTREAM_DATASETS = ("epn612", "uci", "ninapro-db8")
+"""`emg_lens.data.registry.DOWNSTREAM_DATASETS`: what ``windows --dataset`` reads."""
+WINDOW_STORE_SOURCES = (
+    "emg2pose",
+    "ninapro-db5",
+    "ninapro-db6",
+    "ninapro-db7",
+    "synthetic",
+    *DOWNSTREAM_DATASETS,
+)
 """`emg_lens.data.window_build.WINDOW_STORE_SOURCES`: what ``windows --source`` reads."""
 SPLIT_REPETITIONS = {"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)}
 """`emg_lens.data.windows.SPLIT_REPETITIONS`: the default repetition split."""

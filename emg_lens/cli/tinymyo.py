@@ -37,7 +37,12 @@ def add_parsers(sub) -> None:
         "weights are copied into a classifier whose head is initialised afresh for the "
         "data's classes. It starts from--checkpoint (an emg_lens checkpoint folder, e.g. "
         "`emg-lens pretrain --out`) or --from-biofoundation(a published BioFoundation "
-        "TinyMyo file, .safetensors or .ckpt/.pt read with weights_only=True).",
+        "TinyMyo file, .safetensors or .ckpt/.pt read with weights_only=True).\n\n"
+        "A window store of a downstream dataset (`emg-lens windows --dataset epn612 | uci | "
+        "ninapro-db8`) carries its train/val/test split: the model trains on train, "
+        "early-stops on val and is scored on test. NinaPro DB8's store is a regression: "
+        "TinyMyo's regression head, --loss l1 or mse, the MAE per degree of actuation and "
+        "overall against predicting the training mean.",
     )
     _data_args(p, None)
     _recipe_args(p, 10, {"epochs": 50, "lr": 5e-4, "warmup": 5})
@@ -62,6 +67,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--n-classes", type=int, help="default: from the labels")
     p.add_argument("--patience", type=int, default=7, help="early-stopping epochs")
     p.add_argument("--linear-probe", action="store_true", help="freeze the encoder")
+    p.add_argument(
+        "--loss", default="l1", choices=["l1", "mse"], help="regression stores (NinaPro DB8)"
+    )
     p.add_argument(
         "--per-subject",
         action="store_true",
@@ -216,6 +224,8 @@ def cmd_finetune(args: argparse.Namespace):
     recipe = FinetuneConfig(
         **_recipe_options(args), patience=args.patience, linear_probe=args.linear_probe
     )
+    if args.windows and _has_splits(args.windows):
+        return _finetune_on_splits(args, recipe, origin)
     if args.per_subject:
         return _finetune_per_subject(args, recipe, origin)
     if args.subjects:
@@ -276,3 +286,91 @@ def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) ->
         print_table(rows, columns)
         print(f"wrote {len(rows)} checkpoints to {args.out} (emg-lens study run ... --models)")
     return rows
+
+
+def _has_splits(path: str) -> bool:
+    from emg_lens.data.windows import WindowStore
+
+    return WindowStore(path).meta.get("splits") is not None
+
+
+def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> dict:
+    """Fine-tune on a downstream store's train split, early-stop on val, score test."""
+    from emg_lens.data.windows import WindowStore
+    from emg_lens.train.distributed import is_main_process
+    from emg_lens.train.finetune import (
+        dataset_accuracy,
+        dataset_mae,
+        finetune,
+        finetune_regression,
+        mean_baseline_mae,
+    )
+
+    if args.per_subject or args.subjects:
+        raise ArgumentError(
+            f"{args.windows} holds a downstream dataset's own train/val/test split; "
+            "--per-subject and --subjects do not apply to it"
+        )
+    store = WindowStore(args.windows)
+    parts = {n: WindowStore(args.windows, repetitions=c) for n, c in store.meta["splits"].items()}
+    for name in ("train", "val"):
+        if not len(parts.get(name, ())):
+            raise ArgumentError(
+                f"{args.windows} has no {name!r} windows (splits {sorted(parts)}); build it "
+                "with emg-lens windows without --split, or with train and val"
+            )
+    test = parts.get("test")
+    meta = {"pretrained": str(origin), "windows": str(args.windows)}
+    common = {"val_data": parts["val"], "out": args.out, "device": args.device, "metadata": meta}
+    if store.regression:
+        model, history = finetune_regression(
+            _pretrained(args), parts["train"], recipe, loss=args.loss, **common
+        )
+        scores = {"val": history.val_mae[history.best_epoch]}
+    else:
+        n_classes = args.n_classes or int(store.labels.max()) + 1
+        model, history = finetune(
+            _pretrained(args), parts["train"], recipe, n_classes=n_classes, **common
+        )
+        scores = {"val": history.val_accuracy[history.best_epoch], "chance": 1 / n_classes}
+    if test is not None and len(test):
+        if store.regression:
+            scores["test"] = dataset_mae(model, test)
+            scores["baseline"] = mean_baseline_mae(parts["train"], test)
+        else:
+            scores["test"] = dataset_accuracy(model, test)
+    if is_main_process():
+        _print_split_report(args, store, parts, history, scores, origin)
+    return {"model": model, "history": history, **scores}
+
+
+def _print_split_report(args, store, parts, history, scores, origin) -> None:
+    sizes = ", ".join(f"{len(part)} {name}" for name, part in parts.items())
+    mode = "linear probe" if args.linear_probe else "fine-tuning"
+    print(f"TinyMyo {mode} from {origin} on {args.windows}: {sizes} windows")
+    metric = "val_mae" if store.regression else "val_accuracy"
+    values = history.val_mae if store.regression else history.val_accuracy
+    rows = [
+        {"epoch": i + 1, "train_loss": loss, metric: v}
+        for i, (loss, v) in enumerate(zip(history.epoch_loss, values))
+    ]
+    print_table(rows, ["epoch", "train_loss", metric], ".4f")
+    print(f"kept epoch {history.best_epoch + 1}: {metric} {scores['val']:.3f}")
+    if "test" not in scores:
+        print(f"no test windows in {args.windows}; wrote {args.out}")
+    elif store.regression:
+        test, base = scores["test"], scores["baseline"]
+        names = [*store.meta["target_names"], "overall"]
+        rows = [
+            {"output": n, "test_mae": t, "mean_baseline_mae": b}
+            for n, t, b in zip(
+                names, [*test.per_output, test.overall], [*base.per_output, base.overall]
+            )
+        ]
+        print_table(rows, ["output", "test_mae", "mean_baseline_mae"])
+        overall = f"test MAE {test.overall:.3f} (predicting the mean: {base.overall:.3f})"
+        print(f"{overall}; wrote {args.out}")
+    else:
+        print(
+            f"test accuracy {scores['test']:.3f} (chance {scores['chance']:.3f}); wrote {args.out}"
+        )

@@ -1,11 +1,12 @@
-"""``emg-lens windows``: a TinyMyo window store (HDF5) from emg2pose, NinaPro DB5/DB6/DB7 or
-synthetic sEMG."""
+"""``emg-lens windows``: a TinyMyo window store (HDF5) from emg2pose, NinaPro DB5/DB6/DB7,
+synthetic sEMG, or a downstream dataset (EPN-612, UCI, NinaPro DB8)."""
 
 from __future__ import annotations
 
 import argparse
 
 from emg_lens.cli.common import (
+    DOWNSTREAM_DATASETS,
     SPLIT_REPETITIONS,
     WINDOW_STORE_SOURCES,
     add_command,
@@ -17,14 +18,21 @@ from emg_lens.cli.common import (
 def add_parser(sub) -> None:
     """``emg-lens windows``."""
     p = add_command(sub, "windows", "build a TinyMyo window store (HDF5) from a dataset")
-    p.add_argument("--source", required=True, choices=WINDOW_STORE_SOURCES, help="dataset")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--source", choices=WINDOW_STORE_SOURCES, help="dataset")
+    what.add_argument(
+        "--dataset",
+        choices=DOWNSTREAM_DATASETS,
+        help="a TinyMyo downstream dataset (the same as --source NAME): the thesis's "
+        "preprocessing at the data's rate and the dataset's train/val/test split",
+    )
     p.add_argument("--root", help="dataset folder (all but synthetic)")
     p.add_argument("--out", required=True, help="the .h5 window store to write")
     p.add_argument(
         "--split",
         nargs="+",
-        help="emg2pose: metadata.csv splits (train, val, test); others: train and/or test "
-        "repetitions (default: every window)",
+        help="emg2pose: metadata.csv splits (train, val, test); downstream datasets: train, "
+        "val, test; others: train and/or test repetitions (default: every window)",
     )
     p.add_argument("--subjects", nargs="+", type=int, help="default: all found")
     p.add_argument(
@@ -69,7 +77,7 @@ def cmd_windows(args: argparse.Namespace):
     from emg_lens.data.windows import WindowStore
 
     path = build_window_store(
-        args.source,
+        args.source or args.dataset,
         args.out,
         root=args.root,
         subjects=args.subjects,

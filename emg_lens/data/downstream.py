@@ -27,18 +27,23 @@ attribute so that ``emg-lens finetune --windows`` trains, early-stops and tests 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float
 
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
-from emg_lens.errors import ConfigError, DataFormatError
+from emg_lens.data.recording import Recording
+from emg_lens.data.windowing import WindowBatch
+from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
 
 __all__ = [
     "SPLITS",
     "SPLIT_CODES",
     "DownstreamPreprocess",
+    "DownstreamTask",
     "label_runs",
     "pad_or_crop",
     "thesis_filter",
@@ -149,3 +154,38 @@ def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
     starts = np.concatenate([[0], edges])
     stops = np.concatenate([edges, [len(labels)]])
     return [(int(labels[a]), int(a), int(b)) for a, b in zip(starts, stops)]
+
+
+@dataclass(frozen=True)
+class DownstreamTask:
+    """What a downstream dataset's registry entry adds (`emg_lens.data.registry.DatasetInfo`
+    ``downstream``): its task, clock and channels, and the thesis's windowing.
+
+    ``windows(recording, spec, options)`` returns a recording's windows (a `WindowBatch`, or a
+    `emg_lens.data.windows.RegressionBatch` for regression), their ``repetition`` holding the
+    split code; ``options`` are the dataset's own settings (EPN ``calibration``, UCI
+    ``splits``), refused by name when unknown.
+    """
+
+    task: str  # "classification" or "regression"
+    sample_rate: float
+    n_channels: int
+    windows: Callable[[Recording, DownstreamPreprocess, Mapping[str, Any]], WindowBatch]
+    split_rule: str  # how windows split, in words (stored in the window store)
+    classes: tuple[str, ...] = ()  # classification: class index -> name
+    target_names: tuple[str, ...] = ()  # regression: output -> name
+    options: tuple[str, ...] = ()  # the keys ``windows`` accepts
+
+    def spec(self, name: str, *, window: int = 1000, step: int = 500) -> DownstreamPreprocess:
+        """The thesis's recipe for this dataset with ``window`` and ``step``."""
+        return DownstreamPreprocess(
+            name, self.sample_rate, self.n_channels, window=window, step=step
+        )
+
+    def check_options(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` as a dict, refusing keys this dataset does not take."""
+        if unknown := sorted(set(options) - set(self.options)):
+            raise ArgumentError(
+                f"{name} windows take the options {list(self.options)}, got unknown {unknown}"
+            )
+        return dict(options)

@@ -20,17 +20,22 @@ Adding a dataset is one new module plus one registry entry:
    recording dataset, ``cache_modules`` (the modules whose source code the preprocessing cache
    fingerprints: the reader's). Optional: ``preprocess`` (the `PreprocessSpec` fields that
    differ from its defaults), ``source_fields`` (the extra keys `data_source` stores, from its
-   keyword arguments), ``channel_names`` and ``synthesize`` (out folder, spec options -> the
+   keyword arguments), ``channel_names``, ``synthesize`` (out folder, spec options -> the
    files written, one subject at a time: synthetic data in the dataset's own layout, what
-   ``emg-lens synth --format`` writes).
+   ``emg-lens synth --format`` writes) and ``downstream`` (a TinyMyo downstream dataset's
+   task and thesis windowing, `emg_lens.data.downstream.DownstreamTask`: what ``emg-lens
+   windows --dataset`` builds a store from).
 
 Nothing else changes: `DATASETS` (the names a command line or study spec accepts),
 `data_source`, `load_subject`, the preprocessing cache and `emg_lens.provenance` read the entry.
 
 >>> dataset_info("hdsemg").montage({"dataset": "hdsemg", "root": "/data/hdsemg"})
 {'emg': 128, 'force': None}
->>> DATASETS, WINDOW_DATASETS
-(('synthetic', 'ninapro-db2', 'hdsemg'), ('windows', 'synthetic-windows'))
+>>> DATASETS, WINDOW_DATASETS  # doctest: +NORMALIZE_WHITESPACE
+(('synthetic', 'ninapro-db2', 'hdsemg', 'epn612', 'uci', 'ninapro-db8'),
+ ('windows', 'synthetic-windows'))
+>>> DOWNSTREAM_DATASETS, dataset_info("ninapro-db8").downstream.task
+(('epn612', 'uci', 'ninapro-db8'), 'regression')
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from emg_lens.data import hdsemg, ninapro
+from emg_lens.data import epn612, hdsemg, ninapro, ninapro_db8, synthetic_downstream, uci_gestures
+from emg_lens.data.downstream import DownstreamTask
 from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
 from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
@@ -53,6 +59,7 @@ from emg_lens.errors import ArgumentError, DataFormatError
 
 __all__ = [
     "DATASETS",
+    "DOWNSTREAM_DATASETS",
     "REGISTRY",
     "WINDOW_DATASETS",
     "DatasetInfo",
@@ -103,6 +110,7 @@ class DatasetInfo:
     source_fields: Callable[[Mapping[str, Any]], dict[str, Any]] = _no_fields
     channel_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     synthesize: Callable[[str | Path, Mapping[str, Any]], Iterator[Path]] | None = None
+    downstream: DownstreamTask | None = None
 
     def __post_init__(self) -> None:
         if (self.read is None) == (self.read_windows is None):
@@ -205,6 +213,99 @@ def _hdsemg_channel_names() -> tuple[str, ...]:
     )
 
 
+# ----------------------------------------------------------------------------- TinyMyo downstream
+
+# The IsoNet-paper pipeline (`emg-lens train`) can read these too; TinyMyo's windows (`emg-lens
+# windows --dataset`) follow the thesis instead (`downstream`). Both filter 20-90 Hz + 50 Hz.
+_THESIS_FILTERS = {"emg_band": (20.0, 90.0), "notch": 50.0}
+
+
+def _epn_windows(recording: Recording, spec: Any, options: Mapping[str, Any]) -> Any:
+    return epn612.epn612_windows(recording, spec, **options)
+
+
+def _uci_windows(recording: Recording, spec: Any, options: Mapping[str, Any]) -> Any:
+    splits = options.get("splits", uci_gestures.SUBJECT_SPLITS)
+    return uci_gestures.uci_windows(recording, spec, splits=splits)
+
+
+def _db8_windows(recording: Recording, spec: Any, options: Mapping[str, Any]) -> Any:
+    return ninapro_db8.db8_windows(recording, spec)
+
+
+_EPN612 = DatasetInfo(
+    name="epn612",
+    summary="EMG-EPN-612: Myo armband, 8 sEMG at 200 Hz, 6 gestures, 306 + 306 users (JSON)",
+    layout="<root>/trainingJSON/user<N>/user<N>.json (subject N), "
+    "<root>/testingJSON/user<N>/user<N>.json (subject 1000 + N)",
+    needs_root=True,
+    montage=lambda source: {"emg": epn612.CHANNELS},
+    subjects=lambda source: epn612.find_users(source["root"]),
+    files=lambda source, subject: [epn612.user_file(source["root"], subject)],
+    read=lambda source, subject: epn612.load_epn612(source["root"], subject),
+    cache_modules=("emg_lens.data.epn612",),
+    preprocess=_THESIS_FILTERS,
+    synthesize=synthetic_downstream.synthesize_epn612,
+    downstream=DownstreamTask(
+        task="classification",
+        sample_rate=epn612.SAMPLE_RATE,
+        n_channels=epn612.CHANNELS,
+        windows=_epn_windows,
+        split_rule="training users: trainingSamples train, testingSamples val; testing users: "
+        "the first `calibration` (10) trainingSamples of each gesture train, the rest test",
+        classes=epn612.GESTURES,
+        options=("calibration",),
+    ),
+)
+
+_UCI = DatasetInfo(
+    name="uci",
+    summary="UCI EMG Data for Gestures: Myo armband, 8 sEMG at 200 Hz, 36 subjects (text)",
+    layout="<root>/<NN>/<k>_raw_data_<time>.txt (NN = 01..36)",
+    needs_root=True,
+    montage=lambda source: {"emg": uci_gestures.CHANNELS},
+    subjects=lambda source: uci_gestures.find_subjects(source["root"]),
+    files=lambda source, subject: uci_gestures.subject_files(source["root"], subject),
+    read=lambda source, subject: uci_gestures.load_uci_gestures(source["root"], subject),
+    cache_modules=("emg_lens.data.uci_gestures",),
+    preprocess=_THESIS_FILTERS,
+    synthesize=synthetic_downstream.synthesize_uci,
+    downstream=DownstreamTask(
+        task="classification",
+        sample_rate=uci_gestures.SAMPLE_RATE,
+        n_channels=uci_gestures.CHANNELS,
+        windows=_uci_windows,
+        split_rule="by subject: train 1-24, val 25-30, test 31-36 (option `splits`)",
+        classes=uci_gestures.CLASSES[1:],
+        options=("splits",),
+    ),
+)
+
+_DB8 = DatasetInfo(
+    name="ninapro-db8",
+    summary="NinaPro DB8: 16 sEMG at 2 kHz and an 18-sensor glove, 12 subjects, 3 acquisitions",
+    layout="<root>/S<N>_E1_A<k>.mat (k = 1, 2, 3; at any depth)",
+    needs_root=True,
+    montage=lambda source: {"emg": ninapro_db8.CHANNELS},
+    subjects=lambda source: ninapro_db8.find_subjects(source["root"]),
+    files=lambda source, subject: [
+        ninapro_db8.acquisition_file(source["root"], subject, k) for k in ninapro_db8.ACQUISITIONS
+    ],
+    read=lambda source, subject: ninapro_db8.load_ninapro_db8(source["root"], subject),
+    cache_modules=("emg_lens.data.ninapro_db8",),
+    preprocess=_THESIS_FILTERS,
+    synthesize=synthetic_downstream.synthesize_db8,
+    downstream=DownstreamTask(
+        task="regression",
+        sample_rate=ninapro_db8.SAMPLE_RATE,
+        n_channels=ninapro_db8.CHANNELS,
+        windows=_db8_windows,
+        split_rule="by acquisition: A1 train, A2 val, A3 test",
+        target_names=ninapro_db8.DOA_NAMES,
+    ),
+)
+
+
 # ----------------------------------------------------------------------------- window sources
 
 
@@ -284,6 +385,9 @@ _ENTRIES = (
         channel_names={"emg": _hdsemg_channel_names()},
         synthesize=_synthesize_hdsemg,
     ),
+    _EPN612,
+    _UCI,
+    _DB8,
     DatasetInfo(
         name="windows",
         summary="an HDF5 window store (emg_lens.data.windows; emg-lens windows writes one)",
@@ -315,6 +419,9 @@ DATASETS = tuple(name for name, info in REGISTRY.items() if not info.window_sour
 WINDOW_DATASETS = tuple(name for name, info in REGISTRY.items() if info.window_source)
 """The sources of ready-made windows (`windows_source`, `synthetic_windows_source`)."""
 
+DOWNSTREAM_DATASETS = tuple(name for name, info in REGISTRY.items() if info.downstream)
+"""TinyMyo's downstream datasets: what ``emg-lens windows --dataset`` accepts."""
+
 
 def dataset_names(*, window_source: bool | None = None) -> tuple[str, ...]:
     """The registered names: all (``None``), only the window sources (True) or only the
@@ -339,7 +446,7 @@ def dataset_info(name: Any, *, window_source: bool | None = None) -> DatasetInfo
     Traceback (most recent call last):
     ...
     emg_lens.errors.ArgumentError: dataset must be one of ['synthetic', 'ninapro-db2', \
-'hdsemg'], got 'windows'
+'hdsemg', 'epn612', 'uci', 'ninapro-db8'], got 'windows'
     """
     accepted = dataset_names(window_source=window_source)
     if not isinstance(name, str) or name not in accepted:

@@ -1,36 +1,60 @@
-"""Window stores built from datasets: TinyMyo's windows of emg2pose, NinaPro DB5/DB6/DB7 or
-synthetic sEMG in one HDF5 file (`build_window_store`, what ``emg-lens windows`` runs).
+"""Window stores built from datasets: TinyMyo's windows of emg2pose, NinaPro DB5/DB6/DB7,
+synthetic sEMG or the downstream datasets (EPN-612, UCI, NinaPro DB8) in one HDF5 file
+(`build_window_store`, what ``emg-lens windows`` runs).
 
 The readers are `emg_lens.data.emg2pose`, `emg_lens.data.ninapro_pretrain` (DB6, DB7) and
 `emg_lens.data.ninapro` (DB5); the windowing is `emg_lens.data.windowing`, the file
 `emg_lens.data.windows`. emg2pose sessions are unlabelled and min-max normalised per window;
 the labelled sources keep their gestures and can be cut to the train or test repetitions.
+The downstream datasets (`DOWNSTREAM_DATASETS`) are read and windowed as their registry entry
+says (`emg_lens.data.downstream`: the thesis's recipe at the data's own rate); their stores
+hold the dataset's train / val / test split (attribute ``splits``) and, for DB8, regression
+targets.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from emg_lens.data.downstream import SPLIT_CODES, SPLITS, DownstreamPreprocess
 from emg_lens.data.recording import Recording
+from emg_lens.data.registry import DOWNSTREAM_DATASETS, dataset_info
 from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
 from emg_lens.data.windowing import TinyMyoPreprocess, WindowBatch, fit_scaler, tinymyo_windows
 from emg_lens.data.windows import SPLIT_REPETITIONS, split_repetitions, write_window_store
 from emg_lens.errors import ArgumentError, DataFormatError
 
-__all__ = ["PRETRAINING_SOURCES", "SPLITS", "WINDOW_STORE_SOURCES", "build_window_store"]
+__all__ = [
+    "DOWNSTREAM_DATASETS",
+    "PRETRAINING_SOURCES",
+    "REPETITION_SPLITS",
+    "SPLITS",
+    "WINDOW_STORE_SOURCES",
+    "build_window_store",
+]
 
-WINDOW_STORE_SOURCES = ("emg2pose", "ninapro-db5", "ninapro-db6", "ninapro-db7", "synthetic")
-"""What `build_window_store` reads; the first three are TinyMyo's pretraining corpora."""
+WINDOW_STORE_SOURCES = (
+    "emg2pose",
+    "ninapro-db5",
+    "ninapro-db6",
+    "ninapro-db7",
+    "synthetic",
+    *DOWNSTREAM_DATASETS,
+)
+"""What `build_window_store` reads; the first three are TinyMyo's pretraining corpora, the
+last `DOWNSTREAM_DATASETS` its downstream benchmarks."""
 
 PRETRAINING_SOURCES = ("emg2pose", "ninapro-db6", "ninapro-db7")
 """Min-max normalised by default (TinyMyo pretraining); the others are z-scored."""
 
-SPLITS = ("train", "test")
-"""`build_window_store` splits of the labelled sources: the train or test repetitions."""
+REPETITION_SPLITS = ("train", "test")
+"""`build_window_store` splits of the labelled sources: the train or test repetitions (the
+downstream datasets have their own three, `SPLITS`)."""
 
 _DB5_FILE = re.compile(r"s0*(\d+)_e[123]_a1", re.IGNORECASE)
 
@@ -49,6 +73,7 @@ def build_window_store(
     synthetic: SyntheticSpec | None = None,
     compression: str | None = None,
     progress: bool = True,
+    downstream: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the TinyMyo windows of a dataset to an HDF5 window store at ``out``.
 
@@ -69,6 +94,15 @@ def build_window_store(
         preprocess: a `TinyMyoPreprocess` (default: the published recipe); ``normalize``
             overrides its field.
         synthetic: the `SyntheticSpec` for ``source="synthetic"``.
+        downstream: a downstream dataset's own options (EPN-612: ``calibration``; UCI:
+            ``splits``, split name -> subjects).
+
+    A downstream dataset (`DOWNSTREAM_DATASETS`) takes ``preprocess`` as a
+    `DownstreamPreprocess`, or a `TinyMyoPreprocess` of which only ``window`` and ``step``
+    are read (its recipe is the thesis's, at the data's rate); ``split`` names some of
+    ``"train"``, ``"val"``, ``"test"``; ``normalize`` must be None (z-scored per recording)
+    and the repetition arguments are unused (the dataset's split is in ``repetition``: 1
+    train, 2 val, 3 test, and in the store's ``splits`` attribute).
 
     Raises `ArgumentError` for an unknown source, split, normalisation or subject, and
     `DataFormatError` for unreadable files (naming them) or a selection without windows.
@@ -90,6 +124,25 @@ def build_window_store(
         )
     if source != "synthetic" and root is None:
         raise ArgumentError(f"source {source!r} needs root (--root), the folder holding its files")
+    if source in DOWNSTREAM_DATASETS:
+        if normalize is not None:
+            raise ArgumentError(
+                f"{source} windows are z-scored per recording as the thesis does; "
+                f"normalize must be None, got {normalize!r}"
+            )
+        return _build_downstream(
+            source,
+            out,
+            Path(root),
+            subjects=subjects,
+            split=split,
+            preprocess=preprocess,
+            options=downstream or {},
+            compression=compression,
+            progress=progress,
+        )
+    if downstream:
+        raise ArgumentError(f"downstream options apply to {DOWNSTREAM_DATASETS} only")
     default = "minmax" if source in PRETRAINING_SOURCES else "zscore"
     spec = preprocess or TinyMyoPreprocess()
     spec = TinyMyoPreprocess.from_dict({**spec.to_dict(), "normalize": normalize or default})
@@ -104,9 +157,10 @@ def build_window_store(
     keep = None
     if labeled and split is not None:
         names = [split] if isinstance(split, str) else list(split)
-        if unknown := [n for n in names if n not in SPLITS]:
+        if unknown := [n for n in names if n not in REPETITION_SPLITS]:
             raise ArgumentError(
-                f"split {unknown}: {source} windows split by repetition into {list(SPLITS)}"
+                f"split {unknown}: {source} windows split by repetition into "
+                f"{list(REPETITION_SPLITS)}"
             )
         keep = sorted({r for n in names for r in repetitions[f"{n}_repetitions"]})
     scaler = None
@@ -131,6 +185,61 @@ def build_window_store(
         scaler=scaler,
         compression=compression,
         progress=progress,
+    )
+
+
+def _build_downstream(
+    source: str,
+    out: str | Path,
+    root: Path,
+    *,
+    subjects: Iterable[int] | None,
+    split: str | Iterable[str] | None,
+    preprocess: TinyMyoPreprocess | DownstreamPreprocess | None,
+    options: Mapping[str, Any],
+    compression: str | None,
+    progress: bool,
+) -> Path:
+    """`build_window_store` for a downstream dataset: its reader and thesis windowing."""
+    info = dataset_info(source)
+    task = info.downstream
+    if isinstance(preprocess, DownstreamPreprocess):
+        spec = preprocess
+    elif preprocess is not None:
+        spec = task.spec(source, window=preprocess.window, step=preprocess.step)
+    else:
+        spec = task.spec(source)
+    options = task.check_options(source, options)
+    names = list(SPLITS) if split is None else [split] if isinstance(split, str) else list(split)
+    if unknown := [n for n in names if n not in SPLITS]:
+        raise ArgumentError(f"split {unknown}: {source} windows split into {list(SPLITS)}")
+    keep = [SPLIT_CODES[n] for n in names]
+    data = {"dataset": source, "root": str(root)}
+    found = info.subjects(data)
+    wanted = None if subjects is None else sorted({int(s) for s in subjects})
+    _check_subjects(wanted, found, f"{source} files under {root}")
+
+    def batches() -> Iterator[WindowBatch]:
+        for subject in found if wanted is None else wanted:
+            batch = task.windows(info.read(data, subject), spec, options)
+            rows = np.isin(batch.repetition, keep)
+            batch.x, batch.labels = batch.x[rows], batch.labels[rows]
+            batch.repetition = batch.repetition[rows]
+            if getattr(batch, "targets", None) is not None:
+                batch.targets = batch.targets[rows]
+            batch.info.update({"split_rule": task.split_rule})
+            yield batch
+
+    regression = task.task == "regression"
+    return write_window_store(
+        out,
+        batches(),
+        spec,
+        labeled=not regression,
+        compression=compression,
+        progress=progress,
+        splits={n: [SPLIT_CODES[n]] for n in names},
+        target_names=list(task.target_names) if regression else None,
     )
 
 
