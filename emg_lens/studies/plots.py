@@ -8,6 +8,8 @@ figure.
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -120,8 +122,16 @@ def boxplots(result) -> plt.Figure:
     base = result.baseline
     modes = list(dict.fromkeys(summary["mode"]))
     interventions = list(dict.fromkeys(summary["intervention"]))
+    # Constrained layout keeps the suptitle above the panels and the legend in a column to
+    # their right; centred vertically, the legend stays clear of the title (under tight_layout
+    # they overlapped).
     fig, axes = plt.subplots(
-        1, len(modes), figsize=(4.2 * len(modes) + 0.8, 3.6), sharey=True, squeeze=False
+        1,
+        len(modes),
+        figsize=(4.2 * len(modes) + 2.2, 4.0),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     all_values = ps["value"].to_numpy(dtype=float)
     lo, hi = float(np.nanmin(all_values)), float(np.nanmax(all_values))
@@ -143,59 +153,80 @@ def boxplots(result) -> plt.Figure:
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(f"{result.spec.metric} per subject")
     handles = [*legend_patches(len(interventions)), plt.Line2D([], [], color="0.3", ls="--")]
-    fig.legend(
-        handles,
-        [*interventions, "baseline mean"],
-        loc="upper right",
-        fontsize=8,
-        frameon=False,
-        bbox_to_anchor=(1.0, 1.0),
-    )
+    fig.legend(handles, [*interventions, "baseline mean"], loc="outside right center", fontsize=8)
+    details = f"{len(base)} subjects, {result.spec.stats.test}, {result.spec.stats.correction}"
+    width = int(fig.get_figwidth() * 10)  # characters of an 11-point title that fit
     fig.suptitle(
-        f"{result.spec.name}: {len(base)} subjects, {result.spec.stats.test}, "
-        f"{result.spec.stats.correction}",
+        "\n".join([*textwrap.wrap(result.spec.name, width), *textwrap.wrap(details, width)]),
         fontsize=11,
-        x=0.02,
-        ha="left",
     )
-    fig.tight_layout(rect=(0, 0, 0.9, 0.95))
     return fig
 
 
 def delta_heatmap(result) -> plt.Figure:
-    """Rows: intervention x mode; columns: layer; colour and text: mean Δ% and stars."""
-    s = result.summary[result.summary["layer"].notna()]
-    rows = list(dict.fromkeys(zip(s["intervention"], s["mode"])))
-    layers = sorted({int(v) for v in s["layer"]})
-    grid = np.full((len(rows), len(layers)), np.nan)
-    text = [["" for _ in layers] for _ in rows]
-    for r in s.itertuples(index=False):
-        i, j = rows.index((r.intervention, r.mode)), layers.index(int(r.layer))
+    """Mean Δ% and stars per condition. Conditions on one layer: rows intervention x mode,
+    columns layer. Explicit layer sets (``[layers] explicit``) get a panel of their own:
+    rows intervention, columns the layer set (``"1,2"``). A head subset other than all
+    heads gets rows of its own."""
+    s = result.summary
+    panels = []
+    per_layer = s[s["layer"].notna()]
+    if len(per_layer):
+        columns = [str(v) for v in sorted({int(v) for v in per_layer["layer"]})]
+        panels.append(("by layer", "layer", per_layer, columns, per_layer["layer"].map(str)))
+    explicit = s[s["mode"] == "explicit"]
+    if len(explicit):
+        columns = list(dict.fromkeys(explicit["layers"]))
+        panels.append(("explicit layer sets", "layer set", explicit, columns, explicit["layers"]))
+    if not panels:
+        raise ArgumentError(
+            "delta_heatmap needs conditions on one layer (modes individual, from_first, "
+            "from_last) or on explicit layer sets; this study has modes "
+            f"{sorted(set(s['mode']))}"
+        )
+    cells = [_heatmap_cells(rows, columns, labels) for _, _, rows, columns, labels in panels]
+    lim = max(1.0, *(float(np.nanmax(np.abs(grid))) for grid, _, _ in cells))
+    n_rows = max(len(names) for _, names, _ in cells)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(sum(1.1 * len(p[3]) + 3 for p in panels), 0.55 * n_rows + 1.6),
+        squeeze=False,
+        width_ratios=[len(p[3]) for p in panels],
+        layout="constrained",
+    )
+    for ax, (title, xlabel, _, columns, _), (grid, names, text) in zip(axes[0], panels, cells):
+        im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        for i, row in enumerate(text):
+            for j, cell in enumerate(row):
+                color = "white" if abs(grid[i, j]) > 0.6 * lim else "black"
+                ax.text(j, i, cell, ha="center", va="center", fontsize=7, color=color)
+        ax.set_xticks(range(len(columns)), columns)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=axes, label=f"Δ% {result.spec.metric} vs baseline")
+    fig.suptitle(f"{result.spec.name}: mean change per layer", fontsize=10)
+    return fig
+
+
+def _heatmap_cells(
+    rows: pd.DataFrame, columns: list[str], labels: pd.Series
+) -> tuple[np.ndarray, list[str], list[list[str]]]:
+    """One panel of `delta_heatmap`: the Δ% grid, its row names and the cell texts; a
+    condition's column is its entry of ``labels`` (its layer, or its layer set)."""
+    keys = list(dict.fromkeys(zip(rows["intervention"], rows["mode"], rows["heads"])))
+    grid = np.full((len(keys), len(columns)), np.nan)
+    text = [["" for _ in columns] for _ in keys]
+    for r, column in zip(rows.itertuples(index=False), labels):
+        i, j = keys.index((r.intervention, r.mode, r.heads)), columns.index(column)
         grid[i, j] = r.delta_pct
         text[i][j] = f"{r.delta_pct:+.1f}\n{r.stars}"
-    lim = max(1.0, float(np.nanmax(np.abs(grid))))
-    fig, ax = plt.subplots(figsize=(1.1 * len(layers) + 3, 0.55 * len(rows) + 1.4))
-    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    for i in range(len(rows)):
-        for j in range(len(layers)):
-            ax.text(
-                j,
-                i,
-                text[i][j],
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if abs(grid[i, j]) > 0.6 * lim else "black",
-            )
-    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
-    ax.set_yticks(
-        range(len(rows)), [f"{name} · {MODE_TITLES.get(m, m).split(' (')[0]}" for name, m in rows]
-    )
-    ax.set_xlabel("layer")
-    fig.colorbar(im, ax=ax, label=f"Δ% {result.spec.metric} vs baseline")
-    ax.set_title(f"{result.spec.name}: mean change per layer", fontsize=10)
-    fig.tight_layout()
-    return fig
+    names = []
+    for name, mode, heads in keys:
+        what = [] if mode == "explicit" else [MODE_TITLES.get(mode, mode).split(" (")[0]]
+        names.append(" · ".join([name, *what, *([] if heads == "all" else [f"heads {heads}"])]))
+    return grid, names, text
 
 
 def condition_label(row) -> str:

@@ -1,12 +1,17 @@
-"""The shared figure helpers: `save_figures` and the studies' `draw_box`."""
+"""The shared figure helpers: `save_figures` and the studies' `draw_box`; the study figures'
+layout (explicit layer sets in the heatmap, a boxplot title clear of its legend)."""
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from emg_lens.errors import ArgumentError
 from emg_lens.plotting import save_figures
-from emg_lens.studies.plots import COLORS, draw_box
+from emg_lens.studies.grid import BASELINE, expand_grid
+from emg_lens.studies.plots import COLORS, boxplots, delta_heatmap, draw_box
+from emg_lens.studies.result import StudyResult
+from emg_lens.studies.spec import StudySpec
 
 
 def test_save_figures_writes_png_and_svg_and_closes_each_figure(tmp_path):
@@ -41,4 +46,68 @@ def test_draw_box_places_slots_side_by_side_and_jitters_only_when_asked():
     np.testing.assert_allclose(dots.get_facecolor()[0][:3], COLORS[1])
     with pytest.raises(ArgumentError, match=r"slot must be in 0..n_slots-1 = 0..1, got 2"):
         draw_box(ax, values, 0, 2, 2)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- study figures
+
+
+def _result(modes, explicit=(), name="a study") -> StudyResult:
+    """A study result over 3 layers and 5 subjects with random values (no model is run)."""
+    spec = StudySpec.from_dict(
+        {
+            "name": name,
+            "models": "demo",
+            "interventions": [
+                {"name": "uni", "edges": "unimodal"},
+                {"name": "cross", "edges": "cross_modal"},
+            ],
+            "layers": {"modes": list(modes), "explicit": [list(e) for e in explicit]},
+        }
+    )
+    rng = np.random.default_rng(0)
+    rows = [
+        {"subject": subject, **c.row(), "value": 0.9 if c is BASELINE else rng.uniform(0.5, 0.9)}
+        for subject in range(1, 6)
+        for c in [BASELINE, *expand_grid(spec, n_layers=3, n_heads=4)]
+    ]
+    return StudyResult.from_table(spec, pd.DataFrame(rows))
+
+
+def _texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_explicit_layer_sets_get_a_heatmap_with_the_sets_as_columns():
+    result = _result(["explicit"], explicit=[[0, 1], [1, 2]])
+    assert "heatmap" in result.figures()
+    plt.close("all")
+    (ax,) = [ax for ax in delta_heatmap(result).axes if ax.get_images()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0,1", "1,2"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["uni", "cross"]
+    row = result.summary.set_index(["intervention", "layers"]).loc[("cross", "1,2")]
+    assert _texts(ax)[3] == f"{row.delta_pct:+.1f}\n{row.stars}"  # row cross, column "1,2"
+
+    mixed = _result(["individual", "explicit"], explicit=[[0, 2]])
+    by_layer, by_set = [ax for ax in delta_heatmap(mixed).axes if ax.get_images()]
+    assert [t.get_text() for t in by_layer.get_xticklabels()] == ["0", "1", "2"]
+    assert [t.get_text() for t in by_set.get_xticklabels()] == ["0,2"]
+    with pytest.raises(ArgumentError, match=r"this study has modes \['all'\]"):
+        delta_heatmap(_result(["all"]))
+    plt.close("all")
+
+
+@pytest.mark.parametrize("modes", [["explicit"], ["individual", "from_first", "explicit"]])
+def test_boxplot_title_and_legend_do_not_overlap(modes):
+    name = "isonet_table3_with_a_rather_long_study_name_for_one_panel"
+    fig = boxplots(_result(modes, explicit=[[0, 1]], name=name))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    (legend,) = fig.legends
+    legend = legend.get_window_extent(renderer)
+    assert not title.overlaps(legend)
+    whole = fig.bbox
+    for box in (title, legend):  # and neither is cut off at the figure's edge
+        assert whole.x0 <= box.x0 and box.x1 <= whole.x1 and box.y1 <= whole.y1
     plt.close(fig)
