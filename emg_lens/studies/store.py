@@ -23,6 +23,10 @@ and is taken over (under a `fcntl.flock`, which the kernel releases if its holde
 processes cannot both take over one stale claim). Orphaned temporary files of dead writers are
 removed when the store opens.
 
+Under ``torchrun`` each rank computes its own share of the subjects and rank 0 waits for the
+others' cells with `CellStore.wait_for`: the store is the only thing the ranks share, so they
+need the same filesystem (with ``flock`` and atomic rename, see the README's "Scale out").
+
 >>> import tempfile
 >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
 >>> store.put(1, "abc", {"value": 0.9}, provenance={"model": "m1"})
@@ -39,14 +43,15 @@ import json
 import os
 import secrets
 import socket
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from emg_lens._io import atomic_write, create_exclusive, pid_alive, remove_orphaned_temp_files
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, StudyError
 
 __all__ = ["CellStore", "Claim"]
 
@@ -145,6 +150,68 @@ class CellStore:
             # A process on another host took our temporary file for an orphan (pids are
             # per host): write it again.
             atomic_write(path, lambda tmp: tmp.write_text(text))
+
+    def wait_for(
+        self,
+        cells: Mapping[int, Sequence[str]],
+        present: Callable[[int, str], bool],
+        *,
+        timeout: float,
+        poll: float = 0.2,
+        owner: Callable[[int], str] = lambda subject: "another process",
+    ) -> None:
+        """Block until ``present(subject, key)`` holds for every cell of ``cells`` (subject ->
+        keys), as other processes write them. Each cell is checked until it appears, then
+        never again, so a poll costs one look per subject still waited for.
+
+        After ``timeout`` seconds in which no new cell appeared, a `StudyError` names every
+        subject still missing cells, the first such cell's file, who was to compute it
+        (``owner``) and who holds its claim now.
+
+        >>> import tempfile
+        >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
+        >>> store.put(1, "a", {"value": 1.0})
+        >>> store.wait_for({1: ["a"]}, store.has, timeout=1)
+        >>> store.wait_for({1: ["a", "b"]}, store.has, timeout=0.1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.StudyError: waited 0.1 s without a new cell; missing: subject 1 (...
+        """
+        cursor = {subject: 0 for subject, keys in cells.items() if keys}
+        last_progress = time.monotonic()
+        while cursor:
+            for subject in list(cursor):
+                keys, start = cells[subject], cursor[subject]
+                while cursor[subject] < len(keys) and present(subject, keys[cursor[subject]]):
+                    cursor[subject] += 1
+                if cursor[subject] > start:
+                    last_progress = time.monotonic()
+                if cursor[subject] == len(keys):
+                    del cursor[subject]
+            if not cursor:
+                return
+            if time.monotonic() - last_progress > timeout:
+                raise StudyError(self._missing_message(cells, cursor, timeout, owner))
+            time.sleep(poll)
+
+    def _missing_message(self, cells, cursor, timeout: float, owner) -> str:
+        missing = []
+        for subject, index in sorted(cursor.items()):
+            holder = self.holder(subject)
+            held = (
+                f"claimed by pid {holder.get('pid')} on host {holder.get('host')!r}"
+                if holder
+                else "not claimed"
+            )
+            missing.append(
+                f"subject {subject} ({self.path(subject, cells[subject][index])}, to be "
+                f"computed by {owner(subject)}, {held})"
+            )
+        return (
+            f"waited {timeout:g} s without a new cell; missing: {'; '.join(missing)}. If those "
+            "processes are gone, run the study again: it computes only the missing cells "
+            f"(delete a claim under {self.claims} that a process on another host left behind)"
+        )
 
     # ------------------------------------------------------------------ claims
     def claim_path(self, subject: int) -> Path:

@@ -8,6 +8,10 @@ with a seeded `DistributedSampler` and tells rank 0 apart, the one that prints a
 Without those variables it yields a one-process run and everything is the plain single-process
 code path (the sampler with one replica is a seeded shuffle).
 
+Studies need no process group: `torchrun_process` reads the same variables and
+`DistributedRun.shard` gives each rank its disjoint share of the subjects; the ranks meet in the
+study's cell store (`emg_lens.studies.store`), not in collectives.
+
 ``batch_size`` is per process: N processes see ``N * batch_size`` windows per step.
 """
 
@@ -15,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -26,7 +31,16 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from emg_lens.errors import ConfigError
 
-__all__ = ["DistributedRun", "distributed_run", "is_main_process", "process_rank", "unwrap"]
+__all__ = [
+    "DistributedRun",
+    "distributed_run",
+    "is_main_process",
+    "process_rank",
+    "torchrun_process",
+    "unwrap",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,16 @@ class DistributedRun:
     def is_main(self) -> bool:
         """Rank 0: the process that shows progress and writes checkpoints."""
         return self.rank == 0
+
+    def shard(self, items: Iterable[T]) -> list[T]:
+        """This process's share of ``items``: sorted, then every ``world_size``-th from
+        ``rank``, so the ranks' shares are disjoint, cover all items and do not depend on the
+        order the items were given in.
+
+        >>> DistributedRun(rank=1, world_size=2).shard([3, 1, 4, 2])
+        [2, 4]
+        """
+        return sorted(items)[self.rank :: self.world_size]
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """``DistributedDataParallel(model)`` when distributed (moved to this process's GPU for
@@ -127,6 +151,28 @@ def _env_int(name: str, default: int) -> int:
         ) from None
 
 
+def torchrun_process() -> DistributedRun:
+    """Where this process stands among those ``torchrun`` started (``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``), without joining a process group (``backend`` None): a one-process run
+    when ``WORLD_SIZE`` is unset or 1. A rank outside ``[0, WORLD_SIZE)`` is a `ConfigError`.
+
+    >>> torchrun_process().world_size
+    1
+    """
+    world_size = _env_int("WORLD_SIZE", 1)
+    if world_size < 1:
+        raise ConfigError(f"environment variable WORLD_SIZE must be >= 1, got {world_size}")
+    if world_size == 1:
+        return DistributedRun()
+    rank, local_rank = _env_int("RANK", -1), _env_int("LOCAL_RANK", 0)
+    if not 0 <= rank < world_size:
+        raise ConfigError(
+            f"environment variable RANK must be in [0, WORLD_SIZE={world_size}) when "
+            f"WORLD_SIZE > 1 (launch with torchrun), got {os.environ.get('RANK')!r}"
+        )
+    return DistributedRun(rank, world_size, local_rank)
+
+
 @contextlib.contextmanager
 def distributed_run(device: str | torch.device | None = "cpu") -> Iterator[DistributedRun]:
     """The `DistributedRun` of this process: distributed when ``WORLD_SIZE`` > 1 (torchrun), or
@@ -147,18 +193,11 @@ def distributed_run(device: str | torch.device | None = "cpu") -> Iterator[Distr
             dist.get_backend(),
         )
         return
-    world_size = _env_int("WORLD_SIZE", 1)
-    if world_size < 1:
-        raise ConfigError(f"environment variable WORLD_SIZE must be >= 1, got {world_size}")
-    if world_size == 1:
-        yield DistributedRun()
+    launched = torchrun_process()
+    if not launched.is_distributed:
+        yield launched
         return
-    rank, local_rank = _env_int("RANK", -1), _env_int("LOCAL_RANK", 0)
-    if not 0 <= rank < world_size:
-        raise ConfigError(
-            f"environment variable RANK must be in [0, WORLD_SIZE={world_size}) when "
-            f"WORLD_SIZE > 1 (launch with torchrun), got {os.environ.get('RANK')!r}"
-        )
+    rank, world_size, local_rank = launched.rank, launched.world_size, launched.local_rank
     backend = "nccl" if torch.device(device or "cpu").type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank)  # so "cuda" means this process's GPU
