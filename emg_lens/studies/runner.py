@@ -5,6 +5,15 @@ code, metric, scored output, hook file) still matches, claims the subject agains
 processes sharing the store, and has `emg_lens.studies.evaluate` compute the rest (a prefix
 tree over per-layer masks, each mask verified on the hooked path). It then assembles the
 per-subject table and the statistics (`StudyResult`).
+
+Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) each rank computes its share of the
+subjects (`emg_lens.train.distributed.DistributedRun.shard`: sorted, every N-th) into the one
+store; rank 0 then waits for the other ranks' cells (`CellStore.wait_for`) and alone writes the
+tables and figures. A rank killed mid-run loses only the cells it had not stored yet.
+
+``device`` puts the models there (checkpoints load onto it; in-memory models are moved, as
+``nn.Module.to`` does); the evaluation data, masks and caches follow the model (its
+``cfg.device``), and the scores and statistics are computed on the CPU.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
@@ -40,6 +50,7 @@ from emg_lens.studies.load import load_spec
 from emg_lens.studies.result import StudyResult
 from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore
+from emg_lens.train.distributed import DistributedRun, torchrun_process
 
 __all__ = ["StudyError", "find_models", "run_study"]
 
@@ -88,13 +99,15 @@ def _subjects(spec: StudySpec, models) -> dict[int, Any]:
     return found
 
 
-def _load(entry: Any) -> Subject:
+def _load(entry: Any, device: torch.device | None = None) -> Subject:
+    """A subject's model (on ``device``, if given) and evaluation data."""
     if isinstance(entry, tuple):
-        return Subject(*entry)
+        model, data = entry
+        return Subject(model if device is None else model.to(device), data)
     metadata = read_checkpoint_info(entry)["metadata"]
     subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
     try:
-        model = load_checkpoint(entry)
+        model = load_checkpoint(entry, device=None if device is None else str(device))
     except CheckpointError as exc:  # one broken subject: say which, in which folder
         raise CheckpointError(f"subject {subject} (folder {entry}): {exc}") from exc
     source = metadata.get("data_source")
@@ -152,6 +165,7 @@ def _plan(
     store: CellStore | None,
     code: str,
     study_code: StudyCode,
+    device: torch.device | None = None,
 ) -> _Plan:
     """Conditions and provenance, from the checkpoint's config and file digests alone, so a
     subject whose cells are all stored loads neither its model nor its data."""
@@ -160,7 +174,7 @@ def _plan(
         cfg = read_checkpoint_info(entry)["config"]
         n_layers, n_heads = cfg["n_layers"], cfg["n_heads"]
     else:
-        subject = _load(entry)
+        subject = _load(entry, device)
         n_layers, n_heads = subject.model.cfg.n_layers, subject.model.cfg.n_heads
     conditions = [BASELINE, *expand_grid(spec, n_layers, n_heads)]
     if store is None:
@@ -191,7 +205,8 @@ def run_study(
     progress: bool = True,
     wait_timeout: float = WAIT_TIMEOUT,
     allow_code: bool = False,
-) -> StudyResult:
+    device: str | torch.device | None = None,
+) -> StudyResult | None:
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
 
@@ -203,6 +218,13 @@ def run_study(
     many cells were read from the store and computed here (``stale``: how many of those
     replaced a stored cell of other provenance, or a torn one).
     A training study (``kind = "training"``) is refused: it runs with `run_training_study`.
+
+    ``device`` (``"cpu"``, ``"cuda"``, a `torch.device`; None: where each model is) is where
+    the forward passes run (see the module docstring). Under ``torchrun`` with ``WORLD_SIZE``
+    > 1, each rank computes its share of the subjects into ``out_dir`` (required) and only
+    rank 0 returns the result and writes the tables; the other ranks return None. Rank 0
+    gives up after ``wait_timeout`` seconds without a new cell from the others, naming the
+    subjects still missing.
 
     A study that names Python files (``hook = "hooks/file.py:name"``) runs them only with
     ``allow_code=True``; without it, `CodeConsentError` lists each file with its resolved path
@@ -232,29 +254,39 @@ def run_study(
         )
     study_code = StudyCode.load(spec, allow_code)
     entries = _subjects(spec, models)
+    ranks = torchrun_process()
+    if ranks.is_distributed and out_dir is None:
+        raise StudyError(
+            f"study {spec.name!r} runs under torchrun (WORLD_SIZE={ranks.world_size}) without "
+            "an out_dir: its ranks share their cells only through the store; give out_dir "
+            "(`study run --out`) on a filesystem every rank can reach"
+        )
+    device = None if device is None else torch.device(device)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest() if store is not None else ""
-    plans = {s: _plan(spec, s, entry, store, code, study_code) for s, entry in entries.items()}
+    mine = ranks.shard(entries)
+    planned = entries if ranks.is_main else mine  # rank 0 also checks the others' cells
+    plans = {s: _plan(spec, s, entries[s], store, code, study_code, device) for s in planned}
     counts = {"reused": 0, "recomputed": 0, "stale": 0}
-    done: dict[int, dict[str, dict]] = {}
-    waiting_since: dict[int, float] = {}
-    bar = tqdm(total=len(entries), desc=f"study {spec.name}", disable=not progress)
-    while len(done) < len(entries):
-        for subject_id, entry in entries.items():
-            if subject_id in done:
-                continue
-            cells = _subject_cells(
-                spec, subject_id, entry, plans[subject_id], store, counts, batch_size, verify
-            )
-            if cells is None:  # another live process computes it: come back later
-                waiting_since.setdefault(subject_id, time.monotonic())
-                continue
-            done[subject_id] = cells
-            bar.update()
-        if len(done) < len(entries):
-            _check_wait(store, plans, done, waiting_since, wait_timeout)
-            time.sleep(POLL_INTERVAL)
+    bar = tqdm(total=len(mine), desc=f"study {spec.name}", disable=not progress)
+    done = _compute(
+        spec,
+        {s: entries[s] for s in mine},
+        plans,
+        store,
+        counts,
+        batch_size=batch_size,
+        verify=verify,
+        wait_timeout=wait_timeout,
+        device=device,
+        bar=bar,
+    )
     bar.close()
+    if not ranks.is_main:
+        return None  # rank 0 writes the result
+    others = [s for s in entries if s not in done]
+    if others:
+        done.update(_wait_for_ranks(store, plans, others, ranks, wait_timeout))
     rows = []
     for subject_id in entries:
         for c in plans[subject_id].conditions:
@@ -281,6 +313,78 @@ def run_study(
     return result
 
 
+def _compute(
+    spec: StudySpec,
+    entries: dict[int, Any],
+    plans: dict[int, _Plan],
+    store: CellStore | None,
+    counts: dict[str, int],
+    *,
+    batch_size: int,
+    verify: bool,
+    wait_timeout: float,
+    device: torch.device | None,
+    bar: Any,
+) -> dict[int, dict[str, dict]]:
+    """The cells of every subject of ``entries``, computed here or, for a subject another live
+    process has claimed, read once that process has stored them."""
+    done: dict[int, dict[str, dict]] = {}
+    waiting_since: dict[int, float] = {}
+    while len(done) < len(entries):
+        for subject_id, entry in entries.items():
+            if subject_id in done:
+                continue
+            cells = _subject_cells(
+                spec,
+                subject_id,
+                entry,
+                plans[subject_id],
+                store,
+                counts,
+                batch_size,
+                verify,
+                device,
+            )
+            if cells is None:  # another live process computes it: come back later
+                waiting_since.setdefault(subject_id, time.monotonic())
+                continue
+            done[subject_id] = cells
+            bar.update()
+        if len(done) < len(entries):
+            _check_wait(store, plans, done, waiting_since, wait_timeout)
+            time.sleep(POLL_INTERVAL)
+    return done
+
+
+def _wait_for_ranks(
+    store: CellStore,
+    plans: dict[int, _Plan],
+    subjects: list[int],
+    ranks: DistributedRun,
+    wait_timeout: float,
+) -> dict[int, dict[str, dict]]:
+    """Rank 0: the cells of the other ranks' ``subjects``, once they are all stored with the
+    provenance they would be computed from here."""
+    ordered = sorted(plans)
+    conditions = {s: {c.key: c for c in plans[s].conditions} for s in subjects}
+
+    def present(subject: int, key: str) -> bool:
+        condition = conditions[subject][key]
+        return store.get(subject, key, plans[subject].provenance_of(condition)) is not None
+
+    def owner(subject: int) -> str:
+        return f"rank {ordered.index(subject) % ranks.world_size} of {ranks.world_size}"
+
+    store.wait_for(
+        {s: list(conditions[s]) for s in subjects},
+        present,
+        timeout=wait_timeout,
+        poll=POLL_INTERVAL,
+        owner=owner,
+    )
+    return {s: _stored(store, s, plans[s]) for s in subjects}
+
+
 def _subject_cells(
     spec: StudySpec,
     subject_id: int,
@@ -290,6 +394,7 @@ def _subject_cells(
     counts: dict[str, int],
     batch_size: int,
     verify: bool,
+    device: torch.device | None = None,
 ) -> dict[str, dict] | None:
     """All cells of one subject: stored ones that match, the rest computed under a claim;
     None when another live process holds the subject's claim."""
@@ -304,7 +409,7 @@ def _subject_cells(
         stored = _stored(store, subject_id, plan)  # the claim's last holder may have finished
         todo = [c for c in plan.conditions if c.key not in stored]
         if todo:
-            subject = plan.subject or _load(entry)
+            subject = plan.subject or _load(entry, device)
             fresh = evaluate_subject(
                 spec,
                 subject,

@@ -1,5 +1,10 @@
 """`run_training_study`: train and score every cell of a training study, subject by subject,
-storing each cell as it finishes so that a rerun trains only the missing ones."""
+storing each cell as it finishes so that a rerun trains only the missing ones.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) each rank trains the cells of its share of the subjects
+(sorted, every N-th) into the one store, and rank 0 waits for the others' cells and writes the
+tables and the figure. Each model trains on one process (no gradient averaging across ranks):
+a cell's result does not depend on how many processes ran the study."""
 
 from __future__ import annotations
 
@@ -11,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies.files import read_study_file
 from emg_lens.studies.metrics import score_predictions
 from emg_lens.studies.store import CellStore
@@ -23,15 +29,24 @@ from emg_lens.studies.training.grid import TrainingCell, electrode_counts, selec
 from emg_lens.studies.training.result import TrainingStudyResult
 from emg_lens.studies.training.spec import ARCHITECTURES, KIND, TrainingStudySpec, check_models
 from emg_lens.train import fit, predict
+from emg_lens.train.distributed import torchrun_process
+
+WAIT_TIMEOUT = 3600.0
+"""Seconds rank 0 waits without a new cell from the other ranks before giving up."""
 
 __all__ = ["run_training_study"]
 
 
 def _train_cell(
-    spec: TrainingStudySpec, cell: TrainingCell, data: SubjectData, progress: bool
+    spec: TrainingStudySpec,
+    cell: TrainingCell,
+    data: SubjectData,
+    progress: bool,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """Select the cell's electrodes, train its model on the training windows and score the
-    test windows with ``spec.metric``; a JSON-able dict (the stored cell)."""
+    """Select the cell's electrodes, train its model (on ``device``, if given) on the training
+    windows and score the test windows with ``spec.metric``; a JSON-able dict (the stored
+    cell)."""
     counts = electrode_counts(data)
     electrodes = cell.input.draw(counts, cell.subject, cell.trial, spec.train.seed)
     chosen = select_channels(data, electrodes)
@@ -39,6 +54,8 @@ def _train_cell(
         cell.architecture, chosen.modalities, chosen.n_classes, chosen.X_train.shape[-1]
     )
     model = ARCHITECTURES[cell.architecture](cfg)
+    if device is not None:
+        model.to(device)
     start = time.perf_counter()
     train = dataclasses.replace(spec.train, progress=progress)
     history = fit(model, chosen.X_train, chosen.y_train, train, desc=cell.key)
@@ -87,7 +104,9 @@ def run_training_study(
     progress: bool = True,
     overrides: Mapping[str, Any] | None = None,
     data: Mapping[int, SubjectData] | None = None,
-) -> TrainingStudyResult:
+    device: str | torch.device | None = None,
+    wait_timeout: float = WAIT_TIMEOUT,
+) -> TrainingStudyResult | None:
     """Train and score every cell of a training study.
 
     ``overrides`` replaces ``[data]``/``[train]`` keys (`TrainingStudySpec.with_overrides`:
@@ -95,7 +114,13 @@ def run_training_study(
     windows directly (notebooks, tests) instead of loading them from ``[data]``, which they
     should match (the store keys cells by the spec, not by the arrays). With
     ``out_dir`` every cell is stored as it finishes and a rerun trains only the missing cells;
-    the tables and the figure are written there at the end.
+    the tables and the figure are written there at the end. ``device`` is where the models
+    train (default: ``cfg.device`` of the spec's preset, the CPU).
+
+    Under ``torchrun`` with ``WORLD_SIZE`` > 1, each rank trains its share of the subjects into
+    ``out_dir`` (required); rank 0 waits for the other ranks' cells (a `StudyError` names
+    the subjects still missing after ``wait_timeout`` seconds without a new cell) and alone
+    returns the result and writes the tables; the other ranks return None.
 
     >>> rng = np.random.default_rng(0)
     >>> def subject(n):
@@ -121,26 +146,48 @@ def run_training_study(
         missing = sorted(set(subjects) - set(data))
         if missing:
             raise SpecError(f"data.subjects {missing} are not in the given data ({sorted(data)})")
+    ranks = torchrun_process()
+    if ranks.is_distributed and out_dir is None:
+        raise StudyError(
+            f"training study {spec.name!r} runs under torchrun (WORLD_SIZE="
+            f"{ranks.world_size}) without an out_dir: its ranks share their cells only through "
+            "the store; give out_dir (`study run --out`) on a filesystem every rank can reach"
+        )
+    device = None if device is None else torch.device(device)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     source = spec.data.source() if data is None else None
     loaded: dict[int, SubjectData] = {}  # the current subject only
+    computed: dict[tuple[int, str], dict] = {}
+    bar = tqdm(spec.cells(ranks.shard(subjects)), desc=f"study {spec.name}", disable=not progress)
+    for cell in bar:
+        if store is not None and store.get(cell.subject, cell.key) is not None:
+            continue  # stored whole by an earlier run (a torn cell is trained again)
+        if cell.subject not in loaded:
+            loaded = {
+                cell.subject: data[cell.subject]
+                if data is not None
+                else load_subject(source, cell.subject)
+            }
+        bar.set_postfix(subject=cell.subject, model=cell.architecture, input=cell.input.name)
+        stored = _train_cell(spec, cell, loaded[cell.subject], progress, device)
+        if store is not None:
+            store.put(cell.subject, cell.key, stored)
+        computed[cell.subject, cell.key] = stored
+    if not ranks.is_main:
+        return None  # rank 0 writes the result
+    cells = spec.cells(subjects)
+    if store is not None and ranks.is_distributed:
+        ordered = sorted(subjects)
+        store.wait_for(
+            {s: [c.key for c in cells if c.subject == s] for s in subjects},
+            store.has,
+            timeout=wait_timeout,
+            owner=lambda s: f"rank {ordered.index(s) % ranks.world_size} of {ranks.world_size}",
+        )
     montage = list(spec.data.montage())
     rows = []
-    bar = tqdm(spec.cells(subjects), desc=f"study {spec.name}", disable=not progress)
-    for cell in bar:
-        if store is not None and store.has(cell.subject, cell.key):
-            stored = store.get(cell.subject, cell.key)
-        else:
-            if cell.subject not in loaded:
-                loaded = {
-                    cell.subject: data[cell.subject]
-                    if data is not None
-                    else load_subject(source, cell.subject)
-                }
-            bar.set_postfix(subject=cell.subject, model=cell.architecture, input=cell.input.name)
-            stored = _train_cell(spec, cell, loaded[cell.subject], progress)
-            if store is not None:
-                store.put(cell.subject, cell.key, stored)
+    for cell in cells:
+        stored = computed.get((cell.subject, cell.key)) or store.get(cell.subject, cell.key)
         rows.append(
             {
                 "subject": cell.subject,
