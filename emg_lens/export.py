@@ -210,7 +210,7 @@ def export_onnx(
     try:
         with torch.no_grad():
             reference = _Reference(model, compiled, return_type)
-            wrapper = _MaskedForward(model, _baked(compiled), return_type)
+            wrapper = _MaskedForward(model, _baked(compiled), return_type).eval()
             names = _output_names(reference(model.example_input(1)), return_type)
             diffs: dict[int, float] = {}
 
