@@ -33,7 +33,7 @@ commands:
   windows   build a TinyMyo window store (HDF5) from a dataset
   pretrain  masked-signal pretraining of a TinyMyo
   finetune  fine-tune or linear-probe a pretrained TinyMyo (or BioFoundation's)
-  export    write a checkpoint, with an edge mask baked in, to a checked ONNX file
+  export    a checkpoint, its edge mask baked in, to a checked ONNX file
 
 Run `emg-lens <command> --help` for a command's options and their defaults."""
 
