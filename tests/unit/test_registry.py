@@ -47,6 +47,9 @@ def sources(tmp_path_factory):
         *REGISTRY["hdsemg"].synthesize(tmp / "hdsemg", {**short, "n_gestures": 2}),
     ]
     assert [p.name for p in written] == ["S1_E1_A1.mat", "S2_E1_A1.mat", "s1.mat", "s2.mat"]
+    downstream = {"n_subjects": 2, "movement_seconds": 0.3}
+    for name in ("epn612", "uci", "ninapro-db8"):
+        list(REGISTRY[name].synthesize(tmp / name, downstream))
     store = build_window_store(
         "synthetic",
         tmp / "w.h5",
@@ -58,6 +61,7 @@ def sources(tmp_path_factory):
         "synthetic": data_source("synthetic", synthetic=SMALL),
         "ninapro-db2": data_source("ninapro-db2", root=tmp / "db2"),
         "hdsemg": data_source("hdsemg", root=tmp / "hdsemg"),
+        **{n: data_source(n, root=tmp / n) for n in ("epn612", "uci", "ninapro-db8")},
         "windows": windows_source(store),
         "synthetic-windows": synthetic_windows_source(EMG_ONLY, window=100, step=50),
     }
@@ -97,7 +101,9 @@ def test_an_entry_needs_exactly_one_reader():
 def test_each_entry_describes_its_data_as_read(sources, name):
     """Subjects, files and montage as the entry states them are what its reader finds."""
     info, source = REGISTRY[name], sources[name]
-    assert available_subjects(source) == info.subjects(source) == [1, 2]
+    # two synthetic subjects: EPN's testing group counts from 1001, UCI's come from each split
+    expected = {"epn612": [1, 1001], "uci": [1, 25]}.get(name, [1, 2])
+    assert available_subjects(source) == info.subjects(source) == expected
     files = source_files(source, 1)
     assert all(p.is_file() for p in files)
     assert bool(files) == bool(info.layout)  # an entry reading files says where they lie
