@@ -4,8 +4,11 @@ name, and a file that would compute something else is never left behind."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -31,6 +34,8 @@ from emg_lens.models import (
     MultimodalTransformer,
     TinyMyo,
 )
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # Weights of std 0.3 rather than 0.02, so that attention, and hence a mask, moves the outputs.
 INIT = {"seed": 0, "init_range": 0.3}
@@ -214,6 +219,26 @@ def test_export_command_end_to_end_on_a_saved_checkpoint(tmp_path, capsys):
     argv = ["export", "--checkpoint", str(folder), "--edges", "within(ecg)", "--out", str(bad)]
     assert main(argv) == 2
     assert "'ecg'" in capsys.readouterr().err and not bad.exists()
+
+
+def test_the_readme_section_runs_as_printed(tmp_path, monkeypatch):
+    section = README.read_text().split("## Export a masked model\n", 1)[1].split("\n## ", 1)[0]
+    (command,) = re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)
+    (snippet,) = re.findall(r"```py\n(.*?)```", section, flags=re.S)
+    argv = shlex.split(command)
+    assert argv[0] == "emg-lens"
+    model = _isonet()
+    folder = save_checkpoint(model, tmp_path / "checkpoint")
+    argv[argv.index("--checkpoint") + 1] = str(folder)  # the demo's, in the README
+    monkeypatch.chdir(tmp_path)
+    assert main(argv[1:]) == 0
+    namespace: dict = {}
+    exec(snippet, namespace)
+    edges, layers = argv[argv.index("--edges") + 1], [int(argv[argv.index("--layers") + 1])]
+    with torch.no_grad():
+        signals = torch.from_numpy(namespace["signals"])
+        expected = model(signals, edge_masks=compile_edges(edges, model, layers))
+    assert _max_diff(namespace["logits"], expected) <= 1e-5
 
 
 def test_export_help_imports_no_torch():
