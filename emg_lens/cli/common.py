@@ -28,9 +28,11 @@ __all__ = [
     "HelpFormatter",
     "add_command",
     "add_data_args",
+    "add_device_argument",
     "data_source_from_args",
     "output_folder",
     "print_table",
+    "resolve_device",
     "show_progress",
     "subject_ids",
     "synthetic_emg_spec",
@@ -128,6 +130,67 @@ def print_table(rows: list[dict], columns: list[str], floatfmt: str = ".3f") -> 
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
     for row in cells:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+# ----------------------------------------------------------------------------- devices
+
+DEVICE_HELP = (
+    "where the models run: cpu, cuda (cuda:N for one GPU), or auto (cuda when available); "
+    "under torchrun, cuda and auto mean the GPU of the process's LOCAL_RANK"
+)
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """``--device cpu|cuda|cuda:N|auto`` (default ``auto``), read by `resolve_device`.
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_device_argument(p)
+    >>> p.parse_args(["--device", "cpu"]).device
+    'cpu'
+    """
+    p.add_argument("--device", default="auto", metavar="{cpu,cuda,auto}", help=DEVICE_HELP)
+
+
+def resolve_device(name: str, flag: str = "--device") -> Any:
+    """The `torch.device` that ``--device name`` means: ``auto`` is CUDA when available, else
+    the CPU; ``cuda`` under torchrun is the GPU of ``LOCAL_RANK`` (so the ranks of one node
+    share its GPUs, one each). A name torch does not know, or CUDA on a machine without it,
+    is an `ArgumentError` saying what is accepted.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("gpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --device 'gpu' is not a device; accepted: cpu, cuda, ...
+    """
+    import os
+
+    import torch  # here, not at the top: the parsers import no torch
+
+    accepted = "cpu, cuda, cuda:N (N a GPU index) or auto"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ArgumentError(f"{flag} {name!r} is not a device; accepted: {accepted}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ArgumentError(f"{flag} {name!r} is not a device; accepted: {accepted}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ArgumentError(
+                f"{flag} {name}: this machine has no CUDA GPU that torch can use "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
+        index = device.index
+        if index is None:  # torchrun's ranks on one node: one GPU each, round robin
+            index = int(os.environ.get("LOCAL_RANK", "0")) % count
+        if not 0 <= index < count:
+            raise ArgumentError(f"{flag} {name}: GPU index {index}, but there are {count} GPUs")
+        device = torch.device("cuda", index)
+    return device
 
 
 # ----------------------------------------------------------------------------- data options

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from emg_lens.cli.common import add_command
+from emg_lens.cli.common import add_command, add_device_argument, resolve_device
 
 
 def add_parser(sub) -> None:
@@ -14,6 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="a checkpoint folder (subject_<N>/)")
     p.add_argument("--out", required=True, help="folder for the CSV tables and figures")
     p.add_argument("--n-windows", type=int, default=256, help="test windows, evenly spaced")
+    add_device_argument(p)
     p.set_defaults(func=cmd_inspect)
 
 
@@ -23,7 +24,12 @@ def cmd_inspect(args: argparse.Namespace):
     def step(message: str) -> None:  # one line per step: readable on a terminal and in a log
         print(message, flush=True)
 
-    report = inspect_checkpoint(args.checkpoint, n_windows=args.n_windows, progress=step)
+    report = inspect_checkpoint(
+        args.checkpoint,
+        n_windows=args.n_windows,
+        progress=step,
+        device=str(resolve_device(args.device)),
+    )
     written = report.save(args.out)
     print(report.summary())
     print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")

@@ -1,5 +1,9 @@
 """``emg-lens study run`` and ``emg-lens study check``: declarative studies (TOML/YAML), of
-trained models (ablation studies) or of how models train (``kind = "training"``)."""
+trained models (ablation studies) or of how models train (``kind = "training"``).
+
+``study run`` also runs under ``torchrun --nproc-per-node N -m emg_lens.cli study run ...``:
+each rank computes its share of the subjects into ``--out`` and rank 0 prints and writes the
+tables (README, "Scale out")."""
 
 from __future__ import annotations
 
@@ -7,7 +11,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from emg_lens.cli.common import DATASET_NAMES, add_command, print_table, show_progress
+from emg_lens.cli.common import (
+    DATASET_NAMES,
+    add_command,
+    add_device_argument,
+    print_table,
+    resolve_device,
+    show_progress,
+)
 from emg_lens.errors import EmgLensError, SpecError
 
 TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # study run/check overrides
@@ -29,6 +40,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="run the Python files the study names (hook = ...); `study check` lists them",
     )
+    add_device_argument(q)
     _add_training_study_args(q)
     q.set_defaults(func=cmd_study_run)
 
@@ -90,12 +102,15 @@ def cmd_study_run(args: argparse.Namespace):
 
     spec = load_spec(args.spec)
     overrides = _training_overrides(args, spec)
+    device = resolve_device(args.device)
     if isinstance(spec, TrainingStudySpec):
         if args.models:
             raise EmgLensError(f"--models: training study {spec.name} trains its own models")
         spec = spec.with_overrides(overrides)
         out = Path(args.out or Path("runs/studies") / spec.name)
-        result = run_training_study(spec, out_dir=out, progress=show_progress(args))
+        result = run_training_study(spec, out_dir=out, progress=show_progress(args), device=device)
+        if result is None:
+            return _other_rank_done(out)
         print(f"{result.header()}\n")
         print(result.table1().to_string())
         print(f"{result.comparisons().to_string(index=False, float_format='{:.3g}'.format)}")
@@ -108,7 +123,10 @@ def cmd_study_run(args: argparse.Namespace):
         out_dir=out,
         progress=show_progress(args),
         allow_code=args.allow_code,
+        device=device,
     )
+    if result is None:
+        return _other_rank_done(out)
     stale = f" ({result.stale} of other provenance)" if result.stale else ""
     print(f"cells: {result.reused} reused, {result.recomputed} recomputed{stale}")
     print(
@@ -119,6 +137,14 @@ def cmd_study_run(args: argparse.Namespace):
     print(result.power_note())
     print(f"wrote {out}/summary.md, summary.csv, per_subject.csv and figures (PNG, SVG)")
     return result
+
+
+def _other_rank_done(out: Path) -> None:
+    """A torchrun rank other than 0: its cells are stored; rank 0 prints and writes."""
+    import os
+
+    rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    print(f"rank {rank} of {world}: its subjects' cells are in {out}/cells; rank 0 writes")
 
 
 def cmd_study_check(args: argparse.Namespace) -> None:

@@ -9,8 +9,10 @@ from emg_lens.cli.common import (
     CLASSIFIERS,
     add_command,
     add_data_args,
+    add_device_argument,
     data_source_from_args,
     print_table,
+    resolve_device,
     show_progress,
     subject_ids,
 )
@@ -33,10 +35,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="windows per step")
     p.add_argument("--seed", type=int, default=0, help="seed of the models (and synthetic data)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = add_command(sub, "evaluate", "per-subject test accuracy of trained checkpoints")
     p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints, or demo")
+    add_device_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -45,6 +49,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
     from emg_lens.models import MODEL_CLASSES
     from emg_lens.train import TrainConfig, train_subjects
 
+    device = resolve_device(args.device)
     source = data_source_from_args(args)
     subjects = [load_subject(source, s) for s in subject_ids(args)]
     train_cfg = TrainConfig(
@@ -55,7 +60,15 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         progress=show_progress(args),
     )
     model_cls = MODEL_CLASSES[args.architecture]
-    rows = train_subjects(subjects, model_cls, args.preset, train_cfg, args.out, data_source=source)
+    rows = train_subjects(
+        subjects,
+        model_cls,
+        args.preset,
+        train_cfg,
+        args.out,
+        data_source=source,
+        device=str(device),
+    )
     print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
     return rows
 
@@ -66,11 +79,12 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.studies.runner import find_models
     from emg_lens.train import accuracy
 
+    device = resolve_device(args.device)
     rows = []
     for subject, path in find_models(args.models).items():
         meta = read_checkpoint_info(path)["metadata"]
         data = load_subject(meta["data_source"], subject)
-        model = load_checkpoint(path)
+        model = load_checkpoint(path, device=str(device))
         rows.append(
             {
                 "subject": subject,

@@ -232,9 +232,11 @@ def inspect_checkpoint(
     n_windows: int = 256,
     batch_size: int = 256,
     progress: Callable[[str], None] | None = None,
+    device: str | None = None,
 ) -> InspectionReport:
-    """Load a checkpoint and its subject's test windows (from the data source recorded in its
-    metadata) and inspect it on ``n_windows`` of them; ``progress`` as in `inspect_model`."""
+    """Load a checkpoint (onto ``device``, default the CPU) and its subject's test windows
+    (from the data source recorded in its metadata) and inspect it on ``n_windows`` of them;
+    ``progress`` as in `inspect_model`."""
     info = read_checkpoint_info(checkpoint)
     meta = info["metadata"]
     if meta.get("data_source") is None or meta.get("subject") is None:
@@ -244,6 +246,6 @@ def inspect_checkpoint(
         )
     if progress is not None:
         progress(f"[1/5] loading {checkpoint} and subject {meta['subject']}'s test windows")
-    model = load_checkpoint(checkpoint)
+    model = load_checkpoint(checkpoint, device=device)
     data = select_windows(load_subject(meta["data_source"], meta["subject"]), n_windows)
     return inspect_model(model, data, batch_size=batch_size, progress=progress)

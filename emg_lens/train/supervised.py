@@ -235,19 +235,28 @@ def train_subjects(
     out_dir: str | Path,
     *,
     data_source: dict | None = None,
+    device: str | None = None,
 ) -> list[dict]:
     """Train one model per subject, save each as ``out_dir/subject_<N>/``, and return rows of
     ``{subject, train_accuracy, test_accuracy, checkpoint}``. ``model_cfg`` is a preset name
     (built for ``model_cls`` by `config_for_data`, seeded with ``train_cfg.seed``) or a config.
     ``data_source`` (how to rebuild the data) is stored in every checkpoint, so evaluation and
-    studies need nothing else.
+    studies need nothing else. ``device`` is where the models train (default: the config's);
+    the checkpoints hold CPU tensors either way.
     """
     out_dir = Path(out_dir)
     rows = []
-    seed = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}
+    overrides = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}
+    if device is not None:
+        overrides["device"] = device
     for data in tqdm(subjects, desc="subjects", disable=not train_cfg.progress):
         cfg = config_for_data(
-            model_cls, model_cfg, data.modalities, data.n_classes, data.X_train.shape[-1], **seed
+            model_cls,
+            model_cfg,
+            data.modalities,
+            data.n_classes,
+            data.X_train.shape[-1],
+            **overrides,
         )
         model = model_cls(cfg)
         history = fit(model, data.X_train, data.y_train, train_cfg, desc=f"subject {data.subject}")
