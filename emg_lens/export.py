@@ -11,13 +11,14 @@ says by how much it differed: a file under the requested name computes what the 
 computes.
 
 Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). The
-``torch.export`` path (``dynamo=True``, torch's default since 2.9) cannot trace these models on
-torch 2.13 CPU: non-strict tracing stops at attention's fused-weight cache (its key reads
-``data_ptr()``, which fake tensors lack) and at the input check's data-dependent branch, and
+``torch.export`` path (``dynamo=True``, torch's default since 2.9) does not trace these models
+well on torch 2.13 CPU: non-strict tracing stops at attention's fused-weight cache (its key
+reads ``data_ptr()``, which fake tensors lack) and at the input check's data-dependent branch;
 strict tracing then fails in decomposition or takes ~8 s for the tiny preset. The TorchScript
-tracer runs the real forward (the checks included, on the example input) and records its tensor
-operations: ~1 s for a tiny model, on every torch the package supports (>= 2.6). It is
-deprecated upstream; the parity check is what guarantees the file whichever tracer wrote it.
+tracer runs the real forward (the checks included, on the example input) and records its
+tensor operations: ~1 s for a tiny model, in every torch the package allows (>= 2.6; measured
+on 2.13). It is deprecated upstream; the parity check guarantees the file whichever tracer
+wrote it.
 
 What a file holds and computes:
 
@@ -108,7 +109,7 @@ class ExportResult:
 
     ``diffs`` maps each parity batch size to max |onnxruntime - PyTorch| over its outputs;
     ``max_abs_diff`` is the largest of them. ``edges`` is the edge set's canonical string (None
-    unmasked) and ``layers`` the blocks its mask was applied to (empty unmasked).
+    unmasked) and ``layers`` the blocks in which the file cuts edges (empty if none).
     """
 
     path: Path
@@ -130,13 +131,14 @@ class ExportResult:
         >>> r = ExportResult(Path("m.onnx"), 2_500_000, "IsoNet", "cross_modal", (0, 1),
         ...                  "logits", ("logits",), {1: 1e-8, 3: 2e-8}, 2e-8, 1e-5, 17, False)
         >>> r.summary()
-        'm.onnx (2.5 MB): IsoNet, edges cross_modal on layers 0, 1; onnxruntime vs PyTorch max |diff| 2e-08 at batch sizes 1, 3 (tolerance 1e-05)'
+        'm.onnx (2.5 MB): IsoNet, edges cross_modal cut in layers 0, 1; onnxruntime vs PyTorch max |diff| 2e-08 at batch sizes 1, 3 (tolerance 1e-05)'
         """  # noqa: E501
-        masked = (
-            f"edges {self.edges} on layers {', '.join(map(str, self.layers))}"
-            if self.edges is not None
-            else "unmasked"
-        )
+        if self.edges is None:
+            masked = "unmasked"
+        elif not self.layers:
+            masked = f"edges {self.edges}, which cut nothing here"
+        else:
+            masked = f"edges {self.edges} cut in layers {', '.join(map(str, self.layers))}"
         sizes = ", ".join(map(str, self.diffs))
         return (
             f"{self.path} ({self.size_bytes / 1e6:.1f} MB): {self.model_class}, {masked}; "
@@ -197,7 +199,10 @@ def export_onnx(
     path = _check_out(out)
     _check_exportable(model)
     batch_sizes = _check_batch_sizes(batch_sizes)
-    mask_layers, compiled = _compile(model, edges, layers)
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not 0 <= atol < np.inf:
+        raise ArgumentError(f"atol must be a finite number >= 0 such as 1e-5, got {atol!r}")
+    compiled = _compile(model, edges, layers)
+    baked = _baked(compiled)
     was_training = model.training
     if was_training:
         warnings.warn(
@@ -210,7 +215,7 @@ def export_onnx(
     try:
         with torch.no_grad():
             reference = _Reference(model, compiled, return_type)
-            wrapper = _MaskedForward(model, _baked(compiled), return_type).eval()
+            wrapper = _MaskedForward(model, baked, return_type).eval()
             names = _output_names(reference(model.example_input(1)), return_type)
             diffs: dict[int, float] = {}
 
@@ -226,7 +231,7 @@ def export_onnx(
         size_bytes=path.stat().st_size,
         model_class=type(model).__name__,
         edges=None if edges is None else _edges_string(edges),
-        layers=mask_layers,
+        layers=tuple(sorted(baked)),
         return_type=return_type,
         output_names=names,
         diffs=diffs,
@@ -254,22 +259,21 @@ def export_edge_masks(
     ...
     emg_lens.errors.LayoutError: layers [2] are not blocks of this IsoNet: it has n_layers=2 (blocks 0..1)
     """  # noqa: E501
-    return _baked(_compile(model, edges, layers)[1])
+    return _baked(_compile(model, edges, layers))
 
 
 def _compile(
     model: HookedBiosignalModel, edges: Any, layers: Iterable[int] | None
-) -> tuple[tuple[int, ...], dict[int, torch.Tensor]]:
-    """The checked layers and ``compile_edges(edges, model, layers)`` (nothing for no edges)."""
+) -> dict[int, torch.Tensor]:
+    """``compile_edges(edges, model, layers)`` on the checked layers (nothing for no edges)."""
     if edges is None:
         if layers is not None:
             raise ArgumentError(
                 f"layers={_listed(layers)} were given without edges: they say where to cut an "
                 "edge set, so pass edges too (or neither, for an unmasked export)"
             )
-        return (), {}
-    checked = tuple(_check_layers(model, layers))
-    return checked, compile_edges(edges, model, checked)
+        return {}
+    return compile_edges(edges, model, _check_layers(model, layers))
 
 
 def _baked(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:

@@ -96,6 +96,7 @@ def test_the_file_computes_the_masked_model_at_any_batch_size(build, edges, tmp_
     result = export_onnx(model, path, edges=edges)
     assert result.path == path and result.size_bytes == path.stat().st_size > 0
     assert set(result.diffs) == {1, 3} and result.max_abs_diff <= 1e-5
+    assert result.layers == (tuple(range(model.cfg.n_layers)) if edges else ())
     masks = compile_edges(edges, model) if edges else None
     x = _signals(model, 4)  # a batch size neither the trace nor the export's check used
     with torch.no_grad():
@@ -125,11 +126,12 @@ def test_fully_masked_query_rows_stay_finite_and_match(tmp_path):
 
 def test_every_output_of_a_return_type_is_exported_with_a_dynamic_batch(tmp_path):
     model = _isonet()
-    result = export_onnx(model, tmp_path / "both.onnx", return_type="both", edges="cross_modal")
-    assert result.output_names == ("both_0", "both_1")
+    edges = "cross_modal & layers(1)"  # an edge set that names its block
+    result = export_onnx(model, tmp_path / "both.onnx", return_type="both", edges=edges)
+    assert result.output_names == ("both_0", "both_1") and result.layers == (1,)
     x = _signals(model, 5)
     with torch.no_grad():
-        expected = model(x, edge_masks=compile_edges("cross_modal", model), return_type="both")
+        expected = model(x, edge_masks=compile_edges(edges, model), return_type="both")
     for got, want in zip(_run_file(result.path, x), expected):
         assert got.shape == (5, model.cfg.n_classes) and _max_diff(got, want) <= 1e-5
 
