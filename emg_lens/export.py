@@ -38,8 +38,8 @@ Refused, before anything is written: an edge set on a model without attention
 (`MultimodalTransformer`, whose attention is in its stems: `LayoutError`); an edge set that does
 not compile on the layout (an unknown group, a head index out of range: `LayoutError` from
 `EdgeSet.compile`); ``layers`` outside ``[0, n_layers)`` or given without edges; a model with
-hooks attached (the file holds the model alone); a model that is not on the CPU or not float32
-/ float64 (`ArgumentError`); a missing onnx or onnxruntime (`MissingDependencyError`).
+hooks attached (the file holds the model alone); a model that is not on the CPU or not in
+float32 (`ArgumentError`); a missing onnx or onnxruntime (`MissingDependencyError`).
 
 >>> import tempfile
 >>> from emg_lens.config import EncoderConfig
@@ -184,7 +184,7 @@ def export_onnx(
     after checking it against the PyTorch masked forward (see the module docstring).
 
     Args:
-        model: an emg_lens model on the CPU, float32 or float64, with no hooks attached.
+        model: an emg_lens model on the CPU, in float32, with no hooks attached.
         out: the file to write (its folder is created); replaced only by a file that passed.
         edges: the edges to cut in every one of ``layers``; None exports the model unmasked.
         layers: blocks (``blocks.{l}``) to cut ``edges`` in; None: all of them.
@@ -325,10 +325,11 @@ def _check_exportable(model: Any) -> None:
             f"{name} is on {device}; the file is traced and checked on the CPU, where "
             "onnxruntime runs it: export model.to('cpu')"
         )
-    if dtype not in (torch.float32, torch.float64):
+    if dtype != torch.float32:
         raise ArgumentError(
-            f"{name} is {dtype}; export accepts float32 or float64 models (onnxruntime's CPU "
-            "kernels and the 1e-5 parity check): convert it with model.float()"
+            f"{name} is {dtype}; export writes float32 models (onnxruntime's CPU kernels lack "
+            "other dtypes for some of its operators, e.g. GELU's Erf in float64): convert it "
+            "with model.float()"
         )
     hooked = [n for n, hp in model.hook_dict.items() if hp.fwd_hooks or hp.bwd_hooks]
     if hooked:

@@ -159,6 +159,8 @@ def test_what_the_file_cannot_represent_is_refused_by_name_and_writes_nothing(tm
     hooked.add_hook("blocks.0.attn.hook_pattern", lambda t, hook: t * 0)
     with pytest.raises(ArgumentError, match="hooks attached"):
         export_onnx(hooked, path)
+    with pytest.raises(ArgumentError, match="float32"):  # onnxruntime has no float64 Erf
+        export_onnx(_isonet().to(torch.float64), path)
     assert list(tmp_path.iterdir()) == []
     # without a mask the attention-free baseline is representable
     assert export_onnx(mlp, path).max_abs_diff <= 1e-5
