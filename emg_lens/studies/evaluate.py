@@ -17,12 +17,14 @@ Input ablations and user hook factories run as plain hooked forward passes.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from emg_lens.components import TransformerBlock
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
@@ -32,9 +34,10 @@ from emg_lens.studies.grid import Condition
 from emg_lens.studies.metrics import score_predictions
 from emg_lens.studies.spec import StudySpec
 
-__all__ = ["StudyCode", "Subject", "evaluate_subject"]
+__all__ = ["StudyCode", "Subject", "TreePlan", "evaluate_subject", "tree_plan"]
 
 VERIFY_WINDOWS = 4
+PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
 
 
 @dataclass
@@ -105,6 +108,120 @@ def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTabl
     )
 
 
+def _edge_sequences(
+    model, todo: list[Condition], code: StudyCode, table: _MaskTable
+) -> tuple[dict[str, tuple], list[Condition]]:
+    """Mask sequences by condition key (edge conditions and the baseline), and the conditions
+    that run as plain hooked passes instead (input ablations, hook factories)."""
+    sequences: dict[str, tuple] = {}
+    other: list[Condition] = []
+    for c in todo:
+        if c.intervention is None:
+            sequences[c.key] = (None,) * model.cfg.n_layers
+            continue
+        target = None if c.intervention.zero_modality else _edges_of(c, code)
+        if isinstance(target, EdgeSet):
+            sequences[c.key] = _mask_sequence(model, target, c, table)
+        else:
+            other.append(c)
+    return sequences, other
+
+
+@torch.inference_mode()
+def _readout_rows(model, return_type: str) -> torch.Tensor | None:
+    """Bool ``[n_tokens]``: the final positions the readout reads, or None for "assume all".
+
+    Probed with NaN: row ``p`` of a batch of zero residual streams holds NaN at position ``p``
+    only, and the readout reads ``p`` iff NaN reaches its output row ``p`` (a CLS head reads
+    position 0 alone; an average head every channel token).
+    """
+    if not isinstance(model.blocks[-1], TransformerBlock):
+        return None  # a block we do not know may mix positions outside attention
+    n = model.layout.n_tokens
+    device, dtype = model.param_device_dtype()
+    read = []
+    for start in range(0, n, PROBE_ROWS):  # [rows, n, d_model]: bounded for long layouts
+        rows = torch.arange(start, min(start + PROBE_ROWS, n))
+        probe = torch.zeros(len(rows), n, model.cfg.d_model, device=device, dtype=dtype)
+        probe[torch.arange(len(rows)), rows] = float("nan")
+        try:
+            out = model.readout(probe, return_type)
+        except Exception:  # a readout that refuses the probe is assumed to read every position
+            return None
+        if not isinstance(out, torch.Tensor) or out.shape[0] != len(rows):
+            return None
+        read.append((~torch.isfinite(out.reshape(len(rows), -1))).any(-1).cpu())
+    return torch.cat(read)
+
+
+def _canonical_sequences(
+    model, sequences: list[tuple], table: _MaskTable, return_type: str
+) -> dict[tuple, tuple]:
+    """Each sequence -> the one the tree computes: a last-layer mask that cuts no query row
+    the readout reads changes no output (a block's output at position ``p`` depends on row
+    ``p`` of its mask alone), so the sequence shares the unmasked last layer instead."""
+    rows = _readout_rows(model, return_type)
+    if rows is None:
+        return {seq: seq for seq in sequences}
+    idle = {i for i, m in enumerate(table.masks) if not (m & rows[:, None]).any()}
+    return {seq: (*seq[:-1], None) if seq[-1] in idle else seq for seq in sequences}
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    """The work of the prefix tree per window batch: block evaluations per layer (one per
+    distinct non-empty prefix ending at that layer) and readouts (one per distinct effect)."""
+
+    blocks_per_layer: tuple[int, ...]
+    effects: int
+
+    @property
+    def blocks(self) -> int:
+        """Block evaluations per window batch, all layers."""
+        return sum(self.blocks_per_layer)
+
+    @classmethod
+    def of(cls, sequences: Iterable[tuple]) -> TreePlan:
+        """The plan for (canonical) mask sequences.
+
+        >>> TreePlan.of([(None, None), (None, 0), (0, 0), (0, None)])
+        TreePlan(blocks_per_layer=(2, 4), effects=4)
+        """
+        wanted = set(sequences)
+        n_layers = len(next(iter(wanted)))
+        per_layer = tuple(len({s[: layer + 1] for s in wanted}) for layer in range(n_layers))
+        return cls(per_layer, len(wanted))
+
+
+def tree_plan(
+    spec: StudySpec, model, conditions: list[Condition], code: StudyCode | None = None
+) -> TreePlan:
+    """What `evaluate_subject` computes for ``conditions`` on ``model``, per window batch: the
+    block evaluations that its sharing cannot avoid, for a benchmark's lower bound (without
+    verification's hooked passes).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> from emg_lens.studies.grid import BASELINE, expand_grid
+    >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",
+    ...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
+    ...     "layers": {"modes": ["individual", "from_first", "from_last"]}})
+    >>> model = IsoNet(EncoderConfig.preset("tiny", n_layers=3))
+    >>> tree_plan(spec, model, [BASELINE, *expand_grid(spec, 3, model.cfg.n_heads)])
+    TreePlan(blocks_per_layer=(2, 4, 4), effects=4)
+
+    Seven sequences (six effects and the baseline), but the CLS head reads position 0 alone
+    and ``cross_modal`` leaves CLS's row unmasked, so a last-layer mask changes nothing: NNC
+    is NNN, CCC is CCN and NCC is NCN, leaving 4.
+    """
+    code = code if code is not None else StudyCode.load(spec, allow_code=False)
+    table = _MaskTable()
+    sequences, _ = _edge_sequences(model, conditions, code, table)
+    distinct = sorted(set(sequences.values()), key=str)
+    canonical = _canonical_sequences(model, distinct, table, spec.return_type)
+    return TreePlan.of(canonical.values())
+
+
 @torch.inference_mode()
 def _run_prefix_tree(
     model,
@@ -114,42 +231,23 @@ def _run_prefix_tree(
     batch_size: int,
     return_type: str = "logits",
 ) -> dict[tuple, torch.Tensor]:
-    """Logits for every mask sequence, sharing all common prefixes (see module docstring)."""
-    n_layers = model.cfg.n_layers
+    """Outputs for every mask sequence, sharing all common prefixes (see module docstring)."""
+    canonical = _canonical_sequences(model, sequences, table, return_type)
+    wanted = sorted(set(canonical.values()), key=str)
+    # [1, head, q, k]: broadcast over the batch, never copied per window (4-D for SDPA).
+    masks = [m.to(X.device)[None] for m in table.masks]
     out: dict[tuple, list[torch.Tensor]] = defaultdict(list)
-    wanted = set(sequences)
     for start in range(0, len(X), batch_size):
         states = {(): model(X[start : start + batch_size], stop_at_layer=0)}
-        for layer in range(n_layers):
+        for layer, block in enumerate(model.blocks):
             children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
-            states = _step(model, layer, states, children, table)
+            states = {
+                c: block(states[c[:-1]], None if c[-1] is None else masks[c[-1]]) for c in children
+            }
         for seq in wanted:
             out[seq].append(model.readout(states[seq], return_type))
-    return {seq: torch.cat(parts) for seq, parts in out.items()}
-
-
-def _step(model, layer: int, states: dict, children: list[tuple], table: _MaskTable) -> dict:
-    """Run block ``layer`` for every child prefix, batching children of all parents."""
-    block = model.blocks[layer]
-    plain = [c for c in children if c[-1] is None]
-    masked = [c for c in children if c[-1] is not None]
-    new = {}
-    if plain:
-        resid = torch.cat([states[c[:-1]] for c in plain])
-        outs = block(resid).split([states[c[:-1]].shape[0] for c in plain])
-        new.update(zip(plain, outs))
-    if masked:
-        parts = [states[c[:-1]] for c in masked]
-        resid = torch.cat(parts)
-        masks = torch.cat(
-            [
-                table.masks[c[-1]].expand(len(p), *table.masks[c[-1]].shape)
-                for c, p in zip(masked, parts)
-            ]
-        )
-        outs = block(resid, masks).split([len(p) for p in parts])
-        new.update(zip(masked, outs))
-    return new
+    joined = {seq: torch.cat(parts) for seq, parts in out.items()}
+    return {seq: joined[canonical[seq]] for seq in sequences}
 
 
 # ----------------------------------------------------------------------------- verification
@@ -192,8 +290,9 @@ def _verify(
 
 @torch.inference_mode()
 def _check_return_type(spec: StudySpec, model, x: torch.Tensor) -> None:
+    # The readout of the embedding: the output's shape without running a block.
     try:
-        out = model(x, return_type=spec.return_type)
+        out = model.readout(model(x, stop_at_layer=0), spec.return_type)
     except ArgumentError as exc:
         raise SpecError(f"return_type = {spec.return_type!r}: {exc}") from exc
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), model.cfg.n_classes):
@@ -225,17 +324,7 @@ def evaluate_subject(
         )
     _check_return_type(spec, model, X[:1])
     table = _MaskTable()
-    sequences: dict[str, tuple] = {}  # key -> mask sequence (edge conditions and baseline)
-    other: list[Condition] = []
-    for c in todo:
-        if c.intervention is None:
-            sequences[c.key] = (None,) * model.cfg.n_layers
-            continue
-        target = None if c.intervention.zero_modality else _edges_of(c, code)
-        if isinstance(target, EdgeSet):
-            sequences[c.key] = _mask_sequence(model, target, c, table)
-        else:
-            other.append(c)
+    sequences, other = _edge_sequences(model, todo, code, table)
     logits = (
         _run_prefix_tree(
             model, X, sorted(set(sequences.values()), key=str), table, batch_size, spec.return_type
