@@ -1,27 +1,42 @@
-"""The study runner vs a naive loop of one hooked forward pass per condition (DESIGN §9).
+"""The study runner vs a naive loop of one hooked forward pass per condition (DESIGN §9), and
+vs the lower bound of the runner's own plan.
 
-Both evaluate the paper's Table-3 grid (unimodal / cross-modal masks x individual /
-from_first / from_last x every layer, plus the baseline) on demo-size IsoNets with random
-weights and random test windows:
+All three evaluate the paper's Table-3 grid (unimodal / cross-modal masks x individual /
+from_first / from_last x every layer, plus the baseline) on IsoNets with random weights and
+random test windows (``--preset demo``: 32-D, 4 heads; ``--preset paper``: 512-D, 8 heads,
+1000-sample windows):
 
 - the runner: ``run_study(spec, models={s: (model, SubjectData)}, verify=False)``, which shares
-  every common prefix of per-layer masks and evaluates equal effects once;
+  every common prefix of per-layer masks, evaluates equal effects once, and drops a last-layer
+  mask that cuts no position the readout reads;
 - the naive loop: for every grid row of every subject, one ``model.run_with_hooks`` full
-  forward pass with ``mask_edges`` at ``blocks.{l}.attn.hook_attn_scores`` (no sharing).
+  forward pass with ``mask_edges`` at ``blocks.{l}.attn.hook_attn_scores`` (no sharing);
+- the lower bound: the work the runner's plan cannot avoid (`emg_lens.studies.evaluate.
+  tree_plan`), run bare: per subject and window batch, one embedding, one *unmasked* block per
+  distinct non-empty mask-sequence prefix, at the window batch the runner uses, and one
+  readout per distinct effect. `tests/unit/test_study_bound.py` checks that the runner runs
+  exactly these blocks.
 
-The script first asserts that both give identical per-condition accuracies (the labels are the
-unmasked model's own predictions, so every prediction a mask changes lowers the accuracy), then
-times the two alternately in one process (a warm-up, then ``--repeats`` rounds, the order
-swapped every round) and reports medians. The lower bound is what the prefix tree cannot avoid:
-(distinct non-empty prefixes of the conditions' mask sequences) x (one unmasked block on the
-whole test set) + one embedding, per subject. It prints one JSON line:
+The script first asserts that the runner and the naive loop give identical predictions for
+every condition of every subject (the labels are the unmasked model's own predictions, so
+every prediction a mask changes lowers the accuracy). It then times the three in the same
+rounds (a warm-up, then ``--repeats`` rounds, the order rotated every round, so load hits them
+alike), and runs the runner once more with timers on its phases. It prints one JSON line:
 
-- ``speedup_vs_naive``: naive seconds / runner seconds (target >= 2);
-- ``runner_vs_lower_bound``: runner seconds / lower-bound seconds (1 would be perfect);
-- ``distinct_layer_evals`` / ``naive_layer_evals``: block evaluations (per window batch,
-  summed over subjects) the prefix tree needs / the naive loop runs.
+- ``speedup_vs_naive``: naive / runner seconds, ``{min, median, max}`` over the rounds
+  (target >= 2.5 on the demo preset);
+- ``runner_vs_lower_bound``: runner / lower-bound seconds, likewise (1 would be perfect;
+  target <= 1.2);
+- ``cells_per_s``: grid cells (subjects x conditions) per second of the median runner round;
+- ``breakdown_s``: where the instrumented runner round spends its time: ``embed``, ``blocks``,
+  ``readout``, ``score`` (metrics), ``finite_check``, ``statistics`` (the summary table),
+  ``verify`` (with ``--verify``), ``other`` (grid, plan, tree bookkeeping, tables);
+- ``distinct_layer_evals`` / ``naive_layer_evals``: block evaluations (per window batch, summed
+  over subjects) the runner's plan needs / the naive loop runs;
+- ``s_runner``, ``s_naive``, ``s_lower_bound``: median seconds per round.
 
-    python benchmarks/study_vs_naive.py [--subjects 2] [--windows 300] [--repeats 5]
+    python benchmarks/study_vs_naive.py [--preset demo] [--subjects 2] [--windows 300]
+    python benchmarks/study_vs_naive.py --preset paper   # 1 subject, 256 windows, 3 rounds
     python benchmarks/study_vs_naive.py --quick   # 1 subject, 24 windows, 3 layers: seconds
 """
 
@@ -31,17 +46,21 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from _harness import PhaseTimer, patched, rounds, spread
 
 from emg_lens import EncoderConfig
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
 from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet
-from emg_lens.studies import StudySpec, expand_grid, run_study
+from emg_lens.studies import StudyResult, StudySpec, expand_grid, run_study
+from emg_lens.studies import evaluate as evaluate_module
+from emg_lens.studies import runner as runner_module
+from emg_lens.studies.evaluate import TreePlan, tree_plan
 from emg_lens.studies.grid import BASELINE
 
 SPEC = {
@@ -54,17 +73,23 @@ SPEC = {
     "layers": {"modes": ["individual", "from_first", "from_last"]},
 }
 
+# Default sizes per preset: the paper's model is ~100x the demo's work per window.
+SIZES = {
+    "demo": {"subjects": 2, "windows": 300, "repeats": 5},
+    "paper": {"subjects": 1, "windows": 256, "repeats": 3},
+}
 
-def _subject(seed: int, n_windows: int, n_layers: int, init_range: float):
-    """A random-weight demo IsoNet and random windows labelled with its own predictions."""
+
+def _subject(seed: int, preset: str, n_windows: int, n_layers: int, init_range: float):
+    """A random-weight IsoNet and random windows labelled with its own predictions."""
     cfg = EncoderConfig.preset(
-        "demo", seed=seed, dropout=0.0, n_layers=n_layers, init_range=init_range
+        preset, seed=seed, dropout=0.0, n_layers=n_layers, init_range=init_range
     )
     model = IsoNet(cfg).eval()
     gen = torch.Generator().manual_seed(1000 + seed)
     X = torch.randn(n_windows, cfg.n_channels, cfg.n_samples, generator=gen)
     with torch.inference_mode():
-        y = model(X).argmax(-1).numpy()
+        y = torch.cat([model(x).argmax(-1) for x in X.split(64)]).numpy()
     empty = np.zeros((0, cfg.n_channels, cfg.n_samples), np.float32)
     data = SubjectData(
         subject=seed,
@@ -80,27 +105,17 @@ def _subject(seed: int, n_windows: int, n_layers: int, init_range: float):
     return model, data
 
 
-def _mask_sequences(spec: StudySpec, model) -> set[tuple]:
-    """Per-layer mask sequences of the distinct effects (the baseline's is all None)."""
-    n_layers = model.cfg.n_layers
-    seqs = {(None,) * n_layers}
-    for c in expand_grid(spec, n_layers, model.cfg.n_heads):
-        seqs.add(tuple(c.intervention.edges if i in c.layers else None for i in range(n_layers)))
-    return seqs
-
-
-def _distinct_prefixes(seqs: set[tuple]) -> int:
-    return len({seq[:k] for seq in seqs for k in range(1, len(seq) + 1)})
+def _conditions(spec: StudySpec, model) -> list:
+    return [BASELINE, *expand_grid(spec, model.cfg.n_layers, model.cfg.n_heads)]
 
 
 @torch.inference_mode()
-def _naive(spec: StudySpec, models: dict, batch_size: int) -> dict[tuple[int, str], float]:
-    """Accuracy per (subject, condition key): one full hooked forward pass per grid row."""
+def _naive(spec: StudySpec, models: dict, batch_size: int) -> dict[tuple[int, str], np.ndarray]:
+    """Predictions per (subject, condition key): one full hooked forward pass per grid row."""
     out = {}
     for subject, (model, data) in models.items():
         X = torch.as_tensor(data.X_test)
-        conditions = [BASELINE, *expand_grid(spec, model.cfg.n_layers, model.cfg.n_heads)]
-        for c in conditions:
+        for c in _conditions(spec, model):
             hooks = []
             if c.intervention is not None:
                 hook = mask_edges(parse(c.intervention.edges), model.layout)
@@ -109,103 +124,175 @@ def _naive(spec: StudySpec, models: dict, batch_size: int) -> dict[tuple[int, st
                 model.run_with_hooks(X[i : i + batch_size], fwd_hooks=hooks).argmax(-1)
                 for i in range(0, len(X), batch_size)
             ]
-            out[(subject, c.key)] = float((torch.cat(preds).numpy() == data.y_test).mean())
+            out[(subject, c.key)] = torch.cat(preds).numpy()
     return out
 
 
-def _runner(spec: StudySpec, models: dict, batch_size: int) -> dict[tuple[int, str], float]:
-    result = run_study(spec, models=models, batch_size=batch_size, verify=False, progress=False)
-    return {(r.subject, r.key): r.value for r in result.per_subject.itertuples()}
+def _runner(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> StudyResult:
+    return run_study(spec, models=models, batch_size=batch_size, verify=verify, progress=False)
+
+
+def _runner_predictions(
+    spec: StudySpec, models: dict, batch_size: int
+) -> dict[tuple[int, str], np.ndarray]:
+    """The runner's predictions per (subject, condition key), read off its scored cells."""
+    score, evaluate = evaluate_module.score_predictions, runner_module.evaluate_subject
+    out = {}
+
+    def scored(pred, *args):
+        return {**score(pred, *args), "pred": np.asarray(pred)}
+
+    def evaluated(spec, subject, todo, *, subject_id, **kw):
+        cells = evaluate(spec, subject, todo, subject_id=subject_id, **kw)
+        out.update({(subject_id, key): cell["pred"] for key, cell in cells.items()})
+        return cells
+
+    with patched(
+        [
+            (evaluate_module, "score_predictions", scored),
+            (runner_module, "evaluate_subject", evaluated),
+        ]
+    ):
+        _runner(spec, models, batch_size, verify=True)  # verified once; timed without
+    return out
+
+
+def plans(spec: StudySpec, models: dict) -> dict[int, TreePlan]:
+    """The runner's plan per subject: block evaluations and readouts per window batch."""
+    return {s: tree_plan(spec, model, _conditions(spec, model)) for s, (model, _) in models.items()}
 
 
 @torch.inference_mode()
-def _lower_bound_s(models: dict, distinct: dict[int, int], repeats: int) -> float:
-    """Sum over subjects of distinct prefixes x one block + one embedding, on all windows."""
-    total = 0.0
+def lower_bound(models: dict, plans: dict[int, TreePlan], batch_size: int) -> None:
+    """The work the runner's plan cannot avoid, run bare: per subject and window batch, one
+    embedding, ``plan.blocks_per_layer[l]`` unmasked evaluations of block ``l`` at the
+    runner's window batch, and ``plan.effects`` readouts."""
     for subject, (model, data) in models.items():
         X = torch.as_tensor(data.X_test)
-        resid = model(X, stop_at_layer=0)
-        block = model.blocks[0]
-        block(resid)  # warm-up
-        t_block = statistics.median(_timed(block, resid) for _ in range(repeats))
-        t_embed = statistics.median(_timed(model, X, stop_at_layer=0) for _ in range(repeats))
-        total += distinct[subject] * t_block + t_embed
-    return total
+        plan = plans[subject]
+        for start in range(0, len(X), batch_size):
+            resid = model(X[start : start + batch_size], stop_at_layer=0)
+            for block, n in zip(model.blocks, plan.blocks_per_layer, strict=True):
+                for _ in range(n):
+                    block(resid)
+            for _ in range(plan.effects):
+                model.readout(resid, "logits")
 
 
-def _timed(fn: Callable[..., object], *args, **kwargs) -> float:
-    start = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - start
+def breakdown(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> dict[str, float]:
+    """Seconds per phase of one runner round with timers on (see the module docstring)."""
+    timer = PhaseTimer()
+    replacements = []
+    for model, _ in models.values():
+        replacements += [
+            (model, "forward", timer.wrap(model.forward, "embed")),
+            (model, "readout", timer.wrap(model.readout, "readout")),
+        ]
+        replacements += [(b, "forward", timer.wrap(b.forward, "blocks")) for b in model.blocks]
+    for name, phase in [("score_predictions", "score"), ("_refuse_non_finite", "finite_check")]:
+        replacements.append(
+            (evaluate_module, name, timer.wrap(getattr(evaluate_module, name), phase))
+        )
+    replacements += [
+        (evaluate_module, "_verify", timer.wrap(evaluate_module._verify, "verify", inclusive=True)),
+        (
+            StudyResult,
+            "from_table",
+            staticmethod(timer.wrap(StudyResult.from_table, "statistics", inclusive=True)),
+        ),
+    ]
+    with patched(replacements):
+        start = time.perf_counter()
+        _runner(spec, models, batch_size, verify)
+        total = time.perf_counter() - start
+    out = {phase: round(s, 4) for phase, s in sorted(timer.seconds.items())}
+    out["other"] = round(total - sum(timer.seconds.values()), 4)
+    out["total"] = round(total, 4)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subjects", type=int, default=2)
-    parser.add_argument("--windows", type=int, default=300)
+    parser.add_argument("--preset", choices=sorted(SIZES), default="demo")
+    parser.add_argument("--subjects", type=int, help="default: 2 (demo), 1 (paper)")
+    parser.add_argument("--windows", type=int, help="default: 300 (demo), 256 (paper)")
     parser.add_argument("--layers", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=256, help="window batch, both sides")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=256, help="window batch, all three")
+    parser.add_argument("--repeats", type=int, help="rounds; default: 5 (demo), 3 (paper)")
     parser.add_argument(
         "--init-range",
         type=float,
         default=0.2,
         help="weight init std; wider than training's 0.02 so masks change predictions",
     )
+    parser.add_argument("--verify", action="store_true", help="time the runner with verify=True")
     parser.add_argument(
-        "--quick", action="store_true", help="1 subject, 24 windows, 3 layers, 1 repeat"
+        "--quick", action="store_true", help="1 subject, 24 windows, 3 layers, 1 round"
     )
     args = parser.parse_args(argv)
+    for key, value in SIZES[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.quick:
         args.subjects, args.windows, args.layers, args.repeats = 1, 24, 3, 1
 
     spec = StudySpec.from_dict(SPEC)
     models = {
-        s: _subject(s, args.windows, args.layers, args.init_range)
+        s: _subject(s, args.preset, args.windows, args.layers, args.init_range)
         for s in range(1, args.subjects + 1)
     }
+    model = models[1][0]
 
-    # Identical results first.
-    naive, ours = _naive(spec, models, args.batch), _runner(spec, models, args.batch)
+    # Identical predictions first.
+    naive = _naive(spec, models, args.batch)
+    ours = _runner_predictions(spec, models, args.batch)
     assert naive.keys() == ours.keys(), "the runner and the naive loop ran different grids"
-    mismatched = {k: (ours[k], naive[k]) for k in naive if ours[k] != naive[k]}
-    assert not mismatched, f"runner != naive on {mismatched}"
-    changed = sum(v != 1.0 for v in naive.values())  # conditions a mask changed
+    mismatched = sorted(k for k in naive if not np.array_equal(ours[k], naive[k]))
+    assert not mismatched, f"runner != naive on (subject, condition key) {mismatched}"
+    baseline = {s: naive[(s, BASELINE.key)] for s in models}
+    changed = sum(not np.array_equal(p, baseline[s]) for (s, _), p in naive.items())
 
-    # Then alternate timings.
-    times: dict[str, list[float]] = {"runner": [], "naive": []}
-    runs = {
-        "runner": lambda: _runner(spec, models, args.batch),
-        "naive": lambda: _naive(spec, models, args.batch),
-    }
-    for i in range(args.repeats):
-        order = ["runner", "naive"] if i % 2 == 0 else ["naive", "runner"]
-        for name in order:
-            times[name].append(_timed(runs[name]))
-    s_runner, s_naive = statistics.median(times["runner"]), statistics.median(times["naive"])
-
-    distinct = {s: _distinct_prefixes(_mask_sequences(spec, m)) for s, (m, _) in models.items()}
+    # Then the three, in the same rounds.
+    plan = plans(spec, models)
+    lower_bound(models, plan, args.batch)  # warm-up
+    times = rounds(
+        {
+            "runner": lambda: _runner(spec, models, args.batch, args.verify),
+            "naive": lambda: _naive(spec, models, args.batch),
+            "bound": lambda: lower_bound(models, plan, args.batch),
+        },
+        args.repeats,
+    )
+    runner_s = statistics.median(times["runner"])
     n_batches = -(-args.windows // args.batch)
     n_conditions = len(naive) // args.subjects  # grid rows + baseline, per subject
-    s_lower = _lower_bound_s(models, distinct, max(args.repeats, 3))
     result = {
         "benchmark": "study_vs_naive",
+        "preset": args.preset,
         "device": "cpu",
         "threads": torch.get_num_threads(),
         "subjects": args.subjects,
         "windows": args.windows,
+        "batch": args.batch,
         "n_layers": args.layers,
+        "d_model": model.cfg.d_model,
+        "n_heads": model.cfg.n_heads,
+        "tokens": model.layout.n_tokens,
         "conditions": n_conditions,
-        "distinct_effects": len(_mask_sequences(spec, models[1][0])),
+        "grid_effects": len({c.effect for c in _conditions(spec, model)}),
+        "distinct_effects": plan[1].effects,
         "conditions_changed": changed,
-        "distinct_layer_evals": sum(distinct.values()) * n_batches,
+        "distinct_layer_evals": sum(p.blocks for p in plan.values()) * n_batches,
         "naive_layer_evals": n_conditions * args.layers * args.subjects * n_batches,
-        "s_runner": round(s_runner, 4),
-        "s_naive": round(s_naive, 4),
-        "s_lower_bound": round(s_lower, 4),
-        "speedup_vs_naive": round(s_naive / s_runner, 3),
-        "runner_vs_lower_bound": round(s_runner / s_lower, 3),
+        "s_runner": round(runner_s, 4),
+        "s_naive": round(statistics.median(times["naive"]), 4),
+        "s_lower_bound": round(statistics.median(times["bound"]), 4),
+        "speedup_vs_naive": spread([n / r for n, r in zip(times["naive"], times["runner"])]),
+        "runner_vs_lower_bound": spread([r / b for r, b in zip(times["runner"], times["bound"])]),
+        "cells_per_s": round(args.subjects * n_conditions / runner_s, 2),
+        "breakdown_s": breakdown(spec, models, args.batch, args.verify),
         "repeats": args.repeats,
+        "verify": args.verify,
     }
     print(json.dumps(result))
     return result

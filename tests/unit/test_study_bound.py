@@ -1,0 +1,173 @@
+"""The study runner's plan (`tree_plan`) and the lower bound that `benchmarks/study_vs_naive.py`
+builds from it: the bound runs exactly the block evaluations the runner runs, at the runner's
+batch shapes; the runner does not come in under it; and dropping a last-layer mask that cuts
+no position the readout reads never changes a prediction."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emg_lens import EncoderConfig
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.edges import parse
+from emg_lens.hooks import attn_scores_filter, mask_edges
+from emg_lens.models import IsoNet
+from emg_lens.studies import StudySpec, expand_grid, run_study
+from emg_lens.studies import evaluate as evaluate_module
+from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
+from emg_lens.studies.grid import BASELINE
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+N_WINDOWS, BATCH = 22, 8  # three window batches: 8, 8, 6
+
+
+def _benchmark():
+    if str(BENCHMARKS) not in sys.path:  # the script imports `_harness` from its own folder
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("bench_study", BENCHMARKS / "study_vs_naive.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _spec(*edges: str, heads=("all",), return_type: str = "logits") -> StudySpec:
+    return StudySpec.from_dict(
+        {
+            "name": "bound",
+            "models": "in memory",
+            "interventions": [{"name": f"e{i}", "edges": e} for i, e in enumerate(edges)],
+            "layers": {"modes": ["individual", "from_first", "from_last"]},
+            "heads": list(heads),
+            "return_type": return_type,
+        }
+    )
+
+
+def _subject(seed: int = 0) -> tuple[IsoNet, SubjectData]:
+    # A wide initialisation makes attention sharp, so masks change predictions.
+    cfg = EncoderConfig.preset("tiny", seed=seed, n_layers=3, init_range=0.5, dropout=0.0)
+    model = IsoNet(cfg).eval()
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(N_WINDOWS, cfg.n_channels, cfg.n_samples, generator=gen)
+    data = SubjectData(
+        seed,
+        dict(cfg.modalities),
+        list(range(cfg.n_classes)),
+        *(np.zeros(0),) * 3,
+        X.numpy(),
+        np.arange(N_WINDOWS) % cfg.n_classes,
+        np.full(N_WINDOWS, 2),
+    )
+    return model, data
+
+
+def _count_blocks(model) -> tuple[Counter, list]:
+    """A counter of (layer, batch rows) over the model's block calls, and the hook handles."""
+    calls: Counter = Counter()
+    handles = [
+        block.register_forward_pre_hook(
+            lambda module, args, layer=layer: calls.update([(layer, args[0].shape[0])])
+        )
+        for layer, block in enumerate(model.blocks)
+    ]
+    return calls, handles
+
+
+def test_the_bound_runs_the_blocks_the_runner_runs():
+    bench = _benchmark()
+    model, data = _subject()
+    models = {1: (model, data)}
+    spec = _spec("cross_modal", "unimodal", "to_cls", heads=("all", [1, 3]))
+    calls, handles = _count_blocks(model)
+    try:
+        run_study(spec, models=models, batch_size=BATCH, verify=False, progress=False)
+        runner_calls = Counter(calls)
+        calls.clear()
+        plans = bench.plans(spec, models)
+        bench.lower_bound(models, plans, BATCH)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # The same blocks at the same batch shapes: per layer, one per distinct prefix per batch.
+    assert calls == runner_calls
+    per_layer = plans[1].blocks_per_layer
+    assert runner_calls == {
+        (layer, rows): n * (2 if rows == BATCH else 1)
+        for layer, n in enumerate(per_layer)
+        for rows in (BATCH, N_WINDOWS % BATCH)
+    }
+    # Sharing at work: fewer blocks than one pass per condition; at the last layer fewer
+    # than the grid's effects (cross_modal and unimodal leave the CLS row alone: dropped),
+    # more than one per parent (to_cls cuts the CLS row: kept).
+    grid = [BASELINE, *expand_grid(spec, 3, model.cfg.n_heads)]
+    assert sum(per_layer) < 3 * len(grid)
+    assert per_layer[1] < per_layer[2] < len({c.effect for c in grid})
+
+
+def test_the_runner_is_not_under_the_bound_beyond_the_noise():
+    """The runner does the bound's work and more, so its slowest round cannot be faster than
+    the bound's fastest. Load only slows a run down, so this cannot flake; a bound that counts
+    more work than the runner does (twice the blocks here) fails it on an idle machine."""
+    bench = _benchmark()
+    model, data = _subject()
+    models = {1: (model, data)}
+    spec = _spec("cross_modal", "unimodal")
+    plans = bench.plans(spec, models)
+    run = {
+        "runner": lambda: run_study(
+            spec, models=models, batch_size=BATCH, verify=False, progress=False
+        ),
+        "bound": lambda: bench.lower_bound(models, plans, BATCH),
+    }
+    for fn in run.values():  # warm-up
+        fn()
+    times = bench.rounds(run, repeats=3)
+    assert max(times["runner"]) >= min(times["bound"]), times
+
+
+@pytest.mark.parametrize("return_type", ["logits", "avg_logits"])
+def test_every_condition_predicts_what_a_hooked_pass_predicts(monkeypatch, return_type):
+    model, data = _subject(seed=1)
+    spec = _spec("cross_modal", "to_cls", heads=("all", [0, 2]), return_type=return_type)
+    conditions = [BASELINE, *expand_grid(spec, 3, model.cfg.n_heads)]
+    real = evaluate_module.score_predictions
+    monkeypatch.setattr(
+        evaluate_module,
+        "score_predictions",
+        lambda pred, *args: {**real(pred, *args), "pred": np.asarray(pred)},
+    )
+    cells = evaluate_subject(
+        spec,
+        Subject(model, data),
+        conditions,
+        batch_size=BATCH,
+        verify=True,
+        subject_id=1,
+        code=StudyCode.load(spec, allow_code=False),
+    )
+    X = torch.as_tensor(data.X_test)
+    base = model(X, return_type=return_type).argmax(-1).numpy()
+    changed = 0
+    with torch.inference_mode():
+        for c in conditions:
+            hooks = []
+            if c.intervention is not None:
+                edges = parse(c.intervention.edges)
+                edges = edges if c.heads is None else edges.on_heads(c.heads)
+                hooks = [(attn_scores_filter(c.layers), mask_edges(edges, model.layout))]
+            expected = model.run_with_hooks(X, fwd_hooks=hooks, return_type=return_type)
+            expected = expected.argmax(-1).numpy()
+            np.testing.assert_array_equal(cells[c.key]["pred"], expected, err_msg=c.key)
+            changed += bool((expected != base).any())
+    # Both readouts have last-layer masks that change nothing (dropped) and ones that do
+    # (kept: more last-layer blocks than parents).
+    per_layer = evaluate_module.tree_plan(spec, model, conditions).blocks_per_layer
+    assert per_layer[1] < per_layer[2] < len({c.effect for c in conditions})
+    assert changed > len(conditions) // 3  # the masks matter: the comparison is not vacuous
