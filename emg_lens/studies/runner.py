@@ -52,7 +52,7 @@ from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 
-__all__ = ["StudyError", "find_models", "run_study"]
+__all__ = ["StudyError", "entry_provenance", "find_models", "load_entry", "run_study"]
 
 DEMO_MODELS = Path("runs/demo/models")
 
@@ -99,8 +99,9 @@ def _subjects(spec: StudySpec, models) -> dict[int, Any]:
     return found
 
 
-def _load(entry: Any, device: torch.device | None = None) -> Subject:
-    """A subject's model (on ``device``, if given) and evaluation data."""
+def load_entry(entry: Any, device: torch.device | None = None) -> Subject:
+    """A subject's model (on ``device``, if given) and evaluation data, from a checkpoint
+    folder or a ``(model, SubjectData)`` pair: what `run_study` and the discovery study load."""
     if isinstance(entry, tuple):
         model, data = entry
         return Subject(model if device is None else model.to(device), data)
@@ -142,9 +143,10 @@ class _Plan:
         return {**self.provenance, "hook": self.code.digests[hook]}
 
 
-def _provenance(spec: StudySpec, entry: Any, subject_id: int, code: str) -> dict[str, Any]:
+def entry_provenance(spec: StudySpec, entry: Any, subject_id: int, code: str) -> dict[str, Any]:
     """What a subject's cells are computed from: digests of the model and the evaluation data
-    (files for a checkpoint, arrays in memory), the metric, the scored output, the code."""
+    (files for a checkpoint, arrays in memory), ``spec``'s metric and scored output
+    (``return_type``), the code; shared by ablation and discovery studies."""
     if isinstance(entry, tuple):
         model, data = entry
         digests = {"model": model_digest(model), "data": arrays_digest(data)}
@@ -174,15 +176,15 @@ def _plan(
         cfg = read_checkpoint_info(entry)["config"]
         n_layers, n_heads = cfg["n_layers"], cfg["n_heads"]
     else:
-        subject = _load(entry, device)
+        subject = load_entry(entry, device)
         n_layers, n_heads = subject.model.cfg.n_layers, subject.model.cfg.n_heads
     conditions = [BASELINE, *expand_grid(spec, n_layers, n_heads)]
     if store is None:
         return _Plan(conditions, None, study_code, subject)
     try:
-        provenance = _provenance(spec, entry, subject_id, code)
+        provenance = entry_provenance(spec, entry, subject_id, code)
     except (EmgLensError, OSError) as exc:
-        _load(entry)  # a broken checkpoint or data source raises its own, better named, error
+        load_entry(entry)  # a broken checkpoint or data source raises its own, better named, error
         raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
     return _Plan(conditions, provenance, study_code, subject)
 
@@ -409,7 +411,7 @@ def _subject_cells(
         stored = _stored(store, subject_id, plan)  # the claim's last holder may have finished
         todo = [c for c in plan.conditions if c.key not in stored]
         if todo:
-            subject = plan.subject or _load(entry, device)
+            subject = plan.subject or load_entry(entry, device)
             fresh = evaluate_subject(
                 spec,
                 subject,
