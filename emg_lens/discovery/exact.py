@@ -1,0 +1,116 @@
+"""Exact effects: masked forward passes that check what screening estimated.
+
+`ExactPasses` caches the clean residual stream entering every layer once; a cut whose first
+masked layer is ``l`` then runs only blocks ``l..L-1`` (the layers below it are unchanged).
+The greedy search keeps a second copy, the stream of the cut it has accepted so far, so each
+trial costs the layers from its candidate's layer on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from emg_lens.discovery.metrics import window_metric
+from emg_lens.errors import ArgumentError
+
+__all__ = ["ExactPasses", "Score"]
+
+
+@dataclass(frozen=True)
+class Score:
+    """The metric (mean over windows) and the accuracy of one exact pass."""
+
+    metric: float
+    accuracy: float
+
+
+class ExactPasses:
+    """Exact masked passes over fixed windows, starting at the first layer a cut changes.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> from emg_lens.hooks import compile_edges
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = model.example_input(8); y = model(X).argmax(-1)
+    >>> passes = ExactPasses(model, X, y, metric="margin", return_type="logits")
+    >>> masks = compile_edges("cross_modal", model, [1])
+    >>> logits = model(X, edge_masks=masks).detach()
+    >>> got = passes.score(masks)
+    >>> abs(got.metric - float(window_metric(logits, y, "margin").mean())) < 1e-5
+    True
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        metric: str,
+        return_type: str,
+        batch_size: int = 256,
+    ):
+        self.model, self.metric, self.return_type = model, metric, return_type
+        self.n_layers = model.cfg.n_layers
+        device = next(model.parameters()).device
+        X = torch.as_tensor(X, dtype=model.cfg.dtype)
+        self.y = [
+            torch.as_tensor(y[i : i + batch_size], dtype=torch.long, device=device)
+            for i in range(0, len(X), batch_size)
+        ]
+        self.clean: list[list[torch.Tensor]] = []  # per batch: the stream entering 0..L
+        with torch.inference_mode():
+            for i in range(0, len(X), batch_size):
+                resid = model(X[i : i + batch_size].to(device), stop_at_layer=0)
+                streams = [resid]
+                for layer in range(self.n_layers):
+                    resid = self._block(resid, layer, None)
+                    streams.append(resid)
+                self.clean.append(streams)
+        self.state = [list(streams) for streams in self.clean]  # the accepted cut's streams
+
+    def _block(self, resid: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
+        masks = None if mask is None else {layer: mask}
+        return self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1, edge_masks=masks)
+
+    @torch.inference_mode()
+    def _run(
+        self, streams: list[list[torch.Tensor]], masks: dict[int, torch.Tensor], start: int
+    ) -> tuple[Score, list[list[torch.Tensor]]]:
+        values, correct, new = [], [], []
+        for batch, y in zip(streams, self.y):
+            resid, out = batch[start], [batch[start]]
+            for layer in range(start, self.n_layers):
+                resid = self._block(resid, layer, masks.get(layer))
+                out.append(resid)
+            logits = self.model.readout(resid, self.return_type)
+            if not torch.isfinite(logits).all():
+                raise ArgumentError(
+                    "an exact masked pass gave non-finite logits: the model's weights or the "
+                    "evaluation windows overflow"
+                )
+            values.append(window_metric(logits, y, self.metric).double().cpu())
+            correct.append((logits.argmax(-1) == y).cpu())
+            new.append(out)
+        score = Score(float(torch.cat(values).mean()), float(torch.cat(correct).double().mean()))
+        return score, new
+
+    def score(self, masks: dict[int, torch.Tensor]) -> Score:
+        """The metric and accuracy with ``masks`` (``{layer: mask}``) on the clean model."""
+        start = min(masks, default=self.n_layers)
+        return self._run(self.clean, masks, start)[0]
+
+    def trial(
+        self, masks: dict[int, torch.Tensor], start: int
+    ) -> tuple[Score, list[list[torch.Tensor]]]:
+        """Score ``masks`` (the accepted cut plus one candidate in layer ``start``) from the
+        accepted cut's stream entering ``start``; `accept` with the returned streams."""
+        return self._run(self.state, masks, start)
+
+    def accept(self, start: int, streams: list[list[torch.Tensor]]) -> None:
+        """Make the trial that returned ``streams`` the accepted cut."""
+        for batch, new in zip(self.state, streams):
+            batch[start:] = new

@@ -1,0 +1,268 @@
+"""Candidate knockouts: the attention edges that screening estimates and discovery may cut.
+
+A `Candidate` is one edge set in one block (``blocks.{layer}``): cutting it writes ``-inf`` into
+those (head, query, key) logits of that layer only. A *family* is the list of candidates a
+screen ranks and a search chooses from:
+
+- `default_family` of a model with several token groups (IsoNet, the hierarchical model): every
+  (layer, head, query group -> key group), CLS included, so the family partitions every
+  attention edge of every layer (e.g. 2 layers x 8 heads x 3 x 3 groups = 144 candidates);
+- of a model with one modality (TinyMyo's sEMG): every (layer, head) x same / other channel x
+  same patch / near patches / far patches (``time_window``), again a partition;
+- `family_from_edges`: a user's own edge sets, each in every layer (or the layers it names),
+  split per head unless asked not to.
+
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> model = IsoNet(EncoderConfig.preset("tiny"))
+>>> family = default_family(model)
+>>> len(family), family[0].label
+(72, 'L0 H0 cls->cls')
+>>> str(family[5].edge_set)
+'between(emg,acc) & heads(0) & layers(0)'
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+from jaxtyping import Bool
+
+from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
+from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError, describe
+from emg_lens.inspect.checks import check_model
+
+__all__ = [
+    "Candidate",
+    "candidate_mask",
+    "check_family",
+    "cut_edge_set",
+    "default_family",
+    "family_from_edges",
+    "layer_masks",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One knockout: ``edges`` (without layers; its heads included) cut in block ``layer``.
+
+    ``head`` is the one head it acts on (None when it spans several), ``query_group`` and
+    ``key_group`` the token groups of a group-pair candidate (None otherwise); ``kind`` names
+    the edges without the head (``"emg->acc"``, ``"cross_channel & time_window(0)"``).
+    """
+
+    layer: int
+    edges: EdgeSet
+    head: int | None = None
+    kind: str = ""
+    query_group: str | None = None
+    key_group: str | None = None
+
+    @property
+    def label(self) -> str:
+        head = "" if self.head is None else f" H{self.head}"
+        return f"L{self.layer}{head} {self.kind}"
+
+    @cached_property
+    def edge_set(self) -> EdgeSet:
+        """The candidate as one edge set naming its layer: what a study cuts with mode ``all``."""
+        return self.edges & layers(self.layer)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "head": self.head,
+            "kind": self.kind,
+            "query_group": self.query_group,
+            "key_group": self.key_group,
+            "edges": str(self.edge_set),
+        }
+
+
+def _group_pairs(model) -> list[Candidate]:
+    groups = model.layout.groups
+    return [
+        Candidate(layer, between(q, k) & heads(h), h, f"{q}->{k}", q, k)
+        for layer in range(model.cfg.n_layers)
+        for h in range(model.cfg.n_heads)
+        for q in groups
+        for k in groups
+    ]
+
+
+def _channel_kinds(n_patches: int) -> list[tuple[str, EdgeSet]]:
+    """Same / other channel x same patch / near / far: a partition of channel-patch edges."""
+    near = max(1, n_patches // 4)
+    windows = [("same patch", time_window(0)), (f"lag 1-{near}", time_window(near, min_lag=1))]
+    if n_patches - 1 > near:
+        windows.append((f"lag > {near}", time_window(n_patches - 1, min_lag=near + 1)))
+    kinds = []
+    for channel_name, channel in (("same channel", same_channel()), ("other channel", None)):
+        for window_name, window in windows:
+            edges = window & channel if channel is not None else window - same_channel()
+            kinds.append((f"{channel_name}, {window_name}", edges))
+    return kinds
+
+
+def default_family(model: Any) -> list[Candidate]:
+    """Every (layer, head, query group -> key group) knockout of a model with several token
+    groups; for a single-modality model (TinyMyo) every (layer, head) x same/other channel x
+    same patch/near/far (see the module docstring). Both partition the attention edges.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import TinyMyo
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=160)
+    >>> kinds = sorted({c.kind for c in default_family(TinyMyo(cfg))})  # near: lags 1-2
+    >>> len(kinds), kinds[:3]
+    (6, ['other channel, lag 1-2', 'other channel, lag > 2', 'other channel, same patch'])
+    """
+    check_model(model)
+    if len(model.layout.groups) > 1:
+        return _group_pairs(model)
+    n_patches = int(model.layout.time_ids().max()) + 1
+    return [
+        Candidate(layer, edges & heads(h), h, kind)
+        for layer in range(model.cfg.n_layers)
+        for h in range(model.cfg.n_heads)
+        for kind, edges in _channel_kinds(n_patches)
+    ]
+
+
+def family_from_edges(
+    model: Any,
+    edge_sets: Iterable[EdgeSet | str],
+    *,
+    per_head: bool = True,
+    layers: Sequence[int] | None = None,
+) -> list[Candidate]:
+    """Candidates from a user's edge sets: each in every layer (or in ``layers``), split per
+    head when ``per_head`` (a set that names heads keeps only those).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> [c.label for c in family_from_edges(model, ["cross_modal"], per_head=False)]
+    ['L0 cross_modal', 'L1 cross_modal']
+    """
+    check_model(model)
+    if isinstance(edge_sets, str | EdgeSet):
+        raise ArgumentError(
+            f"edge_sets must be a list of edge sets or expressions, got one: {edge_sets!r}; "
+            "wrap it in a list"
+        )
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    chosen = range(n_layers) if layers is None else [int(layer) for layer in layers]
+    bad = [layer for layer in chosen if not 0 <= layer < n_layers]
+    if bad:
+        raise ArgumentError(f"layers {bad} are out of range: the model has 0..{n_layers - 1}")
+    family = []
+    for raw in edge_sets:
+        try:
+            edges = parse(raw)
+        except EdgeExpressionError as exc:
+            raise ArgumentError(f"family edge set {raw!r}: {exc}") from exc
+        if edges.layer_indices():
+            raise ArgumentError(
+                f"family edge set {edges} names layers: give the layers with layers=..., "
+                "each candidate is one layer"
+            )
+        head_list = [None] if not per_head else list(range(n_heads))
+        for layer in chosen:
+            for h in head_list:
+                edge_set = edges if h is None else edges & heads(h)
+                family.append(Candidate(layer, edge_set, h, str(edges)))
+    return check_family(model, family)
+
+
+def check_family(model: Any, family: Sequence[Candidate]) -> list[Candidate]:
+    """The family as a list, refusing an empty one, non-candidates, repeats, candidates whose
+    edges name a group the layout lacks or select no edge (they would be estimated as 0)."""
+    family = list(family)
+    if not family:
+        raise ArgumentError("the candidate family is empty: give at least one edge set")
+    for i, c in enumerate(family):
+        if not isinstance(c, Candidate):
+            raise ArgumentError(f"family[{i}] must be a Candidate, got {describe(c)}")
+        if not 0 <= c.layer < model.cfg.n_layers:
+            raise ArgumentError(
+                f"family[{i}] ({c.label}) is in layer {c.layer}; the model has layers "
+                f"0..{model.cfg.n_layers - 1}"
+            )
+        missing = sorted(c.edges.groups() - set(model.layout.groups))
+        if missing:
+            raise LayoutError(
+                f"family[{i}] ({c.label}) names token group {missing[0]!r}; this layout has "
+                f"{model.layout.groups}"
+            )
+    seen: dict[str, int] = {}
+    for i, c in enumerate(family):
+        key = str(c.edge_set)
+        if key in seen:
+            raise ArgumentError(f"family[{i}] repeats family[{seen[key]}]: {key}")
+        seen[key] = i
+    return family
+
+
+def candidate_mask(model: Any, c: Candidate) -> Bool[torch.Tensor, "head_index query_pos key_pos"]:
+    """The candidate's ``[head, query, key]`` mask in its layer."""
+    return c.edges.compile(model.layout, model.cfg.n_heads, layer=c.layer)
+
+
+def layer_masks(
+    model: Any, cut: Iterable[Candidate], device: torch.device | str | None = None
+) -> dict[int, torch.Tensor]:
+    """``{layer: mask}`` for ``model(x, edge_masks=...)``: the union of the cut candidates."""
+    masks: dict[int, torch.Tensor] = {}
+    for c in cut:
+        m = candidate_mask(model, c)
+        masks[c.layer] = masks[c.layer] | m if c.layer in masks else m
+    return {layer: m.to(device) for layer, m in sorted(masks.items())}
+
+
+def cut_edge_set(cut: Iterable[Candidate]) -> EdgeSet | None:
+    """The union of candidates as one edge set that parses back, grouped so that it reads:
+    ``between(emg,acc) & heads(0,2) & layers(1) | ...`` (None for no candidate). Applied in
+    every layer (a study's mode ``all``), it cuts exactly these candidates.
+
+    >>> from emg_lens.edges import cross_modal
+    >>> cut = [Candidate(1, cross_modal() & heads(h), h, "x") for h in (2, 0)]
+    >>> str(cut_edge_set(cut + [Candidate(0, cross_modal() & heads(2), 2, "x")]))
+    'cross_modal & heads(0,2) & layers(1) | cross_modal & heads(2) & layers(0)'
+    """
+    heads_of: dict[tuple[str, int], set[int | None]] = defaultdict(set)
+    base_of: dict[str, EdgeSet] = {}
+    for c in cut:
+        base = c.edges if c.head is None else _without_head(c)
+        base_of[str(base)] = base
+        heads_of[(str(base), c.layer)].add(c.head)
+    layers_of: dict[tuple[str, tuple[int, ...] | None], list[int]] = defaultdict(list)
+    for (base, layer), hs in heads_of.items():
+        # None: a candidate on every head it names (its own heads(...) included), which
+        # subsumes per-head ones of the same edges.
+        key = (base, None if None in hs else tuple(sorted(hs)))
+        layers_of[key].append(layer)
+    terms = [
+        (base_of[base] if hs is None else base_of[base] & heads(*hs)) & layers(*ls)
+        for (base, hs), ls in layers_of.items()
+    ]
+    if not terms:
+        return None
+    union = terms[0]
+    for term in terms[1:]:
+        union = union | term
+    return union
+
+
+def _without_head(c: Candidate) -> EdgeSet:
+    """A per-head candidate's edges without its ``& heads(h)``, so heads can be merged."""
+    edges = c.edges
+    right = getattr(edges, "right", None)
+    if str(right) == f"heads({c.head})":
+        return edges.left
+    raise ArgumentError(f"candidate {c.label}: its edges ({edges}) do not end in heads({c.head})")

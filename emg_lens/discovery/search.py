@@ -1,0 +1,262 @@
+"""Discovery: the smallest set of candidate edges that keeps the metric, found greedily.
+
+ACDC-style, over attention knockouts: candidates are tried one by one, the least important
+first by the screen's estimate, and a candidate is cut when cutting it *together with
+everything already cut* keeps the exact metric within ``tau`` of the way from the full model to
+the model with every candidate cut:
+
+    cut c  if  m(full) - m(cut + c) < tau * (m(full) - m(everything cut))
+
+so the circuit left at the end (the candidates not cut) has a normalised faithfulness
+``(m(circuit) - m(empty)) / (m(full) - m(empty)) > 1 - tau``. Every decision is an exact
+masked pass (`emg_lens.discovery.exact.ExactPasses`), from the candidate's layer on.
+
+The result names the circuit as edge sets that parse back: ``complement`` is what to cut to run
+*only* the circuit (paste it into a study with layer mode ``all``), ``circuit`` the edges kept.
+
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
+>>> X = model.example_input(32)
+>>> found = discover(model, (X, model(X).argmax(-1)), tau=0.1)
+>>> found.faithfulness > 0.9, found.n_kept < found.n_candidates
+(True, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.discovery.exact import ExactPasses, Score
+from emg_lens.discovery.family import Candidate, candidate_mask, cut_edge_set, layer_masks
+from emg_lens.discovery.screen import Screen, screen
+from emg_lens.edges import EdgeSet
+from emg_lens.errors import ArgumentError
+
+__all__ = ["Discovery", "check_tau", "discover"]
+
+
+def check_tau(tau: Any) -> float:
+    """``tau`` as a float in (0, 1), else `ArgumentError`.
+
+    >>> check_tau(1.5)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: tau must be a number in (0, 1) (the share of the metric's full-to-empty range the cut may cost, e.g. 0.05), got 1.5
+    """  # noqa: E501
+    ok = isinstance(tau, int | float) and not isinstance(tau, bool) and 0 < tau < 1
+    if not ok:
+        raise ArgumentError(
+            "tau must be a number in (0, 1) (the share of the metric's full-to-empty range the "
+            f"cut may cost, e.g. 0.05), got {tau!r}"
+        )
+    return float(tau)
+
+
+@dataclass
+class Discovery:
+    """A discovered circuit. ``table``: one row per candidate, in the order tried, with its
+    screen ``estimate``, the exact ``metric``/``accuracy`` of the trial and ``cut`` (the
+    decision); ``curve``: the metric, accuracy and faithfulness after each accepted cut against
+    the circuit's size (candidates and edges kept)."""
+
+    kept: list[Candidate]
+    cut: list[Candidate]
+    full: Score
+    circuit_score: Score
+    empty: Score
+    tau: float
+    metric: str
+    table: pd.DataFrame
+    curve: pd.DataFrame
+    n_edges: int
+    n_kept_edges: int
+    screen: Screen = field(repr=False)
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.kept) + len(self.cut)
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.kept)
+
+    @property
+    def faithfulness(self) -> float:
+        """``(m(circuit) - m(empty)) / (m(full) - m(empty))``: 1 keeps all of the metric."""
+        return _faithfulness(self.circuit_score.metric, self.full.metric, self.empty.metric)
+
+    @property
+    def circuit(self) -> EdgeSet | None:
+        """The kept candidates as one edge set naming their layers (None: nothing kept)."""
+        return cut_edge_set(self.kept)
+
+    @property
+    def complement(self) -> EdgeSet | None:
+        """What to cut (with layer mode ``all``) to run only the circuit (None: nothing)."""
+        return cut_edge_set(self.cut)
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers a report needs, JSON-able."""
+        return {
+            "metric": self.metric,
+            "tau": self.tau,
+            "candidates_kept": self.n_kept,
+            "candidates": self.n_candidates,
+            "edges_kept": self.n_kept_edges,
+            "edges": self.n_edges,
+            "faithfulness": self.faithfulness,
+            "metric_full": self.full.metric,
+            "metric_circuit": self.circuit_score.metric,
+            "metric_empty": self.empty.metric,
+            "accuracy_full": self.full.accuracy,
+            "accuracy_circuit": self.circuit_score.accuracy,
+            "accuracy_empty": self.empty.accuracy,
+            "circuit": None if self.circuit is None else str(self.circuit),
+            "complement": None if self.complement is None else str(self.complement),
+        }
+
+    def study_spec(self, name: str = "circuit", models: str = "runs/models") -> dict[str, Any]:
+        """A study that tests the circuit on other subjects: ``only_circuit`` cuts its
+        complement, ``cut_circuit`` cuts the circuit itself (layer mode ``all``)."""
+        interventions = [
+            {"name": label, "edges": str(edges)}
+            for label, edges in (("only_circuit", self.complement), ("cut_circuit", self.circuit))
+            if edges is not None
+        ]
+        return {
+            "name": name,
+            "models": models,
+            "return_type": self.screen.return_type,
+            "interventions": interventions,
+            "layers": {"modes": ["all"]},
+        }
+
+
+def _faithfulness(value: float, full: float, empty: float) -> float:
+    return (value - empty) / (full - empty)
+
+
+def discover(
+    model: Any,
+    data: SubjectData | tuple[Any, Any],
+    *,
+    tau: float = 0.05,
+    family: list[Candidate] | None = None,
+    metric: str = "margin",
+    return_type: str = "logits",
+    screened: Screen | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> Discovery:
+    """Find the circuit of ``model`` on the test windows of ``data``: screen the ``family``
+    (or use ``screened``, a `Screen` of the same model and data), then cut greedily, least
+    important first, while the exact metric stays within ``tau`` of its full-to-empty range
+    (see the module docstring). One exact pass per candidate, from its layer on.
+    """
+    tau = check_tau(tau)
+    if screened is None:
+        screened = screen(
+            model,
+            data,
+            family=family,
+            metric=metric,
+            return_type=return_type,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    elif screened.model is not model:
+        raise ArgumentError("screened was made for another model: screen this one")
+    subject, family = screened.data, screened.family
+    passes = ExactPasses(
+        model,
+        torch.as_tensor(subject.X_test),
+        torch.as_tensor(np.asarray(subject.y_test)),
+        metric=screened.metric,
+        return_type=screened.return_type,
+        batch_size=batch_size,
+    )
+    full = passes.score({})
+    empty = passes.score(layer_masks(model, family))
+    if not full.metric > empty.metric:
+        raise ArgumentError(
+            f"cutting every candidate does not lower the {screened.metric} ({full.metric:.4g} "
+            f"-> {empty.metric:.4g}): this family carries nothing the model needs, so there is "
+            "no circuit to find in it"
+        )
+    budget = tau * (full.metric - empty.metric)
+    sizes = [int(candidate_mask(model, c).sum()) for c in family]
+    order = screened.table.sort_values(["estimate", "layer"], ascending=[False, False]).index
+    cut: list[int] = []
+    current, kept_edges = full, sum(sizes)
+    rows, curve = [], [_curve_row(0, len(family), kept_edges, full, full, empty)]
+    for step, i in enumerate(tqdm(order, desc="discover", disable=not progress, leave=False)):
+        c = family[i]
+        masks = layer_masks(model, [family[j] for j in (*cut, i)])
+        score, streams = passes.trial(masks, c.layer)
+        keep_cut = full.metric - score.metric < budget
+        if keep_cut:
+            passes.accept(c.layer, streams)
+            cut.append(i)
+            current, kept_edges = score, kept_edges - sizes[i]
+            curve.append(
+                _curve_row(step + 1, len(family) - len(cut), kept_edges, current, full, empty)
+            )
+        rows.append(
+            {
+                **c.row(),
+                "step": step,
+                "estimate": float(screened.table.loc[i, "estimate"]),
+                "metric": score.metric,
+                "accuracy": score.accuracy,
+                "cut": keep_cut,
+            }
+        )
+    # The trials reused the accepted cut's streams; the circuit is scored again from the clean
+    # model: the same masks on the same windows must give the same metric.
+    again = passes.score(layer_masks(model, [family[i] for i in cut]))
+    if abs(again.metric - current.metric) > 1e-4 * max(1.0, abs(full.metric - empty.metric)):
+        raise ArgumentError(
+            f"the circuit's metric differs between the incremental passes ({current.metric:.6g}) "
+            f"and a pass from the clean model ({again.metric:.6g}): the model is not "
+            "deterministic (dropout in training mode?) or its blocks depend on more than the "
+            "stream they are given"
+        )
+    return _result(screened, family, cut, full, again, empty, tau, rows, curve, sizes)
+
+
+def _curve_row(step, n_kept, kept_edges, score: Score, full: Score, empty: Score) -> dict:
+    return {
+        "step": step,
+        "candidates_kept": n_kept,
+        "edges_kept": kept_edges,
+        "metric": score.metric,
+        "accuracy": score.accuracy,
+        "faithfulness": _faithfulness(score.metric, full.metric, empty.metric),
+    }
+
+
+def _result(screened, family, cut, full, current, empty, tau, rows, curve, sizes) -> Discovery:
+    cut_set = set(cut)
+    kept = [c for i, c in enumerate(family) if i not in cut_set]
+    return Discovery(
+        kept=kept,
+        cut=[family[i] for i in cut],
+        full=full,
+        circuit_score=current,
+        empty=empty,
+        tau=tau,
+        metric=screened.metric,
+        table=pd.DataFrame(rows),
+        curve=pd.DataFrame(curve),
+        n_edges=sum(sizes),
+        n_kept_edges=sum(s for i, s in enumerate(sizes) if i not in cut_set),
+        screen=screened,
+    )

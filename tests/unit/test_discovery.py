@@ -1,0 +1,230 @@
+"""Screening and discovery (`emg_lens.discovery`) against exact passes and hand computations.
+
+- the screen's masked pattern is the pattern the model computes with the candidate cut;
+- its estimate is the first-order effect of that pattern change (a finite difference in
+  float64 along the same direction);
+- discovery's circuit keeps 1 - tau of the metric, and its complement, pasted into a study,
+  gives the accuracy discovery reported;
+- bad input gets named errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emg_lens import EncoderConfig
+from emg_lens.discovery import (
+    Candidate,
+    ExactPasses,
+    default_family,
+    discover,
+    family_from_edges,
+    layer_masks,
+    screen,
+    window_metric,
+)
+from emg_lens.discovery.screen import _capture, _pattern_change
+from emg_lens.discovery.study import DiscoverySpec, run_discovery
+from emg_lens.edges import between, heads, parse
+from emg_lens.errors import ArgumentError, LayoutError, SpecError
+from emg_lens.hooks import name_filter
+from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
+from emg_lens.studies import run_study
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A tiny IsoNet with large weights, so attention is far from uniform."""
+    return IsoNet(EncoderConfig.preset("tiny", seed=3, init_range=0.6)).eval()
+
+
+@pytest.fixture(scope="module")
+def data(model):
+    X = model.example_input(48)
+    with torch.no_grad():
+        y = model(X).argmax(-1)
+    y[::4] = (y[::4] + 1) % model.cfg.n_classes  # some windows wrong: margins of both signs
+    return X, y
+
+
+def test_default_family_partitions_every_edge(model):
+    family = default_family(model)
+    n = model.cfg.n_layers * model.cfg.n_heads * len(model.layout.groups) ** 2
+    assert len(family) == n
+    cover = torch.stack([layer_masks(model, [c])[c.layer] for c in family if c.layer == 0])
+    assert bool((cover.sum(0) == 1).all())  # every (head, query, key) in exactly one candidate
+
+
+def test_the_screens_pattern_is_the_masked_models_pattern(model, data):
+    X, _ = data
+    with torch.no_grad():
+        _, scores, patterns = _capture(model, X, "logits")
+    for c in default_family(model)[::7]:
+        mask = layer_masks(model, [c])[c.layer]
+        rows = mask.any(-1).nonzero(as_tuple=True)
+        change = _pattern_change(scores[c.layer], patterns[c.layer], mask, rows)
+        _, cache = model.run_with_cache(
+            X, edge_masks={c.layer: mask}, names_filter=name_filter("attn.hook_pattern")
+        )
+        masked = cache["pattern", c.layer]
+        torch.testing.assert_close(
+            patterns[c.layer][:, rows[0], rows[1]] + change, masked[:, rows[0], rows[1]]
+        )
+        untouched = ~mask.any(-1)
+        torch.testing.assert_close(masked[:, untouched], patterns[c.layer][:, untouched])
+
+
+def test_the_estimate_is_the_first_order_effect_of_the_exact_pattern_change(model, data):
+    """A finite difference in float64: patch the pattern to A + eps (A' - A) in the candidate's
+    layer and compare the metric's slope with the screen's estimate."""
+    double = IsoNet(EncoderConfig.preset("tiny", seed=3, init_range=0.6)).eval()
+    double.load_state_dict(model.state_dict())
+    double = double.to(torch.float64)
+    X, y = data
+    X = X.double()
+    family = default_family(double)[3::11]
+    s = screen(double, (X, y), family=family, metric="logprob")
+    with torch.no_grad():
+        clean_logits, scores, patterns = _capture(double, X, "logits")
+    clean = float(window_metric(clean_logits, y, "logprob").mean())
+    eps = 1e-5
+    for i, c in enumerate(family):
+        mask = layer_masks(double, [c])[c.layer]
+        rows = mask.any(-1).nonzero(as_tuple=True)
+        change = _pattern_change(scores[c.layer], patterns[c.layer], mask, rows)
+
+        def nudge(pattern, hook, rows=rows, change=change):
+            pattern = pattern.clone()
+            pattern[:, rows[0], rows[1]] += eps * change
+            return pattern
+
+        point = f"blocks.{c.layer}.attn.hook_pattern"
+        with torch.no_grad():
+            logits = double.run_with_hooks(X, fwd_hooks=[(point, nudge)])
+        slope = (float(window_metric(logits, y, "logprob").mean()) - clean) / eps
+        estimate = float(s.table.loc[i, "estimate"])
+        assert abs(slope - estimate) <= 1e-4 * max(1.0, abs(slope)), (c.label, slope, estimate)
+
+
+def test_verify_adds_exact_effects_that_match_masked_runs(model, data):
+    X, y = data
+    s = screen(model, (X, y)).verify(top=5)
+    done = s.table[s.table["exact"].notna()]
+    assert len(done) == 5 and list(done["rank"]) == [1, 2, 3, 4, 5]
+    for rank, exact, exact_acc in zip(done["rank"], done["exact"], done["exact_accuracy"]):
+        c = s.candidate(int(rank))
+        with torch.no_grad():
+            logits = model(X, edge_masks=layer_masks(model, [c]))
+        metric = float(window_metric(logits, y, "margin").mean()) - s.baseline
+        accuracy = float((logits.argmax(-1) == y).double().mean()) - s.baseline_accuracy
+        assert exact == pytest.approx(metric, abs=1e-5)
+        assert exact_acc == pytest.approx(accuracy, abs=1e-9)
+    assert -1 <= s.agreement["spearman"] <= 1
+
+
+def test_discovery_keeps_the_metric_and_its_complement_runs_in_a_study(model, data):
+    X, y = data
+    found = discover(model, (X, y), tau=0.1)
+    assert found.faithfulness > 0.9 and 0 < found.n_kept < found.n_candidates
+    assert found.n_kept + len(found.cut) == found.n_candidates
+    # The circuit's score, measured again with plain masked forward passes.
+    with torch.no_grad():
+        logits = model(X, edge_masks=layer_masks(model, found.cut))
+    assert found.circuit_score.metric == pytest.approx(
+        float(window_metric(logits, y, "margin").mean()), abs=1e-5
+    )
+    # The complement parses back and, cut in every layer by a study, runs only the circuit.
+    complement = parse(str(found.complement))
+    assert complement == found.complement
+    data_ = _subject_data(model, X, y)
+    spec = found.study_spec(models="in-memory")
+    per = run_study(spec, models={1: (model, data_)}, progress=False).per_subject
+    only = float(per.loc[per["intervention"] == "only_circuit", "value"].iloc[0])
+    assert only == pytest.approx(found.circuit_score.accuracy, abs=1e-9)
+    curve = found.curve
+    assert curve["candidates_kept"].iloc[-1] == found.n_kept
+    assert (curve["faithfulness"] > 0.9).all()
+
+
+def _subject_data(model, X, y):
+    from emg_lens.inspect import as_subject_data
+
+    return as_subject_data(model, (X.numpy(), y.numpy()))
+
+
+def test_exact_passes_from_a_later_layer_equal_a_full_pass(model, data):
+    X, y = data
+    passes = ExactPasses(model, X, y, metric="margin", return_type="logits", batch_size=20)
+    c = default_family(model)[-1]  # the last layer
+    masks = layer_masks(model, [c])
+    score, _ = passes.trial(masks, c.layer)
+    with torch.no_grad():
+        logits = model(X, edge_masks=masks)
+    assert score.metric == pytest.approx(float(window_metric(logits, y, "margin").mean()), 1e-6)
+
+
+def test_tinymyo_family_and_screen():
+    cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=160)
+    model = TinyMyo(cfg, task="classification").eval()
+    X = model.example_input(4)
+    with torch.no_grad():
+        y = model(X).argmax(-1)
+    s = screen(model, (X, y))
+    assert len(s.table) == cfg.n_heads * 6 and np.isfinite(s.table["estimate"]).all()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda m, d: family_from_edges(m, ["between(emg, force)"]), LayoutError, "'force'"),
+        (lambda m, d: family_from_edges(m, []), ArgumentError, "family is empty"),
+        (lambda m, d: screen(m, d, metric="accuracy"), ArgumentError, "not differentiable"),
+        (lambda m, d: discover(m, d, tau=0.0), ArgumentError, r"tau must be a number in \(0, 1\)"),
+        (lambda m, d: discover(m, d, tau=1), ArgumentError, r"tau must be a number in \(0, 1\)"),
+        (
+            lambda m, d: screen(MultimodalMLP(EncoderConfig.preset("tiny")), d),
+            ArgumentError,
+            "got MultimodalMLP",
+        ),
+        (
+            lambda m, d: screen(m, d, family=[Candidate(5, between("emg", "acc") & heads(0))]),
+            ArgumentError,
+            "is in layer 5",
+        ),
+        (lambda m, d: screen(m, d).verify(top=0), ArgumentError, "top must be an int"),
+    ],
+)
+def test_bad_input_gets_named_errors(model, data, call, error, match):
+    with pytest.raises(error, match=match):
+        call(model, data)
+
+
+def test_spec_round_trip_and_errors():
+    spec = DiscoverySpec.from_dict(
+        {"kind": "discovery", "name": "c", "models": "m", "family": ["cross_modal", "from_cls"]}
+    )
+    assert DiscoverySpec.from_dict(spec.to_dict()) == spec
+    for bad, match in [
+        ({"tau": 2}, "tau"),
+        ({"metric": "macro_f1"}, "not differentiable"),
+        ({"family": []}, "family must be 'default'"),
+        ({"family": ["between(emg"]}, r"family\[0\]"),
+        ({"verify": 3}, "verify"),
+    ]:
+        with pytest.raises(SpecError, match=match):
+            DiscoverySpec.from_dict({"name": "c", "models": "m", **bad})
+
+
+def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
+    X, y = data
+    subject = _subject_data(model, X, y)
+    spec = {"kind": "discovery", "name": "t", "models": "x", "tau": 0.1, "verify_top": 3}
+    first = run_discovery(spec, models={1: (model, subject)}, out_dir=tmp_path, progress=False)
+    again = run_discovery(spec, models={1: (model, subject)}, out_dir=tmp_path, progress=False)
+    assert (first.recomputed, again.reused) == (1, 1)
+    assert first.circuits.equals(again.circuits)
+    for name in ("screen.csv", "circuits.csv", "consensus.csv", "curve.csv", "summary.md"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / "faithfulness.png").exists() and (tmp_path / "screen.png").exists()
