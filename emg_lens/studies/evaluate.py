@@ -84,7 +84,8 @@ class _MaskTable:
     def id(self, mask: torch.Tensor) -> int | None:
         if not mask.any():
             return None  # an empty mask is no mask at all
-        key = mask.numpy().tobytes() + bytes(mask.shape)
+        # The shape as text: bytes(shape) fails on a dimension of 256 or more (TinyMyo: 800)
+        key = mask.numpy().tobytes() + repr(tuple(mask.shape)).encode()
         if key not in self._ids:
             self._ids[key] = len(self.masks)
             self.masks.append(mask)
