@@ -80,6 +80,7 @@ class _MaskTable:
     def __init__(self):
         self.masks: list[torch.Tensor] = []
         self._ids: dict[bytes, int] = {}
+        self.compiled: dict[EdgeSet, torch.Tensor] = {}  # per-layer masks, by edge set
 
     def id(self, mask: torch.Tensor) -> int | None:
         if not mask.any():
@@ -96,10 +97,13 @@ def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTabl
     """The mask id of each layer (None: unmasked); an edge set naming `layers` is compiled
     for each layer it acts on."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    try:
-        masks = edges.compile_layers(model.layout, n_heads, n_layers)
-    except LayoutError as exc:
-        raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
+    masks = table.compiled.get(edges)
+    if masks is None:  # compiled once per edge set, not once per condition
+        try:
+            masks = edges.compile_layers(model.layout, n_heads, n_layers)
+        except LayoutError as exc:
+            raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
+        table.compiled[edges] = masks
     if condition.heads is not None:
         keep = torch.zeros(n_heads, dtype=torch.bool)
         keep[list(condition.heads)] = True
