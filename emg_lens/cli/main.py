@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from emg_lens.cli import demo, export, inspect, study, synth, tinymyo, train, windows
+from emg_lens.cli import demo, discover, export, inspect, study, synth, tinymyo, train, windows
 from emg_lens.cli.common import HelpFormatter, output_folder
 from emg_lens.errors import EmgLensError
 
@@ -30,6 +30,7 @@ commands:
   study     run or check a declarative study (TOML/YAML)
   synth     write synthetic recordings in a real dataset's file layout
   inspect   attention flow, head importance, attribution, shift of a model
+  discover  screen every attention knockout, find the edge circuit per subject
   windows   build a TinyMyo window store (HDF5) from a dataset
   pretrain  masked-signal pretraining of a TinyMyo
   finetune  fine-tune or linear-probe a pretrained TinyMyo (or BioFoundation's)
@@ -38,7 +39,16 @@ commands:
 Run `emg-lens <command> --help` for a command's options and their defaults."""
 
 # commands whose --out is a folder (`windows` writes one .h5 file)
-FOLDER_OUT_COMMANDS = ("demo", "train", "study", "synth", "inspect", "pretrain", "finetune")
+FOLDER_OUT_COMMANDS = (
+    "demo",
+    "train",
+    "study",
+    "synth",
+    "inspect",
+    "discover",
+    "pretrain",
+    "finetune",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_parser(sub)
     synth.add_parser(sub)
     inspect.add_parser(sub)
+    discover.add_parser(sub)
     windows.add_parser(sub)
     tinymyo.add_parsers(sub)
     export.add_parser(sub)

@@ -96,10 +96,30 @@ def _training_overrides(args: argparse.Namespace, spec: Any, allowed: tuple[str,
     return given
 
 
+def _discovery_spec(args: argparse.Namespace) -> Any:
+    """The study as a `DiscoverySpec` when its file says ``kind = "discovery"``, else None."""
+    from emg_lens.studies.files import read_study_file
+
+    kind = read_study_file(args.spec, lambda data, _: isinstance(data, dict) and data.get("kind"))
+    if kind != "discovery":
+        return None
+    from emg_lens.discovery.study import load_discovery_spec
+
+    spec = load_discovery_spec(args.spec)
+    if args.models:
+        spec = type(spec).from_dict({**spec.to_dict(), "models": args.models})
+    return spec
+
+
 def cmd_study_run(args: argparse.Namespace):
     from emg_lens.studies import TrainingStudySpec, load_spec, run_study, run_training_study
     from emg_lens.studies.result import correction_phrase
 
+    discovery = _discovery_spec(args)
+    if discovery is not None:
+        from emg_lens.cli.discover import run_discovery_spec
+
+        return run_discovery_spec(discovery, args.out, quiet=args.quiet, device=args.device)
     spec = load_spec(args.spec)
     overrides = _training_overrides(args, spec)
     device = resolve_device(args.device)

@@ -42,9 +42,14 @@ def _from_dict(data: Any, source_dir: str | Path) -> StudySpec | TrainingStudySp
     if not isinstance(data, dict):
         return StudySpec.from_dict(data)  # its error names what a spec must be
     kind = data.get("kind", "ablation")
+    if kind == "discovery":  # a layer above studies: emg_lens.discovery reads it
+        raise SpecError(
+            "kind = 'discovery' is a discovery study: run it with "
+            "emg_lens.discovery.study.run_discovery, `emg-lens study run` or `emg-lens discover`"
+        )
     if kind == "training":
         return TrainingStudySpec.from_dict(data)
     if kind != "ablation":
-        raise SpecError(f"kind = {kind!r}; accepted: {list(KINDS)}")
+        raise SpecError(f"kind = {kind!r}; accepted: {[*KINDS, 'discovery']}")
     ablation = {k: v for k, v in data.items() if k != "kind"}
     return StudySpec.from_dict(ablation, source_dir=source_dir)

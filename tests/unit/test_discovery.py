@@ -228,3 +228,64 @@ def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
     for name in ("screen.csv", "circuits.csv", "consensus.csv", "curve.csv", "summary.md"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "faithfulness.png").exists() and (tmp_path / "screen.png").exists()
+
+
+def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_path):
+    """`emg-lens discover --models DIR` and `emg-lens study run` of a ``kind = "discovery"``
+    file write the same circuits (the second reuses the first's stored subject)."""
+    from emg_lens.checkpoints import save_checkpoint
+    from emg_lens.cli import discover as discover_cli
+    from emg_lens.cli.main import run
+    from emg_lens.data.datasets import data_source
+    from emg_lens.data.preprocess import PreprocessSpec
+    from emg_lens.data.synthetic import SyntheticSpec
+    from emg_lens.discovery import METRICS
+
+    assert discover_cli.DISCOVERY_METRICS == METRICS  # the parser's light copy
+    source = data_source(
+        "synthetic",
+        synthetic=SyntheticSpec(n_subjects=1, movement_seconds=1.0),
+        preprocess=PreprocessSpec(segment=(0.25, 1.0), step=200),
+    )
+    cfg = EncoderConfig.preset(
+        "tiny",
+        seed=1,
+        modalities={"emg": 12, "acc": 36},
+        n_samples=200,
+        n_classes=12,
+        init_range=0.5,
+    )
+    save_checkpoint(
+        IsoNet(cfg),
+        tmp_path / "models" / "subject_1",
+        metadata={"subject": 1, "data_source": source},
+    )
+    out = tmp_path / "out"
+    flags = run(
+        [
+            "discover",
+            "--models",
+            str(tmp_path / "models"),
+            "--out",
+            str(out),
+            "--tau",
+            "0.2",
+            "--verify-top",
+            "2",
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert flags.recomputed == 1 and (out / "circuits.csv").exists()
+    study = tmp_path / "circuit.toml"
+    models = (tmp_path / "models").as_posix()
+    study.write_text(
+        f'kind = "discovery"\nname = "discovery"\nmodels = "{models}"\ntau = 0.2\nverify_top = 2\n'
+    )
+    again = run(["study", "run", str(study), "--out", str(out), "--quiet"])
+    assert again.reused == 1 and again.circuits.equals(flags.circuits)
+    with pytest.raises(SpecError, match="kind = 'discovery' is a discovery study"):
+        from emg_lens.studies import load_spec
+
+        load_spec(study)

@@ -1,0 +1,322 @@
+"""Discovery as a study (``kind = "discovery"``): screen, verify and discover on every subject,
+resumable in the provenance-keyed store, with tables and figures across subjects.
+
+A study file::
+
+    kind = "discovery"
+    name = "isonet-circuit"
+    models = "runs/isonet"            # one checkpoint per subject (or "demo")
+    metric = "margin"                 # or "logprob"; the accuracy effect is reported beside it
+    return_type = "avg_logits"        # the scored output
+    tau = 0.05                        # the cut may cost 5% of the metric's full-to-empty range
+    verify_top = 10                   # candidates measured exactly per subject
+    family = "default"                # or edge expressions: ["cross_modal", "from_cls"]
+    per_head = true                   # user expressions: one candidate per (layer, head)
+    subjects = [1, 2, 3]              # optional
+
+Each subject's result is one cell of the store (`emg_lens.studies.store.CellStore`), with the
+provenance of an ablation study's cells (digests of the model, the data, the code) plus the
+discovery's parameters; a rerun reuses exactly the subjects whose provenance matches.
+Outputs: ``screen.csv`` (every candidate of every subject, with the verified exact effects),
+``circuits.csv`` (one row per subject: size, faithfulness, the circuit's edge sets),
+``curve.csv``, ``consensus.csv`` (per candidate, the share of subjects whose circuit keeps it)
+and figures (``screen_<subject>``, ``screen_vs_exact``, ``faithfulness``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from tqdm.auto import tqdm
+
+from emg_lens.discovery.family import default_family, family_from_edges
+from emg_lens.discovery.metrics import check_metric
+from emg_lens.discovery.plots import plot_faithfulness, plot_screen, plot_screen_vs_exact
+from emg_lens.discovery.screen import screen
+from emg_lens.discovery.search import check_tau, discover
+from emg_lens.edges import parse
+from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
+from emg_lens.plotting import save_figures
+from emg_lens.provenance import code_digest
+from emg_lens.studies.files import read_study_file
+from emg_lens.studies.result import markdown_table
+from emg_lens.studies.runner import entry_provenance, find_models, load_entry
+from emg_lens.studies.store import CellStore
+from emg_lens.studies.validate import int_list, positive_int, reject_unknown, string
+
+__all__ = ["DiscoverySpec", "DiscoveryStudyResult", "load_discovery_spec", "run_discovery"]
+
+CELL = "discovery"  # the one cell of each subject
+
+
+@dataclass(frozen=True)
+class DiscoverySpec:
+    """A discovery study: parameters only (see the module docstring)."""
+
+    name: str
+    models: str
+    metric: str = "margin"
+    return_type: str = "logits"
+    tau: float = 0.05
+    verify_top: int = 10
+    family: tuple[str, ...] | None = None  # None: default_family; else edge expressions
+    per_head: bool = True
+    subjects: tuple[int, ...] | None = None
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DiscoverySpec:
+        """Validate a dict (``kind`` may be present and must be ``"discovery"``).
+
+        >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "tau": 0.1}).tau
+        0.1
+        >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "metric": "accuracy"})
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable, and screening linearises the metric; use 'margin' (the true class's logit margin: the window is correct when it is > 0) or 'logprob'. The accuracy effect is reported beside it.
+        """  # noqa: E501
+        if not isinstance(data, dict):
+            raise SpecError(f"a discovery study must be a table/dict, got {type(data).__name__}")
+        data = dict(data)
+        kind = data.pop("kind", "discovery")
+        if kind != "discovery":
+            raise SpecError(f"kind = {kind!r}; a DiscoverySpec needs kind = 'discovery'")
+        reject_unknown("discovery study", data, {f.name for f in cls.__dataclass_fields__.values()})
+        for key in ("name", "models"):
+            if not string(data.get(key), f"study key {key!r}"):
+                raise SpecError(f"study key {key!r} is required and must be a non-empty string")
+        try:
+            metric = check_metric(data.get("metric", "margin"))
+            tau = check_tau(data.get("tau", 0.05))
+        except ArgumentError as exc:
+            raise SpecError(f"{'tau' if 'tau' in str(exc) else 'metric'}: {exc}") from exc
+        return_type = string(data.get("return_type", "logits"), "return_type (a model output)")
+        per_head = data.get("per_head", True)
+        if not isinstance(per_head, bool):
+            raise SpecError(f"per_head must be true or false, got {per_head!r}")
+        subjects = data.get("subjects")
+        return cls(
+            name=data["name"],
+            models=data["models"],
+            metric=metric,
+            return_type=return_type,
+            tau=tau,
+            verify_top=positive_int(data.get("verify_top", 10), "verify_top"),
+            family=_family(data.get("family", "default")),
+            per_head=per_head,
+            subjects=None if subjects is None else int_list(subjects, "subjects"),
+            description=string(data.get("description"), "description (free text)") or "",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict that `from_dict` reads back to an equal spec."""
+        out = {"kind": "discovery", **asdict(self)}
+        out["family"] = "default" if self.family is None else list(self.family)
+        if self.subjects is None:
+            out.pop("subjects")
+        else:
+            out["subjects"] = list(self.subjects)
+        return out
+
+    def fingerprint(self) -> str:
+        """Canonical JSON: equal fingerprints, the same study."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def candidates(self, model: Any) -> list:
+        """This study's candidate family on ``model``."""
+        if self.family is None:
+            return default_family(model)
+        return family_from_edges(model, self.family, per_head=self.per_head)
+
+
+def _family(value: Any) -> tuple[str, ...] | None:
+    if value == "default":
+        return None
+    if not isinstance(value, list) or not value:
+        raise SpecError(
+            f"family must be 'default' or a non-empty list of edge expressions, got {value!r}"
+        )
+    out = []
+    for i, expr in enumerate(value):
+        try:
+            out.append(str(parse(string(expr, f"family[{i}] (an edge expression)"))))
+        except EdgeExpressionError as exc:
+            raise SpecError(f"family[{i}]: {exc}") from exc
+    return tuple(out)
+
+
+def load_discovery_spec(source: str | Path | dict | DiscoverySpec) -> DiscoverySpec:
+    """A discovery study from a TOML/YAML file, a dict, or a spec passed through."""
+    if isinstance(source, DiscoverySpec):
+        return source
+    if isinstance(source, dict):
+        return DiscoverySpec.from_dict(source)
+    return read_study_file(source, lambda data, _dir: DiscoverySpec.from_dict(data))
+
+
+@dataclass
+class DiscoveryStudyResult:
+    """The tables of a discovery study; `save` writes them with the figures."""
+
+    spec: DiscoverySpec
+    screen: pd.DataFrame
+    circuits: pd.DataFrame
+    curve: pd.DataFrame
+    reused: int = 0
+    recomputed: int = 0
+    figures_of: dict[str, plt.Figure] = field(default_factory=dict, repr=False)
+
+    @property
+    def consensus(self) -> pd.DataFrame:
+        """Per candidate (its edge set), how many subjects' circuits keep it, and the mean
+        estimated and exact effects."""
+        kept = self.screen.groupby("edges", sort=False).agg(
+            layer=("layer", "first"),
+            head=("head", "first"),
+            kind=("kind", "first"),
+            subjects=("subject", "nunique"),
+            kept=("kept", "sum"),
+            estimate=("estimate", "mean"),
+            exact=("exact", "mean"),
+        )
+        kept["kept_share"] = kept["kept"] / kept["subjects"]
+        return kept.reset_index().sort_values(["kept_share", "estimate"], ascending=[False, True])
+
+    def to_markdown(self) -> str:
+        cols = ["subject", "candidates_kept", "candidates", "edges_kept", "edges"]
+        cols += ["faithfulness", "accuracy_full", "accuracy_circuit", "accuracy_empty", "spearman"]
+        top = self.consensus.head(10)[["edges", "kept_share", "estimate", "exact"]]
+        return (
+            f"# Discovery study {self.spec.name}\n\n"
+            f"Metric {self.spec.metric} on {self.spec.return_type}, tau = {self.spec.tau}: a "
+            "candidate is cut while the circuit keeps more than 1 - tau of the metric's range "
+            "from everything cut to the full model.\n\n"
+            + markdown_table(self.circuits[cols])
+            + "\n\n## Most kept candidates\n\n"
+            + markdown_table(top)
+            + "\n"
+        )
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tables = {
+            "screen.csv": self.screen,
+            "circuits.csv": self.circuits,
+            "curve.csv": self.curve,
+            "consensus.csv": self.consensus,
+        }
+        paths = []
+        for name, df in tables.items():
+            df.to_csv(out / name, index=False)
+            paths.append(out / name)
+        (out / "summary.md").write_text(self.to_markdown())
+        paths.append(out / "summary.md")
+        paths += save_figures(self.figures_of, out)
+        for fig in self.figures_of.values():
+            plt.close(fig)
+        return paths
+
+
+def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) -> dict[str, Any]:
+    family = spec.candidates(model)
+    screened = screen(model, data, family=family, metric=spec.metric, return_type=spec.return_type)
+    verified = screened.verify(top=min(spec.verify_top, len(family)))
+    found = discover(model, data, tau=spec.tau, screened=verified, progress=progress)
+    kept = {str(c.edge_set) for c in found.kept}
+    table = verified.table.assign(kept=verified.table["edges"].isin(kept))
+    return {
+        "value": found.faithfulness,  # what the store requires of a whole cell
+        "screen": json.loads(table.to_json(orient="records")),
+        "summary": {**found.summary(), **verified.agreement},
+        "curve": json.loads(found.curve.to_json(orient="records")),
+        "baseline": screened.baseline,
+        "baseline_accuracy": screened.baseline_accuracy,
+    }
+
+
+def run_discovery(
+    spec: DiscoverySpec | str | Path | dict,
+    *,
+    models: str | Path | Mapping[int, tuple[Any, Any]] | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    device: Any = None,
+) -> DiscoveryStudyResult:
+    """Run a discovery study on every subject (``models`` overrides ``spec.models``: a folder
+    of ``subject_<N>/`` checkpoints, or ``{subject: (model, SubjectData)}``). With ``out_dir``
+    each subject's result is stored with its provenance and reused by a rerun while model, data,
+    code and parameters are unchanged; tables and figures are written there. ``device``: where
+    the models run (None: where they are; statistics and tables are on the CPU)."""
+    spec = load_discovery_spec(spec)
+    found = dict(models) if isinstance(models, Mapping) else find_models(models or spec.models)
+    if spec.subjects is not None:
+        missing = sorted(set(spec.subjects) - set(found))
+        if missing:
+            raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
+        found = {s: found[s] for s in spec.subjects}
+    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
+    code = code_digest() if store is not None else ""
+    cells, reused = {}, 0
+    for subject_id, entry in tqdm(
+        found.items(), desc=f"discover {spec.name}", disable=not progress
+    ):
+        provenance = None
+        if store is not None:
+            provenance = {
+                **entry_provenance(spec, entry, subject_id, code),
+                "spec": spec.fingerprint(),
+            }
+            cell = store.get(subject_id, CELL, provenance=provenance)
+            if cell is not None:
+                cells[subject_id], reused = cell, reused + 1
+                continue
+        subject = load_entry(entry, device)
+        # As the store will give it back (sorted keys, JSON numbers): a rerun that reuses the
+        # cell then builds the very same tables.
+        cell = _subject_cell(spec, subject.model, subject.data, progress)
+        cells[subject_id] = json.loads(json.dumps(cell, sort_keys=True))
+        if store is not None:
+            store.put(subject_id, CELL, cells[subject_id], provenance=provenance)
+    result = _result(spec, cells, reused)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
+
+
+def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> DiscoveryStudyResult:
+    screens, circuits, curves = [], [], []
+    for subject, cell in cells.items():
+        screens.append(pd.DataFrame(cell["screen"]).assign(subject=subject))
+        circuits.append({"subject": subject, **cell["summary"]})
+        curves.append(pd.DataFrame(cell["curve"]).assign(subject=subject))
+    screen_table = pd.concat(screens, ignore_index=True)
+    screen_table = screen_table[["subject", *[c for c in screen_table if c != "subject"]]]
+    result = DiscoveryStudyResult(
+        spec=spec,
+        screen=screen_table,
+        circuits=pd.DataFrame(circuits),
+        curve=pd.concat(curves, ignore_index=True),
+        reused=reused,
+        recomputed=len(cells) - reused,
+    )
+    result.figures_of = _figures(result)
+    return result
+
+
+def _figures(result: DiscoveryStudyResult) -> dict[str, plt.Figure]:
+    """The screen map averaged over subjects, the pooled screen-vs-exact scatter and every
+    subject's faithfulness curve."""
+    metric = result.spec.metric
+    figs = {"faithfulness": plot_faithfulness(result.curve, tau=result.spec.tau, metric=metric)}
+    if result.screen["exact"].notna().any():
+        figs["screen_vs_exact"] = plot_screen_vs_exact(result.screen, metric=metric)
+    if result.screen["head"].notna().all():
+        figs["screen"] = plot_screen(result.screen, metric=metric)
+    return figs
