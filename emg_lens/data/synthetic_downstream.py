@@ -1,9 +1,9 @@
 """Synthetic EPN-612, UCI EMG Data for Gestures and NinaPro DB8, written in their real layouts.
 
 Each generator returns `Recording` s laid out as its reader returns them, with planted
-structure that the thesis's preprocessing keeps: EPN and UCI gestures switch on a
-gesture-specific pair of channels (a burst in the middle of an EPN trial; a louder stretch of
-a UCI file), so a classifier can beat chance; DB8's EMG amplitude on channel ``c`` follows
+structure that the thesis's preprocessing keeps: EPN and UCI gestures switch on a 40 Hz burst
+on a gesture-specific pair of channels (in the middle of an EPN trial; throughout a UCI
+gesture), so a classifier can beat chance; DB8's EMG amplitude on channel ``c`` follows
 degree of actuation ``c % 5`` (from smooth glove trajectories, with a few NaN glove rows as
 the real files have), so a regressor can beat predicting the mean. ``synthesize_*`` write
 them (what ``emg-lens synth --format epn612 | uci | ninapro-db8`` runs).
@@ -47,13 +47,28 @@ def _count(value: Any, name: str, low: int = 1) -> int:
     return value
 
 
-def _trial(rng: np.random.Generator, n: int, gesture: int, channels: int, gain: np.ndarray):
-    """Noise on every channel, and for a gesture a burst on its pair of channels."""
+CARRIER_HZ = 40.0
+"""A gesture's channels carry a sine at this frequency (inside the thesis's 20-90 Hz band)."""
+
+
+def _trial(
+    rng: np.random.Generator,
+    n: int,
+    gesture: int,
+    channels: int,
+    gain: np.ndarray,
+    *,
+    middle: bool = True,
+) -> np.ndarray:
+    """Noise on every channel and, for a gesture, a 40 Hz burst on its pair of channels (in the
+    middle half, or throughout): a shape, not only a level, so it survives the per-recording
+    z-score and the model's LayerNorms (200 Hz data)."""
     x = rng.normal(0.0, 1.0, (n, channels))
     if gesture > 0:
-        on = slice(n // 4, 3 * n // 4)
+        on = slice(n // 4, 3 * n // 4) if middle else slice(0, n)
+        t = np.arange(on.stop - on.start) / 200.0
         for c in ((gesture - 1) % channels, (gesture + 2) % channels):
-            x[on, c] += rng.normal(0.0, 6.0, on.stop - on.start)
+            x[on, c] += 6.0 * np.sin(2 * np.pi * CARRIER_HZ * t + rng.uniform(0, 2 * np.pi))
     return x * gain
 
 
@@ -134,7 +149,9 @@ def synthetic_uci(
         for k in (1, 2):
             for g in classes:
                 for code, length in ((0, n // 2), (g, n)):
-                    parts.append(_trial(rng, length, code, uci_gestures.CHANNELS, gain))
+                    parts.append(
+                        _trial(rng, length, code, uci_gestures.CHANNELS, gain, middle=False)
+                    )
                     stimulus.append(np.full(length, code))
                     files.append(np.full(length, k))
         x = np.clip(np.rint(np.concatenate(parts)), -128, 127) * 1e-5
