@@ -120,13 +120,19 @@ def checkpoint_digest(path: str | Path) -> str:
 
 def model_digest(model: torch.nn.Module) -> str:
     """Digest of an in-memory model: its state_dict (names, dtypes, shapes, bytes), class
-    name, ``cfg.to_dict()`` and ``init_kwargs``.
+    name, ``cfg.to_dict()`` (but where it runs: a study moved to a GPU computes the same cells,
+    to the metric's precision, as a checkpoint's digest already says) and ``init_kwargs``.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
     >>> a, b = (IsoNet(EncoderConfig.preset("tiny", seed=s)) for s in (0, 1))
     >>> model_digest(a) == model_digest(a), model_digest(a) == model_digest(b)
     (True, False)
+    >>> import copy, dataclasses
+    >>> on_gpu = copy.deepcopy(a)
+    >>> on_gpu.cfg = dataclasses.replace(a.cfg, device="cuda")  # what .to("cuda") records
+    >>> model_digest(on_gpu) == model_digest(a)
+    True
     """
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
@@ -136,7 +142,7 @@ def model_digest(model: torch.nn.Module) -> str:
     cfg = getattr(model, "cfg", None)
     built_from = {
         "class": type(model).__name__,
-        "config": cfg.to_dict() if cfg is not None else None,
+        "config": {k: v for k, v in cfg.to_dict().items() if k != "device"} if cfg else None,
         "init_kwargs": dict(getattr(model, "init_kwargs", {})),
     }
     return json_digest({"state": digest.hexdigest(), "built_from": built_from})
