@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
+from emg_lens.discovery.family import base_layer_masks
 from emg_lens.discovery.metrics import window_metric
+from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
 
 __all__ = ["ExactPasses", "Score"]
@@ -28,7 +30,8 @@ class Score:
 
 
 class ExactPasses:
-    """Exact masked passes over fixed windows, starting at the first layer a cut changes.
+    """Exact masked passes over fixed windows, starting at the first layer a cut changes;
+    ``base`` (an edge set) is cut in every pass, the clean one included.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -52,8 +55,11 @@ class ExactPasses:
         metric: str,
         return_type: str,
         batch_size: int = 256,
+        base: EdgeSet | None = None,
     ):
         self.model, self.metric, self.return_type = model, metric, return_type
+        # cut in every pass, the clean one included: the model as it runs
+        self.base = base_layer_masks(model, base, next(model.parameters()).device) or {}
         self.n_layers = model.cfg.n_layers
         device = next(model.parameters()).device
         X = torch.as_tensor(X, dtype=model.cfg.dtype)
@@ -73,7 +79,8 @@ class ExactPasses:
         self.state = [list(streams) for streams in self.clean]  # the accepted cut's streams
 
     def _block(self, resid: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
-        masks = None if mask is None else {layer: mask}
+        cut = [m for m in (mask, self.base.get(layer)) if m is not None]
+        masks = {layer: cut[0] | cut[-1]} if cut else None
         return self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1, edge_masks=masks)
 
     @torch.inference_mode()

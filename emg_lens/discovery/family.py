@@ -39,6 +39,7 @@ from emg_lens.inspect.checks import check_model
 
 __all__ = [
     "Candidate",
+    "base_layer_masks",
     "candidate_mask",
     "check_family",
     "cut_edge_set",
@@ -223,6 +224,17 @@ def layer_masks(
         m = candidate_mask(model, c)
         masks[c.layer] = masks[c.layer] | m if c.layer in masks else m
     return {layer: m.to(device) for layer, m in sorted(masks.items())}
+
+
+def base_layer_masks(
+    model: Any, base: EdgeSet | None, device: torch.device | str | None = None
+) -> dict[int, torch.Tensor] | None:
+    """``{layer: mask}`` of an edge set cut in every pass (the model as it runs), leaving out
+    layers where it cuts nothing; None for no base."""
+    if base is None:
+        return None
+    stacked = base.compile_layers(model.layout, model.cfg.n_heads, model.cfg.n_layers)
+    return {layer: m.to(device) for layer, m in enumerate(stacked) if m.any()}
 
 
 def cut_edge_set(cut: Iterable[Candidate]) -> EdgeSet | None:

@@ -38,19 +38,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import ExactPasses
 from emg_lens.discovery.family import (
     Candidate,
+    base_layer_masks,
     candidate_mask,
     check_family,
     default_family,
     layer_masks,
 )
 from emg_lens.discovery.metrics import check_metric, spearman, window_metric
+from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError
 from emg_lens.hooks import name_filter
 from emg_lens.inspect.checks import check_deterministic, check_model
@@ -79,6 +81,7 @@ class Screen:
     model: Any = field(repr=False)
     data: SubjectData = field(repr=False)
     agreement: dict[str, float] = field(default_factory=dict)
+    base: EdgeSet | None = None  # cut in every pass (see `screen`)
 
     def verify(self, top: int = 10, *, batch_size: int = 256) -> Screen:
         """Measure the ``top`` best candidates (largest estimated drops) exactly, and add
@@ -96,8 +99,9 @@ class Screen:
         return self.family[int(row.index[0])]
 
 
-def _capture(model: Any, x: torch.Tensor, return_type: str):
-    """Logits, the clean attention scores (detached) and patterns (in the graph) per layer."""
+def _capture(model: Any, x: torch.Tensor, return_type: str, base: dict | None = None):
+    """Logits, the clean attention scores (detached; ``-inf`` where ``base`` cuts) and
+    patterns (in the graph) per layer."""
     scores: dict[int, torch.Tensor] = {}
     patterns: dict[int, torch.Tensor] = {}
 
@@ -114,23 +118,62 @@ def _capture(model: Any, x: torch.Tensor, return_type: str):
         (name_filter("attn.hook_attn_scores"), keep_scores),
         (name_filter("attn.hook_pattern"), keep_pattern),
     ]
-    logits = model.run_with_hooks(x, return_type=return_type, fwd_hooks=hooks)
+    logits = model.run_with_hooks(x, return_type=return_type, edge_masks=base, fwd_hooks=hooks)
     return logits, scores, patterns
 
 
 def _pattern_change(
     scores: Float[torch.Tensor, "batch head q k"],
     pattern: Float[torch.Tensor, "batch head q k"],
-    mask: torch.Tensor,
+    cut: Bool[torch.Tensor, "row k"],
     rows: tuple[torch.Tensor, torch.Tensor],
 ) -> Float[torch.Tensor, "batch row k"]:
-    """``A' - A`` on the (head, query) rows the mask touches: ``A'`` is the softmax of the
-    clean scores with the masked keys removed, a zero row where every key is masked."""
+    """``A' - A`` on the (head, query) ``rows`` a candidate touches, ``cut`` being its masked
+    keys in each row: ``A'`` is the softmax of the clean scores with those keys removed, a
+    zero row where every key is cut, by the candidate or the base mask already in the scores
+    (as the model computes it)."""
     heads, queries = rows
-    cut = mask[heads, queries]  # [row, key]
-    new = torch.softmax(scores[:, heads, queries].masked_fill(cut, float("-inf")), dim=-1)
-    new = new.masked_fill(cut.all(-1)[:, None], 0.0)
+    masked = scores[:, heads, queries].masked_fill(cut, float("-inf"))
+    new = torch.softmax(masked, dim=-1).masked_fill(torch.isneginf(masked).all(-1, True), 0.0)
     return new - pattern[:, heads, queries]
+
+
+@dataclass(frozen=True)
+class _RowChunk:
+    """The (head, query) rows of several candidates of one layer, stacked, so their masked
+    softmaxes run as one: ``owner[r]`` is the position (in the family) of row ``r``'s
+    candidate."""
+
+    layer: int
+    heads: torch.Tensor
+    queries: torch.Tensor
+    cut: torch.Tensor  # [row, key]
+    owner: torch.Tensor
+
+
+def _row_chunks(model, family, device, batch: int, budget: int = 2**24) -> list[_RowChunk]:
+    """Every candidate's touched rows, grouped by layer into chunks of at most ``budget``
+    elements per softmax (``batch x rows x keys``)."""
+    n_tokens = model.layout.n_tokens
+    max_rows = max(1, budget // (batch * n_tokens))
+    chunks = []
+    for layer in sorted({c.layer for c in family}):
+        parts: list[tuple] = []
+        for i, c in enumerate(family):
+            if c.layer != layer:
+                continue
+            mask = candidate_mask(model, c).to(device)
+            h, q = mask.any(-1).nonzero(as_tuple=True)
+            parts.append((h, q, mask[h, q], torch.full_like(h, i)))
+        current: list[tuple] = []
+        for part in parts:
+            if current and sum(len(p[0]) for p in current) + len(part[0]) > max_rows:
+                chunks.append(_RowChunk(layer, *(torch.cat(x) for x in zip(*current))))
+                current = []
+            current.append(part)
+        if current:
+            chunks.append(_RowChunk(layer, *(torch.cat(x) for x in zip(*current))))
+    return chunks
 
 
 def screen(
@@ -140,6 +183,7 @@ def screen(
     family: list[Candidate] | None = None,
     metric: str = "margin",
     return_type: str = "logits",
+    base: EdgeSet | str | None = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> Screen:
@@ -148,7 +192,9 @@ def screen(
     ``(X, y)``), from one clean forward and one backward pass per batch of windows (a second
     backward when the metric is not the margin, for the accuracy estimate).
     ``return_type`` is the scored output (IsoNet: ``"logits"``, the CLS head, or
-    ``"avg_logits"``). See the module docstring for the estimator.
+    ``"avg_logits"``). ``base`` (an edge set, naming layers where they differ) is cut in
+    every pass, the clean one included: the model as it runs, e.g. as it was trained with
+    ``fit(edge_masks=...)``. See the module docstring for the estimator.
     """
     check_model(model)
     check_deterministic(model)
@@ -156,12 +202,13 @@ def screen(
     subject = as_subject_data(model, data)
     family = default_family(model) if family is None else check_family(model, family)
     device = next(model.parameters()).device
-    masks = [candidate_mask(model, c).to(device) for c in family]
-    rows = [m.any(-1).nonzero(as_tuple=True) for m in masks]
+    base = None if base is None else parse(base)
+    base_masks = base_layer_masks(model, base, device)
     wanted = [metric] if metric == "margin" else [metric, "margin"]
     X = torch.as_tensor(subject.X_test, dtype=model.cfg.dtype)
     y = torch.as_tensor(np.asarray(subject.y_test), dtype=torch.long)
     n = len(y)
+    chunks = _row_chunks(model, family, device, min(batch_size, n))
     delta = {name: torch.zeros(len(family), n, dtype=torch.float64) for name in wanted}
     clean = {name: torch.zeros(n, dtype=torch.float64) for name in wanted}
     starts = range(0, n, batch_size)
@@ -169,7 +216,9 @@ def screen(
         stop = min(start + batch_size, n)
         xb, yb = X[start:stop].to(device), y[start:stop].to(device)
         with torch.enable_grad():
-            logits, scores, patterns = _capture(model, xb.requires_grad_(True), return_type)
+            logits, scores, patterns = _capture(
+                model, xb.requires_grad_(True), return_type, base_masks
+            )
             values = {name: window_metric(logits, yb, name) for name in wanted}
             layers = sorted(patterns)
             grads = {}
@@ -183,15 +232,21 @@ def screen(
         for name in wanted:
             clean[name][start:stop] = values[name].detach().double().cpu()
         with torch.no_grad():
-            for i, c in enumerate(family):
+            for chunk in chunks:
+                rows = (chunk.heads, chunk.queries)
                 change = _pattern_change(
-                    scores[c.layer], patterns[c.layer].detach(), masks[i], rows[i]
+                    scores[chunk.layer], patterns[chunk.layer].detach(), chunk.cut, rows
                 )
-                heads, queries = rows[i]
                 for name in wanted:
-                    g = grads[name][c.layer][:, heads, queries]
-                    delta[name][i, start:stop] = (change * g).sum((-2, -1)).double().cpu()
-    return _screen_result(model, subject, family, metric, return_type, clean, delta)
+                    g = grads[name][chunk.layer][:, chunk.heads, chunk.queries]
+                    per_row = (change * g).sum(-1).double()  # [batch, row]
+                    per_candidate = torch.zeros(len(family), stop - start, dtype=torch.float64)
+                    per_candidate = per_candidate.to(per_row.device)
+                    per_candidate.index_add_(0, chunk.owner, per_row.T)
+                    delta[name][:, start:stop] += per_candidate.cpu()
+    result = _screen_result(model, subject, family, metric, return_type, clean, delta)
+    result.base = base
+    return result
 
 
 def _screen_result(model, subject, family, metric, return_type, clean, delta) -> Screen:
@@ -236,17 +291,20 @@ def verify_candidates(screen: Screen, top: int, *, batch_size: int = 256) -> Scr
         metric=screen.metric,
         return_type=screen.return_type,
         batch_size=batch_size,
+        base=screen.base,
     )
     exact = [passes.score(layer_masks(model, [c])).metric - screen.baseline for c in candidates]
+    with_base = "" if screen.base is None else f" | ({screen.base})"
     spec = {
         "name": "screen_verify",
         "models": "in-memory",
         "metric": "accuracy",
         "return_type": screen.return_type,
         "interventions": [
-            {"name": f"rank_{r}", "edges": str(c.edge_set)}
+            {"name": f"rank_{r}", "edges": f"({c.edge_set}){with_base}"}
             for r, c in zip(chosen["rank"], candidates)
-        ],
+        ]
+        + ([{"name": "base", "edges": str(screen.base)}] if screen.base is not None else []),
         "layers": {"modes": ["all"]},
     }
     per = run_study(
@@ -258,7 +316,8 @@ def verify_candidates(screen: Screen, top: int, *, batch_size: int = 256) -> Scr
     table["exact_accuracy"] = np.nan
     table.loc[chosen.index, "exact"] = exact
     table.loc[chosen.index, "exact_accuracy"] = [
-        value[f"rank_{r}"] - value["baseline"] for r in chosen["rank"]
+        value[f"rank_{r}"] - value["base" if screen.base is not None else "baseline"]
+        for r in chosen["rank"]
     ]
     verified = table.loc[chosen.index]
     agreement = {
@@ -277,4 +336,5 @@ def verify_candidates(screen: Screen, top: int, *, batch_size: int = 256) -> Scr
         model=model,
         data=data,
         agreement=agreement,
+        base=screen.base,
     )

@@ -125,12 +125,20 @@ class Discovery:
 
     def study_spec(self, name: str = "circuit", models: str = "runs/models") -> dict[str, Any]:
         """A study that tests the circuit on other subjects: ``only_circuit`` cuts its
-        complement, ``cut_circuit`` cuts the circuit itself (layer mode ``all``)."""
+        complement, ``cut_circuit`` cuts the circuit itself (layer mode ``all``); with a base
+        mask, each also cuts the base, and ``base`` alone is the reference."""
+        base = self.screen.base
+        with_base = [] if base is None else [base]
         interventions = [
-            {"name": label, "edges": str(edges)}
-            for label, edges in (("only_circuit", self.complement), ("cut_circuit", self.circuit))
-            if edges is not None
+            {"name": label, "edges": str(_union([*edges, *with_base]))}
+            for label, edges in (
+                ("only_circuit", [] if self.complement is None else [self.complement]),
+                ("cut_circuit", [] if self.circuit is None else [self.circuit]),
+            )
+            if edges
         ]
+        if base is not None:
+            interventions.append({"name": "base", "edges": str(base)})
         return {
             "name": name,
             "models": models,
@@ -138,6 +146,13 @@ class Discovery:
             "interventions": interventions,
             "layers": {"modes": ["all"]},
         }
+
+
+def _union(parts: list[EdgeSet]) -> EdgeSet:
+    out = parts[0]
+    for part in parts[1:]:
+        out = out | part
+    return out
 
 
 def _faithfulness(value: float, full: float, empty: float) -> float:
@@ -153,13 +168,15 @@ def discover(
     metric: str = "margin",
     return_type: str = "logits",
     screened: Screen | None = None,
+    base: EdgeSet | str | None = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> Discovery:
     """Find the circuit of ``model`` on the test windows of ``data``: screen the ``family``
     (or use ``screened``, a `Screen` of the same model and data), then cut greedily, least
     important first, while the exact metric stays within ``tau`` of its full-to-empty range
-    (see the module docstring). One exact pass per candidate, from its layer on.
+    (see the module docstring). One exact pass per candidate, from its layer on. ``base``: an
+    edge set cut in every pass (the model as it runs; see `screen`).
     """
     tau = check_tau(tau)
     if screened is None:
@@ -169,6 +186,7 @@ def discover(
             family=family,
             metric=metric,
             return_type=return_type,
+            base=base,
             batch_size=batch_size,
             progress=progress,
         )
@@ -182,6 +200,7 @@ def discover(
         metric=screened.metric,
         return_type=screened.return_type,
         batch_size=batch_size,
+        base=screened.base,
     )
     full = passes.score({})
     empty = passes.score(layer_masks(model, family))

@@ -99,3 +99,20 @@ def test_tinymyo_forward_prints_one_json_line(capsys):
     for key in ("ms_ours", "ms_plain", "ms_explicit", "ratio_speed_vs_plain"):
         assert isinstance(result[key], float) and result[key] > 0, key
     assert result["max_abs_diff"] < 1e-4  # the hooked model computes the plain one's output
+
+
+def test_screen_vs_exact_prints_one_json_line(capsys):
+    result = _load("screen_vs_exact").main(["--quick"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == result
+    assert result["benchmark"] == "screen_vs_exact"
+    assert result["candidates"] == result["faithfulness_candidates"] == 2 * 4 * 9
+    for key in ("screen_s", "exact_s", "speedup"):
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert result["speedup_min"] <= result["speedup"] <= result["speedup_max"]
+    # On the seeded random model the estimates rank like the exact effects, and every
+    # candidate that moves the accuracy by more than 5 points is estimated with its sign.
+    assert result["spearman"] > 0.8 and result["spearman_all_heads"] > 0.8
+    assert result["over_5_points"] > 0
+    assert result["same_sign"] == result["over_5_points"]

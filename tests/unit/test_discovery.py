@@ -64,7 +64,7 @@ def test_the_screens_pattern_is_the_masked_models_pattern(model, data):
     for c in default_family(model)[::7]:
         mask = layer_masks(model, [c])[c.layer]
         rows = mask.any(-1).nonzero(as_tuple=True)
-        change = _pattern_change(scores[c.layer], patterns[c.layer], mask, rows)
+        change = _pattern_change(scores[c.layer], patterns[c.layer], mask[rows], rows)
         _, cache = model.run_with_cache(
             X, edge_masks={c.layer: mask}, names_filter=name_filter("attn.hook_pattern")
         )
@@ -93,7 +93,7 @@ def test_the_estimate_is_the_first_order_effect_of_the_exact_pattern_change(mode
     for i, c in enumerate(family):
         mask = layer_masks(double, [c])[c.layer]
         rows = mask.any(-1).nonzero(as_tuple=True)
-        change = _pattern_change(scores[c.layer], patterns[c.layer], mask, rows)
+        change = _pattern_change(scores[c.layer], patterns[c.layer], mask[rows], rows)
 
         def nudge(pattern, hook, rows=rows, change=change):
             pattern = pattern.clone()
@@ -289,3 +289,42 @@ def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_pat
         from emg_lens.studies import load_spec
 
         load_spec(study)
+
+
+def test_a_base_mask_is_cut_in_every_pass(model, data):
+    """With ``base`` (the model as it runs, e.g. as trained with masks), the clean pass is the
+    masked model, a candidate inside the base changes nothing, and verify's exact effects are
+    measured on top of the base, through the study runner too."""
+    X, y = data
+    base = parse(
+        "cross_modal & layers(0) | (cross_modal - between(emg,acc) & heads(2)) & layers(1)"
+    )
+    s = screen(model, (X, y), base=base).verify(top=4)
+    masks = {layer: m for layer, m in enumerate(base.compile_layers(model.layout, 4, 2)) if m.any()}
+    with torch.no_grad():
+        logits = model(X, edge_masks=masks)
+    assert s.baseline == pytest.approx(float(window_metric(logits, y, "margin").mean()), 1e-6)
+    cross = s.table[s.table["kind"].isin(["emg->acc", "acc->emg"])]
+    inside = cross[(cross["layer"] == 0) | (cross["head"] != 2) | (cross["kind"] == "acc->emg")]
+    assert (inside["estimate"] == 0).all() and len(inside) == 15  # all cross-modal but one
+    for rank in (1, 2):
+        c = s.candidate(rank)
+        cut = {**masks}
+        cut[c.layer] = cut[c.layer] | layer_masks(model, [c])[c.layer]
+        with torch.no_grad():
+            logits = model(X, edge_masks=cut)
+        row = s.table[s.table["rank"] == rank].iloc[0]
+        assert row["exact"] == pytest.approx(
+            float(window_metric(logits, y, "margin").mean()) - s.baseline, abs=1e-5
+        )
+        accuracy = float((logits.argmax(-1) == y).double().mean()) - s.baseline_accuracy
+        assert row["exact_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    found = discover(model, (X, y), tau=0.1, screened=s)
+    assert found.faithfulness > 0.9
+    per = run_study(
+        found.study_spec(models="x"),
+        models={1: (model, _subject_data(model, X, y))},
+        progress=False,
+    ).per_subject.set_index("intervention")["value"]
+    assert per["base"] == pytest.approx(found.full.accuracy, abs=1e-9)
+    assert per["only_circuit"] == pytest.approx(found.circuit_score.accuracy, abs=1e-9)

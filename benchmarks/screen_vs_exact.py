@@ -1,0 +1,176 @@
+"""Screening vs the exact grid: how much faster, and how faithful (issue 15).
+
+Two measurements, one JSON line:
+
+- **speed**, on the paper preset (512-D, 8 heads, 5 layers, the DB2 layout: 5 x 8 x 9 = 360
+  candidates) with random weights and windows: ``screen_s`` is `emg_lens.discovery.screen` of
+  the whole (layer, head, group pair) family; ``exact_s`` the same candidates as one study
+  through the study runner (`run_study`, one intervention per candidate, layer mode ``all``,
+  verification off: the runner shares every common prefix); ``speedup`` their ratio, timed in
+  the same rounds (order swapped each round), min/median/max over the rounds;
+- **faithfulness**, on a trained demo-size IsoNet (2 layers, planted synthetic data, trained
+  without masks): Spearman's rho between the estimated and the exact change of the metric over
+  *every* candidate (``spearman``; ``spearman_accuracy`` for the accuracy), over the per-layer
+  group pairs of all heads (``spearman_all_heads``: larger effects), and how many candidates
+  whose exact accuracy effect exceeds 5 points have an accuracy estimate of the same sign.
+
+    python benchmarks/screen_vs_exact.py                  # paper preset, trained demo model
+    python benchmarks/screen_vs_exact.py --quick          # tiny sizes, random weights: seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import rounds
+
+from emg_lens import EncoderConfig
+from emg_lens.discovery import (
+    ExactPasses,
+    default_family,
+    family_from_edges,
+    layer_masks,
+    screen,
+)
+from emg_lens.discovery.metrics import spearman
+from emg_lens.inspect import as_subject_data
+from emg_lens.models import IsoNet
+from emg_lens.studies import run_study
+
+
+def _random_subject(preset: str, n_windows: int, seed: int = 0):
+    """A random-weight IsoNet of ``preset`` on the DB2 layout and windows labelled with its own
+    predictions (so every cut that changes a prediction lowers the accuracy)."""
+    cfg = EncoderConfig.preset(
+        preset, seed=seed, modalities={"emg": 12, "acc": 36}, n_samples=200, init_range=0.2
+    )
+    model = IsoNet(cfg).eval()
+    X = model.example_input(n_windows)
+    with torch.no_grad():
+        y = model(X).argmax(-1)
+    return model, as_subject_data(model, (X.numpy(), y.numpy()))
+
+
+def time_screen_vs_exact(preset: str, n_windows: int, repeats: int) -> dict:
+    model, data = _random_subject(preset, n_windows)
+    family = default_family(model)
+    spec = {
+        "name": "exact_grid",
+        "models": "in-memory",
+        "interventions": [
+            {"name": f"c{i}", "edges": str(c.edge_set)} for i, c in enumerate(family)
+        ],
+        "layers": {"modes": ["all"]},
+    }
+    runs = {
+        "screen": lambda: screen(model, data, family=family, batch_size=n_windows),
+        "exact": lambda: run_study(
+            spec, models={1: (model, data)}, verify=False, progress=False, batch_size=n_windows
+        ),
+    }
+    times = rounds(runs, repeats)
+    ratios = [e / s for s, e in zip(times["screen"], times["exact"])]
+    return {
+        "benchmark": "screen_vs_exact",
+        "preset": preset,
+        "candidates": len(family),
+        "windows": n_windows,
+        "screen_s": statistics.median(times["screen"]),
+        "exact_s": statistics.median(times["exact"]),
+        "speedup": statistics.median(ratios),
+        "speedup_min": min(ratios),
+        "speedup_max": max(ratios),
+        "rounds": repeats,
+    }
+
+
+def _exact_effects(model, data, family, metric: str, return_type: str) -> tuple[list, list]:
+    passes = ExactPasses(
+        model,
+        torch.as_tensor(data.X_test),
+        torch.as_tensor(np.asarray(data.y_test)),
+        metric=metric,
+        return_type=return_type,
+    )
+    base = passes.score({})
+    scores = [passes.score(layer_masks(model, [c])) for c in family]
+    return [s.metric - base.metric for s in scores], [s.accuracy - base.accuracy for s in scores]
+
+
+def faithfulness(model, data, return_type: str, family=None) -> dict:
+    """Spearman's rho of estimated vs exact metric changes over the whole family, and the sign
+    agreement where the exact accuracy effect exceeds 5 points."""
+    screened = screen(model, data, family=family, return_type=return_type)
+    table = screened.table.sort_index()
+    exact, exact_acc = _exact_effects(model, data, screened.family, "margin", return_type)
+    big = [i for i, a in enumerate(exact_acc) if abs(a) > 0.05]
+    agree = [np.sign(table["estimate_accuracy"].iloc[i]) == np.sign(exact_acc[i]) for i in big]
+    return {
+        "spearman": spearman(table["estimate"], exact),
+        "spearman_accuracy": spearman(table["estimate_accuracy"], exact_acc),
+        "candidates": len(table),
+        "over_5_points": len(big),
+        "same_sign": int(sum(agree)),
+    }
+
+
+def trained_demo(seed: int, epochs: int):
+    """A demo-size IsoNet trained on the planted synthetic data, no masks."""
+    from emg_lens.discovery.planted import planted_data, train_planted
+
+    data = planted_data()
+    return train_planted(data, planted=None, seed=seed, epochs=epochs), data
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="paper", help="speed: EncoderConfig preset")
+    p.add_argument("--windows", type=int, default=32, help="speed: windows per subject")
+    p.add_argument("--repeats", type=int, default=3, help="speed: timed rounds")
+    p.add_argument("--epochs", type=int, default=25, help="faithfulness: training epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, random weights")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.preset, args.windows, args.repeats = "tiny", 16, 1
+    started = time.perf_counter()
+    out = time_screen_vs_exact(args.preset, args.windows, args.repeats)
+    if args.quick:
+        model, data = _random_subject("tiny", 32, seed=1)
+        return_type = "logits"
+    else:
+        model, data = trained_demo(args.seed, args.epochs)
+        return_type = "avg_logits"
+    heads = faithfulness(model, data, return_type)
+    pairs = [f"between({q},{k})" for q in model.layout.groups for k in model.layout.groups]
+    layers = faithfulness(
+        model, data, return_type, family=family_from_edges(model, pairs, per_head=False)
+    )
+    out.update(
+        {
+            "spearman": heads["spearman"],
+            "spearman_accuracy": heads["spearman_accuracy"],
+            "faithfulness_candidates": heads["candidates"],
+            "over_5_points": heads["over_5_points"],
+            "same_sign": heads["same_sign"],
+            "spearman_all_heads": layers["spearman"],
+            "over_5_points_all_heads": layers["over_5_points"],
+            "same_sign_all_heads": layers["same_sign"],
+            "wall_s": time.perf_counter() - started,
+        }
+    )
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

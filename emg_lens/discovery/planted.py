@@ -1,0 +1,129 @@
+"""Ground truth for screening and discovery: IsoNets whose cross-modal routing is planted.
+
+`train_planted` trains an IsoNet on the planted synthetic data (`planted_setup`: its
+interaction gestures need sEMG and ACC together) with every cross-modal edge cut in every layer
+(`training_edges`) except sEMG tokens reading ACC tokens (``emg->acc``) on the planted
+(layer, head) pairs, so whatever the interaction gestures need from the other modality passes
+through those edges. Two ways to look at such a model:
+
+- *as it runs after training* (``base = training_edges(planted)``): the planted candidates are
+  the only cross-modal edges with any attention, and a correct circuit keeps them;
+- *unmasked* (as `head_importance` and a user who forgets the masks see it): the other heads'
+  cross-modal edges open too, which the model never learned to use; the screen should still
+  put a planted head first.
+
+`recovery` scores a `Discovery` against the truth: recall (the planted candidates kept) and
+precision (of the cross-modal candidates kept, the planted ones); `planted_rank` is the rank
+of the best planted candidate among the cross-modal ones of a screen (1: first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from emg_lens.config import config_for_data
+from emg_lens.data.preprocess import SubjectData, prepare_subject
+from emg_lens.data.synthetic import generate_recordings, planted_setup
+from emg_lens.discovery.screen import Screen
+from emg_lens.discovery.search import Discovery
+from emg_lens.edges import EdgeSet, between, cross_modal, heads, layers
+from emg_lens.hooks import compile_edges
+from emg_lens.models import IsoNet
+from emg_lens.train import TrainConfig, fit
+
+__all__ = [
+    "ONE_HEAD",
+    "TWO_HEADS",
+    "planted_data",
+    "planted_rank",
+    "recovery",
+    "train_planted",
+    "training_edges",
+]
+
+ONE_HEAD = ((1, 2),)
+"""(layer, head) pairs that carry cross-modal information: layer 1, head 2."""
+TWO_HEADS = ((0, 1), (1, 2))
+"""The two-head variant: head 1 of layer 0 and head 2 of layer 1."""
+PLANTED_KIND = "emg->acc"
+"""The planted edges: sEMG tokens reading ACC tokens (`between("emg", "acc")`)."""
+CROSS_KINDS = ("emg->acc", "acc->emg")
+
+
+def planted_data(step: int = 100, subject: int = 1) -> SubjectData:
+    """One subject of the planted synthetic data, windows every ``step`` samples."""
+    synthetic, preprocess = planted_setup(n_subjects=subject)
+    preprocess = dataclasses.replace(preprocess, step=step)
+    return prepare_subject(generate_recordings(synthetic, [subject])[0], preprocess)
+
+
+def training_edges(model: IsoNet, planted: Sequence[tuple[int, int]]) -> EdgeSet:
+    """Every cross-modal edge in every layer, but ``emg->acc`` on the planted (layer, head)
+    pairs: what `train_planted` cuts, as one edge set naming its layers.
+
+    >>> from emg_lens import EncoderConfig
+    >>> str(training_edges(IsoNet(EncoderConfig.preset("tiny")), ONE_HEAD))
+    'cross_modal & layers(0) | (cross_modal - between(emg,acc) & heads(2)) & layers(1)'
+    """
+    parts = []
+    for layer in range(model.cfg.n_layers):
+        open_heads = [h for lay, h in planted if lay == layer]
+        cut = (
+            cross_modal() - (between("emg", "acc") & heads(*open_heads))
+            if open_heads
+            else cross_modal()
+        )
+        parts.append(cut & layers(layer))
+    out = parts[0]
+    for part in parts[1:]:
+        out = out | part
+    return out
+
+
+def train_planted(
+    data: SubjectData,
+    planted: Sequence[tuple[int, int]] | None = ONE_HEAD,
+    *,
+    seed: int = 0,
+    epochs: int = 25,
+) -> IsoNet:
+    """A 2-layer demo-size IsoNet trained with `training_edges` cut (None: plain training);
+    returned in eval mode, without the masks."""
+    cfg = config_for_data(
+        IsoNet,
+        "demo",
+        data.modalities,
+        data.n_classes,
+        data.X_train.shape[-1],
+        n_layers=2,
+        seed=seed,
+    )
+    model = IsoNet(cfg)
+    train = TrainConfig(epochs=epochs, lr=2e-3, anneal_fraction=1.0, seed=seed, progress=False)
+    masks = None if planted is None else compile_edges(training_edges(model, planted), model)
+    fit(model, data.X_train, data.y_train, train, edge_masks=masks)
+    return model.eval()
+
+
+def recovery(found: Discovery, planted: Sequence[tuple[int, int]]) -> dict[str, float]:
+    """Recall and precision of the circuit's cross-modal candidates against the planted
+    ``emg->acc`` candidates of the planted (layer, head) pairs."""
+    truth = {(lay, h, PLANTED_KIND) for lay, h in planted}
+    kept = {(c.layer, c.head, c.kind) for c in found.kept if c.kind in CROSS_KINDS}
+    hits = len(truth & kept)
+    return {
+        "recall": hits / len(truth),
+        "precision": hits / len(kept) if kept else float("nan"),
+        "kept_cross_modal": len(kept),
+        "planted": len(truth),
+    }
+
+
+def planted_rank(screened: Screen, planted: Sequence[tuple[int, int]]) -> int:
+    """The rank, among the screen's cross-modal candidates ordered by estimate (1 = the
+    largest estimated drop), of the first planted one."""
+    table = screened.table[screened.table["kind"].isin(CROSS_KINDS)].sort_values("estimate")
+    truth = {(lay, h, PLANTED_KIND) for lay, h in planted}
+    on_planted = [(int(r.layer), int(r.head), r.kind) in truth for r in table.itertuples()]
+    return on_planted.index(True) + 1
