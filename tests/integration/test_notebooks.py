@@ -22,6 +22,7 @@ ISSUE_NOTEBOOKS = {
     "02_custom_edge_masks",
     "03_attention_inspection",
     "04_tinymyo",
+    "05_discovery",
 }
 
 
