@@ -328,3 +328,18 @@ def test_a_base_mask_is_cut_in_every_pass(model, data):
     ).per_subject.set_index("intervention")["value"]
     assert per["base"] == pytest.approx(found.full.accuracy, abs=1e-9)
     assert per["only_circuit"] == pytest.approx(found.circuit_score.accuracy, abs=1e-9)
+
+
+def test_the_shipped_discovery_study_is_valid():
+    from pathlib import Path
+
+    from emg_lens.discovery.study import load_discovery_spec
+
+    path = Path(__file__).resolve().parents[2] / "studies" / "discovery_demo.toml"
+    spec = load_discovery_spec(path)
+    assert (spec.models, spec.return_type, spec.tau, spec.family) == (
+        "demo",
+        "avg_logits",
+        0.05,
+        None,
+    )
