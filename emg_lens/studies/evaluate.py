@@ -4,9 +4,13 @@ as a prefix tree, verify that every mask took effect, refuse non-finite outputs,
 For each subject, per condition, the sequence of per-layer masks it applies (``None`` where a
 layer is untouched) is evaluated as a *prefix tree*: every distinct prefix of masks is computed
 once and shared (the unmasked prefix of an ``individual`` condition with the baseline, the
-masked prefix of ``from_first`` at layer ``l`` with the one at ``l - 1``), and the children of a
-node run as one batch with a per-row mask. Conditions with equal effects (``from_first`` at the
-last layer and ``all``, ...) share one evaluation.
+masked prefix of ``from_first`` at layer ``l`` with the one at ``l - 1``). Each child of a node
+runs its block on the window batch with its mask broadcast over the batch (concatenating the
+children with a copied per-row mask measured ~40% slower: CPU, one thread, demo preset; the
+copy, and SDPA reading it). Conditions with equal effects (``from_first`` at the last layer and
+``all``, ...) share one evaluation, and so do conditions whose last-layer masks cut no query
+row that the readout reads (the CLS row, for the CLS head): such a mask changes no output, so
+it is dropped (`tree_plan` says what is left to run).
 
 Before a condition's result is accepted, a few windows are run again through the *hooked* path
 (``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
