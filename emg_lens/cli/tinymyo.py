@@ -35,7 +35,7 @@ def add_parsers(sub) -> None:
         "fine-tune (or linear-probe) a pretrained TinyMyo",
         "Fine-tune (or linear-probe) a pretrained TinyMyo for classification: its encoder "
         "weights are copied into a classifier whose head is initialised afresh for the "
-        "data's classes. It starts from--checkpoint (an emg_lens checkpoint folder, e.g. "
+        "data's classes. It starts from --checkpoint (an emg_lens checkpoint folder, e.g. "
         "`emg-lens pretrain --out`) or --from-biofoundation(a published BioFoundation "
         "TinyMyo file, .safetensors or .ckpt/.pt read with weights_only=True).\n\n"
         "A window store of a downstream dataset (`emg-lens windows --dataset epn612 | uci | "
@@ -112,8 +112,8 @@ def _recipe_args(p: argparse.ArgumentParser, epochs: int, published: dict) -> No
     p.add_argument(
         "--warmup-epochs",
         type=int,
-        default=1,
-        help=f"linear warm-up epochs (published: {published['warmup']})",
+        help=f"linear warm-up epochs (default: 1, or 0 with --epochs 1; published: "
+        f"{published['warmup']})",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda (nccl under torchrun)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model, split and data")
@@ -126,7 +126,10 @@ def _recipe_options(args: argparse.Namespace) -> dict:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
-        "warmup_epochs": args.warmup_epochs,
+        # one epoch is all cosine: the warm-up must end before the last epoch
+        "warmup_epochs": min(1, args.epochs - 1)
+        if args.warmup_epochs is None
+        else args.warmup_epochs,
         "seed": args.seed,
         "progress": show_progress(args),
     }

@@ -187,3 +187,13 @@ def test_finetune_from_a_biofoundation_checkpoint(tmp_path, capsys):
         main(["finetune", "--from-biofoundation", str(tmp_path / "x.bin"), "--out", str(out)]) == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_one_epoch_of_pretraining_or_fine_tuning_needs_no_warm_up_flag():
+    from emg_lens.cli.tinymyo import _recipe_options
+
+    for command in (["pretrain"], ["finetune", "--checkpoint", "c"]):
+        args = build_parser().parse_args([*command, "--out", "x", "--epochs", "1"])
+        assert _recipe_options(args)["warmup_epochs"] == 0
+        args = build_parser().parse_args([*command, "--out", "x", "--epochs", "5"])
+        assert _recipe_options(args)["warmup_epochs"] == 1

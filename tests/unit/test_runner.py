@@ -504,3 +504,16 @@ def test_run_study_from_checkpoints(tmp_path, monkeypatch, no_figures):
     again = run_study(spec, models=models, out_dir=tmp_path / "out", progress=False)
     assert loaded == {}
     pd.testing.assert_frame_equal(result.per_subject, again.per_subject)
+
+
+def test_the_mask_table_keys_masks_of_any_size():
+    """Masks of 256 or more tokens (TinyMyo's 800) get ids by content like small ones."""
+    from emg_lens.studies.evaluate import _MaskTable
+
+    table = _MaskTable()
+    a = torch.zeros(2, 300, 300, dtype=torch.bool)
+    a[0, 0, 1] = True
+    b = a.clone()
+    b[1, 299, 3] = True
+    assert (table.id(a), table.id(a.clone()), table.id(b)) == (0, 0, 1)
+    assert table.id(torch.zeros(2, 300, 300, dtype=torch.bool)) is None
