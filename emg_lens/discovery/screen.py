@@ -91,6 +91,18 @@ class Screen:
         """
         return verify_candidates(self, top, batch_size=batch_size)
 
+    def exact_passes(self, batch_size: int = 256) -> ExactPasses:
+        """Exact masked passes of this screen's model, windows, metric, output and base."""
+        return ExactPasses(
+            self.model,
+            torch.as_tensor(self.data.X_test),
+            torch.as_tensor(np.asarray(self.data.y_test)),
+            metric=self.metric,
+            return_type=self.return_type,
+            batch_size=batch_size,
+            base=self.base,
+        )
+
     def candidate(self, rank: int) -> Candidate:
         """The candidate at ``rank`` (1 = the largest estimated drop)."""
         row = self.table.loc[self.table["rank"] == rank]
@@ -284,15 +296,7 @@ def verify_candidates(screen: Screen, top: int, *, batch_size: int = 256) -> Scr
     model, data = screen.model, screen.data
     chosen = screen.table.head(top)
     candidates: list[Candidate] = [screen.family[i] for i in chosen.index]
-    passes = ExactPasses(
-        model,
-        torch.as_tensor(data.X_test),
-        torch.as_tensor(np.asarray(data.y_test)),
-        metric=screen.metric,
-        return_type=screen.return_type,
-        batch_size=batch_size,
-        base=screen.base,
-    )
+    passes = screen.exact_passes(batch_size)
     exact = [passes.score(layer_masks(model, [c])).metric - screen.baseline for c in candidates]
     with_base = "" if screen.base is None else f" | ({screen.base})"
     spec = {

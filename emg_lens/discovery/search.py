@@ -28,13 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.discovery.exact import ExactPasses, Score
+from emg_lens.discovery.exact import Score
 from emg_lens.discovery.family import Candidate, candidate_mask, cut_edge_set, layer_masks
 from emg_lens.discovery.screen import Screen, screen
 from emg_lens.edges import EdgeSet
@@ -192,16 +190,8 @@ def discover(
         )
     elif screened.model is not model:
         raise ArgumentError("screened was made for another model: screen this one")
-    subject, family = screened.data, screened.family
-    passes = ExactPasses(
-        model,
-        torch.as_tensor(subject.X_test),
-        torch.as_tensor(np.asarray(subject.y_test)),
-        metric=screened.metric,
-        return_type=screened.return_type,
-        batch_size=batch_size,
-        base=screened.base,
-    )
+    family = screened.family
+    passes = screened.exact_passes(batch_size)
     full = passes.score({})
     empty = passes.score(layer_masks(model, family))
     if not full.metric > empty.metric:
