@@ -134,7 +134,7 @@ def trained_demo(seed: int, epochs: int):
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="paper", help="speed: EncoderConfig preset")
-    p.add_argument("--windows", type=int, default=32, help="speed: windows per subject")
+    p.add_argument("--windows", type=int, default=64, help="speed: windows per subject")
     p.add_argument("--repeats", type=int, default=3, help="speed: timed rounds")
     p.add_argument("--epochs", type=int, default=25, help="faithfulness: training epochs")
     p.add_argument("--seed", type=int, default=0)
