@@ -318,21 +318,44 @@ def finetune(
         val_data = window_dataset(val_data, model.input_shape, what="val_data")
     _freeze(model, cfg.linear_probe)
     model_device = next(model.parameters()).device
-    val_accuracy: list[float] = []
-    stopper = EarlyStopping(cfg.patience, mode="max")
 
     def loss_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
         x, y = batch
         y = _labels(y, n_classes).to(model_device)
         return F.cross_entropy(m(x), y, label_smoothing=cfg.label_smoothing)
 
+    score = None if val_data is None else functools.partial(dataset_accuracy, data=val_data)
+    log, val_accuracy, best = _run_keeping_best(model, dataset, loss_fn, cfg, score, mode="max")
+    history = FinetuneHistory(
+        epoch_loss=log.epoch_loss,
+        val_accuracy=val_accuracy,
+        best_epoch=best,
+        stopped_early=len(log.epoch_loss) < cfg.epochs,
+        steps=log.steps,
+        world_size=log.world_size,
+    )
+    if out is not None and log.is_main:
+        recipe = {"recipe": RECIPE, "finetune": asdict(cfg), "history": asdict(history)}
+        save_checkpoint(model, out, metadata={**recipe, "pretrained": source, **(metadata or {})})
+    return FinetuneResult(model, history)
+
+
+def _run_keeping_best(
+    model: TinyMyo, dataset: Any, loss_fn: Any, cfg: FinetuneConfig, score: Any, *, mode: str
+) -> tuple[Any, list[float], int]:
+    """`run_recipe` with early stopping on ``score(model)`` after each epoch (``mode`` "max"
+    or "min"; None: no validation data, every epoch runs); the best epoch's weights are
+    restored. Returns the recipe's log, the validation scores and the kept epoch."""
+    scores: list[float] = []
+    stopper = EarlyStopping(cfg.patience, mode=mode)
+
     def after_epoch(epoch: int) -> bool:
-        if val_data is None:
+        if score is None:
             return False
         # Every process scores the whole validation set: the same number everywhere, so every
         # replica stops at the same epoch.
-        val_accuracy.append(dataset_accuracy(model, val_data))
-        return stopper.update(val_accuracy[-1], model)
+        scores.append(score(model))
+        return stopper.update(scores[-1], model)
 
     log = run_recipe(
         model,
@@ -345,24 +368,7 @@ def finetune(
         after_epoch=after_epoch,
     )
     stopper.restore(model)  # the best epoch's weights (a no-op without validation data)
-    history = FinetuneHistory(
-        epoch_loss=log.epoch_loss,
-        val_accuracy=val_accuracy,
-        best_epoch=stopper.best_index if val_accuracy else len(log.epoch_loss) - 1,
-        stopped_early=len(log.epoch_loss) < cfg.epochs,
-        steps=log.steps,
-        world_size=log.world_size,
-    )
-    if out is not None and log.is_main:
-        metadata = {
-            "recipe": RECIPE,
-            "finetune": asdict(cfg),
-            "history": asdict(history),
-            "pretrained": source,
-            **(metadata or {}),
-        }
-        save_checkpoint(model, out, metadata=metadata)
-    return FinetuneResult(model, history)
+    return log, scores, stopper.best_index if scores else len(log.epoch_loss) - 1
 
 
 # ----------------------------------------------------------------------------- regression
@@ -524,48 +530,29 @@ def finetune_regression(
     _freeze(model, cfg.linear_probe)
     model_device = next(model.parameters()).device
     criterion = REGRESSION_LOSSES[loss]
-    val_mae: list[float] = []
-    stopper = EarlyStopping(cfg.patience, mode="min")
 
     def loss_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
         x, y = batch
         return criterion(m(x), y.to(model_device, torch.float32))
 
-    def after_epoch(epoch: int) -> bool:
-        if val_data is None:
-            return False
-        val_mae.append(dataset_mae(model, val_data).overall)
-        return stopper.update(val_mae[-1], model)
+    def score(m: TinyMyo) -> float:
+        return dataset_mae(m, val_data).overall
 
-    log = run_recipe(
-        model,
-        dataset,
-        loss_fn,
-        cfg,
-        layer_decay=cfg.layer_decay,
-        desc="finetune",
-        train_mode=functools.partial(_train_mode, linear_probe=cfg.linear_probe),
-        after_epoch=after_epoch,
+    log, val_mae, best = _run_keeping_best(
+        model, dataset, loss_fn, cfg, None if val_data is None else score, mode="min"
     )
-    stopper.restore(model)
     history = RegressionHistory(
         epoch_loss=log.epoch_loss,
         val_mae=val_mae,
-        best_epoch=stopper.best_index if val_mae else len(log.epoch_loss) - 1,
+        best_epoch=best,
         stopped_early=len(log.epoch_loss) < cfg.epochs,
         steps=log.steps,
         world_size=log.world_size,
     )
     if out is not None and log.is_main:
-        metadata = {
-            "recipe": REGRESSION_RECIPE,
-            "finetune": asdict(cfg),
-            "loss": loss,
-            "history": asdict(history),
-            "pretrained": source,
-            **(metadata or {}),
-        }
-        save_checkpoint(model, out, metadata=metadata)
+        recipe = {"recipe": REGRESSION_RECIPE, "finetune": asdict(cfg), "loss": loss}
+        recipe.update(history=asdict(history), pretrained=source)
+        save_checkpoint(model, out, metadata={**recipe, **(metadata or {})})
     return FinetuneResult(model, history)
 
 
