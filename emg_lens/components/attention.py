@@ -174,7 +174,11 @@ class Attention(nn.Module):
         if edge_mask is not None:
             # Fully masked query rows: some SDPA kernels return NaN, TransformerLens semantics
             # say 0. Only those rows are zeroed, so a NaN from weights or inputs propagates.
-            z = z.masked_fill(edge_mask.all(-1, keepdim=True), 0.0)
+            # The fill copies z (~10% of a demo block on CPU), so it is skipped where no row is
+            # fully masked; the check reads the mask on the host, so it is made on CPU only.
+            fully_masked = edge_mask.all(-1, keepdim=True)
+            if fully_masked.device.type != "cpu" or fully_masked.any():
+                z = z.masked_fill(fully_masked, 0.0)
         z = z.transpose(1, 2).reshape(batch * n_pos, h * d_head)
         out = torch.addmm(b_O, z, self.W_O.reshape(h * d_head, -1))
         return out.view(batch, n_pos, -1)
