@@ -23,8 +23,8 @@ from emg_lens._io import atomic_write
 from emg_lens.studies.spec import StatsSpec, StudySpec
 from emg_lens.studies.stats import (
     ALPHA,
-    bootstrap_delta_ci,
-    compare,
+    bootstrap_delta_cis,
+    compare_rows,
     correct,
     corrected_floor,
     delta_pct,
@@ -71,28 +71,32 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     """
     is_base = per_subject["intervention"] == "baseline"
     base = per_subject[is_base].set_index("subject")["value"]
-    rows = []
-    for _, group in per_subject[~is_base].groupby("key", sort=False):
-        masked = group.set_index("subject")["value"].reindex(base.index)
-        U, p = compare(masked.to_numpy(), base.to_numpy(), stats.test)
-        ci_low, ci_high = bootstrap_delta_ci(masked.to_numpy(), base.to_numpy())
-        first = group.iloc[0]
-        rows.append(
-            {
-                **{c: first[c] for c in CONDITION_COLUMNS},
-                "n": int(masked.notna().sum()),
-                "mean": float(masked.mean()),
-                "std": float(masked.std(ddof=1)) if len(masked) > 1 else float("nan"),
-                "baseline": float(base.mean()),
-                "delta_pct": delta_pct(float(masked.mean()), float(base.mean())),
-                "ci_low": ci_low,
-                "ci_high": ci_high,
-                "r_rb": rank_biserial(masked.to_numpy(), base.to_numpy(), stats.test),
-                "U": U,
-                "p": p,
-            }
+    masked_rows = per_subject[~is_base]
+    # [condition, subject]: each condition's values aligned to the baseline's subjects
+    wide = masked_rows.pivot(index="key", columns="subject", values="value")
+    firsts = masked_rows.drop_duplicates("key")
+    wide = wide.reindex(index=firsts["key"], columns=base.index)
+    values, base_values = wide.to_numpy(float), base.to_numpy(float)
+    U, p = compare_rows(values, base_values, stats.test)
+    ci_low, ci_high = bootstrap_delta_cis(values, base_values)
+    by_condition = wide.T  # pandas reduces each column as it reduces a Series: the same bits
+    mean, base_mean = by_condition.mean().to_numpy(), float(base.mean())
+    summary = (
+        firsts[CONDITION_COLUMNS]
+        .reset_index(drop=True)
+        .assign(
+            n=wide.notna().sum(axis=1).to_numpy(),
+            mean=mean,
+            std=by_condition.std(ddof=1).to_numpy(),
+            baseline=base_mean,
+            delta_pct=[delta_pct(m, base_mean) for m in mean],
+            ci_low=ci_low,
+            ci_high=ci_high,
+            r_rb=[rank_biserial(row, base_values, stats.test) for row in values],
+            U=U,
+            p=p,
         )
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    )
     summary["layer"] = summary["layer"].astype("Int64")
     family = FAMILY_COLUMN[stats.family]
     if family is None:

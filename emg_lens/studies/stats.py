@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from jaxtyping import Float
 from scipy import stats as sps
 
 from emg_lens.errors import SpecError
@@ -43,7 +44,9 @@ __all__ = [
     "CORRECTIONS",
     "TESTS",
     "bootstrap_delta_ci",
+    "bootstrap_delta_cis",
     "compare",
+    "compare_rows",
     "correct",
     "corrected_floor",
     "delta_pct",
@@ -86,17 +89,54 @@ def compare(
     >>> compare([0.5, 0.6, 0.55], [0.9, 0.95, 0.92])
     (0.0, 0.1)
     """
-    masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
-    if test == "mannwhitneyu":
-        res = sps.mannwhitneyu(masked, baseline, alternative="two-sided")
-    elif test == "wilcoxon":
-        if len(masked) != len(baseline):
-            raise SpecError("stats.test = 'wilcoxon' needs one masked value per baseline value")
-        if np.allclose(masked, baseline):
-            return 0.0, 1.0  # no differences at all: scipy would refuse
-        res = sps.wilcoxon(masked, baseline, alternative="two-sided")
-    else:
-        raise SpecError(f"stats.test must be one of {TESTS}, got {test!r}")
+    U, p = compare_rows(np.asarray(masked, float)[None], baseline, test)
+    return float(U[0]), float(p[0])
+
+
+def compare_rows(
+    masked: Float[np.ndarray, "rows n_masked"],
+    baseline: Sequence[float],
+    test: str = "mannwhitneyu",
+) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
+    """`compare` for each row of ``masked`` against one baseline: ``(statistics, p)``, each
+    row's numbers exactly what `compare` gives it, in a few vectorised scipy calls.
+
+    scipy picks the Mann–Whitney method (exact or asymptotic) for a whole call from whether
+    *any* row has ties, so rows are tested in groups of equal tie status; a row with a NaN is
+    tested alone (scipy propagates it to NaN).
+
+    >>> U, p = compare_rows(np.array([[0.5, 0.6, 0.55], [0.9, 0.95, 0.9]]), [0.9, 0.95, 0.92])
+    >>> U.tolist(), [round(float(x), 3) for x in p]  # row 2 has ties: the asymptotic p
+    ([0.0, 3.5], [0.1, 0.814])
+    >>> (float(U[1]), float(p[1])) == compare([0.9, 0.95, 0.9], [0.9, 0.95, 0.92])
+    True
+    """
+    _check_test(test)
+    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    U, p = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
+    if test == "wilcoxon":
+        for i, row in enumerate(masked):
+            U[i], p[i] = _wilcoxon(row, baseline)
+        return U, p
+    finite = np.isfinite(masked).all(1) & np.isfinite(baseline).all()
+    both = np.concatenate([masked, np.broadcast_to(baseline, (len(masked), len(baseline)))], 1)
+    both = np.sort(both, axis=1)
+    tied = (np.diff(both, axis=1) == 0).any(1)
+    groups = [np.flatnonzero(finite & tied), np.flatnonzero(finite & ~tied)]
+    groups += [[i] for i in np.flatnonzero(~finite)]
+    for rows in groups:
+        if len(rows):
+            res = sps.mannwhitneyu(masked[rows], baseline[None], alternative="two-sided", axis=1)
+            U[rows], p[rows] = res.statistic, res.pvalue
+    return U, p
+
+
+def _wilcoxon(masked: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
+    if len(masked) != len(baseline):
+        raise SpecError("stats.test = 'wilcoxon' needs one masked value per baseline value")
+    if np.allclose(masked, baseline):
+        return 0.0, 1.0  # no differences at all: scipy would refuse
+    res = sps.wilcoxon(masked, baseline, alternative="two-sided")
     return float(res.statistic), float(res.pvalue)
 
 
@@ -193,22 +233,67 @@ def bootstrap_delta_ci(
             f"bootstrap_delta_ci needs one masked value per subject's baseline value, got "
             f"{len(masked)} and {len(baseline)}"
         )
+    low, high = bootstrap_delta_cis(
+        masked[None], baseline, level=level, resamples=resamples, seed=seed
+    )
+    return float(low[0]), float(high[0])
+
+
+def bootstrap_delta_cis(
+    masked: Float[np.ndarray, "rows n"],
+    baseline: Float[np.ndarray, " n"],
+    *,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    chunk: int = 64,
+) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
+    """`bootstrap_delta_ci` for each row of ``masked`` (column ``i`` is subject ``i``)
+    against one baseline: ``(lows, highs)``, each row's interval exactly the one
+    `bootstrap_delta_ci` gives it. Rows that leave out the same subjects share one draw of
+    resamples, as the seed makes them; ``chunk`` rows at a time bound the memory.
+
+    >>> base = np.array([0.9, 0.95, 0.92, 0.91])
+    >>> masked = np.array([[0.5, 0.6, 0.55, 0.58], [0.9, np.nan, 0.9, 0.9]])
+    >>> lows, highs = bootstrap_delta_cis(masked, base)
+    >>> (float(lows[1]), float(highs[1])) == bootstrap_delta_ci([0.9, np.nan, 0.9, 0.9], base)
+    True
+    """
     if not 0 < level < 1:
         raise SpecError(f"bootstrap level must be in (0, 1), got {level!r}")
-    keep = np.isfinite(masked) & np.isfinite(baseline)
-    masked, baseline = masked[keep], baseline[keep]
-    if len(masked) < 2:
-        return float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, len(masked), (resamples, len(masked)))
-    base_mean = baseline[idx].mean(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        deltas = 100.0 * (masked[idx].mean(axis=1) - base_mean) / base_mean
-    deltas = deltas[np.isfinite(deltas)]
-    if not len(deltas):
-        return float("nan"), float("nan")
+    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    if masked.shape[1:] != baseline.shape:
+        raise SpecError(
+            f"bootstrap_delta_cis needs one masked value per subject's baseline value, got "
+            f"{masked.shape[1]} and {len(baseline)}"
+        )
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(deltas, [tail, 100 - tail])
-    return float(low), float(high)
+    lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
+    keep = np.isfinite(masked) & np.isfinite(baseline)
+    for pattern in np.unique(keep, axis=0):  # rows that leave out the same subjects
+        n = int(pattern.sum())
+        if n < 2:
+            continue
+        rows = np.flatnonzero((keep == pattern).all(1))
+        idx = np.random.default_rng(seed).integers(0, n, (resamples, n))
+        base_mean = baseline[pattern][idx].mean(axis=1)
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # one [rows * resamples, n] mean: the same reduction (and bits) as one row's
+                draws = masked[part][:, pattern][:, idx].reshape(-1, n)
+                means = draws.mean(axis=1).reshape(len(part), resamples)
+                deltas = 100.0 * (means - base_mean) / base_mean
+            finite = np.isfinite(deltas).all(1)
+            if finite.any():
+                lows[part[finite]], highs[part[finite]] = np.percentile(
+                    deltas[finite], [tail, 100 - tail], axis=1
+                )
+            for i, row in zip(part[~finite], deltas[~finite]):  # a zero baseline mean
+                row = row[np.isfinite(row)]
+                if len(row):
+                    lows[i], highs[i] = np.percentile(row, [tail, 100 - tail])
+    return lows, highs
 
 
 def smallest_p(n: int, test: str = "mannwhitneyu") -> float:

@@ -15,7 +15,9 @@ from emg_lens.studies.result import family_sizes, power_note
 from emg_lens.studies.spec import StatsSpec
 from emg_lens.studies.stats import (
     bootstrap_delta_ci,
+    bootstrap_delta_cis,
     compare,
+    compare_rows,
     correct,
     corrected_floor,
     delta_pct,
@@ -51,6 +53,44 @@ def test_compare_wilcoxon_equals_scipy(seed, n):
         float(expected.statistic),
         float(expected.pvalue),
     )
+
+
+@pytest.mark.parametrize("test", ["mannwhitneyu", "wilcoxon"])
+def test_compare_rows_gives_every_row_its_own_test(test):
+    """summarize tests all conditions at once; each must get the p its own test gives. scipy
+    picks exact vs asymptotic Mann–Whitney for a whole call from *any* row's ties, so one
+    plain vectorised call would change the p of the rows without ties."""
+    baseline = np.array([0.91, 0.95, 0.93, 0.9, 0.97])
+    masked = np.array(
+        [
+            [0.5, 0.6, 0.55, 0.58, 0.52],  # no ties: exact
+            [0.9, 0.95, 0.9, 0.6, 0.7],  # ties within the row and with the baseline
+            [0.92, np.nan, 0.9, 0.6, 0.7],  # a missing subject
+            [0.8, 0.94, 0.96, 0.6, 0.7],  # no ties
+        ]
+    )
+    U, p = compare_rows(masked, baseline, test)
+    for row, u, q in zip(masked, U, p):
+        expected = compare(row, baseline, test)
+        assert (float(u), float(q)) == expected or (np.isnan(u) and np.isnan(expected[0]))
+    if test == "mannwhitneyu":
+        one_call = sps.mannwhitneyu(masked[[0, 1]], baseline[None], axis=1).pvalue
+        assert one_call[0] != p[0]  # the trap the grouping avoids
+
+
+def test_bootstrap_cis_equal_the_one_row_interval_bit_for_bit():
+    rng = np.random.default_rng(3)
+    for n in (2, 5, 12, 40):
+        baseline = rng.uniform(0.8, 1.0, n)
+        masked = rng.uniform(0.4, 1.0, (7, n))
+        masked[2, 0] = masked[5, 1] = np.nan  # rows that leave out other subjects
+        lows, highs = bootstrap_delta_cis(masked, baseline, chunk=3)
+        for row, low, high in zip(masked, lows, highs):
+            np.testing.assert_array_equal((low, high), bootstrap_delta_ci(row, baseline))
+    lows, _ = bootstrap_delta_cis(np.array([[0.5, np.nan]]), np.array([0.9, 0.9]))
+    assert np.isnan(lows).all()  # one subject left: no interval
+    with pytest.raises(SpecError, match="one masked value per subject's baseline value"):
+        bootstrap_delta_cis(np.ones((2, 3)), np.ones(4))
 
 
 def test_compare_wilcoxon_without_differences_is_not_significant():
