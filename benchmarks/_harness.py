@@ -83,11 +83,14 @@ def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
 
 class PhaseTimer:
     """Exclusive wall time per phase: a wrapped call's time, less that of the wrapped calls
-    it makes, goes to its phase; an *inclusive* phase keeps its inner calls' time."""
+    it makes, goes to its phase; an *inclusive* phase keeps its inner calls' time. With
+    ``cuda``, the GPU is synchronised at each boundary, so a phase is charged for its own
+    kernels rather than for whichever later call first waits on them."""
 
-    def __init__(self):
+    def __init__(self, cuda: bool = False):
         self.seconds: dict[str, float] = defaultdict(float)
         self._stack: list[list] = []  # [phase, inclusive, seconds spent in inner calls]
+        self._sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def wrap(self, fn: Callable, phase: str, inclusive: bool = False) -> Callable:
         """``fn``, timed as ``phase``."""
@@ -97,10 +100,12 @@ class PhaseTimer:
                 return fn(*args, **kwargs)  # inside an inclusive phase: counted there
             frame = [phase, inclusive, 0.0]
             self._stack.append(frame)
+            self._sync()
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                self._sync()
                 elapsed = time.perf_counter() - start
                 self._stack.pop()
                 self.seconds[phase] += elapsed - frame[2]

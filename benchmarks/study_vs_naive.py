@@ -38,6 +38,7 @@ alike), and runs the runner once more with timers on its phases. It prints one J
     python benchmarks/study_vs_naive.py [--preset demo] [--subjects 2] [--windows 300]
     python benchmarks/study_vs_naive.py --preset paper   # 1 subject, 256 windows, 3 rounds
     python benchmarks/study_vs_naive.py --quick   # 1 subject, 24 windows, 3 layers: seconds
+    python benchmarks/study_vs_naive.py --preset paper --device cuda   # all three on the GPU
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import torch
 from _harness import PhaseTimer, patched, rounds, spread
 
 from emg_lens import EncoderConfig
+from emg_lens.cli.common import resolve_device
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
 from emg_lens.hooks import attn_scores_filter, mask_edges
@@ -83,8 +85,11 @@ SIZES = {
 }
 
 
-def _subject(seed: int, preset: str, n_windows: int, n_layers: int, init_range: float):
-    """A random-weight IsoNet and random windows labelled with its own predictions."""
+def _subject(
+    seed: int, preset: str, n_windows: int, n_layers: int, init_range: float, device: torch.device
+):
+    """A random-weight IsoNet (on ``device``) and random windows labelled with its own
+    predictions on the CPU."""
     cfg = EncoderConfig.preset(
         preset, seed=seed, dropout=0.0, n_layers=n_layers, init_range=init_range
     )
@@ -105,7 +110,7 @@ def _subject(seed: int, preset: str, n_windows: int, n_layers: int, init_range: 
         y_test=y,
         rep_test=np.full(n_windows, 2),
     )
-    return model, data
+    return model.to(device), data
 
 
 def _conditions(spec: StudySpec, model) -> list:
@@ -117,7 +122,7 @@ def _naive(spec: StudySpec, models: dict, batch_size: int) -> dict[tuple[int, st
     """Predictions per (subject, condition key): one full hooked forward pass per grid row."""
     out = {}
     for subject, (model, data) in models.items():
-        X = torch.as_tensor(data.X_test)
+        X = torch.as_tensor(data.X_test, device=model.cfg.device)
         for c in _conditions(spec, model):
             hooks = []
             if c.intervention is not None:
@@ -127,12 +132,15 @@ def _naive(spec: StudySpec, models: dict, batch_size: int) -> dict[tuple[int, st
                 model.run_with_hooks(X[i : i + batch_size], fwd_hooks=hooks).argmax(-1)
                 for i in range(0, len(X), batch_size)
             ]
-            out[(subject, c.key)] = torch.cat(preds).numpy()
+            out[(subject, c.key)] = torch.cat(preds).cpu().numpy()
     return out
 
 
 def _runner(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> StudyResult:
-    return run_study(spec, models=models, batch_size=batch_size, verify=verify, progress=False)
+    device = next(iter(models.values()))[0].cfg.device
+    return run_study(
+        spec, models=models, batch_size=batch_size, verify=verify, progress=False, device=device
+    )
 
 
 def _runner_predictions(
@@ -171,7 +179,7 @@ def lower_bound(models: dict, plans: dict[int, TreePlan], batch_size: int) -> No
     embedding, ``plan.blocks_per_layer[l]`` unmasked evaluations of block ``l`` at the
     runner's window batch, and ``plan.effects`` readouts."""
     for subject, (model, data) in models.items():
-        X = torch.as_tensor(data.X_test)
+        X = torch.as_tensor(data.X_test, device=model.cfg.device)
         plan = plans[subject]
         for start in range(0, len(X), batch_size):
             resid = model(X[start : start + batch_size], stop_at_layer=0)
@@ -180,11 +188,15 @@ def lower_bound(models: dict, plans: dict[int, TreePlan], batch_size: int) -> No
                     block(resid)
             for _ in range(plan.effects):
                 model.readout(resid, "logits")
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # the runner and the naive loop end on the host too
 
 
 def breakdown(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> dict[str, float]:
-    """Seconds per phase of one runner round with timers on (see the module docstring)."""
-    timer = PhaseTimer()
+    """Seconds per phase of one runner round with timers on (see the module docstring); on a
+    GPU the timers synchronise it, so the phases add up to more than an untimed round."""
+    cuda = torch.device(next(iter(models.values()))[0].cfg.device).type == "cuda"
+    timer = PhaseTimer(cuda)
     replacements = []
     for model, _ in models.values():
         replacements += [
@@ -224,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, help="rounds; default: 5 (demo), 3 (paper)")
     parser.add_argument("--init-range", type=float, help="weight std; 0.2 (demo), 0.05 (paper)")
     parser.add_argument("--verify", action="store_true", help="time the runner with verify=True")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default: cpu)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -241,9 +254,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
+    device = resolve_device(args.device)
     spec = StudySpec.from_dict(SPEC)
     models = {
-        s: _subject(s, args.preset, args.windows, args.layers, args.init_range)
+        s: _subject(s, args.preset, args.windows, args.layers, args.init_range, device)
         for s in range(1, args.subjects + 1)
     }
     model = models[1][0]
@@ -267,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "bound": lambda: lower_bound(models, plan, args.batch),
         },
         args.repeats,
+        cuda=device.type == "cuda",
     )
     runner_s = statistics.median(times["runner"])
     n_batches = -(-args.windows // args.batch)
@@ -274,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result = {
         "benchmark": "study_vs_naive",
         "preset": args.preset,
-        "device": "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "subjects": args.subjects,
         "windows": args.windows,

@@ -341,8 +341,10 @@ def evaluate_subject(
         if sequences
         else {}
     )
+    distinct = list(dict.fromkeys(sequences.values()))
+    finite = dict(zip(distinct, _all_finite([logits[seq] for seq in distinct])))
     for c in todo:  # baseline first: a broken model is named as such
-        if c.key in sequences:
+        if c.key in sequences and not finite[sequences[c.key]]:
             _refuse_non_finite(logits[sequences[c.key]], spec, subject_id, c)
     if verify:
         names = {seq: c.name for c in todo if (seq := sequences.get(c.key)) is not None}
@@ -357,8 +359,13 @@ def evaluate_subject(
                     name,
                     spec.return_type,
                 )
+    # one copy to the host for all predictions: on a GPU each .cpu() is a synchronisation
+    preds = (
+        torch.stack([logits[seq].argmax(-1) for seq in distinct]).cpu().numpy() if distinct else []
+    )
+    pred_of = dict(zip(distinct, preds))
     cells = {
-        key: score_predictions(logits[seq].argmax(-1).cpu().numpy(), y, data.n_classes, spec.metric)
+        key: score_predictions(pred_of[seq], y, data.n_classes, spec.metric)
         for key, seq in sequences.items()
     }
     for c in other:
@@ -369,6 +376,13 @@ def evaluate_subject(
             spec.metric,
         )
     return cells
+
+
+def _all_finite(outputs: list[torch.Tensor]) -> list[bool]:
+    """Whether each output is all finite, read back in one host synchronisation."""
+    if not outputs:
+        return []
+    return torch.stack([torch.isfinite(out).all() for out in outputs]).tolist()
 
 
 def _refuse_non_finite(out: torch.Tensor, spec: StudySpec, subject_id: int, c: Condition) -> None:
