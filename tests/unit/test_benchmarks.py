@@ -78,9 +78,12 @@ def test_study_vs_naive_prints_one_json_line(capsys):
     for key in ("speedup_vs_naive", "runner_vs_lower_bound"):
         spread = result[key]
         assert 0 < spread["min"] <= spread["median"] <= spread["max"], key
-    # One round: its ratio is the ratio of the medians.
+    # One round: its ratio is the ratio of the medians, and of the fastest rounds.
     assert result["speedup_vs_naive"]["median"] == pytest.approx(
         result["s_naive"] / result["s_runner"], rel=0.01
+    )
+    assert result["fastest_runner_vs_fastest_bound"] == pytest.approx(
+        result["s_runner"] / result["s_lower_bound"], rel=0.01
     )
     phases = result["breakdown_s"]
     assert phases["blocks"] > 0 and "verify" not in phases  # timed as run: verify=False
