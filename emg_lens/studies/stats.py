@@ -122,6 +122,12 @@ def compare_rows(
     both = np.concatenate([masked, np.broadcast_to(baseline, (len(masked), len(baseline)))], 1)
     both = np.sort(both, axis=1)
     tied = (np.diff(both, axis=1) == 0).any(1)
+    # Every value equal (a mask that changed nothing): no evidence of a difference. scipy's
+    # asymptotic z is 0/0 there, which scipy 1.17 reports as p = 1 and later versions as NaN;
+    # a NaN would also drop the condition from its correction family. U is n1 n2 / 2.
+    constant = finite & (both[:, 0] == both[:, -1])
+    U[constant], p[constant] = masked.shape[1] * len(baseline) / 2, 1.0
+    finite &= ~constant
     groups = [np.flatnonzero(finite & tied), np.flatnonzero(finite & ~tied)]
     groups += [[i] for i in np.flatnonzero(~finite)]
     for rows in groups:

@@ -78,6 +78,12 @@ def test_compare_rows_gives_every_row_its_own_test(test):
         assert one_call[0] != p[0]  # the trap the grouping avoids
 
 
+def test_a_condition_equal_to_the_baseline_has_p_one_whatever_the_scipy_version():
+    assert compare([1.0, 1.0, 1.0], [1.0, 1.0]) == (3.0, 1.0)
+    U, p = compare_rows(np.array([[0.9, 0.9], [0.5, 0.9]]), [0.9, 0.9])
+    assert (U[0], p[0]) == (2.0, 1.0) and p[1] < 1
+
+
 def test_bootstrap_cis_equal_the_one_row_interval_bit_for_bit():
     rng = np.random.default_rng(3)
     for n in (2, 5, 12, 40):
