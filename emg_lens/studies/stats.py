@@ -127,8 +127,8 @@ def compare_rows(
     # a NaN would also drop the condition from its correction family. U is n1 n2 / 2.
     constant = finite & (both[:, 0] == both[:, -1])
     U[constant], p[constant] = masked.shape[1] * len(baseline) / 2, 1.0
-    finite &= ~constant
-    groups = [np.flatnonzero(finite & tied), np.flatnonzero(finite & ~tied)]
+    varied = finite & ~constant
+    groups = [np.flatnonzero(varied & tied), np.flatnonzero(varied & ~tied)]
     groups += [[i] for i in np.flatnonzero(~finite)]
     for rows in groups:
         if len(rows):
