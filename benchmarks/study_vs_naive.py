@@ -190,7 +190,7 @@ def lower_bound(models: dict, plans: dict[int, TreePlan], batch_size: int) -> No
                     block(resid)
             for _ in range(plan.effects):
                 model.readout(resid, "logits")
-    if torch.cuda.is_available():
+    if X.is_cuda:
         torch.cuda.synchronize()  # the runner and the naive loop end on the host too
 
 

@@ -102,8 +102,8 @@ def compare_rows(
     row's numbers exactly what `compare` gives it, in a few vectorised scipy calls.
 
     scipy picks the Mann–Whitney method (exact or asymptotic) for a whole call from whether
-    *any* row has ties, so rows are tested in groups of equal tie status; a row with a NaN is
-    tested alone (scipy propagates it to NaN).
+    *any* row has ties, so rows are tested in groups of equal tie status. A row with a NaN
+    gets NaN, as scipy's ``nan_policy="propagate"`` gives it.
 
     >>> U, p = compare_rows(np.array([[0.5, 0.6, 0.55], [0.9, 0.95, 0.9]]), [0.9, 0.95, 0.92])
     >>> U.tolist(), [round(float(x), 3) for x in p]  # row 2 has ties: the asymptotic p
@@ -128,9 +128,7 @@ def compare_rows(
     constant = finite & (both[:, 0] == both[:, -1])
     U[constant], p[constant] = masked.shape[1] * len(baseline) / 2, 1.0
     varied = finite & ~constant
-    groups = [np.flatnonzero(varied & tied), np.flatnonzero(varied & ~tied)]
-    groups += [[i] for i in np.flatnonzero(~finite)]
-    for rows in groups:
+    for rows in (np.flatnonzero(varied & tied), np.flatnonzero(varied & ~tied)):
         if len(rows):
             res = sps.mannwhitneyu(masked[rows], baseline[None], alternative="two-sided", axis=1)
             U[rows], p[rows] = res.statistic, res.pvalue
@@ -233,14 +231,8 @@ def bootstrap_delta_ci(
     ...     [0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
     (True, True)
     """
-    masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
-    if masked.shape != baseline.shape:
-        raise SpecError(
-            f"bootstrap_delta_ci needs one masked value per subject's baseline value, got "
-            f"{len(masked)} and {len(baseline)}"
-        )
     low, high = bootstrap_delta_cis(
-        masked[None], baseline, level=level, resamples=resamples, seed=seed
+        np.asarray(masked, float)[None], baseline, level=level, resamples=resamples, seed=seed
     )
     return float(low[0]), float(high[0])
 
@@ -270,8 +262,8 @@ def bootstrap_delta_cis(
     masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
     if masked.shape[1:] != baseline.shape:
         raise SpecError(
-            f"bootstrap_delta_cis needs one masked value per subject's baseline value, got "
-            f"{masked.shape[1]} and {len(baseline)}"
+            f"a bootstrap interval needs one masked value per subject's baseline value, got "
+            f"{masked.shape[-1]} and {len(baseline)}"
         )
     tail = 100 * (1 - level) / 2
     lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)

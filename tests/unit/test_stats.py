@@ -74,6 +74,8 @@ def test_compare_rows_gives_every_row_its_own_test(test):
         expected = compare(row, baseline, test)
         assert (float(u), float(q)) == expected or (np.isnan(u) and np.isnan(expected[0]))
     if test == "mannwhitneyu":
+        scipy_nan_row = sps.mannwhitneyu(masked[2], baseline)  # propagates the NaN
+        assert np.isnan([U[2], p[2], scipy_nan_row.statistic, scipy_nan_row.pvalue]).all()
         one_call = sps.mannwhitneyu(masked[[0, 1]], baseline[None], axis=1).pvalue
         assert one_call[0] != p[0]  # the trap the grouping avoids
 
