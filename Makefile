@@ -9,10 +9,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# braindecode (the [braindecode] extra, also in [dev]: the parity tests of
+# emg_lens.models.from_braindecode) needs torchaudio, whose newest release (2.11) ships compiled
+# extensions built for torch 2.11 that fail to load into the torch above; without them
+# torchaudio runs in its pure-Python mode, which is all braindecode's models use. So `make`
+# installs, before the extras, the official torchaudio wheel repacked without torchaudio/lib/*.so
+# (tools/torchaudio_nolib.py: version 2.11.0+nolib, py3-none-any; the repack is kept in .whl/).
+# A user whose torch matches torchaudio's build needs none of this:
+# `pip install "emg_lens[braindecode]"`.
+TORCHAUDIO_VERSION ?= 2.11.0
+WHEELS := .whl
 
 .PHONY: demo test lint format bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile tools/torchaudio_nolib.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
@@ -22,14 +32,18 @@ $(STAMP): pyproject.toml Makefile
 		echo "No NVIDIA GPU: installing the CPU build of $(TORCH_SPEC)"; \
 		$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_INDEX); \
 	fi
+	$(PY) -m pip install --quiet --no-deps \
+		"$$($(PY) tools/torchaudio_nolib.py $(WHEELS) --version $(TORCHAUDIO_VERSION))"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/emg-lens demo
 
+# One pytest worker per core (pytest-xdist); models several tests train are trained once per
+# run and shared between the workers on disk (tests/conftest.py: TrainedModels).
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
@@ -41,4 +55,4 @@ bench: $(STAMP)
 	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(WHEELS) runs .pytest_cache .ruff_cache .hypothesis

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n auto``), each worker gets its share of the
+    cores for torch's intra-op threads: two workers on two cores each at torch's default of
+    two threads would spend their time waiting for each other. Processes the tests start
+    (kernels, command lines, torchrun ranks) inherit the share."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # the processes tests start
 
 
 @pytest.fixture(scope="session", autouse=True)

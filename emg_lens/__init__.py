@@ -1,10 +1,35 @@
 """emg_lens: mechanistic interpretability for biosignal transformers, on TransformerLens."""
 
-from __future__ import annotations
+# No `from __future__` import here: it would import `__future__` before the working directory
+# is dropped from the search path below (a `__future__.py` there would run).
+import os as _os  # already imported by Python's start-up: never read from the working directory
+import sys as _sys
 
-from typing import TYPE_CHECKING, Any
 
-from emg_lens.errors import (
+def _forget_the_working_directory() -> None:
+    """Under ``python -m emg_lens.cli`` (and ``torchrun -m emg_lens.cli``, whose workers run
+    ``python -m``), Python puts the working directory first on ``sys.path``, so a ``scipy.py``
+    or ``torch.py`` lying in the folder where a user runs a downloaded study would be imported
+    and executed in place of the real package. While ``-m`` locates its module (this package
+    is its parent, imported first), ``sys.argv[0]`` is ``"-m"``: then drop that entry before
+    anything else is imported. Importing emg_lens from a script or a notebook is left alone:
+    there the working directory is the user's own code."""
+    if _sys.argv[:1] != ["-m"] or not _sys.path:
+        return
+    try:
+        cwd = _os.getcwd()
+    except OSError:  # the working directory was deleted: nothing there to import
+        return
+    first = _sys.path[0]
+    if first == "" or _os.path.realpath(first) == _os.path.realpath(cwd):
+        del _sys.path[0]
+
+
+_forget_the_working_directory()
+
+from typing import TYPE_CHECKING, Any  # noqa: E402  (after the search path is safe)
+
+from emg_lens.errors import (  # noqa: E402
     ArgumentError,
     CheckpointError,
     ConfigError,

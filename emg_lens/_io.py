@@ -7,6 +7,12 @@ empty or torn file under the target's name. A process killed mid-write can leave
 file behind: `leftover_temp_files` finds it, for error messages, and `remove_orphaned_temp_files`
 removes those whose writer is no longer alive.
 
+Every write goes through `storage_errors`, the one place that turns a full disk or quota
+(``ENOSPC``, ``EDQUOT``) and a read-only or forbidden folder (``EROFS``, ``EACCES``, ``EPERM``)
+into a `StorageError` naming the path and what to do. `write_if_changed` writes nothing when the
+file already holds the bytes, so a finished result can be summarised again on read-only media.
+`process_start` tells a process from a later one that reuses its pid (claims of the cell store).
+
 >>> import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "notes.txt"
 >>> atomic_write(path, lambda tmp: tmp.write_text("hello")).read_text()
@@ -17,20 +23,31 @@ removes those whose writer is no longer alive.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
 import hashlib
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from emg_lens.errors import StorageError
 
 __all__ = [
     "atomic_write",
     "create_exclusive",
     "file_digest",
     "leftover_temp_files",
+    "make_folder",
     "pid_alive",
+    "process_start",
+    "process_started_at",
     "remove_orphaned_temp_files",
+    "same_process",
+    "storage_errors",
+    "write_if_changed",
 ]
 
 TEMP_SUFFIX = ".tmp"
@@ -39,6 +56,108 @@ TEMP_SUFFIX = ".tmp"
 def _temp_path(path: Path) -> Path:
     # One name per process, so processes writing the same target never share a temporary file.
     return path.with_name(f"{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+# errno -> (what happened, with {folder}; what to do)
+_STORAGE_FAILURES = {
+    errno.ENOSPC: (
+        "no space is left on the device that holds {folder}",
+        "free space there, or write to a folder on another disk (--out)",
+    ),
+    errno.EDQUOT: (
+        "this user's disk quota is used up on the device that holds {folder}",
+        "free space within the quota, or write to a folder elsewhere (--out)",
+    ),
+    errno.EROFS: (
+        "{folder} is on a read-only filesystem",
+        "write to a folder on a writable disk (--out)",
+    ),
+    errno.EACCES: (
+        "this user may not write in {folder} (permission denied)",
+        "write to a folder of your own (--out), or ask for write permission on this one",
+    ),
+    errno.EPERM: (
+        "the operating system refused the write in {folder} (operation not permitted)",
+        "write to a folder of your own (--out), or check this one's permissions and attributes",
+    ),
+}
+
+
+@contextlib.contextmanager
+def storage_errors(path: str | Path | None = None) -> Iterator[None]:
+    """Within the block, an `OSError` saying the disk or quota is full or the folder is
+    read-only or forbidden becomes a `StorageError` naming ``path`` (else the file the OS
+    named), why, and what to do; any other error passes unchanged. Every write of emg_lens
+    goes through it (`atomic_write`, `create_exclusive`, `make_folder`).
+
+    >>> with storage_errors("/data/out/summary.md"):  # doctest: +ELLIPSIS
+    ...     raise OSError(errno.ENOSPC, "No space left on device")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.StorageError: cannot write /data/out/summary.md: no space is left on the \
+device that holds /data/out (ENOSPC: No space left on device); free space there, or write \
+to a folder on another disk (--out), then run the command again...
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _STORAGE_FAILURES:
+            raise
+        target = Path(path if path is not None else exc.filename or "?")
+        what, todo = _STORAGE_FAILURES[exc.errno]
+        raise StorageError(
+            f"cannot write {target}: {what.format(folder=target.parent)} "
+            f"({errno.errorcode[exc.errno]}: {exc.strerror or os.strerror(exc.errno)}); {todo}, "
+            "then run the command again (what was written before is whole; a study run again "
+            "computes only its missing cells)",
+            errno=exc.errno,
+            filename=str(target),
+        ) from exc
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary file if it is there; on a read-only folder (where even removing a
+    file that is not there fails) there is nothing to remove."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def make_folder(path: str | Path) -> Path:
+    """``path`` as a folder, created with its parents if missing (an existing one needs no
+    write access); a failure to create it is a `StorageError` (see `storage_errors`).
+
+    >>> import tempfile
+    >>> make_folder(Path(tempfile.mkdtemp()) / "runs" / "study").is_dir()
+    True
+    """
+    path = Path(path)
+    if not path.is_dir():
+        with storage_errors(path):
+            path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_if_changed(path: str | Path, data: bytes | str) -> bool:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically, unless the file already holds
+    exactly these bytes: then nothing is written (no temporary file, no new modification
+    time, no write access needed). Returns whether it wrote.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "summary.md"
+    >>> write_if_changed(path, "# study"), write_if_changed(path, "# study")
+    (True, False)
+    """
+    path = Path(path)
+    data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass  # missing or unreadable: write it
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return True
 
 
 def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
@@ -61,16 +180,19 @@ def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
     OSError: disk full
     >>> sorted(p.name for p in path.parent.iterdir())  # nothing left behind
     []
+
+    A full disk or a read-only folder is a `StorageError` naming ``path`` (`storage_errors`).
     """
     path = Path(path)
     tmp = _temp_path(path)
-    try:
-        write_fn(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: never leave a partial file behind
-        tmp.unlink(missing_ok=True)
-        raise
+    with storage_errors(path):
+        try:
+            write_fn(tmp)
+            _fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:  # KeyboardInterrupt too: never leave a partial file behind
+            _discard(tmp)
+            raise
     return path
 
 
@@ -91,14 +213,15 @@ def create_exclusive(path: str | Path, write_fn: Callable[[Path], Any]) -> bool:
     """
     path = Path(path)
     tmp = _temp_path(path)
-    try:
-        write_fn(tmp)
-        _fsync(tmp)
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
+    with storage_errors(path):
+        try:
+            write_fn(tmp)
+            _fsync(tmp)
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            _discard(tmp)
     return True
 
 
@@ -140,6 +263,68 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "boot"
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``"<boot id>:<clock ticks since boot>"`` (Linux:
+    ``/proc/<pid>/stat`` field 22 and ``/proc/sys/kernel/random/boot_id``): equal for one
+    process, different for a later one that reuses its pid. None where it cannot be read (no
+    such process, no ``/proc``).
+
+    >>> process_start(os.getpid()) == process_start(os.getpid())
+    True
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count after its last ")".
+    fields = stat.rpartition(")")[2].split()
+    return f"{_boot_id()}:{fields[19]}" if len(fields) > 19 else None
+
+
+def process_started_at(started: str | None) -> str | None:
+    """The local time at which the process `process_start` described as ``started`` began,
+    for people to read (``"2025-01-31 14:02:07"``); None if unknown or from another boot.
+
+    >>> process_started_at("another-boot:1") is None
+    True
+    """
+    boot, _, ticks = (started or "").rpartition(":")
+    if boot != _boot_id() or not ticks.isdigit():
+        return None
+    try:
+        stat = Path("/proc/stat").read_text().split()
+        btime = int(stat[stat.index("btime") + 1])  # boot time, seconds since the epoch
+    except (OSError, ValueError, IndexError):
+        return None
+    at = btime + int(ticks) / os.sysconf("SC_CLK_TCK")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def same_process(pid: int, started: str | None) -> bool:
+    """Whether ``pid`` is alive on this machine and is the process that `process_start` saw
+    start at ``started`` (None: a record without a start time, where only the pid can be
+    checked; also where start times cannot be read).
+
+    >>> same_process(os.getpid(), process_start(os.getpid()))
+    True
+    >>> same_process(os.getpid(), "another-boot:1")
+    False
+    """
+    if not pid_alive(pid):
+        return False
+    if started is None:
+        return True
+    now = process_start(pid)
+    return now is None or now == started
+
+
 def remove_orphaned_temp_files(folder: str | Path) -> list[Path]:
     """Remove the temporary files of `atomic_write` under ``folder`` (recursively) whose
     writer's pid (in the name) is not alive on this machine; returns what was removed.
@@ -157,7 +342,10 @@ def remove_orphaned_temp_files(folder: str | Path) -> list[Path]:
     for path in sorted(Path(folder).rglob(f"*{TEMP_SUFFIX}")):
         pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")[2]
         if pid.isdigit() and not pid_alive(int(pid)):
-            path.unlink(missing_ok=True)  # another process may be cleaning up too
+            try:
+                path.unlink(missing_ok=True)  # another process may be cleaning up too
+            except OSError:
+                continue  # a read-only folder: the orphan stays, and harms nothing
             removed.append(path)
     return removed
 

@@ -17,31 +17,45 @@ True
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import pickle
+import typing
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from emg_lens._io import atomic_write
-from emg_lens.config import EncoderConfig
-from emg_lens.errors import CheckpointError, ConfigError
+from emg_lens._io import atomic_write, make_folder
+from emg_lens.config import ADDED_FIELD_DEFAULTS, EncoderConfig
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    ConfigError,
+    EmgLensError,
+    mismatch,
+)
 from emg_lens.models import MODEL_CLASSES, TinyMyo
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "check_checkpoint",
     "load_biofoundation",
     "load_checkpoint",
     "read_biofoundation_state_dict",
     "read_checkpoint_info",
     "save_checkpoint",
+    "user_modules_of",
 ]
 
 CHECKPOINT_FORMAT = "emg_lens.checkpoint/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+INFO_KEYS = ("format", "model_class", "model_kwargs", "config", "metadata")
+"""The keys of ``config.json``, each written by `save_checkpoint` and needed to load it."""
+DEVICES = "'cpu', 'cuda' or 'cuda:N' (N a GPU index)"
 
 
 def save_checkpoint(
@@ -51,10 +65,13 @@ def save_checkpoint(
 
     The weights are stored as CPU tensors and the config says ``device="cpu"``, so a model
     trained on a GPU loads anywhere (`load_checkpoint`'s ``device`` puts it back on one).
+    A weight holding NaN or inf is refused (`CheckpointError` naming it), as loading refuses
+    it: a diverged model is never saved.
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _check_finite(state, f"{type(model).__name__} (not saved to {path})")
+    make_folder(path)
     info = {
         "format": CHECKPOINT_FORMAT,
         "model_class": type(model).__name__,
@@ -68,7 +85,23 @@ def save_checkpoint(
 
 
 def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of a checkpoint folder (class, config, kwargs, metadata)."""
+    """The parsed ``config.json`` of a checkpoint folder (class, config, kwargs, metadata),
+    checked as `save_checkpoint` writes it: a hand edit that cannot load — a key missing or
+    unknown, a value of the wrong type, an unknown model class, keyword or config field, a
+    device that is not one — is a `CheckpointError` naming the file, the field
+    (``config.eps``, ``model_kwargs.task``, ``metadata.subject``) and what is accepted.
+
+    >>> import tempfile
+    >>> from emg_lens.models import IsoNet
+    >>> path = save_checkpoint(IsoNet(EncoderConfig.preset("tiny")), tempfile.mkdtemp())
+    >>> info = json.loads((path / CONFIG).read_text())
+    >>> info["config"]["eps"] = "1e-5"
+    >>> _ = (path / CONFIG).write_text(json.dumps(info))
+    >>> read_checkpoint_info(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.CheckpointError: ...config.json: config.eps must be a finite number, got '1e-5'
+    """
     path = Path(path)
     config_file = path / CONFIG
     if not config_file.is_file() or not (path / WEIGHTS).is_file():
@@ -76,38 +109,173 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
             f"{path} is not an emg_lens checkpoint: expected {CONFIG} and {WEIGHTS} in it"
         )
     try:
-        info = json.loads(config_file.read_text())
+        info = json.loads(config_file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(
+            f"{config_file} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): JSON files are UTF-8; save it again as UTF-8"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
-    if info.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{config_file} has format {info.get('format')!r}; expected {CHECKPOINT_FORMAT!r}"
-        )
+    _check_info(config_file, info)
     return info
 
 
+def _check_info(file: Path, info: Any) -> None:
+    """``config.json`` as `save_checkpoint` writes it (see `read_checkpoint_info`)."""
+    if not isinstance(info, dict):
+        raise CheckpointError(
+            f"{file} must hold a JSON object with keys {list(INFO_KEYS)}, got {type(info).__name__}"
+        )
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{file} has format {info.get('format')!r}; expected {CHECKPOINT_FORMAT!r}"
+        )
+    missing = [k for k in INFO_KEYS if k not in info]
+    unknown = sorted(set(info) - set(INFO_KEYS))
+    if missing or unknown:
+        problems = [f"key(s) {missing} missing"] if missing else []
+        problems += [f"unknown key(s) {unknown}"] if unknown else []
+        raise CheckpointError(
+            f"{file}: {'; '.join(problems)}; a checkpoint's config.json holds exactly "
+            f"{list(INFO_KEYS)}, as save_checkpoint writes them"
+        )
+    name = info["model_class"]
+    if not isinstance(name, str) or name not in MODEL_CLASSES:
+        raise CheckpointError(
+            f"{file}: unknown model class {name!r} (model_class); known: {sorted(MODEL_CLASSES)}"
+        )
+    for key in ("model_kwargs", "config", "metadata"):
+        if not isinstance(info[key], dict):
+            raise CheckpointError(f"{file}: {key} must be a JSON object, got {info[key]!r}")
+    _check_fields(file, "model_kwargs", info["model_kwargs"], _keywords(MODEL_CLASSES[name]))
+    config = info["config"]
+    _check_fields(file, "config", config, _config_hints())
+    missing = sorted(_required_config_fields() - set(config))
+    if missing:
+        raise CheckpointError(
+            f"{file}: config field(s) {missing} missing; save_checkpoint writes each, and a "
+            "missing one would silently take its default"
+        )
+    _check_device(config["device"], f"{file}: config.device", CheckpointError, available=False)
+    metadata = info["metadata"]
+    subject = metadata.get("subject")
+    if subject is not None and mismatch(subject, int) is not None:
+        raise CheckpointError(f"{file}: metadata.subject must be an int, got {subject!r}")
+    source = metadata.get("data_source")
+    if source is not None and not isinstance(source, dict):
+        raise CheckpointError(
+            f"{file}: metadata.data_source must be a JSON object (how to rebuild the data, as "
+            f"emg_lens.data.datasets.data_source writes it) or null, got {source!r}"
+        )
+
+
+def _check_fields(file: Path, section: str, values: dict, hints: dict[str, Any]) -> None:
+    """Each key of ``values`` one of ``hints``, holding what its annotation says."""
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise CheckpointError(
+            f"{file}: unknown {section} key(s) {unknown}; accepted: {sorted(hints)}"
+        )
+    for key, value in values.items():
+        expected = mismatch(value, hints[key])
+        if expected is not None:
+            raise CheckpointError(f"{file}: {section}.{key} must be {expected}, got {value!r}")
+
+
+@functools.cache
+def _config_hints() -> dict[str, Any]:
+    return typing.get_type_hints(EncoderConfig)
+
+
+@functools.cache
+def _required_config_fields() -> frozenset[str]:
+    """The config fields `save_checkpoint` always writes, EncoderConfig's own (not those it
+    inherits from TransformerLens, whose set depends on TransformerLens's version): a missing
+    one would silently take its default (gelu for relu, say). The fields of
+    `emg_lens.config.ADDED_FIELD_DEFAULTS` may be missing: a checkpoint written before they
+    existed lacks them, and their defaults are what such a model computed."""
+    own = {*EncoderConfig.__annotations__, "dtype"}
+    return frozenset(own - set(ADDED_FIELD_DEFAULTS))
+
+
+@functools.cache
+def _keywords(cls: type) -> dict[str, Any]:
+    """The keyword arguments of ``cls(cfg, ...)`` that ``model_kwargs`` holds (not the user's
+    modules), with their annotations."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except NameError:  # an annotation only a type checker imports: its values go unchecked
+        hints = {}
+    skip = set(getattr(cls, "user_modules", ()))
+    return {
+        p.name: hints.get(p.name, Any)
+        for p in params
+        if p.kind is p.KEYWORD_ONLY and p.name not in skip
+    }
+
+
+def _check_device(device: Any, where: str, error: type, *, available: bool = True) -> None:
+    """``device`` one emg_lens loads models onto (None: the config's default) and, with
+    ``available``, one this machine has; else ``error`` naming ``where``."""
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device) if isinstance(device, str | torch.device) else None
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise error(
+            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {DEVICES}"
+        )
+    if parsed.type == "cuda" and available:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise error(
+                f"{where} = {device!r}, but this machine has no CUDA GPU that torch "
+                f"{torch.__version__} can use: load the model with device='cpu' (--device cpu)"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            accepted = ", ".join(["'cpu'", *(f"'cuda:{i}'" for i in range(count))])
+            raise error(
+                f"{where} = {device!r}: GPU index {parsed.index}, but this machine has {count} "
+                f"GPU(s); accepted: {accepted}"
+            )
+
+
 def load_checkpoint(
-    path: str | Path, *, into: torch.nn.Module | None = None, device: str | None = None
+    path: str | Path,
+    *,
+    into: torch.nn.Module | None = None,
+    device: str | None = None,
+    modules: dict[str, torch.nn.Module] | None = None,
 ) -> torch.nn.Module:
     """Rebuild the model saved in ``path`` (or load its weights ``into`` an existing model of
     the same class and config — any difference is refused, naming the fields).
 
-    Refused with a `CheckpointError` naming the file and the tensor: weights that are not a
-    readable safetensors file (empty, truncated), whose names or shapes disagree with
-    ``config.json``, or that hold NaN or inf.
+    ``modules``: for a model holding the user's own modules, which ``config.json`` cannot
+    rebuild (a `HookedTorchEncoder`'s ``embed`` and ``readout``), modules of the same
+    architecture; the checkpoint's weights are loaded into them.
+
+    Refused with a `CheckpointError` naming the file and the field or tensor: a
+    ``config.json`` that `read_checkpoint_info` refuses, or whose config and keywords do not
+    build the model class; a device this machine does not have (``config.device``, when
+    ``device`` is not given); weights that are not a readable safetensors file (empty,
+    truncated), whose names or shapes disagree with ``config.json``, or that hold NaN or inf.
+    A ``device`` that is not one is an `ArgumentError`.
     """
     path = Path(path)
+    if device is not None:
+        _check_device(device, "device", ArgumentError)
     info = read_checkpoint_info(path)
-    classes = MODEL_CLASSES
     name = info["model_class"]
-    if name not in classes:
-        raise CheckpointError(f"{path}: unknown model class {name!r}; known: {sorted(classes)}")
-    try:
-        cfg = EncoderConfig.from_dict({**info["config"], **({"device": device} if device else {})})
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: its config is invalid: {exc}") from exc
+    if device is None:
+        _check_device(info["config"]["device"], f"{path / CONFIG}: config.device", CheckpointError)
+    cls = _model_class(path, info)
+    cfg = _config(path, info, device)
     if into is None:
-        model = classes[name](cfg, **info.get("model_kwargs", {}))
+        model = _build(path, cls, cfg, info, _user_modules(path, cls, modules))
     else:
         _check_compatible(path, name, cfg, info, into)
         model = into
@@ -117,43 +285,170 @@ def load_checkpoint(
     return model.eval()
 
 
+def check_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Check a checkpoint folder as `load_checkpoint` would, without reading its weights: its
+    ``config.json``, the model it describes, and the header of ``model.safetensors`` (each
+    tensor's name and shape, and that the file holds every byte the header promises: an empty,
+    truncated or foreign file is refused). A NaN weight is found only when loading. Returns
+    the parsed ``config.json``; `emg-lens study check` checks every model of a study with it.
+
+    >>> import tempfile
+    >>> from emg_lens.models import IsoNet
+    >>> path = save_checkpoint(IsoNet(EncoderConfig.preset("tiny")), tempfile.mkdtemp())
+    >>> check_checkpoint(path)["model_class"]
+    'IsoNet'
+    >>> _ = (path / WEIGHTS).write_bytes((path / WEIGHTS).read_bytes()[:-8])
+    >>> check_checkpoint(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.CheckpointError: ...model.safetensors (... bytes) is not a readable ...
+    """
+    path = Path(path)
+    info = read_checkpoint_info(path)
+    cls = _model_class(path, info)
+    key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
+    if getattr(cls, "user_modules", ()):  # the user's modules are checked when they are given
+        _read_shapes(path / WEIGHTS)
+        return info
+    if key not in _expected_shapes:  # a model is built once per distinct config
+        model = _build(path, cls, _config(path, info, "cpu"), info)
+        _expected_shapes[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_shapes(path, info["model_class"], _read_shapes(path / WEIGHTS), _expected_shapes[key])
+    return info
+
+
+_expected_shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+
+
+def user_modules_of(info: dict[str, Any]) -> tuple[str, ...]:
+    """The names of the user's own modules that the model a checkpoint's ``config.json``
+    (``info``, as `read_checkpoint_info` returns it) holds, which `load_checkpoint` takes as
+    ``modules=``: ``("embed", "readout")`` for a `HookedTorchEncoder`, ``()`` for every model
+    that ``config.json`` rebuilds whole.
+
+    >>> user_modules_of({"model_class": "HookedTorchEncoder"}), user_modules_of({"model_class": "IsoNet"})
+    (('embed', 'readout'), ())
+    """  # noqa: E501
+    return tuple(getattr(MODEL_CLASSES.get(info.get("model_class")), "user_modules", ()))
+
+
+def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict[str, Any]:
+    """The user's modules a class needs (``cls.user_modules``) from ``modules``, or refused
+    saying what to pass."""
+    needs = tuple(getattr(cls, "user_modules", ()))
+    given = dict(modules or {})
+    if set(given) != set(needs):
+        if not needs:
+            raise CheckpointError(
+                f"{path} holds a {cls.__name__}, which config.json rebuilds whole: pass no "
+                f"modules (got {sorted(given)})"
+            )
+        raise CheckpointError(
+            f"{path} holds a {cls.__name__} whose {', '.join(needs)} are your own modules, "
+            "which a checkpoint cannot rebuild from config.json: pass them, e.g. "
+            f"load_checkpoint(path, modules={{{', '.join(f'{n!r}: ...' for n in needs)}}}) "
+            "with modules of the same architecture (the checkpoint's weights are loaded into "
+            f"them); got {sorted(given) or 'none'}"
+        )
+    return given
+
+
+def _model_class(path: Path, info: dict[str, Any]) -> type:
+    """The model class ``config.json`` names."""
+    name = info["model_class"]
+    if name not in MODEL_CLASSES:
+        raise CheckpointError(
+            f"{path}: unknown model class {name!r}; known: {sorted(MODEL_CLASSES)}"
+        )
+    return MODEL_CLASSES[name]
+
+
+def _config(path: Path, info: dict[str, Any], device: str | None) -> EncoderConfig:
+    """The `EncoderConfig` of a checkpoint's ``config.json`` (on ``device``, if given)."""
+    try:
+        return EncoderConfig.from_dict({**info["config"], **({"device": device} if device else {})})
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config is invalid: {exc}") from exc
+
+
+def _build(
+    path: Path, cls: type, cfg: EncoderConfig, info: dict[str, Any], modules: Any = None
+) -> torch.nn.Module:
+    """``cls(cfg, **model_kwargs, **modules)``; a config or keyword the class refuses is a
+    `CheckpointError` naming the file."""
+    try:
+        return cls(cfg, **info["model_kwargs"], **(modules or {}))
+    except EmgLensError as exc:
+        raise CheckpointError(
+            f"{path / CONFIG}: its config and model_kwargs do not build a {cls.__name__}: {exc}"
+        ) from exc
+
+
+def _unreadable(file: Path, exc: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"{file} ({file.stat().st_size} bytes) is not a readable safetensors file ({exc}); "
+        "it is empty, truncated or corrupted: save or copy the checkpoint again"
+    )
+
+
 def _read_weights(file: Path, device: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file), device=device)
     except (SafetensorError, OSError) as exc:
+        raise _unreadable(file, exc) from exc
+
+
+def _read_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape, from the header alone (which safetensors checks against the file's
+    length)."""
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable(file, exc) from exc
+
+
+def _check_shapes(
+    path: Path, name: str, shapes: dict[str, tuple[int, ...]], expected: dict[str, Any]
+) -> None:
+    """The saved tensors' names and shapes against the model's (``expected``: tensors or
+    shapes, by name)."""
+    missing, unexpected = set(expected) - set(shapes), set(shapes) - set(expected)
+    if missing or unexpected:
         raise CheckpointError(
-            f"{file} ({file.stat().st_size} bytes) is not a readable safetensors file ({exc}); "
-            "it is empty, truncated or corrupted: save or copy the checkpoint again"
-        ) from exc
+            f"{path}: weights do not fit {name}: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}"
+        )
+    want = {k: tuple(getattr(v, "shape", v)) for k, v in expected.items()}
+    wrong = [k for k in want if tuple(shapes[k]) != want[k]]
+    if wrong:
+        text = ", ".join(
+            f"{k}: {WEIGHTS} {list(shapes[k])} vs {CONFIG} {list(want[k])}" for k in wrong
+        )
+        raise CheckpointError(
+            f"{path}: {WEIGHTS} and {CONFIG} disagree on {len(wrong)} tensor shape(s) ({text}); "
+            "the config must be the one the weights were saved with"
+        )
 
 
 def _check_weights(
     path: Path, name: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
 ) -> None:
     """Names, shapes and values, each compared before anything is copied into the model."""
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not fit {name}: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}"
-        )
-    wrong = [k for k in expected if state[k].shape != expected[k].shape]
-    if wrong:
-        shapes = ", ".join(
-            f"{k}: {WEIGHTS} {list(state[k].shape)} vs {CONFIG} {list(expected[k].shape)}"
-            for k in wrong
-        )
-        raise CheckpointError(
-            f"{path}: {WEIGHTS} and {CONFIG} disagree on {len(wrong)} tensor shape(s) ({shapes}); "
-            "the config must be the one the weights were saved with"
-        )
-    for k in expected:  # a NaN or inf weight would make every output NaN, silently
-        if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all()):
-            bad = int((~torch.isfinite(state[k])).sum())
+    _check_shapes(path, name, {k: tuple(v.shape) for k, v in state.items()}, expected)
+    _check_finite(state, str(path / WEIGHTS), "load an earlier checkpoint")
+
+
+def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") -> None:
+    """A NaN or inf weight would make every output NaN, silently: refused, naming the first
+    such tensor."""
+    for k, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
             raise CheckpointError(
-                f"{path / WEIGHTS}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such "
-                "tensor); a model with non-finite weights computes nothing meaningful: load an "
-                "earlier checkpoint"
+                f"{where}: tensor {k!r} holds {bad} NaN or inf value(s) (the first such "
+                "tensor); a model with non-finite weights computes nothing meaningful"
+                + (f": {advice}" if advice else "")
             )
 
 

@@ -30,7 +30,22 @@ ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
 NORMALIZATIONS = ("LN", None)
 POSITIONAL_EMBEDDINGS = ("standard", "rotary", "none")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-TOKENIZATIONS = ("channel", "tubelet")
+TOKENIZATIONS = ("channel", "tubelet", "custom")
+NORM_POSITIONS = ("pre", "post")
+ZERO_BIASES = ("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "ln1.b", "ln2.b", "ln_final.b")
+# Fields added after emg_lens 0.1's checkpoints: channel names, and the fields of converted
+# architectures (`emg_lens.models.from_torch_encoder`, `from_braindecode`). `to_dict` leaves each
+# out while it holds this default, so the config.json, checkpoint and provenance digests of every
+# model that does not use them are what they were before them, and a checkpoint written before
+# they existed (which lacks them) loads with the default, which is what that model computed.
+ADDED_FIELD_DEFAULTS: dict[str, Any] = {
+    "channel_names": None,
+    "norm_position": "pre",
+    "final_norm": True,
+    "zero_biases": [],
+    "attn_scale": None,
+    "qk_norm": False,
+}
 
 
 @dataclass
@@ -74,7 +89,9 @@ class EncoderConfig(TransformerLensConfig):
     # --- fusion baselines (emg_lens.models.fusion); the defaults change nothing elsewhere ---
     # "channel": one token per channel and patch (IsoNet, TinyMyo). "tubelet": one token per
     # modality and patch, embedding all of that modality's channels, after one CLS token per
-    # modality when use_cls_token (MultimodalTransformer, HierarchicalTransformer).
+    # modality when use_cls_token (MultimodalTransformer, HierarchicalTransformer). "custom": the
+    # model's own layout says what its n_ctx tokens are (converted models whose tokens are not
+    # channel x patch, such as EEGPT's per-patch summary tokens, or a user's tokenizer).
     tokenization: str = "channel"
     # Layers of each per-modality stem (`stems.{modality}.blocks`); n_layers stays the depth of
     # the shared/fusion stack `blocks`, which is what TransformerLens tools count. The paper
@@ -82,6 +99,21 @@ class EncoderConfig(TransformerLensConfig):
     # uses 2 stem + 3 fusion layers; the MultimodalTransformer has n_layers=0 (no fusion stack).
     n_stem_layers: int = 2
     d_hidden: int | None = None  # MultimodalMLP width (the paper's 200); None: d_model
+
+    # --- channel names: one per input channel, in `modalities` order (e.g. 10-20 EEG names), so
+    # edge sets can name channels and scalp regions (`emg_lens.edges`); None: unnamed ---
+    channel_names: list[str] | None = None
+
+    # --- converted architectures (see ADDED_FIELD_DEFAULTS); the defaults are every native model's.
+    # "pre": resid + f(ln(resid)) (TransformerLens's form); "post": ln(resid + f(resid)), torch's
+    # norm_first=False (emg_lens.components.block says where the hooks sit)
+    norm_position: str = "pre"
+    final_norm: bool = True  # False: ln_final is the identity (no norm after the last block)
+    # TransformerLens bias names held at zero, not learned and not saved (a bias=False layer):
+    # any of ZERO_BIASES ("ln1.b" etc.: a LayerNorm without a bias)
+    zero_biases: list[str] = field(default_factory=list)
+    attn_scale: float | None = None  # attention scores are q.k / attn_scale; None: sqrt(d_head)
+    qk_norm: bool = False  # LayerNorm (eps, over d_head) on every head's q and k (LaBraM)
 
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str):
@@ -105,7 +137,10 @@ class EncoderConfig(TransformerLensConfig):
     @property
     def n_tokens(self) -> int:
         """Sequence length: the CLS token (if any) plus one token per channel and patch; with
-        ``tokenization="tubelet"``, per modality a CLS token (if any) plus one token per patch."""
+        ``tokenization="tubelet"``, per modality a CLS token (if any) plus one token per patch;
+        with ``"custom"``, ``n_ctx`` (the model's layout defines its tokens)."""
+        if self.tokenization == "custom":
+            return self.n_ctx
         if self.tokenization == "tubelet":
             return len(self.modalities) * (int(self.use_cls_token) + self.n_patches)
         return int(self.use_cls_token) + self.n_channels * self.n_patches
@@ -142,6 +177,13 @@ class EncoderConfig(TransformerLensConfig):
                 f"EncoderConfig.tokenization must be one of {TOKENIZATIONS}, "
                 f"got {self.tokenization!r}"
             )
+        if self.tokenization == "custom" and (
+            not isinstance(self.n_ctx, int) or isinstance(self.n_ctx, bool) or self.n_ctx <= 0
+        ):
+            raise ConfigError(
+                "EncoderConfig.n_ctx must be the number of tokens (a positive int) with "
+                f"tokenization='custom', whose layout the model defines; got {self.n_ctx!r}"
+            )
         if self.d_mlp is not None and (not isinstance(self.d_mlp, int) or self.d_mlp <= 0):
             raise ConfigError(f"EncoderConfig.d_mlp must be a positive int, got {self.d_mlp!r}")
         if self.act_fn not in ACTIVATIONS:
@@ -172,6 +214,8 @@ class EncoderConfig(TransformerLensConfig):
                     f"EncoderConfig.{flag}=True is not supported by emg_lens encoders"
                 )
         self._validate_modalities()
+        self._validate_channel_names()
+        self._validate_converter_fields()
         if self.patch_samples is not None:
             if not isinstance(self.patch_samples, int) or self.patch_samples <= 0:
                 raise ConfigError(
@@ -214,6 +258,63 @@ class EncoderConfig(TransformerLensConfig):
                     f"got {count!r}"
                 )
 
+    def _validate_channel_names(self) -> None:
+        names = self.channel_names
+        if names is None:
+            return
+        what = "EncoderConfig.channel_names"
+        if isinstance(names, str) or not isinstance(names, (list, tuple)):
+            raise ConfigError(
+                f"{what} must be None or a list of channel names, one per input channel in "
+                f"modalities order (e.g. ['C3', 'Cz', 'C4']), got {names!r}"
+            )
+        bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+        if bad:
+            raise ConfigError(f"{what} must hold non-empty strings, got {bad[0]!r}")
+        if len(names) != self.n_channels:
+            raise ConfigError(
+                f"{what} must hold {self.n_channels} names (n_channels={self.n_channels}, "
+                f"modalities {self.modalities}), got {len(names)}"
+            )
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"{what} must be unique, got {repeated[0]!r} more than once")
+        self.channel_names = list(names)  # a copy: the config owns its list
+
+    def _validate_converter_fields(self) -> None:
+        if self.norm_position not in NORM_POSITIONS:
+            raise ConfigError(
+                f"EncoderConfig.norm_position must be one of {NORM_POSITIONS}, "
+                f"got {self.norm_position!r}"
+            )
+        for name in ("final_norm", "qk_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"EncoderConfig.{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        zero = self.zero_biases
+        if isinstance(zero, str) or not isinstance(zero, (list, tuple)):
+            raise ConfigError(
+                f"EncoderConfig.zero_biases must be a list of bias names from {ZERO_BIASES}, "
+                f"got {zero!r}"
+            )
+        unknown = [name for name in zero if name not in ZERO_BIASES]
+        if unknown:
+            raise ConfigError(
+                f"EncoderConfig.zero_biases: {unknown[0]!r} is not one of {ZERO_BIASES}"
+            )
+        self.zero_biases = [name for name in ZERO_BIASES if name in zero]  # canonical order
+        scale = self.attn_scale
+        if scale is not None and (
+            isinstance(scale, bool)
+            or not isinstance(scale, (int, float))
+            or not 0 < scale < float("inf")
+        ):
+            raise ConfigError(
+                f"EncoderConfig.attn_scale must be None (sqrt(d_head)) or a finite number > 0, "
+                f"got {scale!r}"
+            )
+
     # ------------------------------------------------------------------ presets and I/O
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> EncoderConfig:
@@ -230,10 +331,22 @@ class EncoderConfig(TransformerLensConfig):
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every field (``dtype`` as its name)."""
+        """JSON-ready dict of every field (``dtype`` as its name); a field of
+        `ADDED_FIELD_DEFAULTS` only where it differs from its default.
+
+        >>> "norm_position" in EncoderConfig().to_dict()
+        False
+        >>> EncoderConfig(norm_position="post").to_dict()["norm_position"]
+        'post'
+        """
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["dtype"] = str(self.dtype).removeprefix("torch.")
         out["modalities"] = dict(self.modalities)
+        for name, default in ADDED_FIELD_DEFAULTS.items():
+            if out[name] == default:
+                del out[name]
+            elif name in ("channel_names", "zero_biases"):
+                out[name] = list(out[name])
         return out
 
     @classmethod

@@ -6,12 +6,19 @@ user can fix the input without reading the source.
 
 from __future__ import annotations
 
+import math
+import numbers
+import types
+import typing
+from typing import Any
+
 __all__ = [
     "ArgumentError",
     "CheckpointError",
     "CodeConsentError",
     "CodePathError",
     "ConfigError",
+    "ConversionError",
     "DataFormatError",
     "EdgeExpressionError",
     "EmgLensError",
@@ -22,10 +29,15 @@ __all__ = [
     "LayoutError",
     "MissingDependencyError",
     "SpecError",
+    "StorageError",
     "StudyError",
+    "TrainingDivergedError",
+    "UnplacedChannelError",
     "UnsupportedFeatureError",
+    "UnsupportedModuleError",
     "UnsupportedReadoutError",
     "describe",
+    "mismatch",
 ]
 
 
@@ -59,13 +71,45 @@ class LayoutError(EmgLensError, ValueError):
     """A token layout, group name or mask does not fit the model it is used with."""
 
 
+class UnplacedChannelError(LayoutError):
+    """A channel name the 10-20 / 10-10 region table (`emg_lens.edges.regions`) cannot place
+    in a scalp region, met by a region selector (``within_region(frontal)``); the message
+    names the channel, the names accepted, and how to name your own regions instead
+    (``regions={"motor": ["C3", "Cz", "C4"]}``). ``channel`` holds the name."""
+
+    def __init__(self, message: str, *, channel: str | None = None) -> None:
+        super().__init__(message)
+        self.channel = channel
+
+
 class SpecError(EmgLensError, ValueError):
     """A study spec or an edge-set expression is invalid."""
+
+
+class StorageError(EmgLensError, OSError):
+    """A file or folder could not be written: the disk or the user's quota is full
+    (``ENOSPC``, ``EDQUOT``), or the folder is read-only or not writable by this user
+    (``EROFS``, ``EACCES``, ``EPERM``). The message names the path, the cause and what to do;
+    ``errno`` and ``filename`` hold the OS's, and it is an `OSError` too, so code that catches
+    ``OSError`` still does (`emg_lens._io.storage_errors` raises it)."""
+
+    def __init__(self, message: str, *, errno: int | None = None, filename: str | None = None):
+        super().__init__(message)
+        self.errno, self.filename = errno, filename
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] ..." rendering
+        return str(self.args[0])
 
 
 class StudyError(EmgLensError, RuntimeError):
     """A study could not produce a trustworthy result: a mask that did not take effect, a
     non-finite output, a subject another process holds for too long."""
+
+
+class TrainingDivergedError(EmgLensError, RuntimeError):
+    """A training's loss or weights became NaN or inf (a learning rate far too large, say).
+    The message names what was trained (the subject, the cell), the epoch and the step;
+    training stops there, and the model is neither scored nor saved."""
 
 
 class UnsupportedFeatureError(EmgLensError, NotImplementedError):
@@ -116,6 +160,24 @@ class ExportError(EmgLensError, RuntimeError):
     how much and at which batch size; no file is left under the requested name."""
 
 
+class ConversionError(EmgLensError, ValueError):
+    """A model given to a converter (`emg_lens.models.from_torch_encoder`,
+    `emg_lens.models.from_braindecode`, ``to_braindecode``) cannot become an emg_lens model as
+    it is: a weight whose shape does not fit (the message names the tensor), layers that
+    disagree with each other, a tokenizer or readout whose output does not fit the layout."""
+
+
+class UnsupportedModuleError(ConversionError, TypeError):
+    """A converter met a module it does not support (an attention class it does not know, an
+    ``nn.MultiheadAttention`` with ``kdim != embed_dim``, a model whose attention is not a
+    softmax over tokens); the message names the module's path, why, and what is supported.
+    ``path`` holds the module's path."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class CodeConsentError(SpecError):
     """A study names Python files and the user has not consented to run them; the message
     lists each file with its resolved path and SHA-256 and says how to consent
@@ -138,3 +200,58 @@ def describe(value: object) -> str:
     if hasattr(value, "dtype") and hasattr(value, "shape"):
         return f"{value.dtype} {list(value.shape)}"
     return type(value).__name__
+
+
+def mismatch(value: Any, hint: Any) -> str | None:
+    """None when ``value`` is what the type annotation ``hint`` says, else what the annotation
+    accepts, in words, for an error message naming the field: ``int`` takes an int (not a
+    bool), ``float`` a finite real number (an int too: NaN and inf are refused), ``bool`` true
+    or false, ``str`` a string, ``dict[...]`` a table (its contents are not looked at),
+    ``tuple[X, Y]`` two values, ``X | None`` also None. An annotation of another kind accepts
+    anything: the owner's own checks look at it.
+
+    >>> mismatch(1, float), mismatch(float("nan"), float), mismatch(None, int | None)
+    (None, 'a finite number', None)
+    >>> mismatch(True, int), mismatch(("0.9", 0.98), tuple[float, float])
+    ('an int', '2 values (a finite number, a finite number)')
+    """
+    return None if _holds(value, hint) else _expected(hint)
+
+
+def _holds(value: Any, hint: Any) -> bool:
+    args, origin = typing.get_args(hint), typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_holds(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        return isinstance(value, numbers.Integral) or math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict)
+    if origin is tuple:
+        return (
+            isinstance(value, tuple | list)
+            and len(value) == len(args)
+            and all(_holds(v, arg) for v, arg in zip(value, args))
+        )
+    return True
+
+
+def _expected(hint: Any) -> str:
+    args, origin = typing.get_args(hint), typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(arg) for arg in args)
+    if origin is tuple:
+        return f"{len(args)} values ({', '.join(_expected(arg) for arg in args)})"
+    if hint is dict or origin is dict:
+        return "a table"
+    words = {type(None): "None", bool: "true or false", int: "an int", float: "a finite number"}
+    return words.get(hint, "a string" if hint is str else str(hint))

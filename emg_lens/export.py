@@ -31,7 +31,12 @@ What a file holds and computes:
 - its input is ``signals`` ``[batch, channels, time]`` in the model's dtype, unchecked (the
   file does not refuse NaN as `HookedBiosignalModel.to_tokens` does); its outputs are named
   after ``return_type`` (``logits``, ``avg_logits``, ``latent``; ``resid`` for None; a tuple
-  such as IsoNet's ``"both"`` gives ``both_0``, ``both_1``), each with the batch axis dynamic.
+  such as IsoNet's ``"both"`` gives ``both_0``, ``both_1``), each with the batch axis dynamic;
+- what it is, in the model's ``metadata_props`` (`METADATA_KEYS`; onnxruntime:
+  ``session.get_modelmeta().custom_metadata_map``): the edge set's canonical string
+  (``edges``, ``""`` unmasked), the blocks it is cut in (``layers``, e.g. ``"0,1"``), the model
+  class, ``return_type``, the emg_lens version, and from `export_checkpoint` the checkpoint
+  folder and the SHA-256 of its ``model.safetensors``.
 
 Refused, before anything is written: an edge set on a model without attention
 (`MultimodalMLP`: `UnsupportedFeatureError`) or without a shared stack ``blocks``
@@ -49,6 +54,9 @@ float32 (`ArgumentError`); a missing onnx or onnxruntime (`MissingDependencyErro
 >>> result = export_onnx(model, out, edges="cross_modal")
 >>> result.max_abs_diff <= 1e-5, result.output_names, result.layers
 (True, ('logits',), (0, 1))
+>>> import onnx
+>>> {p.key: p.value for p in onnx.load(str(out)).metadata_props}["edges"]
+'cross_modal'
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -65,8 +73,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from emg_lens._io import atomic_write
-from emg_lens.checkpoints import load_checkpoint
+from emg_lens._io import atomic_write, file_digest, make_folder
+from emg_lens.checkpoints import WEIGHTS, load_checkpoint
+from emg_lens.edges import parse
 from emg_lens.errors import (
     ArgumentError,
     EmgLensError,
@@ -81,6 +90,7 @@ from emg_lens.models import HookedBiosignalModel, HookedEncoder
 
 __all__ = [
     "EXPORT_PACKAGES",
+    "METADATA_KEYS",
     "PARITY_ATOL",
     "PARITY_BATCH_SIZES",
     "ExportResult",
@@ -100,6 +110,17 @@ EXPORT_PACKAGES = ("onnx", "onnxruntime")
 """What the export imports (the ``[export]`` extra; its onnxscript serves only torch's
 dynamo exporter, which this module does not use)."""
 INSTALL_HINT = 'pip install "emg_lens[export]"'
+METADATA_KEYS = (
+    "emg_lens_version",
+    "model_class",
+    "edges",
+    "layers",
+    "return_type",
+    "source_checkpoint",
+    "source_weights_sha256",
+)
+"""The file's ``metadata_props``: always the first five; the ``source_*`` two when exported
+from a checkpoint folder (`export_checkpoint`)."""
 INPUT_NAME = "signals"
 
 
@@ -124,6 +145,7 @@ class ExportResult:
     atol: float
     opset: int
     was_training: bool
+    metadata: Mapping[str, str] = field(default_factory=dict)  # the file's metadata_props
 
     def summary(self) -> str:
         """One line for people: file, size, mask, parity.
@@ -162,10 +184,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) ->
     ...     n_layers=2, modalities={"emg": 3}, n_samples=20, patch_samples=5, seed=0)
     >>> folder = save_checkpoint(TinyMyo(cfg), tempfile.mkdtemp())
     >>> r = export_checkpoint(folder, folder / "tinymyo.onnx", edges="cross_channel", layers=[1])
-    >>> r.layers, r.max_abs_diff <= 1e-5
-    ((1,), True)
+    >>> r.layers, r.max_abs_diff <= 1e-5, r.metadata["layers"]
+    ((1,), True, '1')
     """
-    return export_onnx(load_checkpoint(checkpoint, device="cpu"), out, **kwargs)
+    model = load_checkpoint(checkpoint, device="cpu")
+    source = {
+        "source_checkpoint": str(checkpoint),
+        "source_weights_sha256": file_digest(Path(checkpoint) / WEIGHTS),
+    }
+    metadata = {**source, **(kwargs.pop("metadata", None) or {})}
+    return export_onnx(model, out, metadata=metadata, **kwargs)
 
 
 def export_onnx(
@@ -178,6 +206,7 @@ def export_onnx(
     batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
     atol: float = PARITY_ATOL,
     opset: int = OPSET,
+    metadata: Mapping[str, str] | None = None,
 ) -> ExportResult:
     """Write ``model`` with the edge mask ``edges`` (an `EdgeSet`, its string form, or a
     compiled bool mask) on ``layers`` (default: every block) baked in to the ONNX file ``out``,
@@ -192,10 +221,11 @@ def export_onnx(
         batch_sizes: batch sizes of the parity check (seeded random signals).
         atol: largest accepted max |onnxruntime - PyTorch|.
         opset: the ONNX opset to write.
+        metadata: more ``metadata_props`` (str -> str) beside what the file is (`METADATA_KEYS`).
 
     Returns the `ExportResult` (path, size, parity figures).
     """
-    ort = _require_export_packages()
+    ort, onnx = _require_export_packages()
     path = _check_out(out)
     _check_exportable(model)
     batch_sizes = _check_batch_sizes(batch_sizes)
@@ -203,6 +233,7 @@ def export_onnx(
         raise ArgumentError(f"atol must be a finite number >= 0 such as 1e-5, got {atol!r}")
     compiled = _compile(model, edges, layers)
     baked = _baked(compiled)
+    props = _metadata(model, edges, baked, return_type, metadata)
     was_training = model.training
     if was_training:
         warnings.warn(
@@ -221,6 +252,7 @@ def export_onnx(
 
             def write(tmp: Path) -> None:
                 _trace(wrapper, model.example_input(TRACE_BATCH), tmp, names, opset)
+                _write_metadata(onnx, tmp, props)
                 diffs.update(_parity(ort, tmp, path, reference, names, batch_sizes, atol))
 
             atomic_write(path, write)
@@ -239,6 +271,7 @@ def export_onnx(
         atol=atol,
         opset=opset,
         was_training=was_training,
+        metadata=props,
     )
 
 
@@ -265,7 +298,9 @@ def export_edge_masks(
 def _compile(
     model: HookedBiosignalModel, edges: Any, layers: Iterable[int] | None
 ) -> dict[int, torch.Tensor]:
-    """``compile_edges(edges, model, layers)`` on the checked layers (nothing for no edges)."""
+    """``compile_edges(edges, model, layers)`` on the checked layers (nothing for no edges).
+    An edge set naming (`layers`) a block the model lacks, or one that ``layers`` leaves out,
+    is refused: there it would cut nothing, and the file would be exported unmasked."""
     if edges is None:
         if layers is not None:
             raise ArgumentError(
@@ -273,7 +308,18 @@ def _compile(
                 "edge set, so pass edges too (or neither, for an unmasked export)"
             )
         return {}
-    return compile_edges(edges, model, _check_layers(model, layers))
+    chosen = _check_layers(model, layers)
+    if not isinstance(edges, torch.Tensor):
+        edge_set = parse(edges)
+        edge_set.check_layers(model.cfg.n_layers)
+        left_out = sorted(edge_set.layer_indices() - set(chosen))
+        if left_out:
+            raise LayoutError(
+                f"edge set {edge_set} names layer(s) {left_out}, which layers={chosen} "
+                "(--layers) leaves out, so it would cut nothing there: leave out layers (the "
+                "edge set says where it cuts) or include them"
+            )
+    return compile_edges(edges, model, chosen)
 
 
 def _baked(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
@@ -284,8 +330,8 @@ def _baked(masks: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
 # ----------------------------------------------------------------------------- checks
 
 
-def _require_export_packages() -> ModuleType:
-    """Import `EXPORT_PACKAGES` (onnxruntime returned), or say how to install them."""
+def _require_export_packages() -> tuple[ModuleType, ModuleType]:
+    """Import `EXPORT_PACKAGES` (onnxruntime and onnx returned), or say how to install them."""
     modules = {}
     for name in EXPORT_PACKAGES:
         try:
@@ -296,7 +342,7 @@ def _require_export_packages() -> ModuleType:
                 f"{INSTALL_HINT} installs it (with {', '.join(EXPORT_PACKAGES)})",
                 name=name,
             ) from exc
-    return modules["onnxruntime"]
+    return modules["onnxruntime"], modules["onnx"]
 
 
 def _check_out(out: str | Path) -> Path:
@@ -306,7 +352,7 @@ def _check_out(out: str | Path) -> Path:
     if path.is_dir():
         raise ArgumentError(f"out {path} is a folder; give a file path such as {path}/model.onnx")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
     except OSError as exc:
         raise ArgumentError(f"out {path}: its folder cannot be created ({exc})") from exc
     return path
@@ -390,11 +436,48 @@ def _one_head_row(mask: torch.Tensor) -> torch.Tensor:
 def _edges_string(edges: Any) -> str:
     if isinstance(edges, torch.Tensor):
         return f"<compiled mask {describe(edges)}>"
-    return str(edges)
+    return str(parse(edges) if isinstance(edges, str) else edges)  # canonical, as it parses back
 
 
 def _listed(values: Any) -> Any:
     return list(values) if isinstance(values, Iterable) and not isinstance(values, str) else values
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+def _metadata(
+    model: HookedBiosignalModel,
+    edges: Any,
+    baked: Mapping[int, torch.Tensor],
+    return_type: str | None,
+    extra: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """The file's ``metadata_props``: what it is (`METADATA_KEYS`), then ``extra``."""
+    from emg_lens import __version__  # the package's own attribute, set before its imports
+
+    extra = dict(extra or {})
+    bad = {k: v for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)}
+    if bad:
+        raise ArgumentError(f"metadata must map str to str (ONNX metadata_props), got {bad!r}")
+    return {
+        "emg_lens_version": __version__,
+        "model_class": type(model).__name__,
+        "edges": "" if edges is None else _edges_string(edges),
+        "layers": ",".join(map(str, sorted(baked))),
+        "return_type": str(return_type),
+        **extra,
+    }
+
+
+def _write_metadata(onnx: ModuleType, file: Path, props: Mapping[str, str]) -> None:
+    """Set ``props`` as the ``metadata_props`` of the ONNX file ``file``, in place."""
+    proto = onnx.load(str(file))
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(file))
 
 
 # ----------------------------------------------------------------------------- trace and parity

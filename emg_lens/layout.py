@@ -10,6 +10,13 @@ every model.
 (6, ('cls', 'emg', 'acc'))
 >>> layout.positions("acc")
 [3, 4, 5]
+
+A layout may also name its channels (``channel_names``, e.g. the 10-20 EEG names), which edge
+sets use to select channels and scalp regions (`emg_lens.edges`):
+
+>>> named = TokenLayout.channel_tokens({"eeg": 2}, channel_names=["C3", "C4"])
+>>> named.channel_name(2), named.channel_name(0)  # CLS embeds no channel
+('C4', None)
 """
 
 from __future__ import annotations
@@ -33,12 +40,15 @@ class TokenLayout:
 
     ``channel`` is the index of the input channel the token embeds (its row in the signal
     batch), or -1 for tokens that embed no channel (CLS); ``time`` is the patch index within
-    the window, or -1.
+    the window, or -1. ``channel_names`` (optional) names the input channels, indexed by the
+    ``channel`` ids (a model's `EncoderConfig.channel_names`); a token with channel -1 has no
+    name.
     """
 
     group: tuple[str, ...]
     channel: tuple[int, ...]
     time: tuple[int, ...]
+    channel_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not (len(self.group) == len(self.channel) == len(self.time)):
@@ -48,15 +58,44 @@ class TokenLayout:
             )
         if not self.group:
             raise LayoutError("TokenLayout must have at least one token")
+        if self.channel_names is not None:
+            object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
+
+    def _checked_names(self, names: object) -> tuple[str, ...]:
+        what = "TokenLayout.channel_names"
+        if isinstance(names, str) or not isinstance(names, Sequence):
+            raise LayoutError(
+                f"{what} must be None or a sequence of channel names indexed by the channel "
+                f"ids (e.g. ('C3', 'Cz', 'C4')), got {names!r}"
+            )
+        bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+        if bad:
+            raise LayoutError(f"{what} must hold non-empty strings, got {bad[0]!r}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise LayoutError(f"{what} must be unique, got {repeated[0]!r} more than once")
+        top = max(self.channel, default=-1)
+        if top >= len(names):
+            raise LayoutError(
+                f"{what} has {len(names)} names, but a token embeds channel {top}: it needs a "
+                f"name for every channel id 0..{top}"
+            )
+        return tuple(names)
 
     @classmethod
     def channel_tokens(
-        cls, modalities: Mapping[str, int], *, n_patches: int = 1, cls_token: bool = True
+        cls,
+        modalities: Mapping[str, int],
+        *,
+        n_patches: int = 1,
+        cls_token: bool = True,
+        channel_names: Sequence[str] | None = None,
     ) -> TokenLayout:
         """The layout of channel(-patch) tokens, channel-major, after an optional CLS token.
 
         Channels are numbered across modalities in ``modalities`` order, so token ``channel``
-        is the row of the ``[batch, channels, time]`` input it embeds.
+        is the row of the ``[batch, channels, time]`` input it embeds; ``channel_names``, one
+        per channel in that order, names them.
 
         >>> TokenLayout.channel_tokens({"emg": 2}, n_patches=2, cls_token=False).time
         (0, 1, 0, 1)
@@ -70,7 +109,7 @@ class TokenLayout:
                 for t in range(n_patches):
                     group.append(name), channel.append(c), time.append(t)
             first += count
-        return cls(tuple(group), tuple(channel), tuple(time))
+        return cls(tuple(group), tuple(channel), tuple(time), channel_names)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ queries
     @property
@@ -110,6 +149,23 @@ class TokenLayout:
     def channel_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.channel, dtype=torch.long)
 
+    def channel_name(self, position: int) -> str | None:
+        """The name of the channel token ``position`` embeds; None for a token that embeds no
+        channel (CLS, a tubelet) or a layout without ``channel_names``.
+
+        >>> TokenLayout.channel_tokens({"eeg": 1}, channel_names=["Cz"]).channel_name(1)
+        'Cz'
+        """
+        if not isinstance(position, int) or not 0 <= position < self.n_tokens:
+            raise LayoutError(
+                f"token position {position!r} is outside this layout's positions "
+                f"0..{self.n_tokens - 1}"
+            )
+        channel = self.channel[position]
+        if self.channel_names is None or channel < 0:
+            return None
+        return self.channel_names[channel]
+
     def time_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.time, dtype=torch.long)
 
@@ -134,6 +190,11 @@ class TokenLayout:
         lines = [f"TokenLayout: {self.n_tokens} tokens", "  group  tokens  positions"]
         for g, n, lo, hi in self.summary():
             lines.append(f"  {g:<6} {n:>6}  {lo}..{hi}")
+        if self.channel_names is not None:
+            shown = ", ".join(self.channel_names[:12])
+            more = len(self.channel_names) - 12
+            shown += f", ... ({more} more)" if more > 0 else ""
+            lines.append(f"  channels: {shown}")
         return "\n".join(lines)
 
 

@@ -1,23 +1,50 @@
-"""Saving figures: every figure emg_lens writes is a PNG (to look at) and an SVG (to edit)."""
+"""Saving figures: every figure emg_lens writes is a PNG (to look at) and an SVG (to edit).
+
+Each file is drawn into memory and written atomically (`emg_lens._io.write_if_changed`): a full
+disk leaves no truncated figure under its name, and a figure whose bytes did not change is not
+written again. The files are reproducible (the SVG carries no date and fixed element ids), so
+drawing an unchanged result again writes nothing.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from emg_lens._io import make_folder, write_if_changed
 from emg_lens.errors import ArgumentError, describe
 
-__all__ = ["FIGURE_FORMATS", "save_figures"]
+__all__ = ["FIGURE_FORMATS", "figure_bytes", "save_figures"]
 
 FIGURE_FORMATS = ("png", "svg")
 DPI = 150
+SVG_SALT = "emg_lens"  # fixed ids in SVG files (matplotlib draws random ones otherwise)
+
+
+def figure_bytes(fig: plt.Figure, fmt: str) -> bytes:
+    """``fig`` drawn as a ``fmt`` file (``"png"``, ``"svg"``), reproducibly: the same figure
+    gives the same bytes.
+
+    >>> fig, ax = plt.subplots()
+    >>> figure_bytes(fig, "png") == figure_bytes(fig, "png"), figure_bytes(fig, "png")[:4]
+    (True, b'\\x89PNG')
+    >>> plt.close(fig)
+    """
+    buffer = io.BytesIO()
+    # No creation date in the SVG's metadata (PNG has none): an unchanged figure, same file.
+    metadata = {"Date": None} if fmt == "svg" else None
+    with plt.rc_context({"svg.hashsalt": SVG_SALT}):
+        fig.savefig(buffer, format=fmt, dpi=DPI, bbox_inches="tight", metadata=metadata)
+    return buffer.getvalue()
 
 
 def save_figures(figures: Mapping[str, plt.Figure], out_dir: str | Path) -> list[Path]:
     """Write each figure as ``out_dir/<name>.png`` and ``.svg`` (the folder is created), close
-    it, and return the paths written, figure by figure.
+    it, and return the paths, figure by figure. A file already holding the same bytes is left
+    as it is; a full disk or a read-only folder is a `StorageError` naming the file.
 
     >>> import tempfile
     >>> fig, ax = plt.subplots()
@@ -31,12 +58,14 @@ def save_figures(figures: Mapping[str, plt.Figure], out_dir: str | Path) -> list
         )
     if bad := {name: describe(f) for name, f in figures.items() if not isinstance(f, plt.Figure)}:
         raise ArgumentError(f"save_figures needs matplotlib Figures; these are not: {bad}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     written = []
-    for name, fig in figures.items():
-        for ext in FIGURE_FORMATS:
-            written.append(out / f"{name}.{ext}")
-            fig.savefig(written[-1], dpi=DPI, bbox_inches="tight")
-        plt.close(fig)
+    try:
+        for name, fig in figures.items():
+            for ext in FIGURE_FORMATS:
+                written.append(out / f"{name}.{ext}")
+                write_if_changed(written[-1], figure_bytes(fig, ext))
+    finally:  # also when a write fails: no figure is left open
+        for fig in figures.values():
+            plt.close(fig)
     return written

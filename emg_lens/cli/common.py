@@ -43,7 +43,15 @@ STUDIES = Path(__file__).resolve().parents[2] / "studies"
 """The example study files shipped with the repository."""
 CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
 """`emg_lens.models.CLASSIFIERS`: what ``train --architecture`` builds."""
-DATASET_NAMES = ("synthetic", "ninapro-db2", "hdsemg", "epn612", "uci", "ninapro-db8")
+DATASET_NAMES = (
+    "synthetic",
+    "ninapro-db2",
+    "hdsemg",
+    "epn612",
+    "uci",
+    "ninapro-db8",
+    "synthetic-eeg",
+)
 """`emg_lens.data.registry.DATASETS`: what ``--dataset`` accepts."""
 SYNTH_FORMATS = ("ninapro-db2", "hdsemg", "epn612", "uci", "ninapro-db8")
 """The registry's datasets with a ``synthesize``: what ``synth --format`` writes."""

@@ -4,6 +4,8 @@ mean-pooled head -> what was planted vs what the study found."""
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import time
 from pathlib import Path
 
@@ -43,6 +45,7 @@ def cmd_demo(args: argparse.Namespace):
     """Planted synthetic data -> one IsoNet per subject -> a study of the mean-pooled head ->
     what was planted vs what the study found. Returns the `StudyResult` and the
     `planted_findings` table."""
+    from emg_lens._io import atomic_write
     from emg_lens.config import EncoderConfig
     from emg_lens.data.datasets import data_source, load_subject
     from emg_lens.data.synthetic import demo_setup, gesture_kinds
@@ -52,11 +55,12 @@ def cmd_demo(args: argparse.Namespace):
     from emg_lens.studies.result import correction_phrase
     from emg_lens.train import TrainConfig, train_subjects
 
+    say = functools.partial(print, flush=True)  # a log or a pipe sees each line as it happens
     t0 = time.time()
     root = Path(args.out)
     synthetic, preprocess = demo_setup(args.n_subjects, args.seed)
     source = data_source("synthetic", synthetic=synthetic, preprocess=preprocess)
-    print(
+    say(
         f"[1/4] planted synthetic recordings for {args.n_subjects} subjects: "
         f"{synthetic.n_emg} sEMG electrodes, {synthetic.n_acc_sensors} three-axis "
         f"accelerometers; {synthetic.n_emg_gestures} sEMG-only, {synthetic.n_acc_gestures} "
@@ -73,19 +77,37 @@ def cmd_demo(args: argparse.Namespace):
         edge_dropout=0.5,
         dropout_edges=DEMO_CUT,
     )
-    print(
+    say(
         f"[2/4] training one {DEMO_MODEL['n_layers']}-layer IsoNet per subject ({args.epochs} "
         f"epochs), with `{DEMO_CUT}` cut in every layer for a random half of the training "
         "windows: so the models can tell the single-modality gestures apart without those "
         "edges, and the interaction gestures, by construction of the data, cannot be"
     )
     model_cfg = EncoderConfig.preset("demo", **DEMO_MODEL, seed=args.seed)
-    rows = train_subjects(data, IsoNet, model_cfg, train_cfg, root / "models", data_source=source)
+    rows = []
+    for i, subject in enumerate(data, 1):  # one at a time, to say how far it is
+        started = time.time()
+        rows += train_subjects(
+            [subject], IsoNet, model_cfg, train_cfg, root / "models", data_source=source
+        )
+        say(
+            f"  subject {subject.subject} ({i} of {len(data)}) trained in "
+            f"{time.time() - started:.0f} s, test accuracy {rows[-1]['test_accuracy']:.3f} "
+            f"(CLS head); {time.time() - t0:.0f} s so far"
+        )
+    atomic_write(
+        root / "models" / "training.json", lambda tmp: tmp.write_text(json.dumps(rows, indent=2))
+    )
     print("test accuracy of the CLS head (the study below scores the mean-pooled head):")
     print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
     spec = load_spec(DEMO_STUDY)
-    print(f"[3/4] the study {DEMO_STUDY.name}: {spec.description}")
+    say(f"[3/4] the study {DEMO_STUDY.name}: {spec.description}")
+    started = time.time()
     result = run_study(spec, models=root / "models", out_dir=root / "study", progress=False)
+    say(
+        f"  {len(result.baseline)} subjects evaluated in {time.time() - started:.0f} s; "
+        f"{time.time() - t0:.0f} s so far"
+    )
     print(
         f"{spec.name}: baseline {spec.metric} ({spec.return_type}) "
         f"{result.baseline.mean():.3f} over {len(result.baseline)} subjects "
@@ -93,9 +115,9 @@ def cmd_demo(args: argparse.Namespace):
     )
     print(result.table3().to_string(index=False))
     print(result.power_note())
-    print("[4/4] planted vs found")
+    say("[4/4] planted vs found")
     groups = kind_groups(gesture_kinds(synthetic), data[0].classes)
     findings = planted_findings(result, groups)
     print(format_findings(findings))
-    print(f"demo finished in {time.time() - t0:.0f} s; tables and figures in {root / 'study'}")
+    say(f"demo finished in {time.time() - t0:.0f} s; tables and figures in {root / 'study'}")
     return result, findings

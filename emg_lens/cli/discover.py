@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from emg_lens.cli.common import add_command, add_device_argument
+from emg_lens.cli.consent import add_modules_arguments, allow_code
 
 DISCOVERY_METRICS = ("margin", "logprob")
 """`emg_lens.discovery.METRICS`: the differentiable metrics screening linearises."""
@@ -28,7 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("spec", nargs="?", help="a discovery study file (kind = 'discovery')")
     p.add_argument("--models", help="folder of subject_<N>/ checkpoints (default: the spec's)")
     p.add_argument("--out", help="output folder (default: runs/discovery/<name>); resumable")
-    p.add_argument("--name", default="discovery", help="study name, without a spec file")
+    p.add_argument(
+        "--name", help="study name, without a spec file (default: discovery; a spec names its own)"
+    )
     p.add_argument("--metric", choices=DISCOVERY_METRICS, help="default: margin")
     p.add_argument("--return-type", help="the scored output (IsoNet: logits or avg_logits)")
     p.add_argument("--tau", type=float, help="share of the metric the cut may cost (0.05)")
@@ -43,17 +46,33 @@ def add_parser(sub) -> None:
     p.add_argument("--subjects", nargs="+", type=int, help="only these subjects")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_argument(p)
+    add_modules_arguments(p)  # a spec file may name its own: modules = "models.py:..."
     p.set_defaults(func=cmd_discover)
 
 
 def _spec(args: argparse.Namespace) -> Any:
+    """The discovery study of a spec file and/or the flags; ``--modules`` (a path from the
+    working directory) replaces the file's ``modules``."""
     from emg_lens.discovery.study import DiscoverySpec, load_discovery_spec
+    from emg_lens.errors import ArgumentError
+    from emg_lens.studies.code import locate_argument
 
+    if args.spec and args.name is not None:
+        raise ArgumentError(
+            f"--name {args.name!r} names a study made from flags; {args.spec} names its own "
+            "study (its `name` key, which also picks the default --out folder): edit the file, "
+            "or give --out for another output folder"
+        )
+    loaded = load_discovery_spec(args.spec) if args.spec else None
     base = (
-        load_discovery_spec(args.spec).to_dict()
-        if args.spec
-        else {"kind": "discovery", "name": args.name, "models": args.models or ""}
+        loaded.to_dict()
+        if loaded is not None
+        else {"kind": "discovery", "name": args.name or "discovery", "models": args.models or ""}
     )
+    source_dir = loaded.source_dir if loaded is not None else "."
+    if args.modules is not None:
+        code = locate_argument(args.modules, "--modules")
+        base["modules"], source_dir = f"{code.path.name}:{code.attr}", code.path.parent
     flags = {
         "metric": args.metric,
         "return_type": args.return_type,
@@ -63,7 +82,8 @@ def _spec(args: argparse.Namespace) -> Any:
         "subjects": args.subjects,
         "models": args.models,
     }
-    return DiscoverySpec.from_dict({**base, **{k: v for k, v in flags.items() if v is not None}})
+    given = {k: v for k, v in flags.items() if v is not None}
+    return DiscoverySpec.from_dict({**base, **given}, source_dir=source_dir)
 
 
 def cmd_discover(args: argparse.Namespace):
@@ -72,18 +92,34 @@ def cmd_discover(args: argparse.Namespace):
     spec = _spec(args)
     if not spec.models.strip():
         raise ArgumentError("discover needs --models DIR (or a spec file that names models)")
-    return run_discovery_spec(spec, args.out, quiet=args.quiet, device=args.device)
+    return run_discovery_spec(
+        spec, args.out, quiet=args.quiet, device=args.device, allow_code=allow_code(args)
+    )
 
 
-def run_discovery_spec(spec: Any, out: str | None, *, quiet: bool, device: str = "auto"):
-    """Run a discovery study and print its summary (`discover` and `study run` share it)."""
+def run_discovery_spec(
+    spec: Any,
+    out: str | None,
+    *,
+    quiet: bool,
+    device: str = "auto",
+    allow_code: bool | list[str] = False,
+):
+    """Run a discovery study and print its summary (`discover` and `study run` share it);
+    ``allow_code``: consent to run its ``modules`` function."""
     from pathlib import Path
 
     from emg_lens.cli.common import resolve_device
     from emg_lens.discovery.study import run_discovery
 
     out = Path(out or Path("runs") / "discovery" / spec.name)
-    result = run_discovery(spec, out_dir=out, progress=not quiet, device=resolve_device(device))
+    result = run_discovery(
+        spec,
+        out_dir=out,
+        progress=not quiet,
+        device=resolve_device(device),
+        allow_code=allow_code,
+    )
     print(result.to_markdown())
     print(
         f"cells: {result.reused} reused, {result.recomputed} recomputed\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from emg_lens.cli.common import add_command
+from emg_lens.cli.consent import add_modules_arguments, module_builder
 
 DESCRIPTION = """\
 Write the model in a checkpoint folder to an ONNX file that runs with no hooks, with the
@@ -12,7 +13,11 @@ edges of --edges cut in the blocks of --layers (all of them by default) as const
 
 The file is checked before it is kept: onnxruntime runs it on seeded signals at two batch
 sizes (its batch axis is dynamic) and every output must match the PyTorch masked forward to
-1e-5, else no file is written. Needs onnx and onnxruntime: pip install "emg_lens[export]"."""
+1e-5, else no file is written. Needs onnx and onnxruntime: pip install "emg_lens[export]".
+
+A converted nn.TransformerEncoder model (from_torch_encoder) holds your own tokenizer and
+readout, which its config.json cannot rebuild: --modules FILE:FUNCTION names your function
+that builds them, and --allow-code lets it run."""
 
 
 def add_parser(sub) -> None:
@@ -35,18 +40,29 @@ def add_parser(sub) -> None:
         help="the file's output, as model(x, return_type=...): logits; IsoNet also "
         "avg_logits, both; TinyMyo latent",
     )
+    add_modules_arguments(p)
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace):
-    from emg_lens.export import export_checkpoint
+    from pathlib import Path
 
-    result = export_checkpoint(
-        args.checkpoint,
-        args.out,
-        edges=args.edges,
-        layers=args.layers,
-        return_type=args.return_type,
-    )
+    from emg_lens._io import file_digest
+    from emg_lens.checkpoints import WEIGHTS
+    from emg_lens.export import export_checkpoint, export_onnx
+    from emg_lens.studies.code import load_model, require_builder
+
+    builder = module_builder(args)
+    require_builder([args.checkpoint], builder)  # the user's modules: say what to add
+    options = {"edges": args.edges, "layers": args.layers, "return_type": args.return_type}
+    if builder is None:
+        result = export_checkpoint(args.checkpoint, args.out, **options)
+    else:  # the checkpoint's model holds the user's modules, which the builder makes
+        model = load_model(args.checkpoint, builder, device="cpu")
+        source = {  # what export_checkpoint records of the checkpoint it exports
+            "source_checkpoint": str(args.checkpoint),
+            "source_weights_sha256": file_digest(Path(args.checkpoint) / WEIGHTS),
+        }
+        result = export_onnx(model, args.out, metadata=source, **options)
     print(f"wrote {result.summary()}")
     return result

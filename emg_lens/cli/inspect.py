@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from emg_lens.cli.common import add_command, add_device_argument, resolve_device
+from emg_lens.cli.consent import add_modules_arguments, module_builder
 
 
 def add_parser(sub) -> None:
@@ -15,21 +16,30 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the CSV tables and figures")
     p.add_argument("--n-windows", type=int, default=256, help="test windows, evenly spaced")
     add_device_argument(p)
+    add_modules_arguments(p)
     p.set_defaults(func=cmd_inspect)
 
 
 def cmd_inspect(args: argparse.Namespace):
-    from emg_lens.inspect.report import inspect_checkpoint
+    from emg_lens.inspect.report import inspect_checkpoint, inspect_model, select_windows
+    from emg_lens.studies.code import require_builder
+    from emg_lens.studies.runner import load_entry
 
     def step(message: str) -> None:  # one line per step: readable on a terminal and in a log
         print(message, flush=True)
 
-    report = inspect_checkpoint(
-        args.checkpoint,
-        n_windows=args.n_windows,
-        progress=step,
-        device=str(resolve_device(args.device)),
-    )
+    builder = module_builder(args)
+    require_builder([args.checkpoint], builder)  # the user's modules: say what to add
+    device = str(resolve_device(args.device))
+    if builder is None:
+        report = inspect_checkpoint(
+            args.checkpoint, n_windows=args.n_windows, progress=step, device=device
+        )
+    else:  # the checkpoint's model holds the user's modules, which the builder makes
+        step(f"[1/5] loading {args.checkpoint} (modules from {args.modules}) and its test windows")
+        subject = load_entry(args.checkpoint, device, builder)
+        data = select_windows(subject.data, args.n_windows)
+        report = inspect_model(subject.model, data, progress=step)
     written = report.save(args.out)
     print(report.summary())
     print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")

@@ -19,9 +19,11 @@ from emg_lens.cli.common import (
     resolve_device,
     show_progress,
 )
+from emg_lens.cli.consent import add_allow_code_argument, allow_code
 from emg_lens.errors import EmgLensError, SpecError
 
 TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # study run/check overrides
+WAIT_TIMEOUT = 3600.0  # = emg_lens.studies.runner.WAIT_TIMEOUT (parsers import no torch)
 CHECK_PRESET = "demo"  # the layout `study check` checks edge expressions against, without models
 PRESET_MODELS = {"tinymyo": "TinyMyo"}  # the class of a preset's layout; IsoNet for the others
 
@@ -35,10 +37,20 @@ def add_parser(sub) -> None:
     q.add_argument("--models", help="folder of subject_<N>/ checkpoints or demo (default: spec)")
     q.add_argument("--out", help="output folder (default: runs/studies/<name>); resumable")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_allow_code_argument(
+        q,
+        "run the Python files the study names (hook = ..., modules = ...), which `study check` "
+        "lists with their SHA-256: alone, the files as they are now (once you have read them); "
+        "with a digest (the option once per file), only a file with exactly those bytes. Give "
+        "it after the study file",
+    )
     q.add_argument(
-        "--allow-code",
-        action="store_true",
-        help="run the Python files the study names (hook = ...); `study check` lists them",
+        "--wait-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for a subject another process has claimed (and, under "
+        "torchrun, rank 0 for the other ranks' cells) before giving up; inf: no limit "
+        f"(default {WAIT_TIMEOUT:g})",
     )
     add_device_argument(q)
     _add_training_study_args(q)
@@ -83,17 +95,33 @@ def _add_training_study_args(p: argparse.ArgumentParser) -> None:
 def _training_overrides(args: argparse.Namespace, spec: Any, allowed: tuple[str, ...] = ()):
     """The [data]/[train] overrides given on the command line; refused for ablation studies
     (but for the flags in ``allowed``, which mean something else there)."""
-    from emg_lens.studies import TrainingStudySpec
+    from emg_lens.studies import StudySpec, TrainingStudySpec
 
     given = {k: vars(args).get(k) for k in TRAINING_FLAGS if vars(args).get(k) is not None}
     refused = [k for k in given if k not in allowed]
     if refused and not isinstance(spec, TrainingStudySpec):
         flags = " ".join(f"--{k}" for k in refused)
+        kind = "an ablation" if isinstance(spec, StudySpec) else "a discovery"
         raise EmgLensError(
             f"{flags}: only for training studies (kind = 'training'); {spec.name} "
-            "is an ablation study of trained models"
+            f"is {kind} study of trained models"
         )
     return given
+
+
+def _wait_timeout(args: argparse.Namespace, spec: Any) -> dict[str, float]:
+    """``--wait-timeout`` as ``run_study``'s keyword (checked), or nothing when not given."""
+    from emg_lens.studies import StudySpec, TrainingStudySpec
+    from emg_lens.studies.store import check_wait_timeout
+
+    if args.wait_timeout is None:
+        return {}
+    if not isinstance(spec, StudySpec | TrainingStudySpec):
+        raise EmgLensError(
+            f"--wait-timeout: {spec.name} is a discovery study, whose processes claim no "
+            "subjects and wait for none; the option is for ablation and training studies"
+        )
+    return {"wait_timeout": check_wait_timeout(args.wait_timeout, "--wait-timeout")}
 
 
 def _discovery_spec(args: argparse.Namespace) -> Any:
@@ -107,7 +135,7 @@ def _discovery_spec(args: argparse.Namespace) -> Any:
 
     spec = load_discovery_spec(args.spec)
     if args.models:
-        spec = type(spec).from_dict({**spec.to_dict(), "models": args.models})
+        spec = spec.with_changes(models=args.models)
     return spec
 
 
@@ -119,16 +147,23 @@ def cmd_study_run(args: argparse.Namespace):
     if discovery is not None:
         from emg_lens.cli.discover import run_discovery_spec
 
-        return run_discovery_spec(discovery, args.out, quiet=args.quiet, device=args.device)
+        _training_overrides(args, discovery)  # refused: a discovery study trains nothing
+        _wait_timeout(args, discovery)
+        return run_discovery_spec(
+            discovery, args.out, quiet=args.quiet, device=args.device, allow_code=allow_code(args)
+        )
     spec = load_spec(args.spec)
     overrides = _training_overrides(args, spec)
+    wait = _wait_timeout(args, spec)
     device = resolve_device(args.device)
     if isinstance(spec, TrainingStudySpec):
         if args.models:
             raise EmgLensError(f"--models: training study {spec.name} trains its own models")
         spec = spec.with_overrides(overrides)
         out = Path(args.out or Path("runs/studies") / spec.name)
-        result = run_training_study(spec, out_dir=out, progress=show_progress(args), device=device)
+        result = run_training_study(
+            spec, out_dir=out, progress=show_progress(args), device=device, **wait
+        )
         if result is None:
             return _other_rank_done(out)
         print(f"{result.header()}\n")
@@ -142,8 +177,9 @@ def cmd_study_run(args: argparse.Namespace):
         models=args.models,
         out_dir=out,
         progress=show_progress(args),
-        allow_code=args.allow_code,
+        allow_code=allow_code(args),
         device=device,
+        **wait,
     )
     if result is None:
         return _other_rank_done(out)
@@ -169,7 +205,7 @@ def _other_rank_done(out: Path) -> None:
 
 def cmd_study_check(args: argparse.Namespace) -> None:
     from emg_lens.studies import TrainingStudySpec, check_models, expand_grid, load_spec
-    from emg_lens.studies.code import describe_code
+    from emg_lens.studies.code import consent_command, describe_code
 
     spec = load_spec(args.spec)
     overrides = _training_overrides(args, spec, allowed=("preset",))
@@ -188,8 +224,10 @@ def cmd_study_check(args: argparse.Namespace) -> None:
     code = spec.code_files()  # located and hashed, never executed
     if code:
         print(
-            f"Python code this study runs (only with `study run --allow-code`):"
-            f"{describe_code(code)}"
+            f"Python code this study runs (only with `study run --allow-code`):\n"
+            f"{describe_code(code)}\n"
+            f"To run exactly these files, and refuse them once changed:\n"
+            f"  {consent_command(args.spec, code)}"
         )
     layout, n_layers, n_heads, source = _check_target(args, spec)
     grid = expand_grid(spec, n_layers, n_heads)
@@ -203,18 +241,30 @@ def cmd_study_check(args: argparse.Namespace) -> None:
 
 def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, str]:
     """The token layout, layers and heads a study is checked against, and what they are: the
-    study's models' (their class and config; no weights are read), or, with no models found,
-    the layout of ``--preset``'s model (`PRESET_MODELS`, else IsoNet) and ``--layers`` and
-    ``--heads``."""
-    from emg_lens.checkpoints import read_checkpoint_info
+    study's models' (the first one's class and config), or, with no ``subject_<N>/`` folder
+    found, the layout of ``--preset``'s model (`PRESET_MODELS`, else IsoNet) and ``--layers``
+    and ``--heads``. Every model is checked as the run would open it, its weights' header
+    included but not its weights (`emg_lens.checkpoints.check_checkpoint`): a damaged
+    checkpoint is reported here, not after the other subjects have run, and so is a model
+    holding the user's own modules in a study without ``modules`` (which that model's layout
+    does not need: the model is built with stand-ins, and no code of the study runs)."""
+    import torch
+
+    from emg_lens.checkpoints import check_checkpoint, user_modules_of
     from emg_lens.config import EncoderConfig
     from emg_lens.models import MODEL_CLASSES
     from emg_lens.studies import find_models
+    from emg_lens.studies.code import require_builder
+    from emg_lens.studies.runner import DEMO_MODELS
 
-    try:
-        path = next(iter(find_models(args.models or spec.models).values()))
-        info = read_checkpoint_info(path)
-    except EmgLensError:
+    models = args.models or spec.models
+    folder = DEMO_MODELS if str(models) == "demo" else Path(models)
+    if any(p.is_dir() for p in folder.glob("subject_*")):
+        infos = {path: check_checkpoint(path) for path in find_models(folder).values()}
+        if spec.modules is None:
+            require_builder(infos, None)
+        path, info = next(iter(infos.items()))
+    else:
         preset = args.preset or CHECK_PRESET
         name = PRESET_MODELS.get(preset, "IsoNet")
         layout = MODEL_CLASSES[name](EncoderConfig.preset(preset, device="cpu")).layout
@@ -227,7 +277,8 @@ def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, s
     if cls is None:
         raise SpecError(f"{path}: unknown model class {info['model_class']!r}")
     cfg = EncoderConfig.from_dict({**info["config"], "device": "cpu"})
-    model = cls(cfg, **info.get("model_kwargs", {}))
+    stand_ins = {name: torch.nn.Module() for name in user_modules_of(info)}
+    model = cls(cfg, **info.get("model_kwargs", {}), **stand_ins)
     return model.layout, cfg.n_layers, cfg.n_heads, "the models' size and layout"
 
 

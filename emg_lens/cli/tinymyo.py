@@ -7,22 +7,45 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from emg_lens.cli.common import add_command, print_table, show_progress, synthetic_emg_spec
+from emg_lens.cli.common import (
+    DEVICE_HELP,
+    add_command,
+    print_table,
+    resolve_device,
+    show_progress,
+    synthetic_emg_spec,
+)
 from emg_lens.errors import ArgumentError
 
 # "--preset small": a TinyMyo that pretrains in seconds on a CPU; "tinymyo" is the published size.
 SMALL_TINYMYO = {"d_model": 32, "d_head": 8, "n_heads": 4, "d_mlp": 64, "n_layers": 2}
 # What a BioFoundation checkpoint's tensor shapes cannot tell: the published TinyMyo's values.
 BIOFOUNDATION_WINDOW, BIOFOUNDATION_HEADS = 1000, 3
+# The published TinyMyo's input: 16 sEMG channels (two Myo armbands) x 1000 samples.
+PUBLISHED_CHANNELS = 16
+# pretrain's synthetic windows by --preset: (channels, samples); tinymyo: the published shape.
+SYNTHETIC_SHAPE = {"small": (12, 100), "tinymyo": (PUBLISHED_CHANNELS, BIOFOUNDATION_WINDOW)}
 
 
 def add_parsers(sub) -> None:
     """``emg-lens pretrain`` and ``emg-lens finetune``."""
-    p = add_command(sub, "pretrain", "masked-signal pretraining of a TinyMyo")
-    _data_args(p, 100)
+    p = add_command(
+        sub,
+        "pretrain",
+        "masked-signal pretraining of a TinyMyo",
+        "Masked-signal pretraining of a TinyMyo on --windows (an HDF5 window store; its labels "
+        "or regression targets are not read) or on synthetic sEMG: 12 channels x 100 samples "
+        "for --preset small, the published TinyMyo's 16 x 1000 for --preset tinymyo. "
+        "`emg-lens finetune --checkpoint OUT` fine-tunes the result on any channel count and "
+        "window length (a multiple of its 20-sample patches).",
+    )
+    _data_args(p, "--preset small: 12 x 100; tinymyo: 16 x 1000, the published input")
     _recipe_args(p, 5, {"epochs": 50, "lr": 1e-4, "warmup": 10})
     p.add_argument(
-        "--preset", default="small", choices=["small", "tinymyo"], help="small, or published"
+        "--preset",
+        default="small",
+        choices=["small", "tinymyo"],
+        help="small (seconds on a CPU), or tinymyo: the published size (8 layers, d_model 192)",
     )
     p.add_argument("--layers", type=int, help="override the preset's number of layers")
     p.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (pub.: 8)")
@@ -42,9 +65,14 @@ def add_parsers(sub) -> None:
         "ninapro-db8`) carries its train/val/test split: the model trains on train, "
         "early-stops on val and is scored on test. NinaPro DB8's store is a regression: "
         "TinyMyo's regression head, --loss l1 or mse, the MAE per degree of actuation and "
-        "overall against predicting the training mean.",
+        "overall against predicting the training mean.\n\n"
+        "TinyMyo's weights do not depend on the channel count or the window length (one patch "
+        "embedding shared by every channel, rotary positions), so the pretrained encoder is "
+        "fitted to the data's channels and window, as a BioFoundation file is: a 16 x 1000 "
+        "checkpoint fine-tunes on EPN-612's 8 x 1000 windows. The window must be a multiple "
+        "of the model's patch length.",
     )
-    _data_args(p, None)
+    _data_args(p, "the pretrained model's: the checkpoint's, or 16 x 1000 for a BioFoundation file")
     _recipe_args(p, 10, {"epochs": 50, "lr": 5e-4, "warmup": 5})
     start = p.add_mutually_exclusive_group(required=True)
     start.add_argument("--checkpoint", help="the pretrained emg_lens checkpoint folder")
@@ -80,7 +108,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_finetune)
 
 
-def _data_args(p: argparse.ArgumentParser, window_default: int | None) -> None:
+def _data_args(p: argparse.ArgumentParser, shape_default: str) -> None:
     g = p.add_argument_group("data: a window store, or synthetic sEMG (the default)")
     g.add_argument("--windows", help="an HDF5 window store (emg-lens windows writes one)")
     g.add_argument("--val-fraction", type=float, default=0.1, help="store windows held out")
@@ -88,17 +116,21 @@ def _data_args(p: argparse.ArgumentParser, window_default: int | None) -> None:
     g.add_argument("--n-gestures", type=int, default=4, help="synthetic gestures")
     g.add_argument("--movement-seconds", type=float, default=1.0, help="synthetic, per repetition")
     g.add_argument(
+        "--channels", type=int, help=f"synthetic sEMG channels (default: {shape_default})"
+    )
+    g.add_argument(
         "--window",
         type=int,
-        default=window_default,
-        help="synthetic samples per window, a multiple of 20"
-        + (
-            " (default: the checkpoint's; a BioFoundation file's: 1000)"
-            if window_default is None
-            else ""
-        ),
+        help=f"synthetic samples per window, a multiple of 20 (default: {shape_default})",
     )
     g.add_argument("--step", type=int, default=100, help="synthetic samples between windows")
+
+
+def _synthetic_spec(args: argparse.Namespace):
+    """`synthetic_emg_spec` with ``--channels`` sEMG electrodes."""
+    import dataclasses
+
+    return dataclasses.replace(synthetic_emg_spec(args), n_emg=args.channels)
 
 
 def _recipe_args(p: argparse.ArgumentParser, epochs: int, published: dict) -> None:
@@ -115,7 +147,12 @@ def _recipe_args(p: argparse.ArgumentParser, epochs: int, published: dict) -> No
         help=f"linear warm-up epochs (default: 1, or 0 with --epochs 1; published: "
         f"{published['warmup']})",
     )
-    p.add_argument("--device", default="cpu", help="cpu or cuda (nccl under torchrun)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        metavar="{cpu,cuda,auto}",
+        help=DEVICE_HELP + "; nccl under torchrun on CUDA",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the model, split and data")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -147,7 +184,7 @@ def _tinymyo_windows(args: argparse.Namespace, *, labeled_only: bool):
         if labeled_only:
             data, n_classes = labeled_subset(data)
         return (*random_holdout(data, args.val_fraction, seed=args.seed), n_classes)
-    windows = synthetic_windows(synthetic_emg_spec(args), window=args.window, step=args.step)
+    windows = synthetic_windows(_synthetic_spec(args), window=args.window, step=args.step)
     return (*windows.split(labeled_only=labeled_only), windows.n_classes)
 
 
@@ -157,6 +194,10 @@ def cmd_pretrain(args: argparse.Namespace):
     from emg_lens.train import PretrainConfig, evaluate_masked_loss, pretrain
     from emg_lens.train.distributed import is_main_process
 
+    args.device = str(resolve_device(args.device))
+    channels, window = SYNTHETIC_SHAPE[args.preset]
+    args.channels = channels if args.channels is None else args.channels
+    args.window = window if args.window is None else args.window
     train, val, _ = _tinymyo_windows(args, labeled_only=False)
     channels, samples = train[0][0].shape
     sizes = SMALL_TINYMYO if args.preset == "small" else {}
@@ -188,20 +229,30 @@ def cmd_pretrain(args: argparse.Namespace):
     return history
 
 
-def _pretrained(args: argparse.Namespace) -> Any:
-    """What fine-tuning starts from: the ``--checkpoint`` folder, or the TinyMyo of a
-    ``--from-biofoundation`` file fitted to the data's channels and window."""
-    if args.from_biofoundation is None:
-        return args.checkpoint
-    from emg_lens.checkpoints import load_biofoundation
-
+def _data_shape(args: argparse.Namespace) -> tuple[int, int]:
+    """(channels, samples) of the windows fine-tuning reads: the store's, or the synthetic."""
     if args.windows:
         from emg_lens.data.windows import WindowStore
 
         store = WindowStore(args.windows)
-        n_channels, n_samples = store.n_channels, store.window
-    else:
-        n_channels, n_samples = synthetic_emg_spec(args).n_emg, args.window
+        return store.n_channels, store.window
+    return args.channels, args.window
+
+
+def _pretrained(args: argparse.Namespace) -> Any:
+    """What fine-tuning starts from: the TinyMyo of the ``--checkpoint`` folder or of a
+    ``--from-biofoundation`` file, fitted to the data's channels and window."""
+    n_channels, n_samples = _data_shape(args)
+    if args.from_biofoundation is None:
+        from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
+
+        cfg = read_checkpoint_info(args.checkpoint)["config"]
+        if (sum(cfg["modalities"].values()), cfg["n_samples"]) == (n_channels, n_samples):
+            return args.checkpoint  # as it is (its path is recorded in what fine-tuning saves)
+        model = load_checkpoint(args.checkpoint, device=args.device)
+        return _fit_to_data(model, n_channels, n_samples, args)
+    from emg_lens.checkpoints import load_biofoundation
+
     return load_biofoundation(
         args.from_biofoundation,
         n_heads=args.n_heads,
@@ -212,18 +263,57 @@ def _pretrained(args: argparse.Namespace) -> Any:
     )
 
 
+def _fit_to_data(model: Any, n_channels: int, n_samples: int, args: argparse.Namespace) -> Any:
+    """``model`` (a TinyMyo checkpoint) with the same weights, built for ``n_channels`` x
+    ``n_samples`` windows: none of its encoder's weights depends on either (one patch embedding
+    shared by every channel, rotary positions), as for a BioFoundation file. A window that is
+    no whole number of its patches is an `ArgumentError` naming both shapes."""
+    from emg_lens.config import config_for_data
+    from emg_lens.models import TinyMyo
+    from emg_lens.train.distributed import is_main_process
+
+    have = tuple(model.input_shape)
+    if not isinstance(model, TinyMyo) or have == (n_channels, n_samples):
+        return model  # (finetune refuses a model that is no TinyMyo, naming its class)
+    data = args.windows or "the synthetic windows (--channels, --window)"
+    patch = model.cfg.token_samples
+    if n_samples % patch:
+        raise ArgumentError(
+            f"{data}: windows of {n_channels} channels x {n_samples} samples, but the "
+            f"pretrained TinyMyo {args.checkpoint} ({have[0]} x {have[1]}) cuts each channel "
+            f"into patches of {patch} samples and {n_samples} is not a multiple of {patch}: "
+            f"use windows of a multiple of {patch} samples (emg-lens windows --window)"
+        )
+    cfg = config_for_data(
+        TinyMyo, model.cfg, {"emg": n_channels}, model.cfg.n_classes, n_samples,
+        channel_names=None,
+    )  # fmt: skip
+    fitted = TinyMyo(cfg, **model.init_kwargs)
+    keep = fitted.state_dict()  # a head that depends on the channels stays fresh: replaced anyway
+    weights = {k: v for k, v in model.state_dict().items() if keep[k].shape == v.shape}
+    fitted.load_state_dict(weights, strict=False)
+    if is_main_process():
+        print(
+            f"the pretrained TinyMyo ({have[0]} channels x {have[1]} samples) is fitted to the "
+            f"data's {n_channels} x {n_samples}: its encoder's weights do not depend on either"
+        )
+    return fitted.to(model.param_device_dtype()[0]).train(model.training)
+
+
 def cmd_finetune(args: argparse.Namespace):
     from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.train import FinetuneConfig, finetune
     from emg_lens.train.distributed import is_main_process
 
+    args.device = str(resolve_device(args.device))
     origin = args.checkpoint or args.from_biofoundation
-    if args.window is None:  # synthetic windows as long as the pretrained model's
-        args.window = (
-            read_checkpoint_info(args.checkpoint)["config"]["n_samples"]
-            if args.checkpoint
-            else BIOFOUNDATION_WINDOW
-        )
+    if args.checkpoint:  # synthetic windows shaped like the pretrained model's input
+        cfg = read_checkpoint_info(args.checkpoint)["config"]
+        shape = (sum(cfg["modalities"].values()), cfg["n_samples"])
+    else:
+        shape = (PUBLISHED_CHANNELS, BIOFOUNDATION_WINDOW)
+    args.channels = shape[0] if args.channels is None else args.channels
+    args.window = shape[1] if args.window is None else args.window
     recipe = FinetuneConfig(
         **_recipe_options(args), patience=args.patience, linear_probe=args.linear_probe
     )
@@ -270,9 +360,7 @@ def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) ->
     if args.windows:
         source = windows_source(args.windows)
     else:
-        source = synthetic_windows_source(
-            synthetic_emg_spec(args), window=args.window, step=args.step
-        )
+        source = synthetic_windows_source(_synthetic_spec(args), window=args.window, step=args.step)
     rows = finetune_subjects(
         _pretrained(args),
         source,

@@ -4,6 +4,7 @@ accuracy)."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from emg_lens.cli.common import (
     CLASSIFIERS,
@@ -16,6 +17,7 @@ from emg_lens.cli.common import (
     show_progress,
     subject_ids,
 )
+from emg_lens.cli.consent import add_modules_arguments, module_builder
 
 
 def add_parsers(sub) -> None:
@@ -41,24 +43,46 @@ def add_parsers(sub) -> None:
     p = add_command(sub, "evaluate", "per-subject test accuracy of trained checkpoints")
     p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints, or demo")
     add_device_argument(p)
+    add_modules_arguments(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+# The TrainConfig field each flag sets, so a refused value names the flag.
+TRAIN_FLAGS = {"epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "seed": "--seed"}
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    """The `TrainConfig` of ``train``'s flags; a value it refuses (NaN or inf ``--lr``,
+    ``--epochs 0``) is an `ArgumentError` naming the flag.
+
+    >>> ns = argparse.Namespace(epochs=2, lr=float("inf"), batch_size=8, seed=0, quiet=True)
+    >>> train_config(ns)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --lr inf: TrainConfig.lr must be a finite number, got inf
+    """
+    from emg_lens.errors import ArgumentError, ConfigError
+    from emg_lens.train import TrainConfig
+
+    values = {field: getattr(args, field) for field in TRAIN_FLAGS}
+    try:
+        return TrainConfig(**values, progress=show_progress(args))
+    except ConfigError as exc:
+        field = next((f for f in TRAIN_FLAGS if f"TrainConfig.{f} " in str(exc)), None)
+        if field is None:
+            raise
+        raise ArgumentError(f"{TRAIN_FLAGS[field]} {values[field]}: {exc}") from exc
 
 
 def cmd_train(args: argparse.Namespace) -> list[dict]:
     from emg_lens.data.datasets import load_subject
     from emg_lens.models import MODEL_CLASSES
-    from emg_lens.train import TrainConfig, train_subjects
+    from emg_lens.train import train_subjects
 
     device = resolve_device(args.device)
+    train_cfg = train_config(args)  # before any data is loaded
     source = data_source_from_args(args)
     subjects = [load_subject(source, s) for s in subject_ids(args)]
-    train_cfg = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=show_progress(args),
-    )
     model_cls = MODEL_CLASSES[args.architecture]
     rows = train_subjects(
         subjects,
@@ -74,17 +98,21 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
-    from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
+    from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.data.datasets import load_subject
+    from emg_lens.studies.code import load_model, require_builder
     from emg_lens.studies.runner import find_models
     from emg_lens.train import accuracy
 
     device = resolve_device(args.device)
+    builder = module_builder(args)
+    found = find_models(args.models)
+    require_builder(found.values(), builder)  # the user's modules: say what to add
     rows = []
-    for subject, path in find_models(args.models).items():
+    for subject, path in found.items():
         meta = read_checkpoint_info(path)["metadata"]
         data = load_subject(meta["data_source"], subject)
-        model = load_checkpoint(path, device=str(device))
+        model = load_model(path, builder, device=str(device))
         rows.append(
             {
                 "subject": subject,

@@ -1,5 +1,10 @@
 """``emg-lens windows``: a TinyMyo window store (HDF5) from emg2pose, NinaPro DB5/DB6/DB7,
-synthetic sEMG, or a downstream dataset (EPN-612, UCI, NinaPro DB8)."""
+synthetic sEMG, or a downstream dataset (EPN-612, UCI, NinaPro DB8).
+
+An option that the chosen dataset would ignore is refused, naming the options that apply; the
+window and step default to the dataset's own (`emg_lens.data.registry`: each downstream
+dataset's fit its real protocol; the others take TinyMyo's 1000 samples every 500 at 2 kHz).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,46 @@ from emg_lens.cli.common import (
     show_progress,
     synthetic_emg_spec,
 )
+
+SYNTHETIC_DEFAULTS = {"n_subjects": 2, "n_gestures": 4, "movement_seconds": 2.0, "seed": 0}
+"""``--source synthetic``'s options when not given."""
+
+REPETITION_SOURCES = ("ninapro-db5", "ninapro-db6", "ninapro-db7", "synthetic")
+"""`emg_lens.data.window_build.REPETITION_SOURCES`: the sources split by repetition (kept here
+so that ``--help`` imports no data code; a test keeps the two equal)."""
+
+OPTIONS = (
+    "root", "split", "subjects", "normalize", "window", "step", "train_repetitions",
+    "test_repetitions", *SYNTHETIC_DEFAULTS, "compression", "quiet",
+)  # fmt: skip
+"""Every option of ``windows`` but ``--source``/``--dataset`` and ``--out``, in ``--help``
+order."""
+
+
+def _applies(option: str, source: str) -> bool:
+    """Whether ``--option`` means something for ``source`` (else it is refused, not ignored)."""
+    if option == "root":
+        return source != "synthetic"
+    if option == "normalize":
+        return source not in DOWNSTREAM_DATASETS  # z-scored per recording, as the thesis
+    if option == "step":
+        return source != "epn612"  # each EPN sample is padded or cropped to one window
+    if option in ("train_repetitions", "test_repetitions"):
+        return source in REPETITION_SOURCES
+    if option in SYNTHETIC_DEFAULTS:
+        return source == "synthetic"
+    return True
+
+
+CHECKED = (
+    "root",
+    "normalize",
+    "step",
+    "train_repetitions",
+    "test_repetitions",
+    *SYNTHETIC_DEFAULTS,
+)
+"""The options `_applies` decides on; they default to None so that a given one is seen."""
 
 
 def add_parser(sub) -> None:
@@ -38,31 +83,37 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--normalize",
         choices=["minmax", "zscore"],
-        help="default: minmax for emg2pose/DB6/DB7 (pretraining), zscore fitted on the "
-        "training repetitions for DB5/synthetic",
+        help="not downstream datasets; default: minmax for emg2pose/DB6/DB7 (pretraining), "
+        "zscore fitted on the training repetitions for DB5/synthetic",
     )
-    p.add_argument("--window", type=int, default=1000, help="samples per window at 2 kHz")
-    p.add_argument("--step", type=int, default=500, help="samples between windows")
+    p.add_argument(
+        "--window",
+        type=int,
+        help="samples per window (default: 1000; at 2 kHz for emg2pose, DB5/6/7 and "
+        "synthetic, at the data's rate for the downstream datasets, whose defaults fit their "
+        "protocols: EPN-612 1000 = a 5 s sample at 200 Hz; UCI 1000 of a 3 s gesture's ~3000 "
+        "rows; DB8 1000 = 0.5 s at 2 kHz)",
+    )
+    p.add_argument("--step", type=int, help="samples between windows (default 500; not for epn612)")
     train, test = SPLIT_REPETITIONS["train_repetitions"], SPLIT_REPETITIONS["test_repetitions"]
     p.add_argument(
         "--train-repetitions",
         nargs="+",
         type=int,
-        default=train,
-        help=f"--split train and the z-score fit (default: {' '.join(map(str, train))})",
+        help=f"DB5/6/7 and synthetic: --split train and the z-score fit (default: "
+        f"{' '.join(map(str, train))})",
     )
     p.add_argument(
         "--test-repetitions",
         nargs="+",
         type=int,
-        default=test,
-        help=f"--split test (default: {' '.join(map(str, test))})",
+        help=f"DB5/6/7 and synthetic: --split test (default: {' '.join(map(str, test))})",
     )
     g = p.add_argument_group("synthetic sEMG (--source synthetic)")
-    g.add_argument("--n-subjects", type=int, default=2, help="synthetic subjects")
-    g.add_argument("--n-gestures", type=int, default=4, help="synthetic gestures")
-    g.add_argument("--movement-seconds", type=float, default=2.0, help="per repetition")
-    g.add_argument("--seed", type=int, default=0, help="seed of the generator")
+    g.add_argument("--n-subjects", type=int, help="synthetic subjects (default 2)")
+    g.add_argument("--n-gestures", type=int, help="synthetic gestures (default 4)")
+    g.add_argument("--movement-seconds", type=float, help="per repetition (default 2.0)")
+    g.add_argument("--seed", type=int, help="seed of the generator (default 0)")
     p.add_argument(
         "--compression", default="none", choices=["none", "gzip", "lzf"], help="HDF5 filter"
     )
@@ -70,25 +121,67 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_windows)
 
 
-def cmd_windows(args: argparse.Namespace):
-    """A TinyMyo window store from emg2pose, NinaPro DB5/DB6/DB7 or synthetic sEMG."""
-    from emg_lens.data.window_build import build_window_store
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def _check_options(args: argparse.Namespace, source: str) -> None:
+    """Refuse each given option that ``source`` would ignore, naming those that apply."""
+    kind = "--dataset" if args.dataset else "--source"
+    for option in CHECKED:
+        if getattr(args, option) is not None and not _applies(option, source):
+            from emg_lens.errors import ArgumentError
+
+            applies = ", ".join(_flag(o) for o in OPTIONS if _applies(o, source))
+            raise ArgumentError(
+                f"{_flag(option)} does not apply to {kind} {source}; its options are {applies}"
+            )
+
+
+def _preprocess(args: argparse.Namespace, source: str):
+    """The window and step asked for, on the dataset's defaults; None: all defaults."""
+    if args.window is None and args.step is None:
+        return None
+    from emg_lens.data.registry import DOWNSTREAM_DATASETS as DOWNSTREAM
+    from emg_lens.data.registry import dataset_info
     from emg_lens.data.windowing import TinyMyoPreprocess
+
+    if source in DOWNSTREAM:
+        return dataset_info(source).downstream.spec(source, window=args.window, step=args.step)
+    given = {k: v for k, v in (("window", args.window), ("step", args.step)) if v is not None}
+    return TinyMyoPreprocess(**given)
+
+
+def cmd_windows(args: argparse.Namespace):
+    """A TinyMyo window store from emg2pose, NinaPro DB5/DB6/DB7, synthetic sEMG or a
+    downstream dataset."""
+    from emg_lens.data.window_build import build_window_store
     from emg_lens.data.windows import WindowStore
 
+    source = args.source or args.dataset
+    _check_options(args, source)
+    synthetic = None
+    if source == "synthetic":
+        for option, default in SYNTHETIC_DEFAULTS.items():
+            if getattr(args, option) is None:
+                setattr(args, option, default)
+        synthetic = synthetic_emg_spec(args)
+    repetitions = {
+        f"{name}_repetitions": None if value is None else tuple(value)
+        for name, value in (("train", args.train_repetitions), ("test", args.test_repetitions))
+    }
     path = build_window_store(
-        args.source or args.dataset,
+        source,
         args.out,
         root=args.root,
         subjects=args.subjects,
         split=args.split,
         normalize=args.normalize,
-        preprocess=TinyMyoPreprocess(window=args.window, step=args.step),
-        train_repetitions=tuple(args.train_repetitions),
-        test_repetitions=tuple(args.test_repetitions),
-        synthetic=synthetic_emg_spec(args) if args.source == "synthetic" else None,
+        preprocess=_preprocess(args, source),
+        synthetic=synthetic,
         compression=None if args.compression == "none" else args.compression,
         progress=show_progress(args),
+        **repetitions,
     )
     store = WindowStore(path)
     labelled = int((store.labels >= 0).sum())
@@ -97,4 +190,21 @@ def cmd_windows(args: argparse.Namespace):
         f"{store.subjects}, {labelled} labelled, {store.meta['preprocess']['normalize']} "
         f"normalised, from {len(store.meta['sessions'])} recordings"
     )
+    _print_dropped(store.meta["sessions"])
     return store
+
+
+def _print_dropped(sessions: list[dict]) -> None:
+    """NinaPro DB8: the samples each file lost to NaN in the glove (the targets need all 18)."""
+    lines = [
+        f"  {source}: {dropped} of {total} samples"
+        for session in sessions
+        for source, (dropped, total) in session.get("nan_glove", {}).items()
+        if dropped
+    ]
+    if lines:
+        print(
+            "samples dropped for NaN in the glove (the targets need every sensor):",
+            *lines,
+            sep="\n",
+        )

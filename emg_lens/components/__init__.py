@@ -1,6 +1,6 @@
 """Building blocks with the legacy HookedTransformer module names, parameter names and hooks."""
 
-from emg_lens.components.attention import Attention
+from emg_lens.components.attention import Attention, HeadStructure
 from emg_lens.components.block import TransformerBlock
 from emg_lens.components.embeddings import ChannelEmbed, ClassifierHead, PosEmbed
 from emg_lens.components.layer_norm import LayerNorm, make_norm
@@ -12,6 +12,7 @@ __all__ = [
     "Attention",
     "ChannelEmbed",
     "ClassifierHead",
+    "HeadStructure",
     "LayerNorm",
     "PosEmbed",
     "Rotary",

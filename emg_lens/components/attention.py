@@ -12,11 +12,34 @@ An ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, qu
 key_pos]``) is honoured by both. A query whose keys are all masked attends to nothing: its
 pattern row is zero and so is its attention update, never NaN. Any other NaN (from weights,
 inputs or a hook) propagates to the output: it is never laundered into "attends to nothing".
+
+Converted architectures (`emg_lens.models.from_braindecode`) add what their attention computes
+beyond the plain form, with the names, shapes and hooks unchanged:
+
+- ``qk_norm`` (`EncoderConfig`): a LayerNorm over ``d_head`` on every head's q and k after
+  ``hook_q`` / ``hook_k`` (``q_norm``, ``k_norm``, with their own ``hook_scale`` and
+  ``hook_normalized``), as LaBraM does; ``attn_scale`` replaces ``sqrt(d_head)``; biases named
+  in ``zero_biases`` are zero buffers (a ``bias=False`` layer).
+- a *structure* (`Attention.set_structure`, installed by the model, derived from its config
+  and layout, so not in the state dict): a `HeadStructure` per range of heads says which slice
+  of ``d_model`` they read (rows of ``W_Q``, ``W_K``, ``W_V``) and write (columns of ``W_O``),
+  and which keys each query may see: one group id per token, a query attending only to the
+  keys of its own group. It is the architecture's *base mask* (CBraMod's criss-cross: spatial
+  heads within a patch, temporal heads within a channel, each reading and writing half of
+  ``d_model``; EEGPT's attention within a time patch). On the explicit path the base mask is
+  applied with the ``edge_mask`` (their union) before ``hook_attn_scores``, which therefore
+  shows -inf wherever the architecture has no edge, and the weights outside a head's slices
+  are multiplied by zero (so they are zero in ``W_Q``... as read, and training keeps them so);
+  the fast path runs each range of heads on its own slices as one SDPA call per group (tokens
+  gathered into groups of equal size), the attention FLOPs of the original, and agrees with
+  the explicit path to 1e-5.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +48,62 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.layer_norm import LayerNorm
+from emg_lens.components.mlp import add_bias
 from emg_lens.components.rotary import Rotary
 from emg_lens.config import EncoderConfig
+from emg_lens.errors import ConfigError
 
 # Buffers that legacy TransformerLens attention saved in its state dict. They are derived from
 # the config (emg_lens encoders are bidirectional), so loading one is accepted and ignored.
 LEGACY_DERIVED_BUFFERS = ("mask", "IGNORE", "rotary_sin", "rotary_cos")
+
+
+@dataclass(frozen=True)
+class HeadStructure:
+    """What the heads ``heads[0]..heads[1]-1`` of an `Attention` read, write and see.
+
+    ``reads`` / ``writes``: the ``[start, stop)`` slice of ``d_model`` their ``W_Q``, ``W_K``,
+    ``W_V`` rows read and their ``W_O`` columns write (None: all of it); ``groups``: one group
+    id per token, a query attending only to keys of its own group (None: every key).
+
+    >>> HeadStructure(heads=(0, 2), reads=(0, 8), groups=(0, 0, 1, 1)).n_heads
+    2
+    """
+
+    heads: tuple[int, int]
+    reads: tuple[int, int] | None = None
+    writes: tuple[int, int] | None = None
+    groups: tuple[int, ...] | None = None
+
+    @property
+    def n_heads(self) -> int:
+        return self.heads[1] - self.heads[0]
+
+
+class _Plan:
+    """A `HeadStructure` prepared for the fast path: slices, and the token permutation that
+    makes every group contiguous (None where it already is), the number and size of groups
+    (``n_groups`` 0: groups of unequal size, attended with the full base mask instead)."""
+
+    def __init__(self, structure: HeadStructure, n_tokens: int):
+        self.structure = structure
+        self.heads = slice(*structure.heads)
+        self.reads = slice(*structure.reads) if structure.reads else None
+        self.writes = slice(*structure.writes) if structure.writes else None
+        self.perm: torch.Tensor | None = None
+        self.inverse: torch.Tensor | None = None
+        self.n_groups = self.group_size = 0
+        if structure.groups is None:
+            return
+        groups = torch.tensor(structure.groups)
+        sizes = torch.unique(groups, return_counts=True)[1]
+        if not bool((sizes == sizes[0]).all()):
+            return
+        self.n_groups, self.group_size = len(sizes), int(sizes[0])
+        perm = torch.sort(groups, stable=True).indices
+        if not torch.equal(perm, torch.arange(n_tokens)):
+            self.perm, self.inverse = perm, torch.argsort(perm)
 
 
 class Attention(nn.Module):
@@ -50,11 +123,14 @@ class Attention(nn.Module):
         self.W_K = nn.Parameter(torch.empty(h, d_model, d_head, dtype=cfg.dtype))
         self.W_V = nn.Parameter(torch.empty(h, d_model, d_head, dtype=cfg.dtype))
         self.W_O = nn.Parameter(torch.empty(h, d_head, d_model, dtype=cfg.dtype))
-        self.b_Q = nn.Parameter(torch.zeros(h, d_head, dtype=cfg.dtype))
-        self.b_K = nn.Parameter(torch.zeros(h, d_head, dtype=cfg.dtype))
-        self.b_V = nn.Parameter(torch.zeros(h, d_head, dtype=cfg.dtype))
-        self.b_O = nn.Parameter(torch.zeros(d_model, dtype=cfg.dtype))
-        self.attn_scale = math.sqrt(d_head)
+        for name in ("b_Q", "b_K", "b_V"):
+            add_bias(self, name, (h, d_head), cfg)
+        add_bias(self, "b_O", d_model, cfg)
+        self.attn_scale = math.sqrt(d_head) if cfg.attn_scale is None else float(cfg.attn_scale)
+        self.q_norm: LayerNorm | None = None
+        self.k_norm: LayerNorm | None = None
+        if cfg.qk_norm:  # per-head LayerNorm of q and k, one weight shared by the heads
+            self.q_norm, self.k_norm = LayerNorm(cfg, d_head), LayerNorm(cfg, d_head)
 
         self.hook_q = HookPoint()  # [batch, pos, head_index, d_head]
         self.hook_k = HookPoint()  # [batch, pos, head_index, d_head]
@@ -72,6 +148,78 @@ class Attention(nn.Module):
         self.hook_result = HookPoint()  # [batch, pos, head_index, d_model]; use_attn_result
         self._internal_hooks = [m for m in self.modules() if isinstance(m, HookPoint)]
         self._qkv_cache: tuple | None = None  # (parameter versions, W_qkv, b_qkv, b_O)
+        self.structure: tuple[HeadStructure, ...] | None = None
+        self._plans: list[_Plan] = []
+        # Set by set_structure (None: no structure; a None buffer is not in the state dict):
+        # base_mask [head_index, query_pos, key_pos] (True: no edge), read_mask [head_index,
+        # d_model, 1] and write_mask [head_index, 1, d_model] (1 where a head reads / writes).
+        for name in ("base_mask", "read_mask", "write_mask"):
+            self.register_buffer(name, None, persistent=False)
+
+    def set_structure(self, structure: Sequence[HeadStructure], n_tokens: int) -> None:
+        """Install the architecture's head structure (see the module docstring): one
+        `HeadStructure` per range of heads, the ranges in order and covering every head.
+        Stored as buffers that are not saved (the model derives them from its config).
+
+        >>> cfg = EncoderConfig.preset("tiny")
+        >>> attn = Attention(cfg)
+        >>> attn.set_structure([HeadStructure((0, 2), groups=(0, 0, 0, 1, 1, 1, 1)),
+        ...                     HeadStructure((2, 4))], n_tokens=7)
+        >>> attn.base_mask[0, 0].tolist(), bool(attn.base_mask[3].any())
+        ([False, False, False, True, True, True, True], False)
+        """
+        h, d_model = self.cfg.n_heads, self.cfg.d_model
+        structure = tuple(structure)
+        edges = [s.heads for s in structure]
+        if (
+            not structure
+            or edges[0][0] != 0
+            or edges[-1][1] != h
+            or any(a[1] != b[0] or a[0] >= a[1] for a, b in zip(edges, [*edges[1:], (h, h + 1)]))
+        ):
+            raise ConfigError(
+                f"a head structure must cover heads 0..{h - 1} in consecutive ranges, got {edges}"
+            )
+        if self.rotary is not None:
+            raise ConfigError("a head structure is not supported with rotary positions")
+        for s in structure:
+            for what, part in (("reads", s.reads), ("writes", s.writes)):
+                if part is not None and not 0 <= part[0] < part[1] <= d_model:
+                    raise ConfigError(f"HeadStructure.{what}={part} is not a slice of d_model")
+            if s.groups is not None and len(s.groups) != n_tokens:
+                raise ConfigError(
+                    f"HeadStructure.groups has {len(s.groups)} entries for {n_tokens} tokens"
+                )
+        device = self.W_Q.device
+        self.structure = structure
+        self._plans = [_Plan(s, n_tokens) for s in structure]
+        base = torch.zeros(h, n_tokens, n_tokens, dtype=torch.bool)
+        reads = torch.zeros(h, d_model, 1, dtype=self.W_Q.dtype)
+        writes = torch.zeros(h, 1, d_model, dtype=self.W_Q.dtype)
+        for s in structure:
+            heads = slice(*s.heads)
+            if s.groups is not None:
+                g = torch.tensor(s.groups)
+                base[heads] = g[:, None] != g[None, :]
+            reads[heads, slice(*(s.reads or (0, d_model)))] = 1
+            writes[heads, :, slice(*(s.writes or (0, d_model)))] = 1
+        restricted = any(s.reads or s.writes for s in structure)
+        for name, value in (
+            ("base_mask", base if bool(base.any()) else None),
+            ("read_mask", reads if restricted else None),
+            ("write_mask", writes if restricted else None),
+        ):
+            self.register_buffer(name, None if value is None else value.to(device), False)
+        for i, plan in enumerate(self._plans):  # buffers, so that .to() moves them
+            rows = None
+            if plan.n_groups:
+                order = plan.perm if plan.perm is not None else torch.arange(n_tokens)
+                rows = order.view(plan.n_groups, plan.group_size)
+            for name, value in (("perm", plan.perm), ("inverse", plan.inverse), ("rows", rows)):
+                self.register_buffer(
+                    f"_{name}_{i}", None if value is None else value.to(device), False
+                )
+        self._qkv_cache = None
 
     def hooks_active(self) -> bool:
         """True when a hook (or a cache) is attached to any hook point inside attention."""
@@ -84,13 +232,31 @@ class Attention(nn.Module):
     ) -> Float[torch.Tensor, "batch pos d_model"]:
         if self.hooks_active():
             return self._forward_explicit(x, edge_mask)
+        if self.structure is not None:
+            return self._forward_structured(x, edge_mask)
         return self._forward_fast(x, edge_mask)
 
     # ------------------------------------------------------------------ explicit, hooked path
+    def _structured_weights(self):
+        """``W_Q, W_K, W_V, W_O`` with the entries outside every head's slices multiplied by
+        zero (so they stay zero in training), and the base mask."""
+        W_Q, W_K, W_V, W_O = self.W_Q, self.W_K, self.W_V, self.W_O
+        if self.read_mask is not None:
+            W_Q, W_K, W_V = (W * self.read_mask for W in (W_Q, W_K, W_V))
+            W_O = W_O * self.write_mask
+        return W_Q, W_K, W_V, W_O
+
     def _forward_explicit(self, x, edge_mask):
-        q = self.hook_q(self._project(x, self.W_Q, self.b_Q))
-        k = self.hook_k(self._project(x, self.W_K, self.b_K))
-        v = self.hook_v(self._project(x, self.W_V, self.b_V))
+        W_Q, W_K, W_V, W_O = self.W_Q, self.W_K, self.W_V, self.W_O
+        if self.structure is not None:
+            W_Q, W_K, W_V, W_O = self._structured_weights()
+            if self.base_mask is not None:
+                edge_mask = self.base_mask if edge_mask is None else edge_mask | self.base_mask
+        q = self.hook_q(self._project(x, W_Q, self.b_Q))
+        k = self.hook_k(self._project(x, W_K, self.b_K))
+        v = self.hook_v(self._project(x, W_V, self.b_V))
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
             q = self.hook_rot_q(self.rotary(q))
             k = self.hook_rot_k(self.rotary(k))
@@ -122,7 +288,7 @@ class Attention(nn.Module):
             result = self.hook_result(
                 einsum(
                     z,
-                    self.W_O,
+                    W_O,
                     "batch pos head_index d_head, head_index d_head d_model "
                     "-> batch pos head_index d_model",
                 )
@@ -131,7 +297,7 @@ class Attention(nn.Module):
         return (
             einsum(
                 z,
-                self.W_O,
+                W_O,
                 "batch pos head_index d_head, head_index d_head d_model -> batch pos d_model",
             )
             + self.b_O
@@ -158,6 +324,8 @@ class Attention(nn.Module):
         else:  # queries and keys share positions: rotate them in one pass
             q, k = self.rotary(qkv[:, :, : 2 * h]).split(h, dim=2)
             v = qkv[:, :, 2 * h :]
+        if self.q_norm is not None:
+            q, k = self._qk_norm(q, k)
         allowed = None
         if edge_mask is not None:
             # SDPA's CPU flash kernel takes only 4-D masks: a [head, q, k] mask sends it to the
@@ -182,6 +350,107 @@ class Attention(nn.Module):
         z = z.transpose(1, 2).reshape(batch * n_pos, h * d_head)
         out = torch.addmm(b_O, z, self.W_O.reshape(h * d_head, -1))
         return out.view(batch, n_pos, -1)
+
+    def _qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d_head = (self.cfg.d_head,)
+        q = F.layer_norm(q, d_head, self.q_norm.w, self.q_norm.b, self.q_norm.eps)
+        return q, F.layer_norm(k, d_head, self.k_norm.w, self.k_norm.b, self.k_norm.eps)
+
+    # ------------------------------------------------------------------ fast, structured path
+    def _forward_structured(self, x, edge_mask):
+        """The fast path of a structured attention: each range of heads projects its own slice
+        of ``d_model``, attends within its groups (one SDPA call over ``batch * n_groups``
+        sequences) and writes its own slice; the sum of the ranges plus ``b_O``."""
+        batch, n_pos, d_model = x.shape
+        d_head = self.cfg.d_head
+        parts, b_O = self._fused_structured()
+        mask = None if edge_mask is None else edge_mask[(None,) * (4 - edge_mask.ndim)]
+        out = None
+        for i, (plan, (W, b, W_O)) in enumerate(zip(self._plans, parts)):
+            n_heads = plan.structure.n_heads
+            x_in = x if plan.reads is None else x[..., plan.reads]
+            qkv = torch.addmm(b, x_in.reshape(batch * n_pos, -1), W)
+            q, k, v = qkv.view(batch, n_pos, 3 * n_heads, d_head).split(n_heads, dim=2)
+            if self.q_norm is not None:
+                q, k = self._qk_norm(q, k)
+            heads_mask = None
+            if mask is not None:
+                heads_mask = mask[:, plan.heads] if mask.shape[1] != 1 else mask
+            z = self._attend_groups(q, k, v, heads_mask, plan, i)  # [batch, pos, heads, d_head]
+            y = torch.mm(z.reshape(batch * n_pos, n_heads * d_head), W_O)
+            if plan.writes is not None:
+                y = F.pad(y, (plan.writes.start, d_model - plan.writes.stop))
+            out = y if out is None else out + y
+        return (out + b_O).view(batch, n_pos, d_model)
+
+    def _attend_groups(self, q, k, v, mask, plan: _Plan, index: int) -> torch.Tensor:
+        """``softmax(q k^T / scale) v`` of one range of heads, each query over the keys of its
+        own group; ``mask`` (True = masked) ``[batch or 1, heads or 1, pos, pos]`` or None."""
+        batch, n_pos, n_heads, d_head = q.shape
+        scale = 1.0 / self.attn_scale
+        if plan.structure.groups is not None and plan.n_groups == 0:  # groups of unequal size
+            base = self.base_mask[plan.heads]
+            mask = base if mask is None else mask | base
+        if plan.n_groups == 0:
+            z = F.scaled_dot_product_attention(
+                q.transpose(1, 2),
+                k.transpose(1, 2),
+                v.transpose(1, 2),
+                attn_mask=None if mask is None else ~mask,
+                scale=scale,
+            )
+            if mask is not None:
+                z = z.masked_fill(mask.all(-1, keepdim=True), 0.0)
+            return z.transpose(1, 2)
+        n_groups, size = plan.n_groups, plan.group_size
+        perm, inverse = getattr(self, f"_perm_{index}"), getattr(self, f"_inverse_{index}")
+        if perm is not None:
+            q, k, v = (t.index_select(1, perm) for t in (q, k, v))
+        q, k, v = (
+            t.reshape(batch * n_groups, size, n_heads, d_head).transpose(1, 2) for t in (q, k, v)
+        )
+        allowed = None
+        if mask is not None:
+            # Each group's block of the mask, gathered by position (an ONNX-friendly gather):
+            # [b, h, pos, pos] -> [b, h, G, s, s] -> [b * G, h, s, s]
+            rows = getattr(self, f"_rows_{index}")  # [G, s]: the positions of each group
+            mask = mask[:, :, rows[:, :, None], rows[:, None, :]].transpose(1, 2)
+            mask = mask.expand(batch, -1, -1, -1, -1).reshape(batch * n_groups, -1, size, size)
+            allowed = ~mask
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
+        if mask is not None:
+            z = z.masked_fill(mask.all(-1, keepdim=True), 0.0)
+        z = z.transpose(1, 2).reshape(batch, n_pos, n_heads, d_head)
+        return z if inverse is None else z.index_select(1, inverse)
+
+    def _fused_structured(self):
+        """Per range of heads, its ``W_Q, W_K, W_V`` rows of the slice it reads as one
+        ``[d_read, 3 * heads * d_head]`` matrix, their biases and its ``W_O`` columns of the
+        slice it writes; and ``b_O`` (NaN when a weight is not finite, as `_fused_weights`).
+        Cached like `_fused_weights`."""
+        params = (self.W_Q, self.W_K, self.W_V, self.W_O, self.b_Q, self.b_K, self.b_V, self.b_O)
+        training = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if not training and self._qkv_cache is not None and self._qkv_cache[0] == key:
+            return self._qkv_cache[1:]
+        with torch.inference_mode(False), torch.set_grad_enabled(training):
+            parts = []
+            finite = torch.ones((), dtype=torch.bool, device=self.W_Q.device)
+            for plan in self._plans:
+                reads = plan.reads or slice(None)
+                heads = plan.heads
+                W = torch.cat((self.W_Q[heads], self.W_K[heads], self.W_V[heads]), dim=0)
+                W = W[:, reads].permute(1, 0, 2).flatten(1)
+                b = torch.cat((self.b_Q[heads], self.b_K[heads], self.b_V[heads]), dim=0)
+                b = b.flatten()
+                # a copy: a view of W_O would still require grad (and be a trace's constant)
+                W_O = self.W_O[heads][..., plan.writes or slice(None)].flatten(0, 1).clone()
+                finite = finite & torch.isfinite(W).all() & torch.isfinite(b).all()
+                parts.append((W, b, W_O))
+            b_O = self.b_O + torch.where(finite, 0.0, float("nan")).to(self.b_O.dtype)
+        if not training:
+            self._qkv_cache = (key, parts, b_O)
+        return parts, b_O
 
     def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``W_Q, W_K, W_V`` as one ``[d_model, 3 * n_heads * d_head]`` matrix (and the

@@ -1,4 +1,5 @@
-"""The pre-LN transformer block with the legacy TransformerLens residual hooks."""
+"""The transformer block (pre-LN, or post-LN for converted models) with the legacy
+TransformerLens residual hooks."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ class TransformerBlock(nn.Module):
     the sub-layer outputs before their hooks, so in eval mode ``hook_attn_out`` is exactly what
     is added to the residual stream.
 
+    With ``EncoderConfig.norm_position="post"`` (torch's ``norm_first=False``: the original
+    Transformer's form) the norms follow the sums instead: ``resid_mid = ln1(resid_pre +
+    attn(resid_pre))``, ``resid_post = ln2(resid_mid + mlp(resid_mid))``. The hooks keep their
+    names and sit where the streams are: ``hook_attn_out`` / ``hook_mlp_out`` on what a
+    sub-layer adds, ``hook_resid_mid`` / ``hook_resid_post`` on the normalised stream that the
+    next sub-layer reads, and ``ln1`` / ``ln2``'s ``hook_scale`` and ``hook_normalized`` on the
+    sum they normalise. So a block's sum is additive *before* its norm (``resid_pre +
+    attn_out`` is what ``ln1`` normalises) but the residual stream is not a sum of component
+    outputs across blocks: `ActivationCache.decompose_resid` and
+    ``get_full_resid_decomposition`` no longer add up to the final stream, and a direct logit
+    attribution through them is not exact (each norm rescales all that came before it).
+
     >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0)
     >>> block(torch.randn(2, 7, 16)).shape
     torch.Size([2, 7, 16])
@@ -33,9 +46,10 @@ class TransformerBlock(nn.Module):
     def __init__(self, cfg: EncoderConfig, block_index: int):
         super().__init__()
         self.layer = block_index
-        self.ln1 = make_norm(cfg)
+        self.post_norm = cfg.norm_position == "post"
+        self.ln1 = make_norm(cfg, "ln1")
         self.attn = Attention(cfg)
-        self.ln2 = make_norm(cfg)
+        self.ln2 = make_norm(cfg, "ln2")
         self.mlp = MLP(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
@@ -49,8 +63,17 @@ class TransformerBlock(nn.Module):
         resid_pre: Float[torch.Tensor, "batch pos d_model"],
         edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
     ) -> Float[torch.Tensor, "batch pos d_model"]:
+        if self.post_norm:
+            return self._forward_post_norm(resid_pre, edge_mask)
         resid_pre = self.hook_resid_pre(resid_pre)
         attn_out = self.hook_attn_out(self.dropout(self.attn(self.ln1(resid_pre), edge_mask)))
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
         mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.ln2(resid_mid))))
         return self.hook_resid_post(resid_mid + mlp_out)
+
+    def _forward_post_norm(self, resid_pre, edge_mask):
+        resid_pre = self.hook_resid_pre(resid_pre)
+        attn_out = self.hook_attn_out(self.dropout(self.attn(resid_pre, edge_mask)))
+        resid_mid = self.hook_resid_mid(self.ln1(resid_pre + attn_out))
+        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(resid_mid)))
+        return self.hook_resid_post(self.ln2(resid_mid + mlp_out))

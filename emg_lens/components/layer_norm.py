@@ -25,12 +25,15 @@ class LayerNorm(nn.Module):
     torch.Size([2, 7, 16])
     """
 
-    def __init__(self, cfg: EncoderConfig, length: int | None = None):
+    def __init__(self, cfg: EncoderConfig, length: int | None = None, bias: bool = True):
         super().__init__()
         self.eps = cfg.eps
         length = length or cfg.d_model
         self.w = nn.Parameter(torch.ones(length, dtype=cfg.dtype))
-        self.b = nn.Parameter(torch.zeros(length, dtype=cfg.dtype))
+        if bias:
+            self.b = nn.Parameter(torch.zeros(length, dtype=cfg.dtype))
+        else:  # a norm without a bias (torch's bias=False): b stays 0, is not learned nor saved
+            self.register_buffer("b", torch.zeros(length, dtype=cfg.dtype), persistent=False)
         self.hook_scale = HookPoint()  # [batch, pos, 1]
         self.hook_normalized = HookPoint()  # [batch, pos, length]
 
@@ -50,6 +53,15 @@ class LayerNorm(nn.Module):
         return self.hook_normalized(x / scale) * self.w + self.b
 
 
-def make_norm(cfg: EncoderConfig) -> nn.Module:
-    """The block/final normalisation the config asks for (an identity when it asks for none)."""
-    return LayerNorm(cfg) if cfg.normalization_type == "LN" else nn.Identity()
+def make_norm(cfg: EncoderConfig, name: str = "ln1") -> nn.Module:
+    """The normalisation ``name`` (``"ln1"``, ``"ln2"`` or ``"ln_final"``) the config asks for:
+    an identity when it asks for none (``normalization_type=None``; ``final_norm=False`` for
+    ``ln_final``), without a learned bias where ``zero_biases`` names ``"<name>.b"``.
+
+    >>> cfg = EncoderConfig.preset("tiny", final_norm=False, zero_biases=["ln1.b"])
+    >>> make_norm(cfg, "ln_final"), "b" in dict(make_norm(cfg, "ln1").named_parameters())
+    (Identity(), False)
+    """
+    if cfg.normalization_type != "LN" or (name == "ln_final" and not cfg.final_norm):
+        return nn.Identity()
+    return LayerNorm(cfg, bias=f"{name}.b" not in cfg.zero_biases)

@@ -10,6 +10,23 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
 
+
+def add_bias(module: nn.Module, name: str, shape: int | tuple[int, ...], cfg: EncoderConfig):
+    """Register the zero bias ``name``: a parameter, or, where ``cfg.zero_biases`` names it (a
+    layer built with ``bias=False``), a buffer that is neither learned nor saved, so the
+    TransformerLens surface (``b_Q``, ``b_in``, ...) reads the same on every model.
+
+    >>> mlp = MLP(EncoderConfig.preset("tiny", zero_biases=["b_in"]))
+    >>> sorted(name for name, _ in mlp.named_parameters()), mlp.b_in.shape
+    (['W_in', 'W_out', 'b_out'], torch.Size([32]))
+    """
+    zeros = torch.zeros(shape, dtype=cfg.dtype)
+    if name in cfg.zero_biases:
+        module.register_buffer(name, zeros, persistent=False)
+    else:
+        setattr(module, name, nn.Parameter(zeros))
+
+
 ACTIVATIONS = {
     "relu": F.relu,
     "gelu": F.gelu,  # exact (erf) GELU, as TransformerLens "gelu"
@@ -29,10 +46,11 @@ class MLP(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         d_mlp = cfg.d_mlp
+        # Registered in this order: the state dict's order is part of a model's digest.
         self.W_in = nn.Parameter(torch.empty(cfg.d_model, d_mlp, dtype=cfg.dtype))
-        self.b_in = nn.Parameter(torch.zeros(d_mlp, dtype=cfg.dtype))
+        add_bias(self, "b_in", d_mlp, cfg)
         self.W_out = nn.Parameter(torch.empty(d_mlp, cfg.d_model, dtype=cfg.dtype))
-        self.b_out = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
+        add_bias(self, "b_out", cfg.d_model, cfg)
         self.act_fn = ACTIVATIONS[cfg.act_fn]
         self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import platformdirs
 
-from emg_lens._io import TEMP_SUFFIX, atomic_write, file_digest, pid_alive
+from emg_lens._io import TEMP_SUFFIX, atomic_write, file_digest, make_folder, pid_alive
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import dataset_info
 from emg_lens.errors import ArgumentError
@@ -219,7 +219,7 @@ def read_entry(stem: Path, key: str) -> SubjectData | None:
 def write_entry(stem: Path, key: str, data: SubjectData) -> None:
     """Write ``data`` as the entry at ``stem`` under ``key``, atomically (arrays first, JSON
     last). Raises `OSError` when the folder cannot be written."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(stem.parent)
     arrays = {name: getattr(data, name) for name in _ARRAY_FIELDS}
 
     def write_arrays(tmp: Path) -> None:

@@ -69,12 +69,14 @@ class DownstreamPreprocess:
     notch: float | None = 50.0  # Hz (Q = 30); None: none
     order: int = 4  # Butterworth order
     window: int = 1000  # samples per window (EPN: each trial padded or cropped to it)
-    step: int = 500  # samples between window starts (UCI, DB8)
+    step: int | None = 500  # samples between window starts (UCI, DB8); None: one per trial (EPN)
     normalize: str = "recording"  # per-channel z-score over each recording, as the scripts
 
     def __post_init__(self) -> None:
         for name in ("n_channels", "order", "window", "step"):
             value = getattr(self, name)
+            if name == "step" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(
                     f"DownstreamPreprocess.{name} must be an integer >= 1, got {value!r}"
@@ -163,8 +165,12 @@ class DownstreamTask:
 
     ``windows(recording, spec, options)`` returns a recording's windows (a `WindowBatch`, or a
     `emg_lens.data.windows.RegressionBatch` for regression), their ``repetition`` holding the
-    split code; ``options`` are the dataset's own settings (EPN ``calibration``, UCI
-    ``splits``), refused by name when unknown.
+    split code, and in ``info["longest"]`` the longest stretch (`unit`, in samples) of each
+    split code that a window had to fit in; ``options`` are the dataset's own settings (EPN
+    ``calibration``, UCI ``splits``), refused by name when unknown.
+
+    ``window`` and ``step`` are the dataset's defaults, chosen to fit its real protocol (the
+    registry entry says why); ``step=None``: one window per trial, no step (EPN).
     """
 
     task: str  # "classification" or "regression"
@@ -175,11 +181,21 @@ class DownstreamTask:
     classes: tuple[str, ...] = ()  # classification: class index -> name
     target_names: tuple[str, ...] = ()  # regression: output -> name
     options: tuple[str, ...] = ()  # the keys ``windows`` accepts
+    window: int = 1000  # default samples per window
+    step: int | None = 500  # default samples between window starts; None: one per trial
+    unit: str = "recording"  # what a window must fit in, for messages ("run of one class")
 
-    def spec(self, name: str, *, window: int = 1000, step: int = 500) -> DownstreamPreprocess:
-        """The thesis's recipe for this dataset with ``window`` and ``step``."""
+    def spec(
+        self, name: str, *, window: int | None = None, step: int | None = None
+    ) -> DownstreamPreprocess:
+        """The thesis's recipe for this dataset: ``window`` and ``step`` (None: the dataset's
+        defaults; ``step`` is unused, and dropped, where each trial is one window)."""
         return DownstreamPreprocess(
-            name, self.sample_rate, self.n_channels, window=window, step=step
+            name,
+            self.sample_rate,
+            self.n_channels,
+            window=self.window if window is None else window,
+            step=None if self.step is None else self.step if step is None else step,
         )
 
     def check_options(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:

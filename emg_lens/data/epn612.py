@@ -6,7 +6,9 @@ users in two groups of 306, one JSON file each:
 Each file holds ``trainingSamples`` and ``testingSamples``: dicts of samples (``idx_1``, ...),
 each with ``emg``, a dict of eight channel lists ``ch1``..``ch8`` in int8 units, and
 ``gestureName``, one of `GESTURES`. The testing group's ``testingSamples`` come without
-``gestureName`` (the dataset withholds those labels).
+``gestureName`` (the dataset withholds those labels). Every sample is one gesture repetition
+recorded for 5 s (zenodo.org/records/4421500), about 1000 samples: the length of the thesis's
+default window, to which `epn612_windows` pads or crops each sample.
 
 Subjects: ``trainingJSON/user<N>`` is subject ``N``; ``testingJSON/user<N>`` is subject
 ``TESTING_OFFSET + N`` (1000 + N), so a subject's number does not depend on which folders
@@ -56,6 +58,7 @@ from emg_lens.data.downstream import (
     thesis_filter,
     zscore,
 )
+from emg_lens.data.files import find_files
 from emg_lens.data.recording import Recording
 from emg_lens.data.windowing import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -127,12 +130,19 @@ def find_users(root: str | Path) -> list[int]:
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError(f"{root}: no such folder (looking for EPN-612's trainingJSON/)")
-    found = []
+    found: list[int] = []
     for offset, folder in ((0, GROUPS["training"]), (TESTING_OFFSET, GROUPS["testing"])):
-        for path in (root / folder).glob("user*/user*.json"):
-            m = _USER.fullmatch(path.stem)
-            if m and path.parent.name == path.stem:
-                found.append(offset + int(m.group(1)))
+        if not (root / folder).is_dir():
+            continue
+
+        def key(path: Path, offset: int = offset) -> int | None:
+            m = _USER.fullmatch(path.name)
+            user = path / f"{path.name}.json"
+            return offset + int(m.group(1)) if m and user.is_file() else None
+
+        # user1/ and user01/ would be two files of one user: refused, naming both
+        what = "EPN-612 subject {}".format
+        found += find_files(root / folder, key, what, recursive=False, folders=True)
     if not found:
         raise DataFormatError(
             f"{root}: no EPN-612 user files (trainingJSON/user<N>/user<N>.json or "
@@ -250,6 +260,7 @@ def epn612_windows(
     testing_user = recording.subject > TESTING_OFFSET
     emg, part = recording.signals["emg"], recording.extras["part"]
     seen: dict[int, int] = {}
+    longest: dict[int, int] = {}  # split code -> longest trial (each is padded to a window)
     xs, labels, codes = [], [], []
     for trial in np.unique(recording.repetition):
         rows = np.flatnonzero(recording.repetition == trial)
@@ -259,6 +270,7 @@ def epn612_windows(
             seen[label] = seen.get(label, 0) + 1
         if code is None:
             continue
+        longest[code] = max(longest.get(code, 0), len(rows))
         where = f"{recording.source}: sample {int(trial)}"
         x = zscore(thesis_filter(emg[rows], spec, where))
         xs.append(pad_or_crop(x, spec.window).T)
@@ -271,7 +283,10 @@ def epn612_windows(
         repetition=np.asarray(codes, np.int64),
         subject=recording.subject,
         source=recording.source,
-        info={"skipped_unlabelled": int(recording.extras.get("skipped_unlabelled", 0))},
+        info={
+            "skipped_unlabelled": int(recording.extras.get("skipped_unlabelled", 0)),
+            "longest": longest,
+        },
     )
 
 

@@ -51,6 +51,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from emg_lens.data.files import find_files
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
@@ -319,12 +320,16 @@ def _subject_from_name(path: Path) -> int | None:
     return int(match.group(1)) if match and int(match.group(1)) >= 1 else None
 
 
-def _subject_files(root: Path) -> dict[Path, int]:
-    """Every ``s<N>.mat`` file in ``root`` (any case, leading zeros allowed) -> N."""
+def _subject_files(root: Path) -> dict[int, Path]:
+    """N -> the ``s<N>.mat`` file in ``root`` (any case, leading zeros allowed); two files of
+    one subject (``s1.mat``, ``S01.mat``) are a `DataFormatError` naming both."""
     if not root.is_dir():
         raise DataFormatError(f"{root}: no such folder (the HD-sEMG dataset, holding s<N>.mat)")
-    found = {p: _subject_from_name(p) for p in sorted(root.iterdir()) if p.is_file()}
-    return {p: s for p, s in found.items() if s is not None and p.suffix.lower() == ".mat"}
+
+    def key(path: Path) -> int | None:
+        return _subject_from_name(path) if path.suffix.lower() == ".mat" else None
+
+    return find_files(root, key, lambda s: f"HD-sEMG subject {s}", recursive=False)
 
 
 def subject_file(root: str | Path, subject: int) -> Path:
@@ -337,17 +342,13 @@ def subject_file(root: str | Path, subject: int) -> Path:
     'S03.mat'
     """
     root = Path(root)
-    found = [p for p, s in _subject_files(root).items() if s == subject]
-    if not found:
+    found = _subject_files(root).get(subject)
+    if found is None:
         raise DataFormatError(
             f"{root}: no file for subject {subject} (searched for s{subject}.mat); "
             f".mat files there: {sorted(p.name for p in root.glob('*.mat')) or 'none'}"
         )
-    if len(found) > 1:
-        raise DataFormatError(
-            f"{root}: several files for subject {subject}: {[p.name for p in found]}; keep one"
-        )
-    return found[0]
+    return found
 
 
 def find_subjects(root: str | Path) -> list[int]:
@@ -360,7 +361,7 @@ def find_subjects(root: str | Path) -> list[int]:
     >>> find_subjects(root)
     [2, 10]
     """
-    return sorted(set(_subject_files(Path(root)).values()))
+    return sorted(_subject_files(Path(root)))
 
 
 def load_hdsemg(

@@ -65,6 +65,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from emg_lens.data.files import duplicate_error, find_files, unique_files
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
@@ -81,6 +82,7 @@ __all__ = [
     "find_exercise_file",
     "load_ninapro_db2",
     "load_ninapro_db5",
+    "ninapro_db5_files",
     "read_exercise_file",
     "write_ninapro_db2",
 ]
@@ -117,6 +119,7 @@ _REPETITION = ("rerepetition", "repetition")
 _LABELS = frozenset(_STIMULUS + _REPETITION)
 _PER_SAMPLE = frozenset({"emg", "acc", "glove", "force", "inclin", "gyro", "mag"})
 _SCALARS = frozenset({"subject", "exercise", "forcecal"})
+_DB5_FILE = re.compile(r"s0*(\d+)_e([123])_a1", re.IGNORECASE)
 
 
 def _exercise_number(exercise: str | int) -> int:
@@ -148,10 +151,11 @@ def _subject_folder(root: Path, subject: int) -> Path:
     if root.is_file():
         raise DataFormatError(f"{root}: expected a folder (the dataset root or DB2_s{subject}/)")
     names = [f"DB{db}_s{subject}" for db in (2, 3, 5, 7)]
-    for name in (*names, f"s{subject}", f"S{subject}", f"Subject_{subject}"):
-        if (root / name).is_dir():
-            return root / name
-    return root
+    names += [f"s{subject}", f"S{subject}", f"Subject_{subject}"]
+    # Two of these folders (DB2_s1/ and s1/) would be two copies of the subject: refused.
+    candidates = [(subject, root / name) for name in names if (root / name).is_dir()]
+    folders = unique_files(candidates, root, lambda s: f"subject {s}", kind="folders")
+    return folders.get(subject, root)
 
 
 def find_exercise_file(folder: str | Path, subject: int, exercise: str | int) -> Path:
@@ -193,12 +197,33 @@ def find_exercise_file(folder: str | Path, subject: int, exercise: str | int) ->
     if len(matches) > 1:
         first_take = [p for p in matches if "a1" in p.stem.lower().split("_")]
         if len(first_take) != 1:
-            raise DataFormatError(
-                f"{folder}: several files for subject {subject}, exercise E{k}: "
-                f"{[p.name for p in matches]}"
-            )
+            both = first_take if len(first_take) > 1 else matches
+            raise duplicate_error(folder, f"subject {subject}, exercise E{k}", *both[:2])
         return first_take[0]
     return matches[0]
+
+
+def ninapro_db5_files(root: str | Path) -> dict[tuple[int, int], Path]:
+    """``{(subject, exercise): path}`` of the DB5 files ``S<N>_E<k>_A1.mat`` under ``root``
+    at any depth (``s<N>/``, ``DB5_s<N>/``, or ``root`` itself being a subject's folder); two
+    copies of one file are a `DataFormatError` naming both.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "s2").mkdir()
+    >>> _ = (root / "s2" / "S2_E3_A1.mat").write_bytes(b"")
+    >>> list(ninapro_db5_files(root))
+    [(2, 3)]
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (looking for NinaPro DB5 S<N>_E1_A1.mat)")
+
+    def key(path: Path) -> tuple[int, int] | None:
+        m = _DB5_FILE.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
+        return None if m is None else (int(m.group(1)), int(m.group(2)))
+
+    return find_files(root, key, lambda k: f"NinaPro DB5 subject {k[0]}, exercise E{k[1]}")
 
 
 def _read_mat(path: Path) -> dict[str, np.ndarray]:
@@ -554,7 +579,8 @@ def load_ninapro_db5(
     way.
 
     Args:
-        root: the dataset root holding ``s<N>/`` (or ``DB5_s<N>/``), or the subject folder.
+        root: the dataset root holding ``s<N>/`` (or ``DB5_s<N>/``), or the subject folder:
+            the files are found at any depth (`ninapro_db5_files`), two copies refused.
         subject: subject number, 1-based.
         exercises: ``1``, ``2``, ``3`` (or ``"E1"``...), concatenated in the order given.
         modalities: any of ``"emg"`` (16 ch), ``"acc"``, ``"glove"`` (widths from the file).
@@ -579,10 +605,16 @@ def load_ninapro_db5(
     subject = _subject_number(subject)
     numbers = _exercise_list(exercises, _db5_exercise)
     modalities = _modalities(modalities, DB5_CHANNELS)
-    root = Path(root)
+    files = ninapro_db5_files(root)
     parts = []
     for k in numbers:
-        path = find_exercise_file(root, subject, k)
+        path = files.get((subject, k))
+        if path is None:
+            raise DataFormatError(
+                f"{root}: no file S{subject}_E{k}_A1.mat (NinaPro DB5 subject {subject}, "
+                f"exercise E{k}) at any depth; DB5 files found: "
+                f"{[p.name for p in files.values()][:10] or 'none'}"
+            )
         rec = read_exercise_file(
             path,
             subject=subject,

@@ -45,6 +45,7 @@ True
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ from emg_lens.data.downstream import (
     window_starts,
     zscore,
 )
+from emg_lens.data.files import find_files as find_unique_files
 from emg_lens.data.ninapro import LENGTH_TOLERANCE, _as_labels, _check_signal, _read_mat
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows import RegressionBatch
@@ -111,17 +113,21 @@ _FILE = re.compile(r"s0*(\d+)_e1_a([123])", re.IGNORECASE)
 _LABELS = (("restimulus", "stimulus"), ("rerepetition", "repetition"))
 
 
+def _file_key(path: Path) -> tuple[int, int] | None:
+    m = _FILE.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
+    return None if m is None else (int(m.group(1)), int(m.group(2)))
+
+
 def find_files(root: str | Path) -> dict[tuple[int, int], Path]:
     """``{(subject, acquisition): path}`` of the ``S<N>_E1_A<k>.mat`` files under ``root`` at
-    any depth; a missing folder, or one without such files, is a `DataFormatError`."""
+    any depth; a missing folder, one without such files, or two copies of one file (e.g. in
+    ``A_old/`` and in ``root``) is a `DataFormatError`, the last naming both."""
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError(f"{root}: no such folder (looking for NinaPro DB8 S<N>_E1_A<k>.mat)")
-    found = {}
-    for path in sorted(root.rglob("*.mat")):
-        m = _FILE.fullmatch(path.stem)
-        if m is not None:
-            found.setdefault((int(m.group(1)), int(m.group(2))), path)
+    found = find_unique_files(
+        root, _file_key, lambda key: f"NinaPro DB8 subject {key[0]}, acquisition A{key[1]}"
+    )
     if not found:
         raise DataFormatError(f"{root}: no NinaPro DB8 files S<N>_E1_A<k>.mat (k = 1, 2, 3) found")
     return found
@@ -199,17 +205,49 @@ def load_ninapro_db8(
     )
 
 
+def _acquisition_sources(recording: Recording) -> dict[int, str]:
+    """Acquisition -> the file it came from (`load_ninapro_db8` joins them with `` + ``)."""
+    found = {}
+    for part in recording.source.split(" + "):
+        m = _FILE.fullmatch(Path(part).stem)
+        if m is not None:
+            found[int(m.group(2))] = part
+    return found
+
+
 def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionBatch:
     """``recording``'s regression windows (from `load_ninapro_db8`), per acquisition as the
     thesis does: ``targets [window, time, 5]`` the DoA at every sample, labels -1 and
-    ``repetition`` the split code (A1 train, A2 val, A3 test)."""
+    ``repetition`` the split code (A1 train, A2 val, A3 test).
+
+    Samples whose glove holds NaN are dropped (the targets need every sensor), as the script
+    does; ``info["nan_glove"]`` counts them per file (``{file: [dropped, samples]}``), and an
+    acquisition that they leave shorter than a window -- so without any window -- is a warning
+    naming the file and the counts."""
     emg, glove = recording.signals["emg"], recording.extras["glove"]
     acquisition = recording.extras["acquisition"]
+    sources = _acquisition_sources(recording)
     xs, ys, codes = [], [], []
+    nan_glove: dict[str, list[int]] = {}
+    longest: dict[int, int] = {}  # split code -> usable samples of its longest acquisition
     for k in np.unique(acquisition):
         rows = np.flatnonzero(acquisition == k)
+        total = len(rows)
         rows = rows[np.isfinite(glove[rows]).all(axis=1)]  # the glove's NaN samples go
+        source = sources.get(int(k), f"{recording.source} (acquisition A{int(k)})")
+        nan_glove[source] = [total - len(rows), total]
+        code = SPLIT_CODES[ACQUISITIONS[int(k)]]
+        longest[code] = max(longest.get(code, 0), len(rows))
         if len(rows) < spec.window:
+            if len(rows) < total:  # the drop cost this acquisition its windows: say so
+                warnings.warn(
+                    f"{source}: {total - len(rows)} of {total} samples have NaN in the glove "
+                    f"and are dropped; the {len(rows)} left are shorter than a window "
+                    f"({spec.window}): no window from this acquisition "
+                    f"({ACQUISITIONS[int(k)]} split)",
+                    UserWarning,
+                    stacklevel=2,
+                )
             continue
         x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: acquisition {int(k)}"))
         doa = glove[rows] @ DOA_MATRIX.T
@@ -227,6 +265,7 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
         subject=recording.subject,
         source=recording.source,
         targets=np.stack(ys).astype(np.float32) if n else np.zeros((0, spec.window, 5), np.float32),
+        info={"nan_glove": nan_glove, "longest": longest},
     )
 
 

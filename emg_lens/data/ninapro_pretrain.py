@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from emg_lens.data.files import find_files
 from emg_lens.data.ninapro import read_exercise_file
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -73,16 +74,18 @@ def _find_files(root: str | Path, pattern: re.Pattern, example: str) -> dict[tup
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError(f"{root}: no such folder (looking for files like {example})")
-    found: dict[tuple, Path] = {}
-    for path in sorted(root.rglob("*")):
-        match = pattern.fullmatch(path.stem)
-        if path.suffix.lower() != ".mat" or match is None or not path.is_file():
-            continue
-        key = tuple(int(g) for g in match.groups())
-        if key in found:
-            raise DataFormatError(f"{root}: two files for the same session: {found[key]}, {path}")
-        found[key] = path
-    return found
+
+    def key(path: Path) -> tuple[int, ...] | None:
+        match = pattern.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
+        return None if match is None else tuple(int(g) for g in match.groups())
+
+    names = ("subject", "day", "time") if pattern.groups == 3 else ("subject",)
+    database = "DB6" if pattern.groups == 3 else "DB7"
+
+    def what(k: tuple[int, ...]) -> str:
+        return f"NinaPro {database} " + ", ".join(f"{n} {v}" for n, v in zip(names, k))
+
+    return find_files(root, key, what)
 
 
 def _read_named_file(

@@ -32,7 +32,7 @@ Nothing else changes: `DATASETS` (the names a command line or study spec accepts
 >>> dataset_info("hdsemg").montage({"dataset": "hdsemg", "root": "/data/hdsemg"})
 {'emg': 128, 'force': None}
 >>> DATASETS, WINDOW_DATASETS  # doctest: +NORMALIZE_WHITESPACE
-(('synthetic', 'ninapro-db2', 'hdsemg', 'epn612', 'uci', 'ninapro-db8'),
+(('synthetic', 'ninapro-db2', 'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg'),
  ('windows', 'synthetic-windows'))
 >>> DOWNSTREAM_DATASETS, dataset_info("ninapro-db8").downstream.task
 (('epn612', 'uci', 'ninapro-db8'), 'regression')
@@ -51,7 +51,14 @@ import numpy as np
 from emg_lens.data import epn612, hdsemg, ninapro, ninapro_db8, synthetic_downstream, uci_gestures
 from emg_lens.data.downstream import DownstreamTask
 from emg_lens.data.recording import Recording
-from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.data.synthetic import SyntheticSpec, generate_recordings, synthesize_ninapro_db2
+from emg_lens.data.synthetic_eeg import (
+    EEG_PREPROCESS,
+    TEN_TWENTY,
+    eeg_source_fields,
+    eeg_spec_of,
+    generate_eeg_recordings,
+)
 from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
 from emg_lens.data.synthetic_windows import synthetic_windows
 from emg_lens.data.windows import WindowStore
@@ -159,7 +166,7 @@ def _no_files(source: Source, subject: int) -> list[Path]:
 def _db2_subjects(source: Source) -> list[int]:
     root = Path(source["root"])
     tails = (p.name.rsplit("_s", 1)[1] for p in root.glob("*_s*") if p.is_dir())
-    return _found(sorted(int(t) for t in tails if t.isdigit()), root, "subject folders DB2_s<N>/")
+    return _found(sorted({int(t) for t in tails if t.isdigit()}), root, "subject folders DB2_s<N>/")
 
 
 def _db2_files(source: Source, subject: int) -> list[Path]:
@@ -172,20 +179,6 @@ def _read_db2(source: Source, subject: int) -> Recording:
 
 def _db2_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     return {"exercises": list(options["exercises"])}
-
-
-def _synthesize_db2(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
-    if "n_gestures" in options:
-        raise ArgumentError(
-            "--n-gestures applies to --format hdsemg only; the ninapro-db2 format takes "
-            "SyntheticSpec's gesture kinds"
-        )
-    spec = SyntheticSpec(**options)  # checked now, not at the first file
-    subjects = range(1, spec.n_subjects + 1)  # one recording in memory at a time
-    return (
-        ninapro.write_ninapro_db2(generate_recordings(spec, [s])[0], out, exercise="B")
-        for s in subjects
-    )
 
 
 # ----------------------------------------------------------------------------- HD-sEMG
@@ -218,6 +211,19 @@ def _hdsemg_channel_names() -> tuple[str, ...]:
 # The IsoNet-paper pipeline (`emg-lens train`) can read these too; TinyMyo's windows (`emg-lens
 # windows --dataset`) follow the thesis instead (`downstream`). Both filter 20-90 Hz + 50 Hz.
 _THESIS_FILTERS = {"emg_band": (20.0, 90.0), "notch": 50.0}
+
+# The default windows fit each dataset's real protocol, and are the thesis's own (BioFoundation's
+# scripts/epn.py, uci.py and db8.py take --window_size; TinyMyo's docs/model/TinyMyo.md and its
+# released UCI checkpoint use 1000-sample windows for EPN-612 and UCI):
+# - EPN-612 (zenodo.org/records/4421500; Benalcazar et al.): every sample is a 5 s recording at
+#   the Myo's 200 Hz, about 1000 samples, and the script pads or crops each to one window: 1000
+#   keeps a whole sample; no step (one window per sample).
+# - UCI (archive.ics.uci.edu/dataset/481; Lobov et al. 2018): each gesture is held 3 s, with 3 s
+#   pauses between gestures; the files log a row about every millisecond (``time`` is in ms;
+#   counts of the published files come to some 3100-3500 rows per gesture), so a gesture's run
+#   holds about 3000 rows and 1000-row windows every 500 give about 5 per run. The rows are read
+#   at the Myo's nominal 200 Hz, as the script does (`emg_lens.data.uci_gestures`).
+# - NinaPro DB8 (2 kHz): 1000 samples are 0.5 s; every acquisition is far longer.
 
 
 def _epn_windows(recording: Recording, spec: Any, options: Mapping[str, Any]) -> Any:
@@ -255,6 +261,9 @@ _EPN612 = DatasetInfo(
         "the first `calibration` (10) trainingSamples of each gesture train, the rest test",
         classes=epn612.GESTURES,
         options=("calibration",),
+        window=1000,  # a 5 s sample at 200 Hz, padded or cropped to it
+        step=None,  # one window per sample
+        unit="sample",
     ),
 )
 
@@ -278,6 +287,9 @@ _UCI = DatasetInfo(
         split_rule="by subject: train 1-24, val 25-30, test 31-36 (option `splits`)",
         classes=uci_gestures.CLASSES[1:],
         options=("splits",),
+        window=1000,  # a third of a 3 s gesture's ~3000 rows
+        step=500,
+        unit="run of one class",
     ),
 )
 
@@ -302,6 +314,9 @@ _DB8 = DatasetInfo(
         windows=_db8_windows,
         split_rule="by acquisition: A1 train, A2 val, A3 test",
         target_names=ninapro_db8.DOA_NAMES,
+        window=1000,  # 0.5 s at 2 kHz
+        step=500,
+        unit="acquisition (NaN glove samples dropped)",
     ),
 )
 
@@ -363,7 +378,7 @@ _ENTRIES = (
         cache_modules=("emg_lens.data.ninapro",),
         preprocess={"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)},
         source_fields=_db2_fields,
-        synthesize=_synthesize_db2,
+        synthesize=synthesize_ninapro_db2,
     ),
     DatasetInfo(
         name="hdsemg",
@@ -388,6 +403,21 @@ _ENTRIES = (
     _EPN612,
     _UCI,
     _DB8,
+    DatasetInfo(
+        name="synthetic-eeg",
+        summary="synthetic 10-20 EEG (19 channels, 200 Hz) with a planted region interaction "
+        "(emg_lens.data.synthetic_eeg)",
+        layout="",
+        needs_root=False,
+        montage=lambda source: {"eeg": len(eeg_spec_of(source).channels)},
+        subjects=lambda source: list(range(1, eeg_spec_of(source).n_subjects + 1)),
+        files=_no_files,
+        read=lambda source, subject: generate_eeg_recordings(eeg_spec_of(source), [subject])[0],
+        cache_modules=("emg_lens.data.synthetic_eeg",),
+        preprocess=EEG_PREPROCESS,
+        source_fields=eeg_source_fields,
+        channel_names={"eeg": TEN_TWENTY},  # the default montage's
+    ),
     DatasetInfo(
         name="windows",
         summary="an HDF5 window store (emg_lens.data.windows; emg-lens windows writes one)",
@@ -446,7 +476,7 @@ def dataset_info(name: Any, *, window_source: bool | None = None) -> DatasetInfo
     Traceback (most recent call last):
     ...
     emg_lens.errors.ArgumentError: dataset must be one of ['synthetic', 'ninapro-db2', \
-'hdsemg', 'epn612', 'uci', 'ninapro-db8'], got 'windows'
+'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg'], got 'windows'
     """
     accepted = dataset_names(window_source=window_source)
     if not isinstance(name, str) or name not in accepted:

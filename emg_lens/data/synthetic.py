@@ -24,6 +24,10 @@ This is the ground truth the tests and the demo use: a model must route informat
 modalities (cross-modal attention edges) to recognise interaction gestures, and needs no
 cross-modal edges for the others.
 
+`db2_spec` and `synthesize_ninapro_db2` give the same kind of data NinaPro DB2's exercises
+and gesture counts (B 17, C 23, D 9; labels 1-49 across them), one ``S<N>_E<k>_A1.mat`` file
+per exercise: what ``emg-lens synth --format ninapro-db2`` writes.
+
 >>> recs = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))
 >>> rec = recs[0]
 >>> rec.modalities
@@ -34,25 +38,35 @@ cross-modal edges for the others.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import signal as sps
 
+from emg_lens.data import ninapro
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ConfigError
+from emg_lens.errors import ArgumentError, ConfigError
 
 __all__ = [
+    "DB2_EXERCISE_KINDS",
+    "DB2_SYNTH_EXERCISES",
     "GESTURE_KINDS",
     "SyntheticSpec",
+    "db2_labels",
+    "db2_spec",
     "demo_setup",
+    "generate_db2_exercise",
     "generate_recordings",
     "gesture_kinds",
     "muscle_noise",
     "onset_ramp",
     "planted_setup",
     "slow_noise",
+    "synthesize_ninapro_db2",
 ]
 
 GESTURE_KINDS = ("emg", "acc", "interaction")
@@ -201,6 +215,148 @@ def generate_recordings(
     return [_subject_recording(spec, subject, population) for subject in subjects]
 
 
+# ----------------------------------------------------------------------------- NinaPro DB2
+
+DB2_EXERCISE_KINDS: dict[str, dict[str, int]] = {
+    "B": {"emg": 7, "acc": 6, "interaction": 4},
+    "C": {"emg": 12, "acc": 11, "interaction": 0},
+    "D": {"emg": 5, "acc": 4, "interaction": 0},
+}
+"""Planted gesture kinds per NinaPro DB2 exercise in `db2_spec` data: the real gesture counts
+(B 17, C 23, D 9; labels 1-17, 18-40, 41-49), each exercise's labels in kind order (sEMG-only,
+ACC-only, interaction). All four interaction gestures are in B, the exercise ``emg-lens train``
+reads by default, so that the XOR they plant (`SyntheticSpec`) holds within any exercise set
+that includes B."""
+
+DB2_SYNTH_EXERCISES = ("B", "C", "D")
+"""What ``emg-lens synth --format ninapro-db2`` writes by default: every exercise, the files
+the README's ``train --exercises B C D`` reads."""
+
+DB2_SYNTH_OPTIONS = ("n_subjects", "seed", "movement_seconds", "rest_seconds", "exercises")
+"""The options `synthesize_ninapro_db2` takes (``emg-lens synth``'s flags)."""
+
+
+def db2_spec(
+    n_subjects: int = 2, *, movement_seconds: float = 2.0, rest_seconds: float = 0.5, seed: int = 0
+) -> SyntheticSpec:
+    """The `SyntheticSpec` of synthetic NinaPro DB2 data: DB2's 12 electrodes with 36 ACC
+    channels, six repetitions, and its 49 gestures as `DB2_EXERCISE_KINDS` plants them (24
+    sEMG-only, 21 ACC-only, 4 interaction). `generate_db2_exercise` cuts it into exercises.
+
+    >>> spec = db2_spec()
+    >>> spec.n_gestures, spec.n_interaction_gestures, spec.n_emg, 3 * spec.n_acc_sensors
+    (49, 4, 12, 36)
+    """
+    kinds = {k: sum(counts[k] for counts in DB2_EXERCISE_KINDS.values()) for k in GESTURE_KINDS}
+    return SyntheticSpec(
+        n_subjects=n_subjects,
+        n_emg_gestures=kinds["emg"],
+        n_acc_gestures=kinds["acc"],
+        n_interaction_gestures=kinds["interaction"],
+        movement_seconds=movement_seconds,
+        rest_seconds=rest_seconds,
+        seed=seed,
+    )
+
+
+def db2_labels() -> dict[int, int]:
+    """Gesture of a `db2_spec` (1-49, in `gesture_kinds` order) -> its DB2 label (1-49): B's
+    labels take the first sEMG-only, ACC-only and interaction gestures, C's the next ones...
+
+    >>> labels = db2_labels()
+    >>> [labels[g] for g in (1, 7, 8, 25, 30, 46, 49)]  # 8: the 8th sEMG-only gesture, in C
+    [1, 7, 18, 8, 13, 14, 17]
+    """
+    spec = db2_spec()
+    first = {"emg": 1, "acc": 1 + spec.n_emg_gestures}
+    first["interaction"] = first["acc"] + spec.n_acc_gestures
+    labels, label = {}, 1
+    for counts in DB2_EXERCISE_KINDS.values():
+        for kind in GESTURE_KINDS:
+            for _ in range(counts[kind]):
+                labels[first[kind]] = label
+                first[kind] += 1
+                label += 1
+    return labels
+
+
+def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int) -> Recording:
+    """``subject``'s recording of one NinaPro DB2 exercise (``"B"``, ``"C"``, ``"D"``) of a
+    `db2_spec` dataset: that exercise's gestures only, labelled as DB2 labels them
+    (`db2_labels`), from the subject's patterns and a random stream of the exercise's own, so
+    a subject's exercises do not depend on which others are generated.
+
+    >>> rec = generate_db2_exercise(db2_spec(1, movement_seconds=0.1, rest_seconds=0.05), 1, "D")
+    >>> rec.gestures == list(range(41, 50)), rec.modalities
+    (True, {'emg': 12, 'acc': 36})
+    """
+    k = ninapro.EXERCISES.get(str(exercise).upper(), exercise)
+    letters = {number: letter for letter, number in ninapro.EXERCISES.items()}
+    if k not in letters:
+        raise ArgumentError(f"exercise must be one of 'B', 'C', 'D', got {exercise!r}")
+    expected = db2_spec(spec.n_subjects)
+    counts = ("n_emg_gestures", "n_acc_gestures", "n_interaction_gestures", "n_emg")
+    if any(getattr(spec, c) != getattr(expected, c) for c in (*counts, "n_acc_sensors")):
+        raise ConfigError(
+            "generate_db2_exercise needs a db2_spec dataset (DB2's montage and 49 gestures); got "
+            f"{ {c: getattr(spec, c) for c in counts} }"
+        )
+    if not 1 <= subject <= spec.n_subjects:
+        raise ConfigError(f"subject {subject} does not exist; the spec has 1..{spec.n_subjects}")
+    labels = db2_labels()
+    first, last = ninapro.LABEL_RANGES[k]
+    gestures = sorted(g for g, label in labels.items() if first <= label <= last)
+    population = _Patterns.draw(spec, np.random.default_rng(spec.seed))
+    recording = _subject_recording(spec, subject, population, gestures, stream=k)
+    lookup = np.zeros(spec.n_gestures + 1, np.int64)
+    lookup[list(labels)] = list(labels.values())
+    recording.stimulus[:] = lookup[recording.stimulus]  # rest (0) stays 0
+    return recording
+
+
+def synthesize_ninapro_db2(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
+    """Synthetic NinaPro DB2 files under ``out``, one subject at a time: ``DB2_s<N>/S<N>_E<k>_A1
+    .mat`` for each of ``options["exercises"]`` (default `DB2_SYNTH_EXERCISES`), from
+    `db2_spec` (``n_subjects``, ``seed``, ``movement_seconds``, ``rest_seconds``). The files
+    hold ``emg``, ``acc``, the label columns and no ``glove`` (which some real files lack too;
+    the generator has no hand kinematics to put there).
+
+    >>> import tempfile
+    >>> options = {"n_subjects": 1, "movement_seconds": 0.1, "rest_seconds": 0.05}
+    >>> [p.name for p in synthesize_ninapro_db2(tempfile.mkdtemp(), options)]
+    ['S1_E1_A1.mat', 'S1_E2_A1.mat', 'S1_E3_A1.mat']
+    """
+    unknown = sorted(set(options) - set(DB2_SYNTH_OPTIONS))
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise ArgumentError(
+            f"{flags}: not an option of --format ninapro-db2 (it takes "
+            f"{', '.join('--' + k.replace('_', '-') for k in DB2_SYNTH_OPTIONS)})"
+        )
+    settings = {k: v for k, v in options.items() if k != "exercises"}
+    spec = db2_spec(**settings)  # checked now, not at the first file
+    exercises = _db2_exercises(options.get("exercises", DB2_SYNTH_EXERCISES))
+    return (
+        ninapro.write_ninapro_db2(
+            generate_db2_exercise(spec, s, e), out, exercise=e, omit_glove=True
+        )
+        for s in range(1, spec.n_subjects + 1)  # one recording in memory at a time
+        for e in exercises
+    )
+
+
+def _db2_exercises(exercises: Iterable[str]) -> list[str]:
+    """``exercises`` as distinct letters among B, C, D, in DB2's order."""
+    given = [exercises] if isinstance(exercises, str) else list(exercises)
+    letters = [str(e).strip().upper() for e in given]
+    unknown = [e for e, letter in zip(given, letters) if letter not in DB2_EXERCISE_KINDS]
+    if unknown or not letters:
+        raise ArgumentError(
+            f"--exercises must name one or more of B, C, D (NinaPro DB2's exercises), got {given}"
+        )
+    return [e for e in DB2_EXERCISE_KINDS if e in letters]
+
+
 # ----------------------------------------------------------------------------- patterns
 
 
@@ -309,13 +465,24 @@ class _Patterns:
 # ----------------------------------------------------------------------------- signals
 
 
-def _subject_recording(spec: SyntheticSpec, subject: int, population: _Patterns) -> Recording:
+def _subject_recording(
+    spec: SyntheticSpec,
+    subject: int,
+    population: _Patterns,
+    gestures: list[int] | None = None,
+    stream: int = 0,
+) -> Recording:
+    """``subject``'s recording of every gesture, or of ``gestures`` (then its signals are
+    drawn from the random stream ``stream``: one per exercise file)."""
     rng = np.random.default_rng([spec.seed, subject])
-    patterns = population.perturbed(rng, spec.subject_variability)
+    patterns = population.perturbed(rng, spec.subject_variability)  # the subject's, always
+    if gestures is not None:
+        rng = np.random.default_rng([spec.seed, subject, stream])
     fs = spec.sample_rate
     n_move, n_rest = int(spec.movement_seconds * fs), int(spec.rest_seconds * fs)
     # Gestures in order, each repeated n_repetitions times, as in a NinaPro exercise.
-    runs = [(g, r) for g in range(1, spec.n_gestures + 1) for r in range(1, spec.n_repetitions + 1)]
+    chosen = range(1, spec.n_gestures + 1) if gestures is None else gestures
+    runs = [(g, r) for g in chosen for r in range(1, spec.n_repetitions + 1)]
     total = n_rest + len(runs) * (n_move + n_rest)
     amp = np.tile(0.05 * patterns.emg_neutral, (total, 1))  # resting tone
     posture = np.tile(patterns.posture_neutral, (total, 1, 1))

@@ -1,16 +1,19 @@
 """Synthetic EPN-612, UCI EMG Data for Gestures and NinaPro DB8, written in their real layouts.
 
-Each generator returns `Recording` s laid out as its reader returns them, with planted
-structure that the thesis's preprocessing keeps: EPN and UCI gestures switch on a 40 Hz burst
-on a gesture-specific pair of channels (in the middle of an EPN trial; throughout a UCI
-gesture), so a classifier can beat chance; DB8's EMG amplitude on channel ``c`` follows
-degree of actuation ``c % 5`` (from smooth glove trajectories, with a few NaN glove rows as
-the real files have), so a regressor can beat predicting the mean. ``synthesize_*`` write
-them (what ``emg-lens synth --format epn612 | uci | ninapro-db8`` runs).
+Each generator returns `Recording` s laid out as its reader returns them, with the real
+protocol's durations by default (EPN-612: 5 s samples at 200 Hz; UCI: 3 s gestures after 3 s
+pauses, about a row per millisecond as the published files hold them; DB8: acquisitions cut
+to 4 s, still eight default windows long), and planted structure that the thesis's
+preprocessing keeps: EPN and UCI gestures switch on a 40 Hz burst on a gesture-specific pair of
+channels (in the middle of an EPN trial; throughout a UCI gesture), so a classifier can beat
+chance; DB8's EMG amplitude on channel ``c`` follows degree of actuation ``c % 5`` (from smooth
+glove trajectories, with a few NaN glove rows as the real files have), so a regressor can beat
+predicting the mean. ``synthesize_*`` write them (what ``emg-lens synth --format epn612 | uci |
+ninapro-db8`` runs).
 
->>> recs = synthetic_epn612(n_subjects=3, per_gesture=1, trial_seconds=0.5)
+>>> recs = synthetic_epn612(n_subjects=3, per_gesture=1)
 >>> [r.subject for r in recs], recs[0].n_samples, sorted(set(recs[0].stimulus.tolist()))
-([1, 2, 1001], 1200, [0, 1, 2, 3, 4, 5])
+([1, 2, 1001], 12000, [0, 1, 2, 3, 4, 5])
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError
 
 __all__ = [
+    "EPN_TRIAL_SECONDS",
+    "UCI_GESTURE_SECONDS",
     "synthesize_db8",
     "synthesize_epn612",
     "synthesize_uci",
@@ -72,18 +77,28 @@ def _trial(
     return x * gain
 
 
+EPN_TRIAL_SECONDS = 5.0
+"""Seconds of one EPN-612 sample: every gesture repetition is a 5 s recording (zenodo.org/records
+/4421500), 1000 samples at 200 Hz."""
+
+UCI_GESTURE_SECONDS = 3.0
+"""UCI: each gesture is held 3 s, with 3 s pauses between gestures (archive.ics.uci.edu/dataset
+/481, Lobov et al. 2018)."""
+
+
 def synthetic_epn612(
     n_subjects: int = 4,
     *,
     per_gesture: int = 4,
     testing_per_gesture: int = EPN_TESTING_PER_GESTURE,
-    trial_seconds: float = 1.0,
+    trial_seconds: float = EPN_TRIAL_SECONDS,
     seed: int = 0,
 ) -> list[Recording]:
     """EPN-612 users as `epn612.load_epn612` returns them: the first ``ceil(n / 2)`` in the
     training group (subjects 1, 2, ...; ``per_gesture`` samples of each gesture in each
     part), the rest in the testing group (subjects 1001, ...; ``testing_per_gesture`` in
-    ``trainingSamples``), ``emg`` in int8 steps / 128."""
+    ``trainingSamples``), each sample ``trial_seconds`` long (the real 5 s by default),
+    ``emg`` in int8 steps / 128."""
     n_subjects = _count(n_subjects, "n_subjects", 2)
     n = max(30, round(trial_seconds * epn612.SAMPLE_RATE))
     n_train = math.ceil(n_subjects / 2)
@@ -132,14 +147,20 @@ def uci_subjects(n_subjects: int) -> list[int]:
 
 
 def synthetic_uci(
-    n_subjects: int = 3, *, gesture_seconds: float = 2.0, seed: int = 0
+    n_subjects: int = 3,
+    *,
+    gesture_seconds: float = UCI_GESTURE_SECONDS,
+    rows_per_second: float = uci_gestures.ROWS_PER_SECOND,
+    seed: int = 0,
 ) -> list[Recording]:
     """UCI subjects (`uci_subjects`) as `uci_gestures.load_uci_gestures` returns them: two
-    files each, every class 1-7 held ``gesture_seconds`` after an unmarked (class 0) pause of
-    half that, values in steps of 1e-5 (5 decimals), ``time`` in ms."""
+    files each, every class 1-7 held ``gesture_seconds`` (the real 3 s by default) after an
+    unmarked (class 0) pause as long, ``rows_per_second`` rows a second (as the published
+    files: `uci_gestures.ROWS_PER_SECOND`), values in steps of 1e-5 (5 decimals), ``time`` in
+    ms."""
     if n_subjects > 36:
         raise ArgumentError(f"n_subjects must be at most 36 (UCI's subjects), got {n_subjects}")
-    n = max(30, round(gesture_seconds * uci_gestures.SAMPLE_RATE))
+    n = max(30, round(gesture_seconds * rows_per_second))
     classes = range(1, len(uci_gestures.CLASSES))
     recordings = []
     for subject in uci_subjects(n_subjects):
@@ -148,7 +169,7 @@ def synthetic_uci(
         parts, stimulus, files = [], [], []
         for k in (1, 2):
             for g in classes:
-                for code, length in ((0, n // 2), (g, n)):
+                for code, length in ((0, n), (g, n)):
                     parts.append(
                         _trial(rng, length, code, uci_gestures.CHANNELS, gain, middle=False)
                     )
@@ -157,8 +178,8 @@ def synthetic_uci(
         x = np.clip(np.rint(np.concatenate(parts)), -128, 127) * 1e-5
         files = np.concatenate(files)
         time = np.zeros(len(files))
-        for k in (1, 2):  # ms since each file's start, at 200 Hz
-            time[files == k] = np.arange(np.sum(files == k)) * 5 + 1
+        for k in (1, 2):  # ms since each file's start
+            time[files == k] = np.arange(np.sum(files == k)) * (1000 / rows_per_second) + 1
         recordings.append(
             Recording(
                 subject=subject,
@@ -201,18 +222,26 @@ def synthetic_db8(subject: int = 1, *, seconds: float = 4.0, seed: int = 0) -> R
 
 
 def _options(options: Mapping[str, Any], fmt: str, seconds: float) -> tuple[int, int, float]:
-    """(n_subjects, seed, seconds) from ``emg-lens synth``'s options."""
+    """(n_subjects, seed, seconds) from ``emg-lens synth``'s options; ``seconds`` is the
+    format's real duration, used when ``movement_seconds`` is not given."""
     unknown = sorted(set(options) - {"n_subjects", "seed", "movement_seconds"})
     if unknown:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
         raise ArgumentError(f"{flags}: not an option of --format {fmt}")
-    seconds = options.get("movement_seconds") or seconds
+    given = options.get("movement_seconds")
+    if given is not None:
+        if isinstance(given, bool) or not isinstance(given, (int, float)) or not 0 < given < 1e4:
+            raise ArgumentError(
+                f"--movement-seconds must be a number of seconds in (0, 10000), got {given!r}"
+            )
+        seconds = float(given)
     return options.get("n_subjects", 4), options.get("seed", 0), seconds
 
 
 def synthesize_epn612(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
-    """Synthetic EPN-612 user files under ``out`` (``movement_seconds``: per sample)."""
-    n, seed, seconds = _options(options, "epn612", 1.0)
+    """Synthetic EPN-612 user files under ``out`` (``movement_seconds``: per sample, default
+    the real 5 s)."""
+    n, seed, seconds = _options(options, "epn612", EPN_TRIAL_SECONDS)
     recordings = synthetic_epn612(n, trial_seconds=seconds, seed=seed)
     unlabelled = len(epn612.GESTURES) * 2  # the testing group's withheld samples
     return (
@@ -222,8 +251,9 @@ def synthesize_epn612(out: str | Path, options: Mapping[str, Any]) -> Iterator[P
 
 
 def synthesize_uci(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
-    """Synthetic UCI subject folders under ``out`` (``movement_seconds``: per gesture)."""
-    n, seed, seconds = _options(options, "uci", 2.0)
+    """Synthetic UCI subject folders under ``out`` (``movement_seconds``: per gesture and per
+    pause, default the real 3 s)."""
+    n, seed, seconds = _options(options, "uci", UCI_GESTURE_SECONDS)
     return (
         p
         for r in synthetic_uci(n, gesture_seconds=seconds, seed=seed)

@@ -8,8 +8,15 @@ and 10 whitespace-separated columns: ``time`` (ms), ``channel1``..``channel8`` a
 6 ulnar deviation, 7 extended palm (`CLASSES`; 7 was not performed by every subject, which is
 why the thesis speaks of six gestures while the files hold seven marked classes).
 
-The rate is the Myo's nominal 200 Hz, as the thesis's script assumes; the ``time`` column is
-kept in ``extras["time_ms"]`` and not used to resample.
+The protocol (the dataset's description; Lobov et al. 2018, Sensors 18(4):1122): two series
+per subject, each gesture held 3 s with a 3 s pause between gestures. The files log a row
+about every millisecond (`ROWS_PER_SECOND`): ``time`` is in ms, and counts of the published
+files' classes come to some 3100-3500 rows per 3 s gesture, so a gesture's run holds about
+3000 rows -- which is why the thesis's 1000-row windows fit (about five per run, every 500),
+as they must for its UCI results (windows are cut within runs of one class). The rows are
+read at the Myo's nominal 200 Hz, as the thesis's script assumes (its 20-90 Hz band is then a
+band of the row clock); the ``time`` column is kept in ``extras["time_ms"]`` and not used to
+resample.
 
 `load_uci_gestures` returns one `Recording` per subject: its files in name order joined in
 time, ``stimulus`` the ``class`` column (0 = unmarked), ``repetition`` the file's number
@@ -49,6 +56,7 @@ from emg_lens.data.downstream import (
     window_starts,
     zscore,
 )
+from emg_lens.data.files import find_files
 from emg_lens.data.recording import Recording
 from emg_lens.data.windowing import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -57,6 +65,7 @@ __all__ = [
     "CHANNELS",
     "CLASSES",
     "COLUMNS",
+    "ROWS_PER_SECOND",
     "SAMPLE_RATE",
     "SUBJECT_SPLITS",
     "find_subjects",
@@ -67,7 +76,11 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 200.0
-"""Hz: the Myo armband's nominal EMG rate."""
+"""Hz: the Myo armband's nominal EMG rate, at which the rows are read (as the thesis does)."""
+
+ROWS_PER_SECOND = 1000.0
+"""Rows a second in the published files (``time`` in ms, about one row each): a 3 s gesture is
+about 3000 rows. What `emg_lens.data.synthetic_downstream.synthetic_uci` writes."""
 
 CHANNELS = 8
 """EMG columns, ``channel1``..``channel8``."""
@@ -97,34 +110,49 @@ SUBJECT_SPLITS: dict[str, tuple[int, ...]] = {
 _FILE_NAMES = ("1_raw_data_13-12_22.03.16.txt", "2_raw_data_13-13_22.03.16.txt")
 
 
-def _subject_folder(root: Path, subject: int) -> Path | None:
-    for name in (f"{subject:02d}", str(subject)):
-        if (root / name).is_dir():
-            return root / name
-    return None
+def _subject_folders(root: Path) -> dict[int, Path]:
+    """Subject -> its numbered folder (``01`` or ``1``); both present is a `DataFormatError`
+    naming them."""
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (looking for UCI subject folders 01..36)")
+
+    def key(path: Path) -> int | None:
+        return int(path.name) if path.name.isdigit() and int(path.name) >= 1 else None
+
+    return find_files(root, key, lambda s: f"UCI subject {s}", recursive=False, folders=True)
 
 
 def find_subjects(root: str | Path) -> list[int]:
     """The subjects with a numbered folder holding ``.txt`` files under ``root``, sorted."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for UCI subject folders 01..36)")
-    found = sorted(
-        int(p.name)
-        for p in root.iterdir()
-        if p.is_dir() and p.name.isdigit() and any(p.glob("*.txt"))
-    )
+    found = [s for s, folder in _subject_folders(root).items() if any(folder.glob("*.txt"))]
     if not found:
         raise DataFormatError(f"{root}: no UCI subject folder (<NN>/ holding .txt files) found")
-    return found
+    return sorted(found)
+
+
+def _file_number(path: Path) -> int | str | None:
+    """A file's place in the subject's series (``<k>_raw_data_...txt``: k), or its name."""
+    if path.suffix.lower() != ".txt":
+        return None
+    head = path.name.split("_", 1)[0]
+    return int(head) if head.isdigit() else path.name
 
 
 def subject_files(root: str | Path, subject: int) -> list[Path]:
-    """A subject's text files, in name order; none is a `DataFormatError` naming the folder."""
+    """A subject's text files, in name order; none is a `DataFormatError` naming the folder,
+    and so are two files of one place in the series (``1_raw_data_...txt`` twice), naming
+    both."""
     if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
         raise ArgumentError(f"subject must be an integer >= 1, got {subject!r}")
-    folder = _subject_folder(Path(root), int(subject))
-    files = sorted(folder.glob("*.txt")) if folder is not None else []
+    folder = _subject_folders(Path(root)).get(int(subject))
+    files = []
+    if folder is not None:
+
+        def what(k: int | str) -> str:
+            return f"UCI subject {subject}, series {k} ({k}_raw_data_*.txt)"
+
+        files = sorted(find_files(folder, _file_number, what, recursive=False).values())
     if not files:
         raise DataFormatError(
             f"{Path(root) / f'{subject:02d}'}: no .txt files of UCI subject {subject}"
@@ -211,6 +239,7 @@ def uci_windows(
             f"UCI subject {recording.subject} is in none of the splits {dict(splits)}"
         )
     xs, labels = [], []
+    longest = 0  # the longest run of one class: what a window must fit in
     emg = recording.signals["emg"]
     for k in np.unique(recording.repetition):
         rows = np.flatnonzero((recording.repetition == k) & (recording.stimulus > 0))
@@ -218,6 +247,7 @@ def uci_windows(
             continue
         x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: file {int(k)}"))
         for label, start, stop in label_runs(recording.stimulus[rows]):
+            longest = max(longest, stop - start)
             for s in window_starts(stop - start, spec.window, spec.step):
                 xs.append(x[start + s : start + s + spec.window].T)
                 labels.append(label - 1)
@@ -228,6 +258,7 @@ def uci_windows(
         repetition=np.full(len(labels), code, np.int64),
         subject=recording.subject,
         source=recording.source,
+        info={"longest": {code: longest}},
     )
 
 

@@ -14,7 +14,6 @@ targets.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from emg_lens.errors import ArgumentError, DataFormatError
 __all__ = [
     "DOWNSTREAM_DATASETS",
     "PRETRAINING_SOURCES",
+    "REPETITION_SOURCES",
     "REPETITION_SPLITS",
     "SPLITS",
     "WINDOW_STORE_SOURCES",
@@ -56,7 +56,10 @@ REPETITION_SPLITS = ("train", "test")
 """`build_window_store` splits of the labelled sources: the train or test repetitions (the
 downstream datasets have their own three, `SPLITS`)."""
 
-_DB5_FILE = re.compile(r"s0*(\d+)_e[123]_a1", re.IGNORECASE)
+REPETITION_SOURCES = ("ninapro-db5", "ninapro-db6", "ninapro-db7", "synthetic")
+"""The sources split (and z-scored) by repetition: what ``train_repetitions`` and
+``test_repetitions`` apply to (emg2pose splits by its metadata, the downstream datasets by
+their own protocol)."""
 
 
 def build_window_store(
@@ -68,8 +71,8 @@ def build_window_store(
     split: str | Iterable[str] | None = None,
     normalize: str | None = None,
     preprocess: TinyMyoPreprocess | None = None,
-    train_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["train_repetitions"],
-    test_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["test_repetitions"],
+    train_repetitions: tuple[int, ...] | None = None,
+    test_repetitions: tuple[int, ...] | None = None,
     synthetic: SyntheticSpec | None = None,
     compression: str | None = None,
     progress: bool = True,
@@ -81,9 +84,11 @@ def build_window_store(
         source: one of `WINDOW_STORE_SOURCES`. ``"emg2pose"`` sessions are unlabelled; the
             NinaPro sources and ``"synthetic"`` (sEMG channels of `SyntheticSpec` recordings,
             sEMG-only gestures by default) keep their gesture labels (0 = rest).
-        out: the ``.h5`` file to write (atomically: a failed run leaves none).
+        out: the ``.h5`` file to write (atomically: a failed run leaves none); an existing
+            folder is refused.
         root: the dataset folder (``metadata.csv`` and sessions for emg2pose; the ``.mat``
-            files, at any depth, for NinaPro); unused for synthetic data.
+            files, at any depth, for NinaPro: two copies of one file are refused); refused for
+            synthetic data.
         subjects: subject numbers (emg2pose: users in sorted order, 1-based); default all.
         split: emg2pose: ``metadata.csv`` split names (``"train"``, ...); the labelled
             sources: ``"train"`` and/or ``"test"``, the windows whose centre lies in
@@ -91,21 +96,27 @@ def build_window_store(
         normalize: ``"minmax"`` (each window to [-1, 1]; the default for the pretraining
             sources) or ``"zscore"`` (per channel, fitted on the windows of
             ``train_repetitions`` of the selected subjects; the default for DB5 and synthetic).
-        preprocess: a `TinyMyoPreprocess` (default: the published recipe); ``normalize``
+        preprocess: a `TinyMyoPreprocess` (default: the published recipe, 1000-sample
+            windows every 500 at 2 kHz, which DB5's 200 Hz is resampled to); ``normalize``
             overrides its field.
-        synthetic: the `SyntheticSpec` for ``source="synthetic"``.
+        train_repetitions, test_repetitions: the repetition split of `REPETITION_SOURCES`
+            (default `SPLIT_REPETITIONS`); refused for the other sources.
+        synthetic: the `SyntheticSpec` for ``source="synthetic"`` (refused for the others).
         downstream: a downstream dataset's own options (EPN-612: ``calibration``; UCI:
             ``splits``, split name -> subjects).
 
     A downstream dataset (`DOWNSTREAM_DATASETS`) takes ``preprocess`` as a
     `DownstreamPreprocess`, or a `TinyMyoPreprocess` of which only ``window`` and ``step``
-    are read (its recipe is the thesis's, at the data's rate); ``split`` names some of
-    ``"train"``, ``"val"``, ``"test"``; ``normalize`` must be None (z-scored per recording)
-    and the repetition arguments are unused (the dataset's split is in ``repetition``: 1
-    train, 2 val, 3 test, and in the store's ``splits`` attribute).
+    are read (its recipe is the thesis's, at the data's rate); without one, its registry
+    entry's defaults, chosen to fit its real protocol (`emg_lens.data.registry`). ``split``
+    names some of ``"train"``, ``"val"``, ``"test"``; ``normalize`` must be None (z-scored per
+    recording) and the repetition arguments are refused (the dataset's split is in
+    ``repetition``: 1 train, 2 val, 3 test, and in the store's ``splits`` attribute).
 
-    Raises `ArgumentError` for an unknown source, split, normalisation or subject, and
-    `DataFormatError` for unreadable files (naming them) or a selection without windows.
+    Raises `ArgumentError` for an unknown source, split, normalisation or subject, or an
+    argument that does not apply to ``source``, and `DataFormatError` for unreadable or
+    ambiguous files (naming them), or when the store or a split asked for would hold no window
+    (naming the dataset, the window and the longest recording a window had to fit in).
 
     >>> import tempfile
     >>> from emg_lens.data.windows import WindowStore
@@ -124,6 +135,12 @@ def build_window_store(
         )
     if source != "synthetic" and root is None:
         raise ArgumentError(f"source {source!r} needs root (--root), the folder holding its files")
+    _refuse_inapplicable(source, root, train_repetitions, test_repetitions, synthetic)
+    if Path(out).is_dir():
+        raise ArgumentError(
+            f"--out {out} is a folder: a window store is one HDF5 file; give a file path, e.g. "
+            f"{Path(out) / 'windows.h5'}"
+        )
     if source in DOWNSTREAM_DATASETS:
         if normalize is not None:
             raise ArgumentError(
@@ -152,9 +169,12 @@ def build_window_store(
             "(unlabelled pretraining data) does not have; use normalize='minmax'"
         )
     labeled = source != "emg2pose"
-    repetitions = split_repetitions(train_repetitions, test_repetitions)
+    repetitions = split_repetitions(
+        SPLIT_REPETITIONS["train_repetitions"] if train_repetitions is None else train_repetitions,
+        SPLIT_REPETITIONS["test_repetitions"] if test_repetitions is None else test_repetitions,
+    )
     recordings = _store_recordings(source, root, subjects, split, synthetic)
-    keep = None
+    keep, names = None, []
     if labeled and split is not None:
         names = [split] if isinstance(split, str) else list(split)
         if unknown := [n for n in names if n not in REPETITION_SPLITS]:
@@ -165,17 +185,46 @@ def build_window_store(
         keep = sorted({r for n in names for r in repetitions[f"{n}_repetitions"]})
     scaler = None
     if spec.normalize == "zscore":
-        scaler = fit_scaler(recordings(), spec, repetitions=repetitions["train_repetitions"])
+        try:
+            scaler = fit_scaler(recordings(), spec, repetitions=repetitions["train_repetitions"])
+        except DataFormatError as exc:
+            longest = max((_length_at(r, spec.sample_rate) for r in recordings()), default=0)
+            if longest < spec.window:
+                raise _no_window(source, None, spec, longest, "recording") from exc
+            raise DataFormatError(
+                f"{source}: no window's centre lies in the training repetitions "
+                f"{repetitions['train_repetitions']}, which the z-score is fitted on: choose "
+                "--train-repetitions among the repetitions the recordings hold"
+            ) from exc
 
     def batches() -> Iterator[WindowBatch]:
+        counts = dict.fromkeys(names, 0)
+        total, longest, held = 0, 0, set()
         for recording in recordings():
+            longest = max(longest, _length_at(recording, spec.sample_rate))
             batch = tinymyo_windows(recording, spec, labeled=labeled, scaler=scaler)
+            held |= set(batch.repetition.tolist())
             if keep is not None:
                 rows = np.isin(batch.repetition, keep)
                 batch.x, batch.labels = batch.x[rows], batch.labels[rows]
                 batch.repetition = batch.repetition[rows]
                 batch.info["repetitions"] = keep
+            for name in names:
+                reps = repetitions[f"{name}_repetitions"]
+                counts[name] += int(np.isin(batch.repetition, reps).sum())
+            total += len(batch)
             yield batch
+        # Checked here, before the store is complete: an empty store or split is never written.
+        empty = [n for n in names if not counts[n]] or ([None] if not total else [])
+        for name in empty[:1]:
+            if longest < spec.window or name is None:
+                raise _no_window(source, name, spec, longest, "recording")
+            reps = repetitions[f"{name}_repetitions"]
+            raise DataFormatError(
+                f"{source}: no {name} window: no window's centre lies in the {name} repetitions "
+                f"{reps}; the recordings' windows lie in repetitions {sorted(held)}: choose "
+                f"--{name}-repetitions among them"
+            )
 
     return write_window_store(
         out,
@@ -218,17 +267,37 @@ def _build_downstream(
     found = info.subjects(data)
     wanted = None if subjects is None else sorted({int(s) for s in subjects})
     _check_subjects(wanted, found, f"{source} files under {root}")
+    chosen = found if wanted is None else wanted
 
     def batches() -> Iterator[WindowBatch]:
-        for subject in found if wanted is None else wanted:
+        counts = dict.fromkeys(keep, 0)
+        longest: dict[int, int] = {}  # split code -> the longest stretch a window had to fit
+        for subject in chosen:
             batch = task.windows(info.read(data, subject), spec, options)
+            for code, n in batch.info.pop("longest", {}).items():
+                longest[code] = max(longest.get(code, 0), n)
             rows = np.isin(batch.repetition, keep)
             batch.x, batch.labels = batch.x[rows], batch.labels[rows]
             batch.repetition = batch.repetition[rows]
             if getattr(batch, "targets", None) is not None:
                 batch.targets = batch.targets[rows]
             batch.info.update({"split_rule": task.split_rule})
+            for code in keep:
+                counts[code] += int((batch.repetition == code).sum())
             yield batch
+        # Checked here, before the store is complete: a split asked for is never left empty.
+        for name, code in zip(names, keep):
+            if counts[code]:
+                continue
+            if code not in longest:  # no selected subject has data of this split
+                others = [n for n, c in zip(names, keep) if counts[c]]
+                shown = f"{chosen[:10]}{' ...' if len(chosen) > 10 else ''}"
+                leave = f", or leave {name} out: --split {' '.join(others)}" if others else ""
+                raise DataFormatError(
+                    f"{source}: the {name} split has no window: none of the subjects {shown} "
+                    f"has {name} data ({task.split_rule}); select subjects of every split{leave}"
+                )
+            raise _no_window(source, name, spec, longest[code], task.unit)
 
     regression = task.task == "regression"
     return write_window_store(
@@ -290,15 +359,55 @@ def _store_recordings(
 
 
 def _db5_subjects(root: str | Path) -> list[int]:
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for NinaPro DB5 S<N>_E1_A1.mat)")
-    found = {
-        int(m.group(1))
-        for path in root.rglob("*.mat")
-        if (m := _DB5_FILE.fullmatch(path.stem)) is not None
+    from emg_lens.data.ninapro import ninapro_db5_files
+
+    return sorted({subject for subject, _ in ninapro_db5_files(root)})
+
+
+def _length_at(recording: Recording, rate: float) -> int:
+    """``recording``'s length in samples once resampled to ``rate``."""
+    return int(recording.n_samples * rate / recording.sample_rate)
+
+
+def _no_window(
+    source: str, split: str | None, spec: Any, longest: int, unit: str
+) -> DataFormatError:
+    """The error for a store (``split=None``) or a split without windows: the window is longer
+    than the longest ``unit`` a window must fit in (``longest`` samples at ``spec``'s rate)."""
+    where = "no window" if split is None else f"no {split} window"
+    seconds = spec.window / spec.sample_rate
+    advice = f"; pass --window {longest} or less" if longest > 0 else ""
+    return DataFormatError(
+        f"{source}: {where}: a window is {spec.window} samples ({seconds:g} s at "
+        f"{spec.sample_rate:g} Hz) but the longest {unit} is {longest} samples{advice}"
+    )
+
+
+def _refuse_inapplicable(
+    source: str,
+    root: str | Path | None,
+    train_repetitions: Any,
+    test_repetitions: Any,
+    synthetic: SyntheticSpec | None,
+) -> None:
+    """Refuse an argument of `build_window_store` that ``source`` would silently ignore."""
+    given = {
+        "root": root is not None and source == "synthetic",
+        "train_repetitions": train_repetitions is not None and source not in REPETITION_SOURCES,
+        "test_repetitions": test_repetitions is not None and source not in REPETITION_SOURCES,
+        "synthetic": synthetic is not None and source != "synthetic",
     }
-    return sorted(found)
+    if ignored := [name for name, bad in given.items() if bad]:
+        applies = {
+            "root": "every source but synthetic",
+            "train_repetitions": f"{list(REPETITION_SOURCES)}",
+            "test_repetitions": f"{list(REPETITION_SOURCES)}",
+            "synthetic": "source 'synthetic'",
+        }
+        raise ArgumentError(
+            f"{', '.join(ignored)} does not apply to source {source!r} (it applies to "
+            f"{applies[ignored[0]]})"
+        )
 
 
 def _check_subjects(wanted: list[int] | None, available: Iterable[int], where: str) -> None:

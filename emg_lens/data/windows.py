@@ -38,7 +38,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from emg_lens._io import atomic_write, leftover_temp_files
+from emg_lens._io import atomic_write, leftover_temp_files, make_folder
 from emg_lens.data.preprocess import Scaler
 from emg_lens.data.recording import Recording
 from emg_lens.data.windowing import TinyMyoPreprocess, WindowBatch, check_scaler, tinymyo_windows
@@ -138,7 +138,7 @@ def write_window_store(
     if compression not in (None, "gzip", "lzf"):
         raise ArgumentError(f"compression must be None, 'gzip' or 'lzf', got {compression!r}")
     shape = (spec.n_channels, spec.window)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
 
     def write(tmp: Path) -> None:
         sessions: list[dict[str, Any]] = []

@@ -13,10 +13,14 @@ A study file::
     family = "default"                # or edge expressions: ["cross_modal", "from_cls"]
     per_head = true                   # user expressions: one candidate per (layer, head)
     subjects = [1, 2, 3]              # optional
+    modules = "models.py:build_modules"  # optional: builds the user's modules of converted
+                                         # nn.TransformerEncoder checkpoints (--allow-code)
 
 Each subject's result is one cell of the store (`emg_lens.studies.store.CellStore`), with the
 provenance of an ablation study's cells (digests of the model, the data, the code) plus the
-discovery's parameters; a rerun reuses exactly the subjects whose provenance matches.
+discovery's parameters; a rerun reuses exactly the subjects whose provenance matches. A
+``modules`` function runs only with consent (``allow_code``), as in an ablation study
+(`emg_lens.studies.code`), and its file's digest is part of the provenance.
 Outputs: ``screen.csv`` (every candidate of every subject, with the verified exact effects),
 ``circuits.csv`` (one row per subject: size, faithfulness, the circuit's edge sets),
 ``curve.csv``, ``consensus.csv`` (per candidate, the share of subjects whose circuit keeps it)
@@ -26,7 +30,7 @@ and figures (``screen_<subject>``, ``screen_vs_exact``, ``faithfulness``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +46,20 @@ from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import check_tau, discover
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
-from emg_lens.plotting import save_figures
 from emg_lens.provenance import code_digest
+from emg_lens.studies.code import (
+    CodeFile,
+    ModuleBuilder,
+    locate_code,
+    require_builder,
+    require_consent,
+)
 from emg_lens.studies.files import read_study_file
-from emg_lens.studies.result import markdown_table
+from emg_lens.studies.result import markdown_table, write_study_files
 from emg_lens.studies.runner import entry_provenance, find_models, load_entry
+from emg_lens.studies.spec import modules_key
 from emg_lens.studies.store import CellStore
-from emg_lens.studies.validate import int_list, positive_int, reject_unknown, string
+from emg_lens.studies.validate import positive_int, reject_unknown, string, subject_list
 
 __all__ = ["DiscoverySpec", "DiscoveryStudyResult", "load_discovery_spec", "run_discovery"]
 
@@ -69,10 +80,13 @@ class DiscoverySpec:
     per_head: bool = True
     subjects: tuple[int, ...] | None = None
     description: str = ""
+    modules: str | None = None  # "models.py:build_modules", below source_dir (see the module)
+    source_dir: str = field(default=".", compare=False)  # the study file's folder
 
     @classmethod
-    def from_dict(cls, data: Any) -> DiscoverySpec:
-        """Validate a dict (``kind`` may be present and must be ``"discovery"``).
+    def from_dict(cls, data: Any, *, source_dir: str | Path = ".") -> DiscoverySpec:
+        """Validate a dict (``kind`` may be present and must be ``"discovery"``); ``source_dir``
+        is where ``modules`` is looked for (the study file's folder).
 
         >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "tau": 0.1}).tau
         0.1
@@ -87,7 +101,8 @@ class DiscoverySpec:
         kind = data.pop("kind", "discovery")
         if kind != "discovery":
             raise SpecError(f"kind = {kind!r}; a DiscoverySpec needs kind = 'discovery'")
-        reject_unknown("discovery study", data, {f.name for f in cls.__dataclass_fields__.values()})
+        keys = {f.name for f in cls.__dataclass_fields__.values()} - {"source_dir"}
+        reject_unknown("discovery study", data, keys)
         for key in ("name", "models"):
             if not string(data.get(key), f"study key {key!r}"):
                 raise SpecError(f"study key {key!r} is required and must be a non-empty string")
@@ -110,13 +125,18 @@ class DiscoverySpec:
             verify_top=positive_int(data.get("verify_top", 10), "verify_top"),
             family=_family(data.get("family", "default")),
             per_head=per_head,
-            subjects=None if subjects is None else int_list(subjects, "subjects"),
+            subjects=None if subjects is None else subject_list(subjects, "subjects"),
             description=string(data.get("description"), "description (free text)") or "",
+            modules=modules_key(data.get("modules")),
+            source_dir=str(source_dir),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict that `from_dict` reads back to an equal spec."""
         out = {"kind": "discovery", **asdict(self)}
+        out.pop("source_dir")
+        if self.modules is None:
+            out.pop("modules")
         out["family"] = "default" if self.family is None else list(self.family)
         if self.subjects is None:
             out.pop("subjects")
@@ -125,8 +145,27 @@ class DiscoverySpec:
         return out
 
     def fingerprint(self) -> str:
-        """Canonical JSON: equal fingerprints, the same study."""
-        return json.dumps(self.to_dict(), sort_keys=True)
+        """Canonical JSON: equal fingerprints, the same study (``modules``, how checkpoints
+        load, is in the provenance instead)."""
+        out = self.to_dict()
+        out.pop("modules", None)
+        return json.dumps(out, sort_keys=True)
+
+    def with_changes(self, **changes: Any) -> DiscoverySpec:
+        """The spec with ``changes`` (keys of `from_dict`) validated as a study file's, from
+        the same folder.
+
+        >>> DiscoverySpec.from_dict({"name": "c", "models": "demo"}).with_changes(tau=0.1).tau
+        0.1
+        """
+        return type(self).from_dict({**self.to_dict(), **changes}, source_dir=self.source_dir)
+
+    def code_files(self) -> list[CodeFile]:
+        """The Python file the study would run (``modules``), located below ``source_dir``
+        and hashed, never executed (`emg_lens.studies.code`)."""
+        if self.modules is None:
+            return []
+        return [locate_code(self.modules, self.source_dir, key="modules")]
 
     def candidates(self, model: Any) -> list:
         """This study's candidate family on ``model``."""
@@ -157,7 +196,9 @@ def load_discovery_spec(source: str | Path | dict | DiscoverySpec) -> DiscoveryS
         return source
     if isinstance(source, dict):
         return DiscoverySpec.from_dict(source)
-    return read_study_file(source, lambda data, _dir: DiscoverySpec.from_dict(data))
+    return read_study_file(
+        source, lambda data, folder: DiscoverySpec.from_dict(data, source_dir=folder)
+    )
 
 
 @dataclass
@@ -204,24 +245,15 @@ class DiscoveryStudyResult:
         )
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write the tables, summary.md and figures as a study's (`write_study_files`: atomic,
+        and nothing written again that did not change); the paths."""
         tables = {
             "screen.csv": self.screen,
             "circuits.csv": self.circuits,
             "curve.csv": self.curve,
             "consensus.csv": self.consensus,
         }
-        paths = []
-        for name, df in tables.items():
-            df.to_csv(out / name, index=False)
-            paths.append(out / name)
-        (out / "summary.md").write_text(self.to_markdown())
-        paths.append(out / "summary.md")
-        paths += save_figures(self.figures_of, out)
-        for fig in self.figures_of.values():
-            plt.close(fig)
-        return paths
+        return write_study_files(out_dir, tables, self.to_markdown(), lambda: self.figures_of)
 
 
 def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) -> dict[str, Any]:
@@ -248,19 +280,27 @@ def run_discovery(
     out_dir: str | Path | None = None,
     progress: bool = True,
     device: Any = None,
+    allow_code: bool | Iterable[str] = False,
 ) -> DiscoveryStudyResult:
     """Run a discovery study on every subject (``models`` overrides ``spec.models``: a folder
     of ``subject_<N>/`` checkpoints, or ``{subject: (model, SubjectData)}``). With ``out_dir``
     each subject's result is stored with its provenance and reused by a rerun while model, data,
     code and parameters are unchanged; tables and figures are written there. ``device``: where
-    the models run (None: where they are; statistics and tables are on the CPU)."""
+    the models run (None: where they are; statistics and tables are on the CPU).
+    ``allow_code``: consent to run the study's ``modules`` function (True, or its file's
+    SHA-256), as `emg_lens.studies.run_study` takes it; checkpoints that hold the user's own
+    modules without one are a `CheckpointError` saying what to add, before anything runs."""
     spec = load_discovery_spec(spec)
+    files = spec.code_files()  # located and hashed; refused here before anything runs
+    require_consent(files, allow_code=allow_code)
+    builder = ModuleBuilder.load(files[0], allow_code=allow_code) if files else None
     found = dict(models) if isinstance(models, Mapping) else find_models(models or spec.models)
     if spec.subjects is not None:
         missing = sorted(set(spec.subjects) - set(found))
         if missing:
             raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
         found = {s: found[s] for s in spec.subjects}
+    require_builder([e for e in found.values() if not isinstance(e, tuple)], builder)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest() if store is not None else ""
     cells, reused = {}, 0
@@ -270,14 +310,14 @@ def run_discovery(
         provenance = None
         if store is not None:
             provenance = {
-                **entry_provenance(spec, entry, subject_id, code),
+                **entry_provenance(spec, entry, subject_id, code, builder),
                 "spec": spec.fingerprint(),
             }
             cell = store.get(subject_id, CELL, provenance=provenance)
             if cell is not None:
                 cells[subject_id], reused = cell, reused + 1
                 continue
-        subject = load_entry(entry, device)
+        subject = load_entry(entry, device, builder)
         # As the store will give it back (sorted keys, JSON numbers): a rerun that reuses the
         # cell then builds the very same tables.
         cell = _subject_cell(spec, subject.model, subject.data, progress)

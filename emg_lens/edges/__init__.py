@@ -21,7 +21,27 @@ selector                               edges (q reads k)
 `heads` ``(*indices)``                 every edge, on the given heads only
 `layers` ``(*indices)``                every edge, in the given blocks only (compiles per layer)
 `all_edges` / `no_edges`               every edge / none
+`channels` ``(*names)``                q and k both embed one of the named channels
+`within_region` ``(region)``           q and k both embed a channel of ``region``
+`between_regions` ``(query, key)``     q embeds a channel of region ``query``, k one of
+                                       region ``key`` (directed)
+`cross_region`                         q and k embed channels of two different lobes
 =====================================  ======================================================
+
+The last four read the layout's channel names (`TokenLayout.channel_names`, a model's
+`EncoderConfig.channel_names`), so they are the scalp vocabulary of EEG models; a layout
+without names refuses them. A *region* is a set of channels named by a lobe (``frontal``,
+``central``, ``parietal``, ``occipital``, ``temporal``), a hemisphere (``left``, ``right``,
+``midline``), or a channel name, or several such names joined with ``+`` (their union):
+``between_regions(C3+C4, frontal)`` is C3 and C4 reading the frontal channels. Lobes and
+hemispheres place each 10-20 / 10-10 name by the table in `emg_lens.edges.regions` (which
+documents the boundary cases: FC and CP central, PO occipital, P7/P8 = old T5/T6 temporal, ...);
+a name it cannot place is an `UnplacedChannelError` when a lobe or hemisphere is asked for.
+Your own groups go in ``regions=`` (``within_region("motor", regions={"motor": ["C3", "Cz",
+"C4"]})``), stored as their channels (``within_region(C3+C4+Cz)``). They compose with the
+rest by the operators: ``within_region(left) & heads(0)``, ``cross_region & time_window(0)``
+(same-patch edges between lobes), ``between_regions(frontal, parietal) | between_regions(
+parietal, frontal)``; ``cross_region`` is the scalp's ``cross_modal``.
 
 The CLS rule: edges that touch the CLS token are neither unimodal nor cross-modal unless
 ``include_cls=True``, which makes CLS a modality of its own (CLS -> CLS is unimodal, CLS <->
@@ -70,8 +90,11 @@ from emg_lens.edges.parser import parse
 from emg_lens.edges.selectors import (
     all_edges,
     between,
+    between_regions,
+    channels,
     cross_channel,
     cross_modal,
+    cross_region,
     from_cls,
     heads,
     layers,
@@ -81,14 +104,18 @@ from emg_lens.edges.selectors import (
     to_cls,
     unimodal,
     within,
+    within_region,
 )
 
 __all__ = [
     "EdgeSet",
     "all_edges",
     "between",
+    "between_regions",
+    "channels",
     "cross_channel",
     "cross_modal",
+    "cross_region",
     "from_cls",
     "heads",
     "layers",
@@ -99,6 +126,7 @@ __all__ = [
     "to_cls",
     "unimodal",
     "within",
+    "within_region",
 ]
 
 # `EdgeSet.parse(expr)` is the parser as a static method. It is attached here, above both

@@ -190,6 +190,22 @@ class EdgeSet:
                 [1, 0],
                 [0, 0]], dtype=torch.int32)
         """
+        self.check_layers(n_layers)
+        return torch.stack(
+            [self.compile(layout, n_heads, device=device, layer=i) for i in range(n_layers)]
+        )
+
+    def check_layers(self, n_layers: int) -> None:
+        """Refuse an edge set that names (`layers`) a block a model of ``n_layers`` blocks
+        does not have: compiled for the blocks it has, it would cut nothing there, silently.
+
+        >>> from emg_lens.edges import cross_modal, layers
+        >>> (cross_modal() & layers(1)).check_layers(2)
+        >>> (cross_modal() & layers(5)).check_layers(2)
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.LayoutError: edge set cross_modal & layers(5) names layer(s) [5], but the model has n_layers=2 (valid indices 0..1)
+        """  # noqa: E501
         if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
             raise ArgumentError(f"n_layers must be a positive int, got {n_layers!r}")
         bad = sorted(i for i in self.layer_indices() if i >= n_layers)
@@ -198,9 +214,6 @@ class EdgeSet:
                 f"edge set {self} names layer(s) {bad}, but the model has n_layers={n_layers} "
                 f"(valid indices 0..{n_layers - 1})"
             )
-        return torch.stack(
-            [self.compile(layout, n_heads, device=device, layer=i) for i in range(n_layers)]
-        )
 
     def layer_indices(self) -> set[int]:
         """The blocks the expression names (`layers`); empty when its mask is the same in

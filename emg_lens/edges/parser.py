@@ -22,7 +22,7 @@ from emg_lens.errors import ArgumentError, EdgeExpressionError
 @dataclass(frozen=True)
 class _Param:
     name: str
-    kind: str  # "group", "int", "flag" or "ints" (any number of ints)
+    kind: str  # "group", "int", "flag", "ints" (any number of ints), "region" or "names"
     default: Any = None  # None: required
 
 
@@ -40,7 +40,7 @@ class _Selector:
         for p in self.params:
             if p.kind == "flag":
                 parts.append(p.name)
-            elif p.kind == "ints":
+            elif p.kind in _VARIADIC:
                 parts.append(f"{p.name},...")
             elif p.default is None:
                 parts.append(p.name)
@@ -49,7 +49,8 @@ class _Selector:
         return f"{self.name}({','.join(parts)})"
 
 
-_GROUP, _INT, _FLAG, _INTS = "group", "int", "flag", "ints"
+_GROUP, _INT, _FLAG, _INTS, _REGION, _NAMES = "group", "int", "flag", "ints", "region", "names"
+_VARIADIC = (_INTS, _NAMES)  # any number of positional values, no keywords
 _SELECTORS: dict[str, _Selector] = {
     s.name: s
     for s in (
@@ -59,8 +60,15 @@ _SELECTORS: dict[str, _Selector] = {
             selectors.between,
             (_Param("query_group", _GROUP), _Param("key_group", _GROUP)),
         ),
+        _Selector(
+            "between_regions",
+            selectors.between_regions,
+            (_Param("query_region", _REGION), _Param("key_region", _REGION)),
+        ),
+        _Selector("channels", selectors.channels, (_Param("name", _NAMES),)),
         _Selector("cross_channel", selectors.cross_channel),
         _Selector("cross_modal", selectors.cross_modal, (_Param("include_cls", _FLAG, False),)),
+        _Selector("cross_region", selectors.cross_region),
         _Selector("from_cls", selectors.from_cls),
         _Selector("heads", selectors.heads, (_Param("index", _INTS),)),
         _Selector("layers", selectors.layers, (_Param("index", _INTS),)),
@@ -74,6 +82,7 @@ _SELECTORS: dict[str, _Selector] = {
         _Selector("to_cls", selectors.to_cls),
         _Selector("unimodal", selectors.unimodal, (_Param("include_cls", _FLAG, False),)),
         _Selector("within", selectors.within, (_Param("group", _GROUP),)),
+        _Selector("within_region", selectors.within_region, (_Param("region", _REGION),)),
     )
 }
 
@@ -83,19 +92,20 @@ _OPERATORS = "an operator ('|', '&', '-')"
 _EXPECT_OPERATOR = f"{_OPERATORS} or the end of the expression"
 
 # A quoted group name ('emg' or "emg", as Python would write it) is a "string" token; an
-# unterminated quote is a "bad" character.
+# unterminated quote is a "bad" character. "+" joins the names of a region argument.
 _TOKEN_RE = re.compile(
     r"\s*(?:(?P<name>[^\W\d]\w*)|(?P<int>\d+)|(?P<string>'[^'\n]*'|\"[^\"\n]*\")"
-    r"|(?P<punct>[()|&~,=-])|(?P<bad>\S))"
+    r"|(?P<punct>[()|&~,=+-])|(?P<bad>\S))"
 )
 
 
 # ============================================================================ tokens
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # "name", "int", "string", "punct", "bad" or "end"
+    kind: str  # "name", "int", "string", "punct", "bad", "end", or "union" (a+b: its parts)
     text: str
     start: int
+    parts: tuple[_Token, ...] = ()
 
     @property
     def end(self) -> int:
@@ -256,7 +266,7 @@ class _Parser:
                     )
                 if arg.text in keywords:
                     raise self.fail_at(arg, f"{sel.name} got {arg.text!r} twice", sel.signature)
-                keywords[arg.text] = (arg, value)
+                keywords[arg.text] = (arg, self.union(value, sel))
             elif keywords:
                 raise self.fail_at(
                     arg,
@@ -264,7 +274,7 @@ class _Parser:
                     f"the arguments of {sel.signature}",
                 )
             else:
-                positional.append(arg)
+                positional.append(self.union(arg, sel))
             sep = self.advance()
             if sep.kind == "punct" and sep.text == ")":
                 return positional, keywords, sep.end
@@ -276,6 +286,25 @@ class _Parser:
                     f"',' or ')' (the form is {sel.signature})",
                 )
 
+    def union(self, first: _Token, sel: _Selector) -> _Token:
+        """``first`` and the names joined to it with ``+`` (a region: ``C3+Cz+C4``) as one
+        "union" token; ``first`` alone when no ``+`` follows."""
+        if not self.at("+"):
+            return first
+        parts = [first]
+        while self.at("+"):
+            self.advance()
+            part = self.advance()
+            if part.kind not in ("name", "string"):
+                raise self.fail_at(
+                    part,
+                    f"unexpected {part.describe()} after '+'",
+                    f"a channel or region name (C3, frontal, 'EEG Fp1') in {sel.signature}",
+                )
+            parts.append(part)
+        text = self.expr[first.start : parts[-1].end]
+        return _Token("union", text, first.start, tuple(parts))
+
     def bind(
         self,
         sel: _Selector,
@@ -286,13 +315,14 @@ class _Parser:
     ) -> tuple[list[Any], dict[str, Any]]:
         """Check the arguments against ``sel.params``: positional and keyword values."""
         params = {p.name: p for p in sel.params}
-        if sel.params and sel.params[0].kind == "ints":
+        if sel.params and sel.params[0].kind in _VARIADIC:
             if keywords:
                 key_tok, _ = next(iter(keywords.values()))
                 raise self.fail_at(key_tok, f"{sel.name} takes no keyword", sel.signature)
             if not positional:
+                what = "head index" if sel.params[0].kind == _INTS else "channel name"
                 raise self.fail(
-                    f"{sel.name} needs at least one head index", name_tok.start, end, sel.signature
+                    f"{sel.name} needs at least one {what}", name_tok.start, end, sel.signature
                 )
             return [self.value(sel, sel.params[0], t, positional=True) for t in positional], {}
         if len(positional) > len(sel.params):
@@ -329,6 +359,16 @@ class _Parser:
         return [], values
 
     def value(self, sel: _Selector, param: _Param, tok: _Token, *, positional: bool) -> Any:
+        if param.kind == _REGION:  # a tuple: the selector takes each part as one name
+            return tuple(self.name_value(sel, param, part) for part in tok.parts or (tok,))
+        if tok.kind == "union":
+            raise self.fail_at(
+                tok,
+                f"{sel.name}: {param.name} takes one value, not names joined with '+'",
+                f"one value for {param.name} in {sel.signature}",
+            )
+        if param.kind == _NAMES:
+            return self.name_value(sel, param, tok)
         if param.kind == "group":
             if tok.kind == "string" and tok.text[1:-1].isidentifier():
                 return tok.text[1:-1]  # quoted as in Python: between("emg", "acc")
@@ -358,6 +398,18 @@ class _Parser:
             f"{param.name} or {param.name}=true|false in {sel.signature}",
         )
 
+    def name_value(self, sel: _Selector, param: _Param, tok: _Token) -> str:
+        """A channel or region name: bare, or quoted as in Python (any text but empty)."""
+        if tok.kind == "name":
+            return tok.text
+        if tok.kind == "string" and tok.text[1:-1].strip():
+            return tok.text[1:-1]
+        raise self.fail_at(
+            tok,
+            f"{sel.name}: {param.name} must be a channel or region name, got {tok.text!r}",
+            f"a name (C3, frontal) or a quoted one ('EEG Fp1', '1') in {sel.signature}",
+        )
+
 
 def parse(expr: str | EdgeSet) -> EdgeSet:
     """Parse the string form of an edge set (an `EdgeSet` is returned as is).
@@ -366,7 +418,9 @@ def parse(expr: str | EdgeSet) -> EdgeSet:
     selectors with or without ``()``), arguments as in Python (``time_window(3, min_lag=1)``,
     ``unimodal(include_cls)`` or ``unimodal(include_cls=true)``), group names bare or quoted
     as in Python (``between(emg, acc)``, ``between('emg', "acc")``; the string form writes them
-    bare), and
+    bare), channel and region names bare or quoted (``channels(C3, 'EEG Fp1')``; the string
+    form quotes only those that are not identifiers), a region's names joined with ``+``
+    (``between_regions(C3+C4, frontal)``), and
     ``~`` over ``&`` over ``|``/``-`` (left-associative). ``parse(str(e)) == e`` for every
     edge set ``e``. A bad expression raises `EdgeExpressionError` naming the column.
 
@@ -378,7 +432,7 @@ def parse(expr: str | EdgeSet) -> EdgeSet:
     emg_lens.errors.EdgeExpressionError: invalid edge expression 'cross_modal & foo' at column 15: unknown selector 'foo'
         cross_modal & foo
                       ^^^
-    expected a selector: all_edges, between(query_group,key_group), cross_channel, cross_modal(include_cls), from_cls, heads(index,...), no_edges, same_channel, time_window(max_lag,min_lag=0), to_cls, unimodal(include_cls), within(group)
+    expected a selector: all_edges, between(query_group,key_group), between_regions(query_region,key_region), channels(name,...), cross_channel, cross_modal(include_cls), cross_region, from_cls, heads(index,...), layers(index,...), no_edges, same_channel, time_window(max_lag,min_lag=0), to_cls, unimodal(include_cls), within(group), within_region(region)
     """  # noqa: E501
     if isinstance(expr, EdgeSet):
         return expr

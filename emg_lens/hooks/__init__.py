@@ -6,6 +6,7 @@ like TransformerLens hooks; the name filters pick the hook points.
 
 from emg_lens.hooks.ablation import channel_range, mean_ablate, mean_activations, zero_modality
 from emg_lens.hooks.masking import (
+    NameFilter,
     attn_scores_filter,
     compile_edges,
     mask_edges,
@@ -16,6 +17,7 @@ from emg_lens.hooks.masking import (
 )
 
 __all__ = [
+    "NameFilter",
     "attn_scores_filter",
     "channel_range",
     "compile_edges",

@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
@@ -31,6 +32,7 @@ from emg_lens.errors import LayoutError
 from emg_lens.layout import TokenLayout, check_mask_shape
 
 __all__ = [
+    "NameFilter",
     "attn_scores_filter",
     "check_mask_shape",
     "compile_edges",
@@ -45,11 +47,87 @@ HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
 EdgesLike = EdgeSet | str | torch.Tensor
 
 
+class NameFilter:
+    """A TransformerLens name filter (``filter(name) -> bool``) for ``{stack}.{l}.{suffix}``,
+    ``l`` in ``layers`` (all layers when None). Build one with `name_filter`,
+    `attn_scores_filter` or `pattern_filter`.
+
+    A filter alone sees only hook names, so it cannot tell a layer the model lacks from one it
+    does not want. Every emg_lens model therefore calls `check_model` where a filter is resolved
+    (``run_with_hooks``, ``hooks()``, ``add_hook``, ``run_with_cache(names_filter=...)``): a
+    filter naming layers the model does not have raises `LayoutError` there, instead of cutting
+    nothing in them without a word.
+
+    >>> f = NameFilter("attn.hook_attn_scores", [2, 3])
+    >>> f("blocks.2.attn.hook_attn_scores"), f("blocks.1.attn.hook_attn_scores"), f
+    (True, False, name_filter('attn.hook_attn_scores', [2, 3]))
+    """
+
+    def __init__(
+        self, suffix: str, layers: Iterable[int] | None = None, *, stack: str = "blocks"
+    ) -> None:
+        self.suffix = suffix
+        self.stack = stack
+        self.layers = None if layers is None else frozenset(int(layer) for layer in layers)
+
+    def layer_of(self, name: str) -> int | None:
+        """The layer ``l`` of a ``{stack}.{l}.{suffix}`` hook name, else None."""
+        prefix = f"{self.stack}."
+        if not name.startswith(prefix) or not name.endswith("." + self.suffix):
+            return None
+        layer = name[len(prefix) :].split(".", 1)[0]
+        return int(layer) if layer.isdigit() else None
+
+    def __call__(self, name: str) -> bool:
+        layer = self.layer_of(name)
+        return layer is not None and (self.layers is None or layer in self.layers)
+
+    def check_model(self, model: Any) -> None:
+        """Raise `LayoutError` if this filter names layers that ``model`` (anything with a
+        TransformerLens ``hook_dict``) has no ``{stack}.{l}.{suffix}`` hook point for, naming
+        them and the layers it has.
+
+        >>> from emg_lens import EncoderConfig
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))  # 2 layers
+        >>> attn_scores_filter([1]).check_model(model)
+        >>> attn_scores_filter([1, 5, 6]).check_model(model)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.LayoutError: name_filter('attn.hook_attn_scores', [1, 5, 6]) names layers [5, 6] that this IsoNet does not have: it has n_layers=2 ...
+        """  # noqa: E501
+        if self.layers is None:
+            return
+        present = sorted({self.layer_of(n) for n in model.hook_dict} - {None})
+        missing = sorted(self.layers - set(present))
+        if not missing:
+            return
+        cfg = getattr(model, "cfg", None)
+        n_layers = getattr(cfg, "n_layers", len(present)) if self.stack == "blocks" else None
+        has = f"n_layers={n_layers}" if n_layers is not None else f"{len(present)} layers"
+        points = (
+            f"{self.stack}.{{l}}.{self.suffix} for l in {present}"
+            if present
+            else f"no {self.stack}.{{l}}.{self.suffix} hook point"
+        )
+        raise LayoutError(
+            f"{self!r} names layers {missing} that this {type(model).__name__} does not have: "
+            f"it has {has} ({points}), so nothing would be hooked there; name layers from "
+            "the model (layers are numbered from 0)"
+        )
+
+    def __repr__(self) -> str:
+        layers = "all" if self.layers is None else sorted(self.layers)
+        stack = "" if self.stack == "blocks" else f", stack={self.stack!r}"
+        return f"name_filter({self.suffix!r}, {layers}{stack})"
+
+
 def name_filter(
     suffix: str, layers: Iterable[int] | None = None, *, stack: str = "blocks"
-) -> Callable[[str], bool]:
+) -> NameFilter:
     """A TransformerLens name filter: ``{stack}.{l}.{suffix}`` for ``l`` in ``layers`` (all
     layers when None). ``stack`` keeps stem layers (``stems.emg.blocks``) out unless asked.
+    Used with a model, layers it lacks are a `LayoutError` (`NameFilter.check_model`).
 
     >>> f = name_filter("attn.hook_attn_scores", [2, 3])
     >>> f("blocks.2.attn.hook_attn_scores"), f("blocks.1.attn.hook_attn_scores")
@@ -57,25 +135,15 @@ def name_filter(
     >>> f("stems.emg.blocks.2.attn.hook_attn_scores")
     False
     """
-    wanted = None if layers is None else {int(layer) for layer in layers}
-    prefix = f"{stack}."
-
-    def keep(name: str) -> bool:
-        if not name.startswith(prefix) or not name.endswith("." + suffix):
-            return False
-        layer = name[len(prefix) :].split(".", 1)[0]
-        return layer.isdigit() and (wanted is None or int(layer) in wanted)
-
-    keep.__name__ = f"name_filter({suffix!r}, {'all' if wanted is None else sorted(wanted)})"
-    return keep
+    return NameFilter(suffix, layers, stack=stack)
 
 
-def attn_scores_filter(layers: Iterable[int] | None = None, **kw) -> Callable[[str], bool]:
+def attn_scores_filter(layers: Iterable[int] | None = None, **kw) -> NameFilter:
     """Filter for ``blocks.{l}.attn.hook_attn_scores`` in ``layers`` (where `mask_edges` goes)."""
     return name_filter("attn.hook_attn_scores", layers, **kw)
 
 
-def pattern_filter(layers: Iterable[int] | None = None, **kw) -> Callable[[str], bool]:
+def pattern_filter(layers: Iterable[int] | None = None, **kw) -> NameFilter:
     """Filter for ``blocks.{l}.attn.hook_pattern`` in ``layers`` (where `zero_edges` goes)."""
     return name_filter("attn.hook_pattern", layers, **kw)
 

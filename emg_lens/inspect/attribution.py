@@ -11,7 +11,11 @@ normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b
   concatenated (``W_U``'s block of the token's channel, ``/ n_patches``) or averaged
   (``W_U / n_tokens``); its other tasks have no class logits and are rejected;
 - HierarchicalTransformer: each modality's CLS token (or the mean of its tubelets) times
-  that modality's block of ``W_U``.
+  that modality's block of ``W_U``;
+- any other pre-LN model with a TransformerLens unembedding (converted LaBraM and PBT: a CLS
+  token's ``W_U``): ``W_U / n`` at each of its ``unembed_positions``. A model whose readout is
+  not one (a user's own readout module, CBraMod's and EEGPT's flattening heads) or whose blocks
+  are post-LN (the residual stream is then no sum of components) has no readout map.
 
 The final residual stream is a sum of components (TransformerLens's
 ``ActivationCache.decompose_resid`` for embeddings and MLPs, ``stack_head_results`` for each
@@ -38,7 +42,7 @@ from jaxtyping import Float
 from transformer_lens import ActivationCache
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, InputShapeError, describe
+from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedReadoutError, describe
 from emg_lens.inspect.checks import check_cache, check_model
 from emg_lens.models import HierarchicalTransformer, IsoNet, TinyMyo
 
@@ -89,13 +93,27 @@ def readout_map(
             else:
                 R[positions] = blocks[m] / len(positions)
     else:
-        task = f" (task={model.task!r})" if isinstance(model, TinyMyo) else ""
-        raise ArgumentError(
-            f"direct attribution needs a linear classifier after ln_final: IsoNet, "
-            f"TinyMyo(task='classification') or HierarchicalTransformer; got "
-            f"{type(model).__name__}{task}"
-        )
+        classifier = _unembedding(model)
+        positions = model.unembed_positions
+        R[positions] = classifier.W_U / len(positions)
     return R.detach(), classifier.b_U.detach()
+
+
+def _unembedding(model: Any) -> Any:
+    """The TransformerLens unembedding of a pre-LN model, else an `ArgumentError` saying why
+    direct attribution cannot read it."""
+    task = f" (task={model.task!r})" if isinstance(model, TinyMyo) else ""
+    why = (
+        f"direct attribution needs a linear classifier after ln_final (IsoNet, "
+        f"TinyMyo(task='classification'), HierarchicalTransformer, or a model with a "
+        f"TransformerLens unembedding); got {type(model).__name__}{task}"
+    )
+    if getattr(model.cfg, "norm_position", "pre") != "pre":
+        raise ArgumentError(f"{why}, whose post-LN blocks make the stream no sum of components")
+    try:
+        return model.unembed
+    except (UnsupportedReadoutError, AttributeError) as exc:
+        raise ArgumentError(f"{why}: {exc}") from None
 
 
 def attribution_hooks(model: Any) -> list[str]:
@@ -193,8 +211,10 @@ def direct_attribution(
         R, b_U = R - R.mean(-1, keepdim=True), b_U - b_U.mean()
     u = rearrange(R[..., labels], "pos d_model batch -> batch pos d_model")
     stack, meta = _components(cache, model, positions)
-    w = ln.w.detach() if ln is not None else torch.ones_like(u[0, 0])
-    scaled = cache.apply_ln_to_stack(stack, layer=-1, pos_slice=positions) * w
+    if ln is not None:
+        scaled = cache.apply_ln_to_stack(stack, layer=-1, pos_slice=positions) * ln.w.detach()
+    else:  # no final norm (ln_final is the identity): the classifier reads the stream as is
+        scaled = stack
     values = einsum(scaled, u, "comp batch pos d_model, batch pos d_model -> comp batch")
     if ln is not None:
         ln_bias = einsum(u, ln.b.detach(), "batch pos d_model, d_model -> batch")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emg_lens._io import make_folder, write_if_changed
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.preprocess import SubjectData
@@ -72,7 +73,7 @@ class InspectionReport:
     subject: int
     flow: pd.DataFrame
     importance: pd.DataFrame
-    attribution: pd.DataFrame
+    attribution: pd.DataFrame | None  # None: the readout is no linear map (attribution_skipped)
     shift: pd.DataFrame
     shift_edges: str
     pattern_cache: Any  # an ActivationCache of the patterns of the top head's layer
@@ -81,6 +82,8 @@ class InspectionReport:
     # identity (see emg_lens.inspect.circuits).
     qk: pd.DataFrame | None = None
     ov: pd.DataFrame | None = None
+    n_windows: int = 0
+    attribution_skipped: str | None = None  # why there is no attribution table
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -91,7 +94,7 @@ class InspectionReport:
         return tables | {
             "head_importance": self.importance,
             "mass_effect_correlation": self.correlation,
-            "attribution": self.attribution,
+            **({} if self.attribution is None else {"attribution": self.attribution}),
             "distribution_shift": self.shift,
         }
 
@@ -108,19 +111,23 @@ class InspectionReport:
             **circuits,
             "head_importance": plots.plot_head_importance(self.importance),
             "mass_vs_effect": plots.plot_mass_vs_effect(self.importance),
-            "attribution": plots.plot_attribution(self.attribution),
+            **(
+                {}
+                if self.attribution is None
+                else {"attribution": plots.plot_attribution(self.attribution)}
+            ),
             "distribution_shift": plots.plot_distribution_shift(self.shift),
             "pattern": plots.plot_pattern(self.model, self.pattern_cache, layer, head),
         }
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write every table as CSV and every figure as PNG and SVG into ``out_dir``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write every table as CSV and every figure as PNG and SVG into ``out_dir`` (each
+        atomically; a file that holds the same bytes already is not written again)."""
+        out = make_folder(out_dir)
         written = []
         for name, table in self.tables().items():
             written.append(out / f"{name}.csv")
-            table.to_csv(written[-1], index=False)
+            write_if_changed(written[-1], table.to_csv(index=False))
         return written + save_figures(self.figures(), out)
 
     def summary(self) -> str:
@@ -129,16 +136,20 @@ class InspectionReport:
         imp = self.importance
         lines = [
             f"{type(self.model).__name__}, subject {self.subject}: {imp['metric'].iloc[0]} "
-            f"{imp['baseline'].iloc[0]:.3f} on {self.attribution['sample'].nunique()} windows"
+            f"{imp['baseline'].iloc[0]:.3f} on {self.n_windows} windows"
         ]
         for kind, rows in imp.groupby("kind", sort=False):
             top = rows.nsmallest(3, "delta")
             heads = ", ".join(f"L{r.layer}H{r.head} {r.delta:+.3f}" for r in top.itertuples())
             rho = self.correlation.set_index("kind").loc[kind, "spearman_rho"]
             lines.append(f"  mask {kind}: top heads {heads}; Spearman(mass, drop) = {rho:.2f}")
-        per = self.attribution.groupby("component", sort=False)["value"].mean()
-        top = per.reindex(per.abs().sort_values(ascending=False).index[:3])
-        lines.append("  attribution (mean): " + ", ".join(f"{k} {v:+.2f}" for k, v in top.items()))
+        if self.attribution is None:
+            lines.append(f"  attribution: skipped ({self.attribution_skipped})")
+        else:
+            per = self.attribution.groupby("component", sort=False)["value"].mean()
+            top = per.reindex(per.abs().sort_values(ascending=False).index[:3])
+            parts = ", ".join(f"{k} {v:+.2f}" for k, v in top.items())
+            lines.append(f"  attribution (mean): {parts}")
         last = self.shift[(self.shift["group"] == "all")].iloc[-1]
         lines.append(
             f"  shift after the last layer ({self.shift_edges} masked everywhere): cosine "
@@ -158,7 +169,7 @@ def inspect_model(
     the windows first, see `select_windows`). ``progress`` is called with a line before each
     step ("[2/5] attention flow ..."): the steps take minutes on a CPU."""
     step = progress or (lambda message: None)
-    readout_map(model)  # refuse models without class logits before any work
+    skipped = _why_no_attribution(model)  # refuses models without class logits before any work
     data = as_subject_data(model, data)
     layout = model.layout
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
@@ -172,8 +183,12 @@ def inspect_model(
     qk, ov = _weight_circuits(model)
     step(f"[3/5] head importance: {model.cfg.n_layers} layers x {model.cfg.n_heads} heads")
     importance = head_importance(model, data, batch_size=batch_size)
-    step("[4/5] direct attribution to the class logits")
-    attribution = _batched_attribution(model, X, y, batch_size)
+    if skipped is None:
+        step("[4/5] direct attribution to the class logits")
+        attribution = _batched_attribution(model, X, y, batch_size)
+    else:
+        step(f"[4/5] direct attribution: skipped ({skipped})")
+        attribution = None
     across = default_kinds(layout)[1]
     step(f"[5/5] distribution shift when {across} edges are cut")
     shift = distribution_shift(model, X, across, range(model.cfg.n_layers), batch_size=batch_size)
@@ -195,7 +210,22 @@ def inspect_model(
         top_head=(layer, head),
         qk=qk,
         ov=ov,
+        n_windows=len(X),
+        attribution_skipped=skipped,
     )
+
+
+def _why_no_attribution(model: Any) -> str | None:
+    """Why `direct_attribution` cannot read ``model`` (its readout is no linear map of the
+    final stream: a user's readout module, a flattening head, post-LN blocks), or None; a
+    model with no class logits at all (a TinyMyo pretrained for reconstruction) is refused."""
+    if getattr(model, "task", "classification") != "classification":
+        readout_map(model)  # raises, naming the task
+    try:
+        readout_map(model)
+    except ArgumentError as exc:
+        return str(exc)
+    return None
 
 
 def _weight_circuits(model: Any) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:

@@ -245,7 +245,7 @@ class HookedEncoder(HookedBiosignalModel):
                 f"got {cfg.tokenization!r}"
             )
         self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
-        self.ln_final = make_norm(cfg)
+        self.ln_final = make_norm(cfg, "ln_final")
 
     def init_weights(self) -> None:
         """Weight matrices, tokens and positions ~ N(0, init_range); biases 0; LN w=1, b=0."""

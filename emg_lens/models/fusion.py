@@ -55,7 +55,7 @@ TokenLayout: 6 tokens
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,10 +105,15 @@ def _tubelet_overrides(preset: str, overrides: Mapping[str, Any]) -> dict[str, A
 
 
 def tubelet_layout(
-    modalities: Mapping[str, int], *, n_patches: int = 1, cls_token: bool = True
+    modalities: Mapping[str, int],
+    *,
+    n_patches: int = 1,
+    cls_token: bool = True,
+    channel_names: Sequence[str] | None = None,
 ) -> TokenLayout:
     """The layout of per-modality token streams: per modality, a CLS token (group ``"cls"``)
     then one tubelet token per patch (group = modality, channel -1, time = tubelet index).
+    ``channel_names`` are kept on the layout, though no tubelet embeds a single channel.
 
     >>> layout = tubelet_layout({"emg": 12, "acc": 36}, n_patches=2)
     >>> layout.group
@@ -124,7 +129,8 @@ def tubelet_layout(
             time.append(-1)
         group.extend([name] * n_patches)
         time.extend(range(n_patches))
-    return TokenLayout(tuple(group), (-1,) * len(group), tuple(time))
+    names = None if channel_names is None else tuple(channel_names)
+    return TokenLayout(tuple(group), (-1,) * len(group), tuple(time), names)
 
 
 # ----------------------------------------------------------------------------- components
@@ -193,7 +199,13 @@ class ModalityStem(nn.Module):
         self.modality = modality
         self.n_channels = cfg.modalities[modality]
         # A single-modality tubelet config: its n_ctx is this stem's token count.
-        stem_cfg = dataclasses.replace(cfg, modalities={modality: self.n_channels}, n_ctx=-1)
+        names = None
+        if cfg.channel_names is not None:
+            first = sum(list(cfg.modalities.values())[: list(cfg.modalities).index(modality)])
+            names = cfg.channel_names[first : first + self.n_channels]
+        stem_cfg = dataclasses.replace(
+            cfg, modalities={modality: self.n_channels}, n_ctx=-1, channel_names=names
+        )
         self.n_tokens = stem_cfg.n_tokens
         self.embed = TubeletEmbed(cfg, self.n_channels)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
@@ -235,7 +247,10 @@ class _StemFusionEncoder(HookedEncoder):
         self.hook_embed = HookPoint()  # [batch, pos, d_model]: the stems' outputs, concatenated
         self.classifier = ClassifierHead(cfg, d_in=len(cfg.modalities) * cfg.d_model)
         self._layout = tubelet_layout(
-            cfg.modalities, n_patches=cfg.n_patches, cls_token=cfg.use_cls_token
+            cfg.modalities,
+            n_patches=cfg.n_patches,
+            cls_token=cfg.use_cls_token,
+            channel_names=cfg.channel_names,
         )
         starts = np.cumsum([0] + [stem.n_tokens for stem in self.stems.values()])
         self._stem_slices = {

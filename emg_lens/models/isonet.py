@@ -64,7 +64,10 @@ class IsoNet(HookedEncoder):
         self.cls_head = ClassifierHead(cfg)
         self.avg_head = ClassifierHead(cfg)
         self._layout = TokenLayout.channel_tokens(
-            cfg.modalities, n_patches=cfg.n_patches, cls_token=True
+            cfg.modalities,
+            n_patches=cfg.n_patches,
+            cls_token=True,
+            channel_names=cfg.channel_names,
         )
         self._finish_init()
 

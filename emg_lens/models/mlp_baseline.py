@@ -126,8 +126,12 @@ class MultimodalMLP(HookedBiosignalModel):
         self.hook_embed = HookPoint()  # [batch, modality, d_hidden]
         self.fusion = DenseLayer(len(cfg.modalities) * d_hidden, d_hidden, cfg.dropout, cfg.dtype)
         self.classifier = ClassifierHead(cfg, d_in=d_hidden)
+        n = len(cfg.modalities)
         self._layout = TokenLayout(
-            tuple(cfg.modalities), (-1,) * len(cfg.modalities), (-1,) * len(cfg.modalities)
+            tuple(cfg.modalities),
+            (-1,) * n,
+            (-1,) * n,
+            None if cfg.channel_names is None else tuple(cfg.channel_names),
         )
         self._finish_init()
 

@@ -335,7 +335,10 @@ class TinyMyo(HookedEncoder):
         else:
             self.head = ConvRegressionHead(cfg, reduction, reg_hidden, reg_target_len, head_dropout)
         self._layout = TokenLayout.channel_tokens(
-            cfg.modalities, n_patches=cfg.n_patches, cls_token=False
+            cfg.modalities,
+            n_patches=cfg.n_patches,
+            cls_token=False,
+            channel_names=cfg.channel_names,
         )
         self._finish_init()
 

@@ -3,18 +3,30 @@
 `TransformerLensSurface` gives every emg_lens model legacy HookedTransformer's weight surface:
 the per-block weights stacked over layers (``W_Q`` ... ``b_out``), each head's QK and OV
 circuits as `transformer_lens.FactoredMatrix`, the hook flags (``set_use_attn_result``; the
-ones the blocks cannot honour are refused by name), and the classifier read as an unembedding
-(``W_U``, ``b_U``, ``tokens_to_residual_directions``), so TransformerLens's own
-``cache.logit_attrs``, ``cache.logit_lens`` and ``SVDInterpreter`` work on a class. It is a
-mixin of `emg_lens.models.base.HookedBiosignalModel`, which supplies ``cfg``, ``blocks`` and
-the heads it reads.
+ones the blocks cannot honour are refused by name), every pair of heads' composition scores
+(``all_composition_scores``), and the classifier read as an unembedding (``W_U``, ``b_U``,
+``tokens_to_residual_directions``), so TransformerLens's own ``cache.logit_attrs``,
+``cache.logit_lens`` and ``SVDInterpreter`` work on a class. It is a mixin of
+`emg_lens.models.base.HookedBiosignalModel`, which supplies ``cfg``, ``blocks`` and the heads it
+reads.
+
+Where TransformerLens resolves a hook's name (``hooks()``, hence ``run_with_hooks``;
+``add_hook``; the caching hooks of ``run_with_cache``) the names are checked first: a hook name
+the model lacks is a `LayoutError` naming it (TransformerLens: a bare ``KeyError``), and a name
+filter that can check itself against a model (a ``check_model(model)`` method, as every
+`emg_lens.hooks.name_filter` has) is asked to, so a filter naming layers the model lacks is
+refused instead of hooking nothing there. A hook of TransformerLens's own patching helpers that
+indexes a token position the activation does not have (they take positions from the input's
+last axis, time samples for signals) raises a `LayoutError` that points to
+``emg_lens.inspect.tl_index_df`` instead of a bare ``IndexError``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -22,17 +34,22 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import nn
 from transformer_lens import FactoredMatrix
+from transformer_lens.utilities import composition_scores
 
 from emg_lens.components import Attention
 from emg_lens.config import EncoderConfig  # noqa: F401  (the examples use it)
 from emg_lens.errors import (
     ArgumentError,
+    LayoutError,
     UnsupportedFeatureError,
     UnsupportedReadoutError,
     describe,
 )
 
 __all__ = ["TransformerLensSurface"]
+
+COMPOSITION_MODES = ("Q", "K", "V")
+TL_PATCHING = "transformer_lens.patching"  # the module whose helpers' hooks are guarded
 
 
 def _stacked(name: str, dims: str) -> property:
@@ -68,6 +85,34 @@ def _class_ids(tokens: Any, n_classes: int) -> torch.Tensor:
     if int(ids.min()) < 0 or int(ids.max()) >= n_classes:
         raise ArgumentError(f"tokens must be {accepted}; got {ids.tolist()}")
     return ids.long()
+
+
+def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
+    """``hook`` as it is, unless it is one of TransformerLens's patching helpers' hooks (a
+    ``functools.partial`` of their ``patching_hook`` with the row's ``index``): then the same
+    hook, with an out-of-range position turned from a bare ``IndexError`` into a `LayoutError`
+    that says why and what to pass instead."""
+    func = getattr(hook, "func", None)
+    if not isinstance(hook, functools.partial) or getattr(func, "__module__", "") != TL_PATCHING:
+        return hook
+    index = hook.keywords.get("index")
+
+    def guarded(activation: torch.Tensor, *, hook: Any) -> Any:
+        try:
+            return original(activation, hook=hook)
+        except IndexError as exc:
+            raise LayoutError(
+                f"TransformerLens's patching helper indexed {name} (shape "
+                f"{list(activation.shape)}: [batch, token, ...]) at {index}, a position it does "
+                f"not have ({exc}). Its position-indexed helpers (get_act_patch_resid_pre and "
+                "the other *_by_pos ones) take positions from the input's last axis, which for "
+                "signals is time samples, not tokens: pass "
+                "index_df=emg_lens.inspect.tl_index_df(model, 'layer', 'pos') (the axes the "
+                "helper iterates, e.g. 'layer', 'pos', 'head_index') and index_axis_names=None"
+            ) from exc
+
+    original = hook
+    return guarded
 
 
 class TransformerLensSurface:
@@ -127,6 +172,102 @@ class TransformerLensSurface:
         torch.Size([2, 4, 16, 16])
         """
         return FactoredMatrix(self.W_V, self.W_O)
+
+    def all_composition_scores(
+        self, mode: str
+    ) -> Float[torch.Tensor, "n_layers n_heads n_layers n_heads"]:
+        """Every pair of heads' composition score, as legacy ``HookedTransformer``'s: entry
+        ``[l1, h1, l2, h2]`` is how much head ``h2`` of layer ``l2`` reads, through its query
+        (``mode="Q"``), key (``"K"``) or value (``"V"``), what head ``h1`` of layer ``l1``
+        writes: ``||OV[l1, h1] @ R[l2, h2]||_F / (||OV[l1, h1]||_F ||R[l2, h2]||_F)`` with
+        ``R`` = ``QK`` (Q), ``QK.T`` (K) or ``OV`` (V) (Elhage et al. 2021, "A Mathematical
+        Framework for Transformer Circuits"; TransformerLens's ``composition_scores``). Pairs
+        whose reading head is not in a later layer (``l2 <= l1``) are 0.
+
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))  # 2 layers of 4 heads
+        >>> scores = model.all_composition_scores("K")
+        >>> scores.shape, bool((scores[1] == 0).all()), bool((scores[0, :, 1] > 0).all())
+        (torch.Size([2, 4, 2, 4]), True, True)
+        """
+        if mode not in COMPOSITION_MODES:
+            raise ArgumentError(
+                f"all_composition_scores mode must be one of {list(COMPOSITION_MODES)} (query, "
+                f"key or value composition), got {mode!r}"
+            )
+        left = self.OV
+        right = {"Q": self.QK, "K": self.QK.T, "V": left}[mode]
+        scores = composition_scores(left, right, broadcast_dims=True)
+        layers = torch.arange(scores.shape[0], device=scores.device)
+        later = layers[:, None, None, None] < layers[None, None, :, None]
+        return torch.where(later, scores, torch.zeros_like(scores))
+
+    def all_head_labels(self) -> list[str]:
+        """``"L{layer}H{head}"`` for every head of ``blocks``, layer-major (TransformerLens's).
+
+        >>> from emg_lens.models import IsoNet
+        >>> IsoNet(EncoderConfig.preset("tiny")).all_head_labels()[:5]
+        ['L0H0', 'L0H1', 'L0H2', 'L0H3', 'L1H0']
+        """
+        n_layers, n_heads = self._stack("attn.W_Q").shape[:2]
+        return [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
+
+    # ------------------------------------------------------------------ TL hooks, checked
+    def _check_hook_names(self, names: Iterable[Any]) -> None:
+        """A hook name the model lacks is a `LayoutError`; a filter with ``check_model`` (an
+        `emg_lens.hooks.NameFilter`) checks the layers it names against this model."""
+        for name in names:
+            if isinstance(name, str):
+                if name not in self.mod_dict:
+                    raise LayoutError(
+                        f"{type(self).__name__} has no hook point {name!r} (it has "
+                        f"n_layers={self.cfg.n_layers}, numbered from 0); its hook names are "
+                        "model.hook_dict's keys, e.g. "
+                        f"{', '.join(repr(n) for n in list(self.hook_dict)[:3])}"
+                    )
+                continue
+            check = getattr(name, "check_model", None)
+            if callable(check):
+                check(self)
+
+    def hooks(
+        self,
+        fwd_hooks: Sequence[tuple[Any, Callable]] = (),
+        bwd_hooks: Sequence[tuple[Any, Callable]] = (),
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+    ) -> Any:
+        """TransformerLens's ``hooks()`` context manager (and so ``run_with_hooks``), with the
+        hooks' names checked against this model first (see the module docstring).
+
+        >>> from emg_lens.models import IsoNet
+        >>> from emg_lens.hooks import attn_scores_filter
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> with model.hooks(fwd_hooks=[(attn_scores_filter([2]), lambda t, hook: t)]):
+        ...     pass  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.LayoutError: name_filter('attn.hook_attn_scores', [2]) names layers [2] ...
+        """
+        fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
+        self._check_hook_names(name for name, _ in [*fwd_hooks, *bwd_hooks])
+        fwd_hooks = [(name, _guard_tl_patching(name, hook)) for name, hook in fwd_hooks]
+        return super().hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts)
+
+    def add_hook(self, name: Any, hook: Callable, *args: Any, **kwargs: Any) -> None:
+        """TransformerLens's ``add_hook``, with ``name`` checked against this model first."""
+        self._check_hook_names([name])
+        super().add_hook(name, hook, *args, **kwargs)
+
+    def get_caching_hooks(self, names_filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """TransformerLens's caching hooks (``run_with_cache``), ``names_filter`` checked first."""
+        self._check_hook_names([names_filter] if callable(names_filter) else [])
+        return super().get_caching_hooks(names_filter, *args, **kwargs)
+
+    def add_caching_hooks(self, names_filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """TransformerLens's ``add_caching_hooks``, ``names_filter`` checked first."""
+        self._check_hook_names([names_filter] if callable(names_filter) else [])
+        return super().add_caching_hooks(names_filter, *args, **kwargs)
 
     # ------------------------------------------------------------------ TL hook flags
     def set_use_attn_result(self, use_attn_result: bool) -> None:

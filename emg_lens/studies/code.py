@@ -1,13 +1,33 @@
 """The Python files a study names, and the consent it takes to run them.
 
-A study file may reference code (``hook = "hooks/file.py:name"``), so running a study that
-someone else wrote runs their code. As with Hugging Face's ``trust_remote_code``, emg_lens runs
+A study file may reference code (``hook = "hooks/file.py:name"``, and ``modules =
+"models.py:build_modules"``: see `ModuleBuilder`), so running a study that someone else wrote
+runs their code. As with Hugging Face's ``trust_remote_code``, emg_lens runs
 it only when the user says so (``emg-lens study run --allow-code``, ``allow_code=True``), and
 only from inside the study file's own folder tree: a reference is a relative path below the
 spec's folder, never absolute, never through ``..``, never looked up in the working directory.
 
+Consent is ``allow_code=True`` (``--allow-code``: the files as they are now, for the user who
+has just read them) or the SHA-256 digests ``study check`` listed (``allow_code=[digest, ...]``,
+``--allow-code DIGEST`` once per file): then a file whose bytes match none of them is refused,
+so a file edited between the look and the run never runs, and a digest that matches no file of
+the study is refused too (it was meant for another file).
+
 Nothing here executes anything until `load_code` is called with consent, and `load_code` runs
 exactly the bytes the user consented to: it hashes them again and refuses a file that changed.
+What the code then does runs under `running_code`: an exception it raises, ``SystemExit``
+included, is a `SpecError` naming the file and function (`hooks_from_factory` also checks that
+a hook factory returned hooks, `ModuleBuilder.build` that a builder returned modules).
+
+A checkpoint of a model that holds the user's own modules (a `HookedTorchEncoder`'s tokenizer
+and readout: ``config.json`` rebuilds the blocks, never the user's classes) loads through a
+*module builder*: a function ``build_modules(info)`` in the user's Python file, given the
+checkpoint's parsed ``config.json`` and returning ``{"embed": module, "readout": module}`` of
+the architecture the checkpoint was saved from, whose weights are then loaded from it. A study
+names it (``modules = "models.py:build_modules"``, below its folder like a hook), a command
+takes it as ``--modules FILE:FUNCTION`` (`locate_argument`), and either runs it only with
+``--allow-code``. `load_model` loads a checkpoint with it; `require_builder` refuses, before
+anything runs, checkpoints that need one when none was given, saying what to add.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -22,25 +42,61 @@ Traceback (most recent call last):
 emg_lens.errors.CodeConsentError: this study runs Python code from 1 file...
 >>> load_code(code, allow_code=True)
 'cross_modal'
+>>> load_code(code, allow_code=[code.sha256])  # consent to exactly these bytes
+'cross_modal'
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
+import re
+import shlex
 import sys
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from emg_lens.errors import CodeConsentError, CodePathError, SpecError
+from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info, user_modules_of
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    CodeConsentError,
+    CodePathError,
+    EmgLensError,
+    SpecError,
+)
 
-__all__ = ["CodeFile", "describe_code", "load_code", "locate_code", "require_consent"]
+__all__ = [
+    "CodeFile",
+    "ModuleBuilder",
+    "consent_command",
+    "consent_digests",
+    "describe_code",
+    "hooks_from_factory",
+    "load_code",
+    "load_model",
+    "locate_argument",
+    "locate_code",
+    "require_builder",
+    "require_consent",
+    "running_code",
+]
 
 CONSENT_HINT = (
-    "read them, then run again with --allow-code (command line) or allow_code=True (Python)"
+    "read them, then run again with --allow-code (command line) or allow_code=True (Python), "
+    "or consent to exactly these bytes: --allow-code SHA256 per file (allow_code=[SHA256, ...])"
 )
+HOOKS_ACCEPTED = (
+    "a list of (hook name or name filter, hook function) pairs, as "
+    "model.run_with_hooks(fwd_hooks=...) takes"
+)
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+EXAMPLES = {"hook": "hooks/file.py:name", "modules": "models.py:build_modules"}
+"""How a reference of each study key looks (for messages)."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +108,17 @@ class CodeFile:
     path: Path
     attr: str
     sha256: str
+    key: str = "hook"  # the study key (or command-line option) that names it, for messages
 
     def line(self) -> str:
         """``ref -> path (sha256 ...)``: how messages and ``study check`` list the file."""
         return f"{self.ref} -> {self.path} (sha256 {self.sha256})"
 
 
-def locate_code(ref: str, root: str | Path) -> CodeFile:
+def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
     """Resolve ``"path/file.py:name"`` below the folder ``root`` (the study file's folder)
-    without executing anything.
+    without executing anything; ``key`` is the study key that names it (``hook``,
+    ``modules``), for messages.
 
     A path that is absolute, contains ``..``, or leads out of ``root`` through a link is a
     `CodePathError`; a missing file, a file that is not ``.py`` or a bad name is a `SpecError`.
@@ -71,31 +129,59 @@ def locate_code(ref: str, root: str | Path) -> CodeFile:
     emg_lens.errors.CodePathError: hook '../evil.py:edges': '..' leaves the study's folder...
     """
     path_text, sep, attr = ref.rpartition(":")
+    example = EXAMPLES.get(key, EXAMPLES["hook"])
     if not sep or not path_text or not attr.isidentifier():
-        raise SpecError(f"hook {ref!r} must look like 'hooks/file.py:name' (a Python name)")
+        raise SpecError(f"{key} {ref!r} must look like {example!r} (a Python name)")
     pure = PurePosixPath(path_text.replace("\\", "/"))
     if pure.is_absolute() or PureWindowsPath(path_text).is_absolute():
         raise CodePathError(
-            f"hook {ref!r}: absolute paths are refused; give a path relative to the study "
+            f"{key} {ref!r}: absolute paths are refused; give a path relative to the study "
             f"file's folder {Path(root).resolve()}"
         )
     if ".." in pure.parts:
         raise CodePathError(
-            f"hook {ref!r}: '..' leaves the study's folder; code must live in the study "
+            f"{key} {ref!r}: '..' leaves the study's folder; code must live in the study "
             f"file's folder {Path(root).resolve()} or below it"
         )
     base = Path(root).resolve()
     path = (base / pure).resolve()
     if not path.is_relative_to(base):
         raise CodePathError(
-            f"hook {ref!r} resolves to {path}, outside the study file's folder {base} "
+            f"{key} {ref!r} resolves to {path}, outside the study file's folder {base} "
             "(through a link); code must live in that folder or below it"
         )
     if path.suffix != ".py":
-        raise SpecError(f"hook {ref!r} must name a .py file, got {path.name!r}")
+        raise SpecError(f"{key} {ref!r} must name a .py file, got {path.name!r}")
     if not path.is_file():
-        raise SpecError(f"hook file {path_text!r} not found in the study's folder {base}")
-    return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()))
+        raise SpecError(f"{key} file {path_text!r} not found in the study's folder {base}")
+    return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()), key=key)
+
+
+def locate_argument(ref: str, option: str = "--modules") -> CodeFile:
+    """Resolve ``FILE:NAME`` given on the command line (``option``, e.g. ``--modules
+    models.py:build_modules``) without executing anything: relative to the working directory,
+    or absolute. The user typed the path, so no folder confines it (a study file, which may
+    come from anyone, only reaches below its own folder: `locate_code`); running it still takes
+    ``--allow-code``. A bad form, a missing file or one that is not ``.py`` is an
+    `ArgumentError` naming ``option``.
+
+    >>> locate_argument("models.py")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --modules 'models.py' must look like FILE:FUNCTION, e.g. ...
+    """
+    path_text, sep, attr = ref.rpartition(":")
+    if not sep or not path_text or not attr.isidentifier():
+        raise ArgumentError(
+            f"{option} {ref!r} must look like FILE:FUNCTION, e.g. models.py:build_modules (a "
+            "Python file and the name of a function in it)"
+        )
+    path = Path(path_text).expanduser().resolve()
+    if path.suffix != ".py":
+        raise ArgumentError(f"{option} {ref!r} must name a .py file, got {path.name!r}")
+    if not path.is_file():
+        raise ArgumentError(f"{option} {ref!r}: {path} is not a file")
+    return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()), key=option)
 
 
 def describe_code(files: Iterable[CodeFile]) -> str:
@@ -103,22 +189,94 @@ def describe_code(files: Iterable[CodeFile]) -> str:
     return "\n".join(f"  {f.line()}" for f in files)
 
 
-def require_consent(files: list[CodeFile], *, allow_code: bool) -> None:
-    """Refuse (`CodeConsentError`, listing every file) unless there is nothing to run or the
-    user consented."""
-    if files and not allow_code:
+def consent_command(spec: str | Path, files: Iterable[CodeFile]) -> str:
+    """The ``study run`` command that consents to exactly ``files`` as they are now.
+
+    >>> f = CodeFile("hooks/a.py:edges", Path("hooks/a.py"), "edges", "ab" * 32)
+    >>> consent_command("my study.toml", [f])  # doctest: +ELLIPSIS
+    "emg-lens study run 'my study.toml' --allow-code abab...ab"
+    """
+    digests = dict.fromkeys(f.sha256 for f in files)
+    return " ".join(
+        ["emg-lens study run", shlex.quote(str(spec)), *(f"--allow-code {d}" for d in digests)]
+    )
+
+
+def consent_digests(allow_code: Any) -> bool | frozenset[str]:
+    """Consent as given (``allow_code``): True, False (or None), or the SHA-256 digests of the
+    files consented to (one string or several; case does not matter). Anything else is an
+    `ArgumentError` saying what is accepted.
+
+    >>> consent_digests(True), consent_digests(["AB" * 32]) == {"ab" * 32}
+    (True, True)
+    >>> consent_digests("abc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: allow_code (--allow-code) takes True or the SHA-256 ...
+    """
+    if allow_code is None or isinstance(allow_code, bool):
+        return bool(allow_code)
+    values = [allow_code] if isinstance(allow_code, str) else allow_code
+    try:
+        values = list(values)
+    except TypeError:
+        values = [allow_code]
+    for value in values:
+        if not (isinstance(value, str) and _SHA256.fullmatch(value)):
+            raise ArgumentError(
+                "allow_code (--allow-code) takes True or the SHA-256 of each file `emg-lens "
+                f"study check` lists (64 hexadecimal digits); got {value!r}"
+            )
+    return frozenset(v.lower() for v in values)
+
+
+def require_consent(files: list[CodeFile], *, allow_code: Any, runs: str = "this study") -> None:
+    """Refuse (`CodeConsentError`, listing the files at fault) unless there is nothing to
+    run or the user consented: to every file (``allow_code=True``), or to digests that match
+    each file's bytes, every digest matching one of ``files``. ``runs``: what would run them
+    (``"this study"``, ``"--modules"``), for the message."""
+    consent = consent_digests(allow_code)
+    if isinstance(consent, frozenset):
+        _refuse_other_bytes(files, consent, runs)
+        unused = sorted(consent - {f.sha256 for f in files})
+        if unused:
+            listed = describe_code(files) or "  (the study names no Python file)"
+            raise CodeConsentError(
+                f"--allow-code {unused[0]} matches none of the study's files, which are:\n"
+                f"{listed}\nconsent to the digests `emg-lens study check` lists for this study"
+            )
+    elif files and not consent:
         n = len({f.path for f in files})
         raise CodeConsentError(
-            f"this study runs Python code from {n} file{'s' * (n != 1)}; emg_lens runs a "
-            f"study's code only with consent:\n{describe_code(files)}\n{CONSENT_HINT}"
+            f"{runs} runs Python code from {n} file{'s' * (n != 1)}; emg_lens runs such "
+            f"code only with consent:\n{describe_code(files)}\n{CONSENT_HINT}"
         )
 
 
-def load_code(code: CodeFile, *, allow_code: bool) -> Any:
+def _refuse_other_bytes(
+    files: list[CodeFile], consent: frozenset[str], runs: str = "this study"
+) -> None:
+    other = [f for f in files if f.sha256 not in consent]
+    if other:
+        n = len({f.path for f in other})
+        raise CodeConsentError(
+            f"consent was given to the file(s) with SHA-256 {', '.join(sorted(consent))}; "
+            f"{n} file{'s' * (n != 1)} of {runs} now hold{'s' * (n == 1)} other bytes "
+            f"(changed since they were listed, or never listed):\n{describe_code(other)}\n"
+            "nothing was run: look at them again with `emg-lens study check`, then consent to "
+            "the digests it lists"
+        )
+
+
+def load_code(code: CodeFile, *, allow_code: Any) -> Any:
     """Execute the consented file and return its ``attr``: the exact bytes that were
     located (a file edited since is refused), as a fresh module that is not kept in
-    ``sys.modules``."""
-    require_consent([code], allow_code=allow_code)
+    ``sys.modules``. ``allow_code``: True, or digests among which the file's must be."""
+    consent = consent_digests(allow_code)
+    if isinstance(consent, frozenset):
+        _refuse_other_bytes([code], consent)
+    else:
+        require_consent([code], allow_code=consent)
     source = code.path.read_bytes()
     if _sha256(source) != code.sha256:
         raise CodeConsentError(
@@ -131,8 +289,8 @@ def load_code(code: CodeFile, *, allow_code: bool) -> Any:
     sys.modules[name] = module  # dataclasses and pickling look a class's module up here
     try:
         exec(compile(source, str(code.path), "exec"), module.__dict__)
-    except Exception as exc:  # a user's file: report any failure as a spec problem
-        raise SpecError(f"hook file {code.path} failed to import: {exc!r}") from exc
+    except (Exception, SystemExit) as exc:  # a user's file: any failure is a spec problem
+        raise SpecError(f"{code.key} file {code.path} failed to import: {exc!r}") from exc
     finally:
         sys.modules.pop(name, None)
     if not hasattr(module, code.attr):
@@ -141,5 +299,192 @@ def load_code(code: CodeFile, *, allow_code: bool) -> Any:
     return getattr(module, code.attr)
 
 
+@contextlib.contextmanager
+def running_code(ref: str, doing: str) -> Iterator[None]:
+    """Run a study's code (``ref``: ``"hooks/file.py:name"``) in the block: an exception it
+    raises, ``SystemExit`` included (a ``sys.exit`` in a hook would end emg_lens without a
+    word), is a `SpecError` naming ``ref`` and what it was ``doing``; emg_lens's own errors pass
+    unchanged, and so does Ctrl-C.
+
+    >>> with running_code("hooks/mine.py:make", "building its hooks"):
+    ...     raise SystemExit(3)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: hooks/mine.py:make raised SystemExit(3) while building its hooks; a study's code must return, never exit the process or fail: fix it, then run the study again
+    """  # noqa: E501
+    try:
+        yield
+    except EmgLensError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise SpecError(
+            f"{ref} raised {exc!r} while {doing}; a study's code must return, never exit the "
+            "process or fail: fix it, then run the study again"
+        ) from exc
+
+
+def hooks_from_factory(ref: str, factory: Any, model: Any, layers: list[int]) -> list:
+    """Call the hook factory ``ref`` names (``factory(model, layers)``, under `running_code`)
+    and return its hooks; anything but a list of (name or name filter, hook function) pairs
+    is a `SpecError` naming ``ref``, what it returned, and what is accepted.
+
+    >>> hooks_from_factory("hooks/mine.py:make", lambda model, layers: {"a": 1}, None, [0])
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: hook factory hooks/mine.py:make returned a dict; accepted: a list of (hook name or name filter, hook function) pairs, as model.run_with_hooks(fwd_hooks=...) takes
+    """  # noqa: E501
+    with running_code(ref, "building its hooks"):
+        hooks = factory(model, layers)
+    problem = _not_hooks(hooks)
+    if problem is not None:
+        raise SpecError(f"hook factory {ref} returned {problem}; accepted: {HOOKS_ACCEPTED}")
+    return list(hooks)
+
+
+def _a(value: Any) -> str:
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _not_hooks(hooks: Any) -> str | None:
+    """What is wrong with a factory's return value, or None when it is a list of hooks."""
+    if not isinstance(hooks, list | tuple):
+        return _a(hooks)
+    for i, pair in enumerate(hooks):
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            return f"a list whose item {i} is {_a(pair)}, not a (name, hook) pair"
+        name, hook = pair
+        if not (isinstance(name, str) or callable(name)):
+            return f"a list whose item {i}'s name is {_a(name)}"
+        if not callable(hook):
+            return f"a list whose item {i}'s hook is {_a(hook)}"
+    return None
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# ----------------------------------------------------------------------------- module builders
+
+
+def _builder_hint(needs: tuple[str, ...]) -> str:
+    """What to add so that a checkpoint holding the user's modules ``needs`` loads."""
+    returned = "{" + ", ".join(f'"{name}": module' for name in needs) + "}"
+    return (
+        f"name a function of your own Python file that builds them, e.g. build_modules(info) -> "
+        f"{returned} in models.py (info: the checkpoint's config.json as a dict; modules of the "
+        "architecture the checkpoint was saved from, whose weights are then loaded from it): "
+        'add modules = "models.py:build_modules" to the study file (models.py in its folder or '
+        "below it), or give --modules models.py:build_modules to emg-lens discover, inspect, "
+        "export or evaluate; emg_lens runs it only with --allow-code (allow_code=True)"
+    )
+
+
+@dataclass(frozen=True)
+class ModuleBuilder:
+    """The function a ``modules`` reference names (``build_modules(info) -> {"embed": ...,
+    "readout": ...}``), loaded with consent: it builds, for one checkpoint, the user's modules
+    that ``config.json`` cannot rebuild (see the module docstring).
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "models.py").write_text(
+    ...     "from torch import nn\\n"
+    ...     "def build_modules(info):\\n"
+    ...     "    d = info['config']['d_model']\\n"
+    ...     "    return {'embed': nn.Linear(8, d), 'readout': nn.Linear(d, 3)}\\n")
+    >>> code = locate_code("models.py:build_modules", root, key="modules")
+    >>> builder = ModuleBuilder.load(code, allow_code=True)
+    >>> info = {"model_class": "HookedTorchEncoder", "config": {"d_model": 4}}
+    >>> sorted(builder.build("subject_1", info)), builder.provenance["function"]
+    (['embed', 'readout'], 'build_modules')
+    """
+
+    code: CodeFile
+    function: Any
+
+    @classmethod
+    def load(cls, code: CodeFile, *, allow_code: Any) -> ModuleBuilder:
+        """Run ``code``'s file with consent (`load_code`) and take the function it names; a
+        name that is not a function is a `SpecError` naming the reference."""
+        function = load_code(code, allow_code=allow_code)
+        if not callable(function):
+            raise SpecError(
+                f"{code.key} {code.ref} is {_a(function)}; it must name a function "
+                "build_modules(info) that returns the checkpoint's own modules by name"
+            )
+        return cls(code, function)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """What a result computed with these modules records: the function's name and its
+        file's SHA-256 (an edited file recomputes; a moved, unchanged one does not)."""
+        return {"function": self.code.attr, "sha256": self.code.sha256}
+
+    def build(self, path: str | Path, info: dict[str, Any]) -> dict[str, Any]:
+        """The modules of the checkpoint ``path`` (``info``: its parsed ``config.json``),
+        called under `running_code`; anything but a dict holding exactly the modules the
+        checkpoint's model class needs (`emg_lens.checkpoints.user_modules_of`), each a
+        ``torch.nn.Module``, is a `SpecError` naming the function, what it returned and what
+        is accepted."""
+        from torch import nn
+
+        needs = user_modules_of(info)
+        with running_code(self.code.ref, f"building the modules of {path}"):
+            modules = self.function(copy.deepcopy(info))
+        accepted = (
+            f"a dict {{{', '.join(repr(n) + ': torch.nn.Module' for n in needs)}}}, the modules "
+            f"a {info.get('model_class')} holds (for {path})"
+        )
+        if not isinstance(modules, Mapping):
+            raise SpecError(f"{self.code.ref} returned {_a(modules)}; accepted: {accepted}")
+        if set(modules) != set(needs):
+            raise SpecError(
+                f"{self.code.ref} returned modules {sorted(map(str, modules))}; accepted: "
+                f"{accepted}"
+            )
+        wrong = [name for name in needs if not isinstance(modules[name], nn.Module)]
+        if wrong:
+            raise SpecError(
+                f"{self.code.ref} returned {_a(modules[wrong[0]])} as {wrong[0]!r}; accepted: "
+                f"{accepted}"
+            )
+        return dict(modules)
+
+
+def require_builder(checkpoints: Iterable[str | Path], builder: ModuleBuilder | None) -> None:
+    """Refuse, before anything runs, checkpoint folders whose models hold the user's own
+    modules (`emg_lens.checkpoints.user_modules_of`) when no ``builder`` was given: a
+    `CheckpointError` naming the first such folder and saying exactly what to add."""
+    if builder is not None:
+        return
+    for path in checkpoints:
+        info = read_checkpoint_info(path)
+        needs = user_modules_of(info)
+        if needs:
+            raise CheckpointError(
+                f"{path} holds a {info['model_class']} whose {' and '.join(needs)} are your "
+                "own modules, which its config.json cannot rebuild: " + _builder_hint(needs)
+            )
+
+
+def load_model(
+    path: str | Path, builder: ModuleBuilder | None = None, *, device: str | None = None
+) -> Any:
+    """`emg_lens.checkpoints.load_checkpoint` of ``path`` (onto ``device``), with the user's
+    modules built by ``builder`` where its model holds some (else ``builder`` is not called).
+    Without a builder there, the `CheckpointError` of `require_builder`; weights that do not
+    fit the modules built are a `CheckpointError` naming the builder too."""
+    info = read_checkpoint_info(path)
+    if not user_modules_of(info):
+        return load_checkpoint(path, device=device)
+    require_builder([path], builder)
+    modules = builder.build(path, info)
+    try:
+        return load_checkpoint(path, device=device, modules=modules)
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"{exc}; the modules came from {builder.code.ref} ({builder.code.path}): it must "
+            f"build them with the architecture {path} was saved from"
+        ) from exc

@@ -20,6 +20,7 @@ Input ablations and user hook factories run as plain hooked forward passes.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +34,12 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
-from emg_lens.studies.code import require_consent
+from emg_lens.studies.code import (
+    ModuleBuilder,
+    hooks_from_factory,
+    require_consent,
+    running_code,
+)
 from emg_lens.studies.grid import Condition
 from emg_lens.studies.metrics import score_predictions
 from emg_lens.studies.spec import StudySpec
@@ -57,18 +63,25 @@ class Subject:
 
 @dataclass(frozen=True)
 class StudyCode:
-    """A study's hook files, each run once and only with consent (`emg_lens.studies.code`):
-    what each reference names, and the SHA-256 of the bytes that ran, for provenance."""
+    """A study's code files, each run once and only with consent (`emg_lens.studies.code`):
+    what each hook reference names and the SHA-256 of the bytes that ran, for provenance, and
+    the builder of the user's modules (``modules = ...``), if the study names one."""
 
     targets: dict[str, Any]
     digests: dict[str, str]
+    modules: ModuleBuilder | None = None
 
     @classmethod
-    def load(cls, spec: StudySpec, allow_code: bool) -> StudyCode:
+    def load(cls, spec: StudySpec, allow_code: Any) -> StudyCode:
+        """Locate, hash and, with consent (``allow_code``: True, or the files' SHA-256 digests;
+        `emg_lens.studies.code.require_consent`), run the study's code files."""
         files = spec.code_files()  # located and hashed; refused here before anything runs
         require_consent(files, allow_code=allow_code)
-        targets = {f.ref: spec.resolve_hook(f, allow_code=allow_code) for f in files}
-        return cls(targets, {f.ref: f.sha256 for f in files})
+        hooks = [f for f in files if f.key == "hook"]
+        builder = next((f for f in files if f.key == "modules"), None)
+        targets = {f.ref: spec.resolve_hook(f, allow_code=allow_code) for f in hooks}
+        modules = None if builder is None else ModuleBuilder.load(builder, allow_code=allow_code)
+        return cls(targets, {f.ref: f.sha256 for f in hooks}, modules)
 
 
 def _edges_of(condition: Condition, code: StudyCode) -> EdgeSet | Any:
@@ -426,14 +439,17 @@ def _run_hooked(
                 f"intervention {c.name!r} is a hook factory, which acts on every head; head "
                 f"subsets ({list(c.heads)}) need an edge set instead"
             )
-        hooks = _edges_of(c, code)(model, list(c.layers))
+        hooks = hooks_from_factory(c.intervention.hook, _edges_of(c, code), model, list(c.layers))
     preds = []
-    for start in range(0, len(X), batch_size):
-        preds.append(
-            model.run_with_hooks(
-                X[start : start + batch_size], fwd_hooks=hooks, return_type=spec.return_type
+    # The hooks of a factory are the study's code: a failure (or exit) in them names the file.
+    ref = c.intervention.hook
+    with running_code(ref, "running its hooks") if ref else contextlib.nullcontext():
+        for start in range(0, len(X), batch_size):
+            preds.append(
+                model.run_with_hooks(
+                    X[start : start + batch_size], fwd_hooks=hooks, return_type=spec.return_type
+                )
             )
-        )
     out = torch.cat(preds)
     _refuse_non_finite(out, spec, subject_id, c)
     return out.argmax(-1).cpu().numpy()

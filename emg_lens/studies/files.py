@@ -26,8 +26,8 @@ T = TypeVar("T")
 
 def read_study_file(path: str | Path, build: Callable[[Any, Path], T]) -> T:
     """Parse the TOML or YAML file at ``path`` and return ``build(contents, its folder)``; a
-    missing file, another suffix, a syntax error or a `SpecError` of ``build`` is a
-    `SpecError` naming the file.
+    missing or unreadable file, another suffix, text that is not UTF-8 (a byte-order mark is
+    allowed), a syntax error or a `SpecError` of ``build`` is a `SpecError` naming the file.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "study.toml"
@@ -42,7 +42,19 @@ def read_study_file(path: str | Path, build: Callable[[Any, Path], T]) -> T:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"study file {path} does not exist")
-    text = path.read_text()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"study file {path} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        # UTF-8, whatever the locale: the same file must mean the same study everywhere
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}): study files "
+            "are read as UTF-8; save it again with that encoding"
+        ) from exc
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emg_lens._io import atomic_write
+from emg_lens._io import make_folder, write_if_changed
 from emg_lens.studies.spec import StatsSpec, StudySpec
 from emg_lens.studies.stats import (
     ALPHA,
@@ -182,8 +182,10 @@ def write_study_files(
     figures: Callable[[], dict],
 ) -> list[Path]:
     """Write each table as CSV and ``markdown`` as summary.md (each atomically), then the
-    figures ``figures()`` draws as PNG and SVG; the paths written. Ablation and training
-    results save through it.
+    figures ``figures()`` draws as PNG and SVG; the paths. A file that already holds the same
+    bytes is not written again, so saving an unchanged result writes nothing (read-only media
+    included); a full disk or a read-only folder is a `emg_lens.errors.StorageError` naming
+    the file. Ablation, training and discovery results save through it.
 
     >>> import tempfile
     >>> out = Path(tempfile.mkdtemp())
@@ -193,13 +195,13 @@ def write_study_files(
     """
     from emg_lens.plotting import save_figures  # matplotlib only when drawing
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [
-        atomic_write(out / name, lambda tmp, df=df: df.to_csv(tmp, index=False))
-        for name, df in tables.items()
-    ]
-    written.append(atomic_write(out / "summary.md", lambda tmp: tmp.write_text(markdown)))
+    out = make_folder(out_dir)
+    written = []
+    for name, df in tables.items():
+        write_if_changed(out / name, df.to_csv(index=False))
+        written.append(out / name)
+    write_if_changed(out / "summary.md", markdown)
+    written.append(out / "summary.md")
     return written + save_figures(figures(), out)
 
 

@@ -1,10 +1,10 @@
 """`run_study`: expand a study grid, decide which cells need computing, compute, store, test.
 
 Per subject, the runner expands the grid, reads the stored cells whose provenance (model, data,
-code, metric, scored output, hook file) still matches, claims the subject against other
-processes sharing the store, and has `emg_lens.studies.evaluate` compute the rest (a prefix
-tree over per-layer masks, each mask verified on the hooked path). It then assembles the
-per-subject table and the statistics (`StudyResult`).
+code, metric, scored output, hook file, the builder of the user's modules) still matches, claims the
+subject against other processes sharing the store, and has `emg_lens.studies.evaluate` compute the
+rest (a prefix tree over per-layer masks, each mask verified on the hooked path). It then assembles
+the per-subject table and the statistics (`StudyResult`).
 
 Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) each rank computes its share of the
 subjects (`emg_lens.train.distributed.DistributedRun.shard`: sorted, every N-th) into the one
@@ -19,7 +19,8 @@ tables and figures. A rank killed mid-run loses only the cells it had not stored
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
+from emg_lens.checkpoints import read_checkpoint_info, user_modules_of
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
@@ -44,12 +45,13 @@ from emg_lens.provenance import (
     model_digest,
     source_digest,
 )
+from emg_lens.studies.code import ModuleBuilder, load_model, require_builder
 from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.load import load_spec
 from emg_lens.studies.result import StudyResult
 from emg_lens.studies.spec import StudySpec
-from emg_lens.studies.store import CellStore
+from emg_lens.studies.store import CellStore, check_wait_timeout
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 
 __all__ = ["StudyError", "entry_provenance", "find_models", "load_entry", "run_study"]
@@ -99,16 +101,20 @@ def _subjects(spec: StudySpec, models) -> dict[int, Any]:
     return found
 
 
-def load_entry(entry: Any, device: torch.device | None = None) -> Subject:
+def load_entry(
+    entry: Any, device: torch.device | None = None, modules: ModuleBuilder | None = None
+) -> Subject:
     """A subject's model (on ``device``, if given) and evaluation data, from a checkpoint
-    folder or a ``(model, SubjectData)`` pair: what `run_study` and the discovery study load."""
+    folder or a ``(model, SubjectData)`` pair: what `run_study` and the discovery study load.
+    ``modules`` builds the user's own modules of a checkpoint that holds some
+    (`emg_lens.studies.code.load_model`)."""
     if isinstance(entry, tuple):
         model, data = entry
         return Subject(model if device is None else model.to(device), data)
     metadata = read_checkpoint_info(entry)["metadata"]
     subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
     try:
-        model = load_checkpoint(entry, device=None if device is None else str(device))
+        model = load_model(entry, modules, device=None if device is None else str(device))
     except CheckpointError as exc:  # one broken subject: say which, in which folder
         raise CheckpointError(f"subject {subject} (folder {entry}): {exc}") from exc
     source = metadata.get("data_source")
@@ -143,20 +149,31 @@ class _Plan:
         return {**self.provenance, "hook": self.code.digests[hook]}
 
 
-def entry_provenance(spec: StudySpec, entry: Any, subject_id: int, code: str) -> dict[str, Any]:
+def entry_provenance(
+    spec: StudySpec,
+    entry: Any,
+    subject_id: int,
+    code: str,
+    modules: ModuleBuilder | None = None,
+) -> dict[str, Any]:
     """What a subject's cells are computed from: digests of the model and the evaluation data
     (files for a checkpoint, arrays in memory), ``spec``'s metric and scored output
-    (``return_type``), the code; shared by ablation and discovery studies."""
+    (``return_type``), the code, and for a checkpoint holding the user's own modules the
+    builder that makes them (``modules``: its function and file digest, so an edited builder
+    recomputes); shared by ablation and discovery studies."""
     if isinstance(entry, tuple):
         model, data = entry
         digests = {"model": model_digest(model), "data": arrays_digest(data)}
     else:
-        metadata = read_checkpoint_info(entry)["metadata"]
+        info = read_checkpoint_info(entry)
+        metadata = info["metadata"]
         source = metadata.get("data_source")
         if source is None:
             raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
         subject = metadata.get("subject", subject_id)
         digests = {"model": checkpoint_digest(entry), "data": source_digest(source, subject)}
+        if modules is not None and user_modules_of(info):
+            digests["modules"] = modules.provenance
     return {**digests, "metric": spec.metric, "return_type": spec.return_type, "code": code}
 
 
@@ -176,15 +193,16 @@ def _plan(
         cfg = read_checkpoint_info(entry)["config"]
         n_layers, n_heads = cfg["n_layers"], cfg["n_heads"]
     else:
-        subject = load_entry(entry, device)
+        subject = load_entry(entry, device, study_code.modules)
         n_layers, n_heads = subject.model.cfg.n_layers, subject.model.cfg.n_heads
     conditions = [BASELINE, *expand_grid(spec, n_layers, n_heads)]
     if store is None:
         return _Plan(conditions, None, study_code, subject)
     try:
-        provenance = entry_provenance(spec, entry, subject_id, code)
+        provenance = entry_provenance(spec, entry, subject_id, code, study_code.modules)
     except (EmgLensError, OSError) as exc:
-        load_entry(entry)  # a broken checkpoint or data source raises its own, better named, error
+        # a broken checkpoint or data source raises its own, better named, error
+        load_entry(entry, modules=study_code.modules)
         raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
     return _Plan(conditions, provenance, study_code, subject)
 
@@ -206,7 +224,7 @@ def run_study(
     verify: bool = True,
     progress: bool = True,
     wait_timeout: float = WAIT_TIMEOUT,
-    allow_code: bool = False,
+    allow_code: bool | Iterable[str] = False,
     device: str | torch.device | None = None,
 ) -> StudyResult | None:
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
@@ -214,11 +232,14 @@ def run_study(
 
     With ``out_dir`` every cell is stored as it finishes with its provenance (DESIGN §10), and
     a rerun reuses exactly the cells whose model, data, metric, scored output and emg_lens code
-    are unchanged, recomputing the rest. Several processes may share one ``out_dir``: each
-    subject is computed by one of them (see `emg_lens.studies.store`); the others wait for its
-    cells, up to ``wait_timeout`` seconds. The result's ``reused`` and ``recomputed`` say how
-    many cells were read from the store and computed here (``stale``: how many of those
-    replaced a stored cell of other provenance, or a torn one).
+    are unchanged, recomputing the rest; a rerun with nothing to compute writes nothing (no
+    claim, no temporary file, no unchanged table or figure), so a finished study is summarised
+    again from read-only media. Several processes may share one ``out_dir``: each subject is
+    computed by one of them (see `emg_lens.studies.store`); the others say once that they wait
+    for its cells, and wait up to ``wait_timeout`` seconds (a number >= 0; ``inf``: no limit).
+    The result's ``reused`` and ``recomputed`` say how many cells were read from the store and
+    computed here (``stale``: how many of those replaced a stored cell of other provenance, or
+    a torn one).
     A training study (``kind = "training"``) is refused: it runs with `run_training_study`.
 
     ``device`` (``"cpu"``, ``"cuda"``, a `torch.device`; None: where each model is) is where
@@ -228,9 +249,17 @@ def run_study(
     gives up after ``wait_timeout`` seconds without a new cell from the others, naming the
     subjects still missing.
 
-    A study that names Python files (``hook = "hooks/file.py:name"``) runs them only with
-    ``allow_code=True``; without it, `CodeConsentError` lists each file with its resolved path
-    and SHA-256 before anything runs. Each file's digest is part of its cells' provenance.
+    A study that names Python files (``hook = "hooks/file.py:name"``, ``modules =
+    "models.py:build_modules"``) runs them only with consent: ``allow_code=True``, or the SHA-256
+    digests `emg-lens study check` listed (``allow_code=["3f5a..."]``: a file whose bytes differ
+    from every one of them is refused, `emg_lens.studies.code`). Without it, `CodeConsentError`
+    lists each file with its resolved path and SHA-256 before anything runs. Each file's digest is
+    part of its cells' provenance. Checkpoints of models that hold the user's own modules (a
+    converted ``nn.TransformerEncoder``'s tokenizer and readout,
+    `emg_lens.models.from_torch_encoder`) load through the study's ``modules`` function,
+    ``build_modules(info) -> {"embed": ..., "readout": ...}`` (``info``: the checkpoint's
+    ``config.json``); a study of such checkpoints without one is a `CheckpointError` saying what to
+    add, before anything runs.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.data.preprocess import SubjectData
@@ -254,8 +283,11 @@ def run_study(
             f"study {spec.name!r} is kind = 'training': use run_training_study (or `emg-lens "
             "study run`, which dispatches)"
         )
+    wait_timeout = check_wait_timeout(wait_timeout)
     study_code = StudyCode.load(spec, allow_code)
     entries = _subjects(spec, models)
+    # checkpoints holding the user's own modules need the study's builder: refused up front
+    require_builder([e for e in entries.values() if not isinstance(e, tuple)], study_code.modules)
     ranks = torchrun_process()
     if ranks.is_distributed and out_dir is None:
         raise StudyError(
@@ -348,7 +380,9 @@ def _compute(
                 device,
             )
             if cells is None:  # another live process computes it: come back later
-                waiting_since.setdefault(subject_id, time.monotonic())
+                if subject_id not in waiting_since:
+                    waiting_since[subject_id] = time.monotonic()
+                    _say_waiting(store, subject_id, wait_timeout)
                 continue
             done[subject_id] = cells
             bar.update()
@@ -411,7 +445,7 @@ def _subject_cells(
         stored = _stored(store, subject_id, plan)  # the claim's last holder may have finished
         todo = [c for c in plan.conditions if c.key not in stored]
         if todo:
-            subject = plan.subject or load_entry(entry, device)
+            subject = plan.subject or load_entry(entry, device, plan.code.modules)
             fresh = evaluate_subject(
                 spec,
                 subject,
@@ -436,6 +470,20 @@ def _subject_cells(
             store.release(claim)
 
 
+def _say_waiting(store: CellStore, subject_id: int, wait_timeout: float) -> None:
+    """Say, once per subject, that another process holds its claim: which, and for how long
+    this one waits."""
+    holder = store.holder(subject_id) or {}
+    warnings.warn(
+        f"subject {subject_id}: waiting for {store.describe_holder(holder)}, which holds "
+        f"{store.claim_path(subject_id)}, to store its cells; giving up after "
+        f"{wait_timeout:g} s (set with `study run --wait-timeout SECONDS`, "
+        "run_study(wait_timeout=...)). If that process is gone, delete the claim file and run "
+        "again",
+        stacklevel=4,
+    )
+
+
 def _check_wait(store, plans, done, waiting_since, wait_timeout: float) -> None:
     """Give up on a subject another process has held for longer than ``wait_timeout``."""
     for subject_id, since in waiting_since.items():
@@ -450,7 +498,8 @@ def _check_wait(store, plans, done, waiting_since, wait_timeout: float) -> None:
         holder = store.holder(subject_id) or {}
         raise StudyError(
             f"waited {wait_timeout:g} s for cell {store.path(subject_id, missing.key)} "
-            f"(subject {subject_id}, condition {missing.name!r}), claimed by pid "
-            f"{holder.get('pid')} on host {holder.get('host')!r}; if that process is gone, "
-            f"delete {store.claim_path(subject_id)} and run again"
+            f"(subject {subject_id}, condition {missing.name!r}), claimed by "
+            f"{store.describe_holder(holder)}; if that process is gone, delete "
+            f"{store.claim_path(subject_id)} and run again (or wait longer: "
+            "`study run --wait-timeout SECONDS`)"
         )

@@ -28,14 +28,40 @@ from emg_lens.errors import EdgeExpressionError, SpecError
 from emg_lens.studies.code import CodeFile, load_code, locate_code
 from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.stats import CORRECTIONS, TESTS
-from emg_lens.studies.validate import int_list, reject_repeats, reject_unknown, string, table
+from emg_lens.studies.validate import (
+    int_list,
+    reject_repeats,
+    reject_unknown,
+    string,
+    subject_list,
+    table,
+)
 
-__all__ = ["MODES", "Intervention", "LayerSpec", "StatsSpec", "StudySpec"]
+__all__ = ["MODES", "Intervention", "LayerSpec", "StatsSpec", "StudySpec", "modules_key"]
 
 # individual: one layer; from_first: layers 0..l (the paper's RFB); from_last: l..L-1 (RFE);
 # all: every layer at once; explicit: the layer lists given in layers.explicit.
 MODES = ("individual", "from_first", "from_last", "all", "explicit")
 FAMILIES = ("mode", "intervention", "all")
+
+
+def modules_key(value: Any) -> str | None:
+    """The study key ``modules`` (None when absent): ``"path/file.py:function"``, the function
+    that builds the user's own modules of checkpoints that hold some (`emg_lens.studies.code`).
+
+    >>> modules_key("models.py:build_modules"), modules_key(None)
+    ('models.py:build_modules', None)
+    >>> modules_key("models.py")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: modules must look like 'models.py:build_modules' (a Python file below the study file's folder and a function in it), got 'models.py'
+    """  # noqa: E501
+    accepted = "'models.py:build_modules' (a Python file below the study file's folder and a "
+    accepted += "function in it)"
+    ref = string(value, "modules (a 'file.py:function' reference)")
+    if ref is not None and (":" not in ref or not ref.rpartition(":")[2].isidentifier()):
+        raise SpecError(f"modules must look like {accepted}, got {ref!r}")
+    return ref
 
 
 @dataclass(frozen=True)
@@ -191,6 +217,9 @@ class StudySpec:
     subjects: tuple[int, ...] | None = None
     stats: StatsSpec = StatsSpec()
     description: str = ""
+    # "models.py:build_modules": builds the user's modules of checkpoints that hold some (a
+    # converted nn.TransformerEncoder's tokenizer and readout), run only with consent
+    modules: str | None = None
     source_dir: str = field(default=".", compare=False)
 
     @classmethod
@@ -227,12 +256,13 @@ class StudySpec:
         return cls(
             name=data["name"],
             models=data["models"],
+            modules=modules_key(data.get("modules")),
             interventions=interventions,
             metric=metric,
             return_type=return_type,
             layers=LayerSpec.from_dict(data.get("layers", {})),
             heads=heads,
-            subjects=None if subjects is None else int_list(subjects, "subjects"),
+            subjects=None if subjects is None else subject_list(subjects, "subjects"),
             stats=StatsSpec.from_dict(data.get("stats", {})),
             description=string(data.get("description"), "description (free text)") or "",
             source_dir=str(source_dir),
@@ -242,6 +272,8 @@ class StudySpec:
         """A plain dict that `from_dict` reads back to an equal spec."""
         out = asdict(self)
         out.pop("source_dir")
+        if self.modules is None:
+            out.pop("modules")
         out["interventions"] = [
             {k: v for k, v in i.items() if v is not None} for i in out["interventions"]
         ]
@@ -256,15 +288,22 @@ class StudySpec:
         return out
 
     def fingerprint(self) -> str:
-        """Canonical JSON of the spec: two specs with equal fingerprints run the same study."""
-        return json.dumps(self.to_dict(), sort_keys=True)
+        """Canonical JSON of the spec: two specs with equal fingerprints run the same study.
+        ``modules`` is how checkpoints load, not what the study is: its function and file
+        digest are in each cell's provenance instead."""
+        out = self.to_dict()
+        out.pop("modules", None)
+        return json.dumps(out, sort_keys=True)
 
     # ------------------------------------------------------------------ hook references
     def code_files(self) -> list[CodeFile]:
-        """The Python files this study would run (``hook = ...``), located below the spec's
-        folder and hashed, never executed (`emg_lens.studies.code`)."""
+        """The Python files this study would run (``hook = ...``, ``modules = ...``), located
+        below the spec's folder and hashed, never executed (`emg_lens.studies.code`)."""
         refs = dict.fromkeys(i.hook for i in self.interventions if i.hook is not None)
-        return [locate_code(ref, self.source_dir) for ref in refs]
+        files = [locate_code(ref, self.source_dir) for ref in refs]
+        if self.modules is not None:
+            files.append(locate_code(self.modules, self.source_dir, key="modules"))
+        return files
 
     def resolve_hook(self, ref: str | CodeFile, *, allow_code: bool = False) -> Any:
         """Run ``"path/file.py:name"`` (below the spec's folder; only with ``allow_code``), or

@@ -14,14 +14,19 @@ the file is created atomically (`emg_lens._io.create_exclusive`), so of several 
 opening a new folder with different studies exactly one wins and the others get a `SpecError`.
 
 Several processes may share one store. Before computing a subject's missing cells a process
-*claims* the subject (``claims/s<N>.claim``, created exclusively, holding pid, host and a random
-token); one that finds a live claim leaves the subject to its holder and reads the cells once they
-appear. A claim is per subject, not per cell, because the runner evaluates a subject's conditions
-together (shared mask prefixes, one model and data load): splitting a subject between processes
-would load and run the shared part twice. A claim whose process is dead on this host is stale
-and is taken over (under a `fcntl.flock`, which the kernel releases if its holder dies, so two
-processes cannot both take over one stale claim). Orphaned temporary files of dead writers are
-removed when the store opens.
+*claims* the subject (``claims/s<N>.claim``, created exclusively, holding pid, host, the
+process's start time and a random token); one that finds a live claim leaves the subject to its
+holder, says so once, and reads the cells once they appear. A claim is per subject, not per
+cell, because the runner evaluates a subject's conditions together (shared mask prefixes, one
+model and data load): splitting a subject between processes would load and run the shared part
+twice. A claim whose process is dead on this host is stale and is taken over (under a
+`fcntl.flock`, which the kernel releases if its holder dies, so two processes cannot both take
+over one stale claim), and so is one whose pid now belongs to a later process: its start time
+differs from the claim's (`emg_lens._io.process_start`; a claim without a start time, written
+by an older emg_lens, is judged by its pid alone). Orphaned temporary files of dead writers are
+removed when the store opens. Opening a store whose folders and ``study.json`` exist writes
+nothing, so a finished study can be read from read-only media; a write that fails for lack of
+space or permission is a `StorageError` naming the file (`emg_lens._io.storage_errors`).
 
 Under ``torchrun`` each rank computes its own share of the subjects and rank 0 waits for the
 others' cells with `CellStore.wait_for`: the store is the only thing the ranks share, so they
@@ -50,10 +55,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emg_lens._io import atomic_write, create_exclusive, pid_alive, remove_orphaned_temp_files
-from emg_lens.errors import SpecError, StudyError
+from emg_lens._io import (
+    atomic_write,
+    create_exclusive,
+    make_folder,
+    process_start,
+    process_started_at,
+    remove_orphaned_temp_files,
+    same_process,
+)
+from emg_lens.errors import ArgumentError, SpecError, StudyError
 
-__all__ = ["CellStore", "Claim"]
+__all__ = ["CellStore", "Claim", "check_wait_timeout"]
 
 PROVENANCE, WRITER = "provenance", "writer"
 
@@ -75,6 +88,23 @@ def _json_text(data: Any) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+def check_wait_timeout(seconds: Any, name: str = "wait_timeout") -> float:
+    """``seconds`` as the time to wait for another process's cells: a number >= 0 (``inf``:
+    wait as long as it takes); anything else is an `ArgumentError` naming ``name``.
+
+    >>> check_wait_timeout(30), check_wait_timeout(float("nan"), "--wait-timeout")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --wait-timeout must be a number of seconds >= 0 (inf: no limit), got nan
+    """  # noqa: E501
+    ok = isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0
+    if not ok:  # NaN fails ">= 0" too
+        raise ArgumentError(
+            f"{name} must be a number of seconds >= 0 (inf: no limit), got {seconds!r}"
+        )
+    return float(seconds)
+
+
 class CellStore:
     """Cells under ``root/cells/s<subject>/<key>.json``; ``root/study.json`` names the study;
     claims under ``root/claims/``."""
@@ -83,12 +113,13 @@ class CellStore:
         self.root = Path(root)
         self.cells = self.root / "cells"
         self.claims = self.root / "claims"
-        self.cells.mkdir(parents=True, exist_ok=True)
-        self.claims.mkdir(exist_ok=True)
+        make_folder(self.cells)  # nothing is written where everything exists (read-only media)
+        make_folder(self.claims)
         remove_orphaned_temp_files(self.root)
         marker = self.root / "study.json"
         text = _json_text({"fingerprint": fingerprint})
-        create_exclusive(marker, lambda tmp: tmp.write_text(text))
+        if not marker.exists():
+            create_exclusive(marker, lambda tmp: tmp.write_text(text))
         try:  # whether this process created it or not: compare after, never check-then-write
             saved = json.loads(marker.read_text())["fingerprint"]
         except (ValueError, KeyError, TypeError) as exc:
@@ -142,7 +173,7 @@ class CellStore:
     ) -> None:
         """Store a cell with its provenance and writer (pid, host), atomically and durably."""
         path = self.path(subject, key)
-        path.parent.mkdir(exist_ok=True)
+        make_folder(path.parent)
         text = _json_text({**cell, PROVENANCE: provenance, WRITER: _this_process()})
         try:
             atomic_write(path, lambda tmp: tmp.write_text(text))
@@ -198,11 +229,7 @@ class CellStore:
         missing = []
         for subject, index in sorted(cursor.items()):
             holder = self.holder(subject)
-            held = (
-                f"claimed by pid {holder.get('pid')} on host {holder.get('host')!r}"
-                if holder
-                else "not claimed"
-            )
+            held = f"claimed by {self.describe_holder(holder)}" if holder else "not claimed"
             missing.append(
                 f"subject {subject} ({self.path(subject, cells[subject][index])}, to be "
                 f"computed by {owner(subject)}, {held})"
@@ -217,6 +244,19 @@ class CellStore:
     def claim_path(self, subject: int) -> Path:
         """The claim file of one subject (present while a process computes its cells)."""
         return self.claims / f"s{subject}.claim"
+
+    @staticmethod
+    def describe_holder(holder: dict[str, Any]) -> str:
+        """A claim's holder for people: ``pid 41 on host 'node3' (started 2025-01-31 14:02:07)``.
+
+        >>> CellStore.describe_holder({"pid": 41, "host": "node3"})
+        "pid 41 on host 'node3'"
+        """
+        if "unreadable" in holder:
+            return f"an unreadable claim ({holder['unreadable']!r:.60})"
+        text = f"pid {holder.get('pid')} on host {holder.get('host')!r}"
+        started = holder.get("started_at")
+        return f"{text} (started {started})" if started else text
 
     def holder(self, subject: int) -> dict[str, Any] | None:
         """Who holds the claim on ``subject`` (pid, host, token, ...), or None if nobody."""
@@ -244,7 +284,9 @@ class CellStore:
         """
         path = self.claim_path(subject)
         token = secrets.token_hex(8)
-        text = _json_text({**_this_process(), "token": token})
+        started = process_start(os.getpid())  # tells this process from a later one of its pid
+        claimant = {"started": started, "started_at": process_started_at(started)}
+        text = _json_text({**_this_process(), **claimant, "token": token})
         for _ in range(3):  # the holder may release between our attempt and our look
             if create_exclusive(path, lambda tmp: tmp.write_text(text)):
                 return Claim(subject, path, token)
@@ -267,14 +309,18 @@ class CellStore:
 
     @staticmethod
     def _alive(holder: dict[str, Any]) -> bool:
-        """Whether a claim's holder may still be working: a live pid on this host, or any
-        process on another host (which this host cannot check)."""
+        """Whether a claim's holder may still be working: on this host, its pid is alive and,
+        when the claim records when its process started, that process (not a later one that
+        got the same pid); any process on another host (which this host cannot check)."""
         me = _this_process()
         if "unreadable" in holder or not isinstance(holder.get("pid"), int):
             return False  # not written by a claim: nobody to wait for
         if holder.get("host") != me["host"]:
             return True
-        return holder["pid"] != me["pid"] and pid_alive(holder["pid"])
+        started = holder.get("started")
+        return holder["pid"] != me["pid"] and same_process(
+            holder["pid"], started if isinstance(started, str) else None
+        )
 
     @contextlib.contextmanager
     def _takeover_lock(self) -> Iterator[None]:

@@ -16,7 +16,15 @@ from typing import Any
 
 from emg_lens.errors import SpecError
 
-__all__ = ["int_list", "positive_int", "reject_repeats", "reject_unknown", "string", "table"]
+__all__ = [
+    "int_list",
+    "positive_int",
+    "reject_repeats",
+    "reject_unknown",
+    "string",
+    "subject_list",
+    "table",
+]
 
 
 def reject_unknown(section: str, data: dict, allowed: set[str]) -> None:
@@ -76,6 +84,29 @@ def int_list(value: Any, key: str) -> tuple[int, ...]:
     ):
         raise SpecError(f"{key} must be a list of integers, got {value!r}")
     return tuple(value)
+
+
+def subject_list(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...]:
+    """``value`` as a tuple when it is a non-empty list of distinct integers (each >=
+    ``minimum``, if given): an empty list would select no subject, which is no study.
+
+    >>> subject_list([3, 1], "subjects")
+    (3, 1)
+    >>> subject_list([], "subjects")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: subjects = [] selects no subject; accepted: a non-empty list of distinct subject numbers, or leave the key out for every subject
+    """  # noqa: E501
+    subjects = int_list(value, key)
+    if not subjects:
+        raise SpecError(
+            f"{key} = [] selects no subject; accepted: a non-empty list of distinct subject "
+            "numbers, or leave the key out for every subject"
+        )
+    if minimum is not None and min(subjects) < minimum:
+        raise SpecError(f"{key} must be numbers >= {minimum}, got {list(subjects)}")
+    reject_repeats(key, list(subjects))
+    return subjects
 
 
 def positive_int(value: Any, key: str) -> int:

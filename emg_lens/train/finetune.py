@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from emg_lens._io import atomic_write
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.config import EncoderConfig
 from emg_lens.data.datasets import available_subjects, load_subject
@@ -42,6 +43,7 @@ from emg_lens.errors import (
     ConfigError,
     DataFormatError,
     InputShapeError,
+    TrainingDivergedError,
     describe,
 )
 from emg_lens.models.tinymyo import REDUCTIONS, TinyMyo
@@ -299,6 +301,8 @@ def finetune(
     there by rank 0 (metadata: ``recipe``, ``finetune`` settings, ``history``, ``pretrained``,
     plus ``metadata``, e.g. the ``data_source`` and ``subject`` a study rebuilds the data from).
     ``device`` is where a checkpoint folder is loaded to (see `classifier_from_pretrained`).
+    A training that diverges (a NaN or inf loss or weight) raises `TrainingDivergedError`;
+    nothing is saved.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
     ...                             d_model=16, d_head=4, n_heads=4, d_mlp=32, seed=0)
@@ -603,16 +607,19 @@ def finetune_subjects(
             seed=cfg.seed,
         )
         path = out_dir / f"subject_{subject}"
-        model, history = finetune(
-            pretrained,
-            train,
-            cfg,
-            n_classes=data.n_classes,
-            val_data=val,
-            out=path,
-            device=device,
-            metadata={"subject": int(subject), "classes": data.classes, "data_source": source},
-        )
+        try:
+            model, history = finetune(
+                pretrained,
+                train,
+                cfg,
+                n_classes=data.n_classes,
+                val_data=val,
+                out=path,
+                device=device,
+                metadata={"subject": int(subject), "classes": data.classes, "data_source": source},
+            )
+        except TrainingDivergedError as exc:  # say whose training it was
+            raise TrainingDivergedError(f"subject {subject}: {exc}") from exc
         row = {
             "subject": int(subject),
             "n_train": len(train),
@@ -623,5 +630,6 @@ def finetune_subjects(
         }
         rows.append({**row, "checkpoint": str(path)})
     if is_main_process():
-        (out_dir / "finetuning.json").write_text(json.dumps(rows, indent=2))
+        text = json.dumps(rows, indent=2)
+        atomic_write(out_dir / "finetuning.json", lambda tmp: tmp.write_text(text))
     return rows

@@ -8,6 +8,12 @@ parameter groups with the warm-up + cosine schedule, and trains epoch by epoch w
 gradients, averaged over those micro-batches, are clipped and the optimiser and scheduler step
 once. Under DDP the gradient all-reduce runs only on the micro-batch that ends an optimiser
 step.
+
+Every training loop (this one and `emg_lens.train.supervised.fit`) stops a training that
+diverges: a non-finite loss (checked on each step's ``loss.item()``, which the loop reads
+anyway) or a non-finite weight (checked once per epoch) raises `TrainingDivergedError` naming
+what was trained and the epoch (`check_finite_loss`, `check_finite_weights`), so such a model
+is never scored or saved.
 """
 
 from __future__ import annotations
@@ -22,12 +28,64 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from emg_lens.errors import TrainingDivergedError
 from emg_lens.train.distributed import DistributedRun, distributed_run
 from emg_lens.train.schedule import layerwise_param_groups, warmup_cosine_scheduler
 
-__all__ = ["RecipeLog", "optimizer_steps", "run_recipe", "train_epoch"]
+__all__ = [
+    "RecipeLog",
+    "check_finite_loss",
+    "check_finite_weights",
+    "optimizer_steps",
+    "run_recipe",
+    "train_epoch",
+]
 
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
+
+
+def check_finite_loss(loss: float, what: str, epoch: int, epochs: int, step: str) -> None:
+    """Raise `TrainingDivergedError` when a training loss is NaN or inf (``epoch`` 0-based;
+    ``step`` says where in the epoch).
+
+    >>> check_finite_loss(0.7, "subject 1", 0, 5, "step 3")
+    >>> check_finite_loss(float("nan"), "subject 1", 1, 5, "step 3")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.TrainingDivergedError: subject 1: training diverged in epoch 2 of 5 (step 3: the loss is nan); it was stopped there, and the model is neither scored nor saved: train again with a smaller learning rate
+    """  # noqa: E501
+    if not math.isfinite(loss):
+        raise _diverged(what, epoch, epochs, f"{step}: the loss is {loss}")
+
+
+def check_finite_weights(model: nn.Module, what: str, epoch: int, epochs: int) -> None:
+    """Raise `TrainingDivergedError`, naming the first such parameter, when a weight of
+    ``model`` is NaN or inf (one device synchronisation for all parameters).
+
+    >>> model = nn.Linear(2, 1)
+    >>> check_finite_weights(model, "pretrain", 0, 3)
+    >>> with torch.no_grad():
+    ...     _ = model.bias.fill_(float("inf"))
+    >>> check_finite_weights(model, "pretrain", 0, 3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.TrainingDivergedError: pretrain: ... (weight 'bias' holds NaN or inf ...
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
+    if not named:
+        return
+    finite = torch.stack([p.detach().isfinite().all() for _, p in named]).cpu()
+    if not bool(finite.all()):
+        name = named[int((~finite).nonzero()[0])][0]
+        raise _diverged(what, epoch, epochs, f"weight {name!r} holds NaN or inf at its end")
+
+
+def _diverged(what: str, epoch: int, epochs: int, problem: str) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"{what}: training diverged in epoch {epoch + 1} of {epochs} ({problem}); it was "
+        "stopped there, and the model is neither scored nor saved: train again with a smaller "
+        "learning rate"
+    )
 
 
 def optimizer_steps(n_batches: int, accumulate_steps: int) -> int:
@@ -50,9 +108,13 @@ def train_epoch(
     accumulate_steps: int = 1,
     grad_clip: float | None = None,
     bar: tqdm | None = None,
+    desc: str = "train",
+    epoch: int = 0,
+    epochs: int = 1,
 ) -> float:
     """Train ``model`` (possibly DDP-wrapped, already in train mode) for one pass over
-    ``loader``; returns this process's mean micro-batch loss.
+    ``loader``; returns this process's mean micro-batch loss. A non-finite micro-batch loss
+    raises `TrainingDivergedError` naming ``desc`` and ``epoch`` (0-based) of ``epochs``.
 
     >>> from emg_lens.train.schedule import warmup_cosine_scheduler
     >>> model = nn.Linear(2, 1)
@@ -79,6 +141,9 @@ def train_epoch(
             loss = loss_fn(model, batch)
             (loss / group_size).backward()
         losses.append(loss.item())
+        # Under torchrun a rank whose loss alone is NaN fails here and torchrun stops the others;
+        # a NaN gradient reaches every rank through the all-reduce, so they stop a step later.
+        check_finite_loss(losses[-1], desc, epoch, epochs, f"micro-batch {i + 1} of {n_batches}")
         if ends_step:
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
@@ -119,7 +184,9 @@ def run_recipe(
 
     ``loss_fn(model, batch)`` gets the (possibly DDP-wrapped) model; ``train_mode`` puts it in
     training mode at the start of every epoch; ``after_epoch(epoch)`` runs after each epoch and
-    ends training early by returning True. The model is left in eval mode.
+    ends training early by returning True. The model is left in eval mode. A non-finite loss
+    or weight raises `TrainingDivergedError` naming ``desc`` and the epoch, before
+    ``after_epoch`` could score the model.
 
     >>> from emg_lens.config import EncoderConfig
     >>> from emg_lens.models import TinyMyo
@@ -166,7 +233,11 @@ def run_recipe(
                     accumulate_steps=cfg.accumulate_steps,
                     grad_clip=cfg.grad_clip,
                     bar=bar,
+                    desc=desc,
+                    epoch=epoch,
+                    epochs=cfg.epochs,
                 )
+                check_finite_weights(model, desc, epoch, cfg.epochs)  # the same on every rank
                 log.epoch_loss.append(run.mean(loss))
                 log.steps += steps_per_epoch
                 if after_epoch is not None and after_epoch(epoch):

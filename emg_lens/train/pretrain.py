@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from jaxtyping import Bool, Float
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.errors import ArgumentError, ConfigError
 from emg_lens.models.tinymyo import TinyMyo
 from emg_lens.train.distributed import process_rank, unwrap
-from emg_lens.train.inputs import window_dataset
+from emg_lens.train.inputs import UNLABELED, window_dataset
 from emg_lens.train.loop import run_recipe
 from emg_lens.train.schedule import check_schedule_fields
 
@@ -205,6 +205,30 @@ def _check_model(model: Any) -> TinyMyo:
     return model
 
 
+class _SignalsOnly(Dataset):
+    """The windows of a Dataset without what its items carry beside them: masked pretraining
+    reads no label, so a regression store's float targets ``[time, output]`` (NinaPro DB8's)
+    are not taken for malformed class labels."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.data[index][0], UNLABELED
+
+
+def _signals(data: Any) -> Any:
+    """``data`` (see `pretrain`) with its labels or targets dropped: windows only."""
+    if isinstance(data, Dataset):
+        return _SignalsOnly(data)
+    if isinstance(data, tuple) and len(data) == 2:
+        return data[0]  # (X, y): X alone
+    return data
+
+
 def _mask_generator(seed: int, rank: int = 0) -> torch.Generator:
     """Every process draws its own masks, reproducibly from (seed, rank)."""
     state = np.random.SeedSequence([seed, rank]).generate_state(1)[0]
@@ -232,7 +256,7 @@ def evaluate_masked_loss(
     True
     """
     model = _check_model(model).eval()
-    dataset = window_dataset(data, model.input_shape, what="held-out data")
+    dataset = window_dataset(_signals(data), model.input_shape, what="held-out data")
     generator = torch.Generator().manual_seed(seed)
     total, count = 0.0, 0
     for signals, _ in DataLoader(dataset, batch_size=batch_size):
@@ -253,12 +277,15 @@ def pretrain(
     out: str | Path | None = None,
 ) -> PretrainHistory:
     """Pretrain a reconstruction ``TinyMyo`` in place on windows ``data`` (a Dataset of
-    ``(x [C, T], y)`` items, an array ``X [N, C, T]``, or ``(X, y)``; labels are ignored).
+    ``(x [C, T], y)`` items, an array ``X [N, C, T]``, or ``(X, y)``; labels, or a regression
+    store's targets, are ignored).
 
     With ``val_data`` the masked-patch loss on it (`evaluate_masked_loss`, fixed masks) is
     recorded after every epoch. With ``out`` the model is saved there (`save_checkpoint`;
     metadata: ``recipe``, ``pretrain`` settings, ``history``) — by rank 0 only when launched
     with torchrun, in which case every process trains a replica on its shard of the data.
+    A training that diverges (a NaN or inf loss or weight) raises `TrainingDivergedError`;
+    nothing is saved.
 
     >>> from emg_lens.config import EncoderConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
@@ -271,9 +298,9 @@ def pretrain(
     (2, 4)
     """
     model = _check_model(model)
-    dataset = window_dataset(data, model.input_shape, what="data")
+    dataset = window_dataset(_signals(data), model.input_shape, what="data")
     if val_data is not None:
-        val_data = window_dataset(val_data, model.input_shape, what="val_data")
+        val_data = window_dataset(_signals(val_data), model.input_shape, what="val_data")
     generator = _mask_generator(cfg.seed, process_rank())
     val_masked_loss: list[float] = []
 

@@ -21,12 +21,15 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
+from emg_lens._io import atomic_write
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.config import EncoderConfig, config_for_data
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
 from emg_lens.errors import ConfigError, EdgeExpressionError
 from emg_lens.models.base import HookedEncoder
+from emg_lens.train.loop import check_finite_loss, check_finite_weights
+from emg_lens.train.schedule import check_field_types
 
 __all__ = [
     "TrainConfig",
@@ -59,10 +62,16 @@ class TrainConfig:
     dropout_edges: str = "cross_modal"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("TrainConfig.epochs and .batch_size must be >= 1")
+        check_field_types(self)  # types, and NaN or inf in a float field (it trains to NaN)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
         if not 0 <= self.anneal_fraction <= 1:
             raise ConfigError(
                 f"TrainConfig.anneal_fraction must be in [0, 1], got {self.anneal_fraction}"
@@ -128,7 +137,9 @@ def fit(
     applied in every training step: a model trained with, say, cross-modal edges cut on all
     heads but one has to route its cross-modal information through that head. With
     ``cfg.edge_dropout`` > 0, each window also has ``cfg.dropout_edges`` cut in every layer with
-    that probability (drawn from ``cfg.seed``).
+    that probability (drawn from ``cfg.seed``). A loss or weight that becomes NaN or inf stops
+    training with `TrainingDivergedError` naming ``desc`` (what is trained: the subject) and
+    the epoch.
 
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
@@ -153,7 +164,7 @@ def fit(
     model.train()
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
     try:
-        for _ in range(cfg.epochs):
+        for epoch in range(cfg.epochs):
             perm = torch.randperm(n, generator=order_gen)
             losses = []
             for i in range(0, n, cfg.batch_size):
@@ -168,10 +179,13 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 losses.append(loss.item())
+                step = f"step {result.steps + 1}"
+                check_finite_loss(losses[-1], desc, epoch, cfg.epochs, step)
                 result.steps += 1
                 result.final_lambda = lam
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", lam=f"{lam:.2f}")
+            check_finite_weights(model, desc, epoch, cfg.epochs)
             result.epoch_loss.append(float(np.mean(losses)))
     finally:
         bar.close()
@@ -242,7 +256,8 @@ def train_subjects(
     (built for ``model_cls`` by `config_for_data`, seeded with ``train_cfg.seed``) or a config.
     ``data_source`` (how to rebuild the data) is stored in every checkpoint, so evaluation and
     studies need nothing else. ``device`` is where the models train (default: the config's);
-    the checkpoints hold CPU tensors either way.
+    the checkpoints hold CPU tensors either way. A training that diverges raises
+    `TrainingDivergedError` naming its subject; its model is not saved.
     """
     out_dir = Path(out_dir)
     rows = []
@@ -280,5 +295,6 @@ def train_subjects(
             },
         )
         rows.append({**row, "checkpoint": str(path)})
-    (out_dir / "training.json").write_text(json.dumps(rows, indent=2))
+    text = json.dumps(rows, indent=2)
+    atomic_write(out_dir / "training.json", lambda tmp: tmp.write_text(text))
     return rows

@@ -12,6 +12,9 @@ Measured (6 subjects, 20 epochs, 83 s on two cores): interaction 0.567 -> 0.248 
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from emg_lens.cli import build_parser
@@ -34,20 +37,32 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(tmp_path,
 
     found = findings.set_index("group")
     interaction, unimodal = found.loc["interaction"], found.loc["unimodal"]
-    # The planted effect: the interaction gestures fall to chance (1 in 4) ...
+    # The planted effect: the interaction gestures fall to chance (1 in 4) ... (Bounds that
+    # held for seeds 0-3 trained on one thread, i.e. other floating-point paths, as on another
+    # CPU: baseline 0.47-0.64, masked 0.22-0.25, r_rb -0.94 to -1, p <= 0.0081.)
     assert interaction["found"], interaction
-    assert interaction["p"] < 0.05 and interaction["r_rb"] == -1.0
-    assert interaction["baseline"] > 0.45 and interaction["masked"] < 0.35
+    assert interaction["p"] < 0.05 and interaction["r_rb"] <= -0.8
+    assert interaction["masked"] < 0.35 and interaction["baseline"] > interaction["masked"] + 0.15
     # ... and the control: the single-modality gestures keep their accuracy.
     assert unimodal["found"], unimodal
     assert unimodal["p"] >= 0.05
     assert unimodal["masked"] > 0.95 and unimodal["baseline"] > 0.95
 
-    # The table's cell that cuts every cross-modal route carries the effect too, at the best
-    # significance 6 subjects allow (perfect separation: p_corr 0.0043, "**").
+    # The table's cell that cuts every cross-modal route carries the effect too (-15 % to
+    # -26 % over those seeds; "**", perfect separation, in all four, but one subject out of
+    # order would make it "*", so significance is what is asserted).
     cell = cut_everywhere(result)
-    assert cell["delta_pct"] < -10 and cell["stars"] == "**", cell
+    assert cell["delta_pct"] < -10 and cell["p_corr"] < 0.05, cell
     assert printed.count("found: yes") == 2 and "found: NO" not in printed
+    # Its output is no terminal here (no bars): a line per subject says how far it is, as it
+    # happens (issue 23, item 10: twenty minutes of one line on a busy machine).
+    for i in range(1, N_SUBJECTS + 1):
+        assert re.search(
+            rf"subject {i} \({i} of {N_SUBJECTS}\) trained in \d+ s, test accuracy", printed
+        )
+    assert re.search(rf"{N_SUBJECTS} subjects evaluated in \d+ s; \d+ s so far", printed)
+    rows = json.loads((tmp_path / "models" / "training.json").read_text())
+    assert [r["subject"] for r in rows] == list(range(1, N_SUBJECTS + 1))
     assert "smallest corrected p" in printed
     for name in ("summary.md", "summary.csv", "per_class.csv", "class_deltas.png"):
         assert (tmp_path / "study" / name).stat().st_size > 0

@@ -4,8 +4,13 @@ IsoNets are trained on the planted synthetic data (`planted_setup`) with every c
 cut in every layer except on one head of one layer: whatever the interaction gestures need from
 the other modality has to pass through that head. `head_importance` (each head's cross-modal
 edges cut alone, scored on the mean-pooled head, which cannot fuse the modalities itself) must
-rank that head first in most seeds, and attention flow, with the model run as it was trained,
-must show the cross-modal mass in that head.
+rank that head first in every seed where some head's cut matters, and attention flow, with the
+model run as it was trained, must show the cross-modal mass in that head.
+
+Seeds 0-5 trained on one thread (another floating-point path, as on another CPU): the planted
+head ranked first in 5 and its cut cost 5 to 14 points; in the sixth no head's cut moved the
+accuracy by more than 0.4 points (that model never used the route), and the ranking of such
+near-zeros is noise. Its cross-modal mass was 0.57-0.65 in all six.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 LAYER, HEAD = 1, 2  # the head that may read the other modality
 SEEDS = (0, 1, 2)
+MATTERS = 0.02  # an accuracy change (2 points) that is not the noise of a few windows
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +62,16 @@ def _train(data, seed: int) -> tuple[IsoNet, dict[int, torch.Tensor]]:
 
 
 def test_head_importance_ranks_the_planted_head_first_and_flow_shows_its_mass(data):
-    first = 0
+    informative = 0
     for seed in SEEDS:
         model, masks = _train(data, seed)
         table = head_importance(model, data, kinds=["cross_modal"], return_type="avg_logits")
         ranked = table.sort_values(["rank", "layer", "head"])
         print(f"\nseed {seed}:\n{ranked.head(4).to_string(index=False)}")
         top = ranked.iloc[0]
-        first += int((top["layer"], top["head"]) == (LAYER, HEAD) and top["delta"] < 0)
+        if abs(top["delta"]) >= MATTERS:  # some head's cut matters: the planted one's most
+            informative += 1
+            assert (top["layer"], top["head"]) == (LAYER, HEAD) and top["delta"] < 0, seed
 
         # Run as trained, layer LAYER's only cross-modal attention is the planted head's.
         _, cache = model.run_with_cache(torch.as_tensor(data.X_test[:128]), edge_masks=masks)
@@ -77,4 +85,4 @@ def test_head_importance_ranks_the_planted_head_first_and_flow_shows_its_mass(da
         mass = cross.groupby("head")["mass"].mean()
         assert mass.drop(HEAD).max() == 0.0
         assert mass[HEAD] > 0.1, mass  # it does read the other modality
-    assert first >= 2, f"the planted head ranked first in {first} of {len(SEEDS)} seeds"
+    assert informative, f"in no seed of {SEEDS} did any head's cut move the accuracy"

@@ -45,6 +45,11 @@ from emg_lens.models import (
 )
 from emg_lens.studies import StudyError, StudySpec, load_spec, run_study
 from tests.conftest import perturb_biases
+from tests.unit.bad_inputs import cli as cli_rows
+from tests.unit.bad_inputs import data as data_rows
+from tests.unit.bad_inputs import models as models_rows
+from tests.unit.bad_inputs import studies as studies_rows
+from tests.unit.bad_inputs import training as training_rows
 
 STUDY = Path(__file__).resolve().parents[2] / "studies" / "isonet_table3.toml"
 N_TOKENS = 7  # tiny IsoNet: CLS + 2 emg + 4 acc tokens
@@ -92,10 +97,11 @@ def _forward(signals):
 
 
 def _nan_weights_checkpoint(tmp: Path) -> Path:
-    model = _isonet()
-    with torch.no_grad():
-        model.blocks[1].attn.W_V[0, 0, 0] = float("nan")
-    return save_checkpoint(model, tmp / "nan_model")
+    path = save_checkpoint(_isonet(), tmp / "nan_model")  # save refuses NaN: poison the file
+    state = load_file(str(path / "model.safetensors"))
+    state["blocks.1.attn.W_V"][0, 0, 0] = float("nan")
+    save_file(state, str(path / "model.safetensors"))
+    return path
 
 
 def _nan_study(tmp: Path):
@@ -353,6 +359,12 @@ BAD_INPUTS = [
     ),
     ("mask_edges_batched 3 heads of 4", _batched_masks((2, 3, *Q)), LayoutError, "[3, 7, 7]"),
     ("stem_edge_masks 3 heads of 4", _stem_edge_masks((3,)), LayoutError, "stem_edge_masks"),
+    # issue 23, by area (tests/unit/bad_inputs/)
+    *training_rows.ROWS,
+    *data_rows.ROWS,
+    *models_rows.ROWS,
+    *studies_rows.ROWS,
+    *cli_rows.ROWS,
 ]
 
 

@@ -119,3 +119,22 @@ def test_screen_vs_exact_prints_one_json_line(capsys):
     assert result["spearman"] > 0.8 and result["spearman_all_heads"] > 0.8
     assert result["over_5_points"] > 0
     assert result["same_sign"] == result["over_5_points"]
+
+
+def test_converted_forward_prints_one_json_line_per_architecture(capsys):
+    pytest.importorskip("braindecode")
+    results = _load("converted_forward").main(["--quick"])  # asserts converted == original
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line) for line in lines] == results
+    assert [r["architecture"] for r in results] == [
+        "labram",
+        "cbramod",
+        "eegpt",
+        "pbt",
+        "torch_encoder",
+    ]
+    for result in results:
+        ratio = result["ratio"]
+        assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
+        assert result["ms_converted"] > 0 and result["ms_original"] > 0
+        assert result["max_abs_diff"] <= 1e-4 and result["tokens"] > 0

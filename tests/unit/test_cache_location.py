@@ -252,4 +252,4 @@ def test_synth_db2_writes_two_subjects_by_default_and_says_how_large(monkeypatch
     assert asked == [(2, "db2"), (6, "db2"), (6, "hd")]
     with pytest.raises(SystemExit):
         main(["synth", "--help"])
-    assert "214 MB" in capsys.readouterr().out
+    assert "0.63 GB per subject" in capsys.readouterr().out

@@ -4,7 +4,9 @@ A study file may name Python files (``hook = "hooks/file.py:name"``). Without
 ``allow_code=True`` (``--allow-code``) the study is refused before anything runs, and the
 refusal lists every file with its resolved path and SHA-256; ``study check`` lists them and
 executes nothing; paths that leave the study's folder are refused; the files' digests are part
-of every cell's provenance; pickled checkpoints are read with ``weights_only=True``.
+of every cell's provenance; pickled checkpoints are read with ``weights_only=True``. Consent may
+name the exact files ``study check`` listed, by SHA-256 (issue 23 item 9), and a hook factory
+that returns no hooks or exits the process is a named error naming its file and function (item 6).
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ import pytest
 import torch
 
 from emg_lens import EncoderConfig
-from emg_lens.checkpoints import read_biofoundation_state_dict
+from emg_lens.checkpoints import read_biofoundation_state_dict, save_checkpoint
 from emg_lens.cli import main
-from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import CheckpointError, CodeConsentError, CodePathError
+from emg_lens.data.datasets import data_source
+from emg_lens.data.preprocess import PreprocessSpec, SubjectData
+from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    CodeConsentError,
+    CodePathError,
+    SpecError,
+)
 from emg_lens.models import IsoNet, TinyMyo
 from emg_lens.studies import load_spec, run_study
 
@@ -223,3 +233,140 @@ def test_the_repository_recipes_run_with_consent():
         run_study(spec, models=_subjects(), progress=False)
     result = run_study(spec, models=_subjects(), allow_code=True, progress=False)
     assert {"cls_no_acc", "soft_cross"} <= set(result.per_subject["intervention"])
+
+
+# ----------------------------------------------------------------------------- consent by digest
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_consent_to_a_digest_runs_that_file_and_refuses_it_once_changed(tmp_path):
+    spec, hook = _study(tmp_path)
+    listed = _digest(hook)
+    result = run_study(spec, models=_subjects(), allow_code=[listed], progress=False)
+    assert (hook.parent / MARKER).read_text() == "executed"
+    assert "mine" in set(result.per_subject["intervention"])
+
+    # Edited after it was looked at: the consent does not cover the new bytes.
+    (hook.parent / MARKER).unlink()
+    hook.write_text(HOOK + "\n# changed\n")
+    with pytest.raises(CodeConsentError) as info:
+        run_study(spec, models=_subjects(), allow_code=[listed], progress=False)
+    message = str(info.value)
+    assert str(hook.resolve()) in message and _digest(hook) in message and listed in message
+    assert "study check" in message
+    assert not (hook.parent / MARKER).exists()  # refused before anything ran
+
+
+def test_a_digest_must_be_a_sha256_and_must_name_a_file_of_the_study(tmp_path):
+    spec, hook = _study(tmp_path)
+    with pytest.raises(ArgumentError, match="64 hexadecimal digits"):
+        run_study(spec, models=_subjects(), allow_code=["abc123"], progress=False)
+    other = "0" * 64
+    with pytest.raises(CodeConsentError, match=f"{other} matches none of the study's files"):
+        run_study(spec, models=_subjects(), allow_code=[_digest(hook), other], progress=False)
+    assert not (hook.parent / MARKER).exists()
+
+
+def _checkpoints(folder: Path) -> Path:
+    source = data_source(
+        "synthetic",
+        synthetic=SyntheticSpec(n_subjects=1, movement_seconds=1.0),
+        preprocess=PreprocessSpec(segment=(0.25, 1.0), step=100),
+    )
+    cfg = EncoderConfig.preset(
+        "tiny", seed=1, modalities={"emg": 12, "acc": 36}, n_samples=200, n_classes=12
+    )
+    save_checkpoint(
+        IsoNet(cfg), folder / "subject_1", metadata={"subject": 1, "data_source": source}
+    )
+    return folder
+
+
+def test_study_check_prints_the_consent_that_study_run_takes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "cache"))
+    spec, hook = _study(tmp_path)
+    models = _checkpoints(tmp_path / "models")
+    assert main(["study", "check", str(spec), "--models", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert f"--allow-code {_digest(hook)}" in out
+    assert not (hook.parent / MARKER).exists()
+
+    run = ["study", "run", str(spec), "--models", str(models), "--out", str(tmp_path / "out")]
+    assert main([*run, "--quiet", "--allow-code", _digest(hook)]) == 0
+    assert (hook.parent / MARKER).read_text() == "executed"
+    capsys.readouterr()
+    (hook.parent / MARKER).unlink()
+    hook.write_text(HOOK.replace("between(emg, acc)", "between(acc, emg)"))
+    assert main([*run, "--quiet", "--allow-code", "0" * 64]) == 2
+    err = capsys.readouterr().err
+    assert str(hook.resolve()) in err and _digest(hook) in err
+    assert not (hook.parent / MARKER).exists()
+
+
+# ----------------------------------------------------------------------------- hook factories
+
+FACTORY_SPEC = textwrap.dedent(
+    """
+    name = "factory"
+    models = "unused"
+
+    [[interventions]]
+    name = "mine"
+    hook = "hooks/factory.py:make"
+
+    [layers]
+    modes = ["all"]
+    """
+)
+
+
+def _factory(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "hooks").mkdir(exist_ok=True)
+    (tmp_path / "hooks" / "factory.py").write_text(textwrap.dedent(body))
+    spec = tmp_path / "study.toml"
+    spec.write_text(FACTORY_SPEC)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("returned", "described"),
+    [
+        ("{'blocks.0.attn.hook_pattern': lambda x, hook: x}", "a dict"),
+        ("[lambda x, hook: x]", "item 0 is a function"),
+        ("[('blocks.0.attn.hook_pattern', 3)]", "item 0's hook is an int"),
+        ("None", "NoneType"),
+    ],
+    ids=["dict", "bare-function", "hook-not-callable", "none"],
+)
+def test_a_factory_that_returns_no_hooks_is_named(tmp_path, returned, described):
+    spec = _factory(tmp_path, f"def make(model, layers):\n    return {returned}\n")
+    with pytest.raises(SpecError) as info:
+        run_study(spec, models=_subjects(1), allow_code=True, progress=False)
+    message = str(info.value)
+    assert "hooks/factory.py:make" in message and described in message
+    assert "(hook name or name filter, hook function) pairs" in message  # what is accepted
+
+
+EXITS = {
+    "on-import": "import sys\nsys.exit(3)\ndef make(model, layers):\n    return []\n",
+    "in-factory": "import sys\ndef make(model, layers):\n    sys.exit(3)\n",
+    "in-hook": (
+        "import sys\n"
+        "def stop(x, hook):\n    sys.exit(3)\n"
+        "def make(model, layers):\n    return [('blocks.0.attn.hook_pattern', stop)]\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("where", list(EXITS))
+def test_a_study_hook_that_exits_is_a_named_error(tmp_path, monkeypatch, capsys, where):
+    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "cache"))
+    spec = _factory(tmp_path, EXITS[where])
+    models = _checkpoints(tmp_path / "models")
+    run = ["study", "run", str(spec), "--models", str(models), "--out", str(tmp_path / "out")]
+    assert main([*run, "--quiet", "--allow-code"]) == 2  # not exit 3, without a word
+    err = capsys.readouterr().err
+    assert "hooks/factory.py" in err and "SystemExit(3)" in err

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 from transformer_lens.config import TransformerLensConfig
@@ -98,3 +99,31 @@ def test_config_for_data_refuses_what_the_data_decides():
         config_for_data(IsoNet, "huge", {"emg": 2}, 3, 8)
     with pytest.raises(ConfigError, match=r"unknown EncoderConfig field\(s\) \['width'\]"):
         config_for_data(IsoNet, EncoderConfig.preset("tiny"), {"emg": 2}, 3, 8, width=3)
+
+
+# ----------------------------------------------------------------------------- channel_names
+
+
+def test_channel_names_are_kept_and_round_trip():
+    names = ["C3", "Cz", "C4", "Fz", "Pz", "Oz"]  # tiny: 2 emg + 4 acc channels
+    cfg = EncoderConfig.preset("tiny", channel_names=names)
+    assert cfg.channel_names == names and cfg.channel_names is not names  # a copy
+    again = EncoderConfig.from_dict(json.loads(cfg.to_json()))
+    assert again == cfg and again.channel_names == names
+    assert EncoderConfig.preset("tiny", channel_names=tuple(names)).channel_names == names
+    assert EncoderConfig.preset("tiny").channel_names is None  # absent by default
+
+
+@pytest.mark.parametrize(
+    ("names", "says"),
+    [
+        (["C3", "Cz"], r"6 names.*n_channels=6.*got 2"),
+        (["C3", "Cz", "C4", "Fz", "Pz", "C3"], r"unique.*'C3'"),
+        (["C3", "Cz", "C4", "Fz", "Pz", 7], r"non-empty strings.*7"),
+        (["C3", "Cz", "C4", "Fz", "Pz", ""], r"non-empty strings.*''"),
+        ("C3 Cz C4 Fz Pz Oz", r"a list of channel names"),
+    ],
+)
+def test_bad_channel_names_name_the_field(names, says):
+    with pytest.raises(ConfigError, match=r"EncoderConfig\.channel_names.*" + says):
+        EncoderConfig.preset("tiny", channel_names=names)

@@ -57,6 +57,60 @@ def test_default_family_partitions_every_edge(model):
     assert bool((cover.sum(0) == 1).all())  # every (head, query, key) in exactly one candidate
 
 
+def _linear_downstream_isonet(seed: int) -> IsoNet:
+    """One layer, no LayerNorm, an MLP that adds a constant: everything after the attention
+    pattern is affine in it, so a first-order estimate of a cut is the cut's exact effect."""
+    cfg = EncoderConfig.preset(
+        "tiny", seed=seed, n_layers=1, normalization_type=None, init_range=0.5
+    )
+    model = IsoNet(cfg)
+    with torch.no_grad():
+        model.blocks[0].mlp.W_in.zero_()
+        model.blocks[0].mlp.b_in.zero_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_screen_is_exact_where_the_model_is_linear_after_the_cut(seed):
+    """Where everything downstream of the masked pattern is affine, the screen's estimates are
+    the exact effects, with one known difference: the estimate follows each window's clean
+    runner-up class, which the cut may let another class overtake. So the margin and accuracy
+    estimates equal the exact masked logits read against the clean runner-up, the accuracy
+    estimate is never below the exact accuracy effect, and every large exact accuracy effect
+    is estimated with its sign. (Built, not trained: these hold for every CPU. On trained
+    models, where later layers and LayerNorm sit downstream, the sign is not guaranteed, even
+    in the last layer, for cuts that remove most of a row's attention: issue 25.)"""
+    model = _linear_downstream_isonet(seed)
+    X = model.example_input(256)
+    with torch.no_grad():
+        clean = model(X, return_type="avg_logits")
+    y = clean.argmax(-1)
+    y[::3] = (y[::3] + 1) % model.cfg.n_classes  # windows the model gets wrong, too
+    rows = torch.arange(len(y))
+    others = clean.masked_fill(torch.nn.functional.one_hot(y, clean.shape[-1]).bool(), -torch.inf)
+    runner_up = others.argmax(-1)
+    clean_margin = clean[rows, y] - clean[rows, runner_up]
+    clean_accuracy = (clean.argmax(-1) == y).double().mean()
+    pairs = [f"between({q},{k})" for q in model.layout.groups for k in model.layout.groups]
+    family = family_from_edges(model, pairs, per_head=True)
+    table = screen(model, (X, y), family=family, return_type="avg_logits").table.sort_index()
+    large = 0
+    for i, candidate in enumerate(family):
+        with torch.no_grad():
+            cut = model(X, return_type="avg_logits", edge_masks=layer_masks(model, [candidate]))
+        margin = cut[rows, y] - cut[rows, runner_up]
+        estimate, estimate_accuracy = table[["estimate", "estimate_accuracy"]].iloc[i]
+        assert estimate == pytest.approx(float((margin - clean_margin).mean()), abs=1e-5)
+        linear_accuracy = float((margin > 0).double().mean() - clean_accuracy)
+        assert estimate_accuracy == pytest.approx(linear_accuracy, abs=1e-9)
+        exact_accuracy = float((cut.argmax(-1) == y).double().mean() - clean_accuracy)
+        assert estimate_accuracy >= exact_accuracy - 1e-9, candidate.label
+        if abs(exact_accuracy) > 0.05:
+            large += 1
+            assert np.sign(estimate_accuracy) == np.sign(exact_accuracy), candidate.label
+    assert large >= 5, "too few large effects: the sign check would be vacuous"
+
+
 def test_the_screens_pattern_is_the_masked_models_pattern(model, data):
     X, _ = data
     with torch.no_grad():

@@ -13,7 +13,7 @@ import scipy.io
 
 from emg_lens.cli import run
 from emg_lens.data import epn612, ninapro_db8, uci_gestures
-from emg_lens.data.downstream import SPLIT_CODES, DownstreamPreprocess
+from emg_lens.data.downstream import SPLIT_CODES, DownstreamPreprocess, label_runs
 from emg_lens.data.registry import dataset_info
 from emg_lens.data.synthetic_downstream import synthetic_db8, synthetic_epn612, synthetic_uci
 from emg_lens.data.window_build import build_window_store
@@ -256,7 +256,7 @@ def test_epn612_windows_follow_the_user_split():
 
 
 def test_uci_windows_drop_class_0_stay_within_runs_and_split_by_subject():
-    rec = synthetic_uci(2, gesture_seconds=0.5)[1]  # subject 25: validation
+    rec = synthetic_uci(2, gesture_seconds=0.5, rows_per_second=200.0)[1]  # 25: validation
     spec = DownstreamPreprocess("uci", 200.0, 8, window=40, step=20)
     batch = uci_gestures.uci_windows(rec, spec)
     assert set(batch.repetition.tolist()) == {SPLIT_CODES["val"]}
@@ -327,3 +327,99 @@ def test_synth_formats_write_what_windows_reads(tmp_path):
             assert info.read(source, subject).modalities == info.montage(source)
     with pytest.raises(ArgumentError, match="--n-gestures: not an option of --format uci"):
         run(["synth", "--format", "uci", "--out", str(tmp_path / "x"), "--n-gestures", "3"])
+
+
+# ----------------------------------------------------------------------------- issue 23
+
+
+def test_a_second_copy_of_a_db8_file_is_refused_naming_both(tmp_path):
+    rec = synthetic_db8(1, seconds=0.2)
+    (kept, *_) = ninapro_db8.write_ninapro_db8(rec, tmp_path)
+    old = tmp_path / "A_old" / kept.name
+    old.parent.mkdir()
+    old.write_bytes(kept.read_bytes())
+    with pytest.raises(DataFormatError, match="remove or move one copy") as info:
+        ninapro_db8.load_ninapro_db8(tmp_path, 1)
+    assert str(kept) in str(info.value) and str(old) in str(info.value)
+    old.unlink()
+    assert ninapro_db8.load_ninapro_db8(tmp_path, 1).source.startswith(str(kept))
+
+
+def _uci_runs(rec) -> list[tuple[int, int]]:
+    """(class, rows) of each run of one class in each file of a UCI recording."""
+    return [
+        (label, stop - start)
+        for k in np.unique(rec.repetition)
+        for label, start, stop in label_runs(rec.stimulus[rec.repetition == k])
+    ]
+
+
+def test_synthetic_downstream_data_has_the_real_protocols_durations():
+    """EPN-612: every sample a 5 s recording at 200 Hz; UCI: every gesture held 3 s after a 3 s
+    pause, the files logging a row per millisecond (their ``time`` column, in ms)."""
+    (training, testing) = synthetic_epn612(2)
+    for rec in (training, testing):
+        lengths = np.bincount(rec.repetition)[1:]
+        assert set(lengths.tolist()) == {5 * 200}
+    (uci,) = synthetic_uci(1)
+    assert set(np.diff(uci.extras["time_ms"][uci.repetition == 1]).tolist()) == {1.0}
+    assert {rows for _, rows in _uci_runs(uci)} == {3 * 1000}
+    assert [label for label, _ in _uci_runs(uci)][:4] == [0, 1, 0, 2]
+
+
+DOWNSTREAM_SMALLEST = [("epn612", 2), ("uci", 3), ("ninapro-db8", 1)]
+"""Each format's fewest ``synth --n-subjects`` whose files hold train, val and test data."""
+
+
+@pytest.mark.parametrize(("fmt", "n_subjects"), DOWNSTREAM_SMALLEST)
+def test_synth_then_windows_with_the_defaults_works_for_every_downstream_format(
+    tmp_path, fmt, n_subjects
+):
+    """The README's sequence, ``synth --format F --out D`` then ``windows --dataset F --root D
+    --out S.h5``, with the defaults, at its smallest size."""
+    root, out = tmp_path / fmt, tmp_path / "S.h5"
+    run(["synth", "--format", fmt, "--out", str(root), "--n-subjects", str(n_subjects)])
+    run(["windows", "--dataset", fmt, "--root", str(root), "--out", str(out), "--quiet"])
+    store = WindowStore(out)
+    assert store.window == dataset_info(fmt).downstream.window == 1000
+    assert sorted(set(store.repetition.tolist())) == [1, 2, 3]  # train, val and test windows
+
+
+def test_the_downstream_defaults_fit_each_datasets_real_protocol():
+    """EPN: each 5 s sample is one whole window; UCI: a 3 s gesture (3000 rows) gives 5 windows
+    of 1000 rows every 500; DB8: windows of 0.5 s at 2 kHz over each acquisition."""
+    (training, _) = synthetic_epn612(2, per_gesture=1)
+    spec = dataset_info("epn612").downstream.spec("epn612")
+    batch = epn612.epn612_windows(training, spec)
+    assert batch.x.shape == (12, 8, 1000) and (batch.x[:, :, -1] != 0).all()  # not padded
+    (rec,) = synthetic_uci(1)
+    batch = uci_gestures.uci_windows(rec, dataset_info("uci").downstream.spec("uci"))
+    assert len(batch) == 2 * 7 * 5  # 2 files, 7 classes, 5 windows in each 3000-row run
+    rec = synthetic_db8(1, seconds=2.0)
+    batch = ninapro_db8.db8_windows(rec, dataset_info("ninapro-db8").downstream.spec("ninapro-db8"))
+    assert batch.x.shape[1:] == (16, 1000) and set(batch.repetition.tolist()) == {1, 2, 3}
+
+
+def test_db8_nan_glove_samples_are_counted_per_file_and_printed(tmp_path, capsys):
+    rec = synthetic_db8(1, seconds=1.0)
+    glove, acquisition = rec.extras["glove"], rec.extras["acquisition"]
+    glove[acquisition == 2] = np.nan
+    glove[np.flatnonzero(acquisition == 2)[:500]] = 10.0  # A2: 500 of 2000 samples left
+    ninapro_db8.write_ninapro_db8(rec, tmp_path / "db8")
+    nan = {k: int(np.isnan(glove[acquisition == k]).any(axis=1).sum()) for k in (1, 2, 3)}
+    command = ["windows", "--dataset", "ninapro-db8", "--root", str(tmp_path / "db8")]
+    command += ["--out", str(tmp_path / "w.h5"), "--quiet"]
+    lost = r"S1_E1_A2.mat: 1500 of 2000 samples .* no window"
+    with (
+        pytest.warns(UserWarning, match=lost),
+        pytest.raises(DataFormatError, match="ninapro-db8: no val window") as info,
+    ):
+        run(command)
+    assert "the longest acquisition (NaN glove samples dropped) is 500 samples" in str(info.value)
+    assert not (tmp_path / "w.h5").exists()
+    run([*command, "--window", "500"])
+    printed = capsys.readouterr().out
+    for k in (1, 2, 3):
+        assert f"S1_E1_A{k}.mat: {nan[k]} of 2000 samples" in printed
+    (session,) = WindowStore(tmp_path / "w.h5").meta["sessions"]
+    assert [n for n, _ in session["nan_glove"].values()] == [nan[1], nan[2], nan[3]]

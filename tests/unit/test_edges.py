@@ -25,8 +25,11 @@ from emg_lens.edges import (
     EdgeSet,
     all_edges,
     between,
+    between_regions,
+    channels,
     cross_channel,
     cross_modal,
+    cross_region,
     from_cls,
     heads,
     layers,
@@ -37,8 +40,16 @@ from emg_lens.edges import (
     to_cls,
     unimodal,
     within,
+    within_region,
 )
-from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError, SpecError
+from emg_lens.edges.regions import HEMISPHERES, LOBES, REGIONS, place
+from emg_lens.errors import (
+    ArgumentError,
+    EdgeExpressionError,
+    LayoutError,
+    SpecError,
+    UnplacedChannelError,
+)
 from emg_lens.models import IsoNet
 from tests.conftest import perturb_biases
 
@@ -55,13 +66,17 @@ class Tok(NamedTuple):
     group: str
     channel: int
     time: int
+    name: str | None  # the channel's name, if the layout names its channels
 
 
 Pred = Callable[[int, Tok, Tok], bool]
 
 
 def tokens(layout: TokenLayout) -> list[Tok]:
-    return [Tok(*t) for t in zip(layout.group, layout.channel, layout.time)]
+    return [
+        Tok(g, c, t, layout.channel_name(i))
+        for i, (g, c, t) in enumerate(zip(layout.group, layout.channel, layout.time))
+    ]
 
 
 def brute_force(pred: Pred, layout: TokenLayout, n_heads: int) -> torch.Tensor:
@@ -81,18 +96,73 @@ def touches_cls(q: Tok, k: Tok) -> bool:
 # strategies per example would cost more than the tests themselves.
 POOL = ["emg", "acc", "force", "gyro"]
 
+# Channel names with their (lobe, hemisphere), written out by hand from the 10-10 system
+# and the boundary cases the region table documents (emg_lens.edges.regions): the oracle does
+# not ask the module. Spellings vary as files write them (case, old names, EEG/-REF).
+PLACES = {
+    "Fp1": ("frontal", "left"),
+    "Nz": ("frontal", "midline"),
+    "F8": ("frontal", "right"),
+    "AF4": ("frontal", "right"),
+    "EEG FP2-REF": ("frontal", "right"),
+    "FC1": ("central", "left"),
+    "C3": ("central", "left"),
+    "cz": ("central", "midline"),
+    "CP2": ("central", "right"),
+    "P3": ("parietal", "left"),
+    "Pz": ("parietal", "midline"),
+    "PO4": ("occipital", "right"),
+    "O1": ("occipital", "left"),
+    "Iz": ("occipital", "midline"),
+    "T3": ("temporal", "left"),
+    "T8": ("temporal", "right"),
+    "P7": ("temporal", "left"),
+    "TP10": ("temporal", "right"),
+    "FT9": ("temporal", "left"),
+    "A2": ("temporal", "right"),
+}
+
 
 @st.composite
-def layouts(draw) -> TokenLayout:
+def layouts(draw, named: bool | None = None) -> TokenLayout:
+    """A channel-token layout; ``named``: with channel names (None: drawn, half of them)."""
     names = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=3, unique=True))
     modalities = {name: draw(st.integers(1, 4)) for name in names}
+    n_channels = sum(modalities.values())
+    channel_names = None
+    if draw(st.booleans()) if named is None else named:
+        channel_names = draw(st.permutations(sorted(PLACES)))[:n_channels]
     return TokenLayout.channel_tokens(
-        modalities, n_patches=draw(st.integers(1, 3)), cls_token=draw(st.booleans())
+        modalities,
+        n_patches=draw(st.integers(1, 3)),
+        cls_token=draw(st.booleans()),
+        channel_names=channel_names,
     )
+
+
+def in_terms(tok: Tok, terms: tuple[str, ...]) -> bool:
+    """Whether ``tok`` embeds a channel that ``terms`` (regions or channel names) name."""
+    if tok.name is None:
+        return False
+    return tok.name in terms or any(t in PLACES[tok.name] for t in terms)
+
+
+def region_terms(layout: TokenLayout) -> list[str]:
+    """The regions and channel names that select at least one token of a named layout."""
+    names = [n for n in layout.channel_names or () if n in [t.name for t in tokens(layout)]]
+    regions = sorted({r for n in names for r in PLACES[n]})
+    return regions + sorted(names)
 
 
 _index = st.integers(0, 3)
 _flag = st.booleans()
+_terms = st.frozensets(st.integers(0, 30), min_size=1, max_size=2)
+SCALP_TEMPLATES = st.one_of(  # the channel and region selectors
+    st.tuples(st.just("channels"), st.frozensets(st.integers(0, 30), min_size=1, max_size=3)),
+    st.tuples(st.just("within_region"), _terms),
+    st.tuples(st.just("between_regions"), _terms, _terms),
+    st.tuples(st.just("cross_region")),
+)
 LEAF_TEMPLATES = st.one_of(  # one branch per selector, so each is drawn equally often
     st.tuples(st.just("unimodal"), _flag),
     st.tuples(st.just("cross_modal"), _flag),
@@ -100,6 +170,7 @@ LEAF_TEMPLATES = st.one_of(  # one branch per selector, so each is drawn equally
     st.tuples(st.just("between"), _index, _index),
     st.tuples(st.just("time_window"), _index, _index),
     st.tuples(st.just("heads"), st.frozensets(_index, min_size=1)),
+    SCALP_TEMPLATES,
     *(
         st.tuples(st.just(name))
         for name in ("same_channel", "cross_channel", "all_edges", "no_edges", "to_cls", "from_cls")
@@ -173,6 +244,8 @@ def instantiate(template: tuple, layout: TokenLayout, n_heads: int) -> tuple[Edg
             cross_channel(),
             lambda h, q, k: q.channel >= 0 and k.channel >= 0 and q.channel != k.channel,
         )
+    if kind in ("channels", "within_region", "between_regions", "cross_region"):
+        return _instantiate_scalp(kind, args, layout)
     if kind == "all_edges":
         return all_edges(), lambda h, q, k: True
     if kind == "no_edges":
@@ -184,6 +257,34 @@ def instantiate(template: tuple, layout: TokenLayout, n_heads: int) -> tuple[Edg
         return to_cls(), lambda h, q, k: q.group == "cls" and k.group != "cls"
     assert kind == "from_cls"
     return from_cls(), lambda h, q, k: q.group != "cls" and k.group == "cls"
+
+
+def _instantiate_scalp(kind: str, args: list, layout: TokenLayout) -> tuple[EdgeSet, Pred]:
+    """The channel and region selectors; on a layout without names, a stand-in (they need
+    names): a directed pair of groups."""
+    if layout.channel_names is None:
+        a, b = layout.groups[0], layout.groups[-1]
+        return between(a, b), lambda h, q, k: q.group == a and k.group == b
+    if kind == "cross_region":
+        return (
+            cross_region(),
+            lambda h, q, k: (
+                q.name is not None and k.name is not None and PLACES[q.name][0] != PLACES[k.name][0]
+            ),
+        )
+    terms = region_terms(layout)
+    if kind == "channels":
+        named = tuple(terms[i % len(terms)] for i in args[0])
+        picked = tuple(sorted({n for n in named if n not in REGIONS})) or (terms[-1],)
+        return channels(*picked), lambda h, q, k: q.name in picked and k.name in picked
+    sides = [tuple(sorted({terms[i % len(terms)] for i in side})) for side in args]
+    if kind == "within_region":
+        (side,) = sides
+        return within_region(list(side)), lambda h, q, k: in_terms(q, side) and in_terms(k, side)
+    query, key = sides
+    return between_regions(
+        list(query), list(key)
+    ), lambda h, q, k: in_terms(q, query) and in_terms(k, key)
 
 
 @st.composite
@@ -206,6 +307,14 @@ def _check_against_oracle(expr: EdgeSet, pred: Pred, layout: TokenLayout, n_head
 @given(layouts(), st.integers(1, 4), LEAF_TEMPLATES)
 def test_each_selector_matches_brute_force(layout, n_heads, template):
     _check_against_oracle(*instantiate(template, layout, n_heads), layout, n_heads)
+
+
+@SETTINGS
+@given(layouts(named=True), st.integers(1, 4), SCALP_TEMPLATES)
+def test_each_scalp_selector_matches_brute_force(layout, n_heads, template):
+    expr, pred = instantiate(template, layout, n_heads)
+    _check_against_oracle(expr, pred, layout, n_heads)
+    assert parse(str(expr)) == expr
 
 
 @SETTINGS
@@ -254,6 +363,184 @@ def test_compile_is_vectorised_on_large_layouts():
     assert not mask[0, 1, 2] and mask[0, 1, 51 + 3] and not mask[0, 1, 51 + 4]
     acc = 1 + 12 * 50
     assert not mask[0, acc:, acc:].any() and mask[0, acc:, :acc].any()  # acc -> acc removed
+
+
+# 10-20 names over two modalities, with 2 time patches: cls, then each channel's 2 tokens.
+EEG = TokenLayout.channel_tokens(
+    {"eeg": 5, "eog": 1}, n_patches=2, channel_names=["Fz", "C3", "Cz", "C4", "Pz", "Fp1"]
+)
+EEG_LOBE = {"Fz": "frontal", "Fp1": "frontal", "C3": "central", "Cz": "central"}
+EEG_LOBE |= {"C4": "central", "Pz": "parietal"}
+
+
+@pytest.mark.parametrize(
+    "expr, pred",
+    [
+        (channels("C3", "C4"), lambda h, q, k: {q.name, k.name} <= {"C3", "C4"}),
+        (within_region("central"), lambda h, q, k: {q.name, k.name} <= {"C3", "Cz", "C4"}),
+        (within_region("left"), lambda h, q, k: {q.name, k.name} <= {"C3", "Fp1"}),
+        (within_region("frontal+Pz"), lambda h, q, k: {q.name, k.name} <= {"Fz", "Fp1", "Pz"}),
+        (
+            between_regions("frontal", "midline"),
+            lambda h, q, k: q.name in ("Fz", "Fp1") and k.name in ("Fz", "Cz", "Pz"),
+        ),
+        (between_regions("C3", "C4"), lambda h, q, k: (q.name, k.name) == ("C3", "C4")),
+        (
+            cross_region(),
+            lambda h, q, k: None not in (q.name, k.name) and EEG_LOBE[q.name] != EEG_LOBE[k.name],
+        ),
+    ],
+    ids=lambda v: None if isinstance(v, FunctionType) else str(v),
+)
+def test_each_scalp_selector_golden(expr, pred):
+    assert torch.equal(expr.compile(EEG, 2), brute_force(pred, EEG, 2))
+    assert parse(str(expr)) == expr
+
+
+def test_region_table_places_the_10_20_montage():
+    """The 19 channels of the 10-20 system, old and new names, by region; parity sides."""
+    lobes = {
+        "frontal": ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8"],
+        "central": ["C3", "Cz", "C4"],
+        "parietal": ["P3", "Pz", "P4"],
+        "occipital": ["O1", "O2"],
+        "temporal": ["T7", "T8", "P7", "P8", "T3", "T4", "T5", "T6"],
+    }
+    for lobe, names in lobes.items():
+        for name in names:
+            assert place(name)[0] == lobe, name
+            assert place(name.upper())[0] == lobe and place(f"EEG {name}-REF")[0] == lobe
+    for name in ["Fp1", "F7", "T3", "C3", "T5", "P3", "O1", "A1", "M1", "FT9", "PO7"]:
+        assert place(name)[1] == "left", name
+    for name in ["Fp2", "F8", "T4", "C4", "T6", "P4", "O2", "A2", "M2", "TP10", "AF8"]:
+        assert place(name)[1] == "right", name
+    for name in ["Fpz", "Fz", "FCz", "Cz", "CPz", "Pz", "POz", "Oz", "Iz", "Nz"]:
+        assert place(name)[1] == "midline", name
+    boundary = {"FC3": "central", "CP4": "central", "PO3": "occipital", "FT7": "temporal"}
+    boundary |= {"TP8": "temporal", "A1": "temporal", "M2": "temporal", "AF7": "frontal"}
+    for name, lobe in boundary.items():
+        assert place(name)[0] == lobe, name
+    assert set(LOBES) | set(HEMISPHERES) == set(REGIONS)
+
+
+@pytest.mark.parametrize("name", ["EMG1", "Fp1-F7", "FFC1h", "C11", "X", "Cz2", ""])
+def test_region_table_refuses_what_it_cannot_place(name):
+    with pytest.raises(UnplacedChannelError, match=r"regions=\{") as info:
+        place(name)
+    assert info.value.channel == name and repr(name) in str(info.value)
+    assert isinstance(info.value, LayoutError)
+
+
+def test_scalp_selectors_need_names_the_layout_has():
+    plain = TokenLayout.channel_tokens({"eeg": 2})
+    for e in (channels("C3"), within_region("frontal"), cross_region()):
+        with pytest.raises(LayoutError, match=r"no channel names.*EncoderConfig\.channel_names"):
+            e.compile(plain, 1)
+    with pytest.raises(LayoutError, match=r"'C5', which is not a channel.*Fz, C3, Cz"):
+        channels("C3", "C5").compile(EEG, 1)
+    with pytest.raises(LayoutError, match=r"'motor', which is not a channel.*nor a region"):
+        within_region("motor").compile(EEG, 1)
+    with pytest.raises(LayoutError, match=r"region 'occipital', which holds none"):  # no O here
+        between_regions("frontal", "occipital").compile(EEG, 1)
+    # names matched exactly, else ignoring case
+    assert torch.equal(channels("c3", "CZ").compile(EEG, 1), channels("C3", "Cz").compile(EEG, 1))
+
+
+def test_region_selectors_name_a_channel_the_table_cannot_place():
+    layout = TokenLayout.channel_tokens({"eeg": 2, "emg": 1}, channel_names=["C3", "C4", "EMG1"])
+    for e in (within_region("central"), cross_region(), between_regions("C3", "left")):
+        with pytest.raises(UnplacedChannelError, match=r"edge set .* 'EMG1'.*regions=") as info:
+            e.compile(layout, 1)
+        assert info.value.channel == "EMG1"
+    # channel names alone, and the user's own regions, need no table
+    motor = within_region("motor", regions={"motor": ["C3", "C4"]})
+    assert motor == within_region("C3+C4") and str(motor) == "within_region(C3+C4)"
+    assert motor.compile(layout, 1)[0, 1:, 1:].int().tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
+    assert between_regions("hand", "C3", regions={"hand": ["EMG1"]}).compile(layout, 1)[0, 3, 1]
+
+
+def test_scalp_selectors_on_tubelet_tokens_refuse():
+    """Tubelets embed all of a modality's channels: no token has one channel's name."""
+    from emg_lens.models.fusion import tubelet_layout
+
+    layout = tubelet_layout({"eeg": 2}, n_patches=2, channel_names=["C3", "C4"])
+    with pytest.raises(LayoutError, match="no token of this layout embeds"):
+        within_region("central").compile(layout, 1)
+    assert not cross_region().compile(layout, 1).any()  # no token pair has channels
+
+
+@pytest.mark.parametrize(
+    "expr, text",
+    [
+        (channels("C4", "C3", "C4"), "channels(C3,C4)"),
+        (within_region("frontal"), "within_region(frontal)"),
+        (within_region(["C3", "Cz", "C4"]), "within_region(C3+C4+Cz)"),
+        (within_region(" C4 + frontal "), "within_region(C4+frontal)"),
+        (between_regions("frontal", "parietal"), "between_regions(frontal,parietal)"),
+        (channels("EEG Fp1-REF", "1"), "channels('1','EEG Fp1-REF')"),
+        (within_region(["it's", "a+b"]), "within_region('a+b'+\"it's\")"),
+        (cross_region() & heads(1), "cross_region & heads(1)"),
+    ],
+)
+def test_scalp_canonical_strings(expr, text):
+    assert str(expr) == text
+    assert parse(text) == expr
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("channels(C3, 'C4')", channels("C3", "C4")),
+        ('within_region("frontal" + C3)', within_region("C3+frontal")),
+        ("within_region(region=left)", within_region("left")),
+        (
+            "between_regions(key_region=C3+C4, query_region=frontal)",
+            between_regions("frontal", ["C4", "C3"]),
+        ),
+        ("cross_region()", cross_region()),
+    ],
+)
+def test_scalp_parse_accepts_non_canonical_spellings(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, column, token, mentions",
+    [
+        ("within_region(C3+)", 18, ")", "unexpected ')' after '+'"),
+        ("within_region(C3++C4)", 18, "+", "unexpected '+' after '+'"),
+        ("channels()", 1, "channels()", "at least one channel name"),
+        ("channels(C3+C4)", 10, "C3+C4", "takes one value"),
+        ("within_region('')", 15, "''", "channel or region name"),
+        ("within_region(3)", 15, "3", "channel or region name"),
+        ("time_window(1+2)", 15, "2", "unexpected '2' after '+'"),
+        ("within(emg+acc)", 8, "emg+acc", "takes one value"),
+        ("channels(name=C3)", 10, "name", "takes no keyword"),
+        ("within_regoin(C3)", 1, "within_regoin", "did you mean 'within_region'"),
+    ],
+)
+def test_scalp_parse_errors_point_at_the_offending_token(text, column, token, mentions):
+    test_parse_errors_point_at_the_offending_token(text, column, token, mentions)
+
+
+@pytest.mark.parametrize(
+    "build, says",
+    [
+        (lambda: channels(), "at least one channel name"),
+        (lambda: channels("C3", 4), "channel or region name"),
+        (lambda: channels("C3\nC4"), "newline"),
+        (lambda: within_region(""), "channel or region name"),
+        (lambda: within_region(3), "must be a region"),
+        (lambda: within_region({"a": 1}), "must be a region"),
+        (lambda: within_region("x", regions=["C3"]), "regions must be a dict"),
+        (lambda: within_region("x", regions={"x": "C3"}), r"regions\['x'\] must be a list"),
+        (lambda: within_region("x", regions={"x": []}), "names no channel"),
+        (lambda: between_regions("C3", ["a'b\"c"]), "both quote characters"),
+    ],
+)
+def test_bad_scalp_selector_arguments(build, says):
+    with pytest.raises(ArgumentError, match=says):
+        build()
 
 
 # ============================================================================ set laws
@@ -527,7 +814,8 @@ def test_operators_reject_non_edge_sets():
 # ============================================================================ masked forwards
 @functools.cache
 def _tiny_isonet() -> IsoNet:
-    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    names = ["Fp1", "cz", "C3", "P7", "O1", "EEG FP2-REF"]  # named: the scalp selectors apply
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0, channel_names=names))
     perturb_biases(model)
     return model.eval()
 

@@ -225,6 +225,38 @@ def test_export_command_end_to_end_on_a_saved_checkpoint(tmp_path, capsys):
     assert "'ecg'" in capsys.readouterr().err and not bad.exists()
 
 
+def test_the_file_says_what_it_is_in_its_metadata(tmp_path):
+    # Issue 23, item 11: the metadata_props were empty. onnx and onnxruntime read them back.
+    import hashlib
+
+    import onnx
+
+    from emg_lens import __version__
+    from emg_lens.export import METADATA_KEYS, export_checkpoint
+
+    folder = save_checkpoint(_isonet(), tmp_path / "subject_1")
+    out = tmp_path / "m.onnx"
+    result = export_checkpoint(folder, out, edges="cross_modal|from_cls", layers=[1])
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert props == {
+        "emg_lens_version": __version__,
+        "model_class": "IsoNet",
+        "edges": "cross_modal | from_cls",
+        "layers": "1",
+        "return_type": "logits",
+        "source_checkpoint": str(folder),
+        "source_weights_sha256": weights,
+    }
+    assert tuple(props) == METADATA_KEYS and result.metadata == props
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map == props
+    # unmasked, from a model in memory: no edges, no layers, no source
+    plain = export_onnx(_isonet(), tmp_path / "plain.onnx")
+    props = {p.key: p.value for p in onnx.load(str(plain.path)).metadata_props}
+    assert (props["edges"], props["layers"], "source_checkpoint" in props) == ("", "", False)
+
+
 def test_the_readme_section_runs_as_printed(tmp_path, monkeypatch):
     section = README.read_text().split("## Export a masked model\n", 1)[1].split("\n## ", 1)[0]
     (command,) = re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)
@@ -243,6 +275,7 @@ def test_the_readme_section_runs_as_printed(tmp_path, monkeypatch):
         signals = torch.from_numpy(namespace["signals"])
         expected = model(signals, edge_masks=compile_edges(edges, model, layers))
     assert _max_diff(namespace["logits"], expected) <= 1e-5
+    assert (namespace["meta"]["edges"], namespace["meta"]["layers"]) == (edges, str(layers[0]))
 
 
 def test_export_help_imports_no_torch():
@@ -253,3 +286,14 @@ def test_export_help_imports_no_torch():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "--edges" in run.stdout and run.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_an_edge_set_naming_a_layer_the_model_lacks_is_not_exported(tmp_path, capsys):
+    """Issue 23 item 7: ``--edges "cross_modal & layers(5)"`` on a 2-layer model exported the
+    model unmasked; it is refused, and no file is written."""
+    folder = save_checkpoint(_isonet(), tmp_path / "ckpt")
+    out = tmp_path / "m.onnx"
+    argv = ["export", "--checkpoint", str(folder), "--out", str(out)]
+    assert main([*argv, "--edges", "cross_modal & layers(5)"]) == 2
+    assert "names layer(s) [5], but the model has n_layers=2" in capsys.readouterr().err
+    assert not out.exists()

@@ -221,3 +221,25 @@ def test_cli_pretrain_then_finetune_on_synthetic_windows(tmp_path, capsys):
     assert load_checkpoint(tuned).cfg.n_classes == 3
     assert main(["finetune", "--checkpoint", str(tmp_path), "--out", str(tuned), *data]) == 2
     assert "not an emg_lens checkpoint" in capsys.readouterr().err
+
+
+def test_a_diverged_finetuning_names_its_subject_and_saves_nothing(tmp_path):
+    """Issue 23 item 2, in the recipe loop that pretraining, fine-tuning and DDP share."""
+    from emg_lens.data.datasets import synthetic_windows_source
+    from emg_lens.data.synthetic import SyntheticSpec
+    from emg_lens.errors import TrainingDivergedError
+    from emg_lens.models import TinyMyo
+    from emg_lens.train import finetune_subjects
+
+    cfg = EncoderConfig.preset(
+        "tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40, d_model=16, d_head=4,
+        n_heads=4, d_mlp=32, seed=0,
+    )  # fmt: skip
+    ckpt = save_checkpoint(TinyMyo(cfg, task="reconstruction"), tmp_path / "pretrained")
+    spec = SyntheticSpec(n_subjects=1, n_emg=2, n_acc_sensors=1, n_acc_gestures=0,
+                         n_interaction_gestures=0, movement_seconds=0.3)  # fmt: skip
+    recipe = FinetuneConfig(epochs=2, warmup_epochs=0, lr=1e30, min_lr=0.0, progress=False)
+    source = synthetic_windows_source(spec, window=40, step=40)
+    with pytest.raises(TrainingDivergedError, match=r"subject 1: finetune: training diverged"):
+        finetune_subjects(ckpt, source, tmp_path / "models", recipe)
+    assert not list((tmp_path / "models").rglob("model.safetensors"))

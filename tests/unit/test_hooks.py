@@ -381,6 +381,64 @@ def test_name_filters_on_hierarchical_skip_stems_by_default():
 # ----------------------------------------------------------------------------- misuse
 
 
+def _use_filter(model, way: str, filt):
+    """Use ``filt`` with ``model`` the way a TransformerLens user would."""
+    x = model.example_input(2)
+    hook = mask_edges("cross_modal", model.layout)
+    if way == "run_with_hooks":
+        return model.run_with_hooks(x, fwd_hooks=[(filt, hook)])
+    if way == "hooks()":
+        with model.hooks(fwd_hooks=[(filt, hook)]):
+            return model(x)
+    if way == "add_hook":
+        try:
+            model.add_hook(filt, hook)
+            return model(x)
+        finally:
+            model.reset_hooks()
+    return model.run_with_cache(x, names_filter=filt)  # run_with_cache names_filter
+
+
+FILTER_WAYS = ["run_with_hooks", "hooks()", "add_hook", "run_with_cache"]
+
+
+@pytest.mark.parametrize("way", FILTER_WAYS)
+def test_a_filter_naming_layers_the_model_lacks_is_refused_where_it_meets_the_model(
+    tiny_isonet, way
+):
+    # The README's attn_scores_filter([1, 2, 3]) pasted onto a 2-layer model used to cut only
+    # layer 1, and [5, 6] nothing at all, without a word (issue 23, item 10).
+    for filt, missing in [
+        (attn_scores_filter([5, 6]), "[5, 6]"),
+        (pattern_filter([1, 2, 3]), "[2, 3]"),
+    ]:
+        with pytest.raises(LayoutError, match=rf"names layers \{missing[:-1]}\] .*n_layers=2"):
+            _use_filter(tiny_isonet, way, filt)
+    assert not any(hp.fwd_hooks for hp in tiny_isonet.hook_dict.values())  # nothing left behind
+    _use_filter(tiny_isonet, way, attn_scores_filter([0, 1]))  # the layers it has: fine
+    _use_filter(tiny_isonet, way, attn_scores_filter())  # every layer: fine
+
+
+def test_a_stem_filter_is_checked_against_its_stem():
+    cfg = HierarchicalTransformer.default_config("tiny", seed=0, n_stem_layers=2, n_layers=1)
+    model = HierarchicalTransformer(cfg).eval()
+    x = model.example_input(2)
+    ok = attn_scores_filter([1], stack="stems.acc.blocks")
+    model.run_with_hooks(x, fwd_hooks=[(ok, lambda t, hook: t)], return_type=None)
+    bad = attn_scores_filter([2], stack="stems.acc.blocks")
+    with pytest.raises(LayoutError, match=r"names layers \[2\].*for l in \[0, 1\]"):
+        model.run_with_hooks(x, fwd_hooks=[(bad, lambda t, hook: t)], return_type=None)
+
+
+def test_a_hook_name_the_model_lacks_is_a_layout_error(tiny_isonet):
+    x = tiny_isonet.example_input(2)
+    name = "blocks.3.attn.hook_attn_scores"
+    with pytest.raises(
+        LayoutError, match=r"no hook point 'blocks.3.attn.hook_attn_scores'.*n_layers=2"
+    ):
+        tiny_isonet.run_with_hooks(x, fwd_hooks=[(name, lambda t, hook: t)])
+
+
 @pytest.mark.parametrize(
     ("factory", "point", "belongs"),
     [

@@ -145,6 +145,18 @@ def test_transformer_lens_position_helpers_work_through_index_df(model):
         tl_index_df(model, "layer", "sample")
 
 
+def test_transformer_lens_position_helpers_called_plainly_point_to_tl_index_df():
+    # Called plainly, TL's helper iterates positions over the signal's 8 samples; the tiny
+    # IsoNet has 7 tokens, so position 7 does not exist: a named error, not a bare IndexError.
+    model = _isonet()
+    clean, corrupted = _pair(model)
+    _, clean_cache = model.run_with_cache(clean)
+    assert corrupted.shape[-1] > model.layout.n_tokens
+    with pytest.raises(LayoutError, match=r"blocks.0.hook_resid_pre.*tl_index_df"):
+        tl_patching.get_act_patch_resid_pre(model, corrupted, clean_cache, _logit0)
+    assert not any(hp.fwd_hooks for hp in model.hook_dict.values())
+
+
 def test_patching_a_silent_head_changes_nothing():
     model = _isonet()
     with torch.no_grad():

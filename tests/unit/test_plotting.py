@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emg_lens.errors import ArgumentError
-from emg_lens.plotting import save_figures
+from emg_lens.errors import ArgumentError, StorageError
+from emg_lens.plotting import figure_bytes, save_figures
 from emg_lens.studies.grid import BASELINE, expand_grid
 from emg_lens.studies.plots import COLORS, boxplots, delta_heatmap, draw_box
 from emg_lens.studies.result import StudyResult
 from emg_lens.studies.spec import StudySpec
+from tests.unit.storage_faults import full_disk
 
 
 def test_save_figures_writes_png_and_svg_and_closes_each_figure(tmp_path):
@@ -30,6 +31,41 @@ def test_save_figures_refuses_what_is_not_a_figure(tmp_path):
         save_figures({"table": "a.csv"}, tmp_path)
     assert list(tmp_path.iterdir()) == []
     plt.close("all")
+
+
+def _heatmap() -> plt.Figure:
+    fig, ax = plt.subplots()
+    ax.imshow(np.random.default_rng(0).random((40, 40)))
+    return fig
+
+
+def test_a_disk_that_fills_while_a_figure_is_written_leaves_no_truncated_figure(
+    tmp_path, monkeypatch
+):
+    save_figures({"boxplots": plt.subplots()[0]}, tmp_path)
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    heatmap = _heatmap()
+    png = figure_bytes(heatmap, "png")
+    # Room for the PNG and part of the SVG: the disk fills while heatmap.svg is written.
+    with (
+        full_disk(tmp_path, monkeypatch, budget=len(png) + 1000),
+        pytest.raises(StorageError, match=r"heatmap\.svg.*ENOSPC") as info,
+    ):
+        save_figures({"heatmap": heatmap}, tmp_path)
+    assert "--out" in str(info.value)  # what to do
+    # heatmap.png whole, no heatmap.svg at all (not a truncated one under its final name), no
+    # temporary file, and the figures written before untouched.
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {**kept, "heatmap.png": png}
+    assert not plt.fignum_exists(heatmap.number)
+
+
+def test_figures_are_reproducible_and_an_unchanged_one_is_not_rewritten(tmp_path):
+    first = save_figures({"heatmap": _heatmap()}, tmp_path)
+    stats = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first}
+    data = {p.name: p.read_bytes() for p in first}
+    again = save_figures({"heatmap": _heatmap()}, tmp_path)
+    assert {p.name: p.read_bytes() for p in again} == data  # PNG and SVG, byte for byte
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in again} == stats
 
 
 def test_draw_box_places_slots_side_by_side_and_jitters_only_when_asked():

@@ -3,13 +3,14 @@ gradient accumulation, the recipe's effect on held-out windows, its checkpoint a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from emg_lens import ArgumentError, ConfigError, DataFormatError, EncoderConfig, InputShapeError
+from emg_lens import ArgumentError, ConfigError, EncoderConfig, InputShapeError
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.data.synthetic import SyntheticSpec
 from emg_lens.models import IsoNet, TinyMyo
@@ -189,5 +190,53 @@ def test_pretraining_refuses_other_models_and_misshapen_data():
     bad_items = torch.utils.data.TensorDataset(torch.zeros(4, 2, 20), torch.zeros(4))
     with pytest.raises(InputShapeError, match="item 0"):
         pretrain(small_tinymyo(2, 40), bad_items, quick)
-    with pytest.raises(DataFormatError, match="labels must be integers"):
-        pretrain(small_tinymyo(2, 40), (X, np.zeros(4, np.float32)), quick)
+    # (X, y): y is not read, whatever it holds (masked pretraining needs no labels)
+    assert pretrain(small_tinymyo(2, 40), (X, np.zeros(4, np.float32)), quick).steps == 1
+
+
+def test_pretraining_reads_a_regression_store_without_its_targets(tmp_path):
+    # Masked pretraining needs no labels: a NinaPro DB8 (regression) store, whose items carry
+    # float targets [time, output], used to be refused as if its targets were bad class labels
+    # (issue 23, item 10).
+    from emg_lens.data.downstream import DownstreamPreprocess
+    from emg_lens.data.windows import RegressionBatch, WindowStore, write_window_store
+
+    rng = np.random.default_rng(0)
+    n, channels, samples = 6, 2, 40
+    batch = RegressionBatch(
+        x=rng.standard_normal((n, channels, samples)).astype(np.float32),
+        labels=np.full(n, -1),
+        repetition=np.ones(n, np.int64),
+        subject=1,
+        source="synthetic",
+        targets=rng.standard_normal((n, samples, 5)).astype(np.float32),
+    )
+    spec = DownstreamPreprocess(
+        dataset="ninapro-db8", sample_rate=2000.0, n_channels=channels, window=samples, step=samples
+    )
+    path = write_window_store(
+        tmp_path / "db8.h5", [batch], spec, target_names=list("abcde"), progress=False
+    )
+    store = WindowStore(path)
+    assert store.regression and np.ndim(store[0][1]) == 2
+    model = small_tinymyo(channels, samples)
+    recipe = PretrainConfig(epochs=1, batch_size=4, accumulate_steps=1, warmup_epochs=0)
+    history = pretrain(model, store, replace(recipe, progress=False), val_data=store)
+    assert len(history.epoch_loss) == 1 and np.isfinite(history.val_masked_loss[0])
+    assert np.isfinite(evaluate_masked_loss(model, store))
+    X, Y = batch.x, rng.standard_normal((n, samples, 5))  # arrays: their targets ignored too
+    assert np.isfinite(evaluate_masked_loss(model, (X, Y)))
+
+
+def test_a_diverged_pretraining_stops_and_saves_nothing(tmp_path):
+    """Issue 23 item 2: a NaN loss or weight stops the recipe loop in the epoch it appears."""
+    from emg_lens.errors import TrainingDivergedError
+
+    model = small_tinymyo(2, 40)
+    X = np.random.default_rng(0).standard_normal((16, 2, 40)).astype(np.float32)
+    cfg = PretrainConfig(
+        epochs=3, batch_size=8, accumulate_steps=1, warmup_epochs=0, lr=1e30, progress=False
+    )
+    with pytest.raises(TrainingDivergedError, match=r"pretrain: training diverged in epoch"):
+        pretrain(model, X, cfg, out=tmp_path / "pretrained")
+    assert not (tmp_path / "pretrained").exists()

@@ -320,8 +320,12 @@ def test_db6_file_discovery(tmp_path):
     (tmp_path / "b" / "notes.mat").write_bytes(b"")
     assert sorted(ninapro_db6_files(tmp_path)) == [(1, 1, 1), (10, 5, 2)]
     _save(tmp_path / "c" / "S1_D1_T1.mat", _db6_vars())
-    with pytest.raises(DataFormatError, match="two files for the same session"):
+    match = "two files for NinaPro DB6 subject 1, day 1, time 1"
+    with pytest.raises(DataFormatError, match=match) as info:
         ninapro_db6_files(tmp_path)
+    assert f"{tmp_path / 'a' / 'S1_D1_T1.mat'} and {tmp_path / 'c' / 'S1_D1_T1.mat'}" in str(
+        info.value
+    )
     with pytest.raises(DataFormatError, match="no such folder"):
         ninapro_db6_files(tmp_path / "nowhere")
     odd = _save(tmp_path / "session.mat", _db6_vars())

@@ -28,10 +28,12 @@ from emg_lens.data.registry import (
     dataset_names,
 )
 from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.data.synthetic_eeg import SyntheticEEGSpec
 from emg_lens.data.window_build import build_window_store
 from emg_lens.data.windowing import TinyMyoPreprocess
 
 SMALL = SyntheticSpec(n_subjects=2, movement_seconds=0.3, rest_seconds=0.1, n_acc_sensors=2)
+SMALL_EEG = SyntheticEEGSpec(n_subjects=2, n_repetitions=6, trial_seconds=1.0, rest_seconds=0.2)
 EMG_ONLY = SyntheticSpec(
     n_subjects=2, movement_seconds=0.5, n_acc_gestures=0, n_interaction_gestures=0
 )
@@ -43,7 +45,7 @@ def sources(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("registry")
     short = {"n_subjects": 2, "movement_seconds": 0.2, "rest_seconds": 0.1}
     written = [
-        *REGISTRY["ninapro-db2"].synthesize(tmp / "db2", short),
+        *REGISTRY["ninapro-db2"].synthesize(tmp / "db2", {**short, "exercises": ["B"]}),
         *REGISTRY["hdsemg"].synthesize(tmp / "hdsemg", {**short, "n_gestures": 2}),
     ]
     assert [p.name for p in written] == ["S1_E1_A1.mat", "S2_E1_A1.mat", "s1.mat", "s2.mat"]
@@ -59,6 +61,7 @@ def sources(tmp_path_factory):
     )
     return {
         "synthetic": data_source("synthetic", synthetic=SMALL),
+        "synthetic-eeg": data_source("synthetic-eeg", synthetic=SMALL_EEG),
         "ninapro-db2": data_source("ninapro-db2", root=tmp / "db2"),
         "hdsemg": data_source("hdsemg", root=tmp / "hdsemg"),
         **{n: data_source(n, root=tmp / n) for n in ("epn612", "uci", "ninapro-db8")},
@@ -153,7 +156,7 @@ def test_every_dataset_the_cli_accepts_is_registered():
 
 
 def test_synthesize_refuses_an_option_its_format_does_not_take(tmp_path):
-    with pytest.raises(ArgumentError, match="--n-gestures applies to --format hdsemg only"):
+    with pytest.raises(ArgumentError, match="--n-gestures: not an option of --format ninapro-db2"):
         REGISTRY["ninapro-db2"].synthesize(tmp_path, {"n_gestures": 4})
     assert not any(tmp_path.iterdir())  # refused before any file
 

@@ -1,6 +1,8 @@
 """The study cell store (DESIGN §5, §10): a cell is reused only when what it was computed from is
 unchanged; a torn cell is named and recomputed; processes sharing one store compute each cell
-once and agree; the "different study" check holds under races; orphans are cleaned."""
+once and agree; the "different study" check holds under races; orphans are cleaned. A finished
+study on read-only media is summarised without a write, a full disk or read-only folder is a
+named error that loses no cell, and a claim naming a recycled pid is taken over (issue 23)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ import pytest
 import torch
 
 from emg_lens import EncoderConfig
+from emg_lens._io import process_start
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.cli import main
 from emg_lens.config import config_for_data
@@ -26,12 +30,13 @@ from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
 from emg_lens.data.synthetic import SyntheticSpec
 from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, StorageError
 from emg_lens.models import IsoNet
 from emg_lens.provenance import checkpoint_digest
 from emg_lens.studies import StudyError, StudyResult, load_spec, run_study
 from emg_lens.studies.store import CellStore
 from emg_lens.train import accuracy
+from tests.unit.storage_faults import full_disk, read_only
 
 SPEC = {
     "name": "store",
@@ -55,6 +60,7 @@ edges = "cross_modal"
 modes = ["individual", "all"]
 """
 FINGERPRINT = load_spec(SPEC).fingerprint()
+FIGURES = StudyResult.figures  # the real ones, for the tests that need them drawn
 SOURCE = data_source(
     "synthetic",
     synthetic=SyntheticSpec(n_subjects=3, movement_seconds=1.0),
@@ -232,9 +238,9 @@ def test_orphaned_temp_files_of_dead_writers_are_removed_on_open(tmp_path):
 # ----------------------------------------------------------------------------- claims
 
 
-def _write_claim(store: CellStore, subject: int, pid: int, host: str | None = None) -> Path:
+def _write_claim(store: CellStore, subject: int, pid: int, host: str | None = None, **more) -> Path:
     path = store.claim_path(subject)
-    holder = {"pid": pid, "host": host or socket.gethostname(), "token": "other"}
+    holder = {"pid": pid, "host": host or socket.gethostname(), "token": "other", **more}
     path.write_text(json.dumps(holder))
     return path
 
@@ -253,7 +259,10 @@ def test_live_claim_is_waited_for_then_a_named_timeout(tmp_path, puts):
     try:
         _write_claim(CellStore(tmp_path / "out", FINGERPRINT), 1, holder.pid)
         start = time.monotonic()
-        with pytest.raises(StudyError, match=rf"cells/s1/\S+\.json .*claimed by pid {holder.pid}"):
+        with (
+            pytest.warns(UserWarning, match=f"subject 1: waiting for pid {holder.pid}"),
+            pytest.raises(StudyError, match=rf"cells/s1/\S+\.json .*claimed by pid {holder.pid}"),
+        ):
             run_study(SPEC, models=subjects, out_dir=tmp_path / "out", wait_timeout=0.5)
         assert 0.5 <= time.monotonic() - start < 30
         assert puts == []  # nothing computed under another process's claim
@@ -350,3 +359,147 @@ def test_synchronised_openers_of_a_new_store_agree_on_one_study(tmp_path):
         winner = json.loads((tmp_path / f"round{r}" / "study.json").read_text())["fingerprint"]
         for fingerprint, outcomes in reports:
             assert outcomes[r] == ("opened" if fingerprint == winner else "refused"), r
+
+
+# ----------------------------------------------------------------------------- storage failures
+
+
+def _files(folder: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Every file below ``folder``: its bytes, inode and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_finished_study_is_summarised_from_read_only_media(tmp_path, monkeypatch):
+    monkeypatch.setattr(StudyResult, "figures", FIGURES)  # every output file, figures too
+    subjects = {s: _memory_subjects(seed=s)[1] for s in (1, 2)}
+    out = tmp_path / "out"
+    first = run_study(SPEC, models=subjects, out_dir=out, progress=False)
+    assert {"summary.md", "per_subject.csv", "boxplots.png", "boxplots.svg"} <= set(_files(out))
+    before = _files(out)
+    with read_only(out, monkeypatch):
+        again = run_study(SPEC, models=subjects, out_dir=out, progress=False)
+    assert (again.reused, again.recomputed) == (first.recomputed, 0)
+    pd.testing.assert_frame_equal(first.summary, again.summary)
+    # Nothing written, not even an identical file again: no claim, no temporary file.
+    assert _files(out) == before
+
+
+def test_a_read_only_study_folder_with_missing_cells_is_a_named_error(
+    tmp_path, monkeypatch, capsys
+):
+    models, out = tmp_path / "models", tmp_path / "out"
+    for subject in (1, 2):
+        _save_model(models, subject, seed=subject)
+    spec = tmp_path / "store.toml"
+    spec.write_text(SPEC_TOML)
+    argv = ["study", "run", str(spec), "--models", str(models), "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 0  # finished: summarised again ...
+    with read_only(out, monkeypatch):
+        assert main(argv) == 0  # ... also where nothing may be written
+    assert "0 recomputed" in capsys.readouterr().out
+    lost = next((out / "cells" / "s2").glob("*.json"))
+    lost.unlink()
+    with read_only(out, monkeypatch) as how:
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "emg-lens: error: cannot write" in err and str(out / "claims") in err
+    assert ("EACCES" if how == "chmod" else "EROFS") in err and "--out" in err
+    assert not lost.exists()
+
+
+def test_a_disk_that_fills_during_a_study_loses_no_cell(tmp_path, monkeypatch, puts):
+    subjects = _memory_subjects()
+    out = tmp_path / "out"
+    CellStore(out, FINGERPRINT)
+    with (
+        full_disk(out, monkeypatch, budget=1500),
+        pytest.raises(StorageError, match=r"cells/s1/\S+\.json.*ENOSPC") as info,
+    ):
+        run_study(SPEC, models=subjects, out_dir=out, progress=False)
+    assert "--out" in str(info.value)
+    stored = list((out / "cells").rglob("*.json"))
+    assert 0 < len(stored) < len(puts)  # some cells were stored before the disk filled
+    assert all(json.loads(p.read_text())["value"] is not None for p in stored)  # whole
+    assert list(out.rglob("*.tmp")) == [] and list((out / "claims").glob("*.claim")) == []
+    puts.clear()
+    again = run_study(SPEC, models=subjects, out_dir=out, progress=False)
+    assert (again.reused, again.recomputed) == (len(stored), len(puts))
+
+
+# ----------------------------------------------------------------------------- recycled pids
+
+needs_proc = pytest.mark.skipif(
+    process_start(os.getpid()) is None, reason="process start times are read from /proc (Linux)"
+)
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+@needs_proc
+def test_a_claim_records_the_process_start_host_and_a_nonce(tmp_path):
+    store = CellStore(tmp_path, "{}")
+    claim = store.try_claim(1)
+    holder = store.holder(1)
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    assert holder["started"] == process_start(os.getpid()) and holder["token"] == claim.token
+    store.release(claim)
+
+
+@needs_proc
+def test_a_claim_naming_a_recycled_pid_is_taken_over_at_once(tmp_path, puts):
+    subjects = _memory_subjects()
+    holder = _sleeper()  # alive, with the claim's pid, but not the process that claimed
+    try:
+        store = CellStore(tmp_path, FINGERPRINT)
+        claim = _write_claim(store, 1, holder.pid, started=f"{process_start(holder.pid)}-earlier")
+        # Waiting for the live pid would end in a StudyError after 5 s (it sleeps for 120).
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            result = run_study(SPEC, models=subjects, out_dir=tmp_path, wait_timeout=5)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not [w for w in said if "waiting" in str(w.message)]
+    assert result.recomputed == len(puts) == len(result.per_subject)
+    assert not claim.exists()
+
+
+@needs_proc
+def test_waiting_on_a_live_claim_is_said_once_then_the_cli_timeout_ends_it(tmp_path, puts, capsys):
+    models, out = tmp_path / "models", tmp_path / "out"
+    for subject in (1, 2):
+        _save_model(models, subject, seed=subject)
+    spec = tmp_path / "store.toml"
+    spec.write_text(SPEC_TOML)
+    holder = _sleeper()
+    try:
+        store = CellStore(out, FINGERPRINT)
+        claim = _write_claim(store, 1, holder.pid, started=process_start(holder.pid))
+        argv = ["study", "run", str(spec), "--models", str(models), "--out", str(out)]
+        with pytest.warns(UserWarning) as record:
+            code = main([*argv, "--quiet", "--wait-timeout", "0.6"])
+    finally:
+        holder.kill()
+        holder.wait()
+    said = [str(w.message) for w in record if "waiting" in str(w.message)]
+    assert len(said) == 1  # once, not once per poll
+    assert "subject 1" in said[0] and str(claim) in said[0] and f"pid {holder.pid}" in said[0]
+    assert socket.gethostname() in said[0] and "--wait-timeout" in said[0]
+    assert code == 2
+    assert "waited 0.6 s" in capsys.readouterr().err
+    assert {s for s, _ in puts} == {2}  # the other subject was computed meanwhile
+
+
+def test_the_cli_default_wait_is_the_runners():
+    from emg_lens.cli import study as study_cli
+    from emg_lens.studies import runner
+
+    assert study_cli.WAIT_TIMEOUT == runner.WAIT_TIMEOUT  # the parser imports no torch: a copy

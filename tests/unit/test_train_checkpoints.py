@@ -235,3 +235,71 @@ def test_weights_load_into_a_float64_model_of_the_same_architecture(tmp_path):
     load_checkpoint(path, into=wide)
     x = model.example_input(3)
     torch.testing.assert_close(wide(x.double()).float(), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_diverged_training_is_neither_scored_nor_saved(tmp_path, capsys):
+    """Issue 23 item 2: ``emg-lens train --lr 1e30`` printed accuracy 0.083 and saved NaN
+    checkpoints; it now stops, naming the subject and the epoch, with nothing saved."""
+    from emg_lens.cli import main
+
+    out = tmp_path / "models"
+    argv = ["train", "--out", str(out), "--n-subjects", "1", "--preset", "tiny"]
+    assert main([*argv, "--epochs", "2", "--lr", "1e30", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "subject 1: training diverged in epoch" in err and "accuracy" not in err
+    assert not list(out.rglob("model.safetensors")) and not (out / "training.json").exists()
+
+
+def test_a_model_with_a_nan_weight_is_not_saved(tmp_path):
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    with torch.no_grad():
+        model.ln_final.w[0] = float("inf")
+    with pytest.raises(CheckpointError, match=r"ln_final\.w"):
+        save_checkpoint(model, tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_every_float_of_train_config_refuses_nan_and_inf():
+    """Every float field, found from the annotations, so a field added later is covered."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    floats = [
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if float in (hints[f.name], *typing.get_args(hints[f.name]))
+    ]
+    assert {"lr", "weight_decay", "anneal_fraction", "grad_clip", "edge_dropout"} <= set(floats)
+    for name in floats:
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            with pytest.raises(ConfigError, match=f"TrainConfig.{name}"):
+                TrainConfig(**{name: bad})
+
+
+def test_a_hand_edited_config_json_names_the_file_and_the_field(tmp_path):
+    path = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=0)), tmp_path / "ckpt")
+    info = json.loads((path / "config.json").read_text())
+    info["model_kwargs"] = {"task": "classification"}  # IsoNet takes no keyword
+    (path / "config.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    assert str(path / "config.json") in str(error.value)
+    assert "unknown model_kwargs key(s) ['task']" in str(error.value)
+
+
+def test_a_checkpoint_written_before_the_added_config_fields_loads(tmp_path):
+    """A config.json from before channel names and the converters' fields (emg_lens 0.1) lacks
+    them; it loads with their defaults, which are what that model computed, while a missing
+    field that existed then is still refused."""
+    from emg_lens.config import ADDED_FIELD_DEFAULTS
+
+    path = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=0)), tmp_path / "old")
+    info = json.loads((path / "config.json").read_text())
+    assert not set(ADDED_FIELD_DEFAULTS) & set(info["config"])  # as 0.1 wrote it
+    loaded = load_checkpoint(path)
+    assert loaded.cfg.channel_names is None and loaded.cfg.norm_position == "pre"
+    del info["config"]["act_fn"]
+    (path / "config.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match="act_fn"):
+        load_checkpoint(path)

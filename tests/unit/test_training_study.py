@@ -479,3 +479,30 @@ def test_cli_check_shows_the_training_grid_and_flags_are_for_training_studies(ca
     ablation = str(STUDIES / "isonet_table3.toml")
     assert main(["study", "run", ablation, "--epochs", "1"]) == 2
     assert "--epochs: only for training studies" in capsys.readouterr().err
+
+
+def test_a_diverged_training_study_stores_no_cell_and_writes_no_table(tmp_path):
+    """Issue 23 item 2: a training study with lr = 1e30 reported accuracy 0.083 with
+    Mann-Whitney statistics; it now stops, naming the subject, the cell and the epoch."""
+    from emg_lens.errors import TrainingDivergedError
+    from emg_lens.studies.store import CellStore
+
+    rng = np.random.default_rng(0)
+    y = np.arange(24) % 2
+    X = rng.standard_normal((24, 48, 8)).astype(np.float32) + y[:, None, None]
+    data = {2: SubjectData(2, {"emg": 12, "acc": 36}, [1, 2], X, y, y, X, y, y)}
+    spec = TrainingStudySpec.from_dict(
+        {
+            "kind": "training",
+            "name": "diverges",
+            "data": {"subjects": [2], "window": 8},
+            "architectures": ["MultimodalMLP"],
+            "inputs": [{"name": "both", "modalities": ["emg", "acc"]}],
+            "reference": "both",
+            "train": {"preset": "tiny", "epochs": 2, "lr": 1e30},
+        }
+    )
+    with pytest.raises(TrainingDivergedError, match=r"subject 2 MultimodalMLP-both.*epoch"):
+        run_training_study(spec, data=data, out_dir=tmp_path, progress=False)
+    assert not CellStore(tmp_path, spec.fingerprint()).has(2, spec.cells()[0].key)
+    assert not list(tmp_path.glob("summary*")) and not list(tmp_path.glob("*.csv"))

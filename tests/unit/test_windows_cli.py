@@ -153,6 +153,57 @@ def test_synthetic_store_feeds_pretrain(tmp_path, capsys):
 def test_bad_requests_name_the_value_and_write_nothing(emg2pose, tmp_path, capsys, args, message):
     out = tmp_path / "never.h5"
     args = [str(emg2pose) if a == "ROOT" else a for a in args]
-    assert _windows(*args, "--out", out, "--movement-seconds", "0.3", *SHORT) == 2
+    if "synthetic" in args:
+        args += ["--movement-seconds", "0.3"]
+    assert _windows(*args, "--out", out, *SHORT) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- issue 23
+
+
+def test_an_option_that_does_not_apply_is_refused_naming_those_that_do(tmp_path, capsys):
+    out = tmp_path / "never.h5"
+    args = ("--dataset", "epn612", "--root", tmp_path, "--out", out, "--train-repetitions", 1, 2)
+    assert _windows(*args) == 2
+    err = capsys.readouterr().err
+    assert "--train-repetitions does not apply to --dataset epn612" in err
+    applies = err.split("its options are")[-1]
+    assert "--window" in applies and "--step" not in applies and "--split" in applies
+    assert not out.exists()
+
+
+def test_the_command_line_knows_the_repetition_sources():
+    from emg_lens.cli import windows
+    from emg_lens.data import window_build
+
+    assert windows.REPETITION_SOURCES == window_build.REPETITION_SOURCES
+
+
+def test_out_an_existing_folder_is_refused_and_left_alone(tmp_path, capsys):
+    (tmp_path / "store.h5").mkdir()
+    (tmp_path / "store.h5" / "kept.txt").write_text("mine")
+    assert _windows("--source", "synthetic", "--out", tmp_path / "store.h5", *SHORT) == 2
+    assert f"--out {tmp_path / 'store.h5'} is a folder" in capsys.readouterr().err
+    assert (tmp_path / "store.h5" / "kept.txt").read_text() == "mine"
+
+
+def test_db5_default_windows_fit_its_protocol(tmp_path):
+    """DB5 (Myo, 200 Hz): 5 s movements and 3 s rests; resampled to 2 kHz, the default window
+    (1000 samples, 0.5 s) fits each movement many times."""
+    n = 8 * 200 * 2 + 3 * 200  # rest, movement, rest, movement, rest: 3 s rests, 5 s movements
+    stimulus = np.zeros(n)
+    stimulus[600:1600], stimulus[2200:3200] = 1, 2
+    repetition = (stimulus > 0) * 1.0
+    variables = {"emg": np.random.default_rng(0).standard_normal((n, 16)),
+                 "restimulus": stimulus[:, None], "rerepetition": repetition[:, None]}  # fmt: skip
+    for k in (1, 2, 3):
+        _save(tmp_path / "db5" / "s1" / f"S1_E{k}_A1.mat", variables)
+    out = tmp_path / "db5.h5"
+    assert _windows("--source", "ninapro-db5", "--root", tmp_path / "db5", "--out", out) == 0
+    store = WindowStore(out)
+    assert (store.window, store.meta["preprocess"]["step"]) == (1000, 500)
+    assert len(store) == _starts(3 * 10 * n, 1000, 500)  # one recording: the exercises joined
+    per_movement = np.bincount(store.labels)[[1, 13, 30]]
+    assert (per_movement >= _starts(10 * 1000, 1000, 500) - 1).all()  # ~19 windows a movement

@@ -58,7 +58,10 @@ def _train_cell(
         model.to(device)
     start = time.perf_counter()
     train = dataclasses.replace(spec.train, progress=progress)
-    history = fit(model, chosen.X_train, chosen.y_train, train, desc=cell.key)
+    # A training that diverges raises TrainingDivergedError naming the subject and the cell:
+    # nothing is scored or stored, and no table is written.
+    what = f"subject {cell.subject} {cell.key}"
+    history = fit(model, chosen.X_train, chosen.y_train, train, desc=what)
     seconds = time.perf_counter() - start
     scores = score_predictions(
         predict(model, chosen.X_test), np.asarray(chosen.y_test), chosen.n_classes, spec.metric

@@ -41,11 +41,11 @@ from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.spec import StatsSpec
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (
-    int_list,
     positive_int,
     reject_repeats,
     reject_unknown,
     string,
+    subject_list,
     table,
 )
 from emg_lens.train import TrainConfig
@@ -118,10 +118,7 @@ class TrainingData:
         if subjects != "all":
             if subjects is None:
                 raise SpecError('data.subjects is required: a list of subject numbers, or "all"')
-            subjects = int_list(subjects, "data.subjects")
-            if not subjects or min(subjects) < 1:
-                raise SpecError(f"data.subjects must be numbers >= 1, got {list(subjects)}")
-            reject_repeats("data.subjects", list(subjects))
+            subjects = subject_list(subjects, "data.subjects", minimum=1)
         segment = data.get("segment", cls.segment)
         if isinstance(segment, list):
             if len(segment) != 2 or not all(_is_number(v) for v in segment):

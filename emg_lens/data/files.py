@@ -1,0 +1,110 @@
+"""A dataset's files under its root: exactly one file per key, or a named error.
+
+Readers that search a folder (or a whole tree) for a dataset's files key each file they recognise
+(subject, exercise, acquisition, ...) through `find_files` or `unique_files`: two different files
+with one key are a `DataFormatError` naming both, so that a stale copy (``A_old/S1_E1_A1.mat``
+beside ``S1_E1_A1.mat``) is never read in place of the other just because it sorts first. One
+file reached by two names (a symbolic link, a case-insensitive file system) is one file.
+
+>>> import tempfile
+>>> root = Path(tempfile.mkdtemp())
+>>> for name in ("S1_E1_A1.mat", "A_old/S1_E1_A1.mat", "notes.txt"):
+...     (root / name).parent.mkdir(exist_ok=True)
+...     _ = (root / name).write_bytes(b"")
+>>> key = lambda path: path.stem if path.suffix == ".mat" else None
+>>> [p.relative_to(root).as_posix() for p in find_files(root / "A_old", key, "one").values()]
+['A_old/S1_E1_A1.mat']
+>>> find_files(root, key, "a recording")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+emg_lens.errors.DataFormatError: ...: two files for a recording: .../A_old/S1_E1_A1.mat and \
+.../S1_E1_A1.mat. emg_lens does not guess which one to read: remove or move one copy, or point \
+--root at the folder that holds only one
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from emg_lens.errors import DataFormatError
+
+__all__ = ["duplicate_error", "find_files", "unique_files"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+def duplicate_error(
+    root: str | Path, what: str, first: Path, second: Path, *, kind: str = "files"
+) -> DataFormatError:
+    """The error for two ``kind`` (files, folders) under ``root`` that are both ``what``.
+
+    >>> str(duplicate_error("/d", "subject 1", Path("/d/a/s1.mat"), Path("/d/s1.mat")))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    '/d: two files for subject 1: /d/a/s1.mat and /d/s1.mat. emg_lens does not guess which one
+    to read: remove or move one copy, or point --root at the folder that holds only one'
+    """
+    return DataFormatError(
+        f"{root}: two {kind} for {what}: {first} and {second}. emg_lens does not guess which "
+        f"one to read: remove or move one copy, or point --root at the folder that holds only one"
+    )
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def unique_files(
+    candidates: Iterable[tuple[K, Path]],
+    root: str | Path,
+    what: Callable[[K], str],
+    *,
+    kind: str = "files",
+) -> dict[K, Path]:
+    """``{key: path}`` of ``(key, path)`` pairs, refusing two different paths with one key
+    (`duplicate_error`, ``what(key)`` saying what the key is); the first path of a file named
+    twice is kept.
+
+    >>> unique_files([(1, Path("/d/s1.mat")), (2, Path("/d/s2.mat"))], "/d", str)
+    {1: PosixPath('/d/s1.mat'), 2: PosixPath('/d/s2.mat')}
+    """
+    found: dict[K, Path] = {}
+    for key, path in candidates:
+        if key in found:
+            if not _same(found[key], path):
+                raise duplicate_error(root, what(key), found[key], path, kind=kind)
+            continue
+        found[key] = path
+    return found
+
+
+def find_files(
+    root: str | Path,
+    key: Callable[[Path], K | None],
+    what: str | Callable[[K], str],
+    *,
+    recursive: bool = True,
+    folders: bool = False,
+) -> dict[K, Path]:
+    """``{key(path): path}`` of the files (``folders=True``: folders) under ``root`` -- at any
+    depth, or only its own entries (``recursive=False``) -- for which ``key`` is not None, in
+    sorted path order; two different ones with one key are a `DataFormatError` naming both.
+    ``what`` (or ``what(key)``) names what a key is, for that message. ``root`` must be a
+    folder (the caller says what it looked for when it is not).
+    """
+    root = Path(root)
+    describe = what if callable(what) else (lambda _key: what)
+    entries = root.rglob("*") if recursive else root.iterdir()
+
+    def candidates():
+        for path in sorted(entries):
+            k = key(path)
+            if k is not None and (path.is_dir() if folders else path.is_file()):
+                yield k, path
+
+    return unique_files(candidates(), root, describe, kind="folders" if folders else "files")

@@ -1,0 +1,470 @@
+"""Synthetic EEG on the 10-20 montage with a *planted* interaction between two scalp regions.
+
+The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic`): where that
+plants gestures that only the two *modalities* together tell apart, this plants classes that
+only two *scalp regions* together tell apart. Each subject does every class's trial
+``n_repetitions`` times (a ``trial_seconds`` trial, then rest), recorded at ``sample_rate``
+(200 Hz, as LaBraM and CBraMod take it) by the 19 channels of the 10-20 system (modality
+``"eeg"``, in microvolts), placed in regions by the table of `emg_lens.edges.regions`. Every
+channel carries a 1/f background (partly shared within its lobe and across the scalp, as volume
+conduction spreads it) and a posterior alpha rhythm; the classes add band-limited bursts to the
+channels of the two planted regions, ``regions`` (frontal and parietal by default), each
+channel with its own gain:
+
+- **single-region classes** (``n_single`` per region): a theta (4.5-7 Hz) or a gamma (32-40
+  Hz) burst in one region; that region alone tells them apart, the other stays at background;
+- **interaction classes** (``n_interaction``: 2 or 4): each region shows a *code*, one bit an
+  alpha burst (individual alpha frequency +- 1.5 Hz), the other a beta burst (18-24 Hz); in
+  repetition ``r`` the first region shows code ``r mod k`` and the second that code XOR the
+  class index. Over repetitions every code occurs equally often in every interaction class,
+  so **either region alone carries no information about which interaction class it is**,
+  while the class is, bit by bit, the XOR of the two regions' bursts.
+
+So a model must move information between the two regions (attention edges between their
+channels' tokens, directly or through other tokens) to recognise the interaction classes,
+and needs no edge between regions for the others: cutting every edge between lobes
+(``cross_region``) must collapse the interaction classes and leave the single-region ones.
+`planted_eeg_truth` returns that ground truth, `planted_eeg` the preprocessed data with it
+(nothing is trained), and the dataset ``"synthetic-eeg"`` of `emg_lens.data.registry` is the
+same data as a data source, for checkpoints and study files.
+
+>>> spec = SyntheticEEGSpec(n_subjects=1, n_repetitions=4, trial_seconds=1.0)
+>>> rec = generate_eeg_recordings(spec)[0]
+>>> rec.modalities, rec.sample_rate, rec.gestures
+({'eeg': 19}, 200.0, [1, 2, 3, 4, 5, 6, 7, 8])
+>>> truth = planted_eeg_truth(spec)
+>>> truth.kinds
+{1: 'frontal', 2: 'frontal', 3: 'parietal', 4: 'parietal', 5: 'interaction', 6: 'interaction', 7: 'interaction', 8: 'interaction'}
+>>> truth.region_channels["parietal"], truth.needs[5]
+(('P3', 'Pz', 'P4'), ('frontal', 'parietal'))
+"""  # noqa: E501
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+from scipy import signal as sps
+
+from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
+from emg_lens.data.recording import Recording
+from emg_lens.data.synthetic import SyntheticSpec, onset_ramp
+from emg_lens.edges.regions import LOBES, place, region_channels
+from emg_lens.errors import ArgumentError, ConfigError, UnplacedChannelError
+
+__all__ = [
+    "EEG_PREPROCESS",
+    "INTERACTION_BANDS",
+    "SINGLE_BANDS",
+    "TEN_TWENTY",
+    "PlantedEEG",
+    "SyntheticEEGSpec",
+    "eeg_source_fields",
+    "eeg_spec_of",
+    "generate_eeg_recordings",
+    "planted_eeg",
+    "planted_eeg_setup",
+    "planted_eeg_truth",
+]
+
+TEN_TWENTY = (
+    *("Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8"),
+    *("T7", "C3", "Cz", "C4", "T8"),
+    *("P7", "P3", "Pz", "P4", "P8", "O1", "O2"),
+)
+"""The 19 channels of the 10-20 system, front to back, left to right, in the 10-10 names
+(T7/T8/P7/P8 for the old T3/T4/T5/T6)."""
+
+SINGLE_BANDS: dict[str, tuple[float, float]] = {"theta": (4.5, 7.0), "gamma": (32.0, 40.0)}
+"""Hz: the bursts of the single-region classes, in this order (``n_single`` of them)."""
+
+INTERACTION_BANDS: dict[str, tuple[float, float]] = {"alpha": (8.0, 12.0), "beta": (18.0, 24.0)}
+"""Hz: bit 0 and bit 1 of an interaction code (alpha: the subject's alpha frequency +- 1.5 Hz,
+inside this band)."""
+
+EEG_PREPROCESS: dict[str, Any] = {
+    "lowpass": 45.0,  # EEG's usual 45 Hz low-pass (every non-sEMG modality gets `lowpass`)
+    "segment": (0.25, 2.25),  # the trial without its ramps
+    "window": 200,  # 1 s at 200 Hz
+    "step": 100,
+    "train_repetitions": (1, 3, 4, 6, 7, 9, 10, 12),
+    "test_repetitions": (2, 5, 8, 11),
+}
+"""The `PreprocessSpec` fields of the ``"synthetic-eeg"`` dataset (`planted_eeg_setup`): 1 s
+windows every 0.5 s of each trial's middle 2 s; the planted sEMG data's split of twelve
+repetitions, which shows every interaction code in training and in test."""
+
+MICROVOLTS = 10.0  # the background's std per channel, in uV
+
+
+@dataclass(frozen=True)
+class SyntheticEEGSpec:
+    """Parameters of the synthetic EEG; every field is documented at its default."""
+
+    n_subjects: int = 4
+    channels: tuple[str, ...] = TEN_TWENTY  # 10-20 / 10-10 names (`emg_lens.edges.regions`)
+    regions: tuple[str, str] = ("frontal", "parietal")  # the two planted lobes
+    n_single: int = 2  # single-region classes per planted region: 0, 1 (theta) or 2 (+ gamma)
+    n_interaction: int = 4  # 0, 2 (alpha codes) or 4 (alpha and beta codes)
+    n_repetitions: int = 12  # trials per class
+    trial_seconds: float = 2.5
+    rest_seconds: float = 0.5
+    sample_rate: float = 200.0
+    burst: float = 1.5  # a burst's std relative to the background's (0: nothing planted)
+    posterior_alpha: float = 0.5  # the resting alpha rhythm on P/O channels, same scale
+    subject_variability: float = 0.3  # how much channel gains differ between subjects
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_subjects", "n_repetitions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"SyntheticEEGSpec.{name} must be an int >= 1, got {value!r}")
+        if self.n_single not in (0, 1, 2):
+            raise ConfigError(
+                f"SyntheticEEGSpec.n_single must be 0, 1 or 2 (a theta, then a gamma burst per "
+                f"region), got {self.n_single!r}"
+            )
+        if self.n_interaction not in (0, 2, 4):
+            raise ConfigError(
+                "SyntheticEEGSpec.n_interaction must be 0, 2 or 4 (one code bit per band: "
+                f"alpha, beta), got {self.n_interaction!r}"
+            )
+        if 2 * self.n_single + self.n_interaction < 2:
+            raise ConfigError("SyntheticEEGSpec needs at least 2 classes (n_single, n_interaction)")
+        if self.n_interaction and self.n_repetitions < self.n_interaction:
+            raise ConfigError(
+                f"SyntheticEEGSpec.n_repetitions={self.n_repetitions} must be >= n_interaction="
+                f"{self.n_interaction}, so every interaction code occurs in every class"
+            )
+        if not self.trial_seconds > 0 or self.rest_seconds < 0:
+            raise ConfigError("SyntheticEEGSpec.trial_seconds must be > 0 and rest_seconds >= 0")
+        if not self.sample_rate >= 100:
+            raise ConfigError(
+                f"SyntheticEEGSpec.sample_rate must be >= 100 Hz (the gamma band reaches 40 Hz), "
+                f"got {self.sample_rate!r}"
+            )
+        if min(self.burst, self.posterior_alpha, self.subject_variability) < 0:
+            raise ConfigError(
+                "SyntheticEEGSpec.burst, posterior_alpha and subject_variability must be >= 0"
+            )
+        self._check_montage()
+
+    def _check_montage(self) -> None:
+        channels, regions = self.channels, self.regions
+        if isinstance(channels, str) or len(set(channels)) != len(channels) or not channels:
+            raise ConfigError(
+                f"SyntheticEEGSpec.channels must be distinct 10-20 / 10-10 channel names, got "
+                f"{channels!r}"
+            )
+        try:
+            for name in channels:
+                place(name)
+        except UnplacedChannelError as err:
+            raise ConfigError(f"SyntheticEEGSpec.channels: {err}") from None
+        if (
+            isinstance(regions, str)
+            or len(regions) != 2
+            or regions[0] == regions[1]
+            or not set(regions) <= set(LOBES)
+        ):
+            raise ConfigError(
+                f"SyntheticEEGSpec.regions must be two different lobes among {LOBES}, got "
+                f"{regions!r}"
+            )
+        for region in regions:
+            if not region_channels(region, channels):
+                raise ConfigError(
+                    f"SyntheticEEGSpec.regions: no channel of {list(channels)} is {region}"
+                )
+
+    @property
+    def n_classes(self) -> int:
+        return 2 * self.n_single + self.n_interaction
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SyntheticEEGSpec:
+        """Inverse of `to_dict` (JSON lists become tuples again); an unknown key is refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown SyntheticEEGSpec field(s) {unknown}; accepted: {sorted(known)}"
+            )
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+# ----------------------------------------------------------------------------- ground truth
+
+
+@dataclass(frozen=True)
+class PlantedEEG:
+    """What a `SyntheticEEGSpec` plants, by class label (1-based, ``SubjectData.classes``).
+
+    ``kinds``: a planted region's name for a single-region class, ``"interaction"`` for the
+    others; ``needs``: the regions a class needs (one, or both planted regions); ``bands``:
+    the burst of a single-region class (``"theta"``, ``"gamma"``), ``"alpha,beta"`` (or
+    ``"alpha"``) codes for an interaction class; ``region_channels``: the channels of each
+    planted region, by the 10-20 / 10-10 table; ``cut``: the edge expression that removes
+    every *attention* route between the regions when applied in every layer (each token then
+    reads its own lobe only). In a model whose tokens each embed one channel alone (IsoNet,
+    TinyMyo) that is every route, and the interaction classes must collapse under it while the
+    others do not. A tokenizer that mixes channels before the first block leaves other routes:
+    braindecode's CBraMod normalises each patch over all channels and convolves its positional
+    encoding across channels (and LaBraM's patch embedding also normalises over every channel),
+    so there the cut measures only what attention carries (notebook 06 shows it).
+    """
+
+    regions: tuple[str, str]
+    region_channels: dict[str, tuple[str, ...]]
+    kinds: dict[int, str]
+    needs: dict[int, tuple[str, ...]]
+    bands: dict[int, str]
+    channels: tuple[str, ...]
+    cut: str = "cross_region"
+    codes: dict[str, str] = field(
+        default_factory=lambda: {
+            "first": "repetition mod n_interaction",
+            "second": "first XOR the class index (0-based among the interaction classes)",
+        }
+    )
+
+    def groups(self, classes: list[int]) -> dict[str, list[int]]:
+        """Class *indices* (positions in ``classes``, the models' class labels) of the
+        interaction classes and of the single-region ones, under the keys that
+        `emg_lens.studies.planted.planted_findings` reads (``"unimodal"``: here one region).
+
+        >>> truth = planted_eeg_truth(SyntheticEEGSpec(n_single=1, n_interaction=2))
+        >>> truth.groups([1, 2, 3, 4])
+        {'interaction': [2, 3], 'unimodal': [0, 1]}
+        """
+        unknown = sorted(set(classes) - set(self.kinds))
+        if unknown:
+            raise ArgumentError(
+                f"classes {unknown} are not planted; the synthetic EEG has {sorted(self.kinds)}"
+            )
+        return {
+            "interaction": [i for i, c in enumerate(classes) if self.kinds[c] == "interaction"],
+            "unimodal": [i for i, c in enumerate(classes) if self.kinds[c] != "interaction"],
+        }
+
+
+def planted_eeg_truth(spec: SyntheticEEGSpec = SyntheticEEGSpec()) -> PlantedEEG:
+    """The ground truth of ``spec``'s data: which classes need which regions (see
+    `PlantedEEG`). Labels run single-region classes first (the first region's, then the
+    second's), then the interaction classes.
+
+    >>> truth = planted_eeg_truth(SyntheticEEGSpec(regions=("central", "occipital")))
+    >>> truth.bands[1], truth.bands[3], truth.needs[3], truth.needs[8]
+    ('theta', 'theta', ('occipital',), ('central', 'occipital'))
+    """
+    kinds, needs, bands = {}, {}, {}
+    label = 1
+    for region in spec.regions:
+        for band in list(SINGLE_BANDS)[: spec.n_single]:
+            kinds[label], needs[label], bands[label] = region, (region,), band
+            label += 1
+    code_bands = ",".join(list(INTERACTION_BANDS)[: _bits(spec)])
+    for _ in range(spec.n_interaction):
+        kinds[label], needs[label], bands[label] = "interaction", tuple(spec.regions), code_bands
+        label += 1
+    return PlantedEEG(
+        regions=tuple(spec.regions),  # type: ignore[arg-type]
+        region_channels={r: region_channels(r, spec.channels) for r in spec.regions},
+        kinds=kinds,
+        needs=needs,
+        bands=bands,
+        channels=tuple(spec.channels),
+    )
+
+
+def _bits(spec: SyntheticEEGSpec) -> int:
+    return {0: 0, 2: 1, 4: 2}[spec.n_interaction]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def planted_eeg_setup(
+    n_subjects: int = 2, seed: int = 0
+) -> tuple[SyntheticEEGSpec, PreprocessSpec]:
+    """The planted EEG and how to window it: the default `SyntheticEEGSpec` (19 channels at
+    200 Hz; 2 theta/gamma classes in each of frontal and parietal, 4 interaction classes;
+    twelve repetitions) and `EEG_PREPROCESS`.
+
+    >>> spec, preprocess = planted_eeg_setup()
+    >>> spec.n_classes, len(spec.channels), preprocess.window, preprocess.test_repetitions
+    (8, 19, 200, (2, 5, 8, 11))
+    """
+    return SyntheticEEGSpec(n_subjects=n_subjects, seed=seed), PreprocessSpec(**EEG_PREPROCESS)
+
+
+def planted_eeg(
+    n_subjects: int = 2,
+    seed: int = 0,
+    *,
+    spec: SyntheticEEGSpec | None = None,
+    preprocess: PreprocessSpec | None = None,
+) -> tuple[list[SubjectData], PlantedEEG]:
+    """The planted EEG, windowed and split per subject, and its ground truth; trains nothing.
+
+    Each `SubjectData` holds ``X_train``/``X_test`` as ``[window, channel, time]`` (channels in
+    ``spec.channels`` order, z-scored on the training windows) and ``meta["channel_names"]``,
+    what a model's `EncoderConfig.channel_names` takes so that region edge sets apply to it.
+    ``spec`` and ``preprocess`` default to `planted_eeg_setup`.
+
+    >>> subjects, truth = planted_eeg(1)  # 8 classes x 12 trials, 3 windows each
+    >>> data = subjects[0]
+    >>> data.X_train.shape, data.X_test.shape, data.classes == sorted(truth.kinds)
+    ((192, 19, 200), (96, 19, 200), True)
+    >>> data.meta["channel_names"][:3], truth.groups(data.classes)["interaction"]
+    (['Fp1', 'Fp2', 'F7'], [4, 5, 6, 7])
+    """
+    default_spec, default_preprocess = planted_eeg_setup(n_subjects, seed)
+    spec = spec or default_spec
+    preprocess = preprocess or default_preprocess
+    subjects = []
+    for recording in generate_eeg_recordings(spec):
+        data = prepare_subject(recording, preprocess)
+        data.meta["channel_names"] = list(spec.channels)
+        subjects.append(data)
+    return subjects, planted_eeg_truth(spec)
+
+
+def generate_eeg_recordings(
+    spec: SyntheticEEGSpec = SyntheticEEGSpec(), subjects: list[int] | None = None
+) -> list[Recording]:
+    """One continuous `Recording` per subject (numbered from 1; all, or those in
+    ``subjects``), from ``spec.seed`` and the subject number alone: a subject's recording does
+    not depend on which others are generated with it."""
+    everyone = range(1, spec.n_subjects + 1)
+    subjects = list(everyone) if subjects is None else subjects
+    unknown = sorted(set(subjects) - set(everyone))
+    if unknown:
+        raise ConfigError(f"subjects {unknown} do not exist; the spec has 1..{spec.n_subjects}")
+    return [_subject_recording(spec, subject) for subject in subjects]
+
+
+def _subject_recording(spec: SyntheticEEGSpec, subject: int) -> Recording:
+    rng = np.random.default_rng([spec.seed, subject])
+    fs, channels = spec.sample_rate, spec.channels
+    n_trial, n_rest = round(spec.trial_seconds * fs), round(spec.rest_seconds * fs)
+    truth = planted_eeg_truth(spec)
+    runs = [(c, r) for c in sorted(truth.kinds) for r in range(1, spec.n_repetitions + 1)]
+    total = n_rest + len(runs) * (n_trial + n_rest)
+
+    # The subject: each channel's gain for each planted region's bursts, its alpha frequency.
+    gains = np.clip(1 + spec.subject_variability * rng.normal(0, 1, len(channels)), 0.3, None)
+    alpha_peak = rng.uniform(9.0, 11.0)
+    bands = {**SINGLE_BANDS, **INTERACTION_BANDS, "alpha": (alpha_peak - 1.5, alpha_peak + 1.5)}
+
+    x = _background(rng, total, channels, fs)
+    posterior = np.array([place(c)[0] in ("parietal", "occipital") for c in channels])
+    x[:, posterior] += spec.posterior_alpha * _band_noise(rng, total, bands["alpha"], fs)[:, None]
+
+    members = {r: np.isin(channels, truth.region_channels[r]) for r in spec.regions}
+    stimulus = np.zeros(total, np.int64)
+    repetition = np.zeros(total, np.int64)
+    ramp = onset_ramp(n_trial, round(0.2 * fs))
+    for i, (label, rep) in enumerate(runs):
+        start = n_rest + i * (n_trial + n_rest)
+        sl = slice(start, start + n_trial)
+        stimulus[sl], repetition[sl] = label, rep
+        for region, band in _bursts(spec, truth, label, rep):
+            source = spec.burst * ramp * _band_noise(rng, n_trial, bands[band], fs)
+            x[sl, members[region]] += source[:, None] * gains[members[region]]
+    return Recording(
+        subject=subject,
+        signals={"eeg": (MICROVOLTS * x).astype(np.float32)},
+        sample_rate=fs,
+        stimulus=stimulus,
+        repetition=repetition,
+        source=f"synthetic-eeg(seed={spec.seed}, subject={subject})",
+    )
+
+
+def _bursts(
+    spec: SyntheticEEGSpec, truth: PlantedEEG, label: int, rep: int
+) -> list[tuple[str, str]]:
+    """The (region, band) bursts of one trial of class ``label`` in repetition ``rep``."""
+    if truth.kinds[label] != "interaction":
+        return [(truth.kinds[label], truth.bands[label])]
+    index = label - 1 - 2 * spec.n_single  # 0-based among the interaction classes
+    first = rep % spec.n_interaction
+    codes = dict(zip(spec.regions, (first, first ^ index)))
+    return [
+        (region, band)
+        for region, code in codes.items()
+        for bit, band in enumerate(list(INTERACTION_BANDS)[: _bits(spec)])
+        if code >> bit & 1
+    ]
+
+
+def _background(
+    rng: np.random.Generator, n: int, channels: tuple[str, ...], fs: float
+) -> np.ndarray:
+    """``[n, channel]`` 1/f noise, unit std per channel: a part of each channel's own, a part
+    shared by its lobe and a part shared by the scalp (volume conduction)."""
+    lobes = [place(c)[0] for c in channels]
+    shared = {lobe: _pink(rng, n, fs) for lobe in sorted(set(lobes))}
+    scalp = _pink(rng, n, fs)
+    x = np.stack(
+        [0.75 * _pink(rng, n, fs) + 0.55 * shared[lobe] + 0.35 * scalp for lobe in lobes], axis=1
+    )
+    return x / x.std(axis=0, keepdims=True)
+
+
+def _pink(rng: np.random.Generator, n: int, fs: float) -> np.ndarray:
+    """Unit-std noise with a 1/f power spectrum above 1 Hz (flat below)."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / fs)
+    spectrum /= np.sqrt(np.maximum(freqs, 1.0))
+    x = np.fft.irfft(spectrum, n)
+    return x / x.std()
+
+
+def _band_noise(
+    rng: np.random.Generator, n: int, band: tuple[float, float], fs: float
+) -> np.ndarray:
+    """Unit-std noise band-limited to ``band`` Hz: an oscillatory burst with a drifting phase
+    and amplitude, as EEG rhythms have."""
+    sos = sps.butter(4, band, btype="bandpass", fs=fs, output="sos")
+    x = sps.sosfiltfilt(sos, rng.standard_normal(n + round(fs)))[round(fs) // 2 :][:n]
+    return x / x.std()
+
+
+# ----------------------------------------------------------------------------- data source
+
+
+def eeg_spec_of(source: Mapping[str, Any]) -> SyntheticEEGSpec:
+    """The `SyntheticEEGSpec` a ``"synthetic-eeg"`` data source holds."""
+    return SyntheticEEGSpec.from_dict(source["synthetic_eeg"])
+
+
+def eeg_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a ``"synthetic-eeg"`` data source stores (`emg_lens.data.datasets.data_source`'s
+    ``synthetic=``): a `SyntheticEEGSpec`; the default one for None; from a `SyntheticSpec`
+    (what the command line builds from ``--n-subjects`` and ``--seed`` for every dataset)
+    only its ``n_subjects`` and ``seed``.
+
+    >>> eeg_source_fields({"synthetic": SyntheticSpec(n_subjects=3)})["synthetic_eeg"]["n_subjects"]
+    3
+    """
+    given = options.get("synthetic")
+    if given is None:
+        spec = SyntheticEEGSpec()
+    elif isinstance(given, SyntheticEEGSpec):
+        spec = given
+    elif isinstance(given, SyntheticSpec):
+        spec = SyntheticEEGSpec(n_subjects=given.n_subjects, seed=given.seed)
+    else:
+        raise ArgumentError(
+            f"the synthetic-eeg dataset takes synthetic=SyntheticEEGSpec(...), got "
+            f"{type(given).__name__}"
+        )
+    return {"synthetic_eeg": spec.to_dict()}

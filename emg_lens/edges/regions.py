@@ -1,0 +1,166 @@
+"""Scalp regions of 10-20 / 10-10 EEG channel names: the table the region selectors read.
+
+A standard EEG electrode name is a *row* prefix (front to back: ``Fp AF F FC C CP P PO O I``,
+and the temporal rows ``FT T TP`` at the sides) and a *position*: an odd number on the left
+hemisphere, an even one on the right, ``z`` (zero) on the midline, the numbers growing away
+from the midline (Jasper 1958's 10-20 system; its 10-10 extension and nomenclature as in
+Oostenveld & Praamstra 2001, "The five percent electrode system for high-resolution EEG and
+ERP measurements", Clin. Neurophysiol. 112:713-719, and the ACNS Guideline 5, "Standard
+electrode position nomenclature", Acharya et al. 2016, J. Clin. Neurophysiol. 33:308-311).
+
+`place` puts a name in one *lobe* region (`LOBES`) and one *hemisphere* (`HEMISPHERES`):
+
+==========  ======================================================================
+lobe        rows (and single names)
+==========  ======================================================================
+frontal     Fp, AF, F; Nz
+central     FC, C, CP
+parietal    P (but P7, P8, P9, P10: temporal)
+occipital   PO, O, I
+temporal    FT, T, TP; P7, P8, P9, P10; the mastoids and ear lobes A1, A2, M1, M2
+==========  ======================================================================
+
+The boundary cases, decided here:
+
+- FC and CP are *central*: "central" is the sensorimotor strip around the central sulcus
+  (FC over the precentral/premotor cortex, CP over the postcentral), as motor-imagery montages
+  group FC, C and CP. Name your own region if you want FC frontal
+  (``regions={"frontal": [...]}`` on the selector).
+- PO is *occipital*: with O and I it is the posterior, visual region.
+- FT, T and TP are *temporal* (the lateral rows), and so are P7/P8 (and P9/P10): the old names
+  of P7/P8 are T5/T6, the posterior temporal electrodes of the 10-20 system, which the classic
+  19-channel grouping calls temporal. The old names T3, T4, T5, T6 are read as T7, T8, P7, P8.
+- A1/A2 (ear lobes) and M1/M2 (mastoids) are *temporal*, left (1) and right (2): they sit on
+  the temporal bone. Nz (nasion) is frontal and midline.
+
+A name is read case-insensitively (``FP1``, ``cz``), after dropping an ``EEG`` prefix, a
+reference suffix (``-REF``, ``-LE``, ``-AR``, ``-AVG``, ``-A1``, ``-A2``, ``-M1``, ``-M2``) and
+trailing dots, as EDF files write them (``EEG FP1-REF``, ``Cz..``). Anything else, a bipolar
+pair (``Fp1-F7``) or the 10-5 names (``FFC1h``) included, is refused with
+`UnplacedChannelError`.
+
+>>> place("C3"), place("T5"), place("EEG FZ-REF")
+(('central', 'left'), ('temporal', 'left'), ('frontal', 'midline'))
+>>> region_channels("temporal", ["Fp1", "T7", "C3", "P8", "O2"])
+('T7', 'P8')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from emg_lens.errors import ArgumentError, UnplacedChannelError
+
+__all__ = [
+    "HEMISPHERES",
+    "LOBES",
+    "REGIONS",
+    "ROW_LOBES",
+    "place",
+    "region_channels",
+]
+
+LOBES = ("frontal", "central", "parietal", "occipital", "temporal")
+"""The lobe regions: every placed channel is in exactly one."""
+
+HEMISPHERES = ("left", "right", "midline")
+"""The hemisphere regions: every placed channel is in exactly one."""
+
+REGIONS = LOBES + HEMISPHERES
+"""Every built-in region name a region selector accepts."""
+
+ROW_LOBES: dict[str, str] = {
+    "FP": "frontal",
+    "AF": "frontal",
+    "F": "frontal",
+    "FC": "central",
+    "FT": "temporal",
+    "C": "central",
+    "T": "temporal",
+    "CP": "central",
+    "TP": "temporal",
+    "P": "parietal",
+    "PO": "occipital",
+    "O": "occipital",
+    "I": "occipital",
+}
+"""Row prefix (upper case) -> lobe, before the exceptions below."""
+
+# Single names: (lobe, hemisphere). P7..P10 lie on the P row but are the old posterior
+# temporal T5/T6 (and below them); A/M are ear lobes and mastoids; Nz the nasion.
+_SINGLE: dict[str, tuple[str, str]] = {
+    "P7": ("temporal", "left"),
+    "P8": ("temporal", "right"),
+    "P9": ("temporal", "left"),
+    "P10": ("temporal", "right"),
+    "A1": ("temporal", "left"),
+    "A2": ("temporal", "right"),
+    "M1": ("temporal", "left"),
+    "M2": ("temporal", "right"),
+    "NZ": ("frontal", "midline"),
+}
+
+_OLD_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}  # 10-20 -> 10-10 (ACNS)
+_REFERENCES = ("REF", "LE", "AR", "AVG", "A1", "A2", "M1", "M2")
+_NAME_RE = re.compile(r"(FP|AF|FC|FT|CP|TP|PO|F|C|T|P|O|I)(Z|10|[1-9])")
+_ACCEPTED = (
+    "10-20 / 10-10 names such as Fp1, AF3, F7, FC3, Cz, T7, CP4, P8, PO3, O2, Iz, A1 or M2 "
+    "(case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' suffix are dropped)"
+)
+
+
+def _standard(name: str) -> str:
+    """``name`` upper-cased, without an ``EEG`` prefix or a reference suffix, old names
+    renamed."""
+    text = name.strip().rstrip(".").upper()  # PhysioNet's EDF files pad with dots ("Cz..")
+    if text.startswith("EEG"):
+        text = text[3:].lstrip(" -_")
+    head, dash, tail = text.rpartition("-")
+    if dash and tail.strip() in _REFERENCES:
+        text = head
+    text = text.strip()
+    return _OLD_NAMES.get(text, text)
+
+
+def place(name: str) -> tuple[str, str]:
+    """The ``(lobe, hemisphere)`` of a 10-20 / 10-10 channel name (see the module's table).
+
+    Raises `UnplacedChannelError` naming the channel for a name the table does not hold.
+
+    >>> place("FC4"), place("Oz"), place("t4"), place("M1")
+    (('central', 'right'), ('occipital', 'midline'), ('temporal', 'right'), ('temporal', 'left'))
+    >>> place("EMG1")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.UnplacedChannelError: channel 'EMG1' has no 10-20 / 10-10 scalp region: accepted are 10-20 / 10-10 names such as Fp1, AF3, F7, FC3, Cz, T7, CP4, P8, PO3, O2, Iz, A1 or M2 (case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' suffix are dropped); name your own regions instead, e.g. within_region("motor", regions={"motor": ["C3", "Cz", "C4"]}), or name channels directly (between_regions("C3+C4", "Pz"))
+    """  # noqa: E501
+    text = _standard(name) if isinstance(name, str) else ""
+    if text in _SINGLE:
+        return _SINGLE[text]
+    match = _NAME_RE.fullmatch(text)
+    if match is None:
+        raise UnplacedChannelError(
+            f"channel {name!r} has no 10-20 / 10-10 scalp region: accepted are {_ACCEPTED}; "
+            'name your own regions instead, e.g. within_region("motor", regions={"motor": '
+            '["C3", "Cz", "C4"]}), or name channels directly (between_regions("C3+C4", "Pz"))',
+            channel=name if isinstance(name, str) else repr(name),
+        )
+    row, position = match.groups()
+    if position == "Z":
+        return ROW_LOBES[row], "midline"
+    return ROW_LOBES[row], "left" if int(position) % 2 else "right"
+
+
+def region_channels(region: str, names: Sequence[str]) -> tuple[str, ...]:
+    """The channels of ``names`` in built-in region ``region`` (a lobe or a hemisphere), in
+    their order. Every name must be placeable: a channel the table cannot place might belong
+    to the region (`UnplacedChannelError`).
+
+    >>> region_channels("left", ["Fp1", "Fpz", "Fp2", "T3"])
+    ('Fp1', 'T3')
+    """
+    if region not in REGIONS:
+        raise ArgumentError(f"region must be one of {REGIONS}, got {region!r}")
+    side = 1 if region in HEMISPHERES else 0
+    return tuple(n for n in names if place(n)[side] == region)

@@ -1,0 +1,141 @@
+"""braindecode's transformers as hooked emg_lens encoders, weights and all.
+
+`from_braindecode` takes a braindecode model *instance* and returns the emg_lens model that
+computes the same function (in eval mode) with the same weights: an ordinary emg_lens model,
+registered in `emg_lens.models.MODEL_CLASSES`, saved and loaded by `emg_lens.checkpoints`
+without braindecode, usable by studies, discovery, inspection and export. One module per
+architecture, each with a `HookedEncoder` subclass whose tokenizer and readout are written in
+emg_lens (braindecode's parameter names where they are not TransformerLens's) and a
+``to_braindecode`` method giving a state dict braindecode's class loads:
+
+- ``Labram`` -> `HookedLabram` (`emg_lens.models.braindecode.labram`),
+- ``CBraMod`` -> `HookedCBraMod` (criss-cross attention as a head structure:
+  `emg_lens.models.braindecode.cbramod`),
+- ``EEGPT`` -> `HookedEEGPT` (per-patch attention with summary tokens:
+  `emg_lens.models.braindecode.eegpt`),
+- ``PBT`` (``PatchedTransformer``) -> `HookedPBT` (`emg_lens.models.braindecode.pbt`, which
+  says why PBT and not REVE or LUNA).
+
+emg_lens never imports braindecode: a model is recognised by its class's module
+(``braindecode.models...``) and name, and read through its submodules and state dict. Models
+whose attention is not a softmax over tokens are refused with an `UnsupportedModuleError`
+saying why (``BIOT``: linear attention; ``DeepSleepNet``, ``VEMG2Pose``: LSTMs), as is every
+other braindecode model, naming the ones supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from emg_lens.errors import ArgumentError, UnsupportedModuleError, describe
+from emg_lens.models.base import HookedEncoder
+from emg_lens.models.braindecode._common import is_braindecode
+from emg_lens.models.braindecode.cbramod import HookedCBraMod, from_cbramod
+from emg_lens.models.braindecode.eegpt import HookedEEGPT, from_eegpt
+from emg_lens.models.braindecode.labram import HookedLabram, from_labram
+from emg_lens.models.braindecode.pbt import HookedPBT, from_pbt
+
+__all__ = [
+    "HOOKED_CLASSES",
+    "REFUSED",
+    "SUPPORTED",
+    "HookedCBraMod",
+    "HookedEEGPT",
+    "HookedLabram",
+    "HookedPBT",
+    "from_braindecode",
+    "to_braindecode",
+]
+
+SUPPORTED: dict[str, Callable[..., HookedEncoder]] = {
+    "Labram": from_labram,
+    "CBraMod": from_cbramod,
+    "EEGPT": from_eegpt,
+    "PBT": from_pbt,
+}
+"""braindecode class name -> its converter."""
+
+HOOKED_CLASSES: tuple[type[HookedEncoder], ...] = (
+    HookedLabram,
+    HookedCBraMod,
+    HookedEEGPT,
+    HookedPBT,
+)
+"""The emg_lens classes of converted braindecode models (in `MODEL_CLASSES`)."""
+
+REFUSED: dict[str, str] = {
+    "BIOT": "its transformer is a linear attention (linear_attention_transformer's "
+    "LinearAttentionTransformer): no softmax over tokens, so no attention pattern whose edges "
+    "emg_lens could cut",
+    "DeepSleepNet": "it models time with LSTMs: a recurrence, not an attention over tokens",
+    "VEMG2Pose": "it models time with an LSTM: a recurrence, not an attention over tokens",
+}
+"""braindecode models whose attention is not a softmax over tokens, and why."""
+
+
+def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None) -> HookedEncoder:
+    """The hooked emg_lens equivalent of a braindecode model instance: the same architecture
+    and weights, computing the same function, in eval mode.
+
+    ``ch_names``: the input channels' names, where the model's forward needs them (LaBraM
+    picks its channel embeddings by name) or to name the layout's channels; by default the
+    ``ch_name`` of each entry of the model's ``chs_info``.
+
+    Refused with `UnsupportedModuleError`: a model that is not braindecode's, one whose
+    attention is not a softmax over tokens (saying why), any other braindecode model (naming
+    the supported ones); a model whose weights do not fit the architecture read off it is a
+    `ConversionError` naming the tensor.
+
+    >>> from emg_lens.models.braindecode import from_braindecode
+    >>> from_braindecode(nn.Linear(2, 2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.UnsupportedModuleError: from_braindecode converts braindecode models; got a torch.nn.modules.linear.Linear...
+    """  # noqa: E501
+    if not isinstance(model, nn.Module) or not is_braindecode(model):
+        where = type(model).__module__ + "." + type(model).__name__
+        raise UnsupportedModuleError(
+            f"from_braindecode converts braindecode models; got a {where} ({describe(model)}). "
+            "Supported: braindecode's "
+            f"{', '.join(SUPPORTED)}; a torch.nn.TransformerEncoder model converts with "
+            "emg_lens.models.from_torch_encoder",
+            path="",
+        )
+    name = type(model).__name__
+    if name in REFUSED:
+        raise UnsupportedModuleError(
+            f"braindecode's {name} cannot become an emg_lens model: {REFUSED[name]}. "
+            f"Supported: {', '.join(SUPPORTED)}",
+            path="",
+        )
+    if name not in SUPPORTED:
+        raise UnsupportedModuleError(
+            f"braindecode's {name} is not one of the models from_braindecode converts "
+            f"({', '.join(SUPPORTED)}); if its transformer is a torch.nn.TransformerEncoder, "
+            "emg_lens.models.from_torch_encoder converts that part with your tokenizer and "
+            "readout",
+            path="",
+        )
+    if ch_names is not None and (isinstance(ch_names, str) or not isinstance(ch_names, Sequence)):
+        raise ArgumentError(f"ch_names must be a list of channel names, got {describe(ch_names)}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return SUPPORTED[name](model, None if ch_names is None else list(ch_names))
+    finally:
+        model.train(was_training)
+
+
+def to_braindecode(model: HookedEncoder) -> dict[str, torch.Tensor]:
+    """A converted model's weights as the state dict of its braindecode class (what
+    ``braindecode_model.load_state_dict`` takes), the inverse of `from_braindecode`."""
+    if not isinstance(model, HOOKED_CLASSES):
+        raise ArgumentError(
+            f"to_braindecode takes a model made by from_braindecode "
+            f"({', '.join(c.__name__ for c in HOOKED_CLASSES)}), got {describe(model)}"
+        )
+    return model.to_braindecode()

@@ -1,0 +1,122 @@
+"""What the braindecode converters share: recognising a braindecode model without importing
+braindecode, reading its sizes and channel names, and the readout through a linear map of one
+token (a TransformerLens unembedding)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import ArgumentError, ConversionError, describe
+
+BRAINDECODE = "braindecode"
+
+
+def is_braindecode(model: Any) -> bool:
+    """True for an instance of a class defined in braindecode (by its module's name: emg_lens
+    never imports braindecode)."""
+    return type(model).__module__.split(".")[0] == BRAINDECODE
+
+
+def size(model: Any, name: str) -> Any:
+    """A braindecode model's ``n_chans``, ``n_times``, ``n_outputs`` ...: its property, or
+    a `ConversionError` saying the model was built without it."""
+    try:
+        return getattr(model, name)
+    except ValueError as exc:  # braindecode's "n_times could not be inferred" etc.
+        raise ConversionError(
+            f"{type(model).__name__}.{name} is not set ({exc}); build the braindecode model "
+            f"with {name}=... to convert it"
+        ) from exc
+
+
+def channel_names(model: Any, ch_names: Sequence[str] | None, n_channels: int) -> list[str] | None:
+    """The names of the model's input channels: ``ch_names`` if given, else the ``ch_name``
+    of each entry of its ``chs_info`` (None when it has none)."""
+    if ch_names is None:
+        info = getattr(model, "_chs_info", None)
+        if not info:
+            return None
+        ch_names = [ch["ch_name"] for ch in info]
+    if isinstance(ch_names, str) or not all(isinstance(n, str) for n in ch_names):
+        raise ArgumentError(f"ch_names must be a list of channel names, got {ch_names!r}")
+    if len(ch_names) != n_channels:
+        raise ArgumentError(
+            f"ch_names has {len(ch_names)} names but the {type(model).__name__} has "
+            f"n_chans={n_channels} input channels"
+        )
+    return list(ch_names)
+
+
+def float_dtype(model: nn.Module) -> torch.dtype:
+    """The model's one floating-point dtype (float32 or float64)."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
+        raise ConversionError(
+            f"the {type(model).__name__} holds parameters of {sorted(map(str, dtypes))}; the "
+            "converter reads one dtype, float32 or float64 (convert with .float() or .double())"
+        )
+    return dtypes.pop()
+
+
+def eps_of(norms: Sequence[tuple[str, nn.Module]], what: str) -> float:
+    """The one ``eps`` of several LayerNorms (named), or a `ConversionError` naming the odd one."""
+    eps = {path: float(getattr(norm, "eps", 1e-5)) for path, norm in norms}
+    first = next(iter(eps.values()))
+    odd = {p: e for p, e in eps.items() if e != first}
+    if odd:
+        raise ConversionError(
+            f"{what}: the norms disagree on eps ({next(iter(eps))}: {first}, {odd}); emg_lens "
+            "blocks and ln_final share EncoderConfig.eps"
+        )
+    return first
+
+
+class TokenClassifier(nn.Module):
+    """``logits = resid[:, position] @ W_U + b_U`` (a braindecode ``final_layer`` Linear on
+    one token): TransformerLens's unembedding, read at one position. ``hook_pooled`` fires on
+    the token's stream ``[batch, d_model]``.
+
+    >>> head = TokenClassifier(EncoderConfig.preset("tiny"), position=0)
+    >>> head(torch.randn(2, 7, 16)).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, cfg: EncoderConfig, position: int):
+        super().__init__()
+        self.position = position
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
+        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
+        self.hook_pooled = HookPoint()  # [batch, d_model]
+
+    def forward(
+        self, latent: Float[torch.Tensor, "batch pos d_model"]
+    ) -> Float[torch.Tensor, "batch n_classes"]:
+        return self.hook_pooled(latent[:, self.position]) @ self.W_U + self.b_U
+
+
+def init_rest(model: nn.Module, std: float) -> None:
+    """Draw every parameter that `HookedEncoder.init_weights` leaves alone (the tokenizer's
+    braindecode-named weights) from N(0, std), biases 0 and norm weights 1, so a model built
+    from a config alone is seeded."""
+    for name, param in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith(("W_", "b_")) or leaf in ("w", "b", "cls_token"):
+            continue
+        if leaf == "bias":
+            nn.init.zeros_(param)
+        elif leaf == "weight" and param.ndim == 1:
+            nn.init.ones_(param)
+        else:
+            nn.init.normal_(param, std=std)
+
+
+def refuse_unknown_kwargs(cls_name: str, given: dict[str, Any]) -> None:
+    if given:
+        raise ArgumentError(f"{cls_name} got unknown arguments {sorted(given)}: {describe(given)}")

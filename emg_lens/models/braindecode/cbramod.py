@@ -1,0 +1,428 @@
+"""braindecode's ``CBraMod`` (criss-cross brain model, Wang et al. 2025) as a hooked encoder.
+
+Tokens: every channel's window cut into patches of 200 samples, channel-major (channel ``c``,
+patch ``t`` at ``c * n_patches + t``, no CLS token), each embedded by three ``Conv2d`` +
+``GroupNorm`` + GELU stages plus a linear map of the patch's magnitude spectrum
+(``hook_embed``), plus CBraMod's asymmetric conditional positional encoding, a depthwise
+``Conv2d`` over the (channel, patch) grid of those embeddings (``hook_pos_embed``).
+
+The criss-cross attention, in emg_lens's terms: CBraMod's layer runs two attentions side by
+side, each of half the heads on half of ``d_model``: *spatial* heads attend across the
+channels of one patch, *temporal* heads across the patches of one channel, and their outputs
+are concatenated. Here every layer is one attention of ``nhead`` heads with a head structure
+(`emg_lens.components.HeadStructure`): heads ``0 .. nhead/2 - 1`` are the spatial heads, which
+read and write the first half of ``d_model`` (``W_Q``, ``W_K``, ``W_V`` rows and ``W_O``
+columns outside it are zero blocks, kept zero in training) and see only the keys of their
+query's patch; heads ``nhead/2 ..`` are the temporal heads, on the second half, seeing only
+their query's channel. That structure is a fixed base mask per head at ``hook_attn_scores``
+(-inf where the architecture has no edge), and a user's edge set is cut on top of it (their
+union): an edge set naming edges the architecture lacks cuts nothing more there. The fast
+path computes exactly the two small attentions of the original (one SDPA call per half, over
+``batch * n_patches`` or ``batch * n_channels`` sequences).
+
+Blocks are pre-LN (CBraMod's layer normalises first whatever its ``norm_first``); there is no
+final norm. Readout: every token through ``proj_out`` (``d_model -> emb_dim``), flattened
+channel-major, then one linear classifier: a direction per token, so no TransformerLens
+unembedding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from einops import rearrange
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.components import HeadStructure
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import (
+    ArgumentError,
+    ConversionError,
+    UnsupportedModuleError,
+    UnsupportedReadoutError,
+)
+from emg_lens.layout import TokenLayout
+from emg_lens.models.base import HookedEncoder
+from emg_lens.models.braindecode._common import channel_names, eps_of, float_dtype, init_rest, size
+from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+
+__all__ = ["HookedCBraMod", "from_cbramod"]
+
+RETURN_TYPES = ("logits", "latent")
+PATCH = 200  # CBraMod's spectral embedding takes 101 rfft bins: patches of 200 samples
+DEFAULT_CONVS = ((25, 49, 25, 24, (5, 25)), (25, 3, 1, 1, (5, 25)), (25, 3, 1, 1, (5, 25)))
+
+
+def embed_dim(convs) -> int:
+    """d_model of CBraMod's patch convolutions (``channels_kernel_stride_padding_norm``)."""
+    width = PATCH
+    for _, kernel, stride, padding, _ in convs:
+        width = int((width + 2 * padding - kernel) / stride + 1)
+    return convs[-1][0] * width
+
+
+def magnitude_spectrum(patches: torch.Tensor) -> torch.Tensor:
+    """``|rfft(patches, norm="forward")|`` over the last dim, as CBraMod embeds it; a trace
+    (ONNX export: the TorchScript exporter has no rfft) records it as two matrix products
+    with the DFT's cosine and sine tables instead (equal to float32 rounding).
+
+    >>> x = torch.randn(2, 200, dtype=torch.float64)
+    >>> torch.allclose(_dft_magnitude(x), magnitude_spectrum(x))
+    True
+    """
+    if not torch.jit.is_tracing():
+        return torch.fft.rfft(patches, dim=-1, norm="forward").abs()
+    return _dft_magnitude(patches)
+
+
+def _dft_magnitude(patches: torch.Tensor) -> torch.Tensor:
+    n = patches.shape[-1]
+    k = torch.arange(n // 2 + 1, dtype=torch.float64)
+    angle = 2 * torch.pi * torch.arange(n, dtype=torch.float64)[:, None] * k[None] / n
+    cos, sin = (t.div(n).to(patches.dtype) for t in (angle.cos(), angle.sin()))
+    return ((patches @ cos) ** 2 + (patches @ sin) ** 2).sqrt()
+
+
+class PatchEmbedding(nn.Module):
+    """CBraMod's patch embedding (braindecode's ``_PatchEmbedding``, same parameter names):
+    patches ``[batch, channel, patch, 200]`` -> ``(tokens, positions)``, each ``[batch,
+    channel, patch, d_model]``."""
+
+    def __init__(self, convs, dtype: torch.dtype):
+        super().__init__()
+        d = embed_dim(convs)
+        self.positional_encoding = nn.Sequential(
+            nn.Conv2d(d, d, (19, 7), padding=(9, 3), groups=d, dtype=dtype)
+        )
+        self.mask_encoding = nn.Parameter(torch.zeros(PATCH, dtype=dtype), requires_grad=False)
+        layers: list[nn.Module] = []
+        last = 1
+        for channels, kernel, stride, padding, norm in convs:
+            layers += [
+                nn.Conv2d(last, channels, (1, kernel), (1, stride), (0, padding), dtype=dtype),
+                nn.GroupNorm(*norm, dtype=dtype),
+                nn.GELU(),
+            ]
+            last = channels
+        self.proj_in = nn.Sequential(*layers)
+        self.spectral_proj = nn.Sequential(nn.Linear(PATCH // 2 + 1, d, dtype=dtype))
+
+    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n_chans = patches.shape[1]
+        emb = self.proj_in(rearrange(patches, "b c n p -> b 1 (c n) p"))
+        emb = rearrange(emb, "b d (c n) p2 -> b c n (d p2)", c=n_chans)
+        spectral = magnitude_spectrum(patches)
+        tokens = emb + self.spectral_proj(spectral)
+        pos = self.positional_encoding(rearrange(tokens, "b c n d -> b d c n"))
+        return tokens, rearrange(pos, "b d c n -> b c n d")
+
+
+class CBraModHead(nn.Module):
+    """CBraMod's readout: every token through ``proj_out`` ``[d_model -> emb_dim]``, the
+    ``[channel, patch, emb_dim]`` features flattened, then ``final_layer`` to logits;
+    ``hook_pooled`` fires on the flattened features."""
+
+    def __init__(self, cfg: EncoderConfig, emb_dim: int):
+        super().__init__()
+        self.proj_out = nn.Linear(cfg.d_model, emb_dim, dtype=cfg.dtype)
+        self.final_layer = nn.Linear(cfg.n_ctx * emb_dim, cfg.n_classes, dtype=cfg.dtype)
+        self.hook_pooled = HookPoint()  # [batch, pos * emb_dim]
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.final_layer(self.hook_pooled(self.proj_out(latent).flatten(1)))
+
+
+class HookedCBraMod(HookedEncoder):
+    """braindecode's ``CBraMod``, hooked (see the module docstring for the criss-cross head
+    structure); built by `from_braindecode`.
+
+    Hooks beyond the shared stack: ``hook_embed`` (the patch embeddings), ``hook_pos_embed``
+    (the conditional positional encoding added to them), ``head.hook_pooled``.
+
+    Args:
+        cfg: from `HookedCBraMod.config`.
+        convs: CBraMod's ``channels_kernel_stride_padding_norm``.
+        emb_dim: width of ``proj_out``.
+
+    >>> cfg = HookedCBraMod.config(n_chans=3, n_times=400, n_outputs=2, n_layer=1, nhead=4,
+    ...                            dim_feedforward=16, convs=[[4, 49, 25, 24, [2, 4]]])
+    >>> model = HookedCBraMod(cfg, convs=[[4, 49, 25, 24, [2, 4]]], emb_dim=8)
+    >>> model(model.example_input(2)).shape, model.layout.n_tokens, cfg.d_model
+    (torch.Size([2, 2]), 6, 32)
+    >>> model.blocks[0].attn.base_mask[0, 0].int().tolist()  # spatial head: token (c0, t0)
+    [0, 1, 0, 1, 0, 1]
+    """
+
+    def __init__(self, cfg: EncoderConfig, *, convs: Any = DEFAULT_CONVS, emb_dim: int = 200):
+        if cfg.use_cls_token or cfg.patch_samples != PATCH or cfg.n_heads % 2 or cfg.d_model % 2:
+            raise ArgumentError("HookedCBraMod needs a config from HookedCBraMod.config(...)")
+        super().__init__(cfg)
+        self.convs = [[c, k, s, p, list(n)] for c, k, s, p, n in convs]
+        self.emb_dim = emb_dim
+        self.patch_embedding = PatchEmbedding(self.convs, cfg.dtype)
+        self.head = CBraModHead(cfg, emb_dim)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self._layout = TokenLayout.channel_tokens(
+            cfg.modalities,
+            n_patches=cfg.n_patches,
+            cls_token=False,
+            channel_names=cfg.channel_names,
+        )
+        half_heads, half = cfg.n_heads // 2, cfg.d_model // 2
+        structure = [
+            HeadStructure((0, half_heads), (0, half), (0, half), tuple(self._layout.time)),
+            HeadStructure(
+                (half_heads, cfg.n_heads),
+                (half, cfg.d_model),
+                (half, cfg.d_model),
+                tuple(self._layout.channel),
+            ),
+        ]
+        for block in self.blocks:
+            block.attn.set_structure(structure, cfg.n_ctx)
+        self._finish_init()
+
+    @staticmethod
+    def config(
+        *,
+        n_chans: int,
+        n_times: int,
+        n_outputs: int,
+        n_layer: int = 12,
+        nhead: int = 8,
+        dim_feedforward: int = 800,
+        activation: str = "gelu",
+        convs: Any = DEFAULT_CONVS,
+        layer_norm_eps: float = 1e-5,
+        ch_names: list[str] | None = None,
+        dtype: torch.dtype = torch.float32,
+        **overrides: Any,
+    ) -> EncoderConfig:
+        """The `EncoderConfig` of a braindecode ``CBraMod`` built with these arguments."""
+        d = embed_dim(convs)
+        if nhead % 2 or d % nhead:
+            raise ConversionError(
+                f"CBraMod with nhead={nhead} and d_model={d}: its criss-cross layer splits the "
+                "heads and d_model in halves, so nhead must be even and divide d_model"
+            )
+        return EncoderConfig(
+            **{
+                "d_model": d,
+                "d_head": d // nhead,
+                "n_heads": nhead,
+                "n_layers": n_layer,
+                "d_mlp": dim_feedforward,
+                "act_fn": activation,
+                "eps": layer_norm_eps,
+                "modalities": {"eeg": n_chans},
+                "n_samples": n_times,
+                "patch_samples": PATCH,
+                "use_cls_token": False,
+                "n_classes": n_outputs,
+                "final_norm": False,
+                "positional_embedding_type": "none",
+                "channel_names": ch_names,
+                "dtype": dtype,
+                **overrides,
+            }
+        )
+
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"convs": [list(c) for c in self.convs], "emb_dim": self.emb_dim}
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        init_rest(self, self.cfg.init_range)
+        nn.init.zeros_(self.patch_embedding.mask_encoding)
+        half_heads, half = self.cfg.n_heads // 2, self.cfg.d_model // 2
+        with torch.no_grad():  # the criss-cross zero blocks
+            for block in self.blocks:
+                attn = block.attn
+                for W in (attn.W_Q, attn.W_K, attn.W_V):
+                    W[:half_heads, half:] = 0
+                    W[half_heads:, :half] = 0
+                attn.W_O[:half_heads, :, half:] = 0
+                attn.W_O[half_heads:, :, :half] = 0
+
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        patches = rearrange(signals, "b c (n p) -> b c n p", p=PATCH)
+        tokens, pos = self.patch_embedding(patches)
+        tokens = self.hook_embed(tokens.flatten(1, 2))
+        return tokens + self.hook_pos_embed(pos.flatten(1, 2))
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        if return_type not in RETURN_TYPES:
+            raise ArgumentError(
+                f"HookedCBraMod return_type must be one of {RETURN_TYPES} or None, got "
+                f"{return_type!r}"
+            )
+        return resid if return_type == "latent" else self.head(resid)
+
+    def _unembedding(self) -> nn.Module:
+        raise UnsupportedReadoutError(
+            "HookedCBraMod has no TransformerLens unembedding: its readout maps every token "
+            "through proj_out and one classifier over the flattened tokens, a different class "
+            "direction per token, not one column per class"
+        )
+
+    # ------------------------------------------------------------------ braindecode
+    def to_braindecode(self) -> dict[str, torch.Tensor]:
+        """This model's weights as the state dict of braindecode's ``CBraMod`` built with the
+        same arguments."""
+        cfg = self.cfg
+        hh, half, d = cfg.n_heads // 2, cfg.d_model // 2, cfg.d_model
+        sd = {f"patch_embedding.{k}": v for k, v in self.patch_embedding.state_dict().items()}
+        for i, block in enumerate(self.blocks):
+            src, attn, mlp = f"encoder.layers.{i}", block.attn, block.mlp
+            for name, heads, part in (
+                ("self_attn_s", slice(0, hh), slice(0, half)),
+                ("self_attn_t", slice(hh, None), slice(half, d)),
+            ):
+                W = torch.cat(
+                    [
+                        W[heads, part].transpose(1, 2).reshape(-1, half)
+                        for W in (attn.W_Q, attn.W_K, attn.W_V)
+                    ]
+                )
+                sd[f"{src}.{name}.in_proj_weight"] = W
+                sd[f"{src}.{name}.in_proj_bias"] = torch.cat(
+                    [b[heads].flatten() for b in (attn.b_Q, attn.b_K, attn.b_V)]
+                )
+                sd[f"{src}.{name}.out_proj.weight"] = attn.W_O[heads][..., part].reshape(-1, half).T
+                sd[f"{src}.{name}.out_proj.bias"] = attn.b_O[part]
+            sd[f"{src}.linear1.weight"], sd[f"{src}.linear1.bias"] = mlp.W_in.T, mlp.b_in
+            sd[f"{src}.linear2.weight"], sd[f"{src}.linear2.bias"] = mlp.W_out.T, mlp.b_out
+            sd[f"{src}.norm1.weight"], sd[f"{src}.norm1.bias"] = block.ln1.w, block.ln1.b
+            sd[f"{src}.norm2.weight"], sd[f"{src}.norm2.bias"] = block.ln2.w, block.ln2.b
+        sd["proj_out.0.weight"], sd["proj_out.0.bias"] = (
+            self.head.proj_out.weight,
+            self.head.proj_out.bias,
+        )
+        sd["final_layer.1.weight"] = self.head.final_layer.weight
+        sd["final_layer.1.bias"] = self.head.final_layer.bias
+        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+
+
+def from_cbramod(model: nn.Module, ch_names: list[str] | None = None) -> HookedCBraMod:
+    """A braindecode ``CBraMod`` instance as a `HookedCBraMod` with its weights, in eval mode."""
+    final = model.final_layer
+    if not (isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear):
+        raise UnsupportedModuleError(
+            f"CBraMod.final_layer is {type(final).__name__}: return_encoder_output=True (no "
+            "logits) or a classifier not yet built (LazyLinear: build CBraMod with n_times and "
+            "n_chans); supported: CBraMod's Flatten + Linear classifier",
+            path="final_layer",
+        )
+    n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
+    if model._patch_size != PATCH or n_times % PATCH:
+        raise ConversionError(
+            f"CBraMod with patch_size={model._patch_size} and n_times={n_times}: its spectral "
+            f"embedding takes patches of {PATCH} samples, and n_times must be a multiple of it"
+        )
+    layers = model.encoder.layers
+    first = layers[0]
+    for i, layer in enumerate(layers):
+        for name in ("self_attn_s", "self_attn_t"):
+            attn = getattr(layer, name)
+            path = f"encoder.layers.{i}.{name}"
+            if type(attn) is not nn.MultiheadAttention or not attn._qkv_same_embed_dim:
+                raise UnsupportedModuleError(
+                    f"{path} is not a self-attention nn.MultiheadAttention with kdim = vdim = "
+                    "embed_dim; supported: CBraMod's criss-cross layer",
+                    path=path,
+                )
+            if attn.in_proj_bias is None or attn.bias_k is not None or attn.add_zero_attn:
+                raise UnsupportedModuleError(
+                    f"{path} has bias=False, add_bias_kv or add_zero_attn; supported: CBraMod's "
+                    "default (bias=True)",
+                    path=path,
+                )
+    act = activation_name(first.activation, "encoder.layers.0.activation")
+    norms = [
+        (f"encoder.layers.{i}.{n}", getattr(layer, n))
+        for i, layer in enumerate(layers)
+        for n in ("norm1", "norm2")
+    ]
+    convs = model.patch_embedding.channels_kernel_stride_padding_norm
+    cfg = HookedCBraMod.config(
+        n_chans=n_chans,
+        n_times=n_times,
+        n_outputs=final[1].out_features,
+        n_layer=len(layers),
+        nhead=2 * first.self_attn_s.num_heads,
+        dim_feedforward=first.linear1.out_features,
+        activation=act,
+        convs=convs,
+        layer_norm_eps=eps_of(norms, "CBraMod"),
+        ch_names=channel_names(model, ch_names, n_chans),
+        dtype=float_dtype(model),
+    )
+    hooked = HookedCBraMod(cfg, convs=convs, emb_dim=model._emb_dim)
+    theirs = model.state_dict()
+    state = StateBuilder(hooked, "from_braindecode(CBraMod)")
+    for name in hooked.state_dict():
+        if name.startswith("patch_embedding."):
+            state.put(name, theirs[name], name)
+    hh, half, d, dh = cfg.n_heads // 2, cfg.d_model // 2, cfg.d_model, cfg.d_head
+    dtype = cfg.dtype
+    for i, layer in enumerate(layers):
+        src, block = f"encoder.layers.{i}", f"blocks.{i}"
+        act_i = activation_name(layer.activation, f"{src}.activation")
+        if act_i != act:
+            raise ConversionError(f"{src}.activation is {act_i}, encoder.layers.0's {act}")
+        full = {n: torch.zeros(cfg.n_heads, d, dh, dtype=dtype) for n in "QKV"}
+        W_O = torch.zeros(cfg.n_heads, dh, d, dtype=dtype)
+        biases = {n: [] for n in "QKV"}
+        b_O = []
+        for name, heads, part in (
+            ("self_attn_s", slice(0, hh), slice(0, half)),
+            ("self_attn_t", slice(hh, None), slice(half, d)),
+        ):
+            key = f"{src}.{name}.in_proj_weight"
+            weights = theirs[key]
+            if tuple(weights.shape) != (3 * half, half):
+                raise ConversionError(
+                    f"{key} is {list(weights.shape)}; the criss-cross halves need "
+                    f"[{3 * half}, {half}]"
+                )
+            for n, W in zip("QKV", weights.chunk(3)):
+                full[n][heads, part] = heads_in(W, hh)
+            W_O[heads, :, part] = heads_out(theirs[f"{src}.{name}.out_proj.weight"], hh)
+            for n, b in zip("QKV", theirs[f"{src}.{name}.in_proj_bias"].chunk(3)):
+                biases[n].append(b.view(hh, dh))
+            b_O.append(theirs[f"{src}.{name}.out_proj.bias"])
+        for n in "QKV":
+            state.put(
+                f"{block}.attn.W_{n}", full[n], f"{src}.self_attn_s/t.in_proj_weight[{n.lower()}]"
+            )
+            state.put(
+                f"{block}.attn.b_{n}",
+                torch.cat(biases[n]),
+                f"{src}.self_attn_s/t.in_proj_bias[{n.lower()}]",
+            )
+        state.put(f"{block}.attn.W_O", W_O, f"{src}.self_attn_s/t.out_proj.weight")
+        state.put(f"{block}.attn.b_O", torch.cat(b_O), f"{src}.self_attn_s/t.out_proj.bias")
+        state.put(f"{block}.mlp.W_in", theirs[f"{src}.linear1.weight"].T, f"{src}.linear1.weight")
+        state.put(f"{block}.mlp.b_in", theirs[f"{src}.linear1.bias"], f"{src}.linear1.bias")
+        state.put(f"{block}.mlp.W_out", theirs[f"{src}.linear2.weight"].T, f"{src}.linear2.weight")
+        state.put(f"{block}.mlp.b_out", theirs[f"{src}.linear2.bias"], f"{src}.linear2.bias")
+        for ours, their in (("ln1", "norm1"), ("ln2", "norm2")):
+            state.put(f"{block}.{ours}.w", theirs[f"{src}.{their}.weight"], f"{src}.{their}.weight")
+            state.put(f"{block}.{ours}.b", theirs[f"{src}.{their}.bias"], f"{src}.{their}.bias")
+    state.put("head.proj_out.weight", theirs["proj_out.0.weight"], "proj_out.0.weight")
+    state.put("head.proj_out.bias", theirs["proj_out.0.bias"], "proj_out.0.bias")
+    state.put("head.final_layer.weight", theirs["final_layer.1.weight"], "final_layer.1.weight")
+    state.put("head.final_layer.bias", theirs["final_layer.1.bias"], "final_layer.1.bias")
+    state.load()
+    return hooked.eval()

@@ -1,0 +1,518 @@
+"""braindecode's ``EEGPT`` (Wang et al. 2024) as a hooked encoder.
+
+EEGPT's transformer runs on each time patch separately: the sequence of a patch is its
+channels' tokens (each channel's patch embedded by one ``Conv2d``, plus a learned embedding of
+the channel: ``chan_embed``) followed by ``embed_num`` learned summary tokens, and attention
+never crosses patches. emg_lens runs all patches as one sequence, patch-major (patch ``t``:
+its channels' tokens, then its summary tokens, group ``"cls"`` with ``time = t``), with the
+architecture's structure as a fixed base mask on every head (`HeadStructure`: one group per
+patch), applied at ``hook_attn_scores``: scores show -inf across patches, a user's edge set is
+cut on top of it (their union), and the fast path attends within each patch in one SDPA call
+over ``batch * n_patches`` sequences (EEGPT's own computation).
+
+Before the transformer, an optional channel projection (``chan_proj_type``:
+``"conv1d_constraint"``, the default, or ``"linear"``) mixes the input channels into
+``n_chans_target`` (19) virtual channels named after EEGPT's standard montage: those are the
+channels the tokens (and the layout's channel names) stand for, not the input rows. After the
+blocks, the final norm (``ln_final``, which EEGPT applies to the summary tokens), and the probe
+reads every patch's summary tokens: two max-norm-constrained linear maps (the constraint
+applied in the forward, as braindecode's parametrization does), so logits are linear in the
+summary tokens with a direction per patch and token: no TransformerLens unembedding.
+
+Refused (`UnsupportedModuleError`): ``return_encoder_output=True`` (no logits), a custom
+``final_layer``, a patch module other than braindecode's ``_PatchEmbed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.components import HeadStructure
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import (
+    ArgumentError,
+    ConversionError,
+    UnsupportedModuleError,
+    UnsupportedReadoutError,
+)
+from emg_lens.layout import CLS, TokenLayout
+from emg_lens.models.base import HookedEncoder
+from emg_lens.models.braindecode._common import channel_names, eps_of, float_dtype, init_rest, size
+from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+
+__all__ = ["HookedEEGPT", "from_eegpt"]
+
+RETURN_TYPES = ("logits", "latent")
+PROJECTIONS = ("conv1d_constraint", "linear", "none")
+
+
+def n_patches(n_times: int, patch_size: int, patch_stride: int | None) -> tuple[int, int]:
+    """``(patches, right zero-padding)`` of EEGPT's patch embedding."""
+    stride = patch_stride or patch_size
+    remainder = (n_times - patch_size) % stride if patch_stride else n_times % patch_size
+    pad = stride - remainder if remainder else 0
+    return (n_times + pad - patch_size) // stride + 1, pad
+
+
+def renorm(weight: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """``weight.renorm(2, 0, max_norm)``: each ``weight[i]`` rescaled to L2 norm at most
+    ``max_norm``; a trace (ONNX has no renorm) records the same formula in elementary ops.
+
+    >>> w = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
+    >>> renorm(w, 1.0)
+    tensor([[0.6000, 0.8000],
+            [0.3000, 0.4000]])
+    """
+    if not torch.jit.is_tracing():
+        return weight.renorm(p=2, dim=0, maxnorm=max_norm)
+    norm = weight.flatten(1).norm(dim=1).view(-1, *([1] * (weight.ndim - 1)))
+    return weight * torch.where(norm > max_norm, max_norm / (norm + 1e-7), torch.ones_like(norm))
+
+
+class ConstrainedLinear(nn.Module):
+    """``x @ renorm(weight).T + bias`` with each output row of ``weight [out, in]`` rescaled
+    to L2 norm at most ``max_norm`` in the forward (braindecode's ``LinearWithConstraint``)."""
+
+    def __init__(self, d_in: int, d_out: int, max_norm: float, dtype: torch.dtype):
+        super().__init__()
+        self.max_norm = max_norm
+        self.weight = nn.Parameter(torch.empty(d_out, d_in, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(d_out, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, renorm(self.weight, self.max_norm), self.bias)
+
+
+class ChannelProjection(nn.Module):
+    """EEGPT's input channel mixing: a max-norm 1x1 ``Conv1d`` or a ``Linear`` over channels."""
+
+    def __init__(self, kind: str, n_in: int, n_out: int, max_norm: float, dtype: torch.dtype):
+        super().__init__()
+        self.kind, self.max_norm = kind, max_norm
+        shape = (n_out, n_in, 1) if kind == "conv1d_constraint" else (n_out, n_in)
+        self.weight = nn.Parameter(torch.empty(*shape, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(n_out, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "linear":
+            return F.linear(x.transpose(1, 2), self.weight, self.bias).transpose(1, 2)
+        return F.conv1d(x, renorm(self.weight, self.max_norm), self.bias)
+
+
+class SummaryProbe(nn.Module):
+    """EEGPT's probe: each patch's summary tokens ``[batch, patch, embed_num * d_model]`` ->
+    ``probe1`` -> ``[batch, patch * hidden]`` -> ``probe2`` -> logits; ``hook_pooled`` fires on
+    the summary tokens' final stream."""
+
+    def __init__(self, cfg: EncoderConfig, patches: int, embed_num: int, hidden: int, norms):
+        super().__init__()
+        self.probe1 = ConstrainedLinear(embed_num * cfg.d_model, hidden, norms[0], cfg.dtype)
+        self.probe2 = ConstrainedLinear(patches * hidden, cfg.n_classes, norms[1], cfg.dtype)
+        self.hook_pooled = HookPoint()  # [batch, patch, embed_num * d_model]
+
+    def forward(self, summaries: torch.Tensor) -> torch.Tensor:
+        return self.probe2(self.probe1(self.hook_pooled(summaries)).flatten(1))
+
+
+class HookedEEGPT(HookedEncoder):
+    """braindecode's ``EEGPT``, hooked (see the module docstring); built by
+    `from_braindecode`.
+
+    Hooks beyond the shared stack: ``hook_embed`` (the patch tokens and the summary tokens),
+    ``hook_pos_embed`` (the channel embeddings added to the patch tokens; zero on summary
+    tokens), ``head.hook_pooled``.
+
+    Args:
+        cfg: from `HookedEEGPT.config`.
+        channel_ids: each (projected) channel's row of ``chan_embed`` (EEGPT's ``chans_id``).
+        token_names: the names of the channels the tokens stand for (EEGPT's standard 19
+            with a channel projection; the input's otherwise), or None.
+        patch_size, patch_stride, embed_num: EEGPT's.
+        chan_proj_type, n_chans_target, chan_conv_max_norm: EEGPT's channel projection.
+        probe_hidden, probe_max_norms: the probe's hidden width and max norms.
+        n_chan_embeddings: rows of ``chan_embed``.
+
+    >>> cfg = HookedEEGPT.config(n_chans=3, n_times=32, n_outputs=2, patch_size=8,
+    ...                          patch_stride=None, embed_num=2, embed_dim=16, depth=1,
+    ...                          num_heads=2, chan_proj_type="none")
+    >>> model = HookedEEGPT(cfg, channel_ids=[0, 1, 2], chan_proj_type="none", patch_size=8,
+    ...                     patch_stride=None, embed_num=2)
+    >>> model(model.example_input(2)).shape, model.layout.n_tokens  # 4 patches x (3 + 2)
+    (torch.Size([2, 2]), 20)
+    """
+
+    tokenization = "custom"
+
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        *,
+        channel_ids: list[int],
+        token_names: list[str] | None = None,
+        patch_size: int = 64,
+        patch_stride: int | None = 32,
+        embed_num: int = 4,
+        chan_proj_type: str = "conv1d_constraint",
+        n_chans_target: int = 19,
+        chan_conv_max_norm: float = 1.0,
+        probe_hidden: int = 16,
+        probe_max_norms: tuple[float, float] = (1.0, 0.25),
+        n_chan_embeddings: int = 62,
+    ):
+        if chan_proj_type not in PROJECTIONS:
+            raise ArgumentError(
+                f"chan_proj_type must be one of {PROJECTIONS}, got {chan_proj_type!r}"
+            )
+        n_chans = n_chans_target if chan_proj_type != "none" else cfg.n_channels
+        patches, pad = n_patches(cfg.n_samples, patch_size, patch_stride)
+        if cfg.n_ctx != patches * (n_chans + embed_num):
+            raise ArgumentError(
+                f"HookedEEGPT: n_ctx={cfg.n_ctx} is not {patches} patches x ({n_chans} channels "
+                f"+ {embed_num} summary tokens): build the config with HookedEEGPT.config(...)"
+            )
+        if len(channel_ids) != n_chans:
+            raise ArgumentError(
+                f"channel_ids must hold {n_chans} rows of chan_embed, got {channel_ids!r}"
+            )
+        super().__init__(cfg)
+        self._init_kwargs = {
+            "channel_ids": list(channel_ids),
+            "token_names": None if token_names is None else list(token_names),
+            "patch_size": patch_size,
+            "patch_stride": patch_stride,
+            "embed_num": embed_num,
+            "chan_proj_type": chan_proj_type,
+            "n_chans_target": n_chans_target,
+            "chan_conv_max_norm": chan_conv_max_norm,
+            "probe_hidden": probe_hidden,
+            "probe_max_norms": list(probe_max_norms),
+            "n_chan_embeddings": n_chan_embeddings,
+        }
+        self.n_patches, self.pad, self.n_token_channels, self.embed_num = (
+            patches,
+            pad,
+            n_chans,
+            embed_num,
+        )
+        d = cfg.d_model
+        self.chan_proj = (
+            ChannelProjection(
+                chan_proj_type, cfg.n_channels, n_chans, chan_conv_max_norm, cfg.dtype
+            )
+            if chan_proj_type != "none"
+            else None
+        )
+        stride = patch_stride or patch_size
+        self.patch_embed = nn.Conv2d(1, d, (1, patch_size), stride=(1, stride), dtype=cfg.dtype)
+        self.chan_embed = nn.Embedding(n_chan_embeddings, d, dtype=cfg.dtype)
+        self.summary_token = nn.Parameter(torch.zeros(1, embed_num, d, dtype=cfg.dtype))
+        self.register_buffer("channel_index", torch.tensor(channel_ids), persistent=False)
+        self.head = SummaryProbe(cfg, patches, embed_num, probe_hidden, probe_max_norms)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self._layout = self._make_layout(token_names)
+        self._summary = torch.tensor([i for i, g in enumerate(self._layout.group) if g == CLS])
+        groups = tuple(self._layout.time)  # attention stays within a patch
+        for block in self.blocks:
+            block.attn.set_structure([HeadStructure((0, cfg.n_heads), groups=groups)], cfg.n_ctx)
+        self._finish_init()
+
+    def _make_layout(self, names: list[str] | None) -> TokenLayout:
+        group, channel, time = [], [], []
+        for t in range(self.n_patches):
+            for c in range(self.n_token_channels):
+                group.append("eeg"), channel.append(c), time.append(t)
+            for _ in range(self.embed_num):
+                group.append(CLS), channel.append(-1), time.append(t)
+        extra = {} if names is None else {"channel_names": tuple(names)}
+        return TokenLayout(tuple(group), tuple(channel), tuple(time), **extra)
+
+    @staticmethod
+    def config(
+        *,
+        n_chans: int,
+        n_times: int,
+        n_outputs: int,
+        patch_size: int = 64,
+        patch_stride: int | None = 32,
+        embed_num: int = 4,
+        embed_dim: int = 512,
+        depth: int = 8,
+        num_heads: int = 8,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        layer_norm_eps: float = 1e-6,
+        chan_proj_type: str = "conv1d_constraint",
+        n_chans_target: int = 19,
+        ch_names: list[str] | None = None,
+        dtype: torch.dtype = torch.float32,
+        **overrides: Any,
+    ) -> EncoderConfig:
+        """The `EncoderConfig` of a braindecode ``EEGPT`` built with these arguments."""
+        patches, _ = n_patches(n_times, patch_size, patch_stride)
+        token_chans = n_chans if chan_proj_type == "none" else n_chans_target
+        return EncoderConfig(
+            **{
+                "d_model": embed_dim,
+                "d_head": embed_dim // num_heads,
+                "n_heads": num_heads,
+                "n_layers": depth,
+                "d_mlp": int(embed_dim * mlp_ratio),
+                "act_fn": "gelu",
+                "eps": layer_norm_eps,
+                "modalities": {"eeg": n_chans},
+                "n_samples": n_times,
+                "tokenization": "custom",
+                "n_ctx": patches * (token_chans + embed_num),
+                "n_classes": n_outputs,
+                "zero_biases": [] if qkv_bias else ["b_Q", "b_K", "b_V"],
+                "positional_embedding_type": "none",
+                "channel_names": ch_names,
+                "dtype": dtype,
+                **overrides,
+            }
+        )
+
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        return {
+            k: (list(v) if isinstance(v, (list, tuple)) else v)
+            for k, v in self._init_kwargs.items()
+        }
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        init_rest(self, self.cfg.init_range)
+        nn.init.normal_(self.summary_token, std=self.cfg.init_range)
+
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        batch = signals.shape[0]
+        x = signals if self.chan_proj is None else self.chan_proj(signals)
+        x = F.pad(x, (0, self.pad))
+        patches = self.patch_embed(x[:, None])  # [batch, d_model, channel, patch]
+        patches = rearrange(patches, "batch d chan patch -> batch patch chan d")
+        summary = self.summary_token[:, None].expand(batch, self.n_patches, -1, -1)
+        tokens = torch.cat((patches, summary), dim=2).flatten(1, 2)  # patch-major
+        chan = self.chan_embed.weight[self.channel_index]  # [chan, d]
+        pos = F.pad(chan, (0, 0, 0, self.embed_num)).repeat(self.n_patches, 1)
+        return self.hook_embed(tokens) + self.hook_pos_embed(pos[None].expand(batch, -1, -1))
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        if return_type not in RETURN_TYPES:
+            raise ArgumentError(
+                f"HookedEEGPT return_type must be one of {RETURN_TYPES} or None, got "
+                f"{return_type!r}"
+            )
+        latent = self.ln_final(resid)
+        if return_type == "latent":
+            return latent
+        summaries = latent[:, self._summary.to(latent.device)]
+        return self.head(summaries.reshape(latent.shape[0], self.n_patches, -1))
+
+    # ------------------------------------------------------------------ TransformerLens
+    def _unembedding(self) -> nn.Module:
+        raise UnsupportedReadoutError(
+            "HookedEEGPT has no TransformerLens unembedding: its probe reads every patch's "
+            "summary tokens through two linear maps, a different direction per patch and "
+            "summary token, not one column per class (see emg_lens.models.braindecode.eegpt)"
+        )
+
+    # ------------------------------------------------------------------ braindecode
+    def to_braindecode(self) -> dict[str, torch.Tensor]:
+        """This model's weights as the state dict of braindecode's ``EEGPT`` built with the same
+        arguments."""
+        cfg = self.cfg
+        sd: dict[str, torch.Tensor] = {}
+        if self.chan_proj is not None:
+            if self.chan_proj.kind == "linear":
+                sd["chan_proj.proj.weight"] = self.chan_proj.weight
+            else:
+                sd["chan_proj.proj.parametrizations.weight.original"] = self.chan_proj.weight
+            sd["chan_proj.proj.bias"] = self.chan_proj.bias
+        enc = "target_encoder"
+        sd[f"{enc}.summary_token"] = self.summary_token
+        sd[f"{enc}.patch_embed.proj.weight"] = self.patch_embed.weight
+        sd[f"{enc}.patch_embed.proj.bias"] = self.patch_embed.bias
+        sd[f"{enc}.chan_embed.weight"] = self.chan_embed.weight
+        d = cfg.d_model
+        for i, block in enumerate(self.blocks):
+            src, attn, mlp = f"{enc}.blocks.{i}", block.attn, block.mlp
+            sd[f"{src}.norm1.weight"], sd[f"{src}.norm1.bias"] = block.ln1.w, block.ln1.b
+            sd[f"{src}.attn.qkv.weight"] = torch.cat(
+                [W.transpose(1, 2).reshape(-1, d) for W in (attn.W_Q, attn.W_K, attn.W_V)]
+            )
+            if "b_Q" not in cfg.zero_biases:
+                sd[f"{src}.attn.qkv.bias"] = torch.cat(
+                    [b.flatten() for b in (attn.b_Q, attn.b_K, attn.b_V)]
+                )
+            sd[f"{src}.attn.proj.weight"] = attn.W_O.reshape(-1, d).T
+            sd[f"{src}.attn.proj.bias"] = attn.b_O
+            sd[f"{src}.norm2.weight"], sd[f"{src}.norm2.bias"] = block.ln2.w, block.ln2.b
+            sd[f"{src}.mlp.fc1.weight"], sd[f"{src}.mlp.fc1.bias"] = mlp.W_in.T, mlp.b_in
+            sd[f"{src}.mlp.fc2.weight"], sd[f"{src}.mlp.fc2.bias"] = mlp.W_out.T, mlp.b_out
+        sd[f"{enc}.norm.weight"], sd[f"{enc}.norm.bias"] = self.ln_final.w, self.ln_final.b
+        sd["chans_id"] = self.channel_index[None]
+        for n in ("probe1", "probe2"):
+            probe = getattr(self.head, n)
+            sd[f"final_layer.{n}.parametrizations.weight.original"] = probe.weight
+            sd[f"final_layer.{n}.bias"] = probe.bias
+        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+
+
+def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEGPT:
+    """A braindecode ``EEGPT`` instance as a `HookedEEGPT` with its weights, in eval mode."""
+    if model.return_encoder_output:
+        raise UnsupportedModuleError(
+            "EEGPT with return_encoder_output=True returns features, not logits; supported: "
+            "EEGPT with its classification probe",
+            path="final_layer",
+        )
+    probe = model.final_layer
+    if type(probe).__name__ != "_LinearConstraintProbe":
+        raise UnsupportedModuleError(
+            f"EEGPT.final_layer is a {type(probe).__name__}; supported: EEGPT's default probe "
+            "(_LinearConstraintProbe)",
+            path="final_layer",
+        )
+    encoder = model.target_encoder
+    patch = encoder.patch_embed
+    if getattr(patch, "apply_norm", False) or type(patch).__name__ != "_PatchEmbed":
+        raise UnsupportedModuleError(
+            f"EEGPT.target_encoder.patch_embed is a {type(patch).__name__} (apply_norm="
+            f"{getattr(patch, 'apply_norm', None)}); supported: braindecode's _PatchEmbed",
+            path="target_encoder.patch_embed",
+        )
+    n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
+    blocks = encoder.blocks
+    for i, block in enumerate(blocks):
+        if activation_name(block.mlp.act, f"target_encoder.blocks.{i}.mlp.act") != "gelu":
+            raise UnsupportedModuleError(
+                f"target_encoder.blocks.{i}.mlp.act is not the exact GELU EEGPT uses",
+                path=f"target_encoder.blocks.{i}.mlp.act",
+            )
+        if block.attn.use_rope or block.attn.is_causal:
+            raise UnsupportedModuleError(
+                f"target_encoder.blocks.{i}.attn uses RoPE or a causal mask, which EEGPT's "
+                "encoder does not; supported: EEGPT's non-causal attention without RoPE",
+                path=f"target_encoder.blocks.{i}.attn",
+            )
+    norms = [
+        (f"target_encoder.blocks.{i}.{n}", getattr(b, n))
+        for i, b in enumerate(blocks)
+        for n in ("norm1", "norm2")
+    ]
+    eps = eps_of([*norms, ("target_encoder.norm", encoder.norm)], "EEGPT")
+    proj_type = model.chan_proj_type
+    names = channel_names(model, ch_names, n_chans)
+    token_names = list(model.channel_names) if proj_type != "none" else names
+    stride = patch.patch_stride
+    cfg = HookedEEGPT.config(
+        n_chans=n_chans,
+        n_times=n_times,
+        n_outputs=probe.probe2.out_features,
+        patch_size=patch.patch_size,
+        patch_stride=stride,
+        embed_num=model.embed_num,
+        embed_dim=model.embed_dim,
+        depth=len(blocks),
+        num_heads=model.num_heads,
+        d_mlp=blocks[0].mlp.fc1.out_features,
+        qkv_bias=blocks[0].attn.qkv.bias is not None,
+        layer_norm_eps=eps,
+        chan_proj_type=proj_type,
+        n_chans_target=model.n_chans_target,
+        ch_names=names,
+        dtype=float_dtype(model),
+    )
+    ids = model.chans_id.reshape(-1).tolist()
+    token_chans = n_chans if proj_type == "none" else model.n_chans_target
+    if len(ids) != token_chans:
+        raise ConversionError(
+            f"EEGPT.chans_id names {len(ids)} channels but its encoder sees {token_chans} "
+            f"(chan_proj_type={proj_type!r}, n_chans_target={model.n_chans_target}): its own "
+            "forward fails, so there is nothing to match (with a channel projection, "
+            "n_chans_target must be its 19 standard channels)"
+        )
+    max_norm = model.chan_proj.proj.max_norm if proj_type == "conv1d_constraint" else 1.0
+    hooked = HookedEEGPT(
+        cfg,
+        channel_ids=ids,
+        token_names=token_names,
+        patch_size=patch.patch_size,
+        patch_stride=stride,
+        embed_num=model.embed_num,
+        chan_proj_type=proj_type,
+        n_chans_target=model.n_chans_target,
+        chan_conv_max_norm=max_norm,
+        probe_hidden=probe.probe1.out_features,
+        probe_max_norms=(probe.probe1.max_norm, probe.probe2.max_norm),
+        n_chan_embeddings=encoder.chan_embed.num_embeddings,
+    )
+    if hooked.n_patches != encoder.num_patches[1]:
+        raise ConversionError(
+            f"EEGPT has {encoder.num_patches[1]} patches, the converter counted {hooked.n_patches}"
+        )
+    theirs = model.state_dict()
+    state = StateBuilder(hooked, "from_braindecode(EEGPT)")
+    if proj_type == "linear":
+        state.put("chan_proj.weight", theirs["chan_proj.proj.weight"], "chan_proj.proj.weight")
+    elif proj_type == "conv1d_constraint":
+        key = "chan_proj.proj.parametrizations.weight.original"
+        state.put("chan_proj.weight", theirs[key], key)
+    if proj_type != "none":
+        state.put("chan_proj.bias", theirs["chan_proj.proj.bias"], "chan_proj.proj.bias")
+    enc = "target_encoder"
+    state.put("summary_token", theirs[f"{enc}.summary_token"], f"{enc}.summary_token")
+    state.put(
+        "patch_embed.weight",
+        theirs[f"{enc}.patch_embed.proj.weight"],
+        f"{enc}.patch_embed.proj.weight",
+    )
+    state.put(
+        "patch_embed.bias", theirs[f"{enc}.patch_embed.proj.bias"], f"{enc}.patch_embed.proj.bias"
+    )
+    state.put("chan_embed.weight", theirs[f"{enc}.chan_embed.weight"], f"{enc}.chan_embed.weight")
+    h = cfg.n_heads
+    for i in range(len(blocks)):
+        src, block = f"{enc}.blocks.{i}", f"blocks.{i}"
+        W_Q, W_K, W_V = theirs[f"{src}.attn.qkv.weight"].chunk(3)
+        state.put(f"{block}.attn.W_Q", heads_in(W_Q, h), f"{src}.attn.qkv.weight[q]")
+        state.put(f"{block}.attn.W_K", heads_in(W_K, h), f"{src}.attn.qkv.weight[k]")
+        state.put(f"{block}.attn.W_V", heads_in(W_V, h), f"{src}.attn.qkv.weight[v]")
+        if f"{src}.attn.qkv.bias" in theirs:
+            for name, b in zip("QKV", theirs[f"{src}.attn.qkv.bias"].chunk(3)):
+                state.put(f"{block}.attn.b_{name}", b.view(h, -1), f"{src}.attn.qkv.bias")
+        state.put(
+            f"{block}.attn.W_O",
+            heads_out(theirs[f"{src}.attn.proj.weight"], h),
+            f"{src}.attn.proj.weight",
+        )
+        state.put(f"{block}.attn.b_O", theirs[f"{src}.attn.proj.bias"], f"{src}.attn.proj.bias")
+        state.put(f"{block}.mlp.W_in", theirs[f"{src}.mlp.fc1.weight"].T, f"{src}.mlp.fc1.weight")
+        state.put(f"{block}.mlp.b_in", theirs[f"{src}.mlp.fc1.bias"], f"{src}.mlp.fc1.bias")
+        state.put(f"{block}.mlp.W_out", theirs[f"{src}.mlp.fc2.weight"].T, f"{src}.mlp.fc2.weight")
+        state.put(f"{block}.mlp.b_out", theirs[f"{src}.mlp.fc2.bias"], f"{src}.mlp.fc2.bias")
+        for ours, their in (("ln1", "norm1"), ("ln2", "norm2")):
+            state.put(f"{block}.{ours}.w", theirs[f"{src}.{their}.weight"], f"{src}.{their}.weight")
+            state.put(f"{block}.{ours}.b", theirs[f"{src}.{their}.bias"], f"{src}.{their}.bias")
+    state.put("ln_final.w", theirs[f"{enc}.norm.weight"], f"{enc}.norm.weight")
+    state.put("ln_final.b", theirs[f"{enc}.norm.bias"], f"{enc}.norm.bias")
+    for n in ("probe1", "probe2"):
+        key = f"final_layer.{n}.parametrizations.weight.original"
+        state.put(f"head.{n}.weight", theirs[key], key)
+        state.put(f"head.{n}.bias", theirs[f"final_layer.{n}.bias"], f"final_layer.{n}.bias")
+    state.load()
+    return hooked.eval()

@@ -1,0 +1,543 @@
+"""braindecode's ``Labram`` (LaBraM, Jiang et al. 2024) as a hooked encoder.
+
+Tokens: a CLS token, then every channel's window cut into patches of ``patch_size`` samples
+(optionally by a learned ``Conv1d``: ``learned_patcher``), channel-major (channel ``c``, patch
+``t`` at ``1 + c * n_patches + t``), each embedded by LaBraM's temporal convolutions (three
+``Conv2d`` + ``GroupNorm`` + activation; the token is the ``(time, conv channel)`` features
+flattened). Added to them (``hook_pos_embed``): the CLS token's position embedding, and each
+channel token's position embedding (the row of ``position_embedding`` of the channel's name
+in LaBraM's 128-name table: the ``ch_names`` its forward takes) plus the patch's temporal
+embedding (``temporal_embedding[t]``, as braindecode adds it).
+
+Blocks: pre-LN (eps 1e-6), q and v biases without a k bias (``zero_biases`` holds ``b_K``),
+LayerNorm on every head's q and k (``qk_norm``), and LaBraM's layer scale: ``gamma_1`` and
+``gamma_2`` multiply the attention and MLP outputs, so they are folded into ``W_O``, ``b_O``
+and ``W_out``, ``b_out`` (``hook_attn_out`` / ``hook_mlp_out`` are then exactly what each
+adds to the residual stream, and ``W_O`` is the head's true output map); `to_braindecode`
+writes the folded weights with ``gamma = 1``. Readout: with LaBraM's default (no mean
+pooling) the final norm is ``ln_final`` and the classifier reads the CLS token, a
+TransformerLens unembedding (``W_U``) at position 0; with ``use_mean_pooling`` there is no
+final norm and the readout averages the channel tokens, normalises the mean (``fc_norm``) and
+applies the classifier (no unembedding: the norm comes after the pooling).
+
+The neural-decoder mode (``neural_tokenizer=False``) and the windowed relative position bias
+it uses are not converted (`UnsupportedModuleError`).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.components.mlp import ACTIVATIONS
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
+from emg_lens.layout import TokenLayout
+from emg_lens.models.base import HookedEncoder
+from emg_lens.models.braindecode._common import (
+    TokenClassifier,
+    channel_names,
+    eps_of,
+    float_dtype,
+    init_rest,
+    size,
+)
+from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+
+__all__ = ["HookedLabram", "from_labram"]
+
+RETURN_TYPES = ("logits", "latent")
+N_POSITIONS = 129  # braindecode's position_embedding: CLS + LaBraM's 128 channel names
+
+
+class TemporalConv(nn.Module):
+    """LaBraM's patch embedding (braindecode's ``_TemporalConv``, same parameter names):
+    patches ``[batch, channel, patch, samples]`` -> tokens ``[batch, channel * patch,
+    time * conv_channels]``."""
+
+    def __init__(self, out_channels: int, activation: str, dtype: torch.dtype):
+        super().__init__()
+        kw = {"dtype": dtype}
+        self.conv1 = nn.Conv2d(1, out_channels, (1, 15), stride=(1, 8), padding=(0, 7), **kw)
+        self.norm1 = nn.GroupNorm(4, out_channels, **kw)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, (1, 3), padding=(0, 1), **kw)
+        self.norm2 = nn.GroupNorm(4, out_channels, **kw)
+        self.conv3 = nn.Conv2d(out_channels, out_channels, (1, 3), padding=(0, 1), **kw)
+        self.norm3 = nn.GroupNorm(4, out_channels, **kw)
+        self.act = ACTIVATIONS[activation]
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        x = rearrange(patches, "batch chan patch sample -> batch 1 (chan patch) sample")
+        x = self.act(self.norm1(self.conv1(x)))
+        x = self.act(self.norm2(self.conv2(x)))
+        x = self.act(self.norm3(self.conv3(x)))
+        return rearrange(x, "batch conv token time -> batch token (time conv)")
+
+
+def embed_dim(patch_size: int, conv_out_channels: int) -> int:
+    """d_model of LaBraM's temporal convolutions on patches of ``patch_size`` samples."""
+    return ((patch_size + 2 * 7 - 15) // 8 + 1) * conv_out_channels
+
+
+class MeanPoolClassifier(nn.Module):
+    """LaBraM's ``use_mean_pooling`` readout: the channel tokens' mean (every token but the
+    CLS token), LayerNorm'ed (``fc_norm``), then ``@ W_U + b_U``; ``hook_pooled`` fires on the
+    normalised mean."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.fc_norm = nn.LayerNorm(cfg.d_model, eps=cfg.eps, dtype=cfg.dtype)
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
+        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
+        self.hook_pooled = HookPoint()  # [batch, d_model]
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.hook_pooled(self.fc_norm(latent[:, 1:].mean(1))) @ self.W_U + self.b_U
+
+
+class HookedLabram(HookedEncoder):
+    """braindecode's ``Labram``, hooked (see the module docstring); built by
+    `from_braindecode`.
+
+    Hooks beyond the shared stack: ``hook_embed`` (the CLS token and the patch tokens),
+    ``hook_pos_embed`` (the position and temporal embeddings added to them),
+    ``head.hook_pooled``, and each block's ``attn.q_norm`` / ``attn.k_norm`` hooks.
+
+    Args:
+        cfg: from `HookedLabram.config`.
+        position_rows: for each input channel, its row of LaBraM's 128-name table (the
+            ``ch_names`` LaBraM's forward matches), so ``position_embedding[row + 1]``.
+        conv_out_channels: channels of the temporal convolutions.
+        learned_patcher: patches cut by a learned ``Conv1d`` (braindecode's
+            ``learned_patcher``) rather than a reshape.
+        use_mean_pooling: the mean-pooling readout instead of the CLS token.
+        layer_scale: the source had ``gamma_1`` / ``gamma_2`` (folded; see the module
+            docstring), so `to_braindecode` writes them.
+        abs_pos_emb: the source had a ``position_embedding`` (``use_abs_pos_emb``).
+
+    >>> cfg = HookedLabram.config(n_chans=2, n_times=16, n_outputs=3, patch_size=8,
+    ...                           conv_out_channels=8, num_layers=1, num_heads=2)
+    >>> model = HookedLabram(cfg, position_rows=[39, 43])  # C3 and C4 in LaBraM's table
+    >>> model(model.example_input(2)).shape, model.layout.n_tokens, cfg.d_model
+    (torch.Size([2, 3]), 5, 8)
+    """
+
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        *,
+        position_rows: list[int],
+        conv_out_channels: int = 8,
+        learned_patcher: bool = False,
+        use_mean_pooling: bool = False,
+        layer_scale: bool = True,
+        abs_pos_emb: bool = True,
+    ):
+        if not cfg.use_cls_token or cfg.patch_samples is None:
+            raise ArgumentError("HookedLabram needs a config from HookedLabram.config(...)")
+        if len(position_rows) != cfg.n_channels or not all(
+            isinstance(r, int) and 0 <= r < N_POSITIONS - 1 for r in position_rows
+        ):
+            raise ArgumentError(
+                f"position_rows must hold one row of LaBraM's 128-name table (0..127) per input "
+                f"channel ({cfg.n_channels}), got {position_rows!r}"
+            )
+        super().__init__(cfg)
+        self._init_kwargs = {
+            "position_rows": list(position_rows),
+            "conv_out_channels": conv_out_channels,
+            "learned_patcher": learned_patcher,
+            "use_mean_pooling": use_mean_pooling,
+            "layer_scale": layer_scale,
+            "abs_pos_emb": abs_pos_emb,
+        }
+        d, patch = cfg.d_model, cfg.token_samples
+        self.patch_embed = nn.ModuleDict()
+        if learned_patcher:
+            patcher = nn.Conv1d(1, patch, patch, stride=patch, dtype=cfg.dtype)
+            self.patch_embed["segment_patch"] = nn.ModuleDict({"patcher": patcher})
+        self.patch_embed["temporal_conv"] = TemporalConv(conv_out_channels, cfg.act_fn, cfg.dtype)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d, dtype=cfg.dtype))
+        self.position_embedding = (
+            nn.Parameter(torch.zeros(1, N_POSITIONS, d, dtype=cfg.dtype)) if abs_pos_emb else None
+        )
+        self.temporal_embedding = nn.Parameter(
+            torch.zeros(1, cfg.n_patches + 1, d, dtype=cfg.dtype)
+        )
+        rows = torch.tensor([0] + [r + 1 for r in position_rows])  # CLS, then each channel's
+        self.register_buffer("position_index", rows, persistent=False)
+        self.head: nn.Module = (
+            MeanPoolClassifier(cfg) if use_mean_pooling else TokenClassifier(cfg, 0)
+        )
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self._layout = TokenLayout.channel_tokens(
+            cfg.modalities, n_patches=cfg.n_patches, cls_token=True, channel_names=cfg.channel_names
+        )
+        self._finish_init()
+
+    @staticmethod
+    def config(
+        *,
+        n_chans: int,
+        n_times: int,
+        n_outputs: int,
+        patch_size: int = 200,
+        conv_out_channels: int = 8,
+        num_layers: int = 12,
+        num_heads: int = 10,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        qk_norm: bool = True,
+        qk_scale: float | None = None,
+        attn_head_dim: int | None = None,
+        use_mean_pooling: bool = False,
+        activation: str = "gelu",
+        eps: float = 1e-6,
+        ch_names: list[str] | None = None,
+        dtype: torch.dtype = torch.float32,
+        **overrides: Any,
+    ) -> EncoderConfig:
+        """The `EncoderConfig` of a braindecode ``Labram`` built with these arguments (its
+        names and defaults)."""
+        d = embed_dim(patch_size, conv_out_channels)
+        d_head = attn_head_dim or d // num_heads
+        zero = ["b_K"] if qkv_bias else ["b_Q", "b_K", "b_V"]
+        return EncoderConfig(
+            **{
+                "d_model": d,
+                "d_head": d_head,
+                "n_heads": num_heads,
+                "n_layers": num_layers,
+                "d_mlp": int(d * mlp_ratio),
+                "act_fn": activation,
+                "eps": eps,
+                "modalities": {"eeg": n_chans},
+                "n_samples": n_times,
+                "patch_samples": patch_size,
+                "use_cls_token": True,
+                "n_classes": n_outputs,
+                "final_norm": not use_mean_pooling,
+                "zero_biases": zero,
+                "qk_norm": qk_norm,
+                "attn_scale": None if qk_scale is None else 1.0 / qk_scale,
+                "channel_names": ch_names,
+                "dtype": dtype,
+                **overrides,
+            }
+        )
+
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        return dict(self._init_kwargs)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        init_rest(self, self.cfg.init_range)
+
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        batch, n_chans, _ = signals.shape
+        patch, n_patches = self.cfg.token_samples, self.cfg.n_patches
+        if "segment_patch" in self.patch_embed:
+            patches = self.patch_embed["segment_patch"]["patcher"](
+                signals.reshape(-1, 1, signals.shape[-1])
+            )
+            patches = rearrange(
+                patches, "(batch chan) emb patch -> batch chan patch emb", batch=batch
+            )
+        else:
+            patches = signals.reshape(batch, n_chans, n_patches, patch)
+        tokens = self.patch_embed["temporal_conv"](patches)
+        cls = self.cls_token.expand(batch, -1, -1)
+        tokens = self.hook_embed(torch.cat((cls, tokens), dim=1))
+        time = self.temporal_embedding[0, :n_patches].repeat(n_chans, 1)  # [chan * patch, d]
+        time = F.pad(time, (0, 0, 1, 0))  # the CLS token has no temporal embedding
+        if self.position_embedding is not None:
+            rows = self.position_embedding[0, self.position_index]  # [1 + chan, d]
+            channel = torch.cat((rows[:1], rows[1:].repeat_interleave(n_patches, dim=0)))
+            time = channel + time
+        pos = self.hook_pos_embed(time[None].expand(batch, -1, -1))
+        return tokens + pos
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        if return_type not in RETURN_TYPES:
+            raise ArgumentError(
+                f"HookedLabram return_type must be one of {RETURN_TYPES} or None, got "
+                f"{return_type!r}"
+            )
+        latent = self.ln_final(resid)
+        return latent if return_type == "latent" else self.head(latent)
+
+    # ------------------------------------------------------------------ TransformerLens
+    unembed_heads = ("logits",)
+
+    def _unembedding(self) -> nn.Module:
+        if self._init_kwargs["use_mean_pooling"]:
+            return super()._unembedding()  # the norm after the pooling: no TL unembedding
+        return self.head
+
+    def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        return [] if self._init_kwargs["use_mean_pooling"] else [(self.head.W_U, self.head.b_U)]
+
+    @property
+    def unembed_positions(self) -> list[int]:
+        self._unembedding()
+        return [0]
+
+    # ------------------------------------------------------------------ braindecode
+    def to_braindecode(self) -> dict[str, torch.Tensor]:
+        """This model's weights as the state dict of braindecode's ``Labram`` built with the
+        same arguments (the layer scale folded: ``gamma_1 = gamma_2 = 1``)."""
+        kw, cfg = self._init_kwargs, self.cfg
+        sd: dict[str, torch.Tensor] = {}
+        for name, tensor in self.state_dict().items():
+            if name.startswith("patch_embed."):
+                sd[name] = tensor
+        sd["cls_token"] = self.cls_token
+        if self.position_embedding is not None:
+            sd["position_embedding"] = self.position_embedding
+        sd["temporal_embedding"] = self.temporal_embedding
+        d = cfg.d_model
+        for i, block in enumerate(self.blocks):
+            src, attn, mlp = f"blocks.{i}", block.attn, block.mlp
+            sd[f"{src}.norm1.weight"], sd[f"{src}.norm1.bias"] = block.ln1.w, block.ln1.b
+            sd[f"{src}.norm2.weight"], sd[f"{src}.norm2.bias"] = block.ln2.w, block.ln2.b
+            sd[f"{src}.attn.qkv.weight"] = torch.cat(
+                [W.transpose(1, 2).reshape(-1, d) for W in (attn.W_Q, attn.W_K, attn.W_V)]
+            )
+            if "b_Q" not in cfg.zero_biases:
+                sd[f"{src}.attn.q_bias"], sd[f"{src}.attn.v_bias"] = (
+                    attn.b_Q.flatten(),
+                    attn.b_V.flatten(),
+                )
+            if attn.q_norm is not None:
+                sd[f"{src}.attn.q_norm.weight"], sd[f"{src}.attn.q_norm.bias"] = (
+                    attn.q_norm.w,
+                    attn.q_norm.b,
+                )
+                sd[f"{src}.attn.k_norm.weight"], sd[f"{src}.attn.k_norm.bias"] = (
+                    attn.k_norm.w,
+                    attn.k_norm.b,
+                )
+            sd[f"{src}.attn.proj.weight"] = attn.W_O.reshape(-1, d).T
+            sd[f"{src}.attn.proj.bias"] = attn.b_O
+            sd[f"{src}.mlp.0.weight"], sd[f"{src}.mlp.0.bias"] = mlp.W_in.T, mlp.b_in
+            sd[f"{src}.mlp.2.weight"], sd[f"{src}.mlp.2.bias"] = mlp.W_out.T, mlp.b_out
+            if kw["layer_scale"]:
+                sd[f"{src}.gamma_1"] = torch.ones_like(attn.b_O)
+                sd[f"{src}.gamma_2"] = torch.ones_like(attn.b_O)
+        if kw["use_mean_pooling"]:
+            sd["fc_norm.weight"], sd["fc_norm.bias"] = (
+                self.head.fc_norm.weight,
+                self.head.fc_norm.bias,
+            )
+        else:
+            sd["norm.weight"], sd["norm.bias"] = self.ln_final.w, self.ln_final.b
+        sd["final_layer.weight"], sd["final_layer.bias"] = self.head.W_U.T, self.head.b_U
+        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+
+
+def _canonical_index(model: nn.Module) -> dict[str, int]:
+    """LaBraM's channel-name table, read from the module that defined the model's class
+    (already imported: its class is braindecode's)."""
+    module = sys.modules[type(model).__module__]
+    index = getattr(module, "_LABRAM_CANONICAL_INDEX", None)
+    if index is None:  # a braindecode release without it: its order list
+        index = {n.upper(): i for i, n in enumerate(module.LABRAM_CHANNEL_ORDER)}
+    return index
+
+
+def from_labram(model: nn.Module, ch_names: list[str] | None = None) -> HookedLabram:
+    """A braindecode ``Labram`` instance as a `HookedLabram` with its weights, in eval mode."""
+    if not model.neural_tokenizer:
+        raise UnsupportedModuleError(
+            "Labram with neural_tokenizer=False (the neural decoder, which reads a VQ "
+            "codebook's outputs with a windowed relative position bias) is not converted; "
+            "supported: the default neural_tokenizer=True",
+            path="patch_embed",
+        )
+    n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
+    index = _canonical_index(model)
+    names = channel_names(model, ch_names, n_chans)
+    if names is None:
+        if n_chans != len(index):
+            raise ConversionError(
+                f"Labram picks each channel's position embedding by its name, and this model "
+                f"has no chs_info: pass ch_names=[...] ({n_chans} names from LaBraM's table, "
+                "as its forward takes them)"
+            )
+        names = sorted(index, key=index.get)
+    unknown = [n for n in names if n.upper() not in index]
+    if unknown:
+        raise ConversionError(
+            f"ch_names {unknown} are not in LaBraM's channel table (braindecode's "
+            "LABRAM_CHANNEL_ORDER), so Labram has no position embedding for them"
+        )
+    rows = [index[n.upper()] for n in names]
+    blocks = model.blocks
+    first = blocks[0]
+    patch_size = model.patch_size
+    tconv = model.patch_embed.temporal_conv
+    act = activation_name(tconv.act_layer_1, "patch_embed.temporal_conv.act_layer_1")
+    mlp_act = activation_name(first.mlp[1], "blocks.0.mlp.1")
+    if act != mlp_act:
+        raise ConversionError(f"Labram's temporal convolutions use {act}, its MLPs {mlp_act}")
+    attn = first.attn
+    if attn.relative_position_bias_table is not None:
+        raise UnsupportedModuleError(
+            "blocks.0.attn has a windowed relative position bias, which emg_lens attention "
+            "does not add; supported: Labram without window_size",
+            path="blocks.0.attn",
+        )
+    for path, norm in (
+        ("blocks.0.attn.q_norm", attn.q_norm),
+        ("blocks.0.attn.k_norm", attn.k_norm),
+    ):
+        if norm is not None and type(norm) is not nn.LayerNorm:
+            raise UnsupportedModuleError(
+                f"{path} is a {type(norm).__name__}; supported: nn.LayerNorm", path=path
+            )
+    mean_pool = model.fc_norm is not None
+    norms = [
+        (f"blocks.{i}.{n}", getattr(b, n)) for i, b in enumerate(blocks) for n in ("norm1", "norm2")
+    ]
+    norms.append(("fc_norm" if mean_pool else "norm", model.fc_norm if mean_pool else model.norm))
+    if attn.q_norm is not None:
+        norms += [
+            (f"blocks.{i}.attn.{n}", getattr(b.attn, n))
+            for i, b in enumerate(blocks)
+            for n in ("q_norm", "k_norm")
+        ]
+    eps = eps_of(norms, "Labram")
+    if not isinstance(model.final_layer, nn.Linear):
+        raise UnsupportedModuleError(
+            f"Labram.final_layer is a {type(model.final_layer).__name__} (n_outputs=0?); "
+            "supported: a Linear classifier",
+            path="final_layer",
+        )
+    d_head = attn.qkv.weight.shape[0] // (3 * attn.num_heads)
+    scale = attn.scale
+    cfg = HookedLabram.config(
+        n_chans=n_chans,
+        n_times=n_times,
+        n_outputs=model.final_layer.out_features,
+        patch_size=patch_size,
+        conv_out_channels=tconv.conv1.out_channels,
+        num_layers=len(blocks),
+        num_heads=attn.num_heads,
+        d_mlp=first.mlp[0].out_features,
+        qkv_bias=attn.q_bias is not None,
+        qk_norm=attn.q_norm is not None,
+        qk_scale=None if scale == d_head**-0.5 else scale,
+        attn_head_dim=d_head,
+        use_mean_pooling=mean_pool,
+        activation=act,
+        eps=eps,
+        ch_names=names,
+        dtype=float_dtype(model),
+    )
+    if cfg.d_model != model.embed_dim:
+        raise ConversionError(
+            f"Labram.embed_dim={model.embed_dim} disagrees with its temporal convolutions "
+            f"({cfg.d_model} features for patches of {patch_size} samples)"
+        )
+    if cfg.d_model < cfg.n_patches:
+        raise ConversionError(
+            f"Labram with embed_dim={cfg.d_model} < {cfg.n_patches} patches: its forward slices "
+            "the temporal embedding to embed_dim rows and fails, so there is nothing to match"
+        )
+    learned = getattr(model.patch_embed.segment_patch, "learned_patcher", False)
+    hooked = HookedLabram(
+        cfg,
+        position_rows=rows,
+        conv_out_channels=tconv.conv1.out_channels,
+        learned_patcher=learned,
+        use_mean_pooling=mean_pool,
+        layer_scale=first.gamma_1 is not None,
+        abs_pos_emb=model.position_embedding is not None,
+    )
+    theirs = model.state_dict()
+    state = StateBuilder(hooked, "from_braindecode(Labram)")
+    for name in hooked.state_dict():
+        if name.startswith("patch_embed.") or name in (
+            "cls_token",
+            "position_embedding",
+            "temporal_embedding",
+        ):
+            state.put(name, theirs[name], name)
+    h = cfg.n_heads
+    for i, layer in enumerate(blocks):
+        src, block = f"blocks.{i}", f"blocks.{i}"
+        act_i = activation_name(layer.mlp[1], f"{src}.mlp.1")
+        if act_i != act:
+            raise ConversionError(f"{src}.mlp.1 is {act_i}, blocks.0's {act}")
+        ones = torch.ones(cfg.d_model, dtype=cfg.dtype)
+        g1 = theirs.get(f"{src}.gamma_1", ones)
+        g2 = theirs.get(f"{src}.gamma_2", ones)
+        W_Q, W_K, W_V = theirs[f"{src}.attn.qkv.weight"].chunk(3)
+        state.put(f"{block}.attn.W_Q", heads_in(W_Q, h), f"{src}.attn.qkv.weight[q]")
+        state.put(f"{block}.attn.W_K", heads_in(W_K, h), f"{src}.attn.qkv.weight[k]")
+        state.put(f"{block}.attn.W_V", heads_in(W_V, h), f"{src}.attn.qkv.weight[v]")
+        if attn.q_bias is not None:
+            state.put(
+                f"{block}.attn.b_Q", theirs[f"{src}.attn.q_bias"].view(h, -1), f"{src}.attn.q_bias"
+            )
+            state.put(
+                f"{block}.attn.b_V", theirs[f"{src}.attn.v_bias"].view(h, -1), f"{src}.attn.v_bias"
+            )
+        if attn.q_norm is not None:
+            for n in ("q_norm", "k_norm"):
+                state.put(
+                    f"{block}.attn.{n}.w",
+                    theirs[f"{src}.attn.{n}.weight"],
+                    f"{src}.attn.{n}.weight",
+                )
+                state.put(
+                    f"{block}.attn.{n}.b", theirs[f"{src}.attn.{n}.bias"], f"{src}.attn.{n}.bias"
+                )
+        # The layer scale folded into the output maps: gamma * (z W + b) = z (W gamma) + b gamma
+        W_O = heads_out(theirs[f"{src}.attn.proj.weight"], h) * g1
+        state.put(f"{block}.attn.W_O", W_O, f"{src}.attn.proj.weight * {src}.gamma_1")
+        state.put(
+            f"{block}.attn.b_O",
+            theirs[f"{src}.attn.proj.bias"] * g1,
+            f"{src}.attn.proj.bias * gamma_1",
+        )
+        state.put(f"{block}.mlp.W_in", theirs[f"{src}.mlp.0.weight"].T, f"{src}.mlp.0.weight")
+        state.put(f"{block}.mlp.b_in", theirs[f"{src}.mlp.0.bias"], f"{src}.mlp.0.bias")
+        state.put(
+            f"{block}.mlp.W_out",
+            theirs[f"{src}.mlp.2.weight"].T * g2,
+            f"{src}.mlp.2.weight * {src}.gamma_2",
+        )
+        state.put(
+            f"{block}.mlp.b_out",
+            theirs[f"{src}.mlp.2.bias"] * g2,
+            f"{src}.mlp.2.bias * {src}.gamma_2",
+        )
+        for ours, their in (("ln1", "norm1"), ("ln2", "norm2")):
+            state.put(f"{block}.{ours}.w", theirs[f"{src}.{their}.weight"], f"{src}.{their}.weight")
+            state.put(f"{block}.{ours}.b", theirs[f"{src}.{their}.bias"], f"{src}.{their}.bias")
+    if mean_pool:
+        state.put("head.fc_norm.weight", theirs["fc_norm.weight"], "fc_norm.weight")
+        state.put("head.fc_norm.bias", theirs["fc_norm.bias"], "fc_norm.bias")
+    else:
+        state.put("ln_final.w", theirs["norm.weight"], "norm.weight")
+        state.put("ln_final.b", theirs["norm.bias"], "norm.bias")
+    state.put("head.W_U", theirs["final_layer.weight"].T, "final_layer.weight")
+    state.put("head.b_U", theirs["final_layer.bias"], "final_layer.bias")
+    state.load()
+    return hooked.eval()

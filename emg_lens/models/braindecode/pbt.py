@@ -1,0 +1,310 @@
+"""braindecode's ``PBT`` (Patched Brain Transformer, Klein et al. 2025) as a hooked encoder.
+
+Tokens: a CLS token, then every channel's window cut into patches of ``d_input`` samples,
+channel-major (channel ``c``, patch ``t`` at ``1 + c * n_patches + t``), each projected by one
+bias-free linear map (``patching_projection``); one learned position embedding per token
+(``pos_embedding``). Blocks: pre-LN, full softmax attention over all tokens, a GELU MLP of
+``4 * d_model``; ``bias_transformer=False`` (the default) builds every linear layer and norm of
+the blocks without a bias, so ``zero_biases`` holds them all. No final norm: the classifier
+(``head``, braindecode's ``final_layer``) reads the CLS token's stream, so it is
+TransformerLens's unembedding (``W_U``) at position 0.
+
+Parameter names: the blocks are TransformerLens's (``blocks.{l}.attn.W_Q`` ...); the
+tokenizer keeps braindecode's (``patching_projection.weight``, ``pos_embedding.weight``,
+``cls_token``); `HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads.
+
+Why PBT among braindecode's REVE, LUNA and PBT: it is a plain softmax self-attention encoder
+over channel x patch tokens, so every emg_lens tool reads it as it is. REVE builds its channel
+positions from a file it downloads when constructed (no model can be built offline), and uses a
+gated (GEGLU) MLP and RMSNorm, which emg_lens blocks do not compute; LUNA's first stage is a
+cross-attention from learned queries to the channel tokens of each patch, whose outputs
+replace the channel tokens: not a self-attention over one set of tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import ArgumentError, ConversionError
+from emg_lens.layout import TokenLayout
+from emg_lens.models.base import HookedEncoder
+from emg_lens.models.braindecode._common import (
+    TokenClassifier,
+    channel_names,
+    float_dtype,
+    init_rest,
+    size,
+)
+from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+
+__all__ = ["HookedPBT", "from_pbt"]
+
+RETURN_TYPES = ("logits", "latent")
+
+
+class HookedPBT(HookedEncoder):
+    """braindecode's ``PBT``, hooked (see the module docstring); built by `from_braindecode`.
+
+    Hooks beyond the shared stack: ``hook_embed`` (the CLS token and the projected patches),
+    ``hook_pos_embed`` (the position embedding added to them), ``head.hook_pooled`` (the CLS
+    token's final stream). ``return_type``: ``"logits"``, ``"latent"`` (the final stream),
+    None (the same: PBT has no final norm).
+
+    Args:
+        cfg: an `EncoderConfig` with a CLS token, ``patch_samples`` = PBT's ``d_input`` and no
+            final norm.
+        learnable_cls: False for a PBT whose CLS token is fixed at zero (``learnable_cls``).
+
+    >>> cfg = HookedPBT.config(n_chans=2, n_times=8, n_outputs=3, d_input=4, embed_dim=16,
+    ...                        num_layers=1, num_heads=2)
+    >>> model = HookedPBT(cfg)
+    >>> model(model.example_input(2)).shape, model.layout.n_tokens
+    (torch.Size([2, 3]), 5)
+    """
+
+    def __init__(self, cfg: EncoderConfig, *, learnable_cls: bool = True):
+        if not cfg.use_cls_token or cfg.final_norm or cfg.patch_samples is None:
+            raise ArgumentError(
+                "HookedPBT needs a config with use_cls_token=True, final_norm=False and "
+                "patch_samples (PBT's d_input): build it with HookedPBT.config(...)"
+            )
+        super().__init__(cfg)
+        self.learnable_cls = learnable_cls
+        d = cfg.d_model
+        self.patching_projection = nn.Linear(cfg.token_samples, d, bias=False, dtype=cfg.dtype)
+        self.pos_embedding = nn.Embedding(cfg.n_tokens, d, dtype=cfg.dtype)
+        if learnable_cls:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, d, dtype=cfg.dtype))
+        else:  # braindecode's fixed zero CLS token: neither learned nor saved
+            self.register_buffer("cls_token", torch.zeros(1, 1, d, dtype=cfg.dtype), False)
+        self.head = TokenClassifier(cfg, position=0)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self._layout = TokenLayout.channel_tokens(
+            cfg.modalities,
+            n_patches=cfg.n_patches,
+            cls_token=True,
+            channel_names=cfg.channel_names,
+        )
+        self._finish_init()
+
+    @staticmethod
+    def config(
+        *,
+        n_chans: int,
+        n_times: int,
+        n_outputs: int,
+        d_input: int = 64,
+        embed_dim: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        bias_transformer: bool = False,
+        activation: str = "gelu",
+        ch_names: list[str] | None = None,
+        dtype: torch.dtype = torch.float32,
+        **overrides: Any,
+    ) -> EncoderConfig:
+        """The `EncoderConfig` of a braindecode ``PBT`` built with these arguments (its
+        names and defaults)."""
+        if n_times % d_input:
+            raise ConversionError(
+                f"PBT with n_times={n_times} and d_input={d_input}: its patches run across "
+                "channel boundaries (it cuts the flattened channels), so a token embeds no one "
+                "channel; the converter needs n_times to be a multiple of d_input"
+            )
+        zero = [] if bias_transformer else ["b_Q", "b_K", "b_V", "b_O", "b_in", "b_out"]
+        return EncoderConfig(
+            **{
+                "d_model": embed_dim,
+                "d_head": embed_dim // num_heads,
+                "n_heads": num_heads,
+                "n_layers": num_layers,
+                "d_mlp": 4 * embed_dim,
+                "act_fn": activation,
+                "eps": 1e-5,
+                "modalities": {"eeg": n_chans},
+                "n_samples": n_times,
+                "patch_samples": d_input,
+                "use_cls_token": True,
+                "n_classes": n_outputs,
+                "final_norm": False,
+                "zero_biases": zero + ([] if bias_transformer else ["ln1.b", "ln2.b"]),
+                "channel_names": ch_names,
+                "dtype": dtype,
+                **overrides,
+            }
+        )
+
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        return {"learnable_cls": self.learnable_cls}
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        init_rest(self, self.cfg.init_range)
+
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        batch = signals.shape[0]
+        patches = signals.reshape(batch, -1, self.cfg.token_samples)  # channel-major patches
+        tokens = self.patching_projection(patches)
+        cls = self.cls_token.to(tokens.dtype).expand(batch, 1, -1)
+        tokens = self.hook_embed(torch.cat((cls, tokens), dim=1))
+        pos = self.hook_pos_embed(self.pos_embedding.weight[None].expand(batch, -1, -1))
+        return tokens + pos
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        if return_type not in RETURN_TYPES:
+            raise ArgumentError(
+                f"HookedPBT return_type must be one of {RETURN_TYPES} or None, got {return_type!r}"
+            )
+        return resid if return_type == "latent" else self.head(resid)
+
+    # ------------------------------------------------------------------ TransformerLens
+    unembed_heads = ("logits",)
+
+    def _unembedding(self) -> nn.Module:
+        return self.head
+
+    @property
+    def unembed_positions(self) -> list[int]:
+        return [0]
+
+    # ------------------------------------------------------------------ braindecode
+    def to_braindecode(self) -> dict[str, torch.Tensor]:
+        """This model's weights as the state dict of braindecode's ``PBT`` (fresh tensors)."""
+        h = self.cfg.n_heads
+        sd: dict[str, torch.Tensor] = {}
+        if self.learnable_cls:
+            sd["cls_token"] = self.cls_token
+        sd["patching_projection.weight"] = self.patching_projection.weight
+        sd["pos_embedding.weight"] = self.pos_embedding.weight
+        for i, block in enumerate(self.blocks):
+            src = f"transformer_encoder.encoder_block.{i}"
+            attn, mlp = block.attn, block.mlp
+            sd[f"{src}.layer_norm_att.weight"] = block.ln1.w
+            W = torch.cat(
+                [
+                    W.transpose(1, 2).reshape(-1, self.cfg.d_model)
+                    for W in (attn.W_Q, attn.W_K, attn.W_V)
+                ]
+            )
+            sd[f"{src}.mhsa.attn.weight"] = W
+            sd[f"{src}.mhsa.proj.weight"] = attn.W_O.reshape(h * self.cfg.d_head, -1).T
+            sd[f"{src}.layer_norm_ff.weight"] = block.ln2.w
+            sd[f"{src}.feed_forward.proj_in.weight"] = mlp.W_in.T
+            sd[f"{src}.feed_forward.proj.weight"] = mlp.W_out.T
+            if "b_Q" not in self.cfg.zero_biases:
+                sd[f"{src}.layer_norm_att.bias"] = block.ln1.b
+                sd[f"{src}.mhsa.attn.bias"] = torch.cat(
+                    [attn.b_Q.flatten(), attn.b_K.flatten(), attn.b_V.flatten()]
+                )
+                sd[f"{src}.mhsa.proj.bias"] = attn.b_O
+                sd[f"{src}.layer_norm_ff.bias"] = block.ln2.b
+                sd[f"{src}.feed_forward.proj_in.bias"] = mlp.b_in
+                sd[f"{src}.feed_forward.proj.bias"] = mlp.b_out
+        sd["final_layer.weight"] = self.head.W_U.T
+        sd["final_layer.bias"] = self.head.b_U
+        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+
+
+def from_pbt(model: nn.Module, ch_names: list[str] | None = None) -> HookedPBT:
+    """A braindecode ``PBT`` instance as a `HookedPBT` with its weights, in eval mode."""
+    n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
+    encoder = model.transformer_encoder.encoder_block
+    first = encoder[0]
+    bias = first.mhsa.attn.bias is not None
+    activation = activation_name(
+        first.feed_forward.activation, "transformer_encoder.encoder_block.0.feed_forward.activation"
+    )
+    cfg = HookedPBT.config(
+        n_chans=n_chans,
+        n_times=n_times,
+        n_outputs=size(model, "n_outputs"),
+        d_input=model.d_input,
+        embed_dim=model.embed_dim,
+        num_layers=len(encoder),
+        num_heads=model.num_heads,
+        bias_transformer=bias,
+        activation=activation,
+        ch_names=channel_names(model, ch_names, n_chans),
+        dtype=float_dtype(model),
+    )
+    learnable = isinstance(model.cls_token, nn.Parameter)
+    hooked = HookedPBT(cfg, learnable_cls=learnable)
+    theirs = model.state_dict()
+    state = StateBuilder(hooked, "from_braindecode(PBT)")
+    h = cfg.n_heads
+    if learnable:
+        state.put("cls_token", theirs["cls_token"], "cls_token")
+    state.put(
+        "patching_projection.weight",
+        theirs["patching_projection.weight"],
+        "patching_projection.weight",
+    )
+    state.put("pos_embedding.weight", theirs["pos_embedding.weight"], "pos_embedding.weight")
+    for i, layer in enumerate(encoder):
+        src, block = f"transformer_encoder.encoder_block.{i}", f"blocks.{i}"
+        act = activation_name(layer.feed_forward.activation, f"{src}.feed_forward.activation")
+        if act != activation:
+            raise ConversionError(f"{src}.feed_forward.activation is {act}, block 0's {activation}")
+        W_Q, W_K, W_V = theirs[f"{src}.mhsa.attn.weight"].chunk(3)
+        state.put(f"{block}.attn.W_Q", heads_in(W_Q, h), f"{src}.mhsa.attn.weight[q]")
+        state.put(f"{block}.attn.W_K", heads_in(W_K, h), f"{src}.mhsa.attn.weight[k]")
+        state.put(f"{block}.attn.W_V", heads_in(W_V, h), f"{src}.mhsa.attn.weight[v]")
+        state.put(
+            f"{block}.attn.W_O",
+            heads_out(theirs[f"{src}.mhsa.proj.weight"], h),
+            f"{src}.mhsa.proj.weight",
+        )
+        state.put(
+            f"{block}.ln1.w", theirs[f"{src}.layer_norm_att.weight"], f"{src}.layer_norm_att.weight"
+        )
+        state.put(
+            f"{block}.ln2.w", theirs[f"{src}.layer_norm_ff.weight"], f"{src}.layer_norm_ff.weight"
+        )
+        state.put(
+            f"{block}.mlp.W_in",
+            theirs[f"{src}.feed_forward.proj_in.weight"].T,
+            f"{src}.feed_forward.proj_in.weight",
+        )
+        state.put(
+            f"{block}.mlp.W_out",
+            theirs[f"{src}.feed_forward.proj.weight"].T,
+            f"{src}.feed_forward.proj.weight",
+        )
+        if bias:
+            for name, b in zip("QKV", theirs[f"{src}.mhsa.attn.bias"].chunk(3)):
+                state.put(f"{block}.attn.b_{name}", b.view(h, -1), f"{src}.mhsa.attn.bias")
+            state.put(f"{block}.attn.b_O", theirs[f"{src}.mhsa.proj.bias"], f"{src}.mhsa.proj.bias")
+            state.put(
+                f"{block}.ln1.b", theirs[f"{src}.layer_norm_att.bias"], f"{src}.layer_norm_att.bias"
+            )
+            state.put(
+                f"{block}.ln2.b", theirs[f"{src}.layer_norm_ff.bias"], f"{src}.layer_norm_ff.bias"
+            )
+            state.put(
+                f"{block}.mlp.b_in",
+                theirs[f"{src}.feed_forward.proj_in.bias"],
+                f"{src}.feed_forward.proj_in.bias",
+            )
+            state.put(
+                f"{block}.mlp.b_out",
+                theirs[f"{src}.feed_forward.proj.bias"],
+                f"{src}.feed_forward.proj.bias",
+            )
+    state.put("head.W_U", theirs["final_layer.weight"].T, "final_layer.weight")
+    state.put("head.b_U", theirs["final_layer.bias"], "final_layer.bias")
+    state.load()
+    return hooked.eval()

@@ -1,0 +1,151 @@
+"""What the converters share: reading another library's weights into TransformerLens shapes.
+
+The converters (`emg_lens.models.torch_encoder`, `emg_lens.models.braindecode`) each build an
+emg_lens model from a config they read off the source module, then fill its state dict with
+`StateBuilder`: every entry is put under its emg_lens name together with the source tensor
+it came from, so a tensor whose shape does not fit is a `ConversionError` that names both,
+and a missing or surplus entry is named too. The weight maps:
+
+- a packed ``[3 * n_heads * d_head, d_model]`` q/k/v projection (``nn.MultiheadAttention``'s
+  ``in_proj_weight``, a ``qkv`` linear) -> ``W_Q, W_K, W_V [n_heads, d_model, d_head]``;
+- an output projection ``[d_model, n_heads * d_head]`` -> ``W_O [n_heads, d_head, d_model]``;
+- a linear ``[out, in]`` -> ``W_in`` / ``W_out`` ``[in, out]``;
+
+and `activation_name` names an activation function or module as `EncoderConfig.act_fn`.
+
+>>> W = torch.arange(24.0).view(6, 4)  # 2 heads x 3 dims, d_model 4: rows are head-major
+>>> heads_in(W, 2)[1, :, 0].tolist() == W[3].tolist()  # head 1's first q dim reads row 3
+True
+>>> torch.equal(heads_in(W, 2).transpose(1, 2).reshape(6, 4), W)
+True
+>>> torch.equal(heads_out(W.T, 2).reshape(6, 4), W)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import nn
+
+from emg_lens.errors import ConversionError, UnsupportedModuleError, describe
+
+__all__ = ["StateBuilder", "activation_name", "heads_in", "heads_out", "split_qkv"]
+
+
+def heads_in(
+    weight: Float[torch.Tensor, "heads_x_d_head d_model"], n_heads: int
+) -> Float[torch.Tensor, "n_heads d_model d_head"]:
+    """A projection's ``[n_heads * d_head, d_model]`` weight (torch's ``[out, in]``, heads
+    major) as TransformerLens's ``[n_heads, d_model, d_head]``."""
+    return weight.view(n_heads, -1, weight.shape[-1]).transpose(1, 2).contiguous()
+
+
+def heads_out(
+    weight: Float[torch.Tensor, "d_model heads_x_d_head"], n_heads: int
+) -> Float[torch.Tensor, "n_heads d_head d_model"]:
+    """An output projection's ``[d_model, n_heads * d_head]`` weight as ``W_O [n_heads,
+    d_head, d_model]``."""
+    return weight.T.reshape(n_heads, -1, weight.shape[0]).contiguous()
+
+
+def split_qkv(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A packed ``[3 * k, ...]`` q/k/v weight or bias split into its three ``[k, ...]``."""
+    return tuple(packed.chunk(3, dim=0))  # type: ignore[return-value]
+
+
+# Activation functions and modules an emg_lens MLP computes, by EncoderConfig.act_fn.
+_FUNCTIONS: dict[Callable, str] = {F.relu: "relu", F.gelu: "gelu", F.silu: "silu"}
+
+
+def activation_name(activation: Any, path: str) -> str:
+    """`EncoderConfig.act_fn` of an activation (a function such as ``F.relu``, a module such
+    as ``nn.GELU()``, or the strings torch accepts); anything else is an
+    `UnsupportedModuleError` naming ``path`` and what is supported.
+
+    >>> activation_name(nn.GELU(approximate="tanh"), "layers.0.activation")
+    'gelu_new'
+    >>> activation_name(torch.tanh, "layers.0.activation")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.UnsupportedModuleError: layers.0.activation is the activation tanh, ...
+    """
+    if isinstance(activation, str) and activation in ("relu", "gelu"):
+        return activation
+    if isinstance(activation, nn.ReLU):
+        return "relu"
+    if isinstance(activation, nn.GELU):
+        return "gelu" if activation.approximate == "none" else "gelu_new"
+    if isinstance(activation, nn.SiLU):
+        return "silu"
+    if activation in _FUNCTIONS:
+        return _FUNCTIONS[activation]
+    name = getattr(activation, "__name__", type(activation).__name__)
+    raise UnsupportedModuleError(
+        f"{path} is the activation {name}, which emg_lens's MLP does not compute; supported: "
+        "relu (F.relu, nn.ReLU, 'relu'), gelu (F.gelu, nn.GELU(), 'gelu'), the tanh GELU "
+        "(nn.GELU(approximate='tanh')) and silu (F.silu, nn.SiLU)",
+        path=path,
+    )
+
+
+class StateBuilder:
+    """An emg_lens state dict filled entry by entry from a source model's tensors, checked
+    against the model it is for: `put` (shape checked, naming the source tensor), then
+    `load` (every entry present, none surplus) into the model.
+
+    >>> from emg_lens.config import EncoderConfig
+    >>> from emg_lens.components import MLP
+    >>> mlp = MLP(EncoderConfig.preset("tiny"))
+    >>> state = StateBuilder(mlp, "MLP")
+    >>> state.put("W_in", torch.zeros(32, 16).T, "fc1.weight")
+    >>> state.put("W_out", torch.zeros(16, 16), "fc2.weight")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConversionError: MLP: fc2.weight (torch.float32 [16, 16]) does not fit W_out, which is [32, 16]...
+    """  # noqa: E501
+
+    def __init__(self, model: nn.Module, what: str):
+        self.model = model
+        self.what = what
+        self.expected = model.state_dict()
+        self.state: dict[str, torch.Tensor] = {}
+        self.source: dict[str, str] = {}
+
+    def put(self, name: str, tensor: torch.Tensor, source: str) -> None:
+        """Set entry ``name`` from ``tensor`` (the source model's ``source``), shape checked."""
+        if name not in self.expected:
+            raise ConversionError(
+                f"{self.what}: {source} would become {name}, which this emg_lens model does not "
+                f"have (a bias of a layer built without one?); its entries: "
+                f"{sorted(self.expected)[:20]}"
+            )
+        want = self.expected[name]
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(want.shape):
+            raise ConversionError(
+                f"{self.what}: {source} ({describe(tensor)}) does not fit {name}, which is "
+                f"{list(want.shape)} for the architecture read off the model; the layers of "
+                "the model disagree with each other or with its configuration"
+            )
+        self.state[name] = tensor.detach().to(want.dtype).clone()
+        self.source[name] = source
+
+    def put_all(self, entries: Iterable[tuple[str, torch.Tensor, str]]) -> None:
+        for name, tensor, source in entries:
+            self.put(name, tensor, source)
+
+    def load(self, keep: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Load the entries (and ``keep``: entries taken as they are, such as a user's own
+        modules) into the model, refusing a missing or surplus one by name."""
+        state = {**self.state, **(keep or {})}
+        missing = sorted(set(self.expected) - set(state))
+        if missing:
+            raise ConversionError(
+                f"{self.what}: no source weight for {missing} (the converter read "
+                f"{len(self.state)} tensors)"
+            )
+        self.model.load_state_dict(state, strict=True)

@@ -1,0 +1,509 @@
+"""A user's ``torch.nn.TransformerEncoder`` model as a hooked emg_lens encoder.
+
+Most models that EMG papers train are a tokenizer, a ``torch.nn.TransformerEncoder`` and a
+classifier. `from_torch_encoder` takes the three apart: the encoder's layers become emg_lens
+blocks with the same weights in TransformerLens shapes (``W_Q [n_heads, d_model, d_head]``,
+``W_O [n_heads, d_head, d_model]``, ``W_in [d_model, d_mlp]``, ...) and the tokenizer
+(``embed``) and classifier (``readout``) stay the user's own modules, inside a
+`HookedTorchEncoder`::
+
+    signals [batch, channel, time] -> embed -> hook_embed -> blocks -> ln_final -> readout
+
+What converts: ``norm_first`` True (pre-LN, TransformerLens's form) and False (post-LN; see
+`emg_lens.components.block` for where its norms sit among the hooks and what that means for
+``decompose_resid``), ``batch_first`` True or False (it changes no weight: the hooked model is
+batch-first, and ``embed``/``readout`` are too), relu and gelu (the strings, ``F.relu``,
+``F.gelu``, ``nn.ReLU()``, ``nn.GELU()``, ``nn.SiLU()``; another activation is refused by
+name), the encoder's final ``norm`` or none, ``bias=False`` (its biases become zero buffers),
+and ``layer_norm_eps``. (An ``nn.GELU(approximate="tanh")`` converts to the tanh GELU it
+declares, which torch computes in training and with gradients on; torch 2.13's no-grad fast
+path for encoder layers computes the exact GELU instead.) Refused with an
+`UnsupportedModuleError` naming the module's path: an attention other than
+``nn.MultiheadAttention``, one with ``kdim``/``vdim`` other than ``embed_dim``,
+``add_bias_kv`` or ``add_zero_attn``, a LayerNorm without weights; layers that disagree with
+each other are a `ConversionError`. A tokenizer or readout whose output does not fit the layout is a
+`ConversionError`; the conversion then runs the original encoder and the converted blocks on
+the tokenizer's output and refuses a result that differs (a layer subclass whose ``forward``
+computes something else).
+
+Saving and loading: the state dict holds the blocks and the user's modules' weights
+(``embed.*``, ``head.*``), and ``config.json`` the layout; a checkpoint cannot rebuild the
+user's module classes from a config, so `emg_lens.checkpoints.load_checkpoint` takes them:
+``load_checkpoint(path, modules={"embed": Tok(), "readout": Head()})`` (modules of the same
+architecture; their weights come from the checkpoint). A study loads such checkpoints through
+the builder its study file names (``modules = "models.py:build_modules"``; ``--modules`` on the
+command line), run only with consent (`emg_lens.studies.code`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import (
+    ArgumentError,
+    ConversionError,
+    InputShapeError,
+    LayoutError,
+    UnsupportedModuleError,
+    describe,
+)
+from emg_lens.layout import CLS, TokenLayout
+from emg_lens.models.base import HookedEncoder
+from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+
+__all__ = ["HookedTorchEncoder", "from_torch_encoder", "layout_from_dict", "layout_to_dict"]
+
+RETURN_TYPES = ("logits", "latent")
+PARITY_RTOL = 1e-4  # of the largest |output|: what float32 reordering can explain
+
+
+def layout_to_dict(layout: TokenLayout) -> dict[str, Any]:
+    """A `TokenLayout` as JSON-ready lists (what a checkpoint's ``config.json`` holds).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 2}, n_patches=2)
+    >>> layout_from_dict(layout_to_dict(layout)) == layout
+    True
+    """
+    out: dict[str, Any] = {
+        "group": list(layout.group),
+        "channel": list(layout.channel),
+        "time": list(layout.time),
+    }
+    names = getattr(layout, "channel_names", None)
+    if names is not None:
+        out["channel_names"] = list(names)
+    return out
+
+
+def layout_from_dict(data: Mapping[str, Any]) -> TokenLayout:
+    """Inverse of `layout_to_dict`; anything else is a `LayoutError` saying what is expected."""
+    if not isinstance(data, Mapping) or not {"group", "channel", "time"} <= set(data):
+        raise LayoutError(
+            "a layout must be a dict with lists 'group', 'channel' and 'time' (one entry per "
+            f"token) and optionally 'channel_names', got {describe(data)}"
+        )
+    fields = {key: tuple(value) for key, value in data.items()}
+    return TokenLayout(**fields)
+
+
+def _modalities(layout: TokenLayout) -> dict[str, int]:
+    """The channel count of each signal group, checked: a group's channels are consecutive
+    ids following the previous group's, so ``[batch, channel, time]`` rows are in
+    `EncoderConfig.modalities` order."""
+    counts: dict[str, int] = {}
+    first = 0
+    for group in layout.modalities:
+        ids = sorted({c for g, c in zip(layout.group, layout.channel) if g == group and c >= 0})
+        if ids and ids != list(range(first, first + len(ids))):
+            raise LayoutError(
+                f"layout group {group!r} embeds channels {ids}; the converter needs each group's "
+                f"channels to be consecutive input rows after the previous group's (here "
+                f"{first}..{first + len(ids) - 1}), as TokenLayout.channel_tokens numbers them"
+            )
+        counts[group] = len(ids) or 1
+        first += len(ids)
+    if not counts:
+        raise LayoutError(f"the layout has no signal tokens, only {layout.groups}")
+    return counts
+
+
+class HookedTorchEncoder(HookedEncoder):
+    """A user's tokenizer, a converted ``nn.TransformerEncoder`` and the user's readout (see
+    the module docstring); built by `from_torch_encoder`.
+
+    Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output, the stream
+    entering ``blocks.0``), and whatever hook points the user's modules hold. ``return_type``:
+    ``"logits"`` (the readout's output), ``"latent"`` (the stream after ``ln_final``), None
+    (before it). The readout is the user's module, so there is no TransformerLens unembedding
+    (``W_U``).
+
+    Args:
+        cfg: an `EncoderConfig` with ``tokenization="custom"`` and ``n_ctx`` = the layout's
+            token count.
+        embed: signals ``[batch, channel, time]`` -> tokens ``[batch, pos, d_model]``.
+        readout: tokens ``[batch, pos, d_model]`` (after ``ln_final``) -> logits.
+        layout: what each token is (a `TokenLayout`, or its `layout_to_dict` form).
+    """
+
+    tokenization = "custom"
+    user_modules = ("embed", "readout")  # what a checkpoint cannot rebuild from config.json
+
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        *,
+        embed: nn.Module,
+        readout: nn.Module,
+        layout: TokenLayout | Mapping[str, Any],
+    ):
+        super().__init__(cfg)
+        for name, module in (("embed", embed), ("readout", readout)):
+            if not isinstance(module, nn.Module):
+                raise ArgumentError(
+                    f"{name} must be a torch.nn.Module (signals -> tokens for embed, tokens -> "
+                    f"logits for readout), got {describe(module)}"
+                )
+        self._layout = layout if isinstance(layout, TokenLayout) else layout_from_dict(layout)
+        self._layout.check_matches(cfg.n_ctx, "EncoderConfig.n_ctx")
+        self.embed = embed
+        self.head = readout
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self._finish_init()
+
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """The layout (JSON); the user's modules are not config (see the module docstring)."""
+        return {"layout": layout_to_dict(self._layout)}
+
+    def init_weights(self) -> None:
+        """The blocks' and ``ln_final``'s weights as `HookedEncoder.init_weights` draws them;
+        the user's modules keep theirs."""
+        for module in (self.blocks, self.ln_final):
+            for name, param in module.named_parameters():
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf.startswith("W_"):
+                    nn.init.normal_(param, std=self.cfg.init_range)
+                elif leaf.startswith("b_") or leaf == "b":
+                    nn.init.zeros_(param)
+                elif leaf == "w":
+                    nn.init.ones_(param)
+
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """The user's tokenizer, its output checked against the layout."""
+        tokens = self.embed(signals)
+        expected = (signals.shape[0], self.layout.n_tokens, self.cfg.d_model)
+        if not isinstance(tokens, torch.Tensor) or tuple(tokens.shape) != expected:
+            raise InputShapeError(
+                f"embed ({type(self.embed).__name__}) returned {describe(tokens)}; the converted "
+                f"encoder needs tokens [batch, pos, d_model] = {list(expected)}"
+            )
+        return self.hook_embed(tokens)
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        if return_type not in RETURN_TYPES:
+            raise ArgumentError(
+                f"{type(self).__name__} return_type must be one of {RETURN_TYPES} or None, "
+                f"got {return_type!r}"
+            )
+        latent = self.ln_final(resid)
+        return latent if return_type == "latent" else self.head(latent)
+
+
+# ---------------------------------------------------------------------------------- converting
+def _layers(encoder: Any) -> list[tuple[str, nn.Module]]:
+    if isinstance(encoder, nn.TransformerEncoder):
+        return [(f"layers.{i}", layer) for i, layer in enumerate(encoder.layers)]
+    if isinstance(encoder, (list, tuple, nn.ModuleList)) and encoder:
+        return [(f"[{i}]", layer) for i, layer in enumerate(encoder)]
+    raise ArgumentError(
+        "encoder must be a torch.nn.TransformerEncoder or a non-empty list of "
+        f"torch.nn.TransformerEncoderLayer, got {describe(encoder)}"
+    )
+
+
+def _layer_norm(norm: Any, path: str) -> tuple[float, bool]:
+    """``(eps, has_bias)`` of a LayerNorm the converter can read, or refused by name."""
+    if type(norm) is not nn.LayerNorm:
+        raise UnsupportedModuleError(
+            f"{path} is a {type(norm).__name__}; supported: torch.nn.LayerNorm over d_model",
+            path=path,
+        )
+    if norm.weight is None:
+        raise UnsupportedModuleError(
+            f"{path} is a LayerNorm without weights (elementwise_affine=False); supported: "
+            "LayerNorms with a weight (and a bias or bias=False)",
+            path=path,
+        )
+    return float(norm.eps), norm.bias is not None
+
+
+def _read_layer(path: str, layer: nn.Module) -> dict[str, Any]:
+    """The architecture of one layer (what must agree across layers), checked."""
+    if not isinstance(layer, nn.TransformerEncoderLayer):
+        raise UnsupportedModuleError(
+            f"{path} is a {type(layer).__name__}; supported: torch.nn.TransformerEncoderLayer "
+            "(for braindecode's models: emg_lens.models.from_braindecode)",
+            path=path,
+        )
+    attn = getattr(layer, "self_attn", None)
+    where = f"{path}.self_attn"
+    if type(attn) is not nn.MultiheadAttention:
+        raise UnsupportedModuleError(
+            f"{where} is a {type(attn).__name__}; supported: torch.nn.MultiheadAttention",
+            path=where,
+        )
+    if not attn._qkv_same_embed_dim:
+        raise UnsupportedModuleError(
+            f"{where} has kdim={attn.kdim}, vdim={attn.vdim} != embed_dim={attn.embed_dim}: "
+            "keys and values from another space are cross-attention, which emg_lens blocks do "
+            "not compute; supported: self-attention with kdim = vdim = embed_dim",
+            path=where,
+        )
+    if attn.bias_k is not None or attn.add_zero_attn:
+        raise UnsupportedModuleError(
+            f"{where} has add_bias_kv or add_zero_attn, which add key positions that no token "
+            "holds; supported: nn.MultiheadAttention without them",
+            path=where,
+        )
+    eps1, bias1 = _layer_norm(layer.norm1, f"{path}.norm1")
+    eps2, bias2 = _layer_norm(layer.norm2, f"{path}.norm2")
+    has_bias = attn.in_proj_bias is not None
+    if eps1 != eps2 or not bias1 == bias2 == has_bias == (layer.linear1.bias is not None):
+        raise ConversionError(
+            f"{path}: its norms (eps {eps1}, {eps2}) and linear layers disagree on eps or bias; "
+            "the converter reads layers built with one layer_norm_eps and one bias setting"
+        )
+    return {
+        "d_model": attn.embed_dim,
+        "n_heads": attn.num_heads,
+        "d_mlp": layer.linear1.out_features,
+        "act_fn": activation_name(layer.activation, f"{path}.activation"),
+        "norm_position": "pre" if layer.norm_first else "post",
+        "eps": eps1,
+        "bias": has_bias,
+    }
+
+
+def _layer_state(i: int, path: str, layer: nn.TransformerEncoderLayer, n_heads: int):
+    """``(emg_lens name, tensor, source name)`` of every weight of one layer."""
+    attn = layer.self_attn
+    W_Q, W_K, W_V = attn.in_proj_weight.detach().chunk(3, dim=0)
+    block, src = f"blocks.{i}", f"{path}"
+    yield f"{block}.attn.W_Q", heads_in(W_Q, n_heads), f"{src}.self_attn.in_proj_weight[q]"
+    yield f"{block}.attn.W_K", heads_in(W_K, n_heads), f"{src}.self_attn.in_proj_weight[k]"
+    yield f"{block}.attn.W_V", heads_in(W_V, n_heads), f"{src}.self_attn.in_proj_weight[v]"
+    W_O = heads_out(attn.out_proj.weight.detach(), n_heads)
+    yield f"{block}.attn.W_O", W_O, f"{src}.self_attn.out_proj.weight"
+    yield f"{block}.mlp.W_in", layer.linear1.weight.detach().T, f"{src}.linear1.weight"
+    yield f"{block}.mlp.W_out", layer.linear2.weight.detach().T, f"{src}.linear2.weight"
+    yield f"{block}.ln1.w", layer.norm1.weight.detach(), f"{src}.norm1.weight"
+    yield f"{block}.ln2.w", layer.norm2.weight.detach(), f"{src}.norm2.weight"
+    if attn.in_proj_bias is None:
+        return
+    for name, bias in zip("QKV", attn.in_proj_bias.detach().chunk(3)):
+        yield f"{block}.attn.b_{name}", bias.view(n_heads, -1), f"{src}.self_attn.in_proj_bias"
+    yield f"{block}.attn.b_O", attn.out_proj.bias.detach(), f"{src}.self_attn.out_proj.bias"
+    yield f"{block}.mlp.b_in", layer.linear1.bias.detach(), f"{src}.linear1.bias"
+    yield f"{block}.mlp.b_out", layer.linear2.bias.detach(), f"{src}.linear2.bias"
+    yield f"{block}.ln1.b", layer.norm1.bias.detach(), f"{src}.norm1.bias"
+    yield f"{block}.ln2.b", layer.norm2.bias.detach(), f"{src}.norm2.bias"
+
+
+def _dtype(modules: Sequence[nn.Module]) -> torch.dtype:
+    dtypes = {p.dtype for m in modules for p in m.parameters() if p.is_floating_point()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
+        raise ConversionError(
+            f"the encoder, embed and readout must share one dtype, float32 or float64; they "
+            f"hold {sorted(str(d) for d in dtypes)}: convert them with .float() or .double()"
+        )
+    return dtypes.pop()
+
+
+def from_torch_encoder(
+    encoder: nn.TransformerEncoder | Sequence[nn.TransformerEncoderLayer],
+    *,
+    embed: nn.Module,
+    readout: nn.Module,
+    layout: TokenLayout,
+    n_samples: int,
+    seed: int | None = 0,
+) -> HookedTorchEncoder:
+    """A user's ``nn.TransformerEncoder`` (or list of ``nn.TransformerEncoderLayer``) with
+    their tokenizer ``embed`` and classifier ``readout`` as a `HookedTorchEncoder` computing
+    the same function, in eval mode (see the module docstring for what converts).
+
+    Args:
+        encoder: the transformer: its layers' weights are copied into emg_lens blocks.
+        embed: signals ``[batch, channel, time]`` -> tokens ``[batch, pos, d_model]`` (batch
+            first, whatever the encoder's ``batch_first``); kept as the model's ``embed``.
+        readout: the encoder's output ``[batch, pos, d_model]`` -> logits ``[batch,
+            n_classes]``; kept as the model's ``head``.
+        layout: what each of the ``pos`` tokens is (`TokenLayout`; channel ids number the
+            input's rows, group by group); its signal groups become
+            `EncoderConfig.modalities`.
+        n_samples: samples per channel in one input window (the ``time`` of the signals).
+        seed: seeds the example batch of the conversion's own parity check.
+
+    >>> d, layout = 16, TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
+    >>> layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, batch_first=True)
+    >>> encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+    >>> embed = nn.Linear(20, d)  # one token per channel from its 20 samples
+    >>> readout = nn.Sequential(nn.Flatten(), nn.Linear(4 * d, 3))
+    >>> model = from_torch_encoder(encoder, embed=embed, readout=readout, layout=layout,
+    ...                            n_samples=20)
+    >>> model.W_Q.shape, model.blocks[0].mlp.W_in.shape
+    (torch.Size([2, 2, 16, 8]), torch.Size([16, 32]))
+    >>> x = torch.randn(5, 4, 20)
+    >>> encoder.eval(), embed.eval(), readout.eval()  # doctest: +ELLIPSIS
+    (...)
+    >>> bool((model(x) - readout(encoder(embed(x)))).abs().max() < 1e-5)
+    True
+    """
+    layers = _layers(encoder)
+    if not isinstance(layout, TokenLayout):
+        raise ArgumentError(f"layout must be a TokenLayout, got {describe(layout)}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
+        raise ArgumentError(
+            f"n_samples must be a positive int (samples per window), got {n_samples!r}"
+        )
+    archs = [_read_layer(path, layer) for path, layer in layers]
+    for (path, _), arch in zip(layers[1:], archs[1:]):
+        diff = {k: (archs[0][k], v) for k, v in arch.items() if archs[0][k] != v}
+        if diff:
+            raise ConversionError(
+                f"{path} differs from {layers[0][0]} in {diff} (first layer, this layer); "
+                "emg_lens blocks share one architecture"
+            )
+    arch = archs[0]
+    final = encoder.norm if isinstance(encoder, nn.TransformerEncoder) else None
+    final_bias = arch["bias"]
+    if final is not None:
+        eps, final_bias = _layer_norm(final, "norm")
+        if eps != arch["eps"]:
+            raise ConversionError(
+                f"norm (the encoder's final LayerNorm) has eps={eps} but its layers have "
+                f"layer_norm_eps={arch['eps']}; emg_lens's ln_final shares EncoderConfig.eps"
+            )
+    if arch["d_model"] % arch["n_heads"]:
+        raise ConversionError(
+            f"d_model={arch['d_model']} is not a multiple of nhead={arch['n_heads']}"
+        )
+    modules = [layer for _, layer in layers] + [embed, readout]
+    zero = [] if arch["bias"] else ["b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "ln1.b", "ln2.b"]
+    if final is not None and not final_bias:
+        zero.append("ln_final.b")
+    modalities = _modalities(layout)
+    cfg = EncoderConfig(
+        d_model=arch["d_model"],
+        d_head=arch["d_model"] // arch["n_heads"],
+        n_heads=arch["n_heads"],
+        n_layers=len(layers),
+        d_mlp=arch["d_mlp"],
+        act_fn=arch["act_fn"],
+        eps=arch["eps"],
+        norm_position=arch["norm_position"],
+        final_norm=final is not None,
+        zero_biases=zero,
+        tokenization="custom",
+        n_ctx=layout.n_tokens,
+        modalities=modalities,
+        n_samples=n_samples,
+        use_cls_token=CLS in layout.group,
+        n_classes=1,  # replaced below by what the readout returns
+        dtype=_dtype(modules),
+        positional_embedding_type="none",
+    )
+    _check_embed(embed, layout, cfg)
+    cfg.n_classes = _n_classes(readout, layout, cfg)
+    model = HookedTorchEncoder(cfg, embed=embed, readout=readout, layout=layout)
+    state = StateBuilder(model, "from_torch_encoder")
+    for i, (path, layer) in enumerate(layers):
+        state.put_all(_layer_state(i, path, layer, arch["n_heads"]))
+    if final is not None:
+        state.put("ln_final.w", final.weight.detach(), "norm.weight")
+        if final_bias:
+            state.put("ln_final.b", final.bias.detach(), "norm.bias")
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(("embed.", "head."))}
+    state.load(keep=own)
+    model.eval()
+    _check_parity(model, encoder, layers, seed)
+    return model
+
+
+def _check_embed(embed: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> None:
+    """The tokenizer's output for one window of zeros must be the layout's tokens."""
+    was_training = embed.training
+    embed.eval()
+    signals = torch.zeros(1, cfg.n_channels, cfg.n_samples, dtype=cfg.dtype)
+    try:
+        with torch.no_grad():
+            tokens = embed(signals)
+    except Exception as exc:  # the user's module: say what it was given
+        raise ConversionError(
+            f"embed ({type(embed).__name__}) failed on signals {list(signals.shape)} (the "
+            f"layout's channels, n_samples): {exc!r}"
+        ) from exc
+    finally:
+        embed.train(was_training)
+    expected = [1, layout.n_tokens, cfg.d_model]
+    if not isinstance(tokens, torch.Tensor) or list(tokens.shape) != expected:
+        raise ConversionError(
+            f"embed ({type(embed).__name__}) returned {describe(tokens)} for one window; the "
+            f"layout has {layout.n_tokens} tokens and the encoder d_model={cfg.d_model}, so it "
+            f"must return {expected} (tokens [batch, pos, d_model], batch first)"
+        )
+
+
+def _n_classes(readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> int:
+    """The readout's output width, by running it on one batch of zero tokens."""
+    was_training = readout.training
+    readout.eval()
+    try:
+        with torch.no_grad():
+            out = readout(torch.zeros(1, layout.n_tokens, cfg.d_model, dtype=cfg.dtype))
+    except Exception as exc:  # the user's module: say what it was given
+        raise ConversionError(
+            f"readout ({type(readout).__name__}) failed on tokens [1, {layout.n_tokens}, "
+            f"{cfg.d_model}] (the layout's tokens, d_model): {exc!r}"
+        ) from exc
+    finally:
+        readout.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
+        raise ConversionError(
+            f"readout ({type(readout).__name__}) returned {describe(out)} for one window; it "
+            "must return logits [batch, n_classes]"
+        )
+    return int(out.shape[1])
+
+
+def _check_parity(model: HookedTorchEncoder, encoder: Any, layers, seed: int | None) -> None:
+    """The original encoder and the converted blocks on the tokenizer's output of a seeded
+    batch: equal, or the conversion is refused (a layer that computes something else)."""
+    gen = torch.Generator().manual_seed(0 if seed is None else seed)
+    x = torch.randn(2, *model.input_shape, generator=gen, dtype=model.cfg.dtype)
+    originals = [layer for _, layer in layers]
+    states = [m.training for m in originals]
+    for m in originals:
+        m.eval()
+    try:
+        with torch.no_grad():
+            tokens = model.embed_signals(x)
+            ours = model.ln_final(model(tokens, start_at_layer=0, return_type=None))
+        # With gradients on, torch runs the layers' Python forward, the function they declare:
+        # its no-grad fast path computes the exact GELU even for nn.GELU(approximate="tanh").
+        with torch.enable_grad():
+            batch_first = originals[0].self_attn.batch_first
+            h = tokens if batch_first else tokens.transpose(0, 1)
+            if isinstance(encoder, nn.TransformerEncoder):
+                was = encoder.training
+                encoder.eval()
+                h = encoder(h)
+                encoder.train(was)
+            else:
+                for layer in originals:
+                    h = layer(h)
+            expected = (h if batch_first else h.transpose(0, 1)).detach()
+    finally:
+        for m, state in zip(originals, states):
+            m.train(state)
+    diff = float((ours - expected).abs().max())
+    scale = float(expected.abs().max()) + 1.0
+    if not diff <= PARITY_RTOL * scale:
+        raise ConversionError(
+            f"the converted blocks differ from the encoder by {diff:.3g} (max |diff|) on a "
+            "seeded batch: a layer computes something other than torch.nn.TransformerEncoderLayer "
+            "(a subclass with its own forward?), which the converter cannot read"
+        )

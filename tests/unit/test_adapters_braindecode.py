@@ -1,0 +1,290 @@
+"""`from_braindecode` (issue 24 item 2): braindecode's Labram, CBraMod, EEGPT and PBT, hooked,
+compute what the originals compute (float32 to 1e-5, float64 to 1e-10, on the fast and the
+hooked path, several seeds and input sizes), `to_braindecode` gives back a state dict
+braindecode loads, structured attention is a base mask that edge sets compose with, and what
+cannot convert is refused by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+from emg_lens.errors import (
+    ArgumentError,
+    ConversionError,
+    UnsupportedModuleError,
+    UnsupportedReadoutError,
+)
+from emg_lens.hooks import compile_edges
+from emg_lens.models import (
+    HookedCBraMod,
+    HookedEEGPT,
+    HookedLabram,
+    HookedPBT,
+    from_braindecode,
+    to_braindecode,
+)
+from tests.unit.converted_models import (
+    BRAINDECODE,
+    CBRAMOD_CONVS,
+    cbramod_model,
+    eegpt_model,
+    labram_model,
+    pbt_model,
+)
+
+bd = pytest.importorskip("braindecode.models")
+
+# Per architecture: (factory, input sizes (channels, time), variants of the constructor).
+CASES = {
+    "labram": (
+        labram_model,
+        [(6, 8), (4, 16)],
+        [
+            {},
+            {"qkv_bias": True},
+            {"use_mean_pooling": True},
+            {"learned_patcher": True, "qk_norm": None, "init_values": None},
+        ],
+    ),
+    "cbramod": (cbramod_model, [(6, 400), (3, 600)], [{}, {"activation": nn.ReLU}]),
+    "eegpt": (
+        eegpt_model,
+        [(6, 8), (4, 20)],
+        [
+            {},
+            {"chan_proj_type": "conv1d_constraint"},
+            {"chan_proj_type": "linear", "qkv_bias": False},
+        ],
+    ),
+    "pbt": (
+        pbt_model,
+        [(6, 8), (3, 12)],
+        [{}, {"bias_transformer": True}, {"learnable_cls": False, "activation": nn.ReLU}],
+    ),
+}
+HOOKED = {"labram": HookedLabram, "cbramod": HookedCBraMod, "eegpt": HookedEEGPT, "pbt": HookedPBT}
+
+
+def _paths(model, x):
+    with torch.no_grad():
+        fast = model(x)
+    assert not any(block.attn.hooks_active() for block in model.blocks)
+    explicit, _ = model.run_with_cache(x)
+    return fast, explicit
+
+
+def _variants():
+    for name, (_, _, variants) in CASES.items():
+        for i, variant in enumerate(variants):
+            yield pytest.param(name, variant, id=f"{name}-{i}")
+
+
+@pytest.mark.parametrize(("name", "variant"), list(_variants()))
+def test_float32_parity_on_both_paths(name, variant):
+    factory, shapes, _ = CASES[name]
+    for seed, shape in zip((0, 1), shapes):
+        model, original = factory(seed, shape=shape, **variant)
+        assert isinstance(model, HOOKED[name]) and not model.training
+        x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(seed))
+        expected = original(x)
+        for out in _paths(model, x):
+            assert out.shape == expected.shape
+            assert (out - expected).abs().max() <= 1e-5, name
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float64_parity_to_1e_10(name):
+    factory, shapes, _ = CASES[name]
+    for seed in (0, 2):
+        model, original = factory(seed, shape=shapes[0], dtype=torch.float64)
+        assert model.cfg.dtype == torch.float64
+        x = torch.randn(2, *shapes[0], dtype=torch.float64)
+        expected = original(x)
+        for out in _paths(model, x):
+            assert (out - expected).abs().max() <= 1e-10, name
+
+
+@pytest.mark.parametrize(("name", "variant"), list(_variants()))
+def test_to_braindecode_round_trips(name, variant):
+    factory, shapes, _ = CASES[name]
+    model, original = factory(3, shape=shapes[0], **variant)
+    source = original.source
+    with warnings.catch_warnings():  # braindecode's channel-order and size warnings
+        warnings.simplefilter("ignore")
+        fresh = type(source)(**_rebuild_kwargs(source, variant))
+    fresh.load_state_dict(to_braindecode(model), strict=True)
+    fresh.eval()
+    x = torch.randn(2, *shapes[0])
+    call = {"ch_names": model.cfg.channel_names} if name == "labram" else {}
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x, **call), original(x), atol=1e-6, rtol=1e-5)
+
+
+def _rebuild_kwargs(source, variant):
+    """The constructor arguments of a factory's source model."""
+    sizes = {"n_chans": source.n_chans, "n_times": source.n_times, "n_outputs": source.n_outputs}
+    name = type(source).__name__
+    small = {
+        "Labram": {"patch_size": 4, "conv_out_channels": 16, "num_layers": 2, "num_heads": 4},
+        "CBraMod": {
+            "n_layer": 2,
+            "nhead": 4,
+            "dim_feedforward": 24,
+            "emb_dim": 6,
+            "channels_kernel_stride_padding_norm": CBRAMOD_CONVS,
+        },
+        "EEGPT": {
+            "patch_size": 4,
+            "patch_stride": None,
+            "embed_num": 2,
+            "embed_dim": 16,
+            "depth": 2,
+            "num_heads": 4,
+            "chan_proj_type": "none",
+        },
+        "PBT": {"d_input": 4, "embed_dim": 16, "num_layers": 2, "num_heads": 4},
+    }[name]
+    return {**sizes, "chs_info": source._chs_info, **small, **variant}
+
+
+def test_criss_cross_is_a_base_mask_that_edge_sets_compose_with():
+    model, _ = cbramod_model(0, shape=(3, 400))  # 3 channels x 2 patches, channel-major
+    layout = model.layout
+    _, cache = model.run_with_cache(model.example_input(2))
+    scores = cache["attn_scores", 0]  # [batch, head, query, key]
+    time, chan = torch.tensor(layout.time), torch.tensor(layout.channel)
+    spatial = time[:, None] != time[None, :]  # heads 0, 1: across channels within a patch
+    temporal = chan[:, None] != chan[None, :]  # heads 2, 3: across patches within a channel
+    assert torch.equal(torch.isneginf(scores[:, :2]), spatial.expand(2, 2, 6, 6))
+    assert torch.equal(torch.isneginf(scores[:, 2:]), temporal.expand(2, 2, 6, 6))
+    # The zero blocks: spatial heads read and write the first half of d_model only.
+    attn, half = model.blocks[0].attn, model.cfg.d_model // 2
+    assert (attn.W_Q[:2, half:] == 0).all() and (attn.W_O[2:, :, :half] == 0).all()
+    assert (attn.W_Q[:2, :half] != 0).any()
+    # A user's edge set is cut on top of the architecture's: their union.
+    mask = torch.zeros(4, 6, 6, dtype=torch.bool)
+    mask[:, 0, 1] = True  # (c0, t0) may not read (c0, t1): a temporal edge only
+    x = model.example_input(2)
+    _, masked = model.run_with_cache(x, edge_masks={0: mask})
+    cut = torch.isneginf(masked["attn_scores", 0])
+    assert torch.equal(cut[:, 2:], (temporal | mask[2:]).expand(2, 2, 6, 6))
+    assert torch.equal(cut[:, :2], spatial.expand(2, 2, 6, 6))  # already no edge there
+    torch.testing.assert_close(model(x, edge_masks={0: mask}), masked_out(model, x, mask))
+
+
+def masked_out(model, x, mask):
+    return model.run_with_cache(x, edge_masks={0: mask})[0]
+
+
+def test_eegpt_attends_within_a_patch_and_names_its_summary_tokens_cls():
+    model, _ = eegpt_model(0, shape=(3, 8))  # 2 patches x (3 channels + 2 summary tokens)
+    layout = model.layout
+    assert layout.group == ("eeg",) * 3 + ("cls",) * 2 + ("eeg",) * 3 + ("cls",) * 2
+    assert layout.time == (0,) * 5 + (1,) * 5
+    _, cache = model.run_with_cache(model.example_input(1))
+    cross_patch = torch.tensor(layout.time)[:, None] != torch.tensor(layout.time)[None, :]
+    assert torch.equal(torch.isneginf(cache["attn_scores", 1][0]), cross_patch.expand(4, 10, 10))
+    # Edge sets compile against the layout: cutting what flows to the summary tokens changes
+    # the logits (the probe reads only them).
+    masks = compile_edges("to_cls", model)
+    assert not torch.allclose(
+        model(model.example_input(2), edge_masks=masks), model(model.example_input(2))
+    )
+
+
+def test_layouts_carry_the_channel_names():
+    model, _ = labram_model(0, shape=(4, 8))
+    assert model.cfg.channel_names == ["FP1", "FZ", "C3", "CZ"]
+    assert model.layout.channel_name(1) == "FP1" and model.layout.channel_name(0) is None
+    projected, _ = eegpt_model(0, shape=(4, 8), chan_proj_type="conv1d_constraint")
+    # With EEGPT's channel projection the tokens stand for its 19 standard channels.
+    assert len(projected.layout.channel_names) == 19 and projected.cfg.n_channels == 4
+
+
+def test_unembedding_where_the_classifier_reads_one_token():
+    labram, _ = labram_model(0)
+    assert labram.W_U.shape == (16, 4) and labram.unembed_positions == [0]
+    pooled, _ = labram_model(0, use_mean_pooling=True)
+    for model in (pooled, cbramod_model(0)[0], eegpt_model(0)[0]):
+        with pytest.raises(UnsupportedReadoutError):
+            model.W_U  # noqa: B018
+
+
+@pytest.mark.parametrize("factory", [labram_model, pbt_model], ids=["labram", "pbt"])
+def test_direct_attribution_reads_the_cls_unembedding_and_adds_up(factory):
+    """A converted model whose classifier reads one token is attributed like IsoNet's CLS
+    head: the parts of each window add up to its logit (no final norm in PBT: the stream is
+    read as it is); a readout that is no linear map is refused by name."""
+    from emg_lens.inspect import direct_attribution
+
+    model, _ = factory(0)
+    x = model.example_input(3)
+    logits, cache = model.run_with_cache(x)
+    labels = logits.argmax(-1)
+    table = direct_attribution(model, cache, labels, direction="logit")
+    total = table.groupby("sample")["value"].sum().to_numpy()
+    expected = logits[torch.arange(3), labels].detach().double().numpy()
+    assert abs(total - expected).max() < 1e-4
+    cbramod, _ = cbramod_model(0)
+    _, cache = cbramod.run_with_cache(cbramod.example_input(2))
+    with pytest.raises(ArgumentError, match="HookedCBraMod"):
+        direct_attribution(cbramod, cache, [0, 1])
+
+
+@pytest.mark.parametrize("name", sorted(BRAINDECODE))
+def test_checkpoint_round_trip_needs_no_braindecode(name, tmp_path):
+    model, _ = BRAINDECODE[name](0)
+    path = save_checkpoint(model, tmp_path / name)
+    again = load_checkpoint(path)
+    assert type(again) is type(model) and again.init_kwargs == model.init_kwargs
+    x = model.example_input(2)
+    assert torch.equal(again(x), model(x))
+
+
+def test_emg_lens_never_imports_braindecode(tmp_path):
+    model, _ = pbt_model(0)
+    path = save_checkpoint(model, tmp_path / "pbt")
+    code = (
+        "import sys; sys.modules['braindecode'] = None\n"  # any import of it would fail
+        "import emg_lens.models, emg_lens.checkpoints, emg_lens.studies, emg_lens.discovery\n"
+        f"m = emg_lens.checkpoints.load_checkpoint({str(path)!r})\n"
+        "print(type(m).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "HookedPBT"
+
+
+def test_models_that_cannot_convert_are_refused_by_name():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        biot = bd.BIOT(n_chans=2, n_outputs=2, n_times=400, sfreq=200)
+        lstm = bd.DeepSleepNet(n_chans=1, n_outputs=2, n_times=3000, sfreq=100)
+        other = bd.EEGNet(n_chans=2, n_outputs=2, n_times=64)
+    with pytest.raises(UnsupportedModuleError, match=r"BIOT.*linear attention.*Supported: Labram"):
+        from_braindecode(biot)
+    with pytest.raises(UnsupportedModuleError, match=r"DeepSleepNet.*LSTM"):
+        from_braindecode(lstm)
+    with pytest.raises(
+        UnsupportedModuleError, match=r"EEGNet is not one of.*Labram, CBraMod, EEGPT, PBT"
+    ):
+        from_braindecode(other)
+    with pytest.raises(UnsupportedModuleError, match="converts braindecode models"):
+        from_braindecode(nn.TransformerEncoderLayer(8, 2))
+
+
+def test_weights_that_do_not_fit_are_refused_naming_the_tensor():
+    _, original = pbt_model(0)
+    source = original.source
+    source.final_layer = nn.Linear(16, 5)  # the classifier no longer fits n_outputs=4
+    with pytest.raises(ConversionError, match=r"final_layer\.weight .*does not fit head\.W_U"):
+        from_braindecode(source)
+    _, original = labram_model(0)
+    with pytest.raises(ConversionError, match=r"'XX'.* not in LaBraM's channel table"):
+        from_braindecode(original.source, ch_names=["FP1", "FZ", "C3", "CZ", "C4", "XX"])

@@ -1,0 +1,87 @@
+"""`TokenLayout`'s channel names (issue 24 item 3): kept per channel, checked, shown, and passed
+by every emg_lens model from its config into its layout (and so through a checkpoint)."""
+
+from __future__ import annotations
+
+import pytest
+
+from emg_lens import EncoderConfig, LayoutError, TokenLayout
+from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+from emg_lens.models import MODEL_CLASSES, HierarchicalTransformer, MultimodalTransformer
+
+
+def test_channel_tokens_keep_the_names_of_their_channels():
+    layout = TokenLayout.channel_tokens({"eeg": 3}, n_patches=2, channel_names=["C3", "Cz", "C4"])
+    assert layout.channel_names == ("C3", "Cz", "C4")
+    assert [layout.channel_name(p) for p in range(layout.n_tokens)] == [
+        None, "C3", "C3", "Cz", "Cz", "C4", "C4"
+    ]  # fmt: skip
+    assert layout == TokenLayout.channel_tokens(
+        {"eeg": 3}, n_patches=2, channel_names=("C3", "Cz", "C4")
+    )
+    assert hash(layout)  # still hashable: the names are a tuple
+    assert "C3" in str(layout) and "channels" in str(layout)
+
+
+def test_layouts_without_names_are_unchanged():
+    layout = TokenLayout.channel_tokens({"emg": 2, "acc": 1})
+    assert layout.channel_names is None
+    assert layout.channel_name(1) is None
+    assert str(layout).splitlines() == [
+        "TokenLayout: 4 tokens",
+        "  group  tokens  positions",
+        "  cls         1  0..0",
+        "  emg         2  1..2",
+        "  acc         1  3..3",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("names", "says"),
+    [
+        (["C3", "Cz"], r"has 2 names.*channel 2"),
+        (["C3", "Cz", "C3"], r"unique.*'C3'"),
+        (["C3", "Cz", 4], r"non-empty strings.*4"),
+        ("C3", r"a sequence of channel names"),
+    ],
+)
+def test_bad_channel_names_are_refused(names, says):
+    with pytest.raises(LayoutError, match=r"TokenLayout\.channel_names.*" + says):
+        TokenLayout.channel_tokens({"eeg": 3}, channel_names=names)
+
+
+def test_channel_name_checks_the_position():
+    layout = TokenLayout.channel_tokens({"eeg": 2}, channel_names=["C3", "C4"])
+    with pytest.raises(LayoutError, match=r"position 3.*0\.\.2"):
+        layout.channel_name(3)
+
+
+def _config(cls, names):
+    builder = getattr(cls, "default_config", None)
+    base = {"seed": 0, "channel_names": names}
+    if cls.__name__ == "TinyMyo":
+        return EncoderConfig.preset(
+            "tinymyo",
+            d_model=16, d_head=4, n_heads=4, d_mlp=32, n_layers=1,
+            modalities={"emg": 2, "acc": 4}, n_samples=8, patch_samples=2, **base,
+        )  # fmt: skip
+    return builder("tiny", **base) if builder else EncoderConfig.preset("tiny", **base)
+
+
+NAMES = ["Fp1", "Fp2", "C3", "C4", "O1", "O2"]
+# emg_lens's own architectures; converted models (`from_torch_encoder`, `from_braindecode`)
+# build their configs differently and are tested with their converters.
+OWN = ("HierarchicalTransformer", "IsoNet", "MultimodalMLP", "MultimodalTransformer", "TinyMyo")
+
+
+@pytest.mark.parametrize("name", OWN)
+def test_every_model_passes_its_config_names_to_its_layout(name, tmp_path):
+    cls = MODEL_CLASSES[name]
+    model = cls(_config(cls, NAMES))
+    assert model.layout.channel_names == tuple(NAMES)
+    if cls not in (HierarchicalTransformer, MultimodalTransformer) and name != "MultimodalMLP":
+        named = {model.layout.channel_name(p) for p in range(model.layout.n_tokens)}
+        assert named - {None} == set(NAMES)  # every channel token has its name
+    again = load_checkpoint(save_checkpoint(model, tmp_path / name))
+    assert again.cfg.channel_names == NAMES and again.layout == model.layout
+    assert cls(_config(cls, None)).layout.channel_names is None

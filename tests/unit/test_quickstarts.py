@@ -1,0 +1,254 @@
+"""The README's quick starts run as written on `emg-lens synth` output (issue 23, item 10).
+
+Each README code block that is a command sequence is read from README.md and run through
+`emg_lens.cli.main` in a folder holding a copy of ``studies/`` and the data the block's
+``--root`` names, at its smallest size: options the commands have (fewer subjects, shorter
+movements, one epoch, one layer) are appended, nothing else is changed. So a README command
+that stops with an error, or a synth format that does not write what a block reads, fails here.
+
+Also: the README's demo table keeps the parts that do not depend on how the models train (its
+rows and columns, its design line, what was planted). That ``emg-lens demo`` says how far it is,
+subject by subject, when its output is a log is checked by tests/integration/test_demo.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emg_lens.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+
+def readme_blocks(heading: str) -> list[list[list[str]]]:
+    """The ``bash`` blocks of the README section under ``heading`` (up to the next heading of
+    any level), each a list of ``emg-lens`` commands as argv without the program name."""
+    text = README.read_text()
+    start = text.index(f"\n{heading}\n")
+    section = text[start + 1 :]
+    after = re.search(r"\n#{1,6} ", section[len(heading) :])
+    section = section[: len(heading) + after.start()] if after else section
+    blocks = []
+    for body in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
+        commands = []
+        for line in body.replace("\\\n", " ").splitlines():
+            argv = shlex.split(line, comments=True)
+            if argv:
+                assert argv[0] == "emg-lens", line
+                commands.append(argv[1:])
+        blocks.append(commands)
+    assert blocks, f"README.md has no bash block under {heading!r}"
+    return blocks
+
+
+def run_readme(commands: list[list[str]], extra: dict[str, list[str]]) -> None:
+    """Run README commands as written, with ``extra[command]`` options appended."""
+    for argv in commands:
+        assert main([*argv, *extra.get(argv[0], [])]) == 0, argv
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder to run README commands in: relative paths as the README writes them."""
+    shutil.copytree(ROOT / "studies", tmp_path / "studies")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ----------------------------------------------------------------------------- NinaPro DB2
+
+
+def test_readme_ninapro_db2_commands_run_on_synth_output(workdir):
+    # synth used to write exercise B only, so `train --exercises B C D` stopped at E2.
+    tiny = ["--movement-seconds", "0.1", "--rest-seconds", "0.05"]
+    assert (
+        main(["synth", "--format", "ninapro-db2", "--out", "DB2", "--n-subjects", "1", *tiny]) == 0
+    )
+    names = sorted(p.relative_to("DB2").as_posix() for p in Path("DB2").rglob("*.mat"))
+    assert names == ["DB2_s1/S1_E1_A1.mat", "DB2_s1/S1_E2_A1.mat", "DB2_s1/S1_E3_A1.mat"]
+    (block,) = readme_blocks("### NinaPro DB2 (IsoNet's dataset)")
+    assert [argv[0] for argv in block] == ["train", "study"]
+    # 0.1 s movements: the whole repetition (--segment full) holds one 200-sample window;
+    # a 2-layer model (--preset tiny) keeps the study small
+    small = ["--epochs", "1", "--segment", "full", "--preset", "tiny", "--quiet"]
+    run_readme(block, {"train": small})
+    classes = __import__("json").loads(Path("runs/db2/subject_1/config.json").read_text())
+    assert classes["metadata"]["classes"] == list(range(1, 50))  # DB2's 49 gestures, B C D
+    assert Path("runs/db2_table3/summary.md").stat().st_size > 0
+
+
+def test_synthetic_db2_has_dbs_gestures_per_exercise_and_its_planted_kinds():
+    from emg_lens.data.ninapro import LABEL_RANGES
+    from emg_lens.data.synthetic import (
+        DB2_EXERCISE_KINDS,
+        db2_labels,
+        db2_spec,
+        generate_db2_exercise,
+        gesture_kinds,
+    )
+
+    spec = db2_spec(2, movement_seconds=0.1, rest_seconds=0.05)
+    kinds = gesture_kinds(spec)
+    labels = db2_labels()
+    assert sorted(labels.values()) == list(range(1, 50))
+    for k, (letter, counts) in enumerate(DB2_EXERCISE_KINDS.items(), 1):
+        first, last = LABEL_RANGES[k]
+        rec = generate_db2_exercise(spec, 2, letter)
+        assert rec.gestures == list(range(first, last + 1))
+        planted = [kinds[g] for g, label in labels.items() if first <= label <= last]
+        assert {kind: planted.count(kind) for kind in counts} == counts
+    # a subject's exercise does not depend on which others are written
+    again = generate_db2_exercise(spec, 2, "C")
+    assert np.array_equal(again.signals["emg"], generate_db2_exercise(spec, 2, "C").signals["emg"])
+
+
+# ----------------------------------------------------------------------------- TinyMyo
+
+
+def _emg2pose(root: Path) -> None:
+    from emg_lens.data.emg2pose import write_emg2pose_metadata, write_emg2pose_session
+
+    rng = np.random.default_rng(0)
+    emg = rng.standard_normal((1200, 16)).astype(np.float32)
+    write_emg2pose_session(root / "a.hdf5", emg, user="u1")
+    write_emg2pose_metadata(root, [{"filename": "a", "user": "u1", "split": "train"}])
+
+
+def _db5(root: Path) -> None:
+    from tests.unit.test_pretrain_data import _mat_vars, _save
+
+    for subject in (1,):
+        for k in (1, 2, 3):  # codes 1-3 in each exercise, repetitions 1-6 (1 3 4 6 train)
+            variables = _mat_vars(16, (1, 2), range(1, 7), seed=k, short_labels=False)
+            rng = np.random.default_rng([subject, k])
+            variables["emg"] = rng.standard_normal(variables["emg"].shape)
+            _save(root / f"s{subject}" / f"S{subject}_E{k}_A1.mat", variables)
+
+
+SMALL_WINDOWS = ["--window", "200", "--step", "200", "--quiet"]  # 16 x 200: 160 tokens
+ONE_LAYER = ["--layers", "1", "--epochs", "1", "--batch-size", "8", "--quiet"]
+
+
+def test_readme_pretraining_then_fine_tuning_as_above_runs(workdir):
+    # "Then fine-tune it as above, with --checkpoint runs/tinymyo_pretrained in place of
+    # --from-biofoundation TinyMyo.safetensors": the DB5 block, so edited.
+    _emg2pose(Path("emg2pose"))
+    _db5(Path("DB5"))
+    pretraining = readme_blocks("### TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7")
+    run_readme(pretraining[0], {"windows": SMALL_WINDOWS, "pretrain": ONE_LAYER})
+    section = README.read_text().split("### TinyMyo's pretraining corpora", 1)[1]
+    assert "`--checkpoint runs/tinymyo_pretrained` in place of `--from-biofoundation TinyMyo" in (
+        " ".join(section.split())
+    )
+    (db5,) = readme_blocks("### NinaPro DB5 (TinyMyo fine-tuning)")
+    as_above = [
+        " ".join(argv)
+        .replace("--from-biofoundation TinyMyo.safetensors", "--checkpoint runs/tinymyo_pretrained")
+        .split()
+        for argv in db5
+    ]
+    assert any("runs/tinymyo_pretrained" in argv for argv in as_above)
+    finetune = ["--epochs", "1", "--batch-size", "8", "--quiet"]
+    run_readme(as_above, {"windows": SMALL_WINDOWS, "finetune": finetune})
+    assert sorted(p.name for p in Path("runs/db5_mix").glob("summary.*")) == [
+        "summary.csv",
+        "summary.md",
+    ]
+
+
+def test_readme_synthetic_pretraining_fine_tunes_on_epn612(workdir, capsys):
+    # The default pretrain (12 x 100) could not be fine-tuned on an EPN-612 store (8 x 1000),
+    # and no command gave a 16 x 1000 TinyMyo without a BioFoundation file.
+    from emg_lens.checkpoints import read_checkpoint_info
+
+    assert main(["synth", "--format", "epn612", "--out", "EPN612", "--n-subjects", "2"]) == 0
+    downstream = readme_blocks("## Downstream datasets (TinyMyo fine-tuning)")
+    (windows,) = [argv for block in downstream for argv in block if argv[0] == "windows"]
+    assert main([*windows, "--quiet"]) == 0
+    blocks = readme_blocks("### TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7")
+    synthetic = blocks[1]
+    assert synthetic[0][:3] == ["pretrain", "--preset", "tinymyo"]
+    small = ["--n-gestures", "2", "--movement-seconds", "0.5", "--step", "1000", *ONE_LAYER]
+    run_readme(synthetic, {"pretrain": small, "finetune": ["--epochs", "1", "--quiet"]})
+    pretrained = read_checkpoint_info("runs/tinymyo_synthetic")["config"]
+    assert (pretrained["modalities"], pretrained["n_samples"]) == ({"emg": 16}, 1000)
+    assert pretrained["d_model"] == 192  # the published width
+    tuned = read_checkpoint_info("runs/epn612_pretrained")["config"]
+    assert (tuned["modalities"], tuned["n_samples"]) == ({"emg": 8}, 1000)
+    assert "fitted to the data's 8 x 1000" in capsys.readouterr().out
+
+
+def test_default_pretrain_fine_tunes_on_any_channels_and_window(tmp_path, capsys):
+    # 12 x 100 pretrained -> 8 x 60 synthetic windows: the encoder's weights are copied as
+    # they are (none depends on the shape), the new head is the data's.
+    import torch
+
+    from emg_lens.checkpoints import load_checkpoint
+
+    quick = ["--epochs", "1", "--quiet", "--n-gestures", "2", "--movement-seconds", "0.3"]
+    assert main(["pretrain", "--out", str(tmp_path / "p"), *quick]) == 0
+    argv = ["finetune", "--checkpoint", str(tmp_path / "p"), "--out", str(tmp_path / "f")]
+    shape = ["--channels", "8", "--window", "60", "--step", "60", "--linear-probe"]
+    assert main([*argv, *quick, *shape]) == 0
+    assert "(12 channels x 100 samples) is fitted to the data's 8 x 60" in capsys.readouterr().out
+    pretrained, tuned = load_checkpoint(tmp_path / "p"), load_checkpoint(tmp_path / "f")
+    assert tuned.input_shape == (8, 60) and pretrained.input_shape == (12, 100)
+    before, after = pretrained.state_dict(), tuned.state_dict()
+    encoder = [k for k in before if not k.startswith("head.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)  # frozen: as copied
+
+
+# ----------------------------------------------------------------------------- the demo
+
+
+def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
+    # What does not depend on how the models train: the table's rows and columns, the design
+    # line for 8 subjects, and the planted claims. (The numbers and stars do: see the README.)
+    import torch
+
+    from emg_lens import EncoderConfig
+    from emg_lens.cli.demo import DEMO_MODEL, DEMO_STUDY
+    from emg_lens.data.preprocess import SubjectData
+    from emg_lens.data.synthetic import demo_setup, gesture_kinds
+    from emg_lens.models import IsoNet
+    from emg_lens.studies import load_spec, run_study
+    from emg_lens.studies.planted import format_findings, kind_groups, planted_findings
+
+    text = README.read_text().split("## Two commands", 1)[1].split("## In a notebook", 1)[0]
+    (printed,) = re.findall(r"```text\n(.*?)```", text, flags=re.S)
+    synthetic, _ = demo_setup()
+    n_classes = synthetic.n_gestures
+    cfg = EncoderConfig.preset(
+        "demo", **DEMO_MODEL, seed=0, modalities={"emg": 12, "acc": 12}, n_classes=n_classes,
+        n_samples=100,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    models = {}
+    for subject in range(1, synthetic.n_subjects + 1):  # untrained models: shape, not numbers
+        model = IsoNet(cfg).eval()
+        X = rng.standard_normal((16, 24, 100)).astype(np.float32)
+        y = np.arange(16) % n_classes
+        data = SubjectData(subject, dict(cfg.modalities), list(range(1, n_classes + 1)),
+                           X, y, np.ones(16, int), X, y, np.full(16, 2))  # fmt: skip
+        models[subject] = (model, data)
+    with torch.no_grad():
+        result = run_study(load_spec(DEMO_STUDY), models=models, progress=False)
+    table = result.table3().to_string(index=False).splitlines()
+    lines = [line.strip() for line in printed.splitlines()]
+    assert lines[0].split() == table[0].split()  # the header
+    rows = [line for line in lines if re.match(r"(individual|all)\s", line)]
+    assert [r.split()[:3] for r in rows] == [t.split()[:3] for t in table[1:]]  # row labels
+    assert " ".join(result.power_note().split()) in " ".join(printed.split())  # the design
+    groups = kind_groups(gesture_kinds(synthetic), list(range(1, n_classes + 1)))
+    found = [x.strip() for x in format_findings(planted_findings(result, groups)).splitlines()]
+    claims = [x for x in found if x.startswith(("planted:", "Planted vs found"))]
+    assert len(claims) == 3 and claims == [
+        x for x in lines if x.startswith(("planted:", "Planted vs found"))
+    ]
