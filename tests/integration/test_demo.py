@@ -18,7 +18,7 @@ import re
 import pytest
 
 from emg_lens.cli import build_parser
-from emg_lens.studies.planted import cut_everywhere
+from emg_lens.studies.planted import KEEP_MARGIN_PCT, cut_everywhere
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +43,11 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(tmp_path,
     assert interaction["found"], interaction
     assert interaction["p"] < 0.05 and interaction["r_rb"] <= -0.8
     assert interaction["masked"] < 0.35 and interaction["baseline"] > interaction["masked"] + 0.15
-    # ... and the control: the single-modality gestures keep their accuracy.
+    # ... and the control: the single-modality gestures keep their accuracy (non-inferiority:
+    # the interval of the change above -5 %; its p-value is not the verdict, and a consistent
+    # -0.5 % over 6 subjects came out p = 0.03 on this project's machine, 0.17 on another).
     assert unimodal["found"], unimodal
-    assert unimodal["p"] >= 0.05
+    assert unimodal["ci_low"] > -KEEP_MARGIN_PCT
     assert unimodal["masked"] > 0.95 and unimodal["baseline"] > 0.95
 
     # The table's cell that cuts every cross-modal route carries the effect too (-15 % to
