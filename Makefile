@@ -40,10 +40,12 @@ $(STAMP): pyproject.toml Makefile tools/torchaudio_nolib.py
 demo: $(STAMP)
 	$(VENV)/bin/emg-lens demo
 
-# One pytest worker per core (pytest-xdist); models several tests train are trained once per
-# run and shared between the workers on disk (tests/conftest.py: TrainedModels).
+# One pytest worker per core (pytest-xdist). Slow tests are collected first (conftest.py) and
+# handed out one at a time (--maxschedchunk 1), so a worker that finishes takes the next
+# longest: larger chunks (or worksteal's halves) leave minutes-long trainings queued on one
+# worker while the other idles.
 test: $(STAMP)
-	$(PY) -m pytest -n auto $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --maxschedchunk 1 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .

@@ -1,11 +1,13 @@
-"""Shared fixtures: small seeded models in the tiny preset, and trained models shared by every
-test (and every pytest-xdist worker) of a run."""
+"""Shared fixtures: small seeded models in the tiny preset, and what several tests build the
+same way (trained models, converted checkpoints), built once per run for every test and every
+pytest-xdist worker (`SharedOnDisk`)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +15,6 @@ import pytest
 import torch
 
 from emg_lens import EncoderConfig
-from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.models import IsoNet
 
 
@@ -45,26 +46,31 @@ def perturb_biases(model: torch.nn.Module) -> None:
                 param.add_(0.1 * torch.randn(param.shape, generator=gen, dtype=param.dtype))
 
 
-class TrainedModels:
-    """Models that several tests train the same way, trained once per pytest run: the first
-    test that asks for ``key`` trains it and saves a checkpoint under ``root``; every later
-    test, in any xdist worker, loads that checkpoint (a fresh copy each time, so one test's
-    hooks or in-place changes never reach another). A key names everything the training
-    depends on, so two recipes never share one."""
+class SharedOnDisk:
+    """What several tests build the same way (a trained model's checkpoint, converted
+    checkpoints), built once per pytest run and shared by every test and every pytest-xdist
+    worker: the first test that asks for ``key`` builds it under ``root``, every later one, in
+    any worker, reads it. Tests only read what they are given. A key names everything the
+    building depends on, so two recipes never share one."""
 
     def __init__(self, root: Path):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    def get(self, key: str, train: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-        path = self.root / key
-        with self._lock(key):  # another worker may be training the same key right now
-            if not (path / "model.safetensors").is_file():
-                save_checkpoint(train(), path)
-        return load_checkpoint(path)
+    def folder(self, key: str, build: Callable[[Path], object]) -> Path:
+        """``root / key``, made by ``build(path)`` unless a complete one is there already (one
+        that a build interrupted by an error is thrown away and built again)."""
+        path, done = self.root / key, self.root / f"{key}.complete"
+        with self.lock(key):
+            if not done.is_file():
+                shutil.rmtree(path, ignore_errors=True)
+                build(path)
+                done.touch()
+        return path
 
     @contextlib.contextmanager
-    def _lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> Iterator[None]:
+        """Held while ``key`` is built: another worker may be building it right now."""
         with (self.root / f"{key}.lock").open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -74,10 +80,10 @@ class TrainedModels:
 
 
 @pytest.fixture(scope="session")
-def trained_models(tmp_path_factory) -> TrainedModels:
-    """The run's `TrainedModels`; under pytest-xdist the workers' temporary folders share a
-    parent, which is where the models go."""
+def shared(tmp_path_factory) -> SharedOnDisk:
+    """The run's `SharedOnDisk`; under pytest-xdist the workers' temporary folders share a
+    parent, which is where the shared things go."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent
-    return TrainedModels(base / "trained_models")
+    return SharedOnDisk(base / "shared")

@@ -25,9 +25,14 @@ SPEC = SyntheticEEGSpec(n_subjects=1)  # 19 channels at 200 Hz, 8 classes; 200-s
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
+def models(shared) -> Path:
     """A braindecode CBraMod (criss-cross attention) over the planted EEG's 19 channels,
-    converted and saved as subject 1's checkpoint with the data source it is evaluated on."""
+    converted and saved as subject 1's checkpoint with the data source it is evaluated on;
+    built once per run."""
+    return shared.folder("converted_cbramod", _converted_cbramod)
+
+
+def _converted_cbramod(root: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
@@ -46,9 +51,7 @@ def models(tmp_path_factory) -> Path:
     assert isinstance(model, HookedCBraMod) and model.cfg.channel_names == list(SPEC.channels)
     source_spec = data_source("synthetic-eeg", synthetic=SPEC)
     _fine_tune(model, load_subject(source_spec, 1, cache_dir=None))
-    root = tmp_path_factory.mktemp("converted")
     save_checkpoint(model, root / "subject_1", metadata={"subject": 1, "data_source": source_spec})
-    return root
 
 
 def _fine_tune(model, data, steps: int = 30) -> None:

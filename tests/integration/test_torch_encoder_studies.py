@@ -40,10 +40,10 @@ BUILDER = ["--modules", "models.py:build_modules"]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
+def models(shared) -> Path:
     """Two subjects' converted checkpoints, fine-tuned briefly (discovery needs a model whose
-    attention matters)."""
-    return save_subjects(tmp_path_factory.mktemp("torch_encoder") / "models", train=True)
+    attention matters); built once per run."""
+    return shared.folder("torch_encoder_models", lambda path: save_subjects(path, train=True))
 
 
 def _study(folder: Path, models: Path, modules: str = WITH_MODULES) -> Path:
@@ -97,6 +97,7 @@ def test_without_modules_the_error_says_what_to_add(models, tmp_path, capsys):
         run_study(spec, allow_code=True, progress=False)
 
 
+@pytest.mark.slow
 def test_editing_the_builder_recomputes_the_cells(models, tmp_path):
     spec = _study(tmp_path, models)
     out = tmp_path / "out"
@@ -141,6 +142,7 @@ def _commands(models: Path) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["discover", "inspect", "export", "evaluate"])
 def test_the_commands_take_the_builder(models, tmp_path, monkeypatch, capsys, command):
     if command == "export":

@@ -248,6 +248,7 @@ def test_checkpoint_round_trip_needs_no_braindecode(name, tmp_path):
     assert torch.equal(again(x), model(x))
 
 
+@pytest.mark.slow
 def test_emg_lens_never_imports_braindecode(tmp_path):
     model, _ = pbt_model(0)
     path = save_checkpoint(model, tmp_path / "pbt")

@@ -271,6 +271,7 @@ def test_spec_round_trip_and_errors():
             DiscoverySpec.from_dict({"name": "c", "models": "m", **bad})
 
 
+@pytest.mark.slow
 def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
     X, y = data
     subject = _subject_data(model, X, y)
@@ -284,6 +285,7 @@ def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
     assert (tmp_path / "faithfulness.png").exists() and (tmp_path / "screen.png").exists()
 
 
+@pytest.mark.slow
 def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_path):
     """`emg-lens discover --models DIR` and `emg-lens study run` of a ``kind = "discovery"``
     file write the same circuits (the second reuses the first's stored subject)."""

@@ -28,8 +28,9 @@ from tests.unit.test_pretrain import pretrained_on_synthetic, small_tinymyo
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    return pretrained_on_synthetic(tmp_path_factory.getbasetemp())
+def pretrained(shared):
+    with shared.lock("tinymyo_pretrained"):  # trained by the first caller of the run
+        return pretrained_on_synthetic(shared.root)
 
 
 def quick(**overrides) -> FinetuneConfig:

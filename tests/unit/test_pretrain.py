@@ -66,8 +66,9 @@ def pretrained_on_synthetic(root: Path):
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    return pretrained_on_synthetic(tmp_path_factory.getbasetemp())
+def pretrained(shared):
+    with shared.lock("tinymyo_pretrained"):  # trained by the first caller of the run
+        return pretrained_on_synthetic(shared.root)
 
 
 # ----------------------------------------------------------------------------- loss and masks

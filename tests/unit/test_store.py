@@ -293,6 +293,7 @@ def _study_process(barrier, models: str, out: str, table: str, log: str) -> None
     result.per_subject.to_csv(table, index=False)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_processes_on_one_out_compute_each_cell_once(tmp_path):
     models, out, log = tmp_path / "models", tmp_path / "out", tmp_path / "computed.log"
@@ -339,6 +340,7 @@ def _open_store(barrier, root: str, fingerprint: str, rounds: int, queue) -> Non
     queue.put((fingerprint, outcomes))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_synchronised_openers_of_a_new_store_agree_on_one_study(tmp_path):
     n, rounds = 6, 10
