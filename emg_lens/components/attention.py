@@ -58,6 +58,10 @@ from emg_lens.errors import ConfigError
 # the config (emg_lens encoders are bidirectional), so loading one is accepted and ignored.
 LEGACY_DERIVED_BUFFERS = ("mask", "IGNORE", "rotary_sin", "rotary_cos")
 
+# Groups of at most this many tokens are attended with matmul + softmax on CPU (see
+# `Attention._attend_groups`); longer ones, and every group on a GPU, with SDPA.
+SMALL_GROUP = 64
+
 
 @dataclass(frozen=True)
 class HeadStructure:
@@ -417,9 +421,18 @@ class Attention(nn.Module):
             mask = mask[:, :, rows[:, :, None], rows[:, None, :]].transpose(1, 2)
             mask = mask.expand(batch, -1, -1, -1, -1).reshape(batch * n_groups, -1, size, size)
             allowed = ~mask
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
+        if size <= SMALL_GROUP and q.device.type == "cpu":
+            # Many short sequences (CBraMod's 19 channels of a patch, its few patches of a
+            # channel): a batched matmul and softmax, as torch's own MultiheadAttention runs
+            # them, costs a third of SDPA's CPU kernel, whose per-sequence set-up dominates.
+            scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+            if mask is not None:
+                scores = scores.masked_fill(mask, -torch.inf)
+            z = torch.matmul(scores.softmax(-1), v)
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
         if mask is not None:
-            z = z.masked_fill(mask.all(-1, keepdim=True), 0.0)
+            z = z.masked_fill(mask.all(-1, keepdim=True), 0.0)  # attends to nothing: zero
         z = z.transpose(1, 2).reshape(batch, n_pos, n_heads, d_head)
         return z if inverse is None else z.index_select(1, inverse)
 

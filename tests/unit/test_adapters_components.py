@@ -65,8 +65,14 @@ def _masks():
     yield full
 
 
+@pytest.mark.parametrize("kernel", ["matmul", "sdpa"])
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
-def test_structured_fast_path_equals_the_explicit_path(name):
+def test_structured_fast_path_equals_the_explicit_path(name, kernel, monkeypatch):
+    """Both kernels of the grouped fast path: matmul + softmax (short groups on CPU) and SDPA
+    (longer groups, and every group on a GPU)."""
+    import emg_lens.components.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "SMALL_GROUP", 64 if kernel == "matmul" else 0)
     attn = _attention(_cfg(), STRUCTURES[name])
     x = torch.randn(2, 12, 16, dtype=torch.float64)
     for mask in _masks():
