@@ -30,9 +30,10 @@ beyond the plain form, with the names, shapes and hooks unchanged:
   applied with the ``edge_mask`` (their union) before ``hook_attn_scores``, which therefore
   shows -inf wherever the architecture has no edge, and the weights outside a head's slices
   are multiplied by zero (so they are zero in ``W_Q``... as read, and training keeps them so);
-  the fast path runs each range of heads on its own slices as one SDPA call per group (tokens
-  gathered into groups of equal size), the attention FLOPs of the original, and agrees with
-  the explicit path to 1e-5.
+  the fast path runs each range of heads on its own slices as one batched attention over
+  all groups (tokens gathered into groups of equal size; SDPA, or matmul + softmax for groups
+  of at most `SMALL_GROUP` tokens on CPU), the attention FLOPs of the original, and agrees
+  with the explicit path to 1e-5.
 """
 
 from __future__ import annotations
@@ -363,7 +364,7 @@ class Attention(nn.Module):
     # ------------------------------------------------------------------ fast, structured path
     def _forward_structured(self, x, edge_mask):
         """The fast path of a structured attention: each range of heads projects its own slice
-        of ``d_model``, attends within its groups (one SDPA call over ``batch * n_groups``
+        of ``d_model``, attends within its groups (one batched call over ``batch * n_groups``
         sequences) and writes its own slice; the sum of the ranges plus ``b_O``."""
         batch, n_pos, d_model = x.shape
         d_head = self.cfg.d_head

@@ -17,7 +17,7 @@ query's patch; heads ``nhead/2 ..`` are the temporal heads, on the second half, 
 their query's channel. That structure is a fixed base mask per head at ``hook_attn_scores``
 (-inf where the architecture has no edge), and a user's edge set is cut on top of it (their
 union): an edge set naming edges the architecture lacks cuts nothing more there. The fast
-path computes exactly the two small attentions of the original (one SDPA call per half, over
+path computes exactly the two small attentions of the original (one batched call per half, over
 ``batch * n_patches`` or ``batch * n_channels`` sequences).
 
 Blocks are pre-LN (CBraMod's layer normalises first whatever its ``norm_first``); there is no

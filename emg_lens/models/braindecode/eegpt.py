@@ -7,7 +7,7 @@ never crosses patches. emg_lens runs all patches as one sequence, patch-major (p
 its channels' tokens, then its summary tokens, group ``"cls"`` with ``time = t``), with the
 architecture's structure as a fixed base mask on every head (`HeadStructure`: one group per
 patch), applied at ``hook_attn_scores``: scores show -inf across patches, a user's edge set is
-cut on top of it (their union), and the fast path attends within each patch in one SDPA call
+cut on top of it (their union), and the fast path attends within each patch in one batched call
 over ``batch * n_patches`` sequences (EEGPT's own computation).
 
 Before the transformer, an optional channel projection (``chan_proj_type``:
