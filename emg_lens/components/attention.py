@@ -251,6 +251,11 @@ class Attention(nn.Module):
             W_O = W_O * self.write_mask
         return W_Q, W_K, W_V, W_O
 
+    def output_weights(self) -> Float[torch.Tensor, "head_index d_head d_model"]:
+        """``W_O`` as the forward applies it (a head structure's zero blocks included): what
+        a change of ``z`` adds to the output, ``dz @ W_O``."""
+        return self._structured_weights()[3] if self.structure is not None else self.W_O
+
     def _forward_explicit(self, x, edge_mask):
         W_Q, W_K, W_V, W_O = self.W_Q, self.W_K, self.W_V, self.W_O
         if self.structure is not None:

@@ -63,17 +63,30 @@ class TransformerBlock(nn.Module):
         resid_pre: Float[torch.Tensor, "batch pos d_model"],
         edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        if self.post_norm:
-            return self._forward_post_norm(resid_pre, edge_mask)
         resid_pre = self.hook_resid_pre(resid_pre)
-        attn_out = self.hook_attn_out(self.dropout(self.attn(self.ln1(resid_pre), edge_mask)))
+        attn_in = resid_pre if self.post_norm else self.ln1(resid_pre)
+        attn_out = self.hook_attn_out(self.dropout(self.attn(attn_in, edge_mask)))
+        return self.after_attention(resid_pre, attn_out)
+
+    def after_attention(
+        self,
+        resid_pre: Float[torch.Tensor, "batch pos d_model"],
+        attn_out: Float[torch.Tensor, "batch pos d_model"],
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """The rest of the block once attention has written ``attn_out``: position by position
+        (nothing after attention mixes tokens), so it may run on any subset of positions, as
+        the screen's exact last-layer effects do.
+
+        >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0).eval()
+        >>> x = torch.randn(2, 7, 16)
+        >>> out = block.after_attention(x, block.attn(block.ln1(x)))
+        >>> torch.allclose(out, block(x))
+        True
+        """
+        if self.post_norm:
+            resid_mid = self.hook_resid_mid(self.ln1(resid_pre + attn_out))
+            mlp_out = self.hook_mlp_out(self.dropout(self.mlp(resid_mid)))
+            return self.hook_resid_post(self.ln2(resid_mid + mlp_out))
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
         mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.ln2(resid_mid))))
         return self.hook_resid_post(resid_mid + mlp_out)
-
-    def _forward_post_norm(self, resid_pre, edge_mask):
-        resid_pre = self.hook_resid_pre(resid_pre)
-        attn_out = self.hook_attn_out(self.dropout(self.attn(resid_pre, edge_mask)))
-        resid_mid = self.hook_resid_mid(self.ln1(resid_pre + attn_out))
-        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(resid_mid)))
-        return self.hook_resid_post(self.ln2(resid_mid + mlp_out))

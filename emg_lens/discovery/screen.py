@@ -32,6 +32,7 @@ downstream softmaxes); `Screen.verify` measures the best candidates exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Bool, Float
+from scipy import stats as sps
 from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
@@ -51,6 +53,12 @@ from emg_lens.discovery.family import (
     default_family,
     layer_masks,
 )
+from emg_lens.discovery.last_layer import (
+    LastLayerCache,
+    last_layer_effects,
+    attention_output_change,
+    supports_exact_last_layer,
+)
 from emg_lens.discovery.metrics import check_metric, spearman, window_metric
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError
@@ -59,7 +67,13 @@ from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.importance import as_subject_data
 from emg_lens.studies import run_study
 
-__all__ = ["Screen", "screen", "verify_candidates"]
+__all__ = ["FLAG_BUDGET", "MISS_SAMPLE", "Screen", "screen", "verify_candidates"]
+
+FLAG_BUDGET = 12
+"""How many linearised candidates, the riskiest, `Screen.verify` measures exactly: the cost it
+adds is this many exact passes (see `docs/ARCHITECTURE.md`, "Screening", for what it buys)."""
+MISS_SAMPLE = 10
+"""Unmeasured candidates `Screen.verify` draws to bound what the ranking missed."""
 
 
 @dataclass
@@ -83,13 +97,21 @@ class Screen:
     agreement: dict[str, float] = field(default_factory=dict)
     base: EdgeSet | None = None  # cut in every pass (see `screen`)
 
-    def verify(self, top: int = 10, *, batch_size: int = 256) -> Screen:
-        """Measure the ``top`` best candidates (largest estimated drops) exactly, and add
-        ``exact`` (the metric's change) and ``exact_accuracy`` (the accuracy's, from the study
-        runner, which also checks that every mask took effect) to their rows; ``agreement``
-        gets the Spearman rank correlation of estimate and exact effect over them.
-        """
-        return verify_candidates(self, top, batch_size=batch_size)
+    def verify(
+        self,
+        top: int = 10,
+        *,
+        flagged: int = FLAG_BUDGET,
+        sample: int = MISS_SAMPLE,
+        seed: int = 0,
+        batch_size: int = 256,
+    ) -> Screen:
+        """Measure exactly the flagged candidates, the ``top`` best and a random sample of
+        the rest (`verify_candidates`); ``agreement`` gets the rank correlation of estimate
+        and exact effect and the bound on what the ranking missed."""
+        return verify_candidates(
+            self, top, flagged=flagged, sample=sample, seed=seed, batch_size=batch_size
+        )
 
     def exact_passes(self, batch_size: int = 256) -> ExactPasses:
         """Exact masked passes of this screen's model, windows, metric, output and base."""
@@ -111,11 +133,20 @@ class Screen:
         return self.family[int(row.index[0])]
 
 
-def _capture(model: Any, x: torch.Tensor, return_type: str, base: dict | None = None):
-    """Logits, the clean attention scores (detached; ``-inf`` where ``base`` cuts) and
-    patterns (in the graph) per layer."""
+def _capture(
+    model: Any,
+    x: torch.Tensor,
+    return_type: str,
+    base: dict | None = None,
+    exact_last: bool = False,
+) -> tuple[torch.Tensor, dict, dict, dict, LastLayerCache | None]:
+    """Logits, the clean attention scores (detached; ``-inf`` where ``base`` cuts), patterns
+    (in the graph) and values (``hook_v``, detached) per layer, and with ``exact_last`` the
+    last block's activations for its exact effects."""
     scores: dict[int, torch.Tensor] = {}
     patterns: dict[int, torch.Tensor] = {}
+    values: dict[int, torch.Tensor] = {}
+    last: dict[str, torch.Tensor] = {}
 
     def layer_of(name: str) -> int:
         return int(name.split(".")[1])
@@ -126,12 +157,20 @@ def _capture(model: Any, x: torch.Tensor, return_type: str, base: dict | None = 
     def keep_pattern(t: torch.Tensor, hook) -> None:
         patterns[layer_of(hook.name)] = t
 
+    def keep_values(t: torch.Tensor, hook) -> None:
+        values[layer_of(hook.name)] = t.detach()
+
     hooks = [
         (name_filter("attn.hook_attn_scores"), keep_scores),
         (name_filter("attn.hook_pattern"), keep_pattern),
+        (name_filter("attn.hook_v"), keep_values),
     ]
+    if exact_last:
+        for field_name, hook_name in LastLayerCache.hook_names(model).items():
+            hooks.append((hook_name, lambda t, hook, f=field_name: last.__setitem__(f, t.detach())))
     logits = model.run_with_hooks(x, return_type=return_type, edge_masks=base, fwd_hooks=hooks)
-    return logits, scores, patterns
+    cache = LastLayerCache(**last, v=values[max(values)]) if exact_last else None
+    return logits, scores, patterns, values, cache
 
 
 def _pattern_change(
@@ -198,6 +237,7 @@ def screen(
     base: EdgeSet | str | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    exact_last_layer: bool = True,
 ) -> Screen:
     """Estimate the effect of cutting each candidate of ``family`` (default: `default_family`)
     on ``metric`` and on the accuracy, over the test windows of ``data`` (a `SubjectData`, or
@@ -221,15 +261,18 @@ def screen(
     y = torch.as_tensor(np.asarray(subject.y_test), dtype=torch.long)
     n = len(y)
     chunks = _row_chunks(model, family, device, min(batch_size, n))
+    exact_last = exact_last_layer and supports_exact_last_layer(model)
+    last_layer = model.cfg.n_layers - 1
     delta = {name: torch.zeros(len(family), n, dtype=torch.float64) for name in wanted}
     clean = {name: torch.zeros(n, dtype=torch.float64) for name in wanted}
+    risk = torch.zeros(len(family), dtype=torch.float64)  # of the linearised candidates
     starts = range(0, n, batch_size)
     for start in tqdm(starts, desc="screen", disable=not progress, leave=False):
         stop = min(start + batch_size, n)
         xb, yb = X[start:stop].to(device), y[start:stop].to(device)
         with torch.enable_grad():
-            logits, scores, patterns = _capture(
-                model, xb.requires_grad_(True), return_type, base_masks
+            logits, scores, patterns, v, last = _capture(
+                model, xb.requires_grad_(True), return_type, base_masks, exact_last
             )
             values = {name: window_metric(logits, yb, name) for name in wanted}
             layers = sorted(patterns)
@@ -249,6 +292,23 @@ def screen(
                 change = _pattern_change(
                     scores[chunk.layer], patterns[chunk.layer].detach(), chunk.cut, rows
                 )
+                if exact_last and chunk.layer == last_layer:
+                    owners, effects = last_layer_effects(
+                        model, last, change, *rows, chunk.owner, yb, wanted, return_type
+                    )
+                    for name in wanted:
+                        delta[name][owners.cpu(), start:stop] = effects[name].double().cpu()
+                    continue
+                _, slot_owner, d_attn = attention_output_change(
+                    change,
+                    v[chunk.layer],
+                    model.blocks[chunk.layer].attn.output_weights(),
+                    *rows,
+                    chunk.owner,
+                    model.layout.n_tokens,
+                )
+                energy = (d_attn.double() ** 2).sum((0, 2))  # [slot], summed over windows
+                risk.index_add_(0, slot_owner.cpu(), energy.cpu())
                 for name in wanted:
                     g = grads[name][chunk.layer][:, chunk.heads, chunk.queries]
                     per_row = (change * g).sum(-1).double()  # [batch, row]
@@ -257,6 +317,9 @@ def screen(
                     per_candidate.index_add_(0, chunk.owner, per_row.T)
                     delta[name][:, start:stop] += per_candidate.cpu()
     result = _screen_result(model, subject, family, metric, return_type, clean, delta)
+    exact = [exact_last and c.layer == last_layer for c in family]
+    result.table["method"] = pd.Series(["exact" if e else "linear" for e in exact])
+    result.table["risk"] = pd.Series((risk / n).numpy())
     result.base = base
     return result
 
@@ -287,17 +350,104 @@ def _screen_result(model, subject, family, metric, return_type, clean, delta) ->
     )
 
 
-def verify_candidates(screen: Screen, top: int, *, batch_size: int = 256) -> Screen:
-    """`Screen.verify`: the ``top`` best candidates measured twice over, their exact metric
-    change with `ExactPasses` and their accuracy through the study runner (which also checks
-    that every mask took effect); the others keep NaN in ``exact`` and ``exact_accuracy``."""
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= len(screen.family):
-        raise ArgumentError(f"top must be an int in 1..{len(screen.family)}, got {top!r}")
+def verify_candidates(
+    screen: Screen,
+    top: int,
+    *,
+    flagged: int = FLAG_BUDGET,
+    sample: int = MISS_SAMPLE,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> Screen:
+    """`Screen.verify`: screen, flag, fix. Exact masked passes (`ExactPasses`) for
+
+    1. the ``flagged`` linearised candidates with the largest ``risk`` (the first-order
+       estimate's error grows with the change a cut writes into its layer's attention
+       output; `docs/ARCHITECTURE.md` has the measurements);
+    2. the ``top`` candidates by ``final`` (the exact effect where measured, else the
+       estimate), which also go through the study runner for their accuracy (which checks
+       that every mask took effect);
+    3. a seeded random ``sample`` of the candidates still estimated, to bound what the
+       ranking missed: ``agreement["missed_upper"]`` is a one-sided 95 % Clopper-Pearson
+       upper bound on how many unmeasured candidates have a larger drop than the ``top``-th.
+
+    Adds ``exact``, ``exact_accuracy``, ``final``, ``final_accuracy`` and ``verified`` (why a
+    row was measured: ``flagged``, ``top``, ``sample``, ``ranked`` (in the top until measured),
+    or empty) and re-ranks by ``final``.
+    """
+    n = len(screen.family)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= n:
+        raise ArgumentError(f"top must be an int in 1..{n}, got {top!r}")
+    if isinstance(flagged, bool) or not isinstance(flagged, int) or flagged < 0:
+        raise ArgumentError(f"flagged must be an int >= 0 (exact passes), got {flagged!r}")
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+        raise ArgumentError(f"sample must be an int >= 0, got {sample!r}")
     model, data = screen.model, screen.data
-    chosen = screen.table.head(top)
-    candidates: list[Candidate] = [screen.family[i] for i in chosen.index]
+    table = screen.table.copy()
+    for column in ("exact", "exact_accuracy"):
+        table[column] = np.nan
+    table["verified"] = ""
     passes = screen.exact_passes(batch_size)
-    exact = [passes.score(layer_masks(model, [c])).metric - screen.baseline for c in candidates]
+    full = passes.score({})
+
+    def measure(index: pd.Index, why: str) -> None:
+        for i in index:
+            got = passes.score(layer_masks(model, [screen.family[i]]))
+            table.loc[i, ["exact", "exact_accuracy"]] = (
+                got.metric - full.metric,
+                got.accuracy - full.accuracy,
+            )
+        table.loc[index, "verified"] = why
+
+    def refresh() -> None:  # last-layer estimates are exact already
+        table["final"] = table["exact"].fillna(table["estimate"])
+        table["final_accuracy"] = table["exact_accuracy"].fillna(table["estimate_accuracy"])
+
+    linear = table[table["method"] == "linear"]
+    measure(linear["risk"].nlargest(flagged).index, "flagged")
+    refresh()
+    while True:  # until the top by final effect are all known exactly
+        chosen = table.sort_values(["final", "layer"]).head(top)
+        pending = chosen.index[(chosen["method"] == "linear") & chosen["exact"].isna()]
+        if pending.empty:
+            break
+        measure(pending, "ranked")
+        refresh()
+    table.loc[chosen.index, "verified"] = "top"
+    table.loc[chosen.index, "exact_accuracy"] = _runner_accuracy(screen, chosen, batch_size)
+    refresh()
+    threshold = float(table.loc[chosen.index, "final"].max())
+    unmeasured = table.index[(table["method"] == "linear") & table["exact"].isna()]
+    rng = np.random.default_rng(seed)
+    drawn = pd.Index(rng.choice(unmeasured, size=min(sample, len(unmeasured)), replace=False))
+    measure(drawn, "sample")
+    refresh()
+    hits = int((table.loc[drawn, "exact"] < threshold).sum())
+    upper = _clopper_pearson_upper(hits, len(drawn))
+    table["rank"] = table["final"].rank(method="first").astype(int)
+    measured = table[table["exact"].notna()]
+    agreement = {
+        "spearman": spearman(table.loc[chosen.index, "estimate"], table.loc[chosen.index, "final"]),
+        "spearman_accuracy": spearman(
+            table.loc[chosen.index, "estimate"], table.loc[chosen.index, "exact_accuracy"]
+        ),
+        "n": float(top),
+        "spearman_measured": spearman(measured["estimate"], measured["exact"]),
+        "measured": float(len(measured)),
+        "flagged": float((table["verified"] == "flagged").sum()),
+        "sampled": float(len(drawn)),
+        "sample_hits": float(hits),
+        "missed_rate_upper": upper,
+        "missed_upper": upper * (len(unmeasured) - len(drawn)),
+    }
+    return dataclasses.replace(screen, table=table.sort_values("rank"), agreement=agreement)
+
+
+def _runner_accuracy(screen: Screen, chosen: pd.DataFrame, batch_size: int) -> list[float]:
+    """The accuracy change of each ``chosen`` candidate through the study runner, which also
+    checks that every mask took effect."""
+    model, data = screen.model, screen.data
+    candidates = [screen.family[i] for i in chosen.index]
     with_base = "" if screen.base is None else f" | ({screen.base})"
     spec = {
         "name": "screen_verify",
@@ -305,8 +455,8 @@ def verify_candidates(screen: Screen, top: int, *, batch_size: int = 256) -> Scr
         "metric": "accuracy",
         "return_type": screen.return_type,
         "interventions": [
-            {"name": f"rank_{r}", "edges": f"({c.edge_set}){with_base}"}
-            for r, c in zip(chosen["rank"], candidates)
+            {"name": f"c{i}", "edges": f"({c.edge_set}){with_base}"}
+            for i, c in zip(chosen.index, candidates)
         ]
         + ([{"name": "base", "edges": str(screen.base)}] if screen.base is not None else []),
         "layers": {"modes": ["all"]},
@@ -315,30 +465,19 @@ def verify_candidates(screen: Screen, top: int, *, batch_size: int = 256) -> Scr
         spec, models={data.subject: (model, data)}, batch_size=batch_size, progress=False
     ).per_subject
     value = per.set_index("intervention")["value"]
-    table = screen.table.copy()
-    table["exact"] = np.nan
-    table["exact_accuracy"] = np.nan
-    table.loc[chosen.index, "exact"] = exact
-    table.loc[chosen.index, "exact_accuracy"] = [
-        value[f"rank_{r}"] - value["base" if screen.base is not None else "baseline"]
-        for r in chosen["rank"]
-    ]
-    verified = table.loc[chosen.index]
-    agreement = {
-        "spearman": spearman(verified["estimate"], verified["exact"]),
-        "spearman_accuracy": spearman(verified["estimate"], verified["exact_accuracy"]),
-        "n": float(top),
-    }
-    return Screen(
-        table=table,
-        family=screen.family,
-        metric=screen.metric,
-        return_type=screen.return_type,
-        baseline=screen.baseline,
-        baseline_accuracy=screen.baseline_accuracy,
-        n_windows=screen.n_windows,
-        model=model,
-        data=data,
-        agreement=agreement,
-        base=screen.base,
-    )
+    reference = value["base" if screen.base is not None else "baseline"]
+    return [value[f"c{i}"] - reference for i in chosen.index]
+
+
+def _clopper_pearson_upper(hits: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound on a rate seen ``hits`` times in ``n`` draws
+    (NaN without draws).
+
+    >>> round(_clopper_pearson_upper(0, 10), 3)  # (1 - 0.95) ** (1 / 10) from 1
+    0.259
+    """
+    if n == 0:
+        return float("nan")
+    if hits >= n:
+        return 1.0
+    return float(sps.beta.ppf(confidence, hits + 1, n - hits))

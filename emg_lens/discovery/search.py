@@ -202,7 +202,8 @@ def discover(
         )
     budget = tau * (full.metric - empty.metric)
     sizes = [int(candidate_mask(model, c).sum()) for c in family]
-    order = screened.table.sort_values(["estimate", "layer"], ascending=[False, False]).index
+    effect = "final" if "final" in screened.table else "estimate"  # after verify: measured
+    order = screened.table.sort_values([effect, "layer"], ascending=[False, False]).index
     cut: list[int] = []
     current, kept_edges = full, sum(sizes)
     rows, curve = [], [_curve_row(0, len(family), kept_edges, full, full, empty)]

@@ -270,6 +270,12 @@ class HookedEncoder(HookedBiosignalModel):
         """Final residual stream -> outputs for ``return_type`` (``"logits"`` at least)."""
         raise NotImplementedError
 
+    def read_positions(self, return_type: str) -> list[int] | None:
+        """The token positions of the final stream that `readout` reads for ``return_type``
+        (None: all of them, or not known). A last-layer cut of other query rows cannot change
+        the output (the screen skips such rows)."""
+        return None
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,

@@ -109,6 +109,19 @@ class IsoNet(HookedEncoder):
         pos_embed = self.hook_pos_embed(self.pos_embed(signals.shape[0]))
         return embed + pos_embed
 
+    def read_positions(self, return_type: str) -> list[int] | None:
+        """The CLS head reads token 0, the mean-pooled head tokens 1...
+
+        >>> from emg_lens import EncoderConfig
+        >>> IsoNet(EncoderConfig.preset("tiny")).read_positions("logits")
+        [0]
+        """
+        if return_type == "logits":
+            return [0]
+        if return_type == "avg_logits":
+            return list(range(1, self.layout.n_tokens))
+        return None
+
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
         if return_type not in RETURN_TYPES:
             raise ArgumentError(

@@ -93,7 +93,8 @@ def test_the_screen_is_exact_where_the_model_is_linear_after_the_cut(seed):
     clean_accuracy = (clean.argmax(-1) == y).double().mean()
     pairs = [f"between({q},{k})" for q in model.layout.groups for k in model.layout.groups]
     family = family_from_edges(model, pairs, per_head=True)
-    table = screen(model, (X, y), family=family, return_type="avg_logits").table.sort_index()
+    screened = screen(model, (X, y), family=family, return_type="avg_logits", exact_last_layer=False)
+    table = screened.table.sort_index()
     large = 0
     for i, candidate in enumerate(family):
         with torch.no_grad():
@@ -114,7 +115,7 @@ def test_the_screen_is_exact_where_the_model_is_linear_after_the_cut(seed):
 def test_the_screens_pattern_is_the_masked_models_pattern(model, data):
     X, _ = data
     with torch.no_grad():
-        _, scores, patterns = _capture(model, X, "logits")
+        _, scores, patterns, _, _ = _capture(model, X, "logits")
     for c in default_family(model)[::7]:
         mask = layer_masks(model, [c])[c.layer]
         rows = mask.any(-1).nonzero(as_tuple=True)
@@ -139,9 +140,9 @@ def test_the_estimate_is_the_first_order_effect_of_the_exact_pattern_change(mode
     X, y = data
     X = X.double()
     family = default_family(double)[3::11]
-    s = screen(double, (X, y), family=family, metric="logprob")
+    s = screen(double, (X, y), family=family, metric="logprob", exact_last_layer=False)
     with torch.no_grad():
-        clean_logits, scores, patterns = _capture(double, X, "logits")
+        clean_logits, scores, patterns, _, _ = _capture(double, X, "logits")
     clean = float(window_metric(clean_logits, y, "logprob").mean())
     eps = 1e-5
     for i, c in enumerate(family):
@@ -165,8 +166,11 @@ def test_the_estimate_is_the_first_order_effect_of_the_exact_pattern_change(mode
 def test_verify_adds_exact_effects_that_match_masked_runs(model, data):
     X, y = data
     s = screen(model, (X, y)).verify(top=5)
+    top = s.table[s.table["verified"] == "top"]
+    assert len(top) == 5 and (top["exact"].notna() | (top["method"] == "exact")).all()
+    assert (s.table.head(5)["exact"].notna() | (s.table.head(5)["method"] == "exact")).all()
     done = s.table[s.table["exact"].notna()]
-    assert len(done) == 5 and list(done["rank"]) == [1, 2, 3, 4, 5]
+    assert {"flagged", "top", "sample"} <= set(done["verified"]) <= {"flagged", "top", "sample", "ranked"}
     for rank, exact, exact_acc in zip(done["rank"], done["exact"], done["exact_accuracy"]):
         c = s.candidate(int(rank))
         with torch.no_grad():
