@@ -78,6 +78,7 @@ class TransformerBlock(nn.Module):
         the screen's exact last-layer effects do.
 
         >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0).eval()
+        >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in block.parameters()]
         >>> x = torch.randn(2, 7, 16)
         >>> out = block.after_attention(x, block.attn(block.ln1(x)))
         >>> torch.allclose(out, block(x))

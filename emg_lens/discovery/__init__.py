@@ -5,12 +5,15 @@ head, cut with ``-inf`` on the logits), not the component-to-component edges of 
 
 - `screen` estimates the effect of *every* candidate of a family (`default_family`: each
   layer x head x query group -> key group) from one clean forward and one backward, with the
-  masked pattern computed exactly from the cached scores (the AtP* fix for saturation) and only
-  its downstream effect linearised; `Screen.verify` measures the best ones exactly through
-  the study runner;
+  masked pattern computed exactly from the cached scores (the AtP* fix for saturation); a
+  last-layer cut's effect is computed exactly from the cached stream (`last_layer`), an
+  earlier one's downstream effect linearised, with a ``risk`` that predicts its error;
+  `Screen.verify` measures the riskiest, the best and a random sample exactly, and bounds
+  what the ranking missed;
 - `discover` cuts candidates greedily, least important first, while the exact metric stays
-  within ``tau`` of its full-to-empty range, and returns the circuit as edge sets that parse
-  back (``Discovery.complement`` is what a study cuts to run only the circuit).
+  within ``tau`` of its full-to-empty range and every class keeps its accuracy, and returns
+  the circuit as edge sets that parse back (``Discovery.complement`` is what a study cuts to
+  run only the circuit); `stability` measures how it changes over resamples and subjects.
 
 `emg_lens.discovery.study` runs both as a study (``kind = "discovery"``) over many subjects,
 resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them.
@@ -25,22 +28,28 @@ from emg_lens.discovery.family import (
     layer_masks,
 )
 from emg_lens.discovery.metrics import METRICS, window_metric
-from emg_lens.discovery.screen import Screen, screen, verify_candidates
+from emg_lens.discovery.screen import FLAG_BUDGET, MISS_SAMPLE, Screen, screen, verify_candidates
 from emg_lens.discovery.search import Discovery, discover
+from emg_lens.discovery.stability import bootstrap_stability, jaccard, subject_agreement
 
 __all__ = [
+    "FLAG_BUDGET",
     "METRICS",
+    "MISS_SAMPLE",
     "Candidate",
     "Discovery",
     "ExactPasses",
     "Score",
     "Screen",
+    "bootstrap_stability",
     "cut_edge_set",
     "default_family",
     "discover",
     "family_from_edges",
+    "jaccard",
     "layer_masks",
     "screen",
+    "subject_agreement",
     "verify_candidates",
     "window_metric",
 ]

@@ -8,7 +8,7 @@ trial costs the layers from its candidate's layer on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,10 +23,12 @@ __all__ = ["ExactPasses", "Score"]
 
 @dataclass(frozen=True)
 class Score:
-    """The metric (mean over windows) and the accuracy of one exact pass."""
+    """The metric (mean over windows), the accuracy and the accuracy per class (of the
+    classes among the windows) of one exact pass."""
 
     metric: float
     accuracy: float
+    class_accuracy: dict[int, float] = field(default_factory=dict)
 
 
 class ExactPasses:
@@ -102,7 +104,9 @@ class ExactPasses:
             values.append(window_metric(logits, y, self.metric).double().cpu())
             correct.append((logits.argmax(-1) == y).cpu())
             new.append(out)
-        score = Score(float(torch.cat(values).mean()), float(torch.cat(correct).double().mean()))
+        hit, y = torch.cat(correct).double(), torch.cat(self.y).cpu()
+        per_class = {int(k): float(hit[y == k].mean()) for k in y.unique()}
+        score = Score(float(torch.cat(values).mean()), float(hit.mean()), per_class)
         return score, new
 
     def score(self, masks: dict[int, torch.Tensor]) -> Score:

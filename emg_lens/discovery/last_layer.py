@@ -70,7 +70,9 @@ def attention_output_change(
     owner: Int[torch.Tensor, " row"],
     n_tokens: int,
 ) -> tuple[
-    Int[torch.Tensor, " slot"], Int[torch.Tensor, " slot"], Float[torch.Tensor, "batch slot d_model"]
+    Int[torch.Tensor, " slot"],
+    Int[torch.Tensor, " slot"],
+    Float[torch.Tensor, "batch slot d_model"],
 ]:
     """What each candidate's pattern change ``A' - A`` (one row per touched (head, query))
     adds to its layer's attention output, per *slot*: one (candidate, query position) pair,

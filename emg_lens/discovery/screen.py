@@ -55,8 +55,8 @@ from emg_lens.discovery.family import (
 )
 from emg_lens.discovery.last_layer import (
     LastLayerCache,
-    last_layer_effects,
     attention_output_change,
+    last_layer_effects,
     supports_exact_last_layer,
 )
 from emg_lens.discovery.metrics import check_metric, spearman, window_metric
@@ -382,7 +382,7 @@ def verify_candidates(
         raise ArgumentError(f"flagged must be an int >= 0 (exact passes), got {flagged!r}")
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
         raise ArgumentError(f"sample must be an int >= 0, got {sample!r}")
-    model, data = screen.model, screen.data
+    model = screen.model
     table = screen.table.copy()
     for column in ("exact", "exact_accuracy"):
         table[column] = np.nan

@@ -8,7 +8,9 @@ the model with every candidate cut:
     cut c  if  m(full) - m(cut + c) < tau * (m(full) - m(everything cut))
 
 so the circuit left at the end (the candidates not cut) has a normalised faithfulness
-``(m(circuit) - m(empty)) / (m(full) - m(empty)) > 1 - tau``. Every decision is an exact
+``(m(circuit) - m(empty)) / (m(full) - m(empty)) > 1 - tau``; by default (``keep_accuracy``)
+a cut must also keep every class's accuracy within ``tau`` of its own full-to-empty range, as
+the mean margin can hold while one class's windows flip. Every decision is an exact
 masked pass (`emg_lens.discovery.exact.ExactPasses`), from the candidate's layer on.
 
 The result names the circuit as edge sets that parse back: ``complement`` is what to cut to run
@@ -38,7 +40,11 @@ from emg_lens.discovery.screen import Screen, screen
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
 
-__all__ = ["Discovery", "check_tau", "discover"]
+__all__ = ["Discovery", "NoCircuitError", "check_tau", "discover"]
+
+
+class NoCircuitError(ArgumentError):
+    """Cutting every candidate does not lower the metric: there is no circuit to find."""
 
 
 def check_tau(tau: Any) -> float:
@@ -92,6 +98,14 @@ class Discovery:
         return _faithfulness(self.circuit_score.metric, self.full.metric, self.empty.metric)
 
     @property
+    def classes_lost(self) -> list[int]:
+        """The classes (labels) whose accuracy the circuit keeps less than ``1 - tau`` of:
+        ``(acc(circuit) - acc(empty)) / (acc(full) - acc(empty)) < 1 - tau``, or any loss
+        where cutting everything costs the class nothing. Empty when the search kept
+        accuracy (``keep_accuracy``, the default)."""
+        return _classes_lost(self.circuit_score, self.full, self.empty, self.tau)
+
+    @property
     def circuit(self) -> EdgeSet | None:
         """The kept candidates as one edge set naming their layers (None: nothing kept)."""
         return cut_edge_set(self.kept)
@@ -117,6 +131,10 @@ class Discovery:
             "accuracy_full": self.full.accuracy,
             "accuracy_circuit": self.circuit_score.accuracy,
             "accuracy_empty": self.empty.accuracy,
+            "class_accuracy_full": _by_label(self.full),
+            "class_accuracy_circuit": _by_label(self.circuit_score),
+            "class_accuracy_empty": _by_label(self.empty),
+            "classes_lost": self.classes_lost,
             "circuit": None if self.circuit is None else str(self.circuit),
             "complement": None if self.complement is None else str(self.complement),
         }
@@ -146,11 +164,27 @@ class Discovery:
         }
 
 
+def _classes_lost(score: Score, full: Score, empty: Score, tau: float) -> list[int]:
+    """The classes whose accuracy falls by more than ``tau`` of its full-to-empty range (by
+    anything, where cutting every candidate does not lower it): their accuracy
+    faithfulness is below ``1 - tau``."""
+    lost = []
+    for k, value in score.class_accuracy.items():
+        allowed = tau * max(full.class_accuracy[k] - empty.class_accuracy[k], 0.0)
+        if full.class_accuracy[k] - value > allowed + 1e-12:
+            lost.append(k)
+    return lost
+
+
 def _union(parts: list[EdgeSet]) -> EdgeSet:
     out = parts[0]
     for part in parts[1:]:
         out = out | part
     return out
+
+
+def _by_label(score: Score) -> dict[str, float]:
+    return {str(k): v for k, v in score.class_accuracy.items()}  # JSON keys are strings
 
 
 def _faithfulness(value: float, full: float, empty: float) -> float:
@@ -169,12 +203,15 @@ def discover(
     base: EdgeSet | str | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    keep_accuracy: bool = True,
 ) -> Discovery:
     """Find the circuit of ``model`` on the test windows of ``data``: screen the ``family``
     (or use ``screened``, a `Screen` of the same model and data), then cut greedily, least
     important first, while the exact metric stays within ``tau`` of its full-to-empty range
-    (see the module docstring). One exact pass per candidate, from its layer on. ``base``: an
-    edge set cut in every pass (the model as it runs; see `screen`).
+    (see the module docstring) and, with ``keep_accuracy``, so does every class's accuracy
+    (`Discovery.classes_lost`): a circuit that keeps the mean margin can still lose a class.
+    One exact pass per candidate, from its layer on. ``base``: an edge set cut in every pass
+    (the model as it runs; see `screen`).
     """
     tau = check_tau(tau)
     if screened is None:
@@ -195,7 +232,7 @@ def discover(
     full = passes.score({})
     empty = passes.score(layer_masks(model, family))
     if not full.metric > empty.metric:
-        raise ArgumentError(
+        raise NoCircuitError(
             f"cutting every candidate does not lower the {screened.metric} ({full.metric:.4g} "
             f"-> {empty.metric:.4g}): this family carries nothing the model needs, so there is "
             "no circuit to find in it"
@@ -212,6 +249,8 @@ def discover(
         masks = layer_masks(model, [family[j] for j in (*cut, i)])
         score, streams = passes.trial(masks, c.layer)
         keep_cut = full.metric - score.metric < budget
+        if keep_accuracy:
+            keep_cut = keep_cut and not _classes_lost(score, full, empty, tau)
         if keep_cut:
             passes.accept(c.layer, streams)
             cut.append(i)

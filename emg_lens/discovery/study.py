@@ -12,6 +12,8 @@ A study file::
     verify_top = 10                   # candidates measured exactly per subject
     family = "default"                # or edge expressions: ["cross_modal", "from_cls"]
     per_head = true                   # user expressions: one candidate per (layer, head)
+    resamples = 5                     # bootstrap resamples of the windows: the circuit's
+                                      # stability (Jaccard), per subject (default 0: none)
     subjects = [1, 2, 3]              # optional
     modules = "models.py:build_modules"  # optional: builds the user's modules of converted
                                          # nn.TransformerEncoder checkpoints (--allow-code)
@@ -23,8 +25,10 @@ discovery's parameters; a rerun reuses exactly the subjects whose provenance mat
 (`emg_lens.studies.code`), and its file's digest is part of the provenance.
 Outputs: ``screen.csv`` (every candidate of every subject, with the verified exact effects),
 ``circuits.csv`` (one row per subject: size, faithfulness, the circuit's edge sets),
-``curve.csv``, ``consensus.csv`` (per candidate, the share of subjects whose circuit keeps it)
-and figures (``screen_<subject>``, ``screen_vs_exact``, ``faithfulness``).
+``curve.csv``, ``consensus.csv`` (per candidate, the share of subjects whose circuit keeps it),
+``stability.csv`` (the Jaccard index of every two subjects' circuits; each subject's bootstrap
+stability is ``stability_jaccard`` in ``circuits.csv``) and figures (``screen_<subject>``,
+``screen_vs_exact``, ``faithfulness``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -44,6 +49,7 @@ from emg_lens.discovery.metrics import check_metric
 from emg_lens.discovery.plots import plot_faithfulness, plot_screen, plot_screen_vs_exact
 from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import check_tau, discover
+from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
 from emg_lens.provenance import code_digest
@@ -78,6 +84,7 @@ class DiscoverySpec:
     verify_top: int = 10
     family: tuple[str, ...] | None = None  # None: default_family; else edge expressions
     per_head: bool = True
+    resamples: int = 0
     subjects: tuple[int, ...] | None = None
     description: str = ""
     modules: str | None = None  # "models.py:build_modules", below source_dir (see the module)
@@ -125,6 +132,7 @@ class DiscoverySpec:
             verify_top=positive_int(data.get("verify_top", 10), "verify_top"),
             family=_family(data.get("family", "default")),
             per_head=per_head,
+            resamples=_count(data.get("resamples", 0), "resamples"),
             subjects=None if subjects is None else subject_list(subjects, "subjects"),
             description=string(data.get("description"), "description (free text)") or "",
             modules=modules_key(data.get("modules")),
@@ -172,6 +180,18 @@ class DiscoverySpec:
         if self.family is None:
             return default_family(model)
         return family_from_edges(model, self.family, per_head=self.per_head)
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of the finite values (NaN: none)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _count(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"{key} must be an int >= 0, got {value!r}")
+    return value
 
 
 def _family(value: Any) -> tuple[str, ...] | None:
@@ -229,15 +249,35 @@ class DiscoveryStudyResult:
         kept["kept_share"] = kept["kept"] / kept["subjects"]
         return kept.reset_index().sort_values(["kept_share", "estimate"], ascending=[False, True])
 
+    @property
+    def stability(self) -> pd.DataFrame:
+        """The Jaccard index of every two subjects' circuits (`subject_agreement`)."""
+        kept = self.screen[self.screen["kept"]].groupby("subject")["edges"].agg(set)
+        return subject_agreement({s: kept.get(s, set()) for s in self.screen["subject"].unique()})
+
     def to_markdown(self) -> str:
         cols = ["subject", "candidates_kept", "candidates", "edges_kept", "edges"]
-        cols += ["faithfulness", "accuracy_full", "accuracy_circuit", "accuracy_empty", "spearman"]
+        cols += ["faithfulness", "accuracy_full", "accuracy_circuit", "accuracy_empty"]
+        cols += ["classes_lost", "spearman", "missed_upper", "stability_jaccard"]
+        pairs = self.stability["jaccard"]
+        across = (
+            f"Circuits agree between subjects with a mean Jaccard index of {pairs.mean():.2f} "
+            f"(min {pairs.min():.2f}, {len(pairs)} pairs; `stability.csv`); "
+            "`stability_jaccard` is each subject's agreement with its circuits on bootstrap "
+            f"resamples of its windows ({self.spec.resamples} resamples).\n\n"
+            if len(pairs)
+            else ""
+        )
         top = self.consensus.head(10)[["edges", "kept_share", "estimate", "exact"]]
         return (
             f"# Discovery study {self.spec.name}\n\n"
             f"Metric {self.spec.metric} on {self.spec.return_type}, tau = {self.spec.tau}: a "
             "candidate is cut while the circuit keeps more than 1 - tau of the metric's range "
-            "from everything cut to the full model.\n\n"
+            "from everything cut to the full model, and of every class's accuracy range "
+            "(`classes_lost` names a class it did not keep). `missed_upper`: a 95 % upper "
+            "bound on how many candidates the screen ranked below the verified top although "
+            "their effect is larger (from an exactly measured random sample).\n\n"
+            + across
             + markdown_table(self.circuits[cols])
             + "\n\n## Most kept candidates\n\n"
             + markdown_table(top)
@@ -252,6 +292,7 @@ class DiscoveryStudyResult:
             "circuits.csv": self.circuits,
             "curve.csv": self.curve,
             "consensus.csv": self.consensus,
+            "stability.csv": self.stability,
         }
         return write_study_files(out_dir, tables, self.to_markdown(), lambda: self.figures_of)
 
@@ -261,12 +302,18 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
     screened = screen(model, data, family=family, metric=spec.metric, return_type=spec.return_type)
     verified = screened.verify(top=min(spec.verify_top, len(family)))
     found = discover(model, data, tau=spec.tau, screened=verified, progress=progress)
+    stability = bootstrap_stability(found, resamples=spec.resamples, verify_top=spec.verify_top)
     kept = {str(c.edge_set) for c in found.kept}
     table = verified.table.assign(kept=verified.table["edges"].isin(kept))
     return {
         "value": found.faithfulness,  # what the store requires of a whole cell
         "screen": json.loads(table.to_json(orient="records")),
-        "summary": {**found.summary(), **verified.agreement},
+        "summary": {
+            **found.summary(),
+            **verified.agreement,
+            "stability_jaccard": _mean(stability),
+            "resamples": len(stability),
+        },
         "curve": json.loads(found.curve.to_json(orient="records")),
         "baseline": screened.baseline,
         "baseline_accuracy": screened.baseline_accuracy,
@@ -334,7 +381,7 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
     screens, circuits, curves = [], [], []
     for subject, cell in cells.items():
         screens.append(pd.DataFrame(cell["screen"]).assign(subject=subject))
-        circuits.append({"subject": subject, **cell["summary"]})
+        circuits.append({"subject": subject, **_flat(cell["summary"])})
         curves.append(pd.DataFrame(cell["curve"]).assign(subject=subject))
     screen_table = pd.concat(screens, ignore_index=True)
     screen_table = screen_table[["subject", *[c for c in screen_table if c != "subject"]]]
@@ -348,6 +395,21 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
     )
     result.figures_of = _figures(result)
     return result
+
+
+def _flat(summary: dict[str, Any]) -> dict[str, Any]:
+    """A subject's summary as one table row: the per-class accuracies as columns
+    ``accuracy_circuit_class<k>``, the lost classes as text (empty: none lost)."""
+    row = {}
+    for key, value in summary.items():
+        if key.startswith("class_accuracy_"):
+            for label, accuracy in value.items():
+                row[f"accuracy_{key.removeprefix('class_accuracy_')}_class{label}"] = accuracy
+        elif key == "classes_lost":
+            row[key] = " ".join(map(str, value))
+        else:
+            row[key] = value
+    return row
 
 
 def _figures(result: DiscoveryStudyResult) -> dict[str, plt.Figure]:

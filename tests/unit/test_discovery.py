@@ -93,7 +93,9 @@ def test_the_screen_is_exact_where_the_model_is_linear_after_the_cut(seed):
     clean_accuracy = (clean.argmax(-1) == y).double().mean()
     pairs = [f"between({q},{k})" for q in model.layout.groups for k in model.layout.groups]
     family = family_from_edges(model, pairs, per_head=True)
-    screened = screen(model, (X, y), family=family, return_type="avg_logits", exact_last_layer=False)
+    screened = screen(
+        model, (X, y), family=family, return_type="avg_logits", exact_last_layer=False
+    )
     table = screened.table.sort_index()
     large = 0
     for i, candidate in enumerate(family):
@@ -170,7 +172,11 @@ def test_verify_adds_exact_effects_that_match_masked_runs(model, data):
     assert len(top) == 5 and (top["exact"].notna() | (top["method"] == "exact")).all()
     assert (s.table.head(5)["exact"].notna() | (s.table.head(5)["method"] == "exact")).all()
     done = s.table[s.table["exact"].notna()]
-    assert {"flagged", "top", "sample"} <= set(done["verified"]) <= {"flagged", "top", "sample", "ranked"}
+    assert (
+        {"flagged", "top", "sample"}
+        <= set(done["verified"])
+        <= {"flagged", "top", "sample", "ranked"}
+    )
     for rank, exact, exact_acc in zip(done["rank"], done["exact"], done["exact_accuracy"]):
         c = s.candidate(int(rank))
         with torch.no_grad():
@@ -270,6 +276,7 @@ def test_spec_round_trip_and_errors():
         ({"family": []}, "family must be 'default'"),
         ({"family": ["between(emg"]}, r"family\[0\]"),
         ({"verify": 3}, "verify"),
+        ({"resamples": -1}, "resamples must be an int >= 0"),
     ]:
         with pytest.raises(SpecError, match=match):
             DiscoverySpec.from_dict({"name": "c", "models": "m", **bad})

@@ -1,5 +1,6 @@
-"""The calibrated screen (issue 25): exact last-layer effects, the risk of each estimate, and
-`Screen.verify`'s flagged, top and sampled exact passes with the bound on what it missed.
+"""The calibrated screen (issue 25): exact last-layer effects, the risk of each estimate,
+`Screen.verify`'s flagged, top and sampled exact passes with the bound on what it missed, and
+a circuit search that keeps every class's accuracy.
 
 - a last-layer cut's screen effect is the masked model's effect, on every model kind the
   screen takes (pre- and post-LN, CLS and mean-pooled readouts, a head structure, a base cut);
@@ -15,8 +16,10 @@ import torch
 from scipy import stats as sps
 
 from emg_lens import EncoderConfig
-from emg_lens.discovery import ExactPasses, default_family, layer_masks, screen
+from emg_lens.discovery import ExactPasses, default_family, discover, layer_masks, screen
+from emg_lens.discovery.exact import Score
 from emg_lens.discovery.screen import _clopper_pearson_upper
+from emg_lens.discovery.search import _classes_lost
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
 from emg_lens.models import IsoNet, TinyMyo
@@ -164,3 +167,61 @@ def test_verify_refuses_bad_budgets(kwargs, match):
     s = screen(model, (X, model(X).argmax(-1)), family=default_family(model)[:9])
     with pytest.raises(ArgumentError, match=match):
         s.verify(**{"top": 3, **kwargs})
+
+
+def test_the_circuit_keeps_every_class_and_says_so():
+    """By default the search keeps every class's accuracy within tau of its range; the
+    per-class accuracies it reports are those of masked forwards of the circuit."""
+    model = _isonet()
+    X = model.example_input(64)
+    with torch.no_grad():
+        y = model(X).argmax(-1)
+    found = discover(model, (X, y), tau=0.2)
+    assert found.classes_lost == []
+    cut = layer_masks(model, found.cut)
+    with torch.no_grad():
+        predicted = model(X, edge_masks=cut).argmax(-1)
+    for label, accuracy in found.circuit_score.class_accuracy.items():
+        on = y == label
+        assert accuracy == pytest.approx(float((predicted[on] == label).double().mean()))
+    summary = found.summary()
+    assert summary["classes_lost"] == [] and set(summary["class_accuracy_circuit"]) == {
+        str(int(k)) for k in y.unique()
+    }
+
+
+def test_a_class_is_lost_when_its_accuracy_falls_by_more_than_tau_of_its_range():
+    full = Score(1.0, 0.9, {0: 1.0, 1: 0.8, 2: 0.9})
+    empty = Score(0.0, 0.5, {0: 0.0, 1: 0.8, 2: 0.5})
+    assert _classes_lost(Score(0.9, 0.8, {0: 0.95, 1: 0.8, 2: 0.86}), full, empty, 0.1) == []
+    # class 0 loses 0.11 > 0.1 of its range; class 1 loses anything of an empty range
+    lost = Score(0.9, 0.8, {0: 0.89, 1: 0.79, 2: 0.9})
+    assert _classes_lost(lost, full, empty, 0.1) == [0, 1]
+
+
+def test_a_discovery_study_reports_stability_within_and_across_subjects(tmp_path):
+    """``resamples`` bootstrap circuits per subject (``stability_jaccard``), the Jaccard index
+    of every two subjects' circuits (``stability.csv``), and the classes each circuit keeps."""
+    from emg_lens.discovery.stability import jaccard
+    from emg_lens.discovery.study import run_discovery
+    from emg_lens.inspect import as_subject_data
+
+    model = _isonet()
+    subjects = {}
+    for s in (1, 2):
+        X = model.example_input(32 + 16 * s)  # two subjects, different windows
+        with torch.no_grad():
+            y = model(X).argmax(-1)
+        subjects[s] = (model, as_subject_data(model, (X.numpy(), y.numpy())))
+    spec = {"kind": "discovery", "name": "t", "models": "x", "tau": 0.2, "verify_top": 3}
+    result = run_discovery({**spec, "resamples": 2}, models=subjects, out_dir=tmp_path)
+    circuits = result.circuits.set_index("subject")
+    assert ((circuits["stability_jaccard"] >= 0) & (circuits["stability_jaccard"] <= 1)).all()
+    assert (circuits["resamples"] == 2).all() and (circuits["classes_lost"] == "").all()
+    kept = result.screen[result.screen["kept"]].groupby("subject")["edges"].agg(set)
+    pairs = result.stability
+    assert list(pairs[["subject_a", "subject_b"]].iloc[0]) == [1, 2]
+    assert pairs["jaccard"].iloc[0] == pytest.approx(jaccard(kept[1], kept[2]))
+    saved = (tmp_path / "stability.csv").read_text()
+    assert saved.splitlines()[0] == "subject_a,subject_b,jaccard"
+    assert "Jaccard" in (tmp_path / "summary.md").read_text()

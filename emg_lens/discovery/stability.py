@@ -1,0 +1,94 @@
+"""How stable a discovered circuit is: the agreement (Jaccard index) of its kept candidates with
+the circuits found on bootstrap resamples of the windows, and between subjects.
+
+A circuit that changes when the windows are resampled says more about the windows than about
+the model (circuit stability, arXiv 2510.00845); one that differs between subjects is a
+per-subject finding, not a model family's.
+
+>>> jaccard({"a", "b"}, {"b", "c"})
+0.3333333333333333
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emg_lens.discovery.screen import screen
+from emg_lens.discovery.search import Discovery, NoCircuitError, discover
+from emg_lens.errors import ArgumentError
+
+__all__ = ["bootstrap_stability", "jaccard", "subject_agreement"]
+
+
+def jaccard(a: set, b: set) -> float:
+    """``|a & b| / |a | b|``; 1 when both are empty (two empty circuits agree)."""
+    union = a | b
+    return len(a & b) / len(union) if union else 1.0
+
+
+def _kept(found: Discovery) -> set[str]:
+    return {str(c.edge_set) for c in found.kept}
+
+
+def bootstrap_stability(
+    found: Discovery, *, resamples: int, verify_top: int = 10, seed: int = 0
+) -> list[float]:
+    """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen,
+    verify ``verify_top``, discover with ``found``'s tau, metric, output, family and base)
+    finds on each of ``resamples`` bootstrap resamples of the windows (seeded); NaN for a
+    resample on which cutting every candidate does not lower the metric (no circuit).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
+    >>> X = model.example_input(32)
+    >>> found = discover(model, (X, model(X).argmax(-1)), tau=0.1)
+    >>> values = bootstrap_stability(found, resamples=2, verify_top=3)
+    >>> len(values), all(0 <= v <= 1 for v in values)
+    (2, True)
+    """
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
+        raise ArgumentError(f"resamples must be an int >= 0, got {resamples!r}")
+    screened = found.screen
+    subject, rng = screened.data, np.random.default_rng(seed)
+    n = len(subject.y_test)
+    out = []
+    for _ in range(resamples):
+        pick = rng.integers(0, n, n)
+        resampled = dataclasses.replace(
+            subject,
+            X_test=np.asarray(subject.X_test)[pick],
+            y_test=np.asarray(subject.y_test)[pick],
+            rep_test=np.asarray(subject.rep_test)[pick],
+        )
+        again = screen(
+            screened.model,
+            resampled,
+            family=screened.family,
+            metric=screened.metric,
+            return_type=screened.return_type,
+            base=screened.base,
+        ).verify(top=min(verify_top, len(screened.family)))
+        try:
+            circuit = discover(screened.model, resampled, tau=found.tau, screened=again)
+        except NoCircuitError:  # on these windows cutting everything costs nothing
+            out.append(float("nan"))
+            continue
+        out.append(jaccard(_kept(found), _kept(circuit)))
+    return out
+
+
+def subject_agreement(kept: Mapping[Any, set[str]]) -> pd.DataFrame:
+    """The Jaccard index of every pair of subjects' circuits (``{subject: kept edge sets}``):
+    columns ``subject_a, subject_b, jaccard``."""
+    rows = [
+        {"subject_a": a, "subject_b": b, "jaccard": jaccard(kept[a], kept[b])}
+        for a, b in combinations(sorted(kept), 2)
+    ]
+    return pd.DataFrame(rows, columns=["subject_a", "subject_b", "jaccard"])
