@@ -6,7 +6,7 @@ tokens reading ACC tokens on the planted heads (`emg_lens.discovery.planted`). R
 screen ranks a planted candidate first among the cross-modal ones, and the greedy search keeps
 every planted candidate and no cross-modal candidate that was not planted.
 
-What is asserted held in every one of 16 models (both variants, seeds 0-7, trained on one
+What is asserted held in every one of 16 models (both variants, seeds 0-7; 3-7 trained on one
 thread, which changes the floating-point path as another CPU does): rank 1, the last-layer
 planted head kept, precision 1; and since the screen computes last-layer cuts exactly and the
 search keeps every class's accuracy (issue 25), recall 1 in all 16, the two-head variant's
