@@ -132,7 +132,7 @@ class DiscoverySpec:
             verify_top=positive_int(data.get("verify_top", 10), "verify_top"),
             family=_family(data.get("family", "default")),
             per_head=per_head,
-            resamples=_count(data.get("resamples", 0), "resamples"),
+            resamples=positive_int(data.get("resamples", 0), "resamples", minimum=0),
             subjects=None if subjects is None else subject_list(subjects, "subjects"),
             description=string(data.get("description"), "description (free text)") or "",
             modules=modules_key(data.get("modules")),
@@ -186,12 +186,6 @@ def _mean(values: list[float]) -> float:
     """The mean of the finite values (NaN: none)."""
     finite = [v for v in values if np.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
-
-
-def _count(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpecError(f"{key} must be an int >= 0, got {value!r}")
-    return value
 
 
 def _family(value: Any) -> tuple[str, ...] | None:

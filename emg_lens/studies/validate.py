@@ -109,8 +109,8 @@ def subject_list(value: Any, key: str, minimum: int | None = None) -> tuple[int,
     return subjects
 
 
-def positive_int(value: Any, key: str) -> int:
-    """``value`` when it is an integer >= 1 (not a boolean).
+def positive_int(value: Any, key: str, minimum: int = 1) -> int:
+    """``value`` when it is an integer >= ``minimum`` (1; not a boolean).
 
     >>> positive_int(3, "data.window")
     3
@@ -119,8 +119,9 @@ def positive_int(value: Any, key: str) -> int:
     ...
     emg_lens.errors.SpecError: data.window must be a positive integer, got 0
     """
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpecError(f"{key} must be a positive integer, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise SpecError(f"{key} must be {wanted}, got {value!r}")
     return value
 
 
