@@ -164,11 +164,11 @@ def _grid_spec(family, base) -> dict:
 def demo_views(cache: Path | None):
     """``(name, model, data, return_type, base)`` of the demo preset's six views; models are
     trained (as `emg-lens demo` and `train_planted` do) or read back from ``cache``."""
-    from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+    from emg_lens.checkpoints import load_checkpoint
     from emg_lens.cli.demo import DEMO_CUT, DEMO_MODEL
     from emg_lens.data.datasets import data_source, load_subject
     from emg_lens.data.synthetic import demo_setup
-    from emg_lens.discovery.planted import ONE_HEAD, planted_data, train_planted, training_edges
+    from emg_lens.discovery.planted import ONE_HEAD
     from emg_lens.train import TrainConfig, train_subjects
 
     root = cache or Path(tempfile.mkdtemp(prefix="screen_vs_exact_"))
@@ -192,14 +192,23 @@ def demo_views(cache: Path | None):
         model = load_checkpoint(folder).eval()
         for return_type in ("logits", "avg_logits"):
             yield f"demo subject {subject} {return_type}", model, data, return_type, None
+    yield from planted_views(root, ONE_HEAD, "one head")
+
+
+def planted_views(root: Path, planted, name: str, seed: int = 3):
+    """A planted model of ``seed`` (trained, or read back from ``root``) as trained (its
+    training cut as the base) and unmasked, on the mean head."""
+    from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+    from emg_lens.discovery.planted import planted_data, train_planted, training_edges
+
     data = planted_data()
-    folder = root / "planted_one_head_seed3"
+    folder = root / f"planted_{name.replace(' ', '_')}_seed{seed}"
     if not (folder / "config.json").exists():
-        save_checkpoint(train_planted(data, ONE_HEAD, seed=3), folder)
+        save_checkpoint(train_planted(data, planted, seed=seed), folder)
     model = load_checkpoint(folder).eval()
-    base = training_edges(model, ONE_HEAD)
-    yield "planted one head seed 3 as trained", model, data, "avg_logits", base
-    yield "planted one head seed 3 unmasked", model, data, "avg_logits", None
+    base = training_edges(model, planted)
+    yield f"planted {name} seed {seed} as trained", model, data, "avg_logits", base
+    yield f"planted {name} seed {seed} unmasked", model, data, "avg_logits", None
 
 
 def demo_view(name, model, data, return_type, base) -> dict:

@@ -11,6 +11,7 @@ from emg_lens.cli.common import add_command, add_device_argument
 from emg_lens.cli.consent import add_modules_arguments, allow_code
 
 DISCOVERY_METRICS = ("margin", "logprob")
+SEARCH_METHODS = ("greedy", "gates")  # light copies: the parser imports no torch
 """`emg_lens.discovery.METRICS`: the differentiable metrics screening linearises."""
 
 
@@ -21,10 +22,11 @@ def add_parser(sub) -> None:
         "discover",
         "find the attention-edge circuit of each subject's model",
         "Screen every candidate knockout (each layer x head x query group -> key group, or "
-        "your own edge sets) from one forward and one backward pass, verify the best exactly "
-        "through the study runner, then cut candidates greedily while the circuit keeps "
-        "1 - tau of the metric. Writes screen.csv, circuits.csv (with the circuit as edge "
-        "sets to paste into a study), consensus.csv, curve.csv and figures; resumable.",
+        "your own edge sets) from one forward and one backward pass, verify the riskiest and "
+        "the best exactly, then cut candidates greedily while the circuit keeps 1 - tau of "
+        "the metric and of every class's accuracy. Writes screen.csv, circuits.csv (with the "
+        "circuit as edge sets to paste into a study), consensus.csv, curve.csv and figures; "
+        "resumable.",
     )
     p.add_argument("spec", nargs="?", help="a discovery study file (kind = 'discovery')")
     p.add_argument("--models", help="folder of subject_<N>/ checkpoints (default: the spec's)")
@@ -35,6 +37,11 @@ def add_parser(sub) -> None:
     p.add_argument("--metric", choices=DISCOVERY_METRICS, help="default: margin")
     p.add_argument("--return-type", help="the scored output (IsoNet: logits or avg_logits)")
     p.add_argument("--tau", type=float, help="share of the metric the cut may cost (0.05)")
+    p.add_argument(
+        "--method",
+        choices=SEARCH_METHODS,
+        help="the search's order: greedy (the screen's, default) or gates (learned edge gates)",
+    )
     p.add_argument("--verify-top", type=int, help="candidates measured exactly (10)")
     p.add_argument(
         "--family",
@@ -77,6 +84,7 @@ def _spec(args: argparse.Namespace) -> Any:
         "metric": args.metric,
         "return_type": args.return_type,
         "tau": args.tau,
+        "method": args.method,
         "verify_top": args.verify_top,
         "family": args.family,
         "subjects": args.subjects,

@@ -13,7 +13,9 @@ head, cut with ``-inf`` on the logits), not the component-to-component edges of 
 - `discover` cuts candidates greedily, least important first, while the exact metric stays
   within ``tau`` of its full-to-empty range and every class keeps its accuracy, and returns
   the circuit as edge sets that parse back (``Discovery.complement`` is what a study cuts to
-  run only the circuit); `stability` measures how it changes over resamples and subjects.
+  run only the circuit); the candidates are tried in the screen's order or, with
+  ``method="gates"``, in the order learned edge gates give them (`gates`); `stability`
+  measures how the circuit changes over resamples and subjects.
 
 `emg_lens.discovery.study` runs both as a study (``kind = "discovery"``) over many subjects,
 resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them.
@@ -27,15 +29,17 @@ from emg_lens.discovery.family import (
     family_from_edges,
     layer_masks,
 )
+from emg_lens.discovery.gates import fit_gates, gate_hooks
 from emg_lens.discovery.metrics import METRICS, window_metric
 from emg_lens.discovery.screen import FLAG_BUDGET, MISS_SAMPLE, Screen, screen, verify_candidates
-from emg_lens.discovery.search import Discovery, discover
+from emg_lens.discovery.search import SEARCH_METHODS, Discovery, discover
 from emg_lens.discovery.stability import bootstrap_stability, jaccard, subject_agreement
 
 __all__ = [
     "FLAG_BUDGET",
     "METRICS",
     "MISS_SAMPLE",
+    "SEARCH_METHODS",
     "Candidate",
     "Discovery",
     "ExactPasses",
@@ -46,6 +50,8 @@ __all__ = [
     "default_family",
     "discover",
     "family_from_edges",
+    "fit_gates",
+    "gate_hooks",
     "jaccard",
     "layer_masks",
     "screen",

@@ -65,13 +65,13 @@ from emg_lens.errors import ArgumentError
 from emg_lens.hooks import name_filter
 from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.importance import as_subject_data
-from emg_lens.studies import run_study
 
 __all__ = ["FLAG_BUDGET", "MISS_SAMPLE", "Screen", "screen", "verify_candidates"]
 
 FLAG_BUDGET = 12
 """How many linearised candidates, the riskiest, `Screen.verify` measures exactly: the cost it
-adds is this many exact passes (see `docs/ARCHITECTURE.md`, "Screening", for what it buys)."""
+adds is this many exact passes (`docs/ARCHITECTURE.md`, "Discovery: what to trust", says what
+it buys)."""
 MISS_SAMPLE = 10
 """Unmeasured candidates `Screen.verify` draws to bound what the ranking missed."""
 
@@ -365,8 +365,7 @@ def verify_candidates(
        estimate's error grows with the change a cut writes into its layer's attention
        output; `docs/ARCHITECTURE.md` has the measurements);
     2. the ``top`` candidates by ``final`` (the exact effect where measured, else the
-       estimate), which also go through the study runner for their accuracy (which checks
-       that every mask took effect);
+       estimate), until all of them are exact;
     3. a seeded random ``sample`` of the candidates still estimated, to bound what the
        ranking missed: ``agreement["missed_upper"]`` is a one-sided 95 % Clopper-Pearson
        upper bound on how many unmeasured candidates have a larger drop than the ``top``-th.
@@ -414,8 +413,6 @@ def verify_candidates(
         measure(pending, "ranked")
         refresh()
     table.loc[chosen.index, "verified"] = "top"
-    table.loc[chosen.index, "exact_accuracy"] = _runner_accuracy(screen, chosen, batch_size)
-    refresh()
     threshold = float(table.loc[chosen.index, "final"].max())
     unmeasured = table.index[(table["method"] == "linear") & table["exact"].isna()]
     rng = np.random.default_rng(seed)
@@ -441,32 +438,6 @@ def verify_candidates(
         "missed_upper": upper * (len(unmeasured) - len(drawn)),
     }
     return dataclasses.replace(screen, table=table.sort_values("rank"), agreement=agreement)
-
-
-def _runner_accuracy(screen: Screen, chosen: pd.DataFrame, batch_size: int) -> list[float]:
-    """The accuracy change of each ``chosen`` candidate through the study runner, which also
-    checks that every mask took effect."""
-    model, data = screen.model, screen.data
-    candidates = [screen.family[i] for i in chosen.index]
-    with_base = "" if screen.base is None else f" | ({screen.base})"
-    spec = {
-        "name": "screen_verify",
-        "models": "in-memory",
-        "metric": "accuracy",
-        "return_type": screen.return_type,
-        "interventions": [
-            {"name": f"c{i}", "edges": f"({c.edge_set}){with_base}"}
-            for i, c in zip(chosen.index, candidates)
-        ]
-        + ([{"name": "base", "edges": str(screen.base)}] if screen.base is not None else []),
-        "layers": {"modes": ["all"]},
-    }
-    per = run_study(
-        spec, models={data.subject: (model, data)}, batch_size=batch_size, progress=False
-    ).per_subject
-    value = per.set_index("intervention")["value"]
-    reference = value["base" if screen.base is not None else "baseline"]
-    return [value[f"c{i}"] - reference for i in chosen.index]
 
 
 def _clopper_pearson_upper(hits: int, n: int, confidence: float = 0.95) -> float:

@@ -1,9 +1,8 @@
 """Discovery: the smallest set of candidate edges that keeps the metric, found greedily.
 
-ACDC-style, over attention knockouts: candidates are tried one by one, the least important
-first by the screen's estimate, and a candidate is cut when cutting it *together with
-everything already cut* keeps the exact metric within ``tau`` of the way from the full model to
-the model with every candidate cut:
+ACDC-style, over attention knockouts: candidates are tried one by one, the least needed first,
+and a candidate is cut when cutting it *together with everything already cut* keeps the exact
+metric within ``tau`` of the way from the full model to the model with every candidate cut:
 
     cut c  if  m(full) - m(cut + c) < tau * (m(full) - m(everything cut))
 
@@ -12,6 +11,14 @@ so the circuit left at the end (the candidates not cut) has a normalised faithfu
 a cut must also keep every class's accuracy within ``tau`` of its own full-to-empty range, as
 the mean margin can hold while one class's windows flip. Every decision is an exact
 masked pass (`emg_lens.discovery.exact.ExactPasses`), from the candidate's layer on.
+
+Two orders (``method``): ``"greedy"`` (the default) tries the candidates by the screen's
+effect (exact where `Screen.verify` measured it); ``"gates"`` by learned edge gates
+(`emg_lens.discovery.gates`: mask optimisation, all candidates judged together). The
+decisions are the same exact passes either way. `benchmarks/search_methods.py` compares them
+by the area under faithfulness against circuit size: a tie on eight trained views, at three to
+seven times the time for the gates, hence the greedy default (`docs/ARCHITECTURE.md`,
+"Discovery: what to trust").
 
 The result names the circuit as edge sets that parse back: ``complement`` is what to cut to run
 *only* the circuit (paste it into a study with layer mode ``all``), ``circuit`` the edges kept.
@@ -31,16 +38,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import Score
 from emg_lens.discovery.family import Candidate, candidate_mask, cut_edge_set, layer_masks
+from emg_lens.discovery.gates import fit_gates
 from emg_lens.discovery.screen import Screen, screen
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
 
-__all__ = ["Discovery", "NoCircuitError", "check_tau", "discover"]
+__all__ = ["SEARCH_METHODS", "Discovery", "NoCircuitError", "check_method", "check_tau", "discover"]
+
+SEARCH_METHODS = ("greedy", "gates")
+"""How `discover` orders the candidates: ``greedy`` tries them one at a time by the screen's
+estimate; ``gates`` ranks them by learned edge gates (`emg_lens.discovery.gates`)."""
 
 
 class NoCircuitError(ArgumentError):
@@ -64,6 +77,19 @@ def check_tau(tau: Any) -> float:
     return float(tau)
 
 
+def check_method(method: Any) -> str:
+    """``method`` if it names a search of `SEARCH_METHODS`, else `ArgumentError`.
+
+    >>> check_method("acdc")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: method = 'acdc'; accepted: ['greedy', 'gates']
+    """
+    if method not in SEARCH_METHODS:
+        raise ArgumentError(f"method = {method!r}; accepted: {list(SEARCH_METHODS)}")
+    return method
+
+
 @dataclass
 class Discovery:
     """A discovered circuit. ``table``: one row per candidate, in the order tried, with its
@@ -83,6 +109,7 @@ class Discovery:
     n_edges: int
     n_kept_edges: int
     screen: Screen = field(repr=False)
+    method: str = "greedy"
 
     @property
     def n_candidates(self) -> int:
@@ -118,6 +145,7 @@ class Discovery:
     def summary(self) -> dict[str, Any]:
         """The numbers a report needs, JSON-able."""
         return {
+            "method": self.method,
             "metric": self.metric,
             "tau": self.tau,
             "candidates_kept": self.n_kept,
@@ -204,16 +232,19 @@ def discover(
     batch_size: int = 256,
     progress: bool = False,
     keep_accuracy: bool = True,
+    method: str = "greedy",
 ) -> Discovery:
     """Find the circuit of ``model`` on the test windows of ``data``: screen the ``family``
     (or use ``screened``, a `Screen` of the same model and data), then cut greedily, least
-    important first, while the exact metric stays within ``tau`` of its full-to-empty range
+    needed first, while the exact metric stays within ``tau`` of its full-to-empty range
     (see the module docstring) and, with ``keep_accuracy``, so does every class's accuracy
     (`Discovery.classes_lost`): a circuit that keeps the mean margin can still lose a class.
-    One exact pass per candidate, from its layer on. ``base``: an edge set cut in every pass
-    (the model as it runs; see `screen`).
+    One exact pass per candidate, from its layer on. ``method``: the order, ``"greedy"``
+    (the screen's) or ``"gates"`` (learned edge gates; the table gains ``survival``).
+    ``base``: an edge set cut in every pass (the model as it runs; see `screen`).
     """
     tau = check_tau(tau)
+    method = check_method(method)
     if screened is None:
         screened = screen(
             model,
@@ -237,38 +268,27 @@ def discover(
             f"-> {empty.metric:.4g}): this family carries nothing the model needs, so there is "
             "no circuit to find in it"
         )
-    budget = tau * (full.metric - empty.metric)
     sizes = [int(candidate_mask(model, c).sum()) for c in family]
     effect = "final" if "final" in screened.table else "estimate"  # after verify: measured
-    order = screened.table.sort_values([effect, "layer"], ascending=[False, False]).index
-    cut: list[int] = []
-    current, kept_edges = full, sum(sizes)
-    rows, curve = [], [_curve_row(0, len(family), kept_edges, full, full, empty)]
-    for step, i in enumerate(tqdm(order, desc="discover", disable=not progress, leave=False)):
-        c = family[i]
-        masks = layer_masks(model, [family[j] for j in (*cut, i)])
-        score, streams = passes.trial(masks, c.layer)
-        keep_cut = full.metric - score.metric < budget
-        if keep_accuracy:
-            keep_cut = keep_cut and not _classes_lost(score, full, empty, tau)
-        if keep_cut:
-            passes.accept(c.layer, streams)
-            cut.append(i)
-            current, kept_edges = score, kept_edges - sizes[i]
-            curve.append(
-                _curve_row(step + 1, len(family) - len(cut), kept_edges, current, full, empty)
-            )
-        rows.append(
-            {
-                **c.row(),
-                "step": step,
-                "estimate": float(screened.table.loc[i, "estimate"]),
-                "metric": score.metric,
-                "accuracy": score.accuracy,
-                "cut": keep_cut,
-            }
+    table = screened.table
+    if method == "gates":
+        survival = fit_gates(
+            model,
+            torch.as_tensor(screened.data.X_test),
+            family,
+            return_type=screened.return_type,
+            base=passes.base or None,
+            batch_size=batch_size,
         )
-    # The trials reused the accepted cut's streams; the circuit is scored again from the clean
+        table = table.assign(survival=survival[table.index.to_numpy()])
+        keys, ascending = ["survival", effect, "layer"], [True, False, False]
+    else:
+        keys, ascending = [effect, "layer"], [False, False]
+    order = table.sort_values(keys, ascending=ascending).index
+    cut, current, rows, curve = _greedy(
+        screened, table, order, passes, full, empty, tau, sizes, keep_accuracy, progress
+    )
+    # The trials may reuse streams of earlier cuts; the circuit is scored again from the clean
     # model: the same masks on the same windows must give the same metric.
     again = passes.score(layer_masks(model, [family[i] for i in cut]))
     if abs(again.metric - current.metric) > 1e-4 * max(1.0, abs(full.metric - empty.metric)):
@@ -278,7 +298,48 @@ def discover(
             "deterministic (dropout in training mode?) or its blocks depend on more than the "
             "stream they are given"
         )
-    return _result(screened, family, cut, full, again, empty, tau, rows, curve, sizes)
+    return _result(screened, family, cut, full, again, empty, tau, rows, curve, sizes, method)
+
+
+def _keeps(score: Score, full: Score, empty: Score, tau: float, keep_accuracy: bool) -> bool:
+    """Whether a cut scoring ``score`` stays within ``tau`` of the full-to-empty range (and,
+    with ``keep_accuracy``, loses no class)."""
+    kept = full.metric - score.metric < tau * (full.metric - empty.metric)
+    return kept and not (keep_accuracy and _classes_lost(score, full, empty, tau))
+
+
+def _greedy(screened, table, order, passes, full, empty, tau, sizes, keep_accuracy, progress):
+    """Try the candidates in ``order`` (least needed first), keeping each cut that keeps the
+    metric: one exact pass per candidate, from its layer on."""
+    model, family = screened.model, screened.family
+    cut: list[int] = []
+    current, kept_edges = full, sum(sizes)
+    rows, curve = [], [_curve_row(0, len(family), kept_edges, full, full, empty)]
+    for step, i in enumerate(tqdm(order, desc="discover", disable=not progress, leave=False)):
+        c = family[i]
+        masks = layer_masks(model, [family[j] for j in (*cut, i)])
+        score, streams = passes.trial(masks, c.layer)
+        keep_cut = _keeps(score, full, empty, tau, keep_accuracy)
+        if keep_cut:
+            passes.accept(c.layer, streams)
+            cut.append(i)
+            current, kept_edges = score, kept_edges - sizes[i]
+            curve.append(
+                _curve_row(step + 1, len(family) - len(cut), kept_edges, current, full, empty)
+            )
+        survival = {"survival": float(table.loc[i, "survival"])} if "survival" in table else {}
+        rows.append(
+            {
+                **c.row(),
+                "step": step,
+                "estimate": float(table.loc[i, "estimate"]),
+                **survival,
+                "metric": score.metric,
+                "accuracy": score.accuracy,
+                "cut": keep_cut,
+            }
+        )
+    return cut, current, rows, curve
 
 
 def _curve_row(step, n_kept, kept_edges, score: Score, full: Score, empty: Score) -> dict:
@@ -292,7 +353,9 @@ def _curve_row(step, n_kept, kept_edges, score: Score, full: Score, empty: Score
     }
 
 
-def _result(screened, family, cut, full, current, empty, tau, rows, curve, sizes) -> Discovery:
+def _result(
+    screened, family, cut, full, current, empty, tau, rows, curve, sizes, method
+) -> Discovery:
     cut_set = set(cut)
     kept = [c for i, c in enumerate(family) if i not in cut_set]
     return Discovery(
@@ -308,4 +371,5 @@ def _result(screened, family, cut, full, current, empty, tau, rows, curve, sizes
         n_edges=sum(sizes),
         n_kept_edges=sum(s for i, s in enumerate(sizes) if i not in cut_set),
         screen=screened,
+        method=method,
     )

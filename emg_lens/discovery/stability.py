@@ -76,7 +76,9 @@ def bootstrap_stability(
             base=screened.base,
         ).verify(top=min(verify_top, len(screened.family)))
         try:
-            circuit = discover(screened.model, resampled, tau=found.tau, screened=again)
+            circuit = discover(
+                screened.model, resampled, tau=found.tau, screened=again, method=found.method
+            )
         except NoCircuitError:  # on these windows cutting everything costs nothing
             out.append(float("nan"))
             continue

@@ -9,6 +9,7 @@ A study file::
     metric = "margin"                 # or "logprob"; the accuracy effect is reported beside it
     return_type = "avg_logits"        # the scored output
     tau = 0.05                        # the cut may cost 5% of the metric's full-to-empty range
+    method = "greedy"                 # the search's order: the screen's, or "gates" (learned)
     verify_top = 10                   # candidates measured exactly per subject
     family = "default"                # or edge expressions: ["cross_modal", "from_cls"]
     per_head = true                   # user expressions: one candidate per (layer, head)
@@ -48,7 +49,7 @@ from emg_lens.discovery.family import default_family, family_from_edges
 from emg_lens.discovery.metrics import check_metric
 from emg_lens.discovery.plots import plot_faithfulness, plot_screen, plot_screen_vs_exact
 from emg_lens.discovery.screen import screen
-from emg_lens.discovery.search import check_tau, discover
+from emg_lens.discovery.search import check_method, check_tau, discover
 from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
@@ -81,6 +82,7 @@ class DiscoverySpec:
     metric: str = "margin"
     return_type: str = "logits"
     tau: float = 0.05
+    method: str = "greedy"
     verify_top: int = 10
     family: tuple[str, ...] | None = None  # None: default_family; else edge expressions
     per_head: bool = True
@@ -118,6 +120,10 @@ class DiscoverySpec:
             tau = check_tau(data.get("tau", 0.05))
         except ArgumentError as exc:
             raise SpecError(f"{'tau' if 'tau' in str(exc) else 'metric'}: {exc}") from exc
+        try:
+            method = check_method(data.get("method", "greedy"))
+        except ArgumentError as exc:
+            raise SpecError(f"method: {exc}") from exc
         return_type = string(data.get("return_type", "logits"), "return_type (a model output)")
         per_head = data.get("per_head", True)
         if not isinstance(per_head, bool):
@@ -129,6 +135,7 @@ class DiscoverySpec:
             metric=metric,
             return_type=return_type,
             tau=tau,
+            method=method,
             verify_top=positive_int(data.get("verify_top", 10), "verify_top"),
             family=_family(data.get("family", "default")),
             per_head=per_head,
@@ -295,7 +302,9 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
     family = spec.candidates(model)
     screened = screen(model, data, family=family, metric=spec.metric, return_type=spec.return_type)
     verified = screened.verify(top=min(spec.verify_top, len(family)))
-    found = discover(model, data, tau=spec.tau, screened=verified, progress=progress)
+    found = discover(
+        model, data, tau=spec.tau, screened=verified, progress=progress, method=spec.method
+    )
     stability = bootstrap_stability(found, resamples=spec.resamples, verify_top=spec.verify_top)
     kept = {str(c.edge_set) for c in found.kept}
     table = verified.table.assign(kept=verified.table["edges"].isin(kept))

@@ -121,6 +121,18 @@ def test_screen_vs_exact_prints_one_json_line(capsys):
     assert result["same_sign"] == result["over_5_points"]
 
 
+def test_search_methods_prints_one_json_line(capsys):
+    result = _load("search_methods").main(["--quick"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0]) == json.loads(json.dumps(result))
+    (view,) = result["views"]
+    for method in ("greedy", "gates"):
+        # every circuit keeps 1 - tau of the metric: the decision rule, measured exactly
+        for tau, kept_share, faithfulness in view[f"{method}_points"]:
+            assert faithfulness > 1 - tau and 0 < kept_share < 1
+        assert view[f"{method}_auc"] > 0 and not view[f"{method}_classes_lost"]
+
+
 def test_converted_forward_prints_one_json_line_per_architecture(capsys):
     pytest.importorskip("braindecode")
     results = _load("converted_forward").main(["--quick"])  # asserts converted == original

@@ -306,9 +306,10 @@ def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_pat
     from emg_lens.data.datasets import data_source
     from emg_lens.data.preprocess import PreprocessSpec
     from emg_lens.data.synthetic import SyntheticSpec
-    from emg_lens.discovery import METRICS
+    from emg_lens.discovery import METRICS, SEARCH_METHODS
 
-    assert discover_cli.DISCOVERY_METRICS == METRICS  # the parser's light copy
+    assert discover_cli.DISCOVERY_METRICS == METRICS  # the parser's light copies
+    assert discover_cli.SEARCH_METHODS == SEARCH_METHODS
     source = data_source(
         "synthetic",
         synthetic=SyntheticSpec(n_subjects=1, movement_seconds=1.0),

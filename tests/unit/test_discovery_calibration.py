@@ -5,7 +5,9 @@ a circuit search that keeps every class's accuracy.
 - a last-layer cut's screen effect is the masked model's effect, on every model kind the
   screen takes (pre- and post-LN, CLS and mean-pooled readouts, a head structure, a base cut);
 - the risk is 0 where nothing is estimated and grows with the change a cut writes;
-- verify measures what it says it measures, and its bound is a Clopper-Pearson bound.
+- verify measures what it says it measures, and its bound is a Clopper-Pearson bound;
+- learned edge gates at 0 and 1 compute the masked model, and rank what the output needs
+  above what it cannot use.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from scipy import stats as sps
 from emg_lens import EncoderConfig
 from emg_lens.discovery import ExactPasses, default_family, discover, layer_masks, screen
 from emg_lens.discovery.exact import Score
+from emg_lens.discovery.family import base_layer_masks
+from emg_lens.discovery.gates import fit_gates, gate_hooks
 from emg_lens.discovery.screen import _clopper_pearson_upper
 from emg_lens.discovery.search import _classes_lost
 from emg_lens.edges import parse
@@ -225,3 +229,95 @@ def test_a_discovery_study_reports_stability_within_and_across_subjects(tmp_path
     saved = (tmp_path / "stability.csv").read_text()
     assert saved.splitlines()[0] == "subject_a,subject_b,jaccard"
     assert "Jaccard" in (tmp_path / "summary.md").read_text()
+
+
+# ---------------------------------------------------------------- learned edge gates
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_gates_at_zero_and_one_compute_the_masked_model(name):
+    """A closed gate is the -inf cut, an open one changes nothing, on every model kind; with a
+    base cut too, and with rows whose keys are all closed (they attend to nothing)."""
+    build, return_type, base = MODELS[name]
+    if name == "cbramod":
+        pytest.importorskip("braindecode")
+    model = build()
+    family = default_family(model)
+    X = model.example_input(6)
+    base_masks = base_layer_masks(model, None if base is None else parse(base))
+    rng = np.random.default_rng(0)
+    half = [i for i in range(len(family)) if rng.random() < 0.5]
+    # closing everything closes every key of every row: those rows attend to nothing
+    for closed in (half, list(range(len(family)))):
+        log_gates = torch.zeros(len(family))
+        log_gates[closed] = float("-inf")
+        masks = layer_masks(model, [family[i] for i in closed])
+        for layer, mask in (base_masks or {}).items():
+            masks[layer] = masks[layer] | mask if layer in masks else mask
+        with torch.no_grad():
+            hooked = model.run_with_hooks(
+                X,
+                return_type=return_type,
+                edge_masks=base_masks,
+                fwd_hooks=gate_hooks(model, family, log_gates),
+            )
+            expected = model(X, return_type=return_type, edge_masks=masks)
+        torch.testing.assert_close(hooked, expected, atol=2e-5, rtol=1e-4)
+    with torch.no_grad():
+        open_all = model.run_with_hooks(
+            X,
+            return_type=return_type,
+            edge_masks=base_masks,
+            fwd_hooks=gate_hooks(model, family, torch.zeros(len(family))),
+        )
+        clean = model(X, return_type=return_type, edge_masks=base_masks)
+    torch.testing.assert_close(open_all, clean, atol=2e-5, rtol=1e-4)
+
+
+def test_gates_rank_a_needed_candidate_above_ones_the_base_already_cuts():
+    """Candidates whose edges the base cuts change nothing: only the penalty moves their gates,
+    so they close first, whatever the seed; a candidate the output needs survives longer."""
+    model = _isonet()
+    X = model.example_input(64)
+    family = default_family(model)
+    ablations = [
+        model(X, edge_masks=layer_masks(model, [c])).detach() for c in family[: len(family) // 2]
+    ]
+    clean = model(X).detach()
+    effects = [float((a - clean).abs().mean()) for a in ablations]
+    needed = int(np.argmax(effects))  # layer 0: the base cuts layer 1 and the rest of layer 0
+    others = [c for i, c in enumerate(family) if i != needed]
+    base = layer_masks(model, others)
+    for seed in (0, 1):
+        survival = fit_gates(model, X, family, return_type="logits", base=base, steps=40, seed=seed)
+        assert survival.shape == (len(family),)
+        assert ((survival > 0) & (survival < 1)).all()
+        assert survival[needed] > np.delete(survival, needed).max() + 0.05
+
+
+def test_fit_gates_is_seeded_and_rejects_a_family_that_changes_nothing():
+    model = _isonet()
+    X = model.example_input(32)
+    family = default_family(model)
+    one = fit_gates(model, X, family, return_type="logits", steps=5, seed=3)
+    np.testing.assert_array_equal(
+        one, fit_gates(model, X, family, return_type="logits", steps=5, seed=3)
+    )
+    with pytest.raises(ArgumentError, match="steps must be an int >= 1"):
+        fit_gates(model, X, family, return_type="logits", steps=0)
+    everything = layer_masks(model, family)
+    with pytest.raises(ArgumentError, match="nothing for the gates to keep"):
+        fit_gates(model, X, family, return_type="logits", base=everything, steps=5)
+
+
+def test_discover_with_gates_keeps_the_metric_and_says_how_it_ordered():
+    model = _isonet()
+    X = model.example_input(64)
+    data = (X, model(X).argmax(-1))
+    found = discover(model, data, tau=0.1, method="gates")
+    assert found.method == "gates" and found.summary()["method"] == "gates"
+    assert found.faithfulness > 0.9 and not found.classes_lost
+    assert found.n_kept < found.n_candidates
+    assert list(found.table.sort_values("step")["survival"]) == sorted(found.table["survival"])
+    with pytest.raises(ArgumentError, match="method = 'acdc'; accepted"):
+        discover(model, data, method="acdc")

@@ -1,0 +1,199 @@
+"""Learned edge gates: candidates ranked by mask optimisation (Edge Pruning, arXiv 2406.16778).
+
+Each candidate ``c`` gets a gate ``g_c = sigmoid(theta_c)``. The gated model adds ``log g_c``
+to the attention scores of ``c``'s edges, so a gate at 0 is exactly the ``-inf`` cut and a gate
+at 1 the clean model, and scales each query row by the largest gate among its keys, so that a
+row whose keys are all closed attends to nothing, as the model does when every key is cut. The
+gates are fitted jointly on the test windows to keep the model's output distribution (the KL
+divergence from the full model's, per window, in units of the KL of cutting every candidate)
+while a penalty on the mean open gate rises linearly from 0 to ``penalty``: every gate closes in
+the end, and the order in which they close is what the fit learns. A candidate's *survival*
+(its gate averaged over the fit) ranks it: the greedy search decides one candidate at a time,
+the gates decide all of them together, so two candidates that can stand in for each other are
+not both judged expendable. `emg_lens.discovery.search.discover` (``method="gates"``) then
+tries the candidates in the order of survival, least needed first, with the same exact
+decisions as in the greedy order: the circuit is always measured, never taken from the gates.
+
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> from emg_lens.discovery import default_family
+>>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
+>>> X = model.example_input(32)
+>>> survival = fit_gates(model, X, default_family(model), return_type="logits", steps=20)
+>>> survival.shape, bool(((survival > 0) & (survival < 1)).all())
+((72,), True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+
+from emg_lens.discovery.family import Candidate, candidate_mask, layer_masks
+from emg_lens.errors import ArgumentError
+from emg_lens.hooks import name_filter
+
+__all__ = ["GATE_STEPS", "fit_gates", "gate_covers", "gate_hooks"]
+
+GATE_STEPS = 100
+"""Optimisation steps of `fit_gates` (Adam, one batch of windows per step)."""
+
+
+def _layer_of(name: str) -> int:
+    return int(name.split(".")[1])
+
+
+def gate_covers(
+    model: Any, family: list[Candidate], device: torch.device | str | None = None
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer the family touches: the positions (in ``family``) of its candidates there and
+    their stacked ``[candidate, head, query, key]`` masks."""
+    out = {}
+    for layer in sorted({c.layer for c in family}):
+        ids = [i for i, c in enumerate(family) if c.layer == layer]
+        stacked = torch.stack([candidate_mask(model, family[i]) for i in ids])
+        out[layer] = (torch.tensor(ids, device=device), stacked.to(device))
+    return out
+
+
+def gate_hooks(
+    model: Any,
+    family: list[Candidate],
+    log_gates: Float[torch.Tensor, " candidate"],
+    open_share: Float[torch.Tensor, " candidate"] | None = None,
+    covers: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> list[tuple[Any, Any]]:
+    """Forward hooks that gate every candidate of ``family`` by ``exp(log_gates)``: added to
+    ``hook_attn_scores`` and ``hook_pattern`` of the layers the family touches (see the
+    module docstring; ``open_share``, the gates themselves, defaults to ``exp(log_gates)``).
+    With every gate 0 (``-inf``) or 1 (``0``), the hooked model computes what ``edge_masks``
+    of the closed candidates compute. ``covers``: `gate_covers` of the model and family,
+    when the hooks are made again and again.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> from emg_lens.discovery import default_family, layer_masks
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> family, x = default_family(model), model.example_input(4)
+    >>> closed = torch.zeros(len(family)); closed[:9] = float("-inf")
+    >>> hooked = model.run_with_hooks(x, fwd_hooks=gate_hooks(model, family, closed))
+    >>> torch.allclose(hooked, model(x, edge_masks=layer_masks(model, family[:9])), atol=1e-5)
+    True
+    """
+    share = log_gates.exp() if open_share is None else open_share
+    by_layer = gate_covers(model, family, log_gates.device) if covers is None else covers
+    row_scale: dict[int, torch.Tensor] = {}
+
+    def on_scores(scores: torch.Tensor, hook) -> torch.Tensor:
+        layer = _layer_of(hook.name)
+        if layer not in by_layer:
+            return scores
+        ids, covered = by_layer[layer]
+        cut = torch.isneginf(scores)  # by a base mask: the gate changes nothing there
+        # 0 * -inf is NaN: a closed gate's -inf goes only where its candidate covers the edge
+        log_gate = torch.where(covered, log_gates[ids][:, None, None, None], 0.0).sum(0)
+        gate = torch.where(covered, share[ids][:, None, None, None], 1.0).prod(0)
+        row_scale[layer] = gate.to(scores.dtype).masked_fill(cut, 0.0).amax(-1, keepdim=True)
+        return scores + log_gate.to(scores.dtype).masked_fill(cut, 0.0)
+
+    def on_pattern(pattern: torch.Tensor, hook) -> torch.Tensor:
+        layer = _layer_of(hook.name)
+        return pattern * row_scale.pop(layer) if layer in row_scale else pattern
+
+    return [
+        (name_filter("attn.hook_attn_scores"), on_scores),
+        (name_filter("attn.hook_pattern"), on_pattern),
+    ]
+
+
+# Hard-concrete gates (Louizos et al., arXiv 1712.01312), as Edge Pruning uses them: a stretched,
+# clipped concrete sample is exactly 0 or 1 with positive probability, so training sees true cuts.
+_BETA, _GAMMA, _ZETA = 2 / 3, -0.1, 1.1
+
+
+def _hard_concrete(theta: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    u = torch.rand(theta.shape, generator=generator).clamp(1e-6, 1 - 1e-6).to(theta.device)
+    s = torch.sigmoid((u.log() - (-u).log1p() + theta) / _BETA)
+    return (s * (_ZETA - _GAMMA) + _GAMMA).clamp(0.0, 1.0)
+
+
+def _merge(*parts: dict[int, torch.Tensor] | None) -> dict[int, torch.Tensor] | None:
+    out: dict[int, torch.Tensor] = {}
+    for part in parts:
+        for layer, mask in (part or {}).items():
+            out[layer] = out[layer] | mask if layer in out else mask
+    return out or None
+
+
+def fit_gates(
+    model: Any,
+    X: Float[torch.Tensor, "window ..."],
+    family: list[Candidate],
+    *,
+    return_type: str,
+    base: dict[int, torch.Tensor] | None = None,
+    steps: int = GATE_STEPS,
+    penalty: float = 2.0,
+    lr: float = 0.1,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> np.ndarray:
+    """Each candidate's survival in ``[0, 1]`` (its gate averaged over the fit; larger: the
+    output needs it more), fitted on the windows ``X`` with the model's ``return_type`` and
+    ``base`` (``{layer: mask}``, cut throughout). See the module docstring."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ArgumentError(f"steps must be an int >= 1 (gate optimisation steps), got {steps!r}")
+    device = next(model.parameters()).device
+    X = torch.as_tensor(X, dtype=model.cfg.dtype)
+    with torch.no_grad():
+        ref, empty = [], []
+        everything = _merge(layer_masks(model, family, device), base)
+        for i in range(0, len(X), batch_size):
+            xb = X[i : i + batch_size].to(device)
+            ref.append(model(xb, return_type=return_type, edge_masks=base).log_softmax(-1))
+            cut = model(xb, return_type=return_type, edge_masks=everything).log_softmax(-1)
+            empty.append(F.kl_div(cut, ref[-1], log_target=True, reduction="sum"))
+        ref_logp = torch.cat(ref)
+        scale = float(sum(empty)) / len(X)  # KL of cutting every candidate, per window
+    if not np.isfinite(scale) or scale <= 0:
+        raise ArgumentError(
+            "cutting every candidate does not change the model's output distribution (KL "
+            f"{scale:.3g}): there is nothing for the gates to keep"
+        )
+    theta = torch.full((len(family),), 3.0, device=device, requires_grad=True)
+    optimiser = torch.optim.Adam([theta], lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    survival = torch.zeros(len(family), dtype=torch.float64)
+    covers = gate_covers(model, family, device)
+    for step in range(steps):
+        rows = torch.randperm(len(X), generator=generator)[:batch_size]
+        gates = _hard_concrete(theta, generator)
+        # a closed gate is a cut: log 0 would make softmax's backward NaN, 1e-12 is as good
+        log_gates = gates.clamp_min(1e-12).log()
+        hooks = gate_hooks(model, family, log_gates, open_share=gates, covers=covers)
+        logits = model.run_with_hooks(
+            X[rows].to(device), return_type=return_type, edge_masks=base, fwd_hooks=hooks
+        )
+        kl = F.kl_div(
+            logits.log_softmax(-1),
+            ref_logp[rows.to(device)],
+            log_target=True,
+            reduction="batchmean",
+        )
+        weight = penalty * step / max(steps - 1, 1)
+        open_probability = torch.sigmoid(theta - _BETA * np.log(-_GAMMA / _ZETA))
+        loss = kl / scale + weight * open_probability.mean()
+        if not torch.isfinite(loss):
+            raise ArgumentError(
+                "the gated model gave a non-finite loss: the model's outputs overflow with "
+                "gated attention; check its weights and inputs"
+            )
+        (grad,) = torch.autograd.grad(loss, theta)
+        theta.grad = grad
+        optimiser.step()
+        survival += open_probability.detach().double().cpu()
+    return (survival / steps).numpy()
