@@ -68,6 +68,25 @@ class TransformerBlock(nn.Module):
         attn_out = self.hook_attn_out(self.dropout(self.attn(attn_in, edge_mask)))
         return self.after_attention(resid_pre, attn_out)
 
+    def rows_forward(
+        self,
+        resid_pre: Float[torch.Tensor, "batch pos d_model"],
+        rows: list[int],
+        edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
+    ) -> Float[torch.Tensor, "batch row d_model"]:
+        """``forward(resid_pre, edge_mask)[:, rows]`` in eval mode, computing attention only
+        for the query ``rows`` (`Attention.query_rows`) and the rest at those positions.
+
+        >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0).eval()
+        >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in block.parameters()]
+        >>> x = torch.randn(2, 7, 16)
+        >>> torch.allclose(block.rows_forward(x, [0]), block(x)[:, [0]], atol=1e-5)
+        True
+        """
+        attn_in = resid_pre if self.post_norm else self.ln1(resid_pre)
+        attn_out = self.attn.query_rows(attn_in, rows, edge_mask)
+        return self.after_attention(resid_pre[:, rows], attn_out)
+
     def after_attention(
         self,
         resid_pre: Float[torch.Tensor, "batch pos d_model"],

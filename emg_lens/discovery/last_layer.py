@@ -27,7 +27,12 @@ from emg_lens.discovery.metrics import window_metric
 __all__ = [
     "LastLayerCache",
     "attention_output_change",
+    "attention_output_energy",
+    "candidate_groups",
     "last_layer_effects",
+    "metric_changes",
+    "patch_block",
+    "patched_streams",
     "supports_exact_last_layer",
 ]
 
@@ -50,13 +55,14 @@ class LastLayerCache:
     v: Float[torch.Tensor, "batch pos head d_head"]
 
     @staticmethod
-    def hook_names(model: Any) -> dict[str, str]:
-        """The hook points the cache is read from, by field (``v`` aside)."""
-        last = f"blocks.{model.cfg.n_layers - 1}"
+    def hook_names(model: Any, layer: int | None = None) -> dict[str, str]:
+        """The hook points the cache of ``layer`` (default: the last) is read from, by field
+        (``v`` aside); ``final`` is the block's output."""
+        block = f"blocks.{model.cfg.n_layers - 1 if layer is None else layer}"
         return {
-            "resid_pre": f"{last}.hook_resid_pre",
-            "attn_out": f"{last}.hook_attn_out",
-            "final": f"{last}.hook_resid_post",
+            "resid_pre": f"{block}.hook_resid_pre",
+            "attn_out": f"{block}.hook_attn_out",
+            "final": f"{block}.hook_resid_post",
         }
 
 
@@ -78,14 +84,124 @@ def attention_output_change(
     adds to its layer's attention output, per *slot*: one (candidate, query position) pair,
     the rows of its heads on that query summed. Returns each slot's query position, its
     candidate (the ``owner``) and the change ``[batch, slot, d_model]``."""
-    d_rows = change.new_zeros(change.shape[0], len(heads), W_O.shape[-1])
+    d_rows = change.new_empty(change.shape[0], len(heads), W_O.shape[-1])  # every row written
     for head in heads.unique():  # rows of one head: (A' - A) @ v @ W_O, as two matmuls
         on = (heads == head).nonzero()[:, 0]
         d_rows[:, on] = torch.bmm(change[:, on], v[:, :, head]) @ W_O[head]
     slot_keys, slot = torch.unique(owner * n_tokens + queries, return_inverse=True)
+    if len(slot_keys) == len(heads):  # one row per slot (one head per candidate): no sum
+        return queries, owner, d_rows
     d_slots = d_rows.new_zeros(change.shape[0], len(slot_keys), d_rows.shape[-1])
     d_slots.index_add_(1, slot, d_rows)
     return slot_keys % n_tokens, slot_keys // n_tokens, d_slots
+
+
+@torch.no_grad()
+def attention_output_energy(
+    change: Float[torch.Tensor, "batch row key"],
+    v: Float[torch.Tensor, "batch key head d_head"],
+    W_O: Float[torch.Tensor, "head d_head d_model"],
+    heads: Int[torch.Tensor, " row"],
+    queries: Int[torch.Tensor, " row"],
+    owner: Int[torch.Tensor, " row"],
+    n_tokens: int,
+) -> tuple[Int[torch.Tensor, " slot"], Float[torch.Tensor, " slot"]]:
+    """The squared norm, summed over windows, of what `attention_output_change` returns per
+    slot: its slots' candidates and energies. Where each slot is one row (one head per
+    candidate), ``|dz @ W_O[h]| = |dz @ R^T|`` with ``W_O[h]^T = Q R``, so ``d_model``-wide
+    changes are never formed (8x fewer values on the paper preset)."""
+    if len(torch.unique(owner * n_tokens + queries)) != len(heads):  # heads summed per slot
+        _, slot_owner, d_attn = attention_output_change(
+            change, v, W_O, heads, queries, owner, n_tokens
+        )
+        return slot_owner, torch.linalg.vector_norm(d_attn, dim=(0, 2)) ** 2
+    energy = change.new_empty(len(heads))
+    for head in heads.unique():
+        on = (heads == head).nonzero()[:, 0]
+        r = torch.linalg.qr(W_O[head].T, mode="r").R  # [d_head, d_head]
+        dz = torch.bmm(change[:, on], v[:, :, head]) @ r.T
+        energy[on] = torch.linalg.vector_norm(dz, dim=(0, 2)) ** 2
+    return owner, energy
+
+
+@torch.no_grad()
+def patch_block(
+    block: TransformerBlock,
+    cache: LastLayerCache,
+    change: Float[torch.Tensor, "batch row key"],
+    heads: Int[torch.Tensor, " row"],
+    queries: Int[torch.Tensor, " row"],
+    owner: Int[torch.Tensor, " row"],
+    read: list[int] | None = None,
+) -> tuple[
+    Int[torch.Tensor, " slot"],
+    Int[torch.Tensor, " slot"],
+    Float[torch.Tensor, "batch slot d_model"],
+]:
+    """The block's exact output at the query positions each candidate's rows touch (its
+    *slots*): what attention writes there changes by `attention_output_change`, and the rest
+    of the block acts position by position. Rows that do not move (inside a base cut), or sit
+    outside ``read``, are left out: their candidates change nothing there. Returns each
+    slot's position, its candidate and the block's new output."""
+    on = change.abs().amax((0, 2)) > 0
+    if read is not None:
+        on &= torch.isin(queries, torch.tensor(read, device=queries.device))
+    change, heads, queries, owner = change[:, on], heads[on], queries[on], owner[on]
+    slot_query, slot_owner, d_attn = attention_output_change(
+        change, cache.v, block.attn.output_weights(), heads, queries, owner, cache.final.shape[1]
+    )
+    pre, attn = cache.resid_pre[:, slot_query], cache.attn_out[:, slot_query]
+    return slot_query, slot_owner, block.after_attention(pre, attn + d_attn)
+
+
+def candidate_groups(
+    candidates: Int[torch.Tensor, " candidate"],
+    stream: Float[torch.Tensor, "batch pos d_model"],
+    budget: int = 2**24,
+) -> list[tuple[int, Int[torch.Tensor, " group"]]]:
+    """``candidates`` in groups whose stacked copies of ``stream`` (and one clean copy) hold
+    at most ``budget`` elements: ``(offset, group)`` pairs."""
+    per_group = max(1, budget // max(1, stream.numel()) - 1)
+    return [
+        (start, candidates[start : start + per_group])
+        for start in range(0, len(candidates), per_group)
+    ]
+
+
+def patched_streams(
+    stream: Float[torch.Tensor, "batch pos d_model"],
+    group: Int[torch.Tensor, " group"],
+    slot_owner: Int[torch.Tensor, " slot"],
+    slot_query: Int[torch.Tensor, " slot"],
+    new: Float[torch.Tensor, "batch slot d_model"],
+) -> Float[torch.Tensor, "group_and_clean batch pos d_model"]:
+    """One copy of ``stream`` per candidate of ``group`` (sorted) with its slots replaced by
+    ``new``, and a last copy left clean: the reference, computed in the same calls, so that an
+    unchanged stream gives exactly 0."""
+    stacked = stream.expand(len(group) + 1, -1, -1, -1).clone()
+    in_group = torch.isin(slot_owner, group)
+    place = torch.searchsorted(group, slot_owner[in_group])
+    windows = torch.arange(stream.shape[0], device=place.device)
+    stacked[place[:, None], windows, slot_query[in_group][:, None]] = new[:, in_group].transpose(
+        0, 1
+    )
+    return stacked
+
+
+def metric_changes(
+    model: Any,
+    final: Float[torch.Tensor, "group_and_clean batch pos d_model"],
+    y: Int[torch.Tensor, " batch"],
+    metrics: list[str],
+    return_type: str,
+) -> dict[str, Float[torch.Tensor, "group batch"]]:
+    """The readout's metrics of each patched final stream minus the clean (last) one's."""
+    logits = model.readout(final.flatten(0, 1), return_type).reshape(*final.shape[:2], -1)
+    changes = {}
+    for name in metrics:
+        values = torch.stack([window_metric(out, y, name) for out in logits])
+        changes[name] = values[:-1] - values[-1]
+    return changes
 
 
 @torch.no_grad()
@@ -99,44 +215,18 @@ def last_layer_effects(
     y: Int[torch.Tensor, " batch"],
     metrics: list[str],
     return_type: str,
-    budget: int = 2**24,
 ) -> tuple[Int[torch.Tensor, " candidate"], dict[str, Float[torch.Tensor, "candidate batch"]]]:
     """The exact change of each metric per window for the candidates owning the rows, given
     each row's pattern change ``change`` (``A' - A``): the candidates (their positions in the
     family) and ``{metric: [candidate, batch]}``; a candidate whose rows the readout does not
-    read (`read_positions`) is left out (its effect is 0). ``budget`` bounds the elements of
-    the stacked final streams read out at once."""
-    block = model.blocks[-1]
-    n_batch, n_tok, d_model = cache.final.shape
-    # rows that do not move (inside a base cut) or sit where the readout does not read
-    # change nothing: left out, their candidates' effects are exactly 0
-    on = change.abs().amax((0, 2)) > 0
-    read = model.read_positions(return_type)
-    if read is not None:
-        on &= torch.isin(queries, torch.tensor(read, device=queries.device))
-    change, heads, queries, owner = change[:, on], heads[on], queries[on], owner[on]
-    slot_query, slot_owner, d_attn = attention_output_change(
-        change, cache.v, block.attn.output_weights(), heads, queries, owner, n_tok
+    read (`read_positions`) is left out (its effect is 0)."""
+    slot_query, slot_owner, new_post = patch_block(
+        model.blocks[-1], cache, change, heads, queries, owner, model.read_positions(return_type)
     )
-    pre, attn = cache.resid_pre[:, slot_query], cache.attn_out[:, slot_query]
-    new_post = block.after_attention(pre, attn + d_attn)  # [batch, slot, d_model]
     candidates = slot_owner.unique()
-    effects = {name: new_post.new_zeros(len(candidates), n_batch) for name in metrics}
-    per_group = max(1, budget // max(1, n_batch * n_tok * d_model) - 1)
-    for start in range(0, len(candidates), per_group):
-        group = candidates[start : start + per_group]
-        # one copy of the clean stream per candidate, and one left clean (the reference,
-        # read out in the same call, so that an unchanged stream gives 0)
-        stacked = cache.final.expand(len(group) + 1, -1, -1, -1).clone()
-        in_group = torch.isin(slot_owner, group)
-        place = torch.searchsorted(group, slot_owner[in_group])
-        windows = torch.arange(n_batch, device=place.device)
-        stacked[place[:, None], windows, slot_query[in_group][:, None]] = new_post[
-            :, in_group
-        ].transpose(0, 1)
-        logits = model.readout(stacked.flatten(0, 1), return_type)
-        logits = logits.reshape(len(group) + 1, n_batch, -1)
-        for name in metrics:
-            values = torch.stack([window_metric(out, y, name) for out in logits])
-            effects[name][start : start + len(group)] = values[:-1] - values[-1]
+    effects = {name: new_post.new_zeros(len(candidates), len(y)) for name in metrics}
+    for start, group in candidate_groups(candidates, cache.final):
+        final = patched_streams(cache.final, group, slot_owner, slot_query, new_post)
+        for name, value in metric_changes(model, final, y, metrics, return_type).items():
+            effects[name][start : start + len(group)] = value
     return candidates, effects

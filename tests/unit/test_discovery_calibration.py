@@ -22,6 +22,8 @@ from emg_lens.discovery import ExactPasses, default_family, discover, layer_mask
 from emg_lens.discovery.exact import Score
 from emg_lens.discovery.family import base_layer_masks
 from emg_lens.discovery.gates import fit_gates, gate_hooks
+from emg_lens.discovery.last_layer import attention_output_change, attention_output_energy
+from emg_lens.discovery.penultimate import supports_exact_penultimate
 from emg_lens.discovery.screen import _clopper_pearson_upper
 from emg_lens.discovery.search import _classes_lost
 from emg_lens.edges import parse
@@ -53,7 +55,9 @@ MODELS = {
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_last_layer_effects_are_the_masked_models_effects(name):
+def test_exact_effects_are_the_masked_models_effects(name):
+    """Every candidate the screen calls exact (the last layer's; the layer before it on a
+    two-layer model whose readout reads a few tokens) has the masked model's effect."""
     build, return_type, base = MODELS[name]
     if name == "cbramod":
         pytest.importorskip("braindecode")
@@ -68,14 +72,38 @@ def test_last_layer_effects_are_the_masked_models_effects(name):
     full = passes.score({})
     table = s.table.sort_index()
     last = model.cfg.n_layers - 1
-    assert (table["method"] == np.where(table["layer"] == last, "exact", "linear")).all()
+    exact_layers = {last}
+    if last == 1 and supports_exact_penultimate(model, return_type):
+        exact_layers.add(0)
+    assert (table["method"] == np.where(table["layer"].isin(exact_layers), "exact", "linear")).all()
+    assert name != "isonet_cls" or exact_layers == {0, 1}
     for i, candidate in enumerate(s.family):
-        if candidate.layer != last:
+        if candidate.layer not in exact_layers:
             continue
         got = passes.score(layer_masks(model, [candidate]))
         assert table.loc[i, "estimate"] == pytest.approx(got.metric - full.metric, abs=2e-5)
         assert table.loc[i, "estimate_accuracy"] == pytest.approx(got.accuracy - full.accuracy)
         assert table.loc[i, "risk"] == 0.0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_block_computes_chosen_query_rows_as_its_forward_does(name):
+    """`TransformerBlock.rows_forward` (what the exact penultimate effects read the last
+    layer with) is the block's forward at those rows, with and without an edge mask, on
+    every model kind: rotary positions (TinyMyo), post-LN, a head structure (CBraMod)."""
+    build = MODELS[name][0]
+    if name == "cbramod":
+        pytest.importorskip("braindecode")
+    model = build()
+    x = torch.randn(3, model.layout.n_tokens, model.cfg.d_model)
+    mask = torch.rand(model.cfg.n_heads, model.layout.n_tokens, model.layout.n_tokens) < 0.3
+    rows = [0, model.layout.n_tokens - 1]
+    with torch.no_grad():
+        for block in model.blocks:
+            for m in (None, mask):
+                got, want = block.rows_forward(x, rows, m), block(x, m)[:, rows]
+                scale = float(want.abs().max())  # float32 sums in another order
+                assert torch.allclose(got, want, atol=1e-5 * scale), (name, block.layer)
 
 
 def test_a_cut_the_readout_cannot_see_is_exactly_zero():
@@ -112,11 +140,38 @@ def test_the_risk_grows_with_the_change_a_cut_writes():
     assert np.allclose(ratio, 4.0, rtol=1e-4)
 
 
+@pytest.mark.parametrize("heads_per_slot", [1, 2])
+def test_the_risk_energy_is_the_squared_norm_of_the_attention_output_change(heads_per_slot):
+    """The fast energy (through ``W_O``'s QR factor, never ``d_model`` wide) equals the
+    squared norm of `attention_output_change` per slot, one head per slot or two summed;
+    a ``W_O`` with zero blocks (a head structure) included."""
+    torch.manual_seed(0)
+    batch, n_tok, n_heads, d_head, d_model = 5, 7, 3, 4, 16
+    v = torch.randn(batch, n_tok, n_heads, d_head)
+    W_O = torch.randn(n_heads, d_head, d_model)
+    W_O[1, :, 8:] = 0
+    queries = torch.tensor([0, 2, 5, 2, 6, 1])
+    heads = torch.tensor([0, 1, 2, 2, 1, 0])
+    owner = torch.tensor([0, 0, 1, 2, 3, 3])
+    if heads_per_slot == 2:  # candidate 0 is two heads on query 2
+        queries, heads = torch.tensor([2, 2, 5, 2, 6, 1]), torch.tensor([0, 1, 2, 2, 1, 0])
+    change = torch.randn(batch, len(heads), n_tok)
+    got_owner, energy = attention_output_energy(change, v, W_O, heads, queries, owner, n_tok)
+    _, want_owner, d_attn = attention_output_change(change, v, W_O, heads, queries, owner, n_tok)
+    want = (d_attn.double() ** 2).sum((0, 2))
+    per_candidate = [
+        torch.zeros(4, dtype=torch.float64).index_add_(0, o, e.double())
+        for o, e in ((got_owner, energy), (want_owner, want))
+    ]
+    assert len(energy) == len(heads) - (heads_per_slot - 1)
+    assert torch.allclose(*per_candidate, rtol=1e-5)
+
+
 def test_verify_measures_the_flagged_the_top_and_a_sample():
     model = _isonet()
     X = model.example_input(32)
     y = model(X).argmax(-1)
-    s = screen(model, (X, y))
+    s = screen(model, (X, y), exact_penultimate=False)  # layer 0 linearised
     v = s.verify(top=5, flagged=6, sample=8, seed=1)
     table = v.table
     linear = s.table[s.table["method"] == "linear"]
@@ -146,6 +201,16 @@ def test_verify_measures_the_flagged_the_top_and_a_sample():
     # the same seed draws the same sample
     again = s.verify(top=5, flagged=6, sample=8, seed=1).table
     assert list(again["verified"]) == list(table["verified"])
+
+
+def test_a_screen_exact_everywhere_has_nothing_to_verify_or_miss():
+    model = _isonet()
+    X = model.example_input(24)
+    s = screen(model, (X, model(X).argmax(-1)))
+    v = s.verify(top=5)
+    assert (v.table["method"] == "exact").all() and v.agreement["measured"] == 0
+    assert v.agreement["missed_upper"] == 0 and v.agreement["missed_rate_upper"] == 0
+    assert all(np.isfinite(value) for value in v.agreement.values())
 
 
 @pytest.mark.parametrize(("hits", "n"), [(0, 1), (0, 10), (2, 10), (5, 7), (9, 10)])
