@@ -206,6 +206,7 @@ def _other_rank_done(out: Path) -> None:
 def cmd_study_check(args: argparse.Namespace) -> None:
     from emg_lens.studies import TrainingStudySpec, check_models, expand_grid, load_spec
     from emg_lens.studies.code import consent_command, describe_code
+    from emg_lens.studies.result import planned_family_sizes, power_note
 
     spec = load_spec(args.spec)
     overrides = _training_overrides(args, spec, allowed=("preset",))
@@ -229,7 +230,7 @@ def cmd_study_check(args: argparse.Namespace) -> None:
             f"To run exactly these files, and refuse them once changed:\n"
             f"  {consent_command(args.spec, code)}"
         )
-    layout, n_layers, n_heads, source = _check_target(args, spec)
+    layout, n_layers, n_heads, source, n_subjects = _check_target(args, spec)
     grid = expand_grid(spec, n_layers, n_heads)
     _check_layout(spec, layout, n_heads, source)
     effects = len({c.effect for c in grid})
@@ -237,17 +238,21 @@ def cmd_study_check(args: argparse.Namespace) -> None:
     print_table(
         [c.row() for c in grid], ["intervention", "mode", "layer", "layers", "heads", "key"]
     )
+    # the line the run's summary prints, before any compute
+    print(power_note(n_subjects, planned_family_sizes(grid, spec.stats), spec.stats))
 
 
-def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, str]:
-    """The token layout, layers and heads a study is checked against, and what they are: the
-    study's models' (the first one's class and config), or, with no ``subject_<N>/`` folder
-    found, the layout of ``--preset``'s model (`PRESET_MODELS`, else IsoNet) and ``--layers``
-    and ``--heads``. Every model is checked as the run would open it, its weights' header
-    included but not its weights (`emg_lens.checkpoints.check_checkpoint`): a damaged
-    checkpoint is reported here, not after the other subjects have run, and so is a model
-    holding the user's own modules in a study without ``modules`` (which that model's layout
-    does not need: the model is built with stand-ins, and no code of the study runs)."""
+def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, str, int | None]:
+    """The token layout, layers and heads a study is checked against, what they are, and how
+    many subjects it runs: the study's models' (the first one's class and config; the
+    subjects found, or those of ``subjects``), or, with no ``subject_<N>/`` folder found, the
+    layout of ``--preset``'s model (`PRESET_MODELS`, else IsoNet) and ``--layers`` and
+    ``--heads`` (the subjects of ``subjects``, else unknown). Every model is checked as the
+    run would open it, its weights' header included but not its weights
+    (`emg_lens.checkpoints.check_checkpoint`): a damaged checkpoint is reported here, not
+    after the other subjects have run, and so is a model holding the user's own modules in a
+    study without ``modules`` (which that model's layout does not need: the model is built
+    with stand-ins, and no code of the study runs)."""
     import torch
 
     from emg_lens.checkpoints import check_checkpoint, user_modules_of
@@ -259,8 +264,11 @@ def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, s
 
     models = args.models or spec.models
     folder = DEMO_MODELS if str(models) == "demo" else Path(models)
+    n_subjects = None if spec.subjects is None else len(spec.subjects)
     if any(p.is_dir() for p in folder.glob("subject_*")):
-        infos = {path: check_checkpoint(path) for path in find_models(folder).values()}
+        found = find_models(folder)
+        n_subjects = n_subjects or len(found)
+        infos = {path: check_checkpoint(path) for path in found.values()}
         if spec.modules is None:
             require_builder(infos, None)
         path, info = next(iter(infos.items()))
@@ -272,14 +280,14 @@ def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, s
             f"--layers {args.layers} --heads {args.heads} and the layout of a {name} of "
             f"preset {preset!r} (no models found)"
         )
-        return layout, args.layers, args.heads, source
+        return layout, args.layers, args.heads, source, n_subjects
     cls = MODEL_CLASSES.get(info["model_class"])
     if cls is None:
         raise SpecError(f"{path}: unknown model class {info['model_class']!r}")
     cfg = EncoderConfig.from_dict({**info["config"], "device": "cpu"})
     stand_ins = {name: torch.nn.Module() for name in user_modules_of(info)}
     model = cls(cfg, **info.get("model_kwargs", {}), **stand_ins)
-    return model.layout, cfg.n_layers, cfg.n_heads, "the models' size and layout"
+    return model.layout, cfg.n_layers, cfg.n_heads, "the models' size and layout", n_subjects
 
 
 def _check_layout(spec: Any, layout: Any, n_heads: int, source: str) -> None:

@@ -12,9 +12,10 @@ design can reach.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,7 @@ __all__ = [
     "StudyResult",
     "family_sizes",
     "markdown_table",
+    "planned_family_sizes",
     "power_note",
     "summarize",
     "write_study_files",
@@ -123,10 +125,28 @@ def family_sizes(summary: pd.DataFrame, stats: StatsSpec) -> list[int]:
     return [int(m) for m in tested.groupby(family, sort=False).size()]
 
 
-def power_note(n: int, sizes: list[int], stats: StatsSpec) -> str:
+def planned_family_sizes(conditions: Iterable[Any], stats: StatsSpec) -> list[int]:
+    """The correction families' sizes a study's grid gives (`expand_grid`'s conditions):
+    `family_sizes` of the summary it will have, one row per distinct condition key. What
+    `emg-lens study check` prints the design with before anything runs.
+
+    >>> from emg_lens.studies.grid import expand_grid
+    >>> from emg_lens.studies.spec import StudySpec
+    >>> spec = StudySpec.from_dict({"name": "s", "models": "m",
+    ...     "interventions": [{"name": "x", "edges": "cross_modal"}],
+    ...     "layers": {"modes": ["individual", "all"]}})
+    >>> planned_family_sizes(expand_grid(spec, 2, 4), spec.stats)
+    [2, 1]
+    """
+    rows = pd.DataFrame([c.row() for c in conditions])
+    return family_sizes(rows.drop_duplicates("key").assign(p=0.0), stats) if len(rows) else []
+
+
+def power_note(n: int | None, sizes: list[int], stats: StatsSpec) -> str:
     """What the design can show at best: the smallest corrected p a cell can reach with ``n``
     subjects (perfect separation, through `emg_lens.studies.stats.corrected_floor`), and, when
-    that is not below 0.05, that no cell can be significant and how many subjects would be.
+    that is not below 0.05, that no cell can be significant and how many subjects would be
+    (``n`` None: not known yet, only the subjects a cell needs).
 
     >>> print(power_note(6, [10, 10], StatsSpec()))  # doctest: +NORMALIZE_WHITESPACE
     Design: 6 subjects, two-sided Mann–Whitney U, bonferroni over m = 10 comparisons per
@@ -136,7 +156,7 @@ def power_note(n: int, sizes: list[int], stats: StatsSpec) -> str:
     mode: the smallest corrected p any cell can reach (perfect separation) is 0.238.
     No cell can be significant (p_corr < 0.05) with 5 subjects; that needs at least 7.
     """
-    if not sizes or n < 1:
+    if not sizes or (n is not None and n < 1):
         return "Design: no comparison was tested."
     m = min(sizes)  # the smallest family reaches the smallest corrected p
     m_text = str(m) if min(sizes) == max(sizes) else f"{min(sizes)}–{max(sizes)}"
@@ -145,6 +165,13 @@ def power_note(n: int, sizes: list[int], stats: StatsSpec) -> str:
     else:
         scope = "in all" if stats.family == "all" else f"per {stats.family}"
         correction = f"{stats.correction} over m = {m_text} comparisons {scope}"
+    if n is None:
+        needed = subjects_needed(m, stats.test, stats.correction)
+        need = f"at least {needed}" if needed is not None else "more than 200"
+        return (
+            f"Design: {TEST_NAMES[stats.test]}, {correction}: a cell can reach p_corr < "
+            f"{ALPHA} with {need} subjects (no models found to count)."
+        )
     floor = corrected_floor(n, m, stats.test, stats.correction)
     note = (
         f"Design: {n} subjects, {TEST_NAMES[stats.test]}, {correction}: the smallest "

@@ -68,6 +68,9 @@ def test_a_study_runs_with_the_builder_and_consent(models, tmp_path, capsys):
     run = ["study", "run", str(spec), "--out", str(tmp_path / "out"), "--quiet"]
     assert main([*run, "--allow-code"]) == 0
     assert (tmp_path / MARKER).read_text() == "ran"
+    # check printed the design line the run's summary prints, before anything ran
+    design = next(line for line in out.splitlines() if line.startswith("Design:"))
+    assert "2 subjects" in design and design in (tmp_path / "out" / "summary.md").read_text()
     with open(tmp_path / "out" / "per_subject.csv") as f:
         rows = list(csv.DictReader(f))
     assert {row["subject"] for row in rows} == {"1", "2"}
