@@ -40,7 +40,6 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Bool, Float
-from scipy import stats as sps
 from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
@@ -66,6 +65,7 @@ from emg_lens.errors import ArgumentError
 from emg_lens.hooks import name_filter
 from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.importance import as_subject_data
+from emg_lens.studies.stats import clopper_pearson
 
 __all__ = ["FLAG_BUDGET", "MISS_SAMPLE", "Screen", "screen", "verify_candidates"]
 
@@ -471,8 +471,5 @@ def _clopper_pearson_upper(hits: int, n: int, confidence: float = 0.95) -> float
     >>> round(_clopper_pearson_upper(0, 10), 3)  # (1 - 0.95) ** (1 / 10) from 1
     0.259
     """
-    if n == 0:
-        return float("nan")
-    if hits >= n:
-        return 1.0
-    return float(sps.beta.ppf(confidence, hits + 1, n - hits))
+    # the upper end of the two-sided interval whose tails hold 1 - confidence each
+    return float(clopper_pearson(hits, n, 2 * confidence - 1)[1])

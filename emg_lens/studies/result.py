@@ -25,6 +25,7 @@ from emg_lens.studies.spec import StatsSpec, StudySpec
 from emg_lens.studies.stats import (
     ALPHA,
     bootstrap_delta_cis,
+    clopper_pearson,
     compare_rows,
     correct,
     corrected_floor,
@@ -53,6 +54,12 @@ FAMILY_COLUMN = {"mode": "mode", "intervention": "intervention", "all": None}
 TEST_NAMES = {
     "mannwhitneyu": "two-sided Mann–Whitney U",
     "wilcoxon": "two-sided Wilcoxon signed-rank (paired by subject)",
+    "permutation": "two-sided sign-flip permutation test of the mean paired difference",
+}
+STATISTIC_NAMES = {
+    "mannwhitneyu": "the masked sample's Mann–Whitney U",
+    "wilcoxon": "Wilcoxon's W, the smaller signed-rank sum",
+    "permutation": "the mean paired difference, masked − baseline",
 }
 
 
@@ -293,8 +300,9 @@ class StudyResult:
         )
 
     def per_class(self) -> pd.DataFrame:
-        """One row per (subject, condition, class index): ``correct``, ``total`` and
-        ``accuracy`` (NaN for a class without test windows), beside the condition columns."""
+        """One row per (subject, condition, class index): ``correct``, ``total``,
+        ``accuracy`` and its exact 95 % Clopper-Pearson interval ``ci_low``, ``ci_high``
+        (NaN for a class without test windows), beside the condition columns."""
         rows = []
         has_counts = "class_correct" in self.per_subject.columns
         for r in self.per_subject.itertuples(index=False) if has_counts else ():
@@ -313,6 +321,7 @@ class StudyResult:
             rows,
             columns=["subject", *CONDITION_COLUMNS, "class", "correct", "total", "accuracy"],
         )
+        table["ci_low"], table["ci_high"] = clopper_pearson(table["correct"], table["total"])
         table["layer"] = table["layer"].astype("Int64")
         return table
 
@@ -346,7 +355,8 @@ class StudyResult:
             f"\n\n{self.power_note()}\n\n"
             "Δ% = 100 (masked − baseline) / baseline of the means, with a bootstrap 95% "
             "interval over subjects (ci_low, ci_high); r_rb: rank-biserial effect size "
-            "(−1: every masked value below every baseline value).\n"
+            "(−1: every masked value below every baseline value); U: the test's statistic "
+            f"({STATISTIC_NAMES[self.spec.stats.test]}).\n"
         )
         cols = [
             *("intervention", "mode", "layer", "layers", "heads", "n", "mean", "delta_pct"),

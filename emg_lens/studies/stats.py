@@ -20,17 +20,22 @@ Beside the p-values: an effect size (`rank_biserial`, negative for a drop), a se
 95% interval of Δ% over subjects (`bootstrap_delta_ci`), and the design's floor: the smallest
 corrected p any cell can reach with n subjects (`smallest_p`, `subjects_needed`).
 
-The two tests answer slightly different questions. ``mannwhitneyu`` (the default, as in the
-paper) treats the masked and the baseline values as two independent samples. ``wilcoxon`` is
-paired by subject: `summarize` aligns each condition's values to the baseline's by subject
-number, and the test ranks the per-subject differences ``masked - baseline``; it needs one
-masked value per baseline value, and subjects whose difference is 0 drop out (scipy's
-``zero_method="wilcox"``).
+The tests answer slightly different questions. ``mannwhitneyu`` (the default, as in the
+paper) treats the masked and the baseline values as two independent samples. ``wilcoxon`` and
+``permutation`` are paired by subject: `summarize` aligns each condition's values to the
+baseline's by subject number, and they test the per-subject differences ``masked - baseline``
+(one masked value per baseline value). ``wilcoxon`` ranks them, and subjects whose difference
+is 0 drop out (scipy's ``zero_method="wilcox"``). ``permutation`` is the exact sign-flip test
+of their mean: under the null each difference is as likely negated, so all ``2**n`` sign
+patterns are enumerated up to `EXACT_MAX_N` subjects (an exact, deterministic p); above, a
+seeded Monte Carlo draw of `PERMUTATIONS` patterns gives ``(hits + 1) / (draws + 1)``
+(TransformerLens's ``sign_flip_permutation_pvalue``). Its statistic is the mean difference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float
@@ -42,9 +47,12 @@ __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "BOOTSTRAP_SEED",
     "CORRECTIONS",
+    "EXACT_MAX_N",
+    "PERMUTATIONS",
     "TESTS",
     "bootstrap_delta_ci",
     "bootstrap_delta_cis",
+    "clopper_pearson",
     "compare",
     "compare_rows",
     "correct",
@@ -56,7 +64,11 @@ __all__ = [
     "subjects_needed",
 ]
 
-TESTS = ("mannwhitneyu", "wilcoxon")
+TESTS = ("mannwhitneyu", "wilcoxon", "permutation")
+PAIRED_TESTS = ("wilcoxon", "permutation")  # one masked value per baseline value, by subject
+EXACT_MAX_N = 12  # the permutation test enumerates all 2**n sign patterns up to here
+PERMUTATIONS = 10_000  # and draws this many above (seeded: a rerun writes the same p)
+PERMUTATION_SEED = 0
 CORRECTIONS = ("bonferroni", "holm", "none")
 STAR_LEVELS = ((1e-4, "****"), (1e-3, "***"), (1e-2, "**"), (0.05, "*"))
 ALPHA = 0.05  # the weakest star
@@ -118,6 +130,8 @@ def compare_rows(
         for i, row in enumerate(masked):
             U[i], p[i] = _wilcoxon(row, baseline)
         return U, p
+    if test == "permutation":
+        return _permutation(masked, baseline)
     finite = np.isfinite(masked).all(1) & np.isfinite(baseline).all()
     both = np.concatenate([masked, np.broadcast_to(baseline, (len(masked), len(baseline)))], 1)
     both = np.sort(both, axis=1)
@@ -135,9 +149,39 @@ def compare_rows(
     return U, p
 
 
+def _check_paired(masked: np.ndarray, baseline: np.ndarray, test: str) -> None:
+    if masked.shape[-1] != len(baseline):
+        raise SpecError(f"stats.test = {test!r} needs one masked value per baseline value")
+
+
+def _permutation(
+    masked: Float[np.ndarray, "rows n"], baseline: Float[np.ndarray, " n"]
+) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
+    """Mean paired difference and the two-sided sign-flip permutation p of each row (NaN for
+    a row with a NaN)."""
+    import torch
+    from transformer_lens.utilities.statistics import (
+        derive_generator,
+        sign_flip_permutation_pvalue,
+    )
+
+    _check_paired(masked, baseline, "permutation")
+    d = masked - baseline[None]
+    mean, p = np.full(len(d), np.nan), np.full(len(d), np.nan)
+    finite = np.isfinite(d).all(1)
+    if finite.any():
+        mean[finite] = d[finite].mean(1)
+        p[finite] = sign_flip_permutation_pvalue(
+            torch.as_tensor(d[finite], dtype=torch.float64),
+            n_permutations=PERMUTATIONS,
+            generator=derive_generator(PERMUTATION_SEED),
+            exact_max_n=EXACT_MAX_N,
+        ).numpy()
+    return mean, p
+
+
 def _wilcoxon(masked: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
-    if len(masked) != len(baseline):
-        raise SpecError("stats.test = 'wilcoxon' needs one masked value per baseline value")
+    _check_paired(masked, baseline, "wilcoxon")
     if np.allclose(masked, baseline):
         return 0.0, 1.0  # no differences at all: scipy would refuse
     res = sps.wilcoxon(masked, baseline, alternative="two-sided")
@@ -179,9 +223,9 @@ def rank_biserial(
     - ``mannwhitneyu``: ``r = 1 - 2 U_b / (n1 n2)`` with ``U_b`` the *baseline* sample's U
       (``n1 n2 - U`` of the masked sample, the ``U`` column), i.e. ``P(masked > baseline) -
       P(masked < baseline)`` over all pairs, ties counting half;
-    - ``wilcoxon``: the matched-pairs rank-biserial ``(T+ - T-) / (T+ + T-)``, with ``T+`` and
-      ``T-`` the rank sums of the positive and negative differences ``masked - baseline``
-      (zero differences dropped, ties averaged), as the test ranks them.
+    - ``wilcoxon`` and ``permutation`` (paired): the matched-pairs rank-biserial ``(T+ - T-)
+      / (T+ + T-)``, with ``T+`` and ``T-`` the rank sums of the positive and negative
+      differences ``masked - baseline`` (zero differences dropped, ties averaged).
 
     >>> rank_biserial([0.5, 0.6], [0.9, 0.95])  # every masked value below every baseline
     -1.0
@@ -193,9 +237,8 @@ def rank_biserial(
     """
     _check_test(test)
     masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
-    if test == "wilcoxon":
-        if len(masked) != len(baseline):
-            raise SpecError("stats.test = 'wilcoxon' needs one masked value per baseline value")
+    if test in PAIRED_TESTS:
+        _check_paired(masked, baseline, test)
         d = masked - baseline
         d = d[np.isfinite(d) & (d != 0)]
         if not len(d):
@@ -210,6 +253,26 @@ def rank_biserial(
     ).sum()  # the masked sample's U
     u_baseline = len(masked) * len(baseline) - above
     return float(1 - 2 * u_baseline / (len(masked) * len(baseline)))
+
+
+def clopper_pearson(
+    successes: Any, trials: Any, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact two-sided Clopper-Pearson interval of success rates (``successes`` of
+    ``trials``, arrays or numbers): the beta quantiles at ``(1 - confidence) / 2`` from each
+    side, 0 and 1 at the ends; NaN where there was no trial.
+
+    >>> low, high = clopper_pearson([0, 3], [6, 10])
+    >>> [round(float(x), 3) for x in low], [round(float(x), 3) for x in high]
+    ([0.0, 0.067], [0.459, 0.652])
+    """
+    k, n = np.asarray(successes, float), np.asarray(trials, float)
+    tail = (1 - confidence) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = np.where(k > 0, sps.beta.ppf(tail, k, n - k + 1), 0.0)
+        high = np.where(k < n, sps.beta.ppf(1 - tail, k + 1, n - k), 1.0)
+    empty = n <= 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
 
 
 def bootstrap_delta_ci(
@@ -301,6 +364,8 @@ def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
 
     >>> round(smallest_p(6), 5), smallest_p(6, "wilcoxon")  # 2 / C(12, 6), 2 / 2**6
     (0.00216, 0.03125)
+    >>> smallest_p(6, "permutation")  # the two all-one-sign patterns of 2**6
+    0.03125
     """
     _check_test(test)
     if n < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from emg_lens.studies.spec import StatsSpec
 from emg_lens.studies.stats import (
     bootstrap_delta_ci,
     bootstrap_delta_cis,
+    clopper_pearson,
     compare,
     compare_rows,
     correct,
@@ -55,7 +57,59 @@ def test_compare_wilcoxon_equals_scipy(seed, n):
     )
 
 
-@pytest.mark.parametrize("test", ["mannwhitneyu", "wilcoxon"])
+def _sign_flip_p(d: np.ndarray) -> float:
+    """Brute force: the share of all 2**n sign patterns whose mean difference is at least
+    as far from 0 as the observed one (ties within 1e-12 count)."""
+    observed = abs(d.mean())
+    means = [abs((d * signs).mean()) for signs in itertools.product((1, -1), repeat=len(d))]
+    return float(np.mean([m >= observed - 1e-12 for m in means]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("n", [2, 5, 8, 12])
+def test_compare_permutation_is_the_exact_sign_flip_p(seed, n):
+    rng = np.random.default_rng(200 + seed)
+    baseline = rng.normal(0.8, 0.05, n)
+    masked = baseline + rng.normal(-0.02, 0.04, n)
+    mean, p = compare(masked, baseline, "permutation")
+    assert mean == pytest.approx((masked - baseline).mean(), abs=1e-15)
+    assert p == pytest.approx(_sign_flip_p(masked - baseline), abs=1e-12)
+
+
+def test_compare_permutation_above_the_exact_size_is_a_seeded_monte_carlo():
+    """14 subjects: 2**14 patterns, drawn 10 000 times; the p is within Monte Carlo error of
+    the exact one, the same on every call, and never 0."""
+    rng = np.random.default_rng(7)
+    baseline = rng.normal(0.8, 0.05, 14)
+    masked = baseline + rng.normal(-0.015, 0.04, 14)
+    exact = _sign_flip_p(masked - baseline)
+    _, p = compare(masked, baseline, "permutation")
+    assert abs(p - exact) <= 4 * math.sqrt(exact * (1 - exact) / 10_000) + 1 / 10_001
+    assert compare(masked, baseline, "permutation")[1] == p
+    # every subject drops: only the 2 one-sign patterns of 2**14 are as extreme, so a few
+    # of the draws hit; (hits + 1) / 10 001 is never 0
+    _, p_all = compare(baseline - 0.1, baseline, "permutation")
+    assert 1 / 10_001 <= p_all < 10 / 10_001 and (p_all * 10_001) == pytest.approx(
+        round(p_all * 10_001)
+    )
+
+
+def test_compare_permutation_without_differences_is_not_significant_and_needs_pairs():
+    assert compare([0.5, 0.6, 0.7], [0.5, 0.6, 0.7], "permutation") == (0.0, 1.0)
+    with pytest.raises(SpecError, match="permutation"):
+        compare([0.5, 0.6], [0.5, 0.6, 0.7], "permutation")
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 1), (0, 6), (3, 10), (7, 7), (1, 200), (512, 928)])
+def test_clopper_pearson_is_scipys_exact_interval(k, n):
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    low, high = clopper_pearson(k, n)
+    assert float(low) == pytest.approx(ci.low, abs=1e-12)
+    assert float(high) == pytest.approx(ci.high, abs=1e-12)
+    assert np.isnan(clopper_pearson(0, 0)).all()
+
+
+@pytest.mark.parametrize("test", ["mannwhitneyu", "wilcoxon", "permutation"])
 def test_compare_rows_gives_every_row_its_own_test(test):
     """summarize tests all conditions at once; each must get the p its own test gives. scipy
     picks exact vs asymptotic Mann–Whitney for a whole call from *any* row's ties, so one
@@ -340,6 +394,7 @@ def test_smallest_p_is_scipys_p_for_perfect_separation(n):
     paired = sps.wilcoxon(low, high + np.arange(n) / 7, alternative="two-sided").pvalue
     assert smallest_p(n, "wilcoxon") == pytest.approx(paired, rel=1e-12)
     assert smallest_p(n, "wilcoxon") == pytest.approx(2 / 2**n, rel=1e-12)
+    assert smallest_p(n, "permutation") == pytest.approx(2 / 2**n, rel=1e-12)
 
 
 def test_corrected_floor_and_subjects_needed_by_hand():
@@ -434,10 +489,13 @@ def test_per_class_csv_columns_and_values(tmp_path, monkeypatch):
     per_class = pd.read_csv(tmp_path / "per_class.csv")
     assert list(per_class.columns) == [
         *("subject", "intervention", "mode", "layer", "layers", "heads", "key"),
-        *("class", "correct", "total", "accuracy"),
+        *("class", "correct", "total", "accuracy", "ci_low", "ci_high"),
     ]
     assert len(per_class) == 2 * len(result.per_subject)
     assert per_class["accuracy"].tolist() == pytest.approx(per_class["correct"] / 10)
+    for row in per_class.itertuples():  # exact 95 % intervals of correct / total
+        ci = sps.binomtest(row.correct, row.total).proportion_ci(method="exact")
+        assert (row.ci_low, row.ci_high) == pytest.approx((ci.low, ci.high), abs=1e-9)
     base = per_class[per_class["intervention"] == "baseline"]
     assert base.groupby("class")["accuracy"].mean().tolist() == pytest.approx([0.9, 0.8])
     summary = pd.read_csv(tmp_path / "summary.csv")
