@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from emg_lens.cli.common import (
     DATASET_NAMES,
@@ -206,6 +206,7 @@ def _other_rank_done(out: Path) -> None:
 def cmd_study_check(args: argparse.Namespace) -> None:
     from emg_lens.studies import TrainingStudySpec, check_models, expand_grid, load_spec
     from emg_lens.studies.code import consent_command, describe_code
+    from emg_lens.studies.evaluate import structural_zeros
     from emg_lens.studies.result import planned_family_sizes, power_note
 
     spec = load_spec(args.spec)
@@ -230,19 +231,42 @@ def cmd_study_check(args: argparse.Namespace) -> None:
             f"To run exactly these files, and refuse them once changed:\n"
             f"  {consent_command(args.spec, code)}"
         )
-    layout, n_layers, n_heads, source, n_subjects = _check_target(args, spec)
-    grid = expand_grid(spec, n_layers, n_heads)
-    _check_layout(spec, layout, n_heads, source)
+    target = _check_target(args, spec)
+    grid = expand_grid(spec, target.n_layers, target.n_heads)
+    _check_layout(spec, target.layout, target.n_heads, target.source)
     effects = len({c.effect for c in grid})
-    print(f"grid for {source}: {len(grid)} conditions per subject, {effects} distinct effects")
+    print(
+        f"grid for {target.source}: {len(grid)} conditions per subject, {effects} distinct effects"
+    )
     print_table(
         [c.row() for c in grid], ["intervention", "mode", "layer", "layers", "heads", "key"]
     )
+    zeros = [] if target.model is None else structural_zeros(spec, target.model, grid)
+    if zeros:
+        names = ", ".join(
+            f"{c.name} ({c.mode}, layers {c.row()['layers']})" for c in grid if c.key in zeros
+        )
+        print(
+            f"structural zeros (cannot change the scored {spec.return_type}; reported as "
+            f"such, not tested, out of the correction family): {names}"
+        )
     # the line the run's summary prints, before any compute
-    print(power_note(n_subjects, planned_family_sizes(grid, spec.stats), spec.stats))
+    tested = [c for c in grid if c.key not in zeros]
+    print(power_note(target.n_subjects, planned_family_sizes(tested, spec.stats), spec.stats))
 
 
-def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, str, int | None]:
+class _Target(NamedTuple):
+    """What `study check` checks a study against (see `_check_target`)."""
+
+    layout: Any
+    n_layers: int
+    n_heads: int
+    source: str
+    n_subjects: int | None  # None: no models found, and no ``subjects``
+    model: Any = None  # the first model, built without its weights (None: no models found)
+
+
+def _check_target(args: argparse.Namespace, spec: Any) -> _Target:
     """The token layout, layers and heads a study is checked against, what they are, and how
     many subjects it runs: the study's models' (the first one's class and config; the
     subjects found, or those of ``subjects``), or, with no ``subject_<N>/`` folder found, the
@@ -280,14 +304,15 @@ def _check_target(args: argparse.Namespace, spec: Any) -> tuple[Any, int, int, s
             f"--layers {args.layers} --heads {args.heads} and the layout of a {name} of "
             f"preset {preset!r} (no models found)"
         )
-        return layout, args.layers, args.heads, source, n_subjects
+        return _Target(layout, args.layers, args.heads, source, n_subjects)
     cls = MODEL_CLASSES.get(info["model_class"])
     if cls is None:
         raise SpecError(f"{path}: unknown model class {info['model_class']!r}")
     cfg = EncoderConfig.from_dict({**info["config"], "device": "cpu"})
     stand_ins = {name: torch.nn.Module() for name in user_modules_of(info)}
     model = cls(cfg, **info.get("model_kwargs", {}), **stand_ins)
-    return model.layout, cfg.n_layers, cfg.n_heads, "the models' size and layout", n_subjects
+    source = "the models' size and layout"
+    return _Target(model.layout, cfg.n_layers, cfg.n_heads, source, n_subjects, model.eval())
 
 
 def _check_layout(spec: Any, layout: Any, n_heads: int, source: str) -> None:

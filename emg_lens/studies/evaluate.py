@@ -44,7 +44,14 @@ from emg_lens.studies.grid import Condition
 from emg_lens.studies.metrics import score_predictions
 from emg_lens.studies.spec import StudySpec
 
-__all__ = ["StudyCode", "Subject", "TreePlan", "evaluate_subject", "tree_plan"]
+__all__ = [
+    "StudyCode",
+    "Subject",
+    "TreePlan",
+    "evaluate_subject",
+    "structural_zeros",
+    "tree_plan",
+]
 
 VERIFY_WINDOWS = 4
 PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
@@ -244,6 +251,34 @@ def tree_plan(
     return TreePlan.of(canonical.values())
 
 
+def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> list[str]:
+    """The keys of the edge conditions that cannot change ``model``'s scored output
+    (``spec.return_type``): their masks cut no edge on its layout, or only last-layer rows
+    that the readout does not read, so they compute the baseline's output exactly. A study
+    reports them as structural zeros and leaves them out of the correction family. Hook and
+    input conditions are never structural zeros (their code is not run to find out).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> from emg_lens.studies.grid import expand_grid
+    >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",
+    ...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
+    ...     "layers": {"modes": ["individual"]}})
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))  # 2 layers, the CLS head
+    >>> [c.layer for c in expand_grid(spec, 2, 4) if c.key in structural_zeros(spec, model,
+    ...     expand_grid(spec, 2, 4))]  # the CLS row is not cross-modal
+    [1]
+    """
+    edge_conditions = [
+        c for c in conditions if c.intervention is not None and c.intervention.edges is not None
+    ]
+    table = _MaskTable()
+    sequences, _ = _edge_sequences(model, edge_conditions, StudyCode({}, {}, None), table)
+    canonical = _canonical_sequences(model, list(set(sequences.values())), table, spec.return_type)
+    unmasked = (None,) * model.cfg.n_layers
+    return [key for key, seq in sequences.items() if canonical[seq] == unmasked]
+
+
 @torch.inference_mode()
 def _run_prefix_tree(
     model,
@@ -388,6 +423,9 @@ def evaluate_subject(
             data.n_classes,
             spec.metric,
         )
+    zeros = set(structural_zeros(spec, model, todo))
+    for key, cell in cells.items():
+        cell["structural"] = key in zeros
     return cells
 
 

@@ -56,6 +56,7 @@ TEST_NAMES = {
     "wilcoxon": "two-sided Wilcoxon signed-rank (paired by subject)",
     "permutation": "two-sided sign-flip permutation test of the mean paired difference",
 }
+STRUCTURAL = "≡0"  # the stars of a structural zero: the mask cannot change the output
 STATISTIC_NAMES = {
     "mannwhitneyu": "the masked sample's Mann–Whitney U",
     "wilcoxon": "Wilcoxon's W, the smaller signed-rank sum",
@@ -87,6 +88,10 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     wide = wide.reindex(index=firsts["key"], columns=base.index)
     values, base_values = wide.to_numpy(float), base.to_numpy(float)
     U, p = compare_rows(values, base_values, stats.test)
+    # a structural zero (for every subject: `evaluate.structural_zeros`) is not a test: no p,
+    # and out of the correction family
+    zero = _structural(masked_rows, firsts["key"])
+    U[zero], p[zero] = np.nan, np.nan
     ci_low, ci_high = bootstrap_delta_cis(values, base_values)
     by_condition = wide.T  # pandas reduces each column as it reduces a Series: the same bits
     mean, base_mean = by_condition.mean().to_numpy(), float(base.mean())
@@ -115,7 +120,17 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
         for _, idx in summary.groupby(family, sort=False).groups.items():
             summary.loc[idx, "p_corr"] = correct(summary.loc[idx, "p"].tolist(), stats.correction)
     summary["stars"] = summary["p_corr"].map(stars)
+    summary.loc[zero, "stars"] = STRUCTURAL
     return summary
+
+
+def _structural(masked_rows: pd.DataFrame, keys: pd.Series) -> np.ndarray:
+    """Per condition key: a structural zero for every subject (tables from before the flag:
+    none)."""
+    if "structural" not in masked_rows.columns:
+        return np.zeros(len(keys), dtype=bool)
+    flags = masked_rows.groupby("key")["structural"].all()
+    return flags.reindex(keys).fillna(False).to_numpy(dtype=bool)
 
 
 def family_sizes(summary: pd.DataFrame, stats: StatsSpec) -> list[int]:
@@ -299,6 +314,22 @@ class StudyResult:
             len(self.baseline), family_sizes(self.summary, self.spec.stats), self.spec.stats
         )
 
+    def structural_note(self) -> str:
+        """Names the structural zeros (stars ``≡0``), if any: conditions whose mask cannot
+        change the scored output, left out of the correction family."""
+        zero = self.summary[self.summary["stars"] == STRUCTURAL]
+        if zero.empty:
+            return ""
+        names = ", ".join(
+            f"{r.intervention} ({r.mode}" + ("" if pd.isna(r.layer) else f" {r.layer}") + ")"
+            for r in zero.itertuples()
+        )
+        return (
+            f"\n{STRUCTURAL}: structural zeros, whose masks cut no edge on these models or only "
+            f"last-layer rows the readout does not read, so they cannot change the scored "
+            f"output: {names}. Not tested, and left out of the correction family (m above).\n"
+        )
+
     def per_class(self) -> pd.DataFrame:
         """One row per (subject, condition, class index): ``correct``, ``total``,
         ``accuracy`` and its exact 95 % Clopper-Pearson interval ``ci_low``, ``ci_high``
@@ -356,7 +387,7 @@ class StudyResult:
             "Δ% = 100 (masked − baseline) / baseline of the means, with a bootstrap 95% "
             "interval over subjects (ci_low, ci_high); r_rb: rank-biserial effect size "
             "(−1: every masked value below every baseline value); U: the test's statistic "
-            f"({STATISTIC_NAMES[self.spec.stats.test]}).\n"
+            f"({STATISTIC_NAMES[self.spec.stats.test]}).\n" + self.structural_note()
         )
         cols = [
             *("intervention", "mode", "layer", "layers", "heads", "n", "mean", "delta_pct"),

@@ -333,6 +333,7 @@ def run_study(
                     "value": cell["value"],
                     "class_correct": cell["class_correct"],
                     "class_total": cell["class_total"],
+                    "structural": cell["structural"],
                 }
             )
     per_subject = pd.DataFrame(rows)

@@ -168,6 +168,22 @@ def test_study_check_prints_the_design_before_anything_runs(tmp_path, capsys):
     )
 
 
+def test_study_check_names_the_structural_zeros_and_leaves_them_out_of_m(tmp_path, capsys):
+    """Two-layer IsoNets scored on the CLS head: the last layer's cross-modal cut leaves the
+    CLS row whole, so it cannot change the output; the design line's m is 1, not 2."""
+    from emg_lens.checkpoints import save_checkpoint
+    from emg_lens.models import IsoNet
+
+    for subject in (1, 2, 3, 4, 5):
+        save_checkpoint(IsoNet(EncoderConfig.preset("tiny")), tmp_path / "m" / f"subject_{subject}")
+    assert main(["study", "check", _ablation_study(tmp_path, "cross_modal", models="m")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("structural zeros") and lines[-2].endswith(
+        ": cut (individual, layers 1)"
+    )
+    assert lines[-1].startswith("Design: 5 subjects") and "m = 1 comparisons" in lines[-1]
+
+
 def test_study_check_uses_the_layout_of_the_models(tmp_path, capsys):
     from emg_lens.checkpoints import save_checkpoint
     from emg_lens.models import IsoNet

@@ -382,6 +382,38 @@ def test_verification_catches_a_hooked_path_that_skips_hook_attn_scores(subjects
 # ----------------------------------------------------------------------------- store
 
 
+def test_structural_zeros_are_named_and_left_out_of_the_family(subjects, tmp_path, no_figures):
+    """Scored on the CLS head, a last-layer cross-modal cut leaves the CLS row whole, and an
+    edge set with no edge on this layout cuts nothing: both compute the baseline exactly.
+    They are marked, get no p, and leave the family: layer mode `individual` then holds only
+    the cuts of layers 0 and 1, so Bonferroni multiplies by 2, not 4."""
+    spec = _spec(
+        interventions=[
+            {"name": "cross", "edges": "cross_modal"},
+            {"name": "nothing", "edges": "between(emg,acc) & between(acc,emg)"},
+        ],
+        layers={"modes": ["individual", "all"]},
+        heads=["all"],
+    )
+    result = run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
+    summary = result.summary
+    zero = summary["stars"] == "≡0"
+    layers = [None if pd.isna(v) else int(v) for v in summary.loc[zero, "layer"]]
+    named = set(zip(summary.loc[zero, "intervention"], layers))
+    assert named == {("cross", 2), ("nothing", 0), ("nothing", 1), ("nothing", 2)} | {
+        ("nothing", None)  # mode all
+    }
+    assert summary.loc[zero, "p"].isna().all() and summary.loc[zero, "p_corr"].isna().all()
+    assert (summary.loc[zero, "delta_pct"] == 0).all()
+    tested = summary[~zero & (summary["mode"] == "individual")]
+    assert len(tested) == 2 and np.allclose(tested["p_corr"], np.minimum(1, 2 * tested["p"]))
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "structural zeros" in markdown and "cross (individual 2)" in markdown
+    assert "m = 1–2 comparisons per mode" in markdown  # all: cross; individual: layers 0, 1
+    per_subject = pd.read_csv(tmp_path / "per_subject.csv")
+    assert per_subject.groupby("key")["structural"].nunique().eq(1).all()  # every subject
+
+
 def test_store_refuses_another_spec(subjects, tmp_path, no_figures):
     small = _spec(layers={"modes": ["all"]}, heads=["all"])
     run_study(small, models=subjects, out_dir=tmp_path, progress=False)
@@ -442,7 +474,10 @@ def test_save_writes_tables_and_figures(subjects, tmp_path):
     assert per_subject["value"].tolist() == result.per_subject["value"].tolist()
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary["key"].tolist() == result.summary["key"].tolist()
-    assert summary["p_corr"].tolist() == pytest.approx(result.summary["p_corr"].tolist())
+    # (NaN: the structural zeros, the last layer's cuts on the CLS head)
+    assert summary["p_corr"].tolist() == pytest.approx(
+        result.summary["p_corr"].tolist(), nan_ok=True
+    )
     markdown = (tmp_path / "out" / "summary.md").read_text()
     assert markdown.startswith("# runner") and "| intervention |" in markdown
     assert (tmp_path / "out" / "boxplots.png").read_bytes()[:4] == b"\x89PNG"
