@@ -165,9 +165,11 @@ def boxplots(result) -> plt.Figure:
 
 def delta_heatmap(result) -> plt.Figure:
     """Mean Δ% and stars per condition. Conditions on one layer: rows intervention x mode,
-    columns layer. Explicit layer sets (``[layers] explicit``) get a panel of their own:
-    rows intervention, columns the layer set (``"1,2"``). A head subset other than all
-    heads gets rows of its own."""
+    columns layer. Explicit layer sets (``[layers] explicit``) and every layer at once (mode
+    ``all``) get panels of their own: rows intervention, columns the layer set (``"1,2"``).
+    A head subset other than all heads gets rows of its own. One colour scale, symmetric
+    about 0, for every panel; cells that are not significant (``ns``) or cannot move
+    (``≡0``, a structural zero) are hatched, so colour alone never reads as an effect."""
     s = result.summary
     panels = []
     per_layer = s[s["layer"].notna()]
@@ -178,10 +180,14 @@ def delta_heatmap(result) -> plt.Figure:
     if len(explicit):
         columns = list(dict.fromkeys(explicit["layers"]))
         panels.append(("explicit layer sets", "layer set", explicit, columns, explicit["layers"]))
+    every = s[s["mode"] == "all"]
+    if len(every):
+        columns = list(dict.fromkeys(every["layers"]))
+        panels.append(("all layers", "layers", every, columns, every["layers"]))
     if not panels:
         raise ArgumentError(
             "delta_heatmap needs conditions on one layer (modes individual, from_first, "
-            "from_last) or on explicit layer sets; this study has modes "
+            "from_last), on explicit layer sets or on all layers; this study has modes "
             f"{sorted(set(s['mode']))}"
         )
     cells = [_heatmap_cells(rows, columns, labels) for _, _, rows, columns, labels in panels]
@@ -201,13 +207,28 @@ def delta_heatmap(result) -> plt.Figure:
             for j, cell in enumerate(row):
                 color = "white" if abs(grid[i, j]) > 0.6 * lim else "black"
                 ax.text(j, i, cell, ha="center", va="center", fontsize=7, color=color)
+                if cell.endswith(UNSIGNIFICANT):
+                    ax.add_patch(_hatch(i, j))
         ax.set_xticks(range(len(columns)), columns)
         ax.set_yticks(range(len(names)), names)
         ax.set_xlabel(xlabel)
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=axes, label=f"Δ% {result.spec.metric} vs baseline")
-    fig.suptitle(f"{result.spec.name}: mean change per layer", fontsize=10)
+    fig.suptitle(
+        f"{result.spec.name}: mean change per layer (hatched: ns or ≡0, structural zero)",
+        fontsize=10,
+    )
     return fig
+
+
+UNSIGNIFICANT = ("ns", "≡0")  # the stars of cells `delta_heatmap` hatches
+
+
+def _hatch(i: int, j: int) -> plt.Rectangle:
+    """A hatched, unfilled cell at row ``i``, column ``j`` of an ``imshow`` grid."""
+    return plt.Rectangle(
+        (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.7", linewidth=0
+    )
 
 
 def _heatmap_cells(
@@ -224,7 +245,8 @@ def _heatmap_cells(
         text[i][j] = f"{r.delta_pct:+.1f}\n{r.stars}"
     names = []
     for name, mode, heads in keys:
-        what = [] if mode == "explicit" else [MODE_TITLES.get(mode, mode).split(" (")[0]]
+        # a panel of layer sets (explicit, all) names the mode in its title
+        what = [] if mode in ("explicit", "all") else [MODE_TITLES.get(mode, mode).split(" (")[0]]
         names.append(" · ".join([name, *what, *([] if heads == "all" else [f"heads {heads}"])]))
     return grid, names, text
 

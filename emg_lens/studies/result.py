@@ -401,8 +401,9 @@ class StudyResult:
         from emg_lens.studies import plots
 
         figs = {"boxplots": plots.boxplots(self)}
-        # A heatmap needs a layer axis: one layer per condition, or explicit layer sets.
-        if self.summary["layer"].notna().any() or (self.summary["mode"] == "explicit").any():
+        # A heatmap needs a layer axis: one layer per condition, or layer sets.
+        modes = self.summary["mode"]
+        if self.summary["layer"].notna().any() or modes.isin(["explicit", "all"]).any():
             figs["heatmap"] = plots.delta_heatmap(self)
         if len(self.summary) and "class_correct" in self.per_subject.columns:
             figs["class_deltas"] = plots.class_deltas(self)

@@ -128,8 +128,29 @@ def test_explicit_layer_sets_get_a_heatmap_with_the_sets_as_columns():
     by_layer, by_set = [ax for ax in delta_heatmap(mixed).axes if ax.get_images()]
     assert [t.get_text() for t in by_layer.get_xticklabels()] == ["0", "1", "2"]
     assert [t.get_text() for t in by_set.get_xticklabels()] == ["0,2"]
-    with pytest.raises(ArgumentError, match=r"this study has modes \['all'\]"):
-        delta_heatmap(_result(["all"]))
+    plt.close("all")
+
+
+def test_the_heatmap_shows_every_layer_mode_and_hatches_what_is_not_significant():
+    """Mode ``all`` (the demo's headline cell) gets a panel beside the per-layer one; every
+    ``ns`` cell is hatched and no significant one is; the colour scale is symmetric."""
+    result = _result(["individual", "all"])
+    result.summary.loc[result.summary.index[:2], "stars"] = "**"  # two significant cells
+    by_layer, every = [ax for ax in delta_heatmap(result).axes if ax.get_images()]
+    assert [t.get_text() for t in every.get_xticklabels()] == ["0,1,2"]
+    assert [t.get_text() for t in every.get_yticklabels()] == ["uni", "cross"]
+    for ax in (by_layer, every):
+        hatched = {(p.get_y() + 0.5, p.get_x() + 0.5) for p in ax.patches if p.get_hatch()}
+        cells = [t for t in ax.texts if t.get_text()]
+        for t in cells:
+            x, y = t.get_position()
+            assert ((y, x) in hatched) == t.get_text().endswith("ns"), t.get_text()
+        low, high = ax.get_images()[0].get_clim()
+        assert -low == high > 0
+    only_input = _result(["all"])
+    only_input.summary = only_input.summary.iloc[0:0]
+    with pytest.raises(ArgumentError, match=r"this study has modes \[\]"):
+        delta_heatmap(only_input)
     plt.close("all")
 
 
