@@ -246,6 +246,7 @@ def plot_head_importance(table: pd.DataFrame) -> plt.Figure:
         len(kinds),
         figsize=(0.75 * len(heads) * len(kinds) + 2.4, 0.5 * len(layers) + 1.6),
         squeeze=False,
+        layout="constrained",  # the suptitle above the panel titles, the axis labels inside
     )
     for ax, kind in zip(axes[0], kinds):
         rows = table[table["kind"] == kind]

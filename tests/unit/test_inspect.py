@@ -469,6 +469,16 @@ def test_figures_draw_every_table():
         plt.close(fig)
     title = plot_mass_vs_effect(importance).axes[0].get_title()
     assert "Spearman ρ" in title
+    # the head-importance suptitle sits above its panel titles; the axis labels are inside
+    fig = plot_head_importance(importance)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    suptitle = fig._suptitle.get_window_extent(renderer)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 2
+    for ax in panels:
+        assert not suptitle.overlaps(ax.title.get_window_extent(renderer))
+        assert ax.xaxis.label.get_window_extent(renderer).y0 >= fig.bbox.y0
     plt.close("all")
     with pytest.raises(ArgumentError, match="plot_head_importance needs"):
         plot_head_importance(flow)
