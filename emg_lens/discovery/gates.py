@@ -35,16 +35,12 @@ from jaxtyping import Float
 
 from emg_lens.discovery.family import Candidate, candidate_mask, layer_masks
 from emg_lens.errors import ArgumentError
-from emg_lens.hooks import name_filter
+from emg_lens.hooks import layer_of, name_filter
 
 __all__ = ["GATE_STEPS", "fit_gates", "gate_covers", "gate_hooks"]
 
 GATE_STEPS = 100
 """Optimisation steps of `fit_gates` (Adam, one batch of windows per step)."""
-
-
-def _layer_of(name: str) -> int:
-    return int(name.split(".")[1])
 
 
 def gate_covers(
@@ -89,7 +85,7 @@ def gate_hooks(
     row_scale: dict[int, torch.Tensor] = {}
 
     def on_scores(scores: torch.Tensor, hook) -> torch.Tensor:
-        layer = _layer_of(hook.name)
+        layer = layer_of(hook.name)
         if layer not in by_layer:
             return scores
         ids, covered = by_layer[layer]
@@ -101,7 +97,7 @@ def gate_hooks(
         return scores + log_gate.to(scores.dtype).masked_fill(cut, 0.0)
 
     def on_pattern(pattern: torch.Tensor, hook) -> torch.Tensor:
-        layer = _layer_of(hook.name)
+        layer = layer_of(hook.name)
         return pattern * row_scale.pop(layer) if layer in row_scale else pattern
 
     return [

@@ -15,6 +15,7 @@ CLS row when the CLS head reads that one row.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,8 @@ __all__ = [
     "LastLayerCache",
     "attention_output_change",
     "attention_output_energy",
-    "candidate_groups",
+    "grouped_effects",
     "last_layer_effects",
-    "metric_changes",
     "patch_block",
     "patched_streams",
     "supports_exact_last_layer",
@@ -85,9 +85,8 @@ def attention_output_change(
     the rows of its heads on that query summed. Returns each slot's query position, its
     candidate (the ``owner``) and the change ``[batch, slot, d_model]``."""
     d_rows = change.new_empty(change.shape[0], len(heads), W_O.shape[-1])  # every row written
-    for head in heads.unique():  # rows of one head: (A' - A) @ v @ W_O, as two matmuls
-        on = (heads == head).nonzero()[:, 0]
-        d_rows[:, on] = torch.bmm(change[:, on], v[:, :, head]) @ W_O[head]
+    for head, on, dz in _z_change_per_head(change, v, heads):
+        d_rows[:, on] = dz @ W_O[head]
     slot_keys, slot = torch.unique(owner * n_tokens + queries, return_inverse=True)
     if len(slot_keys) == len(heads):  # one row per slot (one head per candidate): no sum
         return queries, owner, d_rows
@@ -116,12 +115,18 @@ def attention_output_energy(
         )
         return slot_owner, torch.linalg.vector_norm(d_attn, dim=(0, 2)) ** 2
     energy = change.new_empty(len(heads))
+    for head, on, dz in _z_change_per_head(change, v, heads):
+        r = torch.linalg.qr(W_O[head].T, mode="r").R  # [d_head, d_head]
+        energy[on] = torch.linalg.vector_norm(dz @ r.T, dim=(0, 2)) ** 2
+    return owner, energy
+
+
+def _z_change_per_head(change, v, heads):
+    """Per head: the head, its rows and their change of ``z``, ``(A' - A) @ v[head]``
+    ``[batch, row, d_head]`` (one batched matmul per head)."""
     for head in heads.unique():
         on = (heads == head).nonzero()[:, 0]
-        r = torch.linalg.qr(W_O[head].T, mode="r").R  # [d_head, d_head]
-        dz = torch.bmm(change[:, on], v[:, :, head]) @ r.T
-        energy[on] = torch.linalg.vector_norm(dz, dim=(0, 2)) ** 2
-    return owner, energy
+        yield head, on, torch.bmm(change[:, on], v[:, :, head])
 
 
 @torch.no_grad()
@@ -154,20 +159,6 @@ def patch_block(
     return slot_query, slot_owner, block.after_attention(pre, attn + d_attn)
 
 
-def candidate_groups(
-    candidates: Int[torch.Tensor, " candidate"],
-    stream: Float[torch.Tensor, "batch pos d_model"],
-    budget: int = 2**24,
-) -> list[tuple[int, Int[torch.Tensor, " group"]]]:
-    """``candidates`` in groups whose stacked copies of ``stream`` (and one clean copy) hold
-    at most ``budget`` elements: ``(offset, group)`` pairs."""
-    per_group = max(1, budget // max(1, stream.numel()) - 1)
-    return [
-        (start, candidates[start : start + per_group])
-        for start in range(0, len(candidates), per_group)
-    ]
-
-
 def patched_streams(
     stream: Float[torch.Tensor, "batch pos d_model"],
     group: Int[torch.Tensor, " group"],
@@ -188,20 +179,29 @@ def patched_streams(
     return stacked
 
 
-def metric_changes(
+def grouped_effects(
     model: Any,
-    final: Float[torch.Tensor, "group_and_clean batch pos d_model"],
+    candidates: Int[torch.Tensor, " candidate"],
+    stream: Float[torch.Tensor, "batch pos d_model"],
+    final_of: Callable[[torch.Tensor], torch.Tensor],
     y: Int[torch.Tensor, " batch"],
     metrics: list[str],
     return_type: str,
-) -> dict[str, Float[torch.Tensor, "group batch"]]:
-    """The readout's metrics of each patched final stream minus the clean (last) one's."""
-    logits = model.readout(final.flatten(0, 1), return_type).reshape(*final.shape[:2], -1)
-    changes = {}
-    for name in metrics:
-        values = torch.stack([window_metric(out, y, name) for out in logits])
-        changes[name] = values[:-1] - values[-1]
-    return changes
+    budget: int = 2**24,
+) -> dict[str, Float[torch.Tensor, "candidate batch"]]:
+    """Each metric's change per candidate and window, in groups of candidates whose stacked
+    copies of ``stream`` (and one clean copy) hold at most ``budget`` elements: ``final_of
+    (group)`` gives the group's patched final streams with the clean one last (see
+    `patched_streams`), whose readout's metrics minus the clean one's are the changes."""
+    effects = {name: stream.new_zeros(len(candidates), len(y)) for name in metrics}
+    per_group = max(1, budget // max(1, stream.numel()) - 1)
+    for start in range(0, len(candidates), per_group):
+        final = final_of(candidates[start : start + per_group])
+        logits = model.readout(final.flatten(0, 1), return_type).reshape(*final.shape[:2], -1)
+        for name in metrics:
+            values = torch.stack([window_metric(out, y, name) for out in logits])
+            effects[name][start : start + len(final) - 1] = values[:-1] - values[-1]
+    return effects
 
 
 @torch.no_grad()
@@ -224,9 +224,9 @@ def last_layer_effects(
         model.blocks[-1], cache, change, heads, queries, owner, model.read_positions(return_type)
     )
     candidates = slot_owner.unique()
-    effects = {name: new_post.new_zeros(len(candidates), len(y)) for name in metrics}
-    for start, group in candidate_groups(candidates, cache.final):
-        final = patched_streams(cache.final, group, slot_owner, slot_query, new_post)
-        for name, value in metric_changes(model, final, y, metrics, return_type).items():
-            effects[name][start : start + len(group)] = value
+
+    def final_of(group: torch.Tensor) -> torch.Tensor:
+        return patched_streams(cache.final, group, slot_owner, slot_query, new_post)
+
+    effects = grouped_effects(model, candidates, cache.final, final_of, y, metrics, return_type)
     return candidates, effects

@@ -29,8 +29,7 @@ from jaxtyping import Float, Int
 from emg_lens.components.block import TransformerBlock
 from emg_lens.discovery.last_layer import (
     LastLayerCache,
-    candidate_groups,
-    metric_changes,
+    grouped_effects,
     patch_block,
     patched_streams,
 )
@@ -82,13 +81,14 @@ def penultimate_effects(
         model.blocks[-2], before, change, heads, queries, owner
     )
     candidates = slot_owner.unique()
-    effects = {name: new_mid.new_zeros(len(candidates), len(y)) for name in metrics}
-    for start, group in candidate_groups(candidates, before.final):
+
+    def final_of(group: torch.Tensor) -> torch.Tensor:
         # each candidate's stream entering the last block (and a clean one), read at `read`
         stream = patched_streams(before.final, group, slot_owner, slot_query, new_mid)
         rows = model.blocks[-1].rows_forward(stream.flatten(0, 1), read, last_mask)
         final = last.final.expand(len(group) + 1, -1, -1, -1).clone()
         final[:, :, read] = rows.view(*final.shape[:2], len(read), -1)
-        for name, value in metric_changes(model, final, y, metrics, return_type).items():
-            effects[name][start : start + len(group)] = value
+        return final
+
+    effects = grouped_effects(model, candidates, before.final, final_of, y, metrics, return_type)
     return candidates, effects

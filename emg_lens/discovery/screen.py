@@ -62,7 +62,7 @@ from emg_lens.discovery.metrics import check_metric, spearman, window_metric
 from emg_lens.discovery.penultimate import penultimate_effects, supports_exact_penultimate
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError
-from emg_lens.hooks import name_filter
+from emg_lens.hooks import layer_of, name_filter
 from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.importance import as_subject_data
 from emg_lens.studies.stats import clopper_pearson
@@ -148,9 +148,6 @@ def _capture(
     patterns: dict[int, torch.Tensor] = {}
     values: dict[int, torch.Tensor] = {}
     blocks: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in cached}
-
-    def layer_of(name: str) -> int:
-        return int(name.split(".")[1])
 
     def keep_scores(t: torch.Tensor, hook) -> None:
         scores[layer_of(hook.name)] = t.detach()

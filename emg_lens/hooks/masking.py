@@ -36,6 +36,7 @@ __all__ = [
     "attn_scores_filter",
     "check_mask_shape",
     "compile_edges",
+    "layer_of",
     "mask_edges",
     "mask_edges_batched",
     "name_filter",
@@ -170,9 +171,13 @@ def _as_mask(
     return parse(edges).compile(layout, n_heads, layer=layer)
 
 
-def _layer_of(hook_name: str | None) -> int | None:
+def layer_of(hook_name: str | None) -> int | None:
     """The block index of ``blocks.{l}.attn...`` (None for other names): what an edge set
-    that names layers is compiled for."""
+    that names layers is compiled for, and which layer a hook function was called in.
+
+    >>> layer_of("blocks.3.attn.hook_pattern"), layer_of("hook_embed")
+    (3, None)
+    """
     parts = (hook_name or "").split(".")
     return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
 
@@ -201,7 +206,7 @@ class _MaskCache:
             check_mask_shape(self.edges.shape, scores_shape, what)
         layer = None
         if not isinstance(self.edges, torch.Tensor) and self.edges.layer_indices():
-            layer = _layer_of(hook.name)
+            layer = layer_of(hook.name)
             if layer is None:
                 raise LayoutError(
                     f"edge set {self.edges} names layers, but the hook at {hook.name!r} is not "

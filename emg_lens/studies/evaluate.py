@@ -274,7 +274,12 @@ def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> lis
     ]
     table = _MaskTable()
     sequences, _ = _edge_sequences(model, edge_conditions, StudyCode({}, {}, None), table)
-    canonical = _canonical_sequences(model, list(set(sequences.values())), table, spec.return_type)
+    return _structural_keys(model, sequences, table, spec.return_type)
+
+
+def _structural_keys(model, sequences: dict[str, tuple], table: _MaskTable, return_type: str):
+    """The keys whose mask sequence computes the unmasked output (`_canonical_sequences`)."""
+    canonical = _canonical_sequences(model, list(set(sequences.values())), table, return_type)
     unmasked = (None,) * model.cfg.n_layers
     return [key for key, seq in sequences.items() if canonical[seq] == unmasked]
 
@@ -423,7 +428,10 @@ def evaluate_subject(
             data.n_classes,
             spec.metric,
         )
-    zeros = set(structural_zeros(spec, model, todo))
+    # as `structural_zeros` decides them before the run: edge conditions named in the spec
+    named = {c.key for c in todo if c.intervention is not None and c.intervention.edges}
+    edge_sequences = {key: seq for key, seq in sequences.items() if key in named}
+    zeros = set(_structural_keys(model, edge_sequences, table, spec.return_type))
     for key, cell in cells.items():
         cell["structural"] = key in zeros
     return cells
