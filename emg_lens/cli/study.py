@@ -141,6 +141,7 @@ def _discovery_spec(args: argparse.Namespace) -> Any:
 
 def cmd_study_run(args: argparse.Namespace):
     from emg_lens.studies import TrainingStudySpec, load_spec, run_study, run_training_study
+    from emg_lens.studies.metrics import delta_name
     from emg_lens.studies.result import correction_phrase
 
     discovery = _discovery_spec(args)
@@ -189,7 +190,10 @@ def cmd_study_run(args: argparse.Namespace):
         f"{spec.name}: baseline {spec.metric} {result.baseline.mean():.3f} over "
         f"{len(result.baseline)} subjects ({spec.stats.test}, {correction_phrase(spec.stats)})"
     )
-    print(result.table3().to_string(index=False))
+    for metric in spec.metrics:  # one table per metric, from the same forward passes
+        if len(spec.metrics) > 1:
+            print(f"{metric} ({delta_name(metric)}):")
+        print(result.table3(metric).to_string(index=False))
     print(result.power_note())
     print(f"wrote {out}/summary.md, summary.csv, per_subject.csv and figures (PNG, SVG)")
     return result
@@ -222,7 +226,11 @@ def cmd_study_check(args: argparse.Namespace) -> None:
         )
         print_table(rows, ["architecture", "input", "trials", "channels", "tokens", "parameters"])
         return
-    print(f"{spec.name}: {len(spec.interventions)} interventions, modes {list(spec.layers.modes)}")
+    print(
+        f"{spec.name}: {len(spec.interventions)} interventions, modes {list(spec.layers.modes)}; "
+        f"scored on {spec.return_type!r} by {', '.join(spec.metrics)}"
+        + (" (one table each, from the same forward passes)" if len(spec.metrics) > 1 else "")
+    )
     code = spec.code_files()  # located and hashed, never executed
     if code:
         print(

@@ -361,6 +361,7 @@ def run_discovery(
         if store is not None:
             provenance = {
                 **entry_provenance(spec, entry, subject_id, code, builder),
+                "metric": spec.metric,
                 "spec": spec.fingerprint(),
             }
             cell = store.get(subject_id, CELL, provenance=provenance)

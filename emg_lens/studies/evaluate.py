@@ -40,8 +40,8 @@ from emg_lens.studies.code import (
     require_consent,
     running_code,
 )
-from emg_lens.studies.grid import Condition
-from emg_lens.studies.metrics import score_predictions
+from emg_lens.studies.grid import BASELINE, Condition
+from emg_lens.studies.metrics import score_logits
 from emg_lens.studies.spec import StudySpec
 
 __all__ = [
@@ -387,16 +387,14 @@ def evaluate_subject(
     _check_return_type(spec, model, X[:1])
     table = _MaskTable()
     sequences, other = _edge_sequences(model, todo, code, table)
-    logits = (
-        _run_prefix_tree(
-            model, X, sorted(set(sequences.values()), key=str), table, batch_size, spec.return_type
-        )
-        if sequences
-        else {}
-    )
-    distinct = list(dict.fromkeys(sequences.values()))
+    unmasked = (None,) * model.cfg.n_layers  # the reference of kl and flip_rate
+    run = sorted(set(sequences.values()) | {unmasked}, key=str)
+    logits = _run_prefix_tree(model, X, run, table, batch_size, spec.return_type)
+    distinct = list(dict.fromkeys([unmasked, *sequences.values()]))
     finite = dict(zip(distinct, _all_finite([logits[seq] for seq in distinct])))
-    for c in todo:  # baseline first: a broken model is named as such
+    if not finite[unmasked]:  # a broken model is named as such
+        _refuse_non_finite(logits[unmasked], spec, subject_id, BASELINE)
+    for c in todo:
         if c.key in sequences and not finite[sequences[c.key]]:
             _refuse_non_finite(logits[sequences[c.key]], spec, subject_id, c)
     if verify:
@@ -412,22 +410,18 @@ def evaluate_subject(
                     name,
                     spec.return_type,
                 )
-    # one copy to the host for all predictions: on a GPU each .cpu() is a synchronisation
-    preds = (
-        torch.stack([logits[seq].argmax(-1) for seq in distinct]).cpu().numpy() if distinct else []
-    )
-    pred_of = dict(zip(distinct, preds))
+    # one copy to the host for all outputs: on a GPU each .cpu() is a synchronisation
+    host = dict(zip(distinct, torch.stack([logits[seq] for seq in distinct]).cpu()))
     cells = {
-        key: score_predictions(pred_of[seq], y, data.n_classes, spec.metric)
+        key: score_logits(host[seq], host[unmasked], y, data.n_classes)
         for key, seq in sequences.items()
     }
-    for c in other:
-        cells[c.key] = score_predictions(
-            _run_hooked(spec, model, X, c, batch_size, subject_id, code),
-            y,
-            data.n_classes,
-            spec.metric,
-        )
+    if other:
+        # the reference on the hooked path: a hook that changes nothing scores kl = 0 exactly
+        reference = _run_hooked(spec, model, X, None, batch_size, subject_id, code)
+        for c in other:
+            out = _run_hooked(spec, model, X, c, batch_size, subject_id, code)
+            cells[c.key] = score_logits(out, reference, y, data.n_classes)
     # as `structural_zeros` decides them before the run: edge conditions named in the spec
     named = {c.key for c in todo if c.intervention is not None and c.intervention.edges}
     edge_sequences = {key: seq for key, seq in sequences.items() if key in named}
@@ -466,19 +460,22 @@ def _run_hooked(
     spec: StudySpec,
     model,
     X: torch.Tensor,
-    c: Condition,
+    c: Condition | None,
     batch_size: int,
     subject_id: int,
     code: StudyCode,
-):
-    """Predictions of an input ablation or a user hook factory (full forward passes)."""
-    if c.intervention.zero_modality is not None:
+) -> torch.Tensor:
+    """The scored output (on the CPU) of an input ablation or a user hook factory, by full
+    forward passes; ``c`` None: the same passes without a hook, their reference."""
+    if c is None:
+        hooks, ref = [], None
+    elif c.intervention.zero_modality is not None:
         if c.intervention.zero_modality not in model.cfg.modalities:
             raise SpecError(
                 f"intervention {c.name!r}: zero_modality {c.intervention.zero_modality!r} is not "
                 f"a modality of the model ({list(model.cfg.modalities)})"
             )
-        hooks = [("hook_input", zero_modality(c.intervention.zero_modality, model))]
+        hooks, ref = [("hook_input", zero_modality(c.intervention.zero_modality, model))], None
     else:
         if c.heads is not None:
             raise SpecError(
@@ -486,16 +483,16 @@ def _run_hooked(
                 f"subsets ({list(c.heads)}) need an edge set instead"
             )
         hooks = hooks_from_factory(c.intervention.hook, _edges_of(c, code), model, list(c.layers))
-    preds = []
+        ref = c.intervention.hook
+    outputs = []
     # The hooks of a factory are the study's code: a failure (or exit) in them names the file.
-    ref = c.intervention.hook
     with running_code(ref, "running its hooks") if ref else contextlib.nullcontext():
         for start in range(0, len(X), batch_size):
-            preds.append(
+            outputs.append(
                 model.run_with_hooks(
                     X[start : start + batch_size], fwd_hooks=hooks, return_type=spec.return_type
                 )
             )
-    out = torch.cat(preds)
-    _refuse_non_finite(out, spec, subject_id, c)
-    return out.argmax(-1).cpu().numpy()
+    out = torch.cat(outputs)
+    _refuse_non_finite(out, spec, subject_id, c or BASELINE)
+    return out.cpu()

@@ -1,6 +1,24 @@
-"""Scoring a model's predictions: the metrics a study may name (`METRICS`) and
-`score_predictions`, which turns predicted and true classes into a stored cell. Ablation and
-training studies score with it alike.
+"""Scoring a model's outputs: the metrics a study may name (`METRICS`), per window and per
+subject.
+
+Two kinds. The *prediction* metrics (`PREDICTION_METRICS`: accuracy, balanced accuracy, macro
+F1) count argmax decisions, so they move only when a window's predicted class flips; training
+studies score with them (`score_predictions`). The *continuous* metrics read the logits, so an
+ablation that moves the logits without flipping a decision still shows:
+
+- ``margin``: the true class's logit minus the largest other (the window is correct iff > 0);
+- ``logprob``: the log-softmax of the true class, in nats;
+- ``kl``: ``KL(p || q) = sum_c p_c (log p_c - log q_c)`` in nats, with ``p`` the *unmasked*
+  model's class distribution on the window and ``q`` the masked one's (the circuit-discovery
+  convention, ACDC and Edge Pruning: how far the intervention moves the reference output);
+- ``flip_rate``: the share of windows whose predicted class differs from the unmasked one's.
+
+A subject's value is the mean over its test windows. An ablation study computes every metric
+of a condition from one forward pass (`score_logits`), so a study naming several metrics gets
+one table per metric from the same logits. How Δ is reported (`RELATIVE_METRICS`): as a
+percentage of the baseline for the prediction metrics (the paper's Δ%), as an absolute
+difference for the others, whose zero is not "nothing" (a margin or log-probability) or whose
+baseline is 0 by definition (``kl``, ``flip_rate``).
 """
 
 from __future__ import annotations
@@ -8,20 +26,108 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from jaxtyping import Int
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
 
-__all__ = ["METRICS", "score_predictions"]
+__all__ = [
+    "CONTINUOUS_METRICS",
+    "METRICS",
+    "PREDICTION_METRICS",
+    "RELATIVE_METRICS",
+    "UNITS",
+    "delta_column",
+    "delta_name",
+    "score_logits",
+    "score_predictions",
+    "window_kl",
+    "window_metric",
+]
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+PREDICTION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+CONTINUOUS_METRICS = ("margin", "logprob", "kl", "flip_rate")
+METRICS = PREDICTION_METRICS + CONTINUOUS_METRICS
+RELATIVE_METRICS = PREDICTION_METRICS  # Δ in percent of the baseline; the others absolute
+UNITS = {
+    "accuracy": "share of windows",
+    "balanced_accuracy": "mean per-class recall",
+    "macro_f1": "mean per-class F1",
+    "margin": "logits",
+    "logprob": "nats",
+    "kl": "nats",
+    "flip_rate": "share of windows",
+}
+
+
+def delta_name(metric: str) -> str:
+    """How a study reports the change of ``metric``: ``"Δ%"`` (relative to the baseline) or
+    ``"Δ"`` (masked − baseline, in the metric's `UNITS`).
+
+    >>> delta_name("accuracy"), delta_name("margin")
+    ('Δ%', 'Δ')
+    """
+    _check(metric, METRICS)
+    return "Δ%" if metric in RELATIVE_METRICS else "Δ"
+
+
+def delta_column(metric: str) -> str:
+    """The summary column holding the change of ``metric`` as a study reports it: ``delta_pct``
+    or ``delta`` (`delta_name`).
+
+    >>> delta_column("macro_f1"), delta_column("kl")
+    ('delta_pct', 'delta')
+    """
+    return "delta_pct" if delta_name(metric) == "Δ%" else "delta"
+
+
+def _check(metric: Any, accepted: tuple[str, ...]) -> str:
+    if metric not in accepted:
+        raise ArgumentError(f"metric = {metric!r}; accepted: {list(accepted)}")
+    return metric
+
+
+def window_metric(
+    logits: Float[torch.Tensor, "batch n_classes"], y: Int[torch.Tensor, " batch"], metric: str
+) -> Float[torch.Tensor, " batch"]:
+    """The metric of each window: ``"margin"`` (true-class logit minus the largest other) or
+    ``"logprob"`` (log-softmax of the true class).
+
+    >>> logits = torch.tensor([[2.0, 0.5, 1.0], [0.0, 3.0, 1.0]])
+    >>> window_metric(logits, torch.tensor([0, 2]), "margin")
+    tensor([ 1., -2.])
+    """
+    _check(metric, ("margin", "logprob"))
+    if metric == "logprob":
+        return logits.log_softmax(-1).gather(1, y[:, None])[:, 0]
+    true = logits.gather(1, y[:, None])[:, 0]
+    others = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), float("-inf"))
+    return true - others.max(-1).values
+
+
+def window_kl(
+    logits: Float[torch.Tensor, "batch n_classes"],
+    reference: Float[torch.Tensor, "batch n_classes"],
+) -> Float[torch.Tensor, " batch"]:
+    """``KL(p || q)`` per window in nats, ``p = softmax(reference)`` (the unmasked model),
+    ``q = softmax(logits)``; 0 exactly where the two logits are equal, never below 0
+    (rounding clamped).
+
+    >>> p = torch.tensor([[0.0, 0.0]])
+    >>> float(window_kl(p, p)), round(float(window_kl(torch.tensor([[0.0, 2.0]]), p)), 4)
+    (0.0, 0.4338)
+    """
+    log_p, log_q = reference.log_softmax(-1), logits.log_softmax(-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0)
 
 
 def score_predictions(
     pred: Int[np.ndarray, " n"], y: Int[np.ndarray, " n"], n_classes: int, metric: str
 ) -> dict[str, Any]:
-    """A stored cell: ``value`` (``metric`` of the predicted classes ``pred`` against the labels
-    ``y``), and per-class ``class_correct`` and ``class_total`` counts (JSON-able lists).
+    """A stored cell of a training study: ``value`` (``metric``, one of `PREDICTION_METRICS`,
+    of the predicted classes ``pred`` against the labels ``y``), and per-class
+    ``class_correct`` and ``class_total`` counts (JSON-able lists).
 
     >>> cell = score_predictions(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3, "accuracy")
     >>> cell["value"], cell["class_correct"], cell["class_total"]
@@ -30,23 +136,58 @@ def score_predictions(
     ...                         "macro_f1")["value"], 3)
     0.733
     """
-    if metric not in METRICS:
-        raise ArgumentError(f"metric = {metric!r}; accepted: {list(METRICS)}")
+    _check(metric, PREDICTION_METRICS)
+    values, correct, total = _prediction_values(pred, y, n_classes)
+    return {"value": values[metric], "class_correct": correct, "class_total": total}
+
+
+def _prediction_values(pred, y, n_classes: int) -> tuple[dict[str, float], list, list]:
+    """Every prediction metric, and the per-class correct and total counts."""
+    pred, y = np.asarray(pred), np.asarray(y)
     correct = np.bincount(y[pred == y], minlength=n_classes)
     total = np.bincount(y, minlength=n_classes)
     recall = np.divide(correct, total, out=np.zeros(n_classes), where=total > 0)
-    if metric == "accuracy":
-        value = float((pred == y).mean())
-    elif metric == "balanced_accuracy":
-        value = float(recall[total > 0].mean())
-    else:  # macro_f1
-        predicted = np.bincount(pred, minlength=n_classes)
-        precision = np.divide(correct, predicted, out=np.zeros(n_classes), where=predicted > 0)
-        f1 = np.divide(
-            2 * precision * recall,
-            precision + recall,
-            out=np.zeros(n_classes),
-            where=(precision + recall) > 0,
-        )
-        value = float(f1[total > 0].mean())
-    return {"value": value, "class_correct": correct.tolist(), "class_total": total.tolist()}
+    predicted = np.bincount(pred, minlength=n_classes)
+    precision = np.divide(correct, predicted, out=np.zeros(n_classes), where=predicted > 0)
+    f1 = np.divide(
+        2 * precision * recall,
+        precision + recall,
+        out=np.zeros(n_classes),
+        where=(precision + recall) > 0,
+    )
+    values = {
+        "accuracy": float((pred == y).mean()),
+        "balanced_accuracy": float(recall[total > 0].mean()),
+        "macro_f1": float(f1[total > 0].mean()),
+    }
+    return values, correct.tolist(), total.tolist()
+
+
+def score_logits(
+    logits: Float[torch.Tensor, "n n_classes"],
+    reference: Float[torch.Tensor, "n n_classes"],
+    y: Int[np.ndarray, " n"],
+    n_classes: int,
+) -> dict[str, Any]:
+    """A stored cell of an ablation study: ``values`` (every metric of `METRICS`, by name,
+    each the mean over the windows) of a condition's ``logits`` against the labels ``y`` and
+    the unmasked model's logits on the same windows (``reference``, for ``kl`` and
+    ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts. Computed in
+    float64 on the CPU from the logits as given.
+
+    >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    >>> cell = score_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), ref, np.array([0, 1]), 2)
+    >>> {k: round(v, 3) for k, v in cell["values"].items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'accuracy': 0.5, 'balanced_accuracy': 0.5, 'macro_f1': 0.333, 'margin': 0.0,
+     'logprob': -0.813, 'kl': 0.265, 'flip_rate': 0.5}
+    """
+    logits = torch.as_tensor(logits).detach().cpu().double()
+    reference = torch.as_tensor(reference).detach().cpu().double()
+    labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    pred = logits.argmax(-1)
+    values, correct, total = _prediction_values(pred.numpy(), labels.numpy(), n_classes)
+    values["margin"] = float(window_metric(logits, labels, "margin").mean())
+    values["logprob"] = float(window_metric(logits, labels, "logprob").mean())
+    values["kl"] = float(window_kl(logits, reference).mean())
+    values["flip_rate"] = float((pred != reference.argmax(-1)).double().mean())
+    return {"values": values, "class_correct": correct, "class_total": total}

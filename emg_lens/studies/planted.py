@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from emg_lens.data.synthetic import SyntheticSpec, gesture_kinds
 from emg_lens.data.synthetic_eeg import PlantedEEG
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.result import TEST_NAMES, StudyResult
@@ -59,6 +60,7 @@ __all__ = [
     "cut_everywhere",
     "format_findings",
     "kind_groups",
+    "planted_classes",
     "planted_findings",
 ]
 
@@ -126,6 +128,28 @@ def kind_groups(kinds: Mapping[int, str], classes: Sequence[int]) -> dict[str, l
             f"planted findings need interaction and single-modality gestures; kinds: {dict(kinds)}"
         )
     return groups
+
+
+PLANTED_GROUP = "planted: interaction gestures (need both modalities)"
+
+
+def planted_classes(source: Mapping | None, classes: Sequence[int]) -> dict[str, list[int]]:
+    """The class indices a figure marks as planted, by group name: for models trained on the
+    planted sEMG x ACC data (a ``data_source`` of dataset ``"synthetic"``, as a checkpoint
+    records it), the interaction gestures; for any other source, none.
+
+    >>> source = {"dataset": "synthetic", "synthetic": {"n_emg_gestures": 1,
+    ...     "n_acc_gestures": 1, "n_interaction_gestures": 2}}
+    >>> planted_classes(source, [1, 2, 3, 4])
+    {'planted: interaction gestures (need both modalities)': [2, 3]}
+    >>> planted_classes({"dataset": "ninapro_db2"}, [1, 2])
+    {}
+    """
+    if not isinstance(source, Mapping) or source.get("dataset") != "synthetic":
+        return {}
+    kinds = gesture_kinds(SyntheticSpec(**source["synthetic"]))
+    index = [i for i, label in enumerate(classes) if kinds.get(label) == "interaction"]
+    return {PLANTED_GROUP: index} if index else {}
 
 
 def cut_everywhere(result: StudyResult, intervention: str = "cross") -> pd.Series:

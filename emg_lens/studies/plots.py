@@ -16,6 +16,7 @@ import pandas as pd
 from jaxtyping import Float
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.metrics import UNITS, delta_column, delta_name
 
 __all__ = [
     "boxplots",
@@ -116,12 +117,14 @@ def _x_label(row) -> str:
 
 
 def boxplots(result) -> plt.Figure:
-    """One panel per mode: per-subject metric per layer, interventions side by side, the
-    baseline mean as a dashed line, significance stars over each box."""
+    """One panel per mode: per-subject metric per layer, one box per intervention and head set
+    side by side (the legend names both), the baseline mean as a dashed line, significance
+    stars over each box."""
     ps, summary = result.per_subject, result.summary
     base = result.baseline
     modes = list(dict.fromkeys(summary["mode"]))
-    interventions = list(dict.fromkeys(summary["intervention"]))
+    series = list(dict.fromkeys(zip(summary["intervention"], summary["heads"])))
+    names = [_series_name(name, heads, series) for name, heads in series]
     # Constrained layout keeps the suptitle above the panels and the legend in a column to
     # their right; centred vertically, the legend stays clear of the title (under tight_layout
     # they overlapped).
@@ -140,20 +143,22 @@ def boxplots(result) -> plt.Figure:
     for ax, mode in zip(axes[0], modes):
         rows = summary[summary["mode"] == mode]
         labels = list(dict.fromkeys(_x_label(r) for r in rows.itertuples(index=False)))
-        for j, name in enumerate(interventions):
-            for r in rows[rows["intervention"] == name].itertuples(index=False):
-                values = ps.loc[ps["key"] == r.key, "value"].to_numpy()
-                x = draw_box(ax, values, labels.index(_x_label(r)), j, len(interventions))
-                ax.text(x, star_y, r.stars, ha="center", va="bottom", fontsize=7)
+        for r in rows.itertuples(index=False):
+            values = ps.loc[ps["key"] == r.key, "value"].to_numpy()
+            slot = series.index((r.intervention, r.heads))
+            x = draw_box(ax, values, labels.index(_x_label(r)), slot, len(series))
+            ax.text(x, star_y, r.stars, ha="center", va="bottom", fontsize=7)
         ax.set_ylim(lo - 0.05 * span, hi + 0.14 * span)
         ax.axhline(base.mean(), color="0.3", ls="--", lw=1, label="baseline (mean)")
         ax.set_xticks(range(len(labels)), labels)
         ax.set_xlabel("layer" if mode not in ("input", "explicit", "all") else "")
         ax.set_title(MODE_TITLES.get(mode, mode), fontsize=10, pad=6)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel(f"{result.spec.metric} per subject")
-    handles = [*legend_patches(len(interventions)), plt.Line2D([], [], color="0.3", ls="--")]
-    fig.legend(handles, [*interventions, "baseline mean"], loc="outside right center", fontsize=8)
+    metric = result.spec.metric
+    unit = "" if delta_name(metric) == "Δ%" else f" ({UNITS[metric]})"
+    axes[0][0].set_ylabel(f"{metric} per subject{unit}")
+    handles = [*legend_patches(len(series)), plt.Line2D([], [], color="0.3", ls="--")]
+    fig.legend(handles, [*names, "baseline mean"], loc="outside right center", fontsize=8)
     details = f"{len(base)} subjects, {result.spec.stats.test}, {result.spec.stats.correction}"
     width = int(fig.get_figwidth() * 10)  # characters of an 11-point title that fit
     fig.suptitle(
@@ -163,8 +168,17 @@ def boxplots(result) -> plt.Figure:
     return fig
 
 
+def _series_name(name: str, heads: str, series: list[tuple[str, str]]) -> str:
+    """A box series' legend entry: the intervention, and its head set when the study has
+    several."""
+    if len({h for _, h in series}) == 1 and heads == "all":
+        return name
+    return f"{name} · heads {heads}"
+
+
 def delta_heatmap(result) -> plt.Figure:
-    """Mean Δ% and stars per condition. Conditions on one layer: rows intervention x mode,
+    """Mean change (Δ%, or Δ for a metric reported as an absolute change) and stars per
+    condition. Conditions on one layer: rows intervention x mode,
     columns layer. Explicit layer sets (``[layers] explicit``) and every layer at once (mode
     ``all``) get panels of their own: rows intervention, columns the layer set (``"1,2"``).
     A head subset other than all heads gets rows of its own. One colour scale, symmetric
@@ -190,8 +204,13 @@ def delta_heatmap(result) -> plt.Figure:
             "from_last), on explicit layer sets or on all layers; this study has modes "
             f"{sorted(set(s['mode']))}"
         )
-    cells = [_heatmap_cells(rows, columns, labels) for _, _, rows, columns, labels in panels]
-    lim = max(1.0, *(float(np.nanmax(np.abs(grid))) for grid, _, _ in cells))
+    metric = result.spec.metric
+    cells = [
+        _heatmap_cells(rows, columns, labels, metric) for _, _, rows, columns, labels in panels
+    ]
+    # the smallest scale: ±1 % for a relative change, and a change of 1e-6 for an absolute one
+    floor = 1.0 if delta_name(metric) == "Δ%" else 1e-6
+    lim = max(floor, *(float(np.nanmax(np.abs(grid))) for grid, _, _ in cells))
     n_rows = max(len(names) for _, names, _ in cells)
     fig, axes = plt.subplots(
         1,
@@ -213,7 +232,8 @@ def delta_heatmap(result) -> plt.Figure:
         ax.set_yticks(range(len(names)), names)
         ax.set_xlabel(xlabel)
         ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=axes, label=f"Δ% {result.spec.metric} vs baseline")
+    unit = "" if delta_name(metric) == "Δ%" else f" ({UNITS[metric]})"
+    fig.colorbar(im, ax=axes, label=f"{delta_name(metric)} {metric} vs baseline{unit}")
     fig.suptitle(
         f"{result.spec.name}: mean change per layer (hatched: ns or ≡0, structural zero)",
         fontsize=10,
@@ -232,17 +252,21 @@ def _hatch(i: int, j: int) -> plt.Rectangle:
 
 
 def _heatmap_cells(
-    rows: pd.DataFrame, columns: list[str], labels: pd.Series
+    rows: pd.DataFrame, columns: list[str], labels: pd.Series, metric: str
 ) -> tuple[np.ndarray, list[str], list[list[str]]]:
-    """One panel of `delta_heatmap`: the Δ% grid, its row names and the cell texts; a
-    condition's column is its entry of ``labels`` (its layer, or its layer set)."""
+    """One panel of `delta_heatmap`: the grid of ``metric``'s change (Δ% or Δ), its row names
+    and the cell texts; a condition's column is its entry of ``labels`` (its layer, or its
+    layer set)."""
+    change, relative = delta_column(metric), delta_name(metric) == "Δ%"
     keys = list(dict.fromkeys(zip(rows["intervention"], rows["mode"], rows["heads"])))
     grid = np.full((len(keys), len(columns)), np.nan)
     text = [["" for _ in columns] for _ in keys]
     for r, column in zip(rows.itertuples(index=False), labels):
         i, j = keys.index((r.intervention, r.mode, r.heads)), columns.index(column)
-        grid[i, j] = r.delta_pct
-        text[i][j] = f"{r.delta_pct:+.1f}\n{r.stars}"
+        grid[i, j] = getattr(r, change)
+        text[i][j] = (
+            f"{grid[i, j]:+.1f}\n{r.stars}" if relative else f"{grid[i, j]:+.2g}\n{r.stars}"
+        )
     names = []
     for name, mode, heads in keys:
         # a panel of layer sets (explicit, all) names the mode in its title
@@ -268,7 +292,8 @@ def _chosen_conditions(summary: pd.DataFrame, conditions, top: int) -> pd.DataFr
     """Summary rows named in ``conditions`` (keys or `condition_label` strings), or the ``top``
     rows with the largest |Δ%| when none are named."""
     if conditions is None:
-        order = summary["delta_pct"].abs().sort_values(ascending=False, kind="stable").index
+        change = summary[delta_column(summary["metric"].iloc[0])].abs()
+        order = change.sort_values(ascending=False, kind="stable").index
         return summary.loc[order[:top]]
     labels = summary.apply(condition_label, axis=1)
     rows = []
@@ -293,12 +318,27 @@ def class_deltas(
     """Change of each class's accuracy (masked − baseline, in percentage points) under the
     chosen conditions: a bar per condition and class (the mean over subjects) and a dot per
     subject. ``conditions``: summary keys or `condition_label` strings; default the ``top``
-    conditions with the largest |Δ%|. ``class_names``: labels for the class indices."""
+    conditions with the largest change of the study's first metric. Classes are labelled by
+    ``class_names`` (class index -> text), else by the checkpoints' labels
+    (``result.classes``: the gesture numbers); the class groups in ``result.marked_classes``
+    (the planted classes of the demo's data) are shaded and named in the legend."""
     per_class = result.per_class()
     chosen = _chosen_conditions(result.summary, conditions, top)
     base = per_class[per_class["intervention"] == "baseline"].set_index(["subject", "class"])
     classes = sorted(per_class["class"].unique())
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(classes) * max(len(chosen), 1) + 2), 3.8))
+    fig, ax = plt.subplots(
+        figsize=(max(5.0, 0.35 * len(classes) * max(len(chosen), 1) + 2), 3.8),
+        layout="constrained",
+    )
+    for k, (group, members) in enumerate(result.marked_classes.items()):
+        for c in members:  # one shaded band per marked class, one legend entry per group
+            ax.axvspan(
+                c - 0.45,
+                c + 0.45,
+                color=MARK_COLORS[k % len(MARK_COLORS)],
+                zorder=0,
+                label=group if c == members[0] else None,
+            )
     jitter = np.random.default_rng(0)
     for j, row in enumerate(chosen.itertuples(index=False)):
         masked = per_class[per_class["key"] == row.key].set_index(["subject", "class"])
@@ -318,16 +358,23 @@ def class_deltas(
             )
             _subject_dots(ax, x, width, values, color, jitter)
     names = class_names or {}
-    ax.set_xticks(classes, [names.get(int(c), str(c)) for c in classes], fontsize=8)
+    labels = result.classes
+    ax.set_xticks(
+        classes,
+        [names.get(int(c), str(labels[c]) if labels else str(c)) for c in classes],
+        fontsize=8,
+    )
     ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xlabel("class")
+    ax.set_xlabel("class" + (" (the checkpoints' labels)" if labels and not names else ""))
     ax.set_ylabel("Δ accuracy vs baseline (points)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    fig.legend(fontsize=8, frameon=False, loc="outside right center")
     ax.set_title(
         f"{result.spec.name}: per-class change, {len(result.baseline)} subjects "
         "(bars: mean; dots: subjects)",
         fontsize=10,
     )
-    fig.tight_layout()
     return fig
+
+
+MARK_COLORS = ("#fde8c8", "#d9ecd0", "#e3dcf0")  # pale bands behind marked classes

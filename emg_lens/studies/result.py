@@ -1,19 +1,22 @@
 """`StudyResult`: the tidy per-subject table, the summary with statistics, and the figures.
 
-``per_subject`` has one row per (subject, condition): ``subject, intervention, mode, layer,
-layers, heads, key, metric, value`` (plus per-class counts). ``summary`` has one row per
-condition: ``mean, std, baseline, delta_pct, ci_low, ci_high, r_rb, U, p, p_corr, stars``:
-the change of the mean in percent with a seeded bootstrap 95% interval over subjects, the
-rank-biserial effect size (negative for a drop), the test, and the p-value corrected over
-the family the spec names (the paper's: each layer mode). ``per_class`` has one row per
+``per_subject`` has one row per (subject, condition, metric): ``subject, intervention, mode,
+layer, layers, heads, key, metric, value`` (plus per-class counts and the ``structural`` flag).
+``summary`` has one row per (condition, metric): ``mean, std, baseline, delta, delta_pct,
+ci_low, ci_high, r_rb, U, p, p_corr, stars``: the change of the mean (``delta``, absolute;
+``delta_pct``, in percent of the baseline, for the prediction metrics only: see
+`emg_lens.studies.metrics`) with a seeded bootstrap 95% interval over subjects on the scale
+the metric is reported in, the rank-biserial effect size (negative for a drop), the test,
+and the p-value corrected over the family the spec names (the paper's: each layer mode),
+within each metric's table. ``per_class`` has one row per
 (subject, condition, class). `StudyResult.power_note` states the smallest corrected p the
 design can reach.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from emg_lens._io import make_folder, write_if_changed
+from emg_lens.errors import ArgumentError
+from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.studies.spec import StatsSpec, StudySpec
 from emg_lens.studies.stats import (
     ALPHA,
@@ -47,8 +52,8 @@ __all__ = [
 
 CONDITION_COLUMNS = ["intervention", "mode", "layer", "layers", "heads", "key"]
 SUMMARY_COLUMNS = [
-    *CONDITION_COLUMNS,
-    *("n", "mean", "std", "baseline", "delta_pct", "ci_low", "ci_high", "r_rb", "U", "p"),
+    *(*CONDITION_COLUMNS, "metric", "n", "mean", "std", "baseline", "delta", "delta_pct"),
+    *("ci_low", "ci_high", "r_rb", "U", "p"),
 ]
 FAMILY_COLUMN = {"mode": "mode", "intervention": "intervention", "all": None}
 TEST_NAMES = {
@@ -65,7 +70,9 @@ STATISTIC_NAMES = {
 
 
 def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
-    """One row per condition: per-subject values vs the baseline's, tested and corrected.
+    """One row per condition and metric: per-subject values vs the baseline's, tested and
+    corrected; the correction families are formed within each metric's table. A table without
+    a ``metric`` column holds accuracy values.
 
     >>> table = pd.DataFrame({
     ...     "subject": [1, 2, 3, 1, 2, 3],
@@ -78,7 +85,22 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     (-32.6, 0.0, 0.1, 'ns')
     >>> float(row.r_rb), bool(row.ci_low <= row.delta_pct <= row.ci_high)
     (-1.0, True)
+    >>> margin = summarize(table.assign(metric="margin"), StatsSpec()).iloc[0]
+    >>> round(float(margin.delta), 2), bool(np.isnan(margin.delta_pct))  # an absolute change
+    (-0.3, True)
     """
+    if "metric" not in per_subject.columns:
+        per_subject = per_subject.assign(metric="accuracy")
+    tables = [
+        _summarize_metric(rows, stats, str(metric))
+        for metric, rows in per_subject.groupby("metric", sort=False)
+    ]
+    return pd.concat(tables, ignore_index=True)
+
+
+def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) -> pd.DataFrame:
+    """`summarize` for the rows of one metric."""
+    relative = metric in RELATIVE_METRICS
     is_base = per_subject["intervention"] == "baseline"
     base = per_subject[is_base].set_index("subject")["value"]
     masked_rows = per_subject[~is_base]
@@ -92,18 +114,20 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     # and out of the correction family
     zero = _structural(masked_rows, firsts["key"])
     U[zero], p[zero] = np.nan, np.nan
-    ci_low, ci_high = bootstrap_delta_cis(values, base_values)
+    ci_low, ci_high = bootstrap_delta_cis(values, base_values, relative=relative)
     by_condition = wide.T  # pandas reduces each column as it reduces a Series: the same bits
     mean, base_mean = by_condition.mean().to_numpy(), float(base.mean())
     summary = (
         firsts[CONDITION_COLUMNS]
         .reset_index(drop=True)
         .assign(
+            metric=metric,
             n=wide.notna().sum(axis=1).to_numpy(),
             mean=mean,
             std=by_condition.std(ddof=1).to_numpy(),
             baseline=base_mean,
-            delta_pct=[delta_pct(m, base_mean) for m in mean],
+            delta=mean - base_mean,
+            delta_pct=[delta_pct(m, base_mean) if relative else np.nan for m in mean],
             ci_low=ci_low,
             ci_high=ci_high,
             r_rb=[rank_biserial(row, base_values, stats.test) for row in values],
@@ -134,17 +158,19 @@ def _structural(masked_rows: pd.DataFrame, keys: pd.Series) -> np.ndarray:
 
 
 def family_sizes(summary: pd.DataFrame, stats: StatsSpec) -> list[int]:
-    """The size ``m`` of each correction family of a summary (comparisons with a p-value).
+    """The size ``m`` of each correction family of a summary (comparisons with a p-value; each
+    metric's comparisons form families of their own).
 
     >>> summary = pd.DataFrame({"mode": ["individual"] * 4 + ["all"] * 2, "p": [0.1] * 6})
     >>> family_sizes(summary, StatsSpec()), family_sizes(summary, StatsSpec(family="all"))
     ([4, 2], [6])
     """
     tested = summary[np.isfinite(summary["p"].to_numpy(dtype=float))]
-    family = FAMILY_COLUMN[stats.family]
-    if family is None:
+    # each metric's table is corrected on its own
+    by = [c for c in ("metric", FAMILY_COLUMN[stats.family]) if c and c in tested.columns]
+    if not by:
         return [len(tested)] if len(tested) else []
-    return [int(m) for m in tested.groupby(family, sort=False).size()]
+    return [int(m) for m in tested.groupby(by, sort=False).size()]
 
 
 def planned_family_sizes(conditions: Iterable[Any], stats: StatsSpec) -> list[int]:
@@ -271,34 +297,74 @@ def correction_phrase(stats: StatsSpec) -> str:
 
 @dataclass
 class StudyResult:
-    """What a study produced. `figures` draws; `save` writes everything to a folder."""
+    """What a study produced. `figures` draws; `save` writes everything to a folder.
+
+    ``per_subject`` and ``summary`` hold a ``metric`` column and, for a study naming several
+    metrics (``spec.metrics``), one row per metric of each (subject,) condition; `of_metric`
+    is the result restricted to one, and the single-table views (`baseline`, `table3`,
+    `per_class`) show the study's first metric."""
 
     spec: StudySpec
     per_subject: pd.DataFrame
     summary: pd.DataFrame
+    # class index -> label (the checkpoints' ``classes``: gesture numbers), when every subject
+    # has the same; and named groups of class indices its class figure marks (planted ones)
+    classes: tuple | None = None
+    marked_classes: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
-    def from_table(cls, spec: StudySpec, per_subject: pd.DataFrame) -> StudyResult:
+    def from_table(
+        cls,
+        spec: StudySpec,
+        per_subject: pd.DataFrame,
+        classes: Sequence | None = None,
+        marked_classes: Mapping[str, list[int]] | None = None,
+    ) -> StudyResult:
         per_subject = per_subject.copy()
         per_subject["layer"] = per_subject["layer"].astype("Int64")
-        return cls(spec, per_subject, summarize(per_subject, spec.stats))
+        return cls(
+            spec,
+            per_subject,
+            summarize(per_subject, spec.stats),
+            None if classes is None else tuple(classes),
+            dict(marked_classes or {}),
+        )
+
+    def of_metric(self, metric: str | None = None) -> StudyResult:
+        """The result of one of the study's metrics (None: its first), as if it had named
+        that metric alone."""
+        metric = self.spec.metric if metric is None else metric
+        if metric not in self.spec.metrics:
+            raise ArgumentError(
+                f"metric {metric!r} is not one of this study's metrics {list(self.spec.metrics)}"
+            )
+        if len(self.spec.metrics) == 1:
+            return self
+        return replace(
+            self,
+            spec=replace(self.spec, metrics=(metric,)),
+            per_subject=_rows_of(self.per_subject, metric),
+            summary=_rows_of(self.summary, metric),
+        )
 
     @property
     def baseline(self) -> pd.Series:
-        """Per-subject baseline metric."""
-        base = self.per_subject[self.per_subject["intervention"] == "baseline"]
-        return base.set_index("subject")["value"]
+        """Per-subject baseline value of the first metric."""
+        ps = self.of_metric().per_subject
+        return ps[ps["intervention"] == "baseline"].set_index("subject")["value"]
 
-    def table3(self) -> pd.DataFrame:
-        """The paper's Table-3 layout: one row per (mode, layer), one column per intervention,
-        cells ``"Δ% stars"``."""
-        s = self.summary
+    def table3(self, metric: str | None = None) -> pd.DataFrame:
+        """The paper's Table-3 layout for ``metric`` (None: the first): one row per (mode,
+        layer), one column per intervention, cells ``"Δ% stars"`` (``"Δ stars"`` for a
+        metric reported as an absolute change, `emg_lens.studies.metrics.delta_name`)."""
+        result = self.of_metric(metric)
+        s = result.summary
         # one layer, or the layer set of an "all" / "explicit" / range condition
         layer = [
             str(layers) if pd.isna(v) else str(int(v)) for v, layers in zip(s["layer"], s["layers"])
         ]
-        cell = s["delta_pct"].map(lambda d: f"{d:+.1f}%") + " " + s["stars"]
-        wide = s.assign(layer=layer, cell=cell).pivot_table(
+        cell = s[delta_column(result.spec.metric)].map(_delta_text(result.spec.metric))
+        wide = s.assign(layer=layer, cell=cell + " " + s["stars"]).pivot_table(
             index=["mode", "layer", "heads"],
             columns="intervention",
             values="cell",
@@ -317,7 +383,8 @@ class StudyResult:
     def structural_note(self) -> str:
         """Names the structural zeros (stars ``≡0``), if any: conditions whose mask cannot
         change the scored output, left out of the correction family."""
-        zero = self.summary[self.summary["stars"] == STRUCTURAL]
+        summary = self.of_metric().summary
+        zero = summary[summary["stars"] == STRUCTURAL]
         if zero.empty:
             return ""
         names = ", ".join(
@@ -330,13 +397,19 @@ class StudyResult:
             f"output: {names}. Not tested, and left out of the correction family (m above).\n"
         )
 
+    def _counts(self) -> pd.DataFrame:
+        """One row per (subject, condition) with its per-class counts (the same for every
+        metric)."""
+        return self.of_metric().per_subject
+
     def per_class(self) -> pd.DataFrame:
         """One row per (subject, condition, class index): ``correct``, ``total``,
         ``accuracy`` and its exact 95 % Clopper-Pearson interval ``ci_low``, ``ci_high``
         (NaN for a class without test windows), beside the condition columns."""
         rows = []
-        has_counts = "class_correct" in self.per_subject.columns
-        for r in self.per_subject.itertuples(index=False) if has_counts else ():
+        counts = self._counts()
+        has_counts = "class_correct" in counts.columns
+        for r in counts.itertuples(index=False) if has_counts else ():
             condition = {"subject": r.subject, **{c: getattr(r, c) for c in CONDITION_COLUMNS}}
             for index, (hit, total) in enumerate(zip(r.class_correct, r.class_total)):
                 rows.append(
@@ -360,7 +433,7 @@ class StudyResult:
         """Per-subject accuracy restricted to groups of class indices (e.g. the synthetic
         data's ``{"interaction": [8, 9, 10, 11]}``); all classes when ``classes`` is None."""
         rows = []
-        for r in self.per_subject.itertuples(index=False):
+        for r in self._counts().itertuples(index=False):
             correct_, total = np.asarray(r.class_correct), np.asarray(r.class_total)
             groups = classes or {"all": list(range(len(total)))}
             for name, idx in groups.items():
@@ -379,34 +452,64 @@ class StudyResult:
 
     def to_markdown(self) -> str:
         base = self.baseline
+        first = self.spec.metric
         head = (
-            f"# {self.spec.name}\n\nBaseline {self.spec.metric}: {base.mean():.3f} "
+            f"# {self.spec.name}\n\nBaseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
-            f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}."
-            f"\n\n{self.power_note()}\n\n"
-            "Δ% = 100 (masked − baseline) / baseline of the means, with a bootstrap 95% "
-            "interval over subjects (ci_low, ci_high); r_rb: rank-biserial effect size "
-            "(−1: every masked value below every baseline value); U: the test's statistic "
+            f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"
+            + ("" if len(self.spec.metrics) == 1 else ", within each metric's table")
+            + f".\n\n{self.power_note()}\n\n"
+            "r_rb: rank-biserial effect size (−1: every masked value below every baseline "
+            "value); U: the test's statistic "
             f"({STATISTIC_NAMES[self.spec.stats.test]}).\n" + self.structural_note()
         )
-        cols = [
-            *("intervention", "mode", "layer", "layers", "heads", "n", "mean", "delta_pct"),
+        return head + "".join(self._metric_table(m) for m in self.spec.metrics)
+
+    def _metric_table(self, metric: str) -> str:
+        """One metric's section of summary.md: how its change is reported, and its table."""
+        result = self.of_metric(metric)
+        base = result.baseline
+        if metric in RELATIVE_METRICS:
+            delta = (
+                "Δ% (delta_pct) = 100 (masked − baseline) / baseline of the means, with a "
+                "bootstrap 95% interval over subjects (ci_low, ci_high, in %)"
+            )
+            cols = ["delta_pct"]
+        else:
+            delta = (
+                f"Δ (delta) = masked − baseline of the means, in {UNITS[metric]} (an absolute "
+                "change: a ratio to this baseline means nothing), with a bootstrap 95% interval "
+                "over subjects (ci_low, ci_high, in the same units)"
+            )
+            cols = ["delta"]
+        title = (
+            f"\n## {metric}\n\nBaseline {metric}: {base.mean():.4g} "
+            f"± {base.std(ddof=1) if len(base) > 1 else 0:.3g}. {delta}.\n\n"
+        )
+        columns = [
+            *("intervention", "mode", "layer", "layers", "heads", "n", "mean", *cols),
             *("ci_low", "ci_high", "r_rb", "U", "p", "p_corr", "stars"),
         ]
-        return head + "\n" + markdown_table(self.summary[cols]) + "\n"
+        floatfmt = ".3f" if metric in RELATIVE_METRICS else ".4g"
+        return title + markdown_table(result.summary[columns], floatfmt) + "\n"
 
     def figures(self) -> dict:
         """Matplotlib figures by name: ``boxplots`` (the paper's Figure 5), ``heatmap``, and
-        ``class_deltas`` (Δ accuracy per class for the conditions with the largest |Δ%|)."""
+        ``class_deltas`` (Δ accuracy per class for the conditions with the largest change),
+        for the first metric; ``boxplots_<metric>`` and ``heatmap_<metric>`` for each other
+        metric the study names."""
         from emg_lens.studies import plots
 
-        figs = {"boxplots": plots.boxplots(self)}
-        # A heatmap needs a layer axis: one layer per condition, or layer sets.
-        modes = self.summary["mode"]
-        if self.summary["layer"].notna().any() or modes.isin(["explicit", "all"]).any():
-            figs["heatmap"] = plots.delta_heatmap(self)
+        figs = {}
+        for i, metric in enumerate(self.spec.metrics):
+            result, suffix = self.of_metric(metric), "" if i == 0 else f"_{metric}"
+            figs[f"boxplots{suffix}"] = plots.boxplots(result)
+            # A heatmap needs a layer axis: one layer per condition, or layer sets.
+            summary = result.summary
+            if summary["layer"].notna().any() or summary["mode"].isin(["explicit", "all"]).any():
+                figs[f"heatmap{suffix}"] = plots.delta_heatmap(result)
         if len(self.summary) and "class_correct" in self.per_subject.columns:
-            figs["class_deltas"] = plots.class_deltas(self)
+            figs["class_deltas"] = plots.class_deltas(self.of_metric())
         return figs
 
     def save(self, out_dir: str | Path) -> list[Path]:
@@ -418,3 +521,15 @@ class StudyResult:
             "summary.csv": self.summary,
         }
         return write_study_files(out_dir, tables, self.to_markdown(), self.figures)
+
+
+def _rows_of(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows of one metric, renumbered."""
+    return table[table["metric"] == metric].reset_index(drop=True)
+
+
+def _delta_text(metric: str) -> Callable[[float], str]:
+    """How a cell prints the change of ``metric``: ``+1.2%`` or ``+0.0123``."""
+    if delta_name(metric) == "Δ%":
+        return lambda d: f"{d:+.1f}%"
+    return lambda d: f"{d:+.3g}"

@@ -1,7 +1,7 @@
 """`run_study`: expand a study grid, decide which cells need computing, compute, store, test.
 
 Per subject, the runner expands the grid, reads the stored cells whose provenance (model, data,
-code, metric, scored output, hook file, the builder of the user's modules) still matches, claims the
+code, scored output, hook file, the builder of the user's modules) still matches, claims the
 subject against other processes sharing the store, and has `emg_lens.studies.evaluate` compute the
 rest (a prefix tree over per-layer masks, each mask verified on the hooked path). It then assembles
 the per-subject table and the statistics (`StudyResult`).
@@ -49,6 +49,8 @@ from emg_lens.studies.code import ModuleBuilder, load_model, require_builder
 from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.load import load_spec
+from emg_lens.studies.metrics import METRICS
+from emg_lens.studies.planted import planted_classes
 from emg_lens.studies.result import StudyResult
 from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore, check_wait_timeout
@@ -157,10 +159,11 @@ def entry_provenance(
     modules: ModuleBuilder | None = None,
 ) -> dict[str, Any]:
     """What a subject's cells are computed from: digests of the model and the evaluation data
-    (files for a checkpoint, arrays in memory), ``spec``'s metric and scored output
-    (``return_type``), the code, and for a checkpoint holding the user's own modules the
-    builder that makes them (``modules``: its function and file digest, so an edited builder
-    recomputes); shared by ablation and discovery studies."""
+    (files for a checkpoint, arrays in memory), ``spec``'s scored output (``return_type``),
+    the code, and for a checkpoint holding the user's own modules the builder that makes them
+    (``modules``: its function and file digest, so an edited builder recomputes); shared by
+    ablation and discovery studies, which add what else their cells depend on (an ablation
+    cell holds every metric of `METRICS`; a discovery cell one)."""
     if isinstance(entry, tuple):
         model, data = entry
         digests = {"model": model_digest(model), "data": arrays_digest(data)}
@@ -174,7 +177,7 @@ def entry_provenance(
         digests = {"model": checkpoint_digest(entry), "data": source_digest(source, subject)}
         if modules is not None and user_modules_of(info):
             digests["modules"] = modules.provenance
-    return {**digests, "metric": spec.metric, "return_type": spec.return_type, "code": code}
+    return {**digests, "return_type": spec.return_type, "code": code}
 
 
 def _plan(
@@ -200,6 +203,7 @@ def _plan(
         return _Plan(conditions, None, study_code, subject)
     try:
         provenance = entry_provenance(spec, entry, subject_id, code, study_code.modules)
+        provenance["metrics"] = list(METRICS)  # each cell holds them all: any may be asked
     except (EmgLensError, OSError) as exc:
         # a broken checkpoint or data source raises its own, better named, error
         load_entry(entry, modules=study_code.modules)
@@ -231,10 +235,11 @@ def run_study(
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
 
     With ``out_dir`` every cell is stored as it finishes with its provenance (DESIGN §10), and
-    a rerun reuses exactly the cells whose model, data, metric, scored output and emg_lens code
-    are unchanged, recomputing the rest; a rerun with nothing to compute writes nothing (no
-    claim, no temporary file, no unchanged table or figure), so a finished study is summarised
-    again from read-only media. Several processes may share one ``out_dir``: each subject is
+    a rerun reuses exactly the cells whose model, data, scored output and emg_lens code are
+    unchanged, recomputing the rest (a cell holds every metric, so naming another metric
+    recomputes nothing); a rerun with nothing to compute writes nothing (no claim, no
+    temporary file, no unchanged table or figure), so a finished study is summarised again
+    from read-only media. Several processes may share one ``out_dir``: each subject is
     computed by one of them (see `emg_lens.studies.store`); the others say once that they wait
     for its cells, and wait up to ``wait_timeout`` seconds (a number >= 0; ``inf``: no limit).
     The result's ``reused`` and ``recomputed`` say how many cells were read from the store and
@@ -323,21 +328,22 @@ def run_study(
         done.update(_wait_for_ranks(store, plans, others, ranks, wait_timeout))
     rows = []
     for subject_id in entries:
-        for c in plans[subject_id].conditions:
-            cell = done[subject_id][c.key]
-            rows.append(
-                {
-                    "subject": subject_id,
-                    **c.row(),
-                    "metric": spec.metric,
-                    "value": cell["value"],
-                    "class_correct": cell["class_correct"],
-                    "class_total": cell["class_total"],
-                    "structural": cell["structural"],
-                }
-            )
+        for metric in spec.metrics:  # one table per metric, from the same cells
+            for c in plans[subject_id].conditions:
+                cell = done[subject_id][c.key]
+                rows.append(
+                    {
+                        "subject": subject_id,
+                        **c.row(),
+                        "metric": metric,
+                        "value": cell["values"][metric],
+                        "class_correct": cell["class_correct"],
+                        "class_total": cell["class_total"],
+                        "structural": cell["structural"],
+                    }
+                )
     per_subject = pd.DataFrame(rows)
-    result = StudyResult.from_table(spec, per_subject)
+    result = StudyResult.from_table(spec, per_subject, *_class_labels(entries))
     result.reused, result.recomputed, result.stale = (
         counts["reused"],
         counts["recomputed"],
@@ -346,6 +352,24 @@ def run_study(
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+def _class_labels(entries: Mapping[int, Any]) -> tuple[list | None, dict[str, list[int]]]:
+    """The class labels every subject shares (a checkpoint's ``classes``, or the in-memory
+    `SubjectData`'s; None when they differ), and the class indices to mark as planted
+    (`emg_lens.studies.planted.planted_classes`, from the first subject's data source)."""
+    labels, sources = [], []
+    for entry in entries.values():
+        if isinstance(entry, tuple):
+            labels.append(list(entry[1].classes))
+            sources.append(None)
+        else:
+            metadata = read_checkpoint_info(entry)["metadata"]
+            labels.append(metadata.get("classes"))
+            sources.append(metadata.get("data_source"))
+    if not labels or labels[0] is None or any(other != labels[0] for other in labels):
+        return None, {}
+    return labels[0], planted_classes(sources[0], labels[0])
 
 
 def _compute(

@@ -200,6 +200,27 @@ def _refuse_heads_twice(heads: tuple, interventions: tuple[Intervention, ...]) -
             )
 
 
+def _metrics(value: Any) -> tuple[str, ...]:
+    """The study key ``metric``: one name of `METRICS` or a non-empty list of distinct ones.
+
+    >>> _metrics("margin"), _metrics(["accuracy", "kl"])
+    (('margin',), ('accuracy', 'kl'))
+    >>> _metrics("f1")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: metric = 'f1'; accepted: one of ['accuracy', 'balanced_accuracy', 'macro_f1', 'margin', 'logprob', 'kl', 'flip_rate'] or a list of them
+    """  # noqa: E501
+    names = [value] if isinstance(value, str) else value
+    accepted = f"one of {list(METRICS)} or a list of them"
+    if not isinstance(names, list | tuple) or not names:
+        raise SpecError(f"metric = {value!r}; accepted: {accepted}")
+    for name in names:
+        if name not in METRICS:
+            raise SpecError(f"metric = {name!r}; accepted: {accepted}")
+    reject_repeats("metric", list(names))
+    return tuple(names)
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """A whole study. ``source_dir`` (where the file was) resolves ``hook`` paths and is not
@@ -208,7 +229,8 @@ class StudySpec:
     name: str
     models: str
     interventions: tuple[Intervention, ...]
-    metric: str = "accuracy"
+    # the study key ``metric``: one name or a list (one table per metric, from the same passes)
+    metrics: tuple[str, ...] = ("accuracy",)
     # which of the model's outputs is scored: a ``return_type`` of its forward that gives
     # [batch, n_classes] logits ("logits"; IsoNet also has "avg_logits", its mean-pooled head)
     return_type: str = "logits"
@@ -226,14 +248,12 @@ class StudySpec:
     def from_dict(cls, data: dict[str, Any], *, source_dir: str | Path = ".") -> StudySpec:
         if not isinstance(data, dict):
             raise SpecError(f"a study spec must be a table/dict, got {type(data).__name__}")
-        allowed = {f.name for f in fields(cls)} - {"source_dir"}
+        allowed = {f.name for f in fields(cls)} - {"source_dir", "metrics"} | {"metric"}
         reject_unknown("study", data, allowed)
         for key in ("name", "models"):
             if not string(data.get(key), f"study key {key!r}"):
                 raise SpecError(f"study key {key!r} is required and must be a non-empty string")
-        metric = string(data.get("metric", "accuracy"), f"metric (one of {list(METRICS)})")
-        if metric not in METRICS:
-            raise SpecError(f"metric = {metric!r}; accepted: {list(METRICS)}")
+        metrics = _metrics(data.get("metric", "accuracy"))
         return_type = string(
             data.get("return_type", "logits"),
             "return_type (the name of a model output giving [batch, n_classes] logits)",
@@ -258,7 +278,7 @@ class StudySpec:
             models=data["models"],
             modules=modules_key(data.get("modules")),
             interventions=interventions,
-            metric=metric,
+            metrics=metrics,
             return_type=return_type,
             layers=LayerSpec.from_dict(data.get("layers", {})),
             heads=heads,
@@ -272,6 +292,8 @@ class StudySpec:
         """A plain dict that `from_dict` reads back to an equal spec."""
         out = asdict(self)
         out.pop("source_dir")
+        metrics = out.pop("metrics")  # the file's key: one name, or a list of several
+        out["metric"] = metrics[0] if len(metrics) == 1 else list(metrics)
         if self.modules is None:
             out.pop("modules")
         out["interventions"] = [
@@ -286,6 +308,11 @@ class StudySpec:
         else:
             out["subjects"] = list(self.subjects)
         return out
+
+    @property
+    def metric(self) -> str:
+        """The study's first metric: the one its figures and single-table views show."""
+        return self.metrics[0]
 
     def fingerprint(self) -> str:
         """Canonical JSON of the spec: two specs with equal fingerprints run the same study.

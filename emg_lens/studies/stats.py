@@ -282,12 +282,15 @@ def bootstrap_delta_ci(
     level: float = 0.95,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
+    relative: bool = True,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of `delta_pct` over subjects: ``masked[i]`` and
     ``baseline[i]`` are subject ``i``'s values, and each resample draws subjects with
     replacement, keeping each subject's pair together (the values are the same subjects'
-    under two conditions). Seeded: the same inputs give the same interval. Subjects with a
-    NaN value are left out; with fewer than 2 subjects the interval is ``(nan, nan)``.
+    under two conditions). ``relative=False``: the interval of the absolute change of the
+    mean, masked − baseline, instead. Seeded: the same inputs give the same interval.
+    Subjects with a NaN value are left out; with fewer than 2 subjects the interval is
+    ``(nan, nan)``.
 
     >>> low, high = bootstrap_delta_ci([0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
     >>> bool(low < delta_pct(0.5575, 0.92) < high), (low, high) == bootstrap_delta_ci(
@@ -295,7 +298,12 @@ def bootstrap_delta_ci(
     (True, True)
     """
     low, high = bootstrap_delta_cis(
-        np.asarray(masked, float)[None], baseline, level=level, resamples=resamples, seed=seed
+        np.asarray(masked, float)[None],
+        baseline,
+        level=level,
+        resamples=resamples,
+        seed=seed,
+        relative=relative,
     )
     return float(low[0]), float(high[0])
 
@@ -308,6 +316,7 @@ def bootstrap_delta_cis(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     chunk: int = 64,
+    relative: bool = True,
 ) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
     """`bootstrap_delta_ci` for each row of ``masked`` (column ``i`` is subject ``i``)
     against one baseline: ``(lows, highs)``, each row's interval exactly the one
@@ -344,7 +353,8 @@ def bootstrap_delta_cis(
                 # one [rows * resamples, n] mean: the same reduction (and bits) as one row's
                 draws = masked[part][:, pattern][:, idx].reshape(-1, n)
                 means = draws.mean(axis=1).reshape(len(part), resamples)
-                deltas = 100.0 * (means - base_mean) / base_mean
+                deltas = means - base_mean
+                deltas = 100.0 * deltas / base_mean if relative else deltas
             finite = np.isfinite(deltas).all(1)
             if finite.any():
                 lows[part[finite]], highs[part[finite]] = np.percentile(

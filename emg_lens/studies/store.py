@@ -154,7 +154,7 @@ class CellStore:
             return None
         except (OSError, ValueError) as exc:
             cell = exc
-        if not isinstance(cell, dict) or "value" not in cell:
+        if not isinstance(cell, dict) or PROVENANCE not in cell:
             warnings.warn(
                 f"{path} is empty or torn; recomputing",
                 stacklevel=2,

@@ -125,9 +125,13 @@ def _spec(source_dir=".", **changes) -> StudySpec:
 # ----------------------------------------------------------------------------- naive reference
 
 
-@torch.inference_mode()
 def _naive_predictions(spec: StudySpec, model, X: torch.Tensor, condition) -> np.ndarray:
-    """One full forward pass per condition, the obvious way."""
+    return _naive_logits(spec, model, X, condition).argmax(-1)
+
+
+@torch.inference_mode()
+def _naive_logits(spec: StudySpec, model, X: torch.Tensor, condition) -> np.ndarray:
+    """One full forward pass per condition, the obvious way: the scored output."""
     intervention = condition.intervention
     out = spec.return_type
     if intervention is None:
@@ -149,18 +153,19 @@ def _naive_predictions(spec: StudySpec, model, X: torch.Tensor, condition) -> np
                 target = target.on_heads(condition.heads)
             hooks = [(attn_scores_filter(condition.layers), mask_edges(target, model.layout))]
         logits = model.run_with_hooks(X, fwd_hooks=hooks, return_type=out)
-    return logits.argmax(-1).numpy()
+    return logits.numpy()
 
 
 @pytest.fixture
 def record_predictions(monkeypatch):
-    """Make every stored cell carry its predictions (a spy around the runner's metric)."""
-    real = evaluate_module.score_predictions
+    """Make every stored cell carry its predictions (a spy around the runner's scoring)."""
+    real = evaluate_module.score_logits
 
-    def cell(pred, y, n_classes, metric):
-        return {**real(pred, y, n_classes, metric), "pred": np.asarray(pred).tolist()}
+    def cell(logits, reference, y, n_classes):
+        pred = np.asarray(logits).argmax(-1).tolist()
+        return {**real(logits, reference, y, n_classes), "pred": pred}
 
-    monkeypatch.setattr(evaluate_module, "score_predictions", cell)
+    monkeypatch.setattr(evaluate_module, "score_logits", cell)
 
 
 def _check_against_naive(spec, subjects, result, out_dir):
@@ -337,6 +342,91 @@ def test_other_metrics(subjects, metric):
             assert row.metric == metric
             assert row.value == pytest.approx(score(data.y_test, pred), abs=1e-12)
             assert row.value != pytest.approx(np.mean(pred == data.y_test))  # not accuracy
+
+
+def _hand_metrics(logits: np.ndarray, reference: np.ndarray, y: np.ndarray) -> dict:
+    """The continuous metrics, computed here from the logits in numpy (float64)."""
+    from scipy.special import log_softmax
+
+    logits, reference = logits.astype(np.float64), reference.astype(np.float64)
+    rows = np.arange(len(y))
+    others = logits.copy()
+    others[rows, y] = -np.inf
+    log_q, log_p = log_softmax(logits, axis=1), log_softmax(reference, axis=1)
+    return {
+        "margin": np.mean(logits[rows, y] - others.max(1)),
+        "logprob": np.mean(log_q[rows, y]),
+        "kl": np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1)),
+        "flip_rate": np.mean(logits.argmax(1) != reference.argmax(1)),
+    }
+
+
+def test_continuous_metrics_equal_a_hand_computation(subjects, hook_dir, no_figures):
+    """Every metric of one study from the same passes, each equal to its definition computed
+    from the naive loop's logits (edge masks, an input ablation and a hook factory)."""
+    metrics = ["accuracy", "margin", "logprob", "kl", "flip_rate"]
+    spec = _spec(
+        source_dir=hook_dir,
+        metric=metrics,
+        interventions=[
+            {"name": "cross", "edges": "cross_modal"},
+            {"name": "acc_off", "zero_modality": "acc"},
+            {"name": "zero_cross", "hook": "hooks/user.py:zero_cross"},
+        ],
+        layers={"modes": ["individual", "all"]},
+        heads=["all"],
+    )
+    passes = []
+    real_tree = evaluate_module._run_prefix_tree
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(
+        evaluate_module,
+        "_run_prefix_tree",
+        lambda *args: passes.append(1) or real_tree(*args),
+    )
+    try:
+        result = run_study(spec, models=subjects, progress=False, allow_code=True)
+    finally:
+        monkeypatch.undo()
+    assert passes == [1, 1]  # one prefix tree per subject, whatever the number of metrics
+    grid = {c.key: c for c in [BASELINE, *expand_grid(spec, 3, 4)]}
+    moved = set()
+    for subject, (model, data) in subjects.items():
+        X = torch.as_tensor(data.X_test)
+        reference = _naive_logits(spec, model, X, BASELINE)
+        rows = result.per_subject[result.per_subject["subject"] == subject]
+        assert sorted(set(rows["metric"])) == sorted(metrics)
+        for row in rows.itertuples():
+            logits = _naive_logits(spec, model, X, grid[row.key])
+            if row.metric == "accuracy":
+                expected = np.mean(logits.argmax(1) == data.y_test)
+            else:
+                expected = _hand_metrics(logits, reference, data.y_test)[row.metric]
+            assert row.value == pytest.approx(expected, abs=1e-5), (row.key, row.metric)
+            if row.intervention == "baseline" and row.metric in ("kl", "flip_rate"):
+                assert row.value == 0.0  # the reference itself: exactly nothing moved
+            moved.add(
+                (
+                    row.metric,
+                    row.value
+                    != pytest.approx(
+                        rows.loc[
+                            (rows["intervention"] == "baseline") & (rows["metric"] == row.metric),
+                            "value",
+                        ].iloc[0],
+                        abs=1e-9,
+                    ),
+                )
+            )
+    assert {(m, True) for m in metrics} <= moved  # each metric moves under some cut
+    summary = result.summary
+    assert list(dict.fromkeys(summary["metric"])) == metrics
+    relative = summary["metric"] == "accuracy"
+    assert summary.loc[relative, "delta_pct"].notna().all()
+    assert summary.loc[~relative, "delta_pct"].isna().all()  # absolute changes only
+    np.testing.assert_allclose(summary["delta"], summary["mean"] - summary["baseline"])
+    margin = result.of_metric("margin")
+    assert set(margin.per_subject["metric"]) == {"margin"} and len(margin.summary) == 4 + 1 + 4
 
 
 # ----------------------------------------------------------------------------- verification

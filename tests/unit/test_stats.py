@@ -521,7 +521,7 @@ def test_class_delta_figure_draws_the_chosen_conditions():
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["kept", "dropped"]
     plt.close(fig)
     default = class_deltas(result, top=2)
-    assert len(default.axes[0].get_legend().get_texts()) == 2
+    assert len(default.legends[0].get_texts()) == 2
     plt.close(default)
     with pytest.raises(ArgumentError, match="not in this study"):
         class_deltas(result, ["nope"])

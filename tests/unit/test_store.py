@@ -209,7 +209,7 @@ def test_empty_or_torn_cell_is_named_and_recomputed(tmp_path, puts, content):
     assert puts == [(1, key)]
     assert (again.reused, again.recomputed) == (len(first.per_subject) - 1, 1)
     pd.testing.assert_frame_equal(first.per_subject, again.per_subject)
-    assert json.loads(cell.read_text())["value"] == first.per_subject.value.iloc[1]
+    assert json.loads(cell.read_text())["values"]["accuracy"] == first.per_subject.value.iloc[1]
 
 
 def _reaped_pid() -> int:
@@ -427,7 +427,7 @@ def test_a_disk_that_fills_during_a_study_loses_no_cell(tmp_path, monkeypatch, p
     assert "--out" in str(info.value)
     stored = list((out / "cells").rglob("*.json"))
     assert 0 < len(stored) < len(puts)  # some cells were stored before the disk filled
-    assert all(json.loads(p.read_text())["value"] is not None for p in stored)  # whole
+    assert all(json.loads(p.read_text())["values"] for p in stored)  # whole
     assert list(out.rglob("*.tmp")) == [] and list((out / "claims").glob("*.claim")) == []
     puts.clear()
     again = run_study(SPEC, models=subjects, out_dir=out, progress=False)

@@ -157,11 +157,11 @@ def test_every_condition_predicts_what_a_hooked_pass_predicts(monkeypatch, retur
     model, data = _subject(seed=1)
     spec = _spec("cross_modal", "to_cls", heads=("all", [0, 2]), return_type=return_type)
     conditions = [BASELINE, *expand_grid(spec, 3, model.cfg.n_heads)]
-    real = evaluate_module.score_predictions
+    real = evaluate_module.score_logits
     monkeypatch.setattr(
         evaluate_module,
-        "score_predictions",
-        lambda pred, *args: {**real(pred, *args), "pred": np.asarray(pred)},
+        "score_logits",
+        lambda logits, *args: {**real(logits, *args), "pred": np.asarray(logits).argmax(-1)},
     )
     cells = evaluate_subject(
         spec,

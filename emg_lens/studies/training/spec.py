@@ -37,7 +37,7 @@ from emg_lens.data.registry import DATASETS, DatasetInfo, dataset_info
 from emg_lens.data.synthetic import SyntheticSpec
 from emg_lens.errors import ArgumentError, ConfigError, EmgLensError, SpecError
 from emg_lens.models import CLASSIFIERS, MODEL_CLASSES
-from emg_lens.studies.metrics import METRICS
+from emg_lens.studies.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec import StatsSpec
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (
@@ -238,8 +238,12 @@ class TrainingStudySpec:
         if not isinstance(name, str) or not name:
             raise SpecError("study key 'name' is required and must be a non-empty string")
         metric = data.get("metric", "accuracy")
-        if metric not in METRICS:
-            raise SpecError(f"metric = {metric!r}; accepted: {list(METRICS)}")
+        if metric not in PREDICTION_METRICS:
+            # a training study compares test scores of trained models: decisions, not logits
+            raise SpecError(
+                f"metric = {metric!r}; a training study scores predictions: one of "
+                f"{list(PREDICTION_METRICS)}"
+            )
         train_data = TrainingData.from_dict(data.get("data"))
         architectures = data.get("architectures")
         if not isinstance(architectures, list) or not architectures:
