@@ -307,12 +307,23 @@ def _check_target(args: argparse.Namespace, spec: Any) -> _Target:
     else:
         preset = args.preset or CHECK_PRESET
         name = PRESET_MODELS.get(preset, "IsoNet")
-        layout = MODEL_CLASSES[name](EncoderConfig.preset(preset, device="cpu")).layout
+        cfg = EncoderConfig.preset(preset, device="cpu")
+        # the preset's model at --layers and --heads, for its readout (structural zeros depend
+        # on the layout and the readout, never on the weights): where that size cannot be
+        # built, the preset's own size gives the layout alone
+        try:
+            shaped = EncoderConfig.preset(
+                preset, device="cpu", n_layers=args.layers, n_heads=args.heads
+            )
+            model = MODEL_CLASSES[name](shaped).eval()
+        except EmgLensError:
+            model = None
+        layout = model.layout if model is not None else MODEL_CLASSES[name](cfg).layout
         source = (
             f"--layers {args.layers} --heads {args.heads} and the layout of a {name} of "
             f"preset {preset!r} (no models found)"
         )
-        return _Target(layout, args.layers, args.heads, source, n_subjects)
+        return _Target(layout, args.layers, args.heads, source, n_subjects, model)
     cls = MODEL_CLASSES.get(info["model_class"])
     if cls is None:
         raise SpecError(f"{path}: unknown model class {info['model_class']!r}")

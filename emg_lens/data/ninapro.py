@@ -75,6 +75,7 @@ __all__ = [
     "DB5_LABEL_OFFSETS",
     "DB5_SAMPLE_RATE",
     "EXERCISES",
+    "EXERCISE_B_NAMES",
     "LABEL_RANGES",
     "LENGTH_TOLERANCE",
     "SAMPLE_RATE",
@@ -95,6 +96,30 @@ EXERCISES: dict[str, int] = {"B": 1, "C": 2, "D": 3}
 
 LABEL_RANGES: dict[int, tuple[int, int]] = {1: (1, 17), 2: (18, 40), 3: (41, 49)}
 """Exercise number -> (first, last) global gesture label it holds."""
+
+EXERCISE_B_NAMES: dict[int, str] = {
+    1: "thumb up",
+    2: "index and middle extended, others flexed",
+    3: "ring and little flexed, others extended",
+    4: "thumb opposing base of little finger",
+    5: "abduction of all fingers",
+    6: "fist",
+    7: "pointing index",
+    8: "adduction of extended fingers",
+    9: "wrist supination (middle finger axis)",
+    10: "wrist pronation (middle finger axis)",
+    11: "wrist supination (little finger axis)",
+    12: "wrist pronation (little finger axis)",
+    13: "wrist flexion",
+    14: "wrist extension",
+    15: "wrist radial deviation",
+    16: "wrist ulnar deviation",
+    17: "wrist extension, closed hand",
+}
+"""Global gesture label -> movement of exercise B (DB2's labels 1-17; DB5's 13-29 hold the
+same movements, shifted), shortened from the movement list of Atzori et al., "Electromyography
+data for non-invasive naturally-controlled robotic hand prostheses", Scientific Data 1, 140053
+(2014), Fig. 2."""
 
 CHANNELS: dict[str, int] = {"emg": 12, "acc": 36, "force": 6, "glove": 22}
 """Modality -> the channel count the real files hold; the loadable modalities."""

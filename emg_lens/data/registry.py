@@ -24,7 +24,8 @@ Adding a dataset is one new module plus one registry entry:
    files written, one subject at a time: synthetic data in the dataset's own layout, what
    ``emg-lens synth --format`` writes) and ``downstream`` (a TinyMyo downstream dataset's
    task and thesis windowing, `emg_lens.data.downstream.DownstreamTask`: what ``emg-lens
-   windows --dataset`` builds a store from).
+   windows --dataset`` builds a store from) and ``gesture_names`` (class label -> the movement
+   the dataset's documentation names, for figures).
 
 Nothing else changes: `DATASETS` (the names a command line or study spec accepts),
 `data_source`, `load_subject`, the preprocessing cache and `emg_lens.provenance` read the entry.
@@ -118,12 +119,14 @@ class DatasetInfo:
     channel_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     synthesize: Callable[[str | Path, Mapping[str, Any]], Iterator[Path]] | None = None
     downstream: DownstreamTask | None = None
+    gesture_names: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.read is None) == (self.read_windows is None):
             raise ArgumentError(f"dataset {self.name!r}: give exactly one of read, read_windows")
         object.__setattr__(self, "preprocess", MappingProxyType(dict(self.preprocess)))
         object.__setattr__(self, "channel_names", MappingProxyType(dict(self.channel_names)))
+        object.__setattr__(self, "gesture_names", MappingProxyType(dict(self.gesture_names)))
 
     @property
     def window_source(self) -> bool:
@@ -379,6 +382,7 @@ _ENTRIES = (
         preprocess={"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)},
         source_fields=_db2_fields,
         synthesize=synthesize_ninapro_db2,
+        gesture_names=ninapro.EXERCISE_B_NAMES,
     ),
     DatasetInfo(
         name="hdsemg",

@@ -181,9 +181,10 @@ def delta_heatmap(result) -> plt.Figure:
     condition. Conditions on one layer: rows intervention x mode,
     columns layer. Explicit layer sets (``[layers] explicit``) and every layer at once (mode
     ``all``) get panels of their own: rows intervention, columns the layer set (``"1,2"``).
-    A head subset other than all heads gets rows of its own. One colour scale, symmetric
-    about 0, for every panel; cells that are not significant (``ns``) or cannot move
-    (``≡0``, a structural zero) are hatched, so colour alone never reads as an effect."""
+    A head subset other than all heads gets rows of its own. One colour scale for every panel,
+    symmetric about 0 (from 0 for ``kl`` and ``flip_rate``, which cannot fall); cells that are
+    not significant (``ns``) or cannot move (``≡0``, a structural zero) are hatched, so colour
+    alone never reads as an effect."""
     s = result.summary
     panels = []
     per_layer = s[s["layer"].notna()]
@@ -221,7 +222,9 @@ def delta_heatmap(result) -> plt.Figure:
         layout="constrained",
     )
     for ax, (title, xlabel, _, columns, _), (grid, names, text) in zip(axes[0], panels, cells):
-        im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        # a divergence or a flip rate only grows: a scale from 0, darker for more change
+        scale = ("Reds", 0, lim) if metric in GROWING else ("RdBu", -lim, lim)
+        im = ax.imshow(grid, cmap=scale[0], vmin=scale[1], vmax=scale[2], aspect="auto")
         for i, row in enumerate(text):
             for j, cell in enumerate(row):
                 color = "white" if abs(grid[i, j]) > 0.6 * lim else "black"
@@ -242,6 +245,7 @@ def delta_heatmap(result) -> plt.Figure:
 
 
 UNSIGNIFICANT = ("ns", "≡0")  # the stars of cells `delta_heatmap` hatches
+GROWING = ("kl", "flip_rate")  # metrics that are 0 at the baseline and cannot fall below
 
 
 def _hatch(i: int, j: int) -> plt.Rectangle:
@@ -319,9 +323,10 @@ def class_deltas(
     chosen conditions: a bar per condition and class (the mean over subjects) and a dot per
     subject. ``conditions``: summary keys or `condition_label` strings; default the ``top``
     conditions with the largest change of the study's first metric. Classes are labelled by
-    ``class_names`` (class index -> text), else by the checkpoints' labels
-    (``result.classes``: the gesture numbers); the class groups in ``result.marked_classes``
-    (the planted classes of the demo's data) are shaded and named in the legend."""
+    ``class_names`` (class index -> text), else by ``result.class_labels`` (the checkpoints'
+    gesture numbers, with names where the dataset has them); the class groups in
+    ``result.marked_classes`` (the planted classes of the demo's data) are shaded and named in
+    the legend."""
     per_class = result.per_class()
     chosen = _chosen_conditions(result.summary, conditions, top)
     base = per_class[per_class["intervention"] == "baseline"].set_index(["subject", "class"])
@@ -358,11 +363,11 @@ def class_deltas(
             )
             _subject_dots(ax, x, width, values, color, jitter)
     names = class_names or {}
-    labels = result.classes
+    labels = result.class_labels
+    ticks = [names.get(int(c), labels[c] if labels else str(c)) for c in classes]
+    long = max(map(len, ticks), default=0) > 4  # gesture names: slanted, to stay readable
     ax.set_xticks(
-        classes,
-        [names.get(int(c), str(labels[c]) if labels else str(c)) for c in classes],
-        fontsize=8,
+        classes, ticks, fontsize=8, rotation=30 if long else 0, ha="right" if long else "center"
     )
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_xlabel("class" + (" (the checkpoints' labels)" if labels and not names else ""))

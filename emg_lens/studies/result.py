@@ -307,9 +307,10 @@ class StudyResult:
     spec: StudySpec
     per_subject: pd.DataFrame
     summary: pd.DataFrame
-    # class index -> label (the checkpoints' ``classes``: gesture numbers), when every subject
-    # has the same; and named groups of class indices its class figure marks (planted ones)
-    classes: tuple | None = None
+    # class index -> label as figures print it (the checkpoints' ``classes``: gesture numbers,
+    # and names where the dataset has them), when every subject has the same; and named groups
+    # of class indices its class figure marks (the planted ones)
+    class_labels: tuple[str, ...] | None = None
     marked_classes: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
@@ -317,7 +318,7 @@ class StudyResult:
         cls,
         spec: StudySpec,
         per_subject: pd.DataFrame,
-        classes: Sequence | None = None,
+        class_labels: Sequence[str] | None = None,
         marked_classes: Mapping[str, list[int]] | None = None,
     ) -> StudyResult:
         per_subject = per_subject.copy()
@@ -326,7 +327,7 @@ class StudyResult:
             spec,
             per_subject,
             summarize(per_subject, spec.stats),
-            None if classes is None else tuple(classes),
+            None if class_labels is None else tuple(map(str, class_labels)),
             dict(marked_classes or {}),
         )
 

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from emg_lens.checkpoints import read_checkpoint_info, user_modules_of
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.preprocess import SubjectData
+from emg_lens.data.registry import DATASETS, dataset_info
 from emg_lens.errors import (
     CheckpointError,
     EmgLensError,
@@ -203,7 +204,7 @@ def _plan(
         return _Plan(conditions, None, study_code, subject)
     try:
         provenance = entry_provenance(spec, entry, subject_id, code, study_code.modules)
-        provenance["metrics"] = list(METRICS)  # each cell holds them all: any may be asked
+        provenance["metrics"] = list(METRICS)  # what each cell holds: every metric
     except (EmgLensError, OSError) as exc:
         # a broken checkpoint or data source raises its own, better named, error
         load_entry(entry, modules=study_code.modules)
@@ -236,8 +237,7 @@ def run_study(
 
     With ``out_dir`` every cell is stored as it finishes with its provenance (DESIGN §10), and
     a rerun reuses exactly the cells whose model, data, scored output and emg_lens code are
-    unchanged, recomputing the rest (a cell holds every metric, so naming another metric
-    recomputes nothing); a rerun with nothing to compute writes nothing (no claim, no
+    unchanged, recomputing the rest; a rerun with nothing to compute writes nothing (no claim, no
     temporary file, no unchanged table or figure), so a finished study is summarised again
     from read-only media. Several processes may share one ``out_dir``: each subject is
     computed by one of them (see `emg_lens.studies.store`); the others say once that they wait
@@ -354,10 +354,11 @@ def run_study(
     return result
 
 
-def _class_labels(entries: Mapping[int, Any]) -> tuple[list | None, dict[str, list[int]]]:
-    """The class labels every subject shares (a checkpoint's ``classes``, or the in-memory
-    `SubjectData`'s; None when they differ), and the class indices to mark as planted
-    (`emg_lens.studies.planted.planted_classes`, from the first subject's data source)."""
+def _class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, dict[str, list[int]]]:
+    """The class labels every subject shares as figures print them (a checkpoint's
+    ``classes``, or the in-memory `SubjectData`'s, with the movement's name where the dataset
+    registry knows it; None when the subjects' labels differ), and the class indices to mark as
+    planted (`emg_lens.studies.planted.planted_classes`, from the first subject's data source)."""
     labels, sources = [], []
     for entry in entries.values():
         if isinstance(entry, tuple):
@@ -369,7 +370,11 @@ def _class_labels(entries: Mapping[int, Any]) -> tuple[list | None, dict[str, li
             sources.append(metadata.get("data_source"))
     if not labels or labels[0] is None or any(other != labels[0] for other in labels):
         return None, {}
-    return labels[0], planted_classes(sources[0], labels[0])
+    names = {}
+    if isinstance(sources[0], Mapping) and sources[0].get("dataset") in DATASETS:
+        names = dataset_info(sources[0]["dataset"]).gesture_names
+    text = [f"{label} {names[label]}" if label in names else str(label) for label in labels[0]]
+    return text, planted_classes(sources[0], labels[0])
 
 
 def _compute(

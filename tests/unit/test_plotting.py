@@ -88,22 +88,30 @@ def test_draw_box_places_slots_side_by_side_and_jitters_only_when_asked():
 # ----------------------------------------------------------------------------- study figures
 
 
-def _result(modes, explicit=(), name="a study") -> StudyResult:
+def _result(modes, explicit=(), name="a study", heads=("all",), metric="accuracy") -> StudyResult:
     """A study result over 3 layers and 5 subjects with random values (no model is run)."""
     spec = StudySpec.from_dict(
         {
             "name": name,
             "models": "demo",
+            "metric": metric,
             "interventions": [
                 {"name": "uni", "edges": "unimodal"},
                 {"name": "cross", "edges": "cross_modal"},
             ],
             "layers": {"modes": list(modes), "explicit": [list(e) for e in explicit]},
+            "heads": list(heads),
         }
     )
     rng = np.random.default_rng(0)
+    base = 0.0 if metric in ("kl", "flip_rate") else 0.9
     rows = [
-        {"subject": subject, **c.row(), "value": 0.9 if c is BASELINE else rng.uniform(0.5, 0.9)}
+        {
+            "subject": subject,
+            **c.row(),
+            "metric": metric,
+            "value": base if c is BASELINE else base + rng.uniform(-0.4, 0.0) * np.sign(base - 0.5),
+        }
         for subject in range(1, 6)
         for c in [BASELINE, *expand_grid(spec, n_layers=3, n_heads=4)]
     ]
@@ -152,6 +160,40 @@ def test_the_heatmap_shows_every_layer_mode_and_hatches_what_is_not_significant(
     with pytest.raises(ArgumentError, match=r"this study has modes \[\]"):
         delta_heatmap(only_input)
     plt.close("all")
+
+
+def test_boxplots_draw_head_sets_apart_and_name_them():
+    """Three head sets of two interventions: six boxes at six x positions per layer, each
+    series in the legend with its heads."""
+    result = _result(["individual"], heads=["all", [0], [1, 2]])
+    fig = boxplots(result)
+    (ax,) = fig.axes
+    xs = [p.get_path().vertices[:, 0] for p in ax.patches]  # the boxes (patch_artist)
+    centres = [round(float(x.min() + x.max()) / 2, 6) for x in xs]
+    assert len(centres) == 6 * 3 and len(set(centres)) == 6 * 3  # no two boxes share an x
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        *("uni · heads all", "uni · heads 0", "uni · heads 1,2"),
+        *("cross · heads all", "cross · heads 0", "cross · heads 1,2"),
+        "baseline mean",
+    ]
+    plt.close(fig)
+
+
+def test_a_growing_metric_is_drawn_from_zero_in_its_units():
+    """kl is 0 at the baseline and cannot fall: its heatmap scale runs from 0, its cells and
+    colour bar are the absolute change in nats."""
+    result = _result(["individual"], metric="kl")
+    fig = delta_heatmap(result)
+    (ax,) = [ax for ax in fig.axes if ax.get_images()]
+    low, high = ax.get_images()[0].get_clim()
+    assert low == 0 and high == pytest.approx(result.summary["delta"].abs().max())
+    assert ax.get_images()[0].get_cmap().name == "Reds"
+    assert "Δ kl vs baseline (nats)" in [a.get_ylabel() for a in fig.axes]
+    first = result.summary.iloc[0]
+    assert _texts(ax)[0] == f"{first.delta:+.2g}\n{first.stars}"
+    assert result.summary["delta_pct"].isna().all()
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("modes", [["explicit"], ["individual", "from_first", "explicit"]])

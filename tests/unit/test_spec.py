@@ -133,6 +133,10 @@ BAD_SPECS = {
         ["stats.correction", "'fdr'", "'bonferroni'", "'holm'"],
     ),
     "bad family": (_with(stats={"family": "layer"}), ["stats.family", "'layer'", "'mode'"]),
+    "bad metric name": (_with(metric="f1"), ["metric = 'f1'", "'macro_f1'", "'margin'", "a list"]),
+    "bad metric in a list": (_with(metric=["accuracy", "auc"]), ["metric = 'auc'", "'kl'"]),
+    "empty metric list": (_with(metric=[]), ["metric = []", "'flip_rate'"]),
+    "repeated metric": (_with(metric=["kl", "kl"]), ["metric repeats 'kl'"]),
 }
 
 
@@ -269,6 +273,31 @@ def test_to_dict_from_dict_round_trip(data):
     assert again == spec
     assert again.fingerprint() == spec.fingerprint()
     assert again.to_dict() == spec.to_dict()
+
+
+def test_a_metric_list_keeps_its_order_and_one_metric_its_old_form():
+    """``metric`` is one name or a list; a study of one metric writes (and fingerprints) the
+    string it always did, so stores of earlier runs stay valid."""
+    several = StudySpec.from_dict({**BASE, "metric": ["margin", "accuracy", "kl"]})
+    assert several.metrics == ("margin", "accuracy", "kl") and several.metric == "margin"
+    assert several.to_dict()["metric"] == ["margin", "accuracy", "kl"]
+    one = StudySpec.from_dict({**BASE, "metric": "flip_rate"})
+    assert one.metrics == ("flip_rate",) and one.to_dict()["metric"] == "flip_rate"
+    assert '"metric": "accuracy"' in StudySpec.from_dict(BASE).fingerprint()
+
+
+def test_a_training_study_scores_predictions_only():
+    from emg_lens.studies import TrainingStudySpec
+
+    data = {
+        "kind": "training",
+        "name": "t",
+        "architectures": ["IsoNet"],
+        "metric": "margin",
+        "data": {"dataset": "synthetic", "subjects": [1, 2]},
+    }
+    with pytest.raises(SpecError, match=r"metric = 'margin'; a training study scores predictions"):
+        TrainingStudySpec.from_dict(data)
 
 
 def test_fingerprint_tells_studies_apart():

@@ -523,6 +523,17 @@ def test_class_delta_figure_draws_the_chosen_conditions():
     default = class_deltas(result, top=2)
     assert len(default.legends[0].get_texts()) == 2
     plt.close(default)
+    # the checkpoints' labels by default, and a marked group shaded behind its classes
+    result.class_labels = ("13 wrist flexion", "14 wrist extension")
+    result.marked_classes = {"planted": [1]}
+    fig = class_deltas(result, top=1)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(result.class_labels)
+    (band,) = [p for p in ax.patches if p.get_label() == "planted"]
+    left, right = band.get_x(), band.get_x() + band.get_width()
+    assert left < 1 < right and right - left < 1  # behind class 1 alone
+    assert "planted" in [t.get_text() for t in fig.legends[0].get_texts()]
+    plt.close(fig)
     with pytest.raises(ArgumentError, match="not in this study"):
         class_deltas(result, ["nope"])
 
