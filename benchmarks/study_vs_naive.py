@@ -149,11 +149,11 @@ def _runner_predictions(
     spec: StudySpec, models: dict, batch_size: int
 ) -> dict[tuple[int, str], np.ndarray]:
     """The runner's predictions per (subject, condition key), read off its scored cells."""
-    score, evaluate = evaluate_module.score_predictions, runner_module.evaluate_subject
+    score, evaluate = evaluate_module.score_logits, runner_module.evaluate_subject
     out = {}
 
-    def scored(pred, *args):
-        return {**score(pred, *args), "pred": np.asarray(pred)}
+    def scored(logits, *args):
+        return {**score(logits, *args), "pred": np.asarray(logits).argmax(-1)}
 
     def evaluated(spec, subject, todo, *, subject_id, **kw):
         cells = evaluate(spec, subject, todo, subject_id=subject_id, **kw)
@@ -162,7 +162,7 @@ def _runner_predictions(
 
     with patched(
         [
-            (evaluate_module, "score_predictions", scored),
+            (evaluate_module, "score_logits", scored),
             (runner_module, "evaluate_subject", evaluated),
         ]
     ):
@@ -206,7 +206,7 @@ def breakdown(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> d
             (model, "readout", timer.wrap(model.readout, "readout")),
         ]
         replacements += [(b, "forward", timer.wrap(b.forward, "blocks")) for b in model.blocks]
-    for name, phase in [("score_predictions", "score"), ("_refuse_non_finite", "finite_check")]:
+    for name, phase in [("score_logits", "score"), ("_refuse_non_finite", "finite_check")]:
         replacements.append(
             (evaluate_module, name, timer.wrap(getattr(evaluate_module, name), phase))
         )

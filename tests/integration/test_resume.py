@@ -202,4 +202,4 @@ def test_killed_study_resumes_to_the_same_tables(tmp_path):
         assert len(files) == len(SUBJECTS) * full[1]
         for path in files:
             cell = json.loads(path.read_text())
-            assert {"value", "class_correct", "class_total"} <= set(cell), path
+            assert {"values", "class_correct", "class_total"} <= set(cell), path

@@ -55,14 +55,20 @@ def test_synthetic_pretrain_finetune_per_subject_and_channel_mixing_study(tmp_pa
     printed = capsys.readouterr().out
     assert "tinymyo-channel-mixing: baseline accuracy" in printed
     assert "same_channel" in printed and "cross_channel" in printed
+    assert "margin (Δ):" in printed  # the study file's second metric, its own table
     per_subject = pd.read_csv(out / "per_subject.csv")
-    baseline = per_subject[per_subject.intervention == "baseline"].set_index("subject").value
+    accuracy = per_subject[per_subject.metric == "accuracy"]
+    baseline = accuracy[accuracy.intervention == "baseline"].set_index("subject").value
     # The study scores the very test windows fine-tuning scored.
     for row in rows:
         assert baseline[row["subject"]] == pytest.approx(row["test_accuracy"])
     summary = pd.read_csv(out / "summary.csv")
-    # 2 interventions x (individual at layers 0, 1 + from_first at 0, 1) on the 2-layer models.
-    assert len(summary) == 8
+    # 2 interventions x (individual at layers 0, 1 + from_first at 0, 1) on the 2-layer models,
+    # for accuracy and for the margin
+    assert len(summary) == 2 * 8
+    assert summary.groupby("metric").size().to_dict() == {"accuracy": 8, "margin": 8}
+    margin = summary[summary.metric == "margin"]
+    assert margin.delta_pct.isna().all() and margin.delta.notna().all()
     assert set(summary.intervention) == {"same_channel", "cross_channel"}
     assert set(summary["mode"]) == {"individual", "from_first"}
     assert summary.p_corr.between(0, 1).all()
@@ -93,5 +99,5 @@ def test_window_store_pretrain_finetune_per_subject_and_study_dict(tmp_path):
     spec = load_spec(STUDY).to_dict()
     spec["layers"]["modes"] = ["individual"]
     result = run_study(spec, models=tmp_path / "models", progress=False)
-    assert len(result.summary) == 4  # 2 interventions x 2 layers
+    assert len(result.summary) == 2 * 4  # 2 interventions x 2 layers, accuracy and margin
     assert result.baseline.tolist() == pytest.approx([rows[0]["test_accuracy"]])
