@@ -1,4 +1,5 @@
-"""Unhooked IsoNet blocks vs a plain PyTorch pre-LN SDPA encoder of the same size (DESIGN §9).
+"""Unhooked IsoNet blocks vs a plain PyTorch pre-LN SDPA encoder of the same size
+(docs/DESIGN.md §9).
 
 Both compute the same function on the same weights: ours are the "paper" preset's five
 512-D, 8-head blocks (49 tokens); the plain encoder is written here with a fused-qkv

@@ -1,5 +1,5 @@
-"""The study runner vs a naive loop of one hooked forward pass per condition (DESIGN §9), and
-vs the lower bound of the runner's own plan.
+"""The study runner vs a naive loop of one hooked forward pass per condition, and vs the lower
+bound of the runner's own plan (docs/DESIGN.md §9).
 
 All three evaluate the paper's Table-3 grid (unimodal / cross-modal masks x individual /
 from_first / from_last x every layer, plus the baseline) on IsoNets with random weights and

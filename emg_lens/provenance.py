@@ -1,4 +1,4 @@
-"""Digests of what a result was computed from (DESIGN §10): the model, the data, the code.
+"""Digests of what a result was computed from (docs/DESIGN.md §10): the model, the data, the code.
 
 A study cell is reused only when its provenance — the digests below, the metric and the scored
 output — equals what the cell would be computed from now. Every digest is a SHA-256 hex string

@@ -1,9 +1,25 @@
-"""``emg-lens windows``: a TinyMyo window store (HDF5) from emg2pose, NinaPro DB5/DB6/DB7,
-synthetic sEMG, or a downstream dataset (EPN-612, UCI, NinaPro DB8).
+"""``emg-lens windows``: one HDF5 window store (`emg_lens.data.windows`) for TinyMyo,
+written by `emg_lens.data.window_build.build_window_store`.
 
-An option that the chosen dataset would ignore is refused, naming the options that apply; the
-window and step default to the dataset's own (`emg_lens.data.registry`: each downstream
-dataset's fit its real protocol; the others take TinyMyo's 1000 samples every 500 at 2 kHz).
+``--source`` reads any of `WINDOW_STORE_SOURCES`; ``--dataset`` only TinyMyo's downstream
+datasets, and means the same as ``--source`` with that name. The two kinds of source make
+different stores, and accept different options:
+
+- emg2pose, NinaPro DB5/DB6/DB7 and synthetic sEMG are cut with TinyMyo's recipe
+  (`emg_lens.data.windowing.TinyMyoPreprocess`: 1000 samples every 500 at 2 kHz), min-max
+  normalised per window (emg2pose, DB6, DB7: pretraining corpora) or z-scored with the training
+  repetitions' statistics (DB5, synthetic), and split by repetition (``--train-repetitions``,
+  ``--test-repetitions``), emg2pose by its metadata.csv's ``split``;
+- EPN-612, UCI and NinaPro DB8 are preprocessed as the TinyMyo thesis did, at the data's own
+  rate and z-scored per recording (so no ``--normalize``), with windows that fit each
+  dataset's real protocol (its registry entry's `DownstreamTask`; an EPN-612 sample is padded
+  or cropped to one window, so no ``--step``); the store keeps the dataset's own train / val /
+  test split, which ``emg-lens finetune`` trains, early-stops and scores on, and DB8's
+  windows hold regression targets (the command prints the samples each file lost to NaN in
+  the glove).
+
+An option that the chosen source would ignore is refused, naming the options that apply, so a
+store is never silently built without what was asked for.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ only in one fusion layer) and the two transformers here:
 - `HierarchicalTransformer` — the same stems, then a fusion transformer ``blocks`` over both
   token streams, concatenated. Cross-modal edges live in the fusion stage only.
 
-Module tree and hook names (DESIGN §2). A stem's modules are ``stems.{modality}.embed``,
+Module tree and hook names (docs/DESIGN.md §2). A stem's modules are ``stems.{modality}.embed``,
 ``stems.{modality}.hook_embed`` (CLS + tubelet tokens), ``stems.{modality}.pos_embed``,
 ``stems.{modality}.hook_pos_embed`` and ``stems.{modality}.blocks.{l}`` with the inner names of
 every other stack (``attn.hook_pattern``, ``hook_resid_post``, ...). The shared (fusion) stack
@@ -27,8 +27,8 @@ fusion stage. ``default_config`` on each class builds a matching config from a p
 Token layout (`emg_lens.layout.TokenLayout`), shared by both transformers: per modality, in
 ``cfg.modalities`` order, its CLS token then its tubelets. Tubelet tokens have the modality as
 group, channel -1 (they span every channel of the modality) and the tubelet index as time. The
-per-modality CLS tokens all have group ``"cls"``: the DESIGN §3 CLS rule then applies to them
-unchanged (edges touching a CLS token are neither unimodal nor cross-modal unless
+per-modality CLS tokens all have group ``"cls"``: the CLS rule of docs/DESIGN.md §3 then applies
+to them unchanged (edges touching a CLS token are neither unimodal nor cross-modal unless
 ``include_cls=True``), and a group name such as ``"cls_emg"`` would instead count as a modality
 of its own, making every CLS <-> tubelet edge inside one stem "cross-modal". Which modality a
 CLS token belongs to is its position: see ``cls_positions``.

@@ -235,16 +235,15 @@ def run_study(
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
 
-    With ``out_dir`` every cell is stored as it finishes with its provenance (DESIGN §10), and
-    a rerun reuses exactly the cells whose model, data, scored output and emg_lens code are
+    With ``out_dir`` every cell is stored as it finishes with its provenance (docs/DESIGN.md §10),
+    and a rerun reuses exactly the cells whose model, data, scored output and emg_lens code are
     unchanged, recomputing the rest; a rerun with nothing to compute writes nothing (no claim, no
-    temporary file, no unchanged table or figure), so a finished study is summarised again
-    from read-only media. Several processes may share one ``out_dir``: each subject is
-    computed by one of them (see `emg_lens.studies.store`); the others say once that they wait
-    for its cells, and wait up to ``wait_timeout`` seconds (a number >= 0; ``inf``: no limit).
-    The result's ``reused`` and ``recomputed`` say how many cells were read from the store and
-    computed here (``stale``: how many of those replaced a stored cell of other provenance, or
-    a torn one).
+    temporary file, no unchanged table or figure), so a finished study is summarised again from
+    read-only media. Several processes may share one ``out_dir``: each subject is computed by one of
+    them (see `emg_lens.studies.store`); the others say once that they wait for its cells, and wait
+    up to ``wait_timeout`` seconds (a number >= 0; ``inf``: no limit). The result's ``reused`` and
+    ``recomputed`` say how many cells were read from the store and computed here (``stale``: how
+    many of those replaced a stored cell of other provenance, or a torn one).
     A training study (``kind = "training"``) is refused: it runs with `run_training_study`.
 
     ``device`` (``"cpu"``, ``"cuda"``, a `torch.device`; None: where each model is) is where

@@ -1,14 +1,28 @@
-"""Training recipes.
+"""Training recipes: supervised training per subject, TinyMyo's masked pretraining and
+fine-tuning, and what they share. The names in parentheses are exported here; the modules hold
+the rest.
 
 - `emg_lens.train.supervised`: one model per subject with IsoNet's dual-head annealed loss
-  (`fit`, `predict`, `accuracy`, `train_subjects`);
-- `emg_lens.train.pretrain`: TinyMyo masked-signal pretraining (`pretrain`, `PretrainConfig`);
+  (`TrainConfig`, `TrainResult`, `fit`, `predict`, `accuracy`, `train_subjects`,
+  `dual_head_loss`, `anneal_weight`);
+- `emg_lens.train.pretrain`: TinyMyo masked-signal pretraining (`PretrainConfig`,
+  `PretrainHistory`, `pretrain`, `random_sample_mask`, `masked_reconstruction_loss`,
+  `evaluate_masked_loss`);
 - `emg_lens.train.finetune`: TinyMyo fine-tuning and linear probing from a pretrained
-  checkpoint (`finetune`, `FinetuneConfig`);
-- `emg_lens.train.schedule`: warm-up + cosine learning rates, layer-wise decay, early stopping;
+  checkpoint (`FinetuneConfig`, `FinetuneHistory`, `FinetuneResult`, `finetune`,
+  `finetune_subjects`: one classifier per subject, for studies; `classifier_from_pretrained`,
+  `dataset_accuracy`); the regression recipe for NinaPro DB8's stores (`finetune_regression`,
+  `regressor_from_pretrained`, `dataset_mae`, `mean_baseline_mae`) is imported from the module;
+- `emg_lens.train.schedule`: warm-up + cosine learning rates (`warmup_cosine_lr`,
+  `warmup_cosine_scheduler`), layer-wise learning-rate decay (`layerwise_param_groups`), early
+  stopping (`EarlyStopping`);
 - `emg_lens.train.distributed`: DistributedDataParallel under ``torchrun``, one process
-  otherwise;
-- `emg_lens.train.inputs`: the window datasets the recipes read, and synthetic ones.
+  otherwise (`DistributedRun`, `distributed_run`);
+- `emg_lens.train.inputs`: the window datasets the recipes read, and synthetic ones
+  (`window_dataset`, `SyntheticWindows`, `synthetic_windows`);
+- `emg_lens.train.loop`: the epoch loop that pretraining and fine-tuning share, and the checks
+  every loop runs to stop a training whose loss or weights become non-finite
+  (`check_finite_loss`, `check_finite_weights`); none of it is exported here.
 """
 
 from emg_lens.train.distributed import DistributedRun, distributed_run

@@ -10,7 +10,7 @@ the channel tokens only, through a linear map of their mean, so once no token ca
 other modality it can only add an sEMG part to an ACC part, and no sum of that kind computes
 an XOR: cross-modal edges are its only route to the interaction gestures. The CLS head has a
 second route, because the CLS token reads every token: it can fuse the two modalities itself
-(the edges that touch CLS are neither unimodal nor cross-modal, DESIGN §3). The test prints
+(the edges that touch CLS are neither unimodal nor cross-modal, docs/DESIGN.md §3). The test prints
 both heads' numbers.
 """
 

@@ -1,4 +1,4 @@
-"""The kill-and-resume guarantee (DESIGN §5): a study killed with SIGKILL at any moment and
+"""The kill-and-resume guarantee (docs/DESIGN.md §5): a study killed with SIGKILL at any moment and
 started again ends with exactly the tables of an uninterrupted run, and never leaves a
 half-written cell behind."""
 

@@ -1,4 +1,4 @@
-"""The benchmark scripts run at a tiny size and print the JSON they promise (DESIGN §9), so
+"""The benchmark scripts run at a tiny size and print the JSON they promise (docs/DESIGN.md §9), so
 they cannot rot silently. Their speed targets are not checked here: timings of a few
 milliseconds on a shared test machine mean nothing."""
 

@@ -192,7 +192,8 @@ def test_hierarchical_fusion_stage_carries_cross_modal_edges():
     torch.testing.assert_close(masked_y[:, :3], masked_x[:, :3])
     free_x, free_y = model(x, return_type=None), model(y, return_type=None)
     assert not torch.allclose(free_y[:, :3], free_x[:, :3], atol=1e-6)
-    # Masking cross-modal edges on tubelets only (CLS exempt, the DESIGN §3 rule) also matters.
+    # Masking cross-modal edges on tubelets only (CLS exempt, the CLS rule of docs/DESIGN.md §3)
+    # also matters.
     groups = model.layout.group_ids()
     is_cls = torch.tensor([g == "cls" for g in model.layout.group])
     tubelet_cross = (groups[:, None] != groups[None, :]) & ~is_cls[:, None] & ~is_cls[None, :]

@@ -1,4 +1,4 @@
-"""Grid expansion (DESIGN §5): intervention x mode x layer x heads, deterministic keys, and
+"""Grid expansion (docs/DESIGN.md §5): intervention x mode x layer x heads, deterministic keys, and
 effects that tell which rows do the same thing."""
 
 from __future__ import annotations

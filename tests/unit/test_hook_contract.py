@@ -1,4 +1,4 @@
-"""The TransformerLens contract every emg_lens encoder keeps (DESIGN §2).
+"""The TransformerLens contract every emg_lens encoder keeps (docs/DESIGN.md §2).
 
 Each test runs on every model in `MODELS`; later model families join the list, converted ones
 (issue 24) included. Where a converted architecture breaks an identity TransformerLens assumes,

@@ -1,5 +1,5 @@
-"""The hook functions of `emg_lens.hooks` (DESIGN §4): what a user relies on when they attach
-them with ``run_with_hooks``, ``hooks()`` or ``add_hook``.
+"""The hook functions of `emg_lens.hooks` (docs/DESIGN.md §4): what a user relies on when they
+attach them with ``run_with_hooks``, ``hooks()`` or ``add_hook``.
 
 - `mask_edges` at ``hook_attn_scores`` is the compiled ``edge_masks`` fast path, to 1e-5;
 - `zero_edges` at ``hook_pattern`` zeroes weights without renormalising (a hand-computed case);

@@ -1,5 +1,5 @@
-"""`run_study` (DESIGN §5): the prefix-tree evaluation gives exactly what a naive loop of one
-hooked forward pass per condition gives; masks that do not take effect are errors; the store
+"""`run_study` (docs/DESIGN.md §5): the prefix-tree evaluation gives exactly what a naive loop of
+one hooked forward pass per condition gives; masks that do not take effect are errors; the store
 resumes; results are written; checkpoints on disk work."""
 
 from __future__ import annotations

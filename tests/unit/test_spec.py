@@ -1,5 +1,6 @@
-"""Study specs (DESIGN §5): every mistake is a SpecError naming the key and what is accepted;
-specs round-trip through dicts, TOML and YAML; hook references resolve next to the file."""
+"""Study specs (docs/DESIGN.md §5): every mistake is a SpecError naming the key and what is
+accepted; specs round-trip through dicts, TOML and YAML; hook references resolve next to the
+file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Study statistics (DESIGN §5): tests, corrections, stars, Δ% and the summary table."""
+"""Study statistics (docs/DESIGN.md §5): tests, corrections, stars, Δ% and the summary table."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The study cell store (DESIGN §5, §10): a cell is reused only when what it was computed from is
-unchanged; a torn cell is named and recomputed; processes sharing one store compute each cell
-once and agree; the "different study" check holds under races; orphans are cleaned. A finished
-study on read-only media is summarised without a write, a full disk or read-only folder is a
-named error that loses no cell, and a claim naming a recycled pid is taken over (issue 23)."""
+"""The study cell store (docs/DESIGN.md §5, §10): a cell is reused only when what it was computed
+from is unchanged; a torn cell is named and recomputed; processes sharing one store compute each
+cell once and agree; the "different study" check holds under races; orphans are cleaned. A
+finished study on read-only media is summarised without a write, a full disk or read-only folder
+is a named error that loses no cell, and a claim naming a recycled pid is taken over (issue
+23)."""
 
 from __future__ import annotations
 
