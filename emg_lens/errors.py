@@ -185,8 +185,8 @@ class CodeConsentError(SpecError):
 
 
 class CodePathError(SpecError):
-    """A study's code reference points outside the study file's own folder tree (``..``, an
-    absolute path, a link that leads out of it)."""
+    """A study's code reference points outside the study file's project (``..`` past its
+    root, an absolute path, a link that leads out of it)."""
 
 
 def describe(value: object) -> str:

@@ -4,7 +4,8 @@ Accelerometer information can then reach the decision only through sEMG tokens â
 through cross-modal edges in earlier layers. Comparing this with masking cross-modal edges
 tells whether the CLS token fuses the modalities itself or reads an already fused sEMG stream.
 
-Use it from a study file as  hook = "hooks/cls_reads_emg_only.py:edges"  or in a notebook:
+Use it from a study file in studies/ as  hook = "../hooks/cls_reads_emg_only.py:edges"  or in a
+notebook:
 
     from emg_lens.hooks import mask_edges, attn_scores_filter
     hook = mask_edges(edges, model.layout)

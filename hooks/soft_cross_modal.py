@@ -4,7 +4,8 @@ Where masking writes -inf into the cross-modal attention logits, this subtracts 
 penalty (in logit units), so cross-modal keys keep some weight. Sweeping the penalty gives a
 dose-response curve between the unmasked model (0) and full masking (infinity).
 
-A study file references the factory as  hook = "hooks/soft_cross_modal.py:soft_cross_modal";
+A study file in studies/ references the factory as
+hook = "../hooks/soft_cross_modal.py:soft_cross_modal";
 the runner calls it with the model and the layers of each condition and runs the hooks it
 returns with model.run_with_hooks.
 """

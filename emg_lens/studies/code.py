@@ -4,8 +4,10 @@ A study file may reference code (``hook = "hooks/file.py:name"``, and ``modules 
 "models.py:build_modules"``: see `ModuleBuilder`), so running a study that someone else wrote
 runs their code. As with Hugging Face's ``trust_remote_code``, emg_lens runs
 it only when the user says so (``emg-lens study run --allow-code``, ``allow_code=True``), and
-only from inside the study file's own folder tree: a reference is a relative path below the
-spec's folder, never absolute, never through ``..``, never looked up in the working directory.
+only from inside the study file's *project* (`project_root`: the nearest folder above the
+study file holding ``pyproject.toml`` or ``.git``, else the study file's own folder): a
+reference is a path relative to the study file's folder, never absolute, never climbing out of
+the project through ``..`` or a link, never looked up in the working directory.
 
 Consent is ``allow_code=True`` (``--allow-code``: the files as they are now, for the user who
 has just read them) or the SHA-256 digests ``study check`` listed (``allow_code=[digest, ...]``,
@@ -24,7 +26,7 @@ and readout: ``config.json`` rebuilds the blocks, never the user's classes) load
 *module builder*: a function ``build_modules(info)`` in the user's Python file, given the
 checkpoint's parsed ``config.json`` and returning ``{"embed": module, "readout": module}`` of
 the architecture the checkpoint was saved from, whose weights are then loaded from it. A study
-names it (``modules = "models.py:build_modules"``, below its folder like a hook), a command
+names it (``modules = "models.py:build_modules"``, inside its project like a hook), a command
 takes it as ``--modules FILE:FUNCTION`` (`locate_argument`), and either runs it only with
 ``--allow-code``. `load_model` loads a checkpoint with it; `require_builder` refuses, before
 anything runs, checkpoints that need one when none was given, saying what to add.
@@ -51,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import os
 import re
 import shlex
 import sys
@@ -81,6 +84,7 @@ __all__ = [
     "load_model",
     "locate_argument",
     "locate_code",
+    "project_root",
     "require_builder",
     "require_consent",
     "running_code",
@@ -115,45 +119,71 @@ class CodeFile:
         return f"{self.ref} -> {self.path} (sha256 {self.sha256})"
 
 
+PROJECT_MARKERS = ("pyproject.toml", ".git")
+"""A folder holding one of these is a project's root (`project_root`)."""
+
+
+def project_root(folder: str | Path) -> Path:
+    """The project a study file's ``folder`` belongs to: its nearest ancestor (itself
+    included) that holds ``pyproject.toml`` or ``.git``, else ``folder`` itself (a study file
+    outside any project reaches only below its own folder).
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp()).resolve()
+    >>> (root / "studies").mkdir(); _ = (root / "pyproject.toml").write_text("")
+    >>> project_root(root / "studies") == root, project_root("/") == Path("/")
+    (True, True)
+    """
+    start = Path(folder).resolve()
+    for candidate in (start, *start.parents):
+        if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
+            return candidate
+    return start
+
+
 def locate_code(ref: str, root: str | Path, *, key: str = "hook") -> CodeFile:
-    """Resolve ``"path/file.py:name"`` below the folder ``root`` (the study file's folder)
-    without executing anything; ``key`` is the study key that names it (``hook``,
-    ``modules``), for messages.
+    """Resolve ``"path/file.py:name"`` relative to the folder ``root`` (the study file's
+    folder) without executing anything; ``key`` is the study key that names it (``hook``,
+    ``modules``), for messages. The file may lie anywhere inside the study's project
+    (`project_root`: ``../hooks/recipes.py`` from ``studies/`` reaches the project's top-level
+    ``hooks/``), never outside it.
 
-    A path that is absolute, contains ``..``, or leads out of ``root`` through a link is a
-    `CodePathError`; a missing file, a file that is not ``.py`` or a bad name is a `SpecError`.
+    A path that is absolute, whose ``..`` climbs out of the project, or that leads out of it
+    through a link is a `CodePathError`; a missing file, a file that is not ``.py`` or a bad
+    name is a `SpecError`.
 
-    >>> locate_code("../evil.py:edges", ".")  # doctest: +ELLIPSIS
+    >>> import tempfile
+    >>> locate_code("../evil.py:edges", tempfile.mkdtemp())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.CodePathError: hook '../evil.py:edges': '..' leaves the study's folder...
+    emg_lens.errors.CodePathError: hook '../evil.py:edges': '..' leaves the study's project...
     """
     path_text, sep, attr = ref.rpartition(":")
     example = EXAMPLES.get(key, EXAMPLES["hook"])
     if not sep or not path_text or not attr.isidentifier():
         raise SpecError(f"{key} {ref!r} must look like {example!r} (a Python name)")
+    base = Path(root).resolve()
+    project = project_root(base)
+    where = f"the study's project {project} (the nearest folder above the study file holding "
+    where += "pyproject.toml or .git, else the study file's folder)"
     pure = PurePosixPath(path_text.replace("\\", "/"))
     if pure.is_absolute() or PureWindowsPath(path_text).is_absolute():
         raise CodePathError(
             f"{key} {ref!r}: absolute paths are refused; give a path relative to the study "
-            f"file's folder {Path(root).resolve()}"
+            f"file's folder {base}, inside {where}"
         )
-    if ".." in pure.parts:
-        raise CodePathError(
-            f"{key} {ref!r}: '..' leaves the study's folder; code must live in the study "
-            f"file's folder {Path(root).resolve()} or below it"
-        )
-    base = Path(root).resolve()
+    if not Path(os.path.normpath(base / pure)).is_relative_to(project):
+        raise CodePathError(f"{key} {ref!r}: '..' leaves {where}; code must live inside it")
     path = (base / pure).resolve()
-    if not path.is_relative_to(base):
+    if not path.is_relative_to(project):
         raise CodePathError(
-            f"{key} {ref!r} resolves to {path}, outside the study file's folder {base} "
-            "(through a link); code must live in that folder or below it"
+            f"{key} {ref!r} resolves to {path}, outside {where} (through a link); code must "
+            "live inside it"
         )
     if path.suffix != ".py":
         raise SpecError(f"{key} {ref!r} must name a .py file, got {path.name!r}")
     if not path.is_file():
-        raise SpecError(f"{key} file {path_text!r} not found in the study's folder {base}")
+        raise SpecError(f"{key} file {path_text!r} not found: no {base / pure}")
     return CodeFile(ref=ref, path=path, attr=attr, sha256=_sha256(path.read_bytes()), key=key)
 
 

@@ -54,10 +54,10 @@ def modules_key(value: Any) -> str | None:
     >>> modules_key("models.py")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: modules must look like 'models.py:build_modules' (a Python file below the study file's folder and a function in it), got 'models.py'
+    emg_lens.errors.SpecError: modules must look like 'models.py:build_modules' (a Python file in the study's project and a function in it), got 'models.py'
     """  # noqa: E501
-    accepted = "'models.py:build_modules' (a Python file below the study file's folder and a "
-    accepted += "function in it)"
+    accepted = "'models.py:build_modules' (a Python file in the study's project and a function "
+    accepted += "in it)"
     ref = string(value, "modules (a 'file.py:function' reference)")
     if ref is not None and (":" not in ref or not ref.rpartition(":")[2].isidentifier()):
         raise SpecError(f"modules must look like {accepted}, got {ref!r}")
@@ -325,7 +325,7 @@ class StudySpec:
     # ------------------------------------------------------------------ hook references
     def code_files(self) -> list[CodeFile]:
         """The Python files this study would run (``hook = ...``, ``modules = ...``), located
-        below the spec's folder and hashed, never executed (`emg_lens.studies.code`)."""
+        inside the spec's project and hashed, never executed (`emg_lens.studies.code`)."""
         refs = dict.fromkeys(i.hook for i in self.interventions if i.hook is not None)
         files = [locate_code(ref, self.source_dir) for ref in refs]
         if self.modules is not None:
@@ -333,7 +333,7 @@ class StudySpec:
         return files
 
     def resolve_hook(self, ref: str | CodeFile, *, allow_code: bool = False) -> Any:
-        """Run ``"path/file.py:name"`` (below the spec's folder; only with ``allow_code``), or
+        """Run ``"path/file.py:name"`` (in the spec's project; only with ``allow_code``), or
         a file `code_files` located, and return the EdgeSet, expression or hook factory it
         names."""
         code = ref if isinstance(ref, CodeFile) else locate_code(ref, self.source_dir)

@@ -133,27 +133,79 @@ def test_study_check_lists_the_code_and_executes_nothing(tmp_path, capsys):
     ["../hooks/mine.py:edges", "hooks/../../mine.py:edges", "/tmp/mine.py:edges"],
     ids=["parent", "inner-dotdot", "absolute"],
 )
-def test_paths_that_leave_the_study_folder_are_refused(tmp_path, ref):
+def test_a_study_outside_any_project_reaches_only_below_its_folder(tmp_path, ref):
+    """No pyproject.toml or .git above the study file: its folder is the project."""
     study_dir = tmp_path / "study"
     study_dir.mkdir()
     spec, _ = _study(study_dir, ref=ref)
     (tmp_path / "hooks").mkdir()
     (tmp_path / "hooks" / "mine.py").write_text(HOOK)  # exists, but outside the study folder
-    with pytest.raises(CodePathError, match=r"mine\.py"):
+    with pytest.raises(CodePathError, match=r"mine\.py.*(absolute paths|'\.\.' leaves)"):
         run_study(load_spec(spec), models=_subjects(), allow_code=True, progress=False)
     assert not (tmp_path / "hooks" / MARKER).exists()
 
 
-def test_a_link_out_of_the_study_folder_is_refused(tmp_path):
+def _project(tmp_path: Path, marker: str = "pyproject.toml") -> Path:
+    """A project (``marker`` at its root) with its recipes in a top-level hooks/ folder and a
+    study file in studies/ naming one of them."""
+    project = tmp_path / "project"
+    (project / "studies").mkdir(parents=True)
+    (project / "hooks").mkdir()
+    if marker == ".git":
+        (project / ".git").mkdir()
+    else:
+        (project / marker).write_text("")
+    (project / "hooks" / "mine.py").write_text(HOOK)
+    return project
+
+
+@pytest.mark.parametrize("marker", ["pyproject.toml", ".git"])
+def test_a_study_names_code_anywhere_inside_its_project(tmp_path, marker):
+    project = _project(tmp_path, marker)
+    spec, _ = _study(project / "studies", ref="../hooks/mine.py:edges")
+    (project / "studies" / "hooks" / "mine.py").unlink()  # only the top-level recipe is left
+    result = run_study(load_spec(spec), models=_subjects(), allow_code=True, progress=False)
+    assert (project / "hooks" / MARKER).read_text() == "executed"
+    assert "mine" in set(result.per_subject["intervention"])
+
+
+def test_dotdot_past_the_project_root_is_refused(tmp_path):
+    project = _project(tmp_path)
+    (tmp_path / "mine.py").write_text(HOOK)  # beside the project, outside it
+    spec, _ = _study(project / "studies", ref="../../mine.py:edges")
+    with pytest.raises(CodePathError, match=r"'\.\.' leaves the study's project .*project"):
+        run_study(load_spec(spec), models=_subjects(), allow_code=True, progress=False)
+    assert not (tmp_path / MARKER).exists()
+
+
+def test_an_absolute_path_inside_the_project_is_still_refused(tmp_path):
+    project = _project(tmp_path)
+    ref = f"{project / 'hooks' / 'mine.py'}:edges"
+    spec, _ = _study(project / "studies", ref=ref)
+    with pytest.raises(CodePathError, match="absolute paths are refused"):
+        run_study(load_spec(spec), models=_subjects(), allow_code=True, progress=False)
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["study-folder", "project"])
+def test_a_link_out_of_the_project_is_refused(tmp_path, inside):
+    """A link below the study folder (or in the project's hooks/) to a file outside the
+    project: its path reads as inside, its target is not."""
     outside = tmp_path / "outside.py"
     outside.write_text(HOOK)
-    study_dir = tmp_path / "study"
-    study_dir.mkdir()
-    spec, hook = _study(study_dir)
-    hook.unlink()
-    os.symlink(outside, hook)
-    with pytest.raises(CodePathError, match="outside the study file's folder"):
+    if inside:
+        project = _project(tmp_path)
+        link = project / "hooks" / "linked.py"
+        os.symlink(outside, link)
+        spec, _ = _study(project / "studies", ref="../hooks/linked.py:edges")
+    else:
+        study_dir = tmp_path / "study"
+        study_dir.mkdir()
+        spec, hook = _study(study_dir)
+        hook.unlink()
+        os.symlink(outside, hook)
+    with pytest.raises(CodePathError, match=r"outside the study's project .*through a link"):
         run_study(spec, models=_subjects(), allow_code=True, progress=False)
+    assert not (tmp_path / MARKER).exists()
 
 
 def test_the_working_directory_is_not_searched(tmp_path, monkeypatch):
@@ -164,7 +216,7 @@ def test_the_working_directory_is_not_searched(tmp_path, monkeypatch):
     (tmp_path / "hooks").mkdir()
     (tmp_path / "hooks" / "mine.py").write_text(HOOK)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(Exception, match="not found in the study's folder"):
+    with pytest.raises(Exception, match=f"not found: no {study_dir.resolve()}"):
         run_study(spec, models=_subjects(), allow_code=True, progress=False)
 
 
@@ -227,7 +279,7 @@ def test_other_checkpoint_files_are_refused(tmp_path):
 
 
 def test_the_repository_recipes_run_with_consent():
-    # studies/custom_recipes.toml names two files in studies/hooks/, beside it.
+    # studies/custom_recipes.toml names two files in the project's top-level hooks/.
     spec = load_spec(REPO / "studies" / "custom_recipes.toml")
     with pytest.raises(CodeConsentError, match=r"(?s)cls_reads_emg_only\.py.*soft_cross_modal\.py"):
         run_study(spec, models=_subjects(), progress=False)
