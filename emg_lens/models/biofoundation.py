@@ -19,15 +19,19 @@ files (``.safetensors``, or pickled ``.ckpt`` / ``.pt`` with ``weights_only=True
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, CheckpointError, describe
 
 __all__ = [
     "HEAD_KEYS",
     "REDUCTIONS",
+    "ROPE_POSITIONS",
+    "build_from_biofoundation",
     "from_biofoundation_keys",
     "infer_architecture",
     "strip_prefix",
@@ -36,6 +40,9 @@ __all__ = [
 
 # How BioFoundation's heads merge channels (EMGClassificationHead, EMGRegressionHead).
 REDUCTIONS = ("concat", "mean")
+# Where the loaded model's rotary angle comes from: the token index ("token"), or, as
+# BioFoundation's code computes it, the head index, which cancels in every score ("head")
+ROPE_POSITIONS = ("token", "head")
 
 
 def to_biofoundation_keys(model: Any) -> dict[str, torch.Tensor]:
@@ -230,3 +237,111 @@ def infer_architecture(
             f"reduction='mean' needs key {key!r} to have input width d_model={d_model}, got {width}"
         )
     return arch
+
+
+def build_from_biofoundation(
+    cls: type,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    n_heads: int = 3,
+    n_channels: int | None = None,
+    n_samples: int = 1000,
+    reduction: str | None = None,
+    reg_target_len: int = 500,
+    rope_positions: str = "head",
+    **overrides: Any,
+) -> Any:
+    """Build ``cls`` (`emg_lens.models.TinyMyo`) from a BioFoundation ``models/TinyMyo.py``
+    state dict (what `TinyMyo.from_biofoundation` calls).
+
+    The task, ``d_model``, ``patch_samples``, ``n_layers``, ``d_mlp``, the number of
+    classes/outputs and (for ``"concat"`` heads) the number of channels are read from the
+    keys and shapes. What shapes cannot tell is an argument: ``n_heads`` (published 3),
+    ``n_channels`` (for reconstruction and ``"mean"`` heads; published 16), ``n_samples``
+    (published 1000) and ``reg_target_len`` (published 500). A PyTorch Lightning prefix
+    ``model.`` on every key is stripped. ``overrides`` go to `EncoderConfig` (``device``,
+    ``dtype``, ``sample_rate``, ...) and must not contradict the checkpoint.
+
+    By default the model computes what BioFoundation's own code computes with these
+    weights, which is what its released checkpoints were trained with:
+    ``rope_positions="head"``. BioFoundation's ``models/TinyMyo.py`` calls torchtune's RoPE
+    (which expects ``[b, s, n_h, h_d]``) on ``[b, n_h, s, h_d]`` tensors, so the rotation
+    angle follows the *head* index; the queries and keys of a head are rotated alike, the
+    rotation cancels in their dot products, and the scores are those of no RoPE at all. The
+    model is therefore built with ``positional_embedding_type="none"`` (no ``hook_rot_q``
+    / ``hook_rot_k``). ``rope_positions="token"`` rotates at the flattened token index, as
+    the thesis describes the model: use it for weights trained with token RoPE, such as a
+    `to_biofoundation` export of a TinyMyo trained with emg_lens.
+
+    Missing or unknown keys, and shapes that disagree, raise `CheckpointError` naming them.
+    The model is returned in eval mode. To read a checkpoint file, use
+    `emg_lens.checkpoints.load_biofoundation`.
+
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+    >>> from emg_lens.models import TinyMyo
+    >>> source = TinyMyo(cfg, task="regression", reg_target_len=10)  # token RoPE
+    >>> sd = source.to_biofoundation()
+    >>> model = build_from_biofoundation(TinyMyo, sd, n_samples=40, reg_target_len=10,
+    ...                                  rope_positions="token")
+    >>> model.task, model.cfg.n_channels, model.cfg.n_layers
+    ('regression', 2, 1)
+    >>> x = source.example_input(2)
+    >>> torch.allclose(model(x), source(x))
+    True
+    >>> as_biofoundation = TinyMyo.from_biofoundation(sd, n_samples=40, reg_target_len=10)
+    >>> as_biofoundation.cfg.positional_embedding_type  # what BioFoundation's code computes
+    'none'
+    """
+    sd = strip_prefix(dict(state_dict))
+    if rope_positions not in ROPE_POSITIONS:
+        raise ArgumentError(
+            f"rope_positions must be one of {ROPE_POSITIONS}, got {rope_positions!r}"
+        )
+    arch = infer_architecture(sd, n_heads, n_channels, reduction)
+    inferred: dict[str, Any] = {
+        "d_model": arch["d_model"],
+        "d_head": arch["d_model"] // n_heads,
+        "n_heads": n_heads,
+        "n_layers": arch["n_layers"],
+        "d_mlp": arch["d_mlp"],
+        "patch_samples": arch["patch_samples"],
+        "modalities": {"emg": arch["n_channels"]},
+        "n_samples": n_samples,
+    }
+    if "n_classes" in arch:  # classes (classification) or outputs (regression)
+        inferred["n_classes"] = arch["n_classes"]
+    if rope_positions == "head":
+        inferred["positional_embedding_type"] = "none"
+    clashes = {
+        k: (v, inferred[k]) for k, v in overrides.items() if k in inferred and v != inferred[k]
+    }
+    if clashes:
+        raise CheckpointError(
+            f"EncoderConfig overrides contradict the checkpoint (override, checkpoint): {clashes}"
+        )
+    cfg = EncoderConfig.preset("tinymyo", **{**overrides, **inferred})
+    model = cls(
+        cfg,
+        task=arch["task"],
+        reduction=arch["reduction"],
+        reg_hidden=arch.get("reg_hidden", 256),
+        reg_target_len=reg_target_len,
+    )
+    expected = model.to_biofoundation()
+    missing = sorted(set(expected) - set(sd))
+    unknown = sorted(set(sd) - set(expected))
+    if missing or unknown:
+        raise CheckpointError(
+            f"BioFoundation TinyMyo state dict does not fit the inferred architecture "
+            f"(task={arch['task']!r}, n_layers={cfg.n_layers}, d_model={cfg.d_model}): "
+            f"missing keys {missing}; unknown keys {unknown}"
+        )
+    bad = {
+        k: (list(sd[k].shape), list(v.shape))
+        for k, v in expected.items()
+        if tuple(sd[k].shape) != tuple(v.shape)
+    }
+    if bad:
+        raise CheckpointError(f"wrong shapes (got, expected) for keys: {bad}")
+    model.load_state_dict(from_biofoundation_keys(model, sd), strict=True)
+    return model.eval()  # a loaded model is for reading; TransformerLens patching needs eval

@@ -34,7 +34,6 @@ from emg_lens.components import TransformerBlock
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
-    CheckpointError,
     ConfigError,
     InputShapeError,
     UnsupportedReadoutError,
@@ -44,9 +43,7 @@ from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
 from emg_lens.models.biofoundation import (
     REDUCTIONS,
-    from_biofoundation_keys,
-    infer_architecture,
-    strip_prefix,
+    build_from_biofoundation,
     to_biofoundation_keys,
 )
 
@@ -54,7 +51,6 @@ __all__ = ["TinyMyo"]
 
 TASKS = ("reconstruction", "classification", "regression")
 TASK_ALIASES = {"pretraining": "reconstruction"}
-ROPE_POSITIONS = ("token", "head")
 RETURN_TYPES = ("logits", "latent")
 
 
@@ -490,111 +486,23 @@ class TinyMyo(HookedEncoder):
 
     # ------------------------------------------------------------------ BioFoundation weights
     @classmethod
-    def from_biofoundation(
-        cls,
-        state_dict: Mapping[str, torch.Tensor],
-        *,
-        n_heads: int = 3,
-        n_channels: int | None = None,
-        n_samples: int = 1000,
-        reduction: str | None = None,
-        reg_target_len: int = 500,
-        rope_positions: str = "head",
-        **overrides: Any,
-    ) -> TinyMyo:
-        """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict.
-
-        The task, ``d_model``, ``patch_samples``, ``n_layers``, ``d_mlp``, the number of
-        classes/outputs and (for ``"concat"`` heads) the number of channels are read from the
-        keys and shapes. What shapes cannot tell is an argument: ``n_heads`` (published 3),
-        ``n_channels`` (for reconstruction and ``"mean"`` heads; published 16), ``n_samples``
-        (published 1000) and ``reg_target_len`` (published 500). A PyTorch Lightning prefix
-        ``model.`` on every key is stripped. ``overrides`` go to `EncoderConfig` (``device``,
-        ``dtype``, ``sample_rate``, ...) and must not contradict the checkpoint.
-
-        By default the model computes what BioFoundation's own code computes with these
-        weights, which is what its released checkpoints were trained with:
-        ``rope_positions="head"``. BioFoundation's ``models/TinyMyo.py`` calls torchtune's RoPE
-        (which expects ``[b, s, n_h, h_d]``) on ``[b, n_h, s, h_d]`` tensors, so the rotation
-        angle follows the *head* index; the queries and keys of a head are rotated alike, the
-        rotation cancels in their dot products, and the scores are those of no RoPE at all. The
-        model is therefore built with ``positional_embedding_type="none"`` (no ``hook_rot_q``
-        / ``hook_rot_k``). ``rope_positions="token"`` rotates at the flattened token index, as
-        the thesis describes the model: use it for weights trained with token RoPE, such as a
-        `to_biofoundation` export of a TinyMyo trained with emg_lens.
-
-        Missing or unknown keys, and shapes that disagree, raise `CheckpointError` naming them.
-        The model is returned in eval mode. To read a checkpoint file, use
-        `emg_lens.checkpoints.load_biofoundation`.
+    def from_biofoundation(cls, state_dict: Mapping[str, torch.Tensor], **options: Any) -> TinyMyo:
+        """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict: its
+        architecture from the keys and shapes, what shapes cannot tell from the arguments
+        (published: 3 heads, 16 channels, 1000 samples, ``reg_target_len`` 500), and by
+        default what BioFoundation's own code computes with the weights
+        (``rope_positions="head"``: no positional information; ``"token"`` for weights trained
+        with token RoPE). ``options`` (``n_heads``, ``n_channels``, ``n_samples``,
+        ``reduction``, ``reg_target_len``, ``rope_positions`` and `EncoderConfig` overrides)
+        and how: `emg_lens.models.biofoundation.build_from_biofoundation`;
+        `emg_lens.checkpoints.load_biofoundation` reads a checkpoint file.
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
-        >>> source = TinyMyo(cfg, task="regression", reg_target_len=10)  # token RoPE
-        >>> sd = source.to_biofoundation()
-        >>> model = TinyMyo.from_biofoundation(sd, n_samples=40, reg_target_len=10,
-        ...                                    rope_positions="token")
-        >>> model.task, model.cfg.n_channels, model.cfg.n_layers
-        ('regression', 2, 1)
-        >>> x = source.example_input(2)
-        >>> torch.allclose(model(x), source(x))
-        True
-        >>> as_biofoundation = TinyMyo.from_biofoundation(sd, n_samples=40, reg_target_len=10)
-        >>> as_biofoundation.cfg.positional_embedding_type  # what BioFoundation's code computes
-        'none'
+        >>> sd = TinyMyo(cfg).to_biofoundation()
+        >>> TinyMyo.from_biofoundation(sd, n_samples=40, n_channels=2).cfg.n_layers
+        1
         """
-        sd = strip_prefix(dict(state_dict))
-        if rope_positions not in ROPE_POSITIONS:
-            raise ArgumentError(
-                f"rope_positions must be one of {ROPE_POSITIONS}, got {rope_positions!r}"
-            )
-        arch = infer_architecture(sd, n_heads, n_channels, reduction)
-        inferred: dict[str, Any] = {
-            "d_model": arch["d_model"],
-            "d_head": arch["d_model"] // n_heads,
-            "n_heads": n_heads,
-            "n_layers": arch["n_layers"],
-            "d_mlp": arch["d_mlp"],
-            "patch_samples": arch["patch_samples"],
-            "modalities": {"emg": arch["n_channels"]},
-            "n_samples": n_samples,
-        }
-        if "n_classes" in arch:  # classes (classification) or outputs (regression)
-            inferred["n_classes"] = arch["n_classes"]
-        if rope_positions == "head":
-            inferred["positional_embedding_type"] = "none"
-        clashes = {
-            k: (v, inferred[k]) for k, v in overrides.items() if k in inferred and v != inferred[k]
-        }
-        if clashes:
-            raise CheckpointError(
-                "EncoderConfig overrides contradict the checkpoint (override, checkpoint): "
-                f"{clashes}"
-            )
-        cfg = EncoderConfig.preset("tinymyo", **{**overrides, **inferred})
-        model = cls(
-            cfg,
-            task=arch["task"],
-            reduction=arch["reduction"],
-            reg_hidden=arch.get("reg_hidden", 256),
-            reg_target_len=reg_target_len,
-        )
-        expected = model.to_biofoundation()
-        missing = sorted(set(expected) - set(sd))
-        unknown = sorted(set(sd) - set(expected))
-        if missing or unknown:
-            raise CheckpointError(
-                f"BioFoundation TinyMyo state dict does not fit the inferred architecture "
-                f"(task={arch['task']!r}, n_layers={cfg.n_layers}, d_model={cfg.d_model}): "
-                f"missing keys {missing}; unknown keys {unknown}"
-            )
-        bad = {
-            k: (list(sd[k].shape), list(v.shape))
-            for k, v in expected.items()
-            if tuple(sd[k].shape) != tuple(v.shape)
-        }
-        if bad:
-            raise CheckpointError(f"wrong shapes (got, expected) for keys: {bad}")
-        model.load_state_dict(from_biofoundation_keys(model, sd), strict=True)
-        return model.eval()  # a loaded model is for reading; TransformerLens patching needs eval
+        return build_from_biofoundation(cls, state_dict, **options)
 
     def to_biofoundation(self) -> dict[str, torch.Tensor]:
         """This model's weights in BioFoundation's ``models/TinyMyo.py`` key layout and
