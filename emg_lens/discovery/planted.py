@@ -58,22 +58,22 @@ def planted_data(step: int = 100, subject: int = 1) -> SubjectData:
     return prepare_subject(generate_recordings(synthetic, [subject])[0], preprocess)
 
 
-def training_edges(model: IsoNet, planted: Sequence[tuple[int, int]]) -> EdgeSet:
-    """Every cross-modal edge in every layer, but ``emg->acc`` on the planted (layer, head)
-    pairs: what `train_planted` cuts, as one edge set naming its layers.
+def training_edges(
+    model: IsoNet, planted: Sequence[tuple[int, int]], route: EdgeSet | None = None
+) -> EdgeSet:
+    """Every cross-modal edge in every layer, but ``route`` (default ``emg->acc``,
+    `PLANTED_KIND`) on the planted (layer, head) pairs: what `train_planted` cuts, as one edge
+    set naming its layers.
 
     >>> from emg_lens import EncoderConfig
     >>> str(training_edges(IsoNet(EncoderConfig.preset("tiny")), ONE_HEAD))
     'cross_modal & layers(0) | (cross_modal - between(emg,acc) & heads(2)) & layers(1)'
     """
+    route = between("emg", "acc") if route is None else route
     parts = []
     for layer in range(model.cfg.n_layers):
         open_heads = [h for lay, h in planted if lay == layer]
-        cut = (
-            cross_modal() - (between("emg", "acc") & heads(*open_heads))
-            if open_heads
-            else cross_modal()
-        )
+        cut = cross_modal() - (route & heads(*open_heads)) if open_heads else cross_modal()
         parts.append(cut & layers(layer))
     out = parts[0]
     for part in parts[1:]:
@@ -87,9 +87,11 @@ def train_planted(
     *,
     seed: int = 0,
     epochs: int = 25,
+    route: EdgeSet | None = None,
 ) -> IsoNet:
-    """A 2-layer demo-size IsoNet trained with `training_edges` cut (None: plain training);
-    returned in eval mode, without the masks."""
+    """A 2-layer demo-size IsoNet trained with `training_edges` cut (``planted`` None: plain
+    training; ``route``: the cross-modal edges left open on the planted heads, default
+    ``emg->acc``); returned in eval mode, without the masks."""
     cfg = config_for_data(
         IsoNet,
         "demo",
@@ -101,7 +103,8 @@ def train_planted(
     )
     model = IsoNet(cfg)
     train = TrainConfig(epochs=epochs, lr=2e-3, anneal_fraction=1.0, seed=seed, progress=False)
-    masks = None if planted is None else compile_edges(training_edges(model, planted), model)
+    edges = None if planted is None else training_edges(model, planted, route)
+    masks = None if edges is None else compile_edges(edges, model)
     fit(model, data.X_train, data.y_train, train, edge_masks=masks)
     return model.eval()
 

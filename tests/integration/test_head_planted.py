@@ -1,8 +1,9 @@
 """Head importance finds the head that was trained to carry the interaction gestures (issue 6).
 
-IsoNets are trained on the planted synthetic data (`planted_setup`) with every cross-modal edge
-cut in every layer except on one head of one layer: whatever the interaction gestures need from
-the other modality has to pass through that head. `head_importance` (each head's cross-modal
+IsoNets are trained on the planted synthetic data (`emg_lens.discovery.planted.train_planted`,
+with both directions of the route open) with every cross-modal edge cut in every layer except on
+one head of one layer: whatever the interaction gestures need from the other modality has to
+pass through that head. `head_importance` (each head's cross-modal
 edges cut alone, scored on the mean-pooled head, which cannot fuse the modalities itself) must
 rank that head first in every seed where some head's cut matters, and attention flow, with the
 model run as it was trained, must show the cross-modal mass in that head.
@@ -15,18 +16,13 @@ near-zeros is noise. Its cross-modal mass was 0.57-0.65 in all six.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
-from emg_lens.config import config_for_data
-from emg_lens.data.preprocess import prepare_subject
-from emg_lens.data.synthetic import generate_recordings, planted_setup
-from emg_lens.edges import cross_modal, heads
+from emg_lens.discovery.planted import planted_data, train_planted, training_edges
+from emg_lens.edges import cross_modal
+from emg_lens.hooks import compile_edges
 from emg_lens.inspect import attention_flow, head_importance
-from emg_lens.models import IsoNet
-from emg_lens.train import TrainConfig, fit
 
 pytestmark = pytest.mark.slow
 
@@ -37,34 +33,15 @@ MATTERS = 0.02  # an accuracy change (2 points) that is not the noise of a few w
 
 @pytest.fixture(scope="module")
 def data():
-    synthetic, preprocess = planted_setup(n_subjects=1)
-    preprocess = dataclasses.replace(preprocess, step=100)  # half the windows: a faster test
-    return prepare_subject(generate_recordings(synthetic, [1])[0], preprocess)
-
-
-def _train(data, seed: int) -> tuple[IsoNet, dict[int, torch.Tensor]]:
-    cfg = config_for_data(
-        IsoNet,
-        "demo",
-        data.modalities,
-        data.n_classes,
-        data.X_train.shape[-1],
-        n_layers=2,
-        seed=seed,
-    )
-    model = IsoNet(cfg)
-    cut_all = cross_modal().compile(model.layout, cfg.n_heads)
-    cut_others = (cross_modal() - heads(HEAD)).compile(model.layout, cfg.n_heads)
-    masks = {layer: cut_others if layer == LAYER else cut_all for layer in range(cfg.n_layers)}
-    train = TrainConfig(epochs=25, lr=2e-3, anneal_fraction=1.0, seed=seed, progress=False)
-    fit(model, data.X_train, data.y_train, train, edge_masks=masks)
-    return model, masks
+    return planted_data()
 
 
 def test_head_importance_ranks_the_planted_head_first_and_flow_shows_its_mass(data):
     informative = 0
     for seed in SEEDS:
-        model, masks = _train(data, seed)
+        # every cross-modal edge cut, in both directions, except on the planted head
+        model = train_planted(data, [(LAYER, HEAD)], seed=seed, route=cross_modal())
+        masks = compile_edges(training_edges(model, [(LAYER, HEAD)], cross_modal()), model)
         table = head_importance(model, data, kinds=["cross_modal"], return_type="avg_logits")
         ranked = table.sort_values(["rank", "layer", "head"])
         print(f"\nseed {seed}:\n{ranked.head(4).to_string(index=False)}")
