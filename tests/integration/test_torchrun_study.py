@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from emg_lens.cli import main
-from tests.integration import test_resume
+from tests.integration.killable_study import setup
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("per_subject.csv", "per_class.csv", "summary.csv", "summary.md")
@@ -93,8 +93,7 @@ def _writers(out: Path) -> dict[Path, int]:
 def test_two_ranks_killed_and_rerun_write_the_single_process_tables(tmp_path, monkeypatch):
     # The resume test's study (four interventions, one a hook that sleeps on request) on four
     # subjects: rank 0 takes 1 and 3, rank 1 takes 2 and 4.
-    monkeypatch.setattr(test_resume, "SUBJECTS", (1, 2, 3, 4))
-    models, spec, _ = test_resume._setup(tmp_path)
+    models, spec, _ = setup(tmp_path, subjects=(1, 2, 3, 4))
     out, ref = tmp_path / "out", tmp_path / "ref"
     common = [str(spec), "--models", str(models), "--allow-code"]
     _one_process(monkeypatch, tmp_path, *common, "--out", str(ref))

@@ -24,13 +24,7 @@ from emg_lens.train import (
     warmup_cosine_lr,
     warmup_cosine_scheduler,
 )
-from tests.unit.test_pretrain import pretrained_on_synthetic, small_tinymyo
-
-
-@pytest.fixture(scope="module")
-def pretrained(shared):
-    with shared.lock("tinymyo_pretrained"):  # trained by the first caller of the run
-        return pretrained_on_synthetic(shared.root)
+from tests.unit.tinymyo_pretrained import small_tinymyo
 
 
 def quick(**overrides) -> FinetuneConfig:

@@ -18,57 +18,9 @@ from transformer_lens import ActivationCache
 from transformer_lens.model_protocol import TransformerLensModel
 from transformer_lens.utilities import get_act_name
 
-from emg_lens import EncoderConfig, InputShapeError, LayoutError
-from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalTransformer, TinyMyo
+from emg_lens import InputShapeError, LayoutError
 from tests.conftest import perturb_biases
-from tests.unit.converted_models import FACTORIES as CONVERTED
-
-
-def _isonet(**overrides):
-    return IsoNet(EncoderConfig.preset("tiny", **{"seed": 0, **overrides}))
-
-
-def _hierarchical(**overrides):
-    # 1 stem layer + 2 fusion layers: the contract is about the fusion stack `blocks`.
-    cfg = HierarchicalTransformer.default_config(
-        "tiny", **{"seed": 0, "n_stem_layers": 1, "n_layers": 2, **overrides}
-    )
-    return HierarchicalTransformer(cfg)
-
-
-def _multimodal_transformer(**overrides):
-    # No fusion stack (n_layers=0): the stack-level tests skip; tests/unit/test_fusion.py
-    # checks its stems.
-    cfg = MultimodalTransformer.default_config("tiny", **{"seed": 0, **overrides})
-    return MultimodalTransformer(cfg)
-
-
-def _tinymyo(**overrides):
-    # Channel x patch tokens (6 channels x 4 patches), RoPE, no CLS; a classification head.
-    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2}
-    small |= {"modalities": {"emg": 6}, "n_samples": 8, "patch_samples": 2, "seed": 0}
-    return TinyMyo(EncoderConfig.preset("tinymyo", **{**small, **overrides}))
-
-
-def _converted(name):
-    def make(**overrides):
-        # A converted model's architecture is its source's: only the hook flag can change.
-        model = CONVERTED[name]()[0]
-        if overrides.pop("use_attn_result", False):
-            model.set_use_attn_result(True)
-        assert not overrides, f"{name} takes no config overrides, got {sorted(overrides)}"
-        return model
-
-    return make
-
-
-MODELS = {
-    "isonet": _isonet,
-    "hierarchical": _hierarchical,
-    "multimodal_transformer": _multimodal_transformer,
-    "tinymyo": _tinymyo,
-    **{name: _converted(name) for name in CONVERTED},
-}
+from tests.unit.encoders import MODELS
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -126,7 +78,7 @@ BLOCK_KEYS = [
 
 
 def test_isonet_cache_keys_in_order():
-    model = _isonet().eval()
+    model = MODELS["isonet"]().eval()
     _, cache = model.run_with_cache(model.example_input(2), return_type="both")
     expected = ["hook_input", "hook_embed", "hook_pos_embed"]
     for layer in range(2):
@@ -141,7 +93,7 @@ def test_isonet_cache_keys_in_order():
 
 
 def test_isonet_cache_shapes():
-    model = _isonet().eval()
+    model = MODELS["isonet"]().eval()
     _, cache = model.run_with_cache(model.example_input(3))
     cfg = model.cfg
     assert cache["blocks.0.attn.hook_attn_scores"].shape == (3, cfg.n_heads, 7, 7)
@@ -261,7 +213,7 @@ def test_layer_norm_hooks_match_the_legacy_formula(make_model):
 
 
 def test_patching_hook_normalized_goes_through_the_affine():
-    model = _isonet().eval()
+    model = MODELS["isonet"]().eval()
     perturb_biases(model)
     x = model.example_input(2)
     ln = model.blocks[0].ln1
@@ -433,7 +385,7 @@ def _reference_block(block, x, eps):
 
 
 def test_blocks_match_an_independent_reference_forward():
-    model = _isonet(act_fn="gelu").eval()
+    model = MODELS["isonet"](act_fn="gelu").eval()
     perturb_biases(model)
     x = model.example_input(2)
     _, cache = model.run_with_cache(x)
@@ -447,9 +399,9 @@ def test_blocks_match_an_independent_reference_forward():
 def test_legacy_state_dict_loads_strictly():
     """A legacy HookedTransformer's blocks.*/ln_final.* entries, with the derived buffers it
     saved (attn.mask, attn.IGNORE), load with strict=True and compute the same thing."""
-    source = _isonet().eval()
+    source = MODELS["isonet"]().eval()
     perturb_biases(source)
-    target = _isonet(seed=1).eval()
+    target = MODELS["isonet"](seed=1).eval()
     n = source.cfg.n_ctx
     legacy = {}
     for key, value in source.state_dict().items():

@@ -4,7 +4,6 @@ gradient accumulation, the recipe's effect on held-out windows, its checkpoint a
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,64 +11,15 @@ import torch
 
 from emg_lens import ArgumentError, ConfigError, EncoderConfig, InputShapeError
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
-from emg_lens.data.synthetic import SyntheticSpec
 from emg_lens.models import IsoNet, TinyMyo
 from emg_lens.train import (
     PretrainConfig,
-    PretrainHistory,
     evaluate_masked_loss,
     masked_reconstruction_loss,
     pretrain,
     random_sample_mask,
-    synthetic_windows,
 )
-
-SMALL = {"d_model": 32, "d_head": 8, "n_heads": 4, "d_mlp": 64, "n_layers": 2, "seed": 0}
-
-
-def small_tinymyo(channels: int, samples: int, **kwargs) -> TinyMyo:
-    cfg = EncoderConfig.preset("tinymyo", **SMALL, modalities={"emg": channels}, n_samples=samples)
-    return TinyMyo(cfg, **{"task": "reconstruction", **kwargs})
-
-
-def pretrained_on_synthetic(root: Path):
-    """A small TinyMyo pretrained on synthetic sEMG (6 channels, 4 gestures, repetitions 2 and 5
-    held out), once per session: later callers (test_finetune.py) reuse the checkpoint that
-    the first one wrote under ``root``. Returns (checkpoint, windows, held-out masked loss
-    before pretraining, history)."""
-    spec = SyntheticSpec(
-        n_subjects=1,
-        n_emg=6,
-        n_acc_sensors=1,
-        n_acc_gestures=0,
-        n_interaction_gestures=0,
-        movement_seconds=0.5,
-    )
-    windows = synthetic_windows(spec, window=100, step=100)
-    train, val = windows.split()
-    model = small_tinymyo(6, 100)  # seeded: every call starts from the same weights
-    before = evaluate_masked_loss(model, val)
-    path = root / "pretrained"
-    if not (path / "config.json").is_file():
-        recipe = PretrainConfig(
-            epochs=4,
-            batch_size=32,
-            accumulate_steps=1,
-            lr=2e-3,
-            min_lr=1e-5,
-            warmup_epochs=1,
-            progress=False,
-        )
-        pretrain(model, train, recipe, val_data=val, out=path)
-    history = PretrainHistory(**read_checkpoint_info(path)["metadata"]["history"])
-    return path, windows, before, history
-
-
-@pytest.fixture(scope="module")
-def pretrained(shared):
-    with shared.lock("tinymyo_pretrained"):  # trained by the first caller of the run
-        return pretrained_on_synthetic(shared.root)
-
+from tests.unit.tinymyo_pretrained import small_tinymyo
 
 # ----------------------------------------------------------------------------- loss and masks
 

@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.io
 
 from emg_lens.data.emg2pose import (
     METADATA_COLUMNS,
@@ -25,6 +24,7 @@ from emg_lens.data.ninapro_pretrain import (
     ninapro_db7_files,
 )
 from emg_lens.errors import ArgumentError, DataFormatError
+from tests.unit.ninapro_files import N, db6_vars, mat_vars, save
 
 # --- emg2pose --------------------------------------------------------------------------------
 
@@ -191,51 +191,12 @@ def test_emg2pose_bad_files_name_the_file(tmp_path, make, match):
 
 # --- NinaPro DB5 / DB6 / DB7 -----------------------------------------------------------------
 
-N = 1200
-
-
-def _labels(codes, reps, n=N):
-    """Blocks of (code, repetition) separated by rest, as (n, 1) double columns."""
-    stimulus, repetition = np.zeros(n), np.zeros(n)
-    block = n // (2 * len(codes) * len(reps) + 1)
-    start = block
-    for rep in reps:
-        for code in codes:
-            stimulus[start : start + block] = code
-            repetition[start : start + block] = rep
-            start += 2 * block
-    return stimulus[:, None], repetition[:, None]
-
-
-def _mat_vars(channels, codes, reps, *, seed=0, short_labels=True, **signals):
-    """A NinaPro file's variables: emg[t, c] = t + c / 100; labels one sample short."""
-    t = np.arange(N)[:, None]
-    stimulus, repetition = _labels(codes, reps)
-    cut = slice(0, N - 1 if short_labels else N)
-    out = {
-        "emg": t + np.arange(channels)[None, :] / 100.0,
-        "stimulus": stimulus[cut].copy(),
-        "restimulus": stimulus[cut].copy(),
-        "repetition": repetition[cut].copy(),
-        "rerepetition": repetition[cut].copy(),
-        "subject": 1,
-    }
-    rng = np.random.default_rng(seed)
-    out.update({name: rng.standard_normal((N, width)) for name, width in signals.items()})
-    return out
-
-
-def _save(path, variables):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(str(path), variables, format="5")
-    return path
-
 
 @pytest.fixture
 def db5(tmp_path):
     """Subject 1 in s1/: E1, E2, E3 each with codes restarting at 1 (1-3), two repetitions."""
     for k in (1, 2, 3):
-        _save(tmp_path / "s1" / f"S1_E{k}_A1.mat", _mat_vars(16, (1, 2, 3), (1, 2), acc=3))
+        save(tmp_path / "s1" / f"S1_E{k}_A1.mat", mat_vars(16, (1, 2, 3), (1, 2), acc=3))
     return tmp_path
 
 
@@ -261,9 +222,9 @@ def test_db5_exercise_subset_modalities_and_global_codes(db5):
     assert rec.gestures == [1, 2, 3, 30, 31, 32]
     assert set(rec.stimulus[: N - 1]) == {0, 30, 31, 32}  # in the order asked
     # codes already global (E2: 13-29) are kept
-    _save(db5 / "s1" / "S1_E2_A1.mat", _mat_vars(16, (13, 29), (1,)))
+    save(db5 / "s1" / "S1_E2_A1.mat", mat_vars(16, (13, 29), (1,)))
     assert load_ninapro_db5(db5, 1, exercises=2).gestures == [13, 29]
-    path = _save(db5 / "s1" / "S1_E2_A1.mat", _mat_vars(16, (5, 40), (1,)))
+    path = save(db5 / "s1" / "S1_E2_A1.mat", mat_vars(16, (5, 40), (1,)))
     with pytest.raises(DataFormatError, match=re.escape(str(path)) + r".*E2.*\[5, 40\]"):
         load_ninapro_db5(db5, 1, exercises=2)
 
@@ -282,14 +243,8 @@ def test_db5_bad_arguments(db5, kwargs, match):
         load_ninapro_db5(db5, 1, **kwargs)
 
 
-def _db6_vars(channels=14, **kwargs):
-    variables = _mat_vars(channels, range(1, 8), range(1, 13), acc=3 * channels, **kwargs)
-    variables.update({"daytesting": 2, "time": 1})
-    return variables
-
-
 def test_db6_session(tmp_path):
-    path = _save(tmp_path / "DB6_s3_a" / "S3_D2_T1.mat", _db6_vars())
+    path = save(tmp_path / "DB6_s3_a" / "S3_D2_T1.mat", db6_vars())
     assert ninapro_db6_files(tmp_path) == {(3, 2, 1): path}
     rec = load_ninapro_db6(path, modalities=("emg", "acc"))
     assert (rec.subject, rec.sample_rate, rec.n_samples) == (3, 2000.0, N - 1)
@@ -301,25 +256,25 @@ def test_db6_session(tmp_path):
 
 
 def test_db6_sixteen_slot_files_lose_the_unused_slots(tmp_path):
-    variables = _db6_vars(channels=16)
+    variables = db6_vars(channels=16)
     variables["emg"][:, 8:10] = 0.0
-    path = _save(tmp_path / "S1_D1_T2.mat", variables)
+    path = save(tmp_path / "S1_D1_T2.mat", variables)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec = load_ninapro_db6(path)
     expected = np.delete(np.arange(16), [8, 9]) / 100.0
     np.testing.assert_allclose(rec.signals["emg"][20], 20 + expected, rtol=1e-6)
-    path = _save(tmp_path / "S1_D1_T2.mat", _db6_vars(channels=16))  # slots 9-10 not empty
+    path = save(tmp_path / "S1_D1_T2.mat", db6_vars(channels=16))  # slots 9-10 not empty
     with pytest.warns(UserWarning, match=re.escape(str(path)) + r".*\[9, 10\].*not empty"):
         assert load_ninapro_db6(path).modalities == {"emg": 14}
 
 
 def test_db6_file_discovery(tmp_path):
-    _save(tmp_path / "a" / "S1_D1_T1.mat", _db6_vars())
-    _save(tmp_path / "b" / "S10_D5_T2.mat", _db6_vars())
+    save(tmp_path / "a" / "S1_D1_T1.mat", db6_vars())
+    save(tmp_path / "b" / "S10_D5_T2.mat", db6_vars())
     (tmp_path / "b" / "notes.mat").write_bytes(b"")
     assert sorted(ninapro_db6_files(tmp_path)) == [(1, 1, 1), (10, 5, 2)]
-    _save(tmp_path / "c" / "S1_D1_T1.mat", _db6_vars())
+    save(tmp_path / "c" / "S1_D1_T1.mat", db6_vars())
     match = "two files for NinaPro DB6 subject 1, day 1, time 1"
     with pytest.raises(DataFormatError, match=match) as info:
         ninapro_db6_files(tmp_path)
@@ -328,18 +283,18 @@ def test_db6_file_discovery(tmp_path):
     )
     with pytest.raises(DataFormatError, match="no such folder"):
         ninapro_db6_files(tmp_path / "nowhere")
-    odd = _save(tmp_path / "session.mat", _db6_vars())
+    odd = save(tmp_path / "session.mat", db6_vars())
     with pytest.raises(ArgumentError, match=r"cannot tell the subject.*S1_D1_T1"):
         load_ninapro_db6(odd)
 
 
 def _db7_vars(**kwargs):
     codes = range(1, 41)
-    return _mat_vars(12, codes, range(1, 7), acc=36, gyro=36, mag=36, **kwargs)
+    return mat_vars(12, codes, range(1, 7), acc=36, gyro=36, mag=36, **kwargs)
 
 
 def test_db7_subject(tmp_path):
-    path = _save(tmp_path / "Subject_2" / "S2_E1_A1.mat", _db7_vars())
+    path = save(tmp_path / "Subject_2" / "S2_E1_A1.mat", _db7_vars())
     assert ninapro_db7_files(tmp_path) == {2: path}
     rec = load_ninapro_db7(path, modalities=("emg", "acc", "gyro", "mag"))
     assert rec.subject == 2 and rec.n_samples == N - 1
@@ -348,7 +303,7 @@ def test_db7_subject(tmp_path):
     assert set(rec.repetition) == set(range(7))
     variables = _db7_vars()
     variables["restimulus"][100] = 41
-    path = _save(tmp_path / "S2_E1_A1.mat", variables)
+    path = save(tmp_path / "S2_E1_A1.mat", variables)
     with pytest.raises(DataFormatError, match=re.escape(str(path)) + r".*1-40.*\[41\]"):
         load_ninapro_db7(path)
 
@@ -363,7 +318,7 @@ READERS = {
 
 
 def _write_bad(path, channels, problem):
-    variables = _mat_vars(channels, (1, 2), (1, 2))
+    variables = mat_vars(channels, (1, 2), (1, 2))
     if problem == "v7.3":
         with h5py.File(path, "w", userblock_size=512) as f:
             f["emg"] = variables["emg"].T
@@ -380,7 +335,7 @@ def _write_bad(path, channels, problem):
         variables["restimulus"][3] = -1
     elif problem == "length":
         variables["rerepetition"] = variables["rerepetition"][:-20]
-    _save(path, variables)
+    save(path, variables)
     if problem == "truncated":
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])

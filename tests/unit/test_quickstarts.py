@@ -122,14 +122,14 @@ def _emg2pose(root: Path) -> None:
 
 
 def _db5(root: Path) -> None:
-    from tests.unit.test_pretrain_data import _mat_vars, _save
+    from tests.unit.ninapro_files import mat_vars, save
 
     for subject in (1,):
         for k in (1, 2, 3):  # codes 1-3 in each exercise, repetitions 1-6 (1 3 4 6 train)
-            variables = _mat_vars(16, (1, 2), range(1, 7), seed=k, short_labels=False)
+            variables = mat_vars(16, (1, 2), range(1, 7), seed=k, short_labels=False)
             rng = np.random.default_rng([subject, k])
             variables["emg"] = rng.standard_normal(variables["emg"].shape)
-            _save(root / f"s{subject}" / f"S{subject}_E{k}_A1.mat", variables)
+            save(root / f"s{subject}" / f"S{subject}_E{k}_A1.mat", variables)
 
 
 SMALL_WINDOWS = ["--window", "200", "--step", "200", "--quiet"]  # 16 x 200: 160 tokens

@@ -21,7 +21,7 @@ from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.errors import UnsupportedFeatureError, UnsupportedReadoutError
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
 from tests.conftest import perturb_biases
-from tests.unit.test_hook_contract import MODELS, _tinymyo
+from tests.unit.encoders import MODELS
 
 
 def _ready(model):
@@ -258,7 +258,7 @@ def test_logit_lens_on_the_average_head_averages_to_its_logits():
 
 
 def test_tinymyo_mean_head_is_an_unembedding():
-    model = _ready(_tinymyo())
+    model = _ready(MODELS["tinymyo"]())
     model = _ready(TinyMyo(model.cfg, reduction="mean"))
     model.fold_ln_final()
     x = model.example_input(2)
@@ -295,7 +295,7 @@ def test_classifiers_that_are_no_unembedding_say_why(name, why):
 
 
 def test_tinymyo_other_tasks_have_no_unembedding():
-    cfg = _tinymyo().cfg
+    cfg = MODELS["tinymyo"]().cfg
     for task in ("reconstruction", "regression"):
         with pytest.raises(UnsupportedReadoutError, match=f"task='{task}'"):
             _ = TinyMyo(cfg, task=task, reg_target_len=4).W_U
@@ -336,7 +336,7 @@ def test_fold_ln_final_keeps_the_function(name):
 
 @pytest.mark.parametrize("task", ["reconstruction", "regression"])
 def test_fold_ln_final_keeps_tinymyo_heads(task):
-    model = _ready(TinyMyo(_tinymyo().cfg, task=task, reg_target_len=4))
+    model = _ready(TinyMyo(MODELS["tinymyo"]().cfg, task=task, reg_target_len=4))
     x = model.example_input(2)
     before = model(x)
     model.fold_ln_final()
@@ -380,7 +380,7 @@ def test_edge_masks_and_patch_masks_follow_the_model():
     mask[1, 2] = True
     _, cache = model.run_with_cache(model.example_input(2), edge_masks={0: mask})
     assert cache["pattern", 0][:, :, 1, 2].abs().max() == 0
-    tinymyo = _ready(_tinymyo()).double()
+    tinymyo = _ready(MODELS["tinymyo"]()).double()
     patch_mask = torch.zeros(tinymyo.cfg.n_channels, tinymyo.cfg.n_patches, dtype=torch.bool)
     assert tinymyo(tinymyo.example_input(2), patch_mask=patch_mask).dtype == torch.float64
 
@@ -411,7 +411,7 @@ def test_loaded_models_are_in_eval_mode(tmp_path):
     model = _isonet().train()
     save_checkpoint(model, tmp_path / "ckpt")
     assert not load_checkpoint(tmp_path / "ckpt").training
-    source = _ready(_tinymyo()).train()
+    source = _ready(MODELS["tinymyo"]()).train()
     loaded = TinyMyo.from_biofoundation(
         source.to_biofoundation(), n_heads=4, n_samples=8, rope_positions="token"
     )

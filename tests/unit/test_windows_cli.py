@@ -10,7 +10,7 @@ import pytest
 from emg_lens.cli import main
 from emg_lens.data.emg2pose import write_emg2pose_metadata, write_emg2pose_session
 from emg_lens.data.windows import WindowStore
-from tests.unit.test_pretrain_data import N, _db6_vars, _mat_vars, _save
+from tests.unit.ninapro_files import N, db6_vars, mat_vars, save
 
 SHORT = ["--window", "200", "--step", "100", "--quiet"]  # 10 patches: small and quick
 
@@ -60,9 +60,9 @@ def test_emg2pose_split_and_subjects_give_min_max_unlabelled_windows(emg2pose, t
 def test_db5_is_z_scored_on_the_training_repetitions(tmp_path):
     root = tmp_path / "db5"
     for k in (1, 2, 3):  # codes restart at 1 in each exercise; repetitions 1 (train), 2 (test)
-        variables = _mat_vars(16, (1, 2, 3), (1, 2), seed=k, short_labels=False)
+        variables = mat_vars(16, (1, 2, 3), (1, 2), seed=k, short_labels=False)
         variables["emg"] = np.random.default_rng(k).standard_normal((N, 16)) * (1 + np.arange(16))
-        _save(root / "s1" / f"S1_E{k}_A1.mat", variables)
+        save(root / "s1" / f"S1_E{k}_A1.mat", variables)
     out = tmp_path / "db5.h5"
     assert _windows("--source", "ninapro-db5", "--root", root, "--out", out, *SHORT) == 0
     store = WindowStore(out)
@@ -90,13 +90,13 @@ def test_db5_is_z_scored_on_the_training_repetitions(tmp_path):
 
 def _db7():
     """A DB7 file with three of its 40 codes, in blocks long enough to centre windows on."""
-    return _mat_vars(12, (1, 17, 40), (1, 2))
+    return mat_vars(12, (1, 17, 40), (1, 2))
 
 
 @pytest.mark.parametrize(
     ("source", "files", "channels"),
     [
-        ("ninapro-db6", {"DB6_s3_a/S3_D1_T1.mat": _db6_vars, "S3_D1_T2.mat": _db6_vars}, 14),
+        ("ninapro-db6", {"DB6_s3_a/S3_D1_T1.mat": db6_vars, "S3_D1_T2.mat": db6_vars}, 14),
         ("ninapro-db7", {"Subject_2/S2_E1_A1.mat": _db7, "S5_E1_A1.mat": _db7}, 12),
     ],
 )
@@ -105,7 +105,7 @@ def test_db6_db7_pretraining_stores_keep_labels_and_pad_channels(
 ):
     root = tmp_path / "data"
     for name, variables in files.items():
-        _save(root / name, variables())
+        save(root / name, variables())
     out = tmp_path / "store.h5"
     assert _windows("--source", source, "--root", root, "--out", out, *SHORT) == 0
     assert "wrote" in capsys.readouterr().out
@@ -199,7 +199,7 @@ def test_db5_default_windows_fit_its_protocol(tmp_path):
     variables = {"emg": np.random.default_rng(0).standard_normal((n, 16)),
                  "restimulus": stimulus[:, None], "rerepetition": repetition[:, None]}  # fmt: skip
     for k in (1, 2, 3):
-        _save(tmp_path / "db5" / "s1" / f"S1_E{k}_A1.mat", variables)
+        save(tmp_path / "db5" / "s1" / f"S1_E{k}_A1.mat", variables)
     out = tmp_path / "db5.h5"
     assert _windows("--source", "ninapro-db5", "--root", tmp_path / "db5", "--out", out) == 0
     store = WindowStore(out)

@@ -1,0 +1,15 @@
+"""Fixtures the unit tests share."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.tinymyo_pretrained import pretrained_on_synthetic
+
+
+@pytest.fixture(scope="module")
+def pretrained(shared):
+    """`pretrained_on_synthetic`: (checkpoint, windows, held-out masked loss before, history),
+    trained by the first test of the run that asks."""
+    with shared.lock("tinymyo_pretrained"):
+        return pretrained_on_synthetic(shared.root)
