@@ -389,13 +389,8 @@ def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> d
     """Fine-tune on a downstream store's train split, early-stop on val, score test."""
     from emg_lens.data.windows import WindowStore
     from emg_lens.train.distributed import is_main_process
-    from emg_lens.train.finetune import (
-        dataset_accuracy,
-        dataset_mae,
-        finetune,
-        finetune_regression,
-        mean_baseline_mae,
-    )
+    from emg_lens.train.finetune import dataset_accuracy, finetune
+    from emg_lens.train.regression import dataset_mae, finetune_regression, mean_baseline_mae
 
     if args.per_subject or args.subjects:
         raise ArgumentError(

@@ -10,9 +10,11 @@ the rest.
   `evaluate_masked_loss`);
 - `emg_lens.train.finetune`: TinyMyo fine-tuning and linear probing from a pretrained
   checkpoint (`FinetuneConfig`, `FinetuneHistory`, `FinetuneResult`, `finetune`,
-  `finetune_subjects`: one classifier per subject, for studies; `classifier_from_pretrained`,
-  `dataset_accuracy`); the regression recipe for NinaPro DB8's stores (`finetune_regression`,
-  `regressor_from_pretrained`, `dataset_mae`, `mean_baseline_mae`) is imported from the module;
+  `classifier_from_pretrained`, `dataset_accuracy`), and the parts the other recipes share;
+- `emg_lens.train.regression`: the same recipe with the regression head, for NinaPro DB8's
+  stores (`finetune_regression`, `RegressionHistory`, `dataset_mae`, `mean_baseline_mae`);
+- `emg_lens.train.per_subject`: one classifier per subject, saved for studies
+  (`finetune_subjects`);
 - `emg_lens.train.schedule`: warm-up + cosine learning rates (`warmup_cosine_lr`,
   `warmup_cosine_scheduler`), layer-wise learning-rate decay (`layerwise_param_groups`), early
   stopping (`EarlyStopping`);
@@ -33,9 +35,9 @@ from emg_lens.train.finetune import (
     classifier_from_pretrained,
     dataset_accuracy,
     finetune,
-    finetune_subjects,
 )
 from emg_lens.train.inputs import SyntheticWindows, synthetic_windows, window_dataset
+from emg_lens.train.per_subject import finetune_subjects
 from emg_lens.train.pretrain import (
     PretrainConfig,
     PretrainHistory,
@@ -43,6 +45,12 @@ from emg_lens.train.pretrain import (
     masked_reconstruction_loss,
     pretrain,
     random_sample_mask,
+)
+from emg_lens.train.regression import (
+    RegressionHistory,
+    dataset_mae,
+    finetune_regression,
+    mean_baseline_mae,
 )
 from emg_lens.train.schedule import (
     EarlyStopping,
@@ -69,6 +77,7 @@ __all__ = [
     "FinetuneResult",
     "PretrainConfig",
     "PretrainHistory",
+    "RegressionHistory",
     "SyntheticWindows",
     "TrainConfig",
     "TrainResult",
@@ -76,14 +85,17 @@ __all__ = [
     "anneal_weight",
     "classifier_from_pretrained",
     "dataset_accuracy",
+    "dataset_mae",
     "distributed_run",
     "dual_head_loss",
     "evaluate_masked_loss",
     "finetune",
+    "finetune_regression",
     "finetune_subjects",
     "fit",
     "layerwise_param_groups",
     "masked_reconstruction_loss",
+    "mean_baseline_mae",
     "predict",
     "pretrain",
     "random_sample_mask",

@@ -44,11 +44,11 @@ from emg_lens.train import (
     PretrainConfig,
     TrainConfig,
     finetune,
+    finetune_regression,
     fit,
     pretrain,
     train_subjects,
 )
-from emg_lens.train.finetune import finetune_regression
 
 INF, NAN = math.inf, math.nan
 DIVERGING_LR = 1e30  # what the tester gave: AdamW's weight decay alone multiplies by 1e28

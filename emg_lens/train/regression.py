@@ -1,0 +1,224 @@
+"""Fine-tuning a pretrained TinyMyo to regress, as BioFoundation fine-tunes it on NinaPro
+DB8's 5 degrees of actuation: the recipe of `emg_lens.train.finetune` with TinyMyo's regression
+head, an L1 (default) or MSE loss on the targets at every step of the window, and early
+stopping on the validation mean absolute error. `dataset_mae` reports the MAE per output and
+overall, in the targets' units (degrees for DB8); `mean_baseline_mae` is the predictor that
+always says the training mean, the floor a regressor must beat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from emg_lens.checkpoints import save_checkpoint
+from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
+from emg_lens.models.tinymyo import TinyMyo
+from emg_lens.train.finetune import (
+    FinetuneConfig,
+    FinetuneResult,
+    RunHistory,
+    freeze_for_finetuning,
+    pretrained_model,
+    regressor_from_pretrained,
+    run_keeping_best,
+)
+
+__all__ = [
+    "REGRESSION_LOSSES",
+    "MeanAbsoluteError",
+    "RegressionHistory",
+    "dataset_mae",
+    "finetune_regression",
+    "mean_baseline_mae",
+]
+
+REGRESSION_RECIPE = "tinymyo-regression-finetuning"
+
+REGRESSION_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+"""The regression losses ``finetune_regression(loss=...)`` accepts."""
+
+
+@dataclass
+class RegressionHistory(RunHistory):
+    """A regressor's `RunHistory` and its validation MAE per epoch (when validation data was
+    given)."""
+
+    val_mae: list[float] = field(default_factory=list)
+
+
+class MeanAbsoluteError(NamedTuple):
+    """Mean absolute error per output (over windows and steps) and over all outputs."""
+
+    per_output: list[float]
+    overall: float
+
+
+def _regression_dataset(data: Any, input_shape: tuple[int, int], what: str) -> Dataset:
+    """``data`` (a Dataset of ``(x [C, T], y [steps, outputs])`` or arrays ``(X, Y)``) as a
+    Dataset, its first item checked."""
+    if isinstance(data, tuple) and len(data) == 2:
+        X, Y = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in data)
+        if X.ndim != 3 or Y.ndim != 3 or len(X) != len(Y) or not len(X):
+            raise InputShapeError(
+                f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got "
+                f"{describe(X)} and {describe(Y)}"
+            )
+        data = TensorDataset(X, Y)
+    if not isinstance(data, Dataset) or len(data) == 0:  # type: ignore[arg-type]
+        raise DataFormatError(f"{what} must be a non-empty Dataset or (X, Y), got {describe(data)}")
+    x, y = data[0]
+    if tuple(np.shape(x)) != tuple(input_shape) or np.ndim(y) != 2:
+        raise InputShapeError(
+            f"{what} item 0 must be (x [channels={input_shape[0]}, time={input_shape[1]}], "
+            f"y [steps, outputs]), got x {describe(x)} and y {describe(y)}"
+        )
+    return data
+
+
+@torch.no_grad()
+def dataset_mae(model: TinyMyo, data: Any, *, batch_size: int = 256) -> MeanAbsoluteError:
+    """The mean absolute error of ``model``'s regression over ``data`` (windows and their
+    targets ``[steps, outputs]``, the steps ``model`` outputs), per output and overall; the
+    model is left in eval mode.
+
+    >>> from emg_lens import EncoderConfig
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
+    ...                             n_classes=2)
+    >>> model = TinyMyo(cfg, task="regression", reg_target_len=40)
+    >>> X = torch.randn(4, 2, 40)
+    >>> dataset_mae(model, (X, model.eval()(X) + torch.tensor([1.0, 3.0]))).per_output
+    [1.0, 3.0]
+    """
+    model.eval()
+    dataset = _regression_dataset(data, model.input_shape, "validation data")
+    device = next(model.parameters()).device
+    total, count = None, 0
+    for x, y in DataLoader(dataset, batch_size=batch_size):
+        error = (model(x) - y.to(device)).abs().sum(dim=(0, 1)).double()
+        total = error if total is None else total + error
+        count += y.shape[0] * y.shape[1]
+    per_output = [float(v) for v in (total / count).cpu()]
+    return MeanAbsoluteError(per_output, float(np.mean(per_output)))
+
+
+def _target_rows(data: Any, batch_size: int = 256) -> Any:
+    """The targets of ``data`` (a Dataset or ``(X, Y)``) as float64 ``[rows, outputs]``
+    batches, windows and steps flattened."""
+    data = TensorDataset(*map(torch.as_tensor, data)) if isinstance(data, tuple) else data
+    for _, y in DataLoader(data, batch_size=batch_size):
+        yield torch.as_tensor(y).double().flatten(0, -2)
+
+
+@torch.no_grad()
+def _target_moments(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output mean and standard deviation of the targets of ``data``."""
+    count, total, squares = 0, 0.0, 0.0
+    for y in _target_rows(data):
+        count, total, squares = count + len(y), total + y.sum(0), squares + (y * y).sum(0)
+    if not count:
+        raise DataFormatError("the training data holds no window")
+    mean = total / count
+    return mean, (squares / count - mean * mean).clamp_min(0).sqrt()
+
+
+@torch.no_grad()
+def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
+    """The MAE on ``test`` of predicting, for every output, the mean of the ``train`` targets
+    (the bar a regressor must clear); both are Datasets of ``(x, y [steps, outputs])`` or
+    ``(X, Y)`` arrays.
+
+    >>> X = torch.zeros(2, 1, 4)
+    >>> train = (X, torch.tensor([[[0.0, 2.0]], [[2.0, 4.0]]]))
+    >>> mean_baseline_mae(train, (X, torch.tensor([[[3.0, 3.0]], [[1.0, 3.0]]])))
+    MeanAbsoluteError(per_output=[1.0, 0.0], overall=0.5)
+    """
+    mean, _ = _target_moments(train)
+    error, n = 0.0, 0
+    for y in _target_rows(test):
+        error, n = error + (y - mean).abs().sum(0), n + len(y)
+    if not n:
+        raise DataFormatError("mean_baseline_mae: the test data holds no window")
+    per_output = [float(v) for v in error / n]
+    return MeanAbsoluteError(per_output, float(np.mean(per_output)))
+
+
+def finetune_regression(
+    pretrained: TinyMyo | str | Path,
+    data: Any,
+    cfg: FinetuneConfig = FinetuneConfig(),
+    *,
+    loss: str = "l1",
+    val_data: Any = None,
+    out: str | Path | None = None,
+    device: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> FinetuneResult:
+    """Fine-tune a regressor built by `regressor_from_pretrained` on windows ``data`` whose
+    targets are ``[steps, outputs]`` (a Dataset, e.g. a regression
+    `emg_lens.data.windows.WindowStore`, or arrays ``(X, Y)``): the recipe of `finetune`
+    (``cfg``; its label smoothing does not apply) with loss ``"l1"`` (default) or ``"mse"``
+    on every step, early stopping on the validation MAE. The new head's output starts at the
+    training targets' per-output mean and scale. Saved to ``out`` as `finetune`
+    saves (metadata ``recipe``, ``finetune``, ``loss``, ``history``, ``pretrained``).
+
+    >>> from emg_lens import EncoderConfig
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
+    ...                             d_model=16, d_head=4, n_heads=4, d_mlp=32, seed=0)
+    >>> X, Y = torch.randn(16, 2, 40), torch.randn(16, 40, 3)
+    >>> model, history = finetune_regression(TinyMyo(cfg, task="reconstruction"), (X, Y),
+    ...     FinetuneConfig(epochs=2, batch_size=8, warmup_epochs=0, progress=False),
+    ...     val_data=(X, Y))
+    >>> model.task, model.cfg.n_classes, len(history.val_mae)
+    ('regression', 3, 2)
+    """
+    if loss not in REGRESSION_LOSSES:
+        raise ArgumentError(f"loss must be one of {list(REGRESSION_LOSSES)}, got {loss!r}")
+    source = str(pretrained) if isinstance(pretrained, str | Path) else None
+    pretrained = pretrained_model(pretrained, device)
+    dataset = _regression_dataset(data, pretrained.input_shape, "data")
+    steps, outputs = tuple(np.shape(dataset[0][1]))
+    model = regressor_from_pretrained(
+        pretrained, outputs, steps, reduction=cfg.reduction, drop_path=cfg.drop_path
+    )
+    # The fresh head starts at the training targets' mean and scale (degrees for DB8), so the
+    # recipe's learning rate fits the units and training starts from the mean predictor.
+    mean, std = _target_moments(dataset)
+    with torch.no_grad():
+        model.head.b_out.copy_(mean)
+        model.head.W_out.mul_(torch.where(std > 0, std, 1.0).to(model.head.W_out))
+    if val_data is not None:
+        val_data = _regression_dataset(val_data, model.input_shape, "val_data")
+    freeze_for_finetuning(model, cfg.linear_probe)
+    model_device = next(model.parameters()).device
+    criterion = REGRESSION_LOSSES[loss]
+
+    def loss_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+        x, y = batch
+        return criterion(m(x), y.to(model_device, torch.float32))
+
+    def score(m: TinyMyo) -> float:
+        return dataset_mae(m, val_data).overall
+
+    log, val_mae, best = run_keeping_best(
+        model, dataset, loss_fn, cfg, None if val_data is None else score, mode="min"
+    )
+    history = RegressionHistory(
+        epoch_loss=log.epoch_loss,
+        val_mae=val_mae,
+        best_epoch=best,
+        stopped_early=len(log.epoch_loss) < cfg.epochs,
+        steps=log.steps,
+        world_size=log.world_size,
+    )
+    if out is not None and log.is_main:
+        recipe = {"recipe": REGRESSION_RECIPE, "finetune": asdict(cfg), "loss": loss}
+        recipe.update(history=asdict(history), pretrained=source)
+        save_checkpoint(model, out, metadata={**recipe, **(metadata or {})})
+    return FinetuneResult(model, history)
