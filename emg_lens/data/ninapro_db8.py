@@ -59,7 +59,7 @@ from emg_lens.data.downstream import (
     zscore,
 )
 from emg_lens.data.files import find_files as find_unique_files
-from emg_lens.data.ninapro import LENGTH_TOLERANCE, _as_labels, _check_signal, _read_mat
+from emg_lens.data.ninapro_mat import LENGTH_TOLERANCE, as_labels, check_signal, read_mat
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows import RegressionBatch
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -151,15 +151,15 @@ def acquisition_file(root: str | Path, subject: int, acquisition: int) -> Path:
 
 
 def _read_acquisition(path: Path, subject: int, acquisition: int) -> Recording:
-    data = _read_mat(path)
+    data = read_mat(path)
     for name, channels in (("emg", CHANNELS), ("glove", GLOVE_CHANNELS)):
         if name not in data:
             raise DataFormatError(
                 f"{path}: missing required variable {name!r}; the file holds {sorted(data)}"
             )
-        _check_signal(data[name], name, path, channels)
+        check_signal(data[name], name, path, channels)
     labels = [
-        next((_as_labels(data[n], n, path) for n in names if n in data), None) for names in _LABELS
+        next((as_labels(data[n], n, path) for n in names if n in data), None) for names in _LABELS
     ]
     lengths = {"emg": len(data["emg"]), "glove": len(data["glove"])}
     lengths.update({names[0]: len(x) for names, x in zip(_LABELS, labels) if x is not None})

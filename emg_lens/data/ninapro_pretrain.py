@@ -10,7 +10,7 @@ dropped, as BioFoundation's DB6 preparation does.
 ``mag`` (N, 36) each), one file per subject ``S<N>_E1_A1.mat`` holding both exercises with
 labels 1-40 and 6 repetitions.
 
-Both readers go through `emg_lens.data.ninapro.read_exercise_file` (label choice, length
+Both readers go through `emg_lens.data.ninapro_mat.read_exercise_file` (label choice, length
 quirk, errors naming the file). emg2pose, the third pretraining corpus, is
 `emg_lens.data.emg2pose`.
 
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from emg_lens.data.files import find_files
-from emg_lens.data.ninapro import read_exercise_file
+from emg_lens.data.ninapro_mat import read_exercise_file
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
@@ -167,7 +167,7 @@ def load_ninapro_db6(
         modalities: any of ``"emg"``, ``"acc"``.
 
     Raises:
-        DataFormatError: as `emg_lens.data.ninapro.read_exercise_file` (the message names the
+        DataFormatError: as `emg_lens.data.ninapro_mat.read_exercise_file` (the message names the
             file); ``emg`` must have 14 columns, or 16 with the two unused slots.
 
     >>> import tempfile
@@ -198,7 +198,7 @@ def load_ninapro_db7(
         modalities: any of ``"emg"`` (12), ``"acc"``, ``"gyro"``, ``"mag"`` (36 each).
 
     Raises:
-        DataFormatError: as `emg_lens.data.ninapro.read_exercise_file` (the message names the
+        DataFormatError: as `emg_lens.data.ninapro_mat.read_exercise_file` (the message names the
             file), or gesture labels above `DB7_LABELS`.
 
     >>> import tempfile

@@ -339,7 +339,7 @@ def _store_recordings(
         chosen = list(everyone) if wanted is None else wanted
         return lambda: (generate_recordings(spec, [s])[0] for s in chosen)
     from emg_lens.data import ninapro_pretrain
-    from emg_lens.data.ninapro import load_ninapro_db5
+    from emg_lens.data.ninapro_db5 import load_ninapro_db5
 
     if source == "ninapro-db5":
         found = _db5_subjects(root)
@@ -359,7 +359,7 @@ def _store_recordings(
 
 
 def _db5_subjects(root: str | Path) -> list[int]:
-    from emg_lens.data.ninapro import ninapro_db5_files
+    from emg_lens.data.ninapro_db5 import ninapro_db5_files
 
     return sorted({subject for subject, _ in ninapro_db5_files(root)})
 

@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from emg_lens.data.ninapro import (
-    LENGTH_TOLERANCE,
-    find_exercise_file,
-    load_ninapro_db2,
-    write_ninapro_db2,
-)
+from emg_lens.data.ninapro import find_exercise_file, load_ninapro_db2, write_ninapro_db2
+from emg_lens.data.ninapro_mat import LENGTH_TOLERANCE
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 

@@ -16,7 +16,7 @@ from emg_lens.data.emg2pose import (
     write_emg2pose_metadata,
     write_emg2pose_session,
 )
-from emg_lens.data.ninapro import load_ninapro_db5
+from emg_lens.data.ninapro_db5 import load_ninapro_db5
 from emg_lens.data.ninapro_pretrain import (
     load_ninapro_db6,
     load_ninapro_db7,

@@ -20,7 +20,8 @@ from emg_lens import cli
 from emg_lens.data import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.emg2pose import Emg2PoseDataset, write_emg2pose_metadata
 from emg_lens.data.hdsemg import find_subjects as hdsemg_subjects
-from emg_lens.data.ninapro import load_ninapro_db2, load_ninapro_db5
+from emg_lens.data.ninapro import load_ninapro_db2
+from emg_lens.data.ninapro_db5 import load_ninapro_db5
 from emg_lens.data.ninapro_pretrain import ninapro_db6_files, ninapro_db7_files
 from emg_lens.data.synthetic_downstream import synthetic_db8, synthetic_uci
 from emg_lens.errors import ArgumentError, DataFormatError

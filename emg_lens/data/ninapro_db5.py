@@ -1,0 +1,160 @@
+"""NinaPro DB5: two Myo armbands (16 sEMG channels at 200 Hz), one file per exercise
+``S<N>_E{1,2,3}_A1.mat``, read as a `Recording` for fine-tuning (`load_ninapro_db5`).
+
+Its ``restimulus`` restarts at 1 in every exercise (E1 1-12, E2 1-17, E3 1-23) and is shifted
+here onto the global labels 1-52 (offsets 0, 12, 29), so the concatenated recording holds one
+label per movement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from emg_lens.data.files import find_files
+from emg_lens.data.ninapro_mat import (
+    concatenate_recordings,
+    exercise_list,
+    read_exercise_file,
+    select_modalities,
+    stimulus_columns,
+    subject_number,
+)
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError
+
+__all__ = [
+    "DB5_CHANNELS",
+    "DB5_LABEL_OFFSETS",
+    "DB5_SAMPLE_RATE",
+    "load_ninapro_db5",
+    "ninapro_db5_files",
+]
+
+DB5_SAMPLE_RATE = 200.0
+"""Hz: DB5's two Myo armbands stream EMG at 200 Hz."""
+
+DB5_CHANNELS: dict[str, int | None] = {"emg": 16, "acc": None, "glove": None}
+"""DB5 modality -> channel count (None: taken from the file); the loadable modalities."""
+
+DB5_LABEL_OFFSETS: dict[int, tuple[int, int]] = {1: (12, 0), 2: (17, 12), 3: (23, 29)}
+"""DB5 exercise -> (movements in it, offset onto the global labels 1-52)."""
+
+_DB5_FILE = re.compile(r"s0*(\d+)_e([123])_a1", re.IGNORECASE)
+
+
+def ninapro_db5_files(root: str | Path) -> dict[tuple[int, int], Path]:
+    """``{(subject, exercise): path}`` of the DB5 files ``S<N>_E<k>_A1.mat`` under ``root``
+    at any depth (``s<N>/``, ``DB5_s<N>/``, or ``root`` itself being a subject's folder); two
+    copies of one file are a `DataFormatError` naming both.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "s2").mkdir()
+    >>> _ = (root / "s2" / "S2_E3_A1.mat").write_bytes(b"")
+    >>> list(ninapro_db5_files(root))
+    [(2, 3)]
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (looking for NinaPro DB5 S<N>_E1_A1.mat)")
+
+    def key(path: Path) -> tuple[int, int] | None:
+        m = _DB5_FILE.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
+        return None if m is None else (int(m.group(1)), int(m.group(2)))
+
+    return find_files(root, key, lambda k: f"NinaPro DB5 subject {k[0]}, exercise E{k[1]}")
+
+
+def _db5_exercise(exercise: str | int) -> int:
+    """``1``/``2``/``3`` or ``"E1"``... -> 1, 2 or 3 (DB5's letters differ from DB2's, so
+    letters are refused rather than guessed)."""
+    key = str(exercise).strip().upper().removeprefix("E")
+    if not isinstance(exercise, bool) and key.isdigit() and int(key) in DB5_LABEL_OFFSETS:
+        return int(key)
+    raise ArgumentError(f"DB5 exercise must be 1, 2 or 3 (or 'E1', 'E2', 'E3'), got {exercise!r}")
+
+
+def _globalise_db5_labels(recording: Recording, k: int) -> None:
+    """Shift exercise ``k``'s restarting codes (1..count) onto the global labels, in place.
+
+    Codes already inside the exercise's global range (offset+1..offset+count) are kept, so a
+    file relabelled by hand loads too; anything else is a `DataFormatError`. Where both
+    readings fit (E2 codes 13-17 only), the documented restart is assumed.
+    """
+    count, offset = DB5_LABEL_OFFSETS[k]
+    codes = sorted(int(c) for c in np.unique(recording.stimulus) if c != 0)
+    if all(c <= count for c in codes):
+        for column in stimulus_columns(recording):
+            column[column != 0] += offset
+    elif not all(offset < c <= offset + count for c in codes):
+        raise DataFormatError(
+            f"{recording.source}: DB5 exercise E{k} holds gesture codes {codes}; expected "
+            f"1-{count} (restarting per exercise) or {offset + 1}-{offset + count} (global)"
+        )
+
+
+def load_ninapro_db5(
+    root: str | Path,
+    subject: int,
+    *,
+    exercises: Iterable[str | int] = (1, 2, 3),
+    modalities: Iterable[str] = ("emg",),
+) -> Recording:
+    """Load one NinaPro DB5 subject as a `Recording` at 200 Hz, labels global (1-52).
+
+    Each exercise file ``S<N>_E<k>_A1.mat`` restarts its ``restimulus`` at 1 (E1 1-12,
+    E2 1-17, E3 1-23); the codes are shifted by 0, 12, 29 so the concatenated recording holds
+    one label per movement. The raw ``stimulus`` column (in ``extras``) is shifted the same
+    way.
+
+    Args:
+        root: the dataset root holding ``s<N>/`` (or ``DB5_s<N>/``), or the subject folder:
+            the files are found at any depth (`ninapro_db5_files`), two copies refused.
+        subject: subject number, 1-based.
+        exercises: ``1``, ``2``, ``3`` (or ``"E1"``...), concatenated in the order given.
+        modalities: any of ``"emg"`` (16 ch), ``"acc"``, ``"glove"`` (widths from the file).
+
+    Raises:
+        DataFormatError: as `read_exercise_file`, or gesture codes outside the exercise's range.
+        ArgumentError: an unknown exercise or modality.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import scipy.io
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for k in (1, 2):
+    ...     labels = np.repeat([0, 1, 0, 2], 25)[:, None]
+    ...     scipy.io.savemat(root / f"S3_E{k}_A1.mat", {"emg": np.zeros((100, 16)),
+    ...                      "restimulus": labels, "rerepetition": (labels > 0) * 1})
+    >>> rec = load_ninapro_db5(root, 3, exercises=(1, 2))
+    >>> rec.sample_rate, rec.modalities, rec.gestures
+    (200.0, {'emg': 16}, [1, 2, 13, 14])
+    """
+    subject = subject_number(subject)
+    numbers = exercise_list(exercises, _db5_exercise)
+    modalities = select_modalities(modalities, DB5_CHANNELS)
+    files = ninapro_db5_files(root)
+    parts = []
+    for k in numbers:
+        path = files.get((subject, k))
+        if path is None:
+            raise DataFormatError(
+                f"{root}: no file S{subject}_E{k}_A1.mat (NinaPro DB5 subject {subject}, "
+                f"exercise E{k}) at any depth; DB5 files found: "
+                f"{[p.name for p in files.values()][:10] or 'none'}"
+            )
+        rec = read_exercise_file(
+            path,
+            subject=subject,
+            sample_rate=DB5_SAMPLE_RATE,
+            modalities=modalities,
+            channels=DB5_CHANNELS,
+        )
+        _globalise_db5_labels(rec, k)
+        parts.append(rec)
+    return concatenate_recordings(parts)

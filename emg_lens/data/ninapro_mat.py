@@ -1,0 +1,280 @@
+"""Reading NinaPro's MATLAB v5 files, the layout every NinaPro database shares (DB2, DB5,
+DB6, DB7, DB8): one file per exercise (or session) holding per-sample matrices (``emg``,
+``acc``, ``glove``, ...) and label columns (``stimulus``, ``restimulus``, ``repetition``,
+``rerepetition``).
+
+`read_exercise_file` turns one file into a `Recording` (label choice, the length quirk,
+channel and NaN checks, errors naming the file) and `concatenate_recordings` joins exercises;
+the database readers (`emg_lens.data.ninapro` for DB2, `ninapro_db5`, `ninapro_pretrain` for
+DB6 and DB7, `ninapro_db8`) add their own file names, rates and label conventions. Quirks
+handled here, as found in the real files:
+
+* label columns can be a sample shorter than ``emg``: every per-sample array is cut to the
+  shortest, and a mismatch of more than `LENGTH_TOLERANCE` samples is a `DataFormatError`;
+* ``restimulus`` / ``rerepetition`` (the relabelled versions) are used when present, each
+  falling back to ``stimulus`` / ``repetition``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+import scipy.io
+
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError
+
+__all__ = [
+    "LABEL_COLUMNS",
+    "LENGTH_TOLERANCE",
+    "ChannelCounts",
+    "as_labels",
+    "check_signal",
+    "concatenate_recordings",
+    "exercise_list",
+    "read_exercise_file",
+    "read_mat",
+    "select_modalities",
+    "stimulus_columns",
+    "subject_number",
+]
+
+LENGTH_TOLERANCE = 5
+"""Most samples by which per-sample arrays of one file may differ before it is an error."""
+
+ChannelCounts = int | tuple[int, ...] | None
+"""Accepted channel counts of a variable: one, several, or None for any."""
+
+_STIMULUS = ("restimulus", "stimulus")
+_REPETITION = ("rerepetition", "repetition")
+LABEL_COLUMNS = frozenset(_STIMULUS + _REPETITION)
+"""The label columns a NinaPro file may hold (the relabelled ones preferred)."""
+_PER_SAMPLE = frozenset({"emg", "acc", "glove", "force", "inclin", "gyro", "mag"})
+_SCALARS = frozenset({"subject", "exercise", "forcecal"})
+
+
+def subject_number(subject: int) -> int:
+    if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
+        raise ArgumentError(f"subject must be an integer >= 1, got {subject!r}")
+    return int(subject)
+
+
+def read_mat(path: Path) -> dict[str, np.ndarray]:
+    """All variables of a MATLAB v5 file, refusing v7.3 (HDF5) files with a clear message."""
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file")
+    try:
+        is_hdf5 = h5py.is_hdf5(str(path))
+    except OSError:
+        is_hdf5 = False
+    if is_hdf5:
+        raise DataFormatError(
+            f"{path}: this is an HDF5 (MATLAB v7.3) file; the NinaPro readers expect "
+            "MATLAB v5 files (as the dataset ships them) - re-save it with save(..., '-v7')"
+        )
+    try:
+        contents = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises MatReadError, ValueError, OSError, IndexError...
+        raise DataFormatError(
+            f"{path}: cannot be read as a MATLAB v5 file (truncated or corrupt?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return {k: v for k, v in contents.items() if not k.startswith("__")}
+
+
+def as_labels(x: np.ndarray, name: str, path: Path) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim > 2 or (x.ndim == 2 and min(x.shape) != 1) or not np.issubdtype(x.dtype, np.number):
+        raise DataFormatError(
+            f"{path}: label variable {name!r} must be a numeric (N, 1) column, got shape "
+            f"{x.shape} of {x.dtype}"
+        )
+    x = x.reshape(-1)
+    if np.issubdtype(x.dtype, np.floating) and (
+        not np.isfinite(x).all() or not np.array_equal(x, np.round(x))
+    ):
+        raise DataFormatError(f"{path}: label variable {name!r} holds non-integer values")
+    if x.size and x.min() < 0:
+        raise DataFormatError(
+            f"{path}: label variable {name!r} holds negative values (min {x.min():g}); labels "
+            "are 0 (rest) or positive codes"
+        )
+    return x.astype(np.int64)
+
+
+def check_signal(x: np.ndarray, name: str, path: Path, expected: ChannelCounts) -> None:
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise DataFormatError(
+            f"{path}: variable {name!r} must be a numeric [time, channels] matrix, got shape "
+            f"{x.shape} of {x.dtype}"
+        )
+    accepted = (expected,) if isinstance(expected, int) else expected
+    if accepted is not None and x.shape[1] not in accepted:
+        wanted = " or ".join(str(c) for c in accepted)
+        raise DataFormatError(
+            f"{path}: variable {name!r} has the wrong channel count: expected {wanted}, "
+            f"got {x.shape[1]} (shape {x.shape})"
+        )
+
+
+def select_modalities(modalities: Iterable[str], known: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(modalities, str):
+        modalities = (modalities,)
+    modalities, known = tuple(modalities), list(known)
+    unknown = [m for m in modalities if m not in known]
+    if unknown or not modalities or len(set(modalities)) != len(modalities):
+        raise ArgumentError(
+            f"modalities must be distinct names among {known}, got {list(modalities)}"
+        )
+    return modalities
+
+
+def exercise_list(exercises: Iterable[str | int], parse: Callable[[str | int], int]) -> list[int]:
+    if isinstance(exercises, (str, int)):
+        exercises = (exercises,)
+    numbers = [parse(e) for e in exercises]
+    if not numbers:
+        raise ArgumentError("exercises must name at least one exercise")
+    return numbers
+
+
+def stimulus_columns(recording: Recording) -> list[np.ndarray]:
+    """The label vector and the unrelabelled ``stimulus`` column kept in ``extras``, if any."""
+    columns = [recording.stimulus]
+    if "stimulus" in recording.extras:
+        columns.append(recording.extras["stimulus"])
+    return columns
+
+
+def read_exercise_file(
+    path: str | Path,
+    *,
+    subject: int,
+    sample_rate: float,
+    modalities: Iterable[str] = ("emg",),
+    channels: Mapping[str, ChannelCounts],
+) -> Recording:
+    """One NinaPro ``.mat`` file (any database) as a `Recording`, its arrays cut to one length.
+
+    Labels are ``restimulus``/``rerepetition`` where present, else ``stimulus``/``repetition``;
+    the unrelabelled columns and every other per-sample matrix land in ``extras``. Arrays may
+    differ by up to `LENGTH_TOLERANCE` samples (the real files' label columns are often one
+    short); all are cut to the shortest.
+
+    Args:
+        path: the file (MATLAB v5).
+        subject: the subject number the recording gets.
+        sample_rate: Hz, the file's common clock.
+        modalities: variables that become ``Recording.signals``, in this order; each must be
+            a key of ``channels``.
+        channels: the loadable modalities -> accepted channel count(s) (None: any); other
+            variables are checked only for length.
+
+    Raises:
+        DataFormatError: the file is missing, unreadable, v7.3, lacks a modality or the labels,
+            has a wrong channel count, non-integer or negative labels, NaN/Inf in a signal, or
+            arrays that differ in length by more than `LENGTH_TOLERANCE`. The message names
+            the file.
+        ArgumentError: ``modalities`` names something outside ``channels``, or twice.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import scipy.io
+    >>> path = Path(tempfile.mkdtemp()) / "S1_E1_A1.mat"
+    >>> scipy.io.savemat(path, {"emg": np.ones((50, 16)), "restimulus": np.zeros((49, 1)),
+    ...                         "rerepetition": np.zeros((49, 1))})
+    >>> rec = read_exercise_file(path, subject=1, sample_rate=200.0, channels={"emg": 16})
+    >>> rec.n_samples, rec.modalities
+    (49, {'emg': 16})
+    """
+    modalities = select_modalities(modalities, channels)
+    path = Path(path)
+    data = read_mat(path)
+
+    def pick(names: tuple[str, ...]) -> str:
+        for name in names:
+            if name in data:
+                return name
+        raise DataFormatError(
+            f"{path}: missing required variable {' or '.join(repr(n) for n in names)}; the file "
+            f"holds {sorted(data)}"
+        )
+
+    for name in modalities:
+        if name not in data:
+            raise DataFormatError(
+                f"{path}: missing required variable {name!r} (asked for modality {name!r}); "
+                f"the file holds {sorted(data)}"
+            )
+        check_signal(data[name], name, path, channels.get(name))
+    stim_name, rep_name = pick(_STIMULUS), pick(_REPETITION)
+    labels = {name: as_labels(data[name], name, path) for name in LABEL_COLUMNS if name in data}
+
+    # Per-sample arrays: the chosen signals, the labels and every other matrix of about that
+    # length. A few samples of difference is a known quirk; more is a broken file.
+    lengths = {name: len(data[name]) for name in modalities}
+    lengths.update({name: len(x) for name, x in labels.items()})
+    ref = min(lengths.values())
+    extras_names = []
+    for name, x in data.items():
+        if name in lengths or name in _SCALARS or not isinstance(x, np.ndarray) or x.ndim != 2:
+            continue
+        if not np.issubdtype(x.dtype, np.number):
+            continue
+        if name in _PER_SAMPLE or abs(len(x) - ref) <= LENGTH_TOLERANCE:
+            lengths[name] = len(x)
+            extras_names.append(name)
+    n, longest = min(lengths.values()), max(lengths.values())
+    if longest - n > LENGTH_TOLERANCE:
+        raise DataFormatError(
+            f"{path}: signals and labels differ in length by {longest - n} samples (more than "
+            f"the {LENGTH_TOLERANCE} tolerated): {lengths}"
+        )
+
+    labels = {name: x[:n].copy() for name, x in labels.items()}
+    stimulus, repetition = labels.pop(stim_name), labels.pop(rep_name)
+    extras = {name: np.asarray(data[name][:n]) for name in extras_names}
+    extras.update(labels)  # the unrelabelled columns, under their file names
+    return Recording(  # checks NaN/Inf per signal, naming the file
+        subject=subject,
+        signals={name: np.asarray(data[name][:n], dtype=np.float32) for name in modalities},
+        sample_rate=sample_rate,
+        stimulus=stimulus,
+        repetition=repetition,
+        source=str(path),
+        extras=extras,
+    )
+
+
+def concatenate_recordings(parts: list[Recording]) -> Recording:
+    """Several files of one subject (same clock and modalities) joined in time.
+
+    ``extras`` keeps only the arrays every part holds with the same width; ``source`` lists
+    every file, joined by ``" + "``.
+
+    >>> import numpy as np
+    >>> part = Recording(1, {"emg": np.zeros((5, 2), np.float32)}, 200.0, np.zeros(5), np.zeros(5))
+    >>> concatenate_recordings([part, part]).n_samples
+    10
+    """
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    extras = {}
+    for name in sorted(set.intersection(*(set(p.extras) for p in parts))):
+        pieces = [p.extras[name] for p in parts]
+        if len({x.shape[1:] for x in pieces}) == 1:
+            extras[name] = np.concatenate(pieces)
+    return Recording(
+        subject=first.subject,
+        signals={m: np.concatenate([p.signals[m] for p in parts]) for m in first.signals},
+        sample_rate=first.sample_rate,
+        stimulus=np.concatenate([p.stimulus for p in parts]),
+        repetition=np.concatenate([p.repetition for p in parts]),
+        source=" + ".join(p.source for p in parts),
+        extras=extras,
+    )
