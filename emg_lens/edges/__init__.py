@@ -86,15 +86,13 @@ and the operators; `emg_lens.edges.selectors` the selectors above and their argu
 """
 
 from emg_lens.edges.algebra import EdgeSet
+from emg_lens.edges.named import between_regions, channels, cross_region, within_region
 from emg_lens.edges.parser import parse
 from emg_lens.edges.selectors import (
     all_edges,
     between,
-    between_regions,
-    channels,
     cross_channel,
     cross_modal,
-    cross_region,
     from_cls,
     heads,
     layers,
@@ -104,7 +102,6 @@ from emg_lens.edges.selectors import (
     to_cls,
     unimodal,
     within,
-    within_region,
 )
 
 __all__ = [

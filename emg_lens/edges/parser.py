@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emg_lens.edges import selectors
+from emg_lens.edges import named, selectors
 from emg_lens.edges.algebra import EdgeSet
 from emg_lens.errors import ArgumentError, EdgeExpressionError
 
@@ -62,13 +62,13 @@ _SELECTORS: dict[str, _Selector] = {
         ),
         _Selector(
             "between_regions",
-            selectors.between_regions,
+            named.between_regions,
             (_Param("query_region", _REGION), _Param("key_region", _REGION)),
         ),
-        _Selector("channels", selectors.channels, (_Param("name", _NAMES),)),
+        _Selector("channels", named.channels, (_Param("name", _NAMES),)),
         _Selector("cross_channel", selectors.cross_channel),
         _Selector("cross_modal", selectors.cross_modal, (_Param("include_cls", _FLAG, False),)),
-        _Selector("cross_region", selectors.cross_region),
+        _Selector("cross_region", named.cross_region),
         _Selector("from_cls", selectors.from_cls),
         _Selector("heads", selectors.heads, (_Param("index", _INTS),)),
         _Selector("layers", selectors.layers, (_Param("index", _INTS),)),
@@ -82,7 +82,7 @@ _SELECTORS: dict[str, _Selector] = {
         _Selector("to_cls", selectors.to_cls),
         _Selector("unimodal", selectors.unimodal, (_Param("include_cls", _FLAG, False),)),
         _Selector("within", selectors.within, (_Param("group", _GROUP),)),
-        _Selector("within_region", selectors.within_region, (_Param("region", _REGION),)),
+        _Selector("within_region", named.within_region, (_Param("region", _REGION),)),
     )
 }
 

@@ -1,0 +1,335 @@
+"""The selectors of named channels and scalp regions: `channels` (named channels, e.g. EEG
+electrodes "C3", "C4"), `within_region`, `between_regions` and `cross_region` (edges inside or
+between scalp regions: 10-20 / 10-10 lobes and hemispheres, a channel, ``C3+Cz+C4``, or the
+user's own ``regions=``). They read the layout's channel names (`EncoderConfig.channel_names`)
+and place them with `emg_lens.edges.regions`; like every selector (`emg_lens.edges.selectors`)
+each is a frozen dataclass whose fields are its arguments, built by its public function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool
+
+from emg_lens.edges.algebra import CompileContext, EdgeSet, PartialMask
+from emg_lens.edges.regions import LOBES, REGIONS, place, region_channels
+from emg_lens.errors import ArgumentError, LayoutError, UnplacedChannelError
+from emg_lens.layout import TokenLayout  # noqa: F401  (TokenLayout: for the examples)
+
+__all__ = ["between_regions", "channels", "cross_region", "within_region"]
+
+
+# ============================================================================ argument checks
+def _check_name(name: Any, what: str) -> str:
+    """A channel or region name: a non-empty string the string form can write (bare when it
+    is an identifier, else quoted, so it holds no newline and not both quote characters)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ArgumentError(
+            f"{what} must be a channel or region name (a non-empty string such as 'C3' or "
+            f"'frontal'), got {name!r}"
+        )
+    if "\n" in name or ("'" in name and '"' in name):
+        raise ArgumentError(
+            f"{what}: {name!r} cannot be written in an edge expression (a newline, or both "
+            "quote characters)"
+        )
+    return name.strip()
+
+
+def _check_region(
+    region: Any, what: str, regions: Mapping[str, Any] | None = None
+) -> tuple[str, ...]:
+    """A region argument as its sorted, distinct names: a string (names joined with ``+``),
+    or a sequence of names (each one name, ``+`` or not); names in ``regions`` (the caller's
+    own groups) are replaced by their channels."""
+    if isinstance(region, str):
+        names = region.split("+")
+    elif isinstance(region, Iterable) and not isinstance(region, Mapping):
+        names = list(region)
+    else:
+        raise ArgumentError(
+            f"{what} must be a region: a name such as 'frontal', 'left' or 'C3', names joined "
+            f"with '+' ('C3+Cz+C4'), or a list of names; got {region!r}"
+        )
+    own = _check_own_regions(regions, what)
+    out: set[str] = set()
+    for name in names:
+        name = _check_name(name, what)
+        out.update(own.get(name, (name,)))
+    if not out:
+        raise ArgumentError(f"{what} needs at least one channel or region name")
+    return tuple(sorted(out))
+
+
+def _check_own_regions(regions: Any, what: str) -> dict[str, tuple[str, ...]]:
+    if regions is None:
+        return {}
+    if not isinstance(regions, Mapping):
+        raise ArgumentError(
+            f"{what}: regions must be a dict of region name -> channel names, e.g. "
+            f'{{"motor": ["C3", "Cz", "C4"]}}, got {regions!r}'
+        )
+    out = {}
+    for key, channels in regions.items():
+        key = _check_name(key, f"{what}: a regions key")
+        if isinstance(channels, str) or not isinstance(channels, Iterable):
+            raise ArgumentError(
+                f"{what}: regions[{key!r}] must be a list of channel names, got {channels!r}"
+            )
+        names = tuple(_check_name(c, f"{what}: regions[{key!r}]") for c in channels)
+        if not names:
+            raise ArgumentError(f"{what}: regions[{key!r}] names no channel")
+        out[key] = names
+    return out
+
+
+def _write_name(name: str) -> str:
+    """A name as the string form writes it: bare when the parser reads it as a name."""
+    if name.isidentifier():
+        return name
+    return f'"{name}"' if "'" in name else f"'{name}'"
+
+
+def _write_region(names: tuple[str, ...]) -> str:
+    return "+".join(map(_write_name, names))
+
+
+# ============================================================================ channel lookups
+def _layout_names(ctx: CompileContext, selector: EdgeSet) -> tuple[str, ...]:
+    names = ctx.layout.channel_names
+    if names is None:
+        raise LayoutError(
+            f"edge set {selector} names channels or scalp regions, but this layout has no "
+            "channel names: set EncoderConfig.channel_names (one per input channel) or "
+            "TokenLayout.channel_tokens(..., channel_names=...)"
+        )
+    return names
+
+
+def _shown(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:24]) + (f", ... ({len(names) - 24} more)" if len(names) > 24 else "")
+
+
+def _channel(term: str, names: tuple[str, ...], selector: EdgeSet) -> str:
+    """The layout's channel called ``term`` (exactly, else ignoring case)."""
+    if term in names:
+        return term
+    folded = [n for n in names if n.casefold() == term.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    raise LayoutError(
+        f"edge set {selector} names {term!r}, which is not a channel of this layout"
+        + ("" if isinstance(selector, Channels) else f" nor a region ({', '.join(REGIONS)})")
+        + f"; its channels are {_shown(names)}"
+    )
+
+
+def _placed(selector: EdgeSet, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, where ``fn`` places channel names; an unplaceable one names the edge set."""
+    try:
+        return fn(*args)
+    except UnplacedChannelError as err:
+        raise UnplacedChannelError(
+            f"edge set {selector} needs the scalp region of every channel of this layout: {err}",
+            channel=err.channel,
+        ) from None
+
+
+def _region_members(
+    ctx: CompileContext, terms: tuple[str, ...], selector: EdgeSet, *, regions: bool = True
+) -> Bool[torch.Tensor, " pos"]:
+    """Which tokens embed a channel that ``terms`` name (built-in regions when ``regions``,
+    else channel names only; a region's name wins over a channel of the same name); each term
+    must select at least one token."""
+    names = _layout_names(ctx, selector)
+    channel_ids = ctx.channel_k[0]
+    member = torch.zeros(len(names) + 1, dtype=torch.bool, device=ctx.device)  # [-1]: none
+    for term in terms:
+        if regions and term in REGIONS:
+            chosen = _placed(selector, region_channels, term, names)
+        else:
+            chosen = (_channel(term, names, selector),)
+        if not chosen:
+            raise LayoutError(
+                f"edge set {selector} names region {term!r}, which holds none of this layout's "
+                f"channels ({_shown(names)})"
+            )
+        term_member = torch.zeros_like(member)
+        term_member[[names.index(c) for c in chosen]] = True
+        if not term_member[channel_ids].any():
+            raise LayoutError(
+                f"edge set {selector} names {term!r}, but no token of this layout embeds its "
+                "channels (tokens that embed no single channel, such as CLS and the fusion "
+                "models' tubelets, have none)"
+            )
+        member |= term_member
+    return member[channel_ids]
+
+
+# ============================================================================ selector classes
+@dataclass(frozen=True, repr=False)
+class Channels(EdgeSet):
+    """See `channels`."""
+
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.names, str) or not isinstance(self.names, Iterable):
+            raise ArgumentError(f"channels(...) needs channel names, got {self.names!r}")
+        names = tuple(sorted({_check_name(n, "channels(...)") for n in self.names}))
+        if not names:
+            raise ArgumentError("channels(...) needs at least one channel name, e.g. channels(C3)")
+        object.__setattr__(self, "names", names)
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        member = _region_members(ctx, self.names, self, regions=False)
+        return member[:, None] & member[None, :]
+
+    def __str__(self) -> str:
+        return f"channels({','.join(map(_write_name, self.names))})"
+
+
+@dataclass(frozen=True, repr=False)
+class WithinRegion(EdgeSet):
+    """See `within_region`."""
+
+    region: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "region", _check_region(self.region, "within_region(region)"))
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        member = _region_members(ctx, self.region, self)
+        return member[:, None] & member[None, :]
+
+    def __str__(self) -> str:
+        return f"within_region({_write_region(self.region)})"
+
+
+@dataclass(frozen=True, repr=False)
+class BetweenRegions(EdgeSet):
+    """See `between_regions`."""
+
+    query_region: tuple[str, ...]
+    key_region: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name, what in (
+            ("query_region", "(query_region, ...)"),
+            ("key_region", "(..., key_region)"),
+        ):
+            value = _check_region(getattr(self, name), f"between_regions{what}")
+            object.__setattr__(self, name, value)
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        query = _region_members(ctx, self.query_region, self)
+        key = _region_members(ctx, self.key_region, self)
+        return query[:, None] & key[None, :]
+
+    def __str__(self) -> str:
+        return (
+            f"between_regions({_write_region(self.query_region)},{_write_region(self.key_region)})"
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class CrossRegion(EdgeSet):
+    """See `cross_region`."""
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        names = _layout_names(ctx, self)
+        lobes = _placed(self, lambda: [LOBES.index(place(n)[0]) for n in names])
+        lobe = torch.tensor([*lobes, -1], dtype=torch.long, device=ctx.device)  # [-1]: none
+        lobe_q, lobe_k = lobe[ctx.channel_q], lobe[ctx.channel_k]
+        return (lobe_q >= 0) & (lobe_k >= 0) & (lobe_q != lobe_k)
+
+    def __str__(self) -> str:
+        return "cross_region"
+
+
+# ---------------------------------------------------------------------------- selector functions
+def channels(*names: str | Iterable[str]) -> EdgeSet:
+    """Edges whose query and key both embed one of the named channels (names or one iterable
+    of them; a layout's `TokenLayout.channel_names`, matched exactly or else ignoring case).
+    ``channels(C3, C4)`` holds C3 <-> C4 and each channel's own edges; for one side only, name
+    channels in `between_regions` (``between_regions("C3", "C4")``: C3 reads C4).
+
+    >>> layout = TokenLayout.channel_tokens({"eeg": 3}, channel_names=["C3", "Cz", "C4"])
+    >>> channels("C4", "C3").compile(layout, 1)[0].int()  # cls, C3, Cz, C4
+    tensor([[0, 0, 0, 0],
+            [0, 1, 0, 1],
+            [0, 0, 0, 0],
+            [0, 1, 0, 1]], dtype=torch.int32)
+    >>> str(channels(["C4", "C3"]))
+    'channels(C3,C4)'
+    """
+    if len(names) == 1 and isinstance(names[0], Iterable) and not isinstance(names[0], str):
+        names = tuple(names[0])
+    return Channels(names)  # type: ignore[arg-type]
+
+
+def within_region(
+    region: str | Iterable[str], *, regions: Mapping[str, Any] | None = None
+) -> EdgeSet:
+    """Edges whose query and key are both in ``region``: a lobe (``frontal``, ``central``,
+    ``parietal``, ``occipital``, ``temporal``), a hemisphere (``left``, ``right``,
+    ``midline``), a channel name, or several joined with ``+`` (or a list): their union.
+    Built-in regions place the layout's channels by the 10-20 / 10-10 table
+    (`emg_lens.edges.regions`); ``regions`` names your own groups of channels instead, which
+    the edge set stores as their channel names.
+
+    >>> layout = TokenLayout.channel_tokens({"eeg": 4}, channel_names=["Fz", "C3", "C4", "Pz"])
+    >>> within_region("central").compile(layout, 1)[0].int()  # cls, Fz, C3, C4, Pz
+    tensor([[0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0],
+            [0, 0, 1, 1, 0],
+            [0, 0, 1, 1, 0],
+            [0, 0, 0, 0, 0]], dtype=torch.int32)
+    >>> within_region("motor", regions={"motor": ["C3", "Cz", "C4"]})
+    EdgeSet('within_region(C3+C4+Cz)')
+    """
+    return WithinRegion(_check_region(region, "within_region(region)", regions))
+
+
+def between_regions(
+    query_region: str | Iterable[str],
+    key_region: str | Iterable[str],
+    *,
+    regions: Mapping[str, Any] | None = None,
+) -> EdgeSet:
+    """Directed edges: a query in ``query_region`` reads a key in ``key_region`` (each a region
+    as in `within_region`: a lobe, a hemisphere, a channel name, or a ``+`` union).
+
+    >>> layout = TokenLayout.channel_tokens({"eeg": 3}, channel_names=["F3", "C3", "P3"])
+    >>> between_regions("frontal", "parietal+C3").compile(layout, 1)[0].int()  # F3 reads C3, P3
+    tensor([[0, 0, 0, 0],
+            [0, 0, 1, 1],
+            [0, 0, 0, 0],
+            [0, 0, 0, 0]], dtype=torch.int32)
+    >>> str(between_regions("left", "right") | between_regions("right", "left"))
+    'between_regions(left,right) | between_regions(right,left)'
+    """
+    return BetweenRegions(
+        _check_region(query_region, "between_regions(query_region, ...)", regions),
+        _check_region(key_region, "between_regions(..., key_region)", regions),
+    )
+
+
+def cross_region() -> EdgeSet:
+    """Edges between tokens of channels in two different lobes (frontal, central, parietal,
+    occipital, temporal) of the 10-20 / 10-10 table; tokens without a channel are excluded.
+    Every channel of the layout must be placeable (`UnplacedChannelError` names one that
+    is not).
+
+    >>> layout = TokenLayout.channel_tokens({"eeg": 3}, channel_names=["C3", "C4", "O1"])
+    >>> cross_region().compile(layout, 1)[0].int()  # cls, C3, C4, O1
+    tensor([[0, 0, 0, 0],
+            [0, 0, 0, 1],
+            [0, 0, 0, 1],
+            [0, 1, 1, 0]], dtype=torch.int32)
+    """
+    return CrossRegion()
