@@ -6,7 +6,6 @@ run|check`` (`~emg_lens.cli.study`), ``synth``, ``inspect``, ``windows``, ``pret
 `emg_lens.cli.common` holds what they share. Run ``emg-lens <command> --help``.
 """
 
-from emg_lens.cli.common import STUDIES
 from emg_lens.cli.main import build_parser, main, run
 
-__all__ = ["STUDIES", "build_parser", "main", "run"]
+__all__ = ["build_parser", "main", "run"]

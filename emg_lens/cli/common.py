@@ -22,7 +22,6 @@ __all__ = [
     "DATASET_NAMES",
     "DOWNSTREAM_DATASETS",
     "SPLIT_REPETITIONS",
-    "STUDIES",
     "SYNTH_FORMATS",
     "WINDOW_STORE_SOURCES",
     "HelpFormatter",
@@ -39,8 +38,6 @@ __all__ = [
 ]
 
 HELP_WIDTH = 79  # descriptions are wrapped to this many columns
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
-"""The example study files shipped with the repository."""
 CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
 """`emg_lens.models.CLASSIFIERS`: what ``train --architecture`` builds."""
 DATASET_NAMES = (

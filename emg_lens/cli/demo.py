@@ -7,12 +7,16 @@ import argparse
 import functools
 import json
 import time
+from importlib import resources
 from pathlib import Path
 
-from emg_lens.cli.common import STUDIES, add_command, print_table, show_progress
+from emg_lens.cli.common import add_command, print_table, show_progress
 
 DEMO_ROOT = Path("runs/demo")
-DEMO_STUDY = STUDIES / "planted_demo.toml"
+DEMO_STUDY = resources.files("emg_lens") / "studies" / "planted_demo.toml"
+"""The study the demo runs: package data (``emg_lens/studies/planted_demo.toml``), so that an
+installed wheel has it too, not only a source checkout. An `importlib.resources.abc.Traversable`:
+`importlib.resources.as_file` gives it a path on disk."""
 # EncoderConfig overrides of the "demo" preset for `emg-lens demo`: two layers are enough for the
 # mean-pooled head to learn the interaction gestures on demo_setup's 25 tokens.
 DEMO_MODEL = {"n_layers": 2}
@@ -28,8 +32,8 @@ def add_parser(sub) -> None:
         "demo",
         "planted synthetic data -> IsoNet per subject -> study -> planted vs found",
         "Generate synthetic sEMG + ACC with planted cross-modal structure, train one IsoNet "
-        "per subject, run the study studies/planted_demo.toml on them and compare what the "
-        "study found with what was planted.",
+        "per subject, run the study emg_lens/studies/planted_demo.toml (shipped in the "
+        "package) on them and compare what the study found with what was planted.",
     )
     p.add_argument("--out", default=str(DEMO_ROOT), help="folder for models/ and study/")
     p.add_argument(
@@ -100,7 +104,8 @@ def cmd_demo(args: argparse.Namespace):
     )
     print("test accuracy of the CLS head (the study below scores the mean-pooled head):")
     print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
-    spec = load_spec(DEMO_STUDY)
+    with resources.as_file(DEMO_STUDY) as study_file:  # a real file unless zip-imported
+        spec = load_spec(study_file)
     say(f"[3/4] the study {DEMO_STUDY.name}: {spec.description}")
     started = time.time()
     result = run_study(spec, models=root / "models", out_dir=root / "study", progress=False)

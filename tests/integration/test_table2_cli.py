@@ -3,11 +3,15 @@ modality's input, compare with the intact input (`studies/modality_zeroing.toml`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from emg_lens.checkpoints import read_checkpoint_info
-from emg_lens.cli import STUDIES, main
+from emg_lens.cli import main
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"  # the repository's example studies
 
 pytestmark = pytest.mark.slow
 
