@@ -43,9 +43,9 @@ demo: $(STAMP)
 # One pytest worker per core (pytest-xdist). Slow tests are collected first (conftest.py) and
 # handed out one at a time (--maxschedchunk 1), so a worker that finishes takes the next
 # longest: larger chunks (or worksteal's halves) leave minutes-long trainings queued on one
-# worker while the other idles.
+# worker while the other idles. The 20 slowest are listed at the end, to see where time goes.
 test: $(STAMP)
-	$(PY) -m pytest -n auto --maxschedchunk 1 $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --maxschedchunk 1 --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .

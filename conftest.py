@@ -25,7 +25,10 @@ def pytest_collection_modifyitems(config, items):
     """Slow tests first (a stable sort: otherwise in collection order). ``make test`` has
     pytest-xdist hand tests out in this order one at a time, so the minutes-long trainings
     start first and the short tests fill the gaps (longest first, the rule of scheduling on
-    parallel machines); left for the end, they would run alone on one core."""
+    parallel machines); left for the end, they would run alone on one core.
+    Asked for, pytest-reverse (``--reverse``) reverses the collection before this sort (each
+    group then runs backwards) and pytest-random-order (``--random-order-seed=N``) shuffles
+    after it: the suite passes in any order."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
