@@ -167,7 +167,7 @@ def demo_views(cache: Path | None):
     from emg_lens.checkpoints import load_checkpoint
     from emg_lens.cli.demo import DEMO_CUT, DEMO_MODEL
     from emg_lens.data.datasets import data_source, load_subject
-    from emg_lens.data.synthetic import demo_setup
+    from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.discovery.planted import ONE_HEAD
     from emg_lens.train import TrainConfig, train_subjects
 

@@ -23,13 +23,15 @@ file already holds the bytes, so a finished result can be summarised again on re
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import errno
 import glob
 import hashlib
+import importlib.util
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ __all__ = [
     "file_digest",
     "leftover_temp_files",
     "make_folder",
+    "module_files",
     "pid_alive",
     "process_start",
     "process_started_at",
@@ -376,3 +379,41 @@ def file_digest(path: str | Path) -> str:
                 digest.update(chunk)
         _file_digests[key] = digest.hexdigest()
     return _file_digests[key]
+
+
+def module_files(names: Iterable[str], package: str = "emg_lens") -> list[Path]:
+    """The source files of the modules ``names`` and of every module of ``package`` they
+    import, directly or not (function-level and type-checking imports included), found from
+    their import statements; sorted. A digest of these changes whenever code that can change
+    what the modules compute changes.
+
+    >>> sorted(p.name for p in module_files(["emg_lens.data.reader"]))
+    ['errors.py', 'reader.py', 'recording.py']
+    """
+    found: dict[str, Path] = {}
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # ``from module import name``: no module of that name
+            spec = None
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            continue
+        found[name] = path = Path(spec.origin)
+        parent = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package ``level - 1`` above this one's
+                    anchor = parent.rsplit(".", node.level - 1)[0] if node.level > 1 else parent
+                    base = f"{anchor}.{base}".rstrip(".")
+                targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            todo += [t for t in targets if t == package or t.startswith(f"{package}.")]
+    return sorted(found.values())

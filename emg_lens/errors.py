@@ -50,7 +50,7 @@ class ArgumentError(EmgLensError, ValueError):
 
 
 class IndexOutOfRangeError(ArgumentError, IndexError):
-    """An index outside a sequence (e.g. `emg_lens.data.windows.WindowStore`): an
+    """An index outside a sequence (e.g. `emg_lens.data.windows.store.WindowStore`): an
     `ArgumentError`, and an `IndexError`, so that iterating by index stops where it should."""
 
 

@@ -3,8 +3,9 @@ the data options, and the names the parsers offer as choices.
 
 This module and every parser import only the standard library (and `emg_lens.errors`), so
 ``emg-lens --help`` starts in well under a second; torch, TransformerLens and the model stack
-are imported inside the command that needs them. The names below are copies of constants
-whose modules pull in numpy or torch; `tests/unit/test_cli.py` checks that they agree.
+are imported inside the command that needs them. The names the parsers offer as choices come
+from the registries, which import neither: datasets from `emg_lens.data.registry`, model
+classes from `emg_lens.models` (whose face imports each model on first use).
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from emg_lens.data.registry import (
+    DATASETS,
+    DOWNSTREAM_DATASETS,
+    SPLIT_REPETITIONS,
+    SYNTH_FORMATS,
+    WINDOW_STORE_SOURCES,
+)
 from emg_lens.errors import ArgumentError
+from emg_lens.models import CLASSIFIERS
 
 __all__ = [
     "CLASSIFIERS",
-    "DATASET_NAMES",
+    "DATASETS",
     "DOWNSTREAM_DATASETS",
     "SPLIT_REPETITIONS",
     "SYNTH_FORMATS",
@@ -38,33 +47,6 @@ __all__ = [
 ]
 
 HELP_WIDTH = 79  # descriptions are wrapped to this many columns
-CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
-"""`emg_lens.models.CLASSIFIERS`: what ``train --architecture`` builds."""
-DATASET_NAMES = (
-    "synthetic",
-    "ninapro-db2",
-    "hdsemg",
-    "epn612",
-    "uci",
-    "ninapro-db8",
-    "synthetic-eeg",
-)
-"""`emg_lens.data.registry.DATASETS`: what ``--dataset`` accepts."""
-SYNTH_FORMATS = ("ninapro-db2", "hdsemg", "epn612", "uci", "ninapro-db8")
-"""The registry's datasets with a ``synthesize``: what ``synth --format`` writes."""
-DOWNSTREAM_DATASETS = ("epn612", "uci", "ninapro-db8")
-"""`emg_lens.data.registry.DOWNSTREAM_DATASETS`: what ``windows --dataset`` reads."""
-WINDOW_STORE_SOURCES = (
-    "emg2pose",
-    "ninapro-db5",
-    "ninapro-db6",
-    "ninapro-db7",
-    "synthetic",
-    *DOWNSTREAM_DATASETS,
-)
-"""`emg_lens.data.window_build.WINDOW_STORE_SOURCES`: what ``windows --source`` reads."""
-SPLIT_REPETITIONS = {"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)}
-"""`emg_lens.data.windows.SPLIT_REPETITIONS`: the default repetition split."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -204,7 +186,7 @@ def resolve_device(name: str, flag: str = "--device") -> Any:
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """The dataset and windowing options of ``train`` (read by `data_source_from_args`)."""
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="synthetic", choices=DATASET_NAMES, help="dataset to read")
+    g.add_argument("--dataset", default="synthetic", choices=DATASETS, help="dataset to read")
     g.add_argument("--root", help="dataset folder (every dataset but synthetic)")
     g.add_argument("--exercises", nargs="+", default=["B"], help="NinaPro exercises (B, C, D)")
     g.add_argument("--subjects", nargs="+", type=int, help="subjects (default: all found)")
@@ -221,7 +203,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def data_source_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The `emg_lens.data.datasets.data_source` that `add_data_args`' options describe."""
     from emg_lens.data.datasets import data_source, dataset_preprocess
-    from emg_lens.data.synthetic import SyntheticSpec
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 
     preprocess = dataset_preprocess(
         args.dataset,
@@ -243,7 +225,7 @@ def data_source_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def subject_ids(args: argparse.Namespace) -> list[int]:
     """``--subjects``, or every subject the dataset holds."""
     from emg_lens.data.datasets import available_subjects, data_source
-    from emg_lens.data.synthetic import SyntheticSpec
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 
     if args.subjects:
         return list(args.subjects)
@@ -254,7 +236,7 @@ def subject_ids(args: argparse.Namespace) -> list[int]:
 def synthetic_emg_spec(args: argparse.Namespace):
     """Synthetic sEMG whose gestures sEMG alone tells apart (``--n-subjects``, ...), for
     ``windows``, ``pretrain`` and ``finetune``."""
-    from emg_lens.data.synthetic import SyntheticSpec
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 
     return SyntheticSpec(
         n_subjects=args.n_subjects,

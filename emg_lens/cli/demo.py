@@ -52,7 +52,7 @@ def cmd_demo(args: argparse.Namespace):
     from emg_lens._io import atomic_write
     from emg_lens.config import EncoderConfig
     from emg_lens.data.datasets import data_source, load_subject
-    from emg_lens.data.synthetic import demo_setup, gesture_kinds
+    from emg_lens.data.synthetic.emg_acc import demo_setup, gesture_kinds
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.planted import format_findings, kind_groups, planted_findings

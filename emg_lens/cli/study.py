@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from emg_lens.cli.common import (
-    DATASET_NAMES,
+    DATASETS,
     add_command,
     add_device_argument,
     print_table,
@@ -81,7 +81,7 @@ def _add_training_study_args(p: argparse.ArgumentParser) -> None:
         "override the spec's [data] and [train] keys; a smoke run: --epochs 1 --preset tiny "
         "--subjects 1 2 3",
     )
-    g.add_argument("--dataset", choices=DATASET_NAMES, help="[data] dataset (real: --root)")
+    g.add_argument("--dataset", choices=DATASETS, help="[data] dataset (real: --root)")
     g.add_argument("--root", help="[data] dataset folder (real datasets)")
     g.add_argument("--subjects", nargs="+", type=int, help="[data] subjects to train")
     g.add_argument("--epochs", type=int, help="[train] epochs per model")

@@ -178,7 +178,7 @@ def _tinymyo_windows(args: argparse.Namespace, *, labeled_only: bool):
     from emg_lens.train.inputs import labeled_subset, random_holdout, synthetic_windows
 
     if args.windows:
-        from emg_lens.data.windows import WindowStore
+        from emg_lens.data.windows.store import WindowStore
 
         data, n_classes = WindowStore(args.windows), None
         if labeled_only:
@@ -232,7 +232,7 @@ def cmd_pretrain(args: argparse.Namespace):
 def _data_shape(args: argparse.Namespace) -> tuple[int, int]:
     """(channels, samples) of the windows fine-tuning reads: the store's, or the synthetic."""
     if args.windows:
-        from emg_lens.data.windows import WindowStore
+        from emg_lens.data.windows.store import WindowStore
 
         store = WindowStore(args.windows)
         return store.n_channels, store.window
@@ -380,14 +380,14 @@ def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) ->
 
 
 def _has_splits(path: str) -> bool:
-    from emg_lens.data.windows import WindowStore
+    from emg_lens.data.windows.store import WindowStore
 
     return WindowStore(path).meta.get("splits") is not None
 
 
 def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> dict:
     """Fine-tune on a downstream store's train split, early-stop on val, score test."""
-    from emg_lens.data.windows import WindowStore
+    from emg_lens.data.windows.store import WindowStore
     from emg_lens.train.distributed import is_main_process
     from emg_lens.train.finetune import dataset_accuracy, finetune
     from emg_lens.train.regression import dataset_mae, finetune_regression, mean_baseline_mae

@@ -1,4 +1,4 @@
-"""``emg-lens windows``: one HDF5 window store (`emg_lens.data.windows`) for TinyMyo,
+"""``emg-lens windows``: one HDF5 window store (`emg_lens.data.windows.store`) for TinyMyo,
 written by `emg_lens.data.window_build.build_window_store`.
 
 ``--source`` reads any of `WINDOW_STORE_SOURCES`; ``--dataset`` only TinyMyo's downstream
@@ -6,7 +6,7 @@ datasets, and means the same as ``--source`` with that name. The two kinds of so
 different stores, and accept different options:
 
 - emg2pose, NinaPro DB5/DB6/DB7 and synthetic sEMG are cut with TinyMyo's recipe
-  (`emg_lens.data.windowing.TinyMyoPreprocess`: 1000 samples every 500 at 2 kHz), min-max
+  (`emg_lens.data.windows.pipeline.TinyMyoPreprocess`: 1000 samples every 500 at 2 kHz), min-max
   normalised per window (emg2pose, DB6, DB7: pretraining corpora) or z-scored with the training
   repetitions' statistics (DB5, synthetic), and split by repetition (``--train-repetitions``,
   ``--test-repetitions``), emg2pose by its metadata.csv's ``split``;
@@ -34,13 +34,10 @@ from emg_lens.cli.common import (
     show_progress,
     synthetic_emg_spec,
 )
+from emg_lens.data.registry import dataset_info
 
 SYNTHETIC_DEFAULTS = {"n_subjects": 2, "n_gestures": 4, "movement_seconds": 2.0, "seed": 0}
 """``--source synthetic``'s options when not given."""
-
-REPETITION_SOURCES = ("ninapro-db5", "ninapro-db6", "ninapro-db7", "synthetic")
-"""`emg_lens.data.window_build.REPETITION_SOURCES`: the sources split by repetition (kept here
-so that ``--help`` imports no data code; a test keeps the two equal)."""
 
 OPTIONS = (
     "root", "split", "subjects", "normalize", "window", "step", "train_repetitions",
@@ -51,17 +48,17 @@ order."""
 
 
 def _applies(option: str, source: str) -> bool:
-    """Whether ``--option`` means something for ``source`` (else it is refused, not ignored)."""
-    if option == "root":
-        return source != "synthetic"
+    """Whether ``--option`` means something for ``source`` (else it is refused, not ignored),
+    as its registry entry says."""
+    info = dataset_info(source)
+    if option in ("root", *SYNTHETIC_DEFAULTS):
+        return info.needs_root == (option == "root")  # generated data takes a spec instead
     if option == "normalize":
-        return source not in DOWNSTREAM_DATASETS  # z-scored per recording, as the thesis
-    if option == "step":
-        return source != "epn612"  # each EPN sample is padded or cropped to one window
+        return "downstream" not in info.uses  # z-scored per recording, as the thesis
+    if option == "step":  # an EPN-612 sample is padded or cropped to one window: no step
+        return info.downstream is None or info.downstream.step is not None
     if option in ("train_repetitions", "test_repetitions"):
-        return source in REPETITION_SOURCES
-    if option in SYNTHETIC_DEFAULTS:
-        return source == "synthetic"
+        return "repetitions" in info.uses
     return True
 
 
@@ -158,11 +155,9 @@ def _preprocess(args: argparse.Namespace, source: str):
     """The window and step asked for, on the dataset's defaults; None: all defaults."""
     if args.window is None and args.step is None:
         return None
-    from emg_lens.data.registry import DOWNSTREAM_DATASETS as DOWNSTREAM
-    from emg_lens.data.registry import dataset_info
-    from emg_lens.data.windowing import TinyMyoPreprocess
+    from emg_lens.data.windows.pipeline import TinyMyoPreprocess
 
-    if source in DOWNSTREAM:
+    if source in DOWNSTREAM_DATASETS:
         return dataset_info(source).downstream.spec(source, window=args.window, step=args.step)
     given = {k: v for k, v in (("window", args.window), ("step", args.step)) if v is not None}
     return TinyMyoPreprocess(**given)
@@ -172,12 +167,12 @@ def cmd_windows(args: argparse.Namespace):
     """A TinyMyo window store from emg2pose, NinaPro DB5/DB6/DB7, synthetic sEMG or a
     downstream dataset."""
     from emg_lens.data.window_build import build_window_store
-    from emg_lens.data.windows import WindowStore
+    from emg_lens.data.windows.store import WindowStore
 
     source = args.source or args.dataset
     _check_options(args, source)
     synthetic = None
-    if source == "synthetic":
+    if not dataset_info(source).needs_root:  # generated: its spec from the options
         for option, default in SYNTHETIC_DEFAULTS.items():
             if getattr(args, option) is None:
                 setattr(args, option, default)

@@ -6,7 +6,7 @@ again. An entry is two files, ``<stem>.npz`` (the arrays) and ``<stem>.json`` (t
 small fields, written last), and is used only when its key, `cache_key`, is unchanged: the data
 source with its preprocessing, the subject, the content of every file read, `CACHE_VERSION`
 and the source code of the modules that read and preprocess the data (the registry entry's
-``cache_modules``).
+``cache_modules`` and every emg_lens module they import).
 
 The cache lives in the user's cache directory (`default_cache_dir`), never in a dataset's
 folder, so read-only and shared data folders work. It is capped in size (`cache_max_bytes`):
@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -47,7 +46,14 @@ from typing import Any
 import numpy as np
 import platformdirs
 
-from emg_lens._io import TEMP_SUFFIX, atomic_write, file_digest, make_folder, pid_alive
+from emg_lens._io import (
+    TEMP_SUFFIX,
+    atomic_write,
+    file_digest,
+    make_folder,
+    module_files,
+    pid_alive,
+)
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import dataset_info
 from emg_lens.errors import ArgumentError
@@ -178,11 +184,12 @@ def cache_key(source: dict[str, Any], subject: int) -> str:
 
 @functools.cache
 def _code_fingerprint(dataset: str) -> str:
-    """Digest of the loader's and the preprocessing modules' source: editing them invalidates
-    the cache without anyone remembering to bump `CACHE_VERSION`."""
+    """Digest of the reader's and the preprocessing modules' source and of every emg_lens
+    module they import (`emg_lens._io.module_files`): editing any of them invalidates the
+    cache without anyone remembering to bump `CACHE_VERSION`."""
     digest = hashlib.sha256()
-    for name in (*_PREPROCESS_MODULES, *dataset_info(dataset).cache_modules):
-        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+    for path in module_files((*_PREPROCESS_MODULES, *dataset_info(dataset).cache_modules)):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

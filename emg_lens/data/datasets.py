@@ -12,7 +12,7 @@ test 2, 5, NinaPro DB2's train 1, 3, 4, 6 / test 2, 5.
 
 Two more sources hold windows that are already made, for TinyMyo (`WINDOW_DATASETS`):
 ``"windows"`` (an HDF5 window store, `windows_source`) and ``"synthetic-windows"`` (the
-synthetic sEMG windows of `emg_lens.data.synthetic_windows`, `synthetic_windows_source`).
+synthetic sEMG windows of `emg_lens.data.synthetic.windows`, `synthetic_windows_source`).
 `load_subject` only splits their labelled windows by repetition, so it does not cache them.
 `emg_lens.data.window_build.build_window_store` makes such a store from emg2pose, NinaPro
 DB5/DB6/DB7 or synthetic sEMG (what ``emg-lens windows`` runs).
@@ -40,9 +40,9 @@ from emg_lens.data.cache import (
 )
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
-from emg_lens.data.registry import DATASETS, WINDOW_DATASETS, dataset_info
-from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.data.windows import SPLIT_REPETITIONS, split_repetitions
+from emg_lens.data.registry import DATASETS, SPLIT_REPETITIONS, WINDOW_DATASETS, dataset_info
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+from emg_lens.data.windows.store import split_repetitions
 from emg_lens.errors import ArgumentError, DataFormatError
 
 __all__ = [
@@ -66,7 +66,7 @@ def dataset_preprocess(dataset: str, **overrides: Any) -> PreprocessSpec:
     >>> spec.train_repetitions, spec.test_repetitions, spec.window
     ((1, 3, 4), (2, 5), 100)
     """
-    info = dataset_info(dataset, window_source=False)
+    info = dataset_info(dataset, use="recordings")
     return PreprocessSpec(**{**info.preprocess, **overrides})
 
 
@@ -85,7 +85,7 @@ def data_source(
     >>> data_source("hdsemg", root="/data/hdsemg")["preprocess"]["train_repetitions"]
     (1, 3, 4)
     """
-    info = dataset_info(dataset, window_source=False)
+    info = dataset_info(dataset, use="recordings")
     if info.needs_root and root is None:
         raise ArgumentError(
             f"dataset {dataset!r} needs --root, the folder holding its files ({info.layout})"
@@ -126,7 +126,7 @@ def load_recording(source: dict[str, Any], subject: int) -> Recording:
     >>> load_recording(source, 1).modalities
     {'emg': 12, 'acc': 36}
     """
-    return dataset_info(source.get("dataset"), window_source=False).read(source, subject)
+    return dataset_info(source.get("dataset"), use="recordings").read(source, subject)
 
 
 def load_subject(
@@ -211,7 +211,7 @@ def windows_source(
     train_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["train_repetitions"],
     test_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["test_repetitions"],
 ) -> dict[str, Any]:
-    """A data source over an HDF5 window store (`emg_lens.data.windows`, e.g. written by
+    """A data source over an HDF5 window store (`emg_lens.data.windows.store`, e.g. written by
     ``emg-lens windows``): a subject's labelled windows, split by the repetition at their
     centre. The store is read as it is (its own normalisation); rest windows have repetition 0
     and so belong to neither part unless 0 is listed.
@@ -235,7 +235,7 @@ def synthetic_windows_source(
     train_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["train_repetitions"],
     test_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["test_repetitions"],
 ) -> dict[str, Any]:
-    """A data source of synthetic sEMG windows as `emg_lens.data.synthetic_windows`
+    """A data source of synthetic sEMG windows as `emg_lens.data.synthetic.windows`
     cuts them (the sEMG channels only; what ``emg-lens pretrain`` and ``finetune`` use by
     default), split by repetition.
 
@@ -259,7 +259,7 @@ def synthetic_windows_source(
 def _window_subject(source: dict[str, Any], subject: int) -> SubjectData:
     """A window source's subject: labelled windows in the train/test repetitions."""
     train, test = source["train_repetitions"], source["test_repetitions"]
-    windows = dataset_info(source["dataset"], window_source=True).read_windows(source, subject)
+    windows = dataset_info(source["dataset"], use="windows").read_windows(source, subject)
     return _split_windows(subject, *windows[:3], train, test, windows.what, windows.meta)
 
 

@@ -13,7 +13,7 @@ Steps, in order (each a field of `PreprocessSpec`):
 5. split by repetition (NinaPro DB2: train 1, 3, 4, 6 / test 2, 5) and per-channel z-score
    fitted on the training repetitions only — no statistic of the test repetitions reaches it.
 
->>> from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+>>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
 >>> rec = generate_recordings(SyntheticSpec(n_subjects=1))[0]
 >>> data = prepare_subject(rec, PreprocessSpec(window=200, step=100))
 >>> data.X_train.shape[1:], data.n_classes, sorted(set(data.rep_test.tolist()))
@@ -137,7 +137,8 @@ class Scaler:
     ) -> Scaler:
         """The z-score from accumulated moments: ``count`` values per channel, their ``mean``
         and ``m2``, the sum of squared deviations from it (what a streaming fit, such as
-        `emg_lens.data.windowing.fit_scaler`, accumulates); equal to `fit` on the same values.
+        `emg_lens.data.windows.pipeline.fit_scaler`, accumulates); equal to `fit` on the same
+        values.
 
         >>> X = np.array([[[1.0, 3.0], [2.0, 2.0]]])
         >>> scaler = Scaler.from_moments(2, X.mean(axis=(0, 2)), np.array([2.0, 0.0]))

@@ -2,14 +2,15 @@
 synthetic sEMG or the downstream datasets (EPN-612, UCI, NinaPro DB8) in one HDF5 file
 (`build_window_store`, what ``emg-lens windows`` runs).
 
-The readers are `emg_lens.data.emg2pose`, `emg_lens.data.ninapro_pretrain` (DB6, DB7) and
-`emg_lens.data.ninapro` (DB5); the windowing is `emg_lens.data.windowing`, the file
-`emg_lens.data.windows`. emg2pose sessions are unlabelled and min-max normalised per window;
-the labelled sources keep their gestures and can be cut to the train or test repetitions.
-The downstream datasets (`DOWNSTREAM_DATASETS`) are read and windowed as their registry entry
-says (`emg_lens.data.downstream`: the thesis's recipe at the data's own rate); their stores
-hold the dataset's train / val / test split (attribute ``splits``) and, for DB8, regression
-targets.
+Which datasets a store is cut from, how each is normalised by default and how it splits is
+what their registry entries say (`emg_lens.data.registry`: the uses ``store``,
+``pretraining``, ``repetitions``, ``downstream``); their readers yield the recordings. The
+windowing is `emg_lens.data.windows.pipeline`, the file `emg_lens.data.windows.store`.
+emg2pose sessions are unlabelled and min-max normalised per window; the labelled sources keep
+their gestures and can be cut to the train or test repetitions. The downstream datasets are
+windowed by the thesis's recipe at the data's own rate (`emg_lens.data.windows.downstream`);
+their stores hold the dataset's train / val / test split (attribute ``splits``) and, for DB8,
+regression targets.
 """
 
 from __future__ import annotations
@@ -20,46 +21,35 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.data.downstream import SPLIT_CODES, SPLITS, DownstreamPreprocess
 from emg_lens.data.recording import Recording
-from emg_lens.data.registry import DOWNSTREAM_DATASETS, dataset_info
-from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
-from emg_lens.data.windowing import TinyMyoPreprocess, WindowBatch, fit_scaler, tinymyo_windows
-from emg_lens.data.windows import SPLIT_REPETITIONS, split_repetitions, write_window_store
+from emg_lens.data.registry import (
+    DOWNSTREAM_DATASETS,
+    REPETITION_SOURCES,
+    SPLIT_REPETITIONS,
+    WINDOW_STORE_SOURCES,
+    dataset_info,
+)
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+from emg_lens.data.windows.downstream import SPLIT_CODES, SPLITS, DownstreamPreprocess
+from emg_lens.data.windows.pipeline import (
+    TinyMyoPreprocess,
+    WindowBatch,
+    fit_scaler,
+    tinymyo_windows,
+)
+from emg_lens.data.windows.store import split_repetitions, write_window_store
 from emg_lens.errors import ArgumentError, DataFormatError
 
-__all__ = [
-    "DOWNSTREAM_DATASETS",
-    "PRETRAINING_SOURCES",
-    "REPETITION_SOURCES",
-    "REPETITION_SPLITS",
-    "SPLITS",
-    "WINDOW_STORE_SOURCES",
-    "build_window_store",
-]
-
-WINDOW_STORE_SOURCES = (
-    "emg2pose",
-    "ninapro-db5",
-    "ninapro-db6",
-    "ninapro-db7",
-    "synthetic",
-    *DOWNSTREAM_DATASETS,
-)
-"""What `build_window_store` reads; the first three are TinyMyo's pretraining corpora, the
-last `DOWNSTREAM_DATASETS` its downstream benchmarks."""
-
-PRETRAINING_SOURCES = ("emg2pose", "ninapro-db6", "ninapro-db7")
-"""Min-max normalised by default (TinyMyo pretraining); the others are z-scored."""
+__all__ = ["REPETITION_SPLITS", "build_window_store"]
 
 REPETITION_SPLITS = ("train", "test")
 """`build_window_store` splits of the labelled sources: the train or test repetitions (the
 downstream datasets have their own three, `SPLITS`)."""
 
-REPETITION_SOURCES = ("ninapro-db5", "ninapro-db6", "ninapro-db7", "synthetic")
-"""The sources split (and z-scored) by repetition: what ``train_repetitions`` and
-``test_repetitions`` apply to (emg2pose splits by its metadata, the downstream datasets by
-their own protocol)."""
+SYNTHETIC_STORE = SyntheticSpec(
+    n_subjects=2, n_acc_gestures=0, n_interaction_gestures=0, n_acc_sensors=1
+)
+"""The synthetic data a store is cut from by default: sEMG-only gestures."""
 
 
 def build_window_store(
@@ -119,7 +109,7 @@ def build_window_store(
     (naming the dataset, the window and the longest recording a window had to fit in).
 
     >>> import tempfile
-    >>> from emg_lens.data.windows import WindowStore
+    >>> from emg_lens.data.windows.store import WindowStore
     >>> path = build_window_store(
     ...     "synthetic", Path(tempfile.mkdtemp()) / "w.h5", split="test", progress=False,
     ...     synthetic=SyntheticSpec(n_subjects=1, n_acc_gestures=0, n_interaction_gestures=0,
@@ -133,15 +123,16 @@ def build_window_store(
         raise ArgumentError(
             f"window store source must be one of {WINDOW_STORE_SOURCES}, got {source!r}"
         )
-    if source != "synthetic" and root is None:
+    info = dataset_info(source)
+    if info.needs_root and root is None:
         raise ArgumentError(f"source {source!r} needs root (--root), the folder holding its files")
-    _refuse_inapplicable(source, root, train_repetitions, test_repetitions, synthetic)
+    _refuse_inapplicable(info, root, train_repetitions, test_repetitions, synthetic)
     if Path(out).is_dir():
         raise ArgumentError(
             f"--out {out} is a folder: a window store is one HDF5 file; give a file path, e.g. "
             f"{Path(out) / 'windows.h5'}"
         )
-    if source in DOWNSTREAM_DATASETS:
+    if "downstream" in info.uses:
         if normalize is not None:
             raise ArgumentError(
                 f"{source} windows are z-scored per recording as the thesis does; "
@@ -160,15 +151,15 @@ def build_window_store(
         )
     if downstream:
         raise ArgumentError(f"downstream options apply to {DOWNSTREAM_DATASETS} only")
-    default = "minmax" if source in PRETRAINING_SOURCES else "zscore"
+    default = "minmax" if "pretraining" in info.uses else "zscore"
     spec = preprocess or TinyMyoPreprocess()
     spec = TinyMyoPreprocess.from_dict({**spec.to_dict(), "normalize": normalize or default})
-    if source == "emg2pose" and spec.normalize == "zscore":
+    labeled = "repetitions" in info.uses  # labelled windows, split by repetition
+    if not labeled and spec.normalize == "zscore":
         raise ArgumentError(
-            "normalize='zscore' is fitted on labelled training repetitions, which emg2pose "
+            f"normalize='zscore' is fitted on labelled training repetitions, which {source} "
             "(unlabelled pretraining data) does not have; use normalize='minmax'"
         )
-    labeled = source != "emg2pose"
     repetitions = split_repetitions(
         SPLIT_REPETITIONS["train_repetitions"] if train_repetitions is None else train_repetitions,
         SPLIT_REPETITIONS["test_repetitions"] if test_repetitions is None else test_repetitions,
@@ -320,48 +311,19 @@ def _store_recordings(
     synthetic: SyntheticSpec | None,
 ) -> Callable[[], Iterator[Recording]]:
     """A function that yields the selected recordings, one at a time, each time it is called
-    (the z-score pass reads them before the writing pass)."""
-    wanted = None if subjects is None else sorted({int(s) for s in subjects})
-    if source == "emg2pose":
-        from emg_lens.data.emg2pose import Emg2PoseDataset
-
-        dataset = Emg2PoseDataset(root)
-        _check_subjects(wanted, range(1, len(dataset.users) + 1), f"emg2pose users in {root}")
-        users = None if wanted is None else [dataset.users[s - 1] for s in wanted]
-        dataset.select(split=split, users=users)  # refuses unknown splits now, by name
-        return lambda: dataset.recordings(split=split, users=users)
-    if source == "synthetic":
-        spec = synthetic or SyntheticSpec(
-            n_subjects=2, n_acc_gestures=0, n_interaction_gestures=0, n_acc_sensors=1
-        )
-        everyone = range(1, spec.n_subjects + 1)
-        _check_subjects(wanted, everyone, "the synthetic spec")
-        chosen = list(everyone) if wanted is None else wanted
-        return lambda: (generate_recordings(spec, [s])[0] for s in chosen)
-    from emg_lens.data import ninapro_pretrain
-    from emg_lens.data.ninapro_db5 import load_ninapro_db5
-
-    if source == "ninapro-db5":
-        found = _db5_subjects(root)
-        _check_subjects(wanted, found, f"NinaPro DB5 files S<N>_E<k>_A1.mat under {root}")
-        chosen = found if wanted is None else wanted
-        return lambda: (load_ninapro_db5(root, s) for s in chosen)
-    if source == "ninapro-db6":
-        files = ninapro_pretrain.ninapro_db6_files(root)  # {(subject, day, time): path}
-        load = ninapro_pretrain.load_ninapro_db6
+    (the z-score pass reads them before the writing pass), from the dataset's reader."""
+    info = dataset_info(source, use="store")
+    data: dict[str, Any] = {"dataset": source, "split": split}
+    if info.needs_root:
+        data["root"] = str(root)
+        where = f"{source} files under {root}"
     else:
-        files = {(s,): path for s, path in ninapro_pretrain.ninapro_db7_files(root).items()}
-        load = ninapro_pretrain.load_ninapro_db7
-    found = sorted({key[0] for key in files})
-    _check_subjects(wanted, found, f"{source} files under {root}")
-    paths = [path for key, path in sorted(files.items()) if wanted is None or key[0] in wanted]
-    return lambda: (load(path) for path in paths)
-
-
-def _db5_subjects(root: str | Path) -> list[int]:
-    from emg_lens.data.ninapro_db5 import ninapro_db5_files
-
-    return sorted({subject for subject, _ in ninapro_db5_files(root)})
+        data["synthetic"] = (synthetic or SYNTHETIC_STORE).to_dict()
+        where = "the synthetic spec"
+    wanted = None if subjects is None else sorted({int(s) for s in subjects})
+    found = info.subjects(data)
+    _check_subjects(wanted, found, where)
+    return info.store(data, found if wanted is None else wanted)
 
 
 def _length_at(recording: Recording, rate: float) -> int:
@@ -384,28 +346,31 @@ def _no_window(
 
 
 def _refuse_inapplicable(
-    source: str,
+    info: Any,
     root: str | Path | None,
     train_repetitions: Any,
     test_repetitions: Any,
     synthetic: SyntheticSpec | None,
 ) -> None:
-    """Refuse an argument of `build_window_store` that ``source`` would silently ignore."""
+    """Refuse an argument of `build_window_store` that dataset ``info`` would silently
+    ignore."""
+    split_by_repetition = "repetitions" in info.uses
     given = {
-        "root": root is not None and source == "synthetic",
-        "train_repetitions": train_repetitions is not None and source not in REPETITION_SOURCES,
-        "test_repetitions": test_repetitions is not None and source not in REPETITION_SOURCES,
-        "synthetic": synthetic is not None and source != "synthetic",
+        "root": root is not None and not info.needs_root,
+        "train_repetitions": train_repetitions is not None and not split_by_repetition,
+        "test_repetitions": test_repetitions is not None and not split_by_repetition,
+        "synthetic": synthetic is not None and info.needs_root,
     }
     if ignored := [name for name, bad in given.items() if bad]:
+        generated = [n for n in WINDOW_STORE_SOURCES if not dataset_info(n).needs_root]
         applies = {
-            "root": "every source but synthetic",
+            "root": f"every source but {', '.join(generated)}",
             "train_repetitions": f"{list(REPETITION_SOURCES)}",
             "test_repetitions": f"{list(REPETITION_SOURCES)}",
-            "synthetic": "source 'synthetic'",
+            "synthetic": f"the generated sources {generated}",
         }
         raise ArgumentError(
-            f"{', '.join(ignored)} does not apply to source {source!r} (it applies to "
+            f"{', '.join(ignored)} does not apply to source {info.name!r} (it applies to "
             f"{applies[ignored[0]]})"
         )
 

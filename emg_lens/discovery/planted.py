@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from emg_lens.config import config_for_data
 from emg_lens.data.preprocess import SubjectData, prepare_subject
-from emg_lens.data.synthetic import generate_recordings, planted_setup
+from emg_lens.data.synthetic.emg_acc import generate_recordings, planted_setup
 from emg_lens.discovery.screen import Screen
 from emg_lens.discovery.search import Discovery
 from emg_lens.edges import EdgeSet, between, cross_modal, heads, layers

@@ -4,6 +4,10 @@
 `emg_lens.checkpoints` rebuilds); `CLASSIFIERS` names those that ``emg-lens train`` and
 training studies build from scratch (TinyMyo is pretrained and fine-tuned instead).
 
+This face imports each model's module on first use (as `emg_lens` itself does), so the command
+line reads `CLASSIFIERS` without importing torch.
+
+>>> from emg_lens.models import MODEL_CLASSES
 >>> sorted(MODEL_CLASSES)  # doctest: +NORMALIZE_WHITESPACE
 ['HierarchicalTransformer', 'HookedCBraMod', 'HookedEEGPT', 'HookedLabram', 'HookedPBT',
  'HookedTorchEncoder', 'IsoNet', 'MultimodalMLP', 'MultimodalTransformer', 'TinyMyo']
@@ -11,24 +15,28 @@ training studies build from scratch (TinyMyo is pretrained and fine-tuned instea
 ('IsoNet', 'HierarchicalTransformer', 'MultimodalTransformer', 'MultimodalMLP')
 """
 
+from __future__ import annotations
+
+import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
-from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
-from emg_lens.models.braindecode import (
-    HOOKED_CLASSES,
-    HookedCBraMod,
-    HookedEEGPT,
-    HookedLabram,
-    HookedPBT,
-    from_braindecode,
-    to_braindecode,
-)
-from emg_lens.models.fusion import HierarchicalTransformer, MultimodalTransformer
-from emg_lens.models.isonet import IsoNet
-from emg_lens.models.mlp_baseline import MultimodalMLP
-from emg_lens.models.tinymyo import TinyMyo
-from emg_lens.models.torch_encoder import HookedTorchEncoder, from_torch_encoder
+if TYPE_CHECKING:
+    from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
+    from emg_lens.models.braindecode import (
+        HookedCBraMod,
+        HookedEEGPT,
+        HookedLabram,
+        HookedPBT,
+        from_braindecode,
+        to_braindecode,
+    )
+    from emg_lens.models.fusion import HierarchicalTransformer, MultimodalTransformer
+    from emg_lens.models.isonet import IsoNet
+    from emg_lens.models.mlp_baseline import MultimodalMLP
+    from emg_lens.models.tinymyo import TinyMyo
+    from emg_lens.models.torch_encoder import HookedTorchEncoder, from_torch_encoder
 
 __all__ = [
     "CLASSIFIERS",
@@ -50,22 +58,48 @@ __all__ = [
     "to_braindecode",
 ]
 
-MODEL_CLASSES: Mapping[str, type[HookedBiosignalModel]] = MappingProxyType(
-    {
-        cls.__name__: cls
-        for cls in (
-            IsoNet,
-            HierarchicalTransformer,
-            MultimodalTransformer,
-            MultimodalMLP,
-            TinyMyo,
-            HookedTorchEncoder,
-            *HOOKED_CLASSES,
-        )
-    }
-)
-"""Every model class by name: the one list the CLI, training studies and checkpoints read."""
+_NATIVE = {
+    "IsoNet": "emg_lens.models.isonet",
+    "HierarchicalTransformer": "emg_lens.models.fusion",
+    "MultimodalTransformer": "emg_lens.models.fusion",
+    "MultimodalMLP": "emg_lens.models.mlp_baseline",
+    "TinyMyo": "emg_lens.models.tinymyo",
+    "HookedTorchEncoder": "emg_lens.models.torch_encoder",
+}
+"""The models written in emg_lens, by class name -> module; the converted braindecode classes
+join them from `emg_lens.models.braindecode.HOOKED_CLASSES`."""
+
+_EXPORTS = {
+    **_NATIVE,
+    "HookedBiosignalModel": "emg_lens.models.base",
+    "HookedEncoder": "emg_lens.models.base",
+    "from_torch_encoder": "emg_lens.models.torch_encoder",
+    **dict.fromkeys(
+        ("HookedCBraMod", "HookedEEGPT", "HookedLabram", "HookedPBT"),
+        "emg_lens.models.braindecode",
+    ),
+    "from_braindecode": "emg_lens.models.braindecode",
+    "to_braindecode": "emg_lens.models.braindecode",
+}
 
 CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
 """The supervised classifiers built from scratch (``emg-lens train --architecture``, a
 training study's ``architectures``)."""
+
+
+def _model_classes() -> Mapping[str, type[HookedBiosignalModel]]:
+    """Every model class by name: the one list the CLI, training studies and checkpoints
+    read."""
+    from emg_lens.models.braindecode import HOOKED_CLASSES
+
+    native = [getattr(importlib.import_module(m), name) for name, m in _NATIVE.items()]
+    return MappingProxyType({cls.__name__: cls for cls in (*native, *HOOKED_CLASSES)})
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODEL_CLASSES":
+        globals()[name] = value = _model_classes()  # built once
+        return value
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'emg_lens.models' has no attribute {name!r}")

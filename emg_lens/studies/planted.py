@@ -1,6 +1,6 @@
 """Planted vs found: does a study of models trained on synthetic data recover what was planted?
 
-The synthetic data (`emg_lens.data.synthetic`) plants two facts about its gestures:
+The synthetic data (`emg_lens.data.synthetic.emg_acc`) plants two facts about its gestures:
 
 1. **interaction gestures collapse when cross-modal edges are cut**: they are told apart only
    by combining sEMG with ACC, so a model that cannot move information between the modalities
@@ -22,7 +22,7 @@ control easier to pass. Scored on IsoNet's mean-pooled head (``return_type = "av
 which reads the channel tokens only, cross-modal edges are the only route to the interaction
 gestures (the CLS head has another: the CLS token reads both modalities).
 
-The planted EEG (`emg_lens.data.synthetic_eeg`) plants the same two facts about two scalp
+The planted EEG (`emg_lens.data.synthetic.eeg`) plants the same two facts about two scalp
 regions instead of two modalities: pass its truth (`PlantedEEG`) as ``truth=`` and the claims
 are worded by its regions (`claims_of`), its classes grouped by `PlantedEEG.groups`.
 
@@ -38,8 +38,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from emg_lens.data.synthetic import SyntheticSpec, gesture_kinds
-from emg_lens.data.synthetic_eeg import PlantedEEG
+from emg_lens.data.synthetic.eeg import PlantedEEG
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec, gesture_kinds
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.result import TEST_NAMES, StudyResult
 from emg_lens.studies.stats import (
@@ -85,7 +85,7 @@ def claims_of(truth: PlantedEEG | None = None) -> tuple[dict[str, tuple[str, str
     ACC data's for None; for a planted EEG region interaction (`PlantedEEG`), its two regions'.
     The claims and what the study must find are the same; only the words change.
 
-    >>> from emg_lens.data.synthetic_eeg import planted_eeg_truth
+    >>> from emg_lens.data.synthetic.eeg import planted_eeg_truth
     >>> claims, cut = claims_of(planted_eeg_truth())
     >>> claims["unimodal"][0], cut
     ('frontal-only and parietal-only classes keep their accuracy', 'every edge between two lobes cut')
@@ -96,7 +96,7 @@ def claims_of(truth: PlantedEEG | None = None) -> tuple[dict[str, tuple[str, str
         return CLAIMS, CUT
     if not isinstance(truth, PlantedEEG):
         raise ArgumentError(
-            f"truth must be a PlantedEEG (emg_lens.data.synthetic_eeg.planted_eeg_truth) or None "
+            f"truth must be a PlantedEEG (emg_lens.data.synthetic.eeg.planted_eeg_truth) or None "
             f"(the planted sEMG x ACC data), got {type(truth).__name__}"
         )
     first, second = truth.regions
@@ -113,7 +113,7 @@ def claims_of(truth: PlantedEEG | None = None) -> tuple[dict[str, tuple[str, str
 
 def kind_groups(kinds: Mapping[int, str], classes: Sequence[int]) -> dict[str, list[int]]:
     """Class indices of the interaction gestures and of the single-modality ones (``"emg"`` and
-    ``"acc"`` kinds together), from `emg_lens.data.synthetic.gesture_kinds` and the models'
+    ``"acc"`` kinds together), from `emg_lens.data.synthetic.emg_acc.gesture_kinds` and the models'
     class labels (``SubjectData.classes``: class index -> gesture label)."""
     unknown = sorted(set(classes) - set(kinds))
     if unknown:

@@ -2,13 +2,13 @@
 
 A recipe takes its data as any `torch.utils.data.Dataset` whose items are
 ``(x: float32 [channels, time], y: int64 scalar)`` — ``y = -1`` for an unlabeled window, the
-contract `emg_lens.data.windows.WindowStore` keeps — or as numpy arrays: ``X [N, C, T]``
+contract `emg_lens.data.windows.store.WindowStore` keeps — or as numpy arrays: ``X [N, C, T]``
 (unlabeled) or a pair ``(X, y)``. `window_dataset` turns either into a Dataset and checks the
 window shape against the model where the data enters.
 
-`synthetic_windows` (from `emg_lens.data.synthetic_windows`, re-exported here) cuts the sEMG
-channels of `emg_lens.data.synthetic` recordings into windows, for the CLI's default data and
-for tests.
+`synthetic_windows` (from `emg_lens.data.synthetic.windows`, re-exported here) cuts the sEMG
+channels of `emg_lens.data.synthetic.emg_acc` recordings into windows, for the CLI's default
+data and for tests.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset, random_split
 
-from emg_lens.data.synthetic_windows import UNLABELED, SyntheticWindows, synthetic_windows
+from emg_lens.data.synthetic.windows import UNLABELED, SyntheticWindows, synthetic_windows
 from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
 
 __all__ = [
@@ -87,7 +87,7 @@ def _check_item(dataset: Dataset, input_shape: tuple[int, int], what: str) -> No
 def labeled_subset(dataset: Dataset) -> tuple[Dataset, int]:
     """The labelled windows (``y >= 0``) of ``dataset`` and the number of classes they imply
     (largest label + 1). The labels come from ``dataset.labels`` where it has them, one per
-    item (`emg_lens.data.windows.WindowStore` does: no window is read); otherwise every item
+    item (`emg_lens.data.windows.store.WindowStore` does: no window is read); otherwise every item
     is read once.
 
     >>> ds = window_dataset((np.zeros((4, 1, 20), np.float32), np.array([0, -1, 2, 1])), (1, 20))

@@ -162,7 +162,7 @@ def finetune_regression(
 ) -> FinetuneResult:
     """Fine-tune a regressor built by `regressor_from_pretrained` on windows ``data`` whose
     targets are ``[steps, outputs]`` (a Dataset, e.g. a regression
-    `emg_lens.data.windows.WindowStore`, or arrays ``(X, Y)``): the recipe of `finetune`
+    `emg_lens.data.windows.store.WindowStore`, or arrays ``(X, Y)``): the recipe of `finetune`
     (``cfg``; its label smoothing does not apply) with loss ``"l1"`` (default) or ``"mse"``
     on every step, early stopping on the validation MAE. The new head's output starts at the
     training targets' per-output mean and scale. Saved to ``out`` as `finetune`

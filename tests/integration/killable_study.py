@@ -12,7 +12,7 @@ from emg_lens import EncoderConfig
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.data.datasets import data_source
 from emg_lens.data.preprocess import PreprocessSpec
-from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.models import IsoNet
 from tests.conftest import perturb_biases
 

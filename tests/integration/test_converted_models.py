@@ -14,7 +14,7 @@ import torch
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.cli import main
 from emg_lens.data.datasets import data_source, load_subject
-from emg_lens.data.synthetic_eeg import SyntheticEEGSpec
+from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
 from emg_lens.export import export_onnx
 from emg_lens.models import HookedCBraMod, from_braindecode
 from tests.unit.converted_models import CBRAMOD_CONVS, FACTORIES

@@ -10,7 +10,7 @@ import pytest
 import emg_lens.data.preprocess as preprocess
 from emg_lens.cli import main
 from emg_lens.data.cache import default_cache_dir
-from emg_lens.data.hdsemg import load_hdsemg
+from emg_lens.data.formats.hdsemg import load_hdsemg
 
 STUDY = Path(__file__).resolve().parents[2] / "studies" / "isonet_table3.toml"
 

@@ -1,7 +1,7 @@
 """A study finds what was planted (issue 3).
 
 On synthetic data whose *interaction* gestures can only be told apart by combining sEMG with
-ACC (`emg_lens.data.synthetic`), IsoNets are trained, and the study masks every cross-modal
+ACC (`emg_lens.data.synthetic.emg_acc`), IsoNets are trained, and the study masks every cross-modal
 edge in every layer. The interaction gestures must fall to near chance, while the gestures
 that sEMG alone or ACC alone identifies keep most of their accuracy.
 
@@ -22,7 +22,7 @@ import pytest
 
 from emg_lens.config import config_for_data
 from emg_lens.data.preprocess import prepare_subject
-from emg_lens.data.synthetic import generate_recordings, gesture_kinds, planted_setup
+from emg_lens.data.synthetic.emg_acc import generate_recordings, gesture_kinds, planted_setup
 from emg_lens.models import IsoNet
 from emg_lens.studies import run_study
 from emg_lens.train import TrainConfig, fit

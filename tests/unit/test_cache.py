@@ -12,12 +12,12 @@ import emg_lens.data.preprocess as preprocess
 from emg_lens import DataFormatError
 from emg_lens.data.cache import cache_key, source_files
 from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
-from emg_lens.data.hdsemg import find_subjects, subject_file
-from emg_lens.data.ninapro import write_ninapro_db2
+from emg_lens.data.formats.hdsemg import find_subjects, subject_file
+from emg_lens.data.formats.ninapro_db2 import write_ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
 from emg_lens.data.recording import Recording
-from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+from emg_lens.data.synthetic.hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,8 @@ from emg_lens._io import pid_alive
 from emg_lens.data.cache import cache_key, evict, read_entry, write_entry
 from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
-from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+from emg_lens.data.synthetic.hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
 
 SYNTHETIC = data_source(
     "synthetic",

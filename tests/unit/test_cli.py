@@ -13,11 +13,9 @@ import pytest
 import torch
 
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
-from emg_lens.cli import build_parser, common, main
+from emg_lens.cli import build_parser, main
 from emg_lens.config import EncoderConfig
-from emg_lens.data.registry import DATASETS, REGISTRY
-from emg_lens.data.window_build import WINDOW_STORE_SOURCES
-from emg_lens.data.windows import SPLIT_REPETITIONS
+from emg_lens.data.registry import DATASETS, REGISTRY, WINDOW_STORE_SOURCES
 from emg_lens.models import CLASSIFIERS, TinyMyo
 
 CURSOR_UP = "\x1b[A"
@@ -54,16 +52,16 @@ def test_help_imports_neither_torch_nor_transformer_lens(argv):
     assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_the_parsers_light_copies_of_names_agree_with_the_library():
-    assert common.DATASET_NAMES == DATASETS
-    synthesized = tuple(n for n in DATASETS if REGISTRY[n].synthesize is not None)
-    assert synthesized == common.SYNTH_FORMATS
-    assert common.WINDOW_STORE_SOURCES == WINDOW_STORE_SOURCES
-    assert common.SPLIT_REPETITIONS == SPLIT_REPETITIONS
-    assert common.CLASSIFIERS == CLASSIFIERS
+def test_the_parsers_offer_the_registries_names():
     parsers = _subparsers(build_parser())
     dataset = next(a for a in parsers["train"]._actions if "--dataset" in a.option_strings)
     assert tuple(dataset.choices) == DATASETS
+    fmt = next(a for a in parsers["synth"]._actions if "--format" in a.option_strings)
+    assert tuple(fmt.choices) == tuple(n for n in REGISTRY if REGISTRY[n].synthesize)
+    source = next(a for a in parsers["windows"]._actions if "--source" in a.option_strings)
+    assert tuple(source.choices) == WINDOW_STORE_SOURCES
+    arch = next(a for a in parsers["train"]._actions if "--architecture" in a.option_strings)
+    assert tuple(arch.choices) == CLASSIFIERS
 
 
 # ----------------------------------------------------------------------------- help text

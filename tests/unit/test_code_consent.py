@@ -25,7 +25,7 @@ from emg_lens.checkpoints import read_biofoundation_state_dict, save_checkpoint
 from emg_lens.cli import main
 from emg_lens.data.datasets import data_source
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
-from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,

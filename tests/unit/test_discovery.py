@@ -308,7 +308,7 @@ def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_pat
     from emg_lens.cli.main import run
     from emg_lens.data.datasets import data_source
     from emg_lens.data.preprocess import PreprocessSpec
-    from emg_lens.data.synthetic import SyntheticSpec
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
     from emg_lens.discovery import METRICS, SEARCH_METHODS
 
     assert discover_cli.DISCOVERY_METRICS == METRICS  # the parser's light copies

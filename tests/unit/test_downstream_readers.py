@@ -12,12 +12,12 @@ import pytest
 import scipy.io
 
 from emg_lens.cli import run
-from emg_lens.data import epn612, ninapro_db8, uci_gestures
-from emg_lens.data.downstream import SPLIT_CODES, DownstreamPreprocess, label_runs
+from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.registry import dataset_info
-from emg_lens.data.synthetic_downstream import synthetic_db8, synthetic_epn612, synthetic_uci
+from emg_lens.data.synthetic.downstream import synthetic_db8, synthetic_epn612, synthetic_uci
 from emg_lens.data.window_build import build_window_store
-from emg_lens.data.windows import WindowStore
+from emg_lens.data.windows.downstream import SPLIT_CODES, DownstreamPreprocess, label_runs
+from emg_lens.data.windows.store import WindowStore
 from emg_lens.errors import ArgumentError, DataFormatError
 
 # ----------------------------------------------------------------------------- writers

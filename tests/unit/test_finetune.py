@@ -221,7 +221,7 @@ def test_cli_pretrain_then_finetune_on_synthetic_windows(tmp_path, capsys):
 def test_a_diverged_finetuning_names_its_subject_and_saves_nothing(tmp_path):
     """Issue 23 item 2, in the recipe loop that pretraining, fine-tuning and DDP share."""
     from emg_lens.data.datasets import synthetic_windows_source
-    from emg_lens.data.synthetic import SyntheticSpec
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
     from emg_lens.errors import TrainingDivergedError
     from emg_lens.models import TinyMyo
     from emg_lens.train import finetune_subjects

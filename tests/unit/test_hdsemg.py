@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from emg_lens.data.hdsemg import (
+from emg_lens.data.formats.hdsemg import (
     LENGTH_TOLERANCE,
     HDsEMGFile,
     load_hdsemg,

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from emg_lens.data.windowing import WindowBatch
-from emg_lens.data.windows import WindowStore, write_window_store
+from emg_lens.data.windows.pipeline import WindowBatch
+from emg_lens.data.windows.store import WindowStore, write_window_store
 from emg_lens.errors import DataFormatError
 from emg_lens.train.inputs import labeled_subset
 

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from emg_lens.data.ninapro import find_exercise_file, load_ninapro_db2, write_ninapro_db2
-from emg_lens.data.ninapro_mat import LENGTH_TOLERANCE
+from emg_lens.data.formats._matlab import LENGTH_TOLERANCE
+from emg_lens.data.formats.ninapro_db2 import (
+    find_exercise_file,
+    load_ninapro_db2,
+    write_ninapro_db2,
+)
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 

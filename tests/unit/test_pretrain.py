@@ -149,8 +149,8 @@ def test_pretraining_reads_a_regression_store_without_its_targets(tmp_path):
     # Masked pretraining needs no labels: a NinaPro DB8 (regression) store, whose items carry
     # float targets [time, output], used to be refused as if its targets were bad class labels
     # (issue 23, item 10).
-    from emg_lens.data.downstream import DownstreamPreprocess
-    from emg_lens.data.windows import RegressionBatch, WindowStore, write_window_store
+    from emg_lens.data.windows.downstream import DownstreamPreprocess
+    from emg_lens.data.windows.store import RegressionBatch, WindowStore, write_window_store
 
     rng = np.random.default_rng(0)
     n, channels, samples = 6, 2, 40

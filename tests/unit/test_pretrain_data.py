@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emg_lens.data.emg2pose import (
+from emg_lens.data.formats.emg2pose import (
     METADATA_COLUMNS,
     Emg2PoseDataset,
     Emg2PoseSession,
     write_emg2pose_metadata,
     write_emg2pose_session,
 )
-from emg_lens.data.ninapro_db5 import load_ninapro_db5
-from emg_lens.data.ninapro_pretrain import (
+from emg_lens.data.formats.ninapro_db5 import load_ninapro_db5
+from emg_lens.data.formats.ninapro_db6_db7 import (
     load_ninapro_db6,
     load_ninapro_db7,
     ninapro_db6_files,

@@ -85,8 +85,8 @@ def test_readme_ninapro_db2_commands_run_on_synth_output(workdir):
 
 
 def test_synthetic_db2_has_dbs_gestures_per_exercise_and_its_planted_kinds():
-    from emg_lens.data.ninapro import LABEL_RANGES
-    from emg_lens.data.synthetic import (
+    from emg_lens.data.formats.ninapro_db2 import LABEL_RANGES
+    from emg_lens.data.synthetic.emg_acc import (
         DB2_EXERCISE_KINDS,
         db2_labels,
         db2_spec,
@@ -113,7 +113,7 @@ def test_synthetic_db2_has_dbs_gestures_per_exercise_and_its_planted_kinds():
 
 
 def _emg2pose(root: Path) -> None:
-    from emg_lens.data.emg2pose import write_emg2pose_metadata, write_emg2pose_session
+    from emg_lens.data.formats.emg2pose import write_emg2pose_metadata, write_emg2pose_session
 
     rng = np.random.default_rng(0)
     emg = rng.standard_normal((1200, 16)).astype(np.float32)
@@ -216,7 +216,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens import EncoderConfig
     from emg_lens.cli.demo import DEMO_MODEL, DEMO_STUDY
     from emg_lens.data.preprocess import SubjectData
-    from emg_lens.data.synthetic import demo_setup, gesture_kinds
+    from emg_lens.data.synthetic.emg_acc import demo_setup, gesture_kinds
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.planted import format_findings, kind_groups, planted_findings

@@ -18,19 +18,22 @@ from emg_lens.data.datasets import (
     synthetic_windows_source,
     windows_source,
 )
+from emg_lens.data.formats.emg2pose import write_emg2pose_metadata, write_emg2pose_session
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.registry import (
     DATASETS,
     REGISTRY,
+    USES,
     WINDOW_DATASETS,
     DatasetInfo,
     dataset_info,
     dataset_names,
 )
-from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.data.synthetic_eeg import SyntheticEEGSpec
+from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.window_build import build_window_store
-from emg_lens.data.windowing import TinyMyoPreprocess
+from emg_lens.data.windows.pipeline import TinyMyoPreprocess
+from tests.unit.ninapro_files import db6_vars, mat_vars, save
 
 SMALL = SyntheticSpec(n_subjects=2, movement_seconds=0.3, rest_seconds=0.1, n_acc_sensors=2)
 SMALL_EEG = SyntheticEEGSpec(n_subjects=2, n_repetitions=6, trial_seconds=1.0, rest_seconds=0.2)
@@ -59,7 +62,19 @@ def sources(tmp_path_factory):
         preprocess=TinyMyoPreprocess(window=200, step=100),
         progress=False,
     )
+    for subject in (1, 2):  # the window-store corpora, two subjects each
+        for k in (1, 2, 3):
+            save(tmp / "db5" / f"s{subject}" / f"S{subject}_E{k}_A1.mat", mat_vars(16, (1,), (1,)))
+        save(tmp / "db6" / f"S{subject}_D1_T1.mat", db6_vars())
+        save(tmp / "db7" / f"S{subject}_E1_A1.mat", mat_vars(12, (1, 40), (1,)))
+        session = np.zeros((3000, 16), np.float32)
+        write_emg2pose_session(tmp / "emg2pose" / f"s{subject}.hdf5", session, user=f"u{subject}")
+    write_emg2pose_metadata(
+        tmp / "emg2pose", [{"filename": f"s{s}", "user": f"u{s}", "split": "train"} for s in (1, 2)]
+    )
+    on_disk = ("emg2pose", "ninapro-db5", "ninapro-db6", "ninapro-db7")
     return {
+        **{n: {"dataset": n, "root": str(tmp / n.removeprefix("ninapro-"))} for n in on_disk},
         "synthetic": data_source("synthetic", synthetic=SMALL),
         "synthetic-eeg": data_source("synthetic-eeg", synthetic=SMALL_EEG),
         "ninapro-db2": data_source("ninapro-db2", root=tmp / "db2"),
@@ -73,31 +88,43 @@ def sources(tmp_path_factory):
 def test_the_registry_lists_every_dataset_once_under_its_own_name(sources):
     assert set(REGISTRY) == set(sources)
     assert all(name == info.name for name, info in REGISTRY.items())
-    assert set(DATASETS) | set(WINDOW_DATASETS) == set(REGISTRY)
-    assert not set(DATASETS) & set(WINDOW_DATASETS)
     assert dataset_names() == tuple(REGISTRY)
+    assert set().union(*(dataset_names(use) for use in USES)) == set(REGISTRY)
+    assert not set(DATASETS) & set(WINDOW_DATASETS)
     assert all(REGISTRY[n].window_source for n in WINDOW_DATASETS)
     assert not any(REGISTRY[n].window_source for n in DATASETS)
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
-def test_every_entry_is_complete(name):
+def test_every_entry_has_what_its_uses_need(name):
     info = REGISTRY[name]
     assert info.summary.strip()
     for f in ("montage", "subjects", "files"):
         assert callable(getattr(info, f)), f
-    assert (info.read is None) != (info.read_windows is None)
-    if not info.window_source:  # preprocessed and cached: defaults and a code fingerprint
+    uses = set(info.uses)
+    assert ("recordings" in uses) == (info.read is not None)
+    assert ("windows" in uses) == (info.read_windows is not None)
+    assert ("downstream" in uses) == (info.downstream is not None)
+    assert "downstream" not in uses or "store" in uses
+    if "store" in uses:  # a store is cut from its recordings, or by the downstream recipe
+        assert (info.store is not None) != (info.downstream is not None)
+    assert not {"pretraining", "repetitions"} & uses or info.store is not None
+    if "recordings" in uses:  # preprocessed and cached: defaults and a code fingerprint
         PreprocessSpec(**info.preprocess)  # every default is a real field
         assert info.cache_modules
         for module in info.cache_modules:
             importlib.import_module(module)
+    assert info.synthesizer is None or callable(info.synthesize)
 
 
-def test_an_entry_needs_exactly_one_reader():
+def test_an_entry_names_known_uses_and_module_attribute_references():
     kwargs = {f.name: getattr(REGISTRY["synthetic"], f.name) for f in fields(DatasetInfo)}
-    with pytest.raises(ArgumentError, match="exactly one of read, read_windows"):
-        DatasetInfo(**{**kwargs, "name": "twice", "read_windows": lambda source, subject: None})
+    with pytest.raises(ArgumentError, match=r"uses \['training'\]; accepted"):
+        DatasetInfo(**{**kwargs, "uses": ("training",)})
+    with pytest.raises(ArgumentError, match="expected 'module:attribute'"):
+        DatasetInfo(**{**kwargs, "reader": "emg_lens.data.synthetic.emg_acc"})
+    with pytest.raises(AttributeError, match="no attribute 'reed'"):
+        REGISTRY["synthetic"].reed  # noqa: B018  (a misspelt field is no reader's field)
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -115,6 +142,8 @@ def test_each_entry_describes_its_data_as_read(sources, name):
     if info.window_source:
         found = {"emg": info.read_windows(source, 1).X.shape[1]}
         assert load_subject(source, 1).modalities == found
+    elif info.read is None:  # a window-store corpus: its recordings as a store reads them
+        found = next(iter(info.store(source, [1])())).modalities
     else:
         found = load_recording(source, 1).modalities
     assert set(found) == set(montage)

@@ -17,7 +17,7 @@ from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.components.attention import Attention
 from emg_lens.data.datasets import data_source
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
-from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.edges import parse
 from emg_lens.errors import SpecError
 from emg_lens.hooks import (

@@ -29,8 +29,8 @@ from emg_lens.cli import main
 from emg_lens.config import config_for_data
 from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
-from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.data.synthetic_hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+from emg_lens.data.synthetic.hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
 from emg_lens.errors import SpecError, StorageError
 from emg_lens.models import IsoNet
 from emg_lens.provenance import checkpoint_digest

@@ -5,7 +5,7 @@ import pytest
 
 from emg_lens import ConfigError
 from emg_lens.data.preprocess import PreprocessSpec, prepare_subject
-from emg_lens.data.synthetic import SyntheticSpec, generate_recordings, gesture_kinds
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings, gesture_kinds
 
 SPEC = SyntheticSpec(n_subjects=2, movement_seconds=1.0, seed=3)
 

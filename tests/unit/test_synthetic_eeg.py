@@ -1,4 +1,4 @@
-"""The synthetic EEG (`emg_lens.data.synthetic_eeg`, issue 24 item 4): deterministic, on the
+"""The synthetic EEG (`emg_lens.data.synthetic.eeg`, issue 24 item 4): deterministic, on the
 10-20 montage with its channels placed by the region table, and its planted structure is in the
 data: asserted with band power, a statistic nothing learns, never with a trained model."""
 
@@ -14,8 +14,7 @@ import pytest
 from emg_lens import ConfigError, EncoderConfig
 from emg_lens.config import config_for_data
 from emg_lens.data.datasets import data_source, load_subject
-from emg_lens.data.synthetic import SyntheticSpec
-from emg_lens.data.synthetic_eeg import (
+from emg_lens.data.synthetic.eeg import (
     INTERACTION_BANDS,
     SINGLE_BANDS,
     TEN_TWENTY,
@@ -26,6 +25,7 @@ from emg_lens.data.synthetic_eeg import (
     planted_eeg,
     planted_eeg_truth,
 )
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
 from emg_lens.models import IsoNet

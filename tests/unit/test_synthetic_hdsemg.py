@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from emg_lens import ConfigError
-from emg_lens.data.hdsemg import load_hdsemg
+from emg_lens.data.formats.hdsemg import load_hdsemg
 from emg_lens.data.preprocess import find_segments
-from emg_lens.data.synthetic_hdsemg import (
+from emg_lens.data.synthetic.hdsemg import (
     SyntheticHDsEMGSpec,
     generate_hdsemg_recordings,
     planted_activation,

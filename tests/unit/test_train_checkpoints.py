@@ -10,7 +10,7 @@ import torch
 from emg_lens import CheckpointError, ConfigError, EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info, save_checkpoint
 from emg_lens.data.preprocess import PreprocessSpec, prepare_subject
-from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
 from emg_lens.edges import cross_modal
 from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet, TinyMyo

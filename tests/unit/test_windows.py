@@ -11,7 +11,7 @@ import torch
 
 from emg_lens.data.preprocess import PreprocessSpec, Scaler, filter_signals
 from emg_lens.data.recording import Recording
-from emg_lens.data.windowing import (
+from emg_lens.data.windows.pipeline import (
     TinyMyoPreprocess,
     WindowBatch,
     effective_band,
@@ -19,7 +19,7 @@ from emg_lens.data.windowing import (
     resample,
     tinymyo_windows,
 )
-from emg_lens.data.windows import STORE_FORMAT, WindowStore, write_window_store
+from emg_lens.data.windows.store import STORE_FORMAT, WindowStore, write_window_store
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, IndexOutOfRangeError
 
 FS = 2000.0

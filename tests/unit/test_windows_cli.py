@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from emg_lens.cli import main
-from emg_lens.data.emg2pose import write_emg2pose_metadata, write_emg2pose_session
-from emg_lens.data.windows import WindowStore
+from emg_lens.data.formats.emg2pose import write_emg2pose_metadata, write_emg2pose_session
+from emg_lens.data.windows.store import WindowStore
 from tests.unit.ninapro_files import N, db6_vars, mat_vars, save
 
 SHORT = ["--window", "200", "--step", "100", "--quiet"]  # 10 patches: small and quick
@@ -172,13 +172,6 @@ def test_an_option_that_does_not_apply_is_refused_naming_those_that_do(tmp_path,
     applies = err.split("its options are")[-1]
     assert "--window" in applies and "--step" not in applies and "--split" in applies
     assert not out.exists()
-
-
-def test_the_command_line_knows_the_repetition_sources():
-    from emg_lens.cli import windows
-    from emg_lens.data import window_build
-
-    assert windows.REPETITION_SOURCES == window_build.REPETITION_SOURCES
 
 
 def test_out_an_existing_folder_is_refused_and_left_alone(tmp_path, capsys):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from emg_lens import EncoderConfig
 from emg_lens.checkpoints import read_checkpoint_info
-from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.models import TinyMyo
 from emg_lens.train import (
     PretrainConfig,

@@ -18,7 +18,7 @@ from torch import nn
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.data.datasets import data_source, load_subject
 from emg_lens.data.preprocess import PreprocessSpec
-from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.layout import TokenLayout
 from emg_lens.models import from_torch_encoder
 

@@ -31,10 +31,10 @@ from typing import Any
 
 from emg_lens.config import PRESETS, EncoderConfig, config_for_data
 from emg_lens.data.datasets import available_subjects, data_source, dataset_preprocess
-from emg_lens.data.ninapro import EXERCISES
+from emg_lens.data.formats.ninapro_db2 import EXERCISES
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.registry import DATASETS, DatasetInfo, dataset_info
-from emg_lens.data.synthetic import SyntheticSpec
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.errors import ArgumentError, ConfigError, EmgLensError, SpecError
 from emg_lens.models import CLASSIFIERS, MODEL_CLASSES
 from emg_lens.studies.metrics import PREDICTION_METRICS
@@ -73,7 +73,7 @@ def _dataset_info(dataset: Any) -> DatasetInfo:
     """The registry entry of ``data.dataset``; an unknown name is a `SpecError` listing the
     accepted ones."""
     try:
-        return dataset_info(dataset, window_source=False)
+        return dataset_info(dataset, use="recordings")
     except ArgumentError:
         raise SpecError(f"data.dataset = {dataset!r}; accepted: {list(DATASETS)}") from None
 

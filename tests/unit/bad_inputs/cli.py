@@ -19,7 +19,7 @@ from transformer_lens import patching as tl_patching
 
 from emg_lens import EncoderConfig, cli
 from emg_lens.checkpoints import save_checkpoint
-from emg_lens.data.synthetic import synthesize_ninapro_db2
+from emg_lens.data.synthetic.emg_acc import synthesize_ninapro_db2
 from emg_lens.errors import ArgumentError, LayoutError
 from emg_lens.hooks import attn_scores_filter, mask_edges, pattern_filter
 from emg_lens.models import IsoNet, TinyMyo

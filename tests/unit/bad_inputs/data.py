@@ -17,13 +17,13 @@ import numpy as np
 import scipy.io
 
 from emg_lens import cli
-from emg_lens.data import epn612, ninapro_db8, uci_gestures
-from emg_lens.data.emg2pose import Emg2PoseDataset, write_emg2pose_metadata
-from emg_lens.data.hdsemg import find_subjects as hdsemg_subjects
-from emg_lens.data.ninapro import load_ninapro_db2
-from emg_lens.data.ninapro_db5 import load_ninapro_db5
-from emg_lens.data.ninapro_pretrain import ninapro_db6_files, ninapro_db7_files
-from emg_lens.data.synthetic_downstream import synthetic_db8, synthetic_uci
+from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
+from emg_lens.data.formats.emg2pose import Emg2PoseDataset, write_emg2pose_metadata
+from emg_lens.data.formats.hdsemg import find_subjects as hdsemg_subjects
+from emg_lens.data.formats.ninapro_db2 import load_ninapro_db2
+from emg_lens.data.formats.ninapro_db5 import load_ninapro_db5
+from emg_lens.data.formats.ninapro_db6_db7 import ninapro_db6_files, ninapro_db7_files
+from emg_lens.data.synthetic.downstream import synthetic_db8, synthetic_uci
 from emg_lens.errors import ArgumentError, DataFormatError
 
 COPY = "remove or move one copy"
@@ -76,7 +76,7 @@ def _uci_two_first_files(tmp: Path):
 
 
 def _epn_two_user_files(tmp: Path):
-    from emg_lens.data.synthetic_downstream import synthetic_epn612
+    from emg_lens.data.synthetic.downstream import synthetic_epn612
 
     (rec,) = synthetic_epn612(2, per_gesture=1, trial_seconds=0.2)[:1]
     path = epn612.write_epn612(rec, tmp / "epn")

@@ -11,7 +11,8 @@ Recordings have ``stimulus`` and ``repetition`` all 0, and the joint angles in
 ``extras["joint_angles"]``. Users (hex ids in the files) become subject numbers 1, 2, ... in
 the sorted order of ``metadata.csv``'s users.
 
-TinyMyo's NinaPro pretraining corpora (DB6, DB7) are read by `emg_lens.data.ninapro_pretrain`.
+TinyMyo's NinaPro pretraining corpora (DB6, DB7) are read by
+`emg_lens.data.formats.ninapro_db6_db7`.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float
 
+from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
@@ -42,6 +44,7 @@ __all__ = [
     "EMG2POSE_CHANNELS",
     "EMG2POSE_JOINTS",
     "METADATA_COLUMNS",
+    "READER",
     "Emg2PoseDataset",
     "Emg2PoseSession",
     "write_emg2pose_metadata",
@@ -442,3 +445,30 @@ def write_emg2pose_metadata(root: str | Path, rows: Iterable[Mapping[str, Any]])
     pd.DataFrame(full, columns=list(METADATA_COLUMNS)).to_csv(
         Path(root) / "metadata.csv", index=False
     )
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+
+def _store(source: Source, subjects: list[int]):
+    """The sessions of ``subjects`` in ``source["split"]`` (None: every split)."""
+    dataset = Emg2PoseDataset(source["root"])
+    users = [dataset.users[s - 1] for s in subjects]
+    split = source.get("split")
+    dataset.select(split=split, users=users)  # refuses an unknown split now, by name
+    return lambda: dataset.recordings(split=split, users=users)
+
+
+def _files(source: Source, subject: int) -> list[Path]:
+    dataset = Emg2PoseDataset(source["root"])
+    return dataset.paths(users=[dataset.users[subject - 1]])
+
+
+READER = DatasetReader(
+    montage=lambda source: {"emg": EMG2POSE_CHANNELS},
+    subjects=lambda source: list(range(1, len(Emg2PoseDataset(source["root"]).users) + 1)),
+    files=_files,
+    store=_store,
+)
+"""emg2pose for the registry (`emg_lens.data.registry`): a window-store source whose subjects
+are its users in sorted order and whose split is ``metadata.csv``'s."""

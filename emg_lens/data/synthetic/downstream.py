@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.data import epn612, ninapro_db8, uci_gestures
+from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError
 

@@ -10,9 +10,9 @@ dropped, as BioFoundation's DB6 preparation does.
 ``mag`` (N, 36) each), one file per subject ``S<N>_E1_A1.mat`` holding both exercises with
 labels 1-40 and 6 repetitions.
 
-Both readers go through `emg_lens.data.ninapro_mat.read_exercise_file` (label choice, length
+Both readers go through `emg_lens.data.formats._matlab.read_exercise_file` (label choice, length
 quirk, errors naming the file). emg2pose, the third pretraining corpus, is
-`emg_lens.data.emg2pose`.
+`emg_lens.data.formats.emg2pose`.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -34,15 +34,18 @@ from typing import Any
 import numpy as np
 
 from emg_lens.data.files import find_files
-from emg_lens.data.ninapro_mat import read_exercise_file
+from emg_lens.data.formats._matlab import read_exercise_file
+from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
 __all__ = [
     "DB6_CHANNELS",
+    "DB6_READER",
     "DB6_UNUSED_SLOTS",
     "DB7_CHANNELS",
     "DB7_LABELS",
+    "DB7_READER",
     "load_ninapro_db6",
     "load_ninapro_db7",
     "ninapro_db6_files",
@@ -167,8 +170,8 @@ def load_ninapro_db6(
         modalities: any of ``"emg"``, ``"acc"``.
 
     Raises:
-        DataFormatError: as `emg_lens.data.ninapro_mat.read_exercise_file` (the message names the
-            file); ``emg`` must have 14 columns, or 16 with the two unused slots.
+        DataFormatError: as `emg_lens.data.formats._matlab.read_exercise_file` (the message
+            names the file); ``emg`` must have 14 columns, or 16 with the two unused slots.
 
     >>> import tempfile
     >>> import scipy.io
@@ -198,8 +201,8 @@ def load_ninapro_db7(
         modalities: any of ``"emg"`` (12), ``"acc"``, ``"gyro"``, ``"mag"`` (36 each).
 
     Raises:
-        DataFormatError: as `emg_lens.data.ninapro_mat.read_exercise_file` (the message names the
-            file), or gesture labels above `DB7_LABELS`.
+        DataFormatError: as `emg_lens.data.formats._matlab.read_exercise_file` (the message
+            names the file), or gesture labels above `DB7_LABELS`.
 
     >>> import tempfile
     >>> import scipy.io
@@ -218,3 +221,39 @@ def load_ninapro_db7(
             f"the file holds {sorted(c for c in set(rec.stimulus.tolist()) if c > DB7_LABELS)}"
         )
     return rec
+
+
+# ------------------------------------------------------------------------- the registry's readers
+
+
+def _files_by_subject(files: Mapping[tuple[int, ...], Path]) -> dict[int, list[Path]]:
+    """Subject -> its files, in (subject, day, time) order."""
+    found: dict[int, list[Path]] = {}
+    for key, path in sorted(files.items()):
+        found.setdefault(key[0], []).append(path)
+    return found
+
+
+def _reader(files: Any, load: Any, emg: int) -> DatasetReader:
+    """A store source reading one recording per file of `files`(root) with ``load``."""
+
+    def by_subject(source: Source) -> dict[int, list[Path]]:
+        found = files(source["root"])
+        return _files_by_subject({k if isinstance(k, tuple) else (k,): p for k, p in found.items()})
+
+    return DatasetReader(
+        montage=lambda source: {"emg": emg},
+        subjects=lambda source: sorted(by_subject(source)),
+        files=lambda source, subject: by_subject(source).get(subject, []),
+        store=lambda source, subjects: (
+            lambda: (load(path) for s in subjects for path in by_subject(source)[s])
+        ),
+    )
+
+
+DB6_READER = _reader(ninapro_db6_files, load_ninapro_db6, DB6_CHANNELS["emg"][0])
+"""NinaPro DB6 for the registry (`emg_lens.data.registry`): a window-store source, one
+recording per session file."""
+
+DB7_READER = _reader(ninapro_db7_files, load_ninapro_db7, DB7_CHANNELS["emg"])
+"""NinaPro DB7 for the registry (`emg_lens.data.registry`): a window-store source."""

@@ -1,8 +1,9 @@
 """Synthetic sEMG cut into windows: what TinyMyo pretraining and fine-tuning read by default,
 and the ``"synthetic-windows"`` data source (`emg_lens.data.registry`).
 
-`synthetic_windows` filters, smooths and z-scores the sEMG channels of `emg_lens.data.synthetic`
-recordings and cuts them into labelled windows (``-1`` outside a movement).
+`synthetic_windows` filters, smooths and z-scores the sEMG channels of
+`emg_lens.data.synthetic.emg_acc` recordings and cuts them into labelled windows (``-1``
+outside a movement).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from scipy.ndimage import uniform_filter1d
 from torch.utils.data import TensorDataset
 
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
-from emg_lens.data.synthetic import SyntheticSpec, generate_recordings
+from emg_lens.data.reader import DatasetReader, Source, Windows, no_files
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
 from emg_lens.errors import ArgumentError, DataFormatError
 
-__all__ = ["EMG_GESTURES", "UNLABELED", "SyntheticWindows", "synthetic_windows"]
+__all__ = ["EMG_GESTURES", "READER", "UNLABELED", "SyntheticWindows", "synthetic_windows"]
 
 UNLABELED = -1
 """The class of a window outside any one movement."""
@@ -112,3 +114,28 @@ def synthetic_windows(
         subject=arrays["subject"].astype(np.int64),
         n_classes=spec.n_gestures,
     )
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+
+def _read_windows(source: Source, subject: int) -> Windows:
+    windows = synthetic_windows(
+        SyntheticSpec(**source["synthetic"]),
+        window=source["window"],
+        step=source["step"],
+        envelope_ms=source["envelope_ms"],
+        subjects=[subject],
+    )
+    meta = {"source": "synthetic", "window": source["window"], "step": source["step"]}
+    what = f"synthetic windows (subject {subject})"
+    return Windows(windows.X, windows.y, windows.repetition, what, meta)
+
+
+READER = DatasetReader(
+    montage=lambda source: {"emg": source["synthetic"]["n_emg"]},
+    subjects=lambda source: list(range(1, source["synthetic"]["n_subjects"] + 1)),
+    files=no_files,
+    read_windows=_read_windows,
+)
+"""Synthetic sEMG windows for the registry (`emg_lens.data.registry`): a window source."""

@@ -30,7 +30,7 @@ one window. Its split follows the dataset's user split as the script does: train
 ``calibration`` (10) samples of each gesture in ``trainingSamples`` train and the rest test.
 
 >>> import tempfile
->>> from emg_lens.data.synthetic_downstream import synthetic_epn612
+>>> from emg_lens.data.synthetic.downstream import synthetic_epn612
 >>> root = Path(tempfile.mkdtemp())
 >>> recordings = synthetic_epn612(n_subjects=2, per_gesture=2, trial_seconds=0.5)
 >>> [write_epn612(r, root).relative_to(root).as_posix() for r in recordings]
@@ -51,16 +51,19 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.data.downstream import (
+from emg_lens.data.files import find_files
+from emg_lens.data.reader import DatasetReader
+from emg_lens.data.recording import Recording
+from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
+    THESIS_FILTERS,
     DownstreamPreprocess,
+    DownstreamTask,
     pad_or_crop,
     thesis_filter,
     zscore,
 )
-from emg_lens.data.files import find_files
-from emg_lens.data.recording import Recording
-from emg_lens.data.windowing import WindowBatch
+from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError
 
 __all__ = [
@@ -68,6 +71,7 @@ __all__ = [
     "GESTURES",
     "GROUPS",
     "PARTS",
+    "READER",
     "SAMPLE_RATE",
     "TESTING_OFFSET",
     "epn612_windows",
@@ -254,7 +258,7 @@ def epn612_windows(
 ) -> WindowBatch:
     """One window per sample of ``recording`` (from `load_epn612`), preprocessed as the
     thesis does; labels are the gesture indices, ``repetition`` the split code
-    (`emg_lens.data.downstream.SPLIT_CODES`)."""
+    (`emg_lens.data.windows.downstream.SPLIT_CODES`)."""
     if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 0:
         raise ArgumentError(f"calibration must be an integer >= 0, got {calibration!r}")
     testing_user = recording.subject > TESTING_OFFSET
@@ -324,3 +328,32 @@ def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document))
     return path
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+READER = DatasetReader(
+    montage=lambda source: {"emg": CHANNELS},
+    subjects=lambda source: find_users(source["root"]),
+    files=lambda source, subject: [user_file(source["root"], subject)],
+    read=lambda source, subject: load_epn612(source["root"], subject),
+    preprocess=THESIS_FILTERS,
+    downstream=DownstreamTask(
+        task="classification",
+        sample_rate=SAMPLE_RATE,
+        n_channels=CHANNELS,
+        windows=lambda recording, spec, options: epn612_windows(recording, spec, **options),
+        split_rule="training users: trainingSamples train, testingSamples val; testing users: "
+        "the first `calibration` (10) trainingSamples of each gesture train, the rest test",
+        classes=GESTURES,
+        options=("calibration",),
+        # Every sample is a 5 s recording at the Myo's 200 Hz, about 1000 samples
+        # (zenodo.org/records/4421500; Benalcazar et al.), and the thesis's script
+        # (BioFoundation's scripts/epn.py; TinyMyo's docs/model/TinyMyo.md) pads or crops each
+        # to one 1000-sample window: a whole sample, no step.
+        window=1000,
+        step=None,
+        unit="sample",
+    ),
+)
+"""EMG-EPN-612 for the registry (`emg_lens.data.registry`) and its TinyMyo downstream task."""

@@ -52,12 +52,14 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.files import find_files
+from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
 __all__ = [
     "GRID",
     "LENGTH_TOLERANCE",
+    "READER",
     "SAMPLE_RATE",
     "HDsEMGFile",
     "find_subjects",
@@ -532,3 +534,39 @@ def write_hdsemg(
     with open(path, "r+b") as fh:
         fh.write(_matlab_header())
     return path
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+
+def _subjects(source: Source) -> list[int]:
+    root = Path(source["root"])
+    return found_subjects(find_subjects(root), root, "s<N>.mat files")
+
+
+def _channel_names() -> tuple[str, ...]:
+    """Extensor grid then flexor grid; channel ``row + 8 * col`` of a grid is MATLAB's
+    ``emg(t, row + 1, col + 1)``."""
+    rows, cols = GRID
+    return tuple(
+        f"{grid}_r{c % rows + 1}c{c // rows + 1}"
+        for grid in ("extensor", "flexor")
+        for c in range(rows * cols)
+    )
+
+
+READER = DatasetReader(
+    montage=lambda source: {"emg": 2 * GRID[0] * GRID[1], "force": None},
+    subjects=_subjects,
+    files=lambda source, subject: [subject_file(source["root"], subject)],
+    read=lambda source, subject: load_hdsemg(source["root"], subject),
+    # 2048 Hz, so the 500 Hz band edge is well below Nyquist; force is low-passed like ACC.
+    preprocess={
+        "emg_band": (10.0, 500.0),
+        "lowpass": 90.0,
+        "train_repetitions": (1, 3, 4),
+        "test_repetitions": (2, 5),
+    },
+    channel_names={"emg": _channel_names()},
+)
+"""The HD-sEMG 65-gesture database for the registry (`emg_lens.data.registry`)."""

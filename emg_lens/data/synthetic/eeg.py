@@ -1,6 +1,6 @@
 """Synthetic EEG on the 10-20 montage with a *planted* interaction between two scalp regions.
 
-The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic`): where that
+The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic.emg_acc`): where that
 plants gestures that only the two *modalities* together tell apart, this plants classes that
 only two *scalp regions* together tell apart. Each subject does every class's trial
 ``n_repetitions`` times (a ``trial_seconds`` trial, then rest), recorded at ``sample_rate``
@@ -49,14 +49,16 @@ import numpy as np
 from scipy import signal as sps
 
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
+from emg_lens.data.reader import DatasetReader, no_files
 from emg_lens.data.recording import Recording
-from emg_lens.data.synthetic import SyntheticSpec, onset_ramp
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec, onset_ramp
 from emg_lens.edges.regions import LOBES, place, region_channels
 from emg_lens.errors import ArgumentError, ConfigError, UnplacedChannelError
 
 __all__ = [
     "EEG_PREPROCESS",
     "INTERACTION_BANDS",
+    "READER",
     "SINGLE_BANDS",
     "TEN_TWENTY",
     "PlantedEEG",
@@ -468,3 +470,15 @@ def eeg_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
             f"{type(given).__name__}"
         )
     return {"synthetic_eeg": spec.to_dict()}
+
+
+READER = DatasetReader(
+    montage=lambda source: {"eeg": len(eeg_spec_of(source).channels)},
+    subjects=lambda source: list(range(1, eeg_spec_of(source).n_subjects + 1)),
+    files=no_files,
+    read=lambda source, subject: generate_eeg_recordings(eeg_spec_of(source), [subject])[0],
+    preprocess=EEG_PREPROCESS,
+    source_fields=eeg_source_fields,
+    channel_names={"eeg": TEN_TWENTY},  # the default montage's
+)
+"""The synthetic EEG dataset for the registry (`emg_lens.data.registry`)."""

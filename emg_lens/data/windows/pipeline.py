@@ -18,7 +18,7 @@ recording, in this order:
    `fit_scaler` (downstream);
 5. zero channels appended up to 16 (they stay exactly zero under either normalisation).
 
-`tinymyo_windows` returns one recording's windows as a `WindowBatch`; `emg_lens.data.windows`
+`tinymyo_windows` returns one recording's windows as a `WindowBatch`; `emg_lens.data.windows.store`
 writes the batches of many recordings to an HDF5 window store and reads it back lazily.
 
 >>> from emg_lens.data.recording import Recording

@@ -6,7 +6,7 @@ files are found by their tokens, not by a fixed order). Each file holds ``emg`` 
 2 kHz, ``acc`` (N, 36) (3 axes x 12 electrodes), per-sample label columns ``stimulus``,
 ``restimulus``, ``repetition``, ``rerepetition`` (N, 1), usually ``glove`` (N, 22), and in E3
 ``force`` (N, 6), ``forcecal`` (2, 6) and ``inclin``. Every file is read by
-`emg_lens.data.ninapro_mat.read_exercise_file` (the length and relabelling quirks every
+`emg_lens.data.formats._matlab.read_exercise_file` (the length and relabelling quirks every
 NinaPro database shares); DB2's own quirks, handled here:
 
 * labels are global across exercises (E1 1-17, E2 18-40, E3 41-49); E3 files that hold other
@@ -14,7 +14,7 @@ NinaPro database shares); DB2's own quirks, handled here:
   the mapping;
 * ``glove`` is missing in some files.
 
-DB5 is `emg_lens.data.ninapro_db5`; DB6 and DB7 `emg_lens.data.ninapro_pretrain`.
+DB5 is `emg_lens.data.formats.ninapro_db5`; DB6 and DB7 `emg_lens.data.formats.ninapro_db6_db7`.
 
 `write_ninapro_db2` writes a file the same way the real ones are laid out, so that synthetic
 data goes through this very loader:
@@ -54,7 +54,7 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.files import duplicate_error, unique_files
-from emg_lens.data.ninapro_mat import (
+from emg_lens.data.formats._matlab import (
     LABEL_COLUMNS,
     concatenate_recordings,
     exercise_list,
@@ -63,6 +63,7 @@ from emg_lens.data.ninapro_mat import (
     stimulus_columns,
     subject_number,
 )
+from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
@@ -71,6 +72,7 @@ __all__ = [
     "EXERCISES",
     "EXERCISE_B_NAMES",
     "LABEL_RANGES",
+    "READER",
     "SAMPLE_RATE",
     "find_exercise_file",
     "load_ninapro_db2",
@@ -370,3 +372,30 @@ def write_ninapro_db2(
     path = folder / f"S{subject}_E{k}_A1.mat"
     scipy.io.savemat(str(path), out, format="5", do_compression=False, oned_as="column")
     return path
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+
+def _subjects(source: Source) -> list[int]:
+    root = Path(source["root"])
+    tails = (p.name.rsplit("_s", 1)[1] for p in root.glob("*_s*") if p.is_dir())
+    found = sorted({int(t) for t in tails if t.isdigit()})
+    return found_subjects(found, root, "subject folders DB2_s<N>/")
+
+
+READER = DatasetReader(
+    montage=lambda source: {m: CHANNELS[m] for m in ("emg", "acc")},  # what it reads
+    subjects=_subjects,
+    files=lambda source, subject: [
+        find_exercise_file(source["root"], subject, e) for e in source["exercises"]
+    ],
+    read=lambda source, subject: load_ninapro_db2(
+        source["root"], subject, exercises=tuple(source["exercises"])
+    ),
+    preprocess={"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)},
+    source_fields=lambda options: {"exercises": list(options["exercises"])},
+    gesture_names=EXERCISE_B_NAMES,
+)
+"""NinaPro DB2 for the registry (`emg_lens.data.registry`): a data source names the
+``exercises`` it reads (default B); the repetition split is the NinaPro protocol's."""

@@ -28,7 +28,7 @@ cut within runs of one class; a window's label is its class - 1. Subjects split 
 validation and test (`SUBJECT_SPLITS`: 1-24, 25-30, 31-36, as in the thesis; configurable).
 
 >>> import tempfile
->>> from emg_lens.data.synthetic_downstream import synthetic_uci
+>>> from emg_lens.data.synthetic.downstream import synthetic_uci
 >>> root = Path(tempfile.mkdtemp())
 >>> recordings = synthetic_uci(n_subjects=2, gesture_seconds=0.5)
 >>> [p.relative_to(root).as_posix() for r in recordings for p in write_uci_gestures(r, root)]
@@ -48,23 +48,27 @@ from pathlib import Path
 
 import numpy as np
 
-from emg_lens.data.downstream import (
+from emg_lens.data.files import find_files
+from emg_lens.data.reader import DatasetReader
+from emg_lens.data.recording import Recording
+from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
+    THESIS_FILTERS,
     DownstreamPreprocess,
+    DownstreamTask,
     label_runs,
     thesis_filter,
     window_starts,
     zscore,
 )
-from emg_lens.data.files import find_files
-from emg_lens.data.recording import Recording
-from emg_lens.data.windowing import WindowBatch
+from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError
 
 __all__ = [
     "CHANNELS",
     "CLASSES",
     "COLUMNS",
+    "READER",
     "ROWS_PER_SECOND",
     "SAMPLE_RATE",
     "SUBJECT_SPLITS",
@@ -80,7 +84,7 @@ SAMPLE_RATE = 200.0
 
 ROWS_PER_SECOND = 1000.0
 """Rows a second in the published files (``time`` in ms, about one row each): a 3 s gesture is
-about 3000 rows. What `emg_lens.data.synthetic_downstream.synthetic_uci` writes."""
+about 3000 rows. What `emg_lens.data.synthetic.downstream.synthetic_uci` writes."""
 
 CHANNELS = 8
 """EMG columns, ``channel1``..``channel8``."""
@@ -282,3 +286,34 @@ def write_uci_gestures(recording: Recording, root: str | Path) -> list[Path]:
         np.savetxt(path, table, fmt=fmt, delimiter="\t", header="\t".join(COLUMNS), comments="")
         paths.append(path)
     return paths
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+READER = DatasetReader(
+    montage=lambda source: {"emg": CHANNELS},
+    subjects=lambda source: find_subjects(source["root"]),
+    files=lambda source, subject: subject_files(source["root"], subject),
+    read=lambda source, subject: load_uci_gestures(source["root"], subject),
+    preprocess=THESIS_FILTERS,
+    downstream=DownstreamTask(
+        task="classification",
+        sample_rate=SAMPLE_RATE,
+        n_channels=CHANNELS,
+        windows=lambda recording, spec, options: uci_windows(
+            recording, spec, splits=options.get("splits", SUBJECT_SPLITS)
+        ),
+        split_rule="by subject: train 1-24, val 25-30, test 31-36 (option `splits`)",
+        classes=CLASSES[1:],
+        options=("splits",),
+        # Each gesture is held 3 s, with 3 s pauses (archive.ics.uci.edu/dataset/481; Lobov et
+        # al. 2018); the files log a row about every millisecond, so a gesture's run holds
+        # about 3000 rows and the thesis's 1000-row windows every 500 give about 5 per run
+        # (TinyMyo's released UCI checkpoint uses 1000-sample windows).
+        window=1000,
+        step=500,
+        unit="run of one class",
+    ),
+)
+"""UCI EMG Data for Gestures for the registry (`emg_lens.data.registry`) and its TinyMyo
+downstream task."""

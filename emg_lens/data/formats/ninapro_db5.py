@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from emg_lens.data.files import find_files
-from emg_lens.data.ninapro_mat import (
+from emg_lens.data.formats._matlab import (
     concatenate_recordings,
     exercise_list,
     read_exercise_file,
@@ -23,6 +23,7 @@ from emg_lens.data.ninapro_mat import (
     stimulus_columns,
     subject_number,
 )
+from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
@@ -30,6 +31,7 @@ __all__ = [
     "DB5_CHANNELS",
     "DB5_LABEL_OFFSETS",
     "DB5_SAMPLE_RATE",
+    "READER",
     "load_ninapro_db5",
     "ninapro_db5_files",
 ]
@@ -158,3 +160,23 @@ def load_ninapro_db5(
         _globalise_db5_labels(rec, k)
         parts.append(rec)
     return concatenate_recordings(parts)
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+
+def _subject_files(source: Source) -> dict[int, list[Path]]:
+    """Subject -> its exercise files, in exercise order."""
+    found: dict[int, list[Path]] = {}
+    for (subject, _), path in sorted(ninapro_db5_files(source["root"]).items()):
+        found.setdefault(subject, []).append(path)
+    return found
+
+
+READER = DatasetReader(
+    montage=lambda source: {"emg": DB5_CHANNELS["emg"]},  # what the store reads
+    subjects=lambda source: sorted(_subject_files(source)),
+    files=lambda source, subject: _subject_files(source).get(subject, []),
+    store=lambda source, subjects: lambda: (load_ninapro_db5(source["root"], s) for s in subjects),
+)
+"""NinaPro DB5 for the registry (`emg_lens.data.registry`): a window-store source."""

@@ -5,8 +5,8 @@ DB6, DB7, DB8): one file per exercise (or session) holding per-sample matrices (
 
 `read_exercise_file` turns one file into a `Recording` (label choice, the length quirk,
 channel and NaN checks, errors naming the file) and `concatenate_recordings` joins exercises;
-the database readers (`emg_lens.data.ninapro` for DB2, `ninapro_db5`, `ninapro_pretrain` for
-DB6 and DB7, `ninapro_db8`) add their own file names, rates and label conventions. Quirks
+the database readers (`emg_lens.data.formats.ninapro_db2` for DB2, `ninapro_db5`,
+`ninapro_db6_db7`, `ninapro_db8`) add their own file names, rates and label conventions. Quirks
 handled here, as found in the real files:
 
 * label columns can be a sample shorter than ``emg``: every per-sample array is cut to the

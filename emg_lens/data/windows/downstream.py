@@ -1,8 +1,9 @@
 """What TinyMyo's downstream datasets share: the thesis's preprocessing recipe and its steps.
 
-EPN-612 (`emg_lens.data.epn612`), UCI EMG Data for Gestures (`emg_lens.data.uci_gestures`) and
-NinaPro DB8 (`emg_lens.data.ninapro_db8`) are preprocessed as BioFoundation's (later removed)
-preparation scripts did, at the data's own rate (no resampling, no channel padding):
+EPN-612 (`emg_lens.data.formats.epn612`), UCI EMG Data for Gestures
+(`emg_lens.data.formats.uci_gestures`) and NinaPro DB8 (`emg_lens.data.formats.ninapro_db8`)
+are preprocessed as BioFoundation's (later removed) preparation scripts did, at the data's own
+rate (no resampling, no channel padding):
 
 1. band-pass 20-90 Hz (4th-order Butterworth, zero-phase) and a 50 Hz notch (Q = 30), through
    `emg_lens.data.preprocess.filter_signals` (SOS form; the scripts used ``filtfilt`` on
@@ -36,12 +37,13 @@ from jaxtyping import Float
 
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
 from emg_lens.data.recording import Recording
-from emg_lens.data.windowing import WindowBatch
+from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
 
 __all__ = [
     "SPLITS",
     "SPLIT_CODES",
+    "THESIS_FILTERS",
     "DownstreamPreprocess",
     "DownstreamTask",
     "label_runs",
@@ -50,6 +52,11 @@ __all__ = [
     "window_starts",
     "zscore",
 ]
+
+THESIS_FILTERS = {"emg_band": (20.0, 90.0), "notch": 50.0}
+"""The downstream datasets' `PreprocessSpec` defaults: the thesis's 20-90 Hz band and 50 Hz
+notch. The IsoNet-paper pipeline (``emg-lens train``) reads them too; TinyMyo's windows follow
+`DownstreamPreprocess` instead."""
 
 SPLITS = ("train", "val", "test")
 """The downstream splits, in order."""
@@ -160,17 +167,17 @@ def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
 
 @dataclass(frozen=True)
 class DownstreamTask:
-    """What a downstream dataset's registry entry adds (`emg_lens.data.registry.DatasetInfo`
+    """What a downstream dataset's reader adds (`emg_lens.data.reader.DatasetReader`
     ``downstream``): its task, clock and channels, and the thesis's windowing.
 
     ``windows(recording, spec, options)`` returns a recording's windows (a `WindowBatch`, or a
-    `emg_lens.data.windows.RegressionBatch` for regression), their ``repetition`` holding the
+    `emg_lens.data.windows.store.RegressionBatch` for regression), their ``repetition`` holding the
     split code, and in ``info["longest"]`` the longest stretch (`unit`, in samples) of each
     split code that a window had to fit in; ``options`` are the dataset's own settings (EPN
     ``calibration``, UCI ``splits``), refused by name when unknown.
 
-    ``window`` and ``step`` are the dataset's defaults, chosen to fit its real protocol (the
-    registry entry says why); ``step=None``: one window per trial, no step (EPN).
+    ``window`` and ``step`` are the dataset's defaults, chosen to fit its real protocol (its
+    reader's module says why); ``step=None``: one window per trial, no step (EPN).
     """
 
     task: str  # "classification" or "regression"

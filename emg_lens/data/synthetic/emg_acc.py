@@ -46,8 +46,9 @@ from typing import Any
 import numpy as np
 from scipy import signal as sps
 
-from emg_lens.data import ninapro
+from emg_lens.data.formats import ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec
+from emg_lens.data.reader import DatasetReader, Source, no_files
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, ConfigError
 
@@ -55,6 +56,7 @@ __all__ = [
     "DB2_EXERCISE_KINDS",
     "DB2_SYNTH_EXERCISES",
     "GESTURE_KINDS",
+    "READER",
     "SyntheticSpec",
     "db2_labels",
     "db2_spec",
@@ -290,8 +292,8 @@ def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int
     >>> rec.gestures == list(range(41, 50)), rec.modalities
     (True, {'emg': 12, 'acc': 36})
     """
-    k = ninapro.EXERCISES.get(str(exercise).upper(), exercise)
-    letters = {number: letter for letter, number in ninapro.EXERCISES.items()}
+    k = ninapro_db2.EXERCISES.get(str(exercise).upper(), exercise)
+    letters = {number: letter for letter, number in ninapro_db2.EXERCISES.items()}
     if k not in letters:
         raise ArgumentError(f"exercise must be one of 'B', 'C', 'D', got {exercise!r}")
     expected = db2_spec(spec.n_subjects)
@@ -304,7 +306,7 @@ def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int
     if not 1 <= subject <= spec.n_subjects:
         raise ConfigError(f"subject {subject} does not exist; the spec has 1..{spec.n_subjects}")
     labels = db2_labels()
-    first, last = ninapro.LABEL_RANGES[k]
+    first, last = ninapro_db2.LABEL_RANGES[k]
     gestures = sorted(g for g, label in labels.items() if first <= label <= last)
     population = _Patterns.draw(spec, np.random.default_rng(spec.seed))
     recording = _subject_recording(spec, subject, population, gestures, stream=k)
@@ -337,7 +339,7 @@ def synthesize_ninapro_db2(out: str | Path, options: Mapping[str, Any]) -> Itera
     spec = db2_spec(**settings)  # checked now, not at the first file
     exercises = _db2_exercises(options.get("exercises", DB2_SYNTH_EXERCISES))
     return (
-        ninapro.write_ninapro_db2(
+        ninapro_db2.write_ninapro_db2(
             generate_db2_exercise(spec, s, e), out, exercise=e, omit_glove=True
         )
         for s in range(1, spec.n_subjects + 1)  # one recording in memory at a time
@@ -536,3 +538,32 @@ def slow_noise(rng: np.random.Generator, n: int, shape: tuple, fs: float) -> np.
     sos = sps.butter(2, 10, btype="lowpass", fs=fs, output="sos")
     x = sps.sosfilt(sos, rng.standard_normal((n, *shape)), axis=0)
     return x / (x.std(axis=0, keepdims=True) + 1e-12)
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+
+def _spec_of(source: Source) -> SyntheticSpec:
+    return SyntheticSpec(**source["synthetic"])
+
+
+def _read(source: Source, subject: int) -> Recording:
+    return generate_recordings(_spec_of(source), [subject])[0]
+
+
+READER = DatasetReader(
+    montage=lambda source: {
+        "emg": _spec_of(source).n_emg,
+        "acc": 3 * _spec_of(source).n_acc_sensors,  # 3-axis accelerometers
+    },
+    subjects=lambda source: list(range(1, source["synthetic"]["n_subjects"] + 1)),
+    files=no_files,
+    read=_read,
+    store=lambda source, subjects: lambda: (_read(source, s) for s in subjects),
+    preprocess={},  # DB2-shaped: PreprocessSpec's defaults
+    source_fields=lambda options: {
+        "synthetic": (options.get("synthetic") or SyntheticSpec()).to_dict()
+    },
+)
+"""The synthetic dataset for the registry (`emg_lens.data.registry`): a data source stores
+its `SyntheticSpec` (``"synthetic"``), from which every subject is generated again."""

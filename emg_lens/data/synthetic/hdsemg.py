@@ -2,7 +2,7 @@
 
 Each subject performs ``n_gestures`` gestures (the real dataset: 65) ``n_repetitions`` times
 (5), each a ``movement_seconds`` contraction followed by rest, recorded at 2048 Hz by two 8 x 8
-sEMG grids (128 channels: extensors then flexors, in `emg_lens.data.hdsemg`'s channel order)
+sEMG grids (128 channels: extensors then flexors, in `emg_lens.data.formats.hdsemg`'s channel order)
 and ``n_force`` force channels in volts around the 2.5 V neutral.
 
 Every gesture has its own activation map on each grid -- a Gaussian blob of muscle activity,
@@ -20,15 +20,17 @@ reads them exactly like the real ones; `planted_activation` gives the ground tru
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float
 
-from emg_lens.data.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
+from emg_lens.data.formats.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
 from emg_lens.data.recording import Recording
-from emg_lens.data.synthetic import muscle_noise, onset_ramp, slow_noise
+from emg_lens.data.synthetic.emg_acc import muscle_noise, onset_ramp, slow_noise
 from emg_lens.errors import ConfigError
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "SyntheticHDsEMGSpec",
     "generate_hdsemg_recordings",
     "planted_activation",
+    "synthesize_hdsemg",
     "write_synthetic_hdsemg",
 ]
 
@@ -134,7 +137,7 @@ def write_synthetic_hdsemg(
     at a time; returns the paths.
 
     >>> import tempfile
-    >>> from emg_lens.data.hdsemg import load_hdsemg
+    >>> from emg_lens.data.formats.hdsemg import load_hdsemg
     >>> spec = SyntheticHDsEMGSpec(n_subjects=2, n_gestures=2, movement_seconds=0.2, n_force=3)
     >>> paths = write_synthetic_hdsemg(spec, tempfile.mkdtemp(), subjects=[2])
     >>> paths[0].name, load_hdsemg(paths[0]).modalities
@@ -144,6 +147,14 @@ def write_synthetic_hdsemg(
         write_hdsemg(_subject_recording(spec, s), Path(out_dir) / f"s{s}.mat")
         for s in _subjects(spec, subjects)
     ]
+
+
+def synthesize_hdsemg(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
+    """``out/s<N>.mat`` for every subject of ``SyntheticHDsEMGSpec(**options)``, one subject in
+    memory at a time: what ``emg-lens synth --format hdsemg`` writes."""
+    spec = SyntheticHDsEMGSpec(**options)
+    subjects = range(1, spec.n_subjects + 1)
+    return (write_synthetic_hdsemg(spec, out, [s])[0] for s in subjects)
 
 
 def _subjects(spec: SyntheticHDsEMGSpec, subjects: list[int] | None) -> list[int]:

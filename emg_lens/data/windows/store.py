@@ -1,7 +1,7 @@
 """The HDF5 window store: TinyMyo windows of many recordings in one file, read lazily.
 
 `write_window_store` writes the windows of many recordings (through
-`emg_lens.data.windowing.tinymyo_windows`, or ready-made `WindowBatch` es) to one HDF5 file,
+`emg_lens.data.windows.pipeline.tinymyo_windows`, or ready-made `WindowBatch` es) to one HDF5 file,
 incrementally and atomically; `WindowStore` is the lazy `torch.utils.data.Dataset` over it:
 item ``i`` is ``(x, y)``, ``x`` float32 ``[16, 1000]``, ``y`` an int64 scalar -- or, in a store
 of regression windows (`RegressionBatch`, e.g. NinaPro DB8's), float32 targets ``[time,
@@ -40,12 +40,18 @@ from tqdm.auto import tqdm
 
 from emg_lens._io import atomic_write, leftover_temp_files, make_folder
 from emg_lens.data.preprocess import Scaler
+from emg_lens.data.reader import DatasetReader, Source, Windows
 from emg_lens.data.recording import Recording
-from emg_lens.data.windowing import TinyMyoPreprocess, WindowBatch, check_scaler, tinymyo_windows
+from emg_lens.data.windows.pipeline import (
+    TinyMyoPreprocess,
+    WindowBatch,
+    check_scaler,
+    tinymyo_windows,
+)
 from emg_lens.errors import ArgumentError, DataFormatError, IndexOutOfRangeError
 
 __all__ = [
-    "SPLIT_REPETITIONS",
+    "READER",
     "STORE_FORMAT",
     "RegressionBatch",
     "WindowStore",
@@ -55,10 +61,6 @@ __all__ = [
 
 STORE_FORMAT = "emg_lens.window_store/1"
 """The ``format`` attribute of a window store; a file without it is not one."""
-
-
-SPLIT_REPETITIONS = {"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)}
-"""The default repetition split of the window sources (NinaPro DB2/DB5's convention)."""
 
 
 def split_repetitions(train: Iterable[int], test: Iterable[int]) -> dict[str, list[int]]:
@@ -102,7 +104,7 @@ def write_window_store(
     Recordings go through `tinymyo_windows` (with ``spec``, ``labeled``, ``scaler``);
     `WindowBatch` items are written as they are (their shape must match ``spec``, which may
     then be any recipe with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``, such
-    as `emg_lens.data.downstream.DownstreamPreprocess`). Windows are appended recording by
+    as `emg_lens.data.windows.downstream.DownstreamPreprocess`). Windows are appended recording by
     recording (resizable datasets; one recording in memory at a time) under a tqdm bar.
 
     A store of `RegressionBatch` es (every batch one, ``target_names`` naming the outputs)
@@ -435,3 +437,24 @@ def _decode_attr(name: str, value: Any) -> Any:
     ):
         return json.loads(value)
     return value.item() if isinstance(value, np.generic) else value
+
+
+# ------------------------------------------------------------------------- the registry's reader
+
+
+def _read_windows(source: Source, subject: int) -> Windows:
+    train, test = source["train_repetitions"], source["test_repetitions"]
+    store = WindowStore(source["path"], subjects=[subject], repetitions=train + test)
+    items = [store[i] for i in range(len(store))]
+    X = np.stack([x.numpy() for x, _ in items]) if items else np.zeros((0, 0, 0), np.float32)
+    meta = {"source": source["path"], "preprocess": store.meta.get("preprocess")}
+    return Windows(X, store.labels, store.repetition, f"{source['path']} (subject {subject})", meta)
+
+
+READER = DatasetReader(
+    montage=lambda source: {"emg": None},  # the store's channels
+    subjects=lambda source: WindowStore(source["path"]).subjects,
+    files=lambda source, subject: [Path(source["path"])],
+    read_windows=_read_windows,
+)
+"""A window store as a window source for the registry (`emg_lens.data.registry`)."""
