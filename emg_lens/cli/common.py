@@ -102,21 +102,15 @@ def output_folder(path: str | Path, flag: str = "--out") -> Path:
 
 
 def print_table(rows: list[dict], columns: list[str], floatfmt: str = ".3f") -> None:
-    """``rows`` as right-aligned columns under a header.
+    """``rows`` as right-aligned columns under a header (`emg_lens.studies.check.text_table`).
 
     >>> print_table([{"subject": 1, "accuracy": 0.5}], ["subject", "accuracy"])
     subject  accuracy
           1     0.500
     """
+    from emg_lens.studies.check import text_table
 
-    def fmt(v: Any) -> str:
-        return format(v, floatfmt) if isinstance(v, float) else str(v)
-
-    cells = [[fmt(r[c]) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    print(text_table(rows, columns, floatfmt))
 
 
 # ----------------------------------------------------------------------------- devices

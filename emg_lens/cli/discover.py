@@ -60,8 +60,9 @@ def add_parser(sub) -> None:
 def _spec(args: argparse.Namespace) -> Any:
     """The discovery study of a spec file and/or the flags; ``--modules`` (a path from the
     working directory) replaces the file's ``modules``."""
-    from emg_lens.discovery.study import DiscoverySpec, load_discovery_spec
+    from emg_lens.discovery.study import DiscoverySpec
     from emg_lens.errors import ArgumentError
+    from emg_lens.studies import load_spec
     from emg_lens.studies.code import locate_argument
 
     if args.spec and args.name is not None:
@@ -70,7 +71,7 @@ def _spec(args: argparse.Namespace) -> Any:
             "study (its `name` key, which also picks the default --out folder): edit the file, "
             "or give --out for another output folder"
         )
-    loaded = load_discovery_spec(args.spec) if args.spec else None
+    loaded = load_spec(args.spec, kind=DiscoverySpec.KIND) if args.spec else None
     base = (
         loaded.to_dict()
         if loaded is not None
@@ -95,42 +96,23 @@ def _spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_discover(args: argparse.Namespace):
+    from pathlib import Path
+
+    from emg_lens.cli.common import resolve_device, show_progress
+    from emg_lens.discovery.study import KIND, run_discovery
     from emg_lens.errors import ArgumentError
 
     spec = _spec(args)
     if not spec.models.strip():
         raise ArgumentError("discover needs --models DIR (or a spec file that names models)")
-    return run_discovery_spec(
-        spec, args.out, quiet=args.quiet, device=args.device, allow_code=allow_code(args)
-    )
-
-
-def run_discovery_spec(
-    spec: Any,
-    out: str | None,
-    *,
-    quiet: bool,
-    device: str = "auto",
-    allow_code: bool | list[str] = False,
-):
-    """Run a discovery study and print its summary (`discover` and `study run` share it);
-    ``allow_code``: consent to run its ``modules`` function."""
-    from pathlib import Path
-
-    from emg_lens.cli.common import resolve_device
-    from emg_lens.discovery.study import run_discovery
-
-    out = Path(out or Path("runs") / "discovery" / spec.name)
+    out = Path(args.out or Path(KIND.out) / spec.name)
     result = run_discovery(
         spec,
         out_dir=out,
-        progress=not quiet,
-        device=resolve_device(device),
-        allow_code=allow_code,
+        progress=show_progress(args),
+        device=resolve_device(args.device),
+        allow_code=allow_code(args),
     )
-    print(result.to_markdown())
-    print(
-        f"cells: {result.reused} reused, {result.recomputed} recomputed\n"
-        f"wrote tables and figures to {out}"
-    )
+    print(result.console())
+    print(f"wrote {out}: {', '.join(result.tables())}, summary.md and figures (PNG, SVG)")
     return result

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -61,21 +61,37 @@ from emg_lens.studies.code import (
     require_builder,
     require_consent,
 )
-from emg_lens.studies.files import read_study_file
-from emg_lens.studies.result import markdown_table, write_study_files
+from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.runner import entry_provenance, find_models, load_entry
 from emg_lens.studies.spec import modules_key
+from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
-from emg_lens.studies.validate import positive_int, reject_unknown, string, subject_list
+from emg_lens.studies.validate import positive_int, string, subject_list
 
-__all__ = ["DiscoverySpec", "DiscoveryStudyResult", "load_discovery_spec", "run_discovery"]
+__all__ = ["KIND", "DiscoverySpec", "DiscoveryStudyResult", "check_discovery", "run_discovery"]
 
 CELL = "discovery"  # the one cell of each subject
 
 
 @dataclass(frozen=True)
-class DiscoverySpec:
-    """A discovery study: parameters only (see the module docstring)."""
+class DiscoverySpec(Spec):
+    """A discovery study: parameters only (see the module docstring).
+
+    >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "tau": 0.1}).tau
+    0.1
+    >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "metric": "accuracy"})
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable, and screening linearises the metric; use 'margin' (the true class's logit margin: the window is correct when it is > 0) or 'logprob'. The accuracy effect is reported beside it.
+    >>> DiscoverySpec.from_dict({"name": "c", "models": "demo"}).with_changes(tau=0.1).tau
+    0.1
+    """  # noqa: E501
+
+    WHERE: ClassVar[str] = "discovery study"
+    KIND: ClassVar[str] = "discovery"
+    # how checkpoints load, not what the study is: in the provenance instead
+    UNHASHED: ClassVar[tuple[str, ...]] = ("modules",)
 
     name: str
     models: str
@@ -84,34 +100,21 @@ class DiscoverySpec:
     tau: float = 0.05
     method: str = "greedy"
     verify_top: int = 10
-    family: tuple[str, ...] | None = None  # None: default_family; else edge expressions
+    family: tuple[str, ...] | None = field(  # None: default_family; else edge expressions
+        default=None,
+        metadata=file_key(dump=lambda f, spec: "default" if f is None else list(f)),
+    )
     per_head: bool = True
     resamples: int = 0
-    subjects: tuple[int, ...] | None = None
+    subjects: tuple[int, ...] | None = field(default=None, metadata=file_key(omit=is_none))
     description: str = ""
-    modules: str | None = None  # "models.py:build_modules", below source_dir (see the module)
-    source_dir: str = field(default=".", compare=False)  # the study file's folder
+    # "models.py:build_modules", in the study's project (see the module)
+    modules: str | None = field(default=None, metadata=file_key(omit=is_none))
+    # the study file's folder
+    source_dir: str = field(default=".", compare=False, metadata=file_key(saved=False))
 
     @classmethod
-    def from_dict(cls, data: Any, *, source_dir: str | Path = ".") -> DiscoverySpec:
-        """Validate a dict (``kind`` may be present and must be ``"discovery"``); ``source_dir``
-        is where ``modules`` is looked for (the study file's folder).
-
-        >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "tau": 0.1}).tau
-        0.1
-        >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "metric": "accuracy"})
-        Traceback (most recent call last):
-        ...
-        emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable, and screening linearises the metric; use 'margin' (the true class's logit margin: the window is correct when it is > 0) or 'logprob'. The accuracy effect is reported beside it.
-        """  # noqa: E501
-        if not isinstance(data, dict):
-            raise SpecError(f"a discovery study must be a table/dict, got {type(data).__name__}")
-        data = dict(data)
-        kind = data.pop("kind", "discovery")
-        if kind != "discovery":
-            raise SpecError(f"kind = {kind!r}; a DiscoverySpec needs kind = 'discovery'")
-        keys = {f.name for f in cls.__dataclass_fields__.values()} - {"source_dir"}
-        reject_unknown("discovery study", data, keys)
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         for key in ("name", "models"):
             if not string(data.get(key), f"study key {key!r}"):
                 raise SpecError(f"study key {key!r} is required and must be a non-empty string")
@@ -124,56 +127,27 @@ class DiscoverySpec:
             method = check_method(data.get("method", "greedy"))
         except ArgumentError as exc:
             raise SpecError(f"method: {exc}") from exc
-        return_type = string(data.get("return_type", "logits"), "return_type (a model output)")
         per_head = data.get("per_head", True)
         if not isinstance(per_head, bool):
             raise SpecError(f"per_head must be true or false, got {per_head!r}")
         subjects = data.get("subjects")
-        return cls(
-            name=data["name"],
-            models=data["models"],
-            metric=metric,
-            return_type=return_type,
-            tau=tau,
-            method=method,
-            verify_top=positive_int(data.get("verify_top", 10), "verify_top"),
-            family=_family(data.get("family", "default")),
-            per_head=per_head,
-            resamples=positive_int(data.get("resamples", 0), "resamples", minimum=0),
-            subjects=None if subjects is None else subject_list(subjects, "subjects"),
-            description=string(data.get("description"), "description (free text)") or "",
-            modules=modules_key(data.get("modules")),
-            source_dir=str(source_dir),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict that `from_dict` reads back to an equal spec."""
-        out = {"kind": "discovery", **asdict(self)}
-        out.pop("source_dir")
-        if self.modules is None:
-            out.pop("modules")
-        out["family"] = "default" if self.family is None else list(self.family)
-        if self.subjects is None:
-            out.pop("subjects")
-        else:
-            out["subjects"] = list(self.subjects)
-        return out
-
-    def fingerprint(self) -> str:
-        """Canonical JSON: equal fingerprints, the same study (``modules``, how checkpoints
-        load, is in the provenance instead)."""
-        out = self.to_dict()
-        out.pop("modules", None)
-        return json.dumps(out, sort_keys=True)
-
-    def with_changes(self, **changes: Any) -> DiscoverySpec:
-        """The spec with ``changes`` (keys of `from_dict`) validated as a study file's, from
-        the same folder.
-
-        >>> DiscoverySpec.from_dict({"name": "c", "models": "demo"}).with_changes(tau=0.1).tau
-        0.1
-        """
-        return type(self).from_dict({**self.to_dict(), **changes}, source_dir=self.source_dir)
+        return {
+            "name": data["name"],
+            "models": data["models"],
+            "metric": metric,
+            "return_type": string(
+                data.get("return_type", "logits"), "return_type (a model output)"
+            ),
+            "tau": tau,
+            "method": method,
+            "verify_top": positive_int(data.get("verify_top", 10), "verify_top"),
+            "family": _family(data.get("family", "default")),
+            "per_head": per_head,
+            "resamples": positive_int(data.get("resamples", 0), "resamples", minimum=0),
+            "subjects": None if subjects is None else subject_list(subjects, "subjects"),
+            "description": string(data.get("description"), "description (free text)") or "",
+            "modules": modules_key(data.get("modules")),
+        }
 
     def code_files(self) -> list[CodeFile]:
         """The Python file the study would run (``modules``), located below ``source_dir``
@@ -211,20 +185,11 @@ def _family(value: Any) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def load_discovery_spec(source: str | Path | dict | DiscoverySpec) -> DiscoverySpec:
-    """A discovery study from a TOML/YAML file, a dict, or a spec passed through."""
-    if isinstance(source, DiscoverySpec):
-        return source
-    if isinstance(source, dict):
-        return DiscoverySpec.from_dict(source)
-    return read_study_file(
-        source, lambda data, folder: DiscoverySpec.from_dict(data, source_dir=folder)
-    )
-
-
 @dataclass
-class DiscoveryStudyResult:
-    """The tables of a discovery study; `save` writes them with the figures."""
+class DiscoveryStudyResult(StudyOutput):
+    """The tables of a discovery study; `save` writes them with the figures
+    (`emg_lens.studies.output.StudyOutput`); its ``summary`` is one row per subject, the
+    circuit found (``circuits``)."""
 
     spec: DiscoverySpec
     screen: pd.DataFrame
@@ -232,7 +197,10 @@ class DiscoveryStudyResult:
     curve: pd.DataFrame
     reused: int = 0
     recomputed: int = 0
-    figures_of: dict[str, plt.Figure] = field(default_factory=dict, repr=False)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self.circuits
 
     @property
     def consensus(self) -> pd.DataFrame:
@@ -285,17 +253,31 @@ class DiscoveryStudyResult:
             + "\n"
         )
 
-    def save(self, out_dir: str | Path) -> list[Path]:
-        """Write the tables, summary.md and figures as a study's (`write_study_files`: atomic,
-        and nothing written again that did not change); the paths."""
-        tables = {
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """screen.csv, circuits.csv, curve.csv, consensus.csv and stability.csv."""
+        return {
             "screen.csv": self.screen,
             "circuits.csv": self.circuits,
             "curve.csv": self.curve,
             "consensus.csv": self.consensus,
             "stability.csv": self.stability,
         }
-        return write_study_files(out_dir, tables, self.to_markdown(), lambda: self.figures_of)
+
+    def figures(self) -> dict[str, plt.Figure]:
+        """The screen map averaged over subjects, the pooled screen-vs-exact scatter and every
+        subject's faithfulness curve."""
+        metric = self.spec.metric
+        figs = {"faithfulness": plot_faithfulness(self.curve, tau=self.spec.tau, metric=metric)}
+        if self.screen["exact"].notna().any():
+            figs["screen_vs_exact"] = plot_screen_vs_exact(self.screen, metric=metric)
+        if self.screen["head"].notna().all():
+            figs["screen"] = plot_screen(self.screen, metric=metric)
+        return figs
+
+    def console(self) -> str:
+        """summary.md and the cells reused and computed: what ``emg-lens study run`` and
+        ``emg-lens discover`` print."""
+        return f"{self.to_markdown()}\ncells: {self.reused} reused, {self.recomputed} recomputed"
 
 
 def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) -> dict[str, Any]:
@@ -340,7 +322,7 @@ def run_discovery(
     ``allow_code``: consent to run the study's ``modules`` function (True, or its file's
     SHA-256), as `emg_lens.studies.run_study` takes it; checkpoints that hold the user's own
     modules without one are a `CheckpointError` saying what to add, before anything runs."""
-    spec = load_discovery_spec(spec)
+    spec = load_spec(spec, kind=DiscoverySpec.KIND)
     files = spec.code_files()  # located and hashed; refused here before anything runs
     require_consent(files, allow_code=allow_code)
     builder = ModuleBuilder.load(files[0], allow_code=allow_code) if files else None
@@ -389,7 +371,7 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
         curves.append(pd.DataFrame(cell["curve"]).assign(subject=subject))
     screen_table = pd.concat(screens, ignore_index=True)
     screen_table = screen_table[["subject", *[c for c in screen_table if c != "subject"]]]
-    result = DiscoveryStudyResult(
+    return DiscoveryStudyResult(
         spec=spec,
         screen=screen_table,
         circuits=pd.DataFrame(circuits),
@@ -397,8 +379,6 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
         reused=reused,
         recomputed=len(cells) - reused,
     )
-    result.figures_of = _figures(result)
-    return result
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:
@@ -416,13 +396,58 @@ def _flat(summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _figures(result: DiscoveryStudyResult) -> dict[str, plt.Figure]:
-    """The screen map averaged over subjects, the pooled screen-vs-exact scatter and every
-    subject's faithfulness curve."""
-    metric = result.spec.metric
-    figs = {"faithfulness": plot_faithfulness(result.curve, tau=result.spec.tau, metric=metric)}
-    if result.screen["exact"].notna().any():
-        figs["screen_vs_exact"] = plot_screen_vs_exact(result.screen, metric=metric)
-    if result.screen["head"].notna().all():
-        figs["screen"] = plot_screen(result.screen, metric=metric)
-    return figs
+def check_discovery(
+    spec: DiscoverySpec,
+    *,
+    models: str | Path | None = None,
+    preset: str | None = None,
+    layers: int | None = None,
+    heads: int | None = None,
+    study_file: str | Path | None = None,
+) -> str:
+    """What ``emg-lens study check`` prints of a discovery study: its parameters, the Python
+    file it names (listed, never run), the models it runs on (or, with none found, the
+    layout of ``preset`` at ``layers`` and ``heads``: `emg_lens.studies.check.check_target`)
+    and the candidates it screens there, by layer. Nothing is computed.
+
+    >>> spec = DiscoverySpec.from_dict({"name": "c", "models": "/nowhere", "tau": 0.1})
+    >>> print(check_discovery(spec, layers=2, heads=2).splitlines()[-1])
+    candidates: 36 (layer 0: 18, layer 1: 18)
+    """
+    from emg_lens.studies.check import check_target, code_note
+    from emg_lens.studies.code import consent_command
+
+    lines = [
+        f"{spec.name}: discovery study, {spec.metric} on {spec.return_type!r}, tau {spec.tau}, "
+        f"{spec.method} search, {spec.verify_top} verified exactly per subject, "
+        f"{spec.resamples} bootstrap resamples"
+    ]
+    code = spec.code_files()
+    if code:
+        consent = consent_command(study_file or f"{spec.name}.toml", code)
+        lines.append(code_note(spec, consent).rstrip("\n"))
+    target = check_target(spec, models=models, preset=preset, layers=layers, heads=heads)
+    subjects = "unknown" if target.n_subjects is None else target.n_subjects
+    lines.append(f"on {target.source}; subjects: {subjects}")
+    if target.model is not None:
+        family = spec.candidates(target.model)
+        per_layer = pd.Series([c.layer for c in family]).value_counts().sort_index()
+        counts = ", ".join(f"layer {layer}: {n}" for layer, n in per_layer.items())
+        lines.append(f"candidates: {len(family)} ({counts})")
+    return "\n".join(lines)
+
+
+KIND = StudyKind(
+    name=DiscoverySpec.KIND,
+    spec=DiscoverySpec,
+    run=run_discovery,
+    check=check_discovery,
+    out="runs/discovery",
+    refuses={
+        "wait_timeout": "whose processes claim no subjects and wait for none; the option is "
+        "for ablation and training studies",
+        "overrides": "of trained models: [data] and [train] overrides are for training "
+        "studies (kind = 'training')",
+    },
+)
+"""The discovery kind (`emg_lens.studies.kinds`)."""

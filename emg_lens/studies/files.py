@@ -1,6 +1,5 @@
 """Reading a study file: TOML or YAML into a table, built into a spec by the caller, with every
-error naming the file. Below both spec kinds, so `emg_lens.studies.load` (which dispatches on
-``kind``) and the training runner (which reads training studies only) share it.
+error naming the file; `emg_lens.studies.kinds.load_spec` reads every kind through it.
 """
 
 from __future__ import annotations

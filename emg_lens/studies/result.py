@@ -17,15 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from emg_lens._io import make_folder, write_if_changed
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
+from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec import StatsSpec, StudySpec
 from emg_lens.studies.stats import (
     ALPHA,
@@ -43,11 +42,9 @@ from emg_lens.studies.stats import (
 __all__ = [
     "StudyResult",
     "family_sizes",
-    "markdown_table",
     "planned_family_sizes",
     "power_note",
     "summarize",
-    "write_study_files",
 ]
 
 CONDITION_COLUMNS = ["intervention", "mode", "layer", "layers", "heads", "key"]
@@ -234,52 +231,6 @@ def power_note(n: int | None, sizes: list[int], stats: StatsSpec) -> str:
     return note
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    """A GitHub-flavoured markdown table (no extra dependency)."""
-
-    def fmt(v):
-        if isinstance(v, float | np.floating):
-            return "" if np.isnan(v) else format(v, floatfmt)
-        return "" if v is None or v is pd.NA else str(v)
-
-    lines = [
-        "| " + " | ".join(map(str, df.columns)) + " |",
-        "|" + "|".join("---" for _ in df.columns) + "|",
-    ]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def write_study_files(
-    out_dir: str | Path,
-    tables: dict[str, pd.DataFrame],
-    markdown: str,
-    figures: Callable[[], dict],
-) -> list[Path]:
-    """Write each table as CSV and ``markdown`` as summary.md (each atomically), then the
-    figures ``figures()`` draws as PNG and SVG; the paths. A file that already holds the same
-    bytes is not written again, so saving an unchanged result writes nothing (read-only media
-    included); a full disk or a read-only folder is a `emg_lens.errors.StorageError` naming
-    the file. Ablation, training and discovery results save through it.
-
-    >>> import tempfile
-    >>> out = Path(tempfile.mkdtemp())
-    >>> paths = write_study_files(out, {"summary.csv": pd.DataFrame({"a": [1]})}, "# t", dict)
-    >>> [p.name for p in paths], (out / "summary.md").read_text()
-    (['summary.csv', 'summary.md'], '# t')
-    """
-    from emg_lens.plotting import save_figures  # matplotlib only when drawing
-
-    out = make_folder(out_dir)
-    written = []
-    for name, df in tables.items():
-        write_if_changed(out / name, df.to_csv(index=False))
-        written.append(out / name)
-    write_if_changed(out / "summary.md", markdown)
-    written.append(out / "summary.md")
-    return written + save_figures(figures(), out)
-
-
 def correction_phrase(stats: StatsSpec) -> str:
     """How the correction is applied, in words.
 
@@ -296,8 +247,9 @@ def correction_phrase(stats: StatsSpec) -> str:
 
 
 @dataclass
-class StudyResult:
-    """What a study produced. `figures` draws; `save` writes everything to a folder.
+class StudyResult(StudyOutput):
+    """What an ablation study produced. `figures` draws; `save` writes everything to a folder
+    (`emg_lens.studies.output.StudyOutput`).
 
     ``per_subject`` and ``summary`` hold a ``metric`` column and, for a study naming several
     metrics (``spec.metrics``), one row per metric of each (subject,) condition; `of_metric`
@@ -312,6 +264,10 @@ class StudyResult:
     # of class indices its class figure marks (the planted ones)
     class_labels: tuple[str, ...] | None = None
     marked_classes: dict[str, list[int]] = field(default_factory=dict)
+    # cells read from the store, computed here, and of those replacing one of other provenance
+    reused: int = 0
+    recomputed: int = 0
+    stale: int = 0
 
     @classmethod
     def from_table(
@@ -513,15 +469,30 @@ class StudyResult:
             figs["class_deltas"] = plots.class_deltas(self.of_metric())
         return figs
 
-    def save(self, out_dir: str | Path) -> list[Path]:
-        """Write per_subject.csv, per_class.csv, summary.csv, summary.md (each atomically) and
-        every figure as PNG and SVG."""
-        tables = {
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """per_subject.csv, per_class.csv and summary.csv."""
+        return {
             "per_subject.csv": self.per_subject,
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
         }
-        return write_study_files(out_dir, tables, self.to_markdown(), self.figures)
+
+    def console(self) -> str:
+        """The cells reused and computed, the baseline, each metric's table and the power
+        note: what ``emg-lens study run`` prints."""
+        spec = self.spec
+        stale = f" ({self.stale} of other provenance)" if self.stale else ""
+        lines = [
+            f"cells: {self.reused} reused, {self.recomputed} recomputed{stale}",
+            f"{spec.name}: baseline {spec.metric} {self.baseline.mean():.3f} over "
+            f"{len(self.baseline)} subjects ({spec.stats.test}, {correction_phrase(spec.stats)})",
+        ]
+        for metric in spec.metrics:  # one table per metric, from the same forward passes
+            if len(spec.metrics) > 1:
+                lines.append(f"{metric} ({delta_name(metric)}):")
+            lines.append(self.table3(metric).to_string(index=False))
+        lines.append(self.power_note())
+        return "\n".join(lines)
 
 
 def _rows_of(table: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -49,7 +49,7 @@ from emg_lens.provenance import (
 from emg_lens.studies.code import ModuleBuilder, load_model, require_builder
 from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
-from emg_lens.studies.load import load_spec
+from emg_lens.studies.kinds import load_spec
 from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.planted import planted_classes
 from emg_lens.studies.result import StudyResult
@@ -244,7 +244,8 @@ def run_study(
     up to ``wait_timeout`` seconds (a number >= 0; ``inf``: no limit). The result's ``reused`` and
     ``recomputed`` say how many cells were read from the store and computed here (``stale``: how
     many of those replaced a stored cell of other provenance, or a torn one).
-    A training study (``kind = "training"``) is refused: it runs with `run_training_study`.
+    A study of another kind is refused, naming what runs it (`emg_lens.studies.run` runs
+    every kind).
 
     ``device`` (``"cpu"``, ``"cuda"``, a `torch.device`; None: where each model is) is where
     the forward passes run (see the module docstring). Under ``torchrun`` with ``WORLD_SIZE``
@@ -281,12 +282,7 @@ def run_study(
     >>> (first.reused, first.recomputed), (again.reused, again.recomputed)
     ((0, 2), (2, 0))
     """
-    spec = load_spec(spec)
-    if not isinstance(spec, StudySpec):
-        raise SpecError(
-            f"study {spec.name!r} is kind = 'training': use run_training_study (or `emg-lens "
-            "study run`, which dispatches)"
-        )
+    spec = load_spec(spec, kind=StudySpec.KIND)
     wait_timeout = check_wait_timeout(wait_timeout)
     study_code = StudyCode.load(spec, allow_code)
     entries = _subjects(spec, models)

@@ -18,24 +18,16 @@ True
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import EdgeExpressionError, SpecError
 from emg_lens.studies.code import CodeFile, load_code, locate_code
 from emg_lens.studies.metrics import METRICS
+from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.stats import CORRECTIONS, TESTS
-from emg_lens.studies.validate import (
-    int_list,
-    reject_repeats,
-    reject_unknown,
-    string,
-    subject_list,
-    table,
-)
+from emg_lens.studies.validate import int_list, reject_repeats, string, subject_list
 
 __all__ = ["MODES", "Intervention", "LayerSpec", "StatsSpec", "StudySpec", "modules_key"]
 
@@ -65,23 +57,21 @@ def modules_key(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class Intervention:
+class Intervention(Spec):
     """One named intervention: exactly one of ``edges`` (an edge expression, masked with
     ``-inf`` at ``hook_attn_scores``), ``hook`` (``"path/file.py:name"``: an EdgeSet, an
     expression string, or a factory ``f(model, layers) -> fwd_hooks``) or ``zero_modality``
     (input ablation of one modality, the paper's Table 2)."""
 
+    HOLDS: ClassVar[str] = "name and edges/hook/zero_modality"
+
     name: str
-    edges: str | None = None
-    hook: str | None = None
-    zero_modality: str | None = None
+    edges: str | None = field(default=None, metadata=file_key(omit=is_none))
+    hook: str | None = field(default=None, metadata=file_key(omit=is_none))
+    zero_modality: str | None = field(default=None, metadata=file_key(omit=is_none))
 
     @classmethod
-    def from_dict(cls, data: Any, index: int) -> Intervention:
-        where = f"interventions[{index}]"
-        if not isinstance(data, dict):
-            raise SpecError(f"{where} must be a table with name and edges/hook/zero_modality")
-        reject_unknown(where, data, {f.name for f in fields(cls)})
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         name = string(data.get("name"), f"{where}.name")
         if name is None or not name.isidentifier() or name == "baseline":
             raise SpecError(
@@ -102,7 +92,7 @@ class Intervention:
         if hook is not None and ":" not in hook:
             raise SpecError(f"{where}.hook must look like 'hooks/file.py:name', got {hook!r}")
         modality = string(data.get("zero_modality"), f"{where}.zero_modality (a modality name)")
-        return cls(name=name, edges=edges, hook=hook, zero_modality=modality)
+        return {"name": name, "edges": edges, "hook": hook, "zero_modality": modality}
 
     @property
     def acts_on_layers(self) -> bool:
@@ -111,16 +101,18 @@ class Intervention:
 
 
 @dataclass(frozen=True)
-class LayerSpec:
+class LayerSpec(Spec):
     """Which layer sets to intervene on, per mode (see `MODES`)."""
 
+    WHERE: ClassVar[str] = "layers"
+
     modes: tuple[str, ...] = ("individual",)
-    layers: tuple[int, ...] | None = None  # the l of each mode; None: every layer
+    # the l of each mode; None: every layer
+    layers: tuple[int, ...] | None = field(default=None, metadata=file_key(omit=is_none))
     explicit: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
-    def from_dict(cls, data: Any) -> LayerSpec:
-        reject_unknown("layers", table(data, "layers"), {"modes", "layers", "explicit"})
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         modes = data.get("modes", ["individual"])
         if isinstance(modes, str):
             modes = [modes]
@@ -142,27 +134,28 @@ class LayerSpec:
             raise SpecError("layers.explicit holds an empty layer list")
         reject_repeats("layers.layers", [layers] if layers is None else list(layers))
         reject_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
-        return cls(tuple(modes), layers, explicit)
+        return {"modes": tuple(modes), "layers": layers, "explicit": explicit}
 
 
 @dataclass(frozen=True)
-class StatsSpec:
+class StatsSpec(Spec):
     """Test, correction and the family a correction runs over."""
+
+    WHERE: ClassVar[str] = "stats"
 
     test: str = "mannwhitneyu"
     correction: str = "bonferroni"
     family: str = "mode"  # the paper corrects over all comparisons of one layer mode
 
     @classmethod
-    def from_dict(cls, data: Any) -> StatsSpec:
-        reject_unknown("stats", table(data, "stats"), {f.name for f in fields(cls)})
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         for key in data:
             string(data[key], f"stats.{key}")
-        spec = cls(**data)
+        values = {f: data.get(f, getattr(cls, f)) for f in ("test", "correction", "family")}
         for key, allowed in (("test", TESTS), ("correction", CORRECTIONS), ("family", FAMILIES)):
-            if getattr(spec, key) not in allowed:
-                raise SpecError(f"stats.{key} = {getattr(spec, key)!r}; accepted: {list(allowed)}")
-        return spec
+            if values[key] not in allowed:
+                raise SpecError(f"stats.{key} = {values[key]!r}; accepted: {list(allowed)}")
+        return values
 
 
 def _head_sets(heads: Any) -> tuple[tuple[int, ...] | None, ...]:
@@ -221,35 +214,49 @@ def _metrics(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _metric_key(metrics: tuple[str, ...], spec: Any) -> str | list[str]:
+    """The file's ``metric``: one name, or a list of several."""
+    return metrics[0] if len(metrics) == 1 else list(metrics)
+
+
+def _heads_key(heads: tuple, spec: Any) -> list:
+    return ["all" if h is None else list(h) for h in heads]
+
+
 @dataclass(frozen=True)
-class StudySpec:
+class StudySpec(Spec):
     """A whole study. ``source_dir`` (where the file was) resolves ``hook`` paths and is not
     part of the study's identity."""
+
+    KIND: ClassVar[str] = "ablation"
+    # ``modules`` is how checkpoints load, not what the study is: its function and file
+    # digest are in each cell's provenance instead
+    UNHASHED: ClassVar[tuple[str, ...]] = ("kind", "modules")
 
     name: str
     models: str
     interventions: tuple[Intervention, ...]
     # the study key ``metric``: one name or a list (one table per metric, from the same passes)
-    metrics: tuple[str, ...] = ("accuracy",)
+    metrics: tuple[str, ...] = field(
+        default=("accuracy",), metadata=file_key("metric", dump=_metric_key)
+    )
     # which of the model's outputs is scored: a ``return_type`` of its forward that gives
     # [batch, n_classes] logits ("logits"; IsoNet also has "avg_logits", its mean-pooled head)
     return_type: str = "logits"
     layers: LayerSpec = LayerSpec()
-    heads: tuple[tuple[int, ...] | None, ...] = (None,)  # None: all heads
-    subjects: tuple[int, ...] | None = None
+    heads: tuple[tuple[int, ...] | None, ...] = field(  # None: all heads
+        default=(None,), metadata=file_key(dump=_heads_key)
+    )
+    subjects: tuple[int, ...] | None = field(default=None, metadata=file_key(omit=is_none))
     stats: StatsSpec = StatsSpec()
     description: str = ""
     # "models.py:build_modules": builds the user's modules of checkpoints that hold some (a
     # converted nn.TransformerEncoder's tokenizer and readout), run only with consent
-    modules: str | None = None
-    source_dir: str = field(default=".", compare=False)
+    modules: str | None = field(default=None, metadata=file_key(omit=is_none))
+    source_dir: str = field(default=".", compare=False, metadata=file_key(saved=False))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source_dir: str | Path = ".") -> StudySpec:
-        if not isinstance(data, dict):
-            raise SpecError(f"a study spec must be a table/dict, got {type(data).__name__}")
-        allowed = {f.name for f in fields(cls)} - {"source_dir", "metrics"} | {"metric"}
-        reject_unknown("study", data, allowed)
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         for key in ("name", "models"):
             if not string(data.get(key), f"study key {key!r}"):
                 raise SpecError(f"study key {key!r} is required and must be a non-empty string")
@@ -266,61 +273,33 @@ class StudySpec:
         raw = data.get("interventions")
         if not isinstance(raw, list) or not raw:
             raise SpecError("the study needs at least one [[interventions]] entry")
-        interventions = tuple(Intervention.from_dict(d, i) for i, d in enumerate(raw))
+        interventions = tuple(
+            Intervention.from_dict(d, where=f"interventions[{i}]") for i, d in enumerate(raw)
+        )
         names = [i.name for i in interventions]
         if len(set(names)) != len(names):
             raise SpecError(f"intervention names must be unique, got {names}")
         heads = _head_sets(data.get("heads", [None]))
         _refuse_heads_twice(heads, interventions)
         subjects = data.get("subjects")
-        return cls(
-            name=data["name"],
-            models=data["models"],
-            modules=modules_key(data.get("modules")),
-            interventions=interventions,
-            metrics=metrics,
-            return_type=return_type,
-            layers=LayerSpec.from_dict(data.get("layers", {})),
-            heads=heads,
-            subjects=None if subjects is None else subject_list(subjects, "subjects"),
-            stats=StatsSpec.from_dict(data.get("stats", {})),
-            description=string(data.get("description"), "description (free text)") or "",
-            source_dir=str(source_dir),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict that `from_dict` reads back to an equal spec."""
-        out = asdict(self)
-        out.pop("source_dir")
-        metrics = out.pop("metrics")  # the file's key: one name, or a list of several
-        out["metric"] = metrics[0] if len(metrics) == 1 else list(metrics)
-        if self.modules is None:
-            out.pop("modules")
-        out["interventions"] = [
-            {k: v for k, v in i.items() if v is not None} for i in out["interventions"]
-        ]
-        out["heads"] = ["all" if h is None else list(h) for h in self.heads]
-        out["layers"] = {k: v for k, v in out["layers"].items() if v is not None}
-        out["layers"]["explicit"] = [list(e) for e in self.layers.explicit]
-        out["layers"]["modes"] = list(self.layers.modes)
-        if self.subjects is None:
-            out.pop("subjects")
-        else:
-            out["subjects"] = list(self.subjects)
-        return out
+        return {
+            "name": data["name"],
+            "models": data["models"],
+            "modules": modules_key(data.get("modules")),
+            "interventions": interventions,
+            "metrics": metrics,
+            "return_type": return_type,
+            "layers": LayerSpec.from_dict(data.get("layers", {})),
+            "heads": heads,
+            "subjects": None if subjects is None else subject_list(subjects, "subjects"),
+            "stats": StatsSpec.from_dict(data.get("stats", {})),
+            "description": string(data.get("description"), "description (free text)") or "",
+        }
 
     @property
     def metric(self) -> str:
         """The study's first metric: the one its figures and single-table views show."""
         return self.metrics[0]
-
-    def fingerprint(self) -> str:
-        """Canonical JSON of the spec: two specs with equal fingerprints run the same study.
-        ``modules`` is how checkpoints load, not what the study is: its function and file
-        digest are in each cell's provenance instead."""
-        out = self.to_dict()
-        out.pop("modules", None)
-        return json.dumps(out, sort_keys=True)
 
     # ------------------------------------------------------------------ hook references
     def code_files(self) -> list[CodeFile]:

@@ -356,10 +356,11 @@ def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_pat
     )
     again = run(["study", "run", str(study), "--out", str(out), "--quiet"])
     assert again.reused == 1 and again.circuits.equals(flags.circuits)
-    with pytest.raises(SpecError, match="kind = 'discovery' is a discovery study"):
-        from emg_lens.studies import load_spec
+    from emg_lens.studies import load_spec, run_study
 
-        load_spec(study)
+    assert load_spec(study) == again.spec  # every kind is read by load_spec, once
+    with pytest.raises(SpecError, match="not kind = 'ablation': use run_discovery"):
+        run_study(study, progress=False)
 
 
 def test_a_base_mask_is_cut_in_every_pass(model, data):
@@ -404,10 +405,10 @@ def test_a_base_mask_is_cut_in_every_pass(model, data):
 def test_the_shipped_discovery_study_is_valid():
     from pathlib import Path
 
-    from emg_lens.discovery.study import load_discovery_spec
+    from emg_lens.studies import load_spec
 
     path = Path(__file__).resolve().parents[2] / "studies" / "discovery_demo.toml"
-    spec = load_discovery_spec(path)
+    spec = load_spec(path)
     assert (spec.models, spec.return_type, spec.tau, spec.family) == (
         "demo",
         "avg_logits",

@@ -210,7 +210,7 @@ def test_ablation_specs_still_load_with_or_without_kind():
 def test_run_study_points_a_training_study_to_run_training_study(given, tmp_path):
     spec = {"dict": BASE, "spec": TrainingStudySpec.from_dict(BASE), "file": tmp_path / "t.yaml"}
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(BASE))
-    message = "study 't' is kind = 'training': use run_training_study (or `emg-lens study run`"
+    message = "study 't' is kind = 'training', not kind = 'ablation': use run_training_study"
     with pytest.raises(SpecError, match=re.escape(message)):
         run_study(spec[given], models={}, progress=False)
 
@@ -478,7 +478,9 @@ def test_cli_check_shows_the_training_grid_and_flags_are_for_training_studies(ca
     )
     ablation = str(STUDIES / "isonet_table3.toml")
     assert main(["study", "run", ablation, "--epochs", "1"]) == 2
-    assert "--epochs: only for training studies" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--epochs: isonet-table3 is an ablation study" in err
+    assert "overrides are for training studies" in err
 
 
 def test_a_diverged_training_study_stores_no_cell_and_writes_no_table(tmp_path):

@@ -3,8 +3,8 @@ redrawn per subject and trial), how a cell's electrodes are taken from a subject
 (`select_channels`), and `TrainingCell`, one model to train. For ACC an electrode is its 3
 axes.
 
->>> inp = TrainingInput.from_dict({"name": "emg6", "channels": {"emg": 6}, "trials": 2}, 0,
-...                               {"emg": 12, "acc": 12})
+>>> inp = TrainingInput.from_dict({"name": "emg6", "channels": {"emg": 6}, "trials": 2},
+...                               electrodes={"emg": 12, "acc": 12})
 >>> TrainingCell(1, "IsoNet", inp, trial=1).key
 'IsoNet-emg6-t1-5fdc37f9'
 """
@@ -15,15 +15,16 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, DataFormatError, SpecError
 from emg_lens.hooks.ablation import channel_range
-from emg_lens.studies.validate import positive_int, reject_repeats, reject_unknown
+from emg_lens.studies.spec_base import Spec, file_key, is_none
+from emg_lens.studies.validate import positive_int, reject_repeats
 
 __all__ = [
     "AXES_PER_ELECTRODE",
@@ -113,23 +114,25 @@ def select_channels(data: SubjectData, electrodes: Mapping[str, Sequence[int]]) 
 
 
 @dataclass(frozen=True)
-class TrainingInput:
+class TrainingInput(Spec):
     """One ``[[inputs]]`` entry: whole ``modalities``, or ``channels`` (electrodes per modality)
     drawn at random per subject and trial, ``trials`` times."""
 
+    WHERE: ClassVar[str] = "inputs[0]"
+    HOLDS: ClassVar[str] = "name and modalities or channels"
+
     name: str
-    modalities: tuple[str, ...] | None = None
-    channels: tuple[tuple[str, int], ...] | None = None
-    trials: int = 1
+    modalities: tuple[str, ...] | None = field(default=None, metadata=file_key(omit=is_none))
+    channels: tuple[tuple[str, int], ...] | None = field(
+        default=None, metadata=file_key(dump=lambda pairs, spec: dict(pairs), omit=is_none)
+    )
+    # random draws repeated: channels only
+    trials: int = field(default=1, metadata=file_key(omit=lambda n, spec: spec.channels is None))
 
     @classmethod
-    def from_dict(
-        cls, data: Any, index: int, electrodes: Mapping[str, int | None]
-    ) -> TrainingInput:
-        where = f"inputs[{index}]"
-        if not isinstance(data, dict):
-            raise SpecError(f"{where} must be a table with name and modalities or channels")
-        reject_unknown(where, data, {f.name for f in fields(cls)})
+    def _parse(
+        cls, data: dict[str, Any], where: str, electrodes: Mapping[str, int | None]
+    ) -> dict[str, Any]:
         name = data.get("name")
         if not isinstance(name, str) or not name.isidentifier():
             raise SpecError(f"{where}.name must be an identifier, got {name!r}")
@@ -156,7 +159,7 @@ class TrainingInput:
                     f"{where}: trials repeat random electrode draws, which need channels = "
                     "{modality = count}; whole modalities have nothing to redraw"
                 )
-            return cls(name=name, modalities=tuple(modalities))
+            return {"name": name, "modalities": tuple(modalities)}
         channels = data["channels"]
         if not isinstance(channels, dict) or not channels:
             raise SpecError(f"{where}.channels must be a table of electrodes per modality")
@@ -172,12 +175,7 @@ class TrainingInput:
                     f"{available} {modality} electrodes{what}; accepted: 1..{available}"
                 )
         trials = positive_int(data.get("trials", 1), f"{where}.trials")
-        return cls(name=name, channels=tuple(channels.items()), trials=trials)
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.modalities is not None:
-            return {"name": self.name, "modalities": list(self.modalities)}
-        return {"name": self.name, "channels": dict(self.channels), "trials": self.trials}
+        return {"name": name, "channels": tuple(channels.items()), "trials": trials}
 
     @property
     def digest(self) -> str:

@@ -5,12 +5,11 @@ inputs against its reference input, with statistics), the Table-1 view and the c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from emg_lens.studies.result import markdown_table, write_study_files
+from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.stats import compare, correct, delta_pct, stars
 from emg_lens.studies.training.spec import TrainingStudySpec
 
@@ -81,12 +80,16 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
 
 
 @dataclass
-class TrainingStudyResult:
-    """What a training study produced: the per-cell table and the summary."""
+class TrainingStudyResult(StudyOutput):
+    """What a training study produced: the per-cell table and the summary
+    (`emg_lens.studies.output.StudyOutput`)."""
 
     spec: TrainingStudySpec
     per_subject: pd.DataFrame
     summary: pd.DataFrame
+    # cells read from the store, and trained here
+    reused: int = 0
+    recomputed: int = 0
 
     @classmethod
     def from_table(cls, spec: TrainingStudySpec, per_subject: pd.DataFrame) -> TrainingStudyResult:
@@ -143,8 +146,12 @@ class TrainingStudyResult:
 
         return {"comparison": plots.comparison_figure(self)}
 
-    def save(self, out_dir: str | Path) -> list[Path]:
-        """Write per_subject.csv, summary.csv, summary.md (each atomically) and the figure as
-        PNG and SVG (`write_study_files`, as an ablation study does)."""
-        tables = {"per_subject.csv": self.per_subject, "summary.csv": self.summary}
-        return write_study_files(out_dir, tables, self.to_markdown(), self.figures)
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """per_subject.csv and summary.csv."""
+        return {"per_subject.csv": self.per_subject, "summary.csv": self.summary}
+
+    def console(self) -> str:
+        """The header, the Table-1 view and the comparisons: what ``emg-lens study run``
+        prints."""
+        comparisons = self.comparisons().to_string(index=False, float_format="{:.3g}".format)
+        return f"{self.header()}\n\n{self.table1().to_string()}\n{comparisons}"

@@ -22,19 +22,20 @@ from tqdm.auto import tqdm
 from emg_lens.data.datasets import load_subject
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import SpecError, StudyError
-from emg_lens.studies.files import read_study_file
+from emg_lens.studies.check import text_table
+from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.metrics import score_predictions
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.training.grid import TrainingCell, electrode_counts, select_channels
 from emg_lens.studies.training.result import TrainingStudyResult
-from emg_lens.studies.training.spec import ARCHITECTURES, KIND, TrainingStudySpec, check_models
+from emg_lens.studies.training.spec import ARCHITECTURES, TrainingStudySpec, check_models
 from emg_lens.train import fit, predict
 from emg_lens.train.distributed import torchrun_process
 
 WAIT_TIMEOUT = 3600.0
 """Seconds rank 0 waits without a new cell from the other ranks before giving up."""
 
-__all__ = ["run_training_study"]
+__all__ = ["KIND", "check_training", "run_training_study"]
 
 
 def _train_cell(
@@ -81,25 +82,6 @@ def _electrodes_text(electrodes: Mapping[str, list[int]], montage: list[str]) ->
     return " ".join(f"{m}:{','.join(map(str, electrodes[m]))}" for m in order)
 
 
-def _training_spec(source: Any) -> TrainingStudySpec:
-    """``source`` as a training spec: a dict is read as one (its ``kind`` may be left out), a
-    file must say ``kind = "training"``; an ablation study is refused, pointing to `run_study`."""
-    if isinstance(source, str | Path):
-        source = read_study_file(source, _training_from_file)
-    elif isinstance(source, dict):
-        source = TrainingStudySpec.from_dict(source)
-    if not isinstance(source, TrainingStudySpec):
-        raise SpecError(f"study {source.name!r} is not kind = {KIND!r}; run it with run_study")
-    return source
-
-
-def _training_from_file(data: Any, folder: Path) -> TrainingStudySpec:
-    """A study file without ``kind`` is an ablation study (as `load_spec` reads it)."""
-    if isinstance(data, dict) and data.get("kind", "ablation") != KIND:
-        raise SpecError(f"study {data.get('name')!r} is not kind = {KIND!r}; run it with run_study")
-    return TrainingStudySpec.from_dict(data)
-
-
 def run_training_study(
     spec: TrainingStudySpec | str | Path | dict,
     *,
@@ -139,7 +121,7 @@ def run_training_study(
     >>> len(result.per_subject), list(result.table1().columns)
     (6, ['both (ref)', 'emg2'])
     """
-    spec = _training_spec(spec).with_overrides(overrides)
+    spec = load_spec(spec, kind=TrainingStudySpec.KIND).with_overrides(overrides)
     check_models(spec)
     if data is not None and spec.data.subjects is None:
         subjects = sorted(data)
@@ -205,6 +187,54 @@ def run_training_study(
             }
         )
     result = TrainingStudyResult.from_table(spec, pd.DataFrame(rows))
+    result.recomputed = len(computed)  # on this rank; under torchrun the others trained theirs
+    result.reused = len(cells) - result.recomputed
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+def check_training(
+    spec: TrainingStudySpec,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    preset: str | None = None,
+    study_file: str | Path | None = None,
+) -> str:
+    """What ``emg-lens study check`` prints of a training study: its data, the models per
+    subject and each architecture x input model built once (`check_models`), with
+    ``overrides`` (and ``preset``, a ``[train]`` key here) applied. ``study_file`` is not
+    read: a training study names no code.
+
+    >>> spec = {"kind": "training", "name": "t", "data": {"subjects": [1, 2]},
+    ...         "architectures": ["MultimodalMLP"], "reference": "e",
+    ...         "inputs": [{"name": "e", "modalities": ["emg"]}]}
+    >>> print(check_training(load_spec(spec), preset="tiny").splitlines()[0])
+    t: training study on synthetic subjects [1, 2]; 1 models per subject (preset 'tiny', 40 epochs); reference input 'e'
+    """  # noqa: E501
+    given = {**(overrides or {}), **({} if preset is None else {"preset": preset})}
+    spec = spec.with_overrides(given)
+    rows = check_models(spec)
+    subjects = "all" if spec.data.subjects is None else list(spec.data.subjects)
+    head = (
+        f"{spec.name}: training study on {spec.data.dataset} subjects {subjects}; "
+        f"{len(spec.cells([0]))} models per subject (preset {spec.preset!r}, "
+        f"{spec.train.epochs} epochs); reference input {spec.reference!r}"
+    )
+    columns = ["architecture", "input", "trials", "channels", "tokens", "parameters"]
+    return f"{head}\n{text_table(rows, columns)}"
+
+
+KIND = StudyKind(
+    name=TrainingStudySpec.KIND,
+    spec=TrainingStudySpec,
+    run=run_training_study,
+    check=check_training,
+    refuses={
+        "models": "which trains its own models",
+        "allow_code": "which names no code to run",
+        "layers": "whose models' sizes come from its preset and [model]",
+        "heads": "whose models' sizes come from its preset and [model]",
+    },
+)
+"""The training kind (`emg_lens.studies.kinds`)."""

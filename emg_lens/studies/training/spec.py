@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from emg_lens.config import PRESETS, EncoderConfig, config_for_data
 from emg_lens.data.datasets import available_subjects, data_source, dataset_preprocess
@@ -39,6 +39,7 @@ from emg_lens.errors import ArgumentError, ConfigError, EmgLensError, SpecError
 from emg_lens.models import CLASSIFIERS, MODEL_CLASSES
 from emg_lens.studies.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec import StatsSpec
+from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (
     positive_int,
@@ -82,8 +83,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _pairs_table(pairs: tuple[tuple[str, Any], ...], spec: Any) -> dict[str, Any]:
+    return dict(pairs)
+
+
 @dataclass(frozen=True)
-class TrainingData:
+class TrainingData(Spec):
     """``[data]``: the dataset, its subjects and the windowing (`emg_lens.data.datasets`).
     ``subjects=None`` means every subject found (``subjects = "all"``); ``synthetic`` holds
     `SyntheticSpec` fields for ``dataset = "synthetic"``; ``exercises`` is for NinaPro DB2.
@@ -93,19 +98,26 @@ class TrainingData:
     ({'emg': 12, 'acc': 36}, {'emg': 12, 'acc': 12}, (0.5, 1.5))
     """
 
-    subjects: tuple[int, ...] | None
+    WHERE: ClassVar[str] = "data"
+
+    subjects: tuple[int, ...] | None = field(
+        metadata=file_key(dump=lambda subjects, spec: "all" if subjects is None else list(subjects))
+    )
     dataset: str = "synthetic"
-    root: str | None = None
+    root: str | None = field(default=None, metadata=file_key(omit=is_none))
     segment: str | tuple[float, float] = PreprocessSpec.segment
     window: int = PreprocessSpec.window
     step: int = PreprocessSpec.step
     exercises: tuple[str, ...] = ("B",)
-    synthetic: tuple[tuple[str, Any], ...] = ()
+    synthetic: tuple[tuple[str, Any], ...] = field(
+        default=(), metadata=file_key(dump=_pairs_table, omit=lambda pairs, spec: not pairs)
+    )
+
+    def _check(self) -> None:
+        self.source()  # PreprocessSpec and SyntheticSpec check their fields
 
     @classmethod
-    def from_dict(cls, data: Any) -> TrainingData:
-        data = table(data, "data")
-        reject_unknown("data", data, {f.name for f in fields(cls)})
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         dataset = data.get("dataset", cls.dataset)
         root = data.get("root")
         if _dataset_info(dataset).needs_root == (root is None):
@@ -141,33 +153,16 @@ class TrainingData:
                 "data.synthetic.n_subjects is set by data.subjects; give it only with "
                 'subjects = "all"'
             )
-        spec = cls(
-            subjects=None if subjects == "all" else subjects,
-            dataset=dataset,
-            root=None if root is None else str(root),
-            segment=segment,
-            window=positive_int(data.get("window", cls.window), "data.window"),
-            step=positive_int(data.get("step", cls.step), "data.step"),
-            exercises=tuple(exercises),
-            synthetic=tuple(sorted(synthetic.items())),
-        )
-        spec.source()  # PreprocessSpec and SyntheticSpec check their fields
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "dataset": self.dataset,
-            "subjects": "all" if self.subjects is None else list(self.subjects),
-            "segment": self.segment if isinstance(self.segment, str) else list(self.segment),
-            "window": self.window,
-            "step": self.step,
-            "exercises": list(self.exercises),
+        return {
+            "subjects": None if subjects == "all" else subjects,
+            "dataset": dataset,
+            "root": None if root is None else str(root),
+            "segment": segment,
+            "window": positive_int(data.get("window", cls.window), "data.window"),
+            "step": positive_int(data.get("step", cls.step), "data.step"),
+            "exercises": tuple(exercises),
+            "synthetic": tuple(sorted(synthetic.items())),
         }
-        if self.root is not None:
-            out["root"] = self.root
-        if self.synthetic:
-            out["synthetic"] = dict(self.synthetic)
-        return out
 
     def _synthetic_spec(self) -> SyntheticSpec:
         settings = dict(self.synthetic)
@@ -210,30 +205,42 @@ class TrainingData:
         }
 
 
+def _train_table(train: TrainConfig, spec: Any) -> dict[str, Any]:
+    """The file's ``[train]``: the recipe's keys and the preset."""
+    return {**{k: getattr(train, k) for k in TRAIN_KEYS}, "preset": spec.preset}
+
+
 @dataclass(frozen=True)
-class TrainingStudySpec:
+class TrainingStudySpec(Spec):
     """A whole training study (see the module docstring); parameters only."""
+
+    KIND: ClassVar[str] = KIND
 
     name: str
     data: TrainingData
     architectures: tuple[str, ...]
     inputs: tuple[TrainingInput, ...]
     reference: str
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(progress=False))
-    preset: str = "demo"
-    model: tuple[tuple[str, Any], ...] = ()  # EncoderConfig overrides for every architecture
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(progress=False), metadata=file_key(dump=_train_table)
+    )
+    preset: str = field(default="demo", metadata=file_key(within="train"))
+    # EncoderConfig overrides for every architecture
+    model: tuple[tuple[str, Any], ...] = field(default=(), metadata=file_key(dump=_pairs_table))
     metric: str = "accuracy"
-    stats: StatsSpec = field(default_factory=StatsSpec)
+    stats: StatsSpec = field(
+        default_factory=StatsSpec,
+        metadata=file_key(dump=lambda s, spec: {"test": s.test, "correction": s.correction}),
+    )
     description: str = ""
 
+    def _check(self) -> None:
+        for arch in self.architectures:  # every config must build, before anything trains
+            for inp in self.inputs:
+                self.model_config(arch, inp.shape(self.data.montage()), 2, self.data.window)
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingStudySpec:
-        if not isinstance(data, dict):
-            raise SpecError(f"a study spec must be a table/dict, got {type(data).__name__}")
-        allowed = {f.name for f in fields(cls)} | {"kind"}
-        reject_unknown("study", data, allowed)
-        if data.get("kind", KIND) != KIND:
-            raise SpecError(f"kind = {data['kind']!r}; TrainingStudySpec reads kind = {KIND!r}")
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise SpecError("study key 'name' is required and must be a non-empty string")
@@ -259,7 +266,10 @@ class TrainingStudySpec:
         if not isinstance(raw, list) or not raw:
             raise SpecError("the study needs at least one [[inputs]] entry")
         electrodes = train_data.electrodes()
-        inputs = tuple(TrainingInput.from_dict(d, i, electrodes) for i, d in enumerate(raw))
+        inputs = tuple(
+            TrainingInput.from_dict(d, where=f"inputs[{i}]", electrodes=electrodes)
+            for i, d in enumerate(raw)
+        )
         names = [i.name for i in inputs]
         reject_repeats("inputs names", names)
         reference = data.get("reference")
@@ -275,23 +285,19 @@ class TrainingStudySpec:
                 "stats.family is not a key of training studies: each architecture's "
                 "comparisons with the reference input are one family; accepted: test, correction"
             )
-        spec = cls(
-            name=name,
-            data=train_data,
-            architectures=tuple(architectures),
-            inputs=inputs,
-            reference=reference,
-            train=train,
-            preset=preset,
-            model=tuple(sorted(model.items())),
-            metric=metric,
-            stats=StatsSpec.from_dict(stats),
-            description=string(data.get("description"), "description (free text)") or "",
-        )
-        for arch in spec.architectures:  # every config must build, before anything trains
-            for inp in spec.inputs:
-                spec.model_config(arch, inp.shape(train_data.montage()), 2, train_data.window)
-        return spec
+        return {
+            "name": name,
+            "data": train_data,
+            "architectures": tuple(architectures),
+            "inputs": inputs,
+            "reference": reference,
+            "train": train,
+            "preset": preset,
+            "model": tuple(sorted(model.items())),
+            "metric": metric,
+            "stats": StatsSpec.from_dict(stats),
+            "description": string(data.get("description"), "description (free text)") or "",
+        }
 
     @staticmethod
     def _train(data: Any) -> tuple[TrainConfig, str]:
@@ -307,23 +313,6 @@ class TrainingStudySpec:
             return TrainConfig(**data, progress=False), preset
         except (ConfigError, TypeError) as exc:
             raise SpecError(f"[train]: {exc}") from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict that `from_dict` (and `load_spec`) reads back to an equal spec."""
-        train = {k: getattr(self.train, k) for k in TRAIN_KEYS}
-        return {
-            "kind": KIND,
-            "name": self.name,
-            "description": self.description,
-            "metric": self.metric,
-            "data": self.data.to_dict(),
-            "train": {**train, "preset": self.preset},
-            "model": dict(self.model),
-            "architectures": list(self.architectures),
-            "inputs": [i.to_dict() for i in self.inputs],
-            "reference": self.reference,
-            "stats": {"test": self.stats.test, "correction": self.stats.correction},
-        }
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> TrainingStudySpec:
         """The spec with ``[data]`` keys (``dataset, root, subjects, segment, window, step,

@@ -26,7 +26,6 @@ import torch
 from emg_lens import EncoderConfig, cli
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.discovery.study import load_discovery_spec
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
@@ -487,7 +486,7 @@ def _ablation_with(tmp: Path, line: str):
 def _discovery_with(tmp: Path, line: str):
     path = tmp / "study.yaml"
     path.write_text(DISCOVERY.replace("café", "cafe") + line + "\n")
-    return load_discovery_spec(path)
+    return load_spec(path)
 
 
 STUDY_FILES = [
@@ -505,7 +504,7 @@ STUDY_FILES = [
     ),
     (
         "discovery study not UTF-8",
-        lambda tmp: load_discovery_spec(_latin1_file(tmp, "d.yaml", DISCOVERY)),
+        lambda tmp: load_spec(_latin1_file(tmp, "d.yaml", DISCOVERY)),
         SpecError,
         "UTF-8",
     ),

@@ -1,0 +1,169 @@
+"""Study kinds behind one interface: the kind table, a study file read once, run and checked.
+
+A study file's ``kind`` (default ``"ablation"``) picks its kind:
+
+========== ============================= ======================= ===========================
+kind       spec                          runs with               result
+========== ============================= ======================= ===========================
+ablation   `StudySpec`                   `run_study`             `StudyResult`
+training   `TrainingStudySpec`           `run_training_study`    `TrainingStudyResult`
+discovery  `DiscoverySpec`               `run_discovery`         `DiscoveryStudyResult`
+========== ============================= ======================= ===========================
+
+Every spec is a `emg_lens.studies.spec_base.Spec`, every result a
+`emg_lens.studies.output.StudyOutput`. `load_spec` reads a file (or a dict) once and builds
+its kind's spec; `run` and `check_study` dispatch on it. Each kind's module defines its
+`StudyKind`, which `KINDS` names as ``"module:attribute"`` and imports on first use, as an
+entry point would: the discovery kind lives a layer above this package (it screens with
+`emg_lens.inspect`), so the studies layer names it without importing it.
+
+>>> load_spec({"kind": "discovery", "name": "c", "models": "demo"}).tau
+0.05
+>>> study_kind("sweep")
+Traceback (most recent call last):
+...
+emg_lens.errors.SpecError: kind = 'sweep'; accepted: ['ablation', 'training', 'discovery']
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from emg_lens.errors import ArgumentError, SpecError
+from emg_lens.studies.files import read_study_file
+
+__all__ = ["KINDS", "StudyKind", "check_study", "kind_of", "load_spec", "run", "study_kind"]
+
+KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        "ablation": "emg_lens.studies.ablation:KIND",
+        "training": "emg_lens.studies.training.runner:KIND",
+        "discovery": "emg_lens.discovery.study:KIND",
+    }
+)
+"""Every study kind, by the name a study file's ``kind`` gives, -> its `StudyKind`."""
+
+
+@dataclass(frozen=True)
+class StudyKind:
+    """One kind of study.
+
+    Attributes:
+        name: what a study file's ``kind`` says.
+        spec: its spec class (`emg_lens.studies.spec_base.Spec`).
+        run: ``run(spec, **options) -> result`` (a `StudyOutput`; None on a torchrun rank
+            other than 0); its name is what messages point to.
+        check: ``check(spec, **options) -> str``, what ``emg-lens study check`` prints.
+        refuses: the options of `run` and `check_study` this kind does not take -> why
+            (refused by name, never ignored): ``models``, ``allow_code``, ``wait_timeout``,
+            ``overrides``...
+        out: the folder its output goes under by default (``<out>/<name>``).
+    """
+
+    name: str
+    spec: type
+    run: Callable[..., Any]
+    check: Callable[..., str]
+    refuses: Mapping[str, str] = field(default_factory=dict)
+    out: str = "runs/studies"
+
+    def load(self, data: Any, source_dir: str | Path = ".") -> Any:
+        """Its spec from a table read from a file in ``source_dir``."""
+        context = {"source_dir": str(source_dir)} if "source_dir" in self.spec._unsaved() else {}
+        return self.spec.from_dict(data, **context)
+
+
+@functools.cache
+def study_kind(name: Any) -> StudyKind:
+    """The kind ``name``; an unknown one is a `SpecError` listing `KINDS`."""
+    if not isinstance(name, str) or name not in KINDS:
+        raise SpecError(f"kind = {name!r}; accepted: {list(KINDS)}")
+    module, _, attribute = KINDS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def kind_of(spec: Any) -> StudyKind:
+    """The kind of a spec object."""
+    for name in KINDS:
+        kind = study_kind(name)
+        if isinstance(spec, kind.spec):
+            return kind
+    raise ArgumentError(f"{type(spec).__name__} is no study spec; accepted: {list(KINDS)}")
+
+
+def _from_table(data: Any, source_dir: str | Path, default: str) -> Any:
+    kind = data.get("kind", default) if isinstance(data, dict) else default
+    return study_kind(kind).load(data, source_dir)
+
+
+def load_spec(source: str | Path | dict | Any, kind: str | None = None) -> Any:
+    """A study's spec from a TOML or YAML file (read once), a dict, or a spec passed through.
+    The table's ``kind`` picks the spec class; a table without one is an ablation study, or,
+    for a dict, of ``kind`` when given. With ``kind``, a study of another kind is a
+    `SpecError` naming what runs it.
+
+    >>> load_spec({"name": "a", "models": "demo",
+    ...            "interventions": [{"name": "uni", "edges": "unimodal"}]}).models
+    'demo'
+    >>> load_spec({"kind": "ablation", "name": "a", "models": "demo",
+    ...            "interventions": [{"name": "uni", "edges": "unimodal"}]}, kind="training")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: study 'a' is kind = 'ablation', not kind = 'training': use run_study (or `emg-lens study run`, which runs every kind)
+    """  # noqa: E501
+    if isinstance(source, dict):
+        spec = _from_table(source, ".", kind or "ablation")
+    elif isinstance(source, str | Path):
+        spec = read_study_file(source, lambda data, folder: _from_table(data, folder, "ablation"))
+    else:
+        spec = source
+    found = kind_of(spec)
+    if kind is not None and found.name != kind:
+        raise SpecError(
+            f"study {spec.name!r} is kind = {found.name!r}, not kind = {kind!r}: use "
+            f"{found.run.__name__} (or `emg-lens study run`, which runs every kind)"
+        )
+    return spec
+
+
+def _refuse(kind: StudyKind, spec: Any, options: Mapping[str, Any], flags: Mapping[str, str]):
+    """A `run`/`check_study` option given that ``kind`` does not take: an `ArgumentError` saying
+    why (``flags`` names the options as the command line does)."""
+    for option, why in kind.refuses.items():
+        if options.get(option) not in (None, False, {}):
+            name = flags.get(option, f"{option}=")
+            article = "an" if kind.name[0] in "aeiou" else "a"
+            raise ArgumentError(f"{name}: {spec.name} is {article} {kind.name} study, {why}")
+
+
+def run(spec: Any, *, flags: Mapping[str, str] | None = None, **options: Any) -> Any:
+    """Run a study of any kind (a spec, a dict or a file) with its kind's runner; an option
+    the kind does not take (None, False and empty ones are not given) is refused, named as
+    ``flags`` says (default ``option=``).
+
+    >>> run({"kind": "training", "name": "t", "data": {"subjects": [1]},
+    ...      "architectures": ["IsoNet"], "reference": "e",
+    ...      "inputs": [{"name": "e", "modalities": ["emg"]}]}, models="runs/isonet")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: models=: t is a training study, which trains its own models
+    """
+    spec = load_spec(spec)
+    kind = kind_of(spec)
+    _refuse(kind, spec, options, flags or {})
+    given = {k: v for k, v in options.items() if k not in kind.refuses}
+    return kind.run(spec, **given)
+
+
+def check_study(spec: Any, *, flags: Mapping[str, str] | None = None, **options: Any) -> str:
+    """What ``emg-lens study check`` prints of a study of any kind (nothing of it runs)."""
+    spec = load_spec(spec)
+    kind = kind_of(spec)
+    _refuse(kind, spec, options, flags or {})
+    return kind.check(spec, **{k: v for k, v in options.items() if k not in kind.refuses})

@@ -1,0 +1,178 @@
+"""`Spec`: the base of every study spec object, which reads a table and writes it back.
+
+Study specs are frozen dataclasses (`emg_lens.studies.spec.StudySpec` and its parts, the
+training study's, the discovery study's). What they share is written here once:
+
+- `Spec.from_dict` refuses anything but a table, a ``kind`` the class does not read and any key
+  it does not know (a typo must not be ignored), then hands the table to the class's
+  ``_parse``, which returns the fields' values after each field's own checks (their messages
+  name the key and what would be accepted), and builds the spec;
+- `Spec.to_dict` writes every field back under its key, so that ``from_dict`` reads an equal
+  spec; three optional field metadata (`file_key`) say how: ``key``, the table's key where it
+  is not the field's name (``metric`` for ``metrics``); ``dump(value, spec)``, the table's
+  value where the default (nested specs as tables, tuples as lists, mappings as tables) is not
+  it; ``omit(value, spec)``, true where the key is left out (`is_none`: an absent optional
+  key);
+- `Spec.fingerprint`: the canonical JSON of ``to_dict``, what a study's store is keyed by;
+- `Spec.with_changes`: the spec with some keys replaced, checked as a file's would be.
+
+A field whose metadata has ``saved=False`` (``source_dir``: where the file was, not what the
+study is) is neither read from the table nor written; `from_dict` takes it as a keyword.
+
+>>> from dataclasses import dataclass, field
+>>> @dataclass(frozen=True)
+... class Window(Spec):
+...     WHERE = "window"
+...     size: int
+...     hop: int | None = field(default=None, metadata=file_key(omit=is_none))
+...     @classmethod
+...     def _parse(cls, data, where):
+...         return {"size": data.get("size", 1), "hop": data.get("hop")}
+>>> Window.from_dict({"size": 4}).to_dict()
+{'size': 4}
+>>> Window.from_dict({"szie": 4})
+Traceback (most recent call last):
+...
+emg_lens.errors.SpecError: unknown key(s) ['szie'] in [window]; accepted: ['hop', 'size']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from emg_lens.errors import SpecError
+from emg_lens.studies.validate import reject_unknown
+
+__all__ = ["Spec", "file_key", "is_none"]
+
+
+def file_key(
+    key: str | None = None,
+    *,
+    dump: Callable[[Any, Any], Any] | None = None,
+    omit: Callable[[Any, Any], bool] | None = None,
+    within: str | None = None,
+    saved: bool = True,
+) -> dict[str, Any]:
+    """A field's metadata for `Spec` (see the module docstring); ``within``: the field has no
+    key of its own but is written (by that key's ``dump``) and read inside another key's
+    table (a training study's ``preset``, in ``[train]``).
+
+    >>> file_key("metric")
+    {'key': 'metric', 'saved': True}
+    """
+    meta = {"key": key, "dump": dump, "omit": omit, "within": within, "saved": saved}
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def is_none(value: Any, spec: Any) -> bool:
+    """``omit`` for an optional key: left out while it is None."""
+    return value is None
+
+
+def plain(value: Any) -> Any:
+    """A field's value as a table holds it: nested specs as tables, tuples and lists as lists,
+    mappings as tables.
+
+    >>> plain(((0, 1), (2,)))
+    [[0, 1], [2]]
+    """
+    if isinstance(value, Spec):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+class Spec:
+    """The base of study spec dataclasses (see the module docstring). A subclass sets
+    ``WHERE`` (how messages name its table: ``"study"``, ``"layers"``...), ``HOLDS`` (what
+    the table holds, for the message when it is something else), ``KIND`` when its
+    table may say ``kind`` (and must say this one), ``UNHASHED`` (keys that are how a study
+    runs rather than what it is, left out of the fingerprint), and implements ``_parse``."""
+
+    WHERE: ClassVar[str] = "study"
+    HOLDS: ClassVar[str] = ""  # what the table holds, for the message when it is no table
+    KIND: ClassVar[str | None] = None
+    UNHASHED: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def _saved_fields(cls) -> list[dataclasses.Field]:
+        """The fields with a key of their own in the table."""
+        return [
+            f
+            for f in dataclasses.fields(cls)
+            if f.metadata.get("saved", True) and "within" not in f.metadata
+        ]
+
+    @classmethod
+    def _unsaved(cls) -> set[str]:
+        """The fields a table does not hold (``source_dir``): `from_dict` takes them as
+        keywords."""
+        return {f.name for f in dataclasses.fields(cls) if not f.metadata.get("saved", True)}
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """The keys a table of this spec may hold."""
+        keys = {f.metadata.get("key", f.name) for f in cls._saved_fields()}
+        return keys | ({"kind"} if cls.KIND is not None else set())
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str | None = None, **context: Any) -> Any:
+        """The spec a table (a dict read from a study file) describes; ``where`` names the
+        table in messages (default ``WHERE``); ``context`` holds the unsaved fields
+        (``source_dir``) and what ``_parse`` needs besides the table."""
+        where = where or cls.WHERE
+        if not isinstance(data, dict):
+            # a section reads [data]; an entry of a list, interventions[0]
+            what = {"study": "a study spec"}.get(where, where if "[" in where else f"[{where}]")
+            holds = f" with {cls.HOLDS}" if cls.HOLDS else ""
+            raise SpecError(f"{what} must be a table{holds}, got {data!r}")
+        if cls.KIND is not None and data.get("kind", cls.KIND) != cls.KIND:
+            raise SpecError(
+                f"kind = {data['kind']!r}; {cls.__name__} reads kind = {cls.KIND!r} "
+                "(`emg_lens.studies.load_spec` reads every kind)"
+            )
+        reject_unknown(where, data, cls.keys())
+        given = {k: context.pop(k) for k in list(context) if k in cls._unsaved()}
+        values = cls._parse({k: v for k, v in data.items() if k != "kind"}, where, **context)
+        spec = cls(**values, **given)
+        spec._check()
+        return spec
+
+    @classmethod
+    def _parse(cls, data: dict[str, Any], where: str, **context: Any) -> dict[str, Any]:
+        """The fields' values from ``data`` (a table without ``kind``, its keys known)."""
+        raise NotImplementedError
+
+    def _check(self) -> None:
+        """Checks of the whole spec once built (what no single key shows); none by default."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict that `from_dict` reads back to an equal spec."""
+        out: dict[str, Any] = {} if self.KIND is None else {"kind": self.KIND}
+        for f in self._saved_fields():
+            value = getattr(self, f.name)
+            omit = f.metadata.get("omit")
+            if omit is not None and omit(value, self):
+                continue
+            dump = f.metadata.get("dump")
+            out[f.metadata.get("key", f.name)] = plain(value) if dump is None else dump(value, self)
+        return out
+
+    def fingerprint(self) -> str:
+        """Canonical JSON of the spec: two specs with equal fingerprints run the same study
+        (the ``UNHASHED`` keys are how it runs, not what it is)."""
+        out = {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED}
+        return json.dumps(out, sort_keys=True)
+
+    def with_changes(self, **changes: Any) -> Any:
+        """The spec with ``changes`` (keys of its table) checked as a study file's would be,
+        its unsaved fields (the file's folder) kept."""
+        unsaved = {name: getattr(self, name) for name in self._unsaved()}
+        return type(self).from_dict({**self.to_dict(), **changes}, **unsaved)
