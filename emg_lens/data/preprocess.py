@@ -105,6 +105,50 @@ class SubjectData:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @classmethod
+    def from_windows(
+        cls,
+        modalities: dict[str, int],
+        test: tuple[np.ndarray, np.ndarray],
+        train: tuple[np.ndarray, np.ndarray] | None = None,
+        *,
+        subject: int = 0,
+        classes: list[int] | None = None,
+        repetitions: tuple[int, int] = (1, 2),
+        meta: dict | None = None,
+    ) -> SubjectData:
+        """A subject from windows made elsewhere (a notebook, a test): ``test`` and
+        ``train`` are ``(X [n, channels, time], y [n])`` with ``y`` class indices (no training
+        windows when ``train`` is None). ``classes`` (default ``0..max(y)``) labels the
+        indices; every training window is of repetition ``repetitions[0]``, every test window
+        of ``repetitions[1]``. ``X`` is stored as float32.
+
+        >>> X, y = np.zeros((4, 2, 5)), np.array([0, 1, 0, 1])
+        >>> data = SubjectData.from_windows({"emg": 2}, (X, y), (X, y), subject=3)
+        >>> data.subject, data.classes, data.X_train.dtype, data.rep_test.tolist()
+        (3, [0, 1], dtype('float32'), [2, 2, 2, 2])
+        """
+        X_test, y_test = np.asarray(test[0], np.float32), np.asarray(test[1])
+        if train is None:
+            X_train, y_train = X_test[:0], y_test[:0]
+        else:
+            X_train, y_train = np.asarray(train[0], np.float32), np.asarray(train[1])
+        if classes is None:
+            top = max([int(y.max()) for y in (y_train, y_test) if len(y)], default=-1)
+            classes = list(range(top + 1))
+        return cls(
+            subject=subject,
+            modalities=dict(modalities),
+            classes=list(classes),
+            X_train=X_train,
+            y_train=y_train,
+            rep_train=np.full(len(y_train), repetitions[0]),
+            X_test=X_test,
+            y_test=y_test,
+            rep_test=np.full(len(y_test), repetitions[1]),
+            meta={} if meta is None else meta,
+        )
+
 
 MIN_STD = 1e-8
 """A channel whose std is at most this is flat: a `Scaler` centres it and leaves its scale (std 1)

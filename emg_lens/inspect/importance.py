@@ -85,16 +85,8 @@ def as_subject_data(model: Any, data: SubjectData | tuple[Any, Any]) -> SubjectD
             f"and there must be at least one window; got {len(y)} labels"
             + (f" in [{y.min()}, {y.max()}]" if len(y) else "")
         )
-    return SubjectData(
-        subject=0,
-        modalities=dict(model.cfg.modalities),
-        classes=list(range(n_classes)),
-        X_train=X[:0],
-        y_train=y[:0],
-        rep_train=np.zeros(0, int),
-        X_test=X,
-        y_test=y,
-        rep_test=np.zeros(len(y), int),
+    return SubjectData.from_windows(
+        model.cfg.modalities, (X, y), classes=list(range(n_classes)), repetitions=(0, 0)
     )
 
 
