@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from emg_lens.config import EncoderConfig
     from emg_lens.layout import TokenLayout
 
-__version__ = "0.1.0"
+from emg_lens._version import __version__  # noqa: E402
 
 __all__ = [
     "ArgumentError",

@@ -125,4 +125,5 @@ def cmd_demo(args: argparse.Namespace):
     findings = planted_findings(result, groups)
     print(format_findings(findings))
     say(f"demo finished in {time.time() - t0:.0f} s; tables and figures in {root / 'study'}")
+    say(f"report (open in a browser): {(root / 'study' / 'report.html').resolve()}")
     return result, findings

@@ -115,4 +115,5 @@ def cmd_discover(args: argparse.Namespace):
     )
     print(result.console())
     print(f"wrote {out}: {', '.join(result.tables())}, summary.md and figures (PNG, SVG)")
+    print(f"report: {out / 'report.html'}")
     return result

@@ -43,4 +43,5 @@ def cmd_inspect(args: argparse.Namespace):
     written = report.save(args.out)
     print(report.summary())
     print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")
+    print(f"report: {written[-1]}")
     return report

@@ -11,7 +11,18 @@ import argparse
 import sys
 from typing import Any
 
-from emg_lens.cli import demo, discover, export, inspect, study, synth, tinymyo, train, windows
+from emg_lens.cli import (
+    demo,
+    discover,
+    export,
+    inspect,
+    report,
+    study,
+    synth,
+    tinymyo,
+    train,
+    windows,
+)
 from emg_lens.cli.common import HelpFormatter, output_folder
 from emg_lens.errors import EmgLensError
 
@@ -35,6 +46,7 @@ commands:
   pretrain  masked-signal pretraining of a TinyMyo
   finetune  fine-tune or linear-probe a pretrained TinyMyo (or BioFoundation's)
   export    a checkpoint, its edge mask baked in, to a checked ONNX file
+  report    the self-contained report.html of an output folder
 
 Run `emg-lens <command> --help` for a command's options and their defaults."""
 
@@ -77,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     windows.add_parser(sub)
     tinymyo.add_parsers(sub)
     export.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

@@ -140,6 +140,7 @@ def cmd_study_run(args: argparse.Namespace):
         return _other_rank_done(out)
     print(result.console())
     print(f"wrote {out}: {', '.join(result.tables())}, summary.md and figures (PNG, SVG)")
+    print(f"report: {out / 'report.html'}")
     return result
 
 

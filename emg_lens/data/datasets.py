@@ -43,7 +43,9 @@ from emg_lens.data.recording import Recording
 from emg_lens.data.registry import DATASETS, SPLIT_REPETITIONS, WINDOW_DATASETS, dataset_info
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.windows.store import split_repetitions
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError, UnplacedChannelError
+from emg_lens.geometry import Montage, scalp
+from emg_lens.layout import TokenLayout
 
 __all__ = [
     "DATASETS",
@@ -53,6 +55,7 @@ __all__ = [
     "dataset_preprocess",
     "load_recording",
     "load_subject",
+    "montages_of",
     "preprocess_spec",
     "synthetic_windows_source",
     "windows_source",
@@ -299,3 +302,52 @@ def _split_windows(
         rep_test=np.asarray(repetition)[in_test],
         meta=meta,
     )
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def montages_of(
+    source: dict[str, Any] | None = None, layout: TokenLayout | None = None
+) -> dict[str, Montage]:
+    """Where each modality's channels lie on the body: the placement of the data source's
+    dataset (its registry entry's reader, `emg_lens.data.reader.DatasetReader.geometry`) and,
+    for a modality it does not place, the 10-20 / 10-10 positions of the layout's channel
+    names when every one has one. A modality whose channel count the layout contradicts (a
+    model of a subset of the electrodes) is left out: a figure draws nothing rather than a
+    channel at another's place.
+
+    >>> sorted(montages_of(data_source("synthetic")))
+    ['acc', 'emg']
+    >>> from emg_lens.layout import TokenLayout
+    >>> layout = TokenLayout.channel_tokens({"eeg": 3}, channel_names=["C3", "Cz", "C4"])
+    >>> montages_of(layout=layout)["eeg"].parts[0].kind
+    'scalp'
+    """
+    found: dict[str, Montage] = {}
+    if source is not None:
+        geometry = dataset_info(source.get("dataset")).geometry
+        try:
+            found.update({} if geometry is None else geometry(source))
+        except (KeyError, TypeError, EmgLensError):  # a source without what its dataset reads
+            found = {}
+    if layout is None:
+        return found
+    for modality in layout.modalities:
+        channels = sorted({c for g, c in zip(layout.group, layout.channel) if g == modality})
+        if modality in found:
+            if found[modality].n_channels != len(channels):
+                del found[modality]
+            continue
+        if layout.channel_names is None:
+            continue
+        names = [layout.channel_names[c] for c in channels]
+        try:
+            found[modality] = Montage(
+                (scalp(names),),
+                source="the 10-20 / 10-10 system's idealised positions of the layout's "
+                "channel names (emg_lens.geometry.ten_twenty)",
+            )
+        except UnplacedChannelError:
+            continue  # names that are not 10-20 positions: no placement
+    return found

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from emg_lens.data.recording import Recording
+    from emg_lens.geometry import Montage
 
 __all__ = ["DatasetReader", "Source", "Windows", "found_subjects", "no_files"]
 
@@ -86,6 +87,8 @@ class DatasetReader:
         gesture_names: class label -> the movement the dataset's documentation names (figures).
         downstream: a TinyMyo downstream task (`emg_lens.data.windows.downstream.DownstreamTask`):
             the thesis's windowing and the dataset's own split.
+        geometry: source -> modality -> `emg_lens.geometry.Montage`: where its channels lie
+            on the body, and where that placement comes from (figures on the geometry).
     """
 
     montage: Callable[[Source], dict[str, int | None]]
@@ -99,6 +102,7 @@ class DatasetReader:
     channel_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     gesture_names: Mapping[int, str] = field(default_factory=dict)
     downstream: Any = None  # DownstreamTask | None (emg_lens.data.windows.downstream)
+    geometry: Callable[[Source], Mapping[str, Montage]] | None = None
 
     def __post_init__(self) -> None:
         for name in ("preprocess", "channel_names", "gesture_names"):

@@ -89,8 +89,8 @@ class DatasetInfo:
     """What one dataset is; the module docstring says what each field holds. The reading
     fields of its `emg_lens.data.reader.DatasetReader` (``montage``, ``subjects``, ``files``,
     ``read``, ``read_windows``, ``store``, ``preprocess``, ``source_fields``,
-    ``channel_names``, ``gesture_names``, ``downstream``) are read through the entry, the
-    reader's module imported on first use.
+    ``channel_names``, ``gesture_names``, ``downstream``, ``geometry``) are read through the
+    entry, the reader's module imported on first use.
 
     >>> info = dataset_info("ninapro-db2")
     >>> info.needs_root, info.window_source, dict(info.preprocess)["test_repetitions"]
@@ -157,6 +157,7 @@ _READER_FIELDS = frozenset(
         "channel_names",
         "gesture_names",
         "downstream",
+        "geometry",
     }
 )
 

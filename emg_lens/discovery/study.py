@@ -272,6 +272,9 @@ class DiscoveryStudyResult(StudyOutput):
             figs["screen_vs_exact"] = plot_screen_vs_exact(self.screen, metric=metric)
         if self.screen["head"].notna().all():
             figs["screen"] = plot_screen(self.screen, metric=metric)
+        pairs = self.screen.dropna(subset=["query_group", "key_group"])
+        if len(pairs):
+            figs["circuit_groups"] = _circuit_circle(pairs, self.screen["subject"].nunique())
         return figs
 
     def console(self) -> str:
@@ -394,6 +397,24 @@ def _flat(summary: dict[str, Any]) -> dict[str, Any]:
         else:
             row[key] = value
     return row
+
+
+def _circuit_circle(pairs: pd.DataFrame, n_subjects: int) -> plt.Figure:
+    """The circuits' group -> group edges as a circle plot: for each query group and key
+    group, the share of the candidates (layers x heads) of that pair that the subjects'
+    circuits keep."""
+    from emg_lens.geometry.draw import plot_circle
+
+    share = pairs.groupby(["query_group", "key_group"], sort=False)["kept"].mean()
+    groups = list(dict.fromkeys([*pairs["query_group"], *pairs["key_group"]]))
+    weights = np.array([[share.get((q, k), np.nan) for k in groups] for q in groups], float)
+    return plot_circle(
+        weights,
+        groups,
+        title="The circuits' edges between token groups",
+        units="share of the pair's candidates (layer x head) kept",
+        n_subjects=n_subjects,
+    )
 
 
 def check_discovery(

@@ -51,6 +51,7 @@ import re
 from collections.abc import Sequence
 
 from emg_lens.errors import ArgumentError, UnplacedChannelError
+from emg_lens.geometry.ten_twenty import standard_name
 
 __all__ = [
     "HEMISPHERES",
@@ -101,26 +102,11 @@ _SINGLE: dict[str, tuple[str, str]] = {
     "NZ": ("frontal", "midline"),
 }
 
-_OLD_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}  # 10-20 -> 10-10 (ACNS)
-_REFERENCES = ("REF", "LE", "AR", "AVG", "A1", "A2", "M1", "M2")
 _NAME_RE = re.compile(r"(FP|AF|FC|FT|CP|TP|PO|F|C|T|P|O|I)(Z|10|[1-9])")
 _ACCEPTED = (
     "10-20 / 10-10 names such as Fp1, AF3, F7, FC3, Cz, T7, CP4, P8, PO3, O2, Iz, A1 or M2 "
     "(case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' suffix are dropped)"
 )
-
-
-def _standard(name: str) -> str:
-    """``name`` upper-cased, without an ``EEG`` prefix or a reference suffix, old names
-    renamed."""
-    text = name.strip().rstrip(".").upper()  # PhysioNet's EDF files pad with dots ("Cz..")
-    if text.startswith("EEG"):
-        text = text[3:].lstrip(" -_")
-    head, dash, tail = text.rpartition("-")
-    if dash and tail.strip() in _REFERENCES:
-        text = head
-    text = text.strip()
-    return _OLD_NAMES.get(text, text)
 
 
 def place(name: str) -> tuple[str, str]:
@@ -135,7 +121,7 @@ def place(name: str) -> tuple[str, str]:
     ...
     emg_lens.errors.UnplacedChannelError: channel 'EMG1' has no 10-20 / 10-10 scalp region: accepted are 10-20 / 10-10 names such as Fp1, AF3, F7, FC3, Cz, T7, CP4, P8, PO3, O2, Iz, A1 or M2 (case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' suffix are dropped); name your own regions instead, e.g. within_region("motor", regions={"motor": ["C3", "Cz", "C4"]}), or name channels directly (between_regions("C3+C4", "Pz"))
     """  # noqa: E501
-    text = _standard(name) if isinstance(name, str) else ""
+    text = standard_name(name) if isinstance(name, str) else ""
     if text in _SINGLE:
         return _SINGLE[text]
     match = _NAME_RE.fullmatch(text)

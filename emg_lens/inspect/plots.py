@@ -70,11 +70,14 @@ def _dark(grid: np.ndarray, lim: float) -> np.ndarray:
 
 
 def token_labels(layout: TokenLayout) -> list[str]:
-    """A short name per token: ``cls``, or the group and the channel's index within it
-    (``acc3``), with ``:t{patch}`` when channels have several patches.
+    """A short name per token: ``cls``, or its channel's name where the layout names its
+    channels (``C3``), else the group and the channel's index within it (``acc3``), with
+    ``:t{patch}`` when channels have several patches.
 
     >>> token_labels(TokenLayout.channel_tokens({"emg": 1, "acc": 2}))
     ['cls', 'emg0', 'acc0', 'acc1']
+    >>> token_labels(TokenLayout.channel_tokens({"eeg": 2}, channel_names=["C3", "C4"]))
+    ['cls', 'C3', 'C4']
     """
     first = {
         g: min(c for gg, c in zip(layout.group, layout.channel) if gg == g)
@@ -87,7 +90,8 @@ def token_labels(layout: TokenLayout) -> list[str]:
             names.append(CLS)
         else:
             suffix = f":t{time}" if several else ""
-            names.append(f"{group}{channel - first[group]}{suffix}")
+            name = layout.channel_names[channel] if layout.channel_names else None
+            names.append(f"{name or f'{group}{channel - first[group]}'}{suffix}")
     return names
 
 
@@ -496,9 +500,11 @@ def plot_patching(table: pd.DataFrame) -> plt.Figure:
 
 
 def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> Any:
-    """An interactive CircuitsVis view (``circuitsvis.attention.attention_patterns``) of every
-    head's pattern in ``layer`` for one cached window, tokens named by `token_labels`.
-    Needs the optional dependency: ``pip install emg_lens[viz]``."""
+    """An interactive CircuitsVis view (``circuitsvis.attention.attention_heads``) of every
+    head's pattern in ``layer`` for one cached window, tokens named by `token_labels` (the
+    channels' names where the layout has them). Its ``local_src`` is a self-contained page
+    fragment (the view's script inline); ``str()`` of it loads the script from a CDN. Needs
+    the optional dependency: ``pip install emg_lens[viz]``."""
     if not isinstance(cache, ActivationCache):
         raise ArgumentError(
             f"to_circuitsvis needs an ActivationCache from model.run_with_cache, got "
@@ -518,6 +524,13 @@ def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> An
             name="circuitsvis",
         ) from exc
     tokens = token_labels(model.layout)
-    return circuitsvis.attention.attention_patterns(
-        tokens=tokens, attention=pattern[sample].detach().cpu()
+    heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
+    return circuitsvis.attention.attention_heads(
+        attention=pattern[sample].detach().cpu(),
+        tokens=tokens,
+        attention_head_names=heads,
+        max_value=float(pattern[sample].max()),  # the strongest weight darkest
+        # an encoder attends both ways: CircuitsVis greys the upper triangle (a causal
+        # model's future) unless told
+        mask_upper_tri=False,
     )

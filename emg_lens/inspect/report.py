@@ -22,21 +22,28 @@ import torch
 
 from emg_lens._io import make_folder, write_if_changed
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
-from emg_lens.data.datasets import load_subject
+from emg_lens.data.datasets import load_subject, montages_of
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, CheckpointError, UnsupportedFeatureError
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    MissingDependencyError,
+    UnsupportedFeatureError,
+)
 from emg_lens.inspect import plots
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit
 from emg_lens.inspect.flow import attention_flow
 from emg_lens.inspect.importance import (
     as_subject_data,
+    channel_importance,
     default_kinds,
     head_importance,
     mass_effect_correlation,
 )
 from emg_lens.inspect.shift import distribution_shift
-from emg_lens.plotting import save_figures
+from emg_lens.layout import CLS
+from emg_lens.studies.output import save_outputs
 
 __all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
 
@@ -84,6 +91,8 @@ class InspectionReport:
     ov: pd.DataFrame | None = None
     n_windows: int = 0
     attribution_skipped: str | None = None  # why there is no attribution table
+    source: dict | None = None  # the data source the windows come from (its placement)
+    channels: pd.DataFrame | None = None  # channel_importance: each channel unread
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -96,6 +105,7 @@ class InspectionReport:
             "mass_effect_correlation": self.correlation,
             **({} if self.attribution is None else {"attribution": self.attribution}),
             "distribution_shift": self.shift,
+            **({} if self.channels is None else {"channel_importance": self.channels}),
         }
 
     def _circuits(self) -> dict[str, pd.DataFrame]:
@@ -120,15 +130,100 @@ class InspectionReport:
             "pattern": plots.plot_pattern(self.model, self.pattern_cache, layer, head),
         }
 
+    def geometry_figures(self) -> dict[str, Any]:
+        """The top head's attention on the body and its weight circuit by channel: attention
+        each channel receives (and the QK score of the CLS query for each key channel) drawn
+        on the electrode placement of the data (`emg_lens.data.datasets.montages_of`), the
+        channel x channel QK matrix ordered by group, and the attention between token groups
+        as a circle plot."""
+        from emg_lens.geometry.draw import plot_channel_matrix, plot_channel_values, plot_circle
+
+        layer, head = self.top_head
+        layout = self.model.layout
+        where = f"L{layer}H{head} (the top {self.shift_edges} head)"
+        figs: dict[str, Any] = {"group_flow": _group_circle(self.flow, plot_circle)}
+        montages = montages_of(self.source, layout)
+        if self.channels is not None:
+            effect = {
+                g: 100 * rows.sort_values("channel")["delta_accuracy"].to_numpy()
+                for g, rows in self.channels.groupby("group", sort=False)
+                if g in montages
+            }
+            if effect:
+                figs["channel_effect"] = plot_channel_values(
+                    effect,
+                    montages,
+                    title="Accuracy when no token reads the channel (every edge into it cut, "
+                    "every layer)",
+                    units="Δ accuracy (points)",
+                    symmetric=True,
+                )
+        pattern = self.pattern_cache["pattern", layer][:, head].float()  # [batch, query, key]
+        received = pattern.mean(dim=(0, 1)).cpu().numpy()  # per key token
+        values = _per_channel(layout, received, total=True)
+        placed = {m: v for m, v in values.items() if m in montages}
+        if placed:
+            figs["attention_received"] = plot_channel_values(
+                placed,
+                montages,
+                title=f"Attention each channel receives, {where}",
+                units="share of a query's attention (mean over queries, windows)",
+            )
+        try:  # by channel, whatever the channel count (the all-heads figure may be by group)
+            top = qk_circuit(self.model, layer, head=head, level="channel")
+        except UnsupportedFeatureError:
+            top = None  # no data-free channel identity: nothing to draw
+        if top is not None:
+            square = top.pivot(index="query", columns="key", values="score")
+            order = [q for q in dict.fromkeys(top["query"]) if q in square.columns]
+            square = square.reindex(index=order, columns=order)
+            groups = dict(zip(top["query"], top["query_group"]))
+            figs["qk_matrix"] = plot_channel_matrix(
+                square.to_numpy(),
+                order,
+                [groups[q] for q in order],
+                title=f"QK circuit of {where}, by channel",
+                units="attention score before the softmax (data-free tokens)",
+                symmetric=True,
+            )
+            if CLS in square.index:
+                scores = _channel_scores(layout, square.loc[CLS])
+                chosen = {m: v for m, v in scores.items() if m in montages}
+                if chosen:
+                    figs["qk_cls_query"] = plot_channel_values(
+                        chosen,
+                        montages,
+                        title=f"Which channel the CLS query of {where} wants to read",
+                        units="QK score before the softmax (data-free tokens)",
+                        symmetric=True,
+                    )
+        return figs
+
+    def to_markdown(self) -> str:
+        """summary.md: what was inspected and the summary's lines."""
+        lines = self.summary().splitlines()
+        head = f"# Inspection: {lines[0]}\n\n"
+        return head + "\n".join(f"- {line.strip()}" for line in lines[1:]) + "\n"
+
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write every table as CSV and every figure as PNG and SVG into ``out_dir`` (each
-        atomically; a file that holds the same bytes already is not written again)."""
-        out = make_folder(out_dir)
-        written = []
-        for name, table in self.tables().items():
-            written.append(out / f"{name}.csv")
-            write_if_changed(written[-1], table.to_csv(index=False))
-        return written + save_figures(self.figures(), out)
+        """Write every table as CSV, summary.md, every figure as PNG and SVG, and report.html
+        into ``out_dir`` (`emg_lens.studies.output.save_outputs`: each atomically; a file that
+        holds the same bytes already is not written again), with an interactive CircuitsVis
+        view of the top head's layer in the report when circuitsvis is installed
+        (``emg_lens[viz]``)."""
+        _write_view(self, Path(out_dir))
+        layer, head = self.top_head
+        return save_outputs(
+            out_dir,
+            {f"{name}.csv": table for name, table in self.tables().items()},
+            self.to_markdown(),
+            lambda: {**self.figures(), **self.geometry_figures()},
+            kind="inspection",
+            title=f"{type(self.model).__name__}, subject {self.subject}",
+            spec={"model": type(self.model).__name__, "subject": self.subject,
+                  "windows": self.n_windows, "top_head": f"L{layer}H{head}",
+                  **({} if self.source is None else {"data_source": self.source})},
+        )  # fmt: skip
 
     def summary(self) -> str:
         """A few lines: baseline, the most important heads, mass-effect correlation,
@@ -158,6 +253,66 @@ class InspectionReport:
         return "\n".join(lines)
 
 
+def _modality_channels(layout: Any) -> dict[str, list[int]]:
+    """Each modality's channel ids, in order (channel k of the modality is the k-th)."""
+    return {
+        m: sorted({c for g, c in zip(layout.group, layout.channel) if g == m})
+        for m in layout.modalities
+    }
+
+
+def _per_channel(layout: Any, token_values: np.ndarray, total: bool) -> dict[str, np.ndarray]:
+    """Token values summed (``total``) or averaged over each channel's tokens (its patches),
+    per modality, channel k of the modality at index k."""
+    out = {}
+    for modality, channels in _modality_channels(layout).items():
+        values = []
+        for channel in channels:
+            tokens = [i for i, c in enumerate(layout.channel) if c == channel]
+            picked = np.asarray(token_values)[tokens]
+            values.append(picked.sum() if total else picked.mean())
+        out[modality] = np.asarray(values, dtype=float)
+    return out
+
+
+def _channel_scores(layout: Any, row: pd.Series) -> dict[str, np.ndarray]:
+    """A QK row by key label (``ch<id>``) as a value per channel of each modality."""
+    return {
+        modality: np.asarray([row.get(f"ch{c}", np.nan) for c in channels], dtype=float)
+        for modality, channels in _modality_channels(layout).items()
+    }
+
+
+def _group_circle(flow: pd.DataFrame, plot_circle: Callable[..., Any]) -> Any:
+    """The attention between token groups, over every layer and head, as a circle plot:
+    log2 of the attention mass a query group puts on a key group over the mass a uniform
+    pattern would (0: as much as uniform)."""
+    ratio = flow.groupby(["query_group", "key_group"], sort=False)["ratio"].mean()
+    groups = list(dict.fromkeys(flow["query_group"]))
+    weights = np.array(
+        [[np.log2(ratio.get((q, k), np.nan)) for k in groups] for q in groups], dtype=float
+    )
+    return plot_circle(
+        weights,
+        groups,
+        title="Attention between token groups (mean over layers and heads)",
+        units="log2(mass / uniform)",
+        symmetric=True,
+    )
+
+
+def _write_view(report: InspectionReport, out: Path) -> None:
+    """``attention_view.html``: the CircuitsVis view of the top head's layer for one window,
+    tokens named by their channels, self-contained (its script inline, no CDN), which
+    `emg_lens.report` embeds; nothing when circuitsvis is not installed."""
+    try:
+        view = plots.to_circuitsvis(report.pattern_cache, report.top_head[0])
+    except MissingDependencyError:
+        return
+    make_folder(out)
+    write_if_changed(out / "attention_view.html", view.local_src)
+
+
 def inspect_model(
     model: Any,
     data: SubjectData | tuple[Any, Any],
@@ -181,8 +336,12 @@ def inspect_model(
         bins = None if model.cfg.n_channels <= MAX_FLOW_BINS else MAX_FLOW_BINS
         flow = attention_flow(model, X, by="channel", bins=bins, batch_size=batch_size)
     qk, ov = _weight_circuits(model)
-    step(f"[3/5] head importance: {model.cfg.n_layers} layers x {model.cfg.n_heads} heads")
+    step(
+        f"[3/5] head importance ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads) and "
+        f"channel importance ({model.cfg.n_channels} channels)"
+    )
     importance = head_importance(model, data, batch_size=batch_size)
+    channels = channel_importance(model, data, batch_size=batch_size)
     if skipped is None:
         step("[4/5] direct attribution to the class logits")
         attribution = _batched_attribution(model, X, y, batch_size)
@@ -212,6 +371,7 @@ def inspect_model(
         ov=ov,
         n_windows=len(X),
         attribution_skipped=skipped,
+        channels=channels,
     )
 
 
@@ -278,4 +438,5 @@ def inspect_checkpoint(
         progress(f"[1/5] loading {checkpoint} and subject {meta['subject']}'s test windows")
     model = load_checkpoint(checkpoint, device=device)
     data = select_windows(load_subject(meta["data_source"], meta["subject"]), n_windows)
-    return inspect_model(model, data, batch_size=batch_size, progress=progress)
+    report = inspect_model(model, data, batch_size=batch_size, progress=progress)
+    return dataclasses.replace(report, source=meta["data_source"])

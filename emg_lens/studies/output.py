@@ -6,11 +6,12 @@ A result (`emg_lens.studies.result.StudyResult` of an ablation study,
 table, and says which tables it writes (`StudyOutput.tables`), its ``summary.md``
 (`StudyOutput.to_markdown`), its figures (`StudyOutput.figures`) and what ``emg-lens study
 run`` prints (`StudyOutput.console`); `StudyOutput.save` writes them all the same way for
-every kind.
+every kind, with one ``report.html`` of the folder (`emg_lens.report`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from emg_lens._io import make_folder, write_if_changed
+from emg_lens.report import write_manifest, write_report
 
-__all__ = ["StudyOutput", "markdown_table"]
+__all__ = ["StudyOutput", "markdown_table", "save_outputs"]
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -72,17 +74,58 @@ class StudyOutput:
         raise NotImplementedError
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write each table as CSV and summary.md (each atomically), then every figure as PNG
-        and SVG; the paths. A file that already holds the same bytes is not written again, so
-        saving an unchanged result writes nothing (read-only media included); a full disk or
-        a read-only folder is a `emg_lens.errors.StorageError` naming the file."""
-        from emg_lens.plotting import save_figures  # matplotlib only when drawing
+        """Write the result into ``out_dir`` with `save_outputs`; the paths."""
+        kind = getattr(self.spec, "KIND", None) or "ablation"
+        return save_outputs(
+            out_dir,
+            self.tables(),
+            self.to_markdown(),
+            self.figures,
+            kind=f"{kind} study",
+            title=self.spec.name,
+            spec=self.spec.to_dict(),
+        )
 
-        out = make_folder(out_dir)
-        written = []
-        for name, df in self.tables().items():
-            write_if_changed(out / name, df.to_csv(index=False))
-            written.append(out / name)
-        write_if_changed(out / "summary.md", self.to_markdown())
-        written.append(out / "summary.md")
-        return written + save_figures(self.figures(), out)
+
+def save_outputs(
+    out_dir: str | Path,
+    tables: dict[str, pd.DataFrame],
+    markdown: str,
+    figures: Callable[[], dict[str, Any]],
+    *,
+    kind: str,
+    title: str,
+    spec: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write each table as CSV (by its file name) and ``markdown`` as summary.md (each
+    atomically), every figure ``figures()`` draws as PNG and SVG, and then ``outputs.json``
+    and ``report.html`` (`emg_lens.report`: the whole folder in one self-contained page);
+    the paths. A file that already holds the same bytes is not written again, so saving an
+    unchanged result writes nothing (read-only media included); a full disk or a read-only
+    folder is a `emg_lens.errors.StorageError` naming the file. Every study kind and
+    ``emg-lens inspect`` save through it.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> paths = save_outputs(out, {"summary.csv": pd.DataFrame({"a": [1]})}, "# t", dict,
+    ...                      kind="test", title="t")
+    >>> [p.name for p in paths]
+    ['summary.csv', 'summary.md', 'outputs.json', 'report.html']
+    """
+    from emg_lens.plotting import save_figures  # matplotlib only when drawing
+
+    out = make_folder(out_dir)
+    written = []
+    for name, df in tables.items():
+        write_if_changed(out / name, df.to_csv(index=False))
+        written.append(out / name)
+    write_if_changed(out / "summary.md", markdown)
+    written.append(out / "summary.md")
+    drawn = figures()
+    written += save_figures(drawn, out)
+    written.append(
+        write_manifest(
+            out, kind=kind, title=title, spec=spec, tables=list(tables), figures=list(drawn)
+        )
+    )
+    return [*written, write_report(out)]

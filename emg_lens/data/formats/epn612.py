@@ -65,6 +65,7 @@ from emg_lens.data.windows.downstream import (
 )
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import Montage, ring
 
 __all__ = [
     "CHANNELS",
@@ -332,6 +333,18 @@ def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0)
 
 # ------------------------------------------------------------------------- the registry's reader
 
+MONTAGE = Montage(
+    (ring("Myo armband", CHANNELS, first=180.0 - 3 * 45.0),),
+    source="the EPN lab's protocol (Barona López et al. 2020, Sensors 20:6327, "
+    "doi:10.3390/s20216327; EMG-EPN-612, zenodo.org/records/4421500): a Myo armband, 8 "
+    "channels equally spaced around the forearm, worn so that pod 4 is parallel to the palm",
+    convention="channel k is pod k, the pods numbered toward the radial side of the right "
+    "forearm, pod 4 on the volar midline (the side the palm faces); the direction of "
+    "numbering depends on how the band is worn, which the files do not record",
+)
+"""Where EPN-612's channels lie."""
+
+
 READER = DatasetReader(
     montage=lambda source: {"emg": CHANNELS},
     subjects=lambda source: find_users(source["root"]),
@@ -355,5 +368,6 @@ READER = DatasetReader(
         step=None,
         unit="sample",
     ),
+    geometry=lambda source: {"emg": MONTAGE},
 )
 """EMG-EPN-612 for the registry (`emg_lens.data.registry`) and its TinyMyo downstream task."""

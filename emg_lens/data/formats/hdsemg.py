@@ -55,6 +55,8 @@ from emg_lens.data.files import find_files
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import Montage
+from emg_lens.geometry import grid as grid_part
 
 __all__ = [
     "GRID",
@@ -555,6 +557,38 @@ def _channel_names() -> tuple[str, ...]:
     )
 
 
+PITCH = 10.0
+"""mm between neighbouring contacts of the ELSCH064NM3 grids (OT Bioelettronica: "64 Adhesive
+Array 10 mm i.e.d.")."""
+
+
+def hdsemg_montage() -> Montage:
+    """The two 8 x 8 grids, extensors then flexors, channel ``row + 8 * col`` of each at its
+    row and column as the file's ``emg(t, row + 1, col + 1)`` holds it.
+
+    >>> montage = hdsemg_montage()
+    >>> montage.n_channels, montage.locate(9), montage.locate(64)
+    (128, (0, (10.0, 10.0)), (1, (0.0, 0.0)))
+    """
+    rows, cols = GRID
+    grids = [
+        grid_part(f"{name} grid", rows, cols, PITCH).shifted(g * rows * cols)
+        for g, name in enumerate(("extensor", "flexor"))
+    ]
+    return Montage(
+        tuple(grids),
+        source="Malešević et al. 2021, 'A database of high-density surface electromyogram "
+        "signals comprising 65 isometric hand gestures', Sci. Data 8:63 "
+        "(doi:10.1038/s41597-021-00843-9), Fig. 1: two 64-contact grids (OT Bioelettronica "
+        "ELSCH064NM3, 10 mm inter-electrode distance) on the dorsal (extensor) and volar "
+        "(flexor) aspects of the upper forearm; each channel the difference of two "
+        "consecutive contacts along the channel index",
+        convention="the file's (row, column) axes drawn as they are, row 0 at the top: how "
+        "they lie on the forearm is not given in the text read; channels 8, 16, ..., 64 join "
+        "the end of one contact line to the start of the next (not neighbours)",
+    )
+
+
 READER = DatasetReader(
     montage=lambda source: {"emg": 2 * GRID[0] * GRID[1], "force": None},
     subjects=_subjects,
@@ -568,5 +602,6 @@ READER = DatasetReader(
         "test_repetitions": (2, 5),
     },
     channel_names={"emg": _channel_names()},
+    geometry=lambda source: {"emg": hdsemg_montage()},
 )
 """The HD-sEMG 65-gesture database for the registry (`emg_lens.data.registry`)."""

@@ -66,14 +66,17 @@ from emg_lens.data.formats._matlab import (
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import Montage, points
 
 __all__ = [
     "CHANNELS",
     "EXERCISES",
     "EXERCISE_B_NAMES",
+    "FOREARM_CIRCUMFERENCE",
     "LABEL_RANGES",
     "READER",
     "SAMPLE_RATE",
+    "db2_montage",
     "find_exercise_file",
     "load_ninapro_db2",
     "write_ninapro_db2",
@@ -384,6 +387,46 @@ def _subjects(source: Source) -> list[int]:
     return found_subjects(found, root, "subject folders DB2_s<N>/")
 
 
+FOREARM_CIRCUMFERENCE = 250.0
+"""mm around an adult forearm at the elbow: the width of the unrolled forearm that NinaPro's
+ring is drawn on (a convention: the files carry no circumference)."""
+
+DB2_ELECTRODES = (*(str(k) for k in range(1, 9)), "FDS", "EDS", "biceps", "triceps")
+"""DB2's 12 electrodes in column order: columns 1-8 the forearm ring, 9 and 10 the flexor and
+extensor digitorum superficialis, 11 and 12 biceps and triceps brachii."""
+
+
+def db2_montage(n_electrodes: int = 12, axes: int = 1) -> Montage:
+    """Where NinaPro DB2's electrodes lie (the first ``n_electrodes``, ``axes`` channels each:
+    3 for the accelerometer each Trigno electrode holds), as positioned dots on the forearm
+    unrolled (`emg_lens.geometry.montage`: mm around the forearm from the dorsal midline, mm
+    along the arm from the elbow crease).
+
+    >>> montage = db2_montage(axes=3)
+    >>> montage.n_channels, montage.locate(0), montage.locate(3 * 8)  # acc of ring 1, of FDS
+    (36, (0, (0.0, 0.0)), (0, (125.0, 60.0)))
+    """
+    step = FOREARM_CIRCUMFERENCE / 8
+    ring = [(k * step, 0.0) for k in range(8)]
+    half = FOREARM_CIRCUMFERENCE / 2  # the volar midline
+    spots = [(half, 60.0), (0.0, 60.0), (half, -120.0), (0.0, -120.0)]
+    xy = (ring + spots)[:n_electrodes]
+    part = points("forearm and upper arm", xy, labels=DB2_ELECTRODES[:n_electrodes])
+    return Montage(
+        (part,),
+        axes=axes,
+        source="NinaPro DB2 (Atzori et al. 2014, Sci. Data 1:140053, doi:10.1038/sdata.2014.53; "
+        "ninapro.hevs.ch/instructions/DB2.html): 12 Delsys Trigno electrodes, columns 1-8 "
+        "equally spaced around the forearm at the height of the radio-humeral joint, 9 and 10 "
+        "on the main activity spots of the flexor and extensor digitorum superficialis, 11 "
+        "and 12 on biceps and triceps brachii; acc: the three axes of each electrode",
+        convention="not documented, chosen here: ring electrode 1 on the dorsal midline and the "
+        f"ring numbered toward the radial side, a {FOREARM_CIRCUMFERENCE:g} mm circumference; "
+        "FDS on the volar and EDS on the dorsal midline 60 mm distal to the elbow crease, "
+        "biceps and triceps 120 mm proximal to it",
+    )
+
+
 READER = DatasetReader(
     montage=lambda source: {m: CHANNELS[m] for m in ("emg", "acc")},  # what it reads
     subjects=_subjects,
@@ -396,6 +439,7 @@ READER = DatasetReader(
     preprocess={"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)},
     source_fields=lambda options: {"exercises": list(options["exercises"])},
     gesture_names=EXERCISE_B_NAMES,
+    geometry=lambda source: {"emg": db2_montage(), "acc": db2_montage(axes=3)},
 )
 """NinaPro DB2 for the registry (`emg_lens.data.registry`): a data source names the
 ``exercises`` it reads (default B); the repetition split is the NinaPro protocol's."""

@@ -26,6 +26,7 @@ from emg_lens.data.formats._matlab import (
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import Montage, ring
 
 __all__ = [
     "DB5_CHANNELS",
@@ -173,10 +174,26 @@ def _subject_files(source: Source) -> dict[int, list[Path]]:
     return found
 
 
+MONTAGE = Montage(
+    (
+        ring("Myo 1 (columns 1-8)", 8),
+        ring("Myo 2 (columns 9-16)", 8, first=22.5, radius=0.7).shifted(8),
+    ),
+    source="NinaPro DB5 (Pizzolato et al. 2017, PLoS ONE 12:e0186132, "
+    "doi:10.1371/journal.pone.0186132; ninapro.hevs.ch/instructions/DB5.html): two Thalmic "
+    "Myo armbands; columns 1-8 equally spaced around the forearm at the height of the "
+    "radio-humeral joint, columns 9-16 the second Myo, tilted by 22.5 degrees clockwise",
+    convention="the first Myo drawn outside (proximal), electrode 1 on the dorsal midline and "
+    "the electrodes numbered, and the second band tilted, toward the radial side",
+)
+"""Where DB5's channels lie."""
+
+
 READER = DatasetReader(
     montage=lambda source: {"emg": DB5_CHANNELS["emg"]},  # what the store reads
     subjects=lambda source: sorted(_subject_files(source)),
     files=lambda source, subject: _subject_files(source).get(subject, []),
     store=lambda source, subjects: lambda: (load_ninapro_db5(source["root"], s) for s in subjects),
+    geometry=lambda source: {"emg": MONTAGE},
 )
 """NinaPro DB5 for the registry (`emg_lens.data.registry`): a window-store source."""

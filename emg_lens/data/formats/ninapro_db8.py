@@ -66,6 +66,7 @@ from emg_lens.data.windows.downstream import (
 )
 from emg_lens.data.windows.store import RegressionBatch
 from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import Montage, ring
 
 __all__ = [
     "ACQUISITIONS",
@@ -304,6 +305,22 @@ def write_ninapro_db8(recording: Recording, root: str | Path) -> list[Path]:
 
 # ------------------------------------------------------------------------- the registry's reader
 
+MONTAGE = Montage(
+    (
+        ring("row 1 (columns 1-8)", 8),
+        ring("row 2 (columns 9-16)", 8, radius=0.7).shifted(8),
+    ),
+    source="NinaPro DB8 (Krasoulis et al. 2019, Front. Neurosci. 13:891, "
+    "doi:10.3389/fnins.2019.00891; ninapro.hevs.ch/instructions/DB8.html): 16 Delsys Trigno IM "
+    "sensors in two rows of eight around the right forearm at the radio-humeral joint, no "
+    "specific muscle targeted",
+    convention="columns 1-8 the first (outer, proximal) ring and 9-16 the second, each from "
+    "the dorsal midline toward the radial side: the page does not say which columns form "
+    "which row, or where electrode 1 is",
+)
+"""Where DB8's channels lie."""
+
+
 READER = DatasetReader(
     montage=lambda source: {"emg": CHANNELS},
     subjects=lambda source: find_subjects(source["root"]),
@@ -323,5 +340,6 @@ READER = DatasetReader(
         step=500,
         unit="acquisition (NaN glove samples dropped)",
     ),
+    geometry=lambda source: {"emg": MONTAGE},
 )
 """NinaPro DB8 for the registry (`emg_lens.data.registry`) and its TinyMyo downstream task."""

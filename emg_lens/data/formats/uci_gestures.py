@@ -63,6 +63,7 @@ from emg_lens.data.windows.downstream import (
 )
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import Montage, ring
 
 __all__ = [
     "CHANNELS",
@@ -290,6 +291,17 @@ def write_uci_gestures(recording: Recording, root: str | Path) -> list[Path]:
 
 # ------------------------------------------------------------------------- the registry's reader
 
+MONTAGE = Montage(
+    (ring("Myo armband", CHANNELS),),
+    source="UCI EMG Data for Gestures (archive.ics.uci.edu/dataset/481; Lobov et al. 2018, "
+    "Sensors 18:1122, doi:10.3390/s18041122): a Myo bracelet whose eight sensors are equally "
+    "spaced around the forearm",
+    convention="channel 1 on the dorsal midline and the channels numbered toward the radial "
+    "side: the dataset documents no anchor and no direction",
+)
+"""Where UCI's channels lie."""
+
+
 READER = DatasetReader(
     montage=lambda source: {"emg": CHANNELS},
     subjects=lambda source: find_subjects(source["root"]),
@@ -314,6 +326,7 @@ READER = DatasetReader(
         step=500,
         unit="run of one class",
     ),
+    geometry=lambda source: {"emg": MONTAGE},
 )
 """UCI EMG Data for Gestures for the registry (`emg_lens.data.registry`) and its TinyMyo
 downstream task."""

@@ -54,6 +54,7 @@ from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, onset_ramp
 from emg_lens.edges.regions import LOBES, place, region_channels
 from emg_lens.errors import ArgumentError, ConfigError, UnplacedChannelError
+from emg_lens.geometry import Montage, scalp
 
 __all__ = [
     "EEG_PREPROCESS",
@@ -480,5 +481,11 @@ READER = DatasetReader(
     preprocess=EEG_PREPROCESS,
     source_fields=eeg_source_fields,
     channel_names={"eeg": TEN_TWENTY},  # the default montage's
+    geometry=lambda source: {
+        "eeg": Montage(
+            (scalp(eeg_spec_of(source).channels),),
+            source="the 10-20 system's idealised positions (emg_lens.geometry.ten_twenty)",
+        )
+    },
 )
 """The synthetic EEG dataset for the registry (`emg_lens.data.registry`)."""

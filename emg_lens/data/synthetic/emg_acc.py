@@ -551,6 +551,18 @@ def _read(source: Source, subject: int) -> Recording:
     return generate_recordings(_spec_of(source), [subject])[0]
 
 
+def _geometry(source: Source) -> dict[str, Any]:
+    """DB2's placement, whose montage the synthetic data copies: electrode i's accelerometer
+    sits on electrode i (the module docstring)."""
+    spec = _spec_of(source)
+    found = {}
+    if spec.n_emg <= len(ninapro_db2.DB2_ELECTRODES):
+        found["emg"] = ninapro_db2.db2_montage(spec.n_emg)
+    if spec.n_acc_sensors <= min(spec.n_emg, len(ninapro_db2.DB2_ELECTRODES)):
+        found["acc"] = ninapro_db2.db2_montage(spec.n_acc_sensors, axes=3)
+    return found
+
+
 READER = DatasetReader(
     montage=lambda source: {
         "emg": _spec_of(source).n_emg,
@@ -564,6 +576,7 @@ READER = DatasetReader(
     source_fields=lambda options: {
         "synthetic": (options.get("synthetic") or SyntheticSpec()).to_dict()
     },
+    geometry=_geometry,
 )
 """The synthetic dataset for the registry (`emg_lens.data.registry`): a data source stores
 its `SyntheticSpec` (``"synthetic"``), from which every subject is generated again."""

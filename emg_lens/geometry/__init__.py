@@ -1,0 +1,32 @@
+"""Where channels lie on the body: electrode montages (`montage`: rings, grids, free points,
+the scalp), 10-20 / 10-10 EEG positions (`scalp`) and the figures drawn on them (`draw`).
+
+The datasets' placements live with their readers (`emg_lens.data.formats`), each saying
+where it comes from; `emg_lens.data.datasets.montages_of` finds a data source's, or a layout's
+by its 10-20 channel names. This package imports no torch; `draw` imports matplotlib."""
+
+from emg_lens.geometry.montage import (
+    GRID_CODES,
+    Montage,
+    Part,
+    grid,
+    grid_code,
+    points,
+    ring,
+    scalp,
+)
+from emg_lens.geometry.ten_twenty import scalp_position, scalp_xy, standard_name
+
+__all__ = [
+    "GRID_CODES",
+    "Montage",
+    "Part",
+    "grid",
+    "grid_code",
+    "points",
+    "ring",
+    "scalp",
+    "scalp_position",
+    "scalp_xy",
+    "standard_name",
+]

@@ -1,0 +1,14 @@
+"""``report.html``: one self-contained page per output folder (`page`), its summary rendered
+from the folder's Markdown (`markdown`). No server, no network: figures are embedded, the
+page's script and style are inline."""
+
+from emg_lens.report.page import (
+    MANIFEST,
+    REPORT,
+    report_html,
+    spec_toml,
+    write_manifest,
+    write_report,
+)
+
+__all__ = ["MANIFEST", "REPORT", "report_html", "spec_toml", "write_manifest", "write_report"]

@@ -1,0 +1,123 @@
+"""The Markdown that emg_lens writes (``summary.md``), as HTML: headings, paragraphs, lists,
+GitHub-flavoured tables, ``code``, **bold** and *italic*. Everything else is text, escaped: no
+raw HTML of a file reaches the page.
+
+>>> print(to_html("# Study\\n\\nDelta **-30%** in `layer 1`.\\n\\n| a | b |\\n|---|---|\\n| 1 | x |"))
+<h2>Study</h2>
+<p>Delta <strong>-30%</strong> in <code>layer 1</code>.</p>
+<div class="scroll"><table class="sortable"><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td class="num">1</td><td>x</td></tr></tbody></table></div>
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = ["inline", "table_html", "to_html"]
+
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_ITALIC = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
+_NUMBER = re.compile(r"^[-+−]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?( [*]+| ns)?$")
+
+
+def inline(text: str) -> str:
+    """One line of Markdown as HTML: escaped, then code spans, bold and italic.
+
+    >>> inline("a < b, *italic*, `x*y`")
+    'a &lt; b, <em>italic</em>, <code>x*y</code>'
+    """
+    codes: list[str] = []
+
+    def keep(match: re.Match) -> str:
+        codes.append(f"<code>{html.escape(match.group(1), quote=False)}</code>")
+        return f"\x00{len(codes) - 1}\x00"
+
+    text = _CODE.sub(keep, text)  # code spans first: their stars are not emphasis
+    text = html.escape(text, quote=False)
+    text = _BOLD.sub(r"<strong>\1</strong>", text)
+    text = _ITALIC.sub(r"<em>\1</em>", text)
+    return re.sub(r"\x00(\d+)\x00", lambda m: codes[int(m.group(1))], text)
+
+
+def _cell(text: str, tag: str) -> str:
+    numeric = tag == "td" and bool(_NUMBER.match(text.strip()))
+    klass = ' class="num"' if numeric else ""
+    return f"<{tag}{klass}>{inline(text.strip())}</{tag}>"
+
+
+def table_html(header: list[str], rows: list[list[str]]) -> str:
+    """A sortable HTML table (the page's script sorts by a clicked header); numbers are
+    right-aligned.
+
+    >>> table_html(["n"], [["3"]])
+    '<div class="scroll"><table class="sortable"><thead><tr><th>n</th></tr></thead><tbody><tr><td class="num">3</td></tr></tbody></table></div>'
+    """  # noqa: E501
+    head = "".join(_cell(h, "th") for h in header)
+    body = "".join("<tr>" + "".join(_cell(c, "td") for c in row) + "</tr>" for row in rows)
+    return (
+        f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _split_row(line: str) -> list[str]:
+    return line.strip().strip("|").split("|")
+
+
+def to_html(markdown: str, *, top: int = 2, skip_title: str | None = None) -> str:
+    """``markdown`` as HTML; its ``#`` headings become ``<h{top}>`` and below (the page has
+    its own ``<h1>``); a first heading that only repeats ``skip_title`` is left out."""
+    out: list[str] = []
+    paragraph: list[str] = []
+    items: list[str] = []
+    lines = markdown.splitlines()
+
+    def flush() -> None:
+        if paragraph:
+            out.append(f"<p>{inline(' '.join(paragraph))}</p>")
+            paragraph.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    i = 0
+    if skip_title is not None:
+        first = next((line.strip() for line in lines if line.strip()), "")
+        if first.lstrip("#").strip() == skip_title.strip() and first.startswith("#"):
+            i = [line.strip() for line in lines].index(first) + 1
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        heading = re.match(r"^(#{1,6})\s+(.*)$", stripped)
+        if not stripped:
+            flush()
+        elif heading:
+            flush()
+            level = min(6, len(heading.group(1)) + top - 1)
+            out.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
+        elif (
+            stripped.startswith("|")
+            and i + 1 < len(lines)
+            and re.match(r"^\|?\s*:?-{3,}", lines[i + 1].strip())
+        ):
+            flush()
+            header = _split_row(stripped)
+            i += 2
+            rows = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                rows.append(_split_row(lines[i]))
+                i += 1
+            out.append(table_html(header, rows))
+            continue
+        elif re.match(r"^[-*]\s+", stripped):
+            if paragraph:
+                flush()
+            items.append(re.sub(r"^[-*]\s+", "", stripped))
+        elif items and line.startswith("  "):
+            items[-1] += " " + stripped  # a list item continued on the next line
+        else:
+            paragraph.append(stripped)
+        i += 1
+    flush()
+    return "\n".join(out)

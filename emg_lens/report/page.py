@@ -1,0 +1,344 @@
+"""``report.html``: one self-contained page per output folder, to open in a browser or print.
+
+`write_report` reads what a study (of any kind), a discovery or an inspection wrote into a
+folder and writes ``report.html`` beside it: the summary (``summary.md``: the table, the
+design line, the notes), every figure (PNG, embedded as data), the study spec, each table
+(CSV) behind a fold, sortable by a click on its header, the provenance (each subject's model
+and data digests, the code digest, the emg_lens version) and, where the folder holds one, an
+interactive attention view (CircuitsVis, ``attention_view.html``). Everything is inside the
+file: no script, style, font or image is fetched, so the page works offline and is safe to
+send. ``emg-lens report DIR`` builds it for an existing folder; studies, ``discover`` and
+``inspect`` write it with their outputs.
+
+The folder's ``outputs.json`` (written by the result that made it) gives the order of its
+figures and tables and what it is; a folder without one is read as it is (figures and tables
+in name order).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _datetime
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from emg_lens._io import write_if_changed
+from emg_lens._version import __version__
+from emg_lens.errors import ArgumentError
+from emg_lens.report.markdown import table_html, to_html
+
+__all__ = ["MANIFEST", "REPORT", "report_html", "spec_toml", "write_manifest", "write_report"]
+
+REPORT = "report.html"
+MANIFEST = "outputs.json"
+VIEW = "attention_view.html"
+MAX_ROWS = 2000  # rows of one table shown on the page (the CSV has them all)
+
+_STYLE = """
+:root { --fg: #1d232b; --muted: #5b6470; --line: #d9dee5; --band: #f4f6f9; --accent: #2f5d9e; }
+* { box-sizing: border-box; }
+body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+       margin: 0 auto; max-width: 1180px; padding: 24px 28px 60px; }
+header h1 { font-size: 1.7em; margin: 0 0 4px; }
+.meta { color: var(--muted); margin: 0; }
+nav { position: sticky; top: 0; background: white; border-bottom: 1px solid var(--line);
+      padding: 8px 0; margin: 14px 0 8px; z-index: 2; }
+nav a { color: var(--accent); text-decoration: none; margin-right: 16px; font-weight: 600; }
+h2 { font-size: 1.3em; border-bottom: 2px solid var(--line); padding-bottom: 4px;
+     margin-top: 34px; }
+h3 { font-size: 1.1em; margin-top: 22px; }
+table { border-collapse: collapse; margin: 10px 0 16px; font-size: 12.5px;
+        font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 9px; text-align: left; }
+th { background: var(--band); cursor: pointer; white-space: nowrap; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; color: var(--muted); }
+th[aria-sort="descending"]::after { content: " \\25BC"; color: var(--muted); }
+td.num { text-align: right; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+.scroll { max-width: 100%; overflow-x: auto; }
+figure { margin: 18px 0 26px; break-inside: avoid; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { color: var(--muted); font-size: 12.5px; margin-top: 4px; }
+details { margin: 8px 0; border: 1px solid var(--line); border-radius: 4px; padding: 6px 10px; }
+summary { cursor: pointer; font-weight: 600; }
+pre { background: var(--band); padding: 10px 12px; overflow-x: auto; font-size: 12px; }
+code { background: var(--band); padding: 0 3px; border-radius: 3px; }
+.view { border: 1px solid var(--line); padding: 8px; }
+@media print {
+  nav { display: none; }
+  body { max-width: none; padding: 0; font-size: 11px; }
+  details { border: none; padding: 0; }
+  h2 { break-after: avoid; }
+  table, figure { break-inside: avoid; }
+  .view { display: none; }
+}
+"""
+
+# Sorting by a click on a header (numbers as numbers), and every fold opened for printing.
+_SCRIPT = """
+function cellValue(row, i) {
+  const text = row.cells[i] ? row.cells[i].textContent.trim() : "";
+  const number = parseFloat(text.replace("\\u2212", "-"));
+  return Number.isNaN(number) ? text.toLowerCase() : number;
+}
+document.querySelectorAll("table.sortable").forEach((table) => {
+  table.querySelectorAll("th").forEach((th, i) => {
+    th.addEventListener("click", () => {
+      const up = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("th").forEach((h) => h.removeAttribute("aria-sort"));
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      const body = table.tBodies[0];
+      const rows = Array.from(body.rows);
+      rows.sort((a, b) => {
+        const x = cellValue(a, i), y = cellValue(b, i);
+        if (typeof x === typeof y) { return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1); }
+        return typeof x === "number" ? -1 : 1;
+      });
+      rows.forEach((row) => body.appendChild(row));
+    });
+  });
+});
+window.addEventListener("beforeprint", () => {
+  document.querySelectorAll("details").forEach((d) => { d.open = true; });
+});
+"""
+
+
+def write_manifest(
+    folder: str | Path,
+    *,
+    kind: str,
+    title: str,
+    spec: dict[str, Any] | None,
+    tables: list[str],
+    figures: list[str],
+) -> Path:
+    """Write ``outputs.json``: what the folder holds, in the order a reader should see it
+    (the spec, the tables, the figures by name), for `write_report`."""
+    path = Path(folder) / MANIFEST
+    record = {"kind": kind, "title": title, "spec": spec, "tables": tables, "figures": figures}
+    write_if_changed(path, json.dumps(record, indent=2, default=str) + "\n")
+    return path
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    """The folder's manifest, or one read off its files (and ``study.json``)."""
+    path = folder / MANIFEST
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    spec = None
+    marker = folder / "study.json"
+    if marker.is_file():
+        spec = json.loads(json.loads(marker.read_text())["fingerprint"])
+    return {
+        "kind": spec.get("kind", "study") if isinstance(spec, dict) else "outputs",
+        "title": spec.get("name", folder.name) if isinstance(spec, dict) else folder.name,
+        "spec": spec,
+        "tables": sorted(p.name for p in folder.glob("*.csv")),
+        "figures": sorted(p.stem for p in folder.glob("*.png")),
+    }
+
+
+def _csv_table(path: Path) -> tuple[str, int]:
+    """A CSV file as a sortable table (at most `MAX_ROWS` rows), and its number of rows."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return "<p>(empty)</p>", 0
+    header, body = rows[0], rows[1:]
+    shown = [[_short(v) for v in row] for row in body[:MAX_ROWS]]
+    note = (
+        f"<p class='meta'>The first {MAX_ROWS} of {len(body)} rows; {path.name} has them all.</p>"
+        if len(body) > MAX_ROWS
+        else ""
+    )
+    return f"{table_html(header, shown)}{note}", len(body)
+
+
+def _short(value: str) -> str:
+    """A long float printed to 4 significant digits (the CSV keeps every digit)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if "." not in value or len(value) < 8 or number != number:  # ints, short numbers, NaN
+        return value
+    return f"{number:.4g}"
+
+
+def _figure(folder: Path, name: str) -> str:
+    path = folder / f"{name}.png"
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    caption = html.escape(name.replace("_", " "))
+    return (
+        f'<figure id="figure-{html.escape(name)}"><img alt="{caption}" '
+        f'src="data:image/png;base64,{data}"><figcaption>{caption} '
+        f"({html.escape(name)}.png, .svg)</figcaption></figure>"
+    )
+
+
+def _digest(value: Any) -> str:
+    """A digest shortened to its first 16 characters (each cell's JSON has it whole)."""
+    text = "" if value is None else str(value)
+    return text if len(text) <= 20 else f"{text[:16]}…"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def spec_toml(spec: dict[str, Any]) -> str:
+    """A study spec as the TOML a study file says it in: keys, then [tables], then
+    [[arrays of tables]].
+
+    >>> print(spec_toml({"name": "t", "layers": {"modes": ["all"]},
+    ...                  "interventions": [{"name": "cross", "edges": "cross_modal"}]}))
+    name = "t"
+    <BLANKLINE>
+    [layers]
+    modes = ["all"]
+    <BLANKLINE>
+    [[interventions]]
+    name = "cross"
+    edges = "cross_modal"
+    """
+    plain = {k: v for k, v in spec.items() if not isinstance(v, dict) and not _tables(v)}
+    lines = [f"{k} = {_toml_value(v)}" for k, v in plain.items() if v is not None]
+    for key, value in spec.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{key}]", *(f"{k} = {_toml_value(v)}" for k, v in value.items())]
+    for key, value in spec.items():
+        if _tables(value):
+            for item in value:
+                lines += ["", f"[[{key}]]", *(f"{k} = {_toml_value(v)}" for k, v in item.items())]
+    return "\n".join(lines)
+
+
+def _tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _provenance(folder: Path) -> str:
+    """Each subject's model and data digests, the code digest and the emg_lens version, from
+    the provenance the cell store keeps with every cell."""
+    rows: dict[str, dict[str, str]] = {}
+    codes = set()
+    for cell in sorted((folder / "cells").glob("s*/*.json")):
+        try:
+            provenance = json.loads(cell.read_text(encoding="utf-8")).get("provenance") or {}
+        except (OSError, ValueError):
+            continue  # a torn cell: the store recomputes it; nothing to report
+        subject = cell.parent.name.removeprefix("s")
+        if provenance and subject not in rows:
+            rows[subject] = {
+                "subject": subject,
+                "model": _digest(provenance.get("model")),
+                "data": _digest(provenance.get("data")),
+                "scored output": str(provenance.get("return_type", "")),
+            }
+        if provenance.get("code"):
+            codes.add(str(provenance["code"]))
+    lines = [f"<p>Report written by emg_lens {html.escape(__version__)}.</p>"]
+    if codes:
+        shown = ", ".join(f"<code>{html.escape(c)}</code>" for c in sorted(codes))
+        lines.append(f"<p>Cells computed by emg_lens code (version + SHA-256 digest): {shown}.</p>")
+    if rows:
+        ordered = sorted(rows.values(), key=lambda r: (len(r["subject"]), r["subject"]))
+        header = list(ordered[0])
+        lines.append(table_html(header, [[r[h] for h in header] for r in ordered]))
+        lines.append(
+            "<p class='meta'>model: SHA-256 of the checkpoint's weights and config; data: of "
+            "the evaluation data's source files (or arrays); a stored cell is reused only "
+            "while both, the scored output and the code are unchanged.</p>"
+        )
+    else:
+        lines.append("<p>The folder's cells record no per-subject provenance.</p>")
+    return "\n".join(lines)
+
+
+def report_html(folder: str | Path) -> str:
+    """The page for an output folder (see the module docstring)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArgumentError(f"{folder}: no such folder; give the output folder of a study run")
+    manifest = _manifest(folder)
+    title = str(manifest.get("title") or folder.name)
+    kind = str(manifest.get("kind") or "outputs")
+    sections: list[tuple[str, str, str]] = []  # (id, heading, html)
+    summary = folder / "summary.md"
+    if summary.is_file():
+        text = summary.read_text(encoding="utf-8")
+        sections.append(("summary", "Summary", to_html(text, skip_title=title)))
+    figures = [f for f in manifest.get("figures", []) if (folder / f"{f}.png").is_file()]
+    if figures:
+        sections.append(("figures", "Figures", "\n".join(_figure(folder, f) for f in figures)))
+    view = folder / VIEW
+    if view.is_file():
+        body = (
+            "<p>Every head's attention in one layer for one window, tokens named by their "
+            "channels (CircuitsVis; hover a token).</p>"
+            f'<div class="view">{view.read_text(encoding="utf-8")}</div>'
+        )
+        sections.append(("view", "Attention view", body))
+    spec = manifest.get("spec")
+    if spec:
+        text = html.escape(spec_toml(spec), quote=False)
+        note = "<p class='meta'>The study as a study file says it (TOML).</p>"
+        sections.append(("spec", "Study", f"{note}<pre>{text}</pre>"))
+    tables = [t for t in manifest.get("tables", []) if (folder / t).is_file()]
+    if tables:
+        folds = []
+        for name in tables:
+            table, n = _csv_table(folder / name)
+            folds.append(
+                f"<details><summary>{html.escape(name)} ({n} rows)</summary>{table}</details>"
+            )
+        sections.append(("tables", "Tables", "\n".join(folds)))
+    if (folder / "cells").is_dir():
+        sections.append(("provenance", "Provenance", _provenance(folder)))
+    nav = "".join(f'<a href="#{sid}">{html.escape(head)}</a>' for sid, head, _ in sections)
+    body = "\n".join(
+        f'<section id="{sid}"><h2>{html.escape(head)}</h2>\n{content}\n</section>'
+        for sid, head, content in sections
+    )
+    stamp = _datetime.datetime.fromtimestamp(
+        max((p.stat().st_mtime for p in folder.iterdir() if p.name != REPORT), default=0),
+        _datetime.timezone.utc,
+    ).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)} · emg_lens</title><style>{_STYLE}</style></head>\n<body>"
+        f'<header><h1>{html.escape(title)}</h1><p class="meta">emg_lens {html.escape(kind)}'
+        f" · outputs of {stamp} · {html.escape(str(folder.resolve()))}</p></header>"
+        f"<nav>{nav}</nav>\n{body}\n<script>{_SCRIPT}</script></body></html>\n"
+    )
+
+
+def write_report(folder: str | Path) -> Path:
+    """Write ``report.html`` into ``folder`` (only when its bytes change) and return its
+    path.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "summary.md").write_text("# t\\n\\n| a |\\n|---|\\n| 1 |")
+    >>> page = write_report(folder).read_text()
+    >>> "<table" in page and "http" not in page.split("<body>")[1]
+    True
+    """
+    path = Path(folder) / REPORT
+    write_if_changed(path, report_html(folder))
+    return path

@@ -1,0 +1,81 @@
+"""The demo's report.html in a real browser (Debian's Chromium, driven by Playwright): it
+loads with no console error, requests nothing outside the file, shows every figure and the
+summary table, and prints. `.ci/run` installs Chromium; the test skips, saying why, only on a
+machine without one, and fails in CI (``CI`` set) rather than skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from emg_lens.cli import main
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = [  # no sandbox as root; and nothing of Chromium's own reaching out to the network
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _browser_or_skip() -> str:
+    if BROWSER is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium in CI: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("no Chromium on this machine (apt-get install chromium): report untested")
+    return BROWSER
+
+
+@pytest.mark.slow  # the demo at 3 subjects and a browser: ~25 s on one core
+def test_the_demo_report_renders_in_a_browser_with_every_figure_and_nothing_fetched(
+    tmp_path, capsys
+):
+    browser_path = _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "demo"
+    args = ["demo", "--n-subjects", "3", "--epochs", "2", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    report = (out / "study" / "report.html").resolve()
+    assert f"report (open in a browser): {report}" in capsys.readouterr().out
+    console, failed, requests = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: failed.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(report.as_uri(), wait_until="load")
+        figures = page.locator("section#figures img")
+        shown = []
+        for i in range(figures.count()):
+            image = figures.nth(i)
+            image.scroll_into_view_if_needed()
+            box = image.bounding_box()
+            natural = image.evaluate("e => [e.complete, e.naturalWidth, e.naturalHeight]")
+            shown.append((image.get_attribute("alt"), natural, box))
+        summary = page.locator("section#summary table")
+        tables, rows = summary.count(), summary.first.locator("tbody tr").count()
+        overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        page.emulate_media(media="print")
+        pdf = page.pdf(format="A4")
+        browser.close()
+    assert not console, console  # no error, no warning, nothing logged
+    assert not failed, failed
+    assert requests == [report.as_uri()], requests  # the file itself, nothing else
+    names = [alt for alt, _, _ in shown]
+    assert {"boxplots", "heatmap", "class deltas"} <= set(names), names
+    for alt, (complete, width, height), box in shown:
+        assert complete and width > 100 and height > 100, alt  # decoded, not broken
+        assert box is not None and box["width"] > 300 and box["height"] > 100, alt
+    assert tables >= 1 and rows == 6  # uni, cross x individual 0, 1 and all
+    assert overflow <= 0  # nothing wider than the window
+    assert shot.stat().st_size > 50_000
+    assert pdf[:4] == b"%PDF" and len(pdf) > 50_000  # it prints

@@ -1,0 +1,99 @@
+"""report.html: one self-contained page per output folder. What a reader relies on: the
+summary table and the design line, every figure (embedded, nothing fetched), the study as a
+file says it, every table behind a fold, the provenance; written again only when it changes,
+and built from a folder alone (`emg-lens report DIR`)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from emg_lens import EncoderConfig
+from emg_lens.cli import main
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.models import IsoNet
+from emg_lens.report import report_html, spec_toml
+from emg_lens.report.markdown import to_html
+from emg_lens.studies import run_study
+
+STUDY = {
+    "name": "report-study",
+    "models": "in-memory",
+    "interventions": [
+        {"name": "uni", "edges": "unimodal"},
+        {"name": "cross", "edges": "cross_modal"},
+    ],
+    "layers": {"modes": ["individual", "all"]},
+}
+
+
+@pytest.fixture(scope="module")
+def study_folder(tmp_path_factory):
+    """An ablation study of three tiny random models, written with its report."""
+    out = tmp_path_factory.mktemp("study")
+    models = {}
+    for subject in (1, 2, 3):
+        cfg = EncoderConfig.preset("tiny", seed=subject, init_range=0.5)
+        rng = np.random.default_rng(subject)
+        X = rng.standard_normal((24, cfg.n_channels, cfg.n_samples))
+        y = np.arange(24) % cfg.n_classes
+        data = SubjectData.from_windows(cfg.modalities, (X, y), subject=subject)
+        models[subject] = (IsoNet(cfg).eval(), data)
+    run_study(STUDY, models=models, out_dir=out, progress=False)
+    return out
+
+
+def test_the_report_holds_the_summary_every_figure_the_study_tables_and_provenance(
+    study_folder,
+):
+    page = (study_folder / "report.html").read_text()
+    manifest = json.loads((study_folder / "outputs.json").read_text())
+    assert "Design: 3 subjects" in page  # the design line of summary.md
+    summary = page.split('id="summary"')[1].split("</section>")[0]
+    assert "<table" in summary and ">cross<" in summary and "p_corr" in summary
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
+    assert [alt.replace(" ", "_") for alt, _ in images] == manifest["figures"]
+    for name, data in zip(manifest["figures"], (d for _, d in images)):
+        assert base64.b64decode(data) == (study_folder / f"{name}.png").read_bytes()
+    assert '[[interventions]]\nname = "cross"\nedges = "cross_modal"' in page
+    for table in ("per_subject.csv", "per_class.csv", "summary.csv"):
+        assert f"<summary>{table} (" in page
+    provenance = page.split('id="provenance"')[1]
+    assert provenance.count("<tr>") == 1 + 3  # a header and one row per subject
+
+
+def test_the_page_fetches_nothing(study_folder):
+    page = (study_folder / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert not re.search(r"@import|url\(", page)  # no stylesheet or font from elsewhere
+    assert page.count("<script>") == 1  # the page's own, inline
+
+
+def test_an_unchanged_study_rewrites_no_report_and_the_folder_alone_builds_it(study_folder):
+    report = study_folder / "report.html"
+    before = report.stat().st_mtime_ns, report.read_bytes()
+    assert main(["report", str(study_folder)]) == 0
+    assert (report.stat().st_mtime_ns, report.read_bytes()) == before
+    (study_folder / "outputs.json").unlink()  # a folder written before reports existed
+    page = report_html(study_folder)
+    assert 'id="figure-heatmap"' in page and "report-study" in page
+
+
+def test_markdown_is_rendered_and_nothing_of_it_runs():
+    page = to_html("# T\n\n<script>alert(1)</script> and *x* < y\n\n- one\n- two")
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<ul><li>one</li><li>two</li></ul>" in page and "<em>x</em> &lt; y" in page
+
+
+def test_the_spec_reads_as_a_study_file():
+    text = spec_toml({"kind": "ablation", "name": "t", "heads": ["all"], "stats": {"test": "x"}})
+    assert text == 'kind = "ablation"\nname = "t"\nheads = ["all"]\n\n[stats]\ntest = "x"'
+
+
+def test_report_of_no_folder_is_refused(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
