@@ -1,0 +1,86 @@
+"""Study kinds behind one interface: every kind is read from one table, a study file is read
+once whatever its kind, each kind runs, checks and saves through the same calls, and an option
+a kind does not take is refused by name, never ignored."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from emg_lens.errors import ArgumentError, SpecError
+from emg_lens.studies import KINDS, check_study, load_spec, run
+from emg_lens.studies.kinds import kind_of, study_kind
+from emg_lens.studies.output import StudyOutput
+from emg_lens.studies.spec_base import Spec
+
+ABLATION = {"name": "a", "models": "demo", "interventions": [{"name": "u", "edges": "unimodal"}]}
+TRAINING = {
+    "kind": "training",
+    "name": "t",
+    "data": {"subjects": [1, 2]},
+    "architectures": ["MultimodalMLP"],
+    "reference": "e",
+    "inputs": [{"name": "e", "modalities": ["emg"]}],
+    "train": {"preset": "tiny", "epochs": 1},
+}
+DISCOVERY = {"kind": "discovery", "name": "d", "models": "/nowhere", "tau": 0.1}
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_kind_has_a_spec_runner_check_and_result(name):
+    kind = study_kind(name)
+    assert kind.name == name and issubclass(kind.spec, Spec) and kind.spec.KIND == name
+    assert callable(kind.run) and callable(kind.check)
+    assert kind.run.__name__.startswith("run_")
+    returned = kind.run.__annotations__.get("return", "")
+    result = returned.split(" | ")[0] if isinstance(returned, str) else returned.__name__
+    module = __import__(kind.run.__module__, fromlist=[result])
+    assert issubclass(getattr(module, result), StudyOutput)
+
+
+@pytest.mark.parametrize("table", [ABLATION, TRAINING, DISCOVERY], ids=lambda t: t["name"])
+def test_a_study_file_of_any_kind_is_read_once_into_its_spec(table, tmp_path, monkeypatch):
+    import yaml
+
+    from emg_lens.studies import files
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(table))
+    reads = []
+    real = files.read_study_file
+    monkeypatch.setattr(
+        "emg_lens.studies.kinds.read_study_file",
+        lambda p, build: reads.append(p) or real(p, build),
+    )
+    spec = load_spec(path)
+    assert reads == [path] and kind_of(spec).name == table.get("kind", "ablation")
+    assert load_spec(spec.to_dict()) == spec  # the table written back reads the same spec
+    assert spec.fingerprint() == load_spec(spec.to_dict()).fingerprint()
+
+
+def test_an_option_a_kind_does_not_take_is_refused_by_name():
+    with pytest.raises(ArgumentError, match="models=: t is a training study, which trains"):
+        run(TRAINING, models="runs/x")
+    with pytest.raises(ArgumentError, match="--wait-timeout: d is a discovery study, whose"):
+        run(DISCOVERY, wait_timeout=5.0, flags={"wait_timeout": "--wait-timeout"})
+    with pytest.raises(ArgumentError, match="overrides=: a is an ablation study"):
+        check_study(ABLATION, overrides={"epochs": 1})
+    with pytest.raises(SpecError, match=r"kind = 'sweep'; accepted: \['ablation', 'training'"):
+        load_spec({**ABLATION, "kind": "sweep"})
+
+
+def test_each_kind_checks_its_study_before_anything_runs():
+    assert "1 interventions" in check_study(ABLATION, layers=2, heads=2)
+    assert "candidates: 36 (layer 0: 18, layer 1: 18)" in check_study(DISCOVERY, layers=2, heads=2)
+    text = check_study(TRAINING)
+    assert "training study on synthetic subjects [1, 2]" in text and "MultimodalMLP" in text
+
+
+def test_a_spec_says_its_own_checks_and_shares_the_rest():
+    spec = load_spec(DISCOVERY)
+    assert spec.with_changes(tau=0.2).tau == 0.2 and spec.tau == 0.1
+    with pytest.raises(SpecError, match=r"unknown key\(s\) \['taux'\]"):
+        spec.with_changes(taux=0.2)
+    changed = dataclasses.replace(spec, modules="m.py:f")
+    assert changed.fingerprint() == spec.fingerprint()  # how it loads, not what it is
