@@ -30,7 +30,7 @@ DISCOVERY = {"kind": "discovery", "name": "d", "models": "/nowhere", "tau": 0.1}
 @pytest.mark.parametrize("name", list(KINDS))
 def test_every_kind_has_a_spec_runner_check_and_result(name):
     kind = study_kind(name)
-    assert kind.name == name and issubclass(kind.spec, Spec) and kind.spec.KIND == name
+    assert kind.name == name and issubclass(kind.spec, Spec) and name == kind.spec.KIND
     assert callable(kind.run) and callable(kind.check)
     assert kind.run.__name__.startswith("run_")
     returned = kind.run.__annotations__.get("return", "")
