@@ -14,7 +14,7 @@ random test windows (``--preset demo``: 32-D, 4 heads; ``--preset paper``: 512-D
 - the lower bound: the work the runner's plan cannot avoid (`emg_lens.studies.evaluate.
   tree_plan`), run bare: per subject and window batch, one embedding, one *unmasked* block per
   distinct non-empty mask-sequence prefix, at the window batch the runner uses, and one
-  readout per distinct effect. `tests/unit/test_study_bound.py` checks that the runner runs
+  readout per distinct effect. `tests/unit/studies/test_study_bound.py` checks that the runner runs
   exactly these blocks.
 
 The script first asserts that the runner and the naive loop give identical predictions for

@@ -17,7 +17,7 @@ from emg_lens.data.datasets import data_source, load_subject
 from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
 from emg_lens.export import export_onnx
 from emg_lens.models import HookedCBraMod, from_braindecode
-from tests.unit.converted_models import CBRAMOD_CONVS, FACTORIES
+from tests.unit.models.converted_models import CBRAMOD_CONVS, FACTORIES
 
 bd = pytest.importorskip("braindecode.models")
 

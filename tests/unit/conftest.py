@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.tinymyo_pretrained import pretrained_on_synthetic
+from tests.unit.train.tinymyo_pretrained import pretrained_on_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -122,7 +122,7 @@ def _emg2pose(root: Path) -> None:
 
 
 def _db5(root: Path) -> None:
-    from tests.unit.ninapro_files import mat_vars, save
+    from tests.unit.data.ninapro_files import mat_vars, save
 
     for subject in (1,):
         for k in (1, 2, 3):  # codes 1-3 in each exercise, repetitions 1-6 (1 3 4 6 train)

@@ -21,7 +21,7 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import TokenLayout
 from emg_lens.models import from_braindecode, from_torch_encoder
-from tests.unit.converted_models import torch_encoder_model
+from tests.unit.models.converted_models import torch_encoder_model
 
 
 def _convert(tmp: Path, **changes):

@@ -24,7 +24,7 @@ from emg_lens.studies import evaluate as evaluate_module
 from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
 from emg_lens.studies.grid import BASELINE
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 N_WINDOWS, BATCH = 22, 8  # three window batches: 8, 8, 6
 
 

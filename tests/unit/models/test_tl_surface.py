@@ -21,7 +21,7 @@ from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.errors import UnsupportedFeatureError, UnsupportedReadoutError
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
 from tests.conftest import perturb_biases
-from tests.unit.encoders import MODELS
+from tests.unit.models.encoders import MODELS
 
 
 def _ready(model):

@@ -29,7 +29,7 @@ from emg_lens.studies import (
 )
 from emg_lens.studies.training import runner as training_module
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
+STUDIES = Path(__file__).resolve().parents[3] / "studies"
 
 BASE = {
     "kind": "training",

@@ -19,7 +19,7 @@ from emg_lens.train import (
     pretrain,
     random_sample_mask,
 )
-from tests.unit.tinymyo_pretrained import small_tinymyo
+from tests.unit.train.tinymyo_pretrained import small_tinymyo
 
 # ----------------------------------------------------------------------------- loss and masks
 

@@ -1,13 +1,13 @@
 """The encoders every contract test runs on (`MODELS`: name -> a factory taking config
 overrides): each native model family at a tiny size, and every converted architecture
-(`tests.unit.converted_models`). `test_hook_contract` checks the TransformerLens contract on
+(`tests.unit.models.converted_models`). `test_hook_contract` checks the TransformerLens contract on
 them, `test_tl_surface` TransformerLens's own utilities."""
 
 from __future__ import annotations
 
 from emg_lens import EncoderConfig
 from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalTransformer, TinyMyo
-from tests.unit.converted_models import FACTORIES as CONVERTED
+from tests.unit.models.converted_models import FACTORIES as CONVERTED
 
 
 def _isonet(**overrides):
@@ -23,7 +23,7 @@ def _hierarchical(**overrides):
 
 
 def _multimodal_transformer(**overrides):
-    # No fusion stack (n_layers=0): the stack-level tests skip; tests/unit/test_fusion.py
+    # No fusion stack (n_layers=0): the stack-level tests skip; tests/unit/models/test_fusion.py
     # checks its stems.
     cfg = MultimodalTransformer.default_config("tiny", **{"seed": 0, **overrides})
     return MultimodalTransformer(cfg)

@@ -29,7 +29,7 @@ from emg_lens.discovery.search import _classes_lost
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
 from emg_lens.models import IsoNet, TinyMyo
-from tests.unit.converted_models import cbramod_model, torch_encoder_model
+from tests.unit.models.converted_models import cbramod_model, torch_encoder_model
 
 
 def _isonet():

@@ -407,7 +407,7 @@ def test_the_shipped_discovery_study_is_valid():
 
     from emg_lens.studies import load_spec
 
-    path = Path(__file__).resolve().parents[2] / "studies" / "discovery_demo.toml"
+    path = Path(__file__).resolve().parents[3] / "studies" / "discovery_demo.toml"
     spec = load_spec(path)
     assert (spec.models, spec.return_type, spec.tau, spec.family) == (
         "demo",

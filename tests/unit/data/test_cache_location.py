@@ -13,14 +13,12 @@ import numpy as np
 import pytest
 
 import emg_lens.data.cache as cache_module
-import emg_lens.data.preprocess as preprocess
 from emg_lens import ArgumentError
 from emg_lens._io import pid_alive
 from emg_lens.data.cache import cache_key, evict, read_entry, write_entry
 from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
-from emg_lens.data.synthetic.hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
 
 SYNTHETIC = data_source(
     "synthetic",
@@ -41,31 +39,9 @@ def user_cache(tmp_path, monkeypatch):
     return tmp_path / "xdg" / "emg_lens" / "preprocessed"
 
 
-@pytest.fixture(scope="module")
-def hdsemg_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hdsemg")
-    spec = SyntheticHDsEMGSpec(n_subjects=1, n_gestures=2, movement_seconds=0.3, rest_seconds=0.1)
-    write_synthetic_hdsemg(spec, root)
-    return root
-
-
 @pytest.fixture
 def hdsemg(hdsemg_root):
     return data_source("hdsemg", root=hdsemg_root, preprocess=HDSEMG_PREPROCESS)
-
-
-@pytest.fixture
-def filter_calls(monkeypatch):
-    """Counts the calls of filter_signals (each one means a subject was preprocessed)."""
-    calls = []
-    real = preprocess.filter_signals
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(preprocess, "filter_signals", counting)
-    return calls
 
 
 def _names(folder: Path) -> list[str]:

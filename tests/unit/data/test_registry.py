@@ -33,7 +33,7 @@ from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.window_build import build_window_store
 from emg_lens.data.windows.pipeline import TinyMyoPreprocess
-from tests.unit.ninapro_files import db6_vars, mat_vars, save
+from tests.unit.data.ninapro_files import db6_vars, mat_vars, save
 
 SMALL = SyntheticSpec(n_subjects=2, movement_seconds=0.3, rest_seconds=0.1, n_acc_sensors=2)
 SMALL_EEG = SyntheticEEGSpec(n_subjects=2, n_repetitions=6, trial_seconds=1.0, rest_seconds=0.2)

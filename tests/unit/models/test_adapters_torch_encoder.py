@@ -14,7 +14,7 @@ from torch import nn
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.errors import CheckpointError, ConversionError, UnsupportedModuleError
 from emg_lens.models import HookedTorchEncoder, from_torch_encoder
-from tests.unit.converted_models import PatchTokens, TokenReadout, torch_encoder_model
+from tests.unit.models.converted_models import PatchTokens, TokenReadout, torch_encoder_model
 
 D_MODEL = 16
 

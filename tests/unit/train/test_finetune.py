@@ -24,7 +24,7 @@ from emg_lens.train import (
     warmup_cosine_lr,
     warmup_cosine_scheduler,
 )
-from tests.unit.tinymyo_pretrained import small_tinymyo
+from tests.unit.train.tinymyo_pretrained import small_tinymyo
 
 
 def quick(**overrides) -> FinetuneConfig:

@@ -24,7 +24,7 @@ from emg_lens.data.formats.ninapro_db6_db7 import (
     ninapro_db7_files,
 )
 from emg_lens.errors import ArgumentError, DataFormatError
-from tests.unit.ninapro_files import N, db6_vars, mat_vars, save
+from tests.unit.data.ninapro_files import N, db6_vars, mat_vars, save
 
 # --- emg2pose --------------------------------------------------------------------------------
 

@@ -17,20 +17,11 @@ from emg_lens.data.formats.ninapro_db2 import write_ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
 from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
-from emg_lens.data.synthetic.hdsemg import SyntheticHDsEMGSpec, write_synthetic_hdsemg
 
 
 @pytest.fixture(autouse=True)
 def _no_cache_setting(monkeypatch):
     monkeypatch.delenv("EMG_LENS_CACHE", raising=False)
-
-
-@pytest.fixture(scope="module")
-def hdsemg_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hdsemg")
-    spec = SyntheticHDsEMGSpec(n_subjects=1, n_gestures=2, movement_seconds=0.3, rest_seconds=0.1)
-    write_synthetic_hdsemg(spec, root)
-    return root
 
 
 @pytest.fixture
@@ -47,20 +38,6 @@ SYNTHETIC = data_source(
     synthetic=SyntheticSpec(n_subjects=1, movement_seconds=0.5, rest_seconds=0.2),
     preprocess=PreprocessSpec(segment=(0.1, 0.5), step=100),
 )
-
-
-@pytest.fixture
-def filter_calls(monkeypatch):
-    """Counts the calls of filter_signals (each one means a subject was preprocessed)."""
-    calls = []
-    real = preprocess.filter_signals
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(preprocess, "filter_signals", counting)
-    return calls
 
 
 def _refuse_to_filter(monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 from emg_lens.cli import main
 from emg_lens.data.formats.emg2pose import write_emg2pose_metadata, write_emg2pose_session
 from emg_lens.data.windows.store import WindowStore
-from tests.unit.ninapro_files import N, db6_vars, mat_vars, save
+from tests.unit.data.ninapro_files import N, db6_vars, mat_vars, save
 
 SHORT = ["--window", "200", "--step", "100", "--quiet"]  # 10 patches: small and quick
 

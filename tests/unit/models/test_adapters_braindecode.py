@@ -30,7 +30,7 @@ from emg_lens.models import (
     from_braindecode,
     to_braindecode,
 )
-from tests.unit.converted_models import (
+from tests.unit.models.converted_models import (
     BRAINDECODE,
     CBRAMOD_CONVS,
     cbramod_model,

@@ -20,7 +20,7 @@ from transformer_lens.utilities import get_act_name
 
 from emg_lens import InputShapeError, LayoutError
 from tests.conftest import perturb_biases
-from tests.unit.encoders import MODELS
+from tests.unit.models.encoders import MODELS
 
 
 @pytest.fixture(params=sorted(MODELS))
