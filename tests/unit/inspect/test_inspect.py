@@ -503,8 +503,8 @@ def test_circuitsvis_export_is_optional(monkeypatch):
 
     class Attention:
         @staticmethod
-        def attention_patterns(tokens, attention):
-            calls.update(tokens=tokens, shape=tuple(attention.shape))
+        def attention_heads(attention, tokens, **options):
+            calls.update(tokens=tokens, shape=tuple(attention.shape), **options)
             return "view"
 
     fake = type(sys)("circuitsvis")
@@ -577,6 +577,14 @@ def test_inspect_command_writes_tables_and_figures(tmp_path, monkeypatch, capsys
     assert pd.read_csv(out / "attribution.csv")["sample"].nunique() == 20
     printed = capsys.readouterr().out
     assert "subject 3" in printed and "L0H2" in printed and "Spearman" in printed
+    channels = pd.read_csv(out / "channel_importance.csv")
+    assert len(channels) == model.cfg.n_channels and channels["delta_accuracy"].le(0.01).all()
+    for name in ("group_flow", "qk_matrix"):  # no placement here: no figure on the body
+        assert (out / f"{name}.png").is_file(), name
+    assert not (out / "channel_effect.png").exists()
+    page = (out / "report.html").read_text()
+    assert f"report: {out / 'report.html'}" in printed
+    assert 'id="figure-head_importance"' in page and "<summary>channel_importance.csv" in page
 
     no_data = save_checkpoint(model, tmp_path / "bare", metadata={})
     assert main(["inspect", "--checkpoint", str(no_data), "--out", str(out)]) == 2
