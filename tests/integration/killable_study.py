@@ -14,7 +14,7 @@ from emg_lens.data.datasets import data_source
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.models import IsoNet
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases
 
 SUBJECTS = (1, 2, 3)
 

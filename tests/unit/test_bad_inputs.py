@@ -44,7 +44,7 @@ from emg_lens.models import (
     TinyMyo,
 )
 from emg_lens.studies import StudyError, StudySpec, load_spec, run_study
-from tests.conftest import perturb_biases
+from tests.tiny import subject_for, tiny_isonet, tinymyo_config
 from tests.unit.bad_inputs import cli as cli_rows
 from tests.unit.bad_inputs import data as data_rows
 from tests.unit.bad_inputs import models as models_rows
@@ -57,18 +57,11 @@ N_HEADS = 4
 
 
 def _isonet(seed: int = 0) -> IsoNet:
-    model = IsoNet(EncoderConfig.preset("tiny", seed=seed, init_range=0.5))
-    perturb_biases(model)
-    return model.eval()
+    return tiny_isonet(seed, perturb=True, init_range=0.5)
 
 
 def _subject(model: IsoNet, n: int = 8) -> SubjectData:
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, *model.input_shape)).astype(np.float32)
-    y = rng.integers(0, model.cfg.n_classes, n)
-    classes = list(range(model.cfg.n_classes))
-    ones = np.ones(n, int)
-    return SubjectData(1, dict(model.cfg.modalities), classes, X, y, ones, X, y, ones * 2)
+    return subject_for(model, n, labels="random")
 
 
 def _spec(**changes) -> StudySpec:
@@ -401,9 +394,7 @@ def test_bad_out_is_reported_by_main(tmp_path, capsys):
 
 
 def _tinymyo():
-    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2}
-    small |= {"modalities": {"emg": 6}, "n_samples": 8, "patch_samples": 2, "seed": 0}
-    return TinyMyo(EncoderConfig.preset("tinymyo", **small))
+    return TinyMyo(tinymyo_config(6, 8, patch_samples=2, seed=0))
 
 
 MODELS = {

@@ -19,7 +19,6 @@ import copy
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -27,14 +26,13 @@ from torch.utils._device import _device_constructors
 from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakIdKeyDictionary
 
-from emg_lens import EncoderConfig
 from emg_lens.cli import build_parser
 from emg_lens.cli.common import resolve_device
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError
 from emg_lens.models import IsoNet
 from emg_lens.studies import run_study, run_training_study
-from tests.conftest import perturb_biases
+from tests.tiny import tiny_subject, two_class_subjects
 
 PACKAGE = str(Path(__file__).resolve().parents[2] / "emg_lens")
 FACTORIES = _device_constructors()
@@ -150,15 +148,7 @@ def _site() -> str:
 
 
 def _model_and_data(seed: int = 0) -> tuple[IsoNet, SubjectData]:
-    cfg = EncoderConfig.preset("tiny", seed=seed)
-    model = IsoNet(cfg)
-    perturb_biases(model)
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((24, cfg.n_channels, cfg.n_samples)).astype("float32")
-    y = np.arange(24) % cfg.n_classes
-    data = SubjectData(seed, dict(cfg.modalities), list(range(cfg.n_classes)),
-                       X, y, np.full(24, 1), X, y, np.full(24, 2))  # fmt: skip
-    return model.eval(), data
+    return tiny_subject(seed, 24, perturb=True, subject=seed)
 
 
 STUDY = {
@@ -235,10 +225,7 @@ def test_a_study_on_another_device_never_mixes_devices_and_matches_the_cpu():
 
 
 def test_a_training_study_on_another_device_never_mixes_devices_and_matches_the_cpu():
-    rng = np.random.default_rng(0)
-    y = np.arange(24) % 2
-    X = rng.standard_normal((24, 48, 8)).astype(np.float32) + y[:, None, None]
-    data = {1: SubjectData(1, {"emg": 12, "acc": 36}, [1, 2], X, y, y, X, y, y)}
+    data = two_class_subjects((1,), 24)
     spec = {
         "name": "t",
         "data": {"subjects": [1], "window": 8},

@@ -34,6 +34,7 @@ from emg_lens.models import (
     MultimodalTransformer,
     TinyMyo,
 )
+from tests.tiny import tiny_isonet, tinymyo_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -42,7 +43,7 @@ INIT = {"seed": 0, "init_range": 0.3}
 
 
 def _isonet() -> IsoNet:
-    return IsoNet(EncoderConfig.preset("tiny", **INIT)).eval()
+    return tiny_isonet(**INIT)
 
 
 def _hierarchical() -> HierarchicalTransformer:
@@ -50,11 +51,7 @@ def _hierarchical() -> HierarchicalTransformer:
 
 
 def _tinymyo(**kwargs) -> TinyMyo:
-    cfg = EncoderConfig.preset(
-        "tinymyo", d_model=16, d_head=4, n_heads=4, d_mlp=32, n_layers=2,
-        modalities={"emg": 3}, n_samples=20, patch_samples=5, **INIT,
-        dropout=kwargs.pop("dropout", 0.0),
-    )  # fmt: skip
+    cfg = tinymyo_config(3, 20, patch_samples=5, **INIT, dropout=kwargs.pop("dropout", 0.0))
     return TinyMyo(cfg, **kwargs).eval()
 
 

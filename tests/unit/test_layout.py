@@ -8,6 +8,7 @@ import pytest
 from emg_lens import EncoderConfig, LayoutError, TokenLayout
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.models import MODEL_CLASSES, HierarchicalTransformer, MultimodalTransformer
+from tests.tiny import tinymyo_config
 
 
 def test_channel_tokens_keep_the_names_of_their_channels():
@@ -60,11 +61,7 @@ def _config(cls, names):
     builder = getattr(cls, "default_config", None)
     base = {"seed": 0, "channel_names": names}
     if cls.__name__ == "TinyMyo":
-        return EncoderConfig.preset(
-            "tinymyo",
-            d_model=16, d_head=4, n_heads=4, d_mlp=32, n_layers=1,
-            modalities={"emg": 2, "acc": 4}, n_samples=8, patch_samples=2, **base,
-        )  # fmt: skip
+        return tinymyo_config({"emg": 2, "acc": 4}, 8, n_layers=1, patch_samples=2, **base)
     return builder("tiny", **base) if builder else EncoderConfig.preset("tiny", **base)
 
 

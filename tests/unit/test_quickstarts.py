@@ -235,8 +235,10 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
         model = IsoNet(cfg).eval()
         X = rng.standard_normal((16, 24, 100)).astype(np.float32)
         y = np.arange(16) % n_classes
-        data = SubjectData(subject, dict(cfg.modalities), list(range(1, n_classes + 1)),
-                           X, y, np.ones(16, int), X, y, np.full(16, 2))  # fmt: skip
+        classes = list(range(1, n_classes + 1))
+        data = SubjectData.from_windows(
+            dict(cfg.modalities), (X, y), (X, y), subject=subject, classes=classes
+        )
         models[subject] = (model, data)
     with torch.no_grad():
         result = run_study(load_spec(DEMO_STUDY), models=models, progress=False)

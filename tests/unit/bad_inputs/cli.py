@@ -17,16 +17,17 @@ from unittest import mock
 import torch
 from transformer_lens import patching as tl_patching
 
-from emg_lens import EncoderConfig, cli
+from emg_lens import cli
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.data.synthetic.emg_acc import synthesize_ninapro_db2
 from emg_lens.errors import ArgumentError, LayoutError
 from emg_lens.hooks import attn_scores_filter, mask_edges, pattern_filter
 from emg_lens.models import IsoNet, TinyMyo
+from tests.tiny import tiny_isonet, tinymyo_config
 
 
 def _isonet() -> IsoNet:
-    return IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()  # 2 layers, 7 tokens, 8 samples
+    return tiny_isonet()  # 2 layers, 7 tokens, 8 samples
 
 
 # ----------------------------------------------------------------------------- item 6
@@ -178,8 +179,7 @@ def _unknown_hook_name(tmp: Path):
 
 
 def _finetune_window_not_in_patches(tmp: Path):
-    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 1}
-    cfg = EncoderConfig.preset("tinymyo", **small, modalities={"emg": 4}, n_samples=100)
+    cfg = tinymyo_config(4, 100, n_layers=1)
     checkpoint = save_checkpoint(TinyMyo(cfg, task="reconstruction"), tmp / "pretrained")
     argv = ["finetune", "--checkpoint", str(checkpoint), "--out", str(tmp / "ft"), "--quiet"]
     return cli.run([*argv, "--window", "90", "--step", "90", "--epochs", "1"])

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
 
 from emg_lens import EncoderConfig, cli
@@ -27,6 +26,7 @@ from emg_lens.errors import (
 from emg_lens.models import IsoNet
 from emg_lens.plotting import save_figures
 from emg_lens.studies.store import CellStore
+from tests.tiny import tiny_subject
 from tests.unit.storage_faults import full_disk, read_only
 
 ABLATION = textwrap.dedent(
@@ -122,12 +122,7 @@ def _torn_config(folder: Path) -> None:
 
 
 def _subject() -> tuple[IsoNet, SubjectData]:
-    model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((8, *model.input_shape)).astype(np.float32)
-    y = rng.integers(0, model.cfg.n_classes, 8)
-    classes, ones = list(range(model.cfg.n_classes)), np.ones(8, int)
-    return model, SubjectData(1, dict(model.cfg.modalities), classes, X, y, ones, X, y, ones)
+    return tiny_subject(0, 8, labels="random")
 
 
 HOOK = "edges = 'cross_modal'\n"

@@ -48,6 +48,7 @@ from emg_lens.train import (
     pretrain,
     train_subjects,
 )
+from tests.tiny import random_windows, subject_for, tinymyo_config, two_class_subjects
 
 INF, NAN = math.inf, math.nan
 DIVERGING_LR = 1e30  # what the tester gave: AdamW's weight decay alone multiplies by 1e28
@@ -65,24 +66,15 @@ def _isonet() -> IsoNet:
 
 
 def _windows(model: Any, n: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, *model.input_shape)).astype(np.float32)
-    return X, np.arange(n) % model.cfg.n_classes
+    return random_windows(model, n, seed=0)
 
 
 def _subject(model: Any, subject: int = 1, n: int = 16) -> SubjectData:
-    X, y = _windows(model, n)
-    classes = list(range(model.cfg.n_classes))
-    ones = np.ones(n, int)
-    return SubjectData(subject, dict(model.cfg.modalities), classes, X, y, ones, X, y, ones * 2)
+    return subject_for(model, n, subject=subject)
 
 
 def _tinymyo(task: str = "reconstruction") -> TinyMyo:
-    cfg = EncoderConfig.preset(
-        "tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40, d_model=16, d_head=4,
-        n_heads=4, d_mlp=32, seed=0,
-    )  # fmt: skip
-    return TinyMyo(cfg, task=task)
+    return TinyMyo(tinymyo_config(2, 40, n_layers=1, seed=0), task=task)
 
 
 def _fit_diverges(tmp: Path):
@@ -133,10 +125,6 @@ def _finetune_regression_diverges(tmp: Path):
 
 
 def _training_study(tmp: Path, train: dict) -> Any:
-    rng = np.random.default_rng(0)
-    y = np.arange(24) % 2
-    X = rng.standard_normal((24, 48, 8)).astype(np.float32) + y[:, None, None]
-    data = SubjectData(7, {"emg": 12, "acc": 36}, [1, 2], X, y, y, X, y, y)
     spec = {
         "kind": "training",
         "name": "diverges",
@@ -146,7 +134,8 @@ def _training_study(tmp: Path, train: dict) -> Any:
         "reference": "both",
         "train": {"preset": "tiny", "epochs": 2, **train},
     }
-    return run_training_study(spec, data={7: data}, out_dir=tmp / "study", progress=False)
+    data = two_class_subjects((7,), 24)
+    return run_training_study(spec, data=data, out_dir=tmp / "study", progress=False)
 
 
 def _training_study_file(tmp: Path, line: str):

@@ -10,7 +10,7 @@ import torch
 from emg_lens import EncoderConfig
 from emg_lens.components import Attention, HeadStructure, TransformerBlock, make_norm
 from emg_lens.errors import ConfigError
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases
 
 
 def _cfg(**overrides):

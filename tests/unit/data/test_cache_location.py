@@ -2,6 +2,7 @@
 a dataset's folder), ``EMG_LENS_CACHE`` as the override, a size cap with least-recently-used
 eviction, and entries that are whole or absent while several processes share the folder."""
 
+import dataclasses
 import multiprocessing
 import os
 import time
@@ -124,7 +125,7 @@ def test_a_partially_written_entry_is_never_served(user_cache, filter_calls):
     stem = user_cache / f"synthetic_s1_{cache_key(SYNTHETIC, 1)[:20]}"
     # A writer killed after the arrays and before the JSON, with other data than the truth,
     # and another one killed inside the JSON's temporary file.
-    wrong = SubjectData(**{**vars(expected), "X_test": expected.X_test + 1})
+    wrong = dataclasses.replace(expected, X_test=expected.X_test + 1)
     write_entry(stem, cache_key(SYNTHETIC, 1), wrong)
     stem.with_suffix(".json").rename(stem.with_suffix(".json.12345.tmp"))
     assert read_entry(stem, cache_key(SYNTHETIC, 1)) is None
@@ -184,7 +185,7 @@ def _share_a_cache(folder: str, seed: int, rounds: int, cap: int, errors) -> Non
 def _subject_data(subject: int) -> SubjectData:
     X = np.full((20, 4, 50), subject, np.float32)
     y = np.zeros(20, np.int64)
-    return SubjectData(subject, {"emg": 4}, [0], X, y, y, X, y, y, {})
+    return SubjectData.from_windows({"emg": 4}, (X, y), (X, y), subject=subject, classes=[0])
 
 
 def test_two_processes_sharing_one_cache_see_whole_entries_or_none(tmp_path):

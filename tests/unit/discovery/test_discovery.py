@@ -32,12 +32,13 @@ from emg_lens.errors import ArgumentError, LayoutError, SpecError
 from emg_lens.hooks import name_filter
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
 from emg_lens.studies import run_study
+from tests.tiny import tiny_isonet
 
 
 @pytest.fixture(scope="module")
 def model():
     """A tiny IsoNet with large weights, so attention is far from uniform."""
-    return IsoNet(EncoderConfig.preset("tiny", seed=3, init_range=0.6)).eval()
+    return tiny_isonet(3, init_range=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,7 @@ def test_the_screens_pattern_is_the_masked_models_pattern(model, data):
 def test_the_estimate_is_the_first_order_effect_of_the_exact_pattern_change(model, data):
     """A finite difference in float64: patch the pattern to A + eps (A' - A) in the candidate's
     layer and compare the metric's slope with the screen's estimate."""
-    double = IsoNet(EncoderConfig.preset("tiny", seed=3, init_range=0.6)).eval()
+    double = tiny_isonet(3, init_range=0.6)
     double.load_state_dict(model.state_dict())
     double = double.to(torch.float64)
     X, y = data

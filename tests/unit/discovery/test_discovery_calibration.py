@@ -28,12 +28,13 @@ from emg_lens.discovery.screen import _clopper_pearson_upper
 from emg_lens.discovery.search import _classes_lost
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
-from emg_lens.models import IsoNet, TinyMyo
+from emg_lens.models import TinyMyo
+from tests.tiny import tiny_isonet
 from tests.unit.models.converted_models import cbramod_model, torch_encoder_model
 
 
 def _isonet():
-    return IsoNet(EncoderConfig.preset("tiny", seed=3, init_range=0.6)).eval()
+    return tiny_isonet(3, init_range=0.6)
 
 
 def _tinymyo():

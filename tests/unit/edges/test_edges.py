@@ -20,7 +20,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emg_lens import EncoderConfig, TokenLayout
+from emg_lens import TokenLayout
 from emg_lens.edges import (
     EdgeSet,
     all_edges,
@@ -51,7 +51,7 @@ from emg_lens.errors import (
     UnplacedChannelError,
 )
 from emg_lens.models import IsoNet
-from tests.conftest import perturb_biases
+from tests.tiny import tiny_isonet
 
 SETTINGS = settings(
     max_examples=80,
@@ -815,9 +815,7 @@ def test_operators_reject_non_edge_sets():
 @functools.cache
 def _tiny_isonet() -> IsoNet:
     names = ["Fp1", "cz", "C3", "P7", "O1", "EEG FP2-REF"]  # named: the scalp selectors apply
-    model = IsoNet(EncoderConfig.preset("tiny", seed=0, channel_names=names))
-    perturb_biases(model)
-    return model.eval()
+    return tiny_isonet(perturb=True, channel_names=names)
 
 
 @settings(SETTINGS, max_examples=50)

@@ -36,7 +36,8 @@ from emg_lens.hooks import (
 )
 from emg_lens.layout import TokenLayout
 from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalMLP
-from tests.conftest import perturb_biases
+from tests import tiny
+from tests.tiny import perturb_biases
 
 N_TOKENS = 7  # tiny preset: cls, emg x2, acc x4
 N_HEADS = 4
@@ -47,9 +48,7 @@ def tiny_isonet() -> IsoNet:
     """The tiny IsoNet with weights large enough (init_range 0.3 instead of 0.02) that attention
     patterns are far from uniform, so masking an edge visibly moves the logits and a comparison
     at 1e-5 means something; biases perturbed so none is zero."""
-    model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.3))
-    perturb_biases(model)
-    return model.eval()
+    return tiny.tiny_isonet(perturb=True, init_range=0.3)
 
 
 def _random_mask(shape, seed, p=0.4):

@@ -29,21 +29,19 @@ from emg_lens.models import (
     MultimodalTransformer,
     TinyMyo,
 )
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases, tiny_isonet, tinymyo_config
 
 
 def _isonet(**overrides) -> IsoNet:
-    model = IsoNet(EncoderConfig.preset("tiny", **{"seed": 0, "init_range": 0.5, **overrides}))
-    perturb_biases(model)
-    return model.eval()
+    return tiny_isonet(perturb=True, **{"init_range": 0.5, **overrides})
 
 
 def _tinymyo(positions: str = "rotary", **kwargs) -> TinyMyo:
     # 3 channels x 4 patches, no CLS token.
-    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2}
-    small |= {"modalities": {"emg": 3}, "n_samples": 8, "patch_samples": 2, "seed": 0}
-    small |= {"positional_embedding_type": positions, "init_range": 0.5}
-    model = TinyMyo(EncoderConfig.preset("tinymyo", **small), **kwargs)
+    cfg = tinymyo_config(
+        3, 8, patch_samples=2, seed=0, positional_embedding_type=positions, init_range=0.5
+    )
+    model = TinyMyo(cfg, **kwargs)
     perturb_biases(model)
     return model.eval()
 

@@ -43,22 +43,18 @@ from emg_lens.inspect import (
 )
 from emg_lens.inspect import report as report_module
 from emg_lens.models import HierarchicalTransformer, IsoNet, TinyMyo
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases, tiny_isonet, tinymyo_config
 
 # ----------------------------------------------------------------------------- models
 
 
 def _isonet(**overrides) -> IsoNet:
-    model = IsoNet(EncoderConfig.preset("tiny", **{"seed": 0, **overrides}))
-    perturb_biases(model)
-    return model.eval()
+    return tiny_isonet(perturb=True, **overrides)
 
 
 def _tinymyo(**kwargs) -> TinyMyo:
     # 3 channels x 4 patches, RoPE, no CLS token.
-    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2}
-    small |= {"modalities": {"emg": 3}, "n_samples": 8, "patch_samples": 2, "seed": 0}
-    model = TinyMyo(EncoderConfig.preset("tinymyo", **small), **kwargs)
+    model = TinyMyo(tinymyo_config(3, 8, patch_samples=2, seed=0), **kwargs)
     perturb_biases(model)
     return model.eval()
 
@@ -514,6 +510,8 @@ def test_circuitsvis_export_is_optional(monkeypatch):
     assert to_circuitsvis(cache, 1, sample=1) == "view"
     assert calls["tokens"] == ["cls", "emg0", "emg1", "acc0", "acc1", "acc2", "acc3"]
     assert calls["shape"] == (4, 7, 7)
+    assert calls["mask_upper_tri"] is False  # an encoder attends both ways
+    assert calls["attention_head_names"] == ["L1H0", "L1H1", "L1H2", "L1H3"]
     with pytest.raises(ArgumentError, match=r"sample must be in \[0, 1\]"):
         to_circuitsvis(cache, 1, sample=2)
 
@@ -532,16 +530,8 @@ def test_inspect_command_writes_tables_and_figures(tmp_path, monkeypatch, capsys
     )
     X = _windows(model, 40).numpy()
     y = model(torch.as_tensor(X)).argmax(-1).numpy()
-    data = SubjectData(
-        subject=3,
-        modalities=dict(model.cfg.modalities),
-        classes=[0, 1, 2, 3],
-        X_train=X[:0],
-        y_train=y[:0],
-        rep_train=y[:0],
-        X_test=X,
-        y_test=y,
-        rep_test=np.arange(40),
+    data = SubjectData.from_windows(
+        dict(model.cfg.modalities), (X, y), subject=3, classes=[0, 1, 2, 3]
     )
     asked = []
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformer_lens import patching as tl_patching
 
-from emg_lens import ArgumentError, EncoderConfig, InputShapeError, LayoutError
+from emg_lens import ArgumentError, InputShapeError, LayoutError
 from emg_lens.inspect import (
     patch_heads,
     patch_residual,
@@ -20,19 +20,15 @@ from emg_lens.inspect import (
 )
 from emg_lens.inspect.patching import ALL
 from emg_lens.models import IsoNet, TinyMyo
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases, tiny_isonet, tinymyo_config
 
 
 def _isonet() -> IsoNet:
-    model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5))
-    perturb_biases(model)
-    return model.eval()
+    return tiny_isonet(perturb=True, init_range=0.5)
 
 
 def _tinymyo() -> TinyMyo:
-    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2}
-    small |= {"modalities": {"emg": 3}, "n_samples": 8, "patch_samples": 2, "seed": 0}
-    model = TinyMyo(EncoderConfig.preset("tinymyo", **small))
+    model = TinyMyo(tinymyo_config(3, 8, patch_samples=2, seed=0))
     perturb_biases(model)
     return model.eval()
 

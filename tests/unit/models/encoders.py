@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from emg_lens import EncoderConfig
 from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalTransformer, TinyMyo
+from tests.tiny import tinymyo_config
 from tests.unit.models.converted_models import FACTORIES as CONVERTED
 
 
@@ -31,9 +32,7 @@ def _multimodal_transformer(**overrides):
 
 def _tinymyo(**overrides):
     # Channel x patch tokens (6 channels x 4 patches), RoPE, no CLS; a classification head.
-    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2}
-    small |= {"modalities": {"emg": 6}, "n_samples": 8, "patch_samples": 2, "seed": 0}
-    return TinyMyo(EncoderConfig.preset("tinymyo", **{**small, **overrides}))
+    return TinyMyo(tinymyo_config(6, 8, **{"patch_samples": 2, "seed": 0, **overrides}))
 
 
 def _converted(name):

@@ -17,7 +17,7 @@ from transformer_lens.model_protocol import TransformerLensModel
 from emg_lens import EncoderConfig
 from emg_lens.errors import ArgumentError, ConfigError, LayoutError
 from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalMLP, MultimodalTransformer
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases
 
 # Two modalities, two 40-sample tubelets per window (the paper's tubelet length).
 SMALL = {"modalities": {"emg": 3, "acc": 2}, "n_samples": 80, "n_classes": 4, "seed": 0}

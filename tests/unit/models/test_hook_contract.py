@@ -19,7 +19,7 @@ from transformer_lens.model_protocol import TransformerLensModel
 from transformer_lens.utilities import get_act_name
 
 from emg_lens import InputShapeError, LayoutError
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases
 from tests.unit.models.encoders import MODELS
 
 

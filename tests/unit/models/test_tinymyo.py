@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from emg_lens import CheckpointError, EncoderConfig
 from emg_lens.errors import ArgumentError, InputShapeError
 from emg_lens.models import TinyMyo
+from tests.tiny import tinymyo_config
 
 D, HEADS, LAYERS, MLP = 48, 3, 2, 96
 CHANNELS, SAMPLES, PATCH = 4, 80, 10  # 4 channels x 8 patches = 32 tokens
@@ -390,10 +391,7 @@ def test_hooked_mask_equals_edge_mask_on_the_sdpa_path():
 
 
 def test_dropout_and_drop_path_only_in_training():
-    cfg = EncoderConfig.preset(
-        "tinymyo", d_model=16, d_head=4, n_heads=4, d_mlp=32, n_layers=2,
-        modalities={"emg": 3}, n_samples=20, patch_samples=5, dropout=0.2, seed=0,
-    )  # fmt: skip
+    cfg = tinymyo_config(3, 20, patch_samples=5, dropout=0.2, seed=0)
     model = TinyMyo(cfg, task="regression", reg_target_len=8, head_dropout=0.3, drop_path=0.5)
     x = model.example_input(4)
     model.train()

@@ -20,7 +20,7 @@ from emg_lens import ArgumentError, EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.errors import UnsupportedFeatureError, UnsupportedReadoutError
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases, tiny_isonet
 from tests.unit.models.encoders import MODELS
 
 
@@ -30,7 +30,7 @@ def _ready(model):
 
 
 def _isonet(**overrides):
-    return _ready(IsoNet(EncoderConfig.preset("tiny", **{"seed": 0, **overrides})))
+    return tiny_isonet(perturb=True, **overrides)
 
 
 def _mlp():

@@ -16,7 +16,6 @@ import os
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -24,7 +23,7 @@ from emg_lens import EncoderConfig
 from emg_lens.checkpoints import read_biofoundation_state_dict, save_checkpoint
 from emg_lens.cli import main
 from emg_lens.data.datasets import data_source
-from emg_lens.data.preprocess import PreprocessSpec, SubjectData
+from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.errors import (
     ArgumentError,
@@ -35,6 +34,7 @@ from emg_lens.errors import (
 )
 from emg_lens.models import IsoNet, TinyMyo
 from emg_lens.studies import load_spec, run_study
+from tests.tiny import tiny_subject
 
 MARKER = "marker.txt"
 REPO = Path(__file__).resolve().parents[3]
@@ -79,26 +79,12 @@ def _study(tmp_path, ref="hooks/mine.py:edges"):
 
 
 def _subjects(n=2):
-    out = {}
-    for subject in range(1, n + 1):
-        cfg = EncoderConfig.preset("tiny", seed=subject, n_layers=2, init_range=0.5)
-        model = IsoNet(cfg).eval()
-        rng = np.random.default_rng(subject)
-        X = rng.standard_normal((16, cfg.n_channels, cfg.n_samples)).astype(np.float32)
-        y = rng.integers(0, cfg.n_classes, 16)
-        data = SubjectData(
-            subject=subject,
-            modalities=dict(cfg.modalities),
-            classes=list(range(cfg.n_classes)),
-            X_train=X,
-            y_train=y,
-            rep_train=np.ones(16, int),
-            X_test=X,
-            y_test=y,
-            rep_test=np.ones(16, int),
+    return {
+        subject: tiny_subject(
+            subject, 16, labels="random", subject=subject, n_layers=2, init_range=0.5
         )
-        out[subject] = (model, data)
-    return out
+        for subject in range(1, n + 1)
+    }
 
 
 def test_without_consent_the_study_is_refused_naming_file_and_digest(tmp_path):

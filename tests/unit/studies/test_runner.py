@@ -34,7 +34,7 @@ from emg_lens.studies import runner as runner_module
 from emg_lens.studies.grid import BASELINE
 from emg_lens.studies.store import CellStore
 from emg_lens.train import TrainConfig, accuracy, fit
-from tests.conftest import perturb_biases
+from tests.tiny import perturb_biases
 
 N_TEST = 48
 
@@ -71,16 +71,12 @@ def _make_subject(seed: int) -> tuple[IsoNet, SubjectData]:
     model = IsoNet(cfg)
     perturb_biases(model)
     fit(model, X_train, y_train, TrainConfig(epochs=3, batch_size=32, lr=1e-2, progress=False))
-    data = SubjectData(
+    data = SubjectData.from_windows(
+        dict(cfg.modalities),
+        (X_test, y_test),
+        (X_train, y_train),
         subject=seed,
-        modalities=dict(cfg.modalities),
         classes=list(range(cfg.n_classes)),
-        X_train=X_train,
-        y_train=y_train,
-        rep_train=np.ones(len(y_train), int),
-        X_test=X_test,
-        y_test=y_test,
-        rep_test=np.full(len(y_test), 2),
     )
     return model.eval(), data
 

@@ -4,15 +4,11 @@ the shared store, only rank 0 writes tables, and rank 0 names what it still wait
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from emg_lens import EncoderConfig
-from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import StudyError
-from emg_lens.models import IsoNet
 from emg_lens.studies import run_study, run_training_study
-from tests.conftest import perturb_biases
+from tests.tiny import tiny_subject, two_class_subjects
 
 SPEC = {
     "name": "shards",
@@ -23,17 +19,7 @@ SPEC = {
 
 
 def _models(subjects=(1, 2, 3)) -> dict:
-    found = {}
-    for s in subjects:
-        cfg = EncoderConfig.preset("tiny", seed=s)
-        model = IsoNet(cfg)
-        perturb_biases(model)
-        X = np.random.default_rng(s).standard_normal((8, cfg.n_channels, cfg.n_samples))
-        y = np.arange(8) % cfg.n_classes
-        data = SubjectData(s, dict(cfg.modalities), list(range(cfg.n_classes)),
-                           X, y, y, X.astype("float32"), y, y)  # fmt: skip
-        found[s] = (model.eval(), data)
-    return found
+    return {s: tiny_subject(s, 8, perturb=True, subject=s) for s in subjects}
 
 
 def _rank(monkeypatch, rank: int, world: int = 2) -> None:
@@ -82,12 +68,7 @@ def test_a_sharded_study_needs_a_store(monkeypatch):
 
 @pytest.mark.slow  # trains six models
 def test_training_study_ranks_train_disjoint_subjects(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    y = np.arange(16) % 2
-    data = {}
-    for s in (1, 2, 3):
-        X = rng.standard_normal((16, 48, 8)).astype(np.float32) + y[:, None, None]
-        data[s] = SubjectData(s, {"emg": 12, "acc": 36}, [1, 2], X, y, y, X, y, y)
+    data = two_class_subjects((1, 2, 3), 16)
     spec = {
         "name": "t",
         "data": {"subjects": [1, 2, 3], "window": 8},

@@ -7,16 +7,13 @@ from __future__ import annotations
 import copy
 import textwrap
 
-import numpy as np
 import pytest
 import yaml
 
-from emg_lens import EncoderConfig
-from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import CodeConsentError, SpecError
-from emg_lens.models import IsoNet
 from emg_lens.studies import StudySpec, expand_grid, load_spec, run_study
+from tests.tiny import tiny_subject
 
 BASE = {
     "name": "t",
@@ -204,29 +201,10 @@ def test_heads_out_of_range_raises_at_expand_grid():
         expand_grid(spec, n_layers=2, n_heads=4)
 
 
-def _tiny_subject(seed=0) -> tuple[IsoNet, SubjectData]:
-    model = IsoNet(EncoderConfig.preset("tiny", seed=seed)).eval()
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((8, model.cfg.n_channels, model.cfg.n_samples)).astype(np.float32)
-    y = np.arange(8) % model.cfg.n_classes
-    data = SubjectData(
-        subject=1,
-        modalities=dict(model.cfg.modalities),
-        classes=list(range(model.cfg.n_classes)),
-        X_train=X,
-        y_train=y,
-        rep_train=np.ones(8, int),
-        X_test=X,
-        y_test=y,
-        rep_test=np.ones(8, int),
-    )
-    return model, data
-
-
 def test_unknown_group_in_edges_raises_spec_error_at_run_time():
     spec = StudySpec.from_dict(_intervention(edges="within(eeg)"))  # parses: groups are names
     with pytest.raises(SpecError) as info:
-        run_study(spec, models={1: _tiny_subject()}, progress=False)
+        run_study(spec, models={1: tiny_subject()}, progress=False)
     message = str(info.value)
     assert "'x'" in message and "eeg" in message
 
@@ -234,13 +212,13 @@ def test_unknown_group_in_edges_raises_spec_error_at_run_time():
 def test_unknown_modality_raises_spec_error_at_run_time():
     spec = StudySpec.from_dict(_intervention(zero_modality="eeg"))
     with pytest.raises(SpecError, match=r"zero_modality 'eeg'.*\['emg', 'acc'\]"):
-        run_study(spec, models={1: _tiny_subject()}, progress=False)
+        run_study(spec, models={1: tiny_subject()}, progress=False)
 
 
 def test_unknown_subject_raises_spec_error():
     spec = StudySpec.from_dict(_with(subjects=[1, 2]))
     with pytest.raises(SpecError, match=r"subjects \[2\] have no model; available: \[1\]"):
-        run_study(spec, models={1: _tiny_subject()}, progress=False)
+        run_study(spec, models={1: tiny_subject()}, progress=False)
 
 
 # ----------------------------------------------------------------------------- round trips

@@ -37,6 +37,7 @@ from emg_lens.provenance import checkpoint_digest
 from emg_lens.studies import StudyError, StudyResult, load_spec, run_study
 from emg_lens.studies.store import CellStore
 from emg_lens.train import accuracy
+from tests.tiny import tiny_subject
 from tests.unit.storage_faults import full_disk, read_only
 
 SPEC = {
@@ -109,15 +110,7 @@ def _save_model(models: Path, subject: int, seed: int, source=SOURCE, **metadata
 
 
 def _memory_subjects(seed: int = 0) -> dict[int, tuple[IsoNet, SubjectData]]:
-    cfg = EncoderConfig.preset("tiny", seed=seed, init_range=0.5)
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((16, cfg.n_channels, cfg.n_samples)).astype(np.float32)
-    y = rng.integers(0, cfg.n_classes, 16)
-    empty = np.zeros((0, cfg.n_channels, cfg.n_samples), np.float32)
-    data = SubjectData(
-        1, dict(cfg.modalities), list(range(cfg.n_classes)), empty, y[:0], y[:0], X, y, y
-    )
-    return {1: (IsoNet(cfg).eval(), data)}
+    return {1: tiny_subject(seed, 16, labels="random", train=False, init_range=0.5)}
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -65,14 +65,9 @@ def _subject(seed: int = 0) -> tuple[IsoNet, SubjectData]:
     model = IsoNet(cfg).eval()
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(N_WINDOWS, cfg.n_channels, cfg.n_samples, generator=gen)
-    data = SubjectData(
-        seed,
-        dict(cfg.modalities),
-        list(range(cfg.n_classes)),
-        *(np.zeros(0),) * 3,
-        X.numpy(),
-        np.arange(N_WINDOWS) % cfg.n_classes,
-        np.full(N_WINDOWS, 2),
+    y = np.arange(N_WINDOWS) % cfg.n_classes
+    data = SubjectData.from_windows(
+        dict(cfg.modalities), (X.numpy(), y), subject=seed, classes=list(range(cfg.n_classes))
     )
     return model, data
 

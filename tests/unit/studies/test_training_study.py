@@ -28,6 +28,7 @@ from emg_lens.studies import (
     select_channels,
 )
 from emg_lens.studies.training import runner as training_module
+from tests.tiny import two_class_subjects
 
 STUDIES = Path(__file__).resolve().parents[3] / "studies"
 
@@ -268,16 +269,12 @@ def _labelled_data(acc_magnitude: bool = False) -> SubjectData:
     n_channels = 3 + n_acc
     X = np.broadcast_to(np.arange(n_channels, dtype=np.float32)[None, :, None], (2, n_channels, 5))
     y = np.array([0, 1])
-    return SubjectData(
+    return SubjectData.from_windows(
+        {"emg": 3, "acc": n_acc},
+        test=(X.copy() + 100, y),
+        train=(X.copy(), y),
         subject=1,
-        modalities={"emg": 3, "acc": n_acc},
         classes=[1, 2],
-        X_train=X.copy(),
-        y_train=y,
-        rep_train=np.array([1, 3]),
-        X_test=X.copy() + 100,
-        y_test=y,
-        rep_test=np.array([2, 5]),
         meta={"preprocess": {"acc_magnitude": acc_magnitude}},
     )
 
@@ -489,10 +486,7 @@ def test_a_diverged_training_study_stores_no_cell_and_writes_no_table(tmp_path):
     from emg_lens.errors import TrainingDivergedError
     from emg_lens.studies.store import CellStore
 
-    rng = np.random.default_rng(0)
-    y = np.arange(24) % 2
-    X = rng.standard_normal((24, 48, 8)).astype(np.float32) + y[:, None, None]
-    data = {2: SubjectData(2, {"emg": 12, "acc": 36}, [1, 2], X, y, y, X, y, y)}
+    data = two_class_subjects((2,), 24)
     spec = TrainingStudySpec.from_dict(
         {
             "kind": "training",

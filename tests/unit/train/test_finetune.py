@@ -24,6 +24,7 @@ from emg_lens.train import (
     warmup_cosine_lr,
     warmup_cosine_scheduler,
 )
+from tests.tiny import tinymyo_config
 from tests.unit.train.tinymyo_pretrained import small_tinymyo
 
 
@@ -226,10 +227,7 @@ def test_a_diverged_finetuning_names_its_subject_and_saves_nothing(tmp_path):
     from emg_lens.models import TinyMyo
     from emg_lens.train import finetune_subjects
 
-    cfg = EncoderConfig.preset(
-        "tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40, d_model=16, d_head=4,
-        n_heads=4, d_mlp=32, seed=0,
-    )  # fmt: skip
+    cfg = tinymyo_config(2, 40, n_layers=1, seed=0)
     ckpt = save_checkpoint(TinyMyo(cfg, task="reconstruction"), tmp_path / "pretrained")
     spec = SyntheticSpec(n_subjects=1, n_emg=2, n_acc_sensors=1, n_acc_gestures=0,
                          n_interaction_gestures=0, movement_seconds=0.3)  # fmt: skip

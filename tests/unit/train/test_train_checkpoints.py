@@ -15,6 +15,7 @@ from emg_lens.edges import cross_modal
 from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet, TinyMyo
 from emg_lens.train import TrainConfig, accuracy, anneal_weight, dual_head_loss, fit
+from tests.tiny import tinymyo_config
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +91,11 @@ def test_bad_train_config():
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _small_tinymyo(**overrides) -> EncoderConfig:
-    small = {"d_model": 16, "d_head": 4, "n_heads": 4, "d_mlp": 32, "n_layers": 2, "seed": 1}
-    return EncoderConfig.preset("tinymyo", **{**small, **overrides})
-
-
 @pytest.mark.parametrize(
     "make",
     [
         lambda: IsoNet(EncoderConfig.preset("tiny", seed=1)),
-        lambda: TinyMyo(_small_tinymyo(modalities={"emg": 4}, n_samples=40), task="regression"),
+        lambda: TinyMyo(tinymyo_config(4, 40, seed=1), task="regression"),
     ],
 )
 def test_checkpoint_round_trip_rebuilds_an_identical_model(tmp_path, make):
@@ -119,7 +115,7 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"n_layers: checkpoint 2 vs model 3"):
         load_checkpoint(path, into=other)
     with pytest.raises(CheckpointError, match="holds a IsoNet, not a TinyMyo"):
-        tiny = _small_tinymyo(modalities={"emg": 6}, n_samples=8, patch_samples=2)
+        tiny = tinymyo_config(6, 8, patch_samples=2, seed=1)
         load_checkpoint(path, into=TinyMyo(tiny))
 
 
