@@ -1,6 +1,6 @@
 """Small seeded models and random windows for them, as tests across the folders build them: a
 tiny IsoNet (`tiny_isonet`) and a small TinyMyo's config (`tinymyo_config`), `perturb_biases`,
-a subject of random windows for a model (`tiny_subject`,
+a few Adam steps (`adam_steps`), a subject of random windows for a model (`tiny_subject`,
 `subject_for`) and the two-class windows the training-study tests train on
 (`two_class_subjects`). Every subject is made by `SubjectData.from_windows`."""
 
@@ -42,6 +42,24 @@ def tinymyo_config(
         modalities = {"emg": modalities}
     settings = {**TINYMYO_SIZES, "modalities": modalities, "n_samples": samples, **overrides}
     return EncoderConfig.preset("tinymyo", **settings)
+
+
+def adam_steps(model: torch.nn.Module, data: SubjectData, steps: int) -> None:
+    """``steps`` Adam steps (lr 3e-3) on batches of 32 of ``data``'s training windows drawn with
+    a seeded generator, the model in training mode; it is left in eval mode. A brief training
+    that makes a converted model's attention matter."""
+    x = torch.as_tensor(data.X_train, dtype=torch.float32)
+    y = torch.as_tensor(data.y_train).long()
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        batch = torch.randint(len(x), (32,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
 
 
 def random_windows(

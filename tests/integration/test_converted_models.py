@@ -17,11 +17,21 @@ from emg_lens.data.datasets import data_source, load_subject
 from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
 from emg_lens.export import export_onnx
 from emg_lens.models import HookedCBraMod, from_braindecode
+from tests.tiny import adam_steps
 from tests.unit.models.converted_models import CBRAMOD_CONVS, FACTORIES
 
 bd = pytest.importorskip("braindecode.models")
 
 SPEC = SyntheticEEGSpec(n_subjects=1)  # 19 channels at 200 Hz, 8 classes; 200-sample windows
+CBRAMOD = {"n_times": 200, "n_layer": 2, "nhead": 4, "dim_feedforward": 32, "emb_dim": 4}
+RECIPE = {
+    "data": SPEC,
+    "cbramod": CBRAMOD,
+    "convs": CBRAMOD_CONVS,
+    "seed": 0,
+    "fine_tune_steps": 30,
+}
+"""What the converted checkpoint depends on: `SharedOnDisk`'s key for it."""
 
 
 @pytest.fixture(scope="module")
@@ -29,46 +39,31 @@ def models(shared) -> Path:
     """A braindecode CBraMod (criss-cross attention) over the planted EEG's 19 channels,
     converted and saved as subject 1's checkpoint with the data source it is evaluated on;
     built once per run."""
-    return shared.folder("converted_cbramod", _converted_cbramod)
+    return shared.folder(shared.key("converted_cbramod", RECIPE), _converted_cbramod)
 
 
 def _converted_cbramod(root: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.manual_seed(0)
+        torch.manual_seed(RECIPE["seed"])
         source = bd.CBraMod(
             n_chans=len(SPEC.channels),
-            n_times=200,
             n_outputs=SPEC.n_classes,
             chs_info=[{"ch_name": name} for name in SPEC.channels],
-            n_layer=2,
-            nhead=4,
-            dim_feedforward=32,
-            emb_dim=4,
             channels_kernel_stride_padding_norm=CBRAMOD_CONVS,
+            **CBRAMOD,
         )
     model = from_braindecode(source)
     assert isinstance(model, HookedCBraMod) and model.cfg.channel_names == list(SPEC.channels)
     source_spec = data_source("synthetic-eeg", synthetic=SPEC)
-    _fine_tune(model, load_subject(source_spec, 1, cache_dir=None))
+    _fine_tune(model, load_subject(source_spec, 1, cache_dir=None), RECIPE["fine_tune_steps"])
     save_checkpoint(model, root / "subject_1", metadata={"subject": 1, "data_source": source_spec})
 
 
 def _fine_tune(model, data, steps: int = 30) -> None:
     """A few Adam steps on the planted EEG (so that discovery has a circuit to find); the
     criss-cross zero blocks stay zero in training."""
-    x = torch.as_tensor(data.X_train, dtype=torch.float32)
-    y = torch.as_tensor(data.y_train).long()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(steps):
-        batch = torch.randint(len(x), (32,), generator=gen)
-        loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
+    adam_steps(model, data, steps)
     half_heads, half = model.cfg.n_heads // 2, model.cfg.d_model // 2
     assert all((b.attn.W_Q[:half_heads, half:] == 0).all() for b in model.blocks)
 

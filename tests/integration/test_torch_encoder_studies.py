@@ -20,7 +20,14 @@ import pytest
 from emg_lens.cli import main
 from emg_lens.errors import CheckpointError, CodeConsentError
 from emg_lens.studies import run_study
-from tests.unit.torch_encoder_checkpoints import MARKER, save_subjects, write_user_code
+from tests.unit.torch_encoder_checkpoints import (
+    FINE_TUNE_STEPS,
+    MARKER,
+    USER_CODE,
+    save_subjects,
+    source,
+    write_user_code,
+)
 
 STUDY = textwrap.dedent(
     """
@@ -43,7 +50,14 @@ BUILDER = ["--modules", "models.py:build_modules"]
 def models(shared) -> Path:
     """Two subjects' converted checkpoints, fine-tuned briefly (discovery needs a model whose
     attention matters); built once per run."""
-    return shared.folder("torch_encoder_models", lambda path: save_subjects(path, train=True))
+    recipe = {
+        "subjects": (1, 2),
+        "adam_steps": FINE_TUNE_STEPS,
+        "data": source(),
+        "user_code": USER_CODE,
+    }
+    build = lambda path: save_subjects(path, recipe["subjects"], train=True)  # noqa: E731
+    return shared.folder(shared.key("torch_encoder_models", recipe), build)
 
 
 def _study(folder: Path, models: Path, modules: str = WITH_MODULES) -> Path:

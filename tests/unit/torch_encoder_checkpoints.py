@@ -21,6 +21,7 @@ from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.layout import TokenLayout
 from emg_lens.models import from_torch_encoder
+from tests.tiny import adam_steps
 
 USER_CODE = textwrap.dedent(
     '''
@@ -64,6 +65,7 @@ MARKING = '\nfrom pathlib import Path\nPath(__file__).with_name("marker.txt").wr
 """Appended to a study folder's copy of ``USER_CODE``: it leaves ``marker.txt`` when run."""
 MODALITIES = {"emg": 12, "acc": 36}  # the synthetic sEMG x ACC data: 48 channel tokens
 N_SAMPLES, D_MODEL = 200, 16
+FINE_TUNE_STEPS = 40
 
 
 def source() -> dict:
@@ -99,23 +101,6 @@ def converted(seed: int, classes: dict | None = None):
     )
 
 
-def fine_tune(model, data, steps: int = 40) -> None:
-    """A few Adam steps on the subject's training windows, so that its attention matters
-    (discovery refuses a model whose cut edges carry nothing)."""
-    x = torch.as_tensor(data.X_train, dtype=torch.float32)
-    y = torch.as_tensor(data.y_train).long()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(steps):
-        batch = torch.randint(len(x), (32,), generator=gen)
-        loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
-
-
 def save_subjects(root: Path, subjects=(1, 2), *, train: bool = False) -> Path:
     """One converted checkpoint per subject under ``root`` (``subject_<N>/``), each with the
     data source it is scored on; with ``train``, fine-tuned briefly on its subject's data."""
@@ -123,7 +108,9 @@ def save_subjects(root: Path, subjects=(1, 2), *, train: bool = False) -> Path:
     for subject in subjects:
         model = converted(subject, classes)
         if train:
-            fine_tune(model, load_subject(source(), subject))
+            # a few Adam steps, so that its attention matters (discovery refuses a model
+            # whose cut edges carry nothing)
+            adam_steps(model, load_subject(source(), subject), FINE_TUNE_STEPS)
         metadata = {"subject": subject, "data_source": source()}
         save_checkpoint(model, root / f"subject_{subject}", metadata=metadata)
     return root

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,37 +54,67 @@ HOOK_FILE = textwrap.dedent(
 )
 
 
+SUBJECTS = {
+    "seeds": (1, 2),
+    "config": {"preset": "tiny", "n_layers": 3, "init_range": 0.5},
+    "prototype_weight": 0.7,
+    "n_train": 96,
+    "n_test": N_TEST,
+    "train": TrainConfig(epochs=3, batch_size=32, lr=1e-2, progress=False),
+}
+"""The recipe of the trained subjects, `SharedOnDisk`'s key for them."""
+
+
 def _make_subject(seed: int) -> tuple[IsoNet, SubjectData]:
     """A tiny 3-layer IsoNet trained for a few steps on class-dependent random windows."""
     # A wide initialisation makes attention sharp, so edge masks change predictions.
-    cfg = EncoderConfig.preset("tiny", seed=seed, n_layers=3, init_range=0.5)
+    config = dict(SUBJECTS["config"])
+    cfg = EncoderConfig.preset(config.pop("preset"), seed=seed, **config)
     rng = np.random.default_rng(seed)
     shape = (cfg.n_channels, cfg.n_samples)
     prototypes = rng.standard_normal((cfg.n_classes, *shape))
 
     def windows(n):
         y = rng.integers(0, cfg.n_classes, n)
-        X = 0.7 * prototypes[y] + rng.standard_normal((n, *shape))
+        X = SUBJECTS["prototype_weight"] * prototypes[y] + rng.standard_normal((n, *shape))
         return X.astype(np.float32), y
 
-    X_train, y_train = windows(96)
-    X_test, y_test = windows(N_TEST)
+    train = windows(SUBJECTS["n_train"])
+    test = windows(SUBJECTS["n_test"])
     model = IsoNet(cfg)
     perturb_biases(model)
-    fit(model, X_train, y_train, TrainConfig(epochs=3, batch_size=32, lr=1e-2, progress=False))
+    fit(model, *train, SUBJECTS["train"])
     data = SubjectData.from_windows(
-        dict(cfg.modalities),
-        (X_test, y_test),
-        (X_train, y_train),
-        subject=seed,
-        classes=list(range(cfg.n_classes)),
+        dict(cfg.modalities), test, train, subject=seed, classes=list(range(cfg.n_classes))
     )
     return model.eval(), data
 
 
+def _save_subjects(folder: Path) -> None:
+    for seed in SUBJECTS["seeds"]:
+        model, data = _make_subject(seed)
+        save_checkpoint(model, folder / f"subject_{seed}")
+        arrays = {k: getattr(data, k) for k in ("X_train", "y_train", "X_test", "y_test")}
+        np.savez(folder / f"subject_{seed}.npz", **arrays)
+
+
 @pytest.fixture(scope="module")
-def subjects() -> dict[int, tuple[IsoNet, SubjectData]]:
-    return {s: _make_subject(s) for s in (1, 2)}
+def subjects(shared) -> dict[int, tuple[IsoNet, SubjectData]]:
+    """`_make_subject` of each seed, trained by the first test of the run that asks."""
+    folder = shared.folder(shared.key("runner_subjects", SUBJECTS), _save_subjects)
+    found = {}
+    for seed in SUBJECTS["seeds"]:
+        model = load_checkpoint(folder / f"subject_{seed}")
+        with np.load(folder / f"subject_{seed}.npz") as arrays:
+            data = SubjectData.from_windows(
+                dict(model.cfg.modalities),
+                (arrays["X_test"], arrays["y_test"]),
+                (arrays["X_train"], arrays["y_train"]),
+                subject=seed,
+                classes=list(range(model.cfg.n_classes)),
+            )
+        found[seed] = (model, data)
+    return found
 
 
 @pytest.fixture

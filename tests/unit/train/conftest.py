@@ -1,4 +1,4 @@
-"""Fixtures the unit tests share."""
+"""Fixtures the training tests share."""
 
 from __future__ import annotations
 
@@ -11,5 +11,4 @@ from tests.unit.train.tinymyo_pretrained import pretrained_on_synthetic
 def pretrained(shared):
     """`pretrained_on_synthetic`: (checkpoint, windows, held-out masked loss before, history),
     trained by the first test of the run that asks."""
-    with shared.lock("tinymyo_pretrained"):
-        return pretrained_on_synthetic(shared.root)
+    return pretrained_on_synthetic(shared)
