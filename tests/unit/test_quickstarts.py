@@ -74,14 +74,18 @@ def test_readme_ninapro_db2_commands_run_on_synth_output(workdir):
     names = sorted(p.relative_to("DB2").as_posix() for p in Path("DB2").rglob("*.mat"))
     assert names == ["DB2_s1/S1_E1_A1.mat", "DB2_s1/S1_E2_A1.mat", "DB2_s1/S1_E3_A1.mat"]
     (block,) = readme_blocks("### NinaPro DB2 (IsoNet's dataset)")
-    assert [argv[0] for argv in block] == ["train", "study"]
+    assert [argv[0] for argv in block] == ["train", "study", "inspect"]
     # 0.1 s movements: the whole repetition (--segment full) holds one 200-sample window;
     # a 2-layer model (--preset tiny) keeps the study small
     small = ["--epochs", "1", "--segment", "full", "--preset", "tiny", "--quiet"]
-    run_readme(block, {"train": small})
+    run_readme(block, {"train": small, "inspect": ["--n-windows", "8"]})
     classes = __import__("json").loads(Path("runs/db2/subject_1/config.json").read_text())
     assert classes["metadata"]["classes"] == list(range(1, 50))  # DB2's 49 gestures, B C D
     assert Path("runs/db2_table3/summary.md").stat().st_size > 0
+    for folder in ("runs/db2_table3", "runs/db2_inspect"):
+        assert Path(folder, "report.html").stat().st_size > 0
+    for figure in ("channel_effect", "attention_received"):  # on DB2's electrode placement
+        assert Path("runs/db2_inspect", f"{figure}.png").is_file(), figure
 
 
 def test_synthetic_db2_has_dbs_gestures_per_exercise_and_its_planted_kinds():
