@@ -31,10 +31,8 @@ STUDY = {
 }
 
 
-@pytest.fixture(scope="module")
-def study_folder(tmp_path_factory):
-    """An ablation study of three tiny random models, written with its report."""
-    out = tmp_path_factory.mktemp("study")
+def _write_study(out):
+    """An ablation study of three tiny random models, written with its report into ``out``."""
     models = {}
     for subject in (1, 2, 3):
         cfg = EncoderConfig.preset("tiny", seed=subject, init_range=0.5)
@@ -45,6 +43,12 @@ def study_folder(tmp_path_factory):
         models[subject] = (IsoNet(cfg).eval(), data)
     run_study(STUDY, models=models, out_dir=out, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def study_folder(tmp_path_factory):
+    """`_write_study`, once for the tests that only read it."""
+    return _write_study(tmp_path_factory.mktemp("study"))
 
 
 def test_the_report_holds_the_summary_every_figure_the_study_tables_and_provenance(
@@ -73,7 +77,8 @@ def test_the_page_fetches_nothing(study_folder):
     assert page.count("<script>") == 1  # the page's own, inline
 
 
-def test_an_unchanged_study_rewrites_no_report_and_the_folder_alone_builds_it(study_folder):
+def test_an_unchanged_study_rewrites_no_report_and_the_folder_alone_builds_it(tmp_path):
+    study_folder = _write_study(tmp_path)  # its own: it removes a file the others read
     report = study_folder / "report.html"
     before = report.stat().st_mtime_ns, report.read_bytes()
     assert main(["report", str(study_folder)]) == 0
