@@ -1,4 +1,4 @@
-"""Reading NinaPro's MATLAB v5 files, the layout every NinaPro database shares (DB2, DB5,
+"""MATLAB files: reading NinaPro's v5 files, the layout every NinaPro database shares (DB2, DB5,
 DB6, DB7, DB8): one file per exercise (or session) holding per-sample matrices (``emg``,
 ``acc``, ``glove``, ...) and label columns (``stimulus``, ``restimulus``, ``repetition``,
 ``rerepetition``).
@@ -13,6 +13,9 @@ handled here, as found in the real files:
   shortest, and a mismatch of more than `LENGTH_TOLERANCE` samples is a `DataFormatError`;
 * ``restimulus`` / ``rerepetition`` (the relabelled versions) are used when present, each
   falling back to ``stimulus`` / ``repetition``.
+
+`write_mat73` writes a MATLAB v7.3 file (HDF5 with MATLAB's header and class attributes), as
+the HD-sEMG database ships its files.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = [
     "select_modalities",
     "stimulus_columns",
     "subject_number",
+    "write_mat73",
 ]
 
 LENGTH_TOLERANCE = 5
@@ -278,3 +282,53 @@ def concatenate_recordings(parts: list[Recording]) -> Recording:
         source=" + ".join(p.source for p in parts),
         extras=extras,
     )
+
+
+_MAT73_HEADER_SIZE = 128
+_MAT73_USERBLOCK = 512
+_MATLAB_CLASS = {
+    np.dtype(np.float64): "double",
+    np.dtype(np.float32): "single",
+    np.dtype(np.int8): "int8",
+    np.dtype(np.int16): "int16",
+    np.dtype(np.int32): "int32",
+    np.dtype(np.int64): "int64",
+    np.dtype(np.uint8): "uint8",
+    np.dtype(np.uint16): "uint16",
+    np.dtype(np.uint32): "uint32",
+    np.dtype(np.uint64): "uint64",
+}
+
+
+def _mat73_header() -> bytes:
+    text = (
+        "MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1 00:00:00 1970 "
+        "HDF5 schema 1.00 ."
+    ).encode("ascii")
+    header = text.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
+    assert len(header) == _MAT73_HEADER_SIZE
+    return header
+
+
+def write_mat73(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write ``arrays`` (variable name -> array in MATLAB's orientation) as MATLAB v7.3 does:
+    HDF5 with a 512-byte userblock holding MATLAB's header, every array stored transposed
+    (h5py's row-major view of MATLAB's column-major array) with its ``MATLAB_class``
+    attribute; the path (its folder made).
+
+    >>> import tempfile
+    >>> path = write_mat73(Path(tempfile.mkdtemp()) / "x.mat", {"x": np.zeros((3, 2))})
+    >>> with h5py.File(path, "r") as f:
+    ...     f["x"].shape, bytes(f["x"].attrs["MATLAB_class"])
+    ((2, 3), b'double')
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w", userblock_size=_MAT73_USERBLOCK) as f:
+        for name, x in arrays.items():
+            x = np.asarray(x)
+            ds = f.create_dataset(name, data=np.ascontiguousarray(x.T))
+            ds.attrs["MATLAB_class"] = np.bytes_(_MATLAB_CLASS.get(x.dtype, "double"))
+    with open(path, "r+b") as fh:
+        fh.write(_mat73_header())
+    return path

@@ -52,6 +52,7 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.files import find_files
+from emg_lens.data.formats._matlab import write_mat73
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -83,9 +84,6 @@ _GRIDS = ("emg_extensors", "emg_flexors")
 _CLASS = ("adjusted_class", "class")
 _REPETITION = ("adjusted_repetition", "repetition")
 _LABELS = frozenset(_CLASS + _REPETITION)
-
-_MATLAB_HEADER_SIZE = 128
-_USERBLOCK = 512
 
 
 class HDsEMGFile:
@@ -437,30 +435,6 @@ def load_hdsemg(
     )
 
 
-def _matlab_header() -> bytes:
-    text = (
-        "MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1 00:00:00 1970 "
-        "HDF5 schema 1.00 ."
-    ).encode("ascii")
-    header = text.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
-    assert len(header) == _MATLAB_HEADER_SIZE
-    return header
-
-
-_MATLAB_CLASS = {
-    np.dtype(np.float64): "double",
-    np.dtype(np.float32): "single",
-    np.dtype(np.int8): "int8",
-    np.dtype(np.int16): "int16",
-    np.dtype(np.int32): "int32",
-    np.dtype(np.int64): "int64",
-    np.dtype(np.uint8): "uint8",
-    np.dtype(np.uint16): "uint16",
-    np.dtype(np.uint32): "uint32",
-    np.dtype(np.uint64): "uint64",
-}
-
-
 def _recording_arrays(recording: Recording, adjusted: bool) -> dict[str, np.ndarray]:
     """A `Recording` -> MATLAB-oriented arrays named as in the real files."""
     emg = np.asarray(recording.signals.get("emg"))
@@ -522,20 +496,11 @@ def write_hdsemg(
     >>> path.read_bytes()[:19]
     b'MATLAB 7.3 MAT-file'
     """
-    path = Path(path)
     arrays = _recording_arrays(data, adjusted) if isinstance(data, Recording) else dict(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w", userblock_size=_USERBLOCK) as f:
-        for name, x in arrays.items():
-            x = np.asarray(x)
-            if name in _LABELS:  # MATLAB [T, 1] double columns
-                x = x.astype(np.float64).reshape(-1, 1) if x.ndim == 1 else x.astype(np.float64)
-            ds = f.create_dataset(name, data=np.ascontiguousarray(x.T))
-            matlab_class = _MATLAB_CLASS.get(x.dtype, "double")
-            ds.attrs["MATLAB_class"] = np.bytes_(matlab_class)
-    with open(path, "r+b") as fh:
-        fh.write(_matlab_header())
-    return path
+    for name in _LABELS & set(arrays):  # MATLAB [T, 1] double columns
+        x = np.asarray(arrays[name], dtype=np.float64)
+        arrays[name] = x.reshape(-1, 1) if x.ndim == 1 else x
+    return write_mat73(path, arrays)
 
 
 # ------------------------------------------------------------------------- the registry's reader
