@@ -136,7 +136,7 @@ def test_a_layout_with_10_20_names_is_placed_and_a_subset_of_electrodes_is_not()
 
 
 def test_a_montage_refuses_parts_that_do_not_cover_its_electrodes_once():
-    with pytest.raises(ArgumentError, match="electrodes 0..n-1, each once"):
+    with pytest.raises(ArgumentError, match=r"electrodes 0\.\.n-1, each once"):
         Montage((ring("a", 4), ring("b", 4)))
     with pytest.raises(ArgumentError, match="distinct and inside"):
         grid("g", 2, 2, 10.0, cells=[(0, 0), (0, 0), (1, 1), (2, 2)])
