@@ -436,17 +436,13 @@ def check_discovery(
     candidates: 36 (layer 0: 18, layer 1: 18)
     """
     from emg_lens.studies.check import check_target, code_note
-    from emg_lens.studies.code import consent_command
 
     lines = [
         f"{spec.name}: discovery study, {spec.metric} on {spec.return_type!r}, tau {spec.tau}, "
         f"{spec.method} search, {spec.verify_top} verified exactly per subject, "
         f"{spec.resamples} bootstrap resamples"
     ]
-    code = spec.code_files()
-    if code:
-        consent = consent_command(study_file or f"{spec.name}.toml", code)
-        lines.append(code_note(spec, consent).rstrip("\n"))
+    lines += code_note(spec, study_file)
     target = check_target(spec, models=models, preset=preset, layers=layers, heads=heads)
     subjects = "unknown" if target.n_subjects is None else target.n_subjects
     lines.append(f"on {target.source}; subjects: {subjects}")

@@ -156,19 +156,21 @@ def _check_layout(spec: Any, target: Target) -> None:
             )
 
 
-def code_note(spec: Any, consent: str) -> str:
-    """The Python files a study would run, with their SHA-256, and how to consent to exactly
-    them (``consent``: the command that runs it); empty when it names none."""
-    from emg_lens.studies.code import describe_code
+def code_note(spec: Any, study_file: str | Path | None) -> list[str]:
+    """The lines saying which Python files a study would run, with their SHA-256, and the
+    command that consents to exactly them (``study_file``: the path the study is run by);
+    none when it names no file. The files are located and hashed, never executed."""
+    from emg_lens.studies.code import consent_command, describe_code
 
-    code = spec.code_files()  # located and hashed, never executed
+    code = spec.code_files()
     if not code:
-        return ""
-    return (
-        f"Python code this study runs (only with `study run --allow-code`):\n"
-        f"{describe_code(code)}\n"
-        f"To run exactly these files, and refuse them once changed:\n  {consent}\n"
-    )
+        return []
+    consent = consent_command(study_file or f"{spec.name}.toml", code)
+    return [
+        "Python code this study runs (only with `study run --allow-code`):",
+        describe_code(code),
+        f"To run exactly these files, and refuse them once changed:\n  {consent}",
+    ]
 
 
 def check_ablation(
@@ -191,7 +193,6 @@ def check_ablation(
     >>> print(check_ablation(spec, layers=2, heads=2).splitlines()[0])
     t: 1 interventions, modes ['individual']; scored on 'logits' by accuracy
     """
-    from emg_lens.studies.code import consent_command
     from emg_lens.studies.evaluate import structural_zeros
     from emg_lens.studies.grid import expand_grid
     from emg_lens.studies.result import planned_family_sizes, power_note
@@ -202,10 +203,7 @@ def check_ablation(
         f"scored on {spec.return_type!r} by {', '.join(spec.metrics)}"
         + (" (one table each, from the same forward passes)" if several else "")
     ]
-    code = spec.code_files()
-    if code:
-        consent = consent_command(study_file or f"{spec.name}.toml", code)
-        lines.append(code_note(spec, consent).rstrip("\n"))
+    lines += code_note(spec, study_file)
     target = check_target(spec, models=models, preset=preset, layers=layers, heads=heads)
     grid = expand_grid(spec, target.n_layers, target.n_heads)
     _check_layout(spec, target)
