@@ -153,8 +153,8 @@ class InspectionReport:
                 figs["channel_effect"] = plot_channel_values(
                     effect,
                     montages,
-                    title="Accuracy when no token reads the channel (every edge into it cut, "
-                    "every layer)",
+                    title=f"Subject {self.subject}: accuracy when no token reads the channel "
+                    "(every edge into it cut, every layer)",
                     units="Δ accuracy (points)",
                     symmetric=True,
                 )
@@ -166,7 +166,7 @@ class InspectionReport:
             figs["attention_received"] = plot_channel_values(
                 placed,
                 montages,
-                title=f"Attention each channel receives, {where}",
+                title=f"Subject {self.subject}: attention each channel receives, {where}",
                 units="share of a query's attention (mean over queries, windows)",
             )
         try:  # by channel, whatever the channel count (the all-heads figure may be by group)
@@ -182,7 +182,7 @@ class InspectionReport:
                 square.to_numpy(),
                 order,
                 [groups[q] for q in order],
-                title=f"QK circuit of {where}, by channel",
+                title=f"Subject {self.subject}: QK circuit of {where}, by channel",
                 units="attention score before the softmax (data-free tokens)",
                 symmetric=True,
             )
@@ -193,7 +193,8 @@ class InspectionReport:
                     figs["qk_cls_query"] = plot_channel_values(
                         chosen,
                         montages,
-                        title=f"Which channel the CLS query of {where} wants to read",
+                        title=f"Subject {self.subject}: which channel the CLS query of {where} "
+                        "wants to read",
                         units="QK score before the softmax (data-free tokens)",
                         symmetric=True,
                     )
