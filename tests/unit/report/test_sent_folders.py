@@ -5,8 +5,10 @@ a full or read-only disk is named with advice that fits the command."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -190,3 +192,14 @@ def test_a_full_or_read_only_disk_is_named_with_advice_report_can_follow(
     assert "no space is left" in err and "--out" not in err
     assert "free space there, or copy the folder to a folder on another disk and run" in err
     assert not list(tmp_path.glob("report.html*"))
+
+
+def test_an_attention_view_is_embedded_only_as_the_escaped_srcdoc_of_a_sandboxed_frame(tmp_path):
+    view = "<div id=v></div><script>parent.document.title = \"x & 'y'\";</script>"
+    (tmp_path / "attention_view.html").write_text(view)
+    page = report_html(tmp_path)
+    frames = re.findall(r'<iframe class="view" [^>]*sandbox="([^"]*)" srcdoc="([^"]*)">', page)
+    assert len(frames) == 1 and frames[0][0] == "allow-scripts"  # no allow-same-origin
+    assert view in html.unescape(frames[0][1])  # the view whole, in the frame's document
+    assert "same-origin" not in page and page.count("<script>") == 1  # the page's own only
+    assert "Content-Security-Policy" in html.unescape(frames[0][1])  # fetches nothing
