@@ -60,14 +60,15 @@ class FolderFiles:
 
     def leave_out(self, name: object, why: str) -> None:
         """Record that the file ``name`` is not shown, and why (once per name)."""
-        entry = LeftOut(name if isinstance(name, str) else repr(name), why)
+        shown = name if isinstance(name, str) and name.isprintable() else repr(name)
+        entry = LeftOut(shown, why)
         if entry.name not in {e.name for e in self.left_out}:
             self.left_out.append(entry)
 
     def path(self, name: object) -> Path | None:
         """The regular file ``name`` (a path relative to the folder) inside the folder, or
         None: missing (silently), or left out (`leave_out`, with why)."""
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str) or not name.strip() or "\x00" in name:
             self.leave_out(name, "not a file name")
             return None
         given = Path(name)
@@ -80,15 +81,20 @@ class FolderFiles:
             )
             return None
         path = self.folder / given
-        if not (path.is_symlink() or path.exists()):
+        try:
+            if not (path.is_symlink() or path.exists()):
+                return None
+            resolved = path.resolve()
+            regular = resolved.is_file()
+        except (OSError, RuntimeError) as exc:  # a name too long; a loop of links (Runtime)
+            self.leave_out(name, f"cannot be read ({getattr(exc, 'strerror', None) or exc})")
             return None
-        resolved = path.resolve()
         if not resolved.is_relative_to(self.root):
             self.leave_out(
                 name, "a link to a file outside the folder: only files inside it are read"
             )
             return None
-        if not resolved.is_file():
+        if not regular:
             self.leave_out(name, "not a regular file (a folder, a device, a pipe or a broken link)")
             return None
         return resolved

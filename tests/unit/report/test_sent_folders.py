@@ -203,3 +203,19 @@ def test_an_attention_view_is_embedded_only_as_the_escaped_srcdoc_of_a_sandboxed
     assert view in html.unescape(frames[0][1])  # the view whole, in the frame's document
     assert "same-origin" not in page and page.count("<script>") == 1  # the page's own only
     assert "Content-Security-Policy" in html.unescape(frames[0][1])  # fetches nothing
+
+
+def test_names_that_are_no_regular_file_are_left_out_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    os.mkfifo(tmp_path / "pipe.csv")  # reading it would block forever
+    (tmp_path / "sub").mkdir()
+    tables = ["a\x00.csv", "x" * 5000 + ".csv", "loop1", "pipe.csv", "sub", " "]
+    (tmp_path / "outputs.json").write_text(json.dumps({"tables": tables, "figures": []}))
+    assert main(["report", str(tmp_path)]) == 0
+    left = _left_out((tmp_path / "report.html").read_text())
+    assert "<code>'a\\x00.csv'</code>: not a file name" in left and "<code> </code>: not a" in left
+    assert "<code>loop1</code>: cannot be read (Symlink loop" in left
+    for name in ("pipe.csv", "sub"):
+        assert f"<code>{name}</code>: not a regular file" in left
+    assert "File name too long" in left and "Traceback" not in capsys.readouterr().err
