@@ -99,6 +99,17 @@ class FolderFiles:
             return None
         return resolved
 
+    def data(self, name: str) -> bytes | None:
+        """The bytes of the file ``name`` (`path`), or None (missing or left out)."""
+        path = self.path(name)
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            self.leave_out(name, f"cannot be read ({exc.strerror or exc})")
+            return None
+
     def text(self, name: str, *, then: str = "") -> str | None:
         """The UTF-8 text of the file ``name`` (`path`), or None (missing or left out; what
         follows, ``then``, is said after why)."""

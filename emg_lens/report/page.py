@@ -255,10 +255,10 @@ def _short(value: str) -> str:
 
 
 def _figure(files: FolderFiles, name: str) -> str:
-    path = files.path(f"{name}.png")
-    if path is None:
+    png = files.data(f"{name}.png")
+    if png is None:
         return ""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = base64.b64encode(png).decode("ascii")
     caption = html.escape(name.replace("_", " "))
     return (
         f'<figure id="figure-{html.escape(name)}"><img alt="{caption}" '
