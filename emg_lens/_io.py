@@ -9,7 +9,8 @@ removes those whose writer is no longer alive.
 
 Every write goes through `storage_errors`, the one place that turns a full disk or quota
 (``ENOSPC``, ``EDQUOT``) and a read-only or forbidden folder (``EROFS``, ``EACCES``, ``EPERM``)
-into a `StorageError` naming the path and what to do. `write_if_changed` writes nothing when the
+into a `StorageError` naming the path and what to do (how to write elsewhere: ``--out`` by
+default, a command's own way where it has no ``--out``). `write_if_changed` writes nothing when the
 file already holds the bytes, so a finished result can be summarised again on read-only media.
 `process_start` tells a process from a later one that reuses its pid (claims of the cell store).
 
@@ -61,37 +62,45 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}{TEMP_SUFFIX}")
 
 
-# errno -> (what happened, with {folder}; what to do)
+# How to write elsewhere, with {where}: a command's --out by default.
+OUT_OPTION = "write to {where} (--out)"
+
+# errno -> (what happened, with {folder}; what to do, with {elsewhere}; where else to write)
 _STORAGE_FAILURES = {
     errno.ENOSPC: (
         "no space is left on the device that holds {folder}",
-        "free space there, or write to a folder on another disk (--out)",
+        "free space there, or {elsewhere}",
+        "a folder on another disk",
     ),
     errno.EDQUOT: (
         "this user's disk quota is used up on the device that holds {folder}",
-        "free space within the quota, or write to a folder elsewhere (--out)",
+        "free space within the quota, or {elsewhere}",
+        "a folder elsewhere",
     ),
-    errno.EROFS: (
-        "{folder} is on a read-only filesystem",
-        "write to a folder on a writable disk (--out)",
-    ),
+    errno.EROFS: ("{folder} is on a read-only filesystem", "{elsewhere}", "a writable disk"),
     errno.EACCES: (
         "this user may not write in {folder} (permission denied)",
-        "write to a folder of your own (--out), or ask for write permission on this one",
+        "{elsewhere}, or ask for write permission on this one",
+        "a folder of your own",
     ),
     errno.EPERM: (
         "the operating system refused the write in {folder} (operation not permitted)",
-        "write to a folder of your own (--out), or check this one's permissions and attributes",
+        "{elsewhere}, or check this one's permissions and attributes",
+        "a folder of your own",
     ),
 }
 
 
 @contextlib.contextmanager
-def storage_errors(path: str | Path | None = None) -> Iterator[None]:
+def storage_errors(
+    path: str | Path | None = None, *, elsewhere: str = OUT_OPTION
+) -> Iterator[None]:
     """Within the block, an `OSError` saying the disk or quota is full or the folder is
     read-only or forbidden becomes a `StorageError` naming ``path`` (else the file the OS
     named), why, and what to do; any other error passes unchanged. Every write of emg_lens
-    goes through it (`atomic_write`, `create_exclusive`, `make_folder`).
+    goes through it (`atomic_write`, `create_exclusive`, `make_folder`). ``elsewhere`` says
+    how to write elsewhere, ``{where}`` filled in per cause (`OUT_OPTION` by default; a
+    command with no ``--out`` says its own way).
 
     >>> with storage_errors("/data/out/summary.md"):  # doctest: +ELLIPSIS
     ...     raise OSError(errno.ENOSPC, "No space left on device")
@@ -109,7 +118,8 @@ to a folder on another disk (--out), then run the command again...
         if exc.errno not in _STORAGE_FAILURES:
             raise
         target = Path(path if path is not None else exc.filename or "?")
-        what, todo = _STORAGE_FAILURES[exc.errno]
+        what, todo, where = _STORAGE_FAILURES[exc.errno]
+        todo = todo.format(elsewhere=elsewhere.format(where=where))
         raise StorageError(
             f"cannot write {target}: {what.format(folder=target.parent)} "
             f"({errno.errorcode[exc.errno]}: {exc.strerror or os.strerror(exc.errno)}); {todo}, "
@@ -142,10 +152,11 @@ def make_folder(path: str | Path) -> Path:
     return path
 
 
-def write_if_changed(path: str | Path, data: bytes | str) -> bool:
+def write_if_changed(path: str | Path, data: bytes | str, *, elsewhere: str = OUT_OPTION) -> bool:
     """Write ``data`` (text as UTF-8) to ``path`` atomically, unless the file already holds
     exactly these bytes: then nothing is written (no temporary file, no new modification
-    time, no write access needed). Returns whether it wrote.
+    time, no write access needed). Returns whether it wrote. ``elsewhere``: as in
+    `storage_errors`.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "summary.md"
@@ -159,11 +170,13 @@ def write_if_changed(path: str | Path, data: bytes | str) -> bool:
             return False
     except OSError:
         pass  # missing or unreadable: write it
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), elsewhere=elsewhere)
     return True
 
 
-def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
+def atomic_write(
+    path: str | Path, write_fn: Callable[[Path], Any], *, elsewhere: str = OUT_OPTION
+) -> Path:
     """Call ``write_fn(tmp)`` to write a temporary file in ``path``'s folder, flush it to disk,
     then rename it to ``path`` (`os.replace`: atomic on POSIX); on any error, the temporary
     file is removed and the error raised. The folder must exist. Returns ``path``.
@@ -184,11 +197,12 @@ def atomic_write(path: str | Path, write_fn: Callable[[Path], Any]) -> Path:
     >>> sorted(p.name for p in path.parent.iterdir())  # nothing left behind
     []
 
-    A full disk or a read-only folder is a `StorageError` naming ``path`` (`storage_errors`).
+    A full disk or a read-only folder is a `StorageError` naming ``path`` (`storage_errors`,
+    with ``elsewhere``).
     """
     path = Path(path)
     tmp = _temp_path(path)
-    with storage_errors(path):
+    with storage_errors(path, elsewhere=elsewhere):
         try:
             write_fn(tmp)
             _fsync(tmp)
@@ -328,9 +342,10 @@ def same_process(pid: int, started: str | None) -> bool:
     return now is None or now == started
 
 
-def remove_orphaned_temp_files(folder: str | Path) -> list[Path]:
-    """Remove the temporary files of `atomic_write` under ``folder`` (recursively) whose
-    writer's pid (in the name) is not alive on this machine; returns what was removed.
+def remove_orphaned_temp_files(folder: str | Path, *, of: str | None = None) -> list[Path]:
+    """Remove the temporary files of `atomic_write` under ``folder`` (recursively; with
+    ``of``, only those of the file of that name in ``folder``) whose writer's pid (in the
+    name) is not alive on this machine; returns what was removed. A live writer's file stays.
 
     >>> import subprocess, sys, tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -342,7 +357,12 @@ def remove_orphaned_temp_files(folder: str | Path) -> list[Path]:
     [True]
     """
     removed = []
-    for path in sorted(Path(folder).rglob(f"*{TEMP_SUFFIX}")):
+    found = (
+        Path(folder).rglob(f"*{TEMP_SUFFIX}")
+        if of is None
+        else leftover_temp_files(Path(folder) / of)
+    )
+    for path in sorted(found):
         pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")[2]
         if pid.isdigit() and not pid_alive(int(pid)):
             try:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformer_lens.config import TransformerLensConfig
 
-from emg_lens.errors import ConfigError
+from emg_lens.errors import ConfigError, check_names
 
 __all__ = ["PRESETS", "EncoderConfig", "config_for_data"]
 
@@ -271,6 +271,7 @@ class EncoderConfig(TransformerLensConfig):
         bad = [n for n in names if not isinstance(n, str) or not n.strip()]
         if bad:
             raise ConfigError(f"{what} must hold non-empty strings, got {bad[0]!r}")
+        check_names(names, what)  # names reach pages: no markup, nothing unprintable
         if len(names) != self.n_channels:
             raise ConfigError(
                 f"{what} must hold {self.n_channels} names (n_channels={self.n_channels}, "

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "ArgumentError",
+    "ChannelNameError",
     "CheckpointError",
     "CodeConsentError",
     "CodePathError",
@@ -36,6 +37,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedModuleError",
     "UnsupportedReadoutError",
+    "check_names",
     "describe",
     "mismatch",
 ]
@@ -69,6 +71,19 @@ class InputValueError(InputShapeError):
 
 class LayoutError(EmgLensError, ValueError):
     """A token layout, group name or mask does not fit the model it is used with."""
+
+
+class ChannelNameError(ConfigError, LayoutError):
+    """A channel (or token group) name that is not printable text, or that holds a markup
+    character (``< > & " ' ` ``): such names reach pages and figures, and a name that could
+    be read as HTML is refused where a config, a checkpoint's ``config.json``, a layout or a
+    converted model's ``chs_info`` gives it (`check_names`). A `ConfigError` and a
+    `LayoutError`, so either ``except`` clause catches it; ``index`` and ``name`` hold the
+    first bad name and its position."""
+
+    def __init__(self, message: str, *, index: int | None = None, name: str | None = None):
+        super().__init__(message)
+        self.index, self.name = index, name
 
 
 class UnplacedChannelError(LayoutError):
@@ -187,6 +202,42 @@ class CodeConsentError(SpecError):
 class CodePathError(SpecError):
     """A study's code reference points outside the study file's project (``..`` past its
     root, an absolute path, a link that leads out of it)."""
+
+
+MARKUP_CHARACTERS = "<>&\"'`"
+
+
+def check_names(names: typing.Iterable[str], what: str) -> None:
+    """Refuse, with a `ChannelNameError` naming ``what[index]`` and the name's repr, the first
+    of ``names`` that is not printable (control, format and line-separator characters, a
+    non-ASCII space) or that holds a markup character (``< > & " ' ` ``). Every name of the
+    10-20 system, of the shipped datasets and montages passes.
+
+    >>> check_names(["C3", "Fp1", "FDS 1", "EMG-12", "T7/T3"], "channel_names")
+    >>> check_names(["C3", "<img src=x onerror=alert(1)>"], "config.json channel_names")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ChannelNameError: config.json channel_names[1] = '<img src=x \
+onerror=alert(1)>' holds the markup character '<'; a channel or group name is printable text \
+without < > & " ' ` (e.g. 'C3', 'FDS_1'): rename it
+    """
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            continue  # the owner's own check names a name that is not a string
+        bad = next((c for c in name if c in MARKUP_CHARACTERS), None)
+        if bad is not None:
+            why = f"holds the markup character {bad!r}"
+        elif not name.isprintable():
+            bad = next(c for c in name if not c.isprintable())
+            why = f"holds the unprintable character {bad!r} (U+{ord(bad):04X})"
+        else:
+            continue
+        raise ChannelNameError(
+            f"{what}[{index}] = {name!r} {why}; a channel or group name is printable text "
+            "without < > & \" ' ` (e.g. 'C3', 'FDS_1'): rename it",
+            index=index,
+            name=name,
+        )
 
 
 def describe(value: object) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Int
 
-from emg_lens.errors import LayoutError
+from emg_lens.errors import LayoutError, check_names
 
 __all__ = ["CLS", "TokenLayout", "check_mask_shape"]
 
@@ -58,6 +58,7 @@ class TokenLayout:
             )
         if not self.group:
             raise LayoutError("TokenLayout must have at least one token")
+        check_names(dict.fromkeys(self.group), "TokenLayout groups")  # they name tokens too
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
 
@@ -71,6 +72,7 @@ class TokenLayout:
         bad = [n for n in names if not isinstance(n, str) or not n.strip()]
         if bad:
             raise LayoutError(f"{what} must hold non-empty strings, got {bad[0]!r}")
+        check_names(names, what)  # names reach pages: no markup, nothing unprintable
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise LayoutError(f"{what} must be unique, got {repeated[0]!r} more than once")

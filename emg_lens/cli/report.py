@@ -4,6 +4,7 @@ run``, ``discover``, ``inspect`` or ``demo`` (its study folder), written beside 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from emg_lens.cli.common import add_command
 
@@ -17,7 +18,9 @@ def add_parser(sub) -> None:
         "Write DIR/report.html: the summary, every figure, the study, the tables (behind "
         "folds, sortable) and the provenance of an output folder, in one file that opens in "
         "any browser with no server and no network. study run, discover and inspect write it "
-        "themselves; this builds it for a folder written before, or again.",
+        "themselves; this builds it for a folder written before, or again. Only regular "
+        "files inside DIR are read: the page lists anything else the folder names or holds "
+        "(an absolute path, a link or a .. out of DIR, text that is not UTF-8) as left out.",
     )
     p.add_argument("folder", help="an output folder (e.g. runs/studies/<name>)")
     p.set_defaults(func=cmd_report)
@@ -26,6 +29,6 @@ def add_parser(sub) -> None:
 def cmd_report(args: argparse.Namespace):
     from emg_lens.report import write_report
 
-    path = write_report(args.folder)
+    path = write_report(args.folder, warn=lambda line: print(line, file=sys.stderr))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return path

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from emg_lens.errors import DataFormatError
+from emg_lens.errors import DataFormatError, check_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,3 +107,5 @@ class DatasetReader:
     def __post_init__(self) -> None:
         for name in ("preprocess", "channel_names", "gesture_names"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        for modality, names in self.channel_names.items():
+            check_names(names, f"DatasetReader.channel_names[{modality!r}]")

@@ -2,6 +2,12 @@
 GitHub-flavoured tables, ``code``, **bold** and *italic*. Everything else is text, escaped: no
 raw HTML of a file reaches the page.
 
+Stars are significance marks before they are emphasis: a table cell is shown exactly as
+written (``-22.1% ***``, ``**``, ``ns``; only its code spans are set as code), and in prose a
+run of three or more stars, or a star beside a space or another star on its inner side, is text
+(``*** p < 0.001, ** p < 0.01`` stays as it is). Emphasis never crosses a table cell: each cell
+is read on its own.
+
 >>> print(to_html("# Study\\n\\nDelta **-30%** in `layer 1`.\\n\\n| a | b |\\n|---|---|\\n| 1 | x |"))
 <h2>Study</h2>
 <p>Delta <strong>-30%</strong> in <code>layer 1</code>.</p>
@@ -16,16 +22,21 @@ import re
 __all__ = ["inline", "table_html", "to_html"]
 
 _CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_ITALIC = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
+# A delimiter is exactly two (bold) or one (italic) star, never part of a longer run, with no
+# space or star on its inner side: ``**x**`` and ``*x*``, not ``***`` nor ``** p < 0.01 **``.
+_BOLD = re.compile(r"(?<!\*)\*\*(?![\s*])(.+?)(?<![\s*])\*\*(?!\*)")
+_ITALIC = re.compile(r"(?<![\w*])\*(?![\s*])(.+?)(?<![\s*])\*(?![\w*])")
 _NUMBER = re.compile(r"^[-+−]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?( [*]+| ns)?$")
 
 
-def inline(text: str) -> str:
-    """One line of Markdown as HTML: escaped, then code spans, bold and italic.
+def inline(text: str, *, emphasis: bool = True) -> str:
+    """One line of Markdown as HTML: escaped, then code spans, and (unless ``emphasis`` is
+    false, as in a table cell) bold and italic.
 
-    >>> inline("a < b, *italic*, `x*y`")
-    'a &lt; b, <em>italic</em>, <code>x*y</code>'
+    >>> inline("a < b, *italic*, `x*y`, *** p < 0.001")
+    'a &lt; b, <em>italic</em>, <code>x*y</code>, *** p &lt; 0.001'
+    >>> inline("-22.1% ***", emphasis=False)
+    '-22.1% ***'
     """
     codes: list[str] = []
 
@@ -35,15 +46,17 @@ def inline(text: str) -> str:
 
     text = _CODE.sub(keep, text)  # code spans first: their stars are not emphasis
     text = html.escape(text, quote=False)
-    text = _BOLD.sub(r"<strong>\1</strong>", text)
-    text = _ITALIC.sub(r"<em>\1</em>", text)
+    if emphasis:
+        text = _BOLD.sub(r"<strong>\1</strong>", text)
+        text = _ITALIC.sub(r"<em>\1</em>", text)
     return re.sub(r"\x00(\d+)\x00", lambda m: codes[int(m.group(1))], text)
 
 
 def _cell(text: str, tag: str) -> str:
+    """One table cell, exactly as written: its stars are significance marks, not emphasis."""
     numeric = tag == "td" and bool(_NUMBER.match(text.strip()))
     klass = ' class="num"' if numeric else ""
-    return f"<{tag}{klass}>{inline(text.strip())}</{tag}>"
+    return f"<{tag}{klass}>{inline(text.strip(), emphasis=False)}</{tag}>"
 
 
 def table_html(header: list[str], rows: list[list[str]]) -> str:

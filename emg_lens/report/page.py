@@ -10,24 +10,33 @@ file: no script, style, font or image is fetched, so the page works offline and 
 send. ``emg-lens report DIR`` builds it for an existing folder; studies, ``discover`` and
 ``inspect`` write it with their outputs.
 
+What makes it safe to send: every text of the folder is escaped (`emg_lens.report.markdown`
+renders the summary's Markdown, never its HTML); the one HTML emg_lens did not write, the
+library's attention view, is shown in a sandboxed frame (``<iframe srcdoc sandbox=
+"allow-scripts">``, no same origin): its script runs in the frame and cannot read or change
+the page; and only regular files inside the folder are read (`emg_lens.report.folder`: an
+absolute name, a ``..`` or a link that leads out, text that is not UTF-8 are left out, and
+the page lists them with why).
+
 The folder's ``outputs.json`` (written by the result that made it) gives the order of its
-figures and tables and what it is; a folder without one is read as it is (figures and tables
-in name order).
+figures and tables and what it is; a folder without one, or with one that is not such a
+record, is read as it is (figures and tables in name order).
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as _datetime
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emg_lens._io import write_if_changed
+from emg_lens._io import remove_orphaned_temp_files, write_if_changed
 from emg_lens._version import __version__
 from emg_lens.errors import ArgumentError
+from emg_lens.report.folder import FolderFiles, LeftOut, Unreadable, csv_head
 from emg_lens.report.markdown import table_html, to_html
 
 __all__ = ["MANIFEST", "REPORT", "report_html", "spec_toml", "write_manifest", "write_report"]
@@ -36,6 +45,9 @@ REPORT = "report.html"
 MANIFEST = "outputs.json"
 VIEW = "attention_view.html"
 MAX_ROWS = 2000  # rows of one table shown on the page (the CSV has them all)
+MAX_CELL = 300  # characters of one table cell shown on the page
+# How `report` says where else to write: it writes into the folder it reports.
+ELSEWHERE = "copy the folder to {where} and run emg-lens report on the copy"
 
 _STYLE = """
 :root { --fg: #1d232b; --muted: #5b6470; --line: #d9dee5; --band: #f4f6f9; --accent: #2f5d9e; }
@@ -66,7 +78,8 @@ details { margin: 8px 0; border: 1px solid var(--line); border-radius: 4px; padd
 summary { cursor: pointer; font-weight: 600; }
 pre { background: var(--band); padding: 10px 12px; overflow-x: auto; font-size: 12px; }
 code { background: var(--band); padding: 0 3px; border-radius: 3px; }
-.view { border: 1px solid var(--line); padding: 8px; }
+.view { border: 1px solid var(--line); width: 100%; height: 640px; resize: vertical; }
+.left-out li { color: #8a3b12; }
 @media print {
   nav { display: none; }
   body { max-width: none; padding: 0; font-size: 11px; }
@@ -104,7 +117,31 @@ document.querySelectorAll("table.sortable").forEach((table) => {
 window.addEventListener("beforeprint", () => {
   document.querySelectorAll("details").forEach((d) => { d.open = true; });
 });
+// A sandboxed view says how tall it is: its frame takes that height, within bounds.
+window.addEventListener("message", (event) => {
+  document.querySelectorAll("iframe.view").forEach((frame) => {
+    const height = event.data && event.data.emgLensViewHeight;
+    if (event.source === frame.contentWindow && Number.isFinite(height)) {
+      frame.style.height = Math.min(Math.max(Math.ceil(height) + 4, 120), 4000) + "px";
+    }
+  });
+});
 """
+
+# The head of a view's frame: nothing is fetched from it either (its script and style inline).
+_VIEW_HEAD = (
+    '<meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src '
+    "'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; font-src "
+    'data:">'
+)
+
+# Added after a view, inside its frame: its height, sent to the page (a number, nothing else).
+_VIEW_HEIGHT = """<script>
+const emgLensSend = () => parent.postMessage(  // the content's height, not the frame's
+  { emgLensViewHeight: document.documentElement.getBoundingClientRect().height }, "*");
+new ResizeObserver(emgLensSend).observe(document.documentElement);
+window.addEventListener("load", emgLensSend);
+</script>"""
 
 
 def write_manifest(
@@ -124,42 +161,90 @@ def write_manifest(
     return path
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
-    """The folder's manifest, or one read off its files (and ``study.json``)."""
-    path = folder / MANIFEST
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    spec = None
-    marker = folder / "study.json"
-    if marker.is_file():
-        spec = json.loads(json.loads(marker.read_text())["fingerprint"])
+def _manifest(files: FolderFiles) -> dict[str, Any]:
+    """The folder's manifest, or one read off its files (and ``study.json``) when it has
+    none or one that is not a manifest (left out, with why)."""
+    as_it_is = "; the folder is read as it is"
+    record = files.json(MANIFEST, then=as_it_is)
+    if record is not None:
+        why = _manifest_problem(record)
+        if why is None:
+            return record
+        files.leave_out(MANIFEST, why + as_it_is)
+    spec = _study_spec(files)
     return {
-        "kind": spec.get("kind", "study") if isinstance(spec, dict) else "outputs",
-        "title": spec.get("name", folder.name) if isinstance(spec, dict) else folder.name,
+        "kind": spec.get("kind", "study") if spec else "outputs",
+        "title": spec.get("name", files.folder.name) if spec else files.folder.name,
         "spec": spec,
-        "tables": sorted(p.name for p in folder.glob("*.csv")),
-        "figures": sorted(p.stem for p in folder.glob("*.png")),
+        "tables": sorted(p.name for p in files.folder.glob("*.csv")),
+        "figures": sorted(p.stem for p in files.folder.glob("*.png")),
     }
 
 
-def _csv_table(path: Path) -> tuple[str, int]:
-    """A CSV file as a sortable table (at most `MAX_ROWS` rows), and its number of rows."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return "<p>(empty)</p>", 0
-    header, body = rows[0], rows[1:]
-    shown = [[_short(v) for v in row] for row in body[:MAX_ROWS]]
+def _manifest_problem(record: Any) -> str | None:
+    """Why ``record`` is not what `write_manifest` writes, in words; None if it is."""
+    if not isinstance(record, dict):
+        kind = type(record).__name__
+        return f"a JSON {kind} where a table of kind, title, spec, tables and figures is expected"
+    for key in ("kind", "title"):
+        if not isinstance(record.get(key, ""), str | None):
+            return f"{key!r} must be a string, got {record[key]!r}"
+    if not isinstance(record.get("spec"), dict | None):
+        return f"'spec' must be a table or null, got {record['spec']!r}"
+    for key in ("tables", "figures"):
+        names = record.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return f"{key!r} must be a list of file names, got {names!r}"
+    return None
+
+
+def _study_spec(files: FolderFiles) -> dict[str, Any] | None:
+    """The study spec that ``study.json`` records (its fingerprint), or None."""
+    marker = files.json("study.json")
+    if marker is None:
+        return None
+    try:
+        spec = json.loads(marker["fingerprint"])
+    except (TypeError, KeyError, ValueError):
+        spec = None
+    if not isinstance(spec, dict):
+        files.leave_out(
+            "study.json", "not a study marker (a table whose 'fingerprint' is a study as JSON)"
+        )
+        return None
+    return spec
+
+
+def _csv_table(files: FolderFiles, name: str) -> str | None:
+    """The CSV file ``name`` behind a fold, as a sortable table of at most `MAX_ROWS` rows
+    (the rest counted, not read), or None (missing or left out)."""
+    path = files.path(name)
+    if path is None:
+        return None
+    try:
+        rows, n = csv_head(path, MAX_ROWS)
+    except Unreadable as exc:
+        files.leave_out(name, str(exc))
+        return None
+    if rows:
+        shown = [[_short(v) for v in row] for row in rows[1:]]
+        table = table_html([_short(h) for h in rows[0]], shown)
+    else:
+        table = "<p>(empty)</p>"
     note = (
-        f"<p class='meta'>The first {MAX_ROWS} of {len(body)} rows; {path.name} has them all.</p>"
-        if len(body) > MAX_ROWS
+        f"<p class='meta'>The first {MAX_ROWS} of {n} rows; {html.escape(path.name)} has them "
+        "all.</p>"
+        if n > MAX_ROWS
         else ""
     )
-    return f"{table_html(header, shown)}{note}", len(body)
+    return f"<details><summary>{html.escape(name)} ({n} rows)</summary>{table}{note}</details>"
 
 
 def _short(value: str) -> str:
-    """A long float printed to 4 significant digits (the CSV keeps every digit)."""
+    """A long float printed to 4 significant digits, a long text cut to `MAX_CELL`
+    characters (the CSV keeps every digit and character)."""
+    if len(value) > MAX_CELL:
+        return f"{value[:MAX_CELL]}… ({len(value)} characters)"
     try:
         number = float(value)
     except ValueError:
@@ -169,11 +254,11 @@ def _short(value: str) -> str:
     return f"{number:.4g}"
 
 
-def _figure(folder: Path, name: str) -> str:
-    path = folder / f"{name}.png"
-    if not path.is_file():
+def _figure(files: FolderFiles, name: str) -> str:
+    png = files.data(f"{name}.png")
+    if png is None:
         return ""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = base64.b64encode(png).decode("ascii")
     caption = html.escape(name.replace("_", " "))
     return (
         f'<figure id="figure-{html.escape(name)}"><img alt="{caption}" '
@@ -231,16 +316,20 @@ def _tables(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
-def _provenance(folder: Path) -> str:
+def _provenance(files: FolderFiles) -> str:
     """Each subject's model and data digests, the code digest and the emg_lens version, from
     the provenance the cell store keeps with every cell."""
     rows: dict[str, dict[str, str]] = {}
     codes = set()
-    for cell in sorted((folder / "cells").glob("s*/*.json")):
+    for cell in sorted((files.folder / "cells").glob("s*/*.json")):
+        path = files.path(cell.relative_to(files.folder).as_posix())
         try:
-            provenance = json.loads(cell.read_text(encoding="utf-8")).get("provenance") or {}
+            record = json.loads(path.read_text(encoding="utf-8")) if path else None
         except (OSError, ValueError):
             continue  # a torn cell: the store recomputes it; nothing to report
+        provenance = (record.get("provenance") if isinstance(record, dict) else None) or {}
+        if not isinstance(provenance, dict):
+            continue
         subject = cell.parent.name.removeprefix("s")
         if provenance and subject not in rows:
             rows[subject] = {
@@ -269,28 +358,60 @@ def _provenance(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def sandboxed(view: str) -> str:
+    """HTML that emg_lens did not write (a library's view), in a frame of its own: a
+    ``srcdoc`` (escaped for the attribute) that may run its script (``allow-scripts``) but,
+    with no same origin, cannot read or change the page around it.
+
+    >>> sandboxed("<b onclick='x()'>hi</b>")[:80]
+    '<iframe class="view" title="attention view" sandbox="allow-scripts" srcdoc="&lt;'
+    """
+    document = f"<!doctype html><html><head>{_VIEW_HEAD}</head><body>{view}"
+    document += f"{_VIEW_HEIGHT}</body></html>"
+    return (
+        '<iframe class="view" title="attention view" sandbox="allow-scripts" '
+        f'srcdoc="{html.escape(document, quote=True)}"></iframe>'
+    )
+
+
+def _left_out(entries: list[LeftOut]) -> str:
+    items = []
+    for entry in entries:
+        name, why = (html.escape(text, quote=False) for text in entry)
+        items.append(f"<li><code>{name}</code>: {why}</li>")
+    return (
+        "<p>Files the folder names or holds that this page does not show:</p>"
+        f'<ul class="left-out">{"".join(items)}</ul>'
+    )
+
+
 def report_html(folder: str | Path) -> str:
     """The page for an output folder (see the module docstring)."""
+    return _page(folder)[0]
+
+
+def _page(folder: str | Path) -> tuple[str, list[LeftOut]]:
+    """The page, and the files it leaves out."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ArgumentError(f"{folder}: no such folder; give the output folder of a study run")
-    manifest = _manifest(folder)
+    files = FolderFiles(folder)
+    manifest = _manifest(files)
     title = str(manifest.get("title") or folder.name)
     kind = str(manifest.get("kind") or "outputs")
     sections: list[tuple[str, str, str]] = []  # (id, heading, html)
-    summary = folder / "summary.md"
-    if summary.is_file():
-        text = summary.read_text(encoding="utf-8")
-        sections.append(("summary", "Summary", to_html(text, skip_title=title)))
-    figures = [f for f in manifest.get("figures", []) if (folder / f"{f}.png").is_file()]
+    summary = files.text("summary.md")
+    if summary is not None:
+        sections.append(("summary", "Summary", to_html(summary, skip_title=title)))
+    figures = [shown for f in manifest.get("figures", []) if (shown := _figure(files, f))]
     if figures:
-        sections.append(("figures", "Figures", "\n".join(_figure(folder, f) for f in figures)))
-    view = folder / VIEW
-    if view.is_file():
+        sections.append(("figures", "Figures", "\n".join(figures)))
+    view = files.text(VIEW)
+    if view is not None:
         body = (
             "<p>Every head's attention in one layer for one window, tokens named by their "
-            "channels (CircuitsVis; hover a token).</p>"
-            f'<div class="view">{view.read_text(encoding="utf-8")}</div>'
+            "channels (CircuitsVis; hover a token). The view runs in a frame of its own.</p>"
+            f"{sandboxed(view)}"
         )
         sections.append(("view", "Attention view", body))
     spec = manifest.get("spec")
@@ -298,27 +419,23 @@ def report_html(folder: str | Path) -> str:
         text = html.escape(spec_toml(spec), quote=False)
         note = "<p class='meta'>The study as a study file says it (TOML).</p>"
         sections.append(("spec", "Study", f"{note}<pre>{text}</pre>"))
-    tables = [t for t in manifest.get("tables", []) if (folder / t).is_file()]
+    tables = [shown for t in manifest.get("tables", []) if (shown := _csv_table(files, t))]
     if tables:
-        folds = []
-        for name in tables:
-            table, n = _csv_table(folder / name)
-            folds.append(
-                f"<details><summary>{html.escape(name)} ({n} rows)</summary>{table}</details>"
-            )
-        sections.append(("tables", "Tables", "\n".join(folds)))
+        sections.append(("tables", "Tables", "\n".join(tables)))
     if (folder / "cells").is_dir():
-        sections.append(("provenance", "Provenance", _provenance(folder)))
+        sections.append(("provenance", "Provenance", _provenance(files)))
+    if files.left_out:
+        sections.insert(0, ("left-out", "Left out", _left_out(files.left_out)))
     nav = "".join(f'<a href="#{sid}">{html.escape(head)}</a>' for sid, head, _ in sections)
     body = "\n".join(
         f'<section id="{sid}"><h2>{html.escape(head)}</h2>\n{content}\n</section>'
         for sid, head, content in sections
     )
+    written = (p.lstat().st_mtime for p in folder.iterdir() if not p.name.startswith(REPORT))
     stamp = _datetime.datetime.fromtimestamp(
-        max((p.stat().st_mtime for p in folder.iterdir() if p.name != REPORT), default=0),
-        _datetime.timezone.utc,
+        max(written, default=0), _datetime.timezone.utc
     ).strftime("%Y-%m-%d %H:%M UTC")
-    return (
+    page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} · emg_lens</title><style>{_STYLE}</style></head>\n<body>"
@@ -326,11 +443,13 @@ def report_html(folder: str | Path) -> str:
         f" · outputs of {stamp} · {html.escape(str(folder.resolve()))}</p></header>"
         f"<nav>{nav}</nav>\n{body}\n<script>{_SCRIPT}</script></body></html>\n"
     )
+    return page, files.left_out
 
 
-def write_report(folder: str | Path) -> Path:
+def write_report(folder: str | Path, *, warn: Callable[[str], None] | None = None) -> Path:
     """Write ``report.html`` into ``folder`` (only when its bytes change) and return its
-    path.
+    path; ``warn`` is told of each file left out. The temporary files of report writers
+    that were killed (``report.html.<pid>.tmp``, the pid no longer alive) are removed.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -340,5 +459,10 @@ def write_report(folder: str | Path) -> Path:
     True
     """
     path = Path(folder) / REPORT
-    write_if_changed(path, report_html(folder))
+    page, left_out = _page(folder)
+    for entry in left_out:
+        if warn is not None:
+            warn(f"left out of {path}: {entry.name}: {entry.why}")
+    remove_orphaned_temp_files(path.parent, of=REPORT)
+    write_if_changed(path, page, elsewhere=ELSEWHERE)
     return path

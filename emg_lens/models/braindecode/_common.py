@@ -13,7 +13,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, describe
+from emg_lens.errors import ArgumentError, ConversionError, check_names, describe
 
 BRAINDECODE = "braindecode"
 
@@ -39,13 +39,15 @@ def size(model: Any, name: str) -> Any:
 def channel_names(model: Any, ch_names: Sequence[str] | None, n_channels: int) -> list[str] | None:
     """The names of the model's input channels: ``ch_names`` if given, else the ``ch_name``
     of each entry of its ``chs_info`` (None when it has none)."""
+    what = "ch_names"
     if ch_names is None:
         info = getattr(model, "_chs_info", None)
         if not info:
             return None
-        ch_names = [ch["ch_name"] for ch in info]
+        ch_names, what = [ch["ch_name"] for ch in info], f"{type(model).__name__}.chs_info ch_name"
     if isinstance(ch_names, str) or not all(isinstance(n, str) for n in ch_names):
         raise ArgumentError(f"ch_names must be a list of channel names, got {ch_names!r}")
+    check_names(ch_names, what)  # names reach pages: no markup, nothing unprintable
     if len(ch_names) != n_channels:
         raise ArgumentError(
             f"ch_names has {len(ch_names)} names but the {type(model).__name__} has "

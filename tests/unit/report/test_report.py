@@ -102,3 +102,25 @@ def test_the_spec_reads_as_a_study_file():
 def test_report_of_no_folder_is_refused(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_significance_stars_in_table_cells_are_shown_as_written_never_as_emphasis():
+    # Two `**` cells in one row (emphasis must not span the cells between them), `***`, `*`
+    # and ns; prose keeps its emphasis, but a run of stars there is text too (issue 41.1).
+    markdown = (
+        "Delta **-30%**, *italic*; *** p < 0.001, ** p < 0.01\n\n"
+        "| layer | uni | cross | both |\n|---|---|---|---|\n"
+        "| 0 | -22.1% *** | -3.0% ns | -9.5% * |\n"
+        "| 1 | -12.0% ** | +1.0% ns | -14.2% ** |\n"
+    )
+    page = to_html(markdown)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", page)
+    assert cells == [
+        *("0", "-22.1% ***", "-3.0% ns", "-9.5% *"),
+        *("1", "-12.0% **", "+1.0% ns", "-14.2% **"),
+    ]
+    assert (
+        "<p>Delta <strong>-30%</strong>, <em>italic</em>; *** p &lt; 0.001, ** p &lt; 0.01</p>"
+        in page
+    )
+    assert page.count("<strong>") == 1 and page.count("<em>") == 1

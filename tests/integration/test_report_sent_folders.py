@@ -1,0 +1,114 @@
+"""report.html of a folder someone sent, in a real browser (Chromium, as
+`test_report_browser` drives it): an attention view with script in it runs only inside its
+sandboxed frame (issue 37 item 1), a working CircuitsVis view still renders there, and the
+summary table's significance stars read exactly as written (issue 41 item 1)."""
+
+from __future__ import annotations
+
+import circuitsvis.attention
+import torch
+
+from emg_lens.cli import main
+from tests.integration.test_report_browser import ARGS, _browser_or_skip
+
+# What a view's script would do to the page around it, were it not in a sandboxed frame; it
+# marks its own document to show that it did run.
+ATTACK = (
+    "try { window.parent.document.title = 'owned'; } catch (e) {}"
+    "try { window.parent.document.body.innerHTML = '<h1>owned</h1>'; } catch (e) {}"
+    "try { window.top.emgLensOwned = true; } catch (e) {}"
+    "document.documentElement.setAttribute('data-ran', 'yes');"
+)
+STARRED = (
+    "# sent\n\nDesign: 3 subjects.\n\n| layer | uni | cross | both |\n|---|---|---|---|\n"
+    "| 0 | -22.1% *** | -3.0% ns | -9.5% * |\n| 1 | -12.0% ** | +1.0% ns | -14.2% ** |\n"
+)
+
+
+def _view(tokens: list[str]) -> str:
+    torch.manual_seed(0)
+    pattern = torch.rand(2, len(tokens), len(tokens)).softmax(-1)
+    view = circuitsvis.attention.attention_heads(
+        attention=pattern, tokens=tokens, attention_head_names=["L0H0", "L0H1"]
+    )
+    return view.local_src
+
+
+def _open(report, inspect):
+    """Open ``report`` in Chromium; ``inspect(page)`` reads what it needs before the browser
+    closes. Returns its result, the console messages, page errors and requests."""
+    from playwright.sync_api import sync_playwright
+
+    console, failed, requests = [], [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_browser_or_skip(), args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: failed.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(report.as_uri(), wait_until="load")
+        page.wait_for_function("document.querySelector('iframe.view').offsetHeight !== 640")
+        seen = inspect(page)
+        browser.close()
+    return seen, console, failed, requests
+
+
+def test_a_view_with_script_in_its_tokens_runs_nothing_outside_its_sandboxed_frame(tmp_path):
+    _browser_or_skip()
+    folder = tmp_path / "sent"
+    folder.mkdir()
+    tokens = ["cls", f"</script><script>{ATTACK}</script>", "<img src=x>", "C3"]
+    (folder / "attention_view.html").write_text(_view(tokens), encoding="utf-8")
+    (folder / "summary.md").write_text(STARRED, encoding="utf-8")
+    assert main(["report", str(folder)]) == 0
+
+    def inspect(page):
+        frame = page.frames[1]
+        frame.wait_for_function("document.documentElement.getAttribute('data-ran') === 'yes'")
+        return {
+            "title": page.title(),
+            "heading": page.locator("h1").first.inner_text(),
+            "body": page.locator("body").inner_text(),
+            "flag": page.evaluate("typeof window.emgLensOwned"),
+            "frames": [f.url for f in page.frames],
+        }
+
+    seen, _, _, _ = _open((folder / "report.html").resolve(), inspect)
+    assert seen["title"] == "sent · emg_lens" and seen["heading"] == "sent"
+    assert "owned" not in seen["body"] and "Attention view" in seen["body"]
+    assert seen["flag"] == "undefined"
+    assert seen["frames"][1] == "about:srcdoc"  # the view ran (data-ran), in its own frame
+
+
+def test_a_circuitsvis_view_renders_in_its_frame_and_stars_read_as_written(tmp_path):
+    _browser_or_skip()
+    folder = tmp_path / "inspect"
+    folder.mkdir()
+    (folder / "attention_view.html").write_text(_view(["cls", "C3", "Cz", "C4"]), "utf-8")
+    (folder / "summary.md").write_text(STARRED, encoding="utf-8")
+    assert main(["report", str(folder)]) == 0
+    report = (folder / "report.html").resolve()
+
+    def inspect(page):
+        frame = page.frames[1]
+        frame.wait_for_selector("text=Head Selector")
+        return {
+            "cells": page.locator("section#summary tbody td").all_inner_texts(),
+            "frame": frame.evaluate("document.body.textContent"),
+            "charts": frame.evaluate(
+                "Array.from(document.querySelectorAll('canvas'), c => [c.width, c.height])"
+            ),
+            "height": page.locator("iframe.view").bounding_box()["height"],
+        }
+
+    seen, console, failed, requests = _open(report, inspect)
+    assert seen["cells"] == [
+        *("0", "-22.1% ***", "-3.0% ns", "-9.5% *"),
+        *("1", "-12.0% **", "+1.0% ns", "-14.2% **"),
+    ]
+    assert "L0H1" in seen["frame"]  # the head selector: a thumbnail per head, and the zoom
+    assert sorted(seen["charts"])[-1][0] > 300 and len(seen["charts"]) == 3, seen["charts"]
+    assert 200 < seen["height"] < 4000  # the frame took the view's height
+    assert not console, console
+    assert not failed, failed
+    assert requests == [report.as_uri()], requests  # the frame's srcdoc is no request
