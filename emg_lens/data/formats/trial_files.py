@@ -1,0 +1,485 @@
+"""A researcher's own files: one file per trial, the labels in the file names.
+
+Most recordings that labs share, and most that they keep, are a folder of per-trial files
+whose names say the gesture and the repetition (LibEMG's ``R_{rep}_C_{class}_EMG.csv``,
+``s3/fist/trial2.npy``). `read_files` reads such a folder by a *path template*, as LibEMG's
+``OfflineDataHandler`` does with its regex filters: the template is a path relative to the
+root with named fields in braces, and every file the template matches is one trial.
+
+- Fields: ``gesture`` and ``repetition`` are required, ``subject`` and ``session`` are read
+  when present; any other field is kept as the trial's metadata. A field holds one path
+  component's text (no ``/``); the text between fields is matched literally.
+- Labels: gestures are numbered 1, 2, ... in the sorted order of their values (numbers in
+  numeric order, names in alphabetical order: ``fist`` < ``open``), so 0 stays rest; the
+  values are kept as the gesture names (``recording.meta["gesture_names"]``), which tables and
+  figures show. Repetitions are numbered 1, 2, ... the same way, over ``(session,
+  repetition)`` when there are sessions (``meta["repetition_values"]`` says which is which).
+  Subjects whose values are all integers >= 1 keep them; others are numbered in sorted order.
+- Files: ``.csv`` (comma, semicolon or tab separated, with or without a header row of names),
+  ``.npy`` and MATLAB v5 ``.mat`` (the variable ``variable=`` names, or its only numeric
+  matrix), each ``samples x channels``.
+- One `Recording` per subject: its trials one after another in (repetition, gesture) order,
+  with half a second of rest (zeros, label 0) between two trials, so no window spans two
+  trials and a filter's response to one trial's end fades before the next begins.
+
+Everything a folder can get wrong is a `DataFormatError` that names the file: a file the
+template does not match (or two templates match), two files for one trial, channel counts that
+differ between files, a cell that is not a number, NaN or Inf, a missing field, a subject with
+one gesture only.
+
+>>> import tempfile
+>>> root = Path(tempfile.mkdtemp())
+>>> rng = np.random.default_rng(0)
+>>> for rep in range(2):
+...     for gesture in ("fist", "open"):
+...         np.save(root / f"{gesture}_{rep}.npy", rng.standard_normal((400, 8)))
+>>> (rec,) = read_files(root, "{gesture}_{repetition}.npy", sample_rate=200)
+>>> rec.modalities, rec.gestures, rec.meta["gesture_names"]
+({'emg': 8}, [1, 2], {1: 'fist', 2: 'open'})
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emg_lens.data.files import unique_files
+from emg_lens.data.formats._matlab import read_mat
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError
+
+__all__ = ["FilePattern", "read_files", "read_trial"]
+
+SUFFIXES = (".csv", ".npy", ".mat")
+REQUIRED = ("gesture", "repetition")
+LABELS = ("subject", "session", "repetition", "gesture")
+GAP_SECONDS = 0.5  # rest between two trials of one recording
+UNMATCHED = ("error", "skip")
+
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class FilePattern:
+    """A path template such as ``"s{subject}/R_{repetition}_C_{gesture}.csv"``.
+
+    >>> FilePattern.parse("R_{repetition}_C_{gesture}_EMG.csv").match("R_0_C_4_EMG.csv")
+    {'repetition': '0', 'gesture': '4'}
+    """
+
+    text: str
+    fields: tuple[str, ...]
+    regex: re.Pattern[str]
+
+    @classmethod
+    def parse(cls, text: Any) -> FilePattern:
+        if not isinstance(text, str) or not text.strip():
+            raise ArgumentError(
+                f"pattern must be a path template such as 'R_{{repetition}}_C_{{gesture}}.csv', "
+                f"got {text!r}"
+            )
+        if text.startswith("/") or ".." in Path(text).parts:
+            raise ArgumentError(
+                f"pattern {text!r} must be relative to the root and stay inside it (no leading "
+                "'/', no '..')"
+            )
+        if not text.lower().endswith(SUFFIXES):
+            raise ArgumentError(
+                f"pattern {text!r} must end with a file extension emg_lens reads: "
+                f"{', '.join(SUFFIXES)}"
+            )
+        parts, fields, at = [], [], 0
+        for m in _FIELD.finditer(text):
+            name = m.group(1)
+            if not name.isidentifier():
+                raise ArgumentError(
+                    f"pattern {text!r}: field {{{name}}} must be a name of letters, digits and "
+                    "underscores, such as {gesture}"
+                )
+            if name in fields:
+                raise ArgumentError(f"pattern {text!r} names the field {{{name}}} twice")
+            parts.append(re.escape(text[at : m.start()]))
+            parts.append(f"(?P<{name}>[^/]+?)")
+            fields.append(name)
+            at = m.end()
+        if any("{" in p or "}" in p for p in _FIELD.split(text)[::2]):
+            raise ArgumentError(f"pattern {text!r} has an unbalanced brace")
+        parts.append(re.escape(text[at:]))
+        if missing := [f for f in REQUIRED if f not in fields]:
+            raise ArgumentError(
+                f"pattern {text!r} has no field {', '.join('{' + f + '}' for f in missing)}: the "
+                "gesture and the repetition of each trial must be in its path"
+            )
+        return cls(text, tuple(fields), re.compile("".join(parts)))
+
+    def match(self, relative: str) -> dict[str, str] | None:
+        """The fields of a path relative to the root (``/``-separated), or None."""
+        m = self.regex.fullmatch(relative)
+        return None if m is None else m.groupdict()
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+def read_trial(
+    path: str | Path, *, variable: str | None = None
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """One trial file as float32 ``[samples, channels]``, and the channel names of a CSV
+    header (None without one).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = path.write_text("a,b\\n1,2\\n3,4\\n")
+    >>> x, names = read_trial(path)
+    >>> x.tolist(), names
+    ([[1.0, 2.0], [3.0, 4.0]], ('a', 'b'))
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        x, names = _read_csv(path)
+    elif suffix == ".npy":
+        x, names = _read_npy(path), None
+    elif suffix == ".mat":
+        x, names = _read_mat_variable(path, variable), None
+    else:
+        raise DataFormatError(f"{path}: emg_lens reads trial files {', '.join(SUFFIXES)}")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataFormatError(
+            f"{path}: a trial must be a samples x channels matrix, got shape {x.shape}"
+        )
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise DataFormatError(
+            f"{path}: {int(bad.sum())} NaN or Inf values, the first at sample {row}, channel "
+            f"{col}; emg_lens does not fill gaps: repair or drop the trial"
+        )
+    return x.astype(np.float32), names
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
+    rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
+    if not rows:
+        raise DataFormatError(f"{path}: an empty file")
+    names = None
+    if not any(_is_number(cell) for cell in rows[0]):
+        names = tuple(cell.strip() for cell in rows[0])
+        rows = rows[1:]
+    width = len(names) if names else len(rows[0]) if rows else 0
+    values = np.empty((len(rows), width), dtype=np.float64)
+    for r, row in enumerate(rows):
+        if len(row) != width:
+            raise DataFormatError(
+                f"{path}: line {r + 1 + bool(names)} has {len(row)} cells, the file "
+                f"{'header' if names else 'first line'} {width}"
+            )
+        for c, cell in enumerate(row):
+            try:
+                values[r, c] = float(cell)
+            except ValueError:
+                raise DataFormatError(
+                    f"{path}: line {r + 1 + bool(names)}, column {c + 1}: {cell!r} is not a number"
+                ) from None
+    return values, names
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(f"{path}: cannot be read as a NumPy .npy array: {exc}") from exc
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+        raise DataFormatError(f"{path}: holds {x.dtype}, not numbers")
+    if np.iscomplexobj(x):
+        raise DataFormatError(f"{path}: holds complex values; a trial is real samples")
+    return x.astype(np.float64)
+
+
+def _read_mat_variable(path: Path, variable: str | None) -> np.ndarray:
+    contents = read_mat(path, reader="trial files")
+    numeric = {
+        k: v
+        for k, v in contents.items()
+        if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.number) and v.ndim in (1, 2)
+    }
+    if variable is None:
+        if len(numeric) != 1:
+            raise DataFormatError(
+                f"{path}: holds the numeric variables {sorted(numeric) or 'none'}; name the one "
+                "that holds the samples x channels signal (variable=, --variable)"
+            )
+        (variable,) = numeric
+    if variable not in contents:
+        raise DataFormatError(f"{path}: has no variable {variable!r}; it holds {sorted(contents)}")
+    if variable not in numeric:
+        raise DataFormatError(
+            f"{path}: variable {variable!r} is not a numeric matrix "
+            f"({np.asarray(contents[variable]).dtype}, shape {np.shape(contents[variable])})"
+        )
+    if np.iscomplexobj(numeric[variable]):
+        raise DataFormatError(f"{path}: variable {variable!r} holds complex values")
+    return numeric[variable].astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+@dataclass(frozen=True)
+class _Trial:
+    path: Path
+    fields: dict[str, str]
+
+
+def _ordered(values: set[str]) -> list[str]:
+    """Numbers in numeric order, anything else in text order."""
+    numbers = all(_is_number(v) for v in values)
+    return sorted(values, key=(lambda v: (float(v), v)) if numbers else None)
+
+
+def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> list[_Trial]:
+    trials, left = [], []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        found = [(p, m) for p in patterns if (m := p.match(relative)) is not None]
+        if len(found) > 1:
+            raise DataFormatError(
+                f"{path}: matches two patterns, {found[0][0].text!r} and {found[1][0].text!r}; "
+                "a trial must be read one way: make the patterns exclusive"
+            )
+        if found:
+            trials.append(_Trial(path, found[0][1]))
+        elif path.suffix.lower() in {Path(p.text).suffix.lower() for p in patterns}:
+            left.append(relative)
+    if left and unmatched == "error":
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        raise DataFormatError(
+            f"{root}: {len(left)} file(s) no pattern matches ({shown}); a trial whose name does "
+            f"not fit would be lost without a word. Fix the names or the pattern "
+            f"({', '.join(repr(p.text) for p in patterns)}), or pass unmatched='skip' "
+            "(--unmatched skip) to leave them out"
+        )
+    if not trials:
+        raise DataFormatError(
+            f"{root}: no file matches {', '.join(repr(p.text) for p in patterns)} "
+            "(paths are matched relative to the root, '/'-separated)"
+        )
+    return trials
+
+
+def _subject_numbers(values: set[str]) -> dict[str, int]:
+    if all(re.fullmatch(r"\d+", v) and int(v) >= 1 for v in values):
+        return {v: int(v) for v in values}
+    return {v: i + 1 for i, v in enumerate(_ordered(values))}
+
+
+def read_files(
+    root: str | Path,
+    pattern: str | Sequence[str],
+    *,
+    sample_rate: float,
+    modality: str = "emg",
+    channels: Sequence[int | str] | None = None,
+    variable: str | None = None,
+    placement: Any = None,
+    unmatched: str = "error",
+) -> list[Recording]:
+    """One `Recording` per subject from a folder of per-trial files (see the module docstring).
+
+    Args:
+        root: the folder; every file under it (at any depth) is matched against ``pattern``.
+        pattern: a path template relative to ``root`` (or several, none matching a file twice).
+        sample_rate: Hz, of every file.
+        modality: what the channels are (``"emg"``, ``"acc"``, ``"eeg"``, ...): the signal's
+            name in the recording, which decides its filters.
+        channels: the columns to keep, by index (0-based) or by a CSV header's name; default all.
+        variable: the variable of ``.mat`` files holding the signal.
+        placement: where the channels lie (an `emg_lens.geometry.Montage`), kept for figures.
+        unmatched: ``"error"`` (default): a file with the pattern's extension that the
+            pattern does not match is an error; ``"skip"``: it is left out.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for rep in (1, 2):
+    ...     for g in (0, 1):
+    ...         (root / f"R_{rep}_C_{g}_EMG.csv").write_text("1,2\\n3,4\\n5,6\\n") and None
+    >>> (rec,) = read_files(root, "R_{repetition}_C_{gesture}_EMG.csv", sample_rate=200)
+    >>> rec.n_samples, sorted(set(rec.repetition.tolist())), rec.meta["gesture_names"]
+    (312, [0, 1, 2], {1: '0', 2: '1'})
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (root of the trial files)")
+    rate = _sample_rate(sample_rate)
+    if unmatched not in UNMATCHED:
+        raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
+    if not isinstance(modality, str) or not modality.isidentifier():
+        raise ArgumentError(f"modality must be a name such as 'emg', got {modality!r}")
+    texts = [pattern] if isinstance(pattern, str) else list(pattern)
+    patterns = [FilePattern.parse(t) for t in texts]
+    trials = _find_trials(root, patterns, unmatched)
+
+    gestures = _ordered({t.fields["gesture"] for t in trials})
+    gesture_label = {v: i + 1 for i, v in enumerate(gestures)}
+    rep_key = [(t.fields.get("session", ""), t.fields["repetition"]) for t in trials]
+    sessions = _ordered({s for s, _ in rep_key})
+    reps = _ordered({r for _, r in rep_key})
+    rep_values = sorted(set(rep_key), key=lambda k: (sessions.index(k[0]), reps.index(k[1])))
+    rep_label = {k: i + 1 for i, k in enumerate(rep_values)}
+    subject_of = _subject_numbers({t.fields.get("subject", "1") for t in trials})
+
+    by_subject: dict[int, list[tuple[int, int, _Trial]]] = {}
+    for trial, key in zip(trials, rep_key):
+        subject = subject_of[trial.fields.get("subject", "1")]
+        entry = (rep_label[key], gesture_label[trial.fields["gesture"]], trial)
+        by_subject.setdefault(subject, []).append(entry)
+    for subject, entries in by_subject.items():
+        unique_files(
+            (((rep, g), t.path) for rep, g, t in entries),
+            root,
+            lambda k, subject=subject: (
+                f"subject {subject}, {_repetition_text(rep_values[k[0] - 1])}, gesture "
+                f"{gestures[k[1] - 1]!r}"
+            ),
+        )
+    recordings = []
+    for subject in sorted(by_subject):
+        entries = sorted(by_subject[subject], key=lambda e: (e[0], e[1]))
+        recordings.append(
+            _assemble(
+                subject,
+                entries,
+                rate,
+                modality,
+                channels,
+                variable,
+                root,
+                meta={
+                    "pattern": texts,
+                    "gesture_names": {i + 1: v for i, v in enumerate(gestures)},
+                    "repetition_values": {
+                        i + 1: (v[1] if not v[0] else {"session": v[0], "repetition": v[1]})
+                        for i, v in enumerate(rep_values)
+                    },
+                    "placement": placement,
+                },
+            )
+        )
+    return recordings
+
+
+def _repetition_text(key: tuple[str, str]) -> str:
+    session, repetition = key
+    return (f"session {session!r}, " if session else "") + f"repetition {repetition!r}"
+
+
+def _sample_rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ArgumentError(f"sample_rate must be a number of Hz, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ArgumentError(f"sample_rate must be a positive number of Hz, got {value!r}")
+    return float(value)
+
+
+def _columns(
+    x: np.ndarray, names: tuple[str, ...] | None, channels: Sequence[int | str], path: Path
+) -> np.ndarray:
+    index = []
+    for c in channels:
+        if isinstance(c, str):
+            if names is None or c not in names:
+                raise DataFormatError(
+                    f"{path}: no channel named {c!r}"
+                    + (
+                        f"; its header names {list(names)}"
+                        if names
+                        else " (the file has no header)"
+                    )
+                )
+            index.append(names.index(c))
+        elif isinstance(c, int | np.integer) and not isinstance(c, bool) and 0 <= c < x.shape[1]:
+            index.append(int(c))
+        else:
+            raise DataFormatError(
+                f"{path}: channel {c!r} is not a column index in 0..{x.shape[1] - 1} or a name"
+            )
+    return x[:, index]
+
+
+def _assemble(
+    subject: int,
+    entries: list[tuple[int, int, _Trial]],
+    rate: float,
+    modality: str,
+    channels: Sequence[int | str] | None,
+    variable: str | None,
+    root: Path,
+    meta: Mapping[str, Any],
+) -> Recording:
+    if len({g for _, g, _ in entries}) < 2:
+        (only,) = {t.fields["gesture"] for _, _, t in entries}
+        raise DataFormatError(
+            f"{root}: subject {subject} has trials of one gesture only ({only!r}); a classifier "
+            "needs at least two"
+        )
+    gap = max(1, round(GAP_SECONDS * rate))
+    pieces, stimulus, repetition, table = [], [], [], []
+    width: tuple[int, Path] | None = None
+    at = 0
+    for rep, gesture, trial in entries:
+        x, names = read_trial(trial.path, variable=variable)
+        if channels is not None:
+            x = _columns(x, names, channels, trial.path)
+        if width is None:
+            width = (x.shape[1], trial.path)
+        elif x.shape[1] != width[0]:
+            raise DataFormatError(
+                f"{trial.path}: {x.shape[1]} channels, but {width[1]} has {width[0]}; every "
+                "trial must hold the same channels (choose them with channels=)"
+            )
+        n = len(x)
+        pieces += [x, np.zeros((gap, x.shape[1]), np.float32)]
+        stimulus += [np.full(n, gesture), np.zeros(gap)]
+        repetition += [np.full(n, rep), np.zeros(gap)]
+        table.append(
+            {
+                "file": trial.path.relative_to(root).as_posix(),
+                "start": at,
+                "stop": at + n,
+                **trial.fields,
+            }
+        )
+        at += n + gap
+    return Recording(
+        subject=subject,
+        signals={modality: np.concatenate(pieces[:-1])},
+        sample_rate=rate,
+        stimulus=np.concatenate(stimulus[:-1]).astype(np.int64),
+        repetition=np.concatenate(repetition[:-1]).astype(np.int64),
+        source=str(root),
+        meta={**meta, "trials": table},
+    )
