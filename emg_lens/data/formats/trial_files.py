@@ -53,10 +53,19 @@ import numpy as np
 
 from emg_lens.data.files import unique_files
 from emg_lens.data.formats._matlab import read_mat
+from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 
-__all__ = ["FilePattern", "read_files", "read_trial"]
+__all__ = [
+    "FILE_OPTIONS",
+    "READER",
+    "FilePattern",
+    "TrialIndex",
+    "file_source_fields",
+    "read_files",
+    "read_trial",
+]
 
 SUFFIXES = (".csv", ".npy", ".mat")
 REQUIRED = ("gesture", "repetition")
@@ -297,6 +306,117 @@ def _subject_numbers(values: set[str]) -> dict[str, int]:
     return {v: i + 1 for i, v in enumerate(_ordered(values))}
 
 
+@dataclass(frozen=True)
+class TrialIndex:
+    """The trials of a folder and their labels, numbered over the whole folder (so every
+    subject's gesture 3 is the same gesture); no file is read but for its name.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("s1/fist_1.npy", "s1/open_1.npy", "s2/fist_1.npy"):
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     np.save(root / name, np.zeros((4, 2)))
+    >>> index = TrialIndex.of(root, "s{subject}/{gesture}_{repetition}.npy")
+    >>> index.subjects, index.gesture_names, [t.path.name for t in index.trials(2)]
+    ([1, 2], {1: 'fist', 2: 'open'}, ['fist_1.npy'])
+    """
+
+    root: Path
+    patterns: tuple[str, ...]
+    by_subject: Mapping[int, tuple[tuple[int, int, _Trial], ...]]
+    gestures: tuple[str, ...]
+    repetitions: tuple[tuple[str, str], ...]  # (session or "", repetition), in label order
+
+    @classmethod
+    def of(
+        cls, root: str | Path, pattern: str | Sequence[str], unmatched: str = "error"
+    ) -> TrialIndex:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataFormatError(f"{root}: no such folder (root of the trial files)")
+        if unmatched not in UNMATCHED:
+            raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
+        texts = (pattern,) if isinstance(pattern, str) else tuple(pattern)
+        trials = _find_trials(root, [FilePattern.parse(t) for t in texts], unmatched)
+        gestures = _ordered({t.fields["gesture"] for t in trials})
+        keys = [(t.fields.get("session", ""), t.fields["repetition"]) for t in trials]
+        sessions, reps = _ordered({s for s, _ in keys}), _ordered({r for _, r in keys})
+        repetitions = sorted(set(keys), key=lambda k: (sessions.index(k[0]), reps.index(k[1])))
+        subject_of = _subject_numbers({t.fields.get("subject", "1") for t in trials})
+        by_subject: dict[int, list[tuple[int, int, _Trial]]] = {}
+        for trial, key in zip(trials, keys):
+            entry = (repetitions.index(key) + 1, gestures.index(trial.fields["gesture"]) + 1, trial)
+            by_subject.setdefault(subject_of[trial.fields.get("subject", "1")], []).append(entry)
+        index = cls(
+            root,
+            texts,
+            {s: tuple(sorted(e, key=lambda x: x[:2])) for s, e in sorted(by_subject.items())},
+            tuple(gestures),
+            tuple(repetitions),
+        )
+        for subject, entries in index.by_subject.items():
+            unique_files(
+                (((rep, g), t.path) for rep, g, t in entries),
+                root,
+                lambda k, subject=subject: (
+                    f"subject {subject}, {_repetition_text(index.repetitions[k[0] - 1])}, "
+                    f"gesture {index.gestures[k[1] - 1]!r}"
+                ),
+            )
+        return index
+
+    @property
+    def subjects(self) -> list[int]:
+        return list(self.by_subject)
+
+    @property
+    def gesture_names(self) -> dict[int, str]:
+        """Gesture label (1, 2, ...) -> the value the file names hold."""
+        return {i + 1: v for i, v in enumerate(self.gestures)}
+
+    @property
+    def repetition_values(self) -> dict[int, Any]:
+        """Repetition label -> the value the names hold (with its session, when there are)."""
+        return {
+            i + 1: (r if not s else {"session": s, "repetition": r})
+            for i, (s, r) in enumerate(self.repetitions)
+        }
+
+    def trials(self, subject: int) -> list[_Trial]:
+        return [t for _, _, t in self._entries(subject)]
+
+    def _entries(self, subject: int) -> tuple[tuple[int, int, _Trial], ...]:
+        if subject not in self.by_subject:
+            raise ArgumentError(
+                f"{self.root}: no subject {subject!r}; the files hold subjects {self.subjects}"
+            )
+        return self.by_subject[subject]
+
+    def read(
+        self,
+        subject: int,
+        *,
+        sample_rate: float,
+        modality: str = "emg",
+        channels: Sequence[int | str] | None = None,
+        variable: str | None = None,
+        placement: Any = None,
+    ) -> Recording:
+        """One subject's `Recording` (see `read_files`)."""
+        rate = _sample_rate(sample_rate)
+        if not isinstance(modality, str) or not modality.isidentifier():
+            raise ArgumentError(f"modality must be a name such as 'emg', got {modality!r}")
+        meta = {
+            "pattern": list(self.patterns),
+            "gesture_names": self.gesture_names,
+            "repetition_values": self.repetition_values,
+            "placement": placement,
+        }
+        return _assemble(
+            subject, self._entries(subject), rate, modality, channels, variable, self.root, meta
+        )
+
+
 def read_files(
     root: str | Path,
     pattern: str | Sequence[str],
@@ -331,65 +451,10 @@ def read_files(
     >>> rec.n_samples, sorted(set(rec.repetition.tolist())), rec.meta["gesture_names"]
     (312, [0, 1, 2], {1: '0', 2: '1'})
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (root of the trial files)")
-    rate = _sample_rate(sample_rate)
-    if unmatched not in UNMATCHED:
-        raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
-    if not isinstance(modality, str) or not modality.isidentifier():
-        raise ArgumentError(f"modality must be a name such as 'emg', got {modality!r}")
-    texts = [pattern] if isinstance(pattern, str) else list(pattern)
-    patterns = [FilePattern.parse(t) for t in texts]
-    trials = _find_trials(root, patterns, unmatched)
-
-    gestures = _ordered({t.fields["gesture"] for t in trials})
-    gesture_label = {v: i + 1 for i, v in enumerate(gestures)}
-    rep_key = [(t.fields.get("session", ""), t.fields["repetition"]) for t in trials]
-    sessions = _ordered({s for s, _ in rep_key})
-    reps = _ordered({r for _, r in rep_key})
-    rep_values = sorted(set(rep_key), key=lambda k: (sessions.index(k[0]), reps.index(k[1])))
-    rep_label = {k: i + 1 for i, k in enumerate(rep_values)}
-    subject_of = _subject_numbers({t.fields.get("subject", "1") for t in trials})
-
-    by_subject: dict[int, list[tuple[int, int, _Trial]]] = {}
-    for trial, key in zip(trials, rep_key):
-        subject = subject_of[trial.fields.get("subject", "1")]
-        entry = (rep_label[key], gesture_label[trial.fields["gesture"]], trial)
-        by_subject.setdefault(subject, []).append(entry)
-    for subject, entries in by_subject.items():
-        unique_files(
-            (((rep, g), t.path) for rep, g, t in entries),
-            root,
-            lambda k, subject=subject: (
-                f"subject {subject}, {_repetition_text(rep_values[k[0] - 1])}, gesture "
-                f"{gestures[k[1] - 1]!r}"
-            ),
-        )
-    recordings = []
-    for subject in sorted(by_subject):
-        entries = sorted(by_subject[subject], key=lambda e: (e[0], e[1]))
-        recordings.append(
-            _assemble(
-                subject,
-                entries,
-                rate,
-                modality,
-                channels,
-                variable,
-                root,
-                meta={
-                    "pattern": texts,
-                    "gesture_names": {i + 1: v for i, v in enumerate(gestures)},
-                    "repetition_values": {
-                        i + 1: (v[1] if not v[0] else {"session": v[0], "repetition": v[1]})
-                        for i, v in enumerate(rep_values)
-                    },
-                    "placement": placement,
-                },
-            )
-        )
-    return recordings
+    _sample_rate(sample_rate)  # a bad rate is named before the folder is searched
+    index = TrialIndex.of(root, pattern, unmatched)
+    options = dict(modality=modality, channels=channels, variable=variable, placement=placement)
+    return [index.read(s, sample_rate=sample_rate, **options) for s in index.subjects]
 
 
 def _repetition_text(key: tuple[str, str]) -> str:
@@ -432,7 +497,7 @@ def _columns(
 
 def _assemble(
     subject: int,
-    entries: list[tuple[int, int, _Trial]],
+    entries: Sequence[tuple[int, int, _Trial]],
     rate: float,
     modality: str,
     channels: Sequence[int | str] | None,
@@ -483,3 +548,74 @@ def _assemble(
         source=str(root),
         meta={**meta, "trials": table},
     )
+
+
+# ----------------------------------------------------------------------------- the registry
+
+FILE_OPTIONS = ("pattern", "sample_rate", "modality", "channels", "variable", "unmatched")
+"""What a ``files`` data source stores beside its root (`data_source`'s options)."""
+
+PREPROCESS = {"emg_band": None, "lowpass": None, "segment": "full"}
+"""A researcher's own trials are windowed as they were recorded: no filter (an amplifier has
+filtered them, and a band that fits one sample rate does not fit another: set ``emg_band`` for
+yours), and every window of the whole trial, since the trial is the movement."""
+
+
+def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``files`` source's keys from `data_source`'s options, checked now (a bad pattern
+    or sample rate is named before any training starts).
+
+    >>> file_source_fields({"pattern": "{gesture}_{repetition}.csv", "sample_rate": 200})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'pattern': ['{gesture}_{repetition}.csv'], 'sample_rate': 200.0, 'modality': 'emg',
+     'channels': None, 'variable': None, 'unmatched': 'error'}
+    """
+    if options.get("pattern") is None or options.get("sample_rate") is None:
+        raise ArgumentError(
+            "dataset 'files' needs --pattern (a path template such as "
+            "'R_{repetition}_C_{gesture}_EMG.csv') and --sample-rate (Hz)"
+        )
+    pattern = options["pattern"]
+    texts = [pattern] if isinstance(pattern, str) else list(pattern)
+    for text in texts:
+        FilePattern.parse(text)
+    modality = options.get("modality") or "emg"
+    if not isinstance(modality, str) or not modality.isidentifier():
+        raise ArgumentError(f"modality must be a name such as 'emg', got {modality!r}")
+    unmatched = options.get("unmatched") or "error"
+    if unmatched not in UNMATCHED:
+        raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
+    channels = options.get("channels")
+    return {
+        "pattern": texts,
+        "sample_rate": _sample_rate(options["sample_rate"]),
+        "modality": modality,
+        "channels": None if channels is None else list(channels),
+        "variable": options.get("variable"),
+        "unmatched": unmatched,
+    }
+
+
+def _index(source: Mapping[str, Any]) -> TrialIndex:
+    return TrialIndex.of(source["root"], source["pattern"], source.get("unmatched", "error"))
+
+
+def _read(source: Mapping[str, Any], subject: int) -> Recording:
+    return _index(source).read(
+        subject,
+        sample_rate=source["sample_rate"],
+        modality=source.get("modality", "emg"),
+        channels=source.get("channels"),
+        variable=source.get("variable"),
+    )
+
+
+READER = DatasetReader(
+    montage=lambda source: {source.get("modality", "emg"): None},
+    subjects=lambda source: _index(source).subjects,
+    files=lambda source, subject: [t.path for t in _index(source).trials(subject)],
+    read=_read,
+    preprocess=PREPROCESS,
+    source_fields=file_source_fields,
+    gesture_names=lambda source: _index(source).gesture_names,
+)

@@ -217,3 +217,41 @@ def test_bad_files_are_named(tmp_path):
 def test_a_missing_root_is_named(tmp_path):
     with pytest.raises(DataFormatError, match="no such folder"):
         read_files(tmp_path / "nope", "{gesture}_{repetition}.csv", sample_rate=10)
+
+
+# ----------------------------------------------------------------------------- as a dataset
+
+
+def test_the_files_dataset_trains_and_names_its_gestures(tmp_path):
+    """``--dataset files`` through the command line: the Myo set trained leaving repetition 3
+    out, its checkpoint's data source read again by studies; the gesture names from the files."""
+    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.cli import main
+    from emg_lens.data.registry import dataset_info
+
+    out = tmp_path / "myo"
+    argv = ["train", "--dataset", "files", "--root", str(MYO), "--pattern", MYO_PATTERN]
+    argv += ["--sample-rate", "200", "--train-repetitions", "1", "2", "3"]
+    argv += ["--test-repetitions", "4", "--epochs", "1", "--preset", "tiny", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    source = read_checkpoint_info(out / "subject_1")["metadata"]["data_source"]
+    assert source["dataset"] == "files" and source["pattern"] == [MYO_PATTERN]
+    assert source["preprocess"]["segment"] == "full" and source["preprocess"]["emg_band"] is None
+    assert dict(dataset_info("files").gestures_of(source)) == {
+        1: "0",
+        2: "1",
+        3: "2",
+        4: "3",
+        5: "4",
+    }
+
+
+def test_the_files_dataset_names_what_it_misses(tmp_path):
+    from emg_lens.data.datasets import data_source
+
+    with pytest.raises(ArgumentError, match="needs --pattern"):
+        data_source("files", root=MYO, sample_rate=200)
+    with pytest.raises(ArgumentError, match="sample_rate must be a positive number"):
+        data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=-1)
+    with pytest.raises(ArgumentError, match="takes no pattern, sample_rate"):
+        data_source("hdsemg", root=MYO, pattern=MYO_PATTERN, sample_rate=200)
