@@ -5,9 +5,12 @@ module per file format, reader and writer together), ``synthetic/`` (the generat
 planted structure) and ``windows/`` (TinyMyo's window store and its pipeline). Every reader
 returns a `emg_lens.data.recording.Recording`."""
 
-__all__ = ["read_files"]
+__all__ = ["read_files", "read_otb"]
 
-_LAZY = {"read_files": "emg_lens.data.formats.trial_files"}
+_LAZY = {
+    "read_files": "emg_lens.data.formats.trial_files",
+    "read_otb": "emg_lens.data.formats.otb",
+}
 
 
 def __getattr__(name: str):
