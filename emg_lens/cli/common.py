@@ -218,6 +218,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--variable", help="the variable of .mat files holding the signal")
     f.add_argument(
+        "--placement",
+        help="where the channels lie, for figures: ring (an armband, channel order around the "
+        "forearm) or an OT grid code (GR08MM1305, ...)",
+    )
+    f.add_argument(
         "--unmatched",
         choices=("error", "skip"),
         help="a file the pattern does not match: an error (default) or left out",
@@ -235,6 +240,7 @@ def file_options(args: argparse.Namespace) -> dict[str, Any]:
         "channels": None if channels is None else [int(c) if c.isdigit() else c for c in channels],
         "variable": getattr(args, "variable", None),
         "unmatched": getattr(args, "unmatched", None),
+        "placement": getattr(args, "placement", None),
     }
     return {k: v for k, v in given.items() if v is not None}
 

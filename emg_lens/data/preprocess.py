@@ -471,5 +471,10 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
         X_test=X_test.astype(np.float32),
         y_test=y[test],
         rep_test=reps[test],
-        meta={"source": recording.source, "preprocess": spec.to_dict()},
+        meta={
+            "source": recording.source,
+            "preprocess": spec.to_dict(),
+            # a reader that names its channels (your own files) names the model's tokens
+            **{k: recording.meta[k] for k in ("channel_names",) if k in recording.meta},
+        },
     )

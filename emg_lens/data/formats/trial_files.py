@@ -56,6 +56,7 @@ from emg_lens.data.formats._matlab import read_mat
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import GRID_CODES, Montage, grid_code, ring
 
 __all__ = [
     "FILE_OPTIONS",
@@ -472,7 +473,7 @@ def _sample_rate(value: Any) -> float:
 
 def _columns(
     x: np.ndarray, names: tuple[str, ...] | None, channels: Sequence[int | str], path: Path
-) -> np.ndarray:
+) -> list[int]:
     index = []
     for c in channels:
         if isinstance(c, str):
@@ -492,7 +493,14 @@ def _columns(
             raise DataFormatError(
                 f"{path}: channel {c!r} is not a column index in 0..{x.shape[1] - 1} or a name"
             )
-    return x[:, index]
+    return index
+
+
+def _channel_names(
+    header: tuple[str, ...] | None, index: list[int], modality: str
+) -> tuple[str, ...]:
+    """A header's names of the kept columns, or ``<modality><column>`` (1-based: emg1, emg2)."""
+    return tuple(header[i] if header else f"{modality}{i + 1}" for i in index)
 
 
 def _assemble(
@@ -513,18 +521,27 @@ def _assemble(
         )
     gap = max(1, round(GAP_SECONDS * rate))
     pieces, stimulus, repetition, table = [], [], [], []
-    width: tuple[int, Path] | None = None
+    first: tuple[tuple[str, ...], Path] | None = None
     at = 0
     for rep, gesture, trial in entries:
-        x, names = read_trial(trial.path, variable=variable)
-        if channels is not None:
-            x = _columns(x, names, channels, trial.path)
-        if width is None:
-            width = (x.shape[1], trial.path)
-        elif x.shape[1] != width[0]:
+        x, header = read_trial(trial.path, variable=variable)
+        index = (
+            list(range(x.shape[1]))
+            if channels is None
+            else _columns(x, header, channels, trial.path)
+        )
+        x, names = x[:, index], _channel_names(header, index, modality)
+        if first is None:
+            first = (names, trial.path)
+        elif len(names) != len(first[0]):
             raise DataFormatError(
-                f"{trial.path}: {x.shape[1]} channels, but {width[1]} has {width[0]}; every "
+                f"{trial.path}: {len(names)} channels, but {first[1]} has {len(first[0])}; every "
                 "trial must hold the same channels (choose them with channels=)"
+            )
+        elif names != first[0]:
+            raise DataFormatError(
+                f"{trial.path}: channels {list(names)}, but {first[1]} has {list(first[0])}; "
+                "every trial must hold the same channels in the same order"
             )
         n = len(x)
         pieces += [x, np.zeros((gap, x.shape[1]), np.float32)]
@@ -546,13 +563,21 @@ def _assemble(
         stimulus=np.concatenate(stimulus[:-1]).astype(np.int64),
         repetition=np.concatenate(repetition[:-1]).astype(np.int64),
         source=str(root),
-        meta={**meta, "trials": table},
+        meta={**meta, "channel_names": list(first[0]), "trials": table},
     )
 
 
 # ----------------------------------------------------------------------------- the registry
 
-FILE_OPTIONS = ("pattern", "sample_rate", "modality", "channels", "variable", "unmatched")
+FILE_OPTIONS = (
+    "pattern",
+    "sample_rate",
+    "modality",
+    "channels",
+    "variable",
+    "unmatched",
+    "placement",
+)
 """What a ``files`` data source stores beside its root (`data_source`'s options)."""
 
 PREPROCESS = {"emg_band": None, "lowpass": None, "segment": "full"}
@@ -568,7 +593,7 @@ def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     >>> file_source_fields({"pattern": "{gesture}_{repetition}.csv", "sample_rate": 200})
     ... # doctest: +NORMALIZE_WHITESPACE
     {'pattern': ['{gesture}_{repetition}.csv'], 'sample_rate': 200.0, 'modality': 'emg',
-     'channels': None, 'variable': None, 'unmatched': 'error'}
+     'channels': None, 'variable': None, 'unmatched': 'error', 'placement': None}
     """
     if options.get("pattern") is None or options.get("sample_rate") is None:
         raise ArgumentError(
@@ -586,6 +611,12 @@ def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     if unmatched not in UNMATCHED:
         raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
     channels = options.get("channels")
+    placement = options.get("placement")
+    if placement is not None and placement not in PLACEMENTS:
+        raise ArgumentError(
+            f"placement must be one of {list(PLACEMENTS)} (a ring around the forearm, or an OT "
+            f"Bioelettronica grid code), got {placement!r}"
+        )
     return {
         "pattern": texts,
         "sample_rate": _sample_rate(options["sample_rate"]),
@@ -593,6 +624,7 @@ def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
         "channels": None if channels is None else list(channels),
         "variable": options.get("variable"),
         "unmatched": unmatched,
+        "placement": placement,
     }
 
 
@@ -610,6 +642,43 @@ def _read(source: Mapping[str, Any], subject: int) -> Recording:
     )
 
 
+PLACEMENTS = ("ring", *GRID_CODES)
+"""Where your files' channels may lie, for figures: ``"ring"``, electrodes equally spaced around
+the forearm in channel order (an armband such as the Myo), or a grid code
+(`emg_lens.geometry.grid_code`, openhdemg's channel order at 180 degrees)."""
+
+
+def _geometry(source: Mapping[str, Any]) -> dict[str, Montage]:
+    placement = source.get("placement")
+    if placement is None:
+        return {}
+    index = _index(source)
+    first = index.trials(index.subjects[0])[0]
+    x, _ = read_trial(first.path, variable=source.get("variable"))
+    channels = source.get("channels")
+    n = x.shape[1] if channels is None else len(channels)
+    modality = source.get("modality", "emg")
+    if placement == "ring":
+        part = ring("armband", n)
+        montage = Montage(
+            (part,),
+            source="your files, with --placement ring: electrodes equally spaced around the "
+            "forearm",
+            convention="channel 1 on the dorsal midline, the channels numbered toward the radial "
+            "side: the files record neither the anchor nor the direction",
+        )
+    else:
+        montage = Montage(
+            (grid_code(placement),),
+            source=f"your files, with --placement {placement}: {OTB_GRIDS}",
+            convention="the grid's orientation (180 degrees, openhdemg's default)",
+        )
+    return {modality: montage}
+
+
+OTB_GRIDS = "OT Bioelettronica's channel map as openhdemg orders it"
+
+
 READER = DatasetReader(
     montage=lambda source: {source.get("modality", "emg"): None},
     subjects=lambda source: _index(source).subjects,
@@ -618,4 +687,5 @@ READER = DatasetReader(
     preprocess=PREPROCESS,
     source_fields=file_source_fields,
     gesture_names=lambda source: _index(source).gesture_names,
+    geometry=_geometry,
 )

@@ -70,6 +70,11 @@ def test_subjects_gesture_names_and_header_channels(tmp_path):
         write_csv(root / f"{g}_1.csv", [["ch1", "ch2", "ch3"], [1, 2, 3], [4, 5, 6]])
     (rec,) = read_files(root, "{gesture}_{repetition}.csv", sample_rate=10, channels=["ch3", 0])
     np.testing.assert_array_equal(rec.signals["emg"][:2], [[3, 1], [6, 4]])
+    assert rec.meta["channel_names"] == ["ch3", "ch1"]
+    assert recs[0].meta["channel_names"] == ["emg1", "emg2", "emg3"]
+    write_csv(root / "b_1.csv", [["ch1", "chX", "ch3"], [1, 2, 3]])
+    with pytest.raises(DataFormatError, match=r"channels \['ch1', 'chX', 'ch3'\], but"):
+        read_files(root, "{gesture}_{repetition}.csv", sample_rate=10)
 
 
 def test_sessions_number_the_repetitions_in_order(tmp_path):
@@ -227,15 +232,21 @@ def test_the_files_dataset_trains_and_names_its_gestures(tmp_path):
     out, its checkpoint's data source read again by studies; the gesture names from the files."""
     from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.cli import main
+    from emg_lens.data.datasets import montages_of
     from emg_lens.data.registry import dataset_info
 
     out = tmp_path / "myo"
     argv = ["train", "--dataset", "files", "--root", str(MYO), "--pattern", MYO_PATTERN]
     argv += ["--sample-rate", "200", "--train-repetitions", "1", "2", "3"]
     argv += ["--test-repetitions", "4", "--epochs", "1", "--preset", "tiny", "--quiet"]
-    assert main([*argv, "--out", str(out)]) == 0
-    source = read_checkpoint_info(out / "subject_1")["metadata"]["data_source"]
+    assert main([*argv, "--placement", "ring", "--out", str(out)]) == 0
+    info = read_checkpoint_info(out / "subject_1")
+    source = info["metadata"]["data_source"]
     assert source["dataset"] == "files" and source["pattern"] == [MYO_PATTERN]
+    # the model's tokens are named after the files' columns, and the ring is drawn
+    assert info["config"]["channel_names"] == [f"emg{k}" for k in range(1, 9)]
+    (part,) = montages_of(source)["emg"].parts
+    assert part.kind == "ring" and len(part.electrodes) == 8
     assert source["preprocess"]["segment"] == "full" and source["preprocess"]["emg_band"] is None
     assert dict(dataset_info("files").gestures_of(source)) == {
         1: "0",
@@ -253,5 +264,7 @@ def test_the_files_dataset_names_what_it_misses(tmp_path):
         data_source("files", root=MYO, sample_rate=200)
     with pytest.raises(ArgumentError, match="sample_rate must be a positive number"):
         data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=-1)
+    with pytest.raises(ArgumentError, match="placement must be one of"):
+        data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=200, placement="cap")
     with pytest.raises(ArgumentError, match="takes no pattern, sample_rate"):
         data_source("hdsemg", root=MYO, pattern=MYO_PATTERN, sample_rate=200)
