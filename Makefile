@@ -20,7 +20,11 @@ PYTEST_ARGS ?=
 TORCHAUDIO_VERSION ?= 2.11.0
 WHEELS := .whl
 
-.PHONY: demo test lint format bench clean
+# Real recordings the tests read that the repository cannot hold (GPL): fetched from PyPI at
+# set-up, checked by SHA-256 (tools/fetch_real_data.py); `make data` fetches them alone.
+REAL_DATA := .data/openhdemg/otb_testfile.mat
+
+.PHONY: demo test data lint format bench clean
 
 $(STAMP): pyproject.toml Makefile tools/torchaudio_nolib.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +41,11 @@ $(STAMP): pyproject.toml Makefile tools/torchaudio_nolib.py
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+$(REAL_DATA): tools/fetch_real_data.py | $(STAMP)
+	$(PY) tools/fetch_real_data.py $@
+
+data: $(REAL_DATA)
+
 demo: $(STAMP)
 	$(VENV)/bin/emg-lens demo
 
@@ -44,7 +53,7 @@ demo: $(STAMP)
 # handed out one at a time (--maxschedchunk 1), so a worker that finishes takes the next
 # longest: larger chunks (or worksteal's halves) leave minutes-long trainings queued on one
 # worker while the other idles. The 20 slowest are listed at the end, to see where time goes.
-test: $(STAMP)
+test: $(STAMP) $(REAL_DATA)
 	$(PY) -m pytest -n auto --maxschedchunk 1 --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -57,4 +66,4 @@ bench: $(STAMP)
 	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(WHEELS) runs .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(WHEELS) .data runs .pytest_cache .ruff_cache .hypothesis

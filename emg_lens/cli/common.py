@@ -187,11 +187,62 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-subjects", type=int, default=6, help="synthetic subjects")
     g.add_argument(
         "--segment",
-        default="steady",
-        help="transient | steady | full | START,STOP seconds into each repetition",
+        help="transient | steady | full | START,STOP seconds into each repetition (default: "
+        "the dataset's, steady for most, full for your own files)",
     )
     g.add_argument("--window", type=int, default=200, help="samples per window")
     g.add_argument("--step", type=int, default=100, help="samples between windows")
+    g.add_argument(
+        "--train-repetitions",
+        type=int,
+        nargs="+",
+        help="repetitions to train on (default: the dataset's, NinaPro's 1 3 4 6)",
+    )
+    g.add_argument(
+        "--test-repetitions",
+        type=int,
+        nargs="+",
+        help="repetitions to test on (default: the dataset's, NinaPro's 2 5)",
+    )
+    f = p.add_argument_group("your own files (--dataset files; emg_lens.data.read_files)")
+    f.add_argument(
+        "--pattern",
+        nargs="+",
+        help="path template(s) under --root with {gesture} and {repetition} (and {subject}, "
+        "{session}), e.g. 'R_{repetition}_C_{gesture}_EMG.csv'",
+    )
+    f.add_argument("--sample-rate", type=float, help="Hz, of every file")
+    f.add_argument("--modality", help="what the channels are: emg (default), acc, eeg, ...")
+    f.add_argument(
+        "--channels", nargs="+", help="columns to keep: 0-based indices or CSV header names"
+    )
+    f.add_argument("--variable", help="the variable of .mat files holding the signal")
+    f.add_argument(
+        "--placement",
+        help="where the channels lie, for figures: ring (an armband, channel order around the "
+        "forearm) or an OT grid code (GR08MM1305, ...)",
+    )
+    f.add_argument(
+        "--unmatched",
+        choices=("error", "skip"),
+        help="a file the pattern does not match: an error (default) or left out",
+    )
+
+
+def file_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--dataset files`` options given (`emg_lens.data.formats.trial_files.FILE_OPTIONS`);
+    `data_source` refuses them for another dataset."""
+    channels = getattr(args, "channels", None)
+    given = {
+        "pattern": getattr(args, "pattern", None),
+        "sample_rate": getattr(args, "sample_rate", None),
+        "modality": getattr(args, "modality", None),
+        "channels": None if channels is None else [int(c) if c.isdigit() else c for c in channels],
+        "variable": getattr(args, "variable", None),
+        "unmatched": getattr(args, "unmatched", None),
+        "placement": getattr(args, "placement", None),
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def data_source_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,20 +250,24 @@ def data_source_from_args(args: argparse.Namespace) -> dict[str, Any]:
     from emg_lens.data.datasets import data_source, dataset_preprocess
     from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 
-    preprocess = dataset_preprocess(
-        args.dataset,
-        segment=args.segment
-        if args.segment in ("transient", "steady", "full")
-        else tuple(float(v) for v in args.segment.split(",")),
-        window=args.window,
-        step=args.step,
-    )
+    overrides: dict[str, Any] = {"window": args.window, "step": args.step}
+    if args.segment is not None:
+        overrides["segment"] = (
+            args.segment
+            if args.segment in ("transient", "steady", "full")
+            else tuple(float(v) for v in args.segment.split(","))
+        )
+    for split in ("train_repetitions", "test_repetitions"):
+        if getattr(args, split, None) is not None:
+            overrides[split] = tuple(getattr(args, split))
+    preprocess = dataset_preprocess(args.dataset, **overrides)
     return data_source(
         args.dataset,
         root=args.root,
         synthetic=SyntheticSpec(n_subjects=args.n_subjects, seed=args.seed),
         preprocess=preprocess,
         exercises=tuple(args.exercises),
+        **file_options(args),
     )
 
 
@@ -224,7 +279,8 @@ def subject_ids(args: argparse.Namespace) -> list[int]:
     if args.subjects:
         return list(args.subjects)
     synthetic = SyntheticSpec(n_subjects=args.n_subjects)
-    return available_subjects(data_source(args.dataset, root=args.root, synthetic=synthetic))
+    source = data_source(args.dataset, root=args.root, synthetic=synthetic, **file_options(args))
+    return available_subjects(source)
 
 
 def synthetic_emg_spec(args: argparse.Namespace):

@@ -4,3 +4,19 @@ preprocessing cache (`datasets`, `cache`, `preprocess`), and three wings: ``form
 module per file format, reader and writer together), ``synthetic/`` (the generators with
 planted structure) and ``windows/`` (TinyMyo's window store and its pipeline). Every reader
 returns a `emg_lens.data.recording.Recording`."""
+
+__all__ = ["read_files", "read_otb"]
+
+_LAZY = {
+    "read_files": "emg_lens.data.formats.trial_files",
+    "read_otb": "emg_lens.data.formats.otb",
+}
+
+
+def __getattr__(name: str):
+    # the readers import numpy; this package's face stays light for the command line's --help
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'emg_lens.data' has no attribute {name!r}")

@@ -80,13 +80,20 @@ def data_source(
     synthetic: SyntheticSpec | None = None,
     preprocess: PreprocessSpec | None = None,
     exercises: tuple[str, ...] = ("B",),
+    **options: Any,
 ) -> dict[str, Any]:
     """Describe a dataset (one of `DATASETS`) and its preprocessing (default:
     `dataset_preprocess`) as a JSON-able dict. ``synthetic`` and ``exercises`` are stored by
-    the datasets that take them (synthetic data; NinaPro DB2).
+    the datasets that take them (synthetic data; NinaPro DB2); ``options`` by a dataset that
+    names them (your own files: ``pattern``, ``sample_rate``, ...,
+    `emg_lens.data.formats.trial_files.FILE_OPTIONS`), and are refused by any other.
 
     >>> data_source("hdsemg", root="/data/hdsemg")["preprocess"]["train_repetitions"]
     (1, 3, 4)
+    >>> source = data_source("files", root="/data/myo", pattern="R_{repetition}_C_{gesture}.csv",
+    ...                      sample_rate=200)
+    >>> source["pattern"], source["sample_rate"]
+    (['R_{repetition}_C_{gesture}.csv'], 200.0)
     """
     info = dataset_info(dataset, use="recordings")
     if info.needs_root and root is None:
@@ -99,7 +106,13 @@ def data_source(
     }
     if info.needs_root:
         source["root"] = str(Path(root).resolve())
-    source.update(info.source_fields({"synthetic": synthetic, "exercises": exercises}))
+    stored = info.source_fields({"synthetic": synthetic, "exercises": exercises, **options})
+    if unused := sorted(set(options) - set(stored)):
+        raise ArgumentError(
+            f"dataset {dataset!r} takes no {', '.join(unused)} (options of your own files: "
+            "--dataset files)"
+        )
+    source.update(stored)
     return source
 
 

@@ -23,6 +23,7 @@ Steps, in order (each a field of `PreprocessSpec`):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float
@@ -148,6 +149,129 @@ class SubjectData:
             rep_test=np.full(len(y_test), repetitions[1]),
             meta={} if meta is None else meta,
         )
+
+    @classmethod
+    def from_epochs(
+        cls,
+        epochs: Any,
+        *,
+        test: np.ndarray | None = None,
+        test_fraction: float = 0.2,
+        subject: int = 1,
+    ) -> SubjectData:
+        """A subject from an ``mne.Epochs`` (`emg_lens.data.epochs`): its data channels
+        grouped by type (one modality each), the event codes as classes with their
+        ``event_id`` names (``meta["class_names"]``), the channel names and, from the montage
+        in ``epochs.info``, the electrodes on the scalp (``meta["placement"]``). Held out for
+        testing: the epochs where ``test`` (a boolean mask or indices) is true, or else the
+        last ``test_fraction`` of each class's epochs in time order.
+
+        >>> import mne
+        >>> info = mne.create_info(["C3", "Cz", "C4", "Pz"], 100.0, "eeg")
+        >>> events = np.c_[np.arange(10) * 100, np.zeros(10, int), np.tile([1, 2], 5)]
+        >>> epochs = mne.EpochsArray(np.random.randn(10, 4, 50), info, events,
+        ...                          event_id={"left": 1, "right": 2}, verbose=False)
+        >>> data = SubjectData.from_epochs(epochs)
+        >>> data.modalities, data.meta["class_names"], len(data.y_test)
+        ({'eeg': 4}, {1: 'left', 2: 'right'}, 2)
+        """
+        from emg_lens.data.epochs import epoch_arrays
+
+        arrays = epoch_arrays(epochs)
+        order = np.argsort(np.asarray(epochs.events)[:, 0], kind="stable")
+        held = _held_out(arrays.codes, test, test_fraction, order)
+        return _from_arrays(arrays, held, subject, source="mne.Epochs")
+
+    @classmethod
+    def from_windows_dataset(
+        cls,
+        dataset: Any,
+        *,
+        split_by: str | None = None,
+        test_values: tuple[Any, ...] = (),
+        test_fraction: float = 0.2,
+    ) -> list[SubjectData]:
+        """One subject per ``subject`` of a braindecode windows dataset (``BaseConcatDataset``
+        of ``WindowsDataset`` or ``EEGWindowsDataset``, as ``create_windows_from_events``
+        makes it), as `from_epochs` builds one. Held out: the recordings whose description's
+        ``split_by`` (``"session"``, ``"run"``) is one of ``test_values``, or else the last
+        ``test_fraction`` of each class's windows. Subjects that are not integers >= 1 are
+        numbered in order; ``meta["subject"]`` keeps the value."""
+        from emg_lens.data.epochs import windows_arrays, windows_dataset_subjects
+
+        if (split_by is None) != (not test_values):
+            raise ArgumentError(
+                "split_by and test_values go together: the description column to split by and "
+                f"its values to test on; got split_by={split_by!r}, test_values={test_values!r}"
+            )
+        out = []
+        for number, (value, parts) in enumerate(windows_dataset_subjects(dataset).items(), 1):
+            arrays, groups = windows_arrays(parts, split_by)
+            test = None if split_by is None else np.isin(groups, list(test_values))
+            held = _held_out(arrays.codes, test, test_fraction, np.arange(len(arrays.codes)))
+            as_int = isinstance(value, int | np.integer) and value >= 1
+            data = _from_arrays(arrays, held, int(value) if as_int else number, "braindecode")
+            data.meta["subject"] = value if not isinstance(value, np.generic) else value.item()
+            out.append(data)
+        return out
+
+
+def _held_out(codes: np.ndarray, test: Any, fraction: float, order: np.ndarray) -> np.ndarray:
+    """Which windows are held out: ``test`` (a mask or indices), or the last ``fraction`` of
+    each class in ``order``; every class keeps a training window and the test set is not
+    empty, or a `DataFormatError` names the class."""
+    n = len(codes)
+    if test is not None:
+        test = np.asarray(test)
+        if test.dtype == bool:
+            if test.shape != (n,):
+                raise ArgumentError(f"test must be a mask of {n} booleans, got shape {test.shape}")
+            held = test.copy()
+        else:
+            if not np.issubdtype(test.dtype, np.integer) or ((test < 0) | (test >= n)).any():
+                raise ArgumentError(f"test must be indices in 0..{n - 1} or a boolean mask")
+            held = np.zeros(n, bool)
+            held[test] = True
+    else:
+        if not (isinstance(fraction, float | int) and 0 < fraction < 1):
+            raise ArgumentError(f"test_fraction must lie between 0 and 1, got {fraction!r}")
+        held = np.zeros(n, bool)
+        for code in np.unique(codes):
+            members = order[codes[order] == code]
+            k = int(np.ceil(fraction * len(members)))
+            if k >= len(members):
+                raise DataFormatError(
+                    f"class {int(code)} has {len(members)} window(s): too few to hold out "
+                    f"{fraction:g} of them and train on the rest"
+                )
+            held[members[len(members) - k :]] = True
+    if len(np.unique(codes)) < 2:
+        raise DataFormatError(f"the windows hold one class only ({int(codes[0])}); need two")
+    untrained = sorted(int(c) for c in np.unique(codes) if not (~held & (codes == c)).any())
+    if untrained or not held.any():
+        raise DataFormatError(
+            f"classes {untrained} have no training window, or no window is held out for testing"
+        )
+    return held
+
+
+def _from_arrays(arrays: Any, held: np.ndarray, subject: int, source: str) -> SubjectData:
+    classes = sorted(int(c) for c in np.unique(arrays.codes))
+    y = np.searchsorted(classes, arrays.codes)
+    return SubjectData.from_windows(
+        arrays.modalities,
+        (arrays.X[held], y[held]),
+        (arrays.X[~held], y[~held]),
+        subject=subject,
+        classes=classes,
+        meta={
+            "source": source,
+            "class_names": arrays.class_names,
+            "channel_names": arrays.channel_names,
+            "placement": arrays.placement,
+            "sample_rate": arrays.sample_rate,
+        },
+    )
 
 
 MIN_STD = 1e-8
@@ -347,5 +471,10 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
         X_test=X_test.astype(np.float32),
         y_test=y[test],
         rep_test=reps[test],
-        meta={"source": recording.source, "preprocess": spec.to_dict()},
+        meta={
+            "source": recording.source,
+            "preprocess": spec.to_dict(),
+            # a reader that names its channels (your own files) names the model's tokens
+            **{k: recording.meta[k] for k in ("channel_names",) if k in recording.meta},
+        },
     )

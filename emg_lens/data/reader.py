@@ -84,7 +84,8 @@ class DatasetReader:
             defaults for this dataset.
         source_fields: `data_source`'s options -> the extra keys its source dict stores.
         channel_names: modality -> the names of its channels.
-        gesture_names: class label -> the movement the dataset's documentation names (figures).
+        gesture_names: class label -> the movement the dataset's documentation names (figures);
+            or, for a dataset whose names lie in its files, source -> that mapping.
         downstream: a TinyMyo downstream task (`emg_lens.data.windows.downstream.DownstreamTask`):
             the thesis's windowing and the dataset's own split.
         geometry: source -> modality -> `emg_lens.geometry.Montage`: where its channels lie
@@ -100,12 +101,21 @@ class DatasetReader:
     preprocess: Mapping[str, Any] = field(default_factory=dict)
     source_fields: Callable[[Mapping[str, Any]], dict[str, Any]] = _no_fields
     channel_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    gesture_names: Mapping[int, str] = field(default_factory=dict)
+    gesture_names: Mapping[int, str] | Callable[[Source], Mapping[int, str]] = field(
+        default_factory=dict
+    )
     downstream: Any = None  # DownstreamTask | None (emg_lens.data.windows.downstream)
     geometry: Callable[[Source], Mapping[str, Montage]] | None = None
 
     def __post_init__(self) -> None:
         for name in ("preprocess", "channel_names", "gesture_names"):
-            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+            value = getattr(self, name)
+            if not callable(value):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
         for modality, names in self.channel_names.items():
             check_names(names, f"DatasetReader.channel_names[{modality!r}]")
+
+    def gestures_of(self, source: Source) -> Mapping[int, str]:
+        """Class label -> gesture name for this data source (`gesture_names`)."""
+        names = self.gesture_names
+        return names(source) if callable(names) else names

@@ -20,6 +20,7 @@ per-sample integer arrays of the same length, 0 meaning rest.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,8 @@ class Recording:
         repetition: per-sample repetition index (0 = rest), 1-based.
         source: where it came from (a file path, or ``"synthetic"``), for error messages.
         extras: other per-sample arrays a file holds (``glove``, ``force``, ...).
+        meta: what a reader knows beyond the samples (gesture names, the files of each
+            trial, a placement), for tables and figures.
     """
 
     subject: int
@@ -49,6 +52,7 @@ class Recording:
     repetition: np.ndarray
     source: str = "<memory>"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.signals:

@@ -25,7 +25,8 @@ Adding a dataset is one module plus one entry:
    (``"module:function"``: out folder, options -> the files written, one subject at a time).
 
 >>> DATASETS  # doctest: +NORMALIZE_WHITESPACE
-('synthetic', 'ninapro-db2', 'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg')
+('synthetic', 'ninapro-db2', 'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg',
+ 'files')
 >>> WINDOW_DATASETS, DOWNSTREAM_DATASETS
 (('windows', 'synthetic-windows'), ('epn612', 'uci', 'ninapro-db8'))
 >>> dataset_info("hdsemg").montage({"dataset": "hdsemg", "root": "/data/hdsemg"})
@@ -156,6 +157,7 @@ _READER_FIELDS = frozenset(
         "source_fields",
         "channel_names",
         "gesture_names",
+        "gestures_of",
         "downstream",
         "geometry",
     }
@@ -234,6 +236,15 @@ _ENTRIES = (
         needs_root=False,
         uses=("recordings",),
         reader=f"{_S}.eeg:READER",
+    ),
+    DatasetInfo(
+        name="files",
+        summary="your own recordings: one file per trial (.csv, .npy, .mat), the labels in the "
+        "file names by a path template (emg_lens.data.read_files)",
+        layout="<root>/<--pattern>, e.g. R_{repetition}_C_{gesture}_EMG.csv",
+        needs_root=True,
+        uses=("recordings",),
+        reader=f"{_F}.trial_files:READER",
     ),
     DatasetInfo(
         name="emg2pose",
@@ -334,7 +345,7 @@ def dataset_info(name: Any, *, use: str | None = None) -> DatasetInfo:
     Traceback (most recent call last):
     ...
     emg_lens.errors.ArgumentError: dataset must be one of ['synthetic', 'ninapro-db2', \
-'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg'], got 'windows'
+'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg', 'files'], got 'windows'
     """
     accepted = dataset_names(use)
     if not isinstance(name, str) or name not in accepted:

@@ -367,7 +367,7 @@ def _class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, dict[st
         return None, {}
     names = {}
     if isinstance(sources[0], Mapping) and sources[0].get("dataset") in DATASETS:
-        names = dataset_info(sources[0]["dataset"]).gesture_names
+        names = dataset_info(sources[0]["dataset"]).gestures_of(sources[0])
     text = [f"{label} {names[label]}" if label in names else str(label) for label in labels[0]]
     return text, planted_classes(sources[0], labels[0])
 

@@ -265,6 +265,7 @@ def train_subjects(
     if device is not None:
         overrides["device"] = device
     for data in tqdm(subjects, desc="subjects", disable=not train_cfg.progress):
+        names = data.meta.get("channel_names")  # the data's own names, where it has them
         cfg = config_for_data(
             model_cls,
             model_cfg,
@@ -272,6 +273,7 @@ def train_subjects(
             data.n_classes,
             data.X_train.shape[-1],
             **overrides,
+            **({"channel_names": list(names)} if names is not None else {}),
         )
         model = model_cls(cfg)
         history = fit(model, data.X_train, data.y_train, train_cfg, desc=f"subject {data.subject}")

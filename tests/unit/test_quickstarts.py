@@ -88,6 +88,21 @@ def test_readme_ninapro_db2_commands_run_on_synth_output(workdir):
         assert Path("runs/db2_inspect", f"{figure}.png").is_file(), figure
 
 
+def test_readme_your_own_recordings_run_on_the_myo_files(workdir):
+    """The folder route on LibEMG's real Myo recordings, as the README writes it."""
+    shutil.copytree(ROOT / "tests" / "data" / "libemg_myo", workdir / "tests/data/libemg_myo")
+    (block,) = readme_blocks("## Your own recordings")
+    assert [argv[0] for argv in block] == ["train", "study", "inspect"]
+    small = ["--epochs", "1", "--preset", "tiny", "--quiet"]
+    run_readme(block, {"train": small, "inspect": ["--n-windows", "8"]})
+    summary = Path("runs/studies/myo-ring/summary.md").read_text()
+    assert all(name in summary for name in ("halves", "neighbours", "cross_electrode"))
+    for folder in ("runs/studies/myo-ring", "runs/myo/inspect"):
+        assert Path(folder, "report.html").stat().st_size > 0
+    for figure in ("channel_effect", "attention_received"):  # on the ring
+        assert Path("runs/myo/inspect", f"{figure}.png").is_file(), figure
+
+
 def test_synthetic_db2_has_dbs_gestures_per_exercise_and_its_planted_kinds():
     from emg_lens.data.formats.ninapro_db2 import LABEL_RANGES
     from emg_lens.data.synthetic.emg_acc import (

@@ -66,7 +66,7 @@ def subject_number(subject: int) -> int:
     return int(subject)
 
 
-def read_mat(path: Path) -> dict[str, np.ndarray]:
+def read_mat(path: Path, *, reader: str = "the NinaPro readers") -> dict[str, np.ndarray]:
     """All variables of a MATLAB v5 file, refusing v7.3 (HDF5) files with a clear message."""
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file")
@@ -76,8 +76,8 @@ def read_mat(path: Path) -> dict[str, np.ndarray]:
         is_hdf5 = False
     if is_hdf5:
         raise DataFormatError(
-            f"{path}: this is an HDF5 (MATLAB v7.3) file; the NinaPro readers expect "
-            "MATLAB v5 files (as the dataset ships them) - re-save it with save(..., '-v7')"
+            f"{path}: this is an HDF5 (MATLAB v7.3) file; {reader} expect MATLAB v5 files "
+            "(as the datasets ship them) - re-save it with save(..., '-v7')"
         )
     try:
         contents = scipy.io.loadmat(str(path))

@@ -4,6 +4,7 @@ accepts is registered, and an unknown name is refused with the registered names.
 import argparse
 import importlib
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,6 +81,12 @@ def sources(tmp_path_factory):
         "ninapro-db2": data_source("ninapro-db2", root=tmp / "db2"),
         "hdsemg": data_source("hdsemg", root=tmp / "hdsemg"),
         **{n: data_source(n, root=tmp / n) for n in ("epn612", "uci", "ninapro-db8")},
+        "files": data_source(
+            "files",
+            root=Path(__file__).resolve().parents[2] / "data" / "libemg_myo",
+            pattern="R_{repetition}_C_{gesture}_EMG.csv",
+            sample_rate=200,
+        ),
         "windows": windows_source(store),
         "synthetic-windows": synthetic_windows_source(EMG_ONLY, window=100, step=50),
     }
@@ -131,8 +138,9 @@ def test_an_entry_names_known_uses_and_module_attribute_references():
 def test_each_entry_describes_its_data_as_read(sources, name):
     """Subjects, files and montage as the entry states them are what its reader finds."""
     info, source = REGISTRY[name], sources[name]
-    # two synthetic subjects: EPN's testing group counts from 1001, UCI's come from each split
-    expected = {"epn612": [1, 1001], "uci": [1, 25]}.get(name, [1, 2])
+    # two synthetic subjects: EPN's testing group counts from 1001, UCI's come from each split;
+    # your own files: LibEMG's one real Myo subject
+    expected = {"epn612": [1, 1001], "uci": [1, 25], "files": [1]}.get(name, [1, 2])
     assert available_subjects(source) == info.subjects(source) == expected
     files = source_files(source, 1)
     assert all(p.is_file() for p in files)

@@ -1,0 +1,219 @@
+"""EEG researchers' own objects: an ``mne.Epochs`` or a braindecode windows dataset, as the
+arrays, labels, channel names and electrode positions a `SubjectData` is built from.
+
+`emg_lens.data.preprocess.SubjectData.from_epochs` and ``.from_windows_dataset`` call these.
+Neither mne nor braindecode is imported here: the objects are read through their public
+attributes (``get_data``, ``events``, ``event_id``, ``ch_names``, ``get_channel_types``,
+``get_montage``; a braindecode dataset's ``datasets``, ``description``, ``windows`` or
+``raw``), so any version that has them works.
+
+- Channels are grouped by type in the order the types first appear (``eeg`` before ``emg``
+  when the first channel is EEG), each type one modality, as a model's token groups are.
+- Classes are the event codes in sorted order; their names are the ``event_id`` keys.
+- Positions from the montage in ``info`` are drawn on the topographic map as MNE draws them by
+  default: directions from the head frame's origin (MNE's default sphere; for positions in
+  another frame, the centre of a sphere fitted to them), projected azimuthally about the
+  vertex (`emg_lens.geometry.ten_twenty.project`), into a ``"scalp"`` part of a `Montage`.
+  Real electrodes sit lower on the head than the idealised 10-20 sphere puts them (the head
+  frame's origin lies between the ears), so the 10 % row is drawn near radius 1, not 0.8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import Montage, Part
+from emg_lens.geometry.ten_twenty import project
+
+__all__ = [
+    "DATA_TYPES",
+    "EpochArrays",
+    "epoch_arrays",
+    "scalp_placement",
+    "windows_arrays",
+    "windows_dataset_subjects",
+]
+
+
+@dataclass(frozen=True)
+class EpochArrays:
+    """Windows ``X [n, channels, time]`` (channels grouped by type), class codes ``codes [n]``,
+    the class names by code, channel names, modalities (type -> count, in order), the placement
+    (or None) and the sample rate."""
+
+    X: np.ndarray
+    codes: np.ndarray
+    class_names: dict[int, str]
+    channel_names: list[str]
+    modalities: dict[str, int]
+    placement: Montage | None
+    sample_rate: float
+
+
+def _fit_sphere(points: np.ndarray) -> np.ndarray:
+    """The centre of the sphere closest to ``points`` (least squares: |p|^2 = 2 p.c + k)."""
+    A = np.c_[2 * points, np.ones(len(points))]
+    solution, *_ = np.linalg.lstsq(A, (points**2).sum(axis=1), rcond=None)
+    return solution[:3]
+
+
+def scalp_placement(
+    names: list[str], positions: dict[str, Any], frame: str = "head"
+) -> Montage | None:
+    """The channels' positions (any unit; in MNE's ``frame``) on a topographic map; None when
+    any channel lacks one, or when fewer than four outside the head frame (no sphere fits).
+
+    >>> import math
+    >>> pos = {n: (math.sin(t), 0.0, math.cos(t)) for n, t in zip("abcd", (0, 0.5, 1, 1.5))}
+    >>> pos["e"] = (0.0, 1.0, 0.0)
+    >>> part = scalp_placement(list("abcde"), pos, frame="unknown").parts[0]
+    >>> [tuple(round(v, 3) + 0 for v in xy) for xy in part.xy][:3]
+    [(0.0, 0.0), (0.318, 0.0), (0.637, 0.0)]
+    """
+    xyz = [np.asarray(positions.get(n, (np.nan,) * 3), dtype=float) for n in names]
+    if not names or any(p.shape != (3,) or not np.isfinite(p).all() for p in xyz):
+        return None
+    points = np.stack(xyz)
+    if frame == "head":
+        centre = np.zeros(3)
+    elif len(names) >= 4:
+        centre = _fit_sphere(points)
+    else:
+        return None
+    units = points - centre
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    part = Part(
+        "scalp",
+        "scalp",
+        tuple(range(len(names))),
+        tuple(project(tuple(u)) for u in units),
+        "topographic map (vertex at 0, the head frame's equator at 1)",
+        labels=tuple(names),
+    )
+    return Montage(
+        (part,),
+        source="the electrode positions of the recording's montage (mne info), projected as "
+        "MNE's topographic maps project them",
+    )
+
+
+def _placement(recording: Any, names: list[str]) -> Montage | None:
+    montage = recording.get_montage()
+    if montage is None:
+        return None
+    positions = montage.get_positions()
+    return scalp_placement(names, dict(positions["ch_pos"]), str(positions["coord_frame"]))
+
+
+DATA_TYPES = ("eeg", "emg", "seeg", "ecog", "dbs", "meg", "mag", "grad", "eog", "ecg", "misc")
+"""Channel types kept as signals (stimulus channels and the like are left out)."""
+
+
+def _grouped(types: list[str], what: str) -> tuple[list[int], dict[str, int]]:
+    """The data channels' indices grouped by type (types in order of first appearance), and
+    type -> count."""
+    keep = [i for i, t in enumerate(types) if t in DATA_TYPES]
+    if not keep:
+        raise DataFormatError(f"{what} hold no data channel (their types: {sorted(set(types))})")
+    order_of_types = list(dict.fromkeys(types[i] for i in keep))
+    order = [i for t in order_of_types for i in keep if types[i] == t]
+    return order, {t: sum(types[i] == t for i in keep) for t in order_of_types}
+
+
+def epoch_arrays(epochs: Any) -> EpochArrays:
+    """What `SubjectData.from_epochs` needs from an ``mne.Epochs`` (see the module)."""
+    for attribute in ("get_data", "events", "event_id", "ch_names", "info"):
+        if not hasattr(epochs, attribute):
+            raise ArgumentError(
+                f"epochs must be an mne.Epochs (or EpochsArray); got {type(epochs).__name__}, "
+                f"which has no {attribute!r}"
+            )
+    names = list(epochs.ch_names)
+    order, modalities = _grouped(list(epochs.get_channel_types()), "epochs")
+    X = np.asarray(epochs.get_data(picks=order), dtype=np.float32)
+    if not np.isfinite(X).all():
+        raise DataFormatError("epochs hold NaN or Inf values; drop or repair those epochs first")
+    codes = np.asarray(epochs.events)[:, 2].astype(np.int64)
+    if len(codes) != len(X):
+        raise DataFormatError(f"epochs: {len(X)} epochs but {len(codes)} events")
+    by_code = {int(code): name for name, code in dict(epochs.event_id).items()}
+    names_kept = [names[i] for i in order]
+    return EpochArrays(
+        X=X,
+        codes=codes,
+        class_names={int(c): by_code.get(int(c), str(int(c))) for c in np.unique(codes)},
+        channel_names=names_kept,
+        modalities=modalities,
+        placement=_placement(epochs, names_kept),
+        sample_rate=float(epochs.info["sfreq"]),
+    )
+
+
+def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays, np.ndarray]:
+    """One subject's windows from its braindecode recordings (``WindowsDataset`` or
+    ``EEGWindowsDataset``: items ``(X, y, crop indices)``), and each window's value of the
+    description's ``split_by`` column (None: all None)."""
+    X, y, groups, names, order = [], [], [], None, None
+    modalities: dict[str, int] = {}
+    for part in parts:
+        signal = getattr(part, "windows", None) or getattr(part, "raw", None)
+        if signal is None:
+            raise ArgumentError(f"{type(part).__name__} has neither windows nor raw")
+        if names is None:
+            names = list(signal.ch_names)
+            order, modalities = _grouped(list(signal.get_channel_types()), "windows")
+        elif list(signal.ch_names) != names:
+            raise DataFormatError(
+                f"the recordings of one subject hold different channels: {names} and "
+                f"{list(signal.ch_names)}"
+            )
+        value = None if split_by is None else part.description.get(split_by)
+        if split_by is not None and value is None:
+            raise DataFormatError(f"a recording's description has no {split_by!r}")
+        for i in range(len(part)):
+            item = part[i]
+            X.append(np.asarray(item[0], dtype=np.float32)[order])
+            y.append(int(item[1]))
+            groups.append(value)
+    if not X:
+        raise DataFormatError("a subject of the dataset holds no window")
+    X = np.stack(X)
+    if not np.isfinite(X).all():
+        raise DataFormatError("the windows hold NaN or Inf values")
+    codes = np.asarray(y, dtype=np.int64)
+    kept = [names[i] for i in order]
+    arrays = EpochArrays(
+        X=X,
+        codes=codes,
+        class_names={int(c): str(int(c)) for c in np.unique(codes)},
+        channel_names=kept,
+        modalities=modalities,
+        placement=_placement(signal, kept),
+        sample_rate=float(signal.info["sfreq"]),
+    )
+    return arrays, np.asarray(groups, dtype=object)
+
+
+def windows_dataset_subjects(dataset: Any, column: str = "subject") -> dict[Any, list[Any]]:
+    """A braindecode ``BaseConcatDataset``'s recordings by the value of their description's
+    ``column`` (its subject), in order of appearance."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is None:
+        raise ArgumentError(
+            "dataset must be a braindecode BaseConcatDataset of windows (create_windows_from_"
+            f"events or create_fixed_length_windows); got {type(dataset).__name__}"
+        )
+    subjects: dict[Any, list[Any]] = {}
+    for part in parts:
+        description = getattr(part, "description", None)
+        if description is None or column not in description:
+            raise DataFormatError(
+                f"a recording of the dataset has no {column!r} in its description "
+                f"({None if description is None else list(description.index)})"
+            )
+        subjects.setdefault(description[column], []).append(part)
+    return subjects

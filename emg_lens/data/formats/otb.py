@@ -1,0 +1,232 @@
+"""OT BioLab+ ``.mat`` exports: HD-sEMG grids, auxiliary channels and what the software added.
+
+OT Bioelettronica's OT BioLab+ exports a recording as a MATLAB v5 file holding ``Data``
+(samples x columns), ``Description`` (one text per column), ``SamplingFrequency`` and ``Time``.
+A column's description says what it is, and `read_otb` reads it the way openhdemg's
+``emg_from_otb`` does (its ``get_otb_rawsignal``: every column but the software's own):
+
+- an electrode of a grid: ``"<muscle> - <input> - <grid code> (<channel>)[<unit>]"``, e.g.
+  ``"Vastus Lateralis - AUX 3 (Channel 1->1) - GR08MM1305 (12)[uV]"``; the grid code
+  (`emg_lens.geometry.GRID_CODES`) gives where channel k lies (`emg_lens.geometry.grid_code`);
+- what the decomposition added (``"Decomposition of ..."``, ``"Source for decomposition
+  ..."``: motor-unit firings and sources, not signals) is left out and listed in
+  ``recording.meta["left_out"]``;
+- anything else is an auxiliary channel, ``"<name>[<unit>]"``, kept in ``recording.extras``
+  by name with its unit in ``meta["units"]``; OT BioLab+'s ``"acquired data"`` (the force or
+  torque it recorded, in % MVC when the protocol normalised it; openhdemg's full-sampled
+  reference signal) is ``extras["force"]``, its sub-sampled ``"performed path"`` is
+  ``extras["performed_path"]``.
+
+Several grids in one file are read one after the other (``meta["grids"]``), and the placement
+(``meta["placement"]``) holds each at its place. A recording of contractions has no gesture
+labels: its stimulus and repetition are 0 throughout.
+
+>>> import tempfile, scipy.io
+>>> path = Path(tempfile.mkdtemp()) / "rec.mat"
+>>> names = [f"VL - IN1 - GR10MM0808 ({k})[uV]" for k in range(1, 65)] + ["acquired data[%MVC]"]
+>>> scipy.io.savemat(path, {"Data": np.zeros((10, 65)), "SamplingFrequency": 2048.0,
+...                         "Description": np.array(names, dtype=object)[:, None]})
+>>> rec = read_otb(path)
+>>> rec.modalities, sorted(rec.extras), rec.meta["units"]["force"]
+({'emg': 64}, ['force'], '%MVC')
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emg_lens.data.formats._matlab import read_mat
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import GRID_CODES, Montage, grid_code
+
+__all__ = ["OTB_SOURCE", "OtbGrid", "read_otb"]
+
+OTB_SOURCE = (
+    "OT Bioelettronica's grid channel maps as openhdemg orders them (openhdemg/library/"
+    "electrodes.py); OT BioLab+ column descriptions as openhdemg's emg_from_otb reads them"
+)
+
+_ELECTRODE = re.compile(
+    r"^(?P<muscle>.*?) - (?P<input>.*) - (?P<code>[A-Z]{2}\w*?) \((?P<channel>\d+)\)"
+    r"\[(?P<unit>[^\]]*)\]$"
+)
+_SOFTWARE = re.compile(r"Source for decomposition|Decomposition of")
+_AUX = re.compile(r"^(?P<name>[^\[]*?)\s*\[\s*(?P<unit>[^\]]*?)\s*\]$")
+_AUX_NAMES = {"acquired data": "force", "performed path": "performed_path"}
+
+
+@dataclass(frozen=True)
+class OtbGrid:
+    """One grid of an export: its code, muscle, input, unit and the file's columns of its
+    channels 1, 2, ... in order."""
+
+    code: str
+    muscle: str
+    input: str
+    unit: str
+    columns: tuple[int, ...]
+
+
+def _texts(description: Any, path: Path) -> list[str]:
+    items = np.asarray(description, dtype=object).reshape(-1)
+    if items.size == 1 and isinstance(items[0], str) and "\n" in items[0]:
+        items = np.array(items[0].splitlines(), dtype=object)
+    texts = []
+    for item in items:
+        while isinstance(item, np.ndarray) and item.size == 1:
+            item = item.reshape(-1)[0]
+        if not isinstance(item, str):
+            raise DataFormatError(
+                f"{path}: 'Description' must hold one text per column, got {type(item).__name__}"
+            )
+        texts.append(item.strip())
+    return texts
+
+
+def _matrix(value: Any, path: Path, name: str) -> np.ndarray:
+    x = value
+    while isinstance(x, np.ndarray) and x.dtype == object and x.size == 1:
+        x = x.reshape(-1)[0]
+    x = np.asarray(x)
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise DataFormatError(
+            f"{path}: {name!r} must be a numeric samples x columns matrix, got {x.dtype} of "
+            f"shape {x.shape}"
+        )
+    return x
+
+
+def _columns(
+    texts: list[str], path: Path
+) -> tuple[list[OtbGrid], dict[str, int], dict[str, str], list[str]]:
+    """The grids (in the order the file has them), the auxiliary columns by name, their units
+    and the descriptions left out."""
+    found: dict[tuple[str, str, str], dict[int, tuple[int, str]]] = {}
+    aux: dict[str, int] = {}
+    units: dict[str, str] = {}
+    left_out: list[str] = []
+    for column, text in enumerate(texts):
+        if _SOFTWARE.search(text):
+            left_out.append(text)
+            continue
+        electrode = _ELECTRODE.match(text)
+        if electrode:
+            key = (electrode["code"], electrode["muscle"], electrode["input"])
+            channels = found.setdefault(key, {})
+            number = int(electrode["channel"])
+            if number in channels:
+                raise DataFormatError(f"{path}: two columns describe {text!r}")
+            channels[number] = (column, electrode["unit"])
+            continue
+        m = _AUX.match(text)
+        name = _AUX_NAMES.get((m["name"] if m else text).strip().lower())
+        name = name or re.sub(r"\W+", "_", (m["name"] if m else text).strip().lower()).strip("_")
+        if not name or name in aux:
+            raise DataFormatError(
+                f"{path}: the auxiliary column {text!r} has no name of its own (another column "
+                f"is {name!r} too); expected '<name>[<unit>]'"
+            )
+        aux[name], units[name] = column, (m["unit"] if m else "")
+    grids = []
+    for (code, muscle, source), channels in found.items():
+        if code not in GRID_CODES:
+            raise DataFormatError(
+                f"{path}: grid code {code!r} ({muscle} - {source}) is not one emg_lens can place; "
+                f"accepted: {sorted(GRID_CODES)} (openhdemg's table)"
+            )
+        expected = len(grid_code(code).electrodes)  # 64: a 13 x 5 grid leaves a corner empty
+        if sorted(channels) != list(range(1, expected + 1)):
+            missing = sorted(set(range(1, expected + 1)) - set(channels))
+            raise DataFormatError(
+                f"{path}: grid {code} ({muscle} - {source}) has channels "
+                f"{min(channels)}..{max(channels)} of {expected}, missing {missing[:10]}; an "
+                "export of a whole grid holds each once"
+            )
+        grid_units = {unit for _, unit in channels.values()}
+        if len(grid_units) != 1:
+            raise DataFormatError(f"{path}: grid {code} mixes units {sorted(grid_units)}")
+        columns = tuple(channels[k][0] for k in range(1, expected + 1))
+        grids.append(OtbGrid(code, muscle, source, grid_units.pop(), columns))
+    return grids, aux, units, left_out
+
+
+def read_otb(path: str | Path, *, orientation: int = 180, subject: int = 1) -> Recording:
+    """An OT BioLab+ ``.mat`` export as a `Recording` (see the module docstring): the grids'
+    channels as ``signals["emg"]`` (grid after grid, channel 1 first), auxiliary channels as
+    ``extras``; ``meta`` holds the grids, units, what was left out, the placement (each grid
+    at ``orientation``, 0 or 180 degrees as openhdemg means it) and the export's start time.
+
+    Args:
+        path: the ``.mat`` file.
+        orientation: how the grids lay (180, openhdemg's default: the connector toward the
+            researcher or the ground).
+        subject: the subject number to give the recording.
+    """
+    path = Path(path)
+    if orientation not in (0, 180):
+        raise ArgumentError(f"orientation must be 0 or 180 (degrees), got {orientation!r}")
+    contents = read_mat(path, reader="OT BioLab+ exports (File > Export > MATLAB)")
+    missing = [k for k in ("Data", "Description", "SamplingFrequency") if k not in contents]
+    if missing:
+        raise DataFormatError(
+            f"{path}: not an OT BioLab+ export: it lacks {missing} (an export holds Data, "
+            f"Description, SamplingFrequency and Time; this file holds {sorted(contents)})"
+        )
+    data = _matrix(contents["Data"], path, "Data")
+    texts = _texts(contents["Description"], path)
+    if len(texts) != data.shape[1]:
+        raise DataFormatError(
+            f"{path}: 'Data' has {data.shape[1]} columns but 'Description' {len(texts)} texts"
+        )
+    rate = float(np.asarray(contents["SamplingFrequency"], dtype=float).reshape(-1)[0])
+    grids, aux, units, left_out = _columns(texts, path)
+    if not grids:
+        raise DataFormatError(
+            f"{path}: no column describes a grid electrode ('<muscle> - <input> - <grid code> "
+            f"(<channel>)[<unit>]'); its columns: {texts[:5]}{' ...' if len(texts) > 5 else ''}"
+        )
+    if len(grid_units := {g.unit for g in grids}) > 1:
+        raise DataFormatError(f"{path}: the grids are in different units {sorted(grid_units)}")
+    emg = np.concatenate([data[:, g.columns] for g in grids], axis=1).astype(np.float32)
+    extras = {name: data[:, column].astype(np.float32) for name, column in aux.items()}
+    for name, x in extras.items():
+        if not np.isfinite(x).all():
+            raise DataFormatError(f"{path}: auxiliary channel {name!r} holds NaN or Inf values")
+    parts, offset = [], 0
+    for g in grids:
+        part = grid_code(g.code, orientation, name=f"{g.muscle} ({g.code})")
+        parts.append(part.shifted(offset))
+        offset += len(part.electrodes)
+    placement = Montage(
+        tuple(parts),
+        source=OTB_SOURCE,
+        convention="which way a grid lies on the muscle (orientation) is the user's to say",
+    )
+    time = contents.get("Time")
+    start = float(_matrix(time, path, "Time")[0, 0]) if time is not None else 0.0
+    n = len(emg)
+    return Recording(
+        subject=subject,
+        signals={"emg": emg},
+        sample_rate=rate,
+        stimulus=np.zeros(n, np.int64),
+        repetition=np.zeros(n, np.int64),
+        source=str(path),
+        extras=extras,
+        meta={
+            "grids": [
+                {"code": g.code, "muscle": g.muscle, "input": g.input, "unit": g.unit}
+                for g in grids
+            ],
+            "units": {"emg": grids[0].unit, **units},
+            "left_out": left_out,
+            "placement": placement,
+            "start_time": start,
+        },
+    )

@@ -1,0 +1,691 @@
+"""A researcher's own files: one file per trial, the labels in the file names.
+
+Most recordings that labs share, and most that they keep, are a folder of per-trial files
+whose names say the gesture and the repetition (LibEMG's ``R_{rep}_C_{class}_EMG.csv``,
+``s3/fist/trial2.npy``). `read_files` reads such a folder by a *path template*, as LibEMG's
+``OfflineDataHandler`` does with its regex filters: the template is a path relative to the
+root with named fields in braces, and every file the template matches is one trial.
+
+- Fields: ``gesture`` and ``repetition`` are required, ``subject`` and ``session`` are read
+  when present; any other field is kept as the trial's metadata. A field holds one path
+  component's text (no ``/``); the text between fields is matched literally.
+- Labels: gestures are numbered 1, 2, ... in the sorted order of their values (numbers in
+  numeric order, names in alphabetical order: ``fist`` < ``open``), so 0 stays rest; the
+  values are kept as the gesture names (``recording.meta["gesture_names"]``), which tables and
+  figures show. Repetitions are numbered 1, 2, ... the same way, over ``(session,
+  repetition)`` when there are sessions (``meta["repetition_values"]`` says which is which).
+  Subjects whose values are all integers >= 1 keep them; others are numbered in sorted order.
+- Files: ``.csv`` (comma, semicolon or tab separated, with or without a header row of names),
+  ``.npy`` and MATLAB v5 ``.mat`` (the variable ``variable=`` names, or its only numeric
+  matrix), each ``samples x channels``.
+- One `Recording` per subject: its trials one after another in (repetition, gesture) order,
+  with half a second of rest (zeros, label 0) between two trials, so no window spans two
+  trials and a filter's response to one trial's end fades before the next begins.
+
+Everything a folder can get wrong is a `DataFormatError` that names the file: a file the
+template does not match (or two templates match), two files for one trial, channel counts that
+differ between files, a cell that is not a number, NaN or Inf, a missing field, a subject with
+one gesture only.
+
+>>> import tempfile
+>>> root = Path(tempfile.mkdtemp())
+>>> rng = np.random.default_rng(0)
+>>> for rep in range(2):
+...     for gesture in ("fist", "open"):
+...         np.save(root / f"{gesture}_{rep}.npy", rng.standard_normal((400, 8)))
+>>> (rec,) = read_files(root, "{gesture}_{repetition}.npy", sample_rate=200)
+>>> rec.modalities, rec.gestures, rec.meta["gesture_names"]
+({'emg': 8}, [1, 2], {1: 'fist', 2: 'open'})
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emg_lens.data.files import unique_files
+from emg_lens.data.formats._matlab import read_mat
+from emg_lens.data.reader import DatasetReader
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.geometry import GRID_CODES, Montage, grid_code, ring
+
+__all__ = [
+    "FILE_OPTIONS",
+    "READER",
+    "FilePattern",
+    "TrialIndex",
+    "file_source_fields",
+    "read_files",
+    "read_trial",
+]
+
+SUFFIXES = (".csv", ".npy", ".mat")
+REQUIRED = ("gesture", "repetition")
+LABELS = ("subject", "session", "repetition", "gesture")
+GAP_SECONDS = 0.5  # rest between two trials of one recording
+UNMATCHED = ("error", "skip")
+
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class FilePattern:
+    """A path template such as ``"s{subject}/R_{repetition}_C_{gesture}.csv"``.
+
+    >>> FilePattern.parse("R_{repetition}_C_{gesture}_EMG.csv").match("R_0_C_4_EMG.csv")
+    {'repetition': '0', 'gesture': '4'}
+    """
+
+    text: str
+    fields: tuple[str, ...]
+    regex: re.Pattern[str]
+
+    @classmethod
+    def parse(cls, text: Any) -> FilePattern:
+        if not isinstance(text, str) or not text.strip():
+            raise ArgumentError(
+                f"pattern must be a path template such as 'R_{{repetition}}_C_{{gesture}}.csv', "
+                f"got {text!r}"
+            )
+        if text.startswith("/") or ".." in Path(text).parts:
+            raise ArgumentError(
+                f"pattern {text!r} must be relative to the root and stay inside it (no leading "
+                "'/', no '..')"
+            )
+        if not text.lower().endswith(SUFFIXES):
+            raise ArgumentError(
+                f"pattern {text!r} must end with a file extension emg_lens reads: "
+                f"{', '.join(SUFFIXES)}"
+            )
+        parts, fields, at = [], [], 0
+        for m in _FIELD.finditer(text):
+            name = m.group(1)
+            if not name.isidentifier():
+                raise ArgumentError(
+                    f"pattern {text!r}: field {{{name}}} must be a name of letters, digits and "
+                    "underscores, such as {gesture}"
+                )
+            if name in fields:
+                raise ArgumentError(f"pattern {text!r} names the field {{{name}}} twice")
+            parts.append(re.escape(text[at : m.start()]))
+            parts.append(f"(?P<{name}>[^/]+?)")
+            fields.append(name)
+            at = m.end()
+        if any("{" in p or "}" in p for p in _FIELD.split(text)[::2]):
+            raise ArgumentError(f"pattern {text!r} has an unbalanced brace")
+        parts.append(re.escape(text[at:]))
+        if missing := [f for f in REQUIRED if f not in fields]:
+            raise ArgumentError(
+                f"pattern {text!r} has no field {', '.join('{' + f + '}' for f in missing)}: the "
+                "gesture and the repetition of each trial must be in its path"
+            )
+        return cls(text, tuple(fields), re.compile("".join(parts)))
+
+    def match(self, relative: str) -> dict[str, str] | None:
+        """The fields of a path relative to the root (``/``-separated), or None."""
+        m = self.regex.fullmatch(relative)
+        return None if m is None else m.groupdict()
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+def read_trial(
+    path: str | Path, *, variable: str | None = None
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """One trial file as float32 ``[samples, channels]``, and the channel names of a CSV
+    header (None without one).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = path.write_text("a,b\\n1,2\\n3,4\\n")
+    >>> x, names = read_trial(path)
+    >>> x.tolist(), names
+    ([[1.0, 2.0], [3.0, 4.0]], ('a', 'b'))
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        x, names = _read_csv(path)
+    elif suffix == ".npy":
+        x, names = _read_npy(path), None
+    elif suffix == ".mat":
+        x, names = _read_mat_variable(path, variable), None
+    else:
+        raise DataFormatError(f"{path}: emg_lens reads trial files {', '.join(SUFFIXES)}")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataFormatError(
+            f"{path}: a trial must be a samples x channels matrix, got shape {x.shape}"
+        )
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise DataFormatError(
+            f"{path}: {int(bad.sum())} NaN or Inf values, the first at sample {row}, channel "
+            f"{col}; emg_lens does not fill gaps: repair or drop the trial"
+        )
+    return x.astype(np.float32), names
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
+    rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
+    if not rows:
+        raise DataFormatError(f"{path}: an empty file")
+    names = None
+    if not any(_is_number(cell) for cell in rows[0]):
+        names = tuple(cell.strip() for cell in rows[0])
+        rows = rows[1:]
+    width = len(names) if names else len(rows[0]) if rows else 0
+    values = np.empty((len(rows), width), dtype=np.float64)
+    for r, row in enumerate(rows):
+        if len(row) != width:
+            raise DataFormatError(
+                f"{path}: line {r + 1 + bool(names)} has {len(row)} cells, the file "
+                f"{'header' if names else 'first line'} {width}"
+            )
+        for c, cell in enumerate(row):
+            try:
+                values[r, c] = float(cell)
+            except ValueError:
+                raise DataFormatError(
+                    f"{path}: line {r + 1 + bool(names)}, column {c + 1}: {cell!r} is not a number"
+                ) from None
+    return values, names
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(f"{path}: cannot be read as a NumPy .npy array: {exc}") from exc
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+        raise DataFormatError(f"{path}: holds {x.dtype}, not numbers")
+    if np.iscomplexobj(x):
+        raise DataFormatError(f"{path}: holds complex values; a trial is real samples")
+    return x.astype(np.float64)
+
+
+def _read_mat_variable(path: Path, variable: str | None) -> np.ndarray:
+    contents = read_mat(path, reader="trial files")
+    numeric = {
+        k: v
+        for k, v in contents.items()
+        if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.number) and v.ndim in (1, 2)
+    }
+    if variable is None:
+        if len(numeric) != 1:
+            raise DataFormatError(
+                f"{path}: holds the numeric variables {sorted(numeric) or 'none'}; name the one "
+                "that holds the samples x channels signal (variable=, --variable)"
+            )
+        (variable,) = numeric
+    if variable not in contents:
+        raise DataFormatError(f"{path}: has no variable {variable!r}; it holds {sorted(contents)}")
+    if variable not in numeric:
+        raise DataFormatError(
+            f"{path}: variable {variable!r} is not a numeric matrix "
+            f"({np.asarray(contents[variable]).dtype}, shape {np.shape(contents[variable])})"
+        )
+    if np.iscomplexobj(numeric[variable]):
+        raise DataFormatError(f"{path}: variable {variable!r} holds complex values")
+    return numeric[variable].astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+@dataclass(frozen=True)
+class _Trial:
+    path: Path
+    fields: dict[str, str]
+
+
+def _ordered(values: set[str]) -> list[str]:
+    """Numbers in numeric order, anything else in text order."""
+    numbers = all(_is_number(v) for v in values)
+    return sorted(values, key=(lambda v: (float(v), v)) if numbers else None)
+
+
+def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> list[_Trial]:
+    trials, left = [], []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        found = [(p, m) for p in patterns if (m := p.match(relative)) is not None]
+        if len(found) > 1:
+            raise DataFormatError(
+                f"{path}: matches two patterns, {found[0][0].text!r} and {found[1][0].text!r}; "
+                "a trial must be read one way: make the patterns exclusive"
+            )
+        if found:
+            trials.append(_Trial(path, found[0][1]))
+        elif path.suffix.lower() in {Path(p.text).suffix.lower() for p in patterns}:
+            left.append(relative)
+    if left and unmatched == "error":
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        raise DataFormatError(
+            f"{root}: {len(left)} file(s) no pattern matches ({shown}); a trial whose name does "
+            f"not fit would be lost without a word. Fix the names or the pattern "
+            f"({', '.join(repr(p.text) for p in patterns)}), or pass unmatched='skip' "
+            "(--unmatched skip) to leave them out"
+        )
+    if not trials:
+        raise DataFormatError(
+            f"{root}: no file matches {', '.join(repr(p.text) for p in patterns)} "
+            "(paths are matched relative to the root, '/'-separated)"
+        )
+    return trials
+
+
+def _subject_numbers(values: set[str]) -> dict[str, int]:
+    if all(re.fullmatch(r"\d+", v) and int(v) >= 1 for v in values):
+        return {v: int(v) for v in values}
+    return {v: i + 1 for i, v in enumerate(_ordered(values))}
+
+
+@dataclass(frozen=True)
+class TrialIndex:
+    """The trials of a folder and their labels, numbered over the whole folder (so every
+    subject's gesture 3 is the same gesture); no file is read but for its name.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("s1/fist_1.npy", "s1/open_1.npy", "s2/fist_1.npy"):
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     np.save(root / name, np.zeros((4, 2)))
+    >>> index = TrialIndex.of(root, "s{subject}/{gesture}_{repetition}.npy")
+    >>> index.subjects, index.gesture_names, [t.path.name for t in index.trials(2)]
+    ([1, 2], {1: 'fist', 2: 'open'}, ['fist_1.npy'])
+    """
+
+    root: Path
+    patterns: tuple[str, ...]
+    by_subject: Mapping[int, tuple[tuple[int, int, _Trial], ...]]
+    gestures: tuple[str, ...]
+    repetitions: tuple[tuple[str, str], ...]  # (session or "", repetition), in label order
+
+    @classmethod
+    def of(
+        cls, root: str | Path, pattern: str | Sequence[str], unmatched: str = "error"
+    ) -> TrialIndex:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataFormatError(f"{root}: no such folder (root of the trial files)")
+        if unmatched not in UNMATCHED:
+            raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
+        texts = (pattern,) if isinstance(pattern, str) else tuple(pattern)
+        trials = _find_trials(root, [FilePattern.parse(t) for t in texts], unmatched)
+        gestures = _ordered({t.fields["gesture"] for t in trials})
+        keys = [(t.fields.get("session", ""), t.fields["repetition"]) for t in trials]
+        sessions, reps = _ordered({s for s, _ in keys}), _ordered({r for _, r in keys})
+        repetitions = sorted(set(keys), key=lambda k: (sessions.index(k[0]), reps.index(k[1])))
+        subject_of = _subject_numbers({t.fields.get("subject", "1") for t in trials})
+        by_subject: dict[int, list[tuple[int, int, _Trial]]] = {}
+        for trial, key in zip(trials, keys):
+            entry = (repetitions.index(key) + 1, gestures.index(trial.fields["gesture"]) + 1, trial)
+            by_subject.setdefault(subject_of[trial.fields.get("subject", "1")], []).append(entry)
+        index = cls(
+            root,
+            texts,
+            {s: tuple(sorted(e, key=lambda x: x[:2])) for s, e in sorted(by_subject.items())},
+            tuple(gestures),
+            tuple(repetitions),
+        )
+        for subject, entries in index.by_subject.items():
+            unique_files(
+                (((rep, g), t.path) for rep, g, t in entries),
+                root,
+                lambda k, subject=subject: (
+                    f"subject {subject}, {_repetition_text(index.repetitions[k[0] - 1])}, "
+                    f"gesture {index.gestures[k[1] - 1]!r}"
+                ),
+            )
+        return index
+
+    @property
+    def subjects(self) -> list[int]:
+        return list(self.by_subject)
+
+    @property
+    def gesture_names(self) -> dict[int, str]:
+        """Gesture label (1, 2, ...) -> the value the file names hold."""
+        return {i + 1: v for i, v in enumerate(self.gestures)}
+
+    @property
+    def repetition_values(self) -> dict[int, Any]:
+        """Repetition label -> the value the names hold (with its session, when there are)."""
+        return {
+            i + 1: (r if not s else {"session": s, "repetition": r})
+            for i, (s, r) in enumerate(self.repetitions)
+        }
+
+    def trials(self, subject: int) -> list[_Trial]:
+        return [t for _, _, t in self._entries(subject)]
+
+    def _entries(self, subject: int) -> tuple[tuple[int, int, _Trial], ...]:
+        if subject not in self.by_subject:
+            raise ArgumentError(
+                f"{self.root}: no subject {subject!r}; the files hold subjects {self.subjects}"
+            )
+        return self.by_subject[subject]
+
+    def read(
+        self,
+        subject: int,
+        *,
+        sample_rate: float,
+        modality: str = "emg",
+        channels: Sequence[int | str] | None = None,
+        variable: str | None = None,
+        placement: Any = None,
+    ) -> Recording:
+        """One subject's `Recording` (see `read_files`)."""
+        rate = _sample_rate(sample_rate)
+        if not isinstance(modality, str) or not modality.isidentifier():
+            raise ArgumentError(f"modality must be a name such as 'emg', got {modality!r}")
+        meta = {
+            "pattern": list(self.patterns),
+            "gesture_names": self.gesture_names,
+            "repetition_values": self.repetition_values,
+            "placement": placement,
+        }
+        return _assemble(
+            subject, self._entries(subject), rate, modality, channels, variable, self.root, meta
+        )
+
+
+def read_files(
+    root: str | Path,
+    pattern: str | Sequence[str],
+    *,
+    sample_rate: float,
+    modality: str = "emg",
+    channels: Sequence[int | str] | None = None,
+    variable: str | None = None,
+    placement: Any = None,
+    unmatched: str = "error",
+) -> list[Recording]:
+    """One `Recording` per subject from a folder of per-trial files (see the module docstring).
+
+    Args:
+        root: the folder; every file under it (at any depth) is matched against ``pattern``.
+        pattern: a path template relative to ``root`` (or several, none matching a file twice).
+        sample_rate: Hz, of every file.
+        modality: what the channels are (``"emg"``, ``"acc"``, ``"eeg"``, ...): the signal's
+            name in the recording, which decides its filters.
+        channels: the columns to keep, by index (0-based) or by a CSV header's name; default all.
+        variable: the variable of ``.mat`` files holding the signal.
+        placement: where the channels lie (an `emg_lens.geometry.Montage`), kept for figures.
+        unmatched: ``"error"`` (default): a file with the pattern's extension that the
+            pattern does not match is an error; ``"skip"``: it is left out.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for rep in (1, 2):
+    ...     for g in (0, 1):
+    ...         (root / f"R_{rep}_C_{g}_EMG.csv").write_text("1,2\\n3,4\\n5,6\\n") and None
+    >>> (rec,) = read_files(root, "R_{repetition}_C_{gesture}_EMG.csv", sample_rate=200)
+    >>> rec.n_samples, sorted(set(rec.repetition.tolist())), rec.meta["gesture_names"]
+    (312, [0, 1, 2], {1: '0', 2: '1'})
+    """
+    _sample_rate(sample_rate)  # a bad rate is named before the folder is searched
+    index = TrialIndex.of(root, pattern, unmatched)
+    options = dict(modality=modality, channels=channels, variable=variable, placement=placement)
+    return [index.read(s, sample_rate=sample_rate, **options) for s in index.subjects]
+
+
+def _repetition_text(key: tuple[str, str]) -> str:
+    session, repetition = key
+    return (f"session {session!r}, " if session else "") + f"repetition {repetition!r}"
+
+
+def _sample_rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ArgumentError(f"sample_rate must be a number of Hz, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ArgumentError(f"sample_rate must be a positive number of Hz, got {value!r}")
+    return float(value)
+
+
+def _columns(
+    x: np.ndarray, names: tuple[str, ...] | None, channels: Sequence[int | str], path: Path
+) -> list[int]:
+    index = []
+    for c in channels:
+        if isinstance(c, str):
+            if names is None or c not in names:
+                raise DataFormatError(
+                    f"{path}: no channel named {c!r}"
+                    + (
+                        f"; its header names {list(names)}"
+                        if names
+                        else " (the file has no header)"
+                    )
+                )
+            index.append(names.index(c))
+        elif isinstance(c, int | np.integer) and not isinstance(c, bool) and 0 <= c < x.shape[1]:
+            index.append(int(c))
+        else:
+            raise DataFormatError(
+                f"{path}: channel {c!r} is not a column index in 0..{x.shape[1] - 1} or a name"
+            )
+    return index
+
+
+def _channel_names(
+    header: tuple[str, ...] | None, index: list[int], modality: str
+) -> tuple[str, ...]:
+    """A header's names of the kept columns, or ``<modality><column>`` (1-based: emg1, emg2)."""
+    return tuple(header[i] if header else f"{modality}{i + 1}" for i in index)
+
+
+def _assemble(
+    subject: int,
+    entries: Sequence[tuple[int, int, _Trial]],
+    rate: float,
+    modality: str,
+    channels: Sequence[int | str] | None,
+    variable: str | None,
+    root: Path,
+    meta: Mapping[str, Any],
+) -> Recording:
+    if len({g for _, g, _ in entries}) < 2:
+        (only,) = {t.fields["gesture"] for _, _, t in entries}
+        raise DataFormatError(
+            f"{root}: subject {subject} has trials of one gesture only ({only!r}); a classifier "
+            "needs at least two"
+        )
+    gap = max(1, round(GAP_SECONDS * rate))
+    pieces, stimulus, repetition, table = [], [], [], []
+    first: tuple[tuple[str, ...], Path] | None = None
+    at = 0
+    for rep, gesture, trial in entries:
+        x, header = read_trial(trial.path, variable=variable)
+        index = (
+            list(range(x.shape[1]))
+            if channels is None
+            else _columns(x, header, channels, trial.path)
+        )
+        x, names = x[:, index], _channel_names(header, index, modality)
+        if first is None:
+            first = (names, trial.path)
+        elif len(names) != len(first[0]):
+            raise DataFormatError(
+                f"{trial.path}: {len(names)} channels, but {first[1]} has {len(first[0])}; every "
+                "trial must hold the same channels (choose them with channels=)"
+            )
+        elif names != first[0]:
+            raise DataFormatError(
+                f"{trial.path}: channels {list(names)}, but {first[1]} has {list(first[0])}; "
+                "every trial must hold the same channels in the same order"
+            )
+        n = len(x)
+        pieces += [x, np.zeros((gap, x.shape[1]), np.float32)]
+        stimulus += [np.full(n, gesture), np.zeros(gap)]
+        repetition += [np.full(n, rep), np.zeros(gap)]
+        table.append(
+            {
+                "file": trial.path.relative_to(root).as_posix(),
+                "start": at,
+                "stop": at + n,
+                **trial.fields,
+            }
+        )
+        at += n + gap
+    return Recording(
+        subject=subject,
+        signals={modality: np.concatenate(pieces[:-1])},
+        sample_rate=rate,
+        stimulus=np.concatenate(stimulus[:-1]).astype(np.int64),
+        repetition=np.concatenate(repetition[:-1]).astype(np.int64),
+        source=str(root),
+        meta={**meta, "channel_names": list(first[0]), "trials": table},
+    )
+
+
+# ----------------------------------------------------------------------------- the registry
+
+FILE_OPTIONS = (
+    "pattern",
+    "sample_rate",
+    "modality",
+    "channels",
+    "variable",
+    "unmatched",
+    "placement",
+)
+"""What a ``files`` data source stores beside its root (`data_source`'s options)."""
+
+PREPROCESS = {"emg_band": None, "lowpass": None, "segment": "full"}
+"""A researcher's own trials are windowed as they were recorded: no filter (an amplifier has
+filtered them, and a band that fits one sample rate does not fit another: set ``emg_band`` for
+yours), and every window of the whole trial, since the trial is the movement."""
+
+
+def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``files`` source's keys from `data_source`'s options, checked now (a bad pattern
+    or sample rate is named before any training starts).
+
+    >>> file_source_fields({"pattern": "{gesture}_{repetition}.csv", "sample_rate": 200})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'pattern': ['{gesture}_{repetition}.csv'], 'sample_rate': 200.0, 'modality': 'emg',
+     'channels': None, 'variable': None, 'unmatched': 'error', 'placement': None}
+    """
+    if options.get("pattern") is None or options.get("sample_rate") is None:
+        raise ArgumentError(
+            "dataset 'files' needs --pattern (a path template such as "
+            "'R_{repetition}_C_{gesture}_EMG.csv') and --sample-rate (Hz)"
+        )
+    pattern = options["pattern"]
+    texts = [pattern] if isinstance(pattern, str) else list(pattern)
+    for text in texts:
+        FilePattern.parse(text)
+    modality = options.get("modality") or "emg"
+    if not isinstance(modality, str) or not modality.isidentifier():
+        raise ArgumentError(f"modality must be a name such as 'emg', got {modality!r}")
+    unmatched = options.get("unmatched") or "error"
+    if unmatched not in UNMATCHED:
+        raise ArgumentError(f"unmatched must be one of {list(UNMATCHED)}, got {unmatched!r}")
+    channels = options.get("channels")
+    placement = options.get("placement")
+    if placement is not None and placement not in PLACEMENTS:
+        raise ArgumentError(
+            f"placement must be one of {list(PLACEMENTS)} (a ring around the forearm, or an OT "
+            f"Bioelettronica grid code), got {placement!r}"
+        )
+    return {
+        "pattern": texts,
+        "sample_rate": _sample_rate(options["sample_rate"]),
+        "modality": modality,
+        "channels": None if channels is None else list(channels),
+        "variable": options.get("variable"),
+        "unmatched": unmatched,
+        "placement": placement,
+    }
+
+
+def _index(source: Mapping[str, Any]) -> TrialIndex:
+    return TrialIndex.of(source["root"], source["pattern"], source.get("unmatched", "error"))
+
+
+def _read(source: Mapping[str, Any], subject: int) -> Recording:
+    return _index(source).read(
+        subject,
+        sample_rate=source["sample_rate"],
+        modality=source.get("modality", "emg"),
+        channels=source.get("channels"),
+        variable=source.get("variable"),
+    )
+
+
+PLACEMENTS = ("ring", *GRID_CODES)
+"""Where your files' channels may lie, for figures: ``"ring"``, electrodes equally spaced around
+the forearm in channel order (an armband such as the Myo), or a grid code
+(`emg_lens.geometry.grid_code`, openhdemg's channel order at 180 degrees)."""
+
+
+def _geometry(source: Mapping[str, Any]) -> dict[str, Montage]:
+    placement = source.get("placement")
+    if placement is None:
+        return {}
+    index = _index(source)
+    first = index.trials(index.subjects[0])[0]
+    x, _ = read_trial(first.path, variable=source.get("variable"))
+    channels = source.get("channels")
+    n = x.shape[1] if channels is None else len(channels)
+    modality = source.get("modality", "emg")
+    if placement == "ring":
+        part = ring("armband", n)
+        montage = Montage(
+            (part,),
+            source="your files, with --placement ring: electrodes equally spaced around the "
+            "forearm",
+            convention="channel 1 on the dorsal midline, the channels numbered toward the radial "
+            "side: the files record neither the anchor nor the direction",
+        )
+    else:
+        montage = Montage(
+            (grid_code(placement),),
+            source=f"your files, with --placement {placement}: {OTB_GRIDS}",
+            convention="the grid's orientation (180 degrees, openhdemg's default)",
+        )
+    return {modality: montage}
+
+
+OTB_GRIDS = "OT Bioelettronica's channel map as openhdemg orders it"
+
+
+READER = DatasetReader(
+    montage=lambda source: {source.get("modality", "emg"): None},
+    subjects=lambda source: _index(source).subjects,
+    files=lambda source, subject: [t.path for t in _index(source).trials(subject)],
+    read=_read,
+    preprocess=PREPROCESS,
+    source_fields=file_source_fields,
+    gesture_names=lambda source: _index(source).gesture_names,
+    geometry=_geometry,
+)

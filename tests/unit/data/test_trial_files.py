@@ -1,0 +1,270 @@
+"""A folder of per-trial files read by a path template (issue 42, item 1): LibEMG's real Myo
+recordings checked against the files, and every bad folder a named error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from emg_lens.data import read_files
+from emg_lens.data.formats.trial_files import FilePattern, read_trial
+from emg_lens.errors import ArgumentError, DataFormatError
+
+MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"
+MYO_PATTERN = "R_{repetition}_C_{gesture}_EMG.csv"
+
+
+def test_the_myo_set_is_read_as_the_files_hold_it():
+    (rec,) = read_files(MYO, MYO_PATTERN, sample_rate=200)
+    assert rec.subject == 1 and rec.modalities == {"emg": 8} and rec.sample_rate == 200.0
+    assert rec.meta["gesture_names"] == {1: "0", 2: "1", 3: "2", 4: "3", 5: "4"}
+    assert rec.meta["repetition_values"] == {1: "0", 2: "1", 3: "2", 4: "3"}
+    trials = rec.meta["trials"]
+    assert len(trials) == 20
+    for trial in trials:
+        raw = np.loadtxt(MYO / trial["file"], delimiter=",")
+        span = rec.signals["emg"][trial["start"] : trial["stop"]]
+        assert span.shape == raw.shape  # every sample of the file, in file order
+        np.testing.assert_array_equal(span[[0, -1]], raw[[0, -1]])
+        gesture = rec.stimulus[trial["start"] : trial["stop"]]
+        rep = rec.repetition[trial["start"] : trial["stop"]]
+        assert set(gesture.tolist()) == {int(trial["gesture"]) + 1}
+        assert set(rep.tolist()) == {int(trial["repetition"]) + 1}
+    first = next(t for t in trials if t["file"] == "R_0_C_0_EMG.csv")
+    assert first["stop"] - first["start"] == 602
+    np.testing.assert_array_equal(rec.signals["emg"][0], [20, 1, 6, -6, -2, 2, -4, -3])
+    # trials are separated by rest, so no window spans two of them
+    assert (rec.stimulus == 0).sum() == 19 * 100
+
+
+def write_csv(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(",".join(str(v) for v in row) for row in rows) + "\n")
+    return path
+
+
+def folder(root: Path, gestures=("fist", "open"), reps=(1, 2), channels=3, n=50) -> Path:
+    rng = np.random.default_rng(0)
+    for s in (1, 2):
+        for g in gestures:
+            for r in reps:
+                np.save(
+                    (root / f"s{s}" / g).mkdir(parents=True, exist_ok=True)
+                    or root / f"s{s}" / g / f"trial{r}.npy",
+                    rng.standard_normal((n, channels)),
+                )
+    return root
+
+
+def test_subjects_gesture_names_and_header_channels(tmp_path):
+    recs = read_files(
+        folder(tmp_path), "s{subject}/{gesture}/trial{repetition}.npy", sample_rate=1000
+    )
+    assert [r.subject for r in recs] == [1, 2]
+    assert recs[0].meta["gesture_names"] == {1: "fist", 2: "open"}
+    root = tmp_path / "csv"
+    for g in ("a", "b"):
+        write_csv(root / f"{g}_1.csv", [["ch1", "ch2", "ch3"], [1, 2, 3], [4, 5, 6]])
+    (rec,) = read_files(root, "{gesture}_{repetition}.csv", sample_rate=10, channels=["ch3", 0])
+    np.testing.assert_array_equal(rec.signals["emg"][:2], [[3, 1], [6, 4]])
+    assert rec.meta["channel_names"] == ["ch3", "ch1"]
+    assert recs[0].meta["channel_names"] == ["emg1", "emg2", "emg3"]
+    write_csv(root / "b_1.csv", [["ch1", "chX", "ch3"], [1, 2, 3]])
+    with pytest.raises(DataFormatError, match=r"channels \['ch1', 'chX', 'ch3'\], but"):
+        read_files(root, "{gesture}_{repetition}.csv", sample_rate=10)
+
+
+def test_sessions_number_the_repetitions_in_order(tmp_path):
+    for session in ("day1", "day2"):
+        for g in (1, 2):
+            for r in (1, 2):
+                write_csv(tmp_path / session / f"g{g}_r{r}.csv", [[g, r], [g, r]])
+    (rec,) = read_files(tmp_path, "{session}/g{gesture}_r{repetition}.csv", sample_rate=10)
+    assert list(rec.meta["repetition_values"].values()) == [
+        {"session": "day1", "repetition": "1"},
+        {"session": "day1", "repetition": "2"},
+        {"session": "day2", "repetition": "1"},
+        {"session": "day2", "repetition": "2"},
+    ]
+
+
+def test_mat_files_by_variable(tmp_path):
+    for g in (1, 2):
+        scipy.io.savemat(tmp_path / f"g{g}_1.mat", {"emg": np.ones((4, 2)) * g, "fs": 200.0})
+    with pytest.raises(DataFormatError, match=r"numeric variables \['emg', 'fs'\]"):
+        read_files(tmp_path, "g{gesture}_{repetition}.mat", sample_rate=200)
+    (rec,) = read_files(tmp_path, "g{gesture}_{repetition}.mat", sample_rate=200, variable="emg")
+    assert rec.signals["emg"][0].tolist() == [1.0, 1.0]
+    with pytest.raises(DataFormatError, match="has no variable 'x'"):
+        read_files(tmp_path, "g{gesture}_{repetition}.mat", sample_rate=200, variable="x")
+
+
+@pytest.mark.parametrize(
+    "pattern, message",
+    [
+        ("{gesture}.csv", r"no field \{repetition\}"),
+        ("R_{repetition}.csv", r"no field \{gesture\}"),
+        ("{gesture}_{gesture}_{repetition}.csv", "twice"),
+        ("{gesture}_{repetition}.txt", "must end with a file extension"),
+        ("../{gesture}_{repetition}.csv", "stay inside"),
+        ("{gesture}_{repetition.csv", "unbalanced brace"),
+        ("{ges ture}_{repetition}.csv", "must be a name"),
+        ("", "path template"),
+    ],
+)
+def test_bad_patterns_are_named(pattern, message):
+    with pytest.raises(ArgumentError, match=message):
+        FilePattern.parse(pattern)
+
+
+def two_gestures(root: Path, rows=((1, 2), (3, 4))) -> Path:
+    for g in ("a", "b"):
+        write_csv(root / f"{g}_1.csv", rows)
+    return root
+
+
+@pytest.mark.parametrize("rate", [0, -200, float("nan"), float("inf"), "200", True])
+def test_a_sample_rate_that_is_not_positive_is_named(tmp_path, rate):
+    with pytest.raises(ArgumentError, match="sample_rate"):
+        read_files(two_gestures(tmp_path), "{gesture}_{repetition}.csv", sample_rate=rate)
+
+
+def test_a_file_no_pattern_matches_is_named_or_skipped(tmp_path):
+    two_gestures(tmp_path)
+    write_csv(tmp_path / "notes.csv", [[1, 2]])
+    with pytest.raises(DataFormatError, match=r"1 file\(s\) no pattern matches \(notes.csv\)"):
+        read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10)
+    (rec,) = read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10, unmatched="skip")
+    assert len(rec.meta["trials"]) == 2
+    with pytest.raises(DataFormatError, match="no file matches"):
+        read_files(tmp_path, "x{gesture}_{repetition}.csv", sample_rate=10, unmatched="skip")
+
+
+def test_a_file_two_patterns_match_is_named(tmp_path):
+    two_gestures(tmp_path)
+    with pytest.raises(DataFormatError, match=r"a_1\.csv: matches two patterns"):
+        read_files(
+            tmp_path, ["{gesture}_{repetition}.csv", "{repetition}_{gesture}.csv"], sample_rate=10
+        )
+
+
+def test_two_files_for_one_trial_are_named(tmp_path):
+    two_gestures(tmp_path)
+    write_csv(tmp_path / "a_01.csv", [[1, 2]])  # repetition "01" sorts apart from "1": fine
+    write_csv(tmp_path / "x" / "a_1.csv", [[1, 2]])
+    with pytest.raises(DataFormatError, match="two files for subject 1, repetition '1'"):
+        read_files(
+            tmp_path, ["{gesture}_{repetition}.csv", "x/{gesture}_{repetition}.csv"], sample_rate=10
+        )
+
+
+def test_ragged_channel_counts_are_named(tmp_path):
+    two_gestures(tmp_path)
+    write_csv(tmp_path / "a_2.csv", [[1, 2, 3]])
+    with pytest.raises(DataFormatError, match=r"a_2.csv: 3 channels, but .*a_1.csv has 2"):
+        read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10)
+
+
+def test_a_non_numeric_cell_is_named(tmp_path):
+    two_gestures(tmp_path)
+    write_csv(tmp_path / "b_1.csv", [[1, 2], [3, "x"]])
+    with pytest.raises(DataFormatError, match=r"b_1.csv: line 2, column 2: 'x' is not a number"):
+        read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10)
+    write_csv(tmp_path / "b_1.csv", [[1, 2], [3]])
+    with pytest.raises(DataFormatError, match="line 2 has 1 cells"):
+        read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_nan_and_inf_are_named(tmp_path, bad):
+    two_gestures(tmp_path)
+    write_csv(tmp_path / "b_1.csv", [[1, 2], [bad, 4]])
+    with pytest.raises(
+        DataFormatError, match=r"b_1\.csv: 1 NaN or Inf values, the first at sample 1"
+    ):
+        read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10)
+
+
+def test_one_gesture_only_is_named(tmp_path):
+    write_csv(tmp_path / "a_1.csv", [[1, 2]])
+    write_csv(tmp_path / "a_2.csv", [[1, 2]])
+    with pytest.raises(DataFormatError, match="one gesture only"):
+        read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10)
+
+
+def test_bad_files_are_named(tmp_path):
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataFormatError, match=r"e\.csv: an empty file"):
+        read_trial(tmp_path / "e.csv")
+    (tmp_path / "l.csv").write_bytes(b"\xff\xfe1,2\n")
+    with pytest.raises(DataFormatError, match="not a UTF-8"):
+        read_trial(tmp_path / "l.csv")
+    np.save(tmp_path / "s.npy", np.array(["a", "b"]))
+    with pytest.raises(DataFormatError, match="not numbers"):
+        read_trial(tmp_path / "s.npy")
+    np.save(tmp_path / "c.npy", np.zeros((2, 2, 2)))
+    with pytest.raises(DataFormatError, match="samples x channels"):
+        read_trial(tmp_path / "c.npy")
+    (tmp_path / "t.npy").write_bytes(b"not an array")
+    with pytest.raises(DataFormatError, match="cannot be read as a NumPy"):
+        read_trial(tmp_path / "t.npy")
+    for g in ("a", "b"):
+        write_csv(tmp_path / "h" / f"{g}_1.csv", [["ch1", "ch2"], [1, 2]])
+    with pytest.raises(DataFormatError, match=r"no channel named 'c'; its header names"):
+        read_files(tmp_path / "h", "{gesture}_{repetition}.csv", sample_rate=1, channels=["c"])
+    with pytest.raises(DataFormatError, match=r"channel 5 is not a column index in 0\.\.1"):
+        read_files(tmp_path / "h", "{gesture}_{repetition}.csv", sample_rate=1, channels=[5])
+
+
+def test_a_missing_root_is_named(tmp_path):
+    with pytest.raises(DataFormatError, match="no such folder"):
+        read_files(tmp_path / "nope", "{gesture}_{repetition}.csv", sample_rate=10)
+
+
+# ----------------------------------------------------------------------------- as a dataset
+
+
+def test_the_files_dataset_trains_and_names_its_gestures(tmp_path):
+    """``--dataset files`` through the command line: the Myo set trained leaving repetition 3
+    out, its checkpoint's data source read again by studies; the gesture names from the files."""
+    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.cli import main
+    from emg_lens.data.datasets import montages_of
+    from emg_lens.data.registry import dataset_info
+
+    out = tmp_path / "myo"
+    argv = ["train", "--dataset", "files", "--root", str(MYO), "--pattern", MYO_PATTERN]
+    argv += ["--sample-rate", "200", "--train-repetitions", "1", "2", "3"]
+    argv += ["--test-repetitions", "4", "--epochs", "1", "--preset", "tiny", "--quiet"]
+    assert main([*argv, "--placement", "ring", "--out", str(out)]) == 0
+    info = read_checkpoint_info(out / "subject_1")
+    source = info["metadata"]["data_source"]
+    assert source["dataset"] == "files" and source["pattern"] == [MYO_PATTERN]
+    # the model's tokens are named after the files' columns, and the ring is drawn
+    assert info["config"]["channel_names"] == [f"emg{k}" for k in range(1, 9)]
+    (part,) = montages_of(source)["emg"].parts
+    assert part.kind == "ring" and len(part.electrodes) == 8
+    assert source["preprocess"]["segment"] == "full" and source["preprocess"]["emg_band"] is None
+    assert dict(dataset_info("files").gestures_of(source)) == {
+        1: "0",
+        2: "1",
+        3: "2",
+        4: "3",
+        5: "4",
+    }
+
+
+def test_the_files_dataset_names_what_it_misses(tmp_path):
+    from emg_lens.data.datasets import data_source
+
+    with pytest.raises(ArgumentError, match="needs --pattern"):
+        data_source("files", root=MYO, sample_rate=200)
+    with pytest.raises(ArgumentError, match="sample_rate must be a positive number"):
+        data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=-1)
+    with pytest.raises(ArgumentError, match="placement must be one of"):
+        data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=200, placement="cap")
+    with pytest.raises(ArgumentError, match="takes no pattern, sample_rate"):
+        data_source("hdsemg", root=MYO, pattern=MYO_PATTERN, sample_rate=200)
