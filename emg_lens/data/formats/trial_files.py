@@ -55,7 +55,7 @@ from emg_lens.data.files import unique_files
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_names
 from emg_lens.geometry import GRID_CODES, Montage, grid_code, ring
 
 __all__ = [
@@ -532,6 +532,7 @@ def _assemble(
         )
         x, names = x[:, index], _channel_names(header, index, modality)
         if first is None:
+            check_names(names, f"{trial.path}: channel")  # they name tokens on report pages
             first = (names, trial.path)
         elif len(names) != len(first[0]):
             raise DataFormatError(

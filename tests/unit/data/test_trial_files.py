@@ -11,7 +11,7 @@ import scipy.io
 
 from emg_lens.data import read_files
 from emg_lens.data.formats.trial_files import FilePattern, read_trial
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, ChannelNameError, DataFormatError
 
 MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"
 MYO_PATTERN = "R_{repetition}_C_{gesture}_EMG.csv"
@@ -74,6 +74,10 @@ def test_subjects_gesture_names_and_header_channels(tmp_path):
     assert recs[0].meta["channel_names"] == ["emg1", "emg2", "emg3"]
     write_csv(root / "b_1.csv", [["ch1", "chX", "ch3"], [1, 2, 3]])
     with pytest.raises(DataFormatError, match=r"channels \['ch1', 'chX', 'ch3'\], but"):
+        read_files(root, "{gesture}_{repetition}.csv", sample_rate=10)
+    for g in ("a", "b"):  # a header name that could be read as HTML never names a token
+        write_csv(root / f"{g}_1.csv", [["ch1", "<b>x</b>"], [1, 2]])
+    with pytest.raises(ChannelNameError, match=r"a_1\.csv: channel\[1\] = '<b>x</b>'"):
         read_files(root, "{gesture}_{repetition}.csv", sample_rate=10)
 
 
