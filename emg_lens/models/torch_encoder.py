@@ -24,7 +24,10 @@ path for encoder layers computes the exact GELU instead.) Refused with an
 each other are a `ConversionError`. A tokenizer or readout whose output does not fit the layout is a
 `ConversionError`; the conversion then runs the original encoder and the converted blocks on
 the tokenizer's output and refuses a result that differs (a layer subclass whose ``forward``
-computes something else).
+computes something else), and refuses by name a forward hook or pre-hook on the encoder or
+any of its submodules and a ``forward`` patched onto one
+(`emg_lens.models.conversion.check_faithful`): the conversion reads weights, so it would drop
+them. (Hooks on ``embed`` and ``readout`` stay: those modules are kept as they are.)
 
 Saving and loading: the state dict holds the blocks and the user's modules' weights
 (``embed.*``, ``head.*``), and ``config.json`` the layout; a checkpoint cannot rebuild the
@@ -56,12 +59,22 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import HookedEncoder
-from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+from emg_lens.models.conversion import (
+    StateBuilder,
+    activation_name,
+    check_faithful,
+    heads_in,
+    heads_out,
+)
 
-__all__ = ["HookedTorchEncoder", "from_torch_encoder", "layout_from_dict", "layout_to_dict"]
+__all__ = [
+    "HookedTorchEncoder",
+    "from_torch_encoder",
+    "layout_from_dict",
+    "layout_to_dict",
+]
 
 RETURN_TYPES = ("logits", "latent")
-PARITY_RTOL = 1e-4  # of the largest |output|: what float32 reordering can explain
 
 
 def layout_to_dict(layout: TokenLayout) -> dict[str, Any]:
@@ -471,39 +484,32 @@ def _n_classes(readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> i
 
 def _check_parity(model: HookedTorchEncoder, encoder: Any, layers, seed: int | None) -> None:
     """The original encoder and the converted blocks on the tokenizer's output of a seeded
-    batch: equal, or the conversion is refused (a layer that computes something else)."""
+    batch: equal, or the conversion is refused (`check_faithful`: a hook or a patched forward
+    on the encoder, a layer that computes something else)."""
     gen = torch.Generator().manual_seed(0 if seed is None else seed)
     x = torch.randn(2, *model.input_shape, generator=gen, dtype=model.cfg.dtype)
-    originals = [layer for _, layer in layers]
-    states = [m.training for m in originals]
-    for m in originals:
-        m.eval()
-    try:
-        with torch.no_grad():
-            tokens = model.embed_signals(x)
-            ours = model.ln_final(model(tokens, start_at_layer=0, return_type=None))
+    with torch.no_grad():
+        tokens = model.embed_signals(x)
+    batch_first = layers[0][1].self_attn.batch_first
+
+    def original() -> torch.Tensor:
         # With gradients on, torch runs the layers' Python forward, the function they declare:
         # its no-grad fast path computes the exact GELU even for nn.GELU(approximate="tanh").
         with torch.enable_grad():
-            batch_first = originals[0].self_attn.batch_first
             h = tokens if batch_first else tokens.transpose(0, 1)
             if isinstance(encoder, nn.TransformerEncoder):
-                was = encoder.training
-                encoder.eval()
                 h = encoder(h)
-                encoder.train(was)
             else:
-                for layer in originals:
+                for _, layer in layers:
                     h = layer(h)
-            expected = (h if batch_first else h.transpose(0, 1)).detach()
-    finally:
-        for m, state in zip(originals, states):
-            m.train(state)
-    diff = float((ours - expected).abs().max())
-    scale = float(expected.abs().max()) + 1.0
-    if not diff <= PARITY_RTOL * scale:
-        raise ConversionError(
-            f"the converted blocks differ from the encoder by {diff:.3g} (max |diff|) on a "
-            "seeded batch: a layer computes something other than torch.nn.TransformerEncoderLayer "
-            "(a subclass with its own forward?), which the converter cannot read"
-        )
+            return (h if batch_first else h.transpose(0, 1)).detach()
+
+    def converted() -> torch.Tensor:
+        with torch.no_grad():
+            return model.ln_final(model(tokens, start_at_layer=0, return_type=None))
+
+    if isinstance(encoder, nn.TransformerEncoder):
+        sources = {"encoder": encoder}
+    else:
+        sources = {f"encoder{path}": layer for path, layer in layers}
+    check_faithful("from_torch_encoder", sources, original, converted)

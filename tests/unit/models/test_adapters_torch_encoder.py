@@ -150,7 +150,7 @@ def test_a_layer_that_computes_something_else_is_refused():
 
     parts = torch_encoder_model(0, convert=False)
     layer = Scaled(D_MODEL, 4, 32, batch_first=True)
-    with pytest.raises(ConversionError, match="differ from the encoder"):
+    with pytest.raises(ConversionError, match=r"differs from the source by [0-9.e+-]+ \(max"):
         from_torch_encoder(
             [layer],
             embed=parts["embed"],
@@ -158,3 +158,44 @@ def test_a_layer_that_computes_something_else_is_refused():
             layout=parts["layout"],
             n_samples=8,
         )
+
+
+def test_hooks_and_patched_forwards_on_the_encoder_are_refused_by_name():
+    """Issue 37 item 3: the encoder's layers become emg_lens blocks, so a hook or a patched
+    forward on them would be dropped: refused by name. The user's embed and readout are kept
+    as they are, hooks and all, so a hook there is carried (and computed)."""
+    parts = torch_encoder_model(0, convert=False)
+    encoder, embed, readout = parts["encoder"], parts["embed"], parts["readout"]
+    convert = lambda encoder: from_torch_encoder(  # noqa: E731
+        encoder, embed=embed, readout=readout, layout=parts["layout"], n_samples=8
+    )
+    handle = encoder.layers[1].register_forward_hook(lambda module, inputs, out: 2 * out)
+    with pytest.raises(UnsupportedModuleError, match=r"encoder\.layers\.1 has a forward hook"):
+        convert(encoder)
+    with pytest.raises(UnsupportedModuleError, match=r"encoder\[1\] has a forward hook"):
+        convert(list(encoder.layers))
+    handle.remove()
+    attn = encoder.layers[0].self_attn
+    handle = attn.register_forward_pre_hook(lambda module, args: None)
+    with pytest.raises(
+        UnsupportedModuleError, match=r"encoder\.layers\.0\.self_attn has a forward pre-hook"
+    ):
+        convert(encoder)
+    handle.remove()
+    forward = encoder.layers[0].forward
+    encoder.layers[0].forward = lambda *args, **kwargs: 2 * forward(*args, **kwargs)
+    with pytest.raises(UnsupportedModuleError, match=r"encoder\.layers\.0 has its own forward"):
+        convert(encoder)
+    del encoder.layers[0].forward
+    encoder.train()  # the check runs it in eval mode and gives back each module's own flag
+    encoder.layers[1].eval()
+    handle = embed.register_forward_hook(lambda module, inputs, out: out.flip(1))
+    model = convert(encoder)
+    assert encoder.training and encoder.layers[0].training and not encoder.layers[1].training
+    x = model.example_input(2)
+    encoder.eval()
+    with torch.no_grad():
+        expected = readout(encoder(embed(x)))
+        assert (model(x) - expected).abs().max() <= 1e-5
+    handle.remove()
+    assert not torch.allclose(model(x), expected)
