@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
-from emg_lens.errors import CheckpointError, ConversionError, UnsupportedModuleError
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    ConversionError,
+    UnsupportedModuleError,
+)
 from emg_lens.models import HookedTorchEncoder, from_torch_encoder
 from tests.unit.models.converted_models import PatchTokens, TokenReadout, torch_encoder_model
 
@@ -199,3 +204,98 @@ def test_hooks_and_patched_forwards_on_the_encoder_are_refused_by_name():
         assert (model(x) - expected).abs().max() <= 1e-5
     handle.remove()
     assert not torch.allclose(model(x), expected)
+
+
+def _original_with_masks(parts, x, **masks):
+    """The user's model run as their code runs it, passing masks to the encoder (the Python
+    path, with gradients on: see `torch_encoder_model`)."""
+    encoder, embed, readout = parts["encoder"], parts["embed"], parts["readout"]
+    batch_first = encoder.layers[0].self_attn.batch_first
+    with torch.enable_grad():
+        tokens = embed(x)
+        out = encoder(tokens if batch_first else tokens.transpose(0, 1), **masks)
+        return readout(out if batch_first else out.transpose(0, 1)).detach()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"norm_first": False, "batch_first": False, "final_norm": False}],
+    ids=["pre-ln", "post-ln-seq-first"],
+)
+def test_masks_the_users_code_passes_are_taken_with_torchs_meaning(options):
+    """Issue 37 item 4: the converted model given the original's ``mask=`` (causal, float or
+    bool, 2-D or per head) and ``src_key_padding_mask=`` computes what the original computes,
+    on the fast and the hooked path; the masks are cut before hook_attn_scores, on top of
+    edge masks."""
+    parts = torch_encoder_model(0, convert=False, **options)
+    model = from_torch_encoder(**parts, n_samples=8)
+    n, batch = model.layout.n_tokens, 3
+    x = model.example_input(batch)
+    causal = nn.Transformer.generate_square_subsequent_mask(n)  # float: 0 and -inf
+    padding = torch.zeros(batch, n, dtype=torch.bool)
+    padding[0, -3:] = True  # window 0: its last 3 tokens are padding
+    padding[2, 5:] = True
+    per_head = torch.rand(batch * 4, n, n, generator=torch.Generator().manual_seed(0)) < 0.3
+    per_head[:, :, 0] = False  # every query keeps a key
+    cases = [
+        {"mask": causal},
+        {"mask": causal.isinf()},  # the same as bool
+        {"src_key_padding_mask": padding},
+        {"mask": causal.isinf(), "src_key_padding_mask": padding},  # torch wants one dtype
+        {"mask": per_head},
+    ]
+    unmasked = model(x)
+    for masks in cases:
+        expected = _original_with_masks(parts, x, **masks)
+        assert not torch.allclose(expected, unmasked, atol=1e-4)  # the mask matters
+        with torch.no_grad():
+            fast = model(x, **masks)
+        explicit, cache = model.run_with_cache(x, **masks)
+        for out in (fast, explicit):
+            assert (out - expected).abs().max() <= 1e-5, sorted(masks)
+    # is_causal alone is the causal mask; the scores a hook sees carry the cut, with an edge
+    # mask's cut on top.
+    with torch.no_grad():
+        assert torch.allclose(model(x, is_causal=True), model(x, mask=causal), atol=1e-6)
+    edge = torch.zeros(n, n, dtype=torch.bool)
+    edge[-1, 0] = True
+    _, cache = model.run_with_cache(x, mask=causal, edge_masks={1: edge})
+    cut = causal.isinf()
+    assert torch.equal(torch.isneginf(cache["attn_scores", 0]), cut.expand(batch, 4, n, n))
+    assert torch.equal(torch.isneginf(cache["attn_scores", 1]), (cut | edge).expand(batch, 4, n, n))
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_padding_matches_torchs_nested_tensor_fast_path_where_tokens_are_real():
+    """torch's fast path (eval, no grad, nested tensors) returns zeros at padded positions;
+    the converted model computes them as torch's Python path does, so the two agree on the
+    real tokens only, and the converted model's padded rows are not zero."""
+    # torch nests post-LN layers only; a final norm would turn the zeros into its bias
+    options = {"cls": False, "norm_first": False, "final_norm": False}
+    parts = torch_encoder_model(1, **options, convert=False)
+    model = from_torch_encoder(**parts, n_samples=8)
+    encoder = nn.TransformerEncoder(parts["encoder"].layers[0], 2, enable_nested_tensor=True)
+    encoder.layers = parts["encoder"].layers
+    n, x = model.layout.n_tokens, model.example_input(2)
+    padding = torch.zeros(2, n, dtype=torch.bool)
+    padding[1, -4:] = True
+    with torch.no_grad():
+        theirs = encoder.eval()(parts["embed"](x), src_key_padding_mask=padding)
+        ours = model(x, return_type="latent", src_key_padding_mask=padding)
+    assert (theirs[padding] == 0).all() and (ours[padding] != 0).any()
+    assert (ours[~padding] - theirs[~padding]).abs().max() <= 1e-5
+
+
+def test_masks_that_torch_would_not_take_or_that_are_biases_are_refused():
+    model, _ = torch_encoder_model(0)
+    n, x = model.layout.n_tokens, model.example_input(2)
+    with pytest.raises(ArgumentError, match=r"mask has shape \[5, 5\]; accepted: \[13, 13\]"):
+        model(x, mask=torch.zeros(5, 5, dtype=torch.bool))
+    bias = torch.zeros(n, n)
+    bias[0, 1] = 0.5  # an additive bias, not a mask
+    with pytest.raises(ArgumentError, match=r"mask holds 1 values other than 0 and -inf"):
+        model(x, mask=bias)
+    with pytest.raises(ArgumentError, match=r"src_key_padding_mask has shape \[3, 13\]"):
+        model(x, src_key_padding_mask=torch.zeros(3, n, dtype=torch.bool))
+    with pytest.raises(ArgumentError, match="src_key_padding_mask must be a tensor"):
+        model(x, src_key_padding_mask=[[False] * n] * 2)
