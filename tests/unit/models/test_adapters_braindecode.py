@@ -352,3 +352,44 @@ def test_hooks_and_patched_forwards_on_the_source_are_refused_by_name(name):
     source.get_submodule(path).eval()
     assert isinstance(from_braindecode(source), HOOKED[name])
     assert source.training and not source.get_submodule(path).training
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cbramod_cast_to_half_precision_runs_and_stays_close(dtype):
+    """Issue 37 item 6: torch has no half or bfloat16 FFT on CPU, so CBraMod's spectrum is
+    taken in float32 and cast back; the half model then computes the float32 original's
+    function to half precision's rounding, on both attention paths."""
+    model, original = cbramod_model(0)
+    x = model.example_input(3)
+    expected = original(x)
+    model = model.to(dtype)
+    tolerance = 8 * torch.finfo(dtype).eps * (1 + float(expected.abs().max()))
+    with torch.no_grad():
+        fast = model(x)
+    explicit, _ = model.run_with_cache(x)
+    for out in (fast, explicit):
+        assert out.dtype == dtype
+        assert (out.float() - expected).abs().max() <= tolerance
+
+
+def test_classifiers_the_converters_do_not_compute_are_refused_by_name():
+    """Issue 37 item 6: a probe or classifier replaced by another module is named, with what
+    is supported, instead of a raw AttributeError or KeyError."""
+
+    def mlp(linear: nn.Linear) -> nn.Sequential:
+        return nn.Sequential(nn.Linear(linear.in_features, 8), nn.GELU(), nn.Linear(8, 4))
+
+    source = eegpt_model(0)[1].source
+    source.final_layer.probe1 = mlp(source.final_layer.probe1)
+    with pytest.raises(
+        UnsupportedModuleError, match=r"EEGPT\.final_layer\.probe1 is a Sequential; supported"
+    ):
+        from_braindecode(source)
+    source = pbt_model(0)[1].source
+    source.final_layer = nn.Sequential(source.final_layer)
+    with pytest.raises(UnsupportedModuleError, match=r"PBT\.final_layer is a Sequential; support"):
+        from_braindecode(source)
+    source = cbramod_model(0)[1].source
+    source.proj_out = nn.Sequential(mlp(source.proj_out[0]))
+    with pytest.raises(UnsupportedModuleError, match=r"CBraMod\.proj_out is a Sequential\(Seq"):
+        from_braindecode(source)
