@@ -288,8 +288,7 @@ def check_faithful(
             expected = original()
         except Exception as exc:  # the user's model: say what it was running
             raise ConversionError(
-                f"{what}: the source failed on the probe input that checks the conversion: "
-                f"{exc!r}"
+                f"{what}: the source failed on the probe input that checks the conversion: {exc!r}"
             ) from exc
     ours = converted()
     if not isinstance(expected, torch.Tensor) or expected.shape != ours.shape:

@@ -153,16 +153,23 @@ def test_a_layer_that_computes_something_else_is_refused():
         def forward(self, src, *args, **kwargs):
             return 2 * super().forward(src, *args, **kwargs)
 
+    class Broken(nn.TransformerEncoderLayer):
+        def forward(self, src, *args, **kwargs):
+            raise RuntimeError("not today")
+
     parts = torch_encoder_model(0, convert=False)
-    layer = Scaled(D_MODEL, 4, 32, batch_first=True)
-    with pytest.raises(ConversionError, match=r"differs from the source by [0-9.e+-]+ \(max"):
-        from_torch_encoder(
-            [layer],
-            embed=parts["embed"],
-            readout=parts["readout"],
-            layout=parts["layout"],
-            n_samples=8,
-        )
+    for layer, match in (
+        (Scaled(D_MODEL, 4, 32, batch_first=True), r"differs from the source by [0-9.e+-]+ \(max"),
+        (Broken(D_MODEL, 4, 32, batch_first=True), r"source failed on the probe input.*not today"),
+    ):
+        with pytest.raises(ConversionError, match=match):
+            from_torch_encoder(
+                [layer],
+                embed=parts["embed"],
+                readout=parts["readout"],
+                layout=parts["layout"],
+                n_samples=8,
+            )
 
 
 def test_hooks_and_patched_forwards_on_the_encoder_are_refused_by_name():
