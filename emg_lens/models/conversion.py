@@ -31,6 +31,7 @@ True
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "eval_mode",
     "heads_in",
     "heads_out",
+    "on_cpu",
     "refuse_dropped_code",
     "split_qkv",
 ]
@@ -197,6 +199,21 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
     finally:
         for m, training in flags:
             m.training = training
+
+
+def on_cpu(module: nn.Module) -> nn.Module:
+    """The module itself when its tensors are on the CPU, else a copy there: converted models
+    are built on the CPU, and the probe compares the two in one place (a CUDA source may also
+    compute its convolutions in TF32, which no float32 tolerance covers).
+
+    >>> layer = nn.Linear(2, 2)
+    >>> on_cpu(layer) is layer
+    True
+    """
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(t.device.type == "cpu" for t in tensors):
+        return module
+    return copy.deepcopy(module).cpu()
 
 
 def _hook_name(hook: Any) -> str:

@@ -37,7 +37,7 @@ from emg_lens.models.braindecode.cbramod import HookedCBraMod, from_cbramod
 from emg_lens.models.braindecode.eegpt import HookedEEGPT, from_eegpt
 from emg_lens.models.braindecode.labram import HookedLabram, from_labram
 from emg_lens.models.braindecode.pbt import HookedPBT, from_pbt
-from emg_lens.models.conversion import check_faithful, eval_mode, refuse_dropped_code
+from emg_lens.models.conversion import check_faithful, eval_mode, on_cpu, refuse_dropped_code
 
 __all__ = [
     "HOOKED_CLASSES",
@@ -135,7 +135,9 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     call = {"ch_names": hooked.cfg.channel_names} if name == "Labram" else {}
     probe = hooked.example_input(PROBE_BATCH)
     with torch.no_grad():
-        check_faithful(what, {name: model}, lambda: model(probe, **call), lambda: hooked(probe))
+        check_faithful(
+            what, {name: model}, lambda: on_cpu(model)(probe, **call), lambda: hooked(probe)
+        )
     return hooked
 
 
