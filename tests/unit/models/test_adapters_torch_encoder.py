@@ -260,10 +260,14 @@ def test_masks_the_users_code_passes_are_taken_with_torchs_meaning(options):
         explicit, cache = model.run_with_cache(x, **masks)
         for out in (fast, explicit):
             assert (out - expected).abs().max() <= 1e-5, sorted(masks)
-    # is_causal alone is the causal mask; the scores a hook sees carry the cut, with an edge
+    # is_causal alone is the causal mask, the masks act in the layers that run (as TL's
+    # start/stop_at_layer split them), and the scores a hook sees carry the cut, with an edge
     # mask's cut on top.
     with torch.no_grad():
-        assert torch.allclose(model(x, is_causal=True), model(x, mask=causal), atol=1e-6)
+        whole = model(x, mask=causal)
+        assert torch.allclose(model(x, is_causal=True), whole, atol=1e-6)
+        mid = model(x, stop_at_layer=1, mask=causal)
+        assert torch.allclose(model(mid, start_at_layer=1, mask=causal), whole, atol=1e-6)
     edge = torch.zeros(n, n, dtype=torch.bool)
     edge[-1, 0] = True
     _, cache = model.run_with_cache(x, mask=causal, edge_masks={1: edge})
