@@ -13,6 +13,13 @@ and a missing or surplus entry is named too. The weight maps:
 
 and `activation_name` names an activation function or module as `EncoderConfig.act_fn`.
 
+What a converter reads is the source's submodules and weights, not the code its forward runs,
+so every converter ends with `check_faithful`: a forward hook or pre-hook on the source or any
+of its submodules (or a global one), or a ``forward`` set on an instance, is refused by name
+(the conversion would drop it), and the source and the converted model run on a probe input
+in eval mode; a difference beyond `PARITY_RTOL` of the output's scale is refused with the
+difference (a layer whose forward computes something other than what its class declares).
+
 >>> W = torch.arange(24.0).view(6, 4)  # 2 heads x 3 dims, d_model 4: rows are head-major
 >>> heads_in(W, 2)[1, :, 0].tolist() == W[3].tolist()  # head 1's first q dim reads row 3
 True
@@ -24,7 +31,9 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -34,7 +43,23 @@ from torch import nn
 
 from emg_lens.errors import ConversionError, UnsupportedModuleError, describe
 
-__all__ = ["StateBuilder", "activation_name", "heads_in", "heads_out", "split_qkv"]
+__all__ = [
+    "PARITY_RTOL",
+    "StateBuilder",
+    "activation_name",
+    "check_faithful",
+    "eval_mode",
+    "heads_in",
+    "heads_out",
+    "on_cpu",
+    "refuse_dropped_code",
+    "split_qkv",
+]
+
+PARITY_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
+"""A converted model may differ from its source by this fraction of ``1 + max |output|``, by
+dtype: what reordering sums explains (the parity tests find ~1e-6 in float32, ~1e-13 in
+float64)."""
 
 
 def heads_in(
@@ -149,3 +174,154 @@ class StateBuilder:
                 f"{len(self.state)} tensors)"
             )
         self.model.load_state_dict(state, strict=True)
+
+
+# ------------------------------------------------------------------------------ faithfulness
+@contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Every module (and submodule) in eval mode inside the block; afterwards each one's own
+    ``training`` flag is restored (a source frozen in part stays so).
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+    >>> net[0].eval()  # doctest: +ELLIPSIS
+    Linear(...)
+    >>> with eval_mode(net):
+    ...     net.training
+    False
+    >>> net.training, net[0].training, net[1].training
+    (True, False, True)
+    """
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+def on_cpu(module: nn.Module) -> nn.Module:
+    """The module itself when its tensors are on the CPU, else a copy there: converted models
+    are built on the CPU, and the probe compares the two in one place (a CUDA source may also
+    compute its convolutions in TF32, which no float32 tolerance covers).
+
+    >>> layer = nn.Linear(2, 2)
+    >>> on_cpu(layer) is layer
+    True
+    """
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(t.device.type == "cpu" for t in tensors):
+        return module
+    return copy.deepcopy(module).cpu()
+
+
+def _hook_name(hook: Any) -> str:
+    return getattr(hook, "__qualname__", None) or type(hook).__name__
+
+
+def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
+    """Refuse what a conversion would silently drop: a forward hook or forward pre-hook on a
+    source module or any submodule, a ``forward`` set on an instance (a patch), and global
+    forward hooks (``torch.nn.modules.module.register_module_forward_hook``, which would run
+    on the converted model's modules instead). ``sources``: the name to call each source by
+    -> the module; the error is an `UnsupportedModuleError` whose ``path`` is the module's.
+
+    >>> layer = nn.Linear(2, 2)
+    >>> handle = layer.register_forward_hook(lambda m, i, o: 2 * o)
+    >>> refuse_dropped_code("convert", {"layer": layer})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.UnsupportedModuleError: convert: layer has a forward hook (<lambda>)...
+    >>> handle.remove(); refuse_dropped_code("convert", {"layer": layer})
+    """
+    advice = (
+        "the conversion reads the modules' weights, not the code their forward runs, so the "
+        "converted model would compute something else: remove it before converting (the "
+        "handle's .remove()) and put it on the converted model's hook points instead"
+    )
+    for kind, hooks in (
+        ("global forward hook", torch.nn.modules.module._global_forward_hooks),
+        ("global forward pre-hook", torch.nn.modules.module._global_forward_pre_hooks),
+    ):
+        if hooks:
+            names = ", ".join(_hook_name(h) for h in hooks.values())
+            raise UnsupportedModuleError(
+                f"{what}: a {kind} ({names}) is registered for every module; it runs on the "
+                f"source's modules and would run on the converted model's, which are others: "
+                "remove it before converting",
+                path="",
+            )
+    for root, source in sources.items():
+        for name, module in source.named_modules():
+            path = f"{root}.{name}" if name else root
+            for kind, hooks in (
+                ("forward hook", module._forward_hooks),
+                ("forward pre-hook", module._forward_pre_hooks),
+            ):
+                if hooks:
+                    names = ", ".join(_hook_name(h) for h in hooks.values())
+                    raise UnsupportedModuleError(
+                        f"{what}: {path} has a {kind} ({names}); {advice}", path=path
+                    )
+            if "forward" in vars(module):
+                raise UnsupportedModuleError(
+                    f"{what}: {path} has its own forward ({_hook_name(vars(module)['forward'])}"
+                    f", set on the instance, not its class {type(module).__name__}'s); the "
+                    "conversion reads the modules' weights, not the code their forward runs: "
+                    "convert the module without the patch",
+                    path=path,
+                )
+
+
+def check_faithful(
+    what: str,
+    sources: Mapping[str, nn.Module],
+    original: Callable[[], torch.Tensor],
+    converted: Callable[[], torch.Tensor],
+    *,
+    rtol: float | None = None,
+) -> None:
+    """Refuse a conversion that computes something other than its source: first what it
+    would drop (`refuse_dropped_code`), then the outputs of ``original()`` (the sources in
+    eval mode; each module's training flag restored afterwards) and ``converted()`` on the
+    caller's probe input, a `ConversionError` stating the difference when it exceeds
+    ``rtol * (1 + max |original|)`` (by default `PARITY_RTOL` of the output's dtype).
+
+    >>> torch.manual_seed(0) and None
+    >>> source, x = nn.Linear(3, 2), torch.randn(2, 3)
+    >>> copy = nn.Linear(3, 2).requires_grad_(False)
+    >>> _ = copy.weight.copy_(source.weight), copy.bias.copy_(source.bias)
+    >>> check_faithful("copy", {"source": source}, lambda: source(x), lambda: copy(x))
+    >>> _ = copy.bias.add_(1)
+    >>> check_faithful("copy", {"source": source}, lambda: source(x), lambda: copy(x))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConversionError: copy: the converted model differs from the source by 1 (max |diff|) on a probe input, above the tolerance ...
+    """  # noqa: E501
+    refuse_dropped_code(what, sources)
+    with eval_mode(*sources.values()):
+        try:
+            expected = original()
+        except Exception as exc:  # the user's model: say what it was running
+            raise ConversionError(
+                f"{what}: the source failed on the probe input that checks the conversion: {exc!r}"
+            ) from exc
+    ours = converted()
+    if not isinstance(expected, torch.Tensor) or expected.shape != ours.shape:
+        raise ConversionError(
+            f"{what}: on a probe input the source returned {describe(expected)} and the "
+            f"converted model {describe(ours)}; they must agree (a source whose forward "
+            "returns something else than its class declares?)"
+        )
+    diff = float((ours.detach() - expected.detach()).abs().max())
+    if rtol is None:
+        rtol = PARITY_RTOL.get(expected.dtype, PARITY_RTOL[torch.float32])
+    tolerance = rtol * (1.0 + float(expected.detach().abs().max()))
+    if not diff <= tolerance:
+        raise ConversionError(
+            f"{what}: the converted model differs from the source by {diff:.3g} (max |diff|) "
+            f"on a probe input, above the tolerance {tolerance:.3g}: a module of the source "
+            "computes something other than its class declares (a subclass with its own "
+            "forward?), which the converter cannot read"
+        )

@@ -24,7 +24,10 @@ path for encoder layers computes the exact GELU instead.) Refused with an
 each other are a `ConversionError`. A tokenizer or readout whose output does not fit the layout is a
 `ConversionError`; the conversion then runs the original encoder and the converted blocks on
 the tokenizer's output and refuses a result that differs (a layer subclass whose ``forward``
-computes something else).
+computes something else), and refuses by name a forward hook or pre-hook on the encoder or
+any of its submodules and a ``forward`` patched onto one
+(`emg_lens.models.conversion.check_faithful`): the conversion reads weights, so it would drop
+them. (Hooks on ``embed`` and ``readout`` stay: those modules are kept as they are.)
 
 Saving and loading: the state dict holds the blocks and the user's modules' weights
 (``embed.*``, ``head.*``), and ``config.json`` the layout; a checkpoint cannot rebuild the
@@ -41,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
@@ -55,13 +58,24 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.base import HookedEncoder
-from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+from emg_lens.models.base import EdgeMasks, HookedEncoder
+from emg_lens.models.conversion import (
+    StateBuilder,
+    activation_name,
+    check_faithful,
+    heads_in,
+    heads_out,
+)
 
-__all__ = ["HookedTorchEncoder", "from_torch_encoder", "layout_from_dict", "layout_to_dict"]
+__all__ = [
+    "HookedTorchEncoder",
+    "from_torch_encoder",
+    "layout_from_dict",
+    "layout_to_dict",
+    "torch_attention_mask",
+]
 
 RETURN_TYPES = ("logits", "latent")
-PARITY_RTOL = 1e-4  # of the largest |output|: what float32 reordering can explain
 
 
 def layout_to_dict(layout: TokenLayout) -> dict[str, Any]:
@@ -192,6 +206,66 @@ class HookedTorchEncoder(HookedEncoder):
             )
         return self.hook_embed(tokens)
 
+    def forward(
+        self,
+        signals: Any,
+        *,
+        mask: torch.Tensor | None = None,
+        src_key_padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        edge_masks: EdgeMasks | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`HookedEncoder.forward`, also taking the masks that ``nn.TransformerEncoder``'s
+        forward takes, with its meaning, for what the user's own code passed the encoder
+        (which the conversion cannot see):
+
+        - ``mask``: an attention mask ``[pos, pos]`` (or ``[batch * n_heads, pos, pos]``),
+          bool (True: the query may not attend to the key) or float (``-inf`` there, 0
+          elsewhere, as ``nn.Transformer.generate_square_subsequent_mask`` makes), applied in
+          every layer;
+        - ``src_key_padding_mask``: ``[batch, pos]``, True (or ``-inf``) at a window's padded
+          tokens, which no query attends to;
+        - ``is_causal``: with no ``mask``, each token attends to itself and earlier tokens
+          (torch needs the mask as well and reads the flag as a hint; here the mask wins).
+
+        They are cut where ``edge_masks`` are, on top of them, before ``hook_attn_scores``
+        (which shows -inf there). A padded token's own row is computed as torch's Python path
+        computes it (it attends to the window's other tokens); torch's fast path with nested
+        tensors returns zeros at padded positions instead. A query with every key masked (a
+        window of padding only) attends to nothing: a zero row, where torch gives NaN. A float
+        mask of other values (an additive bias) is an `ArgumentError`.
+
+        >>> layer = nn.TransformerEncoderLayer(16, nhead=2, batch_first=True).eval()
+        >>> embed, readout = nn.Linear(20, 16), nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+        >>> model = from_torch_encoder([layer], embed=embed, readout=readout, n_samples=20,
+        ...     layout=TokenLayout.channel_tokens({"emg": 4}, cls_token=False))
+        >>> x, causal = torch.randn(2, 4, 20), nn.Transformer.generate_square_subsequent_mask(4)
+        >>> with torch.no_grad():
+        ...     expected = readout(layer(embed(x), src_mask=causal, is_causal=True))
+        >>> bool((model(x, mask=causal) - expected).abs().max() < 1e-5)
+        True
+        """
+        if mask is None and src_key_padding_mask is None and not is_causal:
+            return super().forward(signals, edge_masks=edge_masks, **kwargs)
+        if kwargs.get("start_at_layer") is None:
+            signals = self.to_tokens(signals)
+        else:
+            signals = self._check_resid(signals)
+        batch, n = signals.shape[0], self.layout.n_tokens
+        masked = torch_attention_mask(
+            mask,
+            src_key_padding_mask,
+            is_causal,
+            batch=batch,
+            n_heads=self.cfg.n_heads,
+            n_tokens=n,
+        ).to(self.param_device_dtype()[0])
+        edges = self._check_edge_masks(edge_masks, batch=batch)
+        layers = range(self.cfg.n_layers)
+        merged = {i: masked | edges[i] if i in edges else masked for i in layers}
+        return super().forward(signals, edge_masks=merged, **kwargs)
+
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
         if return_type not in RETURN_TYPES:
             raise ArgumentError(
@@ -200,6 +274,72 @@ class HookedTorchEncoder(HookedEncoder):
             )
         latent = self.ln_final(resid)
         return latent if return_type == "latent" else self.head(latent)
+
+
+def _blocked(value: Any, name: str, accepted: str) -> torch.Tensor:
+    """A torch mask as bool, True where attention is blocked: a bool mask as it is, a float
+    one True at its -inf entries (any value other than 0 and -inf is refused)."""
+    if not isinstance(value, torch.Tensor):
+        raise ArgumentError(f"{name} must be a tensor {accepted}, got {describe(value)}")
+    if value.dtype == torch.bool:
+        return value
+    if value.is_floating_point():
+        blocked = torch.isneginf(value)
+        other = ~(blocked | (value == 0))
+        if bool(other.any()):
+            raise ArgumentError(
+                f"{name} holds {int(other.sum())} values other than 0 and -inf (first "
+                f"{float(value[other][0])!r}); accepted: bool (True: not attended) or float "
+                "0 / -inf; an additive bias of other values is not supported"
+            )
+        return blocked
+    raise ArgumentError(f"{name} is {describe(value)}; accepted: bool or float {accepted}")
+
+
+def torch_attention_mask(
+    mask: torch.Tensor | None,
+    src_key_padding_mask: torch.Tensor | None,
+    is_causal: bool,
+    *,
+    batch: int,
+    n_heads: int,
+    n_tokens: int,
+) -> Bool[torch.Tensor, "batch_or_1 heads_or_1 query_pos key_pos"]:
+    """``nn.TransformerEncoder``'s ``mask``, ``src_key_padding_mask`` and ``is_causal`` (see
+    `HookedTorchEncoder.forward`) as one edge mask (True: cut), checked against the batch.
+
+    >>> torch_attention_mask(None, torch.tensor([[False, True]]), False, batch=1, n_heads=2,
+    ...                      n_tokens=2).int().tolist()
+    [[[[0, 1], [0, 1]]]]
+    >>> torch_attention_mask(None, None, True, batch=1, n_heads=2, n_tokens=2).int().tolist()
+    [[[[0, 1], [0, 0]]]]
+    """
+    n = n_tokens
+    out = torch.zeros(1, 1, n, n, dtype=torch.bool)
+    if mask is not None:
+        shapes = f"[{n}, {n}] or [batch * n_heads = {batch * n_heads}, {n}, {n}]"
+        blocked = _blocked(mask, "mask", shapes)
+        if tuple(blocked.shape) == (n, n):
+            blocked = blocked[None, None]
+        elif tuple(blocked.shape) == (batch * n_heads, n, n):
+            blocked = blocked.reshape(batch, n_heads, n, n)
+        else:
+            raise ArgumentError(
+                f"mask has shape {list(blocked.shape)}; accepted: {shapes} (the layout's "
+                f"{n} tokens), as nn.TransformerEncoder takes it"
+            )
+        out = out.to(blocked.device) | blocked
+    elif is_causal:
+        out = out | torch.ones(n, n, dtype=torch.bool).triu(1)
+    if src_key_padding_mask is not None:
+        accepted = f"[batch={batch}, {n}] (True at a window's padded tokens)"
+        padding = _blocked(src_key_padding_mask, "src_key_padding_mask", accepted)
+        if tuple(padding.shape) != (batch, n):
+            raise ArgumentError(
+                f"src_key_padding_mask has shape {list(padding.shape)}; accepted: {accepted}"
+            )
+        out = out.to(padding.device) | padding[:, None, None, :]
+    return out
 
 
 # ---------------------------------------------------------------------------------- converting
@@ -337,6 +477,11 @@ def from_torch_encoder(
         n_samples: samples per channel in one input window (the ``time`` of the signals).
         seed: seeds the example batch of the conversion's own parity check.
 
+    A mask that your own code passes to the encoder (``encoder(tokens, mask=causal)``,
+    ``src_key_padding_mask=...``) is no part of the modules, so the conversion cannot see it:
+    give it to the converted model, ``model(x, mask=causal, src_key_padding_mask=padding)``,
+    with ``nn.TransformerEncoder``'s meaning (see `HookedTorchEncoder.forward`).
+
     >>> d, layout = 16, TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
     >>> layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, batch_first=True)
     >>> encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
@@ -471,39 +616,32 @@ def _n_classes(readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> i
 
 def _check_parity(model: HookedTorchEncoder, encoder: Any, layers, seed: int | None) -> None:
     """The original encoder and the converted blocks on the tokenizer's output of a seeded
-    batch: equal, or the conversion is refused (a layer that computes something else)."""
+    batch: equal, or the conversion is refused (`check_faithful`: a hook or a patched forward
+    on the encoder, a layer that computes something else)."""
     gen = torch.Generator().manual_seed(0 if seed is None else seed)
     x = torch.randn(2, *model.input_shape, generator=gen, dtype=model.cfg.dtype)
-    originals = [layer for _, layer in layers]
-    states = [m.training for m in originals]
-    for m in originals:
-        m.eval()
-    try:
-        with torch.no_grad():
-            tokens = model.embed_signals(x)
-            ours = model.ln_final(model(tokens, start_at_layer=0, return_type=None))
+    with torch.no_grad():
+        tokens = model.embed_signals(x)
+    batch_first = layers[0][1].self_attn.batch_first
+
+    def original() -> torch.Tensor:
         # With gradients on, torch runs the layers' Python forward, the function they declare:
         # its no-grad fast path computes the exact GELU even for nn.GELU(approximate="tanh").
         with torch.enable_grad():
-            batch_first = originals[0].self_attn.batch_first
             h = tokens if batch_first else tokens.transpose(0, 1)
             if isinstance(encoder, nn.TransformerEncoder):
-                was = encoder.training
-                encoder.eval()
                 h = encoder(h)
-                encoder.train(was)
             else:
-                for layer in originals:
+                for _, layer in layers:
                     h = layer(h)
-            expected = (h if batch_first else h.transpose(0, 1)).detach()
-    finally:
-        for m, state in zip(originals, states):
-            m.train(state)
-    diff = float((ours - expected).abs().max())
-    scale = float(expected.abs().max()) + 1.0
-    if not diff <= PARITY_RTOL * scale:
-        raise ConversionError(
-            f"the converted blocks differ from the encoder by {diff:.3g} (max |diff|) on a "
-            "seeded batch: a layer computes something other than torch.nn.TransformerEncoderLayer "
-            "(a subclass with its own forward?), which the converter cannot read"
-        )
+            return (h if batch_first else h.transpose(0, 1)).detach()
+
+    def converted() -> torch.Tensor:
+        with torch.no_grad():
+            return model.ln_final(model(tokens, start_at_layer=0, return_type=None))
+
+    if isinstance(encoder, nn.TransformerEncoder):
+        sources = {"encoder": encoder}
+    else:
+        sources = {f"encoder{path}": layer for path, layer in layers}
+    check_faithful("from_torch_encoder", sources, original, converted)

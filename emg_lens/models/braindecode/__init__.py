@@ -37,6 +37,7 @@ from emg_lens.models.braindecode.cbramod import HookedCBraMod, from_cbramod
 from emg_lens.models.braindecode.eegpt import HookedEEGPT, from_eegpt
 from emg_lens.models.braindecode.labram import HookedLabram, from_labram
 from emg_lens.models.braindecode.pbt import HookedPBT, from_pbt
+from emg_lens.models.conversion import check_faithful, eval_mode, on_cpu, refuse_dropped_code
 
 __all__ = [
     "HOOKED_CLASSES",
@@ -75,6 +76,8 @@ REFUSED: dict[str, str] = {
 }
 """braindecode models whose attention is not a softmax over tokens, and why."""
 
+PROBE_BATCH = 2  # windows of the probe input on which the source and the conversion must agree
+
 
 def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None) -> HookedEncoder:
     """The hooked emg_lens equivalent of a braindecode model instance: the same architecture
@@ -86,8 +89,11 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
 
     Refused with `UnsupportedModuleError`: a model that is not braindecode's, one whose
     attention is not a softmax over tokens (saying why), any other braindecode model (naming
-    the supported ones); a model whose weights do not fit the architecture read off it is a
-    `ConversionError` naming the tensor.
+    the supported ones), a forward hook or pre-hook on the model or a submodule, or a
+    ``forward`` patched onto one (naming its path: the conversion reads weights, so it would
+    drop them); a model whose weights do not fit the architecture read off it is a
+    `ConversionError` naming the tensor, and so is a conversion whose output on a probe input
+    differs from the model's (`emg_lens.models.conversion.check_faithful`).
 
     >>> from emg_lens.models.braindecode import from_braindecode
     >>> from_braindecode(nn.Linear(2, 2))  # doctest: +ELLIPSIS
@@ -121,13 +127,18 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
         )
     if ch_names is not None and (isinstance(ch_names, str) or not isinstance(ch_names, Sequence)):
         raise ArgumentError(f"ch_names must be a list of channel names, got {describe(ch_names)}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return SUPPORTED[name](model, None if ch_names is None else list(ch_names))
-    finally:
-        model.train(was_training)
+    what = f"from_braindecode({name})"
+    refuse_dropped_code(what, {name: model})
+    with eval_mode(model), torch.no_grad():
+        hooked = SUPPORTED[name](model, None if ch_names is None else list(ch_names))
+    # LaBraM's forward picks its position embeddings by the channel names it is given.
+    call = {"ch_names": hooked.cfg.channel_names} if name == "Labram" else {}
+    probe = hooked.example_input(PROBE_BATCH)
+    with torch.no_grad():
+        check_faithful(
+            what, {name: model}, lambda: on_cpu(model)(probe, **call), lambda: hooked(probe)
+        )
+    return hooked
 
 
 def to_braindecode(model: HookedEncoder) -> dict[str, torch.Tensor]:

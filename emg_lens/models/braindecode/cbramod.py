@@ -67,15 +67,22 @@ def embed_dim(convs) -> int:
 def magnitude_spectrum(patches: torch.Tensor) -> torch.Tensor:
     """``|rfft(patches, norm="forward")|`` over the last dim, as CBraMod embeds it; a trace
     (ONNX export: the TorchScript exporter has no rfft) records it as two matrix products
-    with the DFT's cosine and sine tables instead (equal to float32 rounding).
+    with the DFT's cosine and sine tables instead (equal to float32 rounding). Half and
+    bfloat16 patches are transformed in float32 (torch has no such FFT on CPU), the result
+    cast back.
 
     >>> x = torch.randn(2, 200, dtype=torch.float64)
     >>> torch.allclose(_dft_magnitude(x), magnitude_spectrum(x))
     True
     """
-    if not torch.jit.is_tracing():
+    if torch.jit.is_tracing():
+        return _dft_magnitude(patches)
+    if patches.dtype in (torch.float32, torch.float64):
         return torch.fft.rfft(patches, dim=-1, norm="forward").abs()
-    return _dft_magnitude(patches)
+    # torch's FFTs take no half or bfloat16 on CPU, and half only for powers of two on CUDA:
+    # a half model's spectrum is computed in float32 and rounded once, at the end.
+    spectrum = torch.fft.rfft(patches.float(), dim=-1, norm="forward").abs()
+    return spectrum.to(patches.dtype)
 
 
 def _dft_magnitude(patches: torch.Tensor) -> torch.Tensor:
@@ -323,6 +330,19 @@ def from_cbramod(model: nn.Module, ch_names: list[str] | None = None) -> HookedC
             "logits) or a classifier not yet built (LazyLinear: build CBraMod with n_times and "
             "n_chans); supported: CBraMod's Flatten + Linear classifier",
             path="final_layer",
+        )
+    proj_out = model.proj_out
+    if not (
+        isinstance(proj_out, nn.Sequential)
+        and len(proj_out) == 1
+        and type(proj_out[0]) is nn.Linear
+        and proj_out[0].bias is not None
+    ):
+        parts = ", ".join(type(m).__name__ for m in proj_out.children())
+        raise UnsupportedModuleError(
+            f"CBraMod.proj_out is a {type(proj_out).__name__}({parts}); supported: CBraMod's "
+            "Sequential(Linear(d_model, emb_dim)), which the converted readout computes",
+            path="proj_out",
         )
     n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
     if model._patch_size != PATCH or n_times % PATCH:

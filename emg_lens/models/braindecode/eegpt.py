@@ -387,6 +387,16 @@ def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEG
             "(_LinearConstraintProbe)",
             path="final_layer",
         )
+    for name in ("probe1", "probe2"):
+        linear = getattr(probe, name, None)
+        constrained = any(c.__name__ == "LinearWithConstraint" for c in type(linear).__mro__)
+        if not (constrained and hasattr(linear, "parametrizations") and linear.bias is not None):
+            raise UnsupportedModuleError(
+                f"EEGPT.final_layer.{name} is a {type(linear).__name__}; supported: EEGPT's "
+                "probe layer, braindecode's LinearWithConstraint (a Linear with a bias whose "
+                "weight is renormed to max_norm), which the converted probe computes",
+                path=f"final_layer.{name}",
+            )
     encoder = model.target_encoder
     patch = encoder.patch_embed
     if getattr(patch, "apply_norm", False) or type(patch).__name__ != "_PatchEmbed":

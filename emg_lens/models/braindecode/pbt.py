@@ -31,7 +31,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError
+from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
 from emg_lens.models.braindecode._common import (
@@ -221,6 +221,13 @@ class HookedPBT(HookedEncoder):
 
 def from_pbt(model: nn.Module, ch_names: list[str] | None = None) -> HookedPBT:
     """A braindecode ``PBT`` instance as a `HookedPBT` with its weights, in eval mode."""
+    final = model.final_layer
+    if not isinstance(final, nn.Linear) or final.bias is None:
+        raise UnsupportedModuleError(
+            f"PBT.final_layer is a {type(final).__name__}; supported: PBT's classifier, a "
+            "Linear (with a bias) on the CLS token, which becomes the unembedding W_U, b_U",
+            path="final_layer",
+        )
     n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
     encoder = model.transformer_encoder.encoder_block
     first = encoder[0]

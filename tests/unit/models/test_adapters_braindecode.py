@@ -289,3 +289,107 @@ def test_weights_that_do_not_fit_are_refused_naming_the_tensor():
     _, original = labram_model(0)
     with pytest.raises(ConversionError, match=r"'XX'.* not in LaBraM's channel table"):
         from_braindecode(original.source, ch_names=["FP1", "FZ", "C3", "CZ", "C4", "XX"])
+
+
+# A transformer block of each architecture, where a hook or a patch changes what it computes.
+BLOCKS = {
+    "labram": "blocks.0",
+    "cbramod": "encoder.layers.0",
+    "eegpt": "target_encoder.blocks.0",
+    "pbt": "transformer_encoder.encoder_block.0",
+}
+
+DOUBLED = {**BLOCKS, "labram": "final_layer", "pbt": "final_layer"}
+
+
+def _doubled(module: nn.Module) -> None:
+    """Swap the module's class for a subclass whose forward doubles the output: what no hook
+    or instance attribute shows, so only the probe comparison can see it."""
+    cls = type(module)
+    module.__class__ = type(
+        "Doubled", (cls,), {"forward": lambda self, *a, **k: 2 * cls.forward(self, *a, **k)}
+    )
+
+
+@pytest.mark.parametrize("name", sorted(BRAINDECODE))
+def test_hooks_and_patched_forwards_on_the_source_are_refused_by_name(name):
+    """Issue 37 item 3: the converter reads weights, so what the source's forward runs beyond
+    its classes (a hook, a patched forward, a subclass) would be dropped: refused, by name
+    where it can be named, by the probe comparison otherwise."""
+    _, original = BRAINDECODE[name](0)
+    source, path = original.source, BLOCKS[name]
+    cls_name = type(source).__name__
+    block = source.get_submodule(path)
+    handle = block.register_forward_hook(lambda module, inputs, out: 2 * out)
+    with pytest.raises(UnsupportedModuleError, match=rf"{cls_name}\.{path} has a forward hook"):
+        from_braindecode(source)
+    handle.remove()
+    handle = source.register_forward_pre_hook(lambda module, inputs: None)
+    with pytest.raises(UnsupportedModuleError, match=rf"{cls_name} has a forward pre-hook"):
+        from_braindecode(source)
+    handle.remove()
+    forward = block.forward
+    block.forward = lambda *args, **kwargs: 2 * forward(*args, **kwargs)
+    with pytest.raises(UnsupportedModuleError, match=rf"{cls_name}\.{path} has its own forward"):
+        from_braindecode(source)
+    del block.forward
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    try:
+        with pytest.raises(UnsupportedModuleError, match="global forward hook"):
+            from_braindecode(source)
+    finally:
+        handle.remove()
+    # An output doubled by a subclass: only the probe comparison can see it. (LaBraM's and
+    # PBT's tiny models barely depend on a block, behind a final norm and near-zero weights:
+    # their logits are doubled instead.)
+    head = source.get_submodule(DOUBLED[name])
+    _doubled(head)
+    with pytest.raises(ConversionError, match=r"differs from the source by [0-9.e+-]+ \(max"):
+        from_braindecode(source)
+    head.__class__ = type(head).__mro__[1]
+    # Clean again, it converts; each module's own training flag is back where it was.
+    source.train()
+    source.get_submodule(path).eval()
+    assert isinstance(from_braindecode(source), HOOKED[name])
+    assert source.training and not source.get_submodule(path).training
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cbramod_cast_to_half_precision_runs_and_stays_close(dtype):
+    """Issue 37 item 6: torch has no half or bfloat16 FFT on CPU, so CBraMod's spectrum is
+    taken in float32 and cast back; the half model then computes the float32 original's
+    function to half precision's rounding, on both attention paths."""
+    model, original = cbramod_model(0)
+    x = model.example_input(3)
+    expected = original(x)
+    model = model.to(dtype)
+    tolerance = 8 * torch.finfo(dtype).eps * (1 + float(expected.abs().max()))
+    with torch.no_grad():
+        fast = model(x)
+    explicit, _ = model.run_with_cache(x)
+    for out in (fast, explicit):
+        assert out.dtype == dtype
+        assert (out.float() - expected).abs().max() <= tolerance
+
+
+def test_classifiers_the_converters_do_not_compute_are_refused_by_name():
+    """Issue 37 item 6: a probe or classifier replaced by another module is named, with what
+    is supported, instead of a raw AttributeError or KeyError."""
+
+    def mlp(linear: nn.Linear) -> nn.Sequential:
+        return nn.Sequential(nn.Linear(linear.in_features, 8), nn.GELU(), nn.Linear(8, 4))
+
+    source = eegpt_model(0)[1].source
+    source.final_layer.probe1 = mlp(source.final_layer.probe1)
+    with pytest.raises(
+        UnsupportedModuleError, match=r"EEGPT\.final_layer\.probe1 is a Sequential; supported"
+    ):
+        from_braindecode(source)
+    source = pbt_model(0)[1].source
+    source.final_layer = nn.Sequential(source.final_layer)
+    with pytest.raises(UnsupportedModuleError, match=r"PBT\.final_layer is a Sequential; support"):
+        from_braindecode(source)
+    source = cbramod_model(0)[1].source
+    source.proj_out = nn.Sequential(mlp(source.proj_out[0]))
+    with pytest.raises(UnsupportedModuleError, match=r"CBraMod\.proj_out is a Sequential\(Seq"):
+        from_braindecode(source)

@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
-from emg_lens.errors import CheckpointError, ConversionError, UnsupportedModuleError
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    ConversionError,
+    UnsupportedModuleError,
+)
 from emg_lens.models import HookedTorchEncoder, from_torch_encoder
 from tests.unit.models.converted_models import PatchTokens, TokenReadout, torch_encoder_model
 
@@ -148,13 +153,160 @@ def test_a_layer_that_computes_something_else_is_refused():
         def forward(self, src, *args, **kwargs):
             return 2 * super().forward(src, *args, **kwargs)
 
+    class Broken(nn.TransformerEncoderLayer):
+        def forward(self, src, *args, **kwargs):
+            raise RuntimeError("not today")
+
     parts = torch_encoder_model(0, convert=False)
-    layer = Scaled(D_MODEL, 4, 32, batch_first=True)
-    with pytest.raises(ConversionError, match="differ from the encoder"):
-        from_torch_encoder(
-            [layer],
-            embed=parts["embed"],
-            readout=parts["readout"],
-            layout=parts["layout"],
-            n_samples=8,
-        )
+    for layer, match in (
+        (Scaled(D_MODEL, 4, 32, batch_first=True), r"differs from the source by [0-9.e+-]+ \(max"),
+        (Broken(D_MODEL, 4, 32, batch_first=True), r"source failed on the probe input.*not today"),
+    ):
+        with pytest.raises(ConversionError, match=match):
+            from_torch_encoder(
+                [layer],
+                embed=parts["embed"],
+                readout=parts["readout"],
+                layout=parts["layout"],
+                n_samples=8,
+            )
+
+
+def test_hooks_and_patched_forwards_on_the_encoder_are_refused_by_name():
+    """Issue 37 item 3: the encoder's layers become emg_lens blocks, so a hook or a patched
+    forward on them would be dropped: refused by name. The user's embed and readout are kept
+    as they are, hooks and all, so a hook there is carried (and computed)."""
+    parts = torch_encoder_model(0, convert=False)
+    encoder, embed, readout = parts["encoder"], parts["embed"], parts["readout"]
+    convert = lambda encoder: from_torch_encoder(  # noqa: E731
+        encoder, embed=embed, readout=readout, layout=parts["layout"], n_samples=8
+    )
+    handle = encoder.layers[1].register_forward_hook(lambda module, inputs, out: 2 * out)
+    with pytest.raises(UnsupportedModuleError, match=r"encoder\.layers\.1 has a forward hook"):
+        convert(encoder)
+    with pytest.raises(UnsupportedModuleError, match=r"encoder\[1\] has a forward hook"):
+        convert(list(encoder.layers))
+    handle.remove()
+    attn = encoder.layers[0].self_attn
+    handle = attn.register_forward_pre_hook(lambda module, args: None)
+    with pytest.raises(
+        UnsupportedModuleError, match=r"encoder\.layers\.0\.self_attn has a forward pre-hook"
+    ):
+        convert(encoder)
+    handle.remove()
+    forward = encoder.layers[0].forward
+    encoder.layers[0].forward = lambda *args, **kwargs: 2 * forward(*args, **kwargs)
+    with pytest.raises(UnsupportedModuleError, match=r"encoder\.layers\.0 has its own forward"):
+        convert(encoder)
+    del encoder.layers[0].forward
+    encoder.train()  # the check runs it in eval mode and gives back each module's own flag
+    encoder.layers[1].eval()
+    handle = embed.register_forward_hook(lambda module, inputs, out: out.flip(1))
+    model = convert(encoder)
+    assert encoder.training and encoder.layers[0].training and not encoder.layers[1].training
+    x = model.example_input(2)
+    encoder.eval()
+    with torch.no_grad():
+        expected = readout(encoder(embed(x)))
+        assert (model(x) - expected).abs().max() <= 1e-5
+    handle.remove()
+    assert not torch.allclose(model(x), expected)
+
+
+def _original_with_masks(parts, x, **masks):
+    """The user's model run as their code runs it, passing masks to the encoder (the Python
+    path, with gradients on: see `torch_encoder_model`)."""
+    encoder, embed, readout = parts["encoder"], parts["embed"], parts["readout"]
+    batch_first = encoder.layers[0].self_attn.batch_first
+    with torch.enable_grad():
+        tokens = embed(x)
+        out = encoder(tokens if batch_first else tokens.transpose(0, 1), **masks)
+        return readout(out if batch_first else out.transpose(0, 1)).detach()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"norm_first": False, "batch_first": False, "final_norm": False}],
+    ids=["pre-ln", "post-ln-seq-first"],
+)
+def test_masks_the_users_code_passes_are_taken_with_torchs_meaning(options):
+    """Issue 37 item 4: the converted model given the original's ``mask=`` (causal, float or
+    bool, 2-D or per head) and ``src_key_padding_mask=`` computes what the original computes,
+    on the fast and the hooked path; the masks are cut before hook_attn_scores, on top of
+    edge masks."""
+    parts = torch_encoder_model(0, convert=False, **options)
+    model = from_torch_encoder(**parts, n_samples=8)
+    n, batch = model.layout.n_tokens, 3
+    x = model.example_input(batch)
+    causal = nn.Transformer.generate_square_subsequent_mask(n)  # float: 0 and -inf
+    padding = torch.zeros(batch, n, dtype=torch.bool)
+    padding[0, -3:] = True  # window 0: its last 3 tokens are padding
+    padding[2, 5:] = True
+    per_head = torch.rand(batch * 4, n, n, generator=torch.Generator().manual_seed(0)) < 0.3
+    per_head[:, :, 0] = False  # every query keeps a key
+    cases = [
+        {"mask": causal},
+        {"mask": causal.isinf()},  # the same as bool
+        {"src_key_padding_mask": padding},
+        {"mask": causal.isinf(), "src_key_padding_mask": padding},  # torch wants one dtype
+        {"mask": per_head},
+    ]
+    unmasked = model(x)
+    for masks in cases:
+        expected = _original_with_masks(parts, x, **masks)
+        assert not torch.allclose(expected, unmasked, atol=1e-4)  # the mask matters
+        with torch.no_grad():
+            fast = model(x, **masks)
+        explicit, cache = model.run_with_cache(x, **masks)
+        for out in (fast, explicit):
+            assert (out - expected).abs().max() <= 1e-5, sorted(masks)
+    # is_causal alone is the causal mask, the masks act in the layers that run (as TL's
+    # start/stop_at_layer split them), and the scores a hook sees carry the cut, with an edge
+    # mask's cut on top.
+    with torch.no_grad():
+        whole = model(x, mask=causal)
+        assert torch.allclose(model(x, is_causal=True), whole, atol=1e-6)
+        mid = model(x, stop_at_layer=1, mask=causal)
+        assert torch.allclose(model(mid, start_at_layer=1, mask=causal), whole, atol=1e-6)
+    edge = torch.zeros(n, n, dtype=torch.bool)
+    edge[-1, 0] = True
+    _, cache = model.run_with_cache(x, mask=causal, edge_masks={1: edge})
+    cut = causal.isinf()
+    assert torch.equal(torch.isneginf(cache["attn_scores", 0]), cut.expand(batch, 4, n, n))
+    assert torch.equal(torch.isneginf(cache["attn_scores", 1]), (cut | edge).expand(batch, 4, n, n))
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_padding_matches_torchs_nested_tensor_fast_path_where_tokens_are_real():
+    """torch's fast path (eval, no grad, nested tensors) returns zeros at padded positions;
+    the converted model computes them as torch's Python path does, so the two agree on the
+    real tokens only, and the converted model's padded rows are not zero."""
+    # torch nests post-LN layers only; a final norm would turn the zeros into its bias
+    options = {"cls": False, "norm_first": False, "final_norm": False}
+    parts = torch_encoder_model(1, **options, convert=False)
+    model = from_torch_encoder(**parts, n_samples=8)
+    encoder = nn.TransformerEncoder(parts["encoder"].layers[0], 2, enable_nested_tensor=True)
+    encoder.layers = parts["encoder"].layers
+    n, x = model.layout.n_tokens, model.example_input(2)
+    padding = torch.zeros(2, n, dtype=torch.bool)
+    padding[1, -4:] = True
+    with torch.no_grad():
+        theirs = encoder.eval()(parts["embed"](x), src_key_padding_mask=padding)
+        ours = model(x, return_type="latent", src_key_padding_mask=padding)
+    assert (theirs[padding] == 0).all() and (ours[padding] != 0).any()
+    assert (ours[~padding] - theirs[~padding]).abs().max() <= 1e-5
+
+
+def test_masks_that_torch_would_not_take_or_that_are_biases_are_refused():
+    model, _ = torch_encoder_model(0)
+    n, x = model.layout.n_tokens, model.example_input(2)
+    with pytest.raises(ArgumentError, match=r"mask has shape \[5, 5\]; accepted: \[13, 13\]"):
+        model(x, mask=torch.zeros(5, 5, dtype=torch.bool))
+    bias = torch.zeros(n, n)
+    bias[0, 1] = 0.5  # an additive bias, not a mask
+    with pytest.raises(ArgumentError, match=r"mask holds 1 values other than 0 and -inf"):
+        model(x, mask=bias)
+    with pytest.raises(ArgumentError, match=r"src_key_padding_mask has shape \[3, 13\]"):
+        model(x, src_key_padding_mask=torch.zeros(3, n, dtype=torch.bool))
+    with pytest.raises(ArgumentError, match="src_key_padding_mask must be a tensor"):
+        model(x, src_key_padding_mask=[[False] * n] * 2)
