@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import time
 from importlib import resources
 from pathlib import Path
 
-from emg_lens.cli.common import add_command, print_table, show_progress
+from emg_lens.cli.common import add_command, add_threads_argument, print_table, show_progress
 
 DEMO_ROOT = Path("runs/demo")
 DEMO_STUDY = resources.files("emg_lens") / "studies" / "planted_demo.toml"
@@ -42,6 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=30, help="training epochs per model")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_argument(p)
     p.set_defaults(func=cmd_demo)
 
 
@@ -49,7 +49,8 @@ def cmd_demo(args: argparse.Namespace):
     """Planted synthetic data -> one IsoNet per subject -> a study of the mean-pooled head ->
     what was planted vs what the study found. Returns the `StudyResult` and the
     `planted_findings` table."""
-    from emg_lens._io import atomic_write
+    import torch
+
     from emg_lens.config import EncoderConfig
     from emg_lens.data.datasets import data_source, load_subject
     from emg_lens.data.synthetic.emg_acc import demo_setup, gesture_kinds
@@ -85,22 +86,18 @@ def cmd_demo(args: argparse.Namespace):
         f"[2/4] training one {DEMO_MODEL['n_layers']}-layer IsoNet per subject ({args.epochs} "
         f"epochs), with `{DEMO_CUT}` cut in every layer for a random half of the training "
         "windows: so the models can tell the single-modality gestures apart without those "
-        "edges, and the interaction gestures, by construction of the data, cannot be"
+        "edges, and the interaction gestures, by construction of the data, cannot be; on "
+        f"{torch.get_num_threads()} CPU thread(s) (--threads)"
     )
     model_cfg = EncoderConfig.preset("demo", **DEMO_MODEL, seed=args.seed)
-    rows = []
-    for i, subject in enumerate(data, 1):  # one at a time, to say how far it is
-        started = time.time()
-        rows += train_subjects(
-            [subject], IsoNet, model_cfg, train_cfg, root / "models", data_source=source
-        )
-        say(
-            f"  subject {subject.subject} ({i} of {len(data)}) trained in "
-            f"{time.time() - started:.0f} s, test accuracy {rows[-1]['test_accuracy']:.3f} "
-            f"(CLS head); {time.time() - t0:.0f} s so far"
-        )
-    atomic_write(
-        root / "models" / "training.json", lambda tmp: tmp.write_text(json.dumps(rows, indent=2))
+    rows = train_subjects(  # it says how far it is: subject by subject, epochs on a log
+        data,
+        IsoNet,
+        model_cfg,
+        train_cfg,
+        root / "models",
+        data_source=source,
+        report=lambda line: say(f"  {line}; {time.time() - t0:.0f} s so far"),
     )
     print("test accuracy of the CLS head (the study below scores the mean-pooled head):")
     print_table(rows, ["subject", "train_accuracy", "test_accuracy"])

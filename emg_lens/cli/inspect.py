@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from emg_lens.cli.common import add_command, add_device_argument, resolve_device
+from emg_lens.cli.common import (
+    add_command,
+    add_device_argument,
+    add_threads_argument,
+    resolve_device,
+)
 from emg_lens.cli.consent import add_modules_arguments, module_builder
 
 
@@ -16,6 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the CSV tables and figures")
     p.add_argument("--n-windows", type=int, default=256, help="test windows, evenly spaced")
     add_device_argument(p)
+    add_threads_argument(p)
     add_modules_arguments(p)
     p.set_defaults(func=cmd_inspect)
 

@@ -23,7 +23,7 @@ from emg_lens.cli import (
     train,
     windows,
 )
-from emg_lens.cli.common import HelpFormatter, output_folder
+from emg_lens.cli.common import HelpFormatter, output_folder, torch_threads
 from emg_lens.errors import EmgLensError
 
 __all__ = ["DESCRIPTION", "build_parser", "main", "run"]
@@ -106,7 +106,8 @@ def run(argv: list[str] | None = None) -> Any:
     args = build_parser().parse_args(argv)
     if args.command in FOLDER_OUT_COMMANDS and getattr(args, "out", None) is not None:
         output_folder(args.out)
-    return args.func(args)
+    with torch_threads(getattr(args, "threads", None)):  # the commands that compute have it
+        return args.func(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from emg_lens.cli.common import (
     DATASETS,
     add_command,
     add_device_argument,
+    add_threads_argument,
     resolve_device,
     show_progress,
 )
@@ -64,6 +65,7 @@ def add_parser(sub) -> None:
         f"(default {WAIT_TIMEOUT:g})",
     )
     add_device_argument(q)
+    add_threads_argument(q)
     _add_training_study_args(q)
     q.set_defaults(func=cmd_study_run)
 

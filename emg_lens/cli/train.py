@@ -11,6 +11,7 @@ from emg_lens.cli.common import (
     add_command,
     add_data_args,
     add_device_argument,
+    add_threads_argument,
     data_source_from_args,
     print_table,
     resolve_device,
@@ -38,11 +39,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the models (and synthetic data)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_argument(p)
+    add_threads_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = add_command(sub, "evaluate", "per-subject test accuracy of trained checkpoints")
     p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints, or demo")
     add_device_argument(p)
+    add_threads_argument(p)
     add_modules_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
