@@ -72,7 +72,13 @@ def cmd_demo(args: argparse.Namespace):
         f"ACC-only and {synthetic.n_interaction_gestures} interaction gestures (only sEMG and "
         f"ACC together tell those apart); {synthetic.n_repetitions} repetitions"
     )
-    data = [load_subject(source, s) for s in range(1, args.n_subjects + 1)]
+    data = []
+    for subject in range(1, args.n_subjects + 1):  # seconds each on a busy machine: say so
+        data.append(load_subject(source, subject))
+        say(
+            f"  subject {subject} of {args.n_subjects}: {len(data[-1].X_train)} training and "
+            f"{len(data[-1].X_test)} test windows; {time.time() - t0:.0f} s so far"
+        )
     train_cfg = TrainConfig(
         epochs=args.epochs,
         lr=3e-3,

@@ -4,6 +4,7 @@ accuracy)."""
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 from emg_lens.cli.common import (
@@ -95,6 +96,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         args.out,
         data_source=source,
         device=str(device),
+        report=functools.partial(print, flush=True),  # a log sees each line as it happens
     )
     print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
     return rows

@@ -93,6 +93,7 @@ class InspectionReport:
     attribution_skipped: str | None = None  # why there is no attribution table
     source: dict | None = None  # the data source the windows come from (its placement)
     channels: pd.DataFrame | None = None  # channel_importance: each channel unread
+    threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -223,6 +224,7 @@ class InspectionReport:
             title=f"{type(self.model).__name__}, subject {self.subject}",
             spec={"model": type(self.model).__name__, "subject": self.subject,
                   "windows": self.n_windows, "top_head": f"L{layer}H{head}",
+                  **({} if self.threads is None else {"threads": self.threads}),
                   **({} if self.source is None else {"data_source": self.source})},
         )  # fmt: skip
 
@@ -373,6 +375,7 @@ def inspect_model(
         n_windows=len(X),
         attribution_skipped=skipped,
         channels=channels,
+        threads=torch.get_num_threads(),
     )
 
 
