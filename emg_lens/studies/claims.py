@@ -373,7 +373,7 @@ def matching_keys(claim: Claim, rows: pd.DataFrame, where: str = "claim") -> str
     if claim.heads is not None:
         wanted = _heads_label(claim.heads)
         match &= mine["heads"].map(lambda h: _heads_label(h) == wanted)
-    keys = list(dict.fromkeys(mine.loc[match, "key"]))
+    keys = list(dict.fromkeys(mine.loc[match.fillna(False).astype(bool), "key"]))
     if len(keys) == 1:
         return keys[0]
     labels = sorted(dict.fromkeys(_row_label(r) for r in mine.itertuples()))
