@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.claims import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec import StatsSpec, StudySpec
@@ -407,11 +408,41 @@ class StudyResult(StudyOutput):
                 )
         return pd.DataFrame(rows)
 
+    def claims(self) -> pd.DataFrame:
+        """The study's declared claims (``[[claims]]``), each tested on the class counts of its
+        condition with the study's test and correction (`emg_lens.studies.claims`): one row
+        per claim with its verdict; an empty table when the study declares none."""
+        spec = self.spec
+        return evaluate_claims(
+            spec.claims,
+            dict(spec.class_groups),
+            self._counts(),
+            spec.stats.test,
+            spec.stats.correction,
+        )
+
+    def claims_note(self, claims: pd.DataFrame | None = None) -> str:
+        """The claims as the console prints them, under a line naming the test (empty when
+        the study declares none)."""
+        claims = self.claims() if claims is None else claims
+        if claims.empty:
+            return ""
+        return (
+            f"Claims ({TEST_NAMES[self.spec.stats.test]} over {claims['n'].max()} subjects, "
+            f"{self.spec.stats.correction} over the drop claims):\n" + format_claims(claims)
+        )
+
     def to_markdown(self) -> str:
         base = self.baseline
         first = self.spec.metric
+        claims = ""
+        if self.spec.claims:  # what was expected comes first (issue 41, item 2)
+            claims = claims_markdown(
+                self.claims(), TEST_NAMES[self.spec.stats.test], self.spec.stats.correction
+            )
+            claims += "\n## Results\n"
         head = (
-            f"# {self.spec.name}\n\nBaseline {first}: {base.mean():.3f} "
+            f"# {self.spec.name}\n{claims}\nBaseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
             f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"
             + ("" if len(self.spec.metrics) == 1 else ", within each metric's table")
@@ -470,12 +501,16 @@ class StudyResult(StudyOutput):
         return figs
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """per_subject.csv, per_class.csv and summary.csv."""
-        return {
+        """per_subject.csv, per_class.csv, summary.csv, and claims.csv when the study declares
+        claims."""
+        tables = {
             "per_subject.csv": self.per_subject,
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
         }
+        if self.spec.claims:
+            tables["claims.csv"] = self.claims()
+        return tables
 
     def console(self) -> str:
         """The cells reused and computed, the baseline, each metric's table and the power
@@ -492,6 +527,8 @@ class StudyResult(StudyOutput):
                 lines.append(f"{metric} ({delta_name(metric)}):")
             lines.append(self.table3(metric).to_string(index=False))
         lines.append(self.power_note())
+        if self.spec.claims:
+            lines.append(self.claims_note())
         return "\n".join(lines)
 
 

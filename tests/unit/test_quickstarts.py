@@ -254,10 +254,10 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens import EncoderConfig
     from emg_lens.cli.demo import DEMO_MODEL, DEMO_STUDY
     from emg_lens.data.preprocess import SubjectData
-    from emg_lens.data.synthetic.emg_acc import demo_setup, gesture_kinds
+    from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
-    from emg_lens.studies.planted import format_findings, kind_groups, planted_findings
+    from emg_lens.studies.planted import format_findings
 
     text = README.read_text().split("## Two commands", 1)[1].split("## In a notebook", 1)[0]
     (printed,) = re.findall(r"```text\n(.*?)```", text, flags=re.S)
@@ -286,8 +286,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     rows = [line for line in lines if re.match(r"(individual|all)\s", line)]
     assert [r.split()[:3] for r in rows] == [t.split()[:3] for t in table[1:]]  # row labels
     assert " ".join(result.power_note().split()) in " ".join(printed.split())  # the design
-    groups = kind_groups(gesture_kinds(synthetic), list(range(1, n_classes + 1)))
-    found = [x.strip() for x in format_findings(planted_findings(result, groups)).splitlines()]
+    found = [x.strip() for x in format_findings(result.claims()).splitlines()]  # declared
     claims = [x for x in found if x.startswith(("planted:", "Planted vs found"))]
     assert len(claims) == 3 and claims == [
         x for x in lines if x.startswith(("planted:", "Planted vs found"))
