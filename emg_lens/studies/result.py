@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec import StatsSpec, StudySpec
@@ -407,11 +408,29 @@ class StudyResult(StudyOutput):
                 )
         return pd.DataFrame(rows)
 
+    def chance(self) -> pd.DataFrame | None:
+        """Each subject's unmasked accuracy beside chance, on the windows the study scores
+        (`emg_lens.studies.chance.chance_table`, from the baseline cells' class counts); None
+        for cells without class counts."""
+        counts = self._counts()
+        if "class_correct" not in counts.columns:
+            return None
+        base = counts[counts["intervention"] == "baseline"]
+        return chance_table(
+            {
+                f"subject {r.subject}": (int(np.sum(r.class_correct)), r.class_total)
+                for r in base.itertuples(index=False)
+            }
+        )
+
     def to_markdown(self) -> str:
         base = self.baseline
         first = self.spec.metric
+        chance = self.chance()
         head = (
-            f"# {self.spec.name}\n\nBaseline {first}: {base.mean():.3f} "
+            f"# {self.spec.name}\n\n"
+            + ("" if chance is None else chance_markdown(chance) + "\n")
+            + f"Baseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
             f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"
             + ("" if len(self.spec.metrics) == 1 else ", within each metric's table")
@@ -470,11 +489,14 @@ class StudyResult(StudyOutput):
         return figs
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """per_subject.csv, per_class.csv and summary.csv."""
+        """per_subject.csv, per_class.csv, summary.csv and chance.csv (each subject's
+        unmasked accuracy beside chance)."""
+        chance = self.chance()
         return {
             "per_subject.csv": self.per_subject,
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
+            **({} if chance is None else {"chance.csv": chance}),
         }
 
     def console(self) -> str:
@@ -487,6 +509,9 @@ class StudyResult(StudyOutput):
             f"{spec.name}: baseline {spec.metric} {self.baseline.mean():.3f} over "
             f"{len(self.baseline)} subjects ({spec.stats.test}, {correction_phrase(spec.stats)})",
         ]
+        chance = self.chance()
+        if chance is not None:
+            lines.append(chance_console(chance))
         for metric in spec.metrics:  # one table per metric, from the same forward passes
             if len(spec.metrics) > 1:
                 lines.append(f"{metric} ({delta_name(metric)}):")

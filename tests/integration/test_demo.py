@@ -68,3 +68,7 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(tmp_path,
     assert "smallest corrected p" in printed
     for name in ("summary.md", "summary.csv", "per_class.csv", "class_deltas.png"):
         assert (tmp_path / "study" / name).stat().st_size > 0
+    # Every model is clearly above chance (issue 41, item 3): said, and nothing warned of.
+    assert "unmasked accuracy beside chance" in printed and "WARNING" not in printed
+    summary = (tmp_path / "study" / "summary.md").read_text()
+    assert "beside chance" in summary and "Warning" not in summary
