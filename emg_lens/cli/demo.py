@@ -57,6 +57,7 @@ def cmd_demo(args: argparse.Namespace):
     from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
+    from emg_lens.studies.chance import chance_console
     from emg_lens.studies.planted import format_findings
     from emg_lens.studies.result import correction_phrase
     from emg_lens.train import TrainConfig, train_subjects
@@ -122,6 +123,7 @@ def cmd_demo(args: argparse.Namespace):
         f"{result.baseline.mean():.3f} over {len(result.baseline)} subjects "
         f"({spec.stats.test}, {correction_phrase(spec.stats)})"
     )
+    print(chance_console(result.chance()))  # each model beside chance; a warning if one is not
     print(result.table3().to_string(index=False))
     print(result.power_note())
     say("[4/4] planted vs found: the study's declared claims, tested by the run")

@@ -56,7 +56,7 @@ def cmd_inspect(args: argparse.Namespace):
         data = select_windows(subject.data, args.n_windows)
         report = inspect_model(subject.model, data, progress=step)
     written = report.save(out)
-    print(report.summary())
+    print(report.console())
     print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {out}")
     print(f"report: {written[-1]}")
     return report
