@@ -29,7 +29,6 @@ from emg_lens.errors import (
     ArgumentError,
     AttachError,
     LayoutError,
-    UnsupportedFeatureError,
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout, check_mask_shape
@@ -42,13 +41,20 @@ from emg_lens.models.attached.find import (
     probe,
 )
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Site
-from emg_lens.models.base import EdgeMasks, HookedBiosignalModel
+from emg_lens.models.base import (
+    ATTENTION_HOOKS,
+    TL_WEIGHTS,
+    EdgeMasks,
+    HookedBiosignalModel,
+    require,
+)
 
 __all__ = ["AttachedModel", "attach"]
 
 CONVERTERS = (
     "emg_lens.models.from_torch_encoder (an nn.TransformerEncoder) or "
-    "emg_lens.models.from_braindecode (Labram, CBraMod, EEGPT, PBT)"
+    "emg_lens.models.from_braindecode (Labram, CBraMod, EEGPT, PBT); an attached model runs "
+    "its own code, with hooks at its attention only"
 )
 
 
@@ -85,6 +91,8 @@ class AttachedModel(HookedBiosignalModel):
     """
 
     tier = "attached"
+    contract = frozenset({ATTENTION_HOOKS})
+    converters = CONVERTERS
 
     def __init__(
         self,
@@ -105,6 +113,7 @@ class AttachedModel(HookedBiosignalModel):
         self.blocks = nn.ModuleList(AttachedBlock(i in self._blocks) for i in range(len(calls)))
         self._lock = threading.RLock()
         self.setup()
+        self.train(model.training)  # the user's module's mode (a new Module is in training)
 
     # ------------------------------------------------------------------ what it is
     @property
@@ -122,19 +131,23 @@ class AttachedModel(HookedBiosignalModel):
         return tuple(call.heads for call in self.calls)
 
     def _stack(self, name: str) -> torch.Tensor:
-        raise UnsupportedFeatureError(
-            f"an attached model has no weights in TransformerLens shapes (asked for "
-            f"{name.split('.')[-1]}): it runs {type(self.model).__name__}'s own code with hooks "
-            f"at its attention. Weight-based tools need a converted model: {CONVERTERS}"
-        )
+        require(self, TL_WEIGHTS, f"{name.split('.')[-1]} (stacked over layers)")
+        raise AssertionError("unreachable: an attached model has no TransformerLens weights")
 
     # ------------------------------------------------------------------ forward
     def forward(
-        self, signals: Any, *args: Any, edge_masks: EdgeMasks | None = None, **kwargs: Any
+        self,
+        signals: Any,
+        *args: Any,
+        edge_masks: EdgeMasks | None = None,
+        return_type: str | None = "logits",
+        **kwargs: Any,
     ) -> Any:
         """Run the user's model on ``signals`` ``[batch, channel, time]`` (``args`` and
         ``kwargs`` passed on), cutting ``edge_masks`` (``{layer: bool mask}``, True = cut,
         broadcastable to that layer's ``[batch, head, query, key]``) inside its attention.
+        ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
+        readout; None is what callers that only cache activations pass).
 
             >>> from emg_lens.models.attached.examples import TinyAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
@@ -145,6 +158,11 @@ class AttachedModel(HookedBiosignalModel):
         >>> bool((model(x) == model.model(x)).all()), model(x, edge_masks={0: cut}).shape
         (True, torch.Size([2, 3]))
         """
+        if return_type not in ("logits", None):
+            raise ArgumentError(
+                f"an attached model's return_type is 'logits' or None (the model's output), "
+                f"got {return_type!r}"
+            )
         x = self.hook_input(self.to_tokens(signals))
         masks = self._check_edge_masks(edge_masks, batch=x.shape[0])
         hooked = {i for i, block in enumerate(self.blocks) if _hooked(list(block.attn.children()))}

@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from emg_lens import LayoutError
-from emg_lens.errors import AmbiguousAttentionError, ArgumentError, AttentionNotFoundError
+from emg_lens.errors import (
+    AmbiguousAttentionError,
+    ArgumentError,
+    AttentionNotFoundError,
+    UnsupportedFeatureError,
+)
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach
 from tests.unit.models.attached_models import (
@@ -226,5 +231,5 @@ def test_what_cannot_be_attached_is_refused_by_name():
         model(_x(), edge_masks={0: torch.zeros(5, 5, dtype=torch.bool)})
     with pytest.raises(LayoutError, match="not a layer in"):
         model(_x(), edge_masks={2: torch.zeros(4, 4, dtype=torch.bool)})
-    with pytest.raises(Exception, match="no weights in TransformerLens shapes"):
+    with pytest.raises(UnsupportedFeatureError, match=r"W_Q.*from_torch_encoder"):
         _ = model.W_Q
