@@ -125,14 +125,19 @@ def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTabl
     masks = table.compiled.get(edges)
     if masks is None:  # compiled once per edge set, not once per condition
         try:
-            masks = edges.compile_layers(model.layout, n_heads, n_layers)
+            layout_of = getattr(model, "layout_of", None)
+            if layout_of is None:
+                masks = edges.compile_layers(model.layout, n_heads, n_layers)
+            else:  # the layout may differ by layer (an attached model's cross-attention)
+                edges.check_layers(n_layers)
+                masks = [edges.compile(layout_of(i), n_heads, layer=i) for i in range(n_layers)]
         except LayoutError as exc:
             raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
         table.compiled[edges] = masks
     if condition.heads is not None:
         keep = torch.zeros(n_heads, dtype=torch.bool)
         keep[list(condition.heads)] = True
-        masks = masks & keep[:, None, None]
+        masks = [mask & keep[:, None, None] for mask in masks]
     return tuple(
         table.id(masks[layer]) if layer in condition.layers else None for layer in range(n_layers)
     )
@@ -336,8 +341,10 @@ def _verify(
 ) -> None:
     """Re-run a few windows through the hooked path; demand equal logits and zero patterns."""
     layers = {layer: table.masks[i] for layer, i in enumerate(seq) if i is not None}
+    layout_of = getattr(model, "layout_of", lambda layer: model.layout)
     hooks = [
-        (attn_scores_filter([layer]), mask_edges(m, model.layout)) for layer, m in layers.items()
+        (attn_scores_filter([layer]), mask_edges(m, layout_of(layer)))
+        for layer, m in layers.items()
     ]
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
     with model.hooks(fwd_hooks=hooks):

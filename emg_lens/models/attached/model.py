@@ -99,15 +99,15 @@ class AttachedModel(HookedBiosignalModel):
         cfg: EncoderConfig,
         *,
         model: nn.Module,
-        layout: TokenLayout,
+        layout: TokenLayout | Sequence[TokenLayout],
         calls: Sequence[Call],
         blocks: Mapping[int, Block],
         named: Sequence[str] | None,
     ):
         super().__init__(cfg)
         self.model = model
-        self._layout = layout
         self.calls = tuple(calls)
+        self._layouts = _per_call(layout, len(self.calls))
         self._blocks = dict(blocks)
         self._named = None if named is None else tuple(named)
         self.blocks = nn.ModuleList(AttachedBlock(i in self._blocks) for i in range(len(calls)))
@@ -118,7 +118,29 @@ class AttachedModel(HookedBiosignalModel):
     # ------------------------------------------------------------------ what it is
     @property
     def layout(self) -> TokenLayout:
-        return self._layout
+        """The token layout every attention call sees; a model whose calls see different
+        tokens (cross-attention then self-attention over the queries) has one per layer,
+        `layout_of`."""
+        first = self._layouts[0]
+        if any(other != first for other in self._layouts[1:]):
+            raise LayoutError(
+                f"{type(self.model).__name__}'s attention calls see different tokens (e.g. "
+                f"layer 0: {first.describe_sides()}); ask for one layer's: model.layout_of(layer)"
+            )
+        return first
+
+    def layout_of(self, layer: int) -> TokenLayout:
+        """The token layout attention call ``layer`` sees (its query side and key side)."""
+        if (
+            isinstance(layer, bool)
+            or not isinstance(layer, int)
+            or not 0 <= layer < len(self._layouts)
+        ):
+            raise LayoutError(
+                f"layer {layer!r} is not an attention call of this model "
+                f"(0..{len(self._layouts) - 1})"
+            )
+        return self._layouts[layer]
 
     @property
     def resid_modules(self) -> dict[int, str]:
@@ -350,21 +372,41 @@ def _modalities(layout: TokenLayout, n_channels: int) -> dict[str, int]:
     return {(layout.modalities or ("signal",))[0]: n_channels}
 
 
-def _check_layout(layout: TokenLayout, calls: Sequence[Call]) -> None:
-    for layer, call in enumerate(calls):
-        if (call.n_query, call.n_key) != (layout.n_tokens, layout.n_tokens):
+def _per_call(layout: TokenLayout | Sequence[TokenLayout], n_calls: int) -> list[TokenLayout]:
+    """One layout per attention call: the one given for all, or one each (in call order)."""
+    if isinstance(layout, TokenLayout):
+        return [layout] * n_calls
+    layouts = list(layout) if isinstance(layout, Sequence) else []
+    if not layouts or not all(isinstance(one, TokenLayout) for one in layouts):
+        raise ArgumentError(
+            "layout must be a TokenLayout saying what each token is (e.g. "
+            "TokenLayout.channel_tokens({'emg': 8}, cls_token=False)), or a list of them, one "
+            f"per attention call; got {describe(layout)}"
+        )
+    if len(layouts) != n_calls:
+        raise LayoutError(
+            f"layout lists {len(layouts)} layouts, but the model makes {n_calls} attention "
+            "calls: give one per call, in call order (or one TokenLayout for all)"
+        )
+    return layouts
+
+
+def _check_layout(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
+    for layer, (layout, call) in enumerate(zip(layouts, calls)):
+        if (call.n_query, call.n_key) != (layout.n_queries, layout.n_tokens):
             raise LayoutError(
                 f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
                 f"{call.n_query} queries to {call.n_key} keys, but the layout has "
-                f"{layout.n_tokens} tokens: give the layout of the tokens this attention sees "
-                "(one entry per token, in the order of the scores' axes)"
+                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
+                "(one entry per token, in the order of the scores' axes; "
+                "TokenLayout.cross(queries, keys) where queries are not keys)"
             )
 
 
 def attach(
     model: nn.Module,
     *,
-    layout: TokenLayout,
+    layout: TokenLayout | Sequence[TokenLayout],
     n_samples: int | None = None,
     attention: AttentionSpec = None,
     n_channels: int | None = None,
@@ -377,8 +419,10 @@ def attach(
             attention is ``scaled_dot_product_attention``, ``nn.MultiheadAttention`` (also
             inside ``nn.TransformerEncoderLayer``) or a softmax over ``[batch, head, query,
             key]`` scores.
-        layout: what each token the attention sees is (a `TokenLayout`); checked against
-            the scores of every attention call on an example input.
+        layout: what each token the attention sees is: a `TokenLayout` for every call, or a
+            list of them, one per attention call in call order (cross-attention:
+            ``TokenLayout.cross(queries, keys)``); checked against the scores of every call
+            on an example input.
         n_samples: samples per window (default: the model's ``n_times``).
         attention: the modules whose 4-D softmax is an attention: a class, a module-path
             glob (``"blocks.*.attn"``) or a list of them. Default: every softmax over the last
@@ -403,17 +447,17 @@ def attach(
         raise ArgumentError(f"attach needs a torch.nn.Module, got {describe(model)}")
     if isinstance(model, AttachedModel):
         raise ArgumentError("this model is attached already: use it as it is")
-    if not isinstance(layout, TokenLayout):
-        raise ArgumentError(
-            "layout must be a TokenLayout saying what each token is (e.g. "
-            f"TokenLayout.channel_tokens({{'emg': 8}}, cls_token=False)), got {describe(layout)}"
-        )
-    channels, samples = _input_size(model, layout, n_samples, n_channels)
+    keys = _per_call(layout, 1)[0] if isinstance(layout, TokenLayout) else None
+    if keys is None:  # a list: checked against the calls once they are known
+        _per_call(layout, len(layout) if isinstance(layout, Sequence) else 0)
+        keys = layout[0]
+    channels, samples = _input_size(model, keys, n_samples, n_channels)
     named = named_modules_of(model, attention)
     params = [p for p in model.parameters() if p.is_floating_point()]
     device = params[0].device if params else torch.device("cpu")
     dtype = params[0].dtype if params else torch.float32
-    batch = 3 if layout.n_tokens == 2 else 2  # not the token count: tells the axes apart
+    sizes = {keys.n_tokens, keys.n_queries}
+    batch = next(b for b in range(2, 10) if b not in sizes)  # tells batch and token axes apart
     example = torch.randn(batch, channels, samples, generator=torch.Generator().manual_seed(0))
     example = example.to(device=device, dtype=dtype)
     try:
@@ -427,7 +471,8 @@ def attach(
             "runs the model once to find its attention: check n_samples and n_channels"
         ) from exc
     check_calls(model, found, named)
-    _check_layout(layout, found.calls)
+    layouts = _per_call(layout, len(found.calls))
+    _check_layout(layouts, found.calls)
     blocks = find_blocks(found, batch, [c.n_query for c in found.calls])
     out = found.output
     n_classes = out.shape[-1] if isinstance(out, torch.Tensor) and out.ndim == 2 else 1
@@ -442,14 +487,14 @@ def attach(
         normalization_type=None,
         positional_embedding_type="none",
         tokenization="custom",
-        n_ctx=layout.n_tokens,
-        modalities=_modalities(layout, channels),
+        n_ctx=keys.n_tokens,
+        modalities=_modalities(keys, channels),
         n_samples=samples,
-        use_cls_token=CLS in layout.group,
+        use_cls_token=CLS in keys.group,
         n_classes=n_classes,
         dtype=dtype,
         device=str(device),
     )
     return AttachedModel(
-        cfg, model=model, layout=layout, calls=found.calls, blocks=blocks, named=named
+        cfg, model=model, layout=layouts, calls=found.calls, blocks=blocks, named=named
     )

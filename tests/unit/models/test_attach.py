@@ -233,3 +233,63 @@ def test_what_cannot_be_attached_is_refused_by_name():
         model(_x(), edge_masks={2: torch.zeros(4, 4, dtype=torch.bool)})
     with pytest.raises(UnsupportedFeatureError, match=r"W_Q.*from_torch_encoder"):
         _ = model.W_Q
+
+
+class Perceiver(nn.Module):
+    """Learned queries read the channel tokens (cross-attention, as LUNA does), then attend
+    each other; the model's own mask for the cross step is ``cross_mask`` [query, key]."""
+
+    def __init__(self, n_queries=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(N_SAMPLES, D)
+        self.queries = nn.Parameter(torch.randn(n_queries, D))
+        self.read = nn.MultiheadAttention(D, HEADS, batch_first=True)
+        self.mix = nn.MultiheadAttention(D, HEADS, batch_first=True)
+        self.head = nn.Linear(D, 3)
+
+    def forward(self, x, cross_mask=None):
+        tokens = self.embed(x)
+        q = self.queries.expand(len(x), -1, -1)
+        q = q + self.read(q, tokens, tokens, attn_mask=cross_mask, need_weights=False)[0]
+        q = q + self.mix(q, q, q, need_weights=False)[0]
+        return self.head(q.mean(1))
+
+
+def test_cross_attention_layouts_edge_sets_and_exact_cuts():
+    from emg_lens.edges import between, parse
+    from emg_lens.hooks import compile_edges
+
+    keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
+    learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)
+    net = Perceiver().eval()
+    with pytest.raises(LayoutError, match=r"3 queries to 4 keys.*TokenLayout\.cross"):
+        attach(net, layout=keys, n_samples=N_SAMPLES)
+    model = attach(net, layout=[TokenLayout.cross(learned, keys), learned], n_samples=N_SAMPLES)
+    assert [(c.n_query, c.n_key) for c in model.calls] == [(3, 4), (3, 3)]
+    with pytest.raises(LayoutError, match="layout_of"):
+        _ = model.layout
+    edges = between("query", "emg")  # every query reading the sEMG channels
+    assert parse(str(edges)) == edges
+    masks = compile_edges(edges, model, [0])
+    assert masks[0].shape == (HEADS, 3, 4) and masks[0][:, :, :2].all()
+    assert not masks[0][:, :, 2:].any()
+    x = _x()
+    with torch.no_grad():
+        got = model(x, edge_masks=masks)
+        own = net(x, masks[0][0])  # MultiheadAttention: True = may not attend
+    assert (got - own).abs().max() <= 1e-5 and (got - net(x)).abs().max() > 1e-4
+    _, cache = model.run_with_cache(x)
+    assert cache["pattern", 0].shape == (BATCH, HEADS, 3, 4)
+    assert cache["pattern", 1].shape == (BATCH, HEADS, 3, 3)
+    with pytest.raises(LayoutError, match="'emg'"):  # the self-attention has no sEMG tokens
+        compile_edges(edges, model, [1])
+
+
+def test_a_cross_layout_round_trips_through_its_dict_form():
+    from emg_lens.models.torch_encoder import layout_from_dict, layout_to_dict
+
+    keys = TokenLayout.channel_tokens({"emg": 2}, cls_token=True, channel_names=["a", "b"])
+    cross = TokenLayout.cross(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)), keys)
+    assert layout_from_dict(layout_to_dict(cross)) == cross
+    assert "2 queries" in str(cross) and cross.describe_sides().startswith("2 query tokens")
