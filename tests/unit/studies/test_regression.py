@@ -18,6 +18,7 @@ from emg_lens.data.windows.contraction import contraction_windows
 from emg_lens.edges import between_regions, cross_channel
 from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError
 from emg_lens.geometry import grid_halves
+from emg_lens.geometry.draw import plot_channel_groups
 from emg_lens.models.tinymyo import TinyMyo
 from emg_lens.studies.metrics import score_regression
 from emg_lens.studies.regression import regression_cuts
@@ -126,6 +127,8 @@ def test_bad_inputs_are_named(contraction, regressor):
         score_regression(np.array([np.nan, 1.0]), np.array([0.0, 1.0]))
     with pytest.raises(ArgumentError, match="do not vary"):
         score_regression(np.array([0.0, 1.0]), np.array([1.0, 1.0]))
+    with pytest.raises(ArgumentError, match=r"a group index 0\.\.0 or -1"):
+        plot_channel_groups({"x": [5] * 64}, rec.meta["placement"], groups=["a"], title="t")
     with pytest.raises(ArgumentError, match="not a grid"):
         grid_halves(
             rec.meta["placement"]
