@@ -232,7 +232,8 @@ def _check_folds(target: np.ndarray, folds: int, regression: bool) -> None:
         )
     if counts.min() < folds:
         raise ArgumentError(
-            f"fewer windows than folds: label {values[counts.argmin()]!r} has {counts.min()} "
+            f"fewer windows than folds: label {values[counts.argmin()].item()!r} has "
+            f"{counts.min()} "
             f"window(s), fewer than folds={folds}; pass fewer folds or leave it out (classes=)"
         )
 
