@@ -23,12 +23,20 @@ layer 0 0.50-0.94, cut 0.25-0.28 (chance among the four interaction gestures 0.2
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
+from emg_lens.cli import main
 from emg_lens.config import config_for_data
 from emg_lens.inspect import interchange, interchange_pairs, probe_tokens
 from emg_lens.models import IsoNet
-from tests.demo_model import RECIPE, demo_data, kind_indices, trained_demo_model
+from tests.demo_model import (
+    RECIPE,
+    demo_data,
+    demo_models_folder,
+    kind_indices,
+    trained_demo_model,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -96,3 +104,25 @@ def test_interchanging_acc_tokens_moves_the_prediction_to_the_source_unless_cut(
     assert open_.ci_low >= chance + 0.15  # well above chance, with its interval
     assert cut.iia <= chance + 0.1
     assert open_.iia >= cut.iia + 0.15
+
+
+def test_the_probe_command_writes_the_planted_tables_figures_and_report(shared, tmp_path, capsys):
+    folder, out = demo_models_folder(shared), tmp_path / "probe"
+    interaction = [str(c) for c in kind_indices(demo_data())["interaction"]]
+    argv = ["probe", "--models", str(folder), "--out", str(out), "--classes", *interaction,
+            "--groups", "pooled", "acc", "--cut", RECIPE["cut"], "--interchange", "acc",
+            "--return-type", "avg_logits"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "interchange acc at layer 0, cut none: IIA" in printed
+    for name in ("probes.csv", "probe_summary.csv", "interchange.csv", "summary.md",
+                 "probe_accuracy.png", "interchange_accuracy.png", "report.html"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    probes = pd.read_csv(out / "probe_summary.csv").set_index(["cut", "group", "layer"])
+    last = int(probes.index.get_level_values("layer").max())
+    assert probes.loc[("none", "pooled", last), "accuracy"] >= 0.45
+    assert probes.loc[(RECIPE["cut"], "pooled", last), "accuracy"] <= 0.35
+    swaps = pd.read_csv(out / "interchange.csv").set_index(["cut", "layer"])
+    assert swaps.loc[("none", 0), "iia"] >= swaps.loc[(RECIPE["cut"], 0), "iia"] + 0.15
+    report = (out / "report.html").read_text()
+    assert "probe_accuracy" in report and "interchange_accuracy" in report
