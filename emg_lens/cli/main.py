@@ -16,6 +16,7 @@ from emg_lens.cli import (
     discover,
     export,
     inspect,
+    probe,
     report,
     study,
     synth,
@@ -41,6 +42,7 @@ commands:
   study     run or check a declarative study (TOML/YAML)
   synth     write synthetic recordings in a real dataset's file layout
   inspect   attention flow, head importance, attribution, shift of a model
+  probe     linear probes and interchange interventions on token groups, by layer
   discover  screen every attention knockout, find the edge circuit per subject
   windows   build a TinyMyo window store (HDF5) from a dataset
   pretrain  masked-signal pretraining of a TinyMyo
@@ -57,6 +59,7 @@ FOLDER_OUT_COMMANDS = (
     "study",
     "synth",
     "inspect",
+    "probe",
     "discover",
     "pretrain",
     "finetune",
@@ -85,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_parser(sub)
     synth.add_parser(sub)
     inspect.add_parser(sub)
+    probe.add_parser(sub)
     discover.add_parser(sub)
     windows.add_parser(sub)
     tinymyo.add_parsers(sub)

@@ -10,6 +10,9 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
 - `direct_attribution`: each head's, MLP's and embedding's contribution to the correct-class
   logit through the classifier;
 - `distribution_shift`: cosine distance and MMD² between masked and unmasked residual streams;
+- `probe_tokens`: cross-validated linear probes on token groups per layer, with control tasks;
+- `interchange`: interchange interventions (a token group's residual, or the attention output
+  through an edge set, taken from paired source windows) and their accuracy (IIA);
 - activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
   `patch_residual`, `patch_token_group`, `run_patched`; `tl_index_df` for TransformerLens's
   position-indexed patching helpers.
@@ -27,6 +30,7 @@ from emg_lens.inspect.importance import (
     head_importance,
     mass_effect_correlation,
 )
+from emg_lens.inspect.interchange import Interchange, interchange, interchange_pairs
 from emg_lens.inspect.patching import (
     patch_heads,
     patch_residual,
@@ -47,9 +51,11 @@ from emg_lens.inspect.plots import (
     to_circuitsvis,
     token_labels,
 )
+from emg_lens.inspect.probes import probe_tokens
 from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_unbiased
 
 __all__ = [
+    "Interchange",
     "as_subject_data",
     "attention_flow",
     "attribution_hooks",
@@ -58,6 +64,8 @@ __all__ = [
     "distribution_shift",
     "edge_mass",
     "head_importance",
+    "interchange",
+    "interchange_pairs",
     "mass_effect_correlation",
     "mean_patterns",
     "median_bandwidth",
@@ -75,6 +83,7 @@ __all__ = [
     "plot_patching",
     "plot_pattern",
     "plot_qk_circuit",
+    "probe_tokens",
     "qk_circuit",
     "readout_map",
     "run_patched",
