@@ -15,6 +15,7 @@ from emg_lens.cli import (
     demo,
     discover,
     export,
+    features,
     inspect,
     report,
     study,
@@ -41,6 +42,7 @@ commands:
   study     run or check a declarative study (TOML/YAML)
   synth     write synthetic recordings in a real dataset's file layout
   inspect   attention flow, head importance, attribution, shift of a model
+  features  sparse features of one layer's channel tokens (TopK autoencoder)
   discover  screen every attention knockout, find the edge circuit per subject
   windows   build a TinyMyo window store (HDF5) from a dataset
   pretrain  masked-signal pretraining of a TinyMyo
@@ -57,6 +59,7 @@ FOLDER_OUT_COMMANDS = (
     "study",
     "synth",
     "inspect",
+    "features",
     "discover",
     "pretrain",
     "finetune",
@@ -85,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_parser(sub)
     synth.add_parser(sub)
     inspect.add_parser(sub)
+    features.add_parser(sub)
     discover.add_parser(sub)
     windows.add_parser(sub)
     tinymyo.add_parsers(sub)

@@ -10,6 +10,9 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
 - `direct_attribution`: each head's, MLP's and embedding's contribution to the correct-class
   logit through the classifier;
 - `distribution_shift`: cosine distance and MMD² between masked and unmasked residual streams;
+- sparse features of channel tokens: `train_features` (a TopK autoencoder on one layer's
+  residual, `FeatureConfig`) returns `Features` (reconstruction, dead features, each feature's
+  maps, classes and ablation), saved with provenance and read back by `load_features`;
 - activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
   `patch_residual`, `patch_token_group`, `run_patched`; `tl_index_df` for TransformerLens's
   position-indexed patching helpers.
@@ -20,6 +23,13 @@ not fit the model's layout.
 
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit, token_embeddings
+from emg_lens.inspect.features import (
+    FeatureConfig,
+    Features,
+    TopKSAE,
+    load_features,
+    train_features,
+)
 from emg_lens.inspect.flow import attention_flow, edge_mass, mean_patterns, token_bins
 from emg_lens.inspect.importance import (
     as_subject_data,
@@ -50,6 +60,9 @@ from emg_lens.inspect.plots import (
 from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_unbiased
 
 __all__ = [
+    "FeatureConfig",
+    "Features",
+    "TopKSAE",
     "as_subject_data",
     "attention_flow",
     "attribution_hooks",
@@ -58,6 +71,7 @@ __all__ = [
     "distribution_shift",
     "edge_mass",
     "head_importance",
+    "load_features",
     "mass_effect_correlation",
     "mean_patterns",
     "median_bandwidth",
@@ -83,4 +97,5 @@ __all__ = [
     "token_bins",
     "token_embeddings",
     "token_labels",
+    "train_features",
 ]
