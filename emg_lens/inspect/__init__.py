@@ -13,6 +13,9 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
 - sparse features of channel tokens: `train_features` (a TopK autoencoder on one layer's
   residual, `FeatureConfig`) returns `Features` (reconstruction, dead features, each feature's
   maps, classes and ablation), saved with provenance and read back by `load_features`;
+- `probe_tokens`: cross-validated linear probes on token groups per layer, with control tasks;
+- `interchange`: interchange interventions (a token group's residual, or the attention output
+  through an edge set, taken from paired source windows) and their accuracy (IIA);
 - activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
   `patch_residual`, `patch_token_group`, `run_patched`; `tl_index_df` for TransformerLens's
   position-indexed patching helpers.
@@ -37,6 +40,7 @@ from emg_lens.inspect.importance import (
     head_importance,
     mass_effect_correlation,
 )
+from emg_lens.inspect.interchange import Interchange, interchange, interchange_pairs
 from emg_lens.inspect.patching import (
     patch_heads,
     patch_residual,
@@ -57,11 +61,13 @@ from emg_lens.inspect.plots import (
     to_circuitsvis,
     token_labels,
 )
+from emg_lens.inspect.probes import probe_tokens
 from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_unbiased
 
 __all__ = [
     "FeatureConfig",
     "Features",
+    "Interchange",
     "TopKSAE",
     "as_subject_data",
     "attention_flow",
@@ -71,6 +77,8 @@ __all__ = [
     "distribution_shift",
     "edge_mass",
     "head_importance",
+    "interchange",
+    "interchange_pairs",
     "load_features",
     "mass_effect_correlation",
     "mean_patterns",
@@ -89,6 +97,7 @@ __all__ = [
     "plot_patching",
     "plot_pattern",
     "plot_qk_circuit",
+    "probe_tokens",
     "qk_circuit",
     "readout_map",
     "run_patched",
