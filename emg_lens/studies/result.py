@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.claims import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.studies.output import StudyOutput, markdown_table
@@ -432,9 +433,25 @@ class StudyResult(StudyOutput):
             f"{self.spec.stats.correction} over the drop claims):\n" + format_claims(claims)
         )
 
+    def chance(self) -> pd.DataFrame | None:
+        """Each subject's unmasked accuracy beside chance, on the windows the study scores
+        (`emg_lens.studies.chance.chance_table`, from the baseline cells' class counts); None
+        for cells without class counts."""
+        counts = self._counts()
+        if "class_correct" not in counts.columns:
+            return None
+        base = counts[counts["intervention"] == "baseline"]
+        return chance_table(
+            {
+                f"subject {r.subject}": (int(np.sum(r.class_correct)), r.class_total)
+                for r in base.itertuples(index=False)
+            }
+        )
+
     def to_markdown(self) -> str:
         base = self.baseline
         first = self.spec.metric
+        chance = self.chance()
         claims = ""
         if self.spec.claims:  # what was expected comes first (issue 41, item 2)
             claims = claims_markdown(
@@ -442,7 +459,10 @@ class StudyResult(StudyOutput):
             )
             claims += "\n## Results\n"
         head = (
-            f"# {self.spec.name}\n{claims}\nBaseline {first}: {base.mean():.3f} "
+            f"# {self.spec.name}\n\n"
+            + ("" if chance is None else chance_markdown(chance))  # a warning first (item 3)
+            + claims
+            + f"\nBaseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
             f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"
             + ("" if len(self.spec.metrics) == 1 else ", within each metric's table")
@@ -501,12 +521,14 @@ class StudyResult(StudyOutput):
         return figs
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """per_subject.csv, per_class.csv, summary.csv, and claims.csv when the study declares
-        claims."""
+        """per_subject.csv, per_class.csv, summary.csv, chance.csv (each subject's unmasked
+        accuracy beside chance) and claims.csv when the study declares claims."""
+        chance = self.chance()
         tables = {
             "per_subject.csv": self.per_subject,
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
+            **({} if chance is None else {"chance.csv": chance}),
         }
         if self.spec.claims:
             tables["claims.csv"] = self.claims()
@@ -522,6 +544,9 @@ class StudyResult(StudyOutput):
             f"{spec.name}: baseline {spec.metric} {self.baseline.mean():.3f} over "
             f"{len(self.baseline)} subjects ({spec.stats.test}, {correction_phrase(spec.stats)})",
         ]
+        chance = self.chance()
+        if chance is not None:
+            lines.append(chance_console(chance))
         for metric in spec.metrics:  # one table per metric, from the same forward passes
             if len(spec.metrics) > 1:
                 lines.append(f"{metric} ({delta_name(metric)}):")

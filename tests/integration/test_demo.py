@@ -82,3 +82,6 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(tmp_path,
     assert summary.count("| holds |") == 2
     report = (tmp_path / "study" / "report.html").read_text()
     assert report.index(">Claims<") < report.index("Baseline accuracy")
+    # Every model is clearly above chance (issue 41, item 3): said, and nothing warned of.
+    assert "unmasked accuracy beside chance" in printed and "WARNING" not in printed
+    assert "beside chance" in summary and "Warning" not in summary
