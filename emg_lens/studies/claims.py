@@ -565,7 +565,7 @@ def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str
     """The "Claims" section of ``summary.md``: the rules in a paragraph, then one row per
     claim."""
     intro = (
-        "\n## Claims\n\nWhat the study file declared before the run, tested on each subject's "
+        "## Claims\n\nWhat the study file declared before the run, tested on each subject's "
         "accuracy over the claim's classes under its condition against the baseline "
         f"({test_name}). A drop holds when p_corr < {ALPHA} ({correction} over the drop "
         "claims) and the accuracy fell; it fails on a significant rise, or with no significant "
