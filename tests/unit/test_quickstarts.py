@@ -376,7 +376,7 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     assert main(export[0]) == 2
     assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
     assert main(["demo", "--n-subjects", "2", "--epochs", "1", "--quiet", "--threads", "1"]) == 0
-    run_readme(study, {"study": ["--quiet"]})
+    run_readme(study, {})
     run_readme(export, {})
     assert Path("runs/t3/summary.md").is_file() and Path("isonet.onnx").is_file()
     # inspect's --out has a default under runs/ (issue 41, item 6)
