@@ -274,8 +274,9 @@ def test_the_inspection_report_writes_the_circuits_beside_the_attention_flow(tmp
 
 
 def test_the_report_leaves_out_a_circuit_the_model_cannot_have():
-    qk, ov = report_module._weight_circuits(_tinymyo())  # token RoPE: QK only
+    qk, ov, skipped = report_module._weight_circuits(_tinymyo())  # token RoPE: QK only
     assert set(qk["layer"]) == {0, 1} and ov is None
+    assert list(skipped) == ["ov_circuit"] and "constant" in skipped["ov_circuit"]
     many = _isonet(modalities={"emg": 12, "acc": 6})  # past 16 channels: by group
-    qk, ov = report_module._weight_circuits(many)
+    qk, ov, skipped = report_module._weight_circuits(many)
     assert set(qk["query"]) == {"cls", "emg", "acc"} and set(ov["channel"]) > {"ch17"}
