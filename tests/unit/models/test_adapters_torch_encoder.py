@@ -386,3 +386,13 @@ def test_a_linear_readout_survives_the_checkpoint(tmp_path):
     x = model.example_input(3)
     assert again.init_kwargs == model.init_kwargs and torch.equal(again(x), model(x))
     assert torch.equal(again.W_U, model.W_U)
+
+
+def test_a_linear_readout_is_found_on_an_encoder_left_in_training_mode():
+    """Dropout is off for the parity checks (as the README's models.py converts a fresh
+    encoder, in training mode)."""
+    parts = torch_encoder_model(1, readout="linear", final_norm=False, cls=False, convert=False)
+    parts["encoder"].train()
+    encoder = parts.pop("encoder")
+    model = from_torch_encoder(encoder, n_samples=8, **parts)
+    assert model.init_kwargs["linear_readout"]["pool"] == "mean" and encoder.training
