@@ -44,6 +44,7 @@ from emg_lens.inspect.importance import (
 )
 from emg_lens.inspect.shift import distribution_shift
 from emg_lens.layout import CLS
+from emg_lens.models.base import TL_WEIGHTS, require
 from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import save_outputs
 
@@ -93,10 +94,12 @@ class InspectionReport:
     ov: pd.DataFrame | None = None
     n_windows: int = 0
     attribution_skipped: str | None = None  # why there is no attribution table
+    circuits_skipped: str | None = None  # why there are no weight circuits (no TL weights)
     source: dict | None = None  # the data source the windows come from (its placement)
     channels: pd.DataFrame | None = None  # channel_importance: each channel unread
+    threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
     chance: pd.DataFrame | None = None  # the unmasked accuracy beside chance (chance_table)
-    circuits_skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why
+    circuits_left_out: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why
     view_skipped: str | None = None  # why there is no attention_view.html
 
     @property
@@ -219,7 +222,7 @@ class InspectionReport:
         if self.attribution is None:
             lines.append(f"attribution (table and figure): {self.attribution_skipped}")
         lines += [
-            f"{name} (table and figure): {why}" for name, why in self.circuits_skipped.items()
+            f"{name} (table and figure): {why}" for name, why in self.circuits_left_out.items()
         ]
         layout = self.model.layout
         montages = montages_of(self.source, layout)
@@ -289,6 +292,7 @@ class InspectionReport:
             title=f"{type(self.model).__name__}, subject {self.subject}",
             spec={"model": type(self.model).__name__, "subject": self.subject,
                   "windows": self.n_windows, "top_head": f"L{layer}H{head}",
+                  **({} if self.threads is None else {"threads": self.threads}),
                   **({} if self.source is None else {"data_source": self.source})},
         )  # fmt: skip
 
@@ -305,6 +309,8 @@ class InspectionReport:
             heads = ", ".join(f"L{r.layer}H{r.head} {r.delta:+.3f}" for r in top.itertuples())
             rho = self.correlation.set_index("kind").loc[kind, "spearman_rho"]
             lines.append(f"  mask {kind}: top heads {heads}; Spearman(mass, drop) = {rho:.2f}")
+        if self.circuits_skipped is not None:
+            lines.append(f"  weight circuits (QK, OV): skipped ({self.circuits_skipped})")
         if self.attribution is None:
             lines.append(f"  attribution: skipped ({self.attribution_skipped})")
         else:
@@ -405,7 +411,7 @@ def inspect_model(
     else:
         bins = None if model.cfg.n_channels <= MAX_FLOW_BINS else MAX_FLOW_BINS
         flow = attention_flow(model, X, by="channel", bins=bins, batch_size=batch_size)
-    qk, ov, circuits_skipped = _weight_circuits(model)
+    qk, ov, circuits_left_out = _weight_circuits(model)
     step(
         f"[3/5] head importance ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads) and "
         f"channel importance ({model.cfg.n_channels} channels)"
@@ -444,9 +450,11 @@ def inspect_model(
         ov=ov,
         n_windows=len(X),
         attribution_skipped=skipped,
+        circuits_skipped=_why_no_weights(model),
         channels=channels,
+        threads=torch.get_num_threads(),
         chance=chance,
-        circuits_skipped=circuits_skipped,
+        circuits_left_out=circuits_left_out,
         source=source,
         view_skipped=(
             "circuitsvis is not installed (pip install emg_lens[viz])"
@@ -456,10 +464,25 @@ def inspect_model(
     )
 
 
+def _why_no_weights(model: Any) -> str | None:
+    """Why the weight-based tables (QK and OV circuits, attribution) cannot be made: a model
+    without TransformerLens weights (an attached model) says which converter gives them."""
+    try:
+        require(
+            model, TL_WEIGHTS, "each weight-based table (QK and OV circuits, direct attribution)"
+        )
+    except UnsupportedFeatureError as exc:
+        return str(exc)
+    return None
+
+
 def _why_no_attribution(model: Any) -> str | None:
     """Why `direct_attribution` cannot read ``model`` (its readout is no linear map of the
-    final stream: a user's readout module, a flattening head, post-LN blocks), or None; a
-    model with no class logits at all (a TinyMyo pretrained for reconstruction) is refused."""
+    final stream: a user's readout module, a flattening head, post-LN blocks; no weights in
+    TransformerLens shapes), or None; a model with no class logits at all (a TinyMyo
+    pretrained for reconstruction) is refused."""
+    if (why := _why_no_weights(model)) is not None:
+        return why
     if getattr(model, "task", "classification") != "classification":
         readout_map(model)  # raises, naming the task
     try:
