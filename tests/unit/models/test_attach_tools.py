@@ -94,3 +94,35 @@ def test_onnx_export_of_a_cut_is_refused_by_name(attached, tmp_path):
 
     with pytest.raises(UnsupportedFeatureError, match=r"torch\.onnx cannot record"):
         export_onnx(attached, tmp_path / "m.onnx", edges="cross_channel")
+
+
+@pytest.mark.parametrize(("kind", "seed"), [("qkv", 0), ("mha", 1), ("torch_encoder", 1)])
+def test_discovery_screens_an_attached_model_against_exact_knockouts(kind, seed):
+    """The screen (one forward, one backward through hook_pattern; every layer linearised, as
+    an attached model has no blocks to run one by one) ranks the candidates as exact
+    knockouts do (measured: Spearman 0.97-0.99 on these three, 0.72-0.99 over four forms and two
+    seeds of such random models, lower where the weights are scaled up); `discover` keeps a
+    circuit within tau."""
+    from emg_lens.discovery.metrics import spearman
+    from emg_lens.discovery.screen import screen
+    from emg_lens.discovery.search import discover
+    from emg_lens.layout import TokenLayout
+
+    layout = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
+    model = attach(build(kind, seed), layout=layout, n_samples=N_SAMPLES)
+    X = np.random.default_rng(0).standard_normal((32, N_CHANNELS, N_SAMPLES)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.as_tensor(X)).argmax(-1).numpy()
+    data = SubjectData.from_windows({"emg": 2, "acc": 2}, (X, y), (X, y), classes=[0, 1, 2])
+    screened = screen(model, data)
+    assert screened.table["risk"].isna().all()  # no W_O to read the risk from
+    passes = screened.exact_passes()
+    exact = [
+        passes.score({c.layer: c.edges.compile(layout, 2, layer=c.layer)}).metric
+        - screened.baseline
+        for c in screened.family
+    ]
+    rho = spearman(screened.table.sort_index()["estimate"].to_numpy(), np.array(exact))
+    assert rho >= 0.9, rho
+    found = discover(model, data, screened=screened, tau=0.1)
+    assert found.faithfulness >= 0.9 and 0 < found.summary()["candidates_kept"] <= 16
