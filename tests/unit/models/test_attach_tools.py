@@ -126,3 +126,19 @@ def test_discovery_screens_an_attached_model_against_exact_knockouts(kind, seed)
     assert rho >= 0.9, rho
     found = discover(model, data, screened=screened, tau=0.1)
     assert found.faithfulness >= 0.9 and 0 < found.summary()["candidates_kept"] <= 16
+
+
+def test_a_checkpoint_of_an_attached_model_loads_with_the_users_module(attached, tmp_path):
+    from emg_lens.checkpoints import load_checkpoint, save_checkpoint, user_modules_of
+    from emg_lens.errors import CheckpointError
+
+    path = save_checkpoint(attached, tmp_path / "subject_1")
+    with pytest.raises(CheckpointError, match="model"):
+        load_checkpoint(path)  # the user's class: config.json cannot rebuild it
+    again = load_checkpoint(path, modules={"model": build("sdpa", seed=5)})
+    x = attached.example_input(3)
+    cut = {1: torch.eye(N_CHANNELS, dtype=torch.bool).logical_not()}
+    assert torch.equal(again(x), attached(x))
+    assert torch.equal(again(x, edge_masks=cut), attached(x, edge_masks=cut))
+    assert again.calls == attached.calls and again.resid_modules == attached.resid_modules
+    assert user_modules_of({"model_class": "AttachedModel"}) == ("model",)
