@@ -293,3 +293,18 @@ def test_a_cross_layout_round_trips_through_its_dict_form():
     cross = TokenLayout.cross(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)), keys)
     assert layout_from_dict(layout_to_dict(cross)) == cross
     assert "2 queries" in str(cross) and cross.describe_sides().startswith("2 query tokens")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_cut_alone_and_a_hooked_cut_agree_also_on_a_query_left_with_no_key(kind):
+    """A cut with nothing hooked runs the model's own function with the cut added to its mask
+    (the fused kernel); a hooked one is computed explicitly. They agree, and a query whose keys
+    are all cut attends to nothing (finite, not NaN) on both."""
+    _, model = _attached(kind)
+    x, cut = _x(), _cut(7)
+    cut[:, 0, :] = True  # query 0 reads nothing
+    noop = [("blocks.0.attn.hook_pattern", lambda t, hook: t)]
+    with torch.no_grad():
+        alone = model(x, edge_masks={0: cut})
+        hooked = model.run_with_hooks(x, edge_masks={0: cut}, fwd_hooks=noop)
+    assert torch.isfinite(alone).all() and (alone - hooked).abs().max() <= 1e-5
