@@ -308,3 +308,20 @@ def test_a_cut_alone_and_a_hooked_cut_agree_also_on_a_query_left_with_no_key(kin
         alone = model(x, edge_masks={0: cut})
         hooked = model.run_with_hooks(x, edge_masks={0: cut}, fwd_hooks=noop)
     assert torch.isfinite(alone).all() and (alone - hooked).abs().max() <= 1e-5
+
+
+def test_the_block_is_the_stack_element_not_a_wrapper_around_it():
+    """One encoder layer: `encoder` and `encoder.layers.0` both hold the one call and map the
+    stream to itself; the block is the stack's element (resid_post is not after `norm`)."""
+    from tests.unit.models.attached_models import TorchEncoderModel
+
+    torch.manual_seed(0)
+    net = TorchEncoderModel().eval()
+    net.encoder.layers = net.encoder.layers[:1]
+    net.encoder.num_layers = 1
+    net.encoder.norm = nn.LayerNorm(D)
+    model = attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+    assert model.resid_modules == {0: "encoder.layers.0"}
+    _, cache = model.run_with_cache(_x())
+    stream = net.encoder.layers[0](net.embed(_x()).transpose(0, 1)).transpose(0, 1)
+    assert (cache["resid_post", 0] - stream).abs().max() <= 1e-6
