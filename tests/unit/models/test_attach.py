@@ -325,3 +325,22 @@ def test_the_block_is_the_stack_element_not_a_wrapper_around_it():
     _, cache = model.run_with_cache(_x())
     stream = net.encoder.layers[0](net.embed(_x()).transpose(0, 1)).transpose(0, 1)
     assert (cache["resid_post", 0] - stream).abs().max() <= 1e-6
+
+
+def test_a_cross_attention_figure_names_both_sides():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from emg_lens.inspect.plots import plot_pattern
+
+    keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
+    learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)
+    net = Perceiver().eval()
+    model = attach(net, layout=[TokenLayout.cross(learned, keys), learned], n_samples=N_SAMPLES)
+    _, cache = model.run_with_cache(_x())
+    fig = plot_pattern(model, cache, 0, 1)
+    main = next(ax for ax in fig.axes if ax.get_xlabel().startswith("key token"))
+    left = next(ax for ax in fig.axes if ax.get_ylabel().startswith("query token"))
+    assert [t.get_text() for t in main.get_xticklabels()] == ["emg0", "emg1", "acc0", "acc1"]
+    assert [t.get_text() for t in main.get_yticklabels()] == ["query0", "query1", "query2"]
+    assert "(queries)" in left.get_ylabel() and "(keys)" in main.get_xlabel()
