@@ -172,7 +172,8 @@ def build_modules(info):
 
 def test_a_study_file_runs_attached_checkpoints_through_the_users_builder(tmp_path, capsys):
     """The --modules route: a folder of attached checkpoints, the user's models.py building
-    their module, run only with consent."""
+    their module, run only with consent, by `study run` and by `inspect` (whose report says
+    which tables need a converted model)."""
     from emg_lens.checkpoints import save_checkpoint
     from emg_lens.cli import main
     from emg_lens.layout import TokenLayout
@@ -195,3 +196,8 @@ def test_a_study_file_runs_attached_checkpoints_through_the_users_builder(tmp_pa
     assert main(["study", "run", str(spec), "--allow-code", "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "summary.csv").read_text()
     assert "cross" in table
+    inspect = ["inspect", "--checkpoint", str(tmp_path / "models" / "subject_1")]
+    inspect += ["--out", str(tmp_path / "inspected"), "--n-windows", "8"]
+    inspect += ["--modules", str(tmp_path / "models.py") + ":build_modules", "--allow-code"]
+    assert main(inspect) == 0
+    assert "from_torch_encoder" in (tmp_path / "inspected" / "summary.md").read_text()
