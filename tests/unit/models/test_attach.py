@@ -26,6 +26,7 @@ from tests.unit.models.attached_models import (
     N_CHANNELS,
     N_SAMPLES,
     D,
+    QKVAttention,
     build,
     own_mask,
 )
@@ -344,3 +345,31 @@ def test_a_cross_attention_figure_names_both_sides():
     assert [t.get_text() for t in main.get_xticklabels()] == ["emg0", "emg1", "acc0", "acc1"]
     assert [t.get_text() for t in main.get_yticklabels()] == ["query0", "query1", "query2"]
     assert "(queries)" in left.get_ylabel() and "(keys)" in main.get_xlabel()
+
+
+def test_a_softmax_module_inside_the_attention_and_a_positive_dim():
+    """`self.softmax = nn.Softmax(dim=3)`, as some repositories write it: the call belongs to
+    the attention module around the nn.Softmax, and a cut still equals an -inf bias."""
+
+    class SoftmaxModuleAttention(QKVAttention):
+        def __init__(self):
+            super().__init__()
+            self.softmax = nn.Softmax(dim=3)
+
+        def forward(self, x, bias=None):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).reshape(b, n, 3, HEADS, d // HEADS).permute(2, 0, 3, 1, 4)
+            attn = (q @ k.transpose(-2, -1)) * (d // HEADS) ** -0.5
+            attn = self.softmax(attn if bias is None else attn + bias)
+            return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+
+    from tests.unit.models.attached_models import PreNormBlock, _Classifier
+
+    torch.manual_seed(0)
+    net = _Classifier([PreNormBlock(SoftmaxModuleAttention()) for _ in range(2)]).eval()
+    model = attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+    assert [c.module for c in model.calls] == ["blocks.0.attn", "blocks.1.attn"]
+    cut = _cut(8)
+    bias = torch.zeros(cut.shape).masked_fill(cut, float("-inf"))
+    with torch.no_grad():
+        assert (model(_x(), edge_masks={0: cut, 1: cut}) - net(_x(), bias)).abs().max() <= 1e-6
