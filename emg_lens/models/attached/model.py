@@ -206,7 +206,7 @@ class AttachedModel(HookedBiosignalModel):
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 
-            >>> from emg_lens.models.attached.examples import TinyAttention
+        >>> from emg_lens.models.attached.examples import TinyAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> model = attach(TinyAttention(), layout=layout, n_samples=8)
         >>> x = model.example_input(2)

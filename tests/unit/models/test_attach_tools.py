@@ -88,12 +88,15 @@ def test_activation_patching_on_an_attached_model(attached):
     assert (everything - attached(clean)).abs().max() <= 1e-5
 
 
-def test_onnx_export_of_a_cut_is_refused_by_name(attached, tmp_path):
+def test_onnx_export_of_an_attached_model_and_of_a_cut(attached, tmp_path):
     pytest.importorskip("onnxruntime")
     from emg_lens.export import export_onnx
 
     with pytest.raises(UnsupportedFeatureError, match=r"torch\.onnx cannot record"):
         export_onnx(attached, tmp_path / "m.onnx", edges="cross_channel")
+    # unmasked, the file is the user's own forward, traced and checked against it
+    result = export_onnx(attached, tmp_path / "plain.onnx")
+    assert result.max_abs_diff <= 1e-5 and result.edges is None
 
 
 @pytest.mark.parametrize(("kind", "seed"), [("qkv", 0), ("mha", 1), ("torch_encoder", 1)])
