@@ -349,7 +349,7 @@ def _sdpa_cut(func, a: dict, edge_mask: torch.Tensor):
         blocked = ~mask
     else:
         mask = mask.masked_fill(edge_mask, float("-inf"))
-        blocked = torch.isneginf(mask)
+        blocked = mask == float("-inf")
     z = func(**{**a, "attn_mask": mask, "is_causal": False})
     empty = blocked.all(-1, keepdim=True)
     return z.masked_fill(empty, 0.0) if bool(empty.any()) else z
@@ -374,9 +374,9 @@ def _mha_cut_mask(a: dict, batched: bool, edge_mask: torch.Tensor) -> torch.Tens
         merged = own | cut
     else:
         merged = own.masked_fill(cut, float("-inf"))
-    blocked = merged if merged.dtype == torch.bool else torch.isneginf(merged)
+    blocked = merged if merged.dtype == torch.bool else merged == float("-inf")
     if kpm is not None:
-        pad = kpm if kpm.dtype == torch.bool else torch.isneginf(kpm)
+        pad = kpm if kpm.dtype == torch.bool else kpm == float("-inf")
         pad = pad.view(batch, 1, 1, n_key) if batched else pad.view(1, 1, 1, n_key)
         per_head = blocked.view(-1, heads, n_query, n_key) if blocked.ndim == 3 else blocked
         blocked = per_head | pad
