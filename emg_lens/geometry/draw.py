@@ -19,18 +19,25 @@ across a forearm ring interpolation would invent values inside the arm).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import Normalize
-from matplotlib.patches import Circle, FancyArrowPatch, Polygon, Rectangle
+from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
+from matplotlib.patches import Circle, FancyArrowPatch, Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
 from emg_lens.errors import ArgumentError
 from emg_lens.geometry.montage import Montage, Part
 
-__all__ = ["GROUP_COLORS", "plot_channel_matrix", "plot_channel_values", "plot_circle"]
+__all__ = [
+    "GROUP_COLORS",
+    "plot_channel_groups",
+    "plot_channel_matrix",
+    "plot_channel_value_rows",
+    "plot_channel_values",
+    "plot_circle",
+]
 
 GROUP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
 """One colour per token group, in layout order (CLS first when present)."""
@@ -188,6 +195,111 @@ def plot_channel_values(
     bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]))
     bar.set_label(units)
     fig.suptitle(_title(title, n_subjects), fontsize=10)
+    return fig
+
+
+def plot_channel_value_rows(
+    rows: Mapping[str, Mapping[str, Sequence[float]]],
+    montage: Montage,
+    *,
+    title: str,
+    units: Mapping[str, str],
+    symmetric: Collection[str] = (),
+) -> plt.Figure:
+    """A table of panels on a one-part ``montage`` (a ring, a grid): ``rows[row][column]`` is
+    a value per channel; every row has the same columns and its own colour bar, labelled
+    ``units[row]`` (a row is one quantity, e.g. a signal's share per electrode, compared
+    across conditions in its columns), symmetric about 0 for the rows named in
+    ``symmetric`` (signed quantities, such as an effect).
+
+    >>> from emg_lens.geometry.montage import ring
+    >>> fig = plot_channel_value_rows(
+    ...     {"signal": {"a": [1.0, 2, 3, 4], "b": [4.0, 3, 2, 1]}, "effect": {"a": [0.0] * 4,
+    ...      "b": [1.0, -1, 0, 0]}}, Montage((ring("band", 4),)), title="t",
+    ...     units={"signal": "share", "effect": "logits"}, symmetric={"effect"})
+    >>> len(fig.axes)  # 4 panels and 2 colour bars
+    6
+    >>> plt.close(fig)
+    """
+    if len(montage.parts) != 1:
+        raise ArgumentError(
+            f"plot_channel_value_rows draws a one-part montage, got {len(montage.parts)} parts"
+        )
+    columns = [list(cols) for cols in rows.values()]
+    if not rows or not columns[0] or any(c != columns[0] for c in columns):
+        raise ArgumentError(f"every row needs the same columns, got {columns}")
+    if missing := [r for r in rows if r not in units]:
+        raise ArgumentError(f"units names no unit for rows {missing}")
+    part = montage.parts[0]
+    fig, axes = plt.subplots(
+        len(rows), len(columns[0]), figsize=(2.3 * len(columns[0]) + 1.2, 2.4 * len(rows)),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    for row_axes, (row, values) in zip(axes, rows.items()):
+        per_electrode = [electrode_values(v, montage) for v in values.values()]
+        norm = _norm(per_electrode, row in symmetric)
+        cmap = "RdBu_r" if row in symmetric else "viridis"
+        for ax, column, chosen in zip(row_axes, values, per_electrode):
+            _draw_part(ax, part, chosen[list(part.electrodes)], norm, cmap)
+            ax.set_title(column, fontsize=8)
+            if part.kind != "points":
+                ax.set_aspect("equal")
+        row_axes[0].set_ylabel(row, fontsize=8)
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(row_axes))
+        bar.set_label(units[row], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_channel_groups(
+    panels: Mapping[str, Sequence[int]],
+    montage: Montage,
+    *,
+    groups: Sequence[str],
+    title: str,
+) -> plt.Figure:
+    """One panel per grouping of the channels of ``montage`` (a part each, side by side):
+    ``panels[name][k]`` is channel k's index into ``groups``, or -1 for none (left blank),
+    each group in its colour of `GROUP_COLORS`, with a legend; the panel is titled ``name``
+    (what was cut between the groups and its effect, say).
+
+    >>> from emg_lens.geometry.montage import grid
+    >>> fig = plot_channel_groups({"halves": [0, 0, 1, 1]}, Montage((grid("g", 2, 2, 1.0),)),
+    ...                           groups=["left", "right"], title="cut")
+    >>> len(fig.axes), [t.get_text() for t in fig.legends[0].get_texts()]
+    (1, ['left', 'right'])
+    >>> plt.close(fig)
+    """
+    if not panels or not 0 < len(groups) <= len(GROUP_COLORS):
+        raise ArgumentError(
+            f"plot_channel_groups needs at least one panel and 1 to {len(GROUP_COLORS)} groups, "
+            f"got {len(panels)} panels and {len(groups)} groups"
+        )
+    cmap = ListedColormap(GROUP_COLORS[: len(groups)])
+    norm = BoundaryNorm(np.arange(len(groups) + 1) - 0.5, len(groups))
+    parts = [(name, part) for name in panels for part in montage.parts]
+    # a tall grid (13 x 5) gets a narrow panel, a ring or a square grid a square one
+    widths = [3.3 if p.shape is None else max(1.8, 3.3 * p.shape[1] / p.shape[0]) + 0.8
+              for _, p in parts]  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(parts), figsize=(max(sum(widths), 4.0), 4.3), squeeze=False,
+        width_ratios=widths, layout="constrained",
+    )  # fmt: skip
+    for ax, (name, part) in zip(axes[0], parts):
+        index = np.asarray(panels[name], dtype=float)
+        if index.shape != (montage.n_channels,) or not np.isin(index, range(-1, len(groups))).all():
+            raise ArgumentError(
+                f"panel {name!r}: give each of the {montage.n_channels} channels a group index "
+                f"0..{len(groups) - 1} or -1, got {index.tolist()[:8]}..."
+            )
+        chosen = electrode_values(np.where(index < 0, np.nan, index), montage)
+        _draw_part(ax, part, chosen[list(part.electrodes)], norm, cmap)
+        ax.set_title(name, fontsize=8)
+        if part.kind != "points":
+            ax.set_aspect("equal")
+    handles = [Patch(color=GROUP_COLORS[k], label=g) for k, g in enumerate(groups)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(groups), fontsize=8)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

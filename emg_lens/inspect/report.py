@@ -44,6 +44,7 @@ from emg_lens.inspect.importance import (
 from emg_lens.inspect.shift import distribution_shift
 from emg_lens.layout import CLS
 from emg_lens.models.base import TL_WEIGHTS, require
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import save_outputs
 
 __all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
@@ -96,6 +97,8 @@ class InspectionReport:
     shift_skipped: str | None = None  # why there is no distribution shift table
     source: dict | None = None  # the data source the windows come from (its placement)
     channels: pd.DataFrame | None = None  # channel_importance: each channel unread
+    threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
+    chance: pd.DataFrame | None = None  # the unmasked accuracy beside chance (chance_table)
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -109,6 +112,7 @@ class InspectionReport:
             **({} if self.attribution is None else {"attribution": self.attribution}),
             **({} if self.shift is None else {"distribution_shift": self.shift}),
             **({} if self.channels is None else {"channel_importance": self.channels}),
+            **({} if self.chance is None else {"chance": self.chance}),
         }
 
     def _circuits(self) -> dict[str, pd.DataFrame]:
@@ -211,7 +215,15 @@ class InspectionReport:
         """summary.md: what was inspected and the summary's lines."""
         lines = self.summary().splitlines()
         head = f"# Inspection: {lines[0]}\n\n"
+        if self.chance is not None:
+            head += chance_markdown(self.chance) + "\n"
         return head + "\n".join(f"- {line.strip()}" for line in lines[1:]) + "\n"
+
+    def console(self) -> str:
+        """What ``emg-lens inspect`` prints: the summary, the accuracy beside chance and a
+        warning when the model is not clearly above it."""
+        chance = "" if self.chance is None else f"\n{chance_console(self.chance)}"
+        return self.summary() + chance
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write every table as CSV, summary.md, every figure as PNG and SVG, and report.html
@@ -230,6 +242,7 @@ class InspectionReport:
             title=f"{type(self.model).__name__}, subject {self.subject}",
             spec={"model": type(self.model).__name__, "subject": self.subject,
                   "windows": self.n_windows, "top_head": f"L{layer}H{head}",
+                  **({} if self.threads is None else {"threads": self.threads}),
                   **({} if self.source is None else {"data_source": self.source})},
         )  # fmt: skip
 
@@ -353,7 +366,10 @@ def inspect_model(
         f"[3/5] head importance ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads) and "
         f"channel importance ({model.cfg.n_channels} channels)"
     )
-    importance = head_importance(model, data, batch_size=batch_size)
+    importance = head_importance(model, data, batch_size=batch_size)  # metric: accuracy
+    baseline = float(importance["baseline"].iloc[0])  # the unmasked accuracy, on these windows
+    counts = np.bincount(np.asarray(data.y_test), minlength=model.cfg.n_classes)
+    chance = chance_table({f"subject {data.subject}": (round(baseline * len(X)), counts)})
     channels = channel_importance(model, data, batch_size=batch_size)
     if skipped is None:
         step("[4/5] direct attribution to the class logits")
@@ -393,6 +409,8 @@ def inspect_model(
         circuits_skipped=_why_no_weights(model),
         shift_skipped=shift_skipped,
         channels=channels,
+        threads=torch.get_num_threads(),
+        chance=chance,
     )
 
 

@@ -1,0 +1,265 @@
+"""Interchange interventions (Geiger et al.): run a base window with one part of its computation
+taken from a paired source window, and see whether the prediction follows the source.
+
+Two parts can be interchanged at a layer:
+
+- a token group's residual stream entering the layer (``group=``: a layout group, ``"pooled"``
+  is not one), e.g. the ACC tokens, so the base's sEMG meets the source's ACC;
+- the attention output that flows through an edge set in that layer (``edges=``): per head,
+  ``z[q] = sum_k pattern[q, k] * v[k]`` restricted to the edges ``(q, k)`` of the set; the
+  base's share through those edges is replaced by the source's, everything else stays the
+  base's (computed exactly: the base's activations at that layer are those of its plain run).
+
+The interchange intervention accuracy (IIA) is the share of intervened predictions equal to the
+source's label, over the pairs whose labels differ, with its Clopper-Pearson interval; the
+logit shift of a pair is how far the intervention moves the logit difference
+``logit[source label] - logit[base label]`` from the base run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.edges import EdgeSet, parse
+from emg_lens.errors import ArgumentError, IndexOutOfRangeError, InputShapeError, describe
+from emg_lens.inspect.checks import check_deterministic, check_model
+from emg_lens.inspect.probes import _hook_names, cut_masks, token_activations, token_group
+from emg_lens.studies.stats import clopper_pearson
+
+__all__ = ["Interchange", "interchange", "interchange_pairs"]
+
+PAIR_COLUMNS = [
+    "pair", "base_label", "source_label", "base_pred", "source_pred", "intervened_pred",
+    "follows_source", "logit_shift",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Interchange:
+    """What `interchange` found: ``pairs`` (one row per pair: labels, the three predictions,
+    whether the intervened one is the source's label, the logit shift), the three runs'
+    ``logits`` ``[pair, class]`` (keys ``base``, ``source``, ``intervened``), and overall the
+    IIA (``k`` of the ``n`` pairs whose labels differ) with its 95 % Clopper-Pearson interval, and
+    the mean logit shift over them."""
+
+    pairs: pd.DataFrame
+    logits: dict[str, np.ndarray]
+    iia: float
+    k: int
+    ci_low: float
+    ci_high: float
+    n: int
+    mean_logit_shift: float
+    site: str
+
+    def summary(self) -> dict[str, Any]:
+        """The overall numbers as one row (``site, iia, k`` (pairs that follow the source),
+        ``n, ci_low, ci_high, mean_logit_shift``)."""
+        keys = ("site", "iia", "k", "n", "ci_low", "ci_high", "mean_logit_shift")
+        return {key: getattr(self, key) for key in keys}
+
+
+def _windows(model: Any, data: Any, what: str) -> tuple[torch.Tensor, np.ndarray]:
+    if not (isinstance(data, tuple) and len(data) == 2):
+        raise ArgumentError(
+            f"{what} must be a tuple (X, y) of windows and labels, got {describe(data)}"
+        )
+    X = torch.as_tensor(np.asarray(data[0]), dtype=model.cfg.dtype, device=model.cfg.device)
+    y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])
+    model.to_tokens(X[:1])  # InputShapeError unless [n, channels, time] fits the model
+    if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
+        raise InputShapeError(
+            f"{what} needs integer labels y, one per window: X has {len(X)} windows, y is "
+            f"{y.dtype} {list(y.shape)}"
+        )
+    if len(y) and (y.min() < 0 or y.max() >= model.cfg.n_classes):
+        raise ArgumentError(f"{what} labels must be in [0, {model.cfg.n_classes - 1}]")
+    return X, y
+
+
+def interchange_pairs(
+    data: SubjectData,
+    class_pairs: Iterable[tuple[int, int]],
+    *,
+    same_repetition: bool = True,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Base and source windows ``((X, y), (X, y))`` of one subject's test windows, paired for
+    each ``(base class, source class)`` in ``class_pairs`` (class indices): the ``i``-th base
+    window of a trial with the ``i``-th source window of a trial of the same repetition
+    (``same_repetition``; else of the repetition at the same rank), as many as both have.
+
+    >>> X = np.arange(8, dtype=np.float32).reshape(4, 2, 1).repeat(4, -1)
+    >>> data = SubjectData.from_windows({"emg": 2}, (X, np.array([0, 0, 1, 1])))
+    >>> (bx, by), (sx, sy) = interchange_pairs(data, [(0, 1)])
+    >>> by.tolist(), sy.tolist(), sx[:, 0, 0].tolist()
+    ([0, 0], [1, 1], [4.0, 6.0])
+    """
+    if not isinstance(data, SubjectData):
+        raise ArgumentError(f"interchange_pairs needs a SubjectData, got {describe(data)}")
+    y, reps = np.asarray(data.y_test), np.asarray(data.rep_test)
+    base, source = [], []
+    class_pairs = list(class_pairs)
+    for pair in class_pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2) or any(
+            not isinstance(c, (int, np.integer)) or not 0 <= c < data.n_classes for c in pair
+        ):
+            raise ArgumentError(
+                f"class_pairs holds (base class, source class) index pairs in "
+                f"[0, {data.n_classes - 1}], got {pair!r}"
+            )
+        a_reps = sorted(set(reps[y == pair[0]].tolist()))
+        b_reps = sorted(set(reps[y == pair[1]].tolist()))
+        matched = (
+            [(r, r) for r in a_reps if r in b_reps]
+            if same_repetition
+            else list(zip(a_reps, b_reps))
+        )
+        for ra, rb in matched:
+            a = np.flatnonzero((y == pair[0]) & (reps == ra))
+            b = np.flatnonzero((y == pair[1]) & (reps == rb))
+            k = min(len(a), len(b))
+            base += a[:k].tolist()
+            source += b[:k].tolist()
+    if not base:
+        raise ArgumentError(
+            f"no windows to pair for class_pairs {class_pairs}"
+            + (" in the same repetition" if same_repetition else "")
+        )
+    X = data.X_test
+    return (X[base], y[base]), (X[source], y[source])
+
+
+def _edge_delta(model, base_x, source_x, layer: int, edges: EdgeSet, cut) -> torch.Tensor:
+    """The source's minus the base's ``z`` through ``edges`` at ``layer``."""
+    mask = edges.compile(model.layout, model.cfg.n_heads, device=model.cfg.device, layer=layer)
+    names = [f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.attn.hook_v"]
+
+    def through(X):
+        acts = token_activations(model, X, names, cut=cut)
+        pattern, v = (acts[n].to(model.cfg.device) for n in names)
+        return torch.einsum("bhqk,hqk,bkhd->bqhd", pattern, mask.to(pattern.dtype), v)
+
+    return through(source_x) - through(base_x)
+
+
+@torch.inference_mode()
+def interchange(
+    model: Any,
+    base: tuple[Any, Any],
+    source: tuple[Any, Any],
+    *,
+    layer: int,
+    group: str | None = None,
+    edges: str | EdgeSet | None = None,
+    return_type: str = "logits",
+    cut: str | EdgeSet | None = None,
+) -> Interchange:
+    """Run the ``base`` windows with, at ``layer``, a token ``group``'s residual stream (entering
+    the layer; layer ``n_layers`` is the stream after the last block) or the attention output
+    through ``edges`` taken from the paired ``source`` windows (``(X, y)`` each, window ``i``
+    of one paired with window ``i`` of the other; `interchange_pairs` builds them).
+
+    ``return_type`` is the model output read (IsoNet: ``"logits"`` its CLS head,
+    ``"avg_logits"`` its mean-pooled head); ``cut`` is an edge set masked in every layer of
+    every run (base, source and intervened). Returns an `Interchange`.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = model.example_input(6)
+    >>> y = model(X).argmax(-1)
+    >>> after = interchange(model, (X, y), (X.flip(0), y.flip(0)), layer=2, group="cls")
+    >>> # the CLS head reads the CLS token after the last block: it follows the source
+    >>> bool((after.pairs["intervened_pred"] == after.pairs["source_pred"]).all())
+    True
+    """
+    check_model(model)
+    check_deterministic(model)
+    (base_x, base_y), (source_x, source_y) = (
+        _windows(model, base, "base"),
+        _windows(model, source, "source"),
+    )
+    if len(base_x) != len(source_x) or not len(base_x):
+        raise InputShapeError(
+            f"base and source must pair window by window: {len(base_x)} and {len(source_x)} windows"
+        )
+    if (group is None) == (edges is None):
+        raise ArgumentError("interchange needs exactly one of group= (a token group) or edges=")
+    if group is not None:
+        name, positions, pooled = token_group(model, group)
+        if pooled:
+            raise ArgumentError(f"group {group!r} is a mean over tokens, not tokens to replace")
+        hook_name = _hook_names(model, "resid_pre", [layer])[layer]
+        site = f"{name} at layer {layer}"
+        source_acts = token_activations(model, source_x, [hook_name], cut=cut)[hook_name].to(
+            base_x.device
+        )
+
+        def replace(resid: torch.Tensor, hook) -> torch.Tensor:
+            patched = resid.clone()
+            patched[:, positions] = source_acts[:, positions].to(resid.dtype)
+            return patched
+
+        hooks = [(hook_name, replace)]
+    else:
+        edge_set = parse(edges) if isinstance(edges, str) else edges
+        if not isinstance(edge_set, EdgeSet):
+            raise ArgumentError(f"edges must be an edge set or expression, got {describe(edges)}")
+        n = model.cfg.n_layers
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < n:
+            raise IndexOutOfRangeError(
+                f"layer must be an int in [0, {n - 1}] with edges=, got {layer!r}"
+            )
+        site = f"{edge_set} in layer {layer}"
+        delta = _edge_delta(model, base_x, source_x, layer, edge_set, cut)
+
+        def add(z: torch.Tensor, hook) -> torch.Tensor:
+            return z + delta.to(z.dtype)
+
+        hooks = [(f"blocks.{layer}.attn.hook_z", add)]
+
+    run = {"return_type": return_type, "edge_masks": cut_masks(model, cut)}
+    base_logits = model(base_x, **run).float().cpu().numpy()
+    source_logits = model(source_x, **run).float().cpu().numpy()
+    intervened = model.run_with_hooks(base_x, fwd_hooks=hooks, **run)
+    intervened = intervened.float().cpu().numpy()
+    if not np.isfinite(intervened).all():
+        raise InputShapeError(f"the intervention ({site}) gave non-finite logits")
+    rows = np.arange(len(base_y))
+
+    def difference(logits: np.ndarray) -> np.ndarray:
+        return logits[rows, source_y] - logits[rows, base_y]
+
+    pairs = pd.DataFrame(
+        {
+            "pair": rows,
+            "base_label": base_y,
+            "source_label": source_y,
+            "base_pred": base_logits.argmax(-1),
+            "source_pred": source_logits.argmax(-1),
+            "intervened_pred": intervened.argmax(-1),
+        }
+    )
+    pairs["follows_source"] = pairs["intervened_pred"] == pairs["source_label"]
+    pairs["logit_shift"] = difference(intervened) - difference(base_logits)
+    differ = pairs[pairs["base_label"] != pairs["source_label"]]
+    k, n = int(differ["follows_source"].sum()), len(differ)
+    low, high = clopper_pearson(k, n)
+    return Interchange(
+        pairs=pairs[PAIR_COLUMNS],
+        logits={"base": base_logits, "source": source_logits, "intervened": intervened},
+        iia=k / n if n else float("nan"),
+        k=k,
+        ci_low=float(low),
+        ci_high=float(high),
+        n=n,
+        mean_logit_shift=float(differ["logit_shift"].mean()) if n else float("nan"),
+        site=site,
+    )

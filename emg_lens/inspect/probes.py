@@ -1,0 +1,346 @@
+"""Linear probes on token groups: what a layer's channel tokens carry, layer by layer.
+
+`probe_tokens` caches one hook point per layer once (``run_with_cache`` with a names filter),
+then fits a cross-validated logistic regression (scikit-learn) on a token group's residual
+vectors, per layer and group, to predict the gesture or any per-window label; a regression
+target (float labels) gets ridge regression scored by R².
+
+Each probe is paired with a *control task* (Hewitt & Liang, 2019, "Designing and Interpreting
+Probes with Control Tasks"): there, every word *type* gets a fixed random label, so a probe can
+only solve the control by memorising types. The windows' analogue of a word type is the trial a
+window is cut from (one repetition of one gesture): its windows overlap in time and share that
+trial's noise, so a probe that recognises trials can reach any label attached to them. The
+control gives every trial the label of another trial, drawn by a seeded permutation of the
+trials' labels (class balance kept), and fits the same probe on the same folds.
+``selectivity = accuracy - control_accuracy`` is high only where the group carries the label
+beyond what recognising trials gives. (Relabelling *classes* at random, the other reading of
+"type", would be a permutation the probe decodes exactly as well: no control at all.) Windows
+without repetitions (``(X, y)`` data) are each their own trial, and the control is at chance.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.edges import EdgeSet, parse
+from emg_lens.errors import (
+    ArgumentError,
+    EmgLensError,
+    IndexOutOfRangeError,
+    InputShapeError,
+    LayoutError,
+    describe,
+)
+from emg_lens.inspect.checks import check_deterministic, check_model
+from emg_lens.inspect.importance import as_subject_data
+
+__all__ = ["HOOKS", "POOLED", "cut_masks", "probe_tokens", "token_activations", "token_group"]
+
+HOOKS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+"""The per-block hook points a probe reads (``blocks.{layer}.hook_<name>``)."""
+POOLED = "pooled"
+"""The group name of the mean over every channel token (what IsoNet's mean-pooled head reads)."""
+COLUMNS = ["layer", "group", "accuracy", "control_accuracy", "selectivity", "chance", "n"]
+
+
+def token_group(model: Any, group: str | EdgeSet) -> tuple[str, list[int], bool]:
+    """``(name, positions, pooled)`` of a probe's token group: a layout group (``"emg"``,
+    ``"cls"``), `POOLED` (every channel token, averaged), or an edge set or expression, whose
+    tokens are the queries of its edges (the positions those edges write into).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> token_group(model, "acc"), token_group(model, "to_cls")[1]
+    (('acc', [3, 4, 5, 6], False), [0])
+    """
+    layout = model.layout
+    if isinstance(group, str) and group in layout.groups:
+        return group, list(layout.positions(group)), False
+    if group == POOLED:
+        positions = [p for p, g in enumerate(layout.group) if g in layout.modalities]
+        return POOLED, positions, True
+    if not isinstance(group, (str, EdgeSet)):
+        raise ArgumentError(
+            f"a probe's group must be a token group {layout.groups}, {POOLED!r} or an edge set "
+            f"(e.g. 'within(emg)'), got {describe(group)}"
+        )
+    try:
+        edges = parse(group) if isinstance(group, str) else group
+    except EmgLensError as exc:
+        raise LayoutError(
+            f"unknown token group {group!r}: this model's layout has {layout.groups}; also "
+            f"accepted: {POOLED!r} or an edge expression ({exc})"
+        ) from None
+    mask = edges.compile(layout, model.cfg.n_heads)  # LayoutError for a group it lacks
+    positions = torch.nonzero(mask.any(dim=(0, 2))).flatten().tolist()
+    if not positions:
+        raise LayoutError(f"edge set {str(edges)!r} selects no edge, so no token, on this layout")
+    return str(edges), positions, False
+
+
+def cut_masks(model: Any, cut: str | EdgeSet | None) -> dict[int, torch.Tensor] | None:
+    """``{layer: mask}`` cutting the edge set ``cut`` in every layer (``None``: no cut), for a
+    forward's ``edge_masks``.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> masks = cut_masks(IsoNet(EncoderConfig.preset("tiny")), "cross_modal")
+    >>> sorted(masks), tuple(masks[0].shape)
+    ([0, 1], (4, 7, 7))
+    """
+    if cut is None:
+        return None
+    edges = parse(cut) if isinstance(cut, str) else cut
+    if not isinstance(edges, EdgeSet):
+        raise ArgumentError(f"cut must be an edge set or expression, got {describe(cut)}")
+    stacked = edges.compile_layers(
+        model.layout, model.cfg.n_heads, model.cfg.n_layers, device=model.cfg.device
+    )
+    return dict(enumerate(stacked))
+
+
+def _hook_names(model: Any, hook: str, layers: Iterable[int] | None) -> dict[int, str]:
+    if hook not in HOOKS:
+        raise ArgumentError(f"hook must be one of {HOOKS}, got {hook!r}")
+    n = model.cfg.n_layers
+    # resid_pre of layer n is the stream after the last block (its resid_post): "after n blocks"
+    top = n if hook == "resid_pre" else n - 1
+    layers = list(range(top + 1)) if layers is None else list(layers)
+    bad = [v for v in layers if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= top]
+    if bad or not layers:
+        raise IndexOutOfRangeError(
+            f"layers must be ints in [0, {top}] for hook {hook!r} on this {n}-layer model"
+            + (" (layer n is the stream after the last block)" if hook == "resid_pre" else "")
+            + f"; got {layers!r}"
+        )
+    names = {}
+    for layer in dict.fromkeys(layers):
+        if hook == "resid_pre" and layer == n:
+            names[layer] = f"blocks.{n - 1}.hook_resid_post"
+        else:
+            names[layer] = f"blocks.{layer}.hook_{hook}"
+    return names
+
+
+@torch.inference_mode()
+def token_activations(
+    model: Any,
+    X: Any,
+    names: Sequence[str],
+    *,
+    cut: str | EdgeSet | None = None,
+    batch_size: int = 256,
+) -> dict[str, Float[torch.Tensor, "window pos d_model"]]:
+    """The activations ``names`` of every window of ``X``, cached in one pass per batch (only
+    those hook points are hooked), with the edge set ``cut`` masked in every layer.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> acts = token_activations(model, model.example_input(3), ["blocks.1.hook_resid_pre"])
+    >>> tuple(acts["blocks.1.hook_resid_pre"].shape)
+    (3, 7, 16)
+    """
+    X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+    X = X.to(dtype=model.cfg.dtype, device=model.cfg.device)
+    masks = cut_masks(model, cut)
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    for start in range(0, len(X), batch_size):
+        _, cache = model.run_with_cache(
+            X[start : start + batch_size], names_filter=list(names), return_type=None,
+            edge_masks=masks,
+        )  # fmt: skip
+        for name in names:
+            parts[name].append(cache[name].float().cpu())
+    acts = {name: torch.cat(chunks) for name, chunks in parts.items()}
+    for name, value in acts.items():
+        if not torch.isfinite(value).all():
+            raise InputShapeError(f"{name} holds non-finite values on these windows")
+    return acts
+
+
+def _labels(
+    subject: SubjectData, labels: Any, classes: Iterable[int] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(window indices kept, their targets, their trial ids)."""
+    y = np.asarray(subject.y_test)
+    if labels is None:
+        target = y
+    else:
+        target = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+        if target.shape != y.shape:
+            raise InputShapeError(
+                f"labels must give one value per window: the data has {len(y)} windows, labels "
+                f"have shape {list(target.shape)}"
+            )
+    keep = np.arange(len(y))
+    if classes is not None:
+        classes = list(classes)
+        bad = [
+            c
+            for c in classes
+            if not isinstance(c, (int, np.integer)) or not 0 <= c < subject.n_classes
+        ]
+        if bad or not classes:
+            raise ArgumentError(
+                f"classes must be class indices (y values) in [0, {subject.n_classes - 1}], "
+                f"got {classes!r}"
+            )
+        keep = keep[np.isin(y, classes)]
+    # A trial is one repetition of one gesture; (X, y) data know no repetitions.
+    reps = np.asarray(subject.rep_test)
+    known = len(set(reps.tolist())) > 1
+    trials = y * (int(reps.max()) + 1) + reps if known else np.arange(len(y))
+    return keep, target[keep], trials[keep]
+
+
+def _is_regression(target: np.ndarray) -> bool:
+    return bool(np.issubdtype(target.dtype, np.floating))
+
+
+def _control(target: np.ndarray, trials: np.ndarray, seed: int) -> np.ndarray:
+    """Each trial's target replaced by another trial's, by a seeded permutation of trials."""
+    ids, first, inverse = np.unique(trials, return_index=True, return_inverse=True)
+    per_trial = target[first]
+    shuffled = per_trial[np.random.default_rng(seed).permutation(len(ids))]
+    return shuffled[inverse]
+
+
+def _check_folds(target: np.ndarray, folds: int, regression: bool) -> None:
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
+        raise ArgumentError(f"folds must be an int >= 2, got {folds!r}")
+    if len(target) < folds:
+        raise ArgumentError(f"fewer windows ({len(target)}) than folds ({folds})")
+    if regression:
+        if not np.isfinite(target).all():
+            raise ArgumentError("labels hold non-finite values; a regression target must be finite")
+        return
+    values, counts = np.unique(target, return_counts=True)
+    if len(values) < 2:
+        raise ArgumentError(
+            "a probe needs at least two classes among the windows probed, got only "
+            f"{values.tolist()}"
+        )
+    if counts.min() < folds:
+        raise ArgumentError(
+            f"fewer windows than folds: label {values[counts.argmin()].item()!r} has "
+            f"{counts.min()} "
+            f"window(s), fewer than folds={folds}; pass fewer folds or leave it out (classes=)"
+        )
+
+
+def _cross_validate(features: np.ndarray, targets: Sequence[np.ndarray], splits, regression: bool):
+    """Mean held-out score (accuracy, or R²) of a probe per target, on the same folds."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.metrics import r2_score
+
+    scores = np.zeros((len(splits), len(targets)))
+    for i, (train, test) in enumerate(splits):
+        mean, std = features[train].mean(0), features[train].std(0) + 1e-6
+        fit_x, test_x = (features[train] - mean) / std, (features[test] - mean) / std
+        for j, target in enumerate(targets):
+            if regression:
+                pred = Ridge(alpha=1.0).fit(fit_x, target[train]).predict(test_x)
+                scores[i, j] = r2_score(target[test], pred)
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # the score is what counts
+                probe = LogisticRegression(C=1.0, max_iter=300).fit(fit_x, target[train])
+            scores[i, j] = float((probe.predict(test_x) == target[test]).mean())
+    return scores.mean(0)
+
+
+def probe_tokens(
+    model: Any,
+    data: SubjectData | tuple[Any, Any],
+    *,
+    layers: Iterable[int] | None = None,
+    groups: Sequence[str | EdgeSet] | None = None,
+    classes: Iterable[int] | None = None,
+    labels: Any = None,
+    hook: str = "resid_pre",
+    folds: int = 5,
+    seed: int = 0,
+    cut: str | EdgeSet | None = None,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Cross-validated linear probes on each token group's activations at each layer.
+
+    For every layer and group: a logistic regression on the group's token vectors (its tokens'
+    ``d_model`` vectors side by side; `POOLED`: their mean over every channel token), fitted and
+    scored over ``folds`` stratified folds of the windows (shuffled with ``seed``), predicting
+    the gesture class (restricted to the windows of ``classes``, class indices, when given) or
+    ``labels`` (one per window: subject, repetition, session; float values are a regression
+    target, fitted by ridge regression and scored by R²). Beside it, the same probe on the
+    control task (the module docstring: each trial's label replaced by another trial's).
+
+    ``data`` is a `SubjectData` (its test windows) or ``(X, y)``. ``layers`` are block
+    indices (default all); with ``hook="resid_pre"`` layer ``n_layers`` is the stream after
+    the last block. ``groups`` default to the layout's groups and `POOLED`. ``cut`` is an edge
+    set masked in every layer while the activations are cached.
+
+    Columns: ``layer, group, accuracy`` (R² for a regression), ``control_accuracy``,
+    ``selectivity`` (their difference), ``chance`` (the share of the most frequent label; 0
+    for R²), ``n`` (windows probed).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = torch.randn(40, 6, 8, generator=torch.Generator().manual_seed(0))
+    >>> y = torch.arange(40) % 2
+    >>> X[:, 0] += 2.0 * y[:, None]  # class 1 raises channel 0, an sEMG channel
+    >>> table = probe_tokens(model, (X, y), layers=[0], groups=["emg", "acc"])
+    >>> table[["layer", "group", "chance", "n"]].values.tolist()
+    [[0, 'emg', 0.5, 40], [0, 'acc', 0.5, 40]]
+    >>> (table["accuracy"] > 0.8).tolist()  # the sEMG tokens carry it, the ACC tokens do not
+    [True, False]
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    check_model(model)
+    check_deterministic(model)
+    subject = as_subject_data(model, data)
+    names = _hook_names(model, hook, layers)
+    chosen = [token_group(model, g) for g in (groups or [*model.layout.groups, POOLED])]
+    keep, target, trials = _labels(subject, labels, classes)
+    regression = _is_regression(target)
+    _check_folds(target, folds, regression)
+    control = _control(target, trials, seed)
+    if regression:
+        splits = list(KFold(folds, shuffle=True, random_state=seed).split(target))
+        chance = 0.0
+    else:
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(target, target))
+        chance = float(np.unique(target, return_counts=True)[1].max() / len(target))
+    acts = token_activations(model, subject.X_test[keep], list(names.values()), cut=cut,
+                             batch_size=batch_size)  # fmt: skip
+    rows = []
+    for layer, name in names.items():
+        for group, positions, pooled in chosen:
+            tokens = acts[name][:, positions]
+            features = (tokens.mean(1) if pooled else tokens.flatten(1)).numpy()
+            accuracy, control_accuracy = _cross_validate(
+                features, [target, control], splits, regression
+            )
+            rows.append(
+                {
+                    "layer": layer,
+                    "group": group,
+                    "accuracy": float(accuracy),
+                    "control_accuracy": float(control_accuracy),
+                    "selectivity": float(accuracy - control_accuracy),
+                    "chance": chance,
+                    "n": len(target),
+                }
+            )
+    return pd.DataFrame(rows, columns=COLUMNS)
