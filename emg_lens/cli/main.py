@@ -15,6 +15,7 @@ from emg_lens.cli import (
     demo,
     discover,
     export,
+    features,
     inspect,
     probe,
     report,
@@ -24,7 +25,7 @@ from emg_lens.cli import (
     train,
     windows,
 )
-from emg_lens.cli.common import HelpFormatter, output_folder
+from emg_lens.cli.common import HelpFormatter, output_folder, torch_threads
 from emg_lens.errors import EmgLensError
 
 __all__ = ["DESCRIPTION", "build_parser", "main", "run"]
@@ -43,6 +44,7 @@ commands:
   synth     write synthetic recordings in a real dataset's file layout
   inspect   attention flow, head importance, attribution, shift of a model
   probe     linear probes and interchange interventions on token groups, by layer
+  features  sparse features of one layer's channel tokens (TopK autoencoder)
   discover  screen every attention knockout, find the edge circuit per subject
   windows   build a TinyMyo window store (HDF5) from a dataset
   pretrain  masked-signal pretraining of a TinyMyo
@@ -60,6 +62,7 @@ FOLDER_OUT_COMMANDS = (
     "synth",
     "inspect",
     "probe",
+    "features",
     "discover",
     "pretrain",
     "finetune",
@@ -89,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_parser(sub)
     inspect.add_parser(sub)
     probe.add_parser(sub)
+    features.add_parser(sub)
     discover.add_parser(sub)
     windows.add_parser(sub)
     tinymyo.add_parsers(sub)
@@ -110,7 +114,8 @@ def run(argv: list[str] | None = None) -> Any:
     args = build_parser().parse_args(argv)
     if args.command in FOLDER_OUT_COMMANDS and getattr(args, "out", None) is not None:
         output_folder(args.out)
-    return args.func(args)
+    with torch_threads(getattr(args, "threads", None)):  # the commands that compute have it
+        return args.func(args)
 
 
 def main(argv: list[str] | None = None) -> int:

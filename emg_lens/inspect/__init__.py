@@ -10,6 +10,9 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
 - `direct_attribution`: each head's, MLP's and embedding's contribution to the correct-class
   logit through the classifier;
 - `distribution_shift`: cosine distance and MMD² between masked and unmasked residual streams;
+- sparse features of channel tokens: `train_features` (a TopK autoencoder on one layer's
+  residual, `FeatureConfig`) returns `Features` (reconstruction, dead features, each feature's
+  maps, classes and ablation), saved with provenance and read back by `load_features`;
 - `probe_tokens`: cross-validated linear probes on token groups per layer, with control tasks;
 - `interchange`: interchange interventions (a token group's residual, or the attention output
   through an edge set, taken from paired source windows) and their accuracy (IIA);
@@ -23,6 +26,13 @@ not fit the model's layout.
 
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit, token_embeddings
+from emg_lens.inspect.features import (
+    FeatureConfig,
+    Features,
+    TopKSAE,
+    load_features,
+    train_features,
+)
 from emg_lens.inspect.flow import attention_flow, edge_mass, mean_patterns, token_bins
 from emg_lens.inspect.importance import (
     as_subject_data,
@@ -55,7 +65,10 @@ from emg_lens.inspect.probes import probe_tokens
 from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_unbiased
 
 __all__ = [
+    "FeatureConfig",
+    "Features",
     "Interchange",
+    "TopKSAE",
     "as_subject_data",
     "attention_flow",
     "attribution_hooks",
@@ -66,6 +79,7 @@ __all__ = [
     "head_importance",
     "interchange",
     "interchange_pairs",
+    "load_features",
     "mass_effect_correlation",
     "mean_patterns",
     "median_bandwidth",
@@ -92,4 +106,5 @@ __all__ = [
     "token_bins",
     "token_embeddings",
     "token_labels",
+    "train_features",
 ]
