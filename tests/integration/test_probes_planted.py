@@ -127,3 +127,4 @@ def test_the_probe_command_writes_the_planted_tables_figures_and_report(shared, 
     assert swaps.loc[("none", 0), "iia"] >= swaps.loc[(RECIPE["cut"], 0), "iia"] + 0.15
     report = (out / "report.html").read_text()
     assert "probe_accuracy" in report and "interchange_accuracy" in report
+    assert f"<td>{RECIPE['cut']}</td>" in report  # the union's | kept inside its cell
