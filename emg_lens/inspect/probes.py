@@ -36,6 +36,7 @@ from emg_lens.errors import (
     EmgLensError,
     IndexOutOfRangeError,
     InputShapeError,
+    InputValueError,
     LayoutError,
     describe,
 )
@@ -165,7 +166,10 @@ def token_activations(
     acts = {name: torch.cat(chunks) for name, chunks in parts.items()}
     for name, value in acts.items():
         if not torch.isfinite(value).all():
-            raise InputShapeError(f"{name} holds non-finite values on these windows")
+            raise InputValueError(
+                f"{name} holds non-finite values on these windows: a probe needs finite "
+                "activations (check the model's weights and the windows)"
+            )
     return acts
 
 
