@@ -11,7 +11,7 @@ import torch
 from emg_lens import ArgumentError, InputShapeError, LayoutError
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import all_edges, no_edges
-from emg_lens.errors import IndexOutOfRangeError
+from emg_lens.errors import IndexOutOfRangeError, InputValueError
 from emg_lens.inspect import interchange, interchange_pairs, probe_tokens
 from emg_lens.inspect.probes import _control, token_group
 from tests.tiny import tiny_isonet
@@ -98,6 +98,17 @@ def test_the_control_relabels_trials_so_a_probe_that_knows_trials_solves_it(mode
 def test_bad_inputs_are_named(model, kwargs, error, match):
     with pytest.raises(error, match=match):
         probe_tokens(model, _windows(), **kwargs)
+
+
+def test_non_finite_activations_and_targets_are_errors_never_results(model):
+    X, y = _windows()
+    broken = tiny_isonet(perturb=True, init_range=0.5)
+    with torch.no_grad():
+        broken.blocks[0].attn.W_V.fill_(float("nan"))
+    with pytest.raises(InputValueError, match="holds non-finite values"):
+        probe_tokens(broken, (X, y), layers=[1])
+    with pytest.raises(ArgumentError, match="labels hold non-finite values"):
+        probe_tokens(model, (X, y), labels=np.full(40, np.nan))
 
 
 def test_fewer_windows_of_a_class_than_folds_is_named(model):
