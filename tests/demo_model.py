@@ -50,7 +50,12 @@ def _train(folder: Path) -> None:
     train_subjects([data], IsoNet, cfg, train, folder, data_source=source)
 
 
+def demo_checkpoint(shared: SharedOnDisk) -> Path:
+    """The trained demo model's checkpoint folder (its data source in its metadata)."""
+    folder = shared.folder(shared.key("demo_model", RECIPE), _train)
+    return folder / f"subject_{RECIPE['subject']}"
+
+
 def trained_demo_model(shared: SharedOnDisk) -> tuple[IsoNet, SubjectData]:
     """The trained demo model (eval mode) and its subject's data."""
-    folder = shared.folder(shared.key("demo_model", RECIPE), _train)
-    return load_checkpoint(folder / f"subject_{RECIPE['subject']}").eval(), demo_data()
+    return load_checkpoint(demo_checkpoint(shared)).eval(), demo_data()

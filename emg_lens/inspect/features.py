@@ -164,7 +164,7 @@ class FeatureConfig:
         return cls(**{**values, "groups": None if groups is None else tuple(groups)})
 
     def token_groups(self, model: Any) -> tuple[str, ...]:
-        """The groups read, checked against ``model``'s layout (and its layers)."""
+        """The groups read, checked against ``model``'s layout (and its layers and readout)."""
         layers = model.cfg.n_layers
         if self.layer >= layers:
             raise LayoutError(
@@ -174,6 +174,14 @@ class FeatureConfig:
         groups = self.groups or layout.modalities
         for group in groups:
             layout.check_group(group)
+        with torch.inference_mode():
+            logits = model(model.example_input(1), return_type=self.readout)
+        if not (isinstance(logits, torch.Tensor) and logits.shape == (1, model.cfg.n_classes)):
+            raise ArgumentError(
+                f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, not class "
+                f"logits [batch, {model.cfg.n_classes}]: choose a readout that gives them "
+                '("logits"; IsoNet\'s mean-pooled head: "avg_logits")'
+            )
         return tuple(groups)
 
 
