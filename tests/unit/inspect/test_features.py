@@ -174,7 +174,7 @@ def test_bad_inputs_are_named(tiny):
         train_features(model, (X, y), FeatureConfig(layer=2))
     with pytest.raises(LayoutError, match="unknown token group 'eeg'"):
         train_features(model, (X, y), FeatureConfig(layer=0, groups=("eeg",)))
-    with pytest.raises(ArgumentError, match="readout 'both' gives a tuple"):
+    with pytest.raises(ArgumentError, match="readout 'both' gives tuple, not class logits"):
         train_features(model, (X, y), FeatureConfig(layer=0, readout="both"))
     with pytest.raises(ArgumentError, match="IsoNet return_type must be one of"):
         train_features(model, (X, y), FeatureConfig(layer=0, readout="mean"))
