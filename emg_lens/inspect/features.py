@@ -463,6 +463,7 @@ def describe_features(
             "test_windows": len(y), "test_tokens": int(acts.shape[0] * acts.shape[1]),
         }]
     )  # fmt: skip
+    reconstruction["readout_reads_them"] = _readout_reads(model, config, positions)
     per_class = _per_class(own, spliced, y, labels)
     ablation = _ablation(model, X, y, labels, config, positions, resid, sae, acts, own)
     token_group = [layout.group[p] for p in positions]
@@ -482,6 +483,16 @@ def describe_features(
         subject=data.subject,
         source=source,
     )
+
+
+def _readout_reads(model: Any, config: FeatureConfig, positions: list[int]) -> bool:
+    """False where nothing written at these tokens can reach the logits: the last block's
+    output at tokens the readout does not read (IsoNet's CLS head reads the CLS token only),
+    so every ablation there is zero by construction."""
+    if config.hook != "resid_post" or config.layer != model.cfg.n_layers - 1:
+        return True
+    read = getattr(model, "read_positions", lambda _: None)(config.readout)
+    return read is None or bool(set(read) & set(positions))
 
 
 def _per_class(own, spliced, y, labels) -> pd.DataFrame:
@@ -672,6 +683,12 @@ class Features:
             f"{r.model_accuracy:.3f} (model), {r.spliced_accuracy:.3f} (reconstruction "
             f"spliced in); {r.dead_features} dead features",
         ]
+        if not r.readout_reads_them:
+            lines.append(
+                f"  the readout ({self.config.readout}) reads none of these tokens after the "
+                "last block: the reconstruction and every ablation change nothing, by "
+                "construction (read an earlier hook, or another readout)"
+            )
         shares = [c for c in self.features.columns if c.startswith("share_")]
         for f in self.costliest(3):
             row = self.features.set_index("feature").loc[f]

@@ -207,3 +207,17 @@ def test_command_writes_the_report(shared, tmp_path):
     assert (out / "report.html").is_file() and (out / "features.safetensors").is_file()
     assert any(p.name.endswith("_map.png") for p in out.iterdir())
     assert features.reconstruction["test_windows"].iloc[0] == 32
+
+
+def test_a_readout_that_reads_no_feature_token_is_said(tiny):
+    """IsoNet's CLS head reads only the CLS token after the last block: features of the channel
+    tokens there change nothing, exactly, and the summary says why; the mean-pooled head reads
+    them."""
+    model, (X, y) = tiny
+    last = dict(SMALL, hook="resid_post")
+    features = train_features(model, (X, y), FeatureConfig(**last))
+    assert not features.reconstruction["readout_reads_them"].iloc[0]
+    assert (features.ablation["delta_accuracy"] == 0).all()
+    assert "reads none of these tokens" in features.summary()
+    pooled = train_features(model, (X, y), FeatureConfig(**last, readout="avg_logits"))
+    assert pooled.reconstruction["readout_reads_them"].iloc[0]
