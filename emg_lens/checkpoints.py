@@ -101,9 +101,18 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     Traceback (most recent call last):
     ...
     emg_lens.errors.CheckpointError: ...config.json: config.eps must be a finite number, got '1e-5'
+    >>> read_checkpoint_info("runs/no_such_model")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.CheckpointError: runs/no_such_model does not exist (looked for it in ...)...
     """
     path = Path(path)
     config_file = path / CONFIG
+    if not path.exists():  # a path mistyped, or run from another folder: say that, not "not ..."
+        raise CheckpointError(
+            f"{path} does not exist (looked for it in {Path.cwd()}); give the folder of an "
+            f"emg_lens checkpoint, holding {CONFIG} and {WEIGHTS}"
+        )
     if not config_file.is_file() or not (path / WEIGHTS).is_file():
         raise CheckpointError(
             f"{path} is not an emg_lens checkpoint: expected {CONFIG} and {WEIGHTS} in it"

@@ -13,7 +13,10 @@ import typing
 from typing import Any
 
 __all__ = [
+    "AmbiguousAttentionError",
     "ArgumentError",
+    "AttachError",
+    "AttentionNotFoundError",
     "ChannelNameError",
     "CheckpointError",
     "CodeConsentError",
@@ -191,6 +194,26 @@ class UnsupportedModuleError(ConversionError, TypeError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class AttachError(EmgLensError, ValueError):
+    """`emg_lens.models.attach` cannot open a model in place: an attention call it cannot
+    describe (its token count does not fit the layout, a shape it does not know), or a forward
+    whose attention calls change from one input to the next. The message names the module's
+    path and the call, and what would be accepted."""
+
+
+class AttentionNotFoundError(AttachError):
+    """`emg_lens.models.attach` found no attention in a model's forward (no
+    ``scaled_dot_product_attention``, ``nn.MultiheadAttention`` or softmax over ``[batch, head,
+    query, key]`` scores), or none inside the modules ``attention=`` names; the message says
+    what was searched and what ``attention=`` to give."""
+
+
+class AmbiguousAttentionError(AttachError):
+    """A softmax that `emg_lens.models.attach` cannot tell apart from an attention's (a
+    module that calls several 4-D softmaxes); the message names the module and what
+    ``attention=`` to give."""
 
 
 class CodeConsentError(SpecError):

@@ -49,8 +49,16 @@ class TokenLayout:
     channel: tuple[int, ...]
     time: tuple[int, ...]
     channel_names: tuple[str, ...] | None = None
+    queries: TokenLayout | None = None
 
     def __post_init__(self) -> None:
+        if self.queries is not None and (
+            not isinstance(self.queries, TokenLayout) or self.queries.queries is not None
+        ):
+            raise LayoutError(
+                "TokenLayout.queries must be the TokenLayout of the query tokens (one side, "
+                f"itself without queries), got {self.queries!r}"
+            )
         if not (len(self.group) == len(self.channel) == len(self.time)):
             raise LayoutError(
                 "TokenLayout.group, .channel and .time must have one entry per token; got "
@@ -116,7 +124,44 @@ class TokenLayout:
     # ------------------------------------------------------------------ queries
     @property
     def n_tokens(self) -> int:
+        """The token count (of the key side, for cross-attention)."""
         return len(self.group)
+
+    @property
+    def n_queries(self) -> int:
+        """The query tokens' count: ``n_tokens`` unless the queries are other tokens."""
+        return self.n_tokens if self.queries is None else self.queries.n_tokens
+
+    @property
+    def query_side(self) -> TokenLayout:
+        """The layout of the query tokens (this one, unless ``queries`` is set)."""
+        return self if self.queries is None else self.queries
+
+    @classmethod
+    def cross(cls, queries: TokenLayout, keys: TokenLayout) -> TokenLayout:
+        """Cross-attention: ``queries`` attend ``keys`` (learned queries reading channel
+        tokens, as in Perceiver or LUNA). Edge sets select (query group, key group) pairs over
+        both sides' groups; a mask is ``[head, n_queries, n_tokens]``.
+
+        >>> keys = TokenLayout.channel_tokens({"emg": 3, "acc": 2}, cls_token=False)
+        >>> learned = TokenLayout(("query",) * 4, (-1,) * 4, (-1,) * 4)
+        >>> layout = TokenLayout.cross(learned, keys)
+        >>> layout.n_queries, layout.n_tokens, layout.all_groups
+        (4, 5, ('emg', 'acc', 'query'))
+        """
+        if not isinstance(queries, TokenLayout) or not isinstance(keys, TokenLayout):
+            raise LayoutError(
+                "TokenLayout.cross(queries, keys) takes two TokenLayouts, got "
+                f"{type(queries).__name__} and {type(keys).__name__}"
+            )
+        return cls(keys.group, keys.channel, keys.time, keys.channel_names, queries=queries)
+
+    @property
+    def all_groups(self) -> tuple[str, ...]:
+        """The groups of both sides: the keys', then the queries' not among them."""
+        if self.queries is None:
+            return self.groups
+        return tuple(dict.fromkeys((*self.groups, *self.queries.groups)))
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -171,6 +216,12 @@ class TokenLayout:
     def time_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.time, dtype=torch.long)
 
+    def describe_sides(self) -> str:
+        """``"n tokens"``, or ``"n query tokens attending m key tokens"`` for cross-attention."""
+        if self.queries is None:
+            return f"{self.n_tokens} tokens"
+        return f"{self.n_queries} query tokens attending {self.n_tokens} key tokens"
+
     def check_matches(self, n_tokens: int, what: str = "tensor") -> None:
         """Raise `LayoutError` unless ``n_tokens`` equals this layout's token count."""
         if n_tokens != self.n_tokens:
@@ -192,6 +243,10 @@ class TokenLayout:
         lines = [f"TokenLayout: {self.n_tokens} tokens", "  group  tokens  positions"]
         for g, n, lo, hi in self.summary():
             lines.append(f"  {g:<6} {n:>6}  {lo}..{hi}")
+        if self.queries is not None:
+            lines[0] += f" (keys), {self.queries.n_tokens} queries"
+            for g, n, lo, hi in self.queries.summary():
+                lines.append(f"  {g:<6} {n:>6}  {lo}..{hi}  (queries)")
         if self.channel_names is not None:
             shown = ", ".join(self.channel_names[:12])
             more = len(self.channel_names) - 12

@@ -50,12 +50,12 @@ def _train(folder: Path) -> None:
     train_subjects([data], IsoNet, cfg, train, folder, data_source=source)
 
 
-def demo_checkpoint(shared: SharedOnDisk) -> Path:
-    """The trained demo model's checkpoint folder (its data source in its metadata)."""
-    folder = shared.folder(shared.key("demo_model", RECIPE), _train)
-    return folder / f"subject_{RECIPE['subject']}"
+def demo_models_folder(shared: SharedOnDisk) -> Path:
+    """The folder holding the trained demo model as ``subject_<N>/`` (a ``--models`` folder)."""
+    return shared.folder(shared.key("demo_model", RECIPE), _train)
 
 
 def trained_demo_model(shared: SharedOnDisk) -> tuple[IsoNet, SubjectData]:
     """The trained demo model (eval mode) and its subject's data."""
-    return load_checkpoint(demo_checkpoint(shared)).eval(), demo_data()
+    folder = demo_models_folder(shared)
+    return load_checkpoint(folder / f"subject_{RECIPE['subject']}").eval(), demo_data()

@@ -1,5 +1,8 @@
-"""``python -m emg_lens.cli``: the ``emg-lens`` command, for launchers that run a module
-(``torchrun --nproc-per-node 2 -m emg_lens.cli study run ...``)."""
+"""``python -m emg_lens.cli``: the ``emg-lens`` command, for launchers that run a module.
+
+``-m`` puts the working directory first on ``sys.path``, so an ``emg_lens/`` folder there runs
+in place of the installed package; launch the installed command instead where one can
+(``torchrun --no-python emg-lens study run ...``, as the README's "Scale out" does)."""
 
 import sys
 

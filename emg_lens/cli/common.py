@@ -11,8 +11,10 @@ classes from `emg_lens.models` (whose face imports each model on first use).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ __all__ = [
     "add_command",
     "add_data_args",
     "add_device_argument",
+    "add_threads_argument",
     "data_source_from_args",
     "output_folder",
     "print_table",
@@ -44,6 +47,7 @@ __all__ = [
     "show_progress",
     "subject_ids",
     "synthetic_emg_spec",
+    "torch_threads",
 ]
 
 HELP_WIDTH = 79  # descriptions are wrapped to this many columns
@@ -172,6 +176,69 @@ def resolve_device(name: str, flag: str = "--device") -> Any:
             raise ArgumentError(f"{flag} {name}: GPU index {index}, but there are {count} GPUs")
         device = torch.device("cuda", index)
     return device
+
+
+# ----------------------------------------------------------------------------- threads
+
+THREADS_HELP = (
+    "CPU threads torch computes with (torch.set_num_threads; inter-op too, where torch still "
+    "allows it); default: torch's own, its get_num_threads() (the physical cores, or "
+    "OMP_NUM_THREADS). Recorded in what the command writes. Results can differ in the last "
+    "bits with the thread count (sums are taken in another order), and training amplifies "
+    "that: --threads 1 reproduces a run to the byte on one machine"
+)
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """``--threads N`` (default: torch's), which `emg_lens.cli.main.run` applies with
+    `torch_threads` around the command, for every command that computes.
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_threads_argument(p)
+    >>> p.parse_args(["--threads", "1"]).threads, p.parse_args([]).threads
+    (1, None)
+    """
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None, flag: str = "--threads") -> Iterator[None]:
+    """Compute with ``n`` torch threads inside the block (``None``: as torch is), then restore
+    the count before (a command run in-process leaves the caller's as it was). The inter-op
+    pool is sized too when nothing has used it yet (torch refuses later; a command's own
+    process has not). ``n`` < 1 is an `ArgumentError` naming ``flag``.
+
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    >>> with torch_threads(0):
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --threads 0: the number of CPU threads must be 1 or more (leave it out for torch's default)
+    """  # noqa: E501
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ArgumentError(
+            f"{flag} {n!r}: the number of CPU threads must be 1 or more (leave it out for "
+            "torch's default)"
+        )
+    import torch  # here, not at the top: the parsers import no torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):  # inter-op work has started: it keeps its pool
+        torch.set_num_interop_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- data options

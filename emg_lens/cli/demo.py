@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import time
 from importlib import resources
 from pathlib import Path
 
-from emg_lens.cli.common import add_command, print_table, show_progress
+from emg_lens.cli.common import add_command, add_threads_argument, print_table, show_progress
 
 DEMO_ROOT = Path("runs/demo")
 DEMO_STUDY = resources.files("emg_lens") / "studies" / "planted_demo.toml"
@@ -42,20 +41,24 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=30, help="training epochs per model")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_argument(p)
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace):
     """Planted synthetic data -> one IsoNet per subject -> a study of the mean-pooled head ->
-    what was planted vs what the study found. Returns the `StudyResult` and the
-    `planted_findings` table."""
-    from emg_lens._io import atomic_write
+    what was planted vs what the study found: the study file's declared claims, tested by the
+    run (``claims.csv``, the top of ``summary.md`` and ``report.html``). Returns the
+    `StudyResult` and its claims table (`StudyResult.claims`)."""
+    import torch
+
     from emg_lens.config import EncoderConfig
     from emg_lens.data.datasets import data_source, load_subject
-    from emg_lens.data.synthetic.emg_acc import demo_setup, gesture_kinds
+    from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
-    from emg_lens.studies.planted import format_findings, kind_groups, planted_findings
+    from emg_lens.studies.chance import chance_console
+    from emg_lens.studies.planted import format_findings
     from emg_lens.studies.result import correction_phrase
     from emg_lens.train import TrainConfig, train_subjects
 
@@ -71,7 +74,13 @@ def cmd_demo(args: argparse.Namespace):
         f"ACC-only and {synthetic.n_interaction_gestures} interaction gestures (only sEMG and "
         f"ACC together tell those apart); {synthetic.n_repetitions} repetitions"
     )
-    data = [load_subject(source, s) for s in range(1, args.n_subjects + 1)]
+    data = []
+    for subject in range(1, args.n_subjects + 1):  # seconds each on a busy machine: say so
+        data.append(load_subject(source, subject))
+        say(
+            f"  subject {subject} of {args.n_subjects}: {len(data[-1].X_train)} training and "
+            f"{len(data[-1].X_test)} test windows; {time.time() - t0:.0f} s so far"
+        )
     train_cfg = TrainConfig(
         epochs=args.epochs,
         lr=3e-3,
@@ -85,22 +94,18 @@ def cmd_demo(args: argparse.Namespace):
         f"[2/4] training one {DEMO_MODEL['n_layers']}-layer IsoNet per subject ({args.epochs} "
         f"epochs), with `{DEMO_CUT}` cut in every layer for a random half of the training "
         "windows: so the models can tell the single-modality gestures apart without those "
-        "edges, and the interaction gestures, by construction of the data, cannot be"
+        "edges, and the interaction gestures, by construction of the data, cannot be; on "
+        f"{torch.get_num_threads()} CPU thread(s) (--threads)"
     )
     model_cfg = EncoderConfig.preset("demo", **DEMO_MODEL, seed=args.seed)
-    rows = []
-    for i, subject in enumerate(data, 1):  # one at a time, to say how far it is
-        started = time.time()
-        rows += train_subjects(
-            [subject], IsoNet, model_cfg, train_cfg, root / "models", data_source=source
-        )
-        say(
-            f"  subject {subject.subject} ({i} of {len(data)}) trained in "
-            f"{time.time() - started:.0f} s, test accuracy {rows[-1]['test_accuracy']:.3f} "
-            f"(CLS head); {time.time() - t0:.0f} s so far"
-        )
-    atomic_write(
-        root / "models" / "training.json", lambda tmp: tmp.write_text(json.dumps(rows, indent=2))
+    rows = train_subjects(  # it says how far it is: subject by subject, epochs on a log
+        data,
+        IsoNet,
+        model_cfg,
+        train_cfg,
+        root / "models",
+        data_source=source,
+        report=lambda line: say(f"  {line}; {time.time() - t0:.0f} s so far"),
     )
     print("test accuracy of the CLS head (the study below scores the mean-pooled head):")
     print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
@@ -118,12 +123,13 @@ def cmd_demo(args: argparse.Namespace):
         f"{result.baseline.mean():.3f} over {len(result.baseline)} subjects "
         f"({spec.stats.test}, {correction_phrase(spec.stats)})"
     )
+    print(chance_console(result.chance()))  # each model beside chance; a warning if one is not
     print(result.table3().to_string(index=False))
     print(result.power_note())
-    say("[4/4] planted vs found")
-    groups = kind_groups(gesture_kinds(synthetic), data[0].classes)
-    findings = planted_findings(result, groups)
+    say("[4/4] planted vs found: the study's declared claims, tested by the run")
+    findings = result.claims()
     print(format_findings(findings))
+    say(f"  verdicts saved in {root / 'study' / 'claims.csv'} and at the top of summary.md")
     say(f"demo finished in {time.time() - t0:.0f} s; tables and figures in {root / 'study'}")
     say(f"report (open in a browser): {(root / 'study' / 'report.html').resolve()}")
     return result, findings

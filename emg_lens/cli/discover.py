@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from emg_lens.cli.common import add_command, add_device_argument
+from emg_lens.cli.common import add_command, add_device_argument, add_threads_argument
 from emg_lens.cli.consent import add_modules_arguments, allow_code
 
 DISCOVERY_METRICS = ("margin", "logprob")
@@ -53,6 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument("--subjects", nargs="+", type=int, help="only these subjects")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_argument(p)
+    add_threads_argument(p)
     add_modules_arguments(p)  # a spec file may name its own: modules = "models.py:..."
     p.set_defaults(func=cmd_discover)
 

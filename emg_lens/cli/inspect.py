@@ -4,18 +4,32 @@ of one checkpoint, as CSV tables and figures."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from emg_lens.cli.common import add_command, add_device_argument, resolve_device
+from emg_lens.cli.common import (
+    add_command,
+    add_device_argument,
+    add_threads_argument,
+    output_folder,
+    resolve_device,
+)
 from emg_lens.cli.consent import add_modules_arguments, module_builder
+
+INSPECT_ROOT = Path("runs/inspect")  # --out's default: INSPECT_ROOT / the checkpoint's folder name
 
 
 def add_parser(sub) -> None:
     """``emg-lens inspect``."""
     p = add_command(sub, "inspect", "attention flow, head importance, attribution, shift")
     p.add_argument("--checkpoint", required=True, help="a checkpoint folder (subject_<N>/)")
-    p.add_argument("--out", required=True, help="folder for the CSV tables and figures")
+    p.add_argument(
+        "--out",
+        help=f"folder for the CSV tables and figures (default: {INSPECT_ROOT}/<the checkpoint "
+        "folder's name>, e.g. runs/inspect/subject_1)",
+    )
     p.add_argument("--n-windows", type=int, default=256, help="test windows, evenly spaced")
     add_device_argument(p)
+    add_threads_argument(p)
     add_modules_arguments(p)
     p.set_defaults(func=cmd_inspect)
 
@@ -28,6 +42,7 @@ def cmd_inspect(args: argparse.Namespace):
     def step(message: str) -> None:  # one line per step: readable on a terminal and in a log
         print(message, flush=True)
 
+    out = output_folder(args.out or INSPECT_ROOT / Path(args.checkpoint).resolve().name)
     builder = module_builder(args)
     require_builder([args.checkpoint], builder)  # the user's modules: say what to add
     device = str(resolve_device(args.device))
@@ -40,8 +55,8 @@ def cmd_inspect(args: argparse.Namespace):
         subject = load_entry(args.checkpoint, device, builder)
         data = select_windows(subject.data, args.n_windows)
         report = inspect_model(subject.model, data, progress=step)
-    written = report.save(args.out)
-    print(report.summary())
-    print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")
+    written = report.save(out)
+    print(report.console())
+    print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {out}")
     print(f"report: {written[-1]}")
     return report

@@ -17,6 +17,7 @@ from emg_lens.cli import (
     export,
     features,
     inspect,
+    probe,
     report,
     study,
     synth,
@@ -24,7 +25,7 @@ from emg_lens.cli import (
     train,
     windows,
 )
-from emg_lens.cli.common import HelpFormatter, output_folder
+from emg_lens.cli.common import HelpFormatter, output_folder, torch_threads
 from emg_lens.errors import EmgLensError
 
 __all__ = ["DESCRIPTION", "build_parser", "main", "run"]
@@ -42,6 +43,7 @@ commands:
   study     run or check a declarative study (TOML/YAML)
   synth     write synthetic recordings in a real dataset's file layout
   inspect   attention flow, head importance, attribution, shift of a model
+  probe     linear probes and interchange interventions on token groups, by layer
   features  sparse features of one layer's channel tokens (TopK autoencoder)
   discover  screen every attention knockout, find the edge circuit per subject
   windows   build a TinyMyo window store (HDF5) from a dataset
@@ -59,6 +61,7 @@ FOLDER_OUT_COMMANDS = (
     "study",
     "synth",
     "inspect",
+    "probe",
     "features",
     "discover",
     "pretrain",
@@ -88,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_parser(sub)
     synth.add_parser(sub)
     inspect.add_parser(sub)
+    probe.add_parser(sub)
     features.add_parser(sub)
     discover.add_parser(sub)
     windows.add_parser(sub)
@@ -110,7 +114,8 @@ def run(argv: list[str] | None = None) -> Any:
     args = build_parser().parse_args(argv)
     if args.command in FOLDER_OUT_COMMANDS and getattr(args, "out", None) is not None:
         output_folder(args.out)
-    return args.func(args)
+    with torch_threads(getattr(args, "threads", None)):  # the commands that compute have it
+        return args.func(args)
 
 
 def main(argv: list[str] | None = None) -> int:

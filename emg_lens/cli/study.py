@@ -3,7 +3,7 @@ kind (`emg_lens.studies.kinds`): of trained models (ablation), of how models tra
 (``kind = "training"``), or the circuit each model computes (``kind = "discovery"``). The file
 is read once; its kind runs or checks it, and refuses an option it does not take, by name.
 
-``study run`` also runs under ``torchrun --nproc-per-node N -m emg_lens.cli study run ...``:
+``study run`` also runs under ``torchrun --nproc-per-node N --no-python emg-lens study run ...``:
 each rank computes its share of the subjects into ``--out`` and rank 0 prints and writes the
 tables (README, "Scale out")."""
 
@@ -17,6 +17,7 @@ from emg_lens.cli.common import (
     DATASETS,
     add_command,
     add_device_argument,
+    add_threads_argument,
     resolve_device,
     show_progress,
 )
@@ -64,6 +65,7 @@ def add_parser(sub) -> None:
         f"(default {WAIT_TIMEOUT:g})",
     )
     add_device_argument(q)
+    add_threads_argument(q)
     _add_training_study_args(q)
     q.set_defaults(func=cmd_study_run)
 

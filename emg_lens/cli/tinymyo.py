@@ -10,6 +10,7 @@ from typing import Any
 from emg_lens.cli.common import (
     DEVICE_HELP,
     add_command,
+    add_threads_argument,
     print_table,
     resolve_device,
     show_progress,
@@ -155,6 +156,7 @@ def _recipe_args(p: argparse.ArgumentParser, epochs: int, published: dict) -> No
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the model, split and data")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_argument(p)
 
 
 def _recipe_options(args: argparse.Namespace) -> dict:

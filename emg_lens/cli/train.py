@@ -4,6 +4,7 @@ accuracy)."""
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 from emg_lens.cli.common import (
@@ -11,6 +12,7 @@ from emg_lens.cli.common import (
     add_command,
     add_data_args,
     add_device_argument,
+    add_threads_argument,
     data_source_from_args,
     print_table,
     resolve_device,
@@ -38,11 +40,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the models (and synthetic data)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_argument(p)
+    add_threads_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = add_command(sub, "evaluate", "per-subject test accuracy of trained checkpoints")
     p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints, or demo")
     add_device_argument(p)
+    add_threads_argument(p)
     add_modules_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -92,6 +96,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         args.out,
         data_source=source,
         device=str(device),
+        report=functools.partial(print, flush=True),  # a log sees each line as it happens
     )
     print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
     return rows

@@ -54,6 +54,7 @@ from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
 from emg_lens.provenance import code_digest
+from emg_lens.studies.chance import chance_markdown, chance_table, chance_warnings
 from emg_lens.studies.code import (
     CodeFile,
     ModuleBuilder,
@@ -197,6 +198,7 @@ class DiscoveryStudyResult(StudyOutput):
     curve: pd.DataFrame
     reused: int = 0
     recomputed: int = 0
+    chance: pd.DataFrame | None = None  # each subject's unmasked accuracy beside chance
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -240,7 +242,8 @@ class DiscoveryStudyResult(StudyOutput):
         top = self.consensus.head(10)[["edges", "kept_share", "estimate", "exact"]]
         return (
             f"# Discovery study {self.spec.name}\n\n"
-            f"Metric {self.spec.metric} on {self.spec.return_type}, tau = {self.spec.tau}: a "
+            + ("" if self.chance is None else chance_markdown(self.chance) + "\n")
+            + f"Metric {self.spec.metric} on {self.spec.return_type}, tau = {self.spec.tau}: a "
             "candidate is cut while the circuit keeps more than 1 - tau of the metric's range "
             "from everything cut to the full model, and of every class's accuracy range "
             "(`classes_lost` names a class it did not keep). `missed_upper`: a 95 % upper "
@@ -254,13 +257,14 @@ class DiscoveryStudyResult(StudyOutput):
         )
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """screen.csv, circuits.csv, curve.csv, consensus.csv and stability.csv."""
+        """screen.csv, circuits.csv, curve.csv, consensus.csv, stability.csv and chance.csv."""
         return {
             "screen.csv": self.screen,
             "circuits.csv": self.circuits,
             "curve.csv": self.curve,
             "consensus.csv": self.consensus,
             "stability.csv": self.stability,
+            **({} if self.chance is None else {"chance.csv": self.chance}),
         }
 
     def figures(self) -> dict[str, plt.Figure]:
@@ -280,7 +284,13 @@ class DiscoveryStudyResult(StudyOutput):
     def console(self) -> str:
         """summary.md and the cells reused and computed: what ``emg-lens study run`` and
         ``emg-lens discover`` print."""
-        return f"{self.to_markdown()}\ncells: {self.reused} reused, {self.recomputed} recomputed"
+        # summary.md shows every accuracy beside chance; the warnings again, last
+        warnings = [] if self.chance is None else chance_warnings(self.chance)
+        chance = "".join(f"\n{line}" for line in warnings)
+        return (
+            f"{self.to_markdown()}\ncells: {self.reused} reused, {self.recomputed} recomputed"
+            + chance
+        )
 
 
 def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) -> dict[str, Any]:
@@ -305,6 +315,11 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
         "curve": json.loads(found.curve.to_json(orient="records")),
         "baseline": screened.baseline,
         "baseline_accuracy": screened.baseline_accuracy,
+        # the unmasked model's correct windows and the windows per class: its chance check
+        "correct": round(screened.baseline_accuracy * screened.n_windows),
+        "class_counts": np.bincount(
+            np.asarray(screened.data.y_test), minlength=model.cfg.n_classes
+        ).tolist(),
     }
 
 
@@ -374,6 +389,11 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
         curves.append(pd.DataFrame(cell["curve"]).assign(subject=subject))
     screen_table = pd.concat(screens, ignore_index=True)
     screen_table = screen_table[["subject", *[c for c in screen_table if c != "subject"]]]
+    counts = {
+        f"subject {subject}": (cell["correct"], cell["class_counts"])
+        for subject, cell in cells.items()
+        if "class_counts" in cell  # a cell stored before the check: no counts to test
+    }
     return DiscoveryStudyResult(
         spec=spec,
         screen=screen_table,
@@ -381,6 +401,7 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
         curve=pd.concat(curves, ignore_index=True),
         reused=reused,
         recomputed=len(cells) - reused,
+        chance=chance_table(counts) if len(counts) == len(cells) else None,
     )
 
 

@@ -49,28 +49,35 @@ class CompileContext:
         self.n_heads = n_heads
         self.device = device
         self.layer = layer
-        gid = layout.group_ids().to(device)
-        cls_id = layout.groups.index(CLS) if layout.has_cls else -1
-        ch = layout.channel_ids().to(device)
-        t = layout.time_ids().to(device)
-        self.group_q, self.group_k = gid[:, None], gid[None, :]
+        # A cross-attention layout has a query side of its own; the group ids number the
+        # groups of both sides, so that a group on either side is one id.
+        self.groups = layout.all_groups
+        index = {g: i for i, g in enumerate(self.groups)}
+        cls_id = index.get(CLS, -1)
+
+        def facts(side: TokenLayout):
+            gid = torch.tensor([index[g] for g in side.group], dtype=torch.long, device=device)
+            return gid, side.channel_ids().to(device), side.time_ids().to(device)
+
+        (gq, cq, tq), (gk, ck, tk) = facts(layout.query_side), facts(layout)
+        self.group_q, self.group_k = gq[:, None], gk[None, :]
         self.cls_q, self.cls_k = self.group_q == cls_id, self.group_k == cls_id
-        self.channel_q, self.channel_k = ch[:, None], ch[None, :]
-        self.time_q, self.time_k = t[:, None], t[None, :]
+        self.channel_q, self.channel_k = cq[:, None], ck[None, :]
+        self.time_q, self.time_k = tq[:, None], tk[None, :]
 
     def group_index(self, group: str, selector: EdgeSet) -> int:
-        if group not in self.layout.groups:
+        if group not in self.groups:
             raise LayoutError(
                 f"edge set {selector} names token group {group!r}, but this layout has groups "
-                f"{self.layout.groups}"
+                f"{self.groups}"
             )
-        return self.layout.groups.index(group)
+        return self.groups.index(group)
 
     def require_cls(self, selector: EdgeSet) -> None:
-        if not self.layout.has_cls:
+        if CLS not in self.groups:
             raise LayoutError(
                 f"edge set {selector} needs a CLS token, but this layout has none (groups "
-                f"{self.layout.groups})"
+                f"{self.groups})"
             )
 
     def constant(self, value: bool) -> PartialMask:
@@ -168,8 +175,8 @@ class EdgeSet:
         if layer is not None:
             layer = check_int(layer, "layer")
         ctx = CompileContext(layout, n_heads, device, layer)
-        n = layout.n_tokens
-        return torch.broadcast_to(self._mask(ctx), (n_heads, n, n)).contiguous()
+        shape = (n_heads, layout.n_queries, layout.n_tokens)  # queries != keys: cross-attention
+        return torch.broadcast_to(self._mask(ctx), shape).contiguous()
 
     def compile_layers(
         self,

@@ -23,14 +23,20 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import Normalize
-from matplotlib.patches import Circle, FancyArrowPatch, Polygon, Rectangle
+from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
+from matplotlib.patches import Circle, FancyArrowPatch, Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
 from emg_lens.errors import ArgumentError
 from emg_lens.geometry.montage import Montage, Part
 
-__all__ = ["GROUP_COLORS", "plot_channel_matrix", "plot_channel_values", "plot_circle"]
+__all__ = [
+    "GROUP_COLORS",
+    "plot_channel_groups",
+    "plot_channel_matrix",
+    "plot_channel_values",
+    "plot_circle",
+]
 
 GROUP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
 """One colour per token group, in layout order (CLS first when present)."""
@@ -188,6 +194,58 @@ def plot_channel_values(
     bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]))
     bar.set_label(units)
     fig.suptitle(_title(title, n_subjects), fontsize=10)
+    return fig
+
+
+def plot_channel_groups(
+    panels: Mapping[str, Sequence[int]],
+    montage: Montage,
+    *,
+    groups: Sequence[str],
+    title: str,
+) -> plt.Figure:
+    """One panel per grouping of the channels of ``montage`` (a part each, side by side):
+    ``panels[name][k]`` is channel k's index into ``groups``, or -1 for none (left blank),
+    each group in its colour of `GROUP_COLORS`, with a legend; the panel is titled ``name``
+    (what was cut between the groups and its effect, say).
+
+    >>> from emg_lens.geometry.montage import grid
+    >>> fig = plot_channel_groups({"halves": [0, 0, 1, 1]}, Montage((grid("g", 2, 2, 1.0),)),
+    ...                           groups=["left", "right"], title="cut")
+    >>> len(fig.axes), [t.get_text() for t in fig.legends[0].get_texts()]
+    (1, ['left', 'right'])
+    >>> plt.close(fig)
+    """
+    if not panels or not 0 < len(groups) <= len(GROUP_COLORS):
+        raise ArgumentError(
+            f"plot_channel_groups needs at least one panel and 1 to {len(GROUP_COLORS)} groups, "
+            f"got {len(panels)} panels and {len(groups)} groups"
+        )
+    cmap = ListedColormap(GROUP_COLORS[: len(groups)])
+    norm = BoundaryNorm(np.arange(len(groups) + 1) - 0.5, len(groups))
+    parts = [(name, part) for name in panels for part in montage.parts]
+    # a tall grid (13 x 5) gets a narrow panel, a ring or a square grid a square one
+    widths = [3.3 if p.shape is None else max(1.8, 3.3 * p.shape[1] / p.shape[0]) + 0.8
+              for _, p in parts]  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(parts), figsize=(max(sum(widths), 4.0), 4.3), squeeze=False,
+        width_ratios=widths, layout="constrained",
+    )  # fmt: skip
+    for ax, (name, part) in zip(axes[0], parts):
+        index = np.asarray(panels[name], dtype=float)
+        if index.shape != (montage.n_channels,) or not np.isin(index, range(-1, len(groups))).all():
+            raise ArgumentError(
+                f"panel {name!r}: give each of the {montage.n_channels} channels a group index "
+                f"0..{len(groups) - 1} or -1, got {index.tolist()[:8]}..."
+            )
+        chosen = electrode_values(np.where(index < 0, np.nan, index), montage)
+        _draw_part(ax, part, chosen[list(part.electrodes)], norm, cmap)
+        ax.set_title(name, fontsize=8)
+        if part.kind != "points":
+            ax.set_aspect("equal")
+    handles = [Patch(color=GROUP_COLORS[k], label=g) for k, g in enumerate(groups)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(groups), fontsize=8)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

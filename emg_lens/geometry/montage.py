@@ -46,6 +46,7 @@ __all__ = [
     "Part",
     "grid",
     "grid_code",
+    "grid_halves",
     "points",
     "ring",
     "scalp",
@@ -251,6 +252,26 @@ def grid_code(code: str, orientation: int = 180, *, name: str | None = None) -> 
     if orientation != (0 if square else 180):
         cells = [(rows - 1 - r, cols - 1 - c) for r, c in cells]  # the grid turned by 180
     return grid(name or f"{code} ({orientation} deg)", rows, cols, pitch, cells=cells)
+
+
+def grid_halves(part: Part, axis: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The electrodes of a grid ``part`` in its first and its second half of ``"rows"``
+    (row 0 at the top: the two ends of the grid along the rows) or ``"columns"``, each in
+    electrode order; an odd count's middle row or column is in neither half.
+
+    >>> top, bottom = grid_halves(grid_code("GR08MM1305"), "rows")  # 13 rows: 0-5 and 7-12
+    >>> len(top), len(bottom), grid_halves(grid("g", 2, 2, 1.0), "columns")
+    (29, 30, ((0, 1), (2, 3)))
+    """
+    if part.kind != "grid" or part.shape is None or part.cells is None:
+        raise ArgumentError(f"part {part.name!r} is a {part.kind}, not a grid: it has no halves")
+    if axis not in ("rows", "columns"):
+        raise ArgumentError(f"axis must be 'rows' or 'columns', got {axis!r}")
+    n = part.shape[0 if axis == "rows" else 1]
+    lines = [cell[0 if axis == "rows" else 1] for cell in part.cells]
+    first = tuple(e for e, line in zip(part.electrodes, lines) if line < n // 2)
+    second = tuple(e for e, line in zip(part.electrodes, lines) if line >= n - n // 2)
+    return first, second
 
 
 def points(name: str, xy: Sequence[tuple[float, float]], *, electrodes: Sequence[int] | None

@@ -154,7 +154,9 @@ def compile_edges(edges: EdgesLike, model, layers: Iterable[int] | None = None):
     ``layers`` (all layers of ``blocks`` when None; an edge set naming `layers` differs by
     layer)."""
     layers = range(model.cfg.n_layers) if layers is None else layers
-    return {int(layer): _as_mask(edges, model.layout, model.cfg.n_heads, layer) for layer in layers}
+    layout_of = getattr(model, "layout_of", lambda layer: model.layout)  # per layer, if it varies
+    n_heads = model.cfg.n_heads
+    return {int(layer): _as_mask(edges, layout_of(int(layer)), n_heads, layer) for layer in layers}
 
 
 def _as_mask(
@@ -162,9 +164,12 @@ def _as_mask(
 ) -> torch.Tensor:
     """A compiled mask as given, or the edge set compiled for block ``layer``."""
     if isinstance(edges, torch.Tensor):
-        if edges.dtype != torch.bool or tuple(edges.shape[-2:]) != (layout.n_tokens,) * 2:
+        if edges.dtype != torch.bool or tuple(edges.shape[-2:]) != (
+            layout.n_queries,
+            layout.n_tokens,
+        ):
             raise LayoutError(
-                f"an edge mask must be bool [..., {layout.n_tokens}, {layout.n_tokens}], got "
+                f"an edge mask must be bool [..., {layout.n_queries}, {layout.n_tokens}], got "
                 f"{edges.dtype} {list(edges.shape)}"
             )
         return edges

@@ -45,6 +45,7 @@ from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedReadoutError, describe
 from emg_lens.inspect.checks import check_cache, check_model
 from emg_lens.models import HierarchicalTransformer, IsoNet, TinyMyo
+from emg_lens.models.base import TL_WEIGHTS, require
 
 __all__ = ["DIRECTIONS", "attribution_hooks", "direct_attribution", "readout_map"]
 
@@ -66,6 +67,7 @@ def readout_map(
     True
     """
     check_model(model)
+    require(model, TL_WEIGHTS, "readout_map")
     layout, d_model = model.layout, model.cfg.d_model
     R = torch.zeros(layout.n_tokens, d_model, model.cfg.n_classes, dtype=model.cfg.dtype)
     R = R.to(model.cfg.device)
@@ -197,6 +199,7 @@ def direct_attribution(
     True
     """
     check_model(model)
+    require(model, TL_WEIGHTS, "direct_attribution")
     if direction not in DIRECTIONS:
         raise ArgumentError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     R, b_U = readout_map(model, head=head)

@@ -24,18 +24,25 @@ from torch import nn
 from transformer_lens import ActivationCache
 
 from emg_lens.errors import ArgumentError, LayoutError
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.base import (
+    ATTENTION_HOOKS,
+    HookedBiosignalModel,
+    HookedEncoder,
+    provides,
+)
 
 __all__ = ["check_cache", "check_deterministic", "check_model", "pattern_names"]
 
 
 def check_model(model: object) -> HookedEncoder:
-    """Return ``model`` if it is an emg_lens encoder with a shared attention stack ``blocks``,
-    else raise `ArgumentError`."""
-    if not isinstance(model, HookedEncoder):
+    """Return ``model`` if it is an emg_lens model with attention hooks at every layer (an
+    encoder, converted or attached: the `ATTENTION_HOOKS` of the hook contract), else raise
+    `ArgumentError`. Tools that read more (weights, a layer-by-layer forward) also call
+    `emg_lens.models.base.require`."""
+    if not isinstance(model, HookedBiosignalModel) or not provides(model, ATTENTION_HOOKS):
         raise ArgumentError(
-            "expected an emg_lens encoder (IsoNet, TinyMyo, HierarchicalTransformer, ...), got "
-            f"{type(model).__name__}"
+            "expected an emg_lens encoder (IsoNet, TinyMyo, HierarchicalTransformer, ..., or "
+            f"a model opened with emg_lens.models.attach), got {type(model).__name__}"
         )
     if model.cfg.n_layers == 0:
         raise ArgumentError(

@@ -69,6 +69,7 @@ from emg_lens.errors import ArgumentError, IndexOutOfRangeError, UnsupportedFeat
 from emg_lens.inspect.checks import check_model
 from emg_lens.inspect.flow import token_bins
 from emg_lens.models import IsoNet, TinyMyo
+from emg_lens.models.base import TL_WEIGHTS, require
 
 __all__ = ["LEVELS", "ov_circuit", "qk_circuit", "token_embeddings"]
 
@@ -90,6 +91,7 @@ def token_embeddings(model: Any, *, writes: bool = False) -> Float[torch.Tensor,
     (torch.Size([7, 16]), True)
     """
     check_model(model)
+    require(model, TL_WEIGHTS, "token_embeddings")
     name = type(model).__name__
     if isinstance(model, IsoNet):
         embed = model.embed
@@ -214,6 +216,7 @@ def ov_circuit(
 def _heads(model: Any, layer: Any, head: Any) -> list[int]:
     """The heads a table covers, after checking the model, ``layer`` and ``head``."""
     check_model(model)
+    require(model, TL_WEIGHTS, "a weight circuit (qk_circuit, ov_circuit)")
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     if not _is_int(layer) or not 0 <= layer < n_layers:
         raise IndexOutOfRangeError(

@@ -46,12 +46,13 @@ class Interchange:
     """What `interchange` found: ``pairs`` (one row per pair: labels, the three predictions,
     whether the intervened one is the source's label, the logit shift), the three runs'
     ``logits`` ``[pair, class]`` (keys ``base``, ``source``, ``intervened``), and overall the
-    IIA over the ``n`` pairs whose labels differ with its 95 % Clopper-Pearson interval, and
+    IIA (``k`` of the ``n`` pairs whose labels differ) with its 95 % Clopper-Pearson interval, and
     the mean logit shift over them."""
 
     pairs: pd.DataFrame
     logits: dict[str, np.ndarray]
     iia: float
+    k: int
     ci_low: float
     ci_high: float
     n: int
@@ -59,9 +60,9 @@ class Interchange:
     site: str
 
     def summary(self) -> dict[str, Any]:
-        """The overall numbers as one row (``site, iia, ci_low, ci_high, n,
-        mean_logit_shift``)."""
-        keys = ("site", "iia", "ci_low", "ci_high", "n", "mean_logit_shift")
+        """The overall numbers as one row (``site, iia, k`` (pairs that follow the source),
+        ``n, ci_low, ci_high, mean_logit_shift``)."""
+        keys = ("site", "iia", "k", "n", "ci_low", "ci_high", "mean_logit_shift")
         return {key: getattr(self, key) for key in keys}
 
 
@@ -255,6 +256,7 @@ def interchange(
         pairs=pairs[PAIR_COLUMNS],
         logits={"base": base_logits, "source": source_logits, "intervened": intervened},
         iia=k / n if n else float("nan"),
+        k=k,
         ci_low=float(low),
         ci_high=float(high),
         n=n,

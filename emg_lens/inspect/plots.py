@@ -10,6 +10,8 @@
 - `plot_distribution_shift`: cosine distance and MMD² per layer;
 - `plot_pattern`: one head's attention pattern with the token groups drawn along both axes;
 - `plot_patching`: what a patching sweep restored;
+- `plot_probes`: probe accuracy by layer, one line per token group (dotted: the control task);
+- `plot_interchange`: interchange intervention accuracy by layer, with its interval;
 - `to_circuitsvis`: an interactive CircuitsVis view of one layer's patterns
   (``pip install emg_lens[viz]``).
 """
@@ -34,10 +36,12 @@ __all__ = [
     "plot_attribution",
     "plot_distribution_shift",
     "plot_head_importance",
+    "plot_interchange",
     "plot_mass_vs_effect",
     "plot_ov_circuit",
     "plot_patching",
     "plot_pattern",
+    "plot_probes",
     "plot_qk_circuit",
     "to_circuitsvis",
     "token_labels",
@@ -534,3 +538,79 @@ def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> An
         # model's future) unless told
         mask_upper_tri=False,
     )
+
+
+# ------------------------------------------------------------------- probes, interchange
+
+
+def plot_probes(table: pd.DataFrame) -> plt.Figure:
+    """Probe accuracy by layer, one line per token group (dotted: the same probe on the control
+    task; grey: chance), one panel per ``cut`` condition when the table has that column, from
+    `emg_lens.inspect.probe_tokens` (several subjects' rows are averaged).
+
+    >>> table = pd.DataFrame({"layer": [0, 1], "group": "emg", "accuracy": [0.3, 0.9],
+    ...                       "control_accuracy": [0.3, 0.4], "chance": 0.25})
+    >>> len(plot_probes(table).axes)
+    1
+    """
+    _require(table, ["layer", "group", "accuracy", "control_accuracy", "chance"], "plot_probes")
+    table = table.assign(cut=table.get("cut", "none"))
+    cuts = list(dict.fromkeys(table["cut"]))
+    fig, axes = plt.subplots(1, len(cuts), figsize=(4.6 * len(cuts), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, cut in zip(axes, cuts):
+        rows = table[table["cut"] == cut]
+        mean = rows.groupby(["group", "layer"], sort=False)[["accuracy", "control_accuracy"]]
+        mean = mean.mean().reset_index()
+        for k, (group, g) in enumerate(mean.groupby("group", sort=False)):
+            color = COLORS[k % 10]
+            ax.plot(g["layer"], g["accuracy"], marker="o", color=color, label=str(group))
+            ax.plot(g["layer"], g["control_accuracy"], ls=":", color=color, lw=1)
+        ax.axhline(float(rows["chance"].mean()), color="0.6", lw=1, ls="--")
+        ax.set_xticks(sorted(rows["layer"].unique()))
+        ax.set_xlabel("layer (residual stream entering it; last: after the last block)")
+        ax.set_title("no edge cut" if cut == "none" else f"cut: {cut}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("held-out probe accuracy")
+    axes[0].legend(fontsize=8, frameon=False, title="tokens", title_fontsize=8)
+    n = table["subject"].nunique() if "subject" in table else 1
+    fig.suptitle(
+        f"Linear probes by layer ({n} subject{'s' * (n != 1)}; dotted: control task, "
+        "dashed: chance)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_interchange(table: pd.DataFrame) -> plt.Figure:
+    """Interchange intervention accuracy by layer, one line per site (``group``) and ``cut``,
+    pooled over subjects (``k`` of ``n`` pairs) with its 95 % Clopper-Pearson interval.
+
+    >>> table = pd.DataFrame({"layer": [0, 1], "group": "acc", "k": [80, 30], "n": 100})
+    >>> len(plot_interchange(table).axes[0].lines) >= 1
+    True
+    """
+    from emg_lens.studies.stats import clopper_pearson
+
+    _require(table, ["layer", "group", "k", "n"], "plot_interchange")
+    table = table.assign(cut=table.get("cut", "none"))
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    pooled = table.groupby(["cut", "group", "layer"], sort=False)[["k", "n"]].sum().reset_index()
+    for k, ((cut, group), rows) in enumerate(pooled.groupby(["cut", "group"], sort=False)):
+        iia = rows["k"] / rows["n"]
+        low, high = clopper_pearson(rows["k"], rows["n"])
+        label = f"{group}" + ("" if cut == "none" else f", cut {cut}")
+        style = {"color": COLORS[k % 10], "ls": "-" if cut == "none" else "--", "label": label}
+        ax.errorbar(
+            rows["layer"], iia, yerr=[iia - low, high - iia], marker="o", capsize=3, **style
+        )
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xticks(sorted(table["layer"].unique()))
+    ax.set_xlabel("layer (residual stream entering it)")
+    ax.set_ylabel("interchange intervention accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, title="tokens taken from the source", title_fontsize=8)
+    ax.set_title("Predictions that follow the source's label (95 % interval)", fontsize=10)
+    fig.tight_layout()
+    return fig

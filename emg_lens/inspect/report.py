@@ -43,6 +43,8 @@ from emg_lens.inspect.importance import (
 )
 from emg_lens.inspect.shift import distribution_shift
 from emg_lens.layout import CLS
+from emg_lens.models.base import TL_WEIGHTS, require
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import save_outputs
 
 __all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
@@ -91,8 +93,11 @@ class InspectionReport:
     ov: pd.DataFrame | None = None
     n_windows: int = 0
     attribution_skipped: str | None = None  # why there is no attribution table
+    circuits_skipped: str | None = None  # why there are no weight circuits (no TL weights)
     source: dict | None = None  # the data source the windows come from (its placement)
     channels: pd.DataFrame | None = None  # channel_importance: each channel unread
+    threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
+    chance: pd.DataFrame | None = None  # the unmasked accuracy beside chance (chance_table)
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -106,6 +111,7 @@ class InspectionReport:
             **({} if self.attribution is None else {"attribution": self.attribution}),
             "distribution_shift": self.shift,
             **({} if self.channels is None else {"channel_importance": self.channels}),
+            **({} if self.chance is None else {"chance": self.chance}),
         }
 
     def _circuits(self) -> dict[str, pd.DataFrame]:
@@ -204,7 +210,15 @@ class InspectionReport:
         """summary.md: what was inspected and the summary's lines."""
         lines = self.summary().splitlines()
         head = f"# Inspection: {lines[0]}\n\n"
+        if self.chance is not None:
+            head += chance_markdown(self.chance) + "\n"
         return head + "\n".join(f"- {line.strip()}" for line in lines[1:]) + "\n"
+
+    def console(self) -> str:
+        """What ``emg-lens inspect`` prints: the summary, the accuracy beside chance and a
+        warning when the model is not clearly above it."""
+        chance = "" if self.chance is None else f"\n{chance_console(self.chance)}"
+        return self.summary() + chance
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write every table as CSV, summary.md, every figure as PNG and SVG, and report.html
@@ -223,6 +237,7 @@ class InspectionReport:
             title=f"{type(self.model).__name__}, subject {self.subject}",
             spec={"model": type(self.model).__name__, "subject": self.subject,
                   "windows": self.n_windows, "top_head": f"L{layer}H{head}",
+                  **({} if self.threads is None else {"threads": self.threads}),
                   **({} if self.source is None else {"data_source": self.source})},
         )  # fmt: skip
 
@@ -239,6 +254,8 @@ class InspectionReport:
             heads = ", ".join(f"L{r.layer}H{r.head} {r.delta:+.3f}" for r in top.itertuples())
             rho = self.correlation.set_index("kind").loc[kind, "spearman_rho"]
             lines.append(f"  mask {kind}: top heads {heads}; Spearman(mass, drop) = {rho:.2f}")
+        if self.circuits_skipped is not None:
+            lines.append(f"  weight circuits (QK, OV): skipped ({self.circuits_skipped})")
         if self.attribution is None:
             lines.append(f"  attribution: skipped ({self.attribution_skipped})")
         else:
@@ -341,7 +358,10 @@ def inspect_model(
         f"[3/5] head importance ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads) and "
         f"channel importance ({model.cfg.n_channels} channels)"
     )
-    importance = head_importance(model, data, batch_size=batch_size)
+    importance = head_importance(model, data, batch_size=batch_size)  # metric: accuracy
+    baseline = float(importance["baseline"].iloc[0])  # the unmasked accuracy, on these windows
+    counts = np.bincount(np.asarray(data.y_test), minlength=model.cfg.n_classes)
+    chance = chance_table({f"subject {data.subject}": (round(baseline * len(X)), counts)})
     channels = channel_importance(model, data, batch_size=batch_size)
     if skipped is None:
         step("[4/5] direct attribution to the class logits")
@@ -372,14 +392,32 @@ def inspect_model(
         ov=ov,
         n_windows=len(X),
         attribution_skipped=skipped,
+        circuits_skipped=_why_no_weights(model),
         channels=channels,
+        threads=torch.get_num_threads(),
+        chance=chance,
     )
+
+
+def _why_no_weights(model: Any) -> str | None:
+    """Why the weight-based tables (QK and OV circuits, attribution) cannot be made: a model
+    without TransformerLens weights (an attached model) says which converter gives them."""
+    try:
+        require(
+            model, TL_WEIGHTS, "each weight-based table (QK and OV circuits, direct attribution)"
+        )
+    except UnsupportedFeatureError as exc:
+        return str(exc)
+    return None
 
 
 def _why_no_attribution(model: Any) -> str | None:
     """Why `direct_attribution` cannot read ``model`` (its readout is no linear map of the
-    final stream: a user's readout module, a flattening head, post-LN blocks), or None; a
-    model with no class logits at all (a TinyMyo pretrained for reconstruction) is refused."""
+    final stream: a user's readout module, a flattening head, post-LN blocks; no weights in
+    TransformerLens shapes), or None; a model with no class logits at all (a TinyMyo
+    pretrained for reconstruction) is refused."""
+    if (why := _why_no_weights(model)) is not None:
+        return why
     if getattr(model, "task", "classification") != "classification":
         readout_map(model)  # raises, naming the task
     try:

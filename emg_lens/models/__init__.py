@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from emg_lens.models.attached import AttachedModel, attach
     from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
     from emg_lens.models.braindecode import (
         HookedCBraMod,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLASSIFIERS",
     "MODEL_CLASSES",
+    "AttachedModel",
     "HierarchicalTransformer",
     "HookedBiosignalModel",
     "HookedCBraMod",
@@ -53,6 +55,7 @@ __all__ = [
     "MultimodalMLP",
     "MultimodalTransformer",
     "TinyMyo",
+    "attach",
     "from_braindecode",
     "from_torch_encoder",
     "to_braindecode",
@@ -71,6 +74,8 @@ join them from `emg_lens.models.braindecode.HOOKED_CLASSES`."""
 
 _EXPORTS = {
     **_NATIVE,
+    "AttachedModel": "emg_lens.models.attached",
+    "attach": "emg_lens.models.attached",
     "HookedBiosignalModel": "emg_lens.models.base",
     "HookedEncoder": "emg_lens.models.base",
     "from_torch_encoder": "emg_lens.models.torch_encoder",

@@ -31,12 +31,73 @@ from emg_lens.errors import (
     InputShapeError,
     InputValueError,
     LayoutError,
+    UnsupportedFeatureError,
     describe,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape
 from emg_lens.models.tl_surface import TransformerLensSurface
 
-__all__ = ["HookedBiosignalModel", "HookedEncoder"]
+__all__ = [
+    "ATTENTION_HOOKS",
+    "LAYERWISE",
+    "TL_WEIGHTS",
+    "HookedBiosignalModel",
+    "HookedEncoder",
+    "provides",
+    "require",
+]
+
+# The hook contract: what a model provides to the floors above (inspection, studies,
+# discovery, export), by name. Each tool asks for what it reads (`require`) instead of a class.
+ATTENTION_HOOKS = "attention_hooks"
+"""``blocks.{l}.attn.hook_attn_scores`` / ``hook_pattern`` ``[batch, head, query, key]`` for
+each layer, ``edge_masks=`` in ``forward``, ``layout`` and ``cfg.n_layers``: every encoder,
+converted and attached ones included."""
+LAYERWISE = "layerwise"
+"""``forward(start_at_layer=, stop_at_layer=)``, ``blocks[l](resid, mask)`` as emg_lens
+`TransformerBlock` s, ``readout(resid, return_type)`` and ``ln_final``: what a study's prefix
+tree, discovery's screen and ONNX export run."""
+TL_WEIGHTS = "tl_weights"
+"""Weights in TransformerLens shapes (``W_Q`` ... ``W_U``): QK and OV circuits, composition
+scores, direct attribution."""
+
+
+def provides(model: object, feature: str) -> bool:
+    """Whether ``model`` provides ``feature`` of the hook contract (`ATTENTION_HOOKS`,
+    `LAYERWISE`, `TL_WEIGHTS`).
+
+    >>> from emg_lens.models import IsoNet
+    >>> provides(IsoNet(EncoderConfig.preset("tiny")), TL_WEIGHTS), provides(object(), LAYERWISE)
+    (True, False)
+    """
+    return feature in getattr(model, "contract", frozenset())
+
+
+def require(model: object, feature: str, what: str) -> None:
+    """Refuse, naming ``what`` needed it, a model that does not provide ``feature``; a model
+    that can be converted says by which converter (its ``converters`` text).
+
+    >>> from emg_lens.models import MultimodalMLP
+    >>> require(MultimodalMLP(EncoderConfig.preset("tiny")), ATTENTION_HOOKS, "edge_mass")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.UnsupportedFeatureError: edge_mass needs attention hooks (blocks.{l}.attn.hook_attn_scores and hook_pattern, edge_masks=), which MultimodalMLP does not provide
+    """  # noqa: E501
+    if provides(model, feature):
+        return
+    needs = {
+        ATTENTION_HOOKS: "attention hooks (blocks.{l}.attn.hook_attn_scores and hook_pattern, "
+        "edge_masks=)",
+        LAYERWISE: "a layer-by-layer forward (start_at_layer/stop_at_layer, emg_lens blocks "
+        "and readout)",
+        TL_WEIGHTS: "weights in TransformerLens shapes (W_Q, W_K, W_V, W_O, W_U)",
+    }[feature]
+    hint = getattr(model, "converters", None)
+    raise UnsupportedFeatureError(
+        f"{what} needs {needs}, which {type(model).__name__} does not provide"
+        + (f"; convert the model first: {hint}" if hint else "")
+    )
+
 
 EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]
 
@@ -68,6 +129,7 @@ class HookedBiosignalModel(TransformerLensSurface, HookedRootModule):
 
     cfg: EncoderConfig
     dual_head: bool = False  # True: forward(return_type="both") gives two logits to train
+    contract: frozenset[str] = frozenset()  # what it provides of the hook contract (`provides`)
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -236,6 +298,7 @@ class HookedEncoder(HookedBiosignalModel):
     """
 
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
+    contract = frozenset({ATTENTION_HOOKS, LAYERWISE, TL_WEIGHTS})
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)

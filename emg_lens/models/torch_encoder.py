@@ -93,6 +93,8 @@ def layout_to_dict(layout: TokenLayout) -> dict[str, Any]:
     names = getattr(layout, "channel_names", None)
     if names is not None:
         out["channel_names"] = list(names)
+    if getattr(layout, "queries", None) is not None:
+        out["queries"] = layout_to_dict(layout.queries)
     return out
 
 
@@ -103,8 +105,9 @@ def layout_from_dict(data: Mapping[str, Any]) -> TokenLayout:
             "a layout must be a dict with lists 'group', 'channel' and 'time' (one entry per "
             f"token) and optionally 'channel_names', got {describe(data)}"
         )
-    fields = {key: tuple(value) for key, value in data.items()}
-    return TokenLayout(**fields)
+    fields = {key: tuple(value) for key, value in data.items() if key != "queries"}
+    queries = data.get("queries")
+    return TokenLayout(**fields, queries=None if queries is None else layout_from_dict(queries))
 
 
 def _modalities(layout: TokenLayout) -> dict[str, int]:

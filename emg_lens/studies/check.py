@@ -4,7 +4,8 @@ and what it can find, with no forward pass and no code of the study run.
 `check_ablation` checks an ablation study against its models (each checkpoint opened as the
 run would, its weights' header but not its weights) or, with no models found, against a
 preset's layout; it lists the Python files the study names (never run), the grid of
-conditions, the structural zeros, and the design line the run's summary prints. `text_table`
+conditions, the structural zeros, the design line the run's summary prints, and the claims
+the study declares (`claims_note`). `text_table`
 lays out rows as the command line prints them. `check_target` finds what a study is checked
 against; the discovery kind reuses it.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "Target",
     "check_ablation",
     "check_target",
+    "claims_note",
     "code_note",
     "text_table",
 ]
@@ -66,6 +68,7 @@ class Target(NamedTuple):
     source: str
     n_subjects: int | None  # None: no models found, and no ``subjects``
     model: Any = None  # the first model, built without its weights (None: no models found)
+    from_models: bool = False  # False: a preset's layout stands in for the models
 
 
 def check_target(
@@ -131,7 +134,7 @@ def check_target(
     stand_ins = {name: torch.nn.Module() for name in user_modules_of(info)}
     model = cls(cfg, **info.get("model_kwargs", {}), **stand_ins)
     source = "the models' size and layout"
-    return Target(model.layout, cfg.n_layers, cfg.n_heads, source, n_subjects, model.eval())
+    return Target(model.layout, cfg.n_layers, cfg.n_heads, source, n_subjects, model.eval(), True)
 
 
 def _check_layout(spec: Any, target: Target) -> None:
@@ -227,4 +230,44 @@ def check_ablation(
     lines.append(
         power_note(target.n_subjects, planned_family_sizes(tested, spec.stats), spec.stats)
     )
+    lines += claims_note(spec, grid, target)
     return "\n".join(lines)
+
+
+def claims_note(spec: Any, grid: Sequence[Any], target: Target) -> list[str]:
+    """The lines listing the study's declared claims (none when it declares none), each
+    checked against the grid's conditions and, where the models are known, their classes:
+    a claim the run could not test is a `SpecError` here, before anything runs."""
+    import pandas as pd
+
+    from emg_lens.studies.claims import class_indices, matching_keys
+
+    if not spec.claims:
+        return []
+    rows = pd.DataFrame([c.row() for c in grid])
+    # the class count is the models' own: a preset standing in for them says nothing of it
+    n_classes = target.model.cfg.n_classes if target.from_models else None
+    groups = dict(spec.class_groups)
+    table = []
+    for i, claim in enumerate(spec.claims):
+        where = f"claims[{i}]"
+        matching_keys(claim, rows, where)
+        classes = claim.classes_label()
+        if n_classes is not None:
+            class_indices(claim, groups, n_classes, where)
+        if claim.classes in groups:
+            classes += f" ({','.join(map(str, groups[claim.classes]))})"
+        table.append(
+            {
+                "claim": claim.title(),
+                "condition": f"{claim.intervention} · {claim.layers}",
+                "classes": classes,
+                "expected": claim.expected,
+            }
+        )
+    drops = sum(c.expect == "drop" for c in spec.claims)
+    return [
+        f"claims, tested after the run on each subject's accuracy over their classes "
+        f"({spec.stats.test}; {spec.stats.correction} over the {drops} drop claim(s)):",
+        text_table(table, ["claim", "condition", "classes", "expected"]),
+    ]

@@ -34,6 +34,7 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
+from emg_lens.models.base import LAYERWISE, provides
 from emg_lens.studies.code import (
     ModuleBuilder,
     hooks_from_factory,
@@ -124,14 +125,19 @@ def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTabl
     masks = table.compiled.get(edges)
     if masks is None:  # compiled once per edge set, not once per condition
         try:
-            masks = edges.compile_layers(model.layout, n_heads, n_layers)
+            layout_of = getattr(model, "layout_of", None)
+            if layout_of is None:
+                masks = edges.compile_layers(model.layout, n_heads, n_layers)
+            else:  # the layout may differ by layer (an attached model's cross-attention)
+                edges.check_layers(n_layers)
+                masks = [edges.compile(layout_of(i), n_heads, layer=i) for i in range(n_layers)]
         except LayoutError as exc:
             raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
         table.compiled[edges] = masks
     if condition.heads is not None:
         keep = torch.zeros(n_heads, dtype=torch.bool)
         keep[list(condition.heads)] = True
-        masks = masks & keep[:, None, None]
+        masks = [mask & keep[:, None, None] for mask in masks]
     return tuple(
         table.id(masks[layer]) if layer in condition.layers else None for layer in range(n_layers)
     )
@@ -299,6 +305,14 @@ def _run_prefix_tree(
     # [1, head, q, k]: broadcast over the batch, never copied per window (4-D for SDPA).
     masks = [m.to(X.device)[None] for m in table.masks]
     out: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+    if not provides(model, LAYERWISE):  # an attached model: one whole forward per sequence
+        for start in range(0, len(X), batch_size):
+            for seq in wanted:
+                cut = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
+                xb = X[start : start + batch_size]
+                out[seq].append(model(xb, edge_masks=cut, return_type=return_type))
+        joined = {seq: torch.cat(parts) for seq, parts in out.items()}
+        return {seq: joined[canonical[seq]] for seq in sequences}
     for start in range(0, len(X), batch_size):
         states = {(): model(X[start : start + batch_size], stop_at_layer=0)}
         for layer, block in enumerate(model.blocks):
@@ -327,8 +341,10 @@ def _verify(
 ) -> None:
     """Re-run a few windows through the hooked path; demand equal logits and zero patterns."""
     layers = {layer: table.masks[i] for layer, i in enumerate(seq) if i is not None}
+    layout_of = getattr(model, "layout_of", lambda layer: model.layout)
     hooks = [
-        (attn_scores_filter([layer]), mask_edges(m, model.layout)) for layer, m in layers.items()
+        (attn_scores_filter([layer]), mask_edges(m, layout_of(layer)))
+        for layer, m in layers.items()
     ]
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
     with model.hooks(fwd_hooks=hooks):
@@ -354,7 +370,10 @@ def _verify(
 def _check_return_type(spec: StudySpec, model, x: torch.Tensor) -> None:
     # The readout of the embedding: the output's shape without running a block.
     try:
-        out = model.readout(model(x, stop_at_layer=0), spec.return_type)
+        if provides(model, LAYERWISE):
+            out = model.readout(model(x, stop_at_layer=0), spec.return_type)
+        else:  # no separate readout: the whole forward
+            out = model(x, return_type=spec.return_type)
     except ArgumentError as exc:
         raise SpecError(f"return_type = {spec.return_type!r}: {exc}") from exc
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), model.cfg.n_classes):

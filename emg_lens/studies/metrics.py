@@ -19,6 +19,11 @@ one table per metric from the same logits. How Δ is reported (`RELATIVE_METRICS
 percentage of the baseline for the prediction metrics (the paper's Δ%), as an absolute
 difference for the others, whose zero is not "nothing" (a margin or log-probability) or whose
 baseline is 0 by definition (``kl``, ``flip_rate``).
+
+A regressor (a force from HD-sEMG, `emg_lens.studies.regression`) is scored by
+`REGRESSION_METRICS` instead (`score_regression`): ``mse``, the mean squared error in the
+target's units squared, and ``r2``, one minus the MSE over the targets' variance (0: the
+targets' own mean; below 0: worse than that). Their changes are absolute (Δ).
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ __all__ = [
     "CONTINUOUS_METRICS",
     "METRICS",
     "PREDICTION_METRICS",
+    "REGRESSION_METRICS",
     "RELATIVE_METRICS",
     "UNITS",
     "delta_column",
     "delta_name",
     "score_logits",
     "score_predictions",
+    "score_regression",
     "window_kl",
     "window_metric",
 ]
@@ -49,6 +56,7 @@ __all__ = [
 PREDICTION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 CONTINUOUS_METRICS = ("margin", "logprob", "kl", "flip_rate")
 METRICS = PREDICTION_METRICS + CONTINUOUS_METRICS
+REGRESSION_METRICS = ("mse", "r2")
 RELATIVE_METRICS = PREDICTION_METRICS  # Δ in percent of the baseline; the others absolute
 UNITS = {
     "accuracy": "share of windows",
@@ -58,6 +66,8 @@ UNITS = {
     "logprob": "nats",
     "kl": "nats",
     "flip_rate": "share of windows",
+    "mse": "target units squared",
+    "r2": "share of the targets' variance",
 }
 
 
@@ -191,3 +201,27 @@ def score_logits(
     values["kl"] = float(window_kl(logits, reference).mean())
     values["flip_rate"] = float((pred != reference.argmax(-1)).double().mean())
     return {"values": values, "class_correct": correct, "class_total": total}
+
+
+def score_regression(
+    pred: Float[np.ndarray, " n"], target: Float[np.ndarray, " n"]
+) -> dict[str, float]:
+    """Every metric of `REGRESSION_METRICS` of predictions ``pred`` against ``target`` (in
+    float64); non-finite predictions, or targets without variance (no R²), are refused.
+
+    >>> score_regression(np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 5.0]))
+    {'mse': 0.6666666666666666, 'r2': 0.75}
+    """
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    if pred.shape != target.shape or pred.ndim != 1 or not len(pred):
+        raise ArgumentError(
+            f"pred and target must be two equal non-empty 1-d arrays, got {pred.shape} and "
+            f"{target.shape}"
+        )
+    if not np.isfinite(pred).all() or not np.isfinite(target).all():
+        raise ArgumentError("pred and target must be finite (a NaN or Inf is no score)")
+    variance = float(target.var())
+    if variance == 0:
+        raise ArgumentError("the targets do not vary: R² is undefined on them")
+    mse = float(np.mean((pred - target) ** 2))
+    return {"mse": mse, "r2": 1.0 - mse / variance}

@@ -7,20 +7,24 @@ The synthetic data (`emg_lens.data.synthetic.emg_acc`) plants two facts about it
    cannot recognise them (their accuracy must drop, significantly);
 2. **sEMG-only and ACC-only gestures keep their accuracy**: one modality identifies each, so
    cutting cross-modal edges must leave them alone (the control: the 95% bootstrap interval of
-   their change must lie above -`KEEP_MARGIN_PCT` %).
+   their change must lie within ±100 `PLANTED_MARGIN` %).
 
-The control is a non-inferiority claim, not "no significant change": a test of difference cannot
+Both are claims (`emg_lens.studies.claims`): the demo's study file declares them
+(``emg_lens/studies/planted_demo.toml``, `planted_claims` says them in code, and a test keeps
+the two equal), so every run of it writes their verdicts into ``claims.csv`` and
+``summary.md``, and `format_findings` prints them as planted vs found.
+
+The control is an equivalence claim, not "no significant change": a test of difference cannot
 show that two things are the same (too few subjects make any change "ns"), and with enough
 subjects it calls a consistent -0.5 % significant, which no reader would call losing accuracy.
 Models trained on different CPUs gave both on the demo (p = 0.17 and p = 0.03 for -0.4 % and
 -0.5 %), so the claim is decided by the size of the change and the precision it is known with.
 
-`planted_findings` tests both on the study's condition that cuts every cross-modal edge in
-every layer, from the per-class counts every cell holds, with the study's own test. Each claim
-is one pre-specified test and its p-value is not corrected: a correction would only make the
-control easier to pass. Scored on IsoNet's mean-pooled head (``return_type = "avg_logits"``),
-which reads the channel tokens only, cross-modal edges are the only route to the interaction
-gestures (the CLS head has another: the CLS token reads both modalities).
+`planted_findings` tests both on a study that does not declare them (a notebook's), on its
+condition that cuts every cross-modal edge in every layer. Scored on IsoNet's mean-pooled head
+(``return_type = "avg_logits"``), which reads the channel tokens only, cross-modal edges are the
+only route to the interaction gestures (the CLS head has another: the CLS token reads both
+modalities).
 
 The planted EEG (`emg_lens.data.synthetic.eeg`) plants the same two facts about two scalp
 regions instead of two modalities: pass its truth (`PlantedEEG`) as ``truth=`` and the claims
@@ -35,31 +39,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from emg_lens.data.synthetic.eeg import PlantedEEG
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, gesture_kinds
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.claims import Claim, evaluate_claims, format_claims
 from emg_lens.studies.result import TEST_NAMES, StudyResult
-from emg_lens.studies.stats import (
-    ALPHA,
-    bootstrap_delta_ci,
-    compare,
-    delta_pct,
-    rank_biserial,
-    stars,
-)
 
 __all__ = [
     "CLAIMS",
     "CUT",
-    "KEEP_MARGIN_PCT",
-    "claim_verdict",
+    "PLANTED_MARGIN",
     "claims_of",
     "cut_everywhere",
     "format_findings",
     "kind_groups",
+    "planted_claims",
     "planted_classes",
     "planted_findings",
 ]
@@ -69,12 +65,12 @@ CLAIMS = {
     "unimodal": ("sEMG-only and ACC-only gestures keep their accuracy", "keep"),
 }
 """Group -> (the planted claim, what the study must find: a significant drop, or a change whose
-95% interval lies above -`KEEP_MARGIN_PCT` %), in the words of the planted sEMG x ACC data;
+95% interval lies within ±100 `PLANTED_MARGIN` %), in the words of the planted sEMG x ACC data;
 `claims_of` words them for another truth."""
 
-KEEP_MARGIN_PCT = 5.0
-"""The non-inferiority margin of a "keeps its accuracy" claim: the lower end of the 95% bootstrap
-interval of Δ% must lie above minus this (at the controls' ~0.99 accuracy, about 5 points)."""
+PLANTED_MARGIN = 0.05
+"""The margin of the "keeps its accuracy" claim: the 95% bootstrap interval of Δ% must lie
+within ±5 % (at the controls' ~0.99 accuracy, about 5 points)."""
 
 CUT = "every cross-modal edge cut"
 """What the condition the claims are tested on cuts, in the same words."""
@@ -166,6 +162,41 @@ def cut_everywhere(result: StudyResult, intervention: str = "cross") -> pd.Serie
     return rows.loc[width.idxmax()]
 
 
+def planted_claims(
+    groups: Mapping[str, Sequence[int]],
+    *,
+    intervention: str = "cross",
+    layers: str = "all",
+    truth: PlantedEEG | None = None,
+) -> tuple[Claim, ...]:
+    """The planted claims (`CLAIMS`, worded by `claims_of`) as a study declares them: the
+    ``interaction`` classes drop under ``intervention`` at ``layers`` (a claim's layer label),
+    the ``unimodal`` ones keep their accuracy within `PLANTED_MARGIN`; ``groups`` (as
+    `kind_groups` gives them) are the study's ``[class_groups]``.
+
+    >>> [(c.classes, c.expect, c.margin) for c in planted_claims({"interaction": [2, 3],
+    ...                                                           "unimodal": [0, 1]})]
+    [('interaction', 'drop', None), ('unimodal', 'keep', 0.05)]
+    """
+    claims, _ = claims_of(truth)
+    missing = sorted(set(claims) - set(groups))
+    if missing:
+        raise ArgumentError(f"groups must include {missing}; got {sorted(groups)}")
+    return tuple(
+        Claim.from_dict(
+            {
+                "description": text,
+                "intervention": intervention,
+                "layers": layers,
+                "classes": group,
+                "expect": expect,
+                **({"margin": PLANTED_MARGIN} if expect == "keep" else {}),
+            }
+        )
+        for group, (text, expect) in claims.items()
+    )
+
+
 def planted_findings(
     result: StudyResult,
     groups: Mapping[str, Sequence[int]],
@@ -173,103 +204,28 @@ def planted_findings(
     intervention: str = "cross",
     truth: PlantedEEG | None = None,
 ) -> pd.DataFrame:
-    """One row per planted claim (`CLAIMS`): the group's accuracy per subject under the
-    `cut_everywhere` condition vs the baseline, the study's test, and whether the study found
-    what was planted (``found``: a significant drop for ``interaction``; for ``unimodal``, a
-    95% bootstrap interval of Δ% above -`KEEP_MARGIN_PCT`, whatever the p-value says).
-    ``truth``: the planted EEG's `PlantedEEG`, whose regions word the claims (`claims_of`;
-    None: the planted sEMG x ACC data).
-
-    Columns: ``group, claim, expected, condition, cut, n, baseline, masked, delta_pct, ci_low,
-    ci_high, r_rb, test, p, stars, found``.
-    """
-    claims, cut = claims_of(truth)
-    condition = cut_everywhere(result, intervention)
-    accuracy = result.class_accuracy({name: list(idx) for name, idx in groups.items()})
-    test = result.spec.stats.test
-    rows = []
-    for group, (claim, expected) in claims.items():
-        if group not in groups:
-            raise ArgumentError(f"groups must include {group!r}; got {sorted(groups)}")
-        per_subject = accuracy[accuracy["classes"] == group]
-        base = per_subject[per_subject["intervention"] == "baseline"].set_index("subject")
-        masked = (
-            per_subject[per_subject["key"] == condition["key"]]
-            .set_index("subject")["accuracy"]
-            .reindex(base.index)
-            .to_numpy(dtype=float)
-        )
-        base = base["accuracy"].to_numpy(dtype=float)
-        rows.append(
-            {
-                "group": group,
-                "claim": claim,
-                "expected": expected,
-                "condition": f"{condition['intervention']} · {condition['mode']} "
-                f"(layers {condition['layers']})",
-                "cut": cut,
-                "n": len(base),
-                "baseline": float(np.nanmean(base)),
-                "masked": float(np.nanmean(masked)),
-                **claim_verdict(expected, masked, base, test),
-            }
-        )
-    return pd.DataFrame(rows)
+    """The planted claims (`planted_claims`) tested on a study that does not declare them, on
+    its `cut_everywhere` condition of ``intervention``, with its test and correction, as
+    `emg_lens.studies.claims.evaluate_claims` tests declared ones: one row per claim, its
+    verdict in ``verdict`` (``holds``: found). ``truth``: the planted EEG's `PlantedEEG`,
+    whose regions word the claims (`claims_of`; None: the planted sEMG x ACC data)."""
+    row = cut_everywhere(result, intervention)
+    layers = row["mode"] if pd.isna(row["layer"]) else f"{row['mode']} {int(row['layer'])}"
+    if row["mode"] == "explicit":
+        layers = f"explicit {row['layers']}"
+    claims = planted_claims(groups, intervention=intervention, layers=layers, truth=truth)
+    stats = result.spec.stats
+    counts = result.of_metric().per_subject
+    return evaluate_claims(claims, groups, counts, stats.test, stats.correction)
 
 
-def claim_verdict(
-    expected: str, masked: Sequence[float], baseline: Sequence[float], test: str
-) -> dict[str, float | str | bool]:
-    """Whether per-subject values under a cut (``masked[i]``, subject ``i``) bear out a planted
-    claim against the ``baseline``: ``expected = "drop"`` is found by a significant fall
-    (``test``, uncorrected, at `ALPHA`); ``"keep"`` by a 95% bootstrap interval of Δ% whose
-    lower end lies above -`KEEP_MARGIN_PCT` (non-inferiority: its p-value is reported, not
-    used). Returns ``delta_pct, ci_low, ci_high, r_rb, test, p, stars, found``.
-
-    >>> base = [0.99, 1.0, 0.99, 1.0, 0.98, 1.0]
-    >>> claim_verdict("keep", [b - 0.005 for b in base], base, "mannwhitneyu")["found"]
-    True
-    >>> claim_verdict("keep", [b - 0.2 for b in base], base, "mannwhitneyu")["found"]
-    False
-    """
-    if expected not in ("drop", "keep"):
-        raise ArgumentError(f"expected must be 'drop' or 'keep', got {expected!r}")
-    masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
-    _, p = compare(masked, baseline, test)
-    ci_low, ci_high = bootstrap_delta_ci(masked, baseline)
-    if expected == "drop":
-        found = p < ALPHA and np.nanmean(masked) < np.nanmean(baseline)
-    else:
-        found = ci_low > -KEEP_MARGIN_PCT  # False for a NaN interval (fewer than 2 subjects)
-    return {
-        "delta_pct": delta_pct(float(np.nanmean(masked)), float(np.nanmean(baseline))),
-        "ci_low": ci_low,
-        "ci_high": ci_high,
-        "r_rb": rank_biserial(masked, baseline, test),
-        "test": test,
-        "p": p,
-        "stars": stars(p),
-        "found": bool(found),
-    }
-
-
-def format_findings(findings: pd.DataFrame) -> str:
-    """The findings as lines to print beside the study's table."""
+def format_findings(findings: pd.DataFrame, truth: PlantedEEG | None = None) -> str:
+    """The planted claims' rows of a claims table (`StudyResult.claims`, `planted_findings`)
+    as the demo prints them: planted vs found (``truth`` words the cut, as in `claims_of`)."""
     first = findings.iloc[0]
     lines = [
-        f"Planted vs found ({first['condition']}: {first['cut']}; "
-        f"{TEST_NAMES[first['test']]} over {first['n']} subjects, one uncorrected test per claim):"
+        f"Planted vs found ({first['condition']}: {claims_of(truth)[1]}; "
+        f"{TEST_NAMES[first['test']]} over {first['n']} subjects):",
+        format_claims(findings, prefix="planted: "),
     ]
-    for r in findings.itertuples(index=False):
-        verdict = (
-            "significant drop"
-            if r.expected == "drop"
-            else f"95% CI of Δ above -{KEEP_MARGIN_PCT:g}%"
-        )
-        lines.append(
-            f"  planted: {r.claim} (expected: {verdict})\n"
-            f"    accuracy {r.baseline:.3f} -> {r.masked:.3f}, Δ {r.delta_pct:+.1f}% "
-            f"[95% CI {r.ci_low:+.1f}, {r.ci_high:+.1f}], r_rb {r.r_rb:+.2f}, "
-            f"p = {r.p:.2g} {r.stars}  ->  found: {'yes' if r.found else 'NO'}"
-        )
     return "\n".join(lines)

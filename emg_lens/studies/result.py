@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
+from emg_lens.studies.claims import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec import StatsSpec, StudySpec
@@ -407,11 +409,60 @@ class StudyResult(StudyOutput):
                 )
         return pd.DataFrame(rows)
 
+    def claims(self) -> pd.DataFrame:
+        """The study's declared claims (``[[claims]]``), each tested on the class counts of its
+        condition with the study's test and correction (`emg_lens.studies.claims`): one row
+        per claim with its verdict; an empty table when the study declares none."""
+        spec = self.spec
+        return evaluate_claims(
+            spec.claims,
+            dict(spec.class_groups),
+            self._counts(),
+            spec.stats.test,
+            spec.stats.correction,
+        )
+
+    def claims_note(self, claims: pd.DataFrame | None = None) -> str:
+        """The claims as the console prints them, under a line naming the test (empty when
+        the study declares none)."""
+        claims = self.claims() if claims is None else claims
+        if claims.empty:
+            return ""
+        return (
+            f"Claims ({TEST_NAMES[self.spec.stats.test]} over {claims['n'].max()} subjects, "
+            f"{self.spec.stats.correction} over the drop claims):\n" + format_claims(claims)
+        )
+
+    def chance(self) -> pd.DataFrame | None:
+        """Each subject's unmasked accuracy beside chance, on the windows the study scores
+        (`emg_lens.studies.chance.chance_table`, from the baseline cells' class counts); None
+        for cells without class counts."""
+        counts = self._counts()
+        if "class_correct" not in counts.columns:
+            return None
+        base = counts[counts["intervention"] == "baseline"]
+        return chance_table(
+            {
+                f"subject {r.subject}": (int(np.sum(r.class_correct)), r.class_total)
+                for r in base.itertuples(index=False)
+            }
+        )
+
     def to_markdown(self) -> str:
         base = self.baseline
         first = self.spec.metric
+        chance = self.chance()
+        claims = ""
+        if self.spec.claims:  # what was expected comes first (issue 41, item 2)
+            claims = claims_markdown(
+                self.claims(), TEST_NAMES[self.spec.stats.test], self.spec.stats.correction
+            )
+            claims += "\n## Results\n"
         head = (
-            f"# {self.spec.name}\n\nBaseline {first}: {base.mean():.3f} "
+            f"# {self.spec.name}\n\n"
+            + ("" if chance is None else chance_markdown(chance))  # a warning first (item 3)
+            + claims
+            + f"\nBaseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
             f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"
             + ("" if len(self.spec.metrics) == 1 else ", within each metric's table")
@@ -470,12 +521,18 @@ class StudyResult(StudyOutput):
         return figs
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """per_subject.csv, per_class.csv and summary.csv."""
-        return {
+        """per_subject.csv, per_class.csv, summary.csv, chance.csv (each subject's unmasked
+        accuracy beside chance) and claims.csv when the study declares claims."""
+        chance = self.chance()
+        tables = {
             "per_subject.csv": self.per_subject,
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
+            **({} if chance is None else {"chance.csv": chance}),
         }
+        if self.spec.claims:
+            tables["claims.csv"] = self.claims()
+        return tables
 
     def console(self) -> str:
         """The cells reused and computed, the baseline, each metric's table and the power
@@ -487,11 +544,16 @@ class StudyResult(StudyOutput):
             f"{spec.name}: baseline {spec.metric} {self.baseline.mean():.3f} over "
             f"{len(self.baseline)} subjects ({spec.stats.test}, {correction_phrase(spec.stats)})",
         ]
+        chance = self.chance()
+        if chance is not None:
+            lines.append(chance_console(chance))
         for metric in spec.metrics:  # one table per metric, from the same forward passes
             if len(spec.metrics) > 1:
                 lines.append(f"{metric} ({delta_name(metric)}):")
             lines.append(self.table3(metric).to_string(index=False))
         lines.append(self.power_note())
+        if self.spec.claims:
+            lines.append(self.claims_note())
         return "\n".join(lines)
 
 

@@ -86,6 +86,11 @@ def find_models(models: str | Path) -> dict[int, Path]:
             found[int(subject if subject is not None else suffix)] = path
     if not found:
         hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
+        if not root.exists():  # say so, as a missing checkpoint does (read_checkpoint_info)
+            raise SpecError(
+                f"models: {root} does not exist (looked for it in {Path.cwd()}){hint}; give a "
+                "folder of subject_<N>/ checkpoints"
+            )
         raise SpecError(f"models: no subject_<N>/ checkpoint folders in {root}{hint}")
     return found
 

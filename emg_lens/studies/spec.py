@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import EdgeExpressionError, SpecError
+from emg_lens.studies.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.code import CodeFile, load_code, locate_code
 from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.spec_base import Spec, file_key, is_none
@@ -223,6 +224,14 @@ def _heads_key(heads: tuple, spec: Any) -> list:
     return ["all" if h is None else list(h) for h in heads]
 
 
+def _groups_key(groups: tuple[tuple[str, tuple[int, ...]], ...], spec: Any) -> dict:
+    return {name: list(classes) for name, classes in groups}
+
+
+def _empty(value: Any, spec: Any) -> bool:
+    return not value
+
+
 @dataclass(frozen=True)
 class StudySpec(Spec):
     """A whole study. ``source_dir`` (where the file was) resolves ``hook`` paths and is not
@@ -230,8 +239,9 @@ class StudySpec(Spec):
 
     KIND: ClassVar[str] = "ablation"
     # ``modules`` is how checkpoints load, not what the study is: its function and file
-    # digest are in each cell's provenance instead
-    UNHASHED: ClassVar[tuple[str, ...]] = ("kind", "modules")
+    # digest are in each cell's provenance instead; claims are read from the cells, not
+    # computed into them, so declaring one reuses a finished study's cells
+    UNHASHED: ClassVar[tuple[str, ...]] = ("kind", "modules", "claims", "class_groups")
 
     name: str
     models: str
@@ -253,6 +263,11 @@ class StudySpec(Spec):
     # "models.py:build_modules": builds the user's modules of checkpoints that hold some (a
     # converted nn.TransformerEncoder's tokenizer and readout), run only with consent
     modules: str | None = field(default=None, metadata=file_key(omit=is_none))
+    # named lists of class indices, and what the study expects (`emg_lens.studies.claims`)
+    class_groups: tuple[tuple[str, tuple[int, ...]], ...] = field(
+        default=(), metadata=file_key(dump=_groups_key, omit=_empty)
+    )
+    claims: tuple[Claim, ...] = field(default=(), metadata=file_key(omit=_empty))
     source_dir: str = field(default=".", compare=False, metadata=file_key(saved=False))
 
     @classmethod
@@ -282,6 +297,21 @@ class StudySpec(Spec):
         heads = _head_sets(data.get("heads", [None]))
         _refuse_heads_twice(heads, interventions)
         subjects = data.get("subjects")
+        layers = LayerSpec.from_dict(data.get("layers", {}))
+        groups = class_groups_key(data.get("class_groups"))
+        raw_claims = data.get("claims", [])
+        if not isinstance(raw_claims, list):
+            raise SpecError(f"claims must be a list of [[claims]] tables, got {raw_claims!r}")
+        claims = tuple(Claim.from_dict(d, where=f"claims[{i}]") for i, d in enumerate(raw_claims))
+        check_claims(
+            claims,
+            interventions={i.name: i.acts_on_layers for i in interventions},
+            modes=layers.modes,
+            layers=layers.layers,
+            explicit=layers.explicit,
+            head_sets=len(heads),
+            class_groups=groups,
+        )
         return {
             "name": data["name"],
             "models": data["models"],
@@ -289,11 +319,13 @@ class StudySpec(Spec):
             "interventions": interventions,
             "metrics": metrics,
             "return_type": return_type,
-            "layers": LayerSpec.from_dict(data.get("layers", {})),
+            "layers": layers,
             "heads": heads,
             "subjects": None if subjects is None else subject_list(subjects, "subjects"),
             "stats": StatsSpec.from_dict(data.get("stats", {})),
             "description": string(data.get("description"), "description (free text)") or "",
+            "class_groups": tuple(groups.items()),
+            "claims": claims,
         }
 
     @property

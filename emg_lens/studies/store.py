@@ -7,7 +7,8 @@ older emg_lens, a damaged disk) is named in a warning and treated as absent: it 
 
 Every cell carries its *provenance* (`emg_lens.provenance`: digests of the model and the data it
 was scored on, the metric, the scored output, the code) and is reused only when that equals the
-provenance it would be computed from now; it also records the pid and host that wrote it.
+provenance it would be computed from now; it also records the pid, host and torch CPU threads
+(``--threads``) of the process that wrote it.
 
 The store remembers the study's fingerprint in ``study.json`` and refuses to mix two studies;
 the file is created atomically (`emg_lens._io.create_exclusive`), so of several processes
@@ -82,6 +83,14 @@ class Claim:
 
 def _this_process() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _writer() -> dict[str, Any]:
+    """Who computed a cell: this process, and torch's CPU threads, with which a result can
+    differ in the last bits (``--threads``)."""
+    import torch  # the studies import it anyway; this module reads without it
+
+    return {**_this_process(), "threads": torch.get_num_threads()}
 
 
 def _json_text(data: Any) -> str:
@@ -174,7 +183,7 @@ class CellStore:
         """Store a cell with its provenance and writer (pid, host), atomically and durably."""
         path = self.path(subject, key)
         make_folder(path.parent)
-        text = _json_text({**cell, PROVENANCE: provenance, WRITER: _this_process()})
+        text = _json_text({**cell, PROVENANCE: provenance, WRITER: _writer()})
         try:
             atomic_write(path, lambda tmp: tmp.write_text(text))
         except FileNotFoundError:

@@ -334,6 +334,7 @@ def finetune(
     )
     if out is not None and log.is_main:
         recipe = {"recipe": RECIPE, "finetune": asdict(cfg), "history": asdict(history)}
+        recipe["threads"] = torch.get_num_threads()  # results can differ in the last bits
         save_checkpoint(model, out, metadata={**recipe, "pretrained": source, **(metadata or {})})
     return FinetuneResult(model, history)
 

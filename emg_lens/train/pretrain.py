@@ -331,5 +331,6 @@ def pretrain(
     )
     if out is not None and log.is_main:
         metadata = {"recipe": RECIPE, "pretrain": asdict(cfg), "history": asdict(history)}
+        metadata["threads"] = torch.get_num_threads()  # results can differ in the last bits
         save_checkpoint(model, out, metadata=metadata)
     return history

@@ -219,6 +219,6 @@ def finetune_regression(
     )
     if out is not None and log.is_main:
         recipe = {"recipe": REGRESSION_RECIPE, "finetune": asdict(cfg), "loss": loss}
-        recipe.update(history=asdict(history), pretrained=source)
+        recipe.update(history=asdict(history), pretrained=source, threads=torch.get_num_threads())
         save_checkpoint(model, out, metadata={**recipe, **(metadata or {})})
     return FinetuneResult(model, history)

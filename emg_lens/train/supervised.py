@@ -12,6 +12,8 @@ Training is seeded and deterministic on CPU (same seed, same data: identical wei
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,10 @@ __all__ = [
     "predict",
     "train_subjects",
 ]
+
+PROGRESS_SECONDS = 5.0
+"""Without a progress bar, a training given ``report`` says how far it is after its first
+epoch and then at least this often (a log on a busy machine must not stay silent for minutes)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,7 @@ def fit(
     *,
     desc: str = "train",
     edge_masks: dict[int, torch.Tensor] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on windows ``X`` with class indices ``y``; returns the history.
 
@@ -139,7 +146,9 @@ def fit(
     ``cfg.edge_dropout`` > 0, each window also has ``cfg.dropout_edges`` cut in every layer with
     that probability (drawn from ``cfg.seed``). A loss or weight that becomes NaN or inf stops
     training with `TrainingDivergedError` naming ``desc`` (what is trained: the subject) and
-    the epoch.
+    the epoch. ``report``, when there is no bar (``cfg.progress`` false), is given a line
+    naming ``desc``, the epoch and its loss after the first epoch and then every
+    `PROGRESS_SECONDS` or so.
 
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
@@ -163,6 +172,8 @@ def fit(
     result = TrainResult()
     model.train()
     bar = tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False)
+    say = report if report is not None and not cfg.progress else None
+    started = last_said = time.monotonic()
     try:
         for epoch in range(cfg.epochs):
             perm = torch.randperm(n, generator=order_gen)
@@ -187,6 +198,13 @@ def fit(
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", lam=f"{lam:.2f}")
             check_finite_weights(model, desc, epoch, cfg.epochs)
             result.epoch_loss.append(float(np.mean(losses)))
+            now = time.monotonic()
+            if say is not None and (epoch == 0 or now - last_said >= PROGRESS_SECONDS):
+                last_said = now
+                say(
+                    f"{desc}: epoch {epoch + 1} of {cfg.epochs}, loss "
+                    f"{result.epoch_loss[-1]:.3f}, {now - started:.0f} s"
+                )
     finally:
         bar.close()
         model.eval()
@@ -250,21 +268,32 @@ def train_subjects(
     *,
     data_source: dict | None = None,
     device: str | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Train one model per subject, save each as ``out_dir/subject_<N>/``, and return rows of
-    ``{subject, train_accuracy, test_accuracy, checkpoint}``. ``model_cfg`` is a preset name
+    ``{subject, train_accuracy, test_accuracy, threads, checkpoint}`` (``threads``: torch's CPU
+    threads, also in each checkpoint's metadata, since results can differ in the last bits
+    with it). ``model_cfg`` is a preset name
     (built for ``model_cls`` by `config_for_data`, seeded with ``train_cfg.seed``) or a config.
     ``data_source`` (how to rebuild the data) is stored in every checkpoint, so evaluation and
     studies need nothing else. ``device`` is where the models train (default: the config's);
     the checkpoints hold CPU tensors either way. A training that diverges raises
-    `TrainingDivergedError` naming its subject; its model is not saved.
+    `TrainingDivergedError` naming its subject; its model is not saved. ``report`` is given a
+    line as each subject starts and ends (its test accuracy), and `fit`'s epoch lines.
     """
     out_dir = Path(out_dir)
     rows = []
     overrides = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}
     if device is not None:
         overrides["device"] = device
-    for data in tqdm(subjects, desc="subjects", disable=not train_cfg.progress):
+    for i, data in enumerate(tqdm(subjects, desc="subjects", disable=not train_cfg.progress), 1):
+        started = time.monotonic()
+        which = f"subject {data.subject} ({i} of {len(subjects)})"
+        if report is not None:
+            report(
+                f"{which}: training {model_cls.__name__}, {train_cfg.epochs} epochs on "
+                f"{len(data.X_train)} windows"
+            )
         names = data.meta.get("channel_names")  # the data's own names, where it has them
         cfg = config_for_data(
             model_cls,
@@ -276,11 +305,13 @@ def train_subjects(
             **({"channel_names": list(names)} if names is not None else {}),
         )
         model = model_cls(cfg)
-        history = fit(model, data.X_train, data.y_train, train_cfg, desc=f"subject {data.subject}")
+        desc = f"subject {data.subject}"
+        history = fit(model, data.X_train, data.y_train, train_cfg, desc=desc, report=report)
         row = {
             "subject": data.subject,
             "train_accuracy": accuracy(model, data.X_train, data.y_train),
             "test_accuracy": accuracy(model, data.X_test, data.y_test),
+            "threads": torch.get_num_threads(),
         }
         path = out_dir / f"subject_{data.subject}"
         save_checkpoint(
@@ -294,9 +325,15 @@ def train_subjects(
                 "train": asdict(train_cfg),
                 "epoch_loss": history.epoch_loss,
                 "metrics": {k: row[k] for k in ("train_accuracy", "test_accuracy")},
+                "threads": row["threads"],
             },
         )
         rows.append({**row, "checkpoint": str(path)})
+        if report is not None:
+            report(
+                f"{which} trained in {time.monotonic() - started:.0f} s, test accuracy "
+                f"{row['test_accuracy']:.3f}"
+            )
     text = json.dumps(rows, indent=2)
     atomic_write(out_dir / "training.json", lambda tmp: tmp.write_text(text))
     return rows

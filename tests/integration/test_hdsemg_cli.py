@@ -1,8 +1,10 @@
 """`emg-lens synth --format hdsemg` -> `train --dataset hdsemg` -> `evaluate` -> `study run`,
-through the real-format files, the real loader and the preprocessing cache."""
+through the real-format files, the real loader and the preprocessing cache; the README's block
+("HD-sEMG, 65 gestures") as written, small options appended."""
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,24 +13,28 @@ import emg_lens.data.preprocess as preprocess
 from emg_lens.cli import main
 from emg_lens.data.cache import default_cache_dir
 from emg_lens.data.formats.hdsemg import load_hdsemg
+from tests.unit.test_quickstarts import readme_blocks, run_readme
 
-STUDY = Path(__file__).resolve().parents[2] / "studies" / "isonet_table3.toml"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 @pytest.mark.slow
 def test_synth_train_evaluate_study_on_hdsemg_files(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("EMG_LENS_CACHE", raising=False)  # the default: the user cache dir
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    data, models = tmp_path / "data", tmp_path / "models"
+    monkeypatch.chdir(tmp_path)  # the README's relative paths
+    shutil.copytree(STUDIES, tmp_path / "studies")
+    (train, study) = readme_blocks("### HD-sEMG, 65 gestures")[0]
+    assert (train[0], study[:2]) == ("train", ["study", "run"])
+    data, models = tmp_path / "hdsemg", tmp_path / "runs" / "hdsemg"
     synth = ["--format", "hdsemg", "--out", str(data), "--n-subjects", "1"]
     assert main(["synth", *synth, "--n-gestures", "4", "--movement-seconds", "0.8"]) == 0
     assert sorted(p.name for p in data.iterdir()) == ["s1.mat"]
     assert load_hdsemg(data / "s1.mat").modalities == {"emg": 128, "force": 5}
 
     # No --subjects: found from the s<N>.mat files; HD-sEMG's defaults pick the split.
-    train = ["--dataset", "hdsemg", "--root", str(data), "--out", str(models)]
     options = ["--preset", "tiny", "--epochs", "4", "--segment", "0.2,0.8", "--quiet"]
-    assert main(["train", *train, *options]) == 0
+    run_readme([train], {"train": options})
     (row,) = json.loads((models / "training.json").read_text())
     info = json.loads((models / "subject_1" / "config.json").read_text())
     source = info["metadata"]["data_source"]
@@ -51,9 +57,8 @@ def test_synth_train_evaluate_study_on_hdsemg_files(tmp_path, monkeypatch, capsy
     printed = capsys.readouterr().out
     mean = float(re.search(r"mean test accuracy over 1 subjects: ([0-9.]+)", printed).group(1))
     assert mean == pytest.approx(row["test_accuracy"], abs=1e-3)
-    study = ["study", "run", str(STUDY), "--models", str(models), "--out", str(tmp_path / "s")]
-    assert main(study) == 0
-    assert (tmp_path / "s" / "summary.csv").is_file()
+    run_readme([study], {"study": ["--quiet"]})
+    assert (tmp_path / "runs" / "hdsemg_table3" / "summary.csv").is_file()
     # One entry, in the user cache directory, none in the data folder.
     assert len(list(default_cache_dir().glob("hdsemg_s1_*.npz"))) == 1
     assert sorted(p.name for p in data.iterdir()) == ["s1.mat"]

@@ -60,7 +60,11 @@ def test_the_demo_report_renders_in_a_browser_with_every_figure_and_nothing_fetc
             natural = image.evaluate("e => [e.complete, e.naturalWidth, e.naturalHeight]")
             shown.append((image.get_attribute("alt"), natural, box))
         summary = page.locator("section#summary table")
-        tables, rows = summary.count(), summary.first.locator("tbody tr").count()
+        tables = summary.count()
+        # the demo study's declared claims come first (issue 41, item 2), then its table
+        first_heading = page.locator("section#summary h3").first.inner_text()
+        claims = summary.nth(0).inner_text()
+        claim_rows, rows = (summary.nth(i).locator("tbody tr").count() for i in (0, 1))
         overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
@@ -75,7 +79,8 @@ def test_the_demo_report_renders_in_a_browser_with_every_figure_and_nothing_fetc
     for alt, (complete, width, height), box in shown:
         assert complete and width > 100 and height > 100, alt  # decoded, not broken
         assert box is not None and box["width"] > 300 and box["height"] > 100, alt
-    assert tables >= 1 and rows == 6  # uni, cross x individual 0, 1 and all
+    assert first_heading == "Claims" and claim_rows == 2 and "verdict" in claims
+    assert tables >= 2 and rows == 6  # uni, cross x individual 0, 1 and all
     assert overflow <= 0  # nothing wider than the window
     assert shot.stat().st_size > 50_000
     assert pdf[:4] == b"%PDF" and len(pdf) > 50_000  # it prints

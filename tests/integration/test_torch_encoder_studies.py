@@ -228,3 +228,10 @@ def test_the_readme_route_runs_as_written(tmp_path, monkeypatch):
         assert argv[0] == "emg-lens"
         assert main([*argv[1:], *smaller.get(argv[1], [])]) == 0, argv
     assert Path("runs/studies/mine/per_subject.csv").is_file() and Path("mine.onnx").is_file()
+    # the prose's inspect line, with no --out: its default is under runs/ (issue 41, item 6)
+    section = README.read_text().split("\n## Bring your own model\n", 1)[1]
+    (inspect,) = re.findall(r"`(emg-lens inspect --checkpoint runs/mine[^`]*)`", section)
+    argv = shlex.split(inspect)
+    assert "--out" not in argv
+    assert main([*argv[1:], "--n-windows", "8"]) == 0
+    assert Path("runs/inspect/subject_1/report.html").is_file()

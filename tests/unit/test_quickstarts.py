@@ -6,6 +6,12 @@ Each README code block that is a command sequence is read from README.md and run
 movements, one epoch, one layer) are appended, nothing else is changed. So a README command
 that stops with an error, or a synth format that does not write what a block reads, fails here.
 
+Every ``bash`` block of the README is either run as written by a named test (here or in the
+file it names) or listed in `SKIPPED` with why it cannot be (a GPU, several nodes, a download,
+an install): `test_every_readme_block_is_run_or_skipped_with_its_reason` fails for a block in
+neither. The blocks that read the demo's models run here from a fresh folder, after a small
+`emg-lens demo`.
+
 Also: the README's demo table keeps the parts that do not depend on how the models train (its
 rows and columns, its design line, what was planted). That ``emg-lens demo`` says how far it is,
 subject by subject, when its output is a log is checked by tests/integration/test_demo.py.
@@ -27,16 +33,29 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
 
+def bash_blocks() -> list[tuple[str, str]]:
+    """(heading, text) of every ``bash`` block in README.md, in order; headings are read outside
+    code blocks (a ``#`` comment in a block is no heading)."""
+    blocks, heading, fence, body = [], "", None, []
+    for line in README.read_text().splitlines():
+        if fence is None and line.startswith("```"):
+            fence, body = line[3:].strip(), []
+        elif fence is not None and line.startswith("```"):
+            if fence == "bash":
+                blocks.append((heading, "\n".join(body) + "\n"))
+            fence = None
+        elif fence is not None:
+            body.append(line)
+        elif re.match(r"#{1,6} ", line):
+            heading = line
+    return blocks
+
+
 def readme_blocks(heading: str) -> list[list[list[str]]]:
     """The ``bash`` blocks of the README section under ``heading`` (up to the next heading of
     any level), each a list of ``emg-lens`` commands as argv without the program name."""
-    text = README.read_text()
-    start = text.index(f"\n{heading}\n")
-    section = text[start + 1 :]
-    after = re.search(r"\n#{1,6} ", section[len(heading) :])
-    section = section[: len(heading) + after.start()] if after else section
     blocks = []
-    for body in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
+    for body in (text for under, text in bash_blocks() if under == heading):
         commands = []
         for line in body.replace("\\\n", " ").splitlines():
             argv = shlex.split(line, comments=True)
@@ -235,10 +254,10 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens import EncoderConfig
     from emg_lens.cli.demo import DEMO_MODEL, DEMO_STUDY
     from emg_lens.data.preprocess import SubjectData
-    from emg_lens.data.synthetic.emg_acc import demo_setup, gesture_kinds
+    from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
-    from emg_lens.studies.planted import format_findings, kind_groups, planted_findings
+    from emg_lens.studies.planted import format_findings
 
     text = README.read_text().split("## Two commands", 1)[1].split("## In a notebook", 1)[0]
     (printed,) = re.findall(r"```text\n(.*?)```", text, flags=re.S)
@@ -267,9 +286,114 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     rows = [line for line in lines if re.match(r"(individual|all)\s", line)]
     assert [r.split()[:3] for r in rows] == [t.split()[:3] for t in table[1:]]  # row labels
     assert " ".join(result.power_note().split()) in " ".join(printed.split())  # the design
-    groups = kind_groups(gesture_kinds(synthetic), list(range(1, n_classes + 1)))
-    found = [x.strip() for x in format_findings(planted_findings(result, groups)).splitlines()]
+    found = [x.strip() for x in format_findings(result.claims()).splitlines()]  # declared
     claims = [x for x in found if x.startswith(("planted:", "Planted vs found"))]
     assert len(claims) == 3 and claims == [
         x for x in lines if x.startswith(("planted:", "Planted vs found"))
     ]
+
+
+# ----------------------------------------------------------------------------- every block
+
+RUN_BY = {
+    # (the block's heading, its first line): the test that runs it as written
+    ("## In a notebook", "emg-lens study check studies/isonet_table3.toml"): (
+        "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
+    ),
+    ("## Export a masked model", "emg-lens export --checkpoint runs/demo/models/subject_1"): (
+        "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
+    ),
+    ("## What an edge carries", "emg-lens demo --out runs/demo"): (
+        "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
+    ),
+    ("## Bring your own model", "python models.py"): (
+        "tests/integration/test_torch_encoder_studies.py::test_the_readme_route_runs_as_written"
+    ),
+    ("## Your own recordings", "emg-lens train --dataset files --root tests/data/libemg_myo"): (
+        "tests/unit/test_quickstarts.py::test_readme_your_own_recordings_run_on_the_myo_files"
+    ),
+    ("### NinaPro DB2 (IsoNet's dataset)", "emg-lens train --dataset ninapro-db2 --root DB2"): (
+        "tests/unit/test_quickstarts.py::test_readme_ninapro_db2_commands_run_on_synth_output"
+    ),
+    ("### HD-sEMG, 65 gestures", "emg-lens train --dataset hdsemg --root hdsemg"): (
+        "tests/integration/test_hdsemg_cli.py::test_synth_train_evaluate_study_on_hdsemg_files"
+    ),
+    (
+        "### TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7",
+        "emg-lens windows --source emg2pose --root emg2pose",
+    ): "tests/unit/test_quickstarts.py::test_readme_pretraining_then_fine_tuning_as_above_runs",
+    (
+        "### TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7",
+        "emg-lens pretrain --preset tinymyo --out runs/tinymyo_synthetic",
+    ): "tests/unit/test_quickstarts.py::test_readme_synthetic_pretraining_fine_tunes_on_epn612",
+    # on one CPU process (--nproc-per-node 1 --device cpu), beside a planted emg_lens/
+    ("## Scale out", "torchrun --standalone --nproc-per-node 4 --no-python emg-lens"): (
+        "tests/integration/test_working_directory.py::"
+        "test_the_readme_torchrun_line_runs_no_emg_lens_package_of_the_working_directory"
+    ),
+}
+SKIPPED = {
+    ("## Two commands", "make demo"): "make creates .venv and installs from the network (minutes); "
+    "its demo is `emg-lens demo`, which tests/integration/test_demo.py runs, and `make test` is "
+    "this suite",
+    ("## Tour", "pip install -e"): "installs from the network and starts a JupyterLab server; "
+    "tests/integration/test_notebooks.py runs every notebook from start to end",
+    ("### NinaPro DB5 (TinyMyo fine-tuning)", "emg-lens windows --source ninapro-db5"): "needs "
+    "the published TinyMyo.safetensors, a download; "
+    "test_readme_pretraining_then_fine_tuning_as_above_runs runs this block with --checkpoint "
+    "runs/tinymyo_pretrained in its place, as the README says to",
+    ("## Downstream datasets (TinyMyo fine-tuning)", "emg-lens windows --dataset epn612"): "needs "
+    "the published TinyMyo.safetensors, a download; its windows line runs in "
+    "test_readme_synthetic_pretraining_fine_tunes_on_epn612, and that test fine-tunes the store",
+    ("## Scale out", "torchrun --nnodes 2"): "needs two nodes and a rendezvous host (and GPUs); "
+    "the one-node line runs on one CPU process in tests/integration/test_working_directory.py",
+}
+
+
+def test_every_readme_block_is_run_or_skipped_with_its_reason():
+    listed = [*RUN_BY, *SKIPPED]
+    blocks = [(heading, text.strip().splitlines()[0]) for heading, text in bash_blocks()]
+    unlisted = [
+        b for b in blocks if not any(b[0] == h and b[1].startswith(first) for h, first in listed)
+    ]
+    assert not unlisted, f"README blocks no test runs and SKIPPED does not name: {unlisted}"
+    stale = [
+        key
+        for key in listed
+        if not any(h == key[0] and first.startswith(key[1]) for h, first in blocks)
+    ]
+    assert not stale, f"listed blocks the README no longer has: {stale}"
+    for test in RUN_BY.values():  # each named test exists
+        path, name = test.split("::")
+        assert f"def {name}(" in (ROOT / path).read_text(), test
+
+
+@pytest.mark.slow
+def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
+    """A fresh clone's folder (the repository's studies/, no runs/): the blocks that read
+    runs/demo, as written, after a small `emg-lens demo` (what `make demo` runs)."""
+    pytest.importorskip("onnxruntime")
+    (study,) = readme_blocks("## In a notebook")
+    (export,) = readme_blocks("## Export a masked model")
+    (probe,) = readme_blocks("## What an edge carries")
+    # Before the demo: the checkpoint is missing, and the error says so (issue 41, item 6).
+    assert main(export[0]) == 2
+    assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
+    assert main(["demo", "--n-subjects", "2", "--epochs", "1", "--quiet", "--threads", "1"]) == 0
+    run_readme(study, {"study": ["--quiet"]})
+    run_readme(export, {})
+    # the demo line of the probe block is the one above, at its small size
+    assert [argv[0] for argv in probe] == ["demo", "probe"] and probe[0][1:] == [
+        "--out",
+        "runs/demo",
+    ]
+    run_readme(probe[1:], {"probe": ["--folds", "2", "--groups", "pooled"]})
+    assert Path("runs/demo/probe/report.html").is_file()
+    assert Path("runs/demo/probe/interchange_accuracy.png").is_file()
+    assert Path("runs/t3/summary.md").is_file() and Path("isonet.onnx").is_file()
+    # inspect's --out has a default under runs/ (issue 41, item 6)
+    assert main(["inspect", "--checkpoint", "runs/demo/models/subject_1", "--n-windows", "8"]) == 0
+    assert Path("runs/inspect/subject_1/report.html").is_file()
+    # the thread count is recorded (issue 41, item 4)
+    meta = __import__("json").loads(Path("runs/demo/models/subject_1/config.json").read_text())
+    assert meta["metadata"]["threads"] == 1

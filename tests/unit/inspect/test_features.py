@@ -31,7 +31,7 @@ from emg_lens.inspect.features import (
 )
 from emg_lens.inspect.report import select_windows
 from emg_lens.models import IsoNet
-from tests.demo_model import RECIPE, demo_checkpoint
+from tests.demo_model import RECIPE, demo_models_folder
 from tests.tiny import perturb_biases, random_windows
 
 PLANTED = {"layer": 0, "hook": "resid_pre", "epochs": 10}
@@ -43,7 +43,7 @@ TEST_WINDOWS = 256
 def demo(shared):
     """The trained demo model (`tests.demo_model`), 256 of its test windows (evenly spaced)
     and its data source."""
-    path = demo_checkpoint(shared)
+    path = demo_models_folder(shared) / f"subject_{RECIPE['subject']}"
     source = read_checkpoint_info(path)["metadata"]["data_source"]
     data = select_windows(load_subject(source, RECIPE["subject"]), TEST_WINDOWS)
     return load_checkpoint(path).eval(), data, source
@@ -199,7 +199,7 @@ def test_command_writes_the_report(shared, tmp_path):
     forearm), the autoencoder and report.html."""
     from emg_lens.cli.main import run
 
-    checkpoint = demo_checkpoint(shared)
+    checkpoint = demo_models_folder(shared) / f"subject_{RECIPE['subject']}"
     out = tmp_path / "features"
     argv = ["features", "--checkpoint", str(checkpoint), "--out", str(out), "--layer", "1",
             "--epochs", "1", "--n-windows", "32", "--n-features", "16"]  # fmt: skip

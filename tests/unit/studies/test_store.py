@@ -144,7 +144,8 @@ def test_retrained_subject_is_recomputed_and_counted(tmp_path, puts, capsys):
     assert fresh.baseline[2] == accuracy(retrained, data.X_test, data.y_test)
     stored = CellStore(out, fresh.spec.fingerprint()).get(2, fresh.per_subject.key.iloc[0])
     assert stored["provenance"]["model"] == checkpoint_digest(models / "subject_2")
-    assert stored["writer"] == {"pid": os.getpid(), "host": socket.gethostname()}
+    writer = {"pid": os.getpid(), "host": socket.gethostname(), "threads": torch.get_num_threads()}
+    assert stored["writer"] == writer
 
 
 def test_regenerated_data_files_are_recomputed(tmp_path, puts):

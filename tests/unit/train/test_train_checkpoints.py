@@ -122,6 +122,8 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
 def test_broken_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not an emg_lens checkpoint"):
         load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="missing does not exist"):  # not "not a checkpoint"
+        load_checkpoint(tmp_path / "missing")
     path = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=1)), tmp_path / "b")
     info = json.loads((path / "config.json").read_text())
     info["model_class"] = "Nope"

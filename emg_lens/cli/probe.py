@@ -1,0 +1,78 @@
+"""``emg-lens probe``: what the tokens of a folder of models carry, layer by layer: linear
+probes per token group (with control tasks), and interchange interventions, with and without
+an edge set cut."""
+
+from __future__ import annotations
+
+import argparse
+
+from emg_lens.cli.common import add_command, add_device_argument, resolve_device
+
+
+def add_parser(sub) -> None:
+    """``emg-lens probe``."""
+    p = add_command(
+        sub,
+        "probe",
+        "linear probes and interchange interventions on token groups, by layer",
+        "For each subject's model (its test windows), a cross-validated linear probe per layer "
+        "and token group predicting the gesture, beside a control task (each trial's label "
+        "replaced by another's); optionally the interchange intervention accuracy of a token "
+        "group at every layer, and everything again with an edge set cut in every layer.",
+    )
+    p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints ('demo')")
+    p.add_argument("--out", required=True, help="folder for the tables, figures and report")
+    p.add_argument("--subjects", type=int, nargs="+", help="these subjects only (default: all)")
+    p.add_argument(
+        "--groups", nargs="+", help="token groups or edge expressions (default: every group "
+        "and 'pooled', the mean of the channel tokens)",
+    )  # fmt: skip
+    p.add_argument("--layers", type=int, nargs="+", help="layers (default: all, and after)")
+    p.add_argument("--classes", type=int, nargs="+", help="class indices to tell apart")
+    p.add_argument("--cut", help="an edge expression also cut in every layer, e.g. cross_modal")
+    p.add_argument("--interchange", metavar="GROUP", help="a token group to interchange")
+    p.add_argument(
+        "--return-type", default="logits", help="model output the interchange reads "
+        "(IsoNet: logits for its CLS head, avg_logits for its mean-pooled head)",
+    )  # fmt: skip
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and control labels")
+    p.add_argument("--jobs", type=int, default=1, help="processes fitting probes (-1: all cores)")
+    add_device_argument(p)
+    p.set_defaults(func=cmd_probe)
+
+
+def cmd_probe(args: argparse.Namespace):
+    from emg_lens.errors import SpecError
+    from emg_lens.inspect.probe_report import probe_models
+    from emg_lens.studies.runner import find_models, load_entry
+
+    found = find_models(args.models)
+    if args.subjects:
+        missing = sorted(set(args.subjects) - set(found))
+        if missing:
+            raise SpecError(f"--subjects {missing} have no model in {args.models}: {sorted(found)}")
+        found = {s: found[s] for s in args.subjects}
+    device = resolve_device(args.device)
+    subjects = {}
+    for subject, path in found.items():
+        entry = load_entry(path, device)
+        subjects[subject] = (entry.model.eval(), entry.data)
+    report = probe_models(
+        subjects,
+        groups=args.groups,
+        layers=args.layers,
+        classes=args.classes,
+        cut=args.cut,
+        interchange_group=args.interchange,
+        return_type=args.return_type,
+        folds=args.folds,
+        seed=args.seed,
+        n_jobs=args.jobs,
+        progress=lambda message: print(message, flush=True),
+    )
+    written = report.save(args.out)
+    print(report.summary())
+    print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")
+    print(f"report: {written[-1]}")
+    return report

@@ -1,0 +1,177 @@
+"""What edges carry, for a folder of models: the tables and figures ``emg-lens probe`` writes.
+
+`probe_models` runs `probe_tokens` on every subject's model (its test windows), and, when
+asked, `interchange` of a token group at every layer between windows of the chosen classes of
+one repetition; with ``cut`` both run once more with that edge set masked in every layer, so a
+table shows what the probe finds with the edges and without them. `ProbeReport.save` writes
+the tables, the figures and ``report.html`` through `emg_lens.studies.output.save_outputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from emg_lens.errors import ArgumentError
+from emg_lens.inspect import plots
+from emg_lens.inspect.interchange import interchange, interchange_pairs
+from emg_lens.inspect.probes import probe_tokens
+from emg_lens.studies.output import markdown_table, save_outputs
+
+__all__ = ["ProbeReport", "probe_models"]
+
+NO_CUT = "none"
+
+
+@dataclass
+class ProbeReport:
+    """``probes`` (`probe_tokens`' columns after ``subject, cut``) and ``interchange`` (per
+    subject, cut and layer: `Interchange.summary` and ``group``; None when not asked), with
+    the ``settings`` they were made with."""
+
+    probes: pd.DataFrame
+    interchange: pd.DataFrame | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary_table(self) -> pd.DataFrame:
+        """Probe accuracy, control and selectivity averaged over subjects, per cut, layer and
+        group (with the lowest and highest subject's accuracy)."""
+        keys = ["cut", "layer", "group"]
+        grouped = self.probes.groupby(keys, sort=False)
+        mean = grouped[["accuracy", "control_accuracy", "selectivity", "chance"]].mean()
+        spread = grouped["accuracy"].agg(accuracy_min="min", accuracy_max="max")
+        count = grouped["subject"].nunique().rename("subjects")
+        return pd.concat([mean, spread, count], axis=1).reset_index()
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        tables = {"probe_summary.csv": self.summary_table(), "probes.csv": self.probes}
+        if self.interchange is not None:
+            tables["interchange.csv"] = self.interchange
+        return tables
+
+    def figures(self) -> dict[str, Any]:
+        figures = {"probe_accuracy": plots.plot_probes(self.probes)}
+        if self.interchange is not None:
+            figures["interchange_accuracy"] = plots.plot_interchange(self.interchange)
+        return figures
+
+    def summary(self) -> str:
+        """A few lines: per cut, the best group at the first and the last layer."""
+        table = self.summary_table()
+        subjects = self.probes["subject"].nunique()
+        lines = [f"probes on {subjects} subject(s), {self.settings.get('target', 'gesture')}"]
+        for cut, rows in table.groupby("cut", sort=False):
+            parts = []
+            for layer in (rows["layer"].min(), rows["layer"].max()):
+                at = rows[rows["layer"] == layer]
+                best = at.loc[at["accuracy"].idxmax()]
+                parts.append(
+                    f"layer {layer}: {best['group']} {best['accuracy']:.3f} (control "
+                    f"{best['control_accuracy']:.3f})"
+                )
+            chance = f"; chance {rows['chance'].mean():.3f}"
+            lines.append(f"  cut {cut}: best " + "; ".join(parts) + chance)
+        if self.interchange is not None:
+            pooled = self.interchange.groupby(["cut", "layer"], sort=False)[["k", "n"]].sum()
+            for (cut, layer), row in pooled.iterrows():
+                lines.append(
+                    f"  interchange {self.settings.get('interchange')} at layer {layer}, cut "
+                    f"{cut}: IIA {row['k'] / row['n']:.3f} ({row['k']} of {row['n']} pairs)"
+                )
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        text = "# Probes: what the tokens carry\n\n" + "\n".join(
+            f"- {line.strip()}" for line in self.summary().splitlines()
+        )
+        text += "\n\n## Probe accuracy (mean over subjects)\n\n"
+        text += markdown_table(self.summary_table())
+        if self.interchange is not None:
+            text += "\n\n## Interchange interventions\n\n" + markdown_table(self.interchange)
+        return text + "\n"
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write the tables (CSV), summary.md, the figures (PNG, SVG) and report.html."""
+        return save_outputs(
+            out_dir,
+            self.tables(),
+            self.to_markdown(),
+            self.figures,
+            kind="probes",
+            title="what the tokens carry",
+            spec=self.settings,
+        )
+
+
+def probe_models(
+    subjects: Mapping[int, tuple[Any, Any]],
+    *,
+    groups: Sequence[str] | None = None,
+    layers: Iterable[int] | None = None,
+    classes: Sequence[int] | None = None,
+    cut: str | None = None,
+    interchange_group: str | None = None,
+    return_type: str = "logits",
+    folds: int = 5,
+    seed: int = 0,
+    n_jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> ProbeReport:
+    """`probe_tokens` on each ``subject -> (model, SubjectData)`` (and again with ``cut``
+    masked in every layer), and with ``interchange_group`` the IIA of interchanging that
+    token group at every layer between every ordered pair of distinct ``classes`` (all when
+    not given) within a repetition, read from ``return_type``; ``n_jobs`` processes fit the
+    probes.
+
+    >>> import numpy as np, torch
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = torch.randn(40, 6, 8, generator=torch.Generator().manual_seed(0)).numpy()
+    >>> data = SubjectData.from_windows({"emg": 2, "acc": 4}, (X, np.arange(40) % 4))
+    >>> report = probe_models({1: (model, data)}, groups=["emg"], cut="cross_modal",
+    ...                       interchange_group="acc", folds=2)
+    >>> len(report.probes), len(report.interchange)  # 3 layers (the last: after the blocks) x 2
+    (6, 6)
+    """
+    if not subjects:
+        raise ArgumentError("probe_models needs at least one subject's (model, data)")
+    say = progress or (lambda message: None)
+    cuts = [None] if cut is None else [None, cut]
+    probe_rows, swap_rows = [], []
+    for i, (subject, (model, data)) in enumerate(subjects.items(), 1):
+        say(f"subject {subject} ({i} of {len(subjects)}): probes")
+        for c in cuts:
+            table = probe_tokens(model, data, layers=layers, groups=groups, classes=classes,
+                                 folds=folds, seed=seed, cut=c, n_jobs=n_jobs)  # fmt: skip
+            probe_rows.append(table.assign(subject=subject, cut=c or NO_CUT))
+        if interchange_group is None:
+            continue
+        chosen = range(data.n_classes) if classes is None else classes
+        base, source = interchange_pairs(data, [(a, b) for a in chosen for b in chosen if a != b])
+        for c in cuts:
+            for layer in range(model.cfg.n_layers + 1):
+                found = interchange(model, base, source, layer=layer, group=interchange_group,
+                                    return_type=return_type, cut=c)  # fmt: skip
+                swap_rows.append({"subject": subject, "cut": c or NO_CUT, "layer": layer,
+                                  "group": interchange_group, **found.summary()})  # fmt: skip
+    probes = pd.concat(probe_rows, ignore_index=True)
+    probes = probes[["subject", "cut", *[c for c in probes.columns if c not in ("subject", "cut")]]]
+    settings = {
+        "subjects": [int(s) for s in subjects],
+        "groups": sorted(set(probes["group"]), key=list(probes["group"]).index),
+        "classes": None if classes is None else [int(c) for c in classes],
+        "cut": cut,
+        "interchange": interchange_group,
+        "return_type": return_type,
+        "folds": folds,
+        "seed": seed,
+        "target": "gesture" if classes is None else f"gesture among classes {list(classes)}",
+    }
+    swaps = pd.DataFrame(swap_rows) if swap_rows else None
+    return ProbeReport(probes, swaps, settings)

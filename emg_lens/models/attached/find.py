@@ -1,0 +1,256 @@
+"""What is attention in a user's model, and which module is the block around each.
+
+`named_modules_of` reads ``attention=`` (a class, a module-path glob such as ``"blocks.*.attn"``,
+or a list of them): the modules whose softmax over ``[batch, head, query, key]`` scores is an
+attention. `probe` runs the model once on an example input with an `Interceptor` recording
+every attention call (``scaled_dot_product_attention`` and ``nn.MultiheadAttention`` anywhere; a
+4-D softmax inside the named modules, or anywhere when none are named) and every module call
+around them. `check_calls` refuses what cannot be told apart by name (no attention, a module
+calling several 4-D softmaxes that nobody named); `find_blocks` names, for each call, the
+outermost module around it that holds that one call and maps a ``[batch, token, d_model]``
+stream to the same shape: the block whose input and output are ``hook_resid_pre`` and
+``hook_resid_post``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from emg_lens.errors import AmbiguousAttentionError, ArgumentError, AttentionNotFoundError, describe
+from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker
+
+__all__ = [
+    "Block",
+    "ModuleCall",
+    "Probe",
+    "check_calls",
+    "find_blocks",
+    "named_modules_of",
+    "probe",
+]
+
+AttentionSpec = type | str | Sequence[type | str] | None
+
+
+def _path(path: str) -> str:
+    return path or "<root>"
+
+
+def named_modules_of(model: nn.Module, attention: AttentionSpec) -> dict[str, nn.Module] | None:
+    """The modules ``attention`` names (path -> module), or None when it is None.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    >>> list(named_modules_of(net, "0")), list(named_modules_of(net, nn.ReLU))
+    (['0'], ['1'])
+    >>> named_modules_of(net, "blocks.*.attn")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.AttentionNotFoundError: attention='blocks.*.attn' names no module of Sequential; its modules are e.g. '0' (Linear), '1' (ReLU)
+    """  # noqa: E501
+    if attention is None:
+        return None
+    specs = [attention] if isinstance(attention, (str, type)) else attention
+    if not isinstance(specs, Sequence) or not specs:
+        raise ArgumentError(
+            "attention must be a module class, a module-path glob such as 'blocks.*.attn', or a "
+            f"list of them, got {describe(attention)}"
+        )
+    found: dict[str, nn.Module] = {}
+    for spec in specs:
+        if isinstance(spec, type):
+            hits = {p: m for p, m in model.named_modules() if isinstance(m, spec)}
+        elif isinstance(spec, str):
+            hits = {p: m for p, m in model.named_modules() if p and fnmatch.fnmatchcase(p, spec)}
+        else:
+            raise ArgumentError(
+                f"attention entries must be module classes or path globs, got {describe(spec)}"
+            )
+        if not hits:
+            examples = [(p, type(m).__name__) for p, m in model.named_modules() if p][:6]
+            shown = ", ".join(f"{p!r} ({c})" for p, c in examples)
+            what = spec.__name__ if isinstance(spec, type) else repr(spec)
+            raise AttentionNotFoundError(
+                f"attention={what} names no module of {type(model).__name__}; its modules are "
+                f"e.g. {shown}"
+            )
+        found.update(hits)
+    return found
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """One call of a module during the probe: the attention calls it holds, ``first`` to
+    ``stop - 1``, and the shapes of its first tensor input and output (None: none)."""
+
+    path: str
+    first: int
+    stop: int
+    in_shape: tuple[int, ...] | None
+    out_shape: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one forward of the model showed: its attention calls in order and its module
+    calls, and the output."""
+
+    calls: tuple[Call, ...]
+    module_calls: tuple[ModuleCall, ...]
+    output: object
+
+
+def _first_tensor(value: object) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return None
+
+
+def _shape(value: object) -> tuple[int, ...] | None:
+    tensor = _first_tensor(value)
+    return None if tensor is None else tuple(tensor.shape)
+
+
+class _Recorder(ModuleTracker):
+    """A tracker of every module that also records each module call's attention calls."""
+
+    def __init__(self, model: nn.Module, named: dict[str, nn.Module] | None):
+        super().__init__(dict(model.named_modules()))
+        self.named = named
+        self.calls: list[Call] = []
+        self.module_calls: list[ModuleCall] = []
+        self._open: list[tuple[int, tuple[int, ...] | None]] = []
+
+    def _enter(self, path):
+        push = super()._enter(path)
+
+        def hook(module, args):
+            push(module, args)
+            self._open.append((len(self.calls), _shape(args[0]) if args else None))
+
+        return hook
+
+    def _exit(self, path):
+        pop = super()._exit(path)
+
+        def hook(module, args, output):
+            pop(module, args, output)
+            if self._open:
+                first, in_shape = self._open.pop()
+                self.module_calls.append(
+                    ModuleCall(path, first, len(self.calls), in_shape, _shape(output))
+                )
+
+        return hook
+
+    def owner(self, kind: str) -> str:
+        """The module a call of ``kind`` belongs to: for a softmax with modules named, the
+        innermost named module running; otherwise the innermost running module that is not
+        an ``nn.Softmax``."""
+        for path in reversed(self.stack):
+            if kind == "softmax" and self.named is not None:
+                if path in self.named:
+                    return path
+            elif not isinstance(self.modules[path], nn.Softmax):
+                return path
+        return ""
+
+    def softmax_here(self) -> bool:
+        if self.named is None:
+            return True
+        return any(path in self.named for path in self.stack)
+
+    def record(self, call: Call) -> None:
+        self.calls.append(call)
+
+
+def probe(model: nn.Module, example: torch.Tensor, named: dict[str, nn.Module] | None) -> Probe:
+    """Run ``model(example)`` once (no gradients), recording its attention calls (see the
+    module docstring)."""
+    recorder = _Recorder(model, named)
+    mode = Interceptor(recorder.record, softmax_here=recorder.softmax_here, where=recorder.owner)
+    with torch.no_grad(), recorder.track(), mode:
+        output = model(example)
+    return Probe(tuple(recorder.calls), tuple(recorder.module_calls), output)
+
+
+def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | None) -> None:
+    """Refuse a model with no attention call, and (nothing named) a module that calls a 4-D
+    softmax more than once per call: say what ``attention=`` to give."""
+    name = type(model).__name__
+    if not found.calls:
+        where = (
+            f"inside the modules attention= names ({', '.join(map(_path, named))})"
+            if named is not None
+            else "anywhere in its forward"
+        )
+        raise AttentionNotFoundError(
+            f"{name} computes no attention {where}: no scaled_dot_product_attention, no "
+            "nn.MultiheadAttention and no softmax over the last axis of [batch, head, query, key] "
+            "scores was called on the example input. A model without softmax attention over "
+            "tokens (linear attention, recurrent layers) cannot be attached"
+        )
+    if named is not None:
+        return
+    per_call = Counter()
+    softmax_owners = {c.module for c in found.calls if c.kind == "softmax"}
+    for mc in found.module_calls:
+        if mc.path in softmax_owners:
+            inside = [c for c in found.calls[mc.first : mc.stop] if c.kind == "softmax"]
+            mine = sum(c.module == mc.path for c in inside)
+            per_call[mc.path] = max(per_call[mc.path], mine)
+    ambiguous = sorted(p for p, n in per_call.items() if n > 1)
+    if ambiguous:
+        path = ambiguous[0]
+        cls = type(dict(model.named_modules())[path]).__name__
+        raise AmbiguousAttentionError(
+            f"{_path(path)} ({cls}) calls a softmax over a 4-D tensor {per_call[path]} times in "
+            "one call, so attach cannot tell which is an attention's. If each of them is, name "
+            f"the module: attach(..., attention={path!r}) (or attention={cls}); otherwise name "
+            "the modules that compute attention"
+        )
+
+
+@dataclass(frozen=True)
+class Block:
+    """The module around attention call ``layer`` whose input and output are the residual
+    stream: its ``path``, and ``seq_first`` when the stream is ``[token, batch, d_model]``."""
+
+    layer: int
+    path: str
+    seq_first: bool
+
+
+def find_blocks(found: Probe, batch: int, n_tokens: Sequence[int]) -> dict[int, Block]:
+    """For each attention call ``L`` (``n_tokens[L]`` query tokens), the outermost module
+    call that holds that call alone, is the module running it or one around it (not the root,
+    not an ``nn.MultiheadAttention``, whose input is q, k and v) and maps ``[batch,
+    n_tokens[L], d]`` (or ``[n_tokens[L], batch, d]``) to the same shape; calls with none are
+    left out."""
+    blocks: dict[int, Block] = {}
+    for layer, call in enumerate(found.calls):
+        owner = call.module
+        best: Block | None = None
+        for mc in found.module_calls:  # inner calls close first: outer ones come later
+            if not mc.path or mc.first != layer or mc.stop != layer + 1:
+                continue
+            inside = owner.startswith(mc.path + ".") or (mc.path == owner and call.kind != "mha")
+            if not inside:
+                continue
+            if mc.in_shape is None or mc.in_shape != mc.out_shape or len(mc.in_shape) != 3:
+                continue
+            lead = mc.in_shape[:2]
+            if lead == (batch, n_tokens[layer]):
+                best = Block(layer, mc.path, seq_first=False)
+            elif lead == (n_tokens[layer], batch):
+                best = Block(layer, mc.path, seq_first=True)
+        if best is not None:
+            blocks[layer] = best
+    return blocks

@@ -1,0 +1,318 @@
+"""Attention calls seen where they are computed, during an attached model's forward only.
+
+`Interceptor` is a `torch.overrides.TorchFunctionMode`: while it is active, every call of
+``scaled_dot_product_attention``, ``multi_head_attention_forward`` (what every
+``nn.MultiheadAttention`` runs, inside ``nn.TransformerEncoderLayer`` too: an active mode makes
+torch skip their fused no-grad fast path) and of a softmax over the last axis of a 4-D tensor
+(``[batch, head, query, key]`` scores, while a module counted as attention is running) is one
+*attention call*, numbered in call order. For each, ``on_call`` returns a `Site` (the call's
+edge mask and hooks) or None; a call with no mask and no hook runs the original function
+untouched, any other is computed explicitly (`emg_lens.components.attend`) with the cut and the
+hooks between the scores and the softmax. `ModuleTracker` keeps the stack of running modules
+(forward pre- and post-hooks, removed on exit) that attributes a call to its module.
+
+Inside ``__torch_function__`` the mode is off, so a call it computes (or lets through) is seen
+once: ``nn.MultiheadAttention``'s own inner calls are not counted again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from emg_lens.components.attend import attend, cut_scores, pattern_of
+from emg_lens.errors import AttachError
+
+__all__ = ["Call", "Interceptor", "ModuleTracker", "Site"]
+
+SDPA = F.scaled_dot_product_attention
+MHA = F.multi_head_attention_forward
+SOFTMAXES = (torch.softmax, torch.Tensor.softmax, F.softmax)
+SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+SDPA_DEFAULTS = {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None}
+MHA_SIGNATURE = inspect.signature(MHA)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One attention call as the interceptor saw it: ``kind`` (``"sdpa"``, ``"mha"`` or
+    ``"softmax"``), the path of the module running it (``""``: the root), and the shape of its
+    scores ``[batch, heads, n_query, n_key]``."""
+
+    kind: str
+    module: str
+    batch: int
+    heads: int
+    n_query: int
+    n_key: int
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+@dataclass
+class Site:
+    """What one attention call does beyond the original: cut ``edge_mask`` (bool, True = cut,
+    broadcastable to the scores) and call the hooks; ``hooked`` False and no mask: nothing."""
+
+    edge_mask: torch.Tensor | None = None
+    hooked: bool = False
+    on_scores: Callable[[torch.Tensor], torch.Tensor] = field(default=_same)
+    on_pattern: Callable[[torch.Tensor], torch.Tensor] = field(default=_same)
+
+    @property
+    def active(self) -> bool:
+        return self.hooked or self.edge_mask is not None
+
+
+OnCall = Callable[[Call], Site | None]
+
+
+class ModuleTracker:
+    """The stack of running modules among ``modules`` (path -> module), kept by forward pre-
+    and post-hooks while the context of `track` is open."""
+
+    def __init__(self, modules: Mapping[str, nn.Module]):
+        self.modules = dict(modules)
+        self.stack: list[str] = []
+
+    @property
+    def current(self) -> str:
+        """The innermost running module's path (``""`` when none is running)."""
+        return self.stack[-1] if self.stack else ""
+
+    @contextmanager
+    def track(self) -> Iterator[ModuleTracker]:
+        handles = []
+        try:
+            for path, module in self.modules.items():
+                handles.append(module.register_forward_pre_hook(self._enter(path)))
+                handles.append(module.register_forward_hook(self._exit(path), always_call=True))
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.stack.clear()
+
+    def _enter(self, path: str) -> Callable:
+        def hook(module: nn.Module, args: tuple) -> None:
+            self.stack.append(path)
+
+        return hook
+
+    def _exit(self, path: str) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            if self.stack and self.stack[-1] == path:
+                self.stack.pop()
+
+        return hook
+
+
+class Interceptor(TorchFunctionMode):
+    """See the module docstring. ``on_call`` gets each attention call in order and returns
+    its `Site`; ``softmax_here()`` says whether a 4-D softmax now is an attention's (inside
+    a module counted as attention); ``where(kind)`` names the module running a call of that
+    kind."""
+
+    def __init__(
+        self,
+        on_call: OnCall,
+        *,
+        softmax_here: Callable[[], bool],
+        where: Callable[[str], str],
+    ):
+        super().__init__()
+        self.on_call = on_call
+        self.softmax_here = softmax_here
+        self.where = where
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is SDPA:
+            return self._sdpa(func, args, kwargs)
+        if func is MHA:
+            return self._mha(func, args, kwargs)
+        if func in SOFTMAXES and _is_scores_softmax(args, kwargs) and self.softmax_here():
+            return self._softmax(func, args, kwargs)
+        return func(*args, **kwargs)
+
+    def _site(self, kind: str, batch: int, heads: int, n_query: int, n_key: int) -> Site | None:
+        call = Call(kind, self.where(kind), batch, heads, n_query, n_key)
+        self.count += 1
+        site = self.on_call(call)
+        return site if site is not None and site.active else None
+
+    # ------------------------------------------------------------------ softmax of scores
+    def _softmax(self, func, args, kwargs):
+        scores = args[0]
+        site = self._site("softmax", *scores.shape)
+        if site is None:
+            return func(*args, **kwargs)
+        scores = site.on_scores(cut_scores(scores, site.edge_mask))
+        pattern = pattern_of(scores, lambda s: func(s, *args[1:], **kwargs))
+        return site.on_pattern(pattern)
+
+    # ------------------------------------------------------------------ SDPA
+    def _sdpa(self, func, args, kwargs):
+        a = {**SDPA_DEFAULTS, "enable_gqa": False, **dict(zip(SDPA_ARGS, args)), **kwargs}
+        q, k, v = a["query"], a["key"], a["value"]
+        if q.ndim not in (3, 4):
+            where = self.where("sdpa") or "the model's forward"
+            raise AttachError(
+                f"scaled_dot_product_attention in {where} has a query of shape "
+                f"{list(q.shape)}; attach reads [batch, head, query, d_head] or [batch, query, "
+                "d_head]"
+            )
+        flat = q.ndim == 3
+        batch, heads = q.shape[0], 1 if flat else q.shape[1]
+        site = self._site("sdpa", batch, heads, q.shape[-2], k.shape[-2])
+        if site is None:
+            return func(*args, **kwargs)
+        mask = a["attn_mask"]
+        if flat:
+            q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
+            if mask is not None and mask.ndim == 3:
+                mask = mask.unsqueeze(1)
+        bias = blocked = None
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                blocked = ~mask  # SDPA: True = may attend
+            else:
+                bias = mask
+        if a["is_causal"]:
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            causal = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril()
+            blocked = ~causal if blocked is None else blocked | ~causal
+        if a["enable_gqa"] and k.shape[-3] != q.shape[-3]:
+            repeat = q.shape[-3] // k.shape[-3]
+            k, v = k.repeat_interleave(repeat, dim=-3), v.repeat_interleave(repeat, dim=-3)
+        scale = a["scale"] if a["scale"] is not None else 1.0 / math.sqrt(q.shape[-1])
+        out, _ = attend(
+            q,
+            k,
+            v,
+            scale=scale,
+            bias=bias,
+            blocked=blocked,
+            edge_mask=site.edge_mask,
+            on_scores=site.on_scores,
+            on_pattern=site.on_pattern,
+            dropout_p=a["dropout_p"],
+        )
+        return out.squeeze(1) if flat else out
+
+    # ------------------------------------------------------------------ nn.MultiheadAttention
+    def _mha(self, func, args, kwargs):
+        bound = MHA_SIGNATURE.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        query, key = a["query"], a["key"]
+        batched = query.dim() == 3
+        n_query, n_key = query.shape[0], key.shape[0]
+        batch = query.shape[1] if batched else 1
+        site = self._site("mha", batch, a["num_heads"], n_query, n_key)
+        if site is None:
+            return func(*args, **kwargs)
+        for name in ("bias_k", "static_k", "static_v"):
+            if a[name] is not None:
+                raise AttachError(
+                    f"nn.MultiheadAttention in {self.where('mha') or 'the model'} uses {name}, "
+                    "which adds keys beyond the tokens; attach cuts edges between tokens only"
+                )
+        if a["add_zero_attn"]:
+            raise AttachError(
+                f"nn.MultiheadAttention in {self.where('mha') or 'the model'} has add_zero_attn, "
+                "which adds a key beyond the tokens; attach cuts edges between tokens only"
+            )
+        return _mha_explicit(a, batched, site)
+
+
+def _is_scores_softmax(args: tuple, kwargs: dict) -> bool:
+    """A softmax over the last axis of a 4-D tensor (``[batch, head, query, key]`` scores)."""
+    x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    return isinstance(x, torch.Tensor) and x.ndim == 4 and dim in (-1, 3)
+
+
+def _mha_explicit(a: dict, batched: bool, site: Site):
+    """``F.multi_head_attention_forward`` computed with `attend` (no extra keys, see
+    `Interceptor._mha`); its masks keep their meaning: a bool ``attn_mask`` or
+    ``key_padding_mask`` is True where attention is not allowed, a float one is added."""
+    query, key, value = a["query"], a["key"], a["value"]
+    kpm = a["key_padding_mask"]
+    if not batched:
+        query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+        kpm = None if kpm is None else kpm.unsqueeze(0)
+    n_query, batch, embed = query.shape
+    n_key, heads = key.shape[0], a["num_heads"]
+    d_head = embed // heads
+    if not a["use_separate_proj_weight"]:
+        q, k, v = F._in_projection_packed(query, key, value, a["in_proj_weight"], a["in_proj_bias"])
+    else:
+        b = a["in_proj_bias"]
+        b_q, b_k, b_v = (None, None, None) if b is None else b.chunk(3)
+        q, k, v = F._in_projection(
+            query,
+            key,
+            value,
+            a["q_proj_weight"],
+            a["k_proj_weight"],
+            a["v_proj_weight"],
+            b_q,
+            b_k,
+            b_v,
+        )
+    q = q.reshape(n_query, batch, heads, d_head).permute(1, 2, 0, 3)
+    k = k.reshape(n_key, batch, heads, d_head).permute(1, 2, 0, 3)
+    v = v.reshape(n_key, batch, heads, -1).permute(1, 2, 0, 3)
+    bias, blocked = _mha_masks(a["attn_mask"], kpm, batch, heads, n_query, n_key)
+    out, pattern = attend(
+        q,
+        k,
+        v,
+        scale=1.0 / math.sqrt(d_head),
+        bias=bias,
+        blocked=blocked,
+        edge_mask=site.edge_mask,
+        on_scores=site.on_scores,
+        on_pattern=site.on_pattern,
+        dropout_p=a["dropout_p"] if a["training"] else 0.0,
+    )
+    out = out.permute(2, 0, 1, 3).reshape(n_query * batch, -1)
+    out = F.linear(out, a["out_proj_weight"], a["out_proj_bias"]).view(n_query, batch, -1)
+    weights = None
+    if a["need_weights"]:
+        weights = pattern.mean(dim=1) if a["average_attn_weights"] else pattern
+    if not batched:
+        out = out.squeeze(1)
+        weights = None if weights is None else weights.squeeze(0)
+    return out, weights
+
+
+def _mha_masks(attn_mask, kpm, batch, heads, n_query, n_key):
+    """``nn.MultiheadAttention``'s ``attn_mask`` (``[query, key]`` or ``[batch * heads,
+    query, key]``) and ``key_padding_mask`` (``[batch, key]``) as an additive bias and a
+    boolean block, both broadcastable to ``[batch, heads, query, key]``."""
+    bias = blocked = None
+    for mask in (attn_mask, kpm):
+        if mask is None:
+            continue
+        if mask is kpm:
+            mask = mask.view(batch, 1, 1, n_key)
+        elif mask.ndim == 3:
+            mask = mask.view(batch, heads, n_query, n_key)
+        if mask.dtype == torch.bool:
+            blocked = mask if blocked is None else blocked | mask
+        else:
+            bias = mask if bias is None else bias + mask
+    return bias, blocked

@@ -1,0 +1,500 @@
+"""`attach`: a user's attention model opened in place, as a TransformerLens `HookedRootModule`.
+
+The attached model holds the user's module as ``model`` (its parameters, not a copy) and runs
+its own forward. What it adds, for each attention call of that forward in call order (layer
+``L``): ``blocks.{L}.attn.hook_attn_scores`` ``[batch, head, query, key]`` (scaled scores after
+the model's own masks, before the softmax), ``blocks.{L}.attn.hook_pattern``, and, where a
+module around the call carries the residual stream (`find_blocks`),
+``blocks.{L}.hook_resid_pre`` / ``hook_resid_post`` (its input and output). ``edge_masks=``
+cuts edges as on every emg_lens encoder.
+
+With nothing hooked and no mask the forward is the user's module called on the signals,
+nothing else (fused kernels and torch's fast paths included). Otherwise the forward runs under
+an `Interceptor`, which computes the hooked or masked calls explicitly and lets the others
+through.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import (
+    ArgumentError,
+    AttachError,
+    LayoutError,
+    describe,
+)
+from emg_lens.layout import CLS, TokenLayout, check_mask_shape
+from emg_lens.models.attached.find import (
+    AttentionSpec,
+    Block,
+    check_calls,
+    find_blocks,
+    named_modules_of,
+    probe,
+)
+from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Site
+from emg_lens.models.base import (
+    ATTENTION_HOOKS,
+    TL_WEIGHTS,
+    EdgeMasks,
+    HookedBiosignalModel,
+    require,
+)
+
+__all__ = ["AttachedModel", "attach"]
+
+CONVERTERS = (
+    "emg_lens.models.from_torch_encoder (an nn.TransformerEncoder) or "
+    "emg_lens.models.from_braindecode (Labram, CBraMod, EEGPT, PBT); an attached model runs "
+    "its own code, with hooks at its attention only"
+)
+
+
+class AttachedAttention(nn.Module):
+    """The hook points of one attention call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_attn_scores = HookPoint()  # [batch, head_index, query_pos, key_pos]
+        self.hook_pattern = HookPoint()  # [batch, head_index, query_pos, key_pos]
+
+
+class AttachedBlock(nn.Module):
+    """The hook points around one attention call: ``attn``'s, and the residual stream's where
+    a module around the call carries it."""
+
+    def __init__(self, resid: bool) -> None:
+        super().__init__()
+        self.attn = AttachedAttention()
+        if resid:
+            self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+            self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+
+
+def _hooked(points: Sequence[HookPoint]) -> bool:
+    return any(hp.fwd_hooks or hp.bwd_hooks for hp in points)
+
+
+class AttachedModel(HookedBiosignalModel):
+    """A user's module with TransformerLens hook points at its attention (see the module
+    docstring); built by `attach`. ``model`` is the user's module; ``calls`` what each layer's
+    attention call is (kind, module, heads, query and key tokens); ``resid_modules`` the path of
+    the module whose input and output are each layer's ``hook_resid_pre``/``hook_resid_post``.
+    """
+
+    tier = "attached"
+    contract = frozenset({ATTENTION_HOOKS})
+    converters = CONVERTERS
+
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        *,
+        model: nn.Module,
+        layout: TokenLayout | Sequence[TokenLayout],
+        calls: Sequence[Call],
+        blocks: Mapping[int, Block],
+        named: Sequence[str] | None,
+    ):
+        super().__init__(cfg)
+        self.model = model
+        self.calls = tuple(calls)
+        self._layouts = _per_call(layout, len(self.calls))
+        self._blocks = dict(blocks)
+        self._named = None if named is None else tuple(named)
+        self.blocks = nn.ModuleList(AttachedBlock(i in self._blocks) for i in range(len(calls)))
+        self._lock = threading.RLock()
+        self.setup()
+        self.train(model.training)  # the user's module's mode (a new Module is in training)
+
+    # ------------------------------------------------------------------ what it is
+    @property
+    def layout(self) -> TokenLayout:
+        """The token layout every attention call sees; a model whose calls see different
+        tokens (cross-attention then self-attention over the queries) has one per layer,
+        `layout_of`."""
+        first = self._layouts[0]
+        if any(other != first for other in self._layouts[1:]):
+            raise LayoutError(
+                f"{type(self.model).__name__}'s attention calls see different tokens (e.g. "
+                f"layer 0: {first.describe_sides()}); ask for one layer's: model.layout_of(layer)"
+            )
+        return first
+
+    def layout_of(self, layer: int) -> TokenLayout:
+        """The token layout attention call ``layer`` sees (its query side and key side)."""
+        if (
+            isinstance(layer, bool)
+            or not isinstance(layer, int)
+            or not 0 <= layer < len(self._layouts)
+        ):
+            raise LayoutError(
+                f"layer {layer!r} is not an attention call of this model "
+                f"(0..{len(self._layouts) - 1})"
+            )
+        return self._layouts[layer]
+
+    @property
+    def resid_modules(self) -> dict[int, str]:
+        """``{layer: path}`` of the modules whose input and output are the residual stream."""
+        return {layer: block.path for layer, block in self._blocks.items()}
+
+    @property
+    def layer_heads(self) -> tuple[int, ...]:
+        """The number of heads of each layer's attention call."""
+        return tuple(call.heads for call in self.calls)
+
+    def _stack(self, name: str) -> torch.Tensor:
+        require(self, TL_WEIGHTS, f"{name.split('.')[-1]} (stacked over layers)")
+        raise AssertionError("unreachable: an attached model has no TransformerLens weights")
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        signals: Any,
+        *args: Any,
+        edge_masks: EdgeMasks | None = None,
+        return_type: str | None = "logits",
+        **kwargs: Any,
+    ) -> Any:
+        """Run the user's model on ``signals`` ``[batch, channel, time]`` (``args`` and
+        ``kwargs`` passed on), cutting ``edge_masks`` (``{layer: bool mask}``, True = cut,
+        broadcastable to that layer's ``[batch, head, query, key]``) inside its attention.
+        ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
+        readout; None is what callers that only cache activations pass).
+
+            >>> from emg_lens.models.attached.examples import TinyAttention
+        >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
+        >>> model = attach(TinyAttention(), layout=layout, n_samples=8)
+        >>> x = model.example_input(2)
+        >>> cut = torch.zeros(4, 4, dtype=torch.bool)
+        >>> cut[:, 0] = True  # no token reads token 0
+        >>> bool((model(x) == model.model(x)).all()), model(x, edge_masks={0: cut}).shape
+        (True, torch.Size([2, 3]))
+        """
+        if return_type not in ("logits", None):
+            raise ArgumentError(
+                f"an attached model's return_type is 'logits' or None (the model's output), "
+                f"got {return_type!r}"
+            )
+        x = self.hook_input(self.to_tokens(signals))
+        masks = self._check_edge_masks(edge_masks, batch=x.shape[0])
+        hooked = {i for i, block in enumerate(self.blocks) if _hooked(list(block.attn.children()))}
+        resid = {i for i in self._blocks if _hooked(self._resid_points(i))}
+        if not masks and not hooked and not resid:
+            return self.model(x, *args, **kwargs)
+        with self._lock:
+            return self._intercepted(x, args, kwargs, masks, hooked, resid)
+
+    def _resid_points(self, layer: int) -> list[HookPoint]:
+        block = self.blocks[layer]
+        return [block.hook_resid_pre, block.hook_resid_post]
+
+    def _intercepted(self, x, args, kwargs, masks, hooked, resid) -> Any:
+        named = dict(self.model.named_modules())
+        tracker = ModuleTracker({p: named[p] for p in self._named or ()})
+
+        def on_call(call: Call) -> Site:
+            layer = mode.count - 1
+            self._check_call(layer, call)
+            attn = self.blocks[layer].attn
+            return Site(
+                edge_mask=masks.get(layer),
+                hooked=layer in hooked,
+                on_scores=attn.hook_attn_scores,
+                on_pattern=attn.hook_pattern,
+            )
+
+        def softmax_here() -> bool:
+            return self._named is None or bool(tracker.stack)
+
+        mode = Interceptor(on_call, softmax_here=softmax_here, where=lambda kind: tracker.current)
+        handles = self._resid_hooks(named, resid, mode) if resid else []
+        try:
+            with tracker.track(), mode:
+                out = self.model(x, *args, **kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if mode.count != len(self.calls):
+            raise AttachError(
+                f"this forward of {type(self.model).__name__} made {mode.count} attention calls, "
+                f"but {len(self.calls)} at attach time: the layers are numbered by call order, "
+                "so the forward must make the same calls on every input"
+            )
+        return out
+
+    def _check_call(self, layer: int, call: Call) -> None:
+        if layer >= len(self.calls):
+            raise AttachError(
+                f"this forward of {type(self.model).__name__} made more attention calls than the "
+                f"{len(self.calls)} at attach time (call {layer}: {call.kind} in "
+                f"{call.module or 'the model'}); the forward must make the same calls on every "
+                "input"
+            )
+        known = self.calls[layer]
+        if (call.kind, call.heads, call.n_query, call.n_key) != (
+            known.kind,
+            known.heads,
+            known.n_query,
+            known.n_key,
+        ):
+            raise AttachError(
+                f"attention call {layer} is a {call.kind} with {call.heads} heads over "
+                f"{call.n_query} queries and {call.n_key} keys, but at attach time it was a "
+                f"{known.kind} in {known.module or 'the model'} with {known.heads} heads over "
+                f"{known.n_query} x {known.n_key}; the forward must make the same calls on "
+                "every input"
+            )
+
+    def _resid_hooks(self, named: dict[str, nn.Module], resid: set[int], mode: Interceptor):
+        """Forward pre- and post-hooks on the block modules of the layers in ``resid``: their
+        input through ``hook_resid_pre``, their output through ``hook_resid_post``."""
+        by_path: dict[str, dict[int, Block]] = {}
+        for layer in resid:
+            block = self._blocks[layer]
+            by_path.setdefault(block.path, {})[layer] = block
+        handles = []
+        for path, layers in by_path.items():
+            open_layers: list[int | None] = []
+
+            def pre(module, args, layers=layers, open_layers=open_layers):
+                layer = mode.count
+                open_layers.append(layer if layer in layers else None)
+                if layer not in layers or not args or not isinstance(args[0], torch.Tensor):
+                    return None
+                point = self.blocks[layer].hook_resid_pre
+                return (_through(point, args[0], layers[layer].seq_first), *args[1:])
+
+            def post(module, args, output, layers=layers, open_layers=open_layers):
+                layer = open_layers.pop() if open_layers else None
+                if layer is None:
+                    return None
+                point = self.blocks[layer].hook_resid_post
+                seq_first = layers[layer].seq_first
+                if isinstance(output, torch.Tensor):
+                    return _through(point, output, seq_first)
+                if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+                    return (_through(point, output[0], seq_first), *output[1:])
+                return None
+
+            module = named[path]
+            handles.append(module.register_forward_pre_hook(pre))
+            handles.append(module.register_forward_hook(post))
+        return handles
+
+    # ------------------------------------------------------------------ edge masks
+    def _check_edge_masks(self, edge_masks: EdgeMasks | None, *, batch: int) -> dict:
+        """``{layer: bool mask}``, each broadcastable to that layer's ``[batch, heads, query,
+        key]`` scores; moved to the model's device."""
+        if not edge_masks:
+            return {}
+        n_layers = len(self.calls)
+        if not isinstance(edge_masks, Mapping):
+            raise LayoutError(
+                f"edge_masks must be a dict {{layer: bool mask [..., query, key]}}, got "
+                f"{describe(edge_masks)}"
+            )
+        out = {}
+        for layer, mask in edge_masks.items():
+            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+                raise LayoutError(
+                    f"edge_masks key {layer!r} is not a layer in [0, {n_layers - 1}] (the "
+                    f"attached model's {n_layers} attention calls, in call order)"
+                )
+            call = self.calls[layer]
+            shape = (call.n_query, call.n_key)
+            if (
+                not isinstance(mask, torch.Tensor)
+                or mask.dtype != torch.bool
+                or tuple(mask.shape[-2:]) != shape
+            ):
+                raise LayoutError(
+                    f"edge_masks[{layer}] must be a bool tensor [..., {shape[0]}, {shape[1]}] "
+                    f"over the whole layout, got {describe(mask)}"
+                )
+            check_mask_shape(mask.shape, (batch, call.heads, *shape), f"edge_masks[{layer}]")
+            out[layer] = mask.to(self.param_device_dtype()[0])
+        return out
+
+
+def _through(point: HookPoint, x: torch.Tensor, seq_first: bool) -> torch.Tensor:
+    """``x`` through a residual hook point, as ``[batch, pos, d_model]``."""
+    if not seq_first:
+        return point(x)
+    return point(x.transpose(0, 1)).transpose(0, 1)
+
+
+# ============================================================================ attach
+def _input_size(model: nn.Module, layout: TokenLayout, n_samples: Any, n_channels: Any):
+    """``(channels, samples)`` of one input window: given, or the model's ``n_chans`` /
+    ``n_times`` (braindecode's names), or (channels) the layout's channel ids."""
+    if n_samples is None:
+        n_samples = getattr(model, "n_times", None)
+    if n_channels is None:
+        n_channels = getattr(model, "n_chans", None)
+    if n_channels is None and max(layout.channel) >= 0:
+        n_channels = max(layout.channel) + 1
+    for name, value in (("n_samples", n_samples), ("n_channels", n_channels)):
+        if value is None:
+            raise ArgumentError(
+                f"attach needs {name} (the input window is [batch, channels, samples]); pass "
+                f"attach(..., {name}=...): the model has no "
+                f"{'n_times' if name == 'n_samples' else 'n_chans'} attribute"
+                + ("" if name == "n_samples" else " and the layout names no channel")
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ArgumentError(f"{name} must be a positive int, got {value!r}")
+    return n_channels, n_samples
+
+
+def _modalities(layout: TokenLayout, n_channels: int) -> dict[str, int]:
+    """Each signal group's channel count, where the groups number the input's rows in order;
+    else one modality of all the channels (the layout still says what each token is)."""
+    counts: dict[str, int] = {}
+    first = 0
+    for group in layout.modalities:
+        ids = sorted({c for g, c in zip(layout.group, layout.channel) if g == group and c >= 0})
+        if not ids or ids != list(range(first, first + len(ids))):
+            break
+        counts[group] = len(ids)
+        first += len(ids)
+    if counts and first == n_channels:
+        return counts
+    return {(layout.modalities or ("signal",))[0]: n_channels}
+
+
+def _per_call(layout: TokenLayout | Sequence[TokenLayout], n_calls: int) -> list[TokenLayout]:
+    """One layout per attention call: the one given for all, or one each (in call order)."""
+    if isinstance(layout, TokenLayout):
+        return [layout] * n_calls
+    layouts = list(layout) if isinstance(layout, Sequence) else []
+    if not layouts or not all(isinstance(one, TokenLayout) for one in layouts):
+        raise ArgumentError(
+            "layout must be a TokenLayout saying what each token is (e.g. "
+            "TokenLayout.channel_tokens({'emg': 8}, cls_token=False)), or a list of them, one "
+            f"per attention call; got {describe(layout)}"
+        )
+    if len(layouts) != n_calls:
+        raise LayoutError(
+            f"layout lists {len(layouts)} layouts, but the model makes {n_calls} attention "
+            "calls: give one per call, in call order (or one TokenLayout for all)"
+        )
+    return layouts
+
+
+def _check_layout(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
+    for layer, (layout, call) in enumerate(zip(layouts, calls)):
+        if (call.n_query, call.n_key) != (layout.n_queries, layout.n_tokens):
+            raise LayoutError(
+                f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
+                f"{call.n_query} queries to {call.n_key} keys, but the layout has "
+                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
+                "(one entry per token, in the order of the scores' axes; "
+                "TokenLayout.cross(queries, keys) where queries are not keys)"
+            )
+
+
+def attach(
+    model: nn.Module,
+    *,
+    layout: TokenLayout | Sequence[TokenLayout],
+    n_samples: int | None = None,
+    attention: AttentionSpec = None,
+    n_channels: int | None = None,
+) -> AttachedModel:
+    """Open ``model`` in place: an `AttachedModel` sharing its parameters, with hook points at
+    every attention call of its forward (see the module docstring).
+
+    Args:
+        model: signals ``[batch, channels, samples]`` -> outputs; any ``nn.Module`` whose
+            attention is ``scaled_dot_product_attention``, ``nn.MultiheadAttention`` (also
+            inside ``nn.TransformerEncoderLayer``) or a softmax over ``[batch, head, query,
+            key]`` scores.
+        layout: what each token the attention sees is: a `TokenLayout` for every call, or a
+            list of them, one per attention call in call order (cross-attention:
+            ``TokenLayout.cross(queries, keys)``); checked against the scores of every call
+            on an example input.
+        n_samples: samples per window (default: the model's ``n_times``).
+        attention: the modules whose 4-D softmax is an attention: a class, a module-path
+            glob (``"blocks.*.attn"``) or a list of them. Default: every softmax over the last
+            axis of a 4-D tensor, one per module call (a module with several is refused by
+            name, saying what to give).
+        n_channels: input channels (default: the model's ``n_chans``, or the layout's).
+
+    Raises `AttentionNotFoundError` (no attention), `AmbiguousAttentionError`, `LayoutError`
+    (the layout does not fit the scores), `ArgumentError` (a missing size).
+
+    >>> from emg_lens.models.attached.examples import TinyAttention
+    >>> net = TinyAttention()
+    >>> model = attach(net, layout=TokenLayout.channel_tokens({"emg": 4}, cls_token=False),
+    ...                n_samples=8)
+    >>> [call.kind for call in model.calls], model.resid_modules
+    (['softmax'], {0: 'block'})
+    >>> _, cache = model.run_with_cache(model.example_input(2))
+    >>> cache["pattern", 0].shape, cache["resid_pre", 0].shape
+    (torch.Size([2, 2, 4, 4]), torch.Size([2, 4, 16]))
+    """
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(f"attach needs a torch.nn.Module, got {describe(model)}")
+    if isinstance(model, AttachedModel):
+        raise ArgumentError("this model is attached already: use it as it is")
+    keys = _per_call(layout, 1)[0] if isinstance(layout, TokenLayout) else None
+    if keys is None:  # a list: checked against the calls once they are known
+        _per_call(layout, len(layout) if isinstance(layout, Sequence) else 0)
+        keys = layout[0]
+    channels, samples = _input_size(model, keys, n_samples, n_channels)
+    named = named_modules_of(model, attention)
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    device = params[0].device if params else torch.device("cpu")
+    dtype = params[0].dtype if params else torch.float32
+    sizes = {keys.n_tokens, keys.n_queries}
+    batch = next(b for b in range(2, 10) if b not in sizes)  # tells batch and token axes apart
+    example = torch.randn(batch, channels, samples, generator=torch.Generator().manual_seed(0))
+    example = example.to(device=device, dtype=dtype)
+    try:
+        found = probe(model, example, named)
+    except Exception as exc:
+        if isinstance(exc, AttachError):
+            raise
+        raise AttachError(
+            f"{type(model).__name__} failed on an example input [batch={batch}, "
+            f"channels={channels}, samples={samples}] ({type(exc).__name__}: {exc}); attach "
+            "runs the model once to find its attention: check n_samples and n_channels"
+        ) from exc
+    check_calls(model, found, named)
+    layouts = _per_call(layout, len(found.calls))
+    _check_layout(layouts, found.calls)
+    blocks = find_blocks(found, batch, [c.n_query for c in found.calls])
+    out = found.output
+    n_classes = out.shape[-1] if isinstance(out, torch.Tensor) and out.ndim == 2 else 1
+    block_paths = {block.path for block in blocks.values()}
+    widths = [mc.in_shape[-1] for mc in found.module_calls if mc.path in block_paths]
+    cfg = EncoderConfig(
+        d_model=widths[0] if widths else 1,  # the residual stream's, where known
+        d_head=1,
+        n_heads=max(c.heads for c in found.calls),
+        n_layers=len(found.calls),
+        d_mlp=None,
+        normalization_type=None,
+        positional_embedding_type="none",
+        tokenization="custom",
+        n_ctx=keys.n_tokens,
+        modalities=_modalities(keys, channels),
+        n_samples=samples,
+        use_cls_token=CLS in keys.group,
+        n_classes=n_classes,
+        dtype=dtype,
+        device=str(device),
+    )
+    return AttachedModel(
+        cfg, model=model, layout=layouts, calls=found.calls, blocks=blocks, named=named
+    )

@@ -1,0 +1,295 @@
+"""`attach` opens hand-written attention models in place (issue 38, items 1 and 2): with no
+hook the output is the original's bit for bit; an edge cut equals the original computed with
+the same keys blocked by its own mask argument; caches have TransformerLens shapes; gradients
+reach the scores; what cannot be attached is refused by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emg_lens import LayoutError
+from emg_lens.errors import (
+    AmbiguousAttentionError,
+    ArgumentError,
+    AttentionNotFoundError,
+    UnsupportedFeatureError,
+)
+from emg_lens.layout import TokenLayout
+from emg_lens.models import attach
+from tests.unit.models.attached_models import (
+    BATCH,
+    HEADS,
+    LAYOUT,
+    N_CHANNELS,
+    N_SAMPLES,
+    D,
+    build,
+    own_mask,
+)
+
+KINDS = ["qkv", "sdpa", "mha", "torch_encoder"]
+
+
+def _attached(kind, seed=0):
+    net = build(kind, seed)
+    return net, attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+
+
+def _cut(seed, per_head=True):
+    """A random cut [head, query, key] that leaves every query its own key."""
+    gen = torch.Generator().manual_seed(seed)
+    cut = torch.rand(HEADS if per_head else 1, N_CHANNELS, N_CHANNELS, generator=gen) < 0.5
+    return cut & ~torch.eye(N_CHANNELS, dtype=torch.bool)
+
+
+def _x(seed=1):
+    return torch.randn(BATCH, N_CHANNELS, N_SAMPLES, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_finds_every_attention_call_and_the_blocks(kind):
+    net, model = _attached(kind)
+    expected = {"qkv": "softmax", "sdpa": "sdpa"}.get(kind, "mha")
+    assert [c.kind for c in model.calls] == [expected] * 2
+    assert model.layer_heads == (HEADS, HEADS)
+    blocks = "encoder.layers" if kind == "torch_encoder" else "blocks"
+    assert model.resid_modules == {0: f"{blocks}.0", 1: f"{blocks}.1"}
+    assert model.model is net  # the user's module, not a copy
+    assert {id(p) for p in model.parameters()} == {id(p) for p in net.parameters()}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unhooked_output_is_the_originals_bit_for_bit(kind):
+    net, model = _attached(kind)
+    x = _x()
+    with torch.no_grad():
+        assert torch.equal(model(x), net(x))
+    assert torch.equal(model(x), net(x))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("hooked", [False, True])
+def test_an_edge_cut_equals_the_models_own_mask(kind, hooked):
+    net, model = _attached(kind)
+    x = _x()
+    per_head = kind != "torch_encoder"  # its mask is [query, key] or [batch * heads, ...]
+    cut = _cut(3, per_head)
+    reference = net(x, own_mask(kind, cut) if kind != "torch_encoder" else cut[0])
+    fwd = [("blocks.0.attn.hook_pattern", lambda t, hook: t)] if hooked else []
+    with torch.no_grad():  # torch's fast paths would run here if nothing stopped them
+        got = model.run_with_hooks(x, edge_masks={0: cut, 1: cut}, fwd_hooks=fwd)
+    assert (got - reference).abs().max() <= 1e-5
+    assert (got - net(x)).abs().max() > 1e-3  # the cut changed something
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hooks_see_the_scores_and_the_pattern_and_leave_the_output(kind):
+    net, model = _attached(kind)
+    x = _x()
+    logits, cache = model.run_with_cache(x)
+    assert (logits - net(x)).abs().max() <= 1e-6
+    for layer in range(2):
+        scores, pattern = cache["attn_scores", layer], cache["pattern", layer]
+        assert scores.shape == pattern.shape == (BATCH, HEADS, N_CHANNELS, N_CHANNELS)
+        assert torch.allclose(scores.softmax(-1), pattern, atol=1e-6)
+        assert cache["resid_pre", layer].shape == (BATCH, N_CHANNELS, D)
+        assert cache["resid_post", layer].shape == (BATCH, N_CHANNELS, D)
+    assert torch.equal(cache["resid_post", 0], cache["resid_pre", 1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_cut_at_the_scores_hook_equals_the_edge_mask(kind):
+    _, model = _attached(kind)
+    x, cut = _x(), _cut(4, per_head=True)
+
+    def block(scores, hook):
+        return scores.masked_fill(cut, float("-inf"))
+
+    by_hook = model.run_with_hooks(x, fwd_hooks=[("blocks.1.attn.hook_attn_scores", block)])
+    assert (by_hook - model(x, edge_masks={1: cut})).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradients_reach_the_scores(kind):
+    _, model = _attached(kind)
+    kept = {}
+
+    def keep(scores, hook):
+        scores.retain_grad()
+        kept[hook.name] = scores
+
+    logits = model.run_with_hooks(_x(), fwd_hooks=[(lambda n: "attn_scores" in n, keep)])
+    logits[:, 0].sum().backward()
+    for name in ("blocks.0.attn.hook_attn_scores", "blocks.1.attn.hook_attn_scores"):
+        grad = kept[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_sdpa_float_masks_causal_and_three_dimensional_calls():
+    """SDPA's other forms: an additive float mask, is_causal, a head-less [batch, pos, d]."""
+
+    class Net(nn.Module):
+        def __init__(self, form):
+            super().__init__()
+            self.form, self.embed = form, nn.Linear(N_SAMPLES, D)
+
+        def forward(self, x, mask=None):
+            h = self.embed(x)
+            if self.form == "causal":
+                z = F.scaled_dot_product_attention(h, h, h, is_causal=True)
+            else:
+                q = h.view(len(h), N_CHANNELS, HEADS, -1).transpose(1, 2)
+                z = F.scaled_dot_product_attention(q, q, q, attn_mask=mask, scale=0.3)
+            return z.flatten(1)
+
+    x, cut = _x(), _cut(5)
+    model = attach(Net("float"), layout=LAYOUT, n_samples=N_SAMPLES)
+    bias = torch.zeros(cut.shape).masked_fill(cut, float("-inf"))
+    assert (model(x, edge_masks={0: cut}) - model.model(x, bias)).abs().max() <= 1e-6
+    partial = torch.randn(cut.shape)  # an additive bias of the model's own stays in
+    got = model(x, partial, edge_masks={0: cut})
+    assert (got - model.model(x, partial.masked_fill(cut, float("-inf")))).abs().max() <= 1e-6
+    causal = attach(Net("causal"), layout=LAYOUT, n_samples=N_SAMPLES)
+    _, cache = causal.run_with_cache(x)
+    assert cache["pattern", 0].shape == (BATCH, 1, N_CHANNELS, N_CHANNELS)
+    assert torch.equal(cache["pattern", 0][0, 0].triu(1), torch.zeros(N_CHANNELS, N_CHANNELS))
+    head_cut = _cut(6, per_head=False) & torch.ones(N_CHANNELS, N_CHANNELS).tril().bool()
+    blocked = head_cut[0] | ~torch.ones(N_CHANNELS, N_CHANNELS).tril().bool()
+    h = causal.model.embed(x)
+    expected = F.scaled_dot_product_attention(h, h, h, attn_mask=~blocked).flatten(1)
+    assert (causal(x, edge_masks={0: head_cut}) - expected).abs().max() <= 1e-6
+
+
+def test_key_padding_and_need_weights_of_multihead_attention():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(N_SAMPLES, D)
+            self.attn = nn.MultiheadAttention(D, HEADS)  # sequence first
+
+        def forward(self, x, padding=None):
+            h = self.embed(x).transpose(0, 1)
+            out, weights = self.attn(h, h, h, key_padding_mask=padding)
+            return out.mean(0) + weights.mean((1, 2))[:, None]
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    model = attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+    x = _x()
+    padding = torch.zeros(BATCH, N_CHANNELS, dtype=torch.bool)
+    padding[:, -1] = True
+    cut = torch.zeros(N_CHANNELS, N_CHANNELS, dtype=torch.bool)
+    cut[:, 2] = True
+    both = padding[:, None, None, :] | cut
+    with torch.no_grad():
+        got = model(x, padding, edge_masks={0: cut})
+        own = net(x, both[:, 0, 0] | cut[0])  # every query loses key 2 too: a padding mask
+    assert (got - own).abs().max() <= 1e-5
+
+
+def test_explicit_softmax_in_a_named_module_and_an_ambiguous_one():
+    class TwoSoftmax(nn.Module):
+        """A module computing two attentions in one forward (criss-cross style)."""
+
+        def __init__(self):
+            super().__init__()
+            self.embed, self.qk = nn.Linear(N_SAMPLES, D), nn.Linear(D, 2 * D)
+
+        def forward(self, x):
+            h = self.embed(x)
+            q, k = self.qk(h).view(len(h), N_CHANNELS, 2, HEADS, -1).permute(2, 0, 3, 1, 4)
+            first = (q @ k.transpose(-1, -2)).softmax(-1) @ q
+            second = torch.softmax(first @ k.transpose(-1, -2), dim=-1) @ k
+            return second.flatten(1)
+
+    with pytest.raises(AmbiguousAttentionError, match=r"<root> \(TwoSoftmax\).*2 times"):
+        attach(TwoSoftmax(), layout=LAYOUT, n_samples=N_SAMPLES)
+    model = attach(TwoSoftmax(), layout=LAYOUT, n_samples=N_SAMPLES, attention=TwoSoftmax)
+    assert len(model.calls) == 2
+    glob = attach(build("qkv"), layout=LAYOUT, n_samples=N_SAMPLES, attention="blocks.*.attn")
+    assert [c.module for c in glob.calls] == ["blocks.0.attn", "blocks.1.attn"]
+
+
+def test_what_cannot_be_attached_is_refused_by_name():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(N_CHANNELS * N_SAMPLES, 3), nn.Softmax(-1))
+    with pytest.raises(AttentionNotFoundError, match="computes no attention anywhere"):
+        attach(mlp, layout=LAYOUT, n_samples=N_SAMPLES)
+    with pytest.raises(AttentionNotFoundError, match="names no module"):
+        attach(build("qkv"), layout=LAYOUT, n_samples=N_SAMPLES, attention="encoder.*")
+    wrong = TokenLayout.channel_tokens({"emg": N_CHANNELS})  # a CLS token the model lacks
+    with pytest.raises(LayoutError, match="attends 4 queries to 4 keys, but the layout has 5"):
+        attach(build("sdpa"), layout=wrong, n_samples=N_SAMPLES)
+    with pytest.raises(ArgumentError, match="n_samples"):
+        attach(build("sdpa"), layout=LAYOUT)
+    model = attach(build("sdpa"), layout=LAYOUT, n_samples=N_SAMPLES)
+    with pytest.raises(
+        LayoutError, match=r"edge_masks\[0\] must be a bool tensor \[\.\.\., 4, 4\]"
+    ):
+        model(_x(), edge_masks={0: torch.zeros(5, 5, dtype=torch.bool)})
+    with pytest.raises(LayoutError, match="not a layer in"):
+        model(_x(), edge_masks={2: torch.zeros(4, 4, dtype=torch.bool)})
+    with pytest.raises(UnsupportedFeatureError, match=r"W_Q.*from_torch_encoder"):
+        _ = model.W_Q
+
+
+class Perceiver(nn.Module):
+    """Learned queries read the channel tokens (cross-attention, as LUNA does), then attend
+    each other; the model's own mask for the cross step is ``cross_mask`` [query, key]."""
+
+    def __init__(self, n_queries=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(N_SAMPLES, D)
+        self.queries = nn.Parameter(torch.randn(n_queries, D))
+        self.read = nn.MultiheadAttention(D, HEADS, batch_first=True)
+        self.mix = nn.MultiheadAttention(D, HEADS, batch_first=True)
+        self.head = nn.Linear(D, 3)
+
+    def forward(self, x, cross_mask=None):
+        tokens = self.embed(x)
+        q = self.queries.expand(len(x), -1, -1)
+        q = q + self.read(q, tokens, tokens, attn_mask=cross_mask, need_weights=False)[0]
+        q = q + self.mix(q, q, q, need_weights=False)[0]
+        return self.head(q.mean(1))
+
+
+def test_cross_attention_layouts_edge_sets_and_exact_cuts():
+    from emg_lens.edges import between, parse
+    from emg_lens.hooks import compile_edges
+
+    keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
+    learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)
+    net = Perceiver().eval()
+    with pytest.raises(LayoutError, match=r"3 queries to 4 keys.*TokenLayout\.cross"):
+        attach(net, layout=keys, n_samples=N_SAMPLES)
+    model = attach(net, layout=[TokenLayout.cross(learned, keys), learned], n_samples=N_SAMPLES)
+    assert [(c.n_query, c.n_key) for c in model.calls] == [(3, 4), (3, 3)]
+    with pytest.raises(LayoutError, match="layout_of"):
+        _ = model.layout
+    edges = between("query", "emg")  # every query reading the sEMG channels
+    assert parse(str(edges)) == edges
+    masks = compile_edges(edges, model, [0])
+    assert masks[0].shape == (HEADS, 3, 4) and masks[0][:, :, :2].all()
+    assert not masks[0][:, :, 2:].any()
+    x = _x()
+    with torch.no_grad():
+        got = model(x, edge_masks=masks)
+        own = net(x, masks[0][0])  # MultiheadAttention: True = may not attend
+    assert (got - own).abs().max() <= 1e-5 and (got - net(x)).abs().max() > 1e-4
+    _, cache = model.run_with_cache(x)
+    assert cache["pattern", 0].shape == (BATCH, HEADS, 3, 4)
+    assert cache["pattern", 1].shape == (BATCH, HEADS, 3, 3)
+    with pytest.raises(LayoutError, match="'emg'"):  # the self-attention has no sEMG tokens
+        compile_edges(edges, model, [1])
+
+
+def test_a_cross_layout_round_trips_through_its_dict_form():
+    from emg_lens.models.torch_encoder import layout_from_dict, layout_to_dict
+
+    keys = TokenLayout.channel_tokens({"emg": 2}, cls_token=True, channel_names=["a", "b"])
+    cross = TokenLayout.cross(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)), keys)
+    assert layout_from_dict(layout_to_dict(cross)) == cross
+    assert "2 queries" in str(cross) and cross.describe_sides().startswith("2 query tokens")

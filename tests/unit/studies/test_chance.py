@@ -1,0 +1,139 @@
+"""A model that learned nothing is named before it is analysed (issue 41, item 3): every
+command's unmasked accuracy beside chance (`emg_lens.studies.chance`), and a warning, on the
+console and at the top of summary.md, for a model that is not clearly above chance.
+
+The analysed pair: a tiny IsoNet trained on class prototypes in noise (it learns: test
+accuracy 0.98-1.0 for seeds 0-3 on 1 and 2 threads, chance 0.26-0.32), and the same
+architecture trained one epoch on shuffled labels (0.20-0.26 on the true test labels, binomial
+p >= 0.63)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from emg_lens import EncoderConfig
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.discovery.study import DiscoveryStudyResult, run_discovery
+from emg_lens.errors import ArgumentError
+from emg_lens.inspect.report import inspect_model
+from emg_lens.models import IsoNet
+from emg_lens.studies import StudyResult, run_study
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
+from emg_lens.train import TrainConfig, fit
+
+LEARNED, SHUFFLED = 1, 2  # subject ids
+WARNING = "is not clearly above chance"
+
+
+def test_chance_is_the_most_frequent_class_and_p_is_the_one_sided_binomial_test():
+    table = chance_table({"m": (30, [10, 20, 30])}).iloc[0]
+    assert table["chance"] == 0.5 and table["n"] == 60 and table["accuracy"] == 0.5
+    expected = sps.binomtest(30, 60, 0.5, alternative="greater").pvalue
+    assert table["p"] == pytest.approx(expected) and not table["above_chance"]
+
+
+def test_a_significant_model_far_below_the_best_is_flagged_by_the_midpoint():
+    # 40 % of 1000 windows against chance 0.25 is significant (p ~ 1e-24), but the best model
+    # of the run reaches 0.95: the midpoint 0.6 flags it.
+    table = chance_table({"good": (950, [250] * 4), "weak": (400, [250] * 4)}).set_index("model")
+    assert table.loc["weak", "p"] < 1e-10 and not table.loc["weak", "above_chance"]
+    assert "midpoint" in table.loc["weak", "why"] and "binomial" not in table.loc["weak", "why"]
+    assert table.loc["good", "above_chance"] and table.loc["good", "why"] == ""
+
+
+def test_the_warning_names_the_model_in_the_console_and_first_in_the_markdown():
+    table = chance_table({"subject 3": (3, [3, 3, 3])})
+    text = chance_markdown(table)
+    assert text.startswith(f"**Warning: subject 3 {WARNING}")
+    assert f"WARNING: subject 3 {WARNING}" in chance_console(table)
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [{}, {"m": (3, [])}, {"m": (3, [0, 0])}, {"m": (5, [2, 2])}, {"m": (1, [-1, 3])}],
+)
+def test_counts_that_cannot_be_are_refused(scores):
+    with pytest.raises(ArgumentError):
+        chance_table(scores)
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+def _windows(rng, prototypes, n):
+    y = rng.integers(0, len(prototypes), n)
+    X = prototypes[y] + rng.standard_normal((n, *prototypes.shape[1:]))
+    return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def subjects() -> dict[int, tuple[IsoNet, SubjectData]]:
+    """The learned model and the shuffled-label one, each with its test windows."""
+    cfg = EncoderConfig.preset("tiny", seed=0, n_layers=2)
+    rng = np.random.default_rng(0)
+    prototypes = rng.standard_normal((cfg.n_classes, cfg.n_channels, cfg.n_samples))
+    train, test = _windows(rng, prototypes, 256), _windows(rng, prototypes, 96)
+    found = {}
+    for subject, (labels, epochs) in {
+        LEARNED: (train[1], 4),
+        SHUFFLED: (rng.permutation(train[1]), 1),
+    }.items():
+        model = IsoNet(cfg)
+        fit(
+            model,
+            train[0],
+            labels,
+            TrainConfig(epochs=epochs, batch_size=32, lr=1e-2, progress=False),
+        )
+        data = SubjectData.from_windows(
+            dict(cfg.modalities), test, train, subject=subject, classes=list(range(cfg.n_classes))
+        )
+        found[subject] = (model.eval(), data)
+    return found
+
+
+def _check_warns_only_for_the_shuffled(console: str, markdown: str, title: str) -> None:
+    assert f"WARNING: subject {SHUFFLED} {WARNING}" in console, console
+    assert f"subject {LEARNED} {WARNING}" not in console + markdown
+    lines = markdown.splitlines()
+    assert lines[0].startswith(title) and lines[1] == "", lines[:3]
+    assert lines[2].startswith(f"**Warning: subject {SHUFFLED} {WARNING}"), lines[:3]
+
+
+def test_a_study_warns_by_name_about_the_model_that_learned_nothing(
+    subjects, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(StudyResult, "figures", lambda self: {})
+    spec = {"name": "t", "models": "x", "interventions": [{"name": "c", "edges": "cross_modal"}]}
+    result = run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
+    summary = (tmp_path / "summary.md").read_text()
+    _check_warns_only_for_the_shuffled(result.console(), summary, "# t")
+    chance = pd.read_csv(tmp_path / "chance.csv").set_index("model")
+    assert chance.loc[f"subject {LEARNED}", "above_chance"]
+    assert chance.loc[f"subject {LEARNED}", "accuracy"] > 0.8  # it learned: the test has teeth
+    assert chance.loc[f"subject {SHUFFLED}", "accuracy"] < 0.5
+
+
+def test_discovery_warns_by_name_about_the_model_that_learned_nothing(
+    subjects, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(DiscoveryStudyResult, "figures", lambda self: {})
+    spec = {"kind": "discovery", "name": "d", "models": "x", "tau": 0.1, "verify_top": 2}
+    result = run_discovery(spec, models=subjects, out_dir=tmp_path, progress=False)
+    summary = (tmp_path / "summary.md").read_text()
+    _check_warns_only_for_the_shuffled(result.console(), summary, "# Discovery study d")
+
+
+@pytest.mark.parametrize("subject", [LEARNED, SHUFFLED])
+def test_inspect_warns_about_a_model_that_learned_nothing_and_only_then(subjects, subject):
+    model, data = subjects[subject]
+    report = inspect_model(model, data)
+    console, markdown = report.console(), report.to_markdown()
+    assert "beside chance" in console and "beside chance" in markdown
+    if subject == SHUFFLED:
+        _check_warns_only_for_the_shuffled(console, markdown, "# Inspection: IsoNet")
+    else:
+        assert WARNING not in console + markdown
