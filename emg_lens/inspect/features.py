@@ -407,7 +407,7 @@ def _splice_logits(
 
     def write(resid: torch.Tensor, hook: Any) -> torch.Tensor:
         resid = resid.clone()
-        resid[:, positions] = values.to(resid.dtype)
+        resid[:, positions] = values.to(resid.device, resid.dtype)
         return resid
 
     return model.run_with_hooks(
