@@ -62,6 +62,8 @@ __all__ = [
     "TopKSAE",
     "describe_features",
     "load_features",
+    "save_sae",
+    "token_residuals",
     "train_features",
 ]
 
