@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from emg_lens.cli.common import add_command, add_device_argument, resolve_device
+from emg_lens.cli.common import (
+    add_command,
+    add_device_argument,
+    add_threads_argument,
+    resolve_device,
+)
 
 
 def add_parser(sub) -> None:
@@ -39,6 +44,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and control labels")
     p.add_argument("--jobs", type=int, default=1, help="processes fitting probes (-1: all cores)")
     add_device_argument(p)
+    add_threads_argument(p)
     p.set_defaults(func=cmd_probe)
 
 

@@ -254,6 +254,8 @@ COMPUTING = (
     "study run",
     "discover",
     "inspect",
+    "probe",
+    "features",
     "pretrain",
     "finetune",
 )
