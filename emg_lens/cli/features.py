@@ -77,7 +77,7 @@ def cmd_features(args: argparse.Namespace):
     source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
     features = train_features(subject.model, data, config, source=source)
     written = features.save(args.out)
-    print(features.summary())
+    print(features.console())
     print(f"\nwrote {len(written)} files (tables, figures, the autoencoder) to {args.out}")
     print(f"report: {written[-1]}")
     return features
