@@ -92,7 +92,7 @@ def cmd_features(args: argparse.Namespace):
     source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
     features = train_features(subject.model, data, config, source=source)
     written = features.save(out)
-    print(features.summary())
+    print(features.console())
     print(f"\nwrote {len(written)} files (tables, figures, the autoencoder) to {out}")
     print(f"report: {written[-1]}")
     return features

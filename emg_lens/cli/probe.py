@@ -78,7 +78,7 @@ def cmd_probe(args: argparse.Namespace):
         progress=lambda message: print(message, flush=True),
     )
     written = report.save(args.out)
-    print(report.summary())
+    print(report.console())
     print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")
     print(f"report: {written[-1]}")
     return report

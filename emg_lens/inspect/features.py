@@ -52,6 +52,7 @@ from emg_lens.errors import (
 )
 from emg_lens.inspect.importance import as_subject_data
 from emg_lens.provenance import arrays_digest, code_digest, model_digest
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import markdown_table, save_outputs
 
 __all__ = [
@@ -369,7 +370,7 @@ def train_features(
     >>> features = train_features(model, (X, np.arange(40) % 3),
     ...                           FeatureConfig(layer=1, n_features=16, k=2, epochs=2))
     >>> sorted(features.tables())[:3]
-    ['ablation', 'channels', 'classes']
+    ['ablation', 'chance', 'channels']
     >>> bool(0 < features.reconstruction["fve"].iloc[0] <= 1)
     True
     """
@@ -667,7 +668,21 @@ class Features:
             "classes": self.classes,
             "top_windows": self.top,
             "ablation": self.ablation,
+            "chance": self.chance,
         }
+
+    @property
+    def chance(self) -> pd.DataFrame:
+        """The model's accuracy on these windows beside chance (`chance_table`), from the
+        per-class counts of the unmodified model."""
+        correct = (self.per_class["model_accuracy"] * self.per_class["n"]).round().astype(int)
+        name = self.model_name if self.subject is None else f"subject {self.subject}"
+        return chance_table({name: (int(correct.sum()), self.per_class["n"].to_numpy())})
+
+    def console(self) -> str:
+        """What ``emg-lens features`` prints: the summary, the model's accuracy beside chance
+        and a warning when it is not clearly above it."""
+        return f"{self.summary()}\n{chance_console(self.chance)}"
 
     def costliest(self, count: int = MAP_FEATURES) -> list[int]:
         """The live features whose ablation costs the most accuracy (at their worst class)."""
@@ -708,6 +723,8 @@ class Features:
         costly = self.features.set_index("feature").loc[self.costliest()].reset_index()
         return (
             f"# Sparse features: {lines[0]}\n\n"
+            + chance_markdown(self.chance)
+            + "\n"
             + "\n".join(f"- {line.strip()}" for line in lines[1:])
             + "\n\n## Reconstruction\n\n"
             + markdown_table(self.reconstruction)

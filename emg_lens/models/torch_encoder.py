@@ -185,7 +185,7 @@ class HookedTorchEncoder(HookedEncoder):
         self._layout.check_matches(cfg.n_ctx, "EncoderConfig.n_ctx")
         self.embed = embed
         self.head = readout
-        self._linear_readout = _check_form(linear_readout, readout, self._layout, cfg)
+        self._linear_readout = _check_form(linear_readout, self._layout, cfg)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self._finish_init()
 
@@ -302,7 +302,7 @@ class HookedTorchEncoder(HookedEncoder):
             return self.head(latent)
         # The readout's norm is ln_final (copied at conversion): its Linear reads the pool.
         pooled = latent.mean(1) if form["pool"] == "mean" else latent[:, form["pool"]]
-        return self.head.get_submodule(form["linear"])(pooled)
+        return self._readout_linear()(pooled)
 
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
@@ -316,7 +316,22 @@ class HookedTorchEncoder(HookedEncoder):
                 "or declares one)"
                 + (f": {self.linear_readout_note}" if self.linear_readout_note else "")
             )
-        return _LinearUnembedding(self.head.get_submodule(self._linear_readout["linear"]))
+        return _LinearUnembedding(self._readout_linear())
+
+    def _readout_linear(self) -> nn.Linear:
+        """The readout's ``nn.Linear`` that the linear readout's form names."""
+        path = self._linear_readout["linear"]
+        try:
+            linear = self.head.get_submodule(path)
+        except AttributeError:
+            linear = None
+        if type(linear) is not nn.Linear:
+            raise ArgumentError(
+                f"the linear readout names readout.{path} as its nn.Linear, but the readout "
+                f"({type(self.head).__name__}) holds {describe(linear)} there: load the "
+                "checkpoint with the modules it was saved with"
+            )
+        return linear
 
     @property
     def unembed_positions(self) -> list[int]:
@@ -444,19 +459,18 @@ def _declared_or(declared: Any, why: str) -> tuple[None, str]:
     return None, why
 
 
-def _check_form(
-    form: Any, readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig
-) -> dict[str, Any] | None:
-    """A linear-readout form (`find_linear_readout`) read back from a checkpoint: its paths
-    name the readout's modules, its pool a position or the mean."""
+def _check_form(form: Any, layout: TokenLayout, cfg: EncoderConfig) -> dict[str, Any] | None:
+    """A linear-readout form (`find_linear_readout`) read back from a checkpoint: its pool a
+    position or the mean, its paths strings (they name the readout's modules, which
+    `HookedTorchEncoder` checks where it reads them: a config's stand-in modules, as
+    ``study check`` builds, have none)."""
     if form is None:
         return None
     ok = isinstance(form, Mapping) and set(form) == {"pool", "linear", "norm"}
     pool = form.get("pool") if ok else None
     ok = ok and (pool == "mean" or (isinstance(pool, int) and 0 <= pool < layout.n_tokens))
-    names = dict(readout.named_modules())
-    ok = ok and type(names.get(form["linear"])) is nn.Linear
-    ok = ok and (form["norm"] is None or type(names.get(form["norm"])) is nn.LayerNorm)
+    ok = ok and isinstance(form["linear"], str)
+    ok = ok and (form["norm"] is None or isinstance(form["norm"], str))
     if not ok:
         raise ArgumentError(
             f"linear_readout must be {{'pool': a token position or 'mean', 'linear': the path "

@@ -386,6 +386,12 @@ def test_a_linear_readout_survives_the_checkpoint(tmp_path):
     x = model.example_input(3)
     assert again.init_kwargs == model.init_kwargs and torch.equal(again(x), model(x))
     assert torch.equal(again.W_U, model.W_U)
+    # `study check` builds the config with stand-in modules: the form is read, not used
+    stand_in = HookedTorchEncoder(
+        model.cfg, embed=nn.Module(), readout=nn.Module(), **model.init_kwargs
+    )
+    with pytest.raises(ArgumentError, match=r"readout\.linear as its nn\.Linear"):
+        _ = stand_in.W_U
 
 
 def test_a_linear_readout_is_found_on_an_encoder_left_in_training_mode():

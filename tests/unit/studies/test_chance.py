@@ -137,3 +137,27 @@ def test_inspect_warns_about_a_model_that_learned_nothing_and_only_then(subjects
         _check_warns_only_for_the_shuffled(console, markdown, "# Inspection: IsoNet")
     else:
         assert WARNING not in console + markdown
+
+
+def test_probes_warn_by_name_about_the_model_that_learned_nothing(subjects):
+    from emg_lens.inspect.probe_report import probe_models
+
+    report = probe_models(subjects, groups=["emg"], layers=[0], folds=2)
+    markdown = report.to_markdown()
+    _check_warns_only_for_the_shuffled(report.console(), markdown, "# Probes")
+    assert "chance.csv" in report.tables()
+
+
+@pytest.mark.parametrize("subject", [LEARNED, SHUFFLED])
+def test_sparse_features_warn_about_a_model_that_learned_nothing_and_only_then(subjects, subject):
+    from emg_lens.inspect.features import FeatureConfig, train_features
+
+    model, data = subjects[subject]
+    config = FeatureConfig(layer=1, n_features=8, k=2, aux_k=4, epochs=2)
+    features = train_features(model, data, config)
+    console, markdown = features.console(), features.to_markdown()
+    assert "beside chance" in console and "beside chance" in markdown
+    if subject == SHUFFLED:
+        _check_warns_only_for_the_shuffled(console, markdown, "# Sparse features")
+    else:
+        assert WARNING not in console + markdown
