@@ -373,3 +373,22 @@ def test_a_softmax_module_inside_the_attention_and_a_positive_dim():
     bias = torch.zeros(cut.shape).masked_fill(cut, float("-inf"))
     with torch.no_grad():
         assert (model(_x(), edge_masks={0: cut, 1: cut}) - net(_x(), bias)).abs().max() <= 1e-6
+
+
+def test_layers_with_different_head_counts_get_masks_of_their_own():
+    """A cross-attention with 4 heads, then a self-attention with 2: each layer's compiled
+    mask has its own head count, and a study's cut runs."""
+    from emg_lens.hooks import compile_edges
+
+    class Net(Perceiver):
+        def __init__(self):
+            super().__init__()
+            self.read = nn.MultiheadAttention(D, 4, batch_first=True)
+
+    keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
+    learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)
+    model = attach(Net().eval(), layout=[TokenLayout.cross(learned, keys), learned], n_samples=8)
+    assert model.layer_heads == (4, 2)
+    masks = compile_edges("cross_channel | within(query)", model)
+    assert masks[0].shape == (4, 3, 4) and masks[1].shape == (2, 3, 3)
+    assert torch.isfinite(model(_x(), edge_masks=masks)).all()
