@@ -423,3 +423,16 @@ def test_a_folded_softmax_inside_a_named_module():
         assert (model(x, edge_masks={0: cut}) - model.model(x, bias)).abs().max() <= 1e-6
     _, cache = model.run_with_cache(x)
     assert cache["pattern", 0].shape == (BATCH * HEADS, 1, N_CHANNELS, N_CHANNELS)
+
+
+def test_circuitsvis_refuses_a_cross_attention_by_name():
+    from emg_lens.errors import UnsupportedFeatureError
+    from emg_lens.inspect.plots import to_circuitsvis
+
+    keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
+    learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)
+    net = Perceiver().eval()
+    model = attach(net, layout=[TokenLayout.cross(learned, keys), learned], n_samples=N_SAMPLES)
+    _, cache = model.run_with_cache(_x())
+    with pytest.raises(UnsupportedFeatureError, match="layer 0 is a cross-attention"):
+        to_circuitsvis(cache, 0)
