@@ -43,7 +43,7 @@ commands:
   study     run or check a declarative study (TOML/YAML)
   synth     write synthetic recordings in a real dataset's file layout
   inspect   attention flow, head importance, attribution, shift of a model
-  probe     linear probes and interchange interventions on tokens, by layer
+  probe     linear probes and interchange interventions on token groups
   features  sparse features of one layer's channel tokens (TopK autoencoder)
   discover  screen every attention knockout, find the edge circuit per subject
   windows   build a TinyMyo window store (HDF5) from a dataset

@@ -19,7 +19,7 @@ across a forearm ring interpolation would invent values inside the arm).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "GROUP_COLORS",
     "plot_channel_groups",
     "plot_channel_matrix",
+    "plot_channel_value_rows",
     "plot_channel_values",
     "plot_circle",
 ]
@@ -194,6 +195,59 @@ def plot_channel_values(
     bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]))
     bar.set_label(units)
     fig.suptitle(_title(title, n_subjects), fontsize=10)
+    return fig
+
+
+def plot_channel_value_rows(
+    rows: Mapping[str, Mapping[str, Sequence[float]]],
+    montage: Montage,
+    *,
+    title: str,
+    units: Mapping[str, str],
+    symmetric: Collection[str] = (),
+) -> plt.Figure:
+    """A table of panels on a one-part ``montage`` (a ring, a grid): ``rows[row][column]`` is
+    a value per channel; every row has the same columns and its own colour bar, labelled
+    ``units[row]`` (a row is one quantity, e.g. a signal's share per electrode, compared
+    across conditions in its columns), symmetric about 0 for the rows named in
+    ``symmetric`` (signed quantities, such as an effect).
+
+    >>> from emg_lens.geometry.montage import ring
+    >>> fig = plot_channel_value_rows(
+    ...     {"signal": {"a": [1.0, 2, 3, 4], "b": [4.0, 3, 2, 1]}, "effect": {"a": [0.0] * 4,
+    ...      "b": [1.0, -1, 0, 0]}}, Montage((ring("band", 4),)), title="t",
+    ...     units={"signal": "share", "effect": "logits"}, symmetric={"effect"})
+    >>> len(fig.axes)  # 4 panels and 2 colour bars
+    6
+    >>> plt.close(fig)
+    """
+    if len(montage.parts) != 1:
+        raise ArgumentError(
+            f"plot_channel_value_rows draws a one-part montage, got {len(montage.parts)} parts"
+        )
+    columns = [list(cols) for cols in rows.values()]
+    if not rows or not columns[0] or any(c != columns[0] for c in columns):
+        raise ArgumentError(f"every row needs the same columns, got {columns}")
+    if missing := [r for r in rows if r not in units]:
+        raise ArgumentError(f"units names no unit for rows {missing}")
+    part = montage.parts[0]
+    fig, axes = plt.subplots(
+        len(rows), len(columns[0]), figsize=(2.3 * len(columns[0]) + 1.2, 2.4 * len(rows)),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    for row_axes, (row, values) in zip(axes, rows.items()):
+        per_electrode = [electrode_values(v, montage) for v in values.values()]
+        norm = _norm(per_electrode, row in symmetric)
+        cmap = "RdBu_r" if row in symmetric else "viridis"
+        for ax, column, chosen in zip(row_axes, values, per_electrode):
+            _draw_part(ax, part, chosen[list(part.electrodes)], norm, cmap)
+            ax.set_title(column, fontsize=8)
+            if part.kind != "points":
+                ax.set_aspect("equal")
+        row_axes[0].set_ylabel(row, fontsize=8)
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(row_axes))
+        bar.set_label(units[row], fontsize=8)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

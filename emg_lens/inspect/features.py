@@ -62,6 +62,8 @@ __all__ = [
     "TopKSAE",
     "describe_features",
     "load_features",
+    "save_sae",
+    "token_residuals",
     "train_features",
 ]
 
@@ -164,7 +166,7 @@ class FeatureConfig:
         return cls(**{**values, "groups": None if groups is None else tuple(groups)})
 
     def token_groups(self, model: Any) -> tuple[str, ...]:
-        """The groups read, checked against ``model``'s layout (and its layers)."""
+        """The groups read, checked against ``model``'s layout (and its layers and readout)."""
         layers = model.cfg.n_layers
         if self.layer >= layers:
             raise LayoutError(
@@ -174,6 +176,14 @@ class FeatureConfig:
         groups = self.groups or layout.modalities
         for group in groups:
             layout.check_group(group)
+        with torch.inference_mode():
+            logits = model(model.example_input(1), return_type=self.readout)
+        if not (isinstance(logits, torch.Tensor) and logits.shape == (1, model.cfg.n_classes)):
+            raise ArgumentError(
+                f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, not class "
+                f"logits [batch, {model.cfg.n_classes}]: choose a readout that gives them "
+                '("logits"; IsoNet\'s mean-pooled head: "avg_logits")'
+            )
         return tuple(groups)
 
 
@@ -399,7 +409,7 @@ def _splice_logits(
 
     def write(resid: torch.Tensor, hook: Any) -> torch.Tensor:
         resid = resid.clone()
-        resid[:, positions] = values.to(resid.dtype)
+        resid[:, positions] = values.to(resid.device, resid.dtype)
         return resid
 
     return model.run_with_hooks(
@@ -455,6 +465,7 @@ def describe_features(
             "test_windows": len(y), "test_tokens": int(acts.shape[0] * acts.shape[1]),
         }]
     )  # fmt: skip
+    reconstruction["readout_reads_them"] = _readout_reads(model, config, positions)
     per_class = _per_class(own, spliced, y, labels)
     ablation = _ablation(model, X, y, labels, config, positions, resid, sae, acts, own)
     token_group = [layout.group[p] for p in positions]
@@ -474,6 +485,16 @@ def describe_features(
         subject=data.subject,
         source=source,
     )
+
+
+def _readout_reads(model: Any, config: FeatureConfig, positions: list[int]) -> bool:
+    """False where nothing written at these tokens can reach the logits: the last block's
+    output at tokens the readout does not read (IsoNet's CLS head reads the CLS token only),
+    so every ablation there is zero by construction."""
+    if config.hook != "resid_post" or config.layer != model.cfg.n_layers - 1:
+        return True
+    read = getattr(model, "read_positions", lambda _: None)(config.readout)
+    return read is None or bool(set(read) & set(positions))
 
 
 def _per_class(own, spliced, y, labels) -> pd.DataFrame:
@@ -664,6 +685,12 @@ class Features:
             f"{r.model_accuracy:.3f} (model), {r.spliced_accuracy:.3f} (reconstruction "
             f"spliced in); {r.dead_features} dead features",
         ]
+        if not r.readout_reads_them:
+            lines.append(
+                f"  the readout ({self.config.readout}) reads none of these tokens after the "
+                "last block: the reconstruction and every ablation change nothing, by "
+                "construction (read an earlier hook, or another readout)"
+            )
         shares = [c for c in self.features.columns if c.startswith("share_")]
         for f in self.costliest(3):
             row = self.features.set_index("feature").loc[f]

@@ -11,6 +11,7 @@ importance, direct attribution and the distribution shift of cutting the "across
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ class InspectionReport:
     flow: pd.DataFrame
     importance: pd.DataFrame
     attribution: pd.DataFrame | None  # None: the readout is no linear map (attribution_skipped)
-    shift: pd.DataFrame
+    shift: pd.DataFrame | None  # None: the model has no block outputs to compare (shift_skipped)
     shift_edges: str
     pattern_cache: Any  # an ActivationCache of the patterns of the top head's layer
     top_head: tuple[int, int]
@@ -94,10 +95,13 @@ class InspectionReport:
     n_windows: int = 0
     attribution_skipped: str | None = None  # why there is no attribution table
     circuits_skipped: str | None = None  # why there are no weight circuits (no TL weights)
+    shift_skipped: str | None = None  # why there is no distribution shift table
     source: dict | None = None  # the data source the windows come from (its placement)
     channels: pd.DataFrame | None = None  # channel_importance: each channel unread
     threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
     chance: pd.DataFrame | None = None  # the unmasked accuracy beside chance (chance_table)
+    circuits_left_out: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why
+    view_skipped: str | None = None  # why there is no attention_view.html
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -109,7 +113,7 @@ class InspectionReport:
             "head_importance": self.importance,
             "mass_effect_correlation": self.correlation,
             **({} if self.attribution is None else {"attribution": self.attribution}),
-            "distribution_shift": self.shift,
+            **({} if self.shift is None else {"distribution_shift": self.shift}),
             **({} if self.channels is None else {"channel_importance": self.channels}),
             **({} if self.chance is None else {"chance": self.chance}),
         }
@@ -132,7 +136,11 @@ class InspectionReport:
                 if self.attribution is None
                 else {"attribution": plots.plot_attribution(self.attribution)}
             ),
-            "distribution_shift": plots.plot_distribution_shift(self.shift),
+            **(
+                {}
+                if self.shift is None
+                else {"distribution_shift": plots.plot_distribution_shift(self.shift)}
+            ),
             "pattern": plots.plot_pattern(self.model, self.pattern_cache, layer, head),
         }
 
@@ -175,10 +183,7 @@ class InspectionReport:
                 title=f"Subject {self.subject}: attention each channel receives, {where}",
                 units="share of a query's attention (mean over queries, windows)",
             )
-        try:  # by channel, whatever the channel count (the all-heads figure may be by group)
-            top = qk_circuit(self.model, layer, head=head, level="channel")
-        except UnsupportedFeatureError:
-            top = None  # no data-free channel identity: nothing to draw
+        top, _ = self._top_qk()
         if top is not None:
             square = top.pivot(index="query", columns="key", values="score")
             order = [q for q in dict.fromkeys(top["query"]) if q in square.columns]
@@ -206,13 +211,68 @@ class InspectionReport:
                     )
         return figs
 
+    def _top_qk(self) -> tuple[pd.DataFrame | None, str | None]:
+        """The top head's QK circuit by channel (whatever the channel count; the all-heads
+        table may be by group), or None and why the model's tokens cannot have one."""
+        layer, head = self.top_head
+        try:
+            return qk_circuit(self.model, layer, head=head, level="channel"), None
+        except UnsupportedFeatureError as exc:
+            return None, str(exc)
+
+    def left_out(self) -> list[str]:
+        """Every table and figure this report leaves out, each with why: the "Left out" lines
+        of summary.md (and of ``report.html``)."""
+        lines = []
+        if self.attribution is None:
+            lines.append(f"attribution (table and figure): {self.attribution_skipped}")
+        lines += [
+            f"{name} (table and figure): {why}" for name, why in self.circuits_left_out.items()
+        ]
+        layout = self.model.layout
+        montages = montages_of(self.source, layout)
+        unplaced = [m for m in layout.modalities if m not in montages]
+        if unplaced:
+            where = (
+                "no data source came with the windows"
+                if self.source is None
+                else f"the data source (dataset {self.source.get('dataset')!r}) places none"
+            )
+            names = (
+                "the layout names no channels"
+                if layout.channel_names is None
+                else "its channel names are not all 10-20 / 10-10 names"
+            )
+            every = len(unplaced) == len(layout.modalities)
+            what = (
+                "channel_effect, attention_received, qk_cls_query (figures)"
+                if every
+                else ("their channels in channel_effect, attention_received, qk_cls_query")
+            )
+            lines.append(f"{what}: no electrode placement of {', '.join(unplaced)}: {where}, "
+                         f"and {names}")  # fmt: skip
+        top, why = self._top_qk()
+        if top is None:
+            lines.append(f"qk_matrix, qk_cls_query (figures): {why}")
+        elif CLS not in layout.group:
+            lines.append("qk_cls_query (figure): the layout has no CLS token to query from")
+        if self.view_skipped is not None:
+            lines.append(f"attention_view.html (interactive view): {self.view_skipped}")
+        return lines
+
     def to_markdown(self) -> str:
         """summary.md: what was inspected and the summary's lines."""
         lines = self.summary().splitlines()
         head = f"# Inspection: {lines[0]}\n\n"
         if self.chance is not None:
             head += chance_markdown(self.chance) + "\n"
-        return head + "\n".join(f"- {line.strip()}" for line in lines[1:]) + "\n"
+        left = "".join(f"- Left out: {line}\n" for line in self.left_out())
+        return (
+            head
+            + "\n".join(f"- {line.strip()}" for line in lines[1:])
+            + "\n"
+            + (f"\n## Left out\n\n{left}" if left else "")
+        )
 
     def console(self) -> str:
         """What ``emg-lens inspect`` prints: the summary, the accuracy beside chance and a
@@ -263,6 +323,9 @@ class InspectionReport:
             top = per.reindex(per.abs().sort_values(ascending=False).index[:3])
             parts = ", ".join(f"{k} {v:+.2f}" for k, v in top.items())
             lines.append(f"  attribution (mean): {parts}")
+        if self.shift is None:
+            lines.append(f"  distribution shift: skipped ({self.shift_skipped})")
+            return "\n".join(lines)
         last = self.shift[(self.shift["group"] == "all")].iloc[-1]
         lines.append(
             f"  shift after the last layer ({self.shift_edges} masked everywhere): cosine "
@@ -326,7 +389,7 @@ def _write_view(report: InspectionReport, out: Path) -> None:
     try:
         view = plots.to_circuitsvis(report.pattern_cache, report.top_head[0])
     except MissingDependencyError:
-        return
+        return  # report.view_skipped says so
     make_folder(out)
     write_if_changed(out / "attention_view.html", view.local_src)
 
@@ -337,10 +400,13 @@ def inspect_model(
     *,
     batch_size: int = 256,
     progress: Callable[[str], None] | None = None,
+    source: dict | None = None,
 ) -> InspectionReport:
     """Inspect ``model`` on the test windows of ``data`` (a `SubjectData` or ``(X, y)``; select
     the windows first, see `select_windows`). ``progress`` is called with a line before each
-    step ("[2/5] attention flow ..."): the steps take minutes on a CPU."""
+    step ("[2/5] attention flow ..."): the steps take minutes on a CPU. ``source``: the data
+    source the windows come from (a checkpoint's ``data_source``), whose electrode placement
+    the figures on the body are drawn on."""
     step = progress or (lambda message: None)
     skipped = _why_no_attribution(model)  # refuses models without class logits before any work
     data = as_subject_data(model, data)
@@ -353,7 +419,7 @@ def inspect_model(
     else:
         bins = None if model.cfg.n_channels <= MAX_FLOW_BINS else MAX_FLOW_BINS
         flow = attention_flow(model, X, by="channel", bins=bins, batch_size=batch_size)
-    qk, ov = _weight_circuits(model)
+    qk, ov, circuits_left_out = _weight_circuits(model)
     step(
         f"[3/5] head importance ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads) and "
         f"channel importance ({model.cfg.n_channels} channels)"
@@ -371,7 +437,13 @@ def inspect_model(
         attribution = None
     across = default_kinds(layout)[1]
     step(f"[5/5] distribution shift when {across} edges are cut")
-    shift = distribution_shift(model, X, across, range(model.cfg.n_layers), batch_size=batch_size)
+    shift_skipped = None
+    try:
+        shift = distribution_shift(
+            model, X, across, range(model.cfg.n_layers), batch_size=batch_size
+        )
+    except UnsupportedFeatureError as exc:  # no block outputs (an attached model's)
+        shift, shift_skipped = None, str(exc)
     top = importance[importance["kind"] == across].nsmallest(1, "delta").iloc[0]
     layer, head = int(top["layer"]), int(top["head"])
     with torch.inference_mode():
@@ -393,9 +465,17 @@ def inspect_model(
         n_windows=len(X),
         attribution_skipped=skipped,
         circuits_skipped=_why_no_weights(model),
+        shift_skipped=shift_skipped,
         channels=channels,
         threads=torch.get_num_threads(),
         chance=chance,
+        circuits_left_out=circuits_left_out,
+        source=source,
+        view_skipped=(
+            "circuitsvis is not installed (pip install emg_lens[viz])"
+            if importlib.util.find_spec("circuitsvis") is None
+            else None
+        ),
     )
 
 
@@ -427,19 +507,25 @@ def _why_no_attribution(model: Any) -> str | None:
     return None
 
 
-def _weight_circuits(model: Any) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def _weight_circuits(model: Any) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict]:
     """The QK (by channel, or by group past `MAX_CIRCUIT_CHANNELS`) and OV circuits of every
-    layer; None for a circuit the model's tokens cannot have (a constant table)."""
+    layer; None for a circuit the model's tokens cannot have (a constant table), and why, by
+    table name."""
     level = "channel" if model.cfg.n_channels <= MAX_CIRCUIT_CHANNELS else "group"
     layers = range(model.cfg.n_layers)
     tables: list[pd.DataFrame | None] = []
-    for circuit, kwargs in ((qk_circuit, {"level": level}), (ov_circuit, {})):
+    skipped = {}
+    for name, circuit, kwargs in (
+        ("qk_circuit", qk_circuit, {"level": level}),
+        ("ov_circuit", ov_circuit, {}),
+    ):
         try:
             parts = [circuit(model, layer, **kwargs) for layer in layers]
             tables.append(pd.concat(parts, ignore_index=True))
-        except UnsupportedFeatureError:
+        except UnsupportedFeatureError as exc:
             tables.append(None)
-    return tables[0], tables[1]
+            skipped[name] = str(exc)
+    return tables[0], tables[1], skipped
 
 
 def _batched_attribution(model: Any, X: torch.Tensor, y: torch.Tensor, batch_size: int):
@@ -477,5 +563,6 @@ def inspect_checkpoint(
         progress(f"[1/5] loading {checkpoint} and subject {meta['subject']}'s test windows")
     model = load_checkpoint(checkpoint, device=device)
     data = select_windows(load_subject(meta["data_source"], meta["subject"]), n_windows)
-    report = inspect_model(model, data, batch_size=batch_size, progress=progress)
-    return dataclasses.replace(report, source=meta["data_source"])
+    return inspect_model(
+        model, data, batch_size=batch_size, progress=progress, source=meta["data_source"]
+    )

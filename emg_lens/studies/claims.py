@@ -25,10 +25,10 @@ baseline's, with the study's own test (``stats.test``):
   one *cannot tell* where the design cannot reach ``p_corr`` < 0.05 at all (too few subjects
   for the test and the family: `emg_lens.studies.stats.corrected_floor`).
 - ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
-  are the same): the seeded bootstrap 95% interval of Δ% over subjects, the one the summary
-  gives a cell, must lie within ±100 ``margin`` %. It *holds* when it does, *fails* when the
-  interval lies wholly outside, and one *cannot tell* when it straddles a bound. Its p is
-  reported, never used.
+  are the same): the seeded bootstrap 95% interval of Δ% over subjects, computed as the
+  summary computes a cell's, must lie within ±100 ``margin`` %. It *holds* when it does,
+  *fails* when the interval lies wholly outside, and one *cannot tell* when it straddles a
+  bound. Its p is reported, never used.
 
 `Claim` reads an entry; `check_claims` checks claims against the study that declares them;
 `evaluate_claims` tests them on a study's class counts (`emg_lens.studies.result.StudyResult`
@@ -72,6 +72,7 @@ __all__ = [
     "check_claims",
     "claims_markdown",
     "class_groups_key",
+    "class_indices",
     "evaluate_claims",
     "format_claims",
     "matching_keys",
@@ -565,7 +566,7 @@ def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str
     """The "Claims" section of ``summary.md``: the rules in a paragraph, then one row per
     claim."""
     intro = (
-        "\n## Claims\n\nWhat the study file declared before the run, tested on each subject's "
+        "## Claims\n\nWhat the study file declared before the run, tested on each subject's "
         "accuracy over the claim's classes under its condition against the baseline "
         f"({test_name}). A drop holds when p_corr < {ALPHA} ({correction} over the drop "
         "claims) and the accuracy fell; it fails on a significant rise, or with no significant "

@@ -461,6 +461,7 @@ class StudyResult(StudyOutput):
         head = (
             f"# {self.spec.name}\n\n"
             + ("" if chance is None else chance_markdown(chance))  # a warning first (item 3)
+            + ("\n" if chance is not None and claims else "")
             + claims
             + f"\nBaseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "

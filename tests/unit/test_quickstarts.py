@@ -380,15 +380,19 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     assert main(export[0]) == 2
     assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
     assert main(["demo", "--n-subjects", "2", "--epochs", "1", "--quiet", "--threads", "1"]) == 0
-    run_readme(study, {"study": ["--quiet"]})
+    run_readme(study, {})
     run_readme(export, {})
     # the demo line of the probe block is the one above, at its small size
-    assert [argv[0] for argv in probe] == ["demo", "probe"] and probe[0][1:] == [
+    assert [argv[0] for argv in probe] == ["demo", "probe", "features"] and probe[0][1:] == [
         "--out",
         "runs/demo",
     ]
-    run_readme(probe[1:], {"probe": ["--folds", "2", "--groups", "pooled"]})
+    small_features = ["--epochs", "1", "--n-windows", "32", "--n-features", "16"]
+    run_readme(
+        probe[1:], {"probe": ["--folds", "2", "--groups", "pooled"], "features": small_features}
+    )
     assert Path("runs/demo/probe/report.html").is_file()
+    assert Path("runs/demo/features/report.html").is_file()
     assert Path("runs/demo/probe/interchange_accuracy.png").is_file()
     assert Path("runs/t3/summary.md").is_file() and Path("isonet.onnx").is_file()
     # inspect's --out has a default under runs/ (issue 41, item 6)

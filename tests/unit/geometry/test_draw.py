@@ -18,7 +18,13 @@ from emg_lens.data.formats.hdsemg import hdsemg_montage
 from emg_lens.data.formats.ninapro_db2 import db2_montage
 from emg_lens.errors import ArgumentError
 from emg_lens.geometry import Montage, ring, scalp
-from emg_lens.geometry.draw import plot_channel_matrix, plot_channel_values, plot_circle
+from emg_lens.geometry.draw import (
+    plot_channel_groups,
+    plot_channel_matrix,
+    plot_channel_value_rows,
+    plot_channel_values,
+    plot_circle,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +120,39 @@ def test_a_channel_matrix_is_ordered_by_group_with_its_bands():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a0", "a1", "b0", "c0"]
     assert len([p for p in ax.patches]) == 2 * 3  # a band per group along both axes
     assert _colorbar(fig) == pytest.approx((0.0, 15.0))
+
+
+def test_value_rows_draw_each_value_at_its_electrode_with_a_colour_bar_per_row():
+    montage = Montage((ring("band", 4),))
+    rows = {"signal": {"a": [1.0, 2, 3, 4], "b": [4.0, 3, 2, 1]},
+            "effect": {"a": [0.0, 0, 0, 2], "b": [-1.0, 0, 0, 0]}}  # fmt: skip
+    fig = plot_channel_value_rows(rows, montage, title="t", units={"signal": "s", "effect": "e"},
+                                  symmetric={"effect"})  # fmt: skip
+    panels = [
+        ax for ax in fig.axes if ax.collections and isinstance(ax.collections[0], PathCollection)
+    ]
+    assert len(panels) == 4
+    drawn = panels[1].collections[0]  # row "signal", column "b"
+    np.testing.assert_allclose(drawn.get_offsets()[0], montage.parts[0].xy[0])
+    np.testing.assert_allclose(drawn.norm(drawn.get_array()), (np.array([4, 3, 2, 1]) - 1) / 3)
+    effect = panels[2].collections[0].norm
+    assert (effect.vmin, effect.vmax) == (-2.0, 2.0)  # symmetric about 0, over the row
+    plt.close(fig)
+    with pytest.raises(ArgumentError, match="same columns"):
+        plot_channel_value_rows({"x": {"a": [1.0] * 4}, "y": {"b": [1.0] * 4}}, montage,
+                                title="t", units={"x": "", "y": ""})  # fmt: skip
+    with pytest.raises(ArgumentError, match="no unit for rows"):
+        plot_channel_value_rows(rows, montage, title="t", units={"signal": "s"})
+
+
+def test_groups_are_drawn_in_their_colours_and_bad_indices_refused():
+    montage = Montage((ring("band", 4),))
+    fig = plot_channel_groups({"cut": [0, 1, -1, 1]}, montage, groups=["a", "b"], title="t")
+    drawn = fig.axes[0].collections[0]
+    colours = drawn.cmap(drawn.norm(drawn.get_array()))
+    assert np.isnan(np.ma.filled(drawn.get_array(), np.nan)[2])  # -1: in no group, blank
+    np.testing.assert_allclose(colours[1], colours[3])
+    assert not np.allclose(colours[0], colours[1])
+    plt.close(fig)
+    with pytest.raises(ArgumentError, match="1 to 7 groups"):
+        plot_channel_groups({"cut": [0] * 4}, montage, groups=[], title="t")

@@ -303,3 +303,22 @@ def test_the_readmes_claims_example_is_the_demo_studys():
     demo = load_spec(DEMO_STUDY)
     shown = load_spec({**demo.to_dict(), **tomllib.loads(example)})
     assert shown.claims == demo.claims and shown.class_groups == demo.class_groups
+
+
+def test_planted_findings_test_undeclared_claims_as_a_declaring_study_would():
+    """A notebook's study that declares nothing (notebook 06): `planted_findings` builds the
+    planted claims on its widest cut and tests them exactly as the run tests declared ones."""
+    from emg_lens.studies.planted import format_findings, planted_claims, planted_findings
+
+    subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
+    groups = {"interaction": [2, 3], "unimodal": [0, 1]}
+    plain = {k: v for k, v in STUDY.items() if k != "class_groups"}
+    result = run_study(load_spec(plain), models=subjects, progress=False)
+    findings = planted_findings(result, groups)
+    declared = load_spec({**plain, "class_groups": groups})
+    declared = declared.with_changes(claims=[c.to_dict() for c in planted_claims(groups)])
+    again = run_study(declared, models=subjects, progress=False).claims()
+    pd.testing.assert_frame_equal(findings, again)
+    text = format_findings(findings)
+    assert text.startswith("Planted vs found (cross · all (layers 0,1): every cross-modal")
+    assert text.count("  planted: ") == 2
