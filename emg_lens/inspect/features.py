@@ -479,7 +479,7 @@ def describe_features(
         features=_feature_table(acts, token_group, groups, y, labels, ablation),
         channels=_channel_table(model, positions, acts),
         classes=_class_table(acts, y, labels),
-        top=_top_windows(model, positions, acts, y, labels, config.top_windows),
+        top=_top_windows(model, positions, acts, y, labels, data.rep_test, config.top_windows),
         ablation=ablation,
         montages=montages_of(source, layout),
         subject=data.subject,
@@ -612,9 +612,9 @@ def _class_table(acts, y, labels) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _top_windows(model, positions, acts, y, labels, count) -> pd.DataFrame:
+def _top_windows(model, positions, acts, y, labels, repetitions, count) -> pd.DataFrame:
     """Each feature's ``count`` windows of largest activation (at any token), with the token
-    where it peaks."""
+    where it peaks; ``window`` indexes the test windows described, ``repetition`` is theirs."""
     layout = model.layout
     peak, where = acts.max(dim=1)  # [window, feature]
     rows = []
@@ -625,13 +625,14 @@ def _top_windows(model, positions, acts, y, labels, count) -> pd.DataFrame:
                 break
             p = positions[int(where[w, f])]
             rows.append({
-                "feature": f, "rank": rank, "window": w, "class": labels[int(y[w])],
+                "feature": f, "rank": rank, "window": w, "repetition": int(repetitions[w]),
+                "class": labels[int(y[w])],
                 "activation": float(peak[w, f]), "group": layout.group[p],
                 "channel": layout.channel[p], "time": layout.time[p],
             })  # fmt: skip
     return pd.DataFrame(
-        rows, columns=["feature", "rank", "window", "class", "activation", "group", "channel",
-                       "time"]
+        rows, columns=["feature", "rank", "window", "repetition", "class", "activation", "group",
+                       "channel", "time"]
     )  # fmt: skip
 
 
@@ -651,7 +652,7 @@ class Features:
     features: pd.DataFrame  # one row per feature
     channels: pd.DataFrame  # feature, group, index, channel, name, mean_activation
     classes: pd.DataFrame  # feature, class, mean_activation, fires_in_windows
-    top: pd.DataFrame  # feature, rank, window, class, activation, group, channel, time
+    top: pd.DataFrame  # feature, rank, window, repetition, class, activation, group, channel, time
     ablation: pd.DataFrame  # feature, class, n, accuracy, ablated_accuracy, delta, logit_shift
     montages: dict[str, Any] = dataclasses.field(default_factory=dict)
     subject: int | None = None
