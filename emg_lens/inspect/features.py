@@ -124,7 +124,7 @@ class FeatureConfig:
         for name in ("epochs", "batch_size", "top_windows", "dead_tokens"):
             whole(name, 1)
         whole("seed", 0)
-        whole("aux_k", 0, self.n_features, f"an int in 0..n_features ({self.n_features})")
+        whole("aux_k", 0)  # at most the dead features are used, however many that is
         if self.hook not in HOOKS:
             raise ConfigError(f"FeatureConfig.hook must be one of {HOOKS}, got {self.hook!r}")
         for name, low, high in (("lr", 0, None), ("aux_coef", 0, None), ("holdout", 0, 1)):
@@ -248,7 +248,14 @@ def token_residuals(
 ) -> Float[torch.Tensor, "window token d_model"]:
     """The residual at ``config.hook_name`` of the tokens of ``config``'s groups, for each
     window of ``X`` (float32, on the CPU); a non-finite value is an `InputValueError` naming
-    the hook and the first window holding one."""
+    the hook and the first window holding one.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> token_residuals(model, model.example_input(3).numpy(), FeatureConfig(layer=0)).shape
+    torch.Size([3, 6, 16])
+    """
     positions = _positions(model, config.token_groups(model))
     parts = []
     for start in range(0, len(X), batch_size):
@@ -805,7 +812,21 @@ def load_features(
     """The sparse features `Features.save` wrote into ``path``, described again on the test
     windows of ``data`` (all of ``(X, y)``). Refused with a `CheckpointError`: a folder without
     them, another format, weights of other shapes or not finite, and a ``model`` other than
-    the one they were trained on (its digest, `emg_lens.provenance.model_digest`)."""
+    the one they were trained on (its digest, `emg_lens.provenance.model_digest`).
+
+    >>> import tempfile
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = np.random.default_rng(0).standard_normal((40, *model.input_shape)).astype("float32")
+    >>> config = FeatureConfig(layer=1, n_features=8, k=2, epochs=1)
+    >>> features = train_features(model, (X, np.arange(40) % 3), config)
+    >>> folder = tempfile.mkdtemp()
+    >>> [p.name for p in save_sae(features, folder)]
+    ['features.safetensors', 'features.json']
+    >>> load_features(folder, model, (X[:10], np.arange(10) % 3)).config == config
+    True
+    """
     path = Path(path)
     info = _read_info(path)
     config: FeatureConfig = info["config"]
