@@ -28,6 +28,7 @@ def plot_reconstruction(features: Any) -> plt.Figure:
              color="#dd8452")  # fmt: skip
     left.set_xticks(x, per_class["class"].astype(str))
     left.set_ylim(0, 1.25)  # room for the legend above the bars
+    left.set_yticks(np.linspace(0, 1, 6))
     left.set_xlabel("gesture class")
     left.set_ylabel("test accuracy")
     left.legend(fontsize=8, loc="upper center", ncol=2)

@@ -31,7 +31,7 @@ from emg_lens.inspect.features import (
 )
 from emg_lens.inspect.report import select_windows
 from emg_lens.models import IsoNet
-from tests.demo_model import RECIPE, demo_models_folder
+from tests.demo_model import RECIPE, demo_models_folder, kind_indices
 from tests.tiny import perturb_biases, random_windows
 
 PLANTED = {"layer": 0, "hook": "resid_pre", "epochs": 10}
@@ -51,16 +51,28 @@ def demo(shared):
 
 @pytest.mark.slow
 def test_planted_features_separate_modalities_and_cost_their_gestures(demo):
-    """On the trained demo model, at layer 0: the autoencoder rebuilds the channel tokens
-    (FVE >= 0.95, accuracy with it spliced in within 0.05 of the model's); at least 5 live
-    features put >= 0.9 of their activation mass on the sEMG tokens and 5 on the ACC tokens
-    (maps that separate the modalities); the costliest feature to ablate costs its worst
-    gesture >= 0.15 accuracy, and fires in >= 20 % of that gesture's windows; no ablation
-    changes a class's accuracy by more than the share of its windows the feature fires in.
+    """On the trained demo model, at layer 0 (the embedded channel tokens):
+
+    - the autoencoder rebuilds the tokens: FVE >= 0.95, the accuracy with the reconstruction
+      spliced in within 0.05 of the model's;
+    - its maps separate the modalities: at least 5 live features put >= 0.9 of their
+      activation mass on the sEMG tokens and 5 on the ACC tokens. This holds for any weights
+      (the two stems embed into different directions; untrained models of seeds 5 and 6:
+      16-18 sEMG-pure, 13-14 ACC-pure), a check of the tool, not of training
+      (docs/DESIGN.md §14);
+    - their ablation costs the gestures they fire on: the costliest feature costs its worst
+      gesture >= 0.15 accuracy and fires in >= 20 % of its windows, and no ablation moves a
+      class's accuracy by more than the share of its windows the feature fires in;
+    - and, what training makes: the features of one modality do not cost the gestures only
+      the other modality tells apart. Summed over the pure features of a modality, the mean
+      accuracy cost per class of the other modality's single-modality gestures is <= 0.035
+      for the sEMG features (ACC-only gestures) and <= 0.1 for the ACC features (sEMG-only).
+      Untrained models break one or the other (seed 5: 0.078 for sEMG; seed 6: 0.438 for ACC).
 
     Measured over SAE seeds 0, 1, 2 on this model and on two others (demo data of seed 0,
     subjects 1 and 2, 20 epochs), 10 epochs, 256 test windows: FVE >= 0.988, |spliced -
-    model| <= 0.019, >= 14 sEMG-pure and >= 8 ACC-pure features, worst-class cost >= 0.375."""
+    model| <= 0.016, >= 14 sEMG-pure and >= 8 ACC-pure features, worst-class cost >= 0.375,
+    cross-modality cost 0.0 (sEMG features) and <= 0.062 (ACC features)."""
     model, data, source = demo
     features = train_features(model, data, FeatureConfig(**PLANTED), source=source)
     r = features.reconstruction.iloc[0]
@@ -79,8 +91,15 @@ def test_planted_features_separate_modalities_and_cost_their_gestures(demo):
     ablation = features.ablation.set_index(["feature", "class"])
     bound = fires.reindex(ablation.index)
     assert (ablation["delta_accuracy"].abs() <= bound + 1e-9).all()
-    dead = features.features.loc[features.features["dead"], "feature"]
-    assert (ablation.loc[list(dead), "delta_accuracy"] == 0).all() if len(dead) else True
+    dead = list(features.features.loc[features.features["dead"], "feature"])
+    assert (ablation.loc[dead, "delta_accuracy"] == 0).all()
+
+    cost = -features.ablation.pivot(index="feature", columns="class", values="delta_accuracy")
+    kinds = kind_indices(data)
+    for modality, other, bound in (("emg", "acc", 0.035), ("acc", "emg", 0.1)):
+        pure = live.loc[live[f"share_{modality}"] >= 0.9, "feature"]
+        others = [str(data.classes[i]) for i in kinds[other]]
+        assert cost.loc[pure, others].clip(lower=0).sum().mean() <= bound, modality
 
 
 # ----------------------------------------------------------------------------- small models
