@@ -16,10 +16,10 @@ the two, so that each modality alone carries nothing about which interaction ges
   repetition (the same sEMG code, so the pair differs only in ACC) moves the mean-pooled
   head's prediction to the source's gesture, and does not when those routes are cut.
 
-Measured on subject 1 of seeds 0-2 trained on one thread and of seed 1 on two (other
+Measured on subject 1 of seeds 0-2 trained on one thread and of seeds 0-1 on two (other
 floating-point paths, as on another CPU; the mean-pooled head's accuracy on the interaction
 gestures 0.47-0.94): pooled probe at layers 0/2 0.24-0.35 / 0.52-0.93, cut 0.24-0.32 at layer
-2; IIA of the ACC tokens at layer 0 0.49-0.94, cut 0.25-0.28 (chance among the four
+2; IIA of the ACC tokens at layer 0 0.49-0.94, cut 0.16-0.28 (chance among the four
 interaction gestures 0.25).
 """
 
