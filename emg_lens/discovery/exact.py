@@ -17,6 +17,7 @@ from emg_lens.discovery.family import base_layer_masks
 from emg_lens.discovery.metrics import window_metric
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
+from emg_lens.models.base import LAYERWISE, provides
 
 __all__ = ["ExactPasses", "Score"]
 
@@ -70,15 +71,31 @@ class ExactPasses:
             for i in range(0, len(X), batch_size)
         ]
         self.clean: list[list[torch.Tensor]] = []  # per batch: the stream entering 0..L
+        # A model that runs only whole (an attached model) is scored by whole masked forwards.
+        self.layerwise = provides(model, LAYERWISE)
+        self.windows = (
+            []
+            if self.layerwise
+            else [X[i : i + batch_size].to(device) for i in range(0, len(X), batch_size)]
+        )
         with torch.inference_mode():
-            for i in range(0, len(X), batch_size):
+            for i in range(0, len(X) if self.layerwise else 0, batch_size):
                 resid = model(X[i : i + batch_size].to(device), stop_at_layer=0)
                 streams = [resid]
                 for layer in range(self.n_layers):
                     resid = self._block(resid, layer, None)
                     streams.append(resid)
                 self.clean.append(streams)
+        if not self.layerwise:
+            self.clean = [[] for _ in self.windows]
         self.state = [list(streams) for streams in self.clean]  # the accepted cut's streams
+
+    def _merged(self, masks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """``masks`` with the base cut of every layer added."""
+        merged = dict(self.base)
+        for layer, mask in masks.items():
+            merged[layer] = mask | merged[layer] if layer in merged else mask
+        return merged
 
     def _block(self, resid: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
         cut = [m for m in (mask, self.base.get(layer)) if m is not None]
@@ -90,12 +107,18 @@ class ExactPasses:
         self, streams: list[list[torch.Tensor]], masks: dict[int, torch.Tensor], start: int
     ) -> tuple[Score, list[list[torch.Tensor]]]:
         values, correct, new = [], [], []
-        for batch, y in zip(streams, self.y):
-            resid, out = batch[start], [batch[start]]
-            for layer in range(start, self.n_layers):
-                resid = self._block(resid, layer, masks.get(layer))
-                out.append(resid)
-            logits = self.model.readout(resid, self.return_type)
+        for i, (batch, y) in enumerate(zip(streams, self.y)):
+            if self.layerwise:
+                resid, out = batch[start], [batch[start]]
+                for layer in range(start, self.n_layers):
+                    resid = self._block(resid, layer, masks.get(layer))
+                    out.append(resid)
+                logits = self.model.readout(resid, self.return_type)
+            else:
+                out = batch
+                logits = self.model(
+                    self.windows[i], edge_masks=self._merged(masks), return_type=self.return_type
+                )
             if not torch.isfinite(logits).all():
                 raise ArgumentError(
                     "an exact masked pass gave non-finite logits: the model's weights or the "

@@ -65,6 +65,7 @@ from emg_lens.errors import ArgumentError
 from emg_lens.hooks import layer_of, name_filter
 from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.importance import as_subject_data
+from emg_lens.models.base import TL_WEIGHTS, provides
 from emg_lens.studies.stats import clopper_pearson
 
 __all__ = ["FLAG_BUDGET", "MISS_SAMPLE", "Screen", "screen", "verify_candidates"]
@@ -278,6 +279,9 @@ def screen(
         if exact_penultimate and supports_exact_penultimate(model, return_type):
             exact_layers.add(last_layer - 1)
     cached = tuple(sorted(exact_layers))
+    # The risk of a linearised estimate is the change the cut writes through W_O; a model
+    # without TransformerLens weights (an attached model) has no W_O to read: its risk is NaN.
+    risk_known = provides(model, TL_WEIGHTS)
     last_mask = (base_masks or {}).get(last_layer)
     delta = {name: torch.zeros(len(family), n, dtype=torch.float64) for name in wanted}
     clean = {name: torch.zeros(n, dtype=torch.float64) for name in wanted}
@@ -319,15 +323,16 @@ def screen(
                     for name in wanted:
                         delta[name][owners.cpu(), start:stop] = effects[name].double().cpu()
                     continue
-                slot_owner, energy = attention_output_energy(
-                    change,
-                    v[chunk.layer],
-                    model.blocks[chunk.layer].attn.output_weights(),
-                    *rows,
-                    chunk.owner,
-                    model.layout.n_tokens,
-                )
-                risk.index_add_(0, slot_owner.cpu(), energy.double().cpu())
+                if risk_known:  # it reads the attention output weights
+                    slot_owner, energy = attention_output_energy(
+                        change,
+                        v[chunk.layer],
+                        model.blocks[chunk.layer].attn.output_weights(),
+                        *rows,
+                        chunk.owner,
+                        model.layout.n_tokens,
+                    )
+                    risk.index_add_(0, slot_owner.cpu(), energy.double().cpu())
                 for name in wanted:
                     g = grads[name][chunk.layer][:, chunk.heads, chunk.queries]
                     per_row = torch.einsum("brk,brk->br", change, g).double()
@@ -338,7 +343,9 @@ def screen(
     result = _screen_result(model, subject, family, metric, return_type, clean, delta)
     exact = [c.layer in exact_layers for c in family]
     result.table["method"] = pd.Series(["exact" if e else "linear" for e in exact])
-    result.table["risk"] = pd.Series((risk / n).numpy())
+    result.table["risk"] = pd.Series(
+        (risk / n).numpy() if risk_known else np.full(len(family), np.nan)
+    )
     result.base = base
     return result
 

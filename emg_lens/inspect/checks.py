@@ -19,11 +19,14 @@ the cache was made by another model (IsoNet at
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 from transformer_lens import ActivationCache
 
 from emg_lens.errors import ArgumentError, LayoutError
+from emg_lens.hooks import layer_of
+from emg_lens.layout import TokenLayout
 from emg_lens.models.base import (
     ATTENTION_HOOKS,
     HookedBiosignalModel,
@@ -31,7 +34,7 @@ from emg_lens.models.base import (
     provides,
 )
 
-__all__ = ["check_cache", "check_deterministic", "check_model", "pattern_names"]
+__all__ = ["check_cache", "check_deterministic", "check_model", "layout_at", "pattern_names"]
 
 
 def check_model(model: object) -> HookedEncoder:
@@ -60,6 +63,17 @@ def check_deterministic(model: nn.Module) -> None:
             f"{type(model).__name__} is in training mode with dropout/drop-path active, so "
             "its runs are random; call model.eval() first"
         )
+
+
+def layout_at(model: Any, name: str | None = None) -> TokenLayout:
+    """The token layout of the layer hook ``name`` belongs to (``blocks.{l}...``): a model
+    whose layers see different tokens (an attached model with cross-attention) has one per
+    layer, ``model.layout_of(l)``; otherwise ``model.layout``."""
+    layer = layer_of(name)
+    layout_of = getattr(model, "layout_of", None)
+    if layer is None or layout_of is None:
+        return model.layout
+    return layout_of(layer)
 
 
 def pattern_names(n_layers: int) -> list[str]:
@@ -98,17 +112,19 @@ def check_cache(cache: object, model: HookedEncoder, names: Iterable[str]) -> Ac
             f"the cache lacks {len(missing)} activation(s) this needs, e.g. {missing[:3]}; run "
             "model.run_with_cache(signals) without a names_filter that leaves them out"
         )
-    layout, n_heads = model.layout, model.cfg.n_heads
+    n_heads = model.cfg.n_heads
     for name in names:
+        layout = layout_at(model, name)
         shape = tuple(cache.cache_dict[name].shape)
         if name.endswith(("hook_pattern", "hook_attn_scores")):
-            expected = (n_heads, layout.n_tokens, layout.n_tokens)
+            expected = (n_heads, layout.n_queries, layout.n_tokens)
             if shape[1:] != expected:
                 raise LayoutError(
                     f"cache[{name!r}] has shape {list(shape)}, but this "
-                    f"{type(model).__name__} has {n_heads} heads and {layout.n_tokens} tokens "
-                    f"([batch, {n_heads}, {layout.n_tokens}, {layout.n_tokens}])"
+                    f"{type(model).__name__} has {n_heads} heads and "
+                    f"{layout.describe_sides()} there ([batch, {n_heads}, {layout.n_queries}, "
+                    f"{layout.n_tokens}])"
                 )
-        elif len(shape) >= 3:  # [batch, pos, ...]
-            layout.check_matches(shape[1], f"cache[{name!r}]")
+        elif len(shape) >= 3:  # [batch, pos, ...]: the stream of the query tokens
+            layout.query_side.check_matches(shape[1], f"cache[{name!r}]")
     return cache

@@ -26,8 +26,8 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from transformer_lens import ActivationCache
 
-from emg_lens.errors import ArgumentError, MissingDependencyError
-from emg_lens.inspect.checks import check_cache, check_model
+from emg_lens.errors import ArgumentError, MissingDependencyError, UnsupportedFeatureError
+from emg_lens.inspect.checks import check_cache, check_model, layout_at
 from emg_lens.inspect.importance import mass_effect_correlation
 from emg_lens.layout import CLS, TokenLayout
 
@@ -82,16 +82,20 @@ def token_labels(layout: TokenLayout) -> list[str]:
     ['cls', 'emg0', 'acc0', 'acc1']
     >>> token_labels(TokenLayout.channel_tokens({"eeg": 2}, channel_names=["C3", "C4"]))
     ['cls', 'C3', 'C4']
+    >>> token_labels(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)))  # learned queries
+    ['query0', 'query1']
     """
     first = {
         g: min(c for gg, c in zip(layout.group, layout.channel) if gg == g)
         for g in layout.modalities
     }
     several = len(set(layout.time) - {-1}) > 1
-    names = []
+    names: list[str] = []
     for group, channel, time in zip(layout.group, layout.channel, layout.time):
         if group == CLS:
             names.append(CLS)
+        elif channel < 0:  # a token of no channel (a learned query): its index in its group
+            names.append(f"{group}{sum(n.startswith(group) for n in names)}")
         else:
             suffix = f":t{time}" if several else ""
             name = layout.channel_names[channel] if layout.channel_names else None
@@ -409,9 +413,12 @@ def plot_pattern(
         pattern, what = pattern[sample], f"window {sample}"
     else:
         raise ArgumentError(f"sample must be None or in [0, {len(pattern) - 1}], got {sample!r}")
-    layout, n = model.layout, model.layout.n_tokens
-    groups = layout.groups
-    ids = layout.group_ids().numpy()
+    layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")  # cross: 2 sides
+    queries, n = layout.query_side, layout.n_tokens
+    groups = layout.all_groups
+    index = {g: i for i, g in enumerate(groups)}
+    ids = np.array([index[g] for g in layout.group])
+    query_ids = np.array([index[g] for g in queries.group])
     palette = ListedColormap(
         [CLS_COLOR if g == CLS else COLORS[i % 10] for i, g in enumerate(groups)]
     )
@@ -428,35 +435,37 @@ def plot_pattern(
     im = main.imshow(pattern.detach().cpu().numpy(), cmap="magma", vmin=0, aspect="auto")
     left, top = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[0, 1])
     strip = {"cmap": palette, "vmin": 0, "vmax": len(groups) - 1, "aspect": "auto"}
-    left.imshow(ids[:, None], **strip)
+    left.imshow(query_ids[:, None], **strip)
     top.imshow(ids[None, :], **strip)
     for axis in (left, top, main):
         axis.set_xticks([])
         axis.set_yticks([])
-    _name_runs(left, top, layout)
-    if n <= 60:  # token names fit
-        labels = token_labels(layout)
-        main.set_xticks(range(n), labels, rotation=90, fontsize=6)
+    _name_runs(top, layout, vertical=False)
+    _name_runs(left, queries, vertical=True)
+    if max(n, queries.n_tokens) <= 60:  # token names fit
+        main.set_xticks(range(n), token_labels(layout), rotation=90, fontsize=6)
         main.yaxis.tick_right()
-        main.set_yticks(range(n), labels, fontsize=6)
-    left.set_ylabel("query token", fontsize=9)
-    main.set_xlabel("key token", fontsize=9)
+        main.set_yticks(range(queries.n_tokens), token_labels(queries), fontsize=6)
+    cross = layout.queries is not None
+    left.set_ylabel("query token" + (" (queries)" if cross else ""), fontsize=9)
+    main.set_xlabel("key token" + (" (keys)" if cross else ""), fontsize=9)
     fig.colorbar(im, cax=fig.add_subplot(grid[1, 3]), label="attention")
     top.set_title(f"layer {layer}, head {head}: {what}", fontsize=10, pad=6)
     return fig
 
 
-def _name_runs(left, top, layout: TokenLayout) -> None:
-    """Write each group's name on its colour strips, at the middle of each run of 3+ tokens."""
+def _name_runs(strip, layout: TokenLayout, *, vertical: bool) -> None:
+    """Write each group's name on a colour strip, at the middle of each run of 3+ tokens."""
     start = 0
     for i in range(1, layout.n_tokens + 1):
         if i == layout.n_tokens or layout.group[i] != layout.group[start]:
             if i - start >= 3:
                 mid, name = (start + i - 1) / 2, layout.group[start]
-                top.text(mid, 0, name, ha="center", va="center", fontsize=7, color="white")
-                left.text(
-                    0, mid, name, ha="center", va="center", fontsize=7, color="white", rotation=90
-                )
+                x, y, rotation = (0, mid, 90) if vertical else (mid, 0, 0)
+                strip.text(
+                    x, y, name, ha="center", va="center", fontsize=7, color="white",
+                    rotation=rotation,
+                )  # fmt: skip
             start = i
 
 
@@ -527,7 +536,14 @@ def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> An
             "to_circuitsvis needs the optional package circuitsvis: pip install emg_lens[viz]",
             name="circuitsvis",
         ) from exc
-    tokens = token_labels(model.layout)
+    layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
+    if layout.queries is not None:
+        raise UnsupportedFeatureError(
+            f"circuitsvis draws attention among one list of tokens, but layer {layer} is a "
+            f"cross-attention ({layout.describe_sides()}): draw it with plot_pattern, which "
+            "names both sides"
+        )
+    tokens = token_labels(layout)
     heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
     return circuitsvis.attention.attention_heads(
         attention=pattern[sample].detach().cpu(),

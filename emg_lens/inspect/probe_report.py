@@ -131,12 +131,14 @@ def probe_models(
     return_type: str = "logits",
     folds: int = 5,
     seed: int = 0,
+    n_jobs: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> ProbeReport:
     """`probe_tokens` on each ``subject -> (model, SubjectData)`` (and again with ``cut``
     masked in every layer), and with ``interchange_group`` the IIA of interchanging that
     token group at every layer between every ordered pair of distinct ``classes`` (all when
-    not given) within a repetition, read from ``return_type``.
+    not given) within a repetition, read from ``return_type``; ``n_jobs`` processes fit the
+    probes.
 
     >>> import numpy as np, torch
     >>> from emg_lens import EncoderConfig
@@ -163,7 +165,7 @@ def probe_models(
         scores[f"subject {subject}"] = (int((predicted == data.y_test).sum()), counts)
         for c in cuts:
             table = probe_tokens(model, data, layers=layers, groups=groups, classes=classes,
-                                 folds=folds, seed=seed, cut=c)  # fmt: skip
+                                 folds=folds, seed=seed, cut=c, n_jobs=n_jobs)  # fmt: skip
             probe_rows.append(table.assign(subject=subject, cut=c or NO_CUT))
         if interchange_group is None:
             continue

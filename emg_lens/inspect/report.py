@@ -84,7 +84,7 @@ class InspectionReport:
     flow: pd.DataFrame
     importance: pd.DataFrame
     attribution: pd.DataFrame | None  # None: the readout is no linear map (attribution_skipped)
-    shift: pd.DataFrame
+    shift: pd.DataFrame | None  # None: the model has no block outputs to compare (shift_skipped)
     shift_edges: str
     pattern_cache: Any  # an ActivationCache of the patterns of the top head's layer
     top_head: tuple[int, int]
@@ -95,6 +95,7 @@ class InspectionReport:
     n_windows: int = 0
     attribution_skipped: str | None = None  # why there is no attribution table
     circuits_skipped: str | None = None  # why there are no weight circuits (no TL weights)
+    shift_skipped: str | None = None  # why there is no distribution shift table
     source: dict | None = None  # the data source the windows come from (its placement)
     channels: pd.DataFrame | None = None  # channel_importance: each channel unread
     threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
@@ -112,7 +113,7 @@ class InspectionReport:
             "head_importance": self.importance,
             "mass_effect_correlation": self.correlation,
             **({} if self.attribution is None else {"attribution": self.attribution}),
-            "distribution_shift": self.shift,
+            **({} if self.shift is None else {"distribution_shift": self.shift}),
             **({} if self.channels is None else {"channel_importance": self.channels}),
             **({} if self.chance is None else {"chance": self.chance}),
         }
@@ -135,7 +136,11 @@ class InspectionReport:
                 if self.attribution is None
                 else {"attribution": plots.plot_attribution(self.attribution)}
             ),
-            "distribution_shift": plots.plot_distribution_shift(self.shift),
+            **(
+                {}
+                if self.shift is None
+                else {"distribution_shift": plots.plot_distribution_shift(self.shift)}
+            ),
             "pattern": plots.plot_pattern(self.model, self.pattern_cache, layer, head),
         }
 
@@ -318,6 +323,9 @@ class InspectionReport:
             top = per.reindex(per.abs().sort_values(ascending=False).index[:3])
             parts = ", ".join(f"{k} {v:+.2f}" for k, v in top.items())
             lines.append(f"  attribution (mean): {parts}")
+        if self.shift is None:
+            lines.append(f"  distribution shift: skipped ({self.shift_skipped})")
+            return "\n".join(lines)
         last = self.shift[(self.shift["group"] == "all")].iloc[-1]
         lines.append(
             f"  shift after the last layer ({self.shift_edges} masked everywhere): cosine "
@@ -429,7 +437,13 @@ def inspect_model(
         attribution = None
     across = default_kinds(layout)[1]
     step(f"[5/5] distribution shift when {across} edges are cut")
-    shift = distribution_shift(model, X, across, range(model.cfg.n_layers), batch_size=batch_size)
+    shift_skipped = None
+    try:
+        shift = distribution_shift(
+            model, X, across, range(model.cfg.n_layers), batch_size=batch_size
+        )
+    except UnsupportedFeatureError as exc:  # no block outputs (an attached model's)
+        shift, shift_skipped = None, str(exc)
     top = importance[importance["kind"] == across].nsmallest(1, "delta").iloc[0]
     layer, head = int(top["layer"]), int(top["head"])
     with torch.inference_mode():
@@ -451,6 +465,7 @@ def inspect_model(
         n_windows=len(X),
         attribution_skipped=skipped,
         circuits_skipped=_why_no_weights(model),
+        shift_skipped=shift_skipped,
         channels=channels,
         threads=torch.get_num_threads(),
         chance=chance,

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError, InputShapeError
+from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedFeatureError
 from emg_lens.hooks import compile_edges, name_filter
 from emg_lens.inspect.checks import check_deterministic, check_model
 
@@ -149,6 +149,13 @@ def distribution_shift(
     check_model(model)
     check_deterministic(model)
     n_layers = model.cfg.n_layers
+    missing = [i for i in range(n_layers) if f"blocks.{i}.hook_resid_post" not in model.hook_dict]
+    if missing:  # an attached model whose attention has no block around it to name
+        raise UnsupportedFeatureError(
+            f"distribution_shift reads every block's output (blocks.{{l}}.hook_resid_post), "
+            f"which {type(model).__name__} lacks at layers {missing}: no module around those "
+            "attention calls carries the residual stream (see model.resid_modules)"
+        )
     layers = sorted(set(layers))
     if not layers or any(
         not isinstance(layer, int) or not 0 <= layer < n_layers for layer in layers

@@ -9,8 +9,8 @@ line reads `CLASSIFIERS` without importing torch.
 
 >>> from emg_lens.models import MODEL_CLASSES
 >>> sorted(MODEL_CLASSES)  # doctest: +NORMALIZE_WHITESPACE
-['HierarchicalTransformer', 'HookedCBraMod', 'HookedEEGPT', 'HookedLabram', 'HookedPBT',
- 'HookedTorchEncoder', 'IsoNet', 'MultimodalMLP', 'MultimodalTransformer', 'TinyMyo']
+['AttachedModel', 'HierarchicalTransformer', 'HookedCBraMod', 'HookedEEGPT', 'HookedLabram',
+ 'HookedPBT', 'HookedTorchEncoder', 'IsoNet', 'MultimodalMLP', 'MultimodalTransformer', 'TinyMyo']
 >>> CLASSIFIERS
 ('IsoNet', 'HierarchicalTransformer', 'MultimodalTransformer', 'MultimodalMLP')
 """
@@ -95,10 +95,12 @@ training study's ``architectures``)."""
 def _model_classes() -> Mapping[str, type[HookedBiosignalModel]]:
     """Every model class by name: the one list the CLI, training studies and checkpoints
     read."""
+    from emg_lens.models.attached import AttachedModel
     from emg_lens.models.braindecode import HOOKED_CLASSES
 
     native = [getattr(importlib.import_module(m), name) for name, m in _NATIVE.items()]
-    return MappingProxyType({cls.__name__: cls for cls in (*native, *HOOKED_CLASSES)})
+    classes = (*native, *HOOKED_CLASSES, AttachedModel)  # attached: the user's module inside
+    return MappingProxyType({cls.__name__: cls for cls in classes})
 
 
 def __getattr__(name: str) -> Any:

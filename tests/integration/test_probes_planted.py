@@ -7,7 +7,8 @@ the two, so that each modality alone carries nothing about which interaction ges
 - At layer 0 each token carries its own channel only, so the sEMG tokens decode the sEMG-only
   gestures and the ACC tokens do not, and the other way round, for any weights (untrained
   models of two seeds and the trained demo model). Judged against the control task too: near
-  chance is also what a probe scores for the wrong reason (docs/DESIGN.md §14).
+  chance is also what a probe scores for the wrong reason (a class split the probe cannot
+  generalise over).
 - On the trained demo model the pooled channel tokens (what its mean-pooled head reads) decode
   the interaction gestures only after the layers, and not when every route between the
   modalities (`cross_modal | from_cls`) is cut.
@@ -126,3 +127,4 @@ def test_the_probe_command_writes_the_planted_tables_figures_and_report(shared, 
     assert swaps.loc[("none", 0), "iia"] >= swaps.loc[(RECIPE["cut"], 0), "iia"] + 0.15
     report = (out / "report.html").read_text()
     assert "probe_accuracy" in report and "interchange_accuracy" in report
+    assert f"<td>{RECIPE['cut']}</td>" in report  # the union's | kept inside its cell

@@ -150,3 +150,15 @@ def test_converted_forward_prints_one_json_line_per_architecture(capsys):
         assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
         assert result["ms_converted"] > 0 and result["ms_original"] > 0
         assert result["max_abs_diff"] <= 1e-4 and result["tokens"] > 0
+
+
+def test_probe_speed_prints_one_json_line(capsys):
+    result = _load("probe_speed").main(["--quick", "--jobs", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == result
+    assert result["benchmark"] == "probe_speed"
+    # tiny IsoNet: 2 layers and the stream after them x (cls, emg, acc, pooled)
+    assert (result["models"], result["windows"], result["probes"]) == (2, 64, 12)
+    s = result["s_all"]
+    assert 0 < s["min"] <= s["median"] <= s["max"]

@@ -19,10 +19,11 @@ class TinyAttention(nn.Module):
 
     def __init__(self, n_samples: int = 8, d: int = 16, heads: int = 2, n_classes: int = 3):
         super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Linear(n_samples, d)
-        self.block = _TinyBlock(d, heads)
-        self.head = nn.Linear(d, n_classes)
+        with torch.random.fork_rng():  # seeded weights, the caller's random state untouched
+            torch.manual_seed(0)
+            self.embed = nn.Linear(n_samples, d)
+            self.block = _TinyBlock(d, heads)
+            self.head = nn.Linear(d, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.block(self.embed(x)).mean(1))

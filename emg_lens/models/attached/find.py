@@ -175,7 +175,12 @@ def probe(model: nn.Module, example: torch.Tensor, named: dict[str, nn.Module] |
     """Run ``model(example)`` once (no gradients), recording its attention calls (see the
     module docstring)."""
     recorder = _Recorder(model, named)
-    mode = Interceptor(recorder.record, softmax_here=recorder.softmax_here, where=recorder.owner)
+    mode = Interceptor(
+        recorder.record,
+        softmax_here=recorder.softmax_here,
+        where=recorder.owner,
+        folded=named is not None,  # a 3-D softmax counts only inside the modules named
+    )
     with torch.no_grad(), recorder.track(), mode:
         output = model(example)
     return Probe(tuple(recorder.calls), tuple(recorder.module_calls), output)
@@ -229,15 +234,16 @@ class Block:
 
 
 def find_blocks(found: Probe, batch: int, n_tokens: Sequence[int]) -> dict[int, Block]:
-    """For each attention call ``L`` (``n_tokens[L]`` query tokens), the outermost module
-    call that holds that call alone, is the module running it or one around it (not the root,
-    not an ``nn.MultiheadAttention``, whose input is q, k and v) and maps ``[batch,
-    n_tokens[L], d]`` (or ``[n_tokens[L], batch, d]``) to the same shape; calls with none are
-    left out."""
+    """For each attention call ``L`` (``n_tokens[L]`` query tokens), the module call that
+    holds that call alone, is the module running it or one around it (not the root, not an
+    ``nn.MultiheadAttention``, whose input is q, k and v) and maps ``[batch, n_tokens[L], d]``
+    (or ``[n_tokens[L], batch, d]``) to the same shape: of those, the outermost element of a
+    stack (a path ending in an index, ``blocks.3``, ``encoder.layers.0``), else the outermost;
+    calls with none are left out."""
     blocks: dict[int, Block] = {}
     for layer, call in enumerate(found.calls):
         owner = call.module
-        best: Block | None = None
+        fits: list[Block] = []
         for mc in found.module_calls:  # inner calls close first: outer ones come later
             if not mc.path or mc.first != layer or mc.stop != layer + 1:
                 continue
@@ -248,9 +254,10 @@ def find_blocks(found: Probe, batch: int, n_tokens: Sequence[int]) -> dict[int, 
                 continue
             lead = mc.in_shape[:2]
             if lead == (batch, n_tokens[layer]):
-                best = Block(layer, mc.path, seq_first=False)
+                fits.append(Block(layer, mc.path, seq_first=False))
             elif lead == (n_tokens[layer], batch):
-                best = Block(layer, mc.path, seq_first=True)
-        if best is not None:
-            blocks[layer] = best
+                fits.append(Block(layer, mc.path, seq_first=True))
+        stacked = [b for b in fits if b.path.rsplit(".", 1)[-1].isdigit()]
+        if stacked or fits:
+            blocks[layer] = (stacked or fits)[-1]
     return blocks

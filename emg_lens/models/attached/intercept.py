@@ -7,8 +7,10 @@ torch skip their fused no-grad fast path) and of a softmax over the last axis of
 (``[batch, head, query, key]`` scores, while a module counted as attention is running) is one
 *attention call*, numbered in call order. For each, ``on_call`` returns a `Site` (the call's
 edge mask and hooks) or None; a call with no mask and no hook runs the original function
-untouched, any other is computed explicitly (`emg_lens.components.attend`) with the cut and the
-hooks between the scores and the softmax. `ModuleTracker` keeps the stack of running modules
+untouched; a cut with no hook runs it with the cut added to its own mask (the fused kernel:
+SDPA's ``attn_mask``, ``nn.MultiheadAttention``'s), a query left with no key a zero row; a
+hooked call is computed explicitly (`emg_lens.components.attend`), the cut and the hooks
+between the scores and the softmax. `ModuleTracker` keeps the stack of running modules
 (forward pre- and post-hooks, removed on exit) that attributes a call to its module.
 
 Inside ``__torch_function__`` the mode is off, so a call it computes (or lets through) is seen
@@ -129,11 +131,13 @@ class Interceptor(TorchFunctionMode):
         *,
         softmax_here: Callable[[], bool],
         where: Callable[[str], str],
+        folded: bool = False,
     ):
         super().__init__()
         self.on_call = on_call
         self.softmax_here = softmax_here
         self.where = where
+        self.folded = folded  # a 3-D softmax [batch * heads, query, key] is one too
         self.count = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -142,7 +146,11 @@ class Interceptor(TorchFunctionMode):
             return self._sdpa(func, args, kwargs)
         if func is MHA:
             return self._mha(func, args, kwargs)
-        if func in SOFTMAXES and _is_scores_softmax(args, kwargs) and self.softmax_here():
+        if (
+            func in SOFTMAXES
+            and _is_scores_softmax(args, kwargs, self.folded)
+            and self.softmax_here()
+        ):
             return self._softmax(func, args, kwargs)
         return func(*args, **kwargs)
 
@@ -155,12 +163,17 @@ class Interceptor(TorchFunctionMode):
     # ------------------------------------------------------------------ softmax of scores
     def _softmax(self, func, args, kwargs):
         scores = args[0]
+        folded = scores.ndim == 3  # [batch * heads, query, key]: seen as one head
+        if folded:
+            scores = scores.unsqueeze(1)
         site = self._site("softmax", *scores.shape)
         if site is None:
             return func(*args, **kwargs)
         scores = site.on_scores(cut_scores(scores, site.edge_mask))
-        pattern = pattern_of(scores, lambda s: func(s, *args[1:], **kwargs))
-        return site.on_pattern(pattern)
+        dim = -1  # the keys, whatever the model wrote (-1 or the last axis' index)
+        rest = {k: v for k, v in kwargs.items() if k not in ("dim", "input")}
+        pattern = site.on_pattern(pattern_of(scores, lambda s: func(s, dim, *args[2:], **rest)))
+        return pattern.squeeze(1) if folded else pattern
 
     # ------------------------------------------------------------------ SDPA
     def _sdpa(self, func, args, kwargs):
@@ -179,6 +192,8 @@ class Interceptor(TorchFunctionMode):
         if site is None:
             return func(*args, **kwargs)
         mask = a["attn_mask"]
+        if not site.hooked and not flat:  # a cut alone: the fused kernel with one more mask
+            return _sdpa_cut(func, a, site.edge_mask)
         if flat:
             q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
             if mask is not None and mask.ndim == 3:
@@ -234,14 +249,21 @@ class Interceptor(TorchFunctionMode):
                 f"nn.MultiheadAttention in {self.where('mha') or 'the model'} has add_zero_attn, "
                 "which adds a key beyond the tokens; attach cuts edges between tokens only"
             )
+        if not site.hooked:  # a cut alone: torch's own function with the cut in its mask
+            merged = _mha_cut_mask(a, batched, site.edge_mask)
+            if merged is not None:
+                return func(**{**a, "attn_mask": merged, "is_causal": False})
         return _mha_explicit(a, batched, site)
 
 
-def _is_scores_softmax(args: tuple, kwargs: dict) -> bool:
-    """A softmax over the last axis of a 4-D tensor (``[batch, head, query, key]`` scores)."""
+def _is_scores_softmax(args: tuple, kwargs: dict, folded: bool = False) -> bool:
+    """A softmax over the last axis of a 4-D tensor (``[batch, head, query, key]`` scores),
+    or, with ``folded``, of a 3-D one (``[batch * heads, query, key]``)."""
     x = args[0] if args else kwargs.get("input", kwargs.get("self"))
     dim = args[1] if len(args) > 1 else kwargs.get("dim")
-    return isinstance(x, torch.Tensor) and x.ndim == 4 and dim in (-1, 3)
+    if not isinstance(x, torch.Tensor) or x.ndim not in ((3, 4) if folded else (4,)):
+        return False
+    return dim in (-1, x.ndim - 1)
 
 
 def _mha_explicit(a: dict, batched: bool, site: Site):
@@ -316,3 +338,67 @@ def _mha_masks(attn_mask, kpm, batch, heads, n_query, n_key):
         else:
             bias = mask if bias is None else bias + mask
     return bias, blocked
+
+
+def _sdpa_cut(func, a: dict, edge_mask: torch.Tensor):
+    """``scaled_dot_product_attention`` as called, with the cut keys blocked in its
+    ``attn_mask`` (and ``is_causal`` made a mask); a query left with no key attends to
+    nothing (a zero row, as `attend` gives, where kernels differ)."""
+    q, k = a["query"], a["key"]
+    mask, causal = a["attn_mask"], a["is_causal"]
+    if causal:
+        allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+        mask = (
+            allowed
+            if mask is None
+            else mask & allowed
+            if mask.dtype == torch.bool
+            else (mask.masked_fill(~allowed, float("-inf")))
+        )
+    if mask is None:
+        mask = ~edge_mask
+        blocked = edge_mask
+    elif mask.dtype == torch.bool:
+        mask = mask & ~edge_mask
+        blocked = ~mask
+    else:
+        mask = mask.masked_fill(edge_mask, float("-inf"))
+        blocked = mask == float("-inf")
+    z = func(**{**a, "attn_mask": mask, "is_causal": False})
+    empty = blocked.all(-1, keepdim=True)
+    return z.masked_fill(empty, 0.0) if bool(empty.any()) else z
+
+
+def _mha_cut_mask(a: dict, batched: bool, edge_mask: torch.Tensor) -> torch.Tensor | None:
+    """``nn.MultiheadAttention``'s ``attn_mask`` with the cut added, as ``[query, key]`` or
+    ``[batch * heads, query, key]``; None where a query would be left with no key (torch
+    gives NaN there: the explicit path gives the zero row)."""
+    query, key = a["query"], a["key"]
+    n_query, n_key = query.shape[0], key.shape[0]
+    batch, heads = (query.shape[1] if batched else 1), a["num_heads"]
+    own, kpm = a["attn_mask"], a["key_padding_mask"]
+    cut = edge_mask
+    if cut.ndim > 2 or (own is not None and own.ndim == 3):
+        cut = cut.expand(batch, heads, n_query, n_key).reshape(batch * heads, n_query, n_key)
+        if own is not None and own.ndim == 2:
+            own = own.expand(batch * heads, n_query, n_key)
+    if own is None:
+        merged = cut
+    elif own.dtype == torch.bool:
+        merged = own | cut
+    else:
+        merged = own.masked_fill(cut, float("-inf"))
+    blocked = merged if merged.dtype == torch.bool else merged == float("-inf")
+    if kpm is not None:
+        pad = kpm if kpm.dtype == torch.bool else kpm == float("-inf")
+        pad = pad.view(batch, 1, 1, n_key) if batched else pad.view(1, 1, 1, n_key)
+        per_head = blocked.view(-1, heads, n_query, n_key) if blocked.ndim == 3 else blocked
+        blocked = per_head | pad
+    if bool(blocked.all(-1).any()):
+        return None
+    if kpm is not None and kpm.dtype != torch.bool and merged.dtype == torch.bool:
+        # nn.MultiheadAttention has made its masks float: keep both of one type
+        merged = torch.zeros(merged.shape, dtype=kpm.dtype, device=merged.device).masked_fill(
+            merged, float("-inf")
+        )
+    return merged

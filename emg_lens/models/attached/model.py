@@ -16,6 +16,7 @@ through.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,6 +49,7 @@ from emg_lens.models.base import (
     HookedBiosignalModel,
     require,
 )
+from emg_lens.models.torch_encoder import layout_from_dict, layout_to_dict
 
 __all__ = ["AttachedModel", "attach"]
 
@@ -88,32 +90,65 @@ class AttachedModel(HookedBiosignalModel):
     docstring); built by `attach`. ``model`` is the user's module; ``calls`` what each layer's
     attention call is (kind, module, heads, query and key tokens); ``resid_modules`` the path of
     the module whose input and output are each layer's ``hook_resid_pre``/``hook_resid_post``.
+
+    A checkpoint (`emg_lens.checkpoints.save_checkpoint`) holds the user's module's weights
+    and, in ``config.json``, what `attach` found (``init_kwargs``); its class is the user's, so
+    loading takes one of the same architecture: ``load_checkpoint(path, modules={"model":
+    Net()})``, or, for studies and commands, a builder returning ``{"model": Net()}``
+    (``--modules models.py:build_modules --allow-code``).
     """
 
     tier = "attached"
     contract = frozenset({ATTENTION_HOOKS})
     converters = CONVERTERS
+    user_modules = ("model",)  # what a checkpoint cannot rebuild from config.json
 
     def __init__(
         self,
         cfg: EncoderConfig,
         *,
         model: nn.Module,
-        layout: TokenLayout | Sequence[TokenLayout],
-        calls: Sequence[Call],
-        blocks: Mapping[int, Block],
-        named: Sequence[str] | None,
+        layout: Any,
+        calls: Sequence[Any],
+        blocks: Mapping[Any, Any],
+        named: list[str] | None = None,
     ):
+        """``layout``, ``calls`` and ``blocks`` as `attach` found them, or in the JSON form
+        of ``init_kwargs`` (a checkpoint's)."""
         super().__init__(cfg)
+        if not isinstance(model, nn.Module):
+            raise ArgumentError(f"model must be a torch.nn.Module, got {describe(model)}")
         self.model = model
-        self.calls = tuple(calls)
+        self.calls = tuple(c if isinstance(c, Call) else Call(*c) for c in calls)
+        if isinstance(layout, Mapping):
+            layout = layout_from_dict(layout)
+        elif isinstance(layout, Sequence):
+            layout = [
+                one if isinstance(one, TokenLayout) else layout_from_dict(one) for one in layout
+            ]
         self._layouts = _per_call(layout, len(self.calls))
-        self._blocks = dict(blocks)
+        self._blocks = {
+            int(k): b if isinstance(b, Block) else Block(int(k), *b) for k, b in blocks.items()
+        }
         self._named = None if named is None else tuple(named)
+        if cfg.n_layers != len(self.calls):
+            raise AttachError(
+                f"EncoderConfig.n_layers={cfg.n_layers} but {len(self.calls)} attention calls"
+            )
         self.blocks = nn.ModuleList(AttachedBlock(i in self._blocks) for i in range(len(calls)))
         self._lock = threading.RLock()
         self.setup()
         self.train(model.training)  # the user's module's mode (a new Module is in training)
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """What `attach` found, as JSON (a checkpoint's ``model_kwargs``)."""
+        return {
+            "layout": [layout_to_dict(one) for one in self._layouts],
+            "calls": [list(dataclasses.astuple(call)) for call in self.calls],
+            "blocks": {str(k): [b.path, b.seq_first] for k, b in self._blocks.items()},
+            "named": None if self._named is None else list(self._named),
+        }
 
     # ------------------------------------------------------------------ what it is
     @property
@@ -171,7 +206,7 @@ class AttachedModel(HookedBiosignalModel):
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 
-            >>> from emg_lens.models.attached.examples import TinyAttention
+        >>> from emg_lens.models.attached.examples import TinyAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> model = attach(TinyAttention(), layout=layout, n_samples=8)
         >>> x = model.example_input(2)
@@ -216,7 +251,12 @@ class AttachedModel(HookedBiosignalModel):
         def softmax_here() -> bool:
             return self._named is None or bool(tracker.stack)
 
-        mode = Interceptor(on_call, softmax_here=softmax_here, where=lambda kind: tracker.current)
+        mode = Interceptor(
+            on_call,
+            softmax_here=softmax_here,
+            where=lambda kind: tracker.current,
+            folded=self._named is not None,
+        )
         handles = self._resid_hooks(named, resid, mode) if resid else []
         try:
             with tracker.track(), mode:
@@ -425,9 +465,11 @@ def attach(
             on an example input.
         n_samples: samples per window (default: the model's ``n_times``).
         attention: the modules whose 4-D softmax is an attention: a class, a module-path
-            glob (``"blocks.*.attn"``) or a list of them. Default: every softmax over the last
-            axis of a 4-D tensor, one per module call (a module with several is refused by
-            name, saying what to give).
+            glob (``"blocks.*.attn"``) or a list of them; inside them a 3-D softmax
+            ``[batch * heads, query, key]`` is one too, its heads folded into the batch
+            (hooks see ``[batch * heads, 1, query, key]``; a cut is the same for every
+            head). Default: every softmax over the last axis of a 4-D tensor, one per module
+            call (a module with several is refused by name, saying what to give).
         n_channels: input channels (default: the model's ``n_chans``, or the layout's).
 
     Raises `AttentionNotFoundError` (no attention), `AmbiguousAttentionError`, `LayoutError`
@@ -496,5 +538,10 @@ def attach(
         device=str(device),
     )
     return AttachedModel(
-        cfg, model=model, layout=layouts, calls=found.calls, blocks=blocks, named=named
+        cfg,
+        model=model,
+        layout=layouts,
+        calls=found.calls,
+        blocks=blocks,
+        named=None if named is None else list(named),
     )
