@@ -1,0 +1,113 @@
+"""braindecode's attention models opened by `attach_braindecode` from one table (`ZOO`,
+issue 38 item 4): each built small, attached, its unhooked output the original's bit for bit,
+a masked forward finite and different, every attention call hooked; the converted
+architectures' attached cuts equal their converted models' on the same mask."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from emg_lens.errors import AttachError
+from emg_lens.models.attached.zoo import REFUSED, ZOO, attach_braindecode
+from tests.unit.models import converted_models as cm
+
+bd = pytest.importorskip("braindecode.models")
+
+C, T = 4, 256
+CHS = [{"ch_name": name} for name in cm.EEG_NAMES[:C]]
+SMALL = {
+    "LUNA": {
+        "patch_size": 32,
+        "num_queries": 2,
+        "embed_dim": 16,
+        "depth": 2,
+        "num_heads": 2,
+        "chs_info": CHS,  # LUNA embeds each channel by name; BENDR takes only its 20 names
+    },
+    "BENDR": {
+        "encoder_h": 16,
+        "contextualizer_hidden": 32,
+        "transformer_layers": 2,
+        "transformer_heads": 2,
+    },
+    "EEGConformer": {"n_filters_time": 8, "num_layers": 2, "num_heads": 2},
+    "MEDFormer": {"embed_dim": 16, "num_heads": 2, "num_layers": 2, "dim_feedforward": 16},
+    "CTNet": {
+        "num_heads": 2,
+        "embed_dim": 16,
+        "num_layers": 2,
+        "n_filters_time": 8,
+        "depth_multiplier": 2,
+    },
+}
+CONVERTED = {
+    "PBT": cm.pbt_model,
+    "Labram": cm.labram_model,
+    "CBraMod": cm.cbramod_model,
+    "EEGPT": cm.eegpt_model,
+}
+
+
+def _build(name: str) -> torch.nn.Module:
+    if name in CONVERTED:
+        return CONVERTED[name]()[1].source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = getattr(bd, name)(n_chans=C, n_times=T, n_outputs=3, **SMALL[name])
+    return cm.perturb(model).eval()
+
+
+def test_the_table_covers_the_tested_models():
+    assert set(ZOO) == set(SMALL) | set(CONVERTED)
+    assert {name for name, entry in ZOO.items() if entry.converter} == set(CONVERTED)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_every_zoo_model_attaches_with_exact_parity_and_a_cut_that_acts(name):
+    source = _build(name)
+    model = attach_braindecode(source)
+    x = model.example_input(3)
+    names = list(model.model.names) if ZOO[name].needs_names else None
+    with torch.no_grad():
+        expected = source(x) if names is None else source(x, ch_names=names)
+        assert torch.equal(model(x), expected)  # nothing hooked: the original's own forward
+        # one key cut for one query in the first attention call: finite, and it acts
+        layout = model.layout_of(0)
+        cut = torch.zeros(layout.n_queries, layout.n_tokens, dtype=torch.bool)
+        cut[0, -1] = True
+        masked = model(x, edge_masks={0: cut})
+    assert torch.isfinite(masked).all() and not torch.equal(masked, expected)
+    _, cache = model.run_with_cache(x)
+    for layer in range(model.cfg.n_layers):
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]
+        assert torch.allclose(pattern.sum(-1), torch.ones(()), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["PBT", "Labram"])
+def test_attached_cuts_equal_the_converted_models(name):
+    converted, original = CONVERTED[name]()
+    model = attach_braindecode(original.source)
+    assert model.layout == converted.layout
+    x = converted.example_input(3)
+    n = converted.layout.n_tokens
+    cut = torch.zeros(n, n, dtype=torch.bool)
+    cut[0, 1:4] = True  # the CLS token reads no token of the first channel
+    cut[5, 2] = True
+    for layer in range(converted.cfg.n_layers):
+        masks = {layer: cut}
+        with torch.no_grad():
+            gap = (model(x, edge_masks=masks) - converted(x, edge_masks=masks)).abs().max()
+        assert gap <= 1e-5, (layer, gap)
+
+
+def test_models_with_no_softmax_attention_are_refused_by_name():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        biot = bd.BIOT(n_chans=C, n_times=T, n_outputs=3, embed_dim=16, num_heads=2, num_layers=1)
+    assert "BIOT" in REFUSED
+    with pytest.raises(AttachError, match="BIOT cannot be attached: its attention is linear"):
+        attach_braindecode(biot)
