@@ -150,3 +150,16 @@ def test_converted_forward_prints_one_json_line_per_architecture(capsys):
         assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
         assert result["ms_converted"] > 0 and result["ms_original"] > 0
         assert result["max_abs_diff"] <= 1e-4 and result["tokens"] > 0
+
+
+def test_attach_forward_prints_one_json_line_per_architecture(capsys):
+    pytest.importorskip("braindecode")
+    results = _load("attach_forward").main(["--quick"])  # asserts attached == original
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line) for line in lines] == results
+    assert [r["architecture"] for r in results] == ["luna", "eegconformer", "handwritten"]
+    for result in results:
+        for ratio in (result["ratio_unhooked"], result["ratio_masked"]):
+            assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
+        assert result["max_abs_diff"] == 0.0 and 0 < result["cut_share"] < 0.5
+        assert result["calls"] >= 2 and min(result[f"ms_{k}"] for k in ("original", "masked")) > 0
