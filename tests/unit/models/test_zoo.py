@@ -111,3 +111,13 @@ def test_models_with_no_softmax_attention_are_refused_by_name():
     assert "BIOT" in REFUSED
     with pytest.raises(AttachError, match="BIOT cannot be attached: its attention is linear"):
         attach_braindecode(biot)
+
+
+def test_a_softmax_model_the_zoo_does_not_open_yet_says_why():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        atcnet = bd.ATCNet(n_chans=C, n_times=2 * T, n_outputs=3, sfreq=250.0)
+    with pytest.raises(
+        AttachError, match="ATCNet is not in the zoo yet: its softmax runs over 3-D"
+    ):
+        attach_braindecode(atcnet)
