@@ -87,7 +87,7 @@ from emg_lens.errors import (
 )
 from emg_lens.hooks import compile_edges
 from emg_lens.models import HookedBiosignalModel, HookedEncoder
-from emg_lens.models.base import ATTENTION_HOOKS, LAYERWISE, provides
+from emg_lens.models.base import ATTENTION_HOOKS, provides
 
 __all__ = [
     "EXPORT_PACKAGES",
@@ -390,13 +390,7 @@ def _check_exportable(model: Any) -> None:
 def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> list[int]:
     """``layers`` as sorted distinct blocks of ``model`` (all of them for None)."""
     name = type(model).__name__
-    if provides(model, ATTENTION_HOOKS) and not provides(model, LAYERWISE):
-        raise UnsupportedFeatureError(
-            f"{name} cuts edges by intercepting its attention calls during the forward, which "
-            "torch.onnx cannot record into a file: export it without edges, or convert it "
-            f"first ({getattr(model, 'converters', 'a converter')}) and export the conversion"
-        )
-    if not isinstance(model, HookedEncoder):
+    if not isinstance(model, HookedEncoder) and not provides(model, ATTENTION_HOOKS):
         raise UnsupportedFeatureError(
             f"{name} has no attention, so an edge mask has nothing to cut: export it without "
             "edges (or export a transformer: IsoNet, HierarchicalTransformer, TinyMyo)"

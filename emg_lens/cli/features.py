@@ -4,9 +4,18 @@ its features' maps on the body, classes and ablations, as tables, figures and re
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from emg_lens.cli.common import add_command, add_device_argument, resolve_device
+from emg_lens.cli.common import (
+    add_command,
+    add_device_argument,
+    add_threads_argument,
+    output_folder,
+    resolve_device,
+)
 from emg_lens.cli.consent import add_modules_arguments, module_builder
+
+FEATURES_ROOT = Path("runs/features")  # --out's default: FEATURES_ROOT / the checkpoint's name
 
 
 def add_parser(sub) -> None:
@@ -24,7 +33,11 @@ def add_parser(sub) -> None:
         "saved beside the tables (features.safetensors, features.json).",
     )
     p.add_argument("--checkpoint", required=True, help="a checkpoint folder (subject_<N>/)")
-    p.add_argument("--out", required=True, help="folder for the tables, figures and weights")
+    p.add_argument(
+        "--out",
+        help=f"folder for the tables, figures and weights (default: {FEATURES_ROOT}/<the "
+        "checkpoint folder's name>, e.g. runs/features/subject_1)",
+    )
     p.add_argument("--layer", type=int, required=True, help="the block whose residual is read")
     p.add_argument(
         "--hook",
@@ -46,6 +59,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--n-windows", type=int, default=512, help="test windows, evenly spaced")
     add_device_argument(p)
+    add_threads_argument(p)
     add_modules_arguments(p)
     p.set_defaults(func=cmd_features)
 
@@ -67,6 +81,7 @@ def cmd_features(args: argparse.Namespace):
         groups=None if args.groups is None else tuple(args.groups),
         readout=args.readout,
     )
+    out = output_folder(args.out or FEATURES_ROOT / Path(args.checkpoint).resolve().name)
     builder = module_builder(args)
     require_builder([args.checkpoint], builder)  # the user's modules: say what to add
     device = str(resolve_device(args.device))
@@ -76,8 +91,8 @@ def cmd_features(args: argparse.Namespace):
     print(f"training {config.n_features} features on {config.hook_name} ...", flush=True)
     source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
     features = train_features(subject.model, data, config, source=source)
-    written = features.save(args.out)
-    print(features.summary())
-    print(f"\nwrote {len(written)} files (tables, figures, the autoencoder) to {args.out}")
+    written = features.save(out)
+    print(features.console())
+    print(f"\nwrote {len(written)} files (tables, figures, the autoencoder) to {out}")
     print(f"report: {written[-1]}")
     return features

@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace):
+    from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.inspect.report import inspect_checkpoint, inspect_model, select_windows
     from emg_lens.studies.code import require_builder
     from emg_lens.studies.runner import load_entry
@@ -54,7 +55,8 @@ def cmd_inspect(args: argparse.Namespace):
         step(f"[1/5] loading {args.checkpoint} (modules from {args.modules}) and its test windows")
         subject = load_entry(args.checkpoint, device, builder)
         data = select_windows(subject.data, args.n_windows)
-        report = inspect_model(subject.model, data, progress=step)
+        source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
+        report = inspect_model(subject.model, data, progress=step, source=source)
     written = report.save(out)
     print(report.console())
     print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {out}")

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from emg_lens.cli.common import add_command, add_device_argument, resolve_device
+from emg_lens.cli.common import (
+    add_command,
+    add_device_argument,
+    add_threads_argument,
+    resolve_device,
+)
 
 
 def add_parser(sub) -> None:
@@ -37,7 +42,9 @@ def add_parser(sub) -> None:
     )  # fmt: skip
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and control labels")
+    p.add_argument("--jobs", type=int, default=1, help="processes fitting probes (-1: all cores)")
     add_device_argument(p)
+    add_threads_argument(p)
     p.set_defaults(func=cmd_probe)
 
 
@@ -67,10 +74,11 @@ def cmd_probe(args: argparse.Namespace):
         return_type=args.return_type,
         folds=args.folds,
         seed=args.seed,
+        n_jobs=args.jobs,
         progress=lambda message: print(message, flush=True),
     )
     written = report.save(args.out)
-    print(report.summary())
+    print(report.console())
     print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")
     print(f"report: {written[-1]}")
     return report

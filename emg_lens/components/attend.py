@@ -53,7 +53,7 @@ def pattern_of(
     [[[[0.5, 0.5], [0.0, 0.0]]]]
     """
     pattern = F.softmax(scores, dim=-1) if softmax is None else softmax(scores)
-    return pattern.masked_fill(torch.isneginf(scores).all(-1, keepdim=True), 0.0)
+    return pattern.masked_fill((scores == float("-inf")).all(-1, keepdim=True), 0.0)
 
 
 def attend(

@@ -154,9 +154,13 @@ def compile_edges(edges: EdgesLike, model, layers: Iterable[int] | None = None):
     ``layers`` (all layers of ``blocks`` when None; an edge set naming `layers` differs by
     layer)."""
     layers = range(model.cfg.n_layers) if layers is None else layers
-    layout_of = getattr(model, "layout_of", lambda layer: model.layout)  # per layer, if it varies
-    n_heads = model.cfg.n_heads
-    return {int(layer): _as_mask(edges, layout_of(int(layer)), n_heads, layer) for layer in layers}
+    # per layer where they vary (an attached model: its attention calls' tokens and heads)
+    layout_of = getattr(model, "layout_of", lambda layer: model.layout)
+    heads = getattr(model, "layer_heads", None) or (model.cfg.n_heads,) * model.cfg.n_layers
+    return {
+        int(layer): _as_mask(edges, layout_of(int(layer)), heads[int(layer)], layer)
+        for layer in layers
+    }
 
 
 def _as_mask(

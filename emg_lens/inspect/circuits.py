@@ -19,6 +19,11 @@ that does not depend on the signal: exactly the token a window of zeros gives.
   depends on the token distance alone) and an OV table would be constant: `ov_circuit`
   refuses. With BioFoundation's head-index RoPE (``"none"``, `TinyMyo.from_biofoundation`'s
   default) nothing tells two tokens apart and both functions refuse.
+- A converted ``nn.TransformerEncoder`` (`HookedTorchEncoder`): the user's tokenizer's
+  output for a window of zeros (a learned position per channel, say); refused when it gives
+  every channel the same token. Post-LN blocks (``norm_first=False``) attend to the stream
+  itself (no ``ln1`` before attention), so the QK table reads the tokens as they are; their
+  norms rescale all that came before, so the direct path to the logits is no OV table: refused.
 - The tubelet models (`HierarchicalTransformer`): their fusion stack reads the stems'
   outputs, which depend on the signal through the stems' attention and MLPs, and a tubelet
   spans every channel of its modality: refused.
@@ -68,7 +73,7 @@ from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, IndexOutOfRangeError, UnsupportedFeatureError
 from emg_lens.inspect.checks import check_model
 from emg_lens.inspect.flow import token_bins
-from emg_lens.models import IsoNet, TinyMyo
+from emg_lens.models import HookedTorchEncoder, IsoNet, TinyMyo
 from emg_lens.models.base import TL_WEIGHTS, require
 
 __all__ = ["LEVELS", "ov_circuit", "qk_circuit", "token_embeddings"]
@@ -115,12 +120,37 @@ def token_embeddings(model: Any, *, writes: bool = False) -> Float[torch.Tensor,
                 "channels would get the same score. Use attention_flow on data instead"
             )
         return model.embed.b_E.expand(model.layout.n_tokens, -1)
+    if isinstance(model, HookedTorchEncoder):
+        return _zero_window_tokens(model, writes)
     raise UnsupportedFeatureError(
         f"{name}'s tokens have no data-free channel identity: weight circuits are defined for "
         f"IsoNet (every channel has its own embedding) and TinyMyo with token RoPE. A tubelet "
         "model's fusion stack reads its stems' outputs, which depend on the signal, and a "
         "tubelet spans every channel of its modality. Use attention_flow on data instead"
     )
+
+
+def _zero_window_tokens(model: Any, writes: bool) -> torch.Tensor:
+    """A converted encoder's tokens for a window of zeros, if they tell channels apart."""
+    name = type(model).__name__
+    if writes and model.cfg.norm_position == "post":
+        raise UnsupportedFeatureError(
+            f"{name} has post-LN blocks (norm_first=False): each norm rescales everything "
+            "before it, so what a head writes reaches the logits through the data's scale, and "
+            "an OV table from the weights would be no direct path. Use direct attribution on a "
+            "pre-LN model, or patching"
+        )
+    dtype, device = model.cfg.dtype, model.cfg.device
+    tokens = model.embed_signals(torch.zeros(1, *model.input_shape, dtype=dtype, device=device))[0]
+    labels = _labels(model, "channel")
+    channels = einsum(_membership(labels).to(tokens), tokens, "pos label, pos d -> label d")
+    if float((channels - channels[:1]).abs().max()) <= 1e-7 * (1 + float(tokens.abs().max())):
+        raise UnsupportedFeatureError(
+            f"{name}'s tokenizer ({type(model.embed).__name__}) gives every channel the same "
+            "token for a window of zeros (no learned position or bias per channel): its tokens "
+            "have no data-free channel identity. Use attention_flow on data instead"
+        )
+    return tokens
 
 
 @torch.no_grad()
@@ -238,9 +268,10 @@ def _is_int(value: Any) -> bool:
 
 def _ln1(model: Any, layer: int, tokens: torch.Tensor) -> torch.Tensor:
     """``tokens`` through ``blocks[layer].ln1`` as the model applies it, without firing its
-    hooks (an identity when the model has no normalisation)."""
+    hooks (an identity when the model has no normalisation, or post-LN blocks, whose ``ln1``
+    follows the attention)."""
     ln = model.blocks[layer].ln1
-    if isinstance(ln, LayerNorm):
+    if isinstance(ln, LayerNorm) and model.cfg.norm_position != "post":
         return F.layer_norm(tokens, ln.w.shape, ln.w, ln.b, ln.eps)
     return tokens
 

@@ -27,10 +27,11 @@ def plot_reconstruction(features: Any) -> plt.Figure:
     left.bar(x + 0.2, per_class["spliced_accuracy"], 0.4, label="reconstruction spliced in",
              color="#dd8452")  # fmt: skip
     left.set_xticks(x, per_class["class"].astype(str))
-    left.set_ylim(0, 1.05)
+    left.set_ylim(0, 1.25)  # room for the legend above the bars
+    left.set_yticks(np.linspace(0, 1, 6))
     left.set_xlabel("gesture class")
     left.set_ylabel("test accuracy")
-    left.legend(fontsize=8, loc="lower left")
+    left.legend(fontsize=8, loc="upper center", ncol=2)
     left.set_title(
         f"accuracy {r.model_accuracy:.3f} (model), {r.spliced_accuracy:.3f} (spliced)",
         fontsize=9,

@@ -52,6 +52,7 @@ from emg_lens.errors import (
 )
 from emg_lens.inspect.importance import as_subject_data
 from emg_lens.provenance import arrays_digest, code_digest, model_digest
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import markdown_table, save_outputs
 
 __all__ = [
@@ -62,6 +63,8 @@ __all__ = [
     "TopKSAE",
     "describe_features",
     "load_features",
+    "save_sae",
+    "token_residuals",
     "train_features",
 ]
 
@@ -122,7 +125,7 @@ class FeatureConfig:
         for name in ("epochs", "batch_size", "top_windows", "dead_tokens"):
             whole(name, 1)
         whole("seed", 0)
-        whole("aux_k", 0, self.n_features, f"an int in 0..n_features ({self.n_features})")
+        whole("aux_k", 0)  # at most the dead features are used, however many that is
         if self.hook not in HOOKS:
             raise ConfigError(f"FeatureConfig.hook must be one of {HOOKS}, got {self.hook!r}")
         for name, low, high in (("lr", 0, None), ("aux_coef", 0, None), ("holdout", 0, 1)):
@@ -164,7 +167,7 @@ class FeatureConfig:
         return cls(**{**values, "groups": None if groups is None else tuple(groups)})
 
     def token_groups(self, model: Any) -> tuple[str, ...]:
-        """The groups read, checked against ``model``'s layout (and its layers)."""
+        """The groups read, checked against ``model``'s layout (and its layers and readout)."""
         layers = model.cfg.n_layers
         if self.layer >= layers:
             raise LayoutError(
@@ -174,6 +177,14 @@ class FeatureConfig:
         groups = self.groups or layout.modalities
         for group in groups:
             layout.check_group(group)
+        with torch.inference_mode():
+            logits = model(model.example_input(1), return_type=self.readout)
+        if not (isinstance(logits, torch.Tensor) and logits.shape == (1, model.cfg.n_classes)):
+            raise ArgumentError(
+                f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, not class "
+                f"logits [batch, {model.cfg.n_classes}]: choose a readout that gives them "
+                '("logits"; IsoNet\'s mean-pooled head: "avg_logits")'
+            )
         return tuple(groups)
 
 
@@ -238,7 +249,14 @@ def token_residuals(
 ) -> Float[torch.Tensor, "window token d_model"]:
     """The residual at ``config.hook_name`` of the tokens of ``config``'s groups, for each
     window of ``X`` (float32, on the CPU); a non-finite value is an `InputValueError` naming
-    the hook and the first window holding one."""
+    the hook and the first window holding one.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> token_residuals(model, model.example_input(3).numpy(), FeatureConfig(layer=0)).shape
+    torch.Size([3, 6, 16])
+    """
     positions = _positions(model, config.token_groups(model))
     parts = []
     for start in range(0, len(X), batch_size):
@@ -359,7 +377,7 @@ def train_features(
     >>> features = train_features(model, (X, np.arange(40) % 3),
     ...                           FeatureConfig(layer=1, n_features=16, k=2, epochs=2))
     >>> sorted(features.tables())[:3]
-    ['ablation', 'channels', 'classes']
+    ['ablation', 'chance', 'channels']
     >>> bool(0 < features.reconstruction["fve"].iloc[0] <= 1)
     True
     """
@@ -399,7 +417,7 @@ def _splice_logits(
 
     def write(resid: torch.Tensor, hook: Any) -> torch.Tensor:
         resid = resid.clone()
-        resid[:, positions] = values.to(resid.dtype)
+        resid[:, positions] = values.to(resid.device, resid.dtype)
         return resid
 
     return model.run_with_hooks(
@@ -455,6 +473,7 @@ def describe_features(
             "test_windows": len(y), "test_tokens": int(acts.shape[0] * acts.shape[1]),
         }]
     )  # fmt: skip
+    reconstruction["readout_reads_them"] = _readout_reads(model, config, positions)
     per_class = _per_class(own, spliced, y, labels)
     ablation = _ablation(model, X, y, labels, config, positions, resid, sae, acts, own)
     token_group = [layout.group[p] for p in positions]
@@ -468,12 +487,22 @@ def describe_features(
         features=_feature_table(acts, token_group, groups, y, labels, ablation),
         channels=_channel_table(model, positions, acts),
         classes=_class_table(acts, y, labels),
-        top=_top_windows(model, positions, acts, y, labels, config.top_windows),
+        top=_top_windows(model, positions, acts, y, labels, data.rep_test, config.top_windows),
         ablation=ablation,
         montages=montages_of(source, layout),
         subject=data.subject,
         source=source,
     )
+
+
+def _readout_reads(model: Any, config: FeatureConfig, positions: list[int]) -> bool:
+    """False where nothing written at these tokens can reach the logits: the last block's
+    output at tokens the readout does not read (IsoNet's CLS head reads the CLS token only),
+    so every ablation there is zero by construction."""
+    if config.hook != "resid_post" or config.layer != model.cfg.n_layers - 1:
+        return True
+    read = getattr(model, "read_positions", lambda _: None)(config.readout)
+    return read is None or bool(set(read) & set(positions))
 
 
 def _per_class(own, spliced, y, labels) -> pd.DataFrame:
@@ -591,9 +620,9 @@ def _class_table(acts, y, labels) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _top_windows(model, positions, acts, y, labels, count) -> pd.DataFrame:
+def _top_windows(model, positions, acts, y, labels, repetitions, count) -> pd.DataFrame:
     """Each feature's ``count`` windows of largest activation (at any token), with the token
-    where it peaks."""
+    where it peaks; ``window`` indexes the test windows described, ``repetition`` is theirs."""
     layout = model.layout
     peak, where = acts.max(dim=1)  # [window, feature]
     rows = []
@@ -604,13 +633,14 @@ def _top_windows(model, positions, acts, y, labels, count) -> pd.DataFrame:
                 break
             p = positions[int(where[w, f])]
             rows.append({
-                "feature": f, "rank": rank, "window": w, "class": labels[int(y[w])],
+                "feature": f, "rank": rank, "window": w, "repetition": int(repetitions[w]),
+                "class": labels[int(y[w])],
                 "activation": float(peak[w, f]), "group": layout.group[p],
                 "channel": layout.channel[p], "time": layout.time[p],
             })  # fmt: skip
     return pd.DataFrame(
-        rows, columns=["feature", "rank", "window", "class", "activation", "group", "channel",
-                       "time"]
+        rows, columns=["feature", "rank", "window", "repetition", "class", "activation", "group",
+                       "channel", "time"]
     )  # fmt: skip
 
 
@@ -630,7 +660,7 @@ class Features:
     features: pd.DataFrame  # one row per feature
     channels: pd.DataFrame  # feature, group, index, channel, name, mean_activation
     classes: pd.DataFrame  # feature, class, mean_activation, fires_in_windows
-    top: pd.DataFrame  # feature, rank, window, class, activation, group, channel, time
+    top: pd.DataFrame  # feature, rank, window, repetition, class, activation, group, channel, time
     ablation: pd.DataFrame  # feature, class, n, accuracy, ablated_accuracy, delta, logit_shift
     montages: dict[str, Any] = dataclasses.field(default_factory=dict)
     subject: int | None = None
@@ -646,7 +676,21 @@ class Features:
             "classes": self.classes,
             "top_windows": self.top,
             "ablation": self.ablation,
+            "chance": self.chance,
         }
+
+    @property
+    def chance(self) -> pd.DataFrame:
+        """The model's accuracy on these windows beside chance (`chance_table`), from the
+        per-class counts of the unmodified model."""
+        correct = (self.per_class["model_accuracy"] * self.per_class["n"]).round().astype(int)
+        name = self.model_name if self.subject is None else f"subject {self.subject}"
+        return chance_table({name: (int(correct.sum()), self.per_class["n"].to_numpy())})
+
+    def console(self) -> str:
+        """What ``emg-lens features`` prints: the summary, the model's accuracy beside chance
+        and a warning when it is not clearly above it."""
+        return f"{self.summary()}\n{chance_console(self.chance)}"
 
     def costliest(self, count: int = MAP_FEATURES) -> list[int]:
         """The live features whose ablation costs the most accuracy (at their worst class)."""
@@ -664,6 +708,12 @@ class Features:
             f"{r.model_accuracy:.3f} (model), {r.spliced_accuracy:.3f} (reconstruction "
             f"spliced in); {r.dead_features} dead features",
         ]
+        if not r.readout_reads_them:
+            lines.append(
+                f"  the readout ({self.config.readout}) reads none of these tokens after the "
+                "last block: the reconstruction and every ablation change nothing, by "
+                "construction (read an earlier hook, or another readout)"
+            )
         shares = [c for c in self.features.columns if c.startswith("share_")]
         for f in self.costliest(3):
             row = self.features.set_index("feature").loc[f]
@@ -681,6 +731,8 @@ class Features:
         costly = self.features.set_index("feature").loc[self.costliest()].reset_index()
         return (
             f"# Sparse features: {lines[0]}\n\n"
+            + chance_markdown(self.chance)
+            + "\n"
             + "\n".join(f"- {line.strip()}" for line in lines[1:])
             + "\n\n## Reconstruction\n\n"
             + markdown_table(self.reconstruction)
@@ -777,7 +829,21 @@ def load_features(
     """The sparse features `Features.save` wrote into ``path``, described again on the test
     windows of ``data`` (all of ``(X, y)``). Refused with a `CheckpointError`: a folder without
     them, another format, weights of other shapes or not finite, and a ``model`` other than
-    the one they were trained on (its digest, `emg_lens.provenance.model_digest`)."""
+    the one they were trained on (its digest, `emg_lens.provenance.model_digest`).
+
+    >>> import tempfile
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = np.random.default_rng(0).standard_normal((40, *model.input_shape)).astype("float32")
+    >>> config = FeatureConfig(layer=1, n_features=8, k=2, epochs=1)
+    >>> features = train_features(model, (X, np.arange(40) % 3), config)
+    >>> folder = tempfile.mkdtemp()
+    >>> [p.name for p in save_sae(features, folder)]
+    ['features.safetensors', 'features.json']
+    >>> load_features(folder, model, (X[:10], np.arange(10) % 3)).config == config
+    True
+    """
     path = Path(path)
     info = _read_info(path)
     config: FeatureConfig = info["config"]

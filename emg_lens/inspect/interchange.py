@@ -28,7 +28,13 @@ import torch
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import ArgumentError, IndexOutOfRangeError, InputShapeError, describe
+from emg_lens.errors import (
+    ArgumentError,
+    IndexOutOfRangeError,
+    InputShapeError,
+    InputValueError,
+    describe,
+)
 from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.probes import _hook_names, cut_masks, token_activations, token_group
 from emg_lens.studies.stats import clopper_pearson
@@ -231,7 +237,10 @@ def interchange(
     intervened = model.run_with_hooks(base_x, fwd_hooks=hooks, **run)
     intervened = intervened.float().cpu().numpy()
     if not np.isfinite(intervened).all():
-        raise InputShapeError(f"the intervention ({site}) gave non-finite logits")
+        raise InputValueError(
+            f"the intervention ({site}) gave non-finite logits: the source's activations or the "
+            "model's weights hold NaN or inf"
+        )
     rows = np.arange(len(base_y))
 
     def difference(logits: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from transformer_lens import ActivationCache
 
-from emg_lens.errors import ArgumentError, MissingDependencyError
+from emg_lens.errors import ArgumentError, MissingDependencyError, UnsupportedFeatureError
 from emg_lens.inspect.checks import check_cache, check_model, layout_at
 from emg_lens.inspect.importance import mass_effect_correlation
 from emg_lens.layout import CLS, TokenLayout
@@ -536,7 +536,14 @@ def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> An
             "to_circuitsvis needs the optional package circuitsvis: pip install emg_lens[viz]",
             name="circuitsvis",
         ) from exc
-    tokens = token_labels(model.layout)
+    layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
+    if layout.queries is not None:
+        raise UnsupportedFeatureError(
+            f"circuitsvis draws attention among one list of tokens, but layer {layer} is a "
+            f"cross-attention ({layout.describe_sides()}): draw it with plot_pattern, which "
+            "names both sides"
+        )
+    tokens = token_labels(layout)
     heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
     return circuitsvis.attention.attention_heads(
         attention=pattern[sample].detach().cpu(),

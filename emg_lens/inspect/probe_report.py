@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import torch
 
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect import plots
 from emg_lens.inspect.interchange import interchange, interchange_pairs
 from emg_lens.inspect.probes import probe_tokens
+from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import markdown_table, save_outputs
+from emg_lens.train import predict
 
 __all__ = ["ProbeReport", "probe_models"]
 
@@ -36,6 +40,7 @@ class ProbeReport:
     probes: pd.DataFrame
     interchange: pd.DataFrame | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    chance: pd.DataFrame | None = None  # each model's unmasked accuracy beside chance
 
     def summary_table(self) -> pd.DataFrame:
         """Probe accuracy, control and selectivity averaged over subjects, per cut, layer and
@@ -49,6 +54,8 @@ class ProbeReport:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = {"probe_summary.csv": self.summary_table(), "probes.csv": self.probes}
+        if self.chance is not None:
+            tables["chance.csv"] = self.chance
         if self.interchange is not None:
             tables["interchange.csv"] = self.interchange
         return tables
@@ -85,14 +92,20 @@ class ProbeReport:
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
-        text = "# Probes: what the tokens carry\n\n" + "\n".join(
-            f"- {line.strip()}" for line in self.summary().splitlines()
-        )
+        text = "# Probes: what the tokens carry\n\n"
+        if self.chance is not None:
+            text += chance_markdown(self.chance) + "\n"
+        text += "\n".join(f"- {line.strip()}" for line in self.summary().splitlines())
         text += "\n\n## Probe accuracy (mean over subjects)\n\n"
         text += markdown_table(self.summary_table())
         if self.interchange is not None:
             text += "\n\n## Interchange interventions\n\n" + markdown_table(self.interchange)
         return text + "\n"
+
+    def console(self) -> str:
+        """What ``emg-lens probe`` prints: the summary, each model's accuracy beside chance
+        and a warning for one that is not clearly above it."""
+        return self.summary() + ("" if self.chance is None else f"\n{chance_console(self.chance)}")
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write the tables (CSV), summary.md, the figures (PNG, SVG) and report.html."""
@@ -118,12 +131,14 @@ def probe_models(
     return_type: str = "logits",
     folds: int = 5,
     seed: int = 0,
+    n_jobs: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> ProbeReport:
     """`probe_tokens` on each ``subject -> (model, SubjectData)`` (and again with ``cut``
     masked in every layer), and with ``interchange_group`` the IIA of interchanging that
     token group at every layer between every ordered pair of distinct ``classes`` (all when
-    not given) within a repetition, read from ``return_type``.
+    not given) within a repetition, read from ``return_type``; ``n_jobs`` processes fit the
+    probes.
 
     >>> import numpy as np, torch
     >>> from emg_lens import EncoderConfig
@@ -141,12 +156,16 @@ def probe_models(
         raise ArgumentError("probe_models needs at least one subject's (model, data)")
     say = progress or (lambda message: None)
     cuts = [None] if cut is None else [None, cut]
-    probe_rows, swap_rows = [], []
+    probe_rows, swap_rows, scores = [], [], {}
     for i, (subject, (model, data)) in enumerate(subjects.items(), 1):
         say(f"subject {subject} ({i} of {len(subjects)}): probes")
+        with torch.inference_mode():  # the model's own accuracy on these windows, for chance
+            predicted = predict(model, data.X_test, return_type=return_type)
+        counts = np.bincount(np.asarray(data.y_test), minlength=model.cfg.n_classes)
+        scores[f"subject {subject}"] = (int((predicted == data.y_test).sum()), counts)
         for c in cuts:
             table = probe_tokens(model, data, layers=layers, groups=groups, classes=classes,
-                                 folds=folds, seed=seed, cut=c)  # fmt: skip
+                                 folds=folds, seed=seed, cut=c, n_jobs=n_jobs)  # fmt: skip
             probe_rows.append(table.assign(subject=subject, cut=c or NO_CUT))
         if interchange_group is None:
             continue
@@ -172,4 +191,4 @@ def probe_models(
         "target": "gesture" if classes is None else f"gesture among classes {list(classes)}",
     }
     swaps = pd.DataFrame(swap_rows) if swap_rows else None
-    return ProbeReport(probes, swaps, settings)
+    return ProbeReport(probes, swaps, settings, chance_table(scores))

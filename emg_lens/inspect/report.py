@@ -11,6 +11,7 @@ importance, direct attribution and the distribution shift of cutting the "across
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,8 @@ class InspectionReport:
     channels: pd.DataFrame | None = None  # channel_importance: each channel unread
     threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
     chance: pd.DataFrame | None = None  # the unmasked accuracy beside chance (chance_table)
+    circuits_left_out: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why
+    view_skipped: str | None = None  # why there is no attention_view.html
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -180,10 +183,7 @@ class InspectionReport:
                 title=f"Subject {self.subject}: attention each channel receives, {where}",
                 units="share of a query's attention (mean over queries, windows)",
             )
-        try:  # by channel, whatever the channel count (the all-heads figure may be by group)
-            top = qk_circuit(self.model, layer, head=head, level="channel")
-        except UnsupportedFeatureError:
-            top = None  # no data-free channel identity: nothing to draw
+        top, _ = self._top_qk()
         if top is not None:
             square = top.pivot(index="query", columns="key", values="score")
             order = [q for q in dict.fromkeys(top["query"]) if q in square.columns]
@@ -211,13 +211,68 @@ class InspectionReport:
                     )
         return figs
 
+    def _top_qk(self) -> tuple[pd.DataFrame | None, str | None]:
+        """The top head's QK circuit by channel (whatever the channel count; the all-heads
+        table may be by group), or None and why the model's tokens cannot have one."""
+        layer, head = self.top_head
+        try:
+            return qk_circuit(self.model, layer, head=head, level="channel"), None
+        except UnsupportedFeatureError as exc:
+            return None, str(exc)
+
+    def left_out(self) -> list[str]:
+        """Every table and figure this report leaves out, each with why: the "Left out" lines
+        of summary.md (and of ``report.html``)."""
+        lines = []
+        if self.attribution is None:
+            lines.append(f"attribution (table and figure): {self.attribution_skipped}")
+        lines += [
+            f"{name} (table and figure): {why}" for name, why in self.circuits_left_out.items()
+        ]
+        layout = self.model.layout
+        montages = montages_of(self.source, layout)
+        unplaced = [m for m in layout.modalities if m not in montages]
+        if unplaced:
+            where = (
+                "no data source came with the windows"
+                if self.source is None
+                else f"the data source (dataset {self.source.get('dataset')!r}) places none"
+            )
+            names = (
+                "the layout names no channels"
+                if layout.channel_names is None
+                else "its channel names are not all 10-20 / 10-10 names"
+            )
+            every = len(unplaced) == len(layout.modalities)
+            what = (
+                "channel_effect, attention_received, qk_cls_query (figures)"
+                if every
+                else ("their channels in channel_effect, attention_received, qk_cls_query")
+            )
+            lines.append(f"{what}: no electrode placement of {', '.join(unplaced)}: {where}, "
+                         f"and {names}")  # fmt: skip
+        top, why = self._top_qk()
+        if top is None:
+            lines.append(f"qk_matrix, qk_cls_query (figures): {why}")
+        elif CLS not in layout.group:
+            lines.append("qk_cls_query (figure): the layout has no CLS token to query from")
+        if self.view_skipped is not None:
+            lines.append(f"attention_view.html (interactive view): {self.view_skipped}")
+        return lines
+
     def to_markdown(self) -> str:
         """summary.md: what was inspected and the summary's lines."""
         lines = self.summary().splitlines()
         head = f"# Inspection: {lines[0]}\n\n"
         if self.chance is not None:
             head += chance_markdown(self.chance) + "\n"
-        return head + "\n".join(f"- {line.strip()}" for line in lines[1:]) + "\n"
+        left = "".join(f"- Left out: {line}\n" for line in self.left_out())
+        return (
+            head
+            + "\n".join(f"- {line.strip()}" for line in lines[1:])
+            + "\n"
+            + (f"\n## Left out\n\n{left}" if left else "")
+        )
 
     def console(self) -> str:
         """What ``emg-lens inspect`` prints: the summary, the accuracy beside chance and a
@@ -334,7 +389,7 @@ def _write_view(report: InspectionReport, out: Path) -> None:
     try:
         view = plots.to_circuitsvis(report.pattern_cache, report.top_head[0])
     except MissingDependencyError:
-        return
+        return  # report.view_skipped says so
     make_folder(out)
     write_if_changed(out / "attention_view.html", view.local_src)
 
@@ -345,10 +400,13 @@ def inspect_model(
     *,
     batch_size: int = 256,
     progress: Callable[[str], None] | None = None,
+    source: dict | None = None,
 ) -> InspectionReport:
     """Inspect ``model`` on the test windows of ``data`` (a `SubjectData` or ``(X, y)``; select
     the windows first, see `select_windows`). ``progress`` is called with a line before each
-    step ("[2/5] attention flow ..."): the steps take minutes on a CPU."""
+    step ("[2/5] attention flow ..."): the steps take minutes on a CPU. ``source``: the data
+    source the windows come from (a checkpoint's ``data_source``), whose electrode placement
+    the figures on the body are drawn on."""
     step = progress or (lambda message: None)
     skipped = _why_no_attribution(model)  # refuses models without class logits before any work
     data = as_subject_data(model, data)
@@ -361,7 +419,7 @@ def inspect_model(
     else:
         bins = None if model.cfg.n_channels <= MAX_FLOW_BINS else MAX_FLOW_BINS
         flow = attention_flow(model, X, by="channel", bins=bins, batch_size=batch_size)
-    qk, ov = _weight_circuits(model)
+    qk, ov, circuits_left_out = _weight_circuits(model)
     step(
         f"[3/5] head importance ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads) and "
         f"channel importance ({model.cfg.n_channels} channels)"
@@ -411,6 +469,13 @@ def inspect_model(
         channels=channels,
         threads=torch.get_num_threads(),
         chance=chance,
+        circuits_left_out=circuits_left_out,
+        source=source,
+        view_skipped=(
+            "circuitsvis is not installed (pip install emg_lens[viz])"
+            if importlib.util.find_spec("circuitsvis") is None
+            else None
+        ),
     )
 
 
@@ -442,19 +507,25 @@ def _why_no_attribution(model: Any) -> str | None:
     return None
 
 
-def _weight_circuits(model: Any) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def _weight_circuits(model: Any) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict]:
     """The QK (by channel, or by group past `MAX_CIRCUIT_CHANNELS`) and OV circuits of every
-    layer; None for a circuit the model's tokens cannot have (a constant table)."""
+    layer; None for a circuit the model's tokens cannot have (a constant table), and why, by
+    table name."""
     level = "channel" if model.cfg.n_channels <= MAX_CIRCUIT_CHANNELS else "group"
     layers = range(model.cfg.n_layers)
     tables: list[pd.DataFrame | None] = []
-    for circuit, kwargs in ((qk_circuit, {"level": level}), (ov_circuit, {})):
+    skipped = {}
+    for name, circuit, kwargs in (
+        ("qk_circuit", qk_circuit, {"level": level}),
+        ("ov_circuit", ov_circuit, {}),
+    ):
         try:
             parts = [circuit(model, layer, **kwargs) for layer in layers]
             tables.append(pd.concat(parts, ignore_index=True))
-        except UnsupportedFeatureError:
+        except UnsupportedFeatureError as exc:
             tables.append(None)
-    return tables[0], tables[1]
+            skipped[name] = str(exc)
+    return tables[0], tables[1], skipped
 
 
 def _batched_attribution(model: Any, X: torch.Tensor, y: torch.Tensor, batch_size: int):
@@ -492,5 +563,6 @@ def inspect_checkpoint(
         progress(f"[1/5] loading {checkpoint} and subject {meta['subject']}'s test windows")
     model = load_checkpoint(checkpoint, device=device)
     data = select_windows(load_subject(meta["data_source"], meta["subject"]), n_windows)
-    report = inspect_model(model, data, batch_size=batch_size, progress=progress)
-    return dataclasses.replace(report, source=meta["data_source"])
+    return inspect_model(
+        model, data, batch_size=batch_size, progress=progress, source=meta["data_source"]
+    )

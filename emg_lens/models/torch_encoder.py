@@ -40,6 +40,7 @@ command line), run only with consent (`emg_lens.studies.code`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,6 +56,7 @@ from emg_lens.errors import (
     InputShapeError,
     LayoutError,
     UnsupportedModuleError,
+    UnsupportedReadoutError,
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout
@@ -69,6 +71,7 @@ from emg_lens.models.conversion import (
 
 __all__ = [
     "HookedTorchEncoder",
+    "find_linear_readout",
     "from_torch_encoder",
     "layout_from_dict",
     "layout_to_dict",
@@ -141,16 +144,26 @@ class HookedTorchEncoder(HookedEncoder):
     (before it). The readout is the user's module, so there is no TransformerLens unembedding
     (``W_U``).
 
+    A *linear readout* (`from_torch_encoder` detects it, or takes it declared): a readout
+    that is one ``nn.Linear(d_model, n_classes)`` of one token or of the tokens' mean, after
+    an optional ``nn.LayerNorm`` (which becomes ``ln_final``), is TransformerLens's
+    unembedding: ``W_U``, ``b_U``, ``unembed_positions`` (and `read_positions` for one
+    token), so direct attribution, the OV circuit and the exact last-layer screen read it.
+
     Args:
         cfg: an `EncoderConfig` with ``tokenization="custom"`` and ``n_ctx`` = the layout's
             token count.
         embed: signals ``[batch, channel, time]`` -> tokens ``[batch, pos, d_model]``.
         readout: tokens ``[batch, pos, d_model]`` (after ``ln_final``) -> logits.
         layout: what each token is (a `TokenLayout`, or its `layout_to_dict` form).
+        linear_readout: the readout's linear form, as `from_torch_encoder` found it
+            (``{"pool": position or "mean", "linear": path, "norm": path or None}``, paths
+            inside ``readout``); None: the readout is the user's code, read as a whole.
     """
 
     tokenization = "custom"
     user_modules = ("embed", "readout")  # what a checkpoint cannot rebuild from config.json
+    linear_readout_note: str | None = None  # why the conversion found no linear readout
 
     def __init__(
         self,
@@ -159,6 +172,7 @@ class HookedTorchEncoder(HookedEncoder):
         embed: nn.Module,
         readout: nn.Module,
         layout: TokenLayout | Mapping[str, Any],
+        linear_readout: dict[str, Any] | None = None,
     ):
         super().__init__(cfg)
         for name, module in (("embed", embed), ("readout", readout)):
@@ -171,6 +185,7 @@ class HookedTorchEncoder(HookedEncoder):
         self._layout.check_matches(cfg.n_ctx, "EncoderConfig.n_ctx")
         self.embed = embed
         self.head = readout
+        self._linear_readout = _check_form(linear_readout, self._layout, cfg)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self._finish_init()
 
@@ -180,8 +195,12 @@ class HookedTorchEncoder(HookedEncoder):
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
-        """The layout (JSON); the user's modules are not config (see the module docstring)."""
-        return {"layout": layout_to_dict(self._layout)}
+        """The layout (JSON) and the linear readout's form, when there is one; the user's
+        modules are not config (see the module docstring)."""
+        form = self._linear_readout
+        return {"layout": layout_to_dict(self._layout)} | (
+            {} if form is None else {"linear_readout": dict(form)}
+        )
 
     def init_weights(self) -> None:
         """The blocks' and ``ln_final``'s weights as `HookedEncoder.init_weights` draws them;
@@ -276,7 +295,194 @@ class HookedTorchEncoder(HookedEncoder):
                 f"got {return_type!r}"
             )
         latent = self.ln_final(resid)
-        return latent if return_type == "latent" else self.head(latent)
+        if return_type == "latent":
+            return latent
+        form = self._linear_readout
+        if form is None or form["norm"] is None:
+            return self.head(latent)
+        # The readout's norm is ln_final (copied at conversion): its Linear reads the pool.
+        pooled = latent.mean(1) if form["pool"] == "mean" else latent[:, form["pool"]]
+        return self._readout_linear()(pooled)
+
+    # ------------------------------------------------------------------ TransformerLens
+    unembed_heads = ("logits",)
+
+    def _unembedding(self) -> Any:
+        if self._linear_readout is None:
+            raise UnsupportedReadoutError(
+                f"{type(self).__name__} has no unembedding: its readout "
+                f"({type(self.head).__name__}) is the user's code, not one linear map of a "
+                "token or of the tokens' mean (from_torch_encoder(linear_readout=...) detects "
+                "or declares one)"
+                + (f": {self.linear_readout_note}" if self.linear_readout_note else "")
+            )
+        return _LinearUnembedding(self._readout_linear())
+
+    def _readout_linear(self) -> nn.Linear:
+        """The readout's ``nn.Linear`` that the linear readout's form names."""
+        path = self._linear_readout["linear"]
+        try:
+            linear = self.head.get_submodule(path)
+        except AttributeError:
+            linear = None
+        if type(linear) is not nn.Linear:
+            raise ArgumentError(
+                f"the linear readout names readout.{path} as its nn.Linear, but the readout "
+                f"({type(self.head).__name__}) holds {describe(linear)} there: load the "
+                "checkpoint with the modules it was saved with"
+            )
+        return linear
+
+    @property
+    def unembed_positions(self) -> list[int]:
+        self._unembedding()
+        pool = self._linear_readout["pool"]
+        return list(range(self.layout.n_tokens)) if pool == "mean" else [pool]
+
+    def read_positions(self, return_type: str) -> list[int] | None:
+        """The one token a linear readout reads (None: all of them, or not known)."""
+        form = self._linear_readout
+        if return_type == "logits" and form is not None and form["pool"] != "mean":
+            return [form["pool"]]
+        return None
+
+
+class _LinearUnembedding:
+    """The user's readout ``nn.Linear`` as TransformerLens's unembedding (a view: its
+    weights stay the module's)."""
+
+    def __init__(self, linear: nn.Linear):
+        self.linear = linear
+
+    @property
+    def W_U(self) -> Float[torch.Tensor, "d_model n_classes"]:
+        return self.linear.weight.T
+
+    @property
+    def b_U(self) -> Float[torch.Tensor, " n_classes"]:
+        bias = self.linear.bias
+        return torch.zeros_like(self.linear.weight[:, 0]) if bias is None else bias
+
+
+# ------------------------------------------------------------------------------ linear readouts
+READOUT_POOLS = ("detect", "mean", "none")
+"""What ``from_torch_encoder(linear_readout=)`` takes besides a token position (an int)."""
+
+
+def _readout_parts(readout: nn.Module, d_model: int, n_classes: int):
+    """``(linear path, linear, norm path, norm)`` of a readout made of one
+    ``nn.Linear(d_model, n_classes)`` and at most one ``nn.LayerNorm(d_model)`` (no other
+    parameter), or a string saying why it is not."""
+    linears = [(n, m) for n, m in readout.named_modules() if type(m) is nn.Linear]
+    norms = [(n, m) for n, m in readout.named_modules() if type(m) is nn.LayerNorm]
+    owned = {id(p) for _, m in linears + norms for p in m.parameters()}
+    others = [n for n, p in readout.named_parameters() if id(p) not in owned]
+    if len(linears) != 1 or len(norms) > 1 or others:
+        return (
+            f"the readout holds {len(linears)} nn.Linear, {len(norms)} nn.LayerNorm"
+            + (f" and other parameters ({others[:3]})" if others else "")
+            + "; a linear readout is one nn.Linear after at most one nn.LayerNorm"
+        )
+    (linear_path, linear), (norm_path, norm) = linears[0], (norms or [(None, None)])[0]
+    if (linear.in_features, linear.out_features) != (d_model, n_classes):
+        return (
+            f"its nn.Linear maps {linear.in_features} features to {linear.out_features}, not "
+            f"one token's d_model={d_model} to the {n_classes} classes (a flattening readout "
+            "reads every token with weights of its own)"
+        )
+    if norm is not None and (tuple(norm.normalized_shape) != (d_model,) or norm.weight is None):
+        return f"its nn.LayerNorm is not a LayerNorm over d_model={d_model} with weights"
+    return linear_path, linear, norm_path, norm
+
+
+def find_linear_readout(
+    readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig, declared: Any = "detect"
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(form, None)`` when ``readout`` computes one ``nn.Linear`` of one token or of the
+    tokens' mean (after at most one ``nn.LayerNorm``), checked on a seeded probe of tokens
+    against the module itself; ``(None, why)`` otherwise. ``declared``: ``"detect"`` (try
+    the mean and every position), ``"mean"``, a position (an int: only that one; a
+    mismatch is a `ConversionError`) or ``"none"``.
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 3}, cls_token=False)
+    >>> cfg = EncoderConfig(d_model=8, n_heads=2, d_head=4, n_layers=1, d_mlp=8,
+    ...     tokenization="custom", n_ctx=3, modalities={"emg": 3}, n_samples=4, n_classes=2,
+    ...     positional_embedding_type="none")
+    >>> class Token1(nn.Module):  # a norm and a linear map of token 1
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.norm, self.linear = nn.LayerNorm(8), nn.Linear(8, 2)
+    ...     def forward(self, tokens):
+    ...         return self.linear(self.norm(tokens)[:, 1])
+    >>> find_linear_readout(Token1(), layout, cfg)[0]
+    {'pool': 1, 'linear': 'linear', 'norm': 'norm'}
+    >>> find_linear_readout(nn.Sequential(nn.Flatten(), nn.Linear(24, 2)), layout, cfg)[1][:40]
+    'its nn.Linear maps 24 features to 2, not'
+    """
+    if declared == "none":
+        return None, "declared none (from_torch_encoder(linear_readout='none'))"
+    parts = _readout_parts(readout, cfg.d_model, cfg.n_classes)
+    if isinstance(parts, str):
+        return _declared_or(declared, parts)
+    linear_path, linear, norm_path, norm = parts
+    gen = torch.Generator().manual_seed(0)
+    n = layout.n_tokens
+    tokens = 0.5 + 2 * torch.randn(3, n, cfg.d_model, generator=gen, dtype=cfg.dtype)
+    was_training = readout.training
+    readout.eval()
+    try:
+        with torch.no_grad():
+            out = readout(tokens)
+            per_token = linear(tokens if norm is None else norm(tokens))  # [batch, pos, class]
+    finally:
+        readout.train(was_training)
+    pools = ["mean", *range(n)] if declared == "detect" else [declared]
+    tol = 1e-5 * (1 + float(out.abs().max()))
+    for pool in pools:
+        if pool != "mean" and not 0 <= pool < n:
+            raise ArgumentError(f"linear_readout={pool} is no token position of the {n} tokens")
+        expected = per_token.mean(1) if pool == "mean" else per_token[:, pool]
+        if out.shape == expected.shape and float((out - expected).abs().max()) <= tol:
+            return {"pool": pool, "linear": linear_path, "norm": norm_path}, None
+    where = "the tokens' mean or any token" if declared == "detect" else f"{declared!r}"
+    return _declared_or(
+        declared,
+        f"its output is not its nn.Linear{'' if norm is None else ' after its LayerNorm'} of "
+        f"{where} (checked on a probe; a norm after the pooling is no linear map of tokens)",
+    )
+
+
+def _declared_or(declared: Any, why: str) -> tuple[None, str]:
+    """No linear readout, and why; a declared one that is not there is an error."""
+    if declared != "detect":
+        raise ConversionError(f"linear_readout={declared!r} was declared, but {why}")
+    return None, why
+
+
+def _check_form(form: Any, layout: TokenLayout, cfg: EncoderConfig) -> dict[str, Any] | None:
+    """A linear-readout form (`find_linear_readout`) read back from a checkpoint: its pool a
+    position or the mean, its paths strings (they name the readout's modules, which
+    `HookedTorchEncoder` checks where it reads them: a config's stand-in modules, as
+    ``study check`` builds, have none)."""
+    if form is None:
+        return None
+    ok = isinstance(form, Mapping) and set(form) == {"pool", "linear", "norm"}
+    pool = form.get("pool") if ok else None
+    ok = ok and (pool == "mean" or (isinstance(pool, int) and 0 <= pool < layout.n_tokens))
+    ok = ok and isinstance(form["linear"], str)
+    ok = ok and (form["norm"] is None or isinstance(form["norm"], str))
+    if not ok:
+        raise ArgumentError(
+            f"linear_readout must be {{'pool': a token position or 'mean', 'linear': the path "
+            f"of the readout's nn.Linear, 'norm': the path of its nn.LayerNorm or None}} (what "
+            f"from_torch_encoder finds), got {describe(form)}"
+        )
+    if form["norm"] is not None and not cfg.final_norm:
+        raise ArgumentError(
+            "linear_readout names the readout's norm, which the conversion copies into "
+            "ln_final, but this config has no final norm (final_norm=False)"
+        )
+    return dict(form)
 
 
 def _blocked(value: Any, name: str, accepted: str) -> torch.Tensor:
@@ -463,6 +669,7 @@ def from_torch_encoder(
     layout: TokenLayout,
     n_samples: int,
     seed: int | None = 0,
+    linear_readout: int | str = "detect",
 ) -> HookedTorchEncoder:
     """A user's ``nn.TransformerEncoder`` (or list of ``nn.TransformerEncoderLayer``) with
     their tokenizer ``embed`` and classifier ``readout`` as a `HookedTorchEncoder` computing
@@ -479,6 +686,14 @@ def from_torch_encoder(
             `EncoderConfig.modalities`.
         n_samples: samples per channel in one input window (the ``time`` of the signals).
         seed: seeds the example batch of the conversion's own parity check.
+        linear_readout: is ``readout`` one ``nn.Linear(d_model, n_classes)`` of one token or
+            of the tokens' mean, after at most one ``nn.LayerNorm``? ``"detect"`` (the
+            default) tries the mean and every position on a probe; a position (an int) or
+            ``"mean"`` declares it (a readout that does not compute it is a
+            `ConversionError`); ``"none"``: read the readout as a whole. Found, it becomes the
+            model's unembedding (``W_U``: direct attribution, OV circuits and the exact
+            last-layer screen read it), and its LayerNorm, on an encoder without a final
+            norm, becomes ``ln_final`` (a copy). `find_linear_readout` says why one is not.
 
     A mask that your own code passes to the encoder (``encoder(tokens, mask=causal)``,
     ``src_key_padding_mask=...``) is no part of the modules, so the conversion cannot see it:
@@ -556,7 +771,15 @@ def from_torch_encoder(
     )
     _check_embed(embed, layout, cfg)
     cfg.n_classes = _n_classes(readout, layout, cfg)
-    model = HookedTorchEncoder(cfg, embed=embed, readout=readout, layout=layout)
+    form, why = _readout_form(readout, layout, cfg, linear_readout, final)
+    norm = None if form is None or form["norm"] is None else readout.get_submodule(form["norm"])
+    if norm is not None:  # the readout's norm is the model's ln_final
+        no_bias = [] if norm.bias is not None else ["ln_final.b"]
+        cfg = dataclasses.replace(cfg, final_norm=True, zero_biases=[*zero, *no_bias])
+    model = HookedTorchEncoder(
+        cfg, embed=embed, readout=readout, layout=layout, linear_readout=form
+    )
+    model.linear_readout_note = why
     state = StateBuilder(model, "from_torch_encoder")
     for i, (path, layer) in enumerate(layers):
         state.put_all(_layer_state(i, path, layer, arch["n_heads"]))
@@ -564,11 +787,41 @@ def from_torch_encoder(
         state.put("ln_final.w", final.weight.detach(), "norm.weight")
         if final_bias:
             state.put("ln_final.b", final.bias.detach(), "norm.bias")
+    if norm is not None:
+        where = f"readout.{form['norm']}"
+        state.put("ln_final.w", norm.weight.detach(), f"{where}.weight")
+        if norm.bias is not None:
+            state.put("ln_final.b", norm.bias.detach(), f"{where}.bias")
     own = {k: v for k, v in model.state_dict().items() if k.startswith(("embed.", "head."))}
     state.load(keep=own)
     model.eval()
     _check_parity(model, encoder, layers, seed)
     return model
+
+
+def _readout_form(
+    readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig, declared: Any, final: Any
+) -> tuple[dict[str, Any] | None, str | None]:
+    """`find_linear_readout`, and whether its norm can become ``ln_final``: not after the
+    encoder's own final norm (two norms in a row are no one norm), and only with the
+    layers' eps (``ln_final`` shares `EncoderConfig.eps`)."""
+    ok = declared in READOUT_POOLS or (isinstance(declared, int) and not isinstance(declared, bool))
+    if not ok:
+        raise ArgumentError(
+            f"linear_readout must be a token position (an int) or one of {READOUT_POOLS}, got "
+            f"{declared!r}"
+        )
+    form, why = find_linear_readout(readout, layout, cfg, declared)
+    if form is None or form["norm"] is None:
+        return form, why
+    norm = readout.get_submodule(form["norm"])
+    if final is not None:
+        why = "its LayerNorm comes after the encoder's final norm: two norms are no one ln_final"
+    elif float(norm.eps) != cfg.eps:
+        why = f"its LayerNorm has eps={norm.eps}, the layers {cfg.eps}: ln_final shares one eps"
+    else:
+        return form, None
+    return _declared_or(declared, why)
 
 
 def _check_embed(embed: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> None:
@@ -639,12 +892,24 @@ def _check_parity(model: HookedTorchEncoder, encoder: Any, layers, seed: int | N
                     h = layer(h)
             return (h if batch_first else h.transpose(0, 1)).detach()
 
+    folded = model._linear_readout is not None and model._linear_readout["norm"] is not None
+
     def converted() -> torch.Tensor:
         with torch.no_grad():
-            return model.ln_final(model(tokens, start_at_layer=0, return_type=None))
+            resid = model(tokens, start_at_layer=0, return_type=None)
+            return resid if folded else model.ln_final(resid)  # a folded norm is the readout's
 
     if isinstance(encoder, nn.TransformerEncoder):
         sources = {"encoder": encoder}
     else:
         sources = {f"encoder{path}": layer for path, layer in layers}
     check_faithful("from_torch_encoder", sources, original, converted)
+    if model._linear_readout is not None:  # the readout read as an unembedding: same logits
+        what = f"from_torch_encoder (the readout read as {model._linear_readout})"
+        with torch.no_grad():
+            check_faithful(
+                what,
+                sources,
+                lambda: model.head(original()),
+                lambda: model(tokens, start_at_layer=0),
+            )

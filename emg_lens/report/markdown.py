@@ -75,7 +75,16 @@ def table_html(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _split_row(line: str) -> list[str]:
-    return line.strip().strip("|").split("|")
+    r"""A table row's cells; ``\|`` is a ``|`` inside a cell (an edge expression's union), as in
+    GitHub's tables.
+
+    >>> _split_row(r"| cross_modal \| from_cls | 0.5 |")
+    [' cross_modal | from_cls ', ' 0.5 ']
+    """
+    line = line.strip()
+    line = line[1:] if line.startswith("|") else line
+    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
+    return [cell.replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)]
 
 
 def to_html(markdown: str, *, top: int = 2, skip_title: str | None = None) -> str:

@@ -128,16 +128,17 @@ def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTabl
             layout_of = getattr(model, "layout_of", None)
             if layout_of is None:
                 masks = edges.compile_layers(model.layout, n_heads, n_layers)
-            else:  # the layout may differ by layer (an attached model's cross-attention)
+            else:  # layout and heads may differ by layer (an attached model's calls)
                 edges.check_layers(n_layers)
-                masks = [edges.compile(layout_of(i), n_heads, layer=i) for i in range(n_layers)]
+                heads = getattr(model, "layer_heads", None) or (n_heads,) * n_layers
+                masks = [edges.compile(layout_of(i), heads[i], layer=i) for i in range(n_layers)]
         except LayoutError as exc:
             raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
         table.compiled[edges] = masks
     if condition.heads is not None:
         keep = torch.zeros(n_heads, dtype=torch.bool)
         keep[list(condition.heads)] = True
-        masks = [mask & keep[:, None, None] for mask in masks]
+        masks = [mask & keep[: len(mask), None, None] for mask in masks]
     return tuple(
         table.id(masks[layer]) if layer in condition.layers else None for layer in range(n_layers)
     )

@@ -25,18 +25,19 @@ __all__ = ["StudyOutput", "markdown_table", "save_outputs"]
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    """A GitHub-flavoured markdown table (no extra dependency).
+    r"""A GitHub-flavoured markdown table (no extra dependency); a ``|`` in a cell (an edge
+    expression's union) is written ``\|``.
 
-    >>> print(markdown_table(pd.DataFrame({"a": [0.5], "b": ["x"]})))
+    >>> print(markdown_table(pd.DataFrame({"a": [0.5], "b": ["x | y"]})))
     | a | b |
     |---|---|
-    | 0.500 | x |
+    | 0.500 | x \| y |
     """
 
     def fmt(v):
         if isinstance(v, float | np.floating):
             return "" if np.isnan(v) else format(v, floatfmt)
-        return "" if v is None or v is pd.NA else str(v)
+        return "" if v is None or v is pd.NA else str(v).replace("|", "\\|")
 
     lines = [
         "| " + " | ".join(map(str, df.columns)) + " |",

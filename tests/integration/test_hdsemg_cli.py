@@ -57,7 +57,7 @@ def test_synth_train_evaluate_study_on_hdsemg_files(tmp_path, monkeypatch, capsy
     printed = capsys.readouterr().out
     mean = float(re.search(r"mean test accuracy over 1 subjects: ([0-9.]+)", printed).group(1))
     assert mean == pytest.approx(row["test_accuracy"], abs=1e-3)
-    run_readme([study], {"study": ["--quiet"]})
+    run_readme([study], {})
     assert (tmp_path / "runs" / "hdsemg_table3" / "summary.csv").is_file()
     # One entry, in the user cache directory, none in the data folder.
     assert len(list(default_cache_dir().glob("hdsemg_s1_*.npz"))) == 1

@@ -193,6 +193,13 @@ def test_the_commands_take_the_builder(models, tmp_path, monkeypatch, capsys, co
     if command == "inspect":  # a user's readout is no linear map: attribution is skipped, said
         assert "direct attribution: skipped" in out or "attribution: skipped" in out
         assert not (tmp_path / "inspect" / "attribution.csv").exists()
+        # issue 41, item 5: what can be drawn is (the synthetic data's placement, each
+        # channel's own position token: QK by channel), what cannot is listed with why
+        for name in ("attention_received.png", "channel_effect.png", "qk_circuit.csv"):
+            assert (tmp_path / "inspect" / name).is_file(), name
+        summary = (tmp_path / "inspect" / "summary.md").read_text()
+        assert "- Left out: attribution (table and figure):" in summary and "post-LN" in summary
+        assert "- Left out: ov_circuit (table and figure):" in summary
     if command == "evaluate":
         assert "mean test accuracy over 2 subjects" in out
 

@@ -309,6 +309,18 @@ BAD_INPUTS = [
         ArgumentError,
         "results.txt is a file",
     ),
+    (
+        "probe --out file",
+        _out_is_a_file("probe", "--models", "x"),
+        ArgumentError,
+        "results.txt is a file",
+    ),
+    (
+        "features --out file",
+        _out_is_a_file("features", "--checkpoint", "x", "--layer", "0"),
+        ArgumentError,
+        "results.txt is a file",
+    ),
     ("synth --out file", _out_is_a_file("synth"), ArgumentError, "results.txt is a file"),
     # item 5: spec fields that must be strings
     ("[description] table", _toml_description_table, SpecError, "description"),

@@ -163,3 +163,15 @@ def test_attach_forward_prints_one_json_line_per_architecture(capsys):
             assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
         assert result["max_abs_diff"] == 0.0 and 0 < result["cut_share"] < 0.5
         assert result["calls"] >= 2 and min(result[f"ms_{k}"] for k in ("original", "masked")) > 0
+
+
+def test_probe_speed_prints_one_json_line(capsys):
+    result = _load("probe_speed").main(["--quick", "--jobs", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == result
+    assert result["benchmark"] == "probe_speed"
+    # tiny IsoNet: 2 layers and the stream after them x (cls, emg, acc, pooled)
+    assert (result["models"], result["windows"], result["probes"]) == (2, 64, 12)
+    s = result["s_all"]
+    assert 0 < s["min"] <= s["median"] <= s["max"]

@@ -186,6 +186,8 @@ def test_device_names_resolve_and_bad_ones_say_what_is_accepted():
         ["train", "--out", "x"],
         ["evaluate", "--models", "x"],
         ["inspect", "--checkpoint", "c", "--out", "x"],
+        ["probe", "--models", "m", "--out", "x"],
+        ["features", "--checkpoint", "c", "--layer", "0", "--out", "x"],
     ],
 )
 def test_every_model_command_takes_device(argv):

@@ -303,6 +303,9 @@ RUN_BY = {
     ("## Export a masked model", "emg-lens export --checkpoint runs/demo/models/subject_1"): (
         "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
     ),
+    ("## What an edge carries", "emg-lens demo --out runs/demo"): (
+        "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
+    ),
     ("## Bring your own model", "python models.py"): (
         "tests/integration/test_torch_encoder_studies.py::test_the_readme_route_runs_as_written"
     ),
@@ -372,12 +375,25 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     pytest.importorskip("onnxruntime")
     (study,) = readme_blocks("## In a notebook")
     (export,) = readme_blocks("## Export a masked model")
+    (probe,) = readme_blocks("## What an edge carries")
     # Before the demo: the checkpoint is missing, and the error says so (issue 41, item 6).
     assert main(export[0]) == 2
     assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
     assert main(["demo", "--n-subjects", "2", "--epochs", "1", "--quiet", "--threads", "1"]) == 0
-    run_readme(study, {"study": ["--quiet"]})
+    run_readme(study, {})
     run_readme(export, {})
+    # the demo line of the probe block is the one above, at its small size
+    assert [argv[0] for argv in probe] == ["demo", "probe", "features"] and probe[0][1:] == [
+        "--out",
+        "runs/demo",
+    ]
+    small_features = ["--epochs", "1", "--n-windows", "32", "--n-features", "16"]
+    run_readme(
+        probe[1:], {"probe": ["--folds", "2", "--groups", "pooled"], "features": small_features}
+    )
+    assert Path("runs/demo/probe/report.html").is_file()
+    assert Path("runs/demo/features/report.html").is_file()
+    assert Path("runs/demo/probe/interchange_accuracy.png").is_file()
     assert Path("runs/t3/summary.md").is_file() and Path("isonet.onnx").is_file()
     # inspect's --out has a default under runs/ (issue 41, item 6)
     assert main(["inspect", "--checkpoint", "runs/demo/models/subject_1", "--n-windows", "8"]) == 0

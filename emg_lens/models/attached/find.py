@@ -175,7 +175,12 @@ def probe(model: nn.Module, example: torch.Tensor, named: dict[str, nn.Module] |
     """Run ``model(example)`` once (no gradients), recording its attention calls (see the
     module docstring)."""
     recorder = _Recorder(model, named)
-    mode = Interceptor(recorder.record, softmax_here=recorder.softmax_here, where=recorder.owner)
+    mode = Interceptor(
+        recorder.record,
+        softmax_here=recorder.softmax_here,
+        where=recorder.owner,
+        folded=named is not None,  # a 3-D softmax counts only inside the modules named
+    )
     with torch.no_grad(), recorder.track(), mode:
         output = model(example)
     return Probe(tuple(recorder.calls), tuple(recorder.module_calls), output)

@@ -131,11 +131,13 @@ class Interceptor(TorchFunctionMode):
         *,
         softmax_here: Callable[[], bool],
         where: Callable[[str], str],
+        folded: bool = False,
     ):
         super().__init__()
         self.on_call = on_call
         self.softmax_here = softmax_here
         self.where = where
+        self.folded = folded  # a 3-D softmax [batch * heads, query, key] is one too
         self.count = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -144,7 +146,11 @@ class Interceptor(TorchFunctionMode):
             return self._sdpa(func, args, kwargs)
         if func is MHA:
             return self._mha(func, args, kwargs)
-        if func in SOFTMAXES and _is_scores_softmax(args, kwargs) and self.softmax_here():
+        if (
+            func in SOFTMAXES
+            and _is_scores_softmax(args, kwargs, self.folded)
+            and self.softmax_here()
+        ):
             return self._softmax(func, args, kwargs)
         return func(*args, **kwargs)
 
@@ -157,12 +163,17 @@ class Interceptor(TorchFunctionMode):
     # ------------------------------------------------------------------ softmax of scores
     def _softmax(self, func, args, kwargs):
         scores = args[0]
+        folded = scores.ndim == 3  # [batch * heads, query, key]: seen as one head
+        if folded:
+            scores = scores.unsqueeze(1)
         site = self._site("softmax", *scores.shape)
         if site is None:
             return func(*args, **kwargs)
         scores = site.on_scores(cut_scores(scores, site.edge_mask))
-        pattern = pattern_of(scores, lambda s: func(s, *args[1:], **kwargs))
-        return site.on_pattern(pattern)
+        dim = -1  # the keys, whatever the model wrote (-1 or the last axis' index)
+        rest = {k: v for k, v in kwargs.items() if k not in ("dim", "input")}
+        pattern = site.on_pattern(pattern_of(scores, lambda s: func(s, dim, *args[2:], **rest)))
+        return pattern.squeeze(1) if folded else pattern
 
     # ------------------------------------------------------------------ SDPA
     def _sdpa(self, func, args, kwargs):
@@ -245,11 +256,14 @@ class Interceptor(TorchFunctionMode):
         return _mha_explicit(a, batched, site)
 
 
-def _is_scores_softmax(args: tuple, kwargs: dict) -> bool:
-    """A softmax over the last axis of a 4-D tensor (``[batch, head, query, key]`` scores)."""
+def _is_scores_softmax(args: tuple, kwargs: dict, folded: bool = False) -> bool:
+    """A softmax over the last axis of a 4-D tensor (``[batch, head, query, key]`` scores),
+    or, with ``folded``, of a 3-D one (``[batch * heads, query, key]``)."""
     x = args[0] if args else kwargs.get("input", kwargs.get("self"))
     dim = args[1] if len(args) > 1 else kwargs.get("dim")
-    return isinstance(x, torch.Tensor) and x.ndim == 4 and dim in (-1, 3)
+    if not isinstance(x, torch.Tensor) or x.ndim not in ((3, 4) if folded else (4,)):
+        return False
+    return dim in (-1, x.ndim - 1)
 
 
 def _mha_explicit(a: dict, batched: bool, site: Site):
@@ -349,7 +363,7 @@ def _sdpa_cut(func, a: dict, edge_mask: torch.Tensor):
         blocked = ~mask
     else:
         mask = mask.masked_fill(edge_mask, float("-inf"))
-        blocked = torch.isneginf(mask)
+        blocked = mask == float("-inf")
     z = func(**{**a, "attn_mask": mask, "is_causal": False})
     empty = blocked.all(-1, keepdim=True)
     return z.masked_fill(empty, 0.0) if bool(empty.any()) else z
@@ -374,9 +388,9 @@ def _mha_cut_mask(a: dict, batched: bool, edge_mask: torch.Tensor) -> torch.Tens
         merged = own | cut
     else:
         merged = own.masked_fill(cut, float("-inf"))
-    blocked = merged if merged.dtype == torch.bool else torch.isneginf(merged)
+    blocked = merged if merged.dtype == torch.bool else merged == float("-inf")
     if kpm is not None:
-        pad = kpm if kpm.dtype == torch.bool else torch.isneginf(kpm)
+        pad = kpm if kpm.dtype == torch.bool else kpm == float("-inf")
         pad = pad.view(batch, 1, 1, n_key) if batched else pad.view(1, 1, 1, n_key)
         per_head = blocked.view(-1, heads, n_query, n_key) if blocked.ndim == 3 else blocked
         blocked = per_head | pad

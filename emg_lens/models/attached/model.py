@@ -206,7 +206,7 @@ class AttachedModel(HookedBiosignalModel):
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 
-            >>> from emg_lens.models.attached.examples import TinyAttention
+        >>> from emg_lens.models.attached.examples import TinyAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> model = attach(TinyAttention(), layout=layout, n_samples=8)
         >>> x = model.example_input(2)
@@ -251,7 +251,12 @@ class AttachedModel(HookedBiosignalModel):
         def softmax_here() -> bool:
             return self._named is None or bool(tracker.stack)
 
-        mode = Interceptor(on_call, softmax_here=softmax_here, where=lambda kind: tracker.current)
+        mode = Interceptor(
+            on_call,
+            softmax_here=softmax_here,
+            where=lambda kind: tracker.current,
+            folded=self._named is not None,
+        )
         handles = self._resid_hooks(named, resid, mode) if resid else []
         try:
             with tracker.track(), mode:
@@ -460,9 +465,11 @@ def attach(
             on an example input.
         n_samples: samples per window (default: the model's ``n_times``).
         attention: the modules whose 4-D softmax is an attention: a class, a module-path
-            glob (``"blocks.*.attn"``) or a list of them. Default: every softmax over the last
-            axis of a 4-D tensor, one per module call (a module with several is refused by
-            name, saying what to give).
+            glob (``"blocks.*.attn"``) or a list of them; inside them a 3-D softmax
+            ``[batch * heads, query, key]`` is one too, its heads folded into the batch
+            (hooks see ``[batch * heads, 1, query, key]``; a cut is the same for every
+            head). Default: every softmax over the last axis of a 4-D tensor, one per module
+            call (a module with several is refused by name, saying what to give).
         n_channels: input channels (default: the model's ``n_chans``, or the layout's).
 
     Raises `AttentionNotFoundError` (no attention), `AmbiguousAttentionError`, `LayoutError`

@@ -5,6 +5,8 @@ what `study run` would refuse, and fine-tuning from a BioFoundation checkpoint f
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,11 +106,17 @@ def test_every_option_of_every_command_has_a_help_string():
 def test_train_into_a_pipe_and_inspect_print_steps_without_terminal_junk(tmp_path, capsys):
     models = tmp_path / "models"
     argv = ["train", "--out", str(models), "--preset", "tiny", "--epochs", "1"]
-    argv += ["--n-subjects", "1", "--subjects", "1"]
+    argv += ["--n-subjects", "1", "--subjects", "1", "--threads", "1"]
     code = f"from emg_lens.cli import main; raise SystemExit(main({argv!r}))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert CURSOR_UP not in run.stdout + run.stderr and "test_accuracy" in run.stdout
+    # a log hears of each subject and epoch as it happens (issue 41, item 4)
+    for line in ("subject 1 (1 of 1): training IsoNet, 1 epochs", "subject 1: epoch 1 of 1"):
+        assert line in run.stdout, run.stdout
+    assert re.search(r"subject 1 \(1 of 1\) trained in \d+ s, test accuracy", run.stdout)
+    info = json.loads((models / "subject_1" / "config.json").read_text())
+    assert info["metadata"]["threads"] == 1  # --threads, recorded
 
     out = tmp_path / "inspect"
     checkpoint = models / "subject_1"
@@ -235,3 +243,27 @@ def test_one_epoch_of_pretraining_or_fine_tuning_needs_no_warm_up_flag():
         assert _recipe_options(args)["warmup_epochs"] == 0
         args = build_parser().parse_args([*command, "--out", "x", "--epochs", "5"])
         assert _recipe_options(args)["warmup_epochs"] == 1
+
+
+# ----------------------------------------------------------------------------- threads
+
+COMPUTING = (
+    "demo",
+    "train",
+    "evaluate",
+    "study run",
+    "discover",
+    "inspect",
+    "probe",
+    "features",
+    "pretrain",
+    "finetune",
+)
+
+
+def test_every_computing_command_takes_threads_and_refuses_less_than_one(capsys):
+    parsers = _subparsers(build_parser())
+    for path in COMPUTING:
+        assert "--threads" in parsers[path].format_help(), path
+    assert main(["demo", "--threads", "0"]) == 2
+    assert "--threads 0: the number of CPU threads must be 1 or more" in capsys.readouterr().err

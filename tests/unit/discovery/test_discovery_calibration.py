@@ -51,6 +51,12 @@ MODELS = {
     "tinymyo": (_tinymyo, "logits", None),
     "torch_pre_ln": (lambda: torch_encoder_model(1)[0].eval(), "logits", None),
     "torch_post_ln": (lambda: torch_encoder_model(2, norm_first=False)[0].eval(), "logits", None),
+    # a LayerNorm and a Linear of the CLS token, read as an unembedding (issue 41, item 5)
+    "torch_linear_readout": (
+        lambda: torch_encoder_model(5, readout="linear", final_norm=False)[0].eval(),
+        "logits",
+        None,
+    ),
     "cbramod": (lambda: cbramod_model(4)[0].eval(), "logits", None),
 }
 

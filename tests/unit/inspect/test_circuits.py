@@ -30,6 +30,7 @@ from emg_lens.models import (
     TinyMyo,
 )
 from tests.tiny import perturb_biases, tiny_isonet, tinymyo_config
+from tests.unit.models.converted_models import torch_encoder_model
 
 
 def _isonet(**overrides) -> IsoNet:
@@ -128,7 +129,18 @@ def test_tinymyo_qk_equals_a_hand_computation_with_token_rope():
 # ----------------------------------------------------------------------------- the model agrees
 
 
-@pytest.mark.parametrize("make", [_isonet, _tinymyo], ids=["isonet", "tinymyo_rope"])
+def _torch_encoder(norm_first: bool = True):
+    """A converted nn.TransformerEncoder whose tokenizer learns a position per token; pre-LN
+    with a LayerNorm + Linear readout of the CLS token (an unembedding), or post-LN."""
+    kwargs = {"readout": "linear", "final_norm": False} if norm_first else {"norm_first": False}
+    return torch_encoder_model(3, **kwargs)[0].eval()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_isonet, _tinymyo, _torch_encoder, lambda: _torch_encoder(norm_first=False)],
+    ids=["isonet", "tinymyo_rope", "torch_pre_ln", "torch_post_ln"],
+)
 def test_layer0_tables_are_the_models_own_scores_on_a_zero_signal(make):
     """On a window of zeros the data-free embedding *is* the token, so the layer-0 tables must
     be what the model computes at hook_attn_scores (and hook_v) there."""
@@ -137,7 +149,8 @@ def test_layer0_tables_are_the_models_own_scores_on_a_zero_signal(make):
     _, cache = model.run_with_cache(torch.zeros(1, *model.input_shape), names_filter=names)
     scores = cache["attn_scores", 0][0]  # [head, query, key]
     n_lead = int(model.layout.has_cls)
-    expected = _channel_means(scores, n_lead, model.cfg.n_patches)
+    n_patches = (model.layout.n_tokens - n_lead) // model.cfg.n_channels
+    expected = _channel_means(scores, n_lead, n_patches)
     qk = qk_circuit(model, 0)
     for head in range(model.cfg.n_heads):
         np.testing.assert_allclose(
@@ -150,13 +163,18 @@ def test_layer0_tables_are_the_models_own_scores_on_a_zero_signal(make):
     np.testing.assert_allclose(
         _grid(groups, 3, "query", "key", "score"), member.T @ scores[3].double() @ member, atol=1e-5
     )
-    if isinstance(model, IsoNet):
+    if model.cfg.norm_position == "post":  # no direct path to the logits
+        with pytest.raises(UnsupportedFeatureError, match="post-LN"):
+            ov_circuit(model, 0)
+    elif not isinstance(model, TinyMyo):
         ov = ov_circuit(model, 0)
-        u = model.ln_final.w[:, None] * model.cls_head.W_U
+        u = model.ln_final.w[:, None] * model.W_U
         u = u - u.mean(0)
         values = cache["v", 0][0]  # [pos, head, d_head]
         for head in range(model.cfg.n_heads):
-            expected = (values[:, head] @ model.blocks[0].attn.W_O[head] @ u).detach()
+            per_token = (values[:, head] @ model.blocks[0].attn.W_O[head] @ u).detach()
+            channels = per_token[n_lead:].reshape(model.cfg.n_channels, n_patches, -1).mean(1)
+            expected = torch.cat((per_token[:n_lead], channels))  # a channel's patches averaged
             np.testing.assert_allclose(
                 _grid(ov, head, "channel", "class", "logit"), expected, atol=1e-5
             )
@@ -256,8 +274,9 @@ def test_the_inspection_report_writes_the_circuits_beside_the_attention_flow(tmp
 
 
 def test_the_report_leaves_out_a_circuit_the_model_cannot_have():
-    qk, ov = report_module._weight_circuits(_tinymyo())  # token RoPE: QK only
+    qk, ov, skipped = report_module._weight_circuits(_tinymyo())  # token RoPE: QK only
     assert set(qk["layer"]) == {0, 1} and ov is None
+    assert list(skipped) == ["ov_circuit"] and "constant" in skipped["ov_circuit"]
     many = _isonet(modalities={"emg": 12, "acc": 6})  # past 16 channels: by group
-    qk, ov = report_module._weight_circuits(many)
+    qk, ov, skipped = report_module._weight_circuits(many)
     assert set(qk["query"]) == {"cls", "emg", "acc"} and set(ov["channel"]) > {"ch17"}

@@ -15,7 +15,13 @@ import torch
 from emg_lens import EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.data.datasets import load_subject
-from emg_lens.errors import CheckpointError, ConfigError, InputValueError, LayoutError
+from emg_lens.errors import (
+    ArgumentError,
+    CheckpointError,
+    ConfigError,
+    InputValueError,
+    LayoutError,
+)
 from emg_lens.inspect.features import (
     FeatureConfig,
     TopKSAE,
@@ -25,7 +31,7 @@ from emg_lens.inspect.features import (
 )
 from emg_lens.inspect.report import select_windows
 from emg_lens.models import IsoNet
-from tests.demo_models import demo_checkpoints
+from tests.demo_model import RECIPE, demo_models_folder, kind_indices
 from tests.tiny import perturb_biases, random_windows
 
 PLANTED = {"layer": 0, "hook": "resid_pre", "epochs": 10}
@@ -35,28 +41,40 @@ TEST_WINDOWS = 256
 
 @pytest.fixture(scope="module")
 def demo(shared):
-    """Each trained demo subject's model, its 256 test windows (evenly spaced) and source."""
-    found = {}
-    for subject, path in demo_checkpoints(shared).items():
-        source = read_checkpoint_info(path)["metadata"]["data_source"]
-        data = select_windows(load_subject(source, subject), TEST_WINDOWS)
-        found[subject] = (load_checkpoint(path).eval(), data, source)
-    return found
+    """The trained demo model (`tests.demo_model`), 256 of its test windows (evenly spaced)
+    and its data source."""
+    path = demo_models_folder(shared) / f"subject_{RECIPE['subject']}"
+    source = read_checkpoint_info(path)["metadata"]["data_source"]
+    data = select_windows(load_subject(source, RECIPE["subject"]), TEST_WINDOWS)
+    return load_checkpoint(path).eval(), data, source
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("subject", "seed"), [(1, 0), (2, 1)])
-def test_planted_features_separate_modalities_and_cost_their_gestures(demo, subject, seed):
-    """On two trained demo models, at layer 0: the autoencoder rebuilds the channel tokens
-    (FVE >= 0.95, accuracy with it spliced in within 0.05 of the model's); at least 5 live
-    features put >= 0.9 of their activation mass on the sEMG tokens and 5 on the ACC tokens
-    (maps that separate the modalities); the costliest feature to ablate costs its worst
-    gesture >= 0.15 accuracy, and fires in >= 20 % of that gesture's windows; no ablation
-    changes a class's accuracy by more than the share of its windows the feature fires in.
-    Measured over SAE seeds 0, 1, 2 on both models (10 epochs, 256 test windows): FVE >= 0.988,
-    |spliced - model| <= 0.016, >= 11 pure features each way, worst-class cost >= 0.375."""
-    model, data, source = demo[subject]
-    features = train_features(model, data, FeatureConfig(**PLANTED, seed=seed), source=source)
+def test_planted_features_separate_modalities_and_cost_their_gestures(demo):
+    """On the trained demo model, at layer 0 (the embedded channel tokens):
+
+    - the autoencoder rebuilds the tokens: FVE >= 0.95, the accuracy with the reconstruction
+      spliced in within 0.05 of the model's;
+    - its maps separate the modalities: at least 5 live features put >= 0.9 of their
+      activation mass on the sEMG tokens and 5 on the ACC tokens. This holds for any weights
+      (the two stems embed into different directions; untrained models of seeds 5 and 6:
+      16-18 sEMG-pure, 13-14 ACC-pure), a check of the tool, not of training
+      (docs/DESIGN.md §14);
+    - their ablation costs the gestures they fire on: the costliest feature costs its worst
+      gesture >= 0.15 accuracy and fires in >= 20 % of its windows, and no ablation moves a
+      class's accuracy by more than the share of its windows the feature fires in;
+    - and, what training makes: the features of one modality do not cost the gestures only
+      the other modality tells apart. Summed over the pure features of a modality, the mean
+      accuracy cost per class of the other modality's single-modality gestures is <= 0.035
+      for the sEMG features (ACC-only gestures) and <= 0.1 for the ACC features (sEMG-only).
+      Untrained models break one or the other (seed 5: 0.078 for sEMG; seed 6: 0.438 for ACC).
+
+    Measured over SAE seeds 0, 1, 2 on this model and on two others (demo data of seed 0,
+    subjects 1 and 2, 20 epochs), 10 epochs, 256 test windows: FVE >= 0.988, |spliced -
+    model| <= 0.016, >= 14 sEMG-pure and >= 8 ACC-pure features, worst-class cost >= 0.375,
+    cross-modality cost 0.0 (sEMG features) and <= 0.062 (ACC features)."""
+    model, data, source = demo
+    features = train_features(model, data, FeatureConfig(**PLANTED), source=source)
     r = features.reconstruction.iloc[0]
     assert r.fve >= 0.95
     assert abs(r.spliced_accuracy - r.model_accuracy) <= 0.05
@@ -73,8 +91,15 @@ def test_planted_features_separate_modalities_and_cost_their_gestures(demo, subj
     ablation = features.ablation.set_index(["feature", "class"])
     bound = fires.reindex(ablation.index)
     assert (ablation["delta_accuracy"].abs() <= bound + 1e-9).all()
-    dead = features.features.loc[features.features["dead"], "feature"]
-    assert (ablation.loc[list(dead), "delta_accuracy"] == 0).all() if len(dead) else True
+    dead = list(features.features.loc[features.features["dead"], "feature"])
+    assert (ablation.loc[dead, "delta_accuracy"] == 0).all()
+
+    cost = -features.ablation.pivot(index="feature", columns="class", values="delta_accuracy")
+    kinds = kind_indices(data)
+    for modality, other, bound in (("emg", "acc", 0.035), ("acc", "emg", 0.1)):
+        pure = live.loc[live[f"share_{modality}"] >= 0.9, "feature"]
+        others = [str(data.classes[i]) for i in kinds[other]]
+        assert cost.loc[pure, others].clip(lower=0).sum().mean() <= bound, modality
 
 
 # ----------------------------------------------------------------------------- small models
@@ -168,6 +193,10 @@ def test_bad_inputs_are_named(tiny):
         train_features(model, (X, y), FeatureConfig(layer=2))
     with pytest.raises(LayoutError, match="unknown token group 'eeg'"):
         train_features(model, (X, y), FeatureConfig(layer=0, groups=("eeg",)))
+    with pytest.raises(ArgumentError, match="readout 'both' gives tuple, not class logits"):
+        train_features(model, (X, y), FeatureConfig(layer=0, readout="both"))
+    with pytest.raises(ArgumentError, match="IsoNet return_type must be one of"):
+        train_features(model, (X, y), FeatureConfig(layer=0, readout="mean"))
     broken = copy.deepcopy(model)
     with torch.no_grad():
         broken.blocks[0].attn.W_O.fill_(float("inf"))  # finite signals, non-finite residuals
@@ -184,12 +213,12 @@ def test_topk_keeps_k_features_with_unit_decoder_rows():
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(10))
 
 
-def test_command_writes_the_report(demo, shared, tmp_path):
+def test_command_writes_the_report(shared, tmp_path):
     """``emg-lens features`` on a demo checkpoint: the tables, figures (a feature drawn on the
     forearm), the autoencoder and report.html."""
     from emg_lens.cli.main import run
 
-    checkpoint = demo_checkpoints(shared)[1]
+    checkpoint = demo_models_folder(shared) / f"subject_{RECIPE['subject']}"
     out = tmp_path / "features"
     argv = ["features", "--checkpoint", str(checkpoint), "--out", str(out), "--layer", "1",
             "--epochs", "1", "--n-windows", "32", "--n-features", "16"]  # fmt: skip
@@ -197,3 +226,17 @@ def test_command_writes_the_report(demo, shared, tmp_path):
     assert (out / "report.html").is_file() and (out / "features.safetensors").is_file()
     assert any(p.name.endswith("_map.png") for p in out.iterdir())
     assert features.reconstruction["test_windows"].iloc[0] == 32
+
+
+def test_a_readout_that_reads_no_feature_token_is_said(tiny):
+    """IsoNet's CLS head reads only the CLS token after the last block: features of the channel
+    tokens there change nothing, exactly, and the summary says why; the mean-pooled head reads
+    them."""
+    model, (X, y) = tiny
+    last = dict(SMALL, hook="resid_post")
+    features = train_features(model, (X, y), FeatureConfig(**last))
+    assert not features.reconstruction["readout_reads_them"].iloc[0]
+    assert (features.ablation["delta_accuracy"] == 0).all()
+    assert "reads none of these tokens" in features.summary()
+    pooled = train_features(model, (X, y), FeatureConfig(**last, readout="avg_logits"))
+    assert pooled.reconstruction["readout_reads_them"].iloc[0]

@@ -601,3 +601,55 @@ def test_inspect_model_on_a_single_modality_model_uses_channels():
     regression = _tinymyo(task="regression", reg_target_len=4)
     with pytest.raises(ArgumentError, match="linear classifier"):
         report_module.inspect_model(regression, data)
+
+
+# ---------------------------------------------------------------- converted encoders (issue 41)
+
+
+def _converted(linear: bool, names: list[str] | None):
+    """A converted nn.TransformerEncoder of 6 channels x 2 patches after a CLS token: pre-LN
+    with a LayerNorm + Linear readout of the CLS token, or post-LN with an MLP readout; the
+    channels named (10-20 names place them on the scalp) or not."""
+    from emg_lens.layout import TokenLayout
+    from emg_lens.models import from_torch_encoder
+    from tests.unit.models.converted_models import torch_encoder_model
+
+    kwargs = {"readout": "linear", "final_norm": False} if linear else {"norm_first": False}
+    parts = torch_encoder_model(4, convert=False, **kwargs)
+    layout = TokenLayout.channel_tokens({"eeg": 6}, n_patches=2, channel_names=names)
+    model = from_torch_encoder(
+        parts["encoder"], embed=parts["embed"], readout=parts["readout"], layout=layout,
+        n_samples=8,
+    )  # fmt: skip
+    X = model.example_input(12)
+    with torch.no_grad():
+        y = model(X).argmax(-1)
+    return model, (X.numpy(), y.numpy())
+
+
+def test_a_converted_encoder_gets_every_table_and_figure_it_can_have(tmp_path):
+    names = ["C3", "Cz", "C4", "P3", "Pz", "P4"]
+    model, data = _converted(linear=True, names=names)
+    report = report_module.inspect_model(model, data, batch_size=12)
+    assert {"attribution", "qk_circuit", "ov_circuit"} <= set(report.tables())
+    figures = report.geometry_figures()
+    assert {"attention_received", "channel_effect", "qk_matrix", "qk_cls_query"} <= set(figures)
+    plt.close("all")
+    assert [line for line in report.left_out() if "attention_view" not in line] == []
+
+
+def test_what_a_converted_encoder_cannot_have_is_listed_with_why():
+    model, data = _converted(linear=False, names=None)
+    report = report_module.inspect_model(model, data, batch_size=12)
+    assert report.attribution is None and report.ov is None and report.qk is not None
+    left = report.left_out()
+    markdown = report.to_markdown()
+    assert "\n## Left out\n" in markdown
+    for line in left:
+        assert f"- Left out: {line}" in markdown
+    (attribution,) = [line for line in left if line.startswith("attribution")]
+    assert "post-LN" in attribution  # the stream is no sum of components
+    (ov,) = [line for line in left if line.startswith("ov_circuit")]
+    assert "post-LN" in ov
+    (placement,) = [line for line in left if "no electrode placement of eeg" in line]
+    assert "no data source" in placement and "names no channels" in placement

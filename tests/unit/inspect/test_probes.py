@@ -11,10 +11,11 @@ import torch
 from emg_lens import ArgumentError, InputShapeError, LayoutError
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import all_edges, no_edges
-from emg_lens.errors import IndexOutOfRangeError
+from emg_lens.errors import IndexOutOfRangeError, InputValueError
 from emg_lens.inspect import interchange, interchange_pairs, probe_tokens
 from emg_lens.inspect.probes import _control, token_group
-from tests.tiny import tiny_isonet
+from emg_lens.models import TinyMyo
+from tests.tiny import tiny_isonet, tinymyo_config
 
 
 def _windows(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,6 +101,17 @@ def test_bad_inputs_are_named(model, kwargs, error, match):
         probe_tokens(model, _windows(), **kwargs)
 
 
+def test_non_finite_activations_and_targets_are_errors_never_results(model):
+    X, y = _windows()
+    broken = tiny_isonet(perturb=True, init_range=0.5)
+    with torch.no_grad():
+        broken.blocks[0].attn.W_V.fill_(float("nan"))
+    with pytest.raises(InputValueError, match="holds non-finite values"):
+        probe_tokens(broken, (X, y), layers=[1])
+    with pytest.raises(ArgumentError, match="labels hold non-finite values"):
+        probe_tokens(model, (X, y), labels=np.full(40, np.nan))
+
+
 def test_fewer_windows_of_a_class_than_folds_is_named(model):
     X, y = _windows()
     y[:37] = 0
@@ -164,3 +176,15 @@ def test_pairs_share_a_repetition():
     np.testing.assert_array_equal(sx, X[[2, 3, 6, 7]])
     with pytest.raises(ArgumentError, match="class_pairs holds"):
         interchange_pairs(data, [(0, 9)])
+
+
+def test_any_encoder_a_tinymyo_of_channel_patch_tokens():
+    model = TinyMyo(tinymyo_config(3, 8, patch_samples=2, seed=0)).eval()
+    X = torch.randn(40, 3, 8, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(40) % 2
+    X[:, 0] += 2.0 * y[:, None]
+    table = probe_tokens(model, (X, y), layers=[0], groups=["emg", "pooled", "same_channel"])
+    assert table["group"].tolist() == ["emg", "pooled", "same_channel"]
+    assert table.set_index("group").loc["emg", "accuracy"] >= 0.9
+    swap = interchange(model, (X, y), (X.roll(1, 0), y.roll(1, 0)), layer=1, edges="cross_channel")
+    assert swap.n == 40 and 0.0 <= swap.ci_low <= swap.iia <= swap.ci_high <= 1.0

@@ -53,6 +53,20 @@ class TokenReadout(nn.Module):
         return self.net(tokens[:, 0] if self.cls else tokens.mean(1))
 
 
+class NormLinearReadout(nn.Module):
+    """A user's classifier that is a linear readout: a LayerNorm, then one Linear of the CLS
+    token (or of the tokens' mean)."""
+
+    def __init__(self, d_model: int, n_classes: int, cls: bool, eps: float = 1e-5):
+        super().__init__()
+        self.cls = cls
+        self.norm, self.linear = nn.LayerNorm(d_model, eps=eps), nn.Linear(d_model, n_classes)
+
+    def forward(self, tokens):
+        normed = self.norm(tokens)
+        return self.linear(normed[:, 0] if self.cls else normed.mean(1))
+
+
 def torch_encoder_model(
     seed: int = 0,
     *,
@@ -69,9 +83,12 @@ def torch_encoder_model(
     eps: float = 1e-5,
     dtype: torch.dtype = torch.float32,
     convert: bool = True,
+    readout: str = "mlp",
 ):
     """A user's model (tokenizer, ``nn.TransformerEncoder``, readout) and its conversion; with
-    ``convert=False`` the parts (``encoder``, ``embed``, ``readout``, ``layout``) only."""
+    ``convert=False`` the parts (``encoder``, ``embed``, ``readout``, ``layout``) only.
+    ``readout``: ``"mlp"`` (`TokenReadout`, the user's code) or ``"linear"``
+    (`NormLinearReadout`, which the conversion reads as an unembedding)."""
     n_channels, n_samples = shape
     torch.manual_seed(seed)
     layer = nn.TransformerEncoderLayer(
@@ -88,9 +105,11 @@ def torch_encoder_model(
     norm = nn.LayerNorm(d_model, eps=eps, bias=bias) if final_norm else None
     encoder = nn.TransformerEncoder(layer, n_layers, norm=norm, enable_nested_tensor=False)
     embed = PatchTokens(n_channels, n_samples, d_model, patch, cls)
-    readout = TokenReadout(d_model, 4, cls)
+    linear = readout == "linear"
+    readout = NormLinearReadout(d_model, 4, cls, eps) if linear else TokenReadout(d_model, 4, cls)
+    perturbed = [*encoder.named_parameters(), *(readout.named_parameters() if linear else ())]
     with torch.no_grad():  # norms and biases away from 1 and 0, so none hides a mistake
-        for name, param in encoder.named_parameters():
+        for name, param in perturbed:
             if name.endswith(("norm1.weight", "norm2.weight", "norm.weight", "bias")):
                 param.add_(torch.randn_like(param) * 0.3)
     encoder, embed, readout = (m.to(dtype).eval() for m in (encoder, embed, readout))

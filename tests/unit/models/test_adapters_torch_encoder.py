@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from emg_lens.errors import (
     CheckpointError,
     ConversionError,
     UnsupportedModuleError,
+    UnsupportedReadoutError,
 )
 from emg_lens.models import HookedTorchEncoder, from_torch_encoder
 from tests.unit.models.converted_models import PatchTokens, TokenReadout, torch_encoder_model
@@ -310,3 +312,93 @@ def test_masks_that_torch_would_not_take_or_that_are_biases_are_refused():
         model(x, src_key_padding_mask=torch.zeros(3, n, dtype=torch.bool))
     with pytest.raises(ArgumentError, match="src_key_padding_mask must be a tensor"):
         model(x, src_key_padding_mask=[[False] * n] * 2)
+
+
+# ------------------------------------------------------------------------- linear readouts
+# (issue 41, item 5): a readout that is one Linear of a token or of the mean, after at most
+# one LayerNorm, is found, checked and read as TransformerLens's unembedding.
+
+
+@pytest.mark.parametrize("cls", [True, False], ids=["token0", "mean"])
+@pytest.mark.parametrize("final_norm", [False, True], ids=["own_norm", "encoder_norm"])
+def test_a_norm_and_linear_readout_is_an_unembedding_that_attribution_adds_up(cls, final_norm):
+    from emg_lens.inspect import direct_attribution
+
+    model, original = torch_encoder_model(3, readout="linear", cls=cls, final_norm=final_norm)
+    x = model.example_input(4)
+    with torch.no_grad():
+        assert torch.allclose(model(x), original(x), atol=1e-5)
+    form = model.init_kwargs.get("linear_readout")
+    if final_norm:  # the encoder's norm, then the readout's: two norms are no one ln_final
+        assert form is None and "two norms" in model.linear_readout_note
+        with pytest.raises(UnsupportedReadoutError, match="two norms"):
+            _ = model.W_U
+        return
+    assert form == {"pool": 0 if cls else "mean", "linear": "linear", "norm": "norm"}
+    assert model.W_U.shape == (D_MODEL, 4) and model.cfg.final_norm
+    assert model.read_positions("logits") == ([0] if cls else None)
+    logits, cache = model.run_with_cache(x)
+    labels = [0, 1, 2, 3]
+    table = direct_attribution(model, cache, labels, direction="logit")
+    total = table.groupby("sample")["value"].sum().to_numpy()
+    assert np.allclose(total, logits[range(4), labels].detach().numpy(), atol=1e-4)
+
+
+def test_a_readout_of_the_users_code_has_no_unembedding_and_says_why():
+    model, _ = torch_encoder_model(0)  # a small MLP on the CLS token
+    assert "linear_readout" not in model.init_kwargs
+    assert "2 nn.Linear" in model.linear_readout_note
+    with pytest.raises(UnsupportedReadoutError, match=r"2 nn\.Linear"):
+        _ = model.W_U
+    parts = torch_encoder_model(0, convert=False)
+    flatten = nn.Sequential(nn.Flatten(), nn.Linear(parts["layout"].n_tokens * D_MODEL, 4))
+    flat = from_torch_encoder(
+        parts["encoder"], embed=parts["embed"], readout=flatten, layout=parts["layout"],
+        n_samples=8,
+    )  # fmt: skip
+    assert "flattening readout" in flat.linear_readout_note
+
+
+def test_a_declared_linear_readout_is_checked_and_none_is_respected():
+    parts = torch_encoder_model(1, readout="linear", final_norm=False, convert=False)
+    kwargs = {**parts, "n_samples": 8}
+    kwargs["embed"] = kwargs.pop("embed")
+    with pytest.raises(ConversionError, match="linear_readout=3 was declared"):
+        from_torch_encoder(kwargs.pop("encoder"), linear_readout=3, **kwargs)
+    declared = from_torch_encoder(parts["encoder"], linear_readout=0, **kwargs)
+    assert declared.unembed_positions == [0]
+    none = from_torch_encoder(parts["encoder"], linear_readout="none", **kwargs)
+    assert "linear_readout" not in none.init_kwargs and not none.cfg.final_norm
+    with pytest.raises(ArgumentError, match="linear_readout must be"):
+        from_torch_encoder(parts["encoder"], linear_readout="cls", **kwargs)
+
+
+def test_a_linear_readout_survives_the_checkpoint(tmp_path):
+    from tests.unit.models.converted_models import NormLinearReadout
+
+    model, _ = torch_encoder_model(2, readout="linear", final_norm=False)
+    path = save_checkpoint(model, tmp_path / "ckpt")
+    modules = {
+        "embed": PatchTokens(6, 8, D_MODEL, 4, True),
+        "readout": NormLinearReadout(D_MODEL, 4, True),
+    }
+    again = load_checkpoint(path, modules=modules)
+    x = model.example_input(3)
+    assert again.init_kwargs == model.init_kwargs and torch.equal(again(x), model(x))
+    assert torch.equal(again.W_U, model.W_U)
+    # `study check` builds the config with stand-in modules: the form is read, not used
+    stand_in = HookedTorchEncoder(
+        model.cfg, embed=nn.Module(), readout=nn.Module(), **model.init_kwargs
+    )
+    with pytest.raises(ArgumentError, match=r"readout\.linear as its nn\.Linear"):
+        _ = stand_in.W_U
+
+
+def test_a_linear_readout_is_found_on_an_encoder_left_in_training_mode():
+    """Dropout is off for the parity checks (as the README's models.py converts a fresh
+    encoder, in training mode)."""
+    parts = torch_encoder_model(1, readout="linear", final_norm=False, cls=False, convert=False)
+    parts["encoder"].train()
+    encoder = parts.pop("encoder")
+    model = from_torch_encoder(encoder, n_samples=8, **parts)
+    assert model.init_kwargs["linear_readout"]["pool"] == "mean" and encoder.training

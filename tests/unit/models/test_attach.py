@@ -26,6 +26,7 @@ from tests.unit.models.attached_models import (
     N_CHANNELS,
     N_SAMPLES,
     D,
+    QKVAttention,
     build,
     own_mask,
 )
@@ -344,3 +345,94 @@ def test_a_cross_attention_figure_names_both_sides():
     assert [t.get_text() for t in main.get_xticklabels()] == ["emg0", "emg1", "acc0", "acc1"]
     assert [t.get_text() for t in main.get_yticklabels()] == ["query0", "query1", "query2"]
     assert "(queries)" in left.get_ylabel() and "(keys)" in main.get_xlabel()
+
+
+def test_a_softmax_module_inside_the_attention_and_a_positive_dim():
+    """`self.softmax = nn.Softmax(dim=3)`, as some repositories write it: the call belongs to
+    the attention module around the nn.Softmax, and a cut still equals an -inf bias."""
+
+    class SoftmaxModuleAttention(QKVAttention):
+        def __init__(self):
+            super().__init__()
+            self.softmax = nn.Softmax(dim=3)
+
+        def forward(self, x, bias=None):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).reshape(b, n, 3, HEADS, d // HEADS).permute(2, 0, 3, 1, 4)
+            attn = (q @ k.transpose(-2, -1)) * (d // HEADS) ** -0.5
+            attn = self.softmax(attn if bias is None else attn + bias)
+            return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+
+    from tests.unit.models.attached_models import PreNormBlock, _Classifier
+
+    torch.manual_seed(0)
+    net = _Classifier([PreNormBlock(SoftmaxModuleAttention()) for _ in range(2)]).eval()
+    model = attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+    assert [c.module for c in model.calls] == ["blocks.0.attn", "blocks.1.attn"]
+    cut = _cut(8)
+    bias = torch.zeros(cut.shape).masked_fill(cut, float("-inf"))
+    with torch.no_grad():
+        assert (model(_x(), edge_masks={0: cut, 1: cut}) - net(_x(), bias)).abs().max() <= 1e-6
+
+
+def test_layers_with_different_head_counts_get_masks_of_their_own():
+    """A cross-attention with 4 heads, then a self-attention with 2: each layer's compiled
+    mask has its own head count, and a study's cut runs."""
+    from emg_lens.hooks import compile_edges
+
+    class Net(Perceiver):
+        def __init__(self):
+            super().__init__()
+            self.read = nn.MultiheadAttention(D, 4, batch_first=True)
+
+    keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
+    learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)
+    model = attach(Net().eval(), layout=[TokenLayout.cross(learned, keys), learned], n_samples=8)
+    assert model.layer_heads == (4, 2)
+    masks = compile_edges("cross_channel | within(query)", model)
+    assert masks[0].shape == (4, 3, 4) and masks[1].shape == (2, 3, 3)
+    assert torch.isfinite(model(_x(), edge_masks=masks)).all()
+
+
+def test_a_folded_softmax_inside_a_named_module():
+    """ATCNet's form: heads folded into the batch (`torch.cat(q.split(d, -1), 0)`), a 3-D
+    softmax over [batch * heads, query, key]; counted inside the modules `attention=` names
+    (never by itself), and a cut equals an -inf bias."""
+
+    class Folded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed, self.qkv = nn.Linear(N_SAMPLES, D), nn.Linear(D, 3 * D)
+
+        def forward(self, x, bias=None):
+            q, k, v = self.qkv(self.embed(x)).chunk(3, -1)
+            q, k, v = (torch.cat(t.split(D // HEADS, -1), 0) for t in (q, k, v))
+            scores = q.bmm(k.transpose(-2, -1)) / (D // HEADS) ** 0.5
+            w = torch.softmax(scores if bias is None else scores + bias, -1)
+            return torch.cat(w.bmm(v).split(len(x), 0), -1).flatten(1)
+
+    with pytest.raises(AttentionNotFoundError):
+        attach(Folded(), layout=LAYOUT, n_samples=N_SAMPLES)
+    model = attach(Folded(), layout=LAYOUT, n_samples=N_SAMPLES, attention=Folded)
+    assert [(c.kind, c.batch, c.heads) for c in model.calls] == [("softmax", 2 * HEADS, 1)]
+    cut = _cut(9, per_head=False)
+    bias = torch.zeros(cut.shape).masked_fill(cut, float("-inf"))
+    x = _x()
+    with torch.no_grad():
+        assert (model(x, edge_masks={0: cut}) - model.model(x, bias)).abs().max() <= 1e-6
+    _, cache = model.run_with_cache(x)
+    assert cache["pattern", 0].shape == (BATCH * HEADS, 1, N_CHANNELS, N_CHANNELS)
+
+
+def test_circuitsvis_refuses_a_cross_attention_by_name():
+    from emg_lens.errors import UnsupportedFeatureError
+    from emg_lens.inspect.plots import to_circuitsvis
+
+    keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
+    learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)
+    net = Perceiver().eval()
+    model = attach(net, layout=[TokenLayout.cross(learned, keys), learned], n_samples=N_SAMPLES)
+    _, cache = model.run_with_cache(_x())
+    with pytest.raises(UnsupportedFeatureError, match="layer 0 is a cross-attention"):
+        to_circuitsvis(cache, 0)

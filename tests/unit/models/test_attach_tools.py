@@ -88,12 +88,25 @@ def test_activation_patching_on_an_attached_model(attached):
     assert (everything - attached(clean)).abs().max() <= 1e-5
 
 
-def test_onnx_export_of_a_cut_is_refused_by_name(attached, tmp_path):
-    pytest.importorskip("onnxruntime")
+@pytest.mark.parametrize("kind", ["qkv", "sdpa", "mha", "torch_encoder"])
+def test_onnx_export_of_an_attached_model_with_a_cut(kind, tmp_path):
+    """torch.onnx traces the masked forward (the interceptor's explicit or merged-mask
+    attention): the file computes the cut model, checked at several batch sizes by export
+    itself and here against the unmasked one."""
+    ort = pytest.importorskip("onnxruntime")
     from emg_lens.export import export_onnx
+    from emg_lens.hooks import compile_edges
 
-    with pytest.raises(UnsupportedFeatureError, match=r"torch\.onnx cannot record"):
-        export_onnx(attached, tmp_path / "m.onnx", edges="cross_channel")
+    model = attach(build(kind), layout=LAYOUT, n_samples=N_SAMPLES)
+    edges = "cross_channel & layers(1)"
+    result = export_onnx(model, tmp_path / "cut.onnx", edges=edges)
+    assert result.max_abs_diff <= 1e-5 and result.layers == (1,)
+    x = model.example_input(3)
+    session = ort.InferenceSession(str(result.path))
+    got = torch.as_tensor(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    with torch.no_grad():
+        cut = model(x, edge_masks=compile_edges(edges, model, [1]))
+        assert (got - cut).abs().max() <= 1e-5 and (got - model(x)).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize(("kind", "seed"), [("qkv", 0), ("mha", 1), ("torch_encoder", 1)])
