@@ -9,12 +9,12 @@ start/CLS token. braindecode is never imported: a model is recognised by its cla
 its module, as the converters do (`emg_lens.models.braindecode`).
 
 What has no softmax over tokens is refused by name (`REFUSED`: BIOT's linear attention).
-Not in the table yet (`NOT_YET`, each said by name): ATCNet, whose softmax runs over 3-D
-scores with the heads folded into the batch, which `attach` does not recognise; REVE, which
-braindecode builds only after downloading its position bank (so it is untested here).
+Not in the table yet (`NOT_YET`, said by name): REVE, which braindecode builds only after
+downloading its position bank (so an entry could not be tested here).
 
 >>> sorted(ZOO)  # doctest: +NORMALIZE_WHITESPACE
-['BENDR', 'CBraMod', 'CTNet', 'EEGConformer', 'EEGPT', 'LUNA', 'Labram', 'MEDFormer', 'PBT']
+['ATCNet', 'BENDR', 'CBraMod', 'CTNet', 'EEGConformer', 'EEGPT', 'LUNA', 'Labram', 'MEDFormer',
+ 'PBT']
 >>> ZOO["EEGConformer"].tokens
 'time slices after the temporal and spatial convolutions and pooling (each mixes every channel)'
 """
@@ -47,13 +47,16 @@ class ZooEntry:
     attention call (``calls`` as a probe forward saw them, ``names`` the channel names);
     ``needs_names``: the forward takes ``ch_names`` (LaBraM picks embeddings by name);
     ``converter``: the `emg_lens.models.from_braindecode` converter of the same architecture
-    also exists (its results and the attached model's agree on the same mask).
+    also exists (its results and the attached model's agree on the same mask);
+    ``attention``: what `attach` takes as ``attention=`` (a module-path glob), where its
+    softmax cannot be found without it.
     """
 
     tokens: str
     layouts: Callable[[Sequence[Call], Sequence[str]], list[TokenLayout]]
     needs_names: bool = False
     converter: bool = False
+    attention: str | None = None
 
 
 def _time(n: int, cls: bool = False) -> TokenLayout:
@@ -133,6 +136,12 @@ SLICES = (
 )
 ZOO: dict[str, ZooEntry] = {
     "EEGConformer": ZooEntry(SLICES, _time_every_call),
+    "ATCNet": ZooEntry(
+        "the time steps of one sliding window (one attention call per window), after the "
+        "convolutional block (each mixes every channel)",
+        _time_every_call,
+        attention="attention_blocks.*.mha",  # its softmax is 3-D: heads folded into the batch
+    ),
     "CTNet": ZooEntry(SLICES, _time_every_call),
     "BENDR": ZooEntry(
         "the start token, then the convolutional encoder's time slices",
@@ -175,8 +184,6 @@ REFUSED: dict[str, str] = {
 """braindecode architectures with no softmax attention over tokens, refused by name."""
 
 NOT_YET: dict[str, str] = {
-    "ATCNet": "its softmax runs over 3-D scores [heads x batch, query, key] (the heads folded "
-    "into the batch), which attach does not recognise yet",
     "REVE": "braindecode builds it only after downloading its position bank, so its entry is "
     "untested",
 }
@@ -233,8 +240,9 @@ def attach_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = Non
     entry = ZOO[name]
     names = list(ch_names) if ch_names is not None else _names(model)
     module = _WithNames(model, names) if entry.needs_names else model
-    found = _probe(module, len(names))
-    return attach(module, layout=entry.layouts(found.calls, names), n_channels=len(names))
+    found = _probe(module, len(names), entry.attention)
+    layouts = entry.layouts(found.calls, names)
+    return attach(module, layout=layouts, n_channels=len(names), attention=entry.attention)
 
 
 def _names(model: nn.Module) -> list[str]:
@@ -245,9 +253,9 @@ def _names(model: nn.Module) -> list[str]:
     return [f"ch{i}" for i in range(model.n_chans)]
 
 
-def _probe(module: nn.Module, n_chans: int) -> Probe:
+def _probe(module: nn.Module, n_chans: int, attention: str | None) -> Probe:
     example = torch.randn(3, n_chans, module.n_times, generator=torch.Generator().manual_seed(0))
     params = [p for p in module.parameters() if p.is_floating_point()]
     if params:
         example = example.to(device=params[0].device, dtype=params[0].dtype)
-    return probe(module, example, named_modules_of(module, None))
+    return probe(module, example, named_modules_of(module, attention))
