@@ -119,3 +119,56 @@ def test_a_softmax_model_the_zoo_does_not_open_yet_says_why():
     reve = type("REVE", (torch.nn.Module,), {"__module__": "braindecode.models.reve"})()
     with pytest.raises(AttachError, match="REVE is not in the zoo yet: braindecode builds it"):
         attach_braindecode(reve)
+
+
+def _folded_parity(converted, model, attached_masks, converted_masks) -> float:
+    x = converted.example_input(3)
+    with torch.no_grad():
+        ours = model(x, edge_masks=attached_masks)
+        theirs = converted(x, edge_masks=converted_masks)
+    assert not torch.equal(ours, model(x))  # the cut acts
+    return float((ours - theirs).abs().max())
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_cbramod_attached_per_patch_cuts_equal_the_converted_models(layer):
+    """CBraMod's spatial calls see the channels of one patch and its temporal calls the
+    patches of one channel, each batched over the other axis; the converted model holds both
+    as one attention over every (channel, patch) token with a base mask. A cut the same in
+    every patch (spatial) and every channel (temporal) is one mask on either side."""
+    converted, original = cm.cbramod_model()
+    model = attach_braindecode(original.source)
+    channels = len(converted.cfg.channel_names)
+    patches = converted.layout.n_tokens // channels
+    half = converted.cfg.n_heads // 2  # heads 0..half-1 spatial, the rest temporal
+    spatial = torch.zeros(channels, channels, dtype=torch.bool)
+    spatial[0, 1] = spatial[2, 0] = True
+    temporal = torch.zeros(patches, patches, dtype=torch.bool)
+    temporal[0, 1] = True
+    n = converted.layout.n_tokens
+    cut = torch.zeros(converted.cfg.n_heads, n, n, dtype=torch.bool)
+    for c1 in range(channels):  # converted tokens are channel-major: c * patches + p
+        for c2 in range(channels):
+            for p in range(patches):
+                cut[:half, c1 * patches + p, c2 * patches + p] = spatial[c1, c2]
+    for c in range(channels):
+        for p1 in range(patches):
+            for p2 in range(patches):
+                cut[half:, c * patches + p1, c * patches + p2] = temporal[p1, p2]
+    masks = {2 * layer: spatial, 2 * layer + 1: temporal}
+    assert _folded_parity(converted, model, masks, {layer: cut}) <= 1e-5
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_eegpt_attached_per_patch_cuts_equal_the_converted_models(layer):
+    """EEGPT attends within each patch (its channels, then its summary tokens), batched over
+    the patches; the converted model holds every patch's tokens in one attention, patch-major,
+    with a base mask between patches. A cut the same in every patch is one mask either side."""
+    converted, original = cm.eegpt_model()
+    model = attach_braindecode(original.source)
+    per_patch = model.layout_of(0).n_tokens
+    patches = converted.layout.n_tokens // per_patch
+    within = torch.zeros(per_patch, per_patch, dtype=torch.bool)
+    within[0, per_patch - 2] = within[per_patch - 1, 3] = True  # channel 0 - a summary token
+    cut = torch.block_diag(*[within] * patches)
+    assert _folded_parity(converted, model, {layer: within}, {layer: cut}) <= 1e-5
