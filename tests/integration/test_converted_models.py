@@ -22,7 +22,9 @@ from tests.unit.models.converted_models import CBRAMOD_CONVS, FACTORIES
 
 bd = pytest.importorskip("braindecode.models")
 
-SPEC = SyntheticEEGSpec(n_subjects=1)  # 19 channels at 200 Hz, 8 classes; 200-sample windows
+SPEC = SyntheticEEGSpec(
+    n_subjects=1, n_repetitions=12
+)  # 19 channels at 200 Hz, 8 classes; 1 s windows
 CBRAMOD = {"n_times": 200, "n_layer": 2, "nhead": 4, "dim_feedforward": 32, "emb_dim": 4}
 RECIPE = {
     "data": SPEC,

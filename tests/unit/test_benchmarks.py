@@ -152,6 +152,19 @@ def test_converted_forward_prints_one_json_line_per_architecture(capsys):
         assert result["max_abs_diff"] <= 1e-4 and result["tokens"] > 0
 
 
+def test_attach_forward_prints_one_json_line_per_architecture(capsys):
+    pytest.importorskip("braindecode")
+    results = _load("attach_forward").main(["--quick"])  # asserts attached == original
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line) for line in lines] == results
+    assert [r["architecture"] for r in results] == ["luna", "eegconformer", "handwritten"]
+    for result in results:
+        for ratio in (result["ratio_unhooked"], result["ratio_masked"]):
+            assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
+        assert result["max_abs_diff"] == 0.0 and 0 < result["cut_share"] < 0.5
+        assert result["calls"] >= 2 and min(result[f"ms_{k}"] for k in ("original", "masked")) > 0
+
+
 def test_probe_speed_prints_one_json_line(capsys):
     result = _load("probe_speed").main(["--quick", "--jobs", "1"])
     lines = capsys.readouterr().out.strip().splitlines()

@@ -7,7 +7,7 @@ only two *scalp regions* together tell apart. Each subject does every class's tr
 (200 Hz, as LaBraM and CBraMod take it) by the 19 channels of the 10-20 system (modality
 ``"eeg"``, in microvolts), placed in regions by the table of `emg_lens.edges.regions`. Every
 channel carries a 1/f background (partly shared within its lobe and across the scalp, as volume
-conduction spreads it) and a posterior alpha rhythm; the classes add band-limited bursts to the
+conduction spreads it; a posterior alpha rhythm on request); the classes add band-limited bursts to the
 channels of the two planted regions, ``regions`` (frontal and parietal by default), each
 channel with its own gain:
 
@@ -24,6 +24,9 @@ So a model must move information between the two regions (attention edges betwee
 channels' tokens, directly or through other tokens) to recognise the interaction classes,
 and needs no edge between regions for the others: cutting every edge between lobes
 (``cross_region``) must collapse the interaction classes and leave the single-region ones.
+The defaults make the interaction learnable: `N_REPETITIONS` trials per class, strong bursts,
+no posterior alpha, overlapping windows (`EEG_PREPROCESS`); a 2-layer CBraMod learns it in a
+few hundred steps (notebook 06, `tests/integration/test_planted_eeg.py`).
 `planted_eeg_truth` returns that ground truth, `planted_eeg` the preprocessed data with it
 (nothing is trained), and the dataset ``"synthetic-eeg"`` of `emg_lens.data.registry` is the
 same data as a data source, for checkpoints and study files.
@@ -42,7 +45,7 @@ same data as a data source, for checkpoints and study files.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +62,7 @@ from emg_lens.geometry import Montage, scalp
 __all__ = [
     "EEG_PREPROCESS",
     "INTERACTION_BANDS",
+    "N_REPETITIONS",
     "READER",
     "SINGLE_BANDS",
     "TEN_TWENTY",
@@ -70,6 +74,7 @@ __all__ = [
     "planted_eeg",
     "planted_eeg_setup",
     "planted_eeg_truth",
+    "repetition_split",
 ]
 
 TEN_TWENTY = (
@@ -87,17 +92,37 @@ INTERACTION_BANDS: dict[str, tuple[float, float]] = {"alpha": (8.0, 12.0), "beta
 """Hz: bit 0 and bit 1 of an interaction code (alpha: the subject's alpha frequency +- 1.5 Hz,
 inside this band)."""
 
+N_REPETITIONS = 48
+"""Trials per class by default. Fewer do not teach the interaction: with 12, each of the 16
+pairs of codes is seen in two training trials, and a small transformer fits those trials'
+backgrounds instead of the XOR (held-out interaction accuracy near guessing)."""
+
+
+def repetition_split(n_repetitions: int) -> dict[str, tuple[int, ...]]:
+    """Every third repetition held out (2, 5, 8, ...), the rest for training: with up to 4
+    interaction classes every code occurs in both parts, as 3 and 4 share no factor.
+
+    >>> repetition_split(12)
+    {'train_repetitions': (1, 3, 4, 6, 7, 9, 10, 12), 'test_repetitions': (2, 5, 8, 11)}
+    """
+    reps = range(1, n_repetitions + 1)
+    return {
+        "train_repetitions": tuple(r for r in reps if r % 3 != 2),
+        "test_repetitions": tuple(r for r in reps if r % 3 == 2),
+    }
+
+
 EEG_PREPROCESS: dict[str, Any] = {
     "lowpass": 45.0,  # EEG's usual 45 Hz low-pass (every non-sEMG modality gets `lowpass`)
     "segment": (0.25, 2.25),  # the trial without its ramps
     "window": 200,  # 1 s at 200 Hz
-    "step": 100,
-    "train_repetitions": (1, 3, 4, 6, 7, 9, 10, 12),
-    "test_repetitions": (2, 5, 8, 11),
+    "step": 25,  # overlapping windows: shifted views of a trial teach the code, not the trial
+    **repetition_split(N_REPETITIONS),
 }
 """The `PreprocessSpec` fields of the ``"synthetic-eeg"`` dataset (`planted_eeg_setup`): 1 s
-windows every 0.5 s of each trial's middle 2 s; the planted sEMG data's split of twelve
-repetitions, which shows every interaction code in training and in test."""
+windows every 0.125 s of each trial's middle 2 s; every third of the `N_REPETITIONS`
+repetitions held out (`repetition_split`), which shows every interaction code in training and
+in test."""
 
 MICROVOLTS = 10.0  # the background's std per channel, in uV
 
@@ -111,12 +136,14 @@ class SyntheticEEGSpec:
     regions: tuple[str, str] = ("frontal", "parietal")  # the two planted lobes
     n_single: int = 2  # single-region classes per planted region: 0, 1 (theta) or 2 (+ gamma)
     n_interaction: int = 4  # 0, 2 (alpha codes) or 4 (alpha and beta codes)
-    n_repetitions: int = 12  # trials per class
+    n_repetitions: int = N_REPETITIONS  # trials per class
     trial_seconds: float = 2.5
     rest_seconds: float = 0.5
     sample_rate: float = 200.0
-    burst: float = 1.5  # a burst's std relative to the background's (0: nothing planted)
-    posterior_alpha: float = 0.5  # the resting alpha rhythm on P/O channels, same scale
+    burst: float = 3.0  # a burst's std relative to the background's (0: nothing planted)
+    # The resting alpha rhythm on P/O channels, same scale; off by default: it hides the
+    # parietal alpha bit of the interaction codes, which are then not learned held out.
+    posterior_alpha: float = 0.0
     subject_variability: float = 0.3  # how much channel gains differ between subjects
     seed: int = 0
 
@@ -298,10 +325,10 @@ def planted_eeg_setup(
 ) -> tuple[SyntheticEEGSpec, PreprocessSpec]:
     """The planted EEG and how to window it: the default `SyntheticEEGSpec` (19 channels at
     200 Hz; 2 theta/gamma classes in each of frontal and parietal, 4 interaction classes;
-    twelve repetitions) and `EEG_PREPROCESS`.
+    `N_REPETITIONS` repetitions) and `EEG_PREPROCESS`.
 
     >>> spec, preprocess = planted_eeg_setup()
-    >>> spec.n_classes, len(spec.channels), preprocess.window, preprocess.test_repetitions
+    >>> spec.n_classes, len(spec.channels), preprocess.window, preprocess.test_repetitions[:4]
     (8, 19, 200, (2, 5, 8, 11))
     """
     return SyntheticEEGSpec(n_subjects=n_subjects, seed=seed), PreprocessSpec(**EEG_PREPROCESS)
@@ -319,18 +346,20 @@ def planted_eeg(
     Each `SubjectData` holds ``X_train``/``X_test`` as ``[window, channel, time]`` (channels in
     ``spec.channels`` order, z-scored on the training windows) and ``meta["channel_names"]``,
     what a model's `EncoderConfig.channel_names` takes so that region edge sets apply to it.
-    ``spec`` and ``preprocess`` default to `planted_eeg_setup`.
+    ``spec`` and ``preprocess`` default to `planted_eeg_setup`'s; the default ``preprocess``
+    of a ``spec`` splits its own repetitions (`repetition_split`).
 
-    >>> subjects, truth = planted_eeg(1)  # 8 classes x 12 trials, 3 windows each
+    >>> subjects, truth = planted_eeg(1)  # 8 classes x 48 trials, 9 windows each
     >>> data = subjects[0]
     >>> data.X_train.shape, data.X_test.shape, data.classes == sorted(truth.kinds)
-    ((192, 19, 200), (96, 19, 200), True)
+    ((2304, 19, 200), (1152, 19, 200), True)
     >>> data.meta["channel_names"][:3], truth.groups(data.classes)["interaction"]
     (['Fp1', 'Fp2', 'F7'], [4, 5, 6, 7])
     """
     default_spec, default_preprocess = planted_eeg_setup(n_subjects, seed)
     spec = spec or default_spec
-    preprocess = preprocess or default_preprocess
+    if preprocess is None:
+        preprocess = replace(default_preprocess, **repetition_split(spec.n_repetitions))
     subjects = []
     for recording in generate_eeg_recordings(spec):
         data = prepare_subject(recording, preprocess)

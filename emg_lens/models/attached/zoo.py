@@ -1,0 +1,261 @@
+"""braindecode's attention models as data: one `ZooEntry` per architecture saying what the
+tokens of each attention call are, so that `attach_braindecode` opens any of them with
+`attach` (no class per model, no conversion).
+
+An entry builds the layouts from the attention calls a probe forward shows (their number and
+sizes depend on the instance: channels, window, patch size), and names what each token is:
+a channel, a patch of one channel, a time slice mixing every channel, a learned query, or a
+start/CLS token. braindecode is never imported: a model is recognised by its class name and
+its module, as the converters do (`emg_lens.models.braindecode`).
+
+What has no softmax over tokens is refused by name (`REFUSED`: BIOT's linear attention).
+Not in the table yet (`NOT_YET`, said by name): REVE, which braindecode builds only after
+downloading its position bank (so an entry could not be tested here).
+
+>>> sorted(ZOO)  # doctest: +NORMALIZE_WHITESPACE
+['ATCNet', 'BENDR', 'CBraMod', 'CTNet', 'EEGConformer', 'EEGPT', 'LUNA', 'Labram', 'MEDFormer',
+ 'PBT']
+>>> ZOO["EEGConformer"].tokens
+'time slices after the temporal and spatial convolutions and pooling (each mixes every channel)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from emg_lens.errors import AttachError
+from emg_lens.layout import CLS, TokenLayout
+from emg_lens.models.attached.find import Probe, named_modules_of, probe
+from emg_lens.models.attached.intercept import Call
+from emg_lens.models.attached.model import AttachedModel, attach
+
+__all__ = ["NOT_YET", "REFUSED", "ZOO", "ZooEntry", "attach_braindecode", "braindecode_name"]
+
+TIME = "time"  # tokens that are time slices of every channel
+QUERY = "query"  # learned queries (LUNA's, EEGPT's summary tokens)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """How one braindecode architecture's attention calls see its tokens.
+
+    ``tokens``: what a token is, in words; ``layouts(calls, names)``: one `TokenLayout` per
+    attention call (``calls`` as a probe forward saw them, ``names`` the channel names);
+    ``needs_names``: the forward takes ``ch_names`` (LaBraM picks embeddings by name);
+    ``converter``: the `emg_lens.models.from_braindecode` converter of the same architecture
+    also exists (its results and the attached model's agree on the same mask);
+    ``attention``: what `attach` takes as ``attention=`` (a module-path glob), where its
+    softmax cannot be found without it.
+    """
+
+    tokens: str
+    layouts: Callable[[Sequence[Call], Sequence[str]], list[TokenLayout]]
+    needs_names: bool = False
+    converter: bool = False
+    attention: str | None = None
+
+
+def _time(n: int, cls: bool = False) -> TokenLayout:
+    group = (CLS,) * cls + (TIME,) * n
+    return TokenLayout(group, (-1,) * len(group), (-1,) * cls + tuple(range(n)))
+
+
+def _channels(names: Sequence[str], n_patches: int = 1, cls: bool = False) -> TokenLayout:
+    return TokenLayout.channel_tokens(
+        {"eeg": len(names)}, n_patches=n_patches, cls_token=cls, channel_names=list(names)
+    )
+
+
+def _queries(n: int) -> TokenLayout:
+    return TokenLayout((QUERY,) * n, (-1,) * n, (-1,) * n)
+
+
+def _one_patch(names: Sequence[str], extra: int = 0) -> TokenLayout:
+    """The channels of one patch, then ``extra`` learned summary tokens."""
+    n = len(names)
+    group = ("eeg",) * n + (QUERY,) * extra
+    return TokenLayout(group, (*range(n), *(-1,) * extra), (0,) * n + (-1,) * extra, tuple(names))
+
+
+def _time_every_call(calls, names, cls=False):
+    return [_time(call.n_key - cls, cls) for call in calls]
+
+
+def _cls_channel_patches(calls, names):
+    n_patches = (calls[0].n_key - 1) // len(names)
+    return [_channels(names, n_patches, cls=True) for _ in calls]
+
+
+def _criss_cross(calls, names):
+    # CBraMod: per layer a spatial call (the channels of one patch) and a temporal one (the
+    # patches of one channel), each batched over the other axis.
+    return [
+        _one_patch(names) if call.module.endswith("self_attn_s") else _time(call.n_key)
+        for call in calls
+    ]
+
+
+def _per_patch_with_summary(calls, names):
+    return [_one_patch(names, call.n_key - len(names)) for call in calls]
+
+
+def _luna(calls, names):
+    # Learned queries read the channels of each patch (cross-attention, batched over patches),
+    # attend among themselves, then the patches attend each other; the decoder's query reads
+    # every patch.
+    layouts = []
+    for call in calls:
+        if call.module.endswith("cross_attention"):
+            layouts.append(TokenLayout.cross(_queries(call.n_query), _one_patch(names)))
+        elif ".query_self_attn." in call.module:
+            layouts.append(_queries(call.n_key))
+        elif call.n_query != call.n_key:
+            layouts.append(TokenLayout.cross(_queries(call.n_query), _time(call.n_key)))
+        else:
+            layouts.append(_time(call.n_key))
+    return layouts
+
+
+def _medformer(calls, names):
+    # Each granularity's patches attend within it (intra), then one router token per
+    # granularity attends the others (inter).
+    return [
+        TokenLayout(("granularity",) * c.n_key, (-1,) * c.n_key, (-1,) * c.n_key)
+        if "inter_attention" in c.module
+        else _time(c.n_key)
+        for c in calls
+    ]
+
+
+SLICES = (
+    "time slices after the temporal and spatial convolutions and pooling (each mixes every channel)"
+)
+ZOO: dict[str, ZooEntry] = {
+    "EEGConformer": ZooEntry(SLICES, _time_every_call),
+    "ATCNet": ZooEntry(
+        "the time steps of one sliding window (one attention call per window), after the "
+        "convolutional block (each mixes every channel)",
+        _time_every_call,
+        attention="attention_blocks.*.mha",  # its softmax is 3-D: heads folded into the batch
+    ),
+    "CTNet": ZooEntry(SLICES, _time_every_call),
+    "BENDR": ZooEntry(
+        "the start token, then the convolutional encoder's time slices",
+        lambda calls, names: _time_every_call(calls, names, cls=True),
+    ),
+    "MEDFormer": ZooEntry(
+        "patches of every channel at each granularity; one router token per granularity",
+        _medformer,
+    ),
+    "LUNA": ZooEntry(
+        "learned queries reading each patch's channels, then one token per patch",
+        _luna,
+    ),
+    "PBT": ZooEntry(
+        "CLS, then one token per channel and patch", _cls_channel_patches, converter=True
+    ),
+    "Labram": ZooEntry(
+        "CLS, then one token per channel and patch",
+        _cls_channel_patches,
+        needs_names=True,
+        converter=True,
+    ),
+    "CBraMod": ZooEntry(
+        "spatial calls: the channels of one patch; temporal calls: the patches of one channel",
+        _criss_cross,
+        converter=True,
+    ),
+    "EEGPT": ZooEntry(
+        "the channels of one patch and the learned summary tokens",
+        _per_patch_with_summary,
+        converter=True,
+    ),
+}
+"""One entry per braindecode architecture that `attach_braindecode` opens."""
+
+REFUSED: dict[str, str] = {
+    "BIOT": "its attention is linear attention (softmax over features, never over query-key "
+    "pairs): there is no [query, key] score to hook or cut",
+}
+"""braindecode architectures with no softmax attention over tokens, refused by name."""
+
+NOT_YET: dict[str, str] = {
+    "REVE": "braindecode builds it only after downloading its position bank, so its entry is "
+    "untested",
+}
+"""braindecode architectures with softmax attention that the zoo does not open yet, and why."""
+
+
+def braindecode_name(model: nn.Module) -> str | None:
+    """The class name of a braindecode model, or None for any other module.
+
+    >>> braindecode_name(nn.Linear(2, 2)) is None
+    True
+    """
+    cls = type(model)
+    return cls.__name__ if cls.__module__.startswith("braindecode.") else None
+
+
+class _WithNames(nn.Module):
+    """A braindecode model whose forward needs ``ch_names`` (LaBraM), called with them."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]):
+        super().__init__()
+        self.model, self.names = model, list(names)
+        self.n_chans, self.n_times = model.n_chans, model.n_times
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, ch_names=self.names)
+
+
+def attach_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None) -> AttachedModel:
+    """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
+
+    ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...).
+
+    >>> from emg_lens.models.attached.examples import TinyAttention
+    >>> attach_braindecode(TinyAttention())
+    Traceback (most recent call last):
+    emg_lens.errors.AttachError: TinyAttention is not a braindecode model; ...
+    """
+    name = braindecode_name(model)
+    if name is None:
+        raise AttachError(
+            f"{type(model).__name__} is not a braindecode model; open it with "
+            "emg_lens.models.attach(model, layout=...)"
+        )
+    if name in REFUSED:
+        raise AttachError(f"braindecode's {name} cannot be attached: {REFUSED[name]}")
+    if name in NOT_YET:
+        raise AttachError(f"braindecode's {name} is not in the zoo yet: {NOT_YET[name]}")
+    if name not in ZOO:
+        raise AttachError(
+            f"braindecode's {name} has no entry in the zoo (emg_lens.models.attached.zoo.ZOO: "
+            f"{', '.join(sorted(ZOO))}); open it with emg_lens.models.attach(model, layout=...)"
+        )
+    entry = ZOO[name]
+    names = list(ch_names) if ch_names is not None else _names(model)
+    module = _WithNames(model, names) if entry.needs_names else model
+    found = _probe(module, len(names), entry.attention)
+    layouts = entry.layouts(found.calls, names)
+    return attach(module, layout=layouts, n_channels=len(names), attention=entry.attention)
+
+
+def _names(model: nn.Module) -> list[str]:
+    info = getattr(model, "_chs_info", None) or []
+    names = [ch.get("ch_name") for ch in info if isinstance(ch, dict)]
+    if len(names) == model.n_chans and all(names):
+        return names
+    return [f"ch{i}" for i in range(model.n_chans)]
+
+
+def _probe(module: nn.Module, n_chans: int, attention: str | None) -> Probe:
+    example = torch.randn(3, n_chans, module.n_times, generator=torch.Generator().manual_seed(0))
+    params = [p for p in module.parameters() if p.is_floating_point()]
+    if params:
+        example = example.to(device=params[0].device, dtype=params[0].dtype)
+    return probe(module, example, named_modules_of(module, attention))

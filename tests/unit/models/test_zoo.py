@@ -1,0 +1,174 @@
+"""braindecode's attention models opened by `attach_braindecode` from one table (`ZOO`,
+issue 38 item 4): each built small, attached, its unhooked output the original's bit for bit,
+a masked forward finite and different, every attention call hooked; the converted
+architectures' attached cuts equal their converted models' on the same mask."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from emg_lens.errors import AttachError
+from emg_lens.models.attached.zoo import REFUSED, ZOO, attach_braindecode
+from tests.unit.models import converted_models as cm
+
+bd = pytest.importorskip("braindecode.models")
+
+C, T = 4, 256
+CHS = [{"ch_name": name} for name in cm.EEG_NAMES[:C]]
+SMALL = {
+    "LUNA": {
+        "patch_size": 32,
+        "num_queries": 2,
+        "embed_dim": 16,
+        "depth": 2,
+        "num_heads": 2,
+        "chs_info": CHS,  # LUNA embeds each channel by name; BENDR takes only its 20 names
+    },
+    "BENDR": {
+        "encoder_h": 16,
+        "contextualizer_hidden": 32,
+        "transformer_layers": 2,
+        "transformer_heads": 2,
+    },
+    "EEGConformer": {"n_filters_time": 8, "num_layers": 2, "num_heads": 2},
+    "MEDFormer": {"embed_dim": 16, "num_heads": 2, "num_layers": 2, "dim_feedforward": 16},
+    "ATCNet": {"sfreq": 250.0, "n_windows": 2},
+    "CTNet": {
+        "num_heads": 2,
+        "embed_dim": 16,
+        "num_layers": 2,
+        "n_filters_time": 8,
+        "depth_multiplier": 2,
+    },
+}
+CONVERTED = {
+    "PBT": cm.pbt_model,
+    "Labram": cm.labram_model,
+    "CBraMod": cm.cbramod_model,
+    "EEGPT": cm.eegpt_model,
+}
+
+
+def _build(name: str) -> torch.nn.Module:
+    if name in CONVERTED:
+        return CONVERTED[name]()[1].source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = getattr(bd, name)(n_chans=C, n_times=T, n_outputs=3, **SMALL[name])
+    return cm.perturb(model).eval()
+
+
+def test_the_table_covers_the_tested_models():
+    assert set(ZOO) == set(SMALL) | set(CONVERTED)
+    assert {name for name, entry in ZOO.items() if entry.converter} == set(CONVERTED)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_every_zoo_model_attaches_with_exact_parity_and_a_cut_that_acts(name):
+    source = _build(name)
+    model = attach_braindecode(source)
+    x = model.example_input(3)
+    names = list(model.model.names) if ZOO[name].needs_names else None
+    with torch.no_grad():
+        expected = source(x) if names is None else source(x, ch_names=names)
+        assert torch.equal(model(x), expected)  # nothing hooked: the original's own forward
+        # one key cut for the first query and one for the last in the first attention call
+        # (a readout may read either): finite, and it acts
+        layout = model.layout_of(0)
+        cut = torch.zeros(layout.n_queries, layout.n_tokens, dtype=torch.bool)
+        cut[0, -1] = cut[-1, 0] = True
+        masked = model(x, edge_masks={0: cut})
+    assert torch.isfinite(masked).all() and not torch.equal(masked, expected)
+    _, cache = model.run_with_cache(x)
+    for layer in range(model.cfg.n_layers):
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]
+        assert torch.allclose(pattern.sum(-1), torch.ones(()), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["PBT", "Labram"])
+def test_attached_cuts_equal_the_converted_models(name):
+    converted, original = CONVERTED[name]()
+    model = attach_braindecode(original.source)
+    assert model.layout == converted.layout
+    x = converted.example_input(3)
+    n = converted.layout.n_tokens
+    cut = torch.zeros(n, n, dtype=torch.bool)
+    cut[0, 1:4] = True  # the CLS token reads no token of the first channel
+    cut[5, 2] = True
+    for layer in range(converted.cfg.n_layers):
+        masks = {layer: cut}
+        with torch.no_grad():
+            gap = (model(x, edge_masks=masks) - converted(x, edge_masks=masks)).abs().max()
+        assert gap <= 1e-5, (layer, gap)
+
+
+def test_models_with_no_softmax_attention_are_refused_by_name():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        biot = bd.BIOT(n_chans=C, n_times=T, n_outputs=3, embed_dim=16, num_heads=2, num_layers=1)
+    assert "BIOT" in REFUSED
+    with pytest.raises(AttachError, match="BIOT cannot be attached: its attention is linear"):
+        attach_braindecode(biot)
+
+
+def test_a_softmax_model_the_zoo_does_not_open_yet_says_why():
+    reve = type("REVE", (torch.nn.Module,), {"__module__": "braindecode.models.reve"})()
+    with pytest.raises(AttachError, match="REVE is not in the zoo yet: braindecode builds it"):
+        attach_braindecode(reve)
+
+
+def _folded_parity(converted, model, attached_masks, converted_masks) -> float:
+    x = converted.example_input(3)
+    with torch.no_grad():
+        ours = model(x, edge_masks=attached_masks)
+        theirs = converted(x, edge_masks=converted_masks)
+    assert not torch.equal(ours, model(x))  # the cut acts
+    return float((ours - theirs).abs().max())
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_cbramod_attached_per_patch_cuts_equal_the_converted_models(layer):
+    """CBraMod's spatial calls see the channels of one patch and its temporal calls the
+    patches of one channel, each batched over the other axis; the converted model holds both
+    as one attention over every (channel, patch) token with a base mask. A cut the same in
+    every patch (spatial) and every channel (temporal) is one mask on either side."""
+    converted, original = cm.cbramod_model()
+    model = attach_braindecode(original.source)
+    channels = len(converted.cfg.channel_names)
+    patches = converted.layout.n_tokens // channels
+    half = converted.cfg.n_heads // 2  # heads 0..half-1 spatial, the rest temporal
+    spatial = torch.zeros(channels, channels, dtype=torch.bool)
+    spatial[0, 1] = spatial[2, 0] = True
+    temporal = torch.zeros(patches, patches, dtype=torch.bool)
+    temporal[0, 1] = True
+    n = converted.layout.n_tokens
+    cut = torch.zeros(converted.cfg.n_heads, n, n, dtype=torch.bool)
+    for c1 in range(channels):  # converted tokens are channel-major: c * patches + p
+        for c2 in range(channels):
+            for p in range(patches):
+                cut[:half, c1 * patches + p, c2 * patches + p] = spatial[c1, c2]
+    for c in range(channels):
+        for p1 in range(patches):
+            for p2 in range(patches):
+                cut[half:, c * patches + p1, c * patches + p2] = temporal[p1, p2]
+    masks = {2 * layer: spatial, 2 * layer + 1: temporal}
+    assert _folded_parity(converted, model, masks, {layer: cut}) <= 1e-5
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_eegpt_attached_per_patch_cuts_equal_the_converted_models(layer):
+    """EEGPT attends within each patch (its channels, then its summary tokens), batched over
+    the patches; the converted model holds every patch's tokens in one attention, patch-major,
+    with a base mask between patches. A cut the same in every patch is one mask either side."""
+    converted, original = cm.eegpt_model()
+    model = attach_braindecode(original.source)
+    per_patch = model.layout_of(0).n_tokens
+    patches = converted.layout.n_tokens // per_patch
+    within = torch.zeros(per_patch, per_patch, dtype=torch.bool)
+    within[0, per_patch - 2] = within[per_patch - 1, 3] = True  # channel 0 - a summary token
+    cut = torch.block_diag(*[within] * patches)
+    assert _folded_parity(converted, model, {layer: within}, {layer: cut}) <= 1e-5
