@@ -126,9 +126,10 @@ def chance_console(table: pd.DataFrame) -> str:
     return "\n".join(lines + chance_warnings(table))
 
 
-def chance_markdown(table: pd.DataFrame) -> str:
+def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
     """The lines summary.md starts with, after its title: a bold warning per model that is not
-    clearly above chance, then every model's accuracy beside chance (a table).
+    clearly above chance, then ``between`` (a study's claims: read after the warnings that
+    qualify them, before the details), then every model's accuracy beside chance (a table).
 
     >>> print(chance_markdown(chance_table({"subject 1": (9, [5, 5])})))  # doctest: +ELLIPSIS
     Unmasked accuracy beside chance (...): a model is clearly above chance when ...
@@ -151,6 +152,7 @@ def chance_markdown(table: pd.DataFrame) -> str:
     ]
     return (
         warnings
+        + between
         + f"Unmasked accuracy beside chance ({CHANCE_RULE}): a model is clearly above chance "
         f"when a one-sided binomial test against chance gives p < {ALPHA} and its accuracy is "
         "at least the midpoint between chance and the best model's accuracy.\n\n"

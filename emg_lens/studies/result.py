@@ -460,9 +460,8 @@ class StudyResult(StudyOutput):
             claims += "\n## Results\n"
         head = (
             f"# {self.spec.name}\n\n"
-            + ("" if chance is None else chance_markdown(chance))  # a warning first (item 3)
-            + ("\n" if chance is not None and claims else "")
-            + claims
+            # a warning first (issue 41 item 3), then the claims it qualifies (item 2)
+            + (claims if chance is None else chance_markdown(chance, between=claims + "\n"))
             + f"\nBaseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
             f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"

