@@ -24,6 +24,7 @@ ISSUE_NOTEBOOKS = {
     "04_tinymyo",
     "05_discovery",
     "06_braindecode",
+    "07_attached_model",
     "08_what_an_edge_carries",
 }
 # Notebooks that need an optional extra: (the module they import, the extra that installs it).
