@@ -44,6 +44,7 @@ __all__ = [
     "output_folder",
     "print_table",
     "resolve_device",
+    "save_and_show",
     "show_progress",
     "subject_ids",
     "synthetic_emg_spec",
@@ -176,6 +177,21 @@ def resolve_device(name: str, flag: str = "--device") -> Any:
             raise ArgumentError(f"{flag} {name}: GPU index {index}, but there are {count} GPUs")
         device = torch.device("cuda", index)
     return device
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and SVG figures"):
+    """Save an output (a `emg_lens.studies.output.StudyOutput`: inspect, probe, features) into
+    ``out``, print its console text, what was written and where its report.html is; returns
+    the output. One ending for every command that writes a report.
+    """
+    written = output.save(out)
+    print(output.console())
+    print(f"\nwrote {len(written)} files ({what}) to {out}")
+    print(f"report: {written[-1]}")
+    return output
 
 
 # ----------------------------------------------------------------------------- threads

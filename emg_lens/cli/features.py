@@ -12,6 +12,7 @@ from emg_lens.cli.common import (
     add_threads_argument,
     output_folder,
     resolve_device,
+    save_and_show,
 )
 from emg_lens.cli.consent import add_modules_arguments, module_builder
 
@@ -91,8 +92,4 @@ def cmd_features(args: argparse.Namespace):
     print(f"training {config.n_features} features on {config.hook_name} ...", flush=True)
     source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
     features = train_features(subject.model, data, config, source=source)
-    written = features.save(out)
-    print(features.console())
-    print(f"\nwrote {len(written)} files (tables, figures, the autoencoder) to {out}")
-    print(f"report: {written[-1]}")
-    return features
+    return save_and_show(features, out, "tables, figures, the autoencoder")

@@ -12,6 +12,7 @@ from emg_lens.cli.common import (
     add_threads_argument,
     output_folder,
     resolve_device,
+    save_and_show,
 )
 from emg_lens.cli.consent import add_modules_arguments, module_builder
 
@@ -57,8 +58,4 @@ def cmd_inspect(args: argparse.Namespace):
         data = select_windows(subject.data, args.n_windows)
         source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
         report = inspect_model(subject.model, data, progress=step, source=source)
-    written = report.save(out)
-    print(report.console())
-    print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {out}")
-    print(f"report: {written[-1]}")
-    return report
+    return save_and_show(report, out)

@@ -11,6 +11,7 @@ from emg_lens.cli.common import (
     add_device_argument,
     add_threads_argument,
     resolve_device,
+    save_and_show,
 )
 
 
@@ -77,8 +78,4 @@ def cmd_probe(args: argparse.Namespace):
         n_jobs=args.jobs,
         progress=lambda message: print(message, flush=True),
     )
-    written = report.save(args.out)
-    print(report.console())
-    print(f"\nwrote {len(written)} files (CSV tables, PNG and SVG figures) to {args.out}")
-    print(f"report: {written[-1]}")
-    return report
+    return save_and_show(report, args.out)
