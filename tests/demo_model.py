@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emg_lens.checkpoints import load_checkpoint
+from emg_lens.cli.demo import DEMO_CUT, DEMO_MODEL, DEMO_TRAIN
 from emg_lens.config import EncoderConfig
 from emg_lens.data.datasets import data_source, load_subject
 from emg_lens.data.preprocess import SubjectData
@@ -20,7 +21,7 @@ from tests.shared_on_disk import SharedOnDisk
 # 0-2 trained on one thread and 0-1 on two (other floating-point paths, as on another CPU)
 # reached 0.47-0.94 on the interaction gestures with the mean-pooled head (0.94 and 0.48 for
 # this recipe): tests bound what all of them satisfy.
-RECIPE = {"seed": 1, "subject": 1, "epochs": 30, "n_layers": 2, "cut": "cross_modal | from_cls"}
+RECIPE = {"seed": 1, "subject": 1, "epochs": 30, **DEMO_MODEL, "cut": DEMO_CUT, **DEMO_TRAIN}
 
 
 def demo_data(seed: int = RECIPE["seed"], subject: int = RECIPE["subject"]) -> SubjectData:
@@ -43,11 +44,8 @@ def _train(folder: Path) -> None:
     data = demo_data()
     synthetic, preprocess = demo_setup(2, RECIPE["seed"])
     source = data_source("synthetic", synthetic=synthetic, preprocess=preprocess)
-    cfg = EncoderConfig.preset("demo", n_layers=RECIPE["n_layers"], seed=RECIPE["seed"])
-    train = TrainConfig(
-        epochs=RECIPE["epochs"], lr=3e-3, anneal_fraction=1.0, seed=RECIPE["seed"],
-        progress=False, edge_dropout=0.5, dropout_edges=RECIPE["cut"],
-    )  # fmt: skip
+    cfg = EncoderConfig.preset("demo", **DEMO_MODEL, seed=RECIPE["seed"])
+    train = TrainConfig(epochs=RECIPE["epochs"], seed=RECIPE["seed"], progress=False, **DEMO_TRAIN)
     train_subjects([data], IsoNet, cfg, train, folder, data_source=source)
 
 

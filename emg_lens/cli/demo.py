@@ -22,6 +22,14 @@ DEMO_MODEL = {"n_layers": 2}
 # What the demo's study cuts and its models learn to do without (edge dropout): every route
 # between the modalities, the direct cross-modal edges and the detour through CLS.
 DEMO_CUT = "cross_modal | from_cls"
+# TrainConfig fields of the demo's training (besides epochs, seed and progress, which the
+# command line sets): what `emg-lens demo` and the tests that train "a demo model" share.
+DEMO_TRAIN = {
+    "lr": 3e-3,
+    "anneal_fraction": 1.0,
+    "edge_dropout": 0.5,
+    "dropout_edges": DEMO_CUT,
+}
 
 
 def add_parser(sub) -> None:
@@ -82,13 +90,7 @@ def cmd_demo(args: argparse.Namespace):
             f"{len(data[-1].X_test)} test windows; {time.time() - t0:.0f} s so far"
         )
     train_cfg = TrainConfig(
-        epochs=args.epochs,
-        lr=3e-3,
-        anneal_fraction=1.0,
-        seed=args.seed,
-        progress=show_progress(args),
-        edge_dropout=0.5,
-        dropout_edges=DEMO_CUT,
+        epochs=args.epochs, seed=args.seed, progress=show_progress(args), **DEMO_TRAIN
     )
     say(
         f"[2/4] training one {DEMO_MODEL['n_layers']}-layer IsoNet per subject ({args.epochs} "
