@@ -34,12 +34,18 @@ def cut_scores(
     scores: Float[torch.Tensor, "batch head query key"],
     edge_mask: Bool[torch.Tensor, "... query key"] | None,
 ) -> Float[torch.Tensor, "batch head query key"]:
-    """``scores`` with the cut edges (True in ``edge_mask``) at -inf.
+    """``scores`` with the cut edges (True in ``edge_mask``) at -inf: a -inf bias built on the
+    small mask and added, as a model's own additive mask is (cheaper than filling the large
+    scores by a broadcast boolean mask; a NaN or +inf score stays what it would be under the
+    model's own mask).
 
     >>> cut_scores(torch.zeros(1, 1, 1, 2), torch.tensor([[True, False]])).tolist()
     [[[[-inf, 0.0]]]]
     """
-    return scores if edge_mask is None else scores.masked_fill(edge_mask, float("-inf"))
+    if edge_mask is None:
+        return scores
+    bias = torch.zeros(edge_mask.shape, dtype=scores.dtype, device=scores.device)
+    return scores + bias.masked_fill_(edge_mask.to(scores.device), float("-inf"))
 
 
 def pattern_of(
@@ -53,6 +59,12 @@ def pattern_of(
     [[[[0.5, 0.5], [0.0, 0.0]]]]
     """
     pattern = F.softmax(scores, dim=-1) if softmax is None else softmax(scores)
+    # A row of -inf only is a NaN row after the softmax, so a pattern without NaN has none and
+    # needs no fill: one reduction instead of three passes over the scores. A trace (ONNX)
+    # cannot branch on the data, so it always fills.
+    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    if not tracing and not bool(pattern.sum().isnan()):
+        return pattern
     return pattern.masked_fill((scores == float("-inf")).all(-1, keepdim=True), 0.0)
 
 
