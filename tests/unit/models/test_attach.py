@@ -506,9 +506,10 @@ def test_a_fold_that_is_not_batch_major_takes_only_fold_uniform_masks():
     per_window = torch.zeros(BATCH, 1, N_CHANNELS, N_CHANNELS, dtype=torch.bool)
     for mask in (per_fold, per_window):
         with pytest.raises(
-            LayoutError, match=r"edge_masks\[0\] has shape .*layer 0 \(softmax in the model\) "
+            LayoutError,
+            match=r"edge_masks\[0\] has shape .*layer 0 \(softmax in the model\) "
             r"cannot place it: it folds 2 attention problems per input row into its batch, not "
-            r"batch-major.*\[4, 4\] or \[heads or 1, 4, 4\]"
+            r"batch-major.*\[4, 4\] or \[heads or 1, 4, 4\]",
         ):
             model(x, edge_masks={0: mask})
     cut = _cut(10)
@@ -526,8 +527,9 @@ def test_per_fold_masks_of_the_wrong_shape_and_an_order_that_cannot_be_checked()
     x = _x()
     wrong = torch.zeros(1, 3, 1, N_CHANNELS, N_CHANNELS, dtype=torch.bool)
     with pytest.raises(
-        LayoutError, match=r"edge_masks\[0\] has shape \[1, 3, 1, 4, 4\].*one mask per fold, "
-        r"\[batch or 1, 2, n_heads or 1, 4, 4\]"
+        LayoutError,
+        match=r"edge_masks\[0\] has shape \[1, 3, 1, 4, 4\].*one mask per fold, "
+        r"\[batch or 1, 2, n_heads or 1, 4, 4\]",
     ):
         model(x, edge_masks={0: wrong})
     flat = attach(build("qkv"), layout=LAYOUT, n_samples=N_SAMPLES)

@@ -240,7 +240,7 @@ def test_a_checkpoint_keeps_how_each_call_folds_and_an_older_one_takes_uniform_m
     (path / "config.json").write_text(json.dumps(config))
     old = load_checkpoint(path, modules={"model": PatchAttention()})
     assert old.folds_of(0) is None and old.folds[0].batch_major is None
-    with pytest.raises(LayoutError, match="does not know how it folds.*attach the model again"):
+    with pytest.raises(LayoutError, match=r"does not know how it folds.*attach the model again"):
         old(x, edge_masks={0: per_fold})
     with pytest.raises(AttachError, match=r"6 score rows for 3 input rows.*not known"):
         old(x, edge_masks={0: per_fold[:, 0]})
