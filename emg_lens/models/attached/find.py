@@ -347,8 +347,10 @@ def _batch_major(
     model.eval()  # no dropout, batch norm on running statistics: rows do not mix
     try:
         base = _scores(model, example, named, calls, layers)
-        verdict = dict.fromkeys(layers, base is not None)
-        for row in range(example.shape[0] if base is not None else 0):
+        if base is None:
+            return {}
+        verdict = dict.fromkeys(layers, True)
+        for row in range(example.shape[0]):
             x = example.clone()
             x[row] = other[row]
             seen = _scores(model, x, named, calls, layers)
@@ -358,8 +360,8 @@ def _batch_major(
                 count = counts[layer]
                 own = list(range(row * count, (row + 1) * count))
                 verdict[layer] &= _changed_rows(base[layer], seen[layer]) == own
-        return verdict if base is not None else {}
-    except Exception:  # a forward that fails on another input: the order is not known
+        return verdict
+    except Exception:  # a forward that fails on another input or mode: the order is not known
         return {}
     finally:
         for module, training in modes.items():
