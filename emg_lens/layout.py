@@ -255,18 +255,27 @@ class TokenLayout:
         return "\n".join(lines)
 
 
-def check_mask_shape(shape: Sequence[int], target: Sequence[int], what: str = "edge mask") -> None:
+def check_mask_shape(
+    shape: Sequence[int], target: Sequence[int], what: str = "edge mask", *, folds: int = 1
+) -> None:
     """Refuse an edge mask that does not broadcast to ``target`` = ``[batch, n_heads, query_pos,
     key_pos]``: it must end in ``[query_pos, key_pos]`` and each leading dim must be 1 or
     ``target``'s (a mask ``[h, q, k]`` with ``h`` not in ``{1, n_heads}`` is someone else's).
+    ``folds`` above 1 (an attention call folding that many problems per input row into its
+    batch, batch-major) also accepts one mask per fold, ``[batch or 1, folds, n_heads or 1,
+    query_pos, key_pos]``.
 
     >>> check_mask_shape((4, 7, 7), (3, 4, 7, 7))
+    >>> check_mask_shape((1, 5, 4, 7, 7), (3, 4, 7, 7), folds=5)
     >>> check_mask_shape((3, 7, 7), (3, 4, 7, 7))
     Traceback (most recent call last):
     ...
     emg_lens.errors.LayoutError: edge mask has shape [3, 7, 7], which does not broadcast to [batch=3, n_heads=4, 7, 7]; accepted: [7, 7], [n_heads or 1, 7, 7] or [batch or 1, n_heads or 1, 7, 7]
     """  # noqa: E501
-    shape, target = tuple(shape), tuple(target)
+    given, target = list(shape), tuple(target)
+    shape = tuple(shape)
+    if folds > 1 and len(shape) == 5 and shape[1] == folds:
+        shape = shape[:1] + shape[2:]  # the fold axis checked: the rest as [batch, heads, ...]
     lead = shape[:-2]
     if (
         len(shape) < 2
@@ -275,8 +284,15 @@ def check_mask_shape(shape: Sequence[int], target: Sequence[int], what: str = "e
         or any(d not in (1, t) for d, t in zip(lead, target[len(target) - 2 - len(lead) : -2]))
     ):
         batch, heads, q, k = target
+        accepted = f"[{q}, {k}], [n_heads or 1, {q}, {k}]"
+        if folds > 1:
+            accepted += (
+                f", [batch or 1, n_heads or 1, {q}, {k}] or, one mask per fold, "
+                f"[batch or 1, {folds}, n_heads or 1, {q}, {k}]"
+            )
+        else:
+            accepted += f" or [batch or 1, n_heads or 1, {q}, {k}]"
         raise LayoutError(
-            f"{what} has shape {list(shape)}, which does not broadcast to [batch={batch}, "
-            f"n_heads={heads}, {q}, {k}]; accepted: [{q}, {k}], [n_heads or 1, {q}, {k}] or "
-            f"[batch or 1, n_heads or 1, {q}, {k}]"
+            f"{what} has shape {given}, which does not broadcast to [batch={batch}, "
+            f"n_heads={heads}, {q}, {k}]; accepted: {accepted}"
         )

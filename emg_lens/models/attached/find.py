@@ -9,28 +9,32 @@ around them. `check_calls` refuses what cannot be told apart by name (no attenti
 calling several 4-D softmaxes that nobody named); `find_blocks` names, for each call, the
 outermost module around it that holds that one call and maps a ``[batch, token, d_model]``
 stream to the same shape: the block whose input and output are ``hook_resid_pre`` and
-``hook_resid_post``.
+``hook_resid_post``. `find_folds` says, for each call, how many independent attention problems
+it folds into its batch axis (CBraMod's spatial call: one per patch) and whether it folds them
+batch-major, the order per-fold masks are placed in.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from emg_lens.errors import AmbiguousAttentionError, ArgumentError, AttentionNotFoundError, describe
-from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker
+from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Site
 
 __all__ = [
     "Block",
+    "Fold",
     "ModuleCall",
     "Probe",
     "check_calls",
     "find_blocks",
+    "find_folds",
     "named_modules_of",
     "probe",
 ]
@@ -171,12 +175,23 @@ class _Recorder(ModuleTracker):
         self.calls.append(call)
 
 
-def probe(model: nn.Module, example: torch.Tensor, named: dict[str, nn.Module] | None) -> Probe:
+def probe(
+    model: nn.Module,
+    example: torch.Tensor,
+    named: dict[str, nn.Module] | None,
+    site: Callable[[int, Call], Site | None] | None = None,
+) -> Probe:
     """Run ``model(example)`` once (no gradients), recording its attention calls (see the
-    module docstring)."""
+    module docstring); ``site(layer, call)``, where given, says what each call does beyond
+    the original (its hooks), as in an attached model's forward."""
     recorder = _Recorder(model, named)
+
+    def record(call: Call) -> Site | None:
+        recorder.record(call)
+        return None if site is None else site(len(recorder.calls) - 1, call)
+
     mode = Interceptor(
-        recorder.record,
+        record,
         softmax_here=recorder.softmax_here,
         where=recorder.owner,
         folded=named is not None,  # a 3-D softmax counts only inside the modules named
@@ -261,3 +276,124 @@ def find_blocks(found: Probe, batch: int, n_tokens: Sequence[int]) -> dict[int, 
         if stacked or fits:
             blocks[layer] = (stacked or fits)[-1]
     return blocks
+
+
+@dataclass(frozen=True)
+class Fold:
+    """How an attention call folds independent attention problems into the batch axis of its
+    scores (CBraMod's spatial call: one per patch, ``[batch * patches, head, C, C]``).
+
+    ``count``: the problems per input row, the scores' batch over the input's (1: none folded;
+    None: not a multiple, or not known). ``batch_major``: True where input row ``b`` owns
+    score rows ``b * count`` to ``b * count + count - 1`` (checked on the probe for ``count``
+    above 1; one problem per row is the input's own order), False where the probe showed
+    otherwise (ATCNet's heads, folded head-major), None where it could not be told (a
+    checkpoint saved before folds were recorded, a check whose forward failed).
+
+    >>> Fold(3, True).ordered, Fold(3, False).ordered, Fold(1, True).ordered
+    (True, False, True)
+    """
+
+    count: int | None
+    batch_major: bool | None
+
+    @property
+    def ordered(self) -> bool:
+        """Whether a mask that differs between input rows or folds can be placed on the
+        scores' rows."""
+        return self.count is not None and self.batch_major is True
+
+
+def find_folds(
+    model: nn.Module,
+    example: torch.Tensor,
+    named: dict[str, nn.Module] | None,
+    calls: Sequence[Call],
+) -> tuple[Fold, ...]:
+    """Each attention call's `Fold` on ``example`` (the probe's input, whose forward made
+    ``calls``). Where a call folds more than one problem per input row, the model runs again
+    on ``example`` and on copies with one input row replaced (in eval mode, no gradients; its
+    modules' modes restored after): the order is batch-major when replacing input row ``b``
+    changes exactly score rows ``b * count`` to ``b * count + count - 1`` for every ``b``.
+
+    >>> from emg_lens.models.attached.examples import PatchAttention
+    >>> net = PatchAttention()
+    >>> x = torch.randn(2, 4, 8)
+    >>> find_folds(net, x, None, probe(net, x, None).calls)
+    (Fold(count=2, batch_major=True),)
+    """
+    batch = example.shape[0]
+    counts = [c.batch // batch if c.batch % batch == 0 else None for c in calls]
+    folded = {layer for layer, count in enumerate(counts) if count is not None and count > 1}
+    order = _batch_major(model, example, named, calls, folded, counts) if folded else {}
+    return tuple(
+        Fold(count, True if count == 1 else order.get(layer)) for layer, count in enumerate(counts)
+    )
+
+
+def _batch_major(
+    model: nn.Module,
+    example: torch.Tensor,
+    named: dict[str, nn.Module] | None,
+    calls: Sequence[Call],
+    layers: set[int],
+    counts: Sequence[int | None],
+) -> dict[int, bool]:
+    """``{layer: batch-major}`` for ``layers`` (see `find_folds`); empty where it cannot be
+    told: a forward that failed or made other calls."""
+    gen = torch.Generator().manual_seed(1)
+    other = torch.randn(example.shape, generator=gen).to(example)
+    modes = {module: module.training for module in model.modules()}
+    model.eval()  # no dropout, batch norm on running statistics: rows do not mix
+    try:
+        base = _scores(model, example, named, calls, layers)
+        if base is None:
+            return {}
+        verdict = dict.fromkeys(layers, True)
+        for row in range(example.shape[0]):
+            x = example.clone()
+            x[row] = other[row]
+            seen = _scores(model, x, named, calls, layers)
+            if seen is None:
+                return {}
+            for layer in layers:
+                count = counts[layer]
+                own = list(range(row * count, (row + 1) * count))
+                verdict[layer] &= _changed_rows(base[layer], seen[layer]) == own
+        return verdict
+    except Exception:  # a forward that fails on another input or mode: the order is not known
+        return {}
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def _scores(
+    model: nn.Module,
+    x: torch.Tensor,
+    named: dict[str, nn.Module] | None,
+    calls: Sequence[Call],
+    layers: set[int],
+) -> dict[int, torch.Tensor] | None:
+    """The scores of the attention calls in ``layers`` on ``x``; None where the forward made
+    other calls than ``calls``."""
+    seen: dict[int, torch.Tensor] = {}
+
+    def site(layer: int, call: Call) -> Site | None:
+        if layer not in layers:
+            return None
+
+        def keep(scores: torch.Tensor) -> torch.Tensor:
+            seen[layer] = scores
+            return scores
+
+        return Site(hooked=True, on_scores=keep)
+
+    found = probe(model, x, named, site)
+    return seen if found.calls == tuple(calls) else None
+
+
+def _changed_rows(a: torch.Tensor, b: torch.Tensor) -> list[int]:
+    """The rows (first axis) where ``a`` and ``b`` differ (a NaN in both is no change)."""
+    differ = (a != b) & ~(a.isnan() & b.isnan())
+    return differ.flatten(1).any(1).nonzero().flatten().tolist()

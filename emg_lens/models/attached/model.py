@@ -8,6 +8,20 @@ module around the call carries the residual stream (`find_blocks`),
 ``blocks.{L}.hook_resid_pre`` / ``hook_resid_post`` (its input and output). ``edge_masks=``
 cuts edges as on every emg_lens encoder.
 
+Folded calls. Some models fold several independent attention problems into the batch axis of
+one call: CBraMod attends the channels of each patch as ``[batch * patches, head, C, C]`` and
+the patches of each channel as ``[batch * channels, head, P, P]``; EEGPT attends within each
+patch. `attach` records each call's `Fold` (``folds``, `AttachedModel.folds_of`): ``F``, the
+problems per input row, and whether the call folds them batch-major (input row ``b`` owns
+score rows ``b * F`` to ``b * F + F - 1``), checked by running the probe again with one input
+row replaced. There a mask may differ between folds: ``[batch or 1, F, head or 1, query,
+key]`` (a fold axis after the batch's), and a per-input ``[batch, head or 1, query, key]`` mask
+holds for every fold of its row; both are placed on the scores' rows in that order. A call
+that folds in another order (ATCNet's heads, folded head-major), or whose order could not be
+told (a checkpoint saved before folds were recorded), takes only masks the same for every
+input row and fold, ``[query, key]`` or ``[head or 1, query, key]``, and says so by name. Hooks
+see the folded scores as the model computes them, ``[batch * F, head, query, key]``.
+
 With nothing hooked and no mask the forward is the user's module called on the signals,
 nothing else (fused kernels and torch's fast paths included). Otherwise the forward runs under
 an `Interceptor`, which computes the hooked or masked calls explicitly and lets the others
@@ -36,8 +50,10 @@ from emg_lens.layout import CLS, TokenLayout, check_mask_shape
 from emg_lens.models.attached.find import (
     AttentionSpec,
     Block,
+    Fold,
     check_calls,
     find_blocks,
+    find_folds,
     named_modules_of,
     probe,
 )
@@ -88,8 +104,10 @@ def _hooked(points: Sequence[HookPoint]) -> bool:
 class AttachedModel(HookedBiosignalModel):
     """A user's module with TransformerLens hook points at its attention (see the module
     docstring); built by `attach`. ``model`` is the user's module; ``calls`` what each layer's
-    attention call is (kind, module, heads, query and key tokens); ``resid_modules`` the path of
-    the module whose input and output are each layer's ``hook_resid_pre``/``hook_resid_post``.
+    attention call is (kind, module, heads, query and key tokens); ``folds`` how each call
+    folds attention problems into its batch (`Fold`, `folds_of`); ``resid_modules`` the path
+    of the module whose input and output are each layer's ``hook_resid_pre``/
+    ``hook_resid_post``.
 
     A checkpoint (`emg_lens.checkpoints.save_checkpoint`) holds the user's module's weights
     and, in ``config.json``, what `attach` found (``init_kwargs``); its class is the user's, so
@@ -112,9 +130,12 @@ class AttachedModel(HookedBiosignalModel):
         calls: Sequence[Any],
         blocks: Mapping[Any, Any],
         named: list[str] | None = None,
+        folds: Sequence[Any] | None = None,
     ):
-        """``layout``, ``calls`` and ``blocks`` as `attach` found them, or in the JSON form
-        of ``init_kwargs`` (a checkpoint's)."""
+        """``layout``, ``calls``, ``blocks`` and ``folds`` as `attach` found them, or in the
+        JSON form of ``init_kwargs`` (a checkpoint's); ``folds`` None (a checkpoint saved
+        before they were recorded): not known, so every layer takes only masks the same in
+        every fold."""
         super().__init__(cfg)
         if not isinstance(model, nn.Module):
             raise ArgumentError(f"model must be a torch.nn.Module, got {describe(model)}")
@@ -131,6 +152,7 @@ class AttachedModel(HookedBiosignalModel):
             int(k): b if isinstance(b, Block) else Block(int(k), *b) for k, b in blocks.items()
         }
         self._named = None if named is None else tuple(named)
+        self.folds = _folds(folds, len(self.calls))
         if cfg.n_layers != len(self.calls):
             raise AttachError(
                 f"EncoderConfig.n_layers={cfg.n_layers} but {len(self.calls)} attention calls"
@@ -148,6 +170,7 @@ class AttachedModel(HookedBiosignalModel):
             "calls": [list(dataclasses.astuple(call)) for call in self.calls],
             "blocks": {str(k): [b.path, b.seq_first] for k, b in self._blocks.items()},
             "named": None if self._named is None else list(self._named),
+            "folds": [[fold.count, fold.batch_major] for fold in self.folds],
         }
 
     # ------------------------------------------------------------------ what it is
@@ -177,6 +200,20 @@ class AttachedModel(HookedBiosignalModel):
             )
         return self._layouts[layer]
 
+    def folds_of(self, layer: int) -> int | None:
+        """How many attention problems call ``layer`` folds into its batch per input row
+        (CBraMod's spatial call: its patches; 1: none); None where that is not known (a
+        checkpoint saved before folds were recorded). ``folds[layer].batch_major`` says
+        whether masks may differ between them (see the module docstring).
+
+        >>> from emg_lens.models.attached.examples import PatchAttention
+        >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
+        >>> attach(PatchAttention(), layout=layout, n_samples=8).folds_of(0)
+        2
+        """
+        self.layout_of(layer)  # refuses a layer the model lacks
+        return self.folds[layer].count
+
     @property
     def resid_modules(self) -> dict[int, str]:
         """``{layer: path}`` of the modules whose input and output are the residual stream."""
@@ -203,10 +240,16 @@ class AttachedModel(HookedBiosignalModel):
         """Run the user's model on ``signals`` ``[batch, channel, time]`` (``args`` and
         ``kwargs`` passed on), cutting ``edge_masks`` (``{layer: bool mask}``, True = cut,
         broadcastable to that layer's ``[batch, head, query, key]``) inside its attention.
+        On a layer that folds ``F = folds_of(layer)`` attention problems into its batch,
+        batch-major, a mask may differ between them: ``[batch or 1, F, head or 1, query,
+        key]``, a fold axis after the batch's (e.g. one mask per patch); a ``[batch, ...]``
+        mask holds for every fold of its input row. A layer folding in another order, or in
+        one not known, takes only masks the same in every input row and fold, and names
+        itself when given another (see the module docstring).
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 
-        >>> from emg_lens.models.attached.examples import TinyAttention
+        >>> from emg_lens.models.attached.examples import PatchAttention, TinyAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> model = attach(TinyAttention(), layout=layout, n_samples=8)
         >>> x = model.example_input(2)
@@ -214,6 +257,16 @@ class AttachedModel(HookedBiosignalModel):
         >>> cut[:, 0] = True  # no token reads token 0
         >>> bool((model(x) == model.model(x)).all()), model(x, edge_masks={0: cut}).shape
         (True, torch.Size([2, 3]))
+        >>> folded = attach(PatchAttention(), layout=layout, n_samples=8)  # 2 patches of 4
+        >>> folded.folds_of(0), folded.folds[0].batch_major
+        (2, True)
+        >>> per_patch = torch.zeros(1, 2, 1, 4, 4, dtype=torch.bool)  # [batch, fold, head, q, k]
+        >>> per_patch[0, 1, 0, :, 0] = True  # in patch 1 only, no channel reads channel 0
+        >>> bias = torch.zeros(4, 1, 4, 4)  # the model's own mask, on [batch * patch, ...]
+        >>> bias[1::2, 0, :, 0] = float("-inf")  # rows 1 and 3: patch 1 of either window
+        >>> gap = folded(x, edge_masks={0: per_patch}) - folded.model(x, bias)
+        >>> bool(gap.abs().max() < 1e-6)
+        True
         """
         if return_type not in ("logits", None):
             raise ArgumentError(
@@ -240,6 +293,8 @@ class AttachedModel(HookedBiosignalModel):
         def on_call(call: Call) -> Site:
             layer = mode.count - 1
             self._check_call(layer, call)
+            if layer in masks:
+                self._check_rows(layer, call, masks[layer], x.shape[0])
             attn = self.blocks[layer].attn
             return Site(
                 edge_mask=masks.get(layer),
@@ -295,6 +350,23 @@ class AttachedModel(HookedBiosignalModel):
                 "every input"
             )
 
+    def _check_rows(self, layer: int, call: Call, mask: torch.Tensor, batch: int) -> None:
+        """A mask with a row per score row (per input row, or per fold) must meet as many
+        score rows as `attach` saw per input row."""
+        if mask.ndim == 4 and mask.shape[0] not in (1, call.batch):
+            count = self.folds[layer].count
+            raise AttachError(
+                f"attention call {layer} ({call.module or 'the model'}) has {call.batch} score "
+                f"rows for {batch} input rows, but edge_masks[{layer}] has {mask.shape[0]} rows "
+                + (
+                    f"({count} per input row, as at attach time); the forward must fold its "
+                    "attention problems the same way on every input"
+                    if count is not None
+                    else "(how it folds its attention problems is not known: a checkpoint "
+                    "saved before folds were recorded; attach the model again)"
+                )
+            )
+
     def _resid_hooks(self, named: dict[str, nn.Module], resid: set[int], mode: Interceptor):
         """Forward pre- and post-hooks on the block modules of the layers in ``resid``: their
         input through ``hook_resid_pre``, their output through ``hook_resid_post``."""
@@ -334,7 +406,8 @@ class AttachedModel(HookedBiosignalModel):
     # ------------------------------------------------------------------ edge masks
     def _check_edge_masks(self, edge_masks: EdgeMasks | None, *, batch: int) -> dict:
         """``{layer: bool mask}``, each broadcastable to that layer's ``[batch, heads, query,
-        key]`` scores; moved to the model's device."""
+        key]`` scores, or per fold on a folded layer (see `forward`); moved to the model's
+        device, a per-input or per-fold mask laid out as the folded scores' rows."""
         if not edge_masks:
             return {}
         n_layers = len(self.calls)
@@ -361,9 +434,52 @@ class AttachedModel(HookedBiosignalModel):
                     f"edge_masks[{layer}] must be a bool tensor [..., {shape[0]}, {shape[1]}] "
                     f"over the whole layout, got {describe(mask)}"
                 )
-            check_mask_shape(mask.shape, (batch, call.heads, *shape), f"edge_masks[{layer}]")
-            out[layer] = mask.to(self.param_device_dtype()[0])
+            out[layer] = self._fold_mask(layer, mask, batch).to(self.param_device_dtype()[0])
         return out
+
+    def _fold_mask(self, layer: int, mask: torch.Tensor, batch: int) -> torch.Tensor:
+        """``mask`` checked against layer ``layer``'s scores and laid out on their rows: a
+        per-fold ``[batch or 1, F, heads or 1, q, k]`` or a per-input ``[batch, ...]`` mask
+        on a folded layer becomes ``[batch * F, heads or 1, q, k]``, batch-major."""
+        call, fold = self.calls[layer], self.folds[layer]
+        what = f"edge_masks[{layer}]"
+        per_fold = mask.ndim == 5
+        per_row = per_fold or (mask.ndim == 4 and mask.shape[0] > 1)
+        folded = fold.count is not None and fold.count > 1
+        if ((per_fold and fold.count is None) or (per_row and folded)) and not fold.ordered:
+            raise LayoutError(
+                f"{what} has shape {list(mask.shape)}, which differs between input rows or "
+                f"folds, but layer {layer} ({call.kind} in {call.module or 'the model'}) cannot "
+                f"place it: {_unordered(fold)}; give a mask the same in every row and fold: "
+                f"[{call.n_query}, {call.n_key}] or [heads or 1, {call.n_query}, {call.n_key}]"
+            )
+        folds = fold.count if folded else 1
+        target = (batch, call.heads, call.n_query, call.n_key)
+        check_mask_shape(mask.shape, target, what, folds=folds)
+        if not folded or not per_row:
+            return mask
+        if mask.ndim == 4:  # one mask per input row, for every fold of it
+            return mask.repeat_interleave(folds, dim=0)
+        return mask.expand(batch, *mask.shape[1:]).flatten(0, 1)
+
+
+def _unordered(fold: Fold) -> str:
+    """Why a layer's fold order is not one a per-row mask can be placed in, in words."""
+    if fold.count is None:
+        return (
+            "attach does not know how it folds attention problems into its batch (a checkpoint "
+            "saved before folds were recorded: attach the model again)"
+        )
+    if fold.batch_major is False:
+        return (
+            f"it folds {fold.count} attention problems per input row into its batch, not "
+            "batch-major (replacing one input row on the probe changed other score rows than "
+            f"rows b*{fold.count} to b*{fold.count}+{fold.count - 1})"
+        )
+    return (
+        f"it folds {fold.count} attention problems per input row into its batch, in an order "
+        "attach could not check (the check's forward failed or made other calls)"
+    )
 
 
 def _through(point: HookPoint, x: torch.Tensor, seq_first: bool) -> torch.Tensor:
@@ -429,6 +545,28 @@ def _per_call(layout: TokenLayout | Sequence[TokenLayout], n_calls: int) -> list
             "calls: give one per call, in call order (or one TokenLayout for all)"
         )
     return layouts
+
+
+def _folds(folds: Sequence[Any] | None, n_calls: int) -> tuple[Fold, ...]:
+    """One `Fold` per attention call: given (or in ``init_kwargs``' JSON form, ``[count,
+    batch_major]``), or, for None, not known."""
+    if folds is None:
+        return (Fold(None, None),) * n_calls
+    pairs = [dataclasses.astuple(f) if isinstance(f, Fold) else f for f in folds or []]
+    if len(pairs) != n_calls or not all(_is_fold(pair) for pair in pairs):
+        raise AttachError(
+            f"folds must list one [count, batch_major] per attention call ({n_calls}; count a "
+            f"positive int or None, batch_major true, false or None), got {describe(folds)}"
+        )
+    return tuple(Fold(*pair) for pair in pairs)
+
+
+def _is_fold(pair: Any) -> bool:
+    if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+        return False
+    count, batch_major = pair
+    whole = isinstance(count, int) and not isinstance(count, bool) and count >= 1
+    return (count is None or whole) and (batch_major is None or isinstance(batch_major, bool))
 
 
 def _check_layout(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
@@ -515,6 +653,7 @@ def attach(
     check_calls(model, found, named)
     layouts = _per_call(layout, len(found.calls))
     _check_layout(layouts, found.calls)
+    folds = find_folds(model, example, named, found.calls)
     blocks = find_blocks(found, batch, [c.n_query for c in found.calls])
     out = found.output
     n_classes = out.shape[-1] if isinstance(out, torch.Tensor) and out.ndim == 2 else 1
@@ -544,4 +683,5 @@ def attach(
         calls=found.calls,
         blocks=blocks,
         named=None if named is None else list(named),
+        folds=folds,
     )

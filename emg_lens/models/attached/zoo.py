@@ -8,6 +8,12 @@ a channel, a patch of one channel, a time slice mixing every channel, a learned 
 start/CLS token. braindecode is never imported: a model is recognised by its class name and
 its module, as the converters do (`emg_lens.models.braindecode`).
 
+Where an architecture folds several attention problems into one call's batch (CBraMod: the
+channels of each patch, the patches of each channel; EEGPT and LUNA's cross-attention: each
+patch), the layout is that of one problem, and `attach` finds how many there are per window
+and that they are batch-major (`AttachedModel.folds_of`): a cut may then differ between
+patches or channels, ``[batch or 1, F, head or 1, query, key]``.
+
 What has no softmax over tokens is refused by name (`REFUSED`: BIOT's linear attention).
 Not in the table yet (`NOT_YET`, said by name): REVE, which braindecode builds only after
 downloading its position bank (so an entry could not be tested here).
@@ -47,7 +53,10 @@ class ZooEntry:
     attention call (``calls`` as a probe forward saw them, ``names`` the channel names);
     ``needs_names``: the forward takes ``ch_names`` (LaBraM picks embeddings by name);
     ``converter``: the `emg_lens.models.from_braindecode` converter of the same architecture
-    also exists (its results and the attached model's agree on the same mask);
+    also exists (its results and the attached model's agree on the same cut; where the
+    attached calls fold patches or channels into the batch, one mask per fold there is the
+    converted model's mask over every (channel, patch) token, cuts that differ between
+    patches included);
     ``attention``: what `attach` takes as ``attention=`` (a module-path glob), where its
     softmax cannot be found without it.
     """
@@ -165,12 +174,14 @@ ZOO: dict[str, ZooEntry] = {
         converter=True,
     ),
     "CBraMod": ZooEntry(
-        "spatial calls: the channels of one patch; temporal calls: the patches of one channel",
+        "spatial calls: the channels of one patch; temporal calls: the patches of one channel "
+        "(each call folds its patches or channels into the batch)",
         _criss_cross,
         converter=True,
     ),
     "EEGPT": ZooEntry(
-        "the channels of one patch and the learned summary tokens",
+        "the channels of one patch and the learned summary tokens (the patches folded into the "
+        "batch)",
         _per_patch_with_summary,
         converter=True,
     ),

@@ -19,6 +19,8 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach
+from emg_lens.models.attached.examples import PatchAttention
+from emg_lens.models.attached.find import Fold
 from tests.unit.models.attached_models import (
     BATCH,
     HEADS,
@@ -416,6 +418,7 @@ def test_a_folded_softmax_inside_a_named_module():
         attach(Folded(), layout=LAYOUT, n_samples=N_SAMPLES)
     model = attach(Folded(), layout=LAYOUT, n_samples=N_SAMPLES, attention=Folded)
     assert [(c.kind, c.batch, c.heads) for c in model.calls] == [("softmax", 2 * HEADS, 1)]
+    assert model.folds == (Fold(HEADS, False),)  # heads folded head-major
     cut = _cut(9, per_head=False)
     bias = torch.zeros(cut.shape).masked_fill(cut, float("-inf"))
     x = _x()
@@ -436,3 +439,112 @@ def test_circuitsvis_refuses_a_cross_attention_by_name():
     _, cache = model.run_with_cache(_x())
     with pytest.raises(UnsupportedFeatureError, match="layer 0 is a cross-attention"):
         to_circuitsvis(cache, 0)
+
+
+def _patch_bias(per_row: torch.Tensor, folds: int) -> torch.Tensor:
+    """PatchAttention's own additive mask, written by hand: score row ``b * folds + f`` gets
+    ``per_row[b, f]`` (``[batch, folds, head or 1, q, k]``) as -inf."""
+    batch = per_row.shape[0]
+    bias = torch.zeros(batch * folds, *per_row.shape[2:])
+    for b in range(batch):
+        for f in range(folds):
+            bias[b * folds + f] = bias[b * folds + f].masked_fill(per_row[b, f], float("-inf"))
+    return bias
+
+
+class FoldMajor(PatchAttention):
+    """PatchAttention with its patches folded fold-major (row ``p * batch + b``), as a model
+    folding heads with ``torch.cat(q.split(d, -1), 0)`` does."""
+
+    def fold(self, h):
+        return h.permute(2, 0, 1, 3).flatten(0, 1)
+
+    def unfold(self, h, batch):
+        return h.unflatten(0, (-1, batch)).permute(1, 2, 0, 3)
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_a_cut_per_fold_equals_a_per_fold_bias_written_by_hand(hooked):
+    """A model folding its patches into the batch, batch-major: a mask per (window, patch,
+    head), a mask per window (every patch of it) and one for every patch each equal the model
+    computed with the same cut as its own -inf bias on the folded scores."""
+    net = PatchAttention(n_samples=12, patch=4).eval()  # 3 patches
+    model = attach(net, layout=LAYOUT, n_samples=12)
+    assert model.folds_of(0) == 3 and model.folds[0] == Fold(3, True)
+    x = torch.randn(BATCH, N_CHANNELS, 12, generator=torch.Generator().manual_seed(2))
+    gen, own = torch.Generator().manual_seed(3), ~torch.eye(N_CHANNELS, dtype=torch.bool)
+    per_fold = (torch.rand(BATCH, 3, HEADS, N_CHANNELS, N_CHANNELS, generator=gen) < 0.5) & own
+    per_window = (torch.rand(BATCH, HEADS, N_CHANNELS, N_CHANNELS, generator=gen) < 0.5) & own
+    fwd = [("blocks.0.attn.hook_pattern", lambda t, hook: t)] if hooked else []
+    cases = [
+        (per_fold, per_fold),
+        (per_fold[:1], per_fold[:1].expand(BATCH, -1, -1, -1, -1)),
+        (per_window, per_window[:, None].expand(-1, 3, -1, -1, -1)),
+        (per_window[0, 0], per_window[0, 0].expand(BATCH, 3, 1, -1, -1)),
+    ]
+    with torch.no_grad():
+        for mask, by_hand in cases:
+            got = model.run_with_hooks(x, edge_masks={0: mask}, fwd_hooks=fwd)
+            expected = net(x, _patch_bias(by_hand, 3))
+            assert (got - expected).abs().max() <= 1e-6, list(mask.shape)
+            assert (got - net(x)).abs().max() > 1e-4
+    _, cache = model.run_with_cache(x, edge_masks={0: per_fold})
+    scores = cache["attn_scores", 0]  # the folded scores, as the model computes them
+    assert scores.shape == (BATCH * 3, HEADS, N_CHANNELS, N_CHANNELS)
+    assert torch.equal(scores.isneginf(), per_fold.flatten(0, 1))
+
+
+def test_a_fold_that_is_not_batch_major_takes_only_fold_uniform_masks():
+    """Patches folded fold-major: the probe sees it, a per-fold or per-window mask is refused
+    naming the layer and what it takes, and a mask the same in every fold still equals the
+    model's own bias."""
+    net = FoldMajor().eval()
+    model = attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+    assert model.folds[0] == Fold(2, False)
+    x = _x()
+    per_fold = torch.zeros(1, 2, 1, N_CHANNELS, N_CHANNELS, dtype=torch.bool)
+    per_window = torch.zeros(BATCH, 1, N_CHANNELS, N_CHANNELS, dtype=torch.bool)
+    for mask in (per_fold, per_window):
+        with pytest.raises(
+            LayoutError,
+            match=r"edge_masks\[0\] has shape .*layer 0 \(softmax in the model\) "
+            r"cannot place it: it folds 2 attention problems per input row into its batch, not "
+            r"batch-major.*\[4, 4\] or \[heads or 1, 4, 4\]",
+        ):
+            model(x, edge_masks={0: mask})
+    cut = _cut(10)
+    bias = torch.zeros(cut.shape).masked_fill(cut, float("-inf"))
+    with torch.no_grad():
+        assert (model(x, edge_masks={0: cut}) - net(x, bias)).abs().max() <= 1e-6
+
+
+def test_per_fold_masks_of_the_wrong_shape_and_an_order_that_cannot_be_checked():
+    """A per-fold mask with another fold count is refused naming the layer, the shape and the
+    accepted ones (the per-fold form among them), and on a layer that does not fold; where the
+    check's forward fails (here: in eval mode) the order is not known, refused as such, and
+    the model's training mode is left as it was."""
+    model = attach(PatchAttention(), layout=LAYOUT, n_samples=N_SAMPLES)
+    x = _x()
+    wrong = torch.zeros(1, 3, 1, N_CHANNELS, N_CHANNELS, dtype=torch.bool)
+    with pytest.raises(
+        LayoutError,
+        match=r"edge_masks\[0\] has shape \[1, 3, 1, 4, 4\].*one mask per fold, "
+        r"\[batch or 1, 2, n_heads or 1, 4, 4\]",
+    ):
+        model(x, edge_masks={0: wrong})
+    flat = attach(build("qkv"), layout=LAYOUT, n_samples=N_SAMPLES)
+    assert flat.folds == (Fold(1, True), Fold(1, True))
+    with pytest.raises(LayoutError, match=r"edge_masks\[1\] has shape \[1, 1, 1, 4, 4\]"):
+        flat(x, edge_masks={1: torch.zeros(1, 1, 1, 4, 4, dtype=torch.bool)})
+
+    class TrainOnly(PatchAttention):
+        def forward(self, x, bias=None):
+            if not self.training:
+                raise RuntimeError("this research code runs in training mode only")
+            return super().forward(x, bias)
+
+    net = TrainOnly().train()
+    unknown = attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+    assert unknown.folds[0] == Fold(2, None) and net.training and net.embed.training
+    with pytest.raises(LayoutError, match="in an order attach could not check"):
+        unknown(x, edge_masks={0: wrong[:, :2]})

@@ -214,3 +214,36 @@ def test_a_study_file_runs_attached_checkpoints_through_the_users_builder(tmp_pa
     inspect += ["--modules", str(tmp_path / "models.py") + ":build_modules", "--allow-code"]
     assert main(inspect) == 0
     assert "from_torch_encoder" in (tmp_path / "inspected" / "summary.md").read_text()
+
+
+def test_a_checkpoint_keeps_how_each_call_folds_and_an_older_one_takes_uniform_masks(tmp_path):
+    """The folds round-trip through config.json; a checkpoint saved before folds were
+    recorded loads, its order unknown: per-fold masks refused by name, a per-window one
+    refused where the folded scores meet it, a fold-uniform one as before."""
+    import json
+
+    from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+    from emg_lens.errors import AttachError, LayoutError
+    from emg_lens.models.attached.examples import PatchAttention
+
+    model = attach(PatchAttention().eval(), layout=LAYOUT, n_samples=N_SAMPLES)
+    path = save_checkpoint(model, tmp_path / "subject_1")
+    again = load_checkpoint(path, modules={"model": PatchAttention()})
+    assert again.folds == model.folds and again.folds_of(0) == 2
+    x = model.example_input(3)
+    per_fold = torch.zeros(3, 2, 1, N_CHANNELS, N_CHANNELS, dtype=torch.bool)
+    per_fold[0, 1, 0, :, 0] = per_fold[2, 0, 0, :, 3] = True
+    with torch.no_grad():
+        assert torch.equal(again(x, edge_masks={0: per_fold}), model(x, edge_masks={0: per_fold}))
+    config = json.loads((path / "config.json").read_text())
+    del config["model_kwargs"]["folds"]
+    (path / "config.json").write_text(json.dumps(config))
+    old = load_checkpoint(path, modules={"model": PatchAttention()})
+    assert old.folds_of(0) is None and old.folds[0].batch_major is None
+    with pytest.raises(LayoutError, match=r"does not know how it folds.*attach the model again"):
+        old(x, edge_masks={0: per_fold})
+    with pytest.raises(AttachError, match=r"6 score rows for 3 input rows.*not known"):
+        old(x, edge_masks={0: per_fold[:, 0]})
+    uniform = per_fold[0, 1]
+    with torch.no_grad():
+        assert torch.equal(old(x, edge_masks={0: uniform}), model(x, edge_masks={0: uniform}))

@@ -1,7 +1,8 @@
 """braindecode's attention models opened by `attach_braindecode` from one table (`ZOO`,
 issue 38 item 4): each built small, attached, its unhooked output the original's bit for bit,
 a masked forward finite and different, every attention call hooked; the converted
-architectures' attached cuts equal their converted models' on the same mask."""
+architectures' attached cuts equal their converted models' on the same mask, also where
+CBraMod and EEGPT fold patches or channels into the batch and the cut differs between them."""
 
 from __future__ import annotations
 
@@ -172,3 +173,62 @@ def test_eegpt_attached_per_patch_cuts_equal_the_converted_models(layer):
     within[0, per_patch - 2] = within[per_patch - 1, 3] = True  # channel 0 - a summary token
     cut = torch.block_diag(*[within] * patches)
     assert _folded_parity(converted, model, {layer: within}, {layer: cut}) <= 1e-5
+
+
+def _random_cut(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """A random cut over ``[..., q, q]`` that leaves every query its own key."""
+    cut = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < 0.4
+    return cut & ~torch.eye(shape[-1], dtype=torch.bool)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_cbramod_attached_cuts_that_differ_per_patch_and_channel_equal_the_converted_models(rows):
+    """A spatial cut that differs between patches ``[rows, patches, heads, C, C]`` and a
+    temporal one that differs between channels ``[rows, channels, heads, P, P]`` (``rows`` 3:
+    between input windows too), in both layers, equal the converted model's cut placed on its
+    (channel, patch) tokens, head by head."""
+    converted, original = cm.cbramod_model()
+    model = attach_braindecode(original.source)
+    channels = len(converted.cfg.channel_names)
+    patches = converted.layout.n_tokens // channels
+    assert [model.folds_of(layer) for layer in range(4)] == [patches, channels] * 2
+    assert all(fold.batch_major for fold in model.folds)
+    half = converted.cfg.n_heads // 2  # heads 0..half-1 spatial, the rest temporal
+    n = converted.layout.n_tokens
+    attached, theirs = {}, {}
+    for layer in range(converted.cfg.n_layers):
+        spatial = _random_cut((rows, patches, half, channels, channels), seed=2 * layer)
+        temporal = _random_cut((rows, channels, half, patches, patches), seed=2 * layer + 1)
+        cut = torch.zeros(rows, converted.cfg.n_heads, n, n, dtype=torch.bool)
+        for p in range(patches):  # converted tokens are channel-major: c * patches + p
+            at = torch.arange(channels) * patches + p
+            cut[:, :half, at[:, None], at[None, :]] = spatial[:, p]
+        for c in range(channels):
+            at = c * patches + torch.arange(patches)
+            cut[:, half:, at[:, None], at[None, :]] = temporal[:, c]
+        attached |= {2 * layer: spatial, 2 * layer + 1: temporal}
+        theirs[layer] = cut
+    assert _folded_parity(converted, model, attached, theirs) <= 1e-5
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_eegpt_attached_cuts_that_differ_per_patch_equal_the_converted_models(rows):
+    """A cut within each patch that differs between patches (and, ``rows`` 3, between input
+    windows), ``[rows, patches, heads, tokens, tokens]``, equals the converted model's cut on
+    each patch's block of its patch-major tokens."""
+    converted, original = cm.eegpt_model()
+    model = attach_braindecode(original.source)
+    per_patch = model.layout_of(0).n_tokens
+    patches = converted.layout.n_tokens // per_patch
+    heads = converted.cfg.n_heads
+    assert model.folds_of(0) == model.folds_of(1) == patches and model.folds[0].batch_major
+    n = converted.layout.n_tokens
+    attached, theirs = {}, {}
+    for layer in range(converted.cfg.n_layers):
+        within = _random_cut((rows, patches, heads, per_patch, per_patch), seed=layer)
+        cut = torch.zeros(rows, heads, n, n, dtype=torch.bool)
+        for p in range(patches):
+            at = p * per_patch + torch.arange(per_patch)
+            cut[:, :, at[:, None], at[None, :]] = within[:, p]
+        attached[layer], theirs[layer] = within, cut
+    assert _folded_parity(converted, model, attached, theirs) <= 1e-5
