@@ -38,6 +38,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (paper: 4e-5)")
     p.add_argument("--batch-size", type=int, default=64, help="windows per step")
     p.add_argument("--seed", type=int, default=0, help="seed of the models (and synthetic data)")
+    p.add_argument(
+        "--refits",
+        type=int,
+        default=0,
+        help="train a model again from another initialisation while its training accuracy "
+        "(its lowest head's) stays below 0.9, up to this many more times (a plateau)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_argument(p)
     add_threads_argument(p)
@@ -52,14 +59,21 @@ def add_parsers(sub) -> None:
 
 
 # The TrainConfig field each flag sets, so a refused value names the flag.
-TRAIN_FLAGS = {"epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "seed": "--seed"}
+TRAIN_FLAGS = {
+    "epochs": "--epochs",
+    "lr": "--lr",
+    "batch_size": "--batch-size",
+    "seed": "--seed",
+    "refits": "--refits",
+}
 
 
 def train_config(args: argparse.Namespace) -> Any:
     """The `TrainConfig` of ``train``'s flags; a value it refuses (NaN or inf ``--lr``,
     ``--epochs 0``) is an `ArgumentError` naming the flag.
 
-    >>> ns = argparse.Namespace(epochs=2, lr=float("inf"), batch_size=8, seed=0, quiet=True)
+    >>> ns = argparse.Namespace(epochs=2, lr=float("inf"), batch_size=8, seed=0, refits=0,
+    ...                         quiet=True)
     >>> train_config(ns)
     Traceback (most recent call last):
     ...
@@ -98,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         device=str(device),
         report=functools.partial(print, flush=True),  # a log sees each line as it happens
     )
-    print_table(rows, ["subject", "train_accuracy", "test_accuracy"])
+    print_table(rows, ["subject", "attempts", "train_accuracy", "test_accuracy"])
     return rows
 
 

@@ -181,6 +181,37 @@ def test_train_subjects_fits_the_base_config_to_each_subjects_data(subject, tmp_
     assert (saved.modalities, saved.n_samples, saved.d_model) == (subject.modalities, 200, 8)
 
 
+def test_a_model_left_below_the_fit_is_trained_again_and_the_best_fit_kept(subject, tmp_path):
+    from emg_lens.train import train_subjects
+    from emg_lens.train.supervised import training_fit
+
+    base = EncoderConfig.preset("tiny", d_model=8, d_head=4, seed=3)
+    lines = []
+    unreachable = TrainConfig(epochs=1, lr=1e-3, progress=False, refits=2, refit_below=1.0)
+    (row,) = train_subjects(
+        [subject], IsoNet, base, unreachable, tmp_path / "a", report=lines.append
+    )
+    info = read_checkpoint_info(row["checkpoint"])
+    attempts = info["metadata"]["attempts"]
+    assert row["attempts"] == 3 == len(attempts)
+    assert [(a["model_seed"], a["train_seed"]) for a in attempts] == [
+        (3, 0),
+        (1003, 1000),
+        (2003, 2000),
+    ]
+    kept = load_checkpoint(row["checkpoint"])
+    assert kept.cfg.seed == max(attempts, key=lambda a: a["training_fit"])["model_seed"]
+    assert training_fit(kept, subject.X_train, subject.y_train) == pytest.approx(
+        max(a["training_fit"] for a in attempts)
+    )
+    plateau = [line for line in lines if "a plateau; training again" in line]
+    assert [line.split("(")[-1] for line in plateau] == ["2 of 3)", "3 of 3)"]
+    # a model that fits is trained once
+    reached = TrainConfig(epochs=1, lr=1e-3, progress=False, refits=2, refit_below=0.01)
+    (row,) = train_subjects([subject], IsoNet, base, reached, tmp_path / "b")
+    assert row["attempts"] == 1
+
+
 def test_edge_dropout_cuts_its_edge_set_on_a_fraction_of_the_windows():
     from emg_lens.edges import parse
     from emg_lens.train.supervised import _EdgeDropout
@@ -210,9 +241,12 @@ def test_edge_dropout_cuts_its_edge_set_on_a_fraction_of_the_windows():
     [
         ({"edge_dropout": 1.0}, "edge_dropout"),
         ({"dropout_edges": "cross_modal &"}, "dropout_edges"),
+        ({"refits": -1}, "refits"),
+        ({"refit_below": 0.0}, "refit_below"),
+        ({"refit_below": 1.5}, "refit_below"),
     ],
 )
-def test_bad_edge_dropout_settings_are_refused(kwargs, match):
+def test_bad_edge_dropout_and_refit_settings_are_refused(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kwargs)
 
