@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emg_lens.checkpoints import load_checkpoint
-from emg_lens.cli.demo import DEMO_CUT, DEMO_MODEL, DEMO_TRAIN
+from emg_lens.cli.demo import DEMO_CUT, DEMO_EPOCHS, DEMO_MODEL, DEMO_TRAIN
 from emg_lens.config import EncoderConfig
 from emg_lens.data.datasets import data_source, load_subject
 from emg_lens.data.preprocess import SubjectData
@@ -21,7 +21,14 @@ from tests.shared_on_disk import SharedOnDisk
 # 0-2 trained on one thread and 0-1 on two (other floating-point paths, as on another CPU)
 # reached 0.47-0.94 on the interaction gestures with the mean-pooled head (0.94 and 0.48 for
 # this recipe): tests bound what all of them satisfy.
-RECIPE = {"seed": 1, "subject": 1, "epochs": 30, **DEMO_MODEL, "cut": DEMO_CUT, **DEMO_TRAIN}
+RECIPE = {
+    "seed": 1,
+    "subject": 1,
+    "epochs": DEMO_EPOCHS,
+    **DEMO_MODEL,
+    "cut": DEMO_CUT,
+    **DEMO_TRAIN,
+}
 
 
 def demo_data(seed: int = RECIPE["seed"], subject: int = RECIPE["subject"]) -> SubjectData:
