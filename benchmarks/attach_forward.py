@@ -39,39 +39,23 @@ from torch import nn
 
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach
+from emg_lens.models.attached.examples import Block
 from emg_lens.models.attached.zoo import attach_braindecode
 
 TEN_TWENTY = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T7", "C3", "CZ", "C4", "T8", "P7",
               "P3", "PZ", "P4", "P8", "O1", "O2"]  # fmt: skip
 
 
-class _Block(nn.Module):
-    """A pre-norm transformer block as research code writes it."""
-
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attn = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(-1)
-        x = x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
-        return x + self.mlp(self.norm2(x))
-
-
 class HandWritten(nn.Module):
-    """Channel-patch tokens, ``layers`` blocks, a mean-pooled linear head."""
+    """Channel-patch tokens, ``layers`` research-style blocks (`Block`, MLP 4x wide), a
+    mean-pooled linear head."""
 
     def __init__(self, channels: int, samples: int, patch: int, d: int, layers: int, heads: int):
         super().__init__()
         self.channels, self.patch, self.n_times = channels, patch, samples
         self.embed = nn.Linear(patch, d)
         self.pos = nn.Parameter(0.02 * torch.randn(channels * (samples // patch), d))
-        self.blocks = nn.Sequential(*(_Block(d, heads) for _ in range(layers)))
+        self.blocks = nn.Sequential(*(Block(d, heads, mlp_ratio=4) for _ in range(layers)))
         self.head = nn.Linear(d, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
