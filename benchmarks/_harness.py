@@ -1,18 +1,26 @@
 """What the benchmarks share: check that the implementations agree, then time them side by side
 in one process (a warm-up, then repeats with the order rotated each time, so no implementation
-always runs first), and report medians (or min / median / max, to show the noise); and a timer
-that says where one instrumented run spends its time."""
+always runs first), and report medians (or min / median / max, to show the noise); the command
+line of the benchmarks that measure one architecture at a time (`architecture_main`, the 10-20
+channel names they build models on); and a timer that says where one instrumented run spends
+its time."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+
+# The 10-20 montage's 19 channels, as the braindecode models' channel tables spell them.
+TEN_TWENTY = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T7", "C3", "CZ", "C4", "T8", "P7",
+              "P3", "PZ", "P4", "P8", "O1", "O2"]  # fmt: skip
 
 
 def time_ms(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, cuda: bool) -> float:
@@ -44,10 +52,8 @@ def compare_and_time(
         diff = (out - expected).abs().max().item()
         max_diff = max(max_diff, diff)
         assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4), (name, diff)
-    for _ in range(warmup):
-        for fn in runs.values():
-            fn(x)
-    times = rounds({name: (lambda fn=fn: fn(x)) for name, fn in runs.items()}, repeats, cuda)
+    calls = {name: (lambda fn=fn: fn(x)) for name, fn in runs.items()}
+    times = warm_rounds(calls, warmup=warmup, repeats=repeats, cuda=cuda)
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}, max_diff
 
 
@@ -72,6 +78,22 @@ def rounds(
     return times
 
 
+def warm_rounds(
+    runs: dict[str, Callable[[], object]], *, warmup: int, repeats: int, cuda: bool = False
+) -> dict[str, list[float]]:
+    """`rounds` after ``warmup`` calls of every run (in the given order)."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    return rounds(runs, repeats, cuda)
+
+
+def median_ms(seconds: Sequence[float]) -> float:
+    """The median of ``seconds`` in milliseconds, rounded to 3 digits (the upper of the two
+    middle values for an even count)."""
+    return round(1e3 * sorted(seconds)[len(seconds) // 2], 3)
+
+
 def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
     """``{"min", "median", "max"}`` of ``values``, rounded."""
     return {
@@ -79,6 +101,44 @@ def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
         "median": round(statistics.median(values), digits),
         "max": round(max(values), digits),
     }
+
+
+class Measure(Protocol):
+    def __call__(
+        self, arch: str, *, quick: bool, batch: int, warmup: int, repeats: int
+    ) -> dict[str, Any]: ...
+
+
+def architecture_main(
+    doc: str, architectures: Sequence[str], measure: Measure, argv: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The command line of a benchmark that measures one architecture at a time: ``--only``
+    some of ``architectures``, ``--batch``, ``--repeats``, ``--warmup``, ``--threads``, and
+    ``--quick`` (batch 2, one warm-up, 3 repeats: ``measure`` builds tiny models); prints
+    ``measure``'s result for each architecture as one JSON line and returns them. ``doc``: the
+    script's docstring, whose first paragraph is the description."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny models: a smoke test")
+    parser.add_argument("--only", nargs="+", choices=architectures, help="these architectures")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    for arch in args.only or architectures:
+        result = measure(
+            arch,
+            quick=args.quick,
+            batch=2 if args.quick else args.batch,
+            warmup=1 if args.quick else args.warmup,
+            repeats=3 if args.quick else args.repeats,
+        )
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    return results
 
 
 class PhaseTimer:

@@ -27,51 +27,30 @@ on an idle machine: figures measured under load mean nothing.
 
 from __future__ import annotations
 
-import argparse
-import json
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from _harness import rounds, spread
+from _harness import TEN_TWENTY, architecture_main, median_ms, spread, warm_rounds
 from torch import nn
 
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach
+from emg_lens.models.attached.examples import Block
 from emg_lens.models.attached.zoo import attach_braindecode
-
-TEN_TWENTY = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T7", "C3", "CZ", "C4", "T8", "P7",
-              "P3", "PZ", "P4", "P8", "O1", "O2"]  # fmt: skip
-
-
-class _Block(nn.Module):
-    """A pre-norm transformer block as research code writes it."""
-
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attn = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(-1)
-        x = x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
-        return x + self.mlp(self.norm2(x))
 
 
 class HandWritten(nn.Module):
-    """Channel-patch tokens, ``layers`` blocks, a mean-pooled linear head."""
+    """Channel-patch tokens, ``layers`` research-style blocks (`Block`, MLP 4x wide), a
+    mean-pooled linear head."""
 
     def __init__(self, channels: int, samples: int, patch: int, d: int, layers: int, heads: int):
         super().__init__()
         self.channels, self.patch, self.n_times = channels, patch, samples
         self.embed = nn.Linear(patch, d)
         self.pos = nn.Parameter(0.02 * torch.randn(channels * (samples // patch), d))
-        self.blocks = nn.Sequential(*(_Block(d, heads) for _ in range(layers)))
+        self.blocks = nn.Sequential(*(Block(d, heads, mlp_ratio=4) for _ in range(layers)))
         self.head = nn.Linear(d, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,11 +117,8 @@ def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) ->
             "unhooked": lambda: model(x),
             "masked": lambda: model(x, edge_masks=masks),
         }
-        for _ in range(warmup):
-            for fn in runs.values():
-                fn()
-        times = rounds(runs, repeats)
-    median = {name: round(1e3 * sorted(t)[len(t) // 2], 3) for name, t in times.items()}
+        times = warm_rounds(runs, warmup=warmup, repeats=repeats)
+    median = {name: median_ms(t) for name, t in times.items()}
     return {
         "benchmark": "attach_forward",
         "architecture": arch,
@@ -166,28 +142,7 @@ ARCHITECTURES = ("luna", "eegconformer", "handwritten")
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny models: a smoke test")
-    parser.add_argument("--only", nargs="+", choices=ARCHITECTURES, help="these architectures")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results = []
-    for arch in args.only or ARCHITECTURES:
-        result = measure(
-            arch,
-            quick=args.quick,
-            batch=2 if args.quick else args.batch,
-            warmup=1 if args.quick else args.warmup,
-            repeats=3 if args.quick else args.repeats,
-        )
-        print(json.dumps(result), flush=True)
-        results.append(result)
-    return results
+    return architecture_main(__doc__, ARCHITECTURES, measure, argv)
 
 
 if __name__ == "__main__":

@@ -24,21 +24,16 @@ test suite).
 
 from __future__ import annotations
 
-import argparse
-import json
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from _harness import rounds, spread
+from _harness import TEN_TWENTY, architecture_main, median_ms, spread, warm_rounds
 from torch import nn
 
 from emg_lens.layout import TokenLayout
 from emg_lens.models import from_braindecode, from_torch_encoder
-
-TEN_TWENTY = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T7", "C3", "CZ", "C4", "T8", "P7",
-              "P3", "PZ", "P4", "P8", "O1", "O2"]  # fmt: skip
 
 
 def _chs(n: int) -> list[dict]:
@@ -141,18 +136,15 @@ def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) ->
         diff = float((ours - expected).abs().max())
         assert diff <= 1e-4, (arch, diff)
         runs = {"converted": lambda: converted(x), "original": lambda: original(x, **call)}
-        for _ in range(warmup):
-            for fn in runs.values():
-                fn()
-        times = rounds(runs, repeats)
+        times = warm_rounds(runs, warmup=warmup, repeats=repeats)
     ratios = [c / o for c, o in zip(times["converted"], times["original"])]
     cfg = converted.cfg
     return {
         "benchmark": "converted_forward",
         "architecture": arch,
         "ratio": spread(ratios),
-        "ms_converted": round(1e3 * sorted(times["converted"])[len(ratios) // 2], 3),
-        "ms_original": round(1e3 * sorted(times["original"])[len(ratios) // 2], 3),
+        "ms_converted": median_ms(times["converted"]),
+        "ms_original": median_ms(times["original"]),
         "max_abs_diff": diff,
         "batch": batch,
         "channels": shape[0],
@@ -166,29 +158,7 @@ def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) ->
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny models: a smoke test")
-    parser.add_argument("--only", nargs="+", choices=ARCHITECTURES, help="these architectures")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results = []
-    for arch in args.only or ARCHITECTURES:
-        repeats = 3 if args.quick else args.repeats
-        result = measure(
-            arch,
-            quick=args.quick,
-            batch=2 if args.quick else args.batch,
-            warmup=1 if args.quick else args.warmup,
-            repeats=repeats,
-        )
-        print(json.dumps(result), flush=True)
-        results.append(result)
-    return results
+    return architecture_main(__doc__, ARCHITECTURES, measure, argv)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """What the ``emg-lens`` commands share: the help formatter, ``--out`` folder checks, tables,
-the data options, and the names the parsers offer as choices.
+the data options, the options and loading steps of a command on one checkpoint (``inspect``,
+``features``), the ending of a command that writes a report, and the names the parsers offer
+as choices.
 
 This module and every parser import only the standard library (and `emg_lens.errors`), so
 ``emg-lens --help`` starts in well under a second; torch, TransformerLens and the model stack
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from emg_lens.cli.consent import add_modules_arguments, module_builder
 from emg_lens.data.registry import (
     DATASETS,
     DOWNSTREAM_DATASETS,
@@ -36,11 +39,14 @@ __all__ = [
     "SYNTH_FORMATS",
     "WINDOW_STORE_SOURCES",
     "HelpFormatter",
+    "add_checkpoint_arguments",
     "add_command",
     "add_data_args",
     "add_device_argument",
     "add_threads_argument",
     "data_source_from_args",
+    "load_checkpoint_windows",
+    "open_checkpoint",
     "output_folder",
     "print_table",
     "resolve_device",
@@ -177,6 +183,82 @@ def resolve_device(name: str, flag: str = "--device") -> Any:
             raise ArgumentError(f"{flag} {name}: GPU index {index}, but there are {count} GPUs")
         device = torch.device("cuda", index)
     return device
+
+
+# ----------------------------------------------------------------------------- one checkpoint
+
+
+def add_checkpoint_arguments(
+    p: argparse.ArgumentParser, root: Path, what: str, n_windows: int
+) -> None:
+    """The options of a command on one checkpoint and its subject's test windows (``inspect``,
+    ``features``), read by `open_checkpoint` and `load_checkpoint_windows`: ``--checkpoint``,
+    ``--out`` (a folder for ``what``; default ``root/<the checkpoint folder's name>``),
+    ``--n-windows`` (default ``n_windows``), ``--device``, ``--threads``, and ``--modules``
+    with ``--allow-code``.
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_checkpoint_arguments(p, Path("runs/look"), "the tables", 8)
+    >>> args = p.parse_args(["--checkpoint", "models/subject_1"])
+    >>> args.out, args.n_windows, args.device, args.threads, args.modules
+    (None, 8, 'auto', None, None)
+    """
+    p.add_argument("--checkpoint", required=True, help="a checkpoint folder (subject_<N>/)")
+    p.add_argument(
+        "--out",
+        help=f"folder for {what} (default: {root}/<the checkpoint folder's name>, e.g. "
+        f"{root / 'subject_1'})",
+    )
+    p.add_argument("--n-windows", type=int, default=n_windows, help="test windows, evenly spaced")
+    add_device_argument(p)
+    add_threads_argument(p)
+    add_modules_arguments(p)
+
+
+def open_checkpoint(args: argparse.Namespace, root: Path) -> tuple[Path, Any, str]:
+    """What a command of `add_checkpoint_arguments` settles before it loads anything: its
+    output folder (``--out``, default ``root/<the checkpoint folder's name>``, checked by
+    `output_folder`), the ``--modules`` builder (None without it; run only with
+    ``--allow-code``; a checkpoint whose model holds the user's modules, without one, is a
+    `CheckpointError` saying what to add) and the device's name (`resolve_device`).
+
+    >>> import tempfile
+    >>> from emg_lens.checkpoints import save_checkpoint
+    >>> from emg_lens.models.attached.examples import TinyAttention
+    >>> from emg_lens.models import attach
+    >>> from emg_lens.layout import TokenLayout
+    >>> net = attach(TinyAttention(), layout=TokenLayout.channel_tokens({"emg": 4},
+    ...              cls_token=False), n_samples=8)
+    >>> folder = save_checkpoint(net, Path(tempfile.mkdtemp()) / "subject_1")
+    >>> args = argparse.Namespace(checkpoint=str(folder), out=None, device="cpu")
+    >>> open_checkpoint(args, Path("runs/look"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.CheckpointError: ...subject_1 holds a AttachedModel whose model are your own...
+    """
+    from emg_lens.studies.code import require_builder
+
+    out = output_folder(args.out or root / Path(args.checkpoint).resolve().name)
+    builder = module_builder(args)
+    require_builder([args.checkpoint], builder)  # the user's modules: say what to add
+    return out, builder, str(resolve_device(args.device))
+
+
+def load_checkpoint_windows(
+    args: argparse.Namespace, device: str, builder: Any = None
+) -> tuple[Any, Any, dict[str, Any] | None]:
+    """The model of ``--checkpoint`` on ``device`` (its user's modules made by ``builder``),
+    ``--n-windows`` of its subject's test windows, evenly spaced
+    (`emg_lens.inspect.report.select_windows`), and the data source its metadata records
+    (`emg_lens.studies.runner.load_entry` loads both; what it refuses, it refuses)."""
+    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.inspect.report import select_windows
+    from emg_lens.studies.runner import load_entry
+
+    subject = load_entry(args.checkpoint, device, builder)
+    data = select_windows(subject.data, args.n_windows)
+    source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
+    return subject.model, data, source
 
 
 # ----------------------------------------------------------------------------- outputs

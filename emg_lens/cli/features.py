@@ -7,14 +7,12 @@ import argparse
 from pathlib import Path
 
 from emg_lens.cli.common import (
+    add_checkpoint_arguments,
     add_command,
-    add_device_argument,
-    add_threads_argument,
-    output_folder,
-    resolve_device,
+    load_checkpoint_windows,
+    open_checkpoint,
     save_and_show,
 )
-from emg_lens.cli.consent import add_modules_arguments, module_builder
 
 FEATURES_ROOT = Path("runs/features")  # --out's default: FEATURES_ROOT / the checkpoint's name
 
@@ -33,12 +31,7 @@ def add_parser(sub) -> None:
         "class, its share on each modality and what ablating it costs. The autoencoder is "
         "saved beside the tables (features.safetensors, features.json).",
     )
-    p.add_argument("--checkpoint", required=True, help="a checkpoint folder (subject_<N>/)")
-    p.add_argument(
-        "--out",
-        help=f"folder for the tables, figures and weights (default: {FEATURES_ROOT}/<the "
-        "checkpoint folder's name>, e.g. runs/features/subject_1)",
-    )
+    add_checkpoint_arguments(p, FEATURES_ROOT, "the tables, figures and weights", n_windows=512)
     p.add_argument("--layer", type=int, required=True, help="the block whose residual is read")
     p.add_argument(
         "--hook",
@@ -58,19 +51,11 @@ def add_parser(sub) -> None:
         default="logits",
         help="the logits scored (IsoNet: logits is the CLS head, avg_logits the mean-pooled)",
     )
-    p.add_argument("--n-windows", type=int, default=512, help="test windows, evenly spaced")
-    add_device_argument(p)
-    add_threads_argument(p)
-    add_modules_arguments(p)
     p.set_defaults(func=cmd_features)
 
 
 def cmd_features(args: argparse.Namespace):
-    from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.inspect.features import FeatureConfig, train_features
-    from emg_lens.inspect.report import select_windows
-    from emg_lens.studies.code import require_builder
-    from emg_lens.studies.runner import load_entry
 
     config = FeatureConfig(
         layer=args.layer,
@@ -82,14 +67,9 @@ def cmd_features(args: argparse.Namespace):
         groups=None if args.groups is None else tuple(args.groups),
         readout=args.readout,
     )
-    out = output_folder(args.out or FEATURES_ROOT / Path(args.checkpoint).resolve().name)
-    builder = module_builder(args)
-    require_builder([args.checkpoint], builder)  # the user's modules: say what to add
-    device = str(resolve_device(args.device))
+    out, builder, device = open_checkpoint(args, FEATURES_ROOT)
     print(f"loading {args.checkpoint} and its subject's windows", flush=True)
-    subject = load_entry(args.checkpoint, device, builder)
-    data = select_windows(subject.data, args.n_windows)
+    model, data, source = load_checkpoint_windows(args, device, builder)
     print(f"training {config.n_features} features on {config.hook_name} ...", flush=True)
-    source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
-    features = train_features(subject.model, data, config, source=source)
+    features = train_features(model, data, config, source=source)
     return save_and_show(features, out, "tables, figures, the autoencoder")

@@ -21,7 +21,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from emg_lens.data.preprocess import prepare_subject
 from emg_lens.data.synthetic.eeg import (
@@ -33,6 +32,7 @@ from emg_lens.edges import cross_region
 from emg_lens.hooks import compile_edges
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach, from_braindecode
+from emg_lens.models.attached.examples import SpectralEEG
 
 bd = pytest.importorskip("braindecode.models")
 pytestmark = pytest.mark.slow
@@ -94,40 +94,6 @@ def test_a_small_cbramod_learns_the_interaction_and_a_region_cut_removes_it():
     assert open_[single].mean() >= 0.95
     assert cut[interaction].mean() <= 0.5  # no edge between lobes: the XOR is gone
     assert cut[single].mean() >= 0.9  # the single-region classes need no such edge
-
-
-class _Block(nn.Module):
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attn = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(-1)
-        x = x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
-        return x + self.mlp(self.norm2(x))
-
-
-class SpectralEEG(nn.Module):
-    """One token per channel: a linear map of its log power spectrum (0-45 Hz), plus a
-    learned channel embedding; two hand-written attention blocks; a mean-pooled head."""
-
-    def __init__(self, channels: int, n_classes: int, d: int = 32, bins: int = 46):
-        super().__init__()
-        self.bins = bins
-        self.embed = nn.Linear(bins, d)
-        self.channel = nn.Parameter(0.02 * torch.randn(channels, d))
-        self.blocks = nn.Sequential(_Block(d, 4), _Block(d, 4))
-        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        power = torch.fft.rfft(x, dim=-1).abs().pow(2)[..., : self.bins]
-        tokens = self.embed(torch.log(power + 1e-3)) + self.channel
-        return self.head(self.norm(self.blocks(tokens)).mean(1))
 
 
 @pytest.mark.parametrize("subject", [1, 2])

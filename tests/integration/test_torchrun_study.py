@@ -142,3 +142,35 @@ def test_two_ranks_run_a_training_study_to_the_single_process_tables(tmp_path, m
     assert (out / "summary.csv").read_bytes() == (ref / "summary.csv").read_bytes()
     writers = {json.loads(p.read_text())["writer"]["pid"] for p in out.glob("cells/s*/*.json")}
     assert len(writers) == 2  # both ranks trained
+
+
+@pytest.mark.timeout(300)
+def test_two_ranks_run_attached_checkpoints_through_the_builder_to_the_single_process_tables(
+    tmp_path, monkeypatch
+):
+    """The builder route under torchrun: each rank loads its subjects' attached checkpoints
+    through the user's models.py (the study's ``modules``, run with ``--allow-code``), and rank
+    0 writes tables byte-identical to one process's: each subject's cells are computed whole by
+    one process, on one thread in both runs, and the statistics read them in subject order, so
+    no sum is reordered between the two runs (equality, not a tolerance)."""
+    from tests.unit.attached_checkpoints import save_subjects, write_user_code
+
+    write_user_code(tmp_path)
+    models = save_subjects(tmp_path / "models", subjects=(1, 2))
+    spec = tmp_path / "attached.toml"
+    spec.write_text(
+        'name = "attached"\nmodels = "models"\nmodules = "models.py:build_modules"\n'
+        'metric = ["accuracy", "kl"]\n'  # kl: floats compared to the last bit
+        '[[interventions]]\nname = "cross"\nedges = "cross_modal"\n'
+        '[[interventions]]\nname = "acc_off"\nzero_modality = "acc"\n'
+    )
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    common = [str(spec), "--models", str(models), "--allow-code"]
+    _one_process(monkeypatch, tmp_path, *common, "--out", str(ref))
+    printed = _finish(_torchrun(tmp_path, *common, "--out", str(out)))
+    assert "rank 1 of 2: its subjects' cells are in" in printed
+    writers = {json.loads(p.read_text())["writer"]["pid"] for p in out.glob("cells/s*/*.json")}
+    assert len(writers) == 2  # both ranks computed cells
+    assert set(_writers(out)) == set(_writers(ref))
+    for name in TABLES:
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name

@@ -507,7 +507,7 @@ def test_a_fold_that_is_not_batch_major_takes_only_fold_uniform_masks():
     for mask in (per_fold, per_window):
         with pytest.raises(
             LayoutError,
-            match=r"edge_masks\[0\] has shape .*layer 0 \(softmax in the model\) "
+            match=r"edge_masks\[0\] has shape .*layer 0 \(softmax in block\) "
             r"cannot place it: it folds 2 attention problems per input row into its batch, not "
             r"batch-major.*\[4, 4\] or \[heads or 1, 4, 4\]",
         ):

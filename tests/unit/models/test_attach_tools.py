@@ -157,50 +157,15 @@ def test_a_checkpoint_of_an_attached_model_loads_with_the_users_module(attached,
     assert user_modules_of({"model_class": "AttachedModel"}) == ("model",)
 
 
-ATTACHED_USER_CODE = '''
-"""My own attention model, and how emg_lens rebuilds it for a checkpoint."""
-import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self, n_samples, d=16, heads=2, n_classes=12):
-        super().__init__()
-        self.heads, self.embed, self.qkv = heads, nn.Linear(n_samples, d), nn.Linear(d, 3 * d)
-        self.out, self.head = nn.Linear(d, d), nn.Linear(d, n_classes)
-
-    def forward(self, x):
-        h = self.embed(x)
-        b, n, d = h.shape
-        q, k, v = self.qkv(h).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attn = (q @ k.transpose(-2, -1) / 8 ** 0.5).softmax(-1)
-        h = h + self.out((attn @ v).transpose(1, 2).reshape(b, n, d))
-        return self.head(h.mean(1))
-
-
-def build_modules(info):
-    return {"model": Net(info["config"]["n_samples"])}
-'''
-
-
 def test_a_study_file_runs_attached_checkpoints_through_the_users_builder(tmp_path, capsys):
     """The --modules route: a folder of attached checkpoints, the user's models.py building
     their module, run only with consent, by `study run` and by `inspect` (whose report says
     which tables need a converted model)."""
-    from emg_lens.checkpoints import save_checkpoint
     from emg_lens.cli import main
-    from emg_lens.layout import TokenLayout
-    from tests.unit.torch_encoder_checkpoints import MODALITIES, source
-    from tests.unit.torch_encoder_checkpoints import N_SAMPLES as SAMPLES
+    from tests.unit.attached_checkpoints import save_subjects, write_user_code
 
-    (tmp_path / "models.py").write_text(ATTACHED_USER_CODE)
-    names: dict = {}
-    exec(compile(ATTACHED_USER_CODE, "models.py", "exec"), names)
-    layout = TokenLayout.channel_tokens(MODALITIES, cls_token=False)
-    torch.manual_seed(0)
-    model = attach(names["Net"](SAMPLES).eval(), layout=layout, n_samples=SAMPLES)
-    metadata = {"subject": 1, "data_source": source()}
-    save_checkpoint(model, tmp_path / "models" / "subject_1", metadata=metadata)
+    write_user_code(tmp_path)
+    save_subjects(tmp_path / "models")
     spec = tmp_path / "study.toml"
     spec.write_text(
         f'name = "mine"\nmodels = "{tmp_path / "models"}"\nmodules = "models.py:build_modules"\n'
