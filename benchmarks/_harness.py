@@ -58,11 +58,13 @@ def compare_and_time(
 
 
 def rounds(
-    runs: dict[str, Callable[[], object]], repeats: int, cuda: bool = False
+    runs: dict[str, Callable[[], object]], repeats: int, cuda: bool = False, per_round: int = 1
 ) -> dict[str, list[float]]:
-    """Seconds of every run in each of ``repeats`` rounds; each round runs them all, the order
-    rotated from round to round, so that load affects them alike and the ratios of one round
-    compare like with like."""
+    """Seconds per call of every run in each of ``repeats`` rounds; each round runs them all,
+    the order rotated from round to round, so that load affects them alike and the ratios of
+    one round compare like with like. Each run is timed over ``per_round`` calls in a row (their
+    mean): a timer's and the scheduler's jitter, which a few-millisecond call feels, averages
+    out within the round (``timeit``'s ``number``)."""
     order = list(runs)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(repeats):
@@ -71,21 +73,27 @@ def rounds(
             if cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            runs[name]()
+            for _ in range(per_round):
+                runs[name]()
             if cuda:
                 torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
+            times[name].append((time.perf_counter() - start) / per_round)
     return times
 
 
 def warm_rounds(
-    runs: dict[str, Callable[[], object]], *, warmup: int, repeats: int, cuda: bool = False
+    runs: dict[str, Callable[[], object]],
+    *,
+    warmup: int,
+    repeats: int,
+    cuda: bool = False,
+    per_round: int = 1,
 ) -> dict[str, list[float]]:
     """`rounds` after ``warmup`` calls of every run (in the given order)."""
     for _ in range(warmup):
         for fn in runs.values():
             fn()
-    return rounds(runs, repeats, cuda)
+    return rounds(runs, repeats, cuda, per_round)
 
 
 def median_ms(seconds: Sequence[float]) -> float:
@@ -105,7 +113,7 @@ def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
 
 class Measure(Protocol):
     def __call__(
-        self, arch: str, *, quick: bool, batch: int, warmup: int, repeats: int
+        self, arch: str, *, quick: bool, batch: int, warmup: int, repeats: int, per_round: int
     ) -> dict[str, Any]: ...
 
 
@@ -114,7 +122,8 @@ def architecture_main(
 ) -> list[dict[str, Any]]:
     """The command line of a benchmark that measures one architecture at a time: ``--only``
     some of ``architectures``, ``--batch``, ``--repeats``, ``--warmup``, ``--threads``, and
-    ``--quick`` (batch 2, one warm-up, 3 repeats: ``measure`` builds tiny models); prints
+    ``--per-round`` (calls timed in a row per run and round, their mean kept), and ``--quick``
+    (batch 2, one warm-up, 3 repeats of one call: ``measure`` builds tiny models); prints
     ``measure``'s result for each architecture as one JSON line and returns them. ``doc``: the
     script's docstring, whose first paragraph is the description."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -123,6 +132,7 @@ def architecture_main(
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--per-round", type=int, default=1, help="calls timed in a row per round")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -135,6 +145,7 @@ def architecture_main(
             batch=2 if args.quick else args.batch,
             warmup=1 if args.quick else args.warmup,
             repeats=3 if args.quick else args.repeats,
+            per_round=1 if args.quick else args.per_round,
         )
         print(json.dumps(result), flush=True)
         results.append(result)

@@ -102,7 +102,9 @@ def _cut(model: Any) -> tuple[dict[int, torch.Tensor], float]:
     return masks, cut / total
 
 
-def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) -> dict[str, Any]:
+def measure(
+    arch: str, *, quick: bool, batch: int, warmup: int, repeats: int, per_round: int = 1
+) -> dict[str, Any]:
     """Attach ``arch``, check the unhooked forward against the original, time all three."""
     original, model, shape = _build(arch, quick)
     masks, share = _cut(model)
@@ -117,7 +119,7 @@ def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) ->
             "unhooked": lambda: model(x),
             "masked": lambda: model(x, edge_masks=masks),
         }
-        times = warm_rounds(runs, warmup=warmup, repeats=repeats)
+        times = warm_rounds(runs, warmup=warmup, repeats=repeats, per_round=per_round)
     median = {name: median_ms(t) for name, t in times.items()}
     return {
         "benchmark": "attach_forward",
@@ -135,6 +137,7 @@ def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) ->
         "calls": model.cfg.n_layers,
         "threads": torch.get_num_threads(),
         "repeats": repeats,
+        "per_round": per_round,
     }
 
 

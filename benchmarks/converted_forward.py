@@ -121,7 +121,9 @@ ARCHITECTURES = ("labram", "cbramod", "eegpt", "pbt", "torch_encoder")
 SOURCE = {"labram": "Labram", "cbramod": "CBraMod", "eegpt": "EEGPT", "pbt": "PBT"}
 
 
-def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) -> dict[str, Any]:
+def measure(
+    arch: str, *, quick: bool, batch: int, warmup: int, repeats: int, per_round: int = 1
+) -> dict[str, Any]:
     """Convert ``arch``, check it against the original, time both; one result dict."""
     torch.manual_seed(0)
     if arch == "torch_encoder":
@@ -136,7 +138,7 @@ def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) ->
         diff = float((ours - expected).abs().max())
         assert diff <= 1e-4, (arch, diff)
         runs = {"converted": lambda: converted(x), "original": lambda: original(x, **call)}
-        times = warm_rounds(runs, warmup=warmup, repeats=repeats)
+        times = warm_rounds(runs, warmup=warmup, repeats=repeats, per_round=per_round)
     ratios = [c / o for c, o in zip(times["converted"], times["original"])]
     cfg = converted.cfg
     return {
@@ -154,6 +156,7 @@ def measure(arch: str, *, quick: bool, batch: int, warmup: int, repeats: int) ->
         "layers": cfg.n_layers,
         "threads": torch.get_num_threads(),
         "repeats": repeats,
+        "per_round": per_round,
     }
 
 

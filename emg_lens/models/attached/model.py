@@ -158,6 +158,15 @@ class AttachedModel(HookedBiosignalModel):
                 f"EncoderConfig.n_layers={cfg.n_layers} but {len(self.calls)} attention calls"
             )
         self.blocks = nn.ModuleList(AttachedBlock(i in self._blocks) for i in range(len(calls)))
+        # every attention and residual hook point, flat: one pass tells an unhooked forward
+        self._points = tuple(
+            point
+            for i, block in enumerate(self.blocks)
+            for point in (
+                *block.attn.children(),
+                *(self._resid_points(i) if i in self._blocks else ()),
+            )
+        )
         self._lock = threading.RLock()
         self.setup()
         self.train(model.training)  # the user's module's mode (a new Module is in training)
@@ -275,10 +284,10 @@ class AttachedModel(HookedBiosignalModel):
             )
         x = self.hook_input(self.to_tokens(signals))
         masks = self._check_edge_masks(edge_masks, batch=x.shape[0])
+        if not masks and not _hooked(self._points):  # the original's forward, nothing else
+            return self.model(x, *args, **kwargs)
         hooked = {i for i, block in enumerate(self.blocks) if _hooked(list(block.attn.children()))}
         resid = {i for i in self._blocks if _hooked(self._resid_points(i))}
-        if not masks and not hooked and not resid:
-            return self.model(x, *args, **kwargs)
         with self._lock:
             return self._intercepted(x, args, kwargs, masks, hooked, resid)
 
