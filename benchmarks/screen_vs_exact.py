@@ -165,7 +165,7 @@ def demo_views(cache: Path | None):
     """``(name, model, data, return_type, base)`` of the demo preset's six views; models are
     trained (as `emg-lens demo` and `train_planted` do) or read back from ``cache``."""
     from emg_lens.checkpoints import load_checkpoint
-    from emg_lens.cli.demo import DEMO_CUT, DEMO_MODEL
+    from emg_lens.cli.demo import DEMO_EPOCHS, DEMO_MODEL, DEMO_TRAIN
     from emg_lens.data.datasets import data_source, load_subject
     from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.discovery.planted import ONE_HEAD
@@ -174,15 +174,7 @@ def demo_views(cache: Path | None):
     root = cache or Path(tempfile.mkdtemp(prefix="screen_vs_exact_"))
     synthetic, preprocess = demo_setup(2, 0)
     source = data_source("synthetic", synthetic=synthetic, preprocess=preprocess)
-    train = TrainConfig(
-        epochs=30,
-        lr=3e-3,
-        anneal_fraction=1.0,
-        seed=0,
-        progress=False,
-        edge_dropout=0.5,
-        dropout_edges=DEMO_CUT,
-    )
+    train = TrainConfig(epochs=DEMO_EPOCHS, seed=0, progress=False, **DEMO_TRAIN)
     for subject in (1, 2):
         data = load_subject(source, subject)
         folder = root / "demo" / f"subject_{subject}"
