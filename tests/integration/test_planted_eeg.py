@@ -11,7 +11,11 @@ held out on the interaction classes (two runs), 0.28-0.29 with `cross_region` cu
 single-region classes 1.00; on subjects 1, 2, 4-7 it learned one bit of the XOR only
 (0.44-0.56). The spectral model (400 steps, one thread): subjects 1 and 2 at 0.96 and 0.94
 held out (0.94-0.98 on subjects 1, 2, 4, 6 with AdamW), 0.23-0.25 cut; its single-region
-classes 0.93 and more. The thresholds below leave margin under those numbers.
+classes 0.93 and more. The thresholds below leave margin under those numbers. On two threads
+(checked when notebook 06 moved to one) the tests passed too: CBraMod 0.90 open, 0.29 cut;
+the spectral model 0.97 and 0.92 open, 0.25 and 0.22 cut. They assert thresholds, not a p, so
+a tie between subjects cannot cost them a star as it did the notebook's study; they train on
+one thread all the same (`one_thread`), the notebook's path, the same on every machine.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 
+from emg_lens.cli.common import torch_threads
 from emg_lens.data.preprocess import prepare_subject
 from emg_lens.data.synthetic.eeg import (
     generate_eeg_recordings,
@@ -40,6 +45,14 @@ pytestmark = pytest.mark.slow
 SUBJECT = 3
 STEPS = 400  # notebook 06's fine-tuning: Adam, lr 3e-3, batches of 64
 CONVS = ((4, 49, 25, 24, (2, 4)), (4, 3, 1, 1, (2, 4)))  # notebook 06's CBraMod, d_model 32
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as notebook 06 trains, whatever the session's count: another count
+    rounds differently and trains other models than those the thresholds were measured on."""
+    with torch_threads(1):
+        yield
 
 
 def _cbramod(names: list[str], n_classes: int):
