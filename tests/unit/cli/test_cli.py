@@ -87,7 +87,9 @@ def test_demo_help_describes_every_option_and_shows_its_default():
             assert flag in text
         if action.default not in (None, False, argparse.SUPPRESS):
             assert f"(default: {action.default})" in text, action.option_strings
-    assert "(default: runs/demo)" in text and "(default: 30)" in text
+    from emg_lens.cli.demo import DEMO_EPOCHS
+
+    assert "(default: runs/demo)" in text and f"(default: {DEMO_EPOCHS})" in text
 
 
 def test_every_option_of_every_command_has_a_help_string():
