@@ -44,17 +44,17 @@ def tinymyo_config(
     return EncoderConfig.preset("tinymyo", **settings)
 
 
-def adam_steps(model: torch.nn.Module, data: SubjectData, steps: int) -> None:
-    """``steps`` Adam steps (lr 3e-3) on batches of 32 of ``data``'s training windows drawn with
-    a seeded generator, the model in training mode; it is left in eval mode. A brief training
-    that makes a converted model's attention matter."""
+def adam_steps(model: torch.nn.Module, data: SubjectData, steps: int, batch_size: int = 32) -> None:
+    """``steps`` Adam steps (lr 3e-3) on batches of ``batch_size`` of ``data``'s training
+    windows drawn with a seeded generator, the model in training mode; it is left in eval
+    mode. A brief training that makes a converted model's attention matter."""
     x = torch.as_tensor(data.X_train, dtype=torch.float32)
     y = torch.as_tensor(data.y_train).long()
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     model.train()
     for _ in range(steps):
-        batch = torch.randint(len(x), (32,), generator=gen)
+        batch = torch.randint(len(x), (batch_size,), generator=gen)
         loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
         optimiser.zero_grad()
         loss.backward()

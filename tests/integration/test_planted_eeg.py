@@ -38,6 +38,7 @@ from emg_lens.hooks import compile_edges
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach, from_braindecode
 from emg_lens.models.attached.examples import SpectralEEG
+from tests.tiny import adam_steps
 
 bd = pytest.importorskip("braindecode.models")
 pytestmark = pytest.mark.slow
@@ -74,17 +75,18 @@ def _cbramod(names: list[str], n_classes: int):
 
 
 def _fine_tune(model, data) -> None:
-    X, y = torch.as_tensor(data.X_train), torch.as_tensor(data.y_train).long()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    batches = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(STEPS):
-        idx = torch.randint(len(X), (64,), generator=batches)
-        loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
+    adam_steps(model, data, STEPS, batch_size=64)
+
+
+def _open_and_cut(model, data, truth):
+    """Each held-out window's gesture kind, and whether the model gets it right open and with
+    every edge between regions cut."""
+    kinds = np.array([truth.kinds[label] for label in data.classes])[data.y_test]
+    X = torch.as_tensor(data.X_test)
+    with torch.no_grad():
+        open_ = model(X).argmax(-1).numpy() == data.y_test
+        cut = model(X, edge_masks=compile_edges(cross_region(), model)).argmax(-1).numpy()
+    return kinds, open_, cut == data.y_test
 
 
 def test_a_small_cbramod_learns_the_interaction_and_a_region_cut_removes_it():
@@ -94,12 +96,7 @@ def test_a_small_cbramod_learns_the_interaction_and_a_region_cut_removes_it():
     model = _cbramod(list(spec.channels), len(data.classes))
     _fine_tune(model, data)
 
-    kinds = np.array([truth.kinds[label] for label in data.classes])[data.y_test]
-    X = torch.as_tensor(data.X_test)
-    with torch.no_grad():
-        open_ = model(X).argmax(-1).numpy() == data.y_test
-        cut = model(X, edge_masks=compile_edges(cross_region(), model)).argmax(-1).numpy()
-    cut = cut == data.y_test
+    kinds, open_, cut = _open_and_cut(model, data, truth)
     interaction, single = kinds == "interaction", kinds != "interaction"
     for what, rows in (("interaction", interaction), ("single-region", single)):
         print(f"held out, {what}: {open_[rows].mean():.2f} open, {cut[rows].mean():.2f} cut")
@@ -122,12 +119,7 @@ def test_an_attached_spectral_transformer_learns_it_and_a_region_cut_leaves_it_g
     model = attach(net, layout=layout, n_samples=data.X_train.shape[-1])
     _fine_tune(net, data)  # the user's module trains as it is; the attached one shares it
 
-    kinds = np.array([truth.kinds[label] for label in data.classes])[data.y_test]
-    X = torch.as_tensor(data.X_test)
-    with torch.no_grad():
-        open_ = model(X).argmax(-1).numpy() == data.y_test
-        cut = model(X, edge_masks=compile_edges(cross_region(), model)).argmax(-1).numpy()
-    cut = cut == data.y_test
+    kinds, open_, cut = _open_and_cut(model, data, truth)
     interaction = kinds == "interaction"
     print(f"subject {subject}: {open_[interaction].mean():.2f} open, {cut[interaction].mean():.2f}")
     assert open_[interaction].mean() >= 0.8 and open_[~interaction].mean() >= 0.85
