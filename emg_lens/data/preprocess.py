@@ -30,6 +30,7 @@ from jaxtyping import Float
 from scipy import signal as sps
 
 from emg_lens.data.recording import Recording
+from emg_lens.data.trials import trial_ids, trial_unit
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
 
 __all__ = [
@@ -106,6 +107,24 @@ class SubjectData:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def train_trials(self) -> np.ndarray:
+        """The trial of each training window (`emg_lens.data.trials.trial_ids`)."""
+        return trial_ids(self.y_train, self.rep_train, trial_unit(self.meta))
+
+    @property
+    def test_trials(self) -> np.ndarray:
+        """The trial of each held-out window: windows of one ``(class, repetition)`` share a
+        trial, unless ``meta["trial_unit"]`` is ``"window"`` (windows made elsewhere, such as
+        `from_windows`'s, each their own trial). What every inference over held-out data counts
+        (`emg_lens.data.trials`).
+
+        >>> X, y = np.zeros((3, 1, 4)), np.array([0, 0, 1])
+        >>> SubjectData.from_windows({"emg": 1}, (X, y), (X, y)).test_trials.tolist()
+        [0, 1, 2]
+        """
+        return trial_ids(self.y_test, self.rep_test, trial_unit(self.meta))
+
     @classmethod
     def from_windows(
         cls,
@@ -147,7 +166,7 @@ class SubjectData:
             X_test=X_test,
             y_test=y_test,
             rep_test=np.full(len(y_test), repetitions[1]),
-            meta={} if meta is None else meta,
+            meta={"trial_unit": "window", **({} if meta is None else meta)},
         )
 
     @classmethod

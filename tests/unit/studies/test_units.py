@@ -1,0 +1,67 @@
+"""The independent unit: trial numbering and the statistics that count trials."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.data.trials import trial_ids
+from emg_lens.errors import ArgumentError
+from emg_lens.studies.units import cluster_bootstrap_ci, design_effect, trial_votes
+
+
+def test_trials_are_class_and_repetition_pairs_numbered_by_first_appearance():
+    y = np.array([2, 2, 0, 0, 2, 2, 0])
+    rep = np.array([5, 5, 5, 5, 2, 2, 2])
+    assert trial_ids(y, rep).tolist() == [0, 0, 1, 1, 2, 2, 3]
+    assert trial_ids(y, rep, unit="window").tolist() == list(range(7))
+
+
+def test_windows_made_elsewhere_are_each_their_own_trial_unless_meta_says_otherwise():
+    X, y = np.zeros((4, 1, 3)), np.array([0, 0, 1, 1])
+    assert SubjectData.from_windows({"emg": 1}, (X, y)).test_trials.tolist() == [0, 1, 2, 3]
+    grouped = SubjectData.from_windows({"emg": 1}, (X, y), meta={"trial_unit": "repetition"})
+    assert grouped.test_trials.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: trial_ids(np.zeros(3), np.zeros(2)),
+        lambda: trial_ids(np.zeros(3), np.zeros(3), unit="session"),
+        lambda: trial_votes(np.array([0, 1]), np.array([0, 1]), np.array([0, 0])),
+        lambda: cluster_bootstrap_ci(np.array([np.nan, 1.0]), np.array([0, 1])),
+        lambda: cluster_bootstrap_ci(np.array([]), np.array([])),
+    ],
+)
+def test_bad_inputs_are_named(call):
+    with pytest.raises(ArgumentError):
+        call()
+
+
+def test_a_tied_vote_is_not_a_correct_trial():
+    votes = trial_votes(np.array([0, 1, 0, 0]), np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]))
+    assert votes.correct.tolist() == [False, False]
+    assert votes.class_counts(3).tolist() == [1, 1, 0]
+
+
+def test_cluster_interval_is_wider_than_treating_windows_as_independent():
+    rng = np.random.default_rng(1)
+    trial_level = rng.random(12) < 0.5  # each trial right or wrong as a whole
+    hits = np.repeat(trial_level, 9).astype(float)
+    trials = np.repeat(np.arange(12), 9)
+    lo, hi = cluster_bootstrap_ci(hits, trials)
+    lo_w, hi_w = cluster_bootstrap_ci(hits, np.arange(len(hits)))
+    assert hi - lo > 2 * (hi_w - lo_w)
+    assert lo <= hits.mean() <= hi
+    assert cluster_bootstrap_ci(hits, trials) == (lo, hi)  # seeded
+
+
+def test_design_effect_of_independent_windows_is_near_one_and_of_copied_windows_is_m():
+    rng = np.random.default_rng(0)
+    trials = np.repeat(np.arange(200), 5)
+    icc, deff = design_effect((rng.random(1000) < 0.5).astype(float), trials)
+    assert icc < 0.1 and deff < 1.4
+    copied = np.repeat(rng.random(200) < 0.5, 5).astype(float)
+    assert design_effect(copied, trials) == (1.0, 5.0)
