@@ -29,7 +29,7 @@ from emg_lens.checkpoints import save_checkpoint
 from emg_lens.config import EncoderConfig, config_for_data
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
-from emg_lens.errors import ConfigError, EdgeExpressionError
+from emg_lens.errors import ConfigError, EdgeExpressionError, check_seed
 from emg_lens.models.base import HookedEncoder
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.schedule import check_field_types
@@ -97,6 +97,7 @@ class TrainConfig:
             )
         if self.refits < 0:
             raise ConfigError(f"TrainConfig.refits must be >= 0, got {self.refits}")
+        check_seed(self.seed, "TrainConfig.seed")
         if not 0 < self.refit_below <= 1:
             raise ConfigError(
                 "TrainConfig.refit_below (the training accuracy under which a model is trained "
