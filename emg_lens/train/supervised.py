@@ -29,7 +29,7 @@ from emg_lens.checkpoints import save_checkpoint
 from emg_lens.config import EncoderConfig, config_for_data
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
-from emg_lens.errors import ConfigError, EdgeExpressionError, check_seed
+from emg_lens.errors import ConfigError, DataFormatError, EdgeExpressionError, check_seed
 from emg_lens.models.base import HookedEncoder
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.schedule import check_field_types
@@ -175,6 +175,11 @@ def fit(
     >>> len(result.epoch_loss), result.steps
     (2, 2)
     """
+    if len(np.unique(np.asarray(y))) < 2:
+        raise DataFormatError(
+            f"{desc}: the training windows hold one class only ({np.unique(np.asarray(y))}); "
+            "a classifier trained on one class is right by construction. Check the split"
+        )
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator
     order_gen = torch.Generator().manual_seed(cfg.seed)
     device = model.cfg.device
