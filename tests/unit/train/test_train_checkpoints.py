@@ -335,3 +335,36 @@ def test_a_checkpoint_written_before_the_added_config_fields_loads(tmp_path):
     (path / "config.json").write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="act_fn"):
         load_checkpoint(path)
+
+
+def test_metadata_load_would_refuse_is_refused_at_save_and_nothing_written(tmp_path):
+    """Issue 47, section 3 item 7: save_checkpoint wrote what load_checkpoint refused."""
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    with pytest.raises(CheckpointError, match=r"not saved to .*metadata\.subject must be an int"):
+        save_checkpoint(model, tmp_path / "m", metadata={"subject": np.int64(3)})
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_full_disk_leaves_no_weights_without_their_config(tmp_path, monkeypatch):
+    """Issue 47, section 3 item 7: a full disk left weights and no config.json."""
+    import errno
+
+    from emg_lens.errors import StorageError
+
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    old = save_checkpoint(model, tmp_path / "old", metadata={"subject": 1})
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    real_write = type(tmp_path).write_text
+
+    def full(self, *args, **kwargs):
+        real_write(self, "{partial", encoding="utf-8")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(tmp_path), "write_text", full)
+    for path in (tmp_path / "new", old):
+        with pytest.raises(StorageError):
+            save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=1)), path)
+    monkeypatch.undo()
+    assert not (tmp_path / "new").exists()  # no folder that looks like a checkpoint
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before  # the old one intact
+    assert load_checkpoint(old).cfg.seed == 0
