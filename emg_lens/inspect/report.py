@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
-    MissingDependencyError,
     UnsupportedFeatureError,
 )
 from emg_lens.inspect import plots
@@ -45,6 +45,7 @@ from emg_lens.inspect.importance import (
 from emg_lens.inspect.shift import distribution_shift
 from emg_lens.layout import CLS
 from emg_lens.models.base import TL_WEIGHTS, require
+from emg_lens.report.view import VIEW_DATA
 from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import save_outputs
 
@@ -101,7 +102,7 @@ class InspectionReport:
     threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
     chance: pd.DataFrame | None = None  # the unmasked accuracy beside chance (chance_table)
     circuits_left_out: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why
-    view_skipped: str | None = None  # why there is no attention_view.html
+    view_skipped: str | None = None  # why report.html shows no attention view
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -257,7 +258,7 @@ class InspectionReport:
         elif CLS not in layout.group:
             lines.append("qk_cls_query (figure): the layout has no CLS token to query from")
         if self.view_skipped is not None:
-            lines.append(f"attention_view.html (interactive view): {self.view_skipped}")
+            lines.append(f"the attention view of report.html: {self.view_skipped}")
         return lines
 
     def to_markdown(self) -> str:
@@ -383,15 +384,12 @@ def _group_circle(flow: pd.DataFrame, plot_circle: Callable[..., Any]) -> Any:
 
 
 def _write_view(report: InspectionReport, out: Path) -> None:
-    """``attention_view.html``: the CircuitsVis view of the top head's layer for one window,
-    tokens named by their channels, self-contained (its script inline, no CDN), which
-    `emg_lens.report` embeds; nothing when circuitsvis is not installed."""
-    try:
-        view = plots.to_circuitsvis(report.pattern_cache, report.top_head[0])
-    except MissingDependencyError:
-        return  # report.view_skipped says so
+    """``attention_view.json``: every head's pattern of the top head's layer for one window,
+    tokens named by their channels, from which ``report.html`` builds the CircuitsVis view
+    (`emg_lens.report.view`: never a folder's HTML)."""
+    record = plots.attention_view_record(report.pattern_cache, report.top_head[0])
     make_folder(out)
-    write_if_changed(out / "attention_view.html", view.local_src)
+    write_if_changed(out / VIEW_DATA, json.dumps(record) + "\n")
 
 
 def inspect_model(
