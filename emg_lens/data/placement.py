@@ -133,6 +133,7 @@ class PlacementCheck:
             "score": self.score,
             "identity_score": self.identity_score,
             "moved": self.moved,
+            "description": self.describe(),
         }
 
 
