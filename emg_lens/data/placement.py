@@ -80,9 +80,10 @@ _TIE = 1e-12  # a map scoring within this of the identity does not displace it
 
 NO_PLACEMENT = (
     "a placement check needs the channels' placement on the body with a symmetry: a ring "
-    "(--placement ring for your files; the Myo, EPN-612, UCI sets), a grid (an OT "
+    "(--placement ring for your files; EPN-612, UCI, NinaPro DB5 and DB8), a grid (an OT "
     "Bioelettronica grid code; HD-sEMG) or 10-20 scalp names with both sides (synthetic-eeg; "
-    "an mne.Epochs with a montage)"
+    "an mne.Epochs with a montage); NinaPro DB2's electrodes are placed as free points, which "
+    "have none"
 )
 
 
