@@ -20,6 +20,7 @@ from emg_lens.cli.common import (
     subject_ids,
 )
 from emg_lens.cli.consent import add_modules_arguments, module_builder
+from emg_lens.cli.placement import add_realign_argument, check_placements, placement_summary
 
 
 def add_parsers(sub) -> None:
@@ -46,12 +47,14 @@ def add_parsers(sub) -> None:
         "(its lowest head's) stays below 0.9, up to this many more times (a plateau)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_realign_argument(p)
     add_device_argument(p)
     add_threads_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = add_command(sub, "evaluate", "per-subject test accuracy of trained checkpoints")
     p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints, or demo")
+    add_realign_argument(p)
     add_device_argument(p)
     add_threads_argument(p)
     add_modules_arguments(p)
@@ -101,6 +104,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
     train_cfg = train_config(args)  # before any data is loaded
     source = data_source_from_args(args)
     subjects = [load_subject(source, s) for s in subject_ids(args)]
+    subjects = check_placements(subjects, source, args.realign)  # recorded in the checkpoints
     model_cls = MODEL_CLASSES[args.architecture]
     rows = train_subjects(
         subjects,
@@ -113,6 +117,8 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         report=functools.partial(print, flush=True),  # a log sees each line as it happens
     )
     print_table(rows, ["subject", "attempts", "train_accuracy", "test_accuracy"])
+    for line in placement_summary({d.subject: d.meta.get("placement_check") for d in subjects}):
+        print(line)
     return rows
 
 
@@ -127,10 +133,13 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     builder = module_builder(args)
     found = find_models(args.models)
     require_builder(found.values(), builder)  # the user's modules: say what to add
-    rows = []
+    rows, checked, trained = [], {}, {}
     for subject, path in found.items():
         meta = read_checkpoint_info(path)["metadata"]
         data = load_subject(meta["data_source"], subject)
+        (data,) = check_placements([data], meta["data_source"], args.realign)
+        checked[subject] = data.meta.get("placement_check")
+        trained[subject] = meta.get("placement_check")
         model = load_model(path, builder, device=str(device))
         rows.append(
             {
@@ -143,4 +152,6 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     print_table(rows, ["subject", "n_test", "chance", "test_accuracy"])
     mean = sum(r["test_accuracy"] for r in rows) / len(rows)
     print(f"mean test accuracy over {len(rows)} subjects: {mean:.3f}")
+    for line in placement_summary(checked, trained=trained):
+        print(line)
     return rows

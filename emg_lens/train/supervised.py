@@ -413,6 +413,8 @@ def train_subjects(
                 "metrics": {k: row[k] for k in ("train_accuracy", "test_accuracy")},
                 "threads": row["threads"],
                 "attempts": attempts,
+                # emg_lens.data.placement: whether the held-out electrodes moved, and were put back
+                **{k: data.meta[k] for k in ("placement_check",) if k in data.meta},
             },
         )
         rows.append({**row, "checkpoint": str(path)})
