@@ -44,7 +44,7 @@ non-finite window, target or result is an error, never a score.
 >>> score = feature_baseline(data)
 >>> score.metric, score.value, score.n_train, score.n_test
 ('accuracy', 1.0, 20, 20)
->>> print(below_baseline(3, 0.5, score))  # doctest: +NORMALIZE_WHITESPACE
+>>> print(below_baseline(3, 0.5, score.value))  # doctest: +NORMALIZE_WHITESPACE
 subject 3: the model's 0.500 is below the per-channel feature baseline's 1.000
 (log RMS + MAD, logistic regression)
 """
@@ -133,16 +133,48 @@ class BaselineScore:
 
 
 def _windows(X: Any, field: str) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64) if hasattr(X, "shape") else X
-    if not isinstance(X, np.ndarray) or X.ndim != 3 or not len(X) or X.shape[2] < 2:
+    X = np.asarray(X) if hasattr(X, "shape") else X
+    if (
+        not isinstance(X, np.ndarray)
+        or X.dtype.kind not in "iuf"
+        or X.ndim != 3
+        or not len(X)
+        or X.shape[2] < 2
+    ):
         raise InputShapeError(
-            f"{field} must be windows [n >= 1, channel, time >= 2], got {describe(X)}"
+            f"{field} must be windows [n >= 1, channel, time >= 2] of numbers, got {describe(X)}"
         )
-    bad = int((~np.isfinite(X)).sum())
+    bad = int(X.size - np.isfinite(X).sum()) if X.dtype.kind == "f" else 0
     if bad:
         raise InputValueError(f"{field} holds {bad} non-finite values (NaN or inf); a baseline "
                               "is fitted and scored on finite windows only")  # fmt: skip
     return X
+
+
+CHUNK = 512
+"""Windows per pass of `_amplitudes` (bounds the float64 copy it works on)."""
+
+
+def _amplitudes(X: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per window and channel, the RMS and the mean absolute difference of ``X - low``
+    (float64, a chunk of windows at a time)."""
+    rms, mad = [], []
+    for start in range(0, len(X), CHUNK):
+        shifted = X[start : start + CHUNK].astype(np.float64) - low[None, :, None]
+        rms.append(np.sqrt(np.einsum("nct,nct->nc", shifted, shifted) / X.shape[2]))
+        mad.append(np.abs(np.diff(shifted, axis=-1)).mean(-1))
+    return np.concatenate(rms), np.concatenate(mad)
+
+
+def _features(
+    amplitudes: tuple[np.ndarray, np.ndarray], reference_rms: np.ndarray, metric: str
+) -> np.ndarray:
+    rms, mad = amplitudes
+    if metric == "r2":
+        return rms
+    scale = np.sqrt((reference_rms**2).mean(0))  # the channel's RMS over the training windows
+    floor = LOG_FLOOR * np.where(scale > 0, scale, 1.0)
+    return np.concatenate([np.log(rms + floor), mad], axis=1)
 
 
 def channel_features(
@@ -169,15 +201,9 @@ def channel_features(
             f"X has {X.shape[1]} channels and reference {reference.shape[1]}: the features of "
             "a split need the same channels on both sides"
         )
-    low = reference.min(axis=(0, 2))[None, :, None]
-    shifted = X - low
-    rms = np.sqrt((shifted**2).mean(-1))
-    if metric == "r2":
-        return rms
-    scale = np.sqrt(((reference - low) ** 2).mean(axis=(0, 2)))
-    floor = LOG_FLOOR * np.where(scale > 0, scale, 1.0)
-    mad = np.abs(np.diff(shifted, axis=-1)).mean(-1)
-    return np.concatenate([np.log(rms + floor), mad], axis=1)
+    low = reference.min(axis=(0, 2)).astype(np.float64)
+    reference_rms = _amplitudes(reference, low)[0] if metric != "r2" else None
+    return _features(_amplitudes(X, low), reference_rms, metric)
 
 
 def _labels(y: Any, n: int, field: str) -> np.ndarray:
@@ -233,8 +259,15 @@ def feature_baseline(data: Split | SubjectData) -> BaselineScore:
             "(integers) or both targets (floats)"
         )
     metric = "accuracy" if classify else "r2"
-    F_train = channel_features(X_train, X_train, metric)
-    F_test = channel_features(X_test, X_train, metric)
+    if X_train.shape[1] != X_test.shape[1]:
+        raise InputShapeError(
+            f"X_train has {X_train.shape[1]} channels and X_test {X_test.shape[1]}: the "
+            "features of a split need the same channels on both sides"
+        )
+    low = X_train.min(axis=(0, 2)).astype(np.float64)
+    train = _amplitudes(X_train, low)
+    F_train = _features(train, train[0], metric)
+    F_test = _features(_amplitudes(X_test, low), train[0], metric)
     if classify:
         if len(np.unique(y_train)) < 2:
             raise DataFormatError(
@@ -259,21 +292,25 @@ def feature_baseline(data: Split | SubjectData) -> BaselineScore:
                          np.asarray(predictions))  # fmt: skip
 
 
-def below_baseline(subject: Any, model_value: float, baseline: BaselineScore) -> str | None:
-    """The line a report prints when a model's score (``model_value``, in ``baseline``'s
-    metric) is below the feature baseline's, to three decimals; None otherwise.
+def below_baseline(
+    subject: Any, model_value: float, baseline_value: float, metric: str = "accuracy"
+) -> str | None:
+    """The line a report prints when a model's score ``model_value`` is below the feature
+    baseline's ``baseline_value`` (both in ``metric``, ``"accuracy"`` or ``"r2"``), to three
+    decimals; None otherwise.
 
-    >>> score = BaselineScore("r2", 0.935, 308, 143, BASELINE_KINDS["r2"], np.zeros(143))
-    >>> print(below_baseline("force", 0.903, score))  # doctest: +NORMALIZE_WHITESPACE
+    >>> print(below_baseline("force", 0.903, 0.935, "r2"))  # doctest: +NORMALIZE_WHITESPACE
     subject force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935
     (channel RMS, ridge)
-    >>> below_baseline(1, 0.9996, BaselineScore("accuracy", 1.0, 9, 9, "", np.zeros(9))) is None
+    >>> below_baseline(1, 0.9996, 1.0) is None  # the same to three decimals
     True
     """
-    if round(model_value, 3) >= round(baseline.value, 3):
+    if metric not in BASELINE_KINDS:
+        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    if round(model_value, 3) >= round(baseline_value, 3):
         return None
-    unit = "R² " if baseline.metric == "r2" else ""
+    unit = "R² " if metric == "r2" else ""
     return (
         f"subject {subject}: the model's {unit}{model_value:.3f} is below the per-channel "
-        f"feature baseline's {unit}{baseline.value:.3f} ({baseline.kind})"
+        f"feature baseline's {unit}{baseline_value:.3f} ({BASELINE_KINDS[metric]})"
     )

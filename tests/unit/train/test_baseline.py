@@ -12,8 +12,8 @@ import pytest
 
 from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import DataFormatError, InputShapeError, InputValueError
-from emg_lens.train.baseline import BaselineScore, below_baseline, feature_baseline
+from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, InputValueError
+from emg_lens.train.baseline import below_baseline, feature_baseline
 
 MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"
 
@@ -101,12 +101,14 @@ def test_bad_input_is_refused_by_name(changes, error, message):
 
 
 def test_the_below_line_names_the_subject_both_scores_and_the_baseline():
-    score = BaselineScore("accuracy", 0.409, 132, 44, "log RMS + MAD, logistic regression", None)
-    assert below_baseline(3, 0.273, score) == (
+    assert below_baseline(3, 0.273, 0.409) == (
         "subject 3: the model's 0.273 is below the per-channel feature baseline's 0.409 "
         "(log RMS + MAD, logistic regression)"
     )
-    assert below_baseline(3, 0.409, score) is None and below_baseline(3, 0.5, score) is None
+    assert below_baseline(3, 0.409, 0.409) is None and below_baseline(3, 0.5, 0.409) is None
+    assert "R² 0.903" in below_baseline("force", 0.903, 0.935, "r2")
+    with pytest.raises(ArgumentError, match="metric must be one of"):
+        below_baseline(3, 0.2, 0.4, "f1")
 
 
 def fold(held_out: int) -> SubjectData:
