@@ -355,6 +355,7 @@ def cmd_finetune(args: argparse.Namespace):
 
 def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) -> list[dict]:
     """One classifier per subject of ``--windows`` (or synthetic sEMG), as ``OUT/subject_<N>/``."""
+    from emg_lens.cli.train import print_below_baseline
     from emg_lens.data.datasets import synthetic_windows_source, windows_source
     from emg_lens.train import finetune_subjects
     from emg_lens.train.distributed import is_main_process
@@ -376,8 +377,9 @@ def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) ->
         mode = "linear probe" if args.linear_probe else "fine-tuning"
         print(f"TinyMyo {mode} per subject from {origin} ({source['dataset']})")
         columns = ["subject", "n_train", "n_test", "chance", "val_accuracy", "test_accuracy"]
-        print_table(rows, columns)
+        print_table(rows, [*columns, "baseline_accuracy"])
         print(f"wrote {len(rows)} checkpoints to {args.out} (emg-lens study run ... --models)")
+        print_below_baseline(rows)
     return rows
 
 
