@@ -73,7 +73,9 @@ __all__ = [
     "BaselineScore",
     "below_baseline",
     "channel_features",
+    "channel_rms",
     "feature_baseline",
+    "fit_baseline",
 ]
 
 LOGISTIC_C = 1.0
@@ -166,6 +168,19 @@ def _amplitudes(X: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(rms), np.concatenate(mad)
 
 
+def channel_rms(
+    X: Float[np.ndarray, "n channel time"], low: Float[np.ndarray, " channel"]
+) -> Float[np.ndarray, "n channel"]:
+    """The RMS of each channel of windows ``X`` shifted by ``low`` (per channel: the lowest
+    value of the training windows), the regression baseline's features, for a caller that
+    reads its windows a batch at a time.
+
+    >>> channel_rms(np.array([[[1.0, 3.0, 1.0, 3.0]]]), np.array([1.0])).round(3).tolist()
+    [[1.414]]
+    """
+    return _amplitudes(_windows(X, "X"), np.asarray(low, np.float64))[0]
+
+
 def _features(
     amplitudes: tuple[np.ndarray, np.ndarray], reference_rms: np.ndarray, metric: str
 ) -> np.ndarray:
@@ -230,6 +245,31 @@ def _r2(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(1.0 - ((pred - target) ** 2).mean(axis=0) / variance))
 
 
+def fit_baseline(
+    features: Float[np.ndarray, "n feature"], y: np.ndarray, metric: str = "accuracy"
+) -> Any:
+    """The baseline's model fitted on ``features`` (of `channel_features`): a scikit-learn
+    pipeline, standardisation then a logistic regression (``metric="accuracy"``, class labels
+    ``y``, ``C = LOGISTIC_C``) or a ridge (``"r2"``, targets ``y [n, outputs]``,
+    ``alpha = RIDGE_ALPHA``).
+
+    >>> fit_baseline(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])).predict(
+    ...     np.array([[0.5], [2.5]])).tolist()
+    [0, 1]
+    """
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if metric not in BASELINE_KINDS:
+        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    if metric == "accuracy":
+        model = LogisticRegression(C=LOGISTIC_C, max_iter=1000)
+    else:
+        model = Ridge(alpha=RIDGE_ALPHA)
+    return make_pipeline(StandardScaler(), model).fit(features, y)
+
+
 def feature_baseline(data: Split | SubjectData) -> BaselineScore:
     """Fit the per-channel feature baseline on ``data``'s training windows and score it on its
     held-out windows (see the module docstring): a logistic regression on log RMS + MAD scored
@@ -245,10 +285,6 @@ def feature_baseline(data: Split | SubjectData) -> BaselineScore:
     ...
     emg_lens.errors.DataFormatError: y_train holds one class ([1]); a classifier needs two or more
     """
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     X_train, X_test = _windows(data.X_train, "X_train"), _windows(data.X_test, "X_test")
     y_train = _labels(data.y_train, len(X_train), "y_train")
     y_test = _labels(data.y_test, len(X_test), "y_test")
@@ -274,14 +310,12 @@ def feature_baseline(data: Split | SubjectData) -> BaselineScore:
                 f"y_train holds one class ({np.unique(y_train).tolist()}); a classifier needs "
                 "two or more"
             )
-        model = LogisticRegression(C=LOGISTIC_C, max_iter=1000)
-        fitted = make_pipeline(StandardScaler(), model).fit(F_train, y_train)
-        predictions = fitted.predict(F_test)
+        predictions = fit_baseline(F_train, y_train).predict(F_test)
         value = float((predictions == y_test).mean())
     else:
         targets = y_train.reshape(len(y_train), -1).astype(np.float64)
-        fitted = make_pipeline(StandardScaler(), Ridge(alpha=RIDGE_ALPHA)).fit(F_train, targets)
-        predictions = fitted.predict(F_test).reshape(len(y_test), -1)
+        predictions = fit_baseline(F_train, targets, "r2").predict(F_test)
+        predictions = predictions.reshape(len(y_test), -1)
         value = _r2(predictions, y_test.reshape(len(y_test), -1).astype(np.float64))
     if not np.isfinite(value) or not np.isfinite(np.asarray(predictions, np.float64)).all():
         raise DataFormatError(
