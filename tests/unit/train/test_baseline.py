@@ -129,3 +129,23 @@ def test_libemg_myo_folds_score_as_measured():
     values = [feature_baseline(fold(rep)).value for rep in (1, 2, 3, 4)]
     assert values[:3] == [1.0, 1.0, 1.0]
     assert values[3] == pytest.approx(0.409, abs=0.05)  # 18 of 44 windows as measured
+
+
+def test_the_streamed_ridge_of_a_window_store_is_the_feature_baselines_ridge():
+    from emg_lens.train.regression import ridge_baseline_mae
+
+    rng = np.random.default_rng(1)
+    amplitude = rng.uniform(0.5, 3.0, (90, 3))
+    X = (np.abs(rng.standard_normal((90, 3, 40))) * amplitude[:, :, None]).astype(np.float32)
+    Y = (amplitude @ np.array([[2.0, 0.0], [-1.0, 1.0], [0.5, 3.0]]))[:, None, :]  # 1 step
+
+    class Split:
+        X_train, y_train, X_test, y_test = X[:60], Y[:60, 0], X[60:], Y[60:, 0]
+
+    whole = feature_baseline(Split)
+    # read 256 windows a batch: one batch here; the same ridge, the same predictions
+    streamed = ridge_baseline_mae((X[:60], Y[:60]), (X[60:], Y[60:]))
+    expected = np.abs(whole.predictions - Y[60:, 0]).mean(0)
+    assert streamed.per_output == pytest.approx(expected.tolist(), rel=1e-9)
+    with pytest.raises(InputValueError, match="non-finite"):
+        ridge_baseline_mae((np.full_like(X, np.nan), Y), (X, Y))
