@@ -116,7 +116,10 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         device=str(device),
         report=functools.partial(print, flush=True),  # a log sees each line as it happens
     )
-    print_table(rows, ["subject", "attempts", "train_accuracy", "test_accuracy"])
+    print_table(
+        rows, ["subject", "attempts", "train_accuracy", "test_accuracy", "baseline_accuracy"]
+    )
+    print_below_baseline(rows)
     for line in placement_summary({d.subject: d.meta.get("placement_check") for d in subjects}):
         print(line)
     return rows
@@ -128,6 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.studies.code import load_model, require_builder
     from emg_lens.studies.runner import find_models
     from emg_lens.train import accuracy
+    from emg_lens.train.baseline import feature_baseline
 
     device = resolve_device(args.device)
     builder = module_builder(args)
@@ -147,11 +151,31 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
                 "n_test": len(data.y_test),
                 "chance": 1 / data.n_classes,
                 "test_accuracy": accuracy(model, data.X_test, data.y_test),
+                "baseline_accuracy": feature_baseline(data).value,
             }
         )
-    print_table(rows, ["subject", "n_test", "chance", "test_accuracy"])
+    print_table(rows, ["subject", "n_test", "chance", "test_accuracy", "baseline_accuracy"])
     mean = sum(r["test_accuracy"] for r in rows) / len(rows)
     print(f"mean test accuracy over {len(rows)} subjects: {mean:.3f}")
+    print_below_baseline(rows)
     for line in placement_summary(checked, trained=trained):
         print(line)
     return rows
+
+
+def print_below_baseline(rows: list[dict]) -> None:
+    """A line for each subject whose model is below the per-channel feature baseline on the
+    same split (`emg_lens.train.baseline.below_baseline`).
+
+    >>> print_below_baseline([{"subject": 3, "test_accuracy": 0.27, "baseline_accuracy": 0.41},
+    ...     {"subject": 4, "test_accuracy": 0.9, "baseline_accuracy": 0.9}])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    subject 3: the model's 0.270 is below the per-channel feature baseline's 0.410
+    (log RMS + MAD, logistic regression)
+    """
+    from emg_lens.train.baseline import below_baseline
+
+    for row in rows:
+        line = below_baseline(row["subject"], row["test_accuracy"], row["baseline_accuracy"])
+        if line is not None:
+            print(line)

@@ -30,6 +30,7 @@ from emg_lens.studies.training.grid import TrainingCell, electrode_counts, selec
 from emg_lens.studies.training.result import TrainingStudyResult
 from emg_lens.studies.training.spec import ARCHITECTURES, TrainingStudySpec, check_models
 from emg_lens.train import fit, predict
+from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import torchrun_process
 
 WAIT_TIMEOUT = 3600.0
@@ -46,8 +47,9 @@ def _train_cell(
     device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Select the cell's electrodes, train its model (on ``device``, if given) on the training
-    windows and score the test windows with ``spec.metric``; a JSON-able dict (the stored
-    cell)."""
+    windows and score the test windows with ``spec.metric``, beside the per-channel feature
+    baseline's score on the same electrodes (``baseline``,
+    `emg_lens.train.baseline.feature_baseline`); a JSON-able dict (the stored cell)."""
     counts = electrode_counts(data)
     electrodes = cell.input.draw(counts, cell.subject, cell.trial, spec.train.seed)
     chosen = select_channels(data, electrodes)
@@ -67,8 +69,12 @@ def _train_cell(
     scores = score_predictions(
         predict(model, chosen.X_test), np.asarray(chosen.y_test), chosen.n_classes, spec.metric
     )
+    # the per-channel feature baseline on the same electrodes and split, in the same metric
+    baseline = feature_baseline(chosen).predictions
+    base = score_predictions(baseline, np.asarray(chosen.y_test), chosen.n_classes, spec.metric)
     return {
         **scores,
+        "baseline": base["value"],
         "electrodes": electrodes,
         "train_seconds": seconds,
         "final_loss": history.epoch_loss[-1],
@@ -182,6 +188,7 @@ def run_training_study(
                 "electrodes": _electrodes_text(stored["electrodes"], montage),
                 "metric": spec.metric,
                 "value": stored["value"],
+                "baseline": stored.get("baseline"),  # None in a cell stored before it existed
                 "train_seconds": stored["train_seconds"],
                 "key": cell.key,
             }

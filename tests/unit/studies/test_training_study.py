@@ -373,6 +373,10 @@ def test_tiny_study_end_to_end_matches_scipy_by_hand(tmp_path, cache):
         (a, i) for a in archs for i in inputs
     ]
     assert ps["value"].between(0, 1).all()
+    # beside each cell, the per-channel feature baseline on its electrodes: the same for
+    # every architecture given the same electrodes
+    assert ps["baseline"].between(0, 1).all()
+    assert (ps.groupby(["subject", "electrodes"])["baseline"].nunique() == 1).all()
     assert ps.groupby("subject")["key"].apply(lambda k: k.is_unique).all()
     mix = ps[ps["input"] == "emg2_acc2"]
     assert mix["electrodes"].str.match(r"^emg:\d+,\d+ acc:\d+,\d+$").all()

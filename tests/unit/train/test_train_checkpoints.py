@@ -15,6 +15,7 @@ from emg_lens.edges import cross_modal
 from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet, TinyMyo
 from emg_lens.train import TrainConfig, accuracy, anneal_weight, dual_head_loss, fit
+from emg_lens.train.baseline import feature_baseline
 from tests.tiny import tinymyo_config
 
 
@@ -179,6 +180,10 @@ def test_train_subjects_fits_the_base_config_to_each_subjects_data(subject, tmp_
     )
     assert saved == expected
     assert (saved.modalities, saved.n_samples, saved.d_model) == (subject.modalities, 200, 8)
+    # beside the model, the per-channel feature baseline on the same split, also in its metadata
+    baseline = feature_baseline(subject)
+    assert row["baseline_accuracy"] == baseline.value
+    assert read_checkpoint_info(row["checkpoint"])["metadata"]["baseline"] == baseline.to_dict()
 
 
 def test_a_model_left_below_the_fit_is_trained_again_and_the_best_fit_kept(subject, tmp_path):
