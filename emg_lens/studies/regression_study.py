@@ -539,12 +539,12 @@ class RegressionStudyResult(StudyOutput):
         ax.hlines(y + 0.12, rows["ci_low"], rows["ci_high"], color="C0", lw=2, label="bootstrap")
         ax.hlines(y - 0.12, rows["t_low"], rows["t_high"], color="C1", lw=2, label="t")
         ax.plot(rows["delta_mse"], y, "ko")
-        labels = [f"{c}  (p {format_p(p) or '≡0'})" for c, p in
+        labels = [f"{c}  ({self.spec.stats['correction']} p {format_p(p) or '≡0'})" for c, p in
                   zip(rows["condition"], rows["p_corrected"])]  # fmt: skip
         ax.set_yticks(y, labels)
         ax.set_xlabel(f"ΔMSE over {self.n_blocks} held-out blocks (95 % intervals)")
         ax.set_title(f"{self.spec.name}: edges cut in every layer")
-        ax.legend(loc="best", fontsize="small")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
         fig.tight_layout()
         return {"cuts": fig}
 
