@@ -223,6 +223,12 @@ class RegressionSpec(Spec):
                 f"model.d_model = {model['d_model']} must be d_head x n_heads = "
                 f"{model['d_head']} x {model['n_heads']}"
             )
+        train = self.train
+        if train["warmup_epochs"] >= train["epochs"]:
+            raise SpecError(
+                f"train.warmup_epochs = {train['warmup_epochs']} must be below train.epochs = "
+                f"{train['epochs']} (the cosine phase after the warm-up would be empty)"
+            )
         windows = self.windows
         if windows["window"] % windows["bin"] or windows["step"] % windows["bin"]:
             raise SpecError(

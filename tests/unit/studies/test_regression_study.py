@@ -169,6 +169,8 @@ def test_study_check_and_run_from_the_command_line(recording, tmp_path, capsys):
         ({"interventions": [CUTS[1], CUTS[1]]}, SpecError, "all_pairs"),
         ({"model": {"d_model": 10}}, SpecError, "d_model = 10 must be d_head x n_heads"),
         ({"train": {"lr": 0}}, SpecError, "train.lr must be a positive number"),
+        ({"train": {"epochs": 2, "warmup_epochs": 2}}, SpecError,
+         "warmup_epochs = 2 must be below train.epochs = 2"),
         ({"windows": {"window": 100}}, SpecError, "multiples of windows.bin"),
         ({"stats": {"correction": "fdr"}}, SpecError, r"accepted: \['holm', 'bonferroni'\]"),
         ({"recording": "missing.mat"}, DataFormatError, "missing.mat .*`make data`"),
