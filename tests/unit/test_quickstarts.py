@@ -115,7 +115,8 @@ def test_readme_your_own_recordings_run_on_the_myo_files(workdir):
     small = ["--epochs", "1", "--preset", "tiny", "--quiet"]
     run_readme(block, {"train": small, "inspect": ["--n-windows", "8"]})
     summary = Path("runs/studies/myo-ring/summary.md").read_text()
-    assert all(name in summary for name in ("halves", "neighbours", "cross_electrode"))
+    names = ("halves", "neighbours", "cross_electrode", "cross_electrode_no_relay")
+    assert all(name in summary for name in names)
     for folder in ("runs/studies/myo-ring", "runs/myo/inspect"):
         assert Path(folder, "report.html").stat().st_size > 0
     for figure in ("channel_effect", "attention_received"):  # on the ring
