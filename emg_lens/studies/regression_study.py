@@ -341,7 +341,11 @@ def _model(spec, contraction, store, code, device, progress) -> tuple[Any, str, 
     cell = store.get(SUBJECT, MODEL_CELL, provenance=provenance)
     found = cell is not None and (folder / "config.json").is_file()
     if found and checkpoint_digest(folder) == cell["checkpoint"]:
-        return load_checkpoint(folder, device=device).eval(), cell["checkpoint"], True
+        return (
+            load_checkpoint(folder, device=None if device is None else str(device)).eval(),
+            cell["checkpoint"],
+            True,
+        )
     if progress:
         print(f"{spec.name}: training the regressor ({spec.train['epochs']} epochs)")
     start = time.perf_counter()
