@@ -70,7 +70,14 @@ from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.validate import positive_int, string, subject_list
 
-__all__ = ["KIND", "DiscoverySpec", "DiscoveryStudyResult", "check_discovery", "run_discovery"]
+__all__ = [
+    "KIND",
+    "DiscoverySpec",
+    "DiscoveryStudyResult",
+    "check_discovery",
+    "run_discovery",
+    "screen_note",
+]
 
 CELL = "discovery"  # the one cell of each subject
 
@@ -246,9 +253,9 @@ class DiscoveryStudyResult(StudyOutput):
             + f"Metric {self.spec.metric} on {self.spec.return_type}, tau = {self.spec.tau}: a "
             "candidate is cut while the circuit keeps more than 1 - tau of the metric's range "
             "from everything cut to the full model, and of every class's accuracy range "
-            "(`classes_lost` names a class it did not keep). `missed_upper`: a 95 % upper "
-            "bound on how many candidates the screen ranked below the verified top although "
-            "their effect is larger (from an exactly measured random sample).\n\n"
+            "(`classes_lost` names a class it did not keep).\n\n"
+            + screen_note(self.circuits)
+            + "\n\n"
             + across
             + markdown_table(self.circuits[cols])
             + "\n\n## Most kept candidates\n\n"
@@ -291,6 +298,59 @@ class DiscoveryStudyResult(StudyOutput):
             f"{self.to_markdown()}\ncells: {self.reused} reused, {self.recomputed} recomputed"
             + chance
         )
+
+
+def _span(values: pd.Series, fmt: str, most: bool = False) -> str:
+    """``"0.93"`` for one subject (or equal values), else ``"0.81 (subjects 0.62 to 0.93)"``:
+    the median (``most``: the largest) and the range of the finite values."""
+    values = values[np.isfinite(values)]
+    if values.empty:
+        return "undefined (tied estimates)"
+    center = format(float(values.max() if most else values.median()), fmt)
+    if values.min() == values.max():
+        return center
+    return f"{center} (subjects {values.min():{fmt}} to {values.max():{fmt}})"
+
+
+def screen_note(circuits: pd.DataFrame) -> str:
+    """What the screen's verification says, in words: the Spearman ρ of the screen's estimates
+    against the exact effects (over the verified top candidates, ``spearman``, and over every
+    exactly measured linearised candidate, ``spearman_measured``) and the 95 % bound on the
+    candidates the ranking missed (``missed_upper``, from the random sample), over subjects.
+
+    >>> print(screen_note(pd.DataFrame({"n": [10.0], "spearman": [0.9], "sampled": [10.0],
+    ...     "sample_hits": [0.0], "missed_upper": [12.6], "spearman_measured": [0.8],
+    ...     "measured": [30.0]})))  # doctest: +NORMALIZE_WHITESPACE
+    Screen vs exact: Spearman ρ of the screen's estimate against the exact effect 0.90 over
+    the verified top 10 candidates (`spearman`), 0.80 over the 30 measured exactly per subject
+    (`spearman_measured`). Missed: at most 12.6 of the candidates left unmeasured belong in the
+    top 10 (a one-sided 95 % Clopper-Pearson bound from 10 of them measured at random, 0 of
+    which belonged there; `missed_upper`).
+    """
+    top = int(circuits["n"].max())
+    text = (
+        "Screen vs exact: Spearman ρ of the screen's estimate against the exact effect "
+        f"{_span(circuits['spearman'], '.2f')} over the verified top {top} candidates "
+        "(`spearman`)"
+    )
+    if "spearman_measured" in circuits and circuits["spearman_measured"].notna().any():
+        measured = _span(circuits["measured"], ".0f")
+        text += (
+            f", {_span(circuits['spearman_measured'], '.2f')} over the {measured} measured "
+            "exactly per subject (`spearman_measured`)"
+        )
+    if not (circuits["sampled"] > 0).any():
+        return (
+            text + ". Missed: none can be: every candidate's effect was computed exactly "
+            "(`missed_upper` 0)."
+        )
+    return text + (
+        f". Missed: at most {_span(circuits['missed_upper'], '.1f', most=True)} of the "
+        "candidates left "
+        f"unmeasured belong in the top {top} (a one-sided 95 % Clopper-Pearson bound from "
+        f"{_span(circuits['sampled'], '.0f')} of them measured at random, "
+        f"{_span(circuits['sample_hits'], '.0f')} of which belonged there; `missed_upper`)."
+    )
 
 
 def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) -> dict[str, Any]:
