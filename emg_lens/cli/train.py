@@ -95,6 +95,8 @@ def train_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> list[dict]:
     from emg_lens.data.datasets import load_subject
     from emg_lens.models import MODEL_CLASSES
+    from emg_lens.studies.chance import chance_console, chance_table
+    from emg_lens.studies.runner import checkpoint_score
     from emg_lens.train import train_subjects
 
     device = resolve_device(args.device)
@@ -113,25 +115,30 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         report=functools.partial(print, flush=True),  # a log sees each line as it happens
     )
     print_table(rows, ["subject", "attempts", "train_accuracy", "test_accuracy"])
+    scores = {f"subject {r['subject']}": checkpoint_score(r["checkpoint"], data)
+              for r, data in zip(rows, subjects)}  # fmt: skip
+    print(chance_console(chance_table(scores)))  # over trials; a warning names the fault
     return rows
 
 
 def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.data.datasets import load_subject
+    from emg_lens.studies.chance import chance_console, chance_table
     from emg_lens.studies.code import load_model, require_builder
-    from emg_lens.studies.runner import find_models
+    from emg_lens.studies.runner import checkpoint_score, find_models
     from emg_lens.train import accuracy
 
     device = resolve_device(args.device)
     builder = module_builder(args)
     found = find_models(args.models)
     require_builder(found.values(), builder)  # the user's modules: say what to add
-    rows = []
+    rows, scores = [], {}
     for subject, path in found.items():
         meta = read_checkpoint_info(path)["metadata"]
         data = load_subject(meta["data_source"], subject)
         model = load_model(path, builder, device=str(device))
+        scores[f"subject {subject}"] = checkpoint_score(path, data, model)  # the chance check
         rows.append(
             {
                 "subject": subject,
@@ -143,4 +150,5 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     print_table(rows, ["subject", "n_test", "chance", "test_accuracy"])
     mean = sum(r["test_accuracy"] for r in rows) / len(rows)
     print(f"mean test accuracy over {len(rows)} subjects: {mean:.3f}")
+    print(chance_console(chance_table(scores)))  # over trials; a warning names the fault
     return rows

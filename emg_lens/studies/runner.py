@@ -46,6 +46,7 @@ from emg_lens.provenance import (
     model_digest,
     source_digest,
 )
+from emg_lens.studies.chance import TrialScore
 from emg_lens.studies.code import ModuleBuilder, load_model, require_builder
 from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
@@ -55,6 +56,7 @@ from emg_lens.studies.planted import planted_classes
 from emg_lens.studies.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore, check_wait_timeout
+from emg_lens.train import predict
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 
 __all__ = ["StudyError", "entry_provenance", "find_models", "load_entry", "run_study"]
@@ -152,6 +154,29 @@ def known_of(entry: Any) -> dict[str, Any]:
         "train_accuracy": None if train is None else float(train),
         "placement": isinstance(source, Mapping) and bool(montages_of(source)),
     }
+
+
+def checkpoint_score(
+    path: str | Path,
+    data: SubjectData,
+    model: Any = None,
+    *,
+    device: str | None = None,
+    modules: ModuleBuilder | None = None,
+) -> TrialScore:
+    """The chance check's score of the checkpoint at ``path`` on ``data``'s test windows,
+    over their trials (`emg_lens.studies.chance.TrialScore`), with what `known_of` says of
+    it: what ``emg-lens train`` and ``evaluate`` test. ``model``: the checkpoint's, already
+    loaded (else it is loaded onto ``device``, its user's modules made by ``modules``)."""
+    if model is None:
+        model = load_model(path, modules, device=device)
+    return TrialScore.from_predictions(
+        predict(model, data.X_test),
+        data.y_test,
+        data.test_trials,
+        data.n_classes,
+        **known_of(path),
+    )
 
 
 # ----------------------------------------------------------------------------- the study
