@@ -292,24 +292,21 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
                 "placement": bool(s.placement),
             }
         )
-    table = pd.DataFrame(rows)
-    best = table["accuracy"].max()
-    reasons = []
-    for row in table.itertuples():
+    best = max(row["accuracy"] for row in rows)
+    for row in rows:
         why = []
-        if not row.p < ALPHA:
-            over = "binomial" if row.unit == "window" else f"over {row.trials} trials"
-            why.append(f"{over} p = {format_p(row.p)} >= {ALPHA}")
-        mid = (row.window_chance + best) / 2
-        if row.accuracy < mid:
+        if not row["p"] < ALPHA:
+            over = "binomial" if row["unit"] == "window" else f"over {row['trials']} trials"
+            why.append(f"{over} p = {format_p(row['p'])} >= {ALPHA}")
+        mid = (row["window_chance"] + best) / 2
+        if row["accuracy"] < mid:
             why.append(
-                f"window accuracy {row.accuracy:.3f} below {mid:.3f}, the midpoint between "
+                f"window accuracy {row['accuracy']:.3f} below {mid:.3f}, the midpoint between "
                 f"chance and the best model's {best:.3f}"
             )
-        reasons.append("; ".join(why))
-    table["why"] = reasons
-    table["above_chance"] = table["why"] == ""
-    return table[COLUMNS]
+        row["why"] = "; ".join(why)
+        row["above_chance"] = not why
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def flagged(table: pd.DataFrame) -> pd.DataFrame:
