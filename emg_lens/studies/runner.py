@@ -150,10 +150,11 @@ def known_of(entry: Any) -> dict[str, Any]:
     metadata = read_checkpoint_info(entry)["metadata"]
     train = (metadata.get("metrics") or {}).get("train_accuracy")
     source = metadata.get("data_source")
-    return {
-        "train_accuracy": None if train is None else float(train),
-        "placement": isinstance(source, Mapping) and bool(montages_of(source)),
-    }
+    try:
+        placement = isinstance(source, Mapping) and bool(montages_of(source))
+    except EmgLensError:  # a source the registry cannot place: no placement to check
+        placement = False
+    return {"train_accuracy": None if train is None else float(train), "placement": placement}
 
 
 def checkpoint_score(
