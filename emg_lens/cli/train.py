@@ -98,6 +98,8 @@ def train_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> list[dict]:
     from emg_lens.data.datasets import load_subject
     from emg_lens.models import MODEL_CLASSES
+    from emg_lens.studies.chance import chance_console, chance_table
+    from emg_lens.studies.runner import checkpoint_score
     from emg_lens.train import train_subjects
 
     device = resolve_device(args.device)
@@ -120,6 +122,9 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         rows, ["subject", "attempts", "train_accuracy", "test_accuracy", "baseline_accuracy"]
     )
     print_below_baseline(rows)
+    scores = {f"subject {r['subject']}": checkpoint_score(r["checkpoint"], data)
+              for r, data in zip(rows, subjects)}  # fmt: skip
+    print(chance_console(chance_table(scores)))  # over trials; a warning names the fault
     for line in placement_summary({d.subject: d.meta.get("placement_check") for d in subjects}):
         print(line)
     return rows
@@ -128,8 +133,9 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
 def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.data.datasets import load_subject
+    from emg_lens.studies.chance import chance_console, chance_table
     from emg_lens.studies.code import load_model, require_builder
-    from emg_lens.studies.runner import find_models
+    from emg_lens.studies.runner import checkpoint_score, find_models
     from emg_lens.train import accuracy
     from emg_lens.train.baseline import feature_baseline
 
@@ -137,7 +143,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     builder = module_builder(args)
     found = find_models(args.models)
     require_builder(found.values(), builder)  # the user's modules: say what to add
-    rows, checked, trained = [], {}, {}
+    rows, checked, trained, scores = [], {}, {}, {}
     for subject, path in found.items():
         meta = read_checkpoint_info(path)["metadata"]
         data = load_subject(meta["data_source"], subject)
@@ -145,6 +151,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
         checked[subject] = data.meta.get("placement_check")
         trained[subject] = meta.get("placement_check")
         model = load_model(path, builder, device=str(device))
+        scores[f"subject {subject}"] = checkpoint_score(path, data, model)  # the chance check
         rows.append(
             {
                 "subject": subject,
@@ -158,6 +165,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     mean = sum(r["test_accuracy"] for r in rows) / len(rows)
     print(f"mean test accuracy over {len(rows)} subjects: {mean:.3f}")
     print_below_baseline(rows)
+    print(chance_console(chance_table(scores)))  # over trials; a warning names the fault
     for line in placement_summary(checked, trained=trained):
         print(line)
     return rows

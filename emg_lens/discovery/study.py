@@ -54,7 +54,13 @@ from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
 from emg_lens.provenance import code_digest
-from emg_lens.studies.chance import chance_markdown, chance_table, chance_warnings
+from emg_lens.studies.chance import (
+    TrialScore,
+    cell_fields,
+    chance_markdown,
+    chance_table,
+    chance_warnings,
+)
 from emg_lens.studies.code import (
     CodeFile,
     ModuleBuilder,
@@ -64,11 +70,12 @@ from emg_lens.studies.code import (
 )
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.runner import entry_provenance, find_models, load_entry
+from emg_lens.studies.runner import entry_provenance, find_models, known_of, load_entry
 from emg_lens.studies.spec import modules_key
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.validate import positive_int, string, subject_list
+from emg_lens.train import predict
 
 __all__ = [
     "KIND",
@@ -361,6 +368,8 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
         model, data, tau=spec.tau, screened=verified, progress=progress, method=spec.method
     )
     stability = bootstrap_stability(found, resamples=spec.resamples, verify_top=spec.verify_top)
+    y, n_classes = np.asarray(screened.data.y_test), model.cfg.n_classes
+    pred = predict(model, screened.data.X_test, return_type=spec.return_type)
     kept = {str(c.edge_set) for c in found.kept}
     table = verified.table.assign(kept=verified.table["edges"].isin(kept))
     return {
@@ -375,11 +384,11 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
         "curve": json.loads(found.curve.to_json(orient="records")),
         "baseline": screened.baseline,
         "baseline_accuracy": screened.baseline_accuracy,
-        # the unmasked model's correct windows and the windows per class: its chance check
-        "correct": round(screened.baseline_accuracy * screened.n_windows),
-        "class_counts": np.bincount(
-            np.asarray(screened.data.y_test), minlength=model.cfg.n_classes
-        ).tolist(),
+        # the unmasked model's correct windows and the windows per class, and its trials'
+        # majority votes: its chance check
+        "correct": int((pred == y).sum()),
+        "class_counts": np.bincount(y, minlength=n_classes).tolist(),
+        **cell_fields(pred, y, screened.data.test_trials, n_classes),
     }
 
 
@@ -435,13 +444,15 @@ def run_discovery(
         cells[subject_id] = json.loads(json.dumps(cell, sort_keys=True))
         if store is not None:
             store.put(subject_id, CELL, cells[subject_id], provenance=provenance)
-    result = _result(spec, cells, reused)
+    result = _result(spec, cells, reused, {s: known_of(e) for s, e in found.items()})
     if out_dir is not None:
         result.save(out_dir)
     return result
 
 
-def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> DiscoveryStudyResult:
+def _result(
+    spec: DiscoverySpec, cells: dict[int, dict], reused: int, known: dict[int, dict]
+) -> DiscoveryStudyResult:
     screens, circuits, curves = [], [], []
     for subject, cell in cells.items():
         screens.append(pd.DataFrame(cell["screen"]).assign(subject=subject))
@@ -450,7 +461,7 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
     screen_table = pd.concat(screens, ignore_index=True)
     screen_table = screen_table[["subject", *[c for c in screen_table if c != "subject"]]]
     counts = {
-        f"subject {subject}": (cell["correct"], cell["class_counts"])
+        f"subject {subject}": _score(cell, known.get(subject, {}))
         for subject, cell in cells.items()
         if "class_counts" in cell  # a cell stored before the check: no counts to test
     }
@@ -463,6 +474,14 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
         recomputed=len(cells) - reused,
         chance=chance_table(counts) if len(counts) == len(cells) else None,
     )
+
+
+def _score(cell: dict[str, Any], known: dict[str, Any]) -> TrialScore:
+    """A cell's unmasked score for the chance check (windows only in a cell stored before
+    trials were counted)."""
+    trials = {k: cell[k] for k in ("trial_correct", "trial_total", "design_effect") if k in cell}
+    counts = {"class_correct": [cell["correct"]], "class_total": cell["class_counts"]}
+    return TrialScore.from_cell({**counts, **trials}, **known)
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:

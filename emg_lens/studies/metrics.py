@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.chance import cell_fields
 
 __all__ = [
     "CONTINUOUS_METRICS",
@@ -133,11 +134,17 @@ def window_kl(
 
 
 def score_predictions(
-    pred: Int[np.ndarray, " n"], y: Int[np.ndarray, " n"], n_classes: int, metric: str
+    pred: Int[np.ndarray, " n"],
+    y: Int[np.ndarray, " n"],
+    n_classes: int,
+    metric: str,
+    trials: Int[np.ndarray, " n"] | None = None,
 ) -> dict[str, Any]:
     """A stored cell of a training study: ``value`` (``metric``, one of `PREDICTION_METRICS`,
     of the predicted classes ``pred`` against the labels ``y``), and per-class
-    ``class_correct`` and ``class_total`` counts (JSON-able lists).
+    ``class_correct`` and ``class_total`` counts (JSON-able lists); with each window's trial
+    (``trials``, `SubjectData.test_trials`), also the trial counts the chance check tests
+    (`emg_lens.studies.chance.cell_fields`).
 
     >>> cell = score_predictions(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3, "accuracy")
     >>> cell["value"], cell["class_correct"], cell["class_total"]
@@ -148,7 +155,8 @@ def score_predictions(
     """
     _check(metric, PREDICTION_METRICS)
     values, correct, total = _prediction_values(pred, y, n_classes)
-    return {"value": values[metric], "class_correct": correct, "class_total": total}
+    cell = {"value": values[metric], "class_correct": correct, "class_total": total}
+    return cell if trials is None else {**cell, **cell_fields(pred, y, trials, n_classes)}
 
 
 def _prediction_values(pred, y, n_classes: int) -> tuple[dict[str, float], list, list]:
@@ -178,12 +186,14 @@ def score_logits(
     reference: Float[torch.Tensor, "n n_classes"],
     y: Int[np.ndarray, " n"],
     n_classes: int,
+    trials: Int[np.ndarray, " n"] | None = None,
 ) -> dict[str, Any]:
     """A stored cell of an ablation study: ``values`` (every metric of `METRICS`, by name,
     each the mean over the windows) of a condition's ``logits`` against the labels ``y`` and
     the unmasked model's logits on the same windows (``reference``, for ``kl`` and
-    ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts. Computed in
-    float64 on the CPU from the logits as given.
+    ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts; with each
+    window's trial (``trials``), also the cell's trial counts (`score_predictions`). Computed
+    in float64 on the CPU from the logits as given.
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cell = score_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), ref, np.array([0, 1]), 2)
@@ -200,7 +210,10 @@ def score_logits(
     values["logprob"] = float(window_metric(logits, labels, "logprob").mean())
     values["kl"] = float(window_kl(logits, reference).mean())
     values["flip_rate"] = float((pred != reference.argmax(-1)).double().mean())
-    return {"values": values, "class_correct": correct, "class_total": total}
+    cell = {"values": values, "class_correct": correct, "class_total": total}
+    if trials is None:
+        return cell
+    return {**cell, **cell_fields(pred.numpy(), labels.numpy(), trials, n_classes)}
 
 
 def score_regression(

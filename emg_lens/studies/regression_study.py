@@ -369,7 +369,10 @@ def baselines(spec: RegressionSpec, contraction: Contraction) -> list[dict[str, 
     ridge = feature_baseline(w)
     return [
         {"predictor": "mean of training", **score_regression(mean, w.y_test)},
-        {"predictor": "RMS ridge", **score_regression(ridge.predictions, w.y_test)},
+        {
+            "predictor": "RMS ridge",
+            **score_regression(ridge.predictions.reshape(np.shape(w.y_test)), w.y_test),
+        },
     ]
 
 

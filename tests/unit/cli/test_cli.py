@@ -119,6 +119,11 @@ def test_train_into_a_pipe_and_inspect_print_steps_without_terminal_junk(tmp_pat
     assert re.search(r"subject 1 \(1 of 1\) trained in \d+ s, test accuracy", run.stdout)
     info = json.loads((models / "subject_1" / "config.json").read_text())
     assert info["metadata"]["threads"] == 1  # --threads, recorded
+    # train and evaluate test each model against chance over its trials (issue 46)
+    assert "unmasked accuracy beside chance" in run.stdout and "trials" in run.stdout
+    assert main(["evaluate", "--models", str(models)]) == 0
+    evaluated = capsys.readouterr().out
+    assert re.search(r"subject 1 \d+/\d+ trials", evaluated), evaluated
 
     out = tmp_path / "inspect"
     checkpoint = models / "subject_1"
