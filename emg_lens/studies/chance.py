@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.stats import format_p
 
 __all__ = [
     "ALPHA",
@@ -86,7 +87,7 @@ def chance_table(scores: Mapping[str, tuple[int, Sequence[int]]]) -> pd.DataFram
     for row, mid in zip(table.itertuples(), midpoint):
         why = []
         if not row.p < ALPHA:
-            why.append(f"binomial p = {row.p:.3g} >= {ALPHA}")
+            why.append(f"binomial {format_p(row.p, name='p')} >= {ALPHA}")
         if row.accuracy < mid:
             why.append(
                 f"below {mid:.3f}, the midpoint between chance and the best model's {best:.3f}"
@@ -119,7 +120,7 @@ def chance_console(table: pd.DataFrame) -> str:
     """Lines for the console: every model's accuracy beside chance, then a ``WARNING:`` line
     per model that is not clearly above chance."""
     parts = ", ".join(
-        f"{r.model} {r.accuracy:.3f} (chance {r.chance:.3f}, p = {r.p:.2g})"
+        f"{r.model} {r.accuracy:.3f} (chance {r.chance:.3f}, {format_p(r.p, 2, 'p')})"
         for r in table.itertuples()
     )
     lines = [f"unmasked accuracy beside chance ({CHANCE_RULE}): {parts}"]
@@ -143,7 +144,7 @@ def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
     shown = table.assign(
         accuracy=table["accuracy"].map("{:.3f}".format),
         chance=table["chance"].map("{:.3f}".format),
-        p=table["p"].map("{:.3g}".format),
+        p=table["p"].map(format_p),
         above=np.where(table["above_chance"], "yes", "no"),
     )
     rows = [

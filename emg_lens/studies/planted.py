@@ -45,7 +45,7 @@ from emg_lens.data.synthetic.eeg import PlantedEEG
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, gesture_kinds
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.claims import Claim, evaluate_claims, format_claims
-from emg_lens.studies.result import TEST_NAMES, StudyResult
+from emg_lens.studies.result import StudyResult
 
 __all__ = [
     "CLAIMS",
@@ -216,7 +216,9 @@ def planted_findings(
     claims = planted_claims(groups, intervention=intervention, layers=layers, truth=truth)
     stats = result.spec.stats
     counts = result.of_metric().per_subject
-    return evaluate_claims(claims, groups, counts, stats.test, stats.correction)
+    return evaluate_claims(
+        claims, groups, counts, stats.test, stats.correction, claims_test=stats.claims_test
+    )
 
 
 def format_findings(findings: pd.DataFrame, truth: PlantedEEG | None = None) -> str:
@@ -225,7 +227,7 @@ def format_findings(findings: pd.DataFrame, truth: PlantedEEG | None = None) -> 
     first = findings.iloc[0]
     lines = [
         f"Planted vs found ({first['condition']}: {claims_of(truth)[1]}; "
-        f"{TEST_NAMES[first['test']]} over {first['n']} subjects):",
+        f"{first['n']} subjects, each claim's test below it):",
         format_claims(findings, prefix="planted: "),
     ]
     return "\n".join(lines)

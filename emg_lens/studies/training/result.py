@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.stats import compare, correct, delta_pct, stars
+from emg_lens.studies.stats import compare, correct, delta_pct, format_p, stars
 from emg_lens.studies.training.spec import TrainingStudySpec
 
 __all__ = ["TrainingStudyResult", "subject_means", "summarize_training"]
@@ -153,5 +153,7 @@ class TrainingStudyResult(StudyOutput):
     def console(self) -> str:
         """The header, the Table-1 view and the comparisons: what ``emg-lens study run``
         prints."""
-        comparisons = self.comparisons().to_string(index=False, float_format="{:.3g}".format)
+        shown = self.comparisons()
+        shown = shown.assign(**{c: shown[c].map(format_p) for c in ("p", "p_corr")})
+        comparisons = shown.to_string(index=False, float_format="{:.3g}".format)
         return f"{self.header()}\n\n{self.table1().to_string()}\n{comparisons}"
