@@ -58,7 +58,6 @@ from emg_lens.studies.stats import (
     EXACT_MAX_N,
     PAIRED,
     PERMUTATIONS,
-    TEST_NAMES,
     compare,
     correct,
     corrected_floor,
@@ -82,7 +81,6 @@ __all__ = [
     "check_claims",
     "claims_design",
     "claims_markdown",
-    "claims_rules",
     "class_groups_key",
     "class_indices",
     "evaluate_claims",
@@ -94,6 +92,7 @@ __all__ = [
 EXPECTATIONS = ("drop", "keep")
 DEFAULT_MARGIN = 0.05  # a drop claim's, where it names none: it fails above -5 %
 CI_LEVEL = 0.90  # the t-interval of per-subject Δ%: TOST's, and a drop's one-sided 95 % bound
+NO_INTERVAL = "no interval of the change (fewer than 2 subjects with a baseline accuracy above 0)"
 VERDICTS = ("holds", "fails", "cannot tell")
 LAYER_MODES = ("individual", "from_first", "from_last")  # one cell per layer: "<mode> <l>"
 CLAIM_COLUMNS = [
@@ -610,7 +609,7 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
     by_interval = interval_verdict(claim.expect, row.ci_low, row.ci_high, bound)
     if claim.expect == "keep":
         if no_interval:
-            return "cannot tell", "no interval of the change (fewer than 2 subjects)"
+            return "cannot tell", NO_INTERVAL
         if by_interval == "holds":
             return "holds", f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
         if by_interval == "fails":
@@ -624,7 +623,7 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
         return "holds", f"{p_corr} < {ALPHA} and the accuracy fell"
     found = f"a significant rise ({p_corr})" if significant else f"no significant drop ({p_corr})"
     if no_interval:
-        return "cannot tell", f"{found}, and no interval of the change"
+        return "cannot tell", f"{found}, and {NO_INTERVAL}"
     if by_interval == "fails":
         return "fails", f"{found}, and the {interval} lies wholly above -{bound:g}%"
     why = f"{found}, but the {interval} reaches below -{bound:g}%"
@@ -741,26 +740,10 @@ def format_claims(table: pd.DataFrame, prefix: str = "") -> str:
     return "\n".join(lines)
 
 
-def claims_rules(claims_test: str, correction: str) -> str:
-    """How a study's claims are decided, in words: what `claims_markdown` opens with and the
-    console's heading says.
-
-    >>> print(claims_rules("paired", "holm"))  # doctest: +NORMALIZE_WHITESPACE
-    drop claims: the exact sign-flip test over subjects' paired differences (all 2^n
-    relabellings) up to 12 subjects, Wilcoxon signed-rank above, holm over the drop claims;
-    keep claims: TOST, the 90% t-interval of per-subject Δ% within ±margin
-    """
-    over = "uncorrected" if correction == "none" else f"{correction} over the drop claims"
-    return (
-        f"drop claims: {TEST_NAMES[claims_test]}, {over}; keep claims: TOST, the "
-        f"{100 * CI_LEVEL:g}% t-interval of per-subject Δ% within ±margin"
-    )
-
-
 def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str:
     """The "Claims" section of ``summary.md``: the rules in a paragraph (``test_name``: the
     drop claims' test in words, `emg_lens.studies.stats.TEST_NAMES`), then one row per claim
-    with the test that decided it and why."""
+    with the test that decided it and why. The console's words are `format_claims`'."""
     over = "uncorrected" if correction == "none" else f"{correction} over the drop claims"
     level = f"{100 * CI_LEVEL:g}%"
     intro = (

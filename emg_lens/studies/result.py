@@ -26,7 +26,6 @@ from emg_lens.errors import ArgumentError
 from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
 from emg_lens.studies.claims import (
     claims_markdown,
-    claims_rules,
     evaluate_claims,
     format_claims,
 )
@@ -431,10 +430,9 @@ class StudyResult(StudyOutput):
         claims = self.claims() if claims is None else claims
         if claims.empty:
             return ""
-        stats = self.spec.stats
         return (
-            f"Claims over {claims['n'].max()} subjects "
-            f"({claims_rules(stats.claims_test, stats.correction)}):\n" + format_claims(claims)
+            f"Claims over {claims['n'].max()} subjects, each with the test that decided it:\n"
+            + format_claims(claims)
         )
 
     def chance(self) -> pd.DataFrame | None:

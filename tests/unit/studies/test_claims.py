@@ -341,7 +341,7 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     assert report.index(">Claims<") < report.index("Baseline accuracy")
     # each claim says which test decided it, in every output
     console = result.console()
-    assert "Claims over 3 subjects (drop claims: the exact sign-flip test" in console
+    assert "Claims over 3 subjects, each with the test that decided it:" in console
     assert "exact sign-flip test over 3 subjects (paired, all 8 relabellings)" in console
     assert table.method[1].startswith("TOST (Schuirmann 1987): 90% t-interval")
     assert table.test.tolist() == ["permutation", "tost", "tost"]
