@@ -17,18 +17,35 @@ optional ``[class_groups]`` table, or ``"all"``) and what to expect::
 
 A claim is tested on each subject's accuracy over its classes (correct over total test windows
 of those classes, from the class counts every cell holds) under its condition, against the
-baseline's, with the study's own test (``stats.test``):
+baseline's: the same subjects twice, so as the design is, paired, whatever test the study's
+tables use (``stats.test``). Δ% is the mean over subjects of each subject's ``100 (masked −
+baseline) / baseline``, and its interval the two-sided 90 % Student-t interval of those
+per-subject Δ% (`emg_lens.studies.stats.t_interval`; its ends are one-sided 95 % bounds):
 
-- ``expect = "drop"``: the study's correction (``stats.correction``) runs over the study's drop
-  claims, one family. It *holds* when ``p_corr`` < 0.05 and the accuracy fell; it *fails* on a
-  significant rise, or with no significant change where the design could have shown one; and
-  one *cannot tell* where the design cannot reach ``p_corr`` < 0.05 at all (too few subjects
-  for the test and the family: `emg_lens.studies.stats.corrected_floor`).
+- ``expect = "drop"``: tested by ``stats.claims_test`` — by default ``"paired"``, the exact
+  sign-flip test of the subjects' paired differences (all ``2**n`` relabellings; with 8
+  subjects its smallest two-sided p is 2/256 = 0.0078) up to 12 subjects and Wilcoxon's
+  signed-rank test above; a study may name ``"wilcoxon"``, ``"permutation"`` or the IsoNet
+  paper's unpaired ``"mannwhitneyu"`` instead. The study's correction (``stats.correction``)
+  runs over its drop claims, one family. A drop claim *holds* when ``p_corr`` < 0.05 and the
+  accuracy fell. It *fails* only on evidence that the effect is absent: its interval lies
+  wholly above ``-margin`` (any drop is smaller than the margin; ``margin`` defaults to
+  `DEFAULT_MARGIN`, 0.05, as keep claims are usually given) — which a significant rise shows
+  too. Otherwise one *cannot tell* (no significant drop, and a drop of the margin is not ruled
+  out; the reason adds when the design cannot reach ``p_corr`` < 0.05 at all,
+  `emg_lens.studies.stats.corrected_floor`).
 - ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
-  are the same): the seeded bootstrap 95% interval of Δ% over subjects, computed as the
-  summary computes a cell's, must lie within ±100 ``margin`` %. It *holds* when it does,
-  *fails* when the interval lies wholly outside, and one *cannot tell* when it straddles a
-  bound. Its p is reported, never used.
+  are the same): Schuirmann's (1987) two one-sided tests (TOST) at 5 %, i.e. the 90 %
+  interval within ``±100 margin %`` (`emg_lens.studies.stats.tost`). It *holds* when the
+  interval lies within, *fails* when it lies wholly outside, and one *cannot tell* otherwise.
+  With 2 or 3 subjects it cannot tell unless the change is small and the subjects agree
+  closely (`emg_lens.studies.stats.tost_max_sd`: with a ±5 % margin, a spread of per-subject
+  Δ% below 1.1 points at 2 subjects, 3.0 at 3, 7.5 at 8); keep claims are not corrected for
+  their number, each is a 5 % test. Its p is TOST's; no stars.
+
+Each row of ``claims.csv`` names the test that decided it (``test``, ``method``) and why
+(``reason``); `claims_design` says before the run what the claims need (``emg-lens study
+check``).
 
 `Claim` reads an entry; `check_claims` checks claims against the study that declares them;
 `evaluate_claims` tests them on a study's class counts (`emg_lens.studies.result.StudyResult`
