@@ -522,6 +522,7 @@ def evaluate_claims(
         m, b = masked.to_numpy(float), base.to_numpy(float)
         n = int((np.isfinite(m) & np.isfinite(b)).sum())
         pct = _subject_pct(m, b)
+        finite = pct[np.isfinite(pct)]
         if claim.expect == "keep":
             used, p = "tost", tost(pct, claim.bound)
         else:
@@ -543,9 +544,7 @@ def evaluate_claims(
                 "n": n,
                 "baseline": float(np.nanmean(b)),
                 "masked": float(np.nanmean(m)),
-                "delta_pct": float(np.mean(pct[np.isfinite(pct)]))
-                if np.isfinite(pct).any()
-                else float("nan"),
+                "delta_pct": float(np.mean(finite)) if len(finite) else np.nan,
                 "ci_low": ci_low,
                 "ci_high": ci_high,
                 "r_rb": rank_biserial(m, b, "permutation" if used == "tost" else used),
