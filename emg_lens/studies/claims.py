@@ -700,13 +700,13 @@ def claims_design(
         if n is not None and n < 2:
             line += f"; with {n}, none can hold"
         elif n is not None:
-            limits = " and ".join(f"{tost_max_sd(n, b):.2g} points for ±{b:g}%" for b in bounds)
+            limits = " and ".join(f"{tost_max_sd(n, b):.1f} points for ±{b:g}%" for b in bounds)
             line += (
                 f"; with {n}, a keep can hold only if the per-subject Δ% spread (SD) stays "
                 f"below {limits} (less the further their mean change is from 0)"
             )
         else:
-            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.2g}" for k in (2, 3, 5, 8, 12))
+            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (2, 3, 5, 8, 12))
             line += (
                 f"; the per-subject Δ% spread (SD) it tolerates for ±{bounds[0]:g}%, by number "
                 f"of subjects: {limits} points (at a mean change of 0)"
@@ -725,8 +725,8 @@ def _spread_note(row: Any, bound: float) -> str:
     if spread <= limit:
         return ""
     return (
-        f"; with {row.n} subjects the per-subject Δ% may spread (SD) at most {limit:.2g} "
-        f"points for ±{bound:g}%, here {spread:.2g}"
+        f"; with {row.n} subjects the per-subject Δ% may spread (SD) at most {limit:.1f} "
+        f"points for ±{bound:g}%, here {spread:.1f}"
     )
 
 

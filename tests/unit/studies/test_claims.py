@@ -386,7 +386,7 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
     out = " ".join(capsys.readouterr().out.split())
     assert "with 3 the smallest p_corr is 0.25 (ns)" in out
     assert "1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; " in out
-    assert "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below 3 " in out
+    assert "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below 3.0 " in out
     study.write_text(text.format(last=4))  # the tiny preset has 4 classes
     assert main(["study", "check", str(study)]) == 2
     assert "class index 4 is out of range: the models have 4 classes" in capsys.readouterr().err
