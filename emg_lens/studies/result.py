@@ -24,11 +24,7 @@ import pandas as pd
 
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
-from emg_lens.studies.claims import (
-    claims_markdown,
-    evaluate_claims,
-    format_claims,
-)
+from emg_lens.studies.claims import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec import StatsSpec, StudySpec
