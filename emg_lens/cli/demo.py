@@ -55,7 +55,11 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--out", default=str(DEMO_ROOT), help="folder for models/ and study/")
     p.add_argument(
-        "--n-subjects", type=int, default=8, help="subjects (fewer than 8 cannot reach ***)"
+        "--n-subjects",
+        type=int,
+        default=8,
+        help="subjects (the table needs 8 for ***; the claims' paired test gives ** at most "
+        "with 8, and needs 6 for *)",
     )
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="training epochs per model")
     p.add_argument(

@@ -47,7 +47,6 @@ them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -57,6 +56,7 @@ from jaxtyping import Int
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.stats import format_p
 from emg_lens.studies.units import design_effect, trial_votes
 
 __all__ = [
@@ -69,7 +69,6 @@ __all__ = [
     "chance_table",
     "chance_warnings",
     "flagged",
-    "format_p",
 ]
 
 ALPHA = 0.05
@@ -80,27 +79,11 @@ COLUMNS = [
     *("window_p", "design_effect", "train_accuracy", "placement"),
 ]
 PLACEMENT_CHECK = "see the placement check (emg-lens evaluate prints it; --realign)"
-P_FLOOR = 1e-16
-
-
-def format_p(p: float) -> str:
-    """A p-value as text, never ``0``: three significant digits down to 0.001, scientific
-    notation below, and ``< 1e-16`` below that (where a float's p is rounding).
-
-    >>> format_p(0.3817), format_p(0.0123), format_p(2.3e-7), format_p(0.0)
-    ('0.382', '0.0123', '2.3e-07', '< 1e-16')
-    """
-    if not math.isfinite(p):
-        raise ArgumentError(f"p-value {p!r} is not a finite number")
-    if p < P_FLOOR:
-        return f"< {P_FLOOR:.0e}"
-    return f"{p:.3g}" if p >= 1e-3 else f"{p:.1e}"
 
 
 def _p_is(p: float) -> str:
     """``"p = 0.263"``, or ``"p < 1e-16"``."""
-    text = format_p(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
+    return format_p(p, name="p")
 
 
 @dataclass(frozen=True)

@@ -237,10 +237,12 @@ def check_ablation(
 def claims_note(spec: Any, grid: Sequence[Any], target: Target) -> list[str]:
     """The lines listing the study's declared claims (none when it declares none), each
     checked against the grid's conditions and, where the models are known, their classes:
-    a claim the run could not test is a `SpecError` here, before anything runs."""
+    a claim the run could not test is a `SpecError` here, before anything runs. Then what
+    the claims need (`emg_lens.studies.claims.claims_design`): the subjects a drop claim's
+    test needs, and the spread of per-subject changes a keep claim tolerates."""
     import pandas as pd
 
-    from emg_lens.studies.claims import class_indices, matching_keys
+    from emg_lens.studies.claims import claims_design, class_indices, matching_keys
 
     if not spec.claims:
         return []
@@ -265,9 +267,10 @@ def claims_note(spec: Any, grid: Sequence[Any], target: Target) -> list[str]:
                 "expected": claim.expected,
             }
         )
-    drops = sum(c.expect == "drop" for c in spec.claims)
+    stats = spec.stats
     return [
-        f"claims, tested after the run on each subject's accuracy over their classes "
-        f"({spec.stats.test}; {spec.stats.correction} over the {drops} drop claim(s)):",
+        "claims, tested after the run on each subject's accuracy over their classes (the "
+        "lines below say how):",
         text_table(table, ["claim", "condition", "classes", "expected"]),
+        *claims_design(spec.claims, target.n_subjects, stats.claims_test, stats.correction),
     ]

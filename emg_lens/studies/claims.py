@@ -17,18 +17,35 @@ optional ``[class_groups]`` table, or ``"all"``) and what to expect::
 
 A claim is tested on each subject's accuracy over its classes (correct over total test windows
 of those classes, from the class counts every cell holds) under its condition, against the
-baseline's, with the study's own test (``stats.test``):
+baseline's: the same subjects twice, so as the design is, paired, whatever test the study's
+tables use (``stats.test``). Δ% is the mean over subjects of each subject's ``100 (masked −
+baseline) / baseline``, and its interval the two-sided 90 % Student-t interval of those
+per-subject Δ% (`emg_lens.studies.stats.t_interval`; its ends are one-sided 95 % bounds):
 
-- ``expect = "drop"``: the study's correction (``stats.correction``) runs over the study's drop
-  claims, one family. It *holds* when ``p_corr`` < 0.05 and the accuracy fell; it *fails* on a
-  significant rise, or with no significant change where the design could have shown one; and
-  one *cannot tell* where the design cannot reach ``p_corr`` < 0.05 at all (too few subjects
-  for the test and the family: `emg_lens.studies.stats.corrected_floor`).
+- ``expect = "drop"``: tested by ``stats.claims_test`` — by default ``"paired"``, the exact
+  sign-flip test of the subjects' paired differences (all ``2**n`` relabellings; with 8
+  subjects its smallest two-sided p is 2/256 = 0.0078) up to 12 subjects and Wilcoxon's
+  signed-rank test above; a study may name ``"wilcoxon"``, ``"permutation"`` or the IsoNet
+  paper's unpaired ``"mannwhitneyu"`` instead. The study's correction (``stats.correction``)
+  runs over its drop claims, one family. A drop claim *holds* when ``p_corr`` < 0.05 and the
+  accuracy fell. It *fails* only on evidence that the effect is absent: its interval lies
+  wholly above ``-margin`` (any drop is smaller than the margin; ``margin`` defaults to
+  `DEFAULT_MARGIN`, 0.05, as keep claims are usually given) — which a significant rise shows
+  too. Otherwise one *cannot tell* (no significant drop, and a drop of the margin is not ruled
+  out; the reason adds when the design cannot reach ``p_corr`` < 0.05 at all,
+  `emg_lens.studies.stats.corrected_floor`).
 - ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
-  are the same): the seeded bootstrap 95% interval of Δ% over subjects, computed as the
-  summary computes a cell's, must lie within ±100 ``margin`` %. It *holds* when it does,
-  *fails* when the interval lies wholly outside, and one *cannot tell* when it straddles a
-  bound. Its p is reported, never used.
+  are the same): Schuirmann's (1987) two one-sided tests (TOST) at 5 %, i.e. the 90 %
+  interval within ``±100 margin %`` (`emg_lens.studies.stats.tost`). It *holds* when the
+  interval lies within, *fails* when it lies wholly outside, and one *cannot tell* otherwise.
+  With 2 or 3 subjects it cannot tell unless the change is small and the subjects agree
+  closely (`emg_lens.studies.stats.tost_max_sd`: with a ±5 % margin, a spread of per-subject
+  Δ% below 1.1 points at 2 subjects, 3.0 at 3, 7.5 at 8); keep claims are not corrected for
+  their number, each is a 5 % test. Its p is TOST's; no stars.
+
+Each row of ``claims.csv`` names the test that decided it (``test``, ``method``) and why
+(``reason``); `claims_design` says before the run what the claims need (``emg-lens study
+check``).
 
 `Claim` reads an entry; `check_claims` checks claims against the study that declares them;
 `evaluate_claims` tests them on a study's class counts (`emg_lens.studies.result.StudyResult`
@@ -54,37 +71,51 @@ from emg_lens.studies.output import markdown_table
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.stats import (
     ALPHA,
-    bootstrap_delta_ci,
+    CLAIMS_TESTS,
+    EXACT_MAX_N,
+    PAIRED,
+    PERMUTATIONS,
     compare,
     correct,
     corrected_floor,
-    delta_pct,
+    format_p,
+    paired_test,
     rank_biserial,
     stars,
+    subjects_needed,
+    t_interval,
+    tost,
+    tost_max_sd,
 )
 from emg_lens.studies.validate import int_list, reject_repeats, string
 
 __all__ = [
     "CLAIM_COLUMNS",
+    "DEFAULT_MARGIN",
     "EXPECTATIONS",
     "VERDICTS",
     "Claim",
     "check_claims",
+    "claims_design",
     "claims_markdown",
     "class_groups_key",
     "class_indices",
     "evaluate_claims",
     "format_claims",
+    "interval_verdict",
     "matching_keys",
 ]
 
 EXPECTATIONS = ("drop", "keep")
+DEFAULT_MARGIN = 0.05  # a drop claim's, where it names none: it fails above -5 %
+CI_LEVEL = 0.90  # the t-interval of per-subject Δ%: TOST's, and a drop's one-sided 95 % bound
+NO_INTERVAL = "no interval of the change (fewer than 2 subjects with a baseline accuracy above 0)"
 VERDICTS = ("holds", "fails", "cannot tell")
 LAYER_MODES = ("individual", "from_first", "from_last")  # one cell per layer: "<mode> <l>"
 CLAIM_COLUMNS = [
     *("claim", "intervention", "layers", "heads", "classes", "class_indices", "expected"),
     *("condition", "n", "baseline", "masked", "delta_pct", "ci_low", "ci_high", "r_rb"),
-    *("test", "p", "p_corr", "stars", "verdict", "reason"),
+    *("test", "p", "p_corr", "stars", "verdict", "reason", "margin", "ci_level", "method"),
 ]
 """The columns of ``claims.csv``, one row per declared claim."""
 
@@ -181,28 +212,26 @@ class Claim(Spec):
         expect = data["expect"]
         if expect not in EXPECTATIONS:
             raise SpecError(
-                f"{where}.expect = {expect!r}; accepted: 'drop' (a significant drop, the "
-                "study's test and correction) or 'keep' (the change's 95% interval within "
-                "±margin)"
+                f"{where}.expect = {expect!r}; accepted: 'drop' (a significant drop: the "
+                "study's claims test and correction) or 'keep' (equivalence: the change's 90% "
+                "t-interval within ±margin)"
             )
         margin = data.get("margin")
-        if expect == "keep":
+        if margin is not None or expect == "keep":
             if (
                 not isinstance(margin, int | float)
                 or isinstance(margin, bool)
                 or not 0 < margin <= 1
             ):
-                raise SpecError(
-                    f"{where}.margin = {margin!r}; a 'keep' claim needs a margin in (0, 1]: "
-                    "the change's 95% interval must lie within ±100 margin % of the baseline "
-                    "(0.05: ±5%)"
+                needs = (
+                    "a 'keep' claim needs a margin in (0, 1]: the change's 90% t-interval must "
+                    "lie within ±100 margin % of the baseline (0.05: ±5%)"
+                    if expect == "keep"
+                    else "a 'drop' claim's margin is in (0, 1]: it fails when the change's 90% "
+                    f"t-interval lies wholly above -100 margin % (default {DEFAULT_MARGIN}: -5%)"
                 )
+                raise SpecError(f"{where}.margin = {margin!r}; {needs}")
             margin = float(margin)
-        elif margin is not None:
-            raise SpecError(
-                f"{where}.margin = {margin!r} belongs to expect = 'keep'; a 'drop' claim is "
-                "decided by the study's test and correction"
-            )
         heads = data.get("heads")
         if heads is not None and heads != "all":
             heads = int_list(heads, f"{where}.heads ('all' or a list of head indices)")
@@ -230,11 +259,17 @@ class Claim(Spec):
         return _layer_label(self.layers, "claim")[1]
 
     @property
+    def bound(self) -> float:
+        """The margin in percent of the baseline: the claim's own, else (a drop claim that
+        names none) `DEFAULT_MARGIN`'s."""
+        return 100 * (DEFAULT_MARGIN if self.margin is None else self.margin)
+
+    @property
     def expected(self) -> str:
         """What the claim expects, in words."""
         if self.expect == "drop":
             return "significant drop"
-        return f"Δ% within ±{100 * self.margin:g}%"
+        return f"Δ% within ±{self.bound:g}%"
 
     def classes_label(self) -> str:
         """The classes as the claim names them: a group name, ``all``, or the indices."""
@@ -441,26 +476,39 @@ def evaluate_claims(
     counts: pd.DataFrame,
     test: str,
     correction: str,
+    *,
+    claims_test: str = PAIRED,
 ) -> pd.DataFrame:
     """Test ``claims`` on a study's class counts: ``counts`` has one row per (subject,
     condition) with ``subject, intervention, mode, layer, layers, heads, key, class_correct,
-    class_total`` (the baseline's intervention is ``"baseline"``); ``test`` and
-    ``correction`` are the study's. One row per claim, columns `CLAIM_COLUMNS` (see the
-    module docstring for the rules).
+    class_total`` (the baseline's intervention is ``"baseline"``). Drop claims are tested by
+    ``claims_test`` (the study's ``[stats] claims_test``: `PAIRED` unless it names one of
+    `TESTS`) and ``correction`` (the study's, over its drop claims); keep claims by TOST.
+    ``test``, the study's ``[stats] test``, is what its tables use: taken as before, it
+    decides no claim. One row per claim, columns `CLAIM_COLUMNS` (see the module docstring
+    for the rules).
 
     >>> rows = [{"subject": s, "intervention": name, "mode": mode, "layer": None,
     ...          "layers": "", "heads": "all", "key": name,
-    ...          "class_correct": [10, hit], "class_total": [10, 10]}
+    ...          "class_correct": [kept, hit], "class_total": [100, 100]}
     ...         for s in range(1, 7)
-    ...         for name, mode, hit in (("baseline", "none", 9), ("cross", "all", 2 + s % 2))]
+    ...         for name, mode, kept, hit in (("baseline", "none", 100, 90),
+    ...                                       ("cross", "all", 100 - s % 2, 20 + s % 2))]
     >>> claims = [Claim.from_dict({"intervention": "cross", "layers": "all", "classes": c,
     ...     "expect": e, **m}) for c, e, m in (([1], "drop", {}), ([0], "keep", {"margin": .05}))]
     >>> table = evaluate_claims(claims, {}, pd.DataFrame(rows), "mannwhitneyu", "bonferroni")
-    >>> print(table[["classes", "baseline", "masked", "stars", "verdict"]].to_string(index=False))
-    classes  baseline  masked stars verdict
-          1       0.9    0.25    **   holds
-          0       1.0    1.00         holds
+    >>> print(table[["classes", "masked", "test", "stars", "verdict"]].to_string(index=False))
+    classes  masked        test stars verdict
+          1   0.205 permutation     *   holds
+          0   0.995        tost         holds
+    >>> low, high = table.loc[1, ["ci_low", "ci_high"]].astype(float).round(2)
+    >>> [format_p(p) for p in table["p"]], float(low), float(high)
+    (['0.0312', '2.8e-06'], -0.95, -0.05)
+    >>> print(table["method"][0])
+    exact sign-flip test over 6 subjects (paired, all 64 relabellings), bonferroni over 1 drop claim
     """
+    if claims_test not in CLAIMS_TESTS:
+        raise SpecError(f"stats.claims_test = {claims_test!r}; accepted: {list(CLAIMS_TESTS)}")
     counts = counts.reset_index(drop=True)
     baseline_rows = counts[counts["intervention"] == "baseline"]
     n_classes = len(baseline_rows["class_total"].iloc[0]) if len(baseline_rows) else 0
@@ -472,8 +520,15 @@ def evaluate_claims(
         base = _group_accuracy(baseline_rows, classes, where)
         masked = _group_accuracy(counts[counts["key"] == key], classes, where).reindex(base.index)
         m, b = masked.to_numpy(float), base.to_numpy(float)
-        _, p = compare(m, b, test)
-        ci_low, ci_high = bootstrap_delta_ci(m, b)
+        n = int((np.isfinite(m) & np.isfinite(b)).sum())
+        pct = _subject_pct(m, b)
+        finite = pct[np.isfinite(pct)]
+        if claim.expect == "keep":
+            used, p = "tost", tost(pct, claim.bound)
+        else:
+            used = paired_test(n) if claims_test == PAIRED else claims_test
+            p = compare(m, b, used)[1]
+        ci_low, ci_high = t_interval(pct, CI_LEVEL)
         cell = counts[counts["key"] == key].iloc[0]
         rows.append(
             {
@@ -486,96 +541,243 @@ def evaluate_claims(
                 "expected": claim.expected,
                 "condition": f"{claim.intervention} · {claim.layers}"
                 + (f" (layers {cell['layers']})" if cell["layers"] else ""),
-                "n": int(np.isfinite(m).sum()),
+                "n": n,
                 "baseline": float(np.nanmean(b)),
                 "masked": float(np.nanmean(m)),
-                "delta_pct": delta_pct(float(np.nanmean(m)), float(np.nanmean(b))),
+                "delta_pct": float(np.mean(finite)) if len(finite) else np.nan,
                 "ci_low": ci_low,
                 "ci_high": ci_high,
-                "r_rb": rank_biserial(m, b, test),
-                "test": test,
+                "r_rb": rank_biserial(m, b, "permutation" if used == "tost" else used),
+                "test": used,
                 "p": p,
+                "margin": claim.bound / 100,
+                "ci_level": CI_LEVEL,
             }
         )
-    table = pd.DataFrame(rows, columns=CLAIM_COLUMNS[:17])
+    table = pd.DataFrame(rows, columns=[*CLAIM_COLUMNS[:17], "margin", "ci_level"])
     drops = [i for i, c in enumerate(claims) if c.expect == "drop"]
     table["p_corr"] = np.nan
     if drops:
         table.loc[drops, "p_corr"] = correct(table.loc[drops, "p"].tolist(), correction)
     table["stars"] = [stars(p) if c.expect == "drop" else "" for p, c in zip(table.p_corr, claims)]
     verdicts = [
-        _verdict(claim, row, len(drops), test, correction)
+        _verdict(claim, row, len(drops), correction)
         for claim, row in zip(claims, table.itertuples())
     ]
     table["verdict"] = [v for v, _ in verdicts]
     table["reason"] = [r for _, r in verdicts]
+    table["method"] = [_method(row, len(drops), correction) for row in table.itertuples()]
     return table[CLAIM_COLUMNS]
 
 
-def _verdict(claim: Claim, row: Any, m: int, test: str, correction: str) -> tuple[str, str]:
+def _subject_pct(masked: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Each subject's Δ% = 100 (masked − baseline) / baseline; NaN where the baseline is 0
+    (no change relative to nothing) or a value is missing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(baseline > 0, 100 * (masked - baseline) / baseline, np.nan)
+
+
+def _method(row: Any, drops: int, correction: str) -> str:
+    """Which test decided a claim, in words (the ``method`` column)."""
+    if row.test == "tost":
+        return (
+            f"TOST (Schuirmann 1987): {100 * row.ci_level:g}% t-interval of per-subject Δ% "
+            f"over {row.n} subjects within ±{100 * row.margin:g}%"
+        )
+    n = row.n
+    test = {
+        "permutation": f"exact sign-flip test over {n} subjects (paired, all {2**n} relabellings)"
+        if n <= EXACT_MAX_N
+        else f"sign-flip test over {n} subjects (paired, {PERMUTATIONS} seeded relabellings)",
+        "wilcoxon": f"Wilcoxon signed-rank test over {n} subjects (paired)",
+        "mannwhitneyu": f"Mann–Whitney U over {n} against {n} subjects' values (unpaired)",
+    }[row.test]
+    if correction == "none":
+        return f"{test}, uncorrected"
+    return f"{test}, {correction} over {drops} drop claim{'s' if drops > 1 else ''}"
+
+
+def interval_verdict(expect: str, low: float, high: float, bound: float) -> str:
+    """What the interval ``[low, high]`` of a claim's change (in %) decides against its
+    margin ``±bound`` %: for a keep, *holds* within it, *fails* wholly outside it, else *cannot
+    tell*; for a drop that is not significant, *fails* wholly above ``-bound`` (any drop is
+    smaller than the margin), else *cannot tell*. No interval: *cannot tell*.
+
+    >>> interval_verdict("keep", -2.0, 4.0, 5.0), interval_verdict("keep", -6.0, 1.0, 5.0)
+    ('holds', 'cannot tell')
+    >>> interval_verdict("drop", -4.0, 3.0, 5.0), interval_verdict("drop", -6.0, 1.0, 5.0)
+    ('fails', 'cannot tell')
+    """
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "cannot tell"
+    if expect == "drop":
+        return "fails" if low > -bound else "cannot tell"
+    if -bound <= low and high <= bound:
+        return "holds"
+    return "fails" if high < -bound or low > bound else "cannot tell"
+
+
+def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]:
     """``(verdict, why)`` of one evaluated claim (rules: the module docstring)."""
+    bound = claim.bound
+    interval = f"{100 * row.ci_level:g}% t-interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
+    no_interval = not (np.isfinite(row.ci_low) and np.isfinite(row.ci_high))
+    by_interval = interval_verdict(claim.expect, row.ci_low, row.ci_high, bound)
     if claim.expect == "keep":
-        bound = 100 * claim.margin
-        if not (np.isfinite(row.ci_low) and np.isfinite(row.ci_high)):
-            return "cannot tell", "no interval of the change (fewer than 2 subjects)"
-        interval = f"95% CI [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
-        if -bound <= row.ci_low and row.ci_high <= bound:
-            return "holds", f"{interval} lies within ±{bound:g}%"
-        if row.ci_high < -bound or row.ci_low > bound:
+        if no_interval:
+            return "cannot tell", NO_INTERVAL
+        if by_interval == "holds":
+            return "holds", f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
+        if by_interval == "fails":
             return "fails", f"{interval} lies wholly outside ±{bound:g}%"
-        return "cannot tell", f"{interval} reaches past ±{bound:g}%"
+        return "cannot tell", f"{interval} reaches past ±{bound:g}%" + _spread_note(row, bound)
     if row.n < 2 or not np.isfinite(row.p_corr):
         return "cannot tell", f"no test with {row.n} subject(s)"
-    if row.p_corr < ALPHA:
-        if row.masked < row.baseline:
-            return "holds", f"p_corr = {row.p_corr:.2g} < {ALPHA} and the accuracy fell"
-        return "fails", f"a significant rise (p_corr = {row.p_corr:.2g})"
-    floor = corrected_floor(row.n, m, test, correction)
+    significant = row.p_corr < ALPHA
+    p_corr = format_p(row.p_corr, 2, "p_corr")
+    if significant and row.masked < row.baseline:
+        return "holds", f"{p_corr} < {ALPHA} and the accuracy fell"
+    found = f"a significant rise ({p_corr})" if significant else f"no significant drop ({p_corr})"
+    if no_interval:
+        return "cannot tell", f"{found}, and {NO_INTERVAL}"
+    if by_interval == "fails":
+        return "fails", f"{found}, and the {interval} lies wholly above -{bound:g}%"
+    why = f"{found}, but the {interval} reaches below -{bound:g}%"
+    floor = corrected_floor(row.n, m, row.test, correction)
     if floor >= ALPHA:
-        return "cannot tell", (
-            f"with {row.n} subjects and {m} drop claim(s) the smallest p_corr this test can "
+        why += (
+            f"; with {row.n} subjects and {m} drop claim(s) the smallest p_corr this test can "
             f"reach is {floor:.3g}, not below {ALPHA}"
         )
-    return "fails", f"no significant drop (p_corr = {row.p_corr:.2g})"
+    return "cannot tell", why
+
+
+def claims_design(
+    claims: Sequence[Claim], n: int | None, claims_test: str, correction: str
+) -> list[str]:
+    """What a study's claims need, said before the run (``emg-lens study check``), for ``n``
+    subjects (None: not known yet): the drop claims, the fewest subjects with which their
+    test can reach p_corr < 0.05 over their family (perfect separation:
+    `emg_lens.studies.stats.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
+    claims, at least 2 subjects and the spread of per-subject Δ% with which TOST can show
+    each margin (`emg_lens.studies.stats.tost_max_sd`).
+
+    >>> claims = [Claim.from_dict({"intervention": "x", "layers": "all", "classes": "all",
+    ...                            "expect": e, **m}) for e, m in (("drop", {}),
+    ...                                                            ("keep", {"margin": 0.05}))]
+    >>> print("\\n".join(claims_design(claims, 8, "paired", "bonferroni")))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
+    1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**).
+    1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; with 8, a
+    keep can hold only if the per-subject Δ% spread (SD) stays below 7.5 points for ±5% (less
+    the further their mean change is from 0).
+    """
+    lines = []
+    drops = sum(c.expect == "drop" for c in claims)
+    if drops:
+        name = {
+            PAIRED: f"paired test (the exact sign-flip test up to {EXACT_MAX_N} subjects)",
+            "permutation": "sign-flip test (paired)",
+            "wilcoxon": "Wilcoxon signed-rank test (paired)",
+            "mannwhitneyu": "Mann–Whitney U (unpaired)",
+        }[claims_test]
+        over = "uncorrected" if correction == "none" else f"{correction} over {drops}"
+        needed = subjects_needed(drops, claims_test, correction)
+        need = f"at least {needed}" if needed is not None else "more than 200"
+        line = f"{drops} drop claim(s), {name}, {over}: p_corr < {ALPHA} needs {need} subjects"
+        if n is not None:
+            floor = corrected_floor(n, drops, claims_test, correction)
+            line += f"; with {n} the smallest p_corr is {format_p(floor)} ({stars(floor)})"
+        lines.append(line + ".")
+    keeps = [c for c in claims if c.expect == "keep"]
+    if keeps:
+        bounds = sorted({c.bound for c in keeps})
+        line = (
+            f"{len(keeps)} keep claim(s), TOST ({100 * CI_LEVEL:g}% t-interval of per-subject "
+            "Δ%): at least 2 subjects"
+        )
+        if n is not None and n < 2:
+            line += f"; with {n}, none can hold"
+        elif n is not None:
+            limits = " and ".join(f"{tost_max_sd(n, b):.1f} points for ±{b:g}%" for b in bounds)
+            line += (
+                f"; with {n}, a keep can hold only if the per-subject Δ% spread (SD) stays "
+                f"below {limits} (less the further their mean change is from 0)"
+            )
+        else:
+            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (2, 3, 5, 8, 12))
+            line += (
+                f"; the per-subject Δ% spread (SD) it tolerates for ±{bounds[0]:g}%, by number "
+                f"of subjects: {limits} points (at a mean change of 0)"
+            )
+        lines.append(line + ".")
+    return lines
+
+
+def _spread_note(row: Any, bound: float) -> str:
+    """Why a keep claim's interval is too wide, when its subjects spread more than TOST
+    allows at their number (`emg_lens.studies.stats.tost_max_sd`)."""
+    # the interval's half width is t · sd / √n: the spread it implies
+    half = (row.ci_high - row.ci_low) / 2
+    limit = tost_max_sd(row.n, bound)
+    spread = half * limit / bound  # half = bound exactly when sd = limit
+    if spread <= limit:
+        return ""
+    return (
+        f"; with {row.n} subjects the per-subject Δ% may spread (SD) at most {limit:.1f} "
+        f"points for ±{bound:g}%, here {spread:.1f}"
+    )
 
 
 def _change(r: Any) -> str:
-    """``Δ -60.7% [95% CI -68.3, -51.5]``: the change of a claim's accuracy and its interval
-    (``n/a`` where the baseline accuracy is 0 or there is no interval)."""
+    """``Δ -60.7% [90% CI -68.3, -51.5]``: the mean change of a claim's subjects and its
+    interval (``n/a`` where no subject has a baseline above 0, or there is no interval)."""
     delta = "n/a" if pd.isna(r.delta_pct) else f"{r.delta_pct:+.1f}%"
+    level = f"{100 * r.ci_level:g}% CI"
     if pd.isna(r.ci_low) or pd.isna(r.ci_high):
-        return f"Δ {delta} [95% CI n/a]"
-    return f"Δ {delta} [95% CI {r.ci_low:+.1f}, {r.ci_high:+.1f}]"
+        return f"Δ {delta} [{level} n/a]"
+    return f"Δ {delta} [{level} {r.ci_low:+.1f}, {r.ci_high:+.1f}]"
 
 
 def format_claims(table: pd.DataFrame, prefix: str = "") -> str:
-    """Each evaluated claim in two lines (what was expected; what was measured and the
-    verdict), as the console prints them; ``prefix`` starts each claim's first line."""
+    """Each evaluated claim in three lines (what was expected; what was measured and the
+    verdict; which test decided it, and why), as the console prints them; ``prefix`` starts
+    each claim's first line."""
     lines = []
     for r in table.itertuples(index=False):
-        p_corr = "" if pd.isna(r.p_corr) else f", p_corr = {r.p_corr:.2g} {r.stars}"
+        p_corr = "" if pd.isna(r.p_corr) else f", {format_p(r.p_corr, 2, 'p_corr')} {r.stars}"
         lines.append(
             f"  {prefix}{r.claim} (expected: {r.expected})\n"
             f"    accuracy {r.baseline:.3f} -> {r.masked:.3f}, {_change(r)}, r_rb {r.r_rb:+.2f}, "
-            f"p = {r.p:.2g}{p_corr}  ->  {r.verdict}"
+            f"{format_p(r.p, 2, 'p')}{p_corr}  ->  {r.verdict}\n"
+            f"    {r.method}: {r.reason}"
         )
     return "\n".join(lines)
 
 
 def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str:
-    """The "Claims" section of ``summary.md``: the rules in a paragraph, then one row per
-    claim."""
+    """The "Claims" section of ``summary.md``: the rules in a paragraph (``test_name``: the
+    drop claims' test in words, `emg_lens.studies.stats.TEST_NAMES`), then one row per claim
+    with the test that decided it and why. The console's words are `format_claims`'."""
+    over = "uncorrected" if correction == "none" else f"{correction} over the drop claims"
+    level = f"{100 * CI_LEVEL:g}%"
     intro = (
         "## Claims\n\nWhat the study file declared before the run, tested on each subject's "
-        "accuracy over the claim's classes under its condition against the baseline "
-        f"({test_name}). A drop holds when p_corr < {ALPHA} ({correction} over the drop "
-        "claims) and the accuracy fell; it fails on a significant rise, or with no significant "
-        "change where the design could show one; one cannot tell where it cannot. A keep holds "
-        "when the bootstrap 95% interval of Δ% lies within ±margin, fails when it lies wholly "
-        "outside, and cannot tell otherwise.\n\n"
+        "accuracy over the claim's classes under its condition against the baseline, the same "
+        "subjects in both. Δ% is the mean over subjects of each one's 100 (masked − baseline) "
+        f"/ baseline, with its {level} t-interval (its ends are one-sided 95% bounds). A drop "
+        f"is tested by {test_name} ({over}): it holds when p_corr < {ALPHA} and the accuracy "
+        "fell; it fails only when the interval lies wholly above −margin (5% unless the claim "
+        "names one: any drop is smaller than that); otherwise one cannot tell. A keep is an "
+        "equivalence test (TOST, Schuirmann 1987: two one-sided t-tests at 5%): it holds when "
+        "the interval lies within ±margin, fails when it lies wholly outside, and cannot tell "
+        "otherwise. Each row's test says what decided it.\n\n"
     )
     shown = table.assign(
-        measured=[f"{r.baseline:.3f} → {r.masked:.3f}, {_change(r)}" for r in table.itertuples()]
+        measured=[f"{r.baseline:.3f} → {r.masked:.3f}, {_change(r)}" for r in table.itertuples()],
+        test=table["method"],
+        why=table["reason"],
     )
-    columns = ["claim", "condition", "classes", "expected", "measured", "p", "p_corr", "stars"]
-    return intro + markdown_table(shown[[*columns, "verdict"]], ".3g") + "\n"
+    columns = ["claim", "condition", "classes", "expected", "measured", "test", "p", "p_corr"]
+    return intro + markdown_table(shown[[*columns, "stars", "verdict", "why"]], ".3g") + "\n"

@@ -20,30 +20,41 @@ import pandas as pd
 
 from emg_lens._io import make_folder, write_if_changed
 from emg_lens.report import write_manifest, write_report
+from emg_lens.studies.stats import format_p
 
-__all__ = ["StudyOutput", "markdown_table", "save_outputs"]
+__all__ = ["P_COLUMNS", "StudyOutput", "markdown_table", "save_outputs"]
+
+
+P_COLUMNS = ("p", "p_corr", "p_corrected")
+"""Columns that hold p-values: a table prints them by `emg_lens.studies.stats.format_p`."""
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     r"""A GitHub-flavoured markdown table (no extra dependency); a ``|`` in a cell (an edge
-    expression's union) is written ``\|``.
+    expression's union) is written ``\|``; a p-value column (`P_COLUMNS`) is printed by
+    `emg_lens.studies.stats.format_p`, never as 0.
 
-    >>> print(markdown_table(pd.DataFrame({"a": [0.5], "b": ["x | y"]})))
-    | a | b |
-    |---|---|
-    | 0.500 | x \| y |
+    >>> print(markdown_table(pd.DataFrame({"a": [0.5], "b": ["x | y"], "p": [2e-5]})))
+    | a | b | p |
+    |---|---|---|
+    | 0.500 | x \| y | 2e-05 |
     """
 
-    def fmt(v):
+    def fmt(v, column):
         if isinstance(v, float | np.floating):
-            return "" if np.isnan(v) else format(v, floatfmt)
+            if np.isnan(v):
+                return ""
+            return format_p(v) if column in P_COLUMNS else format(v, floatfmt)
         return "" if v is None or v is pd.NA else str(v).replace("|", "\\|")
 
     lines = [
         "| " + " | ".join(map(str, df.columns)) + " |",
         "|" + "|".join("---" for _ in df.columns) + "|",
     ]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(fmt(v, c) for v, c in zip(row, df.columns)) + " |"
+        for row in df.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 

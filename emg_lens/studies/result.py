@@ -30,6 +30,7 @@ from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec import StatsSpec, StudySpec
 from emg_lens.studies.stats import (
     ALPHA,
+    TEST_NAMES,
     bootstrap_delta_cis,
     clopper_pearson,
     compare_rows,
@@ -58,11 +59,6 @@ SUMMARY_COLUMNS = [
     *("ci_low", "ci_high", "r_rb", "U", "p"),
 ]
 FAMILY_COLUMN = {"mode": "mode", "intervention": "intervention", "all": None}
-TEST_NAMES = {
-    "mannwhitneyu": "two-sided Mann–Whitney U",
-    "wilcoxon": "two-sided Wilcoxon signed-rank (paired by subject)",
-    "permutation": "two-sided sign-flip permutation test of the mean paired difference",
-}
 STRUCTURAL = "≡0"  # the stars of a structural zero: the mask cannot change the output
 STATISTIC_NAMES = {
     "mannwhitneyu": "the masked sample's Mann–Whitney U",
@@ -417,8 +413,9 @@ class StudyResult(StudyOutput):
 
     def claims(self) -> pd.DataFrame:
         """The study's declared claims (``[[claims]]``), each tested on the class counts of its
-        condition with the study's test and correction (`emg_lens.studies.claims`): one row
-        per claim with its verdict; an empty table when the study declares none."""
+        condition as the design is, paired (`emg_lens.studies.claims`; the study's
+        ``claims_test`` and correction): one row per claim with its verdict; an empty table
+        when the study declares none."""
         spec = self.spec
         return evaluate_claims(
             spec.claims,
@@ -426,17 +423,18 @@ class StudyResult(StudyOutput):
             self._counts(),
             spec.stats.test,
             spec.stats.correction,
+            claims_test=spec.stats.claims_test,
         )
 
     def claims_note(self, claims: pd.DataFrame | None = None) -> str:
-        """The claims as the console prints them, under a line naming the test (empty when
+        """The claims as the console prints them, under a line naming their tests (empty when
         the study declares none)."""
         claims = self.claims() if claims is None else claims
         if claims.empty:
             return ""
         return (
-            f"Claims ({TEST_NAMES[self.spec.stats.test]} over {claims['n'].max()} subjects, "
-            f"{self.spec.stats.correction} over the drop claims):\n" + format_claims(claims)
+            f"Claims over {claims['n'].max()} subjects, each with the test that decided it:\n"
+            + format_claims(claims)
         )
 
     def chance(self) -> pd.DataFrame | None:
@@ -463,9 +461,8 @@ class StudyResult(StudyOutput):
         chance = self.chance()
         claims = ""
         if self.spec.claims:  # what was expected comes first (issue 41, item 2)
-            claims = claims_markdown(
-                self.claims(), TEST_NAMES[self.spec.stats.test], self.spec.stats.correction
-            )
+            stats = self.spec.stats
+            claims = claims_markdown(self.claims(), TEST_NAMES[stats.claims_test], stats.correction)
             claims += "\n## Results\n"
         head = (
             f"# {self.spec.name}\n\n"

@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ from emg_lens.studies.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.code import CodeFile, load_code, locate_code
 from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.spec_base import Spec, file_key, is_none
-from emg_lens.studies.stats import CORRECTIONS, TESTS
+from emg_lens.studies.stats import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
 from emg_lens.studies.validate import int_list, reject_repeats, string, subject_list
 
 __all__ = ["MODES", "Intervention", "LayerSpec", "StatsSpec", "StudySpec", "modules_key"]
@@ -138,22 +139,36 @@ class LayerSpec(Spec):
         return {"modes": tuple(modes), "layers": layers, "explicit": explicit}
 
 
+def _default_claims_test(value: str, spec: Any) -> bool:
+    return value == PAIRED
+
+
 @dataclass(frozen=True)
 class StatsSpec(Spec):
-    """Test, correction and the family a correction runs over."""
+    """Test, correction and the family a correction runs over; ``claims_test``, the test of
+    the study's drop claims (`emg_lens.studies.claims`): ``"paired"`` (the exact sign-flip
+    test up to 12 subjects, Wilcoxon signed-rank above) unless the file names another of
+    `TESTS` (the tables keep ``test``)."""
 
     WHERE: ClassVar[str] = "stats"
 
     test: str = "mannwhitneyu"
     correction: str = "bonferroni"
     family: str = "mode"  # the paper corrects over all comparisons of one layer mode
+    claims_test: str = field(default=PAIRED, metadata=file_key(omit=_default_claims_test))
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         for key in data:
             string(data[key], f"stats.{key}")
-        values = {f: data.get(f, getattr(cls, f)) for f in ("test", "correction", "family")}
-        for key, allowed in (("test", TESTS), ("correction", CORRECTIONS), ("family", FAMILIES)):
+        keys = ("test", "correction", "family", "claims_test")
+        values = {f: data.get(f, getattr(cls, f)) for f in keys}
+        for key, allowed in (
+            ("test", TESTS),
+            ("correction", CORRECTIONS),
+            ("family", FAMILIES),
+            ("claims_test", CLAIMS_TESTS),
+        ):
             if values[key] not in allowed:
                 raise SpecError(f"stats.{key} = {values[key]!r}; accepted: {list(allowed)}")
         return values
@@ -327,6 +342,13 @@ class StudySpec(Spec):
             "class_groups": tuple(groups.items()),
             "claims": claims,
         }
+
+    def fingerprint(self) -> str:
+        """`Spec.fingerprint` without ``stats.claims_test``: claims are read from the cells,
+        not computed into them, and so is the test that decides them."""
+        out = json.loads(super().fingerprint())
+        out.get("stats", {}).pop("claims_test", None)
+        return json.dumps(out, sort_keys=True)
 
     @property
     def metric(self) -> str:

@@ -30,6 +30,17 @@ of their mean: under the null each difference is as likely negated, so all ``2**
 patterns are enumerated up to `EXACT_MAX_N` subjects (an exact, deterministic p); above, a
 seeded Monte Carlo draw of `PERMUTATIONS` patterns gives ``(hits + 1) / (draws + 1)``
 (TransformerLens's ``sign_flip_permutation_pvalue``). Its statistic is the mean difference.
+
+Claims (`emg_lens.studies.claims`) are tested as the design is, paired, whatever test the
+tables use: ``"paired"`` (`PAIRED`, `CLAIMS_TESTS`) is the exact sign-flip test up to
+`EXACT_MAX_N` subjects and Wilcoxon's signed-rank test above (`paired_test`); every function
+here that takes a test takes it too. An equivalence ("keep") is Schuirmann's two one-sided
+t-tests (`tost`), i.e. the t-interval (`t_interval`) at 90 % inside the margin.
+
+A p-value is printed by `format_p`, never as 0:
+
+>>> format_p(0.0078125), format_p(3.1e-07), format_p(0.0), format_p(1.0)
+('0.00781', '3.1e-07', '< 1e-16', '1')
 """
 
 from __future__ import annotations
@@ -46,10 +57,13 @@ from emg_lens.errors import SpecError
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "BOOTSTRAP_SEED",
+    "CLAIMS_TESTS",
     "CORRECTIONS",
     "EXACT_MAX_N",
+    "PAIRED",
     "PERMUTATIONS",
     "TESTS",
+    "TEST_NAMES",
     "bootstrap_delta_ci",
     "bootstrap_delta_cis",
     "clopper_pearson",
@@ -58,22 +72,78 @@ __all__ = [
     "correct",
     "corrected_floor",
     "delta_pct",
+    "format_p",
+    "paired_test",
     "rank_biserial",
     "smallest_p",
     "stars",
     "subjects_needed",
+    "t_interval",
+    "tost",
+    "tost_max_sd",
 ]
 
 TESTS = ("mannwhitneyu", "wilcoxon", "permutation")
 PAIRED_TESTS = ("wilcoxon", "permutation")  # one masked value per baseline value, by subject
+PAIRED = "paired"  # claims' default: the exact sign-flip test up to EXACT_MAX_N, Wilcoxon above
+CLAIMS_TESTS = (PAIRED, *TESTS)
 EXACT_MAX_N = 12  # the permutation test enumerates all 2**n sign patterns up to here
 PERMUTATIONS = 10_000  # and draws this many above (seeded: a rerun writes the same p)
 PERMUTATION_SEED = 0
+TEST_NAMES = {
+    "mannwhitneyu": "two-sided Mann–Whitney U",
+    "wilcoxon": "two-sided Wilcoxon signed-rank (paired by subject)",
+    "permutation": "two-sided sign-flip permutation test of the mean paired difference",
+    PAIRED: (
+        "the exact sign-flip test over subjects' paired differences (all 2^n relabellings) up "
+        f"to {EXACT_MAX_N} subjects, Wilcoxon signed-rank above"
+    ),
+}
+"""Each test in words, as summaries and consoles name it."""
 CORRECTIONS = ("bonferroni", "holm", "none")
 STAR_LEVELS = ((1e-4, "****"), (1e-3, "***"), (1e-2, "**"), (0.05, "*"))
 ALPHA = 0.05  # the weakest star
 BOOTSTRAP_SEED = 0  # one fixed seed: a rerun of a study writes the same intervals
 BOOTSTRAP_RESAMPLES = 2000
+P_FLOOR = 1e-16  # below it a printed p is the bound: a double's tail has no digits left there
+
+
+def format_p(p: float, digits: int = 3, name: str = "") -> str:
+    """A p-value as every table and console prints it: ``digits`` significant digits, in
+    scientific notation below 1e-4 (Python's ``g``), never ``0``: below `P_FLOOR` (an exact
+    0 is a p that underflowed) the bound ``< 1e-16``; ``n/a`` for NaN. With a ``name``, the
+    text a sentence says: ``p_corr = 0.0078``, ``p < 1e-16``.
+
+    >>> format_p(0.000311), format_p(2.2e-5, 2), format_p(1e-300), format_p(float("nan"))
+    ('0.000311', '2.2e-05', '< 1e-16', 'n/a')
+    >>> format_p(0.0078125, 2, "p_corr"), format_p(0.0, 2, "p")
+    ('p_corr = 0.0078', 'p < 1e-16')
+    """
+    p = float(p)
+    if not np.isfinite(p):
+        text = "n/a"
+    elif p < P_FLOOR:
+        text = f"< {P_FLOOR:.0e}"
+    else:
+        text = f"{p:.{digits}g}"
+    if not name:
+        return text
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
+def paired_test(n: int) -> str:
+    """The test `PAIRED` stands for with ``n`` subjects: ``"permutation"`` (the exact
+    sign-flip test, all ``2**n`` relabellings) up to `EXACT_MAX_N`, ``"wilcoxon"`` above.
+
+    >>> paired_test(8), paired_test(13)
+    ('permutation', 'wilcoxon')
+    """
+    return "permutation" if n <= EXACT_MAX_N else "wilcoxon"
+
+
+def _resolve(test: str, n: int) -> str:
+    """``test`` with `PAIRED` replaced by the test it stands for with ``n`` subjects."""
+    return paired_test(n) if test == PAIRED else test
 
 
 def delta_pct(masked: float, baseline: float) -> float:
@@ -123,8 +193,9 @@ def compare_rows(
     >>> (float(U[1]), float(p[1])) == compare([0.9, 0.95, 0.9], [0.9, 0.95, 0.92])
     True
     """
-    _check_test(test)
     masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    test = _resolve(test, masked.shape[1])
+    _check_test(test)
     U, p = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
     if test == "wilcoxon":
         for i, row in enumerate(masked):
@@ -235,8 +306,9 @@ def rank_biserial(
     >>> round(rank_biserial([0.8, 0.97, 0.5], [0.9, 0.95, 0.7], "wilcoxon"), 4)
     -0.6667
     """
-    _check_test(test)
     masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
+    test = _resolve(test, len(masked))
+    _check_test(test)
     if test in PAIRED_TESTS:
         _check_paired(masked, baseline, test)
         d = masked - baseline
@@ -376,7 +448,10 @@ def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
     (0.00216, 0.03125)
     >>> smallest_p(6, "permutation")  # the two all-one-sign patterns of 2**6
     0.03125
+    >>> smallest_p(8, "paired")  # 2 / 2**8: the exact sign-flip test
+    0.0078125
     """
+    test = _resolve(test, n)
     _check_test(test)
     if n < 1:
         raise SpecError(f"smallest_p needs n >= 1 subjects, got {n}")
@@ -409,10 +484,70 @@ def subjects_needed(
     """The fewest subjects with which a cell can reach ``p_corr < alpha`` (None beyond
     ``max_n``).
 
-    >>> subjects_needed(30), subjects_needed(30, "wilcoxon")
-    (7, 11)
+    >>> subjects_needed(30), subjects_needed(30, "wilcoxon"), subjects_needed(1, "paired")
+    (7, 11, 6)
     """
     for n in range(2, max_n + 1):
         if corrected_floor(n, m, test, correction) < alpha:
             return n
     return None
+
+
+def t_interval(values: Sequence[float], level: float = 0.90) -> tuple[float, float]:
+    """The two-sided Student-t interval of the mean of ``values`` at ``level``: ``mean ±
+    t_{(1 + level) / 2, n - 1} · sd / √n`` (NaNs left out; ``(nan, nan)`` with fewer than 2
+    values; a single point where every value is the same). At 0.90 its ends are the two
+    one-sided 95 % bounds `tost` tests against a margin.
+
+    >>> low, high = t_interval([-1.0, 0.0, 1.0, 2.0])
+    >>> round(low, 3), round(high, 3)  # 0.5 ± 2.353 · 1.291 / 2
+    (-1.019, 2.019)
+    """
+    if not 0 < level < 1:
+        raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    mean, se = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
+    half = float(sps.t.ppf((1 + level) / 2, len(x) - 1)) * se
+    return mean - half, mean + half
+
+
+def tost(values: Sequence[float], bound: float) -> float:
+    """Schuirmann's (1987) two one-sided tests that the mean of ``values`` lies within
+    ``±bound``: the larger p of the one-sided t-tests of ``mean <= -bound`` and ``mean >=
+    bound`` (NaNs left out). p < 0.05 exactly when `t_interval` at 0.90 lies inside
+    ``(-bound, bound)``; NaN with fewer than 2 values; with no spread, 0 inside the bound and
+    1 outside.
+
+    >>> # the 90 % interval above, [-1.019, 2.019]: inside ±3, past +2
+    >>> round(tost([-1.0, 0.0, 1.0, 2.0], 3.0), 4), round(tost([-1.0, 0.0, 1.0, 2.0], 2.0), 4)
+    (0.0152, 0.0514)
+    """
+    if not bound > 0:
+        raise SpecError(f"an equivalence bound must be > 0, got {bound!r}")
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return float("nan")
+    mean, se = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
+    if se == 0:
+        return 0.0 if abs(mean) < bound else 1.0
+    df = len(x) - 1
+    above_lower = float(sps.t.sf((mean + bound) / se, df))  # H0: mean <= -bound
+    below_upper = float(sps.t.cdf((mean - bound) / se, df))  # H0: mean >= +bound
+    return max(above_lower, below_upper)
+
+
+def tost_max_sd(n: int, bound: float) -> float:
+    """The largest spread (standard deviation) ``n`` values may have for `tost` to show their
+    mean within ``±bound`` at 5 %: ``bound · √n / t_{0.95, n - 1}``, reached when their mean
+    is 0 (less the further it is from 0); 0 below 2 values, which no t-test takes.
+
+    >>> [round(tost_max_sd(n, 5.0), 2) for n in (1, 2, 3, 8)]  # a ±5 % margin
+    [0.0, 1.12, 2.97, 7.46]
+    """
+    if n < 2:
+        return 0.0
+    return float(bound * np.sqrt(n) / sps.t.ppf(1 - ALPHA, n - 1))

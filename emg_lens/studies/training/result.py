@@ -12,7 +12,7 @@ import pandas as pd
 
 from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.stats import compare, correct, delta_pct, stars
+from emg_lens.studies.stats import compare, correct, delta_pct, format_p, stars
 from emg_lens.studies.training.spec import TrainingStudySpec
 
 __all__ = ["TrainingStudyResult", "subject_means", "summarize_training"]
@@ -193,7 +193,9 @@ class TrainingStudyResult(StudyOutput):
         """The header, the Table-1 view, the comparisons and every model beside chance (a
         warning per model that is not clearly above it): what ``emg-lens study run``
         prints."""
-        comparisons = self.comparisons().to_string(index=False, float_format="{:.3g}".format)
+        shown = self.comparisons()
+        shown = shown.assign(**{c: shown[c].map(format_p) for c in ("p", "p_corr")})
+        comparisons = shown.to_string(index=False, float_format="{:.3g}".format)
         chance = self.chance()
         return f"{self.header()}\n\n{self.table1().to_string()}\n{comparisons}" + (
             "" if chance is None else f"\n{chance_console(chance)}"

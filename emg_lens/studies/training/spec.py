@@ -285,6 +285,11 @@ class TrainingStudySpec(Spec):
                 "stats.family is not a key of training studies: each architecture's "
                 "comparisons with the reference input are one family; accepted: test, correction"
             )
+        if "claims_test" in stats:
+            raise SpecError(
+                "stats.claims_test is not a key of training studies: they declare no claims; "
+                "accepted: test, correction"
+            )
         return {
             "name": name,
             "data": train_data,

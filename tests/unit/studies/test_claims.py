@@ -1,10 +1,15 @@
-"""Claims a study file declares (`emg_lens.studies.claims`, issue 41 item 2): every field
-refused by name when the study could not test it; the verdicts on synthetic class counts (a
-collapse is a significant drop after the study's correction; "keeps its accuracy" is an
-equivalence claim, decided by the change's interval, never by a p-value, which calls a
-consistent -0.5 % significant with enough subjects and any change "ns" with too few); a run
-writes claims.csv and a Claims section at the top of summary.md and report.html; `study check`
-lists them; the demo's study declares exactly the planted claims."""
+"""Claims a study file declares (`emg_lens.studies.claims`, issue 41 item 2, issue 46 item 2):
+every field refused by name when the study could not test it; the verdicts on synthetic class
+counts, tested as the design is (the same subjects twice: paired, the exact sign-flip test by
+default). A collapse is a significant drop after the study's correction, and a drop claim
+fails only on evidence that any drop is smaller than its margin; "keeps its accuracy" is an
+equivalence claim, TOST on the per-subject changes (its 90 % t-interval within ±margin),
+never "no significant change", which calls a consistent -0.5 % significant with enough
+subjects and any change "ns" with too few. Simulated: a keep claim whose true change is on
+its margin holds at most 5 % of the time at 2-12 subjects. A run writes claims.csv and a
+Claims section at the top of summary.md and report.html, each claim naming the test that
+decided it; `study check` lists them and what they need; the demo's study declares exactly
+the planted claims."""
 
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ from emg_lens import EncoderConfig
 from emg_lens.cli import main
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies import load_spec, run_study
-from emg_lens.studies.claims import CLAIM_COLUMNS, evaluate_claims
-from emg_lens.studies.stats import bootstrap_delta_ci
+from emg_lens.studies.claims import CI_LEVEL, CLAIM_COLUMNS, evaluate_claims, interval_verdict
+from emg_lens.studies.stats import bootstrap_delta_ci, compare, t_interval
 from tests.tiny import tiny_subject
 
 BASE = np.array([0.99, 1.0, 0.995, 1.0, 0.98, 1.0, 0.99, 0.995])
@@ -46,12 +51,22 @@ def _spec(*claims, **changes):
 
 
 def test_claims_read_back_and_leave_the_studys_identity_alone():
-    spec = _spec(DROP, KEEP)
+    spec = _spec(DROP, KEEP, {**DROP, "margin": 0.1})
     assert load_spec(spec.to_dict()) == spec
-    assert [c.expected for c in spec.claims] == ["significant drop", "Δ% within ±5%"]
-    # claims are read from the cells, so declaring them reuses a finished study's store
+    assert [c.expected for c in spec.claims] == [
+        *("significant drop", "Δ% within ±5%", "significant drop")
+    ]
+    assert [c.bound for c in spec.claims] == [5, 5, 10]  # a drop's margin: 5 % unless named
+    # claims are read from the cells, so declaring them (and the test that decides them)
+    # reuses a finished study's store
     assert spec.fingerprint() == load_spec(STUDY).fingerprint()
+    paper = _spec(DROP, stats={"claims_test": "mannwhitneyu"})
+    assert paper.stats.claims_test == "mannwhitneyu" and load_spec(paper.to_dict()) == paper
+    assert paper.fingerprint() == load_spec(STUDY).fingerprint()
     assert "claims" not in load_spec(STUDY).to_dict()
+    assert "claims_test" not in load_spec(STUDY).to_dict().get("stats", {})
+    with pytest.raises(SpecError, match=r"stats.claims_test = 'ttest'; accepted: \['paired'"):
+        _spec(DROP, stats={"claims_test": "ttest"})
 
 
 @pytest.mark.parametrize(
@@ -72,7 +87,8 @@ def test_claims_read_back_and_leave_the_studys_identity_alone():
         ({"classes": [1, 1]}, r"classes repeats 1"),
         ({"classes": [-1]}, r"negative index"),
         ({"expect": "same"}, r"expect = 'same'; accepted: 'drop'"),
-        ({"margin": 0.05}, r"margin = 0.05 belongs to expect = 'keep'"),
+        ({"margin": 0}, r"margin = 0; a 'drop' claim's margin is in \(0, 1\]"),
+        ({"margin": "5%"}, r"margin = '5%'; a 'drop' claim's margin is in"),
         ({"expect": "keep"}, r"margin = None; a 'keep' claim needs a margin in \(0, 1\]"),
         ({"expect": "keep", "margin": 0}, r"margin = 0; a 'keep' claim needs a margin in"),
         ({"expect": "keep", "margin": 5}, r"margin = 5; a 'keep' claim needs a margin in"),
@@ -128,20 +144,74 @@ def _counts(masked, baseline, total: int = 1000) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _verdict(expect, masked, baseline, test="mannwhitneyu", **claim):
+def _verdict(expect, masked, baseline, claims_test="paired", **claim):
     spec = _spec({**DROP, "classes": [0], "expect": expect, **claim})
-    table = evaluate_claims(spec.claims, {}, _counts(masked, baseline), test, "bonferroni")
+    counts = _counts(masked, baseline)
+    table = evaluate_claims(
+        spec.claims, {}, counts, "mannwhitneyu", "bonferroni", claims_test=claims_test
+    )
     assert list(table.columns) == CLAIM_COLUMNS
     return table.iloc[0]
 
 
-@pytest.mark.parametrize("test", ["mannwhitneyu", "wilcoxon"])
-def test_a_tiny_consistent_drop_is_significant_and_still_keeps_the_accuracy(test):
+def _pct(masked, baseline, total: int = 1000):
+    """Per-subject Δ% as the class counts hold the accuracies."""
+    m, b = (np.round(np.asarray(x) * total) / total for x in (masked, baseline))
+    return 100 * (m - b) / b
+
+
+def test_eight_of_eight_subjects_losing_five_points_make_a_drop_hold():
+    """The issue's case: each subject loses 5 points. Paired, all 8 differences have one
+    sign, so the exact sign-flip p is 2 / 2**8; as two samples (Mann-Whitney U) the subjects'
+    spread hides the drop."""
+    rng = np.random.default_rng(0)
+    base = np.linspace(0.80, 0.98, 8)
+    masked = base - 0.05 + rng.normal(0, 0.003, 8)
+    row = _verdict("drop", masked, base)
+    assert row.test == "permutation" and row.p == pytest.approx(2 / 256) == row.p_corr
+    assert row.stars == "**" and row.verdict == "holds", row.reason
+    assert row.method.startswith("exact sign-flip test over 8 subjects (paired")
+    assert "p_corr = 0.0078 < 0.05 and the accuracy fell" in row.reason
+    unpaired = _verdict("drop", masked, base, claims_test="mannwhitneyu")
+    assert unpaired.p > 0.2 and unpaired.verdict == "cannot tell"  # not "fails": -5 % is no 0
+    assert "reaches below -5%" in unpaired.reason and "Mann–Whitney U" in unpaired.method
+
+
+def test_a_drop_claim_on_unchanged_subjects_fails():
+    """No drop, and the interval shows any drop is smaller than the margin: evidence of
+    absence, so "fails". With its margin narrower than that interval: cannot tell."""
+    rng = np.random.default_rng(1)
+    base = np.linspace(0.80, 0.98, 8)
+    masked = base + rng.normal(0, 0.004, 8)
+    row = _verdict("drop", masked, base)
+    assert row.p_corr >= 0.05 and -5 < row.ci_low < 0 < row.ci_high < 5
+    assert row.verdict == "fails" and "lies wholly above -5%" in row.reason
+    narrow = _verdict("drop", masked, base, margin=0.001)
+    assert narrow.verdict == "cannot tell" and "reaches below -0.1%" in narrow.reason
+
+
+def test_a_rise_fails_and_a_drop_too_few_subjects_could_show_cannot_tell():
+    low, high = 0.25 + np.linspace(0, 0.02, 8), 0.6 + np.linspace(0, 0.02, 8)
+    assert _verdict("drop", low, high).verdict == "holds"
+    rise = _verdict("drop", high, low)
+    assert rise.p_corr < 0.05 and rise.verdict == "fails" and "significant rise" in rise.reason
+    two = _verdict("drop", low[:2], high[:2])  # the sign-flip floor with 2 subjects: 0.5
+    assert two.p == 0.5 and two.verdict == "cannot tell"
+    assert "smallest p_corr this test can reach is 0.5" in two.reason
+    assert _verdict("keep", [0.99], [0.99], margin=0.05).verdict == "cannot tell"
+    assert _verdict("drop", [0.2], [0.9]).verdict == "cannot tell"
+
+
+@pytest.mark.parametrize("claims_test", ["paired", "wilcoxon", "mannwhitneyu"])
+def test_a_tiny_consistent_drop_is_significant_and_still_keeps_the_accuracy(claims_test):
     base = np.ones(8)  # the controls at ceiling, as on the demo
-    row = _verdict("keep", base - np.linspace(0.003, 0.007, 8), base, test, margin=0.05)
-    assert row.p < 0.05  # the rule "no significant change" would call this lost
-    assert -1 < row.ci_low < row.ci_high < 0
+    masked = base - np.linspace(0.003, 0.007, 8)
+    assert _verdict("drop", masked, base, claims_test).p < 0.05  # "no change" would call it lost
+    row = _verdict("keep", masked, base, claims_test, margin=0.05)  # TOST whatever the test
+    assert row.test == "tost" and row.p < 0.05 and -1 < row.ci_low < row.ci_high < 0
+    assert (row.ci_low, row.ci_high) == pytest.approx(t_interval(_pct(masked, base), 0.9))
     assert row.verdict == "holds" and "lies within ±5%" in row.reason
+    assert row.method.startswith("TOST (Schuirmann 1987): 90% t-interval of per-subject Δ%")
 
 
 def test_a_drop_past_the_margin_fails_whatever_its_p_value():
@@ -158,26 +228,49 @@ def test_keeping_needs_the_whole_interval_within_the_margin_not_only_the_mean():
     masked[:2] -= 0.2
     masked[2:] += 0.04
     row = _verdict("keep", masked, base, margin=0.05)
-    assert row.ci_low < -5 < row.delta_pct < 0 < row.ci_high < 5
-    counted = [np.round(x * 1000) / 1000 for x in (masked, base)]  # as the class counts hold them
-    assert (row.ci_low, row.ci_high) == bootstrap_delta_ci(*counted)
+    assert row.ci_low < -5 < row.delta_pct < 0 < row.ci_high
+    assert row.delta_pct == pytest.approx(_pct(masked, base).mean())  # the subjects' mean
     assert row.verdict == "cannot tell" and "reaches past ±5%" in row.reason
 
 
-def test_one_subject_cannot_tell_either_way():
-    assert _verdict("keep", [0.99], [0.99], margin=0.05).verdict == "cannot tell"
-    assert _verdict("drop", [0.2], [0.9]).verdict == "cannot tell"
+@pytest.mark.parametrize(
+    ("base", "masked"),
+    [
+        ([0.92, 0.85], [0.89, 0.87]),  # -3 and +2 points
+        ([0.92, 0.85, 0.95], [0.88, 0.88, 0.94]),  # -4, +3 and -1 points
+    ],
+)
+def test_keep_claims_over_two_or_three_subjects_cannot_tell(base, masked):
+    """Changes of a few points either way, as subjects give them: TOST cannot show them
+    within ±5 % with 2 or 3 subjects. The percentile bootstrap the claims used before spans
+    only the subjects' own range here, and called it kept."""
+    row = _verdict("keep", masked, base, margin=0.05)
+    assert row.verdict == "cannot tell" and "may spread (SD) at most" in row.reason
+    low, high = bootstrap_delta_ci(masked, base)
+    assert -5 <= low <= high <= 5  # the old rule: "holds"
 
 
-def test_a_collapse_holds_a_rise_fails_and_too_few_subjects_cannot_tell():
-    low, high = 0.25 + np.linspace(0, 0.02, 8), 0.6 + np.linspace(0, 0.02, 8)
-    assert _verdict("drop", low, high).verdict == "holds"
-    rise = _verdict("drop", high, low)
-    assert rise.p_corr < 0.05 and rise.verdict == "fails" and "significant rise" in rise.reason
-    two = _verdict("drop", low[:2], high[:2])  # Mann-Whitney's floor with 2 subjects: 0.33
-    assert two.verdict == "cannot tell" and "smallest p_corr this test can reach" in two.reason
-    same = _verdict("drop", high, high)  # 8 subjects could have shown a drop: none is there
-    assert same.verdict == "fails" and "no significant drop" in same.reason
+def test_keep_claims_on_their_margin_hold_at_most_five_percent_of_the_time():
+    """Simulated (seeded, 1000 draws per size): every subject's true change is exactly the
+    margin, -5 %, the subjects spreading by 2 points. A keep claim is a 5 % equivalence test,
+    so it may hold at most 5 % of the time at any number of subjects (the percentile bootstrap
+    the claims used before: 21 % at 2 subjects, 12-14 % at 3). Each size's share is checked
+    against 5 % plus 2.6 standard errors of 1000 draws, all 11 000 together against 5.5 %. A
+    drop claim whose true drop is its margin likewise fails (interval wholly above -5 %) at
+    most 5 % of the time; and a keep holds nearly always when nothing changed."""
+    rng = np.random.default_rng(46)
+    held, failed = [], []
+    for n in range(2, 13):
+        pct = -5 + rng.normal(0, 2, (1000, n))
+        intervals = [t_interval(row, CI_LEVEL) for row in pct]
+        held.append([interval_verdict("keep", lo, hi, 5.0) == "holds" for lo, hi in intervals])
+        failed.append([interval_verdict("drop", lo, hi, 5.0) == "fails" for lo, hi in intervals])
+    held, failed = np.mean(held, axis=1), np.mean(failed, axis=1)
+    assert (held <= 0.068).all() and held.mean() <= 0.055, held
+    assert (failed <= 0.068).all() and failed.mean() <= 0.055, failed
+    unchanged = rng.normal(0, 2, (400, 8))
+    kept = [interval_verdict("keep", *t_interval(r, CI_LEVEL), 5.0) for r in unchanged]
+    assert np.mean([v == "holds" for v in kept]) > 0.9
 
 
 def test_drop_claims_are_one_correction_family_and_keep_claims_stay_out_of_it():
@@ -187,10 +280,21 @@ def test_drop_claims_are_one_correction_family_and_keep_claims_stay_out_of_it():
     keep = {**one, "expect": "keep", "margin": 0.5}
     claims = _spec(one, {**one, "description": "again"}, keep).claims
     table = evaluate_claims(claims, {}, counts, "mannwhitneyu", "bonferroni")
+    assert table.p[0] == compare(low, high, "permutation")[1] == 2 / 64  # paired by default
     assert table.p_corr[0] == pytest.approx(2 * table.p[0])  # m = 2: the keep claim is no test
     assert np.isnan(table.p_corr[2]) and table.stars[2] == ""
+    assert table.method[0].endswith("bonferroni over 2 drop claims")
     alone = evaluate_claims(claims[:1], {}, counts, "mannwhitneyu", "bonferroni")
     assert alone.p_corr[0] == alone.p[0]
+    with pytest.raises(SpecError, match=r"claims_test = 'ttest'; accepted: \['paired'"):
+        evaluate_claims(claims, {}, counts, "mannwhitneyu", "none", claims_test="ttest")
+
+
+def test_above_twelve_subjects_the_paired_test_is_wilcoxons():
+    base = 0.8 + np.linspace(0, 0.15, 14)
+    row = _verdict("drop", base - 0.05 - np.linspace(0, 0.026, 14), base)  # no tied |Δ|
+    assert row.test == "wilcoxon" and row.p == pytest.approx(2 / 2**14)
+    assert row.method.startswith("Wilcoxon signed-rank test over 14 subjects (paired)")
 
 
 def test_a_claim_beyond_the_models_is_refused_by_name():
@@ -235,7 +339,13 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     report = (tmp_path / "report.html").read_text()
     assert "the &lt;pair&gt; drops" in report and "<pair>" not in report
     assert report.index(">Claims<") < report.index("Baseline accuracy")
-    assert "Claims (two-sided Mann–Whitney U over 3 subjects" in result.console()
+    # each claim says which test decided it, in every output
+    console = result.console()
+    assert "Claims over 3 subjects, each with the test that decided it:" in console
+    assert "exact sign-flip test over 3 subjects (paired, all 8 relabellings)" in console
+    assert table.method[1].startswith("TOST (Schuirmann 1987): 90% t-interval")
+    assert table.test.tolist() == ["permutation", "tost", "tost"]
+    assert "| exact sign-flip test over 3 subjects" in summary and "| TOST (Schuirmann" in summary
 
 
 def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_path, capsys):
@@ -265,7 +375,18 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
     assert main(["study", "check", str(study)]) == 0  # no models: no class count to check
     out = capsys.readouterr().out
     assert "claims, tested after the run" in out and "pair (0,1)  significant drop" in out
-    save_checkpoint(IsoNet(EncoderConfig.preset("tiny")), tmp_path / "m" / "subject_1")
+    # what the claims need, before the run: 2 / 2**n < 0.05 from 6 subjects on
+    assert "1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), " in out
+    assert "p_corr < 0.05 needs at least 6 subjects" in out
+    keep = '\n[[claims]]\nintervention = "cross"\nlayers = "all"\nclasses = [0]\nexpect = "keep"\n'
+    study.write_text(text.format(last=1) + keep + "margin = 0.05\n")
+    for s in (1, 2, 3):
+        save_checkpoint(IsoNet(EncoderConfig.preset("tiny")), tmp_path / "m" / f"subject_{s}")
+    assert main(["study", "check", str(study)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "with 3 the smallest p_corr is 0.25 (ns)" in out
+    assert "1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; " in out
+    assert "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below 3.0 " in out
     study.write_text(text.format(last=4))  # the tiny preset has 4 classes
     assert main(["study", "check", str(study)]) == 2
     assert "class index 4 is out of range: the models have 4 classes" in capsys.readouterr().err

@@ -23,10 +23,15 @@ from emg_lens.studies.stats import (
     correct,
     corrected_floor,
     delta_pct,
+    format_p,
+    paired_test,
     rank_biserial,
     smallest_p,
     stars,
     subjects_needed,
+    t_interval,
+    tost,
+    tost_max_sd,
 )
 
 # ----------------------------------------------------------------------------- compare
@@ -420,6 +425,83 @@ def test_summary_power_note_says_when_no_cell_can_be_significant():
     assert f"{2 * 2 / 252:.3g}" in enough and "No cell" not in enough
     paired = power_note(4, sizes, StatsSpec(test="wilcoxon"))
     assert "Wilcoxon" in paired and "at least 7" in paired  # 2 * 2 / 2**6 = 0.0625 > 0.05
+
+
+def test_the_paired_test_is_exact_sign_flip_up_to_twelve_subjects_then_wilcoxon():
+    assert [paired_test(n) for n in (2, 12, 13)] == ["permutation", "permutation", "wilcoxon"]
+    rng = np.random.default_rng(5)
+    for n in (8, 15):
+        baseline = rng.normal(0.8, 0.05, n)
+        masked = baseline + rng.normal(-0.02, 0.03, n)
+        assert compare(masked, baseline, "paired") == compare(masked, baseline, paired_test(n))
+    assert smallest_p(8, "paired") == 2 / 2**8 == 0.0078125  # two stars at most with 8
+    assert stars(smallest_p(8, "paired")) == "**"
+    assert smallest_p(13, "paired") == pytest.approx(2 / 2**13)  # Wilcoxon's exact floor
+    assert subjects_needed(1, "paired") == 6 and subjects_needed(4, "paired", "holm") == 8
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n", [2, 3, 8])
+def test_t_interval_and_tost_are_scipys_t_tests(seed, n):
+    x = np.random.default_rng(seed).normal(-1, 2, n)
+    low, high = t_interval(x, 0.9)
+    expected = sps.t.interval(0.9, n - 1, loc=x.mean(), scale=sps.sem(x))
+    assert (low, high) == pytest.approx(expected, rel=1e-12)
+    for bound in (1.0, 3.0, 6.0):
+        one = sps.ttest_1samp(x, -bound, alternative="greater").pvalue
+        other = sps.ttest_1samp(x, bound, alternative="less").pvalue
+        p = tost(x, bound)
+        assert p == pytest.approx(max(one, other), rel=1e-10)
+        assert (p < 0.05) == (-bound < low and high < bound)  # TOST at 5 %: the 90 % interval
+    sd = float(np.std(x, ddof=1))
+    assert (sd < tost_max_sd(n, 5.0)) == (t_interval(x - x.mean(), 0.9)[1] < 5.0)
+
+
+def test_equivalence_edge_cases():
+    assert np.isnan(tost([1.0], 5.0)) and np.isnan(t_interval([1.0, np.nan])[0])
+    assert tost([0.5, 0.5, 0.5], 1.0) == 0.0 and tost([2.0, 2.0], 1.0) == 1.0  # no spread
+    assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    with pytest.raises(SpecError, match="bound must be > 0"):
+        tost([1.0, 2.0], 0)
+    with pytest.raises(SpecError, match=r"level must be in \(0, 1\)"):
+        t_interval([1.0, 2.0], 90)
+
+
+# ----------------------------------------------------------------------------- p as printed
+
+
+@pytest.mark.parametrize(
+    ("p", "text"),
+    [
+        (0.0, "< 1e-16"),
+        (1e-300, "< 1e-16"),
+        (3.2e-12, "3.2e-12"),
+        (2.5e-5, "2.5e-05"),
+        (0.000311, "0.000311"),
+        (0.0078125, "0.00781"),
+        (0.5, "0.5"),
+        (1.0, "1"),
+        (float("nan"), "n/a"),
+    ],
+)
+def test_a_p_value_is_never_printed_as_zero(p, text):
+    assert format_p(p) == text
+    assert format_p(p, name="p") == (f"p {text}" if text.startswith("<") else f"p = {text}")
+
+
+def test_tables_and_chance_print_tiny_p_values_as_a_bound_or_in_scientific_notation():
+    from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
+    from emg_lens.studies.output import markdown_table
+
+    table = markdown_table(pd.DataFrame({"x": [0.0, 0.0], "p": [0.0, 2e-5], "p_corr": [0.0, 1]}))
+    assert table.splitlines()[2:] == ["| 0.000 | < 1e-16 | < 1e-16 |", "| 0.000 | 2e-05 | 1 |"]
+    chance = chance_table({"subject 1": (1200, [600, 600])})  # binomial p underflows to 0
+    assert chance["p"][0] < 1e-300
+    assert "| < 1e-16 |" in chance_markdown(chance)
+    assert "p < 1e-16" in chance_console(chance) and "p = 0" not in chance_console(chance)
 
 
 # ----------------------------------------------------------------------------- effect sizes

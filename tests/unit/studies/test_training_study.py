@@ -120,6 +120,10 @@ BAD_SPECS = {
         ["MultimodalMLP", "act_fn"],
     ),
     "stats family": (_with(stats={"family": "all"}), ["stats.family", "test, correction"]),
+    "stats claims_test": (
+        _with(stats={"claims_test": "paired"}),
+        ["stats.claims_test", "declare no claims", "test, correction"],
+    ),
     "bad correction": (_with(stats={"correction": "sidak"}), ["stats.correction", "'holm'"]),
     "bad metric": (_with(metric="auc"), ["metric = 'auc'", "'macro_f1'"]),
 }
