@@ -105,6 +105,7 @@ class TransformerBlock(nn.Module):
 
         >>> cfg = EncoderConfig.preset("tiny", use_split_qkv_input=True)
         >>> block = TransformerBlock(cfg, 0)
+        >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in block.parameters()]
         >>> x = torch.randn(2, 7, 16)
         >>> torch.allclose(block.attend(x), block.attn(block.ln1(x)), atol=1e-6)
         True
