@@ -151,10 +151,12 @@ def test_nested_context_manager_with_failure(tier_model):  # test_nested_context
         raise ValueError("fail")
 
     with model.hooks(fwd_hooks=[(_named(name), c.inc)]):
-        with pytest.raises(ValueError, match="fail"):
-            with model.hooks(fwd_hooks=[(_named(name), fail_hook)]):
-                assert _n_fwd(model, name) == 2
-                model(model.example_input())
+        with (
+            pytest.raises(ValueError, match="fail"),
+            model.hooks(fwd_hooks=[(_named(name), fail_hook)]),
+        ):
+            assert _n_fwd(model, name) == 2
+            model(model.example_input())
         assert _n_fwd(model, name) == 1
         assert c.count == 1
     assert _n_fwd(model, name) == 0
