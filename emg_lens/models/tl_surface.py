@@ -27,7 +27,6 @@ import contextlib
 import functools
 import operator
 import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -316,25 +315,21 @@ class TransformerLensSurface:
                 "in TransformerLens)"
             )
 
-    def _live_names(self, names: Iterable[str], what: str, explicit: bool = True) -> list[str]:
-        """``names`` less the hook points whose flag is off. Dropped ones are named in a
-        warning when the caller asked for them (``explicit``; not for "cache everything"); a
-        request that leaves nothing is a `HookFlagError`."""
+    def _live_names(self, names: Iterable[str], what: str, mode: str) -> list[str]:
+        """``names`` less the hook points whose flag is off, which would never fire. ``mode``
+        says how the caller chose them: ``"named"`` (by name: any such point is a
+        `HookFlagError`), ``"filter"`` (a function of the name: they are skipped, unless
+        nothing else is left, which is refused) or ``"all"`` (cache everything: skipped)."""
         names = list(names)
         off = {name: flag for name in names if (flag := self.flag_off(name))}
         live = [name for name in names if name not in off]
-        if off and explicit:
+        if off and (mode == "named" or (mode == "filter" and not live)):
             listed = ", ".join(f"{n!r} (set_{f}(True))" for n, f in list(off.items())[:4])
             more = f" and {len(off) - 4} more" if len(off) > 4 else ""
-            if not live:
-                raise HookFlagError(
-                    f"{what} matched only hook points whose flag is off, which would never "
-                    f"fire: {listed}{more}; turn the flag on first"
-                )
-            warnings.warn(
-                f"{what}: skipped {len(off)} hook point(s) whose flag is off, which would never "
-                f"fire: {listed}{more}",
-                stacklevel=3,
+            which = "names" if mode == "named" else "matched only"
+            raise HookFlagError(
+                f"{what} {which} hook points whose flag is off, which would never fire: "
+                f"{listed}{more}; turn the flag on first (as in TransformerLens)"
             )
         return live
 
@@ -348,7 +343,7 @@ class TransformerLensSurface:
                 out.append((name, _guard_tl_patching(name, hook)))
             else:
                 matched = [n for n in self.hook_dict if name(n)]
-                out += [(n, hook) for n in self._live_names(matched, what) if matched]
+                out += [(n, hook) for n in self._live_names(matched, what, "filter")]
         return out
 
     def hooks(
@@ -362,7 +357,7 @@ class TransformerLensSurface:
         hooks' names checked against this model first (see the module docstring). A hook on
         an optional hook point whose flag is off (``blocks.{l}.attn.hook_result`` without
         ``use_attn_result``) is a `HookFlagError`, as in TransformerLens; a filter skips such
-        points, with a warning.
+        points (and is refused if it matches nothing else).
 
         >>> from emg_lens.models import IsoNet
         >>> from emg_lens.hooks import attn_scores_filter
@@ -378,7 +373,7 @@ class TransformerLensSurface:
         ... except HookFlagError as exc:
         ...     print(str(exc)[:67])
         cannot hook 'blocks.0.attn.hook_result': that hook point fires only
-        """  # noqa: E501
+        """
         fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
         self._check_hook_names(name for name, _ in [*fwd_hooks, *bwd_hooks])
         fwd_hooks = self._resolve_hooks(fwd_hooks, "fwd_hooks")
@@ -406,14 +401,14 @@ class TransformerLensSurface:
         flag is off (named when asked for explicitly; see `_live_names`)."""
         self._check_hook_names([names_filter] if callable(names_filter) else [])
         if names_filter is None:
-            matched = list(self.hook_dict)
-        elif callable(names_filter):
+            return self._live_names(self.hook_dict, what, "all")
+        if callable(names_filter):
             matched = [n for n in self.hook_dict if names_filter(n)]
-        else:
-            wanted = [names_filter] if isinstance(names_filter, str) else list(names_filter)
-            canonical = {getattr(self.mod_dict.get(n), "name", None) or n for n in wanted}
-            matched = [n for n in self.hook_dict if n in canonical]
-        return self._live_names(matched, what, explicit=names_filter is not None)
+            return self._live_names(matched, what, "filter")
+        wanted = [names_filter] if isinstance(names_filter, str) else list(names_filter)
+        canonical = {getattr(self.mod_dict.get(n), "name", None) or n for n in wanted}
+        matched = [n for n in self.hook_dict if n in canonical]
+        return self._live_names(matched, what, "named")
 
     def get_caching_hooks(
         self,
@@ -471,18 +466,17 @@ class TransformerLensSurface:
                 f"{type(self).__name__} has a token axis; leave pos_slice out"
             )
         n_tokens = self.layout.n_tokens
+        given = pos.slice.tolist() if isinstance(pos.slice, np.ndarray) else pos.slice
         try:
             selected = np.arange(n_tokens)[pos.slice]
         except IndexError as exc:
             raise LayoutError(
-                f"pos_slice {pos.slice!r} selects a position {type(self).__name__} does not "
+                f"pos_slice {given!r} selects a position {type(self).__name__} does not "
                 f"have: its layout has {n_tokens} tokens (0..{n_tokens - 1}, or negative from "
                 "the end)"
             ) from exc
         if np.size(selected) == 0:
-            raise LayoutError(
-                f"pos_slice {pos.slice!r} selects no position of the {n_tokens} tokens"
-            )
+            raise LayoutError(f"pos_slice {given!r} selects no position of the {n_tokens} tokens")
         return n_tokens
 
     def _sliced(self, save: Callable, cache: dict, pos: Slice, n_tokens: int, suffix: str):

@@ -149,30 +149,31 @@ def test_hook_mlp_in_is_the_mlp_input_only(model):
 
 
 def test_filters_and_caches_skip_points_whose_flag_is_off(model):
-    # TL 4 (bridge_core): caching everything skips them silently; a filter or names_filter
-    # that asks for them skips them with a warning; one that asks only for them is refused.
+    # TL 4 (bridge_core): caching everything, or a filter (a sweep), skips them; naming one
+    # is refused (TL 4 warns for a names_filter list; emg_lens refuses, as for a hook); a
+    # filter that matches nothing else would hook nothing, and is refused too.
     x = model.example_input()
     _, cache = model.run_with_cache(x)
     assert not any(model.flag_off(name) for name in cache)
     assert get_act_name("result", 0) not in cache
-    with pytest.warns(UserWarning, match=r"skipped \d+ hook point.*use_attn_result"):
-        _, cache = model.run_with_cache(
-            x, names_filter=lambda n: n.endswith(("hook_result", "hook_z"))
-        )
+    _, cache = model.run_with_cache(x, names_filter=lambda n: n.endswith(("hook_result", "hook_z")))
     assert cache.keys() and all(k.endswith("hook_z") for k in cache)
-    with pytest.raises(HookFlagError, match="only hook points whose flag is off"):
+    with pytest.raises(HookFlagError, match="matched only hook points whose flag is off"):
         model.run_with_cache(x, names_filter=lambda n: n.endswith("hook_result"))
-    with pytest.raises(HookFlagError, match="set_use_split_qkv_input"):
-        model.run_with_cache(x, names_filter=[f"{_stack(model)}.0.hook_q_input"])
+    stack = _stack(model)
+    with pytest.raises(HookFlagError, match=r"names hook points.*set_use_split_qkv_input"):
+        model.run_with_cache(x, names_filter=[f"{stack}.0.hook_q_input", f"{stack}.0.hook_z"])
     count = []
-    with pytest.warns(UserWarning, match="use_hook_mlp_in"):
-        model.run_with_hooks(
-            x,
-            fwd_hooks=[
-                (lambda n: n.endswith(("mlp_in", "resid_pre")), lambda z, hook: count.append(1))
-            ],
-        )
+    model.run_with_hooks(
+        x,
+        fwd_hooks=[
+            (lambda n: n.endswith(("mlp_in", "resid_pre")), lambda z, hook: count.append(1))
+        ],
+    )
     assert len(count) == sum(name.endswith("resid_pre") for name in model.hook_dict)
+    with pytest.raises(HookFlagError, match="use_hook_mlp_in"):
+        model.add_hook(lambda n: n.endswith("mlp_in"), _identity)
+    assert not any(hp.has_hooks() for hp in model.hook_dict.values())
 
 
 def test_flags_are_exclusive_and_checked(model):
