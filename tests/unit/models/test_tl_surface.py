@@ -155,7 +155,7 @@ def test_flags_a_model_cannot_honour_are_refused_by_name():
     mlp.set_use_split_qkv_input(False)  # the state it is in: accepted
     with pytest.raises(UnsupportedFeatureError, match="no attention layers"):
         mlp.set_use_attn_result(True)
-    with pytest.raises(UnsupportedFeatureError, match="hook_q_input.*no attention layers"):
+    with pytest.raises(UnsupportedFeatureError, match=r"hook_q_input.*no attention layers"):
         mlp.set_use_split_qkv_input(True)
     with pytest.raises(UnsupportedFeatureError, match="hook_mlp_in"):
         mlp.set_use_hook_mlp_in(True)
