@@ -223,3 +223,47 @@ def test_attached_models_refuse_the_flags_by_name(name, setter):
     with pytest.raises(UnsupportedFeatureError, match=r"its own code") as info:
         getattr(model, setter)(True)
     assert "convert" in str(info.value)
+
+
+def test_split_qkv_independence(model):
+    # model_bridge/compatibility/test_split_qkv.py::test_split_qkv_independence: zeroing the
+    # query input leaves the keys and values bit for bit (and changes the queries).
+    stack = _stack(model)
+    model.set_use_split_qkv_input(True)
+    x = model.example_input(2)
+    names = [f"{stack}.0.attn.hook_{c}" for c in "qkv"]
+    with torch.no_grad():
+        _, base = model.run_with_cache(x, names_filter=names)
+        seen = {}
+
+        def grab(z, hook):
+            seen[hook.name] = z.clone()
+
+        model.run_with_hooks(
+            x,
+            fwd_hooks=[
+                (f"{stack}.0.attn.hook_q_input", lambda z, hook: torch.zeros_like(z)),
+                *[(name, grab) for name in names],
+            ],
+        )
+    model.set_use_split_qkv_input(False)
+    assert torch.equal(seen[names[1]], base[names[1]])
+    assert torch.equal(seen[names[2]], base[names[2]])
+    assert not torch.allclose(seen[names[0]], base[names[0]])
+
+
+def test_block_level_hook_alias_parity(model):
+    # model_bridge/compatibility/test_split_qkv.py::test_block_level_hook_alias_parity: the
+    # block-level and attention-level names are one hook point each, four distinct ones; and
+    # (test_split_qkv_mutual_exclusivity) the exclusivity error is a ValueError, as in TL.
+    stack = _stack(model)
+    points = []
+    for leaf in ("hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input"):
+        block_level = model.mod_dict[f"{stack}.0.{leaf}"]
+        assert model.mod_dict[f"{stack}.0.attn.{leaf}"] is block_level
+        points.append(id(block_level))
+    assert len(set(points)) == 4
+    model.set_use_attn_in(True)
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        model.set_use_split_qkv_input(True)
+    model.set_use_attn_in(False)
