@@ -31,7 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from emg_lens._io import atomic_write_all, make_folder
-from emg_lens.config import ADDED_FIELD_DEFAULTS, EncoderConfig
+from emg_lens.config import ADDED_FIELD_DEFAULTS, HOOK_FLAGS, EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
@@ -560,7 +560,7 @@ def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, mod
         raise CheckpointError(f"{path} holds a {name}, not a {type(model).__name__}")
     # Where and in which precision it runs, and which optional hooks it fires, are not
     # architecture: weights load into a float64 model, or one with use_attn_result set.
-    ignore = {"device", "dtype", "seed", "dropout", "use_attn_result"}
+    ignore = {"device", "dtype", "seed", "dropout", *HOOK_FLAGS}
     theirs, ours = cfg.to_dict(), model.cfg.to_dict()
     diff = {k: (theirs[k], ours[k]) for k in theirs if k not in ignore and theirs[k] != ours[k]}
     if diff or info.get("model_kwargs", {}) != dict(getattr(model, "init_kwargs", {})):

@@ -38,6 +38,10 @@ ZERO_BIASES = ("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "ln1.b", "ln2.b", "l
 # out while it holds this default, so the config.json, checkpoint and provenance digests of every
 # model that does not use them are what they were before them, and a checkpoint written before
 # they existed (which lacks them) loads with the default, which is what that model computed.
+HOOK_FLAGS = ("use_attn_result", "use_split_qkv_input", "use_attn_in", "use_hook_mlp_in")
+"""The TransformerLens flags that turn optional hook points on; not architecture (a checkpoint
+loads whatever they are)."""
+
 ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "channel_names": None,
     "norm_position": "pre",
@@ -45,6 +49,8 @@ ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "zero_biases": [],
     "attn_scale": None,
     "qk_norm": False,
+    "use_attn_in": False,
+    "use_hook_mlp_in": False,
 }
 
 
@@ -114,6 +120,12 @@ class EncoderConfig(TransformerLensConfig):
     zero_biases: list[str] = field(default_factory=list)
     attn_scale: float | None = None  # attention scores are q.k / attn_scale; None: sqrt(d_head)
     qk_norm: bool = False  # LayerNorm (eps, over d_head) on every head's q and k (LaBraM)
+
+    # --- optional hook points (TransformerLens's flags; use_attn_result and use_split_qkv_input
+    # are TransformerLensConfig's): per-head copies of the attention input (hook_attn_in) and
+    # the MLP branch's input (hook_mlp_in); set them with model.set_use_attn_in(...) etc.
+    use_attn_in: bool = False
+    use_hook_mlp_in: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str):
@@ -210,11 +222,21 @@ class EncoderConfig(TransformerLensConfig):
             raise ConfigError(
                 f"EncoderConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}"
             )
-        for flag in ("use_split_qkv_input", "attn_only", "gated_mlp", "uses_rms_norm"):
+        for flag in ("attn_only", "gated_mlp", "uses_rms_norm"):
             if getattr(self, flag):
                 raise ConfigError(
                     f"EncoderConfig.{flag}=True is not supported by emg_lens encoders"
                 )
+        for flag in HOOK_FLAGS:
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(
+                    f"EncoderConfig.{flag} must be True or False, got {getattr(self, flag)!r}"
+                )
+        if self.use_split_qkv_input and self.use_attn_in:
+            raise ConfigError(
+                "EncoderConfig.use_split_qkv_input and use_attn_in are mutually exclusive (as in "
+                "TransformerLens): hook_q_input/hook_k_input/hook_v_input or hook_attn_in"
+            )
         self._validate_modalities()
         self._validate_channel_names()
         self._validate_converter_fields()

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +85,10 @@ class HeadStructure:
     @property
     def n_heads(self) -> int:
         return self.heads[1] - self.heads[0]
+
+
+SplitInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""``(query_input, key_input, value_input)``, each ``[batch, pos, head_index, d_model]``."""
 
 
 class _Plan:
@@ -130,6 +135,9 @@ class Attention(nn.Module):
     >>> attn(torch.randn(2, 7, 16)).shape
     torch.Size([2, 7, 16])
     """
+
+    # hook point -> the cfg flag it needs
+    OPTIONAL_HOOKS: ClassVar[dict[str, str]] = {"hook_result": "use_attn_result"}
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -243,10 +251,13 @@ class Attention(nn.Module):
 
     def forward(
         self,
-        x: Float[torch.Tensor, "batch pos d_model"],
+        x: Float[torch.Tensor, "batch pos d_model"] | SplitInputs,
         edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        if self.hooks_active():
+        """Attend over ``x``; or, given a tuple ``(query_input, key_input, value_input)``
+        each ``[batch, pos, head_index, d_model]`` (a block's split q/k/v input), project
+        each head's q, k and v from its own copy (always the explicit path)."""
+        if isinstance(x, tuple) or self.hooks_active():
             return self._forward_explicit(x, edge_mask)
         if self.structure is not None:
             return self._forward_structured(x, edge_mask)
@@ -273,9 +284,10 @@ class Attention(nn.Module):
             W_Q, W_K, W_V, W_O = self._structured_weights()
             if self.base_mask is not None:
                 edge_mask = self.base_mask if edge_mask is None else edge_mask | self.base_mask
-        q = self.hook_q(self._project(x, W_Q, self.b_Q))
-        k = self.hook_k(self._project(x, W_K, self.b_K))
-        v = self.hook_v(self._project(x, W_V, self.b_V))
+        q_in, k_in, v_in = x if isinstance(x, tuple) else (x, x, x)
+        q = self.hook_q(self._project(q_in, W_Q, self.b_Q))
+        k = self.hook_k(self._project(k_in, W_K, self.b_K))
+        v = self.hook_v(self._project(v_in, W_V, self.b_V))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
@@ -379,12 +391,11 @@ class Attention(nn.Module):
 
     @staticmethod
     def _project(x, W, b):
-        return (
-            einsum(
-                x, W, "batch pos d_model, head_index d_model d_head -> batch pos head_index d_head"
-            )
-            + b
-        )
+        if x.ndim == 4:  # one copy of the input per head (split q/k/v input)
+            pattern = "batch pos head_index d_model, head_index d_model d_head"
+        else:
+            pattern = "batch pos d_model, head_index d_model d_head"
+        return einsum(x, W, f"{pattern} -> batch pos head_index d_head") + b
 
     # ------------------------------------------------------------------ fast, unhooked path
     def _forward_fast(self, x, edge_mask):

@@ -3,7 +3,10 @@ TransformerLens residual hooks."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
+from einops import repeat
 from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
@@ -34,10 +37,28 @@ class TransformerBlock(nn.Module):
     ``get_full_resid_decomposition`` no longer add up to the final stream, and a direct logit
     attribution through them is not exact (each norm rescales all that came before it).
 
+    Optional hook points, as legacy ``HookedTransformer``'s blocks (each fires only while its
+    ``cfg`` flag is on; `OPTIONAL_HOOKS`): with ``use_split_qkv_input`` every head reads its own
+    copy of ``resid_pre``, ``hook_q_input`` / ``hook_k_input`` / ``hook_v_input`` ``[batch, pos,
+    head_index, d_model]``, normalised by ``ln1`` per head (so a patch there reaches one head's
+    query, key or value input alone: path patching); with ``use_attn_in`` one such copy,
+    ``hook_attn_in``, feeds q, k and v; with ``use_hook_mlp_in``, ``hook_mlp_in`` ``[batch, pos,
+    d_model]`` is what the MLP branch reads (before ``ln2``). The residual adds still use
+    ``resid_pre`` and ``resid_mid``: an edit at these points reaches only the sub-layer.
+
     >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0)
     >>> block(torch.randn(2, 7, 16)).shape
     torch.Size([2, 7, 16])
     """
+
+    # hook point -> the cfg flag that turns it on (TransformerLens's names and flags)
+    OPTIONAL_HOOKS: ClassVar[dict[str, str]] = {
+        "hook_attn_in": "use_attn_in",
+        "hook_q_input": "use_split_qkv_input",
+        "hook_k_input": "use_split_qkv_input",
+        "hook_v_input": "use_split_qkv_input",
+        "hook_mlp_in": "use_hook_mlp_in",
+    }
 
     # TransformerLens's logit lens reads a block's hook_resid_post as the one residual stream
     # that ln_final normalises; it asks every block to say so.
@@ -45,6 +66,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, block_index: int):
         super().__init__()
+        self.cfg = cfg
         self.layer = block_index
         self.post_norm = cfg.norm_position == "post"
         self.ln1 = make_norm(cfg, "ln1")
@@ -53,6 +75,11 @@ class TransformerBlock(nn.Module):
         self.mlp = MLP(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.hook_attn_in = HookPoint()  # [batch, pos, head_index, d_model]; use_attn_in
+        self.hook_q_input = HookPoint()  # [batch, pos, head_index, d_model]; use_split_qkv_input
+        self.hook_k_input = HookPoint()  # [batch, pos, head_index, d_model]; use_split_qkv_input
+        self.hook_v_input = HookPoint()  # [batch, pos, head_index, d_model]; use_split_qkv_input
+        self.hook_mlp_in = HookPoint()  # [batch, pos, d_model]; use_hook_mlp_in
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
         self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
@@ -64,9 +91,53 @@ class TransformerBlock(nn.Module):
         edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
     ) -> Float[torch.Tensor, "batch pos d_model"]:
         resid_pre = self.hook_resid_pre(resid_pre)
-        attn_in = resid_pre if self.post_norm else self.ln1(resid_pre)
-        attn_out = self.hook_attn_out(self.dropout(self.attn(attn_in, edge_mask)))
+        attn_out = self.hook_attn_out(self.dropout(self.attend(resid_pre, edge_mask)))
         return self.after_attention(resid_pre, attn_out)
+
+    def attend(
+        self,
+        resid_pre: Float[torch.Tensor, "batch pos d_model"],
+        edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """Attention's output for ``resid_pre`` (before dropout and ``hook_attn_out``): through
+        ``ln1`` (pre-LN), or through the per-head copies of ``resid_pre`` when
+        ``use_split_qkv_input`` or ``use_attn_in`` is on.
+
+        >>> cfg = EncoderConfig.preset("tiny", use_split_qkv_input=True)
+        >>> block = TransformerBlock(cfg, 0)
+        >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in block.parameters()]
+        >>> x = torch.randn(2, 7, 16)
+        >>> torch.allclose(block.attend(x), block.attn(block.ln1(x)), atol=1e-6)
+        True
+        """
+        norm = (lambda t: t) if self.post_norm else self.ln1
+        split, shared = self.cfg.use_split_qkv_input, self.cfg.use_attn_in
+        if not (split or shared):
+            return self.attn(norm(resid_pre), edge_mask)
+        fork = repeat(
+            resid_pre,
+            "batch pos d_model -> batch pos head_index d_model",
+            head_index=self.cfg.n_heads,
+        )
+        if shared:
+            fork = self.hook_attn_in(fork.clone())
+        if split:
+            inputs = tuple(
+                hook(fork.clone())
+                for hook in (self.hook_q_input, self.hook_k_input, self.hook_v_input)
+            )
+        else:
+            inputs = (fork, fork, fork)
+        return self.attn(tuple(norm(t) for t in inputs), edge_mask)
+
+    def mlp_input(
+        self, resid_mid: Float[torch.Tensor, "batch pos d_model"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """What the MLP reads of ``resid_mid``: ``ln2(resid_mid)`` (pre-LN) or ``resid_mid``
+        itself (post-LN), through ``hook_mlp_in`` first while ``use_hook_mlp_in`` is on."""
+        if self.cfg.use_hook_mlp_in:
+            resid_mid = self.hook_mlp_in(resid_mid.clone())
+        return resid_mid if self.post_norm else self.ln2(resid_mid)
 
     def rows_forward(
         self,
@@ -105,8 +176,8 @@ class TransformerBlock(nn.Module):
         """
         if self.post_norm:
             resid_mid = self.hook_resid_mid(self.ln1(resid_pre + attn_out))
-            mlp_out = self.hook_mlp_out(self.dropout(self.mlp(resid_mid)))
+            mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.mlp_input(resid_mid))))
             return self.hook_resid_post(self.ln2(resid_mid + mlp_out))
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
-        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.ln2(resid_mid))))
+        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.mlp_input(resid_mid))))
         return self.hook_resid_post(resid_mid + mlp_out)

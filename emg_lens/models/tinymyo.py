@@ -121,10 +121,11 @@ class TinyMyoBlock(TransformerBlock):
         if not self.training or self.drop_path.p == 0.0:
             return super().forward(resid_pre, edge_mask)
         resid_pre = self.hook_resid_pre(resid_pre)
-        attn = self.attn(self.ln1(resid_pre), edge_mask)
+        attn = self.attend(resid_pre, edge_mask)
         attn_out = self.hook_attn_out(self.drop_path(self.dropout(attn)))
         resid_mid = self.hook_resid_mid(resid_pre + attn_out)
-        mlp_out = self.hook_mlp_out(self.drop_path(self.dropout(self.mlp(self.ln2(resid_mid)))))
+        mlp = self.mlp(self.mlp_input(resid_mid))
+        mlp_out = self.hook_mlp_out(self.drop_path(self.dropout(mlp)))
         return self.hook_resid_post(resid_mid + mlp_out)
 
 

@@ -26,20 +26,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from einops import rearrange
 from jaxtyping import Float
 from torch import nn
 from transformer_lens import FactoredMatrix
-from transformer_lens.utilities import composition_scores
+from transformer_lens.utilities import Slice, composition_scores
 
-from emg_lens.components import Attention
-from emg_lens.config import EncoderConfig  # noqa: F401  (the examples use it)
+from emg_lens.config import (
+    HOOK_FLAGS,
+    EncoderConfig,  # noqa: F401  (the examples use it)
+)
 from emg_lens.errors import (
     ArgumentError,
+    HookFlagError,
     LayoutError,
     UnsupportedFeatureError,
     UnsupportedReadoutError,
@@ -50,6 +55,44 @@ __all__ = ["TransformerLensSurface"]
 
 COMPOSITION_MODES = ("Q", "K", "V")
 TL_PATCHING = "transformer_lens.patching"  # the module whose helpers' hooks are guarded
+# A block's per-head input hooks are also reachable under TransformerLens 4's names for them,
+# ``blocks.{l}.attn.hook_q_input`` ... (what its get_act_patch_direct_path hooks).
+ATTN_ALIASES = ("hook_q_input", "hook_k_input", "hook_v_input", "hook_attn_in")
+# Activations of a token stream: anything in a stack of blocks (shared or a stem's), the
+# embeddings entering one, and the final norm. Others (the signals ``hook_input``, pooled
+# vectors, classifier internals) have no token axis.
+_TOKEN_STREAM = re.compile(
+    r"^(?:stems\.[^.]+\.)?(?:blocks\.\d+\.|hook_embed$|hook_pos_embed$)|^ln_final\."
+)
+_QUERY_AXIS_HOOKS = ("hook_attn_scores", "hook_pattern")  # [batch, head_index, query, key]
+
+
+def token_axis(name: str) -> int | None:
+    """The axis of activation ``name`` (with its batch axis) that runs over token positions,
+    the one ``run_with_cache(pos_slice=...)`` slices: 2 (the query axis) for attention scores
+    and patterns ``[batch, head_index, query_pos, key_pos]``, 1 for every other activation of
+    a token stream (``[batch, pos, ...]``, per-head ones included), None for activations
+    without one (``hook_input``'s ``[batch, channel, time]``, pooled vectors).
+
+    >>> token_axis("blocks.0.attn.hook_pattern"), token_axis("blocks.1.attn.hook_q")
+    (2, 1)
+    >>> token_axis("hook_input") is None, token_axis("cls_head.hook_pooled") is None
+    (True, True)
+    """
+    if not _TOKEN_STREAM.search(name):
+        return None
+    return 2 if name.rsplit(".", 1)[-1] in _QUERY_AXIS_HOOKS else 1
+
+
+_OPTIONAL_HOOKS = {
+    "attn.hook_result": "use_attn_result",
+    "hook_q_input": "use_split_qkv_input",
+    "hook_k_input": "use_split_qkv_input",
+    "hook_v_input": "use_split_qkv_input",
+    "hook_attn_in": "use_attn_in",
+    "hook_mlp_in": "use_hook_mlp_in",
+}  # what each flag of HOOK_FLAGS turns on, for messages
+assert set(_OPTIONAL_HOOKS.values()) == set(HOOK_FLAGS)
 
 
 def _stacked(name: str, dims: str) -> property:
@@ -213,6 +256,19 @@ class TransformerLensSurface:
         return [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
 
     # ------------------------------------------------------------------ TL hooks, checked
+    def setup(self) -> None:
+        """TransformerLens's ``setup`` (names every module and hook point), then the aliases
+        ``blocks.{l}.attn.hook_q_input`` ... of each block's per-head input hooks (in
+        ``mod_dict``, so they can be hooked by name; not in ``hook_dict``, so nothing is
+        cached or swept twice)."""
+        super().setup()
+        for name, module in list(self.mod_dict.items()):
+            optional = getattr(module, "OPTIONAL_HOOKS", {})
+            if hasattr(module, "attn"):
+                for leaf in ATTN_ALIASES:
+                    if leaf in optional:
+                        self.mod_dict[f"{name}.attn.{leaf}"] = getattr(module, leaf)
+
     def _check_hook_names(self, names: Iterable[Any]) -> None:
         """A hook name the model lacks is a `LayoutError`; a filter with ``check_model`` (an
         `emg_lens.hooks.NameFilter`) checks the layers it names against this model."""
@@ -230,6 +286,66 @@ class TransformerLensSurface:
             if callable(check):
                 check(self)
 
+    def flag_off(self, name: str) -> str | None:
+        """The flag (``use_attn_result``, ``use_split_qkv_input``, ``use_attn_in``,
+        ``use_hook_mlp_in``) that hook point ``name`` needs and that is off, else None: a
+        hook there would never fire.
+
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> model.flag_off("blocks.0.attn.hook_result"), model.flag_off("blocks.0.hook_q_input")
+        ('use_attn_result', 'use_split_qkv_input')
+        >>> model.flag_off("blocks.0.attn.hook_pattern") is None
+        True
+        """
+        canonical = getattr(self.mod_dict.get(name), "name", None) or name
+        owner_path, _, leaf = canonical.rpartition(".")
+        owner = self.mod_dict.get(owner_path) if owner_path else self
+        flag = getattr(owner, "OPTIONAL_HOOKS", {}).get(leaf)
+        if flag is None or getattr(getattr(owner, "cfg", self.cfg), flag):
+            return None
+        return flag
+
+    def _refuse_flag_off(self, name: str) -> None:
+        flag = self.flag_off(name)
+        if flag is not None:
+            raise HookFlagError(
+                f"cannot hook {name!r}: that hook point fires only while {flag} is on, and it "
+                f"is off, so the hook would never run. Call model.set_{flag}(True) first (as "
+                "in TransformerLens)"
+            )
+
+    def _live_names(self, names: Iterable[str], what: str, mode: str) -> list[str]:
+        """``names`` less the hook points whose flag is off, which would never fire. ``mode``
+        says how the caller chose them: ``"named"`` (by name: any such point is a
+        `HookFlagError`), ``"filter"`` (a function of the name: they are skipped, unless
+        nothing else is left, which is refused) or ``"all"`` (cache everything: skipped)."""
+        names = list(names)
+        off = {name: flag for name in names if (flag := self.flag_off(name))}
+        live = [name for name in names if name not in off]
+        if off and (mode == "named" or (mode == "filter" and not live)):
+            listed = ", ".join(f"{n!r} (set_{f}(True))" for n, f in list(off.items())[:4])
+            more = f" and {len(off) - 4} more" if len(off) > 4 else ""
+            which = "names" if mode == "named" else "matched only"
+            raise HookFlagError(
+                f"{what} {which} hook points whose flag is off, which would never fire: "
+                f"{listed}{more}; turn the flag on first (as in TransformerLens)"
+            )
+        return live
+
+    def _resolve_hooks(self, pairs: Sequence[tuple[Any, Callable]], what: str) -> list:
+        """``(name or filter, hook)`` pairs as ``(name, hook)`` pairs: a filter becomes the
+        names it matches whose flag is on; a name whose flag is off is refused."""
+        out = []
+        for name, hook in pairs:
+            if isinstance(name, str):
+                self._refuse_flag_off(name)
+                out.append((name, _guard_tl_patching(name, hook)))
+            else:
+                matched = [n for n in self.hook_dict if name(n)]
+                out += [(n, hook) for n in self._live_names(matched, what, "filter")]
+        return out
+
     def hooks(
         self,
         fwd_hooks: Sequence[tuple[Any, Callable]] = (),
@@ -238,7 +354,10 @@ class TransformerLensSurface:
         clear_contexts: bool = False,
     ) -> Any:
         """TransformerLens's ``hooks()`` context manager (and so ``run_with_hooks``), with the
-        hooks' names checked against this model first (see the module docstring).
+        hooks' names checked against this model first (see the module docstring). A hook on
+        an optional hook point whose flag is off (``blocks.{l}.attn.hook_result`` without
+        ``use_attn_result``) is a `HookFlagError`, as in TransformerLens; a filter skips such
+        points (and is refused if it matches nothing else).
 
         >>> from emg_lens.models import IsoNet
         >>> from emg_lens.hooks import attn_scores_filter
@@ -248,28 +367,170 @@ class TransformerLensSurface:
         Traceback (most recent call last):
         ...
         emg_lens.errors.LayoutError: name_filter('attn.hook_attn_scores', [2]) names layers [2] ...
+        >>> hook = ("blocks.0.attn.hook_result", lambda t, hook: t)
+        >>> try:
+        ...     model.run_with_hooks(model.example_input(), fwd_hooks=[hook])
+        ... except HookFlagError as exc:
+        ...     print(str(exc)[:67])
+        cannot hook 'blocks.0.attn.hook_result': that hook point fires only
         """
         fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)
         self._check_hook_names(name for name, _ in [*fwd_hooks, *bwd_hooks])
-        fwd_hooks = [(name, _guard_tl_patching(name, hook)) for name, hook in fwd_hooks]
+        fwd_hooks = self._resolve_hooks(fwd_hooks, "fwd_hooks")
+        bwd_hooks = self._resolve_hooks(bwd_hooks, "bwd_hooks")
         return super().hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts)
 
     def add_hook(self, name: Any, hook: Callable, *args: Any, **kwargs: Any) -> None:
-        """TransformerLens's ``add_hook``, with ``name`` checked against this model first."""
+        """TransformerLens's ``add_hook``, with ``name`` checked against this model first; a
+        filter hooks the points it matches whose flag is on (see `hooks`)."""
         self._check_hook_names([name])
-        super().add_hook(name, hook, *args, **kwargs)
+        if isinstance(name, str):
+            super().add_hook(name, hook, *args, **kwargs)  # check_hooks_to_add refuses flags
+            return
+        for point, fn in self._resolve_hooks([(name, hook)], "add_hook"):
+            super().add_hook(point, fn, *args, **kwargs)
 
-    def get_caching_hooks(self, names_filter: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """TransformerLens's caching hooks (``run_with_cache``), ``names_filter`` checked first."""
-        self._check_hook_names([names_filter] if callable(names_filter) else [])
-        return super().get_caching_hooks(names_filter, *args, **kwargs)
+    def check_hooks_to_add(self, hook_point: Any, hook_point_name: str, *args: Any, **kw: Any):
+        """TransformerLens's check before a hook is added: a hook point whose flag is off is
+        refused (`HookFlagError`)."""
+        self._refuse_flag_off(hook_point_name)
 
-    def add_caching_hooks(self, names_filter: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """TransformerLens's ``add_caching_hooks``, ``names_filter`` checked first."""
+    def _caching_names(self, names_filter: Any, what: str) -> list[str]:
+        """The hook points a caching ``names_filter`` (None, a name, a list of names, or a
+        function of the name) selects, aliases read as their hook points, less those whose
+        flag is off (named when asked for explicitly; see `_live_names`)."""
         self._check_hook_names([names_filter] if callable(names_filter) else [])
-        return super().add_caching_hooks(names_filter, *args, **kwargs)
+        if names_filter is None:
+            return self._live_names(self.hook_dict, what, "all")
+        if callable(names_filter):
+            matched = [n for n in self.hook_dict if names_filter(n)]
+            return self._live_names(matched, what, "filter")
+        wanted = [names_filter] if isinstance(names_filter, str) else list(names_filter)
+        canonical = {getattr(self.mod_dict.get(n), "name", None) or n for n in wanted}
+        matched = [n for n in self.hook_dict if n in canonical]
+        return self._live_names(matched, what, "named")
+
+    def get_caching_hooks(
+        self,
+        names_filter: Any = None,
+        incl_bwd: bool = False,
+        device: Any = None,
+        remove_batch_dim: bool = False,
+        cache: dict | None = None,
+        pos_slice: Any = None,
+    ) -> tuple[dict, list, list]:
+        """TransformerLens's caching hooks (``run_with_cache``), ``names_filter`` checked
+        first. ``pos_slice`` selects token positions of ``model.layout`` along each
+        activation's token axis (`token_axis`: the query axis of attention scores and
+        patterns), as TransformerLens does; activations without one (``hook_input``'s
+        signals, pooled vectors) are cached whole. A hook point whose token axis is not the
+        layout's (a stem's own tokens) is refused by name rather than sliced wrongly.
+
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> _, cache = model.run_with_cache(model.example_input(2), pos_slice=0)
+        >>> cache["resid_pre", 0].shape, cache["pattern", 0].shape, cache["hook_input"].shape
+        (torch.Size([2, 1, 16]), torch.Size([2, 4, 1, 7]), torch.Size([2, 6, 8]))
+        """
+        names = self._caching_names(names_filter, "run_with_cache names_filter")
+        cache, fwd, bwd = super().get_caching_hooks(
+            names, incl_bwd, device, remove_batch_dim=remove_batch_dim, cache=cache
+        )
+        pos = Slice.unwrap(pos_slice)
+        if pos.mode == "identity":
+            return cache, fwd, bwd
+        n_tokens = self._pos_slice_tokens(pos)
+        fwd = [(n, self._sliced(fn, cache, pos, n_tokens, "")) for n, fn in fwd]
+        bwd = [(n, self._sliced(fn, cache, pos, n_tokens, "_grad")) for n, fn in bwd]
+        return cache, fwd, bwd
+
+    def add_caching_hooks(
+        self,
+        names_filter: Any = None,
+        incl_bwd: bool = False,
+        device: Any = None,
+        remove_batch_dim: bool = False,
+        cache: dict | None = None,
+    ) -> dict:
+        """TransformerLens's ``add_caching_hooks``, ``names_filter`` checked first (see
+        `get_caching_hooks`)."""
+        names = self._caching_names(names_filter, "add_caching_hooks names_filter")
+        return super().add_caching_hooks(names, incl_bwd, device, remove_batch_dim, cache)
+
+    def _pos_slice_tokens(self, pos: Slice) -> int:
+        """The number of token positions ``pos`` selects from (``layout.n_tokens``), checked:
+        a model without a token axis anywhere, or a position it lacks, is refused by name."""
+        if not any(token_axis(name) is not None for name in self.hook_dict):
+            raise ArgumentError(
+                f"pos_slice selects token positions, and no activation of "
+                f"{type(self).__name__} has a token axis; leave pos_slice out"
+            )
+        n_tokens = self.layout.n_tokens
+        given = pos.slice.tolist() if isinstance(pos.slice, np.ndarray) else pos.slice
+        try:
+            selected = np.arange(n_tokens)[pos.slice]
+        except IndexError as exc:
+            raise LayoutError(
+                f"pos_slice {given!r} selects a position {type(self).__name__} does not "
+                f"have: its layout has {n_tokens} tokens (0..{n_tokens - 1}, or negative from "
+                "the end)"
+            ) from exc
+        if np.size(selected) == 0:
+            raise LayoutError(f"pos_slice {given!r} selects no position of the {n_tokens} tokens")
+        return n_tokens
+
+    def _sliced(self, save: Callable, cache: dict, pos: Slice, n_tokens: int, suffix: str):
+        """TransformerLens's caching hook ``save``, then the cached value cut to ``pos`` along
+        its token axis (kept whole where it has none)."""
+
+        def hook(tensor: torch.Tensor, *, hook: Any) -> None:
+            save(tensor, hook=hook)
+            axis = token_axis(hook.name)
+            if axis is None:
+                return
+            if tensor.ndim <= axis or tensor.shape[axis] != n_tokens:
+                raise LayoutError(
+                    f"pos_slice selects positions of the model's {n_tokens} tokens, but "
+                    f"{hook.name} (shape {list(tensor.shape)}) has other tokens along its axis "
+                    f"{axis} (a stem's own tokens, or an attention call over other tokens): "
+                    "leave it out with names_filter, or cache it whole and slice it yourself"
+                )
+            key = hook.name + suffix
+            stored = cache[key]
+            cache[key] = pos.apply(stored, dim=axis - (tensor.ndim - stored.ndim))
+
+        return hook
 
     # ------------------------------------------------------------------ TL hook flags
+    def _set_hook_flag(self, flag: str, value: bool) -> None:
+        """Set ``flag`` (one of `HOOK_FLAGS`) on the model's config and on every block's and
+        attention's (stems included); refused by name where no module has its hook points."""
+        value = _check_flag(flag, value)
+        owners = [m for m in self.modules() if flag in getattr(m, "OPTIONAL_HOOKS", {}).values()]
+        if not owners:
+            if not value:
+                return  # off is the state it is in
+            hooks = sorted({h for h, f in _OPTIONAL_HOOKS.items() if f == flag})
+            if getattr(self, "tier", None) == "attached":
+                why = (
+                    "its attention runs in its own code, where emg_lens sees the scores and "
+                    "the pattern only; convert it for TransformerLens weights and per-head "
+                    f"hooks: {getattr(self, 'converters', 'see emg_lens.models')}"
+                )
+            else:
+                why = "it has no attention layers"
+            raise UnsupportedFeatureError(
+                f"{type(self).__name__} has no {', '.join(hooks)}: {why}; {flag} cannot apply"
+            )
+        other = {"use_split_qkv_input": "use_attn_in", "use_attn_in": "use_split_qkv_input"}
+        if value and flag in other and getattr(self.cfg, other[flag]):
+            raise ArgumentError(
+                f"{flag} and {other[flag]} are mutually exclusive (as in TransformerLens): "
+                f"call set_{other[flag]}(False) first"
+            )
+        for cfg in {id(c): c for c in [self.cfg] + [m.cfg for m in owners]}.values():
+            setattr(cfg, flag, value)
+
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         """Compute each head's output separately (``attn.hook_result``, ``[batch, pos,
         head_index, d_model]``), as in TransformerLens; stems included. Costs memory.
@@ -281,37 +542,68 @@ class TransformerLensSurface:
         >>> cache["result", 0].shape
         torch.Size([1, 7, 4, 16])
         """
-        flag = _check_flag("use_attn_result", use_attn_result)
-        # Attention modules read the flag from their own cfg (usually the model's).
-        attns = [m for m in self.modules() if isinstance(m, Attention)]
-        if not attns:
-            raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no attention layers, so no per-head results: "
-                "use_attn_result cannot apply"
-            )
-        for cfg in {id(c): c for c in [self.cfg] + [m.cfg for m in attns]}.values():
-            cfg.use_attn_result = flag
+        self._set_hook_flag("use_attn_result", use_attn_result)
 
     def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
-        """Refused when True: emg_lens blocks compute q, k and v from one ``ln1`` output and
-        have no ``hook_q_input``/``hook_k_input``/``hook_v_input``. Patch ``attn.hook_q``,
-        ``hook_k`` or ``hook_v`` (per head) instead. False is accepted (it is the state)."""
-        if _check_flag("use_split_qkv_input", use_split_qkv_input):
-            raise UnsupportedFeatureError(
-                "emg_lens blocks have no split q/k/v inputs (hook_q_input, hook_k_input, "
-                "hook_v_input): q, k and v are computed from one ln1 output. Patch "
-                "blocks.{l}.attn.hook_q / hook_k / hook_v, per head, instead"
-            )
+        """Give every head its own copy of its attention input: ``blocks.{l}.hook_q_input``,
+        ``hook_k_input``, ``hook_v_input`` ``[batch, pos, head_index, d_model]`` (the residual
+        stream before ``ln1``, which then normalises each copy), as in TransformerLens; also
+        named ``blocks.{l}.attn.hook_q_input`` ... (TransformerLens 4's names, which its
+        ``patching.get_act_patch_direct_path`` hooks). The function computed is unchanged;
+        costs ``3 * n_heads`` copies of the stream. Mutually exclusive with ``use_attn_in``.
+
+        >>> from emg_lens.models import IsoNet
+        >>> model = IsoNet(EncoderConfig.preset("tiny"))
+        >>> model.set_use_split_qkv_input(True)
+        >>> _, cache = model.run_with_cache(model.example_input())
+        >>> cache["blocks.0.hook_q_input"].shape
+        torch.Size([1, 7, 4, 16])
+        """
+        self._set_hook_flag("use_split_qkv_input", use_split_qkv_input)
+
+    def set_use_attn_in(self, use_attn_in: bool) -> None:
+        """One per-head copy of the attention input for q, k and v together,
+        ``blocks.{l}.hook_attn_in`` ``[batch, pos, head_index, d_model]`` (before ``ln1``), as
+        in TransformerLens. Mutually exclusive with ``use_split_qkv_input``."""
+        self._set_hook_flag("use_attn_in", use_attn_in)
 
     def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
-        """Refused when True: emg_lens blocks have no ``hook_mlp_in``; the MLP's input is
-        ``blocks.{l}.hook_resid_mid`` (before ``ln2``), or ``ln2.hook_normalized`` after the
-        norm's centring and scaling. False is accepted (it is the state)."""
-        if _check_flag("use_hook_mlp_in", use_hook_mlp_in):
-            raise UnsupportedFeatureError(
-                "emg_lens blocks have no hook_mlp_in; the MLP input is blocks.{l}.hook_resid_mid "
-                "(before ln2) or blocks.{l}.ln2.hook_normalized: hook those instead"
+        """Fire ``blocks.{l}.hook_mlp_in`` ``[batch, pos, d_model]``, the MLP branch's input
+        before ``ln2`` (a copy of ``hook_resid_mid``: patching it changes the MLP's input
+        only), as in TransformerLens."""
+        self._set_hook_flag("use_hook_mlp_in", use_hook_mlp_in)
+
+    # ------------------------------------------------------------------ positions
+    @property
+    def W_pos(self) -> Float[torch.Tensor, "n_ctx d_model"]:
+        """The learned position embedding ``pos_embed.W_pos`` ``[n_ctx, d_model]``, as
+        TransformerLens's model-level ``W_pos``; a model without one (rotary positions, per-stem
+        positions, positions computed from the input) says why by name.
+
+        >>> from emg_lens.models import IsoNet
+        >>> IsoNet(EncoderConfig.preset("tiny")).W_pos.shape
+        torch.Size([7, 16])
+        """
+        W_pos = getattr(getattr(self, "pos_embed", None), "W_pos", None)
+        if isinstance(W_pos, torch.Tensor):
+            return W_pos
+        name = type(self).__name__
+        if getattr(self.cfg, "positional_embedding_type", None) == "rotary":
+            why = "its positions are rotary, applied to q and k (attn.hook_rot_q, hook_rot_k)"
+        elif hasattr(self, "stems"):
+            why = "its learned positions are each stem's: model.stems[modality].pos_embed.W_pos"
+        elif getattr(self, "tier", None) == "attached":
+            why = "an attached model runs its own code and has no TransformerLens weights"
+        elif "hook_pos_embed" in getattr(self, "hook_dict", {}):
+            why = (
+                "the positions it adds to the tokens are computed, not one learned table; "
+                "they are the activation cache['hook_pos_embed']"
             )
+        else:
+            why = "it adds no positional embedding"
+        raise UnsupportedFeatureError(
+            f"{name} has no W_pos (pos_embed.W_pos [n_ctx, d_model]): {why}"
+        )
 
     # ------------------------------------------------------------------ the unembedding
     unembed_heads: tuple[str, ...] = ()  # return types whose head is a TL unembedding

@@ -49,7 +49,8 @@ def test_dict_round_trip():
         ({"n_ctx": 99}, "n_ctx"),
         ({"eps": 0.0}, "eps"),
         ({"positional_embedding_type": "rotary", "rotary_dim": 3}, "rotary_dim"),
-        ({"use_split_qkv_input": True}, "use_split_qkv_input"),
+        ({"use_split_qkv_input": True, "use_attn_in": True}, "mutually exclusive"),
+        ({"use_hook_mlp_in": 1}, "use_hook_mlp_in must be True or False"),
     ],
 )
 def test_bad_config_names_the_field(overrides, field):

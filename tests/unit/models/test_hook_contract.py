@@ -272,8 +272,9 @@ def test_noop_hooks_are_bit_identical(make_model):
     ]
     assert outside
     assert torch.equal(model.run_with_hooks(x, fwd_hooks=outside), model(x))
-    # Hooks everywhere take the explicit path: bit-identical to observing that path.
-    everywhere = [(n, noop) for n in _all_hooks(model)]
+    # Hooks everywhere take the explicit path: bit-identical to observing that path. (Not on
+    # the optional hook points whose flag is off: a hook there is refused, as in TL.)
+    everywhere = [(n, noop) for n in _all_hooks(model) if model.flag_off(n) is None]
     logits, _ = model.run_with_cache(x)
     assert torch.equal(model.run_with_hooks(x, fwd_hooks=everywhere), logits)
 

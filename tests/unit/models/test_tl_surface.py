@@ -149,16 +149,16 @@ def test_set_use_attn_result_reaches_the_stems():
     assert "stems.emg.blocks.0.attn.hook_result" in cache.cache_dict
 
 
-def test_flags_the_blocks_cannot_honour_are_refused_by_name():
-    model = _isonet()
-    model.set_use_split_qkv_input(False)  # the state it is in: accepted
-    model.set_use_hook_mlp_in(False)
-    with pytest.raises(UnsupportedFeatureError, match="hook_q_input"):
-        model.set_use_split_qkv_input(True)
-    with pytest.raises(UnsupportedFeatureError, match="hook_mlp_in"):
-        model.set_use_hook_mlp_in(True)
+def test_flags_a_model_cannot_honour_are_refused_by_name():
+    # (the flags themselves: tests/unit/models/tl_port/)
+    mlp = _mlp()
+    mlp.set_use_split_qkv_input(False)  # the state it is in: accepted
     with pytest.raises(UnsupportedFeatureError, match="no attention layers"):
-        _mlp().set_use_attn_result(True)
+        mlp.set_use_attn_result(True)
+    with pytest.raises(UnsupportedFeatureError, match=r"hook_q_input.*no attention layers"):
+        mlp.set_use_split_qkv_input(True)
+    with pytest.raises(UnsupportedFeatureError, match="hook_mlp_in"):
+        mlp.set_use_hook_mlp_in(True)
 
 
 # ----------------------------------------------------------------------------- unembedding
