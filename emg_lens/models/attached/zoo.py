@@ -14,6 +14,13 @@ patch), the layout is that of one problem, and `attach` finds how many there are
 and that they are batch-major (`AttachedModel.folds_of`): a cut may then differ between
 patches or channels, ``[batch or 1, F, head or 1, query, key]``.
 
+PBT's tokens are patches of the flattened ``channel x time`` window (`flat_patches`): where
+``n_times`` is not a multiple of its ``d_input`` (braindecode's defaults: 1,000 and 64), some
+patches run across two channels; they are ``"mixed"`` tokens, of no one channel. Every instance
+braindecode's own integration test builds of a zoo architecture opens exactly; one built
+without ``n_chans``/``chs_info`` or ``n_times`` (CBraMod accepts any) is refused naming
+``ch_names=`` / ``n_times=``, which open it.
+
 What has no softmax over tokens is refused by name (`REFUSED`: BIOT's linear attention).
 Not in the table yet (`NOT_YET`, said by name): REVE, which braindecode builds only after
 downloading its position bank (so an entry could not be tested here).
