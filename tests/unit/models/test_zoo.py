@@ -1,8 +1,9 @@
 """braindecode's attention models opened by `attach_braindecode` from one table (`ZOO`,
 issue 38 item 4): each built small, attached, its unhooked output the original's bit for bit,
-a masked forward finite and different, every attention call hooked (PBT at any length: patches across channels are "mixed" tokens); the converted
-architectures' attached cuts equal their converted models' on the same mask, also where
-CBraMod and EEGPT fold patches or channels into the batch and the cut differs between them."""
+a masked forward finite and different, every attention call hooked (PBT at any length: its
+patches across channels are "mixed" tokens); the converted architectures' attached cuts equal
+their converted models' on the same mask, also where CBraMod and EEGPT fold patches or
+channels into the batch and the cut differs between them."""
 
 from __future__ import annotations
 
