@@ -112,11 +112,6 @@ class Scope:
     def __exit__(self, *exc: object) -> None:
         _OPEN.reset(self._token)
 
-    @property
-    def is_open(self) -> bool:
-        """Whether this scope is the innermost one open here (this thread, this task)."""
-        return _OPEN.get() is self
-
     def guard(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         """``hook``, acting only while this scope is the innermost one open here."""
 
