@@ -13,17 +13,26 @@ hooked call is computed explicitly (`emg_lens.components.attend`), the cut and t
 between the scores and the softmax. `ModuleTracker` keeps the stack of running modules
 (forward pre- and post-hooks, removed on exit) that attributes a call to its module.
 
+Only the forward that placed them. A torch function mode is per thread, but a hook on one of
+the user's modules fires for whoever runs the module. Every hook `attach` places on them (the
+tracker's, the residual stream's) is made by a `Scope` open around one forward, and acts only
+inside it: another thread running the same modules meanwhile, or another attachment of the
+same network, passes through them untouched (a context variable, per thread and per task).
+
 Inside ``__torch_function__`` the mode is off, so a call it computes (or lets through) is seen
 once: ``nn.MultiheadAttention``'s own inner calls are not counted again.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +42,7 @@ from torch.overrides import TorchFunctionMode
 from emg_lens.components.attend import attend, cut_scores, pattern_of
 from emg_lens.errors import AttachError
 
-__all__ = ["Call", "Interceptor", "ModuleTracker", "Site"]
+__all__ = ["Call", "Interceptor", "ModuleTracker", "Scope", "Site"]
 
 SDPA = F.scaled_dot_product_attention
 MHA = F.multi_head_attention_forward
@@ -78,14 +87,51 @@ class Site:
 
 OnCall = Callable[[Call], Site | None]
 
+_OPEN: ContextVar[Scope | None] = ContextVar("emg_lens_attached_forward", default=None)
+
+
+class Scope:
+    """One forward of an attached model (or of a probe): while it is open (``with scope:``),
+    in this thread (or task), the hooks it made (`guard`) act; anywhere else, and in a forward
+    another scope opened inside it, they pass through (return None: the module's own input and
+    output).
+
+    >>> scope, seen = Scope(), []
+    >>> hook = scope.guard(lambda *args: seen.append(args) or "acted")
+    >>> hook(1), seen
+    (None, [])
+    >>> with scope:
+    ...     hook(2), seen
+    ('acted', [(2,)])
+    """
+
+    def __enter__(self) -> Scope:
+        self._token = _OPEN.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _OPEN.reset(self._token)
+
+    def guard(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """``hook``, acting only while this scope is the innermost one open here."""
+
+        @functools.wraps(hook)
+        def guarded(*args: Any) -> Any:
+            return hook(*args) if _OPEN.get() is self else None
+
+        return guarded
+
 
 class ModuleTracker:
     """The stack of running modules among ``modules`` (path -> module), kept by forward pre-
-    and post-hooks while the context of `track` is open."""
+    and post-hooks while the context of `track` is open, for the forwards run inside
+    ``scope`` only (see the module docstring; default: a scope of its own, opened by
+    `track`)."""
 
-    def __init__(self, modules: Mapping[str, nn.Module]):
+    def __init__(self, modules: Mapping[str, nn.Module], scope: Scope | None = None):
         self.modules = dict(modules)
         self.stack: list[str] = []
+        self.scope = scope
 
     @property
     def current(self) -> str:
@@ -94,12 +140,19 @@ class ModuleTracker:
 
     @contextmanager
     def track(self) -> Iterator[ModuleTracker]:
+        own = self.scope is None
+        scope = Scope() if own else self.scope
         handles = []
         try:
             for path, module in self.modules.items():
-                handles.append(module.register_forward_pre_hook(self._enter(path)))
-                handles.append(module.register_forward_hook(self._exit(path), always_call=True))
-            yield self
+                enter, leave = scope.guard(self._enter(path)), scope.guard(self._exit(path))
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave, always_call=True))
+            if own:
+                with scope:
+                    yield self
+            else:
+                yield self
         finally:
             for handle in handles:
                 handle.remove()

@@ -57,7 +57,7 @@ from emg_lens.models.attached.find import (
     named_modules_of,
     probe,
 )
-from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Site
+from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
 from emg_lens.models.base import (
     ATTENTION_HOOKS,
     TL_WEIGHTS,
@@ -297,7 +297,8 @@ class AttachedModel(HookedBiosignalModel):
 
     def _intercepted(self, x, args, kwargs, masks, hooked, resid) -> Any:
         named = dict(self.model.named_modules())
-        tracker = ModuleTracker({p: named[p] for p in self._named or ()})
+        scope = Scope()  # the hooks on the user's modules act for this forward only
+        tracker = ModuleTracker({p: named[p] for p in self._named or ()}, scope)
 
         def on_call(call: Call) -> Site:
             layer = mode.count - 1
@@ -321,9 +322,9 @@ class AttachedModel(HookedBiosignalModel):
             where=lambda kind: tracker.current,
             folded=self._named is not None,
         )
-        handles = self._resid_hooks(named, resid, mode) if resid else []
+        handles = self._resid_hooks(named, resid, mode, scope) if resid else []
         try:
-            with tracker.track(), mode:
+            with scope, tracker.track(), mode:
                 out = self.model(x, *args, **kwargs)
         finally:
             for handle in handles:
@@ -376,9 +377,12 @@ class AttachedModel(HookedBiosignalModel):
                 )
             )
 
-    def _resid_hooks(self, named: dict[str, nn.Module], resid: set[int], mode: Interceptor):
+    def _resid_hooks(
+        self, named: dict[str, nn.Module], resid: set[int], mode: Interceptor, scope: Scope
+    ):
         """Forward pre- and post-hooks on the block modules of the layers in ``resid``: their
-        input through ``hook_resid_pre``, their output through ``hook_resid_post``."""
+        input through ``hook_resid_pre``, their output through ``hook_resid_post``; acting
+        only inside ``scope`` (this forward, not another thread's or attachment's)."""
         by_path: dict[str, dict[int, Block]] = {}
         for layer in resid:
             block = self._blocks[layer]
@@ -408,8 +412,8 @@ class AttachedModel(HookedBiosignalModel):
                 return None
 
             module = named[path]
-            handles.append(module.register_forward_pre_hook(pre))
-            handles.append(module.register_forward_hook(post))
+            handles.append(module.register_forward_pre_hook(scope.guard(pre)))
+            handles.append(module.register_forward_hook(scope.guard(post)))
         return handles
 
     # ------------------------------------------------------------------ edge masks

@@ -14,6 +14,13 @@ patch), the layout is that of one problem, and `attach` finds how many there are
 and that they are batch-major (`AttachedModel.folds_of`): a cut may then differ between
 patches or channels, ``[batch or 1, F, head or 1, query, key]``.
 
+PBT's tokens are patches of the flattened ``channel x time`` window (`flat_patches`): where
+``n_times`` is not a multiple of its ``d_input`` (braindecode's defaults: 1,000 and 64), some
+patches run across two channels; they are ``"mixed"`` tokens, of no one channel. Every instance
+braindecode's own integration test builds of a zoo architecture opens exactly; one built
+without ``n_chans``/``chs_info`` or ``n_times`` (CBraMod accepts any) is refused naming
+``ch_names=`` / ``n_times=``, which open it.
+
 What has no softmax over tokens is refused by name (`REFUSED`: BIOT's linear attention).
 Not in the table yet (`NOT_YET`, said by name): REVE, which braindecode builds only after
 downloading its position bank (so an entry could not be tested here).
@@ -33,15 +40,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emg_lens.errors import AttachError
+from emg_lens.errors import AttachError, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.find import Probe, named_modules_of, probe
 from emg_lens.models.attached.intercept import Call
 from emg_lens.models.attached.model import AttachedModel, attach
 
-__all__ = ["NOT_YET", "REFUSED", "ZOO", "ZooEntry", "attach_braindecode", "braindecode_name"]
+__all__ = [
+    "NOT_YET",
+    "REFUSED",
+    "ZOO",
+    "ZooEntry",
+    "attach_braindecode",
+    "braindecode_name",
+    "flat_patches",
+]
 
 TIME = "time"  # tokens that are time slices of every channel
+MIXED = "mixed"  # tokens that run across two channels (the end of one, the start of the next)
 QUERY = "query"  # learned queries (LUNA's, EEGPT's summary tokens)
 
 
@@ -49,8 +65,9 @@ QUERY = "query"  # learned queries (LUNA's, EEGPT's summary tokens)
 class ZooEntry:
     """How one braindecode architecture's attention calls see its tokens.
 
-    ``tokens``: what a token is, in words; ``layouts(calls, names)``: one `TokenLayout` per
-    attention call (``calls`` as a probe forward saw them, ``names`` the channel names);
+    ``tokens``: what a token is, in words; ``layouts(calls, names, model)``: one `TokenLayout`
+    per attention call (``calls`` as a probe forward saw them, ``names`` the channel names,
+    ``model`` the braindecode model, for sizes the calls do not show: PBT's ``d_input``);
     ``needs_names``: the forward takes ``ch_names`` (LaBraM picks embeddings by name);
     ``converter``: the `emg_lens.models.from_braindecode` converter of the same architecture
     also exists (its results and the attached model's agree on the same cut; where the
@@ -62,7 +79,7 @@ class ZooEntry:
     """
 
     tokens: str
-    layouts: Callable[[Sequence[Call], Sequence[str]], list[TokenLayout]]
+    layouts: Callable[[Sequence[Call], Sequence[str], nn.Module], list[TokenLayout]]
     needs_names: bool = False
     converter: bool = False
     attention: str | None = None
@@ -90,16 +107,45 @@ def _one_patch(names: Sequence[str], extra: int = 0) -> TokenLayout:
     return TokenLayout(group, (*range(n), *(-1,) * extra), (0,) * n + (-1,) * extra, tuple(names))
 
 
-def _time_every_call(calls, names, cls=False):
+def _time_every_call(calls, names, model, cls=False):
     return [_time(call.n_key - cls, cls) for call in calls]
 
 
-def _cls_channel_patches(calls, names):
+def _cls_channel_patches(calls, names, model):
     n_patches = (calls[0].n_key - 1) // len(names)
     return [_channels(names, n_patches, cls=True) for _ in calls]
 
 
-def _criss_cross(calls, names):
+def flat_patches(n_chans: int, n_times: int, patch: int, names: Sequence[str]) -> TokenLayout:
+    """CLS, then the patches of ``patch`` samples of the flattened ``channel x time`` window
+    (PBT's tokens; the samples after the last whole patch dropped). A patch inside one
+    channel is that channel's token, its time the patch's start in the channel, in patches
+    (rounded down); a patch that runs across channels (where ``n_times`` is not a multiple
+    of ``patch``) embeds no one channel: group ``"mixed"``, channel -1, its time the start's
+    in the first channel.
+
+    >>> layout = flat_patches(2, 6, 4, ["C3", "C4"])  # samples C3 0..5, C4 0..5: 3 patches
+    >>> layout.group, layout.channel, layout.time
+    (('cls', 'eeg', 'mixed', 'eeg'), (-1, 0, -1, 1), (-1, 0, 1, 0))
+    >>> flat_patches(2, 8, 4, ["C3", "C4"]) == _channels(["C3", "C4"], 2, cls=True)
+    True
+    """
+    group, channel, time = [CLS], [-1], [-1]
+    for k in range(n_chans * n_times // patch):
+        first, last = divmod(k * patch, n_times), ((k + 1) * patch - 1) // n_times
+        one = first[0] == last
+        group.append("eeg" if one else MIXED)
+        channel.append(first[0] if one else -1)
+        time.append(first[1] // patch)
+    return TokenLayout(tuple(group), tuple(channel), tuple(time), tuple(names))
+
+
+def _pbt(calls, names, model):
+    layout = flat_patches(len(names), model.n_times, model.d_input, names)
+    return [layout for _ in calls]
+
+
+def _criss_cross(calls, names, model):
     # CBraMod: per layer a spatial call (the channels of one patch) and a temporal one (the
     # patches of one channel), each batched over the other axis.
     return [
@@ -108,11 +154,11 @@ def _criss_cross(calls, names):
     ]
 
 
-def _per_patch_with_summary(calls, names):
+def _per_patch_with_summary(calls, names, model):
     return [_one_patch(names, call.n_key - len(names)) for call in calls]
 
 
-def _luna(calls, names):
+def _luna(calls, names, model):
     # Learned queries read the channels of each patch (cross-attention, batched over patches),
     # attend among themselves, then the patches attend each other; the decoder's query reads
     # every patch.
@@ -129,7 +175,7 @@ def _luna(calls, names):
     return layouts
 
 
-def _medformer(calls, names):
+def _medformer(calls, names, model):
     # Each granularity's patches attend within it (intra), then one router token per
     # granularity attends the others (inter).
     return [
@@ -154,7 +200,7 @@ ZOO: dict[str, ZooEntry] = {
     "CTNet": ZooEntry(SLICES, _time_every_call),
     "BENDR": ZooEntry(
         "the start token, then the convolutional encoder's time slices",
-        lambda calls, names: _time_every_call(calls, names, cls=True),
+        lambda calls, names, model: _time_every_call(calls, names, model, cls=True),
     ),
     "MEDFormer": ZooEntry(
         "patches of every channel at each granularity; one router token per granularity",
@@ -165,7 +211,11 @@ ZOO: dict[str, ZooEntry] = {
         _luna,
     ),
     "PBT": ZooEntry(
-        "CLS, then one token per channel and patch", _cls_channel_patches, converter=True
+        "CLS, then the patches of the flattened channel x time window: one token per channel "
+        "and patch, and, where n_times is not a multiple of d_input, tokens running across two "
+        "channels (group 'mixed'; the converter takes only multiples)",
+        _pbt,
+        converter=True,
     ),
     "Labram": ZooEntry(
         "CLS, then one token per channel and patch",
@@ -217,16 +267,21 @@ class _WithNames(nn.Module):
     def __init__(self, model: nn.Module, names: Sequence[str]):
         super().__init__()
         self.model, self.names = model, list(names)
-        self.n_chans, self.n_times = model.n_chans, model.n_times
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x, ch_names=self.names)
 
 
-def attach_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None) -> AttachedModel:
+def attach_braindecode(
+    model: nn.Module, *, ch_names: Sequence[str] | None = None, n_times: int | None = None
+) -> AttachedModel:
     """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
 
-    ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...).
+    ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...); ``n_times``
+    to the model's. A model built without either size (CBraMod takes any channels and
+    length, so braindecode builds it with no ``n_chans``, ``chs_info`` or ``n_times``) needs
+    them here: ``ch_names``, one per input channel, and ``n_times``, the window's samples;
+    given where the model knows its own, they must agree with it.
 
     >>> from emg_lens.models.attached.examples import TinyAttention
     >>> attach_braindecode(TinyAttention())
@@ -249,23 +304,93 @@ def attach_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = Non
             f"{', '.join(sorted(ZOO))}); open it with emg_lens.models.attach(model, layout=...)"
         )
     entry = ZOO[name]
-    names = list(ch_names) if ch_names is not None else _names(model)
+    names, samples = _names(model, name, ch_names), _samples(model, n_times, name)
+    unknown = [
+        (built, give)
+        for built, give, value in (
+            ("n_chans or chs_info", "ch_names=[...] (one name per input channel)", names),
+            ("n_times (nor sfreq and input_window_seconds)", "n_times=... (samples)", samples),
+        )
+        if value is None
+    ]
+    if unknown:
+        raise AttachError(
+            f"braindecode's {name} was built without "
+            f"{' and without '.join(built for built, _ in unknown)}, so its input's size is "
+            f"not known: pass attach_braindecode(model, {', '.join(g for _, g in unknown)}), "
+            "or build it with them"
+        )
     module = _WithNames(model, names) if entry.needs_names else model
-    found = _probe(module, len(names), entry.attention)
-    layouts = entry.layouts(found.calls, names)
-    return attach(module, layout=layouts, n_channels=len(names), attention=entry.attention)
+    try:
+        found = _probe(module, len(names), samples, entry.attention)
+    except AttachError:
+        raise
+    except Exception as exc:
+        raise AttachError(
+            f"braindecode's {name} failed on an example input [batch=3, channels={len(names)}, "
+            f"samples={samples}] ({type(exc).__name__}: {exc}); check ch_names and n_times"
+        ) from exc
+    layouts = entry.layouts(found.calls, names, model)
+    return attach(
+        module,
+        layout=layouts,
+        n_samples=samples,
+        n_channels=len(names),
+        attention=entry.attention,
+    )
 
 
-def _names(model: nn.Module) -> list[str]:
+def _own(model: nn.Module, size: str) -> int | None:
+    """The model's ``n_chans`` or ``n_times``; None where it was built without it (braindecode
+    raises a ValueError then)."""
+    try:
+        return getattr(model, size, None)
+    except ValueError:
+        return None
+
+
+def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[str] | None:
+    n_chans = _own(model, "n_chans")
+    if ch_names is not None:
+        if isinstance(ch_names, str) or not isinstance(ch_names, Sequence):
+            raise AttachError(
+                f"ch_names must be a list of channel names, one per input channel, got "
+                f"{describe(ch_names)}"
+            )
+        names = list(ch_names)
+        if not names:
+            raise AttachError("ch_names is empty: give one name per input channel")
+        if n_chans is not None and len(names) != n_chans:
+            raise AttachError(
+                f"ch_names names {len(names)} channels, but braindecode's {name} was built "
+                f"with n_chans={n_chans}: give one name per input channel"
+            )
+        return names
+    if n_chans is None:
+        return None
     info = getattr(model, "_chs_info", None) or []
     names = [ch.get("ch_name") for ch in info if isinstance(ch, dict)]
-    if len(names) == model.n_chans and all(names):
+    if len(names) == n_chans and all(names):
         return names
-    return [f"ch{i}" for i in range(model.n_chans)]
+    return [f"ch{i}" for i in range(n_chans)]
 
 
-def _probe(module: nn.Module, n_chans: int, attention: str | None) -> Probe:
-    example = torch.randn(3, n_chans, module.n_times, generator=torch.Generator().manual_seed(0))
+def _samples(model: nn.Module, n_times: int | None, name: str) -> int | None:
+    own = _own(model, "n_times")
+    if n_times is not None:
+        if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times <= 0:
+            raise AttachError(f"n_times must be a positive int, got {describe(n_times)}")
+        if own is not None and n_times != own:
+            raise AttachError(
+                f"n_times={n_times}, but braindecode's {name} was built with n_times={own}: "
+                "leave n_times out, or give the model's"
+            )
+        return n_times
+    return own
+
+
+def _probe(module: nn.Module, n_chans: int, n_times: int, attention: str | None) -> Probe:
+    example = torch.randn(3, n_chans, n_times, generator=torch.Generator().manual_seed(0))
     params = [p for p in module.parameters() if p.is_floating_point()]
     if params:
         example = example.to(device=params[0].device, dtype=params[0].dtype)

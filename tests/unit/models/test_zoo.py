@@ -1,8 +1,9 @@
 """braindecode's attention models opened by `attach_braindecode` from one table (`ZOO`,
 issue 38 item 4): each built small, attached, its unhooked output the original's bit for bit,
-a masked forward finite and different, every attention call hooked; the converted
-architectures' attached cuts equal their converted models' on the same mask, also where
-CBraMod and EEGPT fold patches or channels into the batch and the cut differs between them."""
+a masked forward finite and different, every attention call hooked (PBT at any length: its
+patches across channels are "mixed" tokens); the converted architectures' attached cuts equal
+their converted models' on the same mask, also where CBraMod and EEGPT fold patches or
+channels into the batch and the cut differs between them."""
 
 from __future__ import annotations
 
@@ -232,3 +233,28 @@ def test_eegpt_attached_cuts_that_differ_per_patch_equal_the_converted_models(ro
             cut[:, :, at[:, None], at[None, :]] = within[:, p]
         attached[layer], theirs[layer] = within, cut
     assert _folded_parity(converted, model, attached, theirs) <= 1e-5
+
+
+def test_pbt_patches_that_run_across_channels_are_mixed_tokens():
+    """braindecode's default PBT window (3 channels x 1,000 samples, patches of 64 of the
+    flattened window): 46 patches, two of them (960..1,023 and 1,984..2,047) running across
+    channels; each is a "mixed" token of no one channel, every other its channel's; a cut from
+    the CLS token to a mixed token acts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        source = bd.PBT(n_chans=3, n_times=1000, n_outputs=2, embed_dim=16, num_layers=1)
+    model = attach_braindecode(source.eval())
+    layout = model.layout
+    assert layout.n_tokens == 1 + 3000 // 64
+    mixed = [i for i, g in enumerate(layout.group) if g == "mixed"]
+    assert mixed == [1 + 15, 1 + 31] and all(layout.channel[i] == -1 for i in mixed)
+    for k in range(46):  # token 1 + k: flat samples 64k .. 64k + 63
+        if 1 + k not in mixed:
+            assert layout.channel[1 + k] == 64 * k // 1000 == (64 * k + 63) // 1000
+    x = model.example_input(2)
+    cut = torch.zeros(layout.n_tokens, layout.n_tokens, dtype=torch.bool)
+    cut[0, mixed] = True
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
+        assert not torch.equal(model(x, edge_masks={0: cut}), source(x))
