@@ -8,7 +8,8 @@ overlap and the force changes slowly), so the held-out time block
 predictions per block, with an edge set cut in every layer or without, and `cut_table`
 compares each cut's block errors with the unmasked model's, over blocks: the mean change
 (ΔMSE, absolute), its percentile bootstrap interval (`stats.bootstrap_delta_cis`, blocks
-resampled) and its t interval, and the exact two-sided sign-flip p (`sign_flip_p`), corrected
+resampled) and its t interval, and the exact two-sided sign-flip p
+(`emg_lens.studies.stats.sign_flip_p`), corrected
 over the cuts (`stats.correct`). ΔR² is over all test windows (`metrics.score_regression`).
 A cut whose masks cut no edge is a structural zero: its row gets no p and stays out of the
 correction, as in every study. `regression_cuts` does both for a model in memory; the
@@ -32,32 +33,26 @@ a cell and builds the same table from them.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats as sps
 import torch
 from jaxtyping import Float, Int
 
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, describe
 from emg_lens.studies.metrics import score_regression
-from emg_lens.studies.stats import bootstrap_delta_cis, correct, stars
+from emg_lens.studies.stats import bootstrap_delta_cis, correct, sign_flip_p, stars, t_interval
 
 __all__ = [
     "CUT_COLUMNS",
-    "EXACT_MAX_BLOCKS",
     "block_errors",
     "check_blocks",
     "cut_table",
-    "format_p",
     "predict_regression",
     "regression_cuts",
-    "sign_flip_p",
-    "t_interval",
 ]
 
 CUT_COLUMNS = [
@@ -65,10 +60,6 @@ CUT_COLUMNS = [
     *("delta_r2", "p", "p_corrected", "stars", "cut_edges"),
 ]
 """The columns of `cut_table` (and `regression_cuts`), in order."""
-EXACT_MAX_BLOCKS = 16
-"""`sign_flip_p` enumerates every sign pattern up to this many blocks (2**16 patterns)."""
-SIGN_FLIPS = 100_000
-"""Above it, this many seeded random patterns."""
 
 
 @torch.no_grad()
@@ -152,63 +143,12 @@ def block_errors(
     return {**score_regression(pred, y), "block_mse": block_mse, "cut_edges": cut}
 
 
-def sign_flip_p(
-    differences: Float[Any, "rows n"], *, draws: int = SIGN_FLIPS, seed: int = 0
-) -> Float[np.ndarray, " rows"]:
-    """The two-sided sign-flip permutation p of the mean of each row of paired
-    ``differences`` (one per block): the share of sign patterns whose mean is at least as far
-    from 0 as the observed one. Every pattern is enumerated up to `EXACT_MAX_BLOCKS` (an
-    exact p, never below ``2 / 2**n``); above, ``draws`` seeded random patterns give
-    ``(hits + 1) / (draws + 1)``. A row with a NaN gets NaN; a row of zeros, p = 1.
-
-    >>> sign_flip_p([[1.0, 2.0, 3.0], [1.0, -1.0, 0.5]]).round(3).tolist()
-    [0.25, 1.0]
-    """
-    d = np.atleast_2d(np.asarray(differences, np.float64))
-    p = np.full(len(d), np.nan)
-    finite = np.isfinite(d).all(1)
-    if not finite.any():
-        return p
-    rows, n = d[finite], d.shape[1]
-    if n <= EXACT_MAX_BLOCKS:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-    else:
-        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(draws, n))
-    observed = np.abs(rows.mean(1))
-    tolerance = 1e-12 * np.maximum(np.abs(rows).max(1), 1e-300)  # ties by rounding count
-    hits = (np.abs(rows @ signs.T / n) >= (observed - tolerance)[:, None]).sum(1)
-    p[finite] = hits / len(signs) if n <= EXACT_MAX_BLOCKS else (hits + 1) / (draws + 1)
-    return p
-
-
-def t_interval(
-    differences: Float[Any, "rows n"], level: float = 0.95
+def _t_rows(
+    differences: Float[np.ndarray, "rows n"], level: float
 ) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
-    """The t interval of the mean of each row of ``differences`` (one value per block), at
-    ``level``: mean ± t(n - 1) × sd / √n.
-
-    >>> low, high = t_interval([[1.0, 2.0, 3.0]])
-    >>> round(float(low[0]), 3), round(float(high[0]), 3)
-    (-0.484, 4.484)
-    """
-    d = np.atleast_2d(np.asarray(differences, np.float64))
-    n = d.shape[1]
-    half = sps.t.ppf(0.5 + level / 2, n - 1) * d.std(1, ddof=1) / np.sqrt(n)
-    return d.mean(1) - half, d.mean(1) + half
-
-
-def format_p(p: float) -> str:
-    """A p-value as a table prints it: three decimals from 0.001, scientific notation below,
-    never 0 (an exact p below 1e-16 reads ``< 1e-16``); empty for NaN (no test).
-
-    >>> format_p(0.0123), format_p(2 / 2**11), format_p(0.0), format_p(float("nan"))
-    ('0.012', '9.8e-04', '< 1e-16', '')
-    """
-    if not np.isfinite(p):
-        return ""
-    if p >= 0.001:
-        return f"{p:.3f}"
-    return "< 1e-16" if p < 1e-16 else f"{p:.1e}"
+    """`emg_lens.studies.stats.t_interval` of each row."""
+    low, high = zip(*(t_interval(row, level) for row in differences), strict=True)
+    return np.array(low), np.array(high)
 
 
 def cut_table(
@@ -248,9 +188,9 @@ def cut_table(
     ]
     differences = masked - base_blocks[None]
     low, high = bootstrap_delta_cis(masked, base_blocks, relative=False, seed=seed)
-    t_low, t_high = t_interval(differences)
+    t_low, t_high = _t_rows(differences, 0.95)
     moves = np.array([c["cut_edges"] > 0 for c in cuts.values()])
-    p = np.where(moves, sign_flip_p(differences, seed=seed), np.nan)
+    p = np.where(moves, sign_flip_p(differences), np.nan)
     p_corrected = np.full(len(p), np.nan)
     if moves.any():
         p_corrected[moves] = correct(p[moves].tolist(), correction)

@@ -83,14 +83,9 @@ from emg_lens.errors import ArgumentError, DataFormatError, EdgeExpressionError,
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.regression import (
-    EXACT_MAX_BLOCKS,
-    block_errors,
-    cut_table,
-    format_p,
-)
+from emg_lens.studies.regression import block_errors, cut_table
 from emg_lens.studies.spec_base import Spec
-from emg_lens.studies.stats import correct
+from emg_lens.studies.stats import EXACT_MAX_N, correct, format_p
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.validate import positive_int, reject_repeats, reject_unknown, string, table
 
@@ -475,7 +470,7 @@ class RegressionStudyResult(StudyOutput):
     def design(self) -> str:
         """What the tests count and the smallest p they can give."""
         n, m = self.n_blocks, int(self.summary["p"].notna().sum())
-        exact = n <= EXACT_MAX_BLOCKS
+        exact = n <= EXACT_MAX_N
         floor = 2 / 2**n if exact else float("nan")
         corrected = correct([floor] * m, self.spec.stats["correction"])[0] if m else floor
         test = "exact" if exact else "Monte Carlo"
@@ -543,8 +538,9 @@ class RegressionStudyResult(StudyOutput):
         ax.hlines(y + 0.12, rows["ci_low"], rows["ci_high"], color="C0", lw=2, label="bootstrap")
         ax.hlines(y - 0.12, rows["t_low"], rows["t_high"], color="C1", lw=2, label="t")
         ax.plot(rows["delta_mse"], y, "ko")
-        labels = [f"{c}  ({self.spec.stats['correction']} p {format_p(p) or '≡0'})" for c, p in
-                  zip(rows["condition"], rows["p_corrected"])]  # fmt: skip
+        method = self.spec.stats["correction"]
+        labels = [f"{c}  ({method} p {format_p(p) if np.isfinite(p) else '≡0'})"
+                  for c, p in zip(rows["condition"], rows["p_corrected"])]  # fmt: skip
         ax.set_yticks(y, labels)
         ax.set_xlabel(f"ΔMSE over {self.n_blocks} held-out blocks (95 % intervals)")
         ax.set_title(f"{self.spec.name}: edges cut in every layer")
@@ -598,7 +594,7 @@ def check_regression(
         shown = edges if len(edges) <= 60 else edges[:57] + "..."
         zero = "  (no edge: a structural zero, untested)" if cut == 0 else ""
         lines.append(f"  {name:<{width}}  {cut:>6}  {shown}{zero}")
-    if n_blocks <= EXACT_MAX_BLOCKS:
+    if n_blocks <= EXACT_MAX_N:
         floor = 2 / 2**n_blocks
         corrected = correct([floor] * moving, spec.stats["correction"])[0] if moving else floor
         lines.append(

@@ -75,6 +75,7 @@ __all__ = [
     "format_p",
     "paired_test",
     "rank_biserial",
+    "sign_flip_p",
     "smallest_p",
     "stars",
     "subjects_needed",
@@ -225,30 +226,46 @@ def _check_paired(masked: np.ndarray, baseline: np.ndarray, test: str) -> None:
         raise SpecError(f"stats.test = {test!r} needs one masked value per baseline value")
 
 
-def _permutation(
-    masked: Float[np.ndarray, "rows n"], baseline: Float[np.ndarray, " n"]
-) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
-    """Mean paired difference and the two-sided sign-flip permutation p of each row (NaN for
-    a row with a NaN)."""
+def sign_flip_p(differences: Float[Any, "rows n"]) -> Float[np.ndarray, " rows"]:
+    """The two-sided sign-flip permutation p of the mean of each row of paired
+    ``differences`` (one per subject, or per held-out block): exact over all ``2**n`` sign
+    patterns up to `EXACT_MAX_N` (never below ``2 / 2**n``), else a seeded Monte Carlo draw of
+    `PERMUTATIONS` patterns (TransformerLens's ``sign_flip_permutation_pvalue``). A row with a
+    NaN gets NaN.
+
+    >>> sign_flip_p([[1.0, 2.0, 3.0], [1.0, -1.0, 0.5]]).round(3).tolist()
+    [0.25, 1.0]
+    """
     import torch
     from transformer_lens.utilities.statistics import (
         derive_generator,
         sign_flip_permutation_pvalue,
     )
 
-    _check_paired(masked, baseline, "permutation")
-    d = masked - baseline[None]
-    mean, p = np.full(len(d), np.nan), np.full(len(d), np.nan)
+    d = np.atleast_2d(np.asarray(differences, np.float64))
+    p = np.full(len(d), np.nan)
     finite = np.isfinite(d).all(1)
     if finite.any():
-        mean[finite] = d[finite].mean(1)
         p[finite] = sign_flip_permutation_pvalue(
             torch.as_tensor(d[finite], dtype=torch.float64),
             n_permutations=PERMUTATIONS,
             generator=derive_generator(PERMUTATION_SEED),
             exact_max_n=EXACT_MAX_N,
         ).numpy()
-    return mean, p
+    return p
+
+
+def _permutation(
+    masked: Float[np.ndarray, "rows n"], baseline: Float[np.ndarray, " n"]
+) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
+    """Mean paired difference and the two-sided sign-flip permutation p of each row (NaN for
+    a row with a NaN)."""
+    _check_paired(masked, baseline, "permutation")
+    d = masked - baseline[None]
+    mean = np.full(len(d), np.nan)
+    finite = np.isfinite(d).all(1)
+    mean[finite] = d[finite].mean(1)
+    return mean, sign_flip_p(d)
 
 
 def _wilcoxon(masked: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:

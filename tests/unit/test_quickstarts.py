@@ -134,7 +134,7 @@ def test_readme_hdsemg_contraction_study_runs_on_the_real_file(workdir, capsys):
     run_readme(block, {"study": ["--epochs", "3"]})
     printed = capsys.readouterr().out
     assert "143 test windows in 11 held-out blocks (the independent unit)" in printed
-    assert "smallest p 9.8e-04, holm over 3 cuts: smallest corrected p 0.003" in printed
+    assert "smallest p 0.000977, holm over 3 cuts: smallest corrected p 0.00293" in printed
     assert "cells: 0 reused, 6 recomputed" in printed
     summary = Path("runs/hdsemg_force/summary.md").read_text()
     assert "The independent unit is the held-out block: 11 blocks of 1 s" in summary

@@ -30,8 +30,8 @@ from emg_lens.studies.chance import (
     chance_console,
     chance_markdown,
     chance_table,
-    format_p,
 )
+from emg_lens.studies.stats import format_p
 from emg_lens.train import TrainConfig, fit
 
 LEARNED, SHUFFLED = 1, 2  # subject ids
