@@ -67,6 +67,7 @@ __all__ = [
     "channel_correlation",
     "check_recording",
     "check_subject",
+    "has_placement",
     "placements_of",
     "realign_recording",
     "realign_subject",
@@ -248,6 +249,31 @@ def placements_of(source: Mapping[str, Any]) -> dict[str, Montage]:
             continue
         found[modality] = montage
     return found
+
+
+def has_placement(source: Mapping[str, Any] | None = None, data: SubjectData | None = None) -> bool:
+    """Whether the placement check applies to these data: the subject's own placed windows
+    (``meta["placement"]``, a montage with a symmetry) or its data source's montages
+    (`placements_of`). What the chance check's warning asks before it points to the check.
+
+    >>> has_placement({"dataset": "synthetic-eeg", "synthetic_eeg": {}})
+    True
+    >>> has_placement({"dataset": "synthetic", "synthetic": {}})  # DB2's points: no symmetry
+    False
+    """
+    own = None if data is None else data.meta.get("placement")
+    if isinstance(own, Montage):
+        try:
+            montage_maps(own)
+            return True
+        except EmgLensError:
+            pass
+    if not isinstance(source, Mapping):
+        return False
+    try:
+        return bool(placements_of(source))
+    except EmgLensError:  # a source the registry cannot read: nothing to check
+        return False
 
 
 def check_recording(

@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from emg_lens._io import atomic_write, make_folder
 from emg_lens.data.datasets import montages_of
+from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
@@ -485,7 +486,7 @@ def describe_features(
     per_class = _per_class(own, spliced, y, labels)
     ablation = _ablation(model, X, y, labels, config, positions, resid, sae, acts, own)
     token_group = [layout.group[p] for p in positions]
-    placement = bool(data.meta.get("placement")) or bool(source and montages_of(source))
+    placement = has_placement(source, data)
     score = TrialScore.from_predictions(
         own.argmax(-1).numpy(), data.y_test, data.test_trials, data.n_classes,
         train_accuracy=train_accuracy, placement=placement,

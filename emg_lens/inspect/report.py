@@ -25,6 +25,7 @@ import torch
 from emg_lens._io import make_folder, write_if_changed
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.data.datasets import load_subject, montages_of
+from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
@@ -427,7 +428,7 @@ def inspect_model(
     )
     importance = head_importance(model, data, batch_size=batch_size)  # metric: accuracy
     pred = predict(model, data.X_test, batch_size=batch_size)  # the head importance's output
-    placement = bool(data.meta.get("placement")) or bool(source and montages_of(source))
+    placement = has_placement(source, data)
     score = TrialScore.from_predictions(
         pred, data.y_test, data.test_trials, model.cfg.n_classes,
         train_accuracy=train_accuracy, placement=placement,

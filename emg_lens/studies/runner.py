@@ -30,7 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from emg_lens.checkpoints import read_checkpoint_info, user_modules_of
-from emg_lens.data.datasets import load_subject, montages_of
+from emg_lens.data.datasets import load_subject
+from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
 from emg_lens.errors import (
@@ -146,14 +147,10 @@ def known_of(entry: Any) -> dict[str, Any]:
     {'train_accuracy': None, 'placement': False}
     """
     if isinstance(entry, tuple):
-        return {"train_accuracy": None, "placement": bool(entry[1].meta.get("placement"))}
+        return {"train_accuracy": None, "placement": has_placement(data=entry[1])}
     metadata = read_checkpoint_info(entry)["metadata"]
     train = (metadata.get("metrics") or {}).get("train_accuracy")
-    source = metadata.get("data_source")
-    try:
-        placement = isinstance(source, Mapping) and bool(montages_of(source))
-    except EmgLensError:  # a source the registry cannot place: no placement to check
-        placement = False
+    placement = has_placement(metadata.get("data_source"))
     return {"train_accuracy": None if train is None else float(train), "placement": placement}
 
 

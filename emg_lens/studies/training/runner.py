@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emg_lens.data.datasets import load_subject, montages_of
+from emg_lens.data.datasets import load_subject
+from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies.check import text_table
@@ -88,8 +89,8 @@ def _placement(source: Mapping | None, data: Mapping[int, SubjectData] | None) -
     """Whether the study's data have an electrode placement (so the placement check applies
     to a model that does not transfer)."""
     if data is not None:
-        return any(bool(d.meta.get("placement")) for d in data.values())
-    return source is not None and bool(montages_of(source))
+        return any(has_placement(source, d) for d in data.values())
+    return has_placement(source)
 
 
 def _electrodes_text(electrodes: Mapping[str, list[int]], montage: list[str]) -> str:
