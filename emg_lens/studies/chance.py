@@ -76,7 +76,7 @@ CHANCE_RULE = "the share of the most frequent class"
 COLUMNS = [
     *("model", "accuracy", "correct", "n", "chance", "p", "above_chance", "why", "unit"),
     *("trials", "trials_correct", "trial_accuracy", "windows_per_trial", "window_chance"),
-    *("window_p", "design_effect", "train_accuracy", "placement"),
+    *("window_p", "design_effect", "train_accuracy", "placement", "baseline_accuracy"),
 ]
 PLACEMENT_CHECK = "see the placement check (emg-lens evaluate prints it; --realign)"
 
@@ -92,7 +92,9 @@ class TrialScore:
     (``class_counts`` per class), ``trials_correct`` of the trials by majority vote
     (``trial_counts`` per class), the windows' ``design_effect`` (None where unknown), and
     what names the fault: ``train_accuracy`` (None where unknown) and ``placement`` (the data
-    have one, so the placement check applies).
+    have one, so the placement check applies); and ``baseline_accuracy``, the per-channel
+    feature baseline's on the same split (`emg_lens.train.baseline.feature_baseline`; None
+    where unknown), which the console names a model below.
 
     >>> pred, y = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
     >>> s = TrialScore.from_predictions(pred, y, np.array([0, 0, 0, 1, 1, 1]), 2)
@@ -109,6 +111,7 @@ class TrialScore:
     design_effect: float | None = None
     train_accuracy: float | None = None
     placement: bool = False
+    baseline_accuracy: float | None = None  # the per-channel feature baseline, same windows
 
     @classmethod
     def from_windows(
@@ -273,6 +276,9 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
                 "design_effect": np.nan if s.design_effect is None else float(s.design_effect),
                 "train_accuracy": np.nan if s.train_accuracy is None else s.train_accuracy,
                 "placement": bool(s.placement),
+                "baseline_accuracy": np.nan
+                if s.baseline_accuracy is None
+                else float(s.baseline_accuracy),
             }
         )
     best = max(row["accuracy"] for row in rows)
@@ -373,15 +379,29 @@ def _console_row(r) -> str:
     )
 
 
+def below_baselines(table: pd.DataFrame) -> list[str]:
+    """A line per model of `chance_table` whose window accuracy is below the per-channel
+    feature baseline's on the same windows (`emg_lens.train.baseline.below_baseline`)."""
+    from emg_lens.train.baseline import below_baseline
+
+    lines = []
+    for r in table.itertuples():
+        if not pd.isna(r.baseline_accuracy):
+            line = below_baseline(r.model, r.accuracy, r.baseline_accuracy)
+            lines += [] if line is None else [line]
+    return lines
+
+
 def chance_console(table: pd.DataFrame) -> str:
     """Lines for the console: every model's held-out score beside chance, then a
-    ``WARNING:`` line per model that is not clearly above chance."""
+    ``WARNING:`` line per model that is not clearly above chance, then a line per model below
+    the per-channel feature baseline."""
     lines = [
         f"unmasked accuracy beside chance ({CHANCE_RULE}), {_unit_phrase(table)}, one-sided "
         "exact binomial:",
         *(f"  {_console_row(r)}" for r in table.itertuples()),
     ]
-    return "\n".join(lines + chance_warnings(table))
+    return "\n".join(lines + chance_warnings(table) + below_baselines(table))
 
 
 def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
@@ -392,9 +412,9 @@ def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
     >>> print(chance_markdown(chance_table({"subject 1": (9, [5, 5])})))  # doctest: +ELLIPSIS
     Unmasked accuracy beside chance (...): a model is clearly above chance when ...
     <BLANKLINE>
-    | model | unit | correct | of | accuracy | chance | p | windows | per unit | window accuracy | window p | design effect | training accuracy | above chance |
-    |---|---|---|---|---|---|---|---|---|---|---|---|---|---|
-    | subject 1 | window | 9 | 10 | 0.900 | 0.500 | 0.0107 | 10 | 1 | 0.900 | 0.0107 | 1.0 | – | yes |
+    | model | unit | correct | of | accuracy | chance | p | windows | per unit | window accuracy | window p | design effect | training accuracy | feature baseline | above chance |
+    |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+    | subject 1 | window | 9 | 10 | 0.900 | 0.500 | 0.0107 | 10 | 1 | 0.900 | 0.0107 | 1.0 | – | – | yes |
     <BLANKLINE>
     """  # noqa: E501
     warnings = "".join(f"**Warning: {_warning(r)}**\n\n" for r in flagged(table).itertuples())
@@ -407,7 +427,8 @@ def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
         f"| {r.model} | {r.unit} | {r.trials_correct} | {r.trials} | {r.trial_accuracy:.3f} | "
         f"{r.chance:.3f} | {format_p(r.p)} | {r.n} | {r.windows_per_trial:.3g} | "
         f"{r.accuracy:.3f} | {format_p(r.window_p)} | {number(r.design_effect, '.1f')} | "
-        f"{number(r.train_accuracy, '.3f')} | {'yes' if r.above_chance else 'no'} |"
+        f"{number(r.train_accuracy, '.3f')} | {number(r.baseline_accuracy, '.3f')} | "
+        f"{'yes' if r.above_chance else 'no'} |"
         for r in table.itertuples()
     ]
     return (
@@ -418,12 +439,10 @@ def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
         f"against chance gives p < {ALPHA} and its window accuracy is at least the midpoint "
         "between chance and the best model's. The window p beside it counts the windows of a "
         "trial as independent, which they are not (the design effect: how many windows one "
-        "independent observation is worth).\n\n"
+        "independent observation is worth); the feature baseline is a logistic regression on "
+        "each channel's log RMS and mean absolute difference, fitted on the same training "
+        "windows.\n\n"
         "| model | unit | correct | of | accuracy | chance | p | windows | per unit | "
-        "window accuracy | window p | design effect | training accuracy | above chance |\n"
-        + "|---|" * 1
-        + "---|" * 13
-        + "\n"
-        + "\n".join(rows)
-        + "\n"
+        "window accuracy | window p | design effect | training accuracy | feature baseline | "
+        "above chance |\n" + "|---|" * 1 + "---|" * 14 + "\n" + "\n".join(rows) + "\n"
     )

@@ -58,6 +58,7 @@ from emg_lens.studies.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore, check_wait_timeout
 from emg_lens.train import predict
+from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 
 __all__ = ["StudyError", "entry_provenance", "find_models", "load_entry", "run_study"]
@@ -137,21 +138,34 @@ def load_entry(
 def known_of(entry: Any) -> dict[str, Any]:
     """What the chance check knows of a subject's model beyond its scores, to name the fault
     of one that is not above chance (`emg_lens.studies.chance.TrialScore`): its
-    ``train_accuracy`` (a checkpoint records it; None for an in-memory model) and whether its
-    data have a ``placement`` (the data source's montage, or ``meta["placement"]``).
+    ``train_accuracy`` (a checkpoint records it; None for an in-memory model), whether its
+    data have a ``placement`` the placement check reads (`emg_lens.data.placement.has_placement`)
+    and the per-channel feature baseline's accuracy on the same split (``baseline_accuracy``:
+    recorded when the checkpoint was trained, None before it was; computed for an in-memory
+    model's data).
 
     >>> import numpy as np
     >>> from emg_lens.data.preprocess import SubjectData
     >>> X, y = np.zeros((2, 1, 4)), np.array([0, 1])
     >>> known_of((None, SubjectData.from_windows({"emg": 1}, (X, y), (X, y))))
-    {'train_accuracy': None, 'placement': False}
+    {'train_accuracy': None, 'placement': False, 'baseline_accuracy': 0.5}
     """
     if isinstance(entry, tuple):
-        return {"train_accuracy": None, "placement": has_placement(data=entry[1])}
+        data = entry[1]
+        try:  # cheap (a logistic regression on two features per channel)
+            baseline = feature_baseline(data).value
+        except EmgLensError:  # windows it cannot read (one class, ...): no baseline
+            baseline = None
+        known = {"train_accuracy": None, "placement": has_placement(data=data)}
+        return {**known, "baseline_accuracy": baseline}
     metadata = read_checkpoint_info(entry)["metadata"]
     train = (metadata.get("metrics") or {}).get("train_accuracy")
-    placement = has_placement(metadata.get("data_source"))
-    return {"train_accuracy": None if train is None else float(train), "placement": placement}
+    baseline = (metadata.get("baseline") or {}).get("value")  # recorded when it was trained
+    return {
+        "train_accuracy": None if train is None else float(train),
+        "placement": has_placement(metadata.get("data_source")),
+        "baseline_accuracy": None if baseline is None else float(baseline),
+    }
 
 
 def checkpoint_score(

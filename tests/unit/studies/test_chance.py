@@ -147,6 +147,27 @@ def test_a_model_that_learned_is_above_chance_over_its_trials():
     assert row["above_chance"] and row["trial_accuracy"] == 0.9 and row["p"] < 1e-6
 
 
+def test_a_model_below_the_feature_baseline_is_named_beside_chance():
+    """Issue 46 item 5: the chance table shows the per-channel feature baseline on the same
+    split and a line for the model below it (and none for the model above it)."""
+    right = np.ones(20, bool)
+    right[[3, 11, 15]] = False  # 17 of 20 trials: above chance, below a baseline of 0.95
+    pred, y, trials = _per_trial(4, 5, 9, right)
+    scores = {
+        "below": TrialScore.from_predictions(pred, y, trials, 4, baseline_accuracy=0.95),
+        "above": TrialScore.from_predictions(pred, y, trials, 4, baseline_accuracy=0.5),
+        "unknown": TrialScore.from_predictions(pred, y, trials, 4),
+    }
+    table = chance_table(scores)
+    assert table["baseline_accuracy"].tolist()[:2] == [0.95, 0.5]
+    console = chance_console(table)
+    assert "below: the model's 0.850 is below the per-channel feature baseline's 0.950" in console
+    assert "above: the model's" not in console and "unknown: the model's" not in console
+    assert "| feature baseline |" in chance_markdown(table) and "| 0.950 |" in chance_markdown(
+        table
+    )
+
+
 def test_windows_without_trials_keep_a_window_level_test_and_say_so():
     """``(X, y)`` data: each window its own trial, so the test is over windows, labelled."""
     X, y = np.zeros((40, 1, 4)), np.arange(40) % 2
