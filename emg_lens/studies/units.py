@@ -10,6 +10,8 @@ here over trials:
   correct, so a test of these votes against chance errs on the safe side);
 - `cluster_bootstrap_ci`: an interval for a share of windows (or of window pairs) that
   resamples whole trials, so the windows of one trial come and go together;
+- `crossed_bootstrap_ci`: the same for pairs of windows drawn from two trials each (an
+  interchange's base and source), resampling both kinds of trial;
 - `design_effect`: how much the windows of one trial repeat each other
   (``1 + (m - 1) * ICC``, Kish), to say how many independent observations the windows are
   worth.
@@ -35,6 +37,7 @@ __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "TrialVotes",
     "cluster_bootstrap_ci",
+    "crossed_bootstrap_ci",
     "design_effect",
     "trial_votes",
 ]
@@ -138,6 +141,54 @@ def cluster_bootstrap_ci(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(sums), size=(resamples, len(sums)))
     shares = sums[draws].sum(1) / sizes[draws].sum(1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(shares, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def crossed_bootstrap_ci(
+    hits: Float[np.ndarray, " pair"],
+    rows: Int[np.ndarray, " pair"],
+    cols: Int[np.ndarray, " pair"],
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """A percentile interval of ``mean(hits)`` over pairs that each belong to two clusters
+    (``rows``: a base trial, ``cols``: a source trial), crossed rather than nested: Owen's
+    pigeonhole bootstrap (Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat.) draws the
+    row clusters and the column clusters independently with replacement and weighs each pair
+    by the product of its two clusters' draw counts, so pairs sharing either trial come and go
+    together (it errs on the wide side). Seeded; fewer than two clusters of either kind give
+    ``(0.0, 1.0)``.
+
+    >>> hits = np.array([1, 1, 1, 0, 0, 0], float)
+    >>> lo, hi = crossed_bootstrap_ci(hits, np.arange(6), np.arange(6))
+    >>> lo < 0.5 < hi
+    True
+    >>> crossed_bootstrap_ci(hits, np.zeros(6, int), np.arange(6))  # one base trial
+    (0.0, 1.0)
+    """
+    hits, rows, cols = np.asarray(hits, np.float64), np.asarray(rows), np.asarray(cols)
+    _check_windows(hits, rows, "hits")
+    _check_windows(hits, cols, "hits")
+    if not np.isfinite(hits).all():
+        raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
+    if not 0 < level < 1:
+        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+    _, row = np.unique(rows, return_inverse=True)
+    _, col = np.unique(cols, return_inverse=True)
+    n_rows, n_cols = int(row.max()) + 1, int(col.max()) + 1
+    if n_rows < 2 or n_cols < 2:
+        return (0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    shares = np.empty(resamples)
+    for i in range(resamples):  # one pair of draws at a time: memory of one pair vector
+        w = np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows)[row]
+        w = w * np.bincount(rng.integers(0, n_cols, n_cols), minlength=n_cols)[col]
+        total = w.sum()
+        shares[i] = (w * hits).sum() / total if total else np.nan
+    shares = shares[np.isfinite(shares)]
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(shares, [tail, 100 - tail])
     return float(low), float(high)
