@@ -432,8 +432,9 @@ def evaluate_subject(
                 )
     # one copy to the host for all outputs: on a GPU each .cpu() is a synchronisation
     host = dict(zip(distinct, torch.stack([logits[seq] for seq in distinct]).cpu()))
+    trials = data.test_trials  # per_class.csv's intervals resample them
     cells = {
-        key: score_logits(host[seq], host[unmasked], y, data.n_classes)
+        key: score_logits(host[seq], host[unmasked], y, data.n_classes, trials=trials)
         for key, seq in sequences.items()
     }
     if other:
@@ -441,7 +442,7 @@ def evaluate_subject(
         reference = _run_hooked(spec, model, X, None, batch_size, subject_id, code)
         for c in other:
             out = _run_hooked(spec, model, X, c, batch_size, subject_id, code)
-            cells[c.key] = score_logits(out, reference, y, data.n_classes)
+            cells[c.key] = score_logits(out, reference, y, data.n_classes, trials=trials)
     # as `structural_zeros` decides them before the run: edge conditions named in the spec
     named = {c.key for c in todo if c.intervention is not None and c.intervention.edges}
     edge_sequences = {key: seq for key, seq in sequences.items() if key in named}

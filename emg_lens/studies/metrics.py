@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.units import trial_counts
 
 __all__ = [
     "CONTINUOUS_METRICS",
@@ -178,12 +179,16 @@ def score_logits(
     reference: Float[torch.Tensor, "n n_classes"],
     y: Int[np.ndarray, " n"],
     n_classes: int,
+    *,
+    trials: Int[np.ndarray, " n"] | None = None,
 ) -> dict[str, Any]:
     """A stored cell of an ablation study: ``values`` (every metric of `METRICS`, by name,
     each the mean over the windows) of a condition's ``logits`` against the labels ``y`` and
     the unmasked model's logits on the same windows (``reference``, for ``kl`` and
-    ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts. Computed in
-    float64 on the CPU from the logits as given.
+    ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts; with each
+    window's ``trials``, also per trial its class, windows and correct windows
+    (`emg_lens.studies.units.trial_counts`, for intervals over trials). Computed in float64 on
+    the CPU from the logits as given.
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cell = score_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), ref, np.array([0, 1]), 2)
@@ -200,7 +205,10 @@ def score_logits(
     values["logprob"] = float(window_metric(logits, labels, "logprob").mean())
     values["kl"] = float(window_kl(logits, reference).mean())
     values["flip_rate"] = float((pred != reference.argmax(-1)).double().mean())
-    return {"values": values, "class_correct": correct, "class_total": total}
+    cell = {"values": values, "class_correct": correct, "class_total": total}
+    if trials is not None:
+        cell.update(trial_counts(pred.numpy(), labels.numpy(), trials))
+    return cell
 
 
 def score_regression(

@@ -12,6 +12,9 @@ here over trials:
   resamples whole trials, so the windows of one trial come and go together;
 - `crossed_bootstrap_ci`: the same for pairs of windows drawn from two trials each (an
   interchange's base and source), resampling both kinds of trial;
+- `trial_counts` and `class_trial_cis`: what a stored cell keeps of each trial (its class,
+  windows and correct windows), and per-class accuracy intervals that resample the class's
+  trials (``per_class.csv``);
 - `design_effect`: how much the windows of one trial repeat each other
   (``1 + (m - 1) * ICC``, Kish), to say how many independent observations the windows are
   worth.
@@ -35,14 +38,19 @@ from emg_lens.errors import ArgumentError
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
+    "TRIAL_FIELDS",
     "TrialVotes",
+    "class_trial_cis",
     "cluster_bootstrap_ci",
     "crossed_bootstrap_ci",
     "design_effect",
+    "trial_counts",
     "trial_votes",
 ]
 
 BOOTSTRAP_RESAMPLES = 2000
+TRIAL_FIELDS = ("trial_class", "trial_windows", "trial_correct")
+"""What `trial_counts` adds to a study's cell (one list entry per trial)."""
 BOOTSTRAP_SEED = 0
 
 
@@ -219,3 +227,65 @@ def design_effect(
     icc = (between - within) / (between + (m0 - 1) * within) if between + within > 0 else 0.0
     icc = float(np.clip(icc, 0.0, 1.0))
     return (round(icc, 12), round(1 + (n / k - 1) * icc, 12))
+
+
+def trial_counts(
+    pred: Int[np.ndarray, " window"],
+    y: Int[np.ndarray, " window"],
+    trials: Int[np.ndarray, " window"],
+) -> dict[str, list[int]]:
+    """Per trial, in order of trial number, as JSON-able lists (what a study's cell stores
+    beside its per-class counts): ``trial_class`` (its true class), ``trial_windows`` and
+    ``trial_correct`` (windows whose predicted class is the true one).
+
+    >>> trial_counts(np.array([1, 1, 0, 0]), np.array([1, 1, 1, 0]), np.array([4, 4, 4, 7]))
+    {'trial_class': [1, 0], 'trial_windows': [3, 1], 'trial_correct': [2, 1]}
+    """
+    pred, y, trials = np.asarray(pred), np.asarray(y), np.asarray(trials)
+    votes = trial_votes(pred, y, trials)  # refuses a trial of two classes
+    _, trial = np.unique(trials, return_inverse=True)
+    correct = np.bincount(trial, weights=(pred == y).astype(np.float64), minlength=votes.n)
+    return {
+        "trial_class": votes.label.tolist(),
+        "trial_windows": votes.windows.tolist(),
+        "trial_correct": correct.astype(np.int64).tolist(),
+    }
+
+
+def class_trial_cis(
+    trial_class: Int[np.ndarray, " trial"],
+    trial_windows: Int[np.ndarray, " trial"],
+    trial_correct: Int[np.ndarray, " trial"],
+    n_classes: int,
+    level: float = 0.95,
+) -> tuple[Float[np.ndarray, " n_classes"], Float[np.ndarray, " n_classes"], np.ndarray]:
+    """``(low, high, trials)`` per class: the interval of the class's share of correct windows
+    that resamples its trials (`cluster_bootstrap_ci`; NaN for a class without windows,
+    ``(0, 1)`` for a class of one trial), and how many trials it has.
+
+    >>> low, high, n = class_trial_cis([0, 0, 1, 1], [3, 3, 3, 3], [3, 2, 0, 3], 3)
+    >>> n.tolist(), low[:2].round(3).tolist(), bool(np.isnan(low[2]))
+    ([2, 2, 0], [0.667, 0.0], True)
+    """
+    label, windows = np.asarray(trial_class), np.asarray(trial_windows)
+    correct = np.asarray(trial_correct)
+    if not (label.shape == windows.shape == correct.shape) or label.ndim != 1:
+        raise ArgumentError(
+            f"trial_class, trial_windows and trial_correct must be 1-D of one length (one "
+            f"entry per trial), got shapes {label.shape}, {windows.shape}, {correct.shape}"
+        )
+    low, high = np.full(n_classes, np.nan), np.full(n_classes, np.nan)
+    trials = (
+        np.bincount(label, minlength=n_classes)[:n_classes]
+        if len(label)
+        else np.zeros(n_classes, np.int64)
+    )
+    for c in np.flatnonzero(trials):
+        held = np.flatnonzero(label == c)
+        sizes = windows[held]
+        if sizes.sum() == 0:
+            continue
+        cluster = np.repeat(held, sizes)
+        hits = np.concatenate([np.arange(n) < k for n, k in zip(sizes, correct[held])])
+        low[c], high[c] = cluster_bootstrap_ci(hits.astype(np.float64), cluster, level)
+    return low, high, trials
