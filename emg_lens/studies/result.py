@@ -541,7 +541,8 @@ class StudyResult(StudyOutput):
         accuracy beside chance) and claims.csv when the study declares claims."""
         chance = self.chance()
         tables = {
-            "per_subject.csv": self.per_subject,
+            # the per-trial lists stay in the cells: per_class.csv carries what they give
+            "per_subject.csv": self.per_subject.drop(columns=list(TRIAL_FIELDS), errors="ignore"),
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
             **({} if chance is None else {"chance.csv": chance}),

@@ -89,3 +89,4 @@ def test_a_studys_cells_keep_their_trials():
         assert per_class.tolist() == list(r.class_correct)
     table = result.per_class()
     assert (table["unit"] == "trial").all() and (table["trials"] == 2).all()
+    assert not set(TRIAL_FIELDS) & set(result.tables()["per_subject.csv"].columns)
