@@ -398,7 +398,7 @@ def evaluate_subject(
     An output that is not finite is a `StudyError`, never a score."""
     model, data = subject.model, subject.data
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
-    y = np.asarray(data.y_test)
+    y, trials = np.asarray(data.y_test), data.test_trials  # trials: the chance check's unit
     if not bool(torch.isfinite(X).all()):
         raise StudyError(
             f"subject {subject_id}: its test windows (X_test, {describe(X)}) hold NaN or inf "
@@ -432,9 +432,8 @@ def evaluate_subject(
                 )
     # one copy to the host for all outputs: on a GPU each .cpu() is a synchronisation
     host = dict(zip(distinct, torch.stack([logits[seq] for seq in distinct]).cpu()))
-    trials = data.test_trials  # per_class.csv's intervals resample them
     cells = {
-        key: score_logits(host[seq], host[unmasked], y, data.n_classes, trials=trials)
+        key: score_logits(host[seq], host[unmasked], y, data.n_classes, trials)
         for key, seq in sequences.items()
     }
     if other:
@@ -442,7 +441,7 @@ def evaluate_subject(
         reference = _run_hooked(spec, model, X, None, batch_size, subject_id, code)
         for c in other:
             out = _run_hooked(spec, model, X, c, batch_size, subject_id, code)
-            cells[c.key] = score_logits(out, reference, y, data.n_classes, trials=trials)
+            cells[c.key] = score_logits(out, reference, y, data.n_classes, trials)
     # as `structural_zeros` decides them before the run: edge conditions named in the spec
     named = {c.key for c in todo if c.intervention is not None and c.intervention.edges}
     edge_sequences = {key: seq for key, seq in sequences.items() if key in named}

@@ -179,7 +179,6 @@ def score_logits(
     reference: Float[torch.Tensor, "n n_classes"],
     y: Int[np.ndarray, " n"],
     n_classes: int,
-    *,
     trials: Int[np.ndarray, " n"] | None = None,
 ) -> dict[str, Any]:
     """A stored cell of an ablation study: ``values`` (every metric of `METRICS`, by name,

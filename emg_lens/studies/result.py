@@ -40,7 +40,7 @@ from emg_lens.studies.stats import (
     stars,
     subjects_needed,
 )
-from emg_lens.studies.units import TRIAL_FIELDS, class_trial_cis
+from emg_lens.studies.units import TRIAL_WINDOW_FIELDS, class_trial_cis
 
 __all__ = [
     "StudyResult",
@@ -375,7 +375,7 @@ class StudyResult(StudyOutput):
         has_counts = "class_correct" in counts.columns
         for r in counts.itertuples(index=False) if has_counts else ():
             condition = {"subject": r.subject, **{c: getattr(r, c) for c in CONDITION_COLUMNS}}
-            record = [getattr(r, f, None) for f in TRIAL_FIELDS]
+            record = [getattr(r, f, None) for f in TRIAL_WINDOW_FIELDS]
             by_trial = all(isinstance(v, (list, tuple, np.ndarray)) for v in record)
             if by_trial:
                 low, high, trials = class_trial_cis(*record, len(r.class_total))
@@ -542,7 +542,9 @@ class StudyResult(StudyOutput):
         chance = self.chance()
         tables = {
             # the per-trial lists stay in the cells: per_class.csv carries what they give
-            "per_subject.csv": self.per_subject.drop(columns=list(TRIAL_FIELDS), errors="ignore"),
+            "per_subject.csv": self.per_subject.drop(
+                columns=list(TRIAL_WINDOW_FIELDS), errors="ignore"
+            ),
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
             **({} if chance is None else {"chance.csv": chance}),

@@ -55,7 +55,7 @@ from emg_lens.studies.planted import planted_classes
 from emg_lens.studies.result import StudyResult
 from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore, check_wait_timeout
-from emg_lens.studies.units import TRIAL_FIELDS
+from emg_lens.studies.units import TRIAL_WINDOW_FIELDS
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 
 __all__ = ["StudyError", "entry_provenance", "find_models", "load_entry", "run_study"]
@@ -340,7 +340,7 @@ def run_study(
                         "value": cell["values"][metric],
                         "class_correct": cell["class_correct"],
                         "class_total": cell["class_total"],
-                        **{k: cell[k] for k in TRIAL_FIELDS if k in cell},
+                        **{k: cell[k] for k in TRIAL_WINDOW_FIELDS if k in cell},
                         "structural": cell["structural"],
                     }
                 )

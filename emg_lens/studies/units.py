@@ -38,7 +38,7 @@ from emg_lens.errors import ArgumentError
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
-    "TRIAL_FIELDS",
+    "TRIAL_WINDOW_FIELDS",
     "TrialVotes",
     "class_trial_cis",
     "cluster_bootstrap_ci",
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 BOOTSTRAP_RESAMPLES = 2000
-TRIAL_FIELDS = ("trial_class", "trial_windows", "trial_correct")
+TRIAL_WINDOW_FIELDS = ("trial_class", "trial_windows", "trial_hits")
 """What `trial_counts` adds to a study's cell (one list entry per trial)."""
 BOOTSTRAP_SEED = 0
 
@@ -236,10 +236,10 @@ def trial_counts(
 ) -> dict[str, list[int]]:
     """Per trial, in order of trial number, as JSON-able lists (what a study's cell stores
     beside its per-class counts): ``trial_class`` (its true class), ``trial_windows`` and
-    ``trial_correct`` (windows whose predicted class is the true one).
+    ``trial_hits`` (windows whose predicted class is the true one).
 
     >>> trial_counts(np.array([1, 1, 0, 0]), np.array([1, 1, 1, 0]), np.array([4, 4, 4, 7]))
-    {'trial_class': [1, 0], 'trial_windows': [3, 1], 'trial_correct': [2, 1]}
+    {'trial_class': [1, 0], 'trial_windows': [3, 1], 'trial_hits': [2, 1]}
     """
     pred, y, trials = np.asarray(pred), np.asarray(y), np.asarray(trials)
     votes = trial_votes(pred, y, trials)  # refuses a trial of two classes
@@ -248,14 +248,14 @@ def trial_counts(
     return {
         "trial_class": votes.label.tolist(),
         "trial_windows": votes.windows.tolist(),
-        "trial_correct": correct.astype(np.int64).tolist(),
+        "trial_hits": correct.astype(np.int64).tolist(),
     }
 
 
 def class_trial_cis(
     trial_class: Int[np.ndarray, " trial"],
     trial_windows: Int[np.ndarray, " trial"],
-    trial_correct: Int[np.ndarray, " trial"],
+    trial_hits: Int[np.ndarray, " trial"],
     n_classes: int,
     level: float = 0.95,
 ) -> tuple[Float[np.ndarray, " n_classes"], Float[np.ndarray, " n_classes"], np.ndarray]:
@@ -268,10 +268,10 @@ def class_trial_cis(
     ([2, 2, 0], [0.667, 0.0], True)
     """
     label, windows = np.asarray(trial_class), np.asarray(trial_windows)
-    correct = np.asarray(trial_correct)
+    correct = np.asarray(trial_hits)
     if not (label.shape == windows.shape == correct.shape) or label.ndim != 1:
         raise ArgumentError(
-            f"trial_class, trial_windows and trial_correct must be 1-D of one length (one "
+            f"trial_class, trial_windows and trial_hits must be 1-D of one length (one "
             f"entry per trial), got shapes {label.shape}, {windows.shape}, {correct.shape}"
         )
     low, high = np.full(n_classes, np.nan), np.full(n_classes, np.nan)

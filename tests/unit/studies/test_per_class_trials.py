@@ -14,7 +14,7 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudyResult, StudySpec, run_study
 from emg_lens.studies.stats import clopper_pearson
-from emg_lens.studies.units import TRIAL_FIELDS, class_trial_cis, trial_counts
+from emg_lens.studies.units import TRIAL_WINDOW_FIELDS, class_trial_cis, trial_counts
 
 SPEC = {"name": "t", "models": "x", "layers": {"modes": ["all"]},
         "interventions": [{"name": "cross", "edges": "cross_modal"}]}  # fmt: skip
@@ -27,7 +27,7 @@ def _cells(subjects: int = 3, reps: int = 5, windows: int = 8) -> pd.DataFrame:
     trial_class = [0] * reps + [1] * reps
     for subject in range(1, subjects + 1):
         right = [1] * reps + [1, 1, 1, 0, 0]
-        trial_correct = [windows * r for r in right]
+        trial_hits = [windows * r for r in right]
         for intervention, key in (("baseline", "base"), ("cross", "k1")):
             rows.append(
                 {
@@ -38,7 +38,7 @@ def _cells(subjects: int = 3, reps: int = 5, windows: int = 8) -> pd.DataFrame:
                     "class_correct": [reps * windows, 3 * windows],
                     "class_total": [reps * windows] * 2,
                     "trial_class": trial_class, "trial_windows": [windows] * (2 * reps),
-                    "trial_correct": trial_correct,
+                    "trial_hits": trial_hits,
                 }
             )  # fmt: skip
     return pd.DataFrame(rows)
@@ -57,7 +57,7 @@ def test_a_class_interval_resamples_its_trials_and_is_wider_than_over_windows(mo
     assert row["ci_high"] - row["ci_low"] >= 1.5 * (over_windows[1] - over_windows[0])
     # cells stored without their trials: over windows, and said so
     old = StudyResult.from_table(
-        StudySpec.from_dict(SPEC), _cells().drop(columns=list(TRIAL_FIELDS))
+        StudySpec.from_dict(SPEC), _cells().drop(columns=list(TRIAL_WINDOW_FIELDS))
     ).per_class()
     assert (old["unit"] == "window").all() and old["trials"].isna().all()
     row = old[old["class"] == 1].iloc[0]
@@ -66,7 +66,7 @@ def test_a_class_interval_resamples_its_trials_and_is_wider_than_over_windows(mo
 
 def test_trial_counts_refuse_a_trial_of_two_classes():
     assert trial_counts(np.array([0, 1]), np.array([0, 0]), np.array([3, 3])) == {
-        "trial_class": [0], "trial_windows": [2], "trial_correct": [1]
+        "trial_class": [0], "trial_windows": [2], "trial_hits": [1]
     }  # fmt: skip
     with pytest.raises(ArgumentError, match="holds windows of different classes"):
         trial_counts(np.array([0, 1]), np.array([0, 1]), np.array([3, 3]))
@@ -85,8 +85,8 @@ def test_a_studys_cells_keep_their_trials():
     assert all(len(v) == 2 * cfg.n_classes for v in cells["trial_class"])
     assert all(sum(v) == len(y) for v in cells["trial_windows"])
     for r in cells.itertuples():  # the trials' correct windows add up to the class counts
-        per_class = np.bincount(r.trial_class, weights=r.trial_correct, minlength=cfg.n_classes)
+        per_class = np.bincount(r.trial_class, weights=r.trial_hits, minlength=cfg.n_classes)
         assert per_class.tolist() == list(r.class_correct)
     table = result.per_class()
     assert (table["unit"] == "trial").all() and (table["trials"] == 2).all()
-    assert not set(TRIAL_FIELDS) & set(result.tables()["per_subject.csv"].columns)
+    assert not set(TRIAL_WINDOW_FIELDS) & set(result.tables()["per_subject.csv"].columns)
