@@ -40,6 +40,7 @@ from emg_lens.errors import StorageError
 
 __all__ = [
     "atomic_write",
+    "atomic_write_all",
     "create_exclusive",
     "file_digest",
     "leftover_temp_files",
@@ -211,6 +212,42 @@ def atomic_write(
             _discard(tmp)
             raise
     return path
+
+
+def atomic_write_all(
+    writes: dict[Path, Callable[[Path], Any]], *, elsewhere: str = OUT_OPTION
+) -> None:
+    """Write several files of one folder as one: each ``write_fn(tmp)`` to a temporary file
+    first, all flushed, and only then each renamed into place, so a full disk or an
+    interruption while writing leaves the old files (or none), never a new file beside an old
+    or missing one (a checkpoint's weights without its config). On any error the temporary
+    files are removed and the error raised (a `StorageError` for a full disk or a read-only
+    folder, as `atomic_write`).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> def fail(tmp):
+    ...     raise OSError("disk full")
+    >>> atomic_write_all({folder / "a.bin": lambda t: t.write_text("a"), folder / "b.json": fail})
+    Traceback (most recent call last):
+    ...
+    OSError: disk full
+    >>> sorted(p.name for p in folder.iterdir())  # a.bin was not put in place alone
+    []
+    """
+    temps = {path: _temp_path(Path(path)) for path in writes}
+    try:
+        for path, write_fn in writes.items():
+            with storage_errors(path, elsewhere=elsewhere):
+                write_fn(temps[path])
+                _fsync(temps[path])
+        for path, tmp in temps.items():
+            with storage_errors(path, elsewhere=elsewhere):
+                os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt too: never leave a partial set behind
+        for tmp in temps.values():
+            _discard(tmp)
+        raise
 
 
 def create_exclusive(path: str | Path, write_fn: Callable[[Path], Any]) -> bool:

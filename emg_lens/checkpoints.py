@@ -21,6 +21,7 @@ import functools
 import inspect
 import json
 import pickle
+import shutil
 import typing
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from emg_lens._io import atomic_write, make_folder
+from emg_lens._io import atomic_write_all, make_folder
 from emg_lens.config import ADDED_FIELD_DEFAULTS, EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -66,12 +67,13 @@ def save_checkpoint(
     The weights are stored as CPU tensors and the config says ``device="cpu"``, so a model
     trained on a GPU loads anywhere (`load_checkpoint`'s ``device`` puts it back on one).
     A weight holding NaN or inf is refused (`CheckpointError` naming it), as loading refuses
-    it: a diverged model is never saved.
+    it: a diverged model is never saved; so is metadata `load_checkpoint` would refuse (a
+    ``subject`` that is not an int, ...). The weights and ``config.json`` are put in place
+    together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was.
     """
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _check_finite(state, f"{type(model).__name__} (not saved to {path})")
-    make_folder(path)
     info = {
         "format": CHECKPOINT_FORMAT,
         "model_class": type(model).__name__,
@@ -79,8 +81,26 @@ def save_checkpoint(
         "config": {**model.cfg.to_dict(), "device": "cpu"},
         "metadata": metadata or {},
     }
-    atomic_write(path / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
-    atomic_write(path / CONFIG, lambda tmp: tmp.write_text(json.dumps(info, indent=2, default=str)))
+    text = json.dumps(info, indent=2, default=str)
+    try:  # what load_checkpoint would refuse is never written
+        _check_info(path / CONFIG, json.loads(text))
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"not saved to {path}: load_checkpoint would refuse it: {exc}"
+        ) from exc
+    created = not path.exists()
+    make_folder(path)
+    try:  # the weights and their config.json together, or neither
+        atomic_write_all(
+            {
+                path / WEIGHTS: lambda tmp: save_file(state, str(tmp)),
+                path / CONFIG: lambda tmp: tmp.write_text(text),
+            }
+        )
+    except BaseException:
+        if created:  # no empty folder left behind that looks like a checkpoint
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     return path
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformer_lens.config import TransformerLensConfig
 
-from emg_lens.errors import ConfigError, check_names
+from emg_lens.errors import ConfigError, check_names, check_seed
 
 __all__ = ["PRESETS", "EncoderConfig", "config_for_data"]
 
@@ -152,6 +152,8 @@ class EncoderConfig(TransformerLensConfig):
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        if self.seed is not None:
+            check_seed(self.seed, "EncoderConfig.seed")
         positive = ("d_model", "d_head", "n_heads", "n_samples", "n_classes")
         for name in positive:
             value = getattr(self, name)

@@ -13,6 +13,7 @@ import typing
 from typing import Any
 
 __all__ = [
+    "MAX_SEED",
     "AmbiguousAttentionError",
     "ArgumentError",
     "AttachError",
@@ -41,6 +42,7 @@ __all__ = [
     "UnsupportedModuleError",
     "UnsupportedReadoutError",
     "check_names",
+    "check_seed",
     "describe",
     "mismatch",
 ]
@@ -228,6 +230,30 @@ class CodePathError(SpecError):
 
 
 MARKUP_CHARACTERS = "<>&\"'`"
+
+
+MAX_SEED = 2**31 - 1
+"""The largest seed emg_lens accepts: numpy's legacy generator takes 32-bit seeds, and a refit
+adds to its seed (`emg_lens.train.supervised.REFIT_SEED_STEP`), so seeds stay well inside."""
+
+
+def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -> int:
+    """``value`` as a seed, or ``error`` (default `ConfigError`) naming ``name`` and the range.
+
+    >>> check_seed(7, "TrainConfig.seed")
+    7
+    >>> check_seed(2**64, "--seed")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: --seed must be an integer in 0..2147483647, got 18446744073709551616
+    """  # noqa: E501
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not (0 <= value <= MAX_SEED)
+    ):
+        raise (error or ConfigError)(f"{name} must be an integer in 0..{MAX_SEED}, got {value!r}")
+    return int(value)
 
 
 def check_names(names: typing.Iterable[str], what: str) -> None:

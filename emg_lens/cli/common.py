@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from emg_lens.data.registry import (
     SYNTH_FORMATS,
     WINDOW_STORE_SOURCES,
 )
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import MAX_SEED, ArgumentError
 from emg_lens.models import CLASSIFIERS
 
 __all__ = [
@@ -276,7 +277,27 @@ def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and
     return output
 
 
-# ----------------------------------------------------------------------------- threads
+# ----------------------------------------------------------------------------- seeds, threads
+
+
+def check_seed_flag(args: argparse.Namespace) -> None:
+    """Refuse a ``--seed`` that numpy's and torch's 32-bit seeded generators cannot take (a
+    20-digit seed reached ``torch.manual_seed`` and overflowed), naming the flag and the range;
+    `emg_lens.cli.main.run` asks it of every command.
+
+    >>> check_seed_flag(argparse.Namespace(seed=2**40))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: --seed 1099511627776: must be an integer in 0..2147483647
+    """
+    seed = getattr(args, "seed", None)
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        raise ArgumentError(f"--seed {seed}: must be an integer in 0..{MAX_SEED}")
+
+
+THREADS_PER_CPU = 4
+"""``--threads`` takes at most this many threads per CPU: more only wait for each other (and
+torch crashes past some thousands)."""
 
 THREADS_HELP = (
     "CPU threads torch computes with (torch.set_num_threads; inter-op too, where torch still "
@@ -326,6 +347,12 @@ def torch_threads(n: int | None, flag: str = "--threads") -> Iterator[None]:
         raise ArgumentError(
             f"{flag} {n!r}: the number of CPU threads must be 1 or more (leave it out for "
             "torch's default)"
+        )
+    most = THREADS_PER_CPU * (os.cpu_count() or 1)
+    if n > most:
+        raise ArgumentError(
+            f"{flag} {n}: at most {most} ({THREADS_PER_CPU} per CPU of this machine's "
+            f"{os.cpu_count() or 1}); more threads than cores only wait for each other"
         )
     import torch  # here, not at the top: the parsers import no torch
 

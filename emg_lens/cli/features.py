@@ -56,6 +56,7 @@ def add_parser(sub) -> None:
 
 def cmd_features(args: argparse.Namespace):
     from emg_lens.inspect.features import FeatureConfig, train_features
+    from emg_lens.studies.runner import known_of
 
     config = FeatureConfig(
         layer=args.layer,
@@ -71,5 +72,6 @@ def cmd_features(args: argparse.Namespace):
     print(f"loading {args.checkpoint} and its subject's windows", flush=True)
     model, data, source = load_checkpoint_windows(args, device, builder)
     print(f"training {config.n_features} features on {config.hook_name} ...", flush=True)
-    features = train_features(model, data, config, source=source)
+    train = known_of(args.checkpoint)["train_accuracy"]  # for the chance check
+    features = train_features(model, data, config, source=source, train_accuracy=train)
     return save_and_show(features, out, "tables, figures, the autoencoder")

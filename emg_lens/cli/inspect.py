@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
 
 def cmd_inspect(args: argparse.Namespace):
     from emg_lens.inspect.report import inspect_checkpoint, inspect_model
+    from emg_lens.studies.runner import known_of
 
     def step(message: str) -> None:  # one line per step: readable on a terminal and in a log
         print(message, flush=True)
@@ -38,5 +39,8 @@ def cmd_inspect(args: argparse.Namespace):
     else:  # the checkpoint's model holds the user's modules, which the builder makes
         step(f"[1/5] loading {args.checkpoint} (modules from {args.modules}) and its test windows")
         model, data, source = load_checkpoint_windows(args, device, builder)
-        report = inspect_model(model, data, progress=step, source=source)
+        known = known_of(args.checkpoint)  # its training accuracy, for the chance check
+        report = inspect_model(
+            model, data, progress=step, source=source, train_accuracy=known["train_accuracy"]
+        )
     return save_and_show(report, out)

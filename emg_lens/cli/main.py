@@ -25,7 +25,7 @@ from emg_lens.cli import (
     train,
     windows,
 )
-from emg_lens.cli.common import HelpFormatter, output_folder, torch_threads
+from emg_lens.cli.common import HelpFormatter, check_seed_flag, output_folder, torch_threads
 from emg_lens.errors import EmgLensError
 
 __all__ = ["DESCRIPTION", "build_parser", "main", "run"]
@@ -112,6 +112,7 @@ def run(argv: list[str] | None = None) -> Any:
     emg_lens.errors.ArgumentError: --out ... is a file; ...
     """
     args = build_parser().parse_args(argv)
+    check_seed_flag(args)
     if args.command in FOLDER_OUT_COMMANDS and getattr(args, "out", None) is not None:
         output_folder(args.out)
     with torch_threads(getattr(args, "threads", None)):  # the commands that compute have it

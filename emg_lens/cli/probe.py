@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
 def cmd_probe(args: argparse.Namespace):
     from emg_lens.errors import SpecError
     from emg_lens.inspect.probe_report import probe_models
-    from emg_lens.studies.runner import find_models, load_entry
+    from emg_lens.studies.runner import find_models, known_of, load_entry
 
     found = find_models(args.models)
     if args.subjects:
@@ -81,5 +81,6 @@ def cmd_probe(args: argparse.Namespace):
         seed=args.seed,
         n_jobs=args.jobs,
         progress=lambda message: print(message, flush=True),
+        known={subject: known_of(path) for subject, path in found.items()},  # chance check
     )
     return save_and_show(report, args.out)

@@ -1,7 +1,8 @@
 """``emg-lens study run`` and ``emg-lens study check``: declarative studies (TOML/YAML) of every
 kind (`emg_lens.studies.kinds`): of trained models (ablation), of how models train
-(``kind = "training"``), or the circuit each model computes (``kind = "discovery"``). The file
-is read once; its kind runs or checks it, and refuses an option it does not take, by name.
+(``kind = "training"``), the circuit each model computes (``kind = "discovery"``), or cuts in a
+regressor of one contraction (``kind = "regression"``). The file is read once; its kind runs
+or checks it, and refuses an option it does not take, by name.
 
 ``study run`` also runs under ``torchrun --nproc-per-node N --no-python emg-lens study run ...``:
 each rank computes its share of the subjects into ``--out`` and rank 0 prints and writes the
@@ -97,7 +98,7 @@ def _add_training_study_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset", choices=DATASETS, help="[data] dataset (real: --root)")
     g.add_argument("--root", help="[data] dataset folder (real datasets)")
     g.add_argument("--subjects", nargs="+", type=int, help="[data] subjects to train")
-    g.add_argument("--epochs", type=int, help="[train] epochs per model")
+    g.add_argument("--epochs", type=int, help="[train] epochs per model (a regression study too)")
     g.add_argument(
         "--preset",
         help="[train] EncoderConfig preset (tiny, demo, paper); `study check` of a study "

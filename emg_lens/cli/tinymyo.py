@@ -355,6 +355,7 @@ def cmd_finetune(args: argparse.Namespace):
 
 def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) -> list[dict]:
     """One classifier per subject of ``--windows`` (or synthetic sEMG), as ``OUT/subject_<N>/``."""
+    from emg_lens.cli.train import print_below_baseline
     from emg_lens.data.datasets import synthetic_windows_source, windows_source
     from emg_lens.train import finetune_subjects
     from emg_lens.train.distributed import is_main_process
@@ -376,8 +377,9 @@ def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) ->
         mode = "linear probe" if args.linear_probe else "fine-tuning"
         print(f"TinyMyo {mode} per subject from {origin} ({source['dataset']})")
         columns = ["subject", "n_train", "n_test", "chance", "val_accuracy", "test_accuracy"]
-        print_table(rows, columns)
+        print_table(rows, [*columns, "baseline_accuracy"])
         print(f"wrote {len(rows)} checkpoints to {args.out} (emg-lens study run ... --models)")
+        print_below_baseline(rows)
     return rows
 
 
@@ -392,7 +394,12 @@ def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> d
     from emg_lens.data.windows.store import WindowStore
     from emg_lens.train.distributed import is_main_process
     from emg_lens.train.finetune import dataset_accuracy, finetune
-    from emg_lens.train.regression import dataset_mae, finetune_regression, mean_baseline_mae
+    from emg_lens.train.regression import (
+        dataset_mae,
+        finetune_regression,
+        mean_baseline_mae,
+        ridge_baseline_mae,
+    )
 
     if args.per_subject or args.subjects:
         raise ArgumentError(
@@ -425,6 +432,7 @@ def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> d
         if store.regression:
             scores["test"] = dataset_mae(model, test)
             scores["baseline"] = mean_baseline_mae(parts["train"], test)
+            scores["ridge"] = ridge_baseline_mae(parts["train"], test)
         else:
             scores["test"] = dataset_accuracy(model, test)
     if is_main_process():
@@ -447,17 +455,25 @@ def _print_split_report(args, store, parts, history, scores, origin) -> None:
     if "test" not in scores:
         print(f"no test windows in {args.windows}; wrote {args.out}")
     elif store.regression:
-        test, base = scores["test"], scores["baseline"]
+        test, base, ridge = scores["test"], scores["baseline"], scores["ridge"]
         names = [*store.meta["target_names"], "overall"]
         rows = [
-            {"output": n, "test_mae": t, "mean_baseline_mae": b}
-            for n, t, b in zip(
-                names, [*test.per_output, test.overall], [*base.per_output, base.overall]
+            {"output": n, "test_mae": t, "mean_baseline_mae": b, "ridge_baseline_mae": r}
+            for n, t, b, r in zip(
+                names,
+                [*test.per_output, test.overall],
+                [*base.per_output, base.overall],
+                [*ridge.per_output, ridge.overall],
             )
         ]
-        print_table(rows, ["output", "test_mae", "mean_baseline_mae"])
+        print_table(rows, ["output", "test_mae", "mean_baseline_mae", "ridge_baseline_mae"])
         overall = f"test MAE {test.overall:.3f} (predicting the mean: {base.overall:.3f})"
         print(f"{overall}; wrote {args.out}")
+        if round(test.overall, 3) > round(ridge.overall, 3):  # an error: above is worse
+            print(
+                f"the model's test MAE {test.overall:.3f} is above the per-channel feature "
+                f"baseline's {ridge.overall:.3f} (channel RMS, ridge)"
+            )
     else:
         print(
             f"test accuracy {scores['test']:.3f} (chance {scores['chance']:.3f}); wrote {args.out}"

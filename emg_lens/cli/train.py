@@ -20,6 +20,7 @@ from emg_lens.cli.common import (
     subject_ids,
 )
 from emg_lens.cli.consent import add_modules_arguments, module_builder
+from emg_lens.cli.placement import add_realign_argument, check_placements, placement_summary
 
 
 def add_parsers(sub) -> None:
@@ -46,12 +47,14 @@ def add_parsers(sub) -> None:
         "(its lowest head's) stays below 0.9, up to this many more times (a plateau)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_realign_argument(p)
     add_device_argument(p)
     add_threads_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = add_command(sub, "evaluate", "per-subject test accuracy of trained checkpoints")
     p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints, or demo")
+    add_realign_argument(p)
     add_device_argument(p)
     add_threads_argument(p)
     add_modules_arguments(p)
@@ -95,12 +98,15 @@ def train_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> list[dict]:
     from emg_lens.data.datasets import load_subject
     from emg_lens.models import MODEL_CLASSES
+    from emg_lens.studies.chance import chance_console, chance_table
+    from emg_lens.studies.runner import checkpoint_score
     from emg_lens.train import train_subjects
 
     device = resolve_device(args.device)
     train_cfg = train_config(args)  # before any data is loaded
     source = data_source_from_args(args)
     subjects = [load_subject(source, s) for s in subject_ids(args)]
+    subjects = check_placements(subjects, source, args.realign)  # recorded in the checkpoints
     model_cls = MODEL_CLASSES[args.architecture]
     rows = train_subjects(
         subjects,
@@ -112,35 +118,72 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
         device=str(device),
         report=functools.partial(print, flush=True),  # a log sees each line as it happens
     )
-    print_table(rows, ["subject", "attempts", "train_accuracy", "test_accuracy"])
+    print_table(
+        rows, ["subject", "attempts", "train_accuracy", "test_accuracy", "baseline_accuracy"]
+    )
+    print_below_baseline(rows)
+    scores = {f"subject {r['subject']}": checkpoint_score(r["checkpoint"], data)
+              for r, data in zip(rows, subjects)}  # fmt: skip
+    print(chance_console(chance_table(scores)))  # over trials; a warning names the fault
+    for line in placement_summary({d.subject: d.meta.get("placement_check") for d in subjects}):
+        print(line)
     return rows
 
 
 def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.data.datasets import load_subject
+    from emg_lens.studies.chance import chance_console, chance_table
     from emg_lens.studies.code import load_model, require_builder
-    from emg_lens.studies.runner import find_models
+    from emg_lens.studies.runner import checkpoint_score, find_models
     from emg_lens.train import accuracy
+    from emg_lens.train.baseline import feature_baseline
 
     device = resolve_device(args.device)
     builder = module_builder(args)
     found = find_models(args.models)
     require_builder(found.values(), builder)  # the user's modules: say what to add
-    rows = []
+    rows, checked, trained, scores = [], {}, {}, {}
     for subject, path in found.items():
         meta = read_checkpoint_info(path)["metadata"]
         data = load_subject(meta["data_source"], subject)
+        (data,) = check_placements([data], meta["data_source"], args.realign)
+        checked[subject] = data.meta.get("placement_check")
+        trained[subject] = meta.get("placement_check")
         model = load_model(path, builder, device=str(device))
+        scores[f"subject {subject}"] = checkpoint_score(path, data, model)  # the chance check
         rows.append(
             {
                 "subject": subject,
                 "n_test": len(data.y_test),
                 "chance": 1 / data.n_classes,
                 "test_accuracy": accuracy(model, data.X_test, data.y_test),
+                "baseline_accuracy": feature_baseline(data).value,
             }
         )
-    print_table(rows, ["subject", "n_test", "chance", "test_accuracy"])
+    print_table(rows, ["subject", "n_test", "chance", "test_accuracy", "baseline_accuracy"])
     mean = sum(r["test_accuracy"] for r in rows) / len(rows)
     print(f"mean test accuracy over {len(rows)} subjects: {mean:.3f}")
+    print_below_baseline(rows)
+    print(chance_console(chance_table(scores)))  # over trials; a warning names the fault
+    for line in placement_summary(checked, trained=trained):
+        print(line)
     return rows
+
+
+def print_below_baseline(rows: list[dict]) -> None:
+    """A line for each subject whose model is below the per-channel feature baseline on the
+    same split (`emg_lens.train.baseline.below_baseline`).
+
+    >>> print_below_baseline([{"subject": 3, "test_accuracy": 0.27, "baseline_accuracy": 0.41},
+    ...     {"subject": 4, "test_accuracy": 0.9, "baseline_accuracy": 0.9}])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    subject 3: the model's 0.270 is below the per-channel feature baseline's 0.410
+    (log RMS + MAD, logistic regression)
+    """
+    from emg_lens.train.baseline import below_baseline
+
+    for row in rows:
+        line = below_baseline(row["subject"], row["test_accuracy"], row["baseline_accuracy"])
+        if line is not None:
+            print(line)

@@ -3,13 +3,16 @@ torch, so the command line reads its names while ``--help`` starts), data source
 preprocessing cache (`datasets`, `cache`, `preprocess`), and three wings: ``formats/`` (one
 module per file format, reader and writer together), ``synthetic/`` (the generators with
 planted structure) and ``windows/`` (TinyMyo's window store and its pipeline). Every reader
-returns a `emg_lens.data.recording.Recording`."""
+returns a `emg_lens.data.recording.Recording`. `placement` checks, label-free, whether the
+electrodes of a held-out repetition moved, and puts them back before preprocessing."""
 
-__all__ = ["read_files", "read_otb"]
+__all__ = ["check_subject", "read_files", "read_otb", "realign_subject"]
 
 _LAZY = {
+    "check_subject": "emg_lens.data.placement",
     "read_files": "emg_lens.data.formats.trial_files",
     "read_otb": "emg_lens.data.formats.otb",
+    "realign_subject": "emg_lens.data.placement",
 }
 
 

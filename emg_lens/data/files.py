@@ -25,13 +25,13 @@ emg_lens.errors.DataFormatError: ...: two files for a recording: .../A_old/S1_E1
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 from emg_lens.errors import DataFormatError
 
-__all__ = ["duplicate_error", "find_files", "unique_files"]
+__all__ = ["duplicate_error", "files_under", "find_files", "unique_files"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -81,6 +81,64 @@ def unique_files(
             continue
         found[key] = path
     return found
+
+
+def files_under(root: str | Path, suffixes: Collection[str] | None = None) -> list[Path]:
+    """Every file under ``root`` (of the given ``suffixes``, lower case: default any), at any
+    depth, in sorted order, as paths under ``root``. Symbolic links are followed only inside
+    ``root`` (a linked folder is searched like any other, each real folder once); a link of
+    those suffixes, or to a folder, that leads out of ``root`` or nowhere is a
+    `DataFormatError` naming it: a trial is never read from outside the dataset, nor lost
+    without a word.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "a.npy").write_bytes(b"")
+    >>> (root / "b.npy").symlink_to(root.parent / "elsewhere.npy")
+    >>> files_under(root)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.DataFormatError: .../b.npy: a link to .../elsewhere.npy, which does not ...
+    """
+    root = Path(root)
+    real_root = root.resolve()
+    found: list[Path] = []
+    seen: dict[Path, Path] = {}  # real path -> the name it was first met by
+
+    def once(entry: Path) -> bool:
+        real = entry.resolve()
+        if real in seen:
+            raise DataFormatError(
+                f"{entry} and {seen[real]} are one folder ({real}) by two names: its trials "
+                "would be read twice, under two labels. Remove the link"
+            )
+        seen[real] = entry
+        return True
+
+    def visit(folder: Path) -> None:
+        for entry in sorted(folder.iterdir()):
+            wanted = suffixes is None or entry.suffix.lower() in suffixes
+            if entry.is_symlink() and (wanted or entry.is_dir()):
+                target = entry.resolve()
+                if not target.exists():
+                    raise DataFormatError(
+                        f"{entry}: a link to {target}, which does not exist; emg_lens would lose "
+                        "the trial without a word. Remove the link or restore its target"
+                    )
+                if not target.is_relative_to(real_root):
+                    raise DataFormatError(
+                        f"{entry}: a link to {target}, outside the dataset folder {root}; "
+                        "emg_lens reads links only inside it. Copy the file in, or point the "
+                        "root at the folder that holds the files"
+                    )
+            if entry.is_dir() and once(entry):
+                visit(entry)
+            elif entry.is_file() and wanted:
+                found.append(entry)
+
+    seen[real_root] = root
+    visit(root)
+    return sorted(found)
 
 
 def find_files(

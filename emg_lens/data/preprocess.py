@@ -214,8 +214,9 @@ class SubjectData:
         of ``WindowsDataset`` or ``EEGWindowsDataset``, as ``create_windows_from_events``
         makes it), as `from_epochs` builds one. Held out: the recordings whose description's
         ``split_by`` (``"session"``, ``"run"``) is one of ``test_values``, or else the last
-        ``test_fraction`` of each class's windows. Subjects that are not integers >= 1 are
-        numbered in order; ``meta["subject"]`` keeps the value."""
+        ``test_fraction`` of each class's windows. Subjects keep their numbers when all are
+        integers >= 1; otherwise all are numbered 1, 2, ... in order, and ``meta["subject"]``
+        keeps each one's value."""
         from emg_lens.data.epochs import windows_arrays, windows_dataset_subjects
 
         if (split_by is None) != (not test_values):
@@ -224,12 +225,15 @@ class SubjectData:
                 f"its values to test on; got split_by={split_by!r}, test_values={test_values!r}"
             )
         out = []
-        for number, (value, parts) in enumerate(windows_dataset_subjects(dataset).items(), 1):
+        subjects = windows_dataset_subjects(dataset)
+        # Their own numbers only when every subject is an integer >= 1: numbering some in
+        # order beside others' own numbers gave 'x' and 1 (or 0 and 1) one number.
+        own = all(isinstance(v, int | np.integer) and v >= 1 for v in subjects)
+        for number, (value, parts) in enumerate(subjects.items(), 1):
             arrays, groups = windows_arrays(parts, split_by)
             test = None if split_by is None else np.isin(groups, list(test_values))
             held = _held_out(arrays.codes, test, test_fraction, np.arange(len(arrays.codes)))
-            as_int = isinstance(value, int | np.integer) and value >= 1
-            data = _from_arrays(arrays, held, int(value) if as_int else number, "braindecode")
+            data = _from_arrays(arrays, held, int(value) if own else number, "braindecode")
             data.meta["subject"] = value if not isinstance(value, np.generic) else value.item()
             out.append(data)
         return out
@@ -467,6 +471,12 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
         )
     X, y, reps = np.stack(X), np.asarray(y), np.asarray(reps)
     classes = sorted(set(y.tolist()))
+    if len(classes) < 2:
+        raise DataFormatError(
+            f"{recording.source}: the repetitions {sorted(wanted)} hold one gesture only "
+            f"({classes[0]}); a classifier needs two or more in training and test. Check that "
+            "each repetition (or session) holds every gesture, and the train/test repetitions"
+        )
     y = np.searchsorted(classes, y)
     train = np.isin(reps, spec.train_repetitions)
     test = np.isin(reps, spec.test_repetitions)

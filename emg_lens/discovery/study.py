@@ -54,7 +54,13 @@ from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
 from emg_lens.provenance import code_digest
-from emg_lens.studies.chance import chance_markdown, chance_table, chance_warnings
+from emg_lens.studies.chance import (
+    TrialScore,
+    cell_fields,
+    chance_markdown,
+    chance_table,
+    chance_warnings,
+)
 from emg_lens.studies.code import (
     CodeFile,
     ModuleBuilder,
@@ -64,13 +70,21 @@ from emg_lens.studies.code import (
 )
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.runner import entry_provenance, find_models, load_entry
+from emg_lens.studies.runner import entry_provenance, find_models, known_of, load_entry
 from emg_lens.studies.spec import modules_key
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.validate import positive_int, string, subject_list
+from emg_lens.train import predict
 
-__all__ = ["KIND", "DiscoverySpec", "DiscoveryStudyResult", "check_discovery", "run_discovery"]
+__all__ = [
+    "KIND",
+    "DiscoverySpec",
+    "DiscoveryStudyResult",
+    "check_discovery",
+    "run_discovery",
+    "screen_note",
+]
 
 CELL = "discovery"  # the one cell of each subject
 
@@ -246,9 +260,9 @@ class DiscoveryStudyResult(StudyOutput):
             + f"Metric {self.spec.metric} on {self.spec.return_type}, tau = {self.spec.tau}: a "
             "candidate is cut while the circuit keeps more than 1 - tau of the metric's range "
             "from everything cut to the full model, and of every class's accuracy range "
-            "(`classes_lost` names a class it did not keep). `missed_upper`: a 95 % upper "
-            "bound on how many candidates the screen ranked below the verified top although "
-            "their effect is larger (from an exactly measured random sample).\n\n"
+            "(`classes_lost` names a class it did not keep).\n\n"
+            + screen_note(self.circuits)
+            + "\n\n"
             + across
             + markdown_table(self.circuits[cols])
             + "\n\n## Most kept candidates\n\n"
@@ -293,6 +307,59 @@ class DiscoveryStudyResult(StudyOutput):
         )
 
 
+def _span(values: pd.Series, fmt: str, most: bool = False) -> str:
+    """``"0.93"`` for one subject (or equal values), else ``"0.81 (subjects 0.62 to 0.93)"``:
+    the median (``most``: the largest) and the range of the finite values."""
+    values = values[np.isfinite(values)]
+    if values.empty:
+        return "undefined (tied estimates)"
+    center = format(float(values.max() if most else values.median()), fmt)
+    if values.min() == values.max():
+        return center
+    return f"{center} (subjects {values.min():{fmt}} to {values.max():{fmt}})"
+
+
+def screen_note(circuits: pd.DataFrame) -> str:
+    """What the screen's verification says, in words: the Spearman ρ of the screen's estimates
+    against the exact effects (over the verified top candidates, ``spearman``, and over every
+    exactly measured linearised candidate, ``spearman_measured``) and the 95 % bound on the
+    candidates the ranking missed (``missed_upper``, from the random sample), over subjects.
+
+    >>> print(screen_note(pd.DataFrame({"n": [10.0], "spearman": [0.9], "sampled": [10.0],
+    ...     "sample_hits": [0.0], "missed_upper": [12.6], "spearman_measured": [0.8],
+    ...     "measured": [30.0]})))  # doctest: +NORMALIZE_WHITESPACE
+    Screen vs exact: Spearman ρ of the screen's estimate against the exact effect 0.90 over
+    the verified top 10 candidates (`spearman`), 0.80 over the 30 measured exactly per subject
+    (`spearman_measured`). Missed: at most 12.6 of the candidates left unmeasured belong in the
+    top 10 (a one-sided 95 % Clopper-Pearson bound from 10 of them measured at random, 0 of
+    which belonged there; `missed_upper`).
+    """
+    top = int(circuits["n"].max())
+    text = (
+        "Screen vs exact: Spearman ρ of the screen's estimate against the exact effect "
+        f"{_span(circuits['spearman'], '.2f')} over the verified top {top} candidates "
+        "(`spearman`)"
+    )
+    if "spearman_measured" in circuits and circuits["spearman_measured"].notna().any():
+        measured = _span(circuits["measured"], ".0f")
+        text += (
+            f", {_span(circuits['spearman_measured'], '.2f')} over the {measured} measured "
+            "exactly per subject (`spearman_measured`)"
+        )
+    if not (circuits["sampled"] > 0).any():
+        return (
+            text + ". Missed: none can be: every candidate's effect was computed exactly "
+            "(`missed_upper` 0)."
+        )
+    return text + (
+        f". Missed: at most {_span(circuits['missed_upper'], '.1f', most=True)} of the "
+        "candidates left "
+        f"unmeasured belong in the top {top} (a one-sided 95 % Clopper-Pearson bound from "
+        f"{_span(circuits['sampled'], '.0f')} of them measured at random, "
+        f"{_span(circuits['sample_hits'], '.0f')} of which belonged there; `missed_upper`)."
+    )
+
+
 def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) -> dict[str, Any]:
     family = spec.candidates(model)
     screened = screen(model, data, family=family, metric=spec.metric, return_type=spec.return_type)
@@ -301,6 +368,8 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
         model, data, tau=spec.tau, screened=verified, progress=progress, method=spec.method
     )
     stability = bootstrap_stability(found, resamples=spec.resamples, verify_top=spec.verify_top)
+    y, n_classes = np.asarray(screened.data.y_test), model.cfg.n_classes
+    pred = predict(model, screened.data.X_test, return_type=spec.return_type)
     kept = {str(c.edge_set) for c in found.kept}
     table = verified.table.assign(kept=verified.table["edges"].isin(kept))
     return {
@@ -315,11 +384,11 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
         "curve": json.loads(found.curve.to_json(orient="records")),
         "baseline": screened.baseline,
         "baseline_accuracy": screened.baseline_accuracy,
-        # the unmasked model's correct windows and the windows per class: its chance check
-        "correct": round(screened.baseline_accuracy * screened.n_windows),
-        "class_counts": np.bincount(
-            np.asarray(screened.data.y_test), minlength=model.cfg.n_classes
-        ).tolist(),
+        # the unmasked model's correct windows and the windows per class, and its trials'
+        # majority votes: its chance check
+        "correct": int((pred == y).sum()),
+        "class_counts": np.bincount(y, minlength=n_classes).tolist(),
+        **cell_fields(pred, y, screened.data.test_trials, n_classes),
     }
 
 
@@ -375,13 +444,15 @@ def run_discovery(
         cells[subject_id] = json.loads(json.dumps(cell, sort_keys=True))
         if store is not None:
             store.put(subject_id, CELL, cells[subject_id], provenance=provenance)
-    result = _result(spec, cells, reused)
+    result = _result(spec, cells, reused, {s: known_of(e) for s, e in found.items()})
     if out_dir is not None:
         result.save(out_dir)
     return result
 
 
-def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> DiscoveryStudyResult:
+def _result(
+    spec: DiscoverySpec, cells: dict[int, dict], reused: int, known: dict[int, dict]
+) -> DiscoveryStudyResult:
     screens, circuits, curves = [], [], []
     for subject, cell in cells.items():
         screens.append(pd.DataFrame(cell["screen"]).assign(subject=subject))
@@ -390,7 +461,7 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
     screen_table = pd.concat(screens, ignore_index=True)
     screen_table = screen_table[["subject", *[c for c in screen_table if c != "subject"]]]
     counts = {
-        f"subject {subject}": (cell["correct"], cell["class_counts"])
+        f"subject {subject}": _score(cell, known.get(subject, {}))
         for subject, cell in cells.items()
         if "class_counts" in cell  # a cell stored before the check: no counts to test
     }
@@ -403,6 +474,14 @@ def _result(spec: DiscoverySpec, cells: dict[int, dict], reused: int) -> Discove
         recomputed=len(cells) - reused,
         chance=chance_table(counts) if len(counts) == len(cells) else None,
     )
+
+
+def _score(cell: dict[str, Any], known: dict[str, Any]) -> TrialScore:
+    """A cell's unmasked score for the chance check (windows only in a cell stored before
+    trials were counted)."""
+    trials = {k: cell[k] for k in ("trial_correct", "trial_total", "design_effect") if k in cell}
+    counts = {"class_correct": [cell["correct"]], "class_total": cell["class_counts"]}
+    return TrialScore.from_cell({**counts, **trials}, **known)
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:

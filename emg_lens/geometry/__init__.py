@@ -1,5 +1,7 @@
 """Where channels lie on the body: electrode montages (`montage`: rings, grids, free points,
-the scalp), 10-20 / 10-10 EEG positions (`scalp`) and the figures drawn on them (`draw`).
+the scalp), 10-20 / 10-10 EEG positions (`scalp`), the ways a placement can be put on again
+(`symmetry`: a ring's rotations and mirrors, a grid's flips, the scalp's left-right mirror)
+and the figures drawn on them (`draw`).
 
 The datasets' placements live with their readers (`emg_lens.data.formats`), each saying
 where it comes from; `emg_lens.data.datasets.montages_of` finds a data source's, or a layout's
@@ -16,15 +18,18 @@ from emg_lens.geometry.montage import (
     ring,
     scalp,
 )
+from emg_lens.geometry.symmetry import ChannelMap, montage_maps
 from emg_lens.geometry.ten_twenty import scalp_position, scalp_xy, standard_name
 
 __all__ = [
     "GRID_CODES",
+    "ChannelMap",
     "Montage",
     "Part",
     "grid",
     "grid_code",
     "grid_halves",
+    "montage_maps",
     "points",
     "ring",
     "scalp",

@@ -52,7 +52,7 @@ from emg_lens.errors import (
 )
 from emg_lens.inspect.importance import as_subject_data
 from emg_lens.provenance import arrays_digest, code_digest, model_digest
-from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
+from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import markdown_table, save_outputs
 
 __all__ = [
@@ -363,12 +363,15 @@ def train_features(
     config: FeatureConfig,
     *,
     source: dict | None = None,
+    train_accuracy: float | None = None,
 ) -> Features:
     """Fit a `TopKSAE` to ``model``'s residuals at ``config.hook_name`` on the tokens of the
     training windows of ``data`` (a `SubjectData`, or ``(X, y)``: windows ``[n, channels,
     time]`` and class indices, ``config.holdout`` of them held out) and describe it on the
     held-out windows (`describe_features`). ``source`` is the data source the windows come from
-    (a checkpoint's ``data_source``), for the electrode placement of the figures.
+    (a checkpoint's ``data_source``), for the electrode placement of the figures;
+    ``train_accuracy`` (a checkpoint records it) names the fault of a model that is not above
+    chance (`emg_lens.studies.chance`).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -397,7 +400,10 @@ def train_features(
         "train_tokens": len(tokens),
         "loss_by_epoch": history,
     }
-    return describe_features(model, held_out, sae.eval(), config, provenance, source=source)
+    return describe_features(
+        model, held_out, sae.eval(), config, provenance, source=source,
+        train_accuracy=train_accuracy,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- description
@@ -446,9 +452,11 @@ def describe_features(
     provenance: dict[str, Any],
     *,
     source: dict | None = None,
+    train_accuracy: float | None = None,
 ) -> Features:
     """Reconstruction, dead features and every feature's maps, classes, top windows and
-    ablation on the test windows of ``data`` (see the module docstring)."""
+    ablation on the test windows of ``data`` (see the module docstring), and the model's own
+    score over their trials, for the chance check."""
     groups = config.token_groups(model)
     positions = _positions(model, groups)
     layout = model.layout
@@ -477,6 +485,11 @@ def describe_features(
     per_class = _per_class(own, spliced, y, labels)
     ablation = _ablation(model, X, y, labels, config, positions, resid, sae, acts, own)
     token_group = [layout.group[p] for p in positions]
+    placement = bool(data.meta.get("placement")) or bool(source and montages_of(source))
+    score = TrialScore.from_predictions(
+        own.argmax(-1).numpy(), data.y_test, data.test_trials, data.n_classes,
+        train_accuracy=train_accuracy, placement=placement,
+    )  # fmt: skip
     return Features(
         model_name=type(model).__name__,
         config=config,
@@ -492,6 +505,7 @@ def describe_features(
         montages=montages_of(source, layout),
         subject=data.subject,
         source=source,
+        score=score,
     )
 
 
@@ -665,6 +679,7 @@ class Features:
     montages: dict[str, Any] = dataclasses.field(default_factory=dict)
     subject: int | None = None
     source: dict | None = None
+    score: TrialScore | None = None  # the model's own, over trials: the chance check's
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The CSV tables by name."""
@@ -681,10 +696,12 @@ class Features:
 
     @property
     def chance(self) -> pd.DataFrame:
-        """The model's accuracy on these windows beside chance (`chance_table`), from the
-        per-class counts of the unmodified model."""
-        correct = (self.per_class["model_accuracy"] * self.per_class["n"]).round().astype(int)
+        """The model's score on these windows beside chance, over their trials
+        (`chance_table`); from the per-class window counts where no trial score was kept."""
         name = self.model_name if self.subject is None else f"subject {self.subject}"
+        if self.score is not None:
+            return chance_table({name: self.score})
+        correct = (self.per_class["model_accuracy"] * self.per_class["n"]).round().astype(int)
         return chance_table({name: (int(correct.sum()), self.per_class["n"].to_numpy())})
 
     def console(self) -> str:

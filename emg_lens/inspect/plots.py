@@ -30,8 +30,10 @@ from emg_lens.errors import ArgumentError, MissingDependencyError, UnsupportedFe
 from emg_lens.inspect.checks import check_cache, check_model, layout_at
 from emg_lens.inspect.importance import mass_effect_correlation
 from emg_lens.layout import CLS, TokenLayout
+from emg_lens.report.view import view_record
 
 __all__ = [
+    "attention_view_record",
     "plot_attention_flow",
     "plot_attribution",
     "plot_distribution_shift",
@@ -512,15 +514,12 @@ def plot_patching(table: pd.DataFrame) -> plt.Figure:
 # ------------------------------------------------------------------------------- CircuitsVis
 
 
-def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> Any:
-    """An interactive CircuitsVis view (``circuitsvis.attention.attention_heads``) of every
-    head's pattern in ``layer`` for one cached window, tokens named by `token_labels` (the
-    channels' names where the layout has them). Its ``local_src`` is a self-contained page
-    fragment (the view's script inline); ``str()`` of it loads the script from a CDN. Needs
-    the optional dependency: ``pip install emg_lens[viz]``."""
+def _view_inputs(cache: ActivationCache, layer: int, sample: int) -> tuple[Any, list, list]:
+    """One cached window's patterns of ``layer`` ``[head, query, key]``, the tokens' names and
+    the heads' names, for an attention view (checked as `to_circuitsvis` says)."""
     if not isinstance(cache, ActivationCache):
         raise ArgumentError(
-            f"to_circuitsvis needs an ActivationCache from model.run_with_cache, got "
+            f"an attention view needs an ActivationCache from model.run_with_cache, got "
             f"{type(cache).__name__}"
         )
     model = check_model(cache.model)
@@ -528,6 +527,32 @@ def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> An
     pattern = cache["pattern", layer]
     if not isinstance(sample, int) or not 0 <= sample < len(pattern):
         raise ArgumentError(f"sample must be in [0, {len(pattern) - 1}], got {sample!r}")
+    layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
+    if layout.queries is not None:
+        raise UnsupportedFeatureError(
+            f"circuitsvis draws attention among one list of tokens, but layer {layer} is a "
+            f"cross-attention ({layout.describe_sides()}): draw it with plot_pattern, which "
+            "names both sides"
+        )
+    heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
+    return pattern[sample].detach().cpu(), token_labels(layout), heads
+
+
+def attention_view_record(cache: ActivationCache, layer: int, *, sample: int = 0) -> dict[str, Any]:
+    """What ``attention_view.json`` holds for one cached window's ``layer``: the tokens'
+    names, the heads' names and every head's pattern (`emg_lens.report.view.view_record`),
+    from which ``report.html`` builds the interactive view. Needs no optional package."""
+    pattern, tokens, heads = _view_inputs(cache, layer, sample)
+    return view_record(tokens, heads, pattern.double())
+
+
+def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> Any:
+    """An interactive CircuitsVis view (``circuitsvis.attention.attention_heads``) of every
+    head's pattern in ``layer`` for one cached window, tokens named by `token_labels` (the
+    channels' names where the layout has them). Its ``local_src`` is a self-contained page
+    fragment (the view's script inline); ``str()`` of it loads the script from a CDN. Needs
+    the optional dependency: ``pip install emg_lens[viz]``."""
+    pattern, tokens, heads = _view_inputs(cache, layer, sample)
     try:
         import circuitsvis
         import circuitsvis.attention  # the submodule holding the view
@@ -536,20 +561,11 @@ def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> An
             "to_circuitsvis needs the optional package circuitsvis: pip install emg_lens[viz]",
             name="circuitsvis",
         ) from exc
-    layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
-    if layout.queries is not None:
-        raise UnsupportedFeatureError(
-            f"circuitsvis draws attention among one list of tokens, but layer {layer} is a "
-            f"cross-attention ({layout.describe_sides()}): draw it with plot_pattern, which "
-            "names both sides"
-        )
-    tokens = token_labels(layout)
-    heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
     return circuitsvis.attention.attention_heads(
-        attention=pattern[sample].detach().cpu(),
+        attention=pattern,
         tokens=tokens,
         attention_head_names=heads,
-        max_value=float(pattern[sample].max()),  # the strongest weight darkest
+        max_value=float(pattern.max()),  # the strongest weight darkest
         # an encoder attends both ways: CircuitsVis greys the upper triangle (a causal
         # model's future) unless told
         mask_upper_tri=False,

@@ -3,7 +3,7 @@
 `probe_models` runs `probe_tokens` on every subject's model (its test windows; folds that
 keep each trial's windows together, `emg_lens.inspect.probes.fold_windows`), and, when asked,
 `interchange` of a token group at every layer between windows of the chosen classes of one
-repetition (its interval over the base trials); with ``cut`` both run once more with that edge
+repetition (its interval resampling the pairs' trials); with ``cut`` both run once more with that edge
 set masked in every layer, so a table shows what the probe finds with the edges and without
 them. `ProbeReport.save` writes
 the tables, the figures and ``report.html`` through `emg_lens.studies.output.save_outputs`.
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -24,7 +23,7 @@ from emg_lens.errors import ArgumentError
 from emg_lens.inspect import plots
 from emg_lens.inspect.interchange import interchange, interchange_pairs
 from emg_lens.inspect.probes import probe_tokens
-from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
+from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import markdown_table, save_outputs
 from emg_lens.train import predict
 
@@ -152,12 +151,14 @@ def probe_models(
     seed: int = 0,
     n_jobs: int = 1,
     progress: Callable[[str], None] | None = None,
+    known: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> ProbeReport:
     """`probe_tokens` on each ``subject -> (model, SubjectData)`` (and again with ``cut``
     masked in every layer), and with ``interchange_group`` the IIA of interchanging that
     token group at every layer between every ordered pair of distinct ``classes`` (all when
     not given) within a repetition, read from ``return_type``; ``n_jobs`` processes fit the
-    probes.
+    probes. ``known``: subject -> what the chance check knows of its model
+    (`emg_lens.studies.runner.known_of`: its training accuracy, the data's placement).
 
     >>> import numpy as np, torch
     >>> from emg_lens import EncoderConfig
@@ -180,8 +181,10 @@ def probe_models(
         say(f"subject {subject} ({i} of {len(subjects)}): probes")
         with torch.inference_mode():  # the model's own accuracy on these windows, for chance
             predicted = predict(model, data.X_test, return_type=return_type)
-        counts = np.bincount(np.asarray(data.y_test), minlength=model.cfg.n_classes)
-        scores[f"subject {subject}"] = (int((predicted == data.y_test).sum()), counts)
+        scores[f"subject {subject}"] = TrialScore.from_predictions(
+            predicted, data.y_test, data.test_trials, model.cfg.n_classes,
+            **(known or {}).get(subject, {}),
+        )  # fmt: skip
         for c in cuts:
             table = probe_tokens(model, data, layers=layers, groups=groups, classes=classes,
                                  folds=folds, seed=seed, cut=c, n_jobs=n_jobs)  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
-    MissingDependencyError,
     UnsupportedFeatureError,
 )
 from emg_lens.inspect import plots
@@ -45,8 +45,10 @@ from emg_lens.inspect.importance import (
 from emg_lens.inspect.shift import distribution_shift
 from emg_lens.layout import CLS
 from emg_lens.models.base import TL_WEIGHTS, require
-from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
+from emg_lens.report.view import VIEW_DATA
+from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import save_outputs
+from emg_lens.train import predict
 
 __all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
 
@@ -101,7 +103,7 @@ class InspectionReport:
     threads: int | None = None  # torch's CPU threads it was computed on (in the saved spec)
     chance: pd.DataFrame | None = None  # the unmasked accuracy beside chance (chance_table)
     circuits_left_out: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> why
-    view_skipped: str | None = None  # why there is no attention_view.html
+    view_skipped: str | None = None  # why report.html shows no attention view
 
     @property
     def correlation(self) -> pd.DataFrame:
@@ -257,7 +259,7 @@ class InspectionReport:
         elif CLS not in layout.group:
             lines.append("qk_cls_query (figure): the layout has no CLS token to query from")
         if self.view_skipped is not None:
-            lines.append(f"attention_view.html (interactive view): {self.view_skipped}")
+            lines.append(f"the attention view of report.html: {self.view_skipped}")
         return lines
 
     def to_markdown(self) -> str:
@@ -383,15 +385,12 @@ def _group_circle(flow: pd.DataFrame, plot_circle: Callable[..., Any]) -> Any:
 
 
 def _write_view(report: InspectionReport, out: Path) -> None:
-    """``attention_view.html``: the CircuitsVis view of the top head's layer for one window,
-    tokens named by their channels, self-contained (its script inline, no CDN), which
-    `emg_lens.report` embeds; nothing when circuitsvis is not installed."""
-    try:
-        view = plots.to_circuitsvis(report.pattern_cache, report.top_head[0])
-    except MissingDependencyError:
-        return  # report.view_skipped says so
+    """``attention_view.json``: every head's pattern of the top head's layer for one window,
+    tokens named by their channels, from which ``report.html`` builds the CircuitsVis view
+    (`emg_lens.report.view`: never a folder's HTML)."""
+    record = plots.attention_view_record(report.pattern_cache, report.top_head[0])
     make_folder(out)
-    write_if_changed(out / "attention_view.html", view.local_src)
+    write_if_changed(out / VIEW_DATA, json.dumps(record) + "\n")
 
 
 def inspect_model(
@@ -401,12 +400,14 @@ def inspect_model(
     batch_size: int = 256,
     progress: Callable[[str], None] | None = None,
     source: dict | None = None,
+    train_accuracy: float | None = None,
 ) -> InspectionReport:
     """Inspect ``model`` on the test windows of ``data`` (a `SubjectData` or ``(X, y)``; select
     the windows first, see `select_windows`). ``progress`` is called with a line before each
     step ("[2/5] attention flow ..."): the steps take minutes on a CPU. ``source``: the data
     source the windows come from (a checkpoint's ``data_source``), whose electrode placement
-    the figures on the body are drawn on."""
+    the figures on the body are drawn on. ``train_accuracy`` (a checkpoint records it) lets the
+    chance check name the fault of a model that is not above chance on these windows."""
     step = progress or (lambda message: None)
     skipped = _why_no_attribution(model)  # refuses models without class logits before any work
     data = as_subject_data(model, data)
@@ -425,9 +426,13 @@ def inspect_model(
         f"channel importance ({model.cfg.n_channels} channels)"
     )
     importance = head_importance(model, data, batch_size=batch_size)  # metric: accuracy
-    baseline = float(importance["baseline"].iloc[0])  # the unmasked accuracy, on these windows
-    counts = np.bincount(np.asarray(data.y_test), minlength=model.cfg.n_classes)
-    chance = chance_table({f"subject {data.subject}": (round(baseline * len(X)), counts)})
+    pred = predict(model, data.X_test, batch_size=batch_size)  # the head importance's output
+    placement = bool(data.meta.get("placement")) or bool(source and montages_of(source))
+    score = TrialScore.from_predictions(
+        pred, data.y_test, data.test_trials, model.cfg.n_classes,
+        train_accuracy=train_accuracy, placement=placement,
+    )  # fmt: skip
+    chance = chance_table({f"subject {data.subject}": score})
     channels = channel_importance(model, data, batch_size=batch_size)
     if skipped is None:
         step("[4/5] direct attribution to the class logits")
@@ -564,5 +569,10 @@ def inspect_checkpoint(
     model = load_checkpoint(checkpoint, device=device)
     data = select_windows(load_subject(meta["data_source"], meta["subject"]), n_windows)
     return inspect_model(
-        model, data, batch_size=batch_size, progress=progress, source=meta["data_source"]
+        model,
+        data,
+        batch_size=batch_size,
+        progress=progress,
+        source=meta["data_source"],
+        train_accuracy=(meta.get("metrics") or {}).get("train_accuracy"),
     )

@@ -5,16 +5,17 @@ folder and writes ``report.html`` beside it: the summary (``summary.md``: the ta
 design line, the notes), every figure (PNG, embedded as data), the study spec, each table
 (CSV) behind a fold, sortable by a click on its header, the provenance (each subject's model
 and data digests, the code digest, the emg_lens version) and, where the folder holds one, an
-interactive attention view (CircuitsVis, ``attention_view.html``). Everything is inside the
+interactive attention view (CircuitsVis, from ``attention_view.json``). Everything is inside the
 file: no script, style, font or image is fetched, so the page works offline and is safe to
 send. ``emg-lens report DIR`` builds it for an existing folder; studies, ``discover`` and
 ``inspect`` write it with their outputs.
 
 What makes it safe to send: every text of the folder is escaped (`emg_lens.report.markdown`
-renders the summary's Markdown, never its HTML); the one HTML emg_lens did not write, the
-library's attention view, is shown in a sandboxed frame (``<iframe srcdoc sandbox=
-"allow-scripts">``, no same origin): its script runs in the frame and cannot read or change
-the page; and only regular files inside the folder are read (`emg_lens.report.folder`: an
+renders the summary's Markdown, never its HTML); no HTML of the folder is embedded: the
+attention view is rebuilt from its numbers (`emg_lens.report.view`), with the library's own
+script, in a sandboxed frame (``<iframe srcdoc sandbox="allow-scripts">``, no same origin,
+a content policy that fetches nothing): its script cannot read or change the page; and only
+regular files inside the folder are read (`emg_lens.report.folder`: an
 absolute name, a ``..`` or a link that leads out, text that is not UTF-8 are left out, and
 the page lists them with why).
 
@@ -35,9 +36,10 @@ from typing import Any
 
 from emg_lens._io import remove_orphaned_temp_files, write_if_changed
 from emg_lens._version import __version__
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, MissingDependencyError
 from emg_lens.report.folder import FolderFiles, LeftOut, Unreadable, csv_head
 from emg_lens.report.markdown import table_html, to_html
+from emg_lens.report.view import VIEW_DATA, view_html, view_problem
 
 __all__ = ["MANIFEST", "REPORT", "report_html", "spec_toml", "write_manifest", "write_report"]
 
@@ -358,8 +360,38 @@ def _provenance(files: FolderFiles) -> str:
     return "\n".join(lines)
 
 
+def _view(files: FolderFiles) -> str | None:
+    """The attention view section, rebuilt from the folder's ``attention_view.json``
+    (`emg_lens.report.view`); a folder's ``attention_view.html`` is left out, never embedded."""
+    if files.path(VIEW) is not None:
+        files.leave_out(
+            VIEW,
+            "a page the folder holds is never embedded (its script could send the reader's "
+            f"browser elsewhere); the view is rebuilt from {VIEW_DATA}, which emg-lens inspect "
+            "writes",
+        )
+    record = files.json(VIEW_DATA)
+    if record is None:
+        return None
+    problem = view_problem(record)
+    if problem is not None:
+        files.leave_out(VIEW_DATA, f"not an attention view emg_lens writes: {problem}")
+        return None
+    note = (
+        "<p>Every head's attention in one layer for one window, tokens named by their "
+        "channels (CircuitsVis; hover a token). The view runs in a frame of its own.</p>"
+    )
+    try:
+        return note + sandboxed(view_html(record))
+    except MissingDependencyError:
+        return (
+            "<p>The folder holds an attention view; circuitsvis draws it: pip install "
+            "emg_lens[viz].</p>"
+        )
+
+
 def sandboxed(view: str) -> str:
-    """HTML that emg_lens did not write (a library's view), in a frame of its own: a
+    """A library's view (its script and emg_lens's escaped data), in a frame of its own: a
     ``srcdoc`` (escaped for the attribute) that may run its script (``allow-scripts``) but,
     with no same origin, cannot read or change the page around it.
 
@@ -406,14 +438,9 @@ def _page(folder: str | Path) -> tuple[str, list[LeftOut]]:
     figures = [shown for f in manifest.get("figures", []) if (shown := _figure(files, f))]
     if figures:
         sections.append(("figures", "Figures", "\n".join(figures)))
-    view = files.text(VIEW)
+    view = _view(files)
     if view is not None:
-        body = (
-            "<p>Every head's attention in one layer for one window, tokens named by their "
-            "channels (CircuitsVis; hover a token). The view runs in a frame of its own.</p>"
-            f"{sandboxed(view)}"
-        )
-        sections.append(("view", "Attention view", body))
+        sections.append(("view", "Attention view", view))
     spec = manifest.get("spec")
     if spec:
         text = html.escape(spec_toml(spec), quote=False)

@@ -1,100 +1,312 @@
-"""Is a model above chance? Each analysed model's accuracy on the windows it is analysed on,
-beside chance, and a warning for one that learned (almost) nothing.
+"""Is a model above chance? Each analysed model's held-out score beside chance, tested over
+its trials, and a warning that names the fault of a model that is not.
 
-Every command that analyses models (``emg-lens study run``, ``discover``, ``inspect``) reads
-the unmasked accuracy it already computed into `chance_table`, states it beside chance at the
-top of ``summary.md`` (`chance_markdown`, so ``report.html`` shows it) and on the console
+Every command that analyses models (``emg-lens study run`` of every kind, ``discover``,
+``inspect``, ``probe``, ``features``, ``train``, ``evaluate``) reads the unmasked model's
+predictions it already computed into `chance_table`, states them beside chance at the top of
+``summary.md`` (`chance_markdown`, so ``report.html`` shows it) and on the console
 (`chance_console`). Knockout effects, circuits and attributions of a model at chance describe
 noise: the warning says so by name before any of them.
 
-*Chance* is the share of the most frequent class among those windows (what always answering
-that class scores; ``1 / n_classes`` when the classes are balanced). A model is **not clearly
-above chance** when either
+**The unit is the trial** (docs/DESIGN.md §15). The windows of one trial (one repetition of
+one gesture) overlap and share its noise, so their correctness is correlated and a binomial
+test over windows says far more than the data allow (a model at chance per trial passes it in
+about a quarter of draws). A `TrialScore` holds what the check counts: each trial decided by
+the majority vote of its windows (`emg_lens.studies.units.trial_votes`; a tie is not correct)
+and the window figures beside it. Data that carry no trials (an ``(X, y)`` pair, or the
+``(correct, class_counts)`` form `chance_table` also accepts) count each window as its own
+trial, and the table says so (``unit = "window"``).
 
-- a one-sided binomial test of its correct windows against chance is not significant
+*Chance* is the share of the most frequent class among the trials (what always answering that
+class scores; ``1 / n_classes`` when the classes are balanced). A model is **not clearly above
+chance** when either
+
+- a one-sided exact binomial test of its correct trials against chance is not significant
   (``p >= ALPHA``, 0.05), or
-- its accuracy is below the midpoint between chance and the best model's accuracy in the run
-  (a model far behind the others learned much less than they did; with one model, the
-  midpoint is below its own accuracy whenever it is above chance).
+- its window accuracy is below the midpoint between chance and the best model's window
+  accuracy in the run (a model far behind the others learned much less than they did: a
+  comparison of sizes, not a test, so it reads the finer figure; with one model the midpoint
+  is below its own accuracy whenever it is above chance).
+
+The warning then names the fault from the model's training accuracy where it is known (a
+checkpoint records it): near chance (below the midpoint between chance and 1), the model did
+not learn; higher, it learned its training windows but does not transfer to these held-out
+ones, and where the data have a placement the warning points to the placement check.
 
 >>> table = chance_table({"subject 1": (90, [50, 50]), "subject 2": (52, [50, 50])})
->>> table[["model", "accuracy", "chance", "above_chance"]].values.tolist()
-[['subject 1', 0.9, 0.5, True], ['subject 2', 0.52, 0.5, False]]
+>>> table[["model", "unit", "accuracy", "chance", "above_chance"]].values.tolist()
+[['subject 1', 'window', 0.9, 0.5, True], ['subject 2', 'window', 0.52, 0.5, False]]
 >>> print(chance_console(table).splitlines()[-1])  # doctest: +NORMALIZE_WHITESPACE
-WARNING: subject 2 is not clearly above chance: accuracy 0.520 on 100 windows, chance 0.500;
-binomial p = 0.382 >= 0.05; below 0.700, the midpoint between chance and the best model's 0.900.
-Its knockout effects, circuits and attributions describe a model that learned (almost) nothing.
+WARNING: subject 2 is not clearly above chance: accuracy 0.520 on 100 windows, each counted
+as its own trial, chance 0.500; binomial p = 0.382 >= 0.05; window accuracy 0.520 below 0.700,
+the midpoint between chance and the best model's 0.900. Its training accuracy is not known
+here, so whether it did not learn or does not transfer to these windows cannot be told: its
+knockout effects, circuits and attributions describe a model that is not above chance on
+them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Int
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.units import design_effect, trial_votes
 
 __all__ = [
     "ALPHA",
     "CHANCE_RULE",
+    "PLACEMENT_CHECK",
+    "TrialScore",
     "chance_console",
     "chance_markdown",
     "chance_table",
     "chance_warnings",
     "flagged",
+    "format_p",
 ]
 
 ALPHA = 0.05
-CHANCE_RULE = "the share of the most frequent class in these windows"
-COLUMNS = ["model", "accuracy", "correct", "n", "chance", "p", "above_chance", "why"]
+CHANCE_RULE = "the share of the most frequent class"
+COLUMNS = [
+    *("model", "accuracy", "correct", "n", "chance", "p", "above_chance", "why", "unit"),
+    *("trials", "trials_correct", "trial_accuracy", "windows_per_trial", "window_chance"),
+    *("window_p", "design_effect", "train_accuracy", "placement"),
+]
+PLACEMENT_CHECK = "see the placement check (emg-lens evaluate prints it; --realign)"
+P_FLOOR = 1e-16
 
 
-def chance_table(scores: Mapping[str, tuple[int, Sequence[int]]]) -> pd.DataFrame:
-    """One row per model: ``model, accuracy, correct, n, chance, p, above_chance, why``.
+def format_p(p: float) -> str:
+    """A p-value as text, never ``0``: three significant digits down to 0.001, scientific
+    notation below, and ``< 1e-16`` below that (where a float's p is rounding).
+
+    >>> format_p(0.3817), format_p(0.0123), format_p(2.3e-7), format_p(0.0)
+    ('0.382', '0.0123', '2.3e-07', '< 1e-16')
+    """
+    if not math.isfinite(p):
+        raise ArgumentError(f"p-value {p!r} is not a finite number")
+    if p < P_FLOOR:
+        return f"< {P_FLOOR:.0e}"
+    return f"{p:.3g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _p_is(p: float) -> str:
+    """``"p = 0.263"``, or ``"p < 1e-16"``."""
+    text = format_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+@dataclass(frozen=True)
+class TrialScore:
+    """One model's held-out score as the chance check counts it: ``correct`` of the windows
+    (``class_counts`` per class), ``trials_correct`` of the trials by majority vote
+    (``trial_counts`` per class), the windows' ``design_effect`` (None where unknown), and
+    what names the fault: ``train_accuracy`` (None where unknown) and ``placement`` (the data
+    have one, so the placement check applies).
+
+    >>> pred, y = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
+    >>> s = TrialScore.from_predictions(pred, y, np.array([0, 0, 0, 1, 1, 1]), 2)
+    >>> s.correct, s.class_counts, s.trials_correct, s.trial_counts
+    (5, (3, 3), 2, (1, 1))
+    >>> TrialScore.from_windows(5, [3, 3]).trial_counts  # each window its own trial
+    (3, 3)
+    """
+
+    correct: int
+    class_counts: tuple[int, ...]
+    trials_correct: int
+    trial_counts: tuple[int, ...]
+    design_effect: float | None = None
+    train_accuracy: float | None = None
+    placement: bool = False
+
+    @classmethod
+    def from_windows(
+        cls, correct: int, class_counts: Sequence[int], **known: float | bool | None
+    ) -> TrialScore:
+        """A score of windows that carry no trials: each window its own trial."""
+        counts = tuple(int(c) for c in np.asarray(class_counts).reshape(-1))
+        return cls(int(correct), counts, int(correct), counts, 1.0, **known)
+
+    @classmethod
+    def from_predictions(
+        cls,
+        pred: Int[np.ndarray, " window"],
+        y: Int[np.ndarray, " window"],
+        trials: Int[np.ndarray, " window"],
+        n_classes: int,
+        **known: float | bool | None,
+    ) -> TrialScore:
+        """Score predicted classes ``pred`` against ``y``, each window in trial ``trials``
+        (``SubjectData.test_trials``); ``known``: ``train_accuracy``, ``placement``."""
+        pred, y = np.asarray(pred), np.asarray(y)
+        votes = trial_votes(pred, y, trials)
+        hits = (pred == y).astype(np.float64)
+        return cls(
+            int(hits.sum()),
+            tuple(np.bincount(y, minlength=n_classes).tolist()),
+            int(votes.correct.sum()),
+            tuple(votes.class_counts(n_classes).tolist()),
+            design_effect(hits, np.asarray(trials))[1],
+            **known,
+        )
+
+    @classmethod
+    def from_cell(cls, cell: Mapping, **known: float | bool | None) -> TrialScore:
+        """The unmasked score a stored cell holds (`cell_fields`' and ``class_correct``,
+        ``class_total``); a cell stored without trial fields is read as windows only."""
+        correct = int(np.sum(cell["class_correct"]))
+        if "trial_total" not in cell:
+            return cls.from_windows(correct, cell["class_total"], **known)
+        return cls(
+            correct,
+            tuple(int(c) for c in cell["class_total"]),
+            int(np.sum(cell["trial_correct"])),
+            tuple(int(c) for c in cell["trial_total"]),
+            cell.get("design_effect"),
+            **known,
+        )
+
+
+def cell_fields(
+    pred: Int[np.ndarray, " window"],
+    y: Int[np.ndarray, " window"],
+    trials: Int[np.ndarray, " window"],
+    n_classes: int,
+) -> dict[str, list[int] | float]:
+    """What a stored cell keeps of its trials (JSON-able): ``trial_correct`` and
+    ``trial_total`` per class (trials right by majority vote, and trials) and the windows'
+    ``design_effect``.
+
+    >>> cell_fields(np.array([0, 1, 1]), np.array([0, 0, 1]), np.array([0, 0, 1]), 2)
+    {'trial_correct': [0, 1], 'trial_total': [1, 1], 'design_effect': 1.0}
+    """
+    votes = trial_votes(pred, y, trials)
+    hits = (np.asarray(pred) == np.asarray(y)).astype(np.float64)
+    return {
+        "trial_correct": np.bincount(votes.label[votes.correct], minlength=n_classes).tolist(),
+        "trial_total": votes.class_counts(n_classes).tolist(),
+        "design_effect": design_effect(hits, np.asarray(trials))[1],
+    }
+
+
+def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialScore:
+    """A checked `TrialScore` of a model (the ``(correct, class_counts)`` form: windows)."""
+    if not isinstance(score, TrialScore):
+        try:
+            correct, counts = score
+        except (TypeError, ValueError):
+            raise ArgumentError(
+                f"{name}: a score is a TrialScore or (correct, class_counts), got {score!r}"
+            ) from None
+        score = TrialScore.from_windows(correct, counts)
+    for what, hit, counts in [
+        ("window", score.correct, score.class_counts),
+        ("trial", score.trials_correct, score.trial_counts),
+    ]:
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.ndim != 1 or counts.sum() <= 0 or (counts < 0).any():
+            raise ArgumentError(
+                f"{name}: {what} counts per class must be non-negative with a positive sum, "
+                f"got {counts.tolist()}"
+            )
+        if not 0 <= int(hit) <= counts.sum():
+            raise ArgumentError(
+                f"{name}: correct {what}s must be between 0 and {counts.sum()}, got {hit!r}"
+            )
+    if score.train_accuracy is not None and not 0 <= score.train_accuracy <= 1:
+        raise ArgumentError(
+            f"{name}: train_accuracy must lie in [0, 1], got {score.train_accuracy}"
+        )
+    return score
+
+
+def _binomial_p(correct: int, counts: Sequence[int]) -> tuple[float, float]:
+    """``(chance, p)``: the largest class share, and the one-sided exact binomial p."""
+    counts = np.asarray(counts)
+    n = int(counts.sum())
+    chance = float(counts.max() / n)
+    return chance, float(sps.binomtest(int(correct), n, chance, alternative="greater").pvalue)
+
+
+def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -> pd.DataFrame:
+    """One row per model: ``model, accuracy, correct, n, chance, p, above_chance, why, unit,
+    trials, trials_correct, trial_accuracy, windows_per_trial, window_chance, window_p,
+    design_effect, train_accuracy, placement``.
 
     Args:
-        scores: model name -> ``(correct, class_counts)``: how many of its windows the
-            unmasked model classified correctly, and how many windows each class has (their
-            sum is ``n``; chance is the largest share).
+        scores: model name -> its `TrialScore`, or ``(correct, class_counts)``: how many of
+            its windows the unmasked model classified correctly and how many windows each
+            class has, each window then its own trial.
 
-    ``p`` is the one-sided binomial test of ``correct`` of ``n`` against chance; ``why`` says
-    what failed (empty when the model is clearly above chance; see the module docstring).
+    ``accuracy``, ``correct`` and ``n`` are over windows; ``chance`` and ``p`` are the test's,
+    over the table's ``unit`` (``"trial"``, or ``"window"`` where each trial is one window):
+    the one-sided exact binomial of ``trials_correct`` of ``trials`` against chance.
+    ``window_chance`` and ``window_p`` are the same test over windows, shown beside it, which
+    counts the windows of one trial as independent; ``design_effect`` says by how much they
+    repeat each other (NaN where unknown); ``train_accuracy`` and ``placement`` are the
+    score's (NaN where unknown), which name the fault. ``why`` says what failed (empty when
+    the model is clearly above chance; see the module docstring).
+
+    A model right on 2 of 5 trials (all 9 windows of each): clear over windows, not over trials.
+
+    >>> score = TrialScore(18, (9,) * 5, 2, (1,) * 5, 7.1, train_accuracy=1.0)
+    >>> row = chance_table({"R_3": score}).iloc[0]
+    >>> row.unit, float(row.trial_accuracy), round(float(row.p), 2), format_p(row.window_p)
+    ('trial', 0.4, 0.26, '0.00165')
+    >>> bool(row.above_chance)
+    False
     """
     if not scores:
-        raise ArgumentError("chance_table needs at least one model's (correct, class_counts)")
+        raise ArgumentError("chance_table needs at least one model's score")
     rows = []
-    for name, (correct, counts) in scores.items():
-        counts = np.asarray(counts, dtype=np.int64)
-        n = int(counts.sum())
-        if counts.ndim != 1 or n <= 0 or (counts < 0).any():
-            raise ArgumentError(
-                f"{name}: class_counts must be non-negative window counts per class with a "
-                f"positive sum, got {counts.tolist()}"
-            )
-        if not 0 <= int(correct) <= n:
-            raise ArgumentError(f"{name}: correct must be between 0 and n={n}, got {correct!r}")
-        chance = float(counts.max() / n)
-        p = float(sps.binomtest(int(correct), n, chance, alternative="greater").pvalue)
-        rows.append({"model": str(name), "accuracy": correct / n, "correct": int(correct),
-                     "n": n, "chance": chance, "p": p})  # fmt: skip
-    table = pd.DataFrame(rows, columns=COLUMNS[:-2])
-    best = table["accuracy"].max()
-    midpoint = (table["chance"] + best) / 2
-    reasons = []
-    for row, mid in zip(table.itertuples(), midpoint):
+    for name, score in scores.items():
+        s = _score(str(name), score)
+        n, trials = sum(s.class_counts), sum(s.trial_counts)
+        window_chance, window_p = _binomial_p(s.correct, s.class_counts)
+        chance, p = _binomial_p(s.trials_correct, s.trial_counts)
+        rows.append(
+            {
+                "model": str(name),
+                "accuracy": s.correct / n,
+                "correct": s.correct,
+                "n": n,
+                "chance": chance,
+                "p": p,
+                "unit": "window" if trials == n else "trial",
+                "trials": trials,
+                "trials_correct": s.trials_correct,
+                "trial_accuracy": s.trials_correct / trials,
+                "windows_per_trial": n / trials,
+                "window_chance": window_chance,
+                "window_p": window_p,
+                "design_effect": np.nan if s.design_effect is None else float(s.design_effect),
+                "train_accuracy": np.nan if s.train_accuracy is None else s.train_accuracy,
+                "placement": bool(s.placement),
+            }
+        )
+    best = max(row["accuracy"] for row in rows)
+    for row in rows:
         why = []
-        if not row.p < ALPHA:
-            why.append(f"binomial p = {row.p:.3g} >= {ALPHA}")
-        if row.accuracy < mid:
+        if not row["p"] < ALPHA:
+            over = "binomial" if row["unit"] == "window" else f"over {row['trials']} trials"
+            why.append(f"{over} p = {format_p(row['p'])} >= {ALPHA}")
+        mid = (row["window_chance"] + best) / 2
+        if row["accuracy"] < mid:
             why.append(
-                f"below {mid:.3f}, the midpoint between chance and the best model's {best:.3f}"
+                f"window accuracy {row['accuracy']:.3f} below {mid:.3f}, the midpoint between "
+                f"chance and the best model's {best:.3f}"
             )
-        reasons.append("; ".join(why))
-    table["why"] = reasons
-    table["above_chance"] = table["why"] == ""
-    return table[COLUMNS]
+        row["why"] = "; ".join(why)
+        row["above_chance"] = not why
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def flagged(table: pd.DataFrame) -> pd.DataFrame:
@@ -102,12 +314,53 @@ def flagged(table: pd.DataFrame) -> pd.DataFrame:
     return table[~table["above_chance"]]
 
 
-def _warning(row) -> str:
+def _fault(row) -> str:
+    """What the training accuracy says is wrong with a model that is not above chance."""
+    held_out = f"accuracy {row.accuracy:.3f}"
+    if row.unit == "trial":
+        held_out += f" over windows, {row.trial_accuracy:.3f} over trials"
+    if pd.isna(row.train_accuracy):
+        return (
+            "Its training accuracy is not known here, so whether it did not learn or does not "
+            f"transfer to these {row.unit}s cannot be told: its knockout effects, circuits and "
+            "attributions describe a model that is not above chance on them."
+        )
+    if row.train_accuracy < (row.chance + 1) / 2:
+        return (
+            f"It did not learn: its training accuracy is {row.train_accuracy:.3f}, near chance "
+            f"({row.chance:.3f}). Its knockout effects, circuits and attributions describe a "
+            "model that learned (almost) nothing."
+        )
+    where = f"; {PLACEMENT_CHECK}: the electrodes may have moved" if row.placement else ""
     return (
-        f"{row.model} is not clearly above chance: accuracy {row.accuracy:.3f} on {row.n} "
-        f"windows, chance {row.chance:.3f}; {row.why}. Its knockout effects, circuits and "
-        "attributions describe a model that learned (almost) nothing."
+        f"It learned its training windows (training accuracy {row.train_accuracy:.3f}) but "
+        f"does not transfer to these held-out ones ({held_out}){where}. Its knockout effects, "
+        "circuits and attributions describe a model that does not transfer to these data, not "
+        "how it solves the task."
     )
+
+
+def _warning(row) -> str:
+    if row.unit == "window":
+        score = (
+            f"accuracy {row.accuracy:.3f} on {row.n} windows, each counted as its own trial, "
+            f"chance {row.chance:.3f}"
+        )
+    else:
+        score = (
+            f"{row.trials_correct} of {row.trials} held-out trials right by the majority vote "
+            f"of their windows ({row.trial_accuracy:.3f}), chance {row.chance:.3f}"
+        )
+    text = f"{row.model} is not clearly above chance: {score}; {row.why}."
+    if row.unit == "trial":
+        text += (
+            f" Over its {row.n} windows ({row.windows_per_trial:.3g} per trial) accuracy is "
+            f"{row.accuracy:.3f}: a window binomial gives {_p_is(row.window_p)}, "
+            "counting the overlapping windows of a trial as independent"
+            + ("" if pd.isna(row.design_effect) else f" (design effect {row.design_effect:.1f})")
+            + "."
+        )
+    return f"{text} {_fault(row)}"
 
 
 def chance_warnings(table: pd.DataFrame) -> list[str]:
@@ -115,48 +368,79 @@ def chance_warnings(table: pd.DataFrame) -> list[str]:
     return [f"WARNING: {_warning(r)}" for r in flagged(table).itertuples()]
 
 
-def chance_console(table: pd.DataFrame) -> str:
-    """Lines for the console: every model's accuracy beside chance, then a ``WARNING:`` line
-    per model that is not clearly above chance."""
-    parts = ", ".join(
-        f"{r.model} {r.accuracy:.3f} (chance {r.chance:.3f}, p = {r.p:.2g})"
-        for r in table.itertuples()
+def _unit_phrase(table: pd.DataFrame) -> str:
+    units = set(table["unit"])
+    if units == {"window"}:
+        return "tested over windows, each its own trial (these data carry no trials)"
+    return (
+        "tested over trials (a trial: one repetition of one class, decided by the majority "
+        "vote of its windows" + (", or a window where the data carry no trials" if
+        len(units) > 1 else "") + ")"
+    )  # fmt: skip
+
+
+def _console_row(r) -> str:
+    if r.unit == "window":
+        return f"{r.model} {r.accuracy:.3f} on {r.n} windows (chance {r.chance:.3f}, {_p_is(r.p)})"
+    deff = "" if pd.isna(r.design_effect) else f", design effect {r.design_effect:.1f}"
+    return (
+        f"{r.model} {r.trials_correct}/{r.trials} trials {r.trial_accuracy:.3f} (chance "
+        f"{r.chance:.3f}, {_p_is(r.p)}); windows {r.accuracy:.3f} of {r.n}, "
+        f"{r.windows_per_trial:.3g} per trial (window {_p_is(r.window_p)}{deff})"
     )
-    lines = [f"unmasked accuracy beside chance ({CHANCE_RULE}): {parts}"]
+
+
+def chance_console(table: pd.DataFrame) -> str:
+    """Lines for the console: every model's held-out score beside chance, then a
+    ``WARNING:`` line per model that is not clearly above chance."""
+    lines = [
+        f"unmasked accuracy beside chance ({CHANCE_RULE}), {_unit_phrase(table)}, one-sided "
+        "exact binomial:",
+        *(f"  {_console_row(r)}" for r in table.itertuples()),
+    ]
     return "\n".join(lines + chance_warnings(table))
 
 
 def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
     """The lines summary.md starts with, after its title: a bold warning per model that is not
     clearly above chance, then ``between`` (a study's claims: read after the warnings that
-    qualify them, before the details), then every model's accuracy beside chance (a table).
+    qualify them, before the details), then every model's score beside chance (a table).
 
     >>> print(chance_markdown(chance_table({"subject 1": (9, [5, 5])})))  # doctest: +ELLIPSIS
     Unmasked accuracy beside chance (...): a model is clearly above chance when ...
     <BLANKLINE>
-    | model | accuracy | n | chance | p | above chance |
-    |---|---|---|---|---|---|
-    | subject 1 | 0.900 | 10 | 0.500 | 0.0107 | yes |
+    | model | unit | correct | of | accuracy | chance | p | windows | per unit | window accuracy | window p | design effect | training accuracy | above chance |
+    |---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+    | subject 1 | window | 9 | 10 | 0.900 | 0.500 | 0.0107 | 10 | 1 | 0.900 | 0.0107 | 1.0 | – | yes |
     <BLANKLINE>
-    """
+    """  # noqa: E501
     warnings = "".join(f"**Warning: {_warning(r)}**\n\n" for r in flagged(table).itertuples())
-    shown = table.assign(
-        accuracy=table["accuracy"].map("{:.3f}".format),
-        chance=table["chance"].map("{:.3f}".format),
-        p=table["p"].map("{:.3g}".format),
-        above=np.where(table["above_chance"], "yes", "no"),
-    )
+    unit = _unit_phrase(table).removeprefix("tested over ")
+
+    def number(value: float, fmt: str) -> str:
+        return "–" if pd.isna(value) else format(value, fmt)
+
     rows = [
-        f"| {r.model} | {r.accuracy} | {r.n} | {r.chance} | {r.p} | {r.above} |"
-        for r in shown.itertuples()
+        f"| {r.model} | {r.unit} | {r.trials_correct} | {r.trials} | {r.trial_accuracy:.3f} | "
+        f"{r.chance:.3f} | {format_p(r.p)} | {r.n} | {r.windows_per_trial:.3g} | "
+        f"{r.accuracy:.3f} | {format_p(r.window_p)} | {number(r.design_effect, '.1f')} | "
+        f"{number(r.train_accuracy, '.3f')} | {'yes' if r.above_chance else 'no'} |"
+        for r in table.itertuples()
     ]
     return (
         warnings
         + between
         + f"Unmasked accuracy beside chance ({CHANCE_RULE}): a model is clearly above chance "
-        f"when a one-sided binomial test against chance gives p < {ALPHA} and its accuracy is "
-        "at least the midpoint between chance and the best model's accuracy.\n\n"
-        "| model | accuracy | n | chance | p | above chance |\n|---|---|---|---|---|---|\n"
+        f"when a one-sided exact binomial test of its {unit} "
+        f"against chance gives p < {ALPHA} and its window accuracy is at least the midpoint "
+        "between chance and the best model's. The window p beside it counts the windows of a "
+        "trial as independent, which they are not (the design effect: how many windows one "
+        "independent observation is worth).\n\n"
+        "| model | unit | correct | of | accuracy | chance | p | windows | per unit | "
+        "window accuracy | window p | design effect | training accuracy | above chance |\n"
+        + "|---|" * 1
+        + "---|" * 13
+        + "\n"
         + "\n".join(rows)
         + "\n"
     )

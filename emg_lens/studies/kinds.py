@@ -8,6 +8,7 @@ kind       spec                          runs with               result
 ablation   `StudySpec`                   `run_study`             `StudyResult`
 training   `TrainingStudySpec`           `run_training_study`    `TrainingStudyResult`
 discovery  `DiscoverySpec`               `run_discovery`         `DiscoveryStudyResult`
+regression `RegressionSpec`              `run_regression_study`  `RegressionStudyResult`
 ========== ============================= ======================= ===========================
 
 Every spec is a `emg_lens.studies.spec_base.Spec`, every result a
@@ -19,10 +20,10 @@ entry point would: the discovery kind lives a layer above this package (it scree
 
 >>> load_spec({"kind": "discovery", "name": "c", "models": "demo"}).tau
 0.05
->>> study_kind("sweep")
+>>> study_kind("sweep")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-emg_lens.errors.SpecError: kind = 'sweep'; accepted: ['ablation', 'training', 'discovery']
+emg_lens.errors.SpecError: kind = 'sweep'; accepted: ['ablation', 'training', 'discovery', ...]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ KINDS: Mapping[str, str] = MappingProxyType(
         "ablation": "emg_lens.studies.ablation:KIND",
         "training": "emg_lens.studies.training.runner:KIND",
         "discovery": "emg_lens.discovery.study:KIND",
+        "regression": "emg_lens.studies.regression_study:KIND",
     }
 )
 """Every study kind, by the name a study file's ``kind`` gives, -> its `StudyKind`."""

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.chance import cell_fields
 from emg_lens.studies.units import trial_counts
 
 __all__ = [
@@ -134,11 +135,17 @@ def window_kl(
 
 
 def score_predictions(
-    pred: Int[np.ndarray, " n"], y: Int[np.ndarray, " n"], n_classes: int, metric: str
+    pred: Int[np.ndarray, " n"],
+    y: Int[np.ndarray, " n"],
+    n_classes: int,
+    metric: str,
+    trials: Int[np.ndarray, " n"] | None = None,
 ) -> dict[str, Any]:
     """A stored cell of a training study: ``value`` (``metric``, one of `PREDICTION_METRICS`,
     of the predicted classes ``pred`` against the labels ``y``), and per-class
-    ``class_correct`` and ``class_total`` counts (JSON-able lists).
+    ``class_correct`` and ``class_total`` counts (JSON-able lists); with each window's trial
+    (``trials``, `SubjectData.test_trials`), also the trial counts the chance check tests
+    (`emg_lens.studies.chance.cell_fields`).
 
     >>> cell = score_predictions(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3, "accuracy")
     >>> cell["value"], cell["class_correct"], cell["class_total"]
@@ -149,7 +156,8 @@ def score_predictions(
     """
     _check(metric, PREDICTION_METRICS)
     values, correct, total = _prediction_values(pred, y, n_classes)
-    return {"value": values[metric], "class_correct": correct, "class_total": total}
+    cell = {"value": values[metric], "class_correct": correct, "class_total": total}
+    return cell if trials is None else {**cell, **cell_fields(pred, y, trials, n_classes)}
 
 
 def _prediction_values(pred, y, n_classes: int) -> tuple[dict[str, float], list, list]:
@@ -185,9 +193,10 @@ def score_logits(
     each the mean over the windows) of a condition's ``logits`` against the labels ``y`` and
     the unmasked model's logits on the same windows (``reference``, for ``kl`` and
     ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts; with each
-    window's ``trials``, also per trial its class, windows and correct windows
-    (`emg_lens.studies.units.trial_counts`, for intervals over trials). Computed in float64 on
-    the CPU from the logits as given.
+    window's trial (``trials``), also the cell's trial counts (`score_predictions`) and, per
+    trial, its class, windows and correct windows (`emg_lens.studies.units.trial_counts`, for
+    per_class.csv's intervals over trials). Computed in float64 on the CPU from the logits as
+    given.
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cell = score_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), ref, np.array([0, 1]), 2)
@@ -205,9 +214,13 @@ def score_logits(
     values["kl"] = float(window_kl(logits, reference).mean())
     values["flip_rate"] = float((pred != reference.argmax(-1)).double().mean())
     cell = {"values": values, "class_correct": correct, "class_total": total}
-    if trials is not None:
-        cell.update(trial_counts(pred.numpy(), labels.numpy(), trials))
-    return cell
+    if trials is None:
+        return cell
+    return {
+        **cell,
+        **cell_fields(pred.numpy(), labels.numpy(), trials, n_classes),
+        **trial_counts(pred.numpy(), labels.numpy(), trials),
+    }
 
 
 def score_regression(

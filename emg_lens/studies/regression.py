@@ -3,14 +3,17 @@ error, tested over held-out time blocks.
 
 An ablation study (`emg_lens.studies.runner`) scores classifiers over subjects. A regressor
 trained on one contraction has one subject, and its test windows are not independent (they
-overlap and the force changes slowly), so `regression_cuts` treats each held-out time block
-(`emg_lens.data.windows.contraction`) as the unit: for every condition it computes the MSE
-per block with the edges cut in every layer and without, then, over blocks, the mean change
+overlap and the force changes slowly), so the held-out time block
+(`emg_lens.data.windows.contraction`) is the unit: `block_errors` scores the model's
+predictions per block, with an edge set cut in every layer or without, and `cut_table`
+compares each cut's block errors with the unmasked model's, over blocks: the mean change
 (ΔMSE, absolute), its percentile bootstrap interval (`stats.bootstrap_delta_cis`, blocks
-resampled) and the exact sign-flip permutation p (`stats.compare_rows`), corrected over the
-conditions (`stats.correct`). ΔR² is over all test windows (`metrics.score_regression`).
-A condition whose masks cut no edge is a structural zero: its row gets no p and stays out of
-the correction, as in every study.
+resampled) and its t interval, and the exact two-sided sign-flip p (`sign_flip_p`), corrected
+over the cuts (`stats.correct`). ΔR² is over all test windows (`metrics.score_regression`).
+A cut whose masks cut no edge is a structural zero: its row gets no p and stays out of the
+correction, as in every study. `regression_cuts` does both for a model in memory; the
+regression study kind (`emg_lens.studies.regression_study`) stores each cut's block errors as
+a cell and builds the same table from them.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.edges import between_regions
@@ -29,20 +32,43 @@ the correction, as in every study.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats as sps
 import torch
 from jaxtyping import Float, Int
 
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, describe
 from emg_lens.studies.metrics import score_regression
-from emg_lens.studies.stats import bootstrap_delta_cis, compare_rows, correct, stars
+from emg_lens.studies.stats import bootstrap_delta_cis, correct, stars
 
-__all__ = ["predict_regression", "regression_cuts"]
+__all__ = [
+    "CUT_COLUMNS",
+    "EXACT_MAX_BLOCKS",
+    "block_errors",
+    "check_blocks",
+    "cut_table",
+    "format_p",
+    "predict_regression",
+    "regression_cuts",
+    "sign_flip_p",
+    "t_interval",
+]
+
+CUT_COLUMNS = [
+    *("condition", "edges", "mse", "r2", "delta_mse", "ci_low", "ci_high", "t_low", "t_high"),
+    *("delta_r2", "p", "p_corrected", "stars", "cut_edges"),
+]
+"""The columns of `cut_table` (and `regression_cuts`), in order."""
+EXACT_MAX_BLOCKS = 16
+"""`sign_flip_p` enumerates every sign pattern up to this many blocks (2**16 patterns)."""
+SIGN_FLIPS = 100_000
+"""Above it, this many seeded random patterns."""
 
 
 @torch.no_grad()
@@ -56,11 +82,12 @@ def predict_regression(
     """One prediction per window of ``model`` (its output must hold one value per window,
     e.g. TinyMyo's regression head with one output at one step), edges cut by
     ``edge_masks`` (``{layer: mask}``, as the model's ``forward`` takes them)."""
+    device = next(model.parameters()).device
     X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
     model.eval()
     out = []
     for chunk in X.split(batch_size):
-        y = model(chunk, edge_masks=dict(edge_masks or {}))
+        y = model(chunk.to(device), edge_masks=dict(edge_masks or {}))
         if y.numel() != len(chunk):
             raise InputShapeError(
                 f"the model gives {describe(y)} for {len(chunk)} windows; a regressor scored "
@@ -70,8 +97,172 @@ def predict_regression(
     return np.concatenate(out)
 
 
-def _block_mse(pred: np.ndarray, y: np.ndarray, blocks: np.ndarray, ids: np.ndarray):
-    return np.array([np.mean((pred[blocks == b] - y[blocks == b]) ** 2) for b in ids])
+def check_blocks(y: Float[Any, " n"], blocks: Int[Any, " n"], n_windows: int) -> np.ndarray:
+    """The held-out blocks' ids (sorted) of windows labelled ``blocks``; an `InputShapeError`
+    unless ``y`` and ``blocks`` have ``n_windows`` entries, an `ArgumentError` for fewer than 2
+    blocks.
+
+    >>> check_blocks(np.zeros(4), [4, 1, 1, 4], 4).tolist()
+    [1, 4]
+    """
+    y, blocks = np.asarray(y), np.asarray(blocks)
+    if len(y) != n_windows or blocks.shape != y.shape:
+        raise InputShapeError(
+            f"X, y and blocks must have one entry per window, got {n_windows}, {len(y)} and "
+            f"{len(blocks)}"
+        )
+    ids = np.unique(blocks)
+    if len(ids) < 2:
+        raise ArgumentError(f"blocks must name at least 2 held-out blocks, got {ids.tolist()}")
+    return ids
+
+
+def block_errors(
+    model: torch.nn.Module,
+    X: Float[Any, "n channel time"],
+    y: Float[Any, " n"],
+    blocks: Int[Any, " n"],
+    edges: EdgeSet | None = None,
+) -> dict[str, Any]:
+    """``model``'s error on windows ``X`` (targets ``y``), ``edges`` cut in every layer (None:
+    nothing cut): ``mse`` and ``r2`` over all windows, ``block_mse`` (the MSE of each held-out
+    block, in the order of its sorted ids, `check_blocks`) and ``cut_edges`` (edges cut per
+    layer, summed over heads); JSON-able, what the regression study stores as a cell.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models.tinymyo import TinyMyo
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=8,
+    ...                            patch_samples=8, d_model=8, d_head=4, n_heads=2, d_mlp=16,
+    ...                            n_classes=1, seed=0)
+    >>> model = TinyMyo(cfg, task="regression", reg_target_len=1, reduction="mean")
+    >>> errors = block_errors(model, torch.randn(6, 2, 8), np.arange(6.0), [0, 0, 0, 1, 1, 1])
+    >>> len(errors["block_mse"]), errors["cut_edges"]
+    (2, 0)
+    """
+    y, blocks = np.asarray(y, np.float64), np.asarray(blocks)
+    ids = check_blocks(y, blocks, len(X))
+    masks, cut = {}, 0
+    if edges is not None:
+        if not isinstance(edges, EdgeSet):
+            raise ArgumentError(f"edges must be an EdgeSet or None, got {describe(edges)}")
+        compiled = edges.compile_layers(model.layout, model.cfg.n_heads, model.cfg.n_layers)
+        masks, cut = dict(enumerate(compiled)), int(compiled.sum()) // model.cfg.n_layers
+    pred = predict_regression(model, X, edge_masks=masks)
+    block_mse = [float(np.mean((pred[blocks == b] - y[blocks == b]) ** 2)) for b in ids]
+    return {**score_regression(pred, y), "block_mse": block_mse, "cut_edges": cut}
+
+
+def sign_flip_p(
+    differences: Float[Any, "rows n"], *, draws: int = SIGN_FLIPS, seed: int = 0
+) -> Float[np.ndarray, " rows"]:
+    """The two-sided sign-flip permutation p of the mean of each row of paired
+    ``differences`` (one per block): the share of sign patterns whose mean is at least as far
+    from 0 as the observed one. Every pattern is enumerated up to `EXACT_MAX_BLOCKS` (an
+    exact p, never below ``2 / 2**n``); above, ``draws`` seeded random patterns give
+    ``(hits + 1) / (draws + 1)``. A row with a NaN gets NaN; a row of zeros, p = 1.
+
+    >>> sign_flip_p([[1.0, 2.0, 3.0], [1.0, -1.0, 0.5]]).round(3).tolist()
+    [0.25, 1.0]
+    """
+    d = np.atleast_2d(np.asarray(differences, np.float64))
+    p = np.full(len(d), np.nan)
+    finite = np.isfinite(d).all(1)
+    if not finite.any():
+        return p
+    rows, n = d[finite], d.shape[1]
+    if n <= EXACT_MAX_BLOCKS:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(draws, n))
+    observed = np.abs(rows.mean(1))
+    tolerance = 1e-12 * np.maximum(np.abs(rows).max(1), 1e-300)  # ties by rounding count
+    hits = (np.abs(rows @ signs.T / n) >= (observed - tolerance)[:, None]).sum(1)
+    p[finite] = hits / len(signs) if n <= EXACT_MAX_BLOCKS else (hits + 1) / (draws + 1)
+    return p
+
+
+def t_interval(
+    differences: Float[Any, "rows n"], level: float = 0.95
+) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
+    """The t interval of the mean of each row of ``differences`` (one value per block), at
+    ``level``: mean ± t(n - 1) × sd / √n.
+
+    >>> low, high = t_interval([[1.0, 2.0, 3.0]])
+    >>> round(float(low[0]), 3), round(float(high[0]), 3)
+    (-0.484, 4.484)
+    """
+    d = np.atleast_2d(np.asarray(differences, np.float64))
+    n = d.shape[1]
+    half = sps.t.ppf(0.5 + level / 2, n - 1) * d.std(1, ddof=1) / np.sqrt(n)
+    return d.mean(1) - half, d.mean(1) + half
+
+
+def format_p(p: float) -> str:
+    """A p-value as a table prints it: three decimals from 0.001, scientific notation below,
+    never 0 (an exact p below 1e-16 reads ``< 1e-16``); empty for NaN (no test).
+
+    >>> format_p(0.0123), format_p(2 / 2**11), format_p(0.0), format_p(float("nan"))
+    ('0.012', '9.8e-04', '< 1e-16', '')
+    """
+    if not np.isfinite(p):
+        return ""
+    if p >= 0.001:
+        return f"{p:.3f}"
+    return "< 1e-16" if p < 1e-16 else f"{p:.1e}"
+
+
+def cut_table(
+    base: Mapping[str, Any],
+    cuts: Mapping[str, Mapping[str, Any]],
+    *,
+    edges: Mapping[str, str] | None = None,
+    correction: str = "holm",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The table of `regression_cuts` from `block_errors` results: ``base`` (nothing cut)
+    and ``cuts`` (by name, each with the same blocks); ``edges`` names each cut's edge set
+    (its column ``edges``). See `regression_cuts` for the columns.
+
+    >>> base = {"mse": 1.0, "r2": 0.9, "block_mse": [1.0, 1.0, 1.0], "cut_edges": 0}
+    >>> cut = {"mse": 2.0, "r2": 0.8, "block_mse": [2.0, 1.5, 2.5], "cut_edges": 4}
+    >>> cut_table(base, {"x": cut})[["condition", "delta_mse", "p"]].to_dict("records")[1]
+    {'condition': 'x', 'delta_mse': 1.0, 'p': 0.25}
+    """
+    if not cuts or "none" in cuts:
+        raise ArgumentError(
+            f"conditions must name at least one edge set, none of them 'none' (the unmasked "
+            f"row), got {list(cuts)}"
+        )
+    base_blocks = np.asarray(base["block_mse"], np.float64)
+    masked = np.array([np.asarray(c["block_mse"], np.float64) for c in cuts.values()])
+    if masked.shape[1:] != base_blocks.shape:
+        raise InputShapeError(
+            f"every cut must be scored on the base's {len(base_blocks)} blocks, got "
+            f"{[len(c['block_mse']) for c in cuts.values()]}"
+        )
+    edges = edges or {}
+    rows = [{"condition": "none", "edges": "", "mse": base["mse"], "r2": base["r2"]}]
+    rows += [
+        {"condition": name, "edges": edges.get(name, ""), "mse": c["mse"], "r2": c["r2"]}
+        for name, c in cuts.items()
+    ]
+    differences = masked - base_blocks[None]
+    low, high = bootstrap_delta_cis(masked, base_blocks, relative=False, seed=seed)
+    t_low, t_high = t_interval(differences)
+    moves = np.array([c["cut_edges"] > 0 for c in cuts.values()])
+    p = np.where(moves, sign_flip_p(differences, seed=seed), np.nan)
+    p_corrected = np.full(len(p), np.nan)
+    if moves.any():
+        p_corrected[moves] = correct(p[moves].tolist(), correction)
+    table = pd.DataFrame(rows)
+    table["delta_mse"] = np.r_[0.0, differences.mean(1)]
+    table["ci_low"], table["ci_high"] = np.r_[0.0, low], np.r_[0.0, high]
+    table["t_low"], table["t_high"] = np.r_[0.0, t_low], np.r_[0.0, t_high]
+    table["delta_r2"] = table["r2"] - base["r2"]
+    table["p"], table["p_corrected"] = np.r_[np.nan, p], np.r_[np.nan, p_corrected]
+    table["stars"] = [stars(v) if np.isfinite(v) else "" for v in table["p_corrected"]]
+    table["cut_edges"] = [0, *(int(c["cut_edges"]) for c in cuts.values())]
+    return table[CUT_COLUMNS]
 
 
 def regression_cuts(
@@ -86,57 +277,21 @@ def regression_cuts(
 ) -> pd.DataFrame:
     """The effect of cutting each edge set of ``conditions`` (by name; in every layer) on
     ``model``'s predictions of ``y`` from windows ``X``, tested over the held-out ``blocks``
-    (see the module docstring). Columns: ``condition``, ``edges``, ``mse``, ``r2``,
-    ``delta_mse`` (mean over blocks of the block's MSE change), ``ci_low``, ``ci_high`` (its
-    95 % bootstrap interval), ``delta_r2``, ``p`` (exact sign-flip test over blocks),
-    ``p_corrected`` (``correction``: ``holm`` or ``bonferroni``, over the conditions that cut
-    an edge), ``stars`` and ``cut_edges`` (edges cut per layer, summed over heads). The first
-    row, ``none``, is the unmasked model.
+    (see the module docstring): `block_errors` of each, then `cut_table`. Columns:
+    ``condition``, ``edges``, ``mse``, ``r2``, ``delta_mse`` (mean over blocks of the block's
+    MSE change), ``ci_low``, ``ci_high`` (its 95 % bootstrap interval over blocks, seeded by
+    ``seed``), ``t_low``, ``t_high`` (its 95 % t interval), ``delta_r2``, ``p`` (exact
+    sign-flip test over blocks, `sign_flip_p`), ``p_corrected`` (``correction``: ``holm`` or
+    ``bonferroni``, over the conditions that cut an edge), ``stars`` and ``cut_edges`` (edges
+    cut per layer, summed over heads). The first row, ``none``, is the unmasked model.
     """
-    y, blocks = np.asarray(y, np.float64), np.asarray(blocks)
-    if len(y) != len(X) or blocks.shape != y.shape:
-        raise InputShapeError(
-            f"X, y and blocks must have one entry per window, got {len(X)}, {len(y)} and "
-            f"{len(blocks)}"
-        )
-    ids = np.unique(blocks)
-    if len(ids) < 2:
-        raise ArgumentError(f"blocks must name at least 2 held-out blocks, got {ids.tolist()}")
+    check_blocks(y, blocks, len(X))
     if not conditions or "none" in conditions:
-        raise ArgumentError(
-            f"conditions must name at least one edge set, none of them 'none' (the unmasked "
-            f"row), got {list(conditions)}"
-        )
-    layout, cfg = model.layout, model.cfg
-    base_pred = predict_regression(model, X)
-    base = score_regression(base_pred, y)
-    base_blocks = _block_mse(base_pred, y, blocks, ids)
-    rows = [{"condition": "none", "edges": "", **base, "cut_edges": 0}]
-    masked_blocks = []
+        cut_table({}, conditions)  # the message, before any pass
     for name, edges in conditions.items():
         if not isinstance(edges, EdgeSet):
             raise ArgumentError(f"condition {name!r} must be an EdgeSet, got {describe(edges)}")
-        masks = edges.compile_layers(layout, cfg.n_heads, cfg.n_layers)
-        pred = predict_regression(model, X, edge_masks=dict(enumerate(masks)))
-        scores = score_regression(pred, y)
-        rows.append(
-            {"condition": name, "edges": str(edges), **scores,
-             "cut_edges": int(masks.sum()) // cfg.n_layers}
-        )  # fmt: skip
-        masked_blocks.append(_block_mse(pred, y, blocks, ids))
-    masked = np.array(masked_blocks)
-    low, high = bootstrap_delta_cis(masked, base_blocks, relative=False, seed=seed)
-    _, p = compare_rows(masked, base_blocks, "permutation")
-    moves = np.array([row["cut_edges"] > 0 for row in rows[1:]])
-    p = np.where(moves, p, np.nan)
-    p_corrected = np.full(len(p), np.nan)
-    if moves.any():
-        p_corrected[moves] = correct(p[moves].tolist(), correction)
-    table = pd.DataFrame(rows)
-    table["delta_mse"] = np.r_[0.0, masked.mean(1) - base_blocks.mean()]
-    table["ci_low"], table["ci_high"] = np.r_[0.0, low], np.r_[0.0, high]
-    table["delta_r2"] = table["r2"] - base["r2"]
-    table["p"], table["p_corrected"] = np.r_[np.nan, p], np.r_[np.nan, p_corrected]
-    table["stars"] = [stars(v) if np.isfinite(v) else "" for v in table["p_corrected"]]
-    columns = ["condition", "edges", "mse", "r2", "delta_mse", "ci_low", "ci_high", "delta_r2"]
-    return table[[*columns, "p", "p_corrected", "stars", "cut_edges"]]
+    base = block_errors(model, X, y, blocks)
+    cuts = {name: block_errors(model, X, y, blocks, edges) for name, edges in conditions.items()}
+    names = {name: str(edges) for name, edges in conditions.items()}
+    return cut_table(base, cuts, edges=names, correction=correction, seed=seed)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
+from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.studies.claims import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.studies.output import StudyOutput, markdown_table
@@ -50,6 +50,9 @@ __all__ = [
     "summarize",
 ]
 
+TRIAL_FIELDS = ("trial_correct", "trial_total", "design_effect")
+"""What a cell holds of its trials (`emg_lens.studies.chance.cell_fields`); None in a cell
+stored before trials were counted, whose chance check then counts windows and says so."""
 CONDITION_COLUMNS = ["intervention", "mode", "layer", "layers", "heads", "key"]
 SUMMARY_COLUMNS = [
     *(*CONDITION_COLUMNS, "metric", "n", "mean", "std", "baseline", "delta", "delta_pct"),
@@ -271,6 +274,9 @@ class StudyResult(StudyOutput):
     reused: int = 0
     recomputed: int = 0
     stale: int = 0
+    # subject -> what the chance check knows of its model beyond the cells
+    # (`emg_lens.studies.runner.known_of`: train_accuracy, placement)
+    known: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_table(
@@ -450,19 +456,22 @@ class StudyResult(StudyOutput):
         )
 
     def chance(self) -> pd.DataFrame | None:
-        """Each subject's unmasked accuracy beside chance, on the windows the study scores
-        (`emg_lens.studies.chance.chance_table`, from the baseline cells' class counts); None
-        for cells without class counts."""
+        """Each subject's unmasked score beside chance, tested over the trials of the windows
+        the study scores (`emg_lens.studies.chance.chance_table`, from the baseline cells'
+        trial and class counts, and what `known` says of each model); None for cells without
+        class counts. Cells stored without trial counts are tested over windows, and the
+        table says so."""
         counts = self._counts()
         if "class_correct" not in counts.columns:
             return None
         base = counts[counts["intervention"] == "baseline"]
-        return chance_table(
-            {
-                f"subject {r.subject}": (int(np.sum(r.class_correct)), r.class_total)
-                for r in base.itertuples(index=False)
-            }
-        )
+        scores = {}
+        for cell in base.to_dict("records"):
+            if not isinstance(cell.get("trial_total"), list | tuple):  # windows only
+                cell = {k: v for k, v in cell.items() if k not in TRIAL_FIELDS}
+            known = self.known.get(cell["subject"], {})
+            scores[f"subject {cell['subject']}"] = TrialScore.from_cell(cell, **known)
+        return chance_table(scores)
 
     def to_markdown(self) -> str:
         base = self.baseline

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emg_lens.checkpoints import read_checkpoint_info, user_modules_of
-from emg_lens.data.datasets import load_subject
+from emg_lens.data.datasets import load_subject, montages_of
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
 from emg_lens.errors import (
@@ -46,16 +46,18 @@ from emg_lens.provenance import (
     model_digest,
     source_digest,
 )
+from emg_lens.studies.chance import TrialScore
 from emg_lens.studies.code import ModuleBuilder, load_model, require_builder
 from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
 from emg_lens.studies.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.kinds import load_spec
 from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.planted import planted_classes
-from emg_lens.studies.result import StudyResult
+from emg_lens.studies.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore, check_wait_timeout
 from emg_lens.studies.units import TRIAL_WINDOW_FIELDS
+from emg_lens.train import predict
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 
 __all__ = ["StudyError", "entry_provenance", "find_models", "load_entry", "run_study"]
@@ -130,6 +132,53 @@ def load_entry(
     if source is None:
         raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
     return Subject(model, load_subject(source, int(subject)))
+
+
+def known_of(entry: Any) -> dict[str, Any]:
+    """What the chance check knows of a subject's model beyond its scores, to name the fault
+    of one that is not above chance (`emg_lens.studies.chance.TrialScore`): its
+    ``train_accuracy`` (a checkpoint records it; None for an in-memory model) and whether its
+    data have a ``placement`` (the data source's montage, or ``meta["placement"]``).
+
+    >>> import numpy as np
+    >>> from emg_lens.data.preprocess import SubjectData
+    >>> X, y = np.zeros((2, 1, 4)), np.array([0, 1])
+    >>> known_of((None, SubjectData.from_windows({"emg": 1}, (X, y), (X, y))))
+    {'train_accuracy': None, 'placement': False}
+    """
+    if isinstance(entry, tuple):
+        return {"train_accuracy": None, "placement": bool(entry[1].meta.get("placement"))}
+    metadata = read_checkpoint_info(entry)["metadata"]
+    train = (metadata.get("metrics") or {}).get("train_accuracy")
+    source = metadata.get("data_source")
+    try:
+        placement = isinstance(source, Mapping) and bool(montages_of(source))
+    except EmgLensError:  # a source the registry cannot place: no placement to check
+        placement = False
+    return {"train_accuracy": None if train is None else float(train), "placement": placement}
+
+
+def checkpoint_score(
+    path: str | Path,
+    data: SubjectData,
+    model: Any = None,
+    *,
+    device: str | None = None,
+    modules: ModuleBuilder | None = None,
+) -> TrialScore:
+    """The chance check's score of the checkpoint at ``path`` on ``data``'s test windows,
+    over their trials (`emg_lens.studies.chance.TrialScore`), with what `known_of` says of
+    it: what ``emg-lens train`` and ``evaluate`` test. ``model``: the checkpoint's, already
+    loaded (else it is loaded onto ``device``, its user's modules made by ``modules``)."""
+    if model is None:
+        model = load_model(path, modules, device=device)
+    return TrialScore.from_predictions(
+        predict(model, data.X_test),
+        data.y_test,
+        data.test_trials,
+        data.n_classes,
+        **known_of(path),
+    )
 
 
 # ----------------------------------------------------------------------------- the study
@@ -340,12 +389,15 @@ def run_study(
                         "value": cell["values"][metric],
                         "class_correct": cell["class_correct"],
                         "class_total": cell["class_total"],
-                        **{k: cell[k] for k in TRIAL_WINDOW_FIELDS if k in cell},
                         "structural": cell["structural"],
+                        # a cell without them (stored before trials were counted): None
+                        **{k: cell.get(k) for k in TRIAL_FIELDS},
+                        **{k: cell[k] for k in TRIAL_WINDOW_FIELDS if k in cell},
                     }
                 )
     per_subject = pd.DataFrame(rows)
     result = StudyResult.from_table(spec, per_subject, *_class_labels(entries))
+    result.known = {s: known_of(entries[s]) for s in entries}
     result.reused, result.recomputed, result.stale = (
         counts["reused"],
         counts["recomputed"],

@@ -15,6 +15,8 @@ the rest.
   stores (`finetune_regression`, `RegressionHistory`, `dataset_mae`, `mean_baseline_mae`);
 - `emg_lens.train.per_subject`: one classifier per subject, saved for studies
   (`finetune_subjects`);
+- `emg_lens.train.baseline`: the per-channel feature baseline reported beside every trained
+  model (`feature_baseline`, `below_baseline`; not exported here);
 - `emg_lens.train.schedule`: warm-up + cosine learning rates (`warmup_cosine_lr`,
   `warmup_cosine_scheduler`), layer-wise learning-rate decay (`layerwise_param_groups`), early
   stopping (`EarlyStopping`);

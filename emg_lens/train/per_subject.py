@@ -12,6 +12,7 @@ from typing import Any
 from emg_lens._io import atomic_write
 from emg_lens.data.datasets import available_subjects, load_subject
 from emg_lens.errors import TrainingDivergedError
+from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import is_main_process
 from emg_lens.train.finetune import FinetuneConfig, dataset_accuracy, finetune
 from emg_lens.train.inputs import random_holdout, window_dataset
@@ -38,7 +39,10 @@ def finetune_subjects(
     ``out_dir/subject_<N>/`` with metadata ``data_source``, ``subject`` and ``classes`` (beside
     `finetune`'s), so `emg_lens.studies.run_study` (``--models out_dir``) rebuilds its test
     windows. Returns (and writes to ``out_dir/finetuning.json``) one row per subject:
-    ``subject, n_train, n_test, chance, val_accuracy, test_accuracy, checkpoint``.
+    ``subject, n_train, n_test, chance, val_accuracy, test_accuracy, baseline_accuracy,
+    checkpoint`` (``baseline_accuracy``: the per-channel feature baseline,
+    `emg_lens.train.baseline.feature_baseline`, fitted on all the training repetitions and
+    scored on the test ones; also in the metadata as ``baseline``).
 
     >>> import tempfile
     >>> from emg_lens import EncoderConfig
@@ -68,6 +72,7 @@ def finetune_subjects(
             seed=cfg.seed,
         )
         path = out_dir / f"subject_{subject}"
+        baseline = feature_baseline(data)  # the same split, a linear model of each channel
         try:
             model, history = finetune(
                 pretrained,
@@ -77,7 +82,12 @@ def finetune_subjects(
                 val_data=val,
                 out=path,
                 device=device,
-                metadata={"subject": int(subject), "classes": data.classes, "data_source": source},
+                metadata={
+                    "subject": int(subject),
+                    "classes": data.classes,
+                    "data_source": source,
+                    "baseline": baseline.to_dict(),
+                },
             )
         except TrainingDivergedError as exc:  # say whose training it was
             raise TrainingDivergedError(f"subject {subject}: {exc}") from exc
@@ -88,6 +98,7 @@ def finetune_subjects(
             "chance": 1 / data.n_classes,
             "val_accuracy": history.val_accuracy[history.best_epoch],
             "test_accuracy": dataset_accuracy(model, (data.X_test, data.y_test)),
+            "baseline_accuracy": baseline.value,
         }
         rows.append({**row, "checkpoint": str(path)})
     if is_main_process():

@@ -3,7 +3,8 @@ DB8's 5 degrees of actuation: the recipe of `emg_lens.train.finetune` with TinyM
 head, an L1 (default) or MSE loss on the targets at every step of the window, and early
 stopping on the validation mean absolute error. `dataset_mae` reports the MAE per output and
 overall, in the targets' units (degrees for DB8); `mean_baseline_mae` is the predictor that
-always says the training mean, the floor a regressor must beat.
+always says the training mean, the floor a regressor must beat, and `ridge_baseline_mae` the
+per-channel feature baseline (a ridge on each channel's RMS).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
 from emg_lens.models.tinymyo import TinyMyo
+from emg_lens.train.baseline import channel_rms, fit_baseline
 from emg_lens.train.finetune import (
     FinetuneConfig,
     FinetuneResult,
@@ -37,6 +39,7 @@ __all__ = [
     "dataset_mae",
     "finetune_regression",
     "mean_baseline_mae",
+    "ridge_baseline_mae",
 ]
 
 REGRESSION_RECIPE = "tinymyo-regression-finetuning"
@@ -146,6 +149,52 @@ def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
     if not n:
         raise DataFormatError("mean_baseline_mae: the test data holds no window")
     per_output = [float(v) for v in error / n]
+    return MeanAbsoluteError(per_output, float(np.mean(per_output)))
+
+
+def _window_batches(data: Any, batch_size: int = 256) -> Any:
+    """``(x [b, C, T], y [b, steps, outputs])`` float64 numpy batches of ``data`` (a Dataset
+    or ``(X, Y)``)."""
+    data = TensorDataset(*map(torch.as_tensor, data)) if isinstance(data, tuple) else data
+    for x, y in DataLoader(data, batch_size=batch_size):
+        yield torch.as_tensor(x).double().numpy(), torch.as_tensor(y).double().numpy()
+
+
+@torch.no_grad()
+def ridge_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
+    """The MAE on ``test`` of the per-channel feature baseline for a target
+    (`emg_lens.train.baseline`: a ridge on each channel's RMS, fitted on ``train``), reading
+    both a batch at a time (a window store need not fit in memory): the ridge predicts each
+    window's mean target per output, which stands for every step of the window. Both are
+    Datasets of ``(x [C, T], y [steps, outputs])`` or ``(X, Y)`` arrays; a non-finite
+    prediction is an error.
+
+    >>> amplitude = torch.linspace(1.0, 4.0, 12)
+    >>> X = amplitude[:, None, None] * torch.tensor([1.0, -1.0]).repeat(2, 4)[None]
+    >>> Y = (2 * amplitude)[:, None, None].repeat(1, 3, 1)  # 3 steps, 1 output
+    >>> ridge_baseline_mae((X, Y), (X, Y)).overall < mean_baseline_mae((X, Y), (X, Y)).overall
+    True
+    """
+    low = None
+    for x, _ in _window_batches(train):
+        lowest = x.min(axis=(0, 2))
+        low = lowest if low is None else np.minimum(low, lowest)
+    if low is None:
+        raise DataFormatError("ridge_baseline_mae: the training data holds no window")
+    features, targets = [], []
+    for x, y in _window_batches(train):
+        features.append(channel_rms(x, low))
+        targets.append(y.mean(axis=1))  # [b, outputs]: the window's mean target
+    ridge = fit_baseline(np.concatenate(features), np.concatenate(targets), "r2")
+    error, n = 0.0, 0
+    for x, y in _window_batches(test):
+        pred = ridge.predict(channel_rms(x, low)).reshape(len(x), 1, -1)
+        error, n = error + np.abs(y - pred).sum(axis=(0, 1)), n + y.shape[0] * y.shape[1]
+    if not n:
+        raise DataFormatError("ridge_baseline_mae: the test data holds no window")
+    per_output = [float(v) for v in np.atleast_1d(error / n)]
+    if not np.isfinite(per_output).all():
+        raise DataFormatError(f"ridge_baseline_mae: a non-finite error {per_output}")
     return MeanAbsoluteError(per_output, float(np.mean(per_output)))
 
 

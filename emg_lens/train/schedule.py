@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, ConfigError, mismatch
+from emg_lens.errors import ArgumentError, ConfigError, check_seed, mismatch
 
 __all__ = [
     "EarlyStopping",
@@ -263,6 +263,8 @@ def check_schedule_fields(cfg: Any) -> None:
     grad_clip``), after `check_field_types`, naming the field at fault."""
     check_field_types(cfg)
     name = type(cfg).__name__
+    if hasattr(cfg, "seed"):
+        check_seed(cfg.seed, f"{name}.seed")
     for field in ("epochs", "batch_size", "accumulate_steps"):
         value = getattr(cfg, field)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

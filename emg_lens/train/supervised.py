@@ -29,8 +29,9 @@ from emg_lens.checkpoints import save_checkpoint
 from emg_lens.config import EncoderConfig, config_for_data
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
-from emg_lens.errors import ConfigError, EdgeExpressionError
+from emg_lens.errors import ConfigError, DataFormatError, EdgeExpressionError, check_seed
 from emg_lens.models.base import HookedEncoder
+from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.schedule import check_field_types
 
@@ -97,6 +98,7 @@ class TrainConfig:
             )
         if self.refits < 0:
             raise ConfigError(f"TrainConfig.refits must be >= 0, got {self.refits}")
+        check_seed(self.seed, "TrainConfig.seed")
         if not 0 < self.refit_below <= 1:
             raise ConfigError(
                 "TrainConfig.refit_below (the training accuracy under which a model is trained "
@@ -174,6 +176,11 @@ def fit(
     >>> len(result.epoch_loss), result.steps
     (2, 2)
     """
+    if len(np.unique(np.asarray(y))) < 2:
+        raise DataFormatError(
+            f"{desc}: the training windows hold one class only ({np.unique(np.asarray(y))}); "
+            "a classifier trained on one class is right by construction. Check the split"
+        )
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator
     order_gen = torch.Generator().manual_seed(cfg.seed)
     device = model.cfg.device
@@ -349,9 +356,11 @@ def train_subjects(
     report: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Train one model per subject, save each as ``out_dir/subject_<N>/``, and return rows of
-    ``{subject, train_accuracy, test_accuracy, threads, checkpoint}`` (``threads``: torch's CPU
-    threads, also in each checkpoint's metadata, since results can differ in the last bits
-    with it). ``model_cfg`` is a preset name
+    ``{subject, train_accuracy, test_accuracy, baseline_accuracy, threads, attempts,
+    checkpoint}`` (``threads``: torch's CPU threads, also in each checkpoint's metadata, since
+    results can differ in the last bits with it; ``baseline_accuracy``: the per-channel
+    feature baseline's, `emg_lens.train.baseline.feature_baseline`, on the same split, recorded
+    in the metadata as ``baseline``). ``model_cfg`` is a preset name
     (built for ``model_cls`` by `config_for_data`, seeded with ``train_cfg.seed``) or a config.
     ``data_source`` (how to rebuild the data) is stored in every checkpoint, so evaluation and
     studies need nothing else. ``device`` is where the models train (default: the config's);
@@ -386,10 +395,12 @@ def train_subjects(
         model, history, attempts = fit_until_fitted(
             model_cls, cfg, data, train_cfg, desc=desc, report=report
         )
+        baseline = feature_baseline(data)  # the same windows, a linear model of each channel
         row = {
             "subject": data.subject,
             "train_accuracy": accuracy(model, data.X_train, data.y_train),
             "test_accuracy": accuracy(model, data.X_test, data.y_test),
+            "baseline_accuracy": baseline.value,
             "threads": torch.get_num_threads(),
             "attempts": len(attempts),
         }
@@ -405,15 +416,18 @@ def train_subjects(
                 "train": asdict(train_cfg),
                 "epoch_loss": history.epoch_loss,
                 "metrics": {k: row[k] for k in ("train_accuracy", "test_accuracy")},
+                "baseline": baseline.to_dict(),
                 "threads": row["threads"],
                 "attempts": attempts,
+                # emg_lens.data.placement: whether the held-out electrodes moved, and were put back
+                **{k: data.meta[k] for k in ("placement_check",) if k in data.meta},
             },
         )
         rows.append({**row, "checkpoint": str(path)})
         if report is not None:
             report(
                 f"{which} trained in {time.monotonic() - started:.0f} s, test accuracy "
-                f"{row['test_accuracy']:.3f}"
+                f"{row['test_accuracy']:.3f} (per-channel feature baseline {baseline.value:.3f})"
             )
     text = json.dumps(rows, indent=2)
     atomic_write(out_dir / "training.json", lambda tmp: tmp.write_text(text))

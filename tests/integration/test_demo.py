@@ -89,3 +89,7 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(tmp_path,
     # Every model is clearly above chance (issue 41, item 3): said, and nothing warned of.
     assert "unmasked accuracy beside chance" in printed and "WARNING" not in printed
     assert "beside chance" in summary and "Warning" not in summary
+    # tested over the demo's trials, and no p printed as 0 (issue 46)
+    chance = pd.read_csv(tmp_path / "study" / "chance.csv")
+    assert (chance["unit"] == "trial").all() and (chance["trials"] < chance["n"]).all()
+    assert "tested over trials" in printed and "p = 0 " not in printed and "p = 0)" not in printed

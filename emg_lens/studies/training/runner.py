@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emg_lens.data.datasets import load_subject
+from emg_lens.data.datasets import load_subject, montages_of
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies.check import text_table
@@ -27,9 +27,10 @@ from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.metrics import score_predictions
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.training.grid import TrainingCell, electrode_counts, select_channels
-from emg_lens.studies.training.result import TrainingStudyResult
+from emg_lens.studies.training.result import CHANCE_FIELDS, TrainingStudyResult
 from emg_lens.studies.training.spec import ARCHITECTURES, TrainingStudySpec, check_models
-from emg_lens.train import fit, predict
+from emg_lens.train import accuracy, fit, predict
+from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import torchrun_process
 
 WAIT_TIMEOUT = 3600.0
@@ -46,8 +47,9 @@ def _train_cell(
     device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Select the cell's electrodes, train its model (on ``device``, if given) on the training
-    windows and score the test windows with ``spec.metric``; a JSON-able dict (the stored
-    cell)."""
+    windows and score the test windows with ``spec.metric``, beside the per-channel feature
+    baseline's score on the same electrodes (``baseline``,
+    `emg_lens.train.baseline.feature_baseline`); a JSON-able dict (the stored cell)."""
     counts = electrode_counts(data)
     electrodes = cell.input.draw(counts, cell.subject, cell.trial, spec.train.seed)
     chosen = select_channels(data, electrodes)
@@ -64,15 +66,30 @@ def _train_cell(
     what = f"subject {cell.subject} {cell.key}"
     history = fit(model, chosen.X_train, chosen.y_train, train, desc=what)
     seconds = time.perf_counter() - start
+    y = np.asarray(chosen.y_test)
     scores = score_predictions(
-        predict(model, chosen.X_test), np.asarray(chosen.y_test), chosen.n_classes, spec.metric
+        predict(model, chosen.X_test), y, chosen.n_classes, spec.metric, chosen.test_trials
     )
+    # the per-channel feature baseline on the same electrodes and split, in the same metric
+    baseline = feature_baseline(chosen).predictions
+    base = score_predictions(baseline, np.asarray(chosen.y_test), chosen.n_classes, spec.metric)
     return {
         **scores,
+        "baseline": base["value"],
+        # the chance check's: did it learn its training windows (`emg_lens.studies.chance`)
+        "train_accuracy": accuracy(model, chosen.X_train, chosen.y_train),
         "electrodes": electrodes,
         "train_seconds": seconds,
         "final_loss": history.epoch_loss[-1],
     }
+
+
+def _placement(source: Mapping | None, data: Mapping[int, SubjectData] | None) -> bool:
+    """Whether the study's data have an electrode placement (so the placement check applies
+    to a model that does not transfer)."""
+    if data is not None:
+        return any(bool(d.meta.get("placement")) for d in data.values())
+    return source is not None and bool(montages_of(source))
 
 
 def _electrodes_text(electrodes: Mapping[str, list[int]], montage: list[str]) -> str:
@@ -182,11 +199,15 @@ def run_training_study(
                 "electrodes": _electrodes_text(stored["electrodes"], montage),
                 "metric": spec.metric,
                 "value": stored["value"],
+                "baseline": stored.get("baseline"),  # None in a cell stored before it existed
                 "train_seconds": stored["train_seconds"],
                 "key": cell.key,
+                # the chance check's (None in a cell stored before they were kept)
+                **{k: stored.get(k) for k in CHANCE_FIELDS},
             }
         )
     result = TrainingStudyResult.from_table(spec, pd.DataFrame(rows))
+    result.placement = _placement(source, data)
     result.recomputed = len(computed)  # on this rank; under torchrun the others trained theirs
     result.reused = len(cells) - result.recomputed
     if out_dir is not None:

@@ -35,7 +35,7 @@ from emg_lens.data.formats.ninapro_db2 import EXERCISES
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.registry import DATASETS, DatasetInfo, dataset_info
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
-from emg_lens.errors import ArgumentError, ConfigError, EmgLensError, SpecError
+from emg_lens.errors import ArgumentError, ConfigError, EmgLensError, SpecError, check_seed
 from emg_lens.models import CLASSIFIERS, MODEL_CLASSES
 from emg_lens.studies.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec import StatsSpec
@@ -306,9 +306,7 @@ class TrainingStudySpec(Spec):
         preset = data.pop("preset", "demo")
         if preset not in PRESETS:
             raise SpecError(f"train.preset = {preset!r}; accepted: {sorted(PRESETS)}")
-        seed = data.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise SpecError(f"train.seed must be an integer >= 0, got {seed!r}")
+        check_seed(data.get("seed", 0), "train.seed", SpecError)
         try:
             return TrainConfig(**data, progress=False), preset
         except (ConfigError, TypeError) as exc:

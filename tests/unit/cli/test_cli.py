@@ -119,6 +119,11 @@ def test_train_into_a_pipe_and_inspect_print_steps_without_terminal_junk(tmp_pat
     assert re.search(r"subject 1 \(1 of 1\) trained in \d+ s, test accuracy", run.stdout)
     info = json.loads((models / "subject_1" / "config.json").read_text())
     assert info["metadata"]["threads"] == 1  # --threads, recorded
+    # train and evaluate test each model against chance over its trials (issue 46)
+    assert "unmasked accuracy beside chance" in run.stdout and "trials" in run.stdout
+    assert main(["evaluate", "--models", str(models)]) == 0
+    evaluated = capsys.readouterr().out
+    assert re.search(r"subject 1 \d+/\d+ trials", evaluated), evaluated
 
     out = tmp_path / "inspect"
     checkpoint = models / "subject_1"
@@ -269,3 +274,37 @@ def test_every_computing_command_takes_threads_and_refuses_less_than_one(capsys)
         assert "--threads" in parsers[path].format_help(), path
     assert main(["demo", "--threads", "0"]) == 2
     assert "--threads 0: the number of CPU threads must be 1 or more" in capsys.readouterr().err
+
+
+def test_threads_beyond_a_few_per_cpu_are_refused_by_name_before_torch_sees_them(capsys):
+    """Issue 47, section 3 item 8: ``--threads 100000`` crashed inside torch."""
+    assert main(["demo", "--threads", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads 100000: at most" in err and "per CPU" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo"],
+        ["train", "--out", "never"],
+        ["synth", "--out", "never"],
+        ["probe", "--models", "x", "--out", "never"],
+    ],
+)
+def test_a_seed_numpy_and_torch_cannot_take_is_refused_by_name(argv, capsys, tmp_path):
+    """Issue 47, section 3 item 8: a 20-digit ``--seed`` reached torch.manual_seed."""
+    argv = [str(tmp_path / a) if a == "never" else a for a in argv]
+    assert main([*argv, "--seed", "99999999999999999999"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed 99999999999999999999: must be an integer in 0..2147483647" in err
+
+
+def test_configs_refuse_a_seed_out_of_range_by_field():
+    from emg_lens.errors import ConfigError
+    from emg_lens.train import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"TrainConfig\.seed must be an integer in 0\.\."):
+        TrainConfig(seed=2**40)
+    with pytest.raises(ConfigError, match=r"EncoderConfig\.seed must be an integer in 0\.\."):
+        EncoderConfig.preset("tiny", seed=-1)

@@ -84,15 +84,15 @@ def test_bad_epochs_are_named():
         SubjectData.from_epochs(epochs()[0], test=np.tile([False, True], 10))
 
 
-def test_a_braindecode_windows_dataset_gives_one_subject_each():
+def _windows_dataset(subjects=(1, 2)):
     datasets = pytest.importorskip("braindecode.datasets")
     preprocessing = pytest.importorskip("braindecode.preprocessing")
     recordings = []
-    for subject in (1, 2):
+    for i, subject in enumerate(subjects, 1):
         for session in ("a", "b"):
             info = mne.create_info(NAMES, 100.0, "eeg")
             raw = mne.io.RawArray(
-                np.random.default_rng(subject).standard_normal((8, 2000)), info, verbose=False
+                np.random.default_rng(i).standard_normal((8, 2000)), info, verbose=False
             )
             raw.set_montage("colin27_1020", verbose=False)
             onsets = np.arange(10) * 2.0
@@ -100,12 +100,24 @@ def test_a_braindecode_windows_dataset_gives_one_subject_each():
             description = {"subject": subject, "session": session}
             recording = getattr(datasets, "RawDataset", None) or datasets.BaseDataset
             recordings.append(recording(raw, description))
-    windows = preprocessing.create_windows_from_events(
+    return preprocessing.create_windows_from_events(
         datasets.BaseConcatDataset(recordings),
         trial_start_offset_samples=0,
         trial_stop_offset_samples=0,
         mapping={"left": 0, "right": 1},
     )
+
+
+@pytest.mark.parametrize("values", [("x", 1), (0, 1)])
+def test_subjects_that_are_not_all_numbers_are_all_numbered_in_order(values):
+    """Issue 47, section 3 item 3: 'x' and 1 (or 0 and 1) both became subject 1."""
+    subjects = SubjectData.from_windows_dataset(_windows_dataset(values))
+    assert [s.subject for s in subjects] == [1, 2]
+    assert [s.meta["subject"] for s in subjects] == list(values)
+
+
+def test_a_braindecode_windows_dataset_gives_one_subject_each():
+    windows = _windows_dataset()
     subjects = SubjectData.from_windows_dataset(windows, split_by="session", test_values=("b",))
     assert [s.subject for s in subjects] == [1, 2]
     first = subjects[0]

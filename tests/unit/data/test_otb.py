@@ -110,3 +110,19 @@ def test_a_mat_that_is_no_export_is_named(tmp_path):
         read_otb(tmp_path / "none.mat")
     with pytest.raises(ArgumentError, match="orientation must be 0 or 180"):
         read_otb(path, orientation=90)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("SamplingFrequency", np.zeros((0, 0)), "'SamplingFrequency' must hold one positive"),
+        ("SamplingFrequency", 0.0, "'SamplingFrequency' must hold one positive"),
+        ("Time", np.zeros((0, 0)), "'Time' must be a numeric samples x columns matrix with at"),
+        ("Data", np.zeros((0, 64)), "'Data' must be a numeric samples x columns matrix with at"),
+    ],
+)
+def test_an_export_with_an_empty_field_is_named(tmp_path, field, value, message):
+    """Issue 47, section 3 item 8: an empty SamplingFrequency, Time or Data was an
+    IndexError."""
+    with pytest.raises(DataFormatError, match=message):
+        read_otb(export(tmp_path / "cut.mat", grid_texts(), **{field: value}))

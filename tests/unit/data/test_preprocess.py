@@ -168,3 +168,22 @@ def test_scaler_from_moments_refuses_bad_moments(count, mean, m2, match):
 def test_no_window_fits_is_a_clear_error():
     with pytest.raises(DataFormatError, match="no 5000-sample window"):
         prepare_subject(_recording(), PreprocessSpec(window=5000, emg_band=None))
+
+
+def test_one_gesture_in_the_split_is_refused_not_trained():
+    """Issue 47, section 3 item 2: a session per gesture left one gesture in train and test,
+    and `train` reported accuracy 1.000 for a one-class model."""
+    spec = PreprocessSpec(segment="full", window=200, step=100, emg_band=None, gestures=(2,))
+    with pytest.raises(DataFormatError, match=r"hold one gesture only \(2\)"):
+        prepare_subject(_recording(), spec)
+
+
+def test_training_on_one_class_is_refused_naming_what_is_trained():
+    from emg_lens.models import IsoNet
+    from emg_lens.train import TrainConfig, fit
+    from tests.tiny import tiny_isonet
+
+    model: IsoNet = tiny_isonet()
+    X = np.zeros((8, model.cfg.n_channels, model.cfg.n_samples), np.float32)
+    with pytest.raises(DataFormatError, match=r"subject 4: the training windows hold one class"):
+        fit(model, X, np.zeros(8, int), TrainConfig(epochs=1, progress=False), desc="subject 4")

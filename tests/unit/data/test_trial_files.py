@@ -67,16 +67,16 @@ def test_subjects_gesture_names_and_header_channels(tmp_path):
     assert recs[0].meta["gesture_names"] == {1: "fist", 2: "open"}
     root = tmp_path / "csv"
     for g in ("a", "b"):
-        write_csv(root / f"{g}_1.csv", [["ch1", "ch2", "ch3"], [1, 2, 3], [4, 5, 6]])
+        write_csv(root / f"{g}_1.csv", [["ch1", "ch2", "ch3"], [1, 2, 3], [4, 5, 6], [7, 8, 9]])
     (rec,) = read_files(root, "{gesture}_{repetition}.csv", sample_rate=10, channels=["ch3", 0])
     np.testing.assert_array_equal(rec.signals["emg"][:2], [[3, 1], [6, 4]])
     assert rec.meta["channel_names"] == ["ch3", "ch1"]
     assert recs[0].meta["channel_names"] == ["emg1", "emg2", "emg3"]
-    write_csv(root / "b_1.csv", [["ch1", "chX", "ch3"], [1, 2, 3]])
+    write_csv(root / "b_1.csv", [["ch1", "chX", "ch3"], [1, 2, 3], [4, 5, 6], [7, 8, 9]])
     with pytest.raises(DataFormatError, match=r"channels \['ch1', 'chX', 'ch3'\], but"):
         read_files(root, "{gesture}_{repetition}.csv", sample_rate=10)
     for g in ("a", "b"):  # a header name that could be read as HTML never names a token
-        write_csv(root / f"{g}_1.csv", [["ch1", "<b>x</b>"], [1, 2]])
+        write_csv(root / f"{g}_1.csv", [["ch1", "<b>x</b>"], [1, 2], [3, 4]])
     with pytest.raises(ChannelNameError, match=r"a_1\.csv: channel\[1\] = '<b>x</b>'"):
         read_files(root, "{gesture}_{repetition}.csv", sample_rate=10)
 
@@ -167,7 +167,7 @@ def test_two_files_for_one_trial_are_named(tmp_path):
 
 def test_ragged_channel_counts_are_named(tmp_path):
     two_gestures(tmp_path)
-    write_csv(tmp_path / "a_2.csv", [[1, 2, 3]])
+    write_csv(tmp_path / "a_2.csv", [[1, 2, 3], [4, 5, 6], [7, 8, 9]])
     with pytest.raises(DataFormatError, match=r"a_2.csv: 3 channels, but .*a_1.csv has 2"):
         read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10)
 
@@ -216,7 +216,7 @@ def test_bad_files_are_named(tmp_path):
     with pytest.raises(DataFormatError, match="cannot be read as a NumPy"):
         read_trial(tmp_path / "t.npy")
     for g in ("a", "b"):
-        write_csv(tmp_path / "h" / f"{g}_1.csv", [["ch1", "ch2"], [1, 2]])
+        write_csv(tmp_path / "h" / f"{g}_1.csv", [["ch1", "ch2"], [1, 2], [3, 4]])
     with pytest.raises(DataFormatError, match=r"no channel named 'c'; its header names"):
         read_files(tmp_path / "h", "{gesture}_{repetition}.csv", sample_rate=1, channels=["c"])
     with pytest.raises(DataFormatError, match=r"channel 5 is not a column index in 0\.\.1"):
@@ -272,3 +272,94 @@ def test_the_files_dataset_names_what_it_misses(tmp_path):
         data_source("files", root=MYO, pattern=MYO_PATTERN, sample_rate=200, placement="cap")
     with pytest.raises(ArgumentError, match="takes no pattern, sample_rate"):
         data_source("hdsemg", root=MYO, pattern=MYO_PATTERN, sample_rate=200)
+
+
+# ----------------------------------------------------------------------------- issue 47, section 3
+
+
+def _trial(path: Path, n: int = 20, channels: int = 2) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.ones((n, channels)))
+    return path
+
+
+def test_a_name_the_pattern_reads_two_ways_is_refused_with_both_readings(tmp_path):
+    """``{gesture}_{repetition}`` over ``wrist_flexion_1.npy`` read gesture 'wrist',
+    repetition 'flexion_1', and `train` then fitted a one-class model."""
+    for name in ("wrist_flexion_1.npy", "wrist_flexion_2.npy", "fist_1.npy", "fist_2.npy"):
+        _trial(tmp_path / "a" / name)
+    with pytest.raises(DataFormatError) as err:
+        read_files(tmp_path / "a", "{gesture}_{repetition}.npy", sample_rate=100)
+    assert "gesture 'wrist', repetition 'flexion_1'" in str(err.value)
+    assert "gesture 'wrist_flexion', repetition '1'" in str(err.value)
+    for subject in ("S_01", "S_02"):  # two subjects merged into one named 'S'
+        _trial(tmp_path / "b" / f"{subject}_fist_1.npy")
+    with pytest.raises(DataFormatError, match="reads it two ways, subject 'S'"):
+        read_files(tmp_path / "b", "{subject}_{gesture}_{repetition}.npy", sample_rate=100)
+    with pytest.raises(ArgumentError, match=r"the fields \{gesture\} and \{repetition\} touch"):
+        FilePattern.parse("{gesture}{repetition}.npy")
+    # one reading: a separator the values do not contain
+    _trial(tmp_path / "c" / "wrist_flexion-1.npy"), _trial(tmp_path / "c" / "fist-1.npy")
+    (rec,) = read_files(tmp_path / "c", "{gesture}-{repetition}.npy", sample_rate=100)
+    assert sorted(rec.meta["gesture_names"].values()) == ["fist", "wrist_flexion"]
+
+
+def test_two_names_of_one_subject_number_are_refused(tmp_path):
+    for subject in ("s01", "s1"):
+        for g in ("a", "b"):
+            _trial(tmp_path / subject / f"{g}_1.npy")
+    with pytest.raises(DataFormatError, match="'01' and '1' are both subject 1"):
+        read_files(tmp_path, "s{subject}/{gesture}_{repetition}.npy", sample_rate=100)
+
+
+def test_links_are_followed_inside_the_root_and_refused_by_name_otherwise(tmp_path):
+    """Folder links and dangling links were skipped without a word; file links out of the
+    root were followed."""
+    root = tmp_path / "root"
+    pattern = "s{subject}/{gesture}_{repetition}.npy"
+    _trial(root / "s1" / "a_1.npy"), _trial(root / "s1" / "b_1.npy")
+    (root / "data").mkdir()
+    np.save(root / "data" / "x.npy", np.ones((20, 2)))
+    (root / "s2").mkdir()
+    (root / "s2" / "a_1.npy").symlink_to(root / "data" / "x.npy")  # inside the root: read
+    _trial(root / "s2" / "b_1.npy")
+    recs = read_files(root, pattern, sample_rate=100, unmatched="skip")
+    assert [r.subject for r in recs] == [1, 2]
+    (root / "s3").symlink_to(root / "s1")  # one folder by two names: its trials twice
+    with pytest.raises(DataFormatError, match=r"s3 and .*s1 are one folder .* by two names"):
+        read_files(root, pattern, sample_rate=100, unmatched="skip")
+    (root / "s3").unlink()
+    (root / "s3").mkdir()
+    (root / "s3" / "b_1.npy").symlink_to(root / "s1" / "b_1.npy")
+    with pytest.raises(DataFormatError, match=r"s3/b_1\.npy and .*s1/b_1\.npy are one file"):
+        read_files(root, pattern, sample_rate=100, unmatched="skip")
+    (root / "s3" / "b_1.npy").unlink()
+    (root / "s3" / "a_1.npy").symlink_to(_trial(tmp_path / "elsewhere" / "a_1.npy"))
+    with pytest.raises(DataFormatError, match=r"s3/a_1\.npy: a link to .*outside the dataset"):
+        read_files(root, pattern, sample_rate=100, unmatched="skip")
+    (root / "s3" / "a_1.npy").unlink()
+    (root / "s3" / "a_1.npy").symlink_to(tmp_path / "gone.npy")
+    with pytest.raises(DataFormatError, match=r"s3/a_1\.npy: a link to .*which does not exist"):
+        read_files(root, pattern, sample_rate=100, unmatched="skip")
+    (root / "s3" / "a_1.npy").unlink()
+    (root / "s4").symlink_to(tmp_path / "elsewhere")  # a folder out of the root
+    with pytest.raises(DataFormatError, match=r"s4: a link to .*outside the dataset"):
+        read_files(root, pattern, sample_rate=100, unmatched="skip")
+
+
+def test_channels_by_samples_files_are_refused_naming_the_orientation(tmp_path):
+    np.save(tmp_path / "wide.npy", np.ones((8, 400)))
+    with pytest.raises(DataFormatError, match=r"wide\.npy: 8 rows x 400 columns .* transpose"):
+        read_trial(tmp_path / "wide.npy")
+    scipy.io.savemat(tmp_path / "row.mat", {"emg": np.ones(400)})  # MATLAB: a 1 x 400 row
+    with pytest.raises(DataFormatError, match=r"row\.mat: 1 rows x 400 columns"):
+        read_trial(tmp_path / "row.mat")
+    x, _ = read_trial(_trial(tmp_path / "tall.npy", n=400, channels=8))
+    assert x.shape == (400, 8)
+
+
+def test_an_npz_archive_named_npy_is_named(tmp_path):
+    with open(tmp_path / "a.npy", "wb") as f:
+        np.savez(f, emg=np.ones((20, 2)))
+    with pytest.raises(DataFormatError, match=r"a\.npy: a NumPy \.npz archive \(of emg\)"):
+        read_trial(tmp_path / "a.npy")

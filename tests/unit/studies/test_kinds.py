@@ -25,6 +25,13 @@ TRAINING = {
     "train": {"preset": "tiny", "epochs": 1},
 }
 DISCOVERY = {"kind": "discovery", "name": "d", "models": "/nowhere", "tau": 0.1}
+REGRESSION = {
+    "kind": "regression",
+    "name": "r",
+    "recording": "/nowhere.mat",
+    "train": {"epochs": 3},
+    "interventions": [{"name": "pairs", "edges": "cross_channel | from_cls"}],
+}
 
 
 @pytest.mark.parametrize("name", list(KINDS))
@@ -39,7 +46,9 @@ def test_every_kind_has_a_spec_runner_check_and_result(name):
     assert issubclass(getattr(module, result), StudyOutput)
 
 
-@pytest.mark.parametrize("table", [ABLATION, TRAINING, DISCOVERY], ids=lambda t: t["name"])
+@pytest.mark.parametrize(
+    "table", [ABLATION, TRAINING, DISCOVERY, REGRESSION], ids=lambda t: t["name"]
+)
 def test_a_study_file_of_any_kind_is_read_once_into_its_spec(table, tmp_path, monkeypatch):
     import yaml
 

@@ -188,9 +188,9 @@ def record_predictions(monkeypatch):
     """Make every stored cell carry its predictions (a spy around the runner's scoring)."""
     real = evaluate_module.score_logits
 
-    def cell(logits, reference, y, n_classes, **kwargs):
+    def cell(logits, reference, y, n_classes, trials=None):
         pred = np.asarray(logits).argmax(-1).tolist()
-        return {**real(logits, reference, y, n_classes, **kwargs), "pred": pred}
+        return {**real(logits, reference, y, n_classes, trials), "pred": pred}
 
     monkeypatch.setattr(evaluate_module, "score_logits", cell)
 

@@ -373,6 +373,10 @@ def test_tiny_study_end_to_end_matches_scipy_by_hand(tmp_path, cache):
         (a, i) for a in archs for i in inputs
     ]
     assert ps["value"].between(0, 1).all()
+    # beside each cell, the per-channel feature baseline on its electrodes: the same for
+    # every architecture given the same electrodes
+    assert ps["baseline"].between(0, 1).all()
+    assert (ps.groupby(["subject", "electrodes"])["baseline"].nunique() == 1).all()
     assert ps.groupby("subject")["key"].apply(lambda k: k.is_unique).all()
     mix = ps[ps["input"] == "emg2_acc2"]
     assert mix["electrodes"].str.match(r"^emg:\d+,\d+ acc:\d+,\d+$").all()
@@ -407,6 +411,11 @@ def test_tiny_study_end_to_end_matches_scipy_by_hand(tmp_path, cache):
     ]:
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert "emg_acc (ref)" in (tmp_path / "out" / "summary.md").read_text()
+    # every trained model beside chance, over its trials (issue 46): chance.csv, the console
+    chance = pd.read_csv(tmp_path / "out" / "chance.csv")
+    assert len(chance) == len(ps) and (chance["unit"] == "trial").all()
+    assert (chance["trials"] < chance["n"]).all() and chance["train_accuracy"].between(0, 1).all()
+    assert "beside chance" in result.console() and "beside chance" in result.to_markdown()
 
     # Resume: every cell is stored, so a second run trains nothing and gives the same tables.
     def refuse(*args, **kwargs):

@@ -15,6 +15,7 @@ from emg_lens.edges import cross_modal
 from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet, TinyMyo
 from emg_lens.train import TrainConfig, accuracy, anneal_weight, dual_head_loss, fit
+from emg_lens.train.baseline import feature_baseline
 from tests.tiny import tinymyo_config
 
 
@@ -179,6 +180,10 @@ def test_train_subjects_fits_the_base_config_to_each_subjects_data(subject, tmp_
     )
     assert saved == expected
     assert (saved.modalities, saved.n_samples, saved.d_model) == (subject.modalities, 200, 8)
+    # beside the model, the per-channel feature baseline on the same split, also in its metadata
+    baseline = feature_baseline(subject)
+    assert row["baseline_accuracy"] == baseline.value
+    assert read_checkpoint_info(row["checkpoint"])["metadata"]["baseline"] == baseline.to_dict()
 
 
 def test_a_model_left_below_the_fit_is_trained_again_and_the_best_fit_kept(subject, tmp_path):
@@ -335,3 +340,36 @@ def test_a_checkpoint_written_before_the_added_config_fields_loads(tmp_path):
     (path / "config.json").write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="act_fn"):
         load_checkpoint(path)
+
+
+def test_metadata_load_would_refuse_is_refused_at_save_and_nothing_written(tmp_path):
+    """Issue 47, section 3 item 7: save_checkpoint wrote what load_checkpoint refused."""
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    with pytest.raises(CheckpointError, match=r"not saved to .*metadata\.subject must be an int"):
+        save_checkpoint(model, tmp_path / "m", metadata={"subject": np.int64(3)})
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_full_disk_leaves_no_weights_without_their_config(tmp_path, monkeypatch):
+    """Issue 47, section 3 item 7: a full disk left weights and no config.json."""
+    import errno
+
+    from emg_lens.errors import StorageError
+
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    old = save_checkpoint(model, tmp_path / "old", metadata={"subject": 1})
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    real_write = type(tmp_path).write_text
+
+    def full(self, *args, **kwargs):
+        real_write(self, "{partial", encoding="utf-8")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(tmp_path), "write_text", full)
+    for path in (tmp_path / "new", old):
+        with pytest.raises(StorageError):
+            save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=1)), path)
+    monkeypatch.undo()
+    assert not (tmp_path / "new").exists()  # no folder that looks like a checkpoint
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before  # the old one intact
+    assert load_checkpoint(old).cfg.seed == 0

@@ -1,0 +1,137 @@
+"""The placement check as ``emg-lens train`` and ``emg-lens evaluate`` run it
+(`emg_lens.data.placement`): for each subject of a data source whose channels lie on a ring,
+a grid or the scalp, the best symmetry of each held-out repetition, printed when it is not the
+identity and summed up under the table; ``--realign`` puts the held-out raw channels back by
+it before preprocessing. What was found (and whether it was applied) goes in each subject's
+``meta["placement_check"]``, which training stores in the checkpoint's metadata.
+
+The parser part imports only the standard library, as every parser does (`emg_lens.cli.common`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["add_realign_argument", "check_placements", "placement_summary"]
+
+
+def add_realign_argument(p: argparse.ArgumentParser) -> None:
+    """``--realign``: put the held-out channels back before preprocessing."""
+    p.add_argument(
+        "--realign",
+        action="store_true",
+        help="put each held-out repetition's raw channels back by the placement check's best "
+        "map (a ring turned or mirrored, a grid flipped, the scalp's sides swapped) before "
+        "preprocessing; recorded with the results. Needs data placed on a ring, grid or scalp",
+    )
+
+
+def check_placements(
+    subjects: list[Any],
+    source: dict[str, Any],
+    realign: bool,
+    report: Callable[[str], None] = print,
+) -> list[Any]:
+    """Each subject's placement check against the data source's placement (none when it has
+    no ring, grid or scalp: nothing is printed, unless ``realign`` asks for one, an
+    `ArgumentError`), a line for each held-out repetition whose best map is not the identity;
+    the subjects back, each realigned when ``realign``, with ``meta["placement_check"]``. A
+    check that cannot run (a flat channel) is said and skipped, unless ``realign`` needs it.
+    """
+    from emg_lens.data.placement import (
+        NO_PLACEMENT,
+        check_subject,
+        placements_of,
+        realign_subject,
+    )
+    from emg_lens.errors import ArgumentError, EmgLensError
+
+    if not placements_of(source):
+        if realign:
+            raise ArgumentError(
+                f"--realign: dataset {source.get('dataset')!r} places no channels on a ring, "
+                f"grid or scalp; {NO_PLACEMENT}"
+            )
+        return subjects
+    out = []
+    for data in subjects:
+        try:
+            checks = check_subject(data, source)
+        except EmgLensError as exc:
+            if realign:
+                raise
+            report(f"subject {data.subject}: placement check not run: {exc}")
+            data.meta["placement_check"] = {"error": str(exc)}
+            out.append(data)
+            continue
+        for check in checks:
+            if check.moved:
+                report(
+                    f"subject {data.subject}: moved? {check.describe()}: of the placement's "
+                    f"{len(check.scores)} maps this one fits the training repetitions' channel "
+                    "correlations best; "
+                    + ("realigning the raw channels before preprocessing" if realign else
+                       "--realign puts the raw channels back by it")
+                )  # fmt: skip
+        if realign:
+            data = realign_subject(data, checks, source)
+        else:
+            data.meta["placement_check"] = {
+                "checks": [c.to_dict() for c in checks],
+                "realigned": False,
+            }
+        out.append(data)
+    return out
+
+
+def placement_summary(
+    records: dict[int, dict | None], trained: dict[int, dict | None] | None = None
+) -> list[str]:
+    """The summary lines of the subjects' placement checks (``{subject: meta
+    ["placement_check"]}``; None: not checked): one per held-out repetition that moved, or one
+    saying every one kept its placement; with ``trained`` (what each checkpoint recorded), a
+    line for each subject trained realigned and scored here as recorded, or the other way round.
+
+    >>> moved = {"moved": True, "score": 0.71, "description": "emg, held-out repetition 4 "
+    ...          "('3'): mirror k → (8 − k) mod 8 (r 0.71; identity 0.38)"}
+    >>> still = {"moved": False, "score": 0.95, "description": "..."}
+    >>> placement_summary({1: {"checks": [moved], "realigned": True}})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ["placement check: subject 1, emg, held-out repetition 4 ('3'): mirror k → (8 − k) mod 8
+      (r 0.71; identity 0.38), realigned before preprocessing"]
+    >>> placement_summary({1: {"checks": [still], "realigned": False}})
+    ['placement check: every held-out repetition keeps the training placement (identity, r 0.95)']
+    """
+    lines, kept = [], []
+    for subject, record in records.items():
+        if record and "error" in record:
+            lines.append(f"placement check: subject {subject}: not run ({record['error']})")
+        for check in (record or {}).get("checks", []):
+            if not check["moved"]:
+                kept.append(check["score"])
+                continue
+            lines.append(
+                f"placement check: subject {subject}, {check['description']}, "
+                + ("realigned before preprocessing" if record["realigned"] else "not realigned "
+                   "(--realign puts the raw channels back by it)")
+            )  # fmt: skip
+    if kept:
+        span = f"{min(kept):.2f}" + ("" if max(kept) == min(kept) else f"–{max(kept):.2f}")
+        lines.append(
+            "placement check: "
+            + (f"{len(kept)} other held-out repetitions keep" if lines else "every held-out "
+               "repetition keeps")
+            + f" the training placement (identity, r {span})"
+        )  # fmt: skip
+    for subject, record in (trained or {}).items():
+        was = bool(record and record.get("realigned"))
+        now = bool(records.get(subject) and records[subject].get("realigned"))
+        if was != now:
+            lines.append(
+                f"placement check: subject {subject}'s model was trained "
+                + ("on realigned channels and is scored here on them as recorded (add --realign)"
+                   if was else "on channels as recorded and is scored here on realigned ones")
+            )  # fmt: skip
+    return lines

@@ -1,0 +1,416 @@
+"""Did the electrodes move? A label-free check of each held-out repetition's placement, and the
+channels put back before preprocessing.
+
+An armband worn turned or the other way round, a grid stuck on transposed, a cap read with left
+and right swapped: the held-out channels then carry other electrodes' signals, and a model that
+reads electrodes fails for a reason no accuracy names. The check needs no labels. For each
+held-out repetition (a session counts as its repetitions, `emg_lens.data.formats.trial_files`):
+
+1. the correlation matrix, over time, of the rectified raw signals of each channel
+   (``|x − mean|``, the mean of each channel in that repetition: an offset would otherwise undo
+   the rectification), of the held-out repetition and of each training repetition (their mean:
+   one odd training repetition does not swamp the others);
+2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`: a ring's
+   rotations and mirrors, a grid's flips and transposes, the scalp's left–right mirror), the
+   held-out matrix put back by it, ``H[moved_to][:, moved_to]``, against the training one: the
+   Pearson correlation of their entries above the diagonal;
+3. the best map (the identity where it ties), its score and the identity's (`PlacementCheck`).
+
+Raw, not preprocessed: a `SubjectData`'s windows are filtered and standardised per channel on
+the training repetitions, so a channel that moved carries another electrode's scale. The check
+reads the raw signals (`check_recording`; `check_subject` reads the subject's recording again
+from its data source), and `realign_recording` / `realign_subject` put the held-out channels
+back *before* preprocessing, so each channel's scale travels with its electrode.
+
+LibEMG's Myo set (`tests/data/libemg_myo`): repetition R_3 was recorded with the armband
+mirrored, electrode k's pattern on electrode 8 − k; trained on R_0–R_2 the check names
+"mirror k → (8 − k) mod 8" (r 0.71; the best rotation 0.44, the identity 0.37), and each of
+R_0–R_2 against the other two the identity (r 0.95–0.99).
+
+>>> import numpy as np
+>>> from emg_lens.data.recording import Recording
+>>> from emg_lens.geometry import Montage, ring
+>>> rng = np.random.default_rng(0)
+>>> gains = rng.uniform(0.2, 2.0, (4, 6))  # 4 gestures, each its own pattern on 6 electrodes
+>>> x = np.concatenate([rng.standard_normal((400, 6)) * gains[g] for r in range(3)
+...                     for g in range(4)]).astype(np.float32)
+>>> repetition = np.repeat([1, 2, 3], 1600)
+>>> x[repetition == 3] = np.roll(x[repetition == 3], 2, axis=1)  # worn turned by 2
+>>> rec = Recording(1, {"emg": x}, 100.0, np.tile(np.repeat([1, 2, 3, 4], 400), 3), repetition)
+>>> (check,) = check_recording(rec, {"emg": Montage((ring("band", 6),))}, (1, 2), (3,))
+>>> check.best.name, round(check.score, 2), check.moved
+('rotation by 2', 0.98, True)
+>>> back = realign_recording(rec, [check]).signals["emg"]
+>>> bool(np.array_equal(back[repetition == 3], np.roll(x[repetition == 3], -2, axis=1)))
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from jaxtyping import Float
+
+from emg_lens.data.datasets import load_recording, montages_of, preprocess_spec
+from emg_lens.data.preprocess import SubjectData, prepare_subject
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError
+from emg_lens.geometry import Montage
+from emg_lens.geometry.symmetry import ChannelMap, montage_maps
+
+__all__ = [
+    "PlacementCheck",
+    "channel_correlation",
+    "check_recording",
+    "check_subject",
+    "placements_of",
+    "realign_recording",
+    "realign_subject",
+    "score_maps",
+]
+
+ALL_CHANNELS = "all channels"
+"""The modality a check over a `SubjectData`'s own windows names: every channel of them."""
+
+_TIE = 1e-12  # a map scoring within this of the identity does not displace it
+
+NO_PLACEMENT = (
+    "a placement check needs the channels' placement on the body with a symmetry: a ring "
+    "(--placement ring for your files; EPN-612, UCI, NinaPro DB5 and DB8), a grid (an OT "
+    "Bioelettronica grid code; HD-sEMG) or 10-20 scalp names with both sides (synthetic-eeg; "
+    "an mne.Epochs with a montage); NinaPro DB2's electrodes are placed as free points, which "
+    "have none"
+)
+
+
+@dataclass(frozen=True)
+class PlacementCheck:
+    """The placement check of one held-out repetition of one modality: the ``best`` map of the
+    placement's symmetries and its ``score``, the identity's (``identity_score``), the
+    repetition's number (``repetition``, 1-based as the data numbers it) and its name as the
+    data gives it (``label``: LibEMG's ``"3"`` for R_3), and every map's score (``scores``,
+    in `montage_maps` order)."""
+
+    modality: str
+    repetition: int
+    label: str
+    best: ChannelMap
+    score: float
+    identity_score: float
+    scores: tuple[tuple[str, float], ...]
+
+    @property
+    def moved(self) -> bool:
+        """Whether the best map is not the identity."""
+        return not self.best.is_identity
+
+    def describe(self) -> str:
+        """One line: which repetition, the best map, both scores.
+
+        >>> from emg_lens.geometry.symmetry import ChannelMap
+        >>> PlacementCheck("emg", 4, "3", ChannelMap("rotation by 1", (1, 2, 0)), 0.9, 0.2,
+        ...                ()).describe()
+        "emg, held-out repetition 4 ('3'): rotation by 1 (r 0.90; identity 0.20)"
+        """
+        label = "" if self.label == str(self.repetition) else f" ({self.label!r})"
+        scores = f"r {self.score:.2f}"
+        if self.moved:
+            scores += f"; identity {self.identity_score:.2f}"
+        where = f"{self.modality}, held-out repetition {self.repetition}{label}"
+        return f"{where}: {self.best.name} ({scores})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: what a checkpoint's metadata and a summary record."""
+        return {
+            "modality": self.modality,
+            "repetition": self.repetition,
+            "label": self.label,
+            "best": self.best.name,
+            "moved_to": list(self.best.moved_to),
+            "score": self.score,
+            "identity_score": self.identity_score,
+            "moved": self.moved,
+            "description": self.describe(),
+        }
+
+
+# ----------------------------------------------------------------------------- the score
+
+
+def channel_correlation(x: Float[np.ndarray, "time channel"]) -> np.ndarray:
+    """The channels' correlation matrix over time of the rectified signals ``|x − mean|``;
+    a flat channel (no variation of its rectified signal) is a `DataFormatError` naming it.
+
+    >>> x = np.array([[1.0, -2.0, 0.0], [-3.0, 6.0, 1.0], [1.0, -2.0, 0.0], [1.0, -2.0, 4.0]])
+    >>> channel_correlation(x).round(2)[0].tolist()
+    [1.0, 1.0, -0.73]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    rectified = np.abs(x - x.mean(axis=0))
+    spread = rectified.std(axis=0)
+    flat = np.flatnonzero(~(spread > 0))
+    if len(flat) or len(x) < 3:
+        raise DataFormatError(
+            f"channels {[int(c) for c in flat]} do not vary in {len(x)} samples: the placement "
+            "check correlates channels, so each needs a signal (at least 3 samples)"
+        )
+    return np.corrcoef(rectified.T)
+
+
+def score_maps(
+    train: Float[np.ndarray, "channel channel"],
+    held: Float[np.ndarray, "channel channel"],
+    maps: Sequence[ChannelMap],
+) -> np.ndarray:
+    """Each map's score: the held-out correlation matrix put back by it
+    (``held[moved_to][:, moved_to]``) against the training one, Pearson over the entries
+    above the diagonal.
+
+    >>> from emg_lens.geometry.symmetry import ChannelMap
+    >>> train = np.array([[1.0, 0.9, 0.1], [0.9, 1.0, 0.4], [0.1, 0.4, 1.0]])
+    >>> held = train[[0, 2, 1]][:, [0, 2, 1]]  # recorded with electrodes 2 and 3 swapped
+    >>> maps = [ChannelMap("identity", (0, 1, 2)), ChannelMap("swap 2 and 3", (0, 2, 1))]
+    >>> score_maps(train, held, maps).round(3).tolist()
+    [-0.959, 1.0]
+    """
+    n = len(train)
+    upper = np.triu_indices(n, 1)
+    if n < 3 or np.ptp(train[upper]) == 0:
+        raise DataFormatError(
+            f"the training channels' correlations ({n} channels) are all alike: the placement "
+            "check needs at least 3 channels whose correlations differ"
+        )
+    scores = []
+    for channel_map in maps:
+        order = list(channel_map.moved_to)
+        scores.append(np.corrcoef(held[np.ix_(order, order)][upper], train[upper])[0, 1])
+    scores = np.asarray(scores)
+    if not np.isfinite(scores).all():
+        raise DataFormatError("a held-out repetition's channel correlations are all alike")
+    return scores
+
+
+def _check(
+    train: list[np.ndarray],
+    held: np.ndarray,
+    maps: list[ChannelMap],
+    modality: str,
+    repetition: int,
+    label: str,
+) -> PlacementCheck:
+    reference = np.mean([channel_correlation(x) for x in train], axis=0)
+    scores = score_maps(reference, channel_correlation(held), maps)
+    best = int(np.argmax(scores))
+    if scores[best] - scores[0] <= _TIE:  # maps[0] is the identity
+        best = 0
+    return PlacementCheck(
+        modality=modality,
+        repetition=int(repetition),
+        label=label,
+        best=maps[best],
+        score=float(scores[best]),
+        identity_score=float(scores[0]),
+        scores=tuple((m.name, float(s)) for m, s in zip(maps, scores)),
+    )
+
+
+def _maps(montage: Montage, n_channels: int, what: str) -> list[ChannelMap]:
+    if montage.n_channels != n_channels:
+        raise ArgumentError(
+            f"{what} has {n_channels} channels but its placement places {montage.n_channels} "
+            f"({montage.n_electrodes} electrodes x {montage.axes}): the placement must place "
+            "every channel, in channel order"
+        )
+    return montage_maps(montage)
+
+
+# ----------------------------------------------------------------------------- recordings
+
+
+def placements_of(source: Mapping[str, Any]) -> dict[str, Montage]:
+    """The montages of a data source (`emg_lens.data.datasets.montages_of`) that have a
+    symmetry to check: a ring, a grid or a two-sided scalp; none for a source without.
+
+    >>> sorted(placements_of({"dataset": "synthetic-eeg", "synthetic_eeg": {}}))
+    ['eeg']
+    >>> placements_of({"dataset": "synthetic", "synthetic": {}})  # DB2's points: none
+    {}
+    """
+    found = {}
+    for modality, montage in montages_of(dict(source)).items():
+        try:
+            montage_maps(montage)
+        except EmgLensError:
+            continue
+        found[modality] = montage
+    return found
+
+
+def check_recording(
+    recording: Recording,
+    placements: Mapping[str, Montage],
+    train_repetitions: Sequence[int],
+    test_repetitions: Sequence[int],
+) -> list[PlacementCheck]:
+    """The placement check (the module says how) of each test repetition of each modality
+    ``placements`` places, on the recording's raw signals, against its training repetitions;
+    the samples of a repetition are those labelled with it and a gesture (not rest). A
+    modality the recording lacks, a montage whose channel count differs from the signal's, a
+    repetition without samples are `EmgLensError`\\ s naming them.
+    """
+    if not placements:
+        raise ArgumentError(f"{recording.source}: no placement given; {NO_PLACEMENT}")
+    active = recording.stimulus != 0
+    repetitions = {r: active & (recording.repetition == r) for r in (*train_repetitions,
+                                                                    *test_repetitions)}  # fmt: skip
+    empty = [r for r, rows in repetitions.items() if not rows.any()]
+    if empty:
+        raise DataFormatError(
+            f"{recording.source}: repetitions {empty} hold no sample of a gesture; the "
+            f"repetitions it holds: {sorted(set(recording.repetition[active].tolist()))}"
+        )
+    labels = recording.meta.get("repetition_values") or {}
+    checks = []
+    for modality, montage in placements.items():
+        if modality not in recording.signals:
+            raise ArgumentError(
+                f"{recording.source}: the placement is of {modality!r}, which the recording "
+                f"lacks; it holds {sorted(recording.signals)}"
+            )
+        x = recording.signals[modality]
+        maps = _maps(montage, x.shape[1], f"{recording.source}: {modality!r}")
+        train = [x[repetitions[r]] for r in train_repetitions]
+        for r in test_repetitions:
+            label = labels.get(r, labels.get(str(r), r))
+            checks.append(_check(train, x[repetitions[r]], maps, modality, r, _label(label)))
+    return checks
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, Mapping):  # a repetition of a session
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) -> Recording:
+    """The recording with each checked repetition's channels put back by its best map (channel
+    j read from channel ``moved_to[j]``), in the raw signals, before any filter or scaling;
+    the other samples as they are. ``meta["realigned"]`` lists what was moved.
+    """
+    signals = {name: x.copy() for name, x in recording.signals.items()}
+    done = []
+    for check in checks:
+        if check.modality not in signals:
+            raise ArgumentError(
+                f"{recording.source}: a check of {check.modality!r}, which the recording "
+                f"lacks; it holds {sorted(signals)}"
+            )
+        x = signals[check.modality]
+        if len(check.best.moved_to) != x.shape[1]:
+            raise ArgumentError(
+                f"{recording.source}: the check of {check.modality!r} maps "
+                f"{len(check.best.moved_to)} channels; the signal has {x.shape[1]}"
+            )
+        if check.moved:
+            rows = recording.repetition == check.repetition
+            x[rows] = x[rows][:, list(check.best.moved_to)]
+            done.append({"modality": check.modality, "repetition": check.repetition,
+                         "map": check.best.name})  # fmt: skip
+    meta = {**recording.meta, "realigned": done}
+    return replace(recording, signals=signals, meta=meta)
+
+
+# ----------------------------------------------------------------------------- subjects
+
+
+def check_subject(
+    data: SubjectData, source: Mapping[str, Any] | None = None
+) -> list[PlacementCheck]:
+    """The placement check of a subject's held-out repetitions, on raw channels:
+
+    - with ``source`` (the data source it was loaded from, what a checkpoint stores): the
+      subject's recording is read again and checked (`check_recording`) against the source's
+      placement (`placements_of`) and repetitions — a `SubjectData` of a recording holds
+      windows filtered and standardised per channel, which the check must not read;
+    - without: the subject's own windows when they are raw and placed (`SubjectData.from_epochs`
+      or ``from_windows_dataset`` with a montage: ``meta["placement"]``), their time samples
+      joined per repetition, every channel at once (modality ``"all channels"``).
+
+    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
+    >>> from emg_lens.data.preprocess import PreprocessSpec
+    >>> data = prepare_subject(generate_recordings(SyntheticSpec(n_subjects=1))[0],
+    ...                        PreprocessSpec(step=None))
+    >>> check_subject(data)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: subject 1's windows are preprocessed (filtered, ...
+    """
+    if source is not None:
+        placements = placements_of(source)
+        if not placements:
+            raise ArgumentError(
+                f"data source {source.get('dataset')!r} places no channels on a ring, grid or "
+                f"scalp; {NO_PLACEMENT}"
+            )
+        spec = preprocess_spec(source["preprocess"])
+        recording = load_recording(dict(source), data.subject)
+        return check_recording(recording, placements, spec.train_repetitions, spec.test_repetitions)
+    if "preprocess" in data.meta:
+        raise ArgumentError(
+            f"subject {data.subject}'s windows are preprocessed (filtered, standardised per "
+            "channel): pass the data source it was loaded from (source=), whose recording the "
+            "check reads raw"
+        )
+    montage = data.meta.get("placement")
+    if not isinstance(montage, Montage):
+        raise ArgumentError(f"subject {data.subject} has no placement (meta['placement']); "
+                            f"{NO_PLACEMENT}")  # fmt: skip
+    maps = _maps(montage, data.X_train.shape[1], f"subject {data.subject}'s windows")
+    train = [_joined(data.X_train[data.rep_train == r]) for r in np.unique(data.rep_train)]
+    return [
+        _check(train, _joined(data.X_test[data.rep_test == r]), maps, ALL_CHANNELS, r, str(r))
+        for r in np.unique(data.rep_test).tolist()
+    ]
+
+
+def _joined(windows: np.ndarray) -> np.ndarray:
+    """Windows ``[n, channel, time]`` as one ``[n * time, channel]`` signal."""
+    return np.asarray(windows, dtype=np.float64).transpose(0, 2, 1).reshape(-1, windows.shape[1])
+
+
+def realign_subject(
+    data: SubjectData,
+    checks: Sequence[PlacementCheck],
+    source: Mapping[str, Any] | None = None,
+) -> SubjectData:
+    """The subject with its held-out channels put back by ``checks`` before preprocessing:
+    with ``source``, its recording read again, realigned (`realign_recording`) and prepared
+    as the source says (`emg_lens.data.preprocess.prepare_subject`: the scaler fitted on the
+    training repetitions then scales each put-back channel as its electrode's); without, the
+    raw windows of a subject made from windows (`check_subject` says which) reordered.
+    ``meta["placement_check"]`` records the checks and that they were applied.
+    """
+    record = {"checks": [c.to_dict() for c in checks], "realigned": True}
+    if source is not None:
+        recording = realign_recording(load_recording(dict(source), data.subject), checks)
+        out = prepare_subject(recording, preprocess_spec(source["preprocess"]))
+        out.meta = json.loads(json.dumps(out.meta))  # as load_subject gives it
+    else:
+        if "preprocess" in data.meta:
+            raise ArgumentError(
+                f"subject {data.subject}'s windows are preprocessed: realigning them would "
+                "move each channel with another electrode's scale; pass the data source "
+                "(source=) so the raw channels are put back first"
+            )
+        X_test = data.X_test.copy()
+        for check in checks:
+            if check.moved:
+                rows = data.rep_test == check.repetition
+                X_test[rows] = X_test[rows][:, list(check.best.moved_to)]
+        out = replace(data, X_test=X_test, meta=dict(data.meta))
+    out.meta["placement_check"] = record
+    return out

@@ -1,0 +1,350 @@
+"""A per-channel feature baseline beside every trained model: is the transformer above what a
+linear model of each channel's amplitude gets on the same split?
+
+`feature_baseline` fits on a split's training windows and scores its held-out windows (the
+``X_train, y_train, X_test, y_test`` of a `emg_lens.data.preprocess.SubjectData`, or of the
+contraction windows of `emg_lens.data.windows.contraction`), the same windows the model is
+trained and scored on:
+
+- **a class label** (integer ``y``): per channel, the log RMS of the window and its mean
+  absolute difference (``mean |x[t+1] − x[t]|``), standardised on the training windows, into a
+  multinomial logistic regression with a fixed L2 penalty (``C = LOGISTIC_C``); scored by
+  accuracy;
+- **a continuous target** (float ``y``, ``[n]`` or ``[n, outputs...]``): per channel, the RMS
+  of the window, standardised on the training windows, into a ridge regression with a fixed
+  penalty (``alpha = RIDGE_ALPHA``); scored by R² (averaged over outputs).
+
+What the features are computed on: the windows as the model sees them, after the data's own
+preprocessing (`SubjectData`: rectified sEMG, z-scored per channel on the training windows;
+contraction windows: the log envelope, z-scored). A z-score centres every channel on its
+training mean, so the RMS of a window would then measure the distance from that level, not the
+signal's amplitude (a ridge on it scores R² 0.67 on the HD-sEMG force, against 0.93 on the raw
+signal's RMS). Each channel is therefore first shifted so that its lowest value over the
+training windows is 0 (for rectified sEMG that undoes the centring: what is left is ``|x|``
+over the channel's training scale). The shift and the log make the features, once
+standardised, the same whatever per-channel positive scale and offset the windows carry, so the
+baseline does not depend on the z-score. The log's floor is ``1e-6`` of the channel's RMS over
+the training windows.
+
+Measured (`tests/unit/train/test_baseline.py` and `tests/unit/studies/test_regression.py`
+check these): LibEMG's Myo set (`tests/data/libemg_myo`, notebook 09's folds: 200-sample
+windows every 50, one repetition held out at a time) 1.000 / 1.000 / 1.000 / 0.409 with
+`R_0` … `R_3` held out (notebook 09's IsoNet: 0.93–1.00 and 0.27; the same regression on the
+raw signal's 40-sample windows: 1.00 and 0.49); openhdemg's HD-sEMG contraction R² 0.934
+(README's ridge on the raw signal's RMS: 0.935; its TinyMyo: 0.90–0.93). Fitting takes well under a
+second on these.
+
+Everything is deterministic (scikit-learn's lbfgs and Cholesky solvers, no random state); a
+non-finite window, target or result is an error, never a score.
+
+>>> rng = np.random.default_rng(0)
+>>> y = np.arange(40) % 2
+>>> X = rng.standard_normal((40, 3, 20)) * (1 + y[:, None, None])  # class 1: twice as loud
+>>> data = SubjectData.from_windows({"emg": 3}, (X[20:], y[20:]), (X[:20], y[:20]))
+>>> score = feature_baseline(data)
+>>> score.metric, score.value, score.n_train, score.n_test
+('accuracy', 1.0, 20, 20)
+>>> print(below_baseline(3, 0.5, score.value))  # doctest: +NORMALIZE_WHITESPACE
+subject 3: the model's 0.500 is below the per-channel feature baseline's 1.000
+(log RMS + MAD, logistic regression)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from jaxtyping import Float
+
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.errors import (
+    ArgumentError,
+    DataFormatError,
+    InputShapeError,
+    InputValueError,
+    describe,
+)
+
+__all__ = [
+    "BASELINE_KINDS",
+    "LOGISTIC_C",
+    "RIDGE_ALPHA",
+    "BaselineScore",
+    "below_baseline",
+    "channel_features",
+    "channel_rms",
+    "feature_baseline",
+    "fit_baseline",
+]
+
+LOGISTIC_C = 1.0
+"""Inverse L2 strength of the classification baseline's logistic regression (scikit-learn's
+default), on standardised features."""
+
+RIDGE_ALPHA = 1.0
+"""L2 strength of the regression baseline's ridge, on standardised features."""
+
+BASELINE_KINDS = {
+    "accuracy": "log RMS + MAD, logistic regression",
+    "r2": "channel RMS, ridge",
+}
+"""What the baseline of each metric is, in the words a report prints."""
+
+LOG_FLOOR = 1e-6
+"""The log RMS's floor, as a share of the channel's RMS over the training windows."""
+
+
+class Split(Protocol):
+    """Training and held-out windows with their labels or targets (a `SubjectData`, or
+    `emg_lens.data.windows.contraction.ContractionWindows`)."""
+
+    X_train: Any
+    y_train: Any
+    X_test: Any
+    y_test: Any
+
+
+@dataclass(frozen=True)
+class BaselineScore:
+    """The baseline's score on the held-out windows: ``metric`` (``"accuracy"`` or ``"r2"``),
+    its ``value``, the windows it was fitted and scored on, what it is (``kind``, e.g. ``"log
+    RMS + MAD, logistic regression"``) and its prediction for every held-out window (a class
+    index, or ``[n, outputs]`` values), so a caller can score it by trial."""
+
+    metric: str
+    value: float
+    n_train: int
+    n_test: int
+    kind: str
+    predictions: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a checkpoint's metadata records (without the predictions).
+
+        >>> BaselineScore("r2", 0.5, 10, 4, "channel RMS, ridge", np.zeros(4)).to_dict()
+        {'metric': 'r2', 'value': 0.5, 'n_train': 10, 'n_test': 4, 'kind': 'channel RMS, ridge'}
+        """
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "kind": self.kind,
+        }
+
+
+def _windows(X: Any, field: str) -> np.ndarray:
+    X = np.asarray(X) if hasattr(X, "shape") else X
+    if (
+        not isinstance(X, np.ndarray)
+        or X.dtype.kind not in "iuf"
+        or X.ndim != 3
+        or not len(X)
+        or X.shape[2] < 2
+    ):
+        raise InputShapeError(
+            f"{field} must be windows [n >= 1, channel, time >= 2] of numbers, got {describe(X)}"
+        )
+    bad = int(X.size - np.isfinite(X).sum()) if X.dtype.kind == "f" else 0
+    if bad:
+        raise InputValueError(f"{field} holds {bad} non-finite values (NaN or inf); a baseline "
+                              "is fitted and scored on finite windows only")  # fmt: skip
+    return X
+
+
+CHUNK = 512
+"""Windows per pass of `_amplitudes` (bounds the float64 copy it works on)."""
+
+
+def _amplitudes(X: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per window and channel, the RMS and the mean absolute difference of ``X - low``
+    (float64, a chunk of windows at a time)."""
+    rms, mad = [], []
+    for start in range(0, len(X), CHUNK):
+        shifted = X[start : start + CHUNK].astype(np.float64) - low[None, :, None]
+        rms.append(np.sqrt(np.einsum("nct,nct->nc", shifted, shifted) / X.shape[2]))
+        mad.append(np.abs(np.diff(shifted, axis=-1)).mean(-1))
+    return np.concatenate(rms), np.concatenate(mad)
+
+
+def channel_rms(
+    X: Float[np.ndarray, "n channel time"], low: Float[np.ndarray, " channel"]
+) -> Float[np.ndarray, "n channel"]:
+    """The RMS of each channel of windows ``X`` shifted by ``low`` (per channel: the lowest
+    value of the training windows), the regression baseline's features, for a caller that
+    reads its windows a batch at a time.
+
+    >>> channel_rms(np.array([[[1.0, 3.0, 1.0, 3.0]]]), np.array([1.0])).round(3).tolist()
+    [[1.414]]
+    """
+    return _amplitudes(_windows(X, "X"), np.asarray(low, np.float64))[0]
+
+
+def _features(
+    amplitudes: tuple[np.ndarray, np.ndarray], reference_rms: np.ndarray, metric: str
+) -> np.ndarray:
+    rms, mad = amplitudes
+    if metric == "r2":
+        return rms
+    scale = np.sqrt((reference_rms**2).mean(0))  # the channel's RMS over the training windows
+    floor = LOG_FLOOR * np.where(scale > 0, scale, 1.0)
+    return np.concatenate([np.log(rms + floor), mad], axis=1)
+
+
+def channel_features(
+    X: Float[np.ndarray, "n channel time"],
+    reference: Float[np.ndarray, "m channel time"],
+    metric: str = "accuracy",
+) -> Float[np.ndarray, "n feature"]:
+    """The baseline's features of windows ``X``, each channel shifted by its lowest value in
+    the training windows ``reference`` (see the module docstring): for ``metric="accuracy"``
+    ``[log RMS of every channel, then its mean absolute difference]``, for ``"r2"`` the RMS of
+    every channel.
+
+    >>> X = np.array([[[1.0, 3.0, 1.0, 3.0]], [[1.0, 1.0, 1.0, 1.0]]])
+    >>> channel_features(X, X, "r2").round(3).tolist()  # shifted by 1: |x - 1|
+    [[1.414], [0.0]]
+    >>> channel_features(X, X).round(3).tolist()  # the silent window: log of the floor
+    [[0.347, 2.0], [-13.816, 0.0]]
+    """
+    if metric not in BASELINE_KINDS:
+        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    X, reference = _windows(X, "X"), _windows(reference, "reference")
+    if X.shape[1] != reference.shape[1]:
+        raise InputShapeError(
+            f"X has {X.shape[1]} channels and reference {reference.shape[1]}: the features of "
+            "a split need the same channels on both sides"
+        )
+    low = reference.min(axis=(0, 2)).astype(np.float64)
+    reference_rms = _amplitudes(reference, low)[0] if metric != "r2" else None
+    return _features(_amplitudes(X, low), reference_rms, metric)
+
+
+def _labels(y: Any, n: int, field: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim < 1 or len(y) != n:
+        raise InputShapeError(f"{field} must hold one label or target per window ({n}), got "
+                              f"{describe(y)}")  # fmt: skip
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.isfinite(y).all()):
+        raise InputValueError(
+            f"{field} must be integer class labels or finite float targets, got {describe(y)}"
+            + (" with non-finite values" if y.dtype.kind == "f" else "")
+        )
+    return y
+
+
+def _r2(pred: np.ndarray, target: np.ndarray) -> float:
+    """R² per output (columns), averaged; a target that does not vary has none."""
+    variance = target.var(axis=0)
+    if (variance == 0).any():
+        raise DataFormatError(
+            f"y_test outputs {np.flatnonzero(variance == 0).tolist()} do not vary: R² is "
+            "undefined on them"
+        )
+    return float(np.mean(1.0 - ((pred - target) ** 2).mean(axis=0) / variance))
+
+
+def fit_baseline(
+    features: Float[np.ndarray, "n feature"], y: np.ndarray, metric: str = "accuracy"
+) -> Any:
+    """The baseline's model fitted on ``features`` (of `channel_features`): a scikit-learn
+    pipeline, standardisation then a logistic regression (``metric="accuracy"``, class labels
+    ``y``, ``C = LOGISTIC_C``) or a ridge (``"r2"``, targets ``y [n, outputs]``,
+    ``alpha = RIDGE_ALPHA``).
+
+    >>> fit_baseline(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])).predict(
+    ...     np.array([[0.5], [2.5]])).tolist()
+    [0, 1]
+    """
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if metric not in BASELINE_KINDS:
+        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    if metric == "accuracy":
+        model = LogisticRegression(C=LOGISTIC_C, max_iter=1000)
+    else:
+        model = Ridge(alpha=RIDGE_ALPHA)
+    return make_pipeline(StandardScaler(), model).fit(features, y)
+
+
+def feature_baseline(data: Split | SubjectData) -> BaselineScore:
+    """Fit the per-channel feature baseline on ``data``'s training windows and score it on its
+    held-out windows (see the module docstring): a logistic regression on log RMS + MAD scored
+    by accuracy for integer labels, a ridge on channel RMS scored by R² for float targets.
+
+    Refused by name: windows that are not ``[n, channel, time >= 2]`` or hold NaN or inf,
+    labels that do not match them, fewer than two classes among the training labels, a target
+    that does not vary.
+
+    >>> X = np.ones((4, 2, 5))
+    >>> feature_baseline(SubjectData.from_windows({"emg": 2}, (X, [0, 0, 0, 0]), (X, [1] * 4)))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.DataFormatError: y_train holds one class ([1]); a classifier needs two or more
+    """
+    X_train, X_test = _windows(data.X_train, "X_train"), _windows(data.X_test, "X_test")
+    y_train = _labels(data.y_train, len(X_train), "y_train")
+    y_test = _labels(data.y_test, len(X_test), "y_test")
+    classify = y_train.dtype.kind in "iub"
+    if classify != (y_test.dtype.kind in "iub"):
+        raise InputValueError(
+            f"y_train ({y_train.dtype}) and y_test ({y_test.dtype}) must both be class labels "
+            "(integers) or both targets (floats)"
+        )
+    metric = "accuracy" if classify else "r2"
+    if X_train.shape[1] != X_test.shape[1]:
+        raise InputShapeError(
+            f"X_train has {X_train.shape[1]} channels and X_test {X_test.shape[1]}: the "
+            "features of a split need the same channels on both sides"
+        )
+    low = X_train.min(axis=(0, 2)).astype(np.float64)
+    train = _amplitudes(X_train, low)
+    F_train = _features(train, train[0], metric)
+    F_test = _features(_amplitudes(X_test, low), train[0], metric)
+    if classify:
+        if len(np.unique(y_train)) < 2:
+            raise DataFormatError(
+                f"y_train holds one class ({np.unique(y_train).tolist()}); a classifier needs "
+                "two or more"
+            )
+        predictions = fit_baseline(F_train, y_train).predict(F_test)
+        value = float((predictions == y_test).mean())
+    else:
+        targets = y_train.reshape(len(y_train), -1).astype(np.float64)
+        predictions = fit_baseline(F_train, targets, "r2").predict(F_test)
+        predictions = predictions.reshape(len(y_test), -1)
+        value = _r2(predictions, y_test.reshape(len(y_test), -1).astype(np.float64))
+    if not np.isfinite(value) or not np.isfinite(np.asarray(predictions, np.float64)).all():
+        raise DataFormatError(
+            f"the feature baseline's {metric} is not finite ({value}): its features or fit "
+            "overflowed; check the windows' scale"
+        )
+    return BaselineScore(metric, value, len(X_train), len(X_test), BASELINE_KINDS[metric],
+                         np.asarray(predictions))  # fmt: skip
+
+
+def below_baseline(
+    subject: Any, model_value: float, baseline_value: float, metric: str = "accuracy"
+) -> str | None:
+    """The line a report prints when a model's score ``model_value`` is below the feature
+    baseline's ``baseline_value`` (both in ``metric``, ``"accuracy"`` or ``"r2"``), to three
+    decimals; None otherwise.
+
+    >>> print(below_baseline("force", 0.903, 0.935, "r2"))  # doctest: +NORMALIZE_WHITESPACE
+    subject force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935
+    (channel RMS, ridge)
+    >>> below_baseline(1, 0.9996, 1.0) is None  # the same to three decimals
+    True
+    """
+    if metric not in BASELINE_KINDS:
+        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
+    if round(model_value, 3) >= round(baseline_value, 3):
+        return None
+    unit = "R² " if metric == "r2" else ""
+    return (
+        f"subject {subject}: the model's {unit}{model_value:.3f} is below the per-channel "
+        f"feature baseline's {unit}{baseline_value:.3f} ({BASELINE_KINDS[metric]})"
+    )

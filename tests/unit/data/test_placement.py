@@ -1,0 +1,291 @@
+"""Did the electrodes move? (issue 46, item 4): a placement's symmetries, the label-free check
+that names the map a held-out repetition was recorded under, and the raw channels put back
+before preprocessing; on LibEMG's real Myo set, whose R_3 was recorded with the armband
+mirrored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emg_lens.data import read_files
+from emg_lens.data.datasets import data_source, dataset_preprocess, load_subject
+from emg_lens.data.placement import (
+    check_recording,
+    check_subject,
+    placements_of,
+    realign_recording,
+    realign_subject,
+)
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.data.recording import Recording
+from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError
+from emg_lens.geometry import Montage, grid, grid_code, montage_maps, ring, scalp
+
+MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"
+MYO_PATTERN = "R_{repetition}_C_{gesture}_EMG.csv"
+RING = {"emg": Montage((ring("armband", 8),))}
+
+
+# ----------------------------------------------------------------------------- symmetries
+
+
+def test_each_placement_has_its_symmetries_and_each_is_a_distinct_permutation():
+    expected = {
+        "ring of 8": (Montage((ring("r", 8),)), 16),
+        "square grid": (Montage((grid("g", 4, 4, 10.0),)), 8),
+        "rectangular grid": (Montage((grid("g", 3, 5, 10.0),)), 4),
+        "scalp": (Montage((scalp(["F3", "Fz", "F4", "C3", "Cz", "C4"]),)), 2),
+        "two grids": (Montage((grid("a", 2, 3, 1.0), grid("b", 2, 3, 1.0).shifted(6))), 16),
+        "ring of 3 axes": (Montage((ring("r", 4),), axes=3), 8),
+    }
+    for what, (montage, count) in expected.items():
+        maps = montage_maps(montage)
+        assert len(maps) == count, what
+        assert maps[0].name == "identity" and maps[0].is_identity, what
+        assert len({m.moved_to for m in maps}) == count, what  # distinct
+        for m in maps:
+            assert sorted(m.moved_to) == list(range(montage.n_channels)), (what, m.name)
+    ring8 = {m.name: m.moved_to for m in montage_maps(RING["emg"])}
+    assert ring8["rotation by 3"][0] == 3 and ring8["mirror k → (8 − k) mod 8"][0] == 6
+    # electrodes 4 and 8 (1-based) stay where the mirror k -> 8 - k has its axis
+    assert [k + 1 for k, to in enumerate(ring8["mirror k → (8 − k) mod 8"]) if to == k] == [4, 8]
+    square = {m.name: m.moved_to for m in montage_maps(Montage((grid("g", 4, 4, 10.0),)))}
+    assert square["transpose"][1] == 4  # column order: electrode 1 is (1, 0), 4 is (0, 1)
+    (left_right,) = [m for m in montage_maps(expected["scalp"][0]) if not m.is_identity]
+    assert left_right.name == "left–right mirror" and left_right.moved_to == (2, 1, 0, 5, 4, 3)
+    two = [m.name for m in montage_maps(expected["two grids"][0])]
+    assert "a: identity; b: flip rows" in two
+    axes = {m.name: m.moved_to for m in montage_maps(expected["ring of 3 axes"][0])}
+    assert axes["rotation by 1"][:4] == (3, 4, 5, 6)  # an electrode's three axes move together
+
+
+def test_a_placement_without_symmetry_is_named():
+    for montage in (
+        Montage((scalp(["C3", "Cz"]),)),  # C3's mirror, C4, is not there
+        Montage((grid_code("GR08MM1305"),)),  # 13 x 5 with an empty corner: no flip fits
+    ):
+        with pytest.raises(ArgumentError, match="needs a part of kind ring or grid or scalp"):
+            montage_maps(montage)
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def _ring_recording(moved_to: tuple[int, ...] | None = None, seed: int = 0) -> Recording:
+    """Eight electrodes round a ring, 5 gestures x 4 repetitions of 600 samples, each gesture
+    its own pattern over the electrodes (with crosstalk to the neighbours); repetition 4's
+    channels recorded under ``moved_to`` (electrode j's signal on channel moved_to[j])."""
+    rng = np.random.default_rng(seed)
+    n, gestures, length = 8, 5, 600
+    gains = rng.uniform(0.05, 3.0, (gestures, n))
+    crosstalk = np.eye(n) + 0.2 * (np.roll(np.eye(n), 1, 0) + np.roll(np.eye(n), -1, 0))
+    x, stimulus, repetition = [], [], []
+    for rep in (1, 2, 3, 4):
+        for g in range(gestures):
+            envelope = 1 + 0.5 * np.sin(np.linspace(0, 6, length))[:, None]
+            trial = (rng.standard_normal((length, n)) * gains[g] * envelope) @ crosstalk
+            if rep == 4 and moved_to is not None:
+                moved = np.empty_like(trial)
+                moved[:, list(moved_to)] = trial
+                trial = moved
+            x.append(trial)
+            stimulus += [g + 1] * length
+            repetition += [rep] * length
+    signal = np.concatenate(x).astype(np.float32)
+    return Recording(1, {"emg": signal}, 200.0, np.asarray(stimulus), np.asarray(repetition))
+
+
+def test_a_ring_turned_or_mirrored_is_named_and_put_back_exactly():
+    maps = {m.name: m for m in montage_maps(RING["emg"])}
+    for name in ("rotation by 3", "rotation by 1", "mirror k → (3 − k) mod 8"):
+        moved = maps[name]
+        recording = _ring_recording(moved.moved_to)
+        (check,) = check_recording(recording, RING, (1, 2, 3), (4,))
+        assert check.best.name == name and check.moved
+        runner_up = sorted(score for _, score in check.scores)[-2]
+        assert check.score > 0.9 and check.score > runner_up + 0.05, check.scores
+        assert name in check.describe() and f"identity {check.identity_score:.2f}" in (
+            check.describe()
+        )
+        back = realign_recording(recording, [check])
+        np.testing.assert_array_equal(back.signals["emg"], _ring_recording().signals["emg"])
+        assert back.meta["realigned"] == [{"modality": "emg", "repetition": 4, "map": name}]
+    (still,) = check_recording(_ring_recording(), RING, (1, 2, 3), (4,))
+    assert still.best.name == "identity" and not still.moved and still.score > 0.9
+
+
+def test_a_transposed_grid_is_named():
+    rng = np.random.default_rng(1)
+    part = grid("g", 4, 4, 10.0)
+    montage = Montage((part,))
+    transpose = next(m for m in montage_maps(montage) if m.name == "transpose")
+    gains = rng.uniform(0.1, 2.0, (4, 16))
+    x = np.concatenate([rng.standard_normal((300, 16)) * gains[g] for _ in range(3) for g in
+                        range(4)])  # fmt: skip
+    repetition = np.repeat([1, 2, 3], 1200)
+    held = x[repetition == 3]
+    moved = np.empty_like(held)
+    moved[:, list(transpose.moved_to)] = held  # repetition 3 recorded with the grid transposed
+    x[repetition == 3] = moved
+    recording = Recording(1, {"emg": x.astype(np.float32)}, 100.0,
+                          np.tile(np.repeat([1, 2, 3, 4], 300), 3), repetition)  # fmt: skip
+    (check,) = check_recording(recording, {"emg": montage}, (1, 2), (3,))
+    assert check.best.name == "transpose" and check.score > 0.9 > check.identity_score
+
+
+def test_a_cap_with_left_and_right_swapped_is_named_from_raw_windows():
+    """A subject of raw windows with a scalp placement (as from_epochs makes one): checked
+    and put back without a data source."""
+    names = ["F3", "Fz", "F4", "C3", "Cz", "C4", "P3", "Pz", "P4"]
+    montage = Montage((scalp(names),))
+    (mirror,) = [m for m in montage_maps(montage) if not m.is_identity]
+    rng = np.random.default_rng(2)
+    gains = rng.uniform(0.1, 2.0, (2, 9))
+    y = np.tile([0, 1], 20)
+    X = rng.standard_normal((40, 9, 50)) * gains[y][:, :, None]
+    X_test = X[20:].copy()
+    X_moved = np.empty_like(X_test)
+    X_moved[:, list(mirror.moved_to)] = X_test
+    data = SubjectData.from_windows({"eeg": 9}, (X_moved, y[20:]), (X[:20], y[:20]),
+                                    meta={"placement": montage})  # fmt: skip
+    (check,) = check_subject(data)
+    assert check.best.name == "left–right mirror" and check.modality == "all channels"
+    back = realign_subject(data, [check])
+    np.testing.assert_allclose(back.X_test, X_test.astype(np.float32))
+    assert back.meta["placement_check"]["realigned"]
+
+
+# ----------------------------------------------------------------------------- LibEMG's Myo
+
+
+def test_libemg_r3_was_recorded_with_the_armband_mirrored():
+    (rec,) = read_files(MYO, MYO_PATTERN, sample_rate=200)
+    (r3,) = check_recording(rec, RING, (1, 2, 3), (4,))
+    assert r3.best.name == "mirror k → (8 − k) mod 8" and r3.label == "3"
+    rotations = max(s for name, s in r3.scores if not name.startswith("mirror"))
+    assert r3.score > 0.65 and rotations < 0.5 and r3.identity_score < 0.45  # 0.71, 0.44, 0.38
+    for held in (1, 2, 3):  # each of R_0-R_2 against the other two: r 0.95, 0.96, 0.99
+        train = tuple(r for r in (1, 2, 3) if r != held)
+        (check,) = check_recording(rec, RING, train, (held,))
+        assert check.best.name == "identity" and check.score > 0.9
+
+
+def _myo_source(root: Path = MYO, placement: str | None = "ring") -> dict:
+    """Notebook 09's fold holding out R_3."""
+    preprocess = dataset_preprocess(
+        "files", window=200, step=50, train_repetitions=(1, 2, 3), test_repetitions=(4,)
+    )
+    return data_source("files", root=root, pattern=MYO_PATTERN, sample_rate=200,
+                       placement=placement, preprocess=preprocess)  # fmt: skip
+
+
+def test_a_subject_is_checked_on_its_raw_recording_and_put_back_before_standardising(tmp_path):
+    source = _myo_source()
+    data = load_subject(source, 1, cache_dir=None)
+    (check,) = check_subject(data, source)
+    assert check.best.name == "mirror k → (8 − k) mod 8"
+    back = realign_subject(data, [check], source)
+    json.dumps(back.meta)  # what a checkpoint stores
+    assert back.meta["placement_check"]["checks"][0]["best"] == check.best.name
+    np.testing.assert_array_equal(back.X_train, data.X_train)  # training windows untouched
+    # the put-back windows are those of files written with R_3's columns put back
+    for path in MYO.glob("R_*_EMG.csv"):
+        x = np.loadtxt(path, delimiter=",")
+        if path.name.startswith("R_3_"):
+            x = x[:, list(check.best.moved_to)]
+        np.savetxt(tmp_path / path.name, x, delimiter=",", fmt="%g")
+    fixed = load_subject(_myo_source(tmp_path), 1, cache_dir=None)
+    np.testing.assert_allclose(back.X_test, fixed.X_test, atol=1e-5)
+    # the old oracle, reordering standardised windows, is not the same
+    assert not np.allclose(data.X_test[:, list(check.best.moved_to)], fixed.X_test, atol=1e-2)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_name_what_is_accepted():
+    data = load_subject(_myo_source(), 1, cache_dir=None)
+    with pytest.raises(ArgumentError, match="pass the data source"):
+        check_subject(data)  # standardised windows
+    with pytest.raises(ArgumentError, match="places no channels on a ring, grid or scalp"):
+        check_subject(data, _myo_source(placement=None))
+    with pytest.raises(ArgumentError, match=r"has no placement.*a ring"):
+        check_subject(SubjectData.from_windows({"emg": 3}, (np.ones((2, 3, 4)), np.arange(2))))
+    (rec,) = read_files(MYO, MYO_PATTERN, sample_rate=200)
+    with pytest.raises(ArgumentError, match="8 channels but its placement places 6"):
+        check_recording(rec, {"emg": Montage((ring("band", 6),))}, (1, 2, 3), (4,))
+    with pytest.raises(ArgumentError, match="which the recording lacks; it holds \\['emg'\\]"):
+        check_recording(rec, {"eeg": RING["emg"]}, (1, 2, 3), (4,))
+    with pytest.raises(DataFormatError, match="repetitions \\[7\\] hold no sample"):
+        check_recording(rec, RING, (1, 2, 3), (7,))
+    with pytest.raises(ArgumentError, match="no placement given"):
+        check_recording(rec, {}, (1, 2, 3), (4,))
+    flat = Recording(1, {"emg": np.zeros((40, 8), np.float32)}, 10.0, np.ones(40, int),
+                     np.repeat([1, 2], 20))  # fmt: skip
+    with pytest.raises(DataFormatError, match="channels \\[0, 1, 2, 3, 4, 5, 6, 7\\] do not vary"):
+        check_recording(flat, RING, (1,), (2,))
+    assert placements_of({"dataset": "synthetic", "synthetic": {}}) == {}
+    assert issubclass(ArgumentError, EmgLensError)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_train_and_evaluate_print_record_and_realign(tmp_path, capsys):
+    """``train`` names the turned ring of a folder of files, records the check in the
+    checkpoint; ``--realign`` trains and scores on the put-back channels, which give the same
+    test accuracy as files recorded unturned; ``evaluate`` says which it scores."""
+    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.cli import main
+    from emg_lens.cli.main import run
+
+    turned = {m.name: m for m in montage_maps(RING["emg"])}["rotation by 5"]
+    folders = {}
+    for what, moved_to in (("turned", turned.moved_to), ("as worn", None)):
+        recording = _ring_recording(moved_to)
+        folder = folders[what] = tmp_path / what.replace(" ", "_")
+        folder.mkdir()
+        for rep in (1, 2, 3, 4):
+            for g in (1, 2, 3, 4, 5):
+                rows = (recording.repetition == rep) & (recording.stimulus == g)
+                np.savetxt(folder / f"R_{rep}_C_{g}_EMG.csv", recording.signals["emg"][rows],
+                           delimiter=",", fmt="%.6g")  # fmt: skip
+
+    def train(folder, out, *extra):
+        argv = ["train", "--dataset", "files", "--root", str(folder), "--pattern", MYO_PATTERN]
+        argv += ["--sample-rate", "200", "--placement", "ring", "--train-repetitions", "1", "2"]
+        argv += ["3", "--test-repetitions", "4", "--window", "100", "--step", "100"]
+        argv += ["--epochs", "2", "--preset", "tiny", "--quiet", "--threads", "1", "--out"]
+        assert main([*argv, str(tmp_path / out), *extra]) == 0
+        return capsys.readouterr().out, read_checkpoint_info(tmp_path / out / "subject_1")
+
+    printed, info = train(folders["turned"], "plain")
+    assert "subject 1: moved? emg, held-out repetition 4: rotation by 5 (r " in printed
+    assert "rotation by 5" in printed.split("test_accuracy")[-1]  # and in the summary
+    record = info["metadata"]["placement_check"]
+    assert record["realigned"] is False and record["checks"][0]["best"] == "rotation by 5"
+
+    printed, info = train(folders["turned"], "realigned", "--realign")
+    assert "rotation by 5" in printed and "realigned before preprocessing" in printed
+    assert info["metadata"]["placement_check"]["realigned"] is True
+    printed, unturned = train(folders["as worn"], "as_worn")
+    assert "every held-out repetition keeps the training placement" in printed
+    realigned = info["metadata"]["metrics"]["test_accuracy"]
+    assert realigned == unturned["metadata"]["metrics"]["test_accuracy"]
+
+    assert main(["evaluate", "--models", str(tmp_path / "realigned"), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "trained on realigned channels and is scored here on them as recorded" in printed
+    argv = ["evaluate", "--models", str(tmp_path / "realigned"), "--threads", "1", "--realign"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"{realigned:.3f}" in printed and "realigned before preprocessing" in printed
+
+    argv = ["train", "--dataset", "files", "--root", str(folders["turned"]), "--pattern"]
+    argv += [MYO_PATTERN, "--sample-rate", "200", "--out", str(tmp_path / "s"), "--realign"]
+    with pytest.raises(ArgumentError, match="--realign: dataset 'files' places no channels"):
+        run(argv)  # no --placement
