@@ -18,14 +18,15 @@ the two, so that each modality alone carries nothing about which interaction ges
 
 Probes fold by trial (issue 46): the demo's 4 held-out repetitions give each gesture 4 trials,
 so each fold leaves one repetition out. Measured on subject 1 of seeds 0-2 trained on one
-thread and of seed 0 on two (other floating-point paths, as on another CPU) with the demo's
+thread and of seeds 0-1 on two (other floating-point paths, as on another CPU) with the demo's
 recipe (`tests.demo_model`; the mean-pooled head's accuracy on the interaction gestures
-0.93-0.96): pooled probe at layers 0/2 0.01-0.03 / 0.91-0.96 (below chance at layer 0: a
+0.92-0.96): pooled probe at layers 0/2 0.01-0.04 / 0.91-0.96 (below chance at layer 0: a
 linear probe on XOR classes, fitted on three repetitions, is wrong on the fourth
-systematically), its control 0.23-0.39 at layer 2 (0.83 when folded over windows), cut 0.01 at
-layer 2; IIA of the ACC tokens at layer 0 0.93-0.96 (interval over trials from [0.90, 0.96] to
-[0.94, 0.98]), cut 0.22-0.25 (chance among the four interaction gestures 0.25). Untrained
-models of seeds 0 and 1 at layer 0: each modality's own gestures 1.00, the other's 0.50-0.55.
+systematically), its control 0.23-0.39 at layer 2 (0.83 when folded over windows), cut
+0.01-0.04 at layer 2; IIA of the ACC tokens at layer 0 0.93-0.96 (its interval over trials
+from 0.90-0.94 to 0.95-0.98), cut 0.22-0.25 (chance among the four interaction gestures 0.25).
+Untrained models of seeds 0 and 1 at layer 0: each modality's own gestures 1.00, the other's
+0.50-0.55.
 Every bound below holds for all of them with room (they were set when some models stalled
 near 0.5 on those gestures).
 """
