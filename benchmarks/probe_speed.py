@@ -1,6 +1,7 @@
 """Probing every layer x token group of the demo's eight models (issue 39, item 6: <= 2 minutes
 on 2 cores): `emg_lens.inspect.probe_tokens` with its defaults (every layer and the stream
-after the last, every token group and ``pooled``, 5 folds, the control task beside each probe)
+after the last, every token group and ``pooled``, 5 folds asked, the control task beside each
+probe; the demo's data, 4 trials a gesture, fold by repetition: 4 folds)
 on each subject's test windows of `demo_setup`'s data.
 
 The models are two-layer IsoNets of the ``demo`` preset with random weights (what a probe costs
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
         "models": len(subjects),
         "windows": int(np.mean([len(d.y_test) for _, d in subjects.values()])),
         "probes": len(first),
-        "folds": 5,
+        "folds": int(first["folds"].iloc[0]),
+        "fold_unit": str(first["fold_unit"].iloc[0]),
         "s_all": spread(seconds),
         "s_per_model": round(statistics.median(seconds) / len(subjects), 3),
         "repeats": repeats,

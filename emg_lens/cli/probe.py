@@ -23,8 +23,9 @@ def add_parser(sub) -> None:
         "linear probes and interchange interventions on token groups, by layer",
         "For each subject's model (its test windows), a cross-validated linear probe per layer "
         "and token group predicting the gesture, beside a control task (each trial's label "
-        "replaced by another's); optionally the interchange intervention accuracy of a token "
-        "group at every layer, and everything again with an edge set cut in every layer.",
+        "replaced by another's), its folds keeping each trial's windows together; optionally "
+        "the interchange intervention accuracy of a token group at every layer (its interval "
+        "resampling trials), and everything again with an edge set cut in every layer.",
     )
     p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints ('demo')")
     p.add_argument("--out", required=True, help="folder for the tables, figures and report")
@@ -41,7 +42,10 @@ def add_parser(sub) -> None:
         "--return-type", default="logits", help="model output the interchange reads "
         "(IsoNet: logits for its CLS head, avg_logits for its mean-pooled head)",
     )  # fmt: skip
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument(
+        "--folds", type=int, default=5, help="cross-validation folds of whole trials; where a "
+        "class has fewer trials, one repetition is left out per fold instead",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and control labels")
     p.add_argument("--jobs", type=int, default=1, help="processes fitting probes (-1: all cores)")
     add_device_argument(p)

@@ -617,7 +617,11 @@ def plot_probes(table: pd.DataFrame) -> plt.Figure:
 
 def plot_interchange(table: pd.DataFrame) -> plt.Figure:
     """Interchange intervention accuracy by layer, one line per site (``group``) and ``cut``,
-    pooled over subjects (``k`` of ``n`` pairs) with its 95 % Clopper-Pearson interval.
+    pooled over subjects (``k`` of ``n`` pairs). The bars are the table's 95 % intervals
+    (``ci_low``, ``ci_high``: over trials where the pairs carried them,
+    `emg_lens.inspect.interchange`) where each point is one subject's; a table without them, or
+    of several subjects, gets Clopper-Pearson over the pooled pairs, which counts every pair as
+    independent (the title says which).
 
     >>> table = pd.DataFrame({"layer": [0, 1], "group": "acc", "k": [80, 30], "n": 100})
     >>> len(plot_interchange(table).axes[0].lines) >= 1
@@ -627,11 +631,19 @@ def plot_interchange(table: pd.DataFrame) -> plt.Figure:
 
     _require(table, ["layer", "group", "k", "n"], "plot_interchange")
     table = table.assign(cut=table.get("cut", "none"))
+    keys = ["cut", "group", "layer"]
+    own = {"ci_low", "ci_high"} <= set(table.columns) and not table.duplicated(keys).any()
+    unit = str(table["unit"].iloc[0]) if own and "unit" in table.columns else "pair"
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    pooled = table.groupby(["cut", "group", "layer"], sort=False)[["k", "n"]].sum().reset_index()
+    pooled = table.groupby(keys, sort=False)[["k", "n"]].sum().reset_index()
+    if own:
+        pooled = pooled.merge(table[[*keys, "ci_low", "ci_high"]], on=keys, how="left")
     for k, ((cut, group), rows) in enumerate(pooled.groupby(["cut", "group"], sort=False)):
         iia = rows["k"] / rows["n"]
-        low, high = clopper_pearson(rows["k"], rows["n"])
+        if own:
+            low, high = rows["ci_low"], rows["ci_high"]
+        else:
+            low, high = clopper_pearson(rows["k"], rows["n"])
         label = f"{group}" + ("" if cut == "none" else f", cut {cut}")
         style = {"color": COLORS[k % 10], "ls": "-" if cut == "none" else "--", "label": label}
         ax.errorbar(
@@ -643,6 +655,7 @@ def plot_interchange(table: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("interchange intervention accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False, title="tokens taken from the source", title_fontsize=8)
-    ax.set_title("Predictions that follow the source's label (95 % interval)", fontsize=10)
+    over = "resampling trials" if unit == "trial" else "over pairs"
+    ax.set_title(f"Predictions that follow the source's label (95 % interval {over})", fontsize=10)
     fig.tight_layout()
     return fig

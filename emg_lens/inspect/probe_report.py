@@ -1,10 +1,12 @@
 """What edges carry, for a folder of models: the tables and figures ``emg-lens probe`` writes.
 
-`probe_models` runs `probe_tokens` on every subject's model (its test windows), and, when
+`probe_models` runs `probe_tokens` on every subject's model (its test windows; folds that
+keep each trial's windows together, `emg_lens.inspect.probes.fold_windows`), and, when
 asked, `interchange` of a token group at every layer between windows of the chosen classes of
-one repetition; with ``cut`` both run once more with that edge set masked in every layer, so a
-table shows what the probe finds with the edges and without them. `ProbeReport.save` writes
-the tables, the figures and ``report.html`` through `emg_lens.studies.output.save_outputs`.
+one repetition (its interval resampling the pairs' trials); with ``cut`` both run once more
+with that edge set masked in every layer, so a table shows what the probe finds with the edges
+and without them. `ProbeReport.save` writes the tables, the figures and ``report.html``
+through `emg_lens.studies.output.save_outputs`.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ class ProbeReport:
         """A few lines: per cut, the best group at the first and the last layer."""
         table = self.summary_table()
         subjects = self.probes["subject"].nunique()
-        lines = [f"probes on {subjects} subject(s), {self.settings.get('target', 'gesture')}"]
+        lines = [
+            f"probes on {subjects} subject(s), {self.settings.get('target', 'gesture')}; "
+            + _folds_phrase(self.probes)
+        ]
         for cut, rows in table.groupby("cut", sort=False):
             parts = []
             for layer in (rows["layer"].min(), rows["layer"].max()):
@@ -82,11 +87,14 @@ class ProbeReport:
             chance = f"; chance {rows['chance'].mean():.3f}"
             lines.append(f"  cut {cut}: best " + "; ".join(parts) + chance)
         if self.interchange is not None:
-            pooled = self.interchange.groupby(["cut", "layer"], sort=False)[["k", "n"]].sum()
+            pooled = self.interchange.groupby(["cut", "layer"], sort=False)
+            pooled = pooled[["k", "n", "trials"]].sum()
             for (cut, layer), row in pooled.iterrows():
                 lines.append(
                     f"  interchange {self.settings.get('interchange')} at layer {layer}, cut "
-                    f"{cut}: IIA {row['k'] / row['n']:.3f} ({row['k']} of {row['n']} pairs)"
+                    f"{cut}: IIA {row['k'] / row['n']:.3f} ({row['k']} of {row['n']} pairs of "
+                    f"{row['trials']} base trials; intervals per subject over trials in "
+                    "interchange.csv)"
                 )
         return "\n".join(lines)
 
@@ -117,6 +125,17 @@ class ProbeReport:
             title="what the tokens carry",
             spec=self.settings,
         )
+
+
+def _folds_phrase(probes: pd.DataFrame) -> str:
+    """How the probes were cross-validated, e.g. ``"4 folds leaving one repetition out"``."""
+    units = {"trial": "of whole trials", "repetition": "leaving one repetition out",
+             "window": "of windows, each its own trial"}  # fmt: skip
+    parts = [
+        f"{folds} folds {units.get(unit, unit)}"
+        for folds, unit in dict.fromkeys(zip(probes["folds"], probes["fold_unit"]))
+    ]
+    return "cross-validated: " + ", ".join(parts)
 
 
 def probe_models(

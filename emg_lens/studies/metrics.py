@@ -37,6 +37,7 @@ from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.chance import cell_fields
+from emg_lens.studies.units import trial_counts
 
 __all__ = [
     "CONTINUOUS_METRICS",
@@ -192,8 +193,10 @@ def score_logits(
     each the mean over the windows) of a condition's ``logits`` against the labels ``y`` and
     the unmasked model's logits on the same windows (``reference``, for ``kl`` and
     ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts; with each
-    window's trial (``trials``), also the cell's trial counts (`score_predictions`). Computed
-    in float64 on the CPU from the logits as given.
+    window's trial (``trials``), also the cell's trial counts (`score_predictions`) and, per
+    trial, its class, windows and correct windows (`emg_lens.studies.units.trial_counts`, for
+    per_class.csv's intervals over trials). Computed in float64 on the CPU from the logits as
+    given.
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cell = score_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), ref, np.array([0, 1]), 2)
@@ -213,7 +216,11 @@ def score_logits(
     cell = {"values": values, "class_correct": correct, "class_total": total}
     if trials is None:
         return cell
-    return {**cell, **cell_fields(pred.numpy(), labels.numpy(), trials, n_classes)}
+    return {
+        **cell,
+        **cell_fields(pred.numpy(), labels.numpy(), trials, n_classes),
+        **trial_counts(pred.numpy(), labels.numpy(), trials),
+    }
 
 
 def score_regression(

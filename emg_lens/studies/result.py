@@ -41,6 +41,7 @@ from emg_lens.studies.stats import (
     stars,
     subjects_needed,
 )
+from emg_lens.studies.units import TRIAL_WINDOW_FIELDS, class_trial_cis
 
 __all__ = [
     "StudyResult",
@@ -365,13 +366,21 @@ class StudyResult(StudyOutput):
 
     def per_class(self) -> pd.DataFrame:
         """One row per (subject, condition, class index): ``correct``, ``total``,
-        ``accuracy`` and its exact 95 % Clopper-Pearson interval ``ci_low``, ``ci_high``
-        (NaN for a class without test windows), beside the condition columns."""
-        rows = []
+        ``accuracy`` and its 95 % interval ``ci_low``, ``ci_high`` (NaN for a class without
+        test windows), beside the condition columns. The interval counts the class's
+        ``trials`` (``unit`` ``"trial"``: a bootstrap resampling them,
+        `emg_lens.studies.units.class_trial_cis`; the windows of one trial are not independent,
+        docs/DESIGN.md §15); a cell stored without its trials gets Clopper-Pearson over the
+        windows (``unit`` ``"window"``, ``trials`` empty)."""
+        rows, intervals = [], []
         counts = self._counts()
         has_counts = "class_correct" in counts.columns
         for r in counts.itertuples(index=False) if has_counts else ():
             condition = {"subject": r.subject, **{c: getattr(r, c) for c in CONDITION_COLUMNS}}
+            record = [getattr(r, f, None) for f in TRIAL_WINDOW_FIELDS]
+            by_trial = all(isinstance(v, (list, tuple, np.ndarray)) for v in record)
+            if by_trial:
+                low, high, trials = class_trial_cis(*record, len(r.class_total))
             for index, (hit, total) in enumerate(zip(r.class_correct, r.class_total)):
                 rows.append(
                     {
@@ -380,15 +389,22 @@ class StudyResult(StudyOutput):
                         "correct": int(hit),
                         "total": int(total),
                         "accuracy": hit / total if total else float("nan"),
+                        "trials": int(trials[index]) if by_trial else pd.NA,
+                        "unit": "trial" if by_trial else "window",
                     }
                 )
-        table = pd.DataFrame(
-            rows,
-            columns=["subject", *CONDITION_COLUMNS, "class", "correct", "total", "accuracy"],
-        )
-        table["ci_low"], table["ci_high"] = clopper_pearson(table["correct"], table["total"])
+                intervals.append((low[index], high[index]) if by_trial else None)
+        columns = ["subject", *CONDITION_COLUMNS, "class", "correct", "total", "accuracy"]
+        table = pd.DataFrame(rows, columns=[*columns, "trials", "unit"])
+        over_windows = clopper_pearson(table["correct"], table["total"])
+        for i, name in enumerate(("ci_low", "ci_high")):
+            table[name] = [
+                float(over_windows[i][j]) if interval is None else float(interval[i])
+                for j, interval in enumerate(intervals)
+            ]
         table["layer"] = table["layer"].astype("Int64")
-        return table
+        table["trials"] = table["trials"].astype("Int64")
+        return table[[*columns, "ci_low", "ci_high", "trials", "unit"]]
 
     def class_accuracy(self, classes: dict[str, list[int]] | None = None) -> pd.DataFrame:
         """Per-subject accuracy restricted to groups of class indices (e.g. the synthetic
@@ -531,7 +547,10 @@ class StudyResult(StudyOutput):
         accuracy beside chance) and claims.csv when the study declares claims."""
         chance = self.chance()
         tables = {
-            "per_subject.csv": self.per_subject,
+            # the per-trial lists stay in the cells: per_class.csv carries what they give
+            "per_subject.csv": self.per_subject.drop(
+                columns=list(TRIAL_WINDOW_FIELDS), errors="ignore"
+            ),
             "per_class.csv": self.per_class(),
             "summary.csv": self.summary,
             **({} if chance is None else {"chance.csv": chance}),

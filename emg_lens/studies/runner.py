@@ -57,6 +57,7 @@ from emg_lens.studies.planted import planted_classes
 from emg_lens.studies.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.spec import StudySpec
 from emg_lens.studies.store import CellStore, check_wait_timeout
+from emg_lens.studies.units import TRIAL_WINDOW_FIELDS
 from emg_lens.train import predict
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import DistributedRun, torchrun_process
@@ -402,6 +403,7 @@ def run_study(
                         "structural": cell["structural"],
                         # a cell without them (stored before trials were counted): None
                         **{k: cell.get(k) for k in TRIAL_FIELDS},
+                        **{k: cell[k] for k in TRIAL_WINDOW_FIELDS if k in cell},
                     }
                 )
     per_subject = pd.DataFrame(rows)

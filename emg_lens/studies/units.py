@@ -10,6 +10,11 @@ here over trials:
   correct, so a test of these votes against chance errs on the safe side);
 - `cluster_bootstrap_ci`: an interval for a share of windows (or of window pairs) that
   resamples whole trials, so the windows of one trial come and go together;
+- `crossed_bootstrap_ci`: the same for pairs of windows drawn from two trials each (an
+  interchange's base and source), resampling both kinds of trial;
+- `trial_counts` and `class_trial_cis`: what a stored cell keeps of each trial (its class,
+  windows and correct windows), and per-class accuracy intervals that resample the class's
+  trials (``per_class.csv``);
 - `design_effect`: how much the windows of one trial repeat each other
   (``1 + (m - 1) * ICC``, Kish), to say how many independent observations the windows are
   worth.
@@ -33,13 +38,19 @@ from emg_lens.errors import ArgumentError
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
+    "TRIAL_WINDOW_FIELDS",
     "TrialVotes",
+    "class_trial_cis",
     "cluster_bootstrap_ci",
+    "crossed_bootstrap_ci",
     "design_effect",
+    "trial_counts",
     "trial_votes",
 ]
 
 BOOTSTRAP_RESAMPLES = 2000
+TRIAL_WINDOW_FIELDS = ("trial_class", "trial_windows", "trial_hits")
+"""What `trial_counts` adds to a study's cell (one list entry per trial)."""
 BOOTSTRAP_SEED = 0
 
 
@@ -143,6 +154,54 @@ def cluster_bootstrap_ci(
     return float(low), float(high)
 
 
+def crossed_bootstrap_ci(
+    hits: Float[np.ndarray, " pair"],
+    rows: Int[np.ndarray, " pair"],
+    cols: Int[np.ndarray, " pair"],
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """A percentile interval of ``mean(hits)`` over pairs that each belong to two clusters
+    (``rows``: a base trial, ``cols``: a source trial), crossed rather than nested: Owen's
+    pigeonhole bootstrap (Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat.) draws the
+    row clusters and the column clusters independently with replacement and weighs each pair
+    by the product of its two clusters' draw counts, so pairs sharing either trial come and go
+    together (it errs on the wide side). Seeded; fewer than two clusters of either kind give
+    ``(0.0, 1.0)``.
+
+    >>> hits = np.array([1, 1, 1, 0, 0, 0], float)
+    >>> lo, hi = crossed_bootstrap_ci(hits, np.arange(6), np.arange(6))
+    >>> lo < 0.5 < hi
+    True
+    >>> crossed_bootstrap_ci(hits, np.zeros(6, int), np.arange(6))  # one base trial
+    (0.0, 1.0)
+    """
+    hits, rows, cols = np.asarray(hits, np.float64), np.asarray(rows), np.asarray(cols)
+    _check_windows(hits, rows, "hits")
+    _check_windows(hits, cols, "hits")
+    if not np.isfinite(hits).all():
+        raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
+    if not 0 < level < 1:
+        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+    _, row = np.unique(rows, return_inverse=True)
+    _, col = np.unique(cols, return_inverse=True)
+    n_rows, n_cols = int(row.max()) + 1, int(col.max()) + 1
+    if n_rows < 2 or n_cols < 2:
+        return (0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    shares = np.empty(resamples)
+    for i in range(resamples):  # one pair of draws at a time: memory of one pair vector
+        w = np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows)[row]
+        w = w * np.bincount(rng.integers(0, n_cols, n_cols), minlength=n_cols)[col]
+        total = w.sum()
+        shares[i] = (w * hits).sum() / total if total else np.nan
+    shares = shares[np.isfinite(shares)]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(shares, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def design_effect(
     hits: Float[np.ndarray, " window"], trials: Int[np.ndarray, " window"]
 ) -> tuple[float, float]:
@@ -168,3 +227,65 @@ def design_effect(
     icc = (between - within) / (between + (m0 - 1) * within) if between + within > 0 else 0.0
     icc = float(np.clip(icc, 0.0, 1.0))
     return (round(icc, 12), round(1 + (n / k - 1) * icc, 12))
+
+
+def trial_counts(
+    pred: Int[np.ndarray, " window"],
+    y: Int[np.ndarray, " window"],
+    trials: Int[np.ndarray, " window"],
+) -> dict[str, list[int]]:
+    """Per trial, in order of trial number, as JSON-able lists (what a study's cell stores
+    beside its per-class counts): ``trial_class`` (its true class), ``trial_windows`` and
+    ``trial_hits`` (windows whose predicted class is the true one).
+
+    >>> trial_counts(np.array([1, 1, 0, 0]), np.array([1, 1, 1, 0]), np.array([4, 4, 4, 7]))
+    {'trial_class': [1, 0], 'trial_windows': [3, 1], 'trial_hits': [2, 1]}
+    """
+    pred, y, trials = np.asarray(pred), np.asarray(y), np.asarray(trials)
+    votes = trial_votes(pred, y, trials)  # refuses a trial of two classes
+    _, trial = np.unique(trials, return_inverse=True)
+    correct = np.bincount(trial, weights=(pred == y).astype(np.float64), minlength=votes.n)
+    return {
+        "trial_class": votes.label.tolist(),
+        "trial_windows": votes.windows.tolist(),
+        "trial_hits": correct.astype(np.int64).tolist(),
+    }
+
+
+def class_trial_cis(
+    trial_class: Int[np.ndarray, " trial"],
+    trial_windows: Int[np.ndarray, " trial"],
+    trial_hits: Int[np.ndarray, " trial"],
+    n_classes: int,
+    level: float = 0.95,
+) -> tuple[Float[np.ndarray, " n_classes"], Float[np.ndarray, " n_classes"], np.ndarray]:
+    """``(low, high, trials)`` per class: the interval of the class's share of correct windows
+    that resamples its trials (`cluster_bootstrap_ci`; NaN for a class without windows,
+    ``(0, 1)`` for a class of one trial), and how many trials it has.
+
+    >>> low, high, n = class_trial_cis([0, 0, 1, 1], [3, 3, 3, 3], [3, 2, 0, 3], 3)
+    >>> n.tolist(), low[:2].round(3).tolist(), bool(np.isnan(low[2]))
+    ([2, 2, 0], [0.667, 0.0], True)
+    """
+    label, windows = np.asarray(trial_class), np.asarray(trial_windows)
+    correct = np.asarray(trial_hits)
+    if not (label.shape == windows.shape == correct.shape) or label.ndim != 1:
+        raise ArgumentError(
+            f"trial_class, trial_windows and trial_hits must be 1-D of one length (one "
+            f"entry per trial), got shapes {label.shape}, {windows.shape}, {correct.shape}"
+        )
+    low, high = np.full(n_classes, np.nan), np.full(n_classes, np.nan)
+    trials = (
+        np.bincount(label, minlength=n_classes)[:n_classes]
+        if len(label)
+        else np.zeros(n_classes, np.int64)
+    )
+    for c in np.flatnonzero(trials):
+        held = np.flatnonzero(label == c)
+        sizes = windows[held]
+        if sizes.sum() == 0:
+            continue
+        cluster = np.repeat(held, sizes)
+        hits = np.concatenate([np.arange(n) < k for n, k in zip(sizes, correct[held])])
+        low[c], high[c] = cluster_bootstrap_ci(hits.astype(np.float64), cluster, level)
+    return low, high, trials

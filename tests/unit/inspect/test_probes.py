@@ -1,6 +1,8 @@
 """Linear probes and interchange interventions (issue 39 items 1, 2): named errors for what a
 model lacks and for labels a probe cannot use, a probe finds a planted channel and a regression
-target, the control task, and an interchange through edges computed exactly."""
+target, the control task, and an interchange through edges computed exactly. Issue 46 item 3:
+probes fold by trial (the control then at chance where window folds let the probe recognise
+trials), refuse a class with fewer trials than folds, and the IIA's interval counts trials."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import all_edges, no_edges
 from emg_lens.errors import IndexOutOfRangeError, InputValueError
 from emg_lens.inspect import interchange, interchange_pairs, probe_tokens
-from emg_lens.inspect.probes import _control, token_group
+from emg_lens.inspect import probes as probes_module
+from emg_lens.inspect.probes import Folds, _control, fold_windows, token_group
 from emg_lens.models import TinyMyo
+from emg_lens.studies.stats import clopper_pearson
 from tests.tiny import tiny_isonet, tinymyo_config
 
 
@@ -34,8 +38,10 @@ def model():
 def test_a_probe_finds_the_channel_that_carries_the_label_and_not_the_others(model):
     table = probe_tokens(model, _windows(), layers=[0, 2], groups=["emg", "acc", "pooled"])
     assert list(table.columns) == [
-        "layer", "group", "accuracy", "control_accuracy", "selectivity", "chance", "n"
+        "layer", "group", "accuracy", "control_accuracy", "selectivity", "chance", "n",
+        "trials", "folds", "fold_unit",
     ]  # fmt: skip
+    assert (table["trials"] == 40).all() and (table["fold_unit"] == "window").all()
     first = table[table["layer"] == 0].set_index("group")
     assert first.loc["emg", "accuracy"] >= 0.9 and first.loc["acc", "accuracy"] <= 0.75
     assert np.allclose(table["selectivity"], table["accuracy"] - table["control_accuracy"])
@@ -71,10 +77,16 @@ def test_the_control_relabels_trials_so_a_probe_that_knows_trials_solves_it(mode
     trial = y * 2 + (rep - 1)
     offset = np.array([0.0, 1.0, 1.0, 0.0])[trial]
     X[:, 3] += 4.0 * torch.as_tensor(offset, dtype=torch.float32)[:, None]
-    data = SubjectData.from_windows({"emg": 2, "acc": 4}, (X.numpy(), y), subject=1,
-                                    classes=[0, 1, 2, 3])  # fmt: skip
+    data = SubjectData.from_windows(
+        {"emg": 2, "acc": 4},
+        (X.numpy(), y),
+        subject=1,
+        classes=[0, 1, 2, 3],
+        meta={"trial_unit": "repetition"},
+    )
     data.rep_test = rep
-    aligned = [s for s in range(6) if abs(np.corrcoef(_control(y, trial, s), offset)[0, 1]) > 0.99]
+    trials = data.test_trials  # numbered as the probe numbers them
+    aligned = [s for s in range(6) if abs(np.corrcoef(_control(y, trials, s), offset)[0, 1]) > 0.99]
     assert aligned, "no seed's permutation follows the offsets"  # numpy's generator: fixed
     for seed in aligned:
         row = probe_tokens(model, data, layers=[0], groups=["acc"], seed=seed).iloc[0]
@@ -112,11 +124,73 @@ def test_non_finite_activations_and_targets_are_errors_never_results(model):
         probe_tokens(model, (X, y), labels=np.full(40, np.nan))
 
 
-def test_fewer_windows_of_a_class_than_folds_is_named(model):
+def test_fewer_trials_of_a_class_than_folds_is_named(model):
     X, y = _windows()
-    y[:37] = 0
-    with pytest.raises(ArgumentError, match="label 1 has 2 window"):
+    y[:37] = 0  # (X, y) windows: each its own trial
+    with pytest.raises(ArgumentError, match=r"class 1 has 2 trial\(s\), fewer than folds=5"):
         probe_tokens(model, (X, y), folds=5)
+    # with repetitions, leaving one out stands in, unless a class sits in one repetition only
+    data = _trial_data(classes=2, reps=3, per_trial=4)
+    data.rep_test[data.y_test == 1] = 1
+    with pytest.raises(ArgumentError, match=r"class 1 has 1 trial\(s\), fewer than folds=5; leav"):
+        probe_tokens(model, data, layers=[0], groups=["emg"])
+
+
+def _trial_data(classes: int, reps: int, per_trial: int, seed: int = 0) -> SubjectData:
+    """``classes x reps`` trials of ``per_trial`` windows each: class ``c`` raises sEMG channel
+    0 by ``5 c``; every trial adds its own random pattern to every channel (what its windows
+    share: posture, placement), and each window a little noise of its own."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.tile(np.arange(classes), reps), per_trial)
+    rep = np.repeat(np.repeat(np.arange(1, reps + 1), classes), per_trial)
+    trial = np.repeat(np.arange(classes * reps), per_trial)
+    signature = rng.normal(0, 1.5, (classes * reps, 6, 8))
+    X = signature[trial] + rng.normal(0, 0.3, (len(y), 6, 8))
+    X[:, 0] += 5.0 * y[:, None]
+    meta = {"trial_unit": "repetition"}
+    data = SubjectData.from_windows({"emg": 2, "acc": 4}, (X.astype(np.float32), y),
+                                    classes=[0, 1, 2, 3], meta=meta)  # fmt: skip
+    data.rep_test = rep
+    return data
+
+
+def test_folds_by_trial_keep_the_control_at_chance_where_window_folds_recognise_trials(
+    model, monkeypatch
+):
+    # 20 trials of 6 windows; the ACC tokens carry each trial's signature and no class
+    data = _trial_data(classes=2, reps=10, per_trial=6)
+    by_trial = probe_tokens(model, data, layers=[0], groups=["emg", "acc"]).set_index("group")
+    print(by_trial.round(3))
+    assert (by_trial["fold_unit"] == "trial").all() and (by_trial["trials"] == 20).all()
+    assert by_trial.loc["emg", "accuracy"] >= 0.9  # the class is read across trials
+    assert (by_trial["control_accuracy"] <= by_trial["chance"] + 0.25).all()
+
+    def window_folds(target, trials, repetitions, folds, *, seed=0, **_):
+        from sklearn.model_selection import StratifiedKFold
+
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(target, target)
+        return Folds(list(splits), "window", len(np.unique(trials)))
+
+    monkeypatch.setattr(probes_module, "fold_windows", window_folds)
+    by_window = probe_tokens(model, data, layers=[0], groups=["emg", "acc"]).set_index("group")
+    print(by_window.round(3))
+    # split over windows, a held-out window's trial is in the training folds: the control's
+    # trial labels are read off the signature
+    assert by_window.loc["acc", "control_accuracy"] >= 0.9  # 1.00 measured (by trial: 0.46)
+    assert by_window.loc["emg", "control_accuracy"] >= 0.8  # 0.90 (by trial: 0.48)
+
+
+def test_few_trials_leave_one_repetition_out():
+    data = _trial_data(classes=3, reps=4, per_trial=2)
+    found = fold_windows(data.y_test, data.test_trials, data.rep_test, folds=5)
+    assert (found.unit, found.n, found.trials) == ("repetition", 4, 12)
+    for train, test in found.splits:
+        assert len(set(data.rep_test[test])) == 1
+        assert not set(data.rep_test[test]) & set(data.rep_test[train])
+    grouped = fold_windows(data.y_test, data.test_trials, data.rep_test, folds=3)
+    assert (grouped.unit, grouped.n) == ("trial", 3)
+    for train, test in grouped.splits:  # no trial on both sides
+        assert not set(data.test_trials[test]) & set(data.test_trials[train])
 
 
 def test_an_edge_expressions_tokens_are_the_queries_of_its_edges(model):
@@ -169,10 +243,12 @@ def test_interchange_bad_inputs_are_named(model):
 
 def test_pairs_share_a_repetition():
     X = np.random.default_rng(0).normal(size=(8, 6, 8)).astype(np.float32)
-    data = SubjectData.from_windows({"emg": 2, "acc": 4}, (X, np.array([0, 0, 1, 1] * 2)))
+    data = SubjectData.from_windows({"emg": 2, "acc": 4}, (X, np.array([0, 0, 1, 1] * 2)),
+                                    meta={"trial_unit": "repetition"})  # fmt: skip
     data.rep_test = np.array([1, 1, 1, 1, 2, 2, 2, 2])
-    (_, by), (sx, sy) = interchange_pairs(data, [(0, 1)])
+    (_, by, bt), (sx, sy, st) = interchange_pairs(data, [(0, 1)])
     assert by.tolist() == [0, 0, 0, 0] and sy.tolist() == [1, 1, 1, 1]
+    assert bt.tolist() == [0, 0, 2, 2] and st.tolist() == [1, 1, 3, 3]
     np.testing.assert_array_equal(sx, X[[2, 3, 6, 7]])
     with pytest.raises(ArgumentError, match="class_pairs holds"):
         interchange_pairs(data, [(0, 9)])
@@ -188,3 +264,31 @@ def test_any_encoder_a_tinymyo_of_channel_patch_tokens():
     assert table.set_index("group").loc["emg", "accuracy"] >= 0.9
     swap = interchange(model, (X, y), (X.roll(1, 0), y.roll(1, 0)), layer=1, edges="cross_channel")
     assert swap.n == 40 and 0.0 <= swap.ci_low <= swap.iia <= swap.ci_high <= 1.0
+
+
+def test_the_iia_interval_counts_trials_not_pairs(model):
+    # After the last block the CLS head reads the CLS token: the intervened prediction is the
+    # source's, so a pair follows the source's label where the model is right on the source.
+    # Each trial's windows are one window repeated, so that is decided once per trial.
+    rng = np.random.default_rng(0)
+    classes, reps, per_trial = 4, 6, 10
+    y = np.repeat(np.tile(np.arange(classes), reps), per_trial)
+    rep = np.repeat(np.repeat(np.arange(1, reps + 1), classes), per_trial)
+    X = rng.normal(0, 1, (classes * reps, 6, 8))[np.repeat(np.arange(classes * reps), per_trial)]
+    meta = {"trial_unit": "repetition"}
+    data = SubjectData.from_windows({"emg": 2, "acc": 4}, (X.astype(np.float32), y),
+                                    classes=[0, 1, 2, 3], meta=meta)  # fmt: skip
+    data.rep_test = rep
+    base, source = interchange_pairs(data, [(a, b) for a in range(4) for b in range(4) if a != b])
+    by_trial = interchange(model, base, source, layer=2, group="cls")
+    by_pair = interchange(model, base[:2], source[:2], layer=2, group="cls")
+    print(by_trial.summary(), by_pair.summary())
+    assert (by_trial.unit, by_trial.trials, by_trial.n) == ("trial", 24, 720)
+    assert (by_pair.unit, by_pair.trials) == ("pair", 720)
+    assert by_trial.iia == by_pair.iia and 0.05 < by_trial.iia < 0.95
+    assert [by_pair.ci_low, by_pair.ci_high] == pytest.approx(
+        list(map(float, clopper_pearson(by_pair.k, 720)))
+    )
+    trial_width = by_trial.ci_high - by_trial.ci_low
+    assert trial_width >= 3 * (by_pair.ci_high - by_pair.ci_low)
+    assert by_trial.ci_low <= by_trial.iia <= by_trial.ci_high

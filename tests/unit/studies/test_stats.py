@@ -571,8 +571,9 @@ def test_per_class_csv_columns_and_values(tmp_path, monkeypatch):
     per_class = pd.read_csv(tmp_path / "per_class.csv")
     assert list(per_class.columns) == [
         *("subject", "intervention", "mode", "layer", "layers", "heads", "key"),
-        *("class", "correct", "total", "accuracy", "ci_low", "ci_high"),
+        *("class", "correct", "total", "accuracy", "ci_low", "ci_high", "trials", "unit"),
     ]
+    assert (per_class["unit"] == "window").all()  # cells without trials: over windows
     assert len(per_class) == 2 * len(result.per_subject)
     assert per_class["accuracy"].tolist() == pytest.approx(per_class["correct"] / 10)
     for row in per_class.itertuples():  # exact 95 % intervals of correct / total

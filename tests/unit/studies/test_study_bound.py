@@ -156,7 +156,10 @@ def test_every_condition_predicts_what_a_hooked_pass_predicts(monkeypatch, retur
     monkeypatch.setattr(
         evaluate_module,
         "score_logits",
-        lambda logits, *args: {**real(logits, *args), "pred": np.asarray(logits).argmax(-1)},
+        lambda logits, *args, **kwargs: {
+            **real(logits, *args, **kwargs),
+            "pred": np.asarray(logits).argmax(-1),
+        },
     )
     cells = evaluate_subject(
         spec,
