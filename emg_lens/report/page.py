@@ -229,7 +229,8 @@ def _csv_table(files: FolderFiles, name: str) -> str | None:
         files.leave_out(name, str(exc))
         return None
     if rows:
-        shown = [[_short(v) for v in row] for row in rows[1:]]
+        p_columns = {i for i, h in enumerate(rows[0]) if _is_p_column(h)}
+        shown = [[_short(v, i in p_columns) for i, v in enumerate(row)] for row in rows[1:]]
         table = table_html([_short(h) for h in rows[0]], shown)
     else:
         table = "<p>(empty)</p>"
@@ -242,15 +243,36 @@ def _csv_table(files: FolderFiles, name: str) -> str | None:
     return f"<details><summary>{html.escape(name)} ({n} rows)</summary>{table}{note}</details>"
 
 
-def _short(value: str) -> str:
+P_FLOOR = 1e-16
+"""A p-value below this is a p that underflowed: shown as ``< 1e-16``, never as 0, as the
+studies print p (`emg_lens.studies.stats.format_p`)."""
+
+
+def _is_p_column(name: str) -> bool:
+    """A column of p-values, as emg_lens names them: ``p``, ``p_corr``, ``window_p``, ...
+
+    >>> [_is_p_column(n) for n in ("p", "p_corrected", "window_p", "pooled", "top")]
+    [True, True, True, False, False]
+    """
+    return name == "p" or name.startswith("p_") or name.endswith("_p")
+
+
+def _short(value: str, p_value: bool = False) -> str:
     """A long float printed to 4 significant digits, a long text cut to `MAX_CELL`
-    characters (the CSV keeps every digit and character)."""
+    characters (the CSV keeps every digit and character); in a p-value column, a p below
+    `P_FLOOR` (``0.0`` where it underflowed) as ``< 1e-16``.
+
+    >>> _short("0.0", p_value=True), _short("0.0"), _short("0.123456789")
+    ('< 1e-16', '0.0', '0.1235')
+    """
     if len(value) > MAX_CELL:
         return f"{value[:MAX_CELL]}… ({len(value)} characters)"
     try:
         number = float(value)
     except ValueError:
         return value
+    if p_value and 0 <= number < P_FLOOR:
+        return f"< {P_FLOOR:.0e}"
     if "." not in value or len(value) < 8 or number != number:  # ints, short numbers, NaN
         return value
     return f"{number:.4g}"

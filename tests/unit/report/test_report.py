@@ -124,3 +124,20 @@ def test_significance_stars_in_table_cells_are_shown_as_written_never_as_emphasi
         in page
     )
     assert page.count("<strong>") == 1 and page.count("<em>") == 1
+
+
+def test_a_p_value_that_underflowed_is_never_shown_as_zero_in_a_table(tmp_path):
+    """Issue 46: a window binomial over hundreds of windows underflows to 0.0 in chance.csv;
+    the page shows ``< 1e-16`` there (the CSV keeps what was computed), and a 0.0 that is not a
+    p stays 0.0."""
+    (tmp_path / "chance.csv").write_text(
+        "model,accuracy,p,window_p,p_corrected,design_effect\nsubject 1,0.0,1.5e-14,0.0,0.0,0.0\n"
+    )
+    (tmp_path / "outputs.json").write_text(
+        json.dumps(
+            {"kind": "study", "title": "t", "spec": None, "tables": ["chance.csv"], "figures": []}
+        )
+    )
+    page = report_html(tmp_path)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
+    assert cells == ["subject 1", "0.0", "1.5e-14", "&lt; 1e-16", "&lt; 1e-16", "0.0"]
