@@ -1,7 +1,11 @@
 """How stable a discovered circuit is: the agreement (Jaccard index) of its kept candidates with
-the circuits found on bootstrap resamples of the windows, and between subjects.
+the circuits found on bootstrap resamples of the held-out trials, and between subjects.
 
-A circuit that changes when the windows are resampled says more about the windows than about
+The resamples draw whole trials (`emg_lens.data.trials`: the windows of one repetition of a
+gesture overlap and share its noise, so drawing windows one by one would resample far less
+variation than the data hold, and call a circuit stable too easily); windows that carry no
+trial are each their own. A circuit that changes when the trials are resampled says more about
+the windows than about
 the model (circuit stability, arXiv 2510.00845); one that differs between subjects is a
 per-subject finding, not a model family's.
 
@@ -19,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import Discovery, NoCircuitError, discover
 from emg_lens.errors import ArgumentError
@@ -41,7 +46,8 @@ def bootstrap_stability(
 ) -> list[float]:
     """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen,
     verify ``verify_top``, discover with ``found``'s tau, metric, output, family and base)
-    finds on each of ``resamples`` bootstrap resamples of the windows (seeded); NaN for a
+    finds on each of ``resamples`` bootstrap resamples of the held-out trials (seeded; each
+    drawn trial brings all its windows, ``SubjectData.test_trials``); NaN for a
     resample on which cutting every candidate does not lower the metric (no circuit).
 
     >>> from emg_lens import EncoderConfig
@@ -57,16 +63,9 @@ def bootstrap_stability(
         raise ArgumentError(f"resamples must be an int >= 0, got {resamples!r}")
     screened = found.screen
     subject, rng = screened.data, np.random.default_rng(seed)
-    n = len(subject.y_test)
     out = []
     for _ in range(resamples):
-        pick = rng.integers(0, n, n)
-        resampled = dataclasses.replace(
-            subject,
-            X_test=np.asarray(subject.X_test)[pick],
-            y_test=np.asarray(subject.y_test)[pick],
-            rep_test=np.asarray(subject.rep_test)[pick],
-        )
+        resampled = resample_trials(subject, rng)
         again = screen(
             screened.model,
             resampled,
@@ -84,6 +83,27 @@ def bootstrap_stability(
             continue
         out.append(jaccard(_kept(found), _kept(circuit)))
     return out
+
+
+def resample_trials(subject: SubjectData, rng: np.random.Generator) -> SubjectData:
+    """``subject`` with its held-out windows replaced by a bootstrap resample of its held-out
+    trials: as many trials drawn with replacement as it has, each with all its windows.
+
+    >>> X, y = np.zeros((4, 1, 2)), np.array([0, 0, 1, 1])
+    >>> data = SubjectData.from_windows({"emg": 1}, (X, y), meta={"trial_unit": "repetition"})
+    >>> resample_trials(data, np.random.default_rng(2)).y_test.tolist()  # two trials of two
+    [1, 1, 0, 0]
+    """
+    trials = subject.test_trials
+    members = [np.flatnonzero(trials == t) for t in range(int(trials.max()) + 1)]
+    drawn = rng.integers(0, len(members), len(members))
+    pick = np.concatenate([members[t] for t in drawn])
+    return dataclasses.replace(
+        subject,
+        X_test=np.asarray(subject.X_test)[pick],
+        y_test=np.asarray(subject.y_test)[pick],
+        rep_test=np.asarray(subject.rep_test)[pick],
+    )
 
 
 def subject_agreement(kept: Mapping[Any, set[str]]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ A study file::
     verify_top = 10                   # candidates measured exactly per subject
     family = "default"                # or edge expressions: ["cross_modal", "from_cls"]
     per_head = true                   # user expressions: one candidate per (layer, head)
-    resamples = 5                     # bootstrap resamples of the windows: the circuit's
+    resamples = 5                     # bootstrap resamples of the trials: the circuit's
                                       # stability (Jaccard), per subject (default 0: none)
     subjects = [1, 2, 3]              # optional
     modules = "models.py:build_modules"  # optional: builds the user's modules of converted

@@ -393,3 +393,22 @@ def test_discover_with_gates_keeps_the_metric_and_says_how_it_ordered():
     assert list(found.table.sort_values("step")["survival"]) == sorted(found.table["survival"])
     with pytest.raises(ArgumentError, match="method = 'acdc'; accepted"):
         discover(model, data, method="acdc")
+
+
+def test_stability_resamples_whole_trials_not_windows():
+    """Issue 46: the bootstrap of a circuit's stability draws trials, each with all its
+    windows (drawing overlapping windows one by one understates the variation)."""
+    import numpy as np
+
+    from emg_lens.data.preprocess import SubjectData
+    from emg_lens.discovery.stability import resample_trials
+
+    y, rep = np.repeat([0, 1, 0, 1], 5), np.repeat([1, 1, 2, 2], 5)  # 4 trials of 5 windows
+    X = np.arange(20, dtype=np.float32).reshape(20, 1, 1)
+    data = SubjectData(1, {"emg": 1}, [0, 1], X, y, rep, X, y, rep)
+    for seed in range(20):
+        drawn = resample_trials(data, np.random.default_rng(seed))
+        assert len(drawn.y_test) == 20
+        starts = drawn.X_test[::5, 0, 0].astype(int)
+        assert (starts % 5 == 0).all()  # each block of five is one whole trial, in order
+        assert (drawn.X_test[:, 0, 0].reshape(4, 5) == starts[:, None] + np.arange(5)).all()
