@@ -92,7 +92,7 @@ class EncoderConfig(TransformerLensConfig):
     init_range: float = 0.02  # std of the normal initialisation of weight matrices
     seed: int | None = None  # seeds the initialisation when set
 
-    # --- fusion baselines (emg_lens.models.fusion); the defaults change nothing elsewhere ---
+    # --- fusion baselines (models.native.fusion); the defaults change nothing elsewhere ---
     # "channel": one token per channel and patch (IsoNet, TinyMyo). "tubelet": one token per
     # modality and patch, embedding all of that modality's channels, after one CLS token per
     # modality when use_cls_token (MultimodalTransformer, HierarchicalTransformer). "custom": the

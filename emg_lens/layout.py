@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Int
 
-from emg_lens.errors import LayoutError, check_names
+from emg_lens.errors import LayoutError, check_names, describe
 
 __all__ = ["CLS", "TokenLayout", "check_mask_shape"]
 
@@ -231,6 +231,36 @@ class TokenLayout:
             )
 
     # ------------------------------------------------------------------ display
+    def to_dict(self) -> dict[str, object]:
+        """The layout as JSON-ready lists (what a checkpoint's ``config.json`` holds).
+
+        >>> layout = TokenLayout.channel_tokens({"emg": 2}, n_patches=2)
+        >>> TokenLayout.from_dict(layout.to_dict()) == layout
+        True
+        """
+        out: dict[str, object] = {
+            "group": list(self.group),
+            "channel": list(self.channel),
+            "time": list(self.time),
+        }
+        if self.channel_names is not None:
+            out["channel_names"] = list(self.channel_names)
+        if self.queries is not None:
+            out["queries"] = self.queries.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object) -> TokenLayout:
+        """Inverse of `to_dict`; anything else is a `LayoutError` saying what is expected."""
+        if not isinstance(data, Mapping) or not {"group", "channel", "time"} <= set(data):
+            raise LayoutError(
+                "a layout must be a dict with lists 'group', 'channel' and 'time' (one entry per "
+                f"token) and optionally 'channel_names', got {describe(data)}"
+            )
+        fields = {key: tuple(value) for key, value in data.items() if key != "queries"}
+        queries = data.get("queries")
+        return cls(**fields, queries=None if queries is None else cls.from_dict(queries))
+
     def summary(self) -> list[tuple[str, int, int, int]]:
         """One row per group: (group, n_tokens, first position, last position)."""
         rows = []

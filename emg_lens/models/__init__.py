@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from emg_lens.models.attached import AttachedModel, attach
     from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
-    from emg_lens.models.braindecode import (
+    from emg_lens.models.converted.braindecode import (
         HookedCBraMod,
         HookedEEGPT,
         HookedLabram,
@@ -33,11 +33,11 @@ if TYPE_CHECKING:
         from_braindecode,
         to_braindecode,
     )
-    from emg_lens.models.fusion import HierarchicalTransformer, MultimodalTransformer
-    from emg_lens.models.isonet import IsoNet
-    from emg_lens.models.mlp_baseline import MultimodalMLP
-    from emg_lens.models.tinymyo import TinyMyo
-    from emg_lens.models.torch_encoder import HookedTorchEncoder, from_torch_encoder
+    from emg_lens.models.converted.torch_encoder import HookedTorchEncoder, from_torch_encoder
+    from emg_lens.models.native.fusion import HierarchicalTransformer, MultimodalTransformer
+    from emg_lens.models.native.isonet import IsoNet
+    from emg_lens.models.native.mlp_baseline import MultimodalMLP
+    from emg_lens.models.native.tinymyo import TinyMyo
 
 __all__ = [
     "CLASSIFIERS",
@@ -62,15 +62,15 @@ __all__ = [
 ]
 
 _NATIVE = {
-    "IsoNet": "emg_lens.models.isonet",
-    "HierarchicalTransformer": "emg_lens.models.fusion",
-    "MultimodalTransformer": "emg_lens.models.fusion",
-    "MultimodalMLP": "emg_lens.models.mlp_baseline",
-    "TinyMyo": "emg_lens.models.tinymyo",
-    "HookedTorchEncoder": "emg_lens.models.torch_encoder",
+    "IsoNet": "emg_lens.models.native.isonet",
+    "HierarchicalTransformer": "emg_lens.models.native.fusion",
+    "MultimodalTransformer": "emg_lens.models.native.fusion",
+    "MultimodalMLP": "emg_lens.models.native.mlp_baseline",
+    "TinyMyo": "emg_lens.models.native.tinymyo",
+    "HookedTorchEncoder": "emg_lens.models.converted.torch_encoder",
 }
 """The models written in emg_lens, by class name -> module; the converted braindecode classes
-join them from `emg_lens.models.braindecode.HOOKED_CLASSES`."""
+join them from `emg_lens.models.converted.braindecode.HOOKED_CLASSES`."""
 
 _EXPORTS = {
     **_NATIVE,
@@ -78,13 +78,13 @@ _EXPORTS = {
     "attach": "emg_lens.models.attached",
     "HookedBiosignalModel": "emg_lens.models.base",
     "HookedEncoder": "emg_lens.models.base",
-    "from_torch_encoder": "emg_lens.models.torch_encoder",
+    "from_torch_encoder": "emg_lens.models.converted.torch_encoder",
     **dict.fromkeys(
         ("HookedCBraMod", "HookedEEGPT", "HookedLabram", "HookedPBT"),
-        "emg_lens.models.braindecode",
+        "emg_lens.models.converted.braindecode",
     ),
-    "from_braindecode": "emg_lens.models.braindecode",
-    "to_braindecode": "emg_lens.models.braindecode",
+    "from_braindecode": "emg_lens.models.converted.braindecode",
+    "to_braindecode": "emg_lens.models.converted.braindecode",
 }
 
 CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")
@@ -96,7 +96,7 @@ def _model_classes() -> Mapping[str, type[HookedBiosignalModel]]:
     """Every model class by name: the one list the CLI, training studies and checkpoints
     read."""
     from emg_lens.models.attached import AttachedModel
-    from emg_lens.models.braindecode import HOOKED_CLASSES
+    from emg_lens.models.converted.braindecode import HOOKED_CLASSES
 
     native = [getattr(importlib.import_module(m), name) for name, m in _NATIVE.items()]
     classes = (*native, *HOOKED_CLASSES, AttachedModel)  # attached: the user's module inside

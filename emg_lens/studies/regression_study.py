@@ -286,7 +286,7 @@ def build_model(spec: RegressionSpec, contraction: Contraction) -> torch.nn.Modu
     """The untrained TinyMyo of ``spec.model``: one token per electrode (a window's envelope
     bins in one patch), channel names ``ch1``, ``ch2``..."""
     from emg_lens import EncoderConfig
-    from emg_lens.models.tinymyo import TinyMyo
+    from emg_lens.models.native.tinymyo import TinyMyo
 
     steps = contraction.windows.X_train.shape[-1]
     sizes = {k: v for k, v in spec.model.items() if k != "seed"}

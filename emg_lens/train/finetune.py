@@ -37,7 +37,7 @@ from emg_lens.errors import (
     ConfigError,
     DataFormatError,
 )
-from emg_lens.models.tinymyo import REDUCTIONS, TinyMyo
+from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
 from emg_lens.train.inputs import window_dataset
 from emg_lens.train.loop import run_recipe
 from emg_lens.train.schedule import EarlyStopping, check_schedule_fields

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.errors import ArgumentError, ConfigError
-from emg_lens.models.tinymyo import TinyMyo
+from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.distributed import process_rank, unwrap
 from emg_lens.train.inputs import UNLABELED, window_dataset
 from emg_lens.train.loop import run_recipe

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
-from emg_lens.models.tinymyo import TinyMyo
+from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.baseline import channel_rms, fit_baseline
 from emg_lens.train.finetune import (
     FinetuneConfig,

@@ -65,7 +65,6 @@ from emg_lens.models.base import (
     HookedBiosignalModel,
     require,
 )
-from emg_lens.models.torch_encoder import layout_from_dict, layout_to_dict
 
 __all__ = ["AttachedModel", "attach"]
 
@@ -142,10 +141,11 @@ class AttachedModel(HookedBiosignalModel):
         self.model = model
         self.calls = tuple(c if isinstance(c, Call) else Call(*c) for c in calls)
         if isinstance(layout, Mapping):
-            layout = layout_from_dict(layout)
+            layout = TokenLayout.from_dict(layout)
         elif isinstance(layout, Sequence):
             layout = [
-                one if isinstance(one, TokenLayout) else layout_from_dict(one) for one in layout
+                one if isinstance(one, TokenLayout) else TokenLayout.from_dict(one)
+                for one in layout
             ]
         self._layouts = _per_call(layout, len(self.calls))
         self._blocks = {
@@ -175,7 +175,7 @@ class AttachedModel(HookedBiosignalModel):
     def init_kwargs(self) -> dict[str, Any]:
         """What `attach` found, as JSON (a checkpoint's ``model_kwargs``)."""
         return {
-            "layout": [layout_to_dict(one) for one in self._layouts],
+            "layout": [one.to_dict() for one in self._layouts],
             "calls": [list(dataclasses.astuple(call)) for call in self.calls],
             "blocks": {str(k): [b.path, b.seq_first] for k, b in self._blocks.items()},
             "named": None if self._named is None else list(self._named),

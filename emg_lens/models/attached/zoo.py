@@ -6,7 +6,7 @@ An entry builds the layouts from the attention calls a probe forward shows (thei
 sizes depend on the instance: channels, window, patch size), and names what each token is:
 a channel, a patch of one channel, a time slice mixing every channel, a learned query, or a
 start/CLS token. braindecode is never imported: a model is recognised by its class name and
-its module, as the converters do (`emg_lens.models.braindecode`).
+its module, as the converters do (`emg_lens.models.converted.braindecode`).
 
 Where an architecture folds several attention problems into one call's batch (CBraMod: the
 channels of each patch, the patches of each channel; EEGPT and LUNA's cross-attention: each

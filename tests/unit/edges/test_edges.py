@@ -461,7 +461,7 @@ def test_region_selectors_name_a_channel_the_table_cannot_place():
 
 def test_scalp_selectors_on_tubelet_tokens_refuse():
     """Tubelets embed all of a modality's channels: no token has one channel's name."""
-    from emg_lens.models.fusion import tubelet_layout
+    from emg_lens.models.native.fusion import tubelet_layout
 
     layout = tubelet_layout({"eeg": 2}, n_patches=2, channel_names=["C3", "C4"])
     with pytest.raises(LayoutError, match="no token of this layout embeds"):

@@ -290,11 +290,10 @@ def test_cross_attention_layouts_edge_sets_and_exact_cuts():
 
 
 def test_a_cross_layout_round_trips_through_its_dict_form():
-    from emg_lens.models.torch_encoder import layout_from_dict, layout_to_dict
 
     keys = TokenLayout.channel_tokens({"emg": 2}, cls_token=True, channel_names=["a", "b"])
     cross = TokenLayout.cross(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)), keys)
-    assert layout_from_dict(layout_to_dict(cross)) == cross
+    assert TokenLayout.from_dict(cross.to_dict()) == cross
     assert "2 queries" in str(cross) and cross.describe_sides().startswith("2 query tokens")
 
 

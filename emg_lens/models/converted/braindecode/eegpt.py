@@ -44,8 +44,14 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import HookedEncoder
-from emg_lens.models.braindecode._common import channel_names, eps_of, float_dtype, init_rest, size
-from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+from emg_lens.models.converted.braindecode._common import (
+    channel_names,
+    eps_of,
+    float_dtype,
+    init_rest,
+    size,
+)
+from emg_lens.models.converted.conversion import StateBuilder, activation_name, heads_in, heads_out
 
 __all__ = ["HookedEEGPT", "from_eegpt"]
 
@@ -327,7 +333,8 @@ class HookedEEGPT(HookedEncoder):
         raise UnsupportedReadoutError(
             "HookedEEGPT has no TransformerLens unembedding: its probe reads every patch's "
             "summary tokens through two linear maps, a different direction per patch and "
-            "summary token, not one column per class (see emg_lens.models.braindecode.eegpt)"
+            "summary token, not one column per class (see "
+            "emg_lens.models.converted.braindecode.eegpt)"
         )
 
     # ------------------------------------------------------------------ braindecode

@@ -41,7 +41,7 @@ from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
-from emg_lens.models.braindecode._common import (
+from emg_lens.models.converted.braindecode._common import (
     TokenClassifier,
     channel_names,
     eps_of,
@@ -49,7 +49,7 @@ from emg_lens.models.braindecode._common import (
     init_rest,
     size,
 )
-from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+from emg_lens.models.converted.conversion import StateBuilder, activation_name, heads_in, heads_out
 
 __all__ = ["HookedLabram", "from_labram"]
 

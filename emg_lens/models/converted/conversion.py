@@ -1,6 +1,7 @@
 """What the converters share: reading another library's weights into TransformerLens shapes.
 
-The converters (`emg_lens.models.torch_encoder`, `emg_lens.models.braindecode`) each build an
+The converters (`emg_lens.models.converted.torch_encoder`,
+`emg_lens.models.converted.braindecode`) each build an
 emg_lens model from a config they read off the source module, then fill its state dict with
 `StateBuilder`: every entry is put under its emg_lens name together with the source tensor
 it came from, so a tensor whose shape does not fit is a `ConversionError` that names both,

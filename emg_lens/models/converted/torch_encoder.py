@@ -26,8 +26,8 @@ each other are a `ConversionError`. A tokenizer or readout whose output does not
 the tokenizer's output and refuses a result that differs (a layer subclass whose ``forward``
 computes something else), and refuses by name a forward hook or pre-hook on the encoder or
 any of its submodules and a ``forward`` patched onto one
-(`emg_lens.models.conversion.check_faithful`): the conversion reads weights, so it would drop
-them. (Hooks on ``embed`` and ``readout`` stay: those modules are kept as they are.)
+(`emg_lens.models.converted.conversion.check_faithful`): the conversion reads weights, so it
+would drop them. (Hooks on ``embed`` and ``readout`` stay: those modules are kept as they are.)
 
 Saving and loading: the state dict holds the blocks and the user's modules' weights
 (``embed.*``, ``head.*``), and ``config.json`` the layout; a checkpoint cannot rebuild the
@@ -61,7 +61,7 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedEncoder
-from emg_lens.models.conversion import (
+from emg_lens.models.converted.conversion import (
     StateBuilder,
     activation_name,
     check_faithful,
@@ -73,44 +73,10 @@ __all__ = [
     "HookedTorchEncoder",
     "find_linear_readout",
     "from_torch_encoder",
-    "layout_from_dict",
-    "layout_to_dict",
     "torch_attention_mask",
 ]
 
 RETURN_TYPES = ("logits", "latent")
-
-
-def layout_to_dict(layout: TokenLayout) -> dict[str, Any]:
-    """A `TokenLayout` as JSON-ready lists (what a checkpoint's ``config.json`` holds).
-
-    >>> layout = TokenLayout.channel_tokens({"emg": 2}, n_patches=2)
-    >>> layout_from_dict(layout_to_dict(layout)) == layout
-    True
-    """
-    out: dict[str, Any] = {
-        "group": list(layout.group),
-        "channel": list(layout.channel),
-        "time": list(layout.time),
-    }
-    names = getattr(layout, "channel_names", None)
-    if names is not None:
-        out["channel_names"] = list(names)
-    if getattr(layout, "queries", None) is not None:
-        out["queries"] = layout_to_dict(layout.queries)
-    return out
-
-
-def layout_from_dict(data: Mapping[str, Any]) -> TokenLayout:
-    """Inverse of `layout_to_dict`; anything else is a `LayoutError` saying what is expected."""
-    if not isinstance(data, Mapping) or not {"group", "channel", "time"} <= set(data):
-        raise LayoutError(
-            "a layout must be a dict with lists 'group', 'channel' and 'time' (one entry per "
-            f"token) and optionally 'channel_names', got {describe(data)}"
-        )
-    fields = {key: tuple(value) for key, value in data.items() if key != "queries"}
-    queries = data.get("queries")
-    return TokenLayout(**fields, queries=None if queries is None else layout_from_dict(queries))
 
 
 def _modalities(layout: TokenLayout) -> dict[str, int]:
@@ -155,7 +121,7 @@ class HookedTorchEncoder(HookedEncoder):
             token count.
         embed: signals ``[batch, channel, time]`` -> tokens ``[batch, pos, d_model]``.
         readout: tokens ``[batch, pos, d_model]`` (after ``ln_final``) -> logits.
-        layout: what each token is (a `TokenLayout`, or its `layout_to_dict` form).
+        layout: what each token is (a `TokenLayout`, or its `TokenLayout.to_dict` form).
         linear_readout: the readout's linear form, as `from_torch_encoder` found it
             (``{"pool": position or "mean", "linear": path, "norm": path or None}``, paths
             inside ``readout``); None: the readout is the user's code, read as a whole.
@@ -181,7 +147,7 @@ class HookedTorchEncoder(HookedEncoder):
                     f"{name} must be a torch.nn.Module (signals -> tokens for embed, tokens -> "
                     f"logits for readout), got {describe(module)}"
                 )
-        self._layout = layout if isinstance(layout, TokenLayout) else layout_from_dict(layout)
+        self._layout = layout if isinstance(layout, TokenLayout) else TokenLayout.from_dict(layout)
         self._layout.check_matches(cfg.n_ctx, "EncoderConfig.n_ctx")
         self.embed = embed
         self.head = readout
@@ -198,7 +164,7 @@ class HookedTorchEncoder(HookedEncoder):
         """The layout (JSON) and the linear readout's form, when there is one; the user's
         modules are not config (see the module docstring)."""
         form = self._linear_readout
-        return {"layout": layout_to_dict(self._layout)} | (
+        return {"layout": self._layout.to_dict()} | (
             {} if form is None else {"linear_readout": dict(form)}
         )
 

@@ -41,7 +41,7 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
-from emg_lens.models.biofoundation import (
+from emg_lens.models.native.biofoundation import (
     REDUCTIONS,
     build_from_biofoundation,
     to_biofoundation_keys,
@@ -495,7 +495,7 @@ class TinyMyo(HookedEncoder):
         (``rope_positions="head"``: no positional information; ``"token"`` for weights trained
         with token RoPE). ``options`` (``n_heads``, ``n_channels``, ``n_samples``,
         ``reduction``, ``reg_target_len``, ``rope_positions`` and `EncoderConfig` overrides)
-        and how: `emg_lens.models.biofoundation.build_from_biofoundation`;
+        and how: `emg_lens.models.native.biofoundation.build_from_biofoundation`;
         `emg_lens.checkpoints.load_biofoundation` reads a checkpoint file.
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)

@@ -8,13 +8,13 @@ architecture, each with a `HookedEncoder` subclass whose tokenizer and readout a
 emg_lens (braindecode's parameter names where they are not TransformerLens's) and a
 ``to_braindecode`` method giving a state dict braindecode's class loads:
 
-- ``Labram`` -> `HookedLabram` (`emg_lens.models.braindecode.labram`),
+- ``Labram`` -> `HookedLabram` (`emg_lens.models.converted.braindecode.labram`),
 - ``CBraMod`` -> `HookedCBraMod` (criss-cross attention as a head structure:
-  `emg_lens.models.braindecode.cbramod`),
+  `emg_lens.models.converted.braindecode.cbramod`),
 - ``EEGPT`` -> `HookedEEGPT` (per-patch attention with summary tokens:
-  `emg_lens.models.braindecode.eegpt`),
-- ``PBT`` (``PatchedTransformer``) -> `HookedPBT` (`emg_lens.models.braindecode.pbt`, which
-  says why PBT and not REVE or LUNA).
+  `emg_lens.models.converted.braindecode.eegpt`),
+- ``PBT`` (``PatchedTransformer``) -> `HookedPBT`
+  (`emg_lens.models.converted.braindecode.pbt`, which says why PBT and not REVE or LUNA).
 
 emg_lens never imports braindecode: a model is recognised by its class's module
 (``braindecode.models...``) and name, and read through its submodules and state dict. Models
@@ -32,12 +32,17 @@ from torch import nn
 
 from emg_lens.errors import ArgumentError, UnsupportedModuleError, describe
 from emg_lens.models.base import HookedEncoder
-from emg_lens.models.braindecode._common import is_braindecode
-from emg_lens.models.braindecode.cbramod import HookedCBraMod, from_cbramod
-from emg_lens.models.braindecode.eegpt import HookedEEGPT, from_eegpt
-from emg_lens.models.braindecode.labram import HookedLabram, from_labram
-from emg_lens.models.braindecode.pbt import HookedPBT, from_pbt
-from emg_lens.models.conversion import check_faithful, eval_mode, on_cpu, refuse_dropped_code
+from emg_lens.models.converted.braindecode._common import is_braindecode
+from emg_lens.models.converted.braindecode.cbramod import HookedCBraMod, from_cbramod
+from emg_lens.models.converted.braindecode.eegpt import HookedEEGPT, from_eegpt
+from emg_lens.models.converted.braindecode.labram import HookedLabram, from_labram
+from emg_lens.models.converted.braindecode.pbt import HookedPBT, from_pbt
+from emg_lens.models.converted.conversion import (
+    check_faithful,
+    eval_mode,
+    on_cpu,
+    refuse_dropped_code,
+)
 
 __all__ = [
     "HOOKED_CLASSES",
@@ -93,9 +98,9 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     ``forward`` patched onto one (naming its path: the conversion reads weights, so it would
     drop them); a model whose weights do not fit the architecture read off it is a
     `ConversionError` naming the tensor, and so is a conversion whose output on a probe input
-    differs from the model's (`emg_lens.models.conversion.check_faithful`).
+    differs from the model's (`emg_lens.models.converted.conversion.check_faithful`).
 
-    >>> from emg_lens.models.braindecode import from_braindecode
+    >>> from emg_lens.models.converted.braindecode import from_braindecode
     >>> from_braindecode(nn.Linear(2, 2))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...

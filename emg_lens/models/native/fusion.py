@@ -1,7 +1,7 @@
 """The IsoNet paper's tubelet-transformer fusion baselines, and the stems they share.
 
 The paper's fusion baselines, from least to most cross-modal mixing, are the multimodal MLP
-(`emg_lens.models.mlp_baseline.MultimodalMLP`: no tokens and no attention; modalities meet
+(`emg_lens.models.native.mlp_baseline.MultimodalMLP`: no tokens and no attention; modalities meet
 only in one fusion layer) and the two transformers here:
 
 - `MultimodalTransformer` — one transformer *stem* per modality over tubelet tokens (a tubelet

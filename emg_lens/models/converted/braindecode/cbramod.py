@@ -46,8 +46,14 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
-from emg_lens.models.braindecode._common import channel_names, eps_of, float_dtype, init_rest, size
-from emg_lens.models.conversion import StateBuilder, activation_name, heads_in, heads_out
+from emg_lens.models.converted.braindecode._common import (
+    channel_names,
+    eps_of,
+    float_dtype,
+    init_rest,
+    size,
+)
+from emg_lens.models.converted.conversion import StateBuilder, activation_name, heads_in, heads_out
 
 __all__ = ["HookedCBraMod", "from_cbramod"]
 
