@@ -33,7 +33,7 @@ True
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -142,8 +142,16 @@ class StateBuilder:
         self.state: dict[str, torch.Tensor] = {}
         self.source: dict[str, str] = {}
 
-    def put(self, name: str, tensor: torch.Tensor, source: str) -> None:
-        """Set entry ``name`` from ``tensor`` (the source model's ``source``), shape checked."""
+    def put(
+        self,
+        name: str,
+        tensor: torch.Tensor,
+        source: str,
+        block: tuple[slice, ...] | None = None,
+    ) -> None:
+        """Set entry ``name`` from ``tensor`` (the source model's ``source``), shape checked;
+        with ``block``, only those slices of it (the rest zero until another block fills
+        them)."""
         if name not in self.expected:
             raise ConversionError(
                 f"{self.what}: {source} would become {name}, which this emg_lens model does not "
@@ -151,18 +159,23 @@ class StateBuilder:
                 f"{sorted(self.expected)[:20]}"
             )
         want = self.expected[name]
-        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(want.shape):
+        shape = want.shape if block is None else want[block].shape
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(shape):
+            where = name if block is None else f"{name}[{_slices(block)}]"
             raise ConversionError(
-                f"{self.what}: {source} ({describe(tensor)}) does not fit {name}, which is "
-                f"{list(want.shape)} for the architecture read off the model; the layers of "
+                f"{self.what}: {source} ({describe(tensor)}) does not fit {where}, which is "
+                f"{list(shape)} for the architecture read off the model; the layers of "
                 "the model disagree with each other or with its configuration"
             )
-        self.state[name] = tensor.detach().to(want.dtype).clone()
-        self.source[name] = source
-
-    def put_all(self, entries: Iterable[tuple[str, torch.Tensor, str]]) -> None:
-        for name, tensor, source in entries:
-            self.put(name, tensor, source)
+        value = tensor.detach().to(want.dtype)
+        if block is None:
+            self.state[name], self.source[name] = value.clone(), source
+            return
+        if name not in self.state:
+            self.state[name], self.source[name] = torch.zeros_like(want), source
+        else:
+            self.source[name] += f" + {source}"
+        self.state[name][block] = value
 
     def load(self, keep: Mapping[str, torch.Tensor] | None = None) -> None:
         """Load the entries (and ``keep``: entries taken as they are, such as a user's own
@@ -175,6 +188,10 @@ class StateBuilder:
                 f"{len(self.state)} tensors)"
             )
         self.model.load_state_dict(state, strict=True)
+
+
+def _slices(block: tuple[slice, ...]) -> str:
+    return ", ".join(f"{s.start or ''}:{'' if s.stop is None else s.stop}" for s in block)
 
 
 # ------------------------------------------------------------------------------ faithfulness

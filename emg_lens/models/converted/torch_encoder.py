@@ -29,45 +29,42 @@ any of its submodules and a ``forward`` patched onto one
 (`emg_lens.models.converted.conversion.check_faithful`): the conversion reads weights, so it
 would drop them. (Hooks on ``embed`` and ``readout`` stay: those modules are kept as they are.)
 
-Saving and loading: the state dict holds the blocks and the user's modules' weights
-(``embed.*``, ``head.*``), and ``config.json`` the layout; a checkpoint cannot rebuild the
-user's module classes from a config, so `emg_lens.checkpoints.load_checkpoint` takes them:
-``load_checkpoint(path, modules={"embed": Tok(), "readout": Head()})`` (modules of the same
-architecture; their weights come from the checkpoint). A study loads such checkpoints through
-the builder its study file names (``modules = "models.py:build_modules"``; ``--modules`` on the
-command line), run only with consent (`emg_lens.studies.code`).
+The hooked class is `emg_lens.models.converted.hooked_torch_encoder.HookedTorchEncoder` (how
+it saves and loads), the masks its forward takes are read by
+`emg_lens.models.converted.torch_masks`, and a linear readout is found by
+`emg_lens.models.converted.linear_readout`; all three are importable from here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
 from torch import nn
-from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
     ConversionError,
-    InputShapeError,
     LayoutError,
     UnsupportedModuleError,
-    UnsupportedReadoutError,
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.base import EdgeMasks, HookedEncoder
-from emg_lens.models.converted.conversion import (
-    StateBuilder,
-    activation_name,
-    check_faithful,
-    heads_in,
-    heads_out,
+from emg_lens.models.converted.conversion import StateBuilder, activation_name, check_faithful
+from emg_lens.models.converted.hooked_torch_encoder import HookedTorchEncoder
+from emg_lens.models.converted.key_table import (
+    HeadsOut,
+    KeyTable,
+    Row,
+    linear_rows,
+    norm_rows,
+    qkv_rows,
 )
+from emg_lens.models.converted.linear_readout import find_linear_readout, readout_form
+from emg_lens.models.converted.torch_masks import torch_attention_mask
 
 __all__ = [
     "HookedTorchEncoder",
@@ -76,448 +73,7 @@ __all__ = [
     "torch_attention_mask",
 ]
 
-RETURN_TYPES = ("logits", "latent")
 
-
-def _modalities(layout: TokenLayout) -> dict[str, int]:
-    """The channel count of each signal group, checked: a group's channels are consecutive
-    ids following the previous group's, so ``[batch, channel, time]`` rows are in
-    `EncoderConfig.modalities` order."""
-    counts: dict[str, int] = {}
-    first = 0
-    for group in layout.modalities:
-        ids = sorted({c for g, c in zip(layout.group, layout.channel) if g == group and c >= 0})
-        if ids and ids != list(range(first, first + len(ids))):
-            raise LayoutError(
-                f"layout group {group!r} embeds channels {ids}; the converter needs each group's "
-                f"channels to be consecutive input rows after the previous group's (here "
-                f"{first}..{first + len(ids) - 1}), as TokenLayout.channel_tokens numbers them"
-            )
-        counts[group] = len(ids) or 1
-        first += len(ids)
-    if not counts:
-        raise LayoutError(f"the layout has no signal tokens, only {layout.groups}")
-    return counts
-
-
-class HookedTorchEncoder(HookedEncoder):
-    """A user's tokenizer, a converted ``nn.TransformerEncoder`` and the user's readout (see
-    the module docstring); built by `from_torch_encoder`.
-
-    Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output, the stream
-    entering ``blocks.0``), and whatever hook points the user's modules hold. ``return_type``:
-    ``"logits"`` (the readout's output), ``"latent"`` (the stream after ``ln_final``), None
-    (before it). The readout is the user's module, so there is no TransformerLens unembedding
-    (``W_U``).
-
-    A *linear readout* (`from_torch_encoder` detects it, or takes it declared): a readout
-    that is one ``nn.Linear(d_model, n_classes)`` of one token or of the tokens' mean, after
-    an optional ``nn.LayerNorm`` (which becomes ``ln_final``), is TransformerLens's
-    unembedding: ``W_U``, ``b_U``, ``unembed_positions`` (and `read_positions` for one
-    token), so direct attribution, the OV circuit and the exact last-layer screen read it.
-
-    Args:
-        cfg: an `EncoderConfig` with ``tokenization="custom"`` and ``n_ctx`` = the layout's
-            token count.
-        embed: signals ``[batch, channel, time]`` -> tokens ``[batch, pos, d_model]``.
-        readout: tokens ``[batch, pos, d_model]`` (after ``ln_final``) -> logits.
-        layout: what each token is (a `TokenLayout`, or its `TokenLayout.to_dict` form).
-        linear_readout: the readout's linear form, as `from_torch_encoder` found it
-            (``{"pool": position or "mean", "linear": path, "norm": path or None}``, paths
-            inside ``readout``); None: the readout is the user's code, read as a whole.
-    """
-
-    tokenization = "custom"
-    user_modules = ("embed", "readout")  # what a checkpoint cannot rebuild from config.json
-    linear_readout_note: str | None = None  # why the conversion found no linear readout
-
-    def __init__(
-        self,
-        cfg: EncoderConfig,
-        *,
-        embed: nn.Module,
-        readout: nn.Module,
-        layout: TokenLayout | Mapping[str, Any],
-        linear_readout: dict[str, Any] | None = None,
-    ):
-        super().__init__(cfg)
-        for name, module in (("embed", embed), ("readout", readout)):
-            if not isinstance(module, nn.Module):
-                raise ArgumentError(
-                    f"{name} must be a torch.nn.Module (signals -> tokens for embed, tokens -> "
-                    f"logits for readout), got {describe(module)}"
-                )
-        self._layout = layout if isinstance(layout, TokenLayout) else TokenLayout.from_dict(layout)
-        self._layout.check_matches(cfg.n_ctx, "EncoderConfig.n_ctx")
-        self.embed = embed
-        self.head = readout
-        self._linear_readout = _check_form(linear_readout, self._layout, cfg)
-        self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self._finish_init()
-
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        """The layout (JSON) and the linear readout's form, when there is one; the user's
-        modules are not config (see the module docstring)."""
-        form = self._linear_readout
-        return {"layout": self._layout.to_dict()} | (
-            {} if form is None else {"linear_readout": dict(form)}
-        )
-
-    def init_weights(self) -> None:
-        """The blocks' and ``ln_final``'s weights as `HookedEncoder.init_weights` draws them;
-        the user's modules keep theirs."""
-        for module in (self.blocks, self.ln_final):
-            for name, param in module.named_parameters():
-                leaf = name.rsplit(".", 1)[-1]
-                if leaf.startswith("W_"):
-                    nn.init.normal_(param, std=self.cfg.init_range)
-                elif leaf.startswith("b_") or leaf == "b":
-                    nn.init.zeros_(param)
-                elif leaf == "w":
-                    nn.init.ones_(param)
-
-    def embed_signals(
-        self, signals: Float[torch.Tensor, "batch channel time"]
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
-        """The user's tokenizer, its output checked against the layout."""
-        tokens = self.embed(signals)
-        expected = (signals.shape[0], self.layout.n_tokens, self.cfg.d_model)
-        if not isinstance(tokens, torch.Tensor) or tuple(tokens.shape) != expected:
-            raise InputShapeError(
-                f"embed ({type(self.embed).__name__}) returned {describe(tokens)}; the converted "
-                f"encoder needs tokens [batch, pos, d_model] = {list(expected)}"
-            )
-        return self.hook_embed(tokens)
-
-    def forward(
-        self,
-        signals: Any,
-        *,
-        mask: torch.Tensor | None = None,
-        src_key_padding_mask: torch.Tensor | None = None,
-        is_causal: bool = False,
-        edge_masks: EdgeMasks | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """`HookedEncoder.forward`, also taking the masks that ``nn.TransformerEncoder``'s
-        forward takes, with its meaning, for what the user's own code passed the encoder
-        (which the conversion cannot see):
-
-        - ``mask``: an attention mask ``[pos, pos]`` (or ``[batch * n_heads, pos, pos]``),
-          bool (True: the query may not attend to the key) or float (``-inf`` there, 0
-          elsewhere, as ``nn.Transformer.generate_square_subsequent_mask`` makes), applied in
-          every layer;
-        - ``src_key_padding_mask``: ``[batch, pos]``, True (or ``-inf``) at a window's padded
-          tokens, which no query attends to;
-        - ``is_causal``: with no ``mask``, each token attends to itself and earlier tokens
-          (torch needs the mask as well and reads the flag as a hint; here the mask wins).
-
-        They are cut where ``edge_masks`` are, on top of them, before ``hook_attn_scores``
-        (which shows -inf there). A padded token's own row is computed as torch's Python path
-        computes it (it attends to the window's other tokens); torch's fast path with nested
-        tensors returns zeros at padded positions instead. A query with every key masked (a
-        window of padding only) attends to nothing: a zero row, where torch gives NaN. A float
-        mask of other values (an additive bias) is an `ArgumentError`.
-
-        >>> layer = nn.TransformerEncoderLayer(16, nhead=2, batch_first=True).eval()
-        >>> embed, readout = nn.Linear(20, 16), nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
-        >>> model = from_torch_encoder([layer], embed=embed, readout=readout, n_samples=20,
-        ...     layout=TokenLayout.channel_tokens({"emg": 4}, cls_token=False))
-        >>> x, causal = torch.randn(2, 4, 20), nn.Transformer.generate_square_subsequent_mask(4)
-        >>> with torch.no_grad():
-        ...     expected = readout(layer(embed(x), src_mask=causal, is_causal=True))
-        >>> bool((model(x, mask=causal) - expected).abs().max() < 1e-5)
-        True
-        """
-        if mask is None and src_key_padding_mask is None and not is_causal:
-            return super().forward(signals, edge_masks=edge_masks, **kwargs)
-        if kwargs.get("start_at_layer") is None:
-            signals = self.to_tokens(signals)
-        else:
-            signals = self._check_resid(signals)
-        batch, n = signals.shape[0], self.layout.n_tokens
-        masked = torch_attention_mask(
-            mask,
-            src_key_padding_mask,
-            is_causal,
-            batch=batch,
-            n_heads=self.cfg.n_heads,
-            n_tokens=n,
-        ).to(self.param_device_dtype()[0])
-        edges = self._check_edge_masks(edge_masks, batch=batch)
-        layers = range(self.cfg.n_layers)
-        merged = {i: masked | edges[i] if i in edges else masked for i in layers}
-        return super().forward(signals, edge_masks=merged, **kwargs)
-
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"{type(self).__name__} return_type must be one of {RETURN_TYPES} or None, "
-                f"got {return_type!r}"
-            )
-        latent = self.ln_final(resid)
-        if return_type == "latent":
-            return latent
-        form = self._linear_readout
-        if form is None or form["norm"] is None:
-            return self.head(latent)
-        # The readout's norm is ln_final (copied at conversion): its Linear reads the pool.
-        pooled = latent.mean(1) if form["pool"] == "mean" else latent[:, form["pool"]]
-        return self._readout_linear()(pooled)
-
-    # ------------------------------------------------------------------ TransformerLens
-    unembed_heads = ("logits",)
-
-    def _unembedding(self) -> Any:
-        if self._linear_readout is None:
-            raise UnsupportedReadoutError(
-                f"{type(self).__name__} has no unembedding: its readout "
-                f"({type(self.head).__name__}) is the user's code, not one linear map of a "
-                "token or of the tokens' mean (from_torch_encoder(linear_readout=...) detects "
-                "or declares one)"
-                + (f": {self.linear_readout_note}" if self.linear_readout_note else "")
-            )
-        return _LinearUnembedding(self._readout_linear())
-
-    def _readout_linear(self) -> nn.Linear:
-        """The readout's ``nn.Linear`` that the linear readout's form names."""
-        path = self._linear_readout["linear"]
-        try:
-            linear = self.head.get_submodule(path)
-        except AttributeError:
-            linear = None
-        if type(linear) is not nn.Linear:
-            raise ArgumentError(
-                f"the linear readout names readout.{path} as its nn.Linear, but the readout "
-                f"({type(self.head).__name__}) holds {describe(linear)} there: load the "
-                "checkpoint with the modules it was saved with"
-            )
-        return linear
-
-    @property
-    def unembed_positions(self) -> list[int]:
-        self._unembedding()
-        pool = self._linear_readout["pool"]
-        return list(range(self.layout.n_tokens)) if pool == "mean" else [pool]
-
-    def read_positions(self, return_type: str) -> list[int] | None:
-        """The one token a linear readout reads (None: all of them, or not known)."""
-        form = self._linear_readout
-        if return_type == "logits" and form is not None and form["pool"] != "mean":
-            return [form["pool"]]
-        return None
-
-
-class _LinearUnembedding:
-    """The user's readout ``nn.Linear`` as TransformerLens's unembedding (a view: its
-    weights stay the module's)."""
-
-    def __init__(self, linear: nn.Linear):
-        self.linear = linear
-
-    @property
-    def W_U(self) -> Float[torch.Tensor, "d_model n_classes"]:
-        return self.linear.weight.T
-
-    @property
-    def b_U(self) -> Float[torch.Tensor, " n_classes"]:
-        bias = self.linear.bias
-        return torch.zeros_like(self.linear.weight[:, 0]) if bias is None else bias
-
-
-# ------------------------------------------------------------------------------ linear readouts
-READOUT_POOLS = ("detect", "mean", "none")
-"""What ``from_torch_encoder(linear_readout=)`` takes besides a token position (an int)."""
-
-
-def _readout_parts(readout: nn.Module, d_model: int, n_classes: int):
-    """``(linear path, linear, norm path, norm)`` of a readout made of one
-    ``nn.Linear(d_model, n_classes)`` and at most one ``nn.LayerNorm(d_model)`` (no other
-    parameter), or a string saying why it is not."""
-    linears = [(n, m) for n, m in readout.named_modules() if type(m) is nn.Linear]
-    norms = [(n, m) for n, m in readout.named_modules() if type(m) is nn.LayerNorm]
-    owned = {id(p) for _, m in linears + norms for p in m.parameters()}
-    others = [n for n, p in readout.named_parameters() if id(p) not in owned]
-    if len(linears) != 1 or len(norms) > 1 or others:
-        return (
-            f"the readout holds {len(linears)} nn.Linear, {len(norms)} nn.LayerNorm"
-            + (f" and other parameters ({others[:3]})" if others else "")
-            + "; a linear readout is one nn.Linear after at most one nn.LayerNorm"
-        )
-    (linear_path, linear), (norm_path, norm) = linears[0], (norms or [(None, None)])[0]
-    if (linear.in_features, linear.out_features) != (d_model, n_classes):
-        return (
-            f"its nn.Linear maps {linear.in_features} features to {linear.out_features}, not "
-            f"one token's d_model={d_model} to the {n_classes} classes (a flattening readout "
-            "reads every token with weights of its own)"
-        )
-    if norm is not None and (tuple(norm.normalized_shape) != (d_model,) or norm.weight is None):
-        return f"its nn.LayerNorm is not a LayerNorm over d_model={d_model} with weights"
-    return linear_path, linear, norm_path, norm
-
-
-def find_linear_readout(
-    readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig, declared: Any = "detect"
-) -> tuple[dict[str, Any] | None, str | None]:
-    """``(form, None)`` when ``readout`` computes one ``nn.Linear`` of one token or of the
-    tokens' mean (after at most one ``nn.LayerNorm``), checked on a seeded probe of tokens
-    against the module itself; ``(None, why)`` otherwise. ``declared``: ``"detect"`` (try
-    the mean and every position), ``"mean"``, a position (an int: only that one; a
-    mismatch is a `ConversionError`) or ``"none"``.
-
-    >>> layout = TokenLayout.channel_tokens({"emg": 3}, cls_token=False)
-    >>> cfg = EncoderConfig(d_model=8, n_heads=2, d_head=4, n_layers=1, d_mlp=8,
-    ...     tokenization="custom", n_ctx=3, modalities={"emg": 3}, n_samples=4, n_classes=2,
-    ...     positional_embedding_type="none")
-    >>> class Token1(nn.Module):  # a norm and a linear map of token 1
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.norm, self.linear = nn.LayerNorm(8), nn.Linear(8, 2)
-    ...     def forward(self, tokens):
-    ...         return self.linear(self.norm(tokens)[:, 1])
-    >>> find_linear_readout(Token1(), layout, cfg)[0]
-    {'pool': 1, 'linear': 'linear', 'norm': 'norm'}
-    >>> find_linear_readout(nn.Sequential(nn.Flatten(), nn.Linear(24, 2)), layout, cfg)[1][:40]
-    'its nn.Linear maps 24 features to 2, not'
-    """
-    if declared == "none":
-        return None, "declared none (from_torch_encoder(linear_readout='none'))"
-    parts = _readout_parts(readout, cfg.d_model, cfg.n_classes)
-    if isinstance(parts, str):
-        return _declared_or(declared, parts)
-    linear_path, linear, norm_path, norm = parts
-    gen = torch.Generator().manual_seed(0)
-    n = layout.n_tokens
-    tokens = 0.5 + 2 * torch.randn(3, n, cfg.d_model, generator=gen, dtype=cfg.dtype)
-    was_training = readout.training
-    readout.eval()
-    try:
-        with torch.no_grad():
-            out = readout(tokens)
-            per_token = linear(tokens if norm is None else norm(tokens))  # [batch, pos, class]
-    finally:
-        readout.train(was_training)
-    pools = ["mean", *range(n)] if declared == "detect" else [declared]
-    tol = 1e-5 * (1 + float(out.abs().max()))
-    for pool in pools:
-        if pool != "mean" and not 0 <= pool < n:
-            raise ArgumentError(f"linear_readout={pool} is no token position of the {n} tokens")
-        expected = per_token.mean(1) if pool == "mean" else per_token[:, pool]
-        if out.shape == expected.shape and float((out - expected).abs().max()) <= tol:
-            return {"pool": pool, "linear": linear_path, "norm": norm_path}, None
-    where = "the tokens' mean or any token" if declared == "detect" else f"{declared!r}"
-    return _declared_or(
-        declared,
-        f"its output is not its nn.Linear{'' if norm is None else ' after its LayerNorm'} of "
-        f"{where} (checked on a probe; a norm after the pooling is no linear map of tokens)",
-    )
-
-
-def _declared_or(declared: Any, why: str) -> tuple[None, str]:
-    """No linear readout, and why; a declared one that is not there is an error."""
-    if declared != "detect":
-        raise ConversionError(f"linear_readout={declared!r} was declared, but {why}")
-    return None, why
-
-
-def _check_form(form: Any, layout: TokenLayout, cfg: EncoderConfig) -> dict[str, Any] | None:
-    """A linear-readout form (`find_linear_readout`) read back from a checkpoint: its pool a
-    position or the mean, its paths strings (they name the readout's modules, which
-    `HookedTorchEncoder` checks where it reads them: a config's stand-in modules, as
-    ``study check`` builds, have none)."""
-    if form is None:
-        return None
-    ok = isinstance(form, Mapping) and set(form) == {"pool", "linear", "norm"}
-    pool = form.get("pool") if ok else None
-    ok = ok and (pool == "mean" or (isinstance(pool, int) and 0 <= pool < layout.n_tokens))
-    ok = ok and isinstance(form["linear"], str)
-    ok = ok and (form["norm"] is None or isinstance(form["norm"], str))
-    if not ok:
-        raise ArgumentError(
-            f"linear_readout must be {{'pool': a token position or 'mean', 'linear': the path "
-            f"of the readout's nn.Linear, 'norm': the path of its nn.LayerNorm or None}} (what "
-            f"from_torch_encoder finds), got {describe(form)}"
-        )
-    if form["norm"] is not None and not cfg.final_norm:
-        raise ArgumentError(
-            "linear_readout names the readout's norm, which the conversion copies into "
-            "ln_final, but this config has no final norm (final_norm=False)"
-        )
-    return dict(form)
-
-
-def _blocked(value: Any, name: str, accepted: str) -> torch.Tensor:
-    """A torch mask as bool, True where attention is blocked: a bool mask as it is, a float
-    one True at its -inf entries (any value other than 0 and -inf is refused)."""
-    if not isinstance(value, torch.Tensor):
-        raise ArgumentError(f"{name} must be a tensor {accepted}, got {describe(value)}")
-    if value.dtype == torch.bool:
-        return value
-    if value.is_floating_point():
-        blocked = torch.isneginf(value)
-        other = ~(blocked | (value == 0))
-        if bool(other.any()):
-            raise ArgumentError(
-                f"{name} holds {int(other.sum())} values other than 0 and -inf (first "
-                f"{float(value[other][0])!r}); accepted: bool (True: not attended) or float "
-                "0 / -inf; an additive bias of other values is not supported"
-            )
-        return blocked
-    raise ArgumentError(f"{name} is {describe(value)}; accepted: bool or float {accepted}")
-
-
-def torch_attention_mask(
-    mask: torch.Tensor | None,
-    src_key_padding_mask: torch.Tensor | None,
-    is_causal: bool,
-    *,
-    batch: int,
-    n_heads: int,
-    n_tokens: int,
-) -> Bool[torch.Tensor, "batch_or_1 heads_or_1 query_pos key_pos"]:
-    """``nn.TransformerEncoder``'s ``mask``, ``src_key_padding_mask`` and ``is_causal`` (see
-    `HookedTorchEncoder.forward`) as one edge mask (True: cut), checked against the batch.
-
-    >>> torch_attention_mask(None, torch.tensor([[False, True]]), False, batch=1, n_heads=2,
-    ...                      n_tokens=2).int().tolist()
-    [[[[0, 1], [0, 1]]]]
-    >>> torch_attention_mask(None, None, True, batch=1, n_heads=2, n_tokens=2).int().tolist()
-    [[[[0, 1], [0, 0]]]]
-    """
-    n = n_tokens
-    out = torch.zeros(1, 1, n, n, dtype=torch.bool)
-    if mask is not None:
-        shapes = f"[{n}, {n}] or [batch * n_heads = {batch * n_heads}, {n}, {n}]"
-        blocked = _blocked(mask, "mask", shapes)
-        if tuple(blocked.shape) == (n, n):
-            blocked = blocked[None, None]
-        elif tuple(blocked.shape) == (batch * n_heads, n, n):
-            blocked = blocked.reshape(batch, n_heads, n, n)
-        else:
-            raise ArgumentError(
-                f"mask has shape {list(blocked.shape)}; accepted: {shapes} (the layout's "
-                f"{n} tokens), as nn.TransformerEncoder takes it"
-            )
-        out = out.to(blocked.device) | blocked
-    elif is_causal:
-        out = out | torch.ones(n, n, dtype=torch.bool).triu(1)
-    if src_key_padding_mask is not None:
-        accepted = f"[batch={batch}, {n}] (True at a window's padded tokens)"
-        padding = _blocked(src_key_padding_mask, "src_key_padding_mask", accepted)
-        if tuple(padding.shape) != (batch, n):
-            raise ArgumentError(
-                f"src_key_padding_mask has shape {list(padding.shape)}; accepted: {accepted}"
-            )
-        out = out.to(padding.device) | padding[:, None, None, :]
-    return out
-
-
-# ---------------------------------------------------------------------------------- converting
 def _layers(encoder: Any) -> list[tuple[str, nn.Module]]:
     if isinstance(encoder, nn.TransformerEncoder):
         return [(f"layers.{i}", layer) for i, layer in enumerate(encoder.layers)]
@@ -592,29 +148,24 @@ def _read_layer(path: str, layer: nn.Module) -> dict[str, Any]:
     }
 
 
-def _layer_state(i: int, path: str, layer: nn.TransformerEncoderLayer, n_heads: int):
-    """``(emg_lens name, tensor, source name)`` of every weight of one layer."""
-    attn = layer.self_attn
-    W_Q, W_K, W_V = attn.in_proj_weight.detach().chunk(3, dim=0)
-    block, src = f"blocks.{i}", f"{path}"
-    yield f"{block}.attn.W_Q", heads_in(W_Q, n_heads), f"{src}.self_attn.in_proj_weight[q]"
-    yield f"{block}.attn.W_K", heads_in(W_K, n_heads), f"{src}.self_attn.in_proj_weight[k]"
-    yield f"{block}.attn.W_V", heads_in(W_V, n_heads), f"{src}.self_attn.in_proj_weight[v]"
-    W_O = heads_out(attn.out_proj.weight.detach(), n_heads)
-    yield f"{block}.attn.W_O", W_O, f"{src}.self_attn.out_proj.weight"
-    yield f"{block}.mlp.W_in", layer.linear1.weight.detach().T, f"{src}.linear1.weight"
-    yield f"{block}.mlp.W_out", layer.linear2.weight.detach().T, f"{src}.linear2.weight"
-    yield f"{block}.ln1.w", layer.norm1.weight.detach(), f"{src}.norm1.weight"
-    yield f"{block}.ln2.w", layer.norm2.weight.detach(), f"{src}.norm2.weight"
-    if attn.in_proj_bias is None:
-        return
-    for name, bias in zip("QKV", attn.in_proj_bias.detach().chunk(3)):
-        yield f"{block}.attn.b_{name}", bias.view(n_heads, -1), f"{src}.self_attn.in_proj_bias"
-    yield f"{block}.attn.b_O", attn.out_proj.bias.detach(), f"{src}.self_attn.out_proj.bias"
-    yield f"{block}.mlp.b_in", layer.linear1.bias.detach(), f"{src}.linear1.bias"
-    yield f"{block}.mlp.b_out", layer.linear2.bias.detach(), f"{src}.linear2.bias"
-    yield f"{block}.ln1.b", layer.norm1.bias.detach(), f"{src}.norm1.bias"
-    yield f"{block}.ln2.b", layer.norm2.bias.detach(), f"{src}.norm2.bias"
+def key_table(n_heads: int, layer: str, final: str | None) -> KeyTable:
+    """emg_lens key <-> ``nn.TransformerEncoderLayer`` key (`KeyTable`); ``layer``: the
+    layers' key template (``layers.{l}`` in an ``nn.TransformerEncoder``, ``[{l}]`` in a
+    list), ``final``: the LayerNorm that becomes ``ln_final`` (the encoder's ``norm``, or the
+    readout's), if any."""
+    attn = "blocks.{l}.attn"
+    return KeyTable(
+        [
+            *qkv_rows(attn, f"{layer}.self_attn.in_proj_weight", n_heads),
+            *qkv_rows(attn, f"{layer}.self_attn.in_proj_bias", n_heads, bias=True),
+            Row(f"{attn}.W_O", f"{layer}.self_attn.out_proj.weight", HeadsOut(n_heads)),
+            Row(f"{attn}.b_O", f"{layer}.self_attn.out_proj.bias"),
+            *linear_rows("blocks.{l}.mlp", f"{layer}.linear1"),
+            *linear_rows("blocks.{l}.mlp", f"{layer}.linear2", "W_out", "b_out"),
+            *norm_rows(("blocks.{l}.ln1", f"{layer}.norm1"), ("blocks.{l}.ln2", f"{layer}.norm2")),
+            *(norm_rows(("ln_final", final)) if final else []),
+        ]
+    )
 
 
 def _dtype(modules: Sequence[nn.Module]) -> torch.dtype:
@@ -737,7 +288,7 @@ def from_torch_encoder(
     )
     _check_embed(embed, layout, cfg)
     cfg.n_classes = _n_classes(readout, layout, cfg)
-    form, why = _readout_form(readout, layout, cfg, linear_readout, final)
+    form, why = readout_form(readout, layout, cfg, linear_readout, final)
     norm = None if form is None or form["norm"] is None else readout.get_submodule(form["norm"])
     if norm is not None:  # the readout's norm is the model's ln_final
         no_bias = [] if norm.bias is not None else ["ln_final.b"]
@@ -746,48 +297,23 @@ def from_torch_encoder(
         cfg, embed=embed, readout=readout, layout=layout, linear_readout=form
     )
     model.linear_readout_note = why
-    state = StateBuilder(model, "from_torch_encoder")
-    for i, (path, layer) in enumerate(layers):
-        state.put_all(_layer_state(i, path, layer, arch["n_heads"]))
-    if final is not None:
-        state.put("ln_final.w", final.weight.detach(), "norm.weight")
-        if final_bias:
-            state.put("ln_final.b", final.bias.detach(), "norm.bias")
+    # The source's weights under their own names: the layers', then the LayerNorm that
+    # becomes ln_final (the encoder's final norm, or the linear readout's).
+    theirs = {f"{path}.{key}": v for path, layer in layers for key, v in layer.state_dict().items()}
+    final_key, final_norm = ("norm", final) if final is not None else (None, None)
     if norm is not None:
-        where = f"readout.{form['norm']}"
-        state.put("ln_final.w", norm.weight.detach(), f"{where}.weight")
-        if norm.bias is not None:
-            state.put("ln_final.b", norm.bias.detach(), f"{where}.bias")
+        final_key, final_norm = f"readout.{form['norm']}", norm
+    if final_norm is not None:
+        theirs |= {f"{final_key}.{key}": v for key, v in final_norm.state_dict().items()}
     own = {k: v for k, v in model.state_dict().items() if k.startswith(("embed.", "head."))}
+    state = StateBuilder(model, "from_torch_encoder")
+    template = "layers.{l}" if isinstance(encoder, nn.TransformerEncoder) else "[{l}]"
+    table = key_table(arch["n_heads"], template, final_key)
+    table.to_ours(theirs, state, [k for k in model.state_dict() if k not in own])
     state.load(keep=own)
     model.eval()
     _check_parity(model, encoder, layers, seed)
     return model
-
-
-def _readout_form(
-    readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig, declared: Any, final: Any
-) -> tuple[dict[str, Any] | None, str | None]:
-    """`find_linear_readout`, and whether its norm can become ``ln_final``: not after the
-    encoder's own final norm (two norms in a row are no one norm), and only with the
-    layers' eps (``ln_final`` shares `EncoderConfig.eps`)."""
-    ok = declared in READOUT_POOLS or (isinstance(declared, int) and not isinstance(declared, bool))
-    if not ok:
-        raise ArgumentError(
-            f"linear_readout must be a token position (an int) or one of {READOUT_POOLS}, got "
-            f"{declared!r}"
-        )
-    form, why = find_linear_readout(readout, layout, cfg, declared)
-    if form is None or form["norm"] is None:
-        return form, why
-    norm = readout.get_submodule(form["norm"])
-    if final is not None:
-        why = "its LayerNorm comes after the encoder's final norm: two norms are no one ln_final"
-    elif float(norm.eps) != cfg.eps:
-        why = f"its LayerNorm has eps={norm.eps}, the layers {cfg.eps}: ln_final shares one eps"
-    else:
-        return form, None
-    return _declared_or(declared, why)
 
 
 def _check_embed(embed: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> None:
@@ -879,3 +405,24 @@ def _check_parity(model: HookedTorchEncoder, encoder: Any, layers, seed: int | N
                 lambda: model.head(original()),
                 lambda: model(tokens, start_at_layer=0),
             )
+
+
+def _modalities(layout: TokenLayout) -> dict[str, int]:
+    """The channel count of each signal group, checked: a group's channels are consecutive
+    ids following the previous group's, so ``[batch, channel, time]`` rows are in
+    `EncoderConfig.modalities` order."""
+    counts: dict[str, int] = {}
+    first = 0
+    for group in layout.modalities:
+        ids = sorted({c for g, c in zip(layout.group, layout.channel) if g == group and c >= 0})
+        if ids and ids != list(range(first, first + len(ids))):
+            raise LayoutError(
+                f"layout group {group!r} embeds channels {ids}; the converter needs each group's "
+                f"channels to be consecutive input rows after the previous group's (here "
+                f"{first}..{first + len(ids) - 1}), as TokenLayout.channel_tokens numbers them"
+            )
+        counts[group] = len(ids) or 1
+        first += len(ids)
+    if not counts:
+        raise LayoutError(f"the layout has no signal tokens, only {layout.groups}")
+    return counts

@@ -4,7 +4,7 @@ token (a TransformerLens unembedding)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -14,6 +14,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, check_names, describe
+from emg_lens.models.converted.conversion import activation_name
 
 BRAINDECODE = "braindecode"
 
@@ -25,15 +26,52 @@ def is_braindecode(model: Any) -> bool:
 
 
 def size(model: Any, name: str) -> Any:
-    """A braindecode model's ``n_chans``, ``n_times``, ``n_outputs`` ...: its property, or
-    a `ConversionError` saying the model was built without it."""
+    """A braindecode model's ``n_chans``, ``n_times``, ``n_outputs`` ... (or a dotted path to
+    an attribute of a submodule): its value, or a `ConversionError` saying the model was built
+    without it."""
+    value = model
     try:
-        return getattr(model, name)
+        for part in name.split("."):
+            value = getattr(value, part)
     except ValueError as exc:  # braindecode's "n_times could not be inferred" etc.
         raise ConversionError(
             f"{type(model).__name__}.{name} is not set ({exc}); build the braindecode model "
             f"with {name}=... to convert it"
         ) from exc
+    return value
+
+
+Field = str | Callable[[Any], Any]
+"""How a config argument is read off a braindecode model: a dotted attribute path, or a
+function of the model."""
+
+
+def read_config(
+    model: nn.Module, fields: Mapping[str, Field], ch_names: Sequence[str] | None
+) -> dict[str, Any]:
+    """The keyword arguments of a hooked class's ``config`` read off a braindecode ``model``:
+    ``n_chans``, ``n_times``, ``ch_names`` (`channel_names`) and ``dtype`` (`float_dtype`),
+    which every converter reads, then each of ``fields`` (a path through `size`, or a
+    function of the model).
+
+    >>> class Net(nn.Module):
+    ...     n_chans, n_times = 2, 8
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.head = nn.Linear(4, 3)
+    >>> read_config(Net(), {"n_outputs": "head.out_features"}, ["C3", "C4"])
+    {'n_chans': 2, 'n_times': 8, 'ch_names': ['C3', 'C4'], 'dtype': torch.float32, 'n_outputs': 3}
+    """
+    n_chans = size(model, "n_chans")
+    out = {
+        "n_chans": n_chans,
+        "n_times": size(model, "n_times"),
+        "ch_names": channel_names(model, ch_names, n_chans),
+        "dtype": float_dtype(model),
+    }
+    for name, field in fields.items():
+        out[name] = size(model, field) if isinstance(field, str) else field(model)
+    return out
 
 
 def channel_names(model: Any, ch_names: Sequence[str] | None, n_channels: int) -> list[str] | None:
@@ -54,6 +92,20 @@ def channel_names(model: Any, ch_names: Sequence[str] | None, n_channels: int) -
             f"n_chans={n_channels} input channels"
         )
     return list(ch_names)
+
+
+def one_activation(activations: Iterable[tuple[str, Any]]) -> str:
+    """`EncoderConfig.act_fn` of the activation every layer shares, read from ``(path,
+    activation)`` pairs (`activation_name`); a layer with another is a `ConversionError`
+    naming it and the first."""
+    first_path, first = None, None
+    for path, activation in activations:
+        name = activation_name(activation, path)
+        if first is None:
+            first_path, first = path, name
+        elif name != first:
+            raise ConversionError(f"{path} is {name}, {first_path} {first}")
+    return first
 
 
 def float_dtype(model: nn.Module) -> torch.dtype:

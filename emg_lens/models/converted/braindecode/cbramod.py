@@ -47,13 +47,21 @@ from emg_lens.errors import (
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
 from emg_lens.models.converted.braindecode._common import (
-    channel_names,
     eps_of,
-    float_dtype,
     init_rest,
+    one_activation,
+    read_config,
     size,
 )
-from emg_lens.models.converted.conversion import StateBuilder, activation_name, heads_in, heads_out
+from emg_lens.models.converted.conversion import StateBuilder
+from emg_lens.models.converted.key_table import (
+    HeadsOut,
+    KeyTable,
+    Row,
+    linear_rows,
+    norm_rows,
+    qkv_rows,
+)
 
 __all__ = ["HookedCBraMod", "from_cbramod"]
 
@@ -293,42 +301,45 @@ class HookedCBraMod(HookedEncoder):
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``CBraMod`` built with the
         same arguments."""
-        cfg = self.cfg
-        hh, half, d = cfg.n_heads // 2, cfg.d_model // 2, cfg.d_model
-        sd = {f"patch_embedding.{k}": v for k, v in self.patch_embedding.state_dict().items()}
-        for i, block in enumerate(self.blocks):
-            src, attn, mlp = f"encoder.layers.{i}", block.attn, block.mlp
-            for name, heads, part in (
-                ("self_attn_s", slice(0, hh), slice(0, half)),
-                ("self_attn_t", slice(hh, None), slice(half, d)),
-            ):
-                W = torch.cat(
-                    [
-                        W[heads, part].transpose(1, 2).reshape(-1, half)
-                        for W in (attn.W_Q, attn.W_K, attn.W_V)
-                    ]
-                )
-                sd[f"{src}.{name}.in_proj_weight"] = W
-                sd[f"{src}.{name}.in_proj_bias"] = torch.cat(
-                    [b[heads].flatten() for b in (attn.b_Q, attn.b_K, attn.b_V)]
-                )
-                sd[f"{src}.{name}.out_proj.weight"] = attn.W_O[heads][..., part].reshape(-1, half).T
-                sd[f"{src}.{name}.out_proj.bias"] = attn.b_O[part]
-            sd[f"{src}.linear1.weight"], sd[f"{src}.linear1.bias"] = mlp.W_in.T, mlp.b_in
-            sd[f"{src}.linear2.weight"], sd[f"{src}.linear2.bias"] = mlp.W_out.T, mlp.b_out
-            sd[f"{src}.norm1.weight"], sd[f"{src}.norm1.bias"] = block.ln1.w, block.ln1.b
-            sd[f"{src}.norm2.weight"], sd[f"{src}.norm2.bias"] = block.ln2.w, block.ln2.b
-        sd["proj_out.0.weight"], sd["proj_out.0.bias"] = (
-            self.head.proj_out.weight,
-            self.head.proj_out.bias,
-        )
-        sd["final_layer.1.weight"] = self.head.final_layer.weight
-        sd["final_layer.1.bias"] = self.head.final_layer.bias
-        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+        return key_table(self.cfg).to_theirs(self.state_dict())
 
 
-def from_cbramod(model: nn.Module, ch_names: list[str] | None = None) -> HookedCBraMod:
-    """A braindecode ``CBraMod`` instance as a `HookedCBraMod` with its weights, in eval mode."""
+def key_table(cfg: EncoderConfig) -> KeyTable:
+    """emg_lens key <-> braindecode ``CBraMod`` key, both ways (`KeyTable`): the spatial
+    attention (``self_attn_s``) is the block of heads ``0 .. nhead/2 - 1`` on the first half of
+    ``d_model``, the temporal one (``self_attn_t``) the block of the other heads on the second
+    half (see the module docstring)."""
+    hh, half = cfg.n_heads // 2, cfg.d_model // 2
+    layer, attn = "encoder.layers.{l}", "blocks.{l}.attn"
+    rows = [Row("patch_embedding.{*}", "patch_embedding.{*}")]
+    for name, heads, part in (
+        ("self_attn_s", slice(0, hh), slice(0, half)),
+        ("self_attn_t", slice(hh, None), slice(half, None)),
+    ):
+        mha = f"{layer}.{name}"
+        rows += [
+            *qkv_rows(attn, f"{mha}.in_proj_weight", hh, block=(heads, part)),
+            *qkv_rows(attn, f"{mha}.in_proj_bias", hh, bias=True, block=(heads,)),
+            Row(f"{attn}.W_O", f"{mha}.out_proj.weight", HeadsOut(hh), block=(heads, ALL, part)),
+            Row(f"{attn}.b_O", f"{mha}.out_proj.bias", block=(part,)),
+        ]
+    return KeyTable(
+        [
+            *rows,
+            *linear_rows("blocks.{l}.mlp", f"{layer}.linear1"),
+            *linear_rows("blocks.{l}.mlp", f"{layer}.linear2", "W_out", "b_out"),
+            *norm_rows(("blocks.{l}.ln1", f"{layer}.norm1"), ("blocks.{l}.ln2", f"{layer}.norm2")),
+            Row("head.proj_out.{*}", "proj_out.0.{*}"),
+            Row("head.final_layer.{*}", "final_layer.1.{*}"),
+        ]
+    )
+
+
+ALL = slice(None)
+
+
+def _check_supported(model: nn.Module) -> None:
+    """Refuse what the hooked class does not compute, naming it."""
     final = model.final_layer
     if not (isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear):
         raise UnsupportedModuleError(
@@ -350,105 +361,71 @@ def from_cbramod(model: nn.Module, ch_names: list[str] | None = None) -> HookedC
             "Sequential(Linear(d_model, emb_dim)), which the converted readout computes",
             path="proj_out",
         )
-    n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
+    n_times = size(model, "n_times")
     if model._patch_size != PATCH or n_times % PATCH:
         raise ConversionError(
             f"CBraMod with patch_size={model._patch_size} and n_times={n_times}: its spectral "
             f"embedding takes patches of {PATCH} samples, and n_times must be a multiple of it"
         )
-    layers = model.encoder.layers
-    first = layers[0]
-    for i, layer in enumerate(layers):
+    half = embed_dim(model.patch_embedding.channels_kernel_stride_padding_norm) // 2
+    for i, layer in enumerate(model.encoder.layers):
         for name in ("self_attn_s", "self_attn_t"):
-            attn = getattr(layer, name)
-            path = f"encoder.layers.{i}.{name}"
-            if type(attn) is not nn.MultiheadAttention or not attn._qkv_same_embed_dim:
-                raise UnsupportedModuleError(
-                    f"{path} is not a self-attention nn.MultiheadAttention with kdim = vdim = "
-                    "embed_dim; supported: CBraMod's criss-cross layer",
-                    path=path,
-                )
-            if attn.in_proj_bias is None or attn.bias_k is not None or attn.add_zero_attn:
-                raise UnsupportedModuleError(
-                    f"{path} has bias=False, add_bias_kv or add_zero_attn; supported: CBraMod's "
-                    "default (bias=True)",
-                    path=path,
-                )
-    act = activation_name(first.activation, "encoder.layers.0.activation")
-    norms = [
-        (f"encoder.layers.{i}.{n}", getattr(layer, n))
-        for i, layer in enumerate(layers)
-        for n in ("norm1", "norm2")
-    ]
-    convs = model.patch_embedding.channels_kernel_stride_padding_norm
-    cfg = HookedCBraMod.config(
-        n_chans=n_chans,
-        n_times=n_times,
-        n_outputs=final[1].out_features,
-        n_layer=len(layers),
-        nhead=2 * first.self_attn_s.num_heads,
-        dim_feedforward=first.linear1.out_features,
-        activation=act,
-        convs=convs,
-        layer_norm_eps=eps_of(norms, "CBraMod"),
-        ch_names=channel_names(model, ch_names, n_chans),
-        dtype=float_dtype(model),
+            _check_half(getattr(layer, name), f"encoder.layers.{i}.{name}", half)
+
+
+def _check_half(attn: nn.Module, path: str, half: int) -> None:
+    """One half of a criss-cross layer: a self-attention ``nn.MultiheadAttention`` with
+    biases, on half of ``d_model``."""
+    if type(attn) is not nn.MultiheadAttention or not attn._qkv_same_embed_dim:
+        raise UnsupportedModuleError(
+            f"{path} is not a self-attention nn.MultiheadAttention with kdim = vdim = "
+            "embed_dim; supported: CBraMod's criss-cross layer",
+            path=path,
+        )
+    if attn.in_proj_bias is None or attn.bias_k is not None or attn.add_zero_attn:
+        raise UnsupportedModuleError(
+            f"{path} has bias=False, add_bias_kv or add_zero_attn; supported: CBraMod's "
+            "default (bias=True)",
+            path=path,
+        )
+    shape = tuple(attn.in_proj_weight.shape)
+    if shape != (3 * half, half):
+        raise ConversionError(
+            f"{path}.in_proj_weight is {list(shape)}; the criss-cross halves need "
+            f"[{3 * half}, {half}]"
+        )
+
+
+FIELDS = {
+    "n_outputs": "final_layer.1.out_features",
+    "n_layer": lambda model: len(model.encoder.layers),
+    "nhead": lambda model: 2 * model.encoder.layers[0].self_attn_s.num_heads,
+    "dim_feedforward": "encoder.layers.0.linear1.out_features",
+    "convs": "patch_embedding.channels_kernel_stride_padding_norm",
+    "layer_norm_eps": lambda model: eps_of(
+        [
+            (f"encoder.layers.{i}.{n}", getattr(layer, n))
+            for i, layer in enumerate(model.encoder.layers)
+            for n in ("norm1", "norm2")
+        ],
+        "CBraMod",
+    ),
+}
+"""How ``HookedCBraMod.config``'s arguments are read off braindecode's ``CBraMod``."""
+
+
+def from_cbramod(model: nn.Module, ch_names: list[str] | None = None) -> HookedCBraMod:
+    """A braindecode ``CBraMod`` instance as a `HookedCBraMod` with its weights, in eval mode."""
+    _check_supported(model)
+    act = one_activation(
+        (f"encoder.layers.{i}.activation", layer.activation)
+        for i, layer in enumerate(model.encoder.layers)
     )
-    hooked = HookedCBraMod(cfg, convs=convs, emb_dim=model._emb_dim)
-    theirs = model.state_dict()
+    cfg = HookedCBraMod.config(**read_config(model, FIELDS, ch_names), activation=act)
+    hooked = HookedCBraMod(
+        cfg, convs=model.patch_embedding.channels_kernel_stride_padding_norm, emb_dim=model._emb_dim
+    )
     state = StateBuilder(hooked, "from_braindecode(CBraMod)")
-    for name in hooked.state_dict():
-        if name.startswith("patch_embedding."):
-            state.put(name, theirs[name], name)
-    hh, half, d, dh = cfg.n_heads // 2, cfg.d_model // 2, cfg.d_model, cfg.d_head
-    dtype = cfg.dtype
-    for i, layer in enumerate(layers):
-        src, block = f"encoder.layers.{i}", f"blocks.{i}"
-        act_i = activation_name(layer.activation, f"{src}.activation")
-        if act_i != act:
-            raise ConversionError(f"{src}.activation is {act_i}, encoder.layers.0's {act}")
-        full = {n: torch.zeros(cfg.n_heads, d, dh, dtype=dtype) for n in "QKV"}
-        W_O = torch.zeros(cfg.n_heads, dh, d, dtype=dtype)
-        biases = {n: [] for n in "QKV"}
-        b_O = []
-        for name, heads, part in (
-            ("self_attn_s", slice(0, hh), slice(0, half)),
-            ("self_attn_t", slice(hh, None), slice(half, d)),
-        ):
-            key = f"{src}.{name}.in_proj_weight"
-            weights = theirs[key]
-            if tuple(weights.shape) != (3 * half, half):
-                raise ConversionError(
-                    f"{key} is {list(weights.shape)}; the criss-cross halves need "
-                    f"[{3 * half}, {half}]"
-                )
-            for n, W in zip("QKV", weights.chunk(3)):
-                full[n][heads, part] = heads_in(W, hh)
-            W_O[heads, :, part] = heads_out(theirs[f"{src}.{name}.out_proj.weight"], hh)
-            for n, b in zip("QKV", theirs[f"{src}.{name}.in_proj_bias"].chunk(3)):
-                biases[n].append(b.view(hh, dh))
-            b_O.append(theirs[f"{src}.{name}.out_proj.bias"])
-        for n in "QKV":
-            state.put(
-                f"{block}.attn.W_{n}", full[n], f"{src}.self_attn_s/t.in_proj_weight[{n.lower()}]"
-            )
-            state.put(
-                f"{block}.attn.b_{n}",
-                torch.cat(biases[n]),
-                f"{src}.self_attn_s/t.in_proj_bias[{n.lower()}]",
-            )
-        state.put(f"{block}.attn.W_O", W_O, f"{src}.self_attn_s/t.out_proj.weight")
-        state.put(f"{block}.attn.b_O", torch.cat(b_O), f"{src}.self_attn_s/t.out_proj.bias")
-        state.put(f"{block}.mlp.W_in", theirs[f"{src}.linear1.weight"].T, f"{src}.linear1.weight")
-        state.put(f"{block}.mlp.b_in", theirs[f"{src}.linear1.bias"], f"{src}.linear1.bias")
-        state.put(f"{block}.mlp.W_out", theirs[f"{src}.linear2.weight"].T, f"{src}.linear2.weight")
-        state.put(f"{block}.mlp.b_out", theirs[f"{src}.linear2.bias"], f"{src}.linear2.bias")
-        for ours, their in (("ln1", "norm1"), ("ln2", "norm2")):
-            state.put(f"{block}.{ours}.w", theirs[f"{src}.{their}.weight"], f"{src}.{their}.weight")
-            state.put(f"{block}.{ours}.b", theirs[f"{src}.{their}.bias"], f"{src}.{their}.bias")
-    state.put("head.proj_out.weight", theirs["proj_out.0.weight"], "proj_out.0.weight")
-    state.put("head.proj_out.bias", theirs["proj_out.0.bias"], "proj_out.0.bias")
-    state.put("head.final_layer.weight", theirs["final_layer.1.weight"], "final_layer.1.weight")
-    state.put("head.final_layer.bias", theirs["final_layer.1.bias"], "final_layer.1.bias")
+    key_table(cfg).to_ours(model.state_dict(), state, hooked.state_dict())
     state.load()
     return hooked.eval()

@@ -44,14 +44,16 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import HookedEncoder
-from emg_lens.models.converted.braindecode._common import (
-    channel_names,
-    eps_of,
-    float_dtype,
-    init_rest,
-    size,
+from emg_lens.models.converted.braindecode._common import eps_of, init_rest, read_config
+from emg_lens.models.converted.conversion import StateBuilder, activation_name
+from emg_lens.models.converted.key_table import (
+    HeadsOut,
+    KeyTable,
+    Row,
+    linear_rows,
+    norm_rows,
+    qkv_rows,
 )
-from emg_lens.models.converted.conversion import StateBuilder, activation_name, heads_in, heads_out
 
 __all__ = ["HookedEEGPT", "from_eegpt"]
 
@@ -341,46 +343,40 @@ class HookedEEGPT(HookedEncoder):
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``EEGPT`` built with the same
         arguments."""
-        cfg = self.cfg
-        sd: dict[str, torch.Tensor] = {}
-        if self.chan_proj is not None:
-            if self.chan_proj.kind == "linear":
-                sd["chan_proj.proj.weight"] = self.chan_proj.weight
-            else:
-                sd["chan_proj.proj.parametrizations.weight.original"] = self.chan_proj.weight
-            sd["chan_proj.proj.bias"] = self.chan_proj.bias
-        enc = "target_encoder"
-        sd[f"{enc}.summary_token"] = self.summary_token
-        sd[f"{enc}.patch_embed.proj.weight"] = self.patch_embed.weight
-        sd[f"{enc}.patch_embed.proj.bias"] = self.patch_embed.bias
-        sd[f"{enc}.chan_embed.weight"] = self.chan_embed.weight
-        d = cfg.d_model
-        for i, block in enumerate(self.blocks):
-            src, attn, mlp = f"{enc}.blocks.{i}", block.attn, block.mlp
-            sd[f"{src}.norm1.weight"], sd[f"{src}.norm1.bias"] = block.ln1.w, block.ln1.b
-            sd[f"{src}.attn.qkv.weight"] = torch.cat(
-                [W.transpose(1, 2).reshape(-1, d) for W in (attn.W_Q, attn.W_K, attn.W_V)]
-            )
-            if "b_Q" not in cfg.zero_biases:
-                sd[f"{src}.attn.qkv.bias"] = torch.cat(
-                    [b.flatten() for b in (attn.b_Q, attn.b_K, attn.b_V)]
-                )
-            sd[f"{src}.attn.proj.weight"] = attn.W_O.reshape(-1, d).T
-            sd[f"{src}.attn.proj.bias"] = attn.b_O
-            sd[f"{src}.norm2.weight"], sd[f"{src}.norm2.bias"] = block.ln2.w, block.ln2.b
-            sd[f"{src}.mlp.fc1.weight"], sd[f"{src}.mlp.fc1.bias"] = mlp.W_in.T, mlp.b_in
-            sd[f"{src}.mlp.fc2.weight"], sd[f"{src}.mlp.fc2.bias"] = mlp.W_out.T, mlp.b_out
-        sd[f"{enc}.norm.weight"], sd[f"{enc}.norm.bias"] = self.ln_final.w, self.ln_final.b
-        sd["chans_id"] = self.channel_index[None]
-        for n in ("probe1", "probe2"):
-            probe = getattr(self.head, n)
-            sd[f"final_layer.{n}.parametrizations.weight.original"] = probe.weight
-            sd[f"final_layer.{n}.bias"] = probe.bias
-        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+        table = key_table(self.cfg.n_heads, self._init_kwargs["chan_proj_type"])
+        return table.to_theirs(self.state_dict()) | {"chans_id": self.channel_index[None].clone()}
 
 
-def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEGPT:
-    """A braindecode ``EEGPT`` instance as a `HookedEEGPT` with its weights, in eval mode."""
+def key_table(n_heads: int, chan_proj_type: str) -> KeyTable:
+    """emg_lens key <-> braindecode ``EEGPT`` key, both ways (`KeyTable`)."""
+    enc, attn = "target_encoder", "blocks.{l}.attn"
+    layer = f"{enc}.blocks.{{l}}"
+    constrained = "parametrizations.weight.original"  # a max-norm weight, as torch saves it
+    proj = "chan_proj.proj." + ("weight" if chan_proj_type == "linear" else constrained)
+    return KeyTable(
+        [
+            Row("chan_proj.weight", proj),
+            Row("chan_proj.bias", "chan_proj.proj.bias"),
+            Row("summary_token", f"{enc}.summary_token"),
+            Row("patch_embed.{*}", f"{enc}.patch_embed.proj.{{*}}"),
+            Row("chan_embed.weight", f"{enc}.chan_embed.weight"),
+            *norm_rows(("blocks.{l}.ln1", f"{layer}.norm1")),
+            *qkv_rows(attn, f"{layer}.attn.qkv.weight", n_heads),
+            *qkv_rows(attn, f"{layer}.attn.qkv.bias", n_heads, bias=True),
+            Row(f"{attn}.W_O", f"{layer}.attn.proj.weight", HeadsOut(n_heads)),
+            Row(f"{attn}.b_O", f"{layer}.attn.proj.bias"),
+            *norm_rows(("blocks.{l}.ln2", f"{layer}.norm2")),
+            *linear_rows("blocks.{l}.mlp", f"{layer}.mlp.fc1"),
+            *linear_rows("blocks.{l}.mlp", f"{layer}.mlp.fc2", "W_out", "b_out"),
+            *norm_rows(("ln_final", f"{enc}.norm")),
+            Row("head.{*}.weight", f"final_layer.{{*}}.{constrained}"),
+            Row("head.{*}.bias", "final_layer.{*}.bias"),
+        ]
+    )
+
+
+def _check_supported(model: nn.Module) -> None:
+    """Refuse what the hooked class does not compute, naming it."""
     if model.return_encoder_output:
         raise UnsupportedModuleError(
             "EEGPT with return_encoder_output=True returns features, not logits; supported: "
@@ -412,8 +408,7 @@ def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEG
             f"{getattr(patch, 'apply_norm', None)}); supported: braindecode's _PatchEmbed",
             path="target_encoder.patch_embed",
         )
-    n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
-    blocks = encoder.blocks
+    blocks = model.target_encoder.blocks
     for i, block in enumerate(blocks):
         if activation_name(block.mlp.act, f"target_encoder.blocks.{i}.mlp.act") != "gelu":
             raise UnsupportedModuleError(
@@ -426,34 +421,38 @@ def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEG
                 "encoder does not; supported: EEGPT's non-causal attention without RoPE",
                 path=f"target_encoder.blocks.{i}.attn",
             )
+
+
+def _eps(model: nn.Module) -> float:
+    encoder = model.target_encoder
     norms = [
         (f"target_encoder.blocks.{i}.{n}", getattr(b, n))
-        for i, b in enumerate(blocks)
+        for i, b in enumerate(encoder.blocks)
         for n in ("norm1", "norm2")
     ]
-    eps = eps_of([*norms, ("target_encoder.norm", encoder.norm)], "EEGPT")
-    proj_type = model.chan_proj_type
-    names = channel_names(model, ch_names, n_chans)
-    token_names = list(model.channel_names) if proj_type != "none" else names
-    stride = patch.patch_stride
-    cfg = HookedEEGPT.config(
-        n_chans=n_chans,
-        n_times=n_times,
-        n_outputs=probe.probe2.out_features,
-        patch_size=patch.patch_size,
-        patch_stride=stride,
-        embed_num=model.embed_num,
-        embed_dim=model.embed_dim,
-        depth=len(blocks),
-        num_heads=model.num_heads,
-        d_mlp=blocks[0].mlp.fc1.out_features,
-        qkv_bias=blocks[0].attn.qkv.bias is not None,
-        layer_norm_eps=eps,
-        chan_proj_type=proj_type,
-        n_chans_target=model.n_chans_target,
-        ch_names=names,
-        dtype=float_dtype(model),
-    )
+    return eps_of([*norms, ("target_encoder.norm", encoder.norm)], "EEGPT")
+
+
+FIELDS = {
+    "n_outputs": "final_layer.probe2.out_features",
+    "patch_size": "target_encoder.patch_embed.patch_size",
+    "patch_stride": "target_encoder.patch_embed.patch_stride",
+    **{name: name for name in ("embed_num", "embed_dim", "num_heads", "n_chans_target")},
+    "depth": lambda model: len(model.target_encoder.blocks),
+    "d_mlp": "target_encoder.blocks.0.mlp.fc1.out_features",
+    "qkv_bias": lambda model: model.target_encoder.blocks[0].attn.qkv.bias is not None,
+    "layer_norm_eps": _eps,
+    "chan_proj_type": "chan_proj_type",
+}
+"""How ``HookedEEGPT.config``'s arguments are read off braindecode's ``EEGPT``."""
+
+
+def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEGPT:
+    """A braindecode ``EEGPT`` instance as a `HookedEEGPT` with its weights, in eval mode."""
+    _check_supported(model)
+    fields = read_config(model, FIELDS, ch_names)
+    cfg = HookedEEGPT.config(**fields)
+    proj_type, n_chans = fields["chan_proj_type"], fields["n_chans"]
     ids = model.chans_id.reshape(-1).tolist()
     token_chans = n_chans if proj_type == "none" else model.n_chans_target
     if len(ids) != token_chans:
@@ -463,17 +462,19 @@ def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEG
             "forward fails, so there is nothing to match (with a channel projection, "
             "n_chans_target must be its 19 standard channels)"
         )
-    max_norm = model.chan_proj.proj.max_norm if proj_type == "conv1d_constraint" else 1.0
+    probe, encoder = model.final_layer, model.target_encoder
     hooked = HookedEEGPT(
         cfg,
         channel_ids=ids,
-        token_names=token_names,
-        patch_size=patch.patch_size,
-        patch_stride=stride,
+        token_names=list(model.channel_names) if proj_type != "none" else fields["ch_names"],
+        patch_size=fields["patch_size"],
+        patch_stride=fields["patch_stride"],
         embed_num=model.embed_num,
         chan_proj_type=proj_type,
         n_chans_target=model.n_chans_target,
-        chan_conv_max_norm=max_norm,
+        chan_conv_max_norm=(
+            model.chan_proj.proj.max_norm if proj_type == "conv1d_constraint" else 1.0
+        ),
         probe_hidden=probe.probe1.out_features,
         probe_max_norms=(probe.probe1.max_norm, probe.probe2.max_norm),
         n_chan_embeddings=encoder.chan_embed.num_embeddings,
@@ -482,54 +483,7 @@ def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEG
         raise ConversionError(
             f"EEGPT has {encoder.num_patches[1]} patches, the converter counted {hooked.n_patches}"
         )
-    theirs = model.state_dict()
     state = StateBuilder(hooked, "from_braindecode(EEGPT)")
-    if proj_type == "linear":
-        state.put("chan_proj.weight", theirs["chan_proj.proj.weight"], "chan_proj.proj.weight")
-    elif proj_type == "conv1d_constraint":
-        key = "chan_proj.proj.parametrizations.weight.original"
-        state.put("chan_proj.weight", theirs[key], key)
-    if proj_type != "none":
-        state.put("chan_proj.bias", theirs["chan_proj.proj.bias"], "chan_proj.proj.bias")
-    enc = "target_encoder"
-    state.put("summary_token", theirs[f"{enc}.summary_token"], f"{enc}.summary_token")
-    state.put(
-        "patch_embed.weight",
-        theirs[f"{enc}.patch_embed.proj.weight"],
-        f"{enc}.patch_embed.proj.weight",
-    )
-    state.put(
-        "patch_embed.bias", theirs[f"{enc}.patch_embed.proj.bias"], f"{enc}.patch_embed.proj.bias"
-    )
-    state.put("chan_embed.weight", theirs[f"{enc}.chan_embed.weight"], f"{enc}.chan_embed.weight")
-    h = cfg.n_heads
-    for i in range(len(blocks)):
-        src, block = f"{enc}.blocks.{i}", f"blocks.{i}"
-        W_Q, W_K, W_V = theirs[f"{src}.attn.qkv.weight"].chunk(3)
-        state.put(f"{block}.attn.W_Q", heads_in(W_Q, h), f"{src}.attn.qkv.weight[q]")
-        state.put(f"{block}.attn.W_K", heads_in(W_K, h), f"{src}.attn.qkv.weight[k]")
-        state.put(f"{block}.attn.W_V", heads_in(W_V, h), f"{src}.attn.qkv.weight[v]")
-        if f"{src}.attn.qkv.bias" in theirs:
-            for name, b in zip("QKV", theirs[f"{src}.attn.qkv.bias"].chunk(3)):
-                state.put(f"{block}.attn.b_{name}", b.view(h, -1), f"{src}.attn.qkv.bias")
-        state.put(
-            f"{block}.attn.W_O",
-            heads_out(theirs[f"{src}.attn.proj.weight"], h),
-            f"{src}.attn.proj.weight",
-        )
-        state.put(f"{block}.attn.b_O", theirs[f"{src}.attn.proj.bias"], f"{src}.attn.proj.bias")
-        state.put(f"{block}.mlp.W_in", theirs[f"{src}.mlp.fc1.weight"].T, f"{src}.mlp.fc1.weight")
-        state.put(f"{block}.mlp.b_in", theirs[f"{src}.mlp.fc1.bias"], f"{src}.mlp.fc1.bias")
-        state.put(f"{block}.mlp.W_out", theirs[f"{src}.mlp.fc2.weight"].T, f"{src}.mlp.fc2.weight")
-        state.put(f"{block}.mlp.b_out", theirs[f"{src}.mlp.fc2.bias"], f"{src}.mlp.fc2.bias")
-        for ours, their in (("ln1", "norm1"), ("ln2", "norm2")):
-            state.put(f"{block}.{ours}.w", theirs[f"{src}.{their}.weight"], f"{src}.{their}.weight")
-            state.put(f"{block}.{ours}.b", theirs[f"{src}.{their}.bias"], f"{src}.{their}.bias")
-    state.put("ln_final.w", theirs[f"{enc}.norm.weight"], f"{enc}.norm.weight")
-    state.put("ln_final.b", theirs[f"{enc}.norm.bias"], f"{enc}.norm.bias")
-    for n in ("probe1", "probe2"):
-        key = f"final_layer.{n}.parametrizations.weight.original"
-        state.put(f"head.{n}.weight", theirs[key], key)
-        state.put(f"head.{n}.bias", theirs[f"final_layer.{n}.bias"], f"final_layer.{n}.bias")
+    key_table(cfg.n_heads, proj_type).to_ours(model.state_dict(), state, hooked.state_dict())
     state.load()
     return hooked.eval()

@@ -43,13 +43,21 @@ from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
 from emg_lens.models.converted.braindecode._common import (
     TokenClassifier,
-    channel_names,
     eps_of,
-    float_dtype,
     init_rest,
-    size,
+    one_activation,
+    read_config,
 )
-from emg_lens.models.converted.conversion import StateBuilder, activation_name, heads_in, heads_out
+from emg_lens.models.converted.conversion import StateBuilder
+from emg_lens.models.converted.key_table import (
+    HeadBias,
+    HeadsOut,
+    KeyTable,
+    Row,
+    linear_rows,
+    norm_rows,
+    qkv_rows,
+)
 
 __all__ = ["HookedLabram", "from_labram"]
 
@@ -301,53 +309,54 @@ class HookedLabram(HookedEncoder):
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``Labram`` built with the
         same arguments (the layer scale folded: ``gamma_1 = gamma_2 = 1``)."""
-        kw, cfg = self._init_kwargs, self.cfg
-        sd: dict[str, torch.Tensor] = {}
-        for name, tensor in self.state_dict().items():
-            if name.startswith("patch_embed."):
-                sd[name] = tensor
-        sd["cls_token"] = self.cls_token
-        if self.position_embedding is not None:
-            sd["position_embedding"] = self.position_embedding
-        sd["temporal_embedding"] = self.temporal_embedding
-        d = cfg.d_model
-        for i, block in enumerate(self.blocks):
-            src, attn, mlp = f"blocks.{i}", block.attn, block.mlp
-            sd[f"{src}.norm1.weight"], sd[f"{src}.norm1.bias"] = block.ln1.w, block.ln1.b
-            sd[f"{src}.norm2.weight"], sd[f"{src}.norm2.bias"] = block.ln2.w, block.ln2.b
-            sd[f"{src}.attn.qkv.weight"] = torch.cat(
-                [W.transpose(1, 2).reshape(-1, d) for W in (attn.W_Q, attn.W_K, attn.W_V)]
-            )
-            if "b_Q" not in cfg.zero_biases:
-                sd[f"{src}.attn.q_bias"], sd[f"{src}.attn.v_bias"] = (
-                    attn.b_Q.flatten(),
-                    attn.b_V.flatten(),
-                )
-            if attn.q_norm is not None:
-                sd[f"{src}.attn.q_norm.weight"], sd[f"{src}.attn.q_norm.bias"] = (
-                    attn.q_norm.w,
-                    attn.q_norm.b,
-                )
-                sd[f"{src}.attn.k_norm.weight"], sd[f"{src}.attn.k_norm.bias"] = (
-                    attn.k_norm.w,
-                    attn.k_norm.b,
-                )
-            sd[f"{src}.attn.proj.weight"] = attn.W_O.reshape(-1, d).T
-            sd[f"{src}.attn.proj.bias"] = attn.b_O
-            sd[f"{src}.mlp.0.weight"], sd[f"{src}.mlp.0.bias"] = mlp.W_in.T, mlp.b_in
-            sd[f"{src}.mlp.2.weight"], sd[f"{src}.mlp.2.bias"] = mlp.W_out.T, mlp.b_out
-            if kw["layer_scale"]:
-                sd[f"{src}.gamma_1"] = torch.ones_like(attn.b_O)
-                sd[f"{src}.gamma_2"] = torch.ones_like(attn.b_O)
-        if kw["use_mean_pooling"]:
-            sd["fc_norm.weight"], sd["fc_norm.bias"] = (
-                self.head.fc_norm.weight,
-                self.head.fc_norm.bias,
-            )
-        else:
-            sd["norm.weight"], sd["norm.bias"] = self.ln_final.w, self.ln_final.b
-        sd["final_layer.weight"], sd["final_layer.bias"] = self.head.W_U.T, self.head.b_U
-        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+        sd = key_table(self.cfg.n_heads).to_theirs(self.state_dict())
+        if self._init_kwargs["layer_scale"]:
+            for i, block in enumerate(self.blocks):
+                for gamma in ("gamma_1", "gamma_2"):
+                    sd[f"blocks.{i}.{gamma}"] = torch.ones_like(block.attn.b_O.detach())
+        return sd
+
+
+def key_table(n_heads: int) -> KeyTable:
+    """emg_lens key <-> braindecode ``Labram`` key, both ways (`KeyTable`), the layer scale
+    folded into the output maps beforehand (`fold_layer_scale`)."""
+    attn = "blocks.{l}.attn"
+    return KeyTable(
+        [
+            Row("patch_embed.{*}", "patch_embed.{*}"),
+            *(Row(name, name) for name in ("cls_token", "position_embedding")),
+            Row("temporal_embedding", "temporal_embedding"),
+            *norm_rows(
+                ("blocks.{l}.ln1", "blocks.{l}.norm1"), ("blocks.{l}.ln2", "blocks.{l}.norm2")
+            ),
+            *qkv_rows(attn, f"{attn}.qkv.weight", n_heads),
+            Row(f"{attn}.b_Q", f"{attn}.q_bias", HeadBias(n_heads)),
+            Row(f"{attn}.b_V", f"{attn}.v_bias", HeadBias(n_heads)),
+            *norm_rows((f"{attn}.q_norm", f"{attn}.q_norm"), (f"{attn}.k_norm", f"{attn}.k_norm")),
+            Row(f"{attn}.W_O", f"{attn}.proj.weight", HeadsOut(n_heads)),
+            Row(f"{attn}.b_O", f"{attn}.proj.bias"),
+            *linear_rows("blocks.{l}.mlp", "blocks.{l}.mlp.0"),
+            *linear_rows("blocks.{l}.mlp", "blocks.{l}.mlp.2", "W_out", "b_out"),
+            Row("head.fc_norm.{*}", "fc_norm.{*}"),
+            *norm_rows(("ln_final", "norm")),
+            *linear_rows("head", "final_layer", "W_U", "b_U"),
+        ]
+    )
+
+
+def fold_layer_scale(theirs: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """LaBraM's state dict with each layer's scale folded into the map it multiplies,
+    ``gamma * (z W + b) = z (gamma W) + gamma b``: ``gamma_1`` into ``attn.proj``, ``gamma_2``
+    into ``mlp.2`` (a layer without them is left as it is)."""
+    out = dict(theirs)
+    for i in range(n_layers):
+        for gamma, linear in (("gamma_1", "attn.proj"), ("gamma_2", "mlp.2")):
+            scale = theirs.get(f"blocks.{i}.{gamma}")
+            if scale is not None:
+                for name, factor in (("weight", scale[:, None]), ("bias", scale)):
+                    key = f"blocks.{i}.{linear}.{name}"
+                    out[key] = theirs[key] * factor
+    return out
 
 
 def _canonical_index(model: nn.Module) -> dict[str, int]:
@@ -360,18 +369,10 @@ def _canonical_index(model: nn.Module) -> dict[str, int]:
     return index
 
 
-def from_labram(model: nn.Module, ch_names: list[str] | None = None) -> HookedLabram:
-    """A braindecode ``Labram`` instance as a `HookedLabram` with its weights, in eval mode."""
-    if not model.neural_tokenizer:
-        raise UnsupportedModuleError(
-            "Labram with neural_tokenizer=False (the neural decoder, which reads a VQ "
-            "codebook's outputs with a windowed relative position bias) is not converted; "
-            "supported: the default neural_tokenizer=True",
-            path="patch_embed",
-        )
-    n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
+def _channel_rows(model: nn.Module, names: list[str] | None, n_chans: int) -> list[str]:
+    """The input channels' names (LaBraM's whole table, in order, for a model of 128
+    channels without names), each checked to have a row in LaBraM's table."""
     index = _canonical_index(model)
-    names = channel_names(model, ch_names, n_chans)
     if names is None:
         if n_chans != len(index):
             raise ConversionError(
@@ -386,16 +387,19 @@ def from_labram(model: nn.Module, ch_names: list[str] | None = None) -> HookedLa
             f"ch_names {unknown} are not in LaBraM's channel table (braindecode's "
             "LABRAM_CHANNEL_ORDER), so Labram has no position embedding for them"
         )
-    rows = [index[n.upper()] for n in names]
-    blocks = model.blocks
-    first = blocks[0]
-    patch_size = model.patch_size
-    tconv = model.patch_embed.temporal_conv
-    act = activation_name(tconv.act_layer_1, "patch_embed.temporal_conv.act_layer_1")
-    mlp_act = activation_name(first.mlp[1], "blocks.0.mlp.1")
-    if act != mlp_act:
-        raise ConversionError(f"Labram's temporal convolutions use {act}, its MLPs {mlp_act}")
-    attn = first.attn
+    return names
+
+
+def _check_supported(model: nn.Module) -> None:
+    """Refuse what the hooked class does not compute, naming it."""
+    if not model.neural_tokenizer:
+        raise UnsupportedModuleError(
+            "Labram with neural_tokenizer=False (the neural decoder, which reads a VQ "
+            "codebook's outputs with a windowed relative position bias) is not converted; "
+            "supported: the default neural_tokenizer=True",
+            path="patch_embed",
+        )
+    attn = model.blocks[0].attn
     if attn.relative_position_bias_table is not None:
         raise UnsupportedModuleError(
             "blocks.0.attn has a windowed relative position bias, which emg_lens attention "
@@ -410,134 +414,89 @@ def from_labram(model: nn.Module, ch_names: list[str] | None = None) -> HookedLa
             raise UnsupportedModuleError(
                 f"{path} is a {type(norm).__name__}; supported: nn.LayerNorm", path=path
             )
-    mean_pool = model.fc_norm is not None
-    norms = [
-        (f"blocks.{i}.{n}", getattr(b, n)) for i, b in enumerate(blocks) for n in ("norm1", "norm2")
-    ]
-    norms.append(("fc_norm" if mean_pool else "norm", model.fc_norm if mean_pool else model.norm))
-    if attn.q_norm is not None:
-        norms += [
-            (f"blocks.{i}.attn.{n}", getattr(b.attn, n))
-            for i, b in enumerate(blocks)
-            for n in ("q_norm", "k_norm")
-        ]
-    eps = eps_of(norms, "Labram")
     if not isinstance(model.final_layer, nn.Linear):
         raise UnsupportedModuleError(
             f"Labram.final_layer is a {type(model.final_layer).__name__} (n_outputs=0?); "
             "supported: a Linear classifier",
             path="final_layer",
         )
-    d_head = attn.qkv.weight.shape[0] // (3 * attn.num_heads)
-    scale = attn.scale
-    cfg = HookedLabram.config(
-        n_chans=n_chans,
-        n_times=n_times,
-        n_outputs=model.final_layer.out_features,
-        patch_size=patch_size,
-        conv_out_channels=tconv.conv1.out_channels,
-        num_layers=len(blocks),
-        num_heads=attn.num_heads,
-        d_mlp=first.mlp[0].out_features,
-        qkv_bias=attn.q_bias is not None,
-        qk_norm=attn.q_norm is not None,
-        qk_scale=None if scale == d_head**-0.5 else scale,
-        attn_head_dim=d_head,
-        use_mean_pooling=mean_pool,
-        activation=act,
-        eps=eps,
-        ch_names=names,
-        dtype=float_dtype(model),
+
+
+def _eps(model: nn.Module) -> float:
+    """The one eps of every norm: the blocks', the final one, the q/k norms."""
+    mean_pool = model.fc_norm is not None
+    norms = [("fc_norm", model.fc_norm) if mean_pool else ("norm", model.norm)]
+    names = ("norm1", "norm2")
+    for i, block in enumerate(model.blocks):
+        norms += [(f"blocks.{i}.{n}", getattr(block, n)) for n in names]
+        if block.attn.q_norm is not None:
+            norms += [
+                (f"blocks.{i}.attn.{n}", getattr(block.attn, n)) for n in ("q_norm", "k_norm")
+            ]
+    return eps_of(norms, "Labram")
+
+
+def _d_head(attn: nn.Module) -> int:
+    return attn.qkv.weight.shape[0] // (3 * attn.num_heads)
+
+
+def _scale(attn: nn.Module) -> float | None:
+    """LaBraM's ``qk_scale`` when it is not ``d_head ** -0.5``."""
+    return None if attn.scale == _d_head(attn) ** -0.5 else attn.scale
+
+
+FIELDS = {
+    "n_outputs": "final_layer.out_features",
+    "patch_size": "patch_size",
+    "conv_out_channels": "patch_embed.temporal_conv.conv1.out_channels",
+    "num_layers": lambda model: len(model.blocks),
+    "num_heads": "blocks.0.attn.num_heads",
+    "d_mlp": "blocks.0.mlp.0.out_features",
+    "qkv_bias": lambda model: model.blocks[0].attn.q_bias is not None,
+    "qk_norm": lambda model: model.blocks[0].attn.q_norm is not None,
+    "qk_scale": lambda model: _scale(model.blocks[0].attn),
+    "attn_head_dim": lambda model: _d_head(model.blocks[0].attn),
+    "use_mean_pooling": lambda model: model.fc_norm is not None,
+    "eps": _eps,
+}
+"""How ``HookedLabram.config``'s arguments are read off braindecode's ``Labram``."""
+
+
+def from_labram(model: nn.Module, ch_names: list[str] | None = None) -> HookedLabram:
+    """A braindecode ``Labram`` instance as a `HookedLabram` with its weights, in eval mode."""
+    _check_supported(model)
+    blocks = model.blocks
+    act = one_activation(
+        [
+            ("patch_embed.temporal_conv.act_layer_1", model.patch_embed.temporal_conv.act_layer_1),
+            *((f"blocks.{i}.mlp.1", block.mlp[1]) for i, block in enumerate(blocks)),
+        ]
     )
+    fields = read_config(model, FIELDS, ch_names)
+    fields["ch_names"] = _channel_rows(model, fields["ch_names"], fields["n_chans"])
+    cfg = HookedLabram.config(**fields, activation=act)
     if cfg.d_model != model.embed_dim:
         raise ConversionError(
             f"Labram.embed_dim={model.embed_dim} disagrees with its temporal convolutions "
-            f"({cfg.d_model} features for patches of {patch_size} samples)"
+            f"({cfg.d_model} features for patches of {model.patch_size} samples)"
         )
     if cfg.d_model < cfg.n_patches:
         raise ConversionError(
             f"Labram with embed_dim={cfg.d_model} < {cfg.n_patches} patches: its forward slices "
             "the temporal embedding to embed_dim rows and fails, so there is nothing to match"
         )
-    learned = getattr(model.patch_embed.segment_patch, "learned_patcher", False)
+    index = _canonical_index(model)
     hooked = HookedLabram(
         cfg,
-        position_rows=rows,
-        conv_out_channels=tconv.conv1.out_channels,
-        learned_patcher=learned,
-        use_mean_pooling=mean_pool,
-        layer_scale=first.gamma_1 is not None,
+        position_rows=[index[n.upper()] for n in fields["ch_names"]],
+        conv_out_channels=fields["conv_out_channels"],
+        learned_patcher=getattr(model.patch_embed.segment_patch, "learned_patcher", False),
+        use_mean_pooling=fields["use_mean_pooling"],
+        layer_scale=blocks[0].gamma_1 is not None,
         abs_pos_emb=model.position_embedding is not None,
     )
-    theirs = model.state_dict()
+    theirs = fold_layer_scale(model.state_dict(), len(blocks))
     state = StateBuilder(hooked, "from_braindecode(Labram)")
-    for name in hooked.state_dict():
-        if name.startswith("patch_embed.") or name in (
-            "cls_token",
-            "position_embedding",
-            "temporal_embedding",
-        ):
-            state.put(name, theirs[name], name)
-    h = cfg.n_heads
-    for i, layer in enumerate(blocks):
-        src, block = f"blocks.{i}", f"blocks.{i}"
-        act_i = activation_name(layer.mlp[1], f"{src}.mlp.1")
-        if act_i != act:
-            raise ConversionError(f"{src}.mlp.1 is {act_i}, blocks.0's {act}")
-        ones = torch.ones(cfg.d_model, dtype=cfg.dtype)
-        g1 = theirs.get(f"{src}.gamma_1", ones)
-        g2 = theirs.get(f"{src}.gamma_2", ones)
-        W_Q, W_K, W_V = theirs[f"{src}.attn.qkv.weight"].chunk(3)
-        state.put(f"{block}.attn.W_Q", heads_in(W_Q, h), f"{src}.attn.qkv.weight[q]")
-        state.put(f"{block}.attn.W_K", heads_in(W_K, h), f"{src}.attn.qkv.weight[k]")
-        state.put(f"{block}.attn.W_V", heads_in(W_V, h), f"{src}.attn.qkv.weight[v]")
-        if attn.q_bias is not None:
-            state.put(
-                f"{block}.attn.b_Q", theirs[f"{src}.attn.q_bias"].view(h, -1), f"{src}.attn.q_bias"
-            )
-            state.put(
-                f"{block}.attn.b_V", theirs[f"{src}.attn.v_bias"].view(h, -1), f"{src}.attn.v_bias"
-            )
-        if attn.q_norm is not None:
-            for n in ("q_norm", "k_norm"):
-                state.put(
-                    f"{block}.attn.{n}.w",
-                    theirs[f"{src}.attn.{n}.weight"],
-                    f"{src}.attn.{n}.weight",
-                )
-                state.put(
-                    f"{block}.attn.{n}.b", theirs[f"{src}.attn.{n}.bias"], f"{src}.attn.{n}.bias"
-                )
-        # The layer scale folded into the output maps: gamma * (z W + b) = z (W gamma) + b gamma
-        W_O = heads_out(theirs[f"{src}.attn.proj.weight"], h) * g1
-        state.put(f"{block}.attn.W_O", W_O, f"{src}.attn.proj.weight * {src}.gamma_1")
-        state.put(
-            f"{block}.attn.b_O",
-            theirs[f"{src}.attn.proj.bias"] * g1,
-            f"{src}.attn.proj.bias * gamma_1",
-        )
-        state.put(f"{block}.mlp.W_in", theirs[f"{src}.mlp.0.weight"].T, f"{src}.mlp.0.weight")
-        state.put(f"{block}.mlp.b_in", theirs[f"{src}.mlp.0.bias"], f"{src}.mlp.0.bias")
-        state.put(
-            f"{block}.mlp.W_out",
-            theirs[f"{src}.mlp.2.weight"].T * g2,
-            f"{src}.mlp.2.weight * {src}.gamma_2",
-        )
-        state.put(
-            f"{block}.mlp.b_out",
-            theirs[f"{src}.mlp.2.bias"] * g2,
-            f"{src}.mlp.2.bias * {src}.gamma_2",
-        )
-        for ours, their in (("ln1", "norm1"), ("ln2", "norm2")):
-            state.put(f"{block}.{ours}.w", theirs[f"{src}.{their}.weight"], f"{src}.{their}.weight")
-            state.put(f"{block}.{ours}.b", theirs[f"{src}.{their}.bias"], f"{src}.{their}.bias")
-    if mean_pool:
-        state.put("head.fc_norm.weight", theirs["fc_norm.weight"], "fc_norm.weight")
-        state.put("head.fc_norm.bias", theirs["fc_norm.bias"], "fc_norm.bias")
-    else:
-        state.put("ln_final.w", theirs["norm.weight"], "norm.weight")
-        state.put("ln_final.b", theirs["norm.bias"], "norm.bias")
-    state.put("head.W_U", theirs["final_layer.weight"].T, "final_layer.weight")
-    state.put("head.b_U", theirs["final_layer.bias"], "final_layer.bias")
+    key_table(cfg.n_heads).to_ours(theirs, state, hooked.state_dict())
     state.load()
     return hooked.eval()

@@ -36,12 +36,19 @@ from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
 from emg_lens.models.converted.braindecode._common import (
     TokenClassifier,
-    channel_names,
-    float_dtype,
     init_rest,
-    size,
+    one_activation,
+    read_config,
 )
-from emg_lens.models.converted.conversion import StateBuilder, activation_name, heads_in, heads_out
+from emg_lens.models.converted.conversion import StateBuilder
+from emg_lens.models.converted.key_table import (
+    HeadsOut,
+    KeyTable,
+    Row,
+    linear_rows,
+    norm_rows,
+    qkv_rows,
+)
 
 __all__ = ["HookedPBT", "from_pbt"]
 
@@ -184,39 +191,33 @@ class HookedPBT(HookedEncoder):
     # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``PBT`` (fresh tensors)."""
-        h = self.cfg.n_heads
-        sd: dict[str, torch.Tensor] = {}
-        if self.learnable_cls:
-            sd["cls_token"] = self.cls_token
-        sd["patching_projection.weight"] = self.patching_projection.weight
-        sd["pos_embedding.weight"] = self.pos_embedding.weight
-        for i, block in enumerate(self.blocks):
-            src = f"transformer_encoder.encoder_block.{i}"
-            attn, mlp = block.attn, block.mlp
-            sd[f"{src}.layer_norm_att.weight"] = block.ln1.w
-            W = torch.cat(
-                [
-                    W.transpose(1, 2).reshape(-1, self.cfg.d_model)
-                    for W in (attn.W_Q, attn.W_K, attn.W_V)
-                ]
-            )
-            sd[f"{src}.mhsa.attn.weight"] = W
-            sd[f"{src}.mhsa.proj.weight"] = attn.W_O.reshape(h * self.cfg.d_head, -1).T
-            sd[f"{src}.layer_norm_ff.weight"] = block.ln2.w
-            sd[f"{src}.feed_forward.proj_in.weight"] = mlp.W_in.T
-            sd[f"{src}.feed_forward.proj.weight"] = mlp.W_out.T
-            if "b_Q" not in self.cfg.zero_biases:
-                sd[f"{src}.layer_norm_att.bias"] = block.ln1.b
-                sd[f"{src}.mhsa.attn.bias"] = torch.cat(
-                    [attn.b_Q.flatten(), attn.b_K.flatten(), attn.b_V.flatten()]
-                )
-                sd[f"{src}.mhsa.proj.bias"] = attn.b_O
-                sd[f"{src}.layer_norm_ff.bias"] = block.ln2.b
-                sd[f"{src}.feed_forward.proj_in.bias"] = mlp.b_in
-                sd[f"{src}.feed_forward.proj.bias"] = mlp.b_out
-        sd["final_layer.weight"] = self.head.W_U.T
-        sd["final_layer.bias"] = self.head.b_U
-        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+        return key_table(self.cfg.n_heads).to_theirs(self.state_dict())
+
+
+def key_table(n_heads: int) -> KeyTable:
+    """emg_lens key <-> braindecode ``PBT`` key, both ways (`KeyTable`)."""
+    src = "transformer_encoder.encoder_block.{l}"
+    attn = "blocks.{l}.attn"
+    return KeyTable(
+        [
+            Row("cls_token", "cls_token"),
+            Row("patching_projection.weight", "patching_projection.weight"),
+            Row("pos_embedding.weight", "pos_embedding.weight"),
+            *norm_rows(("blocks.{l}.ln1", f"{src}.layer_norm_att")),
+            *qkv_rows(attn, f"{src}.mhsa.attn.weight", n_heads),
+            *qkv_rows(attn, f"{src}.mhsa.attn.bias", n_heads, bias=True),
+            Row(f"{attn}.W_O", f"{src}.mhsa.proj.weight", HeadsOut(n_heads)),
+            Row(f"{attn}.b_O", f"{src}.mhsa.proj.bias"),
+            *norm_rows(("blocks.{l}.ln2", f"{src}.layer_norm_ff")),
+            *linear_rows("blocks.{l}.mlp", f"{src}.feed_forward.proj_in"),
+            *linear_rows("blocks.{l}.mlp", f"{src}.feed_forward.proj", "W_out", "b_out"),
+            *linear_rows("head", "final_layer", "W_U", "b_U"),
+        ]
+    )
+
+
+FIELDS = {name: name for name in ("n_outputs", "d_input", "embed_dim", "num_heads")}
+"""``HookedPBT.config``'s arguments read as the braindecode model's attributes of that name."""
 
 
 def from_pbt(model: nn.Module, ch_names: list[str] | None = None) -> HookedPBT:
@@ -228,90 +229,22 @@ def from_pbt(model: nn.Module, ch_names: list[str] | None = None) -> HookedPBT:
             "Linear (with a bias) on the CLS token, which becomes the unembedding W_U, b_U",
             path="final_layer",
         )
-    n_chans, n_times = size(model, "n_chans"), size(model, "n_times")
     encoder = model.transformer_encoder.encoder_block
-    first = encoder[0]
-    bias = first.mhsa.attn.bias is not None
-    activation = activation_name(
-        first.feed_forward.activation, "transformer_encoder.encoder_block.0.feed_forward.activation"
+    activation = one_activation(
+        (
+            f"transformer_encoder.encoder_block.{i}.feed_forward.activation",
+            layer.feed_forward.activation,
+        )
+        for i, layer in enumerate(encoder)
     )
     cfg = HookedPBT.config(
-        n_chans=n_chans,
-        n_times=n_times,
-        n_outputs=size(model, "n_outputs"),
-        d_input=model.d_input,
-        embed_dim=model.embed_dim,
+        **read_config(model, FIELDS, ch_names),
         num_layers=len(encoder),
-        num_heads=model.num_heads,
-        bias_transformer=bias,
+        bias_transformer=encoder[0].mhsa.attn.bias is not None,
         activation=activation,
-        ch_names=channel_names(model, ch_names, n_chans),
-        dtype=float_dtype(model),
     )
-    learnable = isinstance(model.cls_token, nn.Parameter)
-    hooked = HookedPBT(cfg, learnable_cls=learnable)
-    theirs = model.state_dict()
+    hooked = HookedPBT(cfg, learnable_cls=isinstance(model.cls_token, nn.Parameter))
     state = StateBuilder(hooked, "from_braindecode(PBT)")
-    h = cfg.n_heads
-    if learnable:
-        state.put("cls_token", theirs["cls_token"], "cls_token")
-    state.put(
-        "patching_projection.weight",
-        theirs["patching_projection.weight"],
-        "patching_projection.weight",
-    )
-    state.put("pos_embedding.weight", theirs["pos_embedding.weight"], "pos_embedding.weight")
-    for i, layer in enumerate(encoder):
-        src, block = f"transformer_encoder.encoder_block.{i}", f"blocks.{i}"
-        act = activation_name(layer.feed_forward.activation, f"{src}.feed_forward.activation")
-        if act != activation:
-            raise ConversionError(f"{src}.feed_forward.activation is {act}, block 0's {activation}")
-        W_Q, W_K, W_V = theirs[f"{src}.mhsa.attn.weight"].chunk(3)
-        state.put(f"{block}.attn.W_Q", heads_in(W_Q, h), f"{src}.mhsa.attn.weight[q]")
-        state.put(f"{block}.attn.W_K", heads_in(W_K, h), f"{src}.mhsa.attn.weight[k]")
-        state.put(f"{block}.attn.W_V", heads_in(W_V, h), f"{src}.mhsa.attn.weight[v]")
-        state.put(
-            f"{block}.attn.W_O",
-            heads_out(theirs[f"{src}.mhsa.proj.weight"], h),
-            f"{src}.mhsa.proj.weight",
-        )
-        state.put(
-            f"{block}.ln1.w", theirs[f"{src}.layer_norm_att.weight"], f"{src}.layer_norm_att.weight"
-        )
-        state.put(
-            f"{block}.ln2.w", theirs[f"{src}.layer_norm_ff.weight"], f"{src}.layer_norm_ff.weight"
-        )
-        state.put(
-            f"{block}.mlp.W_in",
-            theirs[f"{src}.feed_forward.proj_in.weight"].T,
-            f"{src}.feed_forward.proj_in.weight",
-        )
-        state.put(
-            f"{block}.mlp.W_out",
-            theirs[f"{src}.feed_forward.proj.weight"].T,
-            f"{src}.feed_forward.proj.weight",
-        )
-        if bias:
-            for name, b in zip("QKV", theirs[f"{src}.mhsa.attn.bias"].chunk(3)):
-                state.put(f"{block}.attn.b_{name}", b.view(h, -1), f"{src}.mhsa.attn.bias")
-            state.put(f"{block}.attn.b_O", theirs[f"{src}.mhsa.proj.bias"], f"{src}.mhsa.proj.bias")
-            state.put(
-                f"{block}.ln1.b", theirs[f"{src}.layer_norm_att.bias"], f"{src}.layer_norm_att.bias"
-            )
-            state.put(
-                f"{block}.ln2.b", theirs[f"{src}.layer_norm_ff.bias"], f"{src}.layer_norm_ff.bias"
-            )
-            state.put(
-                f"{block}.mlp.b_in",
-                theirs[f"{src}.feed_forward.proj_in.bias"],
-                f"{src}.feed_forward.proj_in.bias",
-            )
-            state.put(
-                f"{block}.mlp.b_out",
-                theirs[f"{src}.feed_forward.proj.bias"],
-                f"{src}.feed_forward.proj.bias",
-            )
-    state.put("head.W_U", theirs["final_layer.weight"].T, "final_layer.weight")
-    state.put("head.b_U", theirs["final_layer.bias"], "final_layer.bias")
+    key_table(cfg.n_heads).to_ours(model.state_dict(), state, hooked.state_dict())
     state.load()
     return hooked.eval()

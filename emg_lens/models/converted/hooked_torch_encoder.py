@@ -1,0 +1,253 @@
+"""`HookedTorchEncoder`: a user's tokenizer, a converted ``nn.TransformerEncoder`` and the
+user's readout, as `emg_lens.models.converted.torch_encoder.from_torch_encoder` builds it::
+
+    signals [batch, channel, time] -> embed -> hook_embed -> blocks -> ln_final -> readout
+
+Saving and loading: the state dict holds the blocks and the user's modules' weights
+(``embed.*``, ``head.*``), and ``config.json`` the layout; a checkpoint cannot rebuild the
+user's module classes from a config, so `emg_lens.checkpoints.load_checkpoint` takes them:
+``load_checkpoint(path, modules={"embed": Tok(), "readout": Head()})`` (modules of the same
+architecture; their weights come from the checkpoint). A study loads such checkpoints through
+the builder its study file names (``modules = "models.py:build_modules"``; ``--modules`` on the
+command line), run only with consent (`emg_lens.studies.code`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.config import EncoderConfig
+from emg_lens.errors import (
+    ArgumentError,
+    InputShapeError,
+    UnsupportedReadoutError,
+    describe,
+)
+from emg_lens.layout import TokenLayout
+from emg_lens.models.base import EdgeMasks, HookedEncoder
+from emg_lens.models.converted.linear_readout import LinearUnembedding, check_form
+from emg_lens.models.converted.torch_masks import torch_attention_mask
+
+__all__ = ["HookedTorchEncoder"]
+
+RETURN_TYPES = ("logits", "latent")
+
+
+class HookedTorchEncoder(HookedEncoder):
+    """A user's tokenizer, a converted ``nn.TransformerEncoder`` and the user's readout (see
+    the module docstring); built by `from_torch_encoder`.
+
+    Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output, the stream
+    entering ``blocks.0``), and whatever hook points the user's modules hold. ``return_type``:
+    ``"logits"`` (the readout's output), ``"latent"`` (the stream after ``ln_final``), None
+    (before it). The readout is the user's module, so there is no TransformerLens unembedding
+    (``W_U``).
+
+    A *linear readout* (`from_torch_encoder` detects it, or takes it declared): a readout
+    that is one ``nn.Linear(d_model, n_classes)`` of one token or of the tokens' mean, after
+    an optional ``nn.LayerNorm`` (which becomes ``ln_final``), is TransformerLens's
+    unembedding: ``W_U``, ``b_U``, ``unembed_positions`` (and `read_positions` for one
+    token), so direct attribution, the OV circuit and the exact last-layer screen read it.
+
+    Args:
+        cfg: an `EncoderConfig` with ``tokenization="custom"`` and ``n_ctx`` = the layout's
+            token count.
+        embed: signals ``[batch, channel, time]`` -> tokens ``[batch, pos, d_model]``.
+        readout: tokens ``[batch, pos, d_model]`` (after ``ln_final``) -> logits.
+        layout: what each token is (a `TokenLayout`, or its `TokenLayout.to_dict` form).
+        linear_readout: the readout's linear form, as `from_torch_encoder` found it
+            (``{"pool": position or "mean", "linear": path, "norm": path or None}``, paths
+            inside ``readout``); None: the readout is the user's code, read as a whole.
+    """
+
+    tokenization = "custom"
+    user_modules = ("embed", "readout")  # what a checkpoint cannot rebuild from config.json
+    linear_readout_note: str | None = None  # why the conversion found no linear readout
+
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        *,
+        embed: nn.Module,
+        readout: nn.Module,
+        layout: TokenLayout | Mapping[str, Any],
+        linear_readout: dict[str, Any] | None = None,
+    ):
+        super().__init__(cfg)
+        for name, module in (("embed", embed), ("readout", readout)):
+            if not isinstance(module, nn.Module):
+                raise ArgumentError(
+                    f"{name} must be a torch.nn.Module (signals -> tokens for embed, tokens -> "
+                    f"logits for readout), got {describe(module)}"
+                )
+        self._layout = layout if isinstance(layout, TokenLayout) else TokenLayout.from_dict(layout)
+        self._layout.check_matches(cfg.n_ctx, "EncoderConfig.n_ctx")
+        self.embed = embed
+        self.head = readout
+        self._linear_readout = check_form(linear_readout, self._layout, cfg)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self._finish_init()
+
+    @property
+    def layout(self) -> TokenLayout:
+        return self._layout
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """The layout (JSON) and the linear readout's form, when there is one; the user's
+        modules are not config (see the module docstring)."""
+        form = self._linear_readout
+        return {"layout": self._layout.to_dict()} | (
+            {} if form is None else {"linear_readout": dict(form)}
+        )
+
+    def init_weights(self) -> None:
+        """The blocks' and ``ln_final``'s weights as `HookedEncoder.init_weights` draws them;
+        the user's modules keep theirs."""
+        for module in (self.blocks, self.ln_final):
+            for name, param in module.named_parameters():
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf.startswith("W_"):
+                    nn.init.normal_(param, std=self.cfg.init_range)
+                elif leaf.startswith("b_") or leaf == "b":
+                    nn.init.zeros_(param)
+                elif leaf == "w":
+                    nn.init.ones_(param)
+
+    def embed_signals(
+        self, signals: Float[torch.Tensor, "batch channel time"]
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """The user's tokenizer, its output checked against the layout."""
+        tokens = self.embed(signals)
+        expected = (signals.shape[0], self.layout.n_tokens, self.cfg.d_model)
+        if not isinstance(tokens, torch.Tensor) or tuple(tokens.shape) != expected:
+            raise InputShapeError(
+                f"embed ({type(self.embed).__name__}) returned {describe(tokens)}; the converted "
+                f"encoder needs tokens [batch, pos, d_model] = {list(expected)}"
+            )
+        return self.hook_embed(tokens)
+
+    def forward(
+        self,
+        signals: Any,
+        *,
+        mask: torch.Tensor | None = None,
+        src_key_padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        edge_masks: EdgeMasks | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`HookedEncoder.forward`, also taking the masks that ``nn.TransformerEncoder``'s
+        forward takes, with its meaning, for what the user's own code passed the encoder
+        (which the conversion cannot see):
+
+        - ``mask``: an attention mask ``[pos, pos]`` (or ``[batch * n_heads, pos, pos]``),
+          bool (True: the query may not attend to the key) or float (``-inf`` there, 0
+          elsewhere, as ``nn.Transformer.generate_square_subsequent_mask`` makes), applied in
+          every layer;
+        - ``src_key_padding_mask``: ``[batch, pos]``, True (or ``-inf``) at a window's padded
+          tokens, which no query attends to;
+        - ``is_causal``: with no ``mask``, each token attends to itself and earlier tokens
+          (torch needs the mask as well and reads the flag as a hint; here the mask wins).
+
+        They are cut where ``edge_masks`` are, on top of them, before ``hook_attn_scores``
+        (which shows -inf there). A padded token's own row is computed as torch's Python path
+        computes it (it attends to the window's other tokens); torch's fast path with nested
+        tensors returns zeros at padded positions instead. A query with every key masked (a
+        window of padding only) attends to nothing: a zero row, where torch gives NaN. A float
+        mask of other values (an additive bias) is an `ArgumentError`.
+
+        >>> from emg_lens.models.converted.torch_encoder import from_torch_encoder
+        >>> layer = nn.TransformerEncoderLayer(16, nhead=2, batch_first=True).eval()
+        >>> embed, readout = nn.Linear(20, 16), nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+        >>> model = from_torch_encoder([layer], embed=embed, readout=readout, n_samples=20,
+        ...     layout=TokenLayout.channel_tokens({"emg": 4}, cls_token=False))
+        >>> x, causal = torch.randn(2, 4, 20), nn.Transformer.generate_square_subsequent_mask(4)
+        >>> with torch.no_grad():
+        ...     expected = readout(layer(embed(x), src_mask=causal, is_causal=True))
+        >>> bool((model(x, mask=causal) - expected).abs().max() < 1e-5)
+        True
+        """
+        if mask is None and src_key_padding_mask is None and not is_causal:
+            return super().forward(signals, edge_masks=edge_masks, **kwargs)
+        if kwargs.get("start_at_layer") is None:
+            signals = self.to_tokens(signals)
+        else:
+            signals = self._check_resid(signals)
+        batch, n = signals.shape[0], self.layout.n_tokens
+        masked = torch_attention_mask(
+            mask,
+            src_key_padding_mask,
+            is_causal,
+            batch=batch,
+            n_heads=self.cfg.n_heads,
+            n_tokens=n,
+        ).to(self.param_device_dtype()[0])
+        edges = self._check_edge_masks(edge_masks, batch=batch)
+        layers = range(self.cfg.n_layers)
+        merged = {i: masked | edges[i] if i in edges else masked for i in layers}
+        return super().forward(signals, edge_masks=merged, **kwargs)
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        if return_type not in RETURN_TYPES:
+            raise ArgumentError(
+                f"{type(self).__name__} return_type must be one of {RETURN_TYPES} or None, "
+                f"got {return_type!r}"
+            )
+        latent = self.ln_final(resid)
+        if return_type == "latent":
+            return latent
+        form = self._linear_readout
+        if form is None or form["norm"] is None:
+            return self.head(latent)
+        # The readout's norm is ln_final (copied at conversion): its Linear reads the pool.
+        pooled = latent.mean(1) if form["pool"] == "mean" else latent[:, form["pool"]]
+        return self._readout_linear()(pooled)
+
+    # ------------------------------------------------------------------ TransformerLens
+    unembed_heads = ("logits",)
+
+    def _unembedding(self) -> Any:
+        if self._linear_readout is None:
+            raise UnsupportedReadoutError(
+                f"{type(self).__name__} has no unembedding: its readout "
+                f"({type(self.head).__name__}) is the user's code, not one linear map of a "
+                "token or of the tokens' mean (from_torch_encoder(linear_readout=...) detects "
+                "or declares one)"
+                + (f": {self.linear_readout_note}" if self.linear_readout_note else "")
+            )
+        return LinearUnembedding(self._readout_linear())
+
+    def _readout_linear(self) -> nn.Linear:
+        """The readout's ``nn.Linear`` that the linear readout's form names."""
+        path = self._linear_readout["linear"]
+        try:
+            linear = self.head.get_submodule(path)
+        except AttributeError:
+            linear = None
+        if type(linear) is not nn.Linear:
+            raise ArgumentError(
+                f"the linear readout names readout.{path} as its nn.Linear, but the readout "
+                f"({type(self.head).__name__}) holds {describe(linear)} there: load the "
+                "checkpoint with the modules it was saved with"
+            )
+        return linear
+
+    @property
+    def unembed_positions(self) -> list[int]:
+        self._unembedding()
+        pool = self._linear_readout["pool"]
+        return list(range(self.layout.n_tokens)) if pool == "mean" else [pool]
+
+    def read_positions(self, return_type: str) -> list[int] | None:
+        """The one token a linear readout reads (None: all of them, or not known)."""
+        form = self._linear_readout
+        if return_type == "logits" and form is not None and form["pool"] != "mean":
+            return [form["pool"]]
+        return None

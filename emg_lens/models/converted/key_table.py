@@ -1,0 +1,260 @@
+"""A converter's weight map as one table read both ways: each `Row` names an emg_lens key, the
+source's key and a `Conversion` that knows its own inverse (as TransformerLens 4's weight
+conversion rows revert their own rearranges), and one engine, `KeyTable`, applies the table
+source -> emg_lens (`KeyTable.to_ours`, through `StateBuilder`, which names the source
+tensor that does not fit) and emg_lens -> source (`KeyTable.to_theirs`, the state dict the
+source's class loads).
+
+A row's keys are templates: ``{l}`` stands for a layer index and ``{*}`` for the rest of a
+key (``patch_embed.{*}``: every entry under ``patch_embed.``, named alike on both sides). The
+table is matched against the emg_lens model's own keys, so a row whose emg_lens key the model
+does not hold (a bias of a layer built without one, a readout the instance does not have)
+is no part of that model's map in either direction.
+
+Two row features serve packed and block-structured weights:
+
+- ``part=(i, n)``: the row's source tensor is chunk ``i`` of ``n`` along dim 0 of the source
+  key (q, k and v packed in one ``qkv`` weight: `qkv_rows`); read back, the chunks of one key
+  are concatenated in order;
+- ``block``: the row fills only ``block`` of its emg_lens tensor, the rest zero (CBraMod's
+  spatial and temporal halves of one attention); read back, the row reads that block.
+
+>>> from emg_lens.components import Attention
+>>> from emg_lens.config import EncoderConfig
+>>> attn = Attention(EncoderConfig.preset("tiny"))  # 4 heads of 4 dims, d_model 16
+>>> table = KeyTable([*qkv_rows("", "in_proj_weight", n_heads=4),
+...                   *qkv_rows("", "in_proj_bias", n_heads=4, bias=True),
+...                   Row("W_O", "out_proj.weight", HeadsOut(4)), Row("b_O", "out_proj.bias")])
+>>> mha = torch.nn.MultiheadAttention(16, 4)
+>>> state = StateBuilder(attn, "MultiheadAttention")
+>>> table.to_ours(mha.state_dict(), state, attn.state_dict())
+>>> state.load()
+>>> back = table.to_theirs(attn.state_dict())
+>>> all(torch.equal(back[key], value) for key, value in mha.state_dict().items())
+True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from emg_lens.errors import ConversionError
+from emg_lens.models.converted.conversion import StateBuilder, heads_in, heads_out
+
+__all__ = [
+    "Conversion",
+    "HeadBias",
+    "HeadsIn",
+    "HeadsOut",
+    "KeyTable",
+    "Row",
+    "Same",
+    "Transpose",
+    "linear_rows",
+    "norm_rows",
+    "qkv_rows",
+]
+
+
+class Conversion(Protocol):
+    """A source tensor -> its emg_lens form (`forward`) and back (`reverse`), exactly."""
+
+    def forward(self, theirs: torch.Tensor) -> torch.Tensor: ...
+
+    def reverse(self, ours: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class Same:
+    """The tensor as it is (an embedding, a norm's weight, a module kept whole)."""
+
+    def forward(self, theirs: torch.Tensor) -> torch.Tensor:
+        return theirs
+
+    def reverse(self, ours: torch.Tensor) -> torch.Tensor:
+        return ours
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """A linear layer's ``[out, in]`` weight as TransformerLens's ``[in, out]`` (``W_in``,
+    ``W_out``, ``W_U``)."""
+
+    def forward(self, theirs: torch.Tensor) -> torch.Tensor:
+        return theirs.T
+
+    def reverse(self, ours: torch.Tensor) -> torch.Tensor:
+        return ours.T
+
+
+@dataclass(frozen=True)
+class HeadsIn:
+    """A q/k/v projection ``[n_heads * d_head, d_model]`` as ``[n_heads, d_model, d_head]``."""
+
+    n_heads: int
+
+    def forward(self, theirs: torch.Tensor) -> torch.Tensor:
+        return heads_in(theirs, self.n_heads)
+
+    def reverse(self, ours: torch.Tensor) -> torch.Tensor:
+        return ours.transpose(1, 2).reshape(-1, ours.shape[1])
+
+
+@dataclass(frozen=True)
+class HeadsOut:
+    """An output projection ``[d_model, n_heads * d_head]`` as ``W_O [n_heads, d_head,
+    d_model]``."""
+
+    n_heads: int
+
+    def forward(self, theirs: torch.Tensor) -> torch.Tensor:
+        return heads_out(theirs, self.n_heads)
+
+    def reverse(self, ours: torch.Tensor) -> torch.Tensor:
+        return ours.reshape(-1, ours.shape[-1]).T
+
+
+@dataclass(frozen=True)
+class HeadBias:
+    """A q/k/v bias ``[n_heads * d_head]`` as ``[n_heads, d_head]``."""
+
+    n_heads: int
+
+    def forward(self, theirs: torch.Tensor) -> torch.Tensor:
+        return theirs.view(self.n_heads, -1)
+
+    def reverse(self, ours: torch.Tensor) -> torch.Tensor:
+        return ours.flatten()
+
+
+SAME = Same()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One weight of the map: emg_lens key ``ours``, source key ``theirs`` (templates: see
+    the module docstring), the `Conversion` between them, and where a row holds only part of
+    either side, ``part=(i, n)`` (chunk ``i`` of ``n`` of the source tensor, dim 0) and
+    ``block`` (the slices of the emg_lens tensor the row fills; zero elsewhere)."""
+
+    ours: str
+    theirs: str
+    convert: Conversion = SAME
+    part: tuple[int, int] | None = None
+    block: tuple[slice, ...] | None = None
+
+    def source(self, key: str) -> str:
+        """How an error names the source tensor of this row at source key ``key``."""
+        if self.part is None:
+            return key
+        i, n = self.part
+        return f"{key}[{'qkv'[i] if n == 3 else f'{i}/{n}'}]"
+
+
+def qkv_rows(ours: str, theirs: str, n_heads: int, *, bias: bool = False, **kw) -> list[Row]:
+    """The three rows of a packed q/k/v weight (``bias``: the packed bias) under attention
+    ``ours`` (``blocks.{l}.attn``)."""
+    name, convert = ("b", HeadBias(n_heads)) if bias else ("W", HeadsIn(n_heads))
+    return [
+        Row(_key(ours, f"{name}_{n}"), theirs, convert, part=(i, 3), **kw)
+        for i, n in enumerate("QKV")
+    ]
+
+
+def linear_rows(ours: str, theirs: str, w: str = "W_in", b: str = "b_in") -> list[Row]:
+    """A linear layer ``theirs`` (``.weight [out, in]``, ``.bias``) as ``ours.{w}``,
+    ``ours.{b}``."""
+    return [
+        Row(_key(ours, w), f"{theirs}.weight", Transpose()),
+        Row(_key(ours, b), f"{theirs}.bias"),
+    ]
+
+
+def norm_rows(*pairs: tuple[str, str]) -> list[Row]:
+    """Each (emg_lens LayerNorm, source LayerNorm) as ``.w`` <- ``.weight``, ``.b`` <-
+    ``.bias``."""
+    return [
+        Row(f"{ours}.{mine}", f"{theirs}.{their}")
+        for ours, theirs in pairs
+        for mine, their in (("w", "weight"), ("b", "bias"))
+    ]
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _pattern(template: str) -> re.Pattern:
+    parts = re.split(r"(\{l\}|\{\*\})", template)
+    regex = "".join(
+        "(?P<l>[0-9]+)" if p == "{l}" else "(?P<rest>.+)" if p == "{*}" else re.escape(p)
+        for p in parts
+    )
+    return re.compile(regex + r"\Z")
+
+
+class KeyTable:
+    """Rows applied both ways (see the module docstring)."""
+
+    def __init__(self, rows: Iterable[Row]):
+        self.rows = list(rows)
+        self._patterns = [_pattern(row.ours) for row in self.rows]
+
+    def matches(self, key: str) -> list[tuple[Row, str]]:
+        """The rows of emg_lens key ``key``, each with its source key."""
+        out = []
+        for row, pattern in zip(self.rows, self._patterns):
+            found = pattern.match(key)
+            if found:
+                groups = found.groupdict()
+                theirs = row.theirs.replace("{l}", groups.get("l") or "")
+                out.append((row, theirs.replace("{*}", groups.get("rest") or "")))
+        return out
+
+    def to_ours(
+        self, theirs: Mapping[str, torch.Tensor], state: StateBuilder, keys: Iterable[str]
+    ) -> None:
+        """Put every emg_lens entry of ``keys`` (the model's own, by default its state dict's)
+        from the source's state dict ``theirs`` into ``state``; a missing source key is a
+        `ConversionError` naming it."""
+        for key in keys:
+            for row, their_key in self.matches(key):
+                if their_key not in theirs:
+                    raise ConversionError(
+                        f"{state.what}: the source has no {their_key}, from which {key} is read"
+                    )
+                tensor = row.convert.forward(_chunk(theirs[their_key], row.part))
+                state.put(key, tensor, row.source(their_key), block=row.block)
+
+    def to_theirs(self, ours: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The source's state dict from the emg_lens entries ``ours`` (fresh contiguous
+        tensors); an entry no row maps is a `ConversionError`."""
+        parts: dict[str, dict[int, torch.Tensor]] = {}
+        for key, tensor in ours.items():
+            rows = self.matches(key)
+            if not rows:
+                raise ConversionError(f"no row of the key table maps {key}")
+            for row, their_key in rows:
+                value = tensor if row.block is None else tensor[row.block]
+                index, n = row.part or (0, 1)
+                parts.setdefault(their_key, {})[index, n] = row.convert.reverse(value)
+        return {key: _joined(key, chunks) for key, chunks in parts.items()}
+
+
+def _chunk(tensor: torch.Tensor, part: tuple[int, int] | None) -> torch.Tensor:
+    return tensor if part is None else tensor.chunk(part[1], dim=0)[part[0]]
+
+
+def _joined(key: str, chunks: Mapping[tuple[int, int], torch.Tensor]) -> torch.Tensor:
+    """The chunks ``(i, n)`` of one source key concatenated; all ``n`` must be there."""
+    order = sorted(chunks)
+    n = order[0][1]
+    if order != [(i, n) for i in range(n)]:
+        raise ConversionError(f"{key}: the key table gives its chunks {order}, not all {n}")
+    tensor = torch.cat([chunks[i] for i in order]) if n > 1 else chunks[order[0]]
+    return tensor.detach().clone().contiguous()

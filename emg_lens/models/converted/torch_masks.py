@@ -1,0 +1,81 @@
+"""The masks ``nn.TransformerEncoder``'s forward takes (``mask``, ``src_key_padding_mask``,
+``is_causal``) as one emg_lens edge mask (True: cut), with torch's meaning: what a converted
+model's forward takes for what the user's own code passed the encoder
+(`emg_lens.models.converted.hooked_torch_encoder.HookedTorchEncoder.forward`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jaxtyping import Bool
+
+from emg_lens.errors import ArgumentError, describe
+
+__all__ = ["torch_attention_mask"]
+
+
+def _blocked(value: Any, name: str, accepted: str) -> torch.Tensor:
+    """A torch mask as bool, True where attention is blocked: a bool mask as it is, a float
+    one True at its -inf entries (any value other than 0 and -inf is refused)."""
+    if not isinstance(value, torch.Tensor):
+        raise ArgumentError(f"{name} must be a tensor {accepted}, got {describe(value)}")
+    if value.dtype == torch.bool:
+        return value
+    if value.is_floating_point():
+        blocked = torch.isneginf(value)
+        other = ~(blocked | (value == 0))
+        if bool(other.any()):
+            raise ArgumentError(
+                f"{name} holds {int(other.sum())} values other than 0 and -inf (first "
+                f"{float(value[other][0])!r}); accepted: bool (True: not attended) or float "
+                "0 / -inf; an additive bias of other values is not supported"
+            )
+        return blocked
+    raise ArgumentError(f"{name} is {describe(value)}; accepted: bool or float {accepted}")
+
+
+def torch_attention_mask(
+    mask: torch.Tensor | None,
+    src_key_padding_mask: torch.Tensor | None,
+    is_causal: bool,
+    *,
+    batch: int,
+    n_heads: int,
+    n_tokens: int,
+) -> Bool[torch.Tensor, "batch_or_1 heads_or_1 query_pos key_pos"]:
+    """``nn.TransformerEncoder``'s ``mask``, ``src_key_padding_mask`` and ``is_causal`` (see
+    `HookedTorchEncoder.forward`) as one edge mask (True: cut), checked against the batch.
+
+    >>> torch_attention_mask(None, torch.tensor([[False, True]]), False, batch=1, n_heads=2,
+    ...                      n_tokens=2).int().tolist()
+    [[[[0, 1], [0, 1]]]]
+    >>> torch_attention_mask(None, None, True, batch=1, n_heads=2, n_tokens=2).int().tolist()
+    [[[[0, 1], [0, 0]]]]
+    """
+    n = n_tokens
+    out = torch.zeros(1, 1, n, n, dtype=torch.bool)
+    if mask is not None:
+        shapes = f"[{n}, {n}] or [batch * n_heads = {batch * n_heads}, {n}, {n}]"
+        blocked = _blocked(mask, "mask", shapes)
+        if tuple(blocked.shape) == (n, n):
+            blocked = blocked[None, None]
+        elif tuple(blocked.shape) == (batch * n_heads, n, n):
+            blocked = blocked.reshape(batch, n_heads, n, n)
+        else:
+            raise ArgumentError(
+                f"mask has shape {list(blocked.shape)}; accepted: {shapes} (the layout's "
+                f"{n} tokens), as nn.TransformerEncoder takes it"
+            )
+        out = out.to(blocked.device) | blocked
+    elif is_causal:
+        out = out | torch.ones(n, n, dtype=torch.bool).triu(1)
+    if src_key_padding_mask is not None:
+        accepted = f"[batch={batch}, {n}] (True at a window's padded tokens)"
+        padding = _blocked(src_key_padding_mask, "src_key_padding_mask", accepted)
+        if tuple(padding.shape) != (batch, n):
+            raise ArgumentError(
+                f"src_key_padding_mask has shape {list(padding.shape)}; accepted: {accepted}"
+            )
+        out = out.to(padding.device) | padding[:, None, None, :]
+    return out
