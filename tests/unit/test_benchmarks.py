@@ -175,3 +175,24 @@ def test_probe_speed_prints_one_json_line(capsys):
     assert (result["models"], result["windows"], result["probes"]) == (2, 64, 12)
     s = result["s_all"]
     assert 0 < s["min"] <= s["median"] <= s["max"]
+
+
+def test_attach_vs_convert_prints_one_json_line_per_architecture_and_grid(capsys):
+    pytest.importorskip("braindecode")
+    results = _load("attach_vs_convert").main(["--quick"])  # asserts attached cells == converted
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line) for line in lines] == results
+    assert [(r["architecture"], r["grid"]) for r in results] == [
+        ("cbramod", "layers"),
+        ("cbramod", "heads"),
+        ("eegpt", "layers"),
+        ("eegpt", "heads"),
+    ]
+    for result in results:
+        ratio = result["ratio"]
+        assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
+        assert result["s_attached"] > 0 and result["s_converted"] > 0
+        assert result["cells_checked"] > 0 and result["max_rel_diff"] <= 1e-4
+    # CBraMod's attached model has two attention calls (spatial, temporal) per layer
+    cbramod = results[0]["conditions"]
+    assert cbramod["attached"] - 1 == 2 * (cbramod["converted"] - 1)

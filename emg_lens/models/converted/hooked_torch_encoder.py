@@ -30,16 +30,15 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import TokenLayout
-from emg_lens.models.base import EdgeMasks, HookedEncoder
+from emg_lens.models.base import EdgeMasks
+from emg_lens.models.converted.conversion import ConvertedEncoder
 from emg_lens.models.converted.linear_readout import LinearUnembedding, check_form
 from emg_lens.models.converted.torch_masks import torch_attention_mask
 
 __all__ = ["HookedTorchEncoder"]
 
-RETURN_TYPES = ("logits", "latent")
 
-
-class HookedTorchEncoder(HookedEncoder):
+class HookedTorchEncoder(ConvertedEncoder):
     """A user's tokenizer, a converted ``nn.TransformerEncoder`` and the user's readout (see
     the module docstring); built by `from_torch_encoder`.
 
@@ -95,10 +94,6 @@ class HookedTorchEncoder(HookedEncoder):
         self._finish_init()
 
     @property
-    def layout(self) -> TokenLayout:
-        return self._layout
-
-    @property
     def init_kwargs(self) -> dict[str, Any]:
         """The layout (JSON) and the linear readout's form, when there is one; the user's
         modules are not config (see the module docstring)."""
@@ -110,15 +105,16 @@ class HookedTorchEncoder(HookedEncoder):
     def init_weights(self) -> None:
         """The blocks' and ``ln_final``'s weights as `HookedEncoder.init_weights` draws them;
         the user's modules keep theirs."""
+        init = {
+            "W": lambda p: nn.init.normal_(p, std=self.cfg.init_range),
+            "b": nn.init.zeros_,
+            "w": nn.init.ones_,
+        }
         for module in (self.blocks, self.ln_final):
             for name, param in module.named_parameters():
-                leaf = name.rsplit(".", 1)[-1]
-                if leaf.startswith("W_"):
-                    nn.init.normal_(param, std=self.cfg.init_range)
-                elif leaf.startswith("b_") or leaf == "b":
-                    nn.init.zeros_(param)
-                elif leaf == "w":
-                    nn.init.ones_(param)
+                kind = name.rsplit(".", 1)[-1].split("_")[0]  # W_Q -> W, b_in -> b, w -> w
+                if kind in init:
+                    init[kind](param)
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]
@@ -195,11 +191,7 @@ class HookedTorchEncoder(HookedEncoder):
         return super().forward(signals, edge_masks=merged, **kwargs)
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"{type(self).__name__} return_type must be one of {RETURN_TYPES} or None, "
-                f"got {return_type!r}"
-            )
+        self._check_return_type(return_type)
         latent = self.ln_final(resid)
         if return_type == "latent":
             return latent

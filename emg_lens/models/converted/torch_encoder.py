@@ -53,16 +53,14 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.converted.conversion import StateBuilder, activation_name, check_faithful
-from emg_lens.models.converted.hooked_torch_encoder import HookedTorchEncoder
-from emg_lens.models.converted.key_table import (
-    HeadsOut,
-    KeyTable,
-    Row,
-    linear_rows,
-    norm_rows,
-    qkv_rows,
+from emg_lens.models.converted import key_table as keys
+from emg_lens.models.converted.conversion import (
+    StateBuilder,
+    activation_name,
+    check_faithful,
+    eval_mode,
 )
+from emg_lens.models.converted.hooked_torch_encoder import HookedTorchEncoder
 from emg_lens.models.converted.linear_readout import find_linear_readout, readout_form
 from emg_lens.models.converted.torch_masks import torch_attention_mask
 
@@ -148,22 +146,24 @@ def _read_layer(path: str, layer: nn.Module) -> dict[str, Any]:
     }
 
 
-def key_table(n_heads: int, layer: str, final: str | None) -> KeyTable:
+def key_table(n_heads: int, layer: str, final: str | None) -> keys.KeyTable:
     """emg_lens key <-> ``nn.TransformerEncoderLayer`` key (`KeyTable`); ``layer``: the
     layers' key template (``layers.{l}`` in an ``nn.TransformerEncoder``, ``[{l}]`` in a
     list), ``final``: the LayerNorm that becomes ``ln_final`` (the encoder's ``norm``, or the
     readout's), if any."""
     attn = "blocks.{l}.attn"
-    return KeyTable(
+    return keys.KeyTable(
         [
-            *qkv_rows(attn, f"{layer}.self_attn.in_proj_weight", n_heads),
-            *qkv_rows(attn, f"{layer}.self_attn.in_proj_bias", n_heads, bias=True),
-            Row(f"{attn}.W_O", f"{layer}.self_attn.out_proj.weight", HeadsOut(n_heads)),
-            Row(f"{attn}.b_O", f"{layer}.self_attn.out_proj.bias"),
-            *linear_rows("blocks.{l}.mlp", f"{layer}.linear1"),
-            *linear_rows("blocks.{l}.mlp", f"{layer}.linear2", "W_out", "b_out"),
-            *norm_rows(("blocks.{l}.ln1", f"{layer}.norm1"), ("blocks.{l}.ln2", f"{layer}.norm2")),
-            *(norm_rows(("ln_final", final)) if final else []),
+            *keys.qkv_rows(attn, f"{layer}.self_attn.in_proj_weight", n_heads),
+            *keys.qkv_rows(attn, f"{layer}.self_attn.in_proj_bias", n_heads, bias=True),
+            keys.Row(f"{attn}.W_O", f"{layer}.self_attn.out_proj.weight", keys.HeadsOut(n_heads)),
+            keys.Row(f"{attn}.b_O", f"{layer}.self_attn.out_proj.bias"),
+            *keys.linear_rows("blocks.{l}.mlp", f"{layer}.linear1"),
+            *keys.linear_rows("blocks.{l}.mlp", f"{layer}.linear2", "W_out", "b_out"),
+            *keys.norm_rows(
+                ("blocks.{l}.ln1", f"{layer}.norm1"), ("blocks.{l}.ln2", f"{layer}.norm2")
+            ),
+            *(keys.norm_rows(("ln_final", final)) if final else []),
         ]
     )
 
@@ -318,19 +318,8 @@ def from_torch_encoder(
 
 def _check_embed(embed: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> None:
     """The tokenizer's output for one window of zeros must be the layout's tokens."""
-    was_training = embed.training
-    embed.eval()
     signals = torch.zeros(1, cfg.n_channels, cfg.n_samples, dtype=cfg.dtype)
-    try:
-        with torch.no_grad():
-            tokens = embed(signals)
-    except Exception as exc:  # the user's module: say what it was given
-        raise ConversionError(
-            f"embed ({type(embed).__name__}) failed on signals {list(signals.shape)} (the "
-            f"layout's channels, n_samples): {exc!r}"
-        ) from exc
-    finally:
-        embed.train(was_training)
+    tokens = _run_user(embed, "embed", signals, "signals", "the layout's channels, n_samples")
     expected = [1, layout.n_tokens, cfg.d_model]
     if not isinstance(tokens, torch.Tensor) or list(tokens.shape) != expected:
         raise ConversionError(
@@ -342,24 +331,26 @@ def _check_embed(embed: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> N
 
 def _n_classes(readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig) -> int:
     """The readout's output width, by running it on one batch of zero tokens."""
-    was_training = readout.training
-    readout.eval()
+    tokens = torch.zeros(1, layout.n_tokens, cfg.d_model, dtype=cfg.dtype)
+    out = _run_user(readout, "readout", tokens, "tokens", "the layout's tokens, d_model")
+    if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == 1:
+        return int(out.shape[1])
+    raise ConversionError(
+        f"readout ({type(readout).__name__}) returned {describe(out)} for one window; it "
+        "must return logits [batch, n_classes]"
+    )
+
+
+def _run_user(module: nn.Module, role: str, x: torch.Tensor, given: str, sizes: str) -> Any:
+    """``module(x)`` in eval mode (each submodule's flag restored after) without gradients;
+    an exception in it is a `ConversionError` saying what the module was given."""
     try:
-        with torch.no_grad():
-            out = readout(torch.zeros(1, layout.n_tokens, cfg.d_model, dtype=cfg.dtype))
+        with eval_mode(module), torch.no_grad():
+            return module(x)
     except Exception as exc:  # the user's module: say what it was given
         raise ConversionError(
-            f"readout ({type(readout).__name__}) failed on tokens [1, {layout.n_tokens}, "
-            f"{cfg.d_model}] (the layout's tokens, d_model): {exc!r}"
+            f"{role} ({type(module).__name__}) failed on {given} {list(x.shape)} ({sizes}): {exc!r}"
         ) from exc
-    finally:
-        readout.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
-        raise ConversionError(
-            f"readout ({type(readout).__name__}) returned {describe(out)} for one window; it "
-            "must return logits [batch, n_classes]"
-        )
-    return int(out.shape[1])
 
 
 def _check_parity(model: HookedTorchEncoder, encoder: Any, layers, seed: int | None) -> None:

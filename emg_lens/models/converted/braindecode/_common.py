@@ -14,7 +14,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, check_names, describe
-from emg_lens.models.converted.conversion import activation_name
+from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name
 
 BRAINDECODE = "braindecode"
 
@@ -153,6 +153,15 @@ class TokenClassifier(nn.Module):
         self, latent: Float[torch.Tensor, "batch pos d_model"]
     ) -> Float[torch.Tensor, "batch n_classes"]:
         return self.hook_pooled(latent[:, self.position]) @ self.W_U + self.b_U
+
+
+class BraindecodeEncoder(ConvertedEncoder):
+    """A converted braindecode model: `ConvertedEncoder`, its tokenizer's braindecode-named
+    weights seeded too (`init_rest`) when it is built from a config alone."""
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        init_rest(self, self.cfg.init_range)
 
 
 def init_rest(model: nn.Module, std: float) -> None:

@@ -44,28 +44,18 @@ from emg_lens.errors import (
     UnsupportedModuleError,
     UnsupportedReadoutError,
 )
-from emg_lens.layout import TokenLayout
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.converted import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
+    BraindecodeEncoder,
     eps_of,
-    init_rest,
     one_activation,
     read_config,
     size,
 )
 from emg_lens.models.converted.conversion import StateBuilder
-from emg_lens.models.converted.key_table import (
-    HeadsOut,
-    KeyTable,
-    Row,
-    linear_rows,
-    norm_rows,
-    qkv_rows,
-)
 
 __all__ = ["HookedCBraMod", "from_cbramod"]
 
-RETURN_TYPES = ("logits", "latent")
 PATCH = 200  # CBraMod's spectral embedding takes 101 rfft bins: patches of 200 samples
 DEFAULT_CONVS = ((25, 49, 25, 24, (5, 25)), (25, 3, 1, 1, (5, 25)), (25, 3, 1, 1, (5, 25)))
 
@@ -156,7 +146,7 @@ class CBraModHead(nn.Module):
         return self.final_layer(self.hook_pooled(self.proj_out(latent).flatten(1)))
 
 
-class HookedCBraMod(HookedEncoder):
+class HookedCBraMod(BraindecodeEncoder):
     """braindecode's ``CBraMod``, hooked (see the module docstring for the criss-cross head
     structure); built by `from_braindecode`.
 
@@ -183,16 +173,12 @@ class HookedCBraMod(HookedEncoder):
         super().__init__(cfg)
         self.convs = [[c, k, s, p, list(n)] for c, k, s, p, n in convs]
         self.emb_dim = emb_dim
+        self._init_kwargs = {"convs": self.convs, "emb_dim": emb_dim}
         self.patch_embedding = PatchEmbedding(self.convs, cfg.dtype)
         self.head = CBraModHead(cfg, emb_dim)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
-        self._layout = TokenLayout.channel_tokens(
-            cfg.modalities,
-            n_patches=cfg.n_patches,
-            cls_token=False,
-            channel_names=cfg.channel_names,
-        )
+        self._layout = self._channel_layout(cls_token=False)
         half_heads, half = cfg.n_heads // 2, cfg.d_model // 2
         structure = [
             HeadStructure((0, half_heads), (0, half), (0, half), tuple(self._layout.time)),
@@ -252,17 +238,8 @@ class HookedCBraMod(HookedEncoder):
             }
         )
 
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        return {"convs": [list(c) for c in self.convs], "emb_dim": self.emb_dim}
-
     def init_weights(self) -> None:
         super().init_weights()
-        init_rest(self, self.cfg.init_range)
         nn.init.zeros_(self.patch_embedding.mask_encoding)
         half_heads, half = self.cfg.n_heads // 2, self.cfg.d_model // 2
         with torch.no_grad():  # the criss-cross zero blocks
@@ -283,11 +260,7 @@ class HookedCBraMod(HookedEncoder):
         return tokens + self.hook_pos_embed(pos.flatten(1, 2))
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"HookedCBraMod return_type must be one of {RETURN_TYPES} or None, got "
-                f"{return_type!r}"
-            )
+        self._check_return_type(return_type)
         return resid if return_type == "latent" else self.head(resid)
 
     def _unembedding(self) -> nn.Module:
@@ -304,33 +277,37 @@ class HookedCBraMod(HookedEncoder):
         return key_table(self.cfg).to_theirs(self.state_dict())
 
 
-def key_table(cfg: EncoderConfig) -> KeyTable:
+def key_table(cfg: EncoderConfig) -> keys.KeyTable:
     """emg_lens key <-> braindecode ``CBraMod`` key, both ways (`KeyTable`): the spatial
     attention (``self_attn_s``) is the block of heads ``0 .. nhead/2 - 1`` on the first half of
     ``d_model``, the temporal one (``self_attn_t``) the block of the other heads on the second
     half (see the module docstring)."""
     hh, half = cfg.n_heads // 2, cfg.d_model // 2
     layer, attn = "encoder.layers.{l}", "blocks.{l}.attn"
-    rows = [Row("patch_embedding.{*}", "patch_embedding.{*}")]
+    rows = [keys.Row("patch_embedding.{*}", "patch_embedding.{*}")]
     for name, heads, part in (
         ("self_attn_s", slice(0, hh), slice(0, half)),
         ("self_attn_t", slice(hh, None), slice(half, None)),
     ):
         mha = f"{layer}.{name}"
         rows += [
-            *qkv_rows(attn, f"{mha}.in_proj_weight", hh, block=(heads, part)),
-            *qkv_rows(attn, f"{mha}.in_proj_bias", hh, bias=True, block=(heads,)),
-            Row(f"{attn}.W_O", f"{mha}.out_proj.weight", HeadsOut(hh), block=(heads, ALL, part)),
-            Row(f"{attn}.b_O", f"{mha}.out_proj.bias", block=(part,)),
+            *keys.qkv_rows(attn, f"{mha}.in_proj_weight", hh, block=(heads, part)),
+            *keys.qkv_rows(attn, f"{mha}.in_proj_bias", hh, bias=True, block=(heads,)),
+            keys.Row(
+                f"{attn}.W_O", f"{mha}.out_proj.weight", keys.HeadsOut(hh), block=(heads, ALL, part)
+            ),
+            keys.Row(f"{attn}.b_O", f"{mha}.out_proj.bias", block=(part,)),
         ]
-    return KeyTable(
+    return keys.KeyTable(
         [
             *rows,
-            *linear_rows("blocks.{l}.mlp", f"{layer}.linear1"),
-            *linear_rows("blocks.{l}.mlp", f"{layer}.linear2", "W_out", "b_out"),
-            *norm_rows(("blocks.{l}.ln1", f"{layer}.norm1"), ("blocks.{l}.ln2", f"{layer}.norm2")),
-            Row("head.proj_out.{*}", "proj_out.0.{*}"),
-            Row("head.final_layer.{*}", "final_layer.1.{*}"),
+            *keys.linear_rows("blocks.{l}.mlp", f"{layer}.linear1"),
+            *keys.linear_rows("blocks.{l}.mlp", f"{layer}.linear2", "W_out", "b_out"),
+            *keys.norm_rows(
+                ("blocks.{l}.ln1", f"{layer}.norm1"), ("blocks.{l}.ln2", f"{layer}.norm2")
+            ),
+            keys.Row("head.proj_out.{*}", "proj_out.0.{*}"),
+            keys.Row("head.final_layer.{*}", "final_layer.1.{*}"),
         ]
     )
 

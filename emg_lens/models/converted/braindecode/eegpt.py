@@ -43,21 +43,16 @@ from emg_lens.errors import (
     UnsupportedReadoutError,
 )
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.base import HookedEncoder
-from emg_lens.models.converted.braindecode._common import eps_of, init_rest, read_config
-from emg_lens.models.converted.conversion import StateBuilder, activation_name
-from emg_lens.models.converted.key_table import (
-    HeadsOut,
-    KeyTable,
-    Row,
-    linear_rows,
-    norm_rows,
-    qkv_rows,
+from emg_lens.models.converted import key_table as keys
+from emg_lens.models.converted.braindecode._common import (
+    BraindecodeEncoder,
+    eps_of,
+    read_config,
 )
+from emg_lens.models.converted.conversion import StateBuilder, activation_name
 
 __all__ = ["HookedEEGPT", "from_eegpt"]
 
-RETURN_TYPES = ("logits", "latent")
 PROJECTIONS = ("conv1d_constraint", "linear", "none")
 
 
@@ -129,7 +124,7 @@ class SummaryProbe(nn.Module):
         return self.probe2(self.probe1(self.hook_pooled(summaries)).flatten(1))
 
 
-class HookedEEGPT(HookedEncoder):
+class HookedEEGPT(BraindecodeEncoder):
     """braindecode's ``EEGPT``, hooked (see the module docstring); built by
     `from_braindecode`.
 
@@ -288,20 +283,8 @@ class HookedEEGPT(HookedEncoder):
             }
         )
 
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        return {
-            k: (list(v) if isinstance(v, (list, tuple)) else v)
-            for k, v in self._init_kwargs.items()
-        }
-
     def init_weights(self) -> None:
         super().init_weights()
-        init_rest(self, self.cfg.init_range)
         nn.init.normal_(self.summary_token, std=self.cfg.init_range)
 
     def embed_signals(
@@ -319,11 +302,7 @@ class HookedEEGPT(HookedEncoder):
         return self.hook_embed(tokens) + self.hook_pos_embed(pos[None].expand(batch, -1, -1))
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"HookedEEGPT return_type must be one of {RETURN_TYPES} or None, got "
-                f"{return_type!r}"
-            )
+        self._check_return_type(return_type)
         latent = self.ln_final(resid)
         if return_type == "latent":
             return latent
@@ -347,30 +326,30 @@ class HookedEEGPT(HookedEncoder):
         return table.to_theirs(self.state_dict()) | {"chans_id": self.channel_index[None].clone()}
 
 
-def key_table(n_heads: int, chan_proj_type: str) -> KeyTable:
+def key_table(n_heads: int, chan_proj_type: str) -> keys.KeyTable:
     """emg_lens key <-> braindecode ``EEGPT`` key, both ways (`KeyTable`)."""
     enc, attn = "target_encoder", "blocks.{l}.attn"
     layer = f"{enc}.blocks.{{l}}"
     constrained = "parametrizations.weight.original"  # a max-norm weight, as torch saves it
     proj = "chan_proj.proj." + ("weight" if chan_proj_type == "linear" else constrained)
-    return KeyTable(
+    return keys.KeyTable(
         [
-            Row("chan_proj.weight", proj),
-            Row("chan_proj.bias", "chan_proj.proj.bias"),
-            Row("summary_token", f"{enc}.summary_token"),
-            Row("patch_embed.{*}", f"{enc}.patch_embed.proj.{{*}}"),
-            Row("chan_embed.weight", f"{enc}.chan_embed.weight"),
-            *norm_rows(("blocks.{l}.ln1", f"{layer}.norm1")),
-            *qkv_rows(attn, f"{layer}.attn.qkv.weight", n_heads),
-            *qkv_rows(attn, f"{layer}.attn.qkv.bias", n_heads, bias=True),
-            Row(f"{attn}.W_O", f"{layer}.attn.proj.weight", HeadsOut(n_heads)),
-            Row(f"{attn}.b_O", f"{layer}.attn.proj.bias"),
-            *norm_rows(("blocks.{l}.ln2", f"{layer}.norm2")),
-            *linear_rows("blocks.{l}.mlp", f"{layer}.mlp.fc1"),
-            *linear_rows("blocks.{l}.mlp", f"{layer}.mlp.fc2", "W_out", "b_out"),
-            *norm_rows(("ln_final", f"{enc}.norm")),
-            Row("head.{*}.weight", f"final_layer.{{*}}.{constrained}"),
-            Row("head.{*}.bias", "final_layer.{*}.bias"),
+            keys.Row("chan_proj.weight", proj),
+            keys.Row("chan_proj.bias", "chan_proj.proj.bias"),
+            keys.Row("summary_token", f"{enc}.summary_token"),
+            keys.Row("patch_embed.{*}", f"{enc}.patch_embed.proj.{{*}}"),
+            keys.Row("chan_embed.weight", f"{enc}.chan_embed.weight"),
+            *keys.norm_rows(("blocks.{l}.ln1", f"{layer}.norm1")),
+            *keys.qkv_rows(attn, f"{layer}.attn.qkv.weight", n_heads),
+            *keys.qkv_rows(attn, f"{layer}.attn.qkv.bias", n_heads, bias=True),
+            keys.Row(f"{attn}.W_O", f"{layer}.attn.proj.weight", keys.HeadsOut(n_heads)),
+            keys.Row(f"{attn}.b_O", f"{layer}.attn.proj.bias"),
+            *keys.norm_rows(("blocks.{l}.ln2", f"{layer}.norm2")),
+            *keys.linear_rows("blocks.{l}.mlp", f"{layer}.mlp.fc1"),
+            *keys.linear_rows("blocks.{l}.mlp", f"{layer}.mlp.fc2", "W_out", "b_out"),
+            *keys.norm_rows(("ln_final", f"{enc}.norm")),
+            keys.Row("head.{*}.weight", f"final_layer.{{*}}.{constrained}"),
+            keys.Row("head.{*}.bias", "final_layer.{*}.bias"),
         ]
     )
 

@@ -39,29 +39,18 @@ from transformer_lens.hook_points import HookPoint
 from emg_lens.components.mlp import ACTIVATIONS
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
-from emg_lens.layout import TokenLayout
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.converted import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
+    BraindecodeEncoder,
     TokenClassifier,
     eps_of,
-    init_rest,
     one_activation,
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder
-from emg_lens.models.converted.key_table import (
-    HeadBias,
-    HeadsOut,
-    KeyTable,
-    Row,
-    linear_rows,
-    norm_rows,
-    qkv_rows,
-)
 
 __all__ = ["HookedLabram", "from_labram"]
 
-RETURN_TYPES = ("logits", "latent")
 N_POSITIONS = 129  # braindecode's position_embedding: CLS + LaBraM's 128 channel names
 
 
@@ -110,7 +99,7 @@ class MeanPoolClassifier(nn.Module):
         return self.hook_pooled(self.fc_norm(latent[:, 1:].mean(1))) @ self.W_U + self.b_U
 
 
-class HookedLabram(HookedEncoder):
+class HookedLabram(BraindecodeEncoder):
     """braindecode's ``Labram``, hooked (see the module docstring); built by
     `from_braindecode`.
 
@@ -186,9 +175,7 @@ class HookedLabram(HookedEncoder):
         )
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
-        self._layout = TokenLayout.channel_tokens(
-            cfg.modalities, n_patches=cfg.n_patches, cls_token=True, channel_names=cfg.channel_names
-        )
+        self._layout = self._channel_layout(cls_token=True)
         self._finish_init()
 
     @staticmethod
@@ -242,18 +229,6 @@ class HookedLabram(HookedEncoder):
             }
         )
 
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        return dict(self._init_kwargs)
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        init_rest(self, self.cfg.init_range)
-
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
@@ -281,11 +256,7 @@ class HookedLabram(HookedEncoder):
         return tokens + pos
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"HookedLabram return_type must be one of {RETURN_TYPES} or None, got "
-                f"{return_type!r}"
-            )
+        self._check_return_type(return_type)
         latent = self.ln_final(resid)
         return latent if return_type == "latent" else self.head(latent)
 
@@ -317,29 +288,31 @@ class HookedLabram(HookedEncoder):
         return sd
 
 
-def key_table(n_heads: int) -> KeyTable:
+def key_table(n_heads: int) -> keys.KeyTable:
     """emg_lens key <-> braindecode ``Labram`` key, both ways (`KeyTable`), the layer scale
     folded into the output maps beforehand (`fold_layer_scale`)."""
     attn = "blocks.{l}.attn"
-    return KeyTable(
+    return keys.KeyTable(
         [
-            Row("patch_embed.{*}", "patch_embed.{*}"),
-            *(Row(name, name) for name in ("cls_token", "position_embedding")),
-            Row("temporal_embedding", "temporal_embedding"),
-            *norm_rows(
+            keys.Row("patch_embed.{*}", "patch_embed.{*}"),
+            *(keys.Row(name, name) for name in ("cls_token", "position_embedding")),
+            keys.Row("temporal_embedding", "temporal_embedding"),
+            *keys.norm_rows(
                 ("blocks.{l}.ln1", "blocks.{l}.norm1"), ("blocks.{l}.ln2", "blocks.{l}.norm2")
             ),
-            *qkv_rows(attn, f"{attn}.qkv.weight", n_heads),
-            Row(f"{attn}.b_Q", f"{attn}.q_bias", HeadBias(n_heads)),
-            Row(f"{attn}.b_V", f"{attn}.v_bias", HeadBias(n_heads)),
-            *norm_rows((f"{attn}.q_norm", f"{attn}.q_norm"), (f"{attn}.k_norm", f"{attn}.k_norm")),
-            Row(f"{attn}.W_O", f"{attn}.proj.weight", HeadsOut(n_heads)),
-            Row(f"{attn}.b_O", f"{attn}.proj.bias"),
-            *linear_rows("blocks.{l}.mlp", "blocks.{l}.mlp.0"),
-            *linear_rows("blocks.{l}.mlp", "blocks.{l}.mlp.2", "W_out", "b_out"),
-            Row("head.fc_norm.{*}", "fc_norm.{*}"),
-            *norm_rows(("ln_final", "norm")),
-            *linear_rows("head", "final_layer", "W_U", "b_U"),
+            *keys.qkv_rows(attn, f"{attn}.qkv.weight", n_heads),
+            keys.Row(f"{attn}.b_Q", f"{attn}.q_bias", keys.HeadBias(n_heads)),
+            keys.Row(f"{attn}.b_V", f"{attn}.v_bias", keys.HeadBias(n_heads)),
+            *keys.norm_rows(
+                (f"{attn}.q_norm", f"{attn}.q_norm"), (f"{attn}.k_norm", f"{attn}.k_norm")
+            ),
+            keys.Row(f"{attn}.W_O", f"{attn}.proj.weight", keys.HeadsOut(n_heads)),
+            keys.Row(f"{attn}.b_O", f"{attn}.proj.bias"),
+            *keys.linear_rows("blocks.{l}.mlp", "blocks.{l}.mlp.0"),
+            *keys.linear_rows("blocks.{l}.mlp", "blocks.{l}.mlp.2", "W_out", "b_out"),
+            keys.Row("head.fc_norm.{*}", "fc_norm.{*}"),
+            *keys.norm_rows(("ln_final", "norm")),
+            *keys.linear_rows("head", "final_layer", "W_U", "b_U"),
         ]
     )
 

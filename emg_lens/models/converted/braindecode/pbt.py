@@ -32,30 +32,19 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
-from emg_lens.layout import TokenLayout
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.converted import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
+    BraindecodeEncoder,
     TokenClassifier,
-    init_rest,
     one_activation,
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder
-from emg_lens.models.converted.key_table import (
-    HeadsOut,
-    KeyTable,
-    Row,
-    linear_rows,
-    norm_rows,
-    qkv_rows,
-)
 
 __all__ = ["HookedPBT", "from_pbt"]
 
-RETURN_TYPES = ("logits", "latent")
 
-
-class HookedPBT(HookedEncoder):
+class HookedPBT(BraindecodeEncoder):
     """braindecode's ``PBT``, hooked (see the module docstring); built by `from_braindecode`.
 
     Hooks beyond the shared stack: ``hook_embed`` (the CLS token and the projected patches),
@@ -83,6 +72,7 @@ class HookedPBT(HookedEncoder):
             )
         super().__init__(cfg)
         self.learnable_cls = learnable_cls
+        self._init_kwargs = {"learnable_cls": learnable_cls}
         d = cfg.d_model
         self.patching_projection = nn.Linear(cfg.token_samples, d, bias=False, dtype=cfg.dtype)
         self.pos_embedding = nn.Embedding(cfg.n_tokens, d, dtype=cfg.dtype)
@@ -93,12 +83,7 @@ class HookedPBT(HookedEncoder):
         self.head = TokenClassifier(cfg, position=0)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
-        self._layout = TokenLayout.channel_tokens(
-            cfg.modalities,
-            n_patches=cfg.n_patches,
-            cls_token=True,
-            channel_names=cfg.channel_names,
-        )
+        self._layout = self._channel_layout(cls_token=True)
         self._finish_init()
 
     @staticmethod
@@ -148,18 +133,6 @@ class HookedPBT(HookedEncoder):
             }
         )
 
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        return {"learnable_cls": self.learnable_cls}
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        init_rest(self, self.cfg.init_range)
-
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
@@ -172,10 +145,7 @@ class HookedPBT(HookedEncoder):
         return tokens + pos
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"HookedPBT return_type must be one of {RETURN_TYPES} or None, got {return_type!r}"
-            )
+        self._check_return_type(return_type)
         return resid if return_type == "latent" else self.head(resid)
 
     # ------------------------------------------------------------------ TransformerLens
@@ -194,24 +164,24 @@ class HookedPBT(HookedEncoder):
         return key_table(self.cfg.n_heads).to_theirs(self.state_dict())
 
 
-def key_table(n_heads: int) -> KeyTable:
+def key_table(n_heads: int) -> keys.KeyTable:
     """emg_lens key <-> braindecode ``PBT`` key, both ways (`KeyTable`)."""
     src = "transformer_encoder.encoder_block.{l}"
     attn = "blocks.{l}.attn"
-    return KeyTable(
+    return keys.KeyTable(
         [
-            Row("cls_token", "cls_token"),
-            Row("patching_projection.weight", "patching_projection.weight"),
-            Row("pos_embedding.weight", "pos_embedding.weight"),
-            *norm_rows(("blocks.{l}.ln1", f"{src}.layer_norm_att")),
-            *qkv_rows(attn, f"{src}.mhsa.attn.weight", n_heads),
-            *qkv_rows(attn, f"{src}.mhsa.attn.bias", n_heads, bias=True),
-            Row(f"{attn}.W_O", f"{src}.mhsa.proj.weight", HeadsOut(n_heads)),
-            Row(f"{attn}.b_O", f"{src}.mhsa.proj.bias"),
-            *norm_rows(("blocks.{l}.ln2", f"{src}.layer_norm_ff")),
-            *linear_rows("blocks.{l}.mlp", f"{src}.feed_forward.proj_in"),
-            *linear_rows("blocks.{l}.mlp", f"{src}.feed_forward.proj", "W_out", "b_out"),
-            *linear_rows("head", "final_layer", "W_U", "b_U"),
+            keys.Row("cls_token", "cls_token"),
+            keys.Row("patching_projection.weight", "patching_projection.weight"),
+            keys.Row("pos_embedding.weight", "pos_embedding.weight"),
+            *keys.norm_rows(("blocks.{l}.ln1", f"{src}.layer_norm_att")),
+            *keys.qkv_rows(attn, f"{src}.mhsa.attn.weight", n_heads),
+            *keys.qkv_rows(attn, f"{src}.mhsa.attn.bias", n_heads, bias=True),
+            keys.Row(f"{attn}.W_O", f"{src}.mhsa.proj.weight", keys.HeadsOut(n_heads)),
+            keys.Row(f"{attn}.b_O", f"{src}.mhsa.proj.bias"),
+            *keys.norm_rows(("blocks.{l}.ln2", f"{src}.layer_norm_ff")),
+            *keys.linear_rows("blocks.{l}.mlp", f"{src}.feed_forward.proj_in"),
+            *keys.linear_rows("blocks.{l}.mlp", f"{src}.feed_forward.proj", "W_out", "b_out"),
+            *keys.linear_rows("head", "final_layer", "W_U", "b_U"),
         ]
     )
 
