@@ -72,23 +72,12 @@ GRIDS = ("layers", "heads")
 # Per architecture: an edge set its spatial (EEGPT: every) call sees, and one more.
 FIRST_EDGES = {"cbramod": "cross_channel", "eegpt": "cross_region"}
 SECOND_EDGES = {"cbramod": "time_window(1, 1)", "eegpt": "within_region(left)"}
-QUICK = {
-    "cbramod": {
-        "n_layer": 2,
-        "nhead": 4,
-        "dim_feedforward": 24,
-        "emb_dim": 6,
-        "channels_kernel_stride_padding_norm": ((4, 49, 25, 24, (2, 4)),),
-    },
-    "eegpt": {
-        "patch_size": 4,
-        "patch_stride": None,
-        "embed_num": 2,
-        "embed_dim": 16,
-        "depth": 2,
-        "num_heads": 4,
-    },
+QUICK = {  # 2-layer models of a few tokens
+    "cbramod": dict(n_layer=2, nhead=4, dim_feedforward=24, emb_dim=6),
+    "eegpt": dict(patch_size=4, patch_stride=None, embed_num=2, embed_dim=16, depth=2),
 }
+QUICK["cbramod"]["channels_kernel_stride_padding_norm"] = ((4, 49, 25, 24, (2, 4)),)
+QUICK["eegpt"] |= {"num_heads": 4, "chan_proj_type": "none"}
 
 
 def _source(arch: str, quick: bool) -> tuple[nn.Module, tuple[int, int]]:
@@ -100,8 +89,6 @@ def _source(arch: str, quick: bool) -> tuple[nn.Module, tuple[int, int]]:
     channels, samples = (6, 400 if arch == "cbramod" else 16) if quick else (19, 800)
     name = {"cbramod": "CBraMod", "eegpt": "EEGPT"}[arch]
     kwargs = QUICK[arch] if quick else {}
-    if arch == "eegpt" and quick:
-        kwargs = {**kwargs, "chan_proj_type": "none"}
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -203,47 +190,57 @@ def _same_cells(models: dict, grids: dict, cells: dict) -> tuple[int, float]:
 
 
 def measure(
-    arch: str, grid: str, *, quick: bool, windows: int, batch: int, warmup: int, repeats: int
-) -> dict[str, Any]:
-    """Open ``arch`` both ways, check the grid's cells agree, time both evaluations."""
+    arch: str, grids: Sequence[str], *, quick: bool, windows: int, batch: int, **timing: int
+) -> list[dict[str, Any]]:
+    """Open ``arch`` both ways once, then for each grid check that the cells agree and time
+    both evaluations (`_measure_grid`)."""
     source, shape = _source(arch, quick)
-    converted, attached = from_braindecode(source), attach_braindecode(source)
+    models = {"attached": attach_braindecode(source), "converted": from_braindecode(source)}
     X = torch.randn(windows, *shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        y = converted(X).argmax(-1).numpy()
-    spec = _spec(arch, grid, attached.cfg.n_heads)
-    models = {"attached": attached, "converted": converted}
+        y = models["converted"](X).argmax(-1).numpy()
+    subjects = {name: _subject(m, X, y) for name, m in models.items()}
+    sizes = {
+        "windows": windows,
+        "batch": batch,
+        "channels": shape[0],
+        "samples": shape[1],
+        "layers": models["converted"].cfg.n_layers,
+        "heads": models["converted"].cfg.n_heads,
+        "tokens": models["converted"].layout.n_tokens,
+    }
+    return [
+        {"benchmark": "attach_vs_convert", "architecture": arch, "grid": grid}
+        | _measure_grid(
+            _spec(arch, grid, models["attached"].cfg.n_heads), subjects, batch, **timing
+        )
+        | sizes
+        | {"threads": torch.get_num_threads(), "repeats": timing["repeats"]}
+        for grid in grids
+    ]
+
+
+def _measure_grid(
+    spec: StudySpec, subjects: dict[str, Subject], batch: int, *, warmup: int, repeats: int
+) -> dict[str, Any]:
+    models = {name: subject.model for name, subject in subjects.items()}
     grids = {
         name: [BASELINE, *expand_grid(spec, m.cfg.n_layers, m.cfg.n_heads)]
         for name, m in models.items()
     }
-    subjects = {name: _subject(m, X, y) for name, m in models.items()}
-    cells = {name: _evaluate(spec, subjects[name], grids[name], batch) for name in models}
-    compared, worst = _same_cells(models, grids, cells)
     runs = {name: (lambda n=name: _evaluate(spec, subjects[n], grids[n], batch)) for name in models}
+    compared, worst = _same_cells(models, grids, {name: run() for name, run in runs.items()})
     for _ in range(warmup):
         for run in runs.values():
             run()
     times = rounds(runs, repeats)
     return {
-        "benchmark": "attach_vs_convert",
-        "architecture": arch,
-        "grid": grid,
         "ratio": spread([a / c for a, c in zip(times["attached"], times["converted"])]),
         "s_attached": round(statistics.median(times["attached"]), 4),
         "s_converted": round(statistics.median(times["converted"]), 4),
         "conditions": {name: len(g) for name, g in grids.items()},
         "cells_checked": compared,
         "max_rel_diff": float(f"{worst:.3g}"),
-        "windows": windows,
-        "batch": batch,
-        "channels": shape[0],
-        "samples": shape[1],
-        "layers": converted.cfg.n_layers,
-        "heads": converted.cfg.n_heads,
-        "tokens": converted.layout.n_tokens,
-        "threads": torch.get_num_threads(),
-        "repeats": repeats,
     }
 
 
@@ -264,16 +261,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         args.windows, args.batch, args.repeats, args.warmup = 4, 4, 1, 0
     results = []
     for arch in args.only or ARCHITECTURES:
-        for grid in args.grids:
-            result = measure(
-                arch,
-                grid,
-                quick=args.quick,
-                windows=args.windows,
-                batch=args.batch,
-                warmup=args.warmup,
-                repeats=args.repeats,
-            )
+        for result in measure(
+            arch,
+            args.grids,
+            quick=args.quick,
+            windows=args.windows,
+            batch=args.batch,
+            warmup=args.warmup,
+            repeats=args.repeats,
+        ):
             print(json.dumps(result), flush=True)
             results.append(result)
     return results
