@@ -117,6 +117,14 @@ def _class_ids(tokens: Any, n_classes: int) -> torch.Tensor:
     return ids.long()
 
 
+def _with_stacked_weights(cls: type) -> type:
+    """``cls`` with a stacked-weight property for every row of `STACKED` (``W_Q`` ...)."""
+    for name, (path, dims) in STACKED.items():
+        setattr(cls, name, _stacked(path, dims))
+    return cls
+
+
+@_with_stacked_weights
 class WeightSurface:
     """TransformerLens's weights, circuits and unembedding (see the module docstring); a
     mixin for `HookedEncoder`."""
@@ -138,18 +146,7 @@ class WeightSurface:
         get = operator.attrgetter(name)
         return torch.stack([get(block) for block in blocks])
 
-    W_Q = _stacked(*STACKED["W_Q"])
-    W_K = _stacked(*STACKED["W_K"])
-    W_V = _stacked(*STACKED["W_V"])
-    W_O = _stacked(*STACKED["W_O"])
-    b_Q = _stacked(*STACKED["b_Q"])
-    b_K = _stacked(*STACKED["b_K"])
-    b_V = _stacked(*STACKED["b_V"])
-    b_O = _stacked(*STACKED["b_O"])
-    W_in = _stacked(*STACKED["W_in"])
-    b_in = _stacked(*STACKED["b_in"])
-    W_out = _stacked(*STACKED["W_out"])
-    b_out = _stacked(*STACKED["b_out"])
+    # W_Q ... b_out: one property per row of STACKED (`_with_stacked_weights`)
 
     @property
     def QK(self) -> FactoredMatrix:
