@@ -317,11 +317,12 @@ class WeightSurface:
 
     def _readout_refusal(self) -> str | None:
         """Why the classifier is no linear map of the final stream (None: it is one). Here:
-        it is one where it is a TransformerLens unembedding (`_unembedding` says why not);
-        a model whose classifier is linear another way says so itself."""
+        it is one where it is a TransformerLens unembedding (`_unembedding` says why not, or
+        that the readout module is not the one the model was built with); a model whose
+        classifier is linear another way says so itself. Never raises: ``contract`` asks."""
         try:
             self._unembedding()
-        except UnsupportedReadoutError as exc:
+        except (UnsupportedReadoutError, ArgumentError) as exc:
             return str(exc)
         return None
 
