@@ -86,8 +86,7 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.hooks import compile_edges
-from emg_lens.models import HookedBiosignalModel, HookedEncoder
-from emg_lens.models.base import ATTENTION_HOOKS, provides
+from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, is_model, provides
 
 __all__ = [
     "EXPORT_PACKAGES",
@@ -360,7 +359,7 @@ def _check_out(out: str | Path) -> Path:
 
 
 def _check_exportable(model: Any) -> None:
-    if not isinstance(model, HookedBiosignalModel):
+    if not is_model(model):
         raise ArgumentError(
             f"export_onnx needs an emg_lens model (IsoNet, TinyMyo, ...; load one with "
             f"emg_lens.checkpoints.load_checkpoint), got {describe(model)}"
@@ -390,7 +389,7 @@ def _check_exportable(model: Any) -> None:
 def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> list[int]:
     """``layers`` as sorted distinct blocks of ``model`` (all of them for None)."""
     name = type(model).__name__
-    if not isinstance(model, HookedEncoder) and not provides(model, ATTENTION_HOOKS):
+    if not provides(model, ATTENTION_HOOKS):
         raise UnsupportedFeatureError(
             f"{name} has no attention, so an edge mask has nothing to cut: export it without "
             "edges (or export a transformer: IsoNet, HierarchicalTransformer, TinyMyo)"

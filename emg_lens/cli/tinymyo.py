@@ -271,12 +271,11 @@ def _fit_to_data(model: Any, n_channels: int, n_samples: int, args: argparse.Nam
     shared by every channel, rotary positions), as for a BioFoundation file. A window that is
     no whole number of its patches is an `ArgumentError` naming both shapes."""
     from emg_lens.config import config_for_data
-    from emg_lens.models import TinyMyo
     from emg_lens.train.distributed import is_main_process
 
     have = tuple(model.input_shape)
-    if not isinstance(model, TinyMyo) or have == (n_channels, n_samples):
-        return model  # (finetune refuses a model that is no TinyMyo, naming its class)
+    if not getattr(model, "head_tasks", ()) or have == (n_channels, n_samples):
+        return model  # (finetune refuses a model without task heads, naming its class)
     data = args.windows or "the synthetic windows (--channels, --window)"
     patch = model.cfg.token_samples
     if n_samples % patch:
@@ -287,10 +286,10 @@ def _fit_to_data(model: Any, n_channels: int, n_samples: int, args: argparse.Nam
             f"use windows of a multiple of {patch} samples (emg-lens windows --window)"
         )
     cfg = config_for_data(
-        TinyMyo, model.cfg, {"emg": n_channels}, model.cfg.n_classes, n_samples,
+        type(model), model.cfg, {"emg": n_channels}, model.cfg.n_classes, n_samples,
         channel_names=None,
     )  # fmt: skip
-    fitted = TinyMyo(cfg, **model.init_kwargs)
+    fitted = type(model)(cfg, **model.init_kwargs)
     keep = fitted.state_dict()  # a head that depends on the channels stays fresh: replaced anyway
     weights = {k: v for k, v in model.state_dict().items() if keep[k].shape == v.shape}
     fitted.load_state_dict(weights, strict=False)

@@ -3,7 +3,8 @@ logit, read through the classification head.
 
 Every classifier here is linear after ``ln_final``: a weighted sum over token positions of the
 normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U``, where the
-*readout map* ``R [pos, d_model, n_classes]`` is (`readout_map`):
+*readout map* ``R [pos, d_model, n_classes]`` is (`readout_map`), as each model gives it
+(``model.readout_map``, the `emg_lens.models.base.LINEAR_READOUT` capability):
 
 - IsoNet ``head="cls"`` (what IsoNet reports): the CLS head's ``W_U`` at position 0; ``"avg"``:
   the average head's ``W_U / n`` at each of the ``n`` channel tokens;
@@ -12,10 +13,11 @@ normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b
   (``W_U / n_tokens``); its other tasks have no class logits and are rejected;
 - HierarchicalTransformer: each modality's CLS token (or the mean of its tubelets) times
   that modality's block of ``W_U``;
-- any other pre-LN model with a TransformerLens unembedding (converted LaBraM and PBT: a CLS
+- any other model with a TransformerLens unembedding (converted LaBraM and PBT: a CLS
   token's ``W_U``): ``W_U / n`` at each of its ``unembed_positions``. A model whose readout is
-  not one (a user's own readout module, CBraMod's and EEGPT's flattening heads) or whose blocks
-  are post-LN (the residual stream is then no sum of components) has no readout map.
+  not one (a user's own readout module, CBraMod's and EEGPT's flattening heads) has no readout
+  map, and a model whose blocks are post-LN (the residual stream is then no sum of
+  components) none that attribution can use.
 
 The final residual stream is a sum of components (TransformerLens's
 ``ActivationCache.decompose_resid`` for embeddings and MLPs, ``stack_head_results`` for each
@@ -42,23 +44,26 @@ from jaxtyping import Float
 from transformer_lens import ActivationCache
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedReadoutError, describe
+from emg_lens.errors import ArgumentError, InputShapeError, describe
 from emg_lens.inspect.checks import check_cache, check_model
-from emg_lens.models import HierarchicalTransformer, IsoNet, TinyMyo
-from emg_lens.models.base import TL_WEIGHTS, require
+from emg_lens.models.base import LINEAR_READOUT, TL_WEIGHTS, provides, require
 
-__all__ = ["DIRECTIONS", "attribution_hooks", "direct_attribution", "readout_map"]
+__all__ = ["DIRECTIONS", "HEADS", "attribution_hooks", "direct_attribution", "readout_map"]
 
 DIRECTIONS = ("logit_diff", "logit")
+HEADS = {"cls": "logits", "avg": "avg_logits"}
+"""The classifier heads attribution reads, by the ``return_type`` that gives their logits:
+``"cls"`` the scored one (every model's), ``"avg"`` IsoNet's mean-pooled one."""
 
 
 def readout_map(
     model: Any, *, head: str = "cls"
 ) -> tuple[Float[torch.Tensor, "pos d_model n_classes"], Float[torch.Tensor, " n_classes"]]:
     """``(R, b_U)`` with ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U`` (see the module
-    docstring). ``head`` picks IsoNet's ``"cls"`` or ``"avg"`` head.
+    docstring), for a pre-LN model. ``head`` picks IsoNet's ``"cls"`` or ``"avg"`` head.
 
     >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
     >>> R, b_U = readout_map(model)
     >>> resid = model(model.example_input(2), return_type=None)
@@ -68,54 +73,20 @@ def readout_map(
     """
     check_model(model)
     require(model, TL_WEIGHTS, "readout_map")
-    layout, d_model = model.layout, model.cfg.d_model
-    R = torch.zeros(layout.n_tokens, d_model, model.cfg.n_classes, dtype=model.cfg.dtype)
-    R = R.to(model.cfg.device)
-    if head != "cls" and not (isinstance(model, IsoNet) and head == "avg"):
+    return_type = HEADS.get(head) if isinstance(head, str) else None
+    if return_type not in model.readout_heads:
         raise ArgumentError(f"head must be 'cls' (or 'avg' for IsoNet), got {head!r}")
-    if isinstance(model, IsoNet):
-        classifier = model.cls_head if head == "cls" else model.avg_head
-        if head == "cls":
-            R[0] = classifier.W_U
-        else:
-            R[1:] = classifier.W_U / (layout.n_tokens - 1)
-    elif isinstance(model, TinyMyo) and model.task == "classification":
-        classifier = model.head
-        if classifier.reduction == "concat":
-            blocks = rearrange(classifier.W_U, "(channel d) c -> channel d c", d=d_model)
-            R[:] = blocks[list(layout.channel)] / model.cfg.n_patches
-        else:
-            R[:] = classifier.W_U / layout.n_tokens
-    elif isinstance(model, HierarchicalTransformer):
-        classifier = model.classifier
-        blocks = rearrange(classifier.W_U, "(modality d) c -> modality d c", d=d_model)
-        for m, (name, positions) in enumerate(model.stem_positions.items()):
-            if model.cfg.use_cls_token:
-                R[model.cls_positions[name]] = blocks[m]
-            else:
-                R[positions] = blocks[m] / len(positions)
-    else:
-        classifier = _unembedding(model)
-        positions = model.unembed_positions
-        R[positions] = classifier.W_U / len(positions)
-    return R.detach(), classifier.b_U.detach()
-
-
-def _unembedding(model: Any) -> Any:
-    """The TransformerLens unembedding of a pre-LN model, else an `ArgumentError` saying why
-    direct attribution cannot read it."""
-    task = f" (task={model.task!r})" if isinstance(model, TinyMyo) else ""
+    task = f" (task={model.task!r})" if model.head_tasks else ""
     why = (
         f"direct attribution needs a linear classifier after ln_final (IsoNet, "
         f"TinyMyo(task='classification'), HierarchicalTransformer, or a model with a "
         f"TransformerLens unembedding); got {type(model).__name__}{task}"
     )
-    if getattr(model.cfg, "norm_position", "pre") != "pre":
+    if model.cfg.norm_position != "pre":
         raise ArgumentError(f"{why}, whose post-LN blocks make the stream no sum of components")
-    try:
-        return model.unembed
-    except (UnsupportedReadoutError, AttributeError) as exc:
-        raise ArgumentError(f"{why}: {exc}") from None
+    if not provides(model, LINEAR_READOUT):
+        raise ArgumentError(f"{why}: {model.lacks(LINEAR_READOUT)}")
+    return model.readout_map(return_type)
 
 
 def attribution_hooks(model: Any) -> list[str]:
@@ -123,6 +94,7 @@ def attribution_hooks(model: Any) -> list[str]:
     those (attention patterns, the largest activations, are not among them).
 
     >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
     >>> attribution_hooks(IsoNet(EncoderConfig.preset("tiny", n_layers=1)))[2:]
     ['blocks.0.attn.hook_z', 'blocks.0.hook_mlp_out', 'ln_final.hook_scale']
     """
@@ -191,6 +163,7 @@ def direct_attribution(
     over ``layer`` (heads plus ``b_O`` are the layer's attention output).
 
     >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
     >>> logits, cache = model.run_with_cache(model.example_input(2))
     >>> table = direct_attribution(model, cache, [1, 3], direction="logit")

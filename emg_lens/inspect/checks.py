@@ -27,12 +27,7 @@ from transformer_lens import ActivationCache
 from emg_lens.errors import ArgumentError, LayoutError
 from emg_lens.hooks import layer_of
 from emg_lens.layout import TokenLayout
-from emg_lens.models.base import (
-    ATTENTION_HOOKS,
-    HookedBiosignalModel,
-    HookedEncoder,
-    provides,
-)
+from emg_lens.models.base import ATTENTION_HOOKS, HookedEncoder, provides
 
 __all__ = ["check_cache", "check_deterministic", "check_model", "layout_at", "pattern_names"]
 
@@ -42,7 +37,7 @@ def check_model(model: object) -> HookedEncoder:
     encoder, converted or attached: the `ATTENTION_HOOKS` of the hook contract), else raise
     `ArgumentError`. Tools that read more (weights, a layer-by-layer forward) also call
     `emg_lens.models.base.require`."""
-    if not isinstance(model, HookedBiosignalModel) or not provides(model, ATTENTION_HOOKS):
+    if not provides(model, ATTENTION_HOOKS):
         raise ArgumentError(
             "expected an emg_lens encoder (IsoNet, TinyMyo, HierarchicalTransformer, ..., or "
             f"a model opened with emg_lens.models.attach), got {type(model).__name__}"

@@ -8,7 +8,8 @@ Computed from the weights alone, with no data, for one layer and its heads:
   "what it writes".
 
 **A token's data-free embedding** is the part of the residual stream entering ``blocks.0``
-that does not depend on the signal: exactly the token a window of zeros gives.
+that does not depend on the signal: exactly the token a window of zeros gives. Each model says
+what its tokens are without data (``model.data_free_tokens``, part of the weight surface):
 
 - IsoNet: channel ``c`` (patch ``t``) is ``b_E[c] + W_pos[pos]`` (its channel's embedding bias
   and its learned position), and the CLS token ``cls_token + W_pos[0]``. Every channel has an
@@ -70,10 +71,9 @@ from einops import einsum
 from jaxtyping import Float
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, IndexOutOfRangeError, UnsupportedFeatureError
+from emg_lens.errors import ArgumentError, IndexOutOfRangeError
 from emg_lens.inspect.checks import check_model
 from emg_lens.inspect.flow import token_bins
-from emg_lens.models import HookedTorchEncoder, IsoNet, TinyMyo
 from emg_lens.models.base import TL_WEIGHTS, require
 
 __all__ = ["LEVELS", "ov_circuit", "qk_circuit", "token_embeddings"]
@@ -84,9 +84,10 @@ LEVELS = ("channel", "group")
 @torch.no_grad()
 def token_embeddings(model: Any, *, writes: bool = False) -> Float[torch.Tensor, "pos d_model"]:
     """Every token's data-free embedding (see the module docstring): what enters ``blocks.0``
-    for a window of zeros, from the embedding weights. ``writes=True`` asks for an identity
-    that survives without RoPE (what an OV circuit reads); a model whose tokens have none
-    raises `UnsupportedFeatureError` saying why.
+    for a window of zeros, from the embedding weights, as the model gives it
+    (``model.data_free_tokens``). ``writes=True`` asks for an identity that survives without
+    RoPE (what an OV circuit reads); a model whose tokens have none raises
+    `UnsupportedFeatureError` saying why.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -97,60 +98,7 @@ def token_embeddings(model: Any, *, writes: bool = False) -> Float[torch.Tensor,
     """
     check_model(model)
     require(model, TL_WEIGHTS, "token_embeddings")
-    name = type(model).__name__
-    if isinstance(model, IsoNet):
-        embed = model.embed
-        channels = embed.b_E.repeat_interleave(model.cfg.n_patches, dim=0)
-        return torch.cat((embed.cls_token[None], channels)) + model.pos_embed.W_pos
-    if isinstance(model, TinyMyo):
-        shared = (
-            f"{name}'s tokens have no data-free identity of their own: every token's embedding "
-            "is the patch embedding's bias b_E, shared by all channels"
-        )
-        if writes:
-            raise UnsupportedFeatureError(
-                f"{shared}, and RoPE does not act on values, so every channel would write the "
-                "same: an OV table would be constant. Read what heads write from data instead "
-                "(emg_lens.inspect.direct_attribution)"
-            )
-        if model.blocks[0].attn.rotary is None:
-            raise UnsupportedFeatureError(
-                f"{shared}, and nothing rotates them (positional_embedding_type='none', "
-                "BioFoundation's head-index RoPE, which cancels in the scores): every pair of "
-                "channels would get the same score. Use attention_flow on data instead"
-            )
-        return model.embed.b_E.expand(model.layout.n_tokens, -1)
-    if isinstance(model, HookedTorchEncoder):
-        return _zero_window_tokens(model, writes)
-    raise UnsupportedFeatureError(
-        f"{name}'s tokens have no data-free channel identity: weight circuits are defined for "
-        f"IsoNet (every channel has its own embedding) and TinyMyo with token RoPE. A tubelet "
-        "model's fusion stack reads its stems' outputs, which depend on the signal, and a "
-        "tubelet spans every channel of its modality. Use attention_flow on data instead"
-    )
-
-
-def _zero_window_tokens(model: Any, writes: bool) -> torch.Tensor:
-    """A converted encoder's tokens for a window of zeros, if they tell channels apart."""
-    name = type(model).__name__
-    if writes and model.cfg.norm_position == "post":
-        raise UnsupportedFeatureError(
-            f"{name} has post-LN blocks (norm_first=False): each norm rescales everything "
-            "before it, so what a head writes reaches the logits through the data's scale, and "
-            "an OV table from the weights would be no direct path. Use direct attribution on a "
-            "pre-LN model, or patching"
-        )
-    dtype, device = model.cfg.dtype, model.cfg.device
-    tokens = model.embed_signals(torch.zeros(1, *model.input_shape, dtype=dtype, device=device))[0]
-    labels = _labels(model, "channel")
-    channels = einsum(_membership(labels).to(tokens), tokens, "pos label, pos d -> label d")
-    if float((channels - channels[:1]).abs().max()) <= 1e-7 * (1 + float(tokens.abs().max())):
-        raise UnsupportedFeatureError(
-            f"{name}'s tokenizer ({type(model.embed).__name__}) gives every channel the same "
-            "token for a window of zeros (no learned position or bias per channel): its tokens "
-            "have no data-free channel identity. Use attention_flow on data instead"
-        )
-    return tokens
+    return model.data_free_tokens(writes=writes)
 
 
 @torch.no_grad()

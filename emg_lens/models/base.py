@@ -1,20 +1,30 @@
-"""The TransformerLens roots every emg_lens model builds on.
+"""The protocol every emg_lens model speaks, and the roots that implement it.
 
-`HookedBiosignalModel` is what every hooked model shares: ``cfg``, ``hook_input``, input
-checks (`to_tokens`), `example_input`, seeded initialisation and `run_with_cache` returning an
-`ActivationCache`. `HookedEncoder`, its transformer subclass, is the root of every encoder: a
-subclass supplies three things — how signals become the initial residual stream
-(`embed_signals`, which may take extra keywords that `forward` passes on), its token layout
-(`layout`), and how the final residual stream becomes outputs (`readout`) — and inherits the
-shared stack ``blocks``, ``ln_final``, `forward` with ``start_at_layer``/``stop_at_layer``,
-`run_with_hooks` and `accumulated_bias`.
+**Capabilities as data.** What a model can do for the floors above (inspection, studies,
+discovery, export) is its ``contract``, a set of the five capabilities below; a tool asks
+`provides` or refuses with `require` (which says why the model lacks it, and which converter
+gives it) instead of asking which class the model is. What a capability reads is a method or
+attribute of the protocol, so the per-class knowledge stays in the model: ``readout_map``
+(`LINEAR_READOUT`), ``data_free_tokens`` (`TL_WEIGHTS`), ``lacks``, ``head_tasks``.
+
+`HookedBiosignalModel` is what every hooked model shares, of every tier: ``cfg``,
+``hook_input``, input checks (`to_tokens`), `example_input`, seeded initialisation,
+`run_with_cache` returning an `ActivationCache`, and TransformerLens's hook surface
+(`emg_lens.models.tl_surface.HookSurface`). A model without TransformerLens weights asked for
+one of them (``W_Q`` ... ``W_U``) is refused by name, here, once. `HookedEncoder`, its
+transformer subclass, is the root of every encoder with weights: it adds the weight surface
+(`emg_lens.models.tl_surface.WeightSurface`) and a subclass supplies three things — how
+signals become the initial residual stream (`embed_signals`, which may take extra keywords
+that `forward` passes on), its token layout (`layout`), and how the final residual stream
+becomes outputs (`readout`) — and inherits the shared stack ``blocks``, ``ln_final``,
+`forward` with ``start_at_layer``/``stop_at_layer``, `run_with_hooks` and `accumulated_bias`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -32,23 +42,29 @@ from emg_lens.errors import (
     InputValueError,
     LayoutError,
     UnsupportedFeatureError,
+    UnsupportedReadoutError,
     describe,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape
-from emg_lens.models.tl_surface import TransformerLensSurface
+from emg_lens.models.tl_surface import UNEMBEDDING, WEIGHT_SURFACE, HookSurface, WeightSurface
 
 __all__ = [
     "ATTENTION_HOOKS",
+    "CAPABILITIES",
     "LAYERWISE",
+    "LINEAR_READOUT",
+    "SPLIT_QKV",
     "TL_WEIGHTS",
     "HookedBiosignalModel",
     "HookedEncoder",
+    "is_model",
     "provides",
+    "refusal",
     "require",
 ]
 
-# The hook contract: what a model provides to the floors above (inspection, studies,
-# discovery, export), by name. Each tool asks for what it reads (`require`) instead of a class.
+# The capabilities: what a model provides to the floors above, by name. Each tool asks for
+# what it reads (`require`) instead of a class.
 ATTENTION_HOOKS = "attention_hooks"
 """``blocks.{l}.attn.hook_attn_scores`` / ``hook_pattern`` ``[batch, head, query, key]`` for
 each layer, ``edge_masks=`` in ``forward``, ``layout`` and ``cfg.n_layers``: every encoder,
@@ -58,45 +74,90 @@ LAYERWISE = "layerwise"
 `TransformerBlock` s, ``readout(resid, return_type)`` and ``ln_final``: what a study's prefix
 tree, discovery's screen and ONNX export run."""
 TL_WEIGHTS = "tl_weights"
-"""Weights in TransformerLens shapes (``W_Q`` ... ``W_U``): QK and OV circuits, composition
-scores, direct attribution."""
+"""Weights in TransformerLens shapes (``W_Q`` ... ``W_U``, `WEIGHT_SURFACE`): QK and OV
+circuits, composition scores, data-free tokens (``data_free_tokens``), direct attribution."""
+LINEAR_READOUT = "linear_readout"
+"""The classifier is one linear map of the final residual stream after ``ln_final``,
+position by position: ``model.readout_map(head)`` gives ``(R, b_U)`` with ``logits = sum_p
+ln_final(resid)[p] @ R[p] + b_U`` for each ``head`` in ``model.readout_heads`` (what direct
+attribution reads). Per model, not per class: TinyMyo has one for ``task="classification"``
+only, a converted encoder where its readout is one ``nn.Linear`` of a token or of the mean."""
+SPLIT_QKV = "split_qkv_input"
+"""``model.set_use_split_qkv_input(True)`` gives every attention layer per-head copies of its
+input, ``blocks.{l}.hook_q_input`` / ``hook_k_input`` / ``hook_v_input`` ``[batch, pos,
+head_index, d_model]`` (stems' layers too), the outputs unchanged, as in TransformerLens."""
+CAPABILITIES = (ATTENTION_HOOKS, LAYERWISE, TL_WEIGHTS, LINEAR_READOUT, SPLIT_QKV)
+
+_NEEDS = {
+    ATTENTION_HOOKS: "attention hooks (blocks.{l}.attn.hook_attn_scores and hook_pattern, "
+    "edge_masks=)",
+    LAYERWISE: "a layer-by-layer forward (start_at_layer/stop_at_layer, emg_lens blocks "
+    "and readout)",
+    TL_WEIGHTS: "weights in TransformerLens shapes (W_Q, W_K, W_V, W_O, W_U)",
+    LINEAR_READOUT: "a linear readout of the final residual stream (readout_map)",
+    SPLIT_QKV: "split q/k/v input hooks (set_use_split_qkv_input: blocks.{l}.hook_q_input ...)",
+}  # what each capability is, in the words of a refusal
+
+
+def _capability(feature: Any) -> str:
+    if feature not in CAPABILITIES:
+        raise ArgumentError(f"a capability is one of {CAPABILITIES}, got {feature!r}")
+    return feature
 
 
 def provides(model: object, feature: str) -> bool:
-    """Whether ``model`` provides ``feature`` of the hook contract (`ATTENTION_HOOKS`,
-    `LAYERWISE`, `TL_WEIGHTS`).
+    """Whether ``model`` provides ``feature``, one of `CAPABILITIES` (its ``contract``).
 
-    >>> from emg_lens.models import IsoNet
+    >>> from emg_lens.models import IsoNet, TinyMyo
     >>> provides(IsoNet(EncoderConfig.preset("tiny")), TL_WEIGHTS), provides(object(), LAYERWISE)
     (True, False)
+    >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+    >>> [provides(TinyMyo(cfg, task=task), LINEAR_READOUT) for task in ("classification",
+    ...                                                                 "reconstruction")]
+    [True, False]
     """
-    return feature in getattr(model, "contract", frozenset())
+    return _capability(feature) in getattr(model, "contract", frozenset())
+
+
+def refusal(model: object, feature: str, what: str) -> str:
+    """The words of `require`'s refusal: what ``what`` needs, why ``model`` lacks it (its
+    ``lacks``), and by which converter it could have it (its ``converters``)."""
+    lacks = getattr(model, "lacks", None)
+    why = lacks(feature) if callable(lacks) else None
+    hint = getattr(model, "converters", None)
+    return (
+        f"{what} needs {_NEEDS[_capability(feature)]}, which {type(model).__name__} does not "
+        "provide"
+        + (f": {why}" if why else "")
+        + (f"; convert the model first: {hint}" if hint else "")
+    )
 
 
 def require(model: object, feature: str, what: str) -> None:
-    """Refuse, naming ``what`` needed it, a model that does not provide ``feature``; a model
-    that can be converted says by which converter (its ``converters`` text).
+    """Refuse (`UnsupportedFeatureError`), naming ``what`` needed it, a model that does not
+    provide ``feature``, saying why where it knows and by which converter where it can be
+    converted (`refusal`).
 
     >>> from emg_lens.models import MultimodalMLP
     >>> require(MultimodalMLP(EncoderConfig.preset("tiny")), ATTENTION_HOOKS, "edge_mass")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.UnsupportedFeatureError: edge_mass needs attention hooks (blocks.{l}.attn.hook_attn_scores and hook_pattern, edge_masks=), which MultimodalMLP does not provide
+    emg_lens.errors.UnsupportedFeatureError: edge_mass needs attention hooks (blocks.{l}.attn.hook_attn_scores and hook_pattern, edge_masks=), which MultimodalMLP does not provide: it has no attention layers
     """  # noqa: E501
-    if provides(model, feature):
-        return
-    needs = {
-        ATTENTION_HOOKS: "attention hooks (blocks.{l}.attn.hook_attn_scores and hook_pattern, "
-        "edge_masks=)",
-        LAYERWISE: "a layer-by-layer forward (start_at_layer/stop_at_layer, emg_lens blocks "
-        "and readout)",
-        TL_WEIGHTS: "weights in TransformerLens shapes (W_Q, W_K, W_V, W_O, W_U)",
-    }[feature]
-    hint = getattr(model, "converters", None)
-    raise UnsupportedFeatureError(
-        f"{what} needs {needs}, which {type(model).__name__} does not provide"
-        + (f"; convert the model first: {hint}" if hint else "")
-    )
+    if not provides(model, feature):
+        raise UnsupportedFeatureError(refusal(model, feature, what))
+
+
+def is_model(obj: object) -> bool:
+    """Whether ``obj`` is an emg_lens model of any tier (native, converted or attached): what
+    every tool above `emg_lens.models` takes; what it can do beyond running is its
+    ``contract`` (`provides`).
+
+    >>> from emg_lens.models import MultimodalMLP
+    >>> is_model(MultimodalMLP(EncoderConfig.preset("tiny"))), is_model(torch.nn.Linear(2, 2))
+    (True, False)
+    """
+    return isinstance(obj, HookedBiosignalModel)
 
 
 EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]
@@ -116,20 +177,54 @@ def _refuse_non_finite(signals: torch.Tensor) -> None:
     )
 
 
-class HookedBiosignalModel(TransformerLensSurface, HookedRootModule):
-    """Root of every hooked emg_lens model (the encoders and the `MultimodalMLP`); not used
-    directly.
+def _refused(name: str) -> property:
+    """``name`` of the weight surface on a model without TransformerLens weights: refused by
+    name, saying why and which converter gives them (`refusal`); read or set alike."""
+    error = UnsupportedReadoutError if name in UNEMBEDDING else UnsupportedFeatureError
+
+    def refuse(self: HookedBiosignalModel, *_: Any) -> NoReturn:
+        raise error(
+            f"{type(self).__name__} has no {name} (TransformerLens's weight surface): "
+            + refusal(self, TL_WEIGHTS, name)
+        )
+
+    return property(refuse, refuse, doc=f"``{name}``: refused without `TL_WEIGHTS`.")
+
+
+def _refusing_weights(cls: type) -> type:
+    """``cls`` with every name of the weight surface refused (`WeightSurface`, before it in
+    an encoder's bases, gives them)."""
+    for name in WEIGHT_SURFACE:
+        setattr(cls, name, _refused(name))
+    return cls
+
+
+@_refusing_weights
+class HookedBiosignalModel(HookSurface, HookedRootModule):
+    """Root of every hooked emg_lens model, of every tier (the encoders, the `MultimodalMLP`,
+    attached models); not used directly.
 
     It owns what is common to all of them: the config ``cfg``, ``hook_input``, input handling
     (`to_tokens`, `example_input`, `input_shape`), seeded initialisation (`_finish_init`
-    calling the subclass's `init_weights`) and `run_with_cache` returning an `ActivationCache`.
+    calling the subclass's `init_weights`), `run_with_cache` returning an `ActivationCache`,
+    and the protocol's defaults: an empty ``contract``, the weight surface refused by name.
     Subclasses build their modules in ``__init__``, call ``super().__init__(cfg)`` first and
     `_finish_init` last.
     """
 
     cfg: EncoderConfig
     dual_head: bool = False  # True: forward(return_type="both") gives two logits to train
-    contract: frozenset[str] = frozenset()  # what it provides of the hook contract (`provides`)
+    contract: frozenset[str] = frozenset()  # the capabilities it provides (`provides`)
+    converters: str | None = None  # the converters that give it what it lacks, in words
+    head_tasks: tuple[str, ...] = ()
+    """The heads the class can be built with (its ``task=`` keyword; the model's ``task`` is
+    the one it has): a foundation model whose encoder is pretrained with one head
+    (``"reconstruction"``) and fine-tuned with another; empty for a model with one head."""
+
+    def lacks(self, feature: str) -> str | None:
+        """Why this model does not provide ``feature`` (one of `CAPABILITIES`), in words
+        (what `require` adds to its refusal); None where it does or says nothing."""
+        return None
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -264,7 +359,7 @@ class HookedBiosignalModel(TransformerLensSurface, HookedRootModule):
         self.cfg.dtype = dtype
         return out
 
-    # ------------------------------------------------------------------ TransformerLens surface
+    # ------------------------------------------------------------------ caching
     def run_with_cache(
         self,
         *model_args: Any,
@@ -289,16 +384,34 @@ class HookedBiosignalModel(TransformerLensSurface, HookedRootModule):
         return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
 
 
-class HookedEncoder(HookedBiosignalModel):
-    """Base class of the hooked biosignal transformers; not used directly.
+class HookedEncoder(WeightSurface, HookedBiosignalModel):
+    """Base class of the hooked biosignal transformers with weights, native and converted;
+    not used directly.
 
-    Adds the shared stack ``blocks`` and ``ln_final`` to `HookedBiosignalModel`, and `forward`
-    with the TransformerLens layer arguments. Subclasses build their embeddings and heads in
-    ``__init__``, call ``super().__init__(cfg)`` first and `_finish_init` last.
+    Adds the shared stack ``blocks`` and ``ln_final`` to `HookedBiosignalModel`, `forward`
+    with the TransformerLens layer arguments, and TransformerLens's weight surface. Subclasses
+    build their embeddings and heads in ``__init__``, call ``super().__init__(cfg)`` first and
+    `_finish_init` last.
     """
 
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
-    contract = frozenset({ATTENTION_HOOKS, LAYERWISE, TL_WEIGHTS})
+
+    @property
+    def contract(self) -> frozenset[str]:
+        """Every capability, less `LINEAR_READOUT` where the classifier is no linear map of
+        the final stream (`lacks` says why).
+
+        >>> from emg_lens.models import IsoNet
+        >>> sorted(IsoNet(EncoderConfig.preset("tiny")).contract) == sorted(CAPABILITIES)
+        True
+        """
+        if self._readout_refusal() is None:
+            return frozenset(CAPABILITIES)
+        return frozenset(CAPABILITIES) - {LINEAR_READOUT}
+
+    def lacks(self, feature: str) -> str | None:
+        """Why the classifier is no linear readout, for `LINEAR_READOUT`; None otherwise."""
+        return self._readout_refusal() if feature == LINEAR_READOUT else None
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)

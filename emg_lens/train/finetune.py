@@ -199,7 +199,7 @@ def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> Ti
     (loaded onto ``device``); anything else is a `CheckpointError`."""
     if isinstance(pretrained, str | Path):
         pretrained = load_checkpoint(pretrained, device=device)
-    if not isinstance(pretrained, TinyMyo):
+    if not getattr(pretrained, "head_tasks", ()):  # an encoder that takes a new head
         raise CheckpointError(
             "fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
             f"{type(pretrained).__name__}"
@@ -214,7 +214,7 @@ def _with_new_head(
     ``head`` describes, and every pretrained weight but the head's."""
     pretrained = pretrained_model(pretrained, device)
     cfg = EncoderConfig.from_dict({**pretrained.cfg.to_dict(), "n_classes": n_outputs})
-    model = TinyMyo(cfg, **head)
+    model = type(pretrained)(cfg, **head)
     encoder = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("head.")}
     missing, unexpected = model.load_state_dict(encoder, strict=False)
     if unexpected or any(not k.startswith("head.") for k in missing):

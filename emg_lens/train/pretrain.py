@@ -196,7 +196,8 @@ def _masked_step(
 
 
 def _check_model(model: Any) -> TinyMyo:
-    if not isinstance(model, TinyMyo) or model.task != "reconstruction":
+    # a model that can be built with a reconstruction head (`head_tasks`), built with it
+    if "reconstruction" not in getattr(model, "head_tasks", ()) or model.task != "reconstruction":
         task = getattr(model, "task", None)
         raise ArgumentError(
             "pretraining needs TinyMyo(cfg, task='reconstruction'), got "

@@ -1,4 +1,5 @@
-"""`attach`: a user's attention model opened in place, as a TransformerLens `HookedRootModule`.
+"""`AttachedModel`: a user's attention model opened in place (by `attach`), as a
+TransformerLens `HookedRootModule`.
 
 The attached model holds the user's module as ``model`` (its parameters, not a copy) and runs
 its own forward. What it adds, for each attention call of that forward in call order (layer
@@ -26,6 +27,9 @@ With nothing hooked and no mask the forward is the user's module called on the s
 nothing else (fused kernels and torch's fast paths included). Otherwise the forward runs under
 an `Interceptor`, which computes the hooked or masked calls explicitly and lets the others
 through.
+
+It provides `ATTENTION_HOOKS` only: no TransformerLens weights (asked for ``W_Q`` & co. it is
+refused by `emg_lens.models.base`, naming the converters), no layer-by-layer forward.
 """
 
 from __future__ import annotations
@@ -40,33 +44,13 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import (
-    ArgumentError,
-    AttachError,
-    LayoutError,
-    describe,
-)
-from emg_lens.layout import CLS, TokenLayout, check_mask_shape
-from emg_lens.models.attached.find import (
-    AttentionSpec,
-    Block,
-    Fold,
-    check_calls,
-    find_blocks,
-    find_folds,
-    named_modules_of,
-    probe,
-)
+from emg_lens.errors import ArgumentError, AttachError, LayoutError, describe
+from emg_lens.layout import TokenLayout, check_mask_shape
+from emg_lens.models.attached.find import Block, Fold
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
-from emg_lens.models.base import (
-    ATTENTION_HOOKS,
-    TL_WEIGHTS,
-    EdgeMasks,
-    HookedBiosignalModel,
-    require,
-)
+from emg_lens.models.base import ATTENTION_HOOKS, EdgeMasks, HookedBiosignalModel
 
-__all__ = ["AttachedModel", "attach"]
+__all__ = ["AttachedModel", "per_call_layouts"]
 
 CONVERTERS = (
     "emg_lens.models.from_torch_encoder (an nn.TransformerEncoder) or "
@@ -115,7 +99,6 @@ class AttachedModel(HookedBiosignalModel):
     (``--modules models.py:build_modules --allow-code``).
     """
 
-    tier = "attached"
     contract = frozenset({ATTENTION_HOOKS})
     converters = CONVERTERS
     user_modules = ("model",)  # what a checkpoint cannot rebuild from config.json
@@ -147,7 +130,7 @@ class AttachedModel(HookedBiosignalModel):
                 one if isinstance(one, TokenLayout) else TokenLayout.from_dict(one)
                 for one in layout
             ]
-        self._layouts = _per_call(layout, len(self.calls))
+        self._layouts = per_call_layouts(layout, len(self.calls))
         self._blocks = {
             int(k): b if isinstance(b, Block) else Block(int(k), *b) for k, b in blocks.items()
         }
@@ -215,6 +198,7 @@ class AttachedModel(HookedBiosignalModel):
         checkpoint saved before folds were recorded). ``folds[layer].batch_major`` says
         whether masks may differ between them (see the module docstring).
 
+        >>> from emg_lens.models import attach
         >>> from emg_lens.models.attached.examples import PatchAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> attach(PatchAttention(), layout=layout, n_samples=8).folds_of(0)
@@ -232,10 +216,6 @@ class AttachedModel(HookedBiosignalModel):
     def layer_heads(self) -> tuple[int, ...]:
         """The number of heads of each layer's attention call."""
         return tuple(call.heads for call in self.calls)
-
-    def _stack(self, name: str) -> torch.Tensor:
-        require(self, TL_WEIGHTS, f"{name.split('.')[-1]} (stacked over layers)")
-        raise AssertionError("unreachable: an attached model has no TransformerLens weights")
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -258,6 +238,7 @@ class AttachedModel(HookedBiosignalModel):
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 
+        >>> from emg_lens.models import attach
         >>> from emg_lens.models.attached.examples import PatchAttention, TinyAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> model = attach(TinyAttention(), layout=layout, n_samples=8)
@@ -502,46 +483,9 @@ def _through(point: HookPoint, x: torch.Tensor, seq_first: bool) -> torch.Tensor
     return point(x.transpose(0, 1)).transpose(0, 1)
 
 
-# ============================================================================ attach
-def _input_size(model: nn.Module, layout: TokenLayout, n_samples: Any, n_channels: Any):
-    """``(channels, samples)`` of one input window: given, or the model's ``n_chans`` /
-    ``n_times`` (braindecode's names), or (channels) the layout's channel ids."""
-    if n_samples is None:
-        n_samples = getattr(model, "n_times", None)
-    if n_channels is None:
-        n_channels = getattr(model, "n_chans", None)
-    if n_channels is None and max(layout.channel) >= 0:
-        n_channels = max(layout.channel) + 1
-    for name, value in (("n_samples", n_samples), ("n_channels", n_channels)):
-        if value is None:
-            raise ArgumentError(
-                f"attach needs {name} (the input window is [batch, channels, samples]); pass "
-                f"attach(..., {name}=...): the model has no "
-                f"{'n_times' if name == 'n_samples' else 'n_chans'} attribute"
-                + ("" if name == "n_samples" else " and the layout names no channel")
-            )
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ArgumentError(f"{name} must be a positive int, got {value!r}")
-    return n_channels, n_samples
-
-
-def _modalities(layout: TokenLayout, n_channels: int) -> dict[str, int]:
-    """Each signal group's channel count, where the groups number the input's rows in order;
-    else one modality of all the channels (the layout still says what each token is)."""
-    counts: dict[str, int] = {}
-    first = 0
-    for group in layout.modalities:
-        ids = sorted({c for g, c in zip(layout.group, layout.channel) if g == group and c >= 0})
-        if not ids or ids != list(range(first, first + len(ids))):
-            break
-        counts[group] = len(ids)
-        first += len(ids)
-    if counts and first == n_channels:
-        return counts
-    return {(layout.modalities or ("signal",))[0]: n_channels}
-
-
-def _per_call(layout: TokenLayout | Sequence[TokenLayout], n_calls: int) -> list[TokenLayout]:
+def per_call_layouts(
+    layout: TokenLayout | Sequence[TokenLayout], n_calls: int
+) -> list[TokenLayout]:
     """One layout per attention call: the one given for all, or one each (in call order)."""
     if isinstance(layout, TokenLayout):
         return [layout] * n_calls
@@ -580,121 +524,3 @@ def _is_fold(pair: Any) -> bool:
     count, batch_major = pair
     whole = isinstance(count, int) and not isinstance(count, bool) and count >= 1
     return (count is None or whole) and (batch_major is None or isinstance(batch_major, bool))
-
-
-def _check_layout(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
-    for layer, (layout, call) in enumerate(zip(layouts, calls)):
-        if (call.n_query, call.n_key) != (layout.n_queries, layout.n_tokens):
-            raise LayoutError(
-                f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
-                f"{call.n_query} queries to {call.n_key} keys, but the layout has "
-                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
-                "(one entry per token, in the order of the scores' axes; "
-                "TokenLayout.cross(queries, keys) where queries are not keys)"
-            )
-
-
-def attach(
-    model: nn.Module,
-    *,
-    layout: TokenLayout | Sequence[TokenLayout],
-    n_samples: int | None = None,
-    attention: AttentionSpec = None,
-    n_channels: int | None = None,
-) -> AttachedModel:
-    """Open ``model`` in place: an `AttachedModel` sharing its parameters, with hook points at
-    every attention call of its forward (see the module docstring).
-
-    Args:
-        model: signals ``[batch, channels, samples]`` -> outputs; any ``nn.Module`` whose
-            attention is ``scaled_dot_product_attention``, ``nn.MultiheadAttention`` (also
-            inside ``nn.TransformerEncoderLayer``) or a softmax over ``[batch, head, query,
-            key]`` scores.
-        layout: what each token the attention sees is: a `TokenLayout` for every call, or a
-            list of them, one per attention call in call order (cross-attention:
-            ``TokenLayout.cross(queries, keys)``); checked against the scores of every call
-            on an example input.
-        n_samples: samples per window (default: the model's ``n_times``).
-        attention: the modules whose 4-D softmax is an attention: a class, a module-path
-            glob (``"blocks.*.attn"``) or a list of them; inside them a 3-D softmax
-            ``[batch * heads, query, key]`` is one too, its heads folded into the batch
-            (hooks see ``[batch * heads, 1, query, key]``; a cut is the same for every
-            head). Default: every softmax over the last axis of a 4-D tensor, one per module
-            call (a module with several is refused by name, saying what to give).
-        n_channels: input channels (default: the model's ``n_chans``, or the layout's).
-
-    Raises `AttentionNotFoundError` (no attention), `AmbiguousAttentionError`, `LayoutError`
-    (the layout does not fit the scores), `ArgumentError` (a missing size).
-
-    >>> from emg_lens.models.attached.examples import TinyAttention
-    >>> net = TinyAttention()
-    >>> model = attach(net, layout=TokenLayout.channel_tokens({"emg": 4}, cls_token=False),
-    ...                n_samples=8)
-    >>> [call.kind for call in model.calls], model.resid_modules
-    (['softmax'], {0: 'block'})
-    >>> _, cache = model.run_with_cache(model.example_input(2))
-    >>> cache["pattern", 0].shape, cache["resid_pre", 0].shape
-    (torch.Size([2, 2, 4, 4]), torch.Size([2, 4, 16]))
-    """
-    if not isinstance(model, nn.Module):
-        raise ArgumentError(f"attach needs a torch.nn.Module, got {describe(model)}")
-    if isinstance(model, AttachedModel):
-        raise ArgumentError("this model is attached already: use it as it is")
-    keys = _per_call(layout, 1)[0] if isinstance(layout, TokenLayout) else None
-    if keys is None:  # a list: checked against the calls once they are known
-        _per_call(layout, len(layout) if isinstance(layout, Sequence) else 0)
-        keys = layout[0]
-    channels, samples = _input_size(model, keys, n_samples, n_channels)
-    named = named_modules_of(model, attention)
-    params = [p for p in model.parameters() if p.is_floating_point()]
-    device = params[0].device if params else torch.device("cpu")
-    dtype = params[0].dtype if params else torch.float32
-    sizes = {keys.n_tokens, keys.n_queries}
-    batch = next(b for b in range(2, 10) if b not in sizes)  # tells batch and token axes apart
-    example = torch.randn(batch, channels, samples, generator=torch.Generator().manual_seed(0))
-    example = example.to(device=device, dtype=dtype)
-    try:
-        found = probe(model, example, named)
-    except Exception as exc:
-        if isinstance(exc, AttachError):
-            raise
-        raise AttachError(
-            f"{type(model).__name__} failed on an example input [batch={batch}, "
-            f"channels={channels}, samples={samples}] ({type(exc).__name__}: {exc}); attach "
-            "runs the model once to find its attention: check n_samples and n_channels"
-        ) from exc
-    check_calls(model, found, named)
-    layouts = _per_call(layout, len(found.calls))
-    _check_layout(layouts, found.calls)
-    folds = find_folds(model, example, named, found.calls)
-    blocks = find_blocks(found, batch, [c.n_query for c in found.calls])
-    out = found.output
-    n_classes = out.shape[-1] if isinstance(out, torch.Tensor) and out.ndim == 2 else 1
-    block_paths = {block.path for block in blocks.values()}
-    widths = [mc.in_shape[-1] for mc in found.module_calls if mc.path in block_paths]
-    cfg = EncoderConfig(
-        d_model=widths[0] if widths else 1,  # the residual stream's, where known
-        d_head=1,
-        n_heads=max(c.heads for c in found.calls),
-        n_layers=len(found.calls),
-        d_mlp=None,
-        normalization_type=None,
-        positional_embedding_type="none",
-        tokenization="custom",
-        n_ctx=keys.n_tokens,
-        modalities=_modalities(keys, channels),
-        n_samples=samples,
-        use_cls_token=CLS in keys.group,
-        n_classes=n_classes,
-        dtype=dtype,
-        device=str(device),
-    )
-    return AttachedModel(
-        cfg,
-        model=model,
-        layout=layouts,
-        calls=found.calls,
-        blocks=blocks,
-        named=None if named is None else list(named),
-        folds=folds,
-    )

@@ -42,9 +42,10 @@ from torch import nn
 
 from emg_lens.errors import AttachError, describe
 from emg_lens.layout import CLS, TokenLayout
+from emg_lens.models.attached.build import attach
 from emg_lens.models.attached.find import Probe, named_modules_of, probe
 from emg_lens.models.attached.intercept import Call
-from emg_lens.models.attached.model import AttachedModel, attach
+from emg_lens.models.attached.model import AttachedModel
 
 __all__ = [
     "NOT_YET",

@@ -243,3 +243,8 @@ class HookedTorchEncoder(ConvertedEncoder):
         if return_type == "logits" and form is not None and form["pool"] != "mean":
             return [form["pool"]]
         return None
+
+    def data_free_tokens(self, writes: bool = False) -> Float[torch.Tensor, "pos d_model"]:
+        """The user's tokenizer's output for a window of zeros (a learned position per
+        channel, say), where it tells channels apart (see `_zero_window_tokens`)."""
+        return self._zero_window_tokens(writes)

@@ -344,6 +344,32 @@ class _StemFusionEncoder(HookedEncoder):
             rearrange(pooled, "batch modality d_model -> batch (modality d_model)")
         )
 
+    # ------------------------------------------------------------------ the protocol's readings
+    def _readout_refusal(self) -> str | None:
+        return None  # a linear map, though no unembedding: see readout_map
+
+    def readout_map(
+        self, head: str = "logits"
+    ) -> tuple[Float[torch.Tensor, "pos d_model n_classes"], Float[torch.Tensor, " n_classes"]]:
+        """Each modality's CLS token (or the mean of its tubelets) times that modality's
+        ``d_model`` block of ``W_U``.
+
+        >>> model = HierarchicalTransformer(HierarchicalTransformer.default_config("tiny"))
+        >>> R, b_U = model.readout_map()
+        >>> R.shape, int(R.abs().sum((1, 2)).gt(0).sum())  # the 2 modalities' CLS tokens
+        (torch.Size([6, 16, 4]), 2)
+        """
+        self._check_readout_head(head)
+        R = self._empty_readout_map()
+        d_model = self.cfg.d_model
+        blocks = rearrange(self.classifier.W_U, "(modality d) c -> modality d c", d=d_model)
+        for m, (name, positions) in enumerate(self.stem_positions.items()):
+            if self.cfg.use_cls_token:
+                R[self.cls_positions[name]] = blocks[m]
+            else:
+                R[positions] = blocks[m] / len(positions)
+        return R.detach(), self.classifier.b_U.detach()
+
 
 class MultimodalTransformer(_StemFusionEncoder):
     """Per-modality tubelet transformers with linear fusion; no cross-modal attention anywhere.

@@ -134,3 +134,39 @@ class IsoNet(HookedEncoder):
         if return_type == "logits":
             return cls_logits
         return cls_logits, self.avg_head(normalized[:, 1:].mean(dim=1))
+
+    # ------------------------------------------------------------------ the protocol's readings
+    readout_heads = RETURN_TYPES[:2]
+
+    def readout_map(
+        self, head: str = "logits"
+    ) -> tuple[Float[torch.Tensor, "pos d_model n_classes"], Float[torch.Tensor, " n_classes"]]:
+        """The CLS head's ``W_U`` at position 0 (``"logits"``), or the average head's
+        ``W_U / n`` at each of the ``n`` channel tokens (``"avg_logits"``).
+
+        >>> R, b_U = IsoNet(EncoderConfig.preset("tiny")).readout_map("avg_logits")
+        >>> R.shape, bool(R[0].eq(0).all())
+        (torch.Size([7, 16, 4]), True)
+        """
+        self._check_readout_head(head)
+        R = self._empty_readout_map()
+        classifier = self.cls_head if head == "logits" else self.avg_head
+        if head == "logits":
+            R[0] = classifier.W_U
+        else:
+            R[1:] = classifier.W_U / (self.layout.n_tokens - 1)
+        return R.detach(), classifier.b_U.detach()
+
+    @torch.no_grad()
+    def data_free_tokens(self, writes: bool = False) -> Float[torch.Tensor, "pos d_model"]:
+        """Channel ``c`` (patch ``t``) is ``b_E[c] + W_pos[pos]``, the CLS token
+        ``cls_token + W_pos[0]``: every channel has an identity of its own.
+
+        >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+        >>> e = model.data_free_tokens()
+        >>> e.shape, torch.allclose(e, model.embed_signals(torch.zeros(1, 6, 8))[0])
+        (torch.Size([7, 16]), True)
+        """
+        embed = self.embed
+        channels = embed.b_E.repeat_interleave(self.cfg.n_patches, dim=0)
+        return torch.cat((embed.cls_token[None], channels)) + self.pos_embed.W_pos

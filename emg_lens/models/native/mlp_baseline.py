@@ -25,9 +25,9 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, UnsupportedReadoutError
+from emg_lens.errors import ArgumentError
 from emg_lens.layout import TokenLayout
-from emg_lens.models.base import EdgeMasks, HookedBiosignalModel
+from emg_lens.models.base import LINEAR_READOUT, TL_WEIGHTS, EdgeMasks, HookedBiosignalModel
 
 __all__ = ["DenseLayer", "ModalityMLP", "MultimodalMLP"]
 
@@ -160,12 +160,16 @@ class MultimodalMLP(HookedBiosignalModel):
         (there is no residual stream): ``unembed`` and `tokens_to_residual_directions` refuse."""
         return self.classifier.W_U
 
-    def _unembedding(self) -> nn.Module:
-        raise UnsupportedReadoutError(
-            "MultimodalMLP has no residual stream and no ln_final, so no TransformerLens "
-            "unembedding: its classifier (model.W_U, model.classifier.b_U) reads the fusion "
-            "layer's output, cache['fusion.hook_post']"
-        )
+    def lacks(self, feature: str) -> str | None:
+        """Why it provides no capability (`emg_lens.models.base.require` says it): dense
+        layers, no attention, no residual stream."""
+        if feature in (TL_WEIGHTS, LINEAR_READOUT):
+            return (
+                "it has no shared stack `blocks` and no residual stream (no ln_final), so no "
+                "TransformerLens weights or unembedding: its classifier (model.W_U, "
+                "model.classifier.b_U) reads the fusion layer's output, cache['fusion.hook_post']"
+            )
+        return "it has no attention layers"
 
     def init_weights(self) -> None:
         """``W ~ N(0, 2 / fan_in)``, ``W_U ~ N(0, 1 / fan_in)``, biases 0."""

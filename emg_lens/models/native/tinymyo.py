@@ -36,6 +36,7 @@ from emg_lens.errors import (
     ArgumentError,
     ConfigError,
     InputShapeError,
+    UnsupportedFeatureError,
     UnsupportedReadoutError,
     describe,
 )
@@ -521,3 +522,55 @@ class TinyMyo(HookedEncoder):
         (torch.Size([576, 192]), torch.Size([4, 384]))
         """
         return to_biofoundation_keys(self)
+
+    # ------------------------------------------------------------------ the protocol's readings
+    head_tasks = TASKS
+
+    def _readout_refusal(self) -> str | None:
+        """Both classification heads are linear maps of the final stream; the other tasks
+        have no class logits (`_unembedding` says so)."""
+        return None if self.task == "classification" else super()._readout_refusal()
+
+    def readout_map(
+        self, head: str = "logits"
+    ) -> tuple[Float[torch.Tensor, "pos d_model n_classes"], Float[torch.Tensor, " n_classes"]]:
+        """Tokens are averaged over patches and the channels concatenated (``W_U``'s block of
+        the token's channel, ``/ n_patches``), or every token averaged (``W_U / n_tokens``,
+        the unembedding).
+
+        >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
+        >>> R, b_U = TinyMyo(cfg).readout_map()
+        >>> R.shape, b_U.shape
+        (torch.Size([4, 192, 4]), torch.Size([4]))
+        """
+        if self.task != "classification" or self.head.reduction != "concat":
+            return super().readout_map(head)
+        self._check_readout_head(head)
+        R = self._empty_readout_map()
+        blocks = rearrange(self.head.W_U, "(channel d) c -> channel d c", d=self.cfg.d_model)
+        R[:] = blocks[list(self.layout.channel)] / self.cfg.n_patches
+        return R.detach(), self.head.b_U.detach()
+
+    @torch.no_grad()
+    def data_free_tokens(self, writes: bool = False) -> Float[torch.Tensor, "pos d_model"]:
+        """Every token is the patch embedding's bias ``b_E``, shared by all channels: with
+        token RoPE the rotation at the token's index is its only identity, so a QK table shows
+        RoPE's positional preference and an OV table (``writes``) would be constant (refused);
+        without token RoPE nothing tells two tokens apart (refused)."""
+        shared = (
+            f"{type(self).__name__}'s tokens have no data-free identity of their own: every "
+            "token's embedding is the patch embedding's bias b_E, shared by all channels"
+        )
+        if writes:
+            raise UnsupportedFeatureError(
+                f"{shared}, and RoPE does not act on values, so every channel would write the "
+                "same: an OV table would be constant. Read what heads write from data instead "
+                "(emg_lens.inspect.direct_attribution)"
+            )
+        if self.blocks[0].attn.rotary is None:
+            raise UnsupportedFeatureError(
+                f"{shared}, and nothing rotates them (positional_embedding_type='none', "
+                "BioFoundation's head-index RoPE, which cancels in the scores): every pair of "
+                "channels would get the same score. Use attention_flow on data instead"
+            )
+        return self.embed.b_E.expand(self.layout.n_tokens, -1)

@@ -1,14 +1,9 @@
-"""What TransformerLens users read off a model, beyond hooks and caches.
+"""TransformerLens's hook surface, which every emg_lens model has (every tier).
 
-`TransformerLensSurface` gives every emg_lens model legacy HookedTransformer's weight surface:
-the per-block weights stacked over layers (``W_Q`` ... ``b_out``), each head's QK and OV
-circuits as `transformer_lens.FactoredMatrix`, the hook flags (``set_use_attn_result``; the
-ones the blocks cannot honour are refused by name), every pair of heads' composition scores
-(``all_composition_scores``), and the classifier read as an unembedding (``W_U``, ``b_U``,
-``tokens_to_residual_directions``), so TransformerLens's own ``cache.logit_attrs``,
-``cache.logit_lens`` and ``SVDInterpreter`` work on a class. It is a mixin of
-`emg_lens.models.base.HookedBiosignalModel`, which supplies ``cfg``, ``blocks`` and the heads it
-reads.
+`HookSurface` is a mixin of `emg_lens.models.base.HookedBiosignalModel` (which supplies ``cfg``
+and the hook points): it checks hook names where TransformerLens resolves them, caches with
+``pos_slice`` over the model's tokens, and sets the hook flags (``set_use_attn_result`` ...;
+the ones no module of the model can honour are refused by name).
 
 Where TransformerLens resolves a hook's name (``hooks()``, hence ``run_with_hooks``;
 ``add_hook``; the caching hooks of ``run_with_cache``) the names are checked first: a hook name
@@ -23,37 +18,23 @@ last axis, time samples for signals) raises a `LayoutError` that points to
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from einops import rearrange
-from jaxtyping import Float
-from torch import nn
-from transformer_lens import FactoredMatrix
-from transformer_lens.utilities import Slice, composition_scores
+from transformer_lens.utilities import Slice
 
 from emg_lens.config import (
     HOOK_FLAGS,
     EncoderConfig,  # noqa: F401  (the examples use it)
 )
-from emg_lens.errors import (
-    ArgumentError,
-    HookFlagError,
-    LayoutError,
-    UnsupportedFeatureError,
-    UnsupportedReadoutError,
-    describe,
-)
+from emg_lens.errors import ArgumentError, HookFlagError, LayoutError, UnsupportedFeatureError
 
-__all__ = ["TransformerLensSurface"]
+__all__ = ["HookSurface", "token_axis"]
 
-COMPOSITION_MODES = ("Q", "K", "V")
 TL_PATCHING = "transformer_lens.patching"  # the module whose helpers' hooks are guarded
 # A block's per-head input hooks are also reachable under TransformerLens 4's names for them,
 # ``blocks.{l}.attn.hook_q_input`` ... (what its get_act_patch_direct_path hooks).
@@ -95,39 +76,10 @@ _OPTIONAL_HOOKS = {
 assert set(_OPTIONAL_HOOKS.values()) == set(HOOK_FLAGS)
 
 
-def _stacked(name: str, dims: str) -> property:
-    """A TransformerLens stacked-weight property: ``name`` of every block, stacked."""
-
-    def get(self: TransformerLensSurface) -> torch.Tensor:
-        return self._stack(name)
-
-    get.__doc__ = f"``blocks.{{l}}.{name}`` stacked: ``[{dims}]``, as in TransformerLens."
-    return property(get)
-
-
 def _check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ArgumentError(f"{name} must be True or False, got {value!r}")
     return value
-
-
-def _class_ids(tokens: Any, n_classes: int) -> torch.Tensor:
-    """Class ids (an int, a sequence of ints, an integer tensor) as a long tensor, checked."""
-    accepted = f"class ids in [0, {n_classes}): an int, a list of ints or an integer tensor"
-    if isinstance(tokens, (bool, str)):
-        raise ArgumentError(f"tokens must be {accepted}; got {tokens!r}")
-    if isinstance(tokens, torch.Tensor):
-        ids = tokens
-    else:
-        try:
-            ids = torch.as_tensor(tokens)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ArgumentError(f"tokens must be {accepted}; got {tokens!r}") from exc
-    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex() or ids.numel() == 0:
-        raise ArgumentError(f"tokens must be {accepted}; got {describe(ids)}")
-    if int(ids.min()) < 0 or int(ids.max()) >= n_classes:
-        raise ArgumentError(f"tokens must be {accepted}; got {ids.tolist()}")
-    return ids.long()
 
 
 def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
@@ -158,102 +110,9 @@ def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
     return guarded
 
 
-class TransformerLensSurface:
-    """TransformerLens's weight, hook-flag and unembedding surface (see the module docstring);
-    a mixin for `HookedBiosignalModel`."""
-
-    # ------------------------------------------------------------------ TL weights (stacked)
-    def _stack(self, name: str) -> torch.Tensor:
-        """``name`` (e.g. ``"attn.W_Q"``) of every block in ``blocks``, stacked on a new dim 0."""
-        blocks = getattr(self, "blocks", None)
-        if not blocks:
-            where = (
-                "its attention layers are in its stems: read model.stems[modality].blocks[l]"
-                if hasattr(self, "stems")
-                else "it has no attention layers"
-            )
-            raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no shared stack `blocks` (n_layers=0), so there is "
-                f"no stacked {name.split('.')[-1]} [n_layers, ...] to give; {where}"
-            )
-        get = operator.attrgetter(name)
-        return torch.stack([get(block) for block in blocks])
-
-    W_Q = _stacked("attn.W_Q", "n_layers n_heads d_model d_head")
-    W_K = _stacked("attn.W_K", "n_layers n_heads d_model d_head")
-    W_V = _stacked("attn.W_V", "n_layers n_heads d_model d_head")
-    W_O = _stacked("attn.W_O", "n_layers n_heads d_head d_model")
-    b_Q = _stacked("attn.b_Q", "n_layers n_heads d_head")
-    b_K = _stacked("attn.b_K", "n_layers n_heads d_head")
-    b_V = _stacked("attn.b_V", "n_layers n_heads d_head")
-    b_O = _stacked("attn.b_O", "n_layers d_model")
-    W_in = _stacked("mlp.W_in", "n_layers d_model d_mlp")
-    b_in = _stacked("mlp.b_in", "n_layers d_mlp")
-    W_out = _stacked("mlp.W_out", "n_layers d_mlp d_model")
-    b_out = _stacked("mlp.b_out", "n_layers d_model")
-
-    @property
-    def QK(self) -> FactoredMatrix:
-        """Every head's QK circuit ``W_Q @ W_K^T`` as a TransformerLens `FactoredMatrix`
-        ``[n_layers, n_heads, d_model, d_model]`` (query side left, key side right; the
-        attention scale 1/sqrt(d_head), biases, LayerNorm and RoPE are not in it).
-
-        >>> from emg_lens.models import IsoNet
-        >>> model = IsoNet(EncoderConfig.preset("tiny"))
-        >>> model.QK.shape, model.W_Q.shape
-        (torch.Size([2, 4, 16, 16]), torch.Size([2, 4, 16, 4]))
-        """
-        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
-
-    @property
-    def OV(self) -> FactoredMatrix:
-        """Every head's OV circuit ``W_V @ W_O`` as a `FactoredMatrix`
-        ``[n_layers, n_heads, d_model, d_model]`` (what a head writes for what it reads).
-
-        >>> from emg_lens.models import IsoNet
-        >>> IsoNet(EncoderConfig.preset("tiny")).OV.shape
-        torch.Size([2, 4, 16, 16])
-        """
-        return FactoredMatrix(self.W_V, self.W_O)
-
-    def all_composition_scores(
-        self, mode: str
-    ) -> Float[torch.Tensor, "n_layers n_heads n_layers n_heads"]:
-        """Every pair of heads' composition score, as legacy ``HookedTransformer``'s: entry
-        ``[l1, h1, l2, h2]`` is how much head ``h2`` of layer ``l2`` reads, through its query
-        (``mode="Q"``), key (``"K"``) or value (``"V"``), what head ``h1`` of layer ``l1``
-        writes: ``||OV[l1, h1] @ R[l2, h2]||_F / (||OV[l1, h1]||_F ||R[l2, h2]||_F)`` with
-        ``R`` = ``QK`` (Q), ``QK.T`` (K) or ``OV`` (V) (Elhage et al. 2021, "A Mathematical
-        Framework for Transformer Circuits"; TransformerLens's ``composition_scores``). Pairs
-        whose reading head is not in a later layer (``l2 <= l1``) are 0.
-
-        >>> from emg_lens.models import IsoNet
-        >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))  # 2 layers of 4 heads
-        >>> scores = model.all_composition_scores("K")
-        >>> scores.shape, bool((scores[1] == 0).all()), bool((scores[0, :, 1] > 0).all())
-        (torch.Size([2, 4, 2, 4]), True, True)
-        """
-        if mode not in COMPOSITION_MODES:
-            raise ArgumentError(
-                f"all_composition_scores mode must be one of {list(COMPOSITION_MODES)} (query, "
-                f"key or value composition), got {mode!r}"
-            )
-        left = self.OV
-        right = {"Q": self.QK, "K": self.QK.T, "V": left}[mode]
-        scores = composition_scores(left, right, broadcast_dims=True)
-        layers = torch.arange(scores.shape[0], device=scores.device)
-        later = layers[:, None, None, None] < layers[None, None, :, None]
-        return torch.where(later, scores, torch.zeros_like(scores))
-
-    def all_head_labels(self) -> list[str]:
-        """``"L{layer}H{head}"`` for every head of ``blocks``, layer-major (TransformerLens's).
-
-        >>> from emg_lens.models import IsoNet
-        >>> IsoNet(EncoderConfig.preset("tiny")).all_head_labels()[:5]
-        ['L0H0', 'L0H1', 'L0H2', 'L0H3', 'L1H0']
-        """
-        n_layers, n_heads = self._stack("attn.W_Q").shape[:2]
-        return [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
+class HookSurface:
+    """TransformerLens's hooks, checked, and its hook flags (see the module docstring); a
+    mixin for `HookedBiosignalModel`."""
 
     # ------------------------------------------------------------------ TL hooks, checked
     def setup(self) -> None:
@@ -511,11 +370,12 @@ class TransformerLensSurface:
             if not value:
                 return  # off is the state it is in
             hooks = sorted({h for h, f in _OPTIONAL_HOOKS.items() if f == flag})
-            if getattr(self, "tier", None) == "attached":
+            converters = getattr(self, "converters", None)  # a model that can be converted
+            if converters:
                 why = (
                     "its attention runs in its own code, where emg_lens sees the scores and "
                     "the pattern only; convert it for TransformerLens weights and per-head "
-                    f"hooks: {getattr(self, 'converters', 'see emg_lens.models')}"
+                    f"hooks: {converters}"
                 )
             else:
                 why = "it has no attention layers"
@@ -573,156 +433,8 @@ class TransformerLensSurface:
         only), as in TransformerLens."""
         self._set_hook_flag("use_hook_mlp_in", use_hook_mlp_in)
 
-    # ------------------------------------------------------------------ positions
-    @property
-    def W_pos(self) -> Float[torch.Tensor, "n_ctx d_model"]:
-        """The learned position embedding ``pos_embed.W_pos`` ``[n_ctx, d_model]``, as
-        TransformerLens's model-level ``W_pos``; a model without one (rotary positions, per-stem
-        positions, positions computed from the input) says why by name.
-
-        >>> from emg_lens.models import IsoNet
-        >>> IsoNet(EncoderConfig.preset("tiny")).W_pos.shape
-        torch.Size([7, 16])
-        """
-        W_pos = getattr(getattr(self, "pos_embed", None), "W_pos", None)
-        if isinstance(W_pos, torch.Tensor):
-            return W_pos
-        name = type(self).__name__
-        if getattr(self.cfg, "positional_embedding_type", None) == "rotary":
-            why = "its positions are rotary, applied to q and k (attn.hook_rot_q, hook_rot_k)"
-        elif hasattr(self, "stems"):
-            why = "its learned positions are each stem's: model.stems[modality].pos_embed.W_pos"
-        elif getattr(self, "tier", None) == "attached":
-            why = "an attached model runs its own code and has no TransformerLens weights"
-        elif "hook_pos_embed" in getattr(self, "hook_dict", {}):
-            why = (
-                "the positions it adds to the tokens are computed, not one learned table; "
-                "they are the activation cache['hook_pos_embed']"
-            )
-        else:
-            why = "it adds no positional embedding"
-        raise UnsupportedFeatureError(
-            f"{name} has no W_pos (pos_embed.W_pos [n_ctx, d_model]): {why}"
-        )
-
-    # ------------------------------------------------------------------ the unembedding
-    unembed_heads: tuple[str, ...] = ()  # return types whose head is a TL unembedding
-    _unembed_head: str = "logits"
-
-    @property
-    def unembed_head(self) -> str:
-        """The classifier head (a ``return_type``) that ``W_U``, ``b_U``, ``unembed`` and
-        `tokens_to_residual_directions` refer to; ``"logits"``, the scored head, by default.
-        IsoNet also accepts ``"avg_logits"``."""
-        return self._unembed_head
-
-    @unembed_head.setter
-    def unembed_head(self, head: str) -> None:
-        if head not in self.unembed_heads:
-            raise ArgumentError(
-                f"{type(self).__name__}.unembed_head must be one of {self.unembed_heads}, "
-                f"got {head!r}"
-            )
-        self._unembed_head = head
-
-    def _unembedding(self) -> nn.Module:
-        """The head module (``W_U``, ``b_U``) of ``unembed_head``; a model whose classifier is
-        no TransformerLens unembedding raises `UnsupportedReadoutError` saying why."""
-        raise UnsupportedReadoutError(
-            f"{type(self).__name__} has no unembedding: its classifier does not read the "
-            "residual stream after ln_final"
-        )
-
-    @property
-    def unembed_positions(self) -> list[int]:
-        """Token positions whose final stream the ``unembed_head`` reads: one (a CLS token)
-        or several, averaged after ``ln_final`` (the logit is the mean of theirs)."""
-        raise NotImplementedError
-
-    @property
-    def unembed(self) -> nn.Module:
-        """The ``unembed_head`` module: ``unembed.W_U [d_model, n_classes]``, ``unembed.b_U``."""
-        return self._unembedding()
-
-    @property
-    def W_U(self) -> Float[torch.Tensor, "d_model n_classes"]:
-        """The ``unembed_head``'s unembedding (one column per class), as TransformerLens's
-        ``W_U``: logits = ``ln_final(resid)[unembed_positions]`` (averaged) ``@ W_U + b_U``."""
-        return self.unembed.W_U
-
-    @property
-    def b_U(self) -> Float[torch.Tensor, " n_classes"]:
-        """The ``unembed_head``'s bias."""
-        return self.unembed.b_U
-
-    def tokens_to_residual_directions(
-        self, tokens: int | Sequence[int] | torch.Tensor
-    ) -> Float[torch.Tensor, "... d_model"]:
-        """Class ids -> their directions in the final residual stream (after ``ln_final``):
-        the columns of ``W_U``, as TransformerLens. One id (an int or a one-element tensor)
-        gives ``[d_model]``; more give ``[*tokens.shape, d_model]``. This is what
-        ``ActivationCache.logit_attrs(stack, tokens=class_ids, pos_slice=...)`` projects on.
-
-        >>> from emg_lens.models import IsoNet
-        >>> model = IsoNet(EncoderConfig.preset("tiny"))
-        >>> model.tokens_to_residual_directions(2).shape
-        torch.Size([16])
-        >>> model.tokens_to_residual_directions([0, 3]).shape
-        torch.Size([2, 16])
-        """
-        W_U = self.unembed.W_U  # not self.W_U, which some models use for their classifier
-        ids = _class_ids(tokens, W_U.shape[1])
-        if ids.numel() > 1:
-            return rearrange(W_U[:, ids.to(W_U.device)], "d_model ... -> ... d_model")
-        return W_U[:, int(ids.reshape(-1)[0])]
-
-    def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
-        """``(W, b)`` of every linear map applied to ``ln_final``'s output (pooled by taking
-        one position, a mean, or concatenating ``d_model`` blocks): what `fold_ln_final`
-        rescales. A model with another readout returns none and cannot fold."""
-        return []
-
-    @torch.no_grad()
-    def fold_ln_final(self) -> None:
-        """Fold ``ln_final``'s weight and bias into the maps that read it, in place, as
-        TransformerLens's ``fold_ln`` does for the unembedding: ``W <- w * W`` (per
-        ``d_model`` block), ``b <- b + ln_b @ W``, then ``w = 1``, ``b = 0``. The model
-        computes the same function; afterwards ``cache.logit_attrs`` (which applies the
-        norm's centring and scale but not its weights) sums exactly to the logits:
-        ``attrs.sum(0) + b_U[c] == logits[:, c]`` for a stack covering the whole stream.
-
-        >>> from emg_lens.models import IsoNet
-        >>> model = IsoNet(EncoderConfig.preset("tiny"))
-        >>> torch.nn.init.normal_(model.ln_final.w)  # doctest: +ELLIPSIS
-        Parameter containing:...
-        >>> x = model.example_input(2)
-        >>> before = model(x)
-        >>> model.fold_ln_final()
-        >>> torch.allclose(model(x), before, atol=1e-6), bool((model.ln_final.w == 1).all())
-        (True, True)
-        """
-        ln = self.ln_final if hasattr(self, "ln_final") else None
-        if not hasattr(ln, "w"):
-            return  # no final norm (normalization_type=None), or no residual stream
-        readers = self._ln_final_readers()
-        if not readers:
-            raise UnsupportedFeatureError(
-                f"{type(self).__name__} has no linear map reading ln_final's output to fold "
-                "its weights into"
-            )
-        d_model = ln.w.shape[0]
-        for W, b in readers:
-            blocks = W.view(-1, d_model, W.shape[-1])  # [k, d_model, out]: k pooled blocks
-            b.add_(torch.einsum("d,kdo->o", ln.b, blocks))
-            blocks.mul_(ln.w[None, :, None])
-        ln.w.fill_(1.0)
-        ln.b.zero_()
-
     def tl_parameters(self) -> dict[str, torch.Tensor]:
         """Parameters under their TransformerLens names (what `SVDInterpreter` reads):
-        ``named_parameters()`` plus ``unembed.W_U`` / ``unembed.b_U`` where the model has an
-        unembedding."""
-        params = dict(self.named_parameters())
-        with contextlib.suppress(UnsupportedReadoutError):
-            params |= {"unembed.W_U": self.unembed.W_U, "unembed.b_U": self.unembed.b_U}
-        return params
+        ``named_parameters()``, and a model with an unembedding adds ``unembed.W_U`` /
+        ``unembed.b_U`` (`emg_lens.models.tl_surface.WeightSurface`)."""
+        return dict(self.named_parameters())

@@ -1,0 +1,14 @@
+"""What TransformerLens users read off a model, in two parts (the layer below
+`emg_lens.models.base`).
+
+- `hooks`: `HookSurface`, the hook surface every emg_lens model has, of every tier: hook
+  names checked where TransformerLens resolves them, caching with ``pos_slice``, the hook flags.
+- `weights`: `WeightSurface`, the weight surface only models with weights in TransformerLens
+  shapes have (`emg_lens.models.base.TL_WEIGHTS`): stacked weights, QK/OV circuits,
+  composition scores, ``W_pos``, the unembedding, the readout map and data-free tokens.
+"""
+
+from emg_lens.models.tl_surface.hooks import HookSurface, token_axis
+from emg_lens.models.tl_surface.weights import UNEMBEDDING, WEIGHT_SURFACE, WeightSurface
+
+__all__ = ["UNEMBEDDING", "WEIGHT_SURFACE", "HookSurface", "WeightSurface", "token_axis"]
