@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import signal as sps
@@ -69,6 +69,7 @@ __all__ = [
     "planted_setup",
     "slow_noise",
     "synthesize_ninapro_db2",
+    "trial_timeline",
 ]
 
 GESTURE_KINDS = ("emg", "acc", "interaction")
@@ -482,23 +483,17 @@ def _subject_recording(
         rng = np.random.default_rng([spec.seed, subject, stream])
     fs = spec.sample_rate
     n_move, n_rest = int(spec.movement_seconds * fs), int(spec.rest_seconds * fs)
-    # Gestures in order, each repeated n_repetitions times, as in a NinaPro exercise.
     chosen = range(1, spec.n_gestures + 1) if gestures is None else gestures
-    runs = [(g, r) for g in chosen for r in range(1, spec.n_repetitions + 1)]
-    total = n_rest + len(runs) * (n_move + n_rest)
+    timeline = trial_timeline(chosen, spec.n_repetitions, n_move, n_rest)
+    total = timeline.total
     amp = np.tile(0.05 * patterns.emg_neutral, (total, 1))  # resting tone
     posture = np.tile(patterns.posture_neutral, (total, 1, 1))
-    stimulus = np.zeros(total, np.int64)
-    repetition = np.zeros(total, np.int64)
     ramp = onset_ramp(n_move, int(0.15 * fs))
-    for i, (g, r) in enumerate(runs):
-        start = n_rest + i * (n_move + n_rest)
-        sl = slice(start, start + n_move)
+    for (g, r), sl in zip(timeline.runs, timeline.slices):
         emg_level, pose = patterns.for_gesture(spec, g, r)
         drift = 1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * np.arange(n_move) / fs)
         amp[sl] = amp[sl] * (1 - ramp[:, None]) + (emg_level * drift[:, None]) * ramp[:, None]
         posture[sl] = posture[sl] * (1 - ramp[:, None, None]) + pose * ramp[:, None, None]
-        stimulus[sl], repetition[sl] = g, r
     emg = amp * muscle_noise(rng, total, spec.n_emg, fs)
     emg += spec.noise * 0.1 * rng.standard_normal(emg.shape)
     acc = posture + 0.02 * slow_noise(rng, total, (spec.n_acc_sensors, 3), fs)
@@ -510,10 +505,47 @@ def _subject_recording(
             "acc": acc.reshape(total, -1).astype(np.float32),  # sensor-major: x, y, z
         },
         sample_rate=fs,
-        stimulus=stimulus,
-        repetition=repetition,
+        stimulus=timeline.stimulus,
+        repetition=timeline.repetition,
         source=f"synthetic(seed={spec.seed}, subject={subject})",
     )
+
+
+class Timeline(NamedTuple):
+    """A synthetic recording's protocol (`trial_timeline`): its ``total`` samples, the trials
+    ``runs`` (label, repetition) in order, the ``slices`` they occupy, and per sample the label
+    and repetition (``stimulus``, ``repetition``: 0 at rest)."""
+
+    total: int
+    runs: list[tuple[int, int]]
+    slices: list[slice]
+    stimulus: np.ndarray
+    repetition: np.ndarray
+
+
+def trial_timeline(
+    labels: Iterable[int], n_repetitions: int, n_trial: int, n_rest: int
+) -> Timeline:
+    """Each of ``labels`` in order, repeated ``n_repetitions`` times (as in a NinaPro exercise):
+    ``n_trial`` samples each, with ``n_rest`` samples of rest before every trial and after
+    the last.
+
+    >>> t = trial_timeline([4, 7], 2, n_trial=2, n_rest=1)
+    >>> t.total, t.runs[1], t.slices[1]
+    (13, (4, 2), slice(4, 6, None))
+    >>> t.stimulus.tolist()
+    [0, 4, 4, 0, 4, 4, 0, 7, 7, 0, 7, 7, 0]
+    """
+    runs = [(label, r) for label in labels for r in range(1, n_repetitions + 1)]
+    total = n_rest + len(runs) * (n_trial + n_rest)
+    stimulus = np.zeros(total, np.int64)
+    repetition = np.zeros(total, np.int64)
+    slices = []
+    for i, (label, rep) in enumerate(runs):
+        start = n_rest + i * (n_trial + n_rest)
+        slices.append(slice(start, start + n_trial))
+        stimulus[slices[-1]], repetition[slices[-1]] = label, rep
+    return Timeline(total, runs, slices, stimulus, repetition)
 
 
 def onset_ramp(n: int, width: int) -> np.ndarray:
