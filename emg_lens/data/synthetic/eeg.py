@@ -54,7 +54,8 @@ from scipy import signal as sps
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.reader import DatasetReader, no_files
 from emg_lens.data.recording import Recording
-from emg_lens.data.synthetic.emg_acc import SyntheticSpec, onset_ramp, trial_timeline
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+from emg_lens.data.synthetic.protocol import onset_ramp, trial_timeline
 from emg_lens.edges.regions import LOBES, place, region_channels
 from emg_lens.errors import ArgumentError, ConfigError, UnplacedChannelError
 from emg_lens.geometry import Montage, scalp

@@ -30,7 +30,7 @@ from jaxtyping import Float
 
 from emg_lens.data.formats.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
 from emg_lens.data.recording import Recording
-from emg_lens.data.synthetic.emg_acc import muscle_noise, onset_ramp, slow_noise, trial_timeline
+from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
 from emg_lens.errors import ConfigError
 
 __all__ = [
