@@ -62,10 +62,10 @@ from emg_lens.edges import parse
 from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudyResult, StudySpec, expand_grid, run_study
-from emg_lens.studies import evaluate as evaluate_module
-from emg_lens.studies import runner as runner_module
-from emg_lens.studies.evaluate import TreePlan, tree_plan
-from emg_lens.studies.grid import BASELINE
+from emg_lens.studies.ablation import evaluate as evaluate_module
+from emg_lens.studies.ablation import runner as runner_module
+from emg_lens.studies.ablation.evaluate import TreePlan, tree_plan
+from emg_lens.studies.ablation.grid import BASELINE
 
 SPEC = {
     "name": "table3",

@@ -251,10 +251,10 @@ def load_checkpoint_windows(
     """The model of ``--checkpoint`` on ``device`` (its user's modules made by ``builder``),
     ``--n-windows`` of its subject's test windows, evenly spaced
     (`emg_lens.inspect.report.select_windows`), and the data source its metadata records
-    (`emg_lens.studies.runner.load_entry` loads both; what it refuses, it refuses)."""
+    (`emg_lens.studies.subjects.load_entry` loads both; what it refuses, it refuses)."""
     from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.inspect.report import select_windows
-    from emg_lens.studies.runner import load_entry
+    from emg_lens.studies.subjects import load_entry
 
     subject = load_entry(args.checkpoint, device, builder)
     data = select_windows(subject.data, args.n_windows)

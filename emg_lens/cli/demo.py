@@ -87,9 +87,9 @@ def cmd_demo(args: argparse.Namespace):
     from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
+    from emg_lens.studies.ablation.planted import format_findings
+    from emg_lens.studies.ablation.result import correction_phrase
     from emg_lens.studies.chance import chance_console
-    from emg_lens.studies.planted import format_findings
-    from emg_lens.studies.result import correction_phrase
     from emg_lens.train import TrainConfig, train_subjects
 
     say = functools.partial(print, flush=True)  # a log or a pipe sees each line as it happens

@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
 
 def cmd_features(args: argparse.Namespace):
     from emg_lens.inspect.features import FeatureConfig, train_features
-    from emg_lens.studies.runner import known_of
+    from emg_lens.studies.subjects import known_of
 
     config = FeatureConfig(
         layer=args.layer,

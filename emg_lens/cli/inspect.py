@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 def cmd_inspect(args: argparse.Namespace):
     from emg_lens.inspect.report import inspect_checkpoint, inspect_model
-    from emg_lens.studies.runner import known_of
+    from emg_lens.studies.subjects import known_of
 
     def step(message: str) -> None:  # one line per step: readable on a terminal and in a log
         print(message, flush=True)

@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
 def cmd_probe(args: argparse.Namespace):
     from emg_lens.errors import SpecError
     from emg_lens.inspect.probe_report import probe_models
-    from emg_lens.studies.runner import find_models, known_of, load_entry
+    from emg_lens.studies.subjects import find_models, known_of, load_entry
 
     found = find_models(args.models)
     if args.subjects:

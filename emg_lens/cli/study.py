@@ -25,7 +25,7 @@ from emg_lens.cli.common import (
 from emg_lens.cli.consent import add_allow_code_argument, allow_code
 
 TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # [data]/[train] overrides
-WAIT_TIMEOUT = 3600.0  # = emg_lens.studies.runner.WAIT_TIMEOUT (parsers import no torch)
+WAIT_TIMEOUT = 3600.0  # = emg_lens.studies.store.WAIT_TIMEOUT (parsers import no torch)
 CHECK_PRESET = "demo"  # = emg_lens.studies.check.CHECK_PRESET (parsers import no torch)
 FLAGS = {
     "models": "--models",

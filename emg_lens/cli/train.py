@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
     from emg_lens.data.datasets import load_subject
     from emg_lens.models import MODEL_CLASSES
     from emg_lens.studies.chance import chance_console, chance_table
-    from emg_lens.studies.runner import checkpoint_score
+    from emg_lens.studies.subjects import checkpoint_score
     from emg_lens.train import train_subjects
 
     device = resolve_device(args.device)
@@ -135,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.data.datasets import load_subject
     from emg_lens.studies.chance import chance_console, chance_table
     from emg_lens.studies.code import load_model, require_builder
-    from emg_lens.studies.runner import checkpoint_score, find_models
+    from emg_lens.studies.subjects import checkpoint_score, find_models
     from emg_lens.train import accuracy
     from emg_lens.train.baseline import feature_baseline
 

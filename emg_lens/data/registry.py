@@ -18,11 +18,12 @@ Adding a dataset is one module plus one entry:
    ``synthetic/``): a reader returning a `Recording` (or, for a source of ready-made
    windows, a `Windows`), its writer, and one `DatasetReader` (`emg_lens.data.reader` lists
    what each use needs).
-2. One `DatasetInfo` in ``_ENTRIES`` below: ``name`` (what ``"dataset"`` and the CLI say),
-   ``summary`` (one line), ``layout`` (where the files lie under the root, for messages and
-   docs; ``""`` when generated), ``needs_root``, ``uses`` (of `USES`), ``reader``
-   (``"module:attribute"``) and, for a format ``emg-lens synth`` writes, ``synthesizer``
-   (``"module:function"``: out folder, options -> the files written, one subject at a time).
+2. One row of ``_TABLE`` below, a `DatasetInfo`: ``name`` (what ``"dataset"`` and the CLI
+   say), ``uses`` (of `USES`), ``reader`` (``"module:attribute"``) and, for a format
+   ``emg-lens synth`` writes, ``synthesizer`` (``"module:function"``: out folder, options ->
+   the files written, one subject at a time), ``layout`` (where the files lie under the root,
+   for messages and docs; ``""`` when generated) and ``summary`` (one line). ``needs_root``
+   follows from the layout.
 
 >>> DATASETS  # doctest: +NORMALIZE_WHITESPACE
 ('synthetic', 'ninapro-db2', 'hdsemg', 'epn612', 'uci', 'ninapro-db8', 'synthetic-eeg',
@@ -170,131 +171,62 @@ def _resolve(ref: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-_F = "emg_lens.data.formats"
-_S = "emg_lens.data.synthetic"
+_F, _S = "emg_lens.data.formats.", "emg_lens.data.synthetic."
 
-_ENTRIES = (
-    DatasetInfo(
-        name="synthetic",
-        summary="synthetic sEMG + ACC shaped like NinaPro DB2 (emg_lens.data.synthetic.emg_acc)",
-        layout="",
-        needs_root=False,
-        uses=("recordings", "store", "repetitions"),
-        reader=f"{_S}.emg_acc:READER",
-    ),
-    DatasetInfo(
-        name="ninapro-db2",
-        summary="NinaPro DB2: 12 sEMG + 12 3-axis ACC at 2 kHz, exercises B/C/D",
-        layout="<root>/DB2_s<N>/S<N>_E<k>_A1.mat",
-        needs_root=True,
-        uses=("recordings",),
-        reader=f"{_F}.ninapro_db2:READER",
-        synthesizer=f"{_S}.emg_acc:synthesize_ninapro_db2",
-    ),
-    DatasetInfo(
-        name="hdsemg",
-        summary="HD-sEMG 65 gestures: two 8 x 8 grids at 2048 Hz and force (MATLAB v7.3)",
-        layout="<root>/s<N>.mat",
-        needs_root=True,
-        uses=("recordings",),
-        reader=f"{_F}.hdsemg:READER",
-        synthesizer=f"{_S}.hdsemg:synthesize_hdsemg",
-    ),
-    DatasetInfo(
-        name="epn612",
-        summary="EMG-EPN-612: Myo armband, 8 sEMG at 200 Hz, 6 gestures, 306 + 306 users (JSON)",
-        layout="<root>/trainingJSON/user<N>/user<N>.json (subject N), "
-        "<root>/testingJSON/user<N>/user<N>.json (subject 1000 + N)",
-        needs_root=True,
-        uses=("recordings", "store", "downstream"),
-        reader=f"{_F}.epn612:READER",
-        synthesizer=f"{_S}.downstream:synthesize_epn612",
-    ),
-    DatasetInfo(
-        name="uci",
-        summary="UCI EMG Data for Gestures: Myo armband, 8 sEMG at 200 Hz, 36 subjects (text)",
-        layout="<root>/<NN>/<k>_raw_data_<time>.txt (NN = 01..36)",
-        needs_root=True,
-        uses=("recordings", "store", "downstream"),
-        reader=f"{_F}.uci_gestures:READER",
-        synthesizer=f"{_S}.downstream:synthesize_uci",
-    ),
-    DatasetInfo(
-        name="ninapro-db8",
-        summary="NinaPro DB8: 16 sEMG at 2 kHz and an 18-sensor glove, 12 subjects, 3 acquisitions",
-        layout="<root>/S<N>_E1_A<k>.mat (k = 1, 2, 3; at any depth)",
-        needs_root=True,
-        uses=("recordings", "store", "downstream"),
-        reader=f"{_F}.ninapro_db8:READER",
-        synthesizer=f"{_S}.downstream:synthesize_db8",
-    ),
-    DatasetInfo(
-        name="synthetic-eeg",
-        summary="synthetic 10-20 EEG (19 channels, 200 Hz) with a planted region interaction "
-        "(emg_lens.data.synthetic.eeg)",
-        layout="",
-        needs_root=False,
-        uses=("recordings",),
-        reader=f"{_S}.eeg:READER",
-    ),
-    DatasetInfo(
-        name="files",
-        summary="your own recordings: one file per trial (.csv, .npy, .mat), the labels in the "
-        "file names by a path template (emg_lens.data.read_files)",
-        layout="<root>/<--pattern>, e.g. R_{repetition}_C_{gesture}_EMG.csv",
-        needs_root=True,
-        uses=("recordings",),
-        reader=f"{_F}.trial_files:READER",
-    ),
-    DatasetInfo(
-        name="emg2pose",
-        summary="emg2pose: 16-channel sEMG wristbands at 2 kHz, unlabelled sessions with joint "
-        "angles (HDF5 + metadata.csv); TinyMyo's largest pretraining corpus",
-        layout="<root>/metadata.csv, <root>/<filename>.hdf5",
-        needs_root=True,
-        uses=("store", "pretraining"),
-        reader=f"{_F}.emg2pose:READER",
-    ),
-    DatasetInfo(
-        name="ninapro-db5",
-        summary="NinaPro DB5: two Myo armbands, 16 sEMG at 200 Hz, 52 movements in 3 exercises",
-        layout="<root>/s<N>/S<N>_E<k>_A1.mat (k = 1, 2, 3; at any depth)",
-        needs_root=True,
-        uses=("store", "repetitions"),
-        reader=f"{_F}.ninapro_db5:READER",
-    ),
-    DatasetInfo(
-        name="ninapro-db6",
-        summary="NinaPro DB6: 14 sEMG at 2 kHz, 7 grasps, 10 subjects x 5 days x 2 sessions",
-        layout="<root>/S<N>_D<day>_T<time>.mat (at any depth)",
-        needs_root=True,
-        uses=("store", "pretraining", "repetitions"),
-        reader=f"{_F}.ninapro_db6_db7:DB6_READER",
-    ),
-    DatasetInfo(
-        name="ninapro-db7",
-        summary="NinaPro DB7: 12 sEMG + IMU at 2 kHz, 40 movements, 22 subjects",
-        layout="<root>/S<N>_E1_A1.mat (at any depth)",
-        needs_root=True,
-        uses=("store", "pretraining", "repetitions"),
-        reader=f"{_F}.ninapro_db6_db7:DB7_READER",
-    ),
-    DatasetInfo(
-        name="windows",
-        summary="an HDF5 window store (emg_lens.data.windows.store; emg-lens windows writes one)",
-        layout="<path>.h5",
-        needs_root=False,
-        uses=("windows",),
-        reader="emg_lens.data.windows.store:READER",
-    ),
-    DatasetInfo(
-        name="synthetic-windows",
-        summary="synthetic sEMG windows (emg_lens.data.synthetic.windows)",
-        layout="",
-        needs_root=False,
-        uses=("windows",),
-        reader=f"{_S}.windows:READER",
-    ),
+# One row a dataset, in registry order: its name, uses (of USES), reader and synthesizer (the
+# module docstring's fields), then layout and summary. needs_root follows from the layout: a
+# dataset whose files lie under "<root>" needs one.
+# fmt: off
+_TABLE = (
+    ("synthetic", "recordings store repetitions", _S + "emg_acc:READER", None, "",
+     "synthetic sEMG + ACC shaped like NinaPro DB2 (emg_lens.data.synthetic.emg_acc)"),
+    ("ninapro-db2", "recordings", _F + "ninapro_db2:READER",
+     _S + "emg_acc:synthesize_ninapro_db2", "<root>/DB2_s<N>/S<N>_E<k>_A1.mat",
+     "NinaPro DB2: 12 sEMG + 12 3-axis ACC at 2 kHz, exercises B/C/D"),
+    ("hdsemg", "recordings", _F + "hdsemg:READER", _S + "hdsemg:synthesize_hdsemg",
+     "<root>/s<N>.mat",
+     "HD-sEMG 65 gestures: two 8 x 8 grids at 2048 Hz and force (MATLAB v7.3)"),
+    ("epn612", "recordings store downstream", _F + "epn612:READER",
+     _S + "downstream:synthesize_epn612",
+     "<root>/trainingJSON/user<N>/user<N>.json (subject N), "
+     "<root>/testingJSON/user<N>/user<N>.json (subject 1000 + N)",
+     "EMG-EPN-612: Myo armband, 8 sEMG at 200 Hz, 6 gestures, 306 + 306 users (JSON)"),
+    ("uci", "recordings store downstream", _F + "uci_gestures:READER",
+     _S + "downstream:synthesize_uci", "<root>/<NN>/<k>_raw_data_<time>.txt (NN = 01..36)",
+     "UCI EMG Data for Gestures: Myo armband, 8 sEMG at 200 Hz, 36 subjects (text)"),
+    ("ninapro-db8", "recordings store downstream", _F + "ninapro_db8:READER",
+     _S + "downstream:synthesize_db8", "<root>/S<N>_E1_A<k>.mat (k = 1, 2, 3; at any depth)",
+     "NinaPro DB8: 16 sEMG at 2 kHz and an 18-sensor glove, 12 subjects, 3 acquisitions"),
+    ("synthetic-eeg", "recordings", _S + "eeg:READER", None, "",
+     "synthetic 10-20 EEG (19 channels, 200 Hz) with a planted region interaction "
+     "(emg_lens.data.synthetic.eeg)"),
+    ("files", "recordings", _F + "trial_files:READER", None,
+     "<root>/<--pattern>, e.g. R_{repetition}_C_{gesture}_EMG.csv",
+     "your own recordings: one file per trial (.csv, .npy, .mat), the labels in the file "
+     "names by a path template (emg_lens.data.read_files)"),
+    ("emg2pose", "store pretraining", _F + "emg2pose:READER", None,
+     "<root>/metadata.csv, <root>/<filename>.hdf5",
+     "emg2pose: 16-channel sEMG wristbands at 2 kHz, unlabelled sessions with joint angles "
+     "(HDF5 + metadata.csv); TinyMyo's largest pretraining corpus"),
+    ("ninapro-db5", "store repetitions", _F + "ninapro_db5:READER", None,
+     "<root>/s<N>/S<N>_E<k>_A1.mat (k = 1, 2, 3; at any depth)",
+     "NinaPro DB5: two Myo armbands, 16 sEMG at 200 Hz, 52 movements in 3 exercises"),
+    ("ninapro-db6", "store pretraining repetitions", _F + "ninapro_db6_db7:DB6_READER", None,
+     "<root>/S<N>_D<day>_T<time>.mat (at any depth)",
+     "NinaPro DB6: 14 sEMG at 2 kHz, 7 grasps, 10 subjects x 5 days x 2 sessions"),
+    ("ninapro-db7", "store pretraining repetitions", _F + "ninapro_db6_db7:DB7_READER", None,
+     "<root>/S<N>_E1_A1.mat (at any depth)",
+     "NinaPro DB7: 12 sEMG + IMU at 2 kHz, 40 movements, 22 subjects"),
+    ("windows", "windows", "emg_lens.data.windows.store:READER", None, "<path>.h5",
+     "an HDF5 window store (emg_lens.data.windows.store; emg-lens windows writes one)"),
+    ("synthetic-windows", "windows", _S + "windows:READER", None, "",
+     "synthetic sEMG windows (emg_lens.data.synthetic.windows)"),
+)
+# fmt: on
+
+_ENTRIES = tuple(
+    DatasetInfo(name, summary, layout, layout.startswith("<root>"), tuple(uses.split()), *code)
+    for name, uses, *code, layout, summary in _TABLE
 )
 
 REGISTRY: Mapping[str, DatasetInfo] = MappingProxyType({info.name: info for info in _ENTRIES})

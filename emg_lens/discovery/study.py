@@ -70,11 +70,16 @@ from emg_lens.studies.code import (
 )
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.runner import entry_provenance, find_models, known_of, load_entry
-from emg_lens.studies.spec import modules_key
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
-from emg_lens.studies.validate import positive_int, string, subject_list
+from emg_lens.studies.subjects import entry_provenance, find_models, known_of, load_entry
+from emg_lens.studies.validate import (
+    modules_key,
+    positive_int,
+    required_strings,
+    string,
+    subject_list,
+)
 from emg_lens.train import predict
 
 __all__ = [
@@ -130,9 +135,7 @@ class DiscoverySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        for key in ("name", "models"):
-            if not string(data.get(key), f"study key {key!r}"):
-                raise SpecError(f"study key {key!r} is required and must be a non-empty string")
+        required_strings(data, ("name", "models"))
         try:
             metric = check_metric(data.get("metric", "margin"))
             tau = check_tau(data.get("tau", 0.05))
@@ -555,7 +558,6 @@ def check_discovery(
 
 
 KIND = StudyKind(
-    name=DiscoverySpec.KIND,
     spec=DiscoverySpec,
     run=run_discovery,
     check=check_discovery,

@@ -1,14 +1,20 @@
-"""Declarative studies: specs (what to ablate), the runner (doing it efficiently and checking
-that it took effect), statistics, a resumable store and figures; and training studies, which
-train one model per subject, architecture and input set and compare them (`training`). Every
-kind (and `emg_lens.discovery`'s) is behind one interface (`kinds`): `load_spec` reads a study
-file once, `run` and `check_study` dispatch on its ``kind``."""
+"""Declarative studies, one package per kind over shared machinery: ablation studies cut edge
+sets, hooks or modalities in trained models, check that each cut took effect and test the
+changes (`ablation`); training studies train one model per subject, architecture and input set
+and compare them (`training`); regression studies cut edges in a force regressor and test
+them over held-out blocks (`regression`). What they share: the models a study finds
+(`subjects`), a resumable store (`store`), statistics, chance checks, figures and the result
+protocol. Every kind (and `emg_lens.discovery`'s) is behind one interface (`kinds`):
+`load_spec` reads a study file once, `run` and `check_study` dispatch on its ``kind``."""
 
-from emg_lens.studies.grid import Condition, expand_grid
+from emg_lens.errors import StudyError
+from emg_lens.studies.ablation.grid import Condition, expand_grid
+from emg_lens.studies.ablation.result import StudyResult, summarize
+from emg_lens.studies.ablation.runner import run_study
+from emg_lens.studies.ablation.spec import Intervention, LayerSpec, StudySpec
 from emg_lens.studies.kinds import KINDS, StudyKind, check_study, load_spec, run
-from emg_lens.studies.result import StudyResult, summarize
-from emg_lens.studies.runner import StudyError, find_models, run_study
-from emg_lens.studies.spec import Intervention, LayerSpec, StatsSpec, StudySpec
+from emg_lens.studies.spec_base import StatsSpec
+from emg_lens.studies.subjects import find_models
 from emg_lens.studies.training import (
     TrainingInput,
     TrainingStudyResult,

@@ -43,10 +43,10 @@ __all__ = ["KINDS", "StudyKind", "check_study", "kind_of", "load_spec", "run", "
 
 KINDS: Mapping[str, str] = MappingProxyType(
     {
-        "ablation": "emg_lens.studies.ablation:KIND",
+        "ablation": "emg_lens.studies.ablation.runner:KIND",
         "training": "emg_lens.studies.training.runner:KIND",
         "discovery": "emg_lens.discovery.study:KIND",
-        "regression": "emg_lens.studies.regression_study:KIND",
+        "regression": "emg_lens.studies.regression.runner:KIND",
     }
 )
 """Every study kind, by the name a study file's ``kind`` gives, -> its `StudyKind`."""
@@ -57,8 +57,8 @@ class StudyKind:
     """One kind of study.
 
     Attributes:
-        name: what a study file's ``kind`` says.
-        spec: its spec class (`emg_lens.studies.spec_base.Spec`).
+        spec: its spec class (`emg_lens.studies.spec_base.Spec`), whose ``KIND`` is what a
+            study file's ``kind`` says (the kind's `name`).
         run: ``run(spec, **options) -> result`` (a `StudyOutput`; None on a torchrun rank
             other than 0); its name is what messages point to.
         check: ``check(spec, **options) -> str``, what ``emg-lens study check`` prints.
@@ -68,12 +68,16 @@ class StudyKind:
         out: the folder its output goes under by default (``<out>/<name>``).
     """
 
-    name: str
     spec: type
     run: Callable[..., Any]
     check: Callable[..., str]
     refuses: Mapping[str, str] = field(default_factory=dict)
     out: str = "runs/studies"
+
+    @property
+    def name(self) -> str:
+        """What a study file's ``kind`` says: its spec's ``KIND``."""
+        return self.spec.KIND
 
     def load(self, data: Any, source_dir: str | Path = ".") -> Any:
         """Its spec from a table read from a file in ``source_dir``."""

@@ -1,6 +1,6 @@
 """`StudyOutput`: what every study kind's result is, and saving it, written once.
 
-A result (`emg_lens.studies.result.StudyResult` of an ablation study,
+A result (`emg_lens.studies.ablation.result.StudyResult` of an ablation study,
 `emg_lens.studies.training.result.TrainingStudyResult`,
 `emg_lens.discovery.study.DiscoveryStudyResult`) holds its ``spec`` and its ``summary``
 table, and says which tables it writes (`StudyOutput.tables`), its ``summary.md``

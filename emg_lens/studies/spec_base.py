@@ -1,6 +1,6 @@
 """`Spec`: the base of every study spec object, which reads a table and writes it back.
 
-Study specs are frozen dataclasses (`emg_lens.studies.spec.StudySpec` and its parts, the
+Study specs are frozen dataclasses (`emg_lens.studies.ablation.spec.StudySpec` and its parts, the
 training study's, the discovery study's). What they share is written here once:
 
 - `Spec.from_dict` refuses anything but a table, a ``kind`` the class does not read and any key
@@ -41,12 +41,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from emg_lens.errors import SpecError
-from emg_lens.studies.validate import reject_unknown
+from emg_lens.studies.stats import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
+from emg_lens.studies.validate import reject_unknown, string
 
-__all__ = ["Spec", "file_key", "is_none"]
+__all__ = ["FAMILIES", "Spec", "StatsSpec", "file_key", "is_none"]
+
+FAMILIES = ("mode", "intervention", "all")
+"""What a correction runs over: the comparisons of one layer mode, of one intervention, or all."""
 
 
 def file_key(
@@ -176,3 +181,40 @@ class Spec:
         its unsaved fields (the file's folder) kept."""
         unsaved = {name: getattr(self, name) for name in self._unsaved()}
         return type(self).from_dict({**self.to_dict(), **changes}, **unsaved)
+
+
+def _default_claims_test(value: str, spec: Any) -> bool:
+    return value == PAIRED
+
+
+@dataclass(frozen=True)
+class StatsSpec(Spec):
+    """The ``[stats]`` table: test, correction and the family a correction runs over;
+    ``claims_test``, the test of an ablation study's drop claims
+    (`emg_lens.studies.ablation.verdicts`): ``"paired"`` (the exact sign-flip test up to 12
+    subjects, Wilcoxon signed-rank above) unless the file names another of `TESTS` (the tables
+    keep ``test``). Ablation studies read all four; training studies the test and the
+    correction."""
+
+    WHERE: ClassVar[str] = "stats"
+
+    test: str = "mannwhitneyu"
+    correction: str = "bonferroni"
+    family: str = "mode"  # the paper corrects over all comparisons of one layer mode
+    claims_test: str = field(default=PAIRED, metadata=file_key(omit=_default_claims_test))
+
+    @classmethod
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        for key in data:
+            string(data[key], f"stats.{key}")
+        keys = ("test", "correction", "family", "claims_test")
+        values = {f: data.get(f, getattr(cls, f)) for f in keys}
+        for key, allowed in (
+            ("test", TESTS),
+            ("correction", CORRECTIONS),
+            ("family", FAMILIES),
+            ("claims_test", CLAIMS_TESTS),
+        ):
+            if values[key] not in allowed:
+                raise SpecError(f"stats.{key} = {values[key]!r}; accepted: {list(allowed)}")
+        return values

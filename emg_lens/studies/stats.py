@@ -31,7 +31,7 @@ patterns are enumerated up to `EXACT_MAX_N` subjects (an exact, deterministic p)
 seeded Monte Carlo draw of `PERMUTATIONS` patterns gives ``(hits + 1) / (draws + 1)``
 (TransformerLens's ``sign_flip_permutation_pvalue``). Its statistic is the mean difference.
 
-Claims (`emg_lens.studies.claims`) are tested as the design is, paired, whatever test the
+Claims (`emg_lens.studies.ablation.verdicts`) are tested as the design is, paired, whatever test the
 tables use: ``"paired"`` (`PAIRED`, `CLAIMS_TESTS`) is the exact sign-flip test up to
 `EXACT_MAX_N` subjects and Wilcoxon's signed-rank test above (`paired_test`); every function
 here that takes a test takes it too. An equivalence ("keep") is Schuirmann's two one-sided

@@ -67,7 +67,7 @@ from emg_lens._io import (
 )
 from emg_lens.errors import ArgumentError, SpecError, StudyError
 
-__all__ = ["CellStore", "Claim", "check_wait_timeout"]
+__all__ = ["POLL_INTERVAL", "WAIT_TIMEOUT", "CellStore", "Claim", "check_wait_timeout"]
 
 PROVENANCE, WRITER = "provenance", "writer"
 
@@ -95,6 +95,13 @@ def _writer() -> dict[str, Any]:
 
 def _json_text(data: Any) -> str:
     return json.dumps(data, sort_keys=True)
+
+
+WAIT_TIMEOUT = 3600.0
+"""Seconds a run waits for cells another live process (or torchrun rank) computes, by
+default, before giving up."""
+POLL_INTERVAL = 0.2
+"""Seconds between two looks at the store while waiting."""
 
 
 def check_wait_timeout(seconds: Any, name: str = "wait_timeout") -> float:

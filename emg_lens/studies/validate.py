@@ -1,4 +1,4 @@
-"""Checks shared by the study spec readers (`emg_lens.studies.spec` for ablation studies,
+"""Checks shared by the study spec readers (`emg_lens.studies.ablation.spec` for ablation studies,
 `emg_lens.studies.training.spec` for training studies). Each returns the value it checked, or
 raises `SpecError` naming the key at fault and what would be accepted.
 
@@ -18,9 +18,11 @@ from emg_lens.errors import SpecError
 
 __all__ = [
     "int_list",
+    "modules_key",
     "positive_int",
     "reject_repeats",
     "reject_unknown",
+    "required_strings",
     "string",
     "subject_list",
     "table",
@@ -69,6 +71,20 @@ def string(value: Any, where: str) -> Any:
         kind = {dict: "a table", list: "a list"}.get(type(value), type(value).__name__)
         raise SpecError(f"{where} must be a string, got {kind}: {value!r}")
     return value
+
+
+def required_strings(data: dict, keys: tuple[str, ...]) -> None:
+    """Every study key of ``keys`` is in ``data`` as a non-empty string (``name``, and what a
+    study runs on: ``models``, ``recording``).
+
+    >>> required_strings({"name": "a", "models": ""}, ("name", "models"))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: study key 'models' is required and must be a non-empty string
+    """
+    for key in keys:
+        if not string(data.get(key), f"study key {key!r}"):
+            raise SpecError(f"study key {key!r} is required and must be a non-empty string")
 
 
 def int_list(value: Any, key: str) -> tuple[int, ...]:
@@ -136,3 +152,22 @@ def table(value: Any, key: str) -> dict:
     if not isinstance(value, dict):
         raise SpecError(f"[{key}] must be a table, got {value!r}")
     return value
+
+
+def modules_key(value: Any) -> str | None:
+    """The study key ``modules`` (None when absent): ``"path/file.py:function"``, the function
+    that builds the user's own modules of checkpoints that hold some (`emg_lens.studies.code`).
+
+    >>> modules_key("models.py:build_modules"), modules_key(None)
+    ('models.py:build_modules', None)
+    >>> modules_key("models.py")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: modules must look like 'models.py:build_modules' (a Python file in the study's project and a function in it), got 'models.py'
+    """  # noqa: E501
+    accepted = "'models.py:build_modules' (a Python file in the study's project and a function "
+    accepted += "in it)"
+    ref = string(value, "modules (a 'file.py:function' reference)")
+    if ref is not None and (":" not in ref or not ref.rpartition(":")[2].isidentifier()):
+        raise SpecError(f"modules must look like {accepted}, got {ref!r}")
+    return ref

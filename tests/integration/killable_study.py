@@ -67,7 +67,7 @@ SCRIPT = textwrap.dedent(
     import sys
 
     from emg_lens.studies import run_study
-    from emg_lens.studies import runner
+    from emg_lens.studies.ablation import runner
 
     real = runner.evaluate_subject
 

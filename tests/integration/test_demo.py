@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from emg_lens.cli import build_parser
-from emg_lens.studies.planted import PLANTED_MARGIN, cut_everywhere
+from emg_lens.studies.ablation.planted import PLANTED_MARGIN, cut_everywhere
 
 pytestmark = pytest.mark.slow
 

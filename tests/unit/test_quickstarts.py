@@ -279,7 +279,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
-    from emg_lens.studies.planted import format_findings
+    from emg_lens.studies.ablation.planted import format_findings
 
     text = README.read_text().split("## Two commands", 1)[1].split("## In a notebook", 1)[0]
     (printed,) = re.findall(r"```text\n(.*?)```", text, flags=re.S)

@@ -52,13 +52,12 @@ from typing import Any
 import numpy as np
 
 from emg_lens.data.files import find_files
-from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
-    THESIS_FILTERS,
     DownstreamPreprocess,
     DownstreamTask,
+    downstream_reader,
     pad_or_crop,
     thesis_filter,
     zscore,
@@ -345,13 +344,9 @@ MONTAGE = Montage(
 """Where EPN-612's channels lie."""
 
 
-READER = DatasetReader(
-    montage=lambda source: {"emg": CHANNELS},
-    subjects=lambda source: find_users(source["root"]),
-    files=lambda source, subject: [user_file(source["root"], subject)],
-    read=lambda source, subject: load_epn612(source["root"], subject),
-    preprocess=THESIS_FILTERS,
-    downstream=DownstreamTask(
+READER = downstream_reader(
+    MONTAGE,
+    DownstreamTask(
         task="classification",
         sample_rate=SAMPLE_RATE,
         n_channels=CHANNELS,
@@ -368,6 +363,8 @@ READER = DatasetReader(
         step=None,
         unit="sample",
     ),
-    geometry=lambda source: {"emg": MONTAGE},
+    subjects=find_users,
+    files=lambda root, subject: [user_file(root, subject)],
+    read=load_epn612,
 )
 """EMG-EPN-612 for the registry (`emg_lens.data.registry`) and its TinyMyo downstream task."""

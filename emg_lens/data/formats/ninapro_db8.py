@@ -53,13 +53,12 @@ import scipy.io
 
 from emg_lens.data.files import find_files as find_unique_files
 from emg_lens.data.formats._matlab import LENGTH_TOLERANCE, as_labels, check_signal, read_mat
-from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
-    THESIS_FILTERS,
     DownstreamPreprocess,
     DownstreamTask,
+    downstream_reader,
     thesis_filter,
     window_starts,
     zscore,
@@ -321,15 +320,9 @@ MONTAGE = Montage(
 """Where DB8's channels lie."""
 
 
-READER = DatasetReader(
-    montage=lambda source: {"emg": CHANNELS},
-    subjects=lambda source: find_subjects(source["root"]),
-    files=lambda source, subject: [
-        acquisition_file(source["root"], subject, k) for k in ACQUISITIONS
-    ],
-    read=lambda source, subject: load_ninapro_db8(source["root"], subject),
-    preprocess=THESIS_FILTERS,
-    downstream=DownstreamTask(
+READER = downstream_reader(
+    MONTAGE,
+    DownstreamTask(
         task="regression",
         sample_rate=SAMPLE_RATE,
         n_channels=CHANNELS,
@@ -340,6 +333,8 @@ READER = DatasetReader(
         step=500,
         unit="acquisition (NaN glove samples dropped)",
     ),
-    geometry=lambda source: {"emg": MONTAGE},
+    subjects=find_subjects,
+    files=lambda root, subject: [acquisition_file(root, subject, k) for k in ACQUISITIONS],
+    read=load_ninapro_db8,
 )
 """NinaPro DB8 for the registry (`emg_lens.data.registry`) and its TinyMyo downstream task."""

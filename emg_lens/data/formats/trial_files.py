@@ -22,7 +22,9 @@ root with named fields in braces, and every file the template matches is one tri
   with half a second of rest (zeros, label 0) between two trials, so no window spans two
   trials and a filter's response to one trial's end fades before the next begins.
 
-Everything a folder can get wrong is a `DataFormatError` that names the file: a file the
+The path templates are `emg_lens.data.formats.file_pattern`'s, and one file is read by
+`emg_lens.data.formats.trial_matrix.read_trial`. Everything a folder can get wrong is a
+`DataFormatError` that names the file: a file the
 template does not match (or two templates match), two files for one trial, channel counts that
 differ between files, a cell that is not a number, NaN or Inf, a missing field, a subject with
 one gesture only.
@@ -40,8 +42,6 @@ one gesture only.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -52,251 +52,18 @@ from typing import Any
 import numpy as np
 
 from emg_lens.data.files import files_under, unique_files
-from emg_lens.data.formats._matlab import read_mat
+from emg_lens.data.formats.file_pattern import FilePattern
+from emg_lens.data.formats.trial_matrix import is_number, read_trial
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_names
 from emg_lens.geometry import GRID_CODES, Montage, grid_code, ring
 
-__all__ = [
-    "FILE_OPTIONS",
-    "READER",
-    "FilePattern",
-    "TrialIndex",
-    "file_source_fields",
-    "read_files",
-    "read_trial",
-]
+__all__ = ["FILE_OPTIONS", "READER", "TrialIndex", "file_source_fields", "read_files"]
 
-SUFFIXES = (".csv", ".npy", ".mat")
-REQUIRED = ("gesture", "repetition")
 LABELS = ("subject", "session", "repetition", "gesture")
 GAP_SECONDS = 0.5  # rest between two trials of one recording
 UNMATCHED = ("error", "skip")
-
-_FIELD = re.compile(r"\{([^{}]*)\}")
-
-
-@dataclass(frozen=True)
-class FilePattern:
-    """A path template such as ``"s{subject}/R_{repetition}_C_{gesture}.csv"``.
-
-    >>> FilePattern.parse("R_{repetition}_C_{gesture}_EMG.csv").match("R_0_C_4_EMG.csv")
-    {'repetition': '0', 'gesture': '4'}
-    """
-
-    text: str
-    fields: tuple[str, ...]
-    regex: re.Pattern[str]  # each field its shortest value
-    greedy: re.Pattern[str]  # each field its longest: a reading two ways shows as a difference
-
-    @classmethod
-    def parse(cls, text: Any) -> FilePattern:
-        if not isinstance(text, str) or not text.strip():
-            raise ArgumentError(
-                f"pattern must be a path template such as 'R_{{repetition}}_C_{{gesture}}.csv', "
-                f"got {text!r}"
-            )
-        if text.startswith("/") or ".." in Path(text).parts:
-            raise ArgumentError(
-                f"pattern {text!r} must be relative to the root and stay inside it (no leading "
-                "'/', no '..')"
-            )
-        if not text.lower().endswith(SUFFIXES):
-            raise ArgumentError(
-                f"pattern {text!r} must end with a file extension emg_lens reads: "
-                f"{', '.join(SUFFIXES)}"
-            )
-        parts, fields, at = [], [], 0
-        for m in _FIELD.finditer(text):
-            if fields and m.start() == at:
-                raise ArgumentError(
-                    f"pattern {text!r}: the fields {{{fields[-1]}}} and {{{m.group(1)}}} touch; "
-                    "put a separator between them (such as '_' or '/'), or no name could be "
-                    "split between them"
-                )
-            name = m.group(1)
-            if not name.isidentifier():
-                raise ArgumentError(
-                    f"pattern {text!r}: field {{{name}}} must be a name of letters, digits and "
-                    "underscores, such as {gesture}"
-                )
-            if name in fields:
-                raise ArgumentError(f"pattern {text!r} names the field {{{name}}} twice")
-            parts.append(re.escape(text[at : m.start()]))
-            parts.append(f"(?P<{name}>[^/]+?)")
-            fields.append(name)
-            at = m.end()
-        if any("{" in p or "}" in p for p in _FIELD.split(text)[::2]):
-            raise ArgumentError(f"pattern {text!r} has an unbalanced brace")
-        parts.append(re.escape(text[at:]))
-        greedy = re.compile("".join(p.replace("+?)", "+)") for p in parts))
-        if missing := [f for f in REQUIRED if f not in fields]:
-            raise ArgumentError(
-                f"pattern {text!r} has no field {', '.join('{' + f + '}' for f in missing)}: the "
-                "gesture and the repetition of each trial must be in its path"
-            )
-        return cls(text, tuple(fields), re.compile("".join(parts)), greedy)
-
-    def match(self, relative: str) -> dict[str, str] | None:
-        """The fields of a path relative to the root (``/``-separated), or None. A path the
-        pattern reads two ways (a separator of the pattern inside a field's value) is a
-        `DataFormatError` naming both readings: a name read the wrong way is a wrong label.
-
-        >>> FilePattern.parse("{gesture}_{repetition}.npy").match("wrist_flexion_1.npy")
-        Traceback (most recent call last):
-        ...
-        emg_lens.errors.DataFormatError: wrist_flexion_1.npy: the pattern '{gesture}_{repetition}.npy' reads it two ways, gesture 'wrist', repetition 'flexion_1' or gesture 'wrist_flexion', repetition '1'; rename the files or choose a separator that no value contains
-        """  # noqa: E501
-        m = self.regex.fullmatch(relative)
-        if m is None:
-            return None
-        # The shortest reading and the longest agree only when the reading is unique: each
-        # field's shortest and longest feasible value, in order, are then one value.
-        other = self.greedy.fullmatch(relative)
-        if other is not None and other.groupdict() != m.groupdict():
-            readings = [
-                ", ".join(f"{k} {v!r}" for k, v in g.groupdict().items()) for g in (m, other)
-            ]
-            raise DataFormatError(
-                f"{relative}: the pattern {self.text!r} reads it two ways, {readings[0]} or "
-                f"{readings[1]}; rename the files or choose a separator that no value contains"
-            )
-        return m.groupdict()
-
-
-# ----------------------------------------------------------------------------- one file
-
-
-def read_trial(
-    path: str | Path, *, variable: str | None = None
-) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """One trial file as float32 ``[samples, channels]``, and the channel names of a CSV
-    header (None without one).
-
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "t.csv"
-    >>> _ = path.write_text("a,b\\n1,2\\n3,4\\n")
-    >>> x, names = read_trial(path)
-    >>> x.tolist(), names
-    ([[1.0, 2.0], [3.0, 4.0]], ('a', 'b'))
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        x, names = _read_csv(path)
-    elif suffix == ".npy":
-        x, names = _read_npy(path), None
-    elif suffix == ".mat":
-        x, names = _read_mat_variable(path, variable), None
-    else:
-        raise DataFormatError(f"{path}: emg_lens reads trial files {', '.join(SUFFIXES)}")
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise DataFormatError(
-            f"{path}: a trial must be a samples x channels matrix, got shape {x.shape}"
-        )
-    if x.shape[1] > x.shape[0]:
-        raise DataFormatError(
-            f"{path}: {x.shape[0]} rows x {x.shape[1]} columns read as {x.shape[0]} samples of "
-            f"{x.shape[1]} channels: more channels than samples, so the file is most likely "
-            "channels x samples (or a MATLAB row vector). emg_lens reads samples x channels, "
-            "one row per sample: save the transpose"
-        )
-    bad = ~np.isfinite(x)
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise DataFormatError(
-            f"{path}: {int(bad.sum())} NaN or Inf values, the first at sample {row}, channel "
-            f"{col}; emg_lens does not fill gaps: repair or drop the trial"
-        )
-    return x.astype(np.float32), names
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_csv(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
-    first = text.split("\n", 1)[0]
-    delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
-    rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
-    if not rows:
-        raise DataFormatError(f"{path}: an empty file")
-    names = None
-    if not any(_is_number(cell) for cell in rows[0]):
-        names = tuple(cell.strip() for cell in rows[0])
-        rows = rows[1:]
-    width = len(names) if names else len(rows[0]) if rows else 0
-    values = np.empty((len(rows), width), dtype=np.float64)
-    for r, row in enumerate(rows):
-        if len(row) != width:
-            raise DataFormatError(
-                f"{path}: line {r + 1 + bool(names)} has {len(row)} cells, the file "
-                f"{'header' if names else 'first line'} {width}"
-            )
-        for c, cell in enumerate(row):
-            try:
-                values[r, c] = float(cell)
-            except ValueError:
-                raise DataFormatError(
-                    f"{path}: line {r + 1 + bool(names)}, column {c + 1}: {cell!r} is not a number"
-                ) from None
-    return values, names
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataFormatError(f"{path}: cannot be read as a NumPy .npy array: {exc}") from exc
-    if not isinstance(x, np.ndarray):  # np.load reads an .npz archive whatever its name
-        x.close()
-        raise DataFormatError(
-            f"{path}: a NumPy .npz archive (of {', '.join(x.files) or 'no arrays'}), not an "
-            ".npy array; save each trial with np.save, or name the archive .npz and extract "
-            "the trial's array"
-        )
-    if not np.issubdtype(x.dtype, np.number):
-        raise DataFormatError(f"{path}: holds {x.dtype}, not numbers")
-    if np.iscomplexobj(x):
-        raise DataFormatError(f"{path}: holds complex values; a trial is real samples")
-    return x.astype(np.float64)
-
-
-def _read_mat_variable(path: Path, variable: str | None) -> np.ndarray:
-    contents = read_mat(path, reader="trial files")
-    numeric = {
-        k: v
-        for k, v in contents.items()
-        if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.number) and v.ndim in (1, 2)
-    }
-    if variable is None:
-        if len(numeric) != 1:
-            raise DataFormatError(
-                f"{path}: holds the numeric variables {sorted(numeric) or 'none'}; name the one "
-                "that holds the samples x channels signal (variable=, --variable)"
-            )
-        (variable,) = numeric
-    if variable not in contents:
-        raise DataFormatError(f"{path}: has no variable {variable!r}; it holds {sorted(contents)}")
-    if variable not in numeric:
-        raise DataFormatError(
-            f"{path}: variable {variable!r} is not a numeric matrix "
-            f"({np.asarray(contents[variable]).dtype}, shape {np.shape(contents[variable])})"
-        )
-    if np.iscomplexobj(numeric[variable]):
-        raise DataFormatError(f"{path}: variable {variable!r} holds complex values")
-    return numeric[variable].astype(np.float64)
 
 
 # ----------------------------------------------------------------------------- the folder
@@ -310,7 +77,7 @@ class _Trial:
 
 def _ordered(values: set[str]) -> list[str]:
     """Numbers in numeric order, anything else in text order."""
-    numbers = all(_is_number(v) for v in values)
+    numbers = all(is_number(v) for v in values)
     return sorted(values, key=(lambda v: (float(v), v)) if numbers else None)
 
 

@@ -49,13 +49,12 @@ from pathlib import Path
 import numpy as np
 
 from emg_lens.data.files import find_files
-from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
-    THESIS_FILTERS,
     DownstreamPreprocess,
     DownstreamTask,
+    downstream_reader,
     label_runs,
     thesis_filter,
     window_starts,
@@ -302,13 +301,9 @@ MONTAGE = Montage(
 """Where UCI's channels lie."""
 
 
-READER = DatasetReader(
-    montage=lambda source: {"emg": CHANNELS},
-    subjects=lambda source: find_subjects(source["root"]),
-    files=lambda source, subject: subject_files(source["root"], subject),
-    read=lambda source, subject: load_uci_gestures(source["root"], subject),
-    preprocess=THESIS_FILTERS,
-    downstream=DownstreamTask(
+READER = downstream_reader(
+    MONTAGE,
+    DownstreamTask(
         task="classification",
         sample_rate=SAMPLE_RATE,
         n_channels=CHANNELS,
@@ -326,7 +321,9 @@ READER = DatasetReader(
         step=500,
         unit="run of one class",
     ),
-    geometry=lambda source: {"emg": MONTAGE},
+    subjects=find_subjects,
+    files=subject_files,
+    read=load_uci_gestures,
 )
 """UCI EMG Data for Gestures for the registry (`emg_lens.data.registry`) and its TinyMyo
 downstream task."""

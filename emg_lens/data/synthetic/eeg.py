@@ -54,7 +54,8 @@ from scipy import signal as sps
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.reader import DatasetReader, no_files
 from emg_lens.data.recording import Recording
-from emg_lens.data.synthetic.emg_acc import SyntheticSpec, onset_ramp
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+from emg_lens.data.synthetic.protocol import onset_ramp, trial_timeline
 from emg_lens.edges.regions import LOBES, place, region_channels
 from emg_lens.errors import ArgumentError, ConfigError, UnplacedChannelError
 from emg_lens.geometry import Montage, scalp
@@ -267,7 +268,8 @@ class PlantedEEG:
     def groups(self, classes: list[int]) -> dict[str, list[int]]:
         """Class *indices* (positions in ``classes``, the models' class labels) of the
         interaction classes and of the single-region ones, under the keys that
-        `emg_lens.studies.planted.planted_findings` reads (``"unimodal"``: here one region).
+        `emg_lens.studies.ablation.planted.planted_findings` reads (``"unimodal"``: here one
+        region).
 
         >>> truth = planted_eeg_truth(SyntheticEEGSpec(n_single=1, n_interaction=2))
         >>> truth.groups([1, 2, 3, 4])
@@ -387,8 +389,8 @@ def _subject_recording(spec: SyntheticEEGSpec, subject: int) -> Recording:
     fs, channels = spec.sample_rate, spec.channels
     n_trial, n_rest = round(spec.trial_seconds * fs), round(spec.rest_seconds * fs)
     truth = planted_eeg_truth(spec)
-    runs = [(c, r) for c in sorted(truth.kinds) for r in range(1, spec.n_repetitions + 1)]
-    total = n_rest + len(runs) * (n_trial + n_rest)
+    timeline = trial_timeline(sorted(truth.kinds), spec.n_repetitions, n_trial, n_rest)
+    total = timeline.total
 
     # The subject: each channel's gain for each planted region's bursts, its alpha frequency.
     gains = np.clip(1 + spec.subject_variability * rng.normal(0, 1, len(channels)), 0.3, None)
@@ -400,13 +402,8 @@ def _subject_recording(spec: SyntheticEEGSpec, subject: int) -> Recording:
     x[:, posterior] += spec.posterior_alpha * _band_noise(rng, total, bands["alpha"], fs)[:, None]
 
     members = {r: np.isin(channels, truth.region_channels[r]) for r in spec.regions}
-    stimulus = np.zeros(total, np.int64)
-    repetition = np.zeros(total, np.int64)
     ramp = onset_ramp(n_trial, round(0.2 * fs))
-    for i, (label, rep) in enumerate(runs):
-        start = n_rest + i * (n_trial + n_rest)
-        sl = slice(start, start + n_trial)
-        stimulus[sl], repetition[sl] = label, rep
+    for (label, rep), sl in zip(timeline.runs, timeline.slices):
         for region, band in _bursts(spec, truth, label, rep):
             source = spec.burst * ramp * _band_noise(rng, n_trial, bands[band], fs)
             x[sl, members[region]] += source[:, None] * gains[members[region]]
@@ -414,8 +411,8 @@ def _subject_recording(spec: SyntheticEEGSpec, subject: int) -> Recording:
         subject=subject,
         signals={"eeg": (MICROVOLTS * x).astype(np.float32)},
         sample_rate=fs,
-        stimulus=stimulus,
-        repetition=repetition,
+        stimulus=timeline.stimulus,
+        repetition=timeline.repetition,
         source=f"synthetic-eeg(seed={spec.seed}, subject={subject})",
     )
 

@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import signal as sps
 
 from emg_lens.data.formats import ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.reader import DatasetReader, Source, no_files
 from emg_lens.data.recording import Recording
+from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
 from emg_lens.errors import ArgumentError, ConfigError
 
 __all__ = [
@@ -64,10 +64,7 @@ __all__ = [
     "generate_db2_exercise",
     "generate_recordings",
     "gesture_kinds",
-    "muscle_noise",
-    "onset_ramp",
     "planted_setup",
-    "slow_noise",
     "synthesize_ninapro_db2",
 ]
 
@@ -482,23 +479,17 @@ def _subject_recording(
         rng = np.random.default_rng([spec.seed, subject, stream])
     fs = spec.sample_rate
     n_move, n_rest = int(spec.movement_seconds * fs), int(spec.rest_seconds * fs)
-    # Gestures in order, each repeated n_repetitions times, as in a NinaPro exercise.
     chosen = range(1, spec.n_gestures + 1) if gestures is None else gestures
-    runs = [(g, r) for g in chosen for r in range(1, spec.n_repetitions + 1)]
-    total = n_rest + len(runs) * (n_move + n_rest)
+    timeline = trial_timeline(chosen, spec.n_repetitions, n_move, n_rest)
+    total = timeline.total
     amp = np.tile(0.05 * patterns.emg_neutral, (total, 1))  # resting tone
     posture = np.tile(patterns.posture_neutral, (total, 1, 1))
-    stimulus = np.zeros(total, np.int64)
-    repetition = np.zeros(total, np.int64)
     ramp = onset_ramp(n_move, int(0.15 * fs))
-    for i, (g, r) in enumerate(runs):
-        start = n_rest + i * (n_move + n_rest)
-        sl = slice(start, start + n_move)
+    for (g, r), sl in zip(timeline.runs, timeline.slices):
         emg_level, pose = patterns.for_gesture(spec, g, r)
         drift = 1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * np.arange(n_move) / fs)
         amp[sl] = amp[sl] * (1 - ramp[:, None]) + (emg_level * drift[:, None]) * ramp[:, None]
         posture[sl] = posture[sl] * (1 - ramp[:, None, None]) + pose * ramp[:, None, None]
-        stimulus[sl], repetition[sl] = g, r
     emg = amp * muscle_noise(rng, total, spec.n_emg, fs)
     emg += spec.noise * 0.1 * rng.standard_normal(emg.shape)
     acc = posture + 0.02 * slow_noise(rng, total, (spec.n_acc_sensors, 3), fs)
@@ -510,34 +501,10 @@ def _subject_recording(
             "acc": acc.reshape(total, -1).astype(np.float32),  # sensor-major: x, y, z
         },
         sample_rate=fs,
-        stimulus=stimulus,
-        repetition=repetition,
+        stimulus=timeline.stimulus,
+        repetition=timeline.repetition,
         source=f"synthetic(seed={spec.seed}, subject={subject})",
     )
-
-
-def onset_ramp(n: int, width: int) -> np.ndarray:
-    """0 -> 1 at movement onset, 1 -> 0 at offset: muscles do not switch on instantly."""
-    ramp = np.ones(n)
-    width = min(width, n // 2)
-    if width > 0:
-        edge = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, width))
-        ramp[:width], ramp[-width:] = edge, edge[::-1]
-    return ramp
-
-
-def muscle_noise(rng: np.random.Generator, n: int, channels: int, fs: float) -> np.ndarray:
-    """Unit-variance noise band-limited to 20–450 Hz: the spectral shape of surface EMG."""
-    sos = sps.butter(4, [20, min(450, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
-    x = sps.sosfilt(sos, rng.standard_normal((n, channels)), axis=0)
-    return x / x.std(axis=0, keepdims=True)
-
-
-def slow_noise(rng: np.random.Generator, n: int, shape: tuple, fs: float) -> np.ndarray:
-    """Tremor-like motion below 10 Hz."""
-    sos = sps.butter(2, 10, btype="lowpass", fs=fs, output="sos")
-    x = sps.sosfilt(sos, rng.standard_normal((n, *shape)), axis=0)
-    return x / (x.std(axis=0, keepdims=True) + 1e-12)
 
 
 # ------------------------------------------------------------------------- the registry's reader

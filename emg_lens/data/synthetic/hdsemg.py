@@ -30,7 +30,7 @@ from jaxtyping import Float
 
 from emg_lens.data.formats.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
 from emg_lens.data.recording import Recording
-from emg_lens.data.synthetic.emg_acc import muscle_noise, onset_ramp, slow_noise
+from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
 from emg_lens.errors import ConfigError
 
 __all__ = [
@@ -237,23 +237,19 @@ def _subject_recording(spec: SyntheticHDsEMGSpec, subject: int) -> Recording:
     tone = 0.05 * levels.mean(axis=0)  # resting tone
     fs = SAMPLE_RATE
     n_move, n_rest = int(spec.movement_seconds * fs), int(spec.rest_seconds * fs)
-    # Gestures in order, each repeated n_repetitions times.
-    runs = [(g, r) for g in range(1, spec.n_gestures + 1) for r in range(1, spec.n_repetitions + 1)]
-    total = n_rest + len(runs) * (n_move + n_rest)
+    timeline = trial_timeline(range(1, spec.n_gestures + 1), spec.n_repetitions, n_move, n_rest)
+    total = timeline.total
     emg = muscle_noise(rng, total, levels.shape[1], fs)  # scaled in place below
     force = np.tile(patterns.force_neutral, (total, 1))
     moving = np.zeros(total, bool)
-    adjusted = np.zeros((2, total), np.int64)  # class, repetition: when the movement happens
-    raw = np.zeros((2, total), np.int64)  # as cued: a few samples earlier
+    raw = np.zeros((2, total), np.int64)  # class, repetition as cued: a few samples earlier
     ramp = onset_ramp(n_move, int(0.15 * fs))[:, None]
-    for i, (g, r) in enumerate(runs):
-        start = n_rest + i * (n_move + n_rest)
-        sl = slice(start, start + n_move)
+    for (g, r), sl in zip(timeline.runs, timeline.slices):
+        start = sl.start
         drift = 1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * np.arange(n_move) / fs)
         emg[sl] *= tone * (1 - ramp) + levels[g - 1] * drift[:, None] * ramp
         force[sl] += patterns.force[g - 1] * ramp
         moving[sl] = True
-        adjusted[:, sl] = [[g], [r]]
         lead_on, lead_off = rng.integers(1, spec.label_lag + 1, 2) if spec.label_lag else (0, 0)
         raw[:, start - lead_on : start + n_move - lead_off] = [[g], [r]]
     emg[~moving] *= tone
@@ -264,8 +260,8 @@ def _subject_recording(spec: SyntheticHDsEMGSpec, subject: int) -> Recording:
         subject=subject,
         signals={"emg": emg.astype(np.float32), "force": force.astype(np.float32)},
         sample_rate=fs,
-        stimulus=adjusted[0],
-        repetition=adjusted[1],
+        stimulus=timeline.stimulus,  # when the movement happens
+        repetition=timeline.repetition,
         source=f"synthetic-hdsemg(seed={spec.seed}, subject={subject})",
         extras={"class": raw[0], "repetition": raw[1]},
     )

@@ -30,15 +30,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jaxtyping import Float
 
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
+from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
+from emg_lens.geometry import Montage
 
 __all__ = [
     "SPLITS",
@@ -46,6 +49,7 @@ __all__ = [
     "THESIS_FILTERS",
     "DownstreamPreprocess",
     "DownstreamTask",
+    "downstream_reader",
     "label_runs",
     "pad_or_crop",
     "thesis_filter",
@@ -212,3 +216,32 @@ class DownstreamTask:
                 f"{name} windows take the options {list(self.options)}, got unknown {unknown}"
             )
         return dict(options)
+
+
+def downstream_reader(
+    montage: Montage,
+    task: DownstreamTask,
+    *,
+    subjects: Callable[[str], list[int]],
+    files: Callable[[str, int], list[Path]],
+    read: Callable[[str, int], Recording],
+) -> DatasetReader:
+    """The registry's reader of a downstream dataset (EPN-612, UCI, DB8): its files lie under
+    ``source["root"]`` (``subjects(root)``, ``files(root, subject)``, ``read(root, subject)``),
+    it records one modality, ``"emg"``, of ``task.n_channels`` channels placed as ``montage``
+    says, it is filtered as the thesis filters it (`THESIS_FILTERS`), and windowed as ``task``
+    says.
+
+    >>> from emg_lens.data.formats.uci_gestures import READER
+    >>> READER.montage({"root": "."}), READER.downstream.task
+    ({'emg': 8}, 'classification')
+    """
+    return DatasetReader(
+        montage=lambda source: {"emg": task.n_channels},
+        subjects=lambda source: subjects(source["root"]),
+        files=lambda source, subject: files(source["root"], subject),
+        read=lambda source, subject: read(source["root"], subject),
+        preprocess=THESIS_FILTERS,
+        downstream=task,
+        geometry=lambda source: {"emg": montage},
+    )

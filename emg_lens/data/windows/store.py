@@ -145,14 +145,7 @@ def write_window_store(
     def write(tmp: Path) -> None:
         sessions: list[dict[str, Any]] = []
         with h5py.File(tmp, "w") as f:
-            windows = f.create_dataset(
-                "windows",
-                shape=(0, *shape),
-                maxshape=(None, *shape),
-                dtype=np.float32,
-                chunks=(1, *shape),
-                compression=compression,
-            )
+            windows = _rows_dataset(f, "windows", shape, compression)
             columns = {
                 name: f.create_dataset(
                     name, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,)
@@ -250,8 +243,16 @@ def _targets_dataset(
             f"{batch.source}: targets must be [window, time, output={len(names)}] "
             f"(one output per target name {names}), got {batch.targets.shape}"
         )
+    return _rows_dataset(f, "targets", shape, compression)
+
+
+def _rows_dataset(
+    f: h5py.File, name: str, shape: tuple[int, ...], compression: str | None
+) -> h5py.Dataset:
+    """An empty float32 dataset of rows shaped ``shape``, grown as batches come (one row a
+    chunk: a window is read whole)."""
     return f.create_dataset(
-        "targets",
+        name,
         shape=(0, *shape),
         maxshape=(None, *shape),
         dtype=np.float32,

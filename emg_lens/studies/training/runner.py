@@ -26,16 +26,13 @@ from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies.check import text_table
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.metrics import score_predictions
-from emg_lens.studies.store import CellStore
+from emg_lens.studies.store import WAIT_TIMEOUT, CellStore
 from emg_lens.studies.training.grid import TrainingCell, electrode_counts, select_channels
 from emg_lens.studies.training.result import CHANCE_FIELDS, TrainingStudyResult
 from emg_lens.studies.training.spec import ARCHITECTURES, TrainingStudySpec, check_models
 from emg_lens.train import accuracy, fit, predict
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import torchrun_process
-
-WAIT_TIMEOUT = 3600.0
-"""Seconds rank 0 waits without a new cell from the other ranks before giving up."""
 
 __all__ = ["KIND", "check_training", "run_training_study"]
 
@@ -248,7 +245,6 @@ def check_training(
 
 
 KIND = StudyKind(
-    name=TrainingStudySpec.KIND,
     spec=TrainingStudySpec,
     run=run_training_study,
     check=check_training,

@@ -138,7 +138,7 @@ def _hook_study(tmp: Path, body: str = HOOK, attr: str = "edges") -> Path:
 def _consent(*digests_of):
     def trigger(tmp: Path):
         from emg_lens.studies import load_spec
-        from emg_lens.studies.evaluate import StudyCode
+        from emg_lens.studies.ablation.evaluate import StudyCode
 
         spec = load_spec(_hook_study(tmp))
         hook = tmp / "hooks" / "mine.py"
@@ -153,7 +153,7 @@ def _sha256(path: Path) -> str:
 
 def _edited_after_check(tmp: Path):
     from emg_lens.studies import load_spec
-    from emg_lens.studies.evaluate import StudyCode
+    from emg_lens.studies.ablation.evaluate import StudyCode
 
     spec = load_spec(_hook_study(tmp))
     listed = _sha256(tmp / "hooks" / "mine.py")

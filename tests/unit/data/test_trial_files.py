@@ -10,7 +10,8 @@ import pytest
 import scipy.io
 
 from emg_lens.data import read_files
-from emg_lens.data.formats.trial_files import FilePattern, read_trial
+from emg_lens.data.formats.file_pattern import FilePattern
+from emg_lens.data.formats.trial_matrix import read_trial
 from emg_lens.errors import ArgumentError, ChannelNameError, DataFormatError
 
 MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"

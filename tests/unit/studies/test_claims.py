@@ -1,15 +1,15 @@
-"""Claims a study file declares (`emg_lens.studies.claims`, issue 41 item 2, issue 46 item 2):
-every field refused by name when the study could not test it; the verdicts on synthetic class
-counts, tested as the design is (the same subjects twice: paired, the exact sign-flip test by
-default). A collapse is a significant drop after the study's correction, and a drop claim
-fails only on evidence that any drop is smaller than its margin; "keeps its accuracy" is an
-equivalence claim, TOST on the per-subject changes (its 90 % t-interval within ±margin),
-never "no significant change", which calls a consistent -0.5 % significant with enough
-subjects and any change "ns" with too few. Simulated: a keep claim whose true change is on
-its margin holds at most 5 % of the time at 2-12 subjects. A run writes claims.csv and a
-Claims section at the top of summary.md and report.html, each claim naming the test that
-decided it; `study check` lists them and what they need; the demo's study declares exactly
-the planted claims."""
+"""Claims a study file declares (`emg_lens.studies.ablation.claims`, issue 41 item 2, issue 46 item
+2; tested by `emg_lens.studies.ablation.verdicts`): every field refused by name when the study
+could not test it; the verdicts on synthetic class counts, tested as the design is (the same
+subjects twice: paired, the exact sign-flip test by default). A collapse is a significant drop
+after the study's correction, and a drop claim fails only on evidence that any drop is smaller
+than its margin; "keeps its accuracy" is an equivalence claim, TOST on the per-subject changes
+(its 90 % t-interval within ±margin), never "no significant change", which calls a consistent
+-0.5 % significant with enough subjects and any change "ns" with too few. Simulated: a keep
+claim whose true change is on its margin holds at most 5 % of the time at 2-12 subjects. A run
+writes claims.csv and a Claims section at the top of summary.md and report.html, each claim
+naming the test that decided it; `study check` lists them and what they need; the demo's study
+declares exactly the planted claims."""
 
 from __future__ import annotations
 
@@ -24,7 +24,12 @@ from emg_lens import EncoderConfig
 from emg_lens.cli import main
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies import load_spec, run_study
-from emg_lens.studies.claims import CI_LEVEL, CLAIM_COLUMNS, evaluate_claims, interval_verdict
+from emg_lens.studies.ablation.verdicts import (
+    CI_LEVEL,
+    CLAIM_COLUMNS,
+    evaluate_claims,
+    interval_verdict,
+)
 from emg_lens.studies.stats import bootstrap_delta_ci, compare, t_interval
 from tests.tiny import tiny_subject
 
@@ -398,7 +403,7 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
 def test_the_demo_study_declares_exactly_the_planted_claims():
     from emg_lens.cli.demo import DEMO_STUDY
     from emg_lens.data.synthetic.emg_acc import demo_setup, gesture_kinds
-    from emg_lens.studies.planted import kind_groups, planted_claims
+    from emg_lens.studies.ablation.planted import kind_groups, planted_claims
 
     spec = load_spec(DEMO_STUDY)
     kinds = gesture_kinds(demo_setup()[0])
@@ -429,7 +434,7 @@ def test_the_readmes_claims_example_is_the_demo_studys():
 def test_planted_findings_test_undeclared_claims_as_a_declaring_study_would():
     """A notebook's study that declares nothing (notebook 06): `planted_findings` builds the
     planted claims on its widest cut and tests them exactly as the run tests declared ones."""
-    from emg_lens.studies.planted import format_findings, planted_claims, planted_findings
+    from emg_lens.studies.ablation.planted import format_findings, planted_claims, planted_findings
 
     subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
     groups = {"interaction": [2, 3], "unimodal": [0, 1]}

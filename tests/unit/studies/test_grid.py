@@ -7,7 +7,7 @@ import pytest
 
 from emg_lens.errors import SpecError
 from emg_lens.studies import Condition, StudySpec, expand_grid
-from emg_lens.studies.grid import BASELINE
+from emg_lens.studies.ablation.grid import BASELINE
 
 TABLE3 = {
     "name": "table3",

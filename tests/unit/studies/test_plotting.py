@@ -8,10 +8,11 @@ import pytest
 
 from emg_lens.errors import ArgumentError, StorageError
 from emg_lens.plotting import figure_bytes, save_figures
-from emg_lens.studies.grid import BASELINE, expand_grid
-from emg_lens.studies.plots import COLORS, boxplots, delta_heatmap, draw_box
-from emg_lens.studies.result import StudyResult
-from emg_lens.studies.spec import StudySpec
+from emg_lens.studies.ablation.grid import BASELINE, expand_grid
+from emg_lens.studies.ablation.plots import boxplots, delta_heatmap
+from emg_lens.studies.ablation.result import StudyResult
+from emg_lens.studies.ablation.spec import StudySpec
+from emg_lens.studies.plots import COLORS, draw_box
 from tests.unit.storage_faults import full_disk
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import scipy.io
 
-import emg_lens.studies.regression_study as regression_study
+import emg_lens.studies.regression.runner as regression_study
 from emg_lens.cli import main
 from emg_lens.errors import ArgumentError, DataFormatError, SpecError
 from emg_lens.studies import load_spec, run
-from emg_lens.studies.regression import CUT_COLUMNS
+from emg_lens.studies.regression.cuts import CUT_COLUMNS
 from emg_lens.studies.stats import PERMUTATIONS, compare_rows, format_p, sign_flip_p
 
 CUTS = [

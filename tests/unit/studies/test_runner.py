@@ -30,9 +30,10 @@ from emg_lens.hooks import (
 )
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudyError, StudyResult, StudySpec, expand_grid, run_study
-from emg_lens.studies import evaluate as evaluate_module
-from emg_lens.studies import runner as runner_module
-from emg_lens.studies.grid import BASELINE
+from emg_lens.studies import subjects as subjects_module
+from emg_lens.studies.ablation import evaluate as evaluate_module
+from emg_lens.studies.ablation import runner as runner_module
+from emg_lens.studies.ablation.grid import BASELINE
 from emg_lens.studies.store import CellStore
 from emg_lens.train import TrainConfig, accuracy, fit
 from tests.tiny import perturb_biases
@@ -631,14 +632,14 @@ def test_run_study_from_checkpoints(tmp_path, monkeypatch, no_figures):
             metadata={"subject": subject, "data_source": SOURCE},
         )
     loaded = {}
-    real_load = runner_module.load_subject
+    real_load = subjects_module.load_subject
 
     def load_subject(source, subject):
         assert source == json.loads(json.dumps(SOURCE))
         loaded[subject] = real_load(source, subject)
         return loaded[subject]
 
-    monkeypatch.setattr(runner_module, "load_subject", load_subject)
+    monkeypatch.setattr(subjects_module, "load_subject", load_subject)
     spec = _spec(layers={"modes": ["all"]}, heads=["all"])
     result = run_study(spec, models=models, out_dir=tmp_path / "out", progress=False)
     assert sorted(loaded) == [1, 2]
@@ -660,7 +661,7 @@ def test_run_study_from_checkpoints(tmp_path, monkeypatch, no_figures):
 
 def test_the_mask_table_keys_masks_of_any_size():
     """Masks of 256 or more tokens (TinyMyo's 800) get ids by content like small ones."""
-    from emg_lens.studies.evaluate import _MaskTable
+    from emg_lens.studies.ablation.evaluate import _MaskTable
 
     table = _MaskTable()
     a = torch.zeros(2, 300, 300, dtype=torch.bool)

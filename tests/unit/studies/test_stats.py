@@ -12,8 +12,8 @@ from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError, SpecError
 from emg_lens.studies import summarize
-from emg_lens.studies.result import family_sizes, power_note
-from emg_lens.studies.spec import StatsSpec
+from emg_lens.studies.ablation.result import family_sizes, power_note
+from emg_lens.studies.spec_base import StatsSpec
 from emg_lens.studies.stats import (
     bootstrap_delta_ci,
     bootstrap_delta_cis,
@@ -592,7 +592,7 @@ def test_class_delta_figure_draws_the_chosen_conditions():
     import matplotlib.pyplot as plt
 
     from emg_lens.studies import StudyResult, StudySpec
-    from emg_lens.studies.plots import class_deltas
+    from emg_lens.studies.ablation.plots import class_deltas
 
     spec = StudySpec.from_dict(
         {"name": "t", "models": "x", "interventions": [{"name": "uni", "edges": "unimodal"}]}

@@ -270,7 +270,7 @@ def test_live_claim_is_waited_for_then_a_named_timeout(tmp_path, puts):
 
 def _study_process(barrier, models: str, out: str, table: str, log: str) -> None:
     """One of two processes running the same study into one folder (spawned)."""
-    from emg_lens.studies.result import StudyResult
+    from emg_lens.studies.ablation.result import StudyResult
     from emg_lens.studies.store import CellStore
 
     StudyResult.figures = lambda self: {}
@@ -497,6 +497,6 @@ def test_waiting_on_a_live_claim_is_said_once_then_the_cli_timeout_ends_it(tmp_p
 
 def test_the_cli_default_wait_is_the_runners():
     from emg_lens.cli import study as study_cli
-    from emg_lens.studies import runner
+    from emg_lens.studies import store
 
-    assert study_cli.WAIT_TIMEOUT == runner.WAIT_TIMEOUT  # the parser imports no torch: a copy
+    assert study_cli.WAIT_TIMEOUT == store.WAIT_TIMEOUT  # the parser imports no torch: a copy

@@ -20,9 +20,10 @@ from emg_lens.edges import parse
 from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudySpec, expand_grid, run_study
-from emg_lens.studies import evaluate as evaluate_module
-from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
-from emg_lens.studies.grid import BASELINE
+from emg_lens.studies.ablation import evaluate as evaluate_module
+from emg_lens.studies.ablation.evaluate import StudyCode, evaluate_subject
+from emg_lens.studies.ablation.grid import BASELINE
+from emg_lens.studies.subjects import Subject
 
 BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 N_WINDOWS, BATCH = 22, 8  # three window batches: 8, 8, 6

@@ -1,7 +1,7 @@
 """Cutting edges in a regressor (a force predicted from an HD-sEMG grid): the change of its
 error, tested over held-out time blocks.
 
-An ablation study (`emg_lens.studies.runner`) scores classifiers over subjects. A regressor
+An ablation study (`emg_lens.studies.ablation.runner`) scores classifiers over subjects. A regressor
 trained on one contraction has one subject, and its test windows are not independent (they
 overlap and the force changes slowly), so the held-out time block
 (`emg_lens.data.windows.contraction`) is the unit: `block_errors` scores the model's
@@ -13,7 +13,7 @@ resampled) and its t interval, and the exact two-sided sign-flip p
 over the cuts (`stats.correct`). ΔR² is over all test windows (`metrics.score_regression`).
 A cut whose masks cut no edge is a structural zero: its row gets no p and stays out of the
 correction, as in every study. `regression_cuts` does both for a model in memory; the
-regression study kind (`emg_lens.studies.regression_study`) stores each cut's block errors as
+regression study kind (`emg_lens.studies.regression.runner`) stores each cut's block errors as
 a cell and builds the same table from them.
 
 >>> from emg_lens import EncoderConfig

@@ -1,19 +1,5 @@
-"""Claims: what an ablation study expects, declared in its file and tested by the run.
-
-A study file may say, before anything runs, which classes a condition of its grid should
-affect, and how. Each ``[[claims]]`` entry names an intervention of the study, the layers as
-its tables name them, the classes (indices as ``per_class.csv`` numbers them, a name of the
-optional ``[class_groups]`` table, or ``"all"``) and what to expect::
-
-    [class_groups]
-    interaction = [4, 5, 6, 7]
-
-    [[claims]]
-    description = "interaction gestures collapse when every cross-modal route is cut"
-    intervention = "cross"
-    layers = "all"              # "all", "input", "individual 1", "from_first 2", "explicit 0,2"
-    classes = "interaction"
-    expect = "drop"             # or "keep", with margin = 0.05
+"""Testing the claims an ablation study declares (`emg_lens.studies.ablation.claims`), and
+the verdicts.
 
 A claim is tested on each subject's accuracy over its classes (correct over total test windows
 of those classes, from the class counts every cell holds) under its condition, against the
@@ -47,28 +33,23 @@ Each row of ``claims.csv`` names the test that decided it (``test``, ``method``)
 (``reason``); `claims_design` says before the run what the claims need (``emg-lens study
 check``).
 
-`Claim` reads an entry; `check_claims` checks claims against the study that declares them;
-`evaluate_claims` tests them on a study's class counts (`emg_lens.studies.result.StudyResult`
-writes the outcome to ``claims.csv`` and at the top of ``summary.md``).
-
->>> claim = Claim.from_dict({"intervention": "cross", "layers": "individual 1",
-...                          "classes": [4, 5], "expect": "keep", "margin": 0.05})
->>> claim.mode, claim.layer, claim.expected
-('individual', 1, 'Δ% within ±5%')
+`evaluate_claims` tests claims on a study's class counts
+(`emg_lens.studies.ablation.result.StudyResult` writes the outcome to ``claims.csv`` and at the
+top of ``summary.md``); `format_claims` and `claims_markdown` say them; `claims_design` says
+before the run what they need.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from emg_lens.errors import SpecError, StudyError
+from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
 from emg_lens.studies.output import markdown_table
-from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.stats import (
     ALPHA,
     CLAIMS_TESTS,
@@ -87,373 +68,27 @@ from emg_lens.studies.stats import (
     tost,
     tost_max_sd,
 )
-from emg_lens.studies.validate import int_list, reject_repeats, string
 
 __all__ = [
+    "CI_LEVEL",
     "CLAIM_COLUMNS",
-    "DEFAULT_MARGIN",
-    "EXPECTATIONS",
     "VERDICTS",
-    "Claim",
-    "check_claims",
     "claims_design",
     "claims_markdown",
-    "class_groups_key",
-    "class_indices",
     "evaluate_claims",
     "format_claims",
     "interval_verdict",
-    "matching_keys",
 ]
 
-EXPECTATIONS = ("drop", "keep")
-DEFAULT_MARGIN = 0.05  # a drop claim's, where it names none: it fails above -5 %
 CI_LEVEL = 0.90  # the t-interval of per-subject Δ%: TOST's, and a drop's one-sided 95 % bound
 NO_INTERVAL = "no interval of the change (fewer than 2 subjects with a baseline accuracy above 0)"
 VERDICTS = ("holds", "fails", "cannot tell")
-LAYER_MODES = ("individual", "from_first", "from_last")  # one cell per layer: "<mode> <l>"
 CLAIM_COLUMNS = [
     *("claim", "intervention", "layers", "heads", "classes", "class_indices", "expected"),
     *("condition", "n", "baseline", "masked", "delta_pct", "ci_low", "ci_high", "r_rb"),
     *("test", "p", "p_corr", "stars", "verdict", "reason", "margin", "ci_level", "method"),
 ]
 """The columns of ``claims.csv``, one row per declared claim."""
-
-
-def _layer_label(text: Any, where: str) -> tuple[str, int | tuple[int, ...] | None]:
-    """``layers`` of a claim as ``(mode, layer)``: ``"all"`` and ``"input"`` (no layer),
-    ``"individual 1"`` / ``"from_first 1"`` / ``"from_last 1"`` (the layer the table shows),
-    ``"explicit 0,2"`` (the layer set).
-
-    >>> _layer_label("from_first 2", "claims[0]"), _layer_label("explicit 2, 0", "claims[0]")
-    (('from_first', 2), ('explicit', (0, 2)))
-    """
-    accepted = (
-        "'all', 'input' (an input ablation), '<mode> <layer>' for a mode of one cell per layer "
-        "(e.g. 'individual 1', 'from_first 2', 'from_last 0') or 'explicit <layers>' (e.g. "
-        "'explicit 0,2'): the mode and layer columns of the study's table"
-    )
-    text = string(text, f"{where}.layers ({accepted})")
-    mode, _, rest = (text or "").strip().partition(" ")
-    rest = rest.strip()
-    try:
-        if mode in ("all", "input") and not rest:
-            return mode, None
-        if mode in LAYER_MODES and rest:
-            layer = int(rest)
-            if layer >= 0:
-                return mode, layer
-        if mode == "explicit" and rest:
-            layers = tuple(sorted({int(x) for x in rest.split(",")}))
-            if min(layers) >= 0:
-                return mode, layers
-    except ValueError:
-        pass
-    raise SpecError(f"{where}.layers = {text!r}; accepted: {accepted}")
-
-
-def _classes(value: Any, where: str) -> str | tuple[int, ...]:
-    """``classes``: ``"all"``, a ``[class_groups]`` name, or a non-empty list of distinct class
-    indices (>= 0)."""
-    accepted = (
-        "'all', a name of the study's [class_groups] table, or a non-empty list of distinct "
-        "class indices (0-based, as per_class.csv numbers them)"
-    )
-    if isinstance(value, str):
-        if not value:
-            raise SpecError(f"{where}.classes is empty; accepted: {accepted}")
-        return value
-    if not isinstance(value, list | tuple) or not value:
-        raise SpecError(f"{where}.classes = {value!r}; accepted: {accepted}")
-    indices = int_list(value, f"{where}.classes")
-    if min(indices) < 0:
-        raise SpecError(f"{where}.classes = {list(indices)} has a negative index; {accepted}")
-    reject_repeats(f"{where}.classes", list(indices))
-    return tuple(indices)
-
-
-def _classes_key(value: str | tuple[int, ...], claim: Any) -> str | list[int]:
-    return value if isinstance(value, str) else list(value)
-
-
-def _heads_key(value: str | tuple[int, ...], claim: Any) -> str | list[int]:
-    return value if isinstance(value, str) else list(value)
-
-
-@dataclass(frozen=True)
-class Claim(Spec):
-    """One ``[[claims]]`` entry (see the module docstring). ``heads`` (``"all"`` or a head
-    list) is needed only when the study has several head sets."""
-
-    WHERE: ClassVar[str] = "claims"
-    HOLDS: ClassVar[str] = "intervention, layers, classes and expect"
-
-    intervention: str
-    layers: str
-    classes: str | tuple[int, ...] = field(metadata=file_key(dump=_classes_key))
-    expect: str
-    margin: float | None = field(default=None, metadata=file_key(omit=is_none))
-    heads: str | tuple[int, ...] | None = field(
-        default=None, metadata=file_key(dump=_heads_key, omit=is_none)
-    )
-    description: str = field(default="", metadata=file_key(omit=lambda v, s: not v))
-
-    @classmethod
-    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        for key in ("intervention", "layers", "classes", "expect"):
-            if data.get(key) is None:
-                raise SpecError(f"{where} needs {key!r}; a claim holds {cls.HOLDS}")
-        intervention = string(data["intervention"], f"{where}.intervention (its name)")
-        mode, layer = _layer_label(data["layers"], where)
-        if mode == "explicit":
-            layers = f"explicit {','.join(map(str, layer))}"
-        else:
-            layers = mode if layer is None else f"{mode} {layer}"
-        expect = data["expect"]
-        if expect not in EXPECTATIONS:
-            raise SpecError(
-                f"{where}.expect = {expect!r}; accepted: 'drop' (a significant drop: the "
-                "study's claims test and correction) or 'keep' (equivalence: the change's 90% "
-                "t-interval within ±margin)"
-            )
-        margin = data.get("margin")
-        if margin is not None or expect == "keep":
-            if (
-                not isinstance(margin, int | float)
-                or isinstance(margin, bool)
-                or not 0 < margin <= 1
-            ):
-                needs = (
-                    "a 'keep' claim needs a margin in (0, 1]: the change's 90% t-interval must "
-                    "lie within ±100 margin % of the baseline (0.05: ±5%)"
-                    if expect == "keep"
-                    else "a 'drop' claim's margin is in (0, 1]: it fails when the change's 90% "
-                    f"t-interval lies wholly above -100 margin % (default {DEFAULT_MARGIN}: -5%)"
-                )
-                raise SpecError(f"{where}.margin = {margin!r}; {needs}")
-            margin = float(margin)
-        heads = data.get("heads")
-        if heads is not None and heads != "all":
-            heads = int_list(heads, f"{where}.heads ('all' or a list of head indices)")
-            if not heads:
-                raise SpecError(f"{where}.heads = []; accepted: 'all' or a list of head indices")
-        return {
-            "intervention": intervention,
-            "layers": layers,
-            "classes": _classes(data["classes"], where),
-            "expect": expect,
-            "margin": margin,
-            "heads": heads,
-            "description": string(data.get("description"), f"{where}.description") or "",
-        }
-
-    @property
-    def mode(self) -> str:
-        """The layer mode of the claim's condition."""
-        return self.layers.partition(" ")[0]
-
-    @property
-    def layer(self) -> int | tuple[int, ...] | None:
-        """The layer its table row shows (a layer set for ``explicit``; None for ``all`` and
-        ``input``)."""
-        return _layer_label(self.layers, "claim")[1]
-
-    @property
-    def bound(self) -> float:
-        """The margin in percent of the baseline: the claim's own, else (a drop claim that
-        names none) `DEFAULT_MARGIN`'s."""
-        return 100 * (DEFAULT_MARGIN if self.margin is None else self.margin)
-
-    @property
-    def expected(self) -> str:
-        """What the claim expects, in words."""
-        if self.expect == "drop":
-            return "significant drop"
-        return f"Δ% within ±{self.bound:g}%"
-
-    def classes_label(self) -> str:
-        """The classes as the claim names them: a group name, ``all``, or the indices."""
-        if isinstance(self.classes, str):
-            return self.classes
-        return ",".join(map(str, self.classes))
-
-    def title(self) -> str:
-        """The claim's description, or one made of its fields."""
-        if self.description:
-            return self.description
-        verb = "drop" if self.expect == "drop" else "keep their accuracy"
-        return f"classes {self.classes_label()} {verb} under {self.intervention} · {self.layers}"
-
-
-def class_groups_key(value: Any) -> dict[str, tuple[int, ...]]:
-    """The study's optional ``[class_groups]`` table: identifier names (not ``all``) -> a
-    non-empty list of distinct class indices.
-
-    >>> class_groups_key({"interaction": [4, 5]})
-    {'interaction': (4, 5)}
-    >>> class_groups_key({"all": [1]})
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.SpecError: [class_groups] name 'all' is not an identifier other than 'all'; 'all' already means every class
-    """  # noqa: E501
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise SpecError(f"[class_groups] must be a table of name = [class indices], got {value!r}")
-    groups = {}
-    for name, indices in value.items():
-        if not name.isidentifier() or name == "all":
-            raise SpecError(
-                f"[class_groups] name {name!r} is not an identifier other than 'all'; "
-                "'all' already means every class"
-            )
-        classes = _classes(indices, f"class_groups.{name}")
-        if isinstance(classes, str):
-            raise SpecError(f"class_groups.{name} = {indices!r}; accepted: a list of class indices")
-        groups[name] = classes
-    return groups
-
-
-def check_claims(
-    claims: Sequence[Claim],
-    *,
-    interventions: Mapping[str, bool],
-    modes: Sequence[str],
-    layers: Sequence[int] | None,
-    explicit: Sequence[Sequence[int]],
-    head_sets: int,
-    class_groups: Mapping[str, Sequence[int]],
-) -> None:
-    """Refuse a claim the study cannot test, naming it: an intervention it lacks
-    (``interventions``: name -> whether it acts on layers), a layer mode it does not run, a
-    layer outside ``layers`` (the study's ``layers.layers``; None: any), an explicit layer set
-    it does not list, several head sets without ``heads``, a class group it does not define.
-    Layers and class indices beyond the models' are refused once the models are known
-    (`matching_keys`, `evaluate_claims`).
-
-    >>> claim = Claim.from_dict({"intervention": "uni", "layers": "all", "classes": "all",
-    ...                          "expect": "drop"})
-    >>> check_claims([claim], interventions={"cross": True}, modes=["all"], layers=None,
-    ...              explicit=[], head_sets=1, class_groups={})
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.SpecError: claims[0].intervention = 'uni' is not an intervention of the study; accepted: ['cross']
-    """  # noqa: E501
-    for i, claim in enumerate(claims):
-        where = f"claims[{i}]"
-        if claim.intervention not in interventions:
-            raise SpecError(
-                f"{where}.intervention = {claim.intervention!r} is not an intervention of the "
-                f"study; accepted: {list(interventions)}"
-            )
-        on_layers = interventions[claim.intervention]
-        if not on_layers and claim.mode != "input":
-            raise SpecError(
-                f"{where}.layers = {claim.layers!r}: intervention {claim.intervention!r} ablates "
-                "an input (zero_modality) and has no layer; write layers = 'input'"
-            )
-        if on_layers and claim.mode == "input":
-            raise SpecError(
-                f"{where}.layers = 'input': intervention {claim.intervention!r} acts on layers; "
-                f"name one of the study's layer modes {list(modes)}"
-            )
-        if on_layers and claim.mode not in modes:
-            raise SpecError(
-                f"{where}.layers = {claim.layers!r}: mode {claim.mode!r} is not in the study's "
-                f"layers.modes {list(modes)}"
-            )
-        if claim.mode in LAYER_MODES and layers is not None and claim.layer not in layers:
-            raise SpecError(
-                f"{where}.layers = {claim.layers!r}: layer {claim.layer} is not in the study's "
-                f"layers.layers {list(layers)}"
-            )
-        sets = [tuple(sorted(set(e))) for e in explicit]
-        if claim.mode == "explicit" and claim.layer not in sets:
-            raise SpecError(
-                f"{where}.layers = {claim.layers!r} is not one of the study's layers.explicit "
-                f"{[list(s) for s in sets]}"
-            )
-        if claim.heads is None and head_sets > 1 and on_layers:
-            raise SpecError(
-                f"{where} needs heads: the study has {head_sets} head sets; give heads = 'all' "
-                "or the head list of one of them"
-            )
-        named = isinstance(claim.classes, str) and claim.classes != "all"
-        if named and claim.classes not in class_groups:
-            raise SpecError(
-                f"{where}.classes = {claim.classes!r} is not 'all' or a name of the study's "
-                f"[class_groups] table {sorted(class_groups)}"
-            )
-
-
-def _heads_label(heads: str | tuple[int, ...] | None) -> frozenset[int] | None:
-    """Head set of a claim or a table's ``heads`` column, comparable: None for all heads."""
-    if heads is None or heads == "all":
-        return None
-    if isinstance(heads, str):
-        return frozenset(int(h) for h in heads.split(","))
-    return frozenset(heads)
-
-
-def matching_keys(claim: Claim, rows: pd.DataFrame, where: str = "claim") -> str:
-    """The condition key of ``claim`` among ``rows`` (a study's table, or `expand_grid`'s
-    rows: ``intervention, mode, layer, layers, heads, key``); a `SpecError` naming the claim
-    and the conditions the intervention has when none matches, or when several do (the study
-    has several head sets and the claim names none)."""
-    mine = rows[rows["intervention"] == claim.intervention]
-    match = mine["mode"] == claim.mode
-    if claim.mode in LAYER_MODES:
-        match &= mine["layer"].astype("Int64") == claim.layer
-    elif claim.mode == "explicit":
-        match &= mine["layers"] == ",".join(map(str, claim.layer))
-    if claim.heads is not None:
-        wanted = _heads_label(claim.heads)
-        match &= mine["heads"].map(lambda h: _heads_label(h) == wanted)
-    keys = list(dict.fromkeys(mine.loc[match.fillna(False).astype(bool), "key"]))
-    if len(keys) == 1:
-        return keys[0]
-    labels = sorted(dict.fromkeys(_row_label(r) for r in mine.itertuples()))
-    problem = "matches no condition" if not keys else "matches several conditions (name heads)"
-    raise SpecError(
-        f"{where} ({claim.intervention} · {claim.layers}) {problem} of the study; the "
-        f"conditions of {claim.intervention!r} are {labels}"
-    )
-
-
-def _row_label(row: Any) -> str:
-    """A table row's condition as a claim's ``layers`` names it, with its heads."""
-    if row.mode in LAYER_MODES:
-        label = f"{row.mode} {int(row.layer)}"
-    elif row.mode == "explicit":
-        label = f"explicit {row.layers}"
-    else:
-        label = row.mode
-    return label if row.heads == "all" else f"{label} (heads {row.heads})"
-
-
-def class_indices(
-    claim: Claim, class_groups: Mapping[str, Sequence[int]], n_classes: int, where: str = "claim"
-) -> list[int]:
-    """The class indices a claim is about, checked against the models' ``n_classes``.
-
-    >>> claim = Claim.from_dict({"intervention": "x", "layers": "all", "classes": [3, 8],
-    ...                          "expect": "drop"})
-    >>> class_indices(claim, {}, 8, "claims[0]")
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.SpecError: claims[0].classes: class index 8 is out of range: the models have 8 classes, indices 0..7 (per_class.csv's class column)
-    """  # noqa: E501
-    if claim.classes == "all":
-        return list(range(n_classes))
-    indices = class_groups[claim.classes] if isinstance(claim.classes, str) else claim.classes
-    bad = [i for i in indices if not 0 <= i < n_classes]
-    if bad:
-        name = f"classes ({claim.classes})" if isinstance(claim.classes, str) else "classes"
-        raise SpecError(
-            f"{where}.{name}: class index {bad[0]} is out of range: the models have "
-            f"{n_classes} classes, indices 0..{n_classes - 1} (per_class.csv's class column)"
-        )
-    return list(indices)
 
 
 def _group_accuracy(rows: pd.DataFrame, classes: list[int], where: str) -> pd.Series:

@@ -9,7 +9,7 @@ The synthetic data (`emg_lens.data.synthetic.emg_acc`) plants two facts about it
    cutting cross-modal edges must leave them alone (the control, an equivalence test: the 90 %
    t-interval of the subjects' change must lie within ±100 `PLANTED_MARGIN` %).
 
-Both are claims (`emg_lens.studies.claims`): the demo's study file declares them
+Both are claims (`emg_lens.studies.ablation.claims`): the demo's study file declares them
 (``emg_lens/studies/planted_demo.toml``, `planted_claims` says them in code, and a test keeps
 the two equal), so every run of it writes their verdicts into ``claims.csv`` and
 ``summary.md``, and `format_findings` prints them as planted vs found.
@@ -46,8 +46,9 @@ import pandas as pd
 from emg_lens.data.synthetic.eeg import PlantedEEG
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, gesture_kinds
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.claims import Claim, evaluate_claims, format_claims
-from emg_lens.studies.result import StudyResult
+from emg_lens.studies.ablation.claims import Claim
+from emg_lens.studies.ablation.result import StudyResult
+from emg_lens.studies.ablation.verdicts import evaluate_claims, format_claims
 
 __all__ = [
     "CLAIMS",
@@ -208,7 +209,7 @@ def planted_findings(
 ) -> pd.DataFrame:
     """The planted claims (`planted_claims`) tested on a study that does not declare them, on
     its `cut_everywhere` condition of ``intervention``, with its test and correction, as
-    `emg_lens.studies.claims.evaluate_claims` tests declared ones: one row per claim, its
+    `emg_lens.studies.ablation.verdicts.evaluate_claims` tests declared ones: one row per claim, its
     verdict in ``verdict`` (``holds``: found). ``truth``: the planted EEG's `PlantedEEG`,
     whose regions word the claims (`claims_of`; None: the planted sEMG x ACC data)."""
     row = cut_everywhere(result, intervention)

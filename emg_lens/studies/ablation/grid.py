@@ -3,7 +3,7 @@
 Every condition has a deterministic ``key`` (a hash of what it does, not of where it sits in
 the grid), which names its result cells in the store.
 
->>> from emg_lens.studies.spec import StudySpec
+>>> from emg_lens.studies.ablation.spec import StudySpec
 >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",
 ...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
 ...     "layers": {"modes": ["individual", "from_first", "from_last"]}})
@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 
 from emg_lens.errors import SpecError
-from emg_lens.studies.spec import Intervention, StudySpec
+from emg_lens.studies.ablation.spec import Intervention, StudySpec
 
 __all__ = ["BASELINE", "Condition", "expand_grid"]
 

@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.ablation.spec import StudySpec
+from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
-from emg_lens.studies.claims import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.spec import StatsSpec, StudySpec
+from emg_lens.studies.spec_base import StatsSpec
 from emg_lens.studies.stats import (
     ALPHA,
     TEST_NAMES,
@@ -177,8 +178,8 @@ def planned_family_sizes(conditions: Iterable[Any], stats: StatsSpec) -> list[in
     `family_sizes` of the summary it will have, one row per distinct condition key. What
     `emg-lens study check` prints the design with before anything runs.
 
-    >>> from emg_lens.studies.grid import expand_grid
-    >>> from emg_lens.studies.spec import StudySpec
+    >>> from emg_lens.studies.ablation.grid import expand_grid
+    >>> from emg_lens.studies.ablation.spec import StudySpec
     >>> spec = StudySpec.from_dict({"name": "s", "models": "m",
     ...     "interventions": [{"name": "x", "edges": "cross_modal"}],
     ...     "layers": {"modes": ["individual", "all"]}})
@@ -271,7 +272,7 @@ class StudyResult(StudyOutput):
     recomputed: int = 0
     stale: int = 0
     # subject -> what the chance check knows of its model beyond the cells
-    # (`emg_lens.studies.runner.known_of`: train_accuracy, placement)
+    # (`emg_lens.studies.subjects.known_of`: train_accuracy, placement)
     known: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -429,7 +430,7 @@ class StudyResult(StudyOutput):
 
     def claims(self) -> pd.DataFrame:
         """The study's declared claims (``[[claims]]``), each tested on the class counts of its
-        condition as the design is, paired (`emg_lens.studies.claims`; the study's
+        condition as the design is, paired (`emg_lens.studies.ablation.claims`; the study's
         ``claims_test`` and correction): one row per claim with its verdict; an empty table
         when the study declares none."""
         spec = self.spec
@@ -528,7 +529,7 @@ class StudyResult(StudyOutput):
         ``class_deltas`` (Δ accuracy per class for the conditions with the largest change),
         for the first metric; ``boxplots_<metric>`` and ``heatmap_<metric>`` for each other
         metric the study names."""
-        from emg_lens.studies import plots
+        from emg_lens.studies.ablation import plots
 
         figs = {}
         for i, metric in enumerate(self.spec.metrics):

@@ -24,38 +24,24 @@ from typing import Any, ClassVar
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import EdgeExpressionError, SpecError
-from emg_lens.studies.claims import Claim, check_claims, class_groups_key
+from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.code import CodeFile, load_code, locate_code
 from emg_lens.studies.metrics import METRICS
-from emg_lens.studies.spec_base import Spec, file_key, is_none
-from emg_lens.studies.stats import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
-from emg_lens.studies.validate import int_list, reject_repeats, string, subject_list
+from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
+from emg_lens.studies.validate import (
+    int_list,
+    modules_key,
+    reject_repeats,
+    required_strings,
+    string,
+    subject_list,
+)
 
-__all__ = ["MODES", "Intervention", "LayerSpec", "StatsSpec", "StudySpec", "modules_key"]
+__all__ = ["MODES", "Intervention", "LayerSpec", "StudySpec"]
 
 # individual: one layer; from_first: layers 0..l (the paper's RFB); from_last: l..L-1 (RFE);
 # all: every layer at once; explicit: the layer lists given in layers.explicit.
 MODES = ("individual", "from_first", "from_last", "all", "explicit")
-FAMILIES = ("mode", "intervention", "all")
-
-
-def modules_key(value: Any) -> str | None:
-    """The study key ``modules`` (None when absent): ``"path/file.py:function"``, the function
-    that builds the user's own modules of checkpoints that hold some (`emg_lens.studies.code`).
-
-    >>> modules_key("models.py:build_modules"), modules_key(None)
-    ('models.py:build_modules', None)
-    >>> modules_key("models.py")
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.SpecError: modules must look like 'models.py:build_modules' (a Python file in the study's project and a function in it), got 'models.py'
-    """  # noqa: E501
-    accepted = "'models.py:build_modules' (a Python file in the study's project and a function "
-    accepted += "in it)"
-    ref = string(value, "modules (a 'file.py:function' reference)")
-    if ref is not None and (":" not in ref or not ref.rpartition(":")[2].isidentifier()):
-        raise SpecError(f"modules must look like {accepted}, got {ref!r}")
-    return ref
 
 
 @dataclass(frozen=True)
@@ -137,41 +123,6 @@ class LayerSpec(Spec):
         reject_repeats("layers.layers", [layers] if layers is None else list(layers))
         reject_repeats("layers.explicit", [tuple(sorted(set(e))) for e in explicit])
         return {"modes": tuple(modes), "layers": layers, "explicit": explicit}
-
-
-def _default_claims_test(value: str, spec: Any) -> bool:
-    return value == PAIRED
-
-
-@dataclass(frozen=True)
-class StatsSpec(Spec):
-    """Test, correction and the family a correction runs over; ``claims_test``, the test of
-    the study's drop claims (`emg_lens.studies.claims`): ``"paired"`` (the exact sign-flip
-    test up to 12 subjects, Wilcoxon signed-rank above) unless the file names another of
-    `TESTS` (the tables keep ``test``)."""
-
-    WHERE: ClassVar[str] = "stats"
-
-    test: str = "mannwhitneyu"
-    correction: str = "bonferroni"
-    family: str = "mode"  # the paper corrects over all comparisons of one layer mode
-    claims_test: str = field(default=PAIRED, metadata=file_key(omit=_default_claims_test))
-
-    @classmethod
-    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        for key in data:
-            string(data[key], f"stats.{key}")
-        keys = ("test", "correction", "family", "claims_test")
-        values = {f: data.get(f, getattr(cls, f)) for f in keys}
-        for key, allowed in (
-            ("test", TESTS),
-            ("correction", CORRECTIONS),
-            ("family", FAMILIES),
-            ("claims_test", CLAIMS_TESTS),
-        ):
-            if values[key] not in allowed:
-                raise SpecError(f"stats.{key} = {values[key]!r}; accepted: {list(allowed)}")
-        return values
 
 
 def _head_sets(heads: Any) -> tuple[tuple[int, ...] | None, ...]:
@@ -273,12 +224,12 @@ class StudySpec(Spec):
         default=(None,), metadata=file_key(dump=_heads_key)
     )
     subjects: tuple[int, ...] | None = field(default=None, metadata=file_key(omit=is_none))
-    stats: StatsSpec = StatsSpec()
+    stats: StatsSpec = field(default_factory=StatsSpec)
     description: str = ""
     # "models.py:build_modules": builds the user's modules of checkpoints that hold some (a
     # converted nn.TransformerEncoder's tokenizer and readout), run only with consent
     modules: str | None = field(default=None, metadata=file_key(omit=is_none))
-    # named lists of class indices, and what the study expects (`emg_lens.studies.claims`)
+    # named lists of class indices, and what the study expects (`emg_lens.studies.ablation.claims`)
     class_groups: tuple[tuple[str, tuple[int, ...]], ...] = field(
         default=(), metadata=file_key(dump=_groups_key, omit=_empty)
     )
@@ -287,9 +238,7 @@ class StudySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        for key in ("name", "models"):
-            if not string(data.get(key), f"study key {key!r}"):
-                raise SpecError(f"study key {key!r} is required and must be a non-empty string")
+        required_strings(data, ("name", "models"))
         metrics = _metrics(data.get("metric", "accuracy"))
         return_type = string(
             data.get("return_type", "logits"),

@@ -2,9 +2,10 @@
 
 Per subject, the runner expands the grid, reads the stored cells whose provenance (model, data,
 code, scored output, hook file, the builder of the user's modules) still matches, claims the
-subject against other processes sharing the store, and has `emg_lens.studies.evaluate` compute the
-rest (a prefix tree over per-layer masks, each mask verified on the hooked path). It then assembles
-the per-subject table and the statistics (`StudyResult`).
+subject against other processes sharing the store, and has `emg_lens.studies.ablation.evaluate`
+compute the rest (a prefix tree over per-layer masks, each mask verified on the hooked path).
+It then assembles the per-subject table and the statistics (`StudyResult`). The subjects'
+models are found and loaded as every study's are (`emg_lens.studies.subjects`).
 
 Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) each rank computes its share of the
 subjects (`emg_lens.train.distributed.DistributedRun.shard`: sorted, every N-th) into the one
@@ -29,75 +30,26 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emg_lens.checkpoints import read_checkpoint_info, user_modules_of
-from emg_lens.data.datasets import load_subject
-from emg_lens.data.placement import has_placement
+from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
-from emg_lens.errors import (
-    CheckpointError,
-    EmgLensError,
-    SpecError,
-    StudyError,
-)
-from emg_lens.provenance import (
-    arrays_digest,
-    checkpoint_digest,
-    code_digest,
-    model_digest,
-    source_digest,
-)
-from emg_lens.studies.chance import TrialScore
-from emg_lens.studies.code import ModuleBuilder, load_model, require_builder
-from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
-from emg_lens.studies.grid import BASELINE, Condition, expand_grid
-from emg_lens.studies.kinds import load_spec
+from emg_lens.errors import EmgLensError, SpecError, StudyError
+from emg_lens.provenance import code_digest
+from emg_lens.studies.ablation.check import check_ablation
+from emg_lens.studies.ablation.evaluate import StudyCode, evaluate_subject
+from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
+from emg_lens.studies.ablation.planted import planted_classes
+from emg_lens.studies.ablation.result import TRIAL_FIELDS, StudyResult
+from emg_lens.studies.ablation.spec import StudySpec
+from emg_lens.studies.code import require_builder
+from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.metrics import METRICS
-from emg_lens.studies.planted import planted_classes
-from emg_lens.studies.result import TRIAL_FIELDS, StudyResult
-from emg_lens.studies.spec import StudySpec
-from emg_lens.studies.store import CellStore, check_wait_timeout
+from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
+from emg_lens.studies.subjects import Subject, entry_provenance, find_models, known_of, load_entry
 from emg_lens.studies.units import TRIAL_WINDOW_FIELDS
-from emg_lens.train import predict
-from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 
-__all__ = ["StudyError", "entry_provenance", "find_models", "load_entry", "run_study"]
-
-DEMO_MODELS = Path("runs/demo/models")
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def find_models(models: str | Path) -> dict[int, Path]:
-    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
-    ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never
-    a subject silently left out."""
-    root = DEMO_MODELS if str(models) == "demo" else Path(models)
-    found = {}
-    if root.is_dir():
-        for path in sorted(p for p in root.glob("subject_*") if p.is_dir()):
-            try:
-                subject = read_checkpoint_info(path)["metadata"].get("subject")
-            except CheckpointError as exc:
-                raise CheckpointError(
-                    f"models folder {root}: subject folder {path.name}/ is not a usable "
-                    f"checkpoint ({exc}); move it out of {root} to leave that subject out"
-                ) from exc
-            suffix = path.name.removeprefix("subject_")
-            if subject is None and not suffix.isdigit():
-                raise SpecError(f"{path}: no subject number in its metadata or its name")
-            found[int(subject if subject is not None else suffix)] = path
-    if not found:
-        hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
-        if not root.exists():  # say so, as a missing checkpoint does (read_checkpoint_info)
-            raise SpecError(
-                f"models: {root} does not exist (looked for it in {Path.cwd()}){hint}; give a "
-                "folder of subject_<N>/ checkpoints"
-            )
-        raise SpecError(f"models: no subject_<N>/ checkpoint folders in {root}{hint}")
-    return found
+__all__ = ["KIND", "run_study"]
 
 
 def _subjects(spec: StudySpec, models) -> dict[int, Any]:
@@ -112,92 +64,6 @@ def _subjects(spec: StudySpec, models) -> dict[int, Any]:
             raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
         found = {s: found[s] for s in spec.subjects}
     return found
-
-
-def load_entry(
-    entry: Any, device: torch.device | None = None, modules: ModuleBuilder | None = None
-) -> Subject:
-    """A subject's model (on ``device``, if given) and evaluation data, from a checkpoint
-    folder or a ``(model, SubjectData)`` pair: what `run_study` and the discovery study load.
-    ``modules`` builds the user's own modules of a checkpoint that holds some
-    (`emg_lens.studies.code.load_model`)."""
-    if isinstance(entry, tuple):
-        model, data = entry
-        return Subject(model if device is None else model.to(device), data)
-    metadata = read_checkpoint_info(entry)["metadata"]
-    subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
-    try:
-        model = load_model(entry, modules, device=None if device is None else str(device))
-    except CheckpointError as exc:  # one broken subject: say which, in which folder
-        raise CheckpointError(f"subject {subject} (folder {entry}): {exc}") from exc
-    source = metadata.get("data_source")
-    if source is None:
-        raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
-    return Subject(model, load_subject(source, int(subject)))
-
-
-def known_of(entry: Any) -> dict[str, Any]:
-    """What the chance check knows of a subject's model beyond its scores, to name the fault
-    of one that is not above chance (`emg_lens.studies.chance.TrialScore`): its
-    ``train_accuracy`` (a checkpoint records it; None for an in-memory model), whether its
-    data have a ``placement`` the placement check reads (`emg_lens.data.placement.has_placement`)
-    and the per-channel feature baseline's accuracy on the same split (``baseline_accuracy``:
-    recorded when the checkpoint was trained, None before it was; computed for an in-memory
-    model's data).
-
-    >>> import numpy as np
-    >>> from emg_lens.data.preprocess import SubjectData
-    >>> X, y = np.zeros((2, 1, 4)), np.array([0, 1])
-    >>> known_of((None, SubjectData.from_windows({"emg": 1}, (X, y), (X, y))))
-    {'train_accuracy': None, 'placement': False, 'baseline_accuracy': 0.5}
-    """
-    if isinstance(entry, tuple):
-        data = entry[1]
-        try:  # cheap (a logistic regression on two features per channel)
-            baseline = feature_baseline(data).value
-        except EmgLensError:  # windows it cannot read (one class, ...): no baseline
-            baseline = None
-        known = {"train_accuracy": None, "placement": has_placement(data=data)}
-        return {**known, "baseline_accuracy": baseline}
-    metadata = read_checkpoint_info(entry)["metadata"]
-    train = (metadata.get("metrics") or {}).get("train_accuracy")
-    baseline = (metadata.get("baseline") or {}).get("value")  # recorded when it was trained
-    return {
-        "train_accuracy": None if train is None else float(train),
-        "placement": has_placement(metadata.get("data_source")),
-        "baseline_accuracy": None if baseline is None else float(baseline),
-    }
-
-
-def checkpoint_score(
-    path: str | Path,
-    data: SubjectData,
-    model: Any = None,
-    *,
-    device: str | None = None,
-    modules: ModuleBuilder | None = None,
-) -> TrialScore:
-    """The chance check's score of the checkpoint at ``path`` on ``data``'s test windows,
-    over their trials (`emg_lens.studies.chance.TrialScore`), with what `known_of` says of
-    it: what ``emg-lens train`` and ``evaluate`` test. ``model``: the checkpoint's, already
-    loaded (else it is loaded onto ``device``, its user's modules made by ``modules``)."""
-    if model is None:
-        model = load_model(path, modules, device=device)
-    return TrialScore.from_predictions(
-        predict(model, data.X_test),
-        data.y_test,
-        data.test_trials,
-        data.n_classes,
-        **known_of(path),
-    )
-
-
-# ----------------------------------------------------------------------------- the study
-
-
-WAIT_TIMEOUT = 3600.0
-"""Seconds `run_study` waits for a subject claimed by another live process before giving up."""
-POLL_INTERVAL = 0.2
 
 
 @dataclass
@@ -216,35 +82,6 @@ class _Plan:
         if self.provenance is None or hook is None:
             return self.provenance
         return {**self.provenance, "hook": self.code.digests[hook]}
-
-
-def entry_provenance(
-    spec: StudySpec,
-    entry: Any,
-    subject_id: int,
-    code: str,
-    modules: ModuleBuilder | None = None,
-) -> dict[str, Any]:
-    """What a subject's cells are computed from: digests of the model and the evaluation data
-    (files for a checkpoint, arrays in memory), ``spec``'s scored output (``return_type``),
-    the code, and for a checkpoint holding the user's own modules the builder that makes them
-    (``modules``: its function and file digest, so an edited builder recomputes); shared by
-    ablation and discovery studies, which add what else their cells depend on (an ablation
-    cell holds every metric of `METRICS`; a discovery cell one)."""
-    if isinstance(entry, tuple):
-        model, data = entry
-        digests = {"model": model_digest(model), "data": arrays_digest(data)}
-    else:
-        info = read_checkpoint_info(entry)
-        metadata = info["metadata"]
-        source = metadata.get("data_source")
-        if source is None:
-            raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
-        subject = metadata.get("subject", subject_id)
-        digests = {"model": checkpoint_digest(entry), "data": source_digest(source, subject)}
-        if modules is not None and user_modules_of(info):
-            digests["modules"] = modules.provenance
-    return {**digests, "return_type": spec.return_type, "code": code}
 
 
 def _plan(
@@ -423,7 +260,8 @@ def _class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, dict[st
     """The class labels every subject shares as figures print them (a checkpoint's
     ``classes``, or the in-memory `SubjectData`'s, with the movement's name where the dataset
     registry knows it; None when the subjects' labels differ), and the class indices to mark as
-    planted (`emg_lens.studies.planted.planted_classes`, from the first subject's data source)."""
+    planted (`emg_lens.studies.ablation.planted.planted_classes`, from the first subject's data
+    source)."""
     labels, sources = [], []
     for entry in entries.values():
         if isinstance(entry, tuple):
@@ -598,3 +436,15 @@ def _check_wait(store, plans, done, waiting_since, wait_timeout: float) -> None:
             f"{store.claim_path(subject_id)} and run again (or wait longer: "
             "`study run --wait-timeout SECONDS`)"
         )
+
+
+KIND = StudyKind(
+    spec=StudySpec,
+    run=run_study,
+    check=check_ablation,
+    refuses={
+        "overrides": "of trained models: [data] and [train] overrides are for training "
+        "studies (kind = 'training')",
+    },
+)
+"""The ablation kind (`emg_lens.studies.kinds`)."""

@@ -30,24 +30,23 @@ import numpy as np
 import torch
 
 from emg_lens.components import TransformerBlock
-from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
 from emg_lens.models.base import LAYERWISE, provides
+from emg_lens.studies.ablation.grid import BASELINE, Condition
+from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.code import (
     ModuleBuilder,
     hooks_from_factory,
     require_consent,
     running_code,
 )
-from emg_lens.studies.grid import BASELINE, Condition
 from emg_lens.studies.metrics import score_logits
-from emg_lens.studies.spec import StudySpec
+from emg_lens.studies.subjects import Subject
 
 __all__ = [
     "StudyCode",
-    "Subject",
     "TreePlan",
     "evaluate_subject",
     "structural_zeros",
@@ -56,14 +55,6 @@ __all__ = [
 
 VERIFY_WINDOWS = 4
 PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
-
-
-@dataclass
-class Subject:
-    """One subject's model and the data it is scored on."""
-
-    model: Any
-    data: SubjectData
 
 
 # ----------------------------------------------------------------------------- plans
@@ -238,7 +229,7 @@ def tree_plan(
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
-    >>> from emg_lens.studies.grid import BASELINE, expand_grid
+    >>> from emg_lens.studies.ablation.grid import BASELINE, expand_grid
     >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",
     ...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
     ...     "layers": {"modes": ["individual", "from_first", "from_last"]}})
@@ -267,7 +258,7 @@ def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> lis
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
-    >>> from emg_lens.studies.grid import expand_grid
+    >>> from emg_lens.studies.ablation.grid import expand_grid
     >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",
     ...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
     ...     "layers": {"modes": ["individual"]}})

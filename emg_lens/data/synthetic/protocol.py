@@ -1,0 +1,75 @@
+"""What every synthetic generator draws a recording from (`emg_acc`, `hdsemg`, `eeg`): the
+protocol's timeline (`trial_timeline`: labels in order, each repeated, trials between rests),
+the ramp a trial's activity rises and falls on (`onset_ramp`), and the noises it is made of
+(`muscle_noise`, the spectral shape of surface EMG; `slow_noise`, tremor-like motion)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import numpy as np
+from scipy import signal as sps
+
+__all__ = ["Timeline", "muscle_noise", "onset_ramp", "slow_noise", "trial_timeline"]
+
+
+class Timeline(NamedTuple):
+    """A synthetic recording's protocol (`trial_timeline`): its ``total`` samples, the trials
+    ``runs`` (label, repetition) in order, the ``slices`` they occupy, and per sample the label
+    and repetition (``stimulus``, ``repetition``: 0 at rest)."""
+
+    total: int
+    runs: list[tuple[int, int]]
+    slices: list[slice]
+    stimulus: np.ndarray
+    repetition: np.ndarray
+
+
+def trial_timeline(
+    labels: Iterable[int], n_repetitions: int, n_trial: int, n_rest: int
+) -> Timeline:
+    """Each of ``labels`` in order, repeated ``n_repetitions`` times (as in a NinaPro exercise):
+    ``n_trial`` samples each, with ``n_rest`` samples of rest before every trial and after
+    the last.
+
+    >>> t = trial_timeline([4, 7], 2, n_trial=2, n_rest=1)
+    >>> t.total, t.runs[1], t.slices[1]
+    (13, (4, 2), slice(4, 6, None))
+    >>> t.stimulus.tolist()
+    [0, 4, 4, 0, 4, 4, 0, 7, 7, 0, 7, 7, 0]
+    """
+    runs = [(label, r) for label in labels for r in range(1, n_repetitions + 1)]
+    total = n_rest + len(runs) * (n_trial + n_rest)
+    stimulus = np.zeros(total, np.int64)
+    repetition = np.zeros(total, np.int64)
+    slices = []
+    for i, (label, rep) in enumerate(runs):
+        start = n_rest + i * (n_trial + n_rest)
+        slices.append(slice(start, start + n_trial))
+        stimulus[slices[-1]], repetition[slices[-1]] = label, rep
+    return Timeline(total, runs, slices, stimulus, repetition)
+
+
+def onset_ramp(n: int, width: int) -> np.ndarray:
+    """0 -> 1 at movement onset, 1 -> 0 at offset: muscles do not switch on instantly."""
+    ramp = np.ones(n)
+    width = min(width, n // 2)
+    if width > 0:
+        edge = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, width))
+        ramp[:width], ramp[-width:] = edge, edge[::-1]
+    return ramp
+
+
+def muscle_noise(rng: np.random.Generator, n: int, channels: int, fs: float) -> np.ndarray:
+    """Unit-variance noise band-limited to 20–450 Hz: the spectral shape of surface EMG."""
+    sos = sps.butter(4, [20, min(450, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
+    x = sps.sosfilt(sos, rng.standard_normal((n, channels)), axis=0)
+    return x / x.std(axis=0, keepdims=True)
+
+
+def slow_noise(rng: np.random.Generator, n: int, shape: tuple, fs: float) -> np.ndarray:
+    """Tremor-like motion below 10 Hz."""
+    sos = sps.butter(2, 10, btype="lowpass", fs=fs, output="sos")
+    x = sps.sosfilt(sos, rng.standard_normal((n, *shape)), axis=0)
+    return x / (x.std(axis=0, keepdims=True) + 1e-12)

@@ -1,0 +1,37 @@
+"""Ablation studies (``kind = "ablation"``, a study file's default): cut edge sets, hooks or
+modalities in trained models, one grid of conditions per subject, and test the changes.
+
+A study file says which models (a folder of ``subject_<N>/`` checkpoints), which interventions
+(an edge expression, a Python hook factory or a zeroed modality), which layers and heads, which
+metrics and which statistics; the run expands the grid per subject, computes only the cells its
+store does not hold with the same provenance (a prefix tree over per-layer masks, every mask
+verified on the hooked path), and tests every condition against the baseline. Claims the file
+declares (``[[claims]]``) are tested after the run.
+
+The package is laid out like the training side (`emg_lens.studies.training`): `spec`
+(`StudySpec` and its sections), `grid` (the conditions), `evaluate` (one subject's conditions
+as a prefix tree), `runner` (`run_study` and the kind, `KIND`), `result` (the summary, tables
+and the statistics), `claims` (what a file declares) and `verdicts` (how the run tests it),
+`check` (``emg-lens study check``), `plots` (its figures) and `planted` (the demo's planted
+truth as claims).
+"""
+
+from emg_lens.studies.ablation.claims import Claim
+from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
+from emg_lens.studies.ablation.result import StudyResult, summarize
+from emg_lens.studies.ablation.runner import KIND, run_study
+from emg_lens.studies.ablation.spec import Intervention, LayerSpec, StudySpec
+
+__all__ = [
+    "BASELINE",
+    "KIND",
+    "Claim",
+    "Condition",
+    "Intervention",
+    "LayerSpec",
+    "StudyResult",
+    "StudySpec",
+    "expand_grid",
+    "run_study",
+    "summarize",
+]

@@ -1,0 +1,142 @@
+"""Checking an ablation study before it runs (``emg-lens study check``): what it would
+compute, on what, and what it can find, with no forward pass and no code of the study run.
+
+`check_ablation` checks the study against its models or a preset's layout
+(`emg_lens.studies.check.check_target`); it lists the Python files the study names (never
+run), the grid of conditions, the structural zeros, the design line the run's summary prints,
+and the claims the study declares (`claims_note`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from emg_lens.errors import LayoutError, SpecError
+from emg_lens.studies.check import Target, check_target, code_note, text_table
+
+__all__ = ["check_ablation", "claims_note"]
+
+
+def _check_layout(spec: Any, target: Target) -> None:
+    """Every edge expression compiles against the target's layout and every
+    ``zero_modality`` is one of its groups, as `study run` would find on the first model: else
+    a `SpecError` naming the intervention. Python hooks are not run here."""
+    from emg_lens.edges import parse
+    from emg_lens.layout import CLS
+
+    for intervention in spec.interventions:
+        where = f"intervention {intervention.name!r}"
+        if intervention.edges is not None:
+            try:
+                parse(intervention.edges).compile(target.layout, target.n_heads)
+            except LayoutError as exc:
+                raise SpecError(f"{where}: {exc} (checked against {target.source})") from exc
+        modality = intervention.zero_modality
+        if modality is not None and modality not in target.layout.groups:
+            raise SpecError(
+                f"{where}: zero_modality {modality!r} is not a modality of {target.source}; "
+                f"accepted: {[g for g in target.layout.groups if g != CLS]}"
+            )
+
+
+def check_ablation(
+    spec: Any,
+    *,
+    models: str | Path | None = None,
+    preset: str | None = None,
+    layers: int | None = None,
+    heads: int | None = None,
+    study_file: str | Path | None = None,
+) -> str:
+    """What ``emg-lens study check`` prints of an ablation study: its interventions and
+    metrics, the Python files it names (listed, never run; ``study_file`` is the path the
+    consent command names), the grid of conditions against `check_target`'s models or
+    preset, the structural zeros, and the design line its summary will print.
+
+    >>> from emg_lens.studies import load_spec
+    >>> spec = load_spec({"name": "t", "models": "/nowhere",
+    ...                   "interventions": [{"name": "cross", "edges": "cross_modal"}]})
+    >>> print(check_ablation(spec, layers=2, heads=2).splitlines()[0])
+    t: 1 interventions, modes ['individual']; scored on 'logits' by accuracy
+    """
+    from emg_lens.studies.ablation.evaluate import structural_zeros
+    from emg_lens.studies.ablation.grid import expand_grid
+    from emg_lens.studies.ablation.result import planned_family_sizes, power_note
+
+    several = len(spec.metrics) > 1
+    lines = [
+        f"{spec.name}: {len(spec.interventions)} interventions, modes {list(spec.layers.modes)}; "
+        f"scored on {spec.return_type!r} by {', '.join(spec.metrics)}"
+        + (" (one table each, from the same forward passes)" if several else "")
+    ]
+    lines += code_note(spec, study_file)
+    target = check_target(spec, models=models, preset=preset, layers=layers, heads=heads)
+    grid = expand_grid(spec, target.n_layers, target.n_heads)
+    _check_layout(spec, target)
+    effects = len({c.effect for c in grid})
+    lines.append(
+        f"grid for {target.source}: {len(grid)} conditions per subject, {effects} distinct effects"
+    )
+    columns = ["intervention", "mode", "layer", "layers", "heads", "key"]
+    lines.append(text_table([c.row() for c in grid], columns))
+    zeros = [] if target.model is None else structural_zeros(spec, target.model, grid)
+    if zeros:
+        names = ", ".join(
+            f"{c.name} ({c.mode}, layers {c.row()['layers']})" for c in grid if c.key in zeros
+        )
+        lines.append(
+            f"structural zeros (cannot change the scored {spec.return_type}; reported as "
+            f"such, not tested, out of the correction family): {names}"
+        )
+    # the line the run's summary prints, before any compute
+    tested = [c for c in grid if c.key not in zeros]
+    lines.append(
+        power_note(target.n_subjects, planned_family_sizes(tested, spec.stats), spec.stats)
+    )
+    lines += claims_note(spec, grid, target)
+    return "\n".join(lines)
+
+
+def claims_note(spec: Any, grid: Sequence[Any], target: Target) -> list[str]:
+    """The lines listing the study's declared claims (none when it declares none), each
+    checked against the grid's conditions and, where the models are known, their classes:
+    a claim the run could not test is a `SpecError` here, before anything runs. Then what
+    the claims need (`emg_lens.studies.ablation.verdicts.claims_design`): the subjects a drop
+    claim's test needs, and the spread of per-subject changes a keep claim tolerates."""
+    import pandas as pd
+
+    from emg_lens.studies.ablation.claims import class_indices, matching_keys
+    from emg_lens.studies.ablation.verdicts import claims_design
+
+    if not spec.claims:
+        return []
+    rows = pd.DataFrame([c.row() for c in grid])
+    # the class count is the models' own: a preset standing in for them says nothing of it
+    n_classes = target.model.cfg.n_classes if target.from_models else None
+    groups = dict(spec.class_groups)
+    table = []
+    for i, claim in enumerate(spec.claims):
+        where = f"claims[{i}]"
+        matching_keys(claim, rows, where)
+        classes = claim.classes_label()
+        if n_classes is not None:
+            class_indices(claim, groups, n_classes, where)
+        if claim.classes in groups:
+            classes += f" ({','.join(map(str, groups[claim.classes]))})"
+        table.append(
+            {
+                "claim": claim.title(),
+                "condition": f"{claim.intervention} · {claim.layers}",
+                "classes": classes,
+                "expected": claim.expected,
+            }
+        )
+    stats = spec.stats
+    return [
+        "claims, tested after the run on each subject's accuracy over their classes (the "
+        "lines below say how):",
+        text_table(table, ["claim", "condition", "classes", "expected"]),
+        *claims_design(spec.claims, target.n_subjects, stats.claims_test, stats.correction),
+    ]

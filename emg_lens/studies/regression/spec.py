@@ -1,0 +1,174 @@
+"""A regression study's spec (`emg_lens.studies.regression`): the recording, the target, and
+the ``[windows]``, ``[model]``, ``[train]``, ``[[interventions]]`` and ``[stats]`` tables over
+their defaults, each checked as it is read.
+
+>>> spec = RegressionSpec.from_dict({"name": "f", "recording": "r.mat",
+...     "interventions": [{"name": "all_pairs", "edges": "cross_channel"}]})
+>>> spec.windows["block"], spec.train["epochs"], spec.cuts
+(2048, 15, {'all_pairs': 'cross_channel'})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from emg_lens.edges import parse
+from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
+from emg_lens.studies.spec_base import Spec
+from emg_lens.studies.validate import (
+    positive_int,
+    reject_repeats,
+    reject_unknown,
+    required_strings,
+    string,
+    table,
+)
+
+__all__ = ["CORRECTIONS", "MODEL", "OVERRIDES", "STATS", "TRAIN", "WINDOWS", "RegressionSpec"]
+
+WINDOWS = {"window": 512, "step": 128, "block": 2048, "test_every": 3, "bin": 16}
+MODEL = {"n_layers": 2, "d_model": 32, "d_head": 8, "n_heads": 4, "d_mlp": 64, "seed": 0}
+TRAIN = {"epochs": 15, "lr": 3e-3, "warmup_epochs": 2, "batch_size": 32, "seed": 0}
+STATS = {"correction": "holm", "seed": 0}
+CORRECTIONS = ("holm", "bonferroni")
+OVERRIDES = ("epochs",)  # `study run --epochs`: the [train] key a smoke run shrinks
+
+
+def _section(data: dict[str, Any], key: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``[key]`` over its defaults: the integers checked >= 1 (seeds and warm-up >= 0), the
+    learning rate a positive number."""
+    given = table(data.get(key, {}), key)
+    reject_unknown(key, given, set(defaults))
+    out = {**defaults, **given}
+    for name, value in out.items():
+        where = f"{key}.{name}"
+        if name == "lr":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not 0 < value < float("inf"):
+                raise SpecError(f"{where} must be a positive number, got {value!r}")
+            out[name] = float(value)
+        else:
+            minimum = 0 if name in ("seed", "warmup_epochs") else 1
+            out[name] = positive_int(value, where, minimum=minimum)
+    return out
+
+
+def _cuts(value: Any) -> dict[str, str]:
+    """``[[interventions]]``: name -> the edge expression, parsed and written back."""
+    if not isinstance(value, list) or not value:
+        raise SpecError(
+            "interventions must be a non-empty list of tables with a name and edges (an edge "
+            f"expression cut in every layer), got {value!r}"
+        )
+    cuts: dict[str, str] = {}
+    for i, entry in enumerate(value):
+        where = f"interventions[{i}]"
+        entry = table(entry, where)
+        reject_unknown(where, entry, {"name", "edges"})
+        name = string(entry.get("name"), f"{where}.name")
+        if not name or name == "none":
+            raise SpecError(
+                f"{where}.name must be a non-empty string other than 'none' (the unmasked "
+                f"row), got {entry.get('name')!r}"
+            )
+        expr = string(entry.get("edges"), f"{where}.edges (an edge expression)")
+        if not expr:
+            raise SpecError(f"{where}.edges is required: an edge expression, e.g. cross_channel")
+        try:
+            parsed = parse(expr)
+        except EdgeExpressionError as exc:
+            raise SpecError(f"{where}.edges: {exc}") from exc
+        reject_repeats("interventions' names", [*cuts, name])
+        cuts[name] = str(parsed)
+    return cuts
+
+
+def _stats(data: dict[str, Any]) -> dict[str, Any]:
+    given = table(data.get("stats", {}), "stats")
+    reject_unknown("stats", given, set(STATS))
+    out = {**STATS, **given}
+    if out["correction"] not in CORRECTIONS:
+        raise SpecError(f"stats.correction = {out['correction']!r}; accepted: {list(CORRECTIONS)}")
+    out["seed"] = positive_int(out["seed"], "stats.seed", minimum=0)
+    return out
+
+
+def _dump_cuts(cuts: Mapping[str, str], spec: Any) -> list[dict[str, str]]:
+    return [{"name": name, "edges": edges} for name, edges in cuts.items()]
+
+
+@dataclass(frozen=True)
+class RegressionSpec(Spec):
+    """A regression study (see `emg_lens.studies.regression`)."""
+
+    WHERE: ClassVar[str] = "regression study"
+    KIND: ClassVar[str] = "regression"
+    # computed from the cells, not into them: changing them reuses every cell
+    UNHASHED: ClassVar[tuple[str, ...]] = ("description", "stats")
+
+    name: str
+    recording: str
+    target: str = "force"
+    windows: dict[str, int] = field(default_factory=lambda: dict(WINDOWS))
+    model: dict[str, int] = field(default_factory=lambda: dict(MODEL))
+    train: dict[str, Any] = field(default_factory=lambda: dict(TRAIN))
+    cuts: dict[str, str] = field(
+        default_factory=dict, metadata={"key": "interventions", "dump": _dump_cuts}
+    )
+    stats: dict[str, Any] = field(default_factory=lambda: dict(STATS))
+    description: str = ""
+
+    @classmethod
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        required_strings(data, ("name", "recording"))
+        target = string(data.get("target", "force"), "target (an auxiliary channel's name)")
+        if not target:
+            raise SpecError("target must name the recording's auxiliary channel, e.g. 'force'")
+        return {
+            "name": data["name"],
+            "recording": data["recording"],
+            "target": target,
+            "windows": _section(data, "windows", WINDOWS),
+            "model": _section(data, "model", MODEL),
+            "train": _section(data, "train", TRAIN),
+            "cuts": _cuts(data.get("interventions")),
+            "stats": _stats(data),
+            "description": string(data.get("description"), "description (free text)") or "",
+        }
+
+    def _check(self) -> None:
+        model = self.model
+        if model["d_model"] != model["d_head"] * model["n_heads"]:
+            raise SpecError(
+                f"model.d_model = {model['d_model']} must be d_head x n_heads = "
+                f"{model['d_head']} x {model['n_heads']}"
+            )
+        train = self.train
+        if train["warmup_epochs"] >= train["epochs"]:
+            raise SpecError(
+                f"train.warmup_epochs = {train['warmup_epochs']} must be below train.epochs = "
+                f"{train['epochs']} (the cosine phase after the warm-up would be empty)"
+            )
+        windows = self.windows
+        if windows["window"] % windows["bin"] or windows["step"] % windows["bin"]:
+            raise SpecError(
+                f"windows.window = {windows['window']} and windows.step = {windows['step']} "
+                f"must be multiples of windows.bin = {windows['bin']}"
+            )
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> RegressionSpec:
+        """The spec with ``study run``'s overrides (``--epochs``); any other is refused by its
+        flag."""
+        overrides = dict(overrides or {})
+        other = sorted(set(overrides) - set(OVERRIDES))
+        if other:
+            raise ArgumentError(
+                f"{' '.join(f'--{k}' for k in other)}: {self.name} is a regression study, "
+                "whose data are its `recording` and whose model its [model] table; of the "
+                f"training flags it takes {' '.join(f'--{k}' for k in OVERRIDES)} only"
+            )
+        if not overrides:
+            return self
+        return self.with_changes(train={**self.train, **overrides})

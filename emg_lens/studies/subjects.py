@@ -1,0 +1,182 @@
+"""A study's subjects: the trained models it finds (``DIR/subject_<N>/`` checkpoints), each
+subject's model and evaluation data loaded, what the chance check knows of each, and what a
+subject's cells are computed from (their provenance). The ablation and discovery kinds share
+them, and so do ``emg-lens train``, ``evaluate``, ``probe`` and ``features``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emg_lens.checkpoints import read_checkpoint_info, user_modules_of
+from emg_lens.data.datasets import load_subject
+from emg_lens.data.placement import has_placement
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.errors import CheckpointError, EmgLensError, SpecError
+from emg_lens.provenance import arrays_digest, checkpoint_digest, model_digest, source_digest
+from emg_lens.studies.chance import TrialScore
+from emg_lens.studies.code import ModuleBuilder, load_model
+from emg_lens.train import predict
+from emg_lens.train.baseline import feature_baseline
+
+__all__ = [
+    "DEMO_MODELS",
+    "Subject",
+    "checkpoint_score",
+    "entry_provenance",
+    "find_models",
+    "known_of",
+    "load_entry",
+]
+
+DEMO_MODELS = Path("runs/demo/models")
+"""Where ``emg-lens demo`` saves its models: what ``models = "demo"`` finds."""
+
+
+@dataclass
+class Subject:
+    """One subject's model and the data it is scored on."""
+
+    model: Any
+    data: SubjectData
+
+
+def find_models(models: str | Path) -> dict[int, Path]:
+    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
+    ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never
+    a subject silently left out."""
+    root = DEMO_MODELS if str(models) == "demo" else Path(models)
+    found = {}
+    if root.is_dir():
+        for path in sorted(p for p in root.glob("subject_*") if p.is_dir()):
+            try:
+                subject = read_checkpoint_info(path)["metadata"].get("subject")
+            except CheckpointError as exc:
+                raise CheckpointError(
+                    f"models folder {root}: subject folder {path.name}/ is not a usable "
+                    f"checkpoint ({exc}); move it out of {root} to leave that subject out"
+                ) from exc
+            suffix = path.name.removeprefix("subject_")
+            if subject is None and not suffix.isdigit():
+                raise SpecError(f"{path}: no subject number in its metadata or its name")
+            found[int(subject if subject is not None else suffix)] = path
+    if not found:
+        hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
+        if not root.exists():  # say so, as a missing checkpoint does (read_checkpoint_info)
+            raise SpecError(
+                f"models: {root} does not exist (looked for it in {Path.cwd()}){hint}; give a "
+                "folder of subject_<N>/ checkpoints"
+            )
+        raise SpecError(f"models: no subject_<N>/ checkpoint folders in {root}{hint}")
+    return found
+
+
+def load_entry(
+    entry: Any, device: torch.device | None = None, modules: ModuleBuilder | None = None
+) -> Subject:
+    """A subject's model (on ``device``, if given) and evaluation data, from a checkpoint
+    folder or a ``(model, SubjectData)`` pair: what `run_study` and the discovery study load.
+    ``modules`` builds the user's own modules of a checkpoint that holds some
+    (`emg_lens.studies.code.load_model`)."""
+    if isinstance(entry, tuple):
+        model, data = entry
+        return Subject(model if device is None else model.to(device), data)
+    metadata = read_checkpoint_info(entry)["metadata"]
+    subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
+    try:
+        model = load_model(entry, modules, device=None if device is None else str(device))
+    except CheckpointError as exc:  # one broken subject: say which, in which folder
+        raise CheckpointError(f"subject {subject} (folder {entry}): {exc}") from exc
+    source = metadata.get("data_source")
+    if source is None:
+        raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
+    return Subject(model, load_subject(source, int(subject)))
+
+
+def known_of(entry: Any) -> dict[str, Any]:
+    """What the chance check knows of a subject's model beyond its scores, to name the fault
+    of one that is not above chance (`emg_lens.studies.chance.TrialScore`): its
+    ``train_accuracy`` (a checkpoint records it; None for an in-memory model), whether its
+    data have a ``placement`` the placement check reads (`emg_lens.data.placement.has_placement`)
+    and the per-channel feature baseline's accuracy on the same split (``baseline_accuracy``:
+    recorded when the checkpoint was trained, None before it was; computed for an in-memory
+    model's data).
+
+    >>> import numpy as np
+    >>> from emg_lens.data.preprocess import SubjectData
+    >>> X, y = np.zeros((2, 1, 4)), np.array([0, 1])
+    >>> known_of((None, SubjectData.from_windows({"emg": 1}, (X, y), (X, y))))
+    {'train_accuracy': None, 'placement': False, 'baseline_accuracy': 0.5}
+    """
+    if isinstance(entry, tuple):
+        data = entry[1]
+        try:  # cheap (a logistic regression on two features per channel)
+            baseline = feature_baseline(data).value
+        except EmgLensError:  # windows it cannot read (one class, ...): no baseline
+            baseline = None
+        known = {"train_accuracy": None, "placement": has_placement(data=data)}
+        return {**known, "baseline_accuracy": baseline}
+    metadata = read_checkpoint_info(entry)["metadata"]
+    train = (metadata.get("metrics") or {}).get("train_accuracy")
+    baseline = (metadata.get("baseline") or {}).get("value")  # recorded when it was trained
+    return {
+        "train_accuracy": None if train is None else float(train),
+        "placement": has_placement(metadata.get("data_source")),
+        "baseline_accuracy": None if baseline is None else float(baseline),
+    }
+
+
+def checkpoint_score(
+    path: str | Path,
+    data: SubjectData,
+    model: Any = None,
+    *,
+    device: str | None = None,
+    modules: ModuleBuilder | None = None,
+) -> TrialScore:
+    """The chance check's score of the checkpoint at ``path`` on ``data``'s test windows,
+    over their trials (`emg_lens.studies.chance.TrialScore`), with what `known_of` says of
+    it: what ``emg-lens train`` and ``evaluate`` test. ``model``: the checkpoint's, already
+    loaded (else it is loaded onto ``device``, its user's modules made by ``modules``)."""
+    if model is None:
+        model = load_model(path, modules, device=device)
+    return TrialScore.from_predictions(
+        predict(model, data.X_test),
+        data.y_test,
+        data.test_trials,
+        data.n_classes,
+        **known_of(path),
+    )
+
+
+def entry_provenance(
+    spec: Any,
+    entry: Any,
+    subject_id: int,
+    code: str,
+    modules: ModuleBuilder | None = None,
+) -> dict[str, Any]:
+    """What a subject's cells are computed from: digests of the model and the evaluation data
+    (files for a checkpoint, arrays in memory), ``spec``'s scored output (``return_type``),
+    the code, and for a checkpoint holding the user's own modules the builder that makes them
+    (``modules``: its function and file digest, so an edited builder recomputes); shared by
+    ablation and discovery studies, which add what else their cells depend on (an ablation
+    cell holds every metric of `METRICS`; a discovery cell one)."""
+    if isinstance(entry, tuple):
+        model, data = entry
+        digests = {"model": model_digest(model), "data": arrays_digest(data)}
+    else:
+        info = read_checkpoint_info(entry)
+        metadata = info["metadata"]
+        source = metadata.get("data_source")
+        if source is None:
+            raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
+        subject = metadata.get("subject", subject_id)
+        digests = {"model": checkpoint_digest(entry), "data": source_digest(source, subject)}
+        if modules is not None and user_modules_of(info):
+            digests["modules"] = modules.provenance
+    return {**digests, "return_type": spec.return_type, "code": code}
