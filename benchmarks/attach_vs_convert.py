@@ -2,10 +2,10 @@
 ways, `emg_lens.models.attached.zoo.attach_braindecode` (the original's own forward, cuts
 written into its attention calls) and `emg_lens.models.from_braindecode` (an emg_lens
 encoder), and the same study grid run on each through the study runner's evaluation
-(`emg_lens.studies.evaluate.evaluate_subject`) on the same windows. The converted model runs
-the grid as a prefix tree, sharing every common prefix of masked layers layer by layer; the
-attached one, which has no layer-by-layer forward, runs one whole forward per distinct mask
-sequence.
+(`emg_lens.studies.ablation.evaluate.evaluate_subject`) on the same windows. The converted
+model runs the grid as a prefix tree, sharing every common prefix of masked layers layer by
+layer; the attached one, which has no layer-by-layer forward, runs one whole forward per
+distinct mask sequence.
 
 The grids (one condition per layer, ``individual``, and the baseline):
 
@@ -64,8 +64,8 @@ from emg_lens.edges import parse
 from emg_lens.models import from_braindecode
 from emg_lens.models.attached.zoo import attach_braindecode
 from emg_lens.studies import StudySpec, expand_grid
-from emg_lens.studies.evaluate import StudyCode, Subject, evaluate_subject
-from emg_lens.studies.grid import BASELINE, Condition
+from emg_lens.studies.ablation.evaluate import StudyCode, Subject, evaluate_subject
+from emg_lens.studies.ablation.grid import BASELINE, Condition
 
 ARCHITECTURES = ("cbramod", "eegpt")
 GRIDS = ("layers", "heads")

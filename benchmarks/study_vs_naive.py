@@ -11,7 +11,7 @@ random test windows (``--preset demo``: 32-D, 4 heads; ``--preset paper``: 512-D
   mask that cuts no position the readout reads;
 - the naive loop: for every grid row of every subject, one ``model.run_with_hooks`` full
   forward pass with ``mask_edges`` at ``blocks.{l}.attn.hook_attn_scores`` (no sharing);
-- the lower bound: the work the runner's plan cannot avoid (`emg_lens.studies.evaluate.
+- the lower bound: the work the runner's plan cannot avoid (`emg_lens.studies.ablation.evaluate.
   tree_plan`), run bare: per subject and window batch, one embedding, one *unmasked* block per
   distinct non-empty mask-sequence prefix, at the window batch the runner uses, and one
   readout per distinct effect. `tests/unit/studies/test_study_bound.py` checks that the runner runs
