@@ -40,6 +40,8 @@ from emg_lens.models.tl_surface import TransformerLensSurface
 __all__ = [
     "ATTENTION_HOOKS",
     "LAYERWISE",
+    "LINEAR_READOUT",
+    "SPLIT_QKV",
     "TL_WEIGHTS",
     "HookedBiosignalModel",
     "HookedEncoder",
@@ -60,6 +62,10 @@ tree, discovery's screen and ONNX export run."""
 TL_WEIGHTS = "tl_weights"
 """Weights in TransformerLens shapes (``W_Q`` ... ``W_U``): QK and OV circuits, composition
 scores, direct attribution."""
+LINEAR_READOUT = "linear_readout"
+"""An unembedding: logits = ``ln_final(resid)`` at ``unembed_positions`` (mean) ``@ W_U + b_U``."""
+SPLIT_QKV = "split_qkv_input"
+"""``set_use_split_qkv_input``: per-head copies of each block's attention input (hook_q_input)."""
 
 
 def provides(model: object, feature: str) -> bool:
@@ -91,6 +97,8 @@ def require(model: object, feature: str, what: str) -> None:
         LAYERWISE: "a layer-by-layer forward (start_at_layer/stop_at_layer, emg_lens blocks "
         "and readout)",
         TL_WEIGHTS: "weights in TransformerLens shapes (W_Q, W_K, W_V, W_O, W_U)",
+        LINEAR_READOUT: "a linear readout (a TransformerLens unembedding W_U, b_U after ln_final)",
+        SPLIT_QKV: "per-head attention inputs (set_use_split_qkv_input: hook_q_input ...)",
     }[feature]
     hint = getattr(model, "converters", None)
     raise UnsupportedFeatureError(
@@ -98,6 +106,8 @@ def require(model: object, feature: str, what: str) -> None:
         + (f"; convert the model first: {hint}" if hint else "")
     )
 
+
+_ENCODER = frozenset({ATTENTION_HOOKS, LAYERWISE, TL_WEIGHTS, SPLIT_QKV})
 
 EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]
 
@@ -298,7 +308,17 @@ class HookedEncoder(HookedBiosignalModel):
     """
 
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
-    contract = frozenset({ATTENTION_HOOKS, LAYERWISE, TL_WEIGHTS})
+
+    @property
+    def contract(self) -> frozenset[str]:  # type: ignore[override]
+        """Every encoder's blocks are emg_lens blocks (split q/k/v input included); a linear
+        readout where its classifier is an unembedding, which can depend on the instance
+        (TinyMyo's ``reduction``, a converted model's readout)."""
+        try:
+            self._unembedding()
+        except UnsupportedFeatureError:
+            return _ENCODER
+        return _ENCODER | {LINEAR_READOUT}
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)
