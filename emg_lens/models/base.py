@@ -70,7 +70,7 @@ SPLIT_QKV = "split_qkv_input"
 
 def provides(model: object, feature: str) -> bool:
     """Whether ``model`` provides ``feature`` of the hook contract (`ATTENTION_HOOKS`,
-    `LAYERWISE`, `TL_WEIGHTS`).
+    `LAYERWISE`, `TL_WEIGHTS`, `LINEAR_READOUT`, `SPLIT_QKV`).
 
     >>> from emg_lens.models import IsoNet
     >>> provides(IsoNet(EncoderConfig.preset("tiny")), TL_WEIGHTS), provides(object(), LAYERWISE)
