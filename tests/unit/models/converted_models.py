@@ -130,6 +130,7 @@ def torch_encoder_model(
             out = encoder(tokens if batch_first else tokens.transpose(0, 1))
             return readout(out if batch_first else out.transpose(0, 1)).detach()
 
+    original.parts = parts  # type: ignore[attr-defined]
     return model, original
 
 

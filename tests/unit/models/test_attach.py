@@ -1,7 +1,9 @@
-"""`attach` opens hand-written attention models in place (issue 38, items 1 and 2): with no
-hook the output is the original's bit for bit; an edge cut equals the original computed with
-the same keys blocked by its own mask argument; caches have TransformerLens shapes; gradients
-reach the scores; what cannot be attached is refused by name."""
+"""`attach` opens hand-written attention models in place (issue 38, items 1 and 2): every call
+found; SDPA's, MultiheadAttention's and explicit softmaxes' other forms; cross-attention and
+folded calls, their cuts equal to the model's own masks; what cannot be attached is refused by
+name. What every attached model keeps (the original's output bit for bit with no hook, a cut
+equal to its own mask argument, TransformerLens shapes, gradients at the scores) is
+test_hook_contract's, over the table (`tests.unit.models.table`)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from emg_lens.layout import TokenLayout
 from emg_lens.models import attach
 from emg_lens.models.attached.examples import PatchAttention
 from emg_lens.models.attached.find import Fold
+from tests.unit.models import table
 from tests.unit.models.attached_models import (
     BATCH,
     HEADS,
@@ -30,15 +33,15 @@ from tests.unit.models.attached_models import (
     D,
     QKVAttention,
     build,
-    own_mask,
 )
 
 KINDS = ["qkv", "sdpa", "mha", "torch_encoder"]
 
 
-def _attached(kind, seed=0):
-    net = build(kind, seed)
-    return net, attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+def _attached(kind):
+    """A fresh ``(original, attached)`` of the table's hand-written form ``kind``."""
+    model, net = table.build(f"attached_{kind}")
+    return net, model
 
 
 def _cut(seed, per_head=True):
@@ -65,70 +68,16 @@ def test_finds_every_attention_call_and_the_blocks(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_unhooked_output_is_the_originals_bit_for_bit(kind):
-    net, model = _attached(kind)
-    x = _x()
-    with torch.no_grad():
-        assert torch.equal(model(x), net(x))
-    assert torch.equal(model(x), net(x))
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("hooked", [False, True])
-def test_an_edge_cut_equals_the_models_own_mask(kind, hooked):
-    net, model = _attached(kind)
-    x = _x()
-    per_head = kind != "torch_encoder"  # its mask is [query, key] or [batch * heads, ...]
-    cut = _cut(3, per_head)
-    reference = net(x, own_mask(kind, cut) if kind != "torch_encoder" else cut[0])
-    fwd = [("blocks.0.attn.hook_pattern", lambda t, hook: t)] if hooked else []
-    with torch.no_grad():  # torch's fast paths would run here if nothing stopped them
-        got = model.run_with_hooks(x, edge_masks={0: cut, 1: cut}, fwd_hooks=fwd)
-    assert (got - reference).abs().max() <= 1e-5
-    assert (got - net(x)).abs().max() > 1e-3  # the cut changed something
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_hooks_see_the_scores_and_the_pattern_and_leave_the_output(kind):
-    net, model = _attached(kind)
-    x = _x()
-    logits, cache = model.run_with_cache(x)
-    assert (logits - net(x)).abs().max() <= 1e-6
+def test_each_blocks_stream_is_the_next_blocks_input(kind):
+    """The hand-written forms' blocks follow each other: one writes what the next reads.
+    (The scores, the pattern, the output and the cuts of every attached model are
+    test_hook_contract's.)"""
+    _, model = _attached(kind)
+    _, cache = model.run_with_cache(_x())
     for layer in range(2):
-        scores, pattern = cache["attn_scores", layer], cache["pattern", layer]
-        assert scores.shape == pattern.shape == (BATCH, HEADS, N_CHANNELS, N_CHANNELS)
-        assert torch.allclose(scores.softmax(-1), pattern, atol=1e-6)
         assert cache["resid_pre", layer].shape == (BATCH, N_CHANNELS, D)
         assert cache["resid_post", layer].shape == (BATCH, N_CHANNELS, D)
     assert torch.equal(cache["resid_post", 0], cache["resid_pre", 1])
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_cut_at_the_scores_hook_equals_the_edge_mask(kind):
-    _, model = _attached(kind)
-    x, cut = _x(), _cut(4, per_head=True)
-
-    def block(scores, hook):
-        return scores.masked_fill(cut, float("-inf"))
-
-    by_hook = model.run_with_hooks(x, fwd_hooks=[("blocks.1.attn.hook_attn_scores", block)])
-    assert (by_hook - model(x, edge_masks={1: cut})).abs().max() <= 1e-6
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_gradients_reach_the_scores(kind):
-    _, model = _attached(kind)
-    kept = {}
-
-    def keep(scores, hook):
-        scores.retain_grad()
-        kept[hook.name] = scores
-
-    logits = model.run_with_hooks(_x(), fwd_hooks=[(lambda n: "attn_scores" in n, keep)])
-    logits[:, 0].sum().backward()
-    for name in ("blocks.0.attn.hook_attn_scores", "blocks.1.attn.hook_attn_scores"):
-        grad = kept[name].grad
-        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
 def test_sdpa_float_masks_causal_and_three_dimensional_calls():
@@ -295,21 +244,6 @@ def test_a_cross_layout_round_trips_through_its_dict_form():
     cross = TokenLayout.cross(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)), keys)
     assert TokenLayout.from_dict(cross.to_dict()) == cross
     assert "2 queries" in str(cross) and cross.describe_sides().startswith("2 query tokens")
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_cut_alone_and_a_hooked_cut_agree_also_on_a_query_left_with_no_key(kind):
-    """A cut with nothing hooked runs the model's own function with the cut added to its mask
-    (the fused kernel); a hooked one is computed explicitly. They agree, and a query whose keys
-    are all cut attends to nothing (finite, not NaN) on both."""
-    _, model = _attached(kind)
-    x, cut = _x(), _cut(7)
-    cut[:, 0, :] = True  # query 0 reads nothing
-    noop = [("blocks.0.attn.hook_pattern", lambda t, hook: t)]
-    with torch.no_grad():
-        alone = model(x, edge_masks={0: cut})
-        hooked = model.run_with_hooks(x, edge_masks={0: cut}, fwd_hooks=noop)
-    assert torch.isfinite(alone).all() and (alone - hooked).abs().max() <= 1e-5
 
 
 def test_the_block_is_the_stack_element_not_a_wrapper_around_it():

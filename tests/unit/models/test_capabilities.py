@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from emg_lens.errors import ArgumentError, UnsupportedFeatureError, UnsupportedReadoutError
-from emg_lens.models import MultimodalMLP, TinyMyo, attach
+from emg_lens.models import TinyMyo
 from emg_lens.models.base import (
     CAPABILITIES,
     LINEAR_READOUT,
@@ -24,32 +24,22 @@ from emg_lens.models.base import (
     require,
 )
 from emg_lens.models.tl_surface import WEIGHT_SURFACE
-from tests.unit.models import attached_models
-from tests.unit.models.encoders import MODELS
+from tests.unit.models import table
 
 PACKAGE = Path(__file__).resolve().parents[3] / "emg_lens"
 
 
-def _mlp():
-    return MultimodalMLP(MultimodalMLP.default_config("tiny", seed=0))
-
-
-def _attached():
-    net = attached_models.build("qkv")
-    return attach(net, layout=attached_models.LAYOUT, n_samples=attached_models.N_SAMPLES)
-
-
-EVERY_TIER = {**MODELS, "mlp": _mlp, "attached_qkv": _attached}
+EVERY_TIER = table.names()  # native, converted and attached: the one model table
 
 
 def _model(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
-        return EVERY_TIER[name]().eval()
+        return table.build(name)[0].eval()
 
 
-@pytest.mark.parametrize("name", sorted(EVERY_TIER))
+@pytest.mark.parametrize("name", EVERY_TIER)
 def test_a_linear_readout_is_what_the_readout_computes_or_is_refused_saying_why(name):
     model = _model(name)
     assert is_model(model) and model.contract <= set(CAPABILITIES)
@@ -73,7 +63,7 @@ def test_a_linear_readout_is_what_the_readout_computes_or_is_refused_saying_why(
         model.readout_map("no such head")
 
 
-@pytest.mark.parametrize("name", sorted(EVERY_TIER))
+@pytest.mark.parametrize("name", EVERY_TIER)
 def test_split_qkv_input_keeps_the_outputs_or_is_refused(name):
     model = _model(name)
     x = model.example_input(2)
@@ -93,7 +83,7 @@ def test_split_qkv_input_keeps_the_outputs_or_is_refused(name):
 
 
 def test_the_contract_is_per_model_not_per_class():
-    cfg = MODELS["tinymyo"]().cfg
+    cfg = table.build("tinymyo")[0].cfg
     readout = {
         task: provides(TinyMyo(cfg, task=task), LINEAR_READOUT) for task in TinyMyo.head_tasks
     }
@@ -103,7 +93,7 @@ def test_the_contract_is_per_model_not_per_class():
 
 
 def test_models_without_weights_refuse_the_whole_weight_surface_by_name():
-    for model in (_mlp(), _attached()):
+    for model in (table.build("mlp")[0], table.build("attached_qkv")[0]):
         assert not provides(model, TL_WEIGHTS)
         for name in WEIGHT_SURFACE:
             if name in vars(type(model)):  # its own (the MLP's classifier W_U)
@@ -111,14 +101,14 @@ def test_models_without_weights_refuse_the_whole_weight_surface_by_name():
             with pytest.raises(UnsupportedFeatureError, match=rf"has no {name} .*{name} needs"):
                 getattr(model, name)
     with pytest.raises(UnsupportedFeatureError, match="convert the model first"):
-        require(_attached(), SPLIT_QKV, "a per-head input patch")
+        require(table.build("attached_qkv")[0], SPLIT_QKV, "a per-head input patch")
     with pytest.raises(UnsupportedFeatureError, match="no attention layers"):
-        require(_mlp(), SPLIT_QKV, "a per-head input patch")
+        require(table.build("mlp")[0], SPLIT_QKV, "a per-head input patch")
 
 
 def test_an_unknown_capability_is_refused_by_name():
     with pytest.raises(ArgumentError, match=r"a capability is one of .*got 'weights'"):
-        provides(_mlp(), "weights")
+        provides(table.build("mlp")[0], "weights")
 
 
 def test_no_class_check_above_models():

@@ -21,7 +21,7 @@ from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.errors import UnsupportedFeatureError, UnsupportedReadoutError
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
 from tests.tiny import perturb_biases, tiny_isonet
-from tests.unit.models.encoders import MODELS
+from tests.unit.models import table
 
 
 def _ready(model):
@@ -37,7 +37,18 @@ def _mlp():
     return _ready(MultimodalMLP(MultimodalMLP.default_config("tiny", seed=0)))
 
 
-ALL_MODELS = {**MODELS, "mlp": lambda: MultimodalMLP(MultimodalMLP.default_config("tiny", seed=0))}
+def _factory(name):
+    def make(**overrides):
+        return table.build(name, **overrides)[0]
+
+    return make
+
+
+ALL_MODELS = {name: _factory(name) for name in [*table.names("native"), *table.names("converted")]}
+"""The models with TransformerLens's surface: the table's native and converted rows (fresh:
+these tests change them)."""
+MODELS = {name: make for name, make in ALL_MODELS.items() if name != "mlp"}
+"""Those with a transformer stack (all but the MLP baseline)."""
 STACKED = {
     "W_Q": "attn.W_Q",
     "W_K": "attn.W_K",

@@ -1,6 +1,7 @@
 """braindecode's attention models opened by `attach_braindecode` from one table (`ZOO`,
-issue 38 item 4): each built small, attached, its unhooked output the original's bit for bit,
-a masked forward finite and different, every attention call hooked (PBT at any length: its
+issue 38 item 4): each is a row of the test models' table (`tests.unit.models.table`, built
+small), where test_hook_contract checks its unhooked output is the original's bit for bit, a
+masked forward finite and different, every attention call hooked. Here: PBT at any length (its
 patches across channels are "mixed" tokens); the converted architectures' attached cuts equal
 their converted models' on the same mask, also where CBraMod and EEGPT fold patches or
 channels into the batch and the cut differs between them."""
@@ -14,86 +15,23 @@ import torch
 
 from emg_lens.errors import AttachError
 from emg_lens.models.attached.zoo import REFUSED, ZOO, attach_braindecode
-from tests.unit.models import converted_models as cm
+from tests.unit.models import table
 
 bd = pytest.importorskip("braindecode.models")
 
-C, T = 4, 256
-CHS = [{"ch_name": name} for name in cm.EEG_NAMES[:C]]
-SMALL = {
-    "LUNA": {
-        "patch_size": 32,
-        "num_queries": 2,
-        "embed_dim": 16,
-        "depth": 2,
-        "num_heads": 2,
-        "chs_info": CHS,  # LUNA embeds each channel by name; BENDR takes only its 20 names
-    },
-    "BENDR": {
-        "encoder_h": 16,
-        "contextualizer_hidden": 32,
-        "transformer_layers": 2,
-        "transformer_heads": 2,
-    },
-    "EEGConformer": {"n_filters_time": 8, "num_layers": 2, "num_heads": 2},
-    "MEDFormer": {"embed_dim": 16, "num_heads": 2, "num_layers": 2, "dim_feedforward": 16},
-    "ATCNet": {"sfreq": 250.0, "n_windows": 2},
-    "CTNet": {
-        "num_heads": 2,
-        "embed_dim": 16,
-        "num_layers": 2,
-        "n_filters_time": 8,
-        "depth_multiplier": 2,
-    },
-}
-CONVERTED = {
-    "PBT": cm.pbt_model,
-    "Labram": cm.labram_model,
-    "CBraMod": cm.cbramod_model,
-    "EEGPT": cm.eegpt_model,
-}
-
-
-def _build(name: str) -> torch.nn.Module:
-    if name in CONVERTED:
-        return CONVERTED[name]()[1].source
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.manual_seed(0)
-        model = getattr(bd, name)(n_chans=C, n_times=T, n_outputs=3, **SMALL[name])
-    return cm.perturb(model).eval()
+C = table.ZOO_C
+CONVERTED = table.ZOO_CONVERTED
 
 
 def test_the_table_covers_the_tested_models():
-    assert set(ZOO) == set(SMALL) | set(CONVERTED)
+    assert set(ZOO) == set(table.ZOO_SMALL) | set(CONVERTED)
+    assert {f"zoo_{name}" for name in ZOO} <= set(table.names("attached"))
     assert {name for name, entry in ZOO.items() if entry.converter} == set(CONVERTED)
-
-
-@pytest.mark.parametrize("name", sorted(ZOO))
-def test_every_zoo_model_attaches_with_exact_parity_and_a_cut_that_acts(name):
-    source = _build(name)
-    model = attach_braindecode(source)
-    x = model.example_input(3)
-    names = list(model.model.names) if ZOO[name].needs_names else None
-    with torch.no_grad():
-        expected = source(x) if names is None else source(x, ch_names=names)
-        assert torch.equal(model(x), expected)  # nothing hooked: the original's own forward
-        # one key cut for the first query and one for the last in the first attention call
-        # (a readout may read either): finite, and it acts
-        layout = model.layout_of(0)
-        cut = torch.zeros(layout.n_queries, layout.n_tokens, dtype=torch.bool)
-        cut[0, -1] = cut[-1, 0] = True
-        masked = model(x, edge_masks={0: cut})
-    assert torch.isfinite(masked).all() and not torch.equal(masked, expected)
-    _, cache = model.run_with_cache(x)
-    for layer in range(model.cfg.n_layers):
-        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]
-        assert torch.allclose(pattern.sum(-1), torch.ones(()), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["PBT", "Labram"])
 def test_attached_cuts_equal_the_converted_models(name):
-    converted, original = CONVERTED[name]()
+    converted, original = table.build(f"braindecode_{name.lower()}")
     model = attach_braindecode(original.source)
     assert model.layout == converted.layout
     x = converted.example_input(3)
@@ -111,7 +49,9 @@ def test_attached_cuts_equal_the_converted_models(name):
 def test_models_with_no_softmax_attention_are_refused_by_name():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        biot = bd.BIOT(n_chans=C, n_times=T, n_outputs=3, embed_dim=16, num_heads=2, num_layers=1)
+        biot = bd.BIOT(
+            n_chans=C, n_times=table.ZOO_T, n_outputs=3, embed_dim=16, num_heads=2, num_layers=1
+        )
     assert "BIOT" in REFUSED
     with pytest.raises(AttachError, match="BIOT cannot be attached: its attention is linear"):
         attach_braindecode(biot)
@@ -138,7 +78,7 @@ def test_cbramod_attached_per_patch_cuts_equal_the_converted_models(layer):
     patches of one channel, each batched over the other axis; the converted model holds both
     as one attention over every (channel, patch) token with a base mask. A cut the same in
     every patch (spatial) and every channel (temporal) is one mask on either side."""
-    converted, original = cm.cbramod_model()
+    converted, original = table.build("braindecode_cbramod")
     model = attach_braindecode(original.source)
     channels = len(converted.cfg.channel_names)
     patches = converted.layout.n_tokens // channels
@@ -166,7 +106,7 @@ def test_eegpt_attached_per_patch_cuts_equal_the_converted_models(layer):
     """EEGPT attends within each patch (its channels, then its summary tokens), batched over
     the patches; the converted model holds every patch's tokens in one attention, patch-major,
     with a base mask between patches. A cut the same in every patch is one mask either side."""
-    converted, original = cm.eegpt_model()
+    converted, original = table.build("braindecode_eegpt")
     model = attach_braindecode(original.source)
     per_patch = model.layout_of(0).n_tokens
     patches = converted.layout.n_tokens // per_patch
@@ -188,7 +128,7 @@ def test_cbramod_attached_cuts_that_differ_per_patch_and_channel_equal_the_conve
     temporal one that differs between channels ``[rows, channels, heads, P, P]`` (``rows`` 3:
     between input windows too), in both layers, equal the converted model's cut placed on its
     (channel, patch) tokens, head by head."""
-    converted, original = cm.cbramod_model()
+    converted, original = table.build("braindecode_cbramod")
     model = attach_braindecode(original.source)
     channels = len(converted.cfg.channel_names)
     patches = converted.layout.n_tokens // channels
@@ -217,7 +157,7 @@ def test_eegpt_attached_cuts_that_differ_per_patch_equal_the_converted_models(ro
     """A cut within each patch that differs between patches (and, ``rows`` 3, between input
     windows), ``[rows, patches, heads, tokens, tokens]``, equals the converted model's cut on
     each patch's block of its patch-major tokens."""
-    converted, original = cm.eegpt_model()
+    converted, original = table.build("braindecode_eegpt")
     model = attach_braindecode(original.source)
     per_patch = model.layout_of(0).n_tokens
     patches = converted.layout.n_tokens // per_patch

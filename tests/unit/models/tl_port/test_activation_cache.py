@@ -13,9 +13,7 @@ import pytest
 import torch
 from transformer_lens.utilities import Slice, get_act_name
 
-from tests.unit.models.tl_port.conftest import get_model
-
-PRE_LN = ("isonet", "tinymyo", "hierarchical", "braindecode_labram", "braindecode_cbramod")
+from tests.unit.models.tl_port.conftest import PRE_LN, get_model
 
 
 @pytest.fixture(params=PRE_LN, scope="module")

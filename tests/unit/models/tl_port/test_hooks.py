@@ -305,7 +305,10 @@ def test_hook_execution_and_return_values(tier_model):
         observed = model.run_with_hooks(x, fwd_hooks=[(name, lambda a, hook: seen.append(1))])
         doubled = model.run_with_hooks(x, fwd_hooks=[(name, lambda a, hook: a * 2)])
     assert seen == [1]
-    assert torch.equal(observed, plain)
+    if all(call.kind == "softmax" for call in getattr(model, "calls", ())):
+        assert torch.equal(observed, plain)
+    else:  # a hooked attached model runs torch's fused attention (sdpa, mha) in Python
+        torch.testing.assert_close(observed, plain, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(doubled, plain)
 
 

@@ -23,7 +23,7 @@ from transformer_lens.patching import (
 from emg_lens import EncoderConfig
 from emg_lens.models import IsoNet
 from tests.tiny import perturb_biases
-from tests.unit.models.tl_port.conftest import get_model
+from tests.unit.models.tl_port.conftest import PATCHABLE, get_model
 
 COMPONENTS = ("q", "k", "v")
 
@@ -58,7 +58,7 @@ def metric(logits):
     return logits[:, 0].sum()
 
 
-@pytest.fixture(params=["isonet3", "tinymyo", "braindecode_labram"])
+@pytest.fixture(params=["isonet3", *(n for n in PATCHABLE if n != "isonet")])
 def setting(request):
     model = _model(request.param)
     clean, corrupted = _signals(model, 1), _signals(model, 2)

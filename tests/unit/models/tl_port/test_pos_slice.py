@@ -16,7 +16,7 @@ import torch
 from emg_lens import EncoderConfig, LayoutError
 from emg_lens.models import MultimodalMLP
 from emg_lens.models.tl_surface import token_axis
-from tests.unit.models.tl_port.conftest import TIERS, get_model
+from tests.unit.models.tl_port.conftest import SLICEABLE, get_model
 
 
 def _names(model):
@@ -28,7 +28,7 @@ def _slice_at(tensor, axis, index):
     return tensor.narrow(axis, index % tensor.shape[axis], 1)
 
 
-@pytest.mark.parametrize("tier_model", TIERS, indirect=True)
+@pytest.mark.parametrize("tier_model", SLICEABLE, indirect=True)
 def test_run_with_cache_pos_slice_keep_batch(tier_model):
     model = tier_model
     x = model.example_input(2)
@@ -51,7 +51,7 @@ def test_run_with_cache_pos_slice_keep_batch(tier_model):
     assert sliced["blocks.0.attn.hook_pattern"].shape[2:] == (1, n)
 
 
-@pytest.mark.parametrize("tier_model", TIERS, indirect=True)
+@pytest.mark.parametrize("tier_model", SLICEABLE, indirect=True)
 def test_run_with_cache_pos_slice_remove_batch(tier_model):
     model = tier_model
     x = model.example_input(1)
@@ -111,7 +111,7 @@ def test_pos_slice_refusals_name_what_is_wrong():
 def test_every_hook_point_has_a_known_token_axis():
     # The table behind pos_slice: on every tier, an activation said to have a token axis has
     # the layout's tokens along it, and hook_input (the signals) has none.
-    for name in TIERS:
+    for name in SLICEABLE:
         model = get_model(name)
         n = model.layout.n_tokens
         _, cache = model.run_with_cache(model.example_input(2), names_filter=_names(model))

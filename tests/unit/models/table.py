@@ -1,0 +1,348 @@
+"""The one table of every model the model tests run on (issue 48): ``TABLE``, name -> `Row` (its
+tier and a factory), over the three tiers:
+
+- native: IsoNet, the hierarchical and the multimodal transformer, TinyMyo, the MLP baseline, at
+  tiny sizes;
+- converted: a user's ``nn.TransformerEncoder`` (pre- and post-LN) through `from_torch_encoder`
+  and LaBraM, CBraMod, EEGPT, PBT through `from_braindecode` (`converted_models`: their sources
+  perturbed before conversion);
+- attached: the hand-written attention forms of `attached_models` through `attach`, the models
+  of `emg_lens.models.attached.examples`, and braindecode's zoo through `attach_braindecode`
+  (`ZOO`, at small sizes; the four architectures that also convert are the converted rows'
+  sources).
+
+A row's factory returns ``(model, original)``: ``original(x)`` is the source model's output (None
+for a native model, which is its own). `build` gives a fresh pair; `get` the session's model,
+built once per process, its biases and norm weights moved away from 0 and 1 where it is native
+or converted, with no hook and every hook flag off (tests that change a model build their own,
+`make`, or put it back); `with_original` a model with its original. `test_hook_contract`
+runs its checks on every row; the other model tests and the TransformerLens ports
+(``tl_port/``) read their models from here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from emg_lens import EncoderConfig
+from emg_lens.config import HOOK_FLAGS
+from emg_lens.layout import TokenLayout
+from emg_lens.models import (
+    HierarchicalTransformer,
+    IsoNet,
+    MultimodalMLP,
+    MultimodalTransformer,
+    TinyMyo,
+    attach,
+)
+from emg_lens.models.attached.examples import PatchAttention, SpectralEEG, TinyAttention
+from emg_lens.models.base import provides
+from tests.tiny import perturb_biases, tinymyo_config
+from tests.unit.models import attached_models as am
+from tests.unit.models import converted_models as cm
+
+TIERS = ("native", "converted", "attached")
+
+Original = Callable[[torch.Tensor], torch.Tensor]
+OwnMask = Callable[[Original, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model of the table. ``factory(**overrides)`` -> ``(model, original)``; ``own_mask``,
+    where the original takes a mask argument of its own: ``own_mask(original, x, cut)``, the
+    original computed with the keys ``cut`` (bool ``[heads or 1, query, key]``, True = blocked)
+    blocked by that argument in every layer; ``own_mask_per_head``: whether that argument
+    can differ between heads."""
+
+    name: str
+    tier: str
+    factory: Callable[..., tuple[nn.Module, Original | None]]
+    own_mask: OwnMask | None = None
+    own_mask_per_head: bool = True
+
+
+# ------------------------------------------------------------------------------------ native
+
+
+def _native(make: Callable[..., nn.Module]) -> Callable[..., tuple[nn.Module, None]]:
+    def factory(**overrides):
+        return make(**overrides).eval(), None
+
+    return factory
+
+
+def _isonet(**overrides):
+    return IsoNet(EncoderConfig.preset("tiny", **{"seed": 0, **overrides}))
+
+
+def _hierarchical(**overrides):
+    # 1 stem layer + 2 fusion layers: the contract is about the fusion stack `blocks`.
+    cfg = HierarchicalTransformer.default_config(
+        "tiny", **{"seed": 0, "n_stem_layers": 1, "n_layers": 2, **overrides}
+    )
+    return HierarchicalTransformer(cfg)
+
+
+def _multimodal_transformer(**overrides):
+    # No fusion stack (n_layers=0): its layers are its stems' (test_fusion.py checks them).
+    cfg = MultimodalTransformer.default_config("tiny", **{"seed": 0, **overrides})
+    return MultimodalTransformer(cfg)
+
+
+def _tinymyo(**overrides):
+    # Channel x patch tokens (6 channels x 4 patches), RoPE, no CLS; a classification head.
+    return TinyMyo(tinymyo_config(6, 8, **{"patch_samples": 2, "seed": 0, **overrides}))
+
+
+def _mlp(**overrides):
+    return MultimodalMLP(MultimodalMLP.default_config("tiny", **{"seed": 0, **overrides}))
+
+
+# --------------------------------------------------------------------------------- converted
+
+
+def _converted(make: Callable[..., tuple[nn.Module, Original]]):
+    def factory(**overrides):
+        # A converted model's architecture is its source's: only the hook flag can change.
+        model, original = make()
+        if overrides.pop("use_attn_result", False):
+            model.set_use_attn_result(True)
+        assert not overrides, f"a converted model takes no config overrides: {sorted(overrides)}"
+        return model.eval(), original
+
+    return factory
+
+
+def _torch_own_mask(original: Original, x: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
+    """``nn.TransformerEncoder(mask=)`` (True = blocked; ``[batch * heads, q, k]`` per head)."""
+    parts = original.parts  # type: ignore[attr-defined]
+    heads = parts["encoder"].layers[0].self_attn.num_heads
+    mask = cut.expand(heads, -1, -1).repeat(len(x), 1, 1)
+    with torch.enable_grad():  # the layers' Python forward, as `original` runs them
+        out = parts["encoder"](parts["embed"](x), mask=mask)
+        return parts["readout"](out).detach()
+
+
+# ---------------------------------------------------------------------------------- attached
+
+
+def _attached(kind: str):
+    def factory():
+        net = am.build(kind)
+        return attach(net, layout=am.LAYOUT, n_samples=am.N_SAMPLES), net
+
+    return factory
+
+
+def _hand_own_mask(kind: str) -> OwnMask:
+    def own(net, x, cut):
+        if kind == "torch_encoder":  # its mask is [query, key]: the same in every head
+            return net(x, cut[0])
+        if kind == "mha":  # nn.MultiheadAttention: [batch * heads, query, key]
+            return net(x, cut.expand(am.HEADS, -1, -1).repeat(len(x), 1, 1))
+        return net(x, am.own_mask(kind, cut))
+
+    return own
+
+
+def _bias_own_mask(net, x, cut):
+    """A model whose ``bias`` argument is added to its scores (``-inf`` = blocked)."""
+    return net(x, torch.zeros(cut.shape).masked_fill(cut, float("-inf")))
+
+
+EXAMPLES: dict[str, Callable[[], tuple[nn.Module, int]]] = {
+    "tiny": lambda: (TinyAttention(), 8),
+    "patch": lambda: (PatchAttention(), 8),  # two patches of 4 folded into the batch
+    "spectral": lambda: (SpectralEEG(channels=4, n_classes=3, d=16, bins=5), 8),
+}
+"""`emg_lens.models.attached.examples` at small sizes, 4 channels: ``(net, n_samples)``."""
+
+
+def _example(name: str):
+    def factory():
+        net, n_samples = EXAMPLES[name]()
+        net.eval()
+        return attach(net, layout=am.LAYOUT, n_samples=n_samples), net
+
+    return factory
+
+
+# The zoo: braindecode's attention models at small sizes (4 channels x 256 samples); the four
+# that also convert are the converted rows' sources.
+ZOO_C, ZOO_T = 4, 256
+ZOO_CHS = [{"ch_name": name} for name in cm.EEG_NAMES[:ZOO_C]]
+ZOO_SMALL: dict[str, dict[str, Any]] = {
+    "LUNA": {
+        "patch_size": 32,
+        "num_queries": 2,
+        "embed_dim": 16,
+        "depth": 2,
+        "num_heads": 2,
+        "chs_info": ZOO_CHS,  # LUNA embeds each channel by name; BENDR takes only its 20 names
+    },
+    "BENDR": {
+        "encoder_h": 16,
+        "contextualizer_hidden": 32,
+        "transformer_layers": 2,
+        "transformer_heads": 2,
+    },
+    "EEGConformer": {"n_filters_time": 8, "num_layers": 2, "num_heads": 2},
+    "MEDFormer": {"embed_dim": 16, "num_heads": 2, "num_layers": 2, "dim_feedforward": 16},
+    "ATCNet": {"sfreq": 250.0, "n_windows": 2},
+    "CTNet": {
+        "num_heads": 2,
+        "embed_dim": 16,
+        "num_layers": 2,
+        "n_filters_time": 8,
+        "depth_multiplier": 2,
+    },
+}
+ZOO_CONVERTED: dict[str, Callable[..., tuple[nn.Module, Original]]] = {
+    "PBT": cm.pbt_model,
+    "Labram": cm.labram_model,
+    "CBraMod": cm.cbramod_model,
+    "EEGPT": cm.eegpt_model,
+}
+
+
+def zoo_source(name: str) -> nn.Module:
+    """braindecode's ``name`` at the table's small size (eval mode, biases perturbed)."""
+    if name in ZOO_CONVERTED:
+        return ZOO_CONVERTED[name]()[1].source  # type: ignore[attr-defined]
+    import braindecode.models as bd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = getattr(bd, name)(n_chans=ZOO_C, n_times=ZOO_T, n_outputs=3, **ZOO_SMALL[name])
+    return cm.perturb(model).eval()
+
+
+def _zoo(name: str):
+    def factory():
+        from emg_lens.models.attached.zoo import ZOO, attach_braindecode
+
+        source = zoo_source(name)
+        model = attach_braindecode(source)
+        names = list(model.model.names) if ZOO[name].needs_names else None
+
+        def original(x: torch.Tensor) -> torch.Tensor:
+            return source(x) if names is None else source(x, ch_names=names)
+
+        original.source = source  # type: ignore[attr-defined]
+        return model, original
+
+    return factory
+
+
+# ------------------------------------------------------------------------------------- table
+
+
+def _rows() -> list[Row]:
+    rows = [
+        Row("isonet", "native", _native(_isonet)),
+        Row("hierarchical", "native", _native(_hierarchical)),
+        Row("multimodal_transformer", "native", _native(_multimodal_transformer)),
+        Row("tinymyo", "native", _native(_tinymyo)),
+        Row("mlp", "native", _native(_mlp)),
+    ]
+    for name, make in cm.FACTORIES.items():
+        own = _torch_own_mask if name.startswith("torch_") else None
+        rows.append(Row(name, "converted", _converted(make), own))
+    for kind in am.FACTORIES:
+        own, per_head = _hand_own_mask(kind), kind != "torch_encoder"
+        rows.append(Row(f"attached_{kind}", "attached", _attached(kind), own, per_head))
+    for name in EXAMPLES:
+        own = _bias_own_mask if name == "patch" else None  # the others take no mask
+        rows.append(Row(f"example_{name}", "attached", _example(name), own))
+    for name in sorted([*ZOO_SMALL, *ZOO_CONVERTED]):
+        rows.append(Row(f"zoo_{name}", "attached", _zoo(name)))
+    return rows
+
+
+TABLE: dict[str, Row] = {row.name: row for row in _rows()}
+"""Every model the model tests run on, by name."""
+
+
+def names(tier: str | None = None) -> list[str]:
+    """The table's names (of one tier), in table order."""
+    assert tier is None or tier in TIERS, tier
+    return [name for name, row in TABLE.items() if tier is None or row.tier == tier]
+
+
+def build(name: str, **overrides: Any) -> tuple[nn.Module, Original | None]:
+    """A fresh ``(model, original)`` of row ``name``; a native model takes config overrides."""
+    with warnings.catch_warnings():  # braindecode's deprecation and channel-order warnings
+        warnings.simplefilter("ignore")
+        return TABLE[name].factory(**overrides)
+
+
+def make(name: str, **overrides: Any) -> nn.Module:
+    """A fresh model of row ``name`` as the session's (`get`): a native or converted one's
+    biases and norm weights moved (`perturb_biases`)."""
+    model = build(name, **overrides)[0]
+    if TABLE[name].tier != "attached":
+        perturb_biases(model)
+    return model
+
+
+_BUILT: dict[str, tuple[nn.Module, Original | None]] = {}
+
+
+def get_pair(name: str) -> tuple[nn.Module, Original | None]:
+    """The session's ``(model, original)`` of row ``name`` (built once per process), the model
+    in eval mode with no hook and every hook flag off. A native or converted model's biases
+    and norm weights are moved here (`perturb_biases`: so that no check passes because one
+    is 0 or 1); a converted one is then no longer its original's function, and ``original``
+    is None (`build` gives a converted model with its original)."""
+    if name not in _BUILT:
+        model, original = build(name)
+        if TABLE[name].tier != "attached":
+            perturb_biases(model)
+            original = None
+        _BUILT[name] = model, original
+    model, original = _BUILT[name]
+    model.reset_hooks(including_permanent=True)
+    for flag in HOOK_FLAGS:
+        if getattr(model.cfg, flag, False):
+            getattr(model, f"set_{flag}")(False)
+    model.eval()
+    return model, original
+
+
+def with_original(name: str) -> tuple[nn.Module, Original | None]:
+    """Row ``name``'s model with its original: the session's where that is still its
+    original's function (`get_pair`), else a fresh pair (`build`); None for a native model."""
+    model, original = get_pair(name)
+    if original is None and TABLE[name].tier != "native":
+        model, original = build(name)
+    return model, original
+
+
+def get(name: str) -> nn.Module:
+    """The session's model of row ``name`` (see `get_pair`)."""
+    return get_pair(name)[0]
+
+
+def providing(*features: str, lacking: tuple[str, ...] = (), tier: str | None = None) -> list[str]:
+    """The names whose model provides every one of ``features`` and none of ``lacking``
+    (`emg_lens.models.base.provides`; each model built once per process to ask)."""
+    return [
+        name
+        for name in names(tier)
+        if all(provides(get(name), f) for f in features)
+        and not any(provides(get(name), f) for f in lacking)
+    ]
+
+
+def layout_of(model: Any, layer: int) -> TokenLayout:
+    """The token layout attention layer ``layer`` sees (an attached model's may differ by
+    layer)."""
+    return model.layout_of(layer) if hasattr(model, "layout_of") else model.layout
