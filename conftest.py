@@ -10,15 +10,24 @@ import pytest
 def pytest_configure(config):
     """Under pytest-xdist (``make test`` runs ``-n auto``), each worker gets its share of the
     cores for torch's intra-op threads: two workers on two cores each at torch's default of
-    two threads would spend their time waiting for each other. Processes the tests start
-    (kernels, command lines, torchrun ranks) inherit the share."""
+    two threads would spend their time waiting for each other. So does numpy's and scipy's
+    BLAS. Processes the tests start (kernels, command lines, torchrun ranks) inherit the
+    share."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
         import torch
+        from threadpoolctl import threadpool_limits
 
         threads = max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(threads)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # the processes tests start
+        # The BLAS of numpy and scipy (OpenBLAS: scikit-learn's fits, the feature baseline of
+        # every training and study, the probes) too: its threads spin while they wait, and
+        # beside a busy worker a 2-thread logistic regression took 30 times the CPU of a
+        # 1-thread one. The variables reach the libraries loaded later (scipy's own OpenBLAS)
+        # and the processes tests start; numpy's, loaded before this hook, is limited here.
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, str(threads))
+        threadpool_limits(threads, user_api="blas")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,6 +16,9 @@ plateau; Mann-Whitney U, before the claims were tested paired): interaction 0.62
 every subject's drop reaches; the control is TOST's (the 90 % t-interval within ±5 %). Measured
 so (one thread, on a machine busy with other jobs: 408 s): interaction 0.597 -> 0.245, p =
 0.031 (*); control 0.990 -> 0.991, Δ +0.1 % [90 % CI -0.7, +0.9], TOST p = 3.8e-05.
+
+The demo runs once per pytest run (`tests.demo_run`, which the browser test of its report
+reads too); this test checks what it printed, returned and wrote.
 """
 
 from __future__ import annotations
@@ -26,22 +29,16 @@ import re
 import pandas as pd
 import pytest
 
-from emg_lens.cli import build_parser
-from emg_lens.studies.ablation.planted import PLANTED_MARGIN, cut_everywhere
+from emg_lens.studies.ablation.planted import PLANTED_MARGIN
+from tests.demo_run import N_SUBJECTS, demo_run
 
 pytestmark = pytest.mark.slow
 
-N_SUBJECTS = 6
 
-
-def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(tmp_path, capsys):
-    argv = ["demo", "--out", str(tmp_path), "--n-subjects", str(N_SUBJECTS), "--epochs", "15"]
-    argv += ["--refits", "0"]  # refits are train_subjects' (tested there); here only time
-    args = build_parser().parse_args([*argv, "--quiet"])
-    result, findings = args.func(args)
-    printed = capsys.readouterr().out
+def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(shared):
+    out, printed, findings, cell = demo_run(shared)  # out: the demo's --out folder
     print(printed)
-    assert sorted(p.name for p in (tmp_path / "models").iterdir() if p.is_dir()) == [
+    assert sorted(p.name for p in (out / "models").iterdir() if p.is_dir()) == [
         f"subject_{s}" for s in range(1, N_SUBJECTS + 1)
     ]
 
@@ -69,7 +66,6 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(tmp_path,
     # The table's cell that cuts every cross-modal route carries the effect too (-15 % to
     # -26 % over those seeds; "**", perfect separation, in all four, but one subject out of
     # order would make it "*", so significance is what is asserted).
-    cell = cut_everywhere(result)
     assert cell["delta_pct"] < -10 and cell["p_corr"] < 0.05, cell
     assert printed.count("->  holds") == 2 and "Planted vs found (cross · all" in printed
     # Its output is no terminal here (no bars): a line per subject says how far it is, as it
@@ -79,25 +75,25 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(tmp_path,
             rf"subject {i} \({i} of {N_SUBJECTS}\) trained in \d+ s, test accuracy", printed
         )
     assert re.search(rf"{N_SUBJECTS} subjects evaluated in \d+ s; \d+ s so far", printed)
-    rows = json.loads((tmp_path / "models" / "training.json").read_text())
+    rows = json.loads((out / "models" / "training.json").read_text())
     assert [r["subject"] for r in rows] == list(range(1, N_SUBJECTS + 1))
     assert "smallest corrected p" in printed
     for name in ("summary.md", "summary.csv", "per_class.csv", "class_deltas.png"):
-        assert (tmp_path / "study" / name).stat().st_size > 0
+        assert (out / "study" / name).stat().st_size > 0
     # the conclusion is saved, not only printed: claims.csv, the top of summary.md and of the
     # report (issue 41, item 2)
-    saved = pd.read_csv(tmp_path / "study" / "claims.csv")
+    saved = pd.read_csv(out / "study" / "claims.csv")
     assert saved["verdict"].tolist() == ["holds", "holds"]
     assert saved["p"].tolist() == pytest.approx(findings["p"].tolist())
-    summary = (tmp_path / "study" / "summary.md").read_text()
+    summary = (out / "study" / "summary.md").read_text()
     assert summary.index("## Claims") < summary.index("Baseline accuracy")
     assert summary.count("| holds |") == 2
-    report = (tmp_path / "study" / "report.html").read_text()
+    report = (out / "study" / "report.html").read_text()
     assert report.index(">Claims<") < report.index("Baseline accuracy")
     # Every model is clearly above chance (issue 41, item 3): said, and nothing warned of.
     assert "unmasked accuracy beside chance" in printed and "WARNING" not in printed
     assert "beside chance" in summary and "Warning" not in summary
     # tested over the demo's trials, and no p printed as 0 (issue 46)
-    chance = pd.read_csv(tmp_path / "study" / "chance.csv")
+    chance = pd.read_csv(out / "study" / "chance.csv")
     assert (chance["unit"] == "trial").all() and (chance["trials"] < chance["n"]).all()
     assert "tested over trials" in printed and "p = 0 " not in printed and "p = 0)" not in printed

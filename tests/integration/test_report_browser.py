@@ -1,7 +1,8 @@
-"""The demo's report.html in a real browser (Debian's Chromium, driven by Playwright): it
-loads with no console error, requests nothing outside the file, shows every figure and the
-summary table, and prints. `.ci/run` installs Chromium; the test skips, saying why, only on a
-machine without one, and fails in CI (``CI`` set) rather than skip."""
+"""The demo's report.html (of the demo run shared with tests/integration/test_demo.py) in a
+real browser (Debian's Chromium, driven by Playwright): it loads with no console error, requests
+nothing outside the file, shows every figure and the summary table, and prints. `.ci/run`
+installs Chromium; the test skips, saying why, only on a machine without one, and fails in CI
+(``CI`` set) rather than skip."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import shutil
 
 import pytest
 
-from emg_lens.cli import main
+from tests.demo_run import demo_run
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = [  # no sandbox as root; and nothing of Chromium's own reaching out to the network
@@ -31,18 +32,16 @@ def _browser_or_skip() -> str:
     return BROWSER
 
 
-@pytest.mark.slow  # the demo at 3 subjects and a browser: ~25 s on one core
+@pytest.mark.slow  # the shared demo run (tests/integration/test_demo.py's) and a browser
 def test_the_demo_report_renders_in_a_browser_with_every_figure_and_nothing_fetched(
-    tmp_path, capsys
+    tmp_path, shared
 ):
     browser_path = _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
-    out = tmp_path / "demo"
-    args = ["demo", "--n-subjects", "3", "--epochs", "2", "--out", str(out), "--quiet"]
-    assert main(args) == 0
+    out, printed, _, _ = demo_run(shared)
     report = (out / "study" / "report.html").resolve()
-    assert f"report (open in a browser): {report}" in capsys.readouterr().out
+    assert f"report (open in a browser): {report}" in printed
     console, failed, requests = [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=browser_path, args=ARGS)

@@ -80,6 +80,8 @@ def test_demo_runs_from_the_installed_wheel_outside_the_checkout(
             "2",
             "--epochs",
             "1",
+            "--refits",  # train_subjects' (tested there): here only time
+            "0",
             "--quiet",
             "--out",
             "demo",

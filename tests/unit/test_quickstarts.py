@@ -405,7 +405,8 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     # Before the demo: the checkpoint is missing, and the error says so (issue 41, item 6).
     assert main(export[0]) == 2
     assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
-    assert main(["demo", "--n-subjects", "2", "--epochs", "1", "--quiet", "--threads", "1"]) == 0
+    small = ["--n-subjects", "2", "--epochs", "1", "--refits", "0", "--quiet", "--threads", "1"]
+    assert main(["demo", *small]) == 0  # no refits: train_subjects' (tested there); only time
     run_readme(study, {})
     run_readme(export, {})
     # the demo line of the probe block is the one above, at its small size

@@ -737,7 +737,7 @@ def check_refuses_linear_readout(name, model):
     # whole weight surface is missing
     with pytest.raises(UnsupportedReadoutError, match="unembed"):
         _ = model.unembed
-    with pytest.raises(UnsupportedReadoutError, match="unembed|weight surface"):
+    with pytest.raises(UnsupportedReadoutError, match=r"unembed|weight surface"):
         model.tokens_to_residual_directions(0)
 
 
