@@ -12,6 +12,8 @@ An ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, qu
 key_pos]``) is honoured by both. A query whose keys are all masked attends to nothing: its
 pattern row is zero and so is its attention update, never NaN. Any other NaN (from weights,
 inputs or a hook) propagates to the output: it is never laundered into "attends to nothing".
+Both rules, the mask merge and the empty row, are `emg_lens.components.attend`'s, which every
+path here calls.
 
 Converted architectures (`emg_lens.models.from_braindecode`) add what their attention computes
 beyond the plain form, with the names, shapes and hooks unchanged:
@@ -50,6 +52,12 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.attend import (
+    block_scores,
+    merge_masks,
+    pattern_of,
+    zero_empty_rows,
+)
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.components.mlp import add_bias
 from emg_lens.components.rotary import Rotary
@@ -282,8 +290,7 @@ class Attention(nn.Module):
         W_Q, W_K, W_V, W_O = self.W_Q, self.W_K, self.W_V, self.W_O
         if self.structure is not None:
             W_Q, W_K, W_V, W_O = self._structured_weights()
-            if self.base_mask is not None:
-                edge_mask = self.base_mask if edge_mask is None else edge_mask | self.base_mask
+            edge_mask = merge_masks(self.base_mask, edge_mask)
         q_in, k_in, v_in = x if isinstance(x, tuple) else (x, x, x)
         q = self.hook_q(self._project(q_in, W_Q, self.b_Q))
         k = self.hook_k(self._project(k_in, W_K, self.b_K))
@@ -300,15 +307,10 @@ class Attention(nn.Module):
             "batch query_pos head_index d_head, batch key_pos head_index d_head "
             "-> batch head_index query_pos key_pos",
         )
-        if edge_mask is not None:
-            scores = scores.masked_fill(edge_mask, float("-inf"))
-        scores = self.hook_attn_scores(scores)
-        pattern = F.softmax(scores, dim=-1)
-        # A query row whose keys are all masked (-inf, by edge_mask or a hook at
-        # hook_attn_scores) softmaxes to NaN; it attends to nothing instead. Any other NaN
-        # (bad weights or inputs) propagates.
-        fully_masked = torch.isneginf(scores).all(-1, keepdim=True)
-        pattern = self.hook_pattern(pattern.masked_fill(fully_masked, 0.0))
+        scores = self.hook_attn_scores(block_scores(scores, edge_mask))
+        # a query row left with no key (by edge_mask or a hook at hook_attn_scores) is a zero
+        # row; any other NaN (bad weights or inputs) propagates
+        pattern = self.hook_pattern(pattern_of(scores))
         z = self.hook_z(
             einsum(
                 v,
@@ -353,8 +355,7 @@ class Attention(nn.Module):
         True
         """
         W_Q, W_K, W_V, W_O = self._structured_weights()
-        if self.structure is not None and self.base_mask is not None:
-            edge_mask = self.base_mask if edge_mask is None else edge_mask | self.base_mask
+        edge_mask = merge_masks(self.base_mask, edge_mask)
         rows = list(rows)
         # rotary positions are those of the whole sequence: rotate every query, then pick
         q = _matmul_heads(x if self.rotary is not None else x[:, rows], W_Q, self.b_Q)
@@ -370,10 +371,9 @@ class Attention(nn.Module):
             "batch row head_index d_head, batch key_pos head_index d_head "
             "-> batch head_index row key_pos",
         )
-        if edge_mask is not None:
-            scores = scores.masked_fill(edge_mask[..., rows, :], float("-inf"))
-        pattern = F.softmax(scores, dim=-1)
-        pattern = pattern.masked_fill(torch.isneginf(scores).all(-1, keepdim=True), 0.0)
+        pattern = pattern_of(
+            block_scores(scores, None if edge_mask is None else edge_mask[..., rows, :])
+        )
         z = einsum(
             v,
             pattern,
@@ -411,27 +411,20 @@ class Attention(nn.Module):
             v = qkv[:, :, 2 * h :]
         if self.q_norm is not None:
             q, k = self._qk_norm(q, k)
-        allowed = None
         if edge_mask is not None:
             # SDPA's CPU flash kernel takes only 4-D masks: a [head, q, k] mask sends it to the
             # math kernel, ~5x slower at the demo's 49 tokens. A view, so nothing is copied.
             edge_mask = edge_mask[(None,) * (4 - edge_mask.ndim)]
-            allowed = ~edge_mask
         z = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
-            attn_mask=allowed,
+            attn_mask=merge_masks(None, edge_mask, allows=True),
             scale=1.0 / self.attn_scale,
         )  # [batch, head_index, pos, d_head]
         if edge_mask is not None:
-            # Fully masked query rows: some SDPA kernels return NaN, TransformerLens semantics
-            # say 0. Only those rows are zeroed, so a NaN from weights or inputs propagates.
-            # The fill copies z (~10% of a demo block on CPU), so it is skipped where no row is
-            # fully masked; the check reads the mask on the host, so it is made on CPU only.
-            fully_masked = edge_mask.all(-1, keepdim=True)
-            if fully_masked.device.type != "cpu" or fully_masked.any():
-                z = z.masked_fill(fully_masked, 0.0)
+            # a query left with no key: some SDPA kernels give NaN, the explicit path 0
+            z = zero_empty_rows(z, edge_mask)
         z = z.transpose(1, 2).reshape(batch * n_pos, h * d_head)
         out = torch.addmm(b_O, z, self.W_O.reshape(h * d_head, -1))
         return out.view(batch, n_pos, -1)
@@ -474,18 +467,17 @@ class Attention(nn.Module):
         batch, n_pos, n_heads, d_head = q.shape
         scale = 1.0 / self.attn_scale
         if plan.structure.groups is not None and plan.n_groups == 0:  # groups of unequal size
-            base = self.base_mask[plan.heads]
-            mask = base if mask is None else mask | base
+            mask = merge_masks(self.base_mask[plan.heads], mask)
         if plan.n_groups == 0:
             z = F.scaled_dot_product_attention(
                 q.transpose(1, 2),
                 k.transpose(1, 2),
                 v.transpose(1, 2),
-                attn_mask=None if mask is None else ~mask,
+                attn_mask=merge_masks(None, mask, allows=True),
                 scale=scale,
             )
             if mask is not None:
-                z = z.masked_fill(mask.all(-1, keepdim=True), 0.0)
+                z = zero_empty_rows(z, mask)
             return z.transpose(1, 2)
         n_groups, size = plan.n_groups, plan.group_size
         perm, inverse = getattr(self, f"_perm_{index}"), getattr(self, f"_inverse_{index}")
@@ -494,26 +486,23 @@ class Attention(nn.Module):
         q, k, v = (
             t.reshape(batch * n_groups, size, n_heads, d_head).transpose(1, 2) for t in (q, k, v)
         )
-        allowed = None
         if mask is not None:
             # Each group's block of the mask, gathered by position (an ONNX-friendly gather):
             # [b, h, pos, pos] -> [b, h, G, s, s] -> [b * G, h, s, s]
             rows = getattr(self, f"_rows_{index}")  # [G, s]: the positions of each group
             mask = mask[:, :, rows[:, :, None], rows[:, None, :]].transpose(1, 2)
             mask = mask.expand(batch, -1, -1, -1, -1).reshape(batch * n_groups, -1, size, size)
-            allowed = ~mask
         if size <= SMALL_GROUP and q.device.type == "cpu":
             # Many short sequences (CBraMod's 19 channels of a patch, its few patches of a
             # channel): a batched matmul and softmax, as torch's own MultiheadAttention runs
             # them, costs a third of SDPA's CPU kernel, whose per-sequence set-up dominates.
-            scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-            if mask is not None:
-                scores = scores.masked_fill(mask, -torch.inf)
+            scores = block_scores(torch.matmul(q, k.transpose(-1, -2)) * scale, mask)
             z = torch.matmul(scores.softmax(-1), v)
         else:
+            allowed = merge_masks(None, mask, allows=True)
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
         if mask is not None:
-            z = z.masked_fill(mask.all(-1, keepdim=True), 0.0)  # attends to nothing: zero
+            z = zero_empty_rows(z, mask)  # a query with no key left attends to nothing
         z = z.transpose(1, 2).reshape(batch, n_pos, n_heads, d_head)
         return z if inverse is None else z.index_select(1, inverse)
 
