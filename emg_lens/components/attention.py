@@ -40,7 +40,9 @@ beyond the plain form, with the names, shapes and hooks unchanged:
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -179,7 +181,7 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head_index, d_head]
         self.hook_result = HookPoint()  # [batch, pos, head_index, d_model]; use_attn_result
         self._internal_hooks = [m for m in self.modules() if isinstance(m, HookPoint)]
-        self._qkv_cache: tuple | None = None  # (parameter versions, W_qkv, b_qkv, b_O)
+        self._qkv_cache: tuple | None = None  # (parameter versions, fused weights); _cached
         self.structure: tuple[HeadStructure, ...] | None = None
         self._plans: list[_Plan] = []
         # Set by set_structure (None: no structure; a None buffer is not in the state dict):
@@ -509,16 +511,10 @@ class Attention(nn.Module):
     def _fused_structured(self):
         """Per range of heads, its ``W_Q, W_K, W_V`` rows of the slice it reads as one
         ``[d_read, 3 * heads * d_head]`` matrix, their biases and its ``W_O`` columns of the
-        slice it writes; and ``b_O`` (NaN when a weight is not finite, as `_fused_weights`).
-        Cached like `_fused_weights`."""
-        params = (self.W_Q, self.W_K, self.W_V, self.W_O, self.b_Q, self.b_K, self.b_V, self.b_O)
-        training = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        key = tuple((p.data_ptr(), p._version) for p in params)
-        if not training and self._qkv_cache is not None and self._qkv_cache[0] == key:
-            return self._qkv_cache[1:]
-        with torch.inference_mode(False), torch.set_grad_enabled(training):
+        slice it writes; and ``b_O`` (`_guarded_b_O`). Cached by `_cached`."""
+
+        def build():
             parts = []
-            finite = torch.ones((), dtype=torch.bool, device=self.W_Q.device)
             for plan in self._plans:
                 reads = plan.reads or slice(None)
                 heads = plan.heads
@@ -528,39 +524,50 @@ class Attention(nn.Module):
                 b = b.flatten()
                 # a copy: a view of W_O would still require grad (and be a trace's constant)
                 W_O = self.W_O[heads][..., plan.writes or slice(None)].flatten(0, 1).clone()
-                finite = finite & torch.isfinite(W).all() & torch.isfinite(b).all()
                 parts.append((W, b, W_O))
-            b_O = self.b_O + torch.where(finite, 0.0, float("nan")).to(self.b_O.dtype)
-        if not training:
-            self._qkv_cache = (key, parts, b_O)
-        return parts, b_O
+            return parts, self._guarded_b_O([t for W, b, _ in parts for t in (W, b)])
+
+        params = (self.W_Q, self.W_K, self.W_V, self.W_O, self.b_Q, self.b_K, self.b_V, self.b_O)
+        return self._cached(params, build)
 
     def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``W_Q, W_K, W_V`` as one ``[d_model, 3 * n_heads * d_head]`` matrix (and the
-        biases), so q, k and v come from one matmul; and ``b_O``, made NaN when any of those
-        weights is not finite. Rebuilt on every call while gradients flow to the weights
-        (training); otherwise cached until a weight changes: the key holds each parameter's
-        storage and version counter, which optimiser steps, ``load_state_dict`` and ``.to()``
-        all change. (Writing through ``param.data`` in place bypasses the counter.)
+        biases), so q, k and v come from one matmul; and ``b_O`` (`_guarded_b_O`). Cached by
+        `_cached`."""
 
-        Why the NaN ``b_O``: SDPA kernels return a zero row, not NaN, for a query row whose
-        scores are all NaN (they read it as fully masked), so a NaN in ``W_Q``, ``W_K`` or their
-        biases would be laundered into "attends to nothing" on this path alone.
-        """
+        def build():
+            W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
+            b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()
+            return W, b, self._guarded_b_O([W, b])
+
         params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V, self.b_O)
+        return self._cached(params, build)
+
+    def _cached(self, params: tuple[torch.Tensor, ...], build):
+        """``build()``, the fused copies of ``params`` a fast path runs on: rebuilt on every
+        call while gradients flow to the weights (training); otherwise cached until a weight
+        changes: the key holds each parameter's storage and version counter, which optimiser
+        steps, ``load_state_dict`` and ``.to()`` all change. (Writing through ``param.data``
+        in place bypasses the counter.)"""
         training = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         key = tuple((p.data_ptr(), p._version) for p in params)
         if not training and self._qkv_cache is not None and self._qkv_cache[0] == key:
-            return self._qkv_cache[1:]
+            return self._qkv_cache[1]
         # Outside inference mode, so a cached tensor may later meet autograd (input gradients).
         with torch.inference_mode(False), torch.set_grad_enabled(training):
-            W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
-            b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()
-            finite = torch.isfinite(W).all() & torch.isfinite(b).all()  # no host sync
-            b_O = self.b_O + torch.where(finite, 0.0, float("nan")).to(self.b_O.dtype)
+            built = build()
         if not training:
-            self._qkv_cache = (key, W, b, b_O)
-        return W, b, b_O
+            self._qkv_cache = (key, built)
+        return built
+
+    def _guarded_b_O(self, weights: Sequence[torch.Tensor]) -> Float[torch.Tensor, " d_model"]:
+        """``b_O``, made NaN when any of ``weights`` (the fused q/k/v weights and biases) is
+        not finite, without a host sync. Why: SDPA kernels return a zero row, not NaN, for a
+        query row whose scores are all NaN (they read it as fully masked), so a NaN in
+        ``W_Q``, ``W_K`` or their biases would be laundered into "attends to nothing" on the
+        fast paths alone."""
+        finite = functools.reduce(operator.and_, (torch.isfinite(t).all() for t in weights))
+        return self.b_O + torch.where(finite, 0.0, float("nan")).to(self.b_O.dtype)
 
     def _apply(self, fn, recurse=True):
         # .to() / .double() / .cuda() replace the weights; the fused copies must not outlive
