@@ -147,8 +147,9 @@ def _may_skip(t: torch.Tensor) -> bool:
     """Whether a fill may be skipped after a look at ``t`` on the host: on a CPU only (on a
     GPU the look would wait for the device, where the fill costs less), and never in a trace
     (ONNX), which cannot branch on the data and so always fills."""
-    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-    return t.device.type == "cpu" and not tracing
+    if t.device.type != "cpu" or torch.jit.is_tracing():
+        return False
+    return not torch.onnx.is_in_onnx_export()
 
 
 def zero_empty_rows(
