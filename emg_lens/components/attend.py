@@ -1,10 +1,22 @@
-"""The explicit attention kernel: scores, masks, softmax and pattern, with a hook between each.
+"""The one -inf kernel: how a cut meets a model's own mask, and what a query with no key left
+attends to. Every attention emg_lens computes or lets through calls it: native attention
+(`emg_lens.components.attention`: its explicit path, its SDPA fast paths and the head-structure
+path), discovery's screen (`emg_lens.discovery.screen`) and the interceptor of attached models
+(`emg_lens.models.attached.intercept`).
 
-One rule, shared by every explicit attention that emg_lens computes on a model it did not write
-(`emg_lens.models.attach`): the model's own mask first (an additive bias, or blocked keys),
-then the edge mask (True = cut, -inf), then ``on_scores`` (``hook_attn_scores``); softmax;
-a query row whose keys are all blocked attends to nothing (a zero row, never NaN), any other
-NaN propagates; then ``on_pattern`` (``hook_pattern``).
+Two rules, each written once here:
+
+- *the merge* (`merge_masks`): a model's own mask (bool, or an additive float mask) and a cut
+  (bool, True = cut) make one mask of the own mask's kind, what SDPA or
+  ``nn.MultiheadAttention`` reads; `blocked_by` reads any mask as "no attention here".
+- *the empty row* (`empty_rows`): a query row whose keys are all masked attends to nothing:
+  a zero pattern row (`pattern_of`), a zero output row on a fused path (`zero_empty_rows`),
+  never NaN; any other NaN (weights, inputs, a hook) propagates.
+
+`attend` composes them into the explicit attention an attached model's hooked call runs: the
+model's own mask first (an additive bias, or blocked keys), then the cut (-inf), then
+``on_scores`` (``hook_attn_scores``); softmax, empty rows zero; then ``on_pattern``
+(``hook_pattern``).
 
 >>> q = k = v = torch.eye(3)[None, None]  # [batch, head, pos, d_head]
 >>> cut = torch.tensor([[False, True, False]] * 3)  # no query reads key 1
@@ -21,13 +33,86 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
 
-__all__ = ["attend", "cut_scores", "pattern_of"]
+__all__ = [
+    "as_bias",
+    "attend",
+    "block_scores",
+    "blocked_by",
+    "cut_scores",
+    "empty_rows",
+    "merge_masks",
+    "pattern_of",
+    "zero_empty_rows",
+]
 
 Hook = Callable[[torch.Tensor], torch.Tensor]
+Mask = Bool[torch.Tensor, "... query key"] | Float[torch.Tensor, "... query key"]
+NEG_INF = float("-inf")
 
 
 def _same(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+# ---------------------------------------------------------------------------- the merge
+def merge_masks(
+    own: Mask | None, cut: Bool[torch.Tensor, "... query key"] | None, *, allows: bool = False
+) -> Mask | None:
+    """``own`` with the keys of ``cut`` (True = cut) blocked, of ``own``'s kind: a bool mask
+    stays bool (True = blocked, as ``nn.MultiheadAttention`` reads it; with ``allows``, True
+    = may attend, as ``scaled_dot_product_attention`` reads it), a float mask stays additive
+    (-inf at the cut); ``own`` None: the cut in the bool form; ``cut`` None: ``own``.
+
+    >>> cut = torch.tensor([[True, False]])
+    >>> merge_masks(torch.tensor([[False, True]]), cut).tolist()
+    [[True, True]]
+    >>> merge_masks(None, cut, allows=True).tolist(), merge_masks(torch.zeros(1, 2), cut).tolist()
+    ([[False, True]], [[-inf, 0.0]])
+    """
+    if cut is None:
+        return own
+    if own is None:
+        return ~cut if allows else cut
+    if own.dtype != torch.bool:
+        return own.masked_fill(cut, NEG_INF)
+    return own & ~cut if allows else own | cut
+
+
+def blocked_by(mask: Mask, *, allows: bool = False) -> Bool[torch.Tensor, "... query key"]:
+    """True where ``mask`` lets no attention through: a bool mask as it reads (``allows``:
+    True = may attend), a float one (additive, or scores) where it is -inf.
+
+    >>> blocked_by(torch.tensor([0.0, -torch.inf])).tolist()
+    [False, True]
+    """
+    if mask.dtype != torch.bool:
+        return mask == NEG_INF
+    return ~mask if allows else mask
+
+
+def as_bias(
+    blocked: Bool[torch.Tensor, "... query key"], dtype: torch.dtype, device: torch.device
+) -> Float[torch.Tensor, "... query key"]:
+    """A bool mask (True = blocked) as an additive one: -inf where blocked, 0 elsewhere.
+
+    >>> as_bias(torch.tensor([True, False]), torch.float32, torch.device("cpu")).tolist()
+    [-inf, 0.0]
+    """
+    bias = torch.zeros(blocked.shape, dtype=dtype, device=device)
+    return bias.masked_fill_(blocked.to(device), NEG_INF)
+
+
+def block_scores(
+    scores: Float[torch.Tensor, "... query key"],
+    blocked: Bool[torch.Tensor, "... query key"] | None,
+) -> Float[torch.Tensor, "... query key"]:
+    """``scores`` at -inf where ``blocked`` (True), whatever they were (a NaN or +inf score
+    included): a boolean mask filled in, as native attention and SDPA's boolean masks do.
+
+    >>> block_scores(torch.tensor([torch.nan, 1.0]), torch.tensor([True, False])).tolist()
+    [-inf, 1.0]
+    """
+    return scores if blocked is None else scores.masked_fill(blocked, NEG_INF)
 
 
 def cut_scores(
@@ -44,8 +129,45 @@ def cut_scores(
     """
     if edge_mask is None:
         return scores
-    bias = torch.zeros(edge_mask.shape, dtype=scores.dtype, device=scores.device)
-    return scores + bias.masked_fill_(edge_mask.to(scores.device), float("-inf"))
+    return scores + as_bias(edge_mask, scores.dtype, scores.device)
+
+
+# ---------------------------------------------------------------------------- the empty row
+def empty_rows(blocked: Bool[torch.Tensor, "... query key"]) -> Bool[torch.Tensor, "... query 1"]:
+    """The query rows that attend to nothing: every key blocked. This is the one place the
+    rule is written; a pattern (`pattern_of`) or an output (`zero_empty_rows`) is zero there.
+
+    >>> empty_rows(torch.tensor([[True, True], [True, False]])).tolist()
+    [[True], [False]]
+    """
+    return blocked.all(-1, keepdim=True)
+
+
+def _may_skip(t: torch.Tensor) -> bool:
+    """Whether a fill may be skipped after a look at ``t`` on the host: on a CPU only (on a
+    GPU the look would wait for the device, where the fill costs less), and never in a trace
+    (ONNX), which cannot branch on the data and so always fills."""
+    if t.device.type != "cpu" or torch.jit.is_tracing():
+        return False
+    return not torch.onnx.is_in_onnx_export()
+
+
+def zero_empty_rows(
+    out: Float[torch.Tensor, "... query d"], blocked: Bool[torch.Tensor, "... query key"]
+) -> Float[torch.Tensor, "... query d"]:
+    """A fused attention's output with the rows of queries that have no key left (every key
+    ``blocked``) set to zero, whatever the kernel gave there (some SDPA kernels give NaN);
+    every other row, a NaN included, untouched. On a CPU the fill (a copy of ``out``) is
+    skipped where no row is empty.
+
+    >>> out = torch.ones(2, 3)
+    >>> zero_empty_rows(out, torch.tensor([[True, True], [False, True]])).tolist()
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    """
+    empty = empty_rows(blocked)
+    if _may_skip(empty) and not bool(empty.any()):
+        return out
+    return out.masked_fill(empty, 0.0)
 
 
 def pattern_of(
@@ -60,14 +182,13 @@ def pattern_of(
     """
     pattern = F.softmax(scores, dim=-1) if softmax is None else softmax(scores)
     # A row of -inf only is a NaN row after the softmax, so a pattern without NaN has none and
-    # needs no fill: one reduction instead of three passes over the scores. A trace (ONNX)
-    # cannot branch on the data, so it always fills.
-    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-    if not tracing and not bool(pattern.sum().isnan()):
+    # needs no fill: one reduction instead of three passes over the scores.
+    if _may_skip(pattern) and not bool(pattern.sum().isnan()):
         return pattern
-    return pattern.masked_fill((scores == float("-inf")).all(-1, keepdim=True), 0.0)
+    return pattern.masked_fill(empty_rows(blocked_by(scores)), 0.0)
 
 
+# ---------------------------------------------------------------------------- explicit attention
 def attend(
     q: Float[torch.Tensor, "batch head query d_head"],
     k: Float[torch.Tensor, "batch head key d_head"],
@@ -96,9 +217,7 @@ def attend(
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale
     if bias is not None:
         scores = scores + bias
-    if blocked is not None:
-        scores = scores.masked_fill(blocked, float("-inf"))
-    scores = on_scores(cut_scores(scores, edge_mask))
+    scores = on_scores(cut_scores(block_scores(scores, blocked), edge_mask))
     pattern = on_pattern(pattern_of(scores))
     used = F.dropout(pattern, p=dropout_p, training=True) if dropout_p > 0.0 else pattern
     return torch.matmul(used, v), pattern

@@ -12,6 +12,8 @@ An ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, qu
 key_pos]``) is honoured by both. A query whose keys are all masked attends to nothing: its
 pattern row is zero and so is its attention update, never NaN. Any other NaN (from weights,
 inputs or a hook) propagates to the output: it is never laundered into "attends to nothing".
+Both rules, the mask merge and the empty row, are `emg_lens.components.attend`'s, which every
+path here calls.
 
 Converted architectures (`emg_lens.models.from_braindecode`) add what their attention computes
 beyond the plain form, with the names, shapes and hooks unchanged:
@@ -38,7 +40,9 @@ beyond the plain form, with the names, shapes and hooks unchanged:
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -50,6 +54,12 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.attend import (
+    block_scores,
+    merge_masks,
+    pattern_of,
+    zero_empty_rows,
+)
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.components.mlp import add_bias
 from emg_lens.components.rotary import Rotary
@@ -171,7 +181,7 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head_index, d_head]
         self.hook_result = HookPoint()  # [batch, pos, head_index, d_model]; use_attn_result
         self._internal_hooks = [m for m in self.modules() if isinstance(m, HookPoint)]
-        self._qkv_cache: tuple | None = None  # (parameter versions, W_qkv, b_qkv, b_O)
+        self._qkv_cache: tuple | None = None  # (parameter versions, fused weights); _cached
         self.structure: tuple[HeadStructure, ...] | None = None
         self._plans: list[_Plan] = []
         # Set by set_structure (None: no structure; a None buffer is not in the state dict):
@@ -282,8 +292,7 @@ class Attention(nn.Module):
         W_Q, W_K, W_V, W_O = self.W_Q, self.W_K, self.W_V, self.W_O
         if self.structure is not None:
             W_Q, W_K, W_V, W_O = self._structured_weights()
-            if self.base_mask is not None:
-                edge_mask = self.base_mask if edge_mask is None else edge_mask | self.base_mask
+            edge_mask = merge_masks(self.base_mask, edge_mask)
         q_in, k_in, v_in = x if isinstance(x, tuple) else (x, x, x)
         q = self.hook_q(self._project(q_in, W_Q, self.b_Q))
         k = self.hook_k(self._project(k_in, W_K, self.b_K))
@@ -300,15 +309,10 @@ class Attention(nn.Module):
             "batch query_pos head_index d_head, batch key_pos head_index d_head "
             "-> batch head_index query_pos key_pos",
         )
-        if edge_mask is not None:
-            scores = scores.masked_fill(edge_mask, float("-inf"))
-        scores = self.hook_attn_scores(scores)
-        pattern = F.softmax(scores, dim=-1)
-        # A query row whose keys are all masked (-inf, by edge_mask or a hook at
-        # hook_attn_scores) softmaxes to NaN; it attends to nothing instead. Any other NaN
-        # (bad weights or inputs) propagates.
-        fully_masked = torch.isneginf(scores).all(-1, keepdim=True)
-        pattern = self.hook_pattern(pattern.masked_fill(fully_masked, 0.0))
+        scores = self.hook_attn_scores(block_scores(scores, edge_mask))
+        # a query row left with no key (by edge_mask or a hook at hook_attn_scores) is a zero
+        # row; any other NaN (bad weights or inputs) propagates
+        pattern = self.hook_pattern(pattern_of(scores))
         z = self.hook_z(
             einsum(
                 v,
@@ -353,8 +357,7 @@ class Attention(nn.Module):
         True
         """
         W_Q, W_K, W_V, W_O = self._structured_weights()
-        if self.structure is not None and self.base_mask is not None:
-            edge_mask = self.base_mask if edge_mask is None else edge_mask | self.base_mask
+        edge_mask = merge_masks(self.base_mask, edge_mask)
         rows = list(rows)
         # rotary positions are those of the whole sequence: rotate every query, then pick
         q = _matmul_heads(x if self.rotary is not None else x[:, rows], W_Q, self.b_Q)
@@ -370,10 +373,9 @@ class Attention(nn.Module):
             "batch row head_index d_head, batch key_pos head_index d_head "
             "-> batch head_index row key_pos",
         )
-        if edge_mask is not None:
-            scores = scores.masked_fill(edge_mask[..., rows, :], float("-inf"))
-        pattern = F.softmax(scores, dim=-1)
-        pattern = pattern.masked_fill(torch.isneginf(scores).all(-1, keepdim=True), 0.0)
+        pattern = pattern_of(
+            block_scores(scores, None if edge_mask is None else edge_mask[..., rows, :])
+        )
         z = einsum(
             v,
             pattern,
@@ -411,27 +413,20 @@ class Attention(nn.Module):
             v = qkv[:, :, 2 * h :]
         if self.q_norm is not None:
             q, k = self._qk_norm(q, k)
-        allowed = None
         if edge_mask is not None:
             # SDPA's CPU flash kernel takes only 4-D masks: a [head, q, k] mask sends it to the
             # math kernel, ~5x slower at the demo's 49 tokens. A view, so nothing is copied.
             edge_mask = edge_mask[(None,) * (4 - edge_mask.ndim)]
-            allowed = ~edge_mask
         z = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
-            attn_mask=allowed,
+            attn_mask=merge_masks(None, edge_mask, allows=True),
             scale=1.0 / self.attn_scale,
         )  # [batch, head_index, pos, d_head]
         if edge_mask is not None:
-            # Fully masked query rows: some SDPA kernels return NaN, TransformerLens semantics
-            # say 0. Only those rows are zeroed, so a NaN from weights or inputs propagates.
-            # The fill copies z (~10% of a demo block on CPU), so it is skipped where no row is
-            # fully masked; the check reads the mask on the host, so it is made on CPU only.
-            fully_masked = edge_mask.all(-1, keepdim=True)
-            if fully_masked.device.type != "cpu" or fully_masked.any():
-                z = z.masked_fill(fully_masked, 0.0)
+            # a query left with no key: some SDPA kernels give NaN, the explicit path 0
+            z = zero_empty_rows(z, edge_mask)
         z = z.transpose(1, 2).reshape(batch * n_pos, h * d_head)
         out = torch.addmm(b_O, z, self.W_O.reshape(h * d_head, -1))
         return out.view(batch, n_pos, -1)
@@ -474,18 +469,17 @@ class Attention(nn.Module):
         batch, n_pos, n_heads, d_head = q.shape
         scale = 1.0 / self.attn_scale
         if plan.structure.groups is not None and plan.n_groups == 0:  # groups of unequal size
-            base = self.base_mask[plan.heads]
-            mask = base if mask is None else mask | base
+            mask = merge_masks(self.base_mask[plan.heads], mask)
         if plan.n_groups == 0:
             z = F.scaled_dot_product_attention(
                 q.transpose(1, 2),
                 k.transpose(1, 2),
                 v.transpose(1, 2),
-                attn_mask=None if mask is None else ~mask,
+                attn_mask=merge_masks(None, mask, allows=True),
                 scale=scale,
             )
             if mask is not None:
-                z = z.masked_fill(mask.all(-1, keepdim=True), 0.0)
+                z = zero_empty_rows(z, mask)
             return z.transpose(1, 2)
         n_groups, size = plan.n_groups, plan.group_size
         perm, inverse = getattr(self, f"_perm_{index}"), getattr(self, f"_inverse_{index}")
@@ -494,42 +488,33 @@ class Attention(nn.Module):
         q, k, v = (
             t.reshape(batch * n_groups, size, n_heads, d_head).transpose(1, 2) for t in (q, k, v)
         )
-        allowed = None
         if mask is not None:
             # Each group's block of the mask, gathered by position (an ONNX-friendly gather):
             # [b, h, pos, pos] -> [b, h, G, s, s] -> [b * G, h, s, s]
             rows = getattr(self, f"_rows_{index}")  # [G, s]: the positions of each group
             mask = mask[:, :, rows[:, :, None], rows[:, None, :]].transpose(1, 2)
             mask = mask.expand(batch, -1, -1, -1, -1).reshape(batch * n_groups, -1, size, size)
-            allowed = ~mask
         if size <= SMALL_GROUP and q.device.type == "cpu":
             # Many short sequences (CBraMod's 19 channels of a patch, its few patches of a
             # channel): a batched matmul and softmax, as torch's own MultiheadAttention runs
             # them, costs a third of SDPA's CPU kernel, whose per-sequence set-up dominates.
-            scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-            if mask is not None:
-                scores = scores.masked_fill(mask, -torch.inf)
+            scores = block_scores(torch.matmul(q, k.transpose(-1, -2)) * scale, mask)
             z = torch.matmul(scores.softmax(-1), v)
         else:
+            allowed = merge_masks(None, mask, allows=True)
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
         if mask is not None:
-            z = z.masked_fill(mask.all(-1, keepdim=True), 0.0)  # attends to nothing: zero
+            z = zero_empty_rows(z, mask)  # a query with no key left attends to nothing
         z = z.transpose(1, 2).reshape(batch, n_pos, n_heads, d_head)
         return z if inverse is None else z.index_select(1, inverse)
 
     def _fused_structured(self):
         """Per range of heads, its ``W_Q, W_K, W_V`` rows of the slice it reads as one
         ``[d_read, 3 * heads * d_head]`` matrix, their biases and its ``W_O`` columns of the
-        slice it writes; and ``b_O`` (NaN when a weight is not finite, as `_fused_weights`).
-        Cached like `_fused_weights`."""
-        params = (self.W_Q, self.W_K, self.W_V, self.W_O, self.b_Q, self.b_K, self.b_V, self.b_O)
-        training = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        key = tuple((p.data_ptr(), p._version) for p in params)
-        if not training and self._qkv_cache is not None and self._qkv_cache[0] == key:
-            return self._qkv_cache[1:]
-        with torch.inference_mode(False), torch.set_grad_enabled(training):
+        slice it writes; and ``b_O`` (`_guarded_b_O`). Cached by `_cached`."""
+
+        def build():
             parts = []
-            finite = torch.ones((), dtype=torch.bool, device=self.W_Q.device)
             for plan in self._plans:
                 reads = plan.reads or slice(None)
                 heads = plan.heads
@@ -539,39 +524,50 @@ class Attention(nn.Module):
                 b = b.flatten()
                 # a copy: a view of W_O would still require grad (and be a trace's constant)
                 W_O = self.W_O[heads][..., plan.writes or slice(None)].flatten(0, 1).clone()
-                finite = finite & torch.isfinite(W).all() & torch.isfinite(b).all()
                 parts.append((W, b, W_O))
-            b_O = self.b_O + torch.where(finite, 0.0, float("nan")).to(self.b_O.dtype)
-        if not training:
-            self._qkv_cache = (key, parts, b_O)
-        return parts, b_O
+            return parts, self._guarded_b_O([t for W, b, _ in parts for t in (W, b)])
+
+        params = (self.W_Q, self.W_K, self.W_V, self.W_O, self.b_Q, self.b_K, self.b_V, self.b_O)
+        return self._cached(params, build)
 
     def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``W_Q, W_K, W_V`` as one ``[d_model, 3 * n_heads * d_head]`` matrix (and the
-        biases), so q, k and v come from one matmul; and ``b_O``, made NaN when any of those
-        weights is not finite. Rebuilt on every call while gradients flow to the weights
-        (training); otherwise cached until a weight changes: the key holds each parameter's
-        storage and version counter, which optimiser steps, ``load_state_dict`` and ``.to()``
-        all change. (Writing through ``param.data`` in place bypasses the counter.)
+        biases), so q, k and v come from one matmul; and ``b_O`` (`_guarded_b_O`). Cached by
+        `_cached`."""
 
-        Why the NaN ``b_O``: SDPA kernels return a zero row, not NaN, for a query row whose
-        scores are all NaN (they read it as fully masked), so a NaN in ``W_Q``, ``W_K`` or their
-        biases would be laundered into "attends to nothing" on this path alone.
-        """
+        def build():
+            W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
+            b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()
+            return W, b, self._guarded_b_O([W, b])
+
         params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V, self.b_O)
+        return self._cached(params, build)
+
+    def _cached(self, params: tuple[torch.Tensor, ...], build):
+        """``build()``, the fused copies of ``params`` a fast path runs on: rebuilt on every
+        call while gradients flow to the weights (training); otherwise cached until a weight
+        changes: the key holds each parameter's storage and version counter, which optimiser
+        steps, ``load_state_dict`` and ``.to()`` all change. (Writing through ``param.data``
+        in place bypasses the counter.)"""
         training = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         key = tuple((p.data_ptr(), p._version) for p in params)
         if not training and self._qkv_cache is not None and self._qkv_cache[0] == key:
-            return self._qkv_cache[1:]
+            return self._qkv_cache[1]
         # Outside inference mode, so a cached tensor may later meet autograd (input gradients).
         with torch.inference_mode(False), torch.set_grad_enabled(training):
-            W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
-            b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()
-            finite = torch.isfinite(W).all() & torch.isfinite(b).all()  # no host sync
-            b_O = self.b_O + torch.where(finite, 0.0, float("nan")).to(self.b_O.dtype)
+            built = build()
         if not training:
-            self._qkv_cache = (key, W, b, b_O)
-        return W, b, b_O
+            self._qkv_cache = (key, built)
+        return built
+
+    def _guarded_b_O(self, weights: Sequence[torch.Tensor]) -> Float[torch.Tensor, " d_model"]:
+        """``b_O``, made NaN when any of ``weights`` (the fused q/k/v weights and biases) is
+        not finite, without a host sync. Why: SDPA kernels return a zero row, not NaN, for a
+        query row whose scores are all NaN (they read it as fully masked), so a NaN in
+        ``W_Q``, ``W_K`` or their biases would be laundered into "attends to nothing" on the
+        fast paths alone."""
+        finite = functools.reduce(operator.and_, (torch.isfinite(t).all() for t in weights))
+        return self.b_O + torch.where(finite, 0.0, float("nan")).to(self.b_O.dtype)
 
     def _apply(self, fn, recurse=True):
         # .to() / .double() / .cuda() replace the weights; the fused copies must not outlive

@@ -42,6 +42,7 @@ import torch
 from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
 
+from emg_lens.components.attend import block_scores, pattern_of
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import ExactPasses
 from emg_lens.discovery.family import (
@@ -184,8 +185,7 @@ def _pattern_change(
     zero row where every key is cut, by the candidate or the base mask already in the scores
     (as the model computes it)."""
     heads, queries = rows
-    masked = scores[:, heads, queries].masked_fill(cut, float("-inf"))
-    new = torch.softmax(masked, dim=-1).masked_fill(torch.isneginf(masked).all(-1, True), 0.0)
+    new = pattern_of(block_scores(scores[:, heads, queries], cut))
     return new - pattern[:, heads, queries]
 
 

@@ -39,7 +39,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from emg_lens.components.attend import attend, cut_scores, pattern_of
+from emg_lens.components.attend import (
+    as_bias,
+    attend,
+    blocked_by,
+    cut_scores,
+    empty_rows,
+    merge_masks,
+    pattern_of,
+    zero_empty_rows,
+)
 from emg_lens.errors import AttachError
 
 __all__ = ["Call", "Interceptor", "ModuleTracker", "Scope", "Site"]
@@ -254,13 +263,11 @@ class Interceptor(TorchFunctionMode):
         bias = blocked = None
         if mask is not None:
             if mask.dtype == torch.bool:
-                blocked = ~mask  # SDPA: True = may attend
+                blocked = blocked_by(mask, allows=True)  # SDPA: True = may attend
             else:
                 bias = mask
         if a["is_causal"]:
-            n_q, n_k = q.shape[-2], k.shape[-2]
-            causal = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril()
-            blocked = ~causal if blocked is None else blocked | ~causal
+            blocked = merge_masks(blocked, _future(q, k))
         if a["enable_gqa"] and k.shape[-3] != q.shape[-3]:
             repeat = q.shape[-3] // k.shape[-3]
             k, v = k.repeat_interleave(repeat, dim=-3), v.repeat_interleave(repeat, dim=-3)
@@ -387,7 +394,7 @@ def _mha_masks(attn_mask, kpm, batch, heads, n_query, n_key):
         elif mask.ndim == 3:
             mask = mask.view(batch, heads, n_query, n_key)
         if mask.dtype == torch.bool:
-            blocked = mask if blocked is None else blocked | mask
+            blocked = merge_masks(blocked, mask)
         else:
             bias = mask if bias is None else bias + mask
     return bias, blocked
@@ -397,29 +404,18 @@ def _sdpa_cut(func, a: dict, edge_mask: torch.Tensor):
     """``scaled_dot_product_attention`` as called, with the cut keys blocked in its
     ``attn_mask`` (and ``is_causal`` made a mask); a query left with no key attends to
     nothing (a zero row, as `attend` gives, where kernels differ)."""
-    q, k = a["query"], a["key"]
-    mask, causal = a["attn_mask"], a["is_causal"]
-    if causal:
-        allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
-        mask = (
-            allowed
-            if mask is None
-            else mask & allowed
-            if mask.dtype == torch.bool
-            else (mask.masked_fill(~allowed, float("-inf")))
-        )
-    if mask is None:
-        mask = ~edge_mask
-        blocked = edge_mask
-    elif mask.dtype == torch.bool:
-        mask = mask & ~edge_mask
-        blocked = ~mask
-    else:
-        mask = mask.masked_fill(edge_mask, float("-inf"))
-        blocked = mask == float("-inf")
+    mask = a["attn_mask"]
+    if a["is_causal"]:
+        mask = merge_masks(mask, _future(a["query"], a["key"]), allows=True)
+    mask = merge_masks(mask, edge_mask, allows=True)
     z = func(**{**a, "attn_mask": mask, "is_causal": False})
-    empty = blocked.all(-1, keepdim=True)
-    return z.masked_fill(empty, 0.0) if bool(empty.any()) else z
+    return zero_empty_rows(z, blocked_by(mask, allows=True))
+
+
+def _future(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``is_causal``'s mask as SDPA applies it: True where a key lies after its query."""
+    allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+    return ~allowed
 
 
 def _mha_cut_mask(a: dict, batched: bool, edge_mask: torch.Tensor) -> torch.Tensor | None:
@@ -435,23 +431,16 @@ def _mha_cut_mask(a: dict, batched: bool, edge_mask: torch.Tensor) -> torch.Tens
         cut = cut.expand(batch, heads, n_query, n_key).reshape(batch * heads, n_query, n_key)
         if own is not None and own.ndim == 2:
             own = own.expand(batch * heads, n_query, n_key)
-    if own is None:
-        merged = cut
-    elif own.dtype == torch.bool:
-        merged = own | cut
-    else:
-        merged = own.masked_fill(cut, float("-inf"))
-    blocked = merged if merged.dtype == torch.bool else merged == float("-inf")
+    merged = merge_masks(own, cut)
+    blocked = blocked_by(merged)
     if kpm is not None:
-        pad = kpm if kpm.dtype == torch.bool else kpm == float("-inf")
+        pad = blocked_by(kpm)
         pad = pad.view(batch, 1, 1, n_key) if batched else pad.view(1, 1, 1, n_key)
         per_head = blocked.view(-1, heads, n_query, n_key) if blocked.ndim == 3 else blocked
         blocked = per_head | pad
-    if bool(blocked.all(-1).any()):
+    if bool(empty_rows(blocked).any()):
         return None
     if kpm is not None and kpm.dtype != torch.bool and merged.dtype == torch.bool:
         # nn.MultiheadAttention has made its masks float: keep both of one type
-        merged = torch.zeros(merged.shape, dtype=kpm.dtype, device=merged.device).masked_fill(
-            merged, float("-inf")
-        )
+        merged = as_bias(merged, kpm.dtype, merged.device)
     return merged
