@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import importlib.util
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -37,6 +36,9 @@ GALLERY = ROOT / "docs" / "gallery"
 READ_BY_NOTEBOOKS = ("studies", "hooks", "tests/data")
 """Repository folders whose files the notebooks read (study files, hook recipes, LibEMG's Myo
 recordings): a change to one executes the notebooks again."""
+NOISE = ("TqdmWarning: IProgress not found",)
+"""Warnings of the executing environment, not of the notebook, left off the gallery's pages:
+tqdm's, that ipywidgets (for its notebook progress bars) is not installed."""
 
 
 def _make_figures():
@@ -85,6 +87,31 @@ def store(path: str | Path, nb: nbformat.NotebookNode) -> Path:
     return target
 
 
+def without_noise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` without the stderr outputs that hold only a warning of `NOISE`.
+
+    >>> cell = nbformat.v4.new_code_cell("import tqdm.auto")
+    >>> cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=(
+    ...     "/venv/tqdm/auto.py:21: TqdmWarning: IProgress not found. Please update jupyter\\n"
+    ...     "  from .autonotebook import tqdm as notebook_tqdm\\n"))]
+    >>> without_noise(nbformat.v4.new_notebook(cells=[cell])).cells[0].outputs
+    []
+    """
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [
+                out
+                for out in cell.outputs
+                if not (
+                    out.get("output_type") == "stream"
+                    and out.get("name") == "stderr"
+                    and any(noise in out.get("text", "") for noise in NOISE)
+                    and out.get("text", "").count("Warning") == 1
+                )
+            ]
+    return nb
+
+
 def build(notebooks: list[Path]) -> list[Path]:
     """Execute (or take from the cache) each notebook and lay it out in docs/gallery/."""
     GALLERY.mkdir(parents=True, exist_ok=True)
@@ -103,7 +130,7 @@ def build(notebooks: list[Path]) -> list[Path]:
                 cached = store(path, _make_figures().execute(path, cwd))
             print(f"gallery: {path.name}: executed in {time.monotonic() - start:.0f} s", flush=True)
         target = GALLERY / path.name
-        shutil.copyfile(cached, target)
+        nbformat.write(without_noise(nbformat.read(cached, as_version=4)), target)
         laid_out.append(target)
     return laid_out
 
