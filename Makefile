@@ -1,7 +1,9 @@
 # The README's two commands: `make demo` and `make test`. Both create .venv when it is missing.
-# torch is pinned here and only here. On a machine without an NVIDIA GPU the CPU build is
-# installed (this workplace's pip finds it locally; elsewhere set TORCH_INDEX to PyTorch's CPU
-# wheel index, e.g. `make test TORCH_INDEX="--index-url <cpu index>"`).
+# torch is pinned here and only here. PyPI's default torch wheel for Linux is the CUDA build,
+# several GB of NVIDIA libraries; on a machine without an NVIDIA GPU pass PyTorch's CPU wheel
+# index, which serves the CPU-only build of the same version, through TORCH_INDEX:
+#   make test TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+# (it is used only when no NVIDIA GPU is found; with one, the default CUDA build is installed).
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -24,7 +26,7 @@ WHEELS := .whl
 # set-up, checked by SHA-256 (tools/fetch_real_data.py); `make data` fetches them alone.
 REAL_DATA := .data/openhdemg/otb_testfile.mat
 
-.PHONY: demo test data lint format bench clean
+.PHONY: demo test docs data lint format bench clean
 
 $(STAMP): pyproject.toml Makefile tools/torchaudio_nolib.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +40,7 @@ $(STAMP): pyproject.toml Makefile tools/torchaudio_nolib.py
 	fi
 	$(PY) -m pip install --quiet --no-deps \
 		"$$($(PY) tools/torchaudio_nolib.py $(WHEELS) --version $(TORCHAUDIO_VERSION))"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,docs]"
 	@touch $(STAMP)
 
 $(REAL_DATA): tools/fetch_real_data.py | $(STAMP)
@@ -56,6 +58,15 @@ demo: $(STAMP)
 test: $(STAMP) $(REAL_DATA)
 	$(PY) -m pytest -n auto --maxschedchunk 1 --durations=20 $(PYTEST_ARGS)
 
+# The documentation site (mkdocs.yml) into site/, to open as site/index.html: the notebooks are
+# executed first (docs/gallery.py; cached in .cache/docs/ by their content and the code, which
+# the notebook tests fill too), then `mkdocs build --strict`, where any warning (a broken link,
+# a module without its API page, a notebook that failed) fails.
+docs: $(STAMP)
+	$(PY) docs/gallery.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+	@echo "site: $(CURDIR)/site/index.html"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
 
@@ -66,4 +77,4 @@ bench: $(STAMP)
 	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(WHEELS) .data runs .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(WHEELS) .data runs site .cache .pytest_cache .ruff_cache .hypothesis

@@ -31,15 +31,17 @@ ISSUE_NOTEBOOKS = {
 NEEDS = {"06_braindecode": ("braindecode", "emg_lens[braindecode]")}
 
 
-def _load_make_figures():
-    """docs/make_figures.py, the tool that runs the notebooks to draw the README figures."""
-    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs" / "make_figures.py")
+def _load(name: str):
+    """docs/NAME.py: make_figures, the tool that runs the notebooks to draw the README figures,
+    and gallery, which keeps executed notebooks for the documentation site."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-make_figures = _load_make_figures()
+make_figures = _load("make_figures")
+gallery = _load("gallery")
 
 
 def _images(cell) -> int:
@@ -80,3 +82,6 @@ def test_notebook_runs_without_error(path, tmp_path):
     assert sum(_images(cell) for cell in code) >= 2, f"{path.name} showed fewer than 2 figures"
     # ... and so is the one figure of it that the README shows, docs/figures/<notebook>.png.
     assert list(make_figures.readme_figures(nb)) == [f"{path.stem}.png"]
+    # The run is the site's gallery page of this notebook at this code: `make docs` after
+    # `make test` (as .ci/run does) renders it instead of executing the notebook again.
+    gallery.store(path, nb)

@@ -20,6 +20,7 @@ import pytest
 from emg_lens.cli import main
 from emg_lens.errors import CheckpointError, CodeConsentError
 from emg_lens.studies import run_study
+from tests.docs_pages import section
 from tests.unit.torch_encoder_checkpoints import (
     FINE_TUNE_STEPS,
     MARKER,
@@ -204,18 +205,16 @@ def test_the_commands_take_the_builder(models, tmp_path, monkeypatch, capsys, co
         assert "mean test accuracy over 2 subjects" in out
 
 
-# ----------------------------------------------------------------------------- the README
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+# ----------------------------------------------------------------------------- the guide
 
 
 def _readme_route() -> tuple[str, str, list[list[str]]]:
-    """The README's torch-encoder route ("Bring your own model"): ``models.py``, the study
-    file and the commands, as written."""
-    section = README.read_text().split("\n## Bring your own model\n", 1)[1].split("\n## ", 1)[0]
-    (models,) = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "# models.py" in b]
-    (study,) = re.findall(r"```toml\n(.*?)```", section, re.S)
-    (bash,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    """The guide's torch-encoder route (docs/guide/bring-your-own-model.md, "Studies and commands
+    on such checkpoints"): ``models.py``, the study file and the commands, as written."""
+    text = section("### Studies and commands on such checkpoints")
+    (models,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "# models.py" in b]
+    (study,) = re.findall(r"```toml\n(.*?)```", text, re.S)
+    (bash,) = re.findall(r"```bash\n(.*?)```", text, re.S)
     commands = [shlex.split(line, comments=True) for line in bash.replace("\\\n", " ").split("\n")]
     return models, study, [argv for argv in commands if argv]
 
@@ -236,8 +235,8 @@ def test_the_readme_route_runs_as_written(tmp_path, monkeypatch):
         assert main([*argv[1:], *smaller.get(argv[1], [])]) == 0, argv
     assert Path("runs/studies/mine/per_subject.csv").is_file() and Path("mine.onnx").is_file()
     # the prose's inspect line, with no --out: its default is under runs/ (issue 41, item 6)
-    section = README.read_text().split("\n## Bring your own model\n", 1)[1]
-    (inspect,) = re.findall(r"`(emg-lens inspect --checkpoint runs/mine[^`]*)`", section)
+    text = section("### Studies and commands on such checkpoints")
+    (inspect,) = re.findall(r"`(emg-lens inspect --checkpoint runs/mine[^`]*)`", text)
     argv = shlex.split(inspect)
     assert "--out" not in argv
     assert main([*argv[1:], "--n-windows", "8"]) == 0

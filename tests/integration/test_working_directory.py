@@ -7,8 +7,8 @@ below writes a marker file when it is imported; every documented way of running 
 discovery from that folder must finish without leaving one.
 
 An ``emg_lens/`` package in that folder is found by ``-m`` before any emg_lens code runs, so
-only the launch can keep it out: the README's "Scale out" launches the installed command,
-``torchrun --no-python emg-lens ...``, which is run here, as the README writes it, beside a
+only the launch can keep it out: the guide's "Scale out" launches the installed command,
+``torchrun --no-python emg-lens ...``, which is run here, as the guide writes it, beside a
 planted ``emg_lens/`` (and shown to be needed: ``python -m`` does run the planted package).
 """
 
@@ -30,10 +30,10 @@ from emg_lens.data.datasets import data_source
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.models import IsoNet
+from tests.docs_pages import section
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 # Modules emg_lens imports after start-up (standard library and dependencies alike).
 PLANTED = (
@@ -144,9 +144,8 @@ def test_no_module_of_the_working_directory_runs(folder, command):
 
 
 def readme_torchrun_lines() -> list[list[str]]:
-    """The ``torchrun`` commands of the README's "Scale out", as argv."""
-    section = README.read_text().split("\n## Scale out\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    """The ``torchrun`` commands of the guide's "Scale out" (docs/guide/scale-out.md), as argv."""
+    blocks = re.findall(r"```bash\n(.*?)```", section("# Scale out"), flags=re.S)
     lines = [shlex.split(b.replace("\\\n", " "), comments=True) for b in blocks]
     assert lines and all(argv[0] == "torchrun" for argv in lines), lines
     return lines

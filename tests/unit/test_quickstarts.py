@@ -1,20 +1,23 @@
-"""The README's quick starts run as written on `emg-lens synth` output (issue 23, item 10).
+"""The quick starts of the README and the site's guide run as written on `emg-lens synth`
+output (issue 23, item 10).
 
-Each README code block that is a command sequence is read from README.md and run through
+Each code block that is a command sequence is read from its page (README.md,
+docs/getting-started.md or docs/guide/*.md: `tests.docs_pages`) and run through
 `emg_lens.cli.main` in a folder holding a copy of ``studies/`` and the data the block's
 ``--root`` names, at its smallest size: options the commands have (fewer subjects, shorter
 movements, one epoch, one layer) are appended, nothing else is changed. So a README command
 that stops with an error, or a synth format that does not write what a block reads, fails here.
 
-Every ``bash`` block of the README is either run as written by a named test (here or in the
-file it names) or listed in `SKIPPED` with why it cannot be (a GPU, several nodes, a download,
-an install): `test_every_readme_block_is_run_or_skipped_with_its_reason` fails for a block in
-neither. The blocks that read the demo's models run here from a fresh folder, after a small
-`emg-lens demo`.
+Every ``bash``, ``toml`` and ``py`` block of those pages is either run as written by a named
+test (here or in the file it names) or listed in `SKIPPED` with why it cannot be (a GPU,
+several nodes, a download, an install): `test_every_readme_block_is_run_or_skipped_with_its_reason`
+fails for a block in neither; every ``python`` block runs in tests/unit/test_readme.py. The
+blocks that read the demo's models run here from a fresh folder, after a small `emg-lens demo`.
 
-Also: the README's demo table keeps the parts that do not depend on how the models train (its
-rows and columns, its design line, what was planted). That ``emg-lens demo`` says how far it is,
-subject by subject, when its output is a log is checked by tests/integration/test_demo.py.
+Also: the demo table of docs/getting-started.md keeps the parts that do not depend on how the
+models train (its rows and columns, its design line, what was planted). That ``emg-lens demo``
+says how far it is, subject by subject, when its output is a log is checked by
+tests/integration/test_demo.py.
 """
 
 from __future__ import annotations
@@ -28,33 +31,23 @@ import numpy as np
 import pytest
 
 from emg_lens.cli import main
+from tests.docs_pages import ROOT, blocks, section
 
-ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+CHECKED_LANGUAGES = ("bash", "toml", "py")
+"""The code blocks `RUN_BY` or `SKIPPED` must name; ``python`` blocks all run in test_readme.py,
+``text`` blocks are output and folder layouts."""
 
 
 def bash_blocks() -> list[tuple[str, str]]:
-    """(heading, text) of every ``bash`` block in README.md, in order; headings are read outside
-    code blocks (a ``#`` comment in a block is no heading)."""
-    blocks, heading, fence, body = [], "", None, []
-    for line in README.read_text().splitlines():
-        if fence is None and line.startswith("```"):
-            fence, body = line[3:].strip(), []
-        elif fence is not None and line.startswith("```"):
-            if fence == "bash":
-                blocks.append((heading, "\n".join(body) + "\n"))
-            fence = None
-        elif fence is not None:
-            body.append(line)
-        elif re.match(r"#{1,6} ", line):
-            heading = line
-    return blocks
+    """(heading, text) of every ``bash`` block of the README and the guide, in order."""
+    return [(block.heading, block.text) for block in blocks("bash")]
 
 
 def readme_blocks(heading: str) -> list[list[list[str]]]:
-    """The ``bash`` blocks of the README section under ``heading`` (up to the next heading of
-    any level), each a list of ``emg-lens`` commands as argv without the program name."""
-    blocks = []
+    """The ``bash`` blocks under ``heading`` on the README or a guide page (up to the next
+    heading of any level), each a list of ``emg-lens`` commands as argv without the program
+    name."""
+    found = []
     for body in (text for under, text in bash_blocks() if under == heading):
         commands = []
         for line in body.replace("\\\n", " ").splitlines():
@@ -62,9 +55,9 @@ def readme_blocks(heading: str) -> list[list[list[str]]]:
             if argv:
                 assert argv[0] == "emg-lens", line
                 commands.append(argv[1:])
-        blocks.append(commands)
-    assert blocks, f"README.md has no bash block under {heading!r}"
-    return blocks
+        found.append(commands)
+    assert found, f"no page has a bash block under {heading!r}"
+    return found
 
 
 def run_readme(commands: list[list[str]], extra: dict[str, list[str]]) -> None:
@@ -201,13 +194,13 @@ def test_readme_pretraining_then_fine_tuning_as_above_runs(workdir):
     # --from-biofoundation TinyMyo.safetensors": the DB5 block, so edited.
     _emg2pose(Path("emg2pose"))
     _db5(Path("DB5"))
-    pretraining = readme_blocks("### TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7")
+    pretraining = readme_blocks("## TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7")
     run_readme(pretraining[0], {"windows": SMALL_WINDOWS, "pretrain": ONE_LAYER})
-    section = README.read_text().split("### TinyMyo's pretraining corpora", 1)[1]
+    text = section("## TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7")
     assert "`--checkpoint runs/tinymyo_pretrained` in place of `--from-biofoundation TinyMyo" in (
-        " ".join(section.split())
+        " ".join(text.split())
     )
-    (db5,) = readme_blocks("### NinaPro DB5 (TinyMyo fine-tuning)")
+    (db5,) = readme_blocks("## NinaPro DB5 (TinyMyo fine-tuning)")
     as_above = [
         " ".join(argv)
         .replace("--from-biofoundation TinyMyo.safetensors", "--checkpoint runs/tinymyo_pretrained")
@@ -232,7 +225,7 @@ def test_readme_synthetic_pretraining_fine_tunes_on_epn612(workdir, capsys):
     downstream = readme_blocks("## Downstream datasets (TinyMyo fine-tuning)")
     (windows,) = [argv for block in downstream for argv in block if argv[0] == "windows"]
     assert main([*windows, "--quiet"]) == 0
-    blocks = readme_blocks("### TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7")
+    blocks = readme_blocks("## TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7")
     synthetic = blocks[1]
     assert synthetic[0][:3] == ["pretrain", "--preset", "tinymyo"]
     small = ["--n-gestures", "2", "--movement-seconds", "0.5", "--step", "1000", *ONE_LAYER]
@@ -270,7 +263,8 @@ def test_default_pretrain_fine_tunes_on_any_channels_and_window(tmp_path, capsys
 
 def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     # What does not depend on how the models train: the table's rows and columns, the design
-    # line for 8 subjects, and the planted claims. (The numbers and stars do: see the README.)
+    # line for 8 subjects, and the planted claims. (The numbers and stars do: see
+    # docs/getting-started.md.)
     import torch
 
     from emg_lens import EncoderConfig
@@ -281,8 +275,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.ablation.planted import format_findings
 
-    text = README.read_text().split("## Two commands", 1)[1].split("## In a notebook", 1)[0]
-    (printed,) = re.findall(r"```text\n(.*?)```", text, flags=re.S)
+    (printed,) = [b.text for b in blocks("text") if b.heading == "## What the demo shows"]
     synthetic, _ = demo_setup()
     n_classes = synthetic.n_gestures
     cfg = EncoderConfig.preset(
@@ -319,16 +312,25 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
 
 RUN_BY = {
     # (the block's heading, its first line): the test that runs it as written
-    ("## In a notebook", "emg-lens study check studies/isonet_table3.toml"): (
+    ("## A study file", "emg-lens study check studies/isonet_table3.toml"): (
         "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
     ),
-    ("## Export a masked model", "emg-lens export --checkpoint runs/demo/models/subject_1"): (
+    ("## Claims", "[class_groups]"): (
+        "tests/unit/studies/test_claims.py::test_the_readmes_claims_example_is_the_demo_studys"
+    ),
+    ("# Export a masked model", "emg-lens export --checkpoint runs/demo/models/subject_1"): (
         "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
     ),
-    ("## What an edge carries", "emg-lens demo --out runs/demo"): (
+    ("# Export a masked model", "import numpy as np, onnxruntime as ort"): (
         "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
     ),
-    ("## Bring your own model", "python models.py"): (
+    ("# What an edge carries", "emg-lens demo --out runs/demo"): (
+        "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
+    ),
+    ("### Studies and commands on such checkpoints", 'name = "mine"'): (
+        "tests/integration/test_torch_encoder_studies.py::test_the_readme_route_runs_as_written"
+    ),
+    ("### Studies and commands on such checkpoints", "python models.py"): (
         "tests/integration/test_torch_encoder_studies.py::test_the_readme_route_runs_as_written"
     ),
     ("## Your own recordings", "emg-lens train --dataset files --root tests/data/libemg_myo"): (
@@ -345,15 +347,18 @@ RUN_BY = {
         "tests/integration/test_hdsemg_cli.py::test_synth_train_evaluate_study_on_hdsemg_files"
     ),
     (
-        "### TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7",
+        "## TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7",
         "emg-lens windows --source emg2pose --root emg2pose",
     ): "tests/unit/test_quickstarts.py::test_readme_pretraining_then_fine_tuning_as_above_runs",
     (
-        "### TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7",
+        "## TinyMyo's pretraining corpora: emg2pose, NinaPro DB6 and DB7",
         "emg-lens pretrain --preset tinymyo --out runs/tinymyo_synthetic",
     ): "tests/unit/test_quickstarts.py::test_readme_synthetic_pretraining_fine_tunes_on_epn612",
+    ("## A published TinyMyo checkpoint", "from emg_lens.checkpoints import load_biofoundation"): (
+        "tests/unit/test_quickstarts.py::test_readme_biofoundation_block_loads_a_checkpoint_file"
+    ),
     # on one CPU process (--nproc-per-node 1 --device cpu), beside a planted emg_lens/
-    ("## Scale out", "torchrun --standalone --nproc-per-node 4 --no-python emg-lens"): (
+    ("# Scale out", "torchrun --standalone --nproc-per-node 4 --no-python emg-lens"): (
         "tests/integration/test_working_directory.py::"
         "test_the_readme_torchrun_line_runs_no_emg_lens_package_of_the_working_directory"
     ),
@@ -362,36 +367,66 @@ SKIPPED = {
     ("## Two commands", "make demo"): "make creates .venv and installs from the network (minutes); "
     "its demo is `emg-lens demo`, which tests/integration/test_demo.py runs, and `make test` is "
     "this suite",
-    ("## Tour", "pip install -e"): "installs from the network and starts a JupyterLab server; "
-    "tests/integration/test_notebooks.py runs every notebook from start to end",
-    ("### NinaPro DB5 (TinyMyo fine-tuning)", "emg-lens windows --source ninapro-db5"): "needs "
+    ("## Install", "make test TORCH_INDEX="): "make creates .venv and installs torch from "
+    "PyTorch's CPU wheel index, over the network; .ci/run runs `make test` itself",
+    ("## NinaPro DB5 (TinyMyo fine-tuning)", "emg-lens windows --source ninapro-db5"): "needs "
     "the published TinyMyo.safetensors, a download; "
     "test_readme_pretraining_then_fine_tuning_as_above_runs runs this block with --checkpoint "
-    "runs/tinymyo_pretrained in its place, as the README says to",
+    "runs/tinymyo_pretrained in its place, as the guide says to",
     ("## Downstream datasets (TinyMyo fine-tuning)", "emg-lens windows --dataset epn612"): "needs "
     "the published TinyMyo.safetensors, a download; its windows line runs in "
     "test_readme_synthetic_pretraining_fine_tunes_on_epn612, and that test fine-tunes the store",
-    ("## Scale out", "torchrun --nnodes 2"): "needs two nodes and a rendezvous host (and GPUs); "
+    ("# Scale out", "torchrun --nnodes 2"): "needs two nodes and a rendezvous host (and GPUs); "
     "the one-node line runs on one CPU process in tests/integration/test_working_directory.py",
 }
 
 
 def test_every_readme_block_is_run_or_skipped_with_its_reason():
+    """Every bash, toml and py block of the README and the guide pages."""
     listed = [*RUN_BY, *SKIPPED]
-    blocks = [(heading, text.strip().splitlines()[0]) for heading, text in bash_blocks()]
-    unlisted = [
-        b for b in blocks if not any(b[0] == h and b[1].startswith(first) for h, first in listed)
+    found = [
+        (block.heading, block.text.strip().splitlines()[0], block.where)
+        for block in blocks()
+        if block.language in CHECKED_LANGUAGES
     ]
-    assert not unlisted, f"README blocks no test runs and SKIPPED does not name: {unlisted}"
+    unlisted = [
+        b for b in found if not any(b[0] == h and b[1].startswith(first) for h, first in listed)
+    ]
+    assert not unlisted, f"blocks no test runs and SKIPPED does not name: {unlisted}"
     stale = [
         key
         for key in listed
-        if not any(h == key[0] and first.startswith(key[1]) for h, first in blocks)
+        if not any(h == key[0] and first.startswith(key[1]) for h, first, _ in found)
     ]
-    assert not stale, f"listed blocks the README no longer has: {stale}"
+    assert not stale, f"listed blocks no page has any more: {stale}"
     for test in RUN_BY.values():  # each named test exists
         path, name = test.split("::")
         assert f"def {name}(" in (ROOT / path).read_text(), test
+
+
+def _block(heading: str, language: str) -> str:
+    (text,) = [b.text for b in blocks(language) if b.heading == heading]
+    return text
+
+
+def test_readme_biofoundation_block_loads_a_checkpoint_file(tmp_path, monkeypatch):
+    """The guide's published-checkpoint block, on a TinyMyo.safetensors of the published
+    shape (16 channels x 1000 samples, 3 heads) with one layer, written here."""
+    from safetensors.torch import save_file
+
+    from emg_lens import EncoderConfig
+    from emg_lens.models import TinyMyo
+
+    cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 16}, n_samples=1000)
+    monkeypatch.chdir(tmp_path)
+    save_file(TinyMyo(cfg).to_biofoundation(), "TinyMyo.safetensors")
+    scope: dict = {}
+    exec(compile(_block("## A published TinyMyo checkpoint", "py"), "tinymyo.md", "exec"), scope)
+    model, same = scope["model"], scope["same"]
+    assert not model.training and model.cfg.n_heads == 3 and model.input_shape == (16, 1000)
+    assert all(
+        (a == b).all() for a, b in zip(model.state_dict().values(), same.state_dict().values())
+    )
 
 
 @pytest.mark.slow
@@ -399,9 +434,9 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     """A fresh clone's folder (the repository's studies/, no runs/): the blocks that read
     runs/demo, as written, after a small `emg-lens demo` (what `make demo` runs)."""
     pytest.importorskip("onnxruntime")
-    (study,) = readme_blocks("## In a notebook")
-    (export,) = readme_blocks("## Export a masked model")
-    (probe,) = readme_blocks("## What an edge carries")
+    (study,) = readme_blocks("## A study file")
+    (export,) = readme_blocks("# Export a masked model")
+    (probe,) = readme_blocks("# What an edge carries")
     # Before the demo: the checkpoint is missing, and the error says so (issue 41, item 6).
     assert main(export[0]) == 2
     assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
@@ -422,6 +457,10 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     assert Path("runs/demo/features/report.html").is_file()
     assert Path("runs/demo/probe/interchange_accuracy.png").is_file()
     assert Path("runs/t3/summary.md").is_file() and Path("isonet.onnx").is_file()
+    # the guide's Python that runs the exported file
+    scope: dict = {}
+    exec(compile(_block("# Export a masked model", "py"), "export.md", "exec"), scope)
+    assert scope["logits"].shape[0] == 8 and scope["meta"]["edges"] == "cross_modal"
     # inspect's --out has a default under runs/ (issue 41, item 6)
     assert main(["inspect", "--checkpoint", "runs/demo/models/subject_1", "--n-windows", "8"]) == 0
     assert Path("runs/inspect/subject_1/report.html").is_file()

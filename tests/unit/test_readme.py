@@ -1,31 +1,57 @@
-"""The README is the first thing a new user runs: its Python example must work as printed."""
+"""The README and the site's guide are the first thing a new user runs: every Python block of
+README.md, docs/getting-started.md and docs/guide/*.md works as printed (`tests.docs_pages`),
+and the README stays a landing page that points into the site."""
 
 import re
-from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+import pytest
+
+from tests.docs_pages import ROOT, blocks, pages, section
+
+README = ROOT / "README.md"
+README_MAX_LINES = 250
+"""The README is the landing page (issue 49); the manual is the site under docs/."""
 
 
-def test_readme_python_example_runs(capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "README.md has no python example"
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {})
+@pytest.mark.parametrize(
+    "page", pages(), ids=lambda page: page.relative_to(ROOT).as_posix().replace("/", "-")
+)
+def test_every_python_block_runs_as_printed(page, tmp_path, monkeypatch, capsys):
+    """Each ``python`` block of a page, in a fresh namespace, in an empty working folder."""
+    monkeypatch.chdir(tmp_path)
+    for block in (b for b in blocks("python") if b.page == page):
+        exec(compile(block.text, block.where, "exec"), {})
     out = capsys.readouterr().out
-    assert "TokenLayout: 49 tokens" in out and "CLS -> acc attention per head" in out
+    if page == README:
+        assert "TokenLayout: 49 tokens" in out and "CLS -> acc attention per head" in out
 
 
-def test_readme_shows_the_two_commands():
+def test_readme_is_a_landing_page_with_the_two_commands_and_links_into_the_site():
     text = README.read_text()
-    assert "make demo" in text and "make test" in text
+    assert len(text.splitlines()) <= README_MAX_LINES
+    assert "make demo" in text and "make test" in text and "make docs" in text
+    assert [b.heading for b in blocks("python") if b.page == README] == ["## In a notebook"]
+    for target in re.findall(r"\]\((docs/[^)#]+)", text):  # every link into the site resolves
+        assert (ROOT / target).is_file(), target
+    for page in [*sorted((ROOT / "docs" / "guide").glob("*.md")), ROOT / "docs" / "gallery.md"]:
+        assert f"docs/{page.relative_to(ROOT / 'docs').as_posix()})" in text, page
+
+
+def test_no_page_sends_the_user_to_a_local_package_mirror_for_the_cpu_build():
+    """Issue 49: a user without an NVIDIA GPU is told what to pass, PyTorch's CPU wheel index."""
+    texts = [page.read_text() for page in pages()] + [(ROOT / "Makefile").read_text()]
+    assert not any("this workplace" in text or "finds it locally" in text for text in texts)
+    assert all(
+        'TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"' in text
+        for text in (README.read_text(), (ROOT / "docs" / "getting-started.md").read_text())
+    )
 
 
 def test_bring_your_own_model_starts_with_attach(capsys):
-    """Issue 38, item 8: the section opens with `attach` on a hand-written model, runnable."""
-    text = README.read_text()
-    section = text[text.index("\n## Bring your own model\n") :]
-    first = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
-    assert "attach(net" in first and section.index("attach") < section.index("from_torch_encoder")
-    exec(compile(first, str(README), "exec"), {})
+    """Issue 38, item 8: the page opens with `attach` on a hand-written model, runnable."""
+    text = section("# Bring your own model")
+    first = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
+    assert "attach(net" in first and text.index("attach") < text.index("from_torch_encoder")
+    exec(compile(first, "bring-your-own-model.md", "exec"), {})
     out = capsys.readouterr().out
     assert "['softmax', 'softmax'] torch.Size([8, 4, 6, 6])" in out and "True True" in out

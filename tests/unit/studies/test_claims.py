@@ -413,19 +413,17 @@ def test_the_demo_study_declares_exactly_the_planted_claims():
 
 
 def test_the_readmes_claims_example_is_the_demo_studys():
-    """README "Two commands" shows `[[claims]]` as the demo study declares them."""
-    from pathlib import Path
-
+    """The guide's "Claims" (docs/guide/studies.md) shows `[[claims]]` as the demo study
+    declares them."""
     from emg_lens.cli.demo import DEMO_STUDY
+    from tests.docs_pages import section
 
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    section = readme.split("## Two commands", 1)[1].split("## In a notebook", 1)[0]
-    (example,) = [b for b in re.findall(r"```toml\n(.*?)```", section, flags=re.S)]
+    (example,) = re.findall(r"```toml\n(.*?)```", section("## Claims"), flags=re.S)
     demo = load_spec(DEMO_STUDY)
     shown = load_spec({**demo.to_dict(), **tomllib.loads(example)})
     assert shown.claims == demo.claims and shown.class_groups == demo.class_groups

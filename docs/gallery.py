@@ -1,0 +1,155 @@
+"""Execute the notebooks for the documentation site's gallery, once per change.
+
+The notebooks are committed without outputs. ``make docs`` runs this script first: each
+notebook in notebooks/ is executed from top to bottom (`make_figures.execute`, the runner
+``tests/integration/test_notebooks.py`` uses, in a temporary folder on a kernel of this
+interpreter) and the executed copy is kept in ``.cache/docs/notebooks/`` (git-ignored) under a
+key of the notebook's bytes, the emg_lens code and the repository files the notebooks read
+(studies/, hooks/, tests/data/). The copies are then laid out as ``docs/gallery/NAME.ipynb``
+(git-ignored), which mkdocs-jupyter renders with their outputs and figures. A second
+``make docs`` with nothing changed executes nothing; a notebook that fails stops the build.
+
+    .venv/bin/python docs/gallery.py            # every notebook, cached
+    .venv/bin/python docs/gallery.py --check    # exit 1 naming those not cached yet
+
+The notebook tests store what they execute in the same cache (`store`), so ``make docs`` after
+``make test`` (as .ci/run does) reuses those runs instead of executing every notebook again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+CACHE = ROOT / ".cache" / "docs" / "notebooks"
+GALLERY = ROOT / "docs" / "gallery"
+READ_BY_NOTEBOOKS = ("studies", "hooks", "tests/data")
+"""Repository folders whose files the notebooks read (study files, hook recipes, LibEMG's Myo
+recordings): a change to one executes the notebooks again."""
+NOISE = ("TqdmWarning: IProgress not found",)
+"""Warnings of the executing environment, not of the notebook, left off the gallery's pages:
+tqdm's, that ipywidgets (for its notebook progress bars) is not installed."""
+
+
+def _make_figures():
+    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs" / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _read_files() -> list[Path]:
+    files = []
+    for folder in READ_BY_NOTEBOOKS:
+        files += sorted(
+            p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        )
+    return files
+
+
+def cache_key(path: str | Path) -> str:
+    """The cache key of one notebook: its bytes, the emg_lens code (`code_digest`, which holds
+    the version) and the files of `READ_BY_NOTEBOOKS`; 24 hex digits."""
+    from emg_lens.provenance import code_digest
+
+    digest = hashlib.sha256(Path(path).read_bytes())
+    digest.update(code_digest(_read_files()).encode())
+    return digest.hexdigest()[:24]
+
+
+def cached_path(path: str | Path) -> Path:
+    """Where the executed copy of the notebook at ``path`` is kept."""
+    return CACHE / f"{Path(path).stem}-{cache_key(path)}.ipynb"
+
+
+def store(path: str | Path, nb: nbformat.NotebookNode) -> Path:
+    """Keep ``nb``, the notebook at ``path`` executed from top to bottom, in the cache (written
+    to a temporary name and renamed, so concurrent writers never leave half a file); older
+    copies of that notebook are removed."""
+    target = cached_path(path)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for old in CACHE.glob(f"{Path(path).stem}-*.ipynb"):
+        if old != target:
+            old.unlink(missing_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=CACHE, suffix=".tmp", delete=False) as tmp:
+        nbformat.write(nb, tmp)
+    os.replace(tmp.name, target)
+    return target
+
+
+def without_noise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` without the stderr outputs that hold only a warning of `NOISE`.
+
+    >>> cell = nbformat.v4.new_code_cell("import tqdm.auto")
+    >>> cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=(
+    ...     "/venv/tqdm/auto.py:21: TqdmWarning: IProgress not found. Please update jupyter\\n"
+    ...     "  from .autonotebook import tqdm as notebook_tqdm\\n"))]
+    >>> without_noise(nbformat.v4.new_notebook(cells=[cell])).cells[0].outputs
+    []
+    """
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [
+                out
+                for out in cell.outputs
+                if not (
+                    out.get("output_type") == "stream"
+                    and out.get("name") == "stderr"
+                    and any(noise in out.get("text", "") for noise in NOISE)
+                    and out.get("text", "").count("Warning") == 1
+                )
+            ]
+    return nb
+
+
+def build(notebooks: list[Path]) -> list[Path]:
+    """Execute (or take from the cache) each notebook and lay it out in docs/gallery/."""
+    GALLERY.mkdir(parents=True, exist_ok=True)
+    for stale in GALLERY.glob("*.ipynb"):
+        if stale.stem not in {p.stem for p in notebooks}:
+            stale.unlink()
+    laid_out = []
+    for path in notebooks:
+        cached = cached_path(path)
+        if cached.is_file():
+            print(f"gallery: {path.name}: cached ({cached.relative_to(ROOT)})", flush=True)
+        else:
+            print(f"gallery: {path.name}: executing ...", flush=True)
+            start = time.monotonic()
+            with tempfile.TemporaryDirectory() as cwd:
+                cached = store(path, _make_figures().execute(path, cwd))
+            print(f"gallery: {path.name}: executed in {time.monotonic() - start:.0f} s", flush=True)
+        target = GALLERY / path.name
+        nbformat.write(without_noise(nbformat.read(cached, as_version=4)), target)
+        laid_out.append(target)
+    return laid_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
+    parser.add_argument(
+        "--check", action="store_true", help="execute nothing: list the notebooks not cached"
+    )
+    args = parser.parse_args(argv)
+    notebooks = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("*.ipynb"))
+    if args.check:
+        missing = [p.name for p in notebooks if not cached_path(p).is_file()]
+        print("not cached: " + (", ".join(missing) or "none"))
+        return 1 if missing else 0
+    build(notebooks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
