@@ -225,7 +225,7 @@ def test_exact_passes_from_a_later_layer_equal_a_full_pass(model, data):
     passes = ExactPasses(model, X, y, metric="margin", return_type="logits", batch_size=20)
     c = default_family(model)[-1]  # the last layer
     masks = layer_masks(model, [c])
-    score, _ = passes.trial(masks, c.layer)
+    score, _ = passes.trial(masks[c.layer], c.layer)
     with torch.no_grad():
         logits = model(X, edge_masks=masks)
     assert score.metric == pytest.approx(float(window_metric(logits, y, "margin").mean()), 1e-6)

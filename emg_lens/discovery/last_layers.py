@@ -1,4 +1,4 @@
-"""Exact effects of last-layer cuts, from the clean pass's cached activations.
+"""Exact effects of cuts in the last two layers, from the clean pass's cached activations.
 
 A cut in the last block changes only the attention rows it touches. Row ``(head, query)``
 changes the attention output at ``query`` alone, by ``(A' - A) @ v[head] @ W_O[head]``; what
@@ -10,7 +10,22 @@ touched positions and one readout per candidate.
 
 This is where the first-order screen fails most (issue 25): a last-layer cut that moves a
 saturated softmax row, a LayerNorm or the margin's runner-up class, and above all a cut of the
-CLS row when the CLS head reads that one row.
+CLS row when the CLS head reads that one row. A cut of the CLS query row in layer ``L-2`` fails
+the same way (demo subject 1: estimated +0.23, exact -0.84), and is computed exactly too where
+the readout reads few tokens:
+
+1. the cut changes block ``L-2``'s attention output only at the query positions it touches
+   (`attention_output_change`), and the rest of that block acts position by position, so the
+   stream entering the last block is the clean one with those positions recomputed;
+2. the last block is needed only at the positions the readout reads (`read_positions`): its
+   attention for those query rows against every key (`TransformerBlock.rows_forward`), each
+   candidate's stream stacked as one batch;
+3. the readout of the clean final stream with those positions replaced is the cut model's
+   output. A clean copy goes through the same computation, as the reference.
+
+That costs the last block's key and value projections on every token per candidate: worth it
+where the readout reads a few tokens (`supports_exact_penultimate`), not for a mean over all.
+`exact_layers` says which layers a screen computes exactly, `exact_effects` computes them.
 """
 
 from __future__ import annotations
@@ -23,30 +38,63 @@ import torch
 from jaxtyping import Float, Int
 
 from emg_lens.components.block import TransformerBlock
+from emg_lens.discovery.family import RowChunk
 from emg_lens.discovery.metrics import window_metric
 
 __all__ = [
     "LastLayerCache",
     "attention_output_change",
     "attention_output_energy",
+    "exact_effects",
+    "exact_layers",
     "grouped_effects",
-    "last_layer_effects",
     "patch_block",
     "patched_streams",
     "supports_exact_last_layer",
+    "supports_exact_penultimate",
 ]
+
+Effects = tuple[Int[torch.Tensor, " candidate"], dict[str, Float[torch.Tensor, "candidate batch"]]]
+"""The candidates (positions in the family) whose effects were computed, and each metric's
+change per candidate and window; every other candidate's effect is exactly 0."""
 
 
 def supports_exact_last_layer(model: Any) -> bool:
     """True when the last block is a `TransformerBlock` (whose eval-mode function is
-    attention, then `after_attention`) and the model reads the final stream with `readout`."""
+    attention, then `after_attention`) and the model reads the final stream with `readout`.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> supports_exact_last_layer(IsoNet(EncoderConfig.preset("tiny")))
+    True
+    """
     blocks = getattr(model, "blocks", None)
     return bool(blocks) and isinstance(blocks[-1], TransformerBlock) and hasattr(model, "readout")
 
 
+def supports_exact_penultimate(model: Any, return_type: str) -> bool:
+    """True when the last two blocks are `TransformerBlock` s and the readout of
+    ``return_type`` reads at most a quarter of the tokens (a CLS head), so that recomputing
+    only those rows of the last layer is cheap.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> supports_exact_penultimate(model, "logits"), supports_exact_penultimate(model, "avg_logits")
+    (True, False)
+    """
+    blocks = getattr(model, "blocks", None)
+    if not blocks or len(blocks) < 2 or not hasattr(model, "readout"):
+        return False
+    if not all(isinstance(b, TransformerBlock) for b in blocks[-2:]):
+        return False
+    read = model.read_positions(return_type)
+    return read is not None and 4 * len(read) <= model.layout.n_tokens
+
+
 @dataclass(frozen=True)
 class LastLayerCache:
-    """The last block's clean activations for one batch of windows (detached); ``v`` is its
+    """A block's clean activations for one batch of windows (detached); ``v`` is its
     attention's ``hook_v``."""
 
     resid_pre: Float[torch.Tensor, "batch pos d_model"]
@@ -66,24 +114,48 @@ class LastLayerCache:
         }
 
 
+def exact_layers(
+    model: Any, return_type: str, *, last: bool = True, penultimate: bool | None = None
+) -> dict[int, dict[str, str]]:
+    """The layers whose candidates a screen computes exactly, each with the hook points its
+    `LastLayerCache` is read from: the last layer (``last``, where
+    `supports_exact_last_layer`) and the one before it (``penultimate``; None: when the model
+    has two layers, which makes every candidate exact) where `supports_exact_penultimate`.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> sorted(exact_layers(model, "logits")), sorted(exact_layers(model, "avg_logits"))
+    ([0, 1], [1])
+    """
+    chosen = []
+    if last and supports_exact_last_layer(model):
+        last_layer = model.cfg.n_layers - 1
+        chosen.append(last_layer)
+        if penultimate is None:
+            penultimate = last_layer == 1
+        if penultimate and supports_exact_penultimate(model, return_type):
+            chosen.insert(0, last_layer - 1)
+    return {layer: LastLayerCache.hook_names(model, layer) for layer in chosen}
+
+
 @torch.no_grad()
 def attention_output_change(
     change: Float[torch.Tensor, "batch row key"],
     v: Float[torch.Tensor, "batch key head d_head"],
     W_O: Float[torch.Tensor, "head d_head d_model"],
-    heads: Int[torch.Tensor, " row"],
-    queries: Int[torch.Tensor, " row"],
-    owner: Int[torch.Tensor, " row"],
+    rows: RowChunk,
     n_tokens: int,
 ) -> tuple[
     Int[torch.Tensor, " slot"],
     Int[torch.Tensor, " slot"],
     Float[torch.Tensor, "batch slot d_model"],
 ]:
-    """What each candidate's pattern change ``A' - A`` (one row per touched (head, query))
-    adds to its layer's attention output, per *slot*: one (candidate, query position) pair,
-    the rows of its heads on that query summed. Returns each slot's query position, its
-    candidate (the ``owner``) and the change ``[batch, slot, d_model]``."""
+    """What each candidate's pattern change ``A' - A`` (one row per touched (head, query) of
+    ``rows``) adds to its layer's attention output, per *slot*: one (candidate, query position)
+    pair, the rows of its heads on that query summed. Returns each slot's query position, its
+    candidate (the row's ``owner``) and the change ``[batch, slot, d_model]``."""
+    heads, queries, owner = rows.heads, rows.queries, rows.owner
     d_rows = change.new_empty(change.shape[0], len(heads), W_O.shape[-1])  # every row written
     for head, on, dz in _z_change_per_head(change, v, heads):
         d_rows[:, on] = dz @ W_O[head]
@@ -100,19 +172,16 @@ def attention_output_energy(
     change: Float[torch.Tensor, "batch row key"],
     v: Float[torch.Tensor, "batch key head d_head"],
     W_O: Float[torch.Tensor, "head d_head d_model"],
-    heads: Int[torch.Tensor, " row"],
-    queries: Int[torch.Tensor, " row"],
-    owner: Int[torch.Tensor, " row"],
+    rows: RowChunk,
     n_tokens: int,
 ) -> tuple[Int[torch.Tensor, " slot"], Float[torch.Tensor, " slot"]]:
     """The squared norm, summed over windows, of what `attention_output_change` returns per
     slot: its slots' candidates and energies. Where each slot is one row (one head per
     candidate), ``|dz @ W_O[h]| = |dz @ R^T|`` with ``W_O[h]^T = Q R``, so ``d_model``-wide
     changes are never formed (8x fewer values on the paper preset)."""
+    heads, queries, owner = rows.heads, rows.queries, rows.owner
     if len(torch.unique(owner * n_tokens + queries)) != len(heads):  # heads summed per slot
-        _, slot_owner, d_attn = attention_output_change(
-            change, v, W_O, heads, queries, owner, n_tokens
-        )
+        _, slot_owner, d_attn = attention_output_change(change, v, W_O, rows, n_tokens)
         return slot_owner, torch.linalg.vector_norm(d_attn, dim=(0, 2)) ** 2
     energy = change.new_empty(len(heads))
     for head, on, dz in _z_change_per_head(change, v, heads):
@@ -134,9 +203,7 @@ def patch_block(
     block: TransformerBlock,
     cache: LastLayerCache,
     change: Float[torch.Tensor, "batch row key"],
-    heads: Int[torch.Tensor, " row"],
-    queries: Int[torch.Tensor, " row"],
-    owner: Int[torch.Tensor, " row"],
+    rows: RowChunk,
     read: list[int] | None = None,
 ) -> tuple[
     Int[torch.Tensor, " slot"],
@@ -150,10 +217,9 @@ def patch_block(
     slot's position, its candidate and the block's new output."""
     on = change.abs().amax((0, 2)) > 0
     if read is not None:
-        on &= torch.isin(queries, torch.tensor(read, device=queries.device))
-    change, heads, queries, owner = change[:, on], heads[on], queries[on], owner[on]
+        on &= torch.isin(rows.queries, torch.tensor(read, device=rows.queries.device))
     slot_query, slot_owner, d_attn = attention_output_change(
-        change, cache.v, block.attn.output_weights(), heads, queries, owner, cache.final.shape[1]
+        change[:, on], cache.v, block.attn.output_weights(), rows.select(on), cache.final.shape[1]
     )
     pre, attn = cache.resid_pre[:, slot_query], cache.attn_out[:, slot_query]
     return slot_query, slot_owner, block.after_attention(pre, attn + d_attn)
@@ -205,28 +271,39 @@ def grouped_effects(
 
 
 @torch.no_grad()
-def last_layer_effects(
+def exact_effects(
     model: Any,
-    cache: LastLayerCache,
+    caches: dict[int, LastLayerCache],
     change: Float[torch.Tensor, "batch row key"],
-    heads: Int[torch.Tensor, " row"],
-    queries: Int[torch.Tensor, " row"],
-    owner: Int[torch.Tensor, " row"],
+    rows: RowChunk,
     y: Int[torch.Tensor, " batch"],
     metrics: list[str],
     return_type: str,
-) -> tuple[Int[torch.Tensor, " candidate"], dict[str, Float[torch.Tensor, "candidate batch"]]]:
-    """The exact change of each metric per window for the candidates owning the rows, given
-    each row's pattern change ``change`` (``A' - A``): the candidates (their positions in the
-    family) and ``{metric: [candidate, batch]}``; a candidate whose rows the readout does not
-    read (`read_positions`) is left out (its effect is 0)."""
-    slot_query, slot_owner, new_post = patch_block(
-        model.blocks[-1], cache, change, heads, queries, owner, model.read_positions(return_type)
-    )
+    last_mask: torch.Tensor | None = None,
+) -> Effects:
+    """The exact change of each metric per window for the candidates owning ``rows``, of the
+    last layer or the one before it (see the module docstring), given each row's pattern
+    change ``change`` (``A' - A``) and the clean caches of those layers (`exact_layers`);
+    ``last_mask`` is the mask the last block runs with (a base cut). Candidates whose rows do
+    not move, or that the readout does not read (`read_positions`), are left out."""
+    last, read = model.cfg.n_layers - 1, model.read_positions(return_type)
+    cache = caches[rows.layer]
+    if rows.layer == last:  # the last block's output is the final stream
+        slot_query, slot_owner, new = patch_block(model.blocks[-1], cache, change, rows, read)
+
+        def final_of(group: torch.Tensor) -> torch.Tensor:
+            return patched_streams(cache.final, group, slot_owner, slot_query, new)
+
+    else:  # the stream entering the last block, which is recomputed at `read`
+        slot_query, slot_owner, new = patch_block(model.blocks[-2], cache, change, rows)
+
+        def final_of(group: torch.Tensor) -> torch.Tensor:
+            stream = patched_streams(cache.final, group, slot_owner, slot_query, new)
+            block_rows = model.blocks[-1].rows_forward(stream.flatten(0, 1), read, last_mask)
+            final = caches[last].final.expand(len(group) + 1, -1, -1, -1).clone()
+            final[:, :, read] = block_rows.view(*final.shape[:2], len(read), -1)
+            return final
+
     candidates = slot_owner.unique()
-
-    def final_of(group: torch.Tensor) -> torch.Tensor:
-        return patched_streams(cache.final, group, slot_owner, slot_query, new_post)
-
     effects = grouped_effects(model, candidates, cache.final, final_of, y, metrics, return_type)
     return candidates, effects
