@@ -15,7 +15,7 @@ the same way (demo subject 1: estimated +0.23, exact -0.84), and is computed exa
 the readout reads few tokens:
 
 1. the cut changes block ``L-2``'s attention output only at the query positions it touches
-   (`attention_output_change`), and the rest of that block acts position by position, so the
+   (`AttentionOutput.change`), and the rest of that block acts position by position, so the
    stream entering the last block is the clean one with those positions recomputed;
 2. the last block is needed only at the positions the readout reads (`read_positions`): its
    attention for those query rows against every key (`TransformerBlock.rows_forward`), each
@@ -42,9 +42,8 @@ from emg_lens.discovery.family import RowChunk
 from emg_lens.discovery.metrics import window_metric
 
 __all__ = [
+    "AttentionOutput",
     "LastLayerCache",
-    "attention_output_change",
-    "attention_output_energy",
     "exact_effects",
     "exact_layers",
     "grouped_effects",
@@ -139,63 +138,64 @@ def exact_layers(
     return {layer: LastLayerCache.hook_names(model, layer) for layer in chosen}
 
 
-@torch.no_grad()
-def attention_output_change(
-    change: Float[torch.Tensor, "batch row key"],
-    v: Float[torch.Tensor, "batch key head d_head"],
-    W_O: Float[torch.Tensor, "head d_head d_model"],
-    rows: RowChunk,
-    n_tokens: int,
-) -> tuple[
-    Int[torch.Tensor, " slot"],
-    Int[torch.Tensor, " slot"],
-    Float[torch.Tensor, "batch slot d_model"],
-]:
-    """What each candidate's pattern change ``A' - A`` (one row per touched (head, query) of
-    ``rows``) adds to its layer's attention output, per *slot*: one (candidate, query position)
-    pair, the rows of its heads on that query summed. Returns each slot's query position, its
-    candidate (the row's ``owner``) and the change ``[batch, slot, d_model]``."""
-    heads, queries, owner = rows.heads, rows.queries, rows.owner
-    d_rows = change.new_empty(change.shape[0], len(heads), W_O.shape[-1])  # every row written
-    for head, on, dz in _z_change_per_head(change, v, heads):
-        d_rows[:, on] = dz @ W_O[head]
-    slot_keys, slot = torch.unique(owner * n_tokens + queries, return_inverse=True)
-    if len(slot_keys) == len(heads):  # one row per slot (one head per candidate): no sum
-        return queries, owner, d_rows
-    d_slots = d_rows.new_zeros(change.shape[0], len(slot_keys), d_rows.shape[-1])
-    d_slots.index_add_(1, slot, d_rows)
-    return slot_keys % n_tokens, slot_keys // n_tokens, d_slots
+@dataclass(frozen=True)
+class AttentionOutput:
+    """One layer's attention output as its pattern changes, for a batch of windows: its
+    values ``v`` (``hook_v``), output weights ``W_O`` and ``n_tokens`` query positions. A
+    candidate's pattern change ``A' - A`` (one row per touched (head, query) of a `RowChunk`)
+    changes the output per *slot*: one (candidate, query position) pair, the rows of its heads
+    on that query summed."""
 
+    v: Float[torch.Tensor, "batch key head d_head"]
+    W_O: Float[torch.Tensor, "head d_head d_model"]
+    n_tokens: int
 
-@torch.no_grad()
-def attention_output_energy(
-    change: Float[torch.Tensor, "batch row key"],
-    v: Float[torch.Tensor, "batch key head d_head"],
-    W_O: Float[torch.Tensor, "head d_head d_model"],
-    rows: RowChunk,
-    n_tokens: int,
-) -> tuple[Int[torch.Tensor, " slot"], Float[torch.Tensor, " slot"]]:
-    """The squared norm, summed over windows, of what `attention_output_change` returns per
-    slot: its slots' candidates and energies. Where each slot is one row (one head per
-    candidate), ``|dz @ W_O[h]| = |dz @ R^T|`` with ``W_O[h]^T = Q R``, so ``d_model``-wide
-    changes are never formed (8x fewer values on the paper preset)."""
-    heads, queries, owner = rows.heads, rows.queries, rows.owner
-    if len(torch.unique(owner * n_tokens + queries)) != len(heads):  # heads summed per slot
-        _, slot_owner, d_attn = attention_output_change(change, v, W_O, rows, n_tokens)
-        return slot_owner, torch.linalg.vector_norm(d_attn, dim=(0, 2)) ** 2
-    energy = change.new_empty(len(heads))
-    for head, on, dz in _z_change_per_head(change, v, heads):
-        r = torch.linalg.qr(W_O[head].T, mode="r").R  # [d_head, d_head]
-        energy[on] = torch.linalg.vector_norm(dz @ r.T, dim=(0, 2)) ** 2
-    return owner, energy
+    @torch.no_grad()
+    def change(
+        self, change: Float[torch.Tensor, "batch row key"], rows: RowChunk
+    ) -> tuple[
+        Int[torch.Tensor, " slot"],
+        Int[torch.Tensor, " slot"],
+        Float[torch.Tensor, "batch slot d_model"],
+    ]:
+        """What ``change`` on ``rows`` adds to the attention output: each slot's query
+        position, its candidate (the row's ``owner``) and the change ``[batch, slot,
+        d_model]``."""
+        heads, queries, owner, n_tokens = rows.heads, rows.queries, rows.owner, self.n_tokens
+        d_rows = change.new_empty(change.shape[0], len(heads), self.W_O.shape[-1])  # all written
+        for head, on, dz in self._z_change_per_head(change, heads):
+            d_rows[:, on] = dz @ self.W_O[head]
+        slot_keys, slot = torch.unique(owner * n_tokens + queries, return_inverse=True)
+        if len(slot_keys) == len(heads):  # one row per slot (one head per candidate): no sum
+            return queries, owner, d_rows
+        d_slots = d_rows.new_zeros(change.shape[0], len(slot_keys), d_rows.shape[-1])
+        d_slots.index_add_(1, slot, d_rows)
+        return slot_keys % n_tokens, slot_keys // n_tokens, d_slots
 
+    @torch.no_grad()
+    def energy(
+        self, change: Float[torch.Tensor, "batch row key"], rows: RowChunk
+    ) -> tuple[Int[torch.Tensor, " slot"], Float[torch.Tensor, " slot"]]:
+        """The squared norm, summed over windows, of what `change` returns per slot: its
+        slots' candidates and energies. Where each slot is one row (one head per candidate),
+        ``|dz @ W_O[h]| = |dz @ R^T|`` with ``W_O[h]^T = Q R``, so ``d_model``-wide changes are
+        never formed (8x fewer values on the paper preset)."""
+        heads, queries, owner = rows.heads, rows.queries, rows.owner
+        if len(torch.unique(owner * self.n_tokens + queries)) != len(heads):  # heads summed
+            _, slot_owner, d_attn = self.change(change, rows)
+            return slot_owner, torch.linalg.vector_norm(d_attn, dim=(0, 2)) ** 2
+        energy = change.new_empty(len(heads))
+        for head, on, dz in self._z_change_per_head(change, heads):
+            r = torch.linalg.qr(self.W_O[head].T, mode="r").R  # [d_head, d_head]
+            energy[on] = torch.linalg.vector_norm(dz @ r.T, dim=(0, 2)) ** 2
+        return owner, energy
 
-def _z_change_per_head(change, v, heads):
-    """Per head: the head, its rows and their change of ``z``, ``(A' - A) @ v[head]``
-    ``[batch, row, d_head]`` (one batched matmul per head)."""
-    for head in heads.unique():
-        on = (heads == head).nonzero()[:, 0]
-        yield head, on, torch.bmm(change[:, on], v[:, :, head])
+    def _z_change_per_head(self, change, heads):
+        """Per head: the head, its rows and their change of ``z``, ``(A' - A) @ v[head]``
+        ``[batch, row, d_head]`` (one batched matmul per head)."""
+        for head in heads.unique():
+            on = (heads == head).nonzero()[:, 0]
+            yield head, on, torch.bmm(change[:, on], self.v[:, :, head])
 
 
 @torch.no_grad()
@@ -211,16 +211,15 @@ def patch_block(
     Float[torch.Tensor, "batch slot d_model"],
 ]:
     """The block's exact output at the query positions each candidate's rows touch (its
-    *slots*): what attention writes there changes by `attention_output_change`, and the rest
+    *slots*): what attention writes there changes by `AttentionOutput.change`, and the rest
     of the block acts position by position. Rows that do not move (inside a base cut), or sit
     outside ``read``, are left out: their candidates change nothing there. Returns each
     slot's position, its candidate and the block's new output."""
     on = change.abs().amax((0, 2)) > 0
     if read is not None:
         on &= torch.isin(rows.queries, torch.tensor(read, device=rows.queries.device))
-    slot_query, slot_owner, d_attn = attention_output_change(
-        change[:, on], cache.v, block.attn.output_weights(), rows.select(on), cache.final.shape[1]
-    )
+    output = AttentionOutput(cache.v, block.attn.output_weights(), cache.final.shape[1])
+    slot_query, slot_owner, d_attn = output.change(change[:, on], rows.select(on))
     pre, attn = cache.resid_pre[:, slot_query], cache.attn_out[:, slot_query]
     return slot_query, slot_owner, block.after_attention(pre, attn + d_attn)
 

@@ -46,8 +46,8 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import ExactPasses
 from emg_lens.discovery.family import Candidate, CompiledFamily, RowChunk, compile_family
 from emg_lens.discovery.last_layers import (
+    AttentionOutput,
     LastLayerCache,
-    attention_output_energy,
     exact_effects,
     exact_layers,
 )
@@ -270,13 +270,9 @@ def screen(
                         delta[name][owners.cpu(), start:stop] = effects[name].double().cpu()
                     continue
                 if risk_known:  # it reads the attention output weights
-                    slot_owner, energy = attention_output_energy(
-                        change,
-                        v[chunk.layer],
-                        model.blocks[chunk.layer].attn.output_weights(),
-                        chunk,
-                        model.layout.n_tokens,
-                    )
+                    weights = model.blocks[chunk.layer].attn.output_weights()
+                    output = AttentionOutput(v[chunk.layer], weights, model.layout.n_tokens)
+                    slot_owner, energy = output.energy(change, chunk)
                     risk.index_add_(0, slot_owner.cpu(), energy.double().cpu())
                 for name in wanted:
                     g = grads[name][chunk.layer][:, chunk.heads, chunk.queries]

@@ -22,11 +22,7 @@ from emg_lens.discovery import ExactPasses, default_family, discover, layer_mask
 from emg_lens.discovery.exact import Score, base_layer_masks
 from emg_lens.discovery.family import RowChunk
 from emg_lens.discovery.gates import fit_gates, gate_hooks
-from emg_lens.discovery.last_layers import (
-    attention_output_change,
-    attention_output_energy,
-    supports_exact_penultimate,
-)
+from emg_lens.discovery.last_layers import AttentionOutput, supports_exact_penultimate
 from emg_lens.discovery.screen import _clopper_pearson_upper
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
@@ -152,7 +148,7 @@ def test_the_risk_grows_with_the_change_a_cut_writes():
 @pytest.mark.parametrize("heads_per_slot", [1, 2])
 def test_the_risk_energy_is_the_squared_norm_of_the_attention_output_change(heads_per_slot):
     """The fast energy (through ``W_O``'s QR factor, never ``d_model`` wide) equals the
-    squared norm of `attention_output_change` per slot, one head per slot or two summed;
+    squared norm of `AttentionOutput.change` per slot, one head per slot or two summed;
     a ``W_O`` with zero blocks (a head structure) included."""
     torch.manual_seed(0)
     batch, n_tok, n_heads, d_head, d_model = 5, 7, 3, 4, 16
@@ -166,8 +162,9 @@ def test_the_risk_energy_is_the_squared_norm_of_the_attention_output_change(head
         queries, heads = torch.tensor([2, 2, 5, 2, 6, 1]), torch.tensor([0, 1, 2, 2, 1, 0])
     change = torch.randn(batch, len(heads), n_tok)
     rows = RowChunk(0, heads, queries, torch.zeros(len(heads), n_tok, dtype=torch.bool), owner)
-    got_owner, energy = attention_output_energy(change, v, W_O, rows, n_tok)
-    _, want_owner, d_attn = attention_output_change(change, v, W_O, rows, n_tok)
+    output = AttentionOutput(v, W_O, n_tok)
+    got_owner, energy = output.energy(change, rows)
+    _, want_owner, d_attn = output.change(change, rows)
     want = (d_attn.double() ** 2).sum((0, 2))
     per_candidate = [
         torch.zeros(4, dtype=torch.float64).index_add_(0, o, e.double())
