@@ -4,9 +4,11 @@ The "edges" are attention knockouts (a query group's keys of another group, per 
 head, cut with ``-inf`` on the logits), not the component-to-component edges of ACDC or EAP:
 
 - `screen` estimates the effect of *every* candidate of a family (`default_family`: each
-  layer x head x query group -> key group) from one clean forward and one backward, with the
-  masked pattern computed exactly from the cached scores (the AtP* fix for saturation); a
-  last-layer cut's effect is computed exactly from the cached stream (`last_layer`), an
+  layer x head x query group -> key group; compiled against the model once,
+  `compile_family`, and carried down as `Screen.family`) from one clean forward and one
+  backward, with the masked pattern computed exactly from the cached scores (the AtP* fix
+  for saturation); a cut's effect in the last layer (and, where the readout reads a few
+  tokens, the one before) is computed exactly from the cached stream (`last_layers`), an
   earlier one's downstream effect linearised, with a ``risk`` that predicts its error;
   `Screen.verify` measures the riskiest, the best and a random sample exactly, and bounds
   what the ranking missed;
@@ -24,6 +26,8 @@ resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them.
 from emg_lens.discovery.exact import ExactPasses, Score
 from emg_lens.discovery.family import (
     Candidate,
+    CompiledFamily,
+    compile_family,
     cut_edge_set,
     default_family,
     family_from_edges,
@@ -41,11 +45,13 @@ __all__ = [
     "MISS_SAMPLE",
     "SEARCH_METHODS",
     "Candidate",
+    "CompiledFamily",
     "Discovery",
     "ExactPasses",
     "Score",
     "Screen",
     "bootstrap_stability",
+    "compile_family",
     "cut_edge_set",
     "default_family",
     "discover",

@@ -2,39 +2,90 @@
 
 `ExactPasses` caches the clean residual stream entering every layer once; a cut whose first
 masked layer is ``l`` then runs only blocks ``l..L-1`` (the layers below it are unchanged).
-The greedy search keeps a second copy, the stream of the cut it has accepted so far, so each
-trial costs the layers from its candidate's layer on.
+For the greedy search it keeps the cut accepted so far, its masks and a second copy of the
+stream, so each trial (that cut and one more candidate) costs the layers from its candidate's
+layer on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from emg_lens.discovery.family import base_layer_masks
 from emg_lens.discovery.metrics import window_metric
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
 from emg_lens.models.base import LAYERWISE, provides
 
-__all__ = ["ExactPasses", "Score"]
+__all__ = ["ExactPasses", "Score", "Trial", "base_layer_masks"]
+
+
+def base_layer_masks(
+    model: Any, base: EdgeSet | None, device: torch.device | str | None = None
+) -> dict[int, torch.Tensor] | None:
+    """``{layer: mask}`` of an edge set cut in every pass (the model as it runs), leaving out
+    layers where it cuts nothing; None for no base.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.edges import cross_modal, layers
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> {k: tuple(m.shape) for k, m in base_layer_masks(model, cross_modal() & layers(1)).items()}
+    {1: (4, 7, 7)}
+    """
+    if base is None:
+        return None
+    stacked = base.compile_layers(model.layout, model.cfg.n_heads, model.cfg.n_layers)
+    return {layer: m.to(device) for layer, m in enumerate(stacked) if m.any()}
 
 
 @dataclass(frozen=True)
 class Score:
     """The metric (mean over windows), the accuracy and the accuracy per class (of the
-    classes among the windows) of one exact pass."""
+    classes among the windows) of one exact pass; beside the passes with nothing cut
+    (``full``) and every candidate cut (``empty``), how much of them a cut keeps.
+
+    >>> full, empty = Score(1.0, 0.9, {0: 1.0, 1: 0.8}), Score(0.0, 0.5, {0: 0.0, 1: 0.8})
+    >>> cut = Score(0.96, 0.85, {0: 0.97, 1: 0.79})
+    >>> cut.faithfulness(full, empty), cut.classes_lost(full, empty, 0.05)
+    (0.96, [1])
+    >>> cut.keeps(full, empty, 0.05), cut.keeps(full, empty, 0.05, keep_accuracy=False)
+    (False, True)
+    """
 
     metric: float
     accuracy: float
     class_accuracy: dict[int, float] = field(default_factory=dict)
 
+    def faithfulness(self, full: Score, empty: Score) -> float:
+        """``(m - m(empty)) / (m(full) - m(empty))``: 1 keeps all of the metric."""
+        return (self.metric - empty.metric) / (full.metric - empty.metric)
+
+    def classes_lost(self, full: Score, empty: Score, tau: float) -> list[int]:
+        """The classes whose accuracy falls by more than ``tau`` of its full-to-empty range (by
+        anything, where cutting every candidate does not lower it): their accuracy
+        faithfulness is below ``1 - tau``."""
+        lost = []
+        for k, value in self.class_accuracy.items():
+            allowed = tau * max(full.class_accuracy[k] - empty.class_accuracy[k], 0.0)
+            if full.class_accuracy[k] - value > allowed + 1e-12:
+                lost.append(k)
+        return lost
+
+    def keeps(self, full: Score, empty: Score, tau: float, keep_accuracy: bool = True) -> bool:
+        """Whether this cut stays within ``tau`` of the metric's full-to-empty range (and, with
+        ``keep_accuracy``, loses no class): the search's rule for cutting a candidate."""
+        kept = full.metric - self.metric < tau * (full.metric - empty.metric)
+        return kept and not (keep_accuracy and self.classes_lost(full, empty, tau))
+
 
 class ExactPasses:
     """Exact masked passes over fixed windows, starting at the first layer a cut changes;
-    ``base`` (an edge set) is cut in every pass, the clean one included.
+    ``base`` (an edge set, or its ``{layer: mask}`` as a `CompiledFamily` holds it) is cut in
+    every pass, the clean one included.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -58,13 +109,16 @@ class ExactPasses:
         metric: str,
         return_type: str,
         batch_size: int = 256,
-        base: EdgeSet | None = None,
+        base: EdgeSet | Mapping[int, torch.Tensor] | None = None,
     ):
         self.model, self.metric, self.return_type = model, metric, return_type
-        # cut in every pass, the clean one included: the model as it runs
-        self.base = base_layer_masks(model, base, next(model.parameters()).device) or {}
-        self.n_layers = model.cfg.n_layers
         device = next(model.parameters()).device
+        # cut in every pass, the clean one included: the model as it runs
+        if isinstance(base, Mapping):
+            self.base = dict(base)
+        else:
+            self.base = base_layer_masks(model, base, device) or {}
+        self.n_layers = model.cfg.n_layers
         X = torch.as_tensor(X, dtype=model.cfg.dtype)
         self.y = [
             torch.as_tensor(y[i : i + batch_size], dtype=torch.long, device=device)
@@ -89,18 +143,13 @@ class ExactPasses:
         if not self.layerwise:
             self.clean = [[] for _ in self.windows]
         self.state = [list(streams) for streams in self.clean]  # the accepted cut's streams
-
-    def _merged(self, masks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-        """``masks`` with the base cut of every layer added."""
-        merged = dict(self.base)
-        for layer, mask in masks.items():
-            merged[layer] = mask | merged[layer] if layer in merged else mask
-        return merged
+        self.cut: dict[int, torch.Tensor] = {}  # the accepted cut's masks
 
     def _block(self, resid: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
-        cut = [m for m in (mask, self.base.get(layer)) if m is not None]
-        masks = {layer: cut[0] | cut[-1]} if cut else None
-        return self.model(resid, start_at_layer=layer, stop_at_layer=layer + 1, edge_masks=masks)
+        masks = _union({} if mask is None else {layer: mask}, _only(self.base, layer))
+        return self.model(
+            resid, start_at_layer=layer, stop_at_layer=layer + 1, edge_masks=masks or None
+        )
 
     @torch.inference_mode()
     def _run(
@@ -117,7 +166,9 @@ class ExactPasses:
             else:
                 out = batch
                 logits = self.model(
-                    self.windows[i], edge_masks=self._merged(masks), return_type=self.return_type
+                    self.windows[i],
+                    edge_masks=_union(masks, self.base),
+                    return_type=self.return_type,
                 )
             if not torch.isfinite(logits).all():
                 raise ArgumentError(
@@ -137,14 +188,39 @@ class ExactPasses:
         start = min(masks, default=self.n_layers)
         return self._run(self.clean, masks, start)[0]
 
-    def trial(
-        self, masks: dict[int, torch.Tensor], start: int
-    ) -> tuple[Score, list[list[torch.Tensor]]]:
-        """Score ``masks`` (the accepted cut plus one candidate in layer ``start``) from the
-        accepted cut's stream entering ``start``; `accept` with the returned streams."""
-        return self._run(self.state, masks, start)
+    def trial(self, mask: torch.Tensor, layer: int) -> tuple[Score, Trial]:
+        """Score the accepted cut with ``mask`` (one candidate's ``[head, query, key]`` mask)
+        added in ``layer``, from the accepted cut's stream entering ``layer``; `accept` the
+        returned `Trial` to make it the accepted cut."""
+        masks = _union(self.cut, {layer: mask})
+        score, streams = self._run(self.state, masks, layer)
+        return score, Trial(layer, masks, streams)
 
-    def accept(self, start: int, streams: list[list[torch.Tensor]]) -> None:
-        """Make the trial that returned ``streams`` the accepted cut."""
-        for batch, new in zip(self.state, streams):
-            batch[start:] = new
+    def accept(self, trial: Trial) -> None:
+        """Make ``trial`` (of the cut accepted so far) the accepted cut."""
+        self.cut = trial.masks
+        for batch, new in zip(self.state, trial.streams):
+            batch[trial.layer :] = new
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What `ExactPasses.trial` measured: the cut's masks and, per batch of windows, its
+    stream entering each layer from ``layer`` on."""
+
+    layer: int
+    masks: dict[int, torch.Tensor]
+    streams: list[list[torch.Tensor]]
+
+
+def _union(*parts: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """``{layer: mask}`` cutting what any of ``parts`` cuts."""
+    out: dict[int, torch.Tensor] = {}
+    for part in parts:
+        for layer, mask in part.items():
+            out[layer] = out[layer] | mask if layer in out else mask
+    return out
+
+
+def _only(masks: dict[int, torch.Tensor], layer: int) -> dict[int, torch.Tensor]:
+    return {layer: masks[layer]} if layer in masks else {}

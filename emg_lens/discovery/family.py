@@ -24,24 +24,29 @@ screen ranks and a search chooses from:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import torch
-from jaxtyping import Bool
+from jaxtyping import Bool, Int
 
+from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
 from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError, describe
 from emg_lens.inspect.checks import check_model
+from emg_lens.layout import TokenLayout
 
 __all__ = [
     "Candidate",
-    "base_layer_masks",
+    "CompiledFamily",
+    "RowChunk",
     "candidate_mask",
     "check_family",
+    "compile_family",
     "cut_edge_set",
     "default_family",
     "family_from_edges",
@@ -124,6 +129,11 @@ def default_family(model: Any) -> list[Candidate]:
     (6, ['other channel, lag 1-2', 'other channel, lag > 2', 'other channel, same patch'])
     """
     check_model(model)
+    return _default_family(model)
+
+
+def _default_family(model: Any) -> list[Candidate]:
+    """`default_family` of a model already checked."""
     if len(model.layout.groups) > 1:
         return _group_pairs(model)
     n_patches = int(model.layout.time_ids().max()) + 1
@@ -226,15 +236,126 @@ def layer_masks(
     return {layer: m.to(device) for layer, m in sorted(masks.items())}
 
 
-def base_layer_masks(
-    model: Any, base: EdgeSet | None, device: torch.device | str | None = None
-) -> dict[int, torch.Tensor] | None:
-    """``{layer: mask}`` of an edge set cut in every pass (the model as it runs), leaving out
-    layers where it cuts nothing; None for no base."""
-    if base is None:
-        return None
-    stacked = base.compile_layers(model.layout, model.cfg.n_heads, model.cfg.n_layers)
-    return {layer: m.to(device) for layer, m in enumerate(stacked) if m.any()}
+@dataclass(frozen=True)
+class RowChunk:
+    """The (head, query) rows that several candidates of one layer touch, stacked so that
+    their masked softmaxes run as one: row ``r`` is query ``queries[r]`` of head ``heads[r]``,
+    ``cut[r]`` its keys the candidate cuts, ``owner[r]`` the candidate's position in the
+    family."""
+
+    layer: int
+    heads: Int[torch.Tensor, " row"]
+    queries: Int[torch.Tensor, " row"]
+    cut: Bool[torch.Tensor, "row key"]
+    owner: Int[torch.Tensor, " row"]
+
+    def select(self, on: Bool[torch.Tensor, " row"]) -> RowChunk:
+        """The rows where ``on`` is True."""
+        return RowChunk(self.layer, self.heads[on], self.queries[on], self.cut[on], self.owner[on])
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledFamily(Sequence[Candidate]):
+    """A candidate family compiled against one model, once, on its device: the candidates'
+    ``[head, query, key]`` masks stacked per layer (``by_layer``: their positions and masks;
+    ``masks``: each candidate's, a view of those), each candidate's touched ``(head, query)``
+    rows and their cut keys (``rows``), its size, the union of them all (``everything``: the
+    empty circuit) and the base cut's ``{layer: mask}`` (``base``: an edge set cut in every
+    pass, the model as it runs). The screen, the exact passes, the gates and the search read
+    these instead of compiling edge sets against the model at each step. It is the sequence
+    of its candidates; `compile_family` makes it.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> family = compile_family(model)
+    >>> len(family), family[0].label, family.sizes[0]
+    (72, 'L0 H0 cls->cls', 1)
+    >>> masks = family.layer_masks([0, 5])
+    >>> sorted(masks), torch.equal(masks[0], layer_masks(model, [family[0], family[5]])[0])
+    ([0], True)
+    """
+
+    candidates: tuple[Candidate, ...]
+    by_layer: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(repr=False)
+    masks: tuple[torch.Tensor, ...] = field(repr=False)
+    rows: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...] = field(repr=False)
+    sizes: tuple[int, ...] = field(repr=False)
+    everything: dict[int, torch.Tensor] = field(repr=False)
+    base: dict[int, torch.Tensor] = field(repr=False)
+    base_edges: EdgeSet | None
+    layout: TokenLayout = field(repr=False)
+    n_heads: int
+    device: torch.device
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __getitem__(self, index):  # a position (an int or a NumPy integer), or a slice
+        if isinstance(index, slice):
+            return list(self.candidates[index])
+        return self.candidates[index]
+
+    def layer_masks(self, chosen: Iterable[int]) -> dict[int, Bool[torch.Tensor, "head query key"]]:
+        """``{layer: mask}`` for ``model(x, edge_masks=...)``: the union of the candidates at
+        the positions ``chosen``, as `layer_masks` computes it."""
+        chosen = torch.as_tensor(list(chosen), dtype=torch.long)
+        masks = {}
+        for layer, (ids, stacked) in self.by_layer.items():
+            mine = torch.isin(ids, chosen.to(ids.device))
+            if mine.any():
+                masks[layer] = stacked[mine].any(0)
+        return masks
+
+    def fits(self, model: Any) -> bool:
+        """Whether this family was compiled on ``model``'s layout and heads, on its device."""
+        return (
+            self.layout == model.layout
+            and self.n_heads == model.cfg.n_heads
+            and self.device == next(model.parameters()).device
+        )
+
+
+def compile_family(
+    model: Any, family: Sequence[Candidate] | None = None, *, base: EdgeSet | None = None
+) -> CompiledFamily:
+    """``family`` (default: `default_family`; else checked by `check_family`) compiled against
+    ``model`` (an encoder `check_model` accepts: the screen checks it) with the ``base`` cut, on
+    the model's device (see `CompiledFamily`). A `CompiledFamily` that `fits` the model keeps
+    its masks (and its base, when it is the same edge set)."""
+    if not (isinstance(family, CompiledFamily) and family.fits(model)):
+        family = _compile(model, family)
+    if str(family.base_edges) == str(base):
+        return family
+    base_masks = base_layer_masks(model, base, family.device) or {}
+    return dataclasses.replace(family, base=base_masks, base_edges=base)
+
+
+def _compile(model: Any, family: Sequence[Candidate] | None) -> CompiledFamily:
+    """`compile_family` without a base cut."""
+    family = _default_family(model) if family is None else check_family(model, family)
+    device = next(model.parameters()).device
+    by_layer, masks, sizes = {}, [None] * len(family), [0] * len(family)
+    for layer in sorted({c.layer for c in family}):
+        ids = [i for i, c in enumerate(family) if c.layer == layer]
+        stacked = torch.stack([candidate_mask(model, family[i]) for i in ids]).to(device)
+        for i, mask, size in zip(ids, stacked, stacked.flatten(1).sum(1).tolist()):
+            masks[i], sizes[i] = mask, int(size)  # a view of the stacked masks
+        by_layer[layer] = (torch.tensor(ids, device=device), stacked)
+    touched = [mask.any(-1).nonzero(as_tuple=True) for mask in masks]
+    return CompiledFamily(
+        candidates=tuple(family),
+        by_layer=by_layer,
+        masks=tuple(masks),
+        rows=tuple((h, q, mask[h, q]) for (h, q), mask in zip(touched, masks)),
+        sizes=tuple(sizes),
+        everything={layer: stacked.any(0) for layer, (_, stacked) in by_layer.items()},
+        base={},
+        base_edges=None,
+        layout=model.layout,
+        n_heads=model.cfg.n_heads,
+        device=device,
+    )
 
 
 def cut_edge_set(cut: Iterable[Candidate]) -> EdgeSet | None:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 
-from emg_lens.discovery.family import Candidate, candidate_mask, layer_masks
+from emg_lens.discovery.family import Candidate, CompiledFamily, compile_family
 from emg_lens.errors import ArgumentError
 from emg_lens.hooks import layer_of, name_filter
 
@@ -44,21 +44,37 @@ GATE_STEPS = 100
 
 
 def gate_covers(
-    model: Any, family: list[Candidate], device: torch.device | str | None = None
+    model: Any,
+    family: list[Candidate] | CompiledFamily,
+    device: torch.device | str | None = None,
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per layer the family touches: the positions (in ``family``) of its candidates there and
-    their stacked ``[candidate, head, query, key]`` masks."""
-    out = {}
-    for layer in sorted({c.layer for c in family}):
-        ids = [i for i, c in enumerate(family) if c.layer == layer]
-        stacked = torch.stack([candidate_mask(model, family[i]) for i in ids])
-        out[layer] = (torch.tensor(ids, device=device), stacked.to(device))
-    return out
+    their stacked ``[candidate, head, query, key]`` masks (`CompiledFamily.by_layer`), on
+    ``device`` (None: the model's).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> from emg_lens.discovery import default_family
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> ids, stacked = gate_covers(model, default_family(model))[1]
+    >>> ids[:2].tolist(), tuple(stacked.shape)
+    ([36, 37], (36, 4, 7, 7))
+    """
+    by_layer = _compiled(model, family).by_layer
+    return {layer: (ids.to(device), masks.to(device)) for layer, (ids, masks) in by_layer.items()}
+
+
+def _compiled(model: Any, family: list[Candidate] | CompiledFamily) -> CompiledFamily:
+    """``family`` compiled against ``model``, if it is not already: its base is not the gates'
+    concern (they take theirs as masks)."""
+    if isinstance(family, CompiledFamily) and family.fits(model):
+        return family
+    return compile_family(model, family)
 
 
 def gate_hooks(
     model: Any,
-    family: list[Candidate],
+    family: list[Candidate] | CompiledFamily,
     log_gates: Float[torch.Tensor, " candidate"],
     open_share: Float[torch.Tensor, " candidate"] | None = None,
     covers: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
@@ -82,6 +98,15 @@ def gate_hooks(
     """
     share = log_gates.exp() if open_share is None else open_share
     by_layer = gate_covers(model, family, log_gates.device) if covers is None else covers
+    return _gated(by_layer, log_gates, share)
+
+
+def _gated(
+    by_layer: dict[int, tuple[torch.Tensor, torch.Tensor]],
+    log_gates: Float[torch.Tensor, " candidate"],
+    share: Float[torch.Tensor, " candidate"],
+) -> list[tuple[Any, Any]]:
+    """`gate_hooks` of the family whose `gate_covers` are ``by_layer``."""
     row_scale: dict[int, torch.Tensor] = {}
 
     def on_scores(scores: torch.Tensor, hook) -> torch.Tensor:
@@ -128,7 +153,7 @@ def _merge(*parts: dict[int, torch.Tensor] | None) -> dict[int, torch.Tensor] | 
 def fit_gates(
     model: Any,
     X: Float[torch.Tensor, "window ..."],
-    family: list[Candidate],
+    family: list[Candidate] | CompiledFamily,
     *,
     return_type: str,
     base: dict[int, torch.Tensor] | None = None,
@@ -145,9 +170,11 @@ def fit_gates(
         raise ArgumentError(f"steps must be an int >= 1 (gate optimisation steps), got {steps!r}")
     device = next(model.parameters()).device
     X = torch.as_tensor(X, dtype=model.cfg.dtype)
+    compiled = _compiled(model, family)  # its masks, once, on the model's device
+    covers = compiled.by_layer
     with torch.no_grad():
         ref, empty = [], []
-        everything = _merge(layer_masks(model, family, device), base)
+        everything = _merge(compiled.everything, base)
         for i in range(0, len(X), batch_size):
             xb = X[i : i + batch_size].to(device)
             ref.append(model(xb, return_type=return_type, edge_masks=base).log_softmax(-1))
@@ -164,13 +191,12 @@ def fit_gates(
     optimiser = torch.optim.Adam([theta], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     survival = torch.zeros(len(family), dtype=torch.float64)
-    covers = gate_covers(model, family, device)
     for step in range(steps):
         rows = torch.randperm(len(X), generator=generator)[:batch_size]
         gates = _hard_concrete(theta, generator)
         # a closed gate is a cut: log 0 would make softmax's backward NaN, 1e-12 is as good
         log_gates = gates.clamp_min(1e-12).log()
-        hooks = gate_hooks(model, family, log_gates, open_share=gates, covers=covers)
+        hooks = _gated(covers, log_gates, gates)
         logits = model.run_with_hooks(
             X[rows].to(device), return_type=return_type, edge_masks=base, fwd_hooks=hooks
         )

@@ -12,7 +12,7 @@ from emg_lens.discovery.metrics import spearman
 from emg_lens.discovery.screen import Screen
 from emg_lens.discovery.search import Discovery
 from emg_lens.errors import ArgumentError
-from emg_lens.inspect.plots import _annotate, _dark
+from emg_lens.inspect.plots.style import annotate_cells, dark_cells
 
 __all__ = ["plot_faithfulness", "plot_screen", "plot_screen_vs_exact"]
 
@@ -74,7 +74,7 @@ def plot_screen(
         im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
         if n_heads * n_layers <= 64:
             text = [[f"#{rank[i, j]}" for j in range(n_heads)] for i in range(n_layers)]
-            _annotate(ax, text, _dark(grid, lim), fontsize=6)
+            annotate_cells(ax, text, dark_cells(grid, lim), fontsize=6)
         ax.set_xticks(range(n_heads))
         ax.set_yticks(range(n_layers))
         ax.set_xlabel("head", fontsize=8)

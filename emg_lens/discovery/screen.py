@@ -45,22 +45,14 @@ from tqdm.auto import tqdm
 from emg_lens.components.attend import block_scores, pattern_of
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import ExactPasses
-from emg_lens.discovery.family import (
-    Candidate,
-    base_layer_masks,
-    candidate_mask,
-    check_family,
-    default_family,
-    layer_masks,
-)
-from emg_lens.discovery.last_layer import (
+from emg_lens.discovery.family import Candidate, CompiledFamily, RowChunk, compile_family
+from emg_lens.discovery.last_layers import (
+    AttentionOutput,
     LastLayerCache,
-    attention_output_energy,
-    last_layer_effects,
-    supports_exact_last_layer,
+    exact_effects,
+    exact_layers,
 )
 from emg_lens.discovery.metrics import check_metric, spearman, window_metric
-from emg_lens.discovery.penultimate import penultimate_effects, supports_exact_penultimate
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError
 from emg_lens.hooks import layer_of, name_filter
@@ -86,10 +78,12 @@ class Screen:
     key_group, edges`` (the candidate as an edge set naming its layer: paste it into a study
     with layer mode ``all``), ``estimate`` (the metric's estimated change, averaged over the
     windows) and ``estimate_accuracy`` (the accuracy's); `verify` adds the exact effects.
+    ``family`` is the candidates compiled against ``model`` with the ``base`` cut (the table's
+    index is their position in it).
     """
 
     table: pd.DataFrame
-    family: list[Candidate]
+    family: CompiledFamily
     metric: str
     return_type: str
     baseline: float
@@ -125,7 +119,7 @@ class Screen:
             metric=self.metric,
             return_type=self.return_type,
             batch_size=batch_size,
-            base=self.base,
+            base=self.family.base,
         )
 
     def candidate(self, rank: int) -> Candidate:
@@ -141,11 +135,13 @@ def _capture(
     x: torch.Tensor,
     return_type: str,
     base: dict | None = None,
-    cached: tuple[int, ...] = (),
+    cached: dict[int, dict[str, str]] | None = None,
 ) -> tuple[torch.Tensor, dict, dict, dict, dict[int, LastLayerCache]]:
     """Logits, the clean attention scores (detached; ``-inf`` where ``base`` cuts), patterns
     (in the graph) and values (``hook_v``, detached) per layer, and the activations of the
-    ``cached`` blocks for their exact effects."""
+    ``cached`` blocks for their exact effects (``{layer: {field: hook name}}``,
+    `exact_layers`)."""
+    cached = cached or {}
     scores: dict[int, torch.Tensor] = {}
     patterns: dict[int, torch.Tensor] = {}
     values: dict[int, torch.Tensor] = {}
@@ -165,8 +161,8 @@ def _capture(
         (name_filter("attn.hook_pattern"), keep_pattern),
         (name_filter("attn.hook_v"), keep_values),
     ]
-    for layer in cached:
-        for field_name, hook_name in LastLayerCache.hook_names(model, layer).items():
+    for layer, names in cached.items():
+        for field_name, hook_name in names.items():
             keep = blocks[layer].__setitem__
             hooks.append((hook_name, lambda t, hook, f=field_name, k=keep: k(f, t.detach())))
     logits = model.run_with_hooks(x, return_type=return_type, edge_masks=base, fwd_hooks=hooks)
@@ -189,49 +185,11 @@ def _pattern_change(
     return new - pattern[:, heads, queries]
 
 
-@dataclass(frozen=True)
-class _RowChunk:
-    """The (head, query) rows of several candidates of one layer, stacked, so their masked
-    softmaxes run as one: ``owner[r]`` is the position (in the family) of row ``r``'s
-    candidate."""
-
-    layer: int
-    heads: torch.Tensor
-    queries: torch.Tensor
-    cut: torch.Tensor  # [row, key]
-    owner: torch.Tensor
-
-
-def _row_chunks(model, family, device, batch: int, budget: int = 2**24) -> list[_RowChunk]:
-    """Every candidate's touched rows, grouped by layer into chunks of at most ``budget``
-    elements per softmax (``batch x rows x keys``)."""
-    n_tokens = model.layout.n_tokens
-    max_rows = max(1, budget // (batch * n_tokens))
-    chunks = []
-    for layer in sorted({c.layer for c in family}):
-        parts: list[tuple] = []
-        for i, c in enumerate(family):
-            if c.layer != layer:
-                continue
-            mask = candidate_mask(model, c).to(device)
-            h, q = mask.any(-1).nonzero(as_tuple=True)
-            parts.append((h, q, mask[h, q], torch.full_like(h, i)))
-        current: list[tuple] = []
-        for part in parts:
-            if current and sum(len(p[0]) for p in current) + len(part[0]) > max_rows:
-                chunks.append(_RowChunk(layer, *(torch.cat(x) for x in zip(*current))))
-                current = []
-            current.append(part)
-        if current:
-            chunks.append(_RowChunk(layer, *(torch.cat(x) for x in zip(*current))))
-    return chunks
-
-
 def screen(
     model: Any,
     data: SubjectData | tuple[Any, Any],
     *,
-    family: list[Candidate] | None = None,
+    family: list[Candidate] | CompiledFamily | None = None,
     metric: str = "margin",
     return_type: str = "logits",
     base: EdgeSet | str | None = None,
@@ -240,8 +198,9 @@ def screen(
     exact_last_layer: bool = True,
     exact_penultimate: bool | None = None,
 ) -> Screen:
-    """Estimate the effect of cutting each candidate of ``family`` (default: `default_family`)
-    on ``metric`` and on the accuracy, over the test windows of ``data`` (a `SubjectData`, or
+    """Estimate the effect of cutting each candidate of ``family`` (default: `default_family`;
+    compiled against the model once, `compile_family`, unless it is compiled already) on
+    ``metric`` and on the accuracy, over the test windows of ``data`` (a `SubjectData`, or
     ``(X, y)``), from one clean forward and one backward pass per batch of windows (a second
     backward when the metric is not the margin, for the accuracy estimate).
     ``return_type`` is the scored output (IsoNet: ``"logits"``, the CLS head, or
@@ -250,39 +209,30 @@ def screen(
     ``fit(edge_masks=...)``. See the module docstring for the estimator.
 
     Candidates of the last layer are computed exactly (``exact_last_layer``,
-    `last_layer_effects`), and those of the layer before it where the readout reads few
-    tokens (a CLS head; `penultimate_effects`) when ``exact_penultimate`` is True, or by
+    `exact_effects`), and those of the layer before it where the readout reads few
+    tokens (a CLS head) when ``exact_penultimate`` is True, or by
     default when the model has two layers, which makes every estimate exact. Deeper models
     pay the last block's key and value projections per candidate for it (+3.5 s on the
     paper preset's 72 layer-3 candidates and 64 windows, against a 1.5 s screen): ask for it.
     The table's ``method`` says which candidates are exact.
     """
     check_model(model)
+    # The risk of a linearised estimate is the change the cut writes through W_O; a model
+    # without TransformerLens weights (an attached model) has no W_O to read: its risk is NaN.
+    risk_known = provides(model, TL_WEIGHTS)
     check_deterministic(model)
     metric = check_metric(metric)
     subject = as_subject_data(model, data)
-    family = default_family(model) if family is None else check_family(model, family)
-    device = next(model.parameters()).device
+    exact = exact_layers(model, return_type, last=exact_last_layer, penultimate=exact_penultimate)
     base = None if base is None else parse(base)
-    base_masks = base_layer_masks(model, base, device)
+    family = compile_family(model, family, base=base)  # once: every later step reads it
+    device, base_masks = family.device, family.base or None
+    last_mask = family.base.get(model.cfg.n_layers - 1)
     wanted = [metric] if metric == "margin" else [metric, "margin"]
     X = torch.as_tensor(subject.X_test, dtype=model.cfg.dtype)
     y = torch.as_tensor(np.asarray(subject.y_test), dtype=torch.long)
     n = len(y)
-    chunks = _row_chunks(model, family, device, min(batch_size, n))
-    last_layer = model.cfg.n_layers - 1
-    exact_layers = set()
-    if exact_last_layer and supports_exact_last_layer(model):
-        exact_layers.add(last_layer)
-        if exact_penultimate is None:  # when it makes every candidate exact
-            exact_penultimate = last_layer == 1
-        if exact_penultimate and supports_exact_penultimate(model, return_type):
-            exact_layers.add(last_layer - 1)
-    cached = tuple(sorted(exact_layers))
-    # The risk of a linearised estimate is the change the cut writes through W_O; a model
-    # without TransformerLens weights (an attached model) has no W_O to read: its risk is NaN.
-    risk_known = provides(model, TL_WEIGHTS)
-    last_mask = (base_masks or {}).get(last_layer)
+    chunks = _row_chunks(family, min(batch_size, n))
     delta = {name: torch.zeros(len(family), n, dtype=torch.float64) for name in wanted}
     clean = {name: torch.zeros(n, dtype=torch.float64) for name in wanted}
     risk = torch.zeros(len(family), dtype=torch.float64)  # of the linearised candidates
@@ -292,7 +242,7 @@ def screen(
         xb, yb = X[start:stop].to(device), y[start:stop].to(device)
         with torch.enable_grad():
             logits, scores, patterns, v, caches = _capture(
-                model, xb.requires_grad_(True), return_type, base_masks, cached
+                model, xb.requires_grad_(True), return_type, base_masks, exact
             )
             values = {name: window_metric(logits, yb, name) for name in wanted}
             layers = sorted(patterns)
@@ -312,26 +262,17 @@ def screen(
                 change = _pattern_change(
                     scores[chunk.layer], patterns[chunk.layer].detach(), chunk.cut, rows
                 )
-                if chunk.layer in exact_layers:
-                    args = (change, *rows, chunk.owner, yb, wanted, return_type)
-                    if chunk.layer == last_layer:
-                        owners, effects = last_layer_effects(model, caches[last_layer], *args)
-                    else:
-                        owners, effects = penultimate_effects(
-                            model, caches[chunk.layer], caches[last_layer], *args, last_mask
-                        )
+                if chunk.layer in exact:
+                    owners, effects = exact_effects(
+                        model, caches, change, chunk, yb, wanted, return_type, last_mask
+                    )
                     for name in wanted:
                         delta[name][owners.cpu(), start:stop] = effects[name].double().cpu()
                     continue
                 if risk_known:  # it reads the attention output weights
-                    slot_owner, energy = attention_output_energy(
-                        change,
-                        v[chunk.layer],
-                        model.blocks[chunk.layer].attn.output_weights(),
-                        *rows,
-                        chunk.owner,
-                        model.layout.n_tokens,
-                    )
+                    weights = model.blocks[chunk.layer].attn.output_weights()
+                    output = AttentionOutput(v[chunk.layer], weights, model.layout.n_tokens)
+                    slot_owner, energy = output.energy(change, chunk)
                     risk.index_add_(0, slot_owner.cpu(), energy.double().cpu())
                 for name in wanted:
                     g = grads[name][chunk.layer][:, chunk.heads, chunk.queries]
@@ -341,13 +282,30 @@ def screen(
                     per_candidate.index_add_(0, chunk.owner, per_row.T)
                     delta[name][:, start:stop] += per_candidate.cpu()
     result = _screen_result(model, subject, family, metric, return_type, clean, delta)
-    exact = [c.layer in exact_layers for c in family]
-    result.table["method"] = pd.Series(["exact" if e else "linear" for e in exact])
+    result.table["method"] = pd.Series(["exact" if c.layer in exact else "linear" for c in family])
     result.table["risk"] = pd.Series(
         (risk / n).numpy() if risk_known else np.full(len(family), np.nan)
     )
     result.base = base
     return result
+
+
+def _row_chunks(family: CompiledFamily, batch: int, budget: int = 2**24) -> list[RowChunk]:
+    """Every candidate's touched rows (`CompiledFamily.rows`), grouped by layer into chunks of
+    at most ``budget`` elements per softmax (``batch x rows x keys``)."""
+    max_rows = max(1, budget // (batch * family.layout.n_tokens))
+    chunks = []
+    for layer, (ids, _) in family.by_layer.items():
+        current: list[tuple] = []
+        for i in ids.tolist():
+            h, q, cut = family.rows[i]
+            if current and sum(len(p[0]) for p in current) + len(h) > max_rows:
+                chunks.append(RowChunk(layer, *(torch.cat(x) for x in zip(*current))))
+                current = []
+            current.append((h, q, cut, torch.full_like(h, i)))
+        if current:
+            chunks.append(RowChunk(layer, *(torch.cat(x) for x in zip(*current))))
+    return chunks
 
 
 def _screen_result(model, subject, family, metric, return_type, clean, delta) -> Screen:
@@ -407,7 +365,6 @@ def verify_candidates(
         raise ArgumentError(f"flagged must be an int >= 0 (exact passes), got {flagged!r}")
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
         raise ArgumentError(f"sample must be an int >= 0, got {sample!r}")
-    model = screen.model
     table = screen.table.copy()
     for column in ("exact", "exact_accuracy"):
         table[column] = np.nan
@@ -417,7 +374,7 @@ def verify_candidates(
 
     def measure(index: pd.Index, why: str) -> None:
         for i in index:
-            got = passes.score(layer_masks(model, [screen.family[i]]))
+            got = passes.score(screen.family.layer_masks([i]))
             table.loc[i, ["exact", "exact_accuracy"]] = (
                 got.metric - full.metric,
                 got.accuracy - full.accuracy,

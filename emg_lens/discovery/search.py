@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import Score
-from emg_lens.discovery.family import Candidate, candidate_mask, cut_edge_set, layer_masks
+from emg_lens.discovery.family import Candidate, CompiledFamily, cut_edge_set
 from emg_lens.discovery.gates import fit_gates
 from emg_lens.discovery.screen import Screen, screen
 from emg_lens.edges import EdgeSet
@@ -122,7 +122,7 @@ class Discovery:
     @property
     def faithfulness(self) -> float:
         """``(m(circuit) - m(empty)) / (m(full) - m(empty))``: 1 keeps all of the metric."""
-        return _faithfulness(self.circuit_score.metric, self.full.metric, self.empty.metric)
+        return self.circuit_score.faithfulness(self.full, self.empty)
 
     @property
     def classes_lost(self) -> list[int]:
@@ -130,7 +130,7 @@ class Discovery:
         ``(acc(circuit) - acc(empty)) / (acc(full) - acc(empty)) < 1 - tau``, or any loss
         where cutting everything costs the class nothing. Empty when the search kept
         accuracy (``keep_accuracy``, the default)."""
-        return _classes_lost(self.circuit_score, self.full, self.empty, self.tau)
+        return self.circuit_score.classes_lost(self.full, self.empty, self.tau)
 
     @property
     def circuit(self) -> EdgeSet | None:
@@ -192,18 +192,6 @@ class Discovery:
         }
 
 
-def _classes_lost(score: Score, full: Score, empty: Score, tau: float) -> list[int]:
-    """The classes whose accuracy falls by more than ``tau`` of its full-to-empty range (by
-    anything, where cutting every candidate does not lower it): their accuracy
-    faithfulness is below ``1 - tau``."""
-    lost = []
-    for k, value in score.class_accuracy.items():
-        allowed = tau * max(full.class_accuracy[k] - empty.class_accuracy[k], 0.0)
-        if full.class_accuracy[k] - value > allowed + 1e-12:
-            lost.append(k)
-    return lost
-
-
 def _union(parts: list[EdgeSet]) -> EdgeSet:
     out = parts[0]
     for part in parts[1:]:
@@ -213,10 +201,6 @@ def _union(parts: list[EdgeSet]) -> EdgeSet:
 
 def _by_label(score: Score) -> dict[str, float]:
     return {str(k): v for k, v in score.class_accuracy.items()}  # JSON keys are strings
-
-
-def _faithfulness(value: float, full: float, empty: float) -> float:
-    return (value - empty) / (full - empty)
 
 
 def discover(
@@ -258,17 +242,16 @@ def discover(
         )
     elif screened.model is not model:
         raise ArgumentError("screened was made for another model: screen this one")
-    family = screened.family
+    family = screened.family  # compiled against the model once, by the screen
     passes = screened.exact_passes(batch_size)
     full = passes.score({})
-    empty = passes.score(layer_masks(model, family))
+    empty = passes.score(family.everything)
     if not full.metric > empty.metric:
         raise NoCircuitError(
             f"cutting every candidate does not lower the {screened.metric} ({full.metric:.4g} "
             f"-> {empty.metric:.4g}): this family carries nothing the model needs, so there is "
             "no circuit to find in it"
         )
-    sizes = [int(candidate_mask(model, c).sum()) for c in family]
     effect = "final" if "final" in screened.table else "estimate"  # after verify: measured
     table = screened.table
     if method == "gates":
@@ -277,7 +260,7 @@ def discover(
             torch.as_tensor(screened.data.X_test),
             family,
             return_type=screened.return_type,
-            base=passes.base or None,
+            base=family.base or None,
             batch_size=batch_size,
         )
         table = table.assign(survival=survival[table.index.to_numpy()])
@@ -285,12 +268,9 @@ def discover(
     else:
         keys, ascending = [effect, "layer"], [False, False]
     order = table.sort_values(keys, ascending=ascending).index
-    cut, current, rows, curve = _greedy(
-        screened, table, order, passes, full, empty, tau, sizes, keep_accuracy, progress
+    cut, current, again, rows, curve = _greedy(
+        family, table, order, passes, full, empty, tau, keep_accuracy, progress
     )
-    # The trials may reuse streams of earlier cuts; the circuit is scored again from the clean
-    # model: the same masks on the same windows must give the same metric.
-    again = passes.score(layer_masks(model, [family[i] for i in cut]))
     if abs(again.metric - current.metric) > 1e-4 * max(1.0, abs(full.metric - empty.metric)):
         raise ArgumentError(
             f"the circuit's metric differs between the incremental passes ({current.metric:.6g}) "
@@ -298,35 +278,27 @@ def discover(
             "deterministic (dropout in training mode?) or its blocks depend on more than the "
             "stream they are given"
         )
-    return _result(screened, family, cut, full, again, empty, tau, rows, curve, sizes, method)
+    return _result(screened, cut, full, again, empty, tau, rows, curve, method)
 
 
-def _keeps(score: Score, full: Score, empty: Score, tau: float, keep_accuracy: bool) -> bool:
-    """Whether a cut scoring ``score`` stays within ``tau`` of the full-to-empty range (and,
-    with ``keep_accuracy``, loses no class)."""
-    kept = full.metric - score.metric < tau * (full.metric - empty.metric)
-    return kept and not (keep_accuracy and _classes_lost(score, full, empty, tau))
-
-
-def _greedy(screened, table, order, passes, full, empty, tau, sizes, keep_accuracy, progress):
+def _greedy(
+    family: CompiledFamily, table, order, passes, full, empty, tau, keep_accuracy, progress
+):
     """Try the candidates in ``order`` (least needed first), keeping each cut that keeps the
-    metric: one exact pass per candidate, from its layer on."""
-    model, family = screened.model, screened.family
+    metric: one exact pass per candidate, from its layer on. The trials reuse the streams of
+    earlier cuts; the circuit is scored again from the clean model (``again``: the same masks
+    on the same windows must give the same metric)."""
     cut: list[int] = []
-    current, kept_edges = full, sum(sizes)
-    rows, curve = [], [_curve_row(0, len(family), kept_edges, full, full, empty)]
+    current, accepted, rows = full, [], []
     for step, i in enumerate(tqdm(order, desc="discover", disable=not progress, leave=False)):
         c = family[i]
-        masks = layer_masks(model, [family[j] for j in (*cut, i)])
-        score, streams = passes.trial(masks, c.layer)
-        keep_cut = _keeps(score, full, empty, tau, keep_accuracy)
+        score, trial = passes.trial(family.masks[i], c.layer)
+        keep_cut = score.keeps(full, empty, tau, keep_accuracy)
         if keep_cut:
-            passes.accept(c.layer, streams)
+            passes.accept(trial)
             cut.append(i)
-            current, kept_edges = score, kept_edges - sizes[i]
-            curve.append(
-                _curve_row(step + 1, len(family) - len(cut), kept_edges, current, full, empty)
-            )
+            current = score
+            accepted.append((step + 1, i, score))
         survival = {"survival": float(table.loc[i, "survival"])} if "survival" in table else {}
         rows.append(
             {
@@ -339,7 +311,14 @@ def _greedy(screened, table, order, passes, full, empty, tau, sizes, keep_accura
                 "cut": keep_cut,
             }
         )
-    return cut, current, rows, curve
+    again = passes.score(passes.cut)
+    sizes = family.sizes
+    kept_edges = sum(sizes)
+    curve = [_curve_row(0, len(family), kept_edges, full, full, empty)]
+    for n_cut, (step, i, score) in enumerate(accepted, 1):
+        kept_edges -= sizes[i]
+        curve.append(_curve_row(step, len(family) - n_cut, kept_edges, score, full, empty))
+    return cut, current, again, rows, curve
 
 
 def _curve_row(step, n_kept, kept_edges, score: Score, full: Score, empty: Score) -> dict:
@@ -349,13 +328,12 @@ def _curve_row(step, n_kept, kept_edges, score: Score, full: Score, empty: Score
         "edges_kept": kept_edges,
         "metric": score.metric,
         "accuracy": score.accuracy,
-        "faithfulness": _faithfulness(score.metric, full.metric, empty.metric),
+        "faithfulness": score.faithfulness(full, empty),
     }
 
 
-def _result(
-    screened, family, cut, full, current, empty, tau, rows, curve, sizes, method
-) -> Discovery:
+def _result(screened, cut, full, current, empty, tau, rows, curve, method) -> Discovery:
+    family, sizes = screened.family, screened.family.sizes
     cut_set = set(cut)
     kept = [c for i, c in enumerate(family) if i not in cut_set]
     return Discovery(

@@ -521,18 +521,13 @@ def _circuit_circle(pairs: pd.DataFrame, n_subjects: int) -> plt.Figure:
 
 
 def check_discovery(
-    spec: DiscoverySpec,
-    *,
-    models: str | Path | None = None,
-    preset: str | None = None,
-    layers: int | None = None,
-    heads: int | None = None,
-    study_file: str | Path | None = None,
+    spec: DiscoverySpec, *, study_file: str | Path | None = None, **target: Any
 ) -> str:
     """What ``emg-lens study check`` prints of a discovery study: its parameters, the Python
-    file it names (listed, never run), the models it runs on (or, with none found, the
-    layout of ``preset`` at ``layers`` and ``heads``: `emg_lens.studies.check.check_target`)
-    and the candidates it screens there, by layer. Nothing is computed.
+    file it names (listed, never run), the models it runs on (or, with none found, a preset's
+    layout: ``target`` is ``models``, ``preset``, ``layers`` and ``heads`` as
+    `emg_lens.studies.check.check_target` takes them) and the candidates it screens there,
+    by layer. Nothing is computed.
 
     >>> spec = DiscoverySpec.from_dict({"name": "c", "models": "/nowhere", "tau": 0.1})
     >>> print(check_discovery(spec, layers=2, heads=2).splitlines()[-1])
@@ -546,11 +541,11 @@ def check_discovery(
         f"{spec.resamples} bootstrap resamples"
     ]
     lines += code_note(spec, study_file)
-    target = check_target(spec, models=models, preset=preset, layers=layers, heads=heads)
-    subjects = "unknown" if target.n_subjects is None else target.n_subjects
-    lines.append(f"on {target.source}; subjects: {subjects}")
-    if target.model is not None:
-        family = spec.candidates(target.model)
+    checked = check_target(spec, **target)
+    subjects = "unknown" if checked.n_subjects is None else checked.n_subjects
+    lines.append(f"on {checked.source}; subjects: {subjects}")
+    if checked.model is not None:
+        family = spec.candidates(checked.model)
         per_layer = pd.Series([c.layer for c in family]).value_counts().sort_index()
         counts = ", ".join(f"layer {layer}: {n}" for layer, n in per_layer.items())
         lines.append(f"candidates: {len(family)} ({counts})")

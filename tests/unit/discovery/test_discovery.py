@@ -19,6 +19,7 @@ from emg_lens import EncoderConfig
 from emg_lens.discovery import (
     Candidate,
     ExactPasses,
+    compile_family,
     default_family,
     discover,
     family_from_edges,
@@ -49,6 +50,25 @@ def data(model):
         y = model(X).argmax(-1)
     y[::4] = (y[::4] + 1) % model.cfg.n_classes  # some windows wrong: margins of both signs
     return X, y
+
+
+def test_the_family_is_compiled_once_and_carried_down(model, data):
+    """A `CompiledFamily` holds each candidate's mask as `layer_masks` compiles it, its size,
+    rows and the union; a screen keeps a family compiled already (with another base cut, its
+    masks), and its `Screen.family` is what the search and a resample's screen read."""
+    compiled = compile_family(model)
+    for i, c in enumerate(compiled):
+        mask = layer_masks(model, [c])[c.layer]
+        assert torch.equal(compiled.masks[i], mask) and compiled.sizes[i] == int(mask.sum())
+        h, q, cut = compiled.rows[i]
+        assert torch.equal(cut, mask[h, q]) and bool(mask[h, q].any(-1).all())
+    union = layer_masks(model, list(compiled))
+    assert all(torch.equal(compiled.everything[k], m) for k, m in union.items())
+    assert screen(model, data, family=compiled).family is compiled
+    base = parse("cross_modal & layers(1)")
+    based = screen(model, data, family=compiled, base=base).family
+    assert based.masks is compiled.masks and based.base_edges is base
+    assert torch.equal(based.base[1], base.compile_layers(model.layout, 4, 2)[1])
 
 
 def test_default_family_partitions_every_edge(model):
@@ -225,7 +245,7 @@ def test_exact_passes_from_a_later_layer_equal_a_full_pass(model, data):
     passes = ExactPasses(model, X, y, metric="margin", return_type="logits", batch_size=20)
     c = default_family(model)[-1]  # the last layer
     masks = layer_masks(model, [c])
-    score, _ = passes.trial(masks, c.layer)
+    score, _ = passes.trial(masks[c.layer], c.layer)
     with torch.no_grad():
         logits = model(X, edge_masks=masks)
     assert score.metric == pytest.approx(float(window_metric(logits, y, "margin").mean()), 1e-6)

@@ -19,13 +19,11 @@ from scipy import stats as sps
 
 from emg_lens import EncoderConfig
 from emg_lens.discovery import ExactPasses, default_family, discover, layer_masks, screen
-from emg_lens.discovery.exact import Score
-from emg_lens.discovery.family import base_layer_masks
+from emg_lens.discovery.exact import Score, base_layer_masks
+from emg_lens.discovery.family import RowChunk
 from emg_lens.discovery.gates import fit_gates, gate_hooks
-from emg_lens.discovery.last_layer import attention_output_change, attention_output_energy
-from emg_lens.discovery.penultimate import supports_exact_penultimate
+from emg_lens.discovery.last_layers import AttentionOutput, supports_exact_penultimate
 from emg_lens.discovery.screen import _clopper_pearson_upper
-from emg_lens.discovery.search import _classes_lost
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
 from emg_lens.models import TinyMyo
@@ -150,7 +148,7 @@ def test_the_risk_grows_with_the_change_a_cut_writes():
 @pytest.mark.parametrize("heads_per_slot", [1, 2])
 def test_the_risk_energy_is_the_squared_norm_of_the_attention_output_change(heads_per_slot):
     """The fast energy (through ``W_O``'s QR factor, never ``d_model`` wide) equals the
-    squared norm of `attention_output_change` per slot, one head per slot or two summed;
+    squared norm of `AttentionOutput.change` per slot, one head per slot or two summed;
     a ``W_O`` with zero blocks (a head structure) included."""
     torch.manual_seed(0)
     batch, n_tok, n_heads, d_head, d_model = 5, 7, 3, 4, 16
@@ -163,8 +161,10 @@ def test_the_risk_energy_is_the_squared_norm_of_the_attention_output_change(head
     if heads_per_slot == 2:  # candidate 0 is two heads on query 2
         queries, heads = torch.tensor([2, 2, 5, 2, 6, 1]), torch.tensor([0, 1, 2, 2, 1, 0])
     change = torch.randn(batch, len(heads), n_tok)
-    got_owner, energy = attention_output_energy(change, v, W_O, heads, queries, owner, n_tok)
-    _, want_owner, d_attn = attention_output_change(change, v, W_O, heads, queries, owner, n_tok)
+    rows = RowChunk(0, heads, queries, torch.zeros(len(heads), n_tok, dtype=torch.bool), owner)
+    output = AttentionOutput(v, W_O, n_tok)
+    got_owner, energy = output.energy(change, rows)
+    _, want_owner, d_attn = output.change(change, rows)
     want = (d_attn.double() ** 2).sum((0, 2))
     per_candidate = [
         torch.zeros(4, dtype=torch.float64).index_add_(0, o, e.double())
@@ -269,10 +269,10 @@ def test_the_circuit_keeps_every_class_and_says_so():
 def test_a_class_is_lost_when_its_accuracy_falls_by_more_than_tau_of_its_range():
     full = Score(1.0, 0.9, {0: 1.0, 1: 0.8, 2: 0.9})
     empty = Score(0.0, 0.5, {0: 0.0, 1: 0.8, 2: 0.5})
-    assert _classes_lost(Score(0.9, 0.8, {0: 0.95, 1: 0.8, 2: 0.86}), full, empty, 0.1) == []
+    assert Score(0.9, 0.8, {0: 0.95, 1: 0.8, 2: 0.86}).classes_lost(full, empty, 0.1) == []
     # class 0 loses 0.11 > 0.1 of its range; class 1 loses anything of an empty range
     lost = Score(0.9, 0.8, {0: 0.89, 1: 0.79, 2: 0.9})
-    assert _classes_lost(lost, full, empty, 0.1) == [0, 1]
+    assert lost.classes_lost(full, empty, 0.1) == [0, 1]
 
 
 def test_a_discovery_study_reports_stability_within_and_across_subjects(tmp_path):

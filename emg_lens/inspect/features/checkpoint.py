@@ -1,0 +1,107 @@
+"""The autoencoder as a checkpoint: ``features.safetensors`` (its weights) and
+``features.json`` (format, config and provenance: the model's, data's and code's digests),
+written by `write_sae` and read back by `read_sae`, for the model it was trained on only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from emg_lens._io import atomic_write, make_folder
+from emg_lens.errors import CheckpointError, ConfigError, describe
+from emg_lens.inspect.features.config import FeatureConfig
+from emg_lens.inspect.features.sae import TopKSAE
+from emg_lens.provenance import model_digest
+
+__all__ = ["FEATURES_FORMAT", "read_sae", "write_sae"]
+
+FEATURES_FORMAT = "emg_lens.features/1"
+WEIGHTS, CONFIG = "features.safetensors", "features.json"
+
+
+def write_sae(out_dir: str | Path, sae: TopKSAE, fields: dict[str, Any]) -> list[Path]:
+    """``features.safetensors`` (``sae``'s weights) and ``features.json`` (the format, then
+    ``fields``: ``model_class``, ``config`` as a dict, ``provenance`` and optionally
+    ``data_source``) into ``out_dir``, each atomically.
+
+    >>> import tempfile
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> config, folder = FeatureConfig(layer=0, n_features=8, k=2), tempfile.mkdtemp()
+    >>> fields = {"model_class": "IsoNet", "config": config.to_dict(),
+    ...           "provenance": {"model": model_digest(model)}}
+    >>> [p.name for p in write_sae(folder, TopKSAE(model.cfg.d_model, 8, 2), fields)]
+    ['features.safetensors', 'features.json']
+    >>> read_sae(folder, model)[1]["config"] == config
+    True
+    """
+    out = make_folder(out_dir)
+    state = {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}
+    info = {"format": FEATURES_FORMAT, **fields}
+    atomic_write(out / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(out / CONFIG, lambda tmp: tmp.write_text(json.dumps(info, indent=2, default=str)))
+    return [out / WEIGHTS, out / CONFIG]
+
+
+def read_sae(path: str | Path, model: Any) -> tuple[TopKSAE, dict[str, Any]]:
+    """The autoencoder `write_sae` wrote into ``path`` and its info (``config`` read back as a
+    `FeatureConfig`). Refused with a `CheckpointError`: a folder without them, another
+    format, weights of other shapes or not finite, and a ``model`` other than the one they
+    were trained on (its digest, `emg_lens.provenance.model_digest`). See `write_sae`."""
+    path = Path(path)
+    info = _read_info(path)
+    config: FeatureConfig = info["config"]
+    digest = model_digest(model)
+    if info["provenance"].get("model") != digest:
+        raise CheckpointError(
+            f"{path / CONFIG}: these features were trained on another model (digest "
+            f"{str(info['provenance'].get('model'))[:12]}, this {type(model).__name__} is "
+            f"{digest[:12]}): load the checkpoint they were trained on"
+        )
+    config.token_groups(model)
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path / WEIGHTS} is not a safetensors file: {exc}") from exc
+    sae = TopKSAE(model.cfg.d_model, config.n_features, config.k, seed=config.seed)
+    expected = {k: tuple(v.shape) for k, v in sae.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != expected:
+        raise CheckpointError(f"{path / WEIGHTS}: weights {found}, but the config needs "
+                              f"{expected}")  # fmt: skip
+    for name, tensor in state.items():
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path / WEIGHTS}: {name} holds NaN or inf")
+    sae.load_state_dict(state)
+    return sae, info
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    file = path / CONFIG
+    if not file.is_file() or not (path / WEIGHTS).is_file():
+        raise CheckpointError(
+            f"{path} holds no saved sparse features: expected {CONFIG} and {WEIGHTS} in it "
+            "(Features.save writes them)"
+        )
+    try:
+        info = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{file} is not JSON text: {exc}") from exc
+    if not isinstance(info, dict) or info.get("format") != FEATURES_FORMAT:
+        found = info.get("format") if isinstance(info, dict) else describe(info)
+        raise CheckpointError(f"{file}: format must be {FEATURES_FORMAT!r}, got {found!r}")
+    for key, kind in (("config", dict), ("provenance", dict), ("model_class", str)):
+        if not isinstance(info.get(key), kind):
+            raise CheckpointError(f"{file}: {key} must be a {kind.__name__}, got "
+                                  f"{describe(info.get(key))}")  # fmt: skip
+    try:
+        info["config"] = FeatureConfig.from_dict(info["config"])
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{file}: config: {exc}") from exc
+    return info

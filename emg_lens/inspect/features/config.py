@@ -1,0 +1,130 @@
+"""What `train_features` fits, and where: `FeatureConfig`, checked against a model's layers,
+token groups and readout before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from emg_lens.errors import ArgumentError, ConfigError, LayoutError, describe
+
+__all__ = ["HOOKS", "FeatureConfig"]
+
+HOOKS = ("resid_pre", "resid_mid", "resid_post")
+"""The residual hooks of a block an autoencoder can read."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """What `train_features` fits: a TopK autoencoder of ``n_features`` features, ``k`` active
+    per token, on ``blocks.{layer}.hook_{hook}`` at the tokens of ``groups`` (default: every
+    modality's tokens, the channel tokens), trained ``epochs`` times over the training
+    windows' tokens with Adam (``lr``, batches of ``batch_size`` tokens, seeded by ``seed``).
+
+    ``aux_k`` features among the dead ones (none fired for ``dead_tokens`` tokens) fit the
+    reconstruction's error, weighted ``aux_coef`` (0 turns it off). ``readout`` is the logits
+    accuracy and ablations are scored on (``"avg_logits"``: IsoNet's mean-pooled head).
+    ``holdout`` is the share of windows held out when the data has no training windows
+    (``(X, y)``); ``top_windows`` the windows listed per feature.
+
+    >>> FeatureConfig(layer=0, k=80)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: FeatureConfig.k must be an int in 1..n_features (64), got 80
+    """
+
+    layer: int
+    hook: str = "resid_pre"
+    n_features: int = 64
+    k: int = 4
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 512
+    seed: int = 0
+    groups: tuple[str, ...] | None = None
+    aux_k: int = 16
+    aux_coef: float = 1 / 32
+    dead_tokens: int = 20_000
+    readout: str = "logits"
+    holdout: float = 0.25
+    top_windows: int = 5
+
+    def __post_init__(self) -> None:
+        def whole(name: str, low: int, high: int | None = None, what: str = "") -> None:
+            value = getattr(self, name)
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if not ok or value < low or (high is not None and value > high):
+                span = what or (f"an int >= {low}" if high is None else f"an int in {low}..{high}")
+                raise ConfigError(f"FeatureConfig.{name} must be {span}, got {value!r}")
+
+        whole("layer", 0)
+        whole("n_features", 1)
+        whole("k", 1, self.n_features, f"an int in 1..n_features ({self.n_features})")
+        for name in ("epochs", "batch_size", "top_windows", "dead_tokens"):
+            whole(name, 1)
+        whole("seed", 0)
+        whole("aux_k", 0)  # at most the dead features are used, however many that is
+        if self.hook not in HOOKS:
+            raise ConfigError(f"FeatureConfig.hook must be one of {HOOKS}, got {self.hook!r}")
+        for name, low, high in (("lr", 0, None), ("aux_coef", 0, None), ("holdout", 0, 1)):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not np.isfinite(value) or value < low or (high and value >= high):
+                bound = f"in [{low}, {high})" if high else f">= {low}"
+                raise ConfigError(f"FeatureConfig.{name} must be a finite number {bound}, got "
+                                  f"{value!r}")  # fmt: skip
+        if self.lr == 0:
+            raise ConfigError("FeatureConfig.lr must be > 0, got 0")
+        if self.groups is not None:
+            if isinstance(self.groups, str) or not all(isinstance(g, str) for g in self.groups):
+                raise ConfigError(
+                    f"FeatureConfig.groups must be a tuple of token group names, got "
+                    f"{self.groups!r}"
+                )
+            object.__setattr__(self, "groups", tuple(self.groups))
+            if not self.groups:
+                raise ConfigError("FeatureConfig.groups names no group; give at least one")
+
+    @property
+    def hook_name(self) -> str:
+        return f"blocks.{self.layer}.hook_{self.hook}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["groups"] = None if self.groups is None else list(self.groups)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
+        """The config `to_dict` wrote; an unknown field is a `ConfigError` naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown FeatureConfig field(s) {unknown}; known: {sorted(known)}")
+        groups = values.get("groups")
+        return cls(**{**values, "groups": None if groups is None else tuple(groups)})
+
+    def token_groups(self, model: Any) -> tuple[str, ...]:
+        """The groups read, checked against ``model``'s layout (and its layers and readout)."""
+        layers = model.cfg.n_layers
+        if self.layer >= layers:
+            raise LayoutError(
+                f"FeatureConfig.layer {self.layer}: the model has {layers} layers (0..{layers - 1})"
+            )
+        layout = model.layout
+        groups = self.groups or layout.modalities
+        for group in groups:
+            layout.check_group(group)
+        with torch.inference_mode():
+            logits = model(model.example_input(1), return_type=self.readout)
+        if not (isinstance(logits, torch.Tensor) and logits.shape == (1, model.cfg.n_classes)):
+            raise ArgumentError(
+                f"FeatureConfig.readout {self.readout!r} gives {describe(logits)}, not class "
+                f"logits [batch, {model.cfg.n_classes}]: choose a readout that gives them "
+                '("logits"; IsoNet\'s mean-pooled head: "avg_logits")'
+            )
+        return tuple(groups)

@@ -1,0 +1,130 @@
+"""The two ways to `Features`: fit a new autoencoder on a model's training windows
+(`train_features`), or read a saved one back (`load_features`); either is described on the
+held-out windows (`describe_features`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emg_lens.data.preprocess import SubjectData
+from emg_lens.errors import ArgumentError, describe
+from emg_lens.inspect.features.checkpoint import read_sae
+from emg_lens.inspect.features.config import FeatureConfig
+from emg_lens.inspect.features.describe import describe_features
+from emg_lens.inspect.features.result import Features
+from emg_lens.inspect.features.sae import TopKSAE, fit_sae
+from emg_lens.inspect.features.tokens import token_residuals
+from emg_lens.inspect.importance import as_subject_data
+from emg_lens.provenance import arrays_digest, code_digest, model_digest
+
+__all__ = ["load_features", "train_features"]
+
+
+def _split(model: Any, data: SubjectData | tuple[Any, Any], config: FeatureConfig):
+    """The training windows and the held-out `SubjectData`: its own split, or (for ``(X, y)``
+    or a subject without training windows) a seeded ``holdout`` share of the windows."""
+    data = as_subject_data(model, data)
+    if len(data.y_train):
+        return data.X_train, data
+    n = len(data.y_test)
+    held = round(config.holdout * n)
+    if held < 1 or held >= n:
+        raise ArgumentError(
+            f"FeatureConfig.holdout {config.holdout} of {n} windows leaves "
+            f"{n - held} to train on and {held} to evaluate: both need at least one window "
+            "(give more windows, another holdout, or a SubjectData with training windows)"
+        )
+    order = np.random.default_rng(config.seed).permutation(n)
+    test, train = np.sort(order[:held]), np.sort(order[held:])
+    evaluated = dataclasses.replace(
+        data, X_test=data.X_test[test], y_test=data.y_test[test], rep_test=data.rep_test[test]
+    )
+    return data.X_test[train], evaluated
+
+
+def train_features(
+    model: Any,
+    data: SubjectData | tuple[Any, Any],
+    config: FeatureConfig,
+    *,
+    source: dict | None = None,
+    train_accuracy: float | None = None,
+) -> Features:
+    """Fit a `TopKSAE` to ``model``'s residuals at ``config.hook_name`` on the tokens of the
+    training windows of ``data`` (a `SubjectData`, or ``(X, y)``: windows ``[n, channels,
+    time]`` and class indices, ``config.holdout`` of them held out) and describe it on the
+    held-out windows (`describe_features`). ``source`` is the data source the windows come from
+    (a checkpoint's ``data_source``), for the electrode placement of the figures;
+    ``train_accuracy`` (a checkpoint records it) names the fault of a model that is not above
+    chance (`emg_lens.studies.chance`).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = np.random.default_rng(0).standard_normal((40, *model.input_shape)).astype("float32")
+    >>> features = train_features(model, (X, np.arange(40) % 3),
+    ...                           FeatureConfig(layer=1, n_features=16, k=2, epochs=2))
+    >>> sorted(features.tables())[:3]
+    ['ablation', 'chance', 'channels']
+    >>> bool(0 < features.reconstruction["fve"].iloc[0] <= 1)
+    True
+    """
+    if not isinstance(config, FeatureConfig):
+        raise ArgumentError(f"config must be a FeatureConfig, got {describe(config)}")
+    config.token_groups(model)  # the layer and groups, before any work
+    X_train, held_out = _split(model, data, config)
+    tokens = token_residuals(model, X_train, config).flatten(0, 1)
+    torch.manual_seed(config.seed)
+    sae = TopKSAE(tokens.shape[-1], config.n_features, config.k, seed=config.seed)
+    history = fit_sae(sae, tokens, config)
+    provenance = {
+        "model": model_digest(model),
+        "data": arrays_digest(held_out),
+        "code": code_digest(),
+        "train_windows": len(X_train),
+        "train_tokens": len(tokens),
+        "loss_by_epoch": history,
+    }
+    return describe_features(
+        model, held_out, sae.eval(), config, provenance, source=source,
+        train_accuracy=train_accuracy,
+    )  # fmt: skip
+
+
+def load_features(
+    path: str | Path,
+    model: Any,
+    data: SubjectData | tuple[Any, Any],
+    *,
+    source: dict | None = None,
+) -> Features:
+    """The sparse features `Features.save` wrote into ``path``, described again on the test
+    windows of ``data`` (all of ``(X, y)``). Refused with a `CheckpointError`: a folder without
+    them, another format, weights of other shapes or not finite, and a ``model`` other than
+    the one they were trained on (its digest, `emg_lens.provenance.model_digest`).
+
+    >>> import tempfile
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.inspect.features import save_sae
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = np.random.default_rng(0).standard_normal((40, *model.input_shape)).astype("float32")
+    >>> config = FeatureConfig(layer=1, n_features=8, k=2, epochs=1)
+    >>> features = train_features(model, (X, np.arange(40) % 3), config)
+    >>> folder = tempfile.mkdtemp()
+    >>> [p.name for p in save_sae(features, folder)]
+    ['features.safetensors', 'features.json']
+    >>> load_features(folder, model, (X[:10], np.arange(10) % 3)).config == config
+    True
+    """
+    sae, info = read_sae(path, model)
+    held_out = as_subject_data(model, data)
+    provenance = {**info["provenance"], "data": arrays_digest(held_out)}
+    if source is None:
+        source = info.get("data_source")
+    return describe_features(model, held_out, sae.eval(), info["config"], provenance, source=source)

@@ -1,0 +1,167 @@
+"""What changes layer by layer: the distribution shift an ablation causes, what activation
+patching restores, what linear probes read from each token group, and how often interchange
+interventions carry the source's label."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from emg_lens.inspect.plots.style import COLORS, annotate_cells, dark_cells, require_columns
+
+__all__ = ["plot_distribution_shift", "plot_interchange", "plot_patching", "plot_probes"]
+
+
+def plot_distribution_shift(shift: pd.DataFrame) -> plt.Figure:
+    """Cosine distance and MMD² between masked and unmasked residual streams per layer, one
+    line per token group, from `distribution_shift` (masked layers shaded; dashed: the MMD²
+    that no shift would give, ``mmd2_null``)."""
+    columns = ["layer", "group", "masked", "cosine_distance", "mmd2", "mmd2_null"]
+    require_columns(shift, columns, "plot_distribution_shift")
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharex=True)
+    masked = sorted(shift.loc[shift["masked"], "layer"].unique())
+    titles = ["cosine distance (per token)", "MMD² per position (dashed: no-shift level)"]
+    for ax, column, title in zip(axes, ["cosine_distance", "mmd2"], titles):
+        for layer in masked:
+            ax.axvspan(layer - 0.5, layer + 0.5, color="0.9", zorder=0)
+        for k, (group, rows) in enumerate(shift.groupby("group", sort=False)):
+            style = {"color": "black", "lw": 2} if group == "all" else {"color": COLORS[k % 10]}
+            ax.plot(rows["layer"], rows[column], marker="o", label=group, **style)
+            if column == "mmd2":
+                ax.plot(rows["layer"], rows["mmd2_null"], ls="--", lw=1, color=style["color"])
+        ax.set_xlabel("layer (residual stream after the block)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_xticks(sorted(shift["layer"].unique()))
+    axes[0].legend(fontsize=8, frameon=False, title="tokens", title_fontsize=8)
+    fig.suptitle("Distribution shift of the ablation (shaded: masked layers)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_patching(table: pd.DataFrame) -> plt.Figure:
+    """What a patching sweep restored (``restored``: 0 = corrupted, 1 = clean): a layer x head
+    map (`patch_heads`), a layer x position map (`patch_residual`) or a line over layers
+    (`patch_token_group`)."""
+    require_columns(table, ["layer", "restored"], "plot_patching")
+    if "head" in table or "position" in table:
+        column = "head" if "head" in table else "position"
+        grid = table.pivot(index="layer", columns=column, values="restored")
+        values = grid.to_numpy(dtype=float)
+        width = min(14.0, 0.45 * grid.shape[1] + 2.5)
+        fig, ax = plt.subplots(figsize=(width, 0.45 * grid.shape[0] + 1.6))
+        im = ax.imshow(values, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+        if values.size <= 120:
+            annotate_cells(
+                ax, [[f"{v:.2f}" for v in row] for row in values], dark_cells(values, 1.0)
+            )
+        ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], fontsize=7)
+        ax.set_yticks(range(grid.shape[0]), [str(layer) for layer in grid.index])
+        ax.set_xlabel(column)
+        ax.set_ylabel("layer")
+        fig.colorbar(im, ax=ax, label="restored (1 = clean)")
+        what = "head output (hook_z)" if column == "head" else "residual stream position"
+    else:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for k, (group, rows) in enumerate(table.groupby("group", sort=False)):
+            ax.plot(rows["layer"], rows["restored"], marker="o", color=COLORS[k % 10], label=group)
+        ax.axhline(1, color="0.5", ls="--", lw=0.8)
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(sorted(table["layer"].unique()))
+        ax.set_xlabel("layer (residual stream entering it)")
+        ax.set_ylabel("restored (1 = clean)")
+        ax.legend(fontsize=8, frameon=False, title="patched group", title_fontsize=8)
+        ax.grid(alpha=0.3)
+        what = "token group"
+    ax.set_title(f"Activation patching: {what}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_probes(table: pd.DataFrame) -> plt.Figure:
+    """Probe accuracy by layer, one line per token group (dotted: the same probe on the control
+    task; grey: chance), one panel per ``cut`` condition when the table has that column, from
+    `emg_lens.inspect.probe_tokens` (several subjects' rows are averaged).
+
+    >>> table = pd.DataFrame({"layer": [0, 1], "group": "emg", "accuracy": [0.3, 0.9],
+    ...                       "control_accuracy": [0.3, 0.4], "chance": 0.25})
+    >>> len(plot_probes(table).axes)
+    1
+    """
+    require_columns(
+        table, ["layer", "group", "accuracy", "control_accuracy", "chance"], "plot_probes"
+    )
+    table = table.assign(cut=table.get("cut", "none"))
+    cuts = list(dict.fromkeys(table["cut"]))
+    fig, axes = plt.subplots(1, len(cuts), figsize=(4.6 * len(cuts), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, cut in zip(axes, cuts):
+        rows = table[table["cut"] == cut]
+        mean = rows.groupby(["group", "layer"], sort=False)[["accuracy", "control_accuracy"]]
+        mean = mean.mean().reset_index()
+        for k, (group, g) in enumerate(mean.groupby("group", sort=False)):
+            color = COLORS[k % 10]
+            ax.plot(g["layer"], g["accuracy"], marker="o", color=color, label=str(group))
+            ax.plot(g["layer"], g["control_accuracy"], ls=":", color=color, lw=1)
+        ax.axhline(float(rows["chance"].mean()), color="0.6", lw=1, ls="--")
+        ax.set_xticks(sorted(rows["layer"].unique()))
+        ax.set_xlabel("layer (residual stream entering it; last: after the last block)")
+        ax.set_title("no edge cut" if cut == "none" else f"cut: {cut}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("held-out probe accuracy")
+    axes[0].legend(fontsize=8, frameon=False, title="tokens", title_fontsize=8)
+    n = table["subject"].nunique() if "subject" in table else 1
+    fig.suptitle(
+        f"Linear probes by layer ({n} subject{'s' * (n != 1)}; dotted: control task, "
+        "dashed: chance)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_interchange(table: pd.DataFrame) -> plt.Figure:
+    """Interchange intervention accuracy by layer, one line per site (``group``) and ``cut``,
+    pooled over subjects (``k`` of ``n`` pairs). The bars are the table's 95 % intervals
+    (``ci_low``, ``ci_high``: over trials where the pairs carried them,
+    `emg_lens.inspect.interchange`) where each point is one subject's; a table without them, or
+    of several subjects, gets Clopper-Pearson over the pooled pairs, which counts every pair as
+    independent (the title says which).
+
+    >>> table = pd.DataFrame({"layer": [0, 1], "group": "acc", "k": [80, 30], "n": 100})
+    >>> len(plot_interchange(table).axes[0].lines) >= 1
+    True
+    """
+    from emg_lens.studies.stats import clopper_pearson
+
+    require_columns(table, ["layer", "group", "k", "n"], "plot_interchange")
+    table = table.assign(cut=table.get("cut", "none"))
+    keys = ["cut", "group", "layer"]
+    own = {"ci_low", "ci_high"} <= set(table.columns) and not table.duplicated(keys).any()
+    unit = str(table["unit"].iloc[0]) if own and "unit" in table.columns else "pair"
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    pooled = table.groupby(keys, sort=False)[["k", "n"]].sum().reset_index()
+    if own:
+        pooled = pooled.merge(table[[*keys, "ci_low", "ci_high"]], on=keys, how="left")
+    for k, ((cut, group), rows) in enumerate(pooled.groupby(["cut", "group"], sort=False)):
+        iia = rows["k"] / rows["n"]
+        if own:
+            low, high = rows["ci_low"], rows["ci_high"]
+        else:
+            low, high = clopper_pearson(rows["k"], rows["n"])
+        label = f"{group}" + ("" if cut == "none" else f", cut {cut}")
+        style = {"color": COLORS[k % 10], "ls": "-" if cut == "none" else "--", "label": label}
+        ax.errorbar(
+            rows["layer"], iia, yerr=[iia - low, high - iia], marker="o", capsize=3, **style
+        )
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xticks(sorted(table["layer"].unique()))
+    ax.set_xlabel("layer (residual stream entering it)")
+    ax.set_ylabel("interchange intervention accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, title="tokens taken from the source", title_fontsize=8)
+    over = "resampling trials" if unit == "trial" else "over pairs"
+    ax.set_title(f"Predictions that follow the source's label (95 % interval {over})", fontsize=10)
+    fig.tight_layout()
+    return fig
