@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Bool, Int
 
 from emg_lens.errors import LayoutError, check_names, describe
 
-__all__ = ["CLS", "TokenLayout", "check_mask_shape"]
+__all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
 
 CLS = "cls"
 
@@ -326,3 +327,51 @@ def check_mask_shape(
             f"{what} has shape {given}, which does not broadcast to [batch={batch}, "
             f"n_heads={heads}, {q}, {k}]; accepted: {accepted}"
         )
+
+
+def checked_edge_masks(
+    edge_masks: Any,
+    *,
+    n_layers: int,
+    scores: Any,
+    layers: str,
+    what: str = "edge_masks",
+) -> dict[int, Bool[torch.Tensor, "... query key"]]:
+    """``edge_masks`` checked as every tier's forward takes them: a dict of layer (an int in
+    ``[0, n_layers)``; ``layers`` says what counts them) -> a bool mask whose last two sizes
+    are that layer's ``scores(layer)`` ``(query, key)``; anything else is a `LayoutError`
+    naming the key or mask and what is accepted. Broadcasting over batch and heads is the
+    caller's to check.
+
+    >>> checked_edge_masks({0: torch.zeros(2, 2, dtype=torch.bool)}, n_layers=1,
+    ...                    scores=lambda layer: (2, 2), layers="1 layer")[0].shape
+    torch.Size([2, 2])
+    >>> checked_edge_masks({1: torch.zeros(2, 2, dtype=torch.bool)}, n_layers=1,
+    ...                    scores=lambda layer: (2, 2), layers="1 layer")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.LayoutError: edge_masks key 1 is not a layer in [0, 0] (1 layer)
+    """
+    if not edge_masks:
+        return {}
+    if not isinstance(edge_masks, Mapping):
+        raise LayoutError(
+            f"{what} must be a dict {{layer: bool mask [..., query, key]}}, "
+            f"got {describe(edge_masks)}"
+        )
+    for layer, mask in edge_masks.items():
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+            raise LayoutError(
+                f"{what} key {layer!r} is not a layer in [0, {n_layers - 1}] ({layers})"
+            )
+        shape = tuple(scores(layer))
+        if (
+            not isinstance(mask, torch.Tensor)
+            or mask.dtype != torch.bool
+            or tuple(mask.shape[-2:]) != shape
+        ):
+            raise LayoutError(
+                f"{what}[{layer}] must be a bool tensor [..., {shape[0]}, {shape[1]}] over "
+                f"the whole layout, got {describe(mask)}"
+            )
+    return dict(edge_masks)

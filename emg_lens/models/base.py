@@ -45,7 +45,7 @@ from emg_lens.errors import (
     UnsupportedReadoutError,
     describe,
 )
-from emg_lens.layout import TokenLayout, check_mask_shape
+from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
 from emg_lens.models.tl_surface import UNEMBEDDING, WEIGHT_SURFACE, HookSurface, WeightSurface
 
 __all__ = [
@@ -549,31 +549,16 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         """Validate ``{layer: bool mask}`` broadcastable to ``[batch, n_heads, n_tokens,
         n_tokens]`` for a stack of ``cfg.<size_field>`` layers (default: ``blocks``); move them
         to the model's device."""
-        if not edge_masks:
-            return {}
         n = self.layout.n_tokens
-        n_layers = getattr(self.cfg, size_field)
-        if not isinstance(edge_masks, Mapping):
-            raise LayoutError(
-                f"{what} must be a dict {{layer: bool mask [..., {n}, {n}]}}, "
-                f"got {describe(edge_masks)}"
-            )
+        masks = checked_edge_masks(
+            edge_masks,
+            n_layers=getattr(self.cfg, size_field),
+            scores=lambda layer: (n, n),
+            layers=f"EncoderConfig.{size_field}",
+            what=what,
+        )
         out = {}
-        for layer, mask in edge_masks.items():
-            if not isinstance(layer, int) or not 0 <= layer < n_layers:
-                raise LayoutError(
-                    f"{what} key {layer!r} is not a layer in [0, {n_layers - 1}] "
-                    f"(EncoderConfig.{size_field}={n_layers})"
-                )
-            if (
-                not isinstance(mask, torch.Tensor)
-                or mask.dtype != torch.bool
-                or tuple(mask.shape[-2:]) != (n, n)
-            ):
-                raise LayoutError(
-                    f"{what}[{layer}] must be a bool tensor [..., {n}, {n}] over the whole "
-                    f"layout, got {describe(mask)}"
-                )
+        for layer, mask in masks.items():
             check_mask_shape(mask.shape, (batch, self.cfg.n_heads, n, n), f"{what}[{layer}]")
             out[layer] = mask.to(self.param_device_dtype()[0])
         return out

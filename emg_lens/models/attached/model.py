@@ -45,10 +45,14 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, AttachError, LayoutError, describe
-from emg_lens.layout import TokenLayout, check_mask_shape
+from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
 from emg_lens.models.attached.find import Block, Fold
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
-from emg_lens.models.base import ATTENTION_HOOKS, EdgeMasks, HookedBiosignalModel
+from emg_lens.models.base import (
+    ATTENTION_HOOKS,
+    EdgeMasks,
+    HookedBiosignalModel,
+)
 
 __all__ = ["AttachedModel", "per_call_layouts"]
 
@@ -402,32 +406,14 @@ class AttachedModel(HookedBiosignalModel):
         """``{layer: bool mask}``, each broadcastable to that layer's ``[batch, heads, query,
         key]`` scores, or per fold on a folded layer (see `forward`); moved to the model's
         device, a per-input or per-fold mask laid out as the folded scores' rows."""
-        if not edge_masks:
-            return {}
-        n_layers = len(self.calls)
-        if not isinstance(edge_masks, Mapping):
-            raise LayoutError(
-                f"edge_masks must be a dict {{layer: bool mask [..., query, key]}}, got "
-                f"{describe(edge_masks)}"
-            )
+        masks = checked_edge_masks(
+            edge_masks,
+            n_layers=len(self.calls),
+            scores=lambda layer: (self.calls[layer].n_query, self.calls[layer].n_key),
+            layers=f"the attached model's {len(self.calls)} attention calls, in call order",
+        )
         out = {}
-        for layer, mask in edge_masks.items():
-            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
-                raise LayoutError(
-                    f"edge_masks key {layer!r} is not a layer in [0, {n_layers - 1}] (the "
-                    f"attached model's {n_layers} attention calls, in call order)"
-                )
-            call = self.calls[layer]
-            shape = (call.n_query, call.n_key)
-            if (
-                not isinstance(mask, torch.Tensor)
-                or mask.dtype != torch.bool
-                or tuple(mask.shape[-2:]) != shape
-            ):
-                raise LayoutError(
-                    f"edge_masks[{layer}] must be a bool tensor [..., {shape[0]}, {shape[1]}] "
-                    f"over the whole layout, got {describe(mask)}"
-                )
+        for layer, mask in masks.items():
             out[layer] = self._fold_mask(layer, mask, batch).to(self.param_device_dtype()[0])
         return out
 
