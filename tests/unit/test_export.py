@@ -8,7 +8,6 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -34,9 +33,8 @@ from emg_lens.models import (
     MultimodalTransformer,
     TinyMyo,
 )
+from tests import docs_pages
 from tests.tiny import tiny_isonet, tinymyo_config
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 # Weights of std 0.3 rather than 0.02, so that attention, and hence a mask, moves the outputs.
 INIT = {"seed": 0, "init_range": 0.3}
@@ -255,14 +253,14 @@ def test_the_file_says_what_it_is_in_its_metadata(tmp_path):
 
 
 def test_the_readme_section_runs_as_printed(tmp_path, monkeypatch):
-    section = README.read_text().split("## Export a masked model\n", 1)[1].split("\n## ", 1)[0]
+    section = docs_pages.section("# Export a masked model")  # docs/guide/export.md
     (command,) = re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)
     (snippet,) = re.findall(r"```py\n(.*?)```", section, flags=re.S)
     argv = shlex.split(command)
     assert argv[0] == "emg-lens"
     model = _isonet()
     folder = save_checkpoint(model, tmp_path / "checkpoint")
-    argv[argv.index("--checkpoint") + 1] = str(folder)  # the demo's, in the README
+    argv[argv.index("--checkpoint") + 1] = str(folder)  # the demo's, on the guide page
     monkeypatch.chdir(tmp_path)
     assert main(argv[1:]) == 0
     namespace: dict = {}

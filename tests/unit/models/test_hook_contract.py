@@ -1,5 +1,5 @@
-"""The hook contract every emg_lens model keeps (docs/DESIGN.md §2, §13a), one test over the
-three tiers (issue 48).
+"""The hook contract every emg_lens model keeps (docs/DESIGN.md §2), one test over the three
+tiers of docs/ARCHITECTURE.md (issue 48).
 
 `test_contract` runs every check on every model of the table (`tests.unit.models.table`:
 native, converted and attached), as scikit-learn's ``parametrize_with_checks`` runs each of its
