@@ -2,7 +2,7 @@
 
 ``-m`` puts the working directory first on ``sys.path``, so an ``emg_lens/`` folder there runs
 in place of the installed package; launch the installed command instead where one can
-(``torchrun --no-python emg-lens study run ...``, as the README's "Scale out" does)."""
+(``torchrun --no-python emg-lens study run ...``, as docs/guide/scale-out.md does)."""
 
 import sys
 

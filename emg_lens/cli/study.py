@@ -6,7 +6,7 @@ or checks it, and refuses an option it does not take, by name.
 
 ``study run`` also runs under ``torchrun --nproc-per-node N --no-python emg-lens study run ...``:
 each rank computes its share of the subjects into ``--out`` and rank 0 prints and writes the
-tables (README, "Scale out")."""
+tables (docs/guide/scale-out.md)."""
 
 from __future__ import annotations
 

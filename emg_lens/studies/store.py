@@ -31,7 +31,7 @@ space or permission is a `StorageError` naming the file (`emg_lens._io.storage_e
 
 Under ``torchrun`` each rank computes its own share of the subjects and rank 0 waits for the
 others' cells with `CellStore.wait_for`: the store is the only thing the ranks share, so they
-need the same filesystem (with ``flock`` and atomic rename, see the README's "Scale out").
+need the same filesystem (with ``flock`` and atomic rename, see docs/guide/scale-out.md).
 
 >>> import tempfile
 >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")

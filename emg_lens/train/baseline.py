@@ -31,8 +31,8 @@ check these): LibEMG's Myo set (`tests/data/libemg_myo`, notebook 09's folds: 20
 windows every 50, one repetition held out at a time) 1.000 / 1.000 / 1.000 / 0.409 with
 `R_0` … `R_3` held out (notebook 09's IsoNet: 0.93–1.00 and 0.27; the same regression on the
 raw signal's 40-sample windows: 1.00 and 0.49); openhdemg's HD-sEMG contraction R² 0.934
-(README's ridge on the raw signal's RMS: 0.935; its TinyMyo: 0.90–0.93). Fitting takes well under a
-second on these.
+(docs/guide/recordings.md's ridge on the raw signal's RMS: 0.935; its TinyMyo: 0.90–0.93).
+Fitting takes well under a second on these.
 
 Everything is deterministic (scikit-learn's lbfgs and Cholesky solvers, no random state); a
 non-finite window, target or result is an error, never a score.

@@ -229,7 +229,7 @@ that includes B."""
 
 DB2_SYNTH_EXERCISES = ("B", "C", "D")
 """What ``emg-lens synth --format ninapro-db2`` writes by default: every exercise, the files
-the README's ``train --exercises B C D`` reads."""
+docs/guide/recordings.md's ``train --exercises B C D`` reads."""
 
 DB2_SYNTH_OPTIONS = ("n_subjects", "seed", "movement_seconds", "rest_seconds", "exercises")
 """The options `synthesize_ninapro_db2` takes (``emg-lens synth``'s flags)."""

@@ -35,6 +35,7 @@ refused by `emg_lens.models.base`, naming the converters), no layer-by-layer for
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,8 +51,10 @@ from emg_lens.models.attached.find import Block, Fold
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
 from emg_lens.models.base import (
     ATTENTION_HOOKS,
+    LAYERWISE,
     EdgeMasks,
     HookedBiosignalModel,
+    require,
 )
 
 __all__ = ["AttachedModel", "per_call_layouts"]
@@ -267,6 +270,9 @@ class AttachedModel(HookedBiosignalModel):
                 f"an attached model's return_type is 'logits' or None (the model's output), "
                 f"got {return_type!r}"
             )
+        for name in ("start_at_layer", "stop_at_layer"):  # the TransformerLens keywords
+            if name in kwargs and name not in inspect.signature(self.model.forward).parameters:
+                require(self, LAYERWISE, f"forward({name}=...)")
         x = self.hook_input(self.to_tokens(signals))
         masks = self._check_edge_masks(edge_masks, batch=x.shape[0])
         if not masks and not _hooked(self._points):  # the original's forward, nothing else

@@ -27,7 +27,15 @@ from emg_lens.components import ClassifierHead
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError
 from emg_lens.layout import TokenLayout
-from emg_lens.models.base import LINEAR_READOUT, TL_WEIGHTS, EdgeMasks, HookedBiosignalModel
+from emg_lens.models.base import (
+    ATTENTION_HOOKS,
+    LAYERWISE,
+    LINEAR_READOUT,
+    TL_WEIGHTS,
+    EdgeMasks,
+    HookedBiosignalModel,
+    require,
+)
 
 __all__ = ["DenseLayer", "ModalityMLP", "MultimodalMLP"]
 
@@ -193,17 +201,16 @@ class MultimodalMLP(HookedBiosignalModel):
     ) -> Float[torch.Tensor, "batch out"]:
         """Signals -> logits ``[batch, n_classes]`` (or, with ``return_type=None``, the fusion
         output ``[batch, d_hidden]``). The transformer-only arguments exist so that code
-        written for every model can pass them; anything but ``None`` is an error.
+        written for every model can pass them; anything but ``None`` (or no edge mask) is
+        refused as `require` refuses a capability the model lacks.
         """
-        for name, value in (
-            ("start_at_layer", start_at_layer),
-            ("stop_at_layer", stop_at_layer),
-            ("edge_masks", edge_masks),
+        for name, value, feature in (
+            ("start_at_layer", start_at_layer, LAYERWISE),
+            ("stop_at_layer", stop_at_layer, LAYERWISE),
+            ("edge_masks", edge_masks or None, ATTENTION_HOOKS),
         ):
-            if value is not None and not (name == "edge_masks" and not value):
-                raise ArgumentError(
-                    f"MultimodalMLP has no attention layers: {name} must be None, got {value!r}"
-                )
+            if value is not None:
+                require(self, feature, f"forward({name}=...)")
         if return_type not in ("logits", None):
             raise ArgumentError(
                 f"MultimodalMLP return_type must be 'logits' or None, got {return_type!r}"

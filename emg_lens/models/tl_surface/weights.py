@@ -272,8 +272,13 @@ class WeightSurface:
     @property
     def unembed_positions(self) -> list[int]:
         """Token positions whose final stream the ``unembed_head`` reads: one (a CLS token)
-        or several, averaged after ``ln_final`` (the logit is the mean of theirs)."""
-        raise NotImplementedError
+        or several, averaged after ``ln_final`` (the logit is the mean of theirs). A model
+        with no unembedding raises `UnsupportedReadoutError` saying why."""
+        self._unembedding()  # raises, naming why, where the model has no unembedding
+        raise UnsupportedReadoutError(
+            f"{type(self).__name__} has an unembedding but does not say which positions it "
+            "reads: define its unembed_positions"
+        )
 
     @property
     def unembed(self) -> nn.Module:

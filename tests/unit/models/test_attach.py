@@ -185,6 +185,9 @@ def test_what_cannot_be_attached_is_refused_by_name():
         model(_x(), edge_masks={2: torch.zeros(4, 4, dtype=torch.bool)})
     with pytest.raises(UnsupportedFeatureError, match=r"W_Q.*from_torch_encoder"):
         _ = model.W_Q
+    for name in ("start_at_layer", "stop_at_layer"):  # TransformerLens's, not the model's
+        with pytest.raises(UnsupportedFeatureError, match=rf"forward\({name}=.*layer-by-layer"):
+            model(_x(), **{name: 1})
 
 
 class Perceiver(nn.Module):

@@ -15,7 +15,7 @@ from transformer_lens import ActivationCache
 from transformer_lens.model_protocol import TransformerLensModel
 
 from emg_lens import EncoderConfig
-from emg_lens.errors import ArgumentError, ConfigError, LayoutError
+from emg_lens.errors import ArgumentError, ConfigError, LayoutError, UnsupportedFeatureError
 from emg_lens.models import HierarchicalTransformer, IsoNet, MultimodalMLP, MultimodalTransformer
 from tests.tiny import perturb_biases
 
@@ -327,13 +327,14 @@ def test_mlp_modalities_meet_only_in_the_fusion_layer():
 def test_mlp_rejects_transformer_arguments():
     model = _mlp()
     x = model.example_input()
-    for kwargs, field in [
-        ({"start_at_layer": 1}, "start_at_layer"),
-        ({"stop_at_layer": 0}, "stop_at_layer"),
-        ({"edge_masks": {0: torch.zeros(2, 2, dtype=torch.bool)}}, "edge_masks"),
-        ({"return_type": "both"}, "return_type"),
-    ]:
-        with pytest.raises(ArgumentError, match=field):
+    for kwargs, error, words in [  # what it lacks is refused as `require` refuses it
+        ({"start_at_layer": 1}, UnsupportedFeatureError, r"start_at_layer=.*layer-by-layer"),
+        ({"stop_at_layer": 0}, UnsupportedFeatureError, r"stop_at_layer=.*layer-by-layer"),
+        ({"edge_masks": {0: torch.zeros(2, 2, dtype=torch.bool)}}, UnsupportedFeatureError,
+         r"edge_masks=.*attention hooks.*no attention layers"),
+        ({"return_type": "both"}, ArgumentError, "return_type"),
+    ]:  # fmt: skip
+        with pytest.raises(error, match=words):
             model(x, **kwargs)
     assert model(x, edge_masks={}).shape == (1, 4)
 

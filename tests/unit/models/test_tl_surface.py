@@ -298,6 +298,8 @@ def test_classifiers_that_are_no_unembedding_say_why(name, why):
         model.tokens_to_residual_directions(0)
     with pytest.raises(UnsupportedReadoutError, match=why):
         _ = model.b_U
+    with pytest.raises(UnsupportedReadoutError, match=why):
+        _ = model.unembed_positions
     if name != "mlp":
         _, cache = model.run_with_cache(model.example_input())
         with pytest.raises(UnsupportedReadoutError, match=why):
