@@ -16,8 +16,8 @@ import re
 
 import pytest
 
+from tests.browser import images, visit
 from tests.docs_pages import ROOT
-from tests.integration.test_report_browser import ARGS, _browser_or_skip
 from tests.unit.test_docs_site import _load
 
 SITE = ROOT / "site"
@@ -54,27 +54,10 @@ def test_the_site_holds_every_guide_page_notebook_and_api_page():
 @pytest.mark.parametrize("page", ["index.html", "gallery/01_hook_ablation.html"])
 def test_a_browser_opens_the_page_from_the_file_system_and_shows_its_figures(page, tmp_path):
     _site_or_skip()
-    browser_path = _browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    url = (SITE / page).resolve().as_uri()
-    console, failed, requests = [], [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=browser_path, args=ARGS)
-        view = browser.new_page(viewport={"width": 1400, "height": 1000})
-        view.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        view.on("pageerror", lambda e: failed.append(str(e)))
-        view.on("request", lambda r: requests.append(r.url))
-        view.goto(url, wait_until="load")
-        images = view.locator("article img")
-        shown = []
-        for i in range(images.count()):
-            image = images.nth(i)
-            image.scroll_into_view_if_needed()
-            natural = image.evaluate("e => [e.complete, e.naturalWidth, e.naturalHeight]")
-            shown.append((image.get_attribute("alt"), natural, image.bounding_box()))
-        view.screenshot(path=str(tmp_path / "page.png"), full_page=False)
-        browser.close()
+    with visit(SITE / page, width=1400, height=1000) as seen:
+        shown = images(seen.page, "article img")
+        seen.page.screenshot(path=str(tmp_path / "page.png"), full_page=False)
+    console, failed, requests = seen.console, seen.failed, seen.requests
     assert not failed, failed
     assert not [m for m in console if m.startswith("error")], console
     assert all(r.startswith("file://") or r.startswith("data:") for r in requests), requests

@@ -6,58 +6,24 @@ installs Chromium; the test skips, saying why, only on a machine without one, an
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
+from tests.browser import browser_or_skip, images, visit
 from tests.demo_run import demo_run
-
-BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = [  # no sandbox as root; and nothing of Chromium's own reaching out to the network
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _browser_or_skip() -> str:
-    if BROWSER is None:
-        if os.environ.get("CI"):
-            pytest.fail("no Chromium in CI: .ci/run installs it (apt-get install chromium)")
-        pytest.skip("no Chromium on this machine (apt-get install chromium): report untested")
-    return BROWSER
 
 
 @pytest.mark.slow  # the shared demo run (tests/integration/test_demo.py's) and a browser
 def test_the_demo_report_renders_in_a_browser_with_every_figure_and_nothing_fetched(
     tmp_path, shared
 ):
-    browser_path = _browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
+    browser_or_skip()  # before the demo run, which a machine without a browser need not make
     out, printed, _, _ = demo_run(shared)
     report = (out / "study" / "report.html").resolve()
     assert f"report (open in a browser): {report}" in printed
-    console, failed, requests = [], [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=browser_path, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        page.on("pageerror", lambda e: failed.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(report.as_uri(), wait_until="load")
-        figures = page.locator("section#figures img")
-        shown = []
-        for i in range(figures.count()):
-            image = figures.nth(i)
-            image.scroll_into_view_if_needed()
-            box = image.bounding_box()
-            natural = image.evaluate("e => [e.complete, e.naturalWidth, e.naturalHeight]")
-            shown.append((image.get_attribute("alt"), natural, box))
+    shot = tmp_path / "report.png"
+    with visit(report) as seen:
+        page = seen.page
+        shown = images(page, "section#figures img")
         summary = page.locator("section#summary table")
         tables = summary.count()
         # the demo study's declared claims come first (issue 41, item 2; after the models'
@@ -69,11 +35,10 @@ def test_the_demo_report_renders_in_a_browser_with_every_figure_and_nothing_fetc
         results = page.locator("section#summary table", has=page.locator("th", has_text="r_rb"))
         rows = results.locator("tbody tr").count()
         overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
-        shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
         page.emulate_media(media="print")
         pdf = page.pdf(format="A4")
-        browser.close()
+    console, failed, requests = seen.console, seen.failed, seen.requests
     assert not console, console  # no error, no warning, nothing logged
     assert not failed, failed
     assert requests == [report.as_uri()], requests  # the file itself, nothing else

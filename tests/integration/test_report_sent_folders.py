@@ -13,7 +13,7 @@ import torch
 
 from emg_lens.cli import main
 from emg_lens.report.view import view_record
-from tests.integration.test_report_browser import ARGS, _browser_or_skip
+from tests.browser import browser_or_skip, visit
 
 # What a view's script would do to the page around it, were it not in a sandboxed frame; it
 # marks its own document to show that it did run.
@@ -39,24 +39,14 @@ def _view(tokens: list[str]) -> str:
 def _open(report, inspect):
     """Open ``report`` in Chromium; ``inspect(page)`` reads what it needs before the browser
     closes. Returns its result, the console messages, page errors and requests."""
-    from playwright.sync_api import sync_playwright
-
-    console, failed, requests = [], [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_browser_or_skip(), args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        page.on("pageerror", lambda e: failed.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(report.as_uri(), wait_until="load")
-        page.wait_for_function("document.querySelector('iframe.view').offsetHeight !== 640")
-        seen = inspect(page)
-        browser.close()
-    return seen, console, failed, requests
+    with visit(report) as page:
+        page.page.wait_for_function("document.querySelector('iframe.view').offsetHeight !== 640")
+        seen = inspect(page.page)
+    return seen, page.console, page.failed, page.requests
 
 
 def test_a_sent_folders_page_is_never_embedded_and_script_in_tokens_is_text(tmp_path):
-    _browser_or_skip()
+    browser_or_skip()
     folder = tmp_path / "sent"
     folder.mkdir()
     # A page in the folder that would run the attack and send the frame elsewhere.
@@ -94,7 +84,7 @@ def test_a_sent_folders_page_is_never_embedded_and_script_in_tokens_is_text(tmp_
 
 
 def test_a_circuitsvis_view_renders_in_its_frame_and_stars_read_as_written(tmp_path):
-    _browser_or_skip()
+    browser_or_skip()
     folder = tmp_path / "inspect"
     folder.mkdir()
     (folder / "attention_view.json").write_text(_view(["cls", "C3", "Cz", "C4"]), "utf-8")
