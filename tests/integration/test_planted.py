@@ -16,6 +16,8 @@ both heads' numbers.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,11 +33,13 @@ pytestmark = pytest.mark.slow
 
 SUBJECTS = (1, 2)
 TRAIN = TrainConfig(epochs=30, lr=2e-3, anneal_fraction=1.0, progress=False)
+STEP = 100  # windows every 100 samples: half planted_setup's, half the training time
 
 
 @pytest.fixture(scope="module")
 def trained():
     synthetic, preprocess = planted_setup(n_subjects=len(SUBJECTS))
+    preprocess = dataclasses.replace(preprocess, step=STEP)
     models = {}
     for recording in generate_recordings(synthetic, list(SUBJECTS)):
         data = prepare_subject(recording, preprocess)
@@ -81,12 +85,13 @@ def test_masking_cross_modal_edges_removes_only_the_interaction_gestures(trained
         print(f"\n{return_type}: accuracy per gesture kind\n{table.round(3)}")
     table = by_head["avg_logits"]
     base, masked = table.loc["baseline"].mean(), table.loc["cross"].mean()
-    # The models learned the interaction gestures (0.57-0.95 over seeds 0-3 trained on one
-    # thread, another floating-point path, as on another CPU; chance is 0.25) ...
+    # The models learned the interaction gestures (windows every 100 samples, seeds 0-3 trained
+    # on one thread and on two, other floating-point paths, as on another CPU: 0.48-0.80, the
+    # two subjects' mean; chance is 0.25) ...
     assert base["interaction"] >= chance + 0.15, base
-    # ... masking cross-modal edges everywhere takes them to near chance ...
+    # ... masking cross-modal edges everywhere takes them to near chance (0.23-0.34) ...
     assert masked["interaction"] <= chance + 0.15, masked
-    # ... and leaves the single-modality gestures most of their accuracy.
+    # ... and leaves the single-modality gestures most of their accuracy (0.82-1.00 masked).
     for kind in ("emg", "acc"):
         assert masked[kind] >= 0.75 * base[kind], (kind, base[kind], masked[kind])
     assert np.all(table.loc["cross", "interaction"] < table.loc["baseline", "interaction"])
