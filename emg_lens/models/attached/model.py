@@ -270,8 +270,10 @@ class AttachedModel(HookedBiosignalModel):
                 f"an attached model's return_type is 'logits' or None (the model's output), "
                 f"got {return_type!r}"
             )
-        for name in ("start_at_layer", "stop_at_layer"):  # the TransformerLens keywords
-            if name in kwargs and name not in inspect.signature(self.model.forward).parameters:
+        own = inspect.signature(self.model.forward).parameters
+        for name in ("start_at_layer", "stop_at_layer"):  # TransformerLens's, not the model's
+            asked = kwargs.pop(name, None) if name not in own else None  # None: whole forward
+            if asked is not None:
                 require(self, LAYERWISE, f"forward({name}=...)")
         x = self.hook_input(self.to_tokens(signals))
         masks = self._check_edge_masks(edge_masks, batch=x.shape[0])

@@ -188,6 +188,7 @@ def test_what_cannot_be_attached_is_refused_by_name():
     for name in ("start_at_layer", "stop_at_layer"):  # TransformerLens's, not the model's
         with pytest.raises(UnsupportedFeatureError, match=rf"forward\({name}=.*layer-by-layer"):
             model(_x(), **{name: 1})
+        assert torch.equal(model(_x(), **{name: None}), model(_x()))  # None asks for nothing
 
 
 class Perceiver(nn.Module):
