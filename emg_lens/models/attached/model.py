@@ -87,6 +87,14 @@ class AttachedBlock(nn.Module):
             self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
 
+def _tl_keyword(module: nn.Module, kwargs: dict[str, Any], name: str) -> Any:
+    """Take ``name`` out of ``kwargs`` where it is TransformerLens's keyword, not one of
+    ``module.forward``'s own (whose signature is read only then); its value, else None."""
+    if name not in kwargs or name in inspect.signature(module.forward).parameters:
+        return None
+    return kwargs.pop(name)
+
+
 def _hooked(points: Sequence[HookPoint]) -> bool:
     return any(hp.fwd_hooks or hp.bwd_hooks for hp in points)
 
@@ -270,10 +278,8 @@ class AttachedModel(HookedBiosignalModel):
                 f"an attached model's return_type is 'logits' or None (the model's output), "
                 f"got {return_type!r}"
             )
-        own = inspect.signature(self.model.forward).parameters
-        for name in ("start_at_layer", "stop_at_layer"):  # TransformerLens's, not the model's
-            asked = kwargs.pop(name, None) if name not in own else None  # None: whole forward
-            if asked is not None:
+        for name in ("start_at_layer", "stop_at_layer"):
+            if _tl_keyword(self.model, kwargs, name) is not None:  # None: the whole forward
                 require(self, LAYERWISE, f"forward({name}=...)")
         x = self.hook_input(self.to_tokens(signals))
         masks = self._check_edge_masks(edge_masks, batch=x.shape[0])
