@@ -59,9 +59,10 @@ class MLP(nn.Module):
         self, x: Float[torch.Tensor, "batch pos d_model"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
         batch, n_pos, d_model = x.shape
+        d_mlp = self.W_in.shape[1]  # named, not -1: zero positions (no row read) reshape too
         # addmm fuses the bias add; one code path, hooked or not.
         pre = torch.addmm(self.b_in, x.reshape(batch * n_pos, d_model), self.W_in)
-        pre = self.hook_pre(pre.view(batch, n_pos, -1))
+        pre = self.hook_pre(pre.view(batch, n_pos, d_mlp))
         post = self.hook_post(self.act_fn(pre))
-        out = torch.addmm(self.b_out, post.reshape(batch * n_pos, -1), self.W_out)
+        out = torch.addmm(self.b_out, post.reshape(batch * n_pos, d_mlp), self.W_out)
         return out.view(batch, n_pos, d_model)

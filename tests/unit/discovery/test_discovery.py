@@ -29,7 +29,7 @@ from emg_lens.discovery import (
 )
 from emg_lens.discovery.screen import _capture, _pattern_change
 from emg_lens.discovery.study import DiscoverySpec, run_discovery, screen_note
-from emg_lens.edges import between, heads, parse
+from emg_lens.edges import between, from_cls, heads, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError
 from emg_lens.hooks import name_filter
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
@@ -185,6 +185,28 @@ def test_the_estimate_is_the_first_order_effect_of_the_exact_pattern_change(mode
         slope = (float(window_metric(logits, y, "logprob").mean()) - clean) / eps
         estimate = float(s.table.loc[i, "estimate"])
         assert abs(slope - estimate) <= 1e-4 * max(1.0, abs(slope)), (c.label, slope, estimate)
+
+
+def test_the_cls_readout_screens_candidates_whose_rows_it_does_not_read(model, data):
+    """On the CLS head (``"logits"``), a last-layer candidate of tokens reading CLS
+    (`from_cls`) changes no row the readout reads: its exact effect is 0, as the masked run
+    measures, where the screen used to stop on the empty set of rows it patched. Every
+    candidate's estimate equals its masked run where the screen computed it exactly."""
+    X, y = data
+    family = [
+        Candidate(layer, from_cls() & heads(h), h, "from_cls")
+        for layer in range(model.cfg.n_layers)
+        for h in range(model.cfg.n_heads)
+    ]
+    s = screen(model, (X, y), family=family, return_type="logits")
+    last = s.table[s.table["layer"] == model.cfg.n_layers - 1]
+    assert len(last) == model.cfg.n_heads and (last["method"] == "exact").all()
+    assert (last["estimate"] == 0).all() and (last["estimate_accuracy"] == 0).all()
+    for row in s.table[s.table["method"] == "exact"].itertuples():
+        with torch.no_grad():
+            logits = model(X, edge_masks=layer_masks(model, [s.candidate(row.rank)]))
+        effect = float(window_metric(logits, y, "margin").mean()) - s.baseline
+        assert row.estimate == pytest.approx(effect, abs=1e-5), row.layer
 
 
 def test_verify_adds_exact_effects_that_match_masked_runs(model, data):
