@@ -339,7 +339,9 @@ def _open_store(barrier, root: str, fingerprint: str, rounds: int, queue) -> Non
 @pytest.mark.timeout(300)
 def test_synchronised_openers_of_a_new_store_agree_on_one_study(tmp_path):
     n, rounds = 6, 10
-    ctx = multiprocessing.get_context("spawn")
+    # fork: the parent's imports, so the six start in milliseconds, not seconds each (they only
+    # open stores; the study processes above are spawned, since they run torch)
+    ctx = multiprocessing.get_context("fork")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
     fingerprints = [f'{{"study": {i % 2}}}' for i in range(n)]
     procs = [
