@@ -54,7 +54,8 @@ def _train(folder: Path) -> None:
     source = data_source("synthetic", synthetic=synthetic, preprocess=preprocess)
     cfg = EncoderConfig.preset("demo", **DEMO_MODEL, seed=RECIPE["seed"])
     train = TrainConfig(epochs=RECIPE["epochs"], seed=RECIPE["seed"], progress=False, **DEMO_TRAIN)
-    train_subjects([data], IsoNet, cfg, train, folder, data_source=source)
+    # reuse: notebook 08 trains this very model (its fit_until_fitted), in the same cache
+    train_subjects([data], IsoNet, cfg, train, folder, data_source=source, reuse=True)
 
 
 def demo_models_folder(shared: SharedOnDisk) -> Path:

@@ -88,10 +88,12 @@ def train_planted(
     seed: int = 0,
     epochs: int = 25,
     route: EdgeSet | None = None,
+    reuse: bool = False,
 ) -> IsoNet:
     """A 2-layer demo-size IsoNet trained with `training_edges` cut (``planted`` None: plain
     training; ``route``: the cross-modal edges left open on the planted heads, default
-    ``emg->acc``); returned in eval mode, without the masks."""
+    ``emg->acc``); returned in eval mode, without the masks. ``reuse``: read the training
+    where it was done before (`emg_lens.train.fit`'s ``reuse``)."""
     cfg = config_for_data(
         IsoNet,
         "demo",
@@ -105,7 +107,7 @@ def train_planted(
     train = TrainConfig(epochs=epochs, lr=2e-3, anneal_fraction=1.0, seed=seed, progress=False)
     edges = None if planted is None else training_edges(model, planted, route)
     masks = None if edges is None else compile_edges(edges, model)
-    fit(model, data.X_train, data.y_train, train, edge_masks=masks)
+    fit(model, data.X_train, data.y_train, train, edge_masks=masks, reuse=reuse)
     return model.eval()
 
 

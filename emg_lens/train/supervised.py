@@ -33,6 +33,7 @@ from emg_lens.errors import ConfigError, DataFormatError, EdgeExpressionError, c
 from emg_lens.models.base import HookedEncoder
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
+from emg_lens.train.reuse import TrainedEntry
 from emg_lens.train.schedule import check_field_types
 
 __all__ = [
@@ -155,6 +156,7 @@ def fit(
     desc: str = "train",
     edge_masks: dict[int, torch.Tensor] | None = None,
     report: Callable[[str], None] | None = None,
+    reuse: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on windows ``X`` with class indices ``y``; returns the history.
 
@@ -166,7 +168,9 @@ def fit(
     training with `TrainingDivergedError` naming ``desc`` (what is trained: the subject) and
     the epoch. ``report``, when there is no bar (``cfg.progress`` false), is given a line
     naming ``desc``, the epoch and its loss after the first epoch and then every
-    `PROGRESS_SECONDS` or so.
+    `PROGRESS_SECONDS` or so. ``reuse``: read the weights of this very training where it was
+    done before on this CPU (the same model, windows, recipe, masks, code and thread count:
+    `emg_lens.train.reuse`), and keep them for the next time; ``report`` is told so.
 
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
@@ -181,11 +185,17 @@ def fit(
             f"{desc}: the training windows hold one class only ({np.unique(np.asarray(y))}); "
             "a classifier trained on one class is right by construction. Check the split"
         )
+    X_t = torch.as_tensor(X, dtype=model.cfg.dtype)
+    y_t = torch.as_tensor(y, dtype=torch.long)
+    kept = TrainedEntry.of(model, X_t, y_t, cfg, edge_masks) if reuse else None
+    if kept is not None and (history := kept.read(model)) is not None:
+        if report is not None:
+            report(f"{desc}: the same training was done before; its weights read from {kept.path}")
+        model.eval()
+        return TrainResult(**history)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator
     order_gen = torch.Generator().manual_seed(cfg.seed)
     device = model.cfg.device
-    X_t = torch.as_tensor(X, dtype=model.cfg.dtype)
-    y_t = torch.as_tensor(y, dtype=torch.long)
     n = len(X_t)
     steps_per_epoch = -(-n // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -231,6 +241,8 @@ def fit(
     finally:
         bar.close()
         model.eval()
+    if kept is not None:
+        kept.write(model, asdict(result))
     return result
 
 
@@ -301,13 +313,14 @@ def fit_until_fitted(
     *,
     desc: str = "train",
     report: Callable[[str], None] | None = None,
+    reuse: bool = False,
 ) -> tuple[HookedEncoder, TrainResult, list[dict]]:
     """Train a ``model_cls`` of ``model_cfg`` on ``data``'s training windows with `fit`; where
     its `training_fit` is below ``train_cfg.refit_below``, train it again from another
     initialisation and data order (both seeds + `REFIT_SEED_STEP` per attempt), up to
     ``train_cfg.refits`` more times. Returns the best-fitted model (the first of equals), its
     history and every attempt's ``{model_seed, train_seed, training_fit}``. The test windows
-    are never looked at.
+    are never looked at. ``reuse``: each attempt's `fit` reads a training done before.
 
     >>> from emg_lens.data.preprocess import SubjectData
     >>> from emg_lens.models import IsoNet
@@ -327,7 +340,9 @@ def fit_until_fitted(
         cfg = dataclasses.replace(model_cfg, seed=model_cfg.seed + step)
         train = dataclasses.replace(train_cfg, seed=train_cfg.seed + step)
         model = model_cls(cfg)
-        history = fit(model, data.X_train, data.y_train, train, desc=desc, report=report)
+        history = fit(
+            model, data.X_train, data.y_train, train, desc=desc, report=report, reuse=reuse
+        )
         fitted = training_fit(model, data.X_train, data.y_train)
         attempts.append({"model_seed": cfg.seed, "train_seed": train.seed, "training_fit": fitted})
         if best is None or fitted > best[2]:
@@ -354,6 +369,7 @@ def train_subjects(
     data_source: dict | None = None,
     device: str | None = None,
     report: Callable[[str], None] | None = None,
+    reuse: bool = False,
 ) -> list[dict]:
     """Train one model per subject, save each as ``out_dir/subject_<N>/``, and return rows of
     ``{subject, train_accuracy, test_accuracy, baseline_accuracy, threads, attempts,
@@ -367,6 +383,7 @@ def train_subjects(
     the checkpoints hold CPU tensors either way. A training that diverges raises
     `TrainingDivergedError` naming its subject; its model is not saved. ``report`` is given a
     line as each subject starts and ends (its test accuracy), and `fit`'s epoch lines.
+    ``reuse``: `fit` reads each training done before (`emg_lens.train.reuse`).
     """
     out_dir = Path(out_dir)
     rows = []
@@ -393,7 +410,7 @@ def train_subjects(
         )
         desc = f"subject {data.subject}"
         model, history, attempts = fit_until_fitted(
-            model_cls, cfg, data, train_cfg, desc=desc, report=report
+            model_cls, cfg, data, train_cfg, desc=desc, report=report, reuse=reuse
         )
         baseline = feature_baseline(data)  # the same windows, a linear model of each channel
         row = {

@@ -1,0 +1,174 @@
+"""Trained weights kept by what made them: `emg_lens.train.fit` with ``reuse=True`` reads a
+training done before instead of doing it again.
+
+`fit` is deterministic on the CPU: the same model before training, the same windows, the same
+recipe, the same code and the same number of threads give identical weights. So what it would
+compute can be read back, and nothing else is: an entry's key is all of that (`training_key`):
+`emg_lens.provenance.model_digest` of the model as it enters `fit` (its weights, class and
+config), the training windows and labels (dtype, shape and bytes), the `TrainConfig` less
+``progress``, the fixed edge masks, `emg_lens.provenance.code_digest` (every emg_lens source),
+torch's version and its CPU thread count. An entry holds the trained state dict, the history
+and torch's global random state after the training (dropout draws from it), so what runs after
+`fit` runs as it would after the training. Only CPU trainings are kept (a GPU's kernels need
+not be deterministic).
+
+Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
+(`emg_lens.data.cache.default_cache_dir`: ``$EMG_LENS_CACHE``, or the user cache directory;
+``EMG_LENS_CACHE=off`` keeps none), each written atomically, so processes sharing the folder
+read a whole entry or none. An entry that cannot be read is a warning and a training. The
+entries are not counted in the preprocessing cache's size cap (a demo-size model's is about
+0.2 MB); removing the folder costs only trainings.
+
+>>> import numpy as np
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> from emg_lens.train import TrainConfig, fit
+>>> X = np.random.default_rng(0).standard_normal((32, 6, 8)).astype(np.float32)
+>>> y, cfg = np.arange(32) % 4, TrainConfig(epochs=2, lr=1e-3, progress=False)
+>>> trained, again = (IsoNet(EncoderConfig.preset("tiny", seed=0)) for _ in range(2))
+>>> fit(trained, X, y, cfg, reuse=True).epoch_loss == fit(again, X, y, cfg, reuse=True).epoch_loss
+True
+>>> all(torch.equal(a, b) for a, b in zip(trained.parameters(), again.parameters()))
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emg_lens._io import atomic_write, make_folder
+from emg_lens.data.cache import default_cache_dir
+from emg_lens.errors import StorageError
+from emg_lens.provenance import code_digest, json_digest, model_digest
+
+__all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "training_key"]
+
+REUSE_VERSION = 1
+"""Part of every key: bump it when what an entry holds changes."""
+
+TRAINED_FOLDER = "trained"
+"""The entries' folder inside the preprocessing cache's."""
+
+
+def _tensor_digest(tensor: torch.Tensor) -> str:
+    t = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(json.dumps([str(t.dtype), list(t.shape)]).encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def training_key(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    cfg: Any,
+    edge_masks: dict[int, torch.Tensor] | None,
+) -> str:
+    """The digest of everything a CPU training's weights depend on (see the module's
+    docstring): ``model`` as it enters `fit`, the windows ``X`` and labels ``y`` as it trains on
+    them, the `TrainConfig` ``cfg`` (not its ``progress``) and the fixed ``edge_masks``.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> from emg_lens.train import TrainConfig
+    >>> model, X, y = IsoNet(EncoderConfig.preset("tiny")), torch.zeros(4, 6, 8), torch.zeros(4)
+    >>> key = training_key(model, X, y, TrainConfig(progress=True), None)
+    >>> key == training_key(model, X, y, TrainConfig(progress=False), None)
+    True
+    >>> key == training_key(model, X, y, TrainConfig(seed=1), None)
+    False
+    """
+    recipe = {k: v for k, v in asdict(cfg).items() if k != "progress"}
+    masks = {str(layer): _tensor_digest(mask) for layer, mask in sorted((edge_masks or {}).items())}
+    return json_digest(
+        {
+            "version": REUSE_VERSION,
+            "model": model_digest(model),
+            "X": _tensor_digest(X),
+            "y": _tensor_digest(y),
+            "recipe": recipe,
+            "edge_masks": masks,
+            "code": code_digest(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
+    )
+
+
+def _save(kept: dict[str, Any], tmp: Path) -> None:
+    # Serialised in memory, then written by Python: a full disk or a read-only folder is the
+    # OSError it is (torch's own writer reports it as a RuntimeError).
+    buffer = io.BytesIO()
+    torch.save(kept, buffer)
+    tmp.write_bytes(buffer.getvalue())
+
+
+class TrainedEntry:
+    """Where the training of one key is kept (``folder / "<key>.pt"``): `read` it into a
+    model, or `write` a model just trained."""
+
+    def __init__(self, folder: Path, key: str):
+        self.key, self.path = key, folder / f"{key}.pt"
+
+    @classmethod
+    def of(
+        cls,
+        model: torch.nn.Module,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        cfg: Any,
+        edge_masks: dict[int, torch.Tensor] | None,
+    ) -> TrainedEntry | None:
+        """The entry of this training; None where none is kept (no cache folder, or the model
+        or its windows are not on the CPU)."""
+        folder = default_cache_dir()
+        on_cpu = all(t.device.type == "cpu" for t in (*model.parameters(), *model.buffers()))
+        if folder is None or not on_cpu or X.device.type != "cpu":
+            return None
+        return cls(folder / TRAINED_FOLDER, training_key(model, X, y, cfg, edge_masks))
+
+    def read(self, model: torch.nn.Module) -> dict[str, Any] | None:
+        """Load the kept weights into ``model`` and torch's random state as the training left
+        it; returns the history (`TrainResult`'s fields), or None where nothing whole is kept
+        (an unreadable entry: a warning, and the caller trains)."""
+        if not self.path.is_file():
+            return None
+        try:
+            kept = torch.load(self.path, map_location="cpu", weights_only=True)
+            if kept["key"] != self.key:
+                raise ValueError("the entry holds another key")
+            model.load_state_dict(kept["state"])
+        except FileNotFoundError:  # removed between the look and the read: a plain miss
+            return None
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(
+                f"ignoring the unreadable kept training {self.path} ({type(exc).__name__}: "
+                f"{exc}); training again",
+                stacklevel=3,
+            )
+            return None
+        torch.set_rng_state(kept["rng"])
+        return kept["result"]
+
+    def write(self, model: torch.nn.Module, result: dict[str, Any]) -> None:
+        """Keep ``model``'s trained weights, ``result`` and torch's random state now. A folder
+        that cannot be written is a warning: the training stands, it is not kept."""
+        kept = {
+            "key": self.key,
+            "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "result": result,
+            "rng": torch.get_rng_state(),
+        }
+        try:
+            make_folder(self.path.parent)
+            atomic_write(self.path, lambda tmp: _save(kept, tmp))
+        except (OSError, StorageError) as exc:
+            warnings.warn(f"the training is not kept ({exc})", stacklevel=3)
