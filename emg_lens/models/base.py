@@ -399,19 +399,29 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
     @property
     def contract(self) -> frozenset[str]:
         """Every capability, less `LINEAR_READOUT` where the classifier is no linear map of
-        the final stream (`lacks` says why).
+        the final stream and `TL_WEIGHTS` where there is no shared stack to stack weights
+        from (``n_layers=0``); `lacks` says why.
 
-        >>> from emg_lens.models import IsoNet
+        >>> from emg_lens.models import IsoNet, MultimodalTransformer
         >>> sorted(IsoNet(EncoderConfig.preset("tiny")).contract) == sorted(CAPABILITIES)
         True
+        >>> stems_only = MultimodalTransformer(MultimodalTransformer.default_config("tiny"))
+        >>> sorted(set(CAPABILITIES) - stems_only.contract)
+        ['tl_weights']
         """
-        if self._readout_refusal() is None:
-            return frozenset(CAPABILITIES)
-        return frozenset(CAPABILITIES) - {LINEAR_READOUT}
+        return frozenset(f for f in CAPABILITIES if self.lacks(f) is None)
 
     def lacks(self, feature: str) -> str | None:
-        """Why the classifier is no linear readout, for `LINEAR_READOUT`; None otherwise."""
-        return self._readout_refusal() if feature == LINEAR_READOUT else None
+        """Why the classifier is no linear readout (`LINEAR_READOUT`), or why there are no
+        stacked weights (`TL_WEIGHTS`, ``n_layers=0``); None otherwise."""
+        if feature == LINEAR_READOUT:
+            return self._readout_refusal()
+        if feature == TL_WEIGHTS and self.cfg.n_layers == 0:
+            where = "its attention layers are its stems'" if hasattr(self, "stems") else ""
+            return "it has no shared stack `blocks` (n_layers=0) to stack W_Q ... from" + (
+                f": {where}" if where else ""
+            )
+        return None
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__(cfg)
