@@ -45,10 +45,15 @@ def pytest_collection_modifyitems(config, items):
 def _private_caches(tmp_path_factory):
     """Point the preprocessing cache (``$EMG_LENS_CACHE``) and the user cache directory
     (``$XDG_CACHE_HOME``, where the cache goes when a test unsets ``EMG_LENS_CACHE``) at this
-    session's temporary folder, for the whole session and its subprocesses, so test runs never
-    fill the user's cache or read stale entries from it. A test that sets its own (with
+    run's temporary folder, for the whole run and its subprocesses, so test runs never fill the
+    user's cache or read stale entries from it. Under pytest-xdist the workers share it (their
+    temporary folders' parent), as processes sharing one cache do: a subject preprocessed, or a
+    training kept (`emg_lens.train.reuse`: notebook 08 and the demo model of the probes' tests
+    train the same model), by one worker is read by the other. A test that sets its own (with
     ``monkeypatch``) wins for its duration."""
     base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EMG_LENS_CACHE", str(base / "emg_lens_cache"))
         patch.setenv("XDG_CACHE_HOME", str(base / "xdg_cache"))

@@ -7,17 +7,20 @@ compute can be read back, and nothing else is: an entry's key is all of that (`t
 `emg_lens.provenance.model_digest` of the model as it enters `fit` (its weights, class and
 config), the training windows and labels (dtype, shape and bytes), the `TrainConfig` less
 ``progress``, the fixed edge masks, `emg_lens.provenance.code_digest` (every emg_lens source),
-torch's version and its CPU thread count. An entry holds the trained state dict, the history
-and torch's global random state after the training (dropout draws from it), so what runs after
-`fit` runs as it would after the training. Only CPU trainings are kept (a GPU's kernels need
-not be deterministic).
+the source file of every module class of the model that is neither emg_lens's nor torch's (an
+attached or a user's model: `model_code`), torch's version and its CPU thread count. A model
+whose code cannot be read from a file (a class defined in a notebook cell or a REPL), or with a
+hook attached (it would run in the training), is trained and not kept. An entry holds the
+trained state dict, the history and torch's global random state after the training (dropout
+draws from it), so what runs after `fit` runs as it would after the training. Only CPU
+trainings are kept (a GPU's kernels need not be deterministic).
 
 Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
 (`emg_lens.data.cache.default_cache_dir`: ``$EMG_LENS_CACHE``, or the user cache directory;
 ``EMG_LENS_CACHE=off`` keeps none), each written atomically, so processes sharing the folder
 read a whole entry or none. An entry that cannot be read is a warning and a training. The
-entries are not counted in the preprocessing cache's size cap (a demo-size model's is about
-0.2 MB); removing the folder costs only trainings.
+entries are not counted in the preprocessing cache's size cap (the demo's IsoNet's is about
+0.4 MB); removing the folder costs only trainings.
 
 >>> import numpy as np
 >>> from emg_lens import EncoderConfig
@@ -35,6 +38,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import warnings
@@ -44,12 +48,12 @@ from typing import Any
 
 import torch
 
-from emg_lens._io import atomic_write, make_folder
+from emg_lens._io import atomic_write, file_digest, make_folder
 from emg_lens.data.cache import default_cache_dir
 from emg_lens.errors import StorageError
 from emg_lens.provenance import code_digest, json_digest, model_digest
 
-__all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "training_key"]
+__all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "model_code", "training_key"]
 
 REUSE_VERSION = 1
 """Part of every key: bump it when what an entry holds changes."""
@@ -65,16 +69,53 @@ def _tensor_digest(tensor: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def model_code(model: torch.nn.Module) -> str | None:
+    """Digest of the source files of ``model``'s module classes outside emg_lens (which
+    `code_digest` covers) and torch (its version is in the key): TransformerLens's hook points,
+    a user's or a library's modules; None where one has no file to read (defined in a notebook
+    cell or a REPL: an edit to it could not be told).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model_code(IsoNet(EncoderConfig.preset("tiny"))) is not None  # TransformerLens's HookPoint
+    True
+    >>> scope = {"__name__": "a_notebook_cell", "torch": torch}
+    >>> exec("class Net(torch.nn.Linear): pass", scope)
+    >>> model_code(scope["Net"](2, 2)) is None
+    True
+    """
+    files = {}
+    for cls in {type(module) for module in model.modules()}:
+        if cls.__module__.split(".")[0] in ("emg_lens", "torch"):
+            continue
+        try:
+            path = inspect.getsourcefile(cls)
+        except (TypeError, OSError):  # no module file: a notebook cell, a REPL, exec
+            path = None
+        if path is None or not Path(path).is_file():
+            return None
+        files[f"{cls.__module__}.{cls.__qualname__}"] = file_digest(path)
+    return json_digest(files)
+
+
+def _hooked(model: torch.nn.Module) -> bool:
+    """Whether a hook is attached to any module of ``model`` (it would run in the training)."""
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return any(getattr(m, kind, None) for m in model.modules() for kind in kinds)
+
+
 def training_key(
     model: torch.nn.Module,
     X: torch.Tensor,
     y: torch.Tensor,
     cfg: Any,
     edge_masks: dict[int, torch.Tensor] | None,
+    code: str | None = None,
 ) -> str:
     """The digest of everything a CPU training's weights depend on (see the module's
     docstring): ``model`` as it enters `fit`, the windows ``X`` and labels ``y`` as it trains on
-    them, the `TrainConfig` ``cfg`` (not its ``progress``) and the fixed ``edge_masks``.
+    them, the `TrainConfig` ``cfg`` (not its ``progress``), the fixed ``edge_masks`` and the
+    model's own ``code`` (`model_code`).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -97,6 +138,7 @@ def training_key(
             "recipe": recipe,
             "edge_masks": masks,
             "code": code_digest(),
+            "model_code": code,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         }
@@ -127,13 +169,17 @@ class TrainedEntry:
         cfg: Any,
         edge_masks: dict[int, torch.Tensor] | None,
     ) -> TrainedEntry | None:
-        """The entry of this training; None where none is kept (no cache folder, or the model
-        or its windows are not on the CPU)."""
+        """The entry of this training; None where none is kept: no cache folder, the model or
+        its windows not on the CPU, a hook attached, or a module class whose code has no file
+        (`model_code`)."""
         folder = default_cache_dir()
         on_cpu = all(t.device.type == "cpu" for t in (*model.parameters(), *model.buffers()))
-        if folder is None or not on_cpu or X.device.type != "cpu":
+        if folder is None or not on_cpu or X.device.type != "cpu" or _hooked(model):
             return None
-        return cls(folder / TRAINED_FOLDER, training_key(model, X, y, cfg, edge_masks))
+        code = model_code(model)
+        if code is None:
+            return None
+        return cls(folder / TRAINED_FOLDER, training_key(model, X, y, cfg, edge_masks, code))
 
     def read(self, model: torch.nn.Module) -> dict[str, Any] | None:
         """Load the kept weights into ``model`` and torch's random state as the training left

@@ -136,3 +136,35 @@ def test_a_cache_that_cannot_be_written_is_a_warning_and_the_training_stands(
     assert not list(cache.iterdir())  # no entry, not even a part of one
     fresh, fresh_history, *_ = _train(X, y, reuse=False)
     assert _same(model, fresh) and history == fresh_history
+
+
+def test_a_hooked_model_or_one_whose_code_has_no_file_is_trained_and_not_kept(cache):
+    X, y = _windows()
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    handle = model.blocks[0].attn.hook_pattern.register_forward_hook(lambda m, i, o: o * 1.0)
+    fit(model, X, y, RECIPE, reuse=True)
+    handle.remove()
+    assert not cache.exists()
+    scope = {"__name__": "a_notebook_cell", "IsoNet": IsoNet}
+    exec("class Edited(IsoNet):\n    pass", scope)  # as a class in a notebook cell
+    fit(scope["Edited"](EncoderConfig.preset("tiny", seed=0)), X, y, RECIPE, reuse=True)
+    assert not cache.exists()
+
+
+def test_a_model_class_of_a_file_is_kept_under_that_files_content(cache, tmp_path, monkeypatch):
+    """A user's model from a file: an edit to the file trains again."""
+    source = tmp_path / "my_models.py"
+    source.write_text("from emg_lens.models import IsoNet\n\nclass Mine(IsoNet):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_models
+
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    said = []
+    for _ in range(2):
+        fit(my_models.Mine(cfg), X, y, RECIPE, reuse=True, report=said.append)
+    assert sum("done before" in line for line in said) == 1
+    source.write_text(source.read_text() + "# edited\n")
+    fit(my_models.Mine(cfg), X, y, RECIPE, reuse=True, report=said.append)
+    assert sum("done before" in line for line in said) == 1  # trained again
+    assert len(list(cache.glob("*.pt"))) == 2
