@@ -39,6 +39,7 @@ __all__ = [
     "json_digest",
     "model_digest",
     "source_digest",
+    "tensor_digest",
 ]
 
 
@@ -118,6 +119,24 @@ def checkpoint_digest(path: str | Path) -> str:
     return json_digest({"weights": file_digest(Path(path) / WEIGHTS), "built_from": built_from})
 
 
+def _hash_tensor(digest: Any, tensor: torch.Tensor, *header: str) -> None:
+    """Feed ``digest`` the ``header`` with the tensor's dtype and shape, then its bytes."""
+    t = tensor.detach().cpu().contiguous()
+    digest.update(json.dumps([*header, str(t.dtype), list(t.shape)]).encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """Digest of one tensor: dtype, shape and bytes (where it lives not included).
+
+    >>> tensor_digest(torch.zeros(2)) == tensor_digest(torch.zeros(2, dtype=torch.float64))
+    False
+    """
+    digest = hashlib.sha256()
+    _hash_tensor(digest, tensor)
+    return digest.hexdigest()
+
+
 def model_digest(model: torch.nn.Module) -> str:
     """Digest of an in-memory model: its state_dict (names, dtypes, shapes, bytes), class
     name, ``cfg.to_dict()`` (but where it runs: a study moved to a GPU computes the same cells,
@@ -136,9 +155,7 @@ def model_digest(model: torch.nn.Module) -> str:
     """
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        _hash_tensor(digest, tensor, name)
     cfg = getattr(model, "cfg", None)
     built_from = {
         "class": type(model).__name__,

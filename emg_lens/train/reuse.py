@@ -37,10 +37,8 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import io
-import json
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -51,7 +49,7 @@ import torch
 from emg_lens._io import atomic_write, file_digest, make_folder
 from emg_lens.data.cache import default_cache_dir
 from emg_lens.errors import StorageError
-from emg_lens.provenance import code_digest, json_digest, model_digest
+from emg_lens.provenance import code_digest, json_digest, model_digest, tensor_digest
 
 __all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "model_code", "training_key"]
 
@@ -60,13 +58,6 @@ REUSE_VERSION = 1
 
 TRAINED_FOLDER = "trained"
 """The entries' folder inside the preprocessing cache's."""
-
-
-def _tensor_digest(tensor: torch.Tensor) -> str:
-    t = tensor.detach().cpu().contiguous()
-    digest = hashlib.sha256(json.dumps([str(t.dtype), list(t.shape)]).encode())
-    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def model_code(model: torch.nn.Module) -> str | None:
@@ -128,13 +119,13 @@ def training_key(
     False
     """
     recipe = {k: v for k, v in asdict(cfg).items() if k != "progress"}
-    masks = {str(layer): _tensor_digest(mask) for layer, mask in sorted((edge_masks or {}).items())}
+    masks = {str(layer): tensor_digest(mask) for layer, mask in sorted((edge_masks or {}).items())}
     return json_digest(
         {
             "version": REUSE_VERSION,
             "model": model_digest(model),
-            "X": _tensor_digest(X),
-            "y": _tensor_digest(y),
+            "X": tensor_digest(X),
+            "y": tensor_digest(y),
             "recipe": recipe,
             "edge_masks": masks,
             "code": code_digest(),
