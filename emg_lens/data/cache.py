@@ -11,8 +11,10 @@ and the source code of the modules that read and preprocess the data (the regist
 The cache lives in the user's cache directory (`default_cache_dir`), never in a dataset's
 folder, so read-only and shared data folders work. It is capped in size (`cache_max_bytes`):
 after each write, `evict` removes the least recently used entries (a read counts as a use)
-until the rest fit. Several processes may share one cache folder: a reader sees a whole entry
-or none, and eviction only removes entries whose JSON exists, JSON first, so it never removes
+until the rest fit. The trainings `emg_lens.train.fit` keeps (``reuse=True``) live in its
+``trained/`` folder (`TRAINED_FOLDER`) and count in the same cap, in the same order of use.
+Several processes may share one cache folder: a reader sees a whole entry or none, and
+eviction only removes entries whose JSON exists, JSON first, so it never removes
 an entry being written.
 
 >>> import tempfile
@@ -63,6 +65,7 @@ __all__ = [
     "CACHE_MAX_ENV",
     "CACHE_VERSION",
     "DEFAULT_MAX_GB",
+    "TRAINED_FOLDER",
     "cache_key",
     "cache_max_bytes",
     "default_cache_dir",
@@ -91,7 +94,12 @@ ORPHAN_AGE_S = 3600.0
 file whose writer is gone for the leftover of a killed process. A live write is never that
 old: its JSON follows its arrays at once."""
 
+TRAINED_FOLDER = "trained"
+"""The folder, inside the cache's, of the trainings `emg_lens.train.fit` keeps (``reuse=True``:
+`emg_lens.train.reuse`), one ``<key>.pt`` file each; `evict` counts them in the cap."""
+
 _ENTRY_STEM = re.compile(r".+_s\d+_[0-9a-f]{20}")  # what load_subject names an entry
+_TRAINED_NAME = re.compile(r"[0-9a-f]{64}\.pt")  # what emg_lens.train.reuse names a training
 
 _PREPROCESS_MODULES = ("emg_lens.data.recording", "emg_lens.data.preprocess")
 _JSON_FIELDS = ("subject", "modalities", "classes", "meta")
@@ -241,14 +249,16 @@ def write_entry(stem: Path, key: str, data: SubjectData) -> None:
 
 def evict(folder: str | Path, max_bytes: int) -> list[Path]:
     """Remove the least recently used entries of the cache in ``folder`` (by the modification
-    time of their JSON, which `write_entry` and `read_entry` refresh) until the entries left
-    take at most ``max_bytes``; also removes what killed writers left (`ORPHAN_AGE_S`).
-    Returns the files removed.
+    time of their JSON, which `write_entry` and `read_entry` refresh; of a kept training's file
+    in ``folder/trained``, which its writing and reading refresh) until the entries left take
+    at most ``max_bytes``; also removes what killed writers left (`ORPHAN_AGE_S`). Returns the
+    files removed.
 
     Safe while other processes read and write the folder: an entry without its JSON is one
     being written, never removed (until it is an orphan), and an entry is removed JSON first,
-    so a reader sees the whole entry or a miss. Only files named as `load_subject` names
-    entries are touched.
+    so a reader sees the whole entry or a miss (a kept training is one file, renamed into place
+    whole). Only files named as `load_subject` and `emg_lens.train.reuse` name entries are
+    touched.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -263,23 +273,13 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
     ['demo_s1_00000000000000000000.json', 'demo_s1_00000000000000000000.npz']
     """
     folder = Path(folder)
-    removed = _remove_orphans(folder)
-    entries = []  # (last use, size, json, npz) of each complete entry
-    for info in folder.glob("*.json"):
-        arrays = info.with_suffix(".npz")
-        if not _ENTRY_STEM.fullmatch(info.stem):
-            continue
-        try:
-            st = info.stat()
-            size = st.st_size + (arrays.stat().st_size if arrays.exists() else 0)
-        except FileNotFoundError:  # another process evicted it meanwhile
-            continue
-        entries.append((st.st_mtime, size, info, arrays))
-    total = sum(size for _, size, _, _ in entries)
-    for _, size, info, arrays in sorted(entries, key=lambda e: (e[0], e[2].name)):
+    removed = _remove_orphans(folder) + _remove_orphans(folder / TRAINED_FOLDER, trained=True)
+    entries = _entries(folder)  # (last use, name, size, files in the order to remove them)
+    total = sum(size for _, _, size, _ in entries)
+    for _, _, size, paths in sorted(entries, key=lambda e: e[:2]):
         if total <= max_bytes:
             break
-        for path in (info, arrays):  # JSON first: from now on readers see a miss
+        for path in paths:  # JSON first: from now on readers see a miss
             if path.exists():
                 path.unlink(missing_ok=True)
                 removed.append(path)
@@ -287,18 +287,43 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
     return removed
 
 
-def _remove_orphans(folder: Path) -> list[Path]:
+def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
+    """Every complete entry of the cache in ``folder``: a preprocessed subject (its JSON, then
+    its arrays) or a kept training (one file), with its last use, name and size in bytes."""
+    found = []
+    candidates = [(info, info.with_suffix(".npz")) for info in folder.glob("*.json")]
+    candidates += [(kept,) for kept in (folder / TRAINED_FOLDER).glob("*.pt")]
+    for paths in candidates:
+        named = _ENTRY_STEM if len(paths) == 2 else _TRAINED_NAME
+        if not named.fullmatch(paths[0].stem if len(paths) == 2 else paths[0].name):
+            continue
+        try:
+            st = paths[0].stat()
+            size = st.st_size + sum(p.stat().st_size for p in paths[1:] if p.exists())
+        except FileNotFoundError:  # another process evicted it meanwhile
+            continue
+        found.append((st.st_mtime, paths[0].name, size, paths))
+    return found
+
+
+def _remove_orphans(folder: Path, *, trained: bool = False) -> list[Path]:
     """Arrays without JSON and temporary files whose writer is gone, both older than
-    `ORPHAN_AGE_S`: what a process killed mid-write leaves behind."""
+    `ORPHAN_AGE_S`: what a process killed mid-write leaves behind (``trained``: in the kept
+    trainings' folder, where only temporary files can be left)."""
     removed, now = [], time.time()
-    for path in [*folder.glob("*.npz"), *folder.glob(f"*.*.*{TEMP_SUFFIX}")]:
+    arrays = [] if trained else folder.glob("*.npz")
+    for path in [*arrays, *folder.glob(f"*.*.*{TEMP_SUFFIX}")]:
         name, _, pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")
         if path.suffix == ".npz":
-            stem, orphan = path.stem, not path.with_suffix(".json").exists()
-        else:  # <stem>.npz.<pid>.tmp or <stem>.json.<pid>.tmp (emg_lens._io.atomic_write)
-            stem, kind = name.rsplit(".", 1) if "." in name else (name, "")
-            orphan = kind in ("npz", "json") and pid.isdigit() and not pid_alive(int(pid))
-        if not (orphan and _ENTRY_STEM.fullmatch(stem)):
+            ours, orphan = _ENTRY_STEM.fullmatch(path.stem), not path.with_suffix(".json").exists()
+        else:  # <name>.<pid>.tmp (emg_lens._io.atomic_write) of an entry's file
+            stem, _, kind = name.rpartition(".")
+            if trained:
+                ours = _TRAINED_NAME.fullmatch(name)
+            else:
+                ours = kind in ("npz", "json") and _ENTRY_STEM.fullmatch(stem)
+            orphan = pid.isdigit() and not pid_alive(int(pid))
+        if not (ours and orphan):
             continue
         try:
             if now - path.stat().st_mtime > ORPHAN_AGE_S:

@@ -19,8 +19,10 @@ Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
 (`emg_lens.data.cache.default_cache_dir`: ``$EMG_LENS_CACHE``, or the user cache directory;
 ``EMG_LENS_CACHE=off`` keeps none), each written atomically, so processes sharing the folder
 read a whole entry or none. An entry that cannot be read is a warning and a training. The
-entries are not counted in the preprocessing cache's size cap (the demo's IsoNet's is about
-0.4 MB); removing the folder costs only trainings.
+entries count in the cache's size cap (`emg_lens.data.cache.cache_max_bytes`, 10 GB unless
+``$EMG_LENS_CACHE_MAX_GB`` says otherwise) with the preprocessed subjects: after a training is
+kept, `emg_lens.data.cache.evict` removes the least recently used of both (reading an entry
+uses it). The demo's IsoNet's entry is about 0.4 MB; removing the folder costs only trainings.
 
 >>> import numpy as np
 >>> from emg_lens import EncoderConfig
@@ -37,8 +39,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
+import os
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -47,17 +51,15 @@ from typing import Any
 import torch
 
 from emg_lens._io import atomic_write, file_digest, make_folder
-from emg_lens.data.cache import default_cache_dir
+from emg_lens.data.cache import TRAINED_FOLDER, cache_max_bytes, default_cache_dir, evict
 from emg_lens.errors import StorageError
 from emg_lens.provenance import code_digest, json_digest, model_digest, tensor_digest
 
 __all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "model_code", "training_key"]
+# TRAINED_FOLDER is the cache's (emg_lens.data.cache), which counts the entries in its cap.
 
 REUSE_VERSION = 1
 """Part of every key: bump it when what an entry holds changes."""
-
-TRAINED_FOLDER = "trained"
-"""The entries' folder inside the preprocessing cache's."""
 
 
 def model_code(model: torch.nn.Module) -> str | None:
@@ -148,8 +150,8 @@ class TrainedEntry:
     """Where the training of one key is kept (``folder / "<key>.pt"``): `read` it into a
     model, or `write` a model just trained."""
 
-    def __init__(self, folder: Path, key: str):
-        self.key, self.path = key, folder / f"{key}.pt"
+    def __init__(self, folder: Path, key: str, max_bytes: int | None = None):
+        self.key, self.path, self.max_bytes = key, folder / f"{key}.pt", max_bytes
 
     @classmethod
     def of(
@@ -162,7 +164,8 @@ class TrainedEntry:
     ) -> TrainedEntry | None:
         """The entry of this training; None where none is kept: no cache folder, the model or
         its windows not on the CPU, a hook attached, or a module class whose code has no file
-        (`model_code`)."""
+        (`model_code`). A bad ``$EMG_LENS_CACHE_MAX_GB`` is an `ArgumentError` here, before
+        the training."""
         folder = default_cache_dir()
         on_cpu = all(t.device.type == "cpu" for t in (*model.parameters(), *model.buffers()))
         if folder is None or not on_cpu or X.device.type != "cpu" or _hooked(model):
@@ -170,7 +173,8 @@ class TrainedEntry:
         code = model_code(model)
         if code is None:
             return None
-        return cls(folder / TRAINED_FOLDER, training_key(model, X, y, cfg, edge_masks, code))
+        key = training_key(model, X, y, cfg, edge_masks, code)
+        return cls(folder / TRAINED_FOLDER, key, cache_max_bytes())
 
     def read(self, model: torch.nn.Module) -> dict[str, Any] | None:
         """Load the kept weights into ``model`` and torch's random state as the training left
@@ -193,11 +197,14 @@ class TrainedEntry:
             )
             return None
         torch.set_rng_state(kept["rng"])
+        with contextlib.suppress(OSError):  # its last use, for evict; a read-only cache served
+            os.utime(self.path)
         return kept["result"]
 
     def write(self, model: torch.nn.Module, result: dict[str, Any]) -> None:
-        """Keep ``model``'s trained weights, ``result`` and torch's random state now. A folder
-        that cannot be written is a warning: the training stands, it is not kept."""
+        """Keep ``model``'s trained weights, ``result`` and torch's random state now, then
+        bring the cache within its cap (`evict`, given ``max_bytes``). A folder that cannot be
+        written is a warning: the training stands, it is not kept."""
         kept = {
             "key": self.key,
             "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -207,5 +214,7 @@ class TrainedEntry:
         try:
             make_folder(self.path.parent)
             atomic_write(self.path, lambda tmp: _save(kept, tmp))
+            if self.max_bytes is not None:
+                evict(self.path.parent.parent, self.max_bytes)
         except (OSError, StorageError) as exc:
             warnings.warn(f"the training is not kept ({exc})", stacklevel=3)

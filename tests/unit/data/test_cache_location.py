@@ -163,6 +163,25 @@ def test_evict_removes_what_killed_writers_left_once_it_is_old(tmp_path):
     assert sorted(evict(tmp_path, 0)) == sorted(orphans)
 
 
+def test_evict_takes_a_killed_trainings_leftover_and_nothing_else_of_the_trained_folder(
+    tmp_path,
+):
+    dead = next(pid for pid in range(99999, 1, -1) if not pid_alive(pid))
+    trained = tmp_path / cache_module.TRAINED_FOLDER
+    trained.mkdir()
+    key = "e" * 64
+    leftover = trained / f"{key}.pt.{dead}.tmp"  # emg_lens._io.atomic_write's, writer killed
+    live = trained / f"{'f' * 64}.pt.{os.getpid()}.tmp"  # being written now
+    mine = [trained / "notes.pt", trained / f"notes.pt.{dead}.tmp"]  # not the cache's names
+    for path in (leftover, live, *mine):
+        path.write_bytes(b"x")
+        stale = time.time() - cache_module.ORPHAN_AGE_S - 10
+        os.utime(path, (stale, stale))
+    assert evict(tmp_path, 10**9) == [leftover]
+    assert sorted(p.name for p in trained.iterdir()) == sorted(p.name for p in (live, *mine))
+    assert sorted(evict(tmp_path, 0)) == []  # none of them is an entry to evict
+
+
 def _share_a_cache(folder: str, seed: int, rounds: int, cap: int, errors) -> None:
     """One of two processes writing, reading and evicting in one small cache folder."""
     rng = np.random.default_rng(seed)

@@ -5,12 +5,17 @@ never a wrong model."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from emg_lens import EncoderConfig
+from emg_lens.data.cache import write_entry
+from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import cross_modal
+from emg_lens.errors import ArgumentError
 from emg_lens.hooks import compile_edges
 from emg_lens.models import IsoNet
 from emg_lens.train import TrainConfig, fit
@@ -168,3 +173,29 @@ def test_a_model_class_of_a_file_is_kept_under_that_files_content(cache, tmp_pat
     fit(my_models.Mine(cfg), X, y, RECIPE, reuse=True, report=said.append)
     assert sum("done before" in line for line in said) == 1  # trained again
     assert len(list(cache.glob("*.pt"))) == 2
+
+
+def test_kept_trainings_count_in_the_cache_cap_least_recently_used_first(cache, monkeypatch):
+    """One cap for the cache's folder: preprocessed subjects and kept trainings leave it in
+    the order of their last use, and reading a training is a use."""
+    X, y = _windows()
+    subject = cache.parent / f"synthetic_s1_{'0' * 20}"
+    write_entry(subject, "key", SubjectData.from_windows({"emg": 6}, (X, y), (X, y), subject=1))
+    for seed in (0, 1):
+        _train(X, y, seed=seed)
+    first, second = sorted(cache.glob("*.pt"), key=lambda p: p.stat().st_mtime_ns)
+    for path, last_used in ((first, 100), (subject.with_suffix(".json"), 200), (second, 300)):
+        os.utime(path, (last_used, last_used))
+    _, _, said, _ = _train(X, y, seed=0)  # reads the first training: now the most recent use
+    assert any("done before" in line for line in said)
+    size = first.stat().st_size
+    monkeypatch.setenv("EMG_LENS_CACHE_MAX_GB", str(2.5 * size / 1e9))  # room for two trainings
+    _train(X, y, seed=2)  # a third, kept, then the cache brought within the cap
+    assert first.is_file() and not second.exists() and not subject.with_suffix(".json").exists()
+    assert len(list(cache.glob("*.pt"))) == 2
+
+
+def test_a_bad_cache_cap_is_named_before_the_training(cache, monkeypatch):
+    monkeypatch.setenv("EMG_LENS_CACHE_MAX_GB", "lots")
+    with pytest.raises(ArgumentError, match=r"\$EMG_LENS_CACHE_MAX_GB must be a size in GB"):
+        _train(*_windows())
