@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -39,6 +40,18 @@ def pytest_collection_modifyitems(config, items):
     group then runs backwards) and pytest-random-order (``--random-order-seed=N``) shuffles
     after it: the suite passes in any order."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_collection_finish(session):
+    """What collection imported and built (torch, TransformerLens, braindecode, the model
+    tables: some 430,000 objects) lives for the whole run, so the cyclic garbage collector is
+    told to leave it be (`gc.freeze`). Otherwise every full collection walks all of it: 0.2 s
+    each, and tests/unit/models, edges, stats and bad inputs, run in one process, spent 40 s of
+    130 in them (with the freeze: 14 s of 105; measured with `gc.callbacks`). Objects made
+    after this are collected as always; the frozen ones are still freed when nothing refers to
+    them."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session", autouse=True)
