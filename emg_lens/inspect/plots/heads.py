@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import matplotlib.pyplot as plt
@@ -31,12 +32,14 @@ def _head_grid(
     labels: tuple[list[str], list[str], str, str],
     cell: tuple[float, float, float],
     draw: Callable[[plt.Axes, np.ndarray], object],
+    tick_step: int = 1,
 ) -> tuple[plt.Figure, np.ndarray, object]:
     """One heatmap per (layer, head) of ``table``: ``value`` with rows ``row`` and columns
     ``column`` (``axes_value``) in ``order`` (rows, columns), labelled ``labels`` (the rows'
-    and the columns' ticks, then the two axes' names), each panel ``cell`` (width, height, and
-    the figure's extra width) in size, drawn by ``draw(ax, grid)``. Returns the figure, its
-    axes and the last image drawn (for a colour bar)."""
+    and the columns' ticks, then the two axes' names; every ``tick_step``-th tick, where cells
+    are too small for each to have its own), each panel ``cell`` (width, height, and the
+    figure's extra width) in size, drawn by ``draw(ax, grid)``. Returns the figure, its axes
+    and the last image drawn (for a colour bar)."""
     row, column, value = axes_value
     rows, columns = order
     layers, heads = sorted(table["layer"].unique()), sorted(table["head"].unique())
@@ -56,8 +59,9 @@ def _head_grid(
             part = table[(table["layer"] == layer) & (table["head"] == head)]
             grid = part.pivot(index=row, columns=column, values=value)
             im = draw(ax, grid.reindex(index=rows, columns=columns).to_numpy(dtype=float))
-            ax.set_xticks(range(len(columns)), labels[1], rotation=90, fontsize=7)
-            ax.set_yticks(range(len(rows)), labels[0], fontsize=7)
+            ax.set_xticks(range(0, len(columns), tick_step), labels[1][::tick_step], rotation=90)
+            ax.set_yticks(range(0, len(rows), tick_step), labels[0][::tick_step])
+            ax.tick_params(labelsize=7)
             if i == 0:
                 ax.set_title(f"head {head}", fontsize=9)
             if j == 0:
@@ -136,6 +140,23 @@ def plot_ov_circuit(table: pd.DataFrame) -> plt.Figure:
     return _circuit_grid(table, "plot_ov_circuit", *_OV)
 
 
+# A weight circuit's cells: 0.3 in square, smaller where the grid of every (layer, head) panel
+# would be wider or taller than a screen (DB2's 49 channels x 49 gestures in four heads made a
+# 65-inch figure), never below a few pixels; a tick label needs TICK_LABEL_IN (7 pt text).
+CIRCUIT_CELL_IN, MIN_CELL_IN, MAX_FIGURE_IN, TICK_LABEL_IN = 0.3, 0.04, 16.0, 0.12
+
+
+def _circuit_cell(n_rows: int, n_columns: int, n_layers: int, n_heads: int) -> float:
+    """The side in inches of a circuit grid's square cell (see `CIRCUIT_CELL_IN`).
+
+    >>> _circuit_cell(7, 7, 2, 4), _circuit_cell(49, 49, 2, 4) < 0.06
+    (0.3, True)
+    """
+    wide = ((MAX_FIGURE_IN - 1.8) / n_heads - 1.0) / n_columns
+    tall = ((MAX_FIGURE_IN - 1.2) / n_layers - 1.0) / n_rows
+    return max(MIN_CELL_IN, min(CIRCUIT_CELL_IN, wide, tall))
+
+
 # The weight circuits' tables: their (row, column, value) columns, the colour bar and the title.
 _QK = (
     ("query", "key", "score"),
@@ -166,13 +187,15 @@ def _circuit_grid(
             annotate_cells(ax, [[f"{v:.2f}" for v in r] for r in grid], dark_cells(grid, lim), 6)
         return im
 
+    side = _circuit_cell(len(rows), len(columns), table["layer"].nunique(), table["head"].nunique())
     fig, axes, im = _head_grid(
         table,
         axes_value,
         (rows, columns),
         ([str(r) for r in rows], [str(c) for c in columns], row, column),
-        (0.3 * len(columns) + 1.0, 0.3 * len(rows) + 1.0, 1.8),
+        (side * len(columns) + 1.0, side * len(rows) + 1.0, 1.8),
         draw,
+        tick_step=math.ceil(TICK_LABEL_IN / side),
     )
     fig.colorbar(im, ax=axes, shrink=0.6, label=label)
     fig.suptitle(title, fontsize=10)

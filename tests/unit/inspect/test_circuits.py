@@ -257,6 +257,25 @@ def test_figures_draw_one_panel_per_head_and_refuse_other_tables():
     plt.close("all")
 
 
+def test_a_circuit_of_many_channels_and_classes_stays_a_figure_one_can_look_at():
+    """DB2's 49 channels and 49 gestures in 2 layers x 4 heads drew a 65 x 33 inch figure:
+    now the cells shrink to fit 16 inches, every cell still drawn, every third tick labelled."""
+    cfg = EncoderConfig.preset("tiny", seed=0, modalities={"emg": 12, "acc": 36}, n_classes=49)
+    model = IsoNet(cfg)
+    for fig, n in (
+        (plot_ov_circuit(pd.concat([ov_circuit(model, layer) for layer in range(2)])), 49),
+        (plot_qk_circuit(pd.concat([qk_circuit(model, layer) for layer in range(2)])), 49),
+    ):
+        assert max(fig.get_size_inches()) <= 16
+        panels = [ax for ax in fig.axes if ax.get_images()]
+        assert len(panels) == 8 and all(
+            ax.get_images()[0].get_array().shape[1] == n for ax in panels
+        )
+        rows = [t.get_text() for t in panels[0].get_yticklabels()]
+        assert rows == ["cls", *(f"ch{i}" for i in range(2, 48, 3))]  # tokens 0, 3, 6, ...
+    plt.close("all")
+
+
 @pytest.mark.slow
 def test_the_inspection_report_writes_the_circuits_beside_the_attention_flow(tmp_path):
     model = _isonet()
