@@ -249,9 +249,9 @@ def class_deltas(
     chosen = _chosen_conditions(result.summary, conditions, top)
     base = per_class[per_class["intervention"] == "baseline"].set_index(["subject", "class"])
     classes = sorted(per_class["class"].unique())
+    bars = 0.35 * len(classes) * max(len(chosen), 1)  # inches: narrower past MAX_WIDTH_IN
     fig, ax = plt.subplots(
-        figsize=(max(5.0, 0.35 * len(classes) * max(len(chosen), 1) + 2), 3.8),
-        layout="constrained",
+        figsize=(min(MAX_WIDTH_IN, max(5.0, bars + 2)), 3.8), layout="constrained"
     )
     for k, (group, members) in enumerate(result.marked_classes.items()):
         for c in members:  # one shaded band per marked class, one legend entry per group
@@ -291,3 +291,4 @@ def class_deltas(
 
 
 MARK_COLORS = ("#fde8c8", "#d9ecd0", "#e3dcf0")  # pale bands behind marked classes
+MAX_WIDTH_IN = 20.0  # DB2's 49 gestures x 3 conditions drew a 53-inch figure

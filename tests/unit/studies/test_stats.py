@@ -621,6 +621,27 @@ def test_class_delta_figure_draws_the_chosen_conditions():
         class_deltas(result, ["nope"])
 
 
+def test_the_class_delta_figure_of_many_classes_stays_a_page_wide():
+    """DB2's 49 gestures under 3 conditions drew a 53-inch figure; it is 20 at most, every
+    bar drawn."""
+    import matplotlib.pyplot as plt
+
+    from emg_lens.studies import StudyResult, StudySpec
+    from emg_lens.studies.ablation.plots import class_deltas
+
+    table = _per_subject()
+    masked = table["intervention"] != "baseline"
+    table["class_correct"] = [[9] * 48 + [2 if m else 8] for m in masked]
+    table["class_total"] = [[10] * 49] * len(table)
+    spec = StudySpec.from_dict(
+        {"name": "t", "models": "x", "interventions": [{"name": "uni", "edges": "unimodal"}]}
+    )
+    fig = class_deltas(StudyResult.from_table(spec, table), top=3)
+    assert fig.get_size_inches()[0] == 20.0
+    assert len(fig.axes[0].get_xticklabels()) == 49
+    plt.close(fig)
+
+
 def test_tables_name_the_layer_set_of_multi_layer_conditions_and_the_correction(monkeypatch):
     from emg_lens.studies import StudyResult, StudySpec
 
