@@ -44,6 +44,7 @@ same data as a data source, for checkpoints and study files.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -462,9 +463,18 @@ def _band_noise(
 ) -> np.ndarray:
     """Unit-std noise band-limited to ``band`` Hz: an oscillatory burst with a drifting phase
     and amplitude, as EEG rhythms have."""
-    sos = sps.butter(4, band, btype="bandpass", fs=fs, output="sos")
+    sos = _bandpass(tuple(band), fs)
     x = sps.sosfiltfilt(sos, rng.standard_normal(n + round(fs)))[round(fs) // 2 :][:n]
     return x / x.std()
+
+
+@functools.lru_cache(maxsize=256)
+def _bandpass(band: tuple[float, float], fs: float) -> np.ndarray:
+    """The 4th-order Butterworth band-pass of ``band`` Hz as second-order sections, designed
+    once per band: a subject's hundreds of bursts share a few bands, and designing the filter
+    each time was a third of the generation. Shared between calls: read it, never write it
+    (scipy's filters take a writable array, so it is not marked read-only)."""
+    return sps.butter(4, band, btype="bandpass", fs=fs, output="sos")
 
 
 # ----------------------------------------------------------------------------- data source
