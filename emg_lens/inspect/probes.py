@@ -46,6 +46,7 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 
+from emg_lens._blas import one_blas_thread
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.edges import EdgeSet, parse
@@ -360,34 +361,51 @@ def _cross_validate(features: np.ndarray, targets: Sequence[np.ndarray], splits,
 
     The L2-regularised logistic loss has one minimum, so where a fold's probe starts does not
     change where it ends (to ``TOL``): each target's probe starts from the previous fold's
-    solution (``warm_start``), which takes a fraction of the iterations of a cold start."""
+    solution (``warm_start``), which takes a fraction of the iterations of a cold start. The
+    fits are small: on one BLAS thread (`emg_lens._blas`)."""
+    scores = np.zeros((len(splits), len(targets)))
+    warm: dict[tuple, Any] = {}  # (target, its classes in the fold) -> probe
+    with one_blas_thread():
+        for i, (train, test) in enumerate(splits):
+            scores[i] = _fold_scores(features, targets, train, test, regression, warm)
+    return scores.mean(0)
+
+
+def _fold_scores(
+    features: np.ndarray,
+    targets: Sequence[np.ndarray],
+    train: np.ndarray,
+    test: np.ndarray,
+    regression: bool,
+    warm: dict[tuple, Any],
+) -> list[float]:
+    """Each target's probe fitted on the ``train`` windows and scored on the ``test`` ones
+    (a logistic regression starts from ``warm``'s probe of the same target and classes)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import r2_score
 
-    scores = np.zeros((len(splits), len(targets)))
-    warm: dict[tuple, LogisticRegression] = {}  # (target, its classes in the fold) -> probe
-    for i, (train, test) in enumerate(splits):
-        mean, std = features[train].mean(0), features[train].std(0) + 1e-6
-        fit_x, test_x = (features[train] - mean) / std, (features[test] - mean) / std
-        for j, target in enumerate(targets):
-            if regression:
-                pred = Ridge(alpha=1.0).fit(fit_x, target[train]).predict(test_x)
-                scores[i, j] = r2_score(target[test], pred)
-                continue
-            seen = np.unique(target[train])
-            if len(seen) == 1:  # a control's folds may hold one label: that is its prediction
-                scores[i, j] = float((target[test] == seen[0]).mean())
-                continue
-            key = (j, *seen.tolist())
-            probe = warm.setdefault(
-                key, LogisticRegression(C=1.0, tol=TOL, max_iter=MAX_ITER, warm_start=True)
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)  # the score is what counts
-                probe.fit(fit_x, target[train])
-            scores[i, j] = float((probe.predict(test_x) == target[test]).mean())
-    return scores.mean(0)
+    mean, std = features[train].mean(0), features[train].std(0) + 1e-6
+    fit_x, test_x = (features[train] - mean) / std, (features[test] - mean) / std
+    scores = []
+    for j, target in enumerate(targets):
+        if regression:
+            pred = Ridge(alpha=1.0).fit(fit_x, target[train]).predict(test_x)
+            scores.append(r2_score(target[test], pred))
+            continue
+        seen = np.unique(target[train])
+        if len(seen) == 1:  # a control's folds may hold one label: that is its prediction
+            scores.append(float((target[test] == seen[0]).mean()))
+            continue
+        probe = warm.setdefault(
+            (j, *seen.tolist()),
+            LogisticRegression(C=1.0, tol=TOL, max_iter=MAX_ITER, warm_start=True),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the score is what counts
+            probe.fit(fit_x, target[train])
+        scores.append(float((probe.predict(test_x) == target[test]).mean()))
+    return scores
 
 
 def probe_tokens(

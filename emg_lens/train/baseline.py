@@ -57,6 +57,7 @@ from typing import Any, Protocol
 import numpy as np
 from jaxtyping import Float
 
+from emg_lens._blas import one_blas_thread
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
@@ -267,7 +268,8 @@ def fit_baseline(
         model = LogisticRegression(C=LOGISTIC_C, max_iter=1000)
     else:
         model = Ridge(alpha=RIDGE_ALPHA)
-    return make_pipeline(StandardScaler(), model).fit(features, y)
+    with one_blas_thread():  # small matrices: BLAS threads cost more than they share
+        return make_pipeline(StandardScaler(), model).fit(features, y)
 
 
 def feature_baseline(data: Split | SubjectData) -> BaselineScore:
