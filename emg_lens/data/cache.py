@@ -289,14 +289,20 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
 
 def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
     """Every complete entry of the cache in ``folder``: a preprocessed subject (its JSON, then
-    its arrays) or a kept training (one file), with its last use, name and size in bytes."""
+    its arrays) or a kept training (one file), with its last use (its first file's time), name
+    and size in bytes."""
+    subjects = [
+        (info, info.with_suffix(".npz"))
+        for info in folder.glob("*.json")
+        if _ENTRY_STEM.fullmatch(info.stem)
+    ]
+    trainings = [
+        (kept,)
+        for kept in (folder / TRAINED_FOLDER).glob("*.pt")
+        if _TRAINED_NAME.fullmatch(kept.name)
+    ]
     found = []
-    candidates = [(info, info.with_suffix(".npz")) for info in folder.glob("*.json")]
-    candidates += [(kept,) for kept in (folder / TRAINED_FOLDER).glob("*.pt")]
-    for paths in candidates:
-        named = _ENTRY_STEM if len(paths) == 2 else _TRAINED_NAME
-        if not named.fullmatch(paths[0].stem if len(paths) == 2 else paths[0].name):
-            continue
+    for paths in subjects + trainings:
         try:
             st = paths[0].stat()
             size = st.st_size + sum(p.stat().st_size for p in paths[1:] if p.exists())
