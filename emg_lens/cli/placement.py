@@ -1,9 +1,11 @@
 """The placement check as ``emg-lens train`` and ``emg-lens evaluate`` run it
 (`emg_lens.data.placement`): for each subject of a data source whose channels lie on a ring,
-a grid or the scalp, the best symmetry of each held-out repetition, printed when it is not the
-identity and summed up under the table; ``--realign`` puts the held-out raw channels back by
-it before preprocessing. What was found (and whether it was applied) goes in each subject's
-``meta["placement_check"]``, which training stores in the checkpoint's metadata.
+a grid or the scalp, each held-out repetition's decision ("moved", "no move", "cannot tell")
+with its evidence, printed when it is not "no move" and summed up under the table;
+``--realign`` puts the held-out raw channels back before preprocessing where, and only where,
+a move is named, and says for each other repetition why it did not. What was found, and what
+was done or refused, goes in each subject's ``meta["placement_check"]``, which training stores
+in the checkpoint's metadata.
 
 The parser part imports only the standard library, as every parser does (`emg_lens.cli.common`).
 """
@@ -22,9 +24,11 @@ def add_realign_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--realign",
         action="store_true",
-        help="put each held-out repetition's raw channels back by the placement check's best "
-        "map (a ring turned or mirrored, a grid flipped, the scalp's sides swapped) before "
-        "preprocessing; recorded with the results. Needs data placed on a ring, grid or scalp",
+        help="put each held-out repetition the placement check names moved (a ring turned or "
+        "mirrored, a grid flipped, the scalp's sides swapped; named only on evidence: a "
+        "permutation test over trials) back by its map before preprocessing; a repetition it "
+        "does not name moved is left as recorded, and why is said. Recorded with the results. "
+        "Needs data placed on a ring, grid or scalp",
     )
 
 
@@ -36,9 +40,11 @@ def check_placements(
 ) -> list[Any]:
     """Each subject's placement check against the data source's placement (none when it has
     no ring, grid or scalp: nothing is printed, unless ``realign`` asks for one, an
-    `ArgumentError`), a line for each held-out repetition whose best map is not the identity;
-    the subjects back, each realigned when ``realign``, with ``meta["placement_check"]``. A
-    check that cannot run (a flat channel) is said and skipped, unless ``realign`` needs it.
+    `ArgumentError`), a line for each held-out repetition named moved or that the check cannot
+    tell; the subjects back, each realigned where a move is named when ``realign``, with
+    ``meta["placement_check"]``: the checks, each with the ``action`` taken, ``realign`` (asked)
+    and ``realigned`` (done). A check that cannot run (a repetition without samples) is said
+    and skipped, unless ``realign`` needs it.
     """
     from emg_lens.data.placement import (
         NO_PLACEMENT,
@@ -67,63 +73,70 @@ def check_placements(
             out.append(data)
             continue
         for check in checks:
-            if check.moved:
-                report(
-                    f"subject {data.subject}: moved? {check.describe()}: of the placement's "
-                    f"{len(check.scores)} maps this one fits the training repetitions' channel "
-                    "correlations best; "
-                    + ("realigning the raw channels before preprocessing" if realign else
-                       "--realign puts the raw channels back by it")
-                )  # fmt: skip
+            line = _action(check, realign)
+            if check.decision != "no move":
+                report(f"subject {data.subject}: placement {check.describe()} -> {line}")
         if realign:
             data = realign_subject(data, checks, source)
         else:
-            data.meta["placement_check"] = {
-                "checks": [c.to_dict() for c in checks],
-                "realigned": False,
-            }
+            data.meta["placement_check"] = {"checks": [c.to_dict() for c in checks],
+                                            "realign": False, "realigned": False}  # fmt: skip
+        for check, record in zip(checks, data.meta["placement_check"]["checks"]):
+            record["action"] = _action(check, realign)
         out.append(data)
     return out
+
+
+def _action(check: Any, realign: bool) -> str:
+    """What was done with a checked repetition, in words (recorded as ``action``)."""
+    if check.moved:
+        return ("realigned before preprocessing" if realign else "not realigned "
+                "(--realign puts the raw channels back by it)")  # fmt: skip
+    if not realign:
+        return "left as recorded"
+    return f"left as recorded: --realign acts only on a named move ({check.decision})"
 
 
 def placement_summary(
     records: dict[int, dict | None], trained: dict[int, dict | None] | None = None
 ) -> list[str]:
     """The summary lines of the subjects' placement checks (``{subject: meta
-    ["placement_check"]}``; None: not checked): one per held-out repetition that moved, or one
-    saying every one kept its placement; with ``trained`` (what each checkpoint recorded), a
-    line for each subject trained realigned and scored here as recorded, or the other way round.
+    ["placement_check"]}``; None: not checked): one per held-out repetition named moved or that
+    the check cannot tell (its evidence and what was done), one saying the others keep their
+    placement; with ``trained`` (what each checkpoint recorded), a line for each subject
+    trained realigned and scored here as recorded, or the other way round.
 
-    >>> moved = {"moved": True, "score": 0.71, "description": "emg, held-out repetition 4 "
-    ...          "('3'): mirror k → (8 − k) mod 8 (r 0.71; identity 0.38)"}
-    >>> still = {"moved": False, "score": 0.95, "description": "..."}
+    >>> moved = {"decision": "moved", "score": 0.71, "action": "realigned before "
+    ...          "preprocessing", "description": "emg, held-out repetition 4 ('3'): moved: "
+    ...          "mirror k → (8 − k) mod 8 (r 0.71 against the identity's 0.38)"}
+    >>> still = {"decision": "no move", "score": 0.95, "description": "..."}
     >>> placement_summary({1: {"checks": [moved], "realigned": True}})
     ... # doctest: +NORMALIZE_WHITESPACE
-    ["placement check: subject 1, emg, held-out repetition 4 ('3'): mirror k → (8 − k) mod 8
-      (r 0.71; identity 0.38), realigned before preprocessing"]
+    ["placement check: subject 1, emg, held-out repetition 4 ('3'): moved: mirror k → (8 − k)
+      mod 8 (r 0.71 against the identity's 0.38) -> realigned before preprocessing"]
     >>> placement_summary({1: {"checks": [still], "realigned": False}})
-    ['placement check: every held-out repetition keeps the training placement (identity, r 0.95)']
+    ['placement check: every held-out repetition keeps the training placement (no move, r 0.95)']
     """
     lines, kept = [], []
     for subject, record in records.items():
         if record and "error" in record:
             lines.append(f"placement check: subject {subject}: not run ({record['error']})")
         for check in (record or {}).get("checks", []):
-            if not check["moved"]:
+            decision = check.get("decision", "moved" if check.get("moved") else "no move")
+            if decision == "no move":
                 kept.append(check["score"])
                 continue
-            lines.append(
-                f"placement check: subject {subject}, {check['description']}, "
-                + ("realigned before preprocessing" if record["realigned"] else "not realigned "
-                   "(--realign puts the raw channels back by it)")
-            )  # fmt: skip
+            action = check.get("action") or (
+                "realigned before preprocessing" if record.get("realigned") else "left as recorded"
+            )
+            lines.append(f"placement check: subject {subject}, {check['description']} -> {action}")
     if kept:
         span = f"{min(kept):.2f}" + ("" if max(kept) == min(kept) else f"–{max(kept):.2f}")
         lines.append(
             "placement check: "
             + (f"{len(kept)} other held-out repetitions keep" if lines else "every held-out "
                "repetition keeps")
-            + f" the training placement (identity, r {span})"
+            + f" the training placement (no move, r {span})"
         )  # fmt: skip
     for subject, record in (trained or {}).items():
         was = bool(record and record.get("realigned"))

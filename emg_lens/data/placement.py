@@ -13,8 +13,14 @@ held-out repetition (a session counts as its repetitions, `emg_lens.data.formats
 2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`: a ring's
    rotations and mirrors, a grid's flips and transposes, the scalp's left–right mirror), the
    held-out matrix put back by it, ``H[moved_to][:, moved_to]``, against the training one: the
-   Pearson correlation of their entries above the diagonal;
-3. the best map (the identity where it ties), its score and the identity's (`PlacementCheck`).
+   Pearson correlation of their entries above the diagonal (dead or flat channels left out,
+   and named);
+3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when a
+   permutation test over trials says the held-out repetition is placed differently from the
+   training ones (``p < 0.05``), the training repetitions checked against each other tell the
+   placement's maps apart, and the runner-up map is rejected; otherwise the check says "no
+   move" or "cannot tell", and why (`PlacementCheck`: ``decision``, ``reason``). Only a named
+   move is realigned.
 
 Raw, not preprocessed: a `SubjectData`'s windows are filtered and standardised per channel on
 the training repetitions, so a channel that moved carries another electrode's scale. The check
@@ -24,8 +30,9 @@ back *before* preprocessing, so each channel's scale travels with its electrode.
 
 LibEMG's Myo set (`tests/data/libemg_myo`): repetition R_3 was recorded with the armband
 mirrored, electrode k's pattern on electrode 8 − k; trained on R_0–R_2 the check names
-"mirror k → (8 − k) mod 8" (r 0.71; the best rotation 0.44, the identity 0.37), and each of
-R_0–R_2 against the other two the identity (r 0.95–0.99).
+"mirror k → (8 − k) mod 8" a move (r 0.71; the best rotation 0.44, the identity 0.38;
+permutation p ≈ 0.025, the runner-up rejected at p ≈ 0.04), and each of R_0–R_2 against the
+other two keeps the identity (r 0.95–0.99).
 
 >>> import numpy as np
 >>> from emg_lens.data.recording import Recording
@@ -38,8 +45,8 @@ R_0–R_2 against the other two the identity (r 0.95–0.99).
 >>> x[repetition == 3] = np.roll(x[repetition == 3], 2, axis=1)  # worn turned by 2
 >>> rec = Recording(1, {"emg": x}, 100.0, np.tile(np.repeat([1, 2, 3, 4], 400), 3), repetition)
 >>> (check,) = check_recording(rec, {"emg": Montage((ring("band", 6),))}, (1, 2), (3,))
->>> check.best.name, round(check.score, 2), check.moved
-('rotation by 2', 0.98, True)
+>>> check.best.name, round(check.score, 2), check.decision
+('rotation by 2', 0.98, 'moved')
 >>> back = realign_recording(rec, [check]).signals["emg"]
 >>> bool(np.array_equal(back[repetition == 3], np.roll(x[repetition == 3], -2, axis=1)))
 True
@@ -53,9 +60,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from jaxtyping import Float
 
 from emg_lens.data.datasets import load_recording, montages_of, preprocess_spec
+from emg_lens.data.placement_evidence import TrialSums, check_signal, weigh
 from emg_lens.data.preprocess import SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError
@@ -63,21 +70,19 @@ from emg_lens.geometry import Montage
 from emg_lens.geometry.symmetry import ChannelMap, montage_maps
 
 __all__ = [
+    "DECISIONS",
     "PlacementCheck",
-    "channel_correlation",
     "check_recording",
     "check_subject",
     "has_placement",
     "placements_of",
     "realign_recording",
     "realign_subject",
-    "score_maps",
 ]
 
 ALL_CHANNELS = "all channels"
 """The modality a check over a `SubjectData`'s own windows names: every channel of them."""
 
-_TIE = 1e-12  # a map scoring within this of the identity does not displace it
 
 NO_PLACEMENT = (
     "a placement check needs the channels' placement on the body with a symmetry: a ring "
@@ -90,11 +95,16 @@ NO_PLACEMENT = (
 
 @dataclass(frozen=True)
 class PlacementCheck:
-    """The placement check of one held-out repetition of one modality: the ``best`` map of the
-    placement's symmetries and its ``score``, the identity's (``identity_score``), the
+    """The placement check of one held-out repetition of one modality: the ``best``-scoring map
+    of the placement's symmetries and its ``score``, the identity's (``identity_score``), the
     repetition's number (``repetition``, 1-based as the data numbers it) and its name as the
-    data gives it (``label``: LibEMG's ``"3"`` for R_3), and every map's score (``scores``,
-    in `montage_maps` order)."""
+    data gives it (``label``: LibEMG's ``"3"`` for R_3), every map's score (``scores``, in
+    `montage_maps` order), and the evidence (`emg_lens.data.placement_evidence`): the
+    ``decision`` (``"moved"``, ``"no move"`` or ``"cannot tell"``) and its ``reason``, the
+    permutation test's ``p`` and the runner-up map's (``runner_up``, ``p_runner_up``), the
+    training repetitions' identity scores against each other (``null_identity``: the spread of
+    repetitions that did not move) and the ``dead_channels`` left out (0-based index -> why).
+    Only a ``"moved"`` repetition is realigned."""
 
     modality: str
     repetition: int
@@ -103,119 +113,90 @@ class PlacementCheck:
     score: float
     identity_score: float
     scores: tuple[tuple[str, float], ...]
+    decision: str = "no move"
+    reason: str = ""
+    p: float = float("nan")
+    runner_up: str = ""
+    p_runner_up: float = float("nan")
+    null_identity: tuple[float, ...] = ()
+    dead_channels: tuple[tuple[int, str], ...] = ()
 
     @property
     def moved(self) -> bool:
-        """Whether the best map is not the identity."""
-        return not self.best.is_identity
+        """Whether the evidence names a move (`DECISIONS`): what ``--realign`` acts on."""
+        return self.decision == "moved"
 
     def describe(self) -> str:
-        """One line: which repetition, the best map, both scores.
+        """One line: which repetition, the decision and why.
 
         >>> from emg_lens.geometry.symmetry import ChannelMap
         >>> PlacementCheck("emg", 4, "3", ChannelMap("rotation by 1", (1, 2, 0)), 0.9, 0.2,
-        ...                ()).describe()
-        "emg, held-out repetition 4 ('3'): rotation by 1 (r 0.90; identity 0.20)"
+        ...                (), "moved", "rotation by 1 (r 0.90; identity 0.20)").describe()
+        "emg, held-out repetition 4 ('3'): moved: rotation by 1 (r 0.90; identity 0.20)"
         """
         label = "" if self.label == str(self.repetition) else f" ({self.label!r})"
-        scores = f"r {self.score:.2f}"
-        if self.moved:
-            scores += f"; identity {self.identity_score:.2f}"
         where = f"{self.modality}, held-out repetition {self.repetition}{label}"
-        return f"{where}: {self.best.name} ({scores})"
+        return f"{where}: {self.decision}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: what a checkpoint's metadata and a summary record."""
+        """JSON-able: what a checkpoint's metadata and a summary record (NaN as None)."""
+
+        def number(x: float) -> float | None:
+            return None if not np.isfinite(x) else float(x)
+
         return {
             "modality": self.modality,
             "repetition": self.repetition,
             "label": self.label,
             "best": self.best.name,
             "moved_to": list(self.best.moved_to),
-            "score": self.score,
-            "identity_score": self.identity_score,
+            "score": number(self.score),
+            "identity_score": number(self.identity_score),
             "moved": self.moved,
+            "decision": self.decision,
+            "reason": self.reason,
+            "p": number(self.p),
+            "runner_up": self.runner_up,
+            "p_runner_up": number(self.p_runner_up),
+            "null_identity": [number(x) for x in self.null_identity],
+            "dead_channels": [{"channel": c + 1, "why": why} for c, why in self.dead_channels],
             "description": self.describe(),
         }
 
 
-# ----------------------------------------------------------------------------- the score
-
-
-def channel_correlation(x: Float[np.ndarray, "time channel"]) -> np.ndarray:
-    """The channels' correlation matrix over time of the rectified signals ``|x − mean|``;
-    a flat channel (no variation of its rectified signal) is a `DataFormatError` naming it.
-
-    >>> x = np.array([[1.0, -2.0, 0.0], [-3.0, 6.0, 1.0], [1.0, -2.0, 0.0], [1.0, -2.0, 4.0]])
-    >>> channel_correlation(x).round(2)[0].tolist()
-    [1.0, 1.0, -0.73]
-    """
-    x = np.asarray(x, dtype=np.float64)
-    rectified = np.abs(x - x.mean(axis=0))
-    spread = rectified.std(axis=0)
-    flat = np.flatnonzero(~(spread > 0))
-    if len(flat) or len(x) < 3:
-        raise DataFormatError(
-            f"channels {[int(c) for c in flat]} do not vary in {len(x)} samples: the placement "
-            "check correlates channels, so each needs a signal (at least 3 samples)"
-        )
-    return np.corrcoef(rectified.T)
-
-
-def score_maps(
-    train: Float[np.ndarray, "channel channel"],
-    held: Float[np.ndarray, "channel channel"],
-    maps: Sequence[ChannelMap],
-) -> np.ndarray:
-    """Each map's score: the held-out correlation matrix put back by it
-    (``held[moved_to][:, moved_to]``) against the training one, Pearson over the entries
-    above the diagonal.
-
-    >>> from emg_lens.geometry.symmetry import ChannelMap
-    >>> train = np.array([[1.0, 0.9, 0.1], [0.9, 1.0, 0.4], [0.1, 0.4, 1.0]])
-    >>> held = train[[0, 2, 1]][:, [0, 2, 1]]  # recorded with electrodes 2 and 3 swapped
-    >>> maps = [ChannelMap("identity", (0, 1, 2)), ChannelMap("swap 2 and 3", (0, 2, 1))]
-    >>> score_maps(train, held, maps).round(3).tolist()
-    [-0.959, 1.0]
-    """
-    n = len(train)
-    upper = np.triu_indices(n, 1)
-    if n < 3 or np.ptp(train[upper]) == 0:
-        raise DataFormatError(
-            f"the training channels' correlations ({n} channels) are all alike: the placement "
-            "check needs at least 3 channels whose correlations differ"
-        )
-    scores = []
-    for channel_map in maps:
-        order = list(channel_map.moved_to)
-        scores.append(np.corrcoef(held[np.ix_(order, order)][upper], train[upper])[0, 1])
-    scores = np.asarray(scores)
-    if not np.isfinite(scores).all():
-        raise DataFormatError("a held-out repetition's channel correlations are all alike")
-    return scores
+DECISIONS = ("moved", "no move", "cannot tell")
+"""What the check concludes of a held-out repetition (`emg_lens.data.placement_evidence`)."""
 
 
 def _check(
-    train: list[np.ndarray],
-    held: np.ndarray,
+    repetitions: list[tuple[np.ndarray, np.ndarray]],
     maps: list[ChannelMap],
     modality: str,
     repetition: int,
     label: str,
 ) -> PlacementCheck:
-    reference = np.mean([channel_correlation(x) for x in train], axis=0)
-    scores = score_maps(reference, channel_correlation(held), maps)
-    best = int(np.argmax(scores))
-    if scores[best] - scores[0] <= _TIE:  # maps[0] is the identity
-        best = 0
+    """The check of the last of ``repetitions`` (``(raw signal, gesture per sample)``) against
+    the others, the training ones."""
+    evidence = weigh(
+        TrialSums.from_repetitions(repetitions), [m.moved_to for m in maps],
+        [m.name for m in maps],
+    )  # fmt: skip
+    scores = evidence.scores
     return PlacementCheck(
         modality=modality,
         repetition=int(repetition),
         label=label,
-        best=maps[best],
-        score=float(scores[best]),
+        best=maps[evidence.best],
+        score=float(scores[evidence.best]),
         identity_score=float(scores[0]),
         scores=tuple((m.name, float(s)) for m, s in zip(maps, scores)),
+        decision=evidence.decision,
+        reason=evidence.reason,
+        p=evidence.p,
+        runner_up="" if evidence.runner_up is None else maps[evidence.runner_up].name,
+        p_runner_up=evidence.p_runner_up,
+        null_identity=evidence.null_identity,
+        dead_channels=tuple(evidence.dead.items()),
     )
 
 
@@ -309,11 +290,22 @@ def check_recording(
             )
         x = recording.signals[modality]
         maps = _maps(montage, x.shape[1], f"{recording.source}: {modality!r}")
-        train = [x[repetitions[r]] for r in train_repetitions]
+
+        train = [_samples(recording, modality, repetitions[r], r) for r in train_repetitions]
         for r in test_repetitions:
-            label = labels.get(r, labels.get(str(r), r))
-            checks.append(_check(train, x[repetitions[r]], maps, modality, r, _label(label)))
+            label = _label(labels.get(r, labels.get(str(r), r)))
+            held = _samples(recording, modality, repetitions[r], r)
+            checks.append(_check([*train, held], maps, modality, r, label))
     return checks
+
+
+def _samples(
+    recording: Recording, modality: str, rows: np.ndarray, repetition: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A repetition's raw samples of one modality and their gestures."""
+    x = recording.signals[modality][rows]
+    check_signal(x, f"{recording.source}: {modality!r}, repetition {repetition}")
+    return x, recording.stimulus[rows]
 
 
 def _label(value: Any) -> str:
@@ -323,9 +315,10 @@ def _label(value: Any) -> str:
 
 
 def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) -> Recording:
-    """The recording with each checked repetition's channels put back by its best map (channel
-    j read from channel ``moved_to[j]``), in the raw signals, before any filter or scaling;
-    the other samples as they are. ``meta["realigned"]`` lists what was moved.
+    """The recording with each repetition the checks name moved (``decision`` ``"moved"``) put
+    back by its map (channel j read from channel ``moved_to[j]``), in the raw signals, before
+    any filter or scaling; every other sample as it is (a best map the evidence does not name a
+    move is never applied). ``meta["realigned"]`` lists what was moved.
     """
     signals = {name: x.copy() for name, x in recording.signals.items()}
     done = []
@@ -396,16 +389,26 @@ def check_subject(
         raise ArgumentError(f"subject {data.subject} has no placement (meta['placement']); "
                             f"{NO_PLACEMENT}")  # fmt: skip
     maps = _maps(montage, data.X_train.shape[1], f"subject {data.subject}'s windows")
-    train = [_joined(data.X_train[data.rep_train == r]) for r in np.unique(data.rep_train)]
-    return [
-        _check(train, _joined(data.X_test[data.rep_test == r]), maps, ALL_CHANNELS, r, str(r))
-        for r in np.unique(data.rep_test).tolist()
+    train = [
+        _joined(data.X_train, data.y_train, data.train_trials, data.rep_train == r)
+        for r in np.unique(data.rep_train)
     ]
+    checks = []
+    for r in np.unique(data.rep_test).tolist():
+        held = _joined(data.X_test, data.y_test, data.test_trials, data.rep_test == r)
+        checks.append(_check([*train, held], maps, ALL_CHANNELS, r, str(r)))
+    return checks
 
 
-def _joined(windows: np.ndarray) -> np.ndarray:
-    """Windows ``[n, channel, time]`` as one ``[n * time, channel]`` signal."""
-    return np.asarray(windows, dtype=np.float64).transpose(0, 2, 1).reshape(-1, windows.shape[1])
+def _joined(
+    X: np.ndarray, y: np.ndarray, trials: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The windows ``X[rows]`` (``[n, channel, time]``) as one ``[n * time, channel]``
+    signal, with each sample's class and trial."""
+    windows = np.asarray(X[rows], dtype=np.float64)
+    signal = windows.transpose(0, 2, 1).reshape(-1, windows.shape[1])
+    per_sample = windows.shape[2]
+    return signal, np.repeat(y[rows], per_sample), np.repeat(trials[rows], per_sample)
 
 
 def realign_subject(
@@ -413,15 +416,20 @@ def realign_subject(
     checks: Sequence[PlacementCheck],
     source: Mapping[str, Any] | None = None,
 ) -> SubjectData:
-    """The subject with its held-out channels put back by ``checks`` before preprocessing:
-    with ``source``, its recording read again, realigned (`realign_recording`) and prepared
+    """The subject with the held-out repetitions ``checks`` name moved put back before
+    preprocessing (the subject as it is where none is): with ``source``, its recording read
+    again, realigned (`realign_recording`) and prepared
     as the source says (`emg_lens.data.preprocess.prepare_subject`: the scaler fitted on the
     training repetitions then scales each put-back channel as its electrode's); without, the
     raw windows of a subject made from windows (`check_subject` says which) reordered.
-    ``meta["placement_check"]`` records the checks and that they were applied.
+    ``meta["placement_check"]`` records the checks, that realigning was asked (``realign``)
+    and whether anything was put back (``realigned``).
     """
-    record = {"checks": [c.to_dict() for c in checks], "realigned": True}
-    if source is not None:
+    moved = any(check.moved for check in checks)
+    record = {"checks": [c.to_dict() for c in checks], "realign": True, "realigned": moved}
+    if not moved:  # nothing named moved: the subject as it is
+        out = replace(data, meta=dict(data.meta))
+    elif source is not None:
         recording = realign_recording(load_recording(dict(source), data.subject), checks)
         out = prepare_subject(recording, preprocess_spec(source["preprocess"]))
         out.meta = json.loads(json.dumps(out.meta))  # as load_subject gives it

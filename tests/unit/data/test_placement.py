@@ -108,14 +108,17 @@ def test_a_ring_turned_or_mirrored_is_named_and_put_back_exactly():
         assert check.best.name == name and check.moved
         runner_up = sorted(score for _, score in check.scores)[-2]
         assert check.score > 0.9 and check.score > runner_up + 0.05, check.scores
-        assert name in check.describe() and f"identity {check.identity_score:.2f}" in (
-            check.describe()
-        )
+        assert f"moved: {name} (r {check.score:.2f}" in check.describe()
+        assert f"the identity's {check.identity_score:.2f}" in check.describe()
+        assert check.p < 0.05 and check.p_runner_up < 0.1 and check.runner_up not in (name, "")
         back = realign_recording(recording, [check])
         np.testing.assert_array_equal(back.signals["emg"], _ring_recording().signals["emg"])
         assert back.meta["realigned"] == [{"modality": "emg", "repetition": 4, "map": name}]
     (still,) = check_recording(_ring_recording(), RING, (1, 2, 3), (4,))
     assert still.best.name == "identity" and not still.moved and still.score > 0.9
+    assert still.decision == "no move" and "training repetitions against each other" in (
+        still.reason
+    )
 
 
 def test_a_transposed_grid_is_named():
@@ -226,8 +229,13 @@ def test_bad_inputs_name_what_is_accepted():
         check_recording(rec, {}, (1, 2, 3), (4,))
     flat = Recording(1, {"emg": np.zeros((40, 8), np.float32)}, 10.0, np.ones(40, int),
                      np.repeat([1, 2], 20))  # fmt: skip
-    with pytest.raises(DataFormatError, match="channels \\[0, 1, 2, 3, 4, 5, 6, 7\\] do not vary"):
-        check_recording(flat, RING, (1,), (2,))
+    (nothing,) = check_recording(flat, RING, (1,), (2,))  # every channel dead: said, not a move
+    assert nothing.decision == "cannot tell" and not nothing.moved
+    assert nothing.reason.startswith("0 of 8 channels carry a signal (dead: channel 1 (flat)")
+    short = Recording(1, {"emg": np.ones((4, 8), np.float32)}, 10.0, np.ones(4, int),
+                      np.repeat([1, 2], 2))  # fmt: skip
+    with pytest.raises(DataFormatError, match=r"repetition 1 holds 2 samples.*at least 3"):
+        check_recording(short, RING, (1,), (2,))
     assert placements_of({"dataset": "synthetic", "synthetic": {}}) == {}
     assert issubclass(ArgumentError, EmgLensError)
 
@@ -264,7 +272,7 @@ def test_train_and_evaluate_print_record_and_realign(tmp_path, capsys):
         return capsys.readouterr().out, read_checkpoint_info(tmp_path / out / "subject_1")
 
     printed, info = train(folders["turned"], "plain")
-    assert "subject 1: moved? emg, held-out repetition 4: rotation by 5 (r " in printed
+    assert "subject 1: placement emg, held-out repetition 4: moved: rotation by 5 (r " in printed
     assert "rotation by 5" in printed.split("test_accuracy")[-1]  # and in the summary
     record = info["metadata"]["placement_check"]
     assert record["realigned"] is False and record["checks"][0]["best"] == "rotation by 5"

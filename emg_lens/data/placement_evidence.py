@@ -1,0 +1,493 @@
+"""The evidence for a move: when the placement check names a map, and when it says it cannot
+tell (docs/DESIGN.md §16).
+
+The best-scoring map of a placement's symmetries is not evidence by itself: where several maps
+fit about equally (a dead channel, a few noisy sources, neighbour crosstalk, a grid whose rows
+look alike) one of them wins by noise, and realigning by it scrambles channels that never
+moved. A move is named only when three questions are answered from the data:
+
+1. **Is the held-out repetition placed differently from the training ones?** A permutation test
+   over trials, the independent unit (docs/DESIGN.md §15). Under "not moved" the held-out
+   repetition's trials are exchangeable with the training repetitions' trials of the same
+   gesture, so the trials of each gesture are reassigned at random between the repetitions
+   (seeded draws of `PERMUTATIONS`), each draw's held-out and training correlation matrices
+   rebuilt from the trials' sums, and its statistic computed as the observed one: the *gain*
+   of the best non-identity map over the identity, ``max_m z_m − z_identity`` in Fisher z of the
+   map scores. ``p = (1 + draws with a gain at least the observed) / (1 + draws)``; the move
+   needs ``p < ALPHA``. A design with fewer distinct reassignments than ``1 / ALPHA`` cannot
+   reach it, and says so.
+2. **Would a move show at all?** Each training repetition checked against the others is a
+   repetition known not to have moved: its margin, ``z_identity − max_m z_m``, says how clearly
+   the placement's structure tells the identity from every other map. Where a training
+   repetition fits another map as well as the identity (weak spatial structure, a
+   near-symmetric placement), one cannot tell.
+3. **Which map?** The held-out repetition put back by the runner-up map (the best one after
+   the best, other than the identity) must still look moved: the same test on the put-back
+   repetition, ``p_runner_up < ALPHA_WHICH``; otherwise the data do not choose between the two.
+
+Channels whose rectified signal is flat, or correlates with no other channel (a dead,
+noise-only electrode: every correlation of the pooled trials below `DEAD_R`, and below a
+quarter of the typical channel's strongest), carry no placement; they are named and left out of
+every score (the pairs of channels that involve them, before and after each map), rather than
+ending the check.
+
+How often this names a move on repetitions that did not move, and how often it finds real moves,
+is measured by ``benchmarks/calibration.py`` (the docs' page "How far each number can be
+trusted").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from jaxtyping import Float, Int
+
+from emg_lens.errors import DataFormatError
+
+__all__ = [
+    "ALPHA",
+    "ALPHA_WHICH",
+    "DEAD_R",
+    "PERMUTATIONS",
+    "Evidence",
+    "TrialSums",
+    "map_scores",
+    "weigh",
+]
+
+ALPHA = 0.05
+"""The level at which the permutation test rejects "the held-out repetition did not move"."""
+ALPHA_WHICH = 0.10
+"""The level at which the runner-up map is rejected (the move itself is decided at `ALPHA`)."""
+PERMUTATIONS = 1999
+"""Seeded reassignments of the trials drawn at most (fewer where the p is clearly above ALPHA)."""
+PERMUTATION_SEED = 0
+DEAD_R = 0.1
+"""A channel whose every correlation with another channel stays below this (and below a quarter
+of the typical channel's strongest) is dead."""
+MIN_PAIRS = 3  # a map scored over fewer channel pairs says nothing
+_CLIP = 1 - 1e-9  # Fisher z of a correlation of exactly ±1
+_CHUNK_FLOATS = 1 << 23  # floats of one batch of draws' pair correlations: 64 MB
+
+
+@dataclass(frozen=True)
+class TrialSums:
+    """What the check reads of each trial: its gesture (``classes``), its repetition's place
+    (``groups``: 0 … k − 1 the training repetitions, k the held-out one), and the sums of its
+    rectified samples (``count``, ``total`` per channel, ``products`` per channel pair), from
+    which the correlation matrix of any set of trials is rebuilt exactly."""
+
+    classes: Int[np.ndarray, " trial"]
+    groups: Int[np.ndarray, " trial"]
+    count: Float[np.ndarray, " trial"]
+    total: Float[np.ndarray, "trial channel"]
+    products: Float[np.ndarray, "trial channel channel"]
+
+    @classmethod
+    def from_repetitions(
+        cls,
+        repetitions: Sequence[
+            tuple[Float[np.ndarray, "time channel"], Int[np.ndarray, " time"]]
+            | tuple[Float[np.ndarray, "time channel"], Int[np.ndarray, " time"], np.ndarray]
+        ],
+    ) -> TrialSums:
+        """The trials of repetitions given as ``(signal, gesture per sample)``, or ``(signal,
+        gesture, trial per sample)`` where a repetition holds several trials of a gesture
+        (windows made elsewhere, each its own trial), the training ones first and the held-out
+        one last. Each repetition's signal is rectified about its own mean (``|x − mean|``: an
+        offset would undo the rectification); a trial is a gesture of a repetition unless
+        trials are given.
+
+        >>> rng = np.random.default_rng(0)
+        >>> sums = TrialSums.from_repetitions([(rng.normal(size=(40, 3)), np.repeat([1, 2], 20))
+        ...                                    for _ in range(3)])
+        >>> sums.groups.tolist(), sums.classes.tolist(), sums.count.tolist()
+        ([0, 0, 1, 1, 2, 2], [1, 2, 1, 2, 1, 2], [20.0, 20.0, 20.0, 20.0, 20.0, 20.0])
+        """
+        classes, groups, count, total, products = [], [], [], [], []
+        for group, (x, gesture, *trial) in enumerate(repetitions):
+            x, gesture = np.asarray(x, dtype=np.float64), np.asarray(gesture)
+            keys = np.asarray(trial[0]) if trial else gesture
+            rectified = np.abs(x - x.mean(axis=0))
+            for key in np.unique(keys):
+                rows = keys == key
+                classes.append(int(gesture[rows][0]))
+                groups.append(group)
+                count.append(float(rows.sum()))
+                total.append(rectified[rows].sum(axis=0))
+                products.append(rectified[rows].T @ rectified[rows])
+        return cls(
+            np.asarray(classes), np.asarray(groups), np.asarray(count),
+            np.stack(total), np.stack(products),
+        )  # fmt: skip
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.groups.max()) + 1
+
+    @property
+    def n_channels(self) -> int:
+        return self.total.shape[1]
+
+    def correlations(
+        self, weights: Float[np.ndarray, "batch group trial"]
+    ) -> Float[np.ndarray, "batch group channel channel"]:
+        """The correlation matrix of each group of trials of each draw (``weights``: how many
+        times each trial counts in each group); a channel without variation gives NaN."""
+        b, g, u = weights.shape
+        c = self.n_channels
+        n = weights @ self.count
+        mean = (weights @ self.total) / n[..., None]
+        second = (weights.reshape(b * g, u) @ self.products.reshape(u, c * c)).reshape(b, g, c, c)
+        cov = second / n[..., None, None] - mean[..., :, None] * mean[..., None, :]
+        sd = np.sqrt(np.clip(np.einsum("...ii->...i", cov), 0.0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = cov / (sd[..., :, None] * sd[..., None, :])
+        corr[sd == 0] = np.nan  # rows, then columns, of a channel without variation
+        corr.swapaxes(-1, -2)[sd == 0] = np.nan
+        return corr
+
+    def observed(self) -> Float[np.ndarray, "group trial"]:
+        """Each trial in its own repetition: the weights of the data as recorded."""
+        return (self.groups[None, :] == np.arange(self.n_groups)[:, None]).astype(np.float64)
+
+    def distinct_held_out_sets(self) -> float:
+        """How many different held-out repetitions the reassignments can make: per gesture,
+        the ways of choosing its held-out trials among all its trials."""
+        held = self.n_groups - 1
+        ways = 1.0
+        for g in np.unique(self.classes):
+            of_class = self.groups[self.classes == g]
+            ways *= math.comb(len(of_class), int((of_class == held).sum()))
+        return ways
+
+    def put_back(self, moved_to: Sequence[int]) -> TrialSums:
+        """The held-out repetition's trials read through a map (channel j from ``moved_to[j]``)."""
+        order = np.asarray(moved_to)
+        held = self.groups == self.n_groups - 1
+        total, products = self.total.copy(), self.products.copy()
+        total[held] = total[held][:, order]
+        products[held] = products[held][:, order][:, :, order]
+        return TrialSums(self.classes, self.groups, self.count, total, products)
+
+
+def dead_channels(sums: TrialSums) -> dict[int, str]:
+    """The channels that carry no placement, by index, each with why: flat in a repetition (its
+    rectified signal does not vary), or uncorrelated with every other channel over all trials
+    pooled (every ``|r|`` below `DEAD_R` and below a quarter of the median channel's strongest).
+
+    >>> rng = np.random.default_rng(1)
+    >>> common = rng.normal(size=(200, 1))
+    >>> x = np.hstack([common + 0.3 * rng.normal(size=(200, 3)), rng.normal(size=(200, 1)),
+    ...                np.zeros((200, 1))])
+    >>> dead_channels(TrialSums.from_repetitions([(x, np.ones(200, int))] * 2))
+    {3: 'correlates with no other channel (|r| <= 0.06)', 4: 'flat'}
+    """
+    per_group = sums.correlations(sums.observed()[None])[0]
+    flat = np.isnan(np.einsum("gii->gi", per_group)).any(axis=0)
+    dead = {int(c): "flat" for c in np.flatnonzero(flat)}
+    pooled = sums.correlations(np.ones((1, 1, len(sums.count))))[0, 0]
+    others = ~np.eye(len(pooled), dtype=bool) & ~flat[None, :]
+    strongest = np.where(others, np.abs(np.nan_to_num(pooled)), 0.0).max(axis=1)
+    typical = float(np.median(strongest[~flat])) if (~flat).sum() > 1 else 0.0
+    for c in np.flatnonzero(~flat & (strongest < DEAD_R) & (strongest < typical / 4)):
+        dead[int(c)] = f"correlates with no other channel (|r| <= {strongest[c]:.2f})"
+    return dict(sorted(dead.items()))
+
+
+def _pairs(moved_to: Sequence[int], live: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The channel pairs ``(i, j)``, ``i < j``, a map is scored on: both live, and both live
+    where the map reads them from."""
+    i, j = np.triu_indices(len(live), 1)
+    m = np.asarray(moved_to)
+    keep = live[i] & live[j] & live[m[i]] & live[m[j]]
+    return i[keep], j[keep], m[i[keep]], m[j[keep]]
+
+
+def map_scores(
+    reference: Float[np.ndarray, "*batch channel channel"],
+    held: Float[np.ndarray, "*batch channel channel"],
+    maps: Sequence[Sequence[int]],
+    live: np.ndarray | None = None,
+) -> Float[np.ndarray, "*batch map"]:
+    """Each map's score: the held-out correlation matrix put back by it
+    (``held[moved_to][:, moved_to]``) against the reference, Pearson over the entries above the
+    diagonal that involve live channels only (`dead_channels` are left out); NaN for a map
+    scored on fewer than `MIN_PAIRS` pairs or on entries that do not vary.
+
+    >>> train = np.array([[1.0, 0.9, 0.1], [0.9, 1.0, 0.4], [0.1, 0.4, 1.0]])
+    >>> held = train[[0, 2, 1]][:, [0, 2, 1]]  # recorded with electrodes 2 and 3 swapped
+    >>> map_scores(train, held, [(0, 1, 2), (0, 2, 1)]).round(3).tolist()
+    [-0.959, 1.0]
+    """
+    reference, held = np.asarray(reference, float), np.asarray(held, float)
+    live = np.ones(held.shape[-1], bool) if live is None else np.asarray(live, bool)
+    out = []
+    for moved_to in maps:
+        i, j, hi, hj = _pairs(moved_to, live)
+        if len(i) < MIN_PAIRS:
+            out.append(np.full(held.shape[:-2], np.nan))
+            continue
+        a = held[..., hi, hj]
+        out.append(_pearson(np.broadcast_to(reference[..., i, j], a.shape), a))
+    return np.stack(out, axis=-1)
+
+
+def _z(r: np.ndarray) -> np.ndarray:
+    return np.arctanh(np.clip(r, -_CLIP, _CLIP))
+
+
+def _gain(z: np.ndarray) -> np.ndarray:
+    """How much better the best non-identity map fits than the identity (``maps[0]``)."""
+    with np.errstate(invalid="ignore"):
+        others = np.where(np.isnan(z[..., 1:]), -np.inf, z[..., 1:]).max(-1)
+    return others - z[..., 0]
+
+
+class _Scorer:
+    """`map_scores` of the held-out group of many draws at once, computed on the channel
+    pairs the maps are scored on only: each draw's groups' correlations of those pairs from
+    the trials' sums, the reference the mean of the training groups'."""
+
+    def __init__(self, sums: TrialSums, maps: Sequence[Sequence[int]], live: np.ndarray):
+        self.sums = sums
+        c = sums.n_channels
+        i, j = np.triu_indices(c, 1)
+        keep = live[i] & live[j]
+        self.i, self.j = i[keep], j[keep]
+        pair = np.full((c, c), -1)
+        pair[self.i, self.j] = pair[self.j, self.i] = np.arange(len(self.i))
+        u = len(sums.count)
+        self.products = sums.products[:, self.i, self.j].reshape(u, -1)
+        self.squares = np.einsum("uii->ui", sums.products)
+        self.maps = []  # per map: (reference pairs, held-out pairs) or None
+        for moved_to in maps:
+            m = np.asarray(moved_to)
+            read = pair[m[self.i], m[self.j]]
+            ok = read >= 0
+            self.maps.append((np.flatnonzero(ok), read[ok]) if ok.sum() >= MIN_PAIRS else None)
+
+    def scores(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
+        n = weights @ self.sums.count
+        mean = (weights @ self.sums.total) / n[..., None]
+        var = (weights @ self.squares) / n[..., None] - mean**2
+        sd = np.sqrt(np.clip(var, 0.0, None))
+        second = (weights @ self.products) / n[..., None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = (second - mean[..., self.i] * mean[..., self.j]) / (
+                sd[..., self.i] * sd[..., self.j]
+            )
+        reference, held = corr[:, :-1].mean(axis=1), corr[:, -1]
+        out = np.full((len(weights), len(self.maps)), np.nan)
+        for k, pairs in enumerate(self.maps):
+            if pairs is not None:
+                out[:, k] = _pearson(reference[:, pairs[0]], held[:, pairs[1]])
+        return out
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r of each row of ``a`` with the same row of ``b``."""
+    a = a - a.mean(-1, keepdims=True)
+    b = b - b.mean(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+
+
+def permutation_p(
+    sums: TrialSums, maps: Sequence[Sequence[int]], live: np.ndarray, seed: int = PERMUTATION_SEED
+) -> tuple[float, int]:
+    """``(p, draws)``: the share of reassignments of each gesture's trials between the
+    repetitions whose gain (best non-identity map over the identity) is at least the observed
+    one, ``(1 + hits) / (1 + draws)``. Draws stop early once p is clearly above `ALPHA`."""
+    scorer = _Scorer(sums, maps, live)
+    observed = _gain(_z(scorer.scores(sums.observed()[None])))[0]
+    if not np.isfinite(observed):
+        return float("nan"), 0
+    rng = np.random.default_rng(seed)
+    groups = sums.n_groups
+    by_class = [np.flatnonzero(sums.classes == g) for g in np.unique(sums.classes)]
+    chunk = max(8, min(256, _CHUNK_FLOATS // (groups * max(len(scorer.i), 1))))
+    hits = drawn = 0
+    while drawn < PERMUTATIONS:
+        size = min(chunk, PERMUTATIONS - drawn)
+        labels = np.empty((size, len(sums.groups)), dtype=np.int64)
+        for idx in by_class:
+            labels[:, idx] = rng.permuted(
+                np.broadcast_to(sums.groups[idx], (size, len(idx))), axis=1
+            )
+        weights = (labels[:, None, :] == np.arange(groups)[None, :, None]).astype(np.float64)
+        gains = _gain(_z(scorer.scores(weights)))
+        hits += int((gains >= observed - 1e-12).sum())
+        drawn += size
+        if (hits + 1) / (drawn + 1) > 2 * ALPHA and drawn >= 199:
+            break  # clearly not significant: more draws only sharpen a p nobody acts on
+    return (hits + 1) / (drawn + 1), drawn
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the check found for one held-out repetition: ``decision`` (``"moved"``, ``"no
+    move"`` or ``"cannot tell"``) and ``reason`` in words; the maps' scores (Pearson r,
+    `map_scores`), the best and the runner-up; ``p`` (the permutation test that the held-out
+    repetition was placed as the training ones, NaN where not run) and ``p_runner_up`` (the
+    same after putting it back by the runner-up); ``null_identity`` (each training
+    repetition's identity score against the others: the spread of unmoved repetitions) and
+    ``null_margin`` (how far each fits the identity above its best other map, in Fisher z);
+    the `dead_channels` left out; ``draws`` of the permutation test."""
+
+    decision: str
+    reason: str
+    scores: tuple[float, ...]
+    best: int
+    runner_up: int | None
+    p: float
+    p_runner_up: float
+    null_identity: tuple[float, ...]
+    null_margin: tuple[float, ...]
+    dead: dict[int, str]
+    draws: int
+
+
+def _loo(sums: TrialSums, maps, live) -> tuple[list[float], list[float], list[int]]:
+    """Each training repetition checked against the mean of the others: its identity score,
+    its margin (identity over the best other map, Fisher z) and that best other map."""
+    k = sums.n_groups - 1
+    if k < 2:
+        return [], [], []
+    corr = sums.correlations(sums.observed()[None])[0][:k]
+    identity, margin, rival = [], [], []
+    for j in range(k):
+        reference = np.delete(corr, j, axis=0).mean(axis=0)
+        r = map_scores(reference, corr[j], maps, live)
+        z = _z(r)
+        identity.append(float(r[0]))
+        margin.append(float(-_gain(z)))
+        rival.append(int(np.nanargmax(np.where(np.arange(len(z)) == 0, np.nan, z))))
+    return identity, margin, rival
+
+
+def weigh(sums: TrialSums, maps: Sequence[Sequence[int]], names: Sequence[str]) -> Evidence:
+    """The evidence for each map of ``maps`` (``maps[0]`` the identity, ``names`` in words)
+    from a held-out repetition's trials and the training repetitions' (`TrialSums`): the
+    module docstring says how a move is decided.
+
+    >>> rng = np.random.default_rng(0)
+    >>> gains = rng.uniform(0.2, 2.0, (5, 6))  # 5 gestures, each its own pattern on 6 electrodes
+    >>> maps = [tuple((np.arange(6) + s) % 6) for s in range(6)]  # the ring's rotations
+    >>> names = ["identity"] + [f"rotation by {s}" for s in range(1, 6)]
+    >>> def repetition(moved_to):  # electrode j's signal recorded on channel moved_to[j]
+    ...     x = np.concatenate([rng.normal(size=(300, 6)) * gains[g] for g in range(5)])
+    ...     recorded = np.empty_like(x)
+    ...     recorded[:, list(moved_to)] = x
+    ...     return recorded, np.repeat(np.arange(5), 300)
+    >>> train = [repetition(maps[0]) for _ in range(3)]
+    >>> moved = weigh(TrialSums.from_repetitions([*train, repetition(maps[2])]), maps, names)
+    >>> moved.decision, names[moved.best], moved.p < 0.05
+    ('moved', 'rotation by 2', True)
+    >>> still = weigh(TrialSums.from_repetitions([*train, repetition(maps[0])]), maps, names)
+    >>> still.decision, names[still.best]
+    ('no move', 'identity')
+    """
+    dead = dead_channels(sums)
+    live = np.ones(sums.n_channels, bool)
+    live[list(dead)] = False
+    scores = _Scorer(sums, maps, live).scores(sums.observed()[None])[0]
+    null_identity, null_margin, rivals = _loo(sums, maps, live)
+
+    def evidence(decision, reason, best, runner_up=None, p=np.nan, p2=np.nan, draws=0):
+        return Evidence(decision, reason, tuple(float(s) for s in scores), best, runner_up,
+                        float(p), float(p2), tuple(null_identity), tuple(null_margin), dead,
+                        draws)  # fmt: skip
+
+    if int(live.sum()) < 3 or not np.isfinite(scores[0]):
+        return evidence(
+            "cannot tell",
+            f"{int(live.sum())} of {sums.n_channels} channels carry a signal"
+            + (f" (dead: {_named(dead)})" if dead else "")
+            + "; the check needs at least 3 whose correlations differ",
+            0,
+        )
+    z = _z(scores)
+    ranked = [int(i) for i in np.argsort(-np.where(np.isnan(z), -np.inf, z), kind="stable")]
+    best = ranked[0] if z[ranked[0]] - z[0] > 1e-12 else 0
+    left_out = f"; dead channels left out: {_named(dead)}" if dead else ""
+    fits = f"r {scores[best]:.2f}" + (
+        "" if best == 0 else f" against the identity's {scores[0]:.2f}"
+    )
+    unclear = next((j for j, m in enumerate(null_margin) if not m > 0), None)
+    if unclear is not None:
+        why = (
+            f"the placement's maps are not told apart even where nothing moved: training "
+            f"repetition {unclear + 1}, checked against the others, fits "
+            f"{names[rivals[unclear]]} as well as the identity (weak spatial structure, a dead "
+            "channel or a near-symmetric placement)"
+        )
+        return evidence("cannot tell", f"{names[best]} fits best ({fits}), but {why}{left_out}",
+                        best)  # fmt: skip
+    spread = _spread(null_identity)
+    if best == 0:
+        return evidence("no move", f"the identity fits best ({fits}{spread}){left_out}", 0)
+    ways = sums.distinct_held_out_sets()
+    if ways < 1 / ALPHA:
+        return evidence(
+            "cannot tell",
+            f"{names[best]} fits best ({fits}), but the repetitions' {len(sums.classes)} trials "
+            f"can be reassigned in only {ways:.0f} ways, too few for p < {ALPHA}: more "
+            f"repetitions or gestures are needed{left_out}",
+            best,
+        )
+    p, draws = permutation_p(sums, maps, live)
+    if not p < ALPHA:
+        return evidence(
+            "cannot tell",
+            f"{names[best]} fits best ({fits}{spread}), but reassigning the trials between the "
+            f"repetitions gives as large a gain over the identity in p = {p:.3g} of {draws} "
+            f"draws (a move needs p < {ALPHA}){left_out}",
+            best, p=p, draws=draws,
+        )  # fmt: skip
+    gain = f"p = {p:.3g} of {draws} reassignments of the trials"
+    runner = next((i for i in ranked if i not in (best, 0) and np.isfinite(z[i])), None)
+    if runner is None:  # two maps (the scalp's): the identity was the only other one
+        return evidence("moved", f"{names[best]} ({fits}{spread}; {gain}){left_out}", best,
+                        p=p, draws=draws)  # fmt: skip
+    p2, _ = permutation_p(sums.put_back(maps[runner]), maps, live, seed=PERMUTATION_SEED + 1)
+    if not p2 < ALPHA_WHICH:
+        return evidence(
+            "cannot tell",
+            f"moved ({gain}), but {names[best]} ({fits}) and {names[runner]} (r "
+            f"{scores[runner]:.2f}) are not told apart: put back by {names[runner]} the "
+            f"repetition no longer looks moved (p = {p2:.3g}){left_out}",
+            best, runner, p, p2, draws,
+        )  # fmt: skip
+    return evidence(
+        "moved",
+        f"{names[best]} ({fits}{spread}; {gain}; the runner-up, {names[runner]}, r "
+        f"{scores[runner]:.2f}, rejected: p = {p2:.3g}){left_out}",
+        best, runner, p, p2, draws,
+    )  # fmt: skip
+
+
+def _spread(null_identity: Sequence[float]) -> str:
+    if not null_identity:
+        return ""
+    low, high = min(null_identity), max(null_identity)
+    span = f"{low:.2f}" if high - low < 0.005 else f"{low:.2f}–{high:.2f}"
+    return f"; training repetitions against each other: identity r {span}"
+
+
+def _named(dead: dict[int, str]) -> str:
+    return ", ".join(f"channel {c + 1} ({why})" for c, why in dead.items())
+
+
+def check_signal(x: np.ndarray, what: str) -> None:
+    """A repetition's signal must hold at least 3 samples of finite values."""
+    if len(x) < 3 or not np.isfinite(x).all():
+        raise DataFormatError(
+            f"{what} holds {len(x)} samples"
+            + ("" if np.isfinite(x).all() else " with NaN or Inf values")
+            + ": the placement check correlates channels over time, which needs at least 3 "
+            "finite samples"
+        )
