@@ -33,16 +33,29 @@ from emg_lens.models.attached.model import (
     per_call_layouts,
 )
 
-__all__ = ["attach"]
+__all__ = ["attach", "model_size"]
+
+
+def model_size(model: nn.Module, size: str) -> int | None:
+    """The model's ``n_chans`` or ``n_times`` (braindecode's names); None where it has none
+    or was built without it (braindecode raises a ValueError then).
+
+    >>> model_size(nn.Linear(2, 2), "n_times") is None
+    True
+    """
+    try:
+        return getattr(model, size, None)
+    except ValueError:
+        return None
 
 
 def _input_size(model: nn.Module, layout: TokenLayout | None, n_samples: Any, n_channels: Any):
     """``(channels, samples)`` of one input window: given, or the model's ``n_chans`` /
     ``n_times`` (braindecode's names), or (channels) the layout's channel ids."""
     if n_samples is None:
-        n_samples = getattr(model, "n_times", None)
+        n_samples = model_size(model, "n_times")
     if n_channels is None:
-        n_channels = getattr(model, "n_chans", None)
+        n_channels = model_size(model, "n_chans")
     if n_channels is None and layout is not None and max(layout.channel) >= 0:
         n_channels = max(layout.channel) + 1
     for name, value in (("n_samples", n_samples), ("n_channels", n_channels)):

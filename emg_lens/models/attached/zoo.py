@@ -48,7 +48,7 @@ from torch import nn
 
 from emg_lens.errors import AttachError, InputShapeError, describe
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.attached.build import attach
+from emg_lens.models.attached.build import attach, model_size
 from emg_lens.models.attached.find import Probe, named_modules_of, probe
 from emg_lens.models.attached.intercept import Call
 from emg_lens.models.attached.model import AttachedModel
@@ -414,17 +414,8 @@ def attach_braindecode(
     )
 
 
-def _own(model: nn.Module, size: str) -> int | None:
-    """The model's ``n_chans`` or ``n_times``; None where it was built without it (braindecode
-    raises a ValueError then)."""
-    try:
-        return getattr(model, size, None)
-    except ValueError:
-        return None
-
-
 def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[str] | None:
-    n_chans = _own(model, "n_chans")
+    n_chans = model_size(model, "n_chans")
     if ch_names is not None:
         if isinstance(ch_names, str) or not isinstance(ch_names, Sequence):
             raise AttachError(
@@ -450,7 +441,7 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
 
 
 def _samples(model: nn.Module, n_times: int | None, name: str) -> int | None:
-    own = _own(model, "n_times")
+    own = model_size(model, "n_times")
     if n_times is not None:
         if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times <= 0:
             raise AttachError(f"n_times must be a positive int, got {describe(n_times)}")
