@@ -4,7 +4,9 @@ Two paths compute the same function:
 
 - the *explicit* path fires every hook (``hook_q``, ``hook_k``, ``hook_v``, ``hook_rot_q``,
   ``hook_rot_k``, ``hook_attn_scores``, ``hook_pattern``, ``hook_z``, ``hook_result``), and
-  is taken whenever any of them has a hook attached (which includes caching);
+  is taken whenever any of them has a hook attached (which includes caching), and whenever
+  ``use_attn_result`` is on: as in TransformerLens, that flag, not a hook, chooses the per-head
+  computation, so a hook on ``hook_result`` changes no output bit;
 - the *fast* path runs `torch.nn.functional.scaled_dot_product_attention` and is taken
   otherwise, so an unhooked model pays nothing for being hookable.
 
@@ -267,7 +269,7 @@ class Attention(nn.Module):
         """Attend over ``x``; or, given a tuple ``(query_input, key_input, value_input)``
         each ``[batch, pos, head_index, d_model]`` (a block's split q/k/v input), project
         each head's q, k and v from its own copy (always the explicit path)."""
-        if isinstance(x, tuple) or self.hooks_active():
+        if isinstance(x, tuple) or self.cfg.use_attn_result or self.hooks_active():
             return self._forward_explicit(x, edge_mask)
         if self.structure is not None:
             return self._forward_structured(x, edge_mask)

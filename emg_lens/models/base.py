@@ -299,11 +299,7 @@ class HookedBiosignalModel(HookSurface, HookedRootModule):
             )
         if signals.ndim == 2:
             signals = signals[None]
-        if signals.ndim != 3 or tuple(signals.shape[1:]) != self.input_shape:
-            raise InputShapeError(
-                f"signals must have shape [batch, channels={channels}, time={time}], "
-                f"got {list(signals.shape)}"
-            )
+        self._check_input_shape(tuple(signals.shape))
         if len(signals) == 0:
             raise InputShapeError(
                 f"signals are a batch of 0 windows {list(signals.shape)}; accepted: {accepted} "
@@ -314,6 +310,16 @@ class HookedBiosignalModel(HookSurface, HookedRootModule):
         if not signals.is_meta:  # a meta tensor has no values to check
             _refuse_non_finite(signals)
         return signals
+
+    def _check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuse signals of ``shape`` (a batch dimension added to a single window) that the
+        model cannot take: any but ``[batch, *input_shape]`` (`InputShapeError`)."""
+        if len(shape) != 3 or shape[1:] != self.input_shape:
+            channels, time = self.input_shape
+            raise InputShapeError(
+                f"signals must have shape [batch, channels={channels}, time={time}], "
+                f"got {list(shape)}"
+            )
 
     def example_input(self, batch: int = 1) -> Float[torch.Tensor, "batch channel time"]:
         """A correctly shaped, seeded random signal batch for docs, tests and quick checks.

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, AttachError, LayoutError, describe
+from emg_lens.errors import ArgumentError, AttachError, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.find import (
     AttentionSpec,
@@ -26,20 +26,37 @@ from emg_lens.models.attached.find import (
     named_modules_of,
     probe,
 )
-from emg_lens.models.attached.intercept import Call
-from emg_lens.models.attached.model import AttachedModel, per_call_layouts
+from emg_lens.models.attached.model import (
+    AttachedModel,
+    LayoutAt,
+    check_layouts,
+    per_call_layouts,
+)
 
-__all__ = ["attach"]
+__all__ = ["attach", "model_size"]
 
 
-def _input_size(model: nn.Module, layout: TokenLayout, n_samples: Any, n_channels: Any):
+def model_size(model: nn.Module, size: str) -> int | None:
+    """The model's ``n_chans`` or ``n_times`` (braindecode's names); None where it has none
+    or was built without it (braindecode raises a ValueError then).
+
+    >>> model_size(nn.Linear(2, 2), "n_times") is None
+    True
+    """
+    try:
+        return getattr(model, size, None)
+    except ValueError:
+        return None
+
+
+def _input_size(model: nn.Module, layout: TokenLayout | None, n_samples: Any, n_channels: Any):
     """``(channels, samples)`` of one input window: given, or the model's ``n_chans`` /
     ``n_times`` (braindecode's names), or (channels) the layout's channel ids."""
     if n_samples is None:
-        n_samples = getattr(model, "n_times", None)
+        n_samples = model_size(model, "n_times")
     if n_channels is None:
-        n_channels = getattr(model, "n_chans", None)
-    if n_channels is None and max(layout.channel) >= 0:
+        n_channels = model_size(model, "n_chans")
+    if n_channels is None and layout is not None and max(layout.channel) >= 0:
         n_channels = max(layout.channel) + 1
     for name, value in (("n_samples", n_samples), ("n_channels", n_channels)):
         if value is None:
@@ -70,22 +87,10 @@ def _modalities(layout: TokenLayout, n_channels: int) -> dict[str, int]:
     return {(layout.modalities or ("signal",))[0]: n_channels}
 
 
-def _check_layout(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
-    for layer, (layout, call) in enumerate(zip(layouts, calls)):
-        if (call.n_query, call.n_key) != (layout.n_queries, layout.n_tokens):
-            raise LayoutError(
-                f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
-                f"{call.n_query} queries to {call.n_key} keys, but the layout has "
-                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
-                "(one entry per token, in the order of the scores' axes; "
-                "TokenLayout.cross(queries, keys) where queries are not keys)"
-            )
-
-
 def attach(
     model: nn.Module,
     *,
-    layout: TokenLayout | Sequence[TokenLayout],
+    layout: TokenLayout | Sequence[TokenLayout] | LayoutAt,
     n_samples: int | None = None,
     attention: AttentionSpec = None,
     n_channels: int | None = None,
@@ -101,8 +106,13 @@ def attach(
         layout: what each token the attention sees is: a `TokenLayout` for every call, or a
             list of them, one per attention call in call order (cross-attention:
             ``TokenLayout.cross(queries, keys)``); checked against the scores of every call
-            on an example input.
-        n_samples: samples per window (default: the model's ``n_times``).
+            on an example input. Or, for a model that runs at any input size, a function
+            ``layout(calls, n_channels, n_samples)`` giving that for the attention calls
+            (`Call`: kind, module, heads, queries, keys) a probe on an input of that size
+            made: the attached model then opens any size its forward runs on, its layouts
+            built at the call (see `AttachedModel`).
+        n_samples: samples per window (default: the model's ``n_times``); for a layout
+            function, the size probed here, ``input_shape``'s.
         attention: the modules whose 4-D softmax is an attention: a class, a module-path
             glob (``"blocks.*.attn"``) or a list of them; inside them a 3-D softmax
             ``[batch * heads, query, key]`` is one too, its heads folded into the batch
@@ -123,37 +133,48 @@ def attach(
     >>> _, cache = model.run_with_cache(model.example_input(2))
     >>> cache["pattern", 0].shape, cache["resid_pre", 0].shape
     (torch.Size([2, 2, 4, 4]), torch.Size([2, 4, 16]))
+
+    A layout function opens any size (``PatchAttention`` attends the channels of each patch
+    of 4 samples):
+
+    >>> from emg_lens.models.attached.examples import PatchAttention
+    >>> def channels(calls, n_channels, n_samples):
+    ...     return TokenLayout.channel_tokens({"emg": n_channels}, cls_token=False)
+    >>> model = attach(PatchAttention(), layout=channels, n_samples=8, n_channels=4)
+    >>> model.folds_of(0), model.folds_of(0, input_shape=(4, 20))
+    (2, 5)
+    >>> _, cache = model.run_with_cache(torch.randn(3, 4, 20))
+    >>> cache["pattern", 0].shape  # [batch * patches, head, query, key]
+    torch.Size([15, 2, 4, 4])
     """
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"attach needs a torch.nn.Module, got {describe(model)}")
     if isinstance(model, AttachedModel):
         raise ArgumentError("this model is attached already: use it as it is")
-    keys = per_call_layouts(layout, 1)[0] if isinstance(layout, TokenLayout) else None
-    if keys is None:  # a list: checked against the calls once they are known
-        per_call_layouts(layout, len(layout) if isinstance(layout, Sequence) else 0)
-        keys = layout[0]
+    layout_at = layout if callable(layout) else None
+    keys = None
+    if layout_at is None:
+        keys = per_call_layouts(layout, 1)[0] if isinstance(layout, TokenLayout) else None
+        if keys is None:  # a list: checked against the calls once they are known
+            per_call_layouts(layout, len(layout) if isinstance(layout, Sequence) else 0)
+            keys = layout[0]
     channels, samples = _input_size(model, keys, n_samples, n_channels)
     named = named_modules_of(model, attention)
-    params = [p for p in model.parameters() if p.is_floating_point()]
-    device = params[0].device if params else torch.device("cpu")
-    dtype = params[0].dtype if params else torch.float32
-    sizes = {keys.n_tokens, keys.n_queries}
-    batch = next(b for b in range(2, 10) if b not in sizes)  # tells batch and token axes apart
-    example = torch.randn(batch, channels, samples, generator=torch.Generator().manual_seed(0))
-    example = example.to(device=device, dtype=dtype)
-    try:
-        found = probe(model, example, named)
-    except Exception as exc:
-        if isinstance(exc, AttachError):
-            raise
-        raise AttachError(
-            f"{type(model).__name__} failed on an example input [batch={batch}, "
-            f"channels={channels}, samples={samples}] ({type(exc).__name__}: {exc}); attach "
-            "runs the model once to find its attention: check n_samples and n_channels"
-        ) from exc
+    # a batch no call's token count equals tells batch and token axes apart
+    sizes = set() if keys is None else {keys.n_tokens, keys.n_queries}
+    batch = next(b for b in range(2, 10) if b not in sizes)
+    found, example = _probe(model, named, batch, channels, samples)
+    if layout_at is not None:
+        sizes = {n for call in found.calls for n in (call.n_query, call.n_key)}
+        if batch in sizes:
+            batch = next(b for b in range(2, 10 + len(sizes)) if b not in sizes)
+            found, example = _probe(model, named, batch, channels, samples)
     check_calls(model, found, named)
+    if layout_at is not None:
+        layout = layout_at(found.calls, channels, samples)
     layouts = per_call_layouts(layout, len(found.calls))
-    _check_layout(layouts, found.calls)
+    check_layouts(layouts, found.calls)
+    keys = layouts[0]
     folds = find_folds(model, example, named, found.calls)
     blocks = find_blocks(found, batch, [c.n_query for c in found.calls])
     out = found.output
@@ -174,8 +195,8 @@ def attach(
         n_samples=samples,
         use_cls_token=CLS in keys.group,
         n_classes=n_classes,
-        dtype=dtype,
-        device=str(device),
+        dtype=example.dtype,
+        device=str(example.device),
     )
     return AttachedModel(
         cfg,
@@ -185,4 +206,25 @@ def attach(
         blocks=blocks,
         named=None if named is None else list(named),
         folds=folds,
+        layout_at=layout_at,
     )
+
+
+def _probe(model: nn.Module, named, batch: int, channels: int, samples: int):
+    """The probe of ``model`` on a seeded example input ``[batch, channels, samples]`` on its
+    device, in its dtype, and that input; a forward that fails is an `AttachError`."""
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    device = params[0].device if params else torch.device("cpu")
+    dtype = params[0].dtype if params else torch.float32
+    example = torch.randn(batch, channels, samples, generator=torch.Generator().manual_seed(0))
+    example = example.to(device=device, dtype=dtype)
+    try:
+        return probe(model, example, named), example
+    except Exception as exc:
+        if isinstance(exc, AttachError):
+            raise
+        raise AttachError(
+            f"{type(model).__name__} failed on an example input [batch={batch}, "
+            f"channels={channels}, samples={samples}] ({type(exc).__name__}: {exc}); attach "
+            "runs the model once to find its attention: check n_samples and n_channels"
+        ) from exc

@@ -12,17 +12,25 @@ stream to the same shape: the block whose input and output are ``hook_resid_pre`
 ``hook_resid_post``. `find_folds` says, for each call, how many independent attention problems
 it folds into its batch axis (CBraMod's spatial call: one per patch) and whether it folds them
 batch-major, the order per-fold masks are placed in.
+
+A model holding lazy modules not yet built (``nn.LazyLinear`` before its first call, as
+braindecode builds CBraMod's classifier without ``n_times``) is probed on a copy: a probe
+forward would build them, fixing the user's model to the probe's input size and drawing their
+weights from torch's global generator.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import fnmatch
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from emg_lens.errors import AmbiguousAttentionError, ArgumentError, AttentionNotFoundError, describe
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Site
@@ -33,10 +41,12 @@ __all__ = [
     "ModuleCall",
     "Probe",
     "check_calls",
+    "evaluating",
     "find_blocks",
     "find_folds",
     "named_modules_of",
     "probe",
+    "unbuilt",
 ]
 
 AttentionSpec = type | str | Sequence[type | str] | None
@@ -175,6 +185,37 @@ class _Recorder(ModuleTracker):
         self.calls.append(call)
 
 
+def unbuilt(model: nn.Module) -> bool:
+    """Whether ``model`` holds a lazy module not yet built (its parameters' shapes are fixed by
+    its first call).
+
+    >>> unbuilt(nn.LazyLinear(2)), unbuilt(nn.Linear(2, 2))
+    (True, False)
+    """
+    return any(
+        isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules()
+    )
+
+
+def _subject(model: nn.Module) -> nn.Module:
+    """What a probe runs: ``model``, or a copy of it while it holds lazy modules not yet built
+    (see the module docstring)."""
+    return copy.deepcopy(model) if unbuilt(model) else model
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode (no dropout, batch norm on its running statistics: rows do not
+    mix, and torch's generator is not drawn from), each module's mode restored after."""
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
 def probe(
     model: nn.Module,
     example: torch.Tensor,
@@ -183,7 +224,13 @@ def probe(
 ) -> Probe:
     """Run ``model(example)`` once (no gradients), recording its attention calls (see the
     module docstring); ``site(layer, call)``, where given, says what each call does beyond
-    the original (its hooks), as in an attached model's forward."""
+    the original (its hooks), as in an attached model's forward. A model holding lazy
+    modules not yet built runs as a copy (see the module docstring)."""
+    return _probe(_subject(model), example, named, site)
+
+
+def _probe(model, example, named, site=None) -> Probe:
+    """`probe` on ``model`` itself."""
     recorder = _Recorder(model, named)
 
     def record(call: Call) -> Site | None:
@@ -325,7 +372,7 @@ def find_folds(
     batch = example.shape[0]
     counts = [c.batch // batch if c.batch % batch == 0 else None for c in calls]
     folded = {layer for layer, count in enumerate(counts) if count is not None and count > 1}
-    order = _batch_major(model, example, named, calls, folded, counts) if folded else {}
+    order = _batch_major(_subject(model), example, named, calls, folded, counts) if folded else {}
     return tuple(
         Fold(count, True if count == 1 else order.get(layer)) for layer, count in enumerate(counts)
     )
@@ -343,29 +390,25 @@ def _batch_major(
     told: a forward that failed or made other calls."""
     gen = torch.Generator().manual_seed(1)
     other = torch.randn(example.shape, generator=gen).to(example)
-    modes = {module: module.training for module in model.modules()}
-    model.eval()  # no dropout, batch norm on running statistics: rows do not mix
     try:
-        base = _scores(model, example, named, calls, layers)
-        if base is None:
-            return {}
-        verdict = dict.fromkeys(layers, True)
-        for row in range(example.shape[0]):
-            x = example.clone()
-            x[row] = other[row]
-            seen = _scores(model, x, named, calls, layers)
-            if seen is None:
+        with evaluating(model):
+            base = _scores(model, example, named, calls, layers)
+            if base is None:
                 return {}
-            for layer in layers:
-                count = counts[layer]
-                own = list(range(row * count, (row + 1) * count))
-                verdict[layer] &= _changed_rows(base[layer], seen[layer]) == own
-        return verdict
+            verdict = dict.fromkeys(layers, True)
+            for row in range(example.shape[0]):
+                x = example.clone()
+                x[row] = other[row]
+                seen = _scores(model, x, named, calls, layers)
+                if seen is None:
+                    return {}
+                for layer in layers:
+                    count = counts[layer]
+                    own = list(range(row * count, (row + 1) * count))
+                    verdict[layer] &= _changed_rows(base[layer], seen[layer]) == own
+            return verdict
     except Exception:  # a forward that fails on another input or mode: the order is not known
         return {}
-    finally:
-        for module, training in modes.items():
-            module.training = training
 
 
 def _scores(
@@ -389,7 +432,7 @@ def _scores(
 
         return Site(hooked=True, on_scores=keep)
 
-    found = probe(model, x, named, site)
+    found = _probe(model, x, named, site)
     return seen if found.calls == tuple(calls) else None
 
 

@@ -23,6 +23,17 @@ told (a checkpoint saved before folds were recorded), takes only masks the same 
 input row and fold, ``[query, key]`` or ``[head or 1, query, key]``, and says so by name. Hooks
 see the folded scores as the model computes them, ``[batch * F, head, query, key]``.
 
+Any input size. Where `attach` is given the layout as a function of the calls and the input's
+size (``layout(calls, n_channels, n_samples)``: braindecode's CBraMod, whose patches and
+channels are its tokens, runs at any length), the model opens an input of any size its forward
+runs on: the first time it meets one, the model is probed on an input of that size (in eval
+mode, without gradients; on a copy while it holds lazy modules not yet built), which shows
+that size's attention calls and folds, the same calls as at attach time in kind, module and
+heads, and the function gives their layouts (`layout_of(layer, input_shape=...)`); a size its
+forward fails on, or whose calls differ, is refused by name. ``input_shape``,
+``example_input`` and ``layout`` are those of the size `attach` probed; a checkpoint keeps
+that size only.
+
 With nothing hooked and no mask the forward is the user's module called on the signals,
 nothing else (fused kernels and torch's fast paths included). Otherwise the forward runs under
 an `Interceptor`, which computes the hooked or masked calls explicitly and lets the others
@@ -37,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,9 +56,16 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, AttachError, LayoutError, describe
+from emg_lens.errors import (
+    ArgumentError,
+    AttachError,
+    EmgLensError,
+    InputShapeError,
+    LayoutError,
+    describe,
+)
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
-from emg_lens.models.attached.find import Block, Fold
+from emg_lens.models.attached.find import Block, Fold, evaluating, find_folds, probe
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
 from emg_lens.models.base import (
     ATTENTION_HOOKS,
@@ -57,7 +75,22 @@ from emg_lens.models.base import (
     require,
 )
 
-__all__ = ["AttachedModel", "per_call_layouts"]
+__all__ = ["AttachedModel", "LayoutAt", "check_layouts", "per_call_layouts"]
+
+LayoutAt = Callable[[Sequence[Call], int, int], "TokenLayout | Sequence[TokenLayout]"]
+"""The layouts of an input's attention calls, given the calls a probe on an input of that
+size made and its ``(n_channels, n_samples)``: one `TokenLayout` for all, or one per call."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Size:
+    """What the attention calls are on inputs of one size: their calls (as a probe saw
+    them), layouts and folds."""
+
+    calls: tuple[Call, ...]
+    layouts: tuple[TokenLayout, ...]
+    folds: tuple[Fold, ...]
+
 
 CONVERTERS = (
     "emg_lens.models.from_torch_encoder (an nn.TransformerEncoder) or "
@@ -128,11 +161,13 @@ class AttachedModel(HookedBiosignalModel):
         blocks: Mapping[Any, Any],
         named: list[str] | None = None,
         folds: Sequence[Any] | None = None,
+        layout_at: LayoutAt | None = None,
     ):
         """``layout``, ``calls``, ``blocks`` and ``folds`` as `attach` found them, or in the
         JSON form of ``init_kwargs`` (a checkpoint's); ``folds`` None (a checkpoint saved
         before they were recorded): not known, so every layer takes only masks the same in
-        every fold."""
+        every fold. ``layout_at``: where given, the model opens inputs of any size, their
+        layouts built by it at the call (see the module docstring)."""
         super().__init__(cfg)
         if not isinstance(model, nn.Module):
             raise ArgumentError(f"model must be a torch.nn.Module, got {describe(model)}")
@@ -165,6 +200,8 @@ class AttachedModel(HookedBiosignalModel):
                 *(self._resid_points(i) if i in self._blocks else ()),
             )
         )
+        self._layout_at = layout_at
+        self._sizes: dict[tuple[int, int], _Size] = {}  # the other sizes met, by layout_at
         self._lock = threading.RLock()
         self.setup()
         self.train(model.training)  # the user's module's mode (a new Module is in training)
@@ -194,8 +231,11 @@ class AttachedModel(HookedBiosignalModel):
             )
         return first
 
-    def layout_of(self, layer: int) -> TokenLayout:
-        """The token layout attention call ``layer`` sees (its query side and key side)."""
+    def layout_of(self, layer: int, input_shape: tuple[int, int] | None = None) -> TokenLayout:
+        """The token layout attention call ``layer`` sees (its query side and key side), on
+        inputs of ``input_shape`` ``(channels, samples)`` (default: the model's
+        ``input_shape``; another only where the model opens any size, see the module
+        docstring)."""
         if (
             isinstance(layer, bool)
             or not isinstance(layer, int)
@@ -205,13 +245,16 @@ class AttachedModel(HookedBiosignalModel):
                 f"layer {layer!r} is not an attention call of this model "
                 f"(0..{len(self._layouts) - 1})"
             )
-        return self._layouts[layer]
+        if input_shape is None:
+            return self._layouts[layer]
+        return self._size(_window(input_shape)).layouts[layer]
 
-    def folds_of(self, layer: int) -> int | None:
+    def folds_of(self, layer: int, input_shape: tuple[int, int] | None = None) -> int | None:
         """How many attention problems call ``layer`` folds into its batch per input row
         (CBraMod's spatial call: its patches; 1: none); None where that is not known (a
         checkpoint saved before folds were recorded). ``folds[layer].batch_major`` says
-        whether masks may differ between them (see the module docstring).
+        whether masks may differ between them (see the module docstring). ``input_shape``:
+        as in `layout_of`.
 
         >>> from emg_lens.models import attach
         >>> from emg_lens.models.attached.examples import PatchAttention
@@ -220,7 +263,9 @@ class AttachedModel(HookedBiosignalModel):
         2
         """
         self.layout_of(layer)  # refuses a layer the model lacks
-        return self.folds[layer].count
+        if input_shape is None:
+            return self.folds[layer].count
+        return self._size(_window(input_shape)).folds[layer].count
 
     @property
     def resid_modules(self) -> dict[int, str]:
@@ -231,6 +276,72 @@ class AttachedModel(HookedBiosignalModel):
     def layer_heads(self) -> tuple[int, ...]:
         """The number of heads of each layer's attention call."""
         return tuple(call.heads for call in self.calls)
+
+    # ------------------------------------------------------------------ input sizes
+    def _check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """The model's ``input_shape``; or, where it opens any size, one its forward runs on
+        (probed the first time it is met, see the module docstring)."""
+        if self._layout_at is None or len(shape) != 3 or shape[1:] == self.input_shape:
+            super()._check_input_shape(shape)
+            return
+        try:
+            self._size(_window(shape[1:]))
+        except EmgLensError as exc:
+            channels, samples = self.input_shape
+            raise InputShapeError(
+                f"signals must have shape [batch, channels={channels}, time={samples}], got "
+                f"{list(shape)}; {type(self.model).__name__} also opens other sizes, but not "
+                f"this one: {exc}"
+            ) from exc
+
+    def _size(self, shape: tuple[int, int]) -> _Size:
+        """The attention calls, layouts and folds on inputs of ``shape`` ``(channels,
+        samples)``: those `attach` found, or, where the model opens any size, those probed."""
+        if shape == self.input_shape:
+            return _Size(self.calls, tuple(self._layouts), self.folds)
+        if self._layout_at is None:
+            channels, samples = self.input_shape
+            raise InputShapeError(
+                f"{type(self.model).__name__} was attached for inputs of {channels} channels x "
+                f"{samples} samples, not {shape[0]} x {shape[1]}; to open any size, attach it "
+                "with the layout as a function of the input's size (see attach)"
+            )
+        with self._lock:
+            if shape not in self._sizes:
+                self._sizes[shape] = self._probe_size(*shape)
+            return self._sizes[shape]
+
+    def _probe_size(self, channels: int, samples: int) -> _Size:
+        """Probe the model on an input of ``channels`` x ``samples`` (eval mode, no
+        gradients): its calls, the same as at attach time but for their sizes, their folds,
+        and the layouts ``layout_at`` gives them."""
+        what = f"on inputs of {channels} channels x {samples} samples"
+        device, dtype = self.param_device_dtype()
+        gen = torch.Generator().manual_seed(0)
+        example = torch.randn(2, channels, samples, generator=gen, dtype=dtype).to(device)
+        named = None
+        if self._named is not None:
+            modules = dict(self.model.named_modules())
+            named = {path: modules[path] for path in self._named}
+        try:
+            with evaluating(self.model):
+                found = probe(self.model, example, named)
+                folds = find_folds(self.model, example, named, found.calls)
+        except Exception as exc:
+            raise InputShapeError(
+                f"{what} its forward fails ({type(exc).__name__}: {exc})"
+            ) from exc
+        kinds = [(c.kind, c.module, c.heads) for c in found.calls]
+        if kinds != [(c.kind, c.module, c.heads) for c in self.calls]:
+            raise AttachError(
+                f"{what} its forward makes {len(kinds)} attention calls ({_calls(kinds)}), "
+                f"not the {len(self.calls)} it made at attach time "
+                f"({_calls([(c.kind, c.module, c.heads) for c in self.calls])}); the layers are "
+                "numbered by call order, so every size must make the same calls"
+            )
+        layouts = per_call_layouts(self._layout_at(found.calls, channels, samples), len(kinds))
+        check_layouts(layouts, found.calls)
+        return _Size(found.calls, tuple(layouts), folds)
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -282,28 +393,29 @@ class AttachedModel(HookedBiosignalModel):
             if _tl_keyword(self.model, kwargs, name) is not None:  # None: the whole forward
                 require(self, LAYERWISE, f"forward({name}=...)")
         x = self.hook_input(self.to_tokens(signals))
-        masks = self._check_edge_masks(edge_masks, batch=x.shape[0])
+        size = self._size(tuple(x.shape[1:]))
+        masks = self._check_edge_masks(edge_masks, batch=x.shape[0], size=size)
         if not masks and not _hooked(self._points):  # the original's forward, nothing else
             return self.model(x, *args, **kwargs)
         hooked = {i for i, block in enumerate(self.blocks) if _hooked(list(block.attn.children()))}
         resid = {i for i in self._blocks if _hooked(self._resid_points(i))}
         with self._lock:
-            return self._intercepted(x, args, kwargs, masks, hooked, resid)
+            return self._intercepted(x, args, kwargs, masks, hooked, resid, size)
 
     def _resid_points(self, layer: int) -> list[HookPoint]:
         block = self.blocks[layer]
         return [block.hook_resid_pre, block.hook_resid_post]
 
-    def _intercepted(self, x, args, kwargs, masks, hooked, resid) -> Any:
+    def _intercepted(self, x, args, kwargs, masks, hooked, resid, size: _Size) -> Any:
         named = dict(self.model.named_modules())
         scope = Scope()  # the hooks on the user's modules act for this forward only
         tracker = ModuleTracker({p: named[p] for p in self._named or ()}, scope)
 
         def on_call(call: Call) -> Site:
             layer = mode.count - 1
-            self._check_call(layer, call)
+            self._check_call(layer, call, size)
             if layer in masks:
-                self._check_rows(layer, call, masks[layer], x.shape[0])
+                self._check_rows(layer, call, masks[layer], x.shape[0], size)
             attn = self.blocks[layer].attn
             return Site(
                 edge_mask=masks.get(layer),
@@ -336,7 +448,7 @@ class AttachedModel(HookedBiosignalModel):
             )
         return out
 
-    def _check_call(self, layer: int, call: Call) -> None:
+    def _check_call(self, layer: int, call: Call, size: _Size) -> None:
         if layer >= len(self.calls):
             raise AttachError(
                 f"this forward of {type(self.model).__name__} made more attention calls than the "
@@ -344,7 +456,7 @@ class AttachedModel(HookedBiosignalModel):
                 f"{call.module or 'the model'}); the forward must make the same calls on every "
                 "input"
             )
-        known = self.calls[layer]
+        known = size.calls[layer]
         if (call.kind, call.heads, call.n_query, call.n_key) != (
             known.kind,
             known.heads,
@@ -359,11 +471,13 @@ class AttachedModel(HookedBiosignalModel):
                 "every input"
             )
 
-    def _check_rows(self, layer: int, call: Call, mask: torch.Tensor, batch: int) -> None:
+    def _check_rows(
+        self, layer: int, call: Call, mask: torch.Tensor, batch: int, size: _Size
+    ) -> None:
         """A mask with a row per score row (per input row, or per fold) must meet as many
         score rows as `attach` saw per input row."""
         if mask.ndim == 4 and mask.shape[0] not in (1, call.batch):
-            count = self.folds[layer].count
+            count = size.folds[layer].count
             raise AttachError(
                 f"attention call {layer} ({call.module or 'the model'}) has {call.batch} score "
                 f"rows for {batch} input rows, but edge_masks[{layer}] has {mask.shape[0]} rows "
@@ -416,26 +530,27 @@ class AttachedModel(HookedBiosignalModel):
         return handles
 
     # ------------------------------------------------------------------ edge masks
-    def _check_edge_masks(self, edge_masks: EdgeMasks | None, *, batch: int) -> dict:
+    def _check_edge_masks(self, edge_masks: EdgeMasks | None, *, batch: int, size: _Size) -> dict:
         """``{layer: bool mask}``, each broadcastable to that layer's ``[batch, heads, query,
         key]`` scores, or per fold on a folded layer (see `forward`); moved to the model's
         device, a per-input or per-fold mask laid out as the folded scores' rows."""
         masks = checked_edge_masks(
             edge_masks,
-            n_layers=len(self.calls),
-            scores=lambda layer: (self.calls[layer].n_query, self.calls[layer].n_key),
+            n_layers=len(size.calls),
+            scores=lambda layer: (size.calls[layer].n_query, size.calls[layer].n_key),
             layers=f"the attached model's {len(self.calls)} attention calls, in call order",
         )
         out = {}
         for layer, mask in masks.items():
-            out[layer] = self._fold_mask(layer, mask, batch).to(self.param_device_dtype()[0])
+            out[layer] = self._fold_mask(layer, mask, batch, size)
+            out[layer] = out[layer].to(self.param_device_dtype()[0])
         return out
 
-    def _fold_mask(self, layer: int, mask: torch.Tensor, batch: int) -> torch.Tensor:
+    def _fold_mask(self, layer: int, mask: torch.Tensor, batch: int, size: _Size) -> torch.Tensor:
         """``mask`` checked against layer ``layer``'s scores and laid out on their rows: a
         per-fold ``[batch or 1, F, heads or 1, q, k]`` or a per-input ``[batch, ...]`` mask
         on a folded layer becomes ``[batch * F, heads or 1, q, k]``, batch-major."""
-        call, fold = self.calls[layer], self.folds[layer]
+        call, fold = size.calls[layer], size.folds[layer]
         what = f"edge_masks[{layer}]"
         per_fold = mask.ndim == 5
         per_row = per_fold or (mask.ndim == 4 and mask.shape[0] > 1)
@@ -481,6 +596,37 @@ def _through(point: HookPoint, x: torch.Tensor, seq_first: bool) -> torch.Tensor
     if not seq_first:
         return point(x)
     return point(x.transpose(0, 1)).transpose(0, 1)
+
+
+def _window(shape: Any) -> tuple[int, int]:
+    """``(channels, samples)`` of one input window, checked."""
+    pair = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else ()
+    if len(pair) != 2 or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair
+    ):
+        raise InputShapeError(
+            f"an input window is (channels, samples), two positive ints, got {describe(shape)}"
+        )
+    return pair
+
+
+def _calls(kinds: Sequence[tuple[str, str, int]]) -> str:
+    """Attention calls ``(kind, module, heads)`` in words, the first three."""
+    shown = [f"{kind} in {module or 'the model'} ({heads} heads)" for kind, module, heads in kinds]
+    return ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
+
+
+def check_layouts(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
+    """Refuse a layout whose tokens are not those of its attention call's scores."""
+    for layer, (layout, call) in enumerate(zip(layouts, calls)):
+        if (call.n_query, call.n_key) != (layout.n_queries, layout.n_tokens):
+            raise LayoutError(
+                f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
+                f"{call.n_query} queries to {call.n_key} keys, but the layout has "
+                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
+                "(one entry per token, in the order of the scores' axes; "
+                "TokenLayout.cross(queries, keys) where queries are not keys)"
+            )
 
 
 def per_call_layouts(

@@ -16,9 +16,15 @@ patches or channels, ``[batch or 1, F, head or 1, query, key]``.
 
 PBT's tokens are patches of the flattened ``channel x time`` window (`flat_patches`): where
 ``n_times`` is not a multiple of its ``d_input`` (braindecode's defaults: 1,000 and 64), some
-patches run across two channels; they are ``"mixed"`` tokens, of no one channel. Every instance
-braindecode's own integration test builds of a zoo architecture opens exactly; one built
-without ``n_chans``/``chs_info`` or ``n_times`` (CBraMod accepts any) is refused naming
+patches run across two channels; they are ``"mixed"`` tokens, of no one channel.
+
+CBraMod runs at any input size (its tokens are the patches of each channel, its positional
+encoding a convolution over them), and braindecode builds it without ``n_chans``/``chs_info``
+or ``n_times`` (its classifier then a ``LazyLinear``, built by its first call): its entry
+opens any size (`ZooEntry.any_size`), the layouts built from the input's size at the call, a
+size its forward fails on refused by name (not a whole number of patches; not the one its
+built classifier takes). Every instance braindecode's own integration test builds of a zoo
+architecture opens exactly; any other entry built without a size it needs is refused naming
 ``ch_names=`` / ``n_times=``, which open it.
 
 What has no softmax over tokens is refused by name (`REFUSED`: BIOT's linear attention).
@@ -40,9 +46,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emg_lens.errors import AttachError, describe
+from emg_lens.errors import AttachError, InputShapeError, describe
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.attached.build import attach
+from emg_lens.models.attached.build import attach, model_size
 from emg_lens.models.attached.find import Probe, named_modules_of, probe
 from emg_lens.models.attached.intercept import Call
 from emg_lens.models.attached.model import AttachedModel
@@ -76,14 +82,19 @@ class ZooEntry:
     converted model's mask over every (channel, patch) token, cuts that differ between
     patches included);
     ``attention``: what `attach` takes as ``attention=`` (a module-path glob), where its
-    softmax cannot be found without it.
+    softmax cannot be found without it;
+    ``any_size``: for an architecture whose forward runs at any input size, the size
+    ``(channels, samples)`` to probe at attach, from the model and the sizes known (None where
+    not: it was built without them); every other size then opens at the call, its layouts
+    built by ``layouts`` (called with ``model`` None: they read nothing off the model).
     """
 
     tokens: str
-    layouts: Callable[[Sequence[Call], Sequence[str], nn.Module], list[TokenLayout]]
+    layouts: Callable[[Sequence[Call], Sequence[str], nn.Module | None], list[TokenLayout]]
     needs_names: bool = False
     converter: bool = False
     attention: str | None = None
+    any_size: Callable[[nn.Module, int | None, int | None], tuple[int, int]] | None = None
 
 
 def _time(n: int, cls: bool = False) -> TokenLayout:
@@ -153,6 +164,30 @@ def _criss_cross(calls, names, model):
         _one_patch(names) if call.module.endswith("self_attn_s") else _time(call.n_key)
         for call in calls
     ]
+
+
+def _cbramod_size(model: nn.Module, channels: int | None, samples: int | None):
+    """The size to probe a CBraMod at: the sizes known; where one is not, what its built
+    classifier (a ``Linear`` over every token's ``emb_dim`` features) leaves, else one patch
+    of one channel. A classifier that fits no input of the channels known is refused."""
+    patch, emb = model._patch_size, model._emb_dim
+    final = getattr(model, "final_layer", None)
+    linear = final[-1] if isinstance(final, nn.Sequential) and len(final) else None
+    width = linear.in_features if type(linear) is nn.Linear else None
+    if width is None:  # no classifier (return_encoder_output), or one not built yet
+        return channels or 1, samples or patch
+    tokens = width // emb
+    if samples is not None:
+        patches = max(samples // patch, 1)
+        return channels or max(tokens // patches, 1), samples
+    channels = channels or max(tokens, 1)  # unknown: the tokens as channels of one patch
+    if width % emb or not tokens or tokens % channels:
+        raise AttachError(
+            f"braindecode's CBraMod has a classifier over {width} features, which no input of "
+            f"{channels} channels gives (each patch of {patch} samples of a channel gives "
+            f"{emb}): it runs on no input"
+        )
+    return channels, tokens // channels * patch
 
 
 def _per_patch_with_summary(calls, names, model):
@@ -229,6 +264,7 @@ ZOO: dict[str, ZooEntry] = {
         "(each call folds its patches or channels into the batch)",
         _criss_cross,
         converter=True,
+        any_size=_cbramod_size,
     ),
     "EEGPT": ZooEntry(
         "the channels of one patch and the learned summary tokens (the patches folded into the "
@@ -262,6 +298,30 @@ def braindecode_name(model: nn.Module) -> str | None:
     return cls.__name__ if cls.__module__.startswith("braindecode.") else None
 
 
+@dataclass(frozen=True)
+class _LayoutAt:
+    """An entry's layouts for inputs of any size (`attach`'s layout function): its channels
+    named ``names`` where the model knows them (then an input of other channels is refused),
+    ``ch0``, ``ch1`` ... otherwise."""
+
+    name: str
+    layouts: Callable[[Sequence[Call], Sequence[str], nn.Module | None], list[TokenLayout]]
+    names: tuple[str, ...] | None
+
+    def __call__(self, calls: Sequence[Call], n_channels: int, n_samples: int):
+        names = self.names
+        if names is None:
+            names = tuple(f"ch{i}" for i in range(n_channels))
+        elif len(names) != n_channels:
+            raise InputShapeError(
+                f"braindecode's {self.name} was opened for {len(names)} channels "
+                f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), not "
+                f"{n_channels}: one built without n_chans or chs_info, attached without "
+                "ch_names, opens any"
+            )
+        return self.layouts(calls, names, None)
+
+
 class _WithNames(nn.Module):
     """A braindecode model whose forward needs ``ch_names`` (LaBraM), called with them."""
 
@@ -279,10 +339,12 @@ def attach_braindecode(
     """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
 
     ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...); ``n_times``
-    to the model's. A model built without either size (CBraMod takes any channels and
-    length, so braindecode builds it with no ``n_chans``, ``chs_info`` or ``n_times``) needs
-    them here: ``ch_names``, one per input channel, and ``n_times``, the window's samples;
-    given where the model knows its own, they must agree with it.
+    to the model's. An architecture that runs at any input size (CBraMod, which braindecode
+    builds without ``n_chans``, ``chs_info`` or ``n_times``) opens without them, at any size
+    its forward runs on (see the module docstring); ``ch_names`` or ``n_times``, given, fix
+    the channels / the size probed here. Another model built without a size needs it here:
+    ``ch_names``, one per input channel, and ``n_times``, the window's samples. Given where
+    the model knows its own, they must agree with it.
 
     >>> from emg_lens.models.attached.examples import TinyAttention
     >>> attach_braindecode(TinyAttention())
@@ -306,6 +368,17 @@ def attach_braindecode(
         )
     entry = ZOO[name]
     names, samples = _names(model, name, ch_names), _samples(model, n_times, name)
+    if entry.any_size is not None:
+        channels = None if names is None else len(names)
+        channels, samples = entry.any_size(model, channels, samples)
+        names_known = None if names is None else tuple(names)
+        return attach(
+            model,
+            layout=_LayoutAt(name, entry.layouts, names_known),
+            n_samples=samples,
+            n_channels=channels,
+            attention=entry.attention,
+        )
     unknown = [
         (built, give)
         for built, give, value in (
@@ -341,17 +414,8 @@ def attach_braindecode(
     )
 
 
-def _own(model: nn.Module, size: str) -> int | None:
-    """The model's ``n_chans`` or ``n_times``; None where it was built without it (braindecode
-    raises a ValueError then)."""
-    try:
-        return getattr(model, size, None)
-    except ValueError:
-        return None
-
-
 def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[str] | None:
-    n_chans = _own(model, "n_chans")
+    n_chans = model_size(model, "n_chans")
     if ch_names is not None:
         if isinstance(ch_names, str) or not isinstance(ch_names, Sequence):
             raise AttachError(
@@ -377,7 +441,7 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
 
 
 def _samples(model: nn.Module, n_times: int | None, name: str) -> int | None:
-    own = _own(model, "n_times")
+    own = model_size(model, "n_times")
     if n_times is not None:
         if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times <= 0:
             raise AttachError(f"n_times must be a positive int, got {describe(n_times)}")

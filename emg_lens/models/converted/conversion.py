@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError, describe
 from emg_lens.layout import TokenLayout
@@ -285,8 +286,9 @@ def _hook_name(hook: Any) -> str:
 
 
 def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
-    """Refuse what a conversion would silently drop: a forward hook or forward pre-hook on a
-    source module or any submodule, a ``forward`` set on an instance (a patch), and global
+    """Refuse what a conversion would silently drop: a lazy module not yet built (whose
+    weights are not there to read), a forward hook or forward pre-hook on a source module or
+    any submodule, a ``forward`` set on an instance (a patch), and global
     forward hooks (``torch.nn.modules.module.register_module_forward_hook``, which would run
     on the converted model's modules instead). ``sources``: the name to call each source by
     -> the module; the error is an `UnsupportedModuleError` whose ``path`` is the module's.
@@ -319,6 +321,14 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
     for root, source in sources.items():
         for name, module in source.named_modules():
             path = f"{root}.{name}" if name else root
+            if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+                raise UnsupportedModuleError(
+                    f"{what}: {path} is a {type(module).__name__} not yet built (its weights' "
+                    "shapes are set by its first call, braindecode's when built without "
+                    "n_times or n_chans): run the model once on a window, which builds it for "
+                    "that window's size, then convert",
+                    path=path,
+                )
             for kind, hooks in (
                 ("forward hook", module._forward_hooks),
                 ("forward pre-hook", module._forward_pre_hooks),

@@ -393,7 +393,9 @@ class HookSurface:
 
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         """Compute each head's output separately (``attn.hook_result``, ``[batch, pos,
-        head_index, d_model]``), as in TransformerLens; stems included. Costs memory.
+        head_index, d_model]``), as in TransformerLens; stems included. Costs memory: while
+        the flag is on every forward computes them (the per-head path, hooked or not), so a
+        hook on ``hook_result`` changes no output bit.
 
         >>> from emg_lens.models import IsoNet
         >>> model = IsoNet(EncoderConfig.preset("tiny"))

@@ -393,3 +393,42 @@ def test_classifiers_the_converters_do_not_compute_are_refused_by_name():
     source.proj_out = nn.Sequential(mlp(source.proj_out[0]))
     with pytest.raises(UnsupportedModuleError, match=r"CBraMod\.proj_out is a Sequential\(Seq"):
         from_braindecode(source)
+
+
+@pytest.mark.parametrize("built_with", ["n_chans", "n_times", "neither"])
+def test_cbramod_built_without_a_size_converts_at_the_size_its_classifier_takes(built_with):
+    """Issue 61: braindecode builds CBraMod without n_times or n_chans with a LazyLinear
+    classifier, which its first call builds for that window. Before it, the conversion is
+    refused saying so; after it, the classifier (channels x patches x emb_dim features) fixes
+    the size the other leaves: the model converts at it and computes the original's function.
+    Built with neither, channels x patches is all it fixes: refused naming ch_names=, which
+    converts it."""
+    sizes = {"n_chans": {"n_chans": 3}, "n_times": {"n_times": 600}, "neither": {}}[built_with]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        source = bd.CBraMod(
+            n_outputs=2,
+            **sizes,
+            n_layer=1,
+            nhead=4,
+            dim_feedforward=16,
+            emb_dim=6,
+            channels_kernel_stride_padding_norm=CBRAMOD_CONVS,
+        ).eval()
+    with pytest.raises(
+        UnsupportedModuleError, match=r"LazyLinear not yet built.*run the model once"
+    ):
+        from_braindecode(source)
+    x = torch.randn(2, 3, 600, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = source(x)  # builds the classifier for 3 channels x 3 patches
+    given = {}
+    if built_with == "neither":
+        with pytest.raises(ConversionError, match=r"without n_chans .* pass .*ch_names=\[\.\.\.\]"):
+            from_braindecode(source)
+        given = {"ch_names": ["C3", "Cz", "C4"]}
+    model = from_braindecode(source, **given)
+    assert model.input_shape == (3, 600)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)

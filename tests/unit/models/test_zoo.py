@@ -2,9 +2,10 @@
 issue 38 item 4): each is a row of the test models' table (`tests.unit.models.table`, built
 small), where test_hook_contract checks its unhooked output is the original's bit for bit, a
 masked forward finite and different, every attention call hooked. Here: PBT at any length (its
-patches across channels are "mixed" tokens); the converted architectures' attached cuts equal
-their converted models' on the same mask, also where CBraMod and EEGPT fold patches or
-channels into the batch and the cut differs between them."""
+patches across channels are "mixed" tokens); CBraMod built without a size opens at any length
+(one attached model, its layouts built from each input's size); the converted architectures'
+attached cuts equal their converted models' on the same mask, also where CBraMod and EEGPT
+fold patches or channels into the batch and the cut differs between them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import warnings
 import pytest
 import torch
 
-from emg_lens.errors import AttachError
+from emg_lens.errors import AttachError, InputShapeError
+from emg_lens.models.attached.find import unbuilt
 from emg_lens.models.attached.zoo import REFUSED, ZOO, attach_braindecode
 from tests.unit.models import table
 
@@ -198,3 +200,97 @@ def test_pbt_patches_that_run_across_channels_are_mixed_tokens():
     with torch.no_grad():
         assert torch.equal(model(x), source(x))
         assert not torch.equal(model(x, edge_masks={0: cut}), source(x))
+
+
+SMALL_CBRAMOD = {  # CBraMod at a small width: d_model 32 (4 conv channels x 8), 4 heads
+    "n_layer": 1,
+    "nhead": 4,
+    "dim_feedforward": 16,
+    "emb_dim": 8,
+    "channels_kernel_stride_padding_norm": [[4, 49, 25, 24, [2, 4]]],
+}
+
+
+def _cbramod(**kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        return bd.CBraMod(n_outputs=2, **kwargs, **SMALL_CBRAMOD).eval()
+
+
+def _cut_by_hook(model, x, layer, cut):
+    """The model's output with ``cut`` ([q, k], True = cut) set to -inf at layer's scores by a
+    hook: what the same edge mask must give."""
+
+    def block(scores, hook):
+        return scores.masked_fill(cut, float("-inf"))
+
+    with torch.no_grad():
+        return model.run_with_hooks(x, fwd_hooks=[(f"blocks.{layer}.attn.hook_attn_scores", block)])
+
+
+@pytest.mark.parametrize("n_chans", [3, None])
+def test_cbramod_built_without_n_times_opens_at_any_length(n_chans):
+    """One CBraMod built without n_times (and, None, without n_chans): one attached model runs
+    windows of two lengths (and, where no channel count was built in, two channel counts),
+    each one's layouts built from its size: the spatial call over its channels, folded over its
+    patches, the temporal call over its patches, folded over its channels. Unhooked outputs are
+    the original's bit for bit; a cut acts, as a hook setting -inf there does; a length its
+    forward fails on (not whole patches of 200) is refused by name."""
+    source = _cbramod(n_chans=n_chans, return_encoder_output=True)
+    model = attach_braindecode(source)
+    sizes = [(3, 400), (3, 1000)] if n_chans else [(3, 400), (5, 1000)]
+    for channels, samples in sizes:
+        patches = samples // 200
+        x = torch.randn(2, channels, samples, generator=torch.Generator().manual_seed(samples))
+        assert model.layout_of(0, input_shape=(channels, samples)).n_tokens == channels
+        assert model.layout_of(1, input_shape=(channels, samples)).n_tokens == patches
+        assert model.folds_of(0, (channels, samples)) == patches
+        assert model.folds_of(1, (channels, samples)) == channels
+        with torch.no_grad():
+            expected = source(x)
+            assert torch.equal(model(x), expected)
+            _, cache = model.run_with_cache(x)
+        assert cache["pattern", 0].shape == (2 * patches, 2, channels, channels)
+        assert cache["pattern", 1].shape == (2 * channels, 2, patches, patches)
+        for layer, n in ((0, channels), (1, patches)):
+            cut = torch.zeros(n, n, dtype=torch.bool)
+            cut[0, 1] = True
+            with torch.no_grad():
+                masked = model(x, edge_masks={layer: cut})
+            assert not torch.equal(masked, expected)
+            torch.testing.assert_close(masked, _cut_by_hook(model, x, layer, cut))
+    with pytest.raises(
+        InputShapeError,
+        match=r"got \[1, 3, 1100\]; CBraMod also opens other sizes, but not this one: on "
+        r"inputs of 3 channels x 1100 samples its forward fails \(EinopsError",
+    ):
+        model(torch.randn(1, 3, 1100))
+    if n_chans:
+        with pytest.raises(
+            InputShapeError, match=r"got \[1, 4, 400\].*opened for 3 channels .*not 4"
+        ):
+            model(torch.randn(1, 4, 400))
+
+
+def test_cbramod_whose_classifier_is_not_built_yet_is_left_unbuilt():
+    """braindecode gives a CBraMod built without n_times a LazyLinear classifier, built by its
+    first call: attaching probes a copy, so the original's classifier stays unbuilt (its
+    length still the first call's to fix). The first call through the attached model builds
+    it, as calling the original would; then a window of another length is refused by name,
+    as the original fails on it."""
+    source = _cbramod(n_chans=3)
+    model = attach_braindecode(source)
+    assert unbuilt(source) and model.input_shape == (3, 200)
+    x = torch.randn(2, 3, 600)
+    with torch.no_grad():
+        y = model(x)
+        assert not unbuilt(source) and source.final_layer[1].in_features == 3 * 3 * 8
+        assert torch.equal(y, source(x))
+        _, cache = model.run_with_cache(x)
+    assert cache["pattern", 1].shape == (6, 2, 3, 3)
+    with pytest.raises(
+        InputShapeError,
+        match=r"not this one: on inputs of 3 channels x 400 samples its forward fails",
+    ):
+        model.run_with_cache(torch.randn(1, 3, 400))

@@ -47,12 +47,16 @@ function of the model."""
 
 
 def read_config(
-    model: nn.Module, fields: Mapping[str, Field], ch_names: Sequence[str] | None
+    model: nn.Module,
+    fields: Mapping[str, Field],
+    ch_names: Sequence[str] | None,
+    input_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of a hooked class's ``config`` read off a braindecode ``model``:
-    ``n_chans``, ``n_times``, ``ch_names`` (`channel_names`) and ``dtype`` (`float_dtype`),
-    which every converter reads, then each of ``fields`` (a path through `size`, or a
-    function of the model).
+    ``n_chans``, ``n_times`` (``input_size`` where given: a model built without them whose
+    converter reads them otherwise), ``ch_names`` (`channel_names`) and ``dtype``
+    (`float_dtype`), which every converter reads, then each of ``fields`` (a path through
+    `size`, or a function of the model).
 
     >>> class Net(nn.Module):
     ...     n_chans, n_times = 2, 8
@@ -62,10 +66,10 @@ def read_config(
     >>> read_config(Net(), {"n_outputs": "head.out_features"}, ["C3", "C4"])
     {'n_chans': 2, 'n_times': 8, 'ch_names': ['C3', 'C4'], 'dtype': torch.float32, 'n_outputs': 3}
     """
-    n_chans = size(model, "n_chans")
+    n_chans, n_times = input_size or (size(model, "n_chans"), size(model, "n_times"))
     out = {
         "n_chans": n_chans,
-        "n_times": size(model, "n_times"),
+        "n_times": n_times,
         "ch_names": channel_names(model, ch_names, n_chans),
         "dtype": float_dtype(model),
     }

@@ -315,14 +315,17 @@ def key_table(cfg: EncoderConfig) -> keys.KeyTable:
 ALL = slice(None)
 
 
-def _check_supported(model: nn.Module) -> None:
+def _check_supported(model: nn.Module, ch_names: list[str] | None) -> None:
     """Refuse what the hooked class does not compute, naming it."""
     final = model.final_layer
     if not (isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear):
         raise UnsupportedModuleError(
             f"CBraMod.final_layer is {type(final).__name__}: return_encoder_output=True (no "
-            "logits) or a classifier not yet built (LazyLinear: build CBraMod with n_times and "
-            "n_chans); supported: CBraMod's Flatten + Linear classifier",
+            "logits), or a classifier not yet built (a LazyLinear, as braindecode builds it "
+            "without n_times or n_chans: run the model once on a window, which builds it for "
+            "that window's size, or build CBraMod with n_times and n_chans); supported: "
+            "CBraMod's Flatten + Linear classifier (emg_lens.models.attach_braindecode opens "
+            "it at any size)",
             path="final_layer",
         )
     proj_out = model.proj_out
@@ -338,7 +341,7 @@ def _check_supported(model: nn.Module) -> None:
             "Sequential(Linear(d_model, emb_dim)), which the converted readout computes",
             path="proj_out",
         )
-    n_times = size(model, "n_times")
+    n_times = input_size(model, ch_names)[1]
     if model._patch_size != PATCH or n_times % PATCH:
         raise ConversionError(
             f"CBraMod with patch_size={model._patch_size} and n_times={n_times}: its spectral "
@@ -348,6 +351,42 @@ def _check_supported(model: nn.Module) -> None:
     for i, layer in enumerate(model.encoder.layers):
         for name in ("self_attn_s", "self_attn_t"):
             _check_half(getattr(layer, name), f"encoder.layers.{i}.{name}", half)
+
+
+def input_size(model: nn.Module, ch_names: list[str] | None) -> tuple[int, int]:
+    """``(n_chans, n_times)`` of a braindecode ``CBraMod`` with a built classifier: its own;
+    where built without one (braindecode then gives it a ``LazyLinear``, which its first call
+    builds), the window its classifier takes: it reads ``n_chans x n_times / 200 x emb_dim``
+    features, so one size fixes the other (the channels: ``ch_names``'s where the model has
+    none)."""
+    known = {}
+    for name in ("n_chans", "n_times"):
+        try:
+            known[name] = size(model, name)
+        except ConversionError:
+            known[name] = None
+    if known["n_chans"] is None and ch_names is not None:
+        known["n_chans"] = len(ch_names)
+    n_chans, n_times = known["n_chans"], known["n_times"]
+    if n_chans is not None and n_times is not None:
+        return n_chans, n_times
+    width, emb = model.final_layer[1].in_features, model._emb_dim
+    if n_chans is None and n_times is None:
+        raise ConversionError(
+            f"CBraMod was built without n_chans (or chs_info) and without n_times; its "
+            f"classifier reads {width} features, which fixes channels x patches but not each: "
+            "pass from_braindecode(model, ch_names=[...]) (one name per input channel)"
+        )
+    per_unit = emb * (n_chans if n_times is None else n_times // PATCH)
+    if not per_unit or width % per_unit:
+        have = f"{n_chans} channels" if n_times is None else f"n_times={n_times}"
+        raise ConversionError(
+            f"CBraMod's classifier reads {width} features, which no window of {have} gives "
+            f"({emb} per channel and patch of {PATCH} samples)"
+        )
+    if n_times is None:
+        return n_chans, width // per_unit * PATCH
+    return width // per_unit, n_times
 
 
 def _check_half(attn: nn.Module, path: str, half: int) -> None:
@@ -392,13 +431,16 @@ FIELDS = {
 
 
 def from_cbramod(model: nn.Module, ch_names: list[str] | None = None) -> HookedCBraMod:
-    """A braindecode ``CBraMod`` instance as a `HookedCBraMod` with its weights, in eval mode."""
-    _check_supported(model)
+    """A braindecode ``CBraMod`` instance as a `HookedCBraMod` with its weights, in eval mode;
+    one built without ``n_times`` or ``n_chans`` at the size its classifier takes (see
+    `input_size`)."""
+    _check_supported(model, ch_names)
     act = one_activation(
         (f"encoder.layers.{i}.activation", layer.activation)
         for i, layer in enumerate(model.encoder.layers)
     )
-    cfg = HookedCBraMod.config(**read_config(model, FIELDS, ch_names), activation=act)
+    fields = read_config(model, FIELDS, ch_names, input_size(model, ch_names))
+    cfg = HookedCBraMod.config(**fields, activation=act)
     hooked = HookedCBraMod(
         cfg, convs=model.patch_embedding.channels_kernel_stride_padding_norm, emb_dim=model._emb_dim
     )

@@ -66,7 +66,20 @@ def test_conditional_hooks(model, hook_name, setter, ndim):
     width = cfg.d_model
     expected = {3: (1, n, width), 4: (1, n, cfg.n_heads, width)}[ndim]
     assert cache[hook_name].shape == expected
-    set_flag(False)
+    # As on a HookedTransformer, the flag (not a hook) chooses the computation: the hook fires
+    # once a forward while the flag is on, an identity hook changes no output bit, and with
+    # the flag off the point is not computed, so the hook left on it does not fire.
+    x, fired = model.example_input(2), []
+    with torch.no_grad():
+        unhooked = model(x)
+        model.add_hook(hook_name, lambda z, hook: fired.append(hook.name))
+        hooked = model(x)
+        assert fired == [hook_name]
+        assert torch.equal(hooked, unhooked)
+        set_flag(False)
+        model(x)
+    model.reset_hooks()
+    assert fired == [hook_name]
 
 
 @pytest.mark.parametrize("setter", ["set_use_split_qkv_input", "set_use_attn_in"])
