@@ -16,9 +16,11 @@ comparisons of one family (the paper's: all comparisons of one layer mode): Bonf
 >>> [round(p, 2) for p in correct([0.01, 0.04, 0.03], "holm")]
 [0.03, 0.06, 0.06]
 
-Beside the p-values: an effect size (`rank_biserial`, negative for a drop), a seeded bootstrap
-95% interval of Δ% over subjects (`bootstrap_delta_ci`), and the design's floor: the smallest
-corrected p any cell can reach with n subjects (`smallest_p`, `subjects_needed`).
+Beside the p-values: an effect size (`rank_biserial`, negative for a drop), a Student-t 95%
+interval over subjects of the change (`delta_t_intervals`: of Δ%, the ratio of means, by its
+linearisation; a seeded percentile bootstrap, `bootstrap_delta_ci`, remains for the regression
+study's blocks, beside its t interval), and the design's floor: the smallest corrected p any
+cell can reach with n subjects (`smallest_p`, `subjects_needed`).
 
 The tests answer slightly different questions. ``mannwhitneyu`` (the default, as in the
 paper) treats the masked and the baseline values as two independent samples. ``wilcoxon`` and
@@ -60,6 +62,7 @@ __all__ = [
     "CLAIMS_TESTS",
     "CORRECTIONS",
     "EXACT_MAX_N",
+    "KEEP_MIN_SUBJECTS",
     "PAIRED",
     "PERMUTATIONS",
     "TESTS",
@@ -72,6 +75,7 @@ __all__ = [
     "correct",
     "corrected_floor",
     "delta_pct",
+    "delta_t_intervals",
     "format_p",
     "paired_test",
     "rank_biserial",
@@ -107,6 +111,14 @@ ALPHA = 0.05  # the weakest star
 BOOTSTRAP_SEED = 0  # one fixed seed: a rerun of a study writes the same intervals
 BOOTSTRAP_RESAMPLES = 2000
 P_FLOOR = 1e-16  # below it a printed p is the bound: a double's tail has no digits left there
+KEEP_MIN_SUBJECTS = 8
+"""The fewest subjects on which an absence of change is concluded (a keep claim holds, a drop
+claim fails). Attention cuts often leave a subject's accuracy exactly unchanged while they
+change other subjects' a lot (zero-inflated, skewed changes), so no spread among a few
+subjects is no evidence: with n subjects all unchanged, the share of subjects a cut changes is
+bounded (one-sided 95 %, Clopper–Pearson) only by ``1 − 0.05^(1/n)``, below a third from 8 on
+(0.35 at 7, 0.31 at 8); where 30 % of subjects lose the effect, all of 7 come out unchanged in
+8 % of studies, all of 8 in 6 %."""
 
 
 def format_p(p: float, digits: int = 3, name: str = "") -> str:
@@ -456,6 +468,55 @@ def bootstrap_delta_cis(
     return lows, highs
 
 
+def delta_t_intervals(
+    masked: Float[np.ndarray, "rows n"],
+    baseline: Float[np.ndarray, " n"],
+    *,
+    level: float = 0.95,
+    relative: bool = True,
+) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
+    """The Student-t interval over subjects of each row's change of the mean against one
+    baseline (column ``i`` is subject ``i``, the same subjects in both: paired): with
+    ``relative``, of `delta_pct` — the ratio of means, ``100 (M − B) / B`` — by its
+    linearisation (each subject's ``L_i = (m_i − (1 + r) b_i) / B`` with ``r = M / B − 1``: the
+    ratio's first-order influence, whose mean is 0; the interval ``100 (r ± t · sd(L) / √n)``);
+    without, of the absolute change ``M − B``, a t interval of the paired differences. Subjects
+    with a NaN are left out; fewer than 2 subjects, or a zero baseline mean, give NaN.
+
+    A percentile bootstrap over 3–8 subjects covers 75–90 % of what it calls 95 %
+    (docs/DESIGN.md §16); the t interval keeps its level where subjects' changes are roughly
+    normal and says how wide a few subjects leave it.
+
+    >>> lows, highs = delta_t_intervals(np.array([[0.5, 0.6, 0.55, 0.58]]),
+    ...                                 np.array([0.9, 0.95, 0.92, 0.91]))
+    >>> round(float(lows[0]), 1), round(delta_pct(0.5575, 0.92), 1), round(float(highs[0]), 1)
+    (-45.3, -39.4, -33.5)
+    """
+    if not 0 < level < 1:
+        raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
+    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    if masked.shape[1:] != baseline.shape:
+        raise SpecError(
+            f"an interval of a change needs one masked value per subject's baseline value, got "
+            f"{masked.shape[-1]} and {len(baseline)}"
+        )
+    lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
+    for row, values in enumerate(masked):
+        keep = np.isfinite(values) & np.isfinite(baseline)
+        n = int(keep.sum())
+        m, b = values[keep], baseline[keep]
+        if n < 2 or (relative and b.mean() == 0):
+            continue
+        if relative:
+            r = m.mean() / b.mean() - 1
+            centre, influence, scale = r, (m - (1 + r) * b) / b.mean(), 100.0
+        else:
+            centre, influence, scale = (m - b).mean(), m - b, 1.0
+        half = sps.t.ppf((1 + level) / 2, n - 1) * influence.std(ddof=1) / np.sqrt(n)
+        lows[row], highs[row] = scale * (centre - half), scale * (centre + half)
+    return lows, highs
+
+
 def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
     """The smallest two-sided p-value ``test`` can give with ``n`` subjects: its p for perfect
     separation (every masked value below every baseline value, all values distinct), computed
@@ -510,15 +571,22 @@ def subjects_needed(
     return None
 
 
-def t_interval(values: Sequence[float], level: float = 0.90) -> tuple[float, float]:
+def t_interval(
+    values: Sequence[float], level: float = 0.90, sd_floor: float = 0.0
+) -> tuple[float, float]:
     """The two-sided Student-t interval of the mean of ``values`` at ``level``: ``mean ±
     t_{(1 + level) / 2, n - 1} · sd / √n`` (NaNs left out; ``(nan, nan)`` with fewer than 2
-    values; a single point where every value is the same). At 0.90 its ends are the two
-    one-sided 95 % bounds `tost` tests against a margin.
+    values), the standard deviation never below ``sd_floor`` (the spread the values' own
+    sampling error implies: values that agree more closely than that agree by the
+    discreteness of what they count, not by evidence; without a floor, values all alike give
+    a single point). At 0.90 its ends are the two one-sided 95 % bounds `tost` tests against a
+    margin.
 
     >>> low, high = t_interval([-1.0, 0.0, 1.0, 2.0])
     >>> round(low, 3), round(high, 3)  # 0.5 ± 2.353 · 1.291 / 2
     (-1.019, 2.019)
+    >>> [round(v, 3) for v in t_interval([0.0, 0.0, 0.0, 0.0], sd_floor=1.0)]  # ± 2.353 / 2
+    [-1.177, 1.177]
     """
     if not 0 < level < 1:
         raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
@@ -526,21 +594,23 @@ def t_interval(values: Sequence[float], level: float = 0.90) -> tuple[float, flo
     x = x[np.isfinite(x)]
     if len(x) < 2:
         return float("nan"), float("nan")
-    mean, se = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
+    mean, se = float(x.mean()), max(float(x.std(ddof=1)), sd_floor) / float(np.sqrt(len(x)))
     half = float(sps.t.ppf((1 + level) / 2, len(x) - 1)) * se
     return mean - half, mean + half
 
 
-def tost(values: Sequence[float], bound: float) -> float:
+def tost(values: Sequence[float], bound: float, sd_floor: float = 0.0) -> float:
     """Schuirmann's (1987) two one-sided tests that the mean of ``values`` lies within
     ``±bound``: the larger p of the one-sided t-tests of ``mean <= -bound`` and ``mean >=
-    bound`` (NaNs left out). p < 0.05 exactly when `t_interval` at 0.90 lies inside
-    ``(-bound, bound)``; NaN with fewer than 2 values; with no spread, 0 inside the bound and
-    1 outside.
+    bound`` (NaNs left out), the standard deviation never below ``sd_floor`` (`t_interval`).
+    p < 0.05 exactly when `t_interval` at 0.90 lies inside ``(-bound, bound)``; NaN with fewer
+    than 2 values; with no spread and no floor, 0 inside the bound and 1 outside.
 
     >>> # the 90 % interval above, [-1.019, 2.019]: inside ±3, past +2
     >>> round(tost([-1.0, 0.0, 1.0, 2.0], 3.0), 4), round(tost([-1.0, 0.0, 1.0, 2.0], 2.0), 4)
     (0.0152, 0.0514)
+    >>> tost([0.0, 0.0], 5.0), round(tost([0.0, 0.0], 5.0, sd_floor=6.25), 3)  # 2 unchanged
+    (0.0, 0.23)
     """
     if not bound > 0:
         raise SpecError(f"an equivalence bound must be > 0, got {bound!r}")
@@ -548,7 +618,8 @@ def tost(values: Sequence[float], bound: float) -> float:
     x = x[np.isfinite(x)]
     if len(x) < 2:
         return float("nan")
-    mean, se = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
+    mean = float(x.mean())
+    se = max(float(x.std(ddof=1)), sd_floor) / float(np.sqrt(len(x)))
     if se == 0:
         return 0.0 if abs(mean) < bound else 1.0
     df = len(x) - 1

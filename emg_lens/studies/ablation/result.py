@@ -5,8 +5,10 @@ layer, layers, heads, key, metric, value`` (plus per-class counts and the ``stru
 ``summary`` has one row per (condition, metric): ``mean, std, baseline, delta, delta_pct,
 ci_low, ci_high, r_rb, U, p, p_corr, stars``: the change of the mean (``delta``, absolute;
 ``delta_pct``, in percent of the baseline, for the prediction metrics only: see
-`emg_lens.studies.metrics`) with a seeded bootstrap 95% interval over subjects on the scale
-the metric is reported in, the rank-biserial effect size (negative for a drop), the test,
+`emg_lens.studies.metrics`) with a Student-t 95% interval over subjects on the scale the
+metric is reported in (`emg_lens.studies.stats.delta_t_intervals`: Δ% is the ratio of the
+means, the IsoNet paper's; a study's claims report the mean of each subject's Δ% instead,
+and say so), the rank-biserial effect size (negative for a drop), the test,
 and the p-value corrected over the family the spec names (the paper's: each layer mode),
 within each metric's table. ``per_class`` has one row per
 (subject, condition, class). `StudyResult.power_note` states the smallest corrected p the
@@ -32,12 +34,12 @@ from emg_lens.studies.spec_base import StatsSpec
 from emg_lens.studies.stats import (
     ALPHA,
     TEST_NAMES,
-    bootstrap_delta_cis,
     clopper_pearson,
     compare_rows,
     correct,
     corrected_floor,
     delta_pct,
+    delta_t_intervals,
     rank_biserial,
     stars,
     subjects_needed,
@@ -114,7 +116,7 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
     # and out of the correction family
     zero = _structural(masked_rows, firsts["key"])
     U[zero], p[zero] = np.nan, np.nan
-    ci_low, ci_high = bootstrap_delta_cis(values, base_values, relative=relative)
+    ci_low, ci_high = delta_t_intervals(values, base_values, relative=relative)
     by_condition = wide.T  # pandas reduces each column as it reduces a Series: the same bits
     mean, base_mean = by_condition.mean().to_numpy(), float(base.mean())
     summary = (
@@ -369,10 +371,10 @@ class StudyResult(StudyOutput):
         """One row per (subject, condition, class index): ``correct``, ``total``,
         ``accuracy`` and its 95 % interval ``ci_low``, ``ci_high`` (NaN for a class without
         test windows), beside the condition columns. The interval counts the class's
-        ``trials`` (``unit`` ``"trial"``: a bootstrap resampling them,
-        `emg_lens.studies.units.class_trial_cis`; the windows of one trial are not independent,
-        docs/DESIGN.md §15); a cell stored without its trials gets Clopper-Pearson over the
-        windows (``unit`` ``"window"``, ``trials`` empty)."""
+        ``trials`` (``unit`` ``"trial"``: Clopper–Pearson over the trials, each counting its
+        share of correct windows, `emg_lens.studies.units.class_trial_cis`; the windows of one
+        trial are not independent, docs/DESIGN.md §15); a cell stored without its trials gets
+        Clopper-Pearson over the windows (``unit`` ``"window"``, ``trials`` empty)."""
         rows, intervals = [], []
         counts = self._counts()
         has_counts = "class_correct" in counts.columns
@@ -502,14 +504,16 @@ class StudyResult(StudyOutput):
         base = result.baseline
         if metric in RELATIVE_METRICS:
             delta = (
-                "Δ% (delta_pct) = 100 (masked − baseline) / baseline of the means, with a "
-                "bootstrap 95% interval over subjects (ci_low, ci_high, in %)"
+                "Δ% (delta_pct) = 100 (masked − baseline) / baseline of the means (the ratio of "
+                "means, the IsoNet paper's Δ%; claims report the mean of each "
+                "subject's Δ%), with a Student-t 95% interval over subjects of the linearised "
+                "ratio (ci_low, ci_high, in %)"
             )
             cols = ["delta_pct"]
         else:
             delta = (
                 f"Δ (delta) = masked − baseline of the means, in {UNITS[metric]} (an absolute "
-                "change: a ratio to this baseline means nothing), with a bootstrap 95% interval "
+                "change: a ratio to this baseline means nothing), with a Student-t 95% interval "
                 "over subjects (ci_low, ci_high, in the same units)"
             )
             cols = ["delta"]

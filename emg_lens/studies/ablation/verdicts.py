@@ -5,8 +5,14 @@ A claim is tested on each subject's accuracy over its classes (correct over tota
 of those classes, from the class counts every cell holds) under its condition, against the
 baseline's: the same subjects twice, so as the design is, paired, whatever test the study's
 tables use (``stats.test``). Δ% is the mean over subjects of each subject's ``100 (masked −
-baseline) / baseline``, and its interval the two-sided 90 % Student-t interval of those
-per-subject Δ% (`emg_lens.studies.stats.t_interval`; its ends are one-sided 95 % bounds):
+baseline) / baseline`` (not the ratio of means the summary table's Δ% is: the two can differ
+in sign where subjects' baselines differ), and its interval the two-sided 90 % Student-t
+interval of those per-subject Δ% (`emg_lens.studies.stats.t_interval`; its ends are one-sided
+95 % bounds), their spread never taken below each subject's own sampling error: the change one
+of its test trials makes, ``100 / (T b)`` (``sd_floor`` in ``claims.csv``, root mean square over
+subjects; ``floor_unit`` says whether trials or, in cells stored without them, windows were
+counted). Accuracy is discrete, and a cut often leaves a subject's accuracy exactly unchanged:
+zero spread is not evidence (docs/DESIGN.md §16).
 
 - ``expect = "drop"``: tested by ``stats.claims_test`` — by default ``"paired"``, the exact
   sign-flip test of the subjects' paired differences (all ``2**n`` relabellings; with 8
@@ -17,17 +23,20 @@ per-subject Δ% (`emg_lens.studies.stats.t_interval`; its ends are one-sided 95 
   accuracy fell. It *fails* only on evidence that the effect is absent: its interval lies
   wholly above ``-margin`` (any drop is smaller than the margin; ``margin`` defaults to
   `DEFAULT_MARGIN`, 0.05, as keep claims are usually given) — which a significant rise shows
-  too. Otherwise one *cannot tell* (no significant drop, and a drop of the margin is not ruled
+  too — on at least `emg_lens.studies.stats.KEEP_MIN_SUBJECTS` (8) subjects. Otherwise one
+  *cannot tell* (no significant drop, and a drop of the margin is not ruled
   out; the reason adds when the design cannot reach ``p_corr`` < 0.05 at all,
   `emg_lens.studies.stats.corrected_floor`).
 - ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
   are the same): Schuirmann's (1987) two one-sided tests (TOST) at 5 %, i.e. the 90 %
   interval within ``±100 margin %`` (`emg_lens.studies.stats.tost`). It *holds* when the
-  interval lies within, *fails* when it lies wholly outside, and one *cannot tell* otherwise.
-  With 2 or 3 subjects it cannot tell unless the change is small and the subjects agree
-  closely (`emg_lens.studies.stats.tost_max_sd`: with a ±5 % margin, a spread of per-subject
-  Δ% below 1.1 points at 2 subjects, 3.0 at 3, 7.5 at 8); keep claims are not corrected for
-  their number, each is a 5 % test. Its p is TOST's; no stars.
+  interval lies within on at least `emg_lens.studies.stats.KEEP_MIN_SUBJECTS` (8) subjects
+  (an absence of change needs them: with 7 subjects all unchanged, a cut that changes 30 % of
+  subjects passes for "no change" in 8 % of studies), *fails* when it lies wholly outside, and
+  one *cannot tell* otherwise. TOST also needs the subjects to agree
+  (`emg_lens.studies.stats.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
+  7.5 points at 8 subjects); keep claims are not corrected for their number, each is a 5 %
+  test. Its p is TOST's; no stars.
 
 Each row of ``claims.csv`` names the test that decided it (``test``, ``method``) and why
 (``reason``); `claims_design` says before the run what the claims need (``emg-lens study
@@ -54,6 +63,7 @@ from emg_lens.studies.stats import (
     ALPHA,
     CLAIMS_TESTS,
     EXACT_MAX_N,
+    KEEP_MIN_SUBJECTS,
     PAIRED,
     PERMUTATIONS,
     compare,
@@ -87,6 +97,7 @@ CLAIM_COLUMNS = [
     *("claim", "intervention", "layers", "heads", "classes", "class_indices", "expected"),
     *("condition", "n", "baseline", "masked", "delta_pct", "ci_low", "ci_high", "r_rb"),
     *("test", "p", "p_corr", "stars", "verdict", "reason", "margin", "ci_level", "method"),
+    *("sd_floor", "floor_unit"),
 ]
 """The columns of ``claims.csv``, one row per declared claim."""
 
@@ -103,6 +114,26 @@ def _group_accuracy(rows: pd.DataFrame, classes: list[int], where: str) -> pd.Se
             )
         out[r.subject] = int(np.asarray(r.class_correct)[classes].sum()) / total
     return pd.Series(out, dtype=float)
+
+
+def _sampling_floor(rows: pd.DataFrame, classes: list[int]) -> tuple[pd.Series, str]:
+    """Per subject, the change of its Δ% one of its trials makes, ``100 / (T b)`` with ``T``
+    the subject's test trials of ``classes`` and ``b`` its baseline accuracy on them: below
+    this, agreement between subjects is the discreteness of accuracy, not evidence (a subject
+    unchanged over 20 trials is not known to ±0). Counted over trials where the cells hold
+    them (``trial_class``), else over windows (``"window"``: each its own trial)."""
+    floors, unit = {}, "trial"
+    for r in rows.itertuples(index=False):
+        trial_class = getattr(r, "trial_class", None)
+        if isinstance(trial_class, list | tuple | np.ndarray):
+            count = int(np.isin(np.asarray(trial_class), classes).sum())
+        else:
+            count, unit = int(np.asarray(r.class_total)[classes].sum()), "window"
+        accuracy = int(np.asarray(r.class_correct)[classes].sum()) / max(
+            int(np.asarray(r.class_total)[classes].sum()), 1
+        )
+        floors[r.subject] = 100.0 / (count * accuracy) if count and accuracy > 0 else np.nan
+    return pd.Series(floors, dtype=float), unit
 
 
 def evaluate_claims(
@@ -126,7 +157,7 @@ def evaluate_claims(
     >>> rows = [{"subject": s, "intervention": name, "mode": mode, "layer": None,
     ...          "layers": "", "heads": "all", "key": name,
     ...          "class_correct": [kept, hit], "class_total": [100, 100]}
-    ...         for s in range(1, 7)
+    ...         for s in range(1, 9)
     ...         for name, mode, kept, hit in (("baseline", "none", 100, 90),
     ...                                       ("cross", "all", 100 - s % 2, 20 + s % 2))]
     >>> claims = [Claim.from_dict({"intervention": "cross", "layers": "all", "classes": c,
@@ -134,13 +165,15 @@ def evaluate_claims(
     >>> table = evaluate_claims(claims, {}, pd.DataFrame(rows), "mannwhitneyu", "bonferroni")
     >>> print(table[["classes", "masked", "test", "stars", "verdict"]].to_string(index=False))
     classes  masked        test stars verdict
-          1   0.205 permutation     *   holds
+          1   0.205 permutation    **   holds
           0   0.995        tost         holds
     >>> low, high = table.loc[1, ["ci_low", "ci_high"]].astype(float).round(2)
     >>> [format_p(p) for p in table["p"]], float(low), float(high)
-    (['0.0312', '2.8e-06'], -0.95, -0.05)
+    (['0.00781', '2.14e-06'], -1.17, 0.17)
     >>> print(table["method"][0])
-    exact sign-flip test over 6 subjects (paired, all 64 relabellings), bonferroni over 1 drop claim
+    exact sign-flip test over 8 subjects (paired, all 256 relabellings), bonferroni over 1 drop claim
+    >>> float(table.loc[1, "sd_floor"]), table.loc[1, "floor_unit"]  # one of 100 windows: 1 %
+    (1.0, 'window')
     """
     if claims_test not in CLAIMS_TESTS:
         raise SpecError(f"stats.claims_test = {claims_test!r}; accepted: {list(CLAIMS_TESTS)}")
@@ -158,12 +191,15 @@ def evaluate_claims(
         n = int((np.isfinite(m) & np.isfinite(b)).sum())
         pct = _subject_pct(m, b)
         finite = pct[np.isfinite(pct)]
+        floors, unit = _sampling_floor(baseline_rows, classes)
+        floors = floors.reindex(base.index).to_numpy(float)[np.isfinite(pct)]
+        sd_floor = float(np.sqrt(np.nanmean(floors**2))) if np.isfinite(floors).any() else 0.0
         if claim.expect == "keep":
-            used, p = "tost", tost(pct, claim.bound)
+            used, p = "tost", tost(pct, claim.bound, sd_floor)
         else:
             used = paired_test(n) if claims_test == PAIRED else claims_test
             p = compare(m, b, used)[1]
-        ci_low, ci_high = t_interval(pct, CI_LEVEL)
+        ci_low, ci_high = t_interval(pct, CI_LEVEL, sd_floor)
         cell = counts[counts["key"] == key].iloc[0]
         rows.append(
             {
@@ -187,9 +223,12 @@ def evaluate_claims(
                 "p": p,
                 "margin": claim.bound / 100,
                 "ci_level": CI_LEVEL,
+                "sd_floor": sd_floor,
+                "floor_unit": unit,
             }
         )
-    table = pd.DataFrame(rows, columns=[*CLAIM_COLUMNS[:17], "margin", "ci_level"])
+    extra = ["margin", "ci_level", "sd_floor", "floor_unit"]
+    table = pd.DataFrame(rows, columns=[*CLAIM_COLUMNS[:17], *extra])
     drops = [i for i, c in enumerate(claims) if c.expect == "drop"]
     table["p_corr"] = np.nan
     if drops:
@@ -258,9 +297,16 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
     interval = f"{100 * row.ci_level:g}% t-interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
     no_interval = not (np.isfinite(row.ci_low) and np.isfinite(row.ci_high))
     by_interval = interval_verdict(claim.expect, row.ci_low, row.ci_high, bound)
+    few = (
+        f", but no change is concluded on fewer than {KEEP_MIN_SUBJECTS} subjects ({row.n} "
+        "here): cuts often leave some subjects exactly unchanged while they change others, so "
+        "a few unchanged subjects are no evidence"
+    )
     if claim.expect == "keep":
         if no_interval:
             return "cannot tell", NO_INTERVAL
+        if by_interval == "holds" and row.n < KEEP_MIN_SUBJECTS:
+            return "cannot tell", f"{interval} lies within ±{bound:g}%{few}"
         if by_interval == "holds":
             return "holds", f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
         if by_interval == "fails":
@@ -275,6 +321,8 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
     found = f"a significant rise ({p_corr})" if significant else f"no significant drop ({p_corr})"
     if no_interval:
         return "cannot tell", f"{found}, and {NO_INTERVAL}"
+    if by_interval == "fails" and row.n < KEEP_MIN_SUBJECTS:
+        return "cannot tell", f"{found}, and the {interval} lies wholly above -{bound:g}%{few}"
     if by_interval == "fails":
         return "fails", f"{found}, and the {interval} lies wholly above -{bound:g}%"
     why = f"{found}, but the {interval} reaches below -{bound:g}%"
@@ -293,9 +341,11 @@ def claims_design(
     """What a study's claims need, said before the run (``emg-lens study check``), for ``n``
     subjects (None: not known yet): the drop claims, the fewest subjects with which their
     test can reach p_corr < 0.05 over their family (perfect separation:
-    `emg_lens.studies.stats.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
-    claims, at least 2 subjects and the spread of per-subject Δ% with which TOST can show
-    each margin (`emg_lens.studies.stats.tost_max_sd`).
+    `emg_lens.studies.stats.corrected_floor`) and the smallest p_corr ``n`` allow (a drop
+    fails, an absence of the effect, only on `KEEP_MIN_SUBJECTS`); the keep claims, at least
+    `KEEP_MIN_SUBJECTS` subjects and the spread of per-subject Δ% with which TOST can show each
+    margin (`emg_lens.studies.stats.tost_max_sd`; each subject's spread is at least the change
+    one of its trials makes).
 
     >>> claims = [Claim.from_dict({"intervention": "x", "layers": "all", "classes": "all",
     ...                            "expect": e, **m}) for e, m in (("drop", {}),
@@ -303,10 +353,12 @@ def claims_design(
     >>> print("\\n".join(claims_design(claims, 8, "paired", "bonferroni")))
     ... # doctest: +NORMALIZE_WHITESPACE
     1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
-    1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**).
-    1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; with 8, a
+    1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**); a
+    drop fails (the effect absent) only on at least 8 subjects.
+    1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 8 subjects; with 8, a
     keep can hold only if the per-subject Δ% spread (SD) stays below 7.5 points for ±5% (less
-    the further their mean change is from 0).
+    the further their mean change is from 0), each subject's spread at least the change one of
+    its test trials makes.
     """
     lines = []
     drops = sum(c.expect == "drop" for c in claims)
@@ -324,24 +376,26 @@ def claims_design(
         if n is not None:
             floor = corrected_floor(n, drops, claims_test, correction)
             line += f"; with {n} the smallest p_corr is {format_p(floor)} ({stars(floor)})"
+        line += f"; a drop fails (the effect absent) only on at least {KEEP_MIN_SUBJECTS} subjects"
         lines.append(line + ".")
     keeps = [c for c in claims if c.expect == "keep"]
     if keeps:
         bounds = sorted({c.bound for c in keeps})
         line = (
             f"{len(keeps)} keep claim(s), TOST ({100 * CI_LEVEL:g}% t-interval of per-subject "
-            "Δ%): at least 2 subjects"
+            f"Δ%): at least {KEEP_MIN_SUBJECTS} subjects"
         )
-        if n is not None and n < 2:
+        if n is not None and n < KEEP_MIN_SUBJECTS:
             line += f"; with {n}, none can hold"
         elif n is not None:
             limits = " and ".join(f"{tost_max_sd(n, b):.1f} points for ±{b:g}%" for b in bounds)
             line += (
                 f"; with {n}, a keep can hold only if the per-subject Δ% spread (SD) stays "
-                f"below {limits} (less the further their mean change is from 0)"
+                f"below {limits} (less the further their mean change is from 0), each "
+                "subject's spread at least the change one of its test trials makes"
             )
         else:
-            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (2, 3, 5, 8, 12))
+            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (8, 12, 20))
             line += (
                 f"; the per-subject Δ% spread (SD) it tolerates for ±{bounds[0]:g}%, by number "
                 f"of subjects: {limits} points (at a mean change of 0)"
