@@ -63,12 +63,14 @@ __all__ = [
     "ALPHA",
     "CHANCE_RULE",
     "PLACEMENT_CHECK",
+    "VERDICTS",
     "TrialScore",
     "chance_console",
     "chance_markdown",
     "chance_table",
     "chance_warnings",
     "flagged",
+    "trials_needed",
 ]
 
 ALPHA = 0.05
@@ -77,7 +79,11 @@ COLUMNS = [
     *("model", "accuracy", "correct", "n", "chance", "p", "above_chance", "why", "unit"),
     *("trials", "trials_correct", "trial_accuracy", "windows_per_trial", "window_chance"),
     *("window_p", "design_effect", "train_accuracy", "placement", "baseline_accuracy"),
+    *("verdict", "best_p", "trials_needed"),
 ]
+VERDICTS = ("above chance", "not above chance", "too small to tell")
+"""What the table says of a model: ``too small to tell`` where even every held-out trial right
+would not give ``p < ALPHA`` (``best_p``, ``trials_needed``), so no score could show it."""
 PLACEMENT_CHECK = "see the placement check (emg-lens evaluate prints it; --realign)"
 
 
@@ -222,6 +228,19 @@ def _binomial_p(correct: int, counts: Sequence[int]) -> tuple[float, float]:
     return chance, float(sps.binomtest(int(correct), n, chance, alternative="greater").pvalue)
 
 
+def trials_needed(chance: float, alpha: float = ALPHA) -> int:
+    """The fewest held-out trials with which a model right on all of them is above
+    ``chance`` at ``alpha`` (one-sided exact binomial: ``chance ** T < alpha``).
+
+    >>> trials_needed(0.5), trials_needed(0.25), trials_needed(1 / 49)
+    (5, 3, 1)
+    """
+    if not 0 < chance < 1:
+        raise ArgumentError(f"chance must lie strictly between 0 and 1, got {chance!r}")
+    t = max(1, int(np.ceil(np.log(alpha) / np.log(chance))))
+    return t + 1 if chance**t >= alpha else t
+
+
 def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -> pd.DataFrame:
     """One row per model: ``model, accuracy, correct, n, chance, p, above_chance, why, unit,
     trials, trials_correct, trial_accuracy, windows_per_trial, window_chance, window_p,
@@ -239,7 +258,10 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
     counts the windows of one trial as independent; ``design_effect`` says by how much they
     repeat each other (NaN where unknown); ``train_accuracy`` and ``placement`` are the
     score's (NaN where unknown), which name the fault. ``why`` says what failed (empty when
-    the model is clearly above chance; see the module docstring).
+    the model is clearly above chance; see the module docstring). ``verdict`` says it in a word
+    (`VERDICTS`): ``best_p`` is the p of every trial right, and where it is not below
+    `ALPHA` the design is ``too small to tell`` (``trials_needed``: the fewest trials that
+    could show it, `trials_needed`), which blames nothing on the model.
 
     A model right on 2 of 5 trials (all 9 windows of each): clear over windows, not over trials.
 
@@ -258,6 +280,7 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
         n, trials = sum(s.class_counts), sum(s.trial_counts)
         window_chance, window_p = _binomial_p(s.correct, s.class_counts)
         chance, p = _binomial_p(s.trials_correct, s.trial_counts)
+        best_p = chance**trials if chance < 1 else 1.0
         rows.append(
             {
                 "model": str(name),
@@ -279,12 +302,21 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
                 "baseline_accuracy": np.nan
                 if s.baseline_accuracy is None
                 else float(s.baseline_accuracy),
+                "best_p": best_p,
+                "trials_needed": trials_needed(chance) if best_p >= ALPHA and chance < 1 else 0,
             }
         )
     best = max(row["accuracy"] for row in rows)
     for row in rows:
         why = []
-        if not row["p"] < ALPHA:
+        small = not row["best_p"] < ALPHA
+        if small:
+            why.append(
+                f"too small to tell: even all {row['trials']} {row['unit']}s right would give "
+                f"p = {format_p(row['best_p'])} >= {ALPHA} at chance {row['chance']:.3f}"
+                + (f"; at least {row['trials_needed']} are needed" if row["trials_needed"] else "")
+            )
+        elif not row["p"] < ALPHA:
             over = "binomial" if row["unit"] == "window" else f"over {row['trials']} trials"
             why.append(f"{over} p = {format_p(row['p'])} >= {ALPHA}")
         mid = (row["window_chance"] + best) / 2
@@ -295,6 +327,7 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
             )
         row["why"] = "; ".join(why)
         row["above_chance"] = not why
+        row["verdict"] = VERDICTS[0 if not why else 2 if small else 1]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -304,7 +337,14 @@ def flagged(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fault(row) -> str:
-    """What the training accuracy says is wrong with a model that is not above chance."""
+    """What the training accuracy says is wrong with a model that is not above chance; of a
+    design too small to tell, that the design is (no fault of the model's can be told)."""
+    if row.verdict == VERDICTS[2]:
+        return (
+            "The held-out design cannot show any model above chance, whatever it learned: hold "
+            f"out more {row.unit}s (at least {row.trials_needed}) before reading its knockout "
+            "effects, circuits and attributions as those of a model that transfers."
+        )
     held_out = f"accuracy {row.accuracy:.3f}"
     if row.unit == "trial":
         held_out += f" over windows, {row.trial_accuracy:.3f} over trials"
@@ -340,7 +380,10 @@ def _warning(row) -> str:
             f"{row.trials_correct} of {row.trials} held-out trials right by the majority vote "
             f"of their windows ({row.trial_accuracy:.3f}), chance {row.chance:.3f}"
         )
-    text = f"{row.model} is not clearly above chance: {score}; {row.why}."
+    if row.verdict == VERDICTS[2]:
+        text = f"whether {row.model} is above chance cannot be told: {score}; {row.why}."
+    else:
+        text = f"{row.model} is not clearly above chance: {score}; {row.why}."
     if row.unit == "trial":
         text += (
             f" Over its {row.n} windows ({row.windows_per_trial:.3g} per trial) accuracy is "

@@ -170,8 +170,9 @@ def evaluate_claims(
     >>> low, high = table.loc[1, ["ci_low", "ci_high"]].astype(float).round(2)
     >>> [format_p(p) for p in table["p"]], float(low), float(high)
     (['0.00781', '2.14e-06'], -1.17, 0.17)
-    >>> print(table["method"][0])
-    exact sign-flip test over 8 subjects (paired, all 256 relabellings), bonferroni over 1 drop claim
+    >>> print(table["method"][0])  # doctest: +NORMALIZE_WHITESPACE
+    exact sign-flip test over 8 subjects (paired, all 256 relabellings),
+    bonferroni over 1 drop claim
     >>> float(table.loc[1, "sd_floor"]), table.loc[1, "floor_unit"]  # one of 100 windows: 1 %
     (1.0, 'window')
     """
