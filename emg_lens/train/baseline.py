@@ -45,7 +45,7 @@ non-finite window, target or result is an error, never a score.
 >>> score = feature_baseline(data)
 >>> score.metric, score.value, score.n_train, score.n_test
 ('accuracy', 1.0, 20, 20)
->>> print(below_baseline(3, 0.5, score.value))  # doctest: +NORMALIZE_WHITESPACE
+>>> print(below_baseline("subject 3", 0.5, score.value))  # doctest: +NORMALIZE_WHITESPACE
 subject 3: the model's 0.500 is below the per-channel feature baseline's 1.000
 (log RMS + MAD, logistic regression)
 """
@@ -365,16 +365,17 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
 
 
 def below_baseline(
-    subject: Any, model_value: float, baseline_value: float, metric: str = "accuracy"
+    model: str, model_value: float, baseline_value: float, metric: str = "accuracy"
 ) -> str | None:
     """The line a report prints when a model's score ``model_value`` is below the feature
     baseline's ``baseline_value`` (both in ``metric``, ``"accuracy"`` or ``"r2"``), to three
-    decimals; None otherwise.
+    decimals; None otherwise. ``model`` names the model as the line starts with it (``"subject
+    3"``, a chance table's ``model`` column), word for word.
 
     >>> print(below_baseline("force", 0.903, 0.935, "r2"))  # doctest: +NORMALIZE_WHITESPACE
-    subject force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935
+    force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935
     (channel RMS, ridge)
-    >>> below_baseline(1, 0.9996, 1.0) is None  # the same to three decimals
+    >>> below_baseline("subject 1", 0.9996, 1.0) is None  # the same to three decimals
     True
     """
     if metric not in BASELINE_KINDS:
@@ -383,6 +384,6 @@ def below_baseline(
         return None
     unit = "R² " if metric == "r2" else ""
     return (
-        f"subject {subject}: the model's {unit}{model_value:.3f} is below the per-channel "
+        f"{model}: the model's {unit}{model_value:.3f} is below the per-channel "
         f"feature baseline's {unit}{baseline_value:.3f} ({BASELINE_KINDS[metric]})"
     )

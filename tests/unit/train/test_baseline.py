@@ -101,14 +101,15 @@ def test_bad_input_is_refused_by_name(changes, error, message):
 
 
 def test_the_below_line_names_the_subject_both_scores_and_the_baseline():
-    assert below_baseline(3, 0.273, 0.409) == (
+    assert below_baseline("subject 3", 0.273, 0.409) == (
         "subject 3: the model's 0.273 is below the per-channel feature baseline's 0.409 "
         "(log RMS + MAD, logistic regression)"
     )
-    assert below_baseline(3, 0.409, 0.409) is None and below_baseline(3, 0.5, 0.409) is None
+    assert below_baseline("subject 3", 0.409, 0.409) is None
+    assert below_baseline("subject 3", 0.5, 0.409) is None
     assert "R² 0.903" in below_baseline("force", 0.903, 0.935, "r2")
     with pytest.raises(ArgumentError, match="metric must be one of"):
-        below_baseline(3, 0.2, 0.4, "f1")
+        below_baseline("subject 3", 0.2, 0.4, "f1")
 
 
 def fold(held_out: int) -> SubjectData:
