@@ -152,15 +152,20 @@ def test_the_streamed_ridge_of_a_window_store_is_the_feature_baselines_ridge():
         ridge_baseline_mae((np.full_like(X, np.nan), Y), (X, Y))
 
 
+def with_float_labels(data: SubjectData) -> SubjectData:
+    """``data`` with its class labels held as floats (0.0, 1.0, ...)."""
+    return SubjectData.from_windows(
+        {"emg": data.X_train.shape[1]},
+        (data.X_test, data.y_test.astype(float)),
+        (data.X_train, data.y_train.astype(float)),
+    )
+
+
 def test_class_labels_held_as_floats_are_scored_by_accuracy_never_r2():
     # issue 57 item 8: float class labels turned the baseline into a ridge R² that the tables
     # showed as baseline_accuracy
     data = loud_channel(0)
-    floats = SubjectData.from_windows(
-        {"emg": 4},
-        (data.X_test, data.y_test.astype(float)),
-        (data.X_train, data.y_train.astype(float)),
-    )
+    floats = with_float_labels(data)
     integers, as_floats = feature_baseline(data), feature_baseline(floats)
     assert as_floats.metric == "accuracy" and as_floats.value == integers.value
     assert (as_floats.predictions == integers.predictions).all()
@@ -182,9 +187,5 @@ def test_a_subjects_known_baseline_is_an_accuracy_with_float_labels():
     from emg_lens.studies.subjects import known_of
 
     data = loud_channel(0)
-    floats = SubjectData.from_windows(
-        {"emg": 4},
-        (data.X_test, data.y_test.astype(float)),
-        (data.X_train, data.y_train.astype(float)),
-    )
+    floats = with_float_labels(data)
     assert known_of((None, floats))["baseline_accuracy"] == feature_baseline(data).value
