@@ -59,8 +59,9 @@ test: $(STAMP) $(REAL_DATA)
 	$(PY) -m pytest -n auto --maxschedchunk 1 --durations=20 $(PYTEST_ARGS)
 
 # The documentation site (mkdocs.yml) into site/, to open as site/index.html: the notebooks are
-# executed first (docs/gallery.py; cached in .cache/docs/ by their content and the code, which
-# the notebook tests fill too), then `mkdocs build --strict`, where any warning (a broken link,
+# executed first (docs/gallery.py, on kernels isolated from the user's IPython profile and
+# PYTHONPATH; cached in .cache/docs/ by their content, the code and the installed versions,
+# which the notebook tests fill too), then `mkdocs build --strict`, where any warning (a broken link,
 # a module without its API page, a notebook that failed) fails.
 docs: $(STAMP)
 	$(PY) docs/gallery.py

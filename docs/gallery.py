@@ -3,11 +3,14 @@
 The notebooks are committed without outputs. ``make docs`` runs this script first: each
 notebook in notebooks/ is executed from top to bottom (`make_figures.execute`, the runner
 ``tests/integration/test_notebooks.py`` uses, in a temporary folder on a kernel of this
-interpreter) and the executed copy is kept in ``.cache/docs/notebooks/`` (git-ignored) under a
-key of the notebook's bytes, the emg_lens code and the repository files the notebooks read
-(studies/, hooks/, tests/data/). The copies are then laid out as ``docs/gallery/NAME.ipynb``
-(git-ignored), which mkdocs-jupyter renders with their outputs and figures. A second
-``make docs`` with nothing changed executes nothing; a notebook that fails stops the build.
+interpreter, isolated from the user's IPython profile, startup files, ``PYTHONPATH`` and
+matplotlibrc) and the executed copy is kept in ``.cache/docs/notebooks/`` (git-ignored) under a
+key of the notebook's bytes, the emg_lens code, the repository files the notebooks read
+(studies/, hooks/, tests/data/) and the environment that runs them (`environment`: the Python
+version and the installed version of every package the project depends on). The copies are
+then laid out as ``docs/gallery/NAME.ipynb`` (git-ignored), which mkdocs-jupyter renders with
+their outputs and figures. A second ``make docs`` with nothing changed executes nothing; a
+notebook that fails stops the build.
 
     .venv/bin/python docs/gallery.py            # every notebook, cached
     .venv/bin/python docs/gallery.py --check    # exit 1 naming those not cached yet
@@ -19,15 +22,24 @@ The notebook tests store what they execute in the same cache (`store`), so ``mak
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import os
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -57,13 +69,59 @@ def _read_files() -> list[Path]:
     return files
 
 
+def _name(requirement: str) -> str:
+    """A requirement's distribution name, normalised (PEP 503).
+
+    >>> _name("transformer-lens>=4.3,<5"), _name("Scikit_Learn >= 1.3"), _name("emg_lens[viz]")
+    ('transformer-lens', 'scikit-learn', 'emg-lens')
+    """
+    name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1)
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _project_requirements() -> list[str]:
+    """Every requirement pyproject.toml names: its dependencies and each extra's."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {}).values()
+    return [*project.get("dependencies", []), *(r for extra in extras for r in extra)]
+
+
+@functools.cache
+def environment() -> dict[str, str]:
+    """What an executed notebook depends on besides its bytes and the code, for its cache key:
+    the Python version and the installed version of each package the project depends on (its
+    dependencies and extras in pyproject.toml: torch, TransformerLens, numpy, braindecode,
+    ipykernel, ...) and of each package those require in turn (torchaudio, the CUDA
+    libraries), ``"absent"`` where one is not installed.
+
+    >>> env = environment()
+    >>> env["python"] == sys.version and env["torch"] == importlib.metadata.version("torch")
+    True
+    """
+    installed = {_name(d.metadata["Name"]): d for d in importlib.metadata.distributions()}
+    versions = {"python": sys.version}
+    todo = [_name(r) for r in _project_requirements()]
+    while todo:
+        name = todo.pop()
+        if name in versions or name == "emg-lens":
+            continue
+        dist = installed.get(name)
+        versions[name] = "absent" if dist is None else dist.version
+        if dist is None:
+            continue
+        # what it needs itself (not its own extras, which nothing here asks for)
+        todo += [_name(r) for r in dist.requires or [] if "extra==" not in r.replace(" ", "")]
+    return dict(sorted(versions.items()))
+
+
 def cache_key(path: str | Path) -> str:
     """The cache key of one notebook: its bytes, the emg_lens code (`code_digest`, which holds
-    the version) and the files of `READ_BY_NOTEBOOKS`; 24 hex digits."""
+    the version), the files of `READ_BY_NOTEBOOKS` and the `environment`; 24 hex digits."""
     from emg_lens.provenance import code_digest
 
     digest = hashlib.sha256(Path(path).read_bytes())
     digest.update(code_digest(_read_files()).encode())
+    digest.update(json.dumps(environment(), sort_keys=True).encode())
     return digest.hexdigest()[:24]
 
 

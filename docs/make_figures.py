@@ -47,12 +47,56 @@ def _dpi_cell(dpi: int) -> nbformat.NotebookNode:
     )
 
 
+USER_SETUP = (
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PYTHONUSERBASE",
+    "IPYTHONDIR",
+    "JUPYTER_CONFIG_DIR",
+    "MATPLOTLIBRC",
+    "MPLBACKEND",
+)
+"""What a user's shell may set that would change a notebook's run: another module path, startup
+code (Python's, or IPython's in its profile), Jupyter's config, matplotlib's settings and
+backend. A kernel runs without them (`kernel_environment`)."""
+
+
+def kernel_environment(cwd: str | Path, home: str | Path) -> dict[str, str]:
+    """The environment of a notebook's kernel: this process's, less `USER_SETUP`, with
+    ``PYTHONPATH`` exactly this repository (its emg_lens is the one imported), IPython's and
+    Jupyter's folders empty ones under ``home`` (no user profile, startup file or config),
+    matplotlib's own default settings, no user site-packages, and ``TMPDIR`` at ``cwd``.
+
+    >>> env = kernel_environment("/tmp/run", "/tmp/home")
+    >>> env["PYTHONPATH"] == str(ROOT), env["IPYTHONDIR"], env["TMPDIR"]
+    (True, '/tmp/home/ipython', '/tmp/run')
+    >>> "PYTHONSTARTUP" in env, Path(env["MATPLOTLIBRC"]).name
+    (False, 'matplotlibrc')
+    """
+    import matplotlib
+
+    home = Path(home)
+    env = {k: v for k, v in os.environ.items() if k not in USER_SETUP}
+    return {
+        **env,
+        "PYTHONPATH": str(ROOT),
+        "IPYTHONDIR": str(home / "ipython"),
+        "JUPYTER_CONFIG_DIR": str(home / "jupyter"),
+        "MATPLOTLIBRC": str(Path(matplotlib.get_data_path()) / "matplotlibrc"),
+        "PYTHONNOUSERSITE": "1",
+        "TMPDIR": str(cwd),
+    }
+
+
 def execute(path: str | Path, cwd: str | Path, *, dpi: int | None = None) -> nbformat.NotebookNode:
     """Run the notebook at ``path`` on a kernel of this Python (``sys.executable``) and return
     it with its outputs; the first failing cell raises `nbclient.exceptions.CellExecutionError`.
     The kernel works in ``cwd``, which also holds its temporary files (``TMPDIR``), so what the
-    notebook writes goes away with ``cwd``. ``dpi`` sets the resolution of inline figures (an
-    extra first cell, left out of the returned notebook).
+    notebook writes goes away with ``cwd``; it runs isolated from the user's setup
+    (`kernel_environment`: no IPython profile or startup file, no ``PYTHONPATH`` but this
+    repository, no matplotlibrc). ``dpi`` sets the resolution of inline figures (an extra first
+    cell, left out of the returned notebook).
     """
     nb = nbformat.read(path, as_version=4)
     if dpi is not None:
@@ -66,7 +110,7 @@ def execute(path: str | Path, cwd: str | Path, *, dpi: int | None = None) -> nbf
             nb, km=manager, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(cwd)}}
         )
         # cleanup_kc: shut the kernel down afterwards (the client does not own the manager)
-        client.execute(cleanup_kc=True, env={**os.environ, "TMPDIR": str(cwd)})
+        client.execute(cleanup_kc=True, env=kernel_environment(cwd, specs))
     if dpi is not None:
         nb.cells.pop(0)
     return nb

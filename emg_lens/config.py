@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformer_lens.config import TransformerLensConfig
 
-from emg_lens.errors import ConfigError, check_names, check_seed
+from emg_lens.errors import ConfigError, check_field_types, check_names, check_seed
 
 __all__ = ["PRESETS", "EncoderConfig", "config_for_data"]
 
@@ -164,24 +164,23 @@ class EncoderConfig(TransformerLensConfig):
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
+        # every field's type, from its declaration (TransformerLens's fields too): an int field
+        # refuses True, a float field NaN and inf; below, the ranges
+        check_field_types(self)
         if self.seed is not None:
             check_seed(self.seed, "EncoderConfig.seed")
         positive = ("d_model", "d_head", "n_heads", "n_samples", "n_classes")
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if value <= 0:
                 raise ConfigError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
         # 0 layers is allowed: a model whose layers all live elsewhere (the stems of the
         # MultimodalTransformer) has an empty shared stack.
         for name in ("n_layers", "n_stem_layers"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if value < 0:
                 raise ConfigError(f"EncoderConfig.{name} must be a non-negative int, got {value!r}")
-        if self.d_hidden is not None and (
-            not isinstance(self.d_hidden, int)
-            or isinstance(self.d_hidden, bool)
-            or self.d_hidden <= 0
-        ):
+        if self.d_hidden is not None and self.d_hidden <= 0:
             raise ConfigError(
                 f"EncoderConfig.d_hidden must be a positive int or None (d_model), "
                 f"got {self.d_hidden!r}"
@@ -191,14 +190,12 @@ class EncoderConfig(TransformerLensConfig):
                 f"EncoderConfig.tokenization must be one of {TOKENIZATIONS}, "
                 f"got {self.tokenization!r}"
             )
-        if self.tokenization == "custom" and (
-            not isinstance(self.n_ctx, int) or isinstance(self.n_ctx, bool) or self.n_ctx <= 0
-        ):
+        if self.tokenization == "custom" and self.n_ctx <= 0:
             raise ConfigError(
                 "EncoderConfig.n_ctx must be the number of tokens (a positive int) with "
                 f"tokenization='custom', whose layout the model defines; got {self.n_ctx!r}"
             )
-        if self.d_mlp is not None and (not isinstance(self.d_mlp, int) or self.d_mlp <= 0):
+        if self.d_mlp is not None and self.d_mlp <= 0:
             raise ConfigError(f"EncoderConfig.d_mlp must be a positive int, got {self.d_mlp!r}")
         if self.act_fn not in ACTIVATIONS:
             raise ConfigError(
@@ -227,11 +224,6 @@ class EncoderConfig(TransformerLensConfig):
                 raise ConfigError(
                     f"EncoderConfig.{flag}=True is not supported by emg_lens encoders"
                 )
-        for flag in HOOK_FLAGS:
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(
-                    f"EncoderConfig.{flag} must be True or False, got {getattr(self, flag)!r}"
-                )
         if self.use_split_qkv_input and self.use_attn_in:
             raise ConfigError(
                 "EncoderConfig.use_split_qkv_input and use_attn_in are mutually exclusive (as in "
@@ -241,7 +233,7 @@ class EncoderConfig(TransformerLensConfig):
         self._validate_channel_names()
         self._validate_converter_fields()
         if self.patch_samples is not None:
-            if not isinstance(self.patch_samples, int) or self.patch_samples <= 0:
+            if self.patch_samples <= 0:
                 raise ConfigError(
                     f"EncoderConfig.patch_samples must be a positive int or None, "
                     f"got {self.patch_samples!r}"
@@ -312,11 +304,6 @@ class EncoderConfig(TransformerLensConfig):
                 f"EncoderConfig.norm_position must be one of {NORM_POSITIONS}, "
                 f"got {self.norm_position!r}"
             )
-        for name in ("final_norm", "qk_norm"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"EncoderConfig.{name} must be True or False, got {getattr(self, name)!r}"
-                )
         zero = self.zero_biases
         if isinstance(zero, str) or not isinstance(zero, (list, tuple)):
             raise ConfigError(
@@ -330,11 +317,7 @@ class EncoderConfig(TransformerLensConfig):
             )
         self.zero_biases = [name for name in ZERO_BIASES if name in zero]  # canonical order
         scale = self.attn_scale
-        if scale is not None and (
-            isinstance(scale, bool)
-            or not isinstance(scale, (int, float))
-            or not 0 < scale < float("inf")
-        ):
+        if scale is not None and not scale > 0:
             raise ConfigError(
                 f"EncoderConfig.attn_scale must be None (sqrt(d_head)) or a finite number > 0, "
                 f"got {scale!r}"

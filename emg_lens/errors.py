@@ -6,6 +6,8 @@ user can fix the input without reading the source.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import numbers
 import types
@@ -42,6 +44,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedModuleError",
     "UnsupportedReadoutError",
+    "check_field_types",
     "check_names",
     "check_seed",
     "describe",
@@ -316,13 +319,16 @@ def mismatch(value: Any, hint: Any) -> str | None:
     accepts, in words, for an error message naming the field: ``int`` takes an int (not a
     bool), ``float`` a finite real number (an int too: NaN and inf are refused), ``bool`` true
     or false, ``str`` a string, ``dict[...]`` a table (its contents are not looked at),
-    ``tuple[X, Y]`` two values, ``X | None`` also None. An annotation of another kind accepts
+    ``tuple[X, Y]`` two values, ``tuple[X, ...]`` any number of X, ``X | None`` also None (a
+    list stands for a tuple: JSON has no tuples). An annotation of another kind accepts
     anything: the owner's own checks look at it.
 
     >>> mismatch(1, float), mismatch(float("nan"), float), mismatch(None, int | None)
     (None, 'a finite number', None)
     >>> mismatch(True, int), mismatch(("0.9", 0.98), tuple[float, float])
     ('an int', '2 values (a finite number, a finite number)')
+    >>> mismatch([1, 2], tuple[int, ...]), mismatch((1, 2.5), tuple[int, ...])
+    (None, 'values (each an int)')
     """
     return None if _holds(value, hint) else _expected(hint)
 
@@ -346,6 +352,8 @@ def _holds(value: Any, hint: Any) -> bool:
     if hint is dict or origin is dict:
         return isinstance(value, dict)
     if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return isinstance(value, tuple | list) and all(_holds(v, args[0]) for v in value)
         return (
             isinstance(value, tuple | list)
             and len(value) == len(args)
@@ -358,9 +366,62 @@ def _expected(hint: Any) -> str:
     args, origin = typing.get_args(hint), typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_expected(arg) for arg in args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return f"values (each {_expected(args[0])})"
     if origin is tuple:
         return f"{len(args)} values ({', '.join(_expected(arg) for arg in args)})"
     if hint is dict or origin is dict:
         return "a table"
     words = {type(None): "None", bool: "true or false", int: "an int", float: "a finite number"}
     return words.get(hint, "a string" if hint is str else str(hint))
+
+
+def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None:
+    """Refuse, with ``error`` (default `ConfigError`), a field of the dataclass ``cfg`` (a
+    config or spec) that does not hold what its declared type says, naming the field and what
+    the type accepts (`mismatch`): an ``int`` field takes an int and never a bool (``True`` is
+    not a 1-unit layer), a ``float`` field a finite number (NaN and inf are refused), ``bool``
+    true or false, ``str`` a string, ``X | None`` also None, ``tuple[...]`` its values. The one
+    type check of every config; each keeps its own checks of ranges. A numpy number that
+    passes is stored as the Python number it equals, so the config writes to JSON.
+
+    >>> @dataclasses.dataclass
+    ... class Recipe:
+    ...     lr: float = 1e-3
+    ...     width: int | None = None
+    >>> check_field_types(Recipe(lr=1, width=None))
+    >>> check_field_types(Recipe(width=True))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: Recipe.width must be an int or None, got True
+    >>> check_field_types(Recipe(lr=float("inf")))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: Recipe.lr must be a finite number, got inf
+    """
+    hints = _type_hints(type(cfg))
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        expected = mismatch(value, hints[field.name])
+        if expected is not None:
+            name = f"{type(cfg).__name__}.{field.name}"
+            raise (error or ConfigError)(f"{name} must be {expected}, got {value!r}")
+        plain = _plain_number(value)
+        if plain is not value:
+            object.__setattr__(cfg, field.name, plain)  # frozen dataclasses too
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _plain_number(value: Any) -> Any:
+    """A numpy (or other non-builtin) integer or real as Python's int or float; else as is."""
+    if isinstance(value, bool) or type(value) in (int, float):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value

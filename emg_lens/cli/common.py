@@ -419,12 +419,29 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         choices=("error", "skip"),
         help="a file the pattern does not match: an error (default) or left out",
     )
+    f.add_argument(
+        "--header",
+        choices=("yes", "no"),
+        help="a CSV's first line is a header (yes) or a sample (no); default: a line of names "
+        "is a header, a file that cannot tell says so",
+    )
+    f.add_argument(
+        "--delimiter",
+        help="the character between a CSV's values: , ; or tab (default: the most frequent "
+        "on the first line)",
+    )
+    f.add_argument(
+        "--decimal",
+        choices=(".", ","),
+        help="a CSV's decimal mark (default .; with , the values are separated by ; or tab)",
+    )
 
 
 def file_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--dataset files`` options given (`emg_lens.data.formats.trial_files.FILE_OPTIONS`);
     `data_source` refuses them for another dataset."""
     channels = getattr(args, "channels", None)
+    delimiter = getattr(args, "delimiter", None)
     given = {
         "pattern": getattr(args, "pattern", None),
         "sample_rate": getattr(args, "sample_rate", None),
@@ -433,6 +450,9 @@ def file_options(args: argparse.Namespace) -> dict[str, Any]:
         "variable": getattr(args, "variable", None),
         "unmatched": getattr(args, "unmatched", None),
         "placement": getattr(args, "placement", None),
+        "header": {"yes": True, "no": False}.get(getattr(args, "header", None)),
+        "delimiter": {"tab": "\t"}.get(delimiter, delimiter),
+        "decimal": getattr(args, "decimal", None),
     }
     return {k: v for k, v in given.items() if v is not None}
 

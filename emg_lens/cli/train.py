@@ -184,6 +184,7 @@ def print_below_baseline(rows: list[dict]) -> None:
     from emg_lens.train.baseline import below_baseline
 
     for row in rows:
-        line = below_baseline(row["subject"], row["test_accuracy"], row["baseline_accuracy"])
+        name = f"subject {row['subject']}"
+        line = below_baseline(name, row["test_accuracy"], row["baseline_accuracy"])
         if line is not None:
             print(line)

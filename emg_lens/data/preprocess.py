@@ -31,7 +31,7 @@ from scipy import signal as sps
 
 from emg_lens.data.recording import Recording
 from emg_lens.data.trials import trial_ids, trial_unit
-from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
+from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
 
 __all__ = [
     "PreprocessSpec",
@@ -66,6 +66,7 @@ class PreprocessSpec:
     standardize: bool = True  # per-channel z-score fitted on training windows
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # the declared types; the ranges below
         if isinstance(self.segment, str) and self.segment not in SEGMENTS:
             raise ConfigError(
                 f"PreprocessSpec.segment must be one of {sorted(SEGMENTS)} or (start_s, stop_s), "

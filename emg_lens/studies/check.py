@@ -79,25 +79,33 @@ def check_target(
     one's class and config; the subjects found, or those of ``subjects``), or, with no
     ``subject_<N>/`` folder found, the layout of ``preset``'s model (`PRESET_MODELS`, else
     IsoNet; default `CHECK_PRESET`) at ``layers`` and ``heads`` (default `CHECK_LAYERS`,
-    `CHECK_HEADS`; the subjects of
-    ``subjects``, else unknown). Every model is checked as the run would open it, its
-    weights' header included but not its weights (`emg_lens.checkpoints.check_checkpoint`):
-    a damaged checkpoint is reported here, not after the other subjects have run, and so is a
-    model holding the user's own modules in a study without ``modules`` (which that model's
-    layout does not need: the model is built with stand-ins, and no code of the study
-    runs)."""
+    `CHECK_HEADS`; the subjects of ``subjects``, else unknown).
+
+    The folder is resolved as `study run` resolves it, from the working directory
+    (`emg_lens.studies.subjects.models_folder`). A study's own folder that holds no models is
+    named, with the reason `study run` would stop, in what the preset stands in for (the
+    ``source`` every message quotes); a ``models`` given here that holds none is refused as
+    the run refuses it.
+
+    Every model is checked as the run would open it, its weights' header included but not its
+    weights (`emg_lens.checkpoints.check_checkpoint`): a damaged checkpoint is reported here,
+    not after the other subjects have run, and so is a model holding the user's own modules
+    in a study without ``modules`` (which that model's layout does not need: the model is
+    built with stand-ins, and no code of the study runs)."""
     import torch
 
     from emg_lens.checkpoints import check_checkpoint, user_modules_of
     from emg_lens.config import EncoderConfig
     from emg_lens.models import MODEL_CLASSES
     from emg_lens.studies.code import require_builder
-    from emg_lens.studies.subjects import DEMO_MODELS, find_models
+    from emg_lens.studies.subjects import find_models, models_folder, no_models
 
-    models = models or spec.models
-    folder = DEMO_MODELS if str(models) == "demo" else Path(models)
+    given, models = models is not None, models or spec.models
+    folder = models_folder(models)
     n_subjects = None if spec.subjects is None else len(spec.subjects)
     if not any(p.is_dir() for p in folder.glob("subject_*")):
+        if given:  # asked for by name: not a folder to stand in for
+            raise SpecError(no_models(models))
         preset = preset or CHECK_PRESET
         layers, heads = layers or CHECK_LAYERS, heads or CHECK_HEADS
         name = PRESET_MODELS.get(preset, "IsoNet")
@@ -111,9 +119,10 @@ def check_target(
         except EmgLensError:
             model = None
         layout = model.layout if model is not None else MODEL_CLASSES[name](cfg).layout
+        a = "an" if name[0] in "AEIOU" else "a"
         source = (
-            f"--layers {layers} --heads {heads} and the layout of a {name} of preset "
-            f"{preset!r} (no models found)"
+            f"--layers {layers} --heads {heads} and the layout of {a} {name} of preset "
+            f"{preset!r} (no models found; `study run` would stop: {no_models(models)})"
         )
         return Target(layout, layers, heads, source, n_subjects, model)
     found = find_models(folder)

@@ -31,6 +31,8 @@ __all__ = [
     "find_models",
     "known_of",
     "load_entry",
+    "models_folder",
+    "no_models",
 ]
 
 DEMO_MODELS = Path("runs/demo/models")
@@ -49,7 +51,7 @@ def find_models(models: str | Path) -> dict[int, Path]:
     """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
     ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never
     a subject silently left out."""
-    root = DEMO_MODELS if str(models) == "demo" else Path(models)
+    root = models_folder(models)
     found = {}
     if root.is_dir():
         for path in sorted(p for p in root.glob("subject_*") if p.is_dir()):
@@ -65,14 +67,35 @@ def find_models(models: str | Path) -> dict[int, Path]:
                 raise SpecError(f"{path}: no subject number in its metadata or its name")
             found[int(subject if subject is not None else suffix)] = path
     if not found:
-        hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
-        if not root.exists():  # say so, as a missing checkpoint does (read_checkpoint_info)
-            raise SpecError(
-                f"models: {root} does not exist (looked for it in {Path.cwd()}){hint}; give a "
-                "folder of subject_<N>/ checkpoints"
-            )
-        raise SpecError(f"models: no subject_<N>/ checkpoint folders in {root}{hint}")
+        raise SpecError(no_models(models))
     return found
+
+
+def models_folder(models: str | Path) -> Path:
+    """The folder ``models`` names, as every command that finds models resolves it: ``"demo"``
+    is the demo's (`DEMO_MODELS`), any other path is taken from the working directory.
+
+    >>> models_folder("demo"), models_folder("runs/x")
+    (PosixPath('runs/demo/models'), PosixPath('runs/x'))
+    """
+    return DEMO_MODELS if str(models) == "demo" else Path(models)
+
+
+def no_models(models: str | Path) -> str:
+    """Why `find_models` finds no model in ``models`` (a folder without ``subject_<N>/``
+    folders), as it says it: the folder, and where it was looked for when it does not exist.
+
+    >>> no_models("/nowhere")
+    'models: /nowhere does not exist (looked for it in ...); give a folder of subject_<N>/ checkpoints'
+    """  # noqa: E501
+    root = models_folder(models)
+    hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
+    if not root.exists():  # say so, as a missing checkpoint does (read_checkpoint_info)
+        return (
+            f"models: {root} does not exist (looked for it in {Path.cwd()}){hint}; give a "
+            "folder of subject_<N>/ checkpoints"
+        )
+    return f"models: no subject_<N>/ checkpoint folders in {root}{hint}"
 
 
 def load_entry(

@@ -6,10 +6,11 @@ linear model of each channel's amplitude gets on the same split?
 contraction windows of `emg_lens.data.windows.contraction`), the same windows the model is
 trained and scored on:
 
-- **a class label** (integer ``y``): per channel, the log RMS of the window and its mean
-  absolute difference (``mean |x[t+1] − x[t]|``), standardised on the training windows, into a
-  multinomial logistic regression with a fixed L2 penalty (``C = LOGISTIC_C``); scored by
-  accuracy;
+- **a class label** (integer ``y``, any `SubjectData`'s ``y``, or ``metric="accuracy"``;
+  labels held as floats only when each is a whole number): per channel, the log RMS of the
+  window and its mean absolute difference (``mean |x[t+1] − x[t]|``), standardised on the
+  training windows, into a multinomial logistic regression with a fixed L2 penalty
+  (``C = LOGISTIC_C``); scored by accuracy;
 - **a continuous target** (float ``y``, ``[n]`` or ``[n, outputs...]``): per channel, the RMS
   of the window, standardised on the training windows, into a ridge regression with a fixed
   penalty (``alpha = RIDGE_ALPHA``); scored by R² (averaged over outputs).
@@ -44,7 +45,7 @@ non-finite window, target or result is an error, never a score.
 >>> score = feature_baseline(data)
 >>> score.metric, score.value, score.n_train, score.n_test
 ('accuracy', 1.0, 20, 20)
->>> print(below_baseline(3, 0.5, score.value))  # doctest: +NORMALIZE_WHITESPACE
+>>> print(below_baseline("subject 3", 0.5, score.value))  # doctest: +NORMALIZE_WHITESPACE
 subject 3: the model's 0.500 is below the per-channel feature baseline's 1.000
 (log RMS + MAD, logistic regression)
 """
@@ -235,6 +236,21 @@ def _labels(y: Any, n: int, field: str) -> np.ndarray:
     return y
 
 
+def _class_labels(y: np.ndarray, field: str) -> np.ndarray:
+    """``y`` as integer class labels: integers as they are, floats only when every one is a
+    whole number (``2.0``), refused by name otherwise (a classifier's accuracy is reported)."""
+    if y.dtype.kind in "iub":
+        return y
+    fractional = y[y != np.round(y)]
+    if len(fractional):
+        raise InputValueError(
+            f"{field} must be integer class labels (the baseline of class labels is a "
+            f"classifier's accuracy), got {describe(y)} with {len(fractional)} non-integral "
+            f"values (such as {fractional.flat[0]!r}); pass metric='r2' for continuous targets"
+        )
+    return y.astype(np.int64)
+
+
 def _r2(pred: np.ndarray, target: np.ndarray) -> float:
     """R² per output (columns), averaged; a target that does not vary has none."""
     variance = target.var(axis=0)
@@ -272,14 +288,27 @@ def fit_baseline(
         return make_pipeline(StandardScaler(), model).fit(features, y)
 
 
-def feature_baseline(data: Split | SubjectData) -> BaselineScore:
+def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> BaselineScore:
     """Fit the per-channel feature baseline on ``data``'s training windows and score it on its
     held-out windows (see the module docstring): a logistic regression on log RMS + MAD scored
-    by accuracy for integer labels, a ridge on channel RMS scored by R² for float targets.
+    by accuracy (``metric="accuracy"``) for class labels, a ridge on channel RMS scored by R²
+    (``"r2"``) for continuous targets. Without ``metric``: accuracy for a `SubjectData` (its
+    ``y`` are class indices, whatever their dtype) and for integer labels, R² for float targets.
+    Class labels held as floats are read only when each is a whole number (``2.0``): a
+    ``baseline_accuracy`` is always a classifier's accuracy, never an R².
 
     Refused by name: windows that are not ``[n, channel, time >= 2]`` or hold NaN or inf,
-    labels that do not match them, fewer than two classes among the training labels, a target
-    that does not vary.
+    labels that do not match them, class labels that are not whole numbers, fewer than two
+    classes among the training labels, a target that does not vary.
+
+    >>> X = np.random.default_rng(0).standard_normal((4, 2, 5))
+    >>> y = np.array([0.0, 1.0, 0.0, 1.0])  # class labels held as floats
+    >>> feature_baseline(SubjectData.from_windows({"emg": 2}, (X, y), (X, y))).metric
+    'accuracy'
+    >>> feature_baseline(SubjectData.from_windows({"emg": 2}, (X, y + 0.5), (X, y)))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.InputValueError: y_test must be integer class labels (the baseline of ...
 
     >>> X = np.ones((4, 2, 5))
     >>> feature_baseline(SubjectData.from_windows({"emg": 2}, (X, [0, 0, 0, 0]), (X, [1] * 4)))
@@ -287,16 +316,23 @@ def feature_baseline(data: Split | SubjectData) -> BaselineScore:
     ...
     emg_lens.errors.DataFormatError: y_train holds one class ([1]); a classifier needs two or more
     """
+    if metric is not None and metric not in BASELINE_KINDS:
+        raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
     X_train, X_test = _windows(data.X_train, "X_train"), _windows(data.X_test, "X_test")
     y_train = _labels(data.y_train, len(X_train), "y_train")
     y_test = _labels(data.y_test, len(X_test), "y_test")
-    classify = y_train.dtype.kind in "iub"
-    if classify != (y_test.dtype.kind in "iub"):
+    if metric is None and isinstance(data, SubjectData):
+        metric = "accuracy"
+    if metric is None and (y_train.dtype.kind in "iub") != (y_test.dtype.kind in "iub"):
         raise InputValueError(
             f"y_train ({y_train.dtype}) and y_test ({y_test.dtype}) must both be class labels "
             "(integers) or both targets (floats)"
         )
-    metric = "accuracy" if classify else "r2"
+    if metric is None:
+        metric = "accuracy" if y_train.dtype.kind in "iub" else "r2"
+    classify = metric == "accuracy"
+    if classify:
+        y_train, y_test = _class_labels(y_train, "y_train"), _class_labels(y_test, "y_test")
     if X_train.shape[1] != X_test.shape[1]:
         raise InputShapeError(
             f"X_train has {X_train.shape[1]} channels and X_test {X_test.shape[1]}: the "
@@ -329,16 +365,17 @@ def feature_baseline(data: Split | SubjectData) -> BaselineScore:
 
 
 def below_baseline(
-    subject: Any, model_value: float, baseline_value: float, metric: str = "accuracy"
+    model: str, model_value: float, baseline_value: float, metric: str = "accuracy"
 ) -> str | None:
     """The line a report prints when a model's score ``model_value`` is below the feature
     baseline's ``baseline_value`` (both in ``metric``, ``"accuracy"`` or ``"r2"``), to three
-    decimals; None otherwise.
+    decimals; None otherwise. ``model`` names the model as the line starts with it (``"subject
+    3"``, a chance table's ``model`` column), word for word.
 
     >>> print(below_baseline("force", 0.903, 0.935, "r2"))  # doctest: +NORMALIZE_WHITESPACE
-    subject force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935
+    force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935
     (channel RMS, ridge)
-    >>> below_baseline(1, 0.9996, 1.0) is None  # the same to three decimals
+    >>> below_baseline("subject 1", 0.9996, 1.0) is None  # the same to three decimals
     True
     """
     if metric not in BASELINE_KINDS:
@@ -347,6 +384,6 @@ def below_baseline(
         return None
     unit = "R² " if metric == "r2" else ""
     return (
-        f"subject {subject}: the model's {unit}{model_value:.3f} is below the per-channel "
+        f"{model}: the model's {unit}{model_value:.3f} is below the per-channel "
         f"feature baseline's {unit}{baseline_value:.3f} ({BASELINE_KINDS[metric]})"
     )

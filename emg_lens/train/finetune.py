@@ -91,7 +91,7 @@ class FinetuneConfig:
             raise ConfigError(
                 f"FinetuneConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}"
             )
-        if not isinstance(self.patience, int) or self.patience < 1:
+        if self.patience < 1:
             raise ConfigError(f"FinetuneConfig.patience must be an int >= 1, got {self.patience!r}")
         if self.reduction not in REDUCTIONS:
             raise ConfigError(

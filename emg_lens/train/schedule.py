@@ -7,30 +7,26 @@
   the stack learns fastest, the embeddings slowest) with no weight decay on biases, LayerNorm
   parameters and learned tokens;
 - `EarlyStopping`: patience on a validation metric, keeping a copy of the best weights;
-- `check_field_types`: every field of a recipe config holds what its annotation says (a float
-  field a finite number: NaN and inf train to NaN); `check_schedule_fields`: the validation
-  both TinyMyo recipe configs share.
+- `check_schedule_fields`: the validation both TinyMyo recipe configs share, after the types
+  every config checks (`emg_lens.errors.check_field_types`: a float field a finite number,
+  since NaN and inf train to NaN).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import functools
 import math
 import re
-import typing
 from typing import Any
 
 import torch
 from torch import nn
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, ConfigError, check_seed, mismatch
+from emg_lens.errors import ArgumentError, ConfigError, check_field_types, check_seed
 
 __all__ = [
     "EarlyStopping",
-    "check_field_types",
     "check_schedule_fields",
     "layer_of",
     "layerwise_param_groups",
@@ -226,37 +222,6 @@ class EarlyStopping:
 # ----------------------------------------------------------------------------- config checks
 
 
-def check_field_types(cfg: Any) -> None:
-    """Refuse a field of the dataclass ``cfg`` (a recipe config) that does not hold what its
-    annotation says, naming it: an ``int`` field takes an int (not a bool), a ``float`` field a
-    finite real number (an int too; NaN and inf are refused: they train to NaN), ``bool`` true
-    or false, ``str`` a string, ``X | None`` also None, ``tuple[float, float]`` two finite
-    numbers. Ranges are each config's own checks.
-
-    >>> @dataclasses.dataclass
-    ... class Recipe:
-    ...     lr: float = 1e-3
-    ...     grad_clip: float | None = None
-    >>> check_field_types(Recipe(lr=1, grad_clip=None))
-    >>> check_field_types(Recipe(lr=float("inf")))
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.ConfigError: Recipe.lr must be a finite number, got inf
-    """
-    hints = _type_hints(type(cfg))
-    for field in dataclasses.fields(cfg):
-        value = getattr(cfg, field.name)
-        expected = mismatch(value, hints[field.name])
-        if expected is not None:
-            name = f"{type(cfg).__name__}.{field.name}"
-            raise ConfigError(f"{name} must be {expected}, got {value!r}")
-
-
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def check_schedule_fields(cfg: Any) -> None:
     """Validate the optimiser and schedule fields a recipe config shares
     (``epochs, batch_size, accumulate_steps, lr, min_lr, warmup_epochs, weight_decay, betas,
@@ -267,13 +232,13 @@ def check_schedule_fields(cfg: Any) -> None:
         check_seed(cfg.seed, f"{name}.seed")
     for field in ("epochs", "batch_size", "accumulate_steps"):
         value = getattr(cfg, field)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if value < 1:
             raise ConfigError(f"{name}.{field} must be an int >= 1, got {value!r}")
     if not cfg.lr > 0:
         raise ConfigError(f"{name}.lr must be > 0, got {cfg.lr!r}")
     if not 0 <= cfg.min_lr <= cfg.lr:
         raise ConfigError(f"{name}.min_lr must be in [0, lr={cfg.lr}], got {cfg.min_lr!r}")
-    if not isinstance(cfg.warmup_epochs, int) or not 0 <= cfg.warmup_epochs < cfg.epochs:
+    if not 0 <= cfg.warmup_epochs < cfg.epochs:
         raise ConfigError(
             f"{name}.warmup_epochs must be an int in [0, epochs={cfg.epochs}) so the cosine "
             f"phase is not empty, got {cfg.warmup_epochs!r}"

@@ -29,12 +29,17 @@ from emg_lens.checkpoints import save_checkpoint
 from emg_lens.config import EncoderConfig, config_for_data
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
-from emg_lens.errors import ConfigError, DataFormatError, EdgeExpressionError, check_seed
+from emg_lens.errors import (
+    ConfigError,
+    DataFormatError,
+    EdgeExpressionError,
+    check_field_types,
+    check_seed,
+)
 from emg_lens.models.base import HookedEncoder
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.reuse import TrainedEntry
-from emg_lens.train.schedule import check_field_types
 
 __all__ = [
     "TrainConfig",

@@ -70,6 +70,36 @@ def test_notebook_is_saved_without_outputs(path):
 
 
 @pytest.mark.slow
+def test_a_kernel_runs_without_the_users_startup_files_module_path_or_matplotlibrc(
+    tmp_path, monkeypatch
+):
+    """Issue 57 item 9: the notebooks (the tests', the gallery's, the README figures') ran with
+    the user's IPython startup files, PYTHONSTARTUP, PYTHONPATH and matplotlibrc."""
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-planted.py").write_text("PLANTED = 'ipython startup'\n")
+    (tmp_path / "startup.py").write_text("PLANTED = 'PYTHONSTARTUP'\n")
+    (tmp_path / "path").mkdir()
+    (tmp_path / "path" / "planted_module.py").write_text("")
+    (tmp_path / "rc").mkdir()
+    (tmp_path / "rc" / "matplotlibrc").write_text("lines.linewidth: 7\n")
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("PYTHONSTARTUP", str(tmp_path / "startup.py"))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "path"))
+    monkeypatch.setenv("MATPLOTLIBRC", str(tmp_path / "rc"))
+    notebook = tmp_path / "probe.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import importlib.util, os, matplotlib\n"
+        "print(globals().get('PLANTED'), importlib.util.find_spec('planted_module'), "
+        "os.environ['PYTHONPATH'], matplotlib.rcParams['lines.linewidth'], sep='|')"
+    )]), notebook)  # fmt: skip
+    (tmp_path / "run").mkdir()
+    (cell,) = make_figures.execute(notebook, tmp_path / "run").cells
+    printed = "".join(out.get("text", "") for out in cell.outputs).strip()
+    assert printed == f"None|None|{ROOT}|1.5"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs_without_error(path, tmp_path):
     module, extra = NEEDS.get(path.stem, (None, None))

@@ -50,12 +50,108 @@ def test_dict_round_trip():
         ({"eps": 0.0}, "eps"),
         ({"positional_embedding_type": "rotary", "rotary_dim": 3}, "rotary_dim"),
         ({"use_split_qkv_input": True, "use_attn_in": True}, "mutually exclusive"),
-        ({"use_hook_mlp_in": 1}, "use_hook_mlp_in must be True or False"),
+        ({"use_hook_mlp_in": 1}, "use_hook_mlp_in must be true or false, got 1"),
     ],
 )
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         EncoderConfig.preset("tiny", **overrides)
+
+
+# Every config's fields, checked by their declared types (issue 57 item 8, issue 59): one
+# validator (`emg_lens.errors.check_field_types`), so an int field refuses True in every config
+# alike (d_mlp=True was a 1-unit MLP while d_model=True was refused), a float field NaN and inf,
+# a bool field 1; the message names the field and the type it takes.
+def _configs():
+    from emg_lens.data.preprocess import PreprocessSpec
+    from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+    from emg_lens.data.synthetic.hdsemg import SyntheticHDsEMGSpec
+    from emg_lens.data.windows.downstream import DownstreamPreprocess
+    from emg_lens.data.windows.pipeline import TinyMyoPreprocess
+    from emg_lens.inspect.features.config import FeatureConfig
+    from emg_lens.train.finetune import FinetuneConfig
+    from emg_lens.train.pretrain import PretrainConfig
+    from emg_lens.train.supervised import TrainConfig
+
+    return {
+        EncoderConfig: {},
+        TrainConfig: {},
+        FinetuneConfig: {},
+        PretrainConfig: {},
+        FeatureConfig: {"layer": 0},
+        SyntheticSpec: {},
+        SyntheticEEGSpec: {},
+        SyntheticHDsEMGSpec: {},
+        PreprocessSpec: {},
+        TinyMyoPreprocess: {},
+        DownstreamPreprocess: {"dataset": "x", "sample_rate": 1000.0, "n_channels": 8},
+    }
+
+
+def _typed_fields():
+    """(config, its required arguments, field, a value of the wrong type, the words the
+    message says the field takes) for every int, float and bool field of every config."""
+    import math
+    import types
+    import typing
+
+    rows = []
+    for cls, required in _configs().items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            hint = hints[f.name]
+            union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+            members = typing.get_args(hint) if union else (hint,)
+            optional = type(None) in members
+            scalar = {t for t in (int, float, bool) if t in members}
+            if scalar == {int}:
+                bad, words = True, "an int"
+            elif scalar == {float}:
+                bad, words = math.nan, "a finite number"
+            elif scalar == {bool}:
+                bad, words = 1, "true or false"
+            else:
+                continue
+            words += " or None" if optional else ""
+            rows.append((cls, required, f.name, bad, words))
+    return rows
+
+
+TYPED = _typed_fields()
+
+
+@pytest.mark.parametrize(
+    ("cls", "required", "name", "bad", "words"),
+    TYPED,
+    ids=[f"{cls.__name__}.{name}" for cls, _, name, _, _ in TYPED],
+)
+def test_every_config_refuses_a_field_of_the_wrong_type_by_name(cls, required, name, bad, words):
+    with pytest.raises(ConfigError, match=rf"^{cls.__name__}\.{name} must be {words}, got "):
+        cls(**{**required, name: bad})
+
+
+def test_the_type_table_covers_every_config_and_the_red_teams_case():
+    assert {cls for cls, *_ in TYPED} == set(_configs())
+    assert len(TYPED) > 140  # measured: 148 int, float and bool fields
+    with pytest.raises(ConfigError, match=r"EncoderConfig\.d_mlp must be an int or None, got True"):
+        EncoderConfig.preset("tiny", d_mlp=True)
+    with pytest.raises(ConfigError, match=r"EncoderConfig\.d_model must be an int, got True"):
+        EncoderConfig.preset("tiny", d_model=True)
+    with pytest.raises(ConfigError, match=r"EncoderConfig\.eps must be a finite number, got inf"):
+        EncoderConfig.preset("tiny", eps=float("inf"))
+    with pytest.raises(ConfigError, match=r"EncoderConfig\.use_cls_token must be true or false"):
+        EncoderConfig.preset("tiny", use_cls_token=1)
+
+
+def test_numpy_numbers_are_taken_as_the_python_numbers_they_equal():
+    import numpy as np
+
+    cfg = EncoderConfig.preset("tiny", d_model=np.int64(16), sample_rate=np.float32(500))
+    assert type(cfg.d_model) is int and type(cfg.sample_rate) is float
+    assert json.loads(cfg.to_json())["d_model"] == 16  # it writes to JSON
 
 
 def test_unknown_preset_and_override():

@@ -1,8 +1,9 @@
 """The documentation site's configuration (issue 49), checked without building it: every guide
 page, notebook and public module is in mkdocs.yml's navigation, the build hooks and the
 docstring rewriting do what their examples say, and the gallery's cache key follows the
-notebook and the code. ``make docs`` builds the site (`mkdocs build --strict`); what the built
-site shows in a browser is tests/integration/test_docs_site_built.py."""
+notebook, the code and the environment that executes it. ``make docs`` builds the site
+(`mkdocs build --strict`); what the built site shows in a browser is
+tests/integration/test_docs_site_built.py."""
 
 from __future__ import annotations
 
@@ -60,3 +61,23 @@ def test_the_gallery_cache_key_follows_the_notebook(tmp_path):
     copy.write_text(copy.read_text().replace("edge", "Edge", 1))
     assert gallery.cache_key(copy) != gallery.cache_key(notebook)
     assert gallery.cached_path(notebook).parent == ROOT / ".cache" / "docs" / "notebooks"
+
+
+def test_the_gallery_cache_key_follows_the_environment(monkeypatch):
+    # issue 57 item 9: a site built by another Python, torch or package version than the one
+    # a cached notebook was executed with took that notebook's outputs as its own
+    import importlib.metadata
+    import sys
+
+    gallery = _load("gallery")
+    notebook = ROOT / "notebooks" / "02_custom_edge_masks.ipynb"
+    env = gallery.environment()
+    assert env["python"] == sys.version
+    for name in ("torch", "transformer-lens", "numpy", "matplotlib", "ipykernel", "nbclient"):
+        assert env[name] == importlib.metadata.version(name), name
+    key = gallery.cache_key(notebook)
+    for change in ({"torch": "0.0"}, {"python": "3.0"}, {"numpy": "absent"}, {"other": "1"}):
+        monkeypatch.setattr(gallery, "environment", lambda change=change: {**env, **change})
+        assert gallery.cache_key(notebook) != key, change
+    monkeypatch.setattr(gallery, "environment", lambda: dict(env))
+    assert gallery.cache_key(notebook) == key

@@ -19,7 +19,9 @@ A column's description says what it is, and `read_otb` reads it the way openhdem
 
 Several grids in one file are read one after the other (``meta["grids"]``), and the placement
 (``meta["placement"]``) holds each at its place. A recording of contractions has no gesture
-labels: its stimulus and repetition are 0 throughout.
+labels: its stimulus and repetition are 0 throughout. An export's samples are real numbers: a
+complex ``Data`` is refused by name (its imaginary part is not dropped unless ``real_part=True``
+says to), and so is a complex ``SamplingFrequency`` or ``Time``.
 
 >>> import tempfile, scipy.io
 >>> path = Path(tempfile.mkdtemp()) / "rec.mat"
@@ -89,7 +91,7 @@ def _texts(description: Any, path: Path) -> list[str]:
     return texts
 
 
-def _matrix(value: Any, path: Path, name: str) -> np.ndarray:
+def _matrix(value: Any, path: Path, name: str, *, real_part: bool = False) -> np.ndarray:
     x = value
     while isinstance(x, np.ndarray) and x.dtype == object and x.size == 1:
         x = x.reshape(-1)[0]
@@ -99,13 +101,22 @@ def _matrix(value: Any, path: Path, name: str) -> np.ndarray:
             f"{path}: {name!r} must be a numeric samples x columns matrix with at least one "
             f"value, got {x.dtype} of shape {x.shape} (an export cut short?)"
         )
+    if np.iscomplexobj(x) and not real_part:
+        imaginary = int(np.count_nonzero(x.imag))
+        raise DataFormatError(
+            f"{path}: {name!r} holds complex numbers ({x.dtype}, {imaginary} of {x.size} "
+            "values with an imaginary part); an OT BioLab+ export holds real samples, and "
+            "emg_lens does not drop the imaginary part unasked"
+            + (": read_otb(path, real_part=True) takes the real part" if name == "Data" else "")
+        )
     return x
 
 
 def _rate(value: Any, path: Path) -> float:
     """The export's ``SamplingFrequency``: one positive, finite number of Hz."""
     x = np.asarray(value).reshape(-1)
-    if x.size != 1 or not np.issubdtype(x.dtype, np.number) or not (np.isfinite(x[0]) and x[0] > 0):
+    real = np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)
+    if x.size != 1 or not real or not (np.isfinite(x[0]) and x[0] > 0):
         raise DataFormatError(
             f"{path}: 'SamplingFrequency' must hold one positive number of Hz, got "
             f"{x.dtype} {x.tolist()[:5]}"
@@ -167,7 +178,9 @@ def _columns(
     return grids, aux, units, left_out
 
 
-def read_otb(path: str | Path, *, orientation: int = 180, subject: int = 1) -> Recording:
+def read_otb(
+    path: str | Path, *, orientation: int = 180, subject: int = 1, real_part: bool = False
+) -> Recording:
     """An OT BioLab+ ``.mat`` export as a `Recording` (see the module docstring): the grids'
     channels as ``signals["emg"]`` (grid after grid, channel 1 first), auxiliary channels as
     ``extras``; ``meta`` holds the grids, units, what was left out, the placement (each grid
@@ -178,6 +191,9 @@ def read_otb(path: str | Path, *, orientation: int = 180, subject: int = 1) -> R
         orientation: how the grids lay (180, openhdemg's default: the connector toward the
             researcher or the ground).
         subject: the subject number to give the recording.
+        real_part: a complex ``Data`` is refused (a `DataFormatError` saying how many values
+            have an imaginary part); True reads its real part, and ``meta["real_part"]`` says
+            the imaginary part was dropped.
     """
     path = Path(path)
     if orientation not in (0, 180):
@@ -189,7 +205,11 @@ def read_otb(path: str | Path, *, orientation: int = 180, subject: int = 1) -> R
             f"{path}: not an OT BioLab+ export: it lacks {missing} (an export holds Data, "
             f"Description, SamplingFrequency and Time; this file holds {sorted(contents)})"
         )
-    data = _matrix(contents["Data"], path, "Data")
+    if not isinstance(real_part, bool):
+        raise ArgumentError(f"real_part must be True or False, got {real_part!r}")
+    data = _matrix(contents["Data"], path, "Data", real_part=real_part)
+    complex_data = np.iscomplexobj(data)
+    data = data.real if complex_data else data  # asked for by real_part=True
     texts = _texts(contents["Description"], path)
     if len(texts) != data.shape[1]:
         raise DataFormatError(
@@ -239,5 +259,6 @@ def read_otb(path: str | Path, *, orientation: int = 180, subject: int = 1) -> R
             "left_out": left_out,
             "placement": placement,
             "start_time": start,
+            **({"real_part": "the imaginary part of Data was dropped"} if complex_data else {}),
         },
     )

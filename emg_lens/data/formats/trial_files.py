@@ -15,9 +15,11 @@ root with named fields in braces, and every file the template matches is one tri
   figures show. Repetitions are numbered 1, 2, ... the same way, over ``(session,
   repetition)`` when there are sessions (``meta["repetition_values"]`` says which is which).
   Subjects whose values are all integers >= 1 keep them; others are numbered in sorted order.
-- Files: ``.csv`` (comma, semicolon or tab separated, with or without a header row of names),
-  ``.npy`` and MATLAB v5 ``.mat`` (the variable ``variable=`` names, or its only numeric
-  matrix), each ``samples x channels``.
+- Files: ``.csv`` (comma, semicolon or tab separated, with or without a header row of names
+  or channel numbers, a decimal point or, with ``decimal=","``, a decimal comma: what a file
+  cannot tell, it asks for, `emg_lens.data.formats.trial_matrix`), ``.npy`` and MATLAB v5
+  ``.mat`` (the variable ``variable=`` names, or its only numeric matrix), each ``samples x
+  channels``.
 - One `Recording` per subject: its trials one after another in (repetition, gesture) order,
   with half a second of rest (zeros, label 0) between two trials, so no window spans two
   trials and a filter's response to one trial's end fades before the next begins.
@@ -53,13 +55,20 @@ import numpy as np
 
 from emg_lens.data.files import files_under, unique_files
 from emg_lens.data.formats.file_pattern import FilePattern
-from emg_lens.data.formats.trial_matrix import is_number, read_trial
+from emg_lens.data.formats.trial_matrix import CsvFormat, is_number, read_trial
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_names
 from emg_lens.geometry import GRID_CODES, Montage, grid_code, ring
 
-__all__ = ["FILE_OPTIONS", "READER", "TrialIndex", "file_source_fields", "read_files"]
+__all__ = [
+    "CSV_OPTIONS",
+    "FILE_OPTIONS",
+    "READER",
+    "TrialIndex",
+    "file_source_fields",
+    "read_files",
+]
 
 LABELS = ("subject", "session", "repetition", "gesture")
 GAP_SECONDS = 0.5  # rest between two trials of one recording
@@ -237,8 +246,10 @@ class TrialIndex:
         channels: Sequence[int | str] | None = None,
         variable: str | None = None,
         placement: Any = None,
+        csv_format: CsvFormat | None = None,
     ) -> Recording:
-        """One subject's `Recording` (see `read_files`)."""
+        """One subject's `Recording` (see `read_files`; ``csv_format``: how its CSV files are
+        read)."""
         rate = _sample_rate(sample_rate)
         if not isinstance(modality, str) or not modality.isidentifier():
             raise ArgumentError(f"modality must be a name such as 'emg', got {modality!r}")
@@ -249,7 +260,15 @@ class TrialIndex:
             "placement": placement,
         }
         return _assemble(
-            subject, self._entries(subject), rate, modality, channels, variable, self.root, meta
+            subject,
+            self._entries(subject),
+            rate,
+            modality,
+            channels,
+            variable,
+            csv_format or CsvFormat(),
+            self.root,
+            meta,
         )
 
 
@@ -263,6 +282,9 @@ def read_files(
     variable: str | None = None,
     placement: Any = None,
     unmatched: str = "error",
+    header: bool | None = None,
+    delimiter: str | None = None,
+    decimal: str = ".",
 ) -> list[Recording]:
     """One `Recording` per subject from a folder of per-trial files (see the module docstring).
 
@@ -277,19 +299,34 @@ def read_files(
         placement: where the channels lie (an `emg_lens.geometry.Montage`), kept for figures.
         unmatched: ``"error"`` (default): a file with the pattern's extension that the
             pattern does not match is an error; ``"skip"``: it is left out.
+        header: whether a CSV's first line is a header (True) or a sample (False); None
+            (default): a line of names is a header, and so is one of the channel numbers
+            above samples written with decimals; a file that cannot tell is an error.
+        delimiter: the character between a CSV's values; None (default): the most frequent
+            of comma, semicolon and tab on its first line.
+        decimal: a CSV's decimal mark, ``"."`` (default) or ``","`` (``1,5`` is 1.5). A file
+            whose lines are each two comma-separated whole numbers is an error until
+            ``decimal`` or ``delimiter`` says which it is.
 
     >>> import tempfile
     >>> root = Path(tempfile.mkdtemp())
     >>> for rep in (1, 2):
     ...     for g in (0, 1):
-    ...         (root / f"R_{rep}_C_{g}_EMG.csv").write_text("1,2\\n3,4\\n5,6\\n") and None
+    ...         _ = (root / f"R_{rep}_C_{g}_EMG.csv").write_text("0.1,0.2\\n0.3,0.4\\n0.5,0.6\\n")
     >>> (rec,) = read_files(root, "R_{repetition}_C_{gesture}_EMG.csv", sample_rate=200)
     >>> rec.n_samples, sorted(set(rec.repetition.tolist())), rec.meta["gesture_names"]
     (312, [0, 1, 2], {1: '0', 2: '1'})
     """
     _sample_rate(sample_rate)  # a bad rate is named before the folder is searched
+    csv_format = CsvFormat(header, delimiter, decimal)  # and so are the CSV options
     index = TrialIndex.of(root, pattern, unmatched)
-    options = dict(modality=modality, channels=channels, variable=variable, placement=placement)
+    options = dict(
+        modality=modality,
+        channels=channels,
+        variable=variable,
+        placement=placement,
+        csv_format=csv_format,
+    )
     return [index.read(s, sample_rate=sample_rate, **options) for s in index.subjects]
 
 
@@ -345,6 +382,7 @@ def _assemble(
     modality: str,
     channels: Sequence[int | str] | None,
     variable: str | None,
+    csv_format: CsvFormat,
     root: Path,
     meta: Mapping[str, Any],
 ) -> Recording:
@@ -359,7 +397,7 @@ def _assemble(
     first: tuple[tuple[str, ...], Path] | None = None
     at = 0
     for rep, gesture, trial in entries:
-        x, header = read_trial(trial.path, variable=variable)
+        x, header = read_trial(trial.path, variable=variable, csv_format=csv_format)
         index = (
             list(range(x.shape[1]))
             if channels is None
@@ -405,6 +443,15 @@ def _assemble(
 
 # ----------------------------------------------------------------------------- the registry
 
+CSV_OPTIONS = ("header", "delimiter", "decimal")
+"""The `CsvFormat` fields a ``files`` data source stores when given."""
+
+
+def _csv_format(source: Mapping[str, Any]) -> CsvFormat:
+    """How a ``files`` source's CSV files are read (its `CSV_OPTIONS`, checked)."""
+    return CsvFormat(**{k: source[k] for k in CSV_OPTIONS if source.get(k) is not None})
+
+
 FILE_OPTIONS = (
     "pattern",
     "sample_rate",
@@ -413,8 +460,11 @@ FILE_OPTIONS = (
     "variable",
     "unmatched",
     "placement",
+    *CSV_OPTIONS,
 )
-"""What a ``files`` data source stores beside its root (`data_source`'s options)."""
+"""What a ``files`` data source stores beside its root (`data_source`'s options; those of
+`CSV_OPTIONS` only where given, so a source that leaves the CSV's reading to the file is the
+dict, and has the digest, it had before they existed)."""
 
 PREPROCESS = {"emg_band": None, "lowpass": None, "segment": "full"}
 """A researcher's own trials are windowed as they were recorded: no filter (an amplifier has
@@ -453,6 +503,7 @@ def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
             f"placement must be one of {list(PLACEMENTS)} (a ring around the forearm, or an OT "
             f"Bioelettronica grid code), got {placement!r}"
         )
+    csv_format = _csv_format(options)
     return {
         "pattern": texts,
         "sample_rate": _sample_rate(options["sample_rate"]),
@@ -461,6 +512,7 @@ def file_source_fields(options: Mapping[str, Any]) -> dict[str, Any]:
         "variable": options.get("variable"),
         "unmatched": unmatched,
         "placement": placement,
+        **{k: getattr(csv_format, k) for k in CSV_OPTIONS if options.get(k) is not None},
     }
 
 
@@ -475,6 +527,7 @@ def _read(source: Mapping[str, Any], subject: int) -> Recording:
         modality=source.get("modality", "emg"),
         channels=source.get("channels"),
         variable=source.get("variable"),
+        csv_format=_csv_format(source),
     )
 
 
@@ -490,7 +543,7 @@ def _geometry(source: Mapping[str, Any]) -> dict[str, Montage]:
         return {}
     index = _index(source)
     first = index.trials(index.subjects[0])[0]
-    x, _ = read_trial(first.path, variable=source.get("variable"))
+    x, _ = read_trial(first.path, variable=source.get("variable"), csv_format=_csv_format(source))
     channels = source.get("channels")
     n = x.shape[1] if channels is None else len(channels)
     modality = source.get("modality", "emg")

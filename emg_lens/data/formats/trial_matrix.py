@@ -1,31 +1,92 @@
-"""One trial file's numbers: a ``.csv`` (comma, semicolon or tab separated, with or without a
-header row of names), ``.npy`` or MATLAB v5 ``.mat`` file read as a float32 ``samples x
-channels`` matrix, for `emg_lens.data.formats.trial_files.read_files`. A file that is not one
-(no numbers, channels x samples, NaN or Inf, an ``.npz`` archive...) is a `DataFormatError`
-naming it and what to do."""
+"""One trial file's numbers: a ``.csv``, ``.npy`` or MATLAB v5 ``.mat`` file read as a float32
+``samples x channels`` matrix, for `emg_lens.data.formats.trial_files.read_files`. A file that is
+not one (no numbers, channels x samples, NaN or Inf, an ``.npz`` archive...) is a
+`DataFormatError` naming it and what to do.
+
+How a CSV is read (`CsvFormat`; each choice can be given instead of decided):
+
+- **delimiter**: the most frequent of comma, semicolon and tab on the first line (semicolon and
+  tab only when the decimal mark is a comma); a line without any is one channel.
+- **decimal mark**: a point, unless ``decimal=","`` says the file writes ``1,5`` for 1.5. A
+  file whose every line is two comma-separated whole numbers (``1,5``, no decimal point
+  anywhere, no sign after the comma) may be one channel with decimal commas or two channels of
+  whole numbers: it cannot tell, so it is refused until ``decimal=","`` or ``delimiter=","``
+  says which.
+- **header**: a first line without a number is a header of channel names. A first line of the
+  channel numbers ``1, 2, ..., n`` (or ``0, ..., n-1``; n >= 2), written as whole numbers
+  above samples written with decimals, is a header of numbers (the columns stay unnamed); above
+  samples that are whole numbers too it is refused until ``header=True`` (skip it) or
+  ``header=False`` (a sample) says which. Any other first line of numbers is a sample; a
+  one-channel file's first line is a sample unless ``header=True``.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emg_lens.data.formats._matlab import read_mat
-from emg_lens.errors import DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_field_types
 
-__all__ = ["SUFFIXES", "is_number", "read_trial"]
+__all__ = ["DECIMALS", "SUFFIXES", "CsvFormat", "is_number", "read_trial"]
 
 SUFFIXES = (".csv", ".npy", ".mat")
 """The trial files emg_lens reads."""
 
+DECIMALS = (".", ",")
+"""The decimal marks a CSV may write."""
+
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How to read a CSV trial file (see the module docstring): ``header`` (None: decided by
+    the file; True: the first line is a header; False: it is a sample), ``delimiter`` (None:
+    decided by the first line; else the one character between values) and ``decimal`` (the
+    decimal mark, ``"."`` or ``","``).
+
+    >>> CsvFormat(decimal=",", delimiter=",")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: delimiter=',' is the decimal mark too; a file that writes \
+decimal commas separates its values by ';' or a tab
+    """
+
+    header: bool | None = None
+    delimiter: str | None = None
+    decimal: str = "."
+
+    def __post_init__(self) -> None:
+        check_field_types(self, ArgumentError)
+        if self.decimal not in DECIMALS:
+            raise ArgumentError(f"decimal must be one of {list(DECIMALS)}, got {self.decimal!r}")
+        if self.delimiter is not None and (
+            len(self.delimiter) != 1 or self.delimiter in '"\r\n' or self.delimiter.isalnum()
+        ):
+            raise ArgumentError(
+                f"delimiter must be one character between values (',', ';', a tab...), got "
+                f"{self.delimiter!r}"
+            )
+        if self.delimiter == self.decimal:
+            raise ArgumentError(
+                f"delimiter={self.delimiter!r} is the decimal mark too; a file that writes "
+                "decimal commas separates its values by ';' or a tab"
+            )
+
 
 def read_trial(
-    path: str | Path, *, variable: str | None = None
+    path: str | Path, *, variable: str | None = None, csv_format: CsvFormat | None = None
 ) -> tuple[np.ndarray, tuple[str, ...] | None]:
     """One trial file as float32 ``[samples, channels]``, and the channel names of a CSV
-    header (None without one).
+    header (None without one); ``csv_format`` says how to read a CSV (default: every choice
+    decided by the file, `CsvFormat`).
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "t.csv"
@@ -33,11 +94,15 @@ def read_trial(
     >>> x, names = read_trial(path)
     >>> x.tolist(), names
     ([[1.0, 2.0], [3.0, 4.0]], ('a', 'b'))
+    >>> _ = path.write_text("1;2\\n0,5;1,25\\n-2;3\\n0;0,125\\n")  # decimal commas
+    >>> x, names = read_trial(path, csv_format=CsvFormat(decimal=","))  # 1;2: channel numbers
+    >>> x.tolist(), names
+    ([[0.5, 1.25], [-2.0, 3.0], [0.0, 0.125]], None)
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        x, names = _read_csv(path)
+        x, names = _read_csv(path, csv_format or CsvFormat())
     elif suffix == ".npy":
         x, names = _read_npy(path), None
     elif suffix == ".mat":
@@ -67,49 +132,117 @@ def read_trial(
     return x.astype(np.float32), names
 
 
-def is_number(cell: str) -> bool:
-    """Whether a CSV cell (or a name in a file's path) reads as a number.
+def is_number(cell: str, decimal: str = ".") -> bool:
+    """Whether a CSV cell (or a name in a file's path) reads as a number, with ``decimal`` as
+    its decimal mark.
 
-    >>> is_number("3.5"), is_number("fist")
-    (True, False)
+    >>> is_number("3.5"), is_number("fist"), is_number("3,5"), is_number("3,5", ",")
+    (True, False, False, True)
     """
     try:
-        float(cell)
+        _number(cell, decimal)
     except ValueError:
         return False
     return True
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
+def _number(cell: str, decimal: str) -> float:
+    if decimal == ",":
+        if "." in cell:  # a thousands separator, or a point in a comma file: not guessed
+            raise ValueError(cell)
+        cell = cell.replace(",", ".")
+    return float(cell)
+
+
+def _sniff(first: str, decimal: str) -> str:
+    """The delimiter of a CSV whose first line is ``first``: the most frequent of the ones a
+    file with this decimal mark can use (one channel when none is there)."""
+    candidates = ",;\t" if decimal == "." else ";\t"
+    return max(candidates, key=first.count)
+
+
+def _read_csv(path: Path, fmt: CsvFormat) -> tuple[np.ndarray, tuple[str, ...] | None]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataFormatError(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
-    first = text.split("\n", 1)[0]
-    delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
+    delimiter = fmt.delimiter or _sniff(text.split("\n", 1)[0], fmt.decimal)
+    # decimal commas read with a point: '1,5' in a cell between semicolons or tabs, or one
+    # channel's '1,5' and '2' split at the comma into lines of two cells and of one
+    commas = fmt.decimal == "." and re.search(r"[0-9],[0-9]", text) is not None
+    hint = "; if the file writes decimal commas, pass decimal=','"
+    width_hint = hint if commas and delimiter == "," and "." not in text else ""
     rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
     if not rows:
         raise DataFormatError(f"{path}: an empty file")
-    names = None
-    if not any(is_number(cell) for cell in rows[0]):
-        names = tuple(cell.strip() for cell in rows[0])
-        rows = rows[1:]
-    width = len(names) if names else len(rows[0]) if rows else 0
-    values = np.empty((len(rows), width), dtype=np.float64)
-    for r, row in enumerate(rows):
+    if fmt.delimiter is None and fmt.decimal == "." and delimiter == ",":
+        _refuse_decimal_commas(path, rows)
+    names, body = _header(path, rows, fmt)
+    skipped = len(rows) - len(body)
+    width = len(names) if names else len(rows[0])
+    values = np.empty((len(body), width), dtype=np.float64)
+    for r, row in enumerate(body):
+        line = r + 1 + skipped
         if len(row) != width:
             raise DataFormatError(
-                f"{path}: line {r + 1 + bool(names)} has {len(row)} cells, the file "
-                f"{'header' if names else 'first line'} {width}"
+                f"{path}: line {line} has {len(row)} cells, the file "
+                f"{'header' if skipped else 'first line'} {width}{width_hint}"
             )
         for c, cell in enumerate(row):
             try:
-                values[r, c] = float(cell)
+                values[r, c] = _number(cell, fmt.decimal)
             except ValueError:
+                # split at its decimal commas ('0,5;1,25' -> '5;1'), or not split at them
+                split = commas and (delimiter != "," or re.search(r"[;\t]", cell))
+                cell_hint = hint if split else ""
                 raise DataFormatError(
-                    f"{path}: line {r + 1 + bool(names)}, column {c + 1}: {cell!r} is not a number"
+                    f"{path}: line {line}, column {c + 1}: {cell!r} is not a number{cell_hint}"
                 ) from None
     return values, names
+
+
+def _refuse_decimal_commas(path: Path, rows: list[list[str]]) -> None:
+    """Refuse a file read with a comma delimiter that may as well be one channel written with
+    decimal commas: every line two cells, the second bare digits, and no decimal point."""
+    two = all(len(row) == 2 and _DIGITS.fullmatch(row[1].strip()) for row in rows)
+    if not two or any(any(m in cell for m in ".eE") for row in rows for cell in row):
+        return
+    a, b = (cell.strip() for cell in rows[0])
+    raise DataFormatError(
+        f"{path}: every line is two whole numbers separated by a comma (the first {a},{b}) and "
+        f"no value has a decimal point: one channel written with decimal commas ({a},{b} = "
+        f"{a}.{b}) or two channels of whole numbers, which the file cannot tell apart; say "
+        "which: decimal=',' (--decimal ,) reads one channel, delimiter=',' (--delimiter ,) two"
+    )
+
+
+def _header(
+    path: Path, rows: list[list[str]], fmt: CsvFormat
+) -> tuple[tuple[str, ...] | None, list[list[str]]]:
+    """The header's channel names (None: no header, or one of channel numbers) and the
+    lines below it, as ``fmt.header`` says or else as the first line shows (module
+    docstring)."""
+    first = rows[0]
+    numbers = [is_number(cell, fmt.decimal) for cell in first]
+    names = None if any(numbers) else tuple(cell.strip() for cell in first)
+    if fmt.header is not None:
+        return (names, rows[1:]) if fmt.header else (None, rows)
+    if names is not None:
+        return names, rows[1:]
+    cells = [cell.strip() for cell in first]
+    whole = all(_DIGITS.fullmatch(cell) for cell in cells)
+    counted = [int(c) for c in cells] if whole else []
+    n = len(cells)
+    if n < 2 or counted not in (list(range(1, n + 1)), list(range(n))):
+        return None, rows  # not the channel numbers: a sample
+    if any(not _WHOLE.fullmatch(cell.strip()) for row in rows[1:] for cell in row):
+        return None, rows[1:]  # the channel numbers, above samples with decimals
+    raise DataFormatError(
+        f"{path}: the first line ({', '.join(cells)}) is the channel numbers and every line "
+        "below it whole numbers too, so the file cannot tell a header of channel numbers from "
+        "a first sample; say which: header=True (--header yes) skips it, header=False "
+        "(--header no) reads it as a sample"
+    )
 
 
 def _read_npy(path: Path) -> np.ndarray:

@@ -58,7 +58,7 @@ from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.synthetic.protocol import onset_ramp, trial_timeline
 from emg_lens.edges.regions import LOBES, place, region_channels
-from emg_lens.errors import ArgumentError, ConfigError, UnplacedChannelError
+from emg_lens.errors import ArgumentError, ConfigError, UnplacedChannelError, check_field_types
 from emg_lens.geometry import Montage, scalp
 
 __all__ = [
@@ -150,9 +150,10 @@ class SyntheticEEGSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # the declared types; the ranges below
         for name in ("n_subjects", "n_repetitions"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if value < 1:
                 raise ConfigError(f"SyntheticEEGSpec.{name} must be an int >= 1, got {value!r}")
         if self.n_single not in (0, 1, 2):
             raise ConfigError(

@@ -50,7 +50,7 @@ from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.reader import DatasetReader, Source, no_files
 from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
-from emg_lens.errors import ArgumentError, ConfigError
+from emg_lens.errors import ArgumentError, ConfigError, check_field_types
 
 __all__ = [
     "DB2_EXERCISE_KINDS",
@@ -91,6 +91,7 @@ class SyntheticSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # the declared types; the ranges below
         for name in ("n_subjects", "n_repetitions", "n_emg", "n_acc_sensors"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"SyntheticSpec.{name} must be >= 1, got {getattr(self, name)}")

@@ -31,7 +31,7 @@ from jaxtyping import Float
 from emg_lens.data.formats.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
 from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
-from emg_lens.errors import ConfigError
+from emg_lens.errors import ConfigError, check_field_types
 
 __all__ = [
     "MAX_GESTURES",
@@ -68,6 +68,7 @@ class SyntheticHDsEMGSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # the declared types; the ranges below
         for name in ("n_subjects", "n_repetitions", "n_force"):
             if getattr(self, name) < 1:
                 raise ConfigError(

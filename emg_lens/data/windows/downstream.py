@@ -40,7 +40,7 @@ from emg_lens.data.preprocess import PreprocessSpec, filter_signals
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.pipeline import WindowBatch
-from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
+from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
 from emg_lens.geometry import Montage
 
 __all__ = [
@@ -84,11 +84,12 @@ class DownstreamPreprocess:
     normalize: str = "recording"  # per-channel z-score over each recording, as the scripts
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # the declared types; the ranges below
         for name in ("n_channels", "order", "window", "step"):
             value = getattr(self, name)
             if name == "step" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if value < 1:
                 raise ConfigError(
                     f"DownstreamPreprocess.{name} must be an integer >= 1, got {value!r}"
                 )

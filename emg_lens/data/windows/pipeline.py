@@ -44,7 +44,7 @@ from scipy import signal as sps
 
 from emg_lens.data.preprocess import PreprocessSpec, Scaler, filter_signals
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, ConfigError, DataFormatError
+from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
 
 __all__ = [
     "NORMALIZATIONS",
@@ -83,6 +83,7 @@ class TinyMyoPreprocess:
     normalize: str = "minmax"  # one of NORMALIZATIONS
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # the declared types; the ranges below
         if self.normalize not in NORMALIZATIONS:
             raise ConfigError(
                 f"TinyMyoPreprocess.normalize must be one of {NORMALIZATIONS}, got "
@@ -90,7 +91,7 @@ class TinyMyoPreprocess:
             )
         for name in ("order", "n_channels", "window", "step"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if value < 1:
                 raise ConfigError(
                     f"TinyMyoPreprocess.{name} must be an integer >= 1, got {value!r}"
                 )

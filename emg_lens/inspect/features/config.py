@@ -7,10 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from emg_lens.errors import ArgumentError, ConfigError, LayoutError, describe
+from emg_lens.errors import ArgumentError, ConfigError, LayoutError, check_field_types, describe
 
 __all__ = ["HOOKS", "FeatureConfig"]
 
@@ -54,10 +53,11 @@ class FeatureConfig:
     top_windows: int = 5
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # the declared types; the ranges below
+
         def whole(name: str, low: int, high: int | None = None, what: str = "") -> None:
             value = getattr(self, name)
-            ok = isinstance(value, int) and not isinstance(value, bool)
-            if not ok or value < low or (high is not None and value > high):
+            if value < low or (high is not None and value > high):
                 span = what or (f"an int >= {low}" if high is None else f"an int in {low}..{high}")
                 raise ConfigError(f"FeatureConfig.{name} must be {span}, got {value!r}")
 
@@ -72,19 +72,13 @@ class FeatureConfig:
             raise ConfigError(f"FeatureConfig.hook must be one of {HOOKS}, got {self.hook!r}")
         for name, low, high in (("lr", 0, None), ("aux_coef", 0, None), ("holdout", 0, 1)):
             value = getattr(self, name)
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not np.isfinite(value) or value < low or (high and value >= high):
+            if value < low or (high and value >= high):
                 bound = f"in [{low}, {high})" if high else f">= {low}"
                 raise ConfigError(f"FeatureConfig.{name} must be a finite number {bound}, got "
                                   f"{value!r}")  # fmt: skip
         if self.lr == 0:
             raise ConfigError("FeatureConfig.lr must be > 0, got 0")
         if self.groups is not None:
-            if isinstance(self.groups, str) or not all(isinstance(g, str) for g in self.groups):
-                raise ConfigError(
-                    f"FeatureConfig.groups must be a tuple of token group names, got "
-                    f"{self.groups!r}"
-                )
             object.__setattr__(self, "groups", tuple(self.groups))
             if not self.groups:
                 raise ConfigError("FeatureConfig.groups names no group; give at least one")

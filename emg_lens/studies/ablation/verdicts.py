@@ -234,14 +234,15 @@ def evaluate_claims(
     table["p_corr"] = np.nan
     if drops:
         table.loc[drops, "p_corr"] = correct(table.loc[drops, "p"].tolist(), correction)
+    # the family corrected: a drop claim without a p (too few subjects) is left out of it
+    family = int(np.isfinite(table.loc[drops, "p"].to_numpy(float)).sum())
     table["stars"] = [stars(p) if c.expect == "drop" else "" for p, c in zip(table.p_corr, claims)]
     verdicts = [
-        _verdict(claim, row, len(drops), correction)
-        for claim, row in zip(claims, table.itertuples())
+        _verdict(claim, row, family, correction) for claim, row in zip(claims, table.itertuples())
     ]
     table["verdict"] = [v for v, _ in verdicts]
     table["reason"] = [r for _, r in verdicts]
-    table["method"] = [_method(row, len(drops), correction) for row in table.itertuples()]
+    table["method"] = [_method(row, family, correction) for row in table.itertuples()]
     return table[CLAIM_COLUMNS]
 
 
@@ -253,7 +254,8 @@ def _subject_pct(masked: np.ndarray, baseline: np.ndarray) -> np.ndarray:
 
 
 def _method(row: Any, drops: int, correction: str) -> str:
-    """Which test decided a claim, in words (the ``method`` column)."""
+    """Which test decided a claim, in words (the ``method`` column); ``drops``: the drop
+    claims the correction was over (those with a p-value)."""
     if row.test == "tost":
         return (
             f"TOST (Schuirmann 1987): {100 * row.ci_level:g}% t-interval of per-subject Δ% "
@@ -267,6 +269,8 @@ def _method(row: Any, drops: int, correction: str) -> str:
         "wilcoxon": f"Wilcoxon signed-rank test over {n} subjects (paired)",
         "mannwhitneyu": f"Mann–Whitney U over {n} against {n} subjects' values (unpaired)",
     }[row.test]
+    if not np.isfinite(row.p):
+        return f"{test}: no p-value, so outside the correction"
     if correction == "none":
         return f"{test}, uncorrected"
     return f"{test}, {correction} over {drops} drop claim{'s' if drops > 1 else ''}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
+from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError, check_seed
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import (
     positive_int,
@@ -37,8 +37,10 @@ OVERRIDES = ("epochs",)  # `study run --epochs`: the [train] key a smoke run shr
 
 
 def _section(data: dict[str, Any], key: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """``[key]`` over its defaults: the integers checked >= 1 (seeds and warm-up >= 0), the
-    learning rate a positive number."""
+    """``[key]`` over its defaults: the integers checked >= 1 (warm-up >= 0), a seed in the
+    range every seed of the library takes (`emg_lens.errors.check_seed`: the one check the
+    model and its training make when the study runs, so `study check` refuses what `study
+    run` would), the learning rate a positive number."""
     given = table(data.get(key, {}), key)
     reject_unknown(key, given, set(defaults))
     out = {**defaults, **given}
@@ -49,9 +51,10 @@ def _section(data: dict[str, Any], key: str, defaults: dict[str, Any]) -> dict[s
             if not ok or not 0 < value < float("inf"):
                 raise SpecError(f"{where} must be a positive number, got {value!r}")
             out[name] = float(value)
+        elif name == "seed":
+            out[name] = check_seed(value, where, SpecError)
         else:
-            minimum = 0 if name in ("seed", "warmup_epochs") else 1
-            out[name] = positive_int(value, where, minimum=minimum)
+            out[name] = positive_int(value, where, minimum=0 if name == "warmup_epochs" else 1)
     return out
 
 
@@ -91,7 +94,7 @@ def _stats(data: dict[str, Any]) -> dict[str, Any]:
     out = {**STATS, **given}
     if out["correction"] not in CORRECTIONS:
         raise SpecError(f"stats.correction = {out['correction']!r}; accepted: {list(CORRECTIONS)}")
-    out["seed"] = positive_int(out["seed"], "stats.seed", minimum=0)
+    out["seed"] = check_seed(out["seed"], "stats.seed", SpecError)
     return out
 
 

@@ -214,6 +214,37 @@ def test_study_check_uses_the_layout_of_the_models(tmp_path, capsys):
     assert "the models' size and layout" in capsys.readouterr().out
 
 
+def test_study_check_finds_the_models_as_study_run_does_and_names_a_missing_folder(
+    tmp_path, capsys, monkeypatch
+):
+    """issue 57 item 8: with its models folder not found from the working directory, `study
+    check` checked a default IsoNet and refused a modality the models have, while `study run`
+    named the folder. Both resolve it from the working directory; check names it."""
+    from emg_lens.checkpoints import save_checkpoint
+    from emg_lens.models import IsoNet
+
+    study = tmp_path / "study"
+    cfg = EncoderConfig.preset("tiny", modalities={"emg": 4, "force": 2})
+    save_checkpoint(IsoNet(cfg), study / "models" / "subject_1")
+    (study / "s.toml").write_text(
+        'name = "s"\nmodels = "models"\n[[interventions]]\nname = "z"\nzero_modality = "force"\n'
+    )
+    monkeypatch.chdir(tmp_path)  # not the study's folder: its "models" is not found from here
+    missing = f"models: models does not exist (looked for it in {tmp_path})"
+    assert main(["study", "run", "study/s.toml", "--out", "out", "--quiet"]) == 2
+    assert missing in capsys.readouterr().err
+    assert main(["study", "check", "study/s.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "preset 'demo'" in err and f"`study run` would stop: {missing}" in err
+    assert main(["study", "check", "study/s.toml", "--models", "models"]) == 2  # named: refused
+    assert capsys.readouterr().err == f"emg-lens: error: {missing}; give a folder of " + (
+        "subject_<N>/ checkpoints\n"
+    )
+    monkeypatch.chdir(study)
+    assert main(["study", "check", "s.toml"]) == 0
+    assert "grid for the models' size and layout" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- BioFoundation
 
 

@@ -126,3 +126,25 @@ def test_an_export_with_an_empty_field_is_named(tmp_path, field, value, message)
     IndexError."""
     with pytest.raises(DataFormatError, match=message):
         read_otb(export(tmp_path / "cut.mat", grid_texts(), **{field: value}))
+
+
+def test_a_complex_export_is_refused_or_read_as_its_real_part_when_asked(tmp_path):
+    """Issue 61: a complex 'Data' was read with its imaginary part dropped."""
+    data = np.arange(5 * 64, dtype=float).reshape(5, 64) + 0j
+    data[2, 3] += 0.5j
+    path = export(tmp_path / "complex.mat", grid_texts(), data)
+    with pytest.raises(DataFormatError, match=r"'Data' holds complex numbers \(complex128, 1 of "
+                       r"320 values with an imaginary part\).*real_part=True"):  # fmt: skip
+        read_otb(path)
+    rec = read_otb(path, real_part=True)
+    np.testing.assert_array_equal(rec.signals["emg"], data.real.astype(np.float32))
+    assert rec.meta["real_part"] == "the imaginary part of Data was dropped"
+    assert "real_part" not in read_otb(export(tmp_path / "real.mat", grid_texts())).meta
+    with pytest.raises(ArgumentError, match="real_part must be True or False"):
+        read_otb(path, real_part="yes")
+    for field, value in (
+        ("SamplingFrequency", 2048.0 + 1j),
+        ("Time", np.arange(5.0)[:, None] + 1j),
+    ):
+        with pytest.raises(DataFormatError, match=rf"'{field}' (must hold|holds complex)"):
+            read_otb(export(tmp_path / "c.mat", grid_texts(), **{field: value}), real_part=True)

@@ -11,7 +11,7 @@ import scipy.io
 
 from emg_lens.data import read_files
 from emg_lens.data.formats.file_pattern import FilePattern
-from emg_lens.data.formats.trial_matrix import read_trial
+from emg_lens.data.formats.trial_matrix import CsvFormat, read_trial
 from emg_lens.errors import ArgumentError, ChannelNameError, DataFormatError
 
 MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"
@@ -42,8 +42,12 @@ def test_the_myo_set_is_read_as_the_files_hold_it():
 
 
 def write_csv(path: Path, rows) -> Path:
+    """``rows`` as a CSV, each number with a decimal point (``1.0``), as measurements are
+    written: a file of bare whole numbers can leave its header or its delimiter undecided
+    (`emg_lens.data.formats.trial_matrix`; the tests below write those on purpose)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(",".join(str(v) for v in row) for row in rows) + "\n")
+    cell = lambda v: repr(float(v)) if isinstance(v, int) else str(v)  # noqa: E731
+    path.write_text("\n".join(",".join(cell(v) for v in row) for row in rows) + "\n")
     return path
 
 
@@ -364,3 +368,127 @@ def test_an_npz_archive_named_npy_is_named(tmp_path):
         np.savez(f, emg=np.ones((20, 2)))
     with pytest.raises(DataFormatError, match=r"a\.npy: a NumPy \.npz archive \(of emg\)"):
         read_trial(tmp_path / "a.npy")
+
+
+# ----------------------------------------------------------------------- what a CSV leaves open
+# Issue 61: three readers guessed silently. A CSV's numeric first line was read as a sample
+# (51 samples where the file holds 50 under a header of channel numbers), and a one-channel file
+# with decimal commas as two channels. Each is read by evidence, or refused naming the option
+# that decides it.
+
+
+def write_lines(path: Path, lines) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_header_of_channel_numbers_above_measured_samples_is_a_header(tmp_path):
+    rng = np.random.default_rng(0)
+    samples = rng.standard_normal((50, 4)).round(4)
+    lines = [",".join(str(v) for v in row) for row in samples]
+    path = write_lines(tmp_path / "numbered.csv", ["1,2,3,4", *lines])
+    x, names = read_trial(path)
+    assert x.shape == (50, 4) and names is None  # unnamed: emg1..emg4 in a recording
+    np.testing.assert_allclose(x, samples, rtol=1e-6)
+    assert read_trial(write_lines(tmp_path / "zero.csv", ["0,1,2,3", *lines]))[0].shape == (50, 4)
+    x, _ = read_trial(path, csv_format=CsvFormat(header=False))  # said to be a sample
+    assert x.shape == (51, 4) and x[0].tolist() == [1, 2, 3, 4]
+    # any other first line of numbers is a sample, as LibEMG's files hold
+    other = write_lines(tmp_path / "other.csv", ["20,1,6,-6", *lines])
+    assert read_trial(other)[0].shape == (51, 4)
+
+
+def test_a_header_of_channel_numbers_above_whole_numbers_is_asked_for(tmp_path):
+    counts = [f"{a},{b},{c}" for a, b, c in np.arange(30).reshape(10, 3) * 7 - 40]
+    path = write_lines(tmp_path / "counts.csv", ["1,2,3", *counts])
+    with pytest.raises(
+        DataFormatError,
+        match=r"counts\.csv: the first line \(1, 2, 3\) is the channel numbers and every line "
+        r"below it whole numbers too.*header=True \(--header yes\) skips it, header=False "
+        r"\(--header no\) reads it as a sample",
+    ):
+        read_trial(path)
+    assert read_trial(path, csv_format=CsvFormat(header=True))[0].shape == (10, 3)
+    assert read_trial(path, csv_format=CsvFormat(header=False))[0].shape == (11, 3)
+    # through read_files, and a data source that stores the choice
+    for g in ("a", "b"):
+        write_lines(tmp_path / "f" / f"{g}_1.csv", ["1,2,3", *counts])
+    with pytest.raises(DataFormatError, match="--header yes"):
+        read_files(tmp_path / "f", "{gesture}_{repetition}.csv", sample_rate=10)
+    (rec,) = read_files(tmp_path / "f", "{gesture}_{repetition}.csv", sample_rate=10, header=True)
+    assert rec.meta["trials"][0]["stop"] == 10
+
+
+def test_one_channel_with_decimal_commas_is_never_read_as_two(tmp_path):
+    path = write_lines(tmp_path / "force.csv", ["1,5", "2,25", "-0,125", "3,0", "0,75"])
+    with pytest.raises(
+        DataFormatError,
+        match=r"force\.csv: every line is two whole numbers separated by a comma \(the first "
+        r"1,5\).*one channel written with decimal commas \(1,5 = 1\.5\) or two channels of whole "
+        r"numbers.*decimal=',' \(--decimal ,\) reads one channel, delimiter=',' "
+        r"\(--delimiter ,\) two",
+    ):
+        read_trial(path)
+    x, _ = read_trial(path, csv_format=CsvFormat(decimal=","))
+    assert x[:, 0].tolist() == [1.5, 2.25, -0.125, 3.0, 0.75]
+    x, _ = read_trial(path, csv_format=CsvFormat(delimiter=","))  # said to be two channels
+    assert x.shape == (5, 2) and x[2].tolist() == [-0.0, 125.0]
+    # decimal commas between semicolons: read with decimal=',', named without it
+    semi = write_lines(tmp_path / "semi.csv", ["0,5;1,25", "2;3,75", "1;2", "0,1;0,2"])
+    with pytest.raises(DataFormatError, match=r"'5;1' is not a number; if the file writes "
+                       r"decimal commas, pass decimal=','"):  # fmt: skip
+        read_trial(semi)
+    x, _ = read_trial(semi, csv_format=CsvFormat(decimal=","))
+    np.testing.assert_array_equal(x, np.float32([[0.5, 1.25], [2, 3.75], [1, 2], [0.1, 0.2]]))
+    # a point in a decimal-comma file (a thousands separator?) is not guessed either
+    bad = write_lines(tmp_path / "points.csv", ["1.500;2", "1;2", "3;4"])
+    with pytest.raises(DataFormatError, match=r"'1\.500' is not a number"):
+        read_trial(bad, csv_format=CsvFormat(decimal=","))
+    # one channel whose whole values have no comma: lines of one and two cells, named
+    mixed = write_lines(tmp_path / "mixed.csv", ["1,5", "2", "3,25"])
+    with pytest.raises(DataFormatError, match=r"line 2 has 1 cells.*pass decimal=','"):
+        read_trial(mixed)
+    # two channels that say so are read as two: a sign, a decimal point or a header
+    for lines in (["1,-5", "2,3"], ["1.5,2", "3,4"], ["a,b", "1,5", "2,25"]):
+        assert read_trial(write_lines(tmp_path / "two.csv", lines))[0].shape[1] == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"decimal": ";"}, r"decimal must be one of \['\.', ','\], got ';'"),
+        ({"delimiter": "ab"}, "delimiter must be one character between values"),
+        ({"delimiter": ",", "decimal": ","}, "delimiter=',' is the decimal mark too"),
+        ({"header": "yes"}, "CsvFormat.header must be true or false or None, got 'yes'"),
+    ],
+)
+def test_csv_options_that_cannot_be_are_named(tmp_path, options, match):
+    with pytest.raises(ArgumentError, match=match):
+        read_files(tmp_path, "{gesture}_{repetition}.csv", sample_rate=10, **options)
+
+
+def test_the_csv_options_reach_a_data_source_and_the_command_line(tmp_path):
+    from emg_lens.cli.common import file_options
+    from emg_lens.cli.main import build_parser
+    from emg_lens.data.datasets import data_source, load_recording
+
+    for g in ("a", "b"):
+        write_lines(tmp_path / f"{g}_1.csv", ["1;2", "0,5;1,25", "2;3,75", "0,1;0,2"])
+    argv = ["train", "--dataset", "files", "--root", str(tmp_path), "--pattern"]
+    argv += ["{gesture}_{repetition}.csv", "--sample-rate", "10", "--header", "yes", "--out", "x"]
+    args = build_parser().parse_args([*argv, "--delimiter", "tab", "--decimal", ","])
+    assert {k: file_options(args)[k] for k in ("header", "delimiter", "decimal")} == {
+        "header": True,
+        "delimiter": "\t",
+        "decimal": ",",
+    }
+    source = data_source("files", root=tmp_path, **file_options(build_parser().parse_args(
+        [*argv, "--decimal", ","])))  # fmt: skip
+    assert (source["header"], source["decimal"]) == (True, ",") and "delimiter" not in source
+    rec = load_recording(source, 1)
+    np.testing.assert_allclose(rec.signals["emg"][:3], [[0.5, 1.25], [2, 3.75], [0.1, 0.2]])
+    # a source that leaves the reading to the file stores none of them (its digest unchanged)
+    plain = data_source("files", root=tmp_path, pattern="{gesture}_{repetition}.csv",
+                        sample_rate=10)  # fmt: skip
+    assert not {"header", "delimiter", "decimal"} & set(plain)

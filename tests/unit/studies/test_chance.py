@@ -153,16 +153,19 @@ def test_a_model_below_the_feature_baseline_is_named_beside_chance():
     right = np.ones(20, bool)
     right[[3, 11, 15]] = False  # 17 of 20 trials: above chance, below a baseline of 0.95
     pred, y, trials = _per_trial(4, 5, 9, right)
-    scores = {
-        "below": TrialScore.from_predictions(pred, y, trials, 4, baseline_accuracy=0.95),
-        "above": TrialScore.from_predictions(pred, y, trials, 4, baseline_accuracy=0.5),
-        "unknown": TrialScore.from_predictions(pred, y, trials, 4),
+    scores = {  # named as a study names its models (issue 57 item 8: "subject subject 1")
+        "subject 1": TrialScore.from_predictions(pred, y, trials, 4, baseline_accuracy=0.95),
+        "subject 2": TrialScore.from_predictions(pred, y, trials, 4, baseline_accuracy=0.5),
+        "subject 3": TrialScore.from_predictions(pred, y, trials, 4),
     }
     table = chance_table(scores)
     assert table["baseline_accuracy"].tolist()[:2] == [0.95, 0.5]
-    console = chance_console(table)
-    assert "below: the model's 0.850 is below the per-channel feature baseline's 0.950" in console
-    assert "above: the model's" not in console and "unknown: the model's" not in console
+    console = chance_console(table).splitlines()
+    below = [line for line in console if "feature baseline's" in line]
+    assert below == [
+        "subject 1: the model's 0.850 is below the per-channel feature baseline's 0.950 "
+        "(log RMS + MAD, logistic regression)"
+    ]
     assert "| feature baseline |" in chance_markdown(table) and "| 0.950 |" in chance_markdown(
         table
     )

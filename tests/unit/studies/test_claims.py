@@ -353,6 +353,26 @@ def test_drop_claims_are_one_correction_family_and_keep_claims_stay_out_of_it():
         evaluate_claims(claims, {}, counts, "mannwhitneyu", "none", claims_test="ttest")
 
 
+def test_a_drop_claim_without_a_p_leaves_the_family_and_the_method_says_so():
+    # issue 57 item 8: a claim with a NaN p left the correction while `method` said "over 3"
+    low, high = 0.25 + np.linspace(0, 0.02, 6), 0.6 + np.linspace(0, 0.02, 6)
+    counts = _counts(low, high)
+    lone = counts[(counts.subject == 1) & (counts.key == "cross")]  # one subject: no test
+    lone = lone.assign(intervention="zero", key="zero", mode="input", layers="")
+    one = {**DROP, "classes": [0]}
+    claims = _spec(
+        one, {**one, "description": "again"}, {**one, "intervention": "zero", "layers": "input"}
+    ).claims
+    table = evaluate_claims(
+        claims, {}, pd.concat([counts, lone], ignore_index=True), "mannwhitneyu", "bonferroni"
+    )
+    assert np.isnan(table.p[2]) and np.isnan(table.p_corr[2]) and table.n[2] == 1
+    assert table.p_corr[0] == pytest.approx(2 * table.p[0])  # corrected over the two with a p
+    assert table.method[0].endswith("bonferroni over 2 drop claims")
+    assert "with 6 subjects and 2 drop claim(s)" in table.reason[0]
+    assert table.method[2].endswith("no p-value, so outside the correction")
+
+
 def test_above_twelve_subjects_the_paired_test_is_wilcoxons():
     base = 0.8 + np.linspace(0, 0.15, 14)
     row = _verdict("drop", base - 0.05 - np.linspace(0, 0.026, 14), base)  # no tied |Δ|

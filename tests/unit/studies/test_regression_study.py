@@ -182,6 +182,22 @@ def test_bad_studies_are_refused_by_name(recording, change, error, match):
         run(load_spec(study(recording, **change)), progress=False)
 
 
+@pytest.mark.parametrize("section", ["model", "train", "stats"])
+def test_study_check_refuses_the_seeds_study_run_refuses(recording, tmp_path, capsys, section):
+    # issue 57 item 8: `study check` accepted a [train] seed the training refused at run time
+    path = tmp_path / "seed.toml"
+    path.write_text(
+        f'kind = "regression"\nname = "grid"\nrecording = "{recording}"\n'
+        f"[{section}]\nseed = {2**40}\n"
+        '[[interventions]]\nname = "all_pairs"\nedges = "cross_channel"\n'
+    )
+    message = f"{section}.seed must be an integer in 0..2147483647, got {2**40}"
+    assert main(["study", "check", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["study", "run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_overrides_other_than_epochs_are_refused(recording):
     spec = load_spec(study(recording))
     assert spec.with_overrides({"epochs": 3}).train["epochs"] == 3

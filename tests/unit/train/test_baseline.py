@@ -101,14 +101,15 @@ def test_bad_input_is_refused_by_name(changes, error, message):
 
 
 def test_the_below_line_names_the_subject_both_scores_and_the_baseline():
-    assert below_baseline(3, 0.273, 0.409) == (
+    assert below_baseline("subject 3", 0.273, 0.409) == (
         "subject 3: the model's 0.273 is below the per-channel feature baseline's 0.409 "
         "(log RMS + MAD, logistic regression)"
     )
-    assert below_baseline(3, 0.409, 0.409) is None and below_baseline(3, 0.5, 0.409) is None
+    assert below_baseline("subject 3", 0.409, 0.409) is None
+    assert below_baseline("subject 3", 0.5, 0.409) is None
     assert "R² 0.903" in below_baseline("force", 0.903, 0.935, "r2")
     with pytest.raises(ArgumentError, match="metric must be one of"):
-        below_baseline(3, 0.2, 0.4, "f1")
+        below_baseline("subject 3", 0.2, 0.4, "f1")
 
 
 def fold(held_out: int) -> SubjectData:
@@ -149,3 +150,42 @@ def test_the_streamed_ridge_of_a_window_store_is_the_feature_baselines_ridge():
     assert streamed.per_output == pytest.approx(expected.tolist(), rel=1e-9)
     with pytest.raises(InputValueError, match="non-finite"):
         ridge_baseline_mae((np.full_like(X, np.nan), Y), (X, Y))
+
+
+def with_float_labels(data: SubjectData) -> SubjectData:
+    """``data`` with its class labels held as floats (0.0, 1.0, ...)."""
+    return SubjectData.from_windows(
+        {"emg": data.X_train.shape[1]},
+        (data.X_test, data.y_test.astype(float)),
+        (data.X_train, data.y_train.astype(float)),
+    )
+
+
+def test_class_labels_held_as_floats_are_scored_by_accuracy_never_r2():
+    # issue 57 item 8: float class labels turned the baseline into a ridge R² that the tables
+    # showed as baseline_accuracy
+    data = loud_channel(0)
+    floats = with_float_labels(data)
+    integers, as_floats = feature_baseline(data), feature_baseline(floats)
+    assert as_floats.metric == "accuracy" and as_floats.value == integers.value
+    assert (as_floats.predictions == integers.predictions).all()
+    split = bad(y_train=data.y_train.astype(float), y_test=data.y_test.astype(float))
+    assert feature_baseline(split, "accuracy").value == integers.value  # asked for: accuracy
+    assert feature_baseline(split).metric == "r2"  # a plain split of floats: targets
+    halves = bad(y_train=data.y_train + 0.5)
+    with pytest.raises(InputValueError, match=r"y_train must be integer class labels.*0\.5"):
+        feature_baseline(halves, "accuracy")
+    with pytest.raises(InputValueError, match="y_test must be integer class labels"):
+        feature_baseline(SubjectData.from_windows(
+            {"emg": 4}, (data.X_test, data.y_test + 0.5), (data.X_train, data.y_train)
+        ))  # fmt: skip
+    with pytest.raises(ArgumentError, match="metric must be one of"):
+        feature_baseline(data, "f1")
+
+
+def test_a_subjects_known_baseline_is_an_accuracy_with_float_labels():
+    from emg_lens.studies.subjects import known_of
+
+    data = loud_channel(0)
+    floats = with_float_labels(data)
+    assert known_of((None, floats))["baseline_accuracy"] == feature_baseline(data).value
