@@ -21,9 +21,12 @@ moved. A move is named only when three questions are answered from the data:
    the placement's structure tells the identity from every other map. Where a training
    repetition fits another map as well as the identity (weak spatial structure, a
    near-symmetric placement), one cannot tell.
-3. **Which map?** The held-out repetition put back by the runner-up map (the best one after
-   the best, other than the identity) must still look moved: the same test on the put-back
-   repetition, ``p_runner_up < ALPHA_WHICH``; otherwise the data do not choose between the two.
+3. **Which map?** Either the best map puts the held-out repetition back as well as the
+   training repetitions fit each other while the runner-up map (the best one after the best,
+   other than the identity) stays short of that by more than their own range, or the
+   held-out repetition put back by the runner-up must still look moved: the same test on the
+   put-back repetition, ``p_runner_up < ALPHA_WHICH``; otherwise the data do not choose
+   between the two.
 
 Channels whose rectified signal is flat, or correlates with no other channel (a dead,
 noise-only electrode: every correlation of the pooled trials below `DEAD_R`, and below a
@@ -270,7 +273,8 @@ class _Scorer:
             ok = read >= 0
             self.maps.append((np.flatnonzero(ok), read[ok]) if ok.sum() >= MIN_PAIRS else None)
 
-    def scores(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
+    def _pairs(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reference's and the held-out group's correlations of the live pairs."""
         n = weights @ self.sums.count
         mean = (weights @ self.sums.total) / n[..., None]
         var = (weights @ self.squares) / n[..., None] - mean**2
@@ -280,12 +284,31 @@ class _Scorer:
             corr = (second - mean[..., self.i] * mean[..., self.j]) / (
                 sd[..., self.i] * sd[..., self.j]
             )
-        reference, held = corr[:, :-1].mean(axis=1), corr[:, -1]
+        return corr[:, :-1].mean(axis=1), corr[:, -1]
+
+    def scores(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
+        """``[batch, map]``: each map's score (`map_scores`) in each draw."""
+        reference, held = self._pairs(weights)
         out = np.full((len(weights), len(self.maps)), np.nan)
         for k, pairs in enumerate(self.maps):
             if pairs is not None:
                 out[:, k] = _pearson(reference[:, pairs[0]], held[:, pairs[1]])
         return out
+
+    def gain(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
+        """``[batch]``: how much better the best non-identity map fits than the identity, in
+        Fisher z, each map against the identity on the same channel pairs (where dead channels
+        leave a map fewer pairs than the identity, the two are compared on the map's)."""
+        reference, held = self._pairs(weights)
+        best = np.full(len(weights), -np.inf)
+        for pairs in self.maps[1:]:
+            if pairs is not None:
+                ref = reference[:, pairs[0]]
+                moved = _pearson(ref, held[:, pairs[1]])
+                kept = _pearson(ref, held[:, pairs[0]])
+                with np.errstate(invalid="ignore"):
+                    best = np.fmax(best, _z(moved) - _z(kept))
+        return best
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -303,7 +326,7 @@ def permutation_p(
     repetitions whose gain (best non-identity map over the identity) is at least the observed
     one, ``(1 + hits) / (1 + draws)``. Draws stop early once p is clearly above `ALPHA`."""
     scorer = _Scorer(sums, maps, live)
-    observed = _gain(_z(scorer.scores(sums.observed()[None])))[0]
+    observed = scorer.gain(sums.observed()[None])[0]
     if not np.isfinite(observed):
         return float("nan"), 0
     rng = np.random.default_rng(seed)
@@ -319,7 +342,7 @@ def permutation_p(
                 np.broadcast_to(sums.groups[idx], (size, len(idx))), axis=1
             )
         weights = (labels[:, None, :] == np.arange(groups)[None, :, None]).astype(np.float64)
-        gains = _gain(_z(scorer.scores(weights)))
+        gains = scorer.gain(weights)
         hits += int((gains >= observed - 1e-12).sum())
         drawn += size
         if (hits + 1) / (drawn + 1) > 2 * ALPHA and drawn >= 199:
@@ -453,6 +476,14 @@ def weigh(sums: TrialSums, maps: Sequence[Sequence[int]], names: Sequence[str]) 
     if runner is None:  # two maps (the scalp's): the identity was the only other one
         return evidence("moved", f"{names[best]} ({fits}{spread}; {gain}){left_out}", best,
                         p=p, draws=draws)  # fmt: skip
+    runner_up = f"the runner-up, {names[runner]}, r {scores[runner]:.2f}"
+    if _restores(z[best], z[runner], null_identity):
+        return evidence(
+            "moved",
+            f"{names[best]} ({fits}{spread}; {gain}; put back by it the repetition fits as the "
+            f"training ones fit each other, put back by {runner_up}, it does not){left_out}",
+            best, runner, p, draws=draws,
+        )  # fmt: skip
     p2, _ = permutation_p(sums.put_back(maps[runner]), maps, live, seed=PERMUTATION_SEED + 1)
     if not p2 < ALPHA_WHICH:
         return evidence(
@@ -464,10 +495,22 @@ def weigh(sums: TrialSums, maps: Sequence[Sequence[int]], names: Sequence[str]) 
         )  # fmt: skip
     return evidence(
         "moved",
-        f"{names[best]} ({fits}{spread}; {gain}; the runner-up, {names[runner]}, r "
-        f"{scores[runner]:.2f}, rejected: p = {p2:.3g}){left_out}",
+        f"{names[best]} ({fits}{spread}; {gain}; {runner_up}, rejected: put back by it the "
+        f"repetition still looks moved, p = {p2:.3g}){left_out}",
         best, runner, p, p2, draws,
     )  # fmt: skip
+
+
+def _restores(best: float, runner: float, null_identity: Sequence[float]) -> bool:
+    """Whether the best map (Fisher z ``best``) puts the held-out repetition back as well as
+    the training repetitions fit each other (at least the lowest of their identity scores)
+    while the runner-up (``runner``) stays short of them by more than their own range: the
+    map is then told apart from the runner-up without a second permutation test."""
+    if len(null_identity) < 2:
+        return False
+    null = _z(np.asarray(null_identity))
+    lowest, spread = float(null.min()), float(null.max() - null.min())
+    return best >= lowest and runner < lowest - max(spread, 0.1)
 
 
 def _spread(null_identity: Sequence[float]) -> str:

@@ -110,7 +110,10 @@ def test_a_ring_turned_or_mirrored_is_named_and_put_back_exactly():
         assert check.score > 0.9 and check.score > runner_up + 0.05, check.scores
         assert f"moved: {name} (r {check.score:.2f}" in check.describe()
         assert f"the identity's {check.identity_score:.2f}" in check.describe()
-        assert check.p < 0.05 and check.p_runner_up < 0.1 and check.runner_up not in (name, "")
+        assert check.p < 0.05 and check.runner_up not in (name, "")
+        # the runner-up told apart: by a second permutation test, or because only the best map
+        # puts the repetition back as the training ones fit each other
+        assert check.p_runner_up < 0.1 or "put back by the runner-up" in check.reason
         back = realign_recording(recording, [check])
         np.testing.assert_array_equal(back.signals["emg"], _ring_recording().signals["emg"])
         assert back.meta["realigned"] == [{"modality": "emg", "repetition": 4, "map": name}]
@@ -119,6 +122,31 @@ def test_a_ring_turned_or_mirrored_is_named_and_put_back_exactly():
     assert still.decision == "no move" and "training repetitions against each other" in (
         still.reason
     )
+
+
+def test_a_dead_channel_is_named_and_left_out_and_the_move_still_named():
+    """Issue 56, item 1: a flat channel (an electrode off) ended the check with an error, and
+    a noise-only one swayed it; each is named, left out of every map's score (the pairs that
+    involve it, before and after the map), and a real move is still named; on repetitions that
+    did not move, a flat and a noise-only channel together name no move."""
+    rotation = {m.name: m for m in montage_maps(RING["emg"])}["rotation by 3"]
+    for channel, kind in ((5, "flat"), (2, "noise")):
+        recording = _ring_recording(rotation.moved_to)
+        x = recording.signals["emg"]
+        x[:, channel] = 0.0 if kind == "flat" else np.random.default_rng(3).normal(size=len(x))
+        (check,) = check_recording(recording, RING, (1, 2, 3), (4,))
+        assert check.decision == "moved" and check.best.name == "rotation by 3", check.reason
+        assert dict(check.dead_channels)[channel].startswith(
+            "flat" if kind == "flat" else "correlates with no other channel"
+        )
+        assert f"dead channels left out: channel {channel + 1} (" in check.reason
+    recording = _ring_recording()
+    x = recording.signals["emg"]
+    x[:, 5] = 0.0
+    x[:, 2] = np.random.default_rng(3).normal(size=len(x))
+    (still,) = check_recording(recording, RING, (1, 2, 3), (4,))
+    assert still.decision == "no move" and still.best.name == "identity", still.reason
+    assert [d["channel"] for d in still.to_dict()["dead_channels"]] == [3, 6]  # 1-based
 
 
 def test_a_transposed_grid_is_named():
@@ -284,6 +312,19 @@ def test_train_and_evaluate_print_record_and_realign(tmp_path, capsys):
     assert "every held-out repetition keeps the training placement" in printed
     realigned = info["metadata"]["metrics"]["test_accuracy"]
     assert realigned == unturned["metadata"]["metrics"]["test_accuracy"]
+    # --realign on repetitions that did not move leaves them as recorded (issue 56: it took an
+    # unmoved ring's accuracy 0.802 -> 0.198), and the record says it was asked and refused
+    printed, asked = train(folders["as worn"], "as_worn_realign", "--realign")
+    record = asked["metadata"]["placement_check"]
+    assert record["realign"] is True and record["realigned"] is False
+    assert record["checks"][0]["decision"] == "no move"
+    assert record["checks"][0]["action"] == (
+        "left as recorded: --realign acts only on a named move (no move)"
+    )
+    assert (
+        asked["metadata"]["metrics"]["test_accuracy"]
+        == unturned["metadata"]["metrics"]["test_accuracy"]
+    )
 
     assert main(["evaluate", "--models", str(tmp_path / "realigned"), "--threads", "1"]) == 0
     printed = capsys.readouterr().out
