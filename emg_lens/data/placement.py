@@ -174,12 +174,13 @@ def _check(
     modality: str,
     repetition: int,
     label: str,
+    training: list[str],
 ) -> PlacementCheck:
     """The check of the last of ``repetitions`` (``(raw signal, gesture per sample)``) against
-    the others, the training ones."""
+    the others, the training ones (named ``training``)."""
     evidence = weigh(
         TrialSums.from_repetitions(repetitions), [m.moved_to for m in maps],
-        [m.name for m in maps],
+        [m.name for m in maps], training,
     )  # fmt: skip
     scores = evidence.scores
     return PlacementCheck(
@@ -292,10 +293,11 @@ def check_recording(
         maps = _maps(montage, x.shape[1], f"{recording.source}: {modality!r}")
 
         train = [_samples(recording, modality, repetitions[r], r) for r in train_repetitions]
+        named = [_named(r, labels) for r in train_repetitions]
         for r in test_repetitions:
             label = _label(labels.get(r, labels.get(str(r), r)))
             held = _samples(recording, modality, repetitions[r], r)
-            checks.append(_check([*train, held], maps, modality, r, label))
+            checks.append(_check([*train, held], maps, modality, r, label, named))
     return checks
 
 
@@ -306,6 +308,12 @@ def _samples(
     x = recording.signals[modality][rows]
     check_signal(x, f"{recording.source}: {modality!r}, repetition {repetition}")
     return x, recording.stimulus[rows]
+
+
+def _named(repetition: int, labels: Mapping) -> str:
+    """A repetition as the reasons name it: its number, and its name where the data give one."""
+    label = _label(labels.get(repetition, labels.get(str(repetition), repetition)))
+    return str(repetition) if label == str(repetition) else f"{repetition} ({label!r})"
 
 
 def _label(value: Any) -> str:
@@ -396,7 +404,8 @@ def check_subject(
     checks = []
     for r in np.unique(data.rep_test).tolist():
         held = _joined(data.X_test, data.y_test, data.test_trials, data.rep_test == r)
-        checks.append(_check([*train, held], maps, ALL_CHANNELS, r, str(r)))
+        named = [str(r) for r in np.unique(data.rep_train).tolist()]
+        checks.append(_check([*train, held], maps, ALL_CHANNELS, r, str(r), named))
     return checks
 
 

@@ -392,10 +392,16 @@ def _loo(sums: TrialSums, maps, live) -> tuple[list[float], list[float], list[in
     return identity, margin, rival
 
 
-def weigh(sums: TrialSums, maps: Sequence[Sequence[int]], names: Sequence[str]) -> Evidence:
+def weigh(
+    sums: TrialSums,
+    maps: Sequence[Sequence[int]],
+    names: Sequence[str],
+    training: Sequence[str] | None = None,
+) -> Evidence:
     """The evidence for each map of ``maps`` (``maps[0]`` the identity, ``names`` in words)
-    from a held-out repetition's trials and the training repetitions' (`TrialSums`): the
-    module docstring says how a move is decided.
+    from a held-out repetition's trials and the training repetitions' (`TrialSums`; their
+    names in ``training``, for the reasons: ``"1"``, ``"2"``, … by default): the module
+    docstring says how a move is decided.
 
     >>> rng = np.random.default_rng(0)
     >>> gains = rng.uniform(0.2, 2.0, (5, 6))  # 5 gestures, each its own pattern on 6 electrodes
@@ -442,12 +448,22 @@ def weigh(sums: TrialSums, maps: Sequence[Sequence[int]], names: Sequence[str]) 
     )
     unclear = next((j for j, m in enumerate(null_margin) if not m > 0), None)
     if unclear is not None:
-        why = (
-            f"the placement's maps are not told apart even where nothing moved: training "
-            f"repetition {unclear + 1}, checked against the others, fits "
-            f"{names[rivals[unclear]]} as well as the identity (weak spatial structure, a dead "
-            "channel or a near-symmetric placement)"
+        named = training[unclear] if training else str(unclear + 1)
+        rival = (
+            f"training repetition {named}, checked against the others, fits "
+            f"{names[rivals[unclear]]}"
         )
+        if null_margin[unclear] < -0.1:  # clearly better than the identity: it moved itself
+            why = (
+                f"{rival} better than the identity: the training repetitions do not share one "
+                "placement (check that repetition against the others, or leave it out)"
+            )
+        else:
+            why = (
+                f"the placement's maps are not told apart even where nothing moved: {rival} as "
+                "well as the identity (weak spatial structure, a dead channel or a "
+                "near-symmetric placement)"
+            )
         return evidence("cannot tell", f"{names[best]} fits best ({fits}), but {why}{left_out}",
                         best)  # fmt: skip
     spread = _spread(null_identity)

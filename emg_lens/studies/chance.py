@@ -447,6 +447,11 @@ def chance_console(table: pd.DataFrame) -> str:
     return "\n".join(lines + chance_warnings(table) + below_baselines(table))
 
 
+def _above(r) -> str:
+    """The table's last column: yes, no, or that the design cannot tell."""
+    return "yes" if r.above_chance else "too small to tell" if r.verdict == VERDICTS[2] else "no"
+
+
 def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
     """The lines summary.md starts with, after its title: a bold warning per model that is not
     clearly above chance, then ``between`` (a study's claims: read after the warnings that
@@ -471,7 +476,7 @@ def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
         f"{r.chance:.3f} | {format_p(r.p)} | {r.n} | {r.windows_per_trial:.3g} | "
         f"{r.accuracy:.3f} | {format_p(r.window_p)} | {number(r.design_effect, '.1f')} | "
         f"{number(r.train_accuracy, '.3f')} | {number(r.baseline_accuracy, '.3f')} | "
-        f"{'yes' if r.above_chance else 'no'} |"
+        f"{_above(r)} |"
         for r in table.itertuples()
     ]
     return (

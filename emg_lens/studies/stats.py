@@ -112,13 +112,14 @@ BOOTSTRAP_SEED = 0  # one fixed seed: a rerun of a study writes the same interva
 BOOTSTRAP_RESAMPLES = 2000
 P_FLOOR = 1e-16  # below it a printed p is the bound: a double's tail has no digits left there
 KEEP_MIN_SUBJECTS = 8
-"""The fewest subjects on which an absence of change is concluded (a keep claim holds, a drop
-claim fails). Attention cuts often leave a subject's accuracy exactly unchanged while they
-change other subjects' a lot (zero-inflated, skewed changes), so no spread among a few
-subjects is no evidence: with n subjects all unchanged, the share of subjects a cut changes is
-bounded (one-sided 95 %, Clopper–Pearson) only by ``1 − 0.05^(1/n)``, below a third from 8 on
-(0.35 at 7, 0.31 at 8); where 30 % of subjects lose the effect, all of 7 come out unchanged in
-8 % of studies, all of 8 in 6 %."""
+"""The fewest subjects from which an absence of change (a keep claim holds, a drop claim fails)
+is concluded when they all changed alike: no spread, typically every one exactly unchanged.
+Attention cuts often leave a subject's accuracy exactly unchanged while they change other
+subjects' a lot (zero-inflated, skewed changes), so no spread among a few subjects is no
+evidence: with n subjects all unchanged, the share of subjects a cut changes is bounded
+(one-sided 95 %, Clopper–Pearson) only by ``1 − 0.05^(1/n)``, below a third from 8 on (0.35 at
+7, 0.31 at 8); where 30 % of subjects lose the effect, all of 7 come out unchanged in 8 % of
+studies, all of 8 in 6 %."""
 
 
 def format_p(p: float, digits: int = 3, name: str = "") -> str:

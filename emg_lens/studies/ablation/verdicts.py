@@ -8,11 +8,14 @@ tables use (``stats.test``). Δ% is the mean over subjects of each subject's ``1
 baseline) / baseline`` (not the ratio of means the summary table's Δ% is: the two can differ
 in sign where subjects' baselines differ), and its interval the two-sided 90 % Student-t
 interval of those per-subject Δ% (`emg_lens.studies.stats.t_interval`; its ends are one-sided
-95 % bounds), their spread never taken below each subject's own sampling error: the change one
-of its test trials makes, ``100 / (T b)`` (``sd_floor`` in ``claims.csv``, root mean square over
-subjects; ``floor_unit`` says whether trials or, in cells stored without them, windows were
-counted). Accuracy is discrete, and a cut often leaves a subject's accuracy exactly unchanged:
-zero spread is not evidence (docs/DESIGN.md §16).
+95 % bounds). Accuracy is discrete, and a cut often leaves a subject's accuracy exactly
+unchanged: zero spread is not evidence (docs/DESIGN.md §16). So a subject whose accuracy did
+not change at all counts with the change one of its test trials makes, ``100 / (T b)``, as its
+spread (the interval's spread never below the root mean square of these over the subjects:
+``sd_floor`` in ``claims.csv``; ``floor_unit`` says whether trials or, in cells stored without
+them, windows were counted; ``subject_sd`` is the spread observed), and no change is concluded
+from subjects that all changed alike (no spread: typically all exactly unchanged) on fewer than
+`emg_lens.studies.stats.KEEP_MIN_SUBJECTS` (8).
 
 - ``expect = "drop"``: tested by ``stats.claims_test`` — by default ``"paired"``, the exact
   sign-flip test of the subjects' paired differences (all ``2**n`` relabellings; with 8
@@ -23,20 +26,20 @@ zero spread is not evidence (docs/DESIGN.md §16).
   accuracy fell. It *fails* only on evidence that the effect is absent: its interval lies
   wholly above ``-margin`` (any drop is smaller than the margin; ``margin`` defaults to
   `DEFAULT_MARGIN`, 0.05, as keep claims are usually given) — which a significant rise shows
-  too — on at least `emg_lens.studies.stats.KEEP_MIN_SUBJECTS` (8) subjects. Otherwise one
-  *cannot tell* (no significant drop, and a drop of the margin is not ruled
-  out; the reason adds when the design cannot reach ``p_corr`` < 0.05 at all,
+  too (from subjects with no spread: on at least 8). Otherwise one *cannot tell* (no
+  significant drop, and a drop of the margin is not ruled out; the reason adds when the
+  design cannot reach ``p_corr`` < 0.05 at all,
   `emg_lens.studies.stats.corrected_floor`).
 - ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
   are the same): Schuirmann's (1987) two one-sided tests (TOST) at 5 %, i.e. the 90 %
   interval within ``±100 margin %`` (`emg_lens.studies.stats.tost`). It *holds* when the
-  interval lies within on at least `emg_lens.studies.stats.KEEP_MIN_SUBJECTS` (8) subjects
-  (an absence of change needs them: with 7 subjects all unchanged, a cut that changes 30 % of
-  subjects passes for "no change" in 8 % of studies), *fails* when it lies wholly outside, and
-  one *cannot tell* otherwise. TOST also needs the subjects to agree
+  interval lies within (from subjects with no spread, on at least 8: with 7 subjects all
+  unchanged, a cut that changes 30 % of subjects passes for "no change" in 8 % of studies),
+  *fails* when it lies wholly outside, and one *cannot tell* otherwise. With 2 or 3 subjects
+  it cannot tell unless the change is small and the subjects agree closely
   (`emg_lens.studies.stats.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
-  7.5 points at 8 subjects); keep claims are not corrected for their number, each is a 5 %
-  test. Its p is TOST's; no stars.
+  1.1 points at 2 subjects, 3.0 at 3, 7.5 at 8); keep claims are not corrected for their
+  number, each is a 5 % test. Its p is TOST's; no stars.
 
 Each row of ``claims.csv`` names the test that decided it (``test``, ``method``) and why
 (``reason``); `claims_design` says before the run what the claims need (``emg-lens study
@@ -97,7 +100,7 @@ CLAIM_COLUMNS = [
     *("claim", "intervention", "layers", "heads", "classes", "class_indices", "expected"),
     *("condition", "n", "baseline", "masked", "delta_pct", "ci_low", "ci_high", "r_rb"),
     *("test", "p", "p_corr", "stars", "verdict", "reason", "margin", "ci_level", "method"),
-    *("sd_floor", "floor_unit"),
+    *("sd_floor", "floor_unit", "subject_sd"),
 ]
 """The columns of ``claims.csv``, one row per declared claim."""
 
@@ -118,10 +121,11 @@ def _group_accuracy(rows: pd.DataFrame, classes: list[int], where: str) -> pd.Se
 
 def _sampling_floor(rows: pd.DataFrame, classes: list[int]) -> tuple[pd.Series, str]:
     """Per subject, the change of its Δ% one of its trials makes, ``100 / (T b)`` with ``T``
-    the subject's test trials of ``classes`` and ``b`` its baseline accuracy on them: below
-    this, agreement between subjects is the discreteness of accuracy, not evidence (a subject
-    unchanged over 20 trials is not known to ±0). Counted over trials where the cells hold
-    them (``trial_class``), else over windows (``"window"``: each its own trial)."""
+    the subject's test trials of ``classes`` and ``b`` its baseline accuracy on them: a
+    subject whose accuracy did not change at all is known only to about that (unchanged over
+    20 trials is not known to ±0; a subject that changed shows its own measurement). Counted
+    over trials where the cells hold them (``trial_class``), else over windows (``"window"``:
+    each its own trial)."""
     floors, unit = {}, "trial"
     for r in rows.itertuples(index=False):
         trial_class = getattr(r, "trial_class", None)
@@ -169,12 +173,13 @@ def evaluate_claims(
           0   0.995        tost         holds
     >>> low, high = table.loc[1, ["ci_low", "ci_high"]].astype(float).round(2)
     >>> [format_p(p) for p in table["p"]], float(low), float(high)
-    (['0.00781', '2.14e-06'], -1.17, 0.17)
+    (['0.00781', '2.02e-07'], -0.97, -0.03)
     >>> print(table["method"][0])  # doctest: +NORMALIZE_WHITESPACE
     exact sign-flip test over 8 subjects (paired, all 256 relabellings),
     bonferroni over 1 drop claim
-    >>> float(table.loc[1, "sd_floor"]), table.loc[1, "floor_unit"]  # one of 100 windows: 1 %
-    (1.0, 'window')
+    >>> # half the subjects unchanged over 100 windows (one window: 1 %), the others 1 % down
+    >>> round(float(table.loc[1, "sd_floor"]), 3), table.loc[1, "floor_unit"]
+    (0.707, 'window')
     """
     if claims_test not in CLAIMS_TESTS:
         raise SpecError(f"stats.claims_test = {claims_test!r}; accepted: {list(CLAIMS_TESTS)}")
@@ -193,8 +198,9 @@ def evaluate_claims(
         pct = _subject_pct(m, b)
         finite = pct[np.isfinite(pct)]
         floors, unit = _sampling_floor(baseline_rows, classes)
-        floors = floors.reindex(base.index).to_numpy(float)[np.isfinite(pct)]
-        sd_floor = float(np.sqrt(np.nanmean(floors**2))) if np.isfinite(floors).any() else 0.0
+        unchanged = np.where(pct == 0, floors.reindex(base.index).to_numpy(float), 0.0)
+        unchanged = unchanged[np.isfinite(pct)]
+        sd_floor = float(np.sqrt(np.nanmean(unchanged**2))) if len(unchanged) else 0.0
         if claim.expect == "keep":
             used, p = "tost", tost(pct, claim.bound, sd_floor)
         else:
@@ -226,9 +232,10 @@ def evaluate_claims(
                 "ci_level": CI_LEVEL,
                 "sd_floor": sd_floor,
                 "floor_unit": unit,
+                "subject_sd": float(np.std(finite, ddof=1)) if len(finite) > 1 else np.nan,
             }
         )
-    extra = ["margin", "ci_level", "sd_floor", "floor_unit"]
+    extra = ["margin", "ci_level", "sd_floor", "floor_unit", "subject_sd"]
     table = pd.DataFrame(rows, columns=[*CLAIM_COLUMNS[:17], *extra])
     drops = [i for i, c in enumerate(claims) if c.expect == "drop"]
     table["p_corr"] = np.nan
@@ -303,14 +310,15 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
     no_interval = not (np.isfinite(row.ci_low) and np.isfinite(row.ci_high))
     by_interval = interval_verdict(claim.expect, row.ci_low, row.ci_high, bound)
     few = (
-        f", but no change is concluded on fewer than {KEEP_MIN_SUBJECTS} subjects ({row.n} "
-        "here): cuts often leave some subjects exactly unchanged while they change others, so "
-        "a few unchanged subjects are no evidence"
+        f", but every subject changed alike (no spread), and no change is concluded from no "
+        f"spread on fewer than {KEEP_MIN_SUBJECTS} subjects ({row.n} here): cuts often leave "
+        "some subjects exactly unchanged while they change others"
     )
+    alike = row.n < KEEP_MIN_SUBJECTS and not row.subject_sd > 0
     if claim.expect == "keep":
         if no_interval:
             return "cannot tell", NO_INTERVAL
-        if by_interval == "holds" and row.n < KEEP_MIN_SUBJECTS:
+        if by_interval == "holds" and alike:
             return "cannot tell", f"{interval} lies within ±{bound:g}%{few}"
         if by_interval == "holds":
             return "holds", f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
@@ -326,7 +334,7 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
     found = f"a significant rise ({p_corr})" if significant else f"no significant drop ({p_corr})"
     if no_interval:
         return "cannot tell", f"{found}, and {NO_INTERVAL}"
-    if by_interval == "fails" and row.n < KEEP_MIN_SUBJECTS:
+    if by_interval == "fails" and alike:
         return "cannot tell", f"{found}, and the {interval} lies wholly above -{bound:g}%{few}"
     if by_interval == "fails":
         return "fails", f"{found}, and the {interval} lies wholly above -{bound:g}%"
@@ -346,11 +354,11 @@ def claims_design(
     """What a study's claims need, said before the run (``emg-lens study check``), for ``n``
     subjects (None: not known yet): the drop claims, the fewest subjects with which their
     test can reach p_corr < 0.05 over their family (perfect separation:
-    `emg_lens.studies.stats.corrected_floor`) and the smallest p_corr ``n`` allow (a drop
-    fails, an absence of the effect, only on `KEEP_MIN_SUBJECTS`); the keep claims, at least
-    `KEEP_MIN_SUBJECTS` subjects and the spread of per-subject Δ% with which TOST can show each
-    margin (`emg_lens.studies.stats.tost_max_sd`; each subject's spread is at least the change
-    one of its trials makes).
+    `emg_lens.studies.stats.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
+    claims, at least 2 subjects and the spread of per-subject Δ% with which TOST can show each
+    margin (`emg_lens.studies.stats.tost_max_sd`; an unchanged subject's spread is the change
+    one of its trials makes); and that no change is concluded from subjects that all changed
+    alike on fewer than `KEEP_MIN_SUBJECTS`.
 
     >>> claims = [Claim.from_dict({"intervention": "x", "layers": "all", "classes": "all",
     ...                            "expect": e, **m}) for e, m in (("drop", {}),
@@ -358,12 +366,13 @@ def claims_design(
     >>> print("\\n".join(claims_design(claims, 8, "paired", "bonferroni")))
     ... # doctest: +NORMALIZE_WHITESPACE
     1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
-    1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**); a
-    drop fails (the effect absent) only on at least 8 subjects.
-    1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 8 subjects; with 8, a
+    1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**).
+    1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; with 8, a
     keep can hold only if the per-subject Δ% spread (SD) stays below 7.5 points for ±5% (less
-    the further their mean change is from 0), each subject's spread at least the change one of
+    the further their mean change is from 0), an unchanged subject's spread the change one of
     its test trials makes.
+    No change (a keep holding, a drop failing) is concluded from subjects that all changed
+    alike (no spread) on fewer than 8.
     """
     lines = []
     drops = sum(c.expect == "drop" for c in claims)
@@ -381,31 +390,35 @@ def claims_design(
         if n is not None:
             floor = corrected_floor(n, drops, claims_test, correction)
             line += f"; with {n} the smallest p_corr is {format_p(floor)} ({stars(floor)})"
-        line += f"; a drop fails (the effect absent) only on at least {KEEP_MIN_SUBJECTS} subjects"
         lines.append(line + ".")
     keeps = [c for c in claims if c.expect == "keep"]
     if keeps:
         bounds = sorted({c.bound for c in keeps})
         line = (
             f"{len(keeps)} keep claim(s), TOST ({100 * CI_LEVEL:g}% t-interval of per-subject "
-            f"Δ%): at least {KEEP_MIN_SUBJECTS} subjects"
+            "Δ%): at least 2 subjects"
         )
-        if n is not None and n < KEEP_MIN_SUBJECTS:
+        if n is not None and n < 2:
             line += f"; with {n}, none can hold"
         elif n is not None:
             limits = " and ".join(f"{tost_max_sd(n, b):.1f} points for ±{b:g}%" for b in bounds)
             line += (
                 f"; with {n}, a keep can hold only if the per-subject Δ% spread (SD) stays "
-                f"below {limits} (less the further their mean change is from 0), each "
-                "subject's spread at least the change one of its test trials makes"
+                f"below {limits} (less the further their mean change is from 0), an unchanged "
+                "subject's spread the change one of its test trials makes"
             )
         else:
-            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (8, 12, 20))
+            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (2, 3, 5, 8, 12))
             line += (
                 f"; the per-subject Δ% spread (SD) it tolerates for ±{bounds[0]:g}%, by number "
                 f"of subjects: {limits} points (at a mean change of 0)"
             )
         lines.append(line + ".")
+    if claims:
+        lines.append(
+            "No change (a keep holding, a drop failing) is concluded from subjects that all "
+            f"changed alike (no spread) on fewer than {KEEP_MIN_SUBJECTS}."
+        )
     return lines
 
 

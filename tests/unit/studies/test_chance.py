@@ -30,6 +30,7 @@ from emg_lens.studies.chance import (
     chance_console,
     chance_markdown,
     chance_table,
+    trials_needed,
 )
 from emg_lens.studies.stats import format_p
 from emg_lens.train import TrainConfig, fit
@@ -122,6 +123,29 @@ def test_right_on_two_of_five_trials_is_not_above_chance_and_does_not_transfer()
     assert "0.400" in warning and PLACEMENT_CHECK in warning
     assert "learned (almost) nothing" not in warning
     assert f"window binomial gives p = {format_p(row['window_p'])}" in warning
+
+
+def test_a_design_too_small_to_tell_is_said_and_blames_nothing_on_the_model():
+    """Issue 56, item 6: a perfect 2-class model on 4 held-out trials (p = 0.5^4 = 0.0625 at
+    best) was told it "does not transfer … the electrodes may have moved". The table now says
+    the design is too small to tell and how many trials could show it (5); the same model on 5
+    trials is above chance."""
+    pred, y, trials = _per_trial(2, 2, 9, np.ones(4, bool))
+    score = TrialScore.from_predictions(pred, y, trials, 2, train_accuracy=1.0, placement=True)
+    row = chance_table({"subject 1": score}).iloc[0]
+    assert row["trial_accuracy"] == 1.0 and row["p"] == pytest.approx(0.0625)
+    assert row["verdict"] == "too small to tell" and not row["above_chance"]
+    assert row["best_p"] == pytest.approx(0.0625) and row["trials_needed"] == 5
+    warning = chance_console(chance_table({"subject 1": score})).splitlines()[-1]
+    assert warning.startswith("WARNING: whether subject 1 is above chance cannot be told")
+    assert "too small to tell: even all 4 trials right would give p = 0.0625" in warning
+    assert "at least 5 are needed" in warning
+    assert "does not transfer" not in warning and PLACEMENT_CHECK not in warning
+    right = np.ones(5, bool)
+    pred, y, trials = _per_trial(5, 1, 9, right)  # 5 classes, 1 trial each: chance 0.2
+    five = chance_table({"m": TrialScore.from_predictions(pred, y, trials, 5)}).iloc[0]
+    assert five["verdict"] == "above chance" and five["trials_needed"] == 0
+    assert trials_needed(0.5) == 5 and trials_needed(0.2) == 2
 
 
 def test_the_warning_names_the_fault_from_the_training_accuracy():

@@ -283,9 +283,9 @@ def test_no_change_is_concluded_on_fewer_than_eight_unchanged_subjects(n):
     """Issue 56, item 2: attention cuts often leave a subject's accuracy exactly unchanged
     while they change others a lot. Two unchanged subjects gave "keep holds, TOST p < 1e-16";
     with 70 % of subjects unchanged and the rest losing everything, every one of n subjects is
-    unchanged in 0.7^n of studies (49 / 34 / 17 / 8 % at 2 / 3 / 5 / 7). So neither a keep
-    holds nor a drop fails (the effect absent) below `KEEP_MIN_SUBJECTS` subjects; at 8, all
-    unchanged over 1000 windows each, both do."""
+    unchanged in 0.7^n of studies (49 / 34 / 17 / 8 % at 2 / 3 / 5 / 7). So from subjects that
+    all changed alike neither a keep holds nor a drop fails (the effect absent) below
+    `KEEP_MIN_SUBJECTS` subjects; at 8, all unchanged over 1000 windows each, both do."""
     unchanged = np.full(n, 0.9)
     keep, drop = (
         _verdict("keep", unchanged, unchanged, margin=0.05),
@@ -293,8 +293,10 @@ def test_no_change_is_concluded_on_fewer_than_eight_unchanged_subjects(n):
     )
     if n < KEEP_MIN_SUBJECTS:
         assert keep.verdict == "cannot tell" and drop.verdict == "cannot tell"
-        assert f"no change is concluded on fewer than 8 subjects ({n} here)" in keep.reason
-        assert f"no change is concluded on fewer than 8 subjects ({n} here)" in drop.reason
+        assert f"no change is concluded from no spread on fewer than 8 subjects ({n} here)" in (
+            keep.reason
+        )
+        assert "every subject changed alike (no spread)" in drop.reason
     else:
         assert keep.verdict == "holds" and drop.verdict == "fails"
     assert keep.floor_unit == "window" and keep.sd_floor == pytest.approx(100 / (1000 * 0.9))
@@ -468,8 +470,9 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
     assert main(["study", "check", str(study)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "with 3 the smallest p_corr is 0.25 (ns)" in out
-    assert "1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 8 subjects; " in out
-    assert "with 3, none can hold" in out  # an absence of change needs 8 subjects (issue 56)
+    assert "1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; " in out
+    assert "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below 3.0 " in out
+    assert "(no spread) on fewer than 8." in out  # issue 56: no spread is no evidence
     study.write_text(text.format(last=4))  # the tiny preset has 4 classes
     assert main(["study", "check", str(study)]) == 2
     assert "class index 4 is out of range: the models have 4 classes" in capsys.readouterr().err

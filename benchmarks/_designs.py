@@ -1,0 +1,217 @@
+"""The designs `calibration.py` simulates: recordings whose truth is known (an electrode placement
+that did or did not move), run through the project's own functions.
+
+Placements (`placement_recording`): electrodes on a montage of `emg_lens.geometry` (a ring of 8,
+a rectangular HD-sEMG grid, the 10-20 scalp), muscle or cortical *sources* at random places under
+them, each seen by an electrode with a gain that falls with distance (a Gaussian of ``width``).
+Each gesture drives its own random subset of sources at random strengths; a trial's samples are
+the sources' independent white carriers times that strength, mixed through the gains, plus each
+electrode's own noise; each repetition holds one trial of every gesture, so repetitions differ
+only by noise (nothing but chance separates a held-out repetition that did not move from the
+training ones). What makes a placement hard to read, each a scenario:
+
+- ``dead``: electrodes that carry noise only (a loose or broken contact: the channel stays dead
+  wherever the band sits);
+- ``crosstalk``: each electrode also picks up a share of its montage neighbours' signals
+  (``x + c·(left + right)`` round a ring, the 4 neighbours on a grid);
+- ``sources``/``noise``: few sources and much noise (weak spatial structure).
+
+The held-out repetition (the last) is recorded under ``moved`` (a `ChannelMap`: electrode j's
+signal on channel ``moved_to[j]``), the dead channels dead after the move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from emg_lens.data.recording import Recording
+from emg_lens.geometry import Montage, grid, ring, scalp
+from emg_lens.geometry.symmetry import ChannelMap, montage_maps
+
+TEN_TWENTY = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7",
+              "P3", "Pz", "P4", "P8", "O1", "O2"]  # fmt: skip
+
+MONTAGES = {
+    "ring of 8": Montage((ring("armband", 8),)),
+    "13 x 5 grid": Montage((grid("grid", 13, 5, 8.0),)),
+    "10-20 scalp": Montage((scalp(TEN_TWENTY),)),
+}
+"""The placements simulated: an armband, an HD-sEMG grid, an EEG cap."""
+
+WIDTH = {"ring of 8": 0.9, "13 x 5 grid": 14.0, "10-20 scalp": 0.35}
+"""How far a source is seen, in the part's units (ring: radius 1; grid: mm; scalp: map)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One simulated placement design: the montage's name, how many sources, the electrodes'
+    noise (relative to a source's unit carrier), dead electrodes, neighbour crosstalk."""
+
+    montage: str = "ring of 8"
+    sources: int = 6
+    noise: float = 0.3
+    dead: tuple[int, ...] = ()
+    crosstalk: float = 0.0
+    gestures: int = 6
+    repetitions: int = 4
+    samples: int = 400
+
+
+def _positions(montage: Montage) -> np.ndarray:
+    (part,) = montage.parts
+    return np.asarray(part.xy, dtype=float)
+
+
+def _neighbours(montage: Montage) -> np.ndarray:
+    """``[electrode, electrode]``: 1 between montage neighbours (ring: adjacent; grid: the 4
+    adjacent cells; scalp: the 3 nearest)."""
+    (part,) = montage.parts
+    n = len(part.electrodes)
+    near = np.zeros((n, n))
+    if part.kind == "ring":
+        for e in range(n):
+            near[e, (e + 1) % n] = near[e, (e - 1) % n] = 1
+    elif part.kind == "grid":
+        at = {cell: i for i, cell in enumerate(part.cells)}
+        for i, (r, c) in enumerate(part.cells):
+            for cell in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                if cell in at:
+                    near[i, at[cell]] = 1
+    else:
+        xy = _positions(montage)
+        d = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(n) * 1e9
+        for e in range(n):
+            near[e, np.argsort(d[e])[:3]] = 1
+    return near
+
+
+def placement_recording(
+    design: Placement, seed: int, moved: ChannelMap | None = None
+) -> tuple[Recording, Montage]:
+    """A recording of ``design`` (repetitions 1..R, the last held out) and its montage; the
+    held-out repetition recorded under ``moved`` (None: as the others)."""
+    rng = np.random.default_rng(seed)
+    montage = MONTAGES[design.montage]
+    xy = _positions(montage)
+    n = len(xy)
+    low, high = xy.min(0), xy.max(0)
+    if design.montage == "ring of 8":  # sources under the ring, at random angles
+        angle = rng.uniform(0, 2 * np.pi, design.sources)
+        where = np.c_[np.sin(angle), np.cos(angle)]
+    else:
+        where = rng.uniform(low, high, (design.sources, 2))
+    distance = np.linalg.norm(xy[:, None] - where[None], axis=-1)
+    gain = np.exp(-(distance**2) / (2 * WIDTH[design.montage] ** 2))
+    mixing = np.eye(n) + design.crosstalk * _neighbours(montage)
+    strength = rng.uniform(0.2, 1.0, (design.gestures, design.sources))
+    strength *= rng.uniform(size=strength.shape) < 0.6
+    x, stimulus, repetition = [], [], []
+    for rep in range(1, design.repetitions + 1):
+        for g in range(design.gestures):
+            carriers = rng.standard_normal((design.samples, design.sources)) * strength[g]
+            trial = (carriers @ gain.T) @ mixing.T
+            trial += design.noise * rng.standard_normal((design.samples, n))
+            if rep == design.repetitions and moved is not None:
+                recorded = np.empty_like(trial)
+                recorded[:, list(moved.moved_to)] = trial
+                trial = recorded
+            for d in design.dead:
+                trial[:, d] = design.noise * rng.standard_normal(design.samples)
+            x.append(trial)
+            stimulus += [g + 1] * design.samples
+            repetition += [rep] * design.samples
+    signal = np.concatenate(x).astype(np.float32)
+    recording = Recording(
+        seed, {"emg": signal}, 1000.0, np.asarray(stimulus), np.asarray(repetition),
+        source=f"simulated {design.montage}",
+    )  # fmt: skip
+    return recording, montage
+
+
+def moves_of(montage_name: str) -> list[ChannelMap]:
+    """The real moves simulated on a montage: every map but the identity."""
+    return [m for m in montage_maps(MONTAGES[montage_name]) if not m.is_identity]
+
+
+# ----------------------------------------------------------------------------- subjects
+
+
+def subject_changes(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Each of ``n`` subjects' true change of accuracy, in % of its baseline, under a design:
+
+    - ``"zero-inflated"``: 70 % of subjects exactly unchanged, the others losing all of it
+      (a mean loss of 30 %: a cut that removes what some subjects rely on and leaves the
+      others alone);
+    - ``"on the margin"``: every subject −5 %, spread by 2 points (normal);
+    - ``"skewed"``: no change on average, a lognormal spread (most a little up, a few far down).
+    """
+    if kind == "zero-inflated":
+        return np.where(rng.uniform(size=n) < 0.3, -100.0, 0.0)
+    if kind == "on the margin":
+        return -5.0 + rng.normal(0.0, 2.0, n)
+    if kind == "skewed":
+        loss = rng.lognormal(1.0, 1.0, n)
+        return np.exp(1.5) - loss  # E[lognormal(1, 1)] = e^1.5: mean 0
+    raise ValueError(kind)
+
+
+def claim_counts(
+    changes: np.ndarray, rng: np.random.Generator, trials: int = 20, windows: int = 10
+) -> list[dict]:
+    """A study's cells of one class for subjects whose true change is ``changes`` (% of
+    baseline), the cut and the baseline scored on the same windows as a study scores them:
+    each subject's baseline accuracy drawn in [0.8, 0.95], ``trials`` test trials of
+    ``windows`` windows each, a trial's windows right with the trial's own probability (a beta
+    of concentration 10 about the subject's accuracy); under the cut each right window turns
+    wrong with probability ``−change / 100`` (a rise turns wrong windows right), so a subject
+    whose change is 0 scores exactly its baseline. The cells hold the trials."""
+    rows = []
+    for s, change in enumerate(changes, 1):
+        accuracy = rng.uniform(0.8, 0.95)
+        p_trial = rng.beta(10 * accuracy, 10 * (1 - accuracy), trials)
+        right = rng.uniform(size=(trials, windows)) < p_trial[:, None]
+        flip = rng.uniform(size=right.shape)
+        if change <= 0:
+            cut = right & (flip >= -change / 100)
+        else:
+            cut = right | (flip < min(1.0, accuracy * change / 100 / (1 - accuracy)))
+        for name, mode, layers, hits in (("baseline", "none", "", right), ("cut", "all", "0", cut)):
+            per_trial = hits.sum(axis=1)
+            rows.append(
+                {
+                    "subject": s, "intervention": name, "mode": mode, "layer": None,
+                    "layers": layers, "heads": "all", "key": name,
+                    "class_correct": [int(per_trial.sum())], "class_total": [windows * trials],
+                    "trial_class": [0] * trials, "trial_windows": [windows] * trials,
+                    "trial_hits": per_trial.tolist(),
+                }
+            )  # fmt: skip
+    return rows
+
+
+def class_trials(
+    accuracy: float, trials: int, rng: np.random.Generator, concentration: float, windows: int = 9
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One class's held-out trials: each trial's windows right with the trial's own probability
+    (a beta of ``concentration`` about ``accuracy``: low is polarised, trials all right or all
+    wrong; high, trials alike); ``(trial_class, trial_windows, trial_hits)``."""
+    if concentration == float("inf"):
+        p = np.full(trials, accuracy)
+    else:
+        p = rng.beta(concentration * accuracy, concentration * (1 - accuracy), trials)
+    return np.zeros(trials, int), np.full(trials, windows), rng.binomial(windows, p)
+
+
+def per_trial_chance(
+    n_classes: int, reps: int, rng: np.random.Generator, windows: int = 9
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A model at chance *per trial*: each trial's windows all predicted one class, drawn at
+    random (right with probability 1 / n_classes), so its windows are correct or wrong together
+    (``pred, y, trials``)."""
+    n = n_classes * reps
+    y = np.repeat(np.arange(n) % n_classes, windows)
+    trials = np.repeat(np.arange(n), windows)
+    guess = rng.integers(0, n_classes, n)
+    return guess[trials], y, trials

@@ -1,0 +1,427 @@
+"""How far each number can be trusted: the project's inferences run on simulated designs whose
+truth is known (`_designs`), each reporting its false-verdict rate or its interval's coverage
+beside the level it claims (docs/DESIGN.md §16: the tool checking itself, as scikit-learn's
+estimator checks check estimators).
+
+Every check goes through the project's own public functions, as a user's data would:
+
+- the placement check (`emg_lens.data.placement.check_recording`) on repetitions that did not
+  move (a ring of 8 with a dead channel, weak spatial structure, both, neighbour crosstalk; a
+  13 × 5 grid; the 10-20 scalp): how often a move is named (at most 5 %), and on real moves
+  (rings turned or mirrored, grids flipped or turned, the scalp's sides swapped): how often the
+  move is named with the right map (at least 5 in 6);
+- the claims (`emg_lens.studies.ablation.verdicts.evaluate_claims`): keep claims where 70 % of
+  subjects are unchanged and the rest lose everything (hold at most 8 %), keep claims whose true
+  change is their margin (hold at most 5 %), drop claims whose true drop is their margin ("fails"
+  at most 5 %), drop claims of no change with skewed per-subject changes ("holds" at most 5 %);
+- intervals: per-class accuracy over 2–20 trials, polarised (trials all right or all wrong) or
+  alike (`emg_lens.studies.units.class_trial_cis`, 95 %), and the study table's Δ% over 2–20
+  subjects (`emg_lens.studies.stats.delta_t_intervals`, 95 %): their coverage;
+- chance over trials (`emg_lens.studies.chance.chance_table`): a model at chance per trial
+  called above chance (at most 5 %), and a perfect model on a design too small to tell.
+
+It prints the table (markdown: the docs' page "How far each number can be trusted" holds the
+full run's) and one JSON line. ``--quick`` runs each check on a few draws, which the test
+suite does (tests/unit/test_calibration.py), asserting each figure within a stated tolerance.
+
+    python benchmarks/calibration.py            # every check, the docs' table (~15 min)
+    python benchmarks/calibration.py --quick    # a few draws of each
+    python benchmarks/calibration.py --only placement,claims
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from _designs import (
+    Placement,
+    claim_counts,
+    class_trials,
+    moves_of,
+    per_trial_chance,
+    placement_recording,
+    subject_changes,
+)
+
+from emg_lens.data.placement import check_recording
+from emg_lens.studies.ablation.claims import Claim
+from emg_lens.studies.ablation.verdicts import evaluate_claims
+from emg_lens.studies.chance import TrialScore, chance_table
+from emg_lens.studies.stats import clopper_pearson, delta_t_intervals
+from emg_lens.studies.units import class_trial_cis
+
+
+@dataclass(frozen=True)
+class Check:
+    """One inference on one design: ``run(draws)`` returns how many of ``draws`` simulated
+    data sets gave the event counted (a false verdict, or an interval that covered the truth).
+    ``bound`` is what the inference promises of that share, read with ``sense``: ``"at most"``
+    (a false-verdict rate) or ``"at least"`` (a coverage, a detection rate)."""
+
+    family: str
+    inference: str
+    design: str
+    sense: str
+    bound: float
+    run: Callable[[int], int]
+    draws: int
+    quick: int
+
+
+# ----------------------------------------------------------------------------- placement
+
+
+def _placement_check(design: Placement, seed: int, moved=None):
+    recording, montage = placement_recording(design, seed, moved)
+    last = design.repetitions
+    (check,) = check_recording(recording, {"emg": montage}, tuple(range(1, last)), (last,))
+    return check
+
+
+def _false_moves(design: Placement) -> Callable[[int], int]:
+    return lambda draws: sum(_placement_check(design, seed).moved for seed in range(draws))
+
+
+def _found_moves(design: Placement) -> Callable[[int], int]:
+    """Over ``draws`` seeds, each a different real move of the montage (in turn): how often
+    the right map is named a move."""
+    moves = moves_of(design.montage)
+
+    def run(draws: int) -> int:
+        found = 0
+        for seed in range(draws):
+            moved = moves[seed % len(moves)]
+            check = _placement_check(design, 1000 + seed, moved)
+            found += check.moved and check.best.name == moved.name
+        return found
+
+    return run
+
+
+def _placement_checks() -> list[Check]:
+    unmoved = {
+        "ring of 8, one dead channel": Placement(dead=(2,)),
+        "ring of 8, weak structure (3 sources, noisy)": Placement(sources=3, noise=1.0),
+        "ring of 8, weak structure and a dead channel": Placement(sources=3, noise=1.0, dead=(2,)),
+        "ring of 8, neighbour crosstalk": Placement(crosstalk=0.4),
+        "13 x 5 grid": Placement(montage="13 x 5 grid", sources=8),
+        "10-20 scalp, weak structure": Placement(montage="10-20 scalp", sources=3, noise=1.0),
+    }
+    moved = {
+        "ring of 8 turned or mirrored": Placement(),
+        "13 x 5 grid flipped or turned": Placement(montage="13 x 5 grid", sources=8),
+        "10-20 scalp, sides swapped": Placement(montage="10-20 scalp", sources=6),
+    }
+    return [
+        *(
+            Check(
+                "placement",
+                "a move named where none was",
+                name,
+                "at most",
+                0.05,
+                _false_moves(design),
+                100,
+                8,
+            )
+            for name, design in unmoved.items()
+        ),
+        *(
+            Check(
+                "placement",
+                "the real move named, with its map",
+                name,
+                "at least",
+                5 / 6,
+                _found_moves(design),
+                48,
+                6,
+            )
+            for name, design in moved.items()
+        ),
+    ]
+
+
+# ----------------------------------------------------------------------------- claims
+
+KEEP = Claim.from_dict(
+    {"intervention": "cut", "layers": "all", "classes": [0], "expect": "keep", "margin": 0.05}
+)
+DROP = Claim.from_dict({"intervention": "cut", "layers": "all", "classes": [0], "expect": "drop"})
+
+
+def _verdicts(claim: Claim, kind: str, n: int, verdict: str) -> Callable[[int], int]:
+    def run(draws: int) -> int:
+        rng = np.random.default_rng([n, draws, len(kind)])
+        hits = 0
+        for _ in range(draws):
+            counts = pd.DataFrame(claim_counts(subject_changes(kind, n, rng), rng))
+            table = evaluate_claims([claim], {}, counts, "mannwhitneyu", "bonferroni")
+            hits += table.verdict[0] == verdict
+        return hits
+
+    return run
+
+
+def _claim_checks() -> list[Check]:
+    checks = []
+    for n in (2, 3, 5, 8, 12, 20):
+        checks += [
+            Check(
+                "claims",
+                "a keep claim holds",
+                f"70 % unchanged, the rest lose all; {n} subjects",
+                "at most",
+                0.08,
+                _verdicts(KEEP, "zero-inflated", n, "holds"),
+                300,
+                20,
+            ),
+            Check(
+                "claims",
+                "a keep claim holds",
+                f"every subject −5 % (the margin) ± 2; {n} subjects",
+                "at most",
+                0.05,
+                _verdicts(KEEP, "on the margin", n, "holds"),
+                300,
+                20,
+            ),
+            Check(
+                "claims",
+                "a drop claim fails",
+                f"every subject −5 % (the margin) ± 2; {n} subjects",
+                "at most",
+                0.05,
+                _verdicts(DROP, "on the margin", n, "fails"),
+                300,
+                20,
+            ),
+            Check(
+                "claims",
+                "a drop claim holds",
+                f"no change on average, skewed; {n} subjects",
+                "at most",
+                0.05,
+                _verdicts(DROP, "skewed", n, "holds"),
+                300,
+                20,
+            ),
+        ]
+    return checks
+
+
+# ----------------------------------------------------------------------------- intervals
+
+
+def _class_coverage(trials: int, concentration: float) -> Callable[[int], int]:
+    def run(draws: int) -> int:
+        rng = np.random.default_rng([trials, int(min(concentration, 1e6))])
+        covered = 0
+        for _ in range(draws):
+            accuracy = rng.choice([0.5, 0.8, 0.95])
+            low, high, _ = class_trial_cis(*class_trials(accuracy, trials, rng, concentration), 1)
+            covered += low[0] <= accuracy <= high[0]
+        return covered
+
+    return run
+
+
+def _delta_coverage(n: int, kind: str) -> Callable[[int], int]:
+    """The study table's Δ% (ratio of means) interval over ``n`` subjects: true Δ% −5 (every
+    subject −5 % ± 2) or 0 (skewed), each subject's accuracy measured over 200 windows."""
+
+    def run(draws: int) -> int:
+        rng = np.random.default_rng([n, len(kind)])
+        covered = 0
+        for _ in range(draws):
+            base = rng.uniform(0.8, 0.95, n)
+            change = subject_changes(kind, n, rng)
+            truth = 100 * float(np.mean(base * change / 100) / np.mean(base))
+            measured = rng.binomial(200, base) / 200
+            masked = rng.binomial(200, np.clip(base * (1 + change / 100), 0, 1)) / 200
+            low, high = delta_t_intervals(masked[None], measured)
+            covered += low[0] <= truth <= high[0]
+        return covered
+
+    return run
+
+
+def _interval_checks() -> list[Check]:
+    checks = []
+    for trials in (2, 3, 5, 10, 20):
+        for name, concentration in (("polarised trials", 1.0), ("trials alike", 50.0)):
+            checks.append(
+                Check(
+                    "intervals",
+                    "a per-class 95 % interval covers",
+                    f"{trials} trials, {name}",
+                    "at least",
+                    0.95,
+                    _class_coverage(trials, concentration),
+                    400,
+                    40,
+                )
+            )
+    for n in (2, 3, 5, 8, 12, 20):
+        checks.append(
+            Check(
+                "intervals",
+                "the table's 95 % Δ% interval covers",
+                f"{n} subjects, −5 % ± 2",
+                "at least",
+                0.95,
+                _delta_coverage(n, "on the margin"),
+                400,
+                40,
+            )
+        )
+    return checks
+
+
+# ----------------------------------------------------------------------------- chance
+
+
+def _chance_rate(n_classes: int, reps: int) -> Callable[[int], int]:
+    def run(draws: int) -> int:
+        rng = np.random.default_rng([n_classes, reps])
+        above = 0
+        for _ in range(draws):
+            pred, y, trials = per_trial_chance(n_classes, reps, rng)
+            score = TrialScore.from_predictions(pred, y, trials, n_classes)
+            above += bool(chance_table({"m": score}).above_chance[0])
+        return above
+
+    return run
+
+
+def _too_small(draws: int) -> int:
+    """A perfect 2-class model on 4 held-out trials (p = 0.0625 at best): called too small to
+    tell, never a model that does not transfer."""
+    told = 0
+    for _ in range(draws):
+        pred = y = np.repeat([0, 1, 0, 1], 9)
+        score = TrialScore.from_predictions(pred, y, np.repeat(np.arange(4), 9), 2)
+        told += chance_table({"m": score}).verdict[0] == "too small to tell"
+    return told
+
+
+def _chance_checks() -> list[Check]:
+    return [
+        *(
+            Check(
+                "chance",
+                "a model at chance per trial called above chance",
+                f"{k} classes x {r} trials of 9 windows",
+                "at most",
+                0.05,
+                _chance_rate(k, r),
+                400,
+                60,
+            )
+            for k, r in ((2, 10), (5, 1), (5, 12))
+        ),
+        Check(
+            "chance",
+            "a design too small to tell said so",
+            "2 classes x 2 trials, all right",
+            "at least",
+            1.0,
+            _too_small,
+            1,
+            1,
+        ),
+    ]
+
+
+FAMILIES = {
+    "placement": _placement_checks,
+    "claims": _claim_checks,
+    "intervals": _interval_checks,
+    "chance": _chance_checks,
+}
+
+
+def run_checks(families: list[str], quick: bool) -> pd.DataFrame:
+    """Each check of ``families`` run on its draws (``quick``: its few), one row each:
+    ``family, inference, design, sense, bound, hits, draws, share, low, high, holds, seconds``
+    (``low``/``high``: the share's 95 % Clopper–Pearson interval over the draws; ``holds``: the
+    draws are consistent with the bound, i.e. the interval reaches it: a rate promised at most
+    5 % measured 4 of 60 times holds, 12 of 60 does not)."""
+    rows = []
+    for family in families:
+        for check in FAMILIES[family]():
+            draws = check.quick if quick else check.draws
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                hits = int(check.run(draws))
+            low, high = clopper_pearson(hits, draws)
+            share = hits / draws
+            holds = low <= check.bound if check.sense == "at most" else high >= check.bound
+            rows.append(
+                {
+                    "family": family,
+                    "inference": check.inference,
+                    "design": check.design,
+                    "sense": check.sense,
+                    "bound": check.bound,
+                    "hits": hits,
+                    "draws": draws,
+                    "share": share,
+                    "low": float(low),
+                    "high": float(high),
+                    "holds": holds,
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The table as the docs page shows it."""
+    lines = [
+        "| inference | design | promised | measured | 95 % interval | draws |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples():
+        lines.append(
+            f"| {r.inference} | {r.design} | {r.sense} {r.bound:.3g} | {r.share:.3f}"
+            f"{'' if r.holds else ' ✗'} | {r.low:.3f}–{r.high:.3f} | {r.draws} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few draws of each check")
+    parser.add_argument(
+        "--only", default=",".join(FAMILIES), help=f"families, comma-separated: {list(FAMILIES)}"
+    )
+    args = parser.parse_args(argv)
+    families = [f for f in args.only.split(",") if f]
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        parser.error(f"--only {unknown}: accepted {list(FAMILIES)}")
+    table = run_checks(families, args.quick)
+    print(markdown(table))
+    result = {
+        "benchmark": "calibration",
+        "quick": args.quick,
+        "checks": len(table),
+        "holding": int(table["holds"].sum()),
+        "rows": table.to_dict(orient="records"),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
