@@ -167,7 +167,8 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def arrays_digest(data: Any) -> str:
     """Digest of the evaluation part of a `SubjectData`: ``X_test`` and ``y_test`` (bytes,
-    dtype, shape) and the class list.
+    dtype, shape), the held-out windows' trials where it numbers them (``test_trials``: a
+    stored cell holds counts per trial) and the class list.
 
     >>> from types import SimpleNamespace
     >>> data = SimpleNamespace(X_test=np.zeros((2, 3)), y_test=np.arange(2), classes=[0, 1])
@@ -177,7 +178,8 @@ def arrays_digest(data: Any) -> str:
     True
     """
     digest = hashlib.sha256()
-    for array in (data.X_test, data.y_test):
+    trials = getattr(data, "test_trials", None)
+    for array in (data.X_test, data.y_test, *([] if trials is None else [trials])):
         array = np.ascontiguousarray(array)
         digest.update(json.dumps([str(array.dtype), list(array.shape)]).encode())
         digest.update(array.tobytes())

@@ -10,6 +10,12 @@ attributes (``get_data``, ``events``, ``event_id``, ``ch_names``, ``get_channel_
 - Channels are grouped by type in the order the types first appear (``eeg`` before ``emg``
   when the first channel is EEG), each type one modality, as a model's token groups are.
 - Classes are the event codes in sorted order; their names are the ``event_id`` keys.
+- Trials (`emg_lens.data.trials`): braindecode's ``create_windows_from_events`` records the
+  event each window was cut from, ``i_trial_in_dataset`` in the windows' metadata (numbered
+  per recording), so a trial is a ``(recording, i_trial_in_dataset)`` pair; an
+  ``mne.Epochs`` whose ``metadata`` has that column (a braindecode ``WindowsDataset``'s
+  epochs, one recording) is read the same way. Epochs without it are each their own trial,
+  as are ``create_fixed_length_windows``' windows, which record none.
 - Positions from the montage in ``info`` are drawn on the topographic map as MNE draws them by
   default: directions from the head frame's origin (MNE's default sphere; for positions in
   another frame, the centre of a sphere fitted to them), projected azimuthally about the
@@ -43,7 +49,8 @@ __all__ = [
 class EpochArrays:
     """Windows ``X [n, channels, time]`` (channels grouped by type), class codes ``codes [n]``,
     the class names by code, channel names, modalities (type -> count, in order), the placement
-    (or None) and the sample rate."""
+    (or None), the sample rate, and each window's recorded trial ``trials [n]`` (None where
+    nothing records one; see the module)."""
 
     X: np.ndarray
     codes: np.ndarray
@@ -52,6 +59,7 @@ class EpochArrays:
     modalities: dict[str, int]
     placement: Montage | None
     sample_rate: float
+    trials: np.ndarray | None = None
 
 
 def _fit_sphere(points: np.ndarray) -> np.ndarray:
@@ -150,16 +158,38 @@ def epoch_arrays(epochs: Any) -> EpochArrays:
         modalities=modalities,
         placement=_placement(epochs, names_kept),
         sample_rate=float(epochs.info["sfreq"]),
+        trials=_recorded_trials(getattr(epochs, "metadata", None), len(X), "the epochs"),
     )
+
+
+TRIAL_COLUMN = "i_trial_in_dataset"
+"""braindecode's column of each window's trial in its windows' metadata (per recording)."""
+
+
+def _recorded_trials(metadata: Any, n: int, what: str) -> np.ndarray | None:
+    """Each of ``n`` windows' `TRIAL_COLUMN` in ``metadata`` (a DataFrame or None), or None
+    where it has none."""
+    if metadata is None or TRIAL_COLUMN not in getattr(metadata, "columns", ()):
+        return None
+    trials = np.asarray(metadata[TRIAL_COLUMN])
+    if trials.shape != (n,) or not np.issubdtype(trials.dtype, np.integer):
+        raise DataFormatError(
+            f"{what}' metadata column {TRIAL_COLUMN!r} must hold one integer per window "
+            f"({n} windows), got {trials.dtype} {list(trials.shape)}"
+        )
+    return trials.astype(np.int64)
 
 
 def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays, np.ndarray]:
     """One subject's windows from its braindecode recordings (``WindowsDataset`` or
-    ``EEGWindowsDataset``: items ``(X, y, crop indices)``), and each window's value of the
-    description's ``split_by`` column (None: all None)."""
+    ``EEGWindowsDataset``: items ``(X, y, crop indices)``), with their recorded trials (see
+    the module; a recording without them: each window its own trial), and each window's
+    value of the description's ``split_by`` column (None: all None)."""
     X, y, groups, names, order = [], [], [], None, None
+    trials: list[tuple[int, int]] = []  # (recording, its trial; -1 - window where none)
+    recorded_any = False
     modalities: dict[str, int] = {}
-    for part in parts:
+    for number, part in enumerate(parts):
         signal = getattr(part, "windows", None) or getattr(part, "raw", None)
         if signal is None:
             raise ArgumentError(f"{type(part).__name__} has neither windows nor raw")
@@ -174,11 +204,14 @@ def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays,
         value = None if split_by is None else part.description.get(split_by)
         if split_by is not None and value is None:
             raise DataFormatError(f"a recording's description has no {split_by!r}")
+        recorded = _recorded_trials(_window_metadata(part), len(part), "a recording's windows")
+        recorded_any |= recorded is not None
         for i in range(len(part)):
             item = part[i]
             X.append(np.asarray(item[0], dtype=np.float32)[order])
             y.append(int(item[1]))
             groups.append(value)
+            trials.append((number, int(recorded[i]) if recorded is not None else -1 - i))
     if not X:
         raise DataFormatError("a subject of the dataset holds no window")
     X = np.stack(X)
@@ -194,8 +227,19 @@ def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays,
         modalities=modalities,
         placement=_placement(signal, kept),
         sample_rate=float(signal.info["sfreq"]),
+        trials=np.unique(trials, axis=0, return_inverse=True)[1].reshape(-1)
+        if recorded_any
+        else None,
     )
     return arrays, np.asarray(groups, dtype=object)
+
+
+def _window_metadata(part: Any) -> Any:
+    """A braindecode recording's windows' metadata: its ``mne.Epochs``' (``WindowsDataset``,
+    kept in step with epochs dropped later) or its own (``EEGWindowsDataset``); None if none."""
+    windows = getattr(part, "windows", None)
+    metadata = getattr(windows, "metadata", None)
+    return metadata if metadata is not None else getattr(part, "metadata", None)
 
 
 def windows_dataset_subjects(dataset: Any, column: str = "subject") -> dict[Any, list[Any]]:

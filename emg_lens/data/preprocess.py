@@ -22,7 +22,7 @@ Steps, in order (each a field of `PreprocessSpec`):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from jaxtyping import Float
 from scipy import signal as sps
 
 from emg_lens.data.recording import Recording
-from emg_lens.data.trials import trial_ids, trial_unit
+from emg_lens.data.trials import GIVEN, given_trials, record_trials, trial_ids, trial_unit
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
 
 __all__ = [
@@ -111,20 +111,45 @@ class SubjectData:
     @property
     def train_trials(self) -> np.ndarray:
         """The trial of each training window (`emg_lens.data.trials.trial_ids`)."""
-        return trial_ids(self.y_train, self.rep_train, trial_unit(self.meta))
+        unit = trial_unit(self.meta)
+        return trial_ids(self.y_train, self.rep_train, unit, given_trials(self.meta, "train"))
 
     @property
     def test_trials(self) -> np.ndarray:
         """The trial of each held-out window: windows of one ``(class, repetition)`` share a
-        trial, unless ``meta["trial_unit"]`` is ``"window"`` (windows made elsewhere, such as
-        `from_windows`'s, each their own trial). What every inference over held-out data counts
-        (`emg_lens.data.trials`).
+        trial, unless ``meta["trial_unit"]`` is ``"given"`` (the trial their source recorded,
+        such as braindecode's ``i_trial_in_dataset``: `from_windows_dataset`) or ``"window"``
+        (windows made elsewhere, such as `from_windows`'s, each their own trial). What every
+        inference over held-out data counts (`emg_lens.data.trials`).
 
         >>> X, y = np.zeros((3, 1, 4)), np.array([0, 0, 1])
         >>> SubjectData.from_windows({"emg": 1}, (X, y), (X, y)).test_trials.tolist()
         [0, 1, 2]
         """
-        return trial_ids(self.y_test, self.rep_test, trial_unit(self.meta))
+        unit = trial_unit(self.meta)
+        return trial_ids(self.y_test, self.rep_test, unit, given_trials(self.meta, "test"))
+
+    def select_test(self, index: np.ndarray) -> SubjectData:
+        """This subject with the held-out windows at ``index`` only (positions in the test
+        set, in that order, repeats allowed), each with its repetition and recorded trial.
+
+        >>> X, y, recorded = np.zeros((4, 1, 2)), np.array([0, 0, 1, 1]), [5, 5, 6, 6]
+        >>> data = SubjectData.from_windows({"emg": 1}, (X, y), meta=record_trials([], recorded))
+        >>> data.select_test(np.array([3, 0, 1])).test_trials.tolist()
+        [0, 1, 1]
+        """
+        index = np.asarray(index, dtype=np.int64)
+        meta = self.meta
+        recorded = given_trials(meta, "test")
+        if recorded is not None:
+            meta = {**meta, GIVEN: {**meta[GIVEN], "test": recorded[index].tolist()}}
+        return replace(
+            self,
+            X_test=self.X_test[index],
+            y_test=np.asarray(self.y_test)[index],
+            rep_test=np.asarray(self.rep_test)[index],
+            meta=meta,
+        )
 
     @classmethod
     def from_windows(
@@ -182,9 +207,12 @@ class SubjectData:
         """A subject from an ``mne.Epochs`` (`emg_lens.data.epochs`): its data channels
         grouped by type (one modality each), the event codes as classes with their
         ``event_id`` names (``meta["class_names"]``), the channel names and, from the montage
-        in ``epochs.info``, the electrodes on the scalp (``meta["placement"]``). Held out for
-        testing: the epochs where ``test`` (a boolean mask or indices) is true, or else the
-        last ``test_fraction`` of each class's epochs in time order.
+        in ``epochs.info``, the electrodes on the scalp (``meta["placement"]``). Each epoch is
+        a trial, unless the epochs' ``metadata`` has braindecode's ``i_trial_in_dataset`` (its
+        windows of one recording as epochs): then the epochs of one trial share it
+        (`emg_lens.data.epochs`). Held out for testing: the epochs where ``test`` (a boolean
+        mask or indices) is true, or else the last ``test_fraction`` of each class's trials in
+        time order, whole.
 
         >>> import mne
         >>> info = mne.create_info(["C3", "Cz", "C4", "Pz"], 100.0, "eeg")
@@ -199,7 +227,7 @@ class SubjectData:
 
         arrays = epoch_arrays(epochs)
         order = np.argsort(np.asarray(epochs.events)[:, 0], kind="stable")
-        held = _held_out(arrays.codes, test, test_fraction, order)
+        held = _held_out(arrays.codes, test, test_fraction, order, arrays.trials)
         return _from_arrays(arrays, held, subject, source="mne.Epochs")
 
     @classmethod
@@ -213,11 +241,14 @@ class SubjectData:
     ) -> list[SubjectData]:
         """One subject per ``subject`` of a braindecode windows dataset (``BaseConcatDataset``
         of ``WindowsDataset`` or ``EEGWindowsDataset``, as ``create_windows_from_events``
-        makes it), as `from_epochs` builds one. Held out: the recordings whose description's
-        ``split_by`` (``"session"``, ``"run"``) is one of ``test_values``, or else the last
-        ``test_fraction`` of each class's windows. Subjects keep their numbers when all are
-        integers >= 1; otherwise all are numbered 1, 2, ... in order, and ``meta["subject"]``
-        keeps each one's value."""
+        makes it), as `from_epochs` builds one. A trial is a ``(recording,
+        i_trial_in_dataset)`` pair, the event braindecode cut the window from (the trial unit
+        ``"given"``; the windows of ``create_fixed_length_windows``, which record none, are
+        each their own trial: `emg_lens.data.epochs`). Held out: the
+        recordings whose description's ``split_by`` (``"session"``, ``"run"``) is one of
+        ``test_values``, or else the last ``test_fraction`` of each class's trials, whole.
+        Subjects keep their numbers when all are integers >= 1; otherwise all are numbered 1,
+        2, ... in order, and ``meta["subject"]`` keeps each one's value."""
         from emg_lens.data.epochs import windows_arrays, windows_dataset_subjects
 
         if (split_by is None) != (not test_values):
@@ -233,18 +264,29 @@ class SubjectData:
         for number, (value, parts) in enumerate(subjects.items(), 1):
             arrays, groups = windows_arrays(parts, split_by)
             test = None if split_by is None else np.isin(groups, list(test_values))
-            held = _held_out(arrays.codes, test, test_fraction, np.arange(len(arrays.codes)))
+            order = np.arange(len(arrays.codes))
+            held = _held_out(arrays.codes, test, test_fraction, order, arrays.trials)
             data = _from_arrays(arrays, held, int(value) if own else number, "braindecode")
             data.meta["subject"] = value if not isinstance(value, np.generic) else value.item()
             out.append(data)
         return out
 
 
-def _held_out(codes: np.ndarray, test: Any, fraction: float, order: np.ndarray) -> np.ndarray:
+def _held_out(
+    codes: np.ndarray,
+    test: Any,
+    fraction: float,
+    order: np.ndarray,
+    trials: np.ndarray | None = None,
+) -> np.ndarray:
     """Which windows are held out: ``test`` (a mask or indices), or the last ``fraction`` of
-    each class in ``order``; every class keeps a training window and the test set is not
-    empty, or a `DataFormatError` names the class."""
+    each class's trials (``trials``: each window's recorded trial; None: each window its own)
+    in ``order`` of their first window, all their windows. No trial is on both sides, every
+    class keeps a training window and the test set is not empty, or a `DataFormatError` names
+    the trial or the class."""
     n = len(codes)
+    trials = np.arange(n) if trials is None else np.asarray(trials)
+    unit = "window" if len(np.unique(trials)) == n else "trial"
     if test is not None:
         test = np.asarray(test)
         if test.dtype == bool:
@@ -256,19 +298,26 @@ def _held_out(codes: np.ndarray, test: Any, fraction: float, order: np.ndarray) 
                 raise ArgumentError(f"test must be indices in 0..{n - 1} or a boolean mask")
             held = np.zeros(n, bool)
             held[test] = True
+        split = np.intersect1d(trials[held], trials[~held])
+        if len(split):
+            raise DataFormatError(
+                f"test splits recorded trial {int(split[0])}: its windows are on both sides. "
+                "Hold out whole trials (the windows of one trial share its noise)"
+            )
     else:
         if not (isinstance(fraction, float | int) and 0 < fraction < 1):
             raise ArgumentError(f"test_fraction must lie between 0 and 1, got {fraction!r}")
         held = np.zeros(n, bool)
         for code in np.unique(codes):
             members = order[codes[order] == code]
-            k = int(np.ceil(fraction * len(members)))
-            if k >= len(members):
+            in_order = list(dict.fromkeys(trials[members].tolist()))  # by first window
+            k = int(np.ceil(fraction * len(in_order)))
+            if k >= len(in_order):
                 raise DataFormatError(
-                    f"class {int(code)} has {len(members)} window(s): too few to hold out "
+                    f"class {int(code)} has {len(in_order)} {unit}(s): too few to hold out "
                     f"{fraction:g} of them and train on the rest"
                 )
-            held[members[len(members) - k :]] = True
+            held[members[np.isin(trials[members], in_order[len(in_order) - k :])]] = True
     if len(np.unique(codes)) < 2:
         raise DataFormatError(f"the windows hold one class only ({int(codes[0])}); need two")
     untrained = sorted(int(c) for c in np.unique(codes) if not (~held & (codes == c)).any())
@@ -282,6 +331,9 @@ def _held_out(codes: np.ndarray, test: Any, fraction: float, order: np.ndarray) 
 def _from_arrays(arrays: Any, held: np.ndarray, subject: int, source: str) -> SubjectData:
     classes = sorted(int(c) for c in np.unique(arrays.codes))
     y = np.searchsorted(classes, arrays.codes)
+    trials = (
+        {} if arrays.trials is None else record_trials(arrays.trials[~held], arrays.trials[held])
+    )
     return SubjectData.from_windows(
         arrays.modalities,
         (arrays.X[held], y[held]),
@@ -294,6 +346,7 @@ def _from_arrays(arrays: Any, held: np.ndarray, subject: int, source: str) -> Su
             "channel_names": arrays.channel_names,
             "placement": arrays.placement,
             "sample_rate": arrays.sample_rate,
+            **trials,
         },
     )
 

@@ -9,10 +9,17 @@ counts trials (and, across a study, subjects):
 - windows cut from a recording (`emg_lens.data.preprocess.prepare_subject`, a dataset's
   reader, your own files) carry their gesture and repetition: a trial is a distinct
   ``(class, repetition)`` pair of one subject (``unit = "repetition"``);
-- windows made elsewhere (``SubjectData.from_windows``, ``from_epochs``,
-  ``from_windows_dataset``: an ``(X, y)`` pair, MNE epochs) carry no trial: each window is its
-  own trial (``unit = "window"``), the reading that is true of epochs and the only one the
-  data allow otherwise.
+- windows whose source records their trial carry it (``unit = "given"``, the ids in
+  ``meta["given_trials"]``, `record_trials`): braindecode's ``create_windows_from_events``
+  writes each window's event in its windows' metadata (``i_trial_in_dataset``, numbered per
+  recording), so a trial is a ``(recording, i_trial_in_dataset)`` pair
+  (``SubjectData.from_windows_dataset``); an ``mne.Epochs`` whose metadata has that column
+  (a braindecode ``WindowsDataset``'s epochs) is read the same way
+  (``SubjectData.from_epochs``);
+- windows that carry no trial (``SubjectData.from_windows``' ``(X, y)`` pair, MNE epochs
+  without that column, ``create_fixed_length_windows``' windows) are each their own trial
+  (``unit = "window"``): true of epochs, one window per trial, and the only reading the data
+  allow otherwise.
 
 `trial_ids` numbers the trials of an array of windows; ``SubjectData.train_trials`` and
 ``.test_trials`` apply it to a subject's split with the unit its ``meta["trial_unit"]`` names.
@@ -21,10 +28,13 @@ counts trials (and, across a study, subjects):
 array([0, 0, 1, 1, 2])
 >>> trial_ids(np.array([0, 0, 1]), np.array([2, 2, 2]), unit="window")
 array([0, 1, 2])
+>>> trial_ids(np.array([0, 0, 1]), np.array([2, 2, 2]), unit="given", given=[7, 7, 3])
+array([0, 0, 1])
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,10 +42,16 @@ from jaxtyping import Int
 
 from emg_lens.errors import ArgumentError
 
-__all__ = ["TRIAL_UNITS", "trial_ids", "trial_unit"]
+__all__ = ["GIVEN", "TRIAL_UNITS", "given_trials", "record_trials", "trial_ids", "trial_unit"]
 
-TRIAL_UNITS = ("repetition", "window")
-"""How windows group into trials: by ``(class, repetition)``, or each window its own."""
+TRIAL_UNITS = ("repetition", "window", "given")
+"""How windows group into trials: by ``(class, repetition)``, each window its own, or by the
+trial their source recorded for each (``meta[GIVEN]``)."""
+
+GIVEN = "given_trials"
+"""The ``meta`` key of a subject's recorded trials (``unit = "given"``): ``{"train": [...],
+"test": [...]}``, one integer per window of each part, in window order (JSON, as the
+preprocessing cache stores ``meta``)."""
 
 
 def trial_unit(meta: dict[str, Any]) -> str:
@@ -51,12 +67,58 @@ def trial_unit(meta: dict[str, Any]) -> str:
     return unit
 
 
+def record_trials(train: Sequence[int], test: Sequence[int]) -> dict[str, Any]:
+    """The ``meta`` entries of a subject whose windows' trials their source recorded: unit
+    ``"given"`` and each window's trial (any integers; one trial's windows share one), of the
+    training and the held-out windows in order.
+
+    >>> record_trials(np.array([0, 0, 1]), [2, 2])
+    {'trial_unit': 'given', 'given_trials': {'train': [0, 0, 1], 'test': [2, 2]}}
+    """
+    return {
+        "trial_unit": "given",
+        GIVEN: {"train": [int(t) for t in train], "test": [int(t) for t in test]},
+    }
+
+
+def given_trials(meta: dict[str, Any], part: str) -> np.ndarray | None:
+    """Each window's recorded trial in ``part`` (``"train"`` or ``"test"``) of a subject whose
+    ``meta`` names the unit ``"given"`` (`record_trials`); None for the other units.
+
+    >>> given_trials(record_trials([0, 0, 1], [2, 2]), "test")
+    array([2, 2])
+    >>> given_trials({"trial_unit": "window"}, "test") is None
+    True
+    """
+    if trial_unit(meta) != "given":
+        return None
+    recorded = meta.get(GIVEN)
+    if not isinstance(recorded, dict) or part not in recorded:
+        raise ArgumentError(
+            f"meta['trial_unit'] is 'given' but meta[{GIVEN!r}] holds no {part!r} trials: "
+            "give each window's trial (emg_lens.data.trials.record_trials)"
+        )
+    return np.asarray(recorded[part], dtype=np.int64)
+
+
+def _by_first_appearance(keys: np.ndarray) -> np.ndarray:
+    """The rows of ``keys`` numbered ``0, 1, ...`` by the first appearance of each distinct
+    row."""
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # unique rows renumbered by first appearance
+    return order[inverse.reshape(-1)]
+
+
 def trial_ids(
-    y: Int[np.ndarray, " n"], rep: Int[np.ndarray, " n"], unit: str = "repetition"
+    y: Int[np.ndarray, " n"],
+    rep: Int[np.ndarray, " n"],
+    unit: str = "repetition",
+    given: Int[np.ndarray, " n"] | Sequence[int] | None = None,
 ) -> Int[np.ndarray, " n"]:
     """Number the trials of ``n`` windows: ``0, 1, ...`` in order of first appearance, one
-    number per distinct ``(y, rep)`` pair (``unit="repetition"``) or per window
-    (``unit="window"``).
+    number per distinct ``(y, rep)`` pair (``unit="repetition"``), per window
+    (``unit="window"``) or per distinct recorded trial ``given`` (``unit="given"``: one per
+    window; a trial whose windows carry two classes is an `ArgumentError` naming it).
 
     >>> trial_ids(np.array([3, 1, 3]), np.array([1, 1, 1]))
     array([0, 1, 0])
@@ -69,9 +131,34 @@ def trial_ids(
         )
     if unit not in TRIAL_UNITS:
         raise ArgumentError(f"trial unit {unit!r}; accepted: {list(TRIAL_UNITS)}")
+    if unit == "given":
+        return _given_ids(y, given)
     if unit == "window" or len(y) == 0:
         return np.arange(len(y))
-    pairs = np.stack([y.astype(np.int64), rep.astype(np.int64)], axis=1)
-    _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))  # unique rows renumbered by first appearance
-    return order[inverse.reshape(-1)]
+    return _by_first_appearance(np.stack([y.astype(np.int64), rep.astype(np.int64)], axis=1))
+
+
+def _given_ids(y: np.ndarray, given: Any) -> np.ndarray:
+    """`trial_ids` of recorded trials: checked, one class each, numbered by first appearance."""
+    if given is None:
+        raise ArgumentError("trial unit 'given' needs each window's recorded trial (given=)")
+    given = np.asarray(given)
+    if given.shape != y.shape or (len(given) and not np.issubdtype(given.dtype, np.integer)):
+        raise ArgumentError(
+            f"the recorded trials must be integers, one per window: {len(y)} windows, trials "
+            f"{given.dtype} {list(given.shape)} (a subject's windows subset without their "
+            "trials? SubjectData.select_test keeps them)"
+        )
+    if len(y) == 0:
+        return np.arange(0)
+    ids = _by_first_appearance(given.astype(np.int64)[:, None])
+    classes = _by_first_appearance(np.stack([ids, y.astype(np.int64)], axis=1))
+    if classes.max() != ids.max():  # some trial holds two (trial, class) pairs
+        pairs = np.unique(np.stack([given, y], axis=1), axis=0)
+        values, counts = np.unique(pairs[:, 0], return_counts=True)
+        bad = values[counts > 1][0]
+        raise ArgumentError(
+            f"recorded trial {int(bad)} holds windows of classes "
+            f"{sorted(pairs[pairs[:, 0] == bad, 1].tolist())}: a trial is one class's"
+        )
+    return ids

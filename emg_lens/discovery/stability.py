@@ -15,7 +15,6 @@ per-subject finding, not a model family's.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from itertools import combinations
 from typing import Any
@@ -98,12 +97,7 @@ def resample_trials(subject: SubjectData, rng: np.random.Generator) -> SubjectDa
     members = [np.flatnonzero(trials == t) for t in range(int(trials.max()) + 1)]
     drawn = rng.integers(0, len(members), len(members))
     pick = np.concatenate([members[t] for t in drawn])
-    return dataclasses.replace(
-        subject,
-        X_test=np.asarray(subject.X_test)[pick],
-        y_test=np.asarray(subject.y_test)[pick],
-        rep_test=np.asarray(subject.rep_test)[pick],
-    )
+    return subject.select_test(pick)
 
 
 def subject_agreement(kept: Mapping[Any, set[str]]) -> pd.DataFrame:

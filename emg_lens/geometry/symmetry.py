@@ -13,9 +13,14 @@ with left and right swapped. Each part of a montage has its own set (`part_maps`
   270 degrees, flips of the rows or the columns, the transpose and the anti-transpose), a
   rectangular grid's 4 (identity, flip rows, flip columns, turn by 180°); a map that would put
   an electrode on an empty cell (a 13 x 5 grid's missing corner) is left out;
-- ``"scalp"``: the identity and the left–right mirror (each electrode on the one at its
-  mirrored position, Fp1 ↔ Fp2, C3 ↔ C4, Cz on itself), when every electrode's mirror is in
-  the montage;
+- ``"scalp"``: the identity and the left–right mirror (`scalp_partners`), when every
+  electrode has its mirror in the montage: by the 10-20 / 10-05 names (a trailing odd number
+  is on the left, the even number above it its mirror on the right, Fp1 ↔ Fp2, C3 ↔ C4, T9 ↔
+  T10, FFC1h ↔ FFC2h; a trailing z is on the midline, its own mirror), since real montages'
+  positions are not exactly mirror-symmetric (MNE's ``standard_1020`` and ``standard_1005``,
+  set on an ``mne.Epochs``: up to 0.042 of the head's radius on the map); a name that
+  follows no rule by its position (the electrode nearest its mirrored position, each the
+  other's, within `MIRROR_TOLERANCE`);
 - ``"points"``: the identity only (free positions have no symmetry known here).
 
 A montage of several parts takes every combination of its parts' maps (`montage_maps`).
@@ -34,6 +39,7 @@ map: to put a recording back, read channel j from channel ``moved_to[j]``
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,13 +47,38 @@ import numpy as np
 
 from emg_lens.errors import ArgumentError
 from emg_lens.geometry.montage import Montage, Part
+from emg_lens.geometry.ten_twenty import standard_name
 
-__all__ = ["SYMMETRIC_KINDS", "ChannelMap", "montage_maps", "part_maps"]
+__all__ = [
+    "MIRROR_TOLERANCE",
+    "NAME_SLACK",
+    "SYMMETRIC_KINDS",
+    "ChannelMap",
+    "mirror_name",
+    "montage_maps",
+    "part_maps",
+    "scalp_partners",
+]
 
 SYMMETRIC_KINDS = ("ring", "grid", "scalp")
 """The kinds of `Part` with a symmetry other than the identity."""
 
-_MIRROR_TOLERANCE = 1e-6  # scalp positions are built symmetric: equal to rounding
+MIRROR_TOLERANCE = 0.1
+"""How far (in a scalp map's units: the head frame's equator at radius 1) an electrode whose
+name follows no 10-20 / 10-05 rule may lie from the mirrored position of the electrode it is
+paired with; a tenth of the head's radius, about half the spacing of neighbouring 10-10
+electrodes."""
+
+NAME_SLACK = 0.05
+"""How much nearer than an electrode's named mirror (`mirror_name`) another electrode may lie
+to its mirrored position before the positions contradict the name: MNE's templates put named
+mirrors up to 0.042 from each other's mirrored position (``standard_1005``'s I1h, I2h), while
+BioSemi's A1 and A2 (not 10-20's: both on the midline) lie 0.086 apart, A1 on its own mirror."""
+
+_ROWS = "A AF AFF AFP C CCP CP CPP F FC FCC FFC FFT FP FT FTT I M N O OI P PO POO PPO T TP TPP TTP"
+_TEN_FIVE = re.compile(
+    rf"({'|'.join(sorted(_ROWS.split(), key=len, reverse=True))})(?:(Z)|([1-9][0-9]*)(H?))"
+)
 
 
 @dataclass(frozen=True)
@@ -96,15 +127,90 @@ def _grid_maps(part: Part) -> list[tuple[str, list[int]]]:
     return maps
 
 
+def mirror_name(name: str) -> str | None:
+    """The 10-20 / 10-05 name of the electrode mirroring ``name`` across the midline
+    (`emg_lens.geometry.ten_twenty.standard_name` forms, answered upper-case): a trailing odd
+    number (left) and the even number above it (right) mirror each other, an ``h`` (10-05's
+    half steps) kept; a trailing ``z`` is on the midline, its own mirror; None for a name of
+    no 10-20 / 10-05 row (``E12``, ``EXG1``).
+
+    >>> [mirror_name(n) for n in ("Fp1", "C4", "TP9", "FFC2h", "Cz", "T3", "E12")]
+    ['FP2', 'C3', 'TP10', 'FFC1H', 'CZ', 'T4', None]
+    """
+    match = _TEN_FIVE.fullmatch(standard_name(name, renamed=False))
+    if match is None:
+        return None
+    row, midline, number, half = match.groups()
+    if midline:
+        return row + "Z"
+    k = int(number)
+    return f"{row}{k + 1 if k % 2 else k - 1}{half}"
+
+
+def scalp_partners(part: Part) -> list[int | None]:
+    """Each electrode's left–right mirror in a scalp ``part`` (its position in
+    ``part.electrodes``; itself on the midline; None where the montage lacks it): by its
+    10-20 / 10-05 name (`mirror_name`) unless the positions contradict the name (another
+    electrode nearer the mirrored position by more than `NAME_SLACK`: another system's
+    letters, BioSemi's A1..D32); else, for a name of no rule or no name, by position: the
+    electrode nearest its mirrored position, when each is the other's and they lie within
+    `MIRROR_TOLERANCE`.
+
+    >>> from emg_lens.geometry.montage import scalp
+    >>> scalp_partners(scalp(["C3", "Cz", "C4", "P3"]))
+    [2, 1, 0, None]
+    """
+    n = len(part.xy)
+    labels = part.labels or (None,) * n
+    xy = np.asarray(part.xy, dtype=float)
+    distance = np.linalg.norm((xy * [-1.0, 1.0])[:, None] - xy[None], axis=-1)  # [i, k]
+    by_name: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        if label is not None:
+            by_name.setdefault(standard_name(label, renamed=False), i)
+    partner: list[int | None] = [None] * n
+    by_position = []
+    for i, label in enumerate(labels):
+        mirror = None if label is None else mirror_name(label)
+        named = None if mirror is None else by_name.get(mirror)
+        if named is not None and distance[i, named] <= distance[i].min() + NAME_SLACK:
+            partner[i] = named
+        elif mirror is None or named is not None:  # no rule, or positions against it
+            by_position.append(i)
+    if by_position:
+        among = distance[np.ix_(by_position, by_position)]
+        nearest = among.argmin(axis=1)
+        for a, b in enumerate(nearest):
+            if nearest[b] == a and among[a, b] <= MIRROR_TOLERANCE:
+                partner[by_position[a]] = by_position[b]
+    # a mirror is a swap: one partner each, each the other's
+    return [p if p is not None and partner[p] == i else None for i, p in enumerate(partner)]
+
+
 def _scalp_maps(part: Part) -> list[tuple[str, list[int]]]:
-    xy = np.asarray(part.xy)
-    mirrored = xy * np.array([-1.0, 1.0])
-    distance = np.linalg.norm(mirrored[:, None, :] - xy[None, :, :], axis=-1)
-    partner = distance.argmin(axis=1)
-    identity = ("identity", list(range(len(xy))))
-    if (distance[np.arange(len(xy)), partner] > _MIRROR_TOLERANCE).any():
-        return [identity]  # an electrode whose mirror is not in the montage
-    return [identity, ("left–right mirror", [int(p) for p in partner])]
+    partner = scalp_partners(part)
+    identity = ("identity", list(range(len(partner))))
+    if None in partner or partner == identity[1]:
+        return [identity]  # an electrode without its mirror, or all on the midline
+    return [identity, ("left–right mirror", [int(p) for p in partner if p is not None])]
+
+
+def _unpaired(part: Part) -> str:
+    """The electrodes of a scalp ``part`` without a mirror, named: what a check would need."""
+    missing = [
+        str(part.labels[i] if part.labels else f"electrode {part.electrodes[i]}")
+        for i, p in enumerate(scalp_partners(part))
+        if p is None
+    ]
+    if not missing:
+        return f"; scalp {part.name!r}: every electrode is on the midline"
+    shown = ", ".join(missing[:12]) + (
+        f" and {len(missing) - 12} more" if len(missing) > 12 else ""
+    )
+    return (
+        f"; scalp {part.name!r}: no left–right mirror for {shown} (by the 10-20 / 10-05 names, "
+        f"Fp1 ↔ Fp2, C3 ↔ C4, or by position within {MIRROR_TOLERANCE} of the head's radius)"
+    )
 
 
 def part_maps(part: Part) -> list[tuple[str, list[int]]]:
@@ -133,7 +239,8 @@ def montage_maps(montage: Montage) -> list[ChannelMap]:
     ``axes`` channels moves with its electrode), the identity first: the combinations of its
     parts' `part_maps`, named by part when it has several ("extensor grid: transpose; flexor
     grid: identity"). A montage with no symmetry but the identity (only ``points``, a scalp
-    whose electrodes lack their mirror) is an `ArgumentError` naming the kinds that have one.
+    whose electrodes lack their mirror) is an `ArgumentError` naming the kinds that have one
+    and a scalp's electrodes without a mirror.
 
     >>> from emg_lens.geometry.montage import grid
     >>> maps = montage_maps(Montage((grid("g", 2, 2, 10.0),), axes=2))
@@ -143,10 +250,11 @@ def montage_maps(montage: Montage) -> list[ChannelMap]:
     per_part = [part_maps(part) for part in montage.parts]
     if all(len(maps) == 1 for maps in per_part):
         kinds = [part.kind for part in montage.parts]
+        scalps = "".join(_unpaired(part) for part in montage.parts if part.kind == "scalp")
         raise ArgumentError(
             f"the montage's parts ({', '.join(kinds)}) have no symmetry but the identity: a "
             f"placement check needs a part of kind {' or '.join(SYMMETRIC_KINDS)} (a scalp "
-            "whose every electrode has its left-right mirror)"
+            f"whose every electrode has its left–right mirror){scalps}"
         )
     out = []
     for combination in itertools.product(*per_part):

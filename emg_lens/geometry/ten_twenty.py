@@ -56,12 +56,15 @@ _ROWS = {
 _TEMPORAL = {"FT": "FC", "T": "C", "TP": "CP"}  # the lateral rows: their 7, 8, 9, 10 only
 
 
-def standard_name(name: str) -> str:
+def standard_name(name: str, renamed: bool = True) -> str:
     """``name`` upper-cased, without an ``EEG`` prefix or a reference suffix (``-REF``...) or
-    trailing dots, the old names T3/T4/T5/T6 renamed T7/T8/P7/P8, as EDF files write them.
+    trailing dots, the old names T3/T4/T5/T6 renamed T7/T8/P7/P8 (unless not ``renamed``), as
+    EDF files write them.
 
     >>> standard_name("EEG FP1-REF"), standard_name("t3"), standard_name("Cz..")
     ('FP1', 'T7', 'CZ')
+    >>> standard_name("t3", renamed=False)
+    'T3'
     """
     text = name.strip().rstrip(".").upper()  # PhysioNet's EDF files pad with dots ("Cz..")
     if text.startswith("EEG"):
@@ -70,7 +73,7 @@ def standard_name(name: str) -> str:
     if dash and tail.strip() in _REFERENCES:
         text = head
     text = text.strip()
-    return _OLD_NAMES.get(text, text)
+    return _OLD_NAMES.get(text, text) if renamed else text
 
 
 def _unit(theta_deg: float, phi_deg: float) -> np.ndarray:

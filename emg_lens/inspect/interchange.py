@@ -29,6 +29,13 @@ independent. On the demo model of `tests/demo_model.py` (1,392 pairs of 16 base 
 interaction gestures, ACC tokens interchanged) they differ where the IIA is far from its
 ceiling: after the last block 0.267, [0.243, 0.291] over pairs, [0.174, 0.369] resampling base
 trials, [0.129, 0.435] resampling both (near 0.94 at layer 0 all three are within 0.02).
+
+Several subjects are never pooled into one interval over their pairs: each subject's pairs
+share its model and its trials, so a pool counts them as independent (on the demo's 8 models,
+one interval 0.448-0.486 where each subject's own is about 0.15 wide). `over_subjects` gives
+the subject-level figure: the mean of the subjects' IIA with a Student-t interval over
+subjects, beside each subject's own interval (`emg_lens.inspect.plots.plot_interchange` draws
+both).
 """
 
 from __future__ import annotations
@@ -52,10 +59,10 @@ from emg_lens.errors import (
 )
 from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.probes import _hook_names, cut_masks, token_activations, token_group
-from emg_lens.studies.stats import clopper_pearson
+from emg_lens.studies.stats import clopper_pearson, t_interval
 from emg_lens.studies.units import cluster_bootstrap_ci, crossed_bootstrap_ci
 
-__all__ = ["Interchange", "interchange", "interchange_pairs"]
+__all__ = ["Interchange", "interchange", "interchange_pairs", "over_subjects"]
 
 PAIR_COLUMNS = [
     "pair", "base_label", "source_label", "base_pred", "source_pred", "intervened_pred",
@@ -317,3 +324,52 @@ def interchange(
         unit=unit,
         trials=trials,
     )
+
+
+SITE_KEYS = ["cut", "group", "layer"]
+"""What one interchange is (a row per subject of each): the edge set cut, the token group
+interchanged and the layer."""
+
+
+def over_subjects(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """The subject-level IIA of each ``cut``, ``group`` and ``layer`` of ``table`` (one row per
+    subject and site: `Interchange.summary` with ``subject``, ``group`` and ``layer``, as
+    ``emg-lens probe`` writes ``interchange.csv``; no ``cut`` column: ``"none"``), never an
+    interval over the subjects' pooled pairs (the module docstring). Columns: the keys,
+    ``subjects``, ``iia`` (the mean of the subjects' IIA), ``ci_low`` / ``ci_high`` (its
+    ``level`` Student-t interval over subjects, `emg_lens.studies.stats.t_interval`; with one
+    subject, that subject's own interval from the table), ``iia_min``, ``iia_max``, and ``k``
+    of ``n`` pairs that follow the source, summed (counts, not an estimate).
+
+    >>> table = pd.DataFrame({"subject": [1, 2], "group": "acc", "layer": 0, "k": [30, 40],
+    ...                       "n": 64, "ci_low": [0.3, 0.45], "ci_high": [0.62, 0.77]})
+    >>> row = over_subjects(table).iloc[0]
+    >>> int(row.subjects), round(float(row.iia), 3)  # the mean of 30/64 and 40/64
+    (2, 0.547)
+    >>> round(float(row.ci_low), 3), round(float(row.ci_high), 3)  # ± 12.71 · 0.078: 2 say little
+    (-0.446, 1.54)
+    """
+    missing = [c for c in ("group", "layer", "k", "n") if c not in getattr(table, "columns", [])]
+    if missing or not len(table):
+        raise ArgumentError(
+            f"over_subjects needs a non-empty interchange table (one row per subject and site, "
+            f"as emg-lens probe writes interchange.csv); missing {missing or 'rows'}"
+        )
+    table = table.assign(cut=table.get("cut", "none"), iia=table["k"] / table["n"].where(
+        table["n"] > 0))  # fmt: skip
+    rows = []
+    for key, subjects in table.groupby(SITE_KEYS, sort=False):
+        iia = subjects["iia"].to_numpy(float)
+        if len(subjects) == 1 and {"ci_low", "ci_high"} <= set(subjects.columns):
+            low, high = float(subjects["ci_low"].iloc[0]), float(subjects["ci_high"].iloc[0])
+        elif len(subjects) == 1:
+            low, high = map(float, clopper_pearson(subjects["k"].iloc[0], subjects["n"].iloc[0]))
+        else:
+            low, high = t_interval(iia, level)
+        rows.append({
+            **dict(zip(SITE_KEYS, key)), "subjects": len(subjects), "iia": float(np.nanmean(iia)),
+            "ci_low": low, "ci_high": high, "iia_min": float(np.nanmin(iia)),
+            "iia_max": float(np.nanmax(iia)), "k": int(subjects["k"].sum()),
+            "n": int(subjects["n"].sum()),
+        })  # fmt: skip
+    return pd.DataFrame(rows)

@@ -21,7 +21,7 @@ import torch
 
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect import plots
-from emg_lens.inspect.interchange import interchange, interchange_pairs
+from emg_lens.inspect.interchange import interchange, interchange_pairs, over_subjects
 from emg_lens.inspect.probes import probe_tokens
 from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.studies.output import markdown_table, save_outputs
@@ -87,14 +87,17 @@ class ProbeReport:
             chance = f"; chance {rows['chance'].mean():.3f}"
             lines.append(f"  cut {cut}: best " + "; ".join(parts) + chance)
         if self.interchange is not None:
-            pooled = self.interchange.groupby(["cut", "layer"], sort=False)
-            pooled = pooled[["k", "n", "trials"]].sum()
-            for (cut, layer), row in pooled.iterrows():
+            for row in over_subjects(self.interchange).itertuples():
+                interval = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
                 lines.append(
-                    f"  interchange {self.settings.get('interchange')} at layer {layer}, cut "
-                    f"{cut}: IIA {row['k'] / row['n']:.3f} ({row['k']} of {row['n']} pairs of "
-                    f"{row['trials']} base trials; intervals per subject over trials in "
-                    "interchange.csv)"
+                    f"  interchange {row.group} at layer {row.layer}, cut {row.cut}: IIA "
+                    + (
+                        f"{row.iia:.3f} ({row.k} of {row.n} pairs; 95 % interval {interval})"
+                        if row.subjects == 1
+                        else f"{row.iia:.3f}, the mean of {row.subjects} subjects' (95 % t "
+                        f"interval over subjects {interval}; each subject's own interval, over "
+                        "its trials, in interchange.csv)"
+                    )
                 )
         return "\n".join(lines)
 

@@ -73,9 +73,7 @@ def select_windows(data: SubjectData, n_windows: int) -> SubjectData:
     if n == 0:
         raise ArgumentError(f"subject {data.subject} has no test windows to inspect")
     keep = np.unique(np.linspace(0, n - 1, min(n, n_windows)).round().astype(int))
-    return dataclasses.replace(
-        data, X_test=data.X_test[keep], y_test=data.y_test[keep], rep_test=data.rep_test[keep]
-    )
+    return data.select_test(keep)
 
 
 @dataclass

@@ -4,7 +4,6 @@ held-out windows (`describe_features`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,7 @@ def _split(model: Any, data: SubjectData | tuple[Any, Any], config: FeatureConfi
         )
     order = np.random.default_rng(config.seed).permutation(n)
     test, train = np.sort(order[:held]), np.sort(order[held:])
-    evaluated = dataclasses.replace(
-        data, X_test=data.X_test[test], y_test=data.y_test[test], rep_test=data.rep_test[test]
-    )
+    evaluated = data.select_test(test)
     return data.X_test[train], evaluated
 
 

@@ -122,46 +122,76 @@ def plot_probes(table: pd.DataFrame) -> plt.Figure:
 
 
 def plot_interchange(table: pd.DataFrame) -> plt.Figure:
-    """Interchange intervention accuracy by layer, one line per site (``group``) and ``cut``,
-    pooled over subjects (``k`` of ``n`` pairs). The bars are the table's 95 % intervals
-    (``ci_low``, ``ci_high``: over trials where the pairs carried them,
-    `emg_lens.inspect.interchange`) where each point is one subject's; a table without them, or
-    of several subjects, gets Clopper-Pearson over the pooled pairs, which counts every pair as
-    independent (the title says which).
+    """Interchange intervention accuracy by layer, one colour per site (``group``) and ``cut``,
+    from a table of one row per subject and site (``k`` of ``n`` pairs follow the source; as
+    ``emg-lens probe`` writes ``interchange.csv``). Each subject's point has its own 95 %
+    interval (``ci_low``, ``ci_high``: over its trials where its pairs carried them,
+    `emg_lens.inspect.interchange`; Clopper-Pearson over its pairs where the table has none);
+    with several subjects those are drawn thin beside the mean of the subjects' IIA, bold, with
+    its 95 % Student-t interval over subjects (`emg_lens.inspect.interchange.over_subjects`).
+    Subjects' pairs are never pooled into one interval. The title says which interval is which.
 
     >>> table = pd.DataFrame({"layer": [0, 1], "group": "acc", "k": [80, 30], "n": 100})
     >>> len(plot_interchange(table).axes[0].lines) >= 1
     True
     """
+    from emg_lens.inspect.interchange import SITE_KEYS, over_subjects
     from emg_lens.studies.stats import clopper_pearson
 
     require_columns(table, ["layer", "group", "k", "n"], "plot_interchange")
-    table = table.assign(cut=table.get("cut", "none"))
-    keys = ["cut", "group", "layer"]
-    own = {"ci_low", "ci_high"} <= set(table.columns) and not table.duplicated(keys).any()
-    unit = str(table["unit"].iloc[0]) if own and "unit" in table.columns else "pair"
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    pooled = table.groupby(keys, sort=False)[["k", "n"]].sum().reset_index()
-    if own:
-        pooled = pooled.merge(table[[*keys, "ci_low", "ci_high"]], on=keys, how="left")
-    for k, ((cut, group), rows) in enumerate(pooled.groupby(["cut", "group"], sort=False)):
-        iia = rows["k"] / rows["n"]
-        if own:
-            low, high = rows["ci_low"], rows["ci_high"]
-        else:
-            low, high = clopper_pearson(rows["k"], rows["n"])
+    iia = table["k"] / table["n"].where(table["n"] > 0)
+    table = table.assign(cut=table.get("cut", "none"), iia=iia)
+    if not {"ci_low", "ci_high"} <= set(table.columns):
+        low, high = clopper_pearson(table["k"], table["n"])
+        table = table.assign(ci_low=low, ci_high=high, unit="pair")
+    # a subject is a row of its site: its number where the table has one, else its rank
+    subject = table["subject"] if "subject" in table else table.groupby(SITE_KEYS).cumcount()
+    subjects = list(dict.fromkeys(subject))
+    several = bool(table.duplicated(SITE_KEYS).any())
+    mean = over_subjects(table)
+    fig, ax = plt.subplots(figsize=(5.6, 4.2 if several else 3.6))
+    spread = min(0.3, 0.06 * len(subjects))  # each subject's points a little apart
+    own_style = {"ls": "none", "ms": 3, "lw": 0.8, "alpha": 0.5, "capsize": 0}
+    for k, ((cut, group), rows) in enumerate(table.groupby(["cut", "group"], sort=False)):
         label = f"{group}" + ("" if cut == "none" else f", cut {cut}")
-        style = {"color": COLORS[k % 10], "ls": "-" if cut == "none" else "--", "label": label}
-        ax.errorbar(
-            rows["layer"], iia, yerr=[iia - low, high - iia], marker="o", capsize=3, **style
-        )
+        style = {"color": COLORS[k % 10], "ls": "-" if cut == "none" else "--"}
+        for i, s in enumerate(subjects if several else []):
+            own = rows[subject[rows.index] == s].sort_values("layer")
+            shift = (i / max(len(subjects) - 1, 1) - 0.5) * spread
+            _interval_bars(ax, own["layer"] + shift, own, marker="o", **{**style, **own_style})
+        if several:
+            at = mean[(mean["cut"] == cut) & (mean["group"] == group)].sort_values("layer")
+            _interval_bars(ax, at["layer"], at, marker="s", lw=2, capsize=4, label=label, **style)
+        else:
+            _interval_bars(ax, rows["layer"], rows, marker="o", capsize=3, label=label, **style)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xticks(sorted(table["layer"].unique()))
     ax.set_xlabel("layer (residual stream entering it)")
     ax.set_ylabel("interchange intervention accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False, title="tokens taken from the source", title_fontsize=8)
-    over = "resampling trials" if unit == "trial" else "over pairs"
-    ax.set_title(f"Predictions that follow the source's label (95 % interval {over})", fontsize=10)
+    units = set(table["unit"]) if "unit" in table else {"trial"}
+    interval = (
+        "resampling its trials"
+        if units == {"trial"}
+        else "Clopper-Pearson over its pairs"
+        if units == {"pair"}
+        else "over its trials, or its pairs where it has no trials"
+    )
+    if several:
+        title = (
+            f"Predictions that follow the source's label, {len(subjects)} subjects\nthin: each "
+            f"subject's 95 % interval ({interval})\nbold: the subjects' mean, 95 % t interval "
+            "over subjects"
+        )
+    else:
+        title = f"Predictions that follow the source's label (95 % interval {interval})"
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _interval_bars(ax: plt.Axes, x: pd.Series, rows: pd.DataFrame, **style) -> None:
+    """``rows``' ``iia`` at ``x`` with bars from ``ci_low`` to ``ci_high``."""
+    yerr = [rows["iia"] - rows["ci_low"], rows["ci_high"] - rows["iia"]]
+    ax.errorbar(x, rows["iia"], yerr=yerr, **style)

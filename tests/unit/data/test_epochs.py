@@ -4,6 +4,8 @@ electrode positions, class names and labels."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ mne = pytest.importorskip("mne")
 from emg_lens.data.preprocess import SubjectData  # noqa: E402
 from emg_lens.errors import ArgumentError, DataFormatError  # noqa: E402
 from emg_lens.geometry.ten_twenty import scalp_xy  # noqa: E402
+from emg_lens.studies.chance import TrialScore, chance_table  # noqa: E402
 
 NAMES = ["Fp1", "Fz", "C3", "Cz", "C4", "Pz", "O1", "O2"]
 
@@ -126,3 +129,107 @@ def test_a_braindecode_windows_dataset_gives_one_subject_each():
     assert first.meta["channel_names"] == NAMES and first.meta["placement"] is not None
     with pytest.raises(ArgumentError, match="split_by and test_values go together"):
         SubjectData.from_windows_dataset(windows, split_by="session")
+
+
+# ----------------------------------------------------------------------------- recorded trials
+
+
+def _overlapping_windows(recordings=3, trials=20, use_mne_epochs=False, fixed=False):
+    """``recordings`` recordings of 4 EEG channels at 100 Hz, each ``trials`` 2 s trials
+    (left, right, ...) 1 s apart, cut by braindecode into 0.5 s windows every 0.1 s: 16
+    overlapping windows a trial (or, ``fixed``, fixed-length windows of each recording, its
+    class its description's target)."""
+    datasets = pytest.importorskip("braindecode.datasets")
+    preprocessing = pytest.importorskip("braindecode.preprocessing")
+    recording = getattr(datasets, "RawDataset", None) or datasets.BaseDataset
+    parts = []
+    for r in range(recordings):
+        info = mne.create_info(["C3", "Cz", "C4", "Pz"], 100.0, "eeg")
+        signal = np.random.default_rng(r).standard_normal((4, trials * 300 + 100))
+        raw = mne.io.RawArray(signal, info, verbose=False)
+        raw.set_annotations(mne.Annotations(np.arange(trials) * 3.0, 2.0, ["left", "right"] *
+                                            (trials // 2)))  # fmt: skip
+        description = {"subject": 1, "session": str(r), "target": r % 2}
+        parts.append(recording(raw, description, target_name="target" if fixed else None))
+    kwargs = {"window_size_samples": 50, "window_stride_samples": 10}
+    if fixed:
+        return preprocessing.create_fixed_length_windows(
+            datasets.BaseConcatDataset(parts), on_last_window="drop", **kwargs
+        )
+    return preprocessing.create_windows_from_events(
+        datasets.BaseConcatDataset(parts),
+        trial_start_offset_samples=0,
+        trial_stop_offset_samples=0,
+        mapping={"left": 0, "right": 1},
+        use_mne_epochs=use_mne_epochs,
+        preload=use_mne_epochs,  # epochs read fast
+        **kwargs,
+    )
+
+
+def _one_trial_each(X, trials):
+    """Whether each trial's windows are one 2 s trial's: consecutive windows 10 samples
+    apart (each window's last 40 samples the next one's first 40), and no two trials'."""
+    for t in np.unique(trials):
+        windows = X[trials == t]
+        if len(windows) != 16 or not np.array_equal(windows[1:, :, :40], windows[:-1, :, 10:]):
+            return False
+    firsts = [X[trials == t][0] for t in np.unique(trials)]
+    lasts = [X[trials == t][-1] for t in np.unique(trials)]
+    return not any(
+        np.array_equal(a[:, 10:], b[:, :40]) for a in lasts for b in firsts if a is not b
+    )
+
+
+def test_braindecode_trials_are_what_every_inference_counts():
+    """Issue 56 item 4: create_windows_from_events records each window's event
+    (``i_trial_in_dataset``, per recording); a trial is a (recording, i_trial_in_dataset)
+    pair, held out whole, and test_trials group its 16 overlapping windows."""
+    (data,) = SubjectData.from_windows_dataset(_overlapping_windows())
+    assert data.meta["trial_unit"] == "given"
+    json.dumps(data.meta["given_trials"])  # as the preprocessing cache stores meta
+    # 3 recordings x 20 trials: the last 20 % of each class's 30 trials held out, whole
+    assert len(np.unique(data.test_trials)) == 12 and len(np.unique(data.train_trials)) == 48
+    assert len(data.y_test) == 12 * 16 and len(data.y_train) == 48 * 16
+    recorded = data.meta["given_trials"]
+    assert not set(recorded["train"]) & set(recorded["test"])  # no trial on both sides
+    assert _one_trial_each(data.X_test, data.test_trials)
+    assert _one_trial_each(data.X_train, data.train_trials)
+    # a held-out subset keeps each window's trial
+    picked = data.select_test(np.arange(0, len(data.y_test), 2))
+    assert len(np.unique(picked.test_trials)) == 12
+    # braindecode's windows as an mne.Epochs (one recording): read from their metadata
+    windows = _overlapping_windows(recordings=1, use_mne_epochs=True).datasets[0].windows
+    from_epochs = SubjectData.from_epochs(windows)
+    assert from_epochs.meta["trial_unit"] == "given"
+    assert len(np.unique(from_epochs.test_trials)) == 4  # 2 of each class's 10 trials
+    assert _one_trial_each(from_epochs.X_test, from_epochs.test_trials)
+    with pytest.raises(DataFormatError, match="test splits recorded trial 0"):
+        SubjectData.from_epochs(windows, test=np.arange(len(windows)) < 8)
+
+
+def test_windows_that_record_no_trial_are_each_their_own():
+    """Epochs without braindecode's column and create_fixed_length_windows' windows."""
+    assert SubjectData.from_epochs(epochs()[0]).meta["trial_unit"] == "window"
+    (data,) = SubjectData.from_windows_dataset(_overlapping_windows(recordings=2, fixed=True))
+    assert data.meta["trial_unit"] == "window"
+    assert data.test_trials.tolist() == list(range(len(data.y_test)))
+
+
+def test_a_model_at_chance_per_trial_is_rarely_above_chance_on_braindecode_windows():
+    """Issue 56 item 4: a model whose prediction is one random class per trial (the same for
+    all 16 windows of the trial) on 12 held-out trials of overlapping braindecode windows.
+    Over trials it is called above chance in 8 of 200 seeded draws (4.0 %; 2.1 % of 4,000,
+    and exactly 1.9 %: 10 or more of 12 trials right). Counted over windows, as before
+    braindecode's trials were read (each window its own trial), in 91 of 200 (45.5 %; 39.6 %
+    of 4,000)."""
+    (data,) = SubjectData.from_windows_dataset(_overlapping_windows())
+    trials = data.test_trials
+    above = {"trial": 0, "window": 0}
+    for seed in range(200):
+        per_trial = np.random.default_rng(seed).integers(0, 2, trials.max() + 1)
+        pred = per_trial[trials]
+        for unit, grouping in (("trial", trials), ("window", np.arange(len(trials)))):
+            score = TrialScore.from_predictions(pred, data.y_test, grouping, 2)
+            above[unit] += bool(chance_table({"m": score}).iloc[0]["above_chance"])
+    assert above["trial"] <= 0.08 * 200 and above["window"] >= 0.3 * 200

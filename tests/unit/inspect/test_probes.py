@@ -292,3 +292,54 @@ def test_the_iia_interval_counts_trials_not_pairs(model):
     trial_width = by_trial.ci_high - by_trial.ci_low
     assert trial_width >= 3 * (by_pair.ci_high - by_pair.ci_low)
     assert by_trial.ci_low <= by_trial.iia <= by_trial.ci_high
+
+
+def _drawn_intervals(fig) -> set[tuple[float, float]]:
+    """Every error bar the figure draws, as (low, high) rounded to 6 places."""
+    bars = set()
+    for container in fig.axes[0].containers:
+        for collection in container.lines[2]:
+            for segment in collection.get_segments():
+                bars.add(tuple(round(float(v), 6) for v in sorted(segment[:, 1])))
+    return bars
+
+
+def test_several_subjects_get_their_own_intervals_and_a_subject_level_one_never_a_pool():
+    """Issue 56 item 7: the figure pooled every subject's pairs into one Clopper-Pearson
+    interval (0.448-0.486 on the demo's 8 models, where each subject's own was 0.15 wide).
+    Two subjects: each subject's own interval over its trials, and the mean of their IIA with
+    a t interval over subjects, drawn; the pooled interval nowhere."""
+    import pandas as pd
+
+    from emg_lens.inspect.interchange import over_subjects
+    from emg_lens.inspect.plots import plot_interchange
+    from emg_lens.inspect.probe_report import ProbeReport
+    from emg_lens.studies.stats import t_interval
+
+    table = pd.DataFrame({
+        "subject": [1, 2, 1, 2], "cut": "none", "layer": [0, 0, 1, 1], "group": "acc",
+        "k": [30, 44, 60, 52], "n": 64, "ci_low": [0.30, 0.52, 0.85, 0.70],
+        "ci_high": [0.62, 0.82, 0.99, 0.92], "unit": "trial", "trials": 16,
+    })  # fmt: skip
+    fig = plot_interchange(table)
+    drawn = _drawn_intervals(fig)
+    for row in table.itertuples():
+        assert (round(row.ci_low, 6), round(row.ci_high, 6)) in drawn
+    for _, rows in table.groupby("layer"):
+        mean = tuple(round(v, 6) for v in t_interval(rows["k"] / rows["n"], 0.95))
+        pooled = tuple(round(float(v), 6) for v in clopper_pearson(rows["k"].sum(), 128))
+        assert mean in drawn and pooled not in drawn
+    title = fig.axes[0].get_title()
+    assert "2 subjects" in title and "t interval over subjects" in title
+    assert "resampling its trials" in title
+    summary = over_subjects(table).set_index("layer")
+    assert summary.loc[0, "iia"] == pytest.approx((30 / 64 + 44 / 64) / 2)
+    assert summary.loc[0, "subjects"] == 2 and summary.loc[0, ["k", "n"]].tolist() == [74, 128]
+    probes = pd.DataFrame({"subject": 1, "cut": "none", "layer": [0], "group": "acc",
+                           "accuracy": 0.5, "control_accuracy": 0.5, "selectivity": 0.0,
+                           "chance": 0.5, "folds": 2, "fold_unit": "trial"})  # fmt: skip
+    printed = ProbeReport(probes, table, {"interchange": "acc"}).summary()
+    assert "interchange acc at layer 0, cut none: IIA 0.578, the mean of 2 subjects'" in printed
+    # one subject: its own interval, as before
+    one = plot_interchange(table[table["subject"] == 1])
+    assert (0.3, 0.62) in _drawn_intervals(one) and "2 subjects" not in one.axes[0].get_title()
