@@ -410,6 +410,51 @@ def check_gradients_reach_the_scores(name, model):
             assert (grad == 0).all()
 
 
+def _cuts_leaving_a_query_no_key(model) -> dict[str, dict[int, torch.Tensor]]:
+    """``{keyword: {layer: mask}}``, the forward keyword and a cut in every layer (a stemmed
+    model's, ``stem_edge_masks``, where it has no shared stack) that leaves query 1 (or the only
+    one) no key at all, and the other queries their own key and some others."""
+    stems = model.cfg.n_layers == 0
+    n_layers = model.cfg.n_stem_layers if stems else model.cfg.n_layers
+    masks = {}
+    for layer in range(n_layers):
+        mask = _random_mask(model, 0, seed=layer) if stems else _cut(model, layer, seed=layer)
+        mask[:, min(1, mask.shape[1] - 1)] = True
+        masks[layer] = mask
+    return {"stem_edge_masks" if stems else "edge_masks": masks}
+
+
+@check(ATTENTION_HOOKS)
+def check_gradients_are_finite_with_a_query_left_no_key(name, model):
+    """A query whose keys are all cut attends to nothing in the backward pass too (issue 57):
+    every parameter's gradient is finite, on the fast path (nothing hooked; an attached
+    model's own fused kernel with the cut) and on the explicit one, and the gradient at such a
+    row's scores is zero. (A softmax over -inf only has a NaN gradient; it used to reach every
+    upstream parameter of the attached, explicit-softmax and zoo models.)"""
+    cuts = _cuts_leaving_a_query_no_key(model)
+    x = model.example_input(2)
+    kept = []
+
+    def keep(scores, hook):
+        scores.retain_grad()
+        kept.append(scores)
+
+    for fwd in ([], [(lambda n: n.endswith("attn.hook_attn_scores"), keep)]):
+        model.zero_grad(set_to_none=True)
+        out = model.run_with_hooks(x, fwd_hooks=fwd, **cuts)
+        out.square().sum().backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad(set_to_none=True)
+        assert grads, "no parameter has a gradient"
+        bad = sorted(n for n, g in grads.items() if not torch.isfinite(g).all())
+        assert not bad, f"non-finite gradients ({'hooked' if fwd else 'fast'} path): {bad}"
+        assert any(g.abs().sum() > 0 for g in grads.values())
+    empty = [(scores == float("-inf")).all(-1) for scores in kept]
+    assert any(rows.any() for rows in empty)
+    for scores, rows in zip(kept, empty, strict=True):
+        assert (scores.grad[rows] == 0).all()
+
+
 @check(ATTENTION_HOOKS, stack=True)
 def check_an_edge_cut_equals_the_models_own_mask(name, model):
     """Where the original takes a mask of its own, a cut in every layer equals it computed
