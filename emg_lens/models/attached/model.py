@@ -218,6 +218,10 @@ class AttachedModel(HookedBiosignalModel):
         }
 
     # ------------------------------------------------------------------ what it is
+    def name_in_messages(self) -> str:
+        """``AttachedModel of`` the user's class."""
+        return f"AttachedModel of {type(self.model).__name__}"
+
     @property
     def layout(self) -> TokenLayout:
         """The token layout every attention call sees; a model whose calls see different
