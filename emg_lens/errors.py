@@ -36,6 +36,7 @@ __all__ = [
     "InputValueError",
     "LayoutError",
     "MissingDependencyError",
+    "ModelInUseError",
     "SpecError",
     "StorageError",
     "StudyError",
@@ -208,6 +209,12 @@ class UnsupportedModuleError(ConversionError, TypeError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ModelInUseError(EmgLensError, RuntimeError):
+    """A model's call from one thread while another thread uses it with hooks (TransformerLens's
+    hooks live on the model's modules, shared by every thread); the message names the model,
+    both threads and what to do: a copy of the model per thread (``copy.deepcopy``)."""
 
 
 class AttachError(EmgLensError, ValueError):
