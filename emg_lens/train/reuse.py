@@ -61,7 +61,13 @@ from typing import Any
 import torch
 
 from emg_lens._io import atomic_write, make_folder
-from emg_lens.data.cache import TRAINED_FOLDER, cache_max_bytes, default_cache_dir, evict
+from emg_lens.data.cache import (
+    TRAINED_FOLDER,
+    cache_max_bytes,
+    default_cache_dir,
+    evict,
+    warn_foreign_files,
+)
 from emg_lens.errors import StorageError, UndigestibleStateError
 from emg_lens.provenance import code_digest, json_digest, state_digest, tensor_digest
 from emg_lens.train.model_code import code_files, files_key, model_code, stale_code
@@ -191,6 +197,7 @@ class TrainedEntry:
         on_cpu = all(t.device.type == "cpu" for t in (*model.parameters(), *model.buffers()))
         if folder is None or not on_cpu or X.device.type != "cpu" or _hooked(model):
             return None
+        warn_foreign_files(folder)  # a folder of the user's given as the cache: said, once
         described = _keyable(model)
         if described is None:
             return None

@@ -257,11 +257,13 @@ def user_code(tmp_path, monkeypatch):
     imports them (or gives the modules imported already)."""
     tag = tmp_path.name.replace("-", "_")
     names = {"model": f"user_model_{tag}", "helper": f"user_helper_{tag}"}
-    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "code"  # beside the cache's folder, not in it
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
 
     def write(gain: float = 1.0, body: str = "signals * self.scale * helper.GAIN") -> None:
-        (tmp_path / f"{names['helper']}.py").write_text(f"GAIN = {gain!r}\n")
-        (tmp_path / f"{names['model']}.py").write_text(
+        (folder / f"{names['helper']}.py").write_text(f"GAIN = {gain!r}\n")
+        (folder / f"{names['model']}.py").write_text(
             f"import {names['helper']} as helper\n"
             "from emg_lens.models import IsoNet\n\n\n"
             "class Mine(IsoNet):\n"
