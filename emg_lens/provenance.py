@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import random
+import re
 import types
 import weakref
 from collections.abc import Iterable
@@ -219,7 +220,9 @@ def state_digest(model: torch.nn.Module, modules: set[str] | None = None) -> str
             state[path] = {"same as": paths[id(module)]}
             continue
         own = {k: v for k, v in vars(module).items() if not _machinery(module, k)}
-        state[path] = {"class": _qualified(type(module)), "state": walker.walk(own, path)}
+        where = f"{path}." if path else ""
+        own_state = {k: walker.walk(v, f"{where}{k}") for k, v in own.items()}
+        state[path] = {"class": _qualified(type(module)), "state": own_state}
         walker.modules.add(type(module).__module__)
     digest.update(json.dumps(state, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()
@@ -322,6 +325,8 @@ class _StateWalker:
 
     def _compound(self, value: Any, where: str, depth: int) -> Any:
         walk = functools.partial(self.walk, depth=depth)
+        if isinstance(value, re.Pattern):
+            return {"pattern": walk([value.pattern, value.flags], where)}
         if isinstance(value, slice | range):
             parts = (value.start, value.stop, value.step)
             return {type(value).__name__: [walk(p, where) for p in parts]}
@@ -330,7 +335,9 @@ class _StateWalker:
         if isinstance(value, list | tuple) and type(value) in (list, tuple, torch.Size):
             kind = type(value).__name__
             return {kind: [walk(v, f"{where}[{i}]") for i, v in enumerate(value)]}
-        if isinstance(value, dict) and type(value).__module__ in ("builtins", "collections"):
+        if isinstance(value, types.MappingProxyType) or (
+            isinstance(value, dict) and type(value).__module__ in ("builtins", "collections")
+        ):
             items = [
                 [walk(k, f"{where} key"), walk(v, f"{where}[{k!r}]")] for k, v in value.items()
             ]
@@ -372,8 +379,8 @@ class _StateWalker:
             state = {k: walk(v, f"{where}.{k}") for k, v in _slots(value).items()}
             return {"object": _qualified(type(value)), "state": state}
         raise UndigestibleStateError(
-            f"{where or 'the model'} holds a {_qualified(type(value))}, whose state a digest "
-            "cannot read"
+            f"{where or 'the model'} holds an object of type {_qualified(type(value))}, whose "
+            "state a digest cannot read"
         )
 
 

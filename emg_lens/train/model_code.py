@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import ast
 import collections
+import contextlib
 import importlib.machinery
 import importlib.util
-import inspect
 import site
 import sys
 import sysconfig
@@ -260,7 +260,9 @@ def _constants(
 ) -> Iterator[tuple[str, Any, Any]]:
     """``(name, running value, the file's value)`` of every name the file assigns once, to an
     immutable literal, at its top or at the top of a class body (the module's class, and the
-    model's class of that name, which may be older), and rebinds nowhere else."""
+    model's class of that name, which may be older), and rebinds nowhere else; where the
+    running value is a literal too (a class can make its own of it: an enum's member, a named
+    tuple's field)."""
     stores = collections.Counter(
         node.id
         for node in ast.walk(tree)
@@ -290,11 +292,12 @@ def _constants(
                 written = ast.literal_eval(value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
-            if not isinstance(written, _IMMUTABLE):
+            if type(written) not in _IMMUTABLE:
                 continue
             for owner in owners:
                 live = vars(owner).get(target, _MISSING)
-                yield f"{prefix}{target}", live, written
+                if type(live) in _IMMUTABLE:  # not made into an enum member, a field, ...
+                    yield f"{prefix}{target}", live, written
 
 
 _MISSING = object()
@@ -348,12 +351,19 @@ def _defines_code(value: Any) -> bool:
 
 
 def _functions(value: Any) -> list[types.FunctionType]:
+    """The functions a class attribute runs: a method's, a property's accessors, and what a
+    decorator wraps (``__wrapped__``, or a function its wrapper closes over)."""
     if isinstance(value, staticmethod | classmethod):
         value = value.__func__
-    if isinstance(value, property):
-        return [
-            f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType)
-        ]
-    if isinstance(value, types.FunctionType):
-        return [f for f in {value, inspect.unwrap(value)} if isinstance(f, types.FunctionType)]
-    return []
+    todo = [value.fget, value.fset, value.fdel] if isinstance(value, property) else [value]
+    found: dict[int, types.FunctionType] = {}
+    while todo:
+        function = todo.pop()
+        if not isinstance(function, types.FunctionType) or id(function) in found:
+            continue
+        found[id(function)] = function
+        todo.append(getattr(function, "__wrapped__", None))
+        for cell in function.__closure__ or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                todo.append(cell.cell_contents)
+    return list(found.values())
