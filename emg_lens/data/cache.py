@@ -369,10 +369,18 @@ def foreign_files(folder: str | Path) -> list[Path]:
     found = []
     for path in _listing(folder):
         if path.name == TRAINED_FOLDER and path.is_dir():
-            found += [p for p in _listing(path) if p.is_dir() or not is_cache_file(p)]
-        elif path.is_dir() or not (is_cache_file(path) or _arrays_of_an_entry(path)):
+            found += [p for p in _listing(path) if p.is_dir() or not _ours(p)]
+        elif path.is_dir() or not (_ours(path) or _arrays_of_an_entry(path)):
             found.append(path)
     return sorted(found)
+
+
+def _ours(path: Path) -> bool:
+    """The cache's file, or a temporary file another process is writing now (perhaps still
+    too short to tell)."""
+    temp = _TEMP_NAME.fullmatch(path.name)
+    pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")[2]
+    return is_cache_file(path) or bool(temp and pid.isdigit() and pid_alive(int(pid)))
 
 
 _warned: set[Path] = set()

@@ -252,6 +252,18 @@ def test_a_users_data_folder_as_the_cache_loses_nothing(tmp_path, monkeypatch, c
     assert {path: path.read_bytes() for path in theirs if path.exists()} == theirs
 
 
+def test_a_file_another_process_is_writing_is_not_called_foreign(tmp_path):
+    """Processes share a cache: another's temporary file, still empty, is not the user's."""
+    from emg_lens.data.cache import foreign_files
+
+    stem = f"synthetic_s1_{'a' * 20}.npz"
+    writing = tmp_path / f"{stem}.{os.getpid()}.tmp"
+    left = tmp_path / f"{stem}.{_dead_pid()}.tmp"
+    for path in (writing, left):
+        path.write_bytes(b"")
+    assert foreign_files(tmp_path) == [left]
+
+
 def test_entries_written_before_the_mark_are_adopted_by_their_key(tmp_path):
     """An entry as the cache wrote it before its mark (JSON ``{"key": ...}`` first, arrays
     without the mark) is read and, being the cache's (the key its name is made from), evicted;
