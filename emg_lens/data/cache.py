@@ -400,9 +400,9 @@ def warn_foreign_files(folder: str | Path) -> None:
         shown = ", ".join(p.name for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         warnings.warn(
             f"the cache folder {folder} (${CACHE_ENV}, or cache_dir=) holds {len(foreign)} "
-            f"file(s) the cache did not write ({shown}); the cache reads and removes only its "
-            f"own entries, so they are safe, but give the cache a folder of its own (an empty "
-            f"or a new one)",
+            f"file(s) or folder(s) the cache did not write ({shown}); the cache reads and "
+            "removes only its own entries, so they are safe, but give the cache a folder of its "
+            "own (an empty or a new one)",
             stacklevel=3,
         )
 

@@ -244,7 +244,7 @@ def test_a_users_data_folder_as_the_cache_loses_nothing(tmp_path, monkeypatch, c
     assert len(foreign) == 1, foreign  # once a process
     assert (
         f"the cache folder {data_folder}" in foreign[0]
-        and "holds 7 file(s) the cache did not write (emg_s1_" in foreign[0]
+        and "holds 7 file(s) or folder(s) the cache did not write (emg_s1_" in foreign[0]
     )
     ours = sorted(p.name for p in data_folder.glob("synthetic_s*"))
     assert ours == ([] if cap_gb == "0" else sorted(ours))

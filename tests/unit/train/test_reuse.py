@@ -31,8 +31,9 @@ RECIPE = TrainConfig(epochs=2, batch_size=8, lr=3e-3, seed=3, progress=False, ed
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path))
-    return tmp_path / TRAINED_FOLDER
+    """A cache folder of the test's own (beside, not holding, the files a test writes)."""
+    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / TRAINED_FOLDER
 
 
 def _windows(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +258,7 @@ def user_code(tmp_path, monkeypatch):
     imports them (or gives the modules imported already)."""
     tag = tmp_path.name.replace("-", "_")
     names = {"model": f"user_model_{tag}", "helper": f"user_helper_{tag}"}
-    folder = tmp_path / "code"  # beside the cache's folder, not in it
+    folder = tmp_path / "code"
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
 
