@@ -86,10 +86,12 @@ def code_files(model: torch.nn.Module, modules: Iterable[str] = ()) -> dict[str,
     bases), the modules named in ``modules`` (those of the functions and objects it holds), and
     the user's own files (`_local`) that these import, directly or not. None where one of the
     classes or named modules has no file (a notebook cell, a REPL)."""
-    names = set(modules) | {c.__module__ for c in _classes(model) for c in c.__mro__}
+    names = set(modules) | {base.__module__ for cls in _classes(model) for base in cls.__mro__}
     files: dict[str, Path] = {}
-    for name in sorted(n for n in names if not _known(n)):
+    for name in sorted(names):
         path = _module_file(name)
+        if _known(name, path):
+            continue
         if path is None:
             return None
         files[name] = path
@@ -97,10 +99,8 @@ def code_files(model: torch.nn.Module, modules: Iterable[str] = ()) -> dict[str,
     while todo:
         name = todo.pop()
         for imported in _imports(name, files[name]):
-            if imported in files or _known(imported):
-                continue
-            path = _module_file(imported)
-            if path is not None and _local(path):
+            path = None if imported in files else _module_file(imported)
+            if path is not None and _local(path) and not _known(imported, path):
                 files[imported] = path
                 todo.append(imported)
     return files
@@ -137,9 +137,13 @@ def _classes(model: torch.nn.Module) -> set[type]:
     return {type(module) for module in model.modules()}
 
 
-def _known(name: str) -> bool:
+def _known(name: str, path: Path | None) -> bool:
+    """Code keyed otherwise: emg_lens's (its digest), torch's (its version), the interpreter's
+    (a standard module, from the standard library's folder or built in; a file of the user's
+    that happens to share a standard module's name is the user's)."""
     top = name.partition(".")[0]
-    return top in _KNOWN or top in sys.stdlib_module_names
+    standard = top in sys.stdlib_module_names and (path is None or not _local(path))
+    return top in _KNOWN or standard
 
 
 def _installed_roots() -> list[Path]:
