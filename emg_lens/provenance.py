@@ -46,6 +46,7 @@ __all__ = [
     "files_digest",
     "json_digest",
     "model_digest",
+    "module_state_digest",
     "source_digest",
     "state_digest",
     "tensor_digest",
@@ -210,6 +211,26 @@ def state_digest(model: torch.nn.Module, modules: set[str] | None = None) -> str
             first[id(tensor)] = name
             trains = str(tensor.requires_grad) if kind == "parameter" else ""
             _hash_tensor(digest, tensor, kind, name, trains)
+    digest.update(module_state_digest(model, modules, modes=True).encode())
+    return digest.hexdigest()
+
+
+def module_state_digest(
+    model: torch.nn.Module, modules: set[str] | None = None, *, modes: bool = False
+) -> str:
+    """The part of `state_digest` that is not the parameters and buffers: each module's class,
+    path and state that is not a tensor, with its ``training`` flag only where ``modes``.
+    Without the flags it is what a training must leave as it found (`emg_lens.train.reuse`
+    keeps no training that changes it: a read-back could not restore it).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> before, with_modes = module_state_digest(model), module_state_digest(model, modes=True)
+    >>> _ = model.eval()  # its training flags only
+    >>> module_state_digest(model) == before, module_state_digest(model, modes=True) == with_modes
+    (True, False)
+    """
     paths = {}
     for path, module in model.named_modules(remove_duplicate=False):
         paths.setdefault(id(module), path)
@@ -220,12 +241,14 @@ def state_digest(model: torch.nn.Module, modules: set[str] | None = None) -> str
             state[path] = {"same as": paths[id(module)]}
             continue
         own = {k: v for k, v in vars(module).items() if not _machinery(module, k)}
+        if not modes:
+            own.pop("training", None)
         where = f"{path}." if path else ""
         own_state = {k: walker.walk(v, f"{where}{k}") for k, v in own.items()}
         state[path] = {"class": _qualified(type(module)), "state": own_state}
         walker.modules.add(type(module).__module__)
-    digest.update(json.dumps(state, sort_keys=True, separators=(",", ":")).encode())
-    return digest.hexdigest()
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # What every torch module holds that is not its own state: its tensors and submodules (walked

@@ -17,10 +17,12 @@ attached (it would run in the training), or a module class whose code has no fil
 a notebook cell or a REPL); with a warning saying why, where a module's ``forward`` is set on
 the instance (not its class's code), where the code that runs is not its file's (a class or
 helper edited since it was imported, in a notebook that did not reload it:
-`emg_lens.train.model_code.stale_code`), or where it holds an object whose state cannot be
-read. An entry holds the trained state dict, the history and torch's global random state after
-the training (dropout draws from it), so what runs after `fit` runs as it would after the
-training. Only CPU trainings are kept (a GPU's kernels need not be deterministic).
+`emg_lens.train.model_code.stale_code`), where it holds an object whose state cannot be
+read, or where the training changed its state beyond its tensors (an attribute counting steps:
+a read-back could not restore it). An entry holds the trained state dict and the buffers it
+leaves out, the history and torch's global random state after the training (dropout draws from
+it), so what runs after `fit` runs as it would after the training. Only CPU trainings are kept
+(a GPU's kernels need not be deterministic).
 
 Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
 (`emg_lens.data.cache.default_cache_dir`: ``$EMG_LENS_CACHE``, or the user cache directory;
@@ -69,7 +71,13 @@ from emg_lens.data.cache import (
     warn_foreign_files,
 )
 from emg_lens.errors import StorageError, UndigestibleStateError
-from emg_lens.provenance import code_digest, json_digest, state_digest, tensor_digest
+from emg_lens.provenance import (
+    code_digest,
+    json_digest,
+    module_state_digest,
+    state_digest,
+    tensor_digest,
+)
 from emg_lens.train.model_code import code_files, files_key, model_code, stale_code
 
 __all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "model_code", "training_key"]
@@ -78,7 +86,7 @@ __all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "model_code", "tra
 REUSE_VERSION = 2
 """Part of every key: bump it when what an entry holds changes."""
 
-_ENTRY_KEYS = {"key", "state", "result", "rng"}
+_ENTRY_KEYS = {"key", "state", "unsaved", "result", "rng"}
 
 
 def _hooked(model: torch.nn.Module) -> bool:
@@ -177,8 +185,15 @@ class TrainedEntry:
     """Where the training of one key is kept (``folder / "<key>.pt"``): `read` it into a
     model, or `write` a model just trained."""
 
-    def __init__(self, folder: Path, key: str, max_bytes: int | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        key: str,
+        max_bytes: int | None = None,
+        module_state: str | None = None,
+    ):
         self.key, self.path, self.max_bytes = key, folder / f"{key}.pt", max_bytes
+        self.module_state = module_state  # module_state_digest before the training
 
     @classmethod
     def of(
@@ -203,26 +218,30 @@ class TrainedEntry:
             return None
         state, code = described
         key = training_key(model, X, y, cfg, edge_masks, code, state=state)
-        return cls(folder / TRAINED_FOLDER, key, cache_max_bytes())
+        return cls(folder / TRAINED_FOLDER, key, cache_max_bytes(), module_state_digest(model))
 
     def read(self, model: torch.nn.Module, like: dict[str, Any]) -> dict[str, Any] | None:
-        """Load the kept weights into ``model`` and torch's random state as the training left
-        it; returns the history (`TrainResult`'s fields: ``like``'s names and types), or None
-        where nothing whole is kept. An entry that does not read back exactly (`_check`) is a
-        warning, removed, and None (the caller trains from the start): ``model`` is touched
-        only once the whole entry is checked, and put back where loading still fails."""
+        """Load the kept weights (and buffers the state dict leaves out) into ``model`` and
+        torch's random state as the training left it; returns the history (`TrainResult`'s
+        fields: ``like``'s names and types), or None where nothing whole is kept. An entry that
+        does not read back exactly (`_check`) is a warning, removed, and None (the caller
+        trains from the start): ``model`` is touched only once the whole entry is checked, and
+        put back where loading still fails."""
         if not self.path.is_file():
             return None
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        unsaved = {k: v.detach().clone() for k, v in _unsaved(model).items()}
         try:
             # Any failure is a damaged entry: cut short (a zip error), a payload weights_only
             # refuses (pickle.UnpicklingError), values of other kinds (_check).
             kept = torch.load(self.path, map_location="cpu", weights_only=True)
-            _check(kept, self.key, before, like)
+            _check(kept, self.key, before, unsaved, like)
             try:
                 model.load_state_dict(kept["state"])
+                _set_unsaved(model, kept["unsaved"])
             except BaseException:
                 model.load_state_dict(before)
+                _set_unsaved(model, unsaved)
                 raise
         except FileNotFoundError:  # removed between the look and the read: a plain miss
             return None
@@ -241,12 +260,23 @@ class TrainedEntry:
         return kept["result"]
 
     def write(self, model: torch.nn.Module, result: dict[str, Any]) -> None:
-        """Keep ``model``'s trained weights, ``result`` and torch's random state now, then
-        bring the cache within its cap (`evict`, given ``max_bytes``). A folder that cannot be
-        written is a warning: the training stands, it is not kept."""
+        """Keep ``model``'s trained weights (and buffers the state dict leaves out),
+        ``result`` and torch's random state now, then bring the cache within its cap (`evict`,
+        given ``max_bytes``). A folder that cannot be written is a warning: the training
+        stands, it is not kept; so is a training that changed the model's state beyond its
+        tensors (`emg_lens.provenance.module_state_digest`), which a read-back could not
+        restore."""
+        try:
+            changed = self.module_state not in (None, module_state_digest(model))
+        except UndigestibleStateError:  # the training left an object that cannot be read
+            changed = True
+        if changed:
+            _not_kept(model, "its training changed its state beyond its tensors (an attribute)")
+            return
         kept = {
             "key": self.key,
             "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "unsaved": {k: v.detach().cpu() for k, v in _unsaved(model).items()},
             "result": result,
             "rng": torch.get_rng_state(),
         }
@@ -259,29 +289,36 @@ class TrainedEntry:
             warnings.warn(f"the training is not kept ({exc})", stacklevel=3)
 
 
-def _check(kept: Any, key: str, state: dict[str, torch.Tensor], like: dict[str, Any]) -> None:
+def _unsaved(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers ``model``'s state dict leaves out (registered with ``persistent=False``)."""
+    saved = model.state_dict().keys()
+    return {name: b for name, b in model.named_buffers() if name not in saved}
+
+
+def _set_unsaved(model: torch.nn.Module, values: dict[str, torch.Tensor]) -> None:
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for name, value in values.items():
+            buffers[name].copy_(value)
+
+
+def _check(
+    kept: Any,
+    key: str,
+    state: dict[str, torch.Tensor],
+    unsaved: dict[str, torch.Tensor],
+    like: dict[str, Any],
+) -> None:
     """``kept`` as `TrainedEntry.write` writes it for ``key``, for a model whose state dict is
-    ``state`` (the same names, shapes and dtypes, finite) and a history like ``like``; else a
-    ValueError saying what differs."""
+    ``state`` and whose other buffers are ``unsaved`` (the same names, shapes and dtypes,
+    finite) and a history like ``like``; else a ValueError saying what differs."""
     if not isinstance(kept, dict) or set(kept) != _ENTRY_KEYS:
         found = sorted(kept) if isinstance(kept, dict) else type(kept).__name__
         raise ValueError(f"it holds {found}, not {sorted(_ENTRY_KEYS)}")
     if kept["key"] != key:
         raise ValueError("it holds another key")
-    weights = kept["state"]
-    if not isinstance(weights, dict) or set(weights) != set(state):
-        names = set(weights) if isinstance(weights, dict) else set()
-        missing, extra = sorted(set(state) - names)[:3], sorted(names - set(state))[:3]
-        raise ValueError(f"its weights do not fit the model (missing {missing}, extra {extra})")
-    for name, tensor in weights.items():
-        want = state[name]
-        if not isinstance(tensor, torch.Tensor) or (tensor.shape, tensor.dtype) != (
-            want.shape,
-            want.dtype,
-        ):
-            raise ValueError(f"its tensor {name!r} is not a {want.dtype} {list(want.shape)}")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"its tensor {name!r} holds NaN or inf")
+    _check_tensors(kept["state"], state, "weights")
+    _check_tensors(kept["unsaved"], unsaved, "buffers the state dict leaves out")
     rng = kept["rng"]
     generator = torch.get_rng_state()
     if not isinstance(rng, torch.Tensor) or (rng.dtype, rng.shape) != (
@@ -297,3 +334,20 @@ def _check(kept: Any, key: str, state: dict[str, torch.Tensor], like: dict[str, 
         numbers = all(type(v) in (int, float) and math.isfinite(v) for v in items)
         if type(value) is not type(like[name]) or not numbers:
             raise ValueError(f"its history's {name} = {value!r} is not what a training records")
+
+
+def _check_tensors(found: Any, expected: dict[str, torch.Tensor], what: str) -> None:
+    """``found`` holds tensors of ``expected``'s names, shapes and dtypes, and finite."""
+    if not isinstance(found, dict) or set(found) != set(expected):
+        names = set(found) if isinstance(found, dict) else set()
+        missing, extra = sorted(set(expected) - names)[:3], sorted(names - set(expected))[:3]
+        raise ValueError(f"its {what} do not fit the model (missing {missing}, extra {extra})")
+    for name, tensor in found.items():
+        want = expected[name]
+        if not isinstance(tensor, torch.Tensor) or (tensor.shape, tensor.dtype) != (
+            want.shape,
+            want.dtype,
+        ):
+            raise ValueError(f"its tensor {name!r} is not a {want.dtype} {list(want.shape)}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"its tensor {name!r} holds NaN or inf")

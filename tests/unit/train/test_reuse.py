@@ -406,3 +406,62 @@ def test_a_pickle_payload_is_refused_with_a_warning_not_run(cache, tmp_path):
     with pytest.warns(UserWarning, match="unreadable kept training.*UnpicklingError"):
         again, _, said, _ = _train(X, y)
     assert not flag.exists() and not _said_reused(said) and _same(fresh, again)
+
+
+COUNTING = """\
+import torch
+from emg_lens.models import IsoNet
+
+
+class Counting(IsoNet):
+    '''Counts the windows it trains on: in a buffer the state dict leaves out, or in a plain
+    attribute (``attribute=True``).'''
+
+    def __init__(self, cfg, attribute=False):
+        super().__init__(cfg)
+        self.attribute, self.seen_count = attribute, 0
+        self.register_buffer("seen", torch.zeros(1), persistent=False)
+
+    def forward(self, signals, **kwargs):
+        if self.training:
+            if self.attribute:
+                self.seen_count += len(signals)
+            else:
+                self.seen += len(signals)
+        return super().forward(signals, **kwargs)
+"""
+
+
+@pytest.fixture
+def counting(tmp_path, monkeypatch):
+    name = f"counting_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / f"{name}.py").write_text(COUNTING)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    import importlib
+
+    yield importlib.import_module(name).Counting
+    sys.modules.pop(name, None)
+
+
+def test_buffers_the_state_dict_leaves_out_are_read_back_as_trained(cache, counting):
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    trained = counting(cfg)
+    assert not _fit(trained, X, y)
+    assert float(trained.seen) == 2 * len(X)  # two epochs
+    again = counting(cfg)
+    assert _fit(again, X, y)
+    assert torch.equal(again.seen, trained.seen) and _same(again, trained)
+
+
+def test_a_training_that_changes_an_attribute_is_not_kept(cache, counting):
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    with pytest.warns(UserWarning, match="its training changed its state beyond its tensors"):
+        assert not _fit(counting(cfg, attribute=True), X, y)
+    assert not list(cache.glob("*.pt"))
+    again = counting(cfg, attribute=True)
+    with pytest.warns(UserWarning, match="beyond its tensors"):
+        assert not _fit(again, X, y)
+    assert again.seen_count == 2 * len(X)
