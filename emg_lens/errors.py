@@ -41,6 +41,7 @@ __all__ = [
     "StorageError",
     "StudyError",
     "TrainingDivergedError",
+    "UndigestibleStateError",
     "UnplacedChannelError",
     "UnsupportedFeatureError",
     "UnsupportedModuleError",
@@ -132,6 +133,13 @@ class StorageError(EmgLensError, OSError):
 
     def __str__(self) -> str:  # the message, not OSError's "[Errno N] ..." rendering
         return str(self.args[0])
+
+
+class UndigestibleStateError(EmgLensError, TypeError):
+    """A model holds state that a digest cannot describe (an object that shows no readable
+    state, such as an open file or a C extension's handle), so nothing computed from it can be
+    reused: the message names the attribute (``blocks.0.attn.helper``) and its type
+    (`emg_lens.provenance.state_digest` raises it)."""
 
 
 class StudyError(EmgLensError, RuntimeError):
