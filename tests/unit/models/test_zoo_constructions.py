@@ -20,7 +20,8 @@ REVE and MetaNeuromotorHand are built narrower than braindecode's defaults (the 
 parameters; their widths or depth only) so that the table runs in seconds (MetaNeuromotorHand,
 whose featurizer reads 16 channels x 32,000 samples, in 25 s of CPU each, marked slow); at the
 defaults every one opens the same (checked by hand: issue 47's report; CBraMod's 21 again for
-issue 61; MetaNeuromotorHand's 6 at its 15 blocks for issue 58). REVE is built from a position
+issue 61; for issue 58, MetaNeuromotorHand's 6 at its 15 blocks and REVE's 4 at its 22 layers
+of width 512). REVE is built from a position
 bank written to disk (`tests.unit.models.table.reve_positions`), which braindecode otherwise
 downloads."""
 
