@@ -192,7 +192,7 @@ def _recall(model, X, y, cut=None):
 @pytest.mark.slow
 def test_cutting_the_keys_of_the_planted_lags_loses_their_class():
     """On held-out windows the trained model tells every class (recall 1.0 at seeds 0..9 on
-    one and two threads); cutting the edges from "now" to the keys holding lags 8..15 (every
+    one thread, 0..3 on two); cutting the edges from "now" to the keys holding lags 8..15 (every
     frame, both heads) loses the past burst's class (recall 0 at those seeds) and keeps the
     others; the control cut, the same number of keys holding lags 0..7, keeps the past
     burst's class (recall 1.0). Asserted with margins: recall at least 0.8 where kept, at
