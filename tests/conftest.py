@@ -12,6 +12,12 @@ import pytest
 import torch
 
 from tests.shared_on_disk import SharedOnDisk
+from tests.slow_marker import (  # noqa: F401 (hooks: the slow marker kept true)
+    pytest_configure,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 
 @pytest.fixture(autouse=True)

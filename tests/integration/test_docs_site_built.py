@@ -4,9 +4,9 @@ test_report_browser.py does): every guide page, the nine notebooks with their fi
 page per public module with its docstrings' examples, and the index and a gallery page opening
 from the file system with their figures shown and nothing fetched from the network.
 
-The site takes minutes to build (the notebooks execute), so `make test` does not build it:
-.ci/run runs ``make docs`` after ``make test`` and then this file. Without site/ it skips,
-saying so, and fails in CI (``CI`` set), where .ci/run has built it.
+The site takes minutes to build (the notebooks execute), so `make test` builds it first
+(``make docs``) and then runs the suite with this file. Without site/ (a bare pytest) it
+skips, saying so, and fails in CI (``CI`` set), where `make test` has built it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ PNG = re.compile(r'<img[^>]+src="data:image/png;base64,')
 def _site_or_skip():
     if not (SITE / "index.html").is_file():
         if os.environ.get("CI"):
-            pytest.fail("site/ was not built: .ci/run runs `make docs` before this test")
+            pytest.fail("site/ was not built: `make test` runs `make docs` before the suite")
         pytest.skip("site/ is not built: `make docs` builds it")
 
 
