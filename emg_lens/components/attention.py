@@ -62,6 +62,7 @@ from emg_lens.components.attend import (
     pattern_of,
     zero_empty_rows,
 )
+from emg_lens.components.init import ConfigInit
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.components.mlp import add_bias
 from emg_lens.components.rotary import Rotary
@@ -139,7 +140,7 @@ def _matmul_heads(
     return out.view(*x.shape[:-1], *b.shape)
 
 
-class Attention(nn.Module):
+class Attention(ConfigInit, nn.Module):
     """Multi-head attention: ``W_Q, W_K, W_V [n_heads, d_model, d_head]``,
     ``W_O [n_heads, d_head, d_model]``, ``b_Q, b_K, b_V [n_heads, d_head]``, ``b_O [d_model]``.
 
@@ -154,6 +155,7 @@ class Attention(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
+        self.init_std = cfg.init_range
         h, d_model, d_head = cfg.n_heads, cfg.d_model, cfg.d_head
         self.W_Q = nn.Parameter(torch.empty(h, d_model, d_head, dtype=cfg.dtype))
         self.W_K = nn.Parameter(torch.empty(h, d_model, d_head, dtype=cfg.dtype))
@@ -191,6 +193,17 @@ class Attention(nn.Module):
         # d_model, 1] and write_mask [head_index, 1, d_model] (1 where a head reads / writes).
         for name in ("base_mask", "read_mask", "write_mask"):
             self.register_buffer(name, None, persistent=False)
+
+    def draw_parameter(self, name: str, param: torch.Tensor) -> None:
+        """The config's draw, then zero where a head structure has no weight: the rows of
+        ``W_Q``, ``W_K``, ``W_V`` a head does not read, the columns of ``W_O`` it does not
+        write (as a converted model's source holds them)."""
+        super().draw_parameter(name, param)
+        reads = name in ("W_Q", "W_K", "W_V")
+        mask = self.read_mask if reads else self.write_mask if name == "W_O" else None
+        if mask is not None:
+            with torch.no_grad():
+                param.masked_fill_(mask == 0, 0)
 
     def set_structure(self, structure: Sequence[HeadStructure], n_tokens: int) -> None:
         """Install the architecture's head structure (see the module docstring): one

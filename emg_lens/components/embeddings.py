@@ -8,10 +8,11 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 
 
-class ChannelEmbed(nn.Module):
+class ChannelEmbed(ConfigInit, nn.Module):
     """One linear map per channel from a patch of samples to a token (no mixing across
     channels before attention), plus an optional learned CLS token at position 0.
 
@@ -26,6 +27,7 @@ class ChannelEmbed(nn.Module):
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
+        self.init_std = cfg.init_range
         self.n_patches = cfg.n_patches
         self.W_E = nn.Parameter(
             torch.empty(cfg.n_channels, cfg.token_samples, cfg.d_model, dtype=cfg.dtype)
@@ -58,7 +60,7 @@ class ChannelEmbed(nn.Module):
         return torch.cat((cls, tokens), dim=1)
 
 
-class PosEmbed(nn.Module):
+class PosEmbed(ConfigInit, nn.Module):
     """Learned absolute position (here: token identity) embedding ``W_pos [n_ctx, d_model]``.
 
     >>> PosEmbed(EncoderConfig.preset("tiny"))(batch=3).shape
@@ -67,22 +69,25 @@ class PosEmbed(nn.Module):
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
+        self.init_std = cfg.init_range
         self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model, dtype=cfg.dtype))
 
     def forward(self, batch: int) -> Float[torch.Tensor, "batch pos d_model"]:
         return repeat(self.W_pos, "pos d_model -> batch pos d_model", batch=batch)
 
 
-class ClassifierHead(nn.Module):
+class ClassifierHead(ConfigInit, nn.Module):
     """``logits = pooled @ W_U + b_U`` with ``W_U [d_model, n_classes]``; fires
     ``hook_pooled`` on the pooled vector, so attribution can project onto ``W_U`` directly.
+    ``W_U`` is drawn from N(0, ``init_std``): the config's ``init_range`` unless given.
 
     >>> ClassifierHead(EncoderConfig.preset("tiny"))(torch.randn(2, 16)).shape
     torch.Size([2, 4])
     """
 
-    def __init__(self, cfg: EncoderConfig, d_in: int | None = None):
+    def __init__(self, cfg: EncoderConfig, d_in: int | None = None, init_std: float | None = None):
         super().__init__()
+        self.init_std = cfg.init_range if init_std is None else init_std
         d_in = d_in or cfg.d_model
         self.W_U = nn.Parameter(torch.empty(d_in, cfg.n_classes, dtype=cfg.dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))

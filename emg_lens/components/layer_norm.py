@@ -8,10 +8,11 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 
 
-class LayerNorm(nn.Module):
+class LayerNorm(ConfigInit, nn.Module):
     """``(x - mean) / sqrt(var + eps) * w + b``, firing ``hook_scale`` and ``hook_normalized``.
 
     ``hook_scale`` is the per-token ``sqrt(var + eps)`` that `ActivationCache.apply_ln_to_stack`
@@ -28,6 +29,7 @@ class LayerNorm(nn.Module):
     def __init__(self, cfg: EncoderConfig, length: int | None = None, bias: bool = True):
         super().__init__()
         self.eps = cfg.eps
+        self.init_std = cfg.init_range  # its parameters are 1 and 0: no normal draws
         length = length or cfg.d_model
         self.w = nn.Parameter(torch.ones(length, dtype=cfg.dtype))
         if bias:

@@ -8,6 +8,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 
 
@@ -35,7 +36,7 @@ ACTIVATIONS = {
 }
 
 
-class MLP(nn.Module):
+class MLP(ConfigInit, nn.Module):
     """``act(x W_in + b_in) W_out + b_out``, firing ``hook_pre`` and ``hook_post``.
 
     >>> mlp = MLP(EncoderConfig.preset("tiny"))
@@ -46,6 +47,7 @@ class MLP(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         d_mlp = cfg.d_mlp
+        self.init_std = cfg.init_range
         # Registered in this order: the state dict's order is part of a model's digest.
         self.W_in = nn.Parameter(torch.empty(cfg.d_model, d_mlp, dtype=cfg.dtype))
         add_bias(self, "b_in", d_mlp, cfg)

@@ -16,6 +16,9 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
 - `probe_tokens`: cross-validated linear probes on token groups per layer, with control tasks;
 - `interchange`: interchange interventions (a token group's residual, or the attention output
   through an edge set, taken from paired source windows) and their accuracy (IIA);
+- `token_rows` / `token_positions`: a layout's token group as the positions TransformerLens's
+  subspace interventions take (``transformer_lens.tools.analysis``: `collect_activations`,
+  `SubspaceInterchange`, `fit_das`, `NormMatchedPlacebo`), `TokenRows`;
 - activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
   `patch_residual`, `patch_token_group`, `run_patched`; `tl_index_df` for TransformerLens's
   position-indexed patching helpers.
@@ -63,11 +66,13 @@ from emg_lens.inspect.plots import (
 )
 from emg_lens.inspect.probes import probe_tokens
 from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_unbiased
+from emg_lens.inspect.tl_analysis import TokenRows, token_positions, token_rows
 
 __all__ = [
     "FeatureConfig",
     "Features",
     "Interchange",
+    "TokenRows",
     "TopKSAE",
     "as_subject_data",
     "attention_flow",
@@ -106,5 +111,7 @@ __all__ = [
     "token_bins",
     "token_embeddings",
     "token_labels",
+    "token_positions",
+    "token_rows",
     "train_features",
 ]

@@ -33,7 +33,7 @@ from torch import nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components import TransformerBlock, make_norm
+from emg_lens.components import ConfigInit, TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -200,14 +200,15 @@ def _refusing_weights(cls: type) -> type:
 
 
 @_refusing_weights
-class HookedBiosignalModel(HookSurface, HookedRootModule):
+class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
     """Root of every hooked emg_lens model, of every tier (the encoders, the `MultimodalMLP`,
     attached models); not used directly.
 
     It owns what is common to all of them: the config ``cfg``, ``hook_input``, input handling
     (`to_tokens`, `example_input`, `input_shape`), seeded initialisation (`_finish_init`
-    calling the subclass's `init_weights`), `run_with_cache` returning an `ActivationCache`,
-    and the protocol's defaults: an empty ``contract``, the weight surface refused by name.
+    calling `init_weights`: every `ConfigInit` module's ``reset_parameters``, this one's own
+    parameters included), `run_with_cache` returning an `ActivationCache`, and the protocol's
+    defaults: an empty ``contract``, the weight surface refused by name.
     Subclasses build their modules in ``__init__``, call ``super().__init__(cfg)`` first and
     `_finish_init` last.
     """
@@ -244,9 +245,31 @@ class HookedBiosignalModel(HookSurface, HookedRootModule):
         self.to(self.cfg.device)
         self.setup()
 
+    @property
+    def init_std(self) -> float:
+        """The std of the normal draws of the model's own parameters (TinyMyo's
+        ``mask_token``, a converted model's CLS token and position tables): ``init_range``."""
+        return self.cfg.init_range
+
     def init_weights(self) -> None:
-        """Draw every parameter (called once by `_finish_init`, under ``cfg.seed``)."""
-        raise NotImplementedError
+        """Draw every parameter (called once by `_finish_init`, under ``cfg.seed``): each
+        `ConfigInit` module's ``reset_parameters``, in module order (the order of
+        ``named_parameters``). TransformerLens's random-init control,
+        ``transformer_lens.tools.analysis.reinitialized``, calls the same ``reset_parameters``
+        in the same order, so on a native model it gives the model its config builds with
+        ``seed``, bit for bit.
+
+        >>> from emg_lens.models import IsoNet
+        >>> from transformer_lens.tools.analysis import reinitialized
+        >>> trained = IsoNet(EncoderConfig.preset("tiny", seed=0))
+        >>> fresh = IsoNet(EncoderConfig.preset("tiny", seed=7))
+        >>> untrained = reinitialized(trained, seed=7)
+        >>> all(torch.equal(a, b) for a, b in zip(untrained.parameters(), fresh.parameters()))
+        True
+        """
+        for module in self.modules():
+            if isinstance(module, ConfigInit):
+                module.reset_parameters()
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
@@ -438,17 +461,6 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             )
         self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.ln_final = make_norm(cfg, "ln_final")
-
-    def init_weights(self) -> None:
-        """Weight matrices, tokens and positions ~ N(0, init_range); biases 0; LN w=1, b=0."""
-        for name, param in self.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf.startswith("W_") or leaf in ("cls_token", "mask_token"):
-                nn.init.normal_(param, std=self.cfg.init_range)
-            elif leaf.startswith("b_") or leaf == "b":
-                nn.init.zeros_(param)
-            elif leaf == "w":
-                nn.init.ones_(param)
 
     # ------------------------------------------------------------------ subclass surface
     def embed_signals(

@@ -22,6 +22,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components import ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -103,18 +104,14 @@ class HookedTorchEncoder(ConvertedEncoder):
         )
 
     def init_weights(self) -> None:
-        """The blocks' and ``ln_final``'s weights as `HookedEncoder.init_weights` draws them;
-        the user's modules keep theirs."""
-        init = {
-            "W": lambda p: nn.init.normal_(p, std=self.cfg.init_range),
-            "b": nn.init.zeros_,
-            "w": nn.init.ones_,
-        }
-        for module in (self.blocks, self.ln_final):
-            for name, param in module.named_parameters():
-                kind = name.rsplit(".", 1)[-1].split("_")[0]  # W_Q -> W, b_in -> b, w -> w
-                if kind in init:
-                    init[kind](param)
+        """The blocks' and ``ln_final``'s weights, drawn as every model's are (each
+        `ConfigInit` module's ``reset_parameters``); the user's modules keep theirs
+        (TransformerLens's ``reinitialized`` resets them by their own ``reset_parameters``,
+        and refuses, naming them, parameters that none covers)."""
+        users = {id(m) for part in (self.embed, self.head) for m in part.modules()}
+        for module in self.modules():
+            if isinstance(module, ConfigInit) and id(module) not in users:
+                module.reset_parameters()
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]

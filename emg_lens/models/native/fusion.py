@@ -65,7 +65,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components import ClassifierHead, PosEmbed, TransformerBlock
+from emg_lens.components import ClassifierHead, ConfigInit, PosEmbed, TransformerBlock
 from emg_lens.config import PRESETS, EncoderConfig
 from emg_lens.errors import ArgumentError, ConfigError, UnsupportedReadoutError
 from emg_lens.layout import CLS, TokenLayout
@@ -136,7 +136,7 @@ def tubelet_layout(
 # ----------------------------------------------------------------------------- components
 
 
-class TubeletEmbed(nn.Module):
+class TubeletEmbed(ConfigInit, nn.Module):
     """Tubelet tokens of one modality: all its channels over ``patch_samples`` consecutive
     samples, flattened and linearly embedded, after an optional learned CLS token.
 
@@ -150,6 +150,7 @@ class TubeletEmbed(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, n_channels: int):
         super().__init__()
+        self.init_std = cfg.init_range
         self.n_patches = cfg.n_patches
         self.W_E = nn.Parameter(
             torch.empty(n_channels, cfg.token_samples, cfg.d_model, dtype=cfg.dtype)

@@ -23,7 +23,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components import ClassifierHead
+from emg_lens.components import ClassifierHead, ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError
 from emg_lens.layout import TokenLayout
@@ -42,9 +42,10 @@ __all__ = ["DenseLayer", "ModalityMLP", "MultimodalMLP"]
 PAPER_MLP_WIDTH = 200  # the paper's MLP baseline: 200-D layers
 
 
-class DenseLayer(nn.Module):
+class DenseLayer(ConfigInit, nn.Module):
     """``post = relu(x W + b)`` with ``W [d_in, d_out]``, firing ``hook_pre`` and ``hook_post``;
-    dropout (training only) acts before ``hook_post``.
+    dropout (training only) acts before ``hook_post``. ``W`` is He-normal (``std =
+    sqrt(2 / d_in)``), ``b`` 0.
 
     >>> DenseLayer(10, 3)(torch.randn(2, 10)).shape
     torch.Size([2, 3])
@@ -54,6 +55,7 @@ class DenseLayer(nn.Module):
         self, d_in: int, d_out: int, dropout: float = 0.0, dtype: torch.dtype = torch.float32
     ):
         super().__init__()
+        self.init_std = math.sqrt(2.0 / d_in)
         self.W = nn.Parameter(torch.empty(d_in, d_out, dtype=dtype))
         self.b = nn.Parameter(torch.zeros(d_out, dtype=dtype))
         self.dropout = nn.Dropout(dropout)
@@ -133,7 +135,8 @@ class MultimodalMLP(HookedBiosignalModel):
         )
         self.hook_embed = HookPoint()  # [batch, modality, d_hidden]
         self.fusion = DenseLayer(len(cfg.modalities) * d_hidden, d_hidden, cfg.dropout, cfg.dtype)
-        self.classifier = ClassifierHead(cfg, d_in=d_hidden)
+        # N(0, 1 / fan_in): the classifier has no ReLU after it
+        self.classifier = ClassifierHead(cfg, d_in=d_hidden, init_std=math.sqrt(1.0 / d_hidden))
         n = len(cfg.modalities)
         self._layout = TokenLayout(
             tuple(cfg.modalities),
@@ -178,17 +181,6 @@ class MultimodalMLP(HookedBiosignalModel):
                 "model.classifier.b_U) reads the fusion layer's output, cache['fusion.hook_post']"
             )
         return "it has no attention layers"
-
-    def init_weights(self) -> None:
-        """``W ~ N(0, 2 / fan_in)``, ``W_U ~ N(0, 1 / fan_in)``, biases 0."""
-        for name, param in self.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf == "W":
-                nn.init.normal_(param, std=math.sqrt(2.0 / param.shape[0]))
-            elif leaf == "W_U":
-                nn.init.normal_(param, std=math.sqrt(1.0 / param.shape[0]))
-            elif leaf.startswith("b"):
-                nn.init.zeros_(param)
 
     def forward(
         self,

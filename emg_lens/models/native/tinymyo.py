@@ -30,7 +30,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components import TransformerBlock
+from emg_lens.components import ConfigInit, TransformerBlock
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -56,7 +56,7 @@ RETURN_TYPES = ("logits", "latent")
 
 
 # ---------------------------------------------------------------------------------- modules
-class PatchEmbed(nn.Module):
+class PatchEmbed(ConfigInit, nn.Module):
     """One linear map, shared by every channel, from a patch of samples to a token:
     ``W_E [patch_samples, d_model]``, ``b_E [d_model]``; tokens are channel-major.
 
@@ -67,6 +67,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
+        self.init_std = cfg.init_range
         self.n_patches = cfg.n_patches
         self.W_E = nn.Parameter(torch.empty(cfg.token_samples, cfg.d_model, dtype=cfg.dtype))
         self.b_E = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
@@ -130,7 +131,7 @@ class TinyMyoBlock(TransformerBlock):
         return self.hook_resid_post(resid_mid + mlp_out)
 
 
-class PatchReconstructionHead(nn.Module):
+class PatchReconstructionHead(ConfigInit, nn.Module):
     """Each token back to the samples of its patch: ``W_U [d_model, patch_samples]``, ``b_U``.
 
     >>> head = PatchReconstructionHead(EncoderConfig.preset("tinymyo"))
@@ -140,6 +141,7 @@ class PatchReconstructionHead(nn.Module):
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
+        self.init_std = cfg.init_range
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.token_samples, dtype=cfg.dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.token_samples, dtype=cfg.dtype))
 
@@ -163,7 +165,7 @@ def _pool_channels(
     return tokens.mean(dim=2)
 
 
-class ChannelPoolClassifier(nn.Module):
+class ChannelPoolClassifier(ConfigInit, nn.Module):
     """Pool tokens over patches (channels concatenated or averaged), then one linear layer:
     ``W_U [d_in, n_classes]``, ``b_U [n_classes]`` with ``d_in = n_channels * d_model``
     (``"concat"``) or ``d_model`` (``"mean"``). ``hook_pooled`` sees the pooled ``[batch, d_in]``.
@@ -175,6 +177,7 @@ class ChannelPoolClassifier(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, reduction: str):
         super().__init__()
+        self.init_std = cfg.init_range
         self.n_channels = cfg.n_channels
         self.reduction = reduction
         d_in = cfg.d_model * (cfg.n_channels if reduction == "concat" else 1)
@@ -189,7 +192,7 @@ class ChannelPoolClassifier(nn.Module):
         return self.hook_pooled(pooled) @ self.W_U + self.b_U
 
 
-class ConvRegressionHead(nn.Module):
+class ConvRegressionHead(ConfigInit, nn.Module):
     """Per-patch features -> 1x1 conv -> SiLU -> dropout -> depthwise conv (kernel 3, padding
     1) -> SiLU -> 1x1 conv, then linear interpolation over patches to ``target_len`` steps.
 
@@ -211,6 +214,7 @@ class ConvRegressionHead(nn.Module):
         dropout: float,
     ):
         super().__init__()
+        self.init_std = cfg.init_range
         self.n_channels = cfg.n_channels
         self.reduction = reduction
         self.target_len = target_len

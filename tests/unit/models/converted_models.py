@@ -32,6 +32,13 @@ class PatchTokens(nn.Module):
         self.pos = nn.Parameter(torch.randn(n_channels * self.n_patches, d_model) * 0.5)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model)) if cls else None
 
+    def reset_parameters(self) -> None:
+        """Its own parameters drawn as built (``proj`` resets itself): a user's module that
+        TransformerLens's ``reinitialized`` can reset."""
+        nn.init.normal_(self.pos, std=0.5)
+        if self.cls is not None:
+            nn.init.normal_(self.cls)
+
     def forward(self, x):
         b = x.shape[0]
         patches = x.reshape(b, self.n_channels, self.n_patches, self.patch)

@@ -12,6 +12,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components import ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, check_names, describe
 from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name
@@ -136,7 +137,7 @@ def eps_of(norms: Sequence[tuple[str, nn.Module]], what: str) -> float:
     return first
 
 
-class TokenClassifier(nn.Module):
+class TokenClassifier(ConfigInit, nn.Module):
     """``logits = resid[:, position] @ W_U + b_U`` (a braindecode ``final_layer`` Linear on
     one token): TransformerLens's unembedding, read at one position. ``hook_pooled`` fires on
     the token's stream ``[batch, d_model]``.
@@ -148,6 +149,7 @@ class TokenClassifier(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, position: int):
         super().__init__()
+        self.init_std = cfg.init_range
         self.position = position
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
@@ -160,28 +162,30 @@ class TokenClassifier(nn.Module):
 
 
 class BraindecodeEncoder(ConvertedEncoder):
-    """A converted braindecode model: `ConvertedEncoder`, its tokenizer's braindecode-named
-    weights seeded too (`init_rest`) when it is built from a config alone."""
+    """A converted braindecode model: `ConvertedEncoder`, its tokenizer's and readout's
+    braindecode-named weights (torch layers built as `emg_lens.components.init`'s
+    ``Config*`` layers) drawn by the config too when it is built from a config alone."""
 
     def init_weights(self) -> None:
-        super().init_weights()
-        init_rest(self, self.cfg.init_range)
+        """Every parameter by its module's rule (`ConfigInit.draw_parameter`), the
+        TransformerLens-named ones first, then braindecode's: the order the draws have always
+        had, so a model built from a config alone keeps its seeded weights bit for bit."""
+        owned = [
+            (module, name, param)
+            for module in self.modules()
+            if isinstance(module, ConfigInit)
+            for name, param in module.named_parameters(recurse=False)
+        ]
+        for tl_names in (True, False):
+            for module, name, param in owned:
+                if _tl_name(name) == tl_names:
+                    module.draw_parameter(name, param)
 
 
-def init_rest(model: nn.Module, std: float) -> None:
-    """Draw every parameter that `HookedEncoder.init_weights` leaves alone (the tokenizer's
-    braindecode-named weights) from N(0, std), biases 0 and norm weights 1, so a model built
-    from a config alone is seeded."""
-    for name, param in model.named_parameters():
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf.startswith(("W_", "b_")) or leaf in ("w", "b", "cls_token"):
-            continue
-        if leaf == "bias":
-            nn.init.zeros_(param)
-        elif leaf == "weight" and param.ndim == 1:
-            nn.init.ones_(param)
-        else:
-            nn.init.normal_(param, std=std)
+def _tl_name(name: str) -> bool:
+    """Whether a parameter's own name is one of TransformerLens's (``W_Q``, ``b_in``, ``w``,
+    ``cls_token``), not one of braindecode's (``weight``, ``position_embedding``)."""
+    return name.startswith(("W_", "b_")) or name in ("w", "b", "cls_token")
 
 
 def refuse_unknown_kwargs(cls_name: str, given: dict[str, Any]) -> None:

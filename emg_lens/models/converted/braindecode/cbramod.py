@@ -37,6 +37,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import HeadStructure
+from emg_lens.components.init import ConfigConv2d, ConfigGroupNorm, ConfigInit, ConfigLinear
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -97,29 +98,38 @@ def _dft_magnitude(patches: torch.Tensor) -> torch.Tensor:
     return ((patches @ cos) ** 2 + (patches @ sin) ** 2).sqrt()
 
 
-class PatchEmbedding(nn.Module):
+class PatchEmbedding(ConfigInit, nn.Module):
     """CBraMod's patch embedding (braindecode's ``_PatchEmbedding``, same parameter names):
     patches ``[batch, channel, patch, 200]`` -> ``(tokens, positions)``, each ``[batch,
-    channel, patch, d_model]``."""
+    channel, patch, d_model]``. ``mask_encoding`` is zero and not learned, as braindecode's."""
 
-    def __init__(self, convs, dtype: torch.dtype):
+    def __init__(self, convs, cfg: EncoderConfig):
         super().__init__()
+        self.init_std = cfg.init_range
+        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
         d = embed_dim(convs)
         self.positional_encoding = nn.Sequential(
-            nn.Conv2d(d, d, (19, 7), padding=(9, 3), groups=d, dtype=dtype)
+            ConfigConv2d(d, d, (19, 7), padding=(9, 3), groups=d, **kw)
         )
-        self.mask_encoding = nn.Parameter(torch.zeros(PATCH, dtype=dtype), requires_grad=False)
+        self.mask_encoding = nn.Parameter(torch.zeros(PATCH, dtype=cfg.dtype), requires_grad=False)
         layers: list[nn.Module] = []
         last = 1
         for channels, kernel, stride, padding, norm in convs:
             layers += [
-                nn.Conv2d(last, channels, (1, kernel), (1, stride), (0, padding), dtype=dtype),
-                nn.GroupNorm(*norm, dtype=dtype),
+                ConfigConv2d(last, channels, (1, kernel), (1, stride), (0, padding), **kw),
+                ConfigGroupNorm(*norm, **kw),
                 nn.GELU(),
             ]
             last = channels
         self.proj_in = nn.Sequential(*layers)
-        self.spectral_proj = nn.Sequential(nn.Linear(PATCH // 2 + 1, d, dtype=dtype))
+        self.spectral_proj = nn.Sequential(ConfigLinear(PATCH // 2 + 1, d, **kw))
+
+    def draw_parameter(self, name: str, param: torch.Tensor) -> None:
+        """The rule's draw, then ``mask_encoding`` back to zero (the draw is kept: the
+        seeded weights drawn after it stay what they have been)."""
+        super().draw_parameter(name, param)
+        if name == "mask_encoding":
+            nn.init.zeros_(param)
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n_chans = patches.shape[1]
@@ -138,8 +148,9 @@ class CBraModHead(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, emb_dim: int):
         super().__init__()
-        self.proj_out = nn.Linear(cfg.d_model, emb_dim, dtype=cfg.dtype)
-        self.final_layer = nn.Linear(cfg.n_ctx * emb_dim, cfg.n_classes, dtype=cfg.dtype)
+        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        self.proj_out = ConfigLinear(cfg.d_model, emb_dim, **kw)
+        self.final_layer = ConfigLinear(cfg.n_ctx * emb_dim, cfg.n_classes, **kw)
         self.hook_pooled = HookPoint()  # [batch, pos * emb_dim]
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
@@ -174,7 +185,7 @@ class HookedCBraMod(BraindecodeEncoder):
         self.convs = [[c, k, s, p, list(n)] for c, k, s, p, n in convs]
         self.emb_dim = emb_dim
         self._init_kwargs = {"convs": self.convs, "emb_dim": emb_dim}
-        self.patch_embedding = PatchEmbedding(self.convs, cfg.dtype)
+        self.patch_embedding = PatchEmbedding(self.convs, cfg)
         self.head = CBraModHead(cfg, emb_dim)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
@@ -237,19 +248,6 @@ class HookedCBraMod(BraindecodeEncoder):
                 **overrides,
             }
         )
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        nn.init.zeros_(self.patch_embedding.mask_encoding)
-        half_heads, half = self.cfg.n_heads // 2, self.cfg.d_model // 2
-        with torch.no_grad():  # the criss-cross zero blocks
-            for block in self.blocks:
-                attn = block.attn
-                for W in (attn.W_Q, attn.W_K, attn.W_V):
-                    W[:half_heads, half:] = 0
-                    W[half_heads:, :half] = 0
-                attn.W_O[:half_heads, :, half:] = 0
-                attn.W_O[half_heads:, :, :half] = 0
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]

@@ -35,6 +35,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import HeadStructure
+from emg_lens.components.init import ConfigConv2d, ConfigEmbedding, ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -79,12 +80,13 @@ def renorm(weight: torch.Tensor, max_norm: float) -> torch.Tensor:
     return weight * torch.where(norm > max_norm, max_norm / (norm + 1e-7), torch.ones_like(norm))
 
 
-class ConstrainedLinear(nn.Module):
+class ConstrainedLinear(ConfigInit, nn.Module):
     """``x @ renorm(weight).T + bias`` with each output row of ``weight [out, in]`` rescaled
     to L2 norm at most ``max_norm`` in the forward (braindecode's ``LinearWithConstraint``)."""
 
-    def __init__(self, d_in: int, d_out: int, max_norm: float, dtype: torch.dtype):
+    def __init__(self, d_in: int, d_out: int, max_norm: float, cfg: EncoderConfig):
         super().__init__()
+        self.init_std, dtype = cfg.init_range, cfg.dtype
         self.max_norm = max_norm
         self.weight = nn.Parameter(torch.empty(d_out, d_in, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(d_out, dtype=dtype))
@@ -93,11 +95,12 @@ class ConstrainedLinear(nn.Module):
         return F.linear(x, renorm(self.weight, self.max_norm), self.bias)
 
 
-class ChannelProjection(nn.Module):
+class ChannelProjection(ConfigInit, nn.Module):
     """EEGPT's input channel mixing: a max-norm 1x1 ``Conv1d`` or a ``Linear`` over channels."""
 
-    def __init__(self, kind: str, n_in: int, n_out: int, max_norm: float, dtype: torch.dtype):
+    def __init__(self, kind: str, n_in: int, n_out: int, max_norm: float, cfg: EncoderConfig):
         super().__init__()
+        self.init_std, dtype = cfg.init_range, cfg.dtype
         self.kind, self.max_norm = kind, max_norm
         shape = (n_out, n_in, 1) if kind == "conv1d_constraint" else (n_out, n_in)
         self.weight = nn.Parameter(torch.empty(*shape, dtype=dtype))
@@ -116,8 +119,8 @@ class SummaryProbe(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, patches: int, embed_num: int, hidden: int, norms):
         super().__init__()
-        self.probe1 = ConstrainedLinear(embed_num * cfg.d_model, hidden, norms[0], cfg.dtype)
-        self.probe2 = ConstrainedLinear(patches * hidden, cfg.n_classes, norms[1], cfg.dtype)
+        self.probe1 = ConstrainedLinear(embed_num * cfg.d_model, hidden, norms[0], cfg)
+        self.probe2 = ConstrainedLinear(patches * hidden, cfg.n_classes, norms[1], cfg)
         self.hook_pooled = HookPoint()  # [batch, patch, embed_num * d_model]
 
     def forward(self, summaries: torch.Tensor) -> torch.Tensor:
@@ -206,15 +209,14 @@ class HookedEEGPT(BraindecodeEncoder):
         )
         d = cfg.d_model
         self.chan_proj = (
-            ChannelProjection(
-                chan_proj_type, cfg.n_channels, n_chans, chan_conv_max_norm, cfg.dtype
-            )
+            ChannelProjection(chan_proj_type, cfg.n_channels, n_chans, chan_conv_max_norm, cfg)
             if chan_proj_type != "none"
             else None
         )
         stride = patch_stride or patch_size
-        self.patch_embed = nn.Conv2d(1, d, (1, patch_size), stride=(1, stride), dtype=cfg.dtype)
-        self.chan_embed = nn.Embedding(n_chan_embeddings, d, dtype=cfg.dtype)
+        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        self.patch_embed = ConfigConv2d(1, d, (1, patch_size), stride=(1, stride), **kw)
+        self.chan_embed = ConfigEmbedding(n_chan_embeddings, d, **kw)
         self.summary_token = nn.Parameter(torch.zeros(1, embed_num, d, dtype=cfg.dtype))
         self.register_buffer("channel_index", torch.tensor(channel_ids), persistent=False)
         self.head = SummaryProbe(cfg, patches, embed_num, probe_hidden, probe_max_norms)
@@ -285,7 +287,8 @@ class HookedEEGPT(BraindecodeEncoder):
 
     def init_weights(self) -> None:
         super().init_weights()
-        nn.init.normal_(self.summary_token, std=self.cfg.init_range)
+        # drawn again, last: the order of draws it has always had (its seeded weights kept)
+        self.draw_parameter("summary_token", self.summary_token)
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]

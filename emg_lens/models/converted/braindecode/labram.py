@@ -36,6 +36,13 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.init import (
+    ConfigConv1d,
+    ConfigConv2d,
+    ConfigGroupNorm,
+    ConfigInit,
+    ConfigLayerNorm,
+)
 from emg_lens.components.mlp import ACTIVATIONS
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
@@ -59,15 +66,15 @@ class TemporalConv(nn.Module):
     patches ``[batch, channel, patch, samples]`` -> tokens ``[batch, channel * patch,
     time * conv_channels]``."""
 
-    def __init__(self, out_channels: int, activation: str, dtype: torch.dtype):
+    def __init__(self, out_channels: int, activation: str, cfg: EncoderConfig):
         super().__init__()
-        kw = {"dtype": dtype}
-        self.conv1 = nn.Conv2d(1, out_channels, (1, 15), stride=(1, 8), padding=(0, 7), **kw)
-        self.norm1 = nn.GroupNorm(4, out_channels, **kw)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, (1, 3), padding=(0, 1), **kw)
-        self.norm2 = nn.GroupNorm(4, out_channels, **kw)
-        self.conv3 = nn.Conv2d(out_channels, out_channels, (1, 3), padding=(0, 1), **kw)
-        self.norm3 = nn.GroupNorm(4, out_channels, **kw)
+        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        self.conv1 = ConfigConv2d(1, out_channels, (1, 15), stride=(1, 8), padding=(0, 7), **kw)
+        self.norm1 = ConfigGroupNorm(4, out_channels, **kw)
+        self.conv2 = ConfigConv2d(out_channels, out_channels, (1, 3), padding=(0, 1), **kw)
+        self.norm2 = ConfigGroupNorm(4, out_channels, **kw)
+        self.conv3 = ConfigConv2d(out_channels, out_channels, (1, 3), padding=(0, 1), **kw)
+        self.norm3 = ConfigGroupNorm(4, out_channels, **kw)
         self.act = ACTIVATIONS[activation]
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
@@ -83,14 +90,17 @@ def embed_dim(patch_size: int, conv_out_channels: int) -> int:
     return ((patch_size + 2 * 7 - 15) // 8 + 1) * conv_out_channels
 
 
-class MeanPoolClassifier(nn.Module):
+class MeanPoolClassifier(ConfigInit, nn.Module):
     """LaBraM's ``use_mean_pooling`` readout: the channel tokens' mean (every token but the
     CLS token), LayerNorm'ed (``fc_norm``), then ``@ W_U + b_U``; ``hook_pooled`` fires on the
     normalised mean."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
-        self.fc_norm = nn.LayerNorm(cfg.d_model, eps=cfg.eps, dtype=cfg.dtype)
+        self.init_std = cfg.init_range
+        self.fc_norm = ConfigLayerNorm(
+            cfg.d_model, eps=cfg.eps, dtype=cfg.dtype, init_std=cfg.init_range
+        )
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
         self.hook_pooled = HookPoint()  # [batch, d_model]
@@ -158,9 +168,11 @@ class HookedLabram(BraindecodeEncoder):
         d, patch = cfg.d_model, cfg.token_samples
         self.patch_embed = nn.ModuleDict()
         if learned_patcher:
-            patcher = nn.Conv1d(1, patch, patch, stride=patch, dtype=cfg.dtype)
+            patcher = ConfigConv1d(
+                1, patch, patch, stride=patch, dtype=cfg.dtype, init_std=cfg.init_range
+            )
             self.patch_embed["segment_patch"] = nn.ModuleDict({"patcher": patcher})
-        self.patch_embed["temporal_conv"] = TemporalConv(conv_out_channels, cfg.act_fn, cfg.dtype)
+        self.patch_embed["temporal_conv"] = TemporalConv(conv_out_channels, cfg.act_fn, cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d, dtype=cfg.dtype))
         self.position_embedding = (
             nn.Parameter(torch.zeros(1, N_POSITIONS, d, dtype=cfg.dtype)) if abs_pos_emb else None

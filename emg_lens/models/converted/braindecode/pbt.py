@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.init import ConfigEmbedding, ConfigLinear
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
 from emg_lens.models.converted import key_table as keys
@@ -74,8 +75,9 @@ class HookedPBT(BraindecodeEncoder):
         self.learnable_cls = learnable_cls
         self._init_kwargs = {"learnable_cls": learnable_cls}
         d = cfg.d_model
-        self.patching_projection = nn.Linear(cfg.token_samples, d, bias=False, dtype=cfg.dtype)
-        self.pos_embedding = nn.Embedding(cfg.n_tokens, d, dtype=cfg.dtype)
+        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        self.patching_projection = ConfigLinear(cfg.token_samples, d, bias=False, **kw)
+        self.pos_embedding = ConfigEmbedding(cfg.n_tokens, d, **kw)
         if learnable_cls:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, d, dtype=cfg.dtype))
         else:  # braindecode's fixed zero CLS token: neither learned nor saved
