@@ -89,6 +89,10 @@ class SyntheticSpec:
     noise: float = 0.15  # additive sensor noise, relative to the signal scale
     subject_variability: float = 0.3  # how much subjects' patterns differ from each other
     seed: int = 0
+    # a subject signature on the accelerometers only: each subject's sensors read with a
+    # constant offset per axis (a calibration bias), drawn N(0, subject_offset) per subject; a
+    # per-subject z-score removes it (pool_subjects(standardize=True) keeps it). 0: none.
+    subject_offset: float = 0.0
 
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
@@ -111,13 +115,22 @@ class SyntheticSpec:
             raise ConfigError("SyntheticSpec has too few electrodes for its interaction bits")
         if self.movement_seconds <= 0 or self.rest_seconds < 0:
             raise ConfigError("SyntheticSpec.movement_seconds must be > 0 and rest_seconds >= 0")
+        if self.subject_offset < 0:
+            raise ConfigError(
+                f"SyntheticSpec.subject_offset must be >= 0, got {self.subject_offset}"
+            )
 
     @property
     def n_gestures(self) -> int:
         return self.n_emg_gestures + self.n_acc_gestures + self.n_interaction_gestures
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, ``subject_offset`` only where it is set (so the data sources, and their
+        digests, of specs from before it existed are unchanged)."""
+        fields = asdict(self)
+        if not fields["subject_offset"]:
+            del fields["subject_offset"]
+        return fields
 
 
 def gesture_kinds(spec: SyntheticSpec) -> dict[int, str]:
@@ -495,6 +508,9 @@ def _subject_recording(
     emg += spec.noise * 0.1 * rng.standard_normal(emg.shape)
     acc = posture + 0.02 * slow_noise(rng, total, (spec.n_acc_sensors, 3), fs)
     acc += spec.noise * 0.05 * rng.standard_normal(acc.shape)
+    if spec.subject_offset:  # its own random stream: the signals above are as without it
+        bias = np.random.default_rng([spec.seed, subject, 1 << 20])
+        acc += bias.normal(0, spec.subject_offset, (spec.n_acc_sensors, 3))
     return Recording(
         subject=subject,
         signals={
