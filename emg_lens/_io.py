@@ -218,11 +218,14 @@ def atomic_write_all(
     writes: dict[Path, Callable[[Path], Any]], *, elsewhere: str = OUT_OPTION
 ) -> None:
     """Write several files of one folder as one: each ``write_fn(tmp)`` to a temporary file
-    first, all flushed, and only then each renamed into place, so a full disk or an
-    interruption while writing leaves the old files (or none), never a new file beside an old
-    or missing one (a checkpoint's weights without its config). On any error the temporary
-    files are removed and the error raised (a `StorageError` for a full disk or a read-only
-    folder, as `atomic_write`).
+    first, all flushed, and only then each renamed into place, in the order given, so a full
+    disk or an interruption while writing leaves the old files (or none), never a new file
+    beside an old or missing one (a checkpoint's weights without its config). On any error the
+    temporary files are removed and the error raised (a `StorageError` for a full disk or a
+    read-only folder, as `atomic_write`). Renames are atomic one by one, not together: where
+    one fails after another succeeded (the folder turned read-only between them), the set is
+    torn, and that is a `StorageError` naming the files replaced and those left as they were
+    (the caller orders the files so that a torn set is one its reader refuses).
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -236,18 +239,36 @@ def atomic_write_all(
     []
     """
     temps = {path: _temp_path(Path(path)) for path in writes}
+    replaced: list[Path] = []
     try:
         for path, write_fn in writes.items():
             with storage_errors(path, elsewhere=elsewhere):
                 write_fn(temps[path])
                 _fsync(temps[path])
         for path, tmp in temps.items():
-            with storage_errors(path, elsewhere=elsewhere):
-                os.replace(tmp, path)
+            try:
+                with storage_errors(path, elsewhere=elsewhere):
+                    os.replace(tmp, path)
+            except OSError as exc:
+                if replaced:
+                    raise _torn(replaced, [p for p in temps if p not in replaced], exc) from exc
+                raise
+            replaced.append(Path(path))
     except BaseException:  # KeyboardInterrupt too: never leave a partial set behind
         for tmp in temps.values():
             _discard(tmp)
         raise
+
+
+def _torn(replaced: list[Path], left: list[Path], exc: OSError) -> StorageError:
+    names = ", ".join(p.name for p in replaced)
+    return StorageError(
+        f"cannot finish writing {', '.join(str(p) for p in left)}: {names} already replaced, "
+        f"it was not ({exc}); the files in {left[0].parent} no longer belong together: "
+        "write them again where the disk can be written",
+        errno=exc.errno,
+        filename=str(left[0]),
+    )
 
 
 def create_exclusive(path: str | Path, write_fn: Callable[[Path], Any]) -> bool:

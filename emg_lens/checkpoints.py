@@ -1,9 +1,12 @@
 """Checkpoints: a folder with ``model.safetensors`` and ``config.json``.
 
-``config.json`` records the model class, its `EncoderConfig`, any constructor keywords and free
-metadata (subject, classes, how to rebuild the data, training settings, metrics), so a
-checkpoint folder alone rebuilds an identical model. Files are written to a temporary name and
-renamed, so an interrupted save never leaves a half-written checkpoint.
+``config.json`` records the model class, its `EncoderConfig`, any constructor keywords, free
+metadata (subject, classes, how to rebuild the data, training settings, metrics) and the SHA-256
+of the ``model.safetensors`` saved with it, so a checkpoint folder alone rebuilds an identical
+model. Files are written to a temporary name and renamed, so an interrupted save never leaves a
+half-written file; the config is renamed first, so a save stopped between the two renames
+leaves a config that names other weights, which loading refuses (never new weights read with an
+old config). A full disk or a read-only folder is a `StorageError` naming the file.
 
 >>> import tempfile
 >>> from emg_lens.models import IsoNet
@@ -18,9 +21,11 @@ True
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 import pickle
+import re
 import shutil
 import typing
 from pathlib import Path
@@ -28,9 +33,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
-from emg_lens._io import atomic_write_all, make_folder
+from emg_lens._io import atomic_write_all, file_digest, make_folder
 from emg_lens.config import ADDED_FIELD_DEFAULTS, HOOK_FLAGS, EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -56,6 +62,9 @@ CHECKPOINT_FORMAT = "emg_lens.checkpoint/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 INFO_KEYS = ("format", "model_class", "model_kwargs", "config", "metadata")
 """The keys of ``config.json``, each written by `save_checkpoint` and needed to load it."""
+WEIGHTS_DIGEST = "weights_sha256"
+"""The key of ``config.json`` that holds the SHA-256 of the ``model.safetensors`` saved with it
+(absent from checkpoints saved before it was written: those load unchecked)."""
 DEVICES = "'cpu', 'cuda' or 'cuda:N' (N a GPU index)"
 
 
@@ -69,17 +78,23 @@ def save_checkpoint(
     A weight holding NaN or inf is refused (`CheckpointError` naming it), as loading refuses
     it: a diverged model is never saved; so is metadata `load_checkpoint` would refuse (a
     ``subject`` that is not an int, ...). The weights and ``config.json`` are put in place
-    together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was.
+    together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was, and
+    is a `StorageError` naming the file (the weights are serialised in memory and written by
+    Python, whose errors name the cause, where safetensors' own writer does not); a folder
+    that turns read-only between the two renames is a `StorageError` saying so, and leaves a
+    ``config.json`` naming other weights, which `load_checkpoint` refuses.
     """
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _check_finite(state, f"{type(model).__name__} (not saved to {path})")
+    weights = safetensors_bytes(state)
     info = {
         "format": CHECKPOINT_FORMAT,
         "model_class": type(model).__name__,
         "model_kwargs": dict(getattr(model, "init_kwargs", {})),
         "config": {**model.cfg.to_dict(), "device": "cpu"},
         "metadata": metadata or {},
+        WEIGHTS_DIGEST: hashlib.sha256(weights).hexdigest(),
     }
     text = json.dumps(info, indent=2, default=str)
     try:  # what load_checkpoint would refuse is never written
@@ -90,11 +105,11 @@ def save_checkpoint(
         ) from exc
     created = not path.exists()
     make_folder(path)
-    try:  # the weights and their config.json together, or neither
+    try:  # the weights and their config.json together, or neither; the config first (above)
         atomic_write_all(
             {
-                path / WEIGHTS: lambda tmp: save_file(state, str(tmp)),
                 path / CONFIG: lambda tmp: tmp.write_text(text),
+                path / WEIGHTS: lambda tmp: tmp.write_bytes(weights),
             }
         )
     except BaseException:
@@ -161,13 +176,21 @@ def _check_info(file: Path, info: Any) -> None:
             f"{file} has format {info.get('format')!r}; expected {CHECKPOINT_FORMAT!r}"
         )
     missing = [k for k in INFO_KEYS if k not in info]
-    unknown = sorted(set(info) - set(INFO_KEYS))
+    unknown = sorted(set(info) - {*INFO_KEYS, WEIGHTS_DIGEST})
     if missing or unknown:
         problems = [f"key(s) {missing} missing"] if missing else []
         problems += [f"unknown key(s) {unknown}"] if unknown else []
         raise CheckpointError(
             f"{file}: {'; '.join(problems)}; a checkpoint's config.json holds exactly "
-            f"{list(INFO_KEYS)}, as save_checkpoint writes them"
+            f"{list(INFO_KEYS)} and {WEIGHTS_DIGEST!r}, as save_checkpoint writes them"
+        )
+    digest = info.get(WEIGHTS_DIGEST)
+    if WEIGHTS_DIGEST in info and not (
+        isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)
+    ):
+        raise CheckpointError(
+            f"{file}: {WEIGHTS_DIGEST} must be the SHA-256 of {WEIGHTS} (64 hexadecimal "
+            f"digits, as save_checkpoint writes it), got {digest!r}"
         )
     name = info["model_class"]
     if not isinstance(name, str) or name not in MODEL_CLASSES:
@@ -310,6 +333,7 @@ def load_checkpoint(
         model = into
     state = _read_weights(path / WEIGHTS, str(model.cfg.device))
     _check_weights(path, name, state, model.state_dict())
+    _check_pair(path, info)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -338,11 +362,13 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
     if getattr(cls, "user_modules", ()):  # the user's modules are checked when they are given
         _read_shapes(path / WEIGHTS)
+        _check_pair(path, info)
         return info
     if key not in _expected_shapes:  # a model is built once per distinct config
         model = _build(path, cls, _config(path, info, "cpu"), info)
         _expected_shapes[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     _check_shapes(path, info["model_class"], _read_shapes(path / WEIGHTS), _expected_shapes[key])
+    _check_pair(path, info)
     return info
 
 
@@ -457,6 +483,22 @@ def _check_shapes(
         raise CheckpointError(
             f"{path}: {WEIGHTS} and {CONFIG} disagree on {len(wrong)} tensor shape(s) ({text}); "
             "the config must be the one the weights were saved with"
+        )
+
+
+def _check_pair(path: Path, info: dict[str, Any]) -> None:
+    """The weights are the file ``config.json`` was saved with (its `WEIGHTS_DIGEST`; a
+    checkpoint saved before it was recorded is not checked)."""
+    recorded = info.get(WEIGHTS_DIGEST)
+    if recorded is None:
+        return
+    actual = file_digest(path / WEIGHTS)
+    if actual != recorded:
+        raise CheckpointError(
+            f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 "
+            f"{actual[:16]}..., where {CONFIG} records {recorded[:16]}...): a save stopped "
+            f"between its two files, or one of them was replaced alone; save the checkpoint "
+            "again (or copy both files of one save)"
         )
 
 

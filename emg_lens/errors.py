@@ -36,10 +36,12 @@ __all__ = [
     "InputValueError",
     "LayoutError",
     "MissingDependencyError",
+    "ModelInUseError",
     "SpecError",
     "StorageError",
     "StudyError",
     "TrainingDivergedError",
+    "UndigestibleStateError",
     "UnplacedChannelError",
     "UnsupportedFeatureError",
     "UnsupportedModuleError",
@@ -133,6 +135,13 @@ class StorageError(EmgLensError, OSError):
         return str(self.args[0])
 
 
+class UndigestibleStateError(EmgLensError, TypeError):
+    """A model holds state that a digest cannot describe (an object that shows no readable
+    state, such as an open file or a C extension's handle), so nothing computed from it can be
+    reused: the message names the attribute (``blocks.0.attn.helper``) and its type
+    (`emg_lens.provenance.state_digest` raises it)."""
+
+
 class StudyError(EmgLensError, RuntimeError):
     """A study could not produce a trustworthy result: a mask that did not take effect, a
     non-finite output, a subject another process holds for too long."""
@@ -208,6 +217,12 @@ class UnsupportedModuleError(ConversionError, TypeError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ModelInUseError(EmgLensError, RuntimeError):
+    """A model's call from one thread while another thread uses it with hooks (TransformerLens's
+    hooks live on the model's modules, shared by every thread); the message names the model,
+    both threads and what to do: a copy of the model per thread (``copy.deepcopy``)."""
 
 
 class AttachError(EmgLensError, ValueError):

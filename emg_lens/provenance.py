@@ -17,9 +17,16 @@ True
 
 from __future__ import annotations
 
+import _thread
+import dataclasses
+import enum
 import functools
 import hashlib
 import json
+import random
+import re
+import types
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,7 @@ import numpy as np
 import torch
 
 from emg_lens._io import file_digest
+from emg_lens.errors import UndigestibleStateError
 
 __all__ = [
     "arrays_digest",
@@ -38,7 +46,9 @@ __all__ = [
     "files_digest",
     "json_digest",
     "model_digest",
+    "module_state_digest",
     "source_digest",
+    "state_digest",
     "tensor_digest",
     "training_digest",
 ]
@@ -164,6 +174,260 @@ def model_digest(model: torch.nn.Module) -> str:
         "init_kwargs": dict(getattr(model, "init_kwargs", {})),
     }
     return json_digest({"state": digest.hexdigest(), "built_from": built_from})
+
+
+def state_digest(model: torch.nn.Module, modules: set[str] | None = None) -> str:
+    """Digest of everything an in-memory model holds, which its code computes with: every
+    parameter (with whether it trains: a frozen one does not move) and buffer (persistent or
+    not), by name, with which names share one tensor; each module's class and path, and its
+    state that is not a tensor or a submodule (``training``, attributes such as
+    ``Dropout.p``, set when it was built or later; its torch hooks excluded), walked into
+    containers, dataclasses, objects, and functions (their code, defaults and closures).
+    ``modules``, when given, gains the name of the Python module of each function, class and
+    object met, whose files hold the rest of what the model computes (see
+    `emg_lens.train.model_code.model_code`). An object that shows no readable state is an
+    `UndigestibleStateError` naming its attribute.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, dropout=0.1))
+    >>> before = state_digest(model)
+    >>> _ = model.blocks[0].attn.W_Q.requires_grad_(False)  # frozen: the same weights
+    >>> frozen = state_digest(model)
+    >>> _ = model.blocks[0].attn.W_Q.requires_grad_(True)
+    >>> [m for m in model.modules() if isinstance(m, torch.nn.Dropout)][0].p = 0.5
+    >>> len({before, frozen, state_digest(model)})
+    3
+    """
+    digest = hashlib.sha256()
+    first: dict[int, str] = {}  # a tensor's or module's id -> the first name it has
+    for kind, named in (
+        ("parameter", model.named_parameters(remove_duplicate=False)),
+        ("buffer", model.named_buffers(remove_duplicate=False)),
+    ):
+        for name, tensor in named:
+            if id(tensor) in first:  # tied: one tensor under two names trains as one
+                digest.update(json.dumps([kind, name, "same as", first[id(tensor)]]).encode())
+                continue
+            first[id(tensor)] = name
+            trains = str(tensor.requires_grad) if kind == "parameter" else ""
+            _hash_tensor(digest, tensor, kind, name, trains)
+    digest.update(module_state_digest(model, modules, modes=True).encode())
+    return digest.hexdigest()
+
+
+def module_state_digest(
+    model: torch.nn.Module, modules: set[str] | None = None, *, modes: bool = False
+) -> str:
+    """The part of `state_digest` that is not the parameters and buffers: each module's class,
+    path and state that is not a tensor, with its ``training`` flag only where ``modes``.
+    Without the flags it is what a training must leave as it found (`emg_lens.train.reuse`
+    keeps no training that changes it: a read-back could not restore it).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> before, with_modes = module_state_digest(model), module_state_digest(model, modes=True)
+    >>> _ = model.eval()  # its training flags only
+    >>> module_state_digest(model) == before, module_state_digest(model, modes=True) == with_modes
+    (True, False)
+    """
+    paths = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        paths.setdefault(id(module), path)
+    walker = _StateWalker(paths, modules if modules is not None else set())
+    state = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        if paths[id(module)] != path:
+            state[path] = {"same as": paths[id(module)]}
+            continue
+        own = {k: v for k, v in vars(module).items() if not _machinery(module, k)}
+        if not modes:
+            own.pop("training", None)
+        where = f"{path}." if path else ""
+        own_state = {k: walker.walk(v, f"{where}{k}") for k, v in own.items()}
+        state[path] = {"class": _qualified(type(module)), "state": own_state}
+        walker.modules.add(type(module).__module__)
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# What every torch module holds that is not its own state: its tensors and submodules (walked
+# by name above) and its hooks (a hooked model's results are not reused at all).
+_MODULE_MACHINERY = frozenset(
+    {"_parameters", "_buffers", "_modules"}
+    | {name for name in vars(torch.nn.Module()) if "hook" in name}
+)
+
+
+def _machinery(module: torch.nn.Module, name: str) -> bool:
+    """Whether attribute ``name`` of ``module`` is no state of its own: torch's machinery, or
+    one of emg_lens's caches (``*_cache``: fused weights, rotary phases), each checked against
+    the tensors it was built from before use, so it never changes a result."""
+    own_cache = name.endswith("_cache") and type(module).__module__.startswith("emg_lens.")
+    return name in _MODULE_MACHINERY or own_cache
+
+
+_LOCKS = (_thread.LockType, type(_thread.RLock()))  # hold no state a computation reads
+_MAX_DEPTH = 32
+
+
+def _qualified(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def _code(code: types.CodeType) -> dict[str, Any]:
+    """A code object as what it computes: its bytecode, constants (nested code too), names and
+    arguments; not its file or line numbers, which a moved but unchanged function changes."""
+    return {
+        "code": code.co_code.hex(),
+        "consts": [_constant(c) for c in code.co_consts],
+        "names": list(code.co_names),
+        "vars": [list(code.co_varnames), list(code.co_freevars), list(code.co_cellvars)],
+        "args": [code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount],
+        "flags": code.co_flags,
+        "exceptions": code.co_exceptiontable.hex(),
+    }
+
+
+def _constant(value: Any) -> Any:
+    """A code object's constant, canonical: a frozenset's items sorted (its repr's order
+    follows string hashing, which differs between processes)."""
+    if isinstance(value, types.CodeType):
+        return _code(value)
+    if isinstance(value, tuple):
+        return [_constant(v) for v in value]
+    if isinstance(value, frozenset):
+        return {"frozenset": sorted(json.dumps(_constant(v)) for v in value)}
+    return repr(value)
+
+
+class _StateWalker:
+    """Canonical JSON of what a module holds: tensors and arrays by digest, modules of the
+    model by path, the rest by value; ``modules`` gains the Python module of each function,
+    class and object met."""
+
+    def __init__(self, paths: dict[int, str], modules: set[str]):
+        self.paths, self.modules, self.active = paths, modules, set()
+
+    def walk(self, value: Any, where: str, depth: int = 0) -> Any:
+        if value is None or type(value) in (bool, int, str):
+            return value
+        if type(value) is float:
+            return {"float": value.hex()}
+        if type(value) in (bytes, complex) or value is Ellipsis:
+            return {type(value).__name__: repr(value)}
+        if id(value) in self.paths:  # a module of the model, referred to from elsewhere
+            return {"module": self.paths[id(value)]}
+        if isinstance(value, torch.Tensor):
+            return {"tensor": tensor_digest(value), "trains": value.requires_grad}
+        if isinstance(value, np.ndarray | np.generic):
+            array = np.ascontiguousarray(value)
+            return {"array": [str(array.dtype), list(array.shape), _bytes_digest(array)]}
+        if isinstance(value, torch.dtype | torch.device | torch.layout | torch.memory_format):
+            return {type(value).__name__: str(value)}
+        if isinstance(value, _LOCKS):
+            return {"lock": type(value).__name__}
+        if isinstance(value, enum.Enum):
+            return {"enum": f"{_qualified(type(value))}.{value.name}"}
+        if isinstance(value, type):
+            self.modules.add(value.__module__)
+            return {"class": _qualified(value)}
+        if isinstance(value, types.BuiltinFunctionType | types.BuiltinMethodType):
+            return {"builtin": _qualified(value)}
+        if isinstance(value, types.ModuleType):
+            return {"python module": value.__name__}
+        if depth > _MAX_DEPTH:
+            raise UndigestibleStateError(f"{where} nests deeper than {_MAX_DEPTH} levels")
+        if id(value) in self.active:
+            return {"cycle": _qualified(type(value))}
+        self.active.add(id(value))
+        try:
+            return self._compound(value, where, depth + 1)
+        finally:
+            self.active.discard(id(value))
+
+    def _compound(self, value: Any, where: str, depth: int) -> Any:
+        walk = functools.partial(self.walk, depth=depth)
+        if isinstance(value, re.Pattern):
+            return {"pattern": walk([value.pattern, value.flags], where)}
+        if isinstance(value, slice | range):
+            parts = (value.start, value.stop, value.step)
+            return {type(value).__name__: [walk(p, where) for p in parts]}
+        if isinstance(value, torch.Generator):
+            return {"generator": tensor_digest(value.get_state()), "device": str(value.device)}
+        if isinstance(value, list | tuple) and type(value) in (list, tuple, torch.Size):
+            kind = type(value).__name__
+            return {kind: [walk(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+        if isinstance(value, types.MappingProxyType) or (
+            isinstance(value, dict) and type(value).__module__ in ("builtins", "collections")
+        ):
+            items = [
+                [walk(k, f"{where} key"), walk(v, f"{where}[{k!r}]")] for k, v in value.items()
+            ]
+            return {"dict": sorted(items, key=lambda kv: json.dumps(kv[0], sort_keys=True))}
+        if isinstance(value, set | frozenset):
+            items = [json.dumps(walk(v, f"{where} item"), sort_keys=True) for v in value]
+            return {"set": sorted(items)}
+        if isinstance(value, functools.partial):
+            parts = (value.func, value.args, value.keywords)
+            return {"partial": [walk(p, f"{where}.partial") for p in parts]}
+        if isinstance(value, types.MethodType):
+            return {"method": [walk(value.__func__, where), walk(value.__self__, f"{where}.self")]}
+        if isinstance(value, types.FunctionType):
+            self.modules.add(value.__module__)
+            cells = [c.cell_contents for c in value.__closure__ or () if _filled(c)]
+            return {
+                "function": _qualified(value),
+                "body": _code(value.__code__),
+                "defaults": walk([value.__defaults__, value.__kwdefaults__], f"{where} defaults"),
+                "closure": walk(cells, f"{where} closure"),
+            }
+        if isinstance(value, weakref.ref):
+            return {"weak reference": walk(value(), where)}
+        if isinstance(value, random.Random | np.random.Generator | np.random.RandomState):
+            state = value.getstate() if isinstance(value, random.Random) else None
+            state = value.bit_generator.state if isinstance(value, np.random.Generator) else state
+            state = value.get_state(legacy=False) if state is None else state
+            return {"random": _qualified(type(value)), "state": walk(state, where)}
+        if dataclasses.is_dataclass(value) or hasattr(value, "__dict__"):
+            self.modules.add(type(value).__module__)
+            fields = dict(vars(value)) if hasattr(value, "__dict__") else {}
+            for f in dataclasses.fields(value) if dataclasses.is_dataclass(value) else ():
+                fields.setdefault(f.name, getattr(value, f.name))
+            fields.update(_slots(value))
+            state = {k: walk(v, f"{where}.{k}") for k, v in fields.items()}
+            return {"object": _qualified(type(value)), "state": state}
+        if _slots(value):
+            self.modules.add(type(value).__module__)
+            state = {k: walk(v, f"{where}.{k}") for k, v in _slots(value).items()}
+            return {"object": _qualified(type(value)), "state": state}
+        raise UndigestibleStateError(
+            f"{where or 'the model'} holds an object of type {_qualified(type(value))}, whose "
+            "state a digest cannot read"
+        )
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 (an empty cell raises)
+    except ValueError:
+        return False
+    return True
+
+
+def _slots(value: Any) -> dict[str, Any]:
+    """The values of ``value``'s ``__slots__`` (of every class it is made of) that are set."""
+    names = [n for cls in type(value).__mro__ for n in getattr(cls, "__slots__", ())]
+    return {
+        n: getattr(value, n)
+        for n in names
+        if n not in ("__dict__", "__weakref__") and hasattr(value, n)
+    }
+
+
+def _bytes_digest(array: np.ndarray) -> str:
+    return hashlib.sha256(array.tobytes()).hexdigest()
 
 
 def arrays_digest(data: Any) -> str:

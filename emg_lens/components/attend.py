@@ -10,8 +10,11 @@ Two rules, each written once here:
   (bool, True = cut) make one mask of the own mask's kind, what SDPA or
   ``nn.MultiheadAttention`` reads; `blocked_by` reads any mask as "no attention here".
 - *the empty row* (`empty_rows`): a query row whose keys are all masked attends to nothing:
-  a zero pattern row (`pattern_of`), a zero output row on a fused path (`zero_empty_rows`),
-  never NaN; any other NaN (weights, inputs, a hook) propagates.
+  a zero pattern row (`pattern_of`), a zero output row on a fused path (`fused`), never NaN;
+  any other NaN (weights, inputs, a hook) propagates. The backward pass keeps it too: such a
+  row's softmax is taken over finite scores (its -inf replaced) and then zeroed, so its
+  gradient is zero, where a softmax of -inf only would send NaN into every upstream gradient
+  (-inf - -inf); every other row is computed as before, bit for bit.
 
 `attend` composes them into the explicit attention an attached model's hooked call runs: the
 model's own mask first (an additive bias, or blocked keys), then the cut (-inf), then
@@ -27,6 +30,7 @@ model's own mask first (an additive bias, or blocked keys), then the cut (-inf),
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -40,9 +44,9 @@ __all__ = [
     "blocked_by",
     "cut_scores",
     "empty_rows",
+    "fused",
     "merge_masks",
     "pattern_of",
-    "zero_empty_rows",
 ]
 
 Hook = Callable[[torch.Tensor], torch.Tensor]
@@ -135,7 +139,7 @@ def cut_scores(
 # ---------------------------------------------------------------------------- the empty row
 def empty_rows(blocked: Bool[torch.Tensor, "... query key"]) -> Bool[torch.Tensor, "... query 1"]:
     """The query rows that attend to nothing: every key blocked. This is the one place the
-    rule is written; a pattern (`pattern_of`) or an output (`zero_empty_rows`) is zero there.
+    rule is written; a pattern (`pattern_of`) or an output (`fused`) is zero there.
 
     >>> empty_rows(torch.tensor([[True, True], [True, False]])).tolist()
     [[True], [False]]
@@ -152,22 +156,44 @@ def _may_skip(t: torch.Tensor) -> bool:
     return not torch.onnx.is_in_onnx_export()
 
 
-def zero_empty_rows(
-    out: Float[torch.Tensor, "... query d"], blocked: Bool[torch.Tensor, "... query key"]
-) -> Float[torch.Tensor, "... query d"]:
-    """A fused attention's output with the rows of queries that have no key left (every key
-    ``blocked``) set to zero, whatever the kernel gave there (some SDPA kernels give NaN);
-    every other row, a NaN included, untouched. On a CPU the fill (a copy of ``out``) is
-    skipped where no row is empty.
+def open_rows(
+    mask: Mask, empty: Bool[torch.Tensor, "... query 1"], *, allows: bool = False
+) -> Mask:
+    """``mask`` with every key of the ``empty`` rows let through (in ``mask``'s own form: a bool
+    mask, True = blocked, or with ``allows`` True = may attend; an additive one 0): what a
+    softmax over such a row sees instead of -inf only, so that it and its gradient are finite.
 
-    >>> out = torch.ones(2, 3)
-    >>> zero_empty_rows(out, torch.tensor([[True, True], [False, True]])).tolist()
+    >>> blocked = torch.tensor([[True, True], [True, False]])
+    >>> open_rows(blocked, empty_rows(blocked)).tolist()
+    [[False, False], [True, False]]
+    """
+    if mask.dtype != torch.bool:
+        return mask.masked_fill(empty, 0.0)
+    return mask | empty if allows else mask & ~empty
+
+
+def fused(
+    kernel: Callable[[Mask | None], torch.Tensor], mask: Mask | None, *, allows: bool = False
+) -> Float[torch.Tensor, "... query d"]:
+    """``kernel(mask)``, a fused attention (SDPA, a batched softmax) given its mask (bool, True =
+    blocked, or with ``allows`` True = may attend, as SDPA reads it; or additive), under the
+    empty-row rule: a query row whose keys the mask all blocks is opened for the kernel
+    (`open_rows`) and zero in the output (some kernels give NaN there, and the gradient of a
+    softmax over -inf only is NaN in every kernel); every other row, a NaN included, is what
+    the kernel gives. On a CPU the kernel runs on ``mask`` itself where no row is empty.
+
+    >>> q = k = v = torch.ones(1, 1, 2, 3)
+    >>> blocked = torch.tensor([[True, True], [False, True]])  # query 0 keeps no key
+    >>> sdpa = lambda m: F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+    >>> fused(sdpa, ~blocked, allows=True)[0, 0].tolist()
     [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
     """
-    empty = empty_rows(blocked)
+    if mask is None:
+        return kernel(None)
+    empty = empty_rows(blocked_by(mask, allows=allows))
     if _may_skip(empty) and not bool(empty.any()):
-        return out
-    return out.masked_fill(empty, 0.0)
+        return kernel(mask)
+    return kernel(open_rows(mask, empty, allows=allows)).masked_fill(empty, 0.0)
 
 
 def pattern_of(
@@ -175,17 +201,23 @@ def pattern_of(
     softmax: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Float[torch.Tensor, "batch head query key"]:
     """``softmax(scores)`` over the keys, a row whose scores are all -inf a zero row (it
-    attends to nothing); ``softmax`` is the model's own call where there is one.
+    attends to nothing), with a zero gradient (its softmax is taken over zeros, then zeroed);
+    ``softmax`` is the model's own call where there is one.
 
-    >>> pattern_of(torch.tensor([[[[0.0, 0.0], [-torch.inf, -torch.inf]]]])).tolist()
-    [[[[0.5, 0.5], [0.0, 0.0]]]]
+    >>> scores = torch.tensor([[[[0.0, 0.0], [-torch.inf, -torch.inf]]]], requires_grad=True)
+    >>> pattern = pattern_of(scores)
+    >>> pattern.tolist(), torch.autograd.grad(pattern[..., 0].sum(), scores)[0][0, 0].tolist()
+    ([[[[0.5, 0.5], [0.0, 0.0]]]], [[0.25, -0.25], [0.0, 0.0]])
     """
-    pattern = F.softmax(scores, dim=-1) if softmax is None else softmax(scores)
-    # A row of -inf only is a NaN row after the softmax, so a pattern without NaN has none and
-    # needs no fill: one reduction instead of three passes over the scores.
-    if _may_skip(pattern) and not bool(pattern.sum().isnan()):
-        return pattern
-    return pattern.masked_fill(empty_rows(blocked_by(scores)), 0.0)
+    if softmax is None:
+        softmax = functools.partial(F.softmax, dim=-1)
+    if _may_skip(scores):
+        # A row of -inf only is a NaN row after the softmax, so a pattern without NaN has none
+        # and needs no fill: one reduction instead of three passes over the scores.
+        pattern = softmax(scores)
+        if not bool(pattern.sum().isnan()):
+            return pattern
+    return fused(softmax, scores)
 
 
 # ---------------------------------------------------------------------------- explicit attention

@@ -12,10 +12,10 @@ Two paths compute the same function:
 
 An ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, query_pos,
 key_pos]``) is honoured by both. A query whose keys are all masked attends to nothing: its
-pattern row is zero and so is its attention update, never NaN. Any other NaN (from weights,
-inputs or a hook) propagates to the output: it is never laundered into "attends to nothing".
-Both rules, the mask merge and the empty row, are `emg_lens.components.attend`'s, which every
-path here calls.
+pattern row is zero and so is its attention update, never NaN (nor its gradient). Any other
+NaN (from weights, inputs or a hook) propagates to the output: it is never laundered into
+"attends to nothing". Both rules, the mask merge and the empty row, are
+`emg_lens.components.attend`'s, which every path here calls.
 
 Converted architectures (`emg_lens.models.from_braindecode`) add what their attention computes
 beyond the plain form, with the names, shapes and hooks unchanged:
@@ -56,12 +56,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components.attend import (
-    block_scores,
-    merge_masks,
-    pattern_of,
-    zero_empty_rows,
-)
+from emg_lens.components.attend import block_scores, fused, merge_masks, pattern_of
 from emg_lens.components.init import ConfigInit
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.components.mlp import add_bias
@@ -138,6 +133,22 @@ def _matmul_heads(
     a batched product several times slower on CPU)."""
     out = torch.addmm(b.flatten(), x.reshape(-1, x.shape[-1]), W.permute(1, 0, 2).flatten(1))
     return out.view(*x.shape[:-1], *b.shape)
+
+
+def _sdpa(
+    q: Float[torch.Tensor, "batch head query d_head"],
+    k: Float[torch.Tensor, "batch head key d_head"],
+    v: Float[torch.Tensor, "batch head key d_head"],
+    blocked: Bool[torch.Tensor, "... query key"] | None,
+    scale: float,
+) -> Float[torch.Tensor, "batch head query d_head"]:
+    """``scaled_dot_product_attention`` with the keys ``blocked`` (True) masked, a query left
+    with no key a zero row (some SDPA kernels give NaN there), with a zero gradient (`fused`)."""
+    return fused(
+        lambda allowed: F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale),
+        merge_masks(None, blocked, allows=True),
+        allows=True,
+    )
 
 
 class Attention(ConfigInit, nn.Module):
@@ -432,16 +443,13 @@ class Attention(ConfigInit, nn.Module):
             # SDPA's CPU flash kernel takes only 4-D masks: a [head, q, k] mask sends it to the
             # math kernel, ~5x slower at the demo's 49 tokens. A view, so nothing is copied.
             edge_mask = edge_mask[(None,) * (4 - edge_mask.ndim)]
-        z = F.scaled_dot_product_attention(
+        z = _sdpa(
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
-            attn_mask=merge_masks(None, edge_mask, allows=True),
-            scale=1.0 / self.attn_scale,
-        )  # [batch, head_index, pos, d_head]
-        if edge_mask is not None:
-            # a query left with no key: some SDPA kernels give NaN, the explicit path 0
-            z = zero_empty_rows(z, edge_mask)
+            edge_mask,
+            1.0 / self.attn_scale,
+        )
         z = z.transpose(1, 2).reshape(batch * n_pos, h * d_head)
         out = torch.addmm(b_O, z, self.W_O.reshape(h * d_head, -1))
         return out.view(batch, n_pos, -1)
@@ -486,15 +494,7 @@ class Attention(ConfigInit, nn.Module):
         if plan.structure.groups is not None and plan.n_groups == 0:  # groups of unequal size
             mask = merge_masks(self.base_mask[plan.heads], mask)
         if plan.n_groups == 0:
-            z = F.scaled_dot_product_attention(
-                q.transpose(1, 2),
-                k.transpose(1, 2),
-                v.transpose(1, 2),
-                attn_mask=merge_masks(None, mask, allows=True),
-                scale=scale,
-            )
-            if mask is not None:
-                z = zero_empty_rows(z, mask)
+            z = _sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, scale)
             return z.transpose(1, 2)
         n_groups, size = plan.n_groups, plan.group_size
         perm, inverse = getattr(self, f"_perm_{index}"), getattr(self, f"_inverse_{index}")
@@ -513,13 +513,12 @@ class Attention(ConfigInit, nn.Module):
             # Many short sequences (CBraMod's 19 channels of a patch, its few patches of a
             # channel): a batched matmul and softmax, as torch's own MultiheadAttention runs
             # them, costs a third of SDPA's CPU kernel, whose per-sequence set-up dominates.
-            scores = block_scores(torch.matmul(q, k.transpose(-1, -2)) * scale, mask)
-            z = torch.matmul(scores.softmax(-1), v)
+            scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+            z = fused(
+                lambda blocked: torch.matmul(block_scores(scores, blocked).softmax(-1), v), mask
+            )
         else:
-            allowed = merge_masks(None, mask, allows=True)
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
-        if mask is not None:
-            z = zero_empty_rows(z, mask)  # a query with no key left attends to nothing
+            z = _sdpa(q, k, v, mask, scale)
         z = z.transpose(1, 2).reshape(batch, n_pos, n_heads, d_head)
         return z if inverse is None else z.index_select(1, inverse)
 

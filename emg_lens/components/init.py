@@ -119,7 +119,7 @@ class ConfigConv2d(_ConfigLayer, nn.Conv2d):
     >>> conv = ConfigConv2d(1, 4, (1, 3), init_std=0.5)
     >>> _ = torch.manual_seed(0)
     >>> conv.reset_parameters()
-    >>> conv.bias.abs().max().item(), type(conv).__mro__[3] is nn.Conv2d
+    >>> conv.bias.abs().max().item(), isinstance(conv, nn.Conv2d)
     (0.0, True)
     """
 

@@ -17,6 +17,15 @@ Several processes may share one cache folder: a reader sees a whole entry or non
 eviction only removes entries whose JSON exists, JSON first, so it never removes
 an entry being written.
 
+The cache removes only what it wrote (`is_cache_file`): a file whose name is one the cache
+gives and whose first bytes are what the cache writes first — its mark (`CACHE_MARK`, first in
+an entry's JSON and first array of its ``.npz``), or the key its name is made from (a kept
+training's file; a JSON written before the mark, which began ``{"key": "<the 20 hex digits of
+its name>...``: such entries are adopted). Arrays without JSON written before the mark are
+left alone. So ``EMG_LENS_CACHE`` pointed at a folder of the user's loses none of the user's
+files, and the first use of such a folder in a process warns, naming what the cache did not
+write (`warn_foreign_files`).
+
 >>> import tempfile
 >>> from emg_lens.data.datasets import data_source
 >>> source = data_source("synthetic")
@@ -62,6 +71,7 @@ from emg_lens.errors import ArgumentError
 
 __all__ = [
     "CACHE_ENV",
+    "CACHE_MARK",
     "CACHE_MAX_ENV",
     "CACHE_VERSION",
     "DEFAULT_MAX_GB",
@@ -70,8 +80,11 @@ __all__ = [
     "cache_max_bytes",
     "default_cache_dir",
     "evict",
+    "foreign_files",
+    "is_cache_file",
     "read_entry",
     "source_files",
+    "warn_foreign_files",
     "write_entry",
 ]
 
@@ -98,8 +111,21 @@ TRAINED_FOLDER = "trained"
 """The folder, inside the cache's, of the trainings `emg_lens.train.fit` keeps (``reuse=True``:
 `emg_lens.train.reuse`), one ``<key>.pt`` file each; `evict` counts them in the cap."""
 
-_ENTRY_STEM = re.compile(r".+_s\d+_[0-9a-f]{20}")  # what load_subject names an entry
-_TRAINED_NAME = re.compile(r"[0-9a-f]{64}\.pt")  # what emg_lens.train.reuse names a training
+CACHE_MARK = "emg_lens_cache"
+"""What the cache writes first in each entry's files: the JSON's first field (its value the
+writer, `_JSON_MARK`) and the first array of the ``.npz``; `evict` removes only files that
+carry it (or, written before it, the key their name is made from: `is_cache_file`)."""
+
+_ENTRY_STEM = re.compile(r".+_s\d+_([0-9a-f]{20})")  # what load_subject names an entry
+_TRAINED_NAME = re.compile(r"([0-9a-f]{64})\.pt")  # what emg_lens.train.reuse names a training
+_TEMP_NAME = re.compile(rf"(.+)\.\d+{re.escape(TEMP_SUFFIX)}")  # emg_lens._io.atomic_write's
+_JSON_MARK = json.dumps({CACHE_MARK: "emg_lens.data.cache"})[
+    :-1
+].encode()  # '{"emg_lens_cache": ..'
+_OLD_JSON = re.compile(rb'\{"key": "([0-9a-f]{64})"')  # an entry's JSON before the mark
+_NPZ_MARK = f"{CACHE_MARK}.npy".encode()  # the name of a .npz's first member (a zip file)
+_ZIP_NAME_AT = 30  # where a zip file's first member's name starts (after its local header)
+_HEAD = 4096  # the bytes a file is recognised by: a kept training's key is within them
 
 _PREPROCESS_MODULES = ("emg_lens.data.recording", "emg_lens.data.preprocess")
 _JSON_FIELDS = ("subject", "modalities", "classes", "meta")
@@ -235,7 +261,9 @@ def write_entry(stem: Path, key: str, data: SubjectData) -> None:
     """Write ``data`` as the entry at ``stem`` under ``key``, atomically (arrays first, JSON
     last). Raises `OSError` when the folder cannot be written."""
     make_folder(stem.parent)
-    arrays = {name: getattr(data, name) for name in _ARRAY_FIELDS}
+    # The mark first in each file: what evict and warn_foreign_files recognise it by.
+    arrays = {CACHE_MARK: np.array(CACHE_VERSION)}
+    arrays |= {name: getattr(data, name) for name in _ARRAY_FIELDS}
 
     def write_arrays(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file, not a name: np.savez would append ".npz" to it
@@ -243,7 +271,8 @@ def write_entry(stem: Path, key: str, data: SubjectData) -> None:
 
     # Arrays first, JSON last: `read_entry` takes an entry without its JSON as absent.
     atomic_write(stem.with_suffix(".npz"), write_arrays)
-    info = {"key": key, **{name: getattr(data, name) for name in _JSON_FIELDS}}
+    info = {CACHE_MARK: "emg_lens.data.cache", "key": key}
+    info |= {name: getattr(data, name) for name in _JSON_FIELDS}
     atomic_write(stem.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(info)))
 
 
@@ -257,8 +286,9 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
     Safe while other processes read and write the folder: an entry without its JSON is one
     being written, never removed (until it is an orphan), and an entry is removed JSON first,
     so a reader sees the whole entry or a miss (a kept training is one file, renamed into place
-    whole). Only files named as `load_subject` and `emg_lens.train.reuse` name entries are
-    touched.
+    whole). Only the cache's own files are touched (`is_cache_file`): named as `load_subject`
+    and `emg_lens.train.reuse` name entries, and holding what the cache writes first; a file
+    of the user's with such a name stays, whatever the cap.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -287,20 +317,116 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
     return removed
 
 
+def is_cache_file(path: str | Path) -> bool:
+    """Whether the cache wrote file ``path`` (a whole file or one a writer left half-written):
+    its name is one it gives (``<dataset>_s<N>_<20 hex>`` ``.json`` or ``.npz`` in the
+    cache's folder, ``<64 hex>.pt`` in its ``trained/``, or the temporary name of one of these)
+    and its first bytes are what it writes first: `CACHE_MARK` (an entry's JSON and arrays),
+    or the key its name is made from (a kept training; an entry's JSON written before the mark).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> stamp = folder / "recording_s1_20240101120000000000.json"  # a user's, named alike
+    >>> _ = stamp.write_text('{"note": "a 20-digit timestamp"}')
+    >>> is_cache_file(stamp)
+    False
+    """
+    path = Path(path)
+    temp = _TEMP_NAME.fullmatch(path.name)
+    name = temp.group(1) if temp else path.name
+    trained = _TRAINED_NAME.fullmatch(name) if path.parent.name == TRAINED_FOLDER else None
+    stem, _, kind = name.rpartition(".")
+    entry = _ENTRY_STEM.fullmatch(stem) if kind in ("json", "npz") else None
+    if trained is None and entry is None:
+        return False
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_HEAD)
+    except OSError:  # gone meanwhile, or unreadable: not one to remove
+        return False
+    if trained is not None:
+        return trained.group(1).encode() in head
+    if kind == "npz":
+        return head[_ZIP_NAME_AT : _ZIP_NAME_AT + len(_NPZ_MARK)] == _NPZ_MARK
+    old = _OLD_JSON.match(head)
+    return head.startswith(_JSON_MARK) or bool(
+        old and old.group(1).startswith(entry.group(1).encode())
+    )
+
+
+def foreign_files(folder: str | Path) -> list[Path]:
+    """The files and folders in cache folder ``folder`` (and its ``trained/``) that the cache
+    did not write (`is_cache_file`; the arrays of an entry whose JSON is the cache's count as
+    its own), sorted.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "notes.txt").write_text("mine")
+    >>> [p.name for p in foreign_files(folder)]
+    ['notes.txt']
+    """
+    folder = Path(folder)
+    found = []
+    for path in _listing(folder):
+        if path.name == TRAINED_FOLDER and path.is_dir():
+            found += [p for p in _listing(path) if p.is_dir() or not _ours(p)]
+        elif path.is_dir() or not (_ours(path) or _arrays_of_an_entry(path)):
+            found.append(path)
+    return sorted(found)
+
+
+def _ours(path: Path) -> bool:
+    """The cache's file, or a temporary file another process is writing now (perhaps still
+    too short to tell)."""
+    temp = _TEMP_NAME.fullmatch(path.name)
+    pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")[2]
+    return is_cache_file(path) or bool(temp and pid.isdigit() and pid_alive(int(pid)))
+
+
+_warned: set[Path] = set()
+
+
+def warn_foreign_files(folder: str | Path) -> None:
+    """Warn, once a process for each folder, where cache folder ``folder`` holds files the
+    cache did not write (`foreign_files`): a folder of the user's given as the cache. They are
+    safe (the cache removes only its own files), but a folder of its own is the cache's
+    place."""
+    folder = Path(folder)
+    if folder.resolve() in _warned:
+        return
+    _warned.add(folder.resolve())
+    foreign = foreign_files(folder)
+    if foreign:
+        shown = ", ".join(p.name for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        warnings.warn(
+            f"the cache folder {folder} (${CACHE_ENV}, or cache_dir=) holds {len(foreign)} "
+            f"file(s) or folder(s) the cache did not write ({shown}); the cache reads and "
+            "removes only its own entries, so they are safe, but give the cache a folder of its "
+            "own (an empty or a new one)",
+            stacklevel=3,
+        )
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:  # no folder yet (nothing in it), or one that cannot be listed
+        return []
+
+
+def _arrays_of_an_entry(path: Path) -> bool:
+    """An entry's arrays, whose JSON is the cache's (arrays written before the mark)."""
+    return path.suffix == ".npz" and is_cache_file(path.with_suffix(".json"))
+
+
 def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
     """Every complete entry of the cache in ``folder``: a preprocessed subject (its JSON, then
     its arrays) or a kept training (one file), with its last use (its first file's time), name
-    and size in bytes."""
+    and size in bytes. Only the cache's own files (`is_cache_file`)."""
     subjects = [
-        (info, info.with_suffix(".npz"))
-        for info in folder.glob("*.json")
-        if _ENTRY_STEM.fullmatch(info.stem)
+        (info, info.with_suffix(".npz")) for info in folder.glob("*.json") if is_cache_file(info)
     ]
-    trainings = [
-        (kept,)
-        for kept in (folder / TRAINED_FOLDER).glob("*.pt")
-        if _TRAINED_NAME.fullmatch(kept.name)
-    ]
+    trainings = [(kept,) for kept in (folder / TRAINED_FOLDER).glob("*.pt") if is_cache_file(kept)]
     found = []
     for paths in subjects + trainings:
         try:
@@ -313,23 +439,18 @@ def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
 
 
 def _remove_orphans(folder: Path, *, trained: bool = False) -> list[Path]:
-    """Arrays without JSON and temporary files whose writer is gone, both older than
-    `ORPHAN_AGE_S`: what a process killed mid-write leaves behind (``trained``: in the kept
-    trainings' folder, where only temporary files can be left)."""
+    """The cache's own arrays without JSON and temporary files whose writer is gone, both
+    older than `ORPHAN_AGE_S`: what a process killed mid-write leaves behind (``trained``: in
+    the kept trainings' folder, where only temporary files can be left)."""
     removed, now = [], time.time()
     arrays = [] if trained else folder.glob("*.npz")
     for path in [*arrays, *folder.glob(f"*.*.*{TEMP_SUFFIX}")]:
-        name, _, pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")
         if path.suffix == ".npz":
-            ours, orphan = _ENTRY_STEM.fullmatch(path.stem), not path.with_suffix(".json").exists()
+            orphan = not path.with_suffix(".json").exists()
         else:  # <name>.<pid>.tmp (emg_lens._io.atomic_write) of an entry's file
-            stem, _, kind = name.rpartition(".")
-            if trained:
-                ours = _TRAINED_NAME.fullmatch(name)
-            else:
-                ours = kind in ("npz", "json") and _ENTRY_STEM.fullmatch(stem)
+            pid = path.name.removesuffix(TEMP_SUFFIX).rpartition(".")[2]
             orphan = pid.isdigit() and not pid_alive(int(pid))
-        if not (ours and orphan):
+        if not (orphan and is_cache_file(path)):
             continue
         try:
             if now - path.stat().st_mtime > ORPHAN_AGE_S:

@@ -36,6 +36,7 @@ from emg_lens.data.cache import (
     default_cache_dir,
     evict,
     read_entry,
+    warn_foreign_files,
     write_entry,
 )
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
@@ -182,6 +183,7 @@ def load_subject(
     if folder is None:
         return _normalised(_prepare(source, subject))
     folder = Path(folder)
+    warn_foreign_files(folder)  # a folder of the user's given as the cache: said, once
     key = cache_key(source, subject)
     stem = folder / f"{source['dataset']}_s{subject}_{key[:20]}"
     cached = read_entry(stem, key)

@@ -50,9 +50,28 @@ class Subject:
 def find_models(models: str | Path) -> dict[int, Path]:
     """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
     ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never
-    a subject silently left out."""
+    a subject silently left out; and one folder per subject (its metadata's ``subject``, else
+    the number in its name): two that name one subject (a backup ``subject_1_old/`` beside
+    ``subject_1/``) are a `SpecError` naming both, never one picked silently. Every command
+    that finds models (``study run``, ``evaluate``, ``probe``, discovery) finds them here.
+
+    >>> import tempfile
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.checkpoints import save_checkpoint
+    >>> from emg_lens.models import IsoNet
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("subject_1", "subject_1_old", "subject_2"):
+    ...     subject = 2 if name == "subject_2" else 1
+    ...     _ = save_checkpoint(IsoNet(EncoderConfig.preset("tiny")), root / name,
+    ...                         metadata={"subject": subject})
+    >>> find_models(root)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: models folder ...: subject 1 is in 2 folders, subject_1/ and \
+subject_1_old/; one folder per subject: move the others (a backup, an older run) out of ...
+    """
     root = models_folder(models)
-    found = {}
+    found: dict[int, list[Path]] = {}
     if root.is_dir():
         for path in sorted(p for p in root.glob("subject_*") if p.is_dir()):
             try:
@@ -65,10 +84,27 @@ def find_models(models: str | Path) -> dict[int, Path]:
             suffix = path.name.removeprefix("subject_")
             if subject is None and not suffix.isdigit():
                 raise SpecError(f"{path}: no subject number in its metadata or its name")
-            found[int(subject if subject is not None else suffix)] = path
+            found.setdefault(int(subject if subject is not None else suffix), []).append(path)
+    _one_folder_per_subject(root, found)
     if not found:
         raise SpecError(no_models(models))
-    return found
+    return {subject: paths[0] for subject, paths in found.items()}
+
+
+def _one_folder_per_subject(root: Path, found: dict[int, list[Path]]) -> None:
+    """Refuse, naming them, two folders of ``root`` that hold one subject's model."""
+    twice = {subject: paths for subject, paths in sorted(found.items()) if len(paths) > 1}
+    if not twice:
+        return
+    where = "; ".join(
+        f"subject {subject} is in {len(paths)} folders, "
+        f"{', '.join(p.name + '/' for p in paths[:-1])} and {paths[-1].name}/"
+        for subject, paths in twice.items()
+    )
+    raise SpecError(
+        f"models folder {root}: {where}; one folder per subject: move the others (a backup, "
+        f"an older run) out of {root}"
+    )
 
 
 def models_folder(models: str | Path) -> Path:

@@ -4,21 +4,33 @@ training done before instead of doing it again.
 `fit` is deterministic on the CPU: the same model before training, the same windows, the same
 recipe, the same code and the same number of threads give identical weights. So what it would
 compute can be read back, and nothing else is: an entry's key is all of that (`training_key`):
-`emg_lens.provenance.model_digest` of the model as it enters `fit` (its weights, class and
-config), the training windows and labels (dtype, shape and bytes), the `TrainConfig` less
-``progress``, the fixed edge masks, `emg_lens.provenance.code_digest` (every emg_lens source),
-the source file of every module class of the model that is neither emg_lens's nor torch's (an
-attached or a user's model: `model_code`), torch's version and its CPU thread count. A model
-whose code cannot be read from a file (a class defined in a notebook cell or a REPL), or with a
-hook attached (it would run in the training), is trained and not kept. An entry holds the
-trained state dict, the history and torch's global random state after the training (dropout
-draws from it), so what runs after `fit` runs as it would after the training. Only CPU
-trainings are kept (a GPU's kernels need not be deterministic).
+`emg_lens.provenance.state_digest` of the model as it enters `fit` (every parameter, with
+whether it trains, and buffer; each module's class and its state that is not a tensor, such
+as ``training`` and ``Dropout.p``, set when it was built or later), the training windows and
+labels (dtype, shape and bytes), the `TrainConfig` less ``progress``, the fixed edge masks,
+`emg_lens.provenance.code_digest` (every emg_lens source), the files of the code the model
+runs beyond emg_lens's and torch's (`emg_lens.train.model_code`: its classes', a user's helper
+modules they import), torch's version and its CPU thread count.
+
+A model is trained and not kept where its key could not say what it computes: with a hook
+attached (it would run in the training), or a module class whose code has no file (defined in
+a notebook cell or a REPL); with a warning saying why, where a module's ``forward`` is set on
+the instance (not its class's code), where the code that runs is not its file's (a class or
+helper edited since it was imported, in a notebook that did not reload it:
+`emg_lens.train.model_code.stale_code`), where it holds an object whose state cannot be
+read, or where the training changed its state beyond its tensors (an attribute counting steps:
+a read-back could not restore it). An entry holds the trained state dict and the buffers it
+leaves out, the history and torch's global random state after the training (dropout draws from
+it), so what runs after `fit` runs as it would after the training. Only CPU trainings are kept
+(a GPU's kernels need not be deterministic).
 
 Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
 (`emg_lens.data.cache.default_cache_dir`: ``$EMG_LENS_CACHE``, or the user cache directory;
 ``EMG_LENS_CACHE=off`` keeps none), each written atomically, so processes sharing the folder
-read a whole entry or none. An entry that cannot be read is a warning and a training. The
+read a whole entry or none. An entry that does not read back exactly as it was written (cut
+short, damaged, another key, tensors of other names, shapes or dtypes, a payload that
+``weights_only`` refuses) is a warning and a training from the start: it is checked whole
+before the model is touched, and the model is put back as it was where loading fails. The
 entries count in the cache's size cap (`emg_lens.data.cache.cache_max_bytes`, 10 GB unless
 ``$EMG_LENS_CACHE_MAX_GB`` says otherwise) with the preprocessed subjects: after a training is
 kept, `emg_lens.data.cache.evict` removes the least recently used of both (reading an entry
@@ -40,8 +52,8 @@ True
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
+import math
 import os
 import warnings
 from dataclasses import asdict
@@ -50,45 +62,31 @@ from typing import Any
 
 import torch
 
-from emg_lens._io import atomic_write, file_digest, make_folder
-from emg_lens.data.cache import TRAINED_FOLDER, cache_max_bytes, default_cache_dir, evict
-from emg_lens.errors import StorageError
-from emg_lens.provenance import code_digest, json_digest, model_digest, tensor_digest
+from emg_lens._io import atomic_write, make_folder
+from emg_lens.data.cache import (
+    TRAINED_FOLDER,
+    cache_max_bytes,
+    default_cache_dir,
+    evict,
+    warn_foreign_files,
+)
+from emg_lens.errors import StorageError, UndigestibleStateError
+from emg_lens.provenance import (
+    code_digest,
+    json_digest,
+    module_state_digest,
+    state_digest,
+    tensor_digest,
+)
+from emg_lens.train.model_code import code_files, files_key, model_code, stale_code
 
 __all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "model_code", "training_key"]
 # TRAINED_FOLDER is the cache's (emg_lens.data.cache), which counts the entries in its cap.
 
-REUSE_VERSION = 1
+REUSE_VERSION = 2
 """Part of every key: bump it when what an entry holds changes."""
 
-
-def model_code(model: torch.nn.Module) -> str | None:
-    """Digest of the source files of ``model``'s module classes outside emg_lens (which
-    `code_digest` covers) and torch (its version is in the key): TransformerLens's hook points,
-    a user's or a library's modules; None where one has no file to read (defined in a notebook
-    cell or a REPL: an edit to it could not be told).
-
-    >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.models import IsoNet
-    >>> model_code(IsoNet(EncoderConfig.preset("tiny"))) is not None  # TransformerLens's HookPoint
-    True
-    >>> scope = {"__name__": "a_notebook_cell", "torch": torch}
-    >>> exec("class Net(torch.nn.Linear): pass", scope)
-    >>> model_code(scope["Net"](2, 2)) is None
-    True
-    """
-    files = {}
-    for cls in {type(module) for module in model.modules()}:
-        if cls.__module__.split(".")[0] in ("emg_lens", "torch"):
-            continue
-        try:
-            path = inspect.getsourcefile(cls)
-        except (TypeError, OSError):  # no module file: a notebook cell, a REPL, exec
-            path = None
-        if path is None or not Path(path).is_file():
-            return None
-        files[f"{cls.__module__}.{cls.__qualname__}"] = file_digest(path)
-    return json_digest(files)
+_ENTRY_KEYS = {"key", "state", "unsaved", "result", "rng"}
 
 
 def _hooked(model: torch.nn.Module) -> bool:
@@ -104,11 +102,14 @@ def training_key(
     cfg: Any,
     edge_masks: dict[int, torch.Tensor] | None,
     code: str | None = None,
+    *,
+    state: str | None = None,
 ) -> str:
     """The digest of everything a CPU training's weights depend on (see the module's
-    docstring): ``model`` as it enters `fit`, the windows ``X`` and labels ``y`` as it trains on
-    them, the `TrainConfig` ``cfg`` (not its ``progress``), the fixed ``edge_masks`` and the
-    model's own ``code`` (`model_code`).
+    docstring): ``model`` as it enters `fit` (``state``: its
+    `emg_lens.provenance.state_digest`, computed where not given), the windows ``X`` and
+    labels ``y`` as it trains on them, the `TrainConfig` ``cfg`` (not its ``progress``), the
+    fixed ``edge_masks`` and the model's own ``code`` (`model_code`).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -125,7 +126,7 @@ def training_key(
     return json_digest(
         {
             "version": REUSE_VERSION,
-            "model": model_digest(model),
+            "model": state if state is not None else state_digest(model),
             "X": tensor_digest(X),
             "y": tensor_digest(y),
             "recipe": recipe,
@@ -136,6 +137,40 @@ def training_key(
             "threads": torch.get_num_threads(),
         }
     )
+
+
+def _keyable(model: torch.nn.Module) -> tuple[str, str] | None:
+    """``(state, code)`` digests of ``model`` for its key, or None where the key could not
+    say what the model computes (see the module's docstring): with a warning, but for a class
+    with no file, which the guide says is always trained."""
+    own_forward = [path or "the model" for path, m in model.named_modules() if "forward" in vars(m)]
+    if own_forward:
+        return _not_kept(
+            model,
+            f"{own_forward[0]} has a forward set on the instance, not its class's, whose code "
+            "a key would hold",
+        )
+    modules: set[str] = set()
+    try:
+        state = state_digest(model, modules)
+    except UndigestibleStateError as exc:
+        return _not_kept(model, str(exc))
+    files = code_files(model, modules)
+    if files is None:
+        return None
+    stale = stale_code(model, files)
+    if stale is not None:
+        return _not_kept(model, stale)
+    return state, files_key(files)
+
+
+def _not_kept(model: torch.nn.Module, why: str) -> None:
+    warnings.warn(
+        f"fit(reuse=True): the training of this {type(model).__name__} is not kept, and none "
+        f"is read back: {why}; it is trained as usual",
+        stacklevel=4,
+    )
+    return None
 
 
 def _save(kept: dict[str, Any], tmp: Path) -> None:
@@ -150,8 +185,15 @@ class TrainedEntry:
     """Where the training of one key is kept (``folder / "<key>.pt"``): `read` it into a
     model, or `write` a model just trained."""
 
-    def __init__(self, folder: Path, key: str, max_bytes: int | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        key: str,
+        max_bytes: int | None = None,
+        module_state: str | None = None,
+    ):
         self.key, self.path, self.max_bytes = key, folder / f"{key}.pt", max_bytes
+        self.module_state = module_state  # module_state_digest before the training
 
     @classmethod
     def of(
@@ -163,38 +205,54 @@ class TrainedEntry:
         edge_masks: dict[int, torch.Tensor] | None,
     ) -> TrainedEntry | None:
         """The entry of this training; None where none is kept: no cache folder, the model or
-        its windows not on the CPU, a hook attached, or a module class whose code has no file
-        (`model_code`). A bad ``$EMG_LENS_CACHE_MAX_GB`` is an `ArgumentError` here, before
-        the training."""
+        its windows not on the CPU, a hook attached, a module class whose code has no file, or
+        (with a warning) a key that could not say what the model computes (`_keyable`). A bad
+        ``$EMG_LENS_CACHE_MAX_GB`` is an `ArgumentError` here, before the training."""
         folder = default_cache_dir()
         on_cpu = all(t.device.type == "cpu" for t in (*model.parameters(), *model.buffers()))
         if folder is None or not on_cpu or X.device.type != "cpu" or _hooked(model):
             return None
-        code = model_code(model)
-        if code is None:
+        warn_foreign_files(folder)  # a folder of the user's given as the cache: said, once
+        described = _keyable(model)
+        if described is None:
             return None
-        key = training_key(model, X, y, cfg, edge_masks, code)
-        return cls(folder / TRAINED_FOLDER, key, cache_max_bytes())
+        state, code = described
+        key = training_key(model, X, y, cfg, edge_masks, code, state=state)
+        return cls(folder / TRAINED_FOLDER, key, cache_max_bytes(), module_state_digest(model))
 
-    def read(self, model: torch.nn.Module) -> dict[str, Any] | None:
-        """Load the kept weights into ``model`` and torch's random state as the training left
-        it; returns the history (`TrainResult`'s fields), or None where nothing whole is kept
-        (an unreadable entry: a warning, and the caller trains)."""
+    def read(self, model: torch.nn.Module, like: dict[str, Any]) -> dict[str, Any] | None:
+        """Load the kept weights (and buffers the state dict leaves out) into ``model`` and
+        torch's random state as the training left it; returns the history (`TrainResult`'s
+        fields: ``like``'s names and types), or None where nothing whole is kept. An entry that
+        does not read back exactly (`_check`) is a warning, removed, and None (the caller
+        trains from the start): ``model`` is touched only once the whole entry is checked, and
+        put back where loading still fails."""
         if not self.path.is_file():
             return None
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        unsaved = {k: v.detach().clone() for k, v in _unsaved(model).items()}
         try:
+            # Any failure is a damaged entry: cut short (a zip error), a payload weights_only
+            # refuses (pickle.UnpicklingError), values of other kinds (_check).
             kept = torch.load(self.path, map_location="cpu", weights_only=True)
-            if kept["key"] != self.key:
-                raise ValueError("the entry holds another key")
-            model.load_state_dict(kept["state"])
+            _check(kept, self.key, before, unsaved, like)
+            try:
+                model.load_state_dict(kept["state"])
+                _set_unsaved(model, kept["unsaved"])
+            except BaseException:
+                model.load_state_dict(before)
+                _set_unsaved(model, unsaved)
+                raise
         except FileNotFoundError:  # removed between the look and the read: a plain miss
             return None
-        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:
             warnings.warn(
                 f"ignoring the unreadable kept training {self.path} ({type(exc).__name__}: "
-                f"{exc}); training again",
+                f"{exc}); training again from the start (the entry is removed)",
                 stacklevel=3,
             )
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
             return None
         torch.set_rng_state(kept["rng"])
         with contextlib.suppress(OSError):  # its last use, for evict; a read-only cache served
@@ -202,12 +260,23 @@ class TrainedEntry:
         return kept["result"]
 
     def write(self, model: torch.nn.Module, result: dict[str, Any]) -> None:
-        """Keep ``model``'s trained weights, ``result`` and torch's random state now, then
-        bring the cache within its cap (`evict`, given ``max_bytes``). A folder that cannot be
-        written is a warning: the training stands, it is not kept."""
+        """Keep ``model``'s trained weights (and buffers the state dict leaves out),
+        ``result`` and torch's random state now, then bring the cache within its cap (`evict`,
+        given ``max_bytes``). A folder that cannot be written is a warning: the training
+        stands, it is not kept; so is a training that changed the model's state beyond its
+        tensors (`emg_lens.provenance.module_state_digest`), which a read-back could not
+        restore."""
+        try:
+            changed = self.module_state not in (None, module_state_digest(model))
+        except UndigestibleStateError:  # the training left an object that cannot be read
+            changed = True
+        if changed:
+            _not_kept(model, "its training changed its state beyond its tensors (an attribute)")
+            return
         kept = {
             "key": self.key,
             "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "unsaved": {k: v.detach().cpu() for k, v in _unsaved(model).items()},
             "result": result,
             "rng": torch.get_rng_state(),
         }
@@ -218,3 +287,67 @@ class TrainedEntry:
                 evict(self.path.parent.parent, self.max_bytes)
         except (OSError, StorageError) as exc:
             warnings.warn(f"the training is not kept ({exc})", stacklevel=3)
+
+
+def _unsaved(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers ``model``'s state dict leaves out (registered with ``persistent=False``)."""
+    saved = model.state_dict().keys()
+    return {name: b for name, b in model.named_buffers() if name not in saved}
+
+
+def _set_unsaved(model: torch.nn.Module, values: dict[str, torch.Tensor]) -> None:
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for name, value in values.items():
+            buffers[name].copy_(value)
+
+
+def _check(
+    kept: Any,
+    key: str,
+    state: dict[str, torch.Tensor],
+    unsaved: dict[str, torch.Tensor],
+    like: dict[str, Any],
+) -> None:
+    """``kept`` as `TrainedEntry.write` writes it for ``key``, for a model whose state dict is
+    ``state`` and whose other buffers are ``unsaved`` (the same names, shapes and dtypes,
+    finite) and a history like ``like``; else a ValueError saying what differs."""
+    if not isinstance(kept, dict) or set(kept) != _ENTRY_KEYS:
+        found = sorted(kept) if isinstance(kept, dict) else type(kept).__name__
+        raise ValueError(f"it holds {found}, not {sorted(_ENTRY_KEYS)}")
+    if kept["key"] != key:
+        raise ValueError("it holds another key")
+    _check_tensors(kept["state"], state, "weights")
+    _check_tensors(kept["unsaved"], unsaved, "buffers the state dict leaves out")
+    rng = kept["rng"]
+    generator = torch.get_rng_state()
+    if not isinstance(rng, torch.Tensor) or (rng.dtype, rng.shape) != (
+        generator.dtype,
+        generator.shape,
+    ):
+        raise ValueError("its random state is not torch's")
+    result = kept["result"]
+    if not isinstance(result, dict) or set(result) != set(like):
+        raise ValueError(f"its history does not hold the fields {sorted(like)}")
+    for name, value in result.items():  # an int, a finite float, or a list of floats
+        items = value if isinstance(value, list) else [value]
+        numbers = all(type(v) in (int, float) and math.isfinite(v) for v in items)
+        if type(value) is not type(like[name]) or not numbers:
+            raise ValueError(f"its history's {name} = {value!r} is not what a training records")
+
+
+def _check_tensors(found: Any, expected: dict[str, torch.Tensor], what: str) -> None:
+    """``found`` holds tensors of ``expected``'s names, shapes and dtypes, and finite."""
+    if not isinstance(found, dict) or set(found) != set(expected):
+        names = set(found) if isinstance(found, dict) else set()
+        missing, extra = sorted(set(expected) - names)[:3], sorted(names - set(expected))[:3]
+        raise ValueError(f"its {what} do not fit the model (missing {missing}, extra {extra})")
+    for name, tensor in found.items():
+        want = expected[name]
+        if not isinstance(tensor, torch.Tensor) or (tensor.shape, tensor.dtype) != (
+            want.shape,
+            want.dtype,
+        ):
+            raise ValueError(f"its tensor {name!r} is not a {want.dtype} {list(want.shape)}")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"its tensor {name!r} holds NaN or inf")

@@ -193,7 +193,7 @@ def fit(
     X_t = torch.as_tensor(X, dtype=model.cfg.dtype)
     y_t = torch.as_tensor(y, dtype=torch.long)
     kept = TrainedEntry.of(model, X_t, y_t, cfg, edge_masks) if reuse else None
-    if kept is not None and (history := kept.read(model)) is not None:
+    if kept is not None and (history := kept.read(model, asdict(TrainResult()))) is not None:
         if report is not None:
             report(f"{desc}: the same training was done before; its weights read from {kept.path}")
         model.eval()

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
-from emg_lens._io import atomic_write, make_folder
+from emg_lens._io import atomic_write_all, make_folder
 from emg_lens.errors import CheckpointError, ConfigError, describe
 from emg_lens.inspect.features.config import FeatureConfig
 from emg_lens.inspect.features.sae import TopKSAE
@@ -27,7 +28,9 @@ WEIGHTS, CONFIG = "features.safetensors", "features.json"
 def write_sae(out_dir: str | Path, sae: TopKSAE, fields: dict[str, Any]) -> list[Path]:
     """``features.safetensors`` (``sae``'s weights) and ``features.json`` (the format, then
     ``fields``: ``model_class``, ``config`` as a dict, ``provenance`` and optionally
-    ``data_source``) into ``out_dir``, each atomically.
+    ``data_source``) into ``out_dir``, together (`emg_lens._io.atomic_write_all`: a full disk
+    or a read-only folder is a `StorageError` naming the file, the weights serialised in memory
+    so that Python's error says why).
 
     >>> import tempfile
     >>> from emg_lens import EncoderConfig
@@ -44,8 +47,13 @@ def write_sae(out_dir: str | Path, sae: TopKSAE, fields: dict[str, Any]) -> list
     out = make_folder(out_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}
     info = {"format": FEATURES_FORMAT, **fields}
-    atomic_write(out / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
-    atomic_write(out / CONFIG, lambda tmp: tmp.write_text(json.dumps(info, indent=2, default=str)))
+    weights, text = safetensors_bytes(state), json.dumps(info, indent=2, default=str)
+    atomic_write_all(
+        {
+            out / WEIGHTS: lambda tmp: tmp.write_bytes(weights),
+            out / CONFIG: lambda tmp: tmp.write_text(text),
+        }
+    )
     return [out / WEIGHTS, out / CONFIG]
 
 

@@ -45,9 +45,9 @@ from emg_lens.components.attend import (
     blocked_by,
     cut_scores,
     empty_rows,
+    fused,
     merge_masks,
     pattern_of,
-    zero_empty_rows,
 )
 from emg_lens.errors import AttachError
 
@@ -403,13 +403,12 @@ def _mha_masks(attn_mask, kpm, batch, heads, n_query, n_key):
 def _sdpa_cut(func, a: dict, edge_mask: torch.Tensor):
     """``scaled_dot_product_attention`` as called, with the cut keys blocked in its
     ``attn_mask`` (and ``is_causal`` made a mask); a query left with no key attends to
-    nothing (a zero row, as `attend` gives, where kernels differ)."""
+    nothing (a zero row, as `attend` gives, where kernels differ; `fused`)."""
     mask = a["attn_mask"]
     if a["is_causal"]:
         mask = merge_masks(mask, _future(a["query"], a["key"]), allows=True)
     mask = merge_masks(mask, edge_mask, allows=True)
-    z = func(**{**a, "attn_mask": mask, "is_causal": False})
-    return zero_empty_rows(z, blocked_by(mask, allows=True))
+    return fused(lambda m: func(**{**a, "attn_mask": m, "is_causal": False}), mask, allows=True)
 
 
 def _future(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

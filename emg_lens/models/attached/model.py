@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -74,6 +73,7 @@ from emg_lens.models.base import (
     HookedBiosignalModel,
     require,
 )
+from emg_lens.models.tl_surface.threads import FreshLock
 
 __all__ = ["AttachedModel", "LayoutAt", "check_layouts", "per_call_layouts"]
 
@@ -202,7 +202,7 @@ class AttachedModel(HookedBiosignalModel):
         )
         self._layout_at = layout_at
         self._sizes: dict[tuple[int, int], _Size] = {}  # the other sizes met, by layout_at
-        self._lock = threading.RLock()
+        self._probing = FreshLock()  # one probe of a size at a time (it sets eval mode)
         self.setup()
         self.train(model.training)  # the user's module's mode (a new Module is in training)
 
@@ -218,6 +218,10 @@ class AttachedModel(HookedBiosignalModel):
         }
 
     # ------------------------------------------------------------------ what it is
+    def name_in_messages(self) -> str:
+        """``AttachedModel of`` the user's class."""
+        return f"AttachedModel of {type(self.model).__name__}"
+
     @property
     def layout(self) -> TokenLayout:
         """The token layout every attention call sees; a model whose calls see different
@@ -306,7 +310,7 @@ class AttachedModel(HookedBiosignalModel):
                 f"{samples} samples, not {shape[0]} x {shape[1]}; to open any size, attach it "
                 "with the layout as a function of the input's size (see attach)"
             )
-        with self._lock:
+        with self._probing:
             if shape not in self._sizes:
                 self._sizes[shape] = self._probe_size(*shape)
             return self._sizes[shape]
@@ -399,8 +403,7 @@ class AttachedModel(HookedBiosignalModel):
             return self.model(x, *args, **kwargs)
         hooked = {i for i, block in enumerate(self.blocks) if _hooked(list(block.attn.children()))}
         resid = {i for i in self._blocks if _hooked(self._resid_points(i))}
-        with self._lock:
-            return self._intercepted(x, args, kwargs, masks, hooked, resid, size)
+        return self._intercepted(x, args, kwargs, masks, hooked, resid, size)
 
     def _resid_points(self, layer: int) -> list[HookPoint]:
         block = self.blocks[layer]

@@ -3,7 +3,9 @@
 `HookSurface` is a mixin of `emg_lens.models.base.HookedBiosignalModel` (which supplies ``cfg``
 and the hook points): it checks hook names where TransformerLens resolves them, caches with
 ``pos_slice`` over the model's tokens, and sets the hook flags (``set_use_attn_result`` ...;
-the ones no module of the model can honour are refused by name).
+the ones no module of the model can honour are refused by name). Hooks stay the model's, as in
+TransformerLens: while one thread uses a model with hooks, another thread's call is refused by
+name (`emg_lens.models.tl_surface.threads`).
 
 Where TransformerLens resolves a hook's name (``hooks()``, hence ``run_with_hooks``;
 ``add_hook``; the caching hooks of ``run_with_cache``) the names are checked first: a hook name
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,6 +35,7 @@ from emg_lens.config import (
     EncoderConfig,  # noqa: F401  (the examples use it)
 )
 from emg_lens.errors import ArgumentError, HookFlagError, LayoutError, UnsupportedFeatureError
+from emg_lens.models.tl_surface.threads import ThreadClaim
 
 __all__ = ["HookSurface", "token_axis"]
 
@@ -113,6 +117,38 @@ def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
 class HookSurface:
     """TransformerLens's hooks, checked, and its hook flags (see the module docstring); a
     mixin for `HookedBiosignalModel`."""
+
+    # ------------------------------------------------------------------ one thread with hooks
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._thread_claim = ThreadClaim()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "_thread_claim" not in self.__dict__:  # pickled before models had one
+            self._thread_claim = ThreadClaim()
+
+    def name_in_messages(self) -> str:
+        """How messages about this model name it."""
+        return type(self).__name__
+
+    def _claimed(
+        self, what: str, hooked: bool | Callable[[], bool] = True
+    ) -> AbstractContextManager[None]:
+        """The model claimed for one call, ``what`` (see `emg_lens.models.tl_surface.threads`):
+        with hooks by default; a `ModelInUseError` where another thread holds it."""
+        return self._thread_claim.use(self.name_in_messages(), what, hooked=hooked)
+
+    def _hooks_attached(self) -> bool:
+        """Whether a hook is attached to any of the model's hook points."""
+        points = getattr(self, "hook_dict", {}).values()
+        return any(point.fwd_hooks or point.bwd_hooks for point in points)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The forward, with the model claimed for this thread: alongside other threads' calls
+        where no hook is attached, alone where one is (see `_claimed`)."""
+        with self._claimed("forward", hooked=self._hooks_attached):
+            return super().__call__(*args, **kwargs)
 
     # ------------------------------------------------------------------ TL hooks, checked
     def setup(self) -> None:
@@ -205,18 +241,21 @@ class HookSurface:
                 out += [(n, hook) for n in self._live_names(matched, what, "filter")]
         return out
 
+    @contextmanager
     def hooks(
         self,
         fwd_hooks: Sequence[tuple[Any, Callable]] = (),
         bwd_hooks: Sequence[tuple[Any, Callable]] = (),
         reset_hooks_end: bool = True,
         clear_contexts: bool = False,
-    ) -> Any:
-        """TransformerLens's ``hooks()`` context manager (and so ``run_with_hooks``), with the
-        hooks' names checked against this model first (see the module docstring). A hook on
-        an optional hook point whose flag is off (``blocks.{l}.attn.hook_result`` without
-        ``use_attn_result``) is a `HookFlagError`, as in TransformerLens; a filter skips such
-        points (and is refused if it matches nothing else).
+    ) -> Iterator[Any]:
+        """TransformerLens's ``hooks()`` context manager (and so ``run_with_hooks`` and
+        ``run_with_cache``), with the hooks' names checked against this model first (see the
+        module docstring), and the model claimed for this thread while it is open (another
+        thread's call is a `ModelInUseError`). A hook on an optional hook point whose flag is
+        off (``blocks.{l}.attn.hook_result`` without ``use_attn_result``) is a
+        `HookFlagError`, as in TransformerLens; a filter skips such points (and is refused if
+        it matches nothing else).
 
         >>> from emg_lens.models import IsoNet
         >>> from emg_lens.hooks import attn_scores_filter
@@ -237,17 +276,37 @@ class HookSurface:
         self._check_hook_names(name for name, _ in [*fwd_hooks, *bwd_hooks])
         fwd_hooks = self._resolve_hooks(fwd_hooks, "fwd_hooks")
         bwd_hooks = self._resolve_hooks(bwd_hooks, "bwd_hooks")
-        return super().hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts)
+        with (
+            self._claimed("hooks()"),
+            super().hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts) as model,
+        ):
+            yield model
 
     def add_hook(self, name: Any, hook: Callable, *args: Any, **kwargs: Any) -> None:
         """TransformerLens's ``add_hook``, with ``name`` checked against this model first; a
         filter hooks the points it matches whose flag is on (see `hooks`)."""
         self._check_hook_names([name])
-        if isinstance(name, str):
-            super().add_hook(name, hook, *args, **kwargs)  # check_hooks_to_add refuses flags
-            return
-        for point, fn in self._resolve_hooks([(name, hook)], "add_hook"):
-            super().add_hook(point, fn, *args, **kwargs)
+        with self._claimed("add_hook"):
+            if isinstance(name, str):
+                super().add_hook(name, hook, *args, **kwargs)  # check_hooks_to_add: flags
+                return
+            for point, fn in self._resolve_hooks([(name, hook)], "add_hook"):
+                super().add_hook(point, fn, *args, **kwargs)
+
+    def reset_hooks(self, *args: Any, **kwargs: Any) -> None:
+        """TransformerLens's ``reset_hooks``, the model claimed for this thread."""
+        with self._claimed("reset_hooks"):
+            super().reset_hooks(*args, **kwargs)
+
+    def remove_all_hook_fns(self, *args: Any, **kwargs: Any) -> None:
+        """TransformerLens's ``remove_all_hook_fns``, the model claimed for this thread."""
+        with self._claimed("remove_all_hook_fns"):
+            super().remove_all_hook_fns(*args, **kwargs)
+
+    def clear_contexts(self) -> None:
+        """TransformerLens's ``clear_contexts``, the model claimed for this thread."""
+        with self._claimed("clear_contexts"):
+            super().clear_contexts()
 
     def check_hooks_to_add(self, hook_point: Any, hook_point_name: str, *args: Any, **kw: Any):
         """TransformerLens's check before a hook is added: a hook point whose flag is off is
@@ -314,7 +373,8 @@ class HookSurface:
         """TransformerLens's ``add_caching_hooks``, ``names_filter`` checked first (see
         `get_caching_hooks`)."""
         names = self._caching_names(names_filter, "add_caching_hooks names_filter")
-        return super().add_caching_hooks(names, incl_bwd, device, remove_batch_dim, cache)
+        with self._claimed("add_caching_hooks"):
+            return super().add_caching_hooks(names, incl_bwd, device, remove_batch_dim, cache)
 
     def _pos_slice_tokens(self, pos: Slice) -> int:
         """The number of token positions ``pos`` selects from (``layout.n_tokens``), checked:
@@ -388,8 +448,9 @@ class HookSurface:
                 f"{flag} and {other[flag]} are mutually exclusive (as in TransformerLens): "
                 f"call set_{other[flag]}(False) first"
             )
-        for cfg in {id(c): c for c in [self.cfg] + [m.cfg for m in owners]}.values():
-            setattr(cfg, flag, value)
+        with self._claimed(f"set_{flag}"):
+            for cfg in {id(c): c for c in [self.cfg] + [m.cfg for m in owners]}.values():
+                setattr(cfg, flag, value)
 
     def set_use_attn_result(self, use_attn_result: bool) -> None:
         """Compute each head's output separately (``attn.hook_result``, ``[batch, pos,

@@ -3,6 +3,7 @@ a dataset's folder), ``EMG_LENS_CACHE`` as the override, a size cap with least-r
 eviction, and entries that are whole or absent while several processes share the folder."""
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import time
@@ -148,38 +149,149 @@ def test_evict_spares_entries_being_written_and_files_it_did_not_make(tmp_path):
     assert _names(tmp_path) == sorted(["notes.json", writing.name + ".npz", live_tmp.name])
 
 
+def _dead_pid() -> int:
+    return next(pid for pid in range(99999, 1, -1) if not pid_alive(pid))
+
+
 def test_evict_removes_what_killed_writers_left_once_it_is_old(tmp_path):
-    dead = next(pid for pid in range(99999, 1, -1) if not pid_alive(pid))
-    orphans = [
-        tmp_path / f"synthetic_s1_{'a' * 20}.npz",
-        tmp_path / f"synthetic_s2_{'b' * 20}.json.{dead}.tmp",
+    """Arrays whose JSON never came and a temporary file whose writer died: the cache's own
+    (they carry its mark), so taken once old; the same names holding other bytes stay."""
+    dead = _dead_pid()
+    data = load_subject(SYNTHETIC, 1, cache_dir=None)
+    write_entry(tmp_path / f"synthetic_s1_{'a' * 20}", "key", data)
+    write_entry(tmp_path / f"synthetic_s2_{'b' * 20}", "key", data)
+    arrays = tmp_path / f"synthetic_s1_{'a' * 20}.npz"
+    arrays.with_suffix(".json").unlink()  # killed between its arrays and its JSON
+    info = tmp_path / f"synthetic_s2_{'b' * 20}.json"
+    half_written = info.with_name(f"{info.name}.{dead}.tmp")
+    half_written.write_bytes(info.read_bytes()[:60])  # killed while writing the JSON
+    orphans = [arrays, half_written]
+    alike = [  # named as the cache names its files, holding other bytes
+        tmp_path / f"synthetic_s3_{'c' * 20}.npz",
+        tmp_path / f"x_s4_{'d' * 20}.json.{dead}.tmp",
     ]
-    for path in orphans:
-        path.write_bytes(b"x")
-    assert evict(tmp_path, 0) == []  # young: perhaps still being written
+    for path in alike:
+        path.write_bytes(b"x" * 100)
+    assert evict(tmp_path, 10**9) == []  # young: perhaps still being written
     stale = time.time() - cache_module.ORPHAN_AGE_S - 10
-    for path in orphans:
+    for path in orphans + alike:
         os.utime(path, (stale, stale))
-    assert sorted(evict(tmp_path, 0)) == sorted(orphans)
+    assert sorted(evict(tmp_path, 10**9)) == sorted(orphans)
+    assert all(path.exists() for path in alike)
 
 
 def test_evict_takes_a_killed_trainings_leftover_and_nothing_else_of_the_trained_folder(
     tmp_path,
 ):
-    dead = next(pid for pid in range(99999, 1, -1) if not pid_alive(pid))
+    dead = _dead_pid()
     trained = tmp_path / cache_module.TRAINED_FOLDER
     trained.mkdir()
     key = "e" * 64
     leftover = trained / f"{key}.pt.{dead}.tmp"  # emg_lens._io.atomic_write's, writer killed
     live = trained / f"{'f' * 64}.pt.{os.getpid()}.tmp"  # being written now
     mine = [trained / "notes.pt", trained / f"notes.pt.{dead}.tmp"]  # not the cache's names
+    mine.append(trained / f"{'a' * 64}.pt.{dead}.tmp")  # the cache's name, not its bytes
     for path in (leftover, live, *mine):
-        path.write_bytes(b"x")
+        path.write_bytes(b"PK" + path.name.split(".")[0].encode())  # a training starts so
         stale = time.time() - cache_module.ORPHAN_AGE_S - 10
         os.utime(path, (stale, stale))
+    mine[-1].write_bytes(b"x")
+    os.utime(mine[-1], (stale, stale))
     assert evict(tmp_path, 10**9) == [leftover]
     assert sorted(p.name for p in trained.iterdir()) == sorted(p.name for p in (live, *mine))
     assert sorted(evict(tmp_path, 0)) == []  # none of them is an entry to evict
+
+
+# ------------------------------------------- issue 57 item 3: the cache deletes what it wrote
+
+
+def _users_data_folder(folder: Path) -> dict[Path, bytes]:
+    """A user's data folder whose files are named as the cache names its own (20-digit
+    timestamps, arrays without JSON, a temporary name, a 64-digit name in ``trained/``), all
+    old; returns each file's bytes."""
+    stamp = "20240101120000123456"
+    dead = _dead_pid()
+    arrays = folder / f"emg_s1_{stamp}.npz"
+    (folder / "trained").mkdir(parents=True)
+    np.savez(arrays, X_train=np.ones((2, 3)), y_train=np.arange(2))
+    (folder / f"emg_s1_{stamp}.json").write_text(json.dumps({"key": "session notes", "fs": 2000}))
+    np.savez(folder / f"rest_s2_{'9' * 20}.npz", X=np.zeros(4))  # no JSON: looks orphaned
+    (folder / f"trial_s3_{'1' * 20}.npz.{dead}.tmp").write_bytes(arrays.read_bytes())
+    (folder / f"trial_s4_{'2' * 20}.json.{dead}.tmp").write_text('{"key": "' + "2" * 19 + '"}')
+    (folder / "trained" / f"{'3' * 64}.pt").write_bytes(b"PK my own torch file" * 100)
+    (folder / "notes.txt").write_text("recorded on Monday")
+    long_ago = time.time() - 10 * cache_module.ORPHAN_AGE_S
+    files = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            os.utime(path, (long_ago, long_ago))
+            files[path] = path.read_bytes()
+    return files
+
+
+@pytest.mark.parametrize("cap_gb", ["0", "1000"])
+def test_a_users_data_folder_as_the_cache_loses_nothing(tmp_path, monkeypatch, cap_gb):
+    data_folder = tmp_path / "data"
+    theirs = _users_data_folder(data_folder)
+    monkeypatch.setenv("EMG_LENS_CACHE", str(data_folder))
+    monkeypatch.setenv("EMG_LENS_CACHE_MAX_GB", cap_gb)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        load_subject(SYNTHETIC, 1)  # a write, then eviction down to the cap
+        load_subject(SYNTHETIC, 2)
+    assert {path: path.read_bytes() for path in theirs if path.exists()} == theirs
+    foreign = [str(w.message) for w in said if "did not write" in str(w.message)]
+    assert len(foreign) == 1, foreign  # once a process
+    assert (
+        f"the cache folder {data_folder}" in foreign[0]
+        and "holds 7 file(s) or folder(s) the cache did not write (emg_s1_" in foreign[0]
+    )
+    ours = sorted(p.name for p in data_folder.glob("synthetic_s*"))
+    assert ours == ([] if cap_gb == "0" else sorted(ours))
+    assert sorted(evict(data_folder, 0)) == sorted(data_folder / name for name in ours)
+    assert {path: path.read_bytes() for path in theirs if path.exists()} == theirs
+
+
+def test_a_file_another_process_is_writing_is_not_called_foreign(tmp_path):
+    """Processes share a cache: another's temporary file, still empty, is not the user's."""
+    from emg_lens.data.cache import foreign_files
+
+    stem = f"synthetic_s1_{'a' * 20}.npz"
+    writing = tmp_path / f"{stem}.{os.getpid()}.tmp"
+    left = tmp_path / f"{stem}.{_dead_pid()}.tmp"
+    for path in (writing, left):
+        path.write_bytes(b"")
+    assert foreign_files(tmp_path) == [left]
+
+
+def test_entries_written_before_the_mark_are_adopted_by_their_key(tmp_path):
+    """An entry as the cache wrote it before its mark (JSON ``{"key": ...}`` first, arrays
+    without the mark) is read and, being the cache's (the key its name is made from), evicted;
+    the same bytes under a name made from another key are not the cache's."""
+    key = cache_key(SYNTHETIC, 1)
+    data = load_subject(SYNTHETIC, 1, cache_dir=None)
+    stems = [tmp_path / f"synthetic_s1_{key[:20]}", tmp_path / f"synthetic_s1_{'0' * 20}"]
+    for stem in stems:
+        with stem.with_suffix(".npz").open("wb") as fh:
+            np.savez(
+                fh,
+                **{
+                    f.name: getattr(data, f.name)
+                    for f in dataclasses.fields(data)
+                    if f.name not in ("subject", "modalities", "classes", "meta")
+                },
+            )
+        info = {
+            "key": key,
+            **{name: getattr(data, name) for name in ("subject", "modalities", "classes", "meta")},
+        }
+        stem.with_suffix(".json").write_text(json.dumps(info))
+    assert read_entry(stems[0], key) is not None
+    assert sorted(p.name for p in evict(tmp_path, 0)) == [
+        f"{stems[0].name}.json",
+        f"{stems[0].name}.npz",
+    ]
+    assert _names(tmp_path) == sorted(f"{stems[1].name}{s}" for s in (".json", ".npz"))
 
 
 def _share_a_cache(folder: str, seed: int, rounds: int, cap: int, errors) -> None:

@@ -18,7 +18,10 @@ stack ``blocks`` skip it, saying so. A few IsoNet-specific tests follow the cont
 
 from __future__ import annotations
 
+import copy
+import io
 import math
+import pickle
 from collections.abc import Callable
 
 import pytest
@@ -243,6 +246,55 @@ def check_unhooked_output_is_the_originals(name, model):
             assert (model(x) - original(x)).abs().max() <= 1e-5
 
 
+def _pickling_error(obj) -> type[Exception] | None:
+    """The class of the error pickling ``obj`` raises (None: it pickles)."""
+    try:
+        pickle.dumps(obj)
+    except Exception as exc:  # the original's own refusal (braindecode's parametrized modules)
+        return type(exc)
+    return None
+
+
+@check()
+def check_a_copy_is_independent(name, model):
+    """``copy.deepcopy`` works (it failed on every attached model: "cannot pickle
+    '_thread.RLock'", issue 57) and gives a model computing the same, with weights, hooks and
+    cuts of its own; ``torch.save`` of the module reads back the same model, where its
+    original can be pickled (braindecode's ATCNet, BENDR and EEGPT hold parametrized modules,
+    its LaBraM a lambda: there the original's own refusal, not ours)."""
+    x = model.example_input(2)
+    with torch.no_grad():
+        expected = model(x)
+    twin = copy.deepcopy(model)
+    pairs = list(zip(model.parameters(), twin.parameters(), strict=True))
+    assert pairs and all(p.data_ptr() != q.data_ptr() and torch.equal(p, q) for p, q in pairs)
+    if hasattr(model, "model"):  # an attached model: the user's module copied too
+        assert twin.model is not model.model
+    with torch.no_grad():
+        assert torch.equal(twin(x), expected)
+        twin.add_hook("hook_input", lambda signals, hook: 2 * signals)
+        assert not torch.equal(twin(x), expected) and torch.equal(model(x), expected)
+        twin.reset_hooks()
+        next(twin.parameters()).add_(1.0)
+        assert torch.equal(model(x), expected)
+        if provides(model, ATTENTION_HOOKS) and model.cfg.n_layers:
+            cut = {0: _cut(model, 0, seed=1)}
+            twin = copy.deepcopy(model)
+            assert torch.equal(twin(x, edge_masks=cut), model(x, edge_masks=cut))
+            assert torch.equal(model(x), expected)
+    buffer = io.BytesIO()
+    own = _pickling_error(model.model) if TABLE[name].tier == "attached" else None
+    if own is not None:  # torch.save refuses what pickling the original refuses
+        with pytest.raises(own):
+            torch.save(model, buffer)
+        return
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), expected)
+
+
 # ----------------------------------------------------------------------------- attention hooks
 
 
@@ -408,6 +460,51 @@ def check_gradients_reach_the_scores(name, model):
             assert grad.abs().sum() > 0
         else:  # a softmax over one key is 1 whatever its score (MEDFormer's coarsest scale)
             assert (grad == 0).all()
+
+
+def _cuts_leaving_a_query_no_key(model) -> dict[str, dict[int, torch.Tensor]]:
+    """``{keyword: {layer: mask}}``, the forward keyword and a cut in every layer (a stemmed
+    model's, ``stem_edge_masks``, where it has no shared stack) that leaves query 1 (or the only
+    one) no key at all, and the other queries their own key and some others."""
+    stems = model.cfg.n_layers == 0
+    n_layers = model.cfg.n_stem_layers if stems else model.cfg.n_layers
+    masks = {}
+    for layer in range(n_layers):
+        mask = _random_mask(model, 0, seed=layer) if stems else _cut(model, layer, seed=layer)
+        mask[:, min(1, mask.shape[1] - 1)] = True
+        masks[layer] = mask
+    return {"stem_edge_masks" if stems else "edge_masks": masks}
+
+
+@check(ATTENTION_HOOKS)
+def check_gradients_are_finite_with_a_query_left_no_key(name, model):
+    """A query whose keys are all cut attends to nothing in the backward pass too (issue 57):
+    every parameter's gradient is finite, on the fast path (nothing hooked; an attached
+    model's own fused kernel with the cut) and on the explicit one, and the gradient at such a
+    row's scores is zero. (A softmax over -inf only has a NaN gradient; it used to reach every
+    upstream parameter of the attached, explicit-softmax and zoo models.)"""
+    cuts = _cuts_leaving_a_query_no_key(model)
+    x = model.example_input(2)
+    kept = []
+
+    def keep(scores, hook):
+        scores.retain_grad()
+        kept.append(scores)
+
+    for fwd in ([], [(lambda n: n.endswith("attn.hook_attn_scores"), keep)]):
+        model.zero_grad(set_to_none=True)
+        out = model.run_with_hooks(x, fwd_hooks=fwd, **cuts)
+        out.square().sum().backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad(set_to_none=True)
+        assert grads, "no parameter has a gradient"
+        bad = sorted(n for n, g in grads.items() if not torch.isfinite(g).all())
+        assert not bad, f"non-finite gradients ({'hooked' if fwd else 'fast'} path): {bad}"
+        assert any(g.abs().sum() > 0 for g in grads.values())
+    empty = [(scores == float("-inf")).all(-1) for scores in kept]
+    assert any(rows.any() for rows in empty)
+    for scores, rows in zip(kept, empty, strict=True):
+        assert (scores.grad[rows] == 0).all()
 
 
 @check(ATTENTION_HOOKS, stack=True)

@@ -6,6 +6,7 @@ never a wrong model."""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -30,8 +31,9 @@ RECIPE = TrainConfig(epochs=2, batch_size=8, lr=3e-3, seed=3, progress=False, ed
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path))
-    return tmp_path / TRAINED_FOLDER
+    """A cache folder of the test's own (beside, not holding, the files a test writes)."""
+    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / TRAINED_FOLDER
 
 
 def _windows(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -199,3 +201,267 @@ def test_a_bad_cache_cap_is_named_before_the_training(cache, monkeypatch):
     monkeypatch.setenv("EMG_LENS_CACHE_MAX_GB", "lots")
     with pytest.raises(ArgumentError, match=r"\$EMG_LENS_CACHE_MAX_GB must be a size in GB"):
         _train(*_windows())
+
+
+# --------------------------------------------------------- issue 57 item 1: the red team's cases
+
+
+def _said_reused(said: list[str]) -> bool:
+    return any("done before" in line for line in said)
+
+
+def _fit(model, X, y, cfg=RECIPE):
+    """``model`` trained with reuse; whether the training was read back."""
+    said = []
+    fit(model, X, y, cfg, reuse=True, report=said.append)
+    return _said_reused(said)
+
+
+def _isonet(**overrides):
+    return IsoNet(EncoderConfig.preset("tiny", seed=0, dropout=0.1, **overrides))
+
+
+def test_a_frozen_encoder_is_part_of_the_key(cache):
+    """A training of the whole model is not read back for a model whose encoder is frozen
+    (it would hand back an encoder that moved)."""
+    X, y = _windows()
+    assert not _fit(_isonet(), X, y)
+    frozen = _isonet()
+    for name, p in frozen.named_parameters():
+        p.requires_grad_(not name.startswith("blocks."))  # the encoder frozen
+    before = {k: v.clone() for k, v in frozen.named_parameters() if not v.requires_grad}
+    assert not _fit(frozen, X, y)
+    assert all(torch.equal(before[k], v) for k, v in frozen.named_parameters() if k in before)
+    again = _isonet()
+    for name, p in again.named_parameters():
+        p.requires_grad_(not name.startswith("blocks."))
+    assert _fit(again, X, y) and _same(frozen, again)
+
+
+def test_module_state_set_after_construction_is_part_of_the_key(cache):
+    X, y = _windows()
+    assert not _fit(_isonet(), X, y)
+    changed = _isonet()
+    dropout = next(m for m in changed.modules() if isinstance(m, torch.nn.Dropout))
+    dropout.p = 0.5  # set after construction: the config still says 0.1
+    assert not _fit(changed, X, y)
+    a_buffer = _isonet()  # a buffer that is not saved in the state dict
+    a_buffer.register_buffer("offset", torch.ones(1), persistent=False)
+    assert not _fit(a_buffer, X, y)
+    assert len(list(cache.glob("*.pt"))) == 3
+
+
+@pytest.fixture
+def user_code(tmp_path, monkeypatch):
+    """Write a user's model file and the helper module it imports, under fresh module names;
+    returns ``(write, load)``: ``write(gain=, body=)`` (re)writes both files, ``load()``
+    imports them (or gives the modules imported already)."""
+    tag = tmp_path.name.replace("-", "_")
+    names = {"model": f"user_model_{tag}", "helper": f"user_helper_{tag}"}
+    folder = tmp_path / "code"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+
+    def write(gain: float = 1.0, body: str = "signals * self.scale * helper.GAIN") -> None:
+        (folder / f"{names['helper']}.py").write_text(f"GAIN = {gain!r}\n")
+        (folder / f"{names['model']}.py").write_text(
+            f"import {names['helper']} as helper\n"
+            "from emg_lens.models import IsoNet\n\n\n"
+            "class Mine(IsoNet):\n"
+            "    def __init__(self, cfg, scale=1.0):\n"
+            "        super().__init__(cfg)\n"
+            "        self.scale = scale\n\n"
+            "    def forward(self, signals, **kwargs):\n"
+            f"        return super().forward({body}, **kwargs)\n"
+        )
+
+    def load():
+        import importlib
+
+        return importlib.import_module(names["model"]), importlib.import_module(names["helper"])
+
+    yield write, load
+    for name in names.values():
+        sys.modules.pop(name, None)
+
+
+def test_a_user_models_constructor_argument_is_part_of_the_key(cache, user_code):
+    write, load = user_code
+    write()
+    mine, _ = load()
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    assert not _fit(mine.Mine(cfg, scale=1.0), X, y)
+    assert _fit(mine.Mine(cfg, scale=1.0), X, y)
+    assert not _fit(mine.Mine(cfg, scale=2.0), X, y)
+
+
+def test_an_edit_to_a_helper_module_the_models_file_imports_trains_again(cache, user_code):
+    import importlib
+
+    write, load = user_code
+    write(gain=1.0)
+    mine, helper = load()
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    assert not _fit(mine.Mine(cfg), X, y)
+    write(gain=3.0)  # the helper edited, and reloaded: what runs is the file
+    importlib.reload(helper)
+    assert not _fit(mine.Mine(cfg), X, y)
+    assert len(list(cache.glob("*.pt"))) == 2
+
+
+@pytest.mark.parametrize("edited", ["model", "helper"])
+def test_code_edited_without_reloading_is_not_kept(cache, user_code, edited):
+    """A notebook that imported the model's file runs the old code after the file is edited:
+    that training is neither kept under the new file's digest nor read back for it."""
+    write, load = user_code
+    write()
+    mine, _ = load()
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    assert not _fit(mine.Mine(cfg), X, y)
+    if edited == "model":
+        write(body="signals * self.scale * helper.GAIN * 2.0")
+        match = r"Mine\.forward runs other code than .*user_model_.*\.py holds.*reload it"
+    else:
+        write(gain=5.0)
+        match = r"GAIN is 1\.0 in the running code, 5\.0 in .*user_helper_.*\.py"
+    with pytest.warns(UserWarning, match=match):
+        assert not _fit(mine.Mine(cfg), X, y)
+    assert len(list(cache.glob("*.pt"))) == 1
+
+
+def test_a_forward_set_on_the_instance_is_trained_and_not_kept(cache):
+    X, y = _windows()
+    assert not _fit(_isonet(), X, y)
+    patched = _isonet()
+    plain = patched.forward
+    patched.forward = lambda signals, **kw: plain(signals * 2.0, **kw)
+    with pytest.warns(UserWarning, match="the model has a forward set on the instance"):
+        assert not _fit(patched, X, y)
+    assert len(list(cache.glob("*.pt"))) == 1
+
+
+def _rewrite_entry(cache, change) -> None:
+    """Apply ``change(kept)`` to the one kept training and write it back under its name."""
+    (entry,) = cache.glob("*.pt")
+    kept = torch.load(entry, weights_only=True)
+    changed = change(kept)
+    torch.save(kept if changed is None else changed, entry)
+
+
+def _last(state: dict) -> str:
+    return list(state)[-1]
+
+
+DAMAGES = {
+    # a tensor of another shape at the end: load_state_dict would copy all before it first
+    "shape": lambda kept: kept["state"].update(
+        {_last(kept["state"]): kept["state"][_last(kept["state"])][:-1]}
+    ),
+    "dtype": lambda kept: kept["state"].update(
+        {_last(kept["state"]): kept["state"][_last(kept["state"])].double()}
+    ),
+    "missing tensor": lambda kept: kept["state"].pop(_last(kept["state"])),
+    "nan weight": lambda kept: kept["state"][_last(kept["state"])].fill_(float("nan")),
+    "history": lambda kept: kept["result"].pop("steps"),
+    "random state": lambda kept: kept.update(rng=kept["rng"][:10]),
+    "not a dict": lambda kept: [kept],
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_entry_is_never_half_loaded(cache, damage):
+    """An entry that does not read back exactly is a warning, and the training is done from
+    the start on the model as it came (never on weights half copied from the entry)."""
+    X, y = _windows()
+    fresh, fresh_history, _, fresh_after = _train(X, y, reuse=False)
+    _train(X, y)
+    _rewrite_entry(cache, DAMAGES[damage])
+    with pytest.warns(UserWarning, match="unreadable kept training.*training again from the start"):
+        again, history, said, after = _train(X, y)
+    assert not _said_reused(said)
+    assert _same(fresh, again) and history == fresh_history and torch.equal(after, fresh_after)
+    _, _, said, _ = _train(X, y)  # the damaged entry was replaced by the training's
+    assert _said_reused(said)
+
+
+class _Payload:
+    """What a pickle payload would run when unpickled without weights_only."""
+
+    def __init__(self, flag: str):
+        self.flag = flag
+
+    def __reduce__(self):
+        return (open, (self.flag, "w"))
+
+
+def test_a_pickle_payload_is_refused_with_a_warning_not_run(cache, tmp_path):
+    X, y = _windows()
+    fresh, *_ = _train(X, y, reuse=False)
+    _train(X, y)
+    flag = tmp_path / "payload_ran"
+    _rewrite_entry(cache, lambda kept: {**kept, "result": _Payload(str(flag))})
+    with pytest.warns(UserWarning, match="unreadable kept training.*UnpicklingError"):
+        again, _, said, _ = _train(X, y)
+    assert not flag.exists() and not _said_reused(said) and _same(fresh, again)
+
+
+COUNTING = """\
+import torch
+from emg_lens.models import IsoNet
+
+
+class Counting(IsoNet):
+    '''Counts the windows it trains on: in a buffer the state dict leaves out, or in a plain
+    attribute (``attribute=True``).'''
+
+    def __init__(self, cfg, attribute=False):
+        super().__init__(cfg)
+        self.attribute, self.seen_count = attribute, 0
+        self.register_buffer("seen", torch.zeros(1), persistent=False)
+
+    def forward(self, signals, **kwargs):
+        if self.training:
+            if self.attribute:
+                self.seen_count += len(signals)
+            else:
+                self.seen += len(signals)
+        return super().forward(signals, **kwargs)
+"""
+
+
+@pytest.fixture
+def counting(tmp_path, monkeypatch):
+    name = f"counting_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / f"{name}.py").write_text(COUNTING)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    import importlib
+
+    yield importlib.import_module(name).Counting
+    sys.modules.pop(name, None)
+
+
+def test_buffers_the_state_dict_leaves_out_are_read_back_as_trained(cache, counting):
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    trained = counting(cfg)
+    assert not _fit(trained, X, y)
+    assert float(trained.seen) == 2 * len(X)  # two epochs
+    again = counting(cfg)
+    assert _fit(again, X, y)
+    assert torch.equal(again.seen, trained.seen) and _same(again, trained)
+
+
+def test_a_training_that_changes_an_attribute_is_not_kept(cache, counting):
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    with pytest.warns(UserWarning, match="its training changed its state beyond its tensors"):
+        assert not _fit(counting(cfg, attribute=True), X, y)
+    assert not list(cache.glob("*.pt"))
+    again = counting(cfg, attribute=True)
+    with pytest.warns(UserWarning, match="beyond its tensors"):
+        assert not _fit(again, X, y)
+    assert again.seen_count == 2 * len(X)

@@ -373,3 +373,93 @@ def test_a_full_disk_leaves_no_weights_without_their_config(tmp_path, monkeypatc
     assert not (tmp_path / "new").exists()  # no folder that looks like a checkpoint
     assert {p.name: p.read_bytes() for p in old.iterdir()} == before  # the old one intact
     assert load_checkpoint(old).cfg.seed == 0
+
+
+# ----------------------------------------------------- issue 57 item 4: storage faults named
+
+
+def test_a_disk_that_fills_while_the_weights_are_written_is_a_named_error(tmp_path, monkeypatch):
+    """safetensors' own writer reported a full disk as a SafetensorError traceback; the weights
+    are written by Python now, so it is the StorageError naming the file, and the old
+    checkpoint stays whole."""
+    from emg_lens.errors import StorageError
+    from tests.unit.storage_faults import full_disk
+
+    old = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=0)), tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    newer = IsoNet(EncoderConfig.preset("tiny", seed=1))
+    for budget in (0, 5000, len(before["model.safetensors"]) - 100):
+        with (
+            full_disk(tmp_path, monkeypatch, budget),
+            pytest.raises(
+                StorageError, match=r"cannot write .*m/(model\.safetensors|config\.json)"
+            ),
+        ):
+            save_checkpoint(newer, old)
+        assert {p.name: p.read_bytes() for p in old.iterdir()} == before, budget
+    assert load_checkpoint(old).cfg.seed == 0
+
+
+def test_a_folder_turned_read_only_between_the_renames_is_named_and_never_loaded(
+    tmp_path, monkeypatch
+):
+    """A save stopped between its two renames: a StorageError saying the files no longer
+    belong together, and a checkpoint load_checkpoint refuses, never the new weights read
+    with the old config (or the reverse)."""
+    import errno
+    import os
+
+    from emg_lens.errors import StorageError
+
+    path = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=0)), tmp_path / "m")
+    real_replace, calls = os.replace, []
+
+    def flips_read_only(src, dst, *args, **kwargs):
+        calls.append(dst)
+        if len(calls) == 2:  # the folder turns read-only after the first rename
+            raise OSError(errno.EROFS, "Read-only file system", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", flips_read_only)
+    newer = IsoNet(EncoderConfig.preset("tiny", seed=1))
+    with pytest.raises(StorageError, match=r"already replaced.*no longer belong together"):
+        save_checkpoint(newer, path, metadata={"subject": 2})
+    monkeypatch.undo()
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors is not the file config\.json was saved with"
+    ):
+        load_checkpoint(path)
+    from emg_lens.checkpoints import check_checkpoint
+
+    with pytest.raises(CheckpointError, match="a save stopped between its two files"):
+        check_checkpoint(path)
+
+
+def test_weights_replaced_alone_are_refused_and_a_checkpoint_without_the_digest_loads(tmp_path):
+    a = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=0)), tmp_path / "a")
+    b = save_checkpoint(IsoNet(EncoderConfig.preset("tiny", seed=1)), tmp_path / "b")
+    (a / "model.safetensors").write_bytes((b / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="replaced alone"):
+        load_checkpoint(a)
+    info = json.loads((b / "config.json").read_text())
+    del info["weights_sha256"]  # as checkpoints were saved before it was recorded
+    (b / "config.json").write_text(json.dumps(info))
+    assert load_checkpoint(b).cfg.seed == 1
+    info["weights_sha256"] = "not a digest"
+    (b / "config.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match="weights_sha256 must be the SHA-256"):
+        load_checkpoint(b)
+
+
+def test_a_feature_checkpoint_on_a_full_disk_is_a_named_error_and_writes_nothing(
+    tmp_path, monkeypatch
+):
+    from emg_lens.errors import StorageError
+    from emg_lens.inspect.features.checkpoint import write_sae
+    from emg_lens.inspect.features.sae import TopKSAE
+    from tests.unit.storage_faults import full_disk
+
+    sae = TopKSAE(16, 8, 2)
+    with full_disk(tmp_path, monkeypatch, 100), pytest.raises(StorageError, match="cannot write"):
+        write_sae(tmp_path / "features", sae, {"model_class": "IsoNet", "config": {}})
+    assert not list((tmp_path / "features").iterdir())

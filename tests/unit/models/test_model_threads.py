@@ -1,0 +1,189 @@
+"""One model used by several threads (issue 57, item 5): TransformerLens's hooks are state on the
+model's modules, shared by every thread, so a model used with hooks serves one thread at a time
+and refuses another thread's call by name (`ModelInUseError`); calls without hooks run side by
+side (`emg_lens.models.tl_surface.threads`). Before, one attached model shared by two threads
+gave plain calls wrong in 24-116 of 120 racing calls and ``run_with_cache`` a bare
+``KeyError``. Native, converted and attached models alike: every racing call gives what it gives
+alone, or the named refusal."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+import torch
+
+from emg_lens.errors import ModelInUseError
+from tests.unit.models import table
+
+CALLS = 60  # per thread and kind
+ROWS = ["isonet", "torch_pre_ln", "attached_qkv", "attached_mha", "example_patch"]
+PATTERN = "blocks.0.attn.hook_pattern"
+
+
+def _halve(pattern, hook):
+    return pattern * 0.5
+
+
+def _runs(model, x):
+    """Each kind of call, returning what it gives (tensors, compared exactly)."""
+    n = table.layout_of(model, 0)
+    cut = torch.zeros(n.n_queries, n.n_tokens, dtype=torch.bool)
+    cut[:, 0] = True  # no query reads token 0
+
+    def cached():
+        logits, cache = model.run_with_cache(x, names_filter=PATTERN)
+        return logits, cache[PATTERN]
+
+    return {
+        "plain": lambda: model(x),
+        "masked": lambda: model(x, edge_masks={0: cut}),
+        "patched": lambda: model.run_with_hooks(x, fwd_hooks=[(PATTERN, _halve)]),
+        "cached": cached,
+    }
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, tuple):
+        return all(torch.equal(one, other) for one, other in zip(a, b, strict=True))
+    return torch.equal(a, b)
+
+
+def _race(runs, alone, kinds):
+    """Each kind in a thread of its own, started together; per kind, the calls that gave
+    another result than alone, and the calls refused; any other exception, with its kind."""
+    wrong, refused, errors = dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0), []
+    start = threading.Barrier(len(kinds))
+
+    def loop(kind):
+        try:
+            start.wait()
+            for _ in range(CALLS):
+                try:
+                    with torch.no_grad():
+                        wrong[kind] += not _same(runs[kind](), alone[kind])
+                except ModelInUseError:
+                    refused[kind] += 1
+        except Exception as exc:  # reported below, with the thread's kind
+            errors.append((kind, repr(exc)))
+
+    threads = [threading.Thread(target=loop, args=(kind,), name=kind) for kind in kinds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return wrong, refused, errors
+
+
+@pytest.mark.parametrize("name", ROWS)
+@pytest.mark.parametrize(
+    "kinds", [("patched", "plain"), ("cached", "cached"), ("cached", "patched", "masked")]
+)
+def test_racing_threads_give_the_right_result_or_a_named_refusal(name, kinds):
+    model = table.make(name)
+    runs = _runs(model, model.example_input(3))
+    with torch.no_grad():
+        alone = {kind: runs[kind]() for kind in runs}
+    assert not _same(alone["patched"], alone["plain"])  # the hook changes the output
+    wrong, refused, errors = _race(runs, alone, kinds)
+    assert not errors and not any(wrong.values()), (wrong, refused, errors)
+    assert not model._hooks_attached()  # every context closed, every hook removed
+    with torch.no_grad():
+        assert all(_same(runs[kind](), alone[kind]) for kind in runs)  # free again
+
+
+@pytest.mark.parametrize("name", ["isonet", "attached_qkv"])
+def test_calls_without_hooks_share_the_model(name):
+    """Plain and masked calls of several threads at once are never refused."""
+    model = table.make(name)
+    runs = _runs(model, model.example_input(3))
+    with torch.no_grad():
+        alone = {kind: runs[kind]() for kind in ("plain", "masked")}
+    wrong, refused, errors = _race(runs, alone, ("plain", "masked", "plain"))
+    assert not errors and not any(wrong.values()) and not any(refused.values())
+
+
+def _paused_in(model, where: torch.nn.Module, action):
+    """Run ``action`` in a thread that waits inside ``where``'s forward (a torch forward hook,
+    which the model does not see as one of its hooks) until the returned ``release`` is
+    called; ``result`` holds what it returned."""
+    inside, go, result = threading.Event(), threading.Event(), {}
+    worker = {}
+
+    def wait(module, args, output):
+        if threading.current_thread() is worker.get("thread"):
+            inside.set()
+            assert go.wait(timeout=30)
+
+    handle = where.register_forward_hook(wait)
+
+    def target():
+        with torch.no_grad():
+            result["out"] = action()
+
+    worker["thread"] = thread = threading.Thread(target=target, name="holder")
+    thread.start()
+    assert inside.wait(timeout=30)
+
+    def release():
+        go.set()
+        thread.join()
+        handle.remove()
+
+    return result, release
+
+
+@pytest.mark.parametrize("name", ["isonet", "attached_qkv"])
+def test_a_model_used_with_hooks_refuses_another_thread_by_name(name):
+    """Deterministic: one thread waits inside a hooked forward; another thread's plain call,
+    cache and hook are refused, naming the model, both threads and the remedy, and succeed
+    once the first is done; a copy serves the other thread meanwhile."""
+    model = table.make(name)
+    x = model.example_input(2)
+    runs = _runs(model, x)
+    with torch.no_grad():
+        alone = {kind: runs[kind]() for kind in runs}
+    spare = copy.deepcopy(model)
+    inner = model.model if hasattr(model, "model") else model.blocks[0]
+    result, release = _paused_in(model, inner, runs["patched"])
+    try:
+        for kind in ("plain", "cached", "patched"):
+            with pytest.raises(ModelInUseError) as refusal:
+                runs[kind]()
+            message = str(refusal.value)
+            assert model.name_in_messages() in message and "'holder'" in message
+            assert "using it with hooks" in message and "copy.deepcopy(model)" in message
+        with pytest.raises(ModelInUseError, match="add_hook"):
+            model.add_hook(PATTERN, _halve)
+        with torch.no_grad():
+            assert torch.equal(spare(x), alone["plain"])  # a copy is free
+    finally:
+        release()
+    assert torch.equal(result["out"], alone["patched"])
+    with torch.no_grad():
+        assert all(_same(runs[kind](), alone[kind]) for kind in runs)
+
+
+@pytest.mark.parametrize("name", ["isonet", "attached_qkv"])
+def test_a_plain_call_running_refuses_hooks_from_another_thread(name):
+    """While one thread runs a plain forward, another may run one too, but not add hooks (they
+    would fire in the middle of the first)."""
+    model = table.make(name)
+    x = model.example_input(2)
+    runs = _runs(model, x)
+    with torch.no_grad():
+        alone = {kind: runs[kind]() for kind in runs}
+    inner = model.model if hasattr(model, "model") else model.blocks[0]
+    result, release = _paused_in(model, inner, runs["plain"])
+    try:
+        with torch.no_grad():
+            assert torch.equal(runs["masked"](), alone["masked"])
+        with pytest.raises(ModelInUseError, match="'holder' is running it"):
+            runs["cached"]()
+        with pytest.raises(ModelInUseError, match="reset_hooks"):
+            model.reset_hooks()
+    finally:
+        release()
+    assert torch.equal(result["out"], alone["plain"])
+    assert _same(runs["cached"](), alone["cached"])
