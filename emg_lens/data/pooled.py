@@ -11,7 +11,9 @@ one gesture and repetition stay two trials. Each window's subject is a *window l
 `window_labels` reads a concept per window from any `SubjectData`: ``"gesture"`` (the class
 index), ``"repetition"``, ``"trial"``, ``"subject"`` (a pooled subject's window labels, else
 the subject's own number for every window) or any other column the data carry in
-``meta["window_labels"]``; `with_window_labels` adds one.
+``meta["window_labels"]``; `with_window_labels` adds one. `unpool` takes a pooled subject
+apart again: each subject's windows as the pooled data hold them (jointly z-scored, say), for a
+study that scores one pooled model on each subject in turn.
 
 >>> X, y = np.zeros((4, 2, 5), "float32"), np.array([0, 1, 0, 1])
 >>> a = SubjectData.from_windows({"emg": 2}, (X, y), (X, y), subject=1)
@@ -35,7 +37,14 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import record_trials
 from emg_lens.errors import ArgumentError, InputShapeError
 
-__all__ = ["BUILT_IN", "WINDOW_LABELS", "pool_subjects", "window_labels", "with_window_labels"]
+__all__ = [
+    "BUILT_IN",
+    "WINDOW_LABELS",
+    "pool_subjects",
+    "unpool",
+    "window_labels",
+    "with_window_labels",
+]
 
 WINDOW_LABELS = "window_labels"
 """The ``meta`` key of a subject's per-window labels: ``{name: {"train": [...], "test": [...]}}``,
@@ -117,8 +126,9 @@ def with_window_labels(
 def pool_subjects(subjects: Sequence[SubjectData], *, standardize: bool = False) -> SubjectData:
     """The windows of ``subjects`` (same modalities, classes and window length) as one
     `SubjectData` (subject 0), training and held-out windows each in subject order; each
-    window keeps its subject (window label ``"subject"``), repetition and trial (a subject's
-    trial stays its own: unit ``"given"``). With ``standardize``, every channel is z-scored
+    window keeps its subject (window label ``"subject"``), repetition, trial (a subject's
+    trial stays its own: unit ``"given"``) and the window labels every subject carries (one
+    that only some carry is refused). With ``standardize``, every channel is z-scored
     over the pooled training windows (for subjects prepared without a z-score, e.g.
     ``PreprocessSpec(standardize=False)``: a per-subject z-score removes any per-subject
     offset or gain of a channel)."""
@@ -165,4 +175,66 @@ def pool_subjects(subjects: Sequence[SubjectData], *, standardize: bool = False)
         meta=meta,
     )
     part_subjects = {p: [s.subject for s in subjects for _ in getattr(s, f"y_{p}")] for p in PARTS}
+    for name in _shared_labels(subjects):  # the subjects' own window labels, joined
+        joined_labels = {p: [v for s in subjects for v in window_labels(s, name, p)] for p in PARTS}
+        pooled = with_window_labels(pooled, name, joined_labels["train"], joined_labels["test"])
     return with_window_labels(pooled, "subject", part_subjects["train"], part_subjects["test"])
+
+
+def _shared_labels(subjects: Sequence[SubjectData]) -> list[str]:
+    """The window labels (other than ``"subject"``) that every subject carries; one that only
+    some carry is an `ArgumentError`: the pooled windows could not all have it."""
+    names = [set(s.meta.get(WINDOW_LABELS) or {}) - {"subject"} for s in subjects]
+    partial = sorted(set().union(*names) - set.intersection(*names))
+    if partial:
+        raise ArgumentError(
+            f"window labels {partial} are carried by some of subjects "
+            f"{[s.subject for s in subjects]} only; pool subjects that all carry a label, or "
+            "none (dataclasses.replace(data, meta=...) drops one)"
+        )
+    return sorted(names[0])
+
+
+def unpool(pooled: SubjectData) -> dict[int, SubjectData]:
+    """``subject -> SubjectData``: each subject's windows of ``pooled`` (a `pool_subjects`
+    result, its window label ``"subject"``), training and held-out, as ``pooled`` holds them
+    (after its joint z-score, if any), each with its repetition, its trial (one trial id per
+    trial, as pooled) and its other window labels.
+
+    >>> X, y = np.zeros((2, 1, 3), "float32"), np.array([0, 1])
+    >>> parts = [SubjectData.from_windows({"emg": 1}, (X + s, y), (X + s, y), subject=s)
+    ...          for s in (4, 7)]
+    >>> apart = unpool(pool_subjects(parts))
+    >>> sorted(apart), float(apart[7].X_test.max()), apart[7].test_trials.tolist()
+    ([4, 7], 7.0, [0, 1])
+    """
+    if "subject" not in (pooled.meta.get(WINDOW_LABELS) or {}):
+        raise ArgumentError(
+            f"subject {pooled.subject} is no pooled subject (no window label 'subject': "
+            "emg_lens.data.pooled.pool_subjects makes one)"
+        )
+    owners = {part: window_labels(pooled, "subject", part) for part in PARTS}
+    columns = {n: v for n, v in pooled.meta[WINDOW_LABELS].items() if n != "subject"}
+    subjects = {}
+    for number in dict.fromkeys([*owners["train"].tolist(), *owners["test"].tolist()]):
+        mine = {part: owners[part] == number for part in PARTS}
+        trials = {part: window_labels(pooled, "trial", part)[mine[part]] for part in PARTS}
+        meta = {k: v for k, v in pooled.meta.items() if k not in ("pooled_subjects", WINDOW_LABELS)}
+        meta.update(record_trials(trials["train"], trials["test"]))
+        if columns:
+            meta[WINDOW_LABELS] = {
+                name: {part: np.asarray(v[part])[mine[part]].tolist() for part in PARTS}
+                for name, v in columns.items()
+            }
+        subjects[int(number)] = replace(
+            pooled,
+            subject=int(number),
+            X_train=pooled.X_train[mine["train"]],
+            y_train=np.asarray(pooled.y_train)[mine["train"]],
+            rep_train=np.asarray(pooled.rep_train)[mine["train"]],
+            X_test=pooled.X_test[mine["test"]],
+            y_test=np.asarray(pooled.y_test)[mine["test"]],
+            rep_test=np.asarray(pooled.rep_test)[mine["test"]],
+            meta=meta,
+        )
+    return subjects

@@ -39,7 +39,7 @@ per exercise: what ``emg-lens synth --format ninapro-db2`` writes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ __all__ = [
     "generate_recordings",
     "gesture_kinds",
     "planted_setup",
+    "subject_signature_setup",
     "synthesize_ninapro_db2",
 ]
 
@@ -211,6 +212,43 @@ def demo_setup(n_subjects: int = 8, seed: int = 0) -> tuple[SyntheticSpec, Prepr
     """
     planted, preprocess = planted_setup(n_subjects, seed)
     return SyntheticSpec(**{**planted.to_dict(), "n_emg": 12, "n_acc_sensors": 4}), preprocess
+
+
+def subject_signature_setup(
+    n_subjects: int = 3, seed: int = 0, offset: float = 0.3
+) -> tuple[SyntheticSpec, PreprocessSpec]:
+    """`planted_setup`'s gestures, small, with a subject signature planted on the
+    accelerometers only, for a model applied across subjects (a pooled model: notebook 10).
+
+    Every subject performs the gestures alike (``subject_variability`` 0), and each subject's
+    accelerometers read with their own constant offset per axis (``subject_offset``); the sEMG
+    carries nothing of who moves. The windows are not z-scored per subject, which would remove
+    the offset: pool the subjects with `emg_lens.data.pooled.pool_subjects` (``standardize``:
+    one z-score over every subject's training windows). Small enough to train a pooled model in
+    seconds: 4 sEMG electrodes and one three-axis accelerometer (7 channel tokens), 2 gestures of
+    each single-modality kind and 2 interaction gestures (one XOR bit), 0.5 s movements cut
+    into 40-sample windows (20 ms) without overlap; the repetitions and their split are
+    `planted_setup`'s.
+
+    >>> synthetic, preprocess = subject_signature_setup()
+    >>> synthetic.subject_offset, synthetic.subject_variability, preprocess.standardize
+    (0.3, 0.0, False)
+    >>> synthetic.n_emg + 3 * synthetic.n_acc_sensors, synthetic.n_gestures, preprocess.window
+    (7, 6, 40)
+    """
+    planted, planted_preprocess = planted_setup(n_subjects, seed)
+    synthetic = replace(
+        planted,
+        n_interaction_gestures=2,
+        movement_seconds=0.5,
+        rest_seconds=0.1,
+        n_emg=4,
+        n_acc_sensors=1,
+        subject_variability=0.0,
+        subject_offset=offset,
+    )
+    preprocess = replace(planted_preprocess, window=40, step=40, standardize=False)
+    return synthetic, preprocess
 
 
 def generate_recordings(
