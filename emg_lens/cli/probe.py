@@ -70,6 +70,8 @@ def cmd_probe(args: argparse.Namespace):
     from emg_lens.inspect.probe_report import probe_models, probe_subjects
     from emg_lens.studies.subjects import find_models, known_of, load_entry
 
+    if args.target == "subject" and args.interchange:  # before any model is read
+        raise ArgumentError("--interchange probes the gesture: not with --target subject")
     found = find_models(args.models)
     if args.subjects:
         missing = sorted(set(args.subjects) - set(found))
@@ -82,8 +84,6 @@ def cmd_probe(args: argparse.Namespace):
         entry = load_entry(path, device)
         subjects[subject] = (entry.model.eval(), entry.data)
     if args.target == "subject":
-        if args.interchange:
-            raise ArgumentError("--interchange probes the gesture: not with --target subject")
         report = probe_subjects(
             subjects,
             groups=args.groups,

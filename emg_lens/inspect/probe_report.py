@@ -227,7 +227,7 @@ def probe_models(
 
 
 def probe_subjects(
-    subjects: Mapping[int, tuple[Any, Any]],
+    subjects: Mapping[int, tuple[Any, Any]] | tuple[Any, Any],
     *,
     groups: Sequence[str] | None = None,
     layers: Iterable[int] | None = None,
@@ -242,7 +242,9 @@ def probe_subjects(
     """What the tokens know about the subject: every model of ``subjects`` (``subject ->
     (model, SubjectData)``; models with equal weights, a pooled model saved once per subject,
     probed once) applied to the held-out windows of every subject, pooled
-    (`emg_lens.data.pooled.pool_subjects`), with a probe per layer and token group predicting
+    (`emg_lens.data.pooled.pool_subjects`), or one ``(model, windows)`` pair whose windows are
+    several subjects' already (a `pool_subjects` result, its window label ``"subject"``;
+    ``subject`` is then ``"pooled"``), with a probe per layer and token group predicting
     each window's subject (folds of whole trials, beside the control task), and the same on
     the random-init null: the model re-initialised by TransformerLens's
     ``tools.analysis.reinitialized`` (seed ``seed``), whose tokens carry what the
@@ -275,15 +277,23 @@ def probe_subjects(
     from emg_lens.data.pooled import pool_subjects, window_labels
     from emg_lens.provenance import model_digest
 
-    if len(subjects) < 2:
-        raise ArgumentError(
-            f"a subject probe needs the windows of two subjects or more, got {len(subjects)}"
-        )
     say = progress or (lambda message: None)
-    pooled = pool_subjects([data for _, data in subjects.values()])
-    owners: dict[str, tuple[Any, list[int]]] = {}
-    for subject, (model, _) in subjects.items():
-        owners.setdefault(model_digest(model), (model, []))[1].append(subject)
+    owners: dict[str, tuple[Any, list[Any]]] = {}
+    if isinstance(subjects, tuple):  # one model on several subjects' windows
+        model, pooled = subjects
+        owners[""] = (model, ["pooled"])
+        numbers = sorted(set(window_labels(pooled, "subject").tolist()))
+    else:
+        numbers = list(subjects)
+        pooled = (
+            pool_subjects([data for _, data in subjects.values()]) if len(numbers) > 1 else None
+        )
+        for subject, (model, _) in subjects.items():
+            owners.setdefault(model_digest(model), (model, []))[1].append(subject)
+    if len(numbers) < 2:
+        raise ArgumentError(
+            f"a subject probe needs the windows of two subjects or more, got {numbers}"
+        )
     cuts = [None] if cut is None else [None, cut]
     rows, scores = [], {}
     for i, (model, mine) in enumerate(owners.values(), 1):
@@ -317,7 +327,7 @@ def probe_subjects(
     first = ["subject", "cut", "model", "target"]
     probes = probes[[*first, *[c for c in probes.columns if c not in first]]]
     settings = {
-        "subjects": [int(s) for s in subjects],
+        "subjects": [int(s) for s in numbers],
         "groups": sorted(set(probes["group"]), key=list(probes["group"]).index),
         "classes": None if classes is None else [int(c) for c in classes],
         "cut": cut,
