@@ -83,31 +83,23 @@ def cmd_probe(args: argparse.Namespace):
     for subject, path in found.items():
         entry = load_entry(path, device)
         subjects[subject] = (entry.model.eval(), entry.data)
+    shared = {
+        "groups": args.groups,
+        "layers": args.layers,
+        "classes": args.classes,
+        "cut": args.cut,
+        "folds": args.folds,
+        "seed": args.seed,
+        "n_jobs": args.jobs,
+        "progress": lambda message: print(message, flush=True),
+    }
     if args.target == "subject":
-        report = probe_subjects(
-            subjects,
-            groups=args.groups,
-            layers=args.layers,
-            classes=args.classes,
-            cut=args.cut,
-            folds=args.folds,
-            seed=args.seed,
-            n_jobs=args.jobs,
-            progress=lambda message: print(message, flush=True),
-        )
-        return save_and_show(report, args.out)
+        return save_and_show(probe_subjects(subjects, **shared), args.out)
     report = probe_models(
         subjects,
-        groups=args.groups,
-        layers=args.layers,
-        classes=args.classes,
-        cut=args.cut,
+        **shared,
         interchange_group=args.interchange,
         return_type=args.return_type,
-        folds=args.folds,
-        seed=args.seed,
-        n_jobs=args.jobs,
-        progress=lambda message: print(message, flush=True),
         known={subject: known_of(path) for subject, path in found.items()},  # chance check
     )
     return save_and_show(report, args.out)
