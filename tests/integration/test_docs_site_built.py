@@ -1,6 +1,6 @@
 """The built documentation site (issue 49), as a reader gets it: ``make docs`` writes site/, and
 this checks it, in files and in a real browser (Debian's Chromium, driven by Playwright, as
-test_report_browser.py does): every guide page, the nine notebooks with their figures, an API
+test_report_browser.py does): every guide page, the ten notebooks with their figures, an API
 page per public module with its docstrings' examples, and the index and a gallery page opening
 from the file system with their figures shown and nothing fetched from the network.
 

@@ -29,6 +29,7 @@ ISSUE_NOTEBOOKS = {
     "06_braindecode",
     "07_attached_model",
     "08_what_an_edge_carries",
+    "10_concept_erasure",
 }
 # Notebooks that need an optional extra: (the module they import, the extra that installs it).
 NEEDS = {"06_braindecode": ("braindecode", "emg_lens[braindecode]")}

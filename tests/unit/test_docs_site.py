@@ -41,7 +41,7 @@ def test_every_guide_page_notebook_and_public_module_is_in_the_nav():
     guide = [f"guide/{p.name}" for p in sorted((DOCS / "guide").glob("*.md"))]
     assert guide and set(guide) <= set(nav), sorted(set(guide) - set(nav))
     notebooks = [f"gallery/{p.name}" for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
-    assert len(notebooks) == 9 and [p for p in nav if p.startswith("gallery/")] == notebooks
+    assert len(notebooks) == 10 and [p for p in nav if p.startswith("gallery/")] == notebooks
     api = [f"api/{name}.md" for name in _load("hooks").API_MODULES]
     assert [p for p in nav if p.startswith("api/") and p != "api/index.md"] == api
     for page in api:  # each renders its module with mkdocstrings

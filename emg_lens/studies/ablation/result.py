@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.ablation.erasure import erasure_table, side_effects
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
@@ -474,6 +475,47 @@ class StudyResult(StudyOutput):
             scores[f"subject {cell['subject']}"] = TrialScore.from_cell(cell, **known)
         return chance_table(scores)
 
+    def erasures(self) -> pd.DataFrame | None:
+        """Each erasure beside its placebo (`emg_lens.studies.ablation.erasure.erasure_table`);
+        None for a study without erasure."""
+        if not any(i.erase is not None for i in self.spec.interventions):
+            return None
+        return erasure_table(self.spec, self.per_subject)
+
+    def side_effects(self) -> pd.DataFrame | None:
+        """Each erasure's changes of the classes outside its concept
+        (`emg_lens.studies.ablation.erasure.side_effects`); None for a study without erasure."""
+        if not any(i.erase is not None for i in self.spec.interventions):
+            return None
+        return side_effects(self.spec, self.per_subject)
+
+    def _erasure_markdown(self) -> str:
+        """summary.md's section on erasures (empty for a study without)."""
+        table = self.erasures()
+        if table is None:
+            return ""
+        columns = [c for c in table.columns if c not in ("concept", "tokens")]
+        sides = self.side_effects()
+        text = (
+            "\n## Erasure beside its placebo\n\nEach erasure (a LEACE eraser of the concept, "
+            "fitted on each subject's training windows at hook_resid_pre of the layers named, "
+            "applied to the held-out ones) beside its placebo (a random subspace of the same "
+            "rank removed, each window moved as far): erasure_delta and placebo_delta are the "
+            "mean over subjects of each subject's change from the baseline, difference their "
+            f"mean paired difference, p its {TEST_NAMES[self.spec.stats.claims_test]} over "
+            "subjects (uncorrected). side_effect: the largest mean drop of a class outside the "
+            "concept (side_effect_class), of side_classes such classes.\n\n"
+            + markdown_table(table[columns], ".3f")
+            + "\n"
+        )
+        if len(sides):
+            text += (
+                "\n### Side effects: the classes outside each concept\n\n"
+                + markdown_table(sides, ".3f")
+                + "\n"
+            )
+        return text
+
     def to_markdown(self) -> str:
         base = self.baseline
         first = self.spec.metric
@@ -496,7 +538,8 @@ class StudyResult(StudyOutput):
             "value); U: the test's statistic "
             f"({STATISTIC_NAMES[self.spec.stats.test]}).\n" + self.structural_note()
         )
-        return head + "".join(self._metric_table(m) for m in self.spec.metrics)
+        tables = "".join(self._metric_table(m) for m in self.spec.metrics)
+        return head + tables + self._erasure_markdown()
 
     def _metric_table(self, metric: str) -> str:
         """One metric's section of summary.md: how its change is reported, and its table."""
@@ -549,7 +592,8 @@ class StudyResult(StudyOutput):
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """per_subject.csv, per_class.csv, summary.csv, chance.csv (each subject's unmasked
-        accuracy beside chance) and claims.csv when the study declares claims."""
+        accuracy beside chance), claims.csv when the study declares claims, and erasure.csv
+        and side_effects.csv when it erases a concept."""
         chance = self.chance()
         tables = {
             # the per-trial lists stay in the cells: per_class.csv carries what they give
@@ -562,6 +606,10 @@ class StudyResult(StudyOutput):
         }
         if self.spec.claims:
             tables["claims.csv"] = self.claims()
+        erasures = self.erasures()
+        if erasures is not None:  # only studies that erase have these
+            tables["erasure.csv"] = erasures
+            tables["side_effects.csv"] = self.side_effects()
         return tables
 
     def console(self) -> str:
@@ -582,6 +630,14 @@ class StudyResult(StudyOutput):
                 lines.append(f"{metric} ({delta_name(metric)}):")
             lines.append(self.table3(metric).to_string(index=False))
         lines.append(self.power_note())
+        erasures = self.erasures()
+        if erasures is not None:
+            first = erasures[erasures["metric"] == spec.metric]
+            lines.append(f"erasures beside their placebos ({spec.metric}; side effects: classes "
+                         "outside the concept):")  # fmt: skip
+            columns = ["intervention", "mode", "layer", "erasure_delta", "placebo_delta", "p",
+                       "side_effect"]  # fmt: skip
+            lines.append(first[columns].round(3).to_string(index=False))
         if self.spec.claims:
             lines.append(self.claims_note())
         return "\n".join(lines)
