@@ -3,8 +3,9 @@
 IsoNets are trained on the planted synthetic data with every cross-modal edge cut except sEMG
 tokens reading ACC tokens on the planted heads (`emg_lens.discovery.planted`). Run as trained
 (the training cut as the base), over three seeds for one planted head and three for two, the
-screen ranks a planted candidate first among the cross-modal ones, and the greedy search keeps
-every planted candidate and no cross-modal candidate that was not planted.
+screen ranks a planted candidate first among the cross-modal ones (the plain screen and the
+integrated-gradient one, EAP-IG), and the greedy search keeps every planted candidate and no
+cross-modal candidate that was not planted.
 
 What is asserted held in every one of 24 models trained as `train_planted` trains them (14
 epochs): both variants, seeds 0-7 on one thread and seeds 0-3 on two, which changes the
@@ -49,16 +50,25 @@ def test_discovery_recovers_the_planted_edges(planted):
         found = discover(model, data, tau=0.05, screened=screened)
         assert found.faithfulness > 0.95  # what tau promises, by construction of the search
         kept = {(c.layer, c.head) for c in found.kept if c.kind == PLANTED_KIND}
+        integrated = screen(
+            model,
+            data,
+            return_type="avg_logits",
+            base=training_edges(model, planted),
+            estimator="ig",
+        )
         rows.append(
             {
                 "seed": seed,
                 "rank": planted_rank(screened, planted),
+                "rank_ig": planted_rank(integrated, planted),
                 "last_layer_kept": LAST_LAYER_HEAD in kept,
                 **recovery(found, planted),
             }
         )
     print("\n" + "\n".join(map(str, rows)))
     assert sum(r["rank"] == 1 for r in rows) >= len(rows) - 1, rows
+    assert sum(r["rank_ig"] == 1 for r in rows) >= len(rows) - 1, rows  # EAP-IG (issue 58)
     assert sum(r["last_layer_kept"] for r in rows) >= len(rows) - 1, rows
     assert sum(r["precision"] == 1.0 for r in rows) >= len(rows) - 1, rows
     assert sum(r["recall"] == 1.0 for r in rows) >= len(rows) - 1, rows
