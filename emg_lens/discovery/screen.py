@@ -399,10 +399,19 @@ def _path_gradients(
 ) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
     """The metrics' gradients with respect to the patterns of ``layers``, averaged over the
     midpoints ``alpha = (k + 1/2) / steps`` of the path to the model with ``cut``
-    (``{layer: mask}``) removed (`_path_point`; see the module docstring)."""
+    (``{layer: mask}``) removed (`_path_hooks`; see the module docstring)."""
     total: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
     for k in range(steps):
-        point = _path_point(model, x, y, wanted, return_type, base, cut, layers, (k + 0.5) / steps)
+        patterns: dict[int, torch.Tensor] = {}
+        with torch.enable_grad():
+            logits = model.run_with_hooks(
+                x.detach().requires_grad_(True),
+                return_type=return_type,
+                edge_masks=base,
+                fwd_hooks=_path_hooks(cut, (k + 0.5) / steps, patterns),
+            )
+            values = {name: window_metric(logits, y, name) for name in wanted}
+            point = _gradients(values, patterns, layers)
         for name in wanted:
             for layer, g in point[name].items():
                 g = g.detach() / steps
@@ -410,22 +419,15 @@ def _path_gradients(
     return total
 
 
-def _path_point(
-    model: Any,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    wanted: list[str],
-    return_type: str,
-    base: dict[int, torch.Tensor] | None,
+def _path_hooks(
     cut: dict[int, Bool[torch.Tensor, "head q k"]],
-    layers: list[int],
     alpha: float,
-) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
-    """The metrics' gradients with respect to the patterns of ``layers`` where every layer of
-    ``cut`` runs with the pattern ``P + alpha (P_cut - P)``: ``P`` the softmax of the scores
-    it receives, ``P_cut`` of the same scores with ``cut`` removed."""
+    patterns: dict[int, torch.Tensor],
+) -> list[tuple[Any, Any]]:
+    """Forward hooks that run every layer of ``cut`` with the pattern ``P + alpha (P_cut -
+    P)`` (``P`` the softmax of the scores it receives, ``P_cut`` of the same scores with
+    ``cut`` removed) and keep each layer's pattern, the path's point, in ``patterns``."""
     scores: dict[int, torch.Tensor] = {}
-    patterns: dict[int, torch.Tensor] = {}
 
     def keep_scores(t: torch.Tensor, hook) -> None:
         scores[layer_of(hook.name)] = t
@@ -441,18 +443,10 @@ def _path_point(
         patterns[layer] = pattern
         return pattern
 
-    with torch.enable_grad():
-        logits = model.run_with_hooks(
-            x.detach().requires_grad_(True),
-            return_type=return_type,
-            edge_masks=base,
-            fwd_hooks=[
-                (name_filter("attn.hook_attn_scores"), keep_scores),
-                (name_filter("attn.hook_pattern"), walk),
-            ],
-        )
-        values = {name: window_metric(logits, y, name) for name in wanted}
-        return _gradients(values, patterns, layers)
+    return [
+        (name_filter("attn.hook_attn_scores"), keep_scores),
+        (name_filter("attn.hook_pattern"), walk),
+    ]
 
 
 def _row_chunks(family: CompiledFamily, batch: int, budget: int = 2**24) -> list[RowChunk]:

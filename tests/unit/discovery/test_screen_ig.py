@@ -25,23 +25,7 @@ from emg_lens.discovery import (
     window_metric,
 )
 from emg_lens.errors import ArgumentError
-from tests.tiny import tiny_isonet
-
-
-@pytest.fixture(scope="module")
-def model():
-    """The tiny IsoNet of the other discovery tests: large weights, attention far from
-    uniform."""
-    return tiny_isonet(3, init_range=0.6)
-
-
-@pytest.fixture(scope="module")
-def data(model):
-    X = model.example_input(48)
-    with torch.no_grad():
-        y = model(X).argmax(-1)
-    y[::4] = (y[::4] + 1) % model.cfg.n_classes  # some windows wrong
-    return X, y
+from tests.tiny import synthetic_checkpoint, tiny_isonet
 
 
 def _exact(model, X, y, candidate, metric: str) -> float:
@@ -248,34 +232,12 @@ def test_discover_with_the_ig_screen_writes_what_the_plain_one_writes_and_says_s
     names the screen (``screen``, ``ig_steps``) and both give MIB's CPR and CMD."""
     import pandas as pd
 
-    from emg_lens import EncoderConfig
-    from emg_lens.checkpoints import save_checkpoint
     from emg_lens.cli import discover as discover_cli
     from emg_lens.cli.main import run
-    from emg_lens.data.datasets import data_source
-    from emg_lens.data.preprocess import PreprocessSpec
-    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
     from emg_lens.discovery import ESTIMATORS
-    from emg_lens.models import IsoNet
 
     assert discover_cli.SCREENS == ESTIMATORS  # the parser's light copy
-    source = data_source(
-        "synthetic",
-        synthetic=SyntheticSpec(n_subjects=1, movement_seconds=1.0),
-        preprocess=PreprocessSpec(segment=(0.25, 1.0), step=200),
-    )
-    cfg = EncoderConfig.preset(
-        "tiny",
-        seed=1,
-        modalities={"emg": 12, "acc": 36},
-        n_samples=200,
-        n_classes=12,
-        init_range=0.5,
-    )
-    models = tmp_path / "models"
-    save_checkpoint(
-        IsoNet(cfg), models / "subject_1", metadata={"subject": 1, "data_source": source}
-    )
+    models = synthetic_checkpoint(tmp_path / "models")
     common = ["discover", "--models", str(models), "--return-type", "avg_logits", "--tau", "0.2"]
     common += ["--verify-top", "2", "--quiet", "--device", "cpu"]
     plain = run([*common, "--out", str(tmp_path / "plain")])
