@@ -62,10 +62,12 @@ def faithfulness_areas(kept_share: Any, faithfulness: Any) -> tuple[float, float
       circuits behave like the model, from above as from below).
 
     Both by the trapezoid rule between neighbouring sizes on a linear size axis, as MIB's
-    evaluation code computes them (``evaluate_area_under_curve``: ``area_under`` and
-    ``area_from_1``). MIB measures circuits at fixed shares of the model's edges (0.1 % to
-    100 %); here the points are whatever circuits were measured, sorted by size, and the area
-    spans the sizes they cover (a curve from 0 to 1 gives areas over the whole axis).
+    evaluation code computes them (MIB-circuit-track, ``MIB_circuit_track/evaluation.py``,
+    ``evaluate_area_under_curve``: ``area_under`` and ``area_from_1``, ``log_scale=False``,
+    the faithfulness normalised by the circuit of no edges, ``apply_topn(0)``). MIB measures
+    circuits at fixed shares of the model's edges (0.1 % to 100 %, its x values); here the
+    points are whatever circuits were measured, at the shares they keep, sorted by size, and
+    the area spans the sizes they cover (a curve from 0 to 1 gives areas over the whole axis).
     Non-finite points, sizes outside [0, 1] or fewer than two points are an `ArgumentError`.
 
     >>> cpr, cmd = faithfulness_areas([0.0, 0.5, 1.0], [0.0, 1.1, 1.0])  # two trapezoids
