@@ -463,3 +463,4 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sample_rate": 2000.0,
     },
 }
+"""The named configurations `EncoderConfig.preset` builds, by name: the fields each sets."""

@@ -33,6 +33,7 @@ from emg_lens.errors import LayoutError, check_names, describe
 __all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
 
 CLS = "cls"
+"""The group name of the CLS token."""
 
 
 @dataclass(frozen=True)
