@@ -274,6 +274,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.ablation.planted import format_findings
+    from emg_lens.studies.ablation.result import legend
 
     (printed,) = [b.text for b in blocks("text") if b.heading == "## What the demo shows"]
     synthetic, _ = demo_setup()
@@ -306,6 +307,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     assert len(claims) == 3 and claims == [
         x for x in lines if x.startswith(("planted:", "Planted vs found"))
     ]
+    assert legend() in printed  # the key to the stars and r_rb, below the claims (issue 59)
 
 
 # ----------------------------------------------------------------------------- every block
