@@ -434,7 +434,8 @@ def test_readme_biofoundation_block_loads_a_checkpoint_file(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     """A fresh clone's folder (the repository's studies/, no runs/): the blocks that read
-    runs/demo, as written, after a small `emg-lens demo` (what `make demo` runs)."""
+    runs/demo, as written, after a small `emg-lens demo` (what `make demo` runs), the README's
+    Python block among them."""
     pytest.importorskip("onnxruntime")
     (study,) = readme_blocks("## A study file")
     (export,) = readme_blocks("# Export a masked model")
@@ -444,6 +445,11 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
     small = ["--n-subjects", "2", "--epochs", "1", "--refits", "0", "--quiet", "--threads", "1"]
     assert main(["demo", *small]) == 0  # no refits: train_subjects' (tested there); only time
+    # the README's notebook block, on a model the demo trained (issue 59)
+    (notebook,) = [b for b in blocks("python") if b.page == ROOT / "README.md"]
+    capsys.readouterr()
+    exec(compile(notebook.text, notebook.where, "exec"), {})
+    assert "TokenLayout: 25 tokens" in capsys.readouterr().out
     run_readme(study, {})
     run_readme(export, {})
     # the demo line of the probe block is the one above, at its small size
