@@ -67,6 +67,17 @@ def test_no_page_sends_the_user_to_a_local_package_mirror_for_the_cpu_build():
     )
 
 
+def test_a_pip_user_without_a_gpu_is_told_to_install_the_cpu_torch_first():
+    """Issue 59: `pip install emg_lens` alone pulls PyPI's CUDA torch (6.3 GB) onto a machine
+    without a GPU; the README and Getting started say how to get the CPU build with pip."""
+    lines = (
+        "pip install torch --index-url https://download.pytorch.org/whl/cpu\npip install emg_lens\n"
+    )
+    for page in (README, ROOT / "docs" / "getting-started.md"):
+        assert [b.text for b in blocks("bash") if b.page == page].count(lines) == 1, page
+    assert '"torch>=2.6"' in (ROOT / "pyproject.toml").read_text()  # which the CPU build meets
+
+
 def test_bring_your_own_model_starts_with_attach(capsys):
     """Issue 38, item 8: the page opens with `attach` on a hand-written model, runnable."""
     text = section("# Bring your own model")
