@@ -1,8 +1,10 @@
 """The built documentation site (issue 49), as a reader gets it: ``make docs`` writes site/, and
 this checks it, in files and in a real browser (Debian's Chromium, driven by Playwright, as
 test_report_browser.py does): every guide page, the nine notebooks with their figures, an API
-page per public module with its docstrings' examples, and the index and a gallery page opening
-from the file system with their figures shown and nothing fetched from the network.
+page per public module with its docstrings' examples and an entry for each name it exports, no
+raw reStructuredText on them, table-of-contents links that reach their headings, and the index
+and a gallery page opening from the file system with their figures shown and nothing fetched
+from the network.
 
 The site takes minutes to build (the notebooks execute), so `make test` builds it first
 (``make docs``) and then runs the suite with this file. Without site/ (a bare pytest) it

@@ -1,7 +1,8 @@
 """The documentation site's configuration (issue 49), checked without building it: every guide
-page, notebook and public module is in mkdocs.yml's navigation, the build hooks and the
-docstring rewriting do what their examples say, and the gallery's cache key follows the
-notebook, the code and the environment that executes it. ``make docs`` builds the site
+page, notebook and public module is in mkdocs.yml's navigation, every name a public module
+exports has an entry in the API reference, no notebook heading holds code (issue 59), the build
+hooks and the docstring rewriting do what their examples say, and the gallery's cache key
+follows the notebook, the code and the environment that executes it. ``make docs`` builds the site
 (`mkdocs build --strict`); what the built site shows in a browser is
 tests/integration/test_docs_site_built.py."""
 
