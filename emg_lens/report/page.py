@@ -45,7 +45,9 @@ from emg_lens.report.view import VIEW_DATA, view_html, view_problem
 __all__ = ["MANIFEST", "REPORT", "report_html", "spec_toml", "write_manifest", "write_report"]
 
 REPORT = "report.html"
+"""The page's file name, in the folder it reports."""
 MANIFEST = "outputs.json"
+"""The output manifest's file name: what a command wrote into the folder (`write_manifest`)."""
 VIEW = "attention_view.html"
 MAX_ROWS = 2000  # rows of one table shown on the page (the CSV has them all)
 MAX_CELL = 300  # characters of one table cell shown on the page

@@ -274,6 +274,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.ablation.planted import format_findings
+    from emg_lens.studies.ablation.result import legend
 
     (printed,) = [b.text for b in blocks("text") if b.heading == "## What the demo shows"]
     synthetic, _ = demo_setup()
@@ -306,6 +307,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     assert len(claims) == 3 and claims == [
         x for x in lines if x.startswith(("planted:", "Planted vs found"))
     ]
+    assert legend() in printed  # the key to the stars and r_rb, below the claims (issue 59)
 
 
 # ----------------------------------------------------------------------------- every block
@@ -369,6 +371,12 @@ SKIPPED = {
     "this suite",
     ("## Install", "make test TORCH_INDEX="): "make creates .venv and installs torch from "
     "PyTorch's CPU wheel index, over the network; .ci/run runs `make test` itself",
+    ("## Two commands", "pip install torch --index-url"): "installs torch and emg_lens from the "
+    "network (PyTorch's CPU wheel index, then PyPI); test_a_pip_user_without_a_gpu_is_told_to_"
+    "install_the_cpu_torch_first checks the lines",
+    ("## Install", "pip install torch --index-url"): "installs torch and emg_lens from the "
+    "network (PyTorch's CPU wheel index, then PyPI); test_a_pip_user_without_a_gpu_is_told_to_"
+    "install_the_cpu_torch_first checks the lines",
     ("## NinaPro DB5 (TinyMyo fine-tuning)", "emg-lens windows --source ninapro-db5"): "needs "
     "the published TinyMyo.safetensors, a download; "
     "test_readme_pretraining_then_fine_tuning_as_above_runs runs this block with --checkpoint "
@@ -432,7 +440,8 @@ def test_readme_biofoundation_block_loads_a_checkpoint_file(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     """A fresh clone's folder (the repository's studies/, no runs/): the blocks that read
-    runs/demo, as written, after a small `emg-lens demo` (what `make demo` runs)."""
+    runs/demo, as written, after a small `emg-lens demo` (what `make demo` runs), the README's
+    Python block among them."""
     pytest.importorskip("onnxruntime")
     (study,) = readme_blocks("## A study file")
     (export,) = readme_blocks("# Export a masked model")
@@ -442,6 +451,11 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
     small = ["--n-subjects", "2", "--epochs", "1", "--refits", "0", "--quiet", "--threads", "1"]
     assert main(["demo", *small]) == 0  # no refits: train_subjects' (tested there); only time
+    # the README's notebook block, on a model the demo trained (issue 59)
+    (notebook,) = [b for b in blocks("python") if b.page == ROOT / "README.md"]
+    capsys.readouterr()
+    exec(compile(notebook.text, notebook.where, "exec"), {})
+    assert "TokenLayout: 25 tokens" in capsys.readouterr().out
     run_readme(study, {})
     run_readme(export, {})
     # the demo line of the probe block is the one above, at its small size

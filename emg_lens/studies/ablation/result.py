@@ -34,6 +34,7 @@ from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec_base import StatsSpec
 from emg_lens.studies.stats import (
     ALPHA,
+    STAR_LEVELS,
     TEST_NAMES,
     clopper_pearson,
     compare_rows,
@@ -50,6 +51,7 @@ from emg_lens.studies.units import TRIAL_WINDOW_FIELDS, class_trial_cis
 __all__ = [
     "StudyResult",
     "family_sizes",
+    "legend",
     "planned_family_sizes",
     "power_note",
     "summarize",
@@ -70,6 +72,33 @@ STATISTIC_NAMES = {
     "wilcoxon": "Wilcoxon's W, the smaller signed-rank sum",
     "permutation": "the mean paired difference, masked − baseline",
 }
+
+
+def legend(markdown: bool = False) -> str:
+    """The key to the stars and ``r_rb`` of a study's tables and claims, a line each, as the
+    console and summary.md (``markdown``: a paragraph each, the stars as code, which Markdown
+    would read as emphasis), and so report.html, print it.
+
+    >>> print(legend())  # doctest: +NORMALIZE_WHITESPACE
+    Stars: * p_corr < 0.05, ** < 0.01, *** < 0.001, **** < 0.0001; ns: p_corr >= 0.05, no
+    significant change (p_corr: p after the correction the study names).
+    r_rb: the rank-biserial correlation, the effect size beside the test: -1 when every masked
+    value lies below every baseline value (in a paired test, when every subject's value that
+    changed fell), +1 when every one lies above, 0 for no tendency.
+    """
+    code = (lambda mark: f"`{mark}`") if markdown else str
+    (weakest, mark), *stronger = reversed(STAR_LEVELS)
+    levels = [f"{code(mark)} p_corr < {weakest:g}", *(f"{code(m)} < {t:g}" for t, m in stronger)]
+    stars_line = (
+        f"Stars: {', '.join(levels)}; {code('ns')}: p_corr >= {ALPHA:g}, no significant change "
+        "(p_corr: p after the correction the study names)."
+    )
+    r_rb_line = (
+        "r_rb: the rank-biserial correlation, the effect size beside the test: -1 when every "
+        "masked value lies below every baseline value (in a paired test, when every subject's "
+        "value that changed fell), +1 when every one lies above, 0 for no tendency."
+    )
+    return stars_line + ("\n\n" if markdown else "\n") + r_rb_line
 
 
 def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
@@ -521,21 +550,22 @@ class StudyResult(StudyOutput):
         first = self.spec.metric
         chance = self.chance()
         claims = ""
+        key = legend(markdown=True) + "\n\n"  # below the first table with stars
         if self.spec.claims:  # what was expected comes first (issue 41, item 2)
             stats = self.spec.stats
             claims = claims_markdown(self.claims(), TEST_NAMES[stats.claims_test], stats.correction)
-            claims += "\n## Results\n"
+            claims += f"\n{key}## Results\n"
+            key = ""
+        description = f"{self.spec.description}\n\n" if self.spec.description else ""
         head = (
-            f"# {self.spec.name}\n\n"
+            f"# {self.spec.name}\n\n{description}"
             # a warning first (issue 41 item 3), then the claims it qualifies (item 2)
             + (claims if chance is None else chance_markdown(chance, between=claims + "\n"))
             + f"\nBaseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
             f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"
             + ("" if len(self.spec.metrics) == 1 else ", within each metric's table")
-            + f".\n\n{self.power_note()}\n\n"
-            "r_rb: rank-biserial effect size (−1: every masked value below every baseline "
-            "value); U: the test's statistic "
+            + f".\n\n{self.power_note()}\n\n{key}U: the test's statistic "
             f"({STATISTIC_NAMES[self.spec.stats.test]}).\n" + self.structural_note()
         )
         tables = "".join(self._metric_table(m) for m in self.spec.metrics)
@@ -613,8 +643,8 @@ class StudyResult(StudyOutput):
         return tables
 
     def console(self) -> str:
-        """The cells reused and computed, the baseline, each metric's table and the power
-        note: what ``emg-lens study run`` prints."""
+        """The cells reused and computed, the baseline, each metric's table, the power note,
+        the claims and the `legend`: what ``emg-lens study run`` prints."""
         spec = self.spec
         stale = f" ({self.stale} of other provenance)" if self.stale else ""
         lines = [
@@ -640,6 +670,7 @@ class StudyResult(StudyOutput):
             lines.append(first[columns].round(3).to_string(index=False))
         if self.spec.claims:
             lines.append(self.claims_note())
+        lines.append(legend())
         return "\n".join(lines)
 
 

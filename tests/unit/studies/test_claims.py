@@ -24,6 +24,7 @@ from emg_lens import EncoderConfig
 from emg_lens.cli import main
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies import load_spec, run_study
+from emg_lens.studies.ablation.result import legend
 from emg_lens.studies.ablation.verdicts import (
     CI_LEVEL,
     CLAIM_COLUMNS,
@@ -431,6 +432,11 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     assert table.method[1].startswith("TOST (Schuirmann 1987): 90% t-interval")
     assert table.test.tolist() == ["permutation", "tost", "tost"]
     assert "| exact sign-flip test over 3 subjects" in summary and "| TOST (Schuirmann" in summary
+    # the key to the stars and r_rb (issue 59): below the claims' table, in every output
+    key = legend(markdown=True)
+    assert summary.index("| the <pair> drops") < summary.index(key) < summary.index("## Results")
+    assert console.endswith(legend()) and "<code>****</code> &lt; 0.0001" in report
+    assert "r_rb: the rank-biserial correlation" in report
 
 
 def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_path, capsys):

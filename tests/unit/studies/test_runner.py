@@ -34,6 +34,7 @@ from emg_lens.studies import subjects as subjects_module
 from emg_lens.studies.ablation import evaluate as evaluate_module
 from emg_lens.studies.ablation import runner as runner_module
 from emg_lens.studies.ablation.grid import BASELINE
+from emg_lens.studies.ablation.result import legend
 from emg_lens.studies.store import CellStore
 from emg_lens.train import TrainConfig, accuracy, fit
 from tests.tiny import perturb_biases
@@ -598,6 +599,8 @@ def test_save_writes_tables_and_figures(subjects, tmp_path):
     )
     markdown = (tmp_path / "out" / "summary.md").read_text()
     assert markdown.startswith("# runner") and "| intervention |" in markdown
+    # no claims: the key to the stars and r_rb is above the first table that has them
+    assert markdown.index(legend(markdown=True)) < markdown.index("| intervention |")
     assert (tmp_path / "out" / "boxplots.png").read_bytes()[:4] == b"\x89PNG"
     table3 = result.table3()
     assert list(table3.columns) == ["mode", "layer", "heads", "uni", "cross"]
