@@ -185,9 +185,10 @@ def _execute(path: Path) -> Path:
 def build(notebooks: list[Path], jobs: int = 1) -> list[Path]:
     """Execute (or take from the cache) each notebook and lay it out in docs/gallery/.
 
-    ``jobs`` notebooks execute at once, each on its own kernel (a process); with several, each kernel's torch gets an equal share of the cores
-    (``OMP_NUM_THREADS``, unless set), so kernels do not fight over them. A notebook that fails
-    stops the build once the others running beside it have finished.
+    ``jobs`` notebooks execute at once, each on its own kernel (a process); with several, each
+    kernel's torch gets an equal share of the cores (``OMP_NUM_THREADS``, unless set), so
+    kernels do not fight over them. A notebook that fails stops the build once the others
+    running beside it have finished.
     """
     GALLERY.mkdir(parents=True, exist_ok=True)
     for stale in GALLERY.glob("*.ipynb"):

@@ -3,8 +3,8 @@ marked ``@pytest.mark.slow`` (so ``make test-fast``, ``-m "not slow"``, leaves i
 end of a run the unmarked tests over the limit are listed; under CI (``CI`` set) one over
 `CI_LIMIT_S` fails the run, since a 2-core machine at full load runs a 2 s test in several.
 
-The hooks below are tests/conftest.py's; under pytest-xdist they count on the controller,
-which receives every worker's reports.
+The hooks below are tests/conftest.py's (`configure` called by its ``pytest_configure``);
+under pytest-xdist they count on the controller, which receives every worker's reports.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def offenders(
     return sorted(over, key=lambda item: -item[1])
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def configure(config: pytest.Config) -> None:
+    """Called by tests/conftest.py's ``pytest_configure``."""
     global _is_worker
     _is_worker = hasattr(config, "workerinput")
 

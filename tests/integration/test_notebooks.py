@@ -5,8 +5,9 @@ temporary working directory that also holds its temporary files, and must finish
 error, show its figures inline and draw the README figure it is tagged with. ``make test``
 executes them once, before pytest, for the documentation site's gallery (docs/gallery.py, one
 kernel per core, kept by the notebook's bytes, the code and the environment); these tests
-assert on those executed copies and execute a notebook themselves only when its copy is missing. They are committed
-without outputs, so the diff of a notebook is its code and prose only.
+assert on those executed copies and execute a notebook themselves only when its copy is
+missing. They are committed without outputs, so the diff of a notebook is its code and prose
+only.
 """
 
 from __future__ import annotations

@@ -127,6 +127,7 @@ def test_screen_vs_exact_prints_one_json_line(capsys):
         assert result[f"{key}_ig"] == result[key], key
 
 
+@pytest.mark.slow
 def test_search_methods_prints_one_json_line(capsys):
     result = _load("search_methods").main(["--quick"])
     lines = capsys.readouterr().out.strip().splitlines()

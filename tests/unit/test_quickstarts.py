@@ -77,6 +77,7 @@ def workdir(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- NinaPro DB2
 
 
+@pytest.mark.slow
 def test_readme_ninapro_db2_commands_run_on_synth_output(workdir):
     # synth used to write exercise B only, so `train --exercises B C D` stopped at E2.
     tiny = ["--movement-seconds", "0.1", "--rest-seconds", "0.05"]
@@ -100,6 +101,7 @@ def test_readme_ninapro_db2_commands_run_on_synth_output(workdir):
         assert Path("runs/db2_inspect", f"{figure}.png").is_file(), figure
 
 
+@pytest.mark.slow
 def test_readme_your_own_recordings_run_on_the_myo_files(workdir):
     """The folder route on LibEMG's real Myo recordings, as the README writes it."""
     shutil.copytree(ROOT / "tests" / "data" / "libemg_myo", workdir / "tests/data/libemg_myo")
@@ -116,6 +118,7 @@ def test_readme_your_own_recordings_run_on_the_myo_files(workdir):
         assert Path("runs/myo/inspect", f"{figure}.png").is_file(), figure
 
 
+@pytest.mark.slow
 def test_readme_hdsemg_contraction_study_runs_on_the_real_file(workdir, capsys):
     """The regression study on openhdemg's real OT BioLab+ file, as the README writes it
     (`make data` fetches the file; `make test` does), its model trained three epochs."""
@@ -189,6 +192,7 @@ SMALL_WINDOWS = ["--window", "200", "--step", "200", "--quiet"]  # 16 x 200: 160
 ONE_LAYER = ["--layers", "1", "--epochs", "1", "--batch-size", "8", "--quiet"]
 
 
+@pytest.mark.slow
 def test_readme_pretraining_then_fine_tuning_as_above_runs(workdir):
     # "Then fine-tune it as above, with --checkpoint runs/tinymyo_pretrained in place of
     # --from-biofoundation TinyMyo.safetensors": the DB5 block, so edited.
@@ -216,6 +220,7 @@ def test_readme_pretraining_then_fine_tuning_as_above_runs(workdir):
     ]
 
 
+@pytest.mark.slow
 def test_readme_synthetic_pretraining_fine_tunes_on_epn612(workdir, capsys):
     # The default pretrain (12 x 100) could not be fine-tuned on an EPN-612 store (8 x 1000),
     # and no command gave a 16 x 1000 TinyMyo without a BioFoundation file.

@@ -33,6 +33,7 @@ def save_demo_checkpoint(folder) -> None:
 @pytest.mark.parametrize(
     "page", pages(), ids=lambda page: page.relative_to(ROOT).as_posix().replace("/", "-")
 )
+@pytest.mark.slow
 def test_every_python_block_runs_as_printed(page, tmp_path, monkeypatch, capsys):
     """Each ``python`` block of a page, in a fresh namespace, in an empty working folder (the
     README's, beside a model where `make demo` saves one)."""

@@ -256,6 +256,7 @@ def test_keep_claims_over_two_or_three_subjects_cannot_tell(base, masked):
     assert -5 <= low <= high <= 5  # the old rule: "holds"
 
 
+@pytest.mark.slow
 def test_keep_claims_on_their_margin_hold_at_most_five_percent_of_the_time():
     """Simulated (seeded, 1000 draws per size): every subject's true change is exactly the
     margin, -5 %, the subjects spreading by 2 points. A keep claim is a 5 % equivalence test,
@@ -399,6 +400,7 @@ def test_a_claim_beyond_the_models_is_refused_by_name():
 # ----------------------------------------------------------------------------- a run
 
 
+@pytest.mark.slow
 def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
     claims = [

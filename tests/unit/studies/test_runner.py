@@ -571,6 +571,7 @@ def test_rerun_is_identical_and_evaluates_nothing(subjects, tmp_path, monkeypatc
         assert path.is_dir() or (path.suffix == ".json" and json.loads(path.read_text()))
 
 
+@pytest.mark.slow
 def test_save_writes_tables_and_figures(subjects, tmp_path):
     spec = _spec(layers={"modes": ["individual", "from_first"]}, heads=["all"])
     result = run_study(spec, models=subjects, progress=False)
@@ -616,6 +617,7 @@ SOURCE = data_source(
 )
 
 
+@pytest.mark.slow
 def test_run_study_from_checkpoints(tmp_path, monkeypatch, no_figures):
     models = tmp_path / "models"
     for subject in (1, 2):
