@@ -22,21 +22,6 @@ from tests.slow_marker import (  # noqa: F401 (hooks: the slow marker kept true)
 
 def pytest_configure(config: pytest.Config) -> None:
     slow_marker.configure(config)
-    _share_the_cores()
-
-
-def _share_the_cores() -> None:
-    """Under pytest-xdist each worker's torch (and the processes it starts: CLI runs, torchrun,
-    notebooks' kernels) gets an equal share of the cores, one thread on a 2-core machine with
-    two workers, instead of every worker starting a thread per core: oversubscribed, torch's
-    threads wait on each other. A thread count already set (``OMP_NUM_THREADS``) is kept. The
-    tests hold at any thread count (those that train say which counts were measured)."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
-        return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -106,6 +106,7 @@ def test_every_table_of_contents_entry_links_to_a_heading_of_its_page():
     assert not broken, broken
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["index.html", "gallery/01_hook_ablation.html"])
 def test_a_browser_opens_the_page_from_the_file_system_and_shows_its_figures(page, tmp_path):
     _site_or_skip()

@@ -178,6 +178,7 @@ def test_interaction_classes_need_both_regions_together():
         assert ((first == reps[keep] % k).mean()) > 0.93
 
 
+@pytest.mark.slow
 def test_truth_groups_and_cut_fit_a_model_made_for_the_data():
     """The data's channel names go into a model's config, so the truth's cut (an edge
     expression over regions) compiles on its layout and separates the planted regions."""
