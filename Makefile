@@ -70,7 +70,8 @@ test-fast: $(STAMP) $(REAL_DATA)
 # The documentation site (mkdocs.yml) into site/, to open as site/index.html: the notebooks are
 # executed first (docs/gallery.py, one kernel per core, on kernels isolated from the user's
 # IPython profile and PYTHONPATH; cached in .cache/docs/ by their content, the code and the
-# installed versions), then `mkdocs build --strict`, where any warning (a broken link, a module
+# installed versions; the kernels' trainings kept in .cache/gallery/, which the test suite's
+# private cache starts from), then `mkdocs build --strict`, where any warning (a broken link, a module
 # without its API page, a notebook that failed) fails.
 docs: $(STAMP)
 	$(PY) docs/gallery.py

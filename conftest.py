@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+from pathlib import Path
 
 import pytest
+
+GALLERY_TRAININGS = Path(__file__).parent / ".cache" / "gallery" / "trained"
+"""The trainings the documentation gallery's notebooks kept (docs/gallery.py's ``TRAININGS``;
+``make test`` builds the gallery first)."""
 
 
 def pytest_configure(config):
@@ -63,11 +69,31 @@ def _private_caches(tmp_path_factory):
     temporary folders' parent), as processes sharing one cache do: a subject preprocessed, or a
     training kept (`emg_lens.train.reuse`: notebook 08 and the demo model of the probes' tests
     train the same model), by one worker is read by the other. A test that sets its own (with
-    ``monkeypatch``) wins for its duration."""
+    ``monkeypatch``) wins for its duration.
+
+    The cache starts with a copy of the trainings the documentation gallery kept (a training
+    whose key matches, e.g. notebook 08's demo model, is read back as the key allows: same
+    model, windows, recipe, code and thread count; copies, so a test that damages an entry
+    damages its own)."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent
+    _copy_trainings(GALLERY_TRAININGS, base / "emg_lens_cache" / "trained")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EMG_LENS_CACHE", str(base / "emg_lens_cache"))
         patch.setenv("XDG_CACHE_HOME", str(base / "xdg_cache"))
         yield
+
+
+def _copy_trainings(source: Path, target: Path) -> None:
+    """Copy the kept trainings of ``source`` missing in ``target``, each written under a
+    temporary name and renamed (pytest-xdist's workers copy at once: a reader sees a whole
+    entry or none)."""
+    if not source.is_dir():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.glob("*.pt"):
+        if not (target / entry.name).exists():
+            partial = target / f".{entry.name}.{os.getpid()}.partial"
+            shutil.copyfile(entry, partial)
+            os.replace(partial, target / entry.name)

@@ -46,6 +46,12 @@ else:  # pragma: no cover
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CACHE = ROOT / ".cache" / "docs" / "notebooks"
+TRAININGS = ROOT / ".cache" / "gallery"
+"""The kernels' ``$EMG_LENS_CACHE``: the subjects they preprocess and the trainings they keep
+(`emg_lens.train.reuse`), apart from the user's cache. The test suite's private cache starts
+with a copy of its trainings (conftest.py): a test that trains what a notebook trained (the
+demo model, discovery's planted head, the erasure's planted models) reads it back, as the
+training key allows only where model, windows, recipe, code and thread count are the same."""
 GALLERY = ROOT / "docs" / "gallery"
 READ_BY_NOTEBOOKS = ("studies", "hooks", "tests/data")
 """Repository folders whose files the notebooks read (study files, hook recipes, LibEMG's Myo
@@ -187,8 +193,8 @@ def build(notebooks: list[Path], jobs: int = 1) -> list[Path]:
 
     ``jobs`` notebooks execute at once, each on its own kernel (a process); with several, each
     kernel's torch gets an equal share of the cores (``OMP_NUM_THREADS``, unless set), so
-    kernels do not fight over them. A notebook that fails stops the build once the others
-    running beside it have finished.
+    kernels do not fight over them; their cache is `TRAININGS`. A notebook that fails stops
+    the build once the others running beside it have finished.
     """
     GALLERY.mkdir(parents=True, exist_ok=True)
     for stale in GALLERY.glob("*.ipynb"):
@@ -200,6 +206,7 @@ def build(notebooks: list[Path], jobs: int = 1) -> list[Path]:
             print(f"gallery: {path.name}: cached ({cached_path(path).relative_to(ROOT)})")
     if jobs > 1 and len(todo) > 1:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    os.environ["EMG_LENS_CACHE"] = str(TRAININGS)
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         for _ in pool.map(_execute, todo):
             pass
