@@ -26,7 +26,7 @@ WHEELS := .whl
 # set-up, checked by SHA-256 (tools/fetch_real_data.py); `make data` fetches them alone.
 REAL_DATA := .data/openhdemg/otb_testfile.mat
 
-.PHONY: demo test docs data lint format bench clean
+.PHONY: demo test test-fast docs data lint format bench clean
 
 $(STAMP): pyproject.toml Makefile tools/torchaudio_nolib.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,18 +51,27 @@ data: $(REAL_DATA)
 demo: $(STAMP)
 	$(VENV)/bin/emg-lens demo
 
-# One pytest worker per core (pytest-xdist). Slow tests are collected first (conftest.py) and
-# handed out one at a time (--maxschedchunk 1), so a worker that finishes takes the next
-# longest: larger chunks (or worksteal's halves) leave minutes-long trainings queued on one
-# worker while the other idles. The 20 slowest are listed at the end, to see where time goes.
-test: $(STAMP) $(REAL_DATA)
+# `make test` checks everything CI checks, in this order: the documentation site (`docs`: the
+# notebooks execute once, one kernel per core, for its gallery; then mkdocs --strict), then the
+# whole suite, the notebook tests asserting on the gallery's executed copies and the site test
+# on site/. One pytest worker per core (pytest-xdist), tests handed out one at a time
+# (--maxschedchunk 1: larger chunks leave minute-long trainings queued on one worker while the
+# other idles). The 20 slowest are listed at the end, to see where time goes.
+# `make test-fast` is the inner loop: everything not marked slow (a test over 2 s on one idle
+# core is marked: tests/slow_marker.py lists unmarked ones over it and fails CI on one over 10 s),
+# no site build: 5,157 tests in four minutes on 2 cores (their number, not their size, is the
+# time).
+test: docs $(REAL_DATA)
 	$(PY) -m pytest -n auto --maxschedchunk 1 --durations=20 $(PYTEST_ARGS)
 
+test-fast: $(STAMP) $(REAL_DATA)
+	$(PY) -m pytest -n auto -m "not slow" --durations=10 $(PYTEST_ARGS)
+
 # The documentation site (mkdocs.yml) into site/, to open as site/index.html: the notebooks are
-# executed first (docs/gallery.py, on kernels isolated from the user's IPython profile and
-# PYTHONPATH; cached in .cache/docs/ by their content, the code and the installed versions,
-# which the notebook tests fill too), then `mkdocs build --strict`, where any warning (a broken link,
-# a module without its API page, a notebook that failed) fails.
+# executed first (docs/gallery.py, one kernel per core, on kernels isolated from the user's
+# IPython profile and PYTHONPATH; cached in .cache/docs/ by their content, the code and the
+# installed versions), then `mkdocs build --strict`, where any warning (a broken link, a module
+# without its API page, a notebook that failed) fails.
 docs: $(STAMP)
 	$(PY) docs/gallery.py
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

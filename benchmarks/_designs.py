@@ -40,7 +40,8 @@ MONTAGES = {
 }
 """The placements simulated: an armband, an HD-sEMG grid, an EEG cap."""
 
-WIDTH = {"ring of 8": 0.9, "13 x 5 grid": 14.0, "10-20 scalp": 0.35}
+MNE_SCALP = "10-20 scalp at MNE's standard_1020 positions"
+WIDTH = {"ring of 8": 0.9, "13 x 5 grid": 14.0, "10-20 scalp": 0.35, MNE_SCALP: 0.35}
 """How far a source is seen, in the part's units (ring: radius 1; grid: mm; scalp: map)."""
 
 
@@ -87,13 +88,18 @@ def _neighbours(montage: Montage) -> np.ndarray:
     return near
 
 
+def montage_of(name: str) -> Montage:
+    """A simulated montage by name (`MONTAGES`, and the 10-20 scalp at MNE's positions)."""
+    return mne_scalp() if name == MNE_SCALP else MONTAGES[name]
+
+
 def placement_recording(
     design: Placement, seed: int, moved: ChannelMap | None = None
 ) -> tuple[Recording, Montage]:
     """A recording of ``design`` (repetitions 1..R, the last held out) and its montage; the
     held-out repetition recorded under ``moved`` (None: as the others)."""
     rng = np.random.default_rng(seed)
-    montage = MONTAGES[design.montage]
+    montage = montage_of(design.montage)
     xy = _positions(montage)
     n = len(xy)
     low, high = xy.min(0), xy.max(0)
@@ -132,7 +138,7 @@ def placement_recording(
 
 def moves_of(montage_name: str) -> list[ChannelMap]:
     """The real moves simulated on a montage: every map but the identity."""
-    return [m for m in montage_maps(MONTAGES[montage_name]) if not m.is_identity]
+    return [m for m in montage_maps(montage_of(montage_name)) if not m.is_identity]
 
 
 # ----------------------------------------------------------------------------- subjects
@@ -215,3 +221,51 @@ def per_trial_chance(
     trials = np.repeat(np.arange(n), windows)
     guess = rng.integers(0, n_classes, n)
     return guess[trials], y, trials
+
+
+# ----------------------------------------------------------------------------- EEG objects
+
+
+def braindecode_subject(recordings: int = 3, trials: int = 20):
+    """One subject read the way an EEG user's data arrive: a braindecode windows dataset
+    (``create_windows_from_events``: ``recordings`` recordings of 4 channels at 100 Hz, each
+    ``trials`` 2-s trials, cut into 0.5-s windows every 0.1 s, 16 overlapping windows a trial)
+    through `emg_lens.data.preprocess.SubjectData.from_windows_dataset`."""
+    import mne
+    from braindecode import datasets
+    from braindecode.preprocessing import create_windows_from_events
+
+    from emg_lens.data.preprocess import SubjectData
+
+    recording = getattr(datasets, "RawDataset", None) or datasets.BaseDataset
+    parts = []
+    for r in range(recordings):
+        info = mne.create_info(["C3", "Cz", "C4", "Pz"], 100.0, "eeg")
+        signal = np.random.default_rng(r).standard_normal((4, trials * 300 + 100))
+        raw = mne.io.RawArray(signal, info, verbose=False)
+        labels = ["left", "right"] * (trials // 2)
+        raw.set_annotations(mne.Annotations(np.arange(trials) * 3.0, 2.0, labels))
+        parts.append(recording(raw, {"subject": 1, "session": str(r)}))
+    windows = create_windows_from_events(
+        datasets.BaseConcatDataset(parts),
+        trial_start_offset_samples=0,
+        trial_stop_offset_samples=0,
+        mapping={"left": 0, "right": 1},
+        window_size_samples=50,
+        window_stride_samples=10,
+    )
+    (subject,) = SubjectData.from_windows_dataset(windows)
+    return subject
+
+
+def mne_scalp(names: list[str] = TEN_TWENTY) -> Montage:
+    """The 10-20 electrodes at MNE's ``standard_1020`` positions (not exactly mirror-symmetric),
+    placed on the scalp as `emg_lens.data.epochs` places an ``mne.Epochs``'s montage."""
+    import mne
+
+    from emg_lens.data.epochs import scalp_placement
+
+    positions = mne.channels.make_standard_montage("standard_1020").get_positions()
+    montage = scalp_placement(names, dict(positions["ch_pos"]), str(positions["coord_frame"]))
+    assert montage is not None, names
+    return montage

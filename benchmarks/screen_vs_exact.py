@@ -1,13 +1,19 @@
-"""Screening vs the exact grid: how much faster, and how faithful (issues 15 and 25).
+"""Screening vs the exact grid: how much faster, and how faithful (issues 15, 25 and 58).
 
-One JSON line. ``--preset paper`` (the default) and ``--quick``:
+One JSON line. Every rank correlation is given for both screens (issue 58): the plain one
+(attribution patching with the exact cut pattern) and, with the suffix ``_ig``, integrated
+gradients (EAP-IG, ``--ig-steps`` path points, `emg_lens.discovery.screen`'s
+``estimator="ig"``). ``--preset paper`` (the default) and ``--quick``:
 
 - **speed**, on the paper preset (512-D, 8 heads, 5 layers, the DB2 layout: 5 x 8 x 9 = 360
   candidates) with random weights and windows: ``screen_s`` is `emg_lens.discovery.screen` of
-  the whole (layer, head, group pair) family; ``exact_s`` the same candidates as one study
-  through the study runner (`run_study`, one intervention per candidate, layer mode ``all``,
-  verification off: the runner shares every common prefix); ``speedup`` their ratio, timed in
-  the same rounds (order swapped each round), min/median/max over the rounds;
+  the whole (layer, head, group pair) family (``screen_ig_s`` the same with EAP-IG); ``exact_s``
+  the same candidates as one study through the study runner (`run_study`, one intervention per
+  candidate, layer mode ``all``, verification off: the runner shares every common prefix);
+  ``speedup`` their ratio, timed in the same rounds (order swapped each round),
+  min/median/max over the rounds; and on the same model, Spearman's rho of each screen's
+  estimates against the exact effect of every candidate (``random_spearman``,
+  ``random_spearman_ig``; layers 0-3 estimated, layer 4 exact in both);
 - **faithfulness**, on a trained demo-size IsoNet (2 layers, planted synthetic data, trained
   without masks): Spearman's rho between the estimated and the exact change of the metric over
   *every* candidate (``spearman``; ``spearman_accuracy`` for the accuracy), over the per-layer
@@ -21,10 +27,14 @@ One JSON line. ``--preset paper`` (the default) and ``--quick``:
   (``rho_final``: exact where measured) against the exact effect of every candidate; top-10
   recall of the final ranking against the exact top 10; the time of screen + verify against
   the exact grid through the study runner (``speedup``, one round per view); the bound on
-  missed candidates. Then the median and minimum over the views.
+  missed candidates; on a planted model, the rank of the first planted candidate among the
+  cross-modal ones (``planted_rank``, 1: first). Then the median and minimum over the views.
+``--preset planted``: the planted views alone, the one-head and the two-head planted models
+  (seed 3), each as trained and unmasked.
 
     python benchmarks/screen_vs_exact.py                  # paper preset, trained demo model
     python benchmarks/screen_vs_exact.py --preset demo    # issue 25: six trained views
+    python benchmarks/screen_vs_exact.py --preset planted --cache DIR  # four planted views
     python benchmarks/screen_vs_exact.py --quick          # tiny sizes, random weights: seconds
 """
 
@@ -53,6 +63,8 @@ from emg_lens.discovery import (
     screen,
 )
 from emg_lens.discovery.metrics import spearman
+from emg_lens.discovery.planted import ONE_HEAD, TWO_HEADS, planted_rank
+from emg_lens.discovery.screen import IG_STEPS
 from emg_lens.inspect import as_subject_data
 from emg_lens.models import IsoNet
 from emg_lens.studies import run_study
@@ -71,7 +83,7 @@ def _random_subject(preset: str, n_windows: int, seed: int = 0):
     return model, as_subject_data(model, (X.numpy(), y.numpy()))
 
 
-def time_screen_vs_exact(preset: str, n_windows: int, repeats: int) -> dict:
+def time_screen_vs_exact(preset: str, n_windows: int, repeats: int, ig_steps: int) -> dict:
     model, data = _random_subject(preset, n_windows)
     family = default_family(model)
     spec = {
@@ -82,20 +94,33 @@ def time_screen_vs_exact(preset: str, n_windows: int, repeats: int) -> dict:
         ],
         "layers": {"modes": ["all"]},
     }
+    screened = {}  # each screen's last timed result, for its rank correlation
+
+    def timed_screen(name: str, **kw):
+        return lambda: screened.update(
+            {name: screen(model, data, family=family, batch_size=n_windows, **kw)}
+        )
+
     runs = {
-        "screen": lambda: screen(model, data, family=family, batch_size=n_windows),
+        "screen": timed_screen("random_spearman"),
+        "screen_ig": timed_screen("random_spearman_ig", estimator="ig", ig_steps=ig_steps),
         "exact": lambda: run_study(
             spec, models={1: (model, data)}, verify=False, progress=False, batch_size=n_windows
         ),
     }
     times = rounds(runs, repeats)
     ratios = [e / s for s, e in zip(times["screen"], times["exact"])]
+    exact = _exact_effects(model, data, family, "margin", "logits")[0]
+    rho = {k: spearman(s.table.sort_index()["estimate"], exact) for k, s in screened.items()}
     return {
         "benchmark": "screen_vs_exact",
         "preset": preset,
         "candidates": len(family),
         "windows": n_windows,
+        "ig_steps": ig_steps,
+        **rho,
         "screen_s": statistics.median(times["screen"]),
+        "screen_ig_s": statistics.median(times["screen_ig"]),
         "exact_s": statistics.median(times["exact"]),
         "speedup": statistics.median(ratios),
         "speedup_min": min(ratios),
@@ -120,29 +145,33 @@ def _exact_effects(
     return [s.metric - base.metric for s in scores], [s.accuracy - base.accuracy for s in scores]
 
 
-def faithfulness(model, data, return_type: str, family=None) -> dict:
+def faithfulness(model, data, return_type: str, ig_steps: int, family=None) -> dict:
     """Spearman's rho of estimated vs exact metric changes over the whole family, and the sign
-    agreement where the exact accuracy effect exceeds 5 points."""
-    screened = screen(model, data, family=family, return_type=return_type)
-    table = screened.table.sort_index()
-    exact, exact_acc = _exact_effects(model, data, screened.family, "margin", return_type)
-    big = [i for i, a in enumerate(exact_acc) if abs(a) > 0.05]
-    agree = [np.sign(table["estimate_accuracy"].iloc[i]) == np.sign(exact_acc[i]) for i in big]
-    return {
-        "spearman": spearman(table["estimate"], exact),
-        "spearman_accuracy": spearman(table["estimate_accuracy"], exact_acc),
-        "candidates": len(table),
-        "over_5_points": len(big),
-        "same_sign": int(sum(agree)),
-    }
+    agreement where the exact accuracy effect exceeds 5 points, for each screen (EAP-IG's
+    keys end in ``_ig``)."""
+    out: dict = {}
+    for suffix, kw in (("", {}), ("_ig", {"estimator": "ig", "ig_steps": ig_steps})):
+        screened = screen(model, data, family=family, return_type=return_type, **kw)
+        table = screened.table.sort_index()
+        if not out:
+            exact, exact_acc = _exact_effects(model, data, screened.family, "margin", return_type)
+            big = [i for i, a in enumerate(exact_acc) if abs(a) > 0.05]
+        agree = [np.sign(table["estimate_accuracy"].iloc[i]) == np.sign(exact_acc[i]) for i in big]
+        out |= {
+            f"spearman{suffix}": spearman(table["estimate"], exact),
+            f"spearman_accuracy{suffix}": spearman(table["estimate_accuracy"], exact_acc),
+            f"same_sign{suffix}": int(sum(agree)),
+        }
+    return {**out, "candidates": len(table), "over_5_points": len(big)}
 
 
 def trained_demo(seed: int, epochs: int):
-    """A demo-size IsoNet trained on the planted synthetic data, no masks."""
+    """A demo-size IsoNet trained on the planted synthetic data, no masks (read back where
+    this machine trained it before: `emg_lens.train.fit`'s ``reuse``)."""
     from emg_lens.discovery.planted import planted_data, train_planted
 
     data = planted_data()
-    return train_planted(data, planted=None, seed=seed, epochs=epochs), data
+    return train_planted(data, planted=None, seed=seed, epochs=epochs, reuse=True), data
 
 
 def _grid_spec(family, base) -> dict:
@@ -203,32 +232,36 @@ def planted_views(root: Path, planted, name: str, seed: int = 3):
     yield f"planted {name} seed {seed} unmasked", model, data, "avg_logits", None
 
 
-def demo_view(name, model, data, return_type, base) -> dict:
-    """One view's faithfulness and speed (see the module docstring)."""
+def demo_view(name, model, data, return_type, base, ig_steps: int = IG_STEPS) -> dict:
+    """One view's faithfulness and speed (see the module docstring), for each screen (EAP-IG's
+    keys end in ``_ig``)."""
     family = default_family(model)
-    started = time.perf_counter()
-    screened = screen(model, data, family=family, return_type=return_type, base=base)
-    verified = screened.verify(top=10)
-    screen_s = time.perf_counter() - started
     started = time.perf_counter()
     run_study(_grid_spec(family, base), models={1: (model, data)}, verify=False, progress=False)
     exact_s = time.perf_counter() - started
     exact = np.array(_exact_effects(model, data, family, "margin", return_type, base)[0])
-    table = verified.table.sort_index()
     truth_top = set(np.argsort(exact, kind="stable")[:10])
-    found_top = set(table.nsmallest(10, "final").index)
-    return {
-        "view": name,
-        "candidates": len(family),
-        "rho_screen": spearman(screened.table.sort_index()["estimate"], exact),
-        "rho_final": spearman(table["final"], exact),
-        "top10_recall": len(truth_top & found_top) / 10,
-        "measured": int(verified.agreement["measured"]),
-        "missed_upper": verified.agreement["missed_upper"],
-        "screen_verify_s": screen_s,
-        "exact_grid_s": exact_s,
-        "speedup": exact_s / screen_s,
-    }
+    out: dict = {"view": name, "candidates": len(family), "exact_grid_s": exact_s}
+    for suffix, kw in (("", {}), ("_ig", {"estimator": "ig", "ig_steps": ig_steps})):
+        started = time.perf_counter()
+        screened = screen(model, data, family=family, return_type=return_type, base=base, **kw)
+        verified = screened.verify(top=10)
+        screen_s = time.perf_counter() - started
+        table = verified.table.sort_index()
+        found_top = set(table.nsmallest(10, "final").index)
+        out |= {
+            f"rho_screen{suffix}": spearman(screened.table.sort_index()["estimate"], exact),
+            f"rho_final{suffix}": spearman(table["final"], exact),
+            f"top10_recall{suffix}": len(truth_top & found_top) / 10,
+            f"measured{suffix}": int(verified.agreement["measured"]),
+            f"missed_upper{suffix}": verified.agreement["missed_upper"],
+            f"screen_verify_s{suffix}": screen_s,
+            f"speedup{suffix}": exact_s / screen_s,
+        }
+        if name.startswith("planted"):
+            planted = ONE_HEAD if "one head" in name else TWO_HEADS
+            out[f"planted_rank{suffix}"] = planted_rank(screened, planted)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -239,55 +272,62 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=25, help="faithfulness: training epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes, random weights")
-    p.add_argument("--cache", type=Path, help="demo preset: keep (and reuse) its models here")
+    p.add_argument("--cache", type=Path, help="demo, planted: keep (and reuse) the models here")
+    p.add_argument("--ig-steps", type=int, default=IG_STEPS, help="EAP-IG's path points")
     args = p.parse_args(argv)
-    if args.preset == "demo":
+    if args.preset in ("demo", "planted"):
         torch.set_num_threads(1)  # one thread: the views' timings compare like with like
-        views = [demo_view(*view) for view in demo_views(args.cache)]
-        rho = [v["rho_final"] for v in views]
-        out = {
-            "benchmark": "screen_vs_exact",
-            "preset": "demo",
-            "views": views,
-            "rho_final_median": statistics.median(rho),
-            "rho_final_min": min(rho),
-            "rho_screen_median": statistics.median(v["rho_screen"] for v in views),
-            "rho_screen_min": min(v["rho_screen"] for v in views),
-            "top10_recall_median": statistics.median(v["top10_recall"] for v in views),
-            "top10_recall_min": min(v["top10_recall"] for v in views),
-            "speedup_median": statistics.median(v["speedup"] for v in views),
-            "speedup_min": min(v["speedup"] for v in views),
-        }
+        if args.preset == "demo":
+            chosen = demo_views(args.cache)
+        else:
+            root = args.cache or Path(tempfile.mkdtemp(prefix="screen_vs_exact_"))
+            chosen = [
+                *planted_views(root, ONE_HEAD, "one head"),
+                *planted_views(root, TWO_HEADS, "two heads"),
+            ]
+        views = [demo_view(*view, ig_steps=args.ig_steps) for view in chosen]
+        out = {"benchmark": "screen_vs_exact", "preset": args.preset, "ig_steps": args.ig_steps}
+        out["views"] = views
+        for suffix in ("", "_ig"):
+            for key in ("rho_final", "rho_screen", "top10_recall", "speedup"):
+                values = [v[key + suffix] for v in views]
+                out[f"{key}{suffix}_median"] = statistics.median(values)
+                out[f"{key}{suffix}_min"] = min(values)
         print(json.dumps(out))
         return out
     if args.quick:
         args.preset, args.windows, args.repeats = "tiny", 16, 1
     started = time.perf_counter()
-    out = time_screen_vs_exact(args.preset, args.windows, args.repeats)
+    out = time_screen_vs_exact(args.preset, args.windows, args.repeats, args.ig_steps)
     if args.quick:
         model, data = _random_subject("tiny", 32, seed=1)
         return_type = "logits"
     else:
         model, data = trained_demo(args.seed, args.epochs)
         return_type = "avg_logits"
-    heads = faithfulness(model, data, return_type)
+    heads = faithfulness(model, data, return_type, args.ig_steps)
     pairs = [f"between({q},{k})" for q in model.layout.groups for k in model.layout.groups]
     layers = faithfulness(
-        model, data, return_type, family=family_from_edges(model, pairs, per_head=False)
+        model,
+        data,
+        return_type,
+        args.ig_steps,
+        family=family_from_edges(model, pairs, per_head=False),
     )
-    out.update(
-        {
-            "spearman": heads["spearman"],
-            "spearman_accuracy": heads["spearman_accuracy"],
-            "faithfulness_candidates": heads["candidates"],
-            "over_5_points": heads["over_5_points"],
-            "same_sign": heads["same_sign"],
-            "spearman_all_heads": layers["spearman"],
-            "over_5_points_all_heads": layers["over_5_points"],
-            "same_sign_all_heads": layers["same_sign"],
-            "wall_s": time.perf_counter() - started,
+    for suffix in ("", "_ig"):
+        out |= {
+            f"spearman{suffix}": heads[f"spearman{suffix}"],
+            f"spearman_accuracy{suffix}": heads[f"spearman_accuracy{suffix}"],
+            f"same_sign{suffix}": heads[f"same_sign{suffix}"],
+            f"spearman_all_heads{suffix}": layers[f"spearman{suffix}"],
+            f"same_sign_all_heads{suffix}": layers[f"same_sign{suffix}"],
         }
-    )
+    out |= {
+        "faithfulness_candidates": heads["candidates"],
+        "over_5_points": heads["over_5_points"],
+        "over_5_points_all_heads": layers["over_5_points"],
+        "wall_s": time.perf_counter() - started,
+    }
     print(json.dumps(out))
     return out
 

@@ -8,9 +8,10 @@ they try the candidates: ``greedy`` by the verified screen, ``gates`` by learned
 trained and unmasked), each method runs at every ``tau`` of a sweep; a circuit is a point
 (share of the family's edges kept, normalised faithfulness). The area under the
 faithfulness-versus-size curve through those points and the corners (0, 0) and (1, 1) (MIB's
-CPR: higher is better, a smaller circuit at the same faithfulness) compares the methods; so do
-the sizes at ``tau = 0.05``, the classes lost and, on the planted models, which planted
-candidates stay.
+CPR, `emg_lens.discovery.faithfulness_areas`: higher is better, a smaller circuit at the same
+faithfulness; with the area between the curve and 1, MIB's CMD: lower is better) compares the
+methods; so do the sizes at ``tau = 0.05``, the classes lost and, on the planted models, which
+planted candidates stay.
 
     python benchmarks/search_methods.py --cache /tmp/bench   # about 35 minutes on one core
     python benchmarks/search_methods.py --quick   # one random-weight tiny view: seconds
@@ -25,22 +26,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screen_vs_exact import demo_views, planted_views
 
-from emg_lens.discovery import discover, screen
+from emg_lens.discovery import discover, faithfulness_areas, screen
 from emg_lens.discovery.planted import ONE_HEAD, TWO_HEADS, recovery
 
 TAUS = (0.02, 0.05, 0.1, 0.2, 0.4)
 
 
-def auc(points: list[tuple[float, float]]) -> float:
-    """Area under faithfulness against the kept share, through (0, 0) and (1, 1)."""
-    xs, ys = zip(*sorted([(0.0, 0.0), *points, (1.0, 1.0)]))
-    return float(np.trapezoid(ys, xs))
+def areas(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """CPR and CMD of faithfulness against the kept share, through (0, 0) and (1, 1)."""
+    xs, ys = zip(*[(0.0, 0.0), *points, (1.0, 1.0)])
+    return faithfulness_areas(xs, ys)
 
 
 def quick_view():
@@ -72,7 +72,7 @@ def compare(name, model, data, return_type, base, taus=TAUS) -> dict:
                 if name.startswith("planted"):
                     planted = ONE_HEAD if "one head" in name else TWO_HEADS
                     out[f"{method}_recovery"] = recovery(found, planted)
-        out[f"{method}_auc"] = auc(points)
+        out[f"{method}_auc"], out[f"{method}_cmd"] = areas(points)
         out[f"{method}_points"] = [(tau, *point) for tau, point in zip(taus, points)]
         out[f"{method}_seconds_median"] = statistics.median(seconds)
         out[f"{method}_classes_lost"] = {str(t): v for t, v in lost.items() if v}
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
         "views": results,
         "greedy_auc_median": statistics.median(r["greedy_auc"] for r in results),
         "gates_auc_median": statistics.median(r["gates_auc"] for r in results),
+        "greedy_cmd_median": statistics.median(r["greedy_cmd"] for r in results),
+        "gates_cmd_median": statistics.median(r["gates_cmd"] for r in results),
         "gates_better_views": wins,
     }
     print(json.dumps(out))

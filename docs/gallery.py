@@ -12,16 +12,18 @@ then laid out as ``docs/gallery/NAME.ipynb`` (git-ignored), which mkdocs-jupyter
 their outputs and figures. A second ``make docs`` with nothing changed executes nothing; a
 notebook that fails stops the build.
 
-    .venv/bin/python docs/gallery.py            # every notebook, cached
+    .venv/bin/python docs/gallery.py            # every notebook, cached, one kernel per core
     .venv/bin/python docs/gallery.py --check    # exit 1 naming those not cached yet
 
-The notebook tests store what they execute in the same cache (`store`), so ``make docs`` after
-``make test`` (as .ci/run does) reuses those runs instead of executing every notebook again.
+``make test`` runs this first, so each notebook executes once: the notebook tests
+(tests/integration/test_notebooks.py) assert on the executed copies kept here, executing (and
+storing) a notebook themselves only when its copy is missing, as under a bare ``pytest``.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import hashlib
 import importlib.metadata
@@ -170,25 +172,41 @@ def without_noise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def build(notebooks: list[Path]) -> list[Path]:
-    """Execute (or take from the cache) each notebook and lay it out in docs/gallery/."""
+def _execute(path: Path) -> Path:
+    """Execute one notebook in a temporary folder and keep it in the cache."""
+    print(f"gallery: {path.name}: executing ...", flush=True)
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as cwd:
+        cached = store(path, _make_figures().execute(path, cwd))
+    print(f"gallery: {path.name}: executed in {time.monotonic() - start:.0f} s", flush=True)
+    return cached
+
+
+def build(notebooks: list[Path], jobs: int = 1) -> list[Path]:
+    """Execute (or take from the cache) each notebook and lay it out in docs/gallery/.
+
+    ``jobs`` notebooks execute at once, each on its own kernel (a process); with several, each
+    kernel's torch gets an equal share of the cores (``OMP_NUM_THREADS``, unless set), so
+    kernels do not fight over them. A notebook that fails stops the build once the others
+    running beside it have finished.
+    """
     GALLERY.mkdir(parents=True, exist_ok=True)
     for stale in GALLERY.glob("*.ipynb"):
         if stale.stem not in {p.stem for p in notebooks}:
             stale.unlink()
+    todo = [path for path in notebooks if not cached_path(path).is_file()]
+    for path in notebooks:
+        if path not in todo:
+            print(f"gallery: {path.name}: cached ({cached_path(path).relative_to(ROOT)})")
+    if jobs > 1 and len(todo) > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+        for _ in pool.map(_execute, todo):
+            pass
     laid_out = []
     for path in notebooks:
-        cached = cached_path(path)
-        if cached.is_file():
-            print(f"gallery: {path.name}: cached ({cached.relative_to(ROOT)})", flush=True)
-        else:
-            print(f"gallery: {path.name}: executing ...", flush=True)
-            start = time.monotonic()
-            with tempfile.TemporaryDirectory() as cwd:
-                cached = store(path, _make_figures().execute(path, cwd))
-            print(f"gallery: {path.name}: executed in {time.monotonic() - start:.0f} s", flush=True)
         target = GALLERY / path.name
-        nbformat.write(without_noise(nbformat.read(cached, as_version=4)), target)
+        nbformat.write(without_noise(nbformat.read(cached_path(path), as_version=4)), target)
         laid_out.append(target)
     return laid_out
 
@@ -199,13 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="execute nothing: list the notebooks not cached"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="notebooks executed at once, one kernel each (default: one per core)",
+    )
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("*.ipynb"))
     if args.check:
         missing = [p.name for p in notebooks if not cached_path(p).is_file()]
         print("not cached: " + (", ".join(missing) or "none"))
         return 1 if missing else 0
-    build(notebooks)
+    build(notebooks, jobs=args.jobs)
     return 0
 
 

@@ -20,15 +20,20 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parent.parent
 API_MODULES = (
     "models",
+    "layout",
+    "config",
+    "checkpoints",
     "edges",
     "hooks",
     "studies",
     "inspect",
     "discovery",
     "data",
+    "train",
     "geometry",
     "report",
     "export",
+    "errors",
 )
 """The public modules of emg_lens that the API reference documents, one page each."""
 

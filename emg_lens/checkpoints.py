@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "emg_lens.checkpoint/1"
+"""The ``format`` that ``config.json`` records, which loading checks."""
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 INFO_KEYS = ("format", "model_class", "model_kwargs", "config", "metadata")
 """The keys of ``config.json``, each written by `save_checkpoint` and needed to load it."""

@@ -62,12 +62,13 @@ class ArgumentError(EmgLensError, ValueError):
     """A function argument holds a value outside the accepted set."""
 
 
-class HookFlagError(ArgumentError):
+class HookFlagError(ArgumentError, AssertionError):
     """A hook on an optional hook point whose flag is off (``blocks.{l}.attn.hook_result``
     while ``use_attn_result`` is False; ``hook_q_input`` ... and ``use_split_qkv_input``;
     ``hook_attn_in`` and ``use_attn_in``; ``hook_mlp_in`` and ``use_hook_mlp_in``): it would
-    never fire. The message names the hook and the setter to call (TransformerLens refuses
-    it too, with a ``ValueError``, which this is)."""
+    never fire. The message names the hook and the setter to call. TransformerLens refuses it
+    too: ``HookedTransformer`` with an ``AssertionError`` (its own test expects one), 4.x's
+    bridge with a ``ValueError``; this is both, so either habit's ``except`` catches it."""
 
 
 class IndexOutOfRangeError(ArgumentError, IndexError):

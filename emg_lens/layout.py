@@ -33,6 +33,7 @@ from emg_lens.errors import LayoutError, check_names, describe
 __all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
 
 CLS = "cls"
+"""The group name of the CLS token."""
 
 
 @dataclass(frozen=True)
@@ -289,9 +290,10 @@ class TokenLayout:
 def check_mask_shape(
     shape: Sequence[int], target: Sequence[int], what: str = "edge mask", *, folds: int = 1
 ) -> None:
-    """Refuse an edge mask that does not broadcast to ``target`` = ``[batch, n_heads, query_pos,
-    key_pos]``: it must end in ``[query_pos, key_pos]`` and each leading dim must be 1 or
-    ``target``'s (a mask ``[h, q, k]`` with ``h`` not in ``{1, n_heads}`` is someone else's).
+    """Refuse an edge mask that does not broadcast to ``target``,
+    ``[batch, n_heads, query_pos, key_pos]``: it must end in ``[query_pos, key_pos]`` and each
+    leading dim must be 1 or ``target``'s (a mask ``[h, q, k]`` with ``h`` not in
+    ``{1, n_heads}`` is someone else's).
     ``folds`` above 1 (an attention call folding that many problems per input row into its
     batch, batch-major) also accepts one mask per fold, ``[batch or 1, folds, n_heads or 1,
     query_pos, key_pos]``.

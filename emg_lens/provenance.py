@@ -50,6 +50,7 @@ __all__ = [
     "source_digest",
     "state_digest",
     "tensor_digest",
+    "training_digest",
 ]
 
 
@@ -448,6 +449,31 @@ def arrays_digest(data: Any) -> str:
         digest.update(json.dumps([str(array.dtype), list(array.shape)]).encode())
         digest.update(array.tobytes())
     return json_digest({"arrays": digest.hexdigest(), "classes": list(data.classes)})
+
+
+def training_digest(data: Any) -> str:
+    """Digest of the training part of a `SubjectData`: ``X_train``, ``y_train``,
+    ``rep_train``, the training windows' trials and the data's window labels
+    (``meta["window_labels"]``): what an eraser fitted on the training windows depends on
+    (`emg_lens.studies.ablation.erasure`).
+
+    >>> from types import SimpleNamespace
+    >>> data = SimpleNamespace(X_train=np.zeros((2, 3)), y_train=np.arange(2),
+    ...                        rep_train=np.ones(2), train_trials=np.arange(2), meta={})
+    >>> before = training_digest(data)
+    >>> data.meta["window_labels"] = {"subject": {"train": [1, 2], "test": []}}
+    >>> training_digest(data) != before
+    True
+    """
+    from emg_lens.data.pooled import WINDOW_LABELS
+
+    digest = hashlib.sha256()
+    for array in (data.X_train, data.y_train, data.rep_train, data.train_trials):
+        array = np.ascontiguousarray(array)
+        digest.update(json.dumps([str(array.dtype), list(array.shape)]).encode())
+        digest.update(array.tobytes())
+    labels = data.meta.get(WINDOW_LABELS) or {}
+    return json_digest({"arrays": digest.hexdigest(), "window_labels": labels})
 
 
 def data_files(source: dict[str, Any], subject: int) -> list[Path]:

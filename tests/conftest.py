@@ -11,7 +11,17 @@ import os
 import pytest
 import torch
 
+from tests import slow_marker
 from tests.shared_on_disk import SharedOnDisk
+from tests.slow_marker import (  # noqa: F401 (hooks: the slow marker kept true)
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    slow_marker.configure(config)
 
 
 @pytest.fixture(autouse=True)

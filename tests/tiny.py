@@ -1,8 +1,9 @@
 """Small seeded models and random windows for them, as tests across the folders build them: a
 tiny IsoNet (`tiny_isonet`) and a small TinyMyo's config (`tinymyo_config`), `perturb_biases`,
 a few Adam steps (`adam_steps`), a subject of random windows for a model (`tiny_subject`,
-`subject_for`) and the two-class windows the training-study tests train on
-(`two_class_subjects`). Every subject is made by `SubjectData.from_windows`."""
+`subject_for`), the two-class windows the training-study tests train on
+(`two_class_subjects`) and a models folder for the command line (`synthetic_checkpoint`).
+Every subject is made by `SubjectData.from_windows`."""
 
 from __future__ import annotations
 
@@ -106,6 +107,35 @@ def tiny_isonet(seed: int = 0, *, perturb: bool = False, **overrides: Any) -> Is
     if perturb:
         perturb_biases(model)
     return model.eval()
+
+
+def synthetic_checkpoint(folder: Any, seed: int = 1) -> Any:
+    """An untrained tiny IsoNet on the DB2 layout (12 sEMG + 36 ACC channels of 200 samples,
+    12 classes; weights large enough that cutting edges moves the margin) saved as
+    ``folder/subject_1`` with one subject of short synthetic recordings as its data source:
+    a models folder the command line's discovery reads. Returns ``folder``."""
+    from emg_lens.checkpoints import save_checkpoint
+    from emg_lens.data.datasets import data_source
+    from emg_lens.data.preprocess import PreprocessSpec
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+
+    source = data_source(
+        "synthetic",
+        synthetic=SyntheticSpec(n_subjects=1, movement_seconds=1.0),
+        preprocess=PreprocessSpec(segment=(0.25, 1.0), step=200),
+    )
+    cfg = EncoderConfig.preset(
+        "tiny",
+        seed=seed,
+        modalities={"emg": 12, "acc": 36},
+        n_samples=200,
+        n_classes=12,
+        init_range=0.5,
+    )
+    save_checkpoint(
+        IsoNet(cfg), folder / "subject_1", metadata={"subject": 1, "data_source": source}
+    )
+    return folder
 
 
 def tiny_subject(

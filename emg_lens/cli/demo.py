@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace):
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.ablation.planted import format_findings
-    from emg_lens.studies.ablation.result import correction_phrase
+    from emg_lens.studies.ablation.result import correction_phrase, legend
     from emg_lens.studies.chance import chance_console
     from emg_lens.train import TrainConfig, train_subjects
 
@@ -159,6 +159,7 @@ def cmd_demo(args: argparse.Namespace):
     say("[4/4] planted vs found: the study's declared claims, tested by the run")
     findings = result.claims()
     print(format_findings(findings))
+    print(legend())
     say(f"  verdicts saved in {root / 'study' / 'claims.csv'} and at the top of summary.md")
     say(f"demo finished in {time.time() - t0:.0f} s; tables and figures in {root / 'study'}")
     say(f"report (open in a browser): {(root / 'study' / 'report.html').resolve()}")

@@ -12,7 +12,9 @@ from emg_lens.cli.consent import add_modules_arguments, allow_code
 
 DISCOVERY_METRICS = ("margin", "logprob")
 SEARCH_METHODS = ("greedy", "gates")  # light copies: the parser imports no torch
-"""`emg_lens.discovery.METRICS`: the differentiable metrics screening linearises."""
+SCREENS = ("plain", "ig")
+"""`emg_lens.discovery.METRICS`, `SEARCH_METHODS` and `ESTIMATORS` (the screens): the parser's
+copies."""
 
 
 def add_parser(sub) -> None:
@@ -25,8 +27,8 @@ def add_parser(sub) -> None:
         "your own edge sets) from one forward and one backward pass, verify the riskiest and "
         "the best exactly, then cut candidates greedily while the circuit keeps 1 - tau of "
         "the metric and of every class's accuracy. Writes screen.csv, circuits.csv (with the "
-        "circuit as edge sets to paste into a study), consensus.csv, curve.csv and figures; "
-        "resumable.",
+        "circuit as edge sets to paste into a study, MIB's CPR and CMD of its faithfulness "
+        "curve and the screen used), consensus.csv, curve.csv and figures; resumable.",
     )
     p.add_argument("spec", nargs="?", help="a discovery study file (kind = 'discovery')")
     p.add_argument("--models", help="folder of subject_<N>/ checkpoints (default: the spec's)")
@@ -41,6 +43,16 @@ def add_parser(sub) -> None:
         "--method",
         choices=SEARCH_METHODS,
         help="the search's order: greedy (the screen's, default) or gates (learned edge gates)",
+    )
+    p.add_argument(
+        "--screen",
+        choices=SCREENS,
+        help="how candidates are estimated: plain (attribution patching with the exact cut "
+        "pattern, default) or ig (integrated gradients along the path to everything cut, "
+        "EAP-IG)",
+    )
+    p.add_argument(
+        "--ig-steps", type=int, help="points on the integrated-gradient path (5; --screen ig)"
     )
     p.add_argument("--verify-top", type=int, help="candidates measured exactly (10)")
     p.add_argument(
@@ -87,12 +99,16 @@ def _spec(args: argparse.Namespace) -> Any:
         "return_type": args.return_type,
         "tau": args.tau,
         "method": args.method,
+        "screen": args.screen,
+        "ig_steps": args.ig_steps,
         "verify_top": args.verify_top,
         "family": args.family,
         "subjects": args.subjects,
         "models": args.models,
     }
     given = {k: v for k, v in flags.items() if v is not None}
+    if given.get("screen") == "plain":  # a file's ig_steps belongs to the screen replaced
+        base.pop("ig_steps", None)
     return DiscoverySpec.from_dict({**base, **given}, source_dir=source_dir)
 
 

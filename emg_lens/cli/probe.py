@@ -25,7 +25,10 @@ def add_parser(sub) -> None:
         "and token group predicting the gesture, beside a control task (each trial's label "
         "replaced by another's), its folds keeping each trial's windows together; optionally "
         "the interchange intervention accuracy of a token group at every layer (its interval "
-        "resampling trials), and everything again with an edge set cut in every layer.",
+        "resampling trials), and everything again with an edge set cut in every layer. With "
+        "--target subject: each model applied to every subject's held-out windows, pooled, "
+        "probed for the subject beside the same architecture re-initialised (the random-init "
+        "null), and the gesture probe folded leave-one-subject-out.",
     )
     p.add_argument("--models", required=True, help="folder of subject_<N>/ checkpoints ('demo')")
     p.add_argument("--out", required=True, help="folder for the tables, figures and report")
@@ -36,6 +39,12 @@ def add_parser(sub) -> None:
     )  # fmt: skip
     p.add_argument("--layers", type=int, nargs="+", help="layers (default: all, and after)")
     p.add_argument("--classes", type=int, nargs="+", help="class indices to tell apart")
+    p.add_argument(
+        "--target", choices=("gesture", "subject"), default="gesture", help="what the probes "
+        "predict: each window's gesture on its subject's model, or its subject on every "
+        "subject's held-out windows pooled (beside the random-init null; the gesture then "
+        "leave-one-subject-out)",
+    )  # fmt: skip
     p.add_argument("--cut", help="an edge expression also cut in every layer, e.g. cross_modal")
     p.add_argument("--interchange", metavar="GROUP", help="a token group to interchange")
     p.add_argument(
@@ -46,7 +55,10 @@ def add_parser(sub) -> None:
         "--folds", type=int, default=5, help="cross-validation folds of whole trials; where a "
         "class has fewer trials, one repetition is left out per fold instead",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of the folds and control labels")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the folds and control labels (and of the "
+        "random-init null's weights, --target subject)",
+    )  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="processes fitting probes (-1: all cores)")
     add_device_argument(p)
     add_threads_argument(p)
@@ -54,10 +66,12 @@ def add_parser(sub) -> None:
 
 
 def cmd_probe(args: argparse.Namespace):
-    from emg_lens.errors import SpecError
-    from emg_lens.inspect.probe_report import probe_models
+    from emg_lens.errors import ArgumentError, SpecError
+    from emg_lens.inspect.probe_report import probe_models, probe_subjects
     from emg_lens.studies.subjects import find_models, known_of, load_entry
 
+    if args.target == "subject" and args.interchange:  # before any model is read
+        raise ArgumentError("--interchange probes the gesture: not with --target subject")
     found = find_models(args.models)
     if args.subjects:
         missing = sorted(set(args.subjects) - set(found))
@@ -69,18 +83,23 @@ def cmd_probe(args: argparse.Namespace):
     for subject, path in found.items():
         entry = load_entry(path, device)
         subjects[subject] = (entry.model.eval(), entry.data)
+    shared = {
+        "groups": args.groups,
+        "layers": args.layers,
+        "classes": args.classes,
+        "cut": args.cut,
+        "folds": args.folds,
+        "seed": args.seed,
+        "n_jobs": args.jobs,
+        "progress": lambda message: print(message, flush=True),
+    }
+    if args.target == "subject":
+        return save_and_show(probe_subjects(subjects, **shared), args.out)
     report = probe_models(
         subjects,
-        groups=args.groups,
-        layers=args.layers,
-        classes=args.classes,
-        cut=args.cut,
+        **shared,
         interchange_group=args.interchange,
         return_type=args.return_type,
-        folds=args.folds,
-        seed=args.seed,
-        n_jobs=args.jobs,
-        progress=lambda message: print(message, flush=True),
         known={subject: known_of(path) for subject, path in found.items()},  # chance check
     )
     return save_and_show(report, args.out)

@@ -6,6 +6,13 @@ planted structure) and ``windows/`` (TinyMyo's window store and its pipeline). E
 returns a `emg_lens.data.recording.Recording`. `placement` checks, label-free, whether the
 electrodes of a held-out repetition moved, and puts them back before preprocessing."""
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what the API reference renders (griffe reads the source, not __getattr__)
+    from emg_lens.data.formats.otb import read_otb
+    from emg_lens.data.formats.trial_files import read_files
+    from emg_lens.data.placement import check_subject, realign_subject
+
 __all__ = ["check_subject", "read_files", "read_otb", "realign_subject"]
 
 _LAZY = {

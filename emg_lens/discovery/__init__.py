@@ -9,7 +9,9 @@ head, cut with ``-inf`` on the logits), not the component-to-component edges of 
   backward, with the masked pattern computed exactly from the cached scores (the AtP* fix
   for saturation); a cut's effect in the last layer (and, where the readout reads a few
   tokens, the one before) is computed exactly from the cached stream (`last_layers`), an
-  earlier one's downstream effect linearised, with a ``risk`` that predicts its error;
+  earlier one's downstream effect linearised, with a ``risk`` that predicts its error, or
+  (``estimator="ig"``) weighed by gradients integrated along the path to everything cut
+  (EAP-IG);
   `Screen.verify` measures the riskiest, the best and a random sample exactly, and bounds
   what the ranking missed;
 - `discover` cuts candidates greedily, least important first, while the exact metric stays
@@ -17,7 +19,8 @@ head, cut with ``-inf`` on the logits), not the component-to-component edges of 
   the circuit as edge sets that parse back (``Discovery.complement`` is what a study cuts to
   run only the circuit); the candidates are tried in the screen's order or, with
   ``method="gates"``, in the order learned edge gates give them (`gates`); `stability`
-  measures how the circuit changes over resamples and subjects.
+  measures how the circuit changes over resamples and subjects; `Discovery.areas` gives
+  MIB's CPR and CMD of its faithfulness curve (`faithfulness_areas`).
 
 `emg_lens.discovery.study` runs both as a study (``kind = "discovery"``) over many subjects,
 resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them.
@@ -34,13 +37,23 @@ from emg_lens.discovery.family import (
     layer_masks,
 )
 from emg_lens.discovery.gates import fit_gates, gate_hooks
-from emg_lens.discovery.metrics import METRICS, window_metric
-from emg_lens.discovery.screen import FLAG_BUDGET, MISS_SAMPLE, Screen, screen, verify_candidates
+from emg_lens.discovery.metrics import METRICS, faithfulness_areas, window_metric
+from emg_lens.discovery.screen import (
+    ESTIMATORS,
+    FLAG_BUDGET,
+    IG_STEPS,
+    MISS_SAMPLE,
+    Screen,
+    screen,
+    verify_candidates,
+)
 from emg_lens.discovery.search import SEARCH_METHODS, Discovery, discover
 from emg_lens.discovery.stability import bootstrap_stability, jaccard, subject_agreement
 
 __all__ = [
+    "ESTIMATORS",
     "FLAG_BUDGET",
+    "IG_STEPS",
     "METRICS",
     "MISS_SAMPLE",
     "SEARCH_METHODS",
@@ -55,6 +68,7 @@ __all__ = [
     "cut_edge_set",
     "default_family",
     "discover",
+    "faithfulness_areas",
     "family_from_edges",
     "fit_gates",
     "gate_hooks",

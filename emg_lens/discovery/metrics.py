@@ -1,6 +1,7 @@
 """The metrics screening and discovery measure: the differentiable per-window scores of the
-true class (`emg_lens.studies.metrics.window_metric`, which studies score with too), and the
-rank agreement of estimated and exact effects."""
+true class (`emg_lens.studies.metrics.window_metric`, which studies score with too), the rank
+agreement of estimated and exact effects, and MIB's areas over a faithfulness curve
+(`faithfulness_areas`: CPR and CMD)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from scipy import stats as sps
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.metrics import PREDICTION_METRICS, window_metric
 
-__all__ = ["METRICS", "check_metric", "spearman", "window_metric"]
+__all__ = ["METRICS", "check_metric", "faithfulness_areas", "spearman", "window_metric"]
 
 METRICS = ("margin", "logprob")
 """The differentiable metrics screening and discovery linearise and measure."""
@@ -47,3 +48,48 @@ def spearman(a: Any, b: Any) -> float:
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(sps.spearmanr(a, b)[0])
+
+
+def faithfulness_areas(kept_share: Any, faithfulness: Any) -> tuple[float, float]:
+    """MIB's CPR and CMD (Mueller et al., "MIB: A Mechanistic Interpretability Benchmark",
+    ICML 2025, arXiv 2504.13151, circuit localization track) of a faithfulness curve given
+    as points: each circuit's size ``kept_share`` (the share of the edges it keeps, in
+    [0, 1]) and its normalised ``faithfulness`` ``(m(C) - m(empty)) / (m(full) - m(empty))``.
+
+    - CPR, the area under the curve, ``integral of f over the size`` (higher is better: more
+      of the metric kept by smaller circuits);
+    - CMD, the area between the curve and 1, ``integral of |1 - f|`` (lower is better: the
+      circuits behave like the model, from above as from below).
+
+    Both by the trapezoid rule between neighbouring sizes on a linear size axis, as MIB's
+    evaluation code computes them (MIB-circuit-track, ``MIB_circuit_track/evaluation.py``,
+    ``evaluate_area_under_curve``: ``area_under`` and ``area_from_1``, ``log_scale=False``,
+    the faithfulness normalised by the circuit of no edges, ``apply_topn(0)``). MIB measures
+    circuits at fixed shares of the model's edges (0.1 % to 100 %, its x values); here the
+    points are whatever circuits were measured, at the shares they keep, sorted by size, and
+    the area spans the sizes they cover (a curve from 0 to 1 gives areas over the whole axis).
+    Non-finite points, sizes outside [0, 1] or fewer than two points are an `ArgumentError`.
+
+    >>> cpr, cmd = faithfulness_areas([0.0, 0.5, 1.0], [0.0, 1.1, 1.0])  # two trapezoids
+    >>> round(cpr, 6), round(cmd, 6)  # (0 + 1.1) / 4 + (1.1 + 1) / 4, (1 + 0.1) / 4 + 0.1 / 4
+    (0.8, 0.3)
+    """
+    x, f = np.asarray(kept_share, float), np.asarray(faithfulness, float)
+    if x.shape != f.shape or x.ndim != 1 or len(x) < 2:
+        raise ArgumentError(
+            "a faithfulness curve needs two or more (size, faithfulness) points of equal "
+            f"count, got sizes of shape {x.shape} and faithfulness of shape {f.shape}"
+        )
+    if not (np.isfinite(x).all() and np.isfinite(f).all()):
+        raise ArgumentError("a faithfulness curve's sizes and faithfulness must be finite")
+    if x.min() < 0 or x.max() > 1:
+        raise ArgumentError(
+            f"circuit sizes are shares of the edges, in [0, 1]; got {x.min():.4g} to {x.max():.4g}"
+        )
+    order = np.argsort(x, kind="stable")
+    x, f = x[order], f[order]
+    width = np.diff(x)
+    cpr = float(np.sum(width * (f[1:] + f[:-1]) / 2))
+    gap = np.abs(1.0 - f)
+    cmd = float(np.sum(width * (gap[1:] + gap[:-1]) / 2))
+    return cpr, cmd

@@ -21,6 +21,31 @@ counts as correct after the cut when its estimated margin stays positive. Where 
 fails: the linearisation ignores how later layers react to the change (self-repair, saturated
 downstream softmaxes); `Screen.verify` measures the best candidates exactly.
 
+``estimator="ig"`` integrates the gradients instead (EAP-IG: edge attribution patching with
+integrated gradients, Hanna, Pezzelle and Belinkov 2024, "Have Faith in Faithfulness: Going
+Beyond Circuit Overlap When Finding Model Mechanisms", arXiv 2403.17806; the attribution
+method MIB scores best with, Mueller et al., ICML 2025, arXiv 2504.13151). ``dm/dA`` is
+averaged over ``ig_steps`` points of a path from the uncut model to the model with every
+candidate of the family cut, EAP-IG's path from the clean to the corrupted run:
+
+    delta_m(window) ~= sum of (A' - A) * mean over k of dm/dA at alpha_k = (k - 1/2) / steps
+
+A ``-inf`` cut has no finite point between uncut and cut *scores*, so the path runs through the
+*patterns*: at strength ``alpha`` each layer's pattern is ``P + alpha (P_cut - P)``, ``P`` the
+softmax of the scores the layer receives and ``P_cut`` the same scores with the family's edges
+cut (`block_scores`, `pattern_of`: renormalised, a zero row where every key is cut). Both ends
+are exact (``alpha = 0`` the model, ``alpha = 1`` the model with everything cut, the
+``m(empty)`` of `discover`'s faithfulness), every point in between is finite and continuous
+(a row cut whole fades to zero instead of jumping; a mask strength that multiplies the cut
+keys and renormalises would keep such a row unchanged until it vanishes at 1), and in the
+first layer the path touches it is the straight line in pattern space the estimate dots with
+``A' - A``. So for a family of one candidate, the estimate converges to the candidate's exact
+effect as the steps grow (IG's completeness; the midpoint rule's error falls as 1/steps^2);
+with many, one path serves them all, which is what makes EAP-IG cost ``ig_steps`` forward and
+backward passes rather than that many per candidate. (EAP-IG's code sums the left Riemann
+points from the corrupted end, ``alpha = 1, 1 - 1/steps, ...``; the midpoint rule is the
+second-order one.) Candidates computed exactly (the last layers) stay exact.
+
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
 >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
@@ -28,6 +53,9 @@ downstream softmaxes); `Screen.verify` measures the best candidates exactly.
 >>> s = screen(model, (X, model(X).argmax(-1)))
 >>> len(s.table), s.baseline_accuracy, list(s.table.columns[:4])
 (72, 1.0, ['rank', 'layer', 'head', 'kind'])
+>>> ig = screen(model, (X, model(X).argmax(-1)), estimator="ig", exact_last_layer=False)
+>>> ig.estimator, ig.ig_steps, sorted(set(ig.table["method"]))
+('ig', 5, ['ig'])
 """
 
 from __future__ import annotations
@@ -42,7 +70,7 @@ import torch
 from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
 
-from emg_lens.components.attend import block_scores, pattern_of
+from emg_lens.components.attend import block_scores, blocked_by, pattern_of
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import ExactPasses
 from emg_lens.discovery.family import Candidate, CompiledFamily, RowChunk, compile_family
@@ -61,7 +89,47 @@ from emg_lens.inspect.importance import as_subject_data
 from emg_lens.models.base import TL_WEIGHTS, provides
 from emg_lens.studies.stats import clopper_pearson
 
-__all__ = ["FLAG_BUDGET", "MISS_SAMPLE", "Screen", "screen", "verify_candidates"]
+__all__ = [
+    "ESTIMATORS",
+    "FLAG_BUDGET",
+    "IG_STEPS",
+    "MISS_SAMPLE",
+    "Screen",
+    "check_estimator",
+    "screen",
+    "verify_candidates",
+]
+
+ESTIMATORS = ("plain", "ig")
+"""How `screen` weighs a candidate's pattern change: ``plain``, by the gradient of the uncut
+model (attribution patching with the exact masked pattern, AtP*); ``ig``, by the gradient
+averaged along the path to the cut model (EAP-IG; see the module docstring)."""
+IG_STEPS = 5
+"""The path points of ``estimator="ig"``: a few, each costing one forward and one backward pass
+per batch of windows (EAP-IG's own code, ``get_scores_eap_ig``, defaults to 30 left Riemann
+points; the midpoints here converge as 1/steps^2, see the module docstring)."""
+
+
+def check_estimator(estimator: Any, ig_steps: Any = IG_STEPS) -> tuple[str, int]:
+    """``(estimator, ig_steps)`` if ``estimator`` is one of `ESTIMATORS` and ``ig_steps`` an
+    int >= 1, else `ArgumentError` naming what is accepted.
+
+    >>> check_estimator("ig", 8)
+    ('ig', 8)
+    >>> check_estimator("eap-ig")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: screen = 'eap-ig'; accepted: ['plain', 'ig']
+    """
+    if estimator not in ESTIMATORS:
+        raise ArgumentError(f"screen = {estimator!r}; accepted: {list(ESTIMATORS)}")
+    if isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1:
+        raise ArgumentError(
+            f"ig_steps must be an int >= 1 (points on the integrated-gradient path), got "
+            f"{ig_steps!r}"
+        )
+    return estimator, ig_steps
+
 
 FLAG_BUDGET = 12
 """How many linearised candidates, the riskiest, `Screen.verify` measures exactly: the cost it
@@ -93,6 +161,8 @@ class Screen:
     data: SubjectData = field(repr=False)
     agreement: dict[str, float] = field(default_factory=dict)
     base: EdgeSet | None = None  # cut in every pass (see `screen`)
+    estimator: str = "plain"  # how the linearised candidates were estimated (`ESTIMATORS`)
+    ig_steps: int = IG_STEPS  # the path's points, with estimator "ig"
 
     def verify(
         self,
@@ -197,6 +267,8 @@ def screen(
     progress: bool = False,
     exact_last_layer: bool = True,
     exact_penultimate: bool | None = None,
+    estimator: str = "plain",
+    ig_steps: int = IG_STEPS,
 ) -> Screen:
     """Estimate the effect of cutting each candidate of ``family`` (default: `default_family`;
     compiled against the model once, `compile_family`, unless it is compiled already) on
@@ -215,7 +287,13 @@ def screen(
     pay the last block's key and value projections per candidate for it (+3.5 s on the
     paper preset's 72 layer-3 candidates and 64 windows, against a 1.5 s screen): ask for it.
     The table's ``method`` says which candidates are exact.
+
+    ``estimator``: ``"plain"`` weighs each candidate's pattern change by the uncut model's
+    gradient; ``"ig"`` by the gradient averaged over ``ig_steps`` points of the path to the
+    model with the whole family cut (EAP-IG; see the module docstring), at ``ig_steps``
+    forward and backward passes per batch instead of one.
     """
+    estimator, ig_steps = check_estimator(estimator, ig_steps)
     check_model(model)
     # The risk of a linearised estimate is the change the cut writes through W_O; a model
     # without TransformerLens weights (an attached model) has no W_O to read: its risk is NaN.
@@ -233,27 +311,26 @@ def screen(
     y = torch.as_tensor(np.asarray(subject.y_test), dtype=torch.long)
     n = len(y)
     chunks = _row_chunks(family, min(batch_size, n))
+    linear = sorted(set(family.by_layer) - set(exact))  # the layers whose effects are estimated
     delta = {name: torch.zeros(len(family), n, dtype=torch.float64) for name in wanted}
     clean = {name: torch.zeros(n, dtype=torch.float64) for name in wanted}
     risk = torch.zeros(len(family), dtype=torch.float64)  # of the linearised candidates
     starts = range(0, n, batch_size)
+    plain = estimator == "plain"
     for start in tqdm(starts, desc="screen", disable=not progress, leave=False):
         stop = min(start + batch_size, n)
         xb, yb = X[start:stop].to(device), y[start:stop].to(device)
-        with torch.enable_grad():
+        with torch.enable_grad() if plain else torch.no_grad():
             logits, scores, patterns, v, caches = _capture(
-                model, xb.requires_grad_(True), return_type, base_masks, exact
+                model, xb.requires_grad_(plain), return_type, base_masks, exact
             )
             values = {name: window_metric(logits, yb, name) for name in wanted}
-            layers = sorted(patterns)
-            grads = {}
-            for i, name in enumerate(wanted):
-                g = torch.autograd.grad(
-                    values[name].sum(),
-                    [patterns[layer] for layer in layers],
-                    retain_graph=i < len(wanted) - 1,
-                )
-                grads[name] = dict(zip(layers, g))
+            if plain:
+                grads = _gradients(values, patterns, linear)
+        if not plain and linear:
+            grads = _path_gradients(
+                model, xb, yb, wanted, return_type, base_masks, family.everything, linear, ig_steps
+            )
         for name in wanted:
             clean[name][start:stop] = values[name].detach().double().cpu()
         with torch.no_grad():
@@ -282,12 +359,95 @@ def screen(
                     per_candidate.index_add_(0, chunk.owner, per_row.T)
                     delta[name][:, start:stop] += per_candidate.cpu()
     result = _screen_result(model, subject, family, metric, return_type, clean, delta)
-    result.table["method"] = pd.Series(["exact" if c.layer in exact else "linear" for c in family])
+    estimated = "linear" if estimator == "plain" else "ig"
+    result.table["method"] = pd.Series(["exact" if c.layer in exact else estimated for c in family])
     result.table["risk"] = pd.Series(
         (risk / n).numpy() if risk_known else np.full(len(family), np.nan)
     )
-    result.base = base
+    result.base, result.estimator, result.ig_steps = base, estimator, ig_steps
     return result
+
+
+def _gradients(
+    values: dict[str, Float[torch.Tensor, " batch"]],
+    patterns: dict[int, Float[torch.Tensor, "batch head q k"]],
+    layers: list[int],
+) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
+    """Each metric's gradient (summed over windows: each window's own, as windows do not
+    interact) with respect to the patterns of ``layers``."""
+    grads: dict[str, dict[int, torch.Tensor]] = {}
+    for i, (name, value) in enumerate(values.items()):
+        if not layers:
+            grads[name] = {}
+            continue
+        g = torch.autograd.grad(
+            value.sum(), [patterns[layer] for layer in layers], retain_graph=i < len(values) - 1
+        )
+        grads[name] = dict(zip(layers, g))
+    return grads
+
+
+def _path_gradients(
+    model: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    wanted: list[str],
+    return_type: str,
+    base: dict[int, torch.Tensor] | None,
+    cut: dict[int, Bool[torch.Tensor, "head q k"]],
+    layers: list[int],
+    steps: int,
+) -> dict[str, dict[int, Float[torch.Tensor, "batch head q k"]]]:
+    """The metrics' gradients with respect to the patterns of ``layers``, averaged over the
+    midpoints ``alpha = (k + 1/2) / steps`` of the path to the model with ``cut``
+    (``{layer: mask}``) removed (`_path_hooks`; see the module docstring)."""
+    total: dict[str, dict[int, torch.Tensor]] = {name: {} for name in wanted}
+    for k in range(steps):
+        patterns: dict[int, torch.Tensor] = {}
+        with torch.enable_grad():
+            logits = model.run_with_hooks(
+                x.detach().requires_grad_(True),
+                return_type=return_type,
+                edge_masks=base,
+                fwd_hooks=_path_hooks(cut, (k + 0.5) / steps, patterns),
+            )
+            values = {name: window_metric(logits, y, name) for name in wanted}
+            point = _gradients(values, patterns, layers)
+        for name in wanted:
+            for layer, g in point[name].items():
+                g = g.detach() / steps
+                total[name][layer] = total[name][layer] + g if layer in total[name] else g
+    return total
+
+
+def _path_hooks(
+    cut: dict[int, Bool[torch.Tensor, "head q k"]],
+    alpha: float,
+    patterns: dict[int, torch.Tensor],
+) -> list[tuple[Any, Any]]:
+    """Forward hooks that run every layer of ``cut`` with the pattern ``P + alpha (P_cut -
+    P)`` (``P`` the softmax of the scores it receives, ``P_cut`` of the same scores with
+    ``cut`` removed) and keep each layer's pattern, the path's point, in ``patterns``."""
+    scores: dict[int, torch.Tensor] = {}
+
+    def keep_scores(t: torch.Tensor, hook) -> None:
+        scores[layer_of(hook.name)] = t
+
+    def walk(pattern: torch.Tensor, hook) -> torch.Tensor:
+        layer = layer_of(hook.name)
+        if layer in cut:
+            t = scores.pop(layer)
+            # every blocked key filled, not only the cut's: a row left with no key is a zero
+            # row with a zero gradient, not the NaN of an all -inf softmax
+            cut_pattern = pattern_of(block_scores(t, cut[layer] | blocked_by(t)))
+            pattern = pattern + alpha * (cut_pattern - pattern)
+        patterns[layer] = pattern
+        return pattern
+
+    return [
+        (name_filter("attn.hook_attn_scores"), keep_scores),
+        (name_filter("attn.hook_pattern"), walk),
+    ]
 
 
 def _row_chunks(family: CompiledFamily, batch: int, budget: int = 2**24) -> list[RowChunk]:
@@ -385,19 +545,19 @@ def verify_candidates(
         table["final"] = table["exact"].fillna(table["estimate"])
         table["final_accuracy"] = table["exact_accuracy"].fillna(table["estimate_accuracy"])
 
-    linear = table[table["method"] == "linear"]
-    measure(linear["risk"].nlargest(flagged).index, "flagged")
+    estimated = table["method"] != "exact"  # linearised, or integrated gradients
+    measure(table.loc[estimated, "risk"].nlargest(flagged).index, "flagged")
     refresh()
     while True:  # until the top by final effect are all known exactly
         chosen = table.sort_values(["final", "layer"]).head(top)
-        pending = chosen.index[(chosen["method"] == "linear") & chosen["exact"].isna()]
+        pending = chosen.index[(chosen["method"] != "exact") & chosen["exact"].isna()]
         if pending.empty:
             break
         measure(pending, "ranked")
         refresh()
     table.loc[chosen.index, "verified"] = "top"
     threshold = float(table.loc[chosen.index, "final"].max())
-    unmeasured = table.index[(table["method"] == "linear") & table["exact"].isna()]
+    unmeasured = table.index[estimated & table["exact"].isna()]
     rng = np.random.default_rng(seed)
     drawn = pd.Index(rng.choice(unmeasured, size=min(sample, len(unmeasured)), replace=False))
     measure(drawn, "sample")

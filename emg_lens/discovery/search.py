@@ -18,7 +18,8 @@ effect (exact where `Screen.verify` measured it); ``"gates"`` by learned edge ga
 decisions are the same exact passes either way. `benchmarks/search_methods.py` compares them
 by the area under faithfulness against circuit size: a tie on eight trained views, at three to
 seven times the time for the gates, hence the greedy default (`docs/ARCHITECTURE.md`,
-"Discovery: what to trust").
+"Discovery: what to trust"). Every search reports that area for its own curve, with the area
+between the curve and 1: MIB's CPR and CMD (`Discovery.areas`).
 
 The result names the circuit as edge sets that parse back: ``complement`` is what to cut to run
 *only* the circuit (paste it into a study with layer mode ``all``), ``circuit`` the edges kept.
@@ -45,6 +46,7 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import Score
 from emg_lens.discovery.family import Candidate, CompiledFamily, cut_edge_set
 from emg_lens.discovery.gates import fit_gates
+from emg_lens.discovery.metrics import faithfulness_areas
 from emg_lens.discovery.screen import Screen, screen
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
@@ -95,7 +97,9 @@ class Discovery:
     """A discovered circuit. ``table``: one row per candidate, in the order tried, with its
     screen ``estimate``, the exact ``metric``/``accuracy`` of the trial and ``cut`` (the
     decision); ``curve``: the metric, accuracy and faithfulness after each accepted cut against
-    the circuit's size (candidates and edges kept)."""
+    the circuit's size (candidates and edges kept, and ``edges_kept_share``, the share of the
+    family's edges kept), from the full model to the circuit; `areas`, MIB's CPR and CMD over
+    it."""
 
     kept: list[Candidate]
     cut: list[Candidate]
@@ -133,6 +137,19 @@ class Discovery:
         return self.circuit_score.classes_lost(self.full, self.empty, self.tau)
 
     @property
+    def areas(self) -> tuple[float, float]:
+        """MIB's CPR and CMD (`faithfulness_areas`) of the faithfulness curve over the share of
+        the family's edges kept: the search's ``curve`` (the full model at 1, then every
+        accepted cut, down to the circuit) and the empty circuit (everything cut, whose
+        faithfulness is 0 by the normalisation), the trapezoid rule between them. No circuit
+        smaller than the one found is measured: from it to the empty circuit the curve is
+        one straight segment (at most the circuit's share of the area). The faithfulness is
+        MIB's, with the ``-inf`` cut of every candidate as the empty circuit (MIB patches
+        every edge from a counterfactual input)."""
+        share = [*self.curve["edges_kept_share"], 0.0]
+        return faithfulness_areas(share, [*self.curve["faithfulness"], 0.0])
+
+    @property
     def circuit(self) -> EdgeSet | None:
         """The kept candidates as one edge set naming their layers (None: nothing kept)."""
         return cut_edge_set(self.kept)
@@ -153,6 +170,8 @@ class Discovery:
             "edges_kept": self.n_kept_edges,
             "edges": self.n_edges,
             "faithfulness": self.faithfulness,
+            "cpr": self.areas[0],
+            "cmd": self.areas[1],
             "metric_full": self.full.metric,
             "metric_circuit": self.circuit_score.metric,
             "metric_empty": self.empty.metric,
@@ -313,19 +332,20 @@ def _greedy(
         )
     again = passes.score(passes.cut)
     sizes = family.sizes
-    kept_edges = sum(sizes)
-    curve = [_curve_row(0, len(family), kept_edges, full, full, empty)]
+    kept_edges = n_edges = sum(sizes)
+    curve = [_curve_row(0, len(family), kept_edges, n_edges, full, full, empty)]
     for n_cut, (step, i, score) in enumerate(accepted, 1):
         kept_edges -= sizes[i]
-        curve.append(_curve_row(step, len(family) - n_cut, kept_edges, score, full, empty))
+        curve.append(_curve_row(step, len(family) - n_cut, kept_edges, n_edges, score, full, empty))
     return cut, current, again, rows, curve
 
 
-def _curve_row(step, n_kept, kept_edges, score: Score, full: Score, empty: Score) -> dict:
+def _curve_row(step, n_kept, kept_edges, n_edges, score: Score, full: Score, empty: Score) -> dict:
     return {
         "step": step,
         "candidates_kept": n_kept,
         "edges_kept": kept_edges,
+        "edges_kept_share": kept_edges / n_edges,
         "metric": score.metric,
         "accuracy": score.accuracy,
         "faithfulness": score.faithfulness(full, empty),

@@ -43,11 +43,12 @@ def _kept(found: Discovery) -> set[str]:
 def bootstrap_stability(
     found: Discovery, *, resamples: int, verify_top: int = 10, seed: int = 0
 ) -> list[float]:
-    """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen,
-    verify ``verify_top``, discover with ``found``'s tau, metric, output, family and base)
-    finds on each of ``resamples`` bootstrap resamples of the held-out trials (seeded; each
-    drawn trial brings all its windows, ``SubjectData.test_trials``); NaN for a
-    resample on which cutting every candidate does not lower the metric (no circuit).
+    """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen
+    with ``found``'s estimator, verify ``verify_top``, discover with ``found``'s tau, metric,
+    output, family and base) finds on each of ``resamples`` bootstrap resamples of the
+    held-out trials (seeded; each drawn trial brings all its windows,
+    ``SubjectData.test_trials``); NaN for a resample on which cutting every candidate does
+    not lower the metric (no circuit).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
@@ -72,6 +73,8 @@ def bootstrap_stability(
             metric=screened.metric,
             return_type=screened.return_type,
             base=screened.base,
+            estimator=screened.estimator,
+            ig_steps=screened.ig_steps,
         ).verify(top=min(verify_top, len(screened.family)))
         try:
             circuit = discover(

@@ -10,6 +10,8 @@ A study file::
     return_type = "avg_logits"        # the scored output
     tau = 0.05                        # the cut may cost 5% of the metric's full-to-empty range
     method = "greedy"                 # the search's order: the screen's, or "gates" (learned)
+    screen = "plain"                  # or "ig": integrated gradients (EAP-IG), with
+    ig_steps = 5                      #   this many path points (only with screen = "ig")
     verify_top = 10                   # candidates measured exactly per subject
     family = "default"                # or edge expressions: ["cross_modal", "from_cls"]
     per_head = true                   # user expressions: one candidate per (layer, head)
@@ -25,8 +27,10 @@ discovery's parameters; a rerun reuses exactly the subjects whose provenance mat
 ``modules`` function runs only with consent (``allow_code``), as in an ablation study
 (`emg_lens.studies.code`), and its file's digest is part of the provenance.
 Outputs: ``screen.csv`` (every candidate of every subject, with the verified exact effects),
-``circuits.csv`` (one row per subject: size, faithfulness, the circuit's edge sets),
-``curve.csv``, ``consensus.csv`` (per candidate, the share of subjects whose circuit keeps it),
+``circuits.csv`` (one row per subject: size, faithfulness, MIB's CPR and CMD of its
+faithfulness curve, the screen used, the circuit's edge sets), ``curve.csv`` (the curve: each
+accepted cut's size and faithfulness), ``consensus.csv`` (per candidate, the share of subjects
+whose circuit keeps it),
 ``stability.csv`` (the Jaccard index of every two subjects' circuits; each subject's bootstrap
 stability is ``stability_jaccard`` in ``circuits.csv``) and figures (``screen_<subject>``,
 ``screen_vs_exact``, ``faithfulness``).
@@ -48,7 +52,7 @@ from tqdm.auto import tqdm
 from emg_lens.discovery.family import default_family, family_from_edges
 from emg_lens.discovery.metrics import check_metric
 from emg_lens.discovery.plots import plot_faithfulness, plot_screen, plot_screen_vs_exact
-from emg_lens.discovery.screen import screen
+from emg_lens.discovery.screen import IG_STEPS, check_estimator, screen
 from emg_lens.discovery.search import check_method, check_tau, discover
 from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
@@ -119,6 +123,12 @@ class DiscoverySpec(Spec):
     return_type: str = "logits"
     tau: float = 0.05
     method: str = "greedy"
+    # the screen's estimator (`emg_lens.discovery.screen.ESTIMATORS`); a plain screen's spec
+    # keeps the fingerprint it had before there was a choice
+    screen: str = field(default="plain", metadata=file_key(omit=lambda v, spec: v == "plain"))
+    ig_steps: int = field(
+        default=IG_STEPS, metadata=file_key(omit=lambda v, spec: spec.screen == "plain")
+    )
     verify_top: int = 10
     family: tuple[str, ...] | None = field(  # None: default_family; else edge expressions
         default=None,
@@ -145,6 +155,18 @@ class DiscoverySpec(Spec):
             method = check_method(data.get("method", "greedy"))
         except ArgumentError as exc:
             raise SpecError(f"method: {exc}") from exc
+        try:
+            estimator, ig_steps = check_estimator(
+                data.get("screen", "plain"), data.get("ig_steps", IG_STEPS)
+            )
+        except ArgumentError as exc:
+            raise SpecError(f"{'ig_steps' if 'ig_steps' in str(exc) else 'screen'}: {exc}") from exc
+        if estimator == "plain" and "ig_steps" in data:
+            raise SpecError(
+                f"ig_steps = {data['ig_steps']!r} is for screen = 'ig' (the points on its "
+                "integrated-gradient path); the plain screen takes none: remove it, or add "
+                "screen = 'ig'"
+            )
         per_head = data.get("per_head", True)
         if not isinstance(per_head, bool):
             raise SpecError(f"per_head must be true or false, got {per_head!r}")
@@ -158,6 +180,8 @@ class DiscoverySpec(Spec):
             ),
             "tau": tau,
             "method": method,
+            "screen": estimator,
+            "ig_steps": ig_steps,
             "verify_top": positive_int(data.get("verify_top", 10), "verify_top"),
             "family": _family(data.get("family", "default")),
             "per_head": per_head,
@@ -245,8 +269,9 @@ class DiscoveryStudyResult(StudyOutput):
 
     def to_markdown(self) -> str:
         cols = ["subject", "candidates_kept", "candidates", "edges_kept", "edges"]
-        cols += ["faithfulness", "accuracy_full", "accuracy_circuit", "accuracy_empty"]
-        cols += ["classes_lost", "spearman", "missed_upper", "stability_jaccard"]
+        cols += ["faithfulness", "cpr", "cmd", "accuracy_full", "accuracy_circuit"]
+        cols += ["accuracy_empty", "classes_lost", "spearman", "missed_upper", "stability_jaccard"]
+        cols = [c for c in cols if c in self.circuits]
         pairs = self.stability["jaccard"]
         across = (
             f"Circuits agree between subjects with a mean Jaccard index of {pairs.mean():.2f} "
@@ -266,6 +291,7 @@ class DiscoveryStudyResult(StudyOutput):
             "(`classes_lost` names a class it did not keep).\n\n"
             + screen_note(self.circuits)
             + "\n\n"
+            + areas_note(self.circuits)
             + across
             + markdown_table(self.circuits[cols])
             + "\n\n## Most kept candidates\n\n"
@@ -322,6 +348,30 @@ def _span(values: pd.Series, fmt: str, most: bool = False) -> str:
     return f"{center} (subjects {values.min():{fmt}} to {values.max():{fmt}})"
 
 
+def areas_note(circuits: pd.DataFrame) -> str:
+    """MIB's CPR and CMD of the subjects' faithfulness curves, in words (empty for circuits
+    stored without them).
+
+    >>> print(areas_note(pd.DataFrame({"cpr": [0.81, 0.75], "cmd": [0.12, 0.2]})))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Over circuit sizes (MIB's areas, Mueller et al. 2025: the faithfulness curve of `curve.csv`
+    against the share of the family's edges kept, closed by the empty circuit at 0): CPR 0.78
+    (subjects 0.75 to 0.81), the area under the curve (higher is better); CMD 0.16 (subjects
+    0.12 to 0.20), the area between the curve and 1 (lower is better).
+    <BLANKLINE>
+    <BLANKLINE>
+    """
+    if "cpr" not in circuits:
+        return ""
+    return (
+        "Over circuit sizes (MIB's areas, Mueller et al. 2025: the faithfulness curve of "
+        "`curve.csv` against the share of the family's edges kept, closed by the empty circuit "
+        f"at 0): CPR {_span(circuits['cpr'], '.2f')}, the area under the curve (higher is "
+        f"better); CMD {_span(circuits['cmd'], '.2f')}, the area between the curve and 1 "
+        "(lower is better).\n\n"
+    )
+
+
 def screen_note(circuits: pd.DataFrame) -> str:
     """What the screen's verification says, in words: the Spearman ρ of the screen's estimates
     against the exact effects (over the verified top candidates, ``spearman``, and over every
@@ -339,7 +389,8 @@ def screen_note(circuits: pd.DataFrame) -> str:
     """
     top = int(circuits["n"].max())
     text = (
-        "Screen vs exact: Spearman ρ of the screen's estimate against the exact effect "
+        f"Screen vs exact{_estimator_words(circuits)}: Spearman ρ of the screen's estimate "
+        "against the exact effect "
         f"{_span(circuits['spearman'], '.2f')} over the verified top {top} candidates "
         "(`spearman`)"
     )
@@ -363,9 +414,30 @@ def screen_note(circuits: pd.DataFrame) -> str:
     )
 
 
+def _estimator_words(circuits: pd.DataFrame) -> str:
+    """`` (integrated gradients, EAP-IG, 5 path points)`` for circuits screened with EAP-IG,
+    `` (plain attribution)`` for the plain screen; empty where the table does not say."""
+    if "screen" not in circuits:
+        return ""
+    if (circuits["screen"] == "ig").all():
+        steps = _span(circuits["ig_steps"].astype(float), ".0f")
+        return f" (integrated gradients, EAP-IG, {steps} path points; `screen`)"
+    if (circuits["screen"] == "plain").all():
+        return " (plain attribution; `screen`)"
+    return " (screens: " + ", ".join(sorted(set(circuits["screen"]))) + "; `screen`)"
+
+
 def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) -> dict[str, Any]:
     family = spec.candidates(model)
-    screened = screen(model, data, family=family, metric=spec.metric, return_type=spec.return_type)
+    screened = screen(
+        model,
+        data,
+        family=family,
+        metric=spec.metric,
+        return_type=spec.return_type,
+        estimator=spec.screen,
+        ig_steps=spec.ig_steps,
+    )
     verified = screened.verify(top=min(spec.verify_top, len(family)))
     found = discover(
         model, data, tau=spec.tau, screened=verified, progress=progress, method=spec.method
@@ -380,6 +452,8 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
         "screen": json.loads(table.to_json(orient="records")),
         "summary": {
             **found.summary(),
+            "screen": screened.estimator,
+            "ig_steps": screened.ig_steps if screened.estimator == "ig" else None,
             **verified.agreement,
             "stability_jaccard": _mean(stability),
             "resamples": len(stability),
@@ -535,9 +609,10 @@ def check_discovery(
     """
     from emg_lens.studies.check import check_target, code_note
 
+    screened_by = "plain screen" if spec.screen == "plain" else f"ig screen ({spec.ig_steps} steps)"
     lines = [
         f"{spec.name}: discovery study, {spec.metric} on {spec.return_type!r}, tau {spec.tau}, "
-        f"{spec.method} search, {spec.verify_top} verified exactly per subject, "
+        f"{screened_by}, {spec.method} search, {spec.verify_top} verified exactly per subject, "
         f"{spec.resamples} bootstrap resamples"
     ]
     lines += code_note(spec, study_file)

@@ -6,27 +6,23 @@ that query token ``q`` reads key token ``k``, so information flows ``k -> q``: m
 layout (`emg_lens.layout.TokenLayout`), never raw positions, so one expression works on every
 model:
 
-=====================================  ======================================================
-selector                               edges (q reads k)
-=====================================  ======================================================
-`unimodal` ``(include_cls=False)``     q and k in the same modality (self edges included)
-`cross_modal` ``(include_cls=False)``  q and k in different modalities
-`within` ``(group)``                   q and k both in ``group``
-`between` ``(query_group, key_group)`` q in ``query_group``, k in ``key_group`` (directed)
-`to_cls`                               q is CLS, k is not (information flowing *to* CLS)
-`from_cls`                             k is CLS, q is not (information flowing *from* CLS)
-`same_channel` / `cross_channel`       both tokens embed a channel; equal / different channel
-`time_window` ``(max_lag, min_lag=0)`` both tokens have a time patch, ``min_lag <= |t_q - t_k|
-                                       <= max_lag``
-`heads` ``(*indices)``                 every edge, on the given heads only
-`layers` ``(*indices)``                every edge, in the given blocks only (compiles per layer)
-`all_edges` / `no_edges`               every edge / none
-`channels` ``(*names)``                q and k both embed one of the named channels
-`within_region` ``(region)``           q and k both embed a channel of ``region``
-`between_regions` ``(query, key)``     q embeds a channel of region ``query``, k one of
-                                       region ``key`` (directed)
-`cross_region`                         q and k embed channels of two different lobes
-=====================================  ======================================================
+| selector | edges (q reads k) |
+|---|---|
+| `unimodal(include_cls=False)` | q and k in the same modality (self edges included) |
+| `cross_modal(include_cls=False)` | q and k in different modalities |
+| `within(group)` | q and k both in ``group`` |
+| `between(query_group, key_group)` | q in ``query_group``, k in ``key_group`` (directed) |
+| `to_cls` | q is CLS, k is not (information flowing *to* CLS) |
+| `from_cls` | k is CLS, q is not (information flowing *from* CLS) |
+| `same_channel` / `cross_channel` | both tokens embed a channel; equal / different channel |
+| `time_window(max_lag, min_lag=0)` | tokens ``min_lag`` to ``max_lag`` time patches apart |
+| `heads(*indices)` | every edge, on the given heads only |
+| `layers(*indices)` | every edge, in the given blocks only (compiles per layer) |
+| `all_edges` / `no_edges` | every edge / none |
+| `channels(*names)` | q and k both embed one of the named channels |
+| `within_region(region)` | q and k both embed a channel of ``region`` |
+| `between_regions(query, key)` | q embeds a channel of region ``query``, k of ``key`` (directed) |
+| `cross_region` | q and k embed channels of two different lobes |
 
 The last four read the layout's channel names (`TokenLayout.channel_names`, a model's
 `EncoderConfig.channel_names`), so they are the scalp vocabulary of EEG models; a layout

@@ -14,6 +14,9 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
   residual, `FeatureConfig`) returns `Features` (reconstruction, dead features, each feature's
   maps, classes and ablation), saved with provenance and read back by `load_features`;
 - `probe_tokens`: cross-validated linear probes on token groups per layer, with control tasks;
+- `erase_concept`: a LEACE eraser of a concept (the gesture, the subject, a window label) at a
+  token group and hook point, as a TransformerLens hook, with a held-out probe before and
+  after it and under its norm-matched placebo (`ConceptErasure`);
 - `interchange`: interchange interventions (a token group's residual, or the attention output
   through an edge set, taken from paired source windows) and their accuracy (IIA);
 - `token_rows` / `token_positions`: a layout's token group as the positions TransformerLens's
@@ -29,6 +32,7 @@ not fit the model's layout.
 
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit, token_embeddings
+from emg_lens.inspect.erasure import ConceptErasure, erase_concept
 from emg_lens.inspect.features import (
     FeatureConfig,
     Features,
@@ -69,6 +73,7 @@ from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_un
 from emg_lens.inspect.tl_analysis import TokenRows, token_positions, token_rows
 
 __all__ = [
+    "ConceptErasure",
     "FeatureConfig",
     "Features",
     "Interchange",
@@ -81,6 +86,7 @@ __all__ = [
     "direct_attribution",
     "distribution_shift",
     "edge_mass",
+    "erase_concept",
     "head_importance",
     "interchange",
     "interchange_pairs",

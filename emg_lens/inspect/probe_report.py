@@ -27,9 +27,11 @@ from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown,
 from emg_lens.studies.output import markdown_table, save_outputs
 from emg_lens.train import predict
 
-__all__ = ["ProbeReport", "probe_models"]
+__all__ = ["NULL", "TRAINED", "TRANSFER", "ProbeReport", "probe_models", "probe_subjects"]
 
 NO_CUT = "none"
+TRAINED, NULL = "trained", "random init"  # probe_subjects' models: as given, re-initialised
+TRANSFER = "gesture, leave one subject out"  # probe_subjects' transfer target
 
 
 @dataclass
@@ -45,8 +47,10 @@ class ProbeReport:
 
     def summary_table(self) -> pd.DataFrame:
         """Probe accuracy, control and selectivity averaged over subjects, per cut, layer and
-        group (with the lowest and highest subject's accuracy)."""
-        keys = ["cut", "layer", "group"]
+        group (and per model and target for `probe_subjects`' rows), with the lowest and
+        highest subject's accuracy."""
+        keys = [c for c in ("target", "model") if c in self.probes.columns]
+        keys += ["cut", "layer", "group"]
         grouped = self.probes.groupby(keys, sort=False)
         mean = grouped[["accuracy", "control_accuracy", "selectivity", "chance"]].mean()
         spread = grouped["accuracy"].agg(accuracy_min="min", accuracy_max="max")
@@ -75,7 +79,9 @@ class ProbeReport:
             f"probes on {subjects} subject(s), {self.settings.get('target', 'gesture')}; "
             + _folds_phrase(self.probes)
         ]
-        for cut, rows in table.groupby("cut", sort=False):
+        condition = [c for c in ("target", "model") if c in table.columns] + ["cut"]
+        for key, rows in table.groupby(condition, sort=False):
+            *named, cut = key
             parts = []
             for layer in (rows["layer"].min(), rows["layer"].max()):
                 at = rows[rows["layer"] == layer]
@@ -85,7 +91,8 @@ class ProbeReport:
                     f"{best['control_accuracy']:.3f})"
                 )
             chance = f"; chance {rows['chance'].mean():.3f}"
-            lines.append(f"  cut {cut}: best " + "; ".join(parts) + chance)
+            head = "".join(f"{v}, " for v in named)
+            lines.append(f"  {head}cut {cut}: best " + "; ".join(parts) + chance)
         if self.interchange is not None:
             for row in over_subjects(self.interchange).itertuples():
                 interval = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
@@ -217,3 +224,116 @@ def probe_models(
     }
     swaps = pd.DataFrame(swap_rows) if swap_rows else None
     return ProbeReport(probes, swaps, settings, chance_table(scores))
+
+
+def probe_subjects(
+    subjects: Mapping[int, tuple[Any, Any]] | tuple[Any, Any],
+    *,
+    groups: Sequence[str] | None = None,
+    layers: Iterable[int] | None = None,
+    classes: Sequence[int] | None = None,
+    cut: str | None = None,
+    transfer: bool = True,
+    folds: int = 5,
+    seed: int = 0,
+    n_jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> ProbeReport:
+    """What the tokens know about the subject: every model of ``subjects`` (``subject ->
+    (model, SubjectData)``; models with equal weights, a pooled model saved once per subject,
+    probed once) applied to the held-out windows of every subject, pooled
+    (`emg_lens.data.pooled.pool_subjects`), or one ``(model, windows)`` pair whose windows are
+    several subjects' already (a `pool_subjects` result, its window label ``"subject"``;
+    ``subject`` is then ``"pooled"``), with a probe per layer and token group predicting
+    each window's subject (folds of whole trials, beside the control task), and the same on
+    the random-init null: the model re-initialised by TransformerLens's
+    ``tools.analysis.reinitialized`` (seed ``seed``), whose tokens carry what the
+    architecture passes on from the input without training. With ``transfer``, also the
+    gesture probe folded leave-one-subject-out (fitted on the other subjects, scored on the
+    one held out: does what the tokens carry of the gesture transfer across subjects?).
+
+    ``probes`` has `probe_tokens`' columns after ``subject`` (the subjects whose model it is,
+    e.g. ``"1,2"``), ``cut``, ``model`` (`TRAINED` or `NULL`) and ``target`` (``"subject"`` or
+    `TRANSFER`); ``chance`` tests each distinct model on the pooled windows.
+
+    >>> import numpy as np, torch
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> def windows(s):
+    ...     X = torch.randn(40, 6, 8, generator=torch.Generator().manual_seed(s)).numpy()
+    ...     return SubjectData.from_windows({"emg": 2, "acc": 4}, (X, np.arange(40) % 4),
+    ...                                     subject=s)
+    >>> report = probe_subjects({1: (model, windows(1)), 2: (model, windows(2))},
+    ...                         groups=["acc"], layers=[0], folds=2)
+    >>> report.probes["subject"].unique().tolist()  # one model, probed once
+    ['1,2']
+    >>> report.probes["model"].unique().tolist(), report.probes["target"].unique().tolist()
+    (['trained', 'random init'], ['subject', 'gesture, leave one subject out'])
+    """
+    from transformer_lens.tools.analysis import reinitialized
+
+    from emg_lens.data.pooled import pool_subjects, window_labels
+    from emg_lens.provenance import model_digest
+
+    say = progress or (lambda message: None)
+    owners: dict[str, tuple[Any, list[Any]]] = {}
+    if isinstance(subjects, tuple):  # one model on several subjects' windows
+        model, pooled = subjects
+        owners[""] = (model, ["pooled"])
+        numbers = sorted(set(window_labels(pooled, "subject").tolist()))
+    else:
+        numbers = list(subjects)
+        pooled = (
+            pool_subjects([data for _, data in subjects.values()]) if len(numbers) > 1 else None
+        )
+        for subject, (model, _) in subjects.items():
+            owners.setdefault(model_digest(model), (model, []))[1].append(subject)
+    if len(numbers) < 2:
+        raise ArgumentError(
+            f"a subject probe needs the windows of two subjects or more, got {numbers}"
+        )
+    cuts = [None] if cut is None else [None, cut]
+    rows, scores = [], {}
+    for i, (model, mine) in enumerate(owners.values(), 1):
+        label = ",".join(map(str, mine))
+        say(f"model of subject(s) {label} ({i} of {len(owners)}): subject probes")
+        with torch.inference_mode():
+            predicted = predict(model, pooled.X_test)
+        scores[f"model of {label}"] = TrialScore.from_predictions(
+            predicted, pooled.y_test, pooled.test_trials, model.cfg.n_classes
+        )
+        try:
+            null = reinitialized(model, seed)
+        except ValueError as exc:  # parameters no reset_parameters covers (an attached model)
+            raise ArgumentError(
+                f"the random-init null of subject(s) {label}'s model: {exc}"
+            ) from None
+        targets = [("subject", window_labels(pooled, "subject"), None)]
+        if transfer:
+            targets.append((TRANSFER, None, "subject"))
+        for name, m in ((TRAINED, model), (NULL, null)):
+            for target, labels, leave_out in targets:
+                for c in cuts:
+                    table = probe_tokens(
+                        m, pooled, layers=layers, groups=groups, classes=classes,
+                        labels=labels, folds=folds, seed=seed, cut=c, n_jobs=n_jobs,
+                        leave_out=leave_out,
+                    )  # fmt: skip
+                    rows.append(table.assign(subject=label, cut=c or NO_CUT, model=name,
+                                             target=target))  # fmt: skip
+    probes = pd.concat(rows, ignore_index=True)
+    first = ["subject", "cut", "model", "target"]
+    probes = probes[[*first, *[c for c in probes.columns if c not in first]]]
+    settings = {
+        "subjects": [int(s) for s in numbers],
+        "groups": sorted(set(probes["group"]), key=list(probes["group"]).index),
+        "classes": None if classes is None else [int(c) for c in classes],
+        "cut": cut,
+        "folds": folds,
+        "seed": seed,
+        "target": "subject (pooled held-out windows), beside the random-init null"
+        + (" and the gesture left one subject out" if transfer else ""),
+    }
+    return ProbeReport(probes, None, settings, chance_table(scores))

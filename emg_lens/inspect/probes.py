@@ -47,18 +47,18 @@ import torch
 from jaxtyping import Float
 
 from emg_lens._blas import one_blas_thread
+from emg_lens.data.pooled import window_labels
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import (
     ArgumentError,
-    EmgLensError,
     IndexOutOfRangeError,
     InputShapeError,
     InputValueError,
-    LayoutError,
     describe,
 )
+from emg_lens.hooks.erasure import group_positions
 from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.importance import as_subject_data
 
@@ -68,6 +68,8 @@ __all__ = [
     "Folds",
     "cut_masks",
     "fold_windows",
+    "held_out_accuracy",
+    "leave_one_out",
     "probe_tokens",
     "token_activations",
     "token_group",
@@ -95,29 +97,16 @@ def token_group(model: Any, group: str | EdgeSet) -> tuple[str, list[int], bool]
     >>> token_group(model, "acc"), token_group(model, "to_cls")[1]
     (('acc', [3, 4, 5, 6], False), [0])
     """
-    layout = model.layout
-    if isinstance(group, str) and group in layout.groups:
-        return group, list(layout.positions(group)), False
     if group == POOLED:
+        layout = model.layout
         positions = [p for p, g in enumerate(layout.group) if g in layout.modalities]
         return POOLED, positions, True
     if not isinstance(group, (str, EdgeSet)):
         raise ArgumentError(
-            f"a probe's group must be a token group {layout.groups}, {POOLED!r} or an edge set "
-            f"(e.g. 'within(emg)'), got {describe(group)}"
+            f"a probe's group must be a token group {model.layout.groups}, {POOLED!r} or an "
+            f"edge set (e.g. 'within(emg)'), got {describe(group)}"
         )
-    try:
-        edges = parse(group) if isinstance(group, str) else group
-    except EmgLensError as exc:
-        raise LayoutError(
-            f"unknown token group {group!r}: this model's layout has {layout.groups}; also "
-            f"accepted: {POOLED!r} or an edge expression ({exc})"
-        ) from None
-    mask = edges.compile(layout, model.cfg.n_heads)  # LayoutError for a group it lacks
-    positions = torch.nonzero(mask.any(dim=(0, 2))).flatten().tolist()
-    if not positions:
-        raise LayoutError(f"edge set {str(edges)!r} selects no edge, so no token, on this layout")
-    return str(edges), positions, False
+    return (*group_positions(model, group, also=[POOLED]), False)
 
 
 def cut_masks(model: Any, cut: str | EdgeSet | None) -> dict[int, torch.Tensor] | None:
@@ -335,6 +324,42 @@ def fold_windows(
     )
 
 
+def leave_one_out(
+    values: np.ndarray, target: np.ndarray, trials: np.ndarray, name: str = "subject"
+) -> Folds:
+    """Folds that hold out the windows of each value of ``values`` (one per window: each
+    window's subject) in turn, fitting on the others': whether what a probe learns transfers
+    to a subject it has not seen (``unit`` is ``name``). Needs two values or more, and each
+    fold's training windows must hold two labels or more.
+
+    >>> subject, y = np.repeat([1, 2, 3], 4), np.tile([0, 1], 6)
+    >>> found = leave_one_out(subject, y, np.arange(12))
+    >>> found.unit, found.n, [subject[test][0].item() for _, test in found.splits]
+    ('subject', 3, [1, 2, 3])
+    """
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    values, target = np.asarray(values), np.asarray(target)
+    if values.shape != target.shape:
+        raise InputShapeError(
+            f"leave-one-{name}-out needs one {name} per window: {len(target)} windows, "
+            f"{describe(values)}"
+        )
+    if len(np.unique(values)) < 2:
+        raise ArgumentError(
+            f"leave-one-{name}-out needs windows of two {name}s or more, got only "
+            f"{np.unique(values).tolist()}"
+        )
+    splits = list(LeaveOneGroupOut().split(target, target, groups=values))
+    for train, test in splits:
+        if len(np.unique(target[train])) < 2:
+            raise ArgumentError(
+                f"without {name} {values[test][0]!r} the windows hold one label only: no "
+                "probe to fit"
+            )
+    return Folds(splits, name, len(np.unique(trials)))
+
+
 def _check_fold_count(folds: Any) -> None:
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
         raise ArgumentError(f"folds must be an int >= 2, got {folds!r}")
@@ -369,6 +394,24 @@ def _cross_validate(features: np.ndarray, targets: Sequence[np.ndarray], splits,
         for i, (train, test) in enumerate(splits):
             scores[i] = _fold_scores(features, targets, train, test, regression, warm)
     return scores.mean(0)
+
+
+def held_out_accuracy(
+    features: np.ndarray, target: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> float:
+    """The accuracy on the ``test`` windows of this module's logistic probe fitted on the
+    ``train`` windows (features standardised on ``train``), on one BLAS thread: one fold of
+    `probe_tokens`, for tools that change the features per fold (an eraser fitted on the
+    fold's training windows, `emg_lens.inspect.erasure`).
+
+    >>> x = np.r_[np.zeros((10, 2)), np.ones((10, 2))] + np.linspace(0, 0.1, 20)[:, None]
+    >>> y = np.repeat([0, 1], 10)
+    >>> held_out_accuracy(x, y, np.r_[0:8, 10:18], np.r_[8:10, 18:20])
+    1.0
+    """
+    with one_blas_thread():
+        (score,) = _fold_scores(features, [np.asarray(target)], train, test, False, {})
+    return float(score)
 
 
 def _fold_scores(
@@ -422,6 +465,7 @@ def probe_tokens(
     cut: str | EdgeSet | None = None,
     batch_size: int = 256,
     n_jobs: int = 1,
+    leave_out: str | None = None,
 ) -> pd.DataFrame:
     """Cross-validated linear probes on each token group's activations at each layer.
 
@@ -432,8 +476,12 @@ def probe_tokens(
     trials are fewer; the mean of the folds' scores), predicting
     the gesture class (restricted to the windows of ``classes``, class indices, when given) or
     ``labels`` (one per window: subject, repetition, session; float values are a regression
-    target, fitted by ridge regression and scored by R²). Beside it, the same probe on the
-    control task (the module docstring: each trial's label replaced by another trial's).
+    target, fitted by ridge regression and scored by R²; a name reads the data's window labels,
+    `emg_lens.data.pooled.window_labels`: ``"subject"`` of windows pooled over subjects).
+    Beside it, the same probe on the control task (the module docstring: each trial's label
+    replaced by another trial's). ``leave_out`` (a window label, ``"subject"``) folds by it
+    instead: each fold holds out the windows of one of its values (`leave_one_out`: does what
+    the probe learns on the other subjects transfer?).
 
     ``data`` is a `SubjectData` (its test windows) or ``(X, y)``. ``layers`` are block
     indices (default all); with ``hook="resid_pre"`` layer ``n_layers`` is the stream after
@@ -464,13 +512,20 @@ def probe_tokens(
     check_model(model)
     check_deterministic(model)
     subject = as_subject_data(model, data)
+    if isinstance(labels, str):
+        labels = window_labels(subject, labels, "test")
     names = _hook_names(model, hook, layers)
     chosen = [token_group(model, g) for g in (groups or [*model.layout.groups, POOLED])]
     keep, target, trials, reps = _labels(subject, labels, classes)
     regression = _is_regression(target)
     _check_target(target, folds, regression)
-    found = fold_windows(target, trials, reps, folds, seed=seed, unit=trial_unit(subject.meta),
-                         what="class" if labels is None else "label")  # fmt: skip
+    if leave_out is None:
+        found = fold_windows(target, trials, reps, folds, seed=seed,
+                             unit=trial_unit(subject.meta),
+                             what="class" if labels is None else "label")  # fmt: skip
+    else:
+        left = window_labels(subject, leave_out, "test")[keep]
+        found = leave_one_out(left, target, trials, leave_out)
     splits = found.splits
     control = _control(target, trials, seed)
     chance = (

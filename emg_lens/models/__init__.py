@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from emg_lens.models.native.mlp_baseline import MultimodalMLP
     from emg_lens.models.native.tinymyo import TinyMyo
 
+    MODEL_CLASSES: Mapping[str, type[HookedBiosignalModel]]
+    """Every model class a checkpoint can hold, by class name (built on first use)."""
+
 __all__ = [
     "CLASSIFIERS",
     "MODEL_CLASSES",

@@ -399,6 +399,10 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
         """Run and cache activations; the cache is a TransformerLens `ActivationCache` (its
         residual-stream tools need a transformer stack ``blocks``; per-key access always works).
 
+        Attention runs on its explicit path, which fires every hook; an unhooked ``model(x)``
+        runs PyTorch's fused kernel instead, so the two logits agree to float rounding, not bit
+        for bit (`emg_lens.components.attention` has both paths).
+
         >>> from emg_lens.models import IsoNet
         >>> model = IsoNet(EncoderConfig.preset("tiny"))
         >>> logits, cache = model.run_with_cache(model.example_input())

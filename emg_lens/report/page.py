@@ -37,6 +37,7 @@ from typing import Any
 from emg_lens._io import remove_orphaned_temp_files, write_if_changed
 from emg_lens._version import __version__
 from emg_lens.errors import ArgumentError, MissingDependencyError
+from emg_lens.p_values import P_FLOOR, format_p
 from emg_lens.report.folder import FolderFiles, LeftOut, Unreadable, csv_head
 from emg_lens.report.markdown import table_html, to_html
 from emg_lens.report.view import VIEW_DATA, view_html, view_problem
@@ -44,7 +45,9 @@ from emg_lens.report.view import VIEW_DATA, view_html, view_problem
 __all__ = ["MANIFEST", "REPORT", "report_html", "spec_toml", "write_manifest", "write_report"]
 
 REPORT = "report.html"
+"""The page's file name, in the folder it reports."""
 MANIFEST = "outputs.json"
+"""The output manifest's file name: what a command wrote into the folder (`write_manifest`)."""
 VIEW = "attention_view.html"
 MAX_ROWS = 2000  # rows of one table shown on the page (the CSV has them all)
 MAX_CELL = 300  # characters of one table cell shown on the page
@@ -243,11 +246,6 @@ def _csv_table(files: FolderFiles, name: str) -> str | None:
     return f"<details><summary>{html.escape(name)} ({n} rows)</summary>{table}{note}</details>"
 
 
-P_FLOOR = 1e-16
-"""A p-value below this is a p that underflowed: shown as ``< 1e-16``, never as 0, as the
-studies print p (`emg_lens.studies.stats.format_p`)."""
-
-
 def _is_p_column(name: str) -> bool:
     """A column of p-values, as emg_lens names them: ``p``, ``p_corr``, ``window_p``, ...
 
@@ -272,7 +270,7 @@ def _short(value: str, p_value: bool = False) -> str:
     except ValueError:
         return value
     if p_value and 0 <= number < P_FLOOR:
-        return f"< {P_FLOOR:.0e}"
+        return format_p(number)  # the bound, as every table prints it
     if "." not in value or len(value) < 8 or number != number:  # ints, short numbers, NaN
         return value
     return f"{number:.4g}"

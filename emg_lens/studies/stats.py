@@ -55,6 +55,7 @@ from jaxtyping import Float
 from scipy import stats as sps
 
 from emg_lens.errors import SpecError
+from emg_lens.p_values import P_FLOOR, format_p  # noqa: F401 (the studies' p rule, re-exported)
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -110,7 +111,6 @@ STAR_LEVELS = ((1e-4, "****"), (1e-3, "***"), (1e-2, "**"), (0.05, "*"))
 ALPHA = 0.05  # the weakest star
 BOOTSTRAP_SEED = 0  # one fixed seed: a rerun of a study writes the same intervals
 BOOTSTRAP_RESAMPLES = 2000
-P_FLOOR = 1e-16  # below it a printed p is the bound: a double's tail has no digits left there
 KEEP_MIN_SUBJECTS = 8
 """The fewest subjects from which an absence of change (a keep claim holds, a drop claim fails)
 is concluded when they all changed alike: no spread, typically every one exactly unchanged.
@@ -120,29 +120,6 @@ evidence: with n subjects all unchanged, the share of subjects a cut changes is 
 (one-sided 95 %, Clopper–Pearson) only by ``1 − 0.05^(1/n)``, below a third from 8 on (0.35 at
 7, 0.31 at 8); where 30 % of subjects lose the effect, all of 7 come out unchanged in 8 % of
 studies, all of 8 in 6 %."""
-
-
-def format_p(p: float, digits: int = 3, name: str = "") -> str:
-    """A p-value as every table and console prints it: ``digits`` significant digits, in
-    scientific notation below 1e-4 (Python's ``g``), never ``0``: below `P_FLOOR` (an exact
-    0 is a p that underflowed) the bound ``< 1e-16``; ``n/a`` for NaN. With a ``name``, the
-    text a sentence says: ``p_corr = 0.0078``, ``p < 1e-16``.
-
-    >>> format_p(0.000311), format_p(2.2e-5, 2), format_p(1e-300), format_p(float("nan"))
-    ('0.000311', '2.2e-05', '< 1e-16', 'n/a')
-    >>> format_p(0.0078125, 2, "p_corr"), format_p(0.0, 2, "p")
-    ('p_corr = 0.0078', 'p < 1e-16')
-    """
-    p = float(p)
-    if not np.isfinite(p):
-        text = "n/a"
-    elif p < P_FLOOR:
-        text = f"< {P_FLOOR:.0e}"
-    else:
-        text = f"{p:.{digits}g}"
-    if not name:
-        return text
-    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
 
 
 def paired_test(n: int) -> str:

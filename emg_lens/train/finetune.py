@@ -123,6 +123,8 @@ class FinetuneHistory(RunHistory):
 
 
 class FinetuneResult(NamedTuple):
+    """What `finetune` returns: the model with the kept epoch's weights and its history."""
+
     model: TinyMyo
     history: FinetuneHistory
 

@@ -70,6 +70,7 @@ def _fine_tune(model, data, steps: int = 30) -> None:
     assert all((b.attn.W_Q[:half_heads, half:] == 0).all() for b in model.blocks)
 
 
+@pytest.mark.slow
 def test_a_study_file_runs_on_a_converted_model(models, tmp_path):
     spec = tmp_path / "criss_cross.toml"
     spec.write_text(
@@ -94,6 +95,7 @@ def test_a_study_file_runs_on_a_converted_model(models, tmp_path):
     assert {row["intervention"] for row in rows} == {"baseline", "cross_channel", "head0"}
 
 
+@pytest.mark.slow
 def test_discover_runs_on_a_converted_model(models, tmp_path):
     spec = tmp_path / "discover.toml"
     spec.write_text(

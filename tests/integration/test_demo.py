@@ -29,7 +29,10 @@ import re
 import pandas as pd
 import pytest
 
+from emg_lens.cli.demo import DEMO_STUDY
+from emg_lens.studies import load_spec
 from emg_lens.studies.ablation.planted import PLANTED_MARGIN
+from emg_lens.studies.ablation.result import legend
 from tests.demo_run import N_SUBJECTS, demo_run
 
 pytestmark = pytest.mark.slow
@@ -90,6 +93,13 @@ def test_demo_finds_the_planted_cross_modal_effect_and_not_the_control(shared):
     assert summary.count("| holds |") == 2
     report = (out / "study" / "report.html").read_text()
     assert report.index(">Claims<") < report.index("Baseline accuracy")
+    # what the stars and r_rb are, and why the unimodal cut costs the interaction gestures too
+    # (the study's description), in each (issue 59)
+    assert legend() in printed and legend(markdown=True) in summary
+    assert "r_rb: the rank-biserial correlation" in report and "<code>**</code>" in report
+    why = "What the planted truth predicts is therefore relative"
+    assert why in load_spec(DEMO_STUDY).description
+    assert why in printed and why in summary and why in report
     # Every model is clearly above chance (issue 41, item 3): said, and nothing warned of.
     assert "unmasked accuracy beside chance" in printed and "WARNING" not in printed
     assert "beside chance" in summary and "Warning" not in summary

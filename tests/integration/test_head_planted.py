@@ -11,7 +11,9 @@ model run as it was trained, must show the cross-modal mass in that head.
 Seeds 0-5 trained on one thread (another floating-point path, as on another CPU): the planted
 head ranked first in 5 and its cut cost 5 to 14 points; in the sixth no head's cut moved the
 accuracy by more than 0.4 points (that model never used the route), and the ranking of such
-near-zeros is noise. Its cross-modal mass was 0.57-0.65 in all six.
+near-zeros is noise. Its cross-modal mass was 0.57-0.65 in all six. So a run trains seeds in
+turn until one is informative (seed 0 first, at most 0-2); ``EMG_LENS_TEST_SEEDS=all`` trains
+all three (`tests.seeds`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from emg_lens.discovery.planted import planted_data, train_planted, training_edg
 from emg_lens.edges import cross_modal
 from emg_lens.hooks import compile_edges
 from emg_lens.inspect import attention_flow, head_importance
+from tests.seeds import planted_seeds
 
 pytestmark = pytest.mark.slow
 
 LAYER, HEAD = 1, 2  # the head that may read the other modality
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2)  # measured; a run stops at the first informative one unless told all
 MATTERS = 0.02  # an accuracy change (2 points) that is not the noise of a few windows
 # Seeds 0-5 at 25 epochs: the numbers above. At train_planted's default 14 (enough for
 # discovery's one-way route) no seed's cut moved the accuracy by 2 points (0-1.0 points, one
@@ -42,7 +45,10 @@ def data():
 
 def test_head_importance_ranks_the_planted_head_first_and_flow_shows_its_mass(data):
     informative = 0
-    for seed in SEEDS:
+    asked = planted_seeds(SEEDS)
+    for seed in (*asked, *(s for s in SEEDS if s not in asked)):
+        if informative and seed not in asked:
+            break
         # every cross-modal edge cut, in both directions, except on the planted head
         model = train_planted(data, [(LAYER, HEAD)], seed=seed, route=cross_modal(), epochs=EPOCHS)
         masks = compile_edges(training_edges(model, [(LAYER, HEAD)], cross_modal()), model)

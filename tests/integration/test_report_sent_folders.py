@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from emg_lens.cli import main
@@ -45,6 +46,7 @@ def _open(report, inspect):
     return seen, page.console, page.failed, page.requests
 
 
+@pytest.mark.slow
 def test_a_sent_folders_page_is_never_embedded_and_script_in_tokens_is_text(tmp_path):
     browser_or_skip()
     folder = tmp_path / "sent"
@@ -83,6 +85,7 @@ def test_a_sent_folders_page_is_never_embedded_and_script_in_tokens_is_text(tmp_
     assert requests == [report.as_uri()], requests  # nothing left the page
 
 
+@pytest.mark.slow
 def test_a_circuitsvis_view_renders_in_its_frame_and_stars_read_as_written(tmp_path):
     browser_or_skip()
     folder = tmp_path / "inspect"

@@ -72,6 +72,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_a_study_runs_with_the_builder_and_consent(models, tmp_path, capsys):
     spec = _study(tmp_path, models)
     builder = tmp_path / "models.py"
@@ -128,6 +129,7 @@ def test_editing_the_builder_recomputes_the_cells(models, tmp_path):
     assert (edited.reused, edited.recomputed) == (0, 8)
 
 
+@pytest.mark.slow
 def test_a_discovery_study_file_takes_the_builder(models, tmp_path, capsys):
     write_user_code(tmp_path)
     spec = tmp_path / "circuit.toml"

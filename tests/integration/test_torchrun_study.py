@@ -144,6 +144,7 @@ def test_two_ranks_run_a_training_study_to_the_single_process_tables(tmp_path, m
     assert len(writers) == 2  # both ranks trained
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_ranks_run_attached_checkpoints_through_the_builder_to_the_single_process_tables(
     tmp_path, monkeypatch

@@ -24,13 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from emg_lens import EncoderConfig
-from emg_lens.checkpoints import save_checkpoint
-from emg_lens.data.datasets import data_source
-from emg_lens.data.preprocess import PreprocessSpec
-from emg_lens.data.synthetic.emg_acc import SyntheticSpec
-from emg_lens.models import IsoNet
 from tests.docs_pages import section
+from tests.tiny import synthetic_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -82,22 +77,7 @@ def folder(tmp_path_factory) -> Path:
             f"raise ImportError('the planted {name}.py ran')\n"
         )
     (root / "study.toml").write_text(STUDY)
-    source = data_source(
-        "synthetic",
-        synthetic=SyntheticSpec(n_subjects=1, movement_seconds=1.0),
-        preprocess=PreprocessSpec(segment=(0.25, 1.0), step=200),
-    )
-    cfg = EncoderConfig.preset(
-        "tiny",
-        seed=1,
-        modalities={"emg": 12, "acc": 36},
-        n_samples=200,
-        n_classes=12,
-        init_range=0.5,  # large enough weights that cutting edges moves the margin
-    )
-    save_checkpoint(
-        IsoNet(cfg), root / "models" / "subject_1", metadata={"subject": 1, "data_source": source}
-    )
+    synthetic_checkpoint(root / "models")
     return root
 
 

@@ -22,6 +22,7 @@ def _load(name: str):
         sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -111,7 +112,7 @@ def test_screen_vs_exact_prints_one_json_line(capsys):
     assert json.loads(lines[0]) == result
     assert result["benchmark"] == "screen_vs_exact"
     assert result["candidates"] == result["faithfulness_candidates"] == 2 * 4 * 9
-    for key in ("screen_s", "exact_s", "speedup"):
+    for key in ("screen_s", "screen_ig_s", "exact_s", "speedup"):
         assert isinstance(result[key], float) and result[key] > 0, key
     assert result["speedup_min"] <= result["speedup"] <= result["speedup_max"]
     # On the seeded random model the estimates rank like the exact effects, and every
@@ -119,8 +120,14 @@ def test_screen_vs_exact_prints_one_json_line(capsys):
     assert result["spearman"] > 0.8 and result["spearman_all_heads"] > 0.8
     assert result["over_5_points"] > 0
     assert result["same_sign"] == result["over_5_points"]
+    # Both screens are reported (issue 58): at this size (two layers, a CLS head) every
+    # candidate is computed exactly, so they agree.
+    assert result["ig_steps"] == 5
+    for key in ("spearman", "spearman_all_heads", "random_spearman", "same_sign"):
+        assert result[f"{key}_ig"] == result[key], key
 
 
+@pytest.mark.slow
 def test_search_methods_prints_one_json_line(capsys):
     result = _load("search_methods").main(["--quick"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -131,6 +138,7 @@ def test_search_methods_prints_one_json_line(capsys):
         for tau, kept_share, faithfulness in view[f"{method}_points"]:
             assert faithfulness > 1 - tau and 0 < kept_share < 1
         assert view[f"{method}_auc"] > 0 and not view[f"{method}_classes_lost"]
+        assert 0 <= view[f"{method}_cmd"] < 1  # MIB's CMD beside the CPR
 
 
 def test_converted_forward_prints_one_json_line_per_architecture(capsys):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 DESIGN = ROOT / "docs" / "DESIGN.md"
 THIS_FILE = Path(__file__).resolve()
@@ -87,6 +89,7 @@ def _problems(text: str, path: Path, sections: set[int]) -> list[str]:
     return problems
 
 
+@pytest.mark.slow
 def test_every_design_citation_names_docs_design_md_and_an_existing_section():
     sections = _design_sections()
     problems = []

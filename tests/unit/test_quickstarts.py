@@ -77,6 +77,7 @@ def workdir(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- NinaPro DB2
 
 
+@pytest.mark.slow
 def test_readme_ninapro_db2_commands_run_on_synth_output(workdir):
     # synth used to write exercise B only, so `train --exercises B C D` stopped at E2.
     tiny = ["--movement-seconds", "0.1", "--rest-seconds", "0.05"]
@@ -100,6 +101,7 @@ def test_readme_ninapro_db2_commands_run_on_synth_output(workdir):
         assert Path("runs/db2_inspect", f"{figure}.png").is_file(), figure
 
 
+@pytest.mark.slow
 def test_readme_your_own_recordings_run_on_the_myo_files(workdir):
     """The folder route on LibEMG's real Myo recordings, as the README writes it."""
     shutil.copytree(ROOT / "tests" / "data" / "libemg_myo", workdir / "tests/data/libemg_myo")
@@ -116,6 +118,7 @@ def test_readme_your_own_recordings_run_on_the_myo_files(workdir):
         assert Path("runs/myo/inspect", f"{figure}.png").is_file(), figure
 
 
+@pytest.mark.slow
 def test_readme_hdsemg_contraction_study_runs_on_the_real_file(workdir, capsys):
     """The regression study on openhdemg's real OT BioLab+ file, as the README writes it
     (`make data` fetches the file; `make test` does), its model trained three epochs."""
@@ -189,6 +192,7 @@ SMALL_WINDOWS = ["--window", "200", "--step", "200", "--quiet"]  # 16 x 200: 160
 ONE_LAYER = ["--layers", "1", "--epochs", "1", "--batch-size", "8", "--quiet"]
 
 
+@pytest.mark.slow
 def test_readme_pretraining_then_fine_tuning_as_above_runs(workdir):
     # "Then fine-tune it as above, with --checkpoint runs/tinymyo_pretrained in place of
     # --from-biofoundation TinyMyo.safetensors": the DB5 block, so edited.
@@ -216,6 +220,7 @@ def test_readme_pretraining_then_fine_tuning_as_above_runs(workdir):
     ]
 
 
+@pytest.mark.slow
 def test_readme_synthetic_pretraining_fine_tunes_on_epn612(workdir, capsys):
     # The default pretrain (12 x 100) could not be fine-tuned on an EPN-612 store (8 x 1000),
     # and no command gave a 16 x 1000 TinyMyo without a BioFoundation file.
@@ -274,6 +279,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.ablation.planted import format_findings
+    from emg_lens.studies.ablation.result import legend
 
     (printed,) = [b.text for b in blocks("text") if b.heading == "## What the demo shows"]
     synthetic, _ = demo_setup()
@@ -306,6 +312,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     assert len(claims) == 3 and claims == [
         x for x in lines if x.startswith(("planted:", "Planted vs found"))
     ]
+    assert legend() in printed  # the key to the stars and r_rb, below the claims (issue 59)
 
 
 # ----------------------------------------------------------------------------- every block
@@ -369,6 +376,12 @@ SKIPPED = {
     "this suite",
     ("## Install", "make test TORCH_INDEX="): "make creates .venv and installs torch from "
     "PyTorch's CPU wheel index, over the network; .ci/run runs `make test` itself",
+    ("## Two commands", "pip install torch --index-url"): "installs torch and emg_lens from the "
+    "network (PyTorch's CPU wheel index, then PyPI); test_a_pip_user_without_a_gpu_is_told_to_"
+    "install_the_cpu_torch_first checks the lines",
+    ("## Install", "pip install torch --index-url"): "installs torch and emg_lens from the "
+    "network (PyTorch's CPU wheel index, then PyPI); test_a_pip_user_without_a_gpu_is_told_to_"
+    "install_the_cpu_torch_first checks the lines",
     ("## NinaPro DB5 (TinyMyo fine-tuning)", "emg-lens windows --source ninapro-db5"): "needs "
     "the published TinyMyo.safetensors, a download; "
     "test_readme_pretraining_then_fine_tuning_as_above_runs runs this block with --checkpoint "
@@ -432,7 +445,8 @@ def test_readme_biofoundation_block_loads_a_checkpoint_file(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     """A fresh clone's folder (the repository's studies/, no runs/): the blocks that read
-    runs/demo, as written, after a small `emg-lens demo` (what `make demo` runs)."""
+    runs/demo, as written, after a small `emg-lens demo` (what `make demo` runs), the README's
+    Python block among them."""
     pytest.importorskip("onnxruntime")
     (study,) = readme_blocks("## A study file")
     (export,) = readme_blocks("# Export a masked model")
@@ -442,6 +456,11 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     assert "runs/demo/models/subject_1 does not exist" in capsys.readouterr().err
     small = ["--n-subjects", "2", "--epochs", "1", "--refits", "0", "--quiet", "--threads", "1"]
     assert main(["demo", *small]) == 0  # no refits: train_subjects' (tested there); only time
+    # the README's notebook block, on a model the demo trained (issue 59)
+    (notebook,) = [b for b in blocks("python") if b.page == ROOT / "README.md"]
+    capsys.readouterr()
+    exec(compile(notebook.text, notebook.where, "exec"), {})
+    assert "TokenLayout: 25 tokens" in capsys.readouterr().out
     run_readme(study, {})
     run_readme(export, {})
     # the demo line of the probe block is the one above, at its small size

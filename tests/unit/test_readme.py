@@ -13,17 +13,38 @@ README_MAX_LINES = 250
 """The README is the landing page (issue 49); the manual is the site under docs/."""
 
 
+def save_demo_checkpoint(folder) -> None:
+    """A model of the demo's (`emg-lens demo`: its data's shape, `DEMO_MODEL`), untrained, where
+    the demo saves subject 1's: the README's block loads it. It runs on a real demo's output in
+    tests/unit/test_quickstarts.py's slow test of the blocks that read runs/demo."""
+    from emg_lens.checkpoints import save_checkpoint
+    from emg_lens.cli.demo import DEMO_MODEL
+    from emg_lens.config import EncoderConfig, config_for_data
+    from emg_lens.data.synthetic.emg_acc import demo_setup
+    from emg_lens.models import IsoNet
+
+    synthetic, preprocess = demo_setup()
+    modalities = {"emg": synthetic.n_emg, "acc": 3 * synthetic.n_acc_sensors}
+    base = EncoderConfig.preset("demo", **DEMO_MODEL)
+    cfg = config_for_data(IsoNet, base, modalities, synthetic.n_gestures, preprocess.window)
+    save_checkpoint(IsoNet(cfg), folder / "runs" / "demo" / "models" / "subject_1")
+
+
 @pytest.mark.parametrize(
     "page", pages(), ids=lambda page: page.relative_to(ROOT).as_posix().replace("/", "-")
 )
+@pytest.mark.slow
 def test_every_python_block_runs_as_printed(page, tmp_path, monkeypatch, capsys):
-    """Each ``python`` block of a page, in a fresh namespace, in an empty working folder."""
+    """Each ``python`` block of a page, in a fresh namespace, in an empty working folder (the
+    README's, beside a model where `make demo` saves one)."""
     monkeypatch.chdir(tmp_path)
+    if page == README:
+        save_demo_checkpoint(tmp_path)
     for block in (b for b in blocks("python") if b.page == page):
         exec(compile(block.text, block.where, "exec"), {})
     out = capsys.readouterr().out
-    if page == README:
-        assert "TokenLayout: 49 tokens" in out and "CLS -> acc attention per head" in out
+    if page == README:  # the demo's models: two layers over 12 sEMG and 12 ACC tokens
+        assert "TokenLayout: 25 tokens" in out and "CLS -> acc attention per head" in out
 
 
 def test_readme_is_a_landing_page_with_the_two_commands_and_links_into_the_site():
@@ -45,6 +66,17 @@ def test_no_page_sends_the_user_to_a_local_package_mirror_for_the_cpu_build():
         'TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"' in text
         for text in (README.read_text(), (ROOT / "docs" / "getting-started.md").read_text())
     )
+
+
+def test_a_pip_user_without_a_gpu_is_told_to_install_the_cpu_torch_first():
+    """Issue 59: `pip install emg_lens` alone pulls PyPI's CUDA torch (6.3 GB) onto a machine
+    without a GPU; the README and Getting started say how to get the CPU build with pip."""
+    lines = (
+        "pip install torch --index-url https://download.pytorch.org/whl/cpu\npip install emg_lens\n"
+    )
+    for page in (README, ROOT / "docs" / "getting-started.md"):
+        assert [b.text for b in blocks("bash") if b.page == page].count(lines) == 1, page
+    assert '"torch>=2.6"' in (ROOT / "pyproject.toml").read_text()  # which the CPU build meets
 
 
 def test_bring_your_own_model_starts_with_attach(capsys):

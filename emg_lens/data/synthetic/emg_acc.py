@@ -39,7 +39,7 @@ per exercise: what ``emg-lens synth --format ninapro-db2`` writes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ __all__ = [
     "generate_recordings",
     "gesture_kinds",
     "planted_setup",
+    "subject_signature_setup",
     "synthesize_ninapro_db2",
 ]
 
@@ -89,6 +90,10 @@ class SyntheticSpec:
     noise: float = 0.15  # additive sensor noise, relative to the signal scale
     subject_variability: float = 0.3  # how much subjects' patterns differ from each other
     seed: int = 0
+    # a subject signature on the accelerometers only: each subject's sensors read with a
+    # constant offset per axis (a calibration bias), drawn N(0, subject_offset) per subject; a
+    # per-subject z-score removes it (pool_subjects(standardize=True) keeps it). 0: none.
+    subject_offset: float = 0.0
 
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
@@ -111,13 +116,22 @@ class SyntheticSpec:
             raise ConfigError("SyntheticSpec has too few electrodes for its interaction bits")
         if self.movement_seconds <= 0 or self.rest_seconds < 0:
             raise ConfigError("SyntheticSpec.movement_seconds must be > 0 and rest_seconds >= 0")
+        if self.subject_offset < 0:
+            raise ConfigError(
+                f"SyntheticSpec.subject_offset must be >= 0, got {self.subject_offset}"
+            )
 
     @property
     def n_gestures(self) -> int:
         return self.n_emg_gestures + self.n_acc_gestures + self.n_interaction_gestures
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, ``subject_offset`` only where it is set (so the data sources, and their
+        digests, of specs from before it existed are unchanged)."""
+        fields = asdict(self)
+        if not fields["subject_offset"]:
+            del fields["subject_offset"]
+        return fields
 
 
 def gesture_kinds(spec: SyntheticSpec) -> dict[int, str]:
@@ -198,6 +212,43 @@ def demo_setup(n_subjects: int = 8, seed: int = 0) -> tuple[SyntheticSpec, Prepr
     """
     planted, preprocess = planted_setup(n_subjects, seed)
     return SyntheticSpec(**{**planted.to_dict(), "n_emg": 12, "n_acc_sensors": 4}), preprocess
+
+
+def subject_signature_setup(
+    n_subjects: int = 3, seed: int = 0, offset: float = 0.3
+) -> tuple[SyntheticSpec, PreprocessSpec]:
+    """`planted_setup`'s gestures, small, with a subject signature planted on the
+    accelerometers only, for a model applied across subjects (a pooled model: notebook 10).
+
+    Every subject performs the gestures alike (``subject_variability`` 0), and each subject's
+    accelerometers read with their own constant offset per axis (``subject_offset``); the sEMG
+    carries nothing of who moves. The windows are not z-scored per subject, which would remove
+    the offset: pool the subjects with `emg_lens.data.pooled.pool_subjects` (``standardize``:
+    one z-score over every subject's training windows). Small enough to train a pooled model in
+    seconds: 4 sEMG electrodes and one three-axis accelerometer (7 channel tokens), 2 gestures of
+    each single-modality kind and 2 interaction gestures (one XOR bit), 0.5 s movements cut
+    into 40-sample windows (20 ms) without overlap; the repetitions and their split are
+    `planted_setup`'s.
+
+    >>> synthetic, preprocess = subject_signature_setup()
+    >>> synthetic.subject_offset, synthetic.subject_variability, preprocess.standardize
+    (0.3, 0.0, False)
+    >>> synthetic.n_emg + 3 * synthetic.n_acc_sensors, synthetic.n_gestures, preprocess.window
+    (7, 6, 40)
+    """
+    planted, planted_preprocess = planted_setup(n_subjects, seed)
+    synthetic = replace(
+        planted,
+        n_interaction_gestures=2,
+        movement_seconds=0.5,
+        rest_seconds=0.1,
+        n_emg=4,
+        n_acc_sensors=1,
+        subject_variability=0.0,
+        subject_offset=offset,
+    )
+    preprocess = replace(planted_preprocess, window=40, step=40, standardize=False)
+    return synthetic, preprocess
 
 
 def generate_recordings(
@@ -315,11 +366,11 @@ def generate_db2_exercise(spec: SyntheticSpec, subject: int, exercise: str | int
 
 
 def synthesize_ninapro_db2(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
-    """Synthetic NinaPro DB2 files under ``out``, one subject at a time: ``DB2_s<N>/S<N>_E<k>_A1
-    .mat`` for each of ``options["exercises"]`` (default `DB2_SYNTH_EXERCISES`), from
-    `db2_spec` (``n_subjects``, ``seed``, ``movement_seconds``, ``rest_seconds``). The files
-    hold ``emg``, ``acc``, the label columns and no ``glove`` (which some real files lack too;
-    the generator has no hand kinematics to put there).
+    """Synthetic NinaPro DB2 files under ``out``, one subject at a time:
+    ``DB2_s<N>/S<N>_E<k>_A1.mat`` for each of ``options["exercises"]`` (default
+    `DB2_SYNTH_EXERCISES`), from `db2_spec` (``n_subjects``, ``seed``, ``movement_seconds``,
+    ``rest_seconds``). The files hold ``emg``, ``acc``, the label columns and no ``glove``
+    (which some real files lack too; the generator has no hand kinematics to put there).
 
     >>> import tempfile
     >>> options = {"n_subjects": 1, "movement_seconds": 0.1, "rest_seconds": 0.05}
@@ -495,6 +546,9 @@ def _subject_recording(
     emg += spec.noise * 0.1 * rng.standard_normal(emg.shape)
     acc = posture + 0.02 * slow_noise(rng, total, (spec.n_acc_sensors, 3), fs)
     acc += spec.noise * 0.05 * rng.standard_normal(acc.shape)
+    if spec.subject_offset:  # its own random stream: the signals above are as without it
+        bias = np.random.default_rng([spec.seed, subject, 1 << 20])
+        acc += bias.normal(0, spec.subject_offset, (spec.n_acc_sensors, 3))
     return Recording(
         subject=subject,
         signals={

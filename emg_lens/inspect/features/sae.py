@@ -15,9 +15,9 @@ __all__ = ["TopKSAE", "fit_sae"]
 
 
 class TopKSAE(torch.nn.Module):
-    """A TopK sparse autoencoder: ``f = TopK(relu((x - b_dec) @ W_enc + b_enc))``, ``x̂ = f @
-    W_dec + b_dec``, each row of ``W_dec`` (a feature's direction) of unit norm. The encoder
-    starts as the decoder's transpose (Gao et al. 2024).
+    """A TopK sparse autoencoder: ``f = TopK(relu((x - b_dec) @ W_enc + b_enc))``,
+    ``x̂ = f @ W_dec + b_dec``, each row of ``W_dec`` (a feature's direction) of unit norm. The
+    encoder starts as the decoder's transpose (Gao et al. 2024).
 
     >>> sae = TopKSAE(d_in=8, n_features=16, k=2, seed=0)
     >>> x = torch.randn(5, 8)

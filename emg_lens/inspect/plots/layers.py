@@ -79,10 +79,20 @@ def plot_patching(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _panel_title(key: tuple, columns: list[str]) -> str:
+    """A probe panel's title: its model and target (`probe_subjects`' rows) and its cut."""
+    parts = [str(v) for c, v in zip(columns, key) if c != "cut"]
+    cut = dict(zip(columns, key))["cut"]
+    parts.append("no edge cut" if cut == "none" else f"cut: {cut}")
+    return " · ".join(parts)
+
+
 def plot_probes(table: pd.DataFrame) -> plt.Figure:
     """Probe accuracy by layer, one line per token group (dotted: the same probe on the control
-    task; grey: chance), one panel per ``cut`` condition when the table has that column, from
-    `emg_lens.inspect.probe_tokens` (several subjects' rows are averaged).
+    task; grey: chance), one panel per ``cut`` condition when the table has that column (and
+    per ``model`` and ``target``, `emg_lens.inspect.probe_report.probe_subjects`' trained and
+    random-init models, subject and gesture probes), from `emg_lens.inspect.probe_tokens`
+    (several subjects' rows are averaged).
 
     >>> table = pd.DataFrame({"layer": [0, 1], "group": "emg", "accuracy": [0.3, 0.9],
     ...                       "control_accuracy": [0.3, 0.4], "chance": 0.25})
@@ -93,11 +103,12 @@ def plot_probes(table: pd.DataFrame) -> plt.Figure:
         table, ["layer", "group", "accuracy", "control_accuracy", "chance"], "plot_probes"
     )
     table = table.assign(cut=table.get("cut", "none"))
-    cuts = list(dict.fromkeys(table["cut"]))
-    fig, axes = plt.subplots(1, len(cuts), figsize=(4.6 * len(cuts), 3.6), sharey=True)
+    columns = [c for c in ("target", "model") if c in table.columns] + ["cut"]
+    panels = list(dict.fromkeys(zip(*(table[c] for c in columns))))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), sharey=True)
     axes = np.atleast_1d(axes)
-    for ax, cut in zip(axes, cuts):
-        rows = table[table["cut"] == cut]
+    for ax, key in zip(axes, panels):
+        rows = table[np.logical_and.reduce([table[c] == v for c, v in zip(columns, key)])]
         mean = rows.groupby(["group", "layer"], sort=False)[["accuracy", "control_accuracy"]]
         mean = mean.mean().reset_index()
         for k, (group, g) in enumerate(mean.groupby("group", sort=False)):
@@ -107,7 +118,7 @@ def plot_probes(table: pd.DataFrame) -> plt.Figure:
         ax.axhline(float(rows["chance"].mean()), color="0.6", lw=1, ls="--")
         ax.set_xticks(sorted(rows["layer"].unique()))
         ax.set_xlabel("layer (residual stream entering it; last: after the last block)")
-        ax.set_title("no edge cut" if cut == "none" else f"cut: {cut}", fontsize=10)
+        ax.set_title(_panel_title(key, columns), fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out probe accuracy")
     axes[0].legend(fontsize=8, frameon=False, title="tokens", title_fontsize=8)

@@ -4,7 +4,8 @@ TransformerLens `HookedRootModule`.
 The attached model holds the user's module as ``model`` (its parameters, not a copy) and runs
 its own forward. What it adds, for each attention call of that forward in call order (layer
 ``L``): ``blocks.{L}.attn.hook_attn_scores`` ``[batch, head, query, key]`` (scaled scores after
-the model's own masks, before the softmax), ``blocks.{L}.attn.hook_pattern``, and, where a
+the model's own masks, before the softmax; ``[batch * F, ...]`` for a call that folds ``F``
+problems into its batch, below), ``blocks.{L}.attn.hook_pattern``, and, where a
 module around the call carries the residual stream (`find_blocks`),
 ``blocks.{L}.hook_resid_pre`` / ``hook_resid_post`` (its input and output). ``edge_masks=``
 cuts edges as on every emg_lens encoder.
@@ -104,8 +105,10 @@ class AttachedAttention(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.hook_attn_scores = HookPoint()  # [batch, head_index, query_pos, key_pos]
-        self.hook_pattern = HookPoint()  # [batch, head_index, query_pos, key_pos]
+        # [batch * F, head_index, query_pos, key_pos]: F problems per input row where the call
+        # folds them into its batch (its Fold), F = 1 otherwise
+        self.hook_attn_scores = HookPoint()
+        self.hook_pattern = HookPoint()  # the same shape
 
 
 class AttachedBlock(nn.Module):

@@ -27,13 +27,28 @@ built classifier takes). Every instance braindecode's own integration test build
 architecture opens exactly; any other entry built without a size it needs is refused naming
 ``ch_names=`` / ``n_times=``, which open it.
 
-What has no softmax over tokens is refused by name (`REFUSED`: BIOT's linear attention).
-Not in the table yet (`NOT_YET`, said by name): REVE, which braindecode builds only after
-downloading its position bank (so an entry could not be tested here).
+MetaNeuromotorHand (Meta's sEMG handwriting conformer) attends within a causal window: each
+frame, the query "now", reads the ``W`` frames of its window, every frame of every input row
+folded into the batch (``[batch * frames, head, 1, W]``). Its keys are not the window's frames
+one by one: Meta's code, which braindecode reproduces for its checkpoints, reshapes the window
+``[frames, features]`` as if it were ``[features, frames]``, so that a key holds ``D`` values of
+the feature-major flattened window (`window_keys`); at its sizes (``D`` 64, ``W`` 16 or 8)
+every key holds every lag of the window, and a cut of one key removes some features of all of
+them. Its own mask (the first ``W - 1`` frames block keys, in that key order) stays.
+
+SignalJEPA and SignalJEPA_Contextual attend over one token per channel and time step of their
+convolutional encoder (``nn.TransformerEncoder``); SignalJEPA, built without ``n_times``, opens
+any size. REVE attends over the (overlapping) patches of each channel; built with
+``attention_pooling=True`` it is refused by name (its pooling query's softmax runs in its own
+forward, where attach cannot hook it).
+
+What has no softmax over tokens is refused by name (`REFUSED`: BIOT's linear attention;
+SignalJEPA's post- and pre-local variants, built without its transformer). An architecture
+with softmax attention the zoo does not open yet would be said by name (`NOT_YET`, empty now).
 
 >>> sorted(ZOO)  # doctest: +NORMALIZE_WHITESPACE
 ['ATCNet', 'BENDR', 'CBraMod', 'CTNet', 'EEGConformer', 'EEGPT', 'LUNA', 'Labram', 'MEDFormer',
- 'PBT']
+ 'MetaNeuromotorHand', 'PBT', 'REVE', 'SignalJEPA', 'SignalJEPA_Contextual']
 >>> ZOO["EEGConformer"].tokens
 'time slices after the temporal and spatial convolutions and pooling (each mixes every channel)'
 """
@@ -46,7 +61,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emg_lens.errors import AttachError, InputShapeError, describe
+from emg_lens.errors import ArgumentError, AttachError, InputShapeError, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.build import attach, model_size
 from emg_lens.models.attached.find import Probe, named_modules_of, probe
@@ -61,11 +76,13 @@ __all__ = [
     "attach_braindecode",
     "braindecode_name",
     "flat_patches",
+    "window_keys",
 ]
 
 TIME = "time"  # tokens that are time slices of every channel
 MIXED = "mixed"  # tokens that run across two channels (the end of one, the start of the next)
 QUERY = "query"  # learned queries (LUNA's, EEGPT's summary tokens)
+NOW = "now"  # the query of a causal window: its last frame (MetaNeuromotorHand)
 
 
 @dataclass(frozen=True)
@@ -86,7 +103,8 @@ class ZooEntry:
     ``any_size``: for an architecture whose forward runs at any input size, the size
     ``(channels, samples)`` to probe at attach, from the model and the sizes known (None where
     not: it was built without them); every other size then opens at the call, its layouts
-    built by ``layouts`` (called with ``model`` None: they read nothing off the model).
+    built by ``layouts`` (called with ``model`` None: they read nothing off the model);
+    ``refuses``: why an instance built with some option cannot be opened (None: it can).
     """
 
     tokens: str
@@ -95,6 +113,7 @@ class ZooEntry:
     converter: bool = False
     attention: str | None = None
     any_size: Callable[[nn.Module, int | None, int | None], tuple[int, int]] | None = None
+    refuses: Callable[[nn.Module], str | None] | None = None
 
 
 def _time(n: int, cls: bool = False) -> TokenLayout:
@@ -121,6 +140,10 @@ def _one_patch(names: Sequence[str], extra: int = 0) -> TokenLayout:
 
 def _time_every_call(calls, names, model, cls=False):
     return [_time(call.n_key - cls, cls) for call in calls]
+
+
+def _channel_patches(calls, names, model):
+    return [_channels(names, call.n_key // len(names)) for call in calls]
 
 
 def _cls_channel_patches(calls, names, model):
@@ -190,6 +213,25 @@ def _cbramod_size(model: nn.Module, channels: int | None, samples: int | None):
     return channels, tokens // channels * patch
 
 
+def _signal_jepa_size(model: nn.Module, channels: int | None, samples: int | None):
+    """The size to probe a SignalJEPA at: the sizes known; without ``n_times``, its feature
+    encoder's receptive field (one token per channel)."""
+    field, stride = 1, 1
+    for _, width, step in model.feature_encoder.conv_layers_spec:
+        field, stride = field + (width - 1) * stride, stride * step
+    return channels or model.n_chans, samples or field
+
+
+def _reve_pooling(model: nn.Module) -> str | None:
+    if getattr(model, "use_attention_pooling", False):
+        return (
+            "it was built with attention_pooling=True, whose learned query reads every token "
+            "through a softmax over [batch, 1, tokens] in REVE.forward itself, which attach "
+            "cannot hook: build it with attention_pooling=False (braindecode's default)"
+        )
+    return None
+
+
 def _per_patch_with_summary(calls, names, model):
     return [_one_patch(names, call.n_key - len(names)) for call in calls]
 
@@ -209,6 +251,58 @@ def _luna(calls, names, model):
         else:
             layouts.append(_time(call.n_key))
     return layouts
+
+
+def _lags(lags: set[int]) -> str:
+    """A key group naming the lags it holds: ``lag_3``, ``lags_8to15``, ``lags_0to3_14to15``."""
+    ordered, runs = sorted(lags), []
+    for lag in ordered:
+        if runs and lag == runs[-1][1] + 1:
+            runs[-1][1] = lag
+        else:
+            runs.append([lag, lag])
+    if len(ordered) == 1:
+        return f"lag_{ordered[0]}"
+    return "lags_" + "_".join(str(a) if a == b else f"{a}to{b}" for a, b in runs)
+
+
+def window_keys(d_model: int, window: int) -> TokenLayout:
+    """The tokens of one of MetaNeuromotorHand's windowed attention calls: the query
+    ``"now"`` (the window's last frame) reading ``window`` keys, in the model's key order.
+
+    Meta's code (``generic_neuromotor_interface.networks.MultiHeadAttention``, which
+    braindecode reproduces so that its checkpoints load) makes the keys and values as
+    ``windows.transpose(1, 2).reshape(-1, W, D)`` from the window ``[W frames, D features]``:
+    key ``j`` is not frame ``j`` but the values ``j * D`` to ``j * D + D - 1`` of the window
+    flattened feature-major (``feature * W + frame``). Each key's group names the lags (0 =
+    now, ``W - 1`` = the oldest frame) whose values it holds: with ``D >= W`` every key holds
+    every lag (its own ``D / W`` features of each); with ``D < W`` a key holds ``D`` frames of
+    one or two features. No token embeds an input channel or one time patch (channel and
+    time -1).
+
+    >>> window_keys(64, 16).group == ("lags_0to15",) * 16  # braindecode's defaults
+    True
+    >>> window_keys(8, 16).group[:3]  # key 0: feature 0 at frames 0..7, the oldest
+    ('lags_8to15', 'lags_0to7', 'lags_8to15')
+    >>> window_keys(6, 16).group[2], window_keys(1, 4).group  # D = 1: key j is frame j
+    ('lags_0to3_14to15', ('lag_3', 'lag_2', 'lag_1', 'lag_0'))
+    >>> window_keys(8, 16).query_side.group
+    ('now',)
+    """
+    for name, value in (("d_model", d_model), ("window", window)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ArgumentError(f"window_keys needs {name} as an int >= 1, got {value!r}")
+    group = tuple(
+        _lags({window - 1 - flat % window for flat in range(j * d_model, (j + 1) * d_model)})
+        for j in range(window)
+    )
+    keys = TokenLayout(group, (-1,) * window, (-1,) * window)
+    return TokenLayout.cross(TokenLayout((NOW,), (-1,), (-1,)), keys)
+
+
+def _causal_windows(calls, names, model):
+    # Each call's D is its nn.MultiheadAttention's width (the calls show heads and keys only).
+    return [window_keys(model.get_submodule(call.module).embed_dim, call.n_key) for call in calls]
 
 
 def _medformer(calls, names, model):
@@ -272,20 +366,46 @@ ZOO: dict[str, ZooEntry] = {
         _per_patch_with_summary,
         converter=True,
     ),
+    "SignalJEPA": ZooEntry(
+        "one token per channel and time step of its convolutional encoder (channel-major)",
+        _channel_patches,
+        any_size=_signal_jepa_size,
+    ),
+    "SignalJEPA_Contextual": ZooEntry(
+        "one token per channel and time step of its convolutional encoder (channel-major)",
+        _channel_patches,
+    ),
+    "REVE": ZooEntry(
+        "one token per channel and patch (channel-major; patches overlap by patch_overlap samples)",
+        _channel_patches,
+        refuses=_reve_pooling,
+    ),
+    "MetaNeuromotorHand": ZooEntry(
+        "per frame (the frames folded into the batch), the query 'now' reading the W keys of "
+        "its causal window as the model reshapes them: each key holds D values of the window "
+        "flattened feature-major, so at D >= W every key holds every lag (group "
+        "'lags_0to15'); key groups name the lags a key holds (see window_keys)",
+        _causal_windows,
+    ),
 }
 """One entry per braindecode architecture that `attach_braindecode` opens."""
 
+_NO_TRANSFORMER = (
+    "braindecode builds it without SignalJEPA's transformer (a convolutional encoder and a "
+    "classifier): it has no attention; SignalJEPA and SignalJEPA_Contextual have one"
+)
 REFUSED: dict[str, str] = {
     "BIOT": "its attention is linear attention (softmax over features, never over query-key "
     "pairs): there is no [query, key] score to hook or cut",
+    "SignalJEPA_PostLocal": _NO_TRANSFORMER,
+    "SignalJEPA_PreLocal": _NO_TRANSFORMER,
 }
 """braindecode architectures with no softmax attention over tokens, refused by name."""
 
-NOT_YET: dict[str, str] = {
-    "REVE": "braindecode builds it only after downloading its position bank, so its entry is "
-    "untested",
-}
-"""braindecode architectures with softmax attention that the zoo does not open yet, and why."""
+NOT_YET: dict[str, str] = {}
+"""braindecode architectures with softmax attention that the zoo does not open yet, and why
+(none now: REVE, here until issue 58, opens; its tests build it from a position bank on
+disk, which braindecode otherwise downloads)."""
 
 
 def braindecode_name(model: nn.Module) -> str | None:
@@ -367,6 +487,9 @@ def attach_braindecode(
             f"{', '.join(sorted(ZOO))}); open it with emg_lens.models.attach(model, layout=...)"
         )
     entry = ZOO[name]
+    refusal = None if entry.refuses is None else entry.refuses(model)
+    if refusal is not None:
+        raise AttachError(f"braindecode's {name} cannot be attached: {refusal}")
     names, samples = _names(model, name, ch_names), _samples(model, n_times, name)
     if entry.any_size is not None:
         channels = None if names is None else len(names)

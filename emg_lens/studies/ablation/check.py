@@ -20,10 +20,12 @@ __all__ = ["check_ablation", "claims_note"]
 
 
 def _check_layout(spec: Any, target: Target) -> None:
-    """Every edge expression compiles against the target's layout and every
-    ``zero_modality`` is one of its groups, as `study run` would find on the first model: else
-    a `SpecError` naming the intervention. Python hooks are not run here."""
+    """Every edge expression compiles against the target's layout, every ``zero_modality`` is
+    one of its groups and every erasure's ``tokens`` names tokens of it, as `study run` would
+    find on the first model: else a `SpecError` naming the intervention. Python hooks are not
+    run here."""
     from emg_lens.edges import parse
+    from emg_lens.hooks.erasure import layout_positions
     from emg_lens.layout import CLS
 
     for intervention in spec.interventions:
@@ -33,6 +35,13 @@ def _check_layout(spec: Any, target: Target) -> None:
                 parse(intervention.edges).compile(target.layout, target.n_heads)
             except LayoutError as exc:
                 raise SpecError(f"{where}: {exc} (checked against {target.source})") from exc
+        if intervention.tokens is not None:
+            try:
+                layout_positions(target.layout, target.n_heads, intervention.tokens)
+            except LayoutError as exc:
+                raise SpecError(
+                    f"{where}: tokens: {exc} (checked against {target.source})"
+                ) from exc
         modality = intervention.zero_modality
         if modality is not None and modality not in target.layout.groups:
             raise SpecError(

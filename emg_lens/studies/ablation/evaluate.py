@@ -16,7 +16,8 @@ it is dropped (`tree_plan` says what is left to run).
 Before a condition's result is accepted, a few windows are run again through the *hooked* path
 (``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
 of ``hook_pattern`` exactly 0: a mask that did not take effect is an error, not a result.
-Input ablations and user hook factories run as plain hooked forward passes.
+Input ablations, user hook factories and erasures (`emg_lens.studies.ablation.erasure`: fitted
+on the subject's training windows) run as plain hooked forward passes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
 from emg_lens.models.base import LAYERWISE, provides
+from emg_lens.studies.ablation.erasure import ErasureFits
 from emg_lens.studies.ablation.grid import BASELINE, Condition
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm, run_children
@@ -141,14 +143,17 @@ def _edge_sequences(
     model, todo: list[Condition], code: StudyCode, table: _MaskTable
 ) -> tuple[dict[str, tuple], list[Condition]]:
     """Mask sequences by condition key (edge conditions and the baseline), and the conditions
-    that run as plain hooked passes instead (input ablations, hook factories)."""
+    that run as plain hooked passes instead (input ablations, hook factories, erasures)."""
     sequences: dict[str, tuple] = {}
     other: list[Condition] = []
     for c in todo:
         if c.intervention is None:
             sequences[c.key] = (None,) * model.cfg.n_layers
             continue
-        target = None if c.intervention.zero_modality else _edges_of(c, code)
+        if c.intervention.zero_modality is not None or c.intervention.erase is not None:
+            other.append(c)
+            continue
+        target = _edges_of(c, code)
         if isinstance(target, EdgeSet):
             sequences[c.key] = _mask_sequence(model, target, c, table)
         else:
@@ -438,8 +443,9 @@ def evaluate_subject(
     if other:
         # the reference on the hooked path: a hook that changes nothing scores kl = 0 exactly
         reference = _run_hooked(spec, model, X, None, batch_size, subject_id, code)
+        erasures = ErasureFits(model, data, batch_size)  # fitted on the training windows
         for c in other:
-            out = _run_hooked(spec, model, X, c, batch_size, subject_id, code)
+            out = _run_hooked(spec, model, X, c, batch_size, subject_id, code, erasures)
             cells[c.key] = score_logits(out, reference, y, data.n_classes, trials)
     # as `structural_zeros` decides them before the run: edge conditions named in the spec
     named = {c.key for c in todo if c.intervention is not None and c.intervention.edges}
@@ -483,11 +489,15 @@ def _run_hooked(
     batch_size: int,
     subject_id: int,
     code: StudyCode,
+    erasures: ErasureFits | None = None,
 ) -> torch.Tensor:
-    """The scored output (on the CPU) of an input ablation or a user hook factory, by full
-    forward passes; ``c`` None: the same passes without a hook, their reference."""
+    """The scored output (on the CPU) of an input ablation, a user hook factory or an erasure
+    (its erasers fitted by ``erasures``), by full forward passes; ``c`` None: the same passes
+    without a hook, their reference."""
     if c is None:
         hooks, ref = [], None
+    elif c.intervention.erase is not None:
+        hooks, ref = erasures.hooks(c.intervention, c.layers), None
     elif c.intervention.zero_modality is not None:
         if c.intervention.zero_modality not in model.cfg.modalities:
             raise SpecError(

@@ -100,7 +100,9 @@ def _layer_sets(spec: StudySpec, n_layers: int) -> list[tuple[str, int | None, t
 
 def expand_grid(spec: StudySpec, n_layers: int, n_heads: int) -> list[Condition]:
     """All conditions of ``spec`` for a model with ``n_layers`` layers and ``n_heads`` heads,
-    in spec order (the baseline is not included: it is always evaluated)."""
+    in spec order (the baseline is not included: it is always evaluated). An erasure acts on
+    every head (the residual stream), so it has one condition per layer set, on all heads,
+    each followed by its placebo's (``<name>_placebo``)."""
     bad_heads = sorted({h for hs in spec.heads if hs for h in hs if not 0 <= h < n_heads})
     if bad_heads:
         raise SpecError(f"heads {bad_heads} are out of range: the model has heads 0..{n_heads - 1}")
@@ -115,6 +117,11 @@ def expand_grid(spec: StudySpec, n_layers: int, n_heads: int) -> list[Condition]
                 "has no shared stack `blocks`"
             )
         for mode, layer, layers in _layer_sets(spec, n_layers):
+            if intervention.erase is not None:  # the residual stream: no head subset
+                conditions.append(Condition(intervention, mode, layer, layers, None))
+                placebo = intervention.placebo_of()
+                conditions.append(Condition(placebo, mode, layer, layers, None))
+                continue
             for heads in spec.heads:
                 conditions.append(Condition(intervention, mode, layer, layers, heads))
     if not conditions:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.ablation.erasure import erasure_table, side_effects
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
 from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
@@ -33,6 +34,7 @@ from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec_base import StatsSpec
 from emg_lens.studies.stats import (
     ALPHA,
+    STAR_LEVELS,
     TEST_NAMES,
     clopper_pearson,
     compare_rows,
@@ -49,6 +51,7 @@ from emg_lens.studies.units import TRIAL_WINDOW_FIELDS, class_trial_cis
 __all__ = [
     "StudyResult",
     "family_sizes",
+    "legend",
     "planned_family_sizes",
     "power_note",
     "summarize",
@@ -69,6 +72,33 @@ STATISTIC_NAMES = {
     "wilcoxon": "Wilcoxon's W, the smaller signed-rank sum",
     "permutation": "the mean paired difference, masked − baseline",
 }
+
+
+def legend(markdown: bool = False) -> str:
+    """The key to the stars and ``r_rb`` of a study's tables and claims, a line each, as the
+    console and summary.md (``markdown``: a paragraph each, the stars as code, which Markdown
+    would read as emphasis), and so report.html, print it.
+
+    >>> print(legend())  # doctest: +NORMALIZE_WHITESPACE
+    Stars: * p_corr < 0.05, ** < 0.01, *** < 0.001, **** < 0.0001; ns: p_corr >= 0.05, no
+    significant change (p_corr: p after the correction the study names).
+    r_rb: the rank-biserial correlation, the effect size beside the test: -1 when every masked
+    value lies below every baseline value (in a paired test, when every subject's value that
+    changed fell), +1 when every one lies above, 0 for no tendency.
+    """
+    code = (lambda mark: f"`{mark}`") if markdown else str
+    (weakest, mark), *stronger = reversed(STAR_LEVELS)
+    levels = [f"{code(mark)} p_corr < {weakest:g}", *(f"{code(m)} < {t:g}" for t, m in stronger)]
+    stars_line = (
+        f"Stars: {', '.join(levels)}; {code('ns')}: p_corr >= {ALPHA:g}, no significant change "
+        "(p_corr: p after the correction the study names)."
+    )
+    r_rb_line = (
+        "r_rb: the rank-biserial correlation, the effect size beside the test: -1 when every "
+        "masked value lies below every baseline value (in a paired test, when every subject's "
+        "value that changed fell), +1 when every one lies above, 0 for no tendency."
+    )
+    return stars_line + ("\n\n" if markdown else "\n") + r_rb_line
 
 
 def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
@@ -477,29 +507,72 @@ class StudyResult(StudyOutput):
             scores[f"subject {cell['subject']}"] = TrialScore.from_cell(cell, **known)
         return chance_table(scores)
 
+    def erasures(self) -> pd.DataFrame | None:
+        """Each erasure beside its placebo (`emg_lens.studies.ablation.erasure.erasure_table`);
+        None for a study without erasure."""
+        if not any(i.erase is not None for i in self.spec.interventions):
+            return None
+        return erasure_table(self.spec, self.per_subject)
+
+    def side_effects(self) -> pd.DataFrame | None:
+        """Each erasure's changes of the classes outside its concept
+        (`emg_lens.studies.ablation.erasure.side_effects`); None for a study without erasure."""
+        if not any(i.erase is not None for i in self.spec.interventions):
+            return None
+        return side_effects(self.spec, self.per_subject)
+
+    def _erasure_markdown(self) -> str:
+        """summary.md's section on erasures (empty for a study without)."""
+        table = self.erasures()
+        if table is None:
+            return ""
+        columns = [c for c in table.columns if c not in ("concept", "tokens")]
+        sides = self.side_effects()
+        text = (
+            "\n## Erasure beside its placebo\n\nEach erasure (a LEACE eraser of the concept, "
+            "fitted on each subject's training windows at hook_resid_pre of the layers named, "
+            "applied to the held-out ones) beside its placebo (a random subspace of the same "
+            "rank removed, each window moved as far): erasure_delta and placebo_delta are the "
+            "mean over subjects of each subject's change from the baseline, difference their "
+            f"mean paired difference, p its {TEST_NAMES[self.spec.stats.claims_test]} over "
+            "subjects (uncorrected). side_effect: the largest mean drop of a class outside the "
+            "concept (side_effect_class), of side_classes such classes.\n\n"
+            + markdown_table(table[columns], ".3f")
+            + "\n"
+        )
+        if len(sides):
+            text += (
+                "\n### Side effects: the classes outside each concept\n\n"
+                + markdown_table(sides, ".3f")
+                + "\n"
+            )
+        return text
+
     def to_markdown(self) -> str:
         base = self.baseline
         first = self.spec.metric
         chance = self.chance()
         claims = ""
+        key = legend(markdown=True) + "\n\n"  # below the first table with stars
         if self.spec.claims:  # what was expected comes first (issue 41, item 2)
             stats = self.spec.stats
             claims = claims_markdown(self.claims(), TEST_NAMES[stats.claims_test], stats.correction)
-            claims += "\n## Results\n"
+            claims += f"\n{key}## Results\n"
+            key = ""
+        description = f"{self.spec.description}\n\n" if self.spec.description else ""
         head = (
-            f"# {self.spec.name}\n\n"
+            f"# {self.spec.name}\n\n{description}"
             # a warning first (issue 41 item 3), then the claims it qualifies (item 2)
             + (claims if chance is None else chance_markdown(chance, between=claims + "\n"))
             + f"\nBaseline {first}: {base.mean():.3f} "
             f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
             f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"
             + ("" if len(self.spec.metrics) == 1 else ", within each metric's table")
-            + f".\n\n{self.power_note()}\n\n"
-            "r_rb: rank-biserial effect size (−1: every masked value below every baseline "
-            "value); U: the test's statistic "
+            + f".\n\n{self.power_note()}\n\n{key}U: the test's statistic "
             f"({STATISTIC_NAMES[self.spec.stats.test]}).\n" + self.structural_note()
         )
-        return head + "".join(self._metric_table(m) for m in self.spec.metrics)
+        tables = "".join(self._metric_table(m) for m in self.spec.metrics)
+        return head + tables + self._erasure_markdown()
 
     def _metric_table(self, metric: str) -> str:
         """One metric's section of summary.md: how its change is reported, and its table."""
@@ -552,7 +625,8 @@ class StudyResult(StudyOutput):
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """per_subject.csv, per_class.csv, summary.csv, chance.csv (each subject's unmasked
-        accuracy beside chance) and claims.csv when the study declares claims."""
+        accuracy beside chance), claims.csv when the study declares claims, and erasure.csv
+        and side_effects.csv when it erases a concept."""
         chance = self.chance()
         tables = {
             # the per-trial lists stay in the cells: per_class.csv carries what they give
@@ -565,11 +639,15 @@ class StudyResult(StudyOutput):
         }
         if self.spec.claims:
             tables["claims.csv"] = self.claims()
+        erasures = self.erasures()
+        if erasures is not None:  # only studies that erase have these
+            tables["erasure.csv"] = erasures
+            tables["side_effects.csv"] = self.side_effects()
         return tables
 
     def console(self) -> str:
-        """The cells reused and computed, the baseline, each metric's table and the power
-        note: what ``emg-lens study run`` prints."""
+        """The cells reused and computed, the baseline, each metric's table, the power note,
+        the claims and the `legend`: what ``emg-lens study run`` prints."""
         spec = self.spec
         stale = f" ({self.stale} of other provenance)" if self.stale else ""
         lines = [
@@ -586,8 +664,17 @@ class StudyResult(StudyOutput):
                 lines.append(f"{metric} ({delta_name(metric)}):")
             lines.append(self.table3(metric).to_string(index=False))
         lines.append(self.power_note())
+        erasures = self.erasures()
+        if erasures is not None:
+            first = erasures[erasures["metric"] == spec.metric]
+            lines.append(f"erasures beside their placebos ({spec.metric}; side effects: classes "
+                         "outside the concept):")  # fmt: skip
+            columns = ["intervention", "mode", "layer", "erasure_delta", "placebo_delta", "p",
+                       "side_effect"]  # fmt: skip
+            lines.append(first[columns].round(3).to_string(index=False))
         if self.spec.claims:
             lines.append(self.claims_note())
+        lines.append(legend())
         return "\n".join(lines)
 
     def _forms_lines(self) -> list[str]:

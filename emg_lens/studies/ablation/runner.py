@@ -34,7 +34,7 @@ from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
 from emg_lens.errors import EmgLensError, SpecError, StudyError
-from emg_lens.provenance import code_digest
+from emg_lens.provenance import code_digest, training_digest
 from emg_lens.studies.ablation.check import check_ablation
 from emg_lens.studies.ablation.evaluate import StudyCode, evaluate_subject
 from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
@@ -75,12 +75,21 @@ class _Plan:
     provenance: dict[str, Any] | None
     code: StudyCode
     subject: Subject | None = None
+    # the digest of the training windows an in-memory subject's erasers are fitted on (a
+    # checkpoint's data-source digest covers them): None without erasures or a store
+    fit: str | None = None
 
     def provenance_of(self, condition: Condition) -> dict[str, Any] | None:
         """A cell's provenance: the subject's, plus the digest of the hook file that its
-        intervention runs, so an edited hook file recomputes exactly its own cells."""
-        hook = condition.intervention.hook if condition.intervention is not None else None
-        if self.provenance is None or hook is None:
+        intervention runs, so an edited hook file recomputes exactly its own cells, and for
+        an erasure the digest of the training windows its erasers are fitted on."""
+        intervention = condition.intervention
+        hook = intervention.hook if intervention is not None else None
+        if self.provenance is None:
+            return None
+        if intervention is not None and intervention.erase is not None and self.fit:
+            return {**self.provenance, "fit": self.fit}
+        if hook is None:
             return self.provenance
         return {**self.provenance, "hook": self.code.digests[hook]}
 
@@ -113,7 +122,9 @@ def _plan(
         # a broken checkpoint or data source raises its own, better named, error
         load_entry(entry, modules=study_code.modules)
         raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
-    return _Plan(conditions, provenance, study_code, subject)
+    erases = any(c.intervention is not None and c.intervention.erase for c in conditions)
+    fit = training_digest(subject.data) if erases and subject is not None else None
+    return _Plan(conditions, provenance, study_code, subject, fit)
 
 
 def _stored(store: CellStore | None, subject_id: int, plan: _Plan) -> dict[str, dict]:

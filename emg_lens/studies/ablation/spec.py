@@ -19,7 +19,7 @@ True
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from emg_lens.edges import EdgeSet, parse
@@ -37,26 +37,39 @@ from emg_lens.studies.validate import (
     subject_list,
 )
 
-__all__ = ["MODES", "Intervention", "LayerSpec", "StudySpec"]
+__all__ = ["MODES", "PLACEBO", "Intervention", "LayerSpec", "StudySpec"]
 
 # individual: one layer; from_first: layers 0..l (the paper's RFB); from_last: l..L-1 (RFE);
 # all: every layer at once; explicit: the layer lists given in layers.explicit.
 MODES = ("individual", "from_first", "from_last", "all", "explicit")
+PLACEBO = "_placebo"  # an erasure's placebo condition is named "<intervention>_placebo"
 
 
 @dataclass(frozen=True)
 class Intervention(Spec):
     """One named intervention: exactly one of ``edges`` (an edge expression, masked with
     ``-inf`` at ``hook_attn_scores``), ``hook`` (``"path/file.py:name"``: an EdgeSet, an
-    expression string, or a factory ``f(model, layers) -> fwd_hooks``) or ``zero_modality``
-    (input ablation of one modality, the paper's Table 2)."""
+    expression string, or a factory ``f(model, layers) -> fwd_hooks``), ``zero_modality``
+    (input ablation of one modality, the paper's Table 2) or ``erase`` (a concept, erased by
+    LEACE from the token group ``tokens`` at ``hook_resid_pre`` of each layer the condition
+    names, `emg_lens.studies.ablation.erasure`: ``"gesture"``, restricted to ``classes`` if
+    given; ``"subject"`` for a model applied across subjects; a window label of the data).
+    Every erasure also runs its norm-matched random-subspace placebo, seeded by ``seed``
+    (default 0), as the condition ``<name>_placebo``; ``placebo`` marks that condition (it is
+    not a key of the file)."""
 
-    HOLDS: ClassVar[str] = "name and edges/hook/zero_modality"
+    HOLDS: ClassVar[str] = "name and edges/hook/zero_modality/erase"
 
     name: str
     edges: str | None = field(default=None, metadata=file_key(omit=is_none))
     hook: str | None = field(default=None, metadata=file_key(omit=is_none))
     zero_modality: str | None = field(default=None, metadata=file_key(omit=is_none))
+    # an erasure's fields (None elsewhere, so the other conditions' keys stay what they were)
+    erase: str | None = field(default=None, metadata=file_key(omit=is_none))
+    tokens: str | None = field(default=None, metadata=file_key(omit=is_none))
+    classes: tuple[int, ...] | None = field(default=None, metadata=file_key(omit=is_none))
+    seed: int | None = field(default=None, metadata=file_key(omit=is_none))
+    placebo: bool | None = field(default=None, metadata=file_key(saved=False))
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -65,10 +78,11 @@ class Intervention(Spec):
             raise SpecError(
                 f"{where}.name must be an identifier other than 'baseline', got {name!r}"
             )
-        given = [k for k in ("edges", "hook", "zero_modality") if data.get(k) is not None]
+        given = [k for k in ("edges", "hook", "zero_modality", "erase") if data.get(k) is not None]
         if len(given) != 1:
             raise SpecError(
-                f"{where} ({name}) needs exactly one of edges, hook, zero_modality; got {given}"
+                f"{where} ({name}) needs exactly one of edges, hook, zero_modality, erase; got "
+                f"{given}"
             )
         edges = data.get("edges")
         if edges is not None:
@@ -80,12 +94,62 @@ class Intervention(Spec):
         if hook is not None and ":" not in hook:
             raise SpecError(f"{where}.hook must look like 'hooks/file.py:name', got {hook!r}")
         modality = string(data.get("zero_modality"), f"{where}.zero_modality (a modality name)")
-        return {"name": name, "edges": edges, "hook": hook, "zero_modality": modality}
+        return {
+            "name": name,
+            "edges": edges,
+            "hook": hook,
+            "zero_modality": modality,
+            **_erasure_keys(data, f"{where} ({name})"),
+        }
 
     @property
     def acts_on_layers(self) -> bool:
-        """Input ablations have no layer; edge and hook interventions do."""
+        """Input ablations have no layer; edge, hook and erasure interventions do."""
         return self.zero_modality is None
+
+    def placebo_of(self) -> Intervention:
+        """The placebo condition's intervention of an erasure: ``<name>_placebo``."""
+        if self.erase is None:
+            raise SpecError(f"intervention {self.name!r} erases nothing: it has no placebo")
+        return replace(self, name=self.name + PLACEBO, placebo=True)
+
+
+def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``erase``, ``tokens``, ``classes`` and ``seed`` of an intervention, checked: the last
+    three belong to an erasure only, which needs ``tokens``; ``classes`` restrict the concept
+    ``"gesture"`` to two or more classes."""
+    erase = string(data.get("erase"), f"{where}.erase (a concept: 'gesture', 'subject', ...)")
+    extra = [k for k in ("tokens", "classes", "seed") if data.get(k) is not None]
+    if erase is None:
+        if extra:
+            raise SpecError(f"{where}: {extra} belong to an erasure (erase = 'gesture', ...)")
+        return {}
+    if not erase.isidentifier():
+        raise SpecError(
+            f"{where}.erase = {erase!r}; expected a concept's name: 'gesture', 'subject', "
+            "'repetition' or a window label of the data"
+        )
+    tokens = string(data.get("tokens"), f"{where}.tokens (a token group or edge expression)")
+    if not tokens:
+        raise SpecError(
+            f"{where}: erase = {erase!r} needs tokens, the token group it is erased from (a "
+            "group of the layout such as 'acc', or an edge expression)"
+        )
+    classes = data.get("classes")
+    if classes is not None:
+        if erase != "gesture":
+            raise SpecError(f"{where}.classes restricts erase = 'gesture', not {erase!r}")
+        classes = int_list(classes, f"{where}.classes")
+        reject_repeats(f"{where}.classes", list(classes))
+        if len(classes) < 2 or min(classes) < 0:
+            raise SpecError(
+                f"{where}.classes = {list(classes)}: two or more class indices (>= 0) make a "
+                "concept"
+            )
+    seed = data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise SpecError(f"{where}.seed (the placebo's) must be an int >= 0, got {seed!r}")
+    return {"erase": erase, "tokens": tokens, "classes": classes, "seed": seed}
 
 
 @dataclass(frozen=True)
@@ -256,8 +320,12 @@ class StudySpec(Spec):
             Intervention.from_dict(d, where=f"interventions[{i}]") for i, d in enumerate(raw)
         )
         names = [i.name for i in interventions]
+        names += [i.name + PLACEBO for i in interventions if i.erase is not None]
         if len(set(names)) != len(names):
-            raise SpecError(f"intervention names must be unique, got {names}")
+            raise SpecError(
+                f"intervention names must be unique (an erasure's placebo is named "
+                f"'<name>{PLACEBO}'), got {names}"
+            )
         heads = _head_sets(data.get("heads", [None]))
         _refuse_heads_twice(heads, interventions)
         subjects = data.get("subjects")
@@ -269,7 +337,10 @@ class StudySpec(Spec):
         claims = tuple(Claim.from_dict(d, where=f"claims[{i}]") for i, d in enumerate(raw_claims))
         check_claims(
             claims,
-            interventions={i.name: i.acts_on_layers for i in interventions},
+            interventions={
+                **{i.name: i.acts_on_layers for i in interventions},
+                **{i.name + PLACEBO: True for i in interventions if i.erase is not None},
+            },
             modes=layers.modes,
             layers=layers.layers,
             explicit=layers.explicit,

@@ -317,9 +317,10 @@ class TrainingStudySpec(Spec):
             raise SpecError(f"[train]: {exc}") from exc
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> TrainingStudySpec:
-        """The spec with ``[data]`` keys (``dataset, root, subjects, segment, window, step,
-        exercises``) and ``[train]`` keys (``epochs, lr, batch_size, seed, preset``) replaced;
-        ``None`` values are ignored (unset command-line flags)."""
+        """The spec with ``[data]`` keys (``dataset``, ``root``, ``subjects``, ``segment``,
+        ``window``, ``step``, ``exercises``) and ``[train]`` keys (``epochs``, ``lr``,
+        ``batch_size``, ``seed``, ``preset``) replaced; ``None`` values are ignored (unset
+        command-line flags)."""
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         unknown = sorted(set(given) - {*DATA_OVERRIDES, *TRAIN_OVERRIDES})
         if unknown:

@@ -125,6 +125,7 @@ def test_db6_db7_pretraining_stores_keep_labels_and_pad_channels(
     assert WindowStore(out).subjects == [first]
 
 
+@pytest.mark.slow
 def test_synthetic_store_feeds_pretrain(tmp_path, capsys):
     out = tmp_path / "synthetic.h5"
     options = ["--n-subjects", "1", "--movement-seconds", "0.5", *SHORT]

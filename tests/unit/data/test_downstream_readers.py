@@ -371,6 +371,7 @@ DOWNSTREAM_SMALLEST = [("epn612", 2), ("uci", 3), ("ninapro-db8", 1)]
 """Each format's fewest ``synth --n-subjects`` whose files hold train, val and test data."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "n_subjects"), DOWNSTREAM_SMALLEST)
 def test_synth_then_windows_with_the_defaults_works_for_every_downstream_format(
     tmp_path, fmt, n_subjects

@@ -271,6 +271,7 @@ def test_bad_inputs_name_what_is_accepted():
 # ----------------------------------------------------------------------------- command line
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_print_record_and_realign(tmp_path, capsys):
     """``train`` names the turned ring of a folder of files, records the check in the
     checkpoint; ``--realign`` trains and scores on the put-back channels, which give the same

@@ -67,6 +67,7 @@ def test_each_kind_is_separable_exactly_where_it_was_planted(data):
     assert acc_of(both, by_kind["interaction"], _knn_accuracy) > 0.9
 
 
+@pytest.mark.slow
 def test_subjects_do_not_depend_on_who_else_is_generated():
     alone = generate_recordings(SPEC, [2])[0]
     together = generate_recordings(SPEC)[1]

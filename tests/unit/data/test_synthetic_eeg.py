@@ -134,6 +134,7 @@ def test_bursts_land_on_the_planted_regions_only():
 # ----------------------------------------------------------------------------- planted truth
 
 
+@pytest.mark.slow
 def test_single_region_classes_are_told_apart_by_their_own_region():
     """A single-region class's own (region, band) power separates it from every other class."""
     subjects, truth = _planted()
@@ -147,6 +148,7 @@ def test_single_region_classes_are_told_apart_by_their_own_region():
             assert _auc(stat[mine], stat[~mine]) > 0.97, (data.subject, label)
 
 
+@pytest.mark.slow
 def test_interaction_classes_need_both_regions_together():
     """Each region's alpha/beta code, read by a median threshold on its band power, carries
     no information about the interaction class alone (the best decoder from one region is at
@@ -176,6 +178,7 @@ def test_interaction_classes_need_both_regions_together():
         assert ((first == reps[keep] % k).mean()) > 0.93
 
 
+@pytest.mark.slow
 def test_truth_groups_and_cut_fit_a_model_made_for_the_data():
     """The data's channel names go into a model's config, so the truth's cut (an edge
     expression over regions) compiles on its layout and separates the planted regions."""
@@ -203,6 +206,7 @@ def test_truth_groups_and_cut_fit_a_model_made_for_the_data():
 # ----------------------------------------------------------------------------- data source
 
 
+@pytest.mark.slow
 def test_the_registry_serves_the_same_data(tmp_path):
     spec = SyntheticEEGSpec(n_subjects=2, seed=3)
     source = data_source("synthetic-eeg", synthetic=spec)

@@ -34,22 +34,7 @@ from emg_lens.errors import ArgumentError, LayoutError, SpecError
 from emg_lens.hooks import name_filter
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
 from emg_lens.studies import run_study
-from tests.tiny import tiny_isonet
-
-
-@pytest.fixture(scope="module")
-def model():
-    """A tiny IsoNet with large weights, so attention is far from uniform."""
-    return tiny_isonet(3, init_range=0.6)
-
-
-@pytest.fixture(scope="module")
-def data(model):
-    X = model.example_input(48)
-    with torch.no_grad():
-        y = model(X).argmax(-1)
-    y[::4] = (y[::4] + 1) % model.cfg.n_classes  # some windows wrong: margins of both signs
-    return X, y
+from tests.tiny import synthetic_checkpoint, tiny_isonet
 
 
 def test_the_family_is_compiled_once_and_carried_down(model, data):
@@ -369,34 +354,13 @@ def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
 def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_path):
     """`emg-lens discover --models DIR` and `emg-lens study run` of a ``kind = "discovery"``
     file write the same circuits (the second reuses the first's stored subject)."""
-    from emg_lens.checkpoints import save_checkpoint
     from emg_lens.cli import discover as discover_cli
     from emg_lens.cli.main import run
-    from emg_lens.data.datasets import data_source
-    from emg_lens.data.preprocess import PreprocessSpec
-    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
     from emg_lens.discovery import METRICS, SEARCH_METHODS
 
     assert discover_cli.DISCOVERY_METRICS == METRICS  # the parser's light copies
     assert discover_cli.SEARCH_METHODS == SEARCH_METHODS
-    source = data_source(
-        "synthetic",
-        synthetic=SyntheticSpec(n_subjects=1, movement_seconds=1.0),
-        preprocess=PreprocessSpec(segment=(0.25, 1.0), step=200),
-    )
-    cfg = EncoderConfig.preset(
-        "tiny",
-        seed=1,
-        modalities={"emg": 12, "acc": 36},
-        n_samples=200,
-        n_classes=12,
-        init_range=0.5,
-    )
-    save_checkpoint(
-        IsoNet(cfg),
-        tmp_path / "models" / "subject_1",
-        metadata={"subject": 1, "data_source": source},
-    )
+    synthetic_checkpoint(tmp_path / "models")
     out = tmp_path / "out"
     flags = run(
         [

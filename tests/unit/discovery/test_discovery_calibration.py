@@ -275,6 +275,7 @@ def test_a_class_is_lost_when_its_accuracy_falls_by_more_than_tau_of_its_range()
     assert lost.classes_lost(full, empty, 0.1) == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_discovery_study_reports_stability_within_and_across_subjects(tmp_path):
     """``resamples`` bootstrap circuits per subject (``stability_jaccard``), the Jaccard index
     of every two subjects' circuits (``stability.csv``), and the classes each circuit keeps."""

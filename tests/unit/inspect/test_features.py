@@ -154,6 +154,7 @@ def test_ablation_is_the_residual_minus_the_feature(tiny):
     assert np.isclose((mine["ablated_accuracy"] * mine["n"]).sum() / mine["n"].sum(), expected)
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip_and_refusals(tiny, tmp_path):
     """`Features.save` writes the tables, figures, report and the autoencoder; `load_features`
     gives the same description back, and refuses another model, another format, or weights
@@ -220,6 +221,7 @@ def test_topk_keeps_k_features_with_unit_decoder_rows():
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(10))
 
 
+@pytest.mark.slow
 def test_command_writes_the_report(shared, tmp_path):
     """``emg-lens features`` on a demo checkpoint: the tables, figures (a feature drawn on the
     forearm), the autoencoder and report.html."""

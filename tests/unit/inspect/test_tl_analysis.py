@@ -225,6 +225,7 @@ def _das(model, pairs, targets=None):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_das_finds_the_planted_token_and_beats_the_placebo_and_a_random_subspace(planted):
     model, train, test, accuracy = planted
     assert accuracy > 0.95
@@ -247,6 +248,7 @@ def test_das_finds_the_planted_token_and_beats_the_placebo_and_a_random_subspace
     assert (means.T @ das.basis).abs().item() > 0.8
 
 
+@pytest.mark.slow
 def test_das_controls_arbitrary_labels_and_a_random_init_model_fall_short(planted):
     model, train, test, _ = planted
     rows, srows, _, _ = train

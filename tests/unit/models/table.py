@@ -22,9 +22,15 @@ runs its checks on every row; the other model tests and the TransformerLens port
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+import os
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -174,10 +180,23 @@ def _example(name: str):
     return factory
 
 
-# The zoo: braindecode's attention models at small sizes (4 channels x 256 samples); the four
-# that also convert are the converted rows' sources.
+# The zoo: braindecode's attention models at small sizes (4 channels x 256 samples, unless an
+# entry says otherwise); the four that also convert are the converted rows' sources.
 ZOO_C, ZOO_T = 4, 256
 ZOO_CHS = [{"ch_name": name} for name in cm.EEG_NAMES[:ZOO_C]]
+ZOO_CHS_LOC = [  # SignalJEPA embeds each channel from its location
+    {**ch, "loc": [0.1 * (i + 1)] * 3 + [0.0] * 9} for i, ch in enumerate(ZOO_CHS)
+]
+SIGNAL_JEPA = {  # a 2-layer transformer over 4 channels x 15 steps of a 2-layer encoder
+    "chs_info": ZOO_CHS_LOC,
+    "feature_encoder__conv_layers_spec": [(8, 16, 8), (16, 2, 2)],
+    "transformer__d_model": 16,
+    "pos_encoder__spat_dim": 6,
+    "pos_encoder__time_dim": 10,
+    "transformer__nhead": 2,
+    "transformer__num_encoder_layers": 2,
+    "transformer__num_decoder_layers": 1,
+}
 ZOO_SMALL: dict[str, dict[str, Any]] = {
     "LUNA": {
         "patch_size": 32,
@@ -203,6 +222,30 @@ ZOO_SMALL: dict[str, dict[str, Any]] = {
         "n_filters_time": 8,
         "depth_multiplier": 2,
     },
+    "SignalJEPA": SIGNAL_JEPA,
+    "SignalJEPA_Contextual": SIGNAL_JEPA,
+    "REVE": {  # 4 channels x 4 patches of 64 samples overlapping by 8
+        "chs_info": ZOO_CHS,
+        "patch_size": 64,
+        "patch_overlap": 8,
+        "embed_dim": 16,
+        "depth": 2,
+        "heads": 2,
+        "head_dim": 8,
+    },
+    "MetaNeuromotorHand": {  # 20 frames of 50 ms; layer 0's keys hold blocks of lags (D < W),
+        "n_times": 1000,  # layer 1's every lag (D >= W)
+        "num_adjacent_cov": 2,
+        "invariance_hidden_dims": (8,),
+        "conformer_input_dim": 8,
+        "conformer_ffn_dim": 16,
+        "conformer_num_heads": 2,
+        "conformer_num_layers": 2,
+        "conformer_attn_window_size": (16, 4),
+        "conformer_kernel_size": 2,
+        "conformer_stride": 1,
+        "time_reduction_stride": 1,
+    },
 }
 ZOO_CONVERTED: dict[str, Callable[..., tuple[nn.Module, Original]]] = {
     "PBT": cm.pbt_model,
@@ -212,16 +255,44 @@ ZOO_CONVERTED: dict[str, Callable[..., tuple[nn.Module, Original]]] = {
 }
 
 
+@contextlib.contextmanager
+def reve_positions(names: Sequence[str]) -> Iterator[None]:
+    """While open, braindecode's REVE reads its position bank (channel name -> x, y, z) from a
+    file holding ``names`` at made-up points of the unit sphere, instead of downloading the
+    real one (``$REVE_POSITIONS_PATH/reve_positions.json``, which it reads when it builds):
+    the positions feed its positional encoding, not which tokens its attention sees."""
+    golden = math.pi * (3 - math.sqrt(5))
+    bank = {}
+    for i, name in enumerate(names):
+        z = 1 - 2 * (i + 0.5) / len(names)
+        r = math.sqrt(1 - z * z)
+        bank[name] = [r * math.cos(golden * i), r * math.sin(golden * i), z]
+    before = os.environ.get("REVE_POSITIONS_PATH")
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "reve_positions.json").write_text(json.dumps(bank))
+        os.environ["REVE_POSITIONS_PATH"] = folder
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ["REVE_POSITIONS_PATH"]
+            else:
+                os.environ["REVE_POSITIONS_PATH"] = before
+
+
 def zoo_source(name: str) -> nn.Module:
     """braindecode's ``name`` at the table's small size (eval mode, biases perturbed)."""
     if name in ZOO_CONVERTED:
         return ZOO_CONVERTED[name]()[1].source  # type: ignore[attr-defined]
     import braindecode.models as bd
 
-    with warnings.catch_warnings():
+    kwargs = {"n_chans": ZOO_C, "n_times": ZOO_T, "n_outputs": 3, **ZOO_SMALL[name]}
+    names = [ch["ch_name"] for ch in ZOO_CHS]
+    bank = reve_positions(names) if name == "REVE" else contextlib.nullcontext()
+    with warnings.catch_warnings(), bank:
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
-        model = getattr(bd, name)(n_chans=ZOO_C, n_times=ZOO_T, n_outputs=3, **ZOO_SMALL[name])
+        model = getattr(bd, name)(**kwargs)
     return cm.perturb(model).eval()
 
 

@@ -63,6 +63,7 @@ def test_a_study_runs_on_an_attached_model_and_equals_its_edge_masks(attached, d
     assert abs(row["mean"] - kl) <= 1e-5 and kl > 1e-4
 
 
+@pytest.mark.slow
 def test_inspection_writes_its_report_and_names_what_needs_a_converted_model(
     attached, data, tmp_path
 ):
@@ -157,6 +158,7 @@ def test_a_checkpoint_of_an_attached_model_loads_with_the_users_module(attached,
     assert user_modules_of({"model_class": "AttachedModel"}) == ("model",)
 
 
+@pytest.mark.slow
 def test_a_study_file_runs_attached_checkpoints_through_the_users_builder(tmp_path, capsys):
     """The --modules route: a folder of attached checkpoints, the user's models.py building
     their module, run only with consent, by `study run` and by `inspect` (whose report says

@@ -16,7 +16,7 @@ import torch
 
 from emg_lens.errors import AttachError, InputShapeError
 from emg_lens.models.attached.find import unbuilt
-from emg_lens.models.attached.zoo import REFUSED, ZOO, attach_braindecode
+from emg_lens.models.attached.zoo import NOT_YET, REFUSED, ZOO, attach_braindecode
 from tests.unit.models import table
 
 bd = pytest.importorskip("braindecode.models")
@@ -59,10 +59,31 @@ def test_models_with_no_softmax_attention_are_refused_by_name():
         attach_braindecode(biot)
 
 
-def test_a_softmax_model_the_zoo_does_not_open_yet_says_why():
-    reve = type("REVE", (torch.nn.Module,), {"__module__": "braindecode.models.reve"})()
-    with pytest.raises(AttachError, match="REVE is not in the zoo yet: braindecode builds it"):
+@pytest.mark.parametrize("name", ["SignalJEPA_PostLocal", "SignalJEPA_PreLocal"])
+def test_signal_jepas_without_a_transformer_are_refused_by_name(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = getattr(bd, name)(n_chans=C, n_times=table.ZOO_T, n_outputs=3)
+    with pytest.raises(AttachError, match=rf"{name} cannot be attached: .* it has no attention"):
+        attach_braindecode(model)
+
+
+def test_reve_with_attention_pooling_is_refused_by_name():
+    """REVE's attention pooling (a learned query over every token) runs its softmax in
+    REVE.forward itself, where no hook reaches it: refused, not opened without it."""
+    kwargs = {**table.ZOO_SMALL["REVE"], "attention_pooling": True}
+    with table.reve_positions([ch["ch_name"] for ch in table.ZOO_CHS]):
+        reve = bd.REVE(n_chans=C, n_times=table.ZOO_T, n_outputs=3, **kwargs)
+    with pytest.raises(AttachError, match=r"REVE cannot be attached: .*attention_pooling=True"):
         attach_braindecode(reve)
+
+
+def test_a_softmax_model_the_zoo_does_not_open_yet_says_why(monkeypatch):
+    assert NOT_YET == {}  # REVE, the last, opens since issue 58
+    monkeypatch.setitem(NOT_YET, "Future", "its tokens are not known yet")
+    future = type("Future", (torch.nn.Module,), {"__module__": "braindecode.models.future"})()
+    with pytest.raises(AttachError, match="Future is not in the zoo yet: its tokens are not"):
+        attach_braindecode(future)
 
 
 def _folded_parity(converted, model, attached_masks, converted_masks) -> float:

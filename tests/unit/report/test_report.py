@@ -77,6 +77,7 @@ def test_the_page_fetches_nothing(study_folder):
     assert page.count("<script>") == 1  # the page's own, inline
 
 
+@pytest.mark.slow
 def test_an_unchanged_study_rewrites_no_report_and_the_folder_alone_builds_it(tmp_path):
     study_folder = _write_study(tmp_path)  # its own: it removes a file the others read
     report = study_folder / "report.html"

@@ -24,6 +24,7 @@ from emg_lens import EncoderConfig
 from emg_lens.cli import main
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.studies import load_spec, run_study
+from emg_lens.studies.ablation.result import legend
 from emg_lens.studies.ablation.verdicts import (
     CI_LEVEL,
     CLAIM_COLUMNS,
@@ -255,6 +256,7 @@ def test_keep_claims_over_two_or_three_subjects_cannot_tell(base, masked):
     assert -5 <= low <= high <= 5  # the old rule: "holds"
 
 
+@pytest.mark.slow
 def test_keep_claims_on_their_margin_hold_at_most_five_percent_of_the_time():
     """Simulated (seeded, 1000 draws per size): every subject's true change is exactly the
     margin, -5 %, the subjects spreading by 2 points. A keep claim is a 5 % equivalence test,
@@ -398,6 +400,7 @@ def test_a_claim_beyond_the_models_is_refused_by_name():
 # ----------------------------------------------------------------------------- a run
 
 
+@pytest.mark.slow
 def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
     claims = [
@@ -431,6 +434,11 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     assert table.method[1].startswith("TOST (Schuirmann 1987): 90% t-interval")
     assert table.test.tolist() == ["permutation", "tost", "tost"]
     assert "| exact sign-flip test over 3 subjects" in summary and "| TOST (Schuirmann" in summary
+    # the key to the stars and r_rb (issue 59): below the claims' table, in every output
+    key = legend(markdown=True)
+    assert summary.index("| the <pair> drops") < summary.index(key) < summary.index("## Results")
+    assert console.endswith(legend()) and "<code>****</code> &lt; 0.0001" in report
+    assert "r_rb: the rank-biserial correlation" in report
 
 
 def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_path, capsys):

@@ -206,6 +206,7 @@ def test_the_working_directory_is_not_searched(tmp_path, monkeypatch):
         run_study(spec, models=_subjects(), allow_code=True, progress=False)
 
 
+@pytest.mark.slow
 def test_editing_a_hook_file_recomputes_its_cells(tmp_path):
     spec, hook = _study(tmp_path)
     subjects = _subjects()
@@ -323,6 +324,7 @@ def _checkpoints(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_study_check_prints_the_consent_that_study_run_takes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "cache"))
     spec, hook = _study(tmp_path)

@@ -70,6 +70,7 @@ def test_windows_hold_out_whole_blocks_of_the_real_contraction(contraction):
     assert w.y_test.min() < 5 and w.y_test.max() > 25  # the test covers the rise and the plateau
 
 
+@pytest.mark.slow
 def test_the_force_model_beats_the_mean_and_reaches_the_rms_regression(contraction, regressor):
     rec, w = contraction
     with torch.no_grad():
@@ -91,6 +92,7 @@ def test_the_force_model_beats_the_mean_and_reaches_the_rms_regression(contracti
     assert (line is None) == (round(model["r2"], 3) >= round(baseline.value, 3))
 
 
+@pytest.mark.slow
 def test_cutting_edges_between_grid_halves_is_tested_over_blocks(contraction, regressor):
     rec, w = contraction
     part = rec.meta["placement"].parts[0]
@@ -115,6 +117,7 @@ def test_cutting_edges_between_grid_halves_is_tested_over_blocks(contraction, re
     assert rows["p"].min() >= 2 / 2**11 - 1e-12
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_named(contraction, regressor):
     rec, w = contraction
     with pytest.raises(DataFormatError, match="no extra channel 'torque'"):

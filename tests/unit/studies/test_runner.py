@@ -34,6 +34,7 @@ from emg_lens.studies import subjects as subjects_module
 from emg_lens.studies.ablation import evaluate as evaluate_module
 from emg_lens.studies.ablation import runner as runner_module
 from emg_lens.studies.ablation.grid import BASELINE
+from emg_lens.studies.ablation.result import legend
 from emg_lens.studies.store import CellStore
 from emg_lens.train import TrainConfig, accuracy, fit
 from tests.tiny import perturb_biases
@@ -570,6 +571,7 @@ def test_rerun_is_identical_and_evaluates_nothing(subjects, tmp_path, monkeypatc
         assert path.is_dir() or (path.suffix == ".json" and json.loads(path.read_text()))
 
 
+@pytest.mark.slow
 def test_save_writes_tables_and_figures(subjects, tmp_path):
     spec = _spec(layers={"modes": ["individual", "from_first"]}, heads=["all"])
     result = run_study(spec, models=subjects, progress=False)
@@ -598,6 +600,8 @@ def test_save_writes_tables_and_figures(subjects, tmp_path):
     )
     markdown = (tmp_path / "out" / "summary.md").read_text()
     assert markdown.startswith("# runner") and "| intervention |" in markdown
+    # no claims: the key to the stars and r_rb is above the first table that has them
+    assert markdown.index(legend(markdown=True)) < markdown.index("| intervention |")
     assert (tmp_path / "out" / "boxplots.png").read_bytes()[:4] == b"\x89PNG"
     table3 = result.table3()
     assert list(table3.columns) == ["mode", "layer", "heads", "uni", "cross"]
@@ -613,6 +617,7 @@ SOURCE = data_source(
 )
 
 
+@pytest.mark.slow
 def test_run_study_from_checkpoints(tmp_path, monkeypatch, no_figures):
     models = tmp_path / "models"
     for subject in (1, 2):

@@ -116,6 +116,7 @@ def _memory_subjects(seed: int = 0) -> dict[int, tuple[IsoNet, SubjectData]]:
 # ----------------------------------------------------------------------------- provenance
 
 
+@pytest.mark.slow
 def test_retrained_subject_is_recomputed_and_counted(tmp_path, puts, capsys):
     models, out = tmp_path / "models", tmp_path / "out"
     for subject in (1, 2):
@@ -372,6 +373,7 @@ def _files(folder: Path) -> dict[str, tuple[bytes, int, int]]:
     }
 
 
+@pytest.mark.slow
 def test_a_finished_study_is_summarised_from_read_only_media(tmp_path, monkeypatch):
     monkeypatch.setattr(StudyResult, "figures", FIGURES)  # every output file, figures too
     subjects = {s: _memory_subjects(seed=s)[1] for s in (1, 2)}
@@ -387,6 +389,7 @@ def test_a_finished_study_is_summarised_from_read_only_media(tmp_path, monkeypat
     assert _files(out) == before
 
 
+@pytest.mark.slow
 def test_a_read_only_study_folder_with_missing_cells_is_a_named_error(
     tmp_path, monkeypatch, capsys
 ):

@@ -368,6 +368,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 def test_tiny_study_end_to_end_matches_scipy_by_hand(tmp_path, cache):
     result = run_training_study(TINY, out_dir=tmp_path / "out", progress=False)
     ps, summary = result.per_subject, result.summary

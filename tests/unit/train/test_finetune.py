@@ -118,6 +118,7 @@ def test_early_stopping_keeps_the_best_weights():
 # ----------------------------------------------------------------------------- fine-tuning
 
 
+@pytest.mark.slow
 def test_finetuning_from_the_pretrained_checkpoint_beats_chance(pretrained, tmp_path):
     path, windows, _, _ = pretrained
     train, val = windows.split(labeled_only=True)

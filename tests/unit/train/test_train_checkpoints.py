@@ -38,6 +38,7 @@ def _model(data, seed=0):
     return IsoNet(cfg)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_beats_chance(subject):
     model = _model(subject)
     result = fit(
@@ -186,6 +187,7 @@ def test_train_subjects_fits_the_base_config_to_each_subjects_data(subject, tmp_
     assert read_checkpoint_info(row["checkpoint"])["metadata"]["baseline"] == baseline.to_dict()
 
 
+@pytest.mark.slow
 def test_a_model_left_below_the_fit_is_trained_again_and_the_best_fit_kept(subject, tmp_path):
     from emg_lens.train import train_subjects
     from emg_lens.train.supervised import training_fit

@@ -14,9 +14,10 @@ tokenizer keeps braindecode's (``patching_projection.weight``, ``pos_embedding.w
 ``cls_token``); `HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads.
 
 Why PBT among braindecode's REVE, LUNA and PBT: it is a plain softmax self-attention encoder
-over channel x patch tokens, so every emg_lens tool reads it as it is. REVE builds its channel
-positions from a file it downloads when constructed (no model can be built offline), and uses a
-gated (GEGLU) MLP and RMSNorm, which emg_lens blocks do not compute; LUNA's first stage is a
+over channel x patch tokens, so every emg_lens tool reads it as it is. REVE reads its channel
+positions from a bank file when constructed (braindecode downloads it where none is on disk; the
+attach zoo opens REVE, its tests writing one), and uses a gated (GEGLU) MLP and RMSNorm, which
+emg_lens blocks do not compute; LUNA's first stage is a
 cross-attention from learned queries to the channel tokens of each patch, whose outputs
 replace the channel tokens: not a self-attention over one set of tokens.
 """

@@ -1,0 +1,342 @@
+"""Concept erasure at a token group, as a TransformerLens hook, and the placebo beside it.
+
+LEACE (Belrose et al. 2023, "LEACE: Perfect linear concept erasure in closed form", arXiv
+2306.03819), fitted by EleutherAI's ``concept-erasure`` package (`LeaceEraser.fit`, its
+defaults: the affine eraser, shrinkage of the covariance, the trace of the covariance kept
+from growing), is the smallest affine edit of a representation after which no linear
+classifier predicts a concept better than a constant on the data it was fitted on: the
+concept's class means coincide, the cross-covariance with the one-hot concept is zero.
+
+Here the representation is a token group's vectors **side by side** (``[window, tokens *
+d_model]``), as `emg_lens.inspect.probes` reads a group, so the guarantee covers a probe of the
+whole group; an eraser shared by the group's tokens one at a time would leave what a probe
+reads by combining tokens. `fit_token_eraser` fits one on cached activations;
+`fit_erasers` fits one per hook point in forward order, each on the activations the erasers
+before it leave (what a study erasing in several layers applies). A `TokenEraser` is the hook
+``fn(activation, hook)``: the group's tokens are replaced by their erased values, the other
+tokens kept.
+
+`TokenEraser.placebo` is the control every erasure is shown beside: it removes a random
+subspace of the eraser's rank (an orthogonal projection of the centred vectors, its basis
+TransformerLens's seeded `random_basis`, the basis of its `NormMatchedPlacebo`), each window
+moved exactly as far as the eraser moves it. A change that the placebo makes as well comes from
+moving the tokens that far, not from the concept.
+
+>>> from emg_lens import EncoderConfig
+>>> from emg_lens.models import IsoNet
+>>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+>>> X = model.example_input(64)
+>>> labels = (X[:, 3].mean(-1) > 0).long()  # a concept in ACC channel 0
+>>> (eraser,) = fit_erasers(model, X, labels, names=["blocks.0.hook_resid_pre"],
+...                         positions=model.layout.positions("acc"))
+>>> eraser.rank, eraser.at
+(1, 'blocks.0.hook_resid_pre')
+>>> _, cache = model.run_with_cache(X, names_filter=[eraser.at])
+>>> flat = eraser.erase(group_vectors(cache[eraser.at], eraser.positions))
+>>> means = torch.stack([flat[labels == c].mean(0) for c in (0, 1)])
+>>> bool(torch.allclose(means[0], means[1], atol=1e-4))  # the class means coincide
+True
+>>> out = model.run_with_hooks(X, fwd_hooks=[(eraser.at, eraser.placebo(seed=0))])
+>>> tuple(out.shape)
+(64, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from transformer_lens.hook_points import HookPoint
+
+from emg_lens.edges import EdgeSet, parse
+from emg_lens.errors import (
+    ArgumentError,
+    EmgLensError,
+    InputShapeError,
+    InputValueError,
+    LayoutError,
+    describe,
+)
+
+__all__ = [
+    "PlaceboEraser",
+    "TokenEraser",
+    "concept_codes",
+    "fit_erasers",
+    "fit_token_eraser",
+    "group_positions",
+    "group_vectors",
+    "layout_positions",
+]
+
+RANK_TOL = 1e-6  # singular values of the edit below this share of the largest are not a rank
+
+
+def group_positions(
+    model: Any, tokens: str | EdgeSet, *, also: Sequence[str] = ()
+) -> tuple[str, list[int]]:
+    """``(name, positions)`` of a token group of ``model``'s layout: a group name (``"emg"``,
+    ``"cls"``) or an edge set or expression, whose tokens are the queries of its edges (the
+    positions those edges write into); a name the layout lacks that is no expression either
+    is a `LayoutError` naming the groups (and ``also``, the other names the caller reads).
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> group_positions(model, "acc"), group_positions(model, "to_cls")
+    (('acc', [3, 4, 5, 6]), ('to_cls', [0]))
+    """
+    return layout_positions(model.layout, model.cfg.n_heads, tokens, also=also)
+
+
+def layout_positions(
+    layout: Any, n_heads: int, tokens: str | EdgeSet, *, also: Sequence[str] = ()
+) -> tuple[str, list[int]]:
+    """`group_positions` on a `TokenLayout` with ``n_heads`` heads (what ``study check``
+    reads off a preset, with no model)."""
+    if isinstance(tokens, str) and tokens in layout.groups:
+        return tokens, list(layout.positions(tokens))
+    if not isinstance(tokens, (str, EdgeSet)):
+        raise ArgumentError(
+            f"a token group is a group of the layout {layout.groups} or an edge set (e.g. "
+            f"'within(emg)'), got {describe(tokens)}"
+        )
+    try:
+        edges = parse(tokens) if isinstance(tokens, str) else tokens
+    except EmgLensError as exc:
+        others = "".join(f"{name!r} or " for name in also)
+        raise LayoutError(
+            f"unknown token group {tokens!r}: this model's layout has {layout.groups}; also "
+            f"accepted: {others}an edge expression, naming its edges' query tokens ({exc})"
+        ) from None
+    mask = edges.compile(layout, n_heads)  # LayoutError for a group it lacks
+    positions = torch.nonzero(mask.any(dim=(0, 2))).flatten().tolist()
+    if not positions:
+        raise LayoutError(f"edge set {str(edges)!r} selects no edge, so no token, on this layout")
+    return str(edges), positions
+
+
+def group_vectors(
+    act: Float[torch.Tensor, "window pos d_model"], positions: Sequence[int]
+) -> Float[torch.Tensor, "window group_d"]:
+    """A token group's vectors side by side, ``[window, len(positions) * d_model]``, in
+    float64 (what an eraser is fitted on and applied to).
+
+    >>> group_vectors(torch.ones(2, 5, 3), [1, 4]).shape
+    torch.Size([2, 6])
+    """
+    if act.ndim != 3:
+        raise InputShapeError(
+            f"a token group is read from a [window, position, d_model] activation, got "
+            f"{describe(act)}"
+        )
+    return act[:, list(positions)].flatten(1).double()
+
+
+def concept_codes(labels: Any) -> tuple[np.ndarray, list[Any]]:
+    """``(codes, values)``: each window's concept value as an index into ``values`` (the
+    distinct values, sorted); fewer than two values is an `ArgumentError`.
+
+    >>> codes, values = concept_codes(["b", "a", "b"])
+    >>> codes.tolist(), values
+    ([1, 0, 1], ['a', 'b'])
+    """
+    array = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    if array.ndim != 1 or not len(array):
+        raise InputShapeError(
+            f"concept labels must be one value per window, got {describe(labels)}"
+        )
+    values, codes = np.unique(array, return_inverse=True)
+    if len(values) < 2:
+        raise ArgumentError(
+            f"a concept to erase needs at least two values among the windows, got only "
+            f"{values.tolist()}"
+        )
+    return codes.reshape(-1), values.tolist()
+
+
+class _GroupEdit:
+    """The hook both erasers are: the group's tokens edited, the other tokens kept."""
+
+    at: str
+    positions: tuple[int, ...]
+
+    def erase(self, flat: Float[torch.Tensor, "window group_d"]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, act: torch.Tensor, hook: HookPoint | None = None) -> torch.Tensor:
+        name = getattr(hook, "name", None)
+        if name is not None and name != self.at:
+            raise LayoutError(
+                f"this eraser was fitted at {self.at!r}; it was placed at {name!r}, where it "
+                "would erase the wrong vectors"
+            )
+        picked = act[:, list(self.positions)]
+        expected = self.width // len(self.positions)
+        if act.ndim != 3 or picked.shape[-1] != expected:
+            raise InputShapeError(
+                f"{self.at}: the eraser reads [window, position, d_model={expected}] "
+                f"activations, got {describe(act)}"
+            )
+        edited = self.erase(picked.flatten(1).double()).to(act.dtype).view_as(picked)
+        out = act.clone()
+        out[:, list(self.positions)] = edited
+        return out
+
+    @property
+    def width(self) -> int:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class TokenEraser(_GroupEdit):
+    """A fitted LEACE eraser of a token group at one hook point (`fit_token_eraser`); called
+    as a TransformerLens hook. ``eraser`` is concept-erasure's `LeaceEraser` over the group's
+    vectors side by side (float64, on the CPU), ``rank`` the rank of its edit, ``values`` the
+    concept's values it was fitted on."""
+
+    at: str
+    positions: tuple[int, ...]
+    eraser: Any  # concept_erasure.LeaceEraser
+    rank: int
+    values: tuple[Any, ...]
+
+    @property
+    def width(self) -> int:
+        return int(self.eraser.proj_left.shape[0])
+
+    def erase(self, flat: Float[torch.Tensor, "window group_d"]) -> torch.Tensor:
+        """The erased group vectors (float64)."""
+        e = self.eraser
+        bias = None if e.bias is None else e.bias.to(flat.device)
+        left, right = e.proj_left.to(flat.device), e.proj_right.to(flat.device)
+        delta = flat if bias is None else flat - bias
+        return flat - (delta @ right.mH) @ left.mH
+
+    def placebo(self, seed: int = 0) -> PlaceboEraser:
+        """The norm-matched random-subspace placebo of this eraser (module docstring),
+        seeded by ``seed``."""
+        from transformer_lens.tools.analysis import random_basis
+
+        basis = None
+        if self.rank:  # TL's basis (float32), orthonormal again in float64: the same subspace
+            basis = torch.linalg.qr(random_basis(self.width, self.rank, seed).double())[0]
+        return PlaceboEraser(self, basis, seed)
+
+
+@dataclass(frozen=True, eq=False)
+class PlaceboEraser(_GroupEdit):
+    """Removes a random ``reference.rank``-dimensional subspace of the centred group vectors
+    (``basis``, orthonormal; None for rank 0: no edit), each window moved as far as
+    ``reference`` moves it."""
+
+    reference: TokenEraser
+    basis: torch.Tensor | None
+    seed: int
+
+    @property
+    def at(self) -> str:  # type: ignore[override]
+        return self.reference.at
+
+    @property
+    def positions(self) -> tuple[int, ...]:  # type: ignore[override]
+        return self.reference.positions
+
+    @property
+    def width(self) -> int:
+        return self.reference.width
+
+    def erase(self, flat: Float[torch.Tensor, "window group_d"]) -> torch.Tensor:
+        if self.basis is None:
+            return flat.clone()
+        distance = (self.reference.erase(flat) - flat).norm(dim=-1, keepdim=True)
+        bias = self.reference.eraser.bias
+        centred = flat if bias is None else flat - bias.to(flat.device)
+        B = self.basis.to(flat.device)
+        move = -(centred @ B) @ B.T
+        return flat + move * (distance / move.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+
+def _edit_rank(eraser: Any) -> int:
+    """The rank of the eraser's edit ``proj_left @ proj_right`` (what ``x -> P x`` removes)."""
+    s = torch.linalg.svdvals(eraser.proj_left @ eraser.proj_right)
+    if not len(s) or float(s.max()) == 0.0:
+        return 0
+    return int((s > RANK_TOL * s.max()).sum())
+
+
+def fit_token_eraser(
+    acts: Float[torch.Tensor, "window pos d_model"],
+    labels: Any,
+    *,
+    at: str,
+    positions: Sequence[int],
+) -> TokenEraser:
+    """A LEACE eraser of the concept ``labels`` (one value per window: classes, subjects, any
+    values) from the token group ``positions`` of the activations ``acts`` read at hook
+    point ``at``, fitted in float64 (concept-erasure's `LeaceEraser.fit`, its defaults).
+
+    >>> acts = torch.randn(200, 3, 4, generator=torch.Generator().manual_seed(0))
+    >>> labels = torch.arange(200) % 3
+    >>> acts[:, 1, 0] += labels  # the concept lives in token 1
+    >>> eraser = fit_token_eraser(acts, labels, at="blocks.0.hook_resid_pre", positions=[1, 2])
+    >>> eraser.rank, eraser.values, eraser.width
+    (2, (0, 1, 2), 8)
+    """
+    from concept_erasure import LeaceEraser
+
+    positions = tuple(int(p) for p in positions)
+    if not positions:
+        raise ArgumentError("an eraser needs at least one token position")
+    # an eraser made of inference tensors could not serve in a forward that tracks gradients
+    with torch.inference_mode(False), torch.no_grad():
+        flat = group_vectors(acts, positions).cpu().clone()
+        return _fit(LeaceEraser, flat, labels, at, positions)
+
+
+def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[int, ...]):
+    if not torch.isfinite(flat).all():
+        raise InputValueError(
+            f"{at} holds non-finite values at positions {list(positions)}: an eraser needs "
+            "finite activations (check the model's weights and the windows)"
+        )
+    codes, values = concept_codes(labels)
+    if len(codes) != len(flat):
+        raise InputShapeError(
+            f"labels give {len(codes)} values for {len(flat)} windows: one per window"
+        )
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(codes), len(values)).double()
+    eraser = leace.fit(flat, onehot)
+    return TokenEraser(at, positions, eraser, _edit_rank(eraser), tuple(values))
+
+
+@torch.no_grad()
+def fit_erasers(
+    model: Any,
+    X: Any,
+    labels: Any,
+    *,
+    names: Sequence[str],
+    positions: Sequence[int],
+    batch_size: int = 256,
+) -> list[TokenEraser]:
+    """One `TokenEraser` of ``labels`` at the token ``positions`` of each hook point of
+    ``names`` (in forward order), fitted on the windows ``X``: each on the activations that the
+    erasers before it leave, so that together they erase the concept from every point named."""
+    X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+    X = X.to(dtype=model.cfg.dtype, device=model.cfg.device)
+    erasers: list[TokenEraser] = []
+    for name in names:
+        parts = []
+        with model.hooks(fwd_hooks=[(e.at, e) for e in erasers]):
+            for start in range(0, len(X), batch_size):
+                _, cache = model.run_with_cache(
+                    X[start : start + batch_size], names_filter=[name], return_type=None
+                )
+                parts.append(cache[name].float().cpu())
+        erasers.append(fit_token_eraser(torch.cat(parts), labels, at=name, positions=positions))
+    return erasers

@@ -1,0 +1,218 @@
+"""Erasure conditions of an ablation study (``erase = ...``), and the tables beside their cuts.
+
+An erasure intervention names a concept (``erase = "gesture"``, ``"subject"``, a window label
+of the data: `emg_lens.data.pooled.window_labels`) and a token group (``tokens``: a group of
+the layout or an edge expression's query tokens). Per subject and layer set of the grid,
+`ErasureFits` fits a LEACE eraser (`emg_lens.hooks.erasure`, EleutherAI's ``concept-erasure``)
+at ``blocks.{l}.hook_resid_pre`` of each layer ``l``, in order, each on what the erasers before
+it leave, on the subject's **training** windows (restricted to ``classes`` when the concept is
+the gesture among some classes), and the study scores its **held-out** windows with the erasers
+as hooks, as it scores a cut. So claims test an erasure as they test a cut: on the held-out
+class counts, paired by subject.
+
+Its placebo condition (``<name>_placebo``) applies, in each layer, the eraser's norm-matched
+random-subspace placebo: a random subspace of the eraser's rank removed, each window moved as
+far as the eraser moves it, the basis seeded by the intervention's ``seed`` and the layer. A
+cell's provenance holds what the erasers were fitted on: the training windows, their trials
+and window labels (`emg_lens.provenance.training_digest`; a checkpoint's data-source digest
+covers them already).
+
+`erasure_table` shows each erasure's change beside its placebo's, their difference tested
+paired over subjects (the claims' test, `StatsSpec.claims_test`), and the largest drop among
+the classes outside the concept; `side_effects` lists those classes' changes, one row each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emg_lens.data.pooled import window_labels
+from emg_lens.errors import ArgumentError, EmgLensError, SpecError
+from emg_lens.hooks.erasure import fit_erasers, group_positions
+from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
+from emg_lens.studies.stats import compare_rows
+
+__all__ = ["ErasureFits", "erasure_table", "outside_classes", "side_effects"]
+
+ERASURE_COLUMNS = [
+    *("intervention", "mode", "layer", "layers", "concept", "tokens", "metric", "n"),
+    *("erasure_delta", "placebo_delta", "difference", "p", "test"),
+    *("side_classes", "side_effect", "side_effect_class"),
+]
+SIDE_COLUMNS = [
+    *("intervention", "mode", "layer", "layers", "class", "n"),
+    *("baseline", "erasure_delta", "placebo_delta"),
+]
+
+
+def outside_classes(intervention: Intervention, n_classes: int) -> list[int]:
+    """The classes outside an erasure's concept, whose changes are its side effects: the
+    classes not in ``classes`` for the gesture among some classes, none for every gesture,
+    every class for another concept (a subject, a session).
+
+    >>> i = Intervention.from_dict({"name": "e", "erase": "gesture", "tokens": "acc",
+    ...                             "classes": [0, 1]})
+    >>> outside_classes(i, 4), outside_classes(Intervention("s", erase="subject"), 3)
+    ([2, 3], [0, 1, 2])
+    """
+    if intervention.erase != "gesture":
+        return list(range(n_classes))
+    if intervention.classes is None:
+        return []
+    return [c for c in range(n_classes) if c not in intervention.classes]
+
+
+class ErasureFits:
+    """The erasers of one subject's erasure conditions, fitted once per concept, token
+    group, class restriction and layer set (an erasure and its placebo share them), on the
+    subject's training windows."""
+
+    def __init__(self, model: Any, data: Any, batch_size: int = 256):
+        self.model, self.data, self.batch_size = model, data, batch_size
+        self._fitted: dict[tuple, list] = {}
+
+    def hooks(self, intervention: Intervention, layers: Sequence[int]) -> list[tuple[str, Any]]:
+        """The forward hooks of an erasure (or its placebo) in ``layers``."""
+        key = (intervention.erase, intervention.tokens, intervention.classes, tuple(layers))
+        if key not in self._fitted:
+            self._fitted[key] = self._fit(intervention, layers)
+        erasers = self._fitted[key]
+        if not intervention.placebo:
+            return [(e.at, e) for e in erasers]
+        seed = intervention.seed or 0
+        return [(e.at, e.placebo(seed + layer)) for e, layer in zip(erasers, layers)]
+
+    def _fit(self, intervention: Intervention, layers: Sequence[int]) -> list:
+        data, name = self.data, intervention.name.removesuffix(PLACEBO)
+        where = f"intervention {name!r} (erase = {intervention.erase!r})"
+        if not len(data.y_train):
+            raise SpecError(
+                f"{where}: subject {data.subject}'s data hold no training windows, which an "
+                "eraser is fitted on (the held-out windows are what the study scores)"
+            )
+        try:
+            labels = window_labels(data, intervention.erase, "train")
+            _, positions = group_positions(self.model, intervention.tokens)
+        except EmgLensError as exc:
+            raise SpecError(f"{where}: {exc}") from exc
+        keep = np.arange(len(labels))
+        if intervention.classes is not None:
+            bad = [c for c in intervention.classes if c >= data.n_classes]
+            if bad:
+                raise SpecError(f"{where}: classes {bad} exceed the data's {data.n_classes}")
+            keep = keep[np.isin(np.asarray(data.y_train), intervention.classes)]
+        if len(np.unique(labels[keep])) < 2:
+            raise SpecError(
+                f"{where}: subject {data.subject}'s training windows hold one value of the "
+                f"concept ({np.unique(labels[keep]).tolist()}); erasing it needs two or more "
+                "(the subject: a model applied across subjects, emg_lens.data.pooled)"
+            )
+        names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+        try:
+            return fit_erasers(
+                self.model, data.X_train[keep], labels[keep], names=names, positions=positions,
+                batch_size=self.batch_size,
+            )  # fmt: skip
+        except ArgumentError as exc:
+            raise SpecError(f"{where}: {exc}") from exc
+
+
+def _erasures(spec: StudySpec) -> dict[str, Intervention]:
+    return {i.name: i for i in spec.interventions if i.erase is not None}
+
+
+def _values(per_subject: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
+    """[(mode, layers), subject] values of ``name``'s conditions of ``metric`` (a condition
+    is its mode and layer set: ``layer`` is empty for ``all`` and ``explicit``)."""
+    rows = per_subject[(per_subject["intervention"] == name) & (per_subject["metric"] == metric)]
+    return rows.pivot(index=["mode", "layers"], columns="subject", values="value")
+
+
+def _layer_of(per_subject: pd.DataFrame, name: str) -> dict[tuple[str, str], Any]:
+    """(mode, layers) -> the layer the tables show, of ``name``'s conditions."""
+    rows = per_subject[per_subject["intervention"] == name]
+    return {(r.mode, r.layers): r.layer for r in rows.itertuples(index=False)}
+
+
+def _class_accuracy(per_subject: pd.DataFrame, name: str) -> pd.DataFrame:
+    """[(mode, layers, class), subject]: each subject's class accuracy under ``name``."""
+    rows = per_subject[per_subject["intervention"] == name].drop_duplicates(["subject", "key"])
+    out = [
+        (r.mode, r.layers, c, r.subject, hit / total if total else np.nan)
+        for r in rows.itertuples(index=False)
+        for c, (hit, total) in enumerate(zip(r.class_correct, r.class_total))
+    ]
+    table = pd.DataFrame(out, columns=["mode", "layers", "class", "subject", "value"])
+    return table.pivot(index=["mode", "layers", "class"], columns="subject", values="value")
+
+
+def side_effects(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
+    """Per erasure condition and class outside its concept (`outside_classes`): the
+    baseline's class accuracy and the erasure's and the placebo's changes of it, each the mean
+    over subjects of the subject's own change (`SIDE_COLUMNS`)."""
+    rows = []
+    baseline = _class_accuracy(per_subject, "baseline").droplevel(["mode", "layers"])
+    for name, intervention in _erasures(spec).items():
+        outside = outside_classes(intervention, len(baseline))
+        erased = _class_accuracy(per_subject, name)
+        placebo = _class_accuracy(per_subject, name + PLACEBO)
+        layer_of = _layer_of(per_subject, name)
+        for (mode, layers, c), values in erased.iterrows():
+            if c not in outside:
+                continue
+            before = baseline.loc[c].reindex(values.index)
+            rows.append(
+                {"intervention": name, "mode": mode, "layer": layer_of[(mode, layers)],
+                 "layers": layers, "class": c, "n": int(values.notna().sum()),
+                 "baseline": before.mean(), "erasure_delta": (values - before).mean(),
+                 "placebo_delta": (placebo.loc[(mode, layers, c)] - before).mean()}
+            )  # fmt: skip
+    table = pd.DataFrame(rows, columns=SIDE_COLUMNS)
+    table["layer"] = table["layer"].astype("Int64")
+    return table
+
+
+def erasure_table(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
+    """Per erasure condition and metric: the change from the baseline under the erasure and
+    under its placebo (each the mean over subjects of the subject's change), their difference
+    tested paired over subjects (``test``: the claims' test) and, of the classes outside the
+    concept, how many there are and the largest mean drop of a class's accuracy
+    (`ERASURE_COLUMNS`)."""
+    sides = side_effects(spec, per_subject)
+    rows = []
+    for name, intervention in _erasures(spec).items():
+        for metric in spec.metrics:
+            base = per_subject[
+                (per_subject["intervention"] == "baseline") & (per_subject["metric"] == metric)
+            ].set_index("subject")["value"]
+            erased = _values(per_subject, name, metric)
+            placebo = _values(per_subject, name + PLACEBO, metric)
+            layer_of = _layer_of(per_subject, name)
+            for (mode, layers), values in erased.iterrows():
+                layer = layer_of[(mode, layers)]
+                other = placebo.loc[(mode, layers)].reindex(values.index)
+                base_values = base.reindex(values.index)
+                _, p = compare_rows(values.to_numpy()[None], other.to_numpy(),
+                                    spec.stats.claims_test)  # fmt: skip
+                mine = sides[(sides["intervention"] == name) & (sides["mode"] == mode)
+                             & (sides["layers"] == layers)]  # fmt: skip
+                worst = mine.loc[mine["erasure_delta"].idxmin()] if len(mine) else None
+                rows.append(
+                    {"intervention": name, "mode": mode, "layer": layer, "layers": layers,
+                     "concept": intervention.erase, "tokens": intervention.tokens,
+                     "metric": metric, "n": int(values.notna().sum()),
+                     "erasure_delta": (values - base_values).mean(),
+                     "placebo_delta": (other - base_values).mean(),
+                     "difference": (values - other).mean(), "p": float(p[0]),
+                     "test": spec.stats.claims_test, "side_classes": len(mine),
+                     "side_effect": np.nan if worst is None else worst["erasure_delta"],
+                     "side_effect_class": pd.NA if worst is None else int(worst["class"])}
+                )  # fmt: skip
+    table = pd.DataFrame(rows, columns=ERASURE_COLUMNS)
+    table["layer"] = table["layer"].astype("Int64")
+    table["side_effect_class"] = table["side_effect_class"].astype("Int64")
+    return table

@@ -1,0 +1,150 @@
+"""Concept erasure beside edge cuts, and the subject probe, on a pooled model over synthetic
+subjects with a planted subject signature (issue 58; notebook 10 shows the same).
+
+The data (`subject_signature_setup`: 3 subjects, 4 sEMG electrodes and one accelerometer) plant
+2 sEMG-only gestures, 2 ACC-only gestures and 2 interaction gestures, the XOR of an sEMG code
+and an ACC code that each modality alone says nothing about, and each subject's accelerometer
+reads with its own offset (the sEMG carries nothing of who moves). One IsoNet is trained on
+every subject's training windows, the demo's recipe, with its mean-pooled head scored.
+
+- The cut of every route between the modalities takes the interaction gestures to chance and
+  leaves the others; the LEACE eraser of the gesture at the ACC tokens entering layer 0 takes
+  the ACC-only gestures (which no cut of those routes touches: the mean-pooled head reads the
+  ACC tokens themselves) far below its norm-matched placebo.
+- Where the two disagree: the ACC tokens hold no linear trace of *which* interaction gesture
+  a window is (a fresh probe below chance before erasure; the eraser has a rank-1 edit that
+  moves the tokens by some 5 %), so erasing it leaves the interaction gestures as they were,
+  while the cut takes them to chance: the XOR lives between the two groups' tokens, where a
+  cut reaches and a per-group linear eraser cannot.
+- Erasing the subject from the ACC tokens leaves a fresh subject probe at chance and the
+  gestures within a few points.
+- The subject probe finds the subject where it was planted (the ACC tokens at every layer; at
+  layer 0 the random-init null reads the input's offset as well, after the blocks the trained
+  model keeps it above the null) and not where it was not: the sEMG tokens entering layer 0
+  below chance, the CLS token the trained model reads at chance after the blocks, where the
+  random-init null, its attention mixing every token, carries the subject.
+
+Measured on seeds 0-2 trained on one thread and seeds 0-1 on two (interaction gestures
+0.77-0.95 with the mean-pooled head): cut 0.43-0.50; ACC-only gestures 0.93-0.99, erased
+0.38-0.44, placebo 0.76-0.94; the interaction erased from the ACC tokens moved them 0.05-0.06
+and changed the interaction gestures by at most 0.01 (its probe before 0.31-0.34, chance 0.5);
+the subject erased: probe 0.333 (chance 1/3), the gestures within 0.04; the subject probe at
+the ACC tokens 0.93 entering layer 0 (the null 0.93) and 0.98-1.00 after the blocks (the null
+0.96), the sEMG tokens 0.19 entering layer 0, the CLS token after the blocks 0.23-0.38 (the
+null 0.88). The data of seed 1 (not these) left the recipe's three attempts on the XOR's
+plateau (interaction gestures 0.50): these claims are of a model that learned the planted
+gestures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emg_lens.cli.demo import DEMO_CUT, DEMO_TRAIN
+from emg_lens.config import EncoderConfig, config_for_data
+from emg_lens.data.datasets import data_source, load_subject
+from emg_lens.data.pooled import pool_subjects
+from emg_lens.data.synthetic.emg_acc import gesture_kinds, subject_signature_setup
+from emg_lens.hooks import attn_scores_filter, mask_edges
+from emg_lens.inspect import erase_concept
+from emg_lens.inspect.probe_report import NULL, TRAINED, probe_subjects
+from emg_lens.models import IsoNet
+from emg_lens.train import TrainConfig
+from emg_lens.train.supervised import fit_until_fitted
+
+pytestmark = pytest.mark.slow
+
+AT = "blocks.0.hook_resid_pre"
+# notebook 10 trains this very model (one thread, reuse): the one kept training serves both
+EPOCHS, SEED = 20, 0
+
+
+@pytest.fixture(scope="module")
+def pooled_model():
+    synthetic, preprocess = subject_signature_setup(n_subjects=3, seed=0)
+    source = data_source("synthetic", synthetic=synthetic, preprocess=preprocess)
+    pooled = pool_subjects([load_subject(source, s) for s in (1, 2, 3)], standardize=True)
+    cfg = config_for_data(IsoNet, EncoderConfig.preset("tiny", seed=SEED), pooled.modalities,
+                          pooled.n_classes, pooled.X_train.shape[-1])  # fmt: skip
+    train = TrainConfig(epochs=EPOCHS, seed=SEED, progress=False, **DEMO_TRAIN)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, _, _ = fit_until_fitted(IsoNet, cfg, pooled, train, reuse=True)
+    finally:
+        torch.set_num_threads(threads)
+    planted = gesture_kinds(synthetic)
+    kinds = {
+        kind: [i for i, c in enumerate(pooled.classes) if planted[c] == kind]
+        for kind in ("emg", "acc", "interaction")
+    }
+    return model.eval(), pooled, kinds
+
+
+def _accuracy(model, data, kinds, hooks=()) -> dict[str, float]:
+    """The mean-pooled head's held-out accuracy per gesture kind, under ``hooks``."""
+    with torch.inference_mode():
+        logits = model.run_with_hooks(torch.as_tensor(data.X_test), fwd_hooks=list(hooks),
+                                      return_type="avg_logits")  # fmt: skip
+    right = logits.argmax(-1).numpy() == data.y_test
+    return {k: float(right[np.isin(data.y_test, c)].mean()) for k, c in kinds.items()}
+
+
+def test_the_cut_and_the_erasure_agree_and_disagree_where_the_data_say(pooled_model):
+    model, data, kinds = pooled_model
+    found = {"none": _accuracy(model, data, kinds)}
+    layers = list(range(model.cfg.n_layers))
+    cut = [(attn_scores_filter(layers), mask_edges(DEMO_CUT, model.layout))]
+    found["cut"] = _accuracy(model, data, kinds, cut)
+    gesture = erase_concept(model, data, "gesture", at=AT, tokens="acc", folds=4)
+    found["erased"] = _accuracy(model, data, kinds, gesture.fwd_hooks)
+    found["placebo"] = _accuracy(model, data, kinds, [(AT, gesture.placebo(0))])
+    keep = np.isin(data.y_train, kinds["interaction"])
+    which = erase_concept(model, data.X_train[keep], data.y_train[keep], at=AT, tokens="acc",
+                          trials=data.train_trials[keep], folds=4)  # fmt: skip
+    found["interaction erased"] = _accuracy(model, data, kinds, which.fwd_hooks)
+    for name, row in found.items():
+        print(name, {k: round(v, 3) for k, v in row.items()})
+    print(which.report.round(3).to_string())
+    none = found["none"]
+    assert none["interaction"] >= 0.7 and min(none["emg"], none["acc"]) >= 0.85
+    # the routes between the modalities carry the interaction, and only it
+    assert found["cut"]["interaction"] <= 0.6
+    assert min(found["cut"]["emg"], found["cut"]["acc"]) >= 0.85
+    # the ACC tokens' content carries the ACC-only gestures, which no such cut touches
+    assert found["erased"]["acc"] <= 0.6
+    assert found["erased"]["acc"] <= found["placebo"]["acc"] - 0.25
+    # nothing linear says which interaction gesture: nothing to erase, nothing lost
+    row = which.report.iloc[0]
+    assert row["accuracy_before"] <= row["chance"] + 0.05 and row["moved"] <= 0.15
+    assert abs(found["interaction erased"]["interaction"] - none["interaction"]) <= 0.05
+
+
+def test_erasing_the_subject_leaves_a_probe_at_chance_and_the_gestures(pooled_model):
+    model, data, kinds = pooled_model
+    subject = erase_concept(model, data, "subject", at=AT, tokens="acc", folds=4)
+    row = subject.report.iloc[0]
+    print(subject.report.round(3).to_string())
+    assert row["accuracy_before"] >= 0.85 and abs(row["accuracy_after"] - row["chance"]) <= 0.05
+    before, after = _accuracy(model, data, kinds), _accuracy(model, data, kinds, subject.fwd_hooks)
+    assert all(abs(after[k] - before[k]) <= 0.08 for k in kinds), (before, after)
+
+
+def test_the_subject_is_found_where_it_was_planted_above_the_random_init_null(pooled_model):
+    model, data, _ = pooled_model
+    last = model.cfg.n_layers
+    report = probe_subjects((model, data), groups=["cls", "emg", "acc"], layers=[0, last],
+                            folds=4, transfer=False)  # fmt: skip
+    probes = report.probes.set_index(["model", "group", "layer"])
+    print(probes["accuracy"].unstack("layer").round(3))
+    accuracy, chance = probes["accuracy"], float(report.probes["chance"].iloc[0])
+    assert (report.probes["fold_unit"] == "trial").all() and chance == pytest.approx(1 / 3)
+    # planted on the ACC tokens: found there at every layer, above the null after the blocks
+    assert accuracy[(TRAINED, "acc", 0)] >= 0.85
+    assert accuracy[(TRAINED, "acc", last)] >= max(0.95, accuracy[(NULL, "acc", last)] + 0.01)
+    # not planted on the sEMG tokens, nor is it in the trained model's CLS readout token
+    assert accuracy[(TRAINED, "emg", 0)] <= chance + 0.05
+    assert accuracy[(TRAINED, "cls", last)] <= chance + 0.1
+    assert accuracy[(NULL, "cls", last)] >= accuracy[(TRAINED, "cls", last)] + 0.3

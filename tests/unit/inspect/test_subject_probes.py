@@ -1,0 +1,134 @@
+"""What the tokens know about the subject (issue 58): a subject probe per layer and token group
+on every subject's held-out windows pooled, beside the random-init null (TransformerLens's
+``reinitialized``) and the control task, folds of whole trials; the gesture probe folded
+leave-one-subject-out; ``emg-lens probe --target subject`` on a folder of checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emg_lens import ArgumentError
+from emg_lens.checkpoints import save_checkpoint
+from emg_lens.cli import main
+from emg_lens.config import config_for_data
+from emg_lens.data.datasets import data_source, load_subject
+from emg_lens.data.pooled import pool_subjects
+from emg_lens.data.preprocess import PreprocessSpec, SubjectData
+from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+from emg_lens.inspect import probe_tokens
+from emg_lens.inspect.probe_report import NULL, TRAINED, TRANSFER, probe_subjects
+from emg_lens.inspect.probes import leave_one_out
+from emg_lens.models import IsoNet
+from tests.tiny import tiny_isonet
+
+
+def _subject(number: int) -> SubjectData:
+    """Four classes planted in sEMG channel 0; the subject's ACC channel 1 reads its own
+    level. Four repetitions of each class: a trial is (class, repetition)."""
+    rng = np.random.default_rng(number)
+    X = rng.standard_normal((2, 64, 6, 8)).astype(np.float32)
+    y = np.tile(np.repeat([0, 1, 2, 3], 4), 4)
+    X[:, :, 0] += 1.5 * y[None, :, None]
+    X[:, :, 4] += 1.5 * number
+    reps = np.repeat([1, 3, 4, 6], 16), np.repeat([2, 5, 7, 8], 16)
+    return SubjectData(number, {"emg": 2, "acc": 4}, [0, 1, 2, 3], X[0], y, reps[0], X[1], y,
+                       reps[1])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_isonet(perturb=True, init_range=0.5)
+
+
+def test_the_subject_is_found_where_it_was_planted_and_the_null_beside_it(model):
+    subjects = {s: (model, _subject(s)) for s in (1, 2, 3)}
+    report = probe_subjects(subjects, groups=["emg", "acc"], layers=[0], folds=4)
+    probes = report.probes.set_index(["model", "target", "group"])
+    assert set(report.probes["subject"]) == {"1,2,3"}  # one model: probed once
+    for name in (TRAINED, NULL):  # at layer 0 a token is its channel's, whatever the weights
+        assert probes.loc[(name, "subject", "acc"), "accuracy"] > 0.9
+        assert probes.loc[(name, "subject", "emg"), "accuracy"] < 0.5  # chance 1/3
+    assert (report.probes.query("target == 'subject'")["fold_unit"] == "trial").all()
+    gesture = probes.loc[(TRAINED, TRANSFER, "emg")]
+    assert gesture["fold_unit"] == "subject" and gesture["folds"] == 3
+    assert gesture["accuracy"] > 0.8  # the gesture's channel transfers across subjects
+    assert report.chance["model"].tolist() == ["model of 1,2,3"]  # its accuracy beside chance
+    assert "random init" in report.summary() and "cut none" in report.summary()
+
+
+def test_one_model_on_windows_pooled_already_and_distinct_models_probed_each(model):
+    pooled = pool_subjects([_subject(1), _subject(2)])
+    report = probe_subjects((model, pooled), groups=["acc"], layers=[0], folds=4,
+                            transfer=False)  # fmt: skip
+    assert report.probes["subject"].unique().tolist() == ["pooled"]
+    assert report.probes["target"].unique().tolist() == ["subject"]
+    other = tiny_isonet(seed=1)
+    found = probe_subjects({1: (model, _subject(1)), 2: (other, _subject(2))}, groups=["acc"],
+                           layers=[0], folds=4, transfer=False)  # fmt: skip
+    assert sorted(found.probes["subject"].unique()) == ["1", "2"]
+    with pytest.raises(ArgumentError, match="two subjects or more"):
+        probe_subjects({1: (model, _subject(1))}, groups=["acc"], layers=[0])
+
+
+def test_leave_one_subject_out_holds_out_each_subject_whole(model):
+    pooled = pool_subjects([_subject(1), _subject(2), _subject(3)])
+    table = probe_tokens(model, pooled, layers=[0], groups=["emg"], leave_out="subject")
+    assert table["fold_unit"].tolist() == ["subject"] and table["folds"].tolist() == [3]
+    subjects = np.repeat([1, 2], 4)
+    with pytest.raises(ArgumentError, match="one label only"):
+        leave_one_out(subjects, np.repeat([0, 1], 4), np.arange(8))
+    with pytest.raises(ArgumentError, match="two subjects or more"):
+        leave_one_out(np.ones(8), np.tile([0, 1], 4), np.arange(8))
+
+
+@pytest.mark.slow  # 2.5 s on one core: the command draws its figures and report
+def test_the_command_probes_a_folder_of_subjects_for_the_subject(tmp_path, capsys):
+    synthetic = SyntheticSpec(
+        n_subjects=2,
+        n_emg_gestures=2,
+        n_acc_gestures=2,
+        n_interaction_gestures=0,
+        n_repetitions=6,
+        movement_seconds=0.3,
+        rest_seconds=0.1,
+        n_emg=2,
+        n_acc_sensors=1,
+        subject_offset=1.0,
+    )
+    preprocess = PreprocessSpec(segment="full", window=40, step=40, standardize=False)
+    source = data_source("synthetic", synthetic=synthetic, preprocess=preprocess)
+    data = load_subject(source, 1, cache_dir=None)
+    cfg = config_for_data(IsoNet, "tiny", data.modalities, data.n_classes, 40, seed=0)
+    model = IsoNet(cfg)
+    for s in (1, 2):  # a pooled model kept once per subject, each with its data
+        save_checkpoint(
+            model,
+            tmp_path / "models" / f"subject_{s}",
+            metadata={"subject": s, "data_source": source, "classes": data.classes},
+        )
+    argv = [
+        "probe",
+        "--models",
+        str(tmp_path / "models"),
+        "--out",
+        str(tmp_path / "out"),
+        "--target",
+        "subject",
+        "--layers",
+        "0",
+        "--groups",
+        "emg",
+        "acc",
+        "--folds",
+        "3",
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    probes = pd.read_csv(tmp_path / "out" / "probes.csv")
+    assert set(probes["model"]) == {TRAINED, NULL} and set(probes["subject"]) == {"1,2"}
+    at = probes[probes["target"] == "subject"].set_index(["model", "group"])["accuracy"]
+    assert at[(TRAINED, "acc")] > 0.9 and at[(TRAINED, "emg")] < 0.7
+    assert "random init" in capsys.readouterr().out
+    assert main([*argv, "--interchange", "acc"]) == 2
+    assert "not with --target subject" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""The tool checking itself (issue 56): `benchmarks/calibration.py` runs the project's
+inferences on simulated designs whose truth is known. Its small version runs here: each
+check's figure must be consistent with what the inference promises (a false-verdict rate at
+most its level, a coverage at least its level, read with the 95 % interval of the few draws),
+and the docs page that holds the full run's table lists every check the benchmark makes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_benchmarks import _load
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "trust.md"
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    return _load("calibration")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["placement", "claims", "intervals", "chance"])
+def test_every_inference_keeps_what_it_promises_on_designs_whose_truth_is_known(
+    calibration, family, capsys
+):
+    result = calibration.main(["--quick", "--only", family])
+    capsys.readouterr()
+    failing = [
+        (r["inference"], r["design"], r["hits"], r["draws"])
+        for r in result["rows"]
+        if not r["holds"]
+    ]
+    assert not failing, failing
+    assert result["checks"] == len(result["rows"]) > 0
+
+
+def test_the_docs_page_holds_the_full_table_of_every_check(calibration):
+    """The page "How far each number can be trusted" shows the full run's table: a row for
+    each check the benchmark defines, with as many draws as its full run takes."""
+    text = PAGE.read_text(encoding="utf-8")
+    rows = {
+        (cells[0], cells[1]): cells
+        for cells in (
+            [c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| inference")
+        )
+    }
+    for family, checks in calibration.FAMILIES.items():
+        for check in checks():
+            assert (check.inference, check.design) in rows, (family, check.design)
+            assert rows[(check.inference, check.design)][-1] == str(check.draws)
+    assert re.search(r"python benchmarks/calibration\.py", text)
