@@ -7,6 +7,8 @@ asked for, nor by ``"auto"`` on a CPU."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch.nn.attention import flex_attention as torch_flex
@@ -17,6 +19,10 @@ from emg_lens.errors import ArgumentError
 from emg_lens.models import IsoNet, attach
 from emg_lens.models.attached.zoo import attach_braindecode
 from tests.unit.models import attached_models, converted_models
+
+with warnings.catch_warnings():  # braindecode's import (~5 s) at collection, not in a test's
+    warnings.simplefilter("ignore")
+    import braindecode.models  # noqa: F401
 
 TOL = 1e-5
 
@@ -119,7 +125,7 @@ def test_never_where_a_hook_reads_the_pattern_or_the_scores(flex_calls):
         flex_calls.clear()
         for point in ("hook_pattern", "hook_attn_scores"):
             seen = []
-            hook = (lambda name: name.endswith(point), lambda t, hook: seen.append(t) and None)
+            hook = (lambda name, p=point: name.endswith(p), lambda t, hook, s=seen: s.append(t))
             with model.hooks(fwd_hooks=[hook]):
                 got = model(x, edge_masks=cuts)
             assert len(seen) == model.cfg.n_layers and not flex_calls, point
@@ -129,18 +135,19 @@ def test_never_where_a_hook_reads_the_pattern_or_the_scores(flex_calls):
                 model(x, edge_masks=cuts)
             assert len(flex_calls) == 1, point
             flex_calls.clear()
-        _, cache = model.run_with_cache(x, names_filter=lambda name: "pattern" in name)
+        model.run_with_cache(x, names_filter=lambda name: "pattern" in name)
         assert not flex_calls
-    # an attached model's hooked call is computed explicitly too
+    # an attached model's hooked call is computed explicitly too, its other calls are not
     net = attached_models.build("sdpa")
     attached = attach(net, layout=attached_models.LAYOUT, n_samples=attached_models.N_SAMPLES)
-    with torch.inference_mode(), attention_backend("flex"):
-        attached.run_with_hooks(
-            torch.randn(2, 4, 8),
-            fwd_hooks=[("blocks.0.attn.hook_pattern", lambda t, hook: None)],
-            edge_masks=_cuts(attached),
-        )
-    assert not flex_calls
+    x, cuts = torch.randn(2, 4, 8), _cuts(attached)
+    n_layers = attached.cfg.n_layers
+    for layers, flex_runs in (((0,), n_layers - 1), (range(n_layers), 0)):
+        hooks = [(f"blocks.{i}.attn.hook_pattern", lambda t, hook: None) for i in layers]
+        with torch.inference_mode(), attention_backend("flex"):
+            attached.run_with_hooks(x, fwd_hooks=hooks, edge_masks=cuts)
+        assert len(flex_calls) == flex_runs, list(layers)
+        flex_calls.clear()
 
 
 def test_never_where_a_gradient_is_asked_for(flex_calls):
@@ -163,6 +170,8 @@ def test_auto_never_runs_it_on_a_cpu(flex_calls):
         with attention_backend("auto"):
             model(model.example_input(2), edge_masks=_cuts(model))
     assert not flex_calls
-    with pytest.raises(ArgumentError, match="attention backend 'triton'"):
-        with attention_backend("triton"):
-            pass
+    with (
+        pytest.raises(ArgumentError, match="attention backend 'triton'"),
+        attention_backend("triton"),
+    ):
+        pass
