@@ -44,7 +44,8 @@ the window batch and stacked on the batch axis (one mask per row), and the line 
 ``batched_equal`` (true: the two forms' per-subject tables, summaries and predictions are
 identical), ``batched_logits_max_diff`` (0.0: their logits bit for bit),
 ``s_runner_broadcast``, ``s_runner_stacked`` (median seconds per round, timed in the same
-rounds) and ``stacked_vs_broadcast`` (stacked / broadcast seconds, ``{min, median, max}``).
+rounds), ``speedup_vs_naive_<form>`` and ``<form>_vs_lower_bound`` (as above, per form) and
+``stacked_vs_broadcast`` (stacked / broadcast seconds, ``{min, median, max}``).
 
     python benchmarks/study_vs_naive.py [--preset demo] [--subjects 2] [--windows 300]
     python benchmarks/study_vs_naive.py --preset paper   # 1 subject, 256 windows, 3 rounds
@@ -365,6 +366,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         result.update(batched)
         for form in FORMS:
             result[f"s_runner_{form}"] = round(statistics.median(times[form]), 4)
+            result[f"speedup_vs_naive_{form}"] = spread(
+                [n / r for n, r in zip(times["naive"], times[form])]
+            )
+            result[f"{form}_vs_lower_bound"] = spread(
+                [r / b for r, b in zip(times[form], times["bound"])]
+            )
         result["stacked_vs_broadcast"] = spread(
             [s / b for s, b in zip(times["stacked"], times["broadcast"])]
         )

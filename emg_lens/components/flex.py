@@ -104,15 +104,13 @@ def use_flex(
     backend = _BACKEND.get()
     if backend == "sdpa" or mask is None or mask.dtype != torch.bool or _FAILED:
         return False
+    if backend == "auto" and not auto_rule(q.device.type, q.shape[-1], q.shape[-2]):
+        return False  # before the rest: every fused call on a CPU asks, and this is its answer
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         return False
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
-    if q.device.type == "cuda" and (q.shape[-1] < MIN_D_HEAD or not _has_triton()):
-        return False
-    if backend == "flex":
-        return True
-    return auto_rule(q.device.type, q.shape[-1], q.shape[-2])
+    return q.device.type != "cuda" or (q.shape[-1] >= MIN_D_HEAD and _has_triton())
 
 
 def flex_attend(

@@ -12,11 +12,11 @@ row alone, and SDPA reads a row's mask the same whether it is broadcast or copie
 
 A node's unmasked child runs alone, unmasked, in both forms (SDPA without a mask is another
 kernel). `ConditionForm` is the rule and its record: a form asked for by name; ``"timed"``:
-the first layer with at least `MIN_TIMED` masked children is timed, half its children in
-each form, each child computed once, and the faster per child is kept for the rest of the
-subject; ``"auto"``: on a CPU the broadcast form (measured faster there, `CPU_MEASURED`),
-elsewhere (a GPU) timed. An attached model (whole forwards, no blocks to stack) always
-broadcasts.
+the first layer with at least `MIN_TIMED` masked children is timed (each form warmed up on
+its first children, then half the rest in each form: each child computed once), and the
+faster per child is kept for the rest of the subject; ``"auto"``: on a CPU the broadcast
+form (measured faster there, `CPU_MEASURED`), elsewhere (a GPU) timed. An attached model
+(whole forwards, no blocks to stack) always broadcasts.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ STACK_ROWS = 1024
 # Mask entries per stacked call at most: SDPA makes a float bias of a bool mask on a GPU
 # (4 bytes an entry), so this bounds that copy at 256 MiB.
 STACK_MASK_ENTRIES = 2**26
-# Masked children a layer needs before it is timed: one warm-up call (a masked kernel's first
-# launch), at least one broadcast and at least two stacked.
-MIN_TIMED = 4
+# Masked children a layer needs before it is timed: a broadcast call and a stacked call of two
+# to warm up, then at least one timed broadcast and two timed stacked.
+MIN_TIMED = 6
 CPU_MEASURED = (
     "on a CPU one call per condition (benchmarks/study_vs_naive.py --batch-conditions, "
     "2 cores: stacked 1.05-1.3x slower at the demo and paper presets)"
@@ -133,11 +133,15 @@ def run_children(
         form.form = "broadcast"
         form.reason = f"a window batch fills a call ({STACK_ROWS} rows at most)"
     if form.form is None and len(masked) >= MIN_TIMED:
-        out[masked[0]] = block(states[masked[0][:-1]], masks[masked[0][-1]])  # warm-up
-        rest = masked[1:]
+        # Each form's first calls warm up (a kernel's first launch, the allocator's first
+        # blocks of that size), then the rest is timed, half in each form: each child once.
+        warm = {"broadcast": masked[:1], "stacked": masked[1:3]}
+        rest = masked[3:]
         halves = {"broadcast": rest[: len(rest) // 2], "stacked": rest[len(rest) // 2 :]}
+        for name, half in warm.items():
+            out.update(_FORMS[name](block, states, half, masks, per_call))
         for name, half in halves.items():
-            start = _clock(out[masked[0]])
+            start = _clock(out[masked[2]])
             out.update(_FORMS[name](block, states, half, masks, per_call))
             form.seconds_per_child[name] = (_clock(out[half[-1]]) - start) / len(half)
         times = form.seconds_per_child

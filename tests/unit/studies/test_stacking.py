@@ -230,12 +230,14 @@ SPEC = StudySpec.from_dict(
         "interventions": [
             {"name": "cross", "edges": "cross_modal"},
             {"name": "to_cls", "edges": "to_cls"},
+            {"name": "uni", "edges": "unimodal"},
         ],
         "layers": {"modes": ["individual", "from_first"]},
     }
 )
 
 
+@pytest.mark.slow
 def test_the_run_records_the_form_and_the_tables_do_not_change():
     models = {1: _subject(1), 2: _subject(2)}
     results = {
