@@ -35,12 +35,23 @@ alike), and runs the runner once more with timers on its phases. It prints one J
   ``verify`` (with ``--verify``), ``other`` (grid, plan, tree bookkeeping, tables);
 - ``distinct_layer_evals`` / ``naive_layer_evals``: block evaluations (per window batch, summed
   over subjects) the runner's plan needs / the naive loop runs;
-- ``s_runner``, ``s_naive``, ``s_lower_bound``: median seconds per round.
+- ``s_runner``, ``s_naive``, ``s_lower_bound``: median seconds per round;
+- ``runner_form``: per subject, the form the runner's rule chose for its conditions and why
+  (`emg_lens.studies.ablation.stacking`).
+
+With ``--batch-conditions`` the runner also runs with each layer's conditions broadcast over
+the window batch and stacked on the batch axis (one mask per row), and the line adds
+``batched_equal`` (true: the two forms' per-subject tables, summaries and predictions are
+identical), ``batched_logits_max_diff`` (0.0: their logits bit for bit),
+``s_runner_broadcast``, ``s_runner_stacked`` (median seconds per round, timed in the same
+rounds), ``speedup_vs_naive_<form>`` and ``<form>_vs_lower_bound`` (as above, per form) and
+``stacked_vs_broadcast`` (stacked / broadcast seconds, ``{min, median, max}``).
 
     python benchmarks/study_vs_naive.py [--preset demo] [--subjects 2] [--windows 300]
     python benchmarks/study_vs_naive.py --preset paper   # 1 subject, 256 windows, 3 rounds
     python benchmarks/study_vs_naive.py --quick   # 1 subject, 24 windows, 3 layers: seconds
     python benchmarks/study_vs_naive.py --preset paper --device cuda   # all three on the GPU
+    python benchmarks/study_vs_naive.py --quick --batch-conditions   # both forms, equal?
 """
 
 from __future__ import annotations
@@ -66,6 +77,7 @@ from emg_lens.studies.ablation import evaluate as evaluate_module
 from emg_lens.studies.ablation import runner as runner_module
 from emg_lens.studies.ablation.evaluate import TreePlan, tree_plan
 from emg_lens.studies.ablation.grid import BASELINE
+from emg_lens.studies.ablation.stacking import FORMS
 
 SPEC = {
     "name": "table3",
@@ -138,26 +150,38 @@ def _naive(spec: StudySpec, models: dict, batch_size: int) -> dict[tuple[int, st
     return out
 
 
-def _runner(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> StudyResult:
+def _runner(
+    spec: StudySpec, models: dict, batch_size: int, verify: bool, form: str = "auto"
+) -> StudyResult:
     device = next(iter(models.values()))[0].cfg.device
     return run_study(
-        spec, models=models, batch_size=batch_size, verify=verify, progress=False, device=device
+        spec,
+        models=models,
+        batch_size=batch_size,
+        verify=verify,
+        progress=False,
+        device=device,
+        condition_form=form,
     )
 
 
-def _runner_predictions(
-    spec: StudySpec, models: dict, batch_size: int
-) -> dict[tuple[int, str], np.ndarray]:
-    """The runner's predictions per (subject, condition key), read off its scored cells."""
+def _runner_outputs(
+    spec: StudySpec, models: dict, batch_size: int, form: str = "auto"
+) -> tuple[dict[tuple[int, str], np.ndarray], dict[tuple[int, str], np.ndarray], StudyResult]:
+    """The runner's predictions and logits per (subject, condition key), read off its scored
+    cells, and its result, with the conditions in ``form``
+    (`emg_lens.studies.ablation.stacking`)."""
     score, evaluate = evaluate_module.score_logits, runner_module.evaluate_subject
-    out = {}
+    preds, logits = {}, {}
 
-    def scored(logits, *args):
-        return {**score(logits, *args), "pred": np.asarray(logits).argmax(-1)}
+    def scored(out, *args):
+        return {**score(out, *args), "logits": np.asarray(out)}
 
     def evaluated(spec, subject, todo, *, subject_id, **kw):
         cells = evaluate(spec, subject, todo, subject_id=subject_id, **kw)
-        out.update({(subject_id, key): cell["pred"] for key, cell in cells.items()})
+        for key, cell in cells.items():
+            logits[(subject_id, key)] = cell["logits"]
+            preds[(subject_id, key)] = cell["logits"].argmax(-1)
         return cells
 
     with patched(
@@ -166,8 +190,20 @@ def _runner_predictions(
             (runner_module, "evaluate_subject", evaluated),
         ]
     ):
-        _runner(spec, models, batch_size, verify=True)  # verified once; timed without
-    return out
+        result = _runner(spec, models, batch_size, verify=True, form=form)  # timed without
+    return preds, logits, result
+
+
+def batched_conditions(spec: StudySpec, models: dict, batch_size: int) -> dict:
+    """The runner with every layer's conditions broadcast, then stacked: whether the two give
+    the same per-subject table, predictions and logits (``batched_equal``: table and
+    predictions identical; ``batched_logits_max_diff``: 0.0 where bit for bit)."""
+    runs = {form: _runner_outputs(spec, models, batch_size, form) for form in FORMS}
+    (p_b, l_b, r_b), (p_s, l_s, r_s) = runs["broadcast"], runs["stacked"]
+    same_table = r_b.per_subject.equals(r_s.per_subject) and r_b.summary.equals(r_s.summary)
+    same_preds = p_b.keys() == p_s.keys() and all(np.array_equal(p_b[k], p_s[k]) for k in p_b)
+    diff = max(float(np.abs(l_b[k] - l_s[k]).max()) for k in l_b)
+    return {"batched_equal": bool(same_table and same_preds), "batched_logits_max_diff": diff}
 
 
 def plans(spec: StudySpec, models: dict) -> dict[int, TreePlan]:
@@ -238,6 +274,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, help="rounds; default: 5 (demo), 3 (paper)")
     parser.add_argument("--init-range", type=float, help="weight std; 0.2 (demo), 0.05 (paper)")
     parser.add_argument("--verify", action="store_true", help="time the runner with verify=True")
+    parser.add_argument(
+        "--batch-conditions",
+        action="store_true",
+        help="also run and time the runner with each layer's conditions broadcast and stacked",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default: cpu)")
     parser.add_argument(
         "--threads",
@@ -266,25 +307,27 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     # Identical predictions first.
     naive = _naive(spec, models, args.batch)
-    ours = _runner_predictions(spec, models, args.batch)
+    ours, _, auto = _runner_outputs(spec, models, args.batch)
     assert naive.keys() == ours.keys(), "the runner and the naive loop ran different grids"
     mismatched = sorted(k for k in naive if not np.array_equal(ours[k], naive[k]))
     assert not mismatched, f"runner != naive on (subject, condition key) {mismatched}"
     baseline = {s: naive[(s, BASELINE.key)] for s in models}
     changed = sum(not np.array_equal(p, baseline[s]) for (s, _), p in naive.items())
 
-    # Then the three, in the same rounds.
+    batched = batched_conditions(spec, models, args.batch) if args.batch_conditions else {}
+
+    # Then the three (with --batch-conditions, the runner in both forms too), in the same rounds.
     plan = plans(spec, models)
     lower_bound(models, plan, args.batch)  # warm-up
-    times = rounds(
-        {
-            "runner": lambda: _runner(spec, models, args.batch, args.verify),
-            "naive": lambda: _naive(spec, models, args.batch),
-            "bound": lambda: lower_bound(models, plan, args.batch),
-        },
-        args.repeats,
-        cuda=device.type == "cuda",
-    )
+    runs = {
+        "runner": lambda: _runner(spec, models, args.batch, args.verify),
+        "naive": lambda: _naive(spec, models, args.batch),
+        "bound": lambda: lower_bound(models, plan, args.batch),
+    }
+    if args.batch_conditions:
+        for form in FORMS:
+            runs[form] = lambda form=form: _runner(spec, models, args.batch, args.verify, form)
+    times = rounds(runs, args.repeats, cuda=device.type == "cuda")
     runner_s = statistics.median(times["runner"])
     n_batches = -(-args.windows // args.batch)
     n_conditions = len(naive) // args.subjects  # grid rows + baseline, per subject
@@ -317,7 +360,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "breakdown_s": breakdown(spec, models, args.batch, args.verify),
         "repeats": args.repeats,
         "verify": args.verify,
+        "runner_form": auto.condition_forms,
     }
+    if args.batch_conditions:
+        result.update(batched)
+        for form in FORMS:
+            result[f"s_runner_{form}"] = round(statistics.median(times[form]), 4)
+            result[f"speedup_vs_naive_{form}"] = spread(
+                [n / r for n, r in zip(times["naive"], times[form])]
+            )
+            result[f"{form}_vs_lower_bound"] = spread(
+                [r / b for r, b in zip(times[form], times["bound"])]
+            )
+        result["stacked_vs_broadcast"] = spread(
+            [s / b for s, b in zip(times["stacked"], times["broadcast"])]
+        )
     print(json.dumps(result))
     return result
 

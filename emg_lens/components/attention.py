@@ -57,6 +57,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components.attend import block_scores, fused, merge_masks, pattern_of
+from emg_lens.components.flex import flex_attend, use_flex
 from emg_lens.components.init import ConfigInit
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.components.mlp import add_bias
@@ -143,10 +144,15 @@ def _sdpa(
     scale: float,
 ) -> Float[torch.Tensor, "batch head query d_head"]:
     """``scaled_dot_product_attention`` with the keys ``blocked`` (True) masked, a query left
-    with no key a zero row (some SDPA kernels give NaN there), with a zero gradient (`fused`)."""
+    with no key a zero row (some SDPA kernels give NaN there), with a zero gradient (`fused`);
+    FlexAttention instead where `emg_lens.components.flex.use_flex` takes it (a cut-only
+    forward of a large model on CUDA)."""
+    allowed = merge_masks(None, blocked, allows=True)
+    if use_flex(q, k, v, allowed):
+        return fused(lambda m: flex_attend(q, k, v, m, scale), allowed, allows=True)
     return fused(
-        lambda allowed: F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale),
-        merge_masks(None, blocked, allows=True),
+        lambda m: F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale),
+        allowed,
         allows=True,
     )
 
@@ -509,7 +515,7 @@ class Attention(ConfigInit, nn.Module):
             rows = getattr(self, f"_rows_{index}")  # [G, s]: the positions of each group
             mask = mask[:, :, rows[:, :, None], rows[:, None, :]].transpose(1, 2)
             mask = mask.expand(batch, -1, -1, -1, -1).reshape(batch * n_groups, -1, size, size)
-        if size <= SMALL_GROUP and q.device.type == "cpu":
+        if size <= SMALL_GROUP and q.device.type == "cpu" and not use_flex(q, k, v, mask):
             # Many short sequences (CBraMod's 19 channels of a patch, its few patches of a
             # channel): a batched matmul and softmax, as torch's own MultiheadAttention runs
             # them, costs a third of SDPA's CPU kernel, whose per-sequence set-up dominates.

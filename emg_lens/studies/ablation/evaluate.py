@@ -4,10 +4,11 @@ as a prefix tree, verify that every mask took effect, refuse non-finite outputs,
 For each subject, per condition, the sequence of per-layer masks it applies (``None`` where a
 layer is untouched) is evaluated as a *prefix tree*: every distinct prefix of masks is computed
 once and shared (the unmasked prefix of an ``individual`` condition with the baseline, the
-masked prefix of ``from_first`` at layer ``l`` with the one at ``l - 1``). Each child of a node
-runs its block on the window batch with its mask broadcast over the batch (concatenating the
-children with a copied per-row mask measured ~40% slower: CPU, one thread, demo preset; the
-copy, and SDPA reading it). Conditions with equal effects (``from_first`` at the last layer and
+masked prefix of ``from_first`` at layer ``l`` with the one at ``l - 1``). Each layer's masked
+children run their block either one call each, the mask broadcast over the window batch, or
+stacked on the batch axis with one mask per row: the same numbers, the device's choice
+(`emg_lens.studies.ablation.stacking`: broadcast on a CPU, timed at the first layer on a GPU,
+recorded with the run). Conditions with equal effects (``from_first`` at the last layer and
 ``all``, ...) share one evaluation, and so do conditions whose last-layer masks cut no query
 row that the readout reads (the CLS row, for the CLS head): such a mask changes no output, so
 it is dropped (`tree_plan` says what is left to run).
@@ -38,6 +39,7 @@ from emg_lens.models.base import LAYERWISE, provides
 from emg_lens.studies.ablation.erasure import ErasureFits
 from emg_lens.studies.ablation.grid import BASELINE, Condition
 from emg_lens.studies.ablation.spec import StudySpec
+from emg_lens.studies.ablation.stacking import ConditionForm, run_children
 from emg_lens.studies.code import (
     ModuleBuilder,
     hooks_from_factory,
@@ -295,8 +297,12 @@ def _run_prefix_tree(
     table: _MaskTable,
     batch_size: int,
     return_type: str = "logits",
+    form: ConditionForm | None = None,
 ) -> dict[tuple, torch.Tensor]:
-    """Outputs for every mask sequence, sharing all common prefixes (see module docstring)."""
+    """Outputs for every mask sequence, sharing all common prefixes (see module docstring);
+    each layer's masked children run in ``form``'s form (`emg_lens.studies.ablation.stacking`;
+    None: the device's rule), which it records."""
+    form = (form or ConditionForm()).resolve(X.device, layerwise=provides(model, LAYERWISE))
     canonical = _canonical_sequences(model, sequences, table, return_type)
     wanted = sorted(set(canonical.values()), key=str)
     # [1, head, q, k]: broadcast over the batch, never copied per window (4-D for SDPA).
@@ -314,11 +320,10 @@ def _run_prefix_tree(
         states = {(): model(X[start : start + batch_size], stop_at_layer=0)}
         for layer, block in enumerate(model.blocks):
             children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
-            states = {
-                c: block(states[c[:-1]], None if c[-1] is None else masks[c[-1]]) for c in children
-            }
+            states = run_children(block, states, children, masks, form)
         for seq in wanted:
             out[seq].append(model.readout(states[seq], return_type))
+    form.settle()
     joined = {seq: torch.cat(parts) for seq, parts in out.items()}
     return {seq: joined[canonical[seq]] for seq in sequences}
 
@@ -389,9 +394,12 @@ def evaluate_subject(
     verify: bool,
     subject_id: int,
     code: StudyCode,
+    form: ConditionForm | None = None,
 ) -> dict[str, dict]:
     """Cells (by condition key) for the conditions in ``todo`` on subject ``subject_id``.
-    An output that is not finite is a `StudyError`, never a score."""
+    An output that is not finite is a `StudyError`, never a score. ``form`` says how the
+    tree runs the conditions of a layer (`ConditionForm`; None: the device's rule) and
+    records what it chose."""
     model, data = subject.model, subject.data
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
     y, trials = np.asarray(data.y_test), data.test_trials  # trials: the chance check's unit
@@ -405,7 +413,7 @@ def evaluate_subject(
     sequences, other = _edge_sequences(model, todo, code, table)
     unmasked = (None,) * model.cfg.n_layers  # the reference of kl and flip_rate
     run = sorted(set(sequences.values()) | {unmasked}, key=str)
-    logits = _run_prefix_tree(model, X, run, table, batch_size, spec.return_type)
+    logits = _run_prefix_tree(model, X, run, table, batch_size, spec.return_type, form)
     distinct = list(dict.fromkeys([unmasked, *sequences.values()]))
     finite = dict(zip(distinct, _all_finite([logits[seq] for seq in distinct])))
     if not finite[unmasked]:  # a broken model is named as such

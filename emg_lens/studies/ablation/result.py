@@ -306,6 +306,9 @@ class StudyResult(StudyOutput):
     # subject -> what the chance check knows of its model beyond the cells
     # (`emg_lens.studies.subjects.known_of`: train_accuracy, placement)
     known: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # subject computed in this run -> how its conditions ran and why
+    # (`emg_lens.studies.ablation.stacking.ConditionForm.record`): the run's, not the cells'
+    condition_forms: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_table(
@@ -649,6 +652,7 @@ class StudyResult(StudyOutput):
         stale = f" ({self.stale} of other provenance)" if self.stale else ""
         lines = [
             f"cells: {self.reused} reused, {self.recomputed} recomputed{stale}",
+            *self._forms_lines(),
             f"{spec.name}: baseline {spec.metric} {self.baseline.mean():.3f} over "
             f"{len(self.baseline)} subjects ({spec.stats.test}, {correction_phrase(spec.stats)})",
         ]
@@ -672,6 +676,27 @@ class StudyResult(StudyOutput):
             lines.append(self.claims_note())
         lines.append(legend())
         return "\n".join(lines)
+
+    def _forms_lines(self) -> list[str]:
+        """One line per form the subjects computed here ran their conditions in, and why."""
+        by_form: dict[tuple[str, str], list[int]] = {}
+        for subject, record in self.condition_forms.items():
+            by_form.setdefault((record["form"], record["reason"]), []).append(subject)
+        lines = []
+        for (form, reason), subjects in by_form.items():
+            how = "stacked on the batch axis" if form == "stacked" else "broadcast over the batch"
+            timed = {
+                k.removeprefix("s_per_condition_"): v
+                for k, v in self.condition_forms[subjects[0]].items()
+                if k.startswith("s_per_condition_")
+            }
+            timing = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in timed.items())
+            timing = f"; per condition: {timing}" if timing else ""
+            names = ("subject " if len(subjects) == 1 else "subjects ") + ", ".join(
+                map(str, subjects)
+            )
+            lines.append(f"conditions {how} ({names}): {reason}{timing}")
+        return lines
 
 
 def _rows_of(table: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -41,6 +41,7 @@ from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.ablation.planted import planted_classes
 from emg_lens.studies.ablation.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.ablation.spec import StudySpec
+from emg_lens.studies.ablation.stacking import ConditionForm
 from emg_lens.studies.code import require_builder
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.metrics import METRICS
@@ -145,6 +146,7 @@ def run_study(
     wait_timeout: float = WAIT_TIMEOUT,
     allow_code: bool | Iterable[str] = False,
     device: str | torch.device | None = None,
+    condition_form: str = "auto",
 ) -> StudyResult | None:
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
@@ -167,6 +169,13 @@ def run_study(
     rank 0 returns the result and writes the tables; the other ranks return None. Rank 0
     gives up after ``wait_timeout`` seconds without a new cell from the others, naming the
     subjects still missing.
+
+    ``condition_form`` says how a layer's conditions run (`emg_lens.studies.ablation.
+    stacking`): ``"broadcast"`` (one call each, the mask broadcast over the window batch),
+    ``"stacked"`` (on the batch axis, one mask per row), ``"timed"`` (the faster at the first
+    layer with enough conditions) or ``"auto"`` (the device's rule: broadcast on a CPU, timed
+    on a GPU); the cells are the same either way, and the result's
+    ``condition_forms`` records, per subject computed here, the form, why, and the timing.
 
     A study that names Python files (``hook = "hooks/file.py:name"``, ``modules =
     "models.py:build_modules"``) runs them only with consent: ``allow_code=True``, or the SHA-256
@@ -198,6 +207,7 @@ def run_study(
     """
     spec = load_spec(spec, kind=StudySpec.KIND)
     wait_timeout = check_wait_timeout(wait_timeout)
+    ConditionForm(condition_form)  # a rule it does not know is refused before anything runs
     study_code = StudyCode.load(spec, allow_code)
     entries = _subjects(spec, models)
     # checkpoints holding the user's own modules need the study's builder: refused up front
@@ -216,6 +226,7 @@ def run_study(
     planned = entries if ranks.is_main else mine  # rank 0 also checks the others' cells
     plans = {s: _plan(spec, s, entries[s], store, code, study_code, device) for s in planned}
     counts = {"reused": 0, "recomputed": 0, "stale": 0}
+    forms = {s: ConditionForm(condition_form) for s in mine}  # each decided when computed
     bar = tqdm(total=len(mine), desc=f"study {spec.name}", disable=not progress)
     done = _compute(
         spec,
@@ -228,6 +239,7 @@ def run_study(
         wait_timeout=wait_timeout,
         device=device,
         bar=bar,
+        forms=forms,
     )
     bar.close()
     if not ranks.is_main:
@@ -257,6 +269,7 @@ def run_study(
     per_subject = pd.DataFrame(rows)
     result = StudyResult.from_table(spec, per_subject, *_class_labels(entries))
     result.known = {s: known_of(entries[s]) for s in entries}
+    result.condition_forms = {s: f.record() for s, f in forms.items() if f.form is not None}
     result.reused, result.recomputed, result.stale = (
         counts["reused"],
         counts["recomputed"],
@@ -303,6 +316,7 @@ def _compute(
     wait_timeout: float,
     device: torch.device | None,
     bar: Any,
+    forms: dict[int, ConditionForm] | None = None,
 ) -> dict[int, dict[str, dict]]:
     """The cells of every subject of ``entries``, computed here or, for a subject another live
     process has claimed, read once that process has stored them."""
@@ -322,6 +336,7 @@ def _compute(
                 batch_size,
                 verify,
                 device,
+                (forms or {}).get(subject_id),
             )
             if cells is None:  # another live process computes it: come back later
                 if subject_id not in waiting_since:
@@ -375,6 +390,7 @@ def _subject_cells(
     batch_size: int,
     verify: bool,
     device: torch.device | None = None,
+    form: ConditionForm | None = None,
 ) -> dict[str, dict] | None:
     """All cells of one subject: stored ones that match, the rest computed under a claim;
     None when another live process holds the subject's claim."""
@@ -398,6 +414,7 @@ def _subject_cells(
                 verify=verify,
                 subject_id=subject_id,
                 code=plan.code,
+                form=form,
             )
             by_key = {c.key: c for c in todo}
             for key, cell in fresh.items():

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The GPU figures of issue 60 in one run (about 6 minutes on an H100), from the repo root:
+#
+#   OUT=/some/folder bash benchmarks/gpu_check.sh
+#
+# 1. flex: FlexAttention against SDPA on CUDA, the converted LaBraM, CBraMod and EEGPT and bare
+#    attention at 200-600 tokens: max abs/rel error, 16 edge sets stacked against a loop of
+#    masked SDPA calls (benchmarks/flex_vs_sdpa.py);
+# 2. study: benchmarks/study_vs_naive.py --device cuda --preset paper --batch-conditions
+#    (batched_equal, runner / naive and runner / bound per form);
+# 3. timed: what the "auto" rule (timed on a GPU) picked for the paper preset's subject, and
+#    each form's time.
+# Each step has its own time limit and output; one failing does not stop the others. The
+# figures go to $OUT/gpu_check.json and $OUT/gpu_check.md, each step's lines and errors to
+# $OUT/<step>.jsonl and $OUT/<step>.err. GPU_CHECK_TINY=1 runs all three at a tiny size on the
+# CPU (a check of the script itself, in a few minutes); PYTHON picks the interpreter (python3).
+set -u
+: "${OUT:?set OUT to the output folder}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY=${PYTHON:-python3}
+if [ "${GPU_CHECK_TINY:-0}" = 1 ]; then
+  FLEX_ARGS=(--quick --device cpu)
+  STUDY_ARGS=(--quick --device cpu --batch-conditions)
+  TIMED_ARGS=(cpu demo 24 3)
+  LIMITS=(240 240 120)
+else
+  FLEX_ARGS=(--device cuda --sets 16 --batch 8 --repeats 5)
+  STUDY_ARGS=(--device cuda --preset paper --batch-conditions)
+  TIMED_ARGS=(cuda paper 256 5)
+  LIMITS=(170 170 60)
+fi
+
+step() {  # step NAME LIMIT_S COMMAND...: its stdout to NAME.jsonl, its rc echoed
+  local name=$1 limit=$2
+  shift 2
+  echo "== $(date +%T) step $name (at most ${limit} s): $*"
+  timeout --kill-after=10 "$limit" "$@" 2> "$OUT/$name.err" | tee "$OUT/$name.jsonl"
+  local rc=${PIPESTATUS[0]}
+  echo "== $(date +%T) step $name: rc $rc$([ $rc = 124 ] && echo ' (timed out)')"
+  echo "$rc" > "$OUT/$name.rc"
+  [ $rc = 0 ] || tail -n 5 "$OUT/$name.err"
+}
+
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+      torch.cuda.get_device_name() if torch.cuda.is_available() else '')" | tee "$OUT/env.txt"
+
+step flex "${LIMITS[0]}" "$PY" benchmarks/flex_vs_sdpa.py "${FLEX_ARGS[@]}"
+step study "${LIMITS[1]}" "$PY" benchmarks/study_vs_naive.py "${STUDY_ARGS[@]}"
+step timed "${LIMITS[2]}" "$PY" - "${TIMED_ARGS[@]}" <<'EOF'
+"""The study runner under each rule on the study benchmark's first subject: the form the
+rule picked, why, its timing, and seconds per run (one warm-up run first)."""
+import json, sys, time
+sys.path.insert(0, "benchmarks")
+import torch
+import study_vs_naive as bench
+from emg_lens.studies import StudySpec, run_study
+
+device, preset, windows, layers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+init = bench.SIZES[preset]["init_range"]
+models = {1: bench._subject(1, preset, windows, layers, init, torch.device(device))}
+spec = StudySpec.from_dict(bench.SPEC)
+for rule in ("auto", "timed", "broadcast", "stacked", "auto"):
+    run_study(spec, models=models, batch_size=256, progress=False, condition_form=rule)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = run_study(spec, models=models, batch_size=256, progress=False, condition_form=rule)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = round(time.perf_counter() - start, 4)
+    print(json.dumps({"rule": rule, "s_run": seconds, **result.condition_forms[1]}))
+EOF
+
+"$PY" - "$OUT" <<'EOF'
+"""Gather the steps' JSON lines into gpu_check.json and a markdown table."""
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+steps = {}
+for name in ("flex", "study", "timed"):
+    path = out / f"{name}.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    rc = (out / f"{name}.rc").read_text().strip() if (out / f"{name}.rc").exists() else "?"
+    steps[name] = {"rc": rc, "rows": rows}
+env = (out / "env.txt").read_text().strip() if (out / "env.txt").exists() else ""
+(out / "gpu_check.json").write_text(json.dumps({"env": env, **steps}, indent=2) + "\n")
+md = [f"# GPU check (issue 60)\n\n{env}\n"]
+md.append("## 1. FlexAttention vs SDPA (16 edge sets)\n")
+md.append("| what | tokens | d_head | max abs | max rel | loop SDPA ms | stacked SDPA ms "
+          "| stacked flex ms | loop/flex (median) | auto took flex | first flex s |")
+md.append("|---|---|---|---|---|---|---|---|---|---|---|")
+for r in steps["flex"]["rows"]:
+    md.append(f"| {r.get('model', 'attention')} | {r['tokens']} | {r['d_head']} "
+              f"| {r['max_abs_diff']:.2e} | {r['max_rel_diff']:.2e} | {r['ms_loop_sdpa']} "
+              f"| {r['ms_stacked_sdpa']} | {r['ms_stacked_flex']} "
+              f"| {r['loop_vs_flex']['median']} | {r['auto_took_flex']} | {r['s_first_flex']} |")
+md.append(f"\nrc {steps['flex']['rc']}\n\n## 2. study_vs_naive, paper preset, both forms\n")
+keys = ("batched_equal", "batched_logits_max_diff", "s_runner", "s_naive", "s_lower_bound",
+        "speedup_vs_naive", "runner_vs_lower_bound", "s_runner_broadcast", "s_runner_stacked",
+        "speedup_vs_naive_broadcast", "speedup_vs_naive_stacked", "broadcast_vs_lower_bound",
+        "stacked_vs_lower_bound", "stacked_vs_broadcast", "runner_form")
+for r in steps["study"]["rows"]:
+    md += [f"- {k}: `{json.dumps(r.get(k))}`" for k in keys]
+md.append(f"\nrc {steps['study']['rc']}\n\n## 3. What each rule ran\n")
+md.append("| rule | form | reason | s per condition | s per run |\n|---|---|---|---|---|")
+for r in steps["timed"]["rows"]:
+    timing = {k[16:]: v for k, v in r.items() if k.startswith("s_per_condition_")}
+    md.append(f"| {r['rule']} | {r['form']} | {r['reason']} | {timing} | {r['s_run']} |")
+md.append(f"\nrc {steps['timed']['rc']}\n")
+(out / "gpu_check.md").write_text("\n".join(md))
+print((out / "gpu_check.md").read_text())
+EOF

@@ -1,0 +1,192 @@
+"""A FlexAttention backend for cut-only forwards: `torch.nn.attention.flex_attention` with a
+block mask built from the edge mask (one per row of the batch where the mask has one), in
+place of SDPA's boolean mask.
+
+Where it may run, and where it runs:
+
+- only where nothing needs more than the output: a fused path (native attention's SDPA paths,
+  the interceptor's cut of an attached model's SDPA call), which never runs while a hook
+  watches the attention (``hook_attn_scores``, ``hook_pattern``: the explicit path computes
+  those), never while a gradient is asked for (``torch.is_grad_enabled()`` and q, k or v
+  requiring grad: FlexAttention has no CPU backward, and this backend is for forwards), never
+  in a trace (ONNX), and only with a boolean mask (a cut);
+- ``"auto"`` (the default, `attention_backend`): on CUDA, heads at least `MIN_D_HEAD` wide
+  (FlexAttention refuses narrower ones there) and queries of at least `MIN_TOKENS` tokens,
+  where it measured faster (issue 60: 16 edge sets of the large converted EEG models,
+  200-600 tokens, d_head 20-25, 1.2-1.9x a loop of masked SDPA calls on an H200); never on
+  a CPU, where it is an unfused reference;
+- ``"flex"``: wherever it may run, on a CPU through FlexAttention's eager reference (the
+  tests compare it with SDPA there); ``"sdpa"``: never.
+
+The empty-row rule stays `emg_lens.components.attend.fused`'s: the caller passes this kernel
+to it, so a query left with no key gets a zero row whatever the kernel gives.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float
+
+from emg_lens.errors import ArgumentError
+
+__all__ = ["BACKENDS", "MIN_D_HEAD", "MIN_TOKENS", "attention_backend", "flex_attend", "use_flex"]
+
+BACKENDS = ("auto", "flex", "sdpa")
+MIN_D_HEAD = 16  # FlexAttention's CUDA kernels refuse narrower heads
+MIN_TOKENS = 128  # "auto": queries this long or longer (one of FlexAttention's 128-row blocks)
+
+_BACKEND: ContextVar[str] = ContextVar("emg_lens_attention_backend", default="auto")
+_FAILED: list[str] = []  # the error that made FlexAttention unusable in this process, if any
+
+
+@contextmanager
+def attention_backend(backend: str) -> Iterator[None]:
+    """Within the block (this thread or task), fused attention under a cut runs on
+    ``backend``: ``"auto"``, ``"flex"`` or ``"sdpa"`` (see the module docstring).
+
+    >>> with attention_backend("sdpa"):
+    ...     _BACKEND.get()
+    'sdpa'
+    >>> with attention_backend("fast"):
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: attention backend 'fast': expected one of 'auto', 'flex', 'sdpa'
+    """
+    if backend not in BACKENDS:
+        raise ArgumentError(
+            f"attention backend {backend!r}: expected one of "
+            + ", ".join(repr(b) for b in BACKENDS)
+        )
+    token = _BACKEND.set(backend)
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
+
+
+def auto_rule(device_type: str, d_head: int, n_query: int) -> bool:
+    """Whether ``"auto"`` takes FlexAttention for a call (where it may run at all).
+
+    >>> auto_rule("cuda", 20, 300), auto_rule("cuda", 8, 300), auto_rule("cuda", 64, 49)
+    (True, False, False)
+    >>> auto_rule("cpu", 64, 600)
+    False
+    """
+    return device_type == "cuda" and d_head >= MIN_D_HEAD and n_query >= MIN_TOKENS
+
+
+def use_flex(
+    q: Float[torch.Tensor, "batch head query d_head"],
+    k: Float[torch.Tensor, "batch head key d_head"],
+    v: Float[torch.Tensor, "batch head key d_value"],
+    mask: torch.Tensor | None,
+) -> bool:
+    """Whether a fused attention of ``q, k, v`` under ``mask`` runs on FlexAttention (see the
+    module docstring): a boolean mask, no gradient asked for, no trace, and the backend's
+    rule.
+
+    >>> q = torch.randn(1, 2, 300, 32)
+    >>> cut = torch.zeros(300, 300, dtype=torch.bool)
+    >>> use_flex(q, q, q, cut), use_flex(q, q, q, None)
+    (False, False)
+    >>> with attention_backend("flex"):
+    ...     use_flex(q, q, q, cut), use_flex(q.requires_grad_(), q, q, cut)
+    (True, False)
+    """
+    backend = _BACKEND.get()
+    if backend == "sdpa" or mask is None or mask.dtype != torch.bool or _FAILED:
+        return False
+    if backend == "auto" and not auto_rule(q.device.type, q.shape[-1], q.shape[-2]):
+        return False  # before the rest: every fused call on a CPU asks, and this is its answer
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        return False
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return False
+    return q.device.type != "cuda" or (q.shape[-1] >= MIN_D_HEAD and _has_triton())
+
+
+def flex_attend(
+    q: Float[torch.Tensor, "batch head query d_head"],
+    k: Float[torch.Tensor, "batch head key d_head"],
+    v: Float[torch.Tensor, "batch head key d_value"],
+    allowed: Bool[torch.Tensor, "... query key"],
+    scale: float | None = None,
+    *,
+    enable_gqa: bool = False,
+) -> Float[torch.Tensor, "batch head query d_value"]:
+    """``softmax(q k^T * scale) v`` over the keys ``allowed`` (True = may attend, as SDPA
+    reads a boolean mask; broadcastable to ``[batch, head, query, key]``, one mask per row
+    where it has a batch axis) with FlexAttention: compiled on CUDA, its eager reference
+    elsewhere. A query with no key allowed is left to the caller (`attend.fused` zeroes it).
+
+    >>> q, k, v = torch.randn(3, 2, 5, 8), torch.randn(3, 2, 6, 8), torch.randn(3, 2, 6, 8)
+    >>> allowed = torch.rand(3, 1, 5, 6) > 0.3
+    >>> allowed[..., 0] = True  # every query keeps a key
+    >>> out = flex_attend(q, k, v, allowed)
+    >>> bool((out - F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)).abs().max() < 1e-5)
+    True
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    allowed = allowed[(None,) * (4 - allowed.ndim)]
+    rows, heads = allowed.shape[0], allowed.shape[1]
+    one_row, one_head = rows == 1, heads == 1
+
+    def mask_mod(b, h, q_idx, kv_idx):  # FlexAttention passes the query's batch row and head
+        return allowed[0 if one_row else b, 0 if one_head else h, q_idx, kv_idx]
+
+    block_mask = create_block_mask(
+        mask_mod, rows, heads, q.shape[-2], k.shape[-2], device=allowed.device
+    )
+    if q.device.type != "cuda":
+        return _eager()(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+    try:
+        return _compiled()(q, k, v, block_mask=block_mask, scale=scale, enable_gqa=enable_gqa)
+    except Exception as exc:  # a compiler that fails here fails again: SDPA from now on
+        _FAILED.append(f"{type(exc).__name__}: {exc}")
+        warnings.warn(
+            f"FlexAttention failed on this machine ({_FAILED[0][:300]}); emg_lens runs SDPA "
+            "instead from now on (the same numbers)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=allowed, scale=scale, enable_gqa=enable_gqa
+    )
+
+
+@functools.cache
+def _has_triton() -> bool:
+    from torch.utils._triton import has_triton
+
+    return has_triton()
+
+
+@functools.cache
+def _compiled():
+    """FlexAttention compiled (once per process; each new shape compiles once more)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+@functools.cache
+def _eager():
+    """FlexAttention's eager reference (an unfused computation; its warning that it is not
+    compiled is expected here, and silenced)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def run(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "flex_attention called without torch.compile")
+            return flex_attention(*args, **kwargs)
+
+    return run

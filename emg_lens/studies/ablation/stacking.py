@@ -1,0 +1,191 @@
+"""How one layer of the prefix tree runs its masked children, and the rule that chooses.
+
+Two forms compute the same outputs (bit for bit on a CPU: every op of a block acts on each
+row alone, and SDPA reads a row's mask the same whether it is broadcast or copied):
+
+- ``"broadcast"``: one block call per child, its ``[1, head, q, k]`` mask broadcast over the
+  window batch (nothing copied);
+- ``"stacked"``: the children on the batch axis, ``[children * windows, ...]``, with one mask
+  per row (``[rows, head, q, k]``, copied), at most `STACK_ROWS` rows and
+  `STACK_MASK_ENTRIES` mask entries per call: fewer, larger calls, which a GPU rewards where
+  one window batch leaves it waiting on kernel launches.
+
+A node's unmasked child runs alone, unmasked, in both forms (SDPA without a mask is another
+kernel). `ConditionForm` is the rule and its record: a form asked for by name; ``"timed"``:
+the first layer with at least `MIN_TIMED` masked children is timed (each form warmed up on
+its first children, then half the rest in each form: each child computed once), and the
+faster per child is kept for the rest of the subject; ``"auto"``: on a CPU the broadcast
+form (measured faster there, `CPU_MEASURED`), elsewhere (a GPU) timed. An attached model
+(whole forwards, no blocks to stack) always broadcasts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from emg_lens.errors import ArgumentError
+
+__all__ = ["CPU_MEASURED", "FORMS", "ConditionForm", "run_children"]
+
+FORMS = ("broadcast", "stacked")
+RULES = ("auto", "timed", *FORMS)
+# Rows per stacked call at most: on an H200 a demo-sized stand-in gained 1.9-11.5x while a
+# call held <= 256 windows and nothing at 1,024 (issue 60), so a larger call buys no speed.
+STACK_ROWS = 1024
+# Mask entries per stacked call at most: SDPA makes a float bias of a bool mask on a GPU
+# (4 bytes an entry), so this bounds that copy at 256 MiB.
+STACK_MASK_ENTRIES = 2**26
+# Masked children a layer needs before it is timed: a broadcast call and a stacked call of two
+# to warm up, then at least one timed broadcast and two timed stacked.
+MIN_TIMED = 6
+CPU_MEASURED = (
+    "on a CPU one call per condition: stacking gains nothing there and copies a mask per row "
+    "(benchmarks/study_vs_naive.py --quick --batch-conditions, 2 loaded cores: stacked / "
+    "broadcast 0.99-1.01)"
+)
+
+Block = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+Node = tuple  # a mask-sequence prefix: its last entry is the child's mask id (None: unmasked)
+
+
+@dataclass
+class ConditionForm:
+    """The rule (``"auto"``, ``"timed"``, ``"broadcast"`` or ``"stacked"``) and, once decided,
+    the form a subject's tree runs in, why, and the timing that chose it (seconds per child).
+
+    >>> form = ConditionForm("auto")
+    >>> form.resolve(torch.device("cpu"), layerwise=True).form
+    'broadcast'
+    >>> ConditionForm("both")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: condition_form='both': expected one of 'auto', 'timed', ...
+    """
+
+    rule: str = "auto"
+    form: str | None = None
+    reason: str = ""
+    seconds_per_child: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise ArgumentError(
+                f"condition_form={self.rule!r}: expected one of "
+                + ", ".join(repr(r) for r in RULES)
+            )
+
+    def resolve(self, device: torch.device, *, layerwise: bool) -> ConditionForm:
+        """Decide what needs no timing: a form asked for, a whole-forward model, a CPU."""
+        if self.form is not None:
+            return self
+        if not layerwise:
+            self.form, self.reason = "broadcast", "an attached model runs whole forwards"
+        elif self.rule in FORMS:
+            self.form, self.reason = self.rule, "asked for"
+        elif self.rule == "auto" and device.type == "cpu":
+            self.form, self.reason = "broadcast", CPU_MEASURED
+        return self
+
+    def settle(self) -> None:
+        """A tree that never had a layer to time broadcasts."""
+        if self.form is None:
+            self.form = "broadcast"
+            self.reason = f"no layer had {MIN_TIMED} masked conditions to time"
+
+    def record(self) -> dict[str, Any]:
+        """What a run keeps of the choice (`emg_lens.studies.ablation.result.StudyResult`)."""
+        return {
+            "rule": self.rule,
+            "form": self.form,
+            "reason": self.reason,
+            **{f"s_per_condition_{k}": round(v, 6) for k, v in self.seconds_per_child.items()},
+        }
+
+
+def run_children(
+    block: Block,
+    states: dict[Node, torch.Tensor],
+    children: Sequence[Node],
+    masks: Sequence[torch.Tensor],
+    form: ConditionForm,
+) -> dict[Node, torch.Tensor]:
+    """``{child: block(states[parent], mask)}`` for every child (a prefix whose last entry is
+    a mask id into ``masks``, each ``[1, head, q, k]``, or None), in ``form``'s form; an
+    undecided auto form is timed here once the layer has `MIN_TIMED` masked children.
+
+    >>> block = lambda x, mask: x if mask is None else x * mask.sum()
+    >>> masks = [torch.ones(1, 1, 2, 2, dtype=torch.bool)]
+    >>> x = torch.ones(3, 2, 4)
+    >>> out = run_children(block, {(): x}, [(None,), (0,)], masks, ConditionForm("stacked"))
+    >>> out[(0,)][0, 0].tolist()
+    [4.0, 4.0, 4.0, 4.0]
+    """
+    out = {c: block(states[c[:-1]], None) for c in children if c[-1] is None}
+    masked = [c for c in children if c[-1] is not None]
+    if not masked:
+        return out
+    per_call = _per_call(states[masked[0][:-1]], masks[masked[0][-1]])
+    if form.form is None and per_call < 2:
+        form.form = "broadcast"
+        form.reason = f"a window batch fills a call ({STACK_ROWS} rows at most)"
+    if form.form is None and len(masked) >= MIN_TIMED:
+        # Each form's first calls warm up (a kernel's first launch, the allocator's first
+        # blocks of that size), then the rest is timed, half in each form: each child once.
+        warm = {"broadcast": masked[:1], "stacked": masked[1:3]}
+        rest = masked[3:]
+        halves = {"broadcast": rest[: len(rest) // 2], "stacked": rest[len(rest) // 2 :]}
+        for name, half in warm.items():
+            out.update(_FORMS[name](block, states, half, masks, per_call))
+        for name, half in halves.items():
+            start = _clock(out[masked[2]])
+            out.update(_FORMS[name](block, states, half, masks, per_call))
+            form.seconds_per_child[name] = (_clock(out[half[-1]]) - start) / len(half)
+        times = form.seconds_per_child
+        form.form = min(times, key=times.get)
+        form.reason = f"timed at the first layer with {len(masked)} masked conditions"
+        return out
+    run = _FORMS[form.form or "broadcast"]
+    out.update(run(block, states, masked, masks, per_call))
+    return out
+
+
+def _broadcast(block, states, children, masks, per_call):
+    return {c: block(states[c[:-1]], masks[c[-1]]) for c in children}
+
+
+def _stacked(block, states, children, masks, per_call):
+    out = {}
+    for i in range(0, len(children), per_call):
+        chunk = children[i : i + per_call]
+        if len(chunk) == 1:
+            out.update(_broadcast(block, states, chunk, masks, per_call))
+            continue
+        rows = states[chunk[0][:-1]].shape[0]
+        x = torch.cat([states[c[:-1]] for c in chunk])
+        mask = torch.cat([masks[c[-1]].expand(rows, -1, -1, -1) for c in chunk])
+        out.update(zip(chunk, block(x, mask).split(rows)))
+    return out
+
+
+_FORMS = {"broadcast": _broadcast, "stacked": _stacked}
+
+
+def _per_call(state: torch.Tensor, mask: torch.Tensor) -> int:
+    """Children per stacked call: `STACK_ROWS` rows and `STACK_MASK_ENTRIES` entries."""
+    rows = state.shape[0]
+    entries = rows * mask[0].numel()
+    return max(1, min(STACK_ROWS // rows, STACK_MASK_ENTRIES // max(entries, 1)))
+
+
+def _clock(t: torch.Tensor) -> float:
+    """The time once the work queued up to ``t`` is done (a GPU synchronised)."""
+    if t.device.type == "cuda":
+        torch.cuda.synchronize(t.device)
+    elif t.device.type != "cpu" and hasattr(torch, "accelerator"):
+        torch.accelerator.synchronize(t.device)
+    return time.perf_counter()
