@@ -75,6 +75,7 @@ def _both(model, x, cuts):
     return sdpa, flex
 
 
+@pytest.mark.slow  # FlexAttention's first call in a process: seconds
 @pytest.mark.parametrize("name", sorted(CONVERTED))
 @pytest.mark.parametrize("per_row", [None, 3])
 def test_converted_models_equal_sdpa_within_1e_5(name, per_row, flex_calls):
@@ -85,6 +86,7 @@ def test_converted_models_equal_sdpa_within_1e_5(name, per_row, flex_calls):
     assert (flex - sdpa).abs().max() <= TOL
 
 
+@pytest.mark.slow  # FlexAttention's first call in a process: seconds
 def test_native_model_equals_sdpa_and_keeps_the_empty_row(flex_calls):
     model = IsoNet(EncoderConfig.preset("tiny", d_model=32, n_heads=2, seed=0)).eval()
     x = model.example_input(4)
@@ -101,6 +103,7 @@ def test_native_model_equals_sdpa_and_keeps_the_empty_row(flex_calls):
     assert out[0, 0, 1].eq(0).all() and out[0, 0, [0, 2]].ne(0).any()
 
 
+@pytest.mark.slow  # FlexAttention's first call in a process: seconds
 @pytest.mark.parametrize("kind", ["attached_sdpa", "attached_eegpt"])
 def test_attached_sdpa_calls_equal_sdpa(kind, flex_calls):
     if kind == "attached_sdpa":
@@ -116,6 +119,7 @@ def test_attached_sdpa_calls_equal_sdpa(kind, flex_calls):
     assert (flex - sdpa).abs().max() <= TOL
 
 
+@pytest.mark.slow  # FlexAttention's first call in a process: seconds
 def test_never_where_a_hook_reads_the_pattern_or_the_scores(flex_calls):
     model, _ = CONVERTED["labram"]()
     x = model.example_input(2)
@@ -150,6 +154,7 @@ def test_never_where_a_hook_reads_the_pattern_or_the_scores(flex_calls):
         flex_calls.clear()
 
 
+@pytest.mark.slow  # FlexAttention's first call in a process: seconds
 def test_never_where_a_gradient_is_asked_for(flex_calls):
     model, _ = CONVERTED["labram"]()
     x = model.example_input(2)
