@@ -258,10 +258,6 @@ class _StemFusionEncoder(HookedEncoder):
 
     # ------------------------------------------------------------------ layout
     @property
-    def layout(self) -> TokenLayout:
-        return self._layout
-
-    @property
     def stem_positions(self) -> dict[str, list[int]]:
         """Token positions of each stem's stream (its CLS token and its tubelets)."""
         return {name: list(range(s.start, s.stop)) for name, s in self._stem_slices.items()}

@@ -21,7 +21,6 @@ from transformer_lens.hook_points import HookPoint
 from emg_lens.components import ChannelEmbed, ClassifierHead, PosEmbed
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConfigError
-from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
 
 __all__ = ["IsoNet"]
@@ -63,17 +62,8 @@ class IsoNet(HookedEncoder):
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self.cls_head = ClassifierHead(cfg)
         self.avg_head = ClassifierHead(cfg)
-        self._layout = TokenLayout.channel_tokens(
-            cfg.modalities,
-            n_patches=cfg.n_patches,
-            cls_token=True,
-            channel_names=cfg.channel_names,
-        )
+        self._layout = self._channel_layout(cls_token=True)
         self._finish_init()
-
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
 
     # TransformerLens's unembedding: ``unembed_head="logits"`` (default) is the CLS head,
     # reading position 0; ``"avg_logits"`` the mean-pooled head, reading the mean of the

@@ -40,7 +40,6 @@ from emg_lens.errors import (
     UnsupportedReadoutError,
     describe,
 )
-from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
 from emg_lens.models.native.biofoundation import (
     REDUCTIONS,
@@ -336,17 +335,8 @@ class TinyMyo(HookedEncoder):
             self.head = ChannelPoolClassifier(cfg, reduction)
         else:
             self.head = ConvRegressionHead(cfg, reduction, reg_hidden, reg_target_len, head_dropout)
-        self._layout = TokenLayout.channel_tokens(
-            cfg.modalities,
-            n_patches=cfg.n_patches,
-            cls_token=False,
-            channel_names=cfg.channel_names,
-        )
+        self._layout = self._channel_layout(cls_token=False)
         self._finish_init()
-
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
