@@ -431,6 +431,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
     """
 
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
+    return_types: tuple[str, ...] = ("logits",)  # what `readout` takes, besides None
 
     @property
     def contract(self) -> frozenset[str]:
@@ -468,6 +469,14 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             )
         self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.ln_final = make_norm(cfg, "ln_final")
+
+    def _check_return_type(self, return_type: str) -> None:
+        """Refuse a ``return_type`` that is not one of ``return_types``, naming them."""
+        if return_type not in self.return_types:
+            raise ArgumentError(
+                f"{type(self).__name__} return_type must be one of {self.return_types} or None, "
+                f"got {return_type!r}"
+            )
 
     def _channel_layout(self, cls_token: bool) -> TokenLayout:
         """One token per channel and patch of the config, channel-major, after a CLS token

@@ -43,7 +43,7 @@ from jaxtyping import Float
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError, describe
+from emg_lens.errors import ConversionError, UnsupportedModuleError, describe
 from emg_lens.models.base import HookedEncoder
 
 __all__ = [
@@ -77,6 +77,7 @@ class ConvertedEncoder(HookedEncoder):
     ``config.json``), and the return types of their readout (`RETURN_TYPES`)."""
 
     _init_kwargs: dict[str, Any]
+    return_types = RETURN_TYPES
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
@@ -84,13 +85,6 @@ class ConvertedEncoder(HookedEncoder):
             k: (list(v) if isinstance(v, (list, tuple)) else v)
             for k, v in self._init_kwargs.items()
         }
-
-    def _check_return_type(self, return_type: str) -> None:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"{type(self).__name__} return_type must be one of {RETURN_TYPES} or None, "
-                f"got {return_type!r}"
-            )
 
 
 def heads_in(

@@ -20,7 +20,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ChannelEmbed, ClassifierHead, PosEmbed
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConfigError
+from emg_lens.errors import ConfigError
 from emg_lens.models.base import HookedEncoder
 
 __all__ = ["IsoNet"]
@@ -46,6 +46,7 @@ class IsoNet(HookedEncoder):
     """
 
     dual_head = True
+    return_types = RETURN_TYPES
 
     def __init__(self, cfg: EncoderConfig):
         if not cfg.use_cls_token:
@@ -113,10 +114,7 @@ class IsoNet(HookedEncoder):
         return None
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"IsoNet return_type must be one of {RETURN_TYPES} or None, got {return_type!r}"
-            )
+        self._check_return_type(return_type)
         normalized = self.ln_final(resid)
         if return_type == "avg_logits":
             return self.avg_head(normalized[:, 1:].mean(dim=1))

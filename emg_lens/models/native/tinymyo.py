@@ -286,6 +286,8 @@ class TinyMyo(HookedEncoder):
     (20, 1, 0)
     """
 
+    return_types = RETURN_TYPES
+
     def __init__(
         self,
         cfg: EncoderConfig,
@@ -471,10 +473,7 @@ class TinyMyo(HookedEncoder):
 
     # ------------------------------------------------------------------ readout
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"TinyMyo return_type must be one of {RETURN_TYPES} or None, got {return_type!r}"
-            )
+        self._check_return_type(return_type)
         latent = self.ln_final(resid)
         if return_type == "latent":
             return latent
