@@ -472,10 +472,11 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
 
     def _check_return_type(self, return_type: str) -> None:
         """Refuse a ``return_type`` that is not one of ``return_types``, naming them."""
-        if return_type not in self.return_types:
+        accepted = self.return_types
+        if return_type not in accepted:
+            name = type(self).__name__
             raise ArgumentError(
-                f"{type(self).__name__} return_type must be one of {self.return_types} or None, "
-                f"got {return_type!r}"
+                f"{name} return_type must be one of {accepted} or None, got {return_type!r}"
             )
 
     def _channel_layout(self, cls_token: bool) -> TokenLayout:
