@@ -12,6 +12,19 @@ from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 
 
+def cut_patches(
+    signals: Float[torch.Tensor, "batch channel time"], n_patches: int
+) -> Float[torch.Tensor, "batch channel patch sample"]:
+    """Each channel's window cut into ``n_patches`` patches of consecutive samples (a view).
+
+    >>> cut_patches(torch.arange(8.0).view(1, 2, 4), 2)[0, 1].tolist()  # channel 1
+    [[4.0, 5.0], [6.0, 7.0]]
+    """
+    return rearrange(
+        signals, "batch channel (patch sample) -> batch channel patch sample", patch=n_patches
+    )
+
+
 def cls_token_parameter(cfg: EncoderConfig) -> nn.Parameter | None:
     """A learned CLS token ``[d_model]`` (drawn by its module's `ConfigInit` rule) when
     ``cfg.use_cls_token``, else None.
@@ -66,14 +79,9 @@ class ChannelEmbed(ConfigInit, nn.Module):
     def forward(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        patches = rearrange(
-            signals,
-            "batch channel (patch sample) -> batch channel patch sample",
-            patch=self.n_patches,
-        )
         tokens = (
             einsum(
-                patches,
+                cut_patches(signals, self.n_patches),
                 self.W_E,
                 "batch channel patch sample, channel sample d_model -> batch channel patch d_model",
             )

@@ -66,7 +66,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead, ConfigInit, PosEmbed, TransformerBlock
-from emg_lens.components.embeddings import cls_token_parameter, prepend_cls_token
+from emg_lens.components.embeddings import cls_token_parameter, cut_patches, prepend_cls_token
 from emg_lens.config import PRESETS, EncoderConfig
 from emg_lens.errors import ArgumentError, ConfigError, UnsupportedReadoutError
 from emg_lens.layout import CLS, TokenLayout
@@ -162,11 +162,7 @@ class TubeletEmbed(ConfigInit, nn.Module):
     def forward(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        tubelets = rearrange(
-            signals,
-            "batch channel (patch sample) -> batch patch channel sample",
-            patch=self.n_patches,
-        )
+        tubelets = cut_patches(signals, self.n_patches).transpose(1, 2)  # patch-major
         tokens = (
             einsum(
                 tubelets,

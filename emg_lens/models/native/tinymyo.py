@@ -31,6 +31,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ConfigInit, TransformerBlock
+from emg_lens.components.embeddings import cut_patches
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -74,11 +75,7 @@ class PatchEmbed(ConfigInit, nn.Module):
     def forward(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        patches = rearrange(
-            signals,
-            "batch channel (patch sample) -> batch (channel patch) sample",
-            patch=self.n_patches,
-        )
+        patches = cut_patches(signals, self.n_patches).flatten(1, 2)  # channel-major tokens
         return patches @ self.W_E + self.b_E
 
 
@@ -465,11 +462,7 @@ class TinyMyo(HookedEncoder):
                 f"sample_mask must be a bool tensor [batch, channels={expected[0]}, "
                 f"time={expected[1]}], got {describe(sample_mask)}"
             )
-        return rearrange(
-            sample_mask,
-            "batch channel (patch sample) -> batch channel patch sample",
-            patch=self.cfg.n_patches,
-        ).any(dim=-1)
+        return cut_patches(sample_mask, self.cfg.n_patches).any(dim=-1)
 
     # ------------------------------------------------------------------ readout
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
