@@ -39,7 +39,17 @@ F = TypeVar("F", bound="OpenFile")
 
 class OpenFile:
     """A reader holding a file open, which a ``with`` block closes (the subclass's `close`):
-    ``with HDsEMGFile(path) as f: ...``."""
+    ``with HDsEMGFile(path) as f: ...``.
+
+    >>> class Log(OpenFile):
+    ...     closed = False
+    ...     def close(self):
+    ...         self.closed = True
+    >>> with Log() as log:
+    ...     pass
+    >>> log.closed
+    True
+    """
 
     def close(self) -> None:
         raise NotImplementedError
