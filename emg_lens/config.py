@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformer_lens.config import TransformerLensConfig
 
-from emg_lens.errors import ConfigError, check_field_types, check_names, check_seed
+from emg_lens.errors import ConfigError, check_channel_names, check_field_types, check_seed
 
 __all__ = ["PRESETS", "EncoderConfig", "config_for_data"]
 
@@ -279,15 +279,11 @@ class EncoderConfig(TransformerLensConfig):
         if names is None:
             return
         what = "EncoderConfig.channel_names"
-        if isinstance(names, str) or not isinstance(names, (list, tuple)):
-            raise ConfigError(
-                f"{what} must be None or a list of channel names, one per input channel in "
-                f"modalities order (e.g. ['C3', 'Cz', 'C4']), got {names!r}"
-            )
-        bad = [n for n in names if not isinstance(n, str) or not n.strip()]
-        if bad:
-            raise ConfigError(f"{what} must hold non-empty strings, got {bad[0]!r}")
-        check_names(names, what)  # names reach pages: no markup, nothing unprintable
+        form = (
+            "a list of channel names, one per input channel in modalities order "
+            "(e.g. ['C3', 'Cz', 'C4'])"
+        )
+        check_channel_names(names, what, ConfigError, (list, tuple), form)
         if len(names) != self.n_channels:
             raise ConfigError(
                 f"{what} must hold {self.n_channels} names (n_channels={self.n_channels}, "

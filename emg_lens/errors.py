@@ -46,6 +46,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedModuleError",
     "UnsupportedReadoutError",
+    "check_channel_names",
     "check_field_types",
     "check_names",
     "check_seed",
@@ -315,6 +316,27 @@ without < > & " ' ` (e.g. 'C3', 'FDS_1'): rename it
             index=index,
             name=name,
         )
+
+
+def check_channel_names(
+    names: Any, what: str, error: type[EmgLensError], kinds: type | tuple[type, ...], form: str
+) -> None:
+    """Refuse, with ``error`` naming ``what``, ``names`` that are not a ``kinds`` of channel
+    names (``form`` says which, in words), a name that is not a non-empty string, or one that
+    `check_names` refuses.
+
+    >>> check_channel_names(["C3", "Cz"], "channel_names", ConfigError, list, "a list of names")
+    >>> check_channel_names("C3", "channel_names", ConfigError, list, "a list of names")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: channel_names must be None or a list of names, got 'C3'
+    """
+    if isinstance(names, str) or not isinstance(names, kinds):
+        raise error(f"{what} must be None or {form}, got {names!r}")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise error(f"{what} must hold non-empty strings, got {bad[0]!r}")
+    check_names(names, what)  # names reach pages: no markup, nothing unprintable
 
 
 def describe(value: object) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
-from emg_lens.errors import LayoutError, check_names, describe
+from emg_lens.errors import LayoutError, check_channel_names, check_names, describe
 
 __all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
 
@@ -74,15 +74,8 @@ class TokenLayout:
 
     def _checked_names(self, names: object) -> tuple[str, ...]:
         what = "TokenLayout.channel_names"
-        if isinstance(names, str) or not isinstance(names, Sequence):
-            raise LayoutError(
-                f"{what} must be None or a sequence of channel names indexed by the channel "
-                f"ids (e.g. ('C3', 'Cz', 'C4')), got {names!r}"
-            )
-        bad = [n for n in names if not isinstance(n, str) or not n.strip()]
-        if bad:
-            raise LayoutError(f"{what} must hold non-empty strings, got {bad[0]!r}")
-        check_names(names, what)  # names reach pages: no markup, nothing unprintable
+        form = "a sequence of channel names indexed by the channel ids (e.g. ('C3', 'Cz', 'C4'))"
+        check_channel_names(names, what, LayoutError, Sequence, form)
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise LayoutError(f"{what} must be unique, got {repeated[0]!r} more than once")

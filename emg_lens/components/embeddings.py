@@ -12,6 +12,47 @@ from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 
 
+def cut_patches(
+    signals: Float[torch.Tensor, "batch channel time"], n_patches: int
+) -> Float[torch.Tensor, "batch channel patch sample"]:
+    """Each channel's window cut into ``n_patches`` patches of consecutive samples (a view).
+
+    >>> cut_patches(torch.arange(8.0).view(1, 2, 4), 2)[0, 1].tolist()  # channel 1
+    [[4.0, 5.0], [6.0, 7.0]]
+    """
+    return rearrange(
+        signals, "batch channel (patch sample) -> batch channel patch sample", patch=n_patches
+    )
+
+
+def cls_token_parameter(cfg: EncoderConfig) -> nn.Parameter | None:
+    """A learned CLS token ``[d_model]`` (drawn by its module's `ConfigInit` rule) when
+    ``cfg.use_cls_token``, else None.
+
+    >>> cls_token_parameter(EncoderConfig.preset("tiny")).shape
+    torch.Size([16])
+    """
+    if not cfg.use_cls_token:
+        return None
+    return nn.Parameter(torch.empty(cfg.d_model, dtype=cfg.dtype))
+
+
+def prepend_cls_token(
+    tokens: Float[torch.Tensor, "batch pos d_model"],
+    cls_token: Float[torch.Tensor, " d_model"] | None,
+) -> Float[torch.Tensor, "batch new_pos d_model"]:
+    """``tokens`` after ``cls_token`` (position 0 of every sequence); ``tokens`` themselves
+    without one.
+
+    >>> prepend_cls_token(torch.zeros(2, 3, 4), torch.ones(4))[:, :, 0].tolist()
+    [[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
+    """
+    if cls_token is None:
+        return tokens
+    cls = repeat(cls_token, "d_model -> batch 1 d_model", batch=tokens.shape[0])
+    return torch.cat((cls, tokens), dim=1)
+
+
 class ChannelEmbed(ConfigInit, nn.Module):
     """One linear map per channel from a patch of samples to a token (no mixing across
     channels before attention), plus an optional learned CLS token at position 0.
@@ -33,31 +74,21 @@ class ChannelEmbed(ConfigInit, nn.Module):
             torch.empty(cfg.n_channels, cfg.token_samples, cfg.d_model, dtype=cfg.dtype)
         )
         self.b_E = nn.Parameter(torch.zeros(cfg.n_channels, cfg.d_model, dtype=cfg.dtype))
-        self.cls_token = (
-            nn.Parameter(torch.empty(cfg.d_model, dtype=cfg.dtype)) if cfg.use_cls_token else None
-        )
+        self.cls_token = cls_token_parameter(cfg)
 
     def forward(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        patches = rearrange(
-            signals,
-            "batch channel (patch sample) -> batch channel patch sample",
-            patch=self.n_patches,
-        )
         tokens = (
             einsum(
-                patches,
+                cut_patches(signals, self.n_patches),
                 self.W_E,
                 "batch channel patch sample, channel sample d_model -> batch channel patch d_model",
             )
             + self.b_E[:, None, :]
         )
         tokens = rearrange(tokens, "batch channel patch d_model -> batch (channel patch) d_model")
-        if self.cls_token is None:
-            return tokens
-        cls = repeat(self.cls_token, "d_model -> batch 1 d_model", batch=signals.shape[0])
-        return torch.cat((cls, tokens), dim=1)
+        return prepend_cls_token(tokens, self.cls_token)
 
 
 class PosEmbed(ConfigInit, nn.Module):

@@ -31,9 +31,34 @@ from typing import TypeVar
 
 from emg_lens.errors import DataFormatError
 
-__all__ = ["duplicate_error", "files_under", "find_files", "unique_files"]
+__all__ = ["OpenFile", "duplicate_error", "files_under", "find_files", "unique_files"]
 
 K = TypeVar("K", bound=Hashable)
+F = TypeVar("F", bound="OpenFile")
+
+
+class OpenFile:
+    """A reader holding a file open, which a ``with`` block closes (the subclass's `close`):
+    ``with HDsEMGFile(path) as f: ...``.
+
+    >>> class Log(OpenFile):
+    ...     closed = False
+    ...     def close(self):
+    ...         self.closed = True
+    >>> with Log() as log:
+    ...     pass
+    >>> log.closed
+    True
+    """
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: F) -> F:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def duplicate_error(

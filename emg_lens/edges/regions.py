@@ -50,8 +50,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from emg_lens.errors import ArgumentError, UnplacedChannelError
-from emg_lens.geometry.ten_twenty import standard_name
+from emg_lens.errors import ArgumentError
+from emg_lens.geometry.ten_twenty import standard_name, unplaced_channel
 
 __all__ = [
     "HEMISPHERES",
@@ -126,11 +126,12 @@ def place(name: str) -> tuple[str, str]:
         return _SINGLE[text]
     match = _NAME_RE.fullmatch(text)
     if match is None:
-        raise UnplacedChannelError(
-            f"channel {name!r} has no 10-20 / 10-10 scalp region: accepted are {_ACCEPTED}; "
-            'name your own regions instead, e.g. within_region("motor", regions={"motor": '
-            '["C3", "Cz", "C4"]}), or name channels directly (between_regions("C3+C4", "Pz"))',
-            channel=name if isinstance(name, str) else repr(name),
+        raise unplaced_channel(
+            name,
+            "scalp region",
+            f'{_ACCEPTED}; name your own regions instead, e.g. within_region("motor", '
+            'regions={"motor": ["C3", "Cz", "C4"]}), or name channels directly '
+            '(between_regions("C3+C4", "Pz"))',
         )
     row, position = match.groups()
     if position == "Z":

@@ -34,7 +34,7 @@ import numpy as np
 
 from emg_lens.errors import UnplacedChannelError
 
-__all__ = ["project", "scalp_position", "scalp_xy", "standard_name"]
+__all__ = ["project", "scalp_position", "scalp_xy", "standard_name", "unplaced_channel"]
 
 _OLD_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}  # 10-20 -> 10-10 (ACNS)
 _REFERENCES = ("REF", "LE", "AR", "AVG", "A1", "A2", "M1", "M2")
@@ -145,13 +145,28 @@ def scalp_position(name: str) -> tuple[float, float, float]:
     text = standard_name(name) if isinstance(name, str) else ""
     position = _position(text)
     if position is None:
-        raise UnplacedChannelError(
-            f"channel {name!r} has no 10-20 / 10-10 position: accepted are the names of the "
-            "10-10 system (Fp1, AF3, F7, FC5, C3, Cz, T7, CP4, P8, PO3, O2, Nz, Iz, ... "
-            "case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' suffix dropped)",
-            channel=name if isinstance(name, str) else repr(name),
+        raise unplaced_channel(
+            name,
+            "position",
+            "the names of the 10-10 system (Fp1, AF3, F7, FC5, C3, Cz, T7, CP4, P8, PO3, O2, "
+            "Nz, Iz, ... case-insensitive; old T3/T4/T5/T6; an 'EEG ' prefix and a '-REF' "
+            "suffix dropped)",
         )
     return position
+
+
+def unplaced_channel(name: object, what: str, accepted: str) -> UnplacedChannelError:
+    """The error for a channel ``name`` that has no 10-20 / 10-10 ``what`` (a position, a
+    scalp region): its message names the channel and what is ``accepted``, its ``channel``
+    holds the name (the repr of anything but a string).
+
+    >>> unplaced_channel("EMG1", "position", "10-10 names").args[0]
+    "channel 'EMG1' has no 10-20 / 10-10 position: accepted are 10-10 names"
+    """
+    return UnplacedChannelError(
+        f"channel {name!r} has no 10-20 / 10-10 {what}: accepted are {accepted}",
+        channel=name if isinstance(name, str) else repr(name),
+    )
 
 
 def project(position: tuple[float, float, float]) -> tuple[float, float]:

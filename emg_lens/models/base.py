@@ -276,10 +276,13 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
         """Constructor keywords beyond ``cfg`` (saved in checkpoints to rebuild the model)."""
         return {}
 
+    _layout: TokenLayout  # built by the subclass's ``__init__``
+
     @property
     def layout(self) -> TokenLayout:
-        """What every token position is (group, channel, time)."""
-        raise NotImplementedError
+        """What every token position is (group, channel, time): the ``_layout`` the
+        subclass's ``__init__`` built."""
+        return self._layout
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -428,6 +431,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
     """
 
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
+    return_types: tuple[str, ...] = ("logits",)  # what `readout` takes, besides None
 
     @property
     def contract(self) -> frozenset[str]:
@@ -465,6 +469,26 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             )
         self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.ln_final = make_norm(cfg, "ln_final")
+
+    def _check_return_type(self, return_type: str) -> None:
+        """Refuse a ``return_type`` that is not one of ``return_types``, naming them."""
+        accepted = self.return_types
+        if return_type not in accepted:
+            name = type(self).__name__
+            raise ArgumentError(
+                f"{name} return_type must be one of {accepted} or None, got {return_type!r}"
+            )
+
+    def _channel_layout(self, cls_token: bool) -> TokenLayout:
+        """One token per channel and patch of the config, channel-major, after a CLS token
+        if any."""
+        cfg = self.cfg
+        return TokenLayout.channel_tokens(
+            cfg.modalities,
+            n_patches=cfg.n_patches,
+            cls_token=cls_token,
+            channel_names=cfg.channel_names,
+        )
 
     # ------------------------------------------------------------------ subclass surface
     def embed_signals(

@@ -194,6 +194,20 @@ def _features(
     return np.concatenate([np.log(rms + floor), mad], axis=1)
 
 
+def _training_low(
+    train: np.ndarray, other: np.ndarray, names: tuple[str, str]
+) -> Float[np.ndarray, " channel"]:
+    """Each channel's lowest value in the training windows ``train`` (float64), by which the
+    windows of both sides of a split are shifted; ``other``, the other side, must have the
+    same channels (``names`` name the two sides in the error)."""
+    if train.shape[1] != other.shape[1]:
+        raise InputShapeError(
+            f"{names[0]} has {train.shape[1]} channels and {names[1]} {other.shape[1]}: the "
+            "features of a split need the same channels on both sides"
+        )
+    return train.min(axis=(0, 2)).astype(np.float64)
+
+
 def channel_features(
     X: Float[np.ndarray, "n channel time"],
     reference: Float[np.ndarray, "m channel time"],
@@ -213,12 +227,7 @@ def channel_features(
     if metric not in BASELINE_KINDS:
         raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
     X, reference = _windows(X, "X"), _windows(reference, "reference")
-    if X.shape[1] != reference.shape[1]:
-        raise InputShapeError(
-            f"X has {X.shape[1]} channels and reference {reference.shape[1]}: the features of "
-            "a split need the same channels on both sides"
-        )
-    low = reference.min(axis=(0, 2)).astype(np.float64)
+    low = _training_low(reference, X, ("reference", "X"))
     reference_rms = _amplitudes(reference, low)[0] if metric != "r2" else None
     return _features(_amplitudes(X, low), reference_rms, metric)
 
@@ -333,12 +342,7 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
     classify = metric == "accuracy"
     if classify:
         y_train, y_test = _class_labels(y_train, "y_train"), _class_labels(y_test, "y_test")
-    if X_train.shape[1] != X_test.shape[1]:
-        raise InputShapeError(
-            f"X_train has {X_train.shape[1]} channels and X_test {X_test.shape[1]}: the "
-            "features of a split need the same channels on both sides"
-        )
-    low = X_train.min(axis=(0, 2)).astype(np.float64)
+    low = _training_low(X_train, X_test, ("X_train", "X_test"))
     train = _amplitudes(X_train, low)
     F_train = _features(train, train[0], metric)
     F_test = _features(_amplitudes(X_test, low), train[0], metric)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ from emg_lens.errors import (
 )
 from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
 from emg_lens.train.inputs import window_dataset
-from emg_lens.train.loop import run_recipe
+from emg_lens.train.loop import RecipeLog, run_recipe
 from emg_lens.train.schedule import EarlyStopping, check_schedule_fields
 
 __all__ = [
@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 RECIPE = "tinymyo-finetuning"
+
+H = TypeVar("H", bound="RunHistory")
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,24 @@ class RunHistory:
     stopped_early: bool = False
     steps: int = 0
     world_size: int = 1
+
+    @classmethod
+    def of_run(cls: type[H], log: RecipeLog, best_epoch: int, epochs: int, **scores: Any) -> H:
+        """The history of a run of at most ``epochs`` epochs that logged ``log`` and kept
+        ``best_epoch`` (`run_keeping_best`); ``scores``: the subclass's own fields (its
+        validation scores per epoch).
+
+        >>> RunHistory.of_run(RecipeLog([0.9, 0.7], steps=4), best_epoch=0, epochs=5)
+        RunHistory(epoch_loss=[0.9, 0.7], best_epoch=0, stopped_early=True, steps=4, world_size=1)
+        """
+        return cls(
+            epoch_loss=log.epoch_loss,
+            best_epoch=best_epoch,
+            stopped_early=len(log.epoch_loss) < epochs,
+            steps=log.steps,
+            world_size=log.world_size,
+            **scores,
+        )
 
 
 @dataclass
@@ -326,14 +346,7 @@ def finetune(
 
     score = None if val_data is None else functools.partial(dataset_accuracy, data=val_data)
     log, val_accuracy, best = run_keeping_best(model, dataset, loss_fn, cfg, score, mode="max")
-    history = FinetuneHistory(
-        epoch_loss=log.epoch_loss,
-        val_accuracy=val_accuracy,
-        best_epoch=best,
-        stopped_early=len(log.epoch_loss) < cfg.epochs,
-        steps=log.steps,
-        world_size=log.world_size,
-    )
+    history = FinetuneHistory.of_run(log, best, cfg.epochs, val_accuracy=val_accuracy)
     if out is not None and log.is_main:
         recipe = {"recipe": RECIPE, "finetune": asdict(cfg), "history": asdict(history)}
         recipe["threads"] = torch.get_num_threads()  # results can differ in the last bits

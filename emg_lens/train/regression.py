@@ -258,14 +258,7 @@ def finetune_regression(
     log, val_mae, best = run_keeping_best(
         model, dataset, loss_fn, cfg, None if val_data is None else score, mode="min"
     )
-    history = RegressionHistory(
-        epoch_loss=log.epoch_loss,
-        val_mae=val_mae,
-        best_epoch=best,
-        stopped_early=len(log.epoch_loss) < cfg.epochs,
-        steps=log.steps,
-        world_size=log.world_size,
-    )
+    history = RegressionHistory.of_run(log, best, cfg.epochs, val_mae=val_mae)
     if out is not None and log.is_main:
         recipe = {"recipe": REGRESSION_RECIPE, "finetune": asdict(cfg), "loss": loss}
         recipe.update(history=asdict(history), pretrained=source, threads=torch.get_num_threads())

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float
 
+from emg_lens.data.files import OpenFile
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -84,7 +85,7 @@ def _text(value: Any) -> Any:
     return value
 
 
-class Emg2PoseSession:
+class Emg2PoseSession(OpenFile):
     """One emg2pose session file, opened for lazy reading.
 
     Opening checks the layout and reads the attributes only; `read` reads a time slice of the
@@ -234,12 +235,6 @@ class Emg2PoseSession:
     def close(self) -> None:
         """Close the file (a no-op when already closed)."""
         self._h5.close()
-
-    def __enter__(self) -> Emg2PoseSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Emg2PoseSession({str(self.path)!r}, n_samples={self.n_samples})"

@@ -59,6 +59,7 @@ from emg_lens.data.windows.downstream import (
     DownstreamTask,
     downstream_reader,
     pad_or_crop,
+    stack_windows,
     thesis_filter,
     zscore,
 )
@@ -280,9 +281,8 @@ def epn612_windows(
         xs.append(pad_or_crop(x, spec.window).T)
         labels.append(label)
         codes.append(code)
-    x = np.stack(xs).astype(np.float32) if xs else np.zeros((0, CHANNELS, spec.window), np.float32)
     return WindowBatch(
-        x=x,
+        x=stack_windows(xs, (CHANNELS, spec.window)),
         labels=np.asarray(labels, np.int64),
         repetition=np.asarray(codes, np.int64),
         subject=recording.subject,

@@ -51,7 +51,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from emg_lens.data.files import find_files
+from emg_lens.data.files import OpenFile, find_files
 from emg_lens.data.formats._matlab import write_mat73
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
@@ -86,7 +86,7 @@ _REPETITION = ("adjusted_repetition", "repetition")
 _LABELS = frozenset(_CLASS + _REPETITION)
 
 
-class HDsEMGFile:
+class HDsEMGFile(OpenFile):
     """One subject file of the HD-sEMG 65-gesture dataset, opened for lazy reading.
 
     Opening reads only the shapes; `labels` reads the label vectors; `read` reads a time slice
@@ -303,12 +303,6 @@ class HDsEMGFile:
         """Close the HDF5 file (a no-op for v5 files and when already closed)."""
         if self._h5 is not None:
             self._h5.close()
-
-    def __enter__(self) -> HDsEMGFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

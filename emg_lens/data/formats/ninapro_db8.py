@@ -59,6 +59,7 @@ from emg_lens.data.windows.downstream import (
     DownstreamPreprocess,
     DownstreamTask,
     downstream_reader,
+    stack_windows,
     thesis_filter,
     window_starts,
     zscore,
@@ -261,14 +262,12 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
             codes.append(SPLIT_CODES[ACQUISITIONS[int(k)]])
     n = len(xs)
     return RegressionBatch(
-        x=np.stack(xs).astype(np.float32)
-        if n
-        else np.zeros((0, CHANNELS, spec.window), np.float32),
+        x=stack_windows(xs, (CHANNELS, spec.window)),
         labels=np.full(n, -1, np.int64),
         repetition=np.asarray(codes, np.int64),
         subject=recording.subject,
         source=recording.source,
-        targets=np.stack(ys).astype(np.float32) if n else np.zeros((0, spec.window, 5), np.float32),
+        targets=stack_windows(ys, (spec.window, 5)),
         info={"nan_glove": nan_glove, "longest": longest},
     )
 

@@ -56,6 +56,7 @@ from emg_lens.data.windows.downstream import (
     DownstreamTask,
     downstream_reader,
     label_runs,
+    stack_windows,
     thesis_filter,
     window_starts,
     zscore,
@@ -255,9 +256,8 @@ def uci_windows(
             for s in window_starts(stop - start, spec.window, spec.step):
                 xs.append(x[start + s : start + s + spec.window].T)
                 labels.append(label - 1)
-    x = np.stack(xs).astype(np.float32) if xs else np.zeros((0, CHANNELS, spec.window), np.float32)
     return WindowBatch(
-        x=x,
+        x=stack_windows(xs, (CHANNELS, spec.window)),
         labels=np.asarray(labels, np.int64),
         repetition=np.full(len(labels), code, np.int64),
         subject=recording.subject,

@@ -52,6 +52,7 @@ __all__ = [
     "downstream_reader",
     "label_runs",
     "pad_or_crop",
+    "stack_windows",
     "thesis_filter",
     "window_starts",
     "zscore",
@@ -154,6 +155,18 @@ def window_starts(n_samples: int, window: int, step: int) -> np.ndarray:
     [0, 3, 6]
     """
     return np.arange(0, n_samples - window + 1, step)
+
+
+def stack_windows(windows: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """``windows`` (each of ``shape``) stacked as one float32 array, or an empty
+    ``[0, *shape]`` one when there are none (a recording without a whole window).
+
+    >>> stack_windows([], (8, 200)).shape, stack_windows([np.zeros((8, 200))] * 2, (8, 200)).dtype
+    ((0, 8, 200), dtype('float32'))
+    """
+    if not windows:
+        return np.zeros((0, *shape), np.float32)
+    return np.stack(windows).astype(np.float32)
 
 
 def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:

@@ -43,8 +43,7 @@ from jaxtyping import Float
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError, describe
-from emg_lens.layout import TokenLayout
+from emg_lens.errors import ConversionError, UnsupportedModuleError, describe
 from emg_lens.models.base import HookedEncoder
 
 __all__ = [
@@ -73,17 +72,12 @@ RETURN_TYPES = ("logits", "latent")
 
 
 class ConvertedEncoder(HookedEncoder):
-    """What the converted classes share: the layout their ``__init__`` builds
-    (``self._layout``), the constructor keywords they keep (``self._init_kwargs``, which
-    `init_kwargs` gives back with lists for tuples, for ``config.json``), and the return types
-    of their readout (`RETURN_TYPES`)."""
+    """What the converted classes share: the constructor keywords they keep
+    (``self._init_kwargs``, which `init_kwargs` gives back with lists for tuples, for
+    ``config.json``), and the return types of their readout (`RETURN_TYPES`)."""
 
-    _layout: TokenLayout
     _init_kwargs: dict[str, Any]
-
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
+    return_types = RETURN_TYPES
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
@@ -91,23 +85,6 @@ class ConvertedEncoder(HookedEncoder):
             k: (list(v) if isinstance(v, (list, tuple)) else v)
             for k, v in self._init_kwargs.items()
         }
-
-    def _channel_layout(self, cls_token: bool) -> TokenLayout:
-        """One token per channel and patch, channel-major, after a CLS token if any."""
-        cfg = self.cfg
-        return TokenLayout.channel_tokens(
-            cfg.modalities,
-            n_patches=cfg.n_patches,
-            cls_token=cls_token,
-            channel_names=cfg.channel_names,
-        )
-
-    def _check_return_type(self, return_type: str) -> None:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"{type(self).__name__} return_type must be one of {RETURN_TYPES} or None, "
-                f"got {return_type!r}"
-            )
 
 
 def heads_in(

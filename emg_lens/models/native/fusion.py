@@ -60,12 +60,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from einops import einsum, rearrange, repeat
+from einops import einsum, rearrange
 from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead, ConfigInit, PosEmbed, TransformerBlock
+from emg_lens.components.embeddings import cls_token_parameter, cut_patches, prepend_cls_token
 from emg_lens.config import PRESETS, EncoderConfig
 from emg_lens.errors import ArgumentError, ConfigError, UnsupportedReadoutError
 from emg_lens.layout import CLS, TokenLayout
@@ -156,18 +157,12 @@ class TubeletEmbed(ConfigInit, nn.Module):
             torch.empty(n_channels, cfg.token_samples, cfg.d_model, dtype=cfg.dtype)
         )
         self.b_E = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
-        self.cls_token = (
-            nn.Parameter(torch.empty(cfg.d_model, dtype=cfg.dtype)) if cfg.use_cls_token else None
-        )
+        self.cls_token = cls_token_parameter(cfg)
 
     def forward(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        tubelets = rearrange(
-            signals,
-            "batch channel (patch sample) -> batch patch channel sample",
-            patch=self.n_patches,
-        )
+        tubelets = cut_patches(signals, self.n_patches).transpose(1, 2)  # patch-major
         tokens = (
             einsum(
                 tubelets,
@@ -176,10 +171,7 @@ class TubeletEmbed(ConfigInit, nn.Module):
             )
             + self.b_E
         )
-        if self.cls_token is None:
-            return tokens
-        cls = repeat(self.cls_token, "d_model -> batch 1 d_model", batch=signals.shape[0])
-        return torch.cat((cls, tokens), dim=1)
+        return prepend_cls_token(tokens, self.cls_token)
 
 
 class ModalityStem(nn.Module):
@@ -261,10 +253,6 @@ class _StemFusionEncoder(HookedEncoder):
         self._finish_init()
 
     # ------------------------------------------------------------------ layout
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
-
     @property
     def stem_positions(self) -> dict[str, list[int]]:
         """Token positions of each stem's stream (its CLS token and its tubelets)."""

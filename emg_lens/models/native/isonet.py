@@ -20,8 +20,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ChannelEmbed, ClassifierHead, PosEmbed
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConfigError
-from emg_lens.layout import TokenLayout
+from emg_lens.errors import ConfigError
 from emg_lens.models.base import HookedEncoder
 
 __all__ = ["IsoNet"]
@@ -47,6 +46,7 @@ class IsoNet(HookedEncoder):
     """
 
     dual_head = True
+    return_types = RETURN_TYPES
 
     def __init__(self, cfg: EncoderConfig):
         if not cfg.use_cls_token:
@@ -63,17 +63,8 @@ class IsoNet(HookedEncoder):
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self.cls_head = ClassifierHead(cfg)
         self.avg_head = ClassifierHead(cfg)
-        self._layout = TokenLayout.channel_tokens(
-            cfg.modalities,
-            n_patches=cfg.n_patches,
-            cls_token=True,
-            channel_names=cfg.channel_names,
-        )
+        self._layout = self._channel_layout(cls_token=True)
         self._finish_init()
-
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
 
     # TransformerLens's unembedding: ``unembed_head="logits"`` (default) is the CLS head,
     # reading position 0; ``"avg_logits"`` the mean-pooled head, reading the mean of the
@@ -123,10 +114,7 @@ class IsoNet(HookedEncoder):
         return None
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"IsoNet return_type must be one of {RETURN_TYPES} or None, got {return_type!r}"
-            )
+        self._check_return_type(return_type)
         normalized = self.ln_final(resid)
         if return_type == "avg_logits":
             return self.avg_head(normalized[:, 1:].mean(dim=1))

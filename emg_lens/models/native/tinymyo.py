@@ -31,6 +31,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ConfigInit, TransformerBlock
+from emg_lens.components.embeddings import cut_patches
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -40,7 +41,6 @@ from emg_lens.errors import (
     UnsupportedReadoutError,
     describe,
 )
-from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedEncoder
 from emg_lens.models.native.biofoundation import (
     REDUCTIONS,
@@ -75,11 +75,7 @@ class PatchEmbed(ConfigInit, nn.Module):
     def forward(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        patches = rearrange(
-            signals,
-            "batch channel (patch sample) -> batch (channel patch) sample",
-            patch=self.n_patches,
-        )
+        patches = cut_patches(signals, self.n_patches).flatten(1, 2)  # channel-major tokens
         return patches @ self.W_E + self.b_E
 
 
@@ -287,6 +283,8 @@ class TinyMyo(HookedEncoder):
     (20, 1, 0)
     """
 
+    return_types = RETURN_TYPES
+
     def __init__(
         self,
         cfg: EncoderConfig,
@@ -336,17 +334,8 @@ class TinyMyo(HookedEncoder):
             self.head = ChannelPoolClassifier(cfg, reduction)
         else:
             self.head = ConvRegressionHead(cfg, reduction, reg_hidden, reg_target_len, head_dropout)
-        self._layout = TokenLayout.channel_tokens(
-            cfg.modalities,
-            n_patches=cfg.n_patches,
-            cls_token=False,
-            channel_names=cfg.channel_names,
-        )
+        self._layout = self._channel_layout(cls_token=False)
         self._finish_init()
-
-    @property
-    def layout(self) -> TokenLayout:
-        return self._layout
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
@@ -473,18 +462,11 @@ class TinyMyo(HookedEncoder):
                 f"sample_mask must be a bool tensor [batch, channels={expected[0]}, "
                 f"time={expected[1]}], got {describe(sample_mask)}"
             )
-        return rearrange(
-            sample_mask,
-            "batch channel (patch sample) -> batch channel patch sample",
-            patch=self.cfg.n_patches,
-        ).any(dim=-1)
+        return cut_patches(sample_mask, self.cfg.n_patches).any(dim=-1)
 
     # ------------------------------------------------------------------ readout
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        if return_type not in RETURN_TYPES:
-            raise ArgumentError(
-                f"TinyMyo return_type must be one of {RETURN_TYPES} or None, got {return_type!r}"
-            )
+        self._check_return_type(return_type)
         latent = self.ln_final(resid)
         if return_type == "latent":
             return latent
