@@ -10,13 +10,19 @@ Where it may run, and where it runs:
   those), never while a gradient is asked for (``torch.is_grad_enabled()`` and q, k or v
   requiring grad: FlexAttention has no CPU backward, and this backend is for forwards), never
   in a trace (ONNX), and only with a boolean mask (a cut);
-- ``"auto"`` (the default, `attention_backend`): on CUDA, heads at least `MIN_D_HEAD` wide
-  (FlexAttention refuses narrower ones there) and queries of at least `MIN_TOKENS` tokens,
-  where it measured faster (issue 60: 16 edge sets of the large converted EEG models,
-  200-600 tokens, d_head 20-25, 1.2-1.9x a loop of masked SDPA calls on an H200); never on
-  a CPU, where it is an unfused reference;
-- ``"flex"``: wherever it may run, on a CPU through FlexAttention's eager reference (the
-  tests compare it with SDPA there); ``"sdpa"``: never.
+- ``"flex"``: wherever it may run (`attention_backend`), compiled on CUDA (heads at least
+  `MIN_D_HEAD` wide: FlexAttention refuses narrower ones there), on a CPU through
+  FlexAttention's eager reference (the tests compare it with SDPA there, within 1e-5);
+- ``"auto"`` (the default) and ``"sdpa"``: never. Measured on an H100 (torch 2.11, CUDA 13;
+  ``benchmarks/gpu_check.sh``: 16 edge sets, batch 8), FlexAttention with one block mask per
+  row was slower than the same 16 sets stacked on the batch axis through SDPA with a per-row
+  mask in every case: the converted LaBraM 114 vs 14 ms, CBraMod 170 vs 24 ms, EEGPT 208 vs
+  95 ms, bare attention at 200-600 tokens 5.7-22 vs 1.2-7.8 ms. It beat a loop of one SDPA
+  call per set only on LaBraM and CBraMod (1.5x and 1.8x) and lost to it at 200-600 tokens
+  (0.3-0.5x). The study runner stacks its conditions there (`emg_lens.studies.ablation.
+  stacking`), so nothing is chosen for the user: FlexAttention is asked for by name. On CUDA
+  the converted CBraMod's outputs under it differed from SDPA's by up to 5.4e-3 (5.7e-4 of
+  their scale; LaBraM and EEGPT within 2e-6 of theirs), a difference not understood yet.
 
 The empty-row rule stays `emg_lens.components.attend.fused`'s: the caller passes this kernel
 to it, so a query left with no key gets a zero row whatever the kernel gives.
@@ -36,11 +42,10 @@ from jaxtyping import Bool, Float
 
 from emg_lens.errors import ArgumentError
 
-__all__ = ["BACKENDS", "MIN_D_HEAD", "MIN_TOKENS", "attention_backend", "flex_attend", "use_flex"]
+__all__ = ["BACKENDS", "MIN_D_HEAD", "attention_backend", "flex_attend", "use_flex"]
 
 BACKENDS = ("auto", "flex", "sdpa")
 MIN_D_HEAD = 16  # FlexAttention's CUDA kernels refuse narrower heads
-MIN_TOKENS = 128  # "auto": queries this long or longer (one of FlexAttention's 128-row blocks)
 
 _BACKEND: ContextVar[str] = ContextVar("emg_lens_attention_backend", default="auto")
 _FAILED: list[str] = []  # the error that made FlexAttention unusable in this process, if any
@@ -72,17 +77,6 @@ def attention_backend(backend: str) -> Iterator[None]:
         _BACKEND.reset(token)
 
 
-def auto_rule(device_type: str, d_head: int, n_query: int) -> bool:
-    """Whether ``"auto"`` takes FlexAttention for a call (where it may run at all).
-
-    >>> auto_rule("cuda", 20, 300), auto_rule("cuda", 8, 300), auto_rule("cuda", 64, 49)
-    (True, False, False)
-    >>> auto_rule("cpu", 64, 600)
-    False
-    """
-    return device_type == "cuda" and d_head >= MIN_D_HEAD and n_query >= MIN_TOKENS
-
-
 def use_flex(
     q: Float[torch.Tensor, "batch head query d_head"],
     k: Float[torch.Tensor, "batch head key d_head"],
@@ -90,8 +84,8 @@ def use_flex(
     mask: torch.Tensor | None,
 ) -> bool:
     """Whether a fused attention of ``q, k, v`` under ``mask`` runs on FlexAttention (see the
-    module docstring): a boolean mask, no gradient asked for, no trace, and the backend's
-    rule.
+    module docstring): only where ``"flex"`` is asked for, with a boolean mask, no gradient
+    asked for and no trace.
 
     >>> q = torch.randn(1, 2, 300, 32)
     >>> cut = torch.zeros(300, 300, dtype=torch.bool)
@@ -102,10 +96,10 @@ def use_flex(
     (True, False)
     """
     backend = _BACKEND.get()
-    if backend == "sdpa" or mask is None or mask.dtype != torch.bool or _FAILED:
+    if backend != "flex":
+        return False  # first: every fused call asks, and this is the default's answer
+    if mask is None or mask.dtype != torch.bool or _FAILED:
         return False
-    if backend == "auto" and not auto_rule(q.device.type, q.shape[-1], q.shape[-2]):
-        return False  # before the rest: every fused call on a CPU asks, and this is its answer
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         return False
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
