@@ -171,11 +171,11 @@ def _runner_outputs(
     """The runner's predictions and logits per (subject, condition key), read off its scored
     cells, and its result, with the conditions in ``form``
     (`emg_lens.studies.ablation.stacking`)."""
-    score, evaluate = evaluate_module.score_logits, runner_module.evaluate_subject
+    score, evaluate = evaluate_module.score_stacked, runner_module.evaluate_subject
     preds, logits = {}, {}
 
     def scored(out, *args):
-        return {**score(out, *args), "logits": np.asarray(out)}
+        return [{**cell, "logits": np.asarray(o)} for cell, o in zip(score(out, *args), out)]
 
     def evaluated(spec, subject, todo, *, subject_id, **kw):
         cells = evaluate(spec, subject, todo, subject_id=subject_id, **kw)
@@ -186,7 +186,7 @@ def _runner_outputs(
 
     with patched(
         [
-            (evaluate_module, "score_logits", scored),
+            (evaluate_module, "score_stacked", scored),
             (runner_module, "evaluate_subject", evaluated),
         ]
     ):
@@ -242,7 +242,11 @@ def breakdown(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> d
             (model, "readout", timer.wrap(model.readout, "readout")),
         ]
         replacements += [(b, "forward", timer.wrap(b.forward, "blocks")) for b in model.blocks]
-    for name, phase in [("score_logits", "score"), ("_refuse_non_finite", "finite_check")]:
+    for name, phase in [
+        ("score_stacked", "score"),
+        ("score_logits", "score"),
+        ("_refuse_non_finite", "finite_check"),
+    ]:
         replacements.append(
             (evaluate_module, name, timer.wrap(getattr(evaluate_module, name), phase))
         )

@@ -57,7 +57,7 @@ from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.stats import format_p
-from emg_lens.studies.units import design_effect, trial_votes
+from emg_lens.studies.units import check_classes, design_effect, design_effects, trial_votes
 
 __all__ = [
     "ALPHA",
@@ -180,13 +180,39 @@ def cell_fields(
     >>> cell_fields(np.array([0, 1, 1]), np.array([0, 0, 1]), np.array([0, 0, 1]), 2)
     {'trial_correct': [0, 1], 'trial_total': [1, 1], 'design_effect': 1.0}
     """
+    return stacked_cell_fields(np.asarray(pred)[None], y, trials, n_classes)[0]
+
+
+def stacked_cell_fields(
+    pred: Int[np.ndarray, "stack window"],
+    y: Int[np.ndarray, " window"],
+    trials: Int[np.ndarray, " window"],
+    n_classes: int,
+) -> list[dict[str, list[int] | float]]:
+    """`cell_fields` of each row of ``pred`` (several conditions' predictions of the same
+    windows), in one pass.
+
+    >>> [c["trial_correct"] for c in stacked_cell_fields(np.array([[0, 1, 1], [0, 0, 1]]),
+    ...     np.array([0, 0, 1]), np.array([0, 0, 1]), 2)]
+    [[0, 1], [1, 1]]
+    """
+    pred, y = np.asarray(pred), np.asarray(y)
+    check_classes(y, n_classes, "y")
     votes = trial_votes(pred, y, trials)
-    hits = (np.asarray(pred) == np.asarray(y)).astype(np.float64)
-    return {
-        "trial_correct": np.bincount(votes.label[votes.correct], minlength=n_classes).tolist(),
-        "trial_total": votes.class_counts(n_classes).tolist(),
-        "design_effect": design_effect(hits, np.asarray(trials))[1],
-    }
+    hits = (pred == y).astype(np.float64)
+    # per row, the true classes of its correct trials: counted in one bincount
+    cell = np.arange(len(pred))[:, None] * n_classes + votes.label
+    trial_correct = np.bincount(cell[votes.correct], minlength=len(pred) * n_classes)
+    trial_correct = trial_correct.reshape(len(pred), n_classes)
+    deffs = design_effects(hits, np.asarray(trials))
+    return [
+        {
+            "trial_correct": correct.tolist(),
+            "trial_total": votes.class_counts(n_classes).tolist(),
+            "design_effect": deff,
+        }
+        for correct, (_, deff) in zip(trial_correct, deffs)
+    ]
 
 
 def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialScore:

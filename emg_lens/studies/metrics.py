@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.chance import cell_fields
-from emg_lens.studies.units import trial_counts
+from emg_lens.studies.chance import cell_fields, stacked_cell_fields
+from emg_lens.studies.units import check_classes, stacked_trial_counts
 
 __all__ = [
     "CONTINUOUS_METRICS",
@@ -51,6 +51,7 @@ __all__ = [
     "score_logits",
     "score_predictions",
     "score_regression",
+    "score_stacked",
     "window_kl",
     "window_metric",
 ]
@@ -101,30 +102,34 @@ def _check(metric: Any, accepted: tuple[str, ...]) -> str:
 
 
 def window_metric(
-    logits: Float[torch.Tensor, "batch n_classes"], y: Int[torch.Tensor, " batch"], metric: str
-) -> Float[torch.Tensor, " batch"]:
+    logits: Float[torch.Tensor, "*stack batch n_classes"],
+    y: Int[torch.Tensor, " batch"],
+    metric: str,
+) -> Float[torch.Tensor, "*stack batch"]:
     """The metric of each window: ``"margin"`` (true-class logit minus the largest other) or
-    ``"logprob"`` (log-softmax of the true class).
+    ``"logprob"`` (log-softmax of the true class); leading axes of ``logits`` (several
+    conditions' logits of the same windows) are kept.
 
     >>> logits = torch.tensor([[2.0, 0.5, 1.0], [0.0, 3.0, 1.0]])
     >>> window_metric(logits, torch.tensor([0, 2]), "margin")
     tensor([ 1., -2.])
     """
     _check(metric, ("margin", "logprob"))
+    index = y[:, None].expand(*logits.shape[:-1], 1)
     if metric == "logprob":
-        return logits.log_softmax(-1).gather(1, y[:, None])[:, 0]
-    true = logits.gather(1, y[:, None])[:, 0]
+        return logits.log_softmax(-1).gather(-1, index)[..., 0]
+    true = logits.gather(-1, index)[..., 0]
     others = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), float("-inf"))
     return true - others.max(-1).values
 
 
 def window_kl(
-    logits: Float[torch.Tensor, "batch n_classes"],
+    logits: Float[torch.Tensor, "*stack batch n_classes"],
     reference: Float[torch.Tensor, "batch n_classes"],
-) -> Float[torch.Tensor, " batch"]:
+) -> Float[torch.Tensor, "*stack batch"]:
     """``KL(p || q)`` per window in nats, ``p = softmax(reference)`` (the unmasked model),
-    ``q = softmax(logits)``; 0 exactly where the two logits are equal, never below 0
-    (rounding clamped).
+    ``q = softmax(logits)`` (with leading axes: each of several conditions' logits); 0
+    exactly where the two logits are equal, never below 0 (rounding clamped).
 
     >>> p = torch.tensor([[0.0, 0.0]])
     >>> float(window_kl(p, p)), round(float(window_kl(torch.tensor([[0.0, 2.0]]), p)), 4)
@@ -155,30 +160,42 @@ def score_predictions(
     0.733
     """
     _check(metric, PREDICTION_METRICS)
-    values, correct, total = _prediction_values(pred, y, n_classes)
-    cell = {"value": values[metric], "class_correct": correct, "class_total": total}
+    values, correct, total = _prediction_values(np.asarray(pred)[None], y, n_classes)
+    cell = {"value": values[0][metric], "class_correct": correct[0], "class_total": total}
     return cell if trials is None else {**cell, **cell_fields(pred, y, trials, n_classes)}
 
 
-def _prediction_values(pred, y, n_classes: int) -> tuple[dict[str, float], list, list]:
-    """Every prediction metric, and the per-class correct and total counts."""
+def _prediction_values(
+    pred: Int[np.ndarray, "stack n"], y: Int[np.ndarray, " n"], n_classes: int
+) -> tuple[list[dict[str, float]], list[list[int]], list[int]]:
+    """Every prediction metric of each row of ``pred``, its per-class correct counts, and the
+    per-class totals (shared). Each mean runs along a row, as over the row alone."""
     pred, y = np.asarray(pred), np.asarray(y)
-    correct = np.bincount(y[pred == y], minlength=n_classes)
+    check_classes(y, n_classes, "y")
+    check_classes(pred, n_classes, "the predicted classes")
+    rows = np.arange(len(pred))[:, None] * n_classes
+    hit = pred == y
+    correct = np.bincount((rows + y)[hit], minlength=len(pred) * n_classes)
+    correct = correct.reshape(len(pred), n_classes)
     total = np.bincount(y, minlength=n_classes)
-    recall = np.divide(correct, total, out=np.zeros(n_classes), where=total > 0)
-    predicted = np.bincount(pred, minlength=n_classes)
-    precision = np.divide(correct, predicted, out=np.zeros(n_classes), where=predicted > 0)
+    predicted = np.bincount((rows + pred).ravel(), minlength=len(pred) * n_classes)
+    predicted = predicted.reshape(len(pred), n_classes)
+    zeros = np.zeros(correct.shape)
+    recall = np.divide(correct, total, out=zeros.copy(), where=total > 0)
+    precision = np.divide(correct, predicted, out=zeros.copy(), where=predicted > 0)
     f1 = np.divide(
-        2 * precision * recall,
-        precision + recall,
-        out=np.zeros(n_classes),
-        where=(precision + recall) > 0,
+        2 * precision * recall, precision + recall, out=zeros, where=(precision + recall) > 0
     )
-    values = {
-        "accuracy": float((pred == y).mean()),
-        "balanced_accuracy": float(recall[total > 0].mean()),
-        "macro_f1": float(f1[total > 0].mean()),
-    }
+    # each mean along a C-ordered row: numpy sums a row of a strided (column-selected) array
+    # in another order, which changes the last bits
+    present = total > 0
+    accuracy, balanced, macro = (
+        np.ascontiguousarray(a).mean(1) for a in (hit, recall[:, present], f1[:, present])
+    )
+    values = [
+        {"accuracy": float(a), "balanced_accuracy": float(b), "macro_f1": float(f)}
+        for a, b, f in zip(accuracy, balanced, macro)
+    ]
     return values, correct.tolist(), total.tolist()
 
 
@@ -196,7 +213,7 @@ def score_logits(
     window's trial (``trials``), also the cell's trial counts (`score_predictions`) and, per
     trial, its class, windows and correct windows (`emg_lens.studies.units.trial_counts`, for
     per_class.csv's intervals over trials). Computed in float64 on the CPU from the logits as
-    given.
+    given; `score_stacked` scores many conditions' logits at once.
 
     >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> cell = score_logits(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), ref, np.array([0, 1]), 2)
@@ -204,23 +221,55 @@ def score_logits(
     {'accuracy': 0.5, 'balanced_accuracy': 0.5, 'macro_f1': 0.333, 'margin': 0.0,
      'logprob': -0.813, 'kl': 0.265, 'flip_rate': 0.5}
     """
+    return score_stacked(torch.as_tensor(logits)[None], reference, y, n_classes, trials)[0]
+
+
+def score_stacked(
+    logits: Float[torch.Tensor, "condition n n_classes"],
+    reference: Float[torch.Tensor, "n n_classes"],
+    y: Int[np.ndarray, " n"],
+    n_classes: int,
+    trials: Int[np.ndarray, " n"] | None = None,
+) -> list[dict[str, Any]]:
+    """`score_logits` of each condition's logits ``logits[c]`` against one ``reference``, in
+    one vectorised pass over the stack (a study scores all of a subject's conditions so):
+    each cell is the one `score_logits` gives that condition alone, bit for bit. The
+    per-window values are computed for the whole stack, and each mean over windows is taken
+    along one condition's row as `score_logits` takes it (a float sum's order decides its
+    last bits, and torch splits a long 1-d sum across threads).
+
+    >>> ref = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    >>> cells = score_stacked(torch.stack([ref, ref.flip(-1)]), ref, np.array([0, 1]), 2)
+    >>> [(c["values"]["accuracy"], c["values"]["flip_rate"]) for c in cells]
+    [(1.0, 0.0), (0.0, 1.0)]
+    """
     logits = torch.as_tensor(logits).detach().cpu().double()
     reference = torch.as_tensor(reference).detach().cpu().double()
+    if logits.ndim != 3 or logits.shape[1:] != reference.shape:
+        raise ArgumentError(
+            f"logits must be [condition, n, n_classes] over the reference's [n, n_classes] "
+            f"{tuple(reference.shape)}, got {tuple(logits.shape)}"
+        )
     labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
     pred = logits.argmax(-1)
-    values, correct, total = _prediction_values(pred.numpy(), labels.numpy(), n_classes)
-    values["margin"] = float(window_metric(logits, labels, "margin").mean())
-    values["logprob"] = float(window_metric(logits, labels, "logprob").mean())
-    values["kl"] = float(window_kl(logits, reference).mean())
-    values["flip_rate"] = float((pred != reference.argmax(-1)).double().mean())
-    cell = {"values": values, "class_correct": correct, "class_total": total}
-    if trials is None:
-        return cell
-    return {
-        **cell,
-        **cell_fields(pred.numpy(), labels.numpy(), trials, n_classes),
-        **trial_counts(pred.numpy(), labels.numpy(), trials),
+    flips = pred != reference.argmax(-1)
+    per_window = {
+        "margin": window_metric(logits, labels, "margin"),
+        "logprob": window_metric(logits, labels, "logprob"),
+        "kl": window_kl(logits, reference),
+        "flip_rate": flips.double(),
     }
+    predictions, y = pred.numpy(), labels.numpy()
+    values, correct, total = _prediction_values(predictions, y, n_classes)
+    cells = []
+    for c, row in enumerate(values):
+        row.update({name: float(v[c].mean()) for name, v in per_window.items()})
+        cells.append({"values": row, "class_correct": correct[c], "class_total": total})
+    if trials is None:
+        return cells
+    fields = stacked_cell_fields(predictions, y, trials, n_classes)
+    counts = stacked_trial_counts(predictions, y, trials)
+    return [{**cell, **f, **t} for cell, f, t in zip(cells, fields, counts)]
 
 
 def score_regression(

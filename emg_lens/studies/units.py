@@ -43,10 +43,13 @@ __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "TRIAL_WINDOW_FIELDS",
     "TrialVotes",
+    "check_classes",
     "class_trial_cis",
     "cluster_bootstrap_ci",
     "crossed_bootstrap_ci",
     "design_effect",
+    "design_effects",
+    "stacked_trial_counts",
     "trial_counts",
     "trial_votes",
 ]
@@ -55,20 +58,22 @@ BOOTSTRAP_RESAMPLES = 2000
 TRIAL_WINDOW_FIELDS = ("trial_class", "trial_windows", "trial_hits")
 """What `trial_counts` adds to a study's cell (one list entry per trial)."""
 BOOTSTRAP_SEED = 0
+VOTE_BLOCK = 1 << 22  # vote counts held at once by `trial_votes` (32 MiB of int64)
 
 
 @dataclass(frozen=True)
 class TrialVotes:
     """One entry per trial, in order of trial number: ``correct`` (the majority vote of its
-    windows is its true class), ``label`` (its true class) and ``windows`` (how many)."""
+    windows is its true class; ``[condition, trial]`` for stacked predictions), ``label``
+    (its true class) and ``windows`` (how many)."""
 
-    correct: Bool[np.ndarray, " trial"]
+    correct: Bool[np.ndarray, "*stack trial"]
     label: Int[np.ndarray, " trial"]
     windows: Int[np.ndarray, " trial"]
 
     @property
     def n(self) -> int:
-        return len(self.correct)
+        return len(self.label)
 
     def class_counts(self, n_classes: int) -> Int[np.ndarray, " n_classes"]:
         """Trials per class (what chance over trials is the largest share of)."""
@@ -85,27 +90,47 @@ def _check_windows(y: np.ndarray, trials: np.ndarray, what: str) -> None:
         raise ArgumentError(f"no windows: {what} is empty")
 
 
+def check_classes(values: Int[np.ndarray, "..."], n_classes: int, what: str) -> None:
+    """Refuse class indices outside ``0 .. n_classes - 1`` (``what`` names them): a count per
+    class has nowhere to put them.
+
+    >>> check_classes(np.array([0, 3]), 3, "y")
+    Traceback (most recent call last):
+    emg_lens.errors.ArgumentError: y holds class 3, outside 0..2 (n_classes = 3)
+    """
+    values = np.asarray(values)
+    if values.size and (values.min() < 0 or values.max() >= n_classes):
+        bad = values.min() if values.min() < 0 else values.max()
+        raise ArgumentError(
+            f"{what} holds class {int(bad)}, outside 0..{n_classes - 1} (n_classes = {n_classes})"
+        )
+
+
 def trial_votes(
-    pred: Int[np.ndarray, " window"],
+    pred: Int[np.ndarray, "*stack window"],
     y: Int[np.ndarray, " window"],
     trials: Int[np.ndarray, " window"],
 ) -> TrialVotes:
     """Each trial's majority vote over its windows' predicted classes (see the module
     docstring); a trial whose windows carry different true classes is refused by name.
+    ``pred`` may stack several conditions' predictions of the same windows (``[condition,
+    window]``): ``correct`` is then ``[condition, trial]``, each row what that condition's
+    predictions alone give, and ``label`` and ``windows`` are shared.
 
     >>> trial_votes(np.array([0, 1]), np.array([0, 0]), np.array([0, 0])).correct.tolist()
     [False]
+    >>> trial_votes(np.array([[0, 0], [0, 1]]), np.array([0, 0]), np.array([0, 0])).correct
+    array([[ True],
+           [False]])
     """
     pred, y, trials = np.asarray(pred), np.asarray(y), np.asarray(trials)
     _check_windows(y, trials, "y")
-    if pred.shape != y.shape:
+    if pred.shape[-1:] != y.shape:
         raise ArgumentError(f"pred must have one class per window: shape {pred.shape} vs {y.shape}")
     numbers, trial = np.unique(trials, return_inverse=True)
-    n_classes = int(max(pred.max(), y.max())) + 1
-    votes = np.zeros((len(numbers), n_classes), np.int64)
-    np.add.at(votes, (trial, pred), 1)
-    labels = np.zeros((len(numbers), n_classes), np.int64)
-    np.add.at(labels, (trial, y), 1)
+    n_trials, n_classes = len(numbers), int(max(pred.max(), y.max())) + 1
+    labels = np.bincount(trial * n_classes + y, minlength=n_trials * n_classes)
+    labels = labels.reshape(n_trials, n_classes)
     mixed = np.flatnonzero((labels > 0).sum(1) > 1)
     if len(mixed):
         raise ArgumentError(
@@ -113,10 +138,19 @@ def trial_votes(
             f"{np.flatnonzero(labels[mixed[0]]).tolist()}: a trial is one class's repetition"
         )
     label = labels.argmax(1)
-    true_votes = votes[np.arange(len(numbers)), label]
-    others = votes.copy()
-    others[np.arange(len(numbers)), label] = -1
-    return TrialVotes(true_votes > others.max(1), label, votes.sum(1))
+    rows = pred.reshape(-1, len(y))
+    correct = np.empty((len(rows), n_trials), bool)
+    # votes [rows, trial, class], a block of rows at a time: bounded memory for many trials
+    step = max(1, VOTE_BLOCK // (n_trials * n_classes))
+    for start in range(0, len(rows), step):
+        block = rows[start : start + step]
+        cell = (np.arange(len(block))[:, None] * n_trials + trial) * n_classes + block
+        votes = np.bincount(cell.ravel(), minlength=len(block) * n_trials * n_classes)
+        votes = votes.reshape(len(block), n_trials, n_classes)
+        true_votes = votes[:, np.arange(n_trials), label]
+        votes[:, np.arange(n_trials), label] = -1
+        correct[start : start + step] = true_votes > votes.max(2)
+    return TrialVotes(correct.reshape(*pred.shape[:-1], n_trials), label, labels.sum(1))
 
 
 def cluster_bootstrap_ci(
@@ -216,20 +250,53 @@ def design_effect(
     >>> design_effect(np.array([1, 1, 1, 0, 0, 0], float), np.array([0, 0, 0, 1, 1, 1]))
     (1.0, 3.0)
     """
-    hits, trials = np.asarray(hits, np.float64), np.asarray(trials)
-    _check_windows(hits, trials, "hits")
+    return design_effects(np.asarray(hits, np.float64)[None], trials)[0]
+
+
+def design_effects(
+    hits: Float[np.ndarray, "stack window"], trials: Int[np.ndarray, " window"]
+) -> list[tuple[float, float]]:
+    """`design_effect` of each row of ``hits`` (several conditions' hits on the same windows),
+    each exactly what `design_effect` gives the row alone: every sum runs along a row, as it
+    runs along the row alone.
+
+    >>> design_effects(np.array([[1, 1, 1, 0, 0, 0], [1, 0, 1, 0, 1, 0]], float),
+    ...                np.array([0, 0, 0, 1, 1, 1]))
+    [(1.0, 3.0), (0.0, 1.0)]
+    """
+    hits, trials = np.ascontiguousarray(hits, np.float64), np.asarray(trials)
+    if hits.ndim != 2:
+        raise ArgumentError(f"hits must be [rows, window], got shape {hits.shape}")
+    _check_windows(hits[0] if len(hits) else hits.reshape(-1), trials, "hits")
     _, trial = np.unique(trials, return_inverse=True)
-    k, n = int(trial.max()) + 1, len(hits)
+    rows, (k, n) = len(hits), (int(trial.max()) + 1, hits.shape[1])
     sizes = np.bincount(trial).astype(np.float64)
-    means = np.bincount(trial, weights=hits) / sizes
-    if k < 2 or n == k or hits.var() == 0:
-        return (0.0, 1.0)
-    between = float((sizes * (means - hits.mean()) ** 2).sum() / (k - 1))
-    within = float(((hits - means[trial]) ** 2).sum() / (n - k))
+    if k < 2 or n == k:
+        return [(0.0, 1.0)] * rows
+    cell = (np.arange(rows)[:, None] * k + trial).ravel()
+    sums = np.bincount(cell, weights=hits.ravel(), minlength=rows * k).reshape(rows, k)
+    means = sums / sizes
+    # each sum along a C-ordered row: numpy sums a row of a strided array in another order
+    between = _row_sums(sizes * (means - hits.mean(1)[:, None]) ** 2) / (k - 1)
+    within = _row_sums((hits - means[:, trial]) ** 2) / (n - k)
     m0 = (n - (sizes**2).sum() / n) / (k - 1)
+    constant = hits.var(1) == 0
+    return [
+        (0.0, 1.0) if flat else _kish(float(b), float(w), m0, n / k)
+        for flat, b, w in zip(constant, between, within)
+    ]
+
+
+def _row_sums(values: Float[np.ndarray, "rows n"]) -> Float[np.ndarray, " rows"]:
+    return np.ascontiguousarray(values).sum(1)
+
+
+def _kish(between: float, within: float, m0: float, m: float) -> tuple[float, float]:
+    """``(icc, deff)`` from the one-way ANOVA's mean squares (``m0``: the adjusted trial size,
+    ``m``: the mean trial size)."""
     icc = (between - within) / (between + (m0 - 1) * within) if between + within > 0 else 0.0
     icc = float(np.clip(icc, 0.0, 1.0))
-    return (round(icc, 12), round(1 + (n / k - 1) * icc, 12))
+    return (round(icc, 12), round(1 + (m - 1) * icc, 12))
 
 
 def trial_counts(
@@ -244,15 +311,34 @@ def trial_counts(
     >>> trial_counts(np.array([1, 1, 0, 0]), np.array([1, 1, 1, 0]), np.array([4, 4, 4, 7]))
     {'trial_class': [1, 0], 'trial_windows': [3, 1], 'trial_hits': [2, 1]}
     """
+    return stacked_trial_counts(np.asarray(pred)[None], y, trials)[0]
+
+
+def stacked_trial_counts(
+    pred: Int[np.ndarray, "stack window"],
+    y: Int[np.ndarray, " window"],
+    trials: Int[np.ndarray, " window"],
+) -> list[dict[str, list[int]]]:
+    """`trial_counts` of each row of ``pred`` (several conditions' predictions of the same
+    windows), in one pass.
+
+    >>> [c["trial_hits"] for c in stacked_trial_counts(np.array([[1, 1, 0, 0], [1, 0, 0, 1]]),
+    ...     np.array([1, 1, 1, 0]), np.array([4, 4, 4, 7]))]
+    [[2, 1], [1, 0]]
+    """
     pred, y, trials = np.asarray(pred), np.asarray(y), np.asarray(trials)
     votes = trial_votes(pred, y, trials)  # refuses a trial of two classes
     _, trial = np.unique(trials, return_inverse=True)
-    correct = np.bincount(trial, weights=(pred == y).astype(np.float64), minlength=votes.n)
-    return {
-        "trial_class": votes.label.tolist(),
-        "trial_windows": votes.windows.tolist(),
-        "trial_hits": correct.astype(np.int64).tolist(),
-    }
+    cell = (np.arange(len(pred))[:, None] * votes.n + trial).ravel()
+    hits = np.bincount(cell, weights=(pred == y).ravel(), minlength=len(pred) * votes.n)
+    return [
+        {
+            "trial_class": votes.label.tolist(),
+            "trial_windows": votes.windows.tolist(),
+            "trial_hits": row.tolist(),
+        }
+        for row in hits.reshape(len(pred), votes.n).astype(np.int64)
+    ]
 
 
 def class_trial_cis(

@@ -46,7 +46,7 @@ from emg_lens.studies.code import (
     require_consent,
     running_code,
 )
-from emg_lens.studies.metrics import score_logits
+from emg_lens.studies.metrics import score_logits, score_stacked
 from emg_lens.studies.subjects import Subject
 
 __all__ = [
@@ -301,7 +301,8 @@ def _run_prefix_tree(
 ) -> dict[tuple, torch.Tensor]:
     """Outputs for every mask sequence, sharing all common prefixes (see module docstring);
     each layer's masked children run in ``form``'s form (`emg_lens.studies.ablation.stacking`;
-    None: the device's rule), which it records."""
+    None: the device's rule), which it records. Sequences computed as one (a dropped
+    last-layer mask) share one output tensor, which `evaluate_subject` scores once."""
     form = (form or ConditionForm()).resolve(X.device, layerwise=provides(model, LAYERWISE))
     canonical = _canonical_sequences(model, sequences, table, return_type)
     wanted = sorted(set(canonical.values()), key=str)
@@ -415,7 +416,13 @@ def evaluate_subject(
     run = sorted(set(sequences.values()) | {unmasked}, key=str)
     logits = _run_prefix_tree(model, X, run, table, batch_size, spec.return_type, form)
     distinct = list(dict.fromkeys([unmasked, *sequences.values()]))
-    finite = dict(zip(distinct, _all_finite([logits[seq] for seq in distinct])))
+    # sequences the tree computed as one (`_canonical_sequences`) share one output tensor:
+    # stacked, checked and scored once, the unmasked first
+    shared = {id(logits[seq]): logits[seq] for seq in distinct}
+    row = {seq: list(shared).index(id(logits[seq])) for seq in distinct}
+    stacked = torch.stack(list(shared.values()))
+    all_finite = _all_finite(stacked)
+    finite = {seq: bool(all_finite[row[seq]]) for seq in distinct}
     if not finite[unmasked]:  # a broken model is named as such
         _refuse_non_finite(logits[unmasked], spec, subject_id, BASELINE)
     for c in todo:
@@ -434,12 +441,11 @@ def evaluate_subject(
                     name,
                     spec.return_type,
                 )
-    # one copy to the host for all outputs: on a GPU each .cpu() is a synchronisation
-    host = dict(zip(distinct, torch.stack([logits[seq] for seq in distinct]).cpu()))
-    cells = {
-        key: score_logits(host[seq], host[unmasked], y, data.n_classes, trials)
-        for key, seq in sequences.items()
-    }
+    # one copy to the host for all outputs (on a GPU each .cpu() is a synchronisation), and
+    # every distinct output scored in one vectorised pass; equal sequences share a cell's values
+    host = stacked.cpu()
+    scored = score_stacked(host, host[row[unmasked]], y, data.n_classes, trials)
+    cells = {key: _copy(scored[row[seq]]) for key, seq in sequences.items()}
     if other:
         # the reference on the hooked path: a hook that changes nothing scores kl = 0 exactly
         reference = _run_hooked(spec, model, X, None, batch_size, subject_id, code)
@@ -456,11 +462,15 @@ def evaluate_subject(
     return cells
 
 
-def _all_finite(outputs: list[torch.Tensor]) -> list[bool]:
-    """Whether each output is all finite, read back in one host synchronisation."""
-    if not outputs:
-        return []
-    return torch.stack([torch.isfinite(out).all() for out in outputs]).tolist()
+def _copy(cell: dict[str, Any]) -> dict[str, Any]:
+    """A cell of its own (its dicts and lists copied) for each condition sharing an output."""
+    return {k: v.copy() if isinstance(v, (dict, list)) else v for k, v in cell.items()}
+
+
+def _all_finite(stacked: torch.Tensor) -> np.ndarray:
+    """Whether each output of a stack (``[output, ...]``) is all finite, read back in one host
+    synchronisation."""
+    return torch.isfinite(stacked).flatten(1).all(1).cpu().numpy()
 
 
 def _refuse_non_finite(out: torch.Tensor, spec: StudySpec, subject_id: int, c: Condition) -> None:

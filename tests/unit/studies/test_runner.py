@@ -188,13 +188,18 @@ def _naive_logits(spec: StudySpec, model, X: torch.Tensor, condition) -> np.ndar
 @pytest.fixture
 def record_predictions(monkeypatch):
     """Make every stored cell carry its predictions (a spy around the runner's scoring)."""
-    real = evaluate_module.score_logits
+    real, real_stacked = evaluate_module.score_logits, evaluate_module.score_stacked
 
     def cell(logits, reference, y, n_classes, trials=None):
         pred = np.asarray(logits).argmax(-1).tolist()
         return {**real(logits, reference, y, n_classes, trials), "pred": pred}
 
-    monkeypatch.setattr(evaluate_module, "score_logits", cell)
+    def cells(logits, reference, y, n_classes, trials=None):
+        scored = real_stacked(logits, reference, y, n_classes, trials)
+        return [{**c, "pred": p.tolist()} for c, p in zip(scored, np.asarray(logits).argmax(-1))]
+
+    monkeypatch.setattr(evaluate_module, "score_logits", cell)  # hooked conditions
+    monkeypatch.setattr(evaluate_module, "score_stacked", cells)  # the prefix tree's
 
 
 def _check_against_naive(spec, subjects, result, out_dir):

@@ -153,14 +153,14 @@ def test_every_condition_predicts_what_a_hooked_pass_predicts(monkeypatch, retur
     model, data = _subject(seed=1)
     spec = _spec("cross_modal", "to_cls", heads=("all", [0, 2]), return_type=return_type)
     conditions = [BASELINE, *expand_grid(spec, 3, model.cfg.n_heads)]
-    real = evaluate_module.score_logits
+    real = evaluate_module.score_stacked
     monkeypatch.setattr(
         evaluate_module,
-        "score_logits",
-        lambda logits, *args, **kwargs: {
-            **real(logits, *args, **kwargs),
-            "pred": np.asarray(logits).argmax(-1),
-        },
+        "score_stacked",
+        lambda logits, *args, **kwargs: [
+            {**cell, "pred": pred}
+            for cell, pred in zip(real(logits, *args, **kwargs), np.asarray(logits).argmax(-1))
+        ],
     )
     cells = evaluate_subject(
         spec,
