@@ -101,6 +101,7 @@ class _MaskTable:
         self.masks: list[torch.Tensor] = []
         self._ids: dict[bytes, int] = {}
         self.compiled: dict[EdgeSet, torch.Tensor] = {}  # per-layer masks, by edge set
+        self.read: dict[str, torch.Tensor | None] = {}  # `_readout_rows`, by return type
 
     def id(self, mask: torch.Tensor) -> int | None:
         if not mask.any():
@@ -194,7 +195,9 @@ def _canonical_sequences(
     """Each sequence -> the one the tree computes: a last-layer mask that cuts no query row
     the readout reads changes no output (a block's output at position ``p`` depends on row
     ``p`` of its mask alone), so the sequence shares the unmasked last layer instead."""
-    rows = _readout_rows(model, return_type)
+    if return_type not in table.read:  # probed once per evaluation, not once per use
+        table.read[return_type] = _readout_rows(model, return_type)
+    rows = table.read[return_type]
     if rows is None:
         return {seq: seq for seq in sequences}
     idle = {i for i, m in enumerate(table.masks) if not (m & rows[:, None]).any()}

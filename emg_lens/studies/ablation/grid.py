@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from emg_lens.errors import SpecError
 from emg_lens.studies.ablation.spec import Intervention, StudySpec
@@ -44,7 +45,7 @@ class Condition:
     def name(self) -> str:
         return "baseline" if self.intervention is None else self.intervention.name
 
-    @property
+    @cached_property  # a frozen condition's text, hashed and compared many times per run
     def effect(self) -> str:
         """What the condition does, independent of how the grid names it: equal effects are
         evaluated once (e.g. ``from_first`` at the last layer and ``all``)."""
@@ -55,7 +56,7 @@ class Condition:
         )
         return json.dumps([what, self.layers, self.heads], sort_keys=True)
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Deterministic id of this row: intervention name, mode, layer and effect."""
         text = json.dumps([self.name, self.mode, self.layer, self.effect])

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
 from emg_lens.studies.ablation.erasure import erasure_table, side_effects
@@ -131,62 +132,101 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
 
 
 def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) -> pd.DataFrame:
-    """`summarize` for the rows of one metric."""
+    """`summarize` for the rows of one metric, in numpy: one pass over the rows to place each
+    value at its (condition, subject), then the statistics of every condition at once. The
+    mean and std are pandas' own (`_column_mean_std`), bit for bit."""
     relative = metric in RELATIVE_METRICS
-    is_base = per_subject["intervention"] == "baseline"
-    base = per_subject[is_base].set_index("subject")["value"]
-    masked_rows = per_subject[~is_base]
-    # [condition, subject]: each condition's values aligned to the baseline's subjects
-    wide = masked_rows.pivot(index="key", columns="subject", values="value")
-    firsts = masked_rows.drop_duplicates("key")
-    wide = wide.reindex(index=firsts["key"], columns=base.index)
-    values, base_values = wide.to_numpy(float), base.to_numpy(float)
+    is_base = (per_subject["intervention"] == "baseline").to_numpy()
+    subject = per_subject["subject"].to_numpy()
+    value = per_subject["value"].to_numpy(float)
+    base_subjects, base_values = subject[is_base], value[is_base]
+    masked = np.flatnonzero(~is_base)
+    # [condition, subject]: each condition's values aligned to the baseline's subjects, the
+    # conditions in order of first appearance
+    keys, first, row = np.unique(
+        per_subject["key"].to_numpy()[masked], return_index=True, return_inverse=True
+    )
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    row = rank[row]
+    column = {s: i for i, s in enumerate(base_subjects.tolist())}
+    values = np.full((len(keys), len(base_subjects)), np.nan)
+    cols = np.array([column.get(s, -1) for s in subject[masked].tolist()], dtype=np.int64)
+    placed = cols >= 0  # a subject without a baseline has nothing to be compared with
+    cell = row[placed] * len(base_subjects) + cols[placed]
+    if len(np.unique(cell)) != len(cell):
+        raise ArgumentError(
+            f"metric {metric!r}: a (condition key, subject) pair holds more than one row; "
+            "a per-subject table has one value per subject and condition"
+        )
+    values.reshape(-1)[cell] = value[masked][placed]
+    firsts = per_subject.iloc[masked[first[order]]]
     U, p = compare_rows(values, base_values, stats.test)
     # a structural zero (for every subject: `evaluate.structural_zeros`) is not a test: no p,
     # and out of the correction family
-    zero = _structural(masked_rows, firsts["key"])
+    zero = _structural(per_subject, masked, row, len(keys))
     U[zero], p[zero] = np.nan, np.nan
     ci_low, ci_high = delta_t_intervals(values, base_values, relative=relative)
-    by_condition = wide.T  # pandas reduces each column as it reduces a Series: the same bits
-    mean, base_mean = by_condition.mean().to_numpy(), float(base.mean())
-    summary = (
-        firsts[CONDITION_COLUMNS]
-        .reset_index(drop=True)
-        .assign(
-            metric=metric,
-            n=wide.notna().sum(axis=1).to_numpy(),
-            mean=mean,
-            std=by_condition.std(ddof=1).to_numpy(),
-            baseline=base_mean,
-            delta=mean - base_mean,
-            delta_pct=[delta_pct(m, base_mean) if relative else np.nan for m in mean],
-            ci_low=ci_low,
-            ci_high=ci_high,
-            r_rb=[rank_biserial(row, base_values, stats.test) for row in values],
-            U=U,
-            p=p,
-        )
+    mean, std, n = _column_mean_std(values)
+    base_mean = float(_column_mean_std(base_values[None])[0][0])
+    family = FAMILY_COLUMN[stats.family]
+    groups = firsts[family].to_numpy() if family is not None else np.zeros(len(keys))
+    p_corr = np.full(len(keys), np.nan)
+    for group in dict.fromkeys(groups.tolist()):
+        members = np.flatnonzero(groups == group)
+        p_corr[members] = correct(p[members].tolist(), stats.correction)
+    summary = pd.DataFrame(
+        {
+            **{c: firsts[c].reset_index(drop=True) for c in CONDITION_COLUMNS},
+            "metric": metric,
+            "n": n,
+            "mean": mean,
+            "std": std,
+            "baseline": base_mean,
+            "delta": mean - base_mean,
+            "delta_pct": [delta_pct(m, base_mean) if relative else np.nan for m in mean],
+            "ci_low": ci_low,
+            "ci_high": ci_high,
+            "r_rb": [rank_biserial(row, base_values, stats.test) for row in values],
+            "U": U,
+            "p": p,
+            "p_corr": p_corr,
+            "stars": [STRUCTURAL if z else stars(q) for z, q in zip(zero, p_corr)],
+        }
     )
     summary["layer"] = summary["layer"].astype("Int64")
-    family = FAMILY_COLUMN[stats.family]
-    if family is None:
-        summary["p_corr"] = correct(summary["p"].tolist(), stats.correction)
-    else:
-        summary["p_corr"] = np.nan
-        for _, idx in summary.groupby(family, sort=False).groups.items():
-            summary.loc[idx, "p_corr"] = correct(summary.loc[idx, "p"].tolist(), stats.correction)
-    summary["stars"] = summary["p_corr"].map(stars)
-    summary.loc[zero, "stars"] = STRUCTURAL
     return summary
 
 
-def _structural(masked_rows: pd.DataFrame, keys: pd.Series) -> np.ndarray:
-    """Per condition key: a structural zero for every subject (tables from before the flag:
+def _column_mean_std(
+    values: Float[np.ndarray, "rows n"],
+) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"], Int[np.ndarray, " rows"]]:
+    """Each row's mean, std (ddof 1) and count of its non-NaN values, computed as pandas'
+    ``DataFrame.mean``, ``std`` reduce a column (NaN read as 0 in each C-ordered row's sums):
+    the same bits as the summary's pandas computation had."""
+    values = np.ascontiguousarray(values, np.float64)
+    missing = np.isnan(values)
+    count = (~missing).sum(1)
+    filled = np.where(missing, 0.0, values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(1) / count
+        squares = np.where(missing, 0.0, (mean[:, None] - filled) ** 2)
+        var = squares.sum(1) / (count - 1)
+    var[count <= 1] = np.nan
+    return mean, np.sqrt(var), count
+
+
+def _structural(
+    per_subject: pd.DataFrame, masked: np.ndarray, row: np.ndarray, n_rows: int
+) -> np.ndarray:
+    """Per condition: a structural zero for every subject (tables from before the flag:
     none)."""
-    if "structural" not in masked_rows.columns:
-        return np.zeros(len(keys), dtype=bool)
-    flags = masked_rows.groupby("key")["structural"].all()
-    return flags.reindex(keys).fillna(False).to_numpy(dtype=bool)
+    if "structural" not in per_subject.columns:
+        return np.zeros(n_rows, dtype=bool)
+    flags = per_subject["structural"].to_numpy()[masked].astype(bool)
+    not_zero = np.bincount(row[~flags], minlength=n_rows)
+    return not_zero == 0
 
 
 def family_sizes(summary: pd.DataFrame, stats: StatsSpec) -> list[int]:
