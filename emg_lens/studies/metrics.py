@@ -14,8 +14,9 @@ ablation that moves the logits without flipping a decision still shows:
 - ``flip_rate``: the share of windows whose predicted class differs from the unmasked one's.
 
 A subject's value is the mean over its test windows. An ablation study computes every metric
-of a condition from one forward pass (`score_logits`), so a study naming several metrics gets
-one table per metric from the same logits. How Δ is reported (`RELATIVE_METRICS`): as a
+of a condition from one forward pass (`score_logits`; all of a subject's conditions at once,
+the same cells bit for bit: `score_stacked`), so a study naming several metrics gets one table
+per metric from the same logits. How Δ is reported (`RELATIVE_METRICS`): as a
 percentage of the baseline for the prediction metrics (the paper's Δ%), as an absolute
 difference for the others, whose zero is not "nothing" (a margin or log-probability) or whose
 baseline is 0 by definition (``kl``, ``flip_rate``).

@@ -13,6 +13,9 @@ recorded with the run). Conditions with equal effects (``from_first`` at the las
 row that the readout reads (the CLS row, for the CLS head): such a mask changes no output, so
 it is dropped (`tree_plan` says what is left to run).
 
+The outputs are checked for non-finite values and copied to the host as one stack, and scored
+in one vectorised pass (`emg_lens.studies.metrics.score_stacked`), each distinct output once.
+
 Before a condition's result is accepted, a few windows are run again through the *hooked* path
 (``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
 of ``hook_pattern`` exactly 0: a mask that did not take effect is an error, not a result.
