@@ -58,7 +58,7 @@ from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
 from emg_lens.provenance import code_digest
-from emg_lens.studies.chance import (
+from emg_lens.stats.chance import (
     TrialScore,
     cell_fields,
     chance_markdown,

@@ -27,8 +27,8 @@ from emg_lens.errors import ArgumentError, InputShapeError, describe
 from emg_lens.inspect.checks import check_deterministic, check_model
 from emg_lens.inspect.flow import masked_mass, mean_patterns
 from emg_lens.layout import TokenLayout
+from emg_lens.stats.metrics import score_logits
 from emg_lens.studies import run_study
-from emg_lens.studies.metrics import score_logits
 
 __all__ = [
     "as_subject_data",

@@ -18,7 +18,7 @@ from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import CheckpointError, EmgLensError, SpecError
 from emg_lens.provenance import arrays_digest, checkpoint_digest, model_digest, source_digest
-from emg_lens.studies.chance import TrialScore
+from emg_lens.stats.chance import TrialScore
 from emg_lens.studies.code import ModuleBuilder, load_model
 from emg_lens.train import predict
 from emg_lens.train.baseline import feature_baseline
@@ -158,7 +158,7 @@ def load_entry(
 
 def known_of(entry: Any) -> dict[str, Any]:
     """What the chance check knows of a subject's model beyond its scores, to name the fault
-    of one that is not above chance (`emg_lens.studies.chance.TrialScore`): its
+    of one that is not above chance (`emg_lens.stats.chance.TrialScore`): its
     ``train_accuracy`` (a checkpoint records it; None for an in-memory model), whether its
     data have a ``placement`` the placement check reads (`emg_lens.data.placement.has_placement`)
     and the per-channel feature baseline's accuracy on the same split (``baseline_accuracy``:
@@ -198,7 +198,7 @@ def checkpoint_score(
     modules: ModuleBuilder | None = None,
 ) -> TrialScore:
     """The chance check's score of the checkpoint at ``path`` on ``data``'s test windows,
-    over their trials (`emg_lens.studies.chance.TrialScore`), with what `known_of` says of
+    over their trials (`emg_lens.stats.chance.TrialScore`), with what `known_of` says of
     it: what ``emg-lens train`` and ``evaluate`` test. ``model``: the checkpoint's, already
     loaded (else it is loaded onto ``device``, its user's modules made by ``modules``)."""
     if model is None:

@@ -58,7 +58,7 @@ def train_features(
     held-out windows (`describe_features`). ``source`` is the data source the windows come from
     (a checkpoint's ``data_source``), for the electrode placement of the figures;
     ``train_accuracy`` (a checkpoint records it) names the fault of a model that is not above
-    chance (`emg_lens.studies.chance`).
+    chance (`emg_lens.stats.chance`).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -36,6 +36,7 @@ from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
 from emg_lens.models.base import LAYERWISE, provides
+from emg_lens.stats.metrics import score_logits
 from emg_lens.studies.ablation.erasure import ErasureFits
 from emg_lens.studies.ablation.grid import BASELINE, Condition
 from emg_lens.studies.ablation.spec import StudySpec
@@ -46,7 +47,6 @@ from emg_lens.studies.code import (
     require_consent,
     running_code,
 )
-from emg_lens.studies.metrics import score_logits
 from emg_lens.studies.subjects import Subject
 
 __all__ = [

@@ -35,6 +35,8 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
 from emg_lens.errors import EmgLensError, SpecError, StudyError
 from emg_lens.provenance import code_digest, training_digest
+from emg_lens.stats.metrics import METRICS
+from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
 from emg_lens.studies.ablation.check import check_ablation
 from emg_lens.studies.ablation.evaluate import StudyCode, evaluate_subject
 from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
@@ -44,10 +46,8 @@ from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm
 from emg_lens.studies.code import require_builder
 from emg_lens.studies.kinds import StudyKind, load_spec
-from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
 from emg_lens.studies.subjects import Subject, entry_provenance, find_models, known_of, load_entry
-from emg_lens.studies.units import TRIAL_WINDOW_FIELDS
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 
 __all__ = ["KIND", "run_study"]

@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import EdgeExpressionError, SpecError
+from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.code import CodeFile, load_code, locate_code
-from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.validate import (
     int_list,

@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
 from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.regression.spec import RegressionSpec
-from emg_lens.studies.stats import EXACT_MAX_N, correct, format_p
 
 __all__ = ["RegressionStudyResult"]
 

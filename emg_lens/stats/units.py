@@ -37,7 +37,7 @@ import numpy as np
 from jaxtyping import Bool, Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.stats import clopper_pearson
+from emg_lens.stats.compare import clopper_pearson
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -265,7 +265,7 @@ def class_trial_cis(
     """``(low, high, trials)`` per class: the interval of the class's accuracy over its
     trials, and how many trials it has. Each trial counts once, with its share of correct
     windows ``a_t`` in [0, 1]; the interval is Clopper–Pearson's for ``Σ a_t`` successes of
-    ``T`` trials (`emg_lens.studies.stats.clopper_pearson`, whose beta quantiles take a
+    ``T`` trials (`emg_lens.stats.compare.clopper_pearson`, whose beta quantiles take a
     fractional count). Exact where trials are all right or all wrong, and conservative
     otherwise: of the variables in [0, 1] with a given mean, a trial that is all right or all
     wrong varies most, so the binomial bounds every trial's share (Hoeffding 1956). NaN for a
