@@ -266,7 +266,7 @@ def load_checkpoint_windows(
 
 
 def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and SVG figures"):
-    """Save an output (a `emg_lens.studies.output.StudyOutput`: inspect, probe, features) into
+    """Save an output (a `emg_lens.output.StudyOutput`: inspect, probe, features) into
     ``out``, print its console text, what was written and where its report.html is; returns
     the output. One ending for every command that writes a report.
     """

@@ -57,6 +57,7 @@ from emg_lens.discovery.search import check_method, check_tau, discover
 from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
+from emg_lens.output import StudyOutput, markdown_table
 from emg_lens.provenance import code_digest
 from emg_lens.stats.chance import (
     TrialScore,
@@ -73,7 +74,6 @@ from emg_lens.studies.code import (
     require_consent,
 )
 from emg_lens.studies.kinds import StudyKind, load_spec
-from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.subjects import entry_provenance, find_models, known_of, load_entry
@@ -230,7 +230,7 @@ def _family(value: Any) -> tuple[str, ...] | None:
 @dataclass
 class DiscoveryStudyResult(StudyOutput):
     """The tables of a discovery study; `save` writes them with the figures
-    (`emg_lens.studies.output.StudyOutput`); its ``summary`` is one row per subject, the
+    (`emg_lens.output.StudyOutput`); its ``summary`` is one row per subject, the
     circuit found (``circuits``)."""
 
     spec: DiscoverySpec

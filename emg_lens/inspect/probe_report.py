@@ -6,7 +6,7 @@ asked, `interchange` of a token group at every layer between windows of the chos
 one repetition (its interval resampling the pairs' trials); with ``cut`` both run once more
 with that edge set masked in every layer, so a table shows what the probe finds with the edges
 and without them. `ProbeReport.save` writes the tables, the figures and ``report.html``
-through `emg_lens.studies.output.save_outputs`.
+through `emg_lens.output.save_outputs`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from emg_lens.errors import ArgumentError
 from emg_lens.inspect import plots
 from emg_lens.inspect.interchange import interchange, interchange_pairs, over_subjects
 from emg_lens.inspect.probes import probe_tokens
+from emg_lens.output import markdown_table, save_outputs
 from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
-from emg_lens.studies.output import markdown_table, save_outputs
 from emg_lens.train import predict
 from emg_lens.train.baseline import below_baseline
 

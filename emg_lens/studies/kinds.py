@@ -12,7 +12,7 @@ regression `RegressionSpec`              `run_regression_study`  `RegressionStud
 ========== ============================= ======================= ===========================
 
 Every spec is a `emg_lens.studies.spec_base.Spec`, every result a
-`emg_lens.studies.output.StudyOutput`. `load_spec` reads a file (or a dict) once and builds
+`emg_lens.output.StudyOutput`. `load_spec` reads a file (or a dict) once and builds
 its kind's spec; `run` and `check_study` dispatch on it. Each kind's module defines its
 `StudyKind`, which `KINDS` names as ``"module:attribute"`` and imports on first use, as an
 entry point would: the discovery kind lives a layer above this package (it screens with

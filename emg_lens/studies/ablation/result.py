@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.output import StudyOutput, markdown_table
 from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.stats.compare import (
     ALPHA,
@@ -45,7 +46,6 @@ from emg_lens.stats.units import TRIAL_WINDOW_FIELDS, class_trial_cis
 from emg_lens.studies.ablation.erasure import erasure_table, side_effects
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
-from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec_base import StatsSpec
 from emg_lens.train.baseline import below_baseline
 
@@ -285,7 +285,7 @@ def correction_phrase(stats: StatsSpec) -> str:
 @dataclass
 class StudyResult(StudyOutput):
     """What an ablation study produced. `figures` draws; `save` writes everything to a folder
-    (`emg_lens.studies.output.StudyOutput`).
+    (`emg_lens.output.StudyOutput`).
 
     ``per_subject`` and ``summary`` hold a ``metric`` column and, for a study naming several
     metrics (``spec.metrics``), one row per metric of each (subject,) condition; `of_metric`

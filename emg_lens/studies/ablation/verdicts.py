@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import SpecError, StudyError
+from emg_lens.output import markdown_table
 from emg_lens.stats.compare import (
     ALPHA,
     CLAIMS_TESTS,
@@ -80,7 +81,6 @@ from emg_lens.stats.compare import (
     tost_max_sd,
 )
 from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
-from emg_lens.studies.output import markdown_table
 
 __all__ = [
     "CI_LEVEL",

@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from emg_lens.output import StudyOutput, markdown_table
 from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
-from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.regression.spec import RegressionSpec
 
 __all__ = ["RegressionStudyResult"]
@@ -19,7 +19,7 @@ __all__ = ["RegressionStudyResult"]
 
 @dataclass
 class RegressionStudyResult(StudyOutput):
-    """The tables of a regression study (`emg_lens.studies.output.StudyOutput`): ``summary``
+    """The tables of a regression study (`emg_lens.output.StudyOutput`): ``summary``
     (one row per cut, the first the unmasked model), ``blocks`` (each held-out block's MSE per
     condition) and ``baselines`` (the mean predictor, the RMS ridge and the model)."""
 

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emg_lens.output import StudyOutput, markdown_table
 from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.stats.compare import compare, correct, delta_pct, format_p, stars
-from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.training.spec import TrainingStudySpec
 from emg_lens.train.baseline import below_baseline
 
@@ -92,7 +92,7 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
 @dataclass
 class TrainingStudyResult(StudyOutput):
     """What a training study produced: the per-cell table and the summary
-    (`emg_lens.studies.output.StudyOutput`)."""
+    (`emg_lens.output.StudyOutput`)."""
 
     spec: TrainingStudySpec
     per_subject: pd.DataFrame

@@ -9,9 +9,9 @@ import dataclasses
 import pytest
 
 from emg_lens.errors import ArgumentError, SpecError
+from emg_lens.output import StudyOutput
 from emg_lens.studies import KINDS, check_study, load_spec, run
 from emg_lens.studies.kinds import kind_of, study_kind
-from emg_lens.studies.output import StudyOutput
 from emg_lens.studies.spec_base import Spec
 
 ABLATION = {"name": "a", "models": "demo", "interventions": [{"name": "u", "edges": "unimodal"}]}

@@ -493,8 +493,8 @@ def test_a_p_value_is_never_printed_as_zero(p, text):
 
 
 def test_tables_and_chance_print_tiny_p_values_as_a_bound_or_in_scientific_notation():
+    from emg_lens.output import markdown_table
     from emg_lens.stats.chance import chance_console, chance_markdown, chance_table
-    from emg_lens.studies.output import markdown_table
     from emg_lens.train.baseline import below_baseline
 
     table = markdown_table(pd.DataFrame({"x": [0.0, 0.0], "p": [0.0, 2e-5], "p_corr": [0.0, 1]}))
