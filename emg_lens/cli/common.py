@@ -237,7 +237,7 @@ def open_checkpoint(args: argparse.Namespace, root: Path) -> tuple[Path, Any, st
     ...
     emg_lens.errors.CheckpointError: ...subject_1 holds a AttachedModel whose model are your own...
     """
-    from emg_lens.studies.code import require_builder
+    from emg_lens.user_code import require_builder
 
     out = output_folder(args.out or root / Path(args.checkpoint).resolve().name)
     builder = module_builder(args)

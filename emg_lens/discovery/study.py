@@ -25,7 +25,7 @@ Each subject's result is one cell of the store (`emg_lens.studies.store.CellStor
 provenance of an ablation study's cells (digests of the model, the data, the code) plus the
 discovery's parameters; a rerun reuses exactly the subjects whose provenance matches. A
 ``modules`` function runs only with consent (``allow_code``), as in an ablation study
-(`emg_lens.studies.code`), and its file's digest is part of the provenance.
+(`emg_lens.user_code`), and its file's digest is part of the provenance.
 Outputs: ``screen.csv`` (every candidate of every subject, with the verified exact effects),
 ``circuits.csv`` (one row per subject: size, faithfulness, MIB's CPR and CMD of its
 faithfulness curve, the screen used, the circuit's edge sets), ``curve.csv`` (the curve: each
@@ -66,13 +66,6 @@ from emg_lens.stats.chance import (
     chance_table,
     chance_warnings,
 )
-from emg_lens.studies.code import (
-    CodeFile,
-    ModuleBuilder,
-    locate_code,
-    require_builder,
-    require_consent,
-)
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
@@ -85,6 +78,13 @@ from emg_lens.studies.validate import (
     subject_list,
 )
 from emg_lens.train import predict
+from emg_lens.user_code import (
+    CodeFile,
+    ModuleBuilder,
+    locate_code,
+    require_builder,
+    require_consent,
+)
 
 __all__ = [
     "KIND",
@@ -193,7 +193,7 @@ class DiscoverySpec(Spec):
 
     def code_files(self) -> list[CodeFile]:
         """The Python file the study would run (``modules``), located below ``source_dir``
-        and hashed, never executed (`emg_lens.studies.code`)."""
+        and hashed, never executed (`emg_lens.user_code`)."""
         if self.modules is None:
             return []
         return [locate_code(self.modules, self.source_dir, key="modules")]

@@ -19,9 +19,9 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import CheckpointError, EmgLensError, SpecError
 from emg_lens.provenance import arrays_digest, checkpoint_digest, model_digest, source_digest
 from emg_lens.stats.chance import TrialScore
-from emg_lens.studies.code import ModuleBuilder, load_model
 from emg_lens.train import predict
 from emg_lens.train.baseline import feature_baseline
+from emg_lens.user_code import ModuleBuilder, load_model
 
 __all__ = [
     "DEMO_MODELS",
@@ -140,7 +140,7 @@ def load_entry(
     """A subject's model (on ``device``, if given) and evaluation data, from a checkpoint
     folder or a ``(model, SubjectData)`` pair: what `run_study` and the discovery study load.
     ``modules`` builds the user's own modules of a checkpoint that holds some
-    (`emg_lens.studies.code.load_model`)."""
+    (`emg_lens.user_code.load_model`)."""
     if isinstance(entry, tuple):
         model, data = entry
         return Subject(model if device is None else model.to(device), data)

@@ -41,13 +41,13 @@ from emg_lens.studies.ablation.erasure import ErasureFits
 from emg_lens.studies.ablation.grid import BASELINE, Condition
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm, run_children
-from emg_lens.studies.code import (
+from emg_lens.studies.subjects import Subject
+from emg_lens.user_code import (
     ModuleBuilder,
     hooks_from_factory,
     require_consent,
     running_code,
 )
-from emg_lens.studies.subjects import Subject
 
 __all__ = [
     "StudyCode",
@@ -66,7 +66,7 @@ PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
 
 @dataclass(frozen=True)
 class StudyCode:
-    """A study's code files, each run once and only with consent (`emg_lens.studies.code`):
+    """A study's code files, each run once and only with consent (`emg_lens.user_code`):
     what each hook reference names and the SHA-256 of the bytes that ran, for provenance, and
     the builder of the user's modules (``modules = ...``), if the study names one."""
 
@@ -77,7 +77,7 @@ class StudyCode:
     @classmethod
     def load(cls, spec: StudySpec, allow_code: Any) -> StudyCode:
         """Locate, hash and, with consent (``allow_code``: True, or the files' SHA-256 digests;
-        `emg_lens.studies.code.require_consent`), run the study's code files."""
+        `emg_lens.user_code.require_consent`), run the study's code files."""
         files = spec.code_files()  # located and hashed; refused here before anything runs
         require_consent(files, allow_code=allow_code)
         hooks = [f for f in files if f.key == "hook"]

@@ -44,11 +44,11 @@ from emg_lens.studies.ablation.planted import planted_classes
 from emg_lens.studies.ablation.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm
-from emg_lens.studies.code import require_builder
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
 from emg_lens.studies.subjects import Subject, entry_provenance, find_models, known_of, load_entry
 from emg_lens.train.distributed import DistributedRun, torchrun_process
+from emg_lens.user_code import require_builder
 
 __all__ = ["KIND", "run_study"]
 
@@ -180,7 +180,7 @@ def run_study(
     A study that names Python files (``hook = "hooks/file.py:name"``, ``modules =
     "models.py:build_modules"``) runs them only with consent: ``allow_code=True``, or the SHA-256
     digests `emg-lens study check` listed (``allow_code=["3f5a..."]``: a file whose bytes differ
-    from every one of them is refused, `emg_lens.studies.code`). Without it, `CodeConsentError`
+    from every one of them is refused, `emg_lens.user_code`). Without it, `CodeConsentError`
     lists each file with its resolved path and SHA-256 before anything runs. Each file's digest is
     part of its cells' provenance. Checkpoints of models that hold the user's own modules (a
     converted ``nn.TransformerEncoder``'s tokenizer and readout,

@@ -26,7 +26,6 @@ from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import EdgeExpressionError, SpecError
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
-from emg_lens.studies.code import CodeFile, load_code, locate_code
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.validate import (
     int_list,
@@ -36,6 +35,7 @@ from emg_lens.studies.validate import (
     string,
     subject_list,
 )
+from emg_lens.user_code import CodeFile, load_code, locate_code
 
 __all__ = ["MODES", "PLACEBO", "Intervention", "LayerSpec", "StudySpec"]
 
@@ -378,7 +378,7 @@ class StudySpec(Spec):
     # ------------------------------------------------------------------ hook references
     def code_files(self) -> list[CodeFile]:
         """The Python files this study would run (``hook = ...``, ``modules = ...``), located
-        inside the spec's project and hashed, never executed (`emg_lens.studies.code`)."""
+        inside the spec's project and hashed, never executed (`emg_lens.user_code`)."""
         refs = dict.fromkeys(i.hook for i in self.interventions if i.hook is not None)
         files = [locate_code(ref, self.source_dir) for ref in refs]
         if self.modules is not None:

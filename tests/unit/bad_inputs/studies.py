@@ -291,7 +291,7 @@ def _built_by(body: str, attr: str = "build_modules"):
     """A converted checkpoint loaded with the modules that ``body``'s function builds."""
 
     def trigger(tmp: Path):
-        from emg_lens.studies.code import ModuleBuilder, load_model, locate_code
+        from emg_lens.user_code import ModuleBuilder, load_model, locate_code
         from tests.unit.torch_encoder_checkpoints import USER_CODE, save_subjects
 
         models = save_subjects(tmp / "models", (1,))
