@@ -135,8 +135,9 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
 def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.data.datasets import load_subject
+    from emg_lens.model_folder import find_models
     from emg_lens.stats.chance import chance_console, chance_table
-    from emg_lens.studies.subjects import checkpoint_score, find_models
+    from emg_lens.studies.subjects import checkpoint_score
     from emg_lens.train import accuracy
     from emg_lens.train.baseline import below_baseline, feature_baseline
     from emg_lens.user_code import load_model, require_builder

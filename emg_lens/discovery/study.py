@@ -57,6 +57,7 @@ from emg_lens.discovery.search import check_method, check_tau, discover
 from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
+from emg_lens.model_folder import find_models
 from emg_lens.output import StudyOutput, markdown_table
 from emg_lens.provenance import code_digest
 from emg_lens.stats.chance import (
@@ -69,7 +70,7 @@ from emg_lens.stats.chance import (
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
-from emg_lens.studies.subjects import entry_provenance, find_models, known_of, load_entry
+from emg_lens.studies.subjects import entry_provenance, known_of, load_entry
 from emg_lens.studies.validate import (
     modules_key,
     positive_int,

@@ -34,6 +34,7 @@ from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
 from emg_lens.errors import EmgLensError, SpecError, StudyError
+from emg_lens.model_folder import find_models
 from emg_lens.provenance import code_digest, training_digest
 from emg_lens.stats.metrics import METRICS
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
@@ -46,7 +47,7 @@ from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
-from emg_lens.studies.subjects import Subject, entry_provenance, find_models, known_of, load_entry
+from emg_lens.studies.subjects import Subject, entry_provenance, known_of, load_entry
 from emg_lens.train.distributed import DistributedRun, torchrun_process
 from emg_lens.user_code import require_builder
 
