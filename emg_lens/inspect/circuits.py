@@ -72,7 +72,7 @@ from jaxtyping import Float
 
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, IndexOutOfRangeError
-from emg_lens.inspect.checks import check_model
+from emg_lens.inputs import check_model
 from emg_lens.inspect.flow import token_bins
 from emg_lens.models.base import TL_WEIGHTS, require
 

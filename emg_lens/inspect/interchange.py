@@ -57,7 +57,7 @@ from emg_lens.errors import (
     InputValueError,
     describe,
 )
-from emg_lens.inspect.checks import check_deterministic, check_model
+from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.probes import _hook_names, cut_masks, token_activations, token_group
 from emg_lens.stats.compare import clopper_pearson, t_interval
 from emg_lens.stats.units import cluster_bootstrap_ci, crossed_bootstrap_ci
