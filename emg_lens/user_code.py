@@ -64,6 +64,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info, user_modules_of
+from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
@@ -81,6 +82,7 @@ __all__ = [
     "describe_code",
     "hooks_from_factory",
     "load_code",
+    "load_hook",
     "load_model",
     "locate_argument",
     "locate_code",
@@ -329,6 +331,32 @@ def load_code(code: CodeFile, *, allow_code: Any) -> Any:
     return getattr(module, code.attr)
 
 
+def load_hook(code: CodeFile, *, allow_code: Any) -> Any:
+    """Run a study's hook file with consent (`load_code`) and return what it names: an
+    `EdgeSet`, an edge expression (parsed), or a hook factory ``f(model, layers) ->
+    fwd_hooks``; anything else is a `SpecError` naming the reference.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "edges.py").write_text("mine = 'cross_modal'\\nbad = 3")
+    >>> load_hook(locate_code("edges.py:mine", root), allow_code=True)
+    EdgeSet('cross_modal')
+    >>> load_hook(locate_code("edges.py:bad", root), allow_code=True)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: edges.py:bad must be an EdgeSet, an edge expression or a hook factory f(model, layers) -> fwd_hooks; got int
+    """  # noqa: E501
+    value = load_code(code, allow_code=allow_code)
+    if isinstance(value, str):
+        value = parse(value)
+    if not (isinstance(value, EdgeSet) or callable(value)):
+        raise SpecError(
+            f"{code.ref} must be an EdgeSet, an edge expression or a hook factory "
+            f"f(model, layers) -> fwd_hooks; got {type(value).__name__}"
+        )
+    return value
+
+
 @contextlib.contextmanager
 def running_code(ref: str, doing: str) -> Iterator[None]:
     """Run a study's code (``ref``: ``"hooks/file.py:name"``) in the block: an exception it
@@ -507,13 +535,15 @@ def load_model(
     Without a builder there, the `CheckpointError` of `require_builder`; weights that do not
     fit the modules built are a `CheckpointError` naming the builder too."""
     info = read_checkpoint_info(path)
-    if not user_modules_of(info):
-        return load_checkpoint(path, device=device)
-    require_builder([path], builder)
-    modules = builder.build(path, info)
+    modules = None
+    if user_modules_of(info):
+        require_builder([path], builder)
+        modules = builder.build(path, info)
     try:
         return load_checkpoint(path, device=device, modules=modules)
     except CheckpointError as exc:
+        if modules is None:  # no modules of the user's: the checkpoint's own error, as it is
+            raise
         raise CheckpointError(
             f"{exc}; the modules came from {builder.code.ref} ({builder.code.path}): it must "
             f"build them with the architecture {path} was saved from"

@@ -45,6 +45,7 @@ from emg_lens.studies.subjects import Subject
 from emg_lens.user_code import (
     ModuleBuilder,
     hooks_from_factory,
+    load_hook,
     require_consent,
     running_code,
 )
@@ -82,7 +83,7 @@ class StudyCode:
         require_consent(files, allow_code=allow_code)
         hooks = [f for f in files if f.key == "hook"]
         builder = next((f for f in files if f.key == "modules"), None)
-        targets = {f.ref: spec.resolve_hook(f, allow_code=allow_code) for f in hooks}
+        targets = {f.ref: load_hook(f, allow_code=allow_code) for f in hooks}
         modules = None if builder is None else ModuleBuilder.load(builder, allow_code=allow_code)
         return cls(targets, {f.ref: f.sha256 for f in hooks}, modules)
 

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from emg_lens.edges import EdgeSet, parse
+from emg_lens.edges import parse
 from emg_lens.errors import EdgeExpressionError, SpecError
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
@@ -35,7 +35,7 @@ from emg_lens.studies.validate import (
     string,
     subject_list,
 )
-from emg_lens.user_code import CodeFile, load_code, locate_code
+from emg_lens.user_code import CodeFile, load_hook, locate_code
 
 __all__ = ["MODES", "PLACEBO", "Intervention", "LayerSpec", "StudySpec"]
 
@@ -388,15 +388,6 @@ class StudySpec(Spec):
     def resolve_hook(self, ref: str | CodeFile, *, allow_code: bool = False) -> Any:
         """Run ``"path/file.py:name"`` (in the spec's project; only with ``allow_code``), or
         a file `code_files` located, and return the EdgeSet, expression or hook factory it
-        names."""
+        names (`emg_lens.user_code.load_hook`)."""
         code = ref if isinstance(ref, CodeFile) else locate_code(ref, self.source_dir)
-        ref = code.ref
-        value = load_code(code, allow_code=allow_code)
-        if isinstance(value, str):
-            value = parse(value)
-        if not (isinstance(value, EdgeSet) or callable(value)):
-            raise SpecError(
-                f"{ref} must be an EdgeSet, an edge expression or a hook factory "
-                f"f(model, layers) -> fwd_hooks; got {type(value).__name__}"
-            )
-        return value
+        return load_hook(code, allow_code=allow_code)
