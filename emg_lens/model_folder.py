@@ -6,12 +6,14 @@ discovery all find their models here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.errors import CheckpointError, SpecError
 
-__all__ = ["DEMO_MODELS", "find_models", "models_folder", "no_models"]
+__all__ = ["DEMO_MODELS", "find_models", "models_folder", "no_models", "study_models"]
 
 DEMO_MODELS = Path("runs/demo/models")
 """Where ``emg-lens demo`` saves its models: what ``models = "demo"`` finds."""
@@ -102,3 +104,25 @@ def no_models(models: str | Path) -> str:
             "folder of subject_<N>/ checkpoints"
         )
     return f"models: no subject_<N>/ checkpoint folders in {root}{hint}"
+
+
+def study_models(models: Mapping[int, Any] | str | Path, subjects: Any = None) -> dict[int, Any]:
+    """A study's models by subject: ``models`` itself where it is a mapping (``{subject:
+    (model, SubjectData)}``, in memory), else the checkpoint folders `find_models` finds in
+    the folder it names; narrowed to ``subjects`` (None: all), a subject without a model being
+    a `SpecError` naming the ones there are.
+
+    >>> study_models({1: "a", 2: "b"}, (2,))
+    {2: 'b'}
+    >>> study_models({1: "a"}, (1, 3))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: subjects [3] have no model; available: [1]
+    """
+    found = dict(models) if isinstance(models, Mapping) else find_models(models)
+    if subjects is None:
+        return found
+    missing = sorted(set(subjects) - set(found))
+    if missing:
+        raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
+    return {s: found[s] for s in subjects}

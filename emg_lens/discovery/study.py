@@ -57,7 +57,7 @@ from emg_lens.discovery.search import check_method, check_tau, discover
 from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
-from emg_lens.model_folder import find_models
+from emg_lens.model_folder import study_models
 from emg_lens.output import StudyOutput, markdown_table
 from emg_lens.provenance import code_digest
 from emg_lens.stats.chance import (
@@ -491,12 +491,9 @@ def run_discovery(
     files = spec.code_files()  # located and hashed; refused here before anything runs
     require_consent(files, allow_code=allow_code)
     builder = ModuleBuilder.load(files[0], allow_code=allow_code) if files else None
-    found = dict(models) if isinstance(models, Mapping) else find_models(models or spec.models)
-    if spec.subjects is not None:
-        missing = sorted(set(spec.subjects) - set(found))
-        if missing:
-            raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
-        found = {s: found[s] for s in spec.subjects}
+    found = study_models(
+        models if isinstance(models, Mapping) else models or spec.models, spec.subjects
+    )
     require_builder([e for e in found.values() if not isinstance(e, tuple)], builder)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest() if store is not None else ""

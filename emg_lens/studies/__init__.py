@@ -4,7 +4,7 @@ changes (`ablation`); training studies train one model per subject, architecture
 and compare them (`training`); regression studies cut edges in a force regressor and test
 them over held-out blocks (`regression`). What they share: each subject's model and data
 loaded (`subjects`), a resumable store (`store`), figures and the spec's reading
-(`spec_base`, `validate`, `files`). Every kind (and `emg_lens.discovery`'s) is behind one
+(`spec_base`, `validate`). Every kind (and `emg_lens.discovery`'s) is behind one
 interface (`kinds`): `load_spec` reads a study file once, `run` and `check_study` dispatch on
 its ``kind``. Below them, on floors of their own: the statistics (`emg_lens.stats`), the output
 protocol (`emg_lens.output`), user-code consent (`emg_lens.user_code`) and the models folder

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
-from emg_lens.errors import EmgLensError, SpecError, StudyError
-from emg_lens.model_folder import find_models
+from emg_lens.errors import EmgLensError, StudyError
+from emg_lens.model_folder import study_models
 from emg_lens.provenance import code_digest, training_digest
 from emg_lens.stats.metrics import METRICS
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
@@ -52,20 +52,6 @@ from emg_lens.train.distributed import DistributedRun, torchrun_process
 from emg_lens.user_code import require_builder
 
 __all__ = ["KIND", "run_study"]
-
-
-def _subjects(spec: StudySpec, models) -> dict[int, Any]:
-    """Subject -> checkpoint path or a ready (model, SubjectData) pair."""
-    if isinstance(models, Mapping):
-        found = dict(models)
-    else:
-        found = find_models(models if models is not None else spec.models)
-    if spec.subjects is not None:
-        missing = sorted(set(spec.subjects) - set(found))
-        if missing:
-            raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
-        found = {s: found[s] for s in spec.subjects}
-    return found
 
 
 @dataclass
@@ -210,7 +196,7 @@ def run_study(
     wait_timeout = check_wait_timeout(wait_timeout)
     ConditionForm(condition_form)  # a rule it does not know is refused before anything runs
     study_code = StudyCode.load(spec, allow_code)
-    entries = _subjects(spec, models)
+    entries = study_models(spec.models if models is None else models, spec.subjects)
     # checkpoints holding the user's own modules need the study's builder: refused up front
     require_builder([e for e in entries.values() if not isinstance(e, tuple)], study_code.modules)
     ranks = torchrun_process()
