@@ -56,29 +56,31 @@ __all__ = ["KIND", "run_study"]
 
 @dataclass
 class _Plan:
-    """One subject's conditions and, with a store, the provenance its cells must carry."""
+    """One subject's conditions and, with a store, the provenance each of its cells must carry
+    (by condition key; None without a store), resolved once."""
 
     conditions: list[Condition]
-    provenance: dict[str, Any] | None
+    provenances: dict[str, dict[str, Any] | None]
     code: StudyCode
     subject: Subject | None = None
-    # the digest of the training windows an in-memory subject's erasers are fitted on (a
-    # checkpoint's data-source digest covers them): None without erasures or a store
-    fit: str | None = None
 
-    def provenance_of(self, condition: Condition) -> dict[str, Any] | None:
-        """A cell's provenance: the subject's, plus the digest of the hook file that its
-        intervention runs, so an edited hook file recomputes exactly its own cells, and for
-        an erasure the digest of the training windows its erasers are fitted on."""
-        intervention = condition.intervention
-        hook = intervention.hook if intervention is not None else None
-        if self.provenance is None:
-            return None
-        if intervention is not None and intervention.erase is not None and self.fit:
-            return {**self.provenance, "fit": self.fit}
-        if hook is None:
-            return self.provenance
-        return {**self.provenance, "hook": self.code.digests[hook]}
+
+def _cell_provenance(
+    condition: Condition, provenance: dict[str, Any] | None, code: StudyCode, fit: str | None
+) -> dict[str, Any] | None:
+    """A cell's provenance: the subject's, plus the digest of the hook file that its
+    intervention runs, so an edited hook file recomputes exactly its own cells, and for an
+    erasure the digest of the training windows its erasers are fitted on (``fit``: an
+    in-memory subject's; a checkpoint's data-source digest covers them)."""
+    intervention = condition.intervention
+    hook = intervention.hook if intervention is not None else None
+    if provenance is None:
+        return None
+    if intervention is not None and intervention.erase is not None and fit:
+        return {**provenance, "fit": fit}
+    if hook is None:
+        return provenance
+    return {**provenance, "hook": code.digests[hook]}
 
 
 def _plan(
@@ -101,7 +103,7 @@ def _plan(
         n_layers, n_heads = subject.model.cfg.n_layers, subject.model.cfg.n_heads
     conditions = [BASELINE, *expand_grid(spec, n_layers, n_heads)]
     if store is None:
-        return _Plan(conditions, None, study_code, subject)
+        return _Plan(conditions, dict.fromkeys(c.key for c in conditions), study_code, subject)
     try:
         provenance = entry_provenance(spec, entry, subject_id, code, study_code.modules)
         provenance["metrics"] = list(METRICS)  # what each cell holds: every metric
@@ -111,15 +113,15 @@ def _plan(
         raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
     erases = any(c.intervention is not None and c.intervention.erase for c in conditions)
     fit = training_digest(subject.data) if erases and subject is not None else None
-    return _Plan(conditions, provenance, study_code, subject, fit)
+    provenances = {c.key: _cell_provenance(c, provenance, study_code, fit) for c in conditions}
+    return _Plan(conditions, provenances, study_code, subject)
 
 
 def _stored(store: CellStore | None, subject_id: int, plan: _Plan) -> dict[str, dict]:
     """The subject's stored cells whose provenance matches."""
     if store is None:
         return {}
-    found = {c.key: store.get(subject_id, c.key, plan.provenance_of(c)) for c in plan.conditions}
-    return {key: cell for key, cell in found.items() if cell is not None}
+    return store.matching(subject_id, plan.provenances)
 
 
 def run_study(
@@ -348,17 +350,15 @@ def _wait_for_ranks(
     """Rank 0: the cells of the other ranks' ``subjects``, once they are all stored with the
     provenance they would be computed from here."""
     ordered = sorted(plans)
-    conditions = {s: {c.key: c for c in plans[s].conditions} for s in subjects}
 
     def present(subject: int, key: str) -> bool:
-        condition = conditions[subject][key]
-        return store.get(subject, key, plans[subject].provenance_of(condition)) is not None
+        return store.get(subject, key, plans[subject].provenances[key]) is not None
 
     def owner(subject: int) -> str:
         return f"rank {ordered.index(subject) % ranks.world_size} of {ranks.world_size}"
 
     store.wait_for(
-        {s: list(conditions[s]) for s in subjects},
+        {s: list(plans[s].provenances) for s in subjects},
         present,
         timeout=wait_timeout,
         poll=POLL_INTERVAL,
@@ -403,11 +403,10 @@ def _subject_cells(
                 code=plan.code,
                 form=form,
             )
-            by_key = {c.key: c for c in todo}
             for key, cell in fresh.items():
                 if store is not None:
                     counts["stale"] += store.has(subject_id, key)
-                    store.put(subject_id, key, cell, plan.provenance_of(by_key[key]))
+                    store.put(subject_id, key, cell, plan.provenances[key])
             stored.update(fresh)
         counts["reused"] += len(plan.conditions) - len(todo)
         counts["recomputed"] += len(todo)
@@ -441,7 +440,7 @@ def _check_wait(store, plans, done, waiting_since, wait_timeout: float) -> None:
         missing = next(
             c
             for c in plan.conditions
-            if store.get(subject_id, c.key, plan.provenance_of(c)) is None
+            if store.get(subject_id, c.key, plan.provenances[c.key]) is None
         )
         holder = store.holder(subject_id) or {}
         raise StudyError(
