@@ -419,6 +419,23 @@ def bootstrap_delta_ci(
     return float(low[0]), float(high[0])
 
 
+def _rows_and_baseline(
+    masked: Any, baseline: Any, level: float, level_name: str, interval: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``masked`` as rows of per-subject values and ``baseline`` as one value per subject,
+    for an interval of the change at ``level``; a level outside (0, 1) or rows that do not
+    match the baseline is a `SpecError` (``level_name``, ``interval``: what it names)."""
+    if not 0 < level < 1:
+        raise SpecError(f"{level_name} must be in (0, 1), got {level!r}")
+    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    if masked.shape[1:] != baseline.shape:
+        raise SpecError(
+            f"{interval} needs one masked value per subject's baseline value, got "
+            f"{masked.shape[-1]} and {len(baseline)}"
+        )
+    return masked, baseline
+
+
 def bootstrap_delta_cis(
     masked: Float[np.ndarray, "rows n"],
     baseline: Float[np.ndarray, " n"],
@@ -440,14 +457,9 @@ def bootstrap_delta_cis(
     >>> (float(lows[1]), float(highs[1])) == bootstrap_delta_ci([0.9, np.nan, 0.9, 0.9], base)
     True
     """
-    if not 0 < level < 1:
-        raise SpecError(f"bootstrap level must be in (0, 1), got {level!r}")
-    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
-    if masked.shape[1:] != baseline.shape:
-        raise SpecError(
-            f"a bootstrap interval needs one masked value per subject's baseline value, got "
-            f"{masked.shape[-1]} and {len(baseline)}"
-        )
+    masked, baseline = _rows_and_baseline(
+        masked, baseline, level, "bootstrap level", "a bootstrap interval"
+    )
     tail = 100 * (1 - level) / 2
     lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
     keep = np.isfinite(masked) & np.isfinite(baseline)
@@ -502,14 +514,9 @@ def delta_t_intervals(
     >>> round(float(lows[0]), 1), round(delta_pct(0.5575, 0.92), 1), round(float(highs[0]), 1)
     (-45.3, -39.4, -33.5)
     """
-    if not 0 < level < 1:
-        raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
-    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
-    if masked.shape[1:] != baseline.shape:
-        raise SpecError(
-            f"an interval of a change needs one masked value per subject's baseline value, got "
-            f"{masked.shape[-1]} and {len(baseline)}"
-        )
+    masked, baseline = _rows_and_baseline(
+        masked, baseline, level, "an interval's level", "an interval of a change"
+    )
     lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
     for row, values in enumerate(masked):
         keep = np.isfinite(values) & np.isfinite(baseline)

@@ -119,6 +119,24 @@ def trial_votes(
     return TrialVotes(true_votes > others.max(1), label, votes.sum(1))
 
 
+def _check_hits(hits: np.ndarray, level: float, *clusters: np.ndarray) -> None:
+    """Refuse hits that are not one finite value per window of each of ``clusters``, or a
+    ``level`` outside (0, 1): what both bootstrap intervals take."""
+    for cluster in clusters:
+        _check_windows(hits, cluster, "hits")
+    if not np.isfinite(hits).all():
+        raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
+    if not 0 < level < 1:
+        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+
+
+def _percentile_interval(shares: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the resampled ``shares``."""
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(shares, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def cluster_bootstrap_ci(
     hits: Float[np.ndarray, " unit"],
     clusters: Int[np.ndarray, " unit"],
@@ -139,11 +157,7 @@ def cluster_bootstrap_ci(
     True
     """
     hits, clusters = np.asarray(hits, np.float64), np.asarray(clusters)
-    _check_windows(hits, clusters, "hits")
-    if not np.isfinite(hits).all():
-        raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
-    if not 0 < level < 1:
-        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+    _check_hits(hits, level, clusters)
     _, cluster = np.unique(clusters, return_inverse=True)
     sums = np.bincount(cluster, weights=hits)
     sizes = np.bincount(cluster).astype(np.float64)
@@ -152,9 +166,7 @@ def cluster_bootstrap_ci(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(sums), size=(resamples, len(sums)))
     shares = sums[draws].sum(1) / sizes[draws].sum(1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(shares, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_interval(shares, level)
 
 
 def crossed_bootstrap_ci(
@@ -181,12 +193,7 @@ def crossed_bootstrap_ci(
     (0.0, 1.0)
     """
     hits, rows, cols = np.asarray(hits, np.float64), np.asarray(rows), np.asarray(cols)
-    _check_windows(hits, rows, "hits")
-    _check_windows(hits, cols, "hits")
-    if not np.isfinite(hits).all():
-        raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
-    if not 0 < level < 1:
-        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+    _check_hits(hits, level, rows, cols)
     _, row = np.unique(rows, return_inverse=True)
     _, col = np.unique(cols, return_inverse=True)
     n_rows, n_cols = int(row.max()) + 1, int(col.max()) + 1
@@ -200,9 +207,7 @@ def crossed_bootstrap_ci(
         total = w.sum()
         shares[i] = (w * hits).sum() / total if total else np.nan
     shares = shares[np.isfinite(shares)]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(shares, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_interval(shares, level)
 
 
 def design_effect(
