@@ -77,6 +77,7 @@ from emg_lens.errors import (
 __all__ = [
     "CodeFile",
     "ModuleBuilder",
+    "StudyCode",
     "consent_command",
     "consent_digests",
     "describe_code",
@@ -509,6 +510,29 @@ class ModuleBuilder:
                 f"{accepted}"
             )
         return dict(modules)
+
+
+@dataclass(frozen=True)
+class StudyCode:
+    """A study's code files, each run once and only with consent: what each hook reference
+    names and the SHA-256 of the bytes that ran, for provenance, and the builder of the user's
+    modules (``modules = ...``), if the study names one."""
+
+    targets: dict[str, Any]
+    digests: dict[str, str]
+    modules: ModuleBuilder | None = None
+
+    @classmethod
+    def load(cls, files: list[CodeFile], allow_code: Any) -> StudyCode:
+        """Run a study's code ``files`` (its spec's ``code_files()``: located and hashed, never
+        run) with consent (``allow_code``: True, or the files' SHA-256 digests): refused by
+        `require_consent` before any of them runs."""
+        require_consent(files, allow_code=allow_code)
+        hooks = [f for f in files if f.key == "hook"]
+        builder = next((f for f in files if f.key == "modules"), None)
+        targets = {f.ref: load_hook(f, allow_code=allow_code) for f in hooks}
+        modules = None if builder is None else ModuleBuilder.load(builder, allow_code=allow_code)
+        return cls(targets, {f.ref: f.sha256 for f in hooks}, modules)
 
 
 def require_builder(checkpoints: Iterable[str | Path], builder: ModuleBuilder | None) -> None:

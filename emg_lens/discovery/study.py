@@ -79,13 +79,7 @@ from emg_lens.studies.validate import (
     subject_list,
 )
 from emg_lens.train import predict
-from emg_lens.user_code import (
-    CodeFile,
-    ModuleBuilder,
-    locate_code,
-    require_builder,
-    require_consent,
-)
+from emg_lens.user_code import CodeFile, StudyCode, locate_code, require_builder
 
 __all__ = [
     "KIND",
@@ -488,9 +482,8 @@ def run_discovery(
     SHA-256), as `emg_lens.studies.run_study` takes it; checkpoints that hold the user's own
     modules without one are a `CheckpointError` saying what to add, before anything runs."""
     spec = load_spec(spec, kind=DiscoverySpec.KIND)
-    files = spec.code_files()  # located and hashed; refused here before anything runs
-    require_consent(files, allow_code=allow_code)
-    builder = ModuleBuilder.load(files[0], allow_code=allow_code) if files else None
+    # located and hashed, then refused here before anything runs
+    builder = StudyCode.load(spec.code_files(), allow_code).modules
     found = study_models(
         models if isinstance(models, Mapping) else models or spec.models, spec.subjects
     )

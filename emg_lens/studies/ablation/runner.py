@@ -39,7 +39,7 @@ from emg_lens.provenance import code_digest, training_digest
 from emg_lens.stats.metrics import METRICS
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
 from emg_lens.studies.ablation.check import check_ablation
-from emg_lens.studies.ablation.evaluate import StudyCode, evaluate_subject
+from emg_lens.studies.ablation.evaluate import evaluate_subject
 from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.ablation.planted import planted_classes
 from emg_lens.studies.ablation.result import TRIAL_FIELDS, StudyResult
@@ -49,7 +49,7 @@ from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
 from emg_lens.studies.subjects import Subject, entry_provenance, known_of, load_entry
 from emg_lens.train.distributed import DistributedRun, torchrun_process
-from emg_lens.user_code import require_builder
+from emg_lens.user_code import StudyCode, require_builder
 
 __all__ = ["KIND", "run_study"]
 
@@ -197,7 +197,7 @@ def run_study(
     spec = load_spec(spec, kind=StudySpec.KIND)
     wait_timeout = check_wait_timeout(wait_timeout)
     ConditionForm(condition_form)  # a rule it does not know is refused before anything runs
-    study_code = StudyCode.load(spec, allow_code)
+    study_code = StudyCode.load(spec.code_files(), allow_code)
     entries = study_models(spec.models if models is None else models, spec.subjects)
     # checkpoints holding the user's own modules need the study's builder: refused up front
     require_builder([e for e in entries.values() if not isinstance(e, tuple)], study_code.modules)

@@ -19,7 +19,7 @@ True
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
@@ -106,12 +106,6 @@ class Intervention(Spec):
     def acts_on_layers(self) -> bool:
         """Input ablations have no layer; edge, hook and erasure interventions do."""
         return self.zero_modality is None
-
-    def placebo_of(self) -> Intervention:
-        """The placebo condition's intervention of an erasure: ``<name>_placebo``."""
-        if self.erase is None:
-            raise SpecError(f"intervention {self.name!r} erases nothing: it has no placebo")
-        return replace(self, name=self.name + PLACEBO, placebo=True)
 
 
 def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
