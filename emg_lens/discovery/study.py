@@ -482,8 +482,8 @@ def run_discovery(
     SHA-256), as `emg_lens.studies.run_study` takes it; checkpoints that hold the user's own
     modules without one are a `CheckpointError` saying what to add, before anything runs."""
     spec = load_spec(spec, kind=DiscoverySpec.KIND)
-    # located and hashed, then refused here before anything runs
-    builder = StudyCode.load(spec.code_files(), allow_code).modules
+    files = spec.code_files()  # located and hashed; refused here before anything runs
+    builder = StudyCode.load(files, allow_code).modules
     found = study_models(
         models if isinstance(models, Mapping) else models or spec.models, spec.subjects
     )

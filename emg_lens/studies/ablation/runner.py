@@ -197,7 +197,8 @@ def run_study(
     spec = load_spec(spec, kind=StudySpec.KIND)
     wait_timeout = check_wait_timeout(wait_timeout)
     ConditionForm(condition_form)  # a rule it does not know is refused before anything runs
-    study_code = StudyCode.load(spec.code_files(), allow_code)
+    files = spec.code_files()  # located and hashed; refused before anything runs
+    study_code = StudyCode.load(files, allow_code)
     entries = study_models(spec.models if models is None else models, spec.subjects)
     # checkpoints holding the user's own modules need the study's builder: refused up front
     require_builder([e for e in entries.values() if not isinstance(e, tuple)], study_code.modules)
@@ -364,7 +365,7 @@ def _wait_for_ranks(
         poll=POLL_INTERVAL,
         owner=owner,
     )
-    return {s: _stored(store, s, plans[s]) for s in subjects}
+    return {s: store.matching(s, plans[s].provenances) for s in subjects}
 
 
 def _subject_cells(
