@@ -69,8 +69,9 @@ from emg_lens.edges import parse
 from emg_lens.models import from_braindecode
 from emg_lens.models.attached.zoo import attach_braindecode
 from emg_lens.studies import StudySpec, expand_grid
-from emg_lens.studies.ablation.evaluate import StudyCode, Subject, evaluate_subject
+from emg_lens.studies.ablation.evaluate import Subject, evaluate_subject
 from emg_lens.studies.ablation.grid import BASELINE, Condition
+from emg_lens.user_code import StudyCode
 
 ARCHITECTURES = ("cbramod", "eegpt")
 GRIDS = ("layers", "heads")

@@ -16,9 +16,9 @@ Every check goes through the project's own public functions, as a user's data wo
   change is their margin (hold at most 5 %), drop claims whose true drop is their margin ("fails"
   at most 5 %), drop claims of no change with skewed per-subject changes ("holds" at most 5 %);
 - intervals: per-class accuracy over 2–20 trials, polarised (trials all right or all wrong) or
-  alike (`emg_lens.studies.units.class_trial_cis`, 95 %), and the study table's Δ% over 2–20
-  subjects (`emg_lens.studies.stats.delta_t_intervals`, 95 %): their coverage;
-- chance over trials (`emg_lens.studies.chance.chance_table`): a model at chance per trial
+  alike (`emg_lens.stats.units.class_trial_cis`, 95 %), and the study table's Δ% over 2–20
+  subjects (`emg_lens.stats.compare.delta_t_intervals`, 95 %): their coverage;
+- chance over trials (`emg_lens.stats.chance.chance_table`): a model at chance per trial
   called above chance (at most 5 %; on braindecode's overlapping windows, read through
   `SubjectData.from_windows_dataset`, at most 8 %), and a perfect model on a design too small
   to tell.
@@ -56,11 +56,11 @@ from _designs import (
 )
 
 from emg_lens.data.placement import check_recording
+from emg_lens.stats.chance import TrialScore, chance_table
+from emg_lens.stats.compare import clopper_pearson, delta_t_intervals
+from emg_lens.stats.units import class_trial_cis
 from emg_lens.studies.ablation.claims import Claim
 from emg_lens.studies.ablation.verdicts import evaluate_claims
-from emg_lens.studies.chance import TrialScore, chance_table
-from emg_lens.studies.stats import clopper_pearson, delta_t_intervals
-from emg_lens.studies.units import class_trial_cis
 
 
 @dataclass(frozen=True)

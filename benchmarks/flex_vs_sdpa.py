@@ -12,7 +12,8 @@ Prints one JSON line per model (``"kind": "model"``) and per attention size
   runs); ``ms_stacked_sdpa``, ``ms_stacked_flex``: all sets in one call, SDPA with a
   per-row mask or FlexAttention with a per-row block mask; ``ms_auto``: the stacked call
   with the backend ``"auto"`` chooses (``auto_took_flex`` says whether it took
-  FlexAttention); medians over the rounds after a warm-up;
+  FlexAttention: never, since the H100's figures of docs/guide/scale-out.md); medians over
+  the rounds after a warm-up;
 - ``loop_vs_flex``: ms_loop_sdpa / ms_stacked_flex per round, ``{min, median, max}`` (> 1:
   FlexAttention faster), and ``stacked_sdpa_vs_flex`` likewise;
 - ``s_first_flex``: seconds of the first FlexAttention call (on CUDA its compilation);

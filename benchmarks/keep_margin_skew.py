@@ -7,7 +7,7 @@ is a ratio of window counts, whose flips lean left (a long tail of large losses)
 one-sided t-test against the lower margin rejects too often when the values lean left (the t
 statistic then leans right). Per study size it prints, over ``--draws`` studies, the share in
 which the lower one-sided test of TOST rejects (the claim's lower bound clears −5 %): by
-Student's t (what `emg_lens.studies.stats.tost` computes) and by Johnson's (1978)
+Student's t (what `emg_lens.stats.compare.tost` computes) and by Johnson's (1978)
 skewness-corrected t (``x̄ − μ0 + m3 / (6 s² n) + m3 (x̄ − μ0)² / (3 s⁴)`` over ``s / √n``),
 with the pooled skewness of the per-subject Δ%; then one JSON line.
 

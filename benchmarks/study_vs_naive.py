@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "breakdown_s": breakdown(spec, models, args.batch, args.verify),
         "repeats": args.repeats,
         "verify": args.verify,
-        "runner_form": auto.condition_forms,
+        "runner_form": {str(s): form for s, form in auto.condition_forms.items()},  # JSON keys
     }
     if args.batch_conditions:
         result.update(batched)

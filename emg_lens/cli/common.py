@@ -237,7 +237,7 @@ def open_checkpoint(args: argparse.Namespace, root: Path) -> tuple[Path, Any, st
     ...
     emg_lens.errors.CheckpointError: ...subject_1 holds a AttachedModel whose model are your own...
     """
-    from emg_lens.studies.code import require_builder
+    from emg_lens.user_code import require_builder
 
     out = output_folder(args.out or root / Path(args.checkpoint).resolve().name)
     builder = module_builder(args)
@@ -266,7 +266,7 @@ def load_checkpoint_windows(
 
 
 def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and SVG figures"):
-    """Save an output (a `emg_lens.studies.output.StudyOutput`: inspect, probe, features) into
+    """Save an output (a `emg_lens.output.StudyOutput`: inspect, probe, features) into
     ``out``, print its console text, what was written and where its report.html is; returns
     the output. One ending for every command that writes a report.
     """

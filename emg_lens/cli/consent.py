@@ -2,7 +2,7 @@
 ``--allow-code`` (``study run``, ``discover``, ``inspect``, ``export``, ``evaluate``) and
 ``--modules FILE:FUNCTION``, the user's function that builds the tokenizer and readout of
 converted ``nn.TransformerEncoder`` checkpoints, which no ``config.json`` rebuilds
-(`emg_lens.studies.code.ModuleBuilder`). Like every parser, this module imports no torch.
+(`emg_lens.user_code.ModuleBuilder`). Like every parser, this module imports no torch.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def allow_code(args: argparse.Namespace) -> bool | list[str]:
 
 
 def module_builder(args: argparse.Namespace) -> Any:
-    """The `emg_lens.studies.code.ModuleBuilder` that ``--modules`` names, run with the
+    """The `emg_lens.user_code.ModuleBuilder` that ``--modules`` names, run with the
     consent of ``--allow-code`` (else a `CodeConsentError` listing the file and its SHA-256,
     before anything runs); None without ``--modules`` (where a digest given to
     ``--allow-code`` is an `ArgumentError`: it consents to no file)."""
@@ -81,7 +81,7 @@ def module_builder(args: argparse.Namespace) -> Any:
                 "--modules FILE:FUNCTION was given"
             )
         return None
-    from emg_lens.studies.code import ModuleBuilder, locate_argument, require_consent
+    from emg_lens.user_code import ModuleBuilder, locate_argument, require_consent
 
     code = locate_argument(args.modules, "--modules")
     consent = allow_code(args)

@@ -86,11 +86,12 @@ def cmd_demo(args: argparse.Namespace):
     from emg_lens.data.datasets import data_source, load_subject
     from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
+    from emg_lens.stats.chance import chance_console
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.ablation.planted import format_findings
     from emg_lens.studies.ablation.result import correction_phrase, legend
-    from emg_lens.studies.chance import chance_console
     from emg_lens.train import TrainConfig, train_subjects
+    from emg_lens.train.baseline import below_baseline
 
     say = functools.partial(print, flush=True)  # a log or a pipe sees each line as it happens
     t0 = time.time()
@@ -153,7 +154,9 @@ def cmd_demo(args: argparse.Namespace):
         f"{result.baseline.mean():.3f} over {len(result.baseline)} subjects "
         f"({spec.stats.test}, {correction_phrase(spec.stats)})"
     )
-    print(chance_console(result.chance()))  # each model beside chance; a warning if one is not
+    print(
+        chance_console(result.chance(), below_baseline=below_baseline)
+    )  # each model beside chance; a warning if one is not
     print(result.table3().to_string(index=False))
     print(result.power_note())
     say("[4/4] planted vs found: the study's declared claims, tested by the run")

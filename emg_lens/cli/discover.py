@@ -76,7 +76,7 @@ def _spec(args: argparse.Namespace) -> Any:
     from emg_lens.discovery.study import DiscoverySpec
     from emg_lens.errors import ArgumentError
     from emg_lens.studies import load_spec
-    from emg_lens.studies.code import locate_argument
+    from emg_lens.user_code import locate_argument
 
     if args.spec and args.name is not None:
         raise ArgumentError(

@@ -50,7 +50,7 @@ def cmd_export(args: argparse.Namespace):
     from emg_lens._io import file_digest
     from emg_lens.checkpoints import WEIGHTS
     from emg_lens.export import export_checkpoint, export_onnx
-    from emg_lens.studies.code import load_model, require_builder
+    from emg_lens.user_code import load_model, require_builder
 
     builder = module_builder(args)
     require_builder([args.checkpoint], builder)  # the user's modules: say what to add

@@ -68,7 +68,8 @@ def add_parser(sub) -> None:
 def cmd_probe(args: argparse.Namespace):
     from emg_lens.errors import ArgumentError, SpecError
     from emg_lens.inspect.probe_report import probe_models, probe_subjects
-    from emg_lens.studies.subjects import find_models, known_of, load_entry
+    from emg_lens.model_folder import find_models
+    from emg_lens.studies.subjects import known_of, load_entry
 
     if args.target == "subject" and args.interchange:  # before any model is read
         raise ArgumentError("--interchange probes the gesture: not with --target subject")

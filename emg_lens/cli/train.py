@@ -98,9 +98,10 @@ def train_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> list[dict]:
     from emg_lens.data.datasets import load_subject
     from emg_lens.models import MODEL_CLASSES
-    from emg_lens.studies.chance import chance_console, chance_table
+    from emg_lens.stats.chance import chance_console, chance_table
     from emg_lens.studies.subjects import checkpoint_score
     from emg_lens.train import train_subjects
+    from emg_lens.train.baseline import below_baseline
 
     device = resolve_device(args.device)
     train_cfg = train_config(args)  # before any data is loaded
@@ -124,7 +125,8 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
     print_below_baseline(rows)
     scores = {f"subject {r['subject']}": checkpoint_score(r["checkpoint"], data)
               for r, data in zip(rows, subjects)}  # fmt: skip
-    print(chance_console(chance_table(scores)))  # over trials; a warning names the fault
+    chance = chance_table(scores)  # over trials; a warning names the fault
+    print(chance_console(chance, below_baseline=below_baseline))
     for line in placement_summary({d.subject: d.meta.get("placement_check") for d in subjects}):
         print(line)
     return rows
@@ -133,11 +135,12 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
 def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.checkpoints import read_checkpoint_info
     from emg_lens.data.datasets import load_subject
-    from emg_lens.studies.chance import chance_console, chance_table
-    from emg_lens.studies.code import load_model, require_builder
-    from emg_lens.studies.subjects import checkpoint_score, find_models
+    from emg_lens.model_folder import find_models
+    from emg_lens.stats.chance import chance_console, chance_table
+    from emg_lens.studies.subjects import checkpoint_score
     from emg_lens.train import accuracy
-    from emg_lens.train.baseline import feature_baseline
+    from emg_lens.train.baseline import below_baseline, feature_baseline
+    from emg_lens.user_code import load_model, require_builder
 
     device = resolve_device(args.device)
     builder = module_builder(args)
@@ -165,7 +168,8 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     mean = sum(r["test_accuracy"] for r in rows) / len(rows)
     print(f"mean test accuracy over {len(rows)} subjects: {mean:.3f}")
     print_below_baseline(rows)
-    print(chance_console(chance_table(scores)))  # over trials; a warning names the fault
+    chance = chance_table(scores)  # over trials; a warning names the fault
+    print(chance_console(chance, below_baseline=below_baseline))
     for line in placement_summary(checked, trained=trained):
         print(line)
     return rows

@@ -37,7 +37,7 @@ from jaxtyping import Bool, Int
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
 from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError, describe
-from emg_lens.inspect.checks import check_model
+from emg_lens.inputs import check_model
 from emg_lens.layout import TokenLayout
 
 __all__ = [

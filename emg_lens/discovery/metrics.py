@@ -1,5 +1,5 @@
 """The metrics screening and discovery measure: the differentiable per-window scores of the
-true class (`emg_lens.studies.metrics.window_metric`, which studies score with too), the rank
+true class (`emg_lens.stats.metrics.window_metric`, which studies score with too), the rank
 agreement of estimated and exact effects, and MIB's areas over a faithfulness curve
 (`faithfulness_areas`: CPR and CMD)."""
 
@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.metrics import PREDICTION_METRICS, window_metric
+from emg_lens.stats.metrics import PREDICTION_METRICS, window_metric
 
 __all__ = ["METRICS", "check_metric", "faithfulness_areas", "spearman", "window_metric"]
 

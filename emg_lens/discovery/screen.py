@@ -84,10 +84,9 @@ from emg_lens.discovery.metrics import check_metric, spearman, window_metric
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError
 from emg_lens.hooks import layer_of, name_filter
-from emg_lens.inspect.checks import check_deterministic, check_model
-from emg_lens.inspect.importance import as_subject_data
+from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.models.base import TL_WEIGHTS, provides
-from emg_lens.studies.stats import clopper_pearson
+from emg_lens.stats.compare import clopper_pearson
 
 __all__ = [
     "ESTIMATORS",

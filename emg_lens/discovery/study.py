@@ -25,7 +25,7 @@ Each subject's result is one cell of the store (`emg_lens.studies.store.CellStor
 provenance of an ablation study's cells (digests of the model, the data, the code) plus the
 discovery's parameters; a rerun reuses exactly the subjects whose provenance matches. A
 ``modules`` function runs only with consent (``allow_code``), as in an ablation study
-(`emg_lens.studies.code`), and its file's digest is part of the provenance.
+(`emg_lens.user_code`), and its file's digest is part of the provenance.
 Outputs: ``screen.csv`` (every candidate of every subject, with the verified exact effects),
 ``circuits.csv`` (one row per subject: size, faithfulness, MIB's CPR and CMD of its
 faithfulness curve, the screen used, the circuit's edge sets), ``curve.csv`` (the curve: each
@@ -57,26 +57,20 @@ from emg_lens.discovery.search import check_method, check_tau, discover
 from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
+from emg_lens.model_folder import study_models
+from emg_lens.output import StudyOutput, markdown_table
 from emg_lens.provenance import code_digest
-from emg_lens.studies.chance import (
+from emg_lens.stats.chance import (
     TrialScore,
     cell_fields,
     chance_markdown,
     chance_table,
     chance_warnings,
 )
-from emg_lens.studies.code import (
-    CodeFile,
-    ModuleBuilder,
-    locate_code,
-    require_builder,
-    require_consent,
-)
 from emg_lens.studies.kinds import StudyKind, load_spec
-from emg_lens.studies.output import StudyOutput, markdown_table
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.store import CellStore
-from emg_lens.studies.subjects import entry_provenance, find_models, known_of, load_entry
+from emg_lens.studies.subjects import entry_provenance, known_of, load_entry
 from emg_lens.studies.validate import (
     modules_key,
     positive_int,
@@ -85,6 +79,7 @@ from emg_lens.studies.validate import (
     subject_list,
 )
 from emg_lens.train import predict
+from emg_lens.user_code import CodeFile, StudyCode, locate_code, require_builder
 
 __all__ = [
     "KIND",
@@ -193,7 +188,7 @@ class DiscoverySpec(Spec):
 
     def code_files(self) -> list[CodeFile]:
         """The Python file the study would run (``modules``), located below ``source_dir``
-        and hashed, never executed (`emg_lens.studies.code`)."""
+        and hashed, never executed (`emg_lens.user_code`)."""
         if self.modules is None:
             return []
         return [locate_code(self.modules, self.source_dir, key="modules")]
@@ -230,7 +225,7 @@ def _family(value: Any) -> tuple[str, ...] | None:
 @dataclass
 class DiscoveryStudyResult(StudyOutput):
     """The tables of a discovery study; `save` writes them with the figures
-    (`emg_lens.studies.output.StudyOutput`); its ``summary`` is one row per subject, the
+    (`emg_lens.output.StudyOutput`); its ``summary`` is one row per subject, the
     circuit found (``circuits``)."""
 
     spec: DiscoverySpec
@@ -488,14 +483,10 @@ def run_discovery(
     modules without one are a `CheckpointError` saying what to add, before anything runs."""
     spec = load_spec(spec, kind=DiscoverySpec.KIND)
     files = spec.code_files()  # located and hashed; refused here before anything runs
-    require_consent(files, allow_code=allow_code)
-    builder = ModuleBuilder.load(files[0], allow_code=allow_code) if files else None
-    found = dict(models) if isinstance(models, Mapping) else find_models(models or spec.models)
-    if spec.subjects is not None:
-        missing = sorted(set(spec.subjects) - set(found))
-        if missing:
-            raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
-        found = {s: found[s] for s in spec.subjects}
+    builder = StudyCode.load(files, allow_code).modules
+    found = study_models(
+        models if isinstance(models, Mapping) else models or spec.models, spec.subjects
+    )
     require_builder([e for e in found.values() if not isinstance(e, tuple)], builder)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest() if store is not None else ""

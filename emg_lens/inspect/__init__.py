@@ -30,6 +30,7 @@ Functions that take an `ActivationCache` reject one made by another model, or wh
 not fit the model's layout.
 """
 
+from emg_lens.inputs import as_subject_data
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit, token_embeddings
 from emg_lens.inspect.erasure import ConceptErasure, erase_concept
@@ -42,7 +43,6 @@ from emg_lens.inspect.features import (
 )
 from emg_lens.inspect.flow import attention_flow, edge_mass, mean_patterns, token_bins
 from emg_lens.inspect.importance import (
-    as_subject_data,
     default_kinds,
     head_importance,
     mass_effect_correlation,

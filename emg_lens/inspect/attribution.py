@@ -45,7 +45,8 @@ from transformer_lens import ActivationCache
 
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, InputShapeError, describe
-from emg_lens.inspect.checks import check_cache, check_model
+from emg_lens.inputs import check_model
+from emg_lens.inspect.checks import check_cache
 from emg_lens.models.base import LINEAR_READOUT, TL_WEIGHTS, provides, require
 
 __all__ = ["DIRECTIONS", "HEADS", "attribution_hooks", "direct_attribution", "readout_map"]

@@ -1,5 +1,5 @@
-"""Checks shared by the inspection tools: the model can be inspected, it runs deterministically,
-and a cache belongs to it.
+"""Checks shared by the inspection tools: a cache belongs to the model (what every analysis
+checks of its model and data is `emg_lens.inputs`).
 
 A cache made by another model, or one whose activations do not fit the model's layout, would
 give numbers that mean nothing; every inspection function that takes a cache calls
@@ -21,43 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from torch import nn
 from transformer_lens import ActivationCache
 
 from emg_lens.errors import ArgumentError, LayoutError
 from emg_lens.hooks import layer_of
 from emg_lens.layout import TokenLayout
-from emg_lens.models.base import ATTENTION_HOOKS, HookedEncoder, provides
+from emg_lens.models.base import HookedEncoder
 
-__all__ = ["check_cache", "check_deterministic", "check_model", "layout_at", "pattern_names"]
-
-
-def check_model(model: object) -> HookedEncoder:
-    """Return ``model`` if it is an emg_lens model with attention hooks at every layer (an
-    encoder, converted or attached: the `ATTENTION_HOOKS` of the hook contract), else raise
-    `ArgumentError`. Tools that read more (weights, a layer-by-layer forward) also call
-    `emg_lens.models.base.require`."""
-    if not provides(model, ATTENTION_HOOKS):
-        raise ArgumentError(
-            "expected an emg_lens encoder (IsoNet, TinyMyo, HierarchicalTransformer, ..., or "
-            f"a model opened with emg_lens.models.attach), got {type(model).__name__}"
-        )
-    if model.cfg.n_layers == 0:
-        raise ArgumentError(
-            f"{type(model).__name__} has no shared attention stack `blocks` "
-            "(EncoderConfig.n_layers=0), so there is no attention to inspect"
-        )
-    return model
-
-
-def check_deterministic(model: nn.Module) -> None:
-    """Raise `ArgumentError` if dropout or drop-path would make two runs differ (training mode
-    with a non-zero rate): patching and attribution compare runs exactly."""
-    if model.training and any(getattr(m, "p", 0.0) > 0 for m in model.modules()):
-        raise ArgumentError(
-            f"{type(model).__name__} is in training mode with dropout/drop-path active, so "
-            "its runs are random; call model.eval() first"
-        )
+__all__ = ["check_cache", "layout_at", "pattern_names"]
 
 
 def layout_at(model: Any, name: str | None = None) -> TokenLayout:

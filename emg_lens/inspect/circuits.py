@@ -72,7 +72,7 @@ from jaxtyping import Float
 
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, IndexOutOfRangeError
-from emg_lens.inspect.checks import check_model
+from emg_lens.inputs import check_model
 from emg_lens.inspect.flow import token_bins
 from emg_lens.models.base import TL_WEIGHTS, require
 
@@ -128,11 +128,8 @@ def qk_circuit(
     if attn.rotary is not None:  # rotated at the token index, as the model does
         q, k = attn.rotary(q[None])[0], attn.rotary(k[None])[0]
     scores = einsum(q / attn.attn_scale, k, "qpos head k, kpos head k -> head qpos kpos")
-    labels = _labels(model, level)
-    member = _membership(labels)
+    member, names, group_of = _grouped(model, level)
     grid = einsum(member, scores[heads].double().cpu(), member, "q a, h q k, k b -> h a b")
-    names = list(dict.fromkeys(labels))
-    group_of = dict(zip(labels, model.layout.group))
     h, a, b = np.indices(grid.shape)
     return pd.DataFrame(
         {
@@ -170,11 +167,8 @@ def ov_circuit(
     values = values + model.b_V[layer][:, None]
     writes = einsum(values, model.W_O[layer], "head pos k, head k d -> head pos d")
     logits = einsum(writes, directions, "head pos d, d c -> head pos c")
-    labels = _labels(model, "channel")
-    member = _membership(labels)
+    member, names, group_of = _grouped(model, "channel")
     grid = einsum(member, logits[heads].double().cpu(), "p a, h p c -> h a c")
-    names = list(dict.fromkeys(labels))
-    group_of = dict(zip(labels, model.layout.group))
     h, a, c = np.indices(grid.shape)
     return pd.DataFrame(
         {
@@ -250,6 +244,14 @@ def _labels(model: Any, level: str) -> list[str]:
     """Per token: its channel (``ch3``, or ``cls``) or its group."""
     layout = model.layout
     return list(layout.group) if level == "group" else token_bins(layout, "channel")
+
+
+def _grouped(model: Any, level: str) -> tuple[torch.Tensor, list[str], dict[str, str]]:
+    """The tokens' labels at ``level`` (`_labels`) as their membership matrix
+    (`_membership`), the labels in order, and the group each label is in."""
+    labels = _labels(model, level)
+    names = list(dict.fromkeys(labels))
+    return _membership(labels), names, dict(zip(labels, model.layout.group))
 
 
 def _membership(labels: list[str]) -> Float[torch.Tensor, "pos label"]:

@@ -54,7 +54,7 @@ from emg_lens.hooks.erasure import (
     fit_token_eraser,
     group_vectors,
 )
-from emg_lens.inspect.checks import check_deterministic, check_model
+from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.probes import fold_windows, held_out_accuracy, token_activations
 from emg_lens.inspect.tl_analysis import token_positions
 

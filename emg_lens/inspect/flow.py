@@ -33,7 +33,8 @@ from transformer_lens import ActivationCache
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError
 from emg_lens.hooks import pattern_filter
-from emg_lens.inspect.checks import check_cache, check_model, pattern_names
+from emg_lens.inputs import check_model
+from emg_lens.inspect.checks import check_cache, pattern_names
 from emg_lens.layout import CLS, TokenLayout
 
 __all__ = ["BY", "attention_flow", "edge_mass", "masked_mass", "mean_patterns", "token_bins"]

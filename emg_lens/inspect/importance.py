@@ -23,15 +23,14 @@ from scipy import stats as sps
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, InputShapeError, describe
-from emg_lens.inspect.checks import check_deterministic, check_model
+from emg_lens.errors import ArgumentError
+from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.inspect.flow import masked_mass, mean_patterns
 from emg_lens.layout import TokenLayout
+from emg_lens.stats.metrics import score_logits
 from emg_lens.studies import run_study
-from emg_lens.studies.metrics import score_logits
 
 __all__ = [
-    "as_subject_data",
     "channel_importance",
     "default_kinds",
     "head_importance",
@@ -49,52 +48,6 @@ def default_kinds(layout: TokenLayout) -> tuple[str, str]:
     if len(layout.modalities) > 1:
         return ("unimodal", "cross_modal")
     return ("same_channel", "cross_channel")
-
-
-def as_subject_data(model: Any, data: SubjectData | tuple[Any, Any]) -> SubjectData:
-    """``data`` as a `SubjectData` whose *test* windows are the ones to evaluate: a
-    `SubjectData` passes through (checked against the model), and ``(X, y)`` — windows
-    ``[n, channels, time]`` and integer labels ``[n]`` — becomes one.
-
-    >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.models import IsoNet
-    >>> model = IsoNet(EncoderConfig.preset("tiny"))
-    >>> as_subject_data(model, (np.zeros((3, 6, 8)), [0, 1, 3])).X_test.shape
-    (3, 6, 8)
-    """
-    n_classes = model.cfg.n_classes
-    if isinstance(data, SubjectData):
-        if data.n_classes != n_classes:
-            raise ArgumentError(
-                f"SubjectData {data.subject} has {data.n_classes} classes, but the model has "
-                f"n_classes={n_classes}"
-            )
-        if len(data.y_test) == 0:
-            raise ArgumentError(f"SubjectData {data.subject} has no test windows to evaluate")
-        model.to_tokens(data.X_test[:1])  # shape check, InputShapeError naming it
-        return data
-    if not (isinstance(data, tuple) and len(data) == 2):
-        raise ArgumentError(
-            f"data must be a SubjectData or a tuple (X, y) of windows and labels, got "
-            f"{describe(data)}"
-        )
-    X = np.asarray(data[0].cpu() if isinstance(data[0], torch.Tensor) else data[0])
-    y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])
-    model.to_tokens(X[:1])  # InputShapeError unless [n, channels, time]
-    if X.ndim != 3 or y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
-        raise InputShapeError(
-            f"data (X, y) needs X [n, channels, time] and integer labels y [n]; got X "
-            f"{list(X.shape)}, y {y.dtype} {list(y.shape)}"
-        )
-    if len(y) == 0 or y.min() < 0 or y.max() >= n_classes:
-        raise ArgumentError(
-            f"labels y must be class indices in [0, {n_classes - 1}] (n_classes={n_classes}) "
-            f"and there must be at least one window; got {len(y)} labels"
-            + (f" in [{y.min()}, {y.max()}]" if len(y) else "")
-        )
-    return SubjectData.from_windows(
-        model.cfg.modalities, (X, y), classes=list(range(n_classes)), repetitions=(0, 0)
-    )
 
 
 def _check_kinds(model: Any, kinds: Any) -> list[str]:

@@ -21,7 +21,7 @@ fail together, and every pair holds two trials: its base window's and its source
 (`interchange_pairs` pairs each base trial with a trial of every other gesture of its
 repetition, so one source trial serves several base trials). Where the pairs carry their
 trials (``(X, y, trial)``, as `interchange_pairs` gives them), the interval resamples both
-kinds of trial (`emg_lens.studies.units.crossed_bootstrap_ci`, Owen's pigeonhole bootstrap;
+kinds of trial (`emg_lens.stats.units.crossed_bootstrap_ci`, Owen's pigeonhole bootstrap;
 ``unit`` ``"trial"``, ``trials`` the distinct base trials); where only the base carries them,
 the base trials alone (`~.cluster_bootstrap_ci`). Pairs without trials (``(X, y)``) get the
 Clopper-Pearson interval over pairs (``unit`` ``"pair"``), right only when every pair is
@@ -57,10 +57,10 @@ from emg_lens.errors import (
     InputValueError,
     describe,
 )
-from emg_lens.inspect.checks import check_deterministic, check_model
+from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.probes import _hook_names, cut_masks, token_activations, token_group
-from emg_lens.studies.stats import clopper_pearson, t_interval
-from emg_lens.studies.units import cluster_bootstrap_ci, crossed_bootstrap_ci
+from emg_lens.stats.compare import clopper_pearson, t_interval
+from emg_lens.stats.units import cluster_bootstrap_ci, crossed_bootstrap_ci
 
 __all__ = ["Interchange", "interchange", "interchange_pairs", "over_subjects"]
 
@@ -337,7 +337,7 @@ def over_subjects(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     ``emg-lens probe`` writes ``interchange.csv``; no ``cut`` column: ``"none"``), never an
     interval over the subjects' pooled pairs (the module docstring). Columns: the keys,
     ``subjects``, ``iia`` (the mean of the subjects' IIA), ``ci_low`` / ``ci_high`` (its
-    ``level`` Student-t interval over subjects, `emg_lens.studies.stats.t_interval`; with one
+    ``level`` Student-t interval over subjects, `emg_lens.stats.compare.t_interval`; with one
     subject, that subject's own interval from the table), ``iia_min``, ``iia_max``, and ``k``
     of ``n`` pairs that follow the source, summed (counts, not an estimate).
 

@@ -48,7 +48,8 @@ from transformer_lens import ActivationCache
 
 from emg_lens.errors import ArgumentError, InputShapeError
 from emg_lens.hooks import name_filter
-from emg_lens.inspect.checks import check_cache, check_deterministic, check_model
+from emg_lens.inputs import check_deterministic, check_model
+from emg_lens.inspect.checks import check_cache
 
 __all__ = ["patch_heads", "patch_residual", "patch_token_group", "run_patched", "tl_index_df"]
 

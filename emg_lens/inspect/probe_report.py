@@ -6,7 +6,7 @@ asked, `interchange` of a token group at every layer between windows of the chos
 one repetition (its interval resampling the pairs' trials); with ``cut`` both run once more
 with that edge set masked in every layer, so a table shows what the probe finds with the edges
 and without them. `ProbeReport.save` writes the tables, the figures and ``report.html``
-through `emg_lens.studies.output.save_outputs`.
+through `emg_lens.output.save_outputs`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from emg_lens.errors import ArgumentError
 from emg_lens.inspect import plots
 from emg_lens.inspect.interchange import interchange, interchange_pairs, over_subjects
 from emg_lens.inspect.probes import probe_tokens
-from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
-from emg_lens.studies.output import markdown_table, save_outputs
+from emg_lens.output import markdown_table, save_outputs
+from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.train import predict
+from emg_lens.train.baseline import below_baseline
 
 __all__ = ["NULL", "TRAINED", "TRANSFER", "ProbeReport", "probe_models", "probe_subjects"]
 
@@ -122,7 +123,11 @@ class ProbeReport:
     def console(self) -> str:
         """What ``emg-lens probe`` prints: the summary, each model's accuracy beside chance
         and a warning for one that is not clearly above it."""
-        return self.summary() + ("" if self.chance is None else f"\n{chance_console(self.chance)}")
+        return self.summary() + (
+            ""
+            if self.chance is None
+            else f"\n{chance_console(self.chance, below_baseline=below_baseline)}"
+        )
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write the tables (CSV), summary.md, the figures (PNG, SVG) and report.html."""

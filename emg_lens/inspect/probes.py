@@ -59,8 +59,7 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.hooks.erasure import group_positions
-from emg_lens.inspect.checks import check_deterministic, check_model
-from emg_lens.inspect.importance import as_subject_data
+from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 
 __all__ = [
     "HOOKS",

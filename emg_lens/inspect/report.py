@@ -46,10 +46,11 @@ from emg_lens.inspect.importance import (
 from emg_lens.inspect.shift import distribution_shift
 from emg_lens.layout import CLS
 from emg_lens.models.base import TL_WEIGHTS, require
+from emg_lens.output import save_outputs
 from emg_lens.report.view import VIEW_DATA
-from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
-from emg_lens.studies.output import save_outputs
+from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.train import predict
+from emg_lens.train.baseline import below_baseline
 
 __all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
 
@@ -278,12 +279,16 @@ class InspectionReport:
     def console(self) -> str:
         """What ``emg-lens inspect`` prints: the summary, the accuracy beside chance and a
         warning when the model is not clearly above it."""
-        chance = "" if self.chance is None else f"\n{chance_console(self.chance)}"
+        chance = (
+            ""
+            if self.chance is None
+            else f"\n{chance_console(self.chance, below_baseline=below_baseline)}"
+        )
         return self.summary() + chance
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write every table as CSV, summary.md, every figure as PNG and SVG, and report.html
-        into ``out_dir`` (`emg_lens.studies.output.save_outputs`: each atomically; a file that
+        into ``out_dir`` (`emg_lens.output.save_outputs`: each atomically; a file that
         holds the same bytes already is not written again), with an interactive CircuitsVis
         view of the top head's layer in the report when circuitsvis is installed
         (``emg_lens[viz]``)."""

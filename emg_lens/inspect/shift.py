@@ -33,7 +33,7 @@ from jaxtyping import Float
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedFeatureError
 from emg_lens.hooks import compile_edges, name_filter
-from emg_lens.inspect.checks import check_deterministic, check_model
+from emg_lens.inputs import check_deterministic, check_model
 
 __all__ = ["distribution_shift", "median_bandwidth", "mmd2_unbiased"]
 

@@ -37,10 +37,10 @@ from typing import Any
 from emg_lens._io import remove_orphaned_temp_files, write_if_changed
 from emg_lens._version import __version__
 from emg_lens.errors import ArgumentError, MissingDependencyError
-from emg_lens.p_values import P_FLOOR, format_p
 from emg_lens.report.folder import FolderFiles, LeftOut, Unreadable, csv_head
 from emg_lens.report.markdown import table_html, to_html
 from emg_lens.report.view import VIEW_DATA, view_html, view_problem
+from emg_lens.stats import P_FLOOR, format_p
 
 __all__ = ["MANIFEST", "REPORT", "report_html", "spec_toml", "write_manifest", "write_report"]
 

@@ -2,19 +2,22 @@
 sets, hooks or modalities in trained models, check that each cut took effect and test the
 changes (`ablation`); training studies train one model per subject, architecture and input set
 and compare them (`training`); regression studies cut edges in a force regressor and test
-them over held-out blocks (`regression`). What they share: the models a study finds
-(`subjects`), a resumable store (`store`), statistics, chance checks, figures and the result
-protocol. Every kind (and `emg_lens.discovery`'s) is behind one interface (`kinds`):
-`load_spec` reads a study file once, `run` and `check_study` dispatch on its ``kind``."""
+them over held-out blocks (`regression`). What they share: each subject's model and data
+loaded (`subjects`), a resumable store (`store`), figures and the spec's reading
+(`spec_base`, `validate`). Every kind (and `emg_lens.discovery`'s) is behind one
+interface (`kinds`): `load_spec` reads a study file once, `run` and `check_study` dispatch on
+its ``kind``. Below them, on floors of their own: the statistics (`emg_lens.stats`), the output
+protocol (`emg_lens.output`), user-code consent (`emg_lens.user_code`) and the models folder
+(`emg_lens.model_folder`)."""
 
 from emg_lens.errors import StudyError
+from emg_lens.model_folder import find_models
 from emg_lens.studies.ablation.grid import Condition, expand_grid
 from emg_lens.studies.ablation.result import StudyResult, summarize
 from emg_lens.studies.ablation.runner import run_study
 from emg_lens.studies.ablation.spec import Intervention, LayerSpec, StudySpec
 from emg_lens.studies.kinds import KINDS, StudyKind, check_study, load_spec, run
 from emg_lens.studies.spec_base import StatsSpec
-from emg_lens.studies.subjects import find_models
 from emg_lens.studies.training import (
     TrainingInput,
     TrainingStudyResult,

@@ -82,7 +82,7 @@ def check_target(
     `CHECK_HEADS`; the subjects of ``subjects``, else unknown).
 
     The folder is resolved as `study run` resolves it, from the working directory
-    (`emg_lens.studies.subjects.models_folder`). A study's own folder that holds no models is
+    (`emg_lens.model_folder.models_folder`). A study's own folder that holds no models is
     named, with the reason `study run` would stop, in what the preset stands in for (the
     ``source`` every message quotes); a ``models`` given here that holds none is refused as
     the run refuses it.
@@ -96,9 +96,9 @@ def check_target(
 
     from emg_lens.checkpoints import check_checkpoint, user_modules_of
     from emg_lens.config import EncoderConfig
+    from emg_lens.model_folder import find_models, models_folder, no_models
     from emg_lens.models import MODEL_CLASSES
-    from emg_lens.studies.code import require_builder
-    from emg_lens.studies.subjects import find_models, models_folder, no_models
+    from emg_lens.user_code import require_builder
 
     given, models = models is not None, models or spec.models
     folder = models_folder(models)
@@ -145,7 +145,7 @@ def code_note(spec: Any, study_file: str | Path | None) -> list[str]:
     """The lines saying which Python files a study would run, with their SHA-256, and the
     command that consents to exactly them (``study_file``: the path the study is run by);
     none when it names no file. The files are located and hashed, never executed."""
-    from emg_lens.studies.code import consent_command, describe_code
+    from emg_lens.user_code import consent_command, describe_code
 
     code = spec.code_files()
     if not code:

@@ -1,4 +1,5 @@
-"""Study kinds behind one interface: the kind table, a study file read once, run and checked.
+"""Study kinds behind one interface: the kind table, a study file read once (TOML or YAML,
+`read_study_file`), run and checked.
 
 A study file's ``kind`` (default ``"ablation"``) picks its kind:
 
@@ -12,7 +13,7 @@ regression `RegressionSpec`              `run_regression_study`  `RegressionStud
 ========== ============================= ======================= ===========================
 
 Every spec is a `emg_lens.studies.spec_base.Spec`, every result a
-`emg_lens.studies.output.StudyOutput`. `load_spec` reads a file (or a dict) once and builds
+`emg_lens.output.StudyOutput`. `load_spec` reads a file (or a dict) once and builds
 its kind's spec; `run` and `check_study` dispatch on it. Each kind's module defines its
 `StudyKind`, which `KINDS` names as ``"module:attribute"`` and imports on first use, as an
 entry point would: the discovery kind lives a layer above this package (it screens with
@@ -30,16 +31,32 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+import yaml
 
 from emg_lens.errors import ArgumentError, SpecError
-from emg_lens.studies.files import read_study_file
 
-__all__ = ["KINDS", "StudyKind", "check_study", "kind_of", "load_spec", "run", "study_kind"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "KINDS",
+    "StudyKind",
+    "check_study",
+    "kind_of",
+    "load_spec",
+    "read_study_file",
+    "run",
+    "study_kind",
+]
 
 KINDS: Mapping[str, str] = MappingProxyType(
     {
@@ -173,3 +190,54 @@ def check_study(spec: Any, *, flags: Mapping[str, str] | None = None, **options:
     kind = kind_of(spec)
     _refuse(kind, spec, options, flags or {})
     return kind.check(spec, **{k: v for k, v in options.items() if k not in kind.refuses})
+
+
+# ----------------------------------------------------------------------------- study files
+
+T = TypeVar("T")
+
+
+def read_study_file(path: str | Path, build: Callable[[Any, Path], T]) -> T:
+    """Parse the TOML or YAML file at ``path`` and return ``build(contents, its folder)``; a
+    missing or unreadable file, another suffix, text that is not UTF-8 (a byte-order mark is
+    allowed), a syntax error or a `SpecError` of ``build`` is a `SpecError` naming the file.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "study.toml"
+    >>> _ = path.write_text('name = "t"')
+    >>> read_study_file(path, lambda data, folder: data["name"])
+    't'
+    >>> read_study_file("missing.toml", dict)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: study file missing.toml does not exist
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"study file {path} does not exist")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"study file {path} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        # UTF-8, whatever the locale: the same file must mean the same study everywhere
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}): study files "
+            "are read as UTF-8; save it again with that encoding"
+        ) from exc
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise SpecError(f"{path}: a study file must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    try:
+        return build(data, path.parent)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from exc

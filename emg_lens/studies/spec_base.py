@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from emg_lens.errors import SpecError
-from emg_lens.studies.stats import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
+from emg_lens.stats.compare import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
 from emg_lens.studies.validate import reject_unknown, string
 
 __all__ = ["FAMILIES", "Spec", "StatsSpec", "file_key", "is_none"]

@@ -180,6 +180,23 @@ class CellStore:
             return None
         return cell
 
+    def matching(
+        self, subject: int, provenances: Mapping[str, dict[str, Any] | None]
+    ) -> dict[str, dict[str, Any]]:
+        """The stored cells of ``subject`` among ``provenances``' keys whose provenance is the
+        one given there (`get` of each), by key.
+
+        >>> import tempfile
+        >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
+        >>> store.put(1, "a", {"value": 1.0}, {"model": "x"})
+        >>> list(store.matching(1, {"a": {"model": "x"}, "b": None}))
+        ['a']
+        >>> store.matching(1, {"a": {"model": "y"}})
+        {}
+        """
+        found = {key: self.get(subject, key, provenance) for key, provenance in provenances.items()}
+        return {key: cell for key, cell in found.items() if cell is not None}
+
     def put(
         self,
         subject: int,

@@ -1,5 +1,5 @@
-"""A study's subjects: the trained models it finds (``DIR/subject_<N>/`` checkpoints), each
-subject's model and evaluation data loaded, what the chance check knows of each, and what a
+"""A study's subjects: each subject's model (from a checkpoint of the models folder,
+`emg_lens.model_folder`) and evaluation data loaded, what the chance check knows of each, and what a
 subject's cells are computed from (their provenance). The ablation and discovery kinds share
 them, and so do ``emg-lens train``, ``evaluate``, ``probe`` and ``features``.
 """
@@ -18,25 +18,18 @@ from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import CheckpointError, EmgLensError, SpecError
 from emg_lens.provenance import arrays_digest, checkpoint_digest, model_digest, source_digest
-from emg_lens.studies.chance import TrialScore
-from emg_lens.studies.code import ModuleBuilder, load_model
+from emg_lens.stats.chance import TrialScore
 from emg_lens.train import predict
 from emg_lens.train.baseline import feature_baseline
+from emg_lens.user_code import ModuleBuilder, load_model
 
 __all__ = [
-    "DEMO_MODELS",
     "Subject",
     "checkpoint_score",
     "entry_provenance",
-    "find_models",
     "known_of",
     "load_entry",
-    "models_folder",
-    "no_models",
 ]
-
-DEMO_MODELS = Path("runs/demo/models")
-"""Where ``emg-lens demo`` saves its models: what ``models = "demo"`` finds."""
 
 
 @dataclass
@@ -47,100 +40,13 @@ class Subject:
     data: SubjectData
 
 
-def find_models(models: str | Path) -> dict[int, Path]:
-    """Checkpoint folders by subject: ``DIR/subject_<N>/`` (or ``"demo"``: the demo's). Every
-    ``subject_<N>/`` folder must be a checkpoint: one that is not is an error naming it, never
-    a subject silently left out; and one folder per subject (its metadata's ``subject``, else
-    the number in its name): two that name one subject (a backup ``subject_1_old/`` beside
-    ``subject_1/``) are a `SpecError` naming both, never one picked silently. Every command
-    that finds models (``study run``, ``evaluate``, ``probe``, discovery) finds them here.
-
-    >>> import tempfile
-    >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.checkpoints import save_checkpoint
-    >>> from emg_lens.models import IsoNet
-    >>> root = Path(tempfile.mkdtemp())
-    >>> for name in ("subject_1", "subject_1_old", "subject_2"):
-    ...     subject = 2 if name == "subject_2" else 1
-    ...     _ = save_checkpoint(IsoNet(EncoderConfig.preset("tiny")), root / name,
-    ...                         metadata={"subject": subject})
-    >>> find_models(root)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.SpecError: models folder ...: subject 1 is in 2 folders, subject_1/ and \
-subject_1_old/; one folder per subject: move the others (a backup, an older run) out of ...
-    """
-    root = models_folder(models)
-    found: dict[int, list[Path]] = {}
-    if root.is_dir():
-        for path in sorted(p for p in root.glob("subject_*") if p.is_dir()):
-            try:
-                subject = read_checkpoint_info(path)["metadata"].get("subject")
-            except CheckpointError as exc:
-                raise CheckpointError(
-                    f"models folder {root}: subject folder {path.name}/ is not a usable "
-                    f"checkpoint ({exc}); move it out of {root} to leave that subject out"
-                ) from exc
-            suffix = path.name.removeprefix("subject_")
-            if subject is None and not suffix.isdigit():
-                raise SpecError(f"{path}: no subject number in its metadata or its name")
-            found.setdefault(int(subject if subject is not None else suffix), []).append(path)
-    _one_folder_per_subject(root, found)
-    if not found:
-        raise SpecError(no_models(models))
-    return {subject: paths[0] for subject, paths in found.items()}
-
-
-def _one_folder_per_subject(root: Path, found: dict[int, list[Path]]) -> None:
-    """Refuse, naming them, two folders of ``root`` that hold one subject's model."""
-    twice = {subject: paths for subject, paths in sorted(found.items()) if len(paths) > 1}
-    if not twice:
-        return
-    where = "; ".join(
-        f"subject {subject} is in {len(paths)} folders, "
-        f"{', '.join(p.name + '/' for p in paths[:-1])} and {paths[-1].name}/"
-        for subject, paths in twice.items()
-    )
-    raise SpecError(
-        f"models folder {root}: {where}; one folder per subject: move the others (a backup, "
-        f"an older run) out of {root}"
-    )
-
-
-def models_folder(models: str | Path) -> Path:
-    """The folder ``models`` names, as every command that finds models resolves it: ``"demo"``
-    is the demo's (`DEMO_MODELS`), any other path is taken from the working directory.
-
-    >>> models_folder("demo"), models_folder("runs/x")
-    (PosixPath('runs/demo/models'), PosixPath('runs/x'))
-    """
-    return DEMO_MODELS if str(models) == "demo" else Path(models)
-
-
-def no_models(models: str | Path) -> str:
-    """Why `find_models` finds no model in ``models`` (a folder without ``subject_<N>/``
-    folders), as it says it: the folder, and where it was looked for when it does not exist.
-
-    >>> no_models("/nowhere")
-    'models: /nowhere does not exist (looked for it in ...); give a folder of subject_<N>/ checkpoints'
-    """  # noqa: E501
-    root = models_folder(models)
-    hint = " (run `emg-lens demo` first)" if str(models) == "demo" else ""
-    if not root.exists():  # say so, as a missing checkpoint does (read_checkpoint_info)
-        return (
-            f"models: {root} does not exist (looked for it in {Path.cwd()}){hint}; give a "
-            "folder of subject_<N>/ checkpoints"
-        )
-    return f"models: no subject_<N>/ checkpoint folders in {root}{hint}"
-
-
 def load_entry(
     entry: Any, device: torch.device | None = None, modules: ModuleBuilder | None = None
 ) -> Subject:
     """A subject's model (on ``device``, if given) and evaluation data, from a checkpoint
     folder or a ``(model, SubjectData)`` pair: what `run_study` and the discovery study load.
     ``modules`` builds the user's own modules of a checkpoint that holds some
-    (`emg_lens.studies.code.load_model`)."""
+    (`emg_lens.user_code.load_model`)."""
     if isinstance(entry, tuple):
         model, data = entry
         return Subject(model if device is None else model.to(device), data)
@@ -158,7 +64,7 @@ def load_entry(
 
 def known_of(entry: Any) -> dict[str, Any]:
     """What the chance check knows of a subject's model beyond its scores, to name the fault
-    of one that is not above chance (`emg_lens.studies.chance.TrialScore`): its
+    of one that is not above chance (`emg_lens.stats.chance.TrialScore`): its
     ``train_accuracy`` (a checkpoint records it; None for an in-memory model), whether its
     data have a ``placement`` the placement check reads (`emg_lens.data.placement.has_placement`)
     and the per-channel feature baseline's accuracy on the same split (``baseline_accuracy``:
@@ -198,7 +104,7 @@ def checkpoint_score(
     modules: ModuleBuilder | None = None,
 ) -> TrialScore:
     """The chance check's score of the checkpoint at ``path`` on ``data``'s test windows,
-    over their trials (`emg_lens.studies.chance.TrialScore`), with what `known_of` says of
+    over their trials (`emg_lens.stats.chance.TrialScore`), with what `known_of` says of
     it: what ``emg-lens train`` and ``evaluate`` test. ``model``: the checkpoint's, already
     loaded (else it is loaded onto ``device``, its user's modules made by ``modules``)."""
     if model is None:

@@ -156,7 +156,7 @@ def table(value: Any, key: str) -> dict:
 
 def modules_key(value: Any) -> str | None:
     """The study key ``modules`` (None when absent): ``"path/file.py:function"``, the function
-    that builds the user's own modules of checkpoints that hold some (`emg_lens.studies.code`).
+    that builds the user's own modules of checkpoints that hold some (`emg_lens.user_code`).
 
     >>> modules_key("models.py:build_modules"), modules_key(None)
     ('models.py:build_modules', None)

@@ -26,7 +26,7 @@ from emg_lens.inspect.features.config import FeatureConfig
 from emg_lens.inspect.features.result import Features
 from emg_lens.inspect.features.sae import TopKSAE
 from emg_lens.inspect.features.tokens import spliced_logits, token_positions, token_residuals
-from emg_lens.studies.chance import TrialScore
+from emg_lens.stats.chance import TrialScore
 
 __all__ = ["describe_features"]
 

@@ -19,8 +19,9 @@ from emg_lens.inspect.features.plots import (
     plot_reconstruction,
 )
 from emg_lens.inspect.features.sae import TopKSAE
-from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
-from emg_lens.studies.output import markdown_table, save_outputs
+from emg_lens.output import markdown_table, save_outputs
+from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
+from emg_lens.train.baseline import below_baseline
 
 __all__ = ["Features", "save_sae"]
 
@@ -74,7 +75,7 @@ class Features:
     def console(self) -> str:
         """What ``emg-lens features`` prints: the summary, the model's accuracy beside chance
         and a warning when it is not clearly above it."""
-        return f"{self.summary()}\n{chance_console(self.chance)}"
+        return f"{self.summary()}\n{chance_console(self.chance, below_baseline=below_baseline)}"
 
     def costliest(self, count: int = MAP_FEATURES) -> list[int]:
         """The live features whose ablation costs the most accuracy (at their worst class)."""
@@ -141,7 +142,7 @@ class Features:
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """The autoencoder (`save_sae`), every table as CSV, summary.md, the figures and
-        report.html into ``out_dir`` (`emg_lens.studies.output.save_outputs`)."""
+        report.html into ``out_dir`` (`emg_lens.output.save_outputs`)."""
         written = save_sae(self, out_dir)
         return written + save_outputs(
             out_dir,

@@ -12,13 +12,13 @@ import torch
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, describe
+from emg_lens.inputs import as_subject_data
 from emg_lens.inspect.features.checkpoint import read_sae
 from emg_lens.inspect.features.config import FeatureConfig
 from emg_lens.inspect.features.describe import describe_features
 from emg_lens.inspect.features.result import Features
 from emg_lens.inspect.features.sae import TopKSAE, fit_sae
 from emg_lens.inspect.features.tokens import token_residuals
-from emg_lens.inspect.importance import as_subject_data
 from emg_lens.provenance import arrays_digest, code_digest, model_digest
 
 __all__ = ["load_features", "train_features"]
@@ -58,7 +58,7 @@ def train_features(
     held-out windows (`describe_features`). ``source`` is the data source the windows come from
     (a checkpoint's ``data_source``), for the electrode placement of the figures;
     ``train_accuracy`` (a checkpoint records it) names the fault of a model that is not above
-    chance (`emg_lens.studies.chance`).
+    chance (`emg_lens.stats.chance`).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet

@@ -147,7 +147,7 @@ def plot_interchange(table: pd.DataFrame) -> plt.Figure:
     True
     """
     from emg_lens.inspect.interchange import SITE_KEYS, over_subjects
-    from emg_lens.studies.stats import clopper_pearson
+    from emg_lens.stats.compare import clopper_pearson
 
     require_columns(table, ["layer", "group", "k", "n"], "plot_interchange")
     iia = table["k"] / table["n"].where(table["n"] > 0)

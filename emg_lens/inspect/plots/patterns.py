@@ -13,7 +13,8 @@ from matplotlib.colors import ListedColormap
 from transformer_lens import ActivationCache
 
 from emg_lens.errors import ArgumentError, MissingDependencyError, UnsupportedFeatureError
-from emg_lens.inspect.checks import check_cache, check_model, layout_at
+from emg_lens.inputs import check_model
+from emg_lens.inspect.checks import check_cache, layout_at
 from emg_lens.inspect.plots.style import CLS_COLOR, COLORS
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.report.view import view_record

@@ -9,7 +9,7 @@ user's module classes from a config, so `emg_lens.checkpoints.load_checkpoint` t
 ``load_checkpoint(path, modules={"embed": Tok(), "readout": Head()})`` (modules of the same
 architecture; their weights come from the checkpoint). A study loads such checkpoints through
 the builder its study file names (``modules = "models.py:build_modules"``; ``--modules`` on the
-command line), run only with consent (`emg_lens.studies.code`).
+command line), run only with consent (`emg_lens.user_code`).
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ import pandas as pd
 from emg_lens.data.pooled import window_labels
 from emg_lens.errors import ArgumentError, EmgLensError, SpecError
 from emg_lens.hooks.erasure import fit_erasers, group_positions
+from emg_lens.stats.compare import compare_rows
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
-from emg_lens.studies.stats import compare_rows
 
 __all__ = ["ErasureFits", "erasure_table", "outside_classes", "side_effects"]
 

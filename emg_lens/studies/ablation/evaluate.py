@@ -14,7 +14,7 @@ row that the readout reads (the CLS row, for the CLS head): such a mask changes 
 it is dropped (`tree_plan` says what is left to run).
 
 The outputs are checked for non-finite values and copied to the host as one stack, and scored
-in one vectorised pass (`emg_lens.studies.metrics.score_stacked`), each distinct output once.
+in one vectorised pass (`emg_lens.stats.metrics.score_stacked`), each distinct output once.
 
 Before a condition's result is accepted, a few windows are run again through the *hooked* path
 (``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
@@ -39,21 +39,19 @@ from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError, StudyError, describe
 from emg_lens.hooks import attn_scores_filter, mask_edges, zero_modality
 from emg_lens.models.base import LAYERWISE, provides
+from emg_lens.stats.metrics import score_logits, score_stacked
 from emg_lens.studies.ablation.erasure import ErasureFits
 from emg_lens.studies.ablation.grid import BASELINE, Condition
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm, run_children
-from emg_lens.studies.code import (
-    ModuleBuilder,
+from emg_lens.studies.subjects import Subject
+from emg_lens.user_code import (
+    StudyCode,
     hooks_from_factory,
-    require_consent,
     running_code,
 )
-from emg_lens.studies.metrics import score_logits, score_stacked
-from emg_lens.studies.subjects import Subject
 
 __all__ = [
-    "StudyCode",
     "TreePlan",
     "evaluate_subject",
     "structural_zeros",
@@ -65,29 +63,6 @@ PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
 
 
 # ----------------------------------------------------------------------------- plans
-
-
-@dataclass(frozen=True)
-class StudyCode:
-    """A study's code files, each run once and only with consent (`emg_lens.studies.code`):
-    what each hook reference names and the SHA-256 of the bytes that ran, for provenance, and
-    the builder of the user's modules (``modules = ...``), if the study names one."""
-
-    targets: dict[str, Any]
-    digests: dict[str, str]
-    modules: ModuleBuilder | None = None
-
-    @classmethod
-    def load(cls, spec: StudySpec, allow_code: Any) -> StudyCode:
-        """Locate, hash and, with consent (``allow_code``: True, or the files' SHA-256 digests;
-        `emg_lens.studies.code.require_consent`), run the study's code files."""
-        files = spec.code_files()  # located and hashed; refused here before anything runs
-        require_consent(files, allow_code=allow_code)
-        hooks = [f for f in files if f.key == "hook"]
-        builder = next((f for f in files if f.key == "modules"), None)
-        targets = {f.ref: spec.resolve_hook(f, allow_code=allow_code) for f in hooks}
-        modules = None if builder is None else ModuleBuilder.load(builder, allow_code=allow_code)
-        return cls(targets, {f.ref: f.sha256 for f in hooks}, modules)
 
 
 def _edges_of(condition: Condition, code: StudyCode) -> EdgeSet | Any:
@@ -254,7 +229,7 @@ def tree_plan(
     and ``cross_modal`` leaves CLS's row unmasked, so a last-layer mask changes nothing: NNC
     is NNN, CCC is CCN and NCC is NCN, leaving 4.
     """
-    code = code if code is not None else StudyCode.load(spec, allow_code=False)
+    code = code if code is not None else StudyCode.load(spec.code_files(), allow_code=False)
     table = _MaskTable()
     sequences, _ = _edge_sequences(model, conditions, code, table)
     distinct = sorted(set(sequences.values()), key=str)

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from emg_lens.errors import SpecError
-from emg_lens.studies.ablation.spec import Intervention, StudySpec
+from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
 
 __all__ = ["BASELINE", "Condition", "expand_grid"]
 
@@ -120,7 +120,7 @@ def expand_grid(spec: StudySpec, n_layers: int, n_heads: int) -> list[Condition]
         for mode, layer, layers in _layer_sets(spec, n_layers):
             if intervention.erase is not None:  # the residual stream: no head subset
                 conditions.append(Condition(intervention, mode, layer, layers, None))
-                placebo = intervention.placebo_of()
+                placebo = _placebo_of(intervention)
                 conditions.append(Condition(placebo, mode, layer, layers, None))
                 continue
             for heads in spec.heads:
@@ -128,3 +128,10 @@ def expand_grid(spec: StudySpec, n_layers: int, n_heads: int) -> list[Condition]
     if not conditions:
         raise SpecError("the study grid is empty")
     return conditions
+
+
+def _placebo_of(intervention: Intervention) -> Intervention:
+    """The placebo condition's intervention of an erasure: ``<name>_placebo``."""
+    if intervention.erase is None:
+        raise SpecError(f"intervention {intervention.name!r} erases nothing: it has no placebo")
+    return replace(intervention, name=intervention.name + PLACEBO, placebo=True)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.metrics import UNITS, delta_column, delta_name
+from emg_lens.stats.metrics import UNITS, delta_column, delta_name
 from emg_lens.studies.plots import draw_bar, draw_box, legend_patches
 
 __all__ = ["boxplots", "class_deltas", "condition_label", "delta_heatmap"]

@@ -5,8 +5,8 @@ layer, layers, heads, key, metric, value`` (plus per-class counts and the ``stru
 ``summary`` has one row per (condition, metric): ``mean, std, baseline, delta, delta_pct,
 ci_low, ci_high, r_rb, U, p, p_corr, stars``: the change of the mean (``delta``, absolute;
 ``delta_pct``, in percent of the baseline, for the prediction metrics only: see
-`emg_lens.studies.metrics`) with a Student-t 95% interval over subjects on the scale the
-metric is reported in (`emg_lens.studies.stats.delta_t_intervals`: Δ% is the ratio of the
+`emg_lens.stats.metrics`) with a Student-t 95% interval over subjects on the scale the
+metric is reported in (`emg_lens.stats.compare.delta_t_intervals`: Δ% is the ratio of the
 means, the IsoNet paper's; a study's claims report the mean of each subject's Δ% instead,
 and say so), the rank-biserial effect size (negative for a drop), the test,
 and the p-value corrected over the family the spec names (the paper's: each layer mode),
@@ -26,14 +26,9 @@ import pandas as pd
 from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.ablation.erasure import erasure_table, side_effects
-from emg_lens.studies.ablation.spec import StudySpec
-from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
-from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
-from emg_lens.studies.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
-from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.spec_base import StatsSpec
-from emg_lens.studies.stats import (
+from emg_lens.output import StudyOutput, markdown_table
+from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
+from emg_lens.stats.compare import (
     ALPHA,
     STAR_LEVELS,
     TEST_NAMES,
@@ -47,7 +42,13 @@ from emg_lens.studies.stats import (
     stars,
     subjects_needed,
 )
-from emg_lens.studies.units import TRIAL_WINDOW_FIELDS, class_trial_cis
+from emg_lens.stats.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
+from emg_lens.stats.units import TRIAL_WINDOW_FIELDS, class_trial_cis
+from emg_lens.studies.ablation.erasure import erasure_table, side_effects
+from emg_lens.studies.ablation.spec import StudySpec
+from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
+from emg_lens.studies.spec_base import StatsSpec
+from emg_lens.train.baseline import below_baseline
 
 __all__ = [
     "StudyResult",
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 TRIAL_FIELDS = ("trial_correct", "trial_total", "design_effect")
-"""What a cell holds of its trials (`emg_lens.studies.chance.cell_fields`); None in a cell
+"""What a cell holds of its trials (`emg_lens.stats.chance.cell_fields`); None in a cell
 stored before trials were counted, whose chance check then counts windows and says so."""
 CONDITION_COLUMNS = ["intervention", "mode", "layer", "layers", "heads", "key"]
 SUMMARY_COLUMNS = [
@@ -264,7 +265,7 @@ def planned_family_sizes(conditions: Iterable[Any], stats: StatsSpec) -> list[in
 
 def power_note(n: int | None, sizes: list[int], stats: StatsSpec) -> str:
     """What the design can show at best: the smallest corrected p a cell can reach with ``n``
-    subjects (perfect separation, through `emg_lens.studies.stats.corrected_floor`), and, when
+    subjects (perfect separation, through `emg_lens.stats.compare.corrected_floor`), and, when
     that is not below 0.05, that no cell can be significant and how many subjects would be
     (``n`` None: not known yet, only the subjects a cell needs).
 
@@ -324,7 +325,7 @@ def correction_phrase(stats: StatsSpec) -> str:
 @dataclass
 class StudyResult(StudyOutput):
     """What an ablation study produced. `figures` draws; `save` writes everything to a folder
-    (`emg_lens.studies.output.StudyOutput`).
+    (`emg_lens.output.StudyOutput`).
 
     ``per_subject`` and ``summary`` hold a ``metric`` column and, for a study naming several
     metrics (``spec.metrics``), one row per metric of each (subject,) condition; `of_metric`
@@ -394,7 +395,7 @@ class StudyResult(StudyOutput):
     def table3(self, metric: str | None = None) -> pd.DataFrame:
         """The paper's Table-3 layout for ``metric`` (None: the first): one row per (mode,
         layer), one column per intervention, cells ``"Δ% stars"`` (``"Δ stars"`` for a
-        metric reported as an absolute change, `emg_lens.studies.metrics.delta_name`)."""
+        metric reported as an absolute change, `emg_lens.stats.metrics.delta_name`)."""
         result = self.of_metric(metric)
         s = result.summary
         # one layer, or the layer set of an "all" / "explicit" / range condition
@@ -445,7 +446,7 @@ class StudyResult(StudyOutput):
         ``accuracy`` and its 95 % interval ``ci_low``, ``ci_high`` (NaN for a class without
         test windows), beside the condition columns. The interval counts the class's
         ``trials`` (``unit`` ``"trial"``: Clopper–Pearson over the trials, each counting its
-        share of correct windows, `emg_lens.studies.units.class_trial_cis`; the windows of one
+        share of correct windows, `emg_lens.stats.units.class_trial_cis`; the windows of one
         trial are not independent, docs/DESIGN.md §15); a cell stored without its trials gets
         Clopper-Pearson over the windows (``unit`` ``"window"``, ``trials`` empty)."""
         rows, intervals = [], []
@@ -531,7 +532,7 @@ class StudyResult(StudyOutput):
 
     def chance(self) -> pd.DataFrame | None:
         """Each subject's unmasked score beside chance, tested over the trials of the windows
-        the study scores (`emg_lens.studies.chance.chance_table`, from the baseline cells'
+        the study scores (`emg_lens.stats.chance.chance_table`, from the baseline cells'
         trial and class counts, and what `known` says of each model); None for cells without
         class counts. Cells stored without trial counts are tested over windows, and the
         table says so."""
@@ -698,7 +699,7 @@ class StudyResult(StudyOutput):
         ]
         chance = self.chance()
         if chance is not None:
-            lines.append(chance_console(chance))
+            lines.append(chance_console(chance, below_baseline=below_baseline))
         for metric in spec.metrics:  # one table per metric, from the same forward passes
             if len(spec.metrics) > 1:
                 lines.append(f"{metric} ({delta_name(metric)}):")

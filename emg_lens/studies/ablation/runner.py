@@ -33,65 +33,54 @@ from tqdm.auto import tqdm
 from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
-from emg_lens.errors import EmgLensError, SpecError, StudyError
+from emg_lens.errors import EmgLensError, StudyError
+from emg_lens.model_folder import study_models
 from emg_lens.provenance import code_digest, training_digest
+from emg_lens.stats.metrics import METRICS
+from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
 from emg_lens.studies.ablation.check import check_ablation
-from emg_lens.studies.ablation.evaluate import StudyCode, evaluate_subject
+from emg_lens.studies.ablation.evaluate import evaluate_subject
 from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.ablation.planted import planted_classes
 from emg_lens.studies.ablation.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm
-from emg_lens.studies.code import require_builder
 from emg_lens.studies.kinds import StudyKind, load_spec
-from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
-from emg_lens.studies.subjects import Subject, entry_provenance, find_models, known_of, load_entry
-from emg_lens.studies.units import TRIAL_WINDOW_FIELDS
+from emg_lens.studies.subjects import Subject, entry_provenance, known_of, load_entry
 from emg_lens.train.distributed import DistributedRun, torchrun_process
+from emg_lens.user_code import StudyCode, require_builder
 
 __all__ = ["KIND", "run_study"]
 
 
-def _subjects(spec: StudySpec, models) -> dict[int, Any]:
-    """Subject -> checkpoint path or a ready (model, SubjectData) pair."""
-    if isinstance(models, Mapping):
-        found = dict(models)
-    else:
-        found = find_models(models if models is not None else spec.models)
-    if spec.subjects is not None:
-        missing = sorted(set(spec.subjects) - set(found))
-        if missing:
-            raise SpecError(f"subjects {missing} have no model; available: {sorted(found)}")
-        found = {s: found[s] for s in spec.subjects}
-    return found
-
-
 @dataclass
 class _Plan:
-    """One subject's conditions and, with a store, the provenance its cells must carry."""
+    """One subject's conditions and, with a store, the provenance each of its cells must carry
+    (by condition key; None without a store), resolved once."""
 
     conditions: list[Condition]
-    provenance: dict[str, Any] | None
+    provenances: dict[str, dict[str, Any] | None]
     code: StudyCode
     subject: Subject | None = None
-    # the digest of the training windows an in-memory subject's erasers are fitted on (a
-    # checkpoint's data-source digest covers them): None without erasures or a store
-    fit: str | None = None
 
-    def provenance_of(self, condition: Condition) -> dict[str, Any] | None:
-        """A cell's provenance: the subject's, plus the digest of the hook file that its
-        intervention runs, so an edited hook file recomputes exactly its own cells, and for
-        an erasure the digest of the training windows its erasers are fitted on."""
-        intervention = condition.intervention
-        hook = intervention.hook if intervention is not None else None
-        if self.provenance is None:
-            return None
-        if intervention is not None and intervention.erase is not None and self.fit:
-            return {**self.provenance, "fit": self.fit}
-        if hook is None:
-            return self.provenance
-        return {**self.provenance, "hook": self.code.digests[hook]}
+
+def _cell_provenance(
+    condition: Condition, provenance: dict[str, Any] | None, code: StudyCode, fit: str | None
+) -> dict[str, Any] | None:
+    """A cell's provenance: the subject's, plus the digest of the hook file that its
+    intervention runs, so an edited hook file recomputes exactly its own cells, and for an
+    erasure the digest of the training windows its erasers are fitted on (``fit``: an
+    in-memory subject's; a checkpoint's data-source digest covers them)."""
+    intervention = condition.intervention
+    hook = intervention.hook if intervention is not None else None
+    if provenance is None:
+        return None
+    if intervention is not None and intervention.erase is not None and fit:
+        return {**provenance, "fit": fit}
+    if hook is None:
+        return provenance
+    return {**provenance, "hook": code.digests[hook]}
 
 
 def _plan(
@@ -114,7 +103,7 @@ def _plan(
         n_layers, n_heads = subject.model.cfg.n_layers, subject.model.cfg.n_heads
     conditions = [BASELINE, *expand_grid(spec, n_layers, n_heads)]
     if store is None:
-        return _Plan(conditions, None, study_code, subject)
+        return _Plan(conditions, dict.fromkeys(c.key for c in conditions), study_code, subject)
     try:
         provenance = entry_provenance(spec, entry, subject_id, code, study_code.modules)
         provenance["metrics"] = list(METRICS)  # what each cell holds: every metric
@@ -124,15 +113,15 @@ def _plan(
         raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
     erases = any(c.intervention is not None and c.intervention.erase for c in conditions)
     fit = training_digest(subject.data) if erases and subject is not None else None
-    return _Plan(conditions, provenance, study_code, subject, fit)
+    provenances = {c.key: _cell_provenance(c, provenance, study_code, fit) for c in conditions}
+    return _Plan(conditions, provenances, study_code, subject)
 
 
 def _stored(store: CellStore | None, subject_id: int, plan: _Plan) -> dict[str, dict]:
     """The subject's stored cells whose provenance matches."""
     if store is None:
         return {}
-    found = {c.key: store.get(subject_id, c.key, plan.provenance_of(c)) for c in plan.conditions}
-    return {key: cell for key, cell in found.items() if cell is not None}
+    return store.matching(subject_id, plan.provenances)
 
 
 def run_study(
@@ -180,7 +169,7 @@ def run_study(
     A study that names Python files (``hook = "hooks/file.py:name"``, ``modules =
     "models.py:build_modules"``) runs them only with consent: ``allow_code=True``, or the SHA-256
     digests `emg-lens study check` listed (``allow_code=["3f5a..."]``: a file whose bytes differ
-    from every one of them is refused, `emg_lens.studies.code`). Without it, `CodeConsentError`
+    from every one of them is refused, `emg_lens.user_code`). Without it, `CodeConsentError`
     lists each file with its resolved path and SHA-256 before anything runs. Each file's digest is
     part of its cells' provenance. Checkpoints of models that hold the user's own modules (a
     converted ``nn.TransformerEncoder``'s tokenizer and readout,
@@ -208,8 +197,9 @@ def run_study(
     spec = load_spec(spec, kind=StudySpec.KIND)
     wait_timeout = check_wait_timeout(wait_timeout)
     ConditionForm(condition_form)  # a rule it does not know is refused before anything runs
-    study_code = StudyCode.load(spec, allow_code)
-    entries = _subjects(spec, models)
+    files = spec.code_files()  # located and hashed; refused before anything runs
+    study_code = StudyCode.load(files, allow_code)
+    entries = study_models(spec.models if models is None else models, spec.subjects)
     # checkpoints holding the user's own modules need the study's builder: refused up front
     require_builder([e for e in entries.values() if not isinstance(e, tuple)], study_code.modules)
     ranks = torchrun_process()
@@ -361,23 +351,21 @@ def _wait_for_ranks(
     """Rank 0: the cells of the other ranks' ``subjects``, once they are all stored with the
     provenance they would be computed from here."""
     ordered = sorted(plans)
-    conditions = {s: {c.key: c for c in plans[s].conditions} for s in subjects}
 
     def present(subject: int, key: str) -> bool:
-        condition = conditions[subject][key]
-        return store.get(subject, key, plans[subject].provenance_of(condition)) is not None
+        return store.get(subject, key, plans[subject].provenances[key]) is not None
 
     def owner(subject: int) -> str:
         return f"rank {ordered.index(subject) % ranks.world_size} of {ranks.world_size}"
 
     store.wait_for(
-        {s: list(conditions[s]) for s in subjects},
+        {s: list(plans[s].provenances) for s in subjects},
         present,
         timeout=wait_timeout,
         poll=POLL_INTERVAL,
         owner=owner,
     )
-    return {s: _stored(store, s, plans[s]) for s in subjects}
+    return {s: store.matching(s, plans[s].provenances) for s in subjects}
 
 
 def _subject_cells(
@@ -416,11 +404,10 @@ def _subject_cells(
                 code=plan.code,
                 form=form,
             )
-            by_key = {c.key: c for c in todo}
             for key, cell in fresh.items():
                 if store is not None:
                     counts["stale"] += store.has(subject_id, key)
-                    store.put(subject_id, key, cell, plan.provenance_of(by_key[key]))
+                    store.put(subject_id, key, cell, plan.provenances[key])
             stored.update(fresh)
         counts["reused"] += len(plan.conditions) - len(todo)
         counts["recomputed"] += len(todo)
@@ -454,7 +441,7 @@ def _check_wait(store, plans, done, waiting_since, wait_timeout: float) -> None:
         missing = next(
             c
             for c in plan.conditions
-            if store.get(subject_id, c.key, plan.provenance_of(c)) is None
+            if store.get(subject_id, c.key, plan.provenances[c.key]) is None
         )
         holder = store.holder(subject_id) or {}
         raise StudyError(

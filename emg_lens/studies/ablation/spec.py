@@ -19,14 +19,13 @@ True
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from emg_lens.edges import EdgeSet, parse
+from emg_lens.edges import parse
 from emg_lens.errors import EdgeExpressionError, SpecError
+from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
-from emg_lens.studies.code import CodeFile, load_code, locate_code
-from emg_lens.studies.metrics import METRICS
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.validate import (
     int_list,
@@ -36,6 +35,7 @@ from emg_lens.studies.validate import (
     string,
     subject_list,
 )
+from emg_lens.user_code import CodeFile, load_hook, locate_code
 
 __all__ = ["MODES", "PLACEBO", "Intervention", "LayerSpec", "StudySpec"]
 
@@ -106,12 +106,6 @@ class Intervention(Spec):
     def acts_on_layers(self) -> bool:
         """Input ablations have no layer; edge, hook and erasure interventions do."""
         return self.zero_modality is None
-
-    def placebo_of(self) -> Intervention:
-        """The placebo condition's intervention of an erasure: ``<name>_placebo``."""
-        if self.erase is None:
-            raise SpecError(f"intervention {self.name!r} erases nothing: it has no placebo")
-        return replace(self, name=self.name + PLACEBO, placebo=True)
 
 
 def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -378,7 +372,7 @@ class StudySpec(Spec):
     # ------------------------------------------------------------------ hook references
     def code_files(self) -> list[CodeFile]:
         """The Python files this study would run (``hook = ...``, ``modules = ...``), located
-        inside the spec's project and hashed, never executed (`emg_lens.studies.code`)."""
+        inside the spec's project and hashed, never executed (`emg_lens.user_code`)."""
         refs = dict.fromkeys(i.hook for i in self.interventions if i.hook is not None)
         files = [locate_code(ref, self.source_dir) for ref in refs]
         if self.modules is not None:
@@ -388,15 +382,6 @@ class StudySpec(Spec):
     def resolve_hook(self, ref: str | CodeFile, *, allow_code: bool = False) -> Any:
         """Run ``"path/file.py:name"`` (in the spec's project; only with ``allow_code``), or
         a file `code_files` located, and return the EdgeSet, expression or hook factory it
-        names."""
+        names (`emg_lens.user_code.load_hook`)."""
         code = ref if isinstance(ref, CodeFile) else locate_code(ref, self.source_dir)
-        ref = code.ref
-        value = load_code(code, allow_code=allow_code)
-        if isinstance(value, str):
-            value = parse(value)
-        if not (isinstance(value, EdgeSet) or callable(value)):
-            raise SpecError(
-                f"{ref} must be an EdgeSet, an edge expression or a hook factory "
-                f"f(model, layers) -> fwd_hooks; got {type(value).__name__}"
-            )
-        return value
+        return load_hook(code, allow_code=allow_code)

@@ -7,7 +7,7 @@ baseline's: the same subjects twice, so as the design is, paired, whatever test 
 tables use (``stats.test``). Δ% is the mean over subjects of each subject's ``100 (masked −
 baseline) / baseline`` (not the ratio of means the summary table's Δ% is: the two can differ
 in sign where subjects' baselines differ), and its interval the two-sided 90 % Student-t
-interval of those per-subject Δ% (`emg_lens.studies.stats.t_interval`; its ends are one-sided
+interval of those per-subject Δ% (`emg_lens.stats.compare.t_interval`; its ends are one-sided
 95 % bounds). Accuracy is discrete, and a cut often leaves a subject's accuracy exactly
 unchanged: zero spread is not evidence (docs/DESIGN.md §16). So a subject whose accuracy did
 not change at all counts with the change one of its test trials makes, ``100 / (T b)``, as its
@@ -15,7 +15,7 @@ spread (the interval's spread never below the root mean square of these over the
 ``sd_floor`` in ``claims.csv``; ``floor_unit`` says whether trials or, in cells stored without
 them, windows were counted; ``subject_sd`` is the spread observed), and no change is concluded
 from subjects that all changed alike (no spread: typically all exactly unchanged) on fewer than
-`emg_lens.studies.stats.KEEP_MIN_SUBJECTS` (8).
+`emg_lens.stats.compare.KEEP_MIN_SUBJECTS` (8).
 
 - ``expect = "drop"``: tested by ``stats.claims_test`` — by default ``"paired"``, the exact
   sign-flip test of the subjects' paired differences (all ``2**n`` relabellings; with 8
@@ -29,15 +29,15 @@ from subjects that all changed alike (no spread: typically all exactly unchanged
   too (from subjects with no spread: on at least 8). Otherwise one *cannot tell* (no
   significant drop, and a drop of the margin is not ruled out; the reason adds when the
   design cannot reach ``p_corr`` < 0.05 at all,
-  `emg_lens.studies.stats.corrected_floor`).
+  `emg_lens.stats.compare.corrected_floor`).
 - ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
   are the same): Schuirmann's (1987) two one-sided tests (TOST) at 5 %, i.e. the 90 %
-  interval within ``±100 margin %`` (`emg_lens.studies.stats.tost`). It *holds* when the
+  interval within ``±100 margin %`` (`emg_lens.stats.compare.tost`). It *holds* when the
   interval lies within (from subjects with no spread, on at least 8: with 7 subjects all
   unchanged, a cut that changes 30 % of subjects passes for "no change" in 8 % of studies),
   *fails* when it lies wholly outside, and one *cannot tell* otherwise. With 2 or 3 subjects
   it cannot tell unless the change is small and the subjects agree closely
-  (`emg_lens.studies.stats.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
+  (`emg_lens.stats.compare.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
   1.1 points at 2 subjects, 3.0 at 3, 7.5 at 8); keep claims are not corrected for their
   number, each is a 5 % test. Its p is TOST's; no stars.
 
@@ -60,9 +60,8 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import SpecError, StudyError
-from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
-from emg_lens.studies.output import markdown_table
-from emg_lens.studies.stats import (
+from emg_lens.output import markdown_table
+from emg_lens.stats.compare import (
     ALPHA,
     CLAIMS_TESTS,
     EXACT_MAX_N,
@@ -81,6 +80,7 @@ from emg_lens.studies.stats import (
     tost,
     tost_max_sd,
 )
+from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
 
 __all__ = [
     "CI_LEVEL",
@@ -354,9 +354,9 @@ def claims_design(
     """What a study's claims need, said before the run (``emg-lens study check``), for ``n``
     subjects (None: not known yet): the drop claims, the fewest subjects with which their
     test can reach p_corr < 0.05 over their family (perfect separation:
-    `emg_lens.studies.stats.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
+    `emg_lens.stats.compare.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
     claims, at least 2 subjects and the spread of per-subject Δ% with which TOST can show each
-    margin (`emg_lens.studies.stats.tost_max_sd`; an unchanged subject's spread is the change
+    margin (`emg_lens.stats.compare.tost_max_sd`; an unchanged subject's spread is the change
     one of its trials makes); and that no change is concluded from subjects that all changed
     alike on fewer than `KEEP_MIN_SUBJECTS`.
 
@@ -424,7 +424,7 @@ def claims_design(
 
 def _spread_note(row: Any, bound: float) -> str:
     """Why a keep claim's interval is too wide, when its subjects spread more than TOST
-    allows at their number (`emg_lens.studies.stats.tost_max_sd`)."""
+    allows at their number (`emg_lens.stats.compare.tost_max_sd`)."""
     # the interval's half width is t · sd / √n: the spread it implies
     half = (row.ci_high - row.ci_low) / 2
     limit = tost_max_sd(row.n, bound)
@@ -465,7 +465,7 @@ def format_claims(table: pd.DataFrame, prefix: str = "") -> str:
 
 def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str:
     """The "Claims" section of ``summary.md``: the rules in a paragraph (``test_name``: the
-    drop claims' test in words, `emg_lens.studies.stats.TEST_NAMES`), then one row per claim
+    drop claims' test in words, `emg_lens.stats.compare.TEST_NAMES`), then one row per claim
     with the test that decided it and why. The console's words are `format_claims`'."""
     over = "uncorrected" if correction == "none" else f"{correction} over the drop claims"
     level = f"{100 * CI_LEVEL:g}%"

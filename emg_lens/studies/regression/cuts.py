@@ -9,7 +9,7 @@ predictions per block, with an edge set cut in every layer or without, and `cut_
 compares each cut's block errors with the unmasked model's, over blocks: the mean change
 (ΔMSE, absolute), its percentile bootstrap interval (`stats.bootstrap_delta_cis`, blocks
 resampled) and its t interval, and the exact two-sided sign-flip p
-(`emg_lens.studies.stats.sign_flip_p`), corrected
+(`emg_lens.stats.compare.sign_flip_p`), corrected
 over the cuts (`stats.correct`). ΔR² is over all test windows (`metrics.score_regression`).
 A cut whose masks cut no edge is a structural zero: its row gets no p and stays out of the
 correction, as in every study. `regression_cuts` does both for a model in memory; the
@@ -43,8 +43,8 @@ from jaxtyping import Float, Int
 
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, describe
-from emg_lens.studies.metrics import score_regression
-from emg_lens.studies.stats import bootstrap_delta_cis, correct, sign_flip_p, stars, t_interval
+from emg_lens.stats.compare import bootstrap_delta_cis, correct, sign_flip_p, stars, t_interval
+from emg_lens.stats.metrics import score_regression
 
 __all__ = [
     "CUT_COLUMNS",
@@ -146,7 +146,7 @@ def block_errors(
 def _t_rows(
     differences: Float[np.ndarray, "rows n"], level: float
 ) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
-    """`emg_lens.studies.stats.t_interval` of each row."""
+    """`emg_lens.stats.compare.t_interval` of each row."""
     low, high = zip(*(t_interval(row, level) for row in differences), strict=True)
     return np.array(low), np.array(high)
 

@@ -10,16 +10,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from emg_lens.studies.output import StudyOutput, markdown_table
+from emg_lens.output import StudyOutput, markdown_table
+from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
 from emg_lens.studies.regression.spec import RegressionSpec
-from emg_lens.studies.stats import EXACT_MAX_N, correct, format_p
 
 __all__ = ["RegressionStudyResult"]
 
 
 @dataclass
 class RegressionStudyResult(StudyOutput):
-    """The tables of a regression study (`emg_lens.studies.output.StudyOutput`): ``summary``
+    """The tables of a regression study (`emg_lens.output.StudyOutput`): ``summary``
     (one row per cut, the first the unmasked model), ``blocks`` (each held-out block's MSE per
     condition) and ``baselines`` (the mean predictor, the RMS ridge and the model)."""
 

@@ -21,11 +21,11 @@ from tqdm.auto import tqdm
 from emg_lens.edges import parse
 from emg_lens.errors import DataFormatError, EdgeExpressionError, SpecError
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
+from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.regression.cuts import block_errors, cut_table
 from emg_lens.studies.regression.result import RegressionStudyResult
 from emg_lens.studies.regression.spec import RegressionSpec
-from emg_lens.studies.stats import EXACT_MAX_N, correct, format_p
 from emg_lens.studies.store import CellStore
 
 __all__ = ["KIND", "build_model", "check_regression", "load_contraction", "run_regression_study"]
@@ -143,7 +143,7 @@ def baselines(spec: RegressionSpec, contraction: Contraction) -> list[dict[str, 
     """The mean of the training targets and the per-channel feature baseline every trained
     model is shown beside (`emg_lens.train.baseline.feature_baseline`: a ridge regression on
     each channel's RMS, fitted on the training windows), scored on the test windows."""
-    from emg_lens.studies.metrics import score_regression
+    from emg_lens.stats.metrics import score_regression
     from emg_lens.train.baseline import feature_baseline
 
     w = contraction.windows

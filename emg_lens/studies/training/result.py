@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emg_lens.studies.chance import TrialScore, chance_console, chance_markdown, chance_table
-from emg_lens.studies.output import StudyOutput, markdown_table
-from emg_lens.studies.stats import compare, correct, delta_pct, format_p, stars
+from emg_lens.output import StudyOutput, markdown_table
+from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
+from emg_lens.stats.compare import compare, correct, delta_pct, format_p, stars
 from emg_lens.studies.training.spec import TrainingStudySpec
+from emg_lens.train.baseline import below_baseline
 
 __all__ = ["TrainingStudyResult", "subject_means", "summarize_training"]
 
@@ -21,7 +22,7 @@ CHANCE_FIELDS = (
     *("class_correct", "class_total", "trial_correct", "trial_total", "design_effect"),
     "train_accuracy",
 )
-"""What a stored cell keeps for the chance check (`emg_lens.studies.chance`): its held-out
+"""What a stored cell keeps for the chance check (`emg_lens.stats.chance`): its held-out
 window and trial counts and its training accuracy; None in a cell stored before them."""
 
 
@@ -91,7 +92,7 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
 @dataclass
 class TrainingStudyResult(StudyOutput):
     """What a training study produced: the per-cell table and the summary
-    (`emg_lens.studies.output.StudyOutput`)."""
+    (`emg_lens.output.StudyOutput`)."""
 
     spec: TrainingStudySpec
     per_subject: pd.DataFrame
@@ -141,7 +142,7 @@ class TrainingStudyResult(StudyOutput):
 
     def chance(self) -> pd.DataFrame | None:
         """Every trained model's held-out score beside chance, tested over trials
-        (`emg_lens.studies.chance.chance_table`), one table per architecture and input
+        (`emg_lens.stats.chance.chance_table`), one table per architecture and input
         concatenated, so each model's midpoint is to the best of its own kind (fewer
         electrodes may score less and still be above chance); None for cells stored before
         the check. Cells without trial counts are tested over windows, and say so."""
@@ -198,7 +199,7 @@ class TrainingStudyResult(StudyOutput):
         comparisons = shown.to_string(index=False, float_format="{:.3g}".format)
         chance = self.chance()
         return f"{self.header()}\n\n{self.table1().to_string()}\n{comparisons}" + (
-            "" if chance is None else f"\n{chance_console(chance)}"
+            "" if chance is None else f"\n{chance_console(chance, below_baseline=below_baseline)}"
         )
 
 

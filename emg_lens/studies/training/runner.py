@@ -23,9 +23,9 @@ from emg_lens.data.datasets import load_subject
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import SpecError, StudyError
+from emg_lens.stats.metrics import score_predictions
 from emg_lens.studies.check import text_table
 from emg_lens.studies.kinds import StudyKind, load_spec
-from emg_lens.studies.metrics import score_predictions
 from emg_lens.studies.store import WAIT_TIMEOUT, CellStore
 from emg_lens.studies.training.grid import TrainingCell, electrode_counts, select_channels
 from emg_lens.studies.training.result import CHANCE_FIELDS, TrainingStudyResult
@@ -74,7 +74,7 @@ def _train_cell(
     return {
         **scores,
         "baseline": base["value"],
-        # the chance check's: did it learn its training windows (`emg_lens.studies.chance`)
+        # the chance check's: did it learn its training windows (`emg_lens.stats.chance`)
         "train_accuracy": accuracy(model, chosen.X_train, chosen.y_train),
         "electrodes": electrodes,
         "train_seconds": seconds,

@@ -37,7 +37,7 @@ from emg_lens.data.registry import DATASETS, DatasetInfo, dataset_info
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.errors import ArgumentError, ConfigError, EmgLensError, SpecError, check_seed
 from emg_lens.models import CLASSIFIERS, MODEL_CLASSES
-from emg_lens.studies.metrics import PREDICTION_METRICS
+from emg_lens.stats.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
 from emg_lens.studies.training.grid import AXES_PER_ELECTRODE, TrainingCell, TrainingInput
 from emg_lens.studies.validate import (

@@ -138,11 +138,11 @@ def _hook_study(tmp: Path, body: str = HOOK, attr: str = "edges") -> Path:
 def _consent(*digests_of):
     def trigger(tmp: Path):
         from emg_lens.studies import load_spec
-        from emg_lens.studies.ablation.evaluate import StudyCode
+        from emg_lens.user_code import StudyCode
 
         spec = load_spec(_hook_study(tmp))
         hook = tmp / "hooks" / "mine.py"
-        return StudyCode.load(spec, allow_code=[digest(hook) for digest in digests_of])
+        return StudyCode.load(spec.code_files(), allow_code=[digest(hook) for digest in digests_of])
 
     return trigger
 
@@ -153,12 +153,12 @@ def _sha256(path: Path) -> str:
 
 def _edited_after_check(tmp: Path):
     from emg_lens.studies import load_spec
-    from emg_lens.studies.ablation.evaluate import StudyCode
+    from emg_lens.user_code import StudyCode
 
     spec = load_spec(_hook_study(tmp))
     listed = _sha256(tmp / "hooks" / "mine.py")
     (tmp / "hooks" / "mine.py").write_text(HOOK + "import os  # added after study check\n")
-    return StudyCode.load(spec, allow_code=[listed])  # the files are hashed again here
+    return StudyCode.load(spec.code_files(), allow_code=[listed])  # the files are hashed again here
 
 
 def _factory_run(body: str):
@@ -291,7 +291,7 @@ def _built_by(body: str, attr: str = "build_modules"):
     """A converted checkpoint loaded with the modules that ``body``'s function builds."""
 
     def trigger(tmp: Path):
-        from emg_lens.studies.code import ModuleBuilder, load_model, locate_code
+        from emg_lens.user_code import ModuleBuilder, load_model, locate_code
         from tests.unit.torch_encoder_checkpoints import USER_CODE, save_subjects
 
         models = save_subjects(tmp / "models", (1,))

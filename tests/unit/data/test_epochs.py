@@ -14,7 +14,7 @@ mne = pytest.importorskip("mne")
 from emg_lens.data.preprocess import SubjectData  # noqa: E402
 from emg_lens.errors import ArgumentError, DataFormatError  # noqa: E402
 from emg_lens.geometry.ten_twenty import scalp_xy  # noqa: E402
-from emg_lens.studies.chance import TrialScore, chance_table  # noqa: E402
+from emg_lens.stats.chance import TrialScore, chance_table  # noqa: E402
 
 NAMES = ["Fp1", "Fz", "C3", "Cz", "C4", "Pz", "O1", "O2"]
 

@@ -18,7 +18,7 @@ from emg_lens.inspect import interchange, interchange_pairs, probe_tokens
 from emg_lens.inspect import probes as probes_module
 from emg_lens.inspect.probes import Folds, _control, fold_windows, token_group
 from emg_lens.models import TinyMyo
-from emg_lens.studies.stats import clopper_pearson
+from emg_lens.stats.compare import clopper_pearson
 from tests.tiny import tiny_isonet, tinymyo_config
 
 
@@ -314,7 +314,7 @@ def test_several_subjects_get_their_own_intervals_and_a_subject_level_one_never_
     from emg_lens.inspect.interchange import over_subjects
     from emg_lens.inspect.plots import plot_interchange
     from emg_lens.inspect.probe_report import ProbeReport
-    from emg_lens.studies.stats import t_interval
+    from emg_lens.stats.compare import t_interval
 
     table = pd.DataFrame({
         "subject": [1, 2, 1, 2], "cut": "none", "layer": [0, 0, 1, 1], "group": "acc",

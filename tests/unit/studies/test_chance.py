@@ -1,5 +1,5 @@
 """A model that learned nothing is named before it is analysed (issue 41, item 3): every
-command's unmasked accuracy beside chance (`emg_lens.studies.chance`), and a warning, on the
+command's unmasked accuracy beside chance (`emg_lens.stats.chance`), and a warning, on the
 console and at the top of summary.md, for a model that is not clearly above chance. The test
 counts trials, not windows, and the warning names the fault (issue 46, item 1).
 
@@ -23,8 +23,7 @@ from emg_lens.discovery.study import DiscoveryStudyResult, run_discovery
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect.report import inspect_model
 from emg_lens.models import IsoNet
-from emg_lens.studies import StudyResult, run_study
-from emg_lens.studies.chance import (
+from emg_lens.stats.chance import (
     PLACEMENT_CHECK,
     TrialScore,
     chance_console,
@@ -32,8 +31,10 @@ from emg_lens.studies.chance import (
     chance_table,
     trials_needed,
 )
-from emg_lens.studies.stats import format_p
+from emg_lens.stats.compare import format_p
+from emg_lens.studies import StudyResult, run_study
 from emg_lens.train import TrainConfig, fit
+from emg_lens.train.baseline import below_baseline
 
 LEARNED, SHUFFLED = 1, 2  # subject ids
 WARNING = "is not clearly above chance"
@@ -59,7 +60,7 @@ def test_the_warning_names_the_model_in_the_console_and_first_in_the_markdown():
     table = chance_table({"subject 3": (3, [3, 3, 3])})
     text = chance_markdown(table)
     assert text.startswith(f"**Warning: subject 3 {WARNING}")
-    assert f"WARNING: subject 3 {WARNING}" in chance_console(table)
+    assert f"WARNING: subject 3 {WARNING}" in chance_console(table, below_baseline=below_baseline)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +117,7 @@ def test_right_on_two_of_five_trials_is_not_above_chance_and_does_not_transfer()
     assert row["p"] == pytest.approx(sps.binomtest(2, 5, 0.2, alternative="greater").pvalue)
     assert row["window_p"] < 0.002 and not row["above_chance"]
     assert row["design_effect"] == pytest.approx(9.0)  # every window repeats its trial
-    console = chance_console(table)
+    console = chance_console(table, below_baseline=below_baseline)
     warning = console.splitlines()[-1]
     assert warning.startswith(f"WARNING: subject 3 {WARNING}")
     assert "does not transfer" in warning and "training accuracy 1.000" in warning
@@ -136,7 +137,9 @@ def test_a_design_too_small_to_tell_is_said_and_blames_nothing_on_the_model():
     assert row["trial_accuracy"] == 1.0 and row["p"] == pytest.approx(0.0625)
     assert row["verdict"] == "too small to tell" and not row["above_chance"]
     assert row["best_p"] == pytest.approx(0.0625) and row["trials_needed"] == 5
-    warning = chance_console(chance_table({"subject 1": score})).splitlines()[-1]
+    warning = chance_console(
+        chance_table({"subject 1": score}), below_baseline=below_baseline
+    ).splitlines()[-1]
     assert warning.startswith("WARNING: whether subject 1 is above chance cannot be told")
     assert "too small to tell: even all 4 trials right would give p = 0.0625" in warning
     assert "at least 5 are needed" in warning
@@ -155,7 +158,12 @@ def test_the_warning_names_the_fault_from_the_training_accuracy():
         "unknown": TrialScore.from_predictions(pred, y, trials, 4),
         "no placement": TrialScore.from_predictions(pred, y, trials, 4, train_accuracy=0.99),
     }
-    text = dict(zip(scores, chance_console(chance_table(scores)).splitlines()[-3:]))
+    text = dict(
+        zip(
+            scores,
+            chance_console(chance_table(scores), below_baseline=below_baseline).splitlines()[-3:],
+        )
+    )
     assert "did not learn: its training accuracy is 0.300" in text["unlearned"]
     assert "does not transfer" not in text["unlearned"]
     assert "training accuracy is not known" in text["unknown"]
@@ -184,7 +192,7 @@ def test_a_model_below_the_feature_baseline_is_named_beside_chance():
     }
     table = chance_table(scores)
     assert table["baseline_accuracy"].tolist()[:2] == [0.95, 0.5]
-    console = chance_console(table).splitlines()
+    console = chance_console(table, below_baseline=below_baseline).splitlines()
     below = [line for line in console if "feature baseline's" in line]
     assert below == [
         "subject 1: the model's 0.850 is below the per-channel feature baseline's 0.950 "
@@ -207,14 +215,14 @@ def test_windows_without_trials_keep_a_window_level_test_and_say_so():
     assert row["unit"] == "window" and row["trials"] == row["n"] == 40
     assert row["p"] == pytest.approx(expected) == row["window_p"]
     assert "tested over windows, each its own trial" in chance_console(
-        chance_table({"m": (30, [20, 20])})
+        chance_table({"m": (30, [20, 20])}), below_baseline=below_baseline
     )
 
 
 def test_no_p_value_is_printed_as_zero():
     table = chance_table({"m": (1000, [250] * 4)})  # p underflows to 0.0
     assert table["p"].iloc[0] < 1e-300
-    text = chance_console(table) + chance_markdown(table)
+    text = chance_console(table, below_baseline=below_baseline) + chance_markdown(table)
     assert "p < 1e-16" in text and "p = 0" not in text and "| 0 |" not in text
 
 

@@ -23,6 +23,7 @@ import pytest
 from emg_lens import EncoderConfig
 from emg_lens.cli import main
 from emg_lens.errors import SpecError, StudyError
+from emg_lens.stats.compare import KEEP_MIN_SUBJECTS, bootstrap_delta_ci, compare, t_interval
 from emg_lens.studies import load_spec, run_study
 from emg_lens.studies.ablation.result import legend
 from emg_lens.studies.ablation.verdicts import (
@@ -31,7 +32,6 @@ from emg_lens.studies.ablation.verdicts import (
     evaluate_claims,
     interval_verdict,
 )
-from emg_lens.studies.stats import KEEP_MIN_SUBJECTS, bootstrap_delta_ci, compare, t_interval
 from tests.tiny import tiny_subject
 
 BASE = np.array([0.99, 1.0, 0.995, 1.0, 0.98, 1.0, 0.99, 0.995])

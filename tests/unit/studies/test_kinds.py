@@ -9,9 +9,9 @@ import dataclasses
 import pytest
 
 from emg_lens.errors import ArgumentError, SpecError
+from emg_lens.output import StudyOutput
 from emg_lens.studies import KINDS, check_study, load_spec, run
 from emg_lens.studies.kinds import kind_of, study_kind
-from emg_lens.studies.output import StudyOutput
 from emg_lens.studies.spec_base import Spec
 
 ABLATION = {"name": "a", "models": "demo", "interventions": [{"name": "u", "edges": "unimodal"}]}
@@ -52,12 +52,12 @@ def test_every_kind_has_a_spec_runner_check_and_result(name):
 def test_a_study_file_of_any_kind_is_read_once_into_its_spec(table, tmp_path, monkeypatch):
     import yaml
 
-    from emg_lens.studies import files
+    from emg_lens.studies import kinds
 
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(table))
     reads = []
-    real = files.read_study_file
+    real = kinds.read_study_file
     monkeypatch.setattr(
         "emg_lens.studies.kinds.read_study_file",
         lambda p, build: reads.append(p) or real(p, build),

@@ -12,9 +12,9 @@ import pytest
 from emg_lens import ArgumentError, EncoderConfig
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.models import IsoNet
+from emg_lens.stats.compare import clopper_pearson
+from emg_lens.stats.units import TRIAL_WINDOW_FIELDS, class_trial_cis, trial_counts
 from emg_lens.studies import StudyResult, StudySpec, run_study
-from emg_lens.studies.stats import clopper_pearson
-from emg_lens.studies.units import TRIAL_WINDOW_FIELDS, class_trial_cis, trial_counts
 
 SPEC = {"name": "t", "models": "x", "layers": {"modes": ["all"]},
         "interventions": [{"name": "cross", "edges": "cross_modal"}]}  # fmt: skip

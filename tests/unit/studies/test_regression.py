@@ -20,7 +20,7 @@ from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError
 from emg_lens.geometry import grid_halves
 from emg_lens.geometry.draw import plot_channel_groups
 from emg_lens.models.native.tinymyo import TinyMyo
-from emg_lens.studies.metrics import score_regression
+from emg_lens.stats.metrics import score_regression
 from emg_lens.studies.regression.cuts import regression_cuts
 from emg_lens.train.baseline import below_baseline, feature_baseline
 from emg_lens.train.finetune import FinetuneConfig

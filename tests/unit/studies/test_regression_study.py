@@ -14,9 +14,9 @@ import scipy.io
 import emg_lens.studies.regression.runner as regression_study
 from emg_lens.cli import main
 from emg_lens.errors import ArgumentError, DataFormatError, SpecError
+from emg_lens.stats.compare import PERMUTATIONS, compare_rows, format_p, sign_flip_p
 from emg_lens.studies import load_spec, run
 from emg_lens.studies.regression.cuts import CUT_COLUMNS
-from emg_lens.studies.stats import PERMUTATIONS, compare_rows, format_p, sign_flip_p
 
 CUTS = [
     {"name": "left_right", "edges": "between_regions(ch1+ch2+ch3+ch4, ch5+ch6+ch7+ch8)"},

@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emg_lens.studies.metrics import score_logits, score_stacked
-from emg_lens.studies.units import design_effects
+from emg_lens.stats.metrics import score_logits, score_stacked
+from emg_lens.stats.units import design_effects
 
 
 def _votes(pred, y, trials):

@@ -266,7 +266,7 @@ def test_the_run_records_the_form_and_the_tables_do_not_change():
 
 def test_an_unknown_rule_is_refused_before_anything_runs(monkeypatch):
     monkeypatch.setattr(
-        "emg_lens.studies.ablation.runner._subjects",
+        "emg_lens.studies.ablation.runner.study_models",
         lambda *a: pytest.fail("the subjects were read"),
     )
     with pytest.raises(ArgumentError, match="condition_form='fast': expected one of 'auto'"):

@@ -11,10 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError, SpecError
-from emg_lens.studies import summarize
-from emg_lens.studies.ablation.result import family_sizes, power_note
-from emg_lens.studies.spec_base import StatsSpec
-from emg_lens.studies.stats import (
+from emg_lens.stats.compare import (
     bootstrap_delta_ci,
     bootstrap_delta_cis,
     clopper_pearson,
@@ -33,6 +30,9 @@ from emg_lens.studies.stats import (
     tost,
     tost_max_sd,
 )
+from emg_lens.studies import summarize
+from emg_lens.studies.ablation.result import family_sizes, power_note
+from emg_lens.studies.spec_base import StatsSpec
 
 # ----------------------------------------------------------------------------- compare
 
@@ -493,15 +493,18 @@ def test_a_p_value_is_never_printed_as_zero(p, text):
 
 
 def test_tables_and_chance_print_tiny_p_values_as_a_bound_or_in_scientific_notation():
-    from emg_lens.studies.chance import chance_console, chance_markdown, chance_table
-    from emg_lens.studies.output import markdown_table
+    from emg_lens.output import markdown_table
+    from emg_lens.stats.chance import chance_console, chance_markdown, chance_table
+    from emg_lens.train.baseline import below_baseline
 
     table = markdown_table(pd.DataFrame({"x": [0.0, 0.0], "p": [0.0, 2e-5], "p_corr": [0.0, 1]}))
     assert table.splitlines()[2:] == ["| 0.000 | < 1e-16 | < 1e-16 |", "| 0.000 | 2e-05 | 1 |"]
     chance = chance_table({"subject 1": (1200, [600, 600])})  # binomial p underflows to 0
     assert chance["p"][0] < 1e-300
     assert "| < 1e-16 |" in chance_markdown(chance)
-    assert "p < 1e-16" in chance_console(chance) and "p = 0" not in chance_console(chance)
+    assert "p < 1e-16" in chance_console(
+        chance, below_baseline=below_baseline
+    ) and "p = 0" not in chance_console(chance, below_baseline=below_baseline)
 
 
 # ----------------------------------------------------------------------------- effect sizes

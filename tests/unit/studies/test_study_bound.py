@@ -21,9 +21,10 @@ from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudySpec, expand_grid, run_study
 from emg_lens.studies.ablation import evaluate as evaluate_module
-from emg_lens.studies.ablation.evaluate import StudyCode, evaluate_subject
+from emg_lens.studies.ablation.evaluate import evaluate_subject
 from emg_lens.studies.ablation.grid import BASELINE
 from emg_lens.studies.subjects import Subject
+from emg_lens.user_code import StudyCode
 
 BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 N_WINDOWS, BATCH = 22, 8  # three window batches: 8, 8, 6
@@ -128,7 +129,7 @@ def test_the_runner_is_not_under_the_bound_beyond_the_noise():
     spec = _spec("cross_modal", "unimodal")
     plans = bench.plans(spec, models)
     conditions = [BASELINE, *expand_grid(spec, 3, model.cfg.n_heads)]
-    code = StudyCode.load(spec, allow_code=False)
+    code = StudyCode.load(spec.code_files(), allow_code=False)
     run = {
         # What run_study calls per subject; the statistics after it are no part of the bound.
         "runner": lambda: evaluate_subject(
@@ -169,7 +170,7 @@ def test_every_condition_predicts_what_a_hooked_pass_predicts(monkeypatch, retur
         batch_size=BATCH,
         verify=True,
         subject_id=1,
-        code=StudyCode.load(spec, allow_code=False),
+        code=StudyCode.load(spec.code_files(), allow_code=False),
     )
     X = torch.as_tensor(data.X_test)
     base = model(X, return_type=return_type).argmax(-1).numpy()

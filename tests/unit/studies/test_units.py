@@ -8,7 +8,7 @@ import pytest
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_ids
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.units import cluster_bootstrap_ci, design_effect, trial_votes
+from emg_lens.stats.units import cluster_bootstrap_ci, design_effect, trial_votes
 
 
 def test_trials_are_class_and_repetition_pairs_numbered_by_first_appearance():

@@ -64,6 +64,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info, user_modules_of
+from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
@@ -76,11 +77,13 @@ from emg_lens.errors import (
 __all__ = [
     "CodeFile",
     "ModuleBuilder",
+    "StudyCode",
     "consent_command",
     "consent_digests",
     "describe_code",
     "hooks_from_factory",
     "load_code",
+    "load_hook",
     "load_model",
     "locate_argument",
     "locate_code",
@@ -329,6 +332,32 @@ def load_code(code: CodeFile, *, allow_code: Any) -> Any:
     return getattr(module, code.attr)
 
 
+def load_hook(code: CodeFile, *, allow_code: Any) -> Any:
+    """Run a study's hook file with consent (`load_code`) and return what it names: an
+    `EdgeSet`, an edge expression (parsed), or a hook factory ``f(model, layers) ->
+    fwd_hooks``; anything else is a `SpecError` naming the reference.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "edges.py").write_text("mine = 'cross_modal'\\nbad = 3")
+    >>> load_hook(locate_code("edges.py:mine", root), allow_code=True)
+    EdgeSet('cross_modal')
+    >>> load_hook(locate_code("edges.py:bad", root), allow_code=True)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: edges.py:bad must be an EdgeSet, an edge expression or a hook factory f(model, layers) -> fwd_hooks; got int
+    """  # noqa: E501
+    value = load_code(code, allow_code=allow_code)
+    if isinstance(value, str):
+        value = parse(value)
+    if not (isinstance(value, EdgeSet) or callable(value)):
+        raise SpecError(
+            f"{code.ref} must be an EdgeSet, an edge expression or a hook factory "
+            f"f(model, layers) -> fwd_hooks; got {type(value).__name__}"
+        )
+    return value
+
+
 @contextlib.contextmanager
 def running_code(ref: str, doing: str) -> Iterator[None]:
     """Run a study's code (``ref``: ``"hooks/file.py:name"``) in the block: an exception it
@@ -483,6 +512,29 @@ class ModuleBuilder:
         return dict(modules)
 
 
+@dataclass(frozen=True)
+class StudyCode:
+    """A study's code files, each run once and only with consent: what each hook reference
+    names and the SHA-256 of the bytes that ran, for provenance, and the builder of the user's
+    modules (``modules = ...``), if the study names one."""
+
+    targets: dict[str, Any]
+    digests: dict[str, str]
+    modules: ModuleBuilder | None = None
+
+    @classmethod
+    def load(cls, files: list[CodeFile], allow_code: Any) -> StudyCode:
+        """Run a study's code ``files`` (its spec's ``code_files()``: located and hashed, never
+        run) with consent (``allow_code``: True, or the files' SHA-256 digests): refused by
+        `require_consent` before any of them runs."""
+        require_consent(files, allow_code=allow_code)
+        hooks = [f for f in files if f.key == "hook"]
+        builder = next((f for f in files if f.key == "modules"), None)
+        targets = {f.ref: load_hook(f, allow_code=allow_code) for f in hooks}
+        modules = None if builder is None else ModuleBuilder.load(builder, allow_code=allow_code)
+        return cls(targets, {f.ref: f.sha256 for f in hooks}, modules)
+
+
 def require_builder(checkpoints: Iterable[str | Path], builder: ModuleBuilder | None) -> None:
     """Refuse, before anything runs, checkpoint folders whose models hold the user's own
     modules (`emg_lens.checkpoints.user_modules_of`) when no ``builder`` was given: a
@@ -507,13 +559,15 @@ def load_model(
     Without a builder there, the `CheckpointError` of `require_builder`; weights that do not
     fit the modules built are a `CheckpointError` naming the builder too."""
     info = read_checkpoint_info(path)
-    if not user_modules_of(info):
-        return load_checkpoint(path, device=device)
-    require_builder([path], builder)
-    modules = builder.build(path, info)
+    modules = None
+    if user_modules_of(info):
+        require_builder([path], builder)
+        modules = builder.build(path, info)
     try:
         return load_checkpoint(path, device=device, modules=modules)
     except CheckpointError as exc:
+        if modules is None:  # no modules of the user's: the checkpoint's own error, as it is
+            raise
         raise CheckpointError(
             f"{exc}; the modules came from {builder.code.ref} ({builder.code.path}): it must "
             f"build them with the architecture {path} was saved from"

@@ -12,7 +12,7 @@ noise: the warning says so by name before any of them.
 one gesture) overlap and share its noise, so their correctness is correlated and a binomial
 test over windows says far more than the data allow (a model at chance per trial passes it in
 about a quarter of draws). A `TrialScore` holds what the check counts: each trial decided by
-the majority vote of its windows (`emg_lens.studies.units.trial_votes`; a tie is not correct)
+the majority vote of its windows (`emg_lens.stats.units.trial_votes`; a tie is not correct)
 and the window figures beside it. Data that carry no trials (an ``(X, y)`` pair, or the
 ``(correct, class_counts)`` form `chance_table` also accepts) count each window as its own
 trial, and the table says so (``unit = "window"``).
@@ -36,7 +36,8 @@ ones, and where the data have a placement the warning points to the placement ch
 >>> table = chance_table({"subject 1": (90, [50, 50]), "subject 2": (52, [50, 50])})
 >>> table[["model", "unit", "accuracy", "chance", "above_chance"]].values.tolist()
 [['subject 1', 'window', 0.9, 0.5, True], ['subject 2', 'window', 0.52, 0.5, False]]
->>> print(chance_console(table).splitlines()[-1])  # doctest: +NORMALIZE_WHITESPACE
+>>> console = chance_console(table, below_baseline=None)
+>>> print(console.splitlines()[-1])  # doctest: +NORMALIZE_WHITESPACE
 WARNING: subject 2 is not clearly above chance: accuracy 0.520 on 100 windows, each counted
 as its own trial, chance 0.500; binomial p = 0.382 >= 0.05; window accuracy 0.520 below 0.700,
 the midpoint between chance and the best model's 0.900. Its training accuracy is not known
@@ -47,7 +48,7 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +57,8 @@ from jaxtyping import Int
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.stats import format_p
-from emg_lens.studies.units import check_classes, design_effect, design_effects, trial_votes
+from emg_lens.stats.compare import format_p
+from emg_lens.stats.units import check_classes, design_effect, design_effects, trial_votes
 
 __all__ = [
     "ALPHA",
@@ -72,6 +73,10 @@ __all__ = [
     "flagged",
     "trials_needed",
 ]
+
+BelowBaseline = Callable[[str, float, float], "str | None"]
+"""The rule that says a model's score is below the feature baseline's: ``(model, score,
+baseline) -> line or None`` (`emg_lens.train.baseline.below_baseline`)."""
 
 ALPHA = 0.05
 CHANCE_RULE = "the share of the most frequent class"
@@ -448,11 +453,10 @@ def _console_row(r) -> str:
     )
 
 
-def below_baselines(table: pd.DataFrame) -> list[str]:
+def below_baselines(table: pd.DataFrame, below_baseline: BelowBaseline) -> list[str]:
     """A line per model of `chance_table` whose window accuracy is below the per-channel
-    feature baseline's on the same windows (`emg_lens.train.baseline.below_baseline`)."""
-    from emg_lens.train.baseline import below_baseline
-
+    feature baseline's on the same windows, as ``below_baseline`` says it (the training
+    floor's rule, `emg_lens.train.baseline.below_baseline`, passed in from above)."""
     lines = []
     for r in table.itertuples():
         if not pd.isna(r.baseline_accuracy):
@@ -461,16 +465,19 @@ def below_baselines(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def chance_console(table: pd.DataFrame) -> str:
+def chance_console(table: pd.DataFrame, *, below_baseline: BelowBaseline | None) -> str:
     """Lines for the console: every model's held-out score beside chance, then a
     ``WARNING:`` line per model that is not clearly above chance, then a line per model below
-    the per-channel feature baseline."""
+    the per-channel feature baseline: ``below_baseline`` is the rule that says so
+    (`emg_lens.train.baseline.below_baseline`; every caller stands above training and passes
+    it), None where no line about the baseline is wanted."""
     lines = [
         f"unmasked accuracy beside chance ({CHANCE_RULE}), {_unit_phrase(table)}, one-sided "
         "exact binomial:",
         *(f"  {_console_row(r)}" for r in table.itertuples()),
     ]
-    return "\n".join(lines + chance_warnings(table) + below_baselines(table))
+    below = [] if below_baseline is None else below_baselines(table, below_baseline)
+    return "\n".join(lines + chance_warnings(table) + below)
 
 
 def _above(r) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 from jaxtyping import Bool, Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.stats import clopper_pearson
+from emg_lens.stats.compare import clopper_pearson
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -153,6 +153,24 @@ def trial_votes(
     return TrialVotes(correct.reshape(*pred.shape[:-1], n_trials), label, labels.sum(1))
 
 
+def _check_hits(hits: np.ndarray, level: float, *clusters: np.ndarray) -> None:
+    """Refuse hits that are not one finite value per window of each of ``clusters``, or a
+    ``level`` outside (0, 1): what both bootstrap intervals take."""
+    for cluster in clusters:
+        _check_windows(hits, cluster, "hits")
+    if not np.isfinite(hits).all():
+        raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
+    if not 0 < level < 1:
+        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+
+
+def _percentile_interval(shares: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the resampled ``shares``."""
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(shares, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def cluster_bootstrap_ci(
     hits: Float[np.ndarray, " unit"],
     clusters: Int[np.ndarray, " unit"],
@@ -173,11 +191,7 @@ def cluster_bootstrap_ci(
     True
     """
     hits, clusters = np.asarray(hits, np.float64), np.asarray(clusters)
-    _check_windows(hits, clusters, "hits")
-    if not np.isfinite(hits).all():
-        raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
-    if not 0 < level < 1:
-        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+    _check_hits(hits, level, clusters)
     _, cluster = np.unique(clusters, return_inverse=True)
     sums = np.bincount(cluster, weights=hits)
     sizes = np.bincount(cluster).astype(np.float64)
@@ -186,9 +200,7 @@ def cluster_bootstrap_ci(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(sums), size=(resamples, len(sums)))
     shares = sums[draws].sum(1) / sizes[draws].sum(1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(shares, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_interval(shares, level)
 
 
 def crossed_bootstrap_ci(
@@ -215,12 +227,7 @@ def crossed_bootstrap_ci(
     (0.0, 1.0)
     """
     hits, rows, cols = np.asarray(hits, np.float64), np.asarray(rows), np.asarray(cols)
-    _check_windows(hits, rows, "hits")
-    _check_windows(hits, cols, "hits")
-    if not np.isfinite(hits).all():
-        raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
-    if not 0 < level < 1:
-        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+    _check_hits(hits, level, rows, cols)
     _, row = np.unique(rows, return_inverse=True)
     _, col = np.unique(cols, return_inverse=True)
     n_rows, n_cols = int(row.max()) + 1, int(col.max()) + 1
@@ -234,9 +241,7 @@ def crossed_bootstrap_ci(
         total = w.sum()
         shares[i] = (w * hits).sum() / total if total else np.nan
     shares = shares[np.isfinite(shares)]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(shares, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_interval(shares, level)
 
 
 def design_effect(
@@ -351,7 +356,7 @@ def class_trial_cis(
     """``(low, high, trials)`` per class: the interval of the class's accuracy over its
     trials, and how many trials it has. Each trial counts once, with its share of correct
     windows ``a_t`` in [0, 1]; the interval is Clopper–Pearson's for ``Σ a_t`` successes of
-    ``T`` trials (`emg_lens.studies.stats.clopper_pearson`, whose beta quantiles take a
+    ``T`` trials (`emg_lens.stats.compare.clopper_pearson`, whose beta quantiles take a
     fractional count). Exact where trials are all right or all wrong, and conservative
     otherwise: of the variables in [0, 1] with a given mean, a trial that is all right or all
     wrong varies most, so the binomial bounds every trial's share (Hoeffding 1956). NaN for a

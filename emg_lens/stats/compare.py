@@ -55,7 +55,6 @@ from jaxtyping import Float
 from scipy import stats as sps
 
 from emg_lens.errors import SpecError
-from emg_lens.p_values import P_FLOOR, format_p  # noqa: F401 (the studies' p rule, re-exported)
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -66,6 +65,7 @@ __all__ = [
     "KEEP_MIN_SUBJECTS",
     "PAIRED",
     "PERMUTATIONS",
+    "P_FLOOR",
     "TESTS",
     "TEST_NAMES",
     "bootstrap_delta_ci",
@@ -88,6 +88,38 @@ __all__ = [
     "tost",
     "tost_max_sd",
 ]
+
+# ----------------------------------------------------------------- the p rule
+# The one rule for printing a p-value, shared by every table, console line and report page: a p
+# below `P_FLOOR` underflowed (a double's tail has no digits left there) and is printed as the
+# bound, never as 0.
+
+P_FLOOR = 1e-16
+"""Below it a printed p is the bound ``< 1e-16``."""
+
+
+def format_p(p: float, digits: int = 3, name: str = "") -> str:
+    """A p-value as every table and console prints it: ``digits`` significant digits, in
+    scientific notation below 1e-4 (Python's ``g``), never ``0``: below `P_FLOOR` (an exact
+    0 is a p that underflowed) the bound ``< 1e-16``; ``n/a`` for NaN. With a ``name``, the
+    text a sentence says: ``p_corr = 0.0078``, ``p < 1e-16``.
+
+    >>> format_p(0.000311), format_p(2.2e-5, 2), format_p(1e-300), format_p(float("nan"))
+    ('0.000311', '2.2e-05', '< 1e-16', 'n/a')
+    >>> format_p(0.0078125, 2, "p_corr"), format_p(0.0, 2, "p")
+    ('p_corr = 0.0078', 'p < 1e-16')
+    """
+    p = float(p)
+    if not np.isfinite(p):
+        text = "n/a"
+    elif p < P_FLOOR:
+        text = f"< {P_FLOOR:.0e}"
+    else:
+        text = f"{p:.{digits}g}"
+    if not name:
+        return text
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
 
 TESTS = ("mannwhitneyu", "wilcoxon", "permutation")
 PAIRED_TESTS = ("wilcoxon", "permutation")  # one masked value per baseline value, by subject
@@ -387,6 +419,23 @@ def bootstrap_delta_ci(
     return float(low[0]), float(high[0])
 
 
+def _rows_and_baseline(
+    masked: Any, baseline: Any, level: float, level_name: str, interval: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``masked`` as rows of per-subject values and ``baseline`` as one value per subject,
+    for an interval of the change at ``level``; a level outside (0, 1) or rows that do not
+    match the baseline is a `SpecError` (``level_name``, ``interval``: what it names)."""
+    if not 0 < level < 1:
+        raise SpecError(f"{level_name} must be in (0, 1), got {level!r}")
+    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    if masked.shape[1:] != baseline.shape:
+        raise SpecError(
+            f"{interval} needs one masked value per subject's baseline value, got "
+            f"{masked.shape[-1]} and {len(baseline)}"
+        )
+    return masked, baseline
+
+
 def bootstrap_delta_cis(
     masked: Float[np.ndarray, "rows n"],
     baseline: Float[np.ndarray, " n"],
@@ -408,14 +457,9 @@ def bootstrap_delta_cis(
     >>> (float(lows[1]), float(highs[1])) == bootstrap_delta_ci([0.9, np.nan, 0.9, 0.9], base)
     True
     """
-    if not 0 < level < 1:
-        raise SpecError(f"bootstrap level must be in (0, 1), got {level!r}")
-    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
-    if masked.shape[1:] != baseline.shape:
-        raise SpecError(
-            f"a bootstrap interval needs one masked value per subject's baseline value, got "
-            f"{masked.shape[-1]} and {len(baseline)}"
-        )
+    masked, baseline = _rows_and_baseline(
+        masked, baseline, level, "bootstrap level", "a bootstrap interval"
+    )
     tail = 100 * (1 - level) / 2
     lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
     keep = np.isfinite(masked) & np.isfinite(baseline)
@@ -470,14 +514,9 @@ def delta_t_intervals(
     >>> round(float(lows[0]), 1), round(delta_pct(0.5575, 0.92), 1), round(float(highs[0]), 1)
     (-45.3, -39.4, -33.5)
     """
-    if not 0 < level < 1:
-        raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
-    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
-    if masked.shape[1:] != baseline.shape:
-        raise SpecError(
-            f"an interval of a change needs one masked value per subject's baseline value, got "
-            f"{masked.shape[-1]} and {len(baseline)}"
-        )
+    masked, baseline = _rows_and_baseline(
+        masked, baseline, level, "an interval's level", "an interval of a change"
+    )
     lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
     for row, values in enumerate(masked):
         keep = np.isfinite(values) & np.isfinite(baseline)

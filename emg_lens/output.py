@@ -20,19 +20,19 @@ import pandas as pd
 
 from emg_lens._io import make_folder, write_if_changed
 from emg_lens.report import write_manifest, write_report
-from emg_lens.studies.stats import format_p
+from emg_lens.stats.compare import format_p
 
 __all__ = ["P_COLUMNS", "StudyOutput", "markdown_table", "save_outputs"]
 
 
 P_COLUMNS = ("p", "p_corr", "p_corrected")
-"""Columns that hold p-values: a table prints them by `emg_lens.studies.stats.format_p`."""
+"""Columns that hold p-values: a table prints them by `emg_lens.stats.compare.format_p`."""
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     r"""A GitHub-flavoured markdown table (no extra dependency); a ``|`` in a cell (an edge
     expression's union) is written ``\|``; a p-value column (`P_COLUMNS`) is printed by
-    `emg_lens.studies.stats.format_p`, never as 0.
+    `emg_lens.stats.compare.format_p`, never as 0.
 
     >>> print(markdown_table(pd.DataFrame({"a": [0.5], "b": ["x | y"], "p": [2e-5]})))
     | a | b | p |

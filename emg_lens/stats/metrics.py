@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.chance import cell_fields, stacked_cell_fields
-from emg_lens.studies.units import check_classes, stacked_trial_counts
+from emg_lens.stats.chance import cell_fields, stacked_cell_fields
+from emg_lens.stats.units import check_classes, stacked_trial_counts
 
 __all__ = [
     "CONTINUOUS_METRICS",
@@ -151,7 +151,7 @@ def score_predictions(
     of the predicted classes ``pred`` against the labels ``y``), and per-class
     ``class_correct`` and ``class_total`` counts (JSON-able lists); with each window's trial
     (``trials``, `SubjectData.test_trials`), also the trial counts the chance check tests
-    (`emg_lens.studies.chance.cell_fields`).
+    (`emg_lens.stats.chance.cell_fields`).
 
     >>> cell = score_predictions(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3, "accuracy")
     >>> cell["value"], cell["class_correct"], cell["class_total"]
@@ -212,7 +212,7 @@ def score_logits(
     the unmasked model's logits on the same windows (``reference``, for ``kl`` and
     ``flip_rate``), and per-class ``class_correct`` and ``class_total`` counts; with each
     window's trial (``trials``), also the cell's trial counts (`score_predictions`) and, per
-    trial, its class, windows and correct windows (`emg_lens.studies.units.trial_counts`, for
+    trial, its class, windows and correct windows (`emg_lens.stats.units.trial_counts`, for
     per_class.csv's intervals over trials). Computed in float64 on the CPU from the logits as
     given; `score_stacked` scores many conditions' logits at once.
 
