@@ -65,11 +65,19 @@ PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
 # ----------------------------------------------------------------------------- plans
 
 
-def _edges_of(condition: Condition, code: StudyCode) -> EdgeSet | Any:
+def _edges_of(
+    condition: Condition, code: StudyCode, parsed: dict[str, EdgeSet] | None = None
+) -> EdgeSet | Any:
+    """The edge set a condition cuts (parsed once per expression into ``parsed``, if given),
+    or what its hook file names."""
     intervention = condition.intervention
-    if intervention.edges is not None:
+    if intervention.edges is None:
+        return code.targets[intervention.hook]
+    if parsed is None:
         return parse(intervention.edges)
-    return code.targets[intervention.hook]
+    if intervention.edges not in parsed:
+        parsed[intervention.edges] = parse(intervention.edges)
+    return parsed[intervention.edges]
 
 
 class _MaskTable:
@@ -78,10 +86,21 @@ class _MaskTable:
     def __init__(self):
         self.masks: list[torch.Tensor] = []
         self._ids: dict[bytes, int] = {}
+        # the id of a mask tensor already seen (a compiled layer's, asked for by every
+        # condition acting there), by object, with the tensor kept so its id() stays its own
+        self._seen: dict[int, tuple[torch.Tensor, int | None]] = {}
         self.compiled: dict[EdgeSet, torch.Tensor] = {}  # per-layer masks, by edge set
+        self.parsed: dict[str, EdgeSet] = {}  # edge expressions, parsed once
         self.read: dict[str, torch.Tensor | None] = {}  # `_readout_rows`, by return type
 
     def id(self, mask: torch.Tensor) -> int | None:
+        seen = self._seen.get(id(mask))
+        if seen is not None and seen[0] is mask:
+            return seen[1]
+        self._seen[id(mask)] = (mask, self._content_id(mask))
+        return self._seen[id(mask)][1]
+
+    def _content_id(self, mask: torch.Tensor) -> int | None:
         if not mask.any():
             return None  # an empty mask is no mask at all
         # The shape as text: bytes(shape) fails on a dimension of 256 or more (TinyMyo: 800)
@@ -132,7 +151,7 @@ def _edge_sequences(
         if c.intervention.zero_modality is not None or c.intervention.erase is not None:
             other.append(c)
             continue
-        target = _edges_of(c, code)
+        target = _edges_of(c, code, table.parsed)
         if isinstance(target, EdgeSet):
             sequences[c.key] = _mask_sequence(model, target, c, table)
         else:
