@@ -89,7 +89,7 @@ class _MaskTable:
         # the id of a mask tensor already seen (a compiled layer's, asked for by every
         # condition acting there), by object, with the tensor kept so its id() stays its own
         self._seen: dict[int, tuple[torch.Tensor, int | None]] = {}
-        self.compiled: dict[EdgeSet, torch.Tensor] = {}  # per-layer masks, by edge set
+        self.compiled: dict[EdgeSet, list[torch.Tensor]] = {}  # per-layer masks, by edge set
         self.parsed: dict[str, EdgeSet] = {}  # edge expressions, parsed once
         self.read: dict[str, torch.Tensor | None] = {}  # `_readout_rows`, by return type
 
@@ -127,7 +127,7 @@ def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTabl
                 masks = [edges.compile(layout_of(i), heads[i], layer=i) for i in range(n_layers)]
         except LayoutError as exc:
             raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
-        table.compiled[edges] = masks
+        masks = table.compiled[edges] = list(masks)  # one tensor per layer, kept: ids by object
     if condition.heads is not None:
         keep = torch.zeros(n_heads, dtype=torch.bool)
         keep[list(condition.heads)] = True
