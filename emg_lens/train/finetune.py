@@ -40,7 +40,7 @@ from emg_lens.errors import (
 from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
 from emg_lens.train.inputs import window_dataset
 from emg_lens.train.loop import RecipeLog, run_recipe
-from emg_lens.train.schedule import EarlyStopping, check_schedule_fields
+from emg_lens.train.schedule import EarlyStopping, check_schedule_fields, check_unit_interval
 
 __all__ = [
     "FinetuneConfig",
@@ -85,22 +85,15 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_schedule_fields(self)
-        if not 0 < self.layer_decay <= 1:
-            raise ConfigError(
-                f"FinetuneConfig.layer_decay must be in (0, 1], got {self.layer_decay!r}"
-            )
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(
-                f"FinetuneConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}"
-            )
+        check_unit_interval(self, "layer_decay", "(0, 1]")
+        check_unit_interval(self, "label_smoothing", "[0, 1)")
         if self.patience < 1:
             raise ConfigError(f"FinetuneConfig.patience must be an int >= 1, got {self.patience!r}")
         if self.reduction not in REDUCTIONS:
             raise ConfigError(
                 f"FinetuneConfig.reduction must be one of {REDUCTIONS}, got {self.reduction!r}"
             )
-        if not 0 <= self.drop_path < 1:
-            raise ConfigError(f"FinetuneConfig.drop_path must be in [0, 1), got {self.drop_path!r}")
+        check_unit_interval(self, "drop_path", "[0, 1)")
 
 
 @dataclass

@@ -34,7 +34,7 @@ from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.distributed import process_rank, unwrap
 from emg_lens.train.inputs import UNLABELED, window_dataset
 from emg_lens.train.loop import run_recipe
-from emg_lens.train.schedule import check_schedule_fields
+from emg_lens.train.schedule import check_schedule_fields, check_unit_interval
 
 __all__ = [
     "PretrainConfig",
@@ -69,10 +69,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         check_schedule_fields(self)
-        if not 0 < self.mask_ratio < 1:
-            raise ConfigError(
-                f"PretrainConfig.mask_ratio must be in (0, 1), got {self.mask_ratio!r}"
-            )
+        check_unit_interval(self, "mask_ratio", "(0, 1)")
         if not self.visible_weight >= 0:
             raise ConfigError(
                 f"PretrainConfig.visible_weight must be >= 0, got {self.visible_weight!r}"

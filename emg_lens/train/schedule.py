@@ -9,7 +9,9 @@
 - `EarlyStopping`: patience on a validation metric, keeping a copy of the best weights;
 - `check_schedule_fields`: the validation both TinyMyo recipe configs share, after the types
   every config checks (`emg_lens.errors.check_field_types`: a float field a finite number,
-  since NaN and inf train to NaN).
+  since NaN and inf train to NaN);
+- `check_unit_interval`: a recipe config's fraction or probability field inside its part of
+  [0, 1].
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,6 +31,7 @@ from emg_lens.errors import ArgumentError, ConfigError, check_field_types, check
 __all__ = [
     "EarlyStopping",
     "check_schedule_fields",
+    "check_unit_interval",
     "layer_of",
     "layerwise_param_groups",
     "uses_weight_decay",
@@ -249,3 +253,35 @@ def check_schedule_fields(cfg: Any) -> None:
         raise ConfigError(f"{name}.betas must be two numbers in [0, 1), got {cfg.betas!r}")
     if cfg.grad_clip is not None and not cfg.grad_clip > 0:
         raise ConfigError(f"{name}.grad_clip must be > 0 or None, got {cfg.grad_clip!r}")
+
+
+UNIT_INTERVALS: dict[str, Callable[[float], bool]] = {
+    "[0, 1)": lambda value: 0 <= value < 1,
+    "(0, 1]": lambda value: 0 < value <= 1,
+    "[0, 1]": lambda value: 0 <= value <= 1,
+    "(0, 1)": lambda value: 0 < value < 1,
+}
+"""The parts of the unit interval a config field may be held to, by how messages write them."""
+
+
+def check_unit_interval(cfg: Any, field: str, interval: str, meaning: str = "") -> None:
+    """Refuse, with a `ConfigError` naming the field (and ``meaning`` in parentheses, where
+    given), a ``cfg.<field>`` outside ``interval``, one of `UNIT_INTERVALS`. Run after
+    `check_field_types`, so the value is a finite number.
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class Recipe:
+    ...     dropout: float = 1.0
+    >>> check_unit_interval(Recipe(0.5), "dropout", "[0, 1)")
+    >>> check_unit_interval(Recipe(), "dropout", "[0, 1)", "a probability")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: Recipe.dropout (a probability) must be in [0, 1), got 1.0
+    """
+    value = getattr(cfg, field)
+    if not UNIT_INTERVALS[interval](value):
+        what = f" ({meaning})" if meaning else ""
+        raise ConfigError(
+            f"{type(cfg).__name__}.{field}{what} must be in {interval}, got {value!r}"
+        )

@@ -40,6 +40,7 @@ from emg_lens.models.base import HookedEncoder
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.reuse import TrainedEntry
+from emg_lens.train.schedule import check_unit_interval
 
 __all__ = [
     "TrainConfig",
@@ -94,22 +95,17 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
-        if not 0 <= self.anneal_fraction <= 1:
-            raise ConfigError(
-                f"TrainConfig.anneal_fraction must be in [0, 1], got {self.anneal_fraction}"
-            )
-        if not 0 <= self.edge_dropout < 1:
-            raise ConfigError(
-                f"TrainConfig.edge_dropout must be in [0, 1), got {self.edge_dropout}"
-            )
+        check_unit_interval(self, "anneal_fraction", "[0, 1]")
+        check_unit_interval(self, "edge_dropout", "[0, 1)")
         if self.refits < 0:
             raise ConfigError(f"TrainConfig.refits must be >= 0, got {self.refits}")
         check_seed(self.seed, "TrainConfig.seed")
-        if not 0 < self.refit_below <= 1:
-            raise ConfigError(
-                "TrainConfig.refit_below (the training accuracy under which a model is trained "
-                f"again) must be in (0, 1], got {self.refit_below}"
-            )
+        check_unit_interval(
+            self,
+            "refit_below",
+            "(0, 1]",
+            "the training accuracy under which a model is trained again",
+        )
         try:
             parse(self.dropout_edges)
         except EdgeExpressionError as exc:
