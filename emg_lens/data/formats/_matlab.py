@@ -4,7 +4,8 @@ DB6, DB7, DB8): one file per exercise (or session) holding per-sample matrices (
 ``rerepetition``).
 
 `read_exercise_file` turns one file into a `Recording` (label choice, the length quirk,
-channel and NaN checks, errors naming the file) and `concatenate_recordings` joins exercises;
+channel and NaN checks, errors naming the file), `concatenate_recordings` joins exercises and
+`load_exercises` reads a subject's exercises and joins them;
 the database readers (`emg_lens.data.formats.ninapro_db2` for DB2, `ninapro_db5`,
 `ninapro_db6_db7`, `ninapro_db8`) add their own file names, rates and label conventions. Quirks
 handled here, as found in the real files:
@@ -38,6 +39,7 @@ __all__ = [
     "check_signal",
     "concatenate_recordings",
     "exercise_list",
+    "load_exercises",
     "read_exercise_file",
     "read_mat",
     "select_modalities",
@@ -282,6 +284,35 @@ def concatenate_recordings(parts: list[Recording]) -> Recording:
         source=" + ".join(p.source for p in parts),
         extras=extras,
     )
+
+
+def load_exercises(
+    subject: int,
+    exercises: Iterable[str | int],
+    parse: Callable[[str | int], int],
+    modalities: Iterable[str],
+    channels: Mapping[str, ChannelCounts],
+    load: Callable[[int, int, tuple[str, ...]], Recording],
+) -> Recording:
+    """One subject's exercises, each read by ``load(subject, exercise, modalities)`` and
+    joined in the order given (`concatenate_recordings`): the subject checked
+    (`subject_number`), the exercises read by ``parse`` (`exercise_list`), the modalities
+    checked against the database's ``channels`` (`select_modalities`), all before any file
+    is read. ``load`` is called from this function's frame: a warning it raises counts one
+    frame more to the reader's caller.
+
+    >>> def load(subject, k, modalities):
+    ...     return Recording(subject, {"emg": np.zeros((k, 2))}, 200.0, np.zeros(k), np.zeros(k))
+    >>> load_exercises(3, ("2", "1"), int, ("emg",), {"emg": 2}, load).n_samples
+    3
+    """
+    subject = subject_number(subject)
+    numbers = exercise_list(exercises, parse)
+    modalities = select_modalities(modalities, channels)
+    parts = []
+    for k in numbers:  # a loop, not a comprehension: a warning's stacklevel counts frames
+        parts.append(load(subject, k, modalities))
+    return concatenate_recordings(parts)
 
 
 _MAT73_HEADER_SIZE = 128

@@ -45,6 +45,7 @@ data goes through this very loader:
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -56,10 +57,8 @@ import scipy.io
 from emg_lens.data.files import duplicate_error, unique_files
 from emg_lens.data.formats._matlab import (
     LABEL_COLUMNS,
-    concatenate_recordings,
-    exercise_list,
+    load_exercises,
     read_exercise_file,
-    select_modalities,
     stimulus_columns,
     subject_number,
 )
@@ -213,7 +212,7 @@ def _remap_exercise_d(stimulus: np.ndarray, path: Path, others: list[np.ndarray]
         f"{path}: exercise E3 (D) holds gesture codes {codes} outside {first}-{last}; "
         f"mapped them as {mapping}",
         UserWarning,
-        stacklevel=4,
+        stacklevel=5,  # _load_exercise, load_exercises, load_ninapro_db2, then its caller
     )
     for arr in [stimulus, *others]:
         mapped = arr.copy()
@@ -222,8 +221,9 @@ def _remap_exercise_d(stimulus: np.ndarray, path: Path, others: list[np.ndarray]
         arr[:] = mapped
 
 
-def _load_exercise(path: Path, subject: int, k: int, modalities: tuple[str, ...]) -> Recording:
-    """One DB2 file, its E3 codes mapped onto 41-49 where they are not."""
+def _load_exercise(root: Path, subject: int, k: int, modalities: tuple[str, ...]) -> Recording:
+    """One DB2 file (`find_exercise_file`), its E3 codes mapped onto 41-49 where they are not."""
+    path = find_exercise_file(root, subject, k)
     rec = read_exercise_file(
         path, subject=subject, sample_rate=SAMPLE_RATE, modalities=modalities, channels=CHANNELS
     )
@@ -278,14 +278,8 @@ def load_ninapro_db2(
     >>> both.n_samples, both.modalities, sorted(both.extras)
     (400, {'emg': 12}, ['acc', 'glove', 'repetition', 'stimulus'])
     """
-    subject = subject_number(subject)
-    numbers = exercise_list(exercises, _exercise_number)
-    modalities = select_modalities(modalities, CHANNELS)
-    root = Path(root)
-    parts = []
-    for k in numbers:  # a loop, not a comprehension: the E3 warning's stacklevel counts frames
-        parts.append(_load_exercise(find_exercise_file(root, subject, k), subject, k, modalities))
-    return concatenate_recordings(parts)
+    load = functools.partial(_load_exercise, Path(root))  # no frame of its own: see stacklevel
+    return load_exercises(subject, exercises, _exercise_number, modalities, CHANNELS, load)
 
 
 def _column(x: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ label per movement.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,14 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from emg_lens.data.files import find_files
-from emg_lens.data.formats._matlab import (
-    concatenate_recordings,
-    exercise_list,
-    read_exercise_file,
-    select_modalities,
-    stimulus_columns,
-    subject_number,
-)
+from emg_lens.data.formats._matlab import load_exercises, read_exercise_file, stimulus_columns
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -138,18 +132,15 @@ def load_ninapro_db5(
     >>> rec.sample_rate, rec.modalities, rec.gestures
     (200.0, {'emg': 16}, [1, 2, 13, 14])
     """
-    subject = subject_number(subject)
-    numbers = exercise_list(exercises, _db5_exercise)
-    modalities = select_modalities(modalities, DB5_CHANNELS)
-    files = ninapro_db5_files(root)
-    parts = []
-    for k in numbers:
-        path = files.get((subject, k))
+    files = functools.cache(lambda: ninapro_db5_files(root))  # looked for once, when first read
+
+    def load(subject: int, k: int, modalities: tuple[str, ...]) -> Recording:
+        path = files().get((subject, k))
         if path is None:
             raise DataFormatError(
                 f"{root}: no file S{subject}_E{k}_A1.mat (NinaPro DB5 subject {subject}, "
                 f"exercise E{k}) at any depth; DB5 files found: "
-                f"{[p.name for p in files.values()][:10] or 'none'}"
+                f"{[p.name for p in files().values()][:10] or 'none'}"
             )
         rec = read_exercise_file(
             path,
@@ -159,8 +150,9 @@ def load_ninapro_db5(
             channels=DB5_CHANNELS,
         )
         _globalise_db5_labels(rec, k)
-        parts.append(rec)
-    return concatenate_recordings(parts)
+        return rec
+
+    return load_exercises(subject, exercises, _db5_exercise, modalities, DB5_CHANNELS, load)
 
 
 # ------------------------------------------------------------------------- the registry's reader

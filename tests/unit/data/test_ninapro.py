@@ -171,6 +171,7 @@ def test_exercise_d_odd_codes_are_mapped_with_a_warning(tmp_path, codes, mapping
     with pytest.warns(UserWarning, match=re.escape(str(path))) as record:
         rec = load_ninapro_db2(tmp_path, 1, exercises="D")
     assert str(mapping) in str(record[0].message)
+    assert record[0].filename == __file__  # the warning points at load_ninapro_db2's caller
     assert rec.gestures == sorted(mapping.values())
     raw = _file_vars(exercise=3, codes=codes)["stimulus"].ravel().astype(int)
     expected = np.array([mapping.get(c, 0) for c in raw])
