@@ -214,19 +214,10 @@ def probe_models(
                                     return_type=return_type, cut=c)  # fmt: skip
                 swap_rows.append({"subject": subject, "cut": c or NO_CUT, "layer": layer,
                                   "group": interchange_group, **found.summary()})  # fmt: skip
-    probes = pd.concat(probe_rows, ignore_index=True)
-    probes = probes[["subject", "cut", *[c for c in probes.columns if c not in ("subject", "cut")]]]
-    settings = {
-        "subjects": [int(s) for s in subjects],
-        "groups": sorted(set(probes["group"]), key=list(probes["group"]).index),
-        "classes": None if classes is None else [int(c) for c in classes],
-        "cut": cut,
-        "interchange": interchange_group,
-        "return_type": return_type,
-        "folds": folds,
-        "seed": seed,
-        "target": "gesture" if classes is None else f"gesture among classes {list(classes)}",
-    }
+    probes = _probe_table(probe_rows, ["subject", "cut"])
+    predicts = "gesture" if classes is None else f"gesture among classes {list(classes)}"
+    extra = {"interchange": interchange_group, "return_type": return_type}
+    settings = _settings(subjects, probes, classes, cut, folds, seed, predicts, **extra)
     swaps = pd.DataFrame(swap_rows) if swap_rows else None
     return ProbeReport(probes, swaps, settings, chance_table(scores))
 
@@ -328,17 +319,40 @@ def probe_subjects(
                     )  # fmt: skip
                     rows.append(table.assign(subject=label, cut=c or NO_CUT, model=name,
                                              target=target))  # fmt: skip
+    probes = _probe_table(rows, ["subject", "cut", "model", "target"])
+    predicts = "subject (pooled held-out windows), beside the random-init null" + (
+        " and the gesture left one subject out" if transfer else ""
+    )
+    settings = _settings(numbers, probes, classes, cut, folds, seed, predicts)
+    return ProbeReport(probes, None, settings, chance_table(scores))
+
+
+def _probe_table(rows: list[pd.DataFrame], first: list[str]) -> pd.DataFrame:
+    """The probe tables of a run as one, the columns ``first`` leading."""
     probes = pd.concat(rows, ignore_index=True)
-    first = ["subject", "cut", "model", "target"]
-    probes = probes[[*first, *[c for c in probes.columns if c not in first]]]
-    settings = {
-        "subjects": [int(s) for s in numbers],
+    return probes[[*first, *[c for c in probes.columns if c not in first]]]
+
+
+def _settings(
+    subjects: Iterable[Any],
+    probes: pd.DataFrame,
+    classes: Sequence[int] | None,
+    cut: str | None,
+    folds: int,
+    seed: int,
+    predicts: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A report's `ProbeReport.settings`: its subjects, the token groups probed (in the
+    order ``probes`` first holds them), the classes, the cut, ``extra`` (what only that
+    report records), the folds, the seed and what the probes predict."""
+    return {
+        "subjects": [int(s) for s in subjects],
         "groups": sorted(set(probes["group"]), key=list(probes["group"]).index),
         "classes": None if classes is None else [int(c) for c in classes],
         "cut": cut,
+        **extra,
         "folds": folds,
         "seed": seed,
-        "target": "subject (pooled held-out windows), beside the random-init null"
-        + (" and the gesture left one subject out" if transfer else ""),
+        "target": predicts,
     }
-    return ProbeReport(probes, None, settings, chance_table(scores))
