@@ -90,6 +90,7 @@ _KNOWN_SELECTORS = ", ".join(s.signature for s in _SELECTORS.values())
 _EXPECT_OPERAND = f"a selector ({_KNOWN_SELECTORS}), '~' or '('"
 _OPERATORS = "an operator ('|', '&', '-')"
 _EXPECT_OPERATOR = f"{_OPERATORS} or the end of the expression"
+_ARGUMENT = ("name", "int", "string")  # the tokens a selector's argument or its value may be
 
 # A quoted group name ('emg' or "emg", as Python would write it) is a "string" token; an
 # unterminated quote is a "bad" character. "+" joins the names of a region argument.
@@ -170,6 +171,14 @@ class _Parser:
     def fail_at(self, tok: _Token, message: str, expected: str) -> EdgeExpressionError:
         return self.fail(message, tok.start, tok.end, expected)
 
+    def take(self, kinds: tuple[str, ...], where: str, expected: str) -> _Token:
+        """The next token, which must be of one of ``kinds``: else ``unexpected <it> <where>``
+        at it, ``expected`` shown."""
+        tok = self.advance()
+        if tok.kind not in kinds:
+            raise self.fail_at(tok, f"unexpected {tok.describe()} {where}", expected)
+        return tok
+
     # ------------------------------------------------------------------ grammar
     def parse(self) -> EdgeSet:
         if self.peek().kind == "end":
@@ -247,23 +256,13 @@ class _Parser:
         open_tok = self.advance()
         if self.at(")"):
             return positional, keywords, self.advance().end
+        where, expected = f"in the arguments of {sel.name}", f"the arguments of {sel.signature}"
         while True:
-            arg = self.advance()
-            if arg.kind not in ("name", "int", "string"):
-                raise self.fail_at(
-                    arg,
-                    f"unexpected {arg.describe()} in the arguments of {sel.name}",
-                    f"the arguments of {sel.signature}",
-                )
+            arg = self.take(_ARGUMENT, where, expected)
             if arg.kind == "name" and self.at("="):
                 self.advance()
-                value = self.advance()
-                if value.kind not in ("name", "int", "string"):
-                    raise self.fail_at(
-                        value,
-                        f"unexpected {value.describe()} after '{arg.text}='",
-                        f"a value for {arg.text} in {sel.signature}",
-                    )
+                value_expected = f"a value for {arg.text} in {sel.signature}"
+                value = self.take(_ARGUMENT, f"after '{arg.text}='", value_expected)
                 if arg.text in keywords:
                     raise self.fail_at(arg, f"{sel.name} got {arg.text!r} twice", sel.signature)
                 keywords[arg.text] = (arg, self.union(value, sel))
@@ -294,14 +293,8 @@ class _Parser:
         parts = [first]
         while self.at("+"):
             self.advance()
-            part = self.advance()
-            if part.kind not in ("name", "string"):
-                raise self.fail_at(
-                    part,
-                    f"unexpected {part.describe()} after '+'",
-                    f"a channel or region name (C3, frontal, 'EEG Fp1') in {sel.signature}",
-                )
-            parts.append(part)
+            expected = f"a channel or region name (C3, frontal, 'EEG Fp1') in {sel.signature}"
+            parts.append(self.take(("name", "string"), "after '+'", expected))
         text = self.expr[first.start : parts[-1].end]
         return _Token("union", text, first.start, tuple(parts))
 
