@@ -171,8 +171,20 @@ def _region_members(
 
 
 # ============================================================================ selector classes
+class _WithinMembers(EdgeSet):
+    """Edges whose query and key are both members: tokens that embed a channel the selector
+    names (`_members`)."""
+
+    def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
+        raise NotImplementedError
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        member = self._members(ctx)
+        return member[:, None] & member[None, :]
+
+
 @dataclass(frozen=True, repr=False)
-class Channels(EdgeSet):
+class Channels(_WithinMembers):
     """See `channels`."""
 
     names: tuple[str, ...]
@@ -185,16 +197,15 @@ class Channels(EdgeSet):
             raise ArgumentError("channels(...) needs at least one channel name, e.g. channels(C3)")
         object.__setattr__(self, "names", names)
 
-    def _mask(self, ctx: CompileContext) -> PartialMask:
-        member = _region_members(ctx, self.names, self, regions=False)
-        return member[:, None] & member[None, :]
+    def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
+        return _region_members(ctx, self.names, self, regions=False)
 
     def __str__(self) -> str:
         return f"channels({','.join(map(_write_name, self.names))})"
 
 
 @dataclass(frozen=True, repr=False)
-class WithinRegion(EdgeSet):
+class WithinRegion(_WithinMembers):
     """See `within_region`."""
 
     region: tuple[str, ...]
@@ -202,9 +213,8 @@ class WithinRegion(EdgeSet):
     def __post_init__(self) -> None:
         object.__setattr__(self, "region", _check_region(self.region, "within_region(region)"))
 
-    def _mask(self, ctx: CompileContext) -> PartialMask:
-        member = _region_members(ctx, self.region, self)
-        return member[:, None] & member[None, :]
+    def _members(self, ctx: CompileContext) -> Bool[torch.Tensor, " pos"]:
+        return _region_members(ctx, self.region, self)
 
     def __str__(self) -> str:
         return f"within_region({_write_region(self.region)})"
