@@ -30,7 +30,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components import ConfigInit, TransformerBlock
+from emg_lens.components import ClassifierHead, ConfigInit, TransformerBlock
 from emg_lens.components.embeddings import cut_patches
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
@@ -161,10 +161,11 @@ def _pool_channels(
     return tokens.mean(dim=2)
 
 
-class ChannelPoolClassifier(ConfigInit, nn.Module):
-    """Pool tokens over patches (channels concatenated or averaged), then one linear layer:
-    ``W_U [d_in, n_classes]``, ``b_U [n_classes]`` with ``d_in = n_channels * d_model``
-    (``"concat"``) or ``d_model`` (``"mean"``). ``hook_pooled`` sees the pooled ``[batch, d_in]``.
+class ChannelPoolClassifier(ClassifierHead):
+    """Pool tokens over patches (channels concatenated or averaged), then `ClassifierHead`'s
+    linear layer: ``W_U [d_in, n_classes]``, ``b_U [n_classes]`` with ``d_in = n_channels *
+    d_model`` (``"concat"``) or ``d_model`` (``"mean"``). ``hook_pooled`` sees the pooled
+    ``[batch, d_in]``.
 
     >>> head = ChannelPoolClassifier(EncoderConfig.preset("tinymyo"), "concat")
     >>> head.W_U.shape, head(torch.randn(2, 800, 192)).shape
@@ -172,20 +173,14 @@ class ChannelPoolClassifier(ConfigInit, nn.Module):
     """
 
     def __init__(self, cfg: EncoderConfig, reduction: str):
-        super().__init__()
-        self.init_std = cfg.init_range
+        super().__init__(cfg, d_in=cfg.d_model * (cfg.n_channels if reduction == "concat" else 1))
         self.n_channels = cfg.n_channels
         self.reduction = reduction
-        d_in = cfg.d_model * (cfg.n_channels if reduction == "concat" else 1)
-        self.W_U = nn.Parameter(torch.empty(d_in, cfg.n_classes, dtype=cfg.dtype))
-        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
-        self.hook_pooled = HookPoint()  # [batch, d_in]
 
     def forward(
         self, latent: Float[torch.Tensor, "batch pos d_model"]
     ) -> Float[torch.Tensor, "batch n_classes"]:
-        pooled = _pool_channels(latent, self.n_channels, self.reduction).mean(dim=1)
-        return self.hook_pooled(pooled) @ self.W_U + self.b_U
+        return super().forward(_pool_channels(latent, self.n_channels, self.reduction).mean(dim=1))
 
 
 class ConvRegressionHead(ConfigInit, nn.Module):
