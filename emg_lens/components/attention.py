@@ -591,9 +591,21 @@ class Attention(ConfigInit, nn.Module):
 
     def _apply(self, fn, recurse=True):
         # .to() / .double() / .cuda() replace the weights; the fused copies must not outlive
-        # them (a freed storage can be reused at the same address, fooling the cache key).
-        self._qkv_cache = None
-        return super()._apply(fn, recurse)
+        # them (a freed storage can be reused at the same address, fooling the cache key). A
+        # conversion that changes nothing (`.to()` the device the model is on: the study runner
+        # and discovery do it on every call) keeps every tensor, and the copies stay valid.
+        before = self._storages()
+        out = super()._apply(fn, recurse)
+        if self._storages() != before:
+            self._qkv_cache = None
+        return out
+
+    def _storages(self) -> tuple:
+        """Each of this module's tensors' storage address, dtype and device: a conversion
+        that replaced any of them changes it (a new storage is allocated while the old one
+        is still held, so it cannot take the old one's address)."""
+        tensors = [*self.parameters(recurse=False), *self.buffers(recurse=False)]
+        return tuple((t.data_ptr(), t.dtype, t.device) for t in tensors)
 
     # ------------------------------------------------------------------ legacy state dicts
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
