@@ -30,8 +30,10 @@ nothing, so a finished study can be read from read-only media; a write that fail
 space or permission is a `StorageError` naming the file (`emg_lens._io.storage_errors`).
 
 Under ``torchrun`` each rank computes its own share of the subjects and rank 0 waits for the
-others' cells with `CellStore.wait_for`: the store is the only thing the ranks share, so they
-need the same filesystem (with ``flock`` and atomic rename, see docs/guide/scale-out.md).
+others' cells with `CellStore.wait_for_matching`: the store is the only thing the ranks share,
+so they need the same filesystem (with ``flock`` and atomic rename, see
+docs/guide/scale-out.md). A process that finds a subject claimed says so once
+(`CellStore.say_waiting`) and gives up after its timeout (`CellStore.check_wait`).
 
 >>> import tempfile
 >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
