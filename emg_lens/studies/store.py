@@ -30,8 +30,10 @@ nothing, so a finished study can be read from read-only media; a write that fail
 space or permission is a `StorageError` naming the file (`emg_lens._io.storage_errors`).
 
 Under ``torchrun`` each rank computes its own share of the subjects and rank 0 waits for the
-others' cells with `CellStore.wait_for`: the store is the only thing the ranks share, so they
-need the same filesystem (with ``flock`` and atomic rename, see docs/guide/scale-out.md).
+others' cells with `CellStore.wait_for_matching`: the store is the only thing the ranks share,
+so they need the same filesystem (with ``flock`` and atomic rename, see
+docs/guide/scale-out.md). A process that finds a subject claimed says so once
+(`CellStore.say_waiting`) and gives up after its timeout (`CellStore.check_wait`).
 
 >>> import tempfile
 >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
@@ -258,6 +260,32 @@ class CellStore:
                 raise StudyError(self._missing_message(cells, cursor, timeout, owner))
             time.sleep(poll)
 
+    def wait_for_matching(
+        self,
+        provenances: Mapping[int, Mapping[str, dict[str, Any] | None]],
+        *,
+        timeout: float,
+        poll: float = 0.2,
+        owner: Callable[[int], str] = lambda subject: "another process",
+    ) -> dict[int, dict[str, dict[str, Any]]]:
+        """`wait_for` the cells of ``provenances`` (subject -> key -> provenance), each stored
+        with the provenance given there, and return them (`matching`), by subject: how rank 0
+        of ``torchrun`` reads the other ranks' subjects.
+
+        >>> import tempfile
+        >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
+        >>> store.put(1, "a", {"value": 1.0}, {"model": "x"})
+        >>> store.wait_for_matching({1: {"a": {"model": "x"}}}, timeout=1)[1]["a"]["value"]
+        1.0
+        """
+
+        def present(subject: int, key: str) -> bool:
+            return self.get(subject, key, provenances[subject][key]) is not None
+
+        keys = {subject: list(cells) for subject, cells in provenances.items()}
+        self.wait_for(keys, present, timeout=timeout, poll=poll, owner=owner)
+        return {subject: self.matching(subject, cells) for subject, cells in provenances.items()}
+
     def _missing_message(self, cells, cursor, timeout: float, owner) -> str:
         missing = []
         for subject, index in sorted(cursor.items()):
@@ -302,6 +330,43 @@ class CellStore:
         except ValueError:
             holder = None
         return holder if isinstance(holder, dict) else {"unreadable": text}
+
+    def say_waiting(self, subject: int, timeout: float) -> None:
+        """Say (a warning, once per subject: the caller's to keep) that another process holds
+        ``subject``'s claim: which, and for how long this one waits."""
+        holder = self.holder(subject) or {}
+        warnings.warn(
+            f"subject {subject}: waiting for {self.describe_holder(holder)}, which holds "
+            f"{self.claim_path(subject)}, to store its cells; giving up after "
+            f"{timeout:g} s (set with `study run --wait-timeout SECONDS`, "
+            "run_study(wait_timeout=...)). If that process is gone, delete the claim file and run "
+            "again",
+            stacklevel=4,
+        )
+
+    def check_wait(
+        self,
+        subject: int,
+        provenances: Mapping[str, dict[str, Any] | None],
+        names: Mapping[str, str],
+        since: float,
+        timeout: float,
+    ) -> None:
+        """Give up on ``subject``, claimed by another process, once ``timeout`` seconds have
+        passed since ``since`` (`time.monotonic`): a `StudyError` naming the first of its
+        cells (``provenances``: key -> provenance; ``names``: key -> what the study calls the
+        cell) not stored with its provenance, and the claim's holder."""
+        if time.monotonic() - since <= timeout:
+            return
+        missing = next(k for k, p in provenances.items() if self.get(subject, k, p) is None)
+        holder = self.holder(subject) or {}
+        raise StudyError(
+            f"waited {timeout:g} s for cell {self.path(subject, missing)} "
+            f"(subject {subject}, condition {names[missing]!r}), claimed by "
+            f"{self.describe_holder(holder)}; if that process is gone, delete "
+            f"{self.claim_path(subject)} and run again (or wait longer: "
+            "`study run --wait-timeout SECONDS`)"
+        )
 
     def try_claim(self, subject: int) -> Claim | None:
         """Claim ``subject`` for this process; None if a live process holds it.

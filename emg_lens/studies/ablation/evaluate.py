@@ -65,6 +65,24 @@ PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
 # ----------------------------------------------------------------------------- plans
 
 
+@dataclass(frozen=True)
+class _ModelReads:
+    """What the evaluation reads of a model, asked once per evaluation: whether it runs layer
+    by layer (`LAYERWISE`: a prefix tree of blocks, else one whole forward per sequence) and
+    the device and dtype of its parameters (where `_readout_rows` builds its probe)."""
+
+    layerwise: bool
+    device: torch.device
+    dtype: torch.dtype
+
+
+def _model_reads(model) -> _ModelReads:
+    """`_ModelReads` of ``model``."""
+    layerwise = provides(model, LAYERWISE)
+    device, dtype = model.param_device_dtype()
+    return _ModelReads(layerwise, device, dtype)
+
+
 def _edges_of(
     condition: Condition, code: StudyCode, parsed: dict[str, EdgeSet] | None = None
 ) -> EdgeSet | Any:
@@ -160,7 +178,7 @@ def _edge_sequences(
 
 
 @torch.inference_mode()
-def _readout_rows(model, return_type: str) -> torch.Tensor | None:
+def _readout_rows(model, return_type: str, reads: _ModelReads) -> torch.Tensor | None:
     """Bool ``[n_tokens]``: the final positions the readout reads, or None for "assume all".
 
     Probed with NaN: row ``p`` of a batch of zero residual streams holds NaN at position ``p``
@@ -170,7 +188,7 @@ def _readout_rows(model, return_type: str) -> torch.Tensor | None:
     if not isinstance(model.blocks[-1], TransformerBlock):
         return None  # a block we do not know may mix positions outside attention
     n = model.layout.n_tokens
-    device, dtype = model.param_device_dtype()
+    device, dtype = reads.device, reads.dtype
     read = []
     for start in range(0, n, PROBE_ROWS):  # [rows, n, d_model]: bounded for long layouts
         rows = torch.arange(start, min(start + PROBE_ROWS, n))
@@ -187,13 +205,13 @@ def _readout_rows(model, return_type: str) -> torch.Tensor | None:
 
 
 def _canonical_sequences(
-    model, sequences: list[tuple], table: _MaskTable, return_type: str
+    model, sequences: list[tuple], table: _MaskTable, return_type: str, reads: _ModelReads
 ) -> dict[tuple, tuple]:
     """Each sequence -> the one the tree computes: a last-layer mask that cuts no query row
     the readout reads changes no output (a block's output at position ``p`` depends on row
     ``p`` of its mask alone), so the sequence shares the unmasked last layer instead."""
     if return_type not in table.read:  # probed once per evaluation, not once per use
-        table.read[return_type] = _readout_rows(model, return_type)
+        table.read[return_type] = _readout_rows(model, return_type, reads)
     rows = table.read[return_type]
     if rows is None:
         return {seq: seq for seq in sequences}
@@ -252,7 +270,7 @@ def tree_plan(
     table = _MaskTable()
     sequences, _ = _edge_sequences(model, conditions, code, table)
     distinct = sorted(set(sequences.values()), key=str)
-    canonical = _canonical_sequences(model, distinct, table, spec.return_type)
+    canonical = _canonical_sequences(model, distinct, table, spec.return_type, _model_reads(model))
     return TreePlan.of(canonical.values())
 
 
@@ -279,12 +297,15 @@ def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> lis
     ]
     table = _MaskTable()
     sequences, _ = _edge_sequences(model, edge_conditions, StudyCode({}, {}, None), table)
-    return _structural_keys(model, sequences, table, spec.return_type)
+    return _structural_keys(model, sequences, table, spec.return_type, _model_reads(model))
 
 
-def _structural_keys(model, sequences: dict[str, tuple], table: _MaskTable, return_type: str):
+def _structural_keys(
+    model, sequences: dict[str, tuple], table: _MaskTable, return_type: str, reads: _ModelReads
+) -> list[str]:
     """The keys whose mask sequence computes the unmasked output (`_canonical_sequences`)."""
-    canonical = _canonical_sequences(model, list(set(sequences.values())), table, return_type)
+    distinct = list(set(sequences.values()))
+    canonical = _canonical_sequences(model, distinct, table, return_type, reads)
     unmasked = (None,) * model.cfg.n_layers
     return [key for key, seq in sequences.items() if canonical[seq] == unmasked]
 
@@ -296,20 +317,21 @@ def _run_prefix_tree(
     sequences: list[tuple],
     table: _MaskTable,
     batch_size: int,
-    return_type: str = "logits",
-    form: ConditionForm | None = None,
+    return_type: str,
+    form: ConditionForm | None,
+    reads: _ModelReads,
 ) -> dict[tuple, torch.Tensor]:
     """Outputs for every mask sequence, sharing all common prefixes (see module docstring);
     each layer's masked children run in ``form``'s form (`emg_lens.studies.ablation.stacking`;
     None: the device's rule), which it records. Sequences computed as one (a dropped
     last-layer mask) share one output tensor, which `evaluate_subject` scores once."""
-    form = (form or ConditionForm()).resolve(X.device, layerwise=provides(model, LAYERWISE))
-    canonical = _canonical_sequences(model, sequences, table, return_type)
+    form = (form or ConditionForm()).resolve(X.device, layerwise=reads.layerwise)
+    canonical = _canonical_sequences(model, sequences, table, return_type, reads)
     wanted = sorted(set(canonical.values()), key=str)
     # [1, head, q, k]: broadcast over the batch, never copied per window (4-D for SDPA).
     masks = [m.to(X.device)[None] for m in table.masks]
     out: dict[tuple, list[torch.Tensor]] = defaultdict(list)
-    if not provides(model, LAYERWISE):  # an attached model: one whole forward per sequence
+    if not reads.layerwise:  # an attached model: one whole forward per sequence
         for start in range(0, len(X), batch_size):
             for seq in wanted:
                 cut = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
@@ -370,10 +392,10 @@ def _verify(
 
 
 @torch.inference_mode()
-def _check_return_type(spec: StudySpec, model, x: torch.Tensor) -> None:
+def _check_return_type(spec: StudySpec, model, x: torch.Tensor, layerwise: bool) -> None:
     # The readout of the embedding: the output's shape without running a block.
     try:
-        if provides(model, LAYERWISE):
+        if layerwise:
             out = model.readout(model(x, stop_at_layer=0), spec.return_type)
         else:  # no separate readout: the whole forward
             out = model(x, return_type=spec.return_type)
@@ -402,6 +424,7 @@ def evaluate_subject(
     tree runs the conditions of a layer (`ConditionForm`; None: the device's rule) and
     records what it chose."""
     model, data = subject.model, subject.data
+    reads = _model_reads(model)
     X = torch.as_tensor(data.X_test, dtype=model.cfg.dtype, device=model.cfg.device)
     y, trials = np.asarray(data.y_test), data.test_trials  # trials: the chance check's unit
     if not bool(torch.isfinite(X).all()):
@@ -409,12 +432,12 @@ def evaluate_subject(
             f"subject {subject_id}: its test windows (X_test, {describe(X)}) hold NaN or inf "
             "values; a study needs finite evaluation data: regenerate or clean it"
         )
-    _check_return_type(spec, model, X[:1])
+    _check_return_type(spec, model, X[:1], reads.layerwise)
     table = _MaskTable()
     sequences, other = _edge_sequences(model, todo, code, table)
     unmasked = (None,) * model.cfg.n_layers  # the reference of kl and flip_rate
     run = sorted(set(sequences.values()) | {unmasked}, key=str)
-    logits = _run_prefix_tree(model, X, run, table, batch_size, spec.return_type, form)
+    logits = _run_prefix_tree(model, X, run, table, batch_size, spec.return_type, form, reads)
     distinct = list(dict.fromkeys([unmasked, *sequences.values()]))
     # sequences the tree computed as one (`_canonical_sequences`) share one output tensor:
     # stacked, checked and scored once, the unmasked first
@@ -428,6 +451,20 @@ def evaluate_subject(
     for c in todo:
         if c.key in sequences and not finite[sequences[c.key]]:
             _refuse_non_finite(logits[sequences[c.key]], spec, subject_id, c)
+    # as `structural_zeros` decides them before the run: edge conditions named in the spec
+    named = {c.key for c in todo if c.intervention is not None and c.intervention.edges}
+    edge_sequences = {key: seq for key, seq in sequences.items() if key in named}
+    zeros = set(_structural_keys(model, edge_sequences, table, spec.return_type, reads))
+    hooked = {}
+    if other:
+        # the reference on the hooked path: a hook that changes nothing scores kl = 0 exactly
+        reference = _run_hooked(spec, model, X, None, batch_size, code)
+        erasures = ErasureFits(model, data, batch_size)  # fitted on the training windows
+        for c in other:
+            hooked[c.key] = _run_hooked(spec, model, X, c, batch_size, code, erasures)
+        _refuse_non_finite(reference, spec, subject_id, BASELINE)  # a broken model first
+        for c in other:
+            _refuse_non_finite(hooked[c.key], spec, subject_id, c)
     if verify:
         names = {seq: c.name for c in todo if (seq := sequences.get(c.key)) is not None}
         for seq, name in names.items():
@@ -441,22 +478,16 @@ def evaluate_subject(
                     name,
                     spec.return_type,
                 )
-    # one copy to the host for all outputs (on a GPU each .cpu() is a synchronisation), and
-    # every distinct output scored in one vectorised pass; equal sequences share a cell's values
+    # every output computed and checked: scored together. One copy to the host for the tree's
+    # outputs (on a GPU each .cpu() is a synchronisation), every distinct one scored in one
+    # vectorised pass; equal sequences share a cell's values
     host = stacked.cpu()
     scored = score_stacked(host, host[row[unmasked]], y, data.n_classes, trials)
+    scored_hooked = {
+        key: score_logits(out, reference, y, data.n_classes, trials) for key, out in hooked.items()
+    }
     cells = {key: _copy(scored[row[seq]]) for key, seq in sequences.items()}
-    if other:
-        # the reference on the hooked path: a hook that changes nothing scores kl = 0 exactly
-        reference = _run_hooked(spec, model, X, None, batch_size, subject_id, code)
-        erasures = ErasureFits(model, data, batch_size)  # fitted on the training windows
-        for c in other:
-            out = _run_hooked(spec, model, X, c, batch_size, subject_id, code, erasures)
-            cells[c.key] = score_logits(out, reference, y, data.n_classes, trials)
-    # as `structural_zeros` decides them before the run: edge conditions named in the spec
-    named = {c.key for c in todo if c.intervention is not None and c.intervention.edges}
-    edge_sequences = {key: seq for key, seq in sequences.items() if key in named}
-    zeros = set(_structural_keys(model, edge_sequences, table, spec.return_type))
+    cells.update(scored_hooked)
     for key, cell in cells.items():
         cell["structural"] = key in zeros
     return cells
@@ -497,13 +528,12 @@ def _run_hooked(
     X: torch.Tensor,
     c: Condition | None,
     batch_size: int,
-    subject_id: int,
     code: StudyCode,
     erasures: ErasureFits | None = None,
 ) -> torch.Tensor:
     """The scored output (on the CPU) of an input ablation, a user hook factory or an erasure
     (its erasers fitted by ``erasures``), by full forward passes; ``c`` None: the same passes
-    without a hook, their reference."""
+    without a hook, their reference. `evaluate_subject` refuses a non-finite one."""
     if c is None:
         hooks, ref = [], None
     elif c.intervention.erase is not None:
@@ -532,6 +562,4 @@ def _run_hooked(
                     X[start : start + batch_size], fwd_hooks=hooks, return_type=spec.return_type
                 )
             )
-    out = torch.cat(outputs)
-    _refuse_non_finite(out, spec, subject_id, c or BASELINE)
-    return out.cpu()
+    return torch.cat(outputs).cpu()

@@ -9,8 +9,8 @@ models are found and loaded as every study's are (`emg_lens.studies.subjects`).
 
 Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) each rank computes its share of the
 subjects (`emg_lens.train.distributed.DistributedRun.shard`: sorted, every N-th) into the one
-store; rank 0 then waits for the other ranks' cells (`CellStore.wait_for`) and alone writes the
-tables and figures. A rank killed mid-run loses only the cells it had not stored yet.
+store; rank 0 then waits for the other ranks' cells (`CellStore.wait_for_matching`) and alone
+writes the tables and figures. A rank killed mid-run loses only the cells it had not stored yet.
 
 ``device`` puts the models there (checkpoints load onto it; in-memory models are moved, as
 ``nn.Module.to`` does); the evaluation data, masks and caches follow the model (its
@@ -20,7 +20,6 @@ tables and figures. A rank killed mid-run loses only the cells it had not stored
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,7 @@ from emg_lens.studies.ablation.stacking import ConditionForm
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
 from emg_lens.studies.subjects import Subject, entry_provenance, known_of, load_entry
-from emg_lens.train.distributed import DistributedRun, torchrun_process
+from emg_lens.train.distributed import torchrun_process
 from emg_lens.user_code import StudyCode, require_builder
 
 __all__ = ["KIND", "run_study"]
@@ -115,13 +114,6 @@ def _plan(
     fit = training_digest(subject.data) if erases and subject is not None else None
     provenances = {c.key: _cell_provenance(c, provenance, study_code, fit) for c in conditions}
     return _Plan(conditions, provenances, study_code, subject)
-
-
-def _stored(store: CellStore | None, subject_id: int, plan: _Plan) -> dict[str, dict]:
-    """The subject's stored cells whose provenance matches."""
-    if store is None:
-        return {}
-    return store.matching(subject_id, plan.provenances)
 
 
 def run_study(
@@ -197,10 +189,11 @@ def run_study(
     spec = load_spec(spec, kind=StudySpec.KIND)
     wait_timeout = check_wait_timeout(wait_timeout)
     ConditionForm(condition_form)  # a rule it does not know is refused before anything runs
-    files = spec.code_files()  # located and hashed; refused before anything runs
-    study_code = StudyCode.load(files, allow_code)
     entries = study_models(spec.models if models is None else models, spec.subjects)
-    # checkpoints holding the user's own modules need the study's builder: refused up front
+    # The study's code, located, hashed and consented to (or refused) before any of it runs;
+    # checkpoints holding the user's own modules need its builder: refused up front too
+    files = spec.code_files()
+    study_code = StudyCode.load(files, allow_code)
     require_builder([e for e in entries.values() if not isinstance(e, tuple)], study_code.modules)
     ranks = torchrun_process()
     if ranks.is_distributed and out_dir is None:
@@ -235,8 +228,16 @@ def run_study(
     if not ranks.is_main:
         return None  # rank 0 writes the result
     others = [s for s in entries if s not in done]
-    if others:
-        done.update(_wait_for_ranks(store, plans, others, ranks, wait_timeout))
+    if others:  # the other ranks' subjects, with the provenance they would have here
+        ordered = sorted(entries)
+        done.update(
+            store.wait_for_matching(
+                {s: plans[s].provenances for s in others},
+                timeout=wait_timeout,
+                poll=POLL_INTERVAL,
+                owner=lambda s: f"rank {ordered.index(s) % ranks.world_size} of {ranks.world_size}",
+            )
+        )
     rows = []
     for subject_id in entries:
         for metric in spec.metrics:  # one table per metric, from the same cells
@@ -331,41 +332,18 @@ def _compute(
             if cells is None:  # another live process computes it: come back later
                 if subject_id not in waiting_since:
                     waiting_since[subject_id] = time.monotonic()
-                    _say_waiting(store, subject_id, wait_timeout)
+                    store.say_waiting(subject_id, wait_timeout)
                 continue
             done[subject_id] = cells
             bar.update()
         if len(done) < len(entries):
-            _check_wait(store, plans, done, waiting_since, wait_timeout)
+            for subject_id, since in waiting_since.items():  # given up after wait_timeout
+                if subject_id not in done:
+                    plan = plans[subject_id]
+                    names = {c.key: c.name for c in plan.conditions}
+                    store.check_wait(subject_id, plan.provenances, names, since, wait_timeout)
             time.sleep(POLL_INTERVAL)
     return done
-
-
-def _wait_for_ranks(
-    store: CellStore,
-    plans: dict[int, _Plan],
-    subjects: list[int],
-    ranks: DistributedRun,
-    wait_timeout: float,
-) -> dict[int, dict[str, dict]]:
-    """Rank 0: the cells of the other ranks' ``subjects``, once they are all stored with the
-    provenance they would be computed from here."""
-    ordered = sorted(plans)
-
-    def present(subject: int, key: str) -> bool:
-        return store.get(subject, key, plans[subject].provenances[key]) is not None
-
-    def owner(subject: int) -> str:
-        return f"rank {ordered.index(subject) % ranks.world_size} of {ranks.world_size}"
-
-    store.wait_for(
-        {s: list(plans[s].provenances) for s in subjects},
-        present,
-        timeout=wait_timeout,
-        poll=POLL_INTERVAL,
-        owner=owner,
-    )
-    return {s: store.matching(s, plans[s].provenances) for s in subjects}
 
 
 def _subject_cells(
@@ -382,7 +360,8 @@ def _subject_cells(
 ) -> dict[str, dict] | None:
     """All cells of one subject: stored ones that match, the rest computed under a claim;
     None when another live process holds the subject's claim."""
-    stored = _stored(store, subject_id, plan)
+    # the subject's stored cells whose provenance matches
+    stored = {} if store is None else store.matching(subject_id, plan.provenances)
     if len(stored) == len(plan.conditions):
         counts["reused"] += len(stored)
         return stored
@@ -390,7 +369,8 @@ def _subject_cells(
     if store is not None and claim is None:
         return None
     try:
-        stored = _stored(store, subject_id, plan)  # the claim's last holder may have finished
+        if store is not None:  # the claim's last holder may have finished
+            stored = store.matching(subject_id, plan.provenances)
         todo = [c for c in plan.conditions if c.key not in stored]
         if todo:
             subject = plan.subject or load_entry(entry, device, plan.code.modules)
@@ -416,41 +396,6 @@ def _subject_cells(
     finally:
         if claim is not None:
             store.release(claim)
-
-
-def _say_waiting(store: CellStore, subject_id: int, wait_timeout: float) -> None:
-    """Say, once per subject, that another process holds its claim: which, and for how long
-    this one waits."""
-    holder = store.holder(subject_id) or {}
-    warnings.warn(
-        f"subject {subject_id}: waiting for {store.describe_holder(holder)}, which holds "
-        f"{store.claim_path(subject_id)}, to store its cells; giving up after "
-        f"{wait_timeout:g} s (set with `study run --wait-timeout SECONDS`, "
-        "run_study(wait_timeout=...)). If that process is gone, delete the claim file and run "
-        "again",
-        stacklevel=4,
-    )
-
-
-def _check_wait(store, plans, done, waiting_since, wait_timeout: float) -> None:
-    """Give up on a subject another process has held for longer than ``wait_timeout``."""
-    for subject_id, since in waiting_since.items():
-        if subject_id in done or time.monotonic() - since <= wait_timeout:
-            continue
-        plan = plans[subject_id]
-        missing = next(
-            c
-            for c in plan.conditions
-            if store.get(subject_id, c.key, plan.provenances[c.key]) is None
-        )
-        holder = store.holder(subject_id) or {}
-        raise StudyError(
-            f"waited {wait_timeout:g} s for cell {store.path(subject_id, missing.key)} "
-            f"(subject {subject_id}, condition {missing.name!r}), claimed by "
-            f"{store.describe_holder(holder)}; if that process is gone, delete "
-            f"{store.claim_path(subject_id)} and run again (or wait longer: "
-            "`study run --wait-timeout SECONDS`)"
-        )
 
 
 KIND = StudyKind(

@@ -19,7 +19,7 @@ from emg_lens.errors import ArgumentError
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudySpec, run_study
 from emg_lens.studies.ablation import stacking
-from emg_lens.studies.ablation.evaluate import _MaskTable, _run_prefix_tree
+from emg_lens.studies.ablation.evaluate import _MaskTable, _model_reads, _run_prefix_tree
 from emg_lens.studies.ablation.stacking import CPU_MEASURED, ConditionForm, run_children
 from tests.unit.models import converted_models
 
@@ -83,7 +83,10 @@ SEQUENCES = [
 
 def _tree(model, table, form: str, batch_size: int = 4) -> dict[tuple, torch.Tensor]:
     X = model.example_input(N_WINDOWS)
-    return _run_prefix_tree(model, X, SEQUENCES, table, batch_size, form=ConditionForm(form))
+    form_ = ConditionForm(form)
+    return _run_prefix_tree(
+        model, X, SEQUENCES, table, batch_size, "logits", form_, _model_reads(model)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
