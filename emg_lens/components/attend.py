@@ -42,6 +42,7 @@ __all__ = [
     "attend",
     "block_scores",
     "blocked_by",
+    "cut_pattern",
     "cut_scores",
     "empty_rows",
     "fused",
@@ -218,6 +219,23 @@ def pattern_of(
         if not bool(pattern.sum().isnan()):
             return pattern
     return fused(softmax, scores)
+
+
+def cut_pattern(
+    scores: Float[torch.Tensor, "... query key"], cut: Bool[torch.Tensor, "... query key"]
+) -> Float[torch.Tensor, "... query key"]:
+    """The pattern ``scores`` give with the keys ``cut`` (True) removed: the softmax over the
+    keys left (`pattern_of`), a row left with no key, by the cut or by the -inf a model's own
+    mask already put in the scores, a zero row. Every blocked key is filled, not only the
+    cut's, so such a row has a zero gradient, not the NaN of a softmax of -inf only.
+    Discovery's screen computes every cut's pattern change, and its integrated-gradient path
+    every cut layer, by it.
+
+    >>> scores = torch.tensor([[0.0, 0.0, -torch.inf], [0.0, 1.0, 2.0]])
+    >>> cut_pattern(scores, torch.tensor([[False, True, False], [True, True, True]])).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+    return pattern_of(block_scores(scores, cut | blocked_by(scores)))
 
 
 # ---------------------------------------------------------------------------- explicit attention

@@ -33,8 +33,8 @@ candidate of the family cut, EAP-IG's path from the clean to the corrupted run:
 A ``-inf`` cut has no finite point between uncut and cut *scores*, so the path runs through the
 *patterns*: at strength ``alpha`` each layer's pattern is ``P + alpha (P_cut - P)``, ``P`` the
 softmax of the scores the layer receives and ``P_cut`` the same scores with the family's edges
-cut (`block_scores`, `pattern_of`: renormalised, a zero row where every key is cut). Both ends
-are exact (``alpha = 0`` the model, ``alpha = 1`` the model with everything cut, the
+cut (`emg_lens.components.attend.cut_pattern`: renormalised, a zero row where every key is
+cut). Both ends are exact (``alpha = 0`` the model, ``alpha = 1`` the model with everything cut, the
 ``m(empty)`` of `discover`'s faithfulness), every point in between is finite and continuous
 (a row cut whole fades to zero instead of jumping; a mask strength that multiplies the cut
 keys and renormalises would keep such a row unchanged until it vanishes at 1), and in the
@@ -70,7 +70,7 @@ import torch
 from jaxtyping import Bool, Float
 from tqdm.auto import tqdm
 
-from emg_lens.components.attend import block_scores, blocked_by, pattern_of
+from emg_lens.components.attend import cut_pattern
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import ExactPasses
 from emg_lens.discovery.family import Candidate, CompiledFamily, RowChunk, compile_family
@@ -239,21 +239,6 @@ def _capture(
     return logits, scores, patterns, values, caches
 
 
-def _pattern_change(
-    scores: Float[torch.Tensor, "batch head q k"],
-    pattern: Float[torch.Tensor, "batch head q k"],
-    cut: Bool[torch.Tensor, "row k"],
-    rows: tuple[torch.Tensor, torch.Tensor],
-) -> Float[torch.Tensor, "batch row k"]:
-    """``A' - A`` on the (head, query) ``rows`` a candidate touches, ``cut`` being its masked
-    keys in each row: ``A'`` is the softmax of the clean scores with those keys removed, a
-    zero row where every key is cut, by the candidate or the base mask already in the scores
-    (as the model computes it)."""
-    heads, queries = rows
-    new = pattern_of(block_scores(scores[:, heads, queries], cut))
-    return new - pattern[:, heads, queries]
-
-
 def screen(
     model: Any,
     data: SubjectData | tuple[Any, Any],
@@ -334,10 +319,12 @@ def screen(
             clean[name][start:stop] = values[name].detach().double().cpu()
         with torch.no_grad():
             for chunk in chunks:
-                rows = (chunk.heads, chunk.queries)
-                change = _pattern_change(
-                    scores[chunk.layer], patterns[chunk.layer].detach(), chunk.cut, rows
-                )
+                # A' - A on the (head, query) rows the chunk's candidates touch: A' the clean
+                # scores' softmax with their keys cut, a zero row where every key is cut (by
+                # the candidate or the base mask already in the scores, as the model does)
+                heads, queries = chunk.heads, chunk.queries
+                change = cut_pattern(scores[chunk.layer][:, heads, queries], chunk.cut)
+                change = change - patterns[chunk.layer].detach()[:, heads, queries]
                 if chunk.layer in exact:
                     owners, effects = exact_effects(
                         model, caches, change, chunk, yb, wanted, return_type, last_mask
@@ -436,10 +423,7 @@ def _path_hooks(
         layer = layer_of(hook.name)
         if layer in cut:
             t = scores.pop(layer)
-            # every blocked key filled, not only the cut's: a row left with no key is a zero
-            # row with a zero gradient, not the NaN of an all -inf softmax
-            cut_pattern = pattern_of(block_scores(t, cut[layer] | blocked_by(t)))
-            pattern = pattern + alpha * (cut_pattern - pattern)
+            pattern = pattern + alpha * (cut_pattern(t, cut[layer]) - pattern)
         patterns[layer] = pattern
         return pattern
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from emg_lens import EncoderConfig
+from emg_lens.components.attend import cut_pattern
 from emg_lens.discovery import (
     Candidate,
     ExactPasses,
@@ -27,7 +28,7 @@ from emg_lens.discovery import (
     screen,
     window_metric,
 )
-from emg_lens.discovery.screen import _capture, _pattern_change
+from emg_lens.discovery.screen import _capture
 from emg_lens.discovery.study import DiscoverySpec, run_discovery, screen_note
 from emg_lens.edges import between, from_cls, heads, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError
@@ -121,6 +122,12 @@ def test_the_screen_is_exact_where_the_model_is_linear_after_the_cut(seed):
     assert large >= 5, "too few large effects: the sign check would be vacuous"
 
 
+def _change(scores, pattern, mask, rows):
+    """``A' - A`` on a candidate's rows, as the screen computes it (`cut_pattern`)."""
+    heads, queries = rows
+    return cut_pattern(scores[:, heads, queries], mask[rows]) - pattern[:, heads, queries]
+
+
 def test_the_screens_pattern_is_the_masked_models_pattern(model, data):
     X, _ = data
     with torch.no_grad():
@@ -128,7 +135,7 @@ def test_the_screens_pattern_is_the_masked_models_pattern(model, data):
     for c in default_family(model)[::7]:
         mask = layer_masks(model, [c])[c.layer]
         rows = mask.any(-1).nonzero(as_tuple=True)
-        change = _pattern_change(scores[c.layer], patterns[c.layer], mask[rows], rows)
+        change = _change(scores[c.layer], patterns[c.layer], mask, rows)
         _, cache = model.run_with_cache(
             X, edge_masks={c.layer: mask}, names_filter=name_filter("attn.hook_pattern")
         )
@@ -157,7 +164,7 @@ def test_the_estimate_is_the_first_order_effect_of_the_exact_pattern_change(mode
     for i, c in enumerate(family):
         mask = layer_masks(double, [c])[c.layer]
         rows = mask.any(-1).nonzero(as_tuple=True)
-        change = _pattern_change(scores[c.layer], patterns[c.layer], mask[rows], rows)
+        change = _change(scores[c.layer], patterns[c.layer], mask, rows)
 
         def nudge(pattern, hook, rows=rows, change=change):
             pattern = pattern.clone()
