@@ -11,7 +11,8 @@ the blocks are `TransformerBlock` s: block ``l`` changes only at the query posit
 rows the cut touches (the rest of a block acts position by position), so it is computed
 there alone (`TransformerBlock.rows_forward`) and the clean output kept elsewhere; and where
 the readout reads few positions (a CLS head), the last block is computed at those alone.
-On the paper preset's CLS head a layer-0 cut costs about 3.3 blocks instead of 5.
+On the paper preset's CLS head a layer-0 cut costs 3.4-4 blocks instead of 5 (the first
+block's keys and values are still projected at every position).
 """
 
 from __future__ import annotations
