@@ -219,7 +219,8 @@ class ExactPasses:
         ``read`` (see the module docstring)."""
         blocks, last, n = self.model.blocks, self.n_layers - 1, self.model.layout.n_tokens
         # checked (and moved to the device) as a forward pass checks them
-        full = self.model._check_edge_masks(_union(masks, self.base), batch=len(self.y[0]))
+        masks = self.model._check_edge_masks(masks, batch=len(self.y[0]))
+        full = _union(masks, self.base)
         first = masks[start] & ~self.base[start] if start in self.base else masks[start]
         first = first.broadcast_to((*first.shape[:-2], n, n)).reshape(-1, n, n)
         rows = first.any(-1).any(0).nonzero()[:, 0].tolist()  # the query positions it changes
