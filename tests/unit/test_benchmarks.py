@@ -105,6 +105,7 @@ def test_tinymyo_forward_prints_one_json_line(capsys):
     assert result["max_abs_diff"] < 1e-4  # the hooked model computes the plain one's output
 
 
+@pytest.mark.slow
 def test_screen_vs_exact_prints_one_json_line(capsys):
     result = _load("screen_vs_exact").main(["--quick"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -112,9 +113,13 @@ def test_screen_vs_exact_prints_one_json_line(capsys):
     assert json.loads(lines[0]) == result
     assert result["benchmark"] == "screen_vs_exact"
     assert result["candidates"] == result["faithfulness_candidates"] == 2 * 4 * 9
-    for key in ("screen_s", "screen_ig_s", "exact_s", "speedup"):
+    for key in ("screen_s", "screen_verify_s", "screen_ig_s", "exact_s", "speedup"):
         assert isinstance(result[key], float) and result[key] > 0, key
-    assert result["speedup_min"] <= result["speedup"] <= result["speedup_max"]
+    for key in ("speedup", "speedup_verified"):
+        assert result[f"{key}_min"] <= result[key] <= result[f"{key}_max"], key
+    # Every candidate of the two-layer CLS model is exact: verify has nothing to measure.
+    assert result["random_rho_final"] == result["random_spearman"] == 1.0
+    assert result["random_measured"] == 0
     # On the seeded random model the estimates rank like the exact effects, and every
     # candidate that moves the accuracy by more than 5 points is estimated with its sign.
     assert result["spearman"] > 0.8 and result["spearman_all_heads"] > 0.8

@@ -28,6 +28,7 @@ from emg_lens.discovery import (
     screen,
     window_metric,
 )
+from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.discovery.screen import _capture
 from emg_lens.discovery.study import DiscoverySpec, run_discovery, screen_note
 from emg_lens.edges import between, from_cls, heads, parse
@@ -252,6 +253,37 @@ def _subject_data(model, X, y):
     from emg_lens.inspect import as_subject_data
 
     return as_subject_data(model, (X.numpy(), y.numpy()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("return_type", ["logits", "avg_logits"])
+def test_exact_scores_of_the_clean_model_equal_masked_forward_passes(return_type):
+    """`ExactPasses.score` computes a cut's first block at the rows it touches and, on the CLS
+    head, the last block at the CLS row alone: candidates of every layer, head and group pair
+    of a three-layer model, with and without a base cut, and a cut over several layers, score
+    as whole masked forwards."""
+    model = tiny_isonet(5, init_range=0.6, n_layers=3)
+    X = model.example_input(24)
+    with torch.no_grad():
+        y = model(X).argmax(-1)
+    y[::3] = (y[::3] + 1) % model.cfg.n_classes  # margins of both signs
+    family = default_family(model)
+    for base in (None, parse("cross_modal & layers(0, 2)")):
+        passes = ExactPasses(model, X, y, metric="margin", return_type=return_type, base=base)
+        assert passes.by_rows and passes.read == ([0] if return_type == "logits" else None)
+        base_masks = base_layer_masks(model, base) or {}
+        for cut in [[c] for c in family[::7]] + [[family[7], family[40], family[100]]]:
+            masks = layer_masks(model, cut)
+            both = {
+                k: masks.get(k, False) | base_masks.get(k, False) for k in {*masks, *base_masks}
+            }
+            with torch.no_grad():
+                logits = model(X, edge_masks=both, return_type=return_type)
+            got = passes.score(masks)
+            assert got.metric == pytest.approx(
+                float(window_metric(logits, y, "margin").double().mean()), abs=1e-5
+            ), cut[0].label
+            assert got.accuracy == float((logits.argmax(-1) == y).double().mean())
 
 
 def test_exact_passes_from_a_later_layer_equal_a_full_pass(model, data):
