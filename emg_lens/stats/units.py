@@ -381,9 +381,13 @@ def class_trial_cis(
         if len(label)
         else np.zeros(n_classes, np.int64)
     )
+    # each class's sum of shares as before (its own pairwise sum), then one vectorised
+    # Clopper-Pearson for all classes: the same beta quantiles, element by element
+    held_sum, held_n = np.zeros(n_classes), np.zeros(n_classes)
     for c in np.flatnonzero(trials):
         held = np.flatnonzero((label == c) & (windows > 0))
-        if len(held):
-            share = correct[held] / windows[held]
-            low[c], high[c] = (float(v) for v in clopper_pearson(share.sum(), len(held), level))
+        held_sum[c], held_n[c] = (correct[held] / windows[held]).sum(), len(held)
+    some = held_n > 0
+    if some.any():
+        low[some], high[some] = clopper_pearson(held_sum[some], held_n[some], level)
     return low, high, trials
