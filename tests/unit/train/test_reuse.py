@@ -261,6 +261,10 @@ def user_code(tmp_path, monkeypatch):
     folder = tmp_path / "code"
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
+    # No .pyc for these files: an edit within the same second that keeps the file's size (a
+    # GAIN of 1.0 -> 3.0) would leave a cached .pyc that `importlib.reload` trusts, and the test
+    # would run the old code (Python's pyc check is mtime in seconds and size).
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
 
     def write(gain: float = 1.0, body: str = "signals * self.scale * helper.GAIN") -> None:
         (folder / f"{names['helper']}.py").write_text(f"GAIN = {gain!r}\n")
