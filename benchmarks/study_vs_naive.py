@@ -13,9 +13,10 @@ random test windows (``--preset demo``: 32-D, 4 heads; ``--preset paper``: 512-D
   forward pass with ``mask_edges`` at ``blocks.{l}.attn.hook_attn_scores`` (no sharing);
 - the lower bound: the work the runner's plan cannot avoid (`emg_lens.studies.ablation.evaluate.
   tree_plan`), run bare: per subject and window batch, one embedding, one *unmasked* block per
-  distinct non-empty mask-sequence prefix, at the window batch the runner uses, and one
-  readout per distinct effect. `tests/unit/studies/test_study_bound.py` checks that the runner runs
-  exactly these blocks.
+  distinct non-empty mask-sequence prefix (its ``ln1`` and q/k/v projections once per parent,
+  as the runner shares them; the last layer at the query rows the readout reads), at the
+  window batch the runner uses, and one readout per distinct effect.
+  `tests/unit/studies/test_study_bound.py` checks that the runner runs exactly these blocks.
 
 The script first asserts that the runner and the naive loop give identical predictions for
 every condition of every subject (the labels are the unmasked model's own predictions, so
@@ -214,20 +215,30 @@ def plans(spec: StudySpec, models: dict) -> dict[int, TreePlan]:
 @torch.inference_mode()
 def lower_bound(models: dict, plans: dict[int, TreePlan], batch_size: int) -> None:
     """The work the runner's plan cannot avoid, run bare: per subject and window batch, one
-    embedding, ``plan.blocks_per_layer[l]`` unmasked evaluations of block ``l`` at the
-    runner's window batch, and ``plan.effects`` readouts."""
+    embedding; per layer ``l``, ``plan.projections_per_layer[l]`` projections of block ``l``
+    (``ln1`` and q/k/v, shared by a parent's children) and ``plan.blocks_per_layer[l]``
+    *unmasked* evaluations of the rest of it, the last layer at ``plan.rows`` (the query rows
+    the readout reads); and ``plan.effects`` readouts."""
     for subject, (model, data) in models.items():
         X = torch.as_tensor(data.X_test, device=model.cfg.device)
         plan = plans[subject]
+        last = len(model.blocks) - 1
+        per_layer = list(zip(plan.projections_per_layer, plan.blocks_per_layer, strict=True))
         for start in range(0, len(X), batch_size):
             resid = model(X[start : start + batch_size], stop_at_layer=0)
-            for block, n in zip(model.blocks, plan.blocks_per_layer, strict=True):
+            for layer, (block, (parents, n)) in enumerate(zip(model.blocks, per_layer)):
+                rows = list(plan.rows) if plan.rows is not None and layer == last else None
+                for _ in range(parents):
+                    projected = block.project(resid, rows)
                 for _ in range(n):
-                    block(resid)
+                    block.from_projected(resid, projected)
             for _ in range(plan.effects):
                 model.readout(resid, "logits")
     if X.is_cuda:
         torch.cuda.synchronize()  # the runner and the naive loop end on the host too
+
+
+BLOCK_WORK = ("forward", "project", "from_projected", "rows_forward")
 
 
 def breakdown(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> dict[str, float]:
@@ -241,7 +252,8 @@ def breakdown(spec: StudySpec, models: dict, batch_size: int, verify: bool) -> d
             (model, "forward", timer.wrap(model.forward, "embed")),
             (model, "readout", timer.wrap(model.readout, "readout")),
         ]
-        replacements += [(b, "forward", timer.wrap(b.forward, "blocks")) for b in model.blocks]
+        for b in model.blocks:  # whole calls, and the shared projections and what follows
+            replacements += [(b, m, timer.wrap(getattr(b, m), "blocks")) for m in BLOCK_WORK]
     for name, phase in [
         ("score_stacked", "score"),
         ("score_logits", "score"),

@@ -47,7 +47,7 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +98,18 @@ class HeadStructure:
 
 SplitInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """``(query_input, key_input, value_input)``, each ``[batch, pos, head_index, d_model]``."""
+
+
+class Projected(NamedTuple):
+    """``q, k, v`` of one input on the fast path, each ``[batch, pos, head_index, d_head]``
+    (``q`` at ``rows`` alone where given; `Attention.project`), and the output bias the fast
+    path adds with them (NaN where a q/k/v weight is not finite: `Attention._guarded_b_O`)."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    b_O: torch.Tensor
+    rows: list[int] | None = None  # the query positions ``q`` holds (None: all)
 
 
 class _Plan:
@@ -388,6 +400,9 @@ class Attention(ConfigInit, nn.Module):
         >>> torch.allclose(attn.query_rows(x, [0, 3]), attn(x)[:, [0, 3]], atol=1e-6)
         True
         """
+        projected = self.project(x, rows)  # the fast path, where it runs
+        if projected is not None:
+            return self.from_projected(projected, edge_mask)
         W_Q, W_K, W_V, W_O = self._structured_weights()
         edge_mask = merge_masks(self.base_mask, edge_mask)
         rows = list(rows)
@@ -433,11 +448,44 @@ class Attention(ConfigInit, nn.Module):
 
     # ------------------------------------------------------------------ fast, unhooked path
     def _forward_fast(self, x, edge_mask):
-        batch, n_pos, _ = x.shape
+        return self.from_projected(self._project_fast(x), edge_mask)
+
+    def project(
+        self, x: Float[torch.Tensor, "batch pos d_model"], rows: Sequence[int] | None = None
+    ) -> Projected | None:
+        """The fast path's first half: ``q, k, v`` of ``x``, each ``[batch, pos, head_index,
+        d_head]`` (rotated, normalised), which no edge mask changes, so every mask of one
+        input can share them (`from_projected`); with ``rows``, the queries of those
+        positions alone (every key and value still). None where the fast path does not run:
+        a hook attached, ``use_attn_result``, a head structure.
+
+        >>> attn = Attention(EncoderConfig.preset("tiny")).eval()
+        >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in attn.parameters()]
+        >>> x, mask = torch.randn(2, 7, 16), torch.rand(4, 7, 7) > 0.5
+        >>> shared = attn.project(x)
+        >>> torch.equal(attn.from_projected(shared, mask), attn(x, mask))
+        True
+        """
+        if self.cfg.use_attn_result or self.structure is not None or self.hooks_active():
+            return None
+        return self._project_fast(x, None if rows is None else list(rows))
+
+    def _project_fast(self, x, rows=None):
+        batch, n_pos, d_model = x.shape
         h, d_head = self.cfg.n_heads, self.cfg.d_head
         W_qkv, b_qkv, b_O = self._fused_weights()
-        qkv = torch.addmm(b_qkv, x.reshape(batch * n_pos, -1), W_qkv)
-        qkv = qkv.view(batch, n_pos, 3 * h, d_head)
+        if rows is None or self.rotary is not None:  # rotary: every query rotated, then picked
+            qkv = torch.addmm(b_qkv, x.reshape(batch * n_pos, -1), W_qkv)
+            qkv = qkv.view(batch, n_pos, 3 * h, d_head)
+        else:  # the keys' and values' projections, and the queries of ``rows`` alone
+            hd = h * d_head
+            x_rows = x[:, rows].reshape(-1, d_model)
+            q = torch.addmm(b_qkv[:hd], x_rows, W_qkv[:, :hd]).view(batch, len(rows), h, d_head)
+            kv = torch.addmm(b_qkv[hd:], x.reshape(batch * n_pos, -1), W_qkv[:, hd:])
+            k, v = kv.view(batch, n_pos, 2 * h, d_head).split(h, dim=2)
+            if self.q_norm is not None:
+                q, k = self._qk_norm(q, k)
+            return Projected(q, k, v, b_O, rows)
         if self.rotary is None:
             q, k, v = qkv.split(h, dim=2)
         else:  # queries and keys share positions: rotate them in one pass
@@ -445,10 +493,35 @@ class Attention(ConfigInit, nn.Module):
             v = qkv[:, :, 2 * h :]
         if self.q_norm is not None:
             q, k = self._qk_norm(q, k)
+        if rows is not None:
+            q = q[:, rows]
+        return Projected(q, k, v, b_O, rows)
+
+    def from_projected(
+        self,
+        projected: Projected,
+        edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """The fast path's second half: attention's output from `project`'s ``q, k, v`` with
+        ``edge_mask``: ``[batch, pos, d_model]``, or ``[batch, row, d_model]`` for a projection
+        of some query rows (equal to those rows of the whole output within float error: the
+        products run on fewer rows).
+
+        >>> attn = Attention(EncoderConfig.preset("tiny")).eval()
+        >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in attn.parameters()]
+        >>> x = torch.randn(2, 7, 16)
+        >>> out = attn.from_projected(attn.project(x, rows=[0, 3]))
+        >>> torch.allclose(out, attn(x)[:, [0, 3]], atol=1e-6)
+        True
+        """
+        q, k, v, b_O, rows = projected
+        batch, n_query, h, d_head = q.shape
         if edge_mask is not None:
             # SDPA's CPU flash kernel takes only 4-D masks: a [head, q, k] mask sends it to the
             # math kernel, ~5x slower at the demo's 49 tokens. A view, so nothing is copied.
             edge_mask = edge_mask[(None,) * (4 - edge_mask.ndim)]
+            if rows is not None:
+                edge_mask = edge_mask[..., rows, :]
         z = _sdpa(
             q.transpose(1, 2),
             k.transpose(1, 2),
@@ -456,9 +529,9 @@ class Attention(ConfigInit, nn.Module):
             edge_mask,
             1.0 / self.attn_scale,
         )
-        z = z.transpose(1, 2).reshape(batch * n_pos, h * d_head)
+        z = z.transpose(1, 2).reshape(batch * n_query, h * d_head)
         out = torch.addmm(b_O, z, self.W_O.reshape(h * d_head, -1))
-        return out.view(batch, n_pos, -1)
+        return out.view(batch, n_query, -1)
 
     def _qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d_head = (self.cfg.d_head,)

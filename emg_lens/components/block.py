@@ -11,7 +11,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components.attention import Attention
+from emg_lens.components.attention import Attention, Projected
 from emg_lens.components.layer_norm import make_norm
 from emg_lens.components.mlp import MLP
 from emg_lens.config import EncoderConfig
@@ -154,9 +154,59 @@ class TransformerBlock(nn.Module):
         >>> torch.allclose(block.rows_forward(x, [0]), block(x)[:, [0]], atol=1e-5)
         True
         """
+        projected = self.project(resid_pre, rows)
+        if projected is not None:
+            return self.from_projected(resid_pre, projected, edge_mask)
         attn_in = resid_pre if self.post_norm else self.ln1(resid_pre)
         attn_out = self.attn.query_rows(attn_in, rows, edge_mask)
         return self.after_attention(resid_pre[:, rows], attn_out)
+
+    def project(
+        self, resid_pre: Float[torch.Tensor, "batch pos d_model"], rows: list[int] | None = None
+    ) -> Projected | None:
+        """What no edge mask changes in this block's forward: ``ln1`` and attention's q, k, v
+        projections (`Attention.project`; with ``rows``, the queries of those positions
+        alone), so that every mask applied to one input shares them (the study runner's
+        conditions of one prefix). None where the forward does not run that way: in training
+        (dropout), with a hook on any of the block's hook points, with split q/k/v inputs, or
+        where attention has no fast path.
+
+        >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0).eval()
+        >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in block.parameters()]
+        >>> x, mask = torch.randn(2, 7, 16), torch.rand(4, 7, 7) > 0.5
+        >>> shared = block.project(x)
+        >>> torch.equal(block.from_projected(x, shared, mask), block(x, mask))
+        True
+        """
+        if (
+            self.training
+            or self.cfg.use_split_qkv_input
+            or self.cfg.use_attn_in
+            or any(h.fwd_hooks or h.bwd_hooks for h in self.modules() if isinstance(h, HookPoint))
+        ):
+            return None
+        return self.attn.project(resid_pre if self.post_norm else self.ln1(resid_pre), rows)
+
+    def from_projected(
+        self,
+        resid_pre: Float[torch.Tensor, "batch pos d_model"],
+        projected: Projected,
+        edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """The block's output for ``resid_pre`` from `project`'s projections of it, with
+        ``edge_mask``: ``forward(resid_pre, edge_mask)`` bit for bit, or its ``rows`` (within
+        float error) for a projection of some query rows.
+
+        >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0).eval()
+        >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in block.parameters()]
+        >>> x = torch.randn(2, 7, 16)
+        >>> out = block.from_projected(x, block.project(x, rows=[0]))
+        >>> torch.allclose(out, block(x)[:, [0]], atol=1e-5)
+        True
+        """
+        attn_out = self.attn.from_projected(projected, edge_mask)
+        rows = projected.rows
+        return self.after_attention(resid_pre if rows is None else resid_pre[:, rows], attn_out)
 
     def after_attention(
         self,

@@ -8,10 +8,14 @@ masked prefix of ``from_first`` at layer ``l`` with the one at ``l - 1``). Each 
 children run their block either one call each, the mask broadcast over the window batch, or
 stacked on the batch axis with one mask per row: the same numbers, the device's choice
 (`emg_lens.studies.ablation.stacking`: broadcast on a CPU, timed at the first layer on a GPU,
-recorded with the run). Conditions with equal effects (``from_first`` at the last layer and
-``all``, ...) share one evaluation, and so do conditions whose last-layer masks cut no query
-row that the readout reads (the CLS row, for the CLS head): such a mask changes no output, so
-it is dropped (`tree_plan` says what is left to run).
+recorded with the run). In the broadcast form the children of one prefix share what no mask
+changes (``ln1`` and the q/k/v projections, `TransformerBlock.project`: two thirds of a
+paper-size block), bit for bit the same outputs. Conditions with equal effects (``from_first``
+at the last layer and ``all``, ...) share one evaluation, and so do conditions whose last-layer
+masks cut no query row that the readout reads (the CLS row, for the CLS head): such a mask
+changes no output, so it is dropped; and the last layer computes only the query rows the
+readout reads (within float error of the whole layer: its products run on fewer rows).
+`tree_plan` says what is left to run.
 
 The outputs are checked for non-finite values and copied to the host as one stack, and scored
 in one vectorised pass (`emg_lens.stats.metrics.score_stacked`), each distinct output once.
@@ -204,6 +208,15 @@ def _readout_rows(model, return_type: str, reads: _ModelReads) -> torch.Tensor |
     return torch.cat(read)
 
 
+def _read_rows(table: _MaskTable, return_type: str) -> list[int] | None:
+    """The positions the readout reads (probed by `_canonical_sequences`) where it reads
+    some and not all: the last layer is computed at those query rows alone."""
+    read = table.read.get(return_type)
+    if read is None or bool(read.all()):
+        return None
+    return read.nonzero()[:, 0].tolist()
+
+
 def _canonical_sequences(
     model, sequences: list[tuple], table: _MaskTable, return_type: str, reads: _ModelReads
 ) -> dict[tuple, tuple]:
@@ -222,27 +235,37 @@ def _canonical_sequences(
 @dataclass(frozen=True)
 class TreePlan:
     """The work of the prefix tree per window batch: block evaluations per layer (one per
-    distinct non-empty prefix ending at that layer) and readouts (one per distinct effect)."""
+    distinct non-empty prefix ending at that layer), each sharing its parent's projections
+    (one per distinct prefix ending at the layer before: `projections_per_layer`), the last
+    layer at the query ``rows`` the readout reads (None: every row), and readouts (one per
+    distinct effect)."""
 
     blocks_per_layer: tuple[int, ...]
     effects: int
+    rows: tuple[int, ...] | None = None
 
     @property
     def blocks(self) -> int:
         """Block evaluations per window batch, all layers."""
         return sum(self.blocks_per_layer)
 
+    @property
+    def projections_per_layer(self) -> tuple[int, ...]:
+        """Per layer, the projections its blocks share (`TransformerBlock.project`): one per
+        parent, each prefix of the layer before having children."""
+        return (1, *self.blocks_per_layer[:-1])
+
     @classmethod
-    def of(cls, sequences: Iterable[tuple]) -> TreePlan:
+    def of(cls, sequences: Iterable[tuple], rows: Iterable[int] | None = None) -> TreePlan:
         """The plan for (canonical) mask sequences.
 
         >>> TreePlan.of([(None, None), (None, 0), (0, 0), (0, None)])
-        TreePlan(blocks_per_layer=(2, 4), effects=4)
+        TreePlan(blocks_per_layer=(2, 4), effects=4, rows=None)
         """
         wanted = set(sequences)
         n_layers = len(next(iter(wanted)))
         per_layer = tuple(len({s[: layer + 1] for s in wanted}) for layer in range(n_layers))
-        return cls(per_layer, len(wanted))
+        return cls(per_layer, len(wanted), None if rows is None else tuple(rows))
 
 
 def tree_plan(
@@ -260,18 +283,18 @@ def tree_plan(
     ...     "layers": {"modes": ["individual", "from_first", "from_last"]}})
     >>> model = IsoNet(EncoderConfig.preset("tiny", n_layers=3))
     >>> tree_plan(spec, model, [BASELINE, *expand_grid(spec, 3, model.cfg.n_heads)])
-    TreePlan(blocks_per_layer=(2, 4, 4), effects=4)
+    TreePlan(blocks_per_layer=(2, 4, 4), effects=4, rows=(0,))
 
     Seven sequences (six effects and the baseline), but the CLS head reads position 0 alone
     and ``cross_modal`` leaves CLS's row unmasked, so a last-layer mask changes nothing: NNC
-    is NNN, CCC is CCN and NCC is NCN, leaving 4.
+    is NNN, CCC is CCN and NCC is NCN, leaving 4; and the last layer computes CLS's row alone.
     """
     code = code if code is not None else StudyCode.load(spec.code_files(), allow_code=False)
     table = _MaskTable()
     sequences, _ = _edge_sequences(model, conditions, code, table)
     distinct = sorted(set(sequences.values()), key=str)
     canonical = _canonical_sequences(model, distinct, table, spec.return_type, _model_reads(model))
-    return TreePlan.of(canonical.values())
+    return TreePlan.of(canonical.values(), _read_rows(table, spec.return_type))
 
 
 def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> list[str]:
@@ -339,11 +362,14 @@ def _run_prefix_tree(
                 out[seq].append(model(xb, edge_masks=cut, return_type=return_type))
         joined = {seq: torch.cat(parts) for seq, parts in out.items()}
         return {seq: joined[canonical[seq]] for seq in sequences}
+    rows = _read_rows(table, return_type)
+    last = len(model.blocks) - 1
     for start in range(0, len(X), batch_size):
         states = {(): model(X[start : start + batch_size], stop_at_layer=0)}
         for layer, block in enumerate(model.blocks):
             children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
-            states = run_children(block, states, children, masks, form)
+            at = rows if layer == last else None
+            states = run_children(block, states, children, masks, form, rows=at)
         for seq in wanted:
             out[seq].append(model.readout(states[seq], return_type))
     form.settle()

@@ -11,8 +11,13 @@ row alone, and SDPA reads a row's mask the same whether it is broadcast or copie
   one window batch leaves it waiting on kernel launches.
 
 A node's unmasked child runs alone, unmasked, in both forms (SDPA without a mask is another
-kernel). `ConditionForm` is the rule and its record: a form asked for by name; ``"timed"``:
-the first layer with at least `MIN_TIMED` masked children is timed (each form warmed up on
+kernel). In the broadcast form the children of one node share what no mask changes
+(`LayerStep`: ``ln1`` and the q/k/v projections, `TransformerBlock.project`), so a child
+costs the rest of the block; and where the readout reads only some positions, the last
+layer computes only those query rows, one child at a time in both forms.
+
+`ConditionForm` is the rule and its record: a form asked for by name; ``"timed"``: the first
+layer with at least `MIN_TIMED` masked children is timed (each form warmed up on
 its first children, then half the rest in each form: each child computed once), and the
 faster per child is kept for the rest of the subject; ``"auto"``: on a CPU the broadcast
 form (measured faster there, `CPU_MEASURED`), elsewhere (a GPU) timed. An attached model
@@ -22,6 +27,7 @@ form (measured faster there, `CPU_MEASURED`), elsewhere (a GPU) timed. An attach
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +36,7 @@ import torch
 
 from emg_lens.errors import ArgumentError
 
-__all__ = ["CPU_MEASURED", "FORMS", "ConditionForm", "run_children"]
+__all__ = ["CPU_MEASURED", "FORMS", "ConditionForm", "LayerStep", "run_children"]
 
 FORMS = ("broadcast", "stacked")
 RULES = ("auto", "timed", *FORMS)
@@ -107,16 +113,73 @@ class ConditionForm:
         }
 
 
+class LayerStep:
+    """One block of the prefix tree for one layer's ``children``: ``step(states, child,
+    mask)`` is ``block(states[parent], mask)``, where the children of one parent share the
+    block's mask-free work (`TransformerBlock.project`), kept until that parent's last child
+    has run (`done`); with ``rows`` (the last layer, where the readout reads those positions
+    alone) only those query rows are computed, and the parent's stream fills the others,
+    which the readout never reads. A block without `project` (or refusing it: hooks,
+    training) runs whole.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.components.block import TransformerBlock
+    >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0).eval()
+    >>> _ = torch.manual_seed(0), [torch.nn.init.normal_(p, std=0.3) for p in block.parameters()]
+    >>> x, mask = torch.randn(2, 7, 16), torch.rand(1, 4, 7, 7) > 0.5
+    >>> step = LayerStep(block, [(None,), (0,)])
+    >>> torch.equal(step({(): x}, (0,), mask), block(x, mask))
+    True
+    """
+
+    def __init__(self, block: Block, children: Sequence[Node], rows: list[int] | None = None):
+        self.block, self.rows = block, rows
+        self.left = Counter(c[:-1] for c in children)
+        self.shared: dict[Node, Any] = {}
+        self.can_share = callable(getattr(block, "project", None))
+
+    def __call__(self, states: dict[Node, torch.Tensor], child: Node, mask) -> torch.Tensor:
+        parent = child[:-1]
+        x = states[parent]
+        if self.can_share and parent not in self.shared:
+            self.shared[parent] = self.block.project(x, self.rows)
+        projected = self.shared.get(parent)
+        self.done(child)
+        if projected is not None:
+            return self._fill(x, self.block.from_projected(x, projected, mask))
+        return self.forward(x, mask)
+
+    def forward(self, x: torch.Tensor, mask) -> torch.Tensor:
+        """The block on ``x`` (children stacked on the batch axis, say), nothing shared."""
+        if self.rows is None:
+            return self.block(x, mask)
+        return self._fill(x, self.block.rows_forward(x, self.rows, mask))
+
+    def done(self, child: Node) -> None:
+        """``child`` has run: its parent's shared work goes with the parent's last child."""
+        parent = child[:-1]
+        self.left[parent] -= 1
+        if self.left[parent] <= 0:
+            self.shared.pop(parent, None)
+
+    def _fill(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            return out
+        return x.index_copy(1, torch.tensor(self.rows, device=x.device), out)
+
+
 def run_children(
     block: Block,
     states: dict[Node, torch.Tensor],
     children: Sequence[Node],
     masks: Sequence[torch.Tensor],
     form: ConditionForm,
+    rows: list[int] | None = None,
 ) -> dict[Node, torch.Tensor]:
     """``{child: block(states[parent], mask)}`` for every child (a prefix whose last entry is
     a mask id into ``masks``, each ``[1, head, q, k]``, or None), in ``form``'s form; an
-    undecided auto form is timed here once the layer has `MIN_TIMED` masked children.
+    undecided auto form is timed here once the layer has `MIN_TIMED` masked children. With
+    ``rows``, only those query rows are computed (`LayerStep`: the last layer).
 
     >>> block = lambda x, mask: x if mask is None else x * mask.sum()
     >>> masks = [torch.ones(1, 1, 2, 2, dtype=torch.bool)]
@@ -125,7 +188,8 @@ def run_children(
     >>> out[(0,)][0, 0].tolist()
     [4.0, 4.0, 4.0, 4.0]
     """
-    out = {c: block(states[c[:-1]], None) for c in children if c[-1] is None}
+    step = LayerStep(block, children, rows)
+    out = {c: step(states, c, None) for c in children if c[-1] is None}
     masked = [c for c in children if c[-1] is not None]
     if not masked:
         return out
@@ -140,35 +204,39 @@ def run_children(
         rest = masked[3:]
         halves = {"broadcast": rest[: len(rest) // 2], "stacked": rest[len(rest) // 2 :]}
         for name, half in warm.items():
-            out.update(_FORMS[name](block, states, half, masks, per_call))
+            out.update(_FORMS[name](step, states, half, masks, per_call))
         for name, half in halves.items():
             start = _clock(out[masked[2]])
-            out.update(_FORMS[name](block, states, half, masks, per_call))
+            out.update(_FORMS[name](step, states, half, masks, per_call))
             form.seconds_per_child[name] = (_clock(out[half[-1]]) - start) / len(half)
         times = form.seconds_per_child
         form.form = min(times, key=times.get)
         form.reason = f"timed at the first layer with {len(masked)} masked conditions"
         return out
     run = _FORMS[form.form or "broadcast"]
-    out.update(run(block, states, masked, masks, per_call))
+    out.update(run(step, states, masked, masks, per_call))
     return out
 
 
-def _broadcast(block, states, children, masks, per_call):
-    return {c: block(states[c[:-1]], masks[c[-1]]) for c in children}
+def _broadcast(step, states, children, masks, per_call):
+    return {c: step(states, c, masks[c[-1]]) for c in children}
 
 
-def _stacked(block, states, children, masks, per_call):
+def _stacked(step, states, children, masks, per_call):
+    if step.rows is not None:  # a few rows per child: nothing to fill a device with, and the
+        return _broadcast(step, states, children, masks, per_call)  # forms stay bit-equal
     out = {}
     for i in range(0, len(children), per_call):
         chunk = children[i : i + per_call]
         if len(chunk) == 1:
-            out.update(_broadcast(block, states, chunk, masks, per_call))
+            out.update(_broadcast(step, states, chunk, masks, per_call))
             continue
         rows = states[chunk[0][:-1]].shape[0]
         x = torch.cat([states[c[:-1]] for c in chunk])
         mask = torch.cat([masks[c[-1]].expand(rows, -1, -1, -1) for c in chunk])
-        out.update(zip(chunk, block(x, mask).split(rows)))
+        out.update(zip(chunk, step.forward(x, mask).split(rows)))
+        for c in chunk:
+            step.done(c)
     return out
 
 

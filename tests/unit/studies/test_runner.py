@@ -468,8 +468,10 @@ def test_continuous_metrics_equal_a_hand_computation(subjects, hook_dir, no_figu
 
 def test_verification_catches_a_batched_path_that_ignores_masks(subjects, monkeypatch):
     spec = _spec(layers={"modes": ["individual"]}, heads=["all"])
-    real_fast = Attention._forward_fast
-    monkeypatch.setattr(Attention, "_forward_fast", lambda self, x, mask: real_fast(self, x, None))
+    real_fast = Attention.from_projected  # the fast path's masked half, which the runner runs
+    monkeypatch.setattr(
+        Attention, "from_projected", lambda self, projected, mask=None: real_fast(self, projected)
+    )
     with pytest.raises(StudyError, match="disagree"):
         run_study(spec, models=subjects, progress=False)
     # Without the check the broken run "succeeds": the verification is what catches it.

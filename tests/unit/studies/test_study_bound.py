@@ -75,15 +75,40 @@ def _subject(seed: int = 0) -> tuple[IsoNet, SubjectData]:
 
 
 def _count_blocks(model) -> tuple[Counter, list]:
-    """A counter of (layer, batch rows) over the model's block calls, and the hook handles."""
+    """A counter of (layer, what, window rows, query rows) over the model's block work: whole
+    calls (``"block"``), shared projections (``"project"``) and the rest of a block from
+    them (``"from"``); and an undo list."""
     calls: Counter = Counter()
-    handles = [
-        block.register_forward_pre_hook(
-            lambda module, args, layer=layer: calls.update([(layer, args[0].shape[0])])
+    undo = []
+    for layer, block in enumerate(model.blocks):
+        undo.append(
+            block.register_forward_pre_hook(
+                lambda module, args, layer=layer: calls.update(
+                    [(layer, "block", args[0].shape[0], args[0].shape[1])]
+                )
+            )
         )
-        for layer, block in enumerate(model.blocks)
-    ]
-    return calls, handles
+
+        def project(resid, rows=None, layer=layer, real=block.project):
+            n_query = resid.shape[1] if rows is None else len(rows)
+            calls.update([(layer, "project", resid.shape[0], n_query)])
+            return real(resid, rows)
+
+        def from_projected(resid, projected, mask=None, layer=layer, real=block.from_projected):
+            calls.update([(layer, "from", resid.shape[0], projected.q.shape[1])])
+            return real(resid, projected, mask)
+
+        block.project, block.from_projected = project, from_projected
+        undo.append(block)
+    return calls, undo
+
+
+def _undo(undo: list) -> None:
+    for item in undo:
+        if isinstance(item, torch.nn.Module):
+            del item.project, item.from_projected
+        else:
+            item.remove()
 
 
 def test_the_bound_runs_the_blocks_the_runner_runs():
@@ -91,7 +116,7 @@ def test_the_bound_runs_the_blocks_the_runner_runs():
     model, data = _subject()
     models = {1: (model, data)}
     spec = _spec("cross_modal", "unimodal", "to_cls", heads=("all", [1, 3]))
-    calls, handles = _count_blocks(model)
+    calls, undo = _count_blocks(model)
     try:
         run_study(spec, models=models, batch_size=BATCH, verify=False, progress=False)
         runner_calls = Counter(calls)
@@ -99,19 +124,26 @@ def test_the_bound_runs_the_blocks_the_runner_runs():
         plans = bench.plans(spec, models)
         bench.lower_bound(models, plans, BATCH)
     finally:
-        for handle in handles:
-            handle.remove()
-    # The same blocks at the same batch shapes: per layer, one per distinct prefix per batch.
+        _undo(undo)
+    # The same work at the same shapes: per layer and window batch, one projection per parent
+    # and the rest of the block once per distinct prefix, the last layer at the CLS row alone.
     assert calls == runner_calls
-    per_layer = plans[1].blocks_per_layer
-    assert runner_calls == {
-        (layer, rows): n * (2 if rows == BATCH else 1)
-        for layer, n in enumerate(per_layer)
-        for rows in (BATCH, N_WINDOWS % BATCH)
-    }
+    plan = plans[1]
+    assert plan.rows == (0,)
+    n_tokens, last = model.layout.n_tokens, model.cfg.n_layers - 1
+    expected = Counter()
+    for layer, (parents, n) in enumerate(
+        zip(plan.projections_per_layer, plan.blocks_per_layer, strict=True)
+    ):
+        n_query = 1 if layer == last else n_tokens
+        for rows in (BATCH, BATCH, N_WINDOWS % BATCH):
+            expected.update({(layer, "project", rows, n_query): parents})
+            expected.update({(layer, "from", rows, n_query): n})
+    assert runner_calls == expected
     # Sharing at work: fewer blocks than one pass per condition; at the last layer fewer
     # than the grid's effects (cross_modal and unimodal leave the CLS row alone: dropped),
     # more than one per parent (to_cls cuts the CLS row: kept).
+    per_layer = plan.blocks_per_layer
     grid = [BASELINE, *expand_grid(spec, 3, model.cfg.n_heads)]
     assert sum(per_layer) < 3 * len(grid)
     assert per_layer[1] < per_layer[2] < len({c.effect for c in grid})
