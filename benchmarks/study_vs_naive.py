@@ -14,8 +14,9 @@ random test windows (``--preset demo``: 32-D, 4 heads; ``--preset paper``: 512-D
 - the lower bound: the work the runner's plan cannot avoid (`emg_lens.studies.ablation.evaluate.
   tree_plan`), run bare: per subject and window batch, one embedding, one *unmasked* block per
   distinct non-empty mask-sequence prefix (its ``ln1`` and q/k/v projections once per parent,
-  as the runner shares them; the last layer at the query rows the readout reads), at the
-  window batch the runner uses, and one readout per distinct effect.
+  as the runner shares them; the last layer at the query rows the readout reads), in the
+  calls the runner makes (`windows_per_call`: on a CPU, a paper-size window batch in calls of
+  55 windows), and one readout per distinct effect.
   `tests/unit/studies/test_study_bound.py` checks that the runner runs exactly these blocks.
 
 The script first asserts that the runner and the naive loop give identical predictions for
@@ -78,7 +79,7 @@ from emg_lens.studies.ablation import evaluate as evaluate_module
 from emg_lens.studies.ablation import runner as runner_module
 from emg_lens.studies.ablation.evaluate import TreePlan, tree_plan
 from emg_lens.studies.ablation.grid import BASELINE
-from emg_lens.studies.ablation.stacking import FORMS
+from emg_lens.studies.ablation.stacking import FORMS, windows_per_call
 
 SPEC = {
     "name": "table3",
@@ -224,8 +225,9 @@ def lower_bound(models: dict, plans: dict[int, TreePlan], batch_size: int) -> No
         plan = plans[subject]
         last = len(model.blocks) - 1
         per_layer = list(zip(plan.projections_per_layer, plan.blocks_per_layer, strict=True))
-        for start in range(0, len(X), batch_size):
-            resid = model(X[start : start + batch_size], stop_at_layer=0)
+        per_call = windows_per_call(model, X.device, batch_size)  # the runner's calls
+        for start in range(0, len(X), per_call):
+            resid = model(X[start : start + per_call], stop_at_layer=0)
             for layer, (block, (parents, n)) in enumerate(zip(model.blocks, per_layer)):
                 rows = list(plan.rows) if plan.rows is not None and layer == last else None
                 for _ in range(parents):

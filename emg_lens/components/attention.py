@@ -110,6 +110,9 @@ class Projected(NamedTuple):
     v: torch.Tensor
     b_O: torch.Tensor
     rows: list[int] | None = None  # the query positions ``q`` holds (None: all)
+    # For a few query rows, the input itself instead of ``k`` and ``v`` (both None): the rows'
+    # attention is computed on the input's side (`Attention._from_queries`).
+    x: torch.Tensor | None = None
 
 
 class _Plan:
@@ -477,10 +480,12 @@ class Attention(ConfigInit, nn.Module):
         if rows is None or self.rotary is not None:  # rotary: every query rotated, then picked
             qkv = torch.addmm(b_qkv, x.reshape(batch * n_pos, -1), W_qkv)
             qkv = qkv.view(batch, n_pos, 3 * h, d_head)
-        else:  # the keys' and values' projections, and the queries of ``rows`` alone
+        else:  # the queries of ``rows`` alone
             hd = h * d_head
             x_rows = x[:, rows].reshape(-1, d_model)
             q = torch.addmm(b_qkv[:hd], x_rows, W_qkv[:, :hd]).view(batch, len(rows), h, d_head)
+            if self.q_norm is None and len(rows) * (d_model + n_pos * h) < n_pos * d_model:
+                return Projected(q, None, None, b_O, rows, x)  # no key or value projected
             kv = torch.addmm(b_qkv[hd:], x.reshape(batch * n_pos, -1), W_qkv[:, hd:])
             k, v = kv.view(batch, n_pos, 2 * h, d_head).split(h, dim=2)
             if self.q_norm is not None:
@@ -514,7 +519,7 @@ class Attention(ConfigInit, nn.Module):
         >>> torch.allclose(out, attn(x)[:, [0, 3]], atol=1e-6)
         True
         """
-        q, k, v, b_O, rows = projected
+        q, k, v, b_O, rows, x = projected
         batch, n_query, h, d_head = q.shape
         if edge_mask is not None:
             # SDPA's CPU flash kernel takes only 4-D masks: a [head, q, k] mask sends it to the
@@ -522,6 +527,8 @@ class Attention(ConfigInit, nn.Module):
             edge_mask = edge_mask[(None,) * (4 - edge_mask.ndim)]
             if rows is not None:
                 edge_mask = edge_mask[..., rows, :]
+        if x is not None:
+            return self._from_queries(q, x, edge_mask, b_O)
         z = _sdpa(
             q.transpose(1, 2),
             k.transpose(1, 2),
@@ -532,6 +539,25 @@ class Attention(ConfigInit, nn.Module):
         z = z.transpose(1, 2).reshape(batch * n_query, h * d_head)
         out = torch.addmm(b_O, z, self.W_O.reshape(h * d_head, -1))
         return out.view(batch, n_query, -1)
+
+    def _from_queries(self, q, x, blocked, b_O):
+        """Attention of a few query rows ``q`` ``[batch, row, head, d_head]`` over the input
+        ``x`` ``[batch, pos, d_model]``, computed on the input's side: a score is ``q . (x_j
+        W_K + b_K) = (q W_K^T) . x_j + q . b_K``, whose last term is the same for every key of
+        the row and so changes no softmax (left out; a non-finite ``b_K`` still makes the
+        output NaN through ``b_O``, `_guarded_b_O`), and the update ``sum_j p_j (x_j W_V +
+        b_V) = (sum_j p_j x_j) W_V + b_V sum_j p_j``, so no key or value is projected: about
+        ``row * (d_model + pos * head)`` products per window and head dimension instead of
+        ``pos * d_model`` (a CLS readout's last layer: 28x fewer at the paper preset). Equal
+        to the projected form within float error; a row with every key cut attends to
+        nothing (`pattern_of`), as everywhere."""
+        scores = torch.einsum("brhe,hde->bhrd", q / self.attn_scale, self.W_K)
+        scores = torch.einsum("bhrd,bnd->bhrn", scores, x)
+        pattern = pattern_of(block_scores(scores, blocked))
+        pooled = torch.einsum("bhrn,bnd->brhd", pattern, x)
+        z = torch.einsum("brhd,hde->brhe", pooled, self.W_V)
+        z = z + pattern.sum(-1).transpose(1, 2)[..., None] * self.b_V
+        return torch.einsum("brhe,hem->brm", z, self.W_O) + b_O
 
     def _qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d_head = (self.cfg.d_head,)

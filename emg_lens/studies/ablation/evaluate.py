@@ -15,7 +15,8 @@ at the last layer and ``all``, ...) share one evaluation, and so do conditions w
 masks cut no query row that the readout reads (the CLS row, for the CLS head): such a mask
 changes no output, so it is dropped; and the last layer computes only the query rows the
 readout reads (within float error of the whole layer: its products run on fewer rows).
-`tree_plan` says what is left to run.
+`tree_plan` says what is left to run. On a CPU a large model's window batch runs in smaller
+calls (`emg_lens.studies.ablation.stacking.windows_per_call`).
 
 The outputs are checked for non-finite values and copied to the host as one stack, and scored
 in one vectorised pass (`emg_lens.stats.metrics.score_stacked`), each distinct output once.
@@ -47,7 +48,7 @@ from emg_lens.stats.metrics import score_logits, score_stacked
 from emg_lens.studies.ablation.erasure import ErasureFits
 from emg_lens.studies.ablation.grid import BASELINE, Condition
 from emg_lens.studies.ablation.spec import StudySpec
-from emg_lens.studies.ablation.stacking import ConditionForm, run_children
+from emg_lens.studies.ablation.stacking import ConditionForm, run_children, windows_per_call
 from emg_lens.studies.subjects import Subject
 from emg_lens.user_code import (
     StudyCode,
@@ -364,8 +365,9 @@ def _run_prefix_tree(
         return {seq: joined[canonical[seq]] for seq in sequences}
     rows = _read_rows(table, return_type)
     last = len(model.blocks) - 1
-    for start in range(0, len(X), batch_size):
-        states = {(): model(X[start : start + batch_size], stop_at_layer=0)}
+    per_call = windows_per_call(model, X.device, batch_size)
+    for start in range(0, len(X), per_call):
+        states = {(): model(X[start : start + per_call], stop_at_layer=0)}
         for layer, block in enumerate(model.blocks):
             children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
             at = rows if layer == last else None

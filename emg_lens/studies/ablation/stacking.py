@@ -36,7 +36,15 @@ import torch
 
 from emg_lens.errors import ArgumentError
 
-__all__ = ["CPU_MEASURED", "FORMS", "ConditionForm", "LayerStep", "run_children"]
+__all__ = [
+    "CPU_CALL_BYTES",
+    "CPU_MEASURED",
+    "FORMS",
+    "ConditionForm",
+    "LayerStep",
+    "run_children",
+    "windows_per_call",
+]
 
 FORMS = ("broadcast", "stacked")
 RULES = ("auto", "timed", *FORMS)
@@ -54,6 +62,13 @@ CPU_MEASURED = (
     "(benchmarks/study_vs_naive.py --quick --batch-conditions, 2 loaded cores: stacked / "
     "broadcast 0.99-1.01)"
 )
+
+# On a CPU a block call's widest activation stays under this many bytes: the window batch is
+# run in smaller calls where it would not. Larger calls spend their time faulting in fresh
+# pages (glibc serves an allocation over 32 MiB from mmap, anew on every call) and missing
+# the cache: a paper-preset block (49 tokens, q/k/v 1,536 wide) per window took 0.71-0.76x
+# the time at 32-64 windows a call that it took at 256 (2 threads; 0.78x on one).
+CPU_CALL_BYTES = 16 * 2**20
 
 Block = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 Node = tuple  # a mask-sequence prefix: its last entry is the child's mask id (None: unmasked)
@@ -241,6 +256,28 @@ def _stacked(step, states, children, masks, per_call):
 
 
 _FORMS = {"broadcast": _broadcast, "stacked": _stacked}
+
+
+def windows_per_call(model: Any, device: torch.device, batch_size: int) -> int:
+    """Windows per block call of the prefix tree: ``batch_size``, or on a CPU as many as
+    keep a call's widest activation (q/k/v, the MLP's hidden layer or the residual stream)
+    under `CPU_CALL_BYTES`.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> paper = IsoNet(EncoderConfig.preset("paper"))  # 49 tokens, q/k/v 1,536 wide
+    >>> windows_per_call(paper, torch.device("cpu"), 256)
+    55
+    >>> windows_per_call(IsoNet(EncoderConfig.preset("demo")), torch.device("cpu"), 256)
+    256
+    """
+    if device.type != "cpu":
+        return batch_size
+    cfg = model.cfg
+    widest = max(3 * cfg.n_heads * cfg.d_head, cfg.d_mlp or 0, cfg.d_model)
+    itemsize = torch.empty(0, dtype=cfg.dtype).element_size()
+    per_window = model.layout.n_tokens * widest * itemsize
+    return max(1, min(batch_size, CPU_CALL_BYTES // per_window))
 
 
 def _per_call(state: torch.Tensor, mask: torch.Tensor) -> int:

@@ -93,22 +93,27 @@ def test_exact_effects_are_the_masked_models_effects(name):
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_a_block_computes_chosen_query_rows_as_its_forward_does(name):
-    """`TransformerBlock.rows_forward` (what the exact penultimate effects read the last
-    layer with) is the block's forward at those rows, with and without an edge mask, on
-    every model kind: rotary positions (TinyMyo), post-LN, a head structure (CBraMod)."""
+    """`TransformerBlock.rows_forward` (what the exact penultimate effects and the study
+    runner's last layer read) is the block's forward at those rows, with and without an edge
+    mask, a row with every key cut included, on every model kind: rotary positions (TinyMyo),
+    post-LN, a head structure (CBraMod), and a CLS row alone (computed on the input's side,
+    `Attention._from_queries`, where the model has no rotary positions or q/k norm)."""
     build = MODELS[name][0]
     if name == "cbramod":
         pytest.importorskip("braindecode")
     model = build()
-    x = torch.randn(3, model.layout.n_tokens, model.cfg.d_model)
-    mask = torch.rand(model.cfg.n_heads, model.layout.n_tokens, model.layout.n_tokens) < 0.3
-    rows = [0, model.layout.n_tokens - 1]
+    n = model.layout.n_tokens
+    x = torch.randn(3, n, model.cfg.d_model)
+    mask = torch.rand(model.cfg.n_heads, n, n) < 0.3
+    cut_row = mask.clone()
+    cut_row[1, 0] = True  # head 1's query 0 attends to nothing
     with torch.no_grad():
         for block in model.blocks:
-            for m in (None, mask):
-                got, want = block.rows_forward(x, rows, m), block(x, m)[:, rows]
-                scale = float(want.abs().max())  # float32 sums in another order
-                assert torch.allclose(got, want, atol=1e-5 * scale), (name, block.layer)
+            for rows in ([0], [0, n - 1]):
+                for m in (None, mask, cut_row):
+                    got, want = block.rows_forward(x, rows, m), block(x, m)[:, rows]
+                    scale = float(want.abs().max())  # float32 sums in another order
+                    assert torch.allclose(got, want, atol=1e-5 * scale), (name, block.layer)
 
 
 def test_a_cut_the_readout_cannot_see_is_exactly_zero():
