@@ -58,9 +58,9 @@ STACK_MASK_ENTRIES = 2**26
 # to warm up, then at least one timed broadcast and two timed stacked.
 MIN_TIMED = 6
 CPU_MEASURED = (
-    "on a CPU one call per condition: stacking gains nothing there and copies a mask per row "
-    "(benchmarks/study_vs_naive.py --quick --batch-conditions, 2 loaded cores: stacked / "
-    "broadcast 0.99-1.01)"
+    "on a CPU one call per condition, sharing its parent's projections: stacking copies a mask "
+    "per row and shares nothing (benchmarks/study_vs_naive.py --quick --batch-conditions, 2 "
+    "idle cores: stacked / broadcast 1.16-1.20)"
 )
 
 # On a CPU a block call's widest activation stays under this many bytes: the window batch is
