@@ -22,7 +22,7 @@ Steps, in order (each a field of `PreprocessSpec`):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from jaxtyping import Float
 from scipy import signal as sps
 
 from emg_lens.data.recording import Recording
+from emg_lens.data.spec import DictSpec
 from emg_lens.data.trials import GIVEN, given_trials, record_trials, trial_ids, trial_unit
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
 
@@ -46,7 +47,7 @@ SEGMENTS = {"transient": (0.0, 0.5), "steady": (1.0, 2.0), "full": (0.0, None)}
 
 
 @dataclass(frozen=True)
-class PreprocessSpec:
+class PreprocessSpec(DictSpec):
     """How to turn a recording into windows. Defaults follow the paper where it says."""
 
     emg_band: tuple[float, float] | None = (10.0, 500.0)  # Hz; None: no band-pass
@@ -84,9 +85,6 @@ class PreprocessSpec:
             raise ConfigError(
                 f"PreprocessSpec repetitions {sorted(overlap)} are in both train and test"
             )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,7 @@ from scipy import signal as sps
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.reader import DatasetReader, no_files
 from emg_lens.data.recording import Recording
+from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.synthetic.protocol import onset_ramp, trial_timeline
 from emg_lens.edges.regions import LOBES, place, region_channels
@@ -130,7 +131,7 @@ MICROVOLTS = 10.0  # the background's std per channel, in uV
 
 
 @dataclass(frozen=True)
-class SyntheticEEGSpec:
+class SyntheticEEGSpec(DictSpec):
     """Parameters of the synthetic EEG; every field is documented at its default."""
 
     n_subjects: int = 4
@@ -216,20 +217,6 @@ class SyntheticEEGSpec:
     @property
     def n_classes(self) -> int:
         return 2 * self.n_single + self.n_interaction
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SyntheticEEGSpec:
-        """Inverse of `to_dict` (JSON lists become tuples again); an unknown key is refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown SyntheticEEGSpec field(s) {unknown}; accepted: {sorted(known)}"
-            )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 # ----------------------------------------------------------------------------- ground truth

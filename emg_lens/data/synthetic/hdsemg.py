@@ -21,7 +21,7 @@ reads them exactly like the real ones; `planted_activation` gives the ground tru
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from jaxtyping import Float
 
 from emg_lens.data.formats.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
 from emg_lens.data.recording import Recording
+from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
 from emg_lens.errors import ConfigError, check_field_types
 
@@ -50,7 +51,7 @@ FORCE_NEUTRAL = 2.5  # volts at rest
 
 
 @dataclass(frozen=True)
-class SyntheticHDsEMGSpec:
+class SyntheticHDsEMGSpec(DictSpec):
     """Parameters of the synthetic HD-sEMG dataset; every field is documented at its default."""
 
     n_subjects: int = 4
@@ -95,9 +96,6 @@ class SyntheticHDsEMGSpec:
                 f"SyntheticHDsEMGSpec.label_lag must be in 0..{int(np.ceil(shortest / 2)) - 1} "
                 f"samples (under half the shorter of movement and rest), got {self.label_lag}"
             )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def planted_activation(

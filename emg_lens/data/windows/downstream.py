@@ -29,7 +29,7 @@ attribute so that ``emg-lens finetune --windows`` trains, early-stops and tests 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from jaxtyping import Float
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
+from emg_lens.data.spec import DictSpec
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
 from emg_lens.geometry import Montage
@@ -71,7 +72,7 @@ SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
 
 
 @dataclass(frozen=True)
-class DownstreamPreprocess:
+class DownstreamPreprocess(DictSpec):
     """The thesis's downstream recipe for one dataset (parameters only; see the module)."""
 
     dataset: str  # the registry name
@@ -105,9 +106,6 @@ class DownstreamPreprocess:
                 f"DownstreamPreprocess.normalize must be 'recording' (the thesis's per-recording "
                 f"z-score), got {self.normalize!r}"
             )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def thesis_filter(

@@ -34,7 +34,7 @@ writes the batches of many recordings to an HDF5 window store and reads it back 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -44,6 +44,7 @@ from scipy import signal as sps
 
 from emg_lens.data.preprocess import PreprocessSpec, Scaler, filter_signals
 from emg_lens.data.recording import Recording
+from emg_lens.data.spec import DictSpec
 from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
 
 __all__ = [
@@ -69,7 +70,7 @@ MAX_RESAMPLE_TERM = 1000
 
 
 @dataclass(frozen=True)
-class TinyMyoPreprocess:
+class TinyMyoPreprocess(DictSpec):
     """TinyMyo's preprocessing recipe; the defaults are the published ones."""
 
     band: tuple[float, float] | None = (20.0, 450.0)  # Hz, band-pass; None: no band-pass
@@ -102,24 +103,6 @@ class TinyMyoPreprocess:
                 f"TinyMyoPreprocess.band must be (low, high) with 0 < low < high Hz, got "
                 f"{self.band}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TinyMyoPreprocess:
-        """The spec from `to_dict`'s output (JSON lists become tuples again).
-
-        >>> import json
-        >>> spec = TinyMyoPreprocess(window=200, step=100)
-        >>> TinyMyoPreprocess.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-        True
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown TinyMyoPreprocess fields {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 @dataclass

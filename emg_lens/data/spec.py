@@ -1,0 +1,47 @@
+"""What the data's settings share: a frozen dataclass (a preprocessing recipe, a synthetic
+dataset's parameters) written as the plain dict a data source, a window store or a checkpoint
+records, and read back from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from emg_lens.errors import ConfigError
+
+__all__ = ["DictSpec"]
+
+S = TypeVar("S", bound="DictSpec")
+
+
+class DictSpec:
+    """A dataclass of settings (this class among its bases) as a dict and back: `to_dict` is
+    every field (`dataclasses.asdict`), `from_dict` its inverse, where JSON's lists become
+    tuples again and a key that is no field is a `ConfigError` naming it and the fields.
+
+    >>> import json
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Cut(DictSpec):
+    ...     window: int = 200
+    ...     repetitions: tuple[int, ...] = (1, 3)
+    >>> Cut.from_dict(json.loads(json.dumps(Cut(window=100).to_dict())))
+    Cut(window=100, repetitions=(1, 3))
+    >>> Cut.from_dict({"hop": 50})
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: unknown Cut fields ['hop']; known: ['repetitions', 'window']
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[S], data: Mapping[str, Any]) -> S:
+        """The spec `to_dict` wrote (JSON lists become tuples again); an unknown key is
+        refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
