@@ -4,7 +4,8 @@ A recipe takes its data as any `torch.utils.data.Dataset` whose items are
 ``(x: float32 [channels, time], y: int64 scalar)`` — ``y = -1`` for an unlabeled window, the
 contract `emg_lens.data.windows.store.WindowStore` keeps — or as numpy arrays: ``X [N, C, T]``
 (unlabeled) or a pair ``(X, y)``. `window_dataset` turns either into a Dataset and checks the
-window shape against the model where the data enters.
+window shape against the model where the data enters; `regression_dataset` does the same for a
+regression recipe, whose items' targets are ``y: float32 [steps, outputs]`` (arrays ``(X, Y)``).
 
 `synthetic_windows` (from `emg_lens.data.synthetic.windows`, re-exported here) cuts the sEMG
 channels of `emg_lens.data.synthetic.emg_acc` recordings into windows, for the CLI's default
@@ -26,6 +27,7 @@ __all__ = [
     "SyntheticWindows",
     "labeled_subset",
     "random_holdout",
+    "regression_dataset",
     "synthetic_windows",
     "window_dataset",
 ]
@@ -68,7 +70,43 @@ def window_dataset(data: Any, input_shape: tuple[int, int], *, what: str = "data
     return TensorDataset(X, y)
 
 
-def _check_item(dataset: Dataset, input_shape: tuple[int, int], what: str) -> None:
+def regression_dataset(data: Any, input_shape: tuple[int, int], *, what: str = "data") -> Dataset:
+    """``data`` (a Dataset of ``(x [C, T], y [steps, outputs])`` items or arrays ``(X, Y)``) as
+    a Dataset whose windows have ``input_shape`` ``(C, T)``, its first item checked as
+    `window_dataset` checks it; ``what`` names the argument in error messages.
+
+    >>> ds = regression_dataset((np.zeros((3, 2, 40)), np.zeros((3, 40, 5))), (2, 40))
+    >>> len(ds), tuple(ds[0][1].shape)
+    (3, (40, 5))
+    >>> regression_dataset((np.zeros((3, 2, 40)), np.zeros(3)), (2, 40))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.InputShapeError: data must be (X [N >= 1, C, T], Y [N, steps, outputs]), \
+got torch.float32 [3, 2, 40] and torch.float32 [3]
+    """
+    if isinstance(data, tuple) and len(data) == 2:
+        X, Y = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in data)
+        if X.ndim != 3 or Y.ndim != 3 or len(X) != len(Y) or not len(X):
+            raise InputShapeError(
+                f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got "
+                f"{describe(X)} and {describe(Y)}"
+            )
+        data = TensorDataset(X, Y)
+    if not isinstance(data, Dataset):
+        raise DataFormatError(f"{what} must be a Dataset or (X, Y), got {describe(data)}")
+    _check_item(data, input_shape, what, y_ndim=2, y_form="y [steps, outputs]")
+    return data
+
+
+def _check_item(
+    dataset: Dataset,
+    input_shape: tuple[int, int],
+    what: str,
+    y_ndim: int = 0,
+    y_form: str = "scalar y",
+) -> None:
+    """Refuse an empty ``dataset``, or one whose item 0 is not ``(x [C, T], y)`` with ``x`` of
+    ``input_shape`` and ``y`` of ``y_ndim`` dimensions (``y_form``, in words)."""
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise DataFormatError(f"{what} is an empty dataset; it needs at least one window")
     item = dataset[0]
@@ -77,10 +115,10 @@ def _check_item(dataset: Dataset, input_shape: tuple[int, int], what: str) -> No
             f"{what} items must be (x [C, T], y) pairs, got {describe(item)} for item 0"
         )
     x, y = item
-    if tuple(np.shape(x)) != tuple(input_shape) or np.ndim(y) != 0:
+    if tuple(np.shape(x)) != tuple(input_shape) or np.ndim(y) != y_ndim:
         raise InputShapeError(
             f"{what} item 0 must be (x [channels={input_shape[0]}, time={input_shape[1]}], "
-            f"scalar y), got x {describe(x)} and y {describe(y)}"
+            f"{y_form}), got x {describe(x)} and y {describe(y)}"
         )
 
 

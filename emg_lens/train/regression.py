@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from emg_lens.checkpoints import save_checkpoint
-from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
+from emg_lens.errors import ArgumentError, DataFormatError
 from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.baseline import channel_rms, fit_baseline
 from emg_lens.train.finetune import (
@@ -31,6 +31,7 @@ from emg_lens.train.finetune import (
     regressor_from_pretrained,
     run_keeping_best,
 )
+from emg_lens.train.inputs import regression_dataset
 
 __all__ = [
     "REGRESSION_LOSSES",
@@ -63,28 +64,6 @@ class MeanAbsoluteError(NamedTuple):
     overall: float
 
 
-def _regression_dataset(data: Any, input_shape: tuple[int, int], what: str) -> Dataset:
-    """``data`` (a Dataset of ``(x [C, T], y [steps, outputs])`` or arrays ``(X, Y)``) as a
-    Dataset, its first item checked."""
-    if isinstance(data, tuple) and len(data) == 2:
-        X, Y = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in data)
-        if X.ndim != 3 or Y.ndim != 3 or len(X) != len(Y) or not len(X):
-            raise InputShapeError(
-                f"{what} must be (X [N >= 1, C, T], Y [N, steps, outputs]), got "
-                f"{describe(X)} and {describe(Y)}"
-            )
-        data = TensorDataset(X, Y)
-    if not isinstance(data, Dataset) or len(data) == 0:  # type: ignore[arg-type]
-        raise DataFormatError(f"{what} must be a non-empty Dataset or (X, Y), got {describe(data)}")
-    x, y = data[0]
-    if tuple(np.shape(x)) != tuple(input_shape) or np.ndim(y) != 2:
-        raise InputShapeError(
-            f"{what} item 0 must be (x [channels={input_shape[0]}, time={input_shape[1]}], "
-            f"y [steps, outputs]), got x {describe(x)} and y {describe(y)}"
-        )
-    return data
-
-
 @torch.no_grad()
 def dataset_mae(model: TinyMyo, data: Any, *, batch_size: int = 256) -> MeanAbsoluteError:
     """The mean absolute error of ``model``'s regression over ``data`` (windows and their
@@ -100,7 +79,7 @@ def dataset_mae(model: TinyMyo, data: Any, *, batch_size: int = 256) -> MeanAbso
     [1.0, 3.0]
     """
     model.eval()
-    dataset = _regression_dataset(data, model.input_shape, "validation data")
+    dataset = regression_dataset(data, model.input_shape, what="validation data")
     device = next(model.parameters()).device
     total, count = None, 0
     for x, y in DataLoader(dataset, batch_size=batch_size):
@@ -231,7 +210,7 @@ def finetune_regression(
         raise ArgumentError(f"loss must be one of {list(REGRESSION_LOSSES)}, got {loss!r}")
     source = str(pretrained) if isinstance(pretrained, str | Path) else None
     pretrained = pretrained_model(pretrained, device)
-    dataset = _regression_dataset(data, pretrained.input_shape, "data")
+    dataset = regression_dataset(data, pretrained.input_shape, what="data")
     steps, outputs = tuple(np.shape(dataset[0][1]))
     model = regressor_from_pretrained(
         pretrained, outputs, steps, reduction=cfg.reduction, drop_path=cfg.drop_path
@@ -243,7 +222,7 @@ def finetune_regression(
         model.head.b_out.copy_(mean)
         model.head.W_out.mul_(torch.where(std > 0, std, 1.0).to(model.head.W_out))
     if val_data is not None:
-        val_data = _regression_dataset(val_data, model.input_shape, "val_data")
+        val_data = regression_dataset(val_data, model.input_shape, what="val_data")
     freeze_for_finetuning(model, cfg.linear_probe)
     model_device = next(model.parameters()).device
     criterion = REGRESSION_LOSSES[loss]

@@ -1,4 +1,5 @@
-"""`emg_lens.train.inputs.labeled_subset`: labels from ``dataset.labels`` where it has them."""
+"""`emg_lens.train.inputs`: `labeled_subset`, labels from ``dataset.labels`` where it has them;
+`regression_dataset`, a regression recipe's windows checked as `window_dataset` checks them."""
 
 import numpy as np
 import pytest
@@ -7,8 +8,8 @@ from torch.utils.data import Dataset, TensorDataset
 
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.data.windows.store import WindowStore, write_window_store
-from emg_lens.errors import DataFormatError
-from emg_lens.train.inputs import labeled_subset
+from emg_lens.errors import DataFormatError, InputShapeError
+from emg_lens.train.inputs import labeled_subset, regression_dataset
 
 LABELS = np.array([-1, 2, 0, -1, 4, 1])
 
@@ -61,3 +62,14 @@ def test_other_datasets_are_read_item_by_item(attribute):
 def test_no_labelled_window_is_an_error():
     with pytest.raises(DataFormatError, match="none of the 2 windows is labelled"):
         labeled_subset(_Items(np.array([-1, -1]), attribute=np.array([-1, -1])))
+
+
+def test_a_regression_dataset_is_checked_at_its_first_item():
+    targets = TensorDataset(torch.zeros(3, 1, 4), torch.zeros(3, 4, 2))
+    assert regression_dataset(targets, (1, 4)) is targets
+    with pytest.raises(InputShapeError, match=r"val_data item 0 .*y \[steps, outputs\]\), got"):
+        regression_dataset(_Items(LABELS), (1, 4), what="val_data")  # scalar labels
+    with pytest.raises(DataFormatError, match="val_data is an empty dataset"):
+        regression_dataset(TensorDataset(torch.zeros(0, 1, 4)), (1, 4), what="val_data")
+    with pytest.raises(DataFormatError, match=r"items must be \(x \[C, T\], y\) pairs"):
+        regression_dataset(TensorDataset(torch.zeros(2, 1, 4)), (1, 4))
