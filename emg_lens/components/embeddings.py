@@ -55,39 +55,52 @@ def prepend_cls_token(
 
 class ChannelEmbed(ConfigInit, nn.Module):
     """One linear map per channel from a patch of samples to a token (no mixing across
-    channels before attention), plus an optional learned CLS token at position 0.
+    channels before attention), plus an optional learned CLS token at position 0; with
+    ``shared``, one map for every channel (TinyMyo's patch embedding).
 
-    ``W_E [n_channels, token_samples, d_model]``, ``b_E [n_channels, d_model]``,
-    ``cls_token [d_model]``. Tokens are channel-major: channel ``c``, patch ``t`` sits at
-    ``cls + c * n_patches + t``.
+    ``W_E [n_channels, token_samples, d_model]``, ``b_E [n_channels, d_model]`` (shared:
+    ``W_E [token_samples, d_model]``, ``b_E [d_model]``), ``cls_token [d_model]``. Tokens are
+    channel-major: channel ``c``, patch ``t`` sits at ``cls + c * n_patches + t``.
 
     >>> embed = ChannelEmbed(EncoderConfig.preset("tiny"))
     >>> embed(torch.randn(2, 6, 8)).shape
     torch.Size([2, 7, 16])
+    >>> embed = ChannelEmbed(EncoderConfig.preset("tinymyo"), shared=True)
+    >>> embed(torch.randn(2, 16, 1000)).shape, tuple(embed.W_E.shape)
+    (torch.Size([2, 800, 192]), (20, 192))
     """
 
-    def __init__(self, cfg: EncoderConfig):
+    def __init__(self, cfg: EncoderConfig, shared: bool = False):
         super().__init__()
         self.init_std = cfg.init_range
         self.n_patches = cfg.n_patches
+        self.shared = shared
+        per_channel = () if shared else (cfg.n_channels,)
         self.W_E = nn.Parameter(
-            torch.empty(cfg.n_channels, cfg.token_samples, cfg.d_model, dtype=cfg.dtype)
+            torch.empty(*per_channel, cfg.token_samples, cfg.d_model, dtype=cfg.dtype)
         )
-        self.b_E = nn.Parameter(torch.zeros(cfg.n_channels, cfg.d_model, dtype=cfg.dtype))
+        self.b_E = nn.Parameter(torch.zeros(*per_channel, cfg.d_model, dtype=cfg.dtype))
         self.cls_token = cls_token_parameter(cfg)
 
     def forward(
         self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        tokens = (
-            einsum(
-                cut_patches(signals, self.n_patches),
-                self.W_E,
-                "batch channel patch sample, channel sample d_model -> batch channel patch d_model",
+        patches = cut_patches(signals, self.n_patches)
+        if self.shared:  # one matrix product over every channel's patches, channel-major
+            tokens = patches.flatten(1, 2) @ self.W_E + self.b_E
+        else:
+            tokens = (
+                einsum(
+                    patches,
+                    self.W_E,
+                    "batch channel patch sample, channel sample d_model "
+                    "-> batch channel patch d_model",
+                )
+                + self.b_E[:, None, :]
             )
-            + self.b_E[:, None, :]
-        )
-        tokens = rearrange(tokens, "batch channel patch d_model -> batch (channel patch) d_model")
+            tokens = rearrange(
+                tokens, "batch channel patch d_model -> batch (channel patch) d_model"
+            )
         return prepend_cls_token(tokens, self.cls_token)
 
 

@@ -30,7 +30,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components import ClassifierHead, ConfigInit, TransformerBlock
+from emg_lens.components import ChannelEmbed, ClassifierHead, ConfigInit, TransformerBlock
 from emg_lens.components.embeddings import cut_patches
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
@@ -56,29 +56,6 @@ RETURN_TYPES = ("logits", "latent")
 
 
 # ---------------------------------------------------------------------------------- modules
-class PatchEmbed(ConfigInit, nn.Module):
-    """One linear map, shared by every channel, from a patch of samples to a token:
-    ``W_E [patch_samples, d_model]``, ``b_E [d_model]``; tokens are channel-major.
-
-    >>> embed = PatchEmbed(EncoderConfig.preset("tinymyo"))
-    >>> embed(torch.randn(2, 16, 1000)).shape
-    torch.Size([2, 800, 192])
-    """
-
-    def __init__(self, cfg: EncoderConfig):
-        super().__init__()
-        self.init_std = cfg.init_range
-        self.n_patches = cfg.n_patches
-        self.W_E = nn.Parameter(torch.empty(cfg.token_samples, cfg.d_model, dtype=cfg.dtype))
-        self.b_E = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
-
-    def forward(
-        self, signals: Float[torch.Tensor, "batch channel time"]
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
-        patches = cut_patches(signals, self.n_patches).flatten(1, 2)  # channel-major tokens
-        return patches @ self.W_E + self.b_E
-
-
 class DropPath(nn.Module):
     """Stochastic depth: in training, zero a residual branch for a random subset of samples
     (rescaling the rest by ``1 / (1 - p)``); the identity in eval mode.
@@ -320,7 +297,7 @@ class TinyMyo(HookedEncoder):
         }
         self.task = task
         self.blocks = nn.ModuleList(TinyMyoBlock(cfg, i, drop_path) for i in range(cfg.n_layers))
-        self.embed = PatchEmbed(cfg)
+        self.embed = ChannelEmbed(cfg, shared=True)
         self.mask_token = nn.Parameter(torch.empty(cfg.d_model, dtype=cfg.dtype))
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if task == "reconstruction":
