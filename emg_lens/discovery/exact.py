@@ -4,7 +4,7 @@
 masked layer is ``l`` then runs only blocks ``l..L-1`` (the layers below it are unchanged).
 For the greedy search it keeps the cut accepted so far, its masks and a second copy of the
 stream, so each trial (that cut and one more candidate) costs the layers from its candidate's
-layer on.
+layer on; `ExactPasses.cut_greedily` runs the search's trials and decisions in one call.
 
 `ExactPasses.score` (a cut of the clean model, what `Screen.verify` measures) does less where
 the blocks are `TransformerBlock` s: block ``l`` changes only at the query positions whose
@@ -17,11 +17,13 @@ block's keys and values are still projected at every position).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from jaxtyping import Bool
+from tqdm.auto import tqdm
 
 from emg_lens.components.block import TransformerBlock
 from emg_lens.discovery.metrics import window_metric
@@ -253,6 +255,53 @@ class ExactPasses:
         self.cut = trial.masks
         for batch, new in zip(self.state, trial.streams):
             batch[trial.layer :] = new
+
+    def cut_greedily(
+        self,
+        candidates: Sequence[tuple[int, Bool[torch.Tensor, "head query key"]]],
+        full: Score,
+        empty: Score,
+        tau: float,
+        keep_accuracy: bool = True,
+        progress: bool = False,
+    ) -> tuple[list[tuple[Score, bool]], Score]:
+        """The search's cuts: each candidate (its layer and ``[head, query, key]`` mask), in
+        order, tried with the cut accepted so far (`trial`) and cut when the result
+        `Score.keeps` the metric (`accept`). Returns each trial's score and decision, and the
+        circuit (the accepted cut) scored again from the clean model: the same masks on the
+        same windows must give the metric of the incremental passes, else `ArgumentError`.
+
+        >>> from emg_lens import EncoderConfig
+        >>> from emg_lens.models import IsoNet
+        >>> from emg_lens.discovery import compile_family
+        >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
+        >>> X = model.example_input(16); y = model(X).argmax(-1)
+        >>> family = compile_family(model)
+        >>> passes = ExactPasses(model, X, y, metric="margin", return_type="logits")
+        >>> full, empty = passes.score({}), passes.score(family.everything)
+        >>> trials, circuit = passes.cut_greedily(
+        ...     [(c.layer, mask) for c, mask in zip(family, family.masks)], full, empty, 0.1
+        ... )
+        >>> len(trials), circuit.keeps(full, empty, 0.1)
+        (72, True)
+        """
+        trials, current = [], full
+        for layer, mask in tqdm(candidates, desc="discover", disable=not progress, leave=False):
+            score, trial = self.trial(mask, layer)
+            keep_cut = score.keeps(full, empty, tau, keep_accuracy)
+            if keep_cut:
+                self.accept(trial)
+                current = score
+            trials.append((score, keep_cut))
+        again = self.score(self.cut)
+        if abs(again.metric - current.metric) > 1e-4 * max(1.0, abs(full.metric - empty.metric)):
+            raise ArgumentError(
+                f"the circuit's metric differs between the incremental passes "
+                f"({current.metric:.6g}) and a pass from the clean model ({again.metric:.6g}): "
+                "the model is not deterministic (dropout in training mode?) or its blocks "
+                "depend on more than the stream they are given"
+            )
+        return trials, again
 
 
 @dataclass(frozen=True)

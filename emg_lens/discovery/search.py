@@ -40,11 +40,10 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.discovery.exact import Score
-from emg_lens.discovery.family import Candidate, CompiledFamily, cut_edge_set
+from emg_lens.discovery.family import Candidate, cut_edge_set
 from emg_lens.discovery.gates import fit_gates
 from emg_lens.discovery.metrics import faithfulness_areas
 from emg_lens.discovery.screen import Screen, screen
@@ -287,57 +286,15 @@ def discover(
     else:
         keys, ascending = [effect, "layer"], [False, False]
     order = table.sort_values(keys, ascending=ascending).index
-    cut, current, again, rows, curve = _greedy(
-        family, table, order, passes, full, empty, tau, keep_accuracy, progress
+    trials, circuit = passes.cut_greedily(
+        [(family[i].layer, family.masks[i]) for i in order],
+        full,
+        empty,
+        tau,
+        keep_accuracy,
+        progress,
     )
-    if abs(again.metric - current.metric) > 1e-4 * max(1.0, abs(full.metric - empty.metric)):
-        raise ArgumentError(
-            f"the circuit's metric differs between the incremental passes ({current.metric:.6g}) "
-            f"and a pass from the clean model ({again.metric:.6g}): the model is not "
-            "deterministic (dropout in training mode?) or its blocks depend on more than the "
-            "stream they are given"
-        )
-    return _result(screened, cut, full, again, empty, tau, rows, curve, method)
-
-
-def _greedy(
-    family: CompiledFamily, table, order, passes, full, empty, tau, keep_accuracy, progress
-):
-    """Try the candidates in ``order`` (least needed first), keeping each cut that keeps the
-    metric: one exact pass per candidate, from its layer on. The trials reuse the streams of
-    earlier cuts; the circuit is scored again from the clean model (``again``: the same masks
-    on the same windows must give the same metric)."""
-    cut: list[int] = []
-    current, accepted, rows = full, [], []
-    for step, i in enumerate(tqdm(order, desc="discover", disable=not progress, leave=False)):
-        c = family[i]
-        score, trial = passes.trial(family.masks[i], c.layer)
-        keep_cut = score.keeps(full, empty, tau, keep_accuracy)
-        if keep_cut:
-            passes.accept(trial)
-            cut.append(i)
-            current = score
-            accepted.append((step + 1, i, score))
-        survival = {"survival": float(table.loc[i, "survival"])} if "survival" in table else {}
-        rows.append(
-            {
-                **c.row(),
-                "step": step,
-                "estimate": float(table.loc[i, "estimate"]),
-                **survival,
-                "metric": score.metric,
-                "accuracy": score.accuracy,
-                "cut": keep_cut,
-            }
-        )
-    again = passes.score(passes.cut)
-    sizes = family.sizes
-    kept_edges = n_edges = sum(sizes)
-    curve = [_curve_row(0, len(family), kept_edges, n_edges, full, full, empty)]
-    for n_cut, (step, i, score) in enumerate(accepted, 1):
-        kept_edges -= sizes[i]
-        curve.append(_curve_row(step, len(family) - n_cut, kept_edges, n_edges, score, full, empty))
-    return cut, current, again, rows, curve
+    return _result(screened, table, order, trials, full, circuit, empty, tau, method)
 
 
 def _curve_row(step, n_kept, kept_edges, n_edges, score: Score, full: Score, empty: Score) -> dict:
@@ -352,22 +309,48 @@ def _curve_row(step, n_kept, kept_edges, n_edges, score: Score, full: Score, emp
     }
 
 
-def _result(screened, cut, full, current, empty, tau, rows, curve, method) -> Discovery:
+def _result(screened, table, order, trials, full, circuit, empty, tau, method) -> Discovery:
+    """The `Discovery` of the search's ``trials`` (`ExactPasses.cut_greedily`: each candidate's
+    score and decision, in ``order``): the table of every trial and the curve after each
+    accepted cut, from the full model to the ``circuit``."""
     family, sizes = screened.family, screened.family.sizes
+    rows, cut = [], []
+    kept_edges = n_edges = sum(sizes)
+    curve = [_curve_row(0, len(family), kept_edges, n_edges, full, full, empty)]
+    for step, (i, (score, keep_cut)) in enumerate(zip(order, trials)):
+        survival = {"survival": float(table.loc[i, "survival"])} if "survival" in table else {}
+        rows.append(
+            {
+                **family[i].row(),
+                "step": step,
+                "estimate": float(table.loc[i, "estimate"]),
+                **survival,
+                "metric": score.metric,
+                "accuracy": score.accuracy,
+                "cut": keep_cut,
+            }
+        )
+        if keep_cut:
+            cut.append(i)
+            kept_edges -= sizes[i]
+            curve.append(
+                _curve_row(
+                    step + 1, len(family) - len(cut), kept_edges, n_edges, score, full, empty
+                )
+            )
     cut_set = set(cut)
-    kept = [c for i, c in enumerate(family) if i not in cut_set]
     return Discovery(
-        kept=kept,
+        kept=[c for i, c in enumerate(family) if i not in cut_set],
         cut=[family[i] for i in cut],
         full=full,
-        circuit_score=current,
+        circuit_score=circuit,
         empty=empty,
         tau=tau,
         metric=screened.metric,
         table=pd.DataFrame(rows),
         curve=pd.DataFrame(curve),
-        n_edges=sum(sizes),
-        n_kept_edges=sum(s for i, s in enumerate(sizes) if i not in cut_set),
+        n_edges=n_edges,
+        n_kept_edges=kept_edges,
         screen=screened,
         method=method,
     )

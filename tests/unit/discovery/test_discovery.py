@@ -297,6 +297,31 @@ def test_exact_passes_from_a_later_layer_equal_a_full_pass(model, data):
     assert score.metric == pytest.approx(float(window_metric(logits, y, "margin").mean()), 1e-6)
 
 
+def test_cut_greedily_is_the_trial_by_trial_search_and_refuses_a_random_model(model, data):
+    """`ExactPasses.cut_greedily` decides each candidate as a `trial` on the accepted cut,
+    kept by `Score.keeps`; the circuit it returns is scored from the clean model, and a model
+    whose runs differ (dropout in training mode) is refused, not given a circuit."""
+    X, y = data[0][:16], data[1][:16]
+    family = compile_family(model)
+    candidates = [(c.layer, mask) for c, mask in zip(family, family.masks)][::2]
+    passes = ExactPasses(model, X, y, metric="margin", return_type="logits")
+    full, empty = passes.score({}), passes.score(family.everything)
+    trials, circuit = passes.cut_greedily(candidates, full, empty, 0.1)
+    by_hand = ExactPasses(model, X, y, metric="margin", return_type="logits")
+    for (layer, mask), (score, cut) in zip(candidates, trials):
+        expected, trial = by_hand.trial(mask, layer)
+        assert score == expected and cut == expected.keeps(full, empty, 0.1)
+        if cut:
+            by_hand.accept(trial)
+    assert 0 < sum(cut for _, cut in trials) < len(candidates)
+    assert circuit.metric == pytest.approx(by_hand.score(by_hand.cut).metric, abs=1e-6)
+    noisy = tiny_isonet(3, init_range=0.6, dropout=0.5).train()
+    torch.manual_seed(0)
+    passes = ExactPasses(noisy, X, y, metric="margin", return_type="logits")
+    with pytest.raises(ArgumentError, match="differs between the incremental passes"):
+        passes.cut_greedily(candidates[:8], full, empty, 0.1)
+
+
 def test_tinymyo_family_and_screen():
     cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=160)
     model = TinyMyo(cfg, task="classification").eval()
