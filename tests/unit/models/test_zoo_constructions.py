@@ -15,7 +15,7 @@ without ``n_chans``/``chs_info`` or without ``n_times`` (it runs at any size; it
 
 113 constructions over the 14 architectures (85 over 10 in issue 47; issue 58 added
 MetaNeuromotorHand's 6, REVE's 4, SignalJEPA's 14 and SignalJEPA_Contextual's 4: counts in
-`test_the_table_is_braindecodes_for_every_zoo_architecture`). EEGPT, LaBraM, BENDR, CBraMod,
+`test_the_table_is_braindecodes_for_every_zoo_architecture`). EEGPT, LaBraM, BENDR, CBraMod, LUNA,
 REVE and MetaNeuromotorHand are built narrower than braindecode's defaults (the same signal
 parameters; their widths or depth only) so that the table runs in seconds (MetaNeuromotorHand,
 whose featurizer reads 16 channels x 32,000 samples, in seconds of CPU each, marked slow); at the
@@ -50,6 +50,7 @@ NARROW = {  # widths only: braindecode's defaults take minutes on two cores
         "transformer_heads": 2,
     },
     "CBraMod": {"n_layer": 2},
+    "LUNA": {"depth": 2},  # 2 of its 8 blocks
     "REVE": {"embed_dim": 32, "depth": 2, "heads": 2, "head_dim": 16},
     "MetaNeuromotorHand": {  # 2 of its 15 conformer blocks: both window sizes, one stride 2
         "conformer_num_layers": 2,
