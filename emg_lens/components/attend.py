@@ -145,13 +145,18 @@ def empty_rows(blocked: Bool[torch.Tensor, "... query key"]) -> Bool[torch.Tenso
     >>> empty_rows(torch.tensor([[True, True], [True, False]])).tolist()
     [[True], [False]]
     """
+    if _eager_cpu(blocked) and blocked.shape[-1] and blocked.dtype == torch.bool:
+        # The same bytes as uint8, their minimum: torch's bool all() on a CPU reduces a short
+        # last axis 4-15 times slower (a [64, 8, 641, 641] mask: 365 ms against 25 ms).
+        return blocked.view(torch.uint8).amin(-1, keepdim=True).view(torch.bool)
     return blocked.all(-1, keepdim=True)
 
 
-def _may_skip(t: torch.Tensor) -> bool:
-    """Whether a fill may be skipped after a look at ``t`` on the host: on a CPU only (on a
-    GPU the look would wait for the device, where the fill costs less), and never in a trace
-    (ONNX), which cannot branch on the data and so always fills."""
+def _eager_cpu(t: torch.Tensor) -> bool:
+    """Whether ``t`` is on a CPU and computed eagerly, not traced (ONNX): there a fill may be
+    skipped after a look at the data on the host (on a GPU the look would wait for the
+    device, where the fill costs less; a trace cannot branch on the data and always fills),
+    and a reduction may take a faster form that an exporter would not know."""
     if t.device.type != "cpu" or torch.jit.is_tracing():
         return False
     return not torch.onnx.is_in_onnx_export()
@@ -192,7 +197,7 @@ def fused(
     if mask is None:
         return kernel(None)
     empty = empty_rows(blocked_by(mask, allows=allows))
-    if _may_skip(empty) and not bool(empty.any()):
+    if _eager_cpu(empty) and not bool(empty.any()):
         return kernel(mask)
     return kernel(open_rows(mask, empty, allows=allows)).masked_fill(empty, 0.0)
 
@@ -212,7 +217,7 @@ def pattern_of(
     """
     if softmax is None:
         softmax = functools.partial(F.softmax, dim=-1)
-    if _may_skip(scores):
+    if _eager_cpu(scores):
         # A row of -inf only is a NaN row after the softmax, so a pattern without NaN has none
         # and needs no fill: one reduction instead of three passes over the scores.
         pattern = softmax(scores)
