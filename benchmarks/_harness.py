@@ -43,16 +43,19 @@ def compare_and_time(
     warmup: int,
     repeats: int,
     cuda: bool,
+    unchecked: dict[str, Callable[[torch.Tensor], object]] | None = None,
 ) -> tuple[dict[str, float], float]:
-    """Assert every run gives ``expected`` (to 1e-4), then time them; returns the median
-    milliseconds per run and the largest absolute difference from ``expected``."""
+    """Assert every run gives ``expected`` (to 1e-4), then time them, with the ``unchecked``
+    runs (a reference that computes something else, such as a floor) in the same rounds;
+    returns the median milliseconds per run and the largest absolute difference from
+    ``expected``."""
     max_diff = 0.0
     for name, fn in runs.items():
         out = fn(x)
         diff = (out - expected).abs().max().item()
         max_diff = max(max_diff, diff)
         assert torch.allclose(out, expected, atol=1e-4, rtol=1e-4), (name, diff)
-    calls = {name: (lambda fn=fn: fn(x)) for name, fn in runs.items()}
+    calls = {name: (lambda fn=fn: fn(x)) for name, fn in {**runs, **(unchecked or {})}.items()}
     times = warm_rounds(calls, warmup=warmup, repeats=repeats, cuda=cuda)
     return {name: statistics.median(t) * 1e3 for name, t in times.items()}, max_diff
 

@@ -53,6 +53,14 @@ def test_forward_vs_sdpa_prints_one_json_line(capsys, argv, expected):
     for key in ("ms_ours", "ms_plain", "ms_explicit", "speed_ratio", "explicit_overhead"):
         assert isinstance(result[key], float) and result[key] > 0, key
     assert result["speed_ratio"] == pytest.approx(result["ms_plain"] / result["ms_ours"], rel=0.01)
+    assert isinstance(result["ms_matmul"], float) and result["ms_matmul"] > 0
+    assert result["matmul_fraction"] == pytest.approx(
+        result["ms_matmul"] / result["ms_ours"], rel=0.01, abs=1e-3
+    )
+    assert result["gflops_ours"] > 0 and result["gflops_peak"] > 0
+    assert result["peak_fraction"] == pytest.approx(
+        result["gflops_ours"] / result["gflops_peak"], rel=0.01, abs=1e-3
+    )
     assert isinstance(result["threads"], int) and result["threads"] >= 1
     assert result["max_abs_diff"] < 1e-4
 
