@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.transforms import Bbox
 
 from emg_lens._io import make_folder, write_if_changed
 from emg_lens.errors import ArgumentError, describe
@@ -24,9 +25,10 @@ DPI = 150
 SVG_SALT = "emg_lens"  # fixed ids in SVG files (matplotlib draws random ones otherwise)
 
 
-def figure_bytes(fig: plt.Figure, fmt: str) -> bytes:
+def figure_bytes(fig: plt.Figure, fmt: str, *, bbox: Bbox | None = None) -> bytes:
     """``fig`` drawn as a ``fmt`` file (``"png"``, ``"svg"``), reproducibly: the same figure
-    gives the same bytes.
+    gives the same bytes. Cropped to ``bbox`` (inches), or by default to the figure's tight
+    bounding box, padded.
 
     >>> fig, ax = plt.subplots()
     >>> figure_bytes(fig, "png") == figure_bytes(fig, "png"), figure_bytes(fig, "png")[:4]
@@ -36,9 +38,26 @@ def figure_bytes(fig: plt.Figure, fmt: str) -> bytes:
     buffer = io.BytesIO()
     # No creation date in the SVG's metadata (PNG has none): an unchanged figure, same file.
     metadata = {"Date": None} if fmt == "svg" else None
+    crop = "tight" if bbox is None else bbox
     with plt.rc_context({"svg.hashsalt": SVG_SALT}):
-        fig.savefig(buffer, format=fmt, dpi=DPI, bbox_inches="tight", metadata=metadata)
+        fig.savefig(buffer, format=fmt, dpi=DPI, bbox_inches=crop, metadata=metadata)
     return buffer.getvalue()
+
+
+def _lay_out(fig: plt.Figure) -> Bbox:
+    """Lay ``fig`` out once, as saving it would at `DPI` (its layout engine run, then its tight
+    bounding box, padded), and freeze that layout (the engine removed): the crop every format
+    is then drawn to. Saving to each format otherwise repeats the dry-run draw that lays the
+    figure out and finds its box (a third of the saving time on the inspection's figures)."""
+    dpi = fig.dpi
+    fig.set_dpi(DPI)
+    try:
+        fig.draw_without_rendering()
+        crop = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
+    finally:
+        fig.set_dpi(dpi)
+    fig.set_layout_engine(None)
+    return crop
 
 
 def save_figures(figures: Mapping[str, plt.Figure], out_dir: str | Path) -> list[Path]:
@@ -62,13 +81,10 @@ def save_figures(figures: Mapping[str, plt.Figure], out_dir: str | Path) -> list
     written = []
     try:
         for name, fig in figures.items():
+            crop = _lay_out(fig)
             for ext in FIGURE_FORMATS:
                 written.append(out / f"{name}.{ext}")
-                write_if_changed(written[-1], figure_bytes(fig, ext))
-                # The layout the PNG's drawing computed serves the SVG: constrained layout
-                # would lay the figure out again with the SVG renderer's text sizes (a fifth of
-                # the saving time, to move the panels by under 0.1 in).
-                fig.set_layout_engine("none")
+                write_if_changed(written[-1], figure_bytes(fig, ext, bbox=crop))
     finally:  # also when a write fails: no figure is left open
         for fig in figures.values():
             plt.close(fig)
