@@ -20,6 +20,7 @@ from emg_lens.errors import ArgumentError, AttachError, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.find import (
     AttentionSpec,
+    Probe,
     check_calls,
     find_blocks,
     find_folds,
@@ -94,6 +95,7 @@ def attach(
     n_samples: int | None = None,
     attention: AttentionSpec = None,
     n_channels: int | None = None,
+    probed: tuple[Probe, torch.Tensor] | None = None,
 ) -> AttachedModel:
     """Open ``model`` in place: an `AttachedModel` sharing its parameters, with hook points at
     every attention call of its forward (see the module docstring).
@@ -120,6 +122,11 @@ def attach(
             head). Default: every softmax over the last axis of a 4-D tensor, one per module
             call (a module with several is refused by name, saying what to give).
         n_channels: input channels (default: the model's ``n_chans``, or the layout's).
+        probed: a `probe` of ``model`` already made (with ``attention``'s modules) and its
+            input ``[batch, n_channels, n_samples]``: used instead of running the model
+            again where that input's batch keeps attach's own rule (not a token count of
+            the first call's layout: batch and token axes tell apart); a caller that
+            probed the model to build its layouts saves a forward.
 
     Raises `AttentionNotFoundError` (no attention), `AmbiguousAttentionError`, `LayoutError`
     (the layout does not fit the scores), `ArgumentError` (a missing size).
@@ -162,8 +169,12 @@ def attach(
     named = named_modules_of(model, attention)
     # a batch no call's token count equals tells batch and token axes apart
     sizes = set() if keys is None else {keys.n_tokens, keys.n_queries}
-    batch = next(b for b in range(2, 10) if b not in sizes)
-    found, example = _probe(model, named, batch, channels, samples)
+    if probed is not None and _fits(probed[1], sizes, channels, samples):
+        found, example = probed
+        batch = example.shape[0]
+    else:
+        batch = next(b for b in range(2, 10) if b not in sizes)
+        found, example = _probe(model, named, batch, channels, samples)
     if layout_at is not None:
         sizes = {n for call in found.calls for n in (call.n_query, call.n_key)}
         if batch in sizes:
@@ -208,6 +219,12 @@ def attach(
         folds=folds,
         layout_at=layout_at,
     )
+
+
+def _fits(example: torch.Tensor, sizes: set[int], channels: int, samples: int) -> bool:
+    """Whether a probe's ``example`` input can stand for attach's own: the input's size, and a
+    batch that no token count equals."""
+    return tuple(example.shape[1:]) == (channels, samples) and example.shape[0] not in sizes
 
 
 def _probe(model: nn.Module, named, batch: int, channels: int, samples: int):

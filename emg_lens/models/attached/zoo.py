@@ -519,7 +519,7 @@ def attach_braindecode(
         )
     module = _WithNames(model, names) if entry.needs_names else model
     try:
-        found = _probe(module, len(names), samples, entry.attention)
+        found, example = _probe(module, len(names), samples, entry.attention)
     except AttachError:
         raise
     except Exception as exc:
@@ -534,6 +534,7 @@ def attach_braindecode(
         n_samples=samples,
         n_channels=len(names),
         attention=entry.attention,
+        probed=(found, example),
     )
 
 
@@ -577,9 +578,12 @@ def _samples(model: nn.Module, n_times: int | None, name: str) -> int | None:
     return own
 
 
-def _probe(module: nn.Module, n_chans: int, n_times: int, attention: str | None) -> Probe:
+def _probe(
+    module: nn.Module, n_chans: int, n_times: int, attention: str | None
+) -> tuple[Probe, torch.Tensor]:
+    """The probe the layouts are read from, and its input (which `attach` reuses)."""
     example = torch.randn(3, n_chans, n_times, generator=torch.Generator().manual_seed(0))
     params = [p for p in module.parameters() if p.is_floating_point()]
     if params:
         example = example.to(device=params[0].device, dtype=params[0].dtype)
-    return probe(module, example, named_modules_of(module, attention))
+    return probe(module, example, named_modules_of(module, attention)), example

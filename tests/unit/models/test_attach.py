@@ -7,6 +7,8 @@ test_hook_contract's, over the table (`tests.unit.models.table`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,7 @@ from emg_lens.errors import (
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach
 from emg_lens.models.attached.examples import PatchAttention
-from emg_lens.models.attached.find import Fold
+from emg_lens.models.attached.find import Fold, probe
 from tests.unit.models import table
 from tests.unit.models.attached_models import (
     BATCH,
@@ -65,6 +67,35 @@ def test_finds_every_attention_call_and_the_blocks(kind):
     assert model.resid_modules == {0: f"{blocks}.0", 1: f"{blocks}.1"}
     assert model.model is net  # the user's module, not a copy
     assert {id(p) for p in model.parameters()} == {id(p) for p in net.parameters()}
+
+
+def test_a_probe_given_stands_for_attachs_own_where_its_batch_keeps_the_rule():
+    """``probed``: a probe the caller made (as attach_braindecode does to read its layouts) is
+    used, with no forward of its own (nothing folded here); one whose batch is a token count
+    (4 channel tokens) is not, and attach probes the model itself. Either way the model opens
+    as it does from its own probe."""
+    net = build("qkv")
+    forwards = []
+    net.register_forward_pre_hook(lambda module, args: forwards.append(args[0].shape[0]))
+    plain = attach(net, layout=LAYOUT, n_samples=N_SAMPLES)
+    for batch, runs in ((3, []), (N_CHANNELS, [2])):  # 2: attach's own example's batch
+        example = torch.randn(batch, N_CHANNELS, N_SAMPLES)
+        found = probe(net, example, None)
+        forwards.clear()
+        model = attach(net, layout=LAYOUT, n_samples=N_SAMPLES, probed=(found, example))
+        assert forwards == runs
+        # the same calls, as the probe saw them (at its batch: a checkpoint records it)
+        assert [c.batch for c in model.calls] == [runs[0] if runs else batch] * 2
+        assert [replace(c, batch=0) for c in model.calls] == [
+            replace(c, batch=0) for c in plain.calls
+        ]
+        assert (model.folds, model.resid_modules, model.cfg) == (
+            plain.folds,
+            plain.resid_modules,
+            plain.cfg,
+        )
+        with torch.no_grad():
+            assert torch.equal(model(_x()), plain(_x()))
 
 
 @pytest.mark.parametrize("kind", KINDS)
