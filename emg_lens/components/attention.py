@@ -179,7 +179,9 @@ def _sdpa(
     )
 
 
-def _sdpa_mask(allowed: Bool[torch.Tensor, "... query key"] | None, q: torch.Tensor):
+def _sdpa_mask(
+    allowed: Bool[torch.Tensor, "... query key"] | None, q: torch.Tensor
+) -> Bool[torch.Tensor, "... query key"] | Float[torch.Tensor, "... query key"] | None:
     """What SDPA is given for ``allowed`` (True = may attend): on a CPU, the additive mask it
     would make of it (`as_bias`: the same numbers, so the same outputs and gradients) made here
     once, where SDPA's own conversion runs in the forward and again in the backward (0.9 ms
