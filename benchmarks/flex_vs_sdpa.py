@@ -6,8 +6,13 @@ Prints one JSON line per model (``"kind": "model"``) and per attention size
 (``"kind": "attention"``), each as soon as it is measured:
 
 - ``max_abs_diff`` / ``max_rel_diff``: the edge sets stacked on the batch axis (one mask per
-  row) run on FlexAttention, against one SDPA call per edge set (its mask broadcast over the
-  window batch): max |flex - sdpa| and that over max |sdpa| (goal: <= 1e-5 relative);
+  row), FlexAttention against SDPA on the same inputs: max |flex - sdpa| and that over
+  max |sdpa| (the backend's own difference; goal: <= 1e-5 relative);
+  ``max_rel_diff_vs_loop``: the stacked FlexAttention call against one SDPA call per edge set
+  (its mask broadcast over the window batch), which adds what the batch's size changes (on
+  CUDA cuDNN may pick a TF32 convolution for a larger batch: the converted CBraMod's patch
+  embedding, 5e-4 of its scale at 128 rows; ``torch.backends.cudnn.allow_tf32 = False``
+  keeps it float32);
 - ``ms_loop_sdpa``: one call per edge set on SDPA (what the study runner's broadcast form
   runs); ``ms_stacked_sdpa``, ``ms_stacked_flex``: all sets in one call, SDPA with a
   per-row mask or FlexAttention with a per-row block mask; ``ms_auto``: the stacked call
@@ -16,8 +21,17 @@ Prints one JSON line per model (``"kind": "model"``) and per attention size
   the rounds after a warm-up;
 - ``loop_vs_flex``: ms_loop_sdpa / ms_stacked_flex per round, ``{min, median, max}`` (> 1:
   FlexAttention faster), and ``stacked_sdpa_vs_flex`` likewise;
+- ``rel_vs_float64``: each path's max |out - ref| / max |ref|, ``ref`` the loop of SDPA calls
+  in float64 on the same device (``loop_sdpa``, ``stacked_sdpa``, ``stacked_flex``): which
+  side of a difference is off;
 - ``s_first_flex``: seconds of the first FlexAttention call (on CUDA its compilation);
 - the sizes: ``tokens``, ``d_head``, ``heads``, ``sets``, ``batch`` (windows per set).
+
+``--per-call MODEL`` looks inside one model's stacked FlexAttention forward instead: one line
+per attention call (``"kind": "call"``) with its shapes, its query rows left with no key, and
+the max error over the output's scale of FlexAttention, of FlexAttention on a contiguous copy
+of the mask, and of SDPA, each against the same call in float64 (``rel_flex``,
+``rel_flex_contiguous``, ``rel_sdpa``): which calls a model-level difference comes from.
 
 On CUDA FlexAttention is compiled; on a CPU it runs its eager reference (slow: use
 ``--quick`` there, as the test suite does).
@@ -29,6 +43,7 @@ On CUDA FlexAttention is compiled; on a CPU it runs its eager reference (slow: u
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import time
@@ -36,6 +51,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from _harness import median_ms, spread, warm_rounds
 from converted_forward import _braindecode
 
@@ -94,23 +110,35 @@ def _stacked(sets: list[dict[int, torch.Tensor]], batch: int) -> dict[int, torch
     }
 
 
+def _rel(out: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |out - expected| over max |expected|."""
+    scale = float(expected.abs().max())
+    diff = float((out - expected).abs().max())
+    return diff / scale if scale else diff
+
+
 def _compare(
-    loop: Callable[[], torch.Tensor], stacked: Callable[[str], torch.Tensor], cuda: bool, repeats
+    loop: Callable[[], torch.Tensor],
+    stacked: Callable[[str], torch.Tensor],
+    reference: Callable[[], torch.Tensor],
+    cuda: bool,
+    repeats,
 ) -> dict[str, Any]:
-    """Equality and times of the loop of SDPA calls and the stacked call per backend."""
+    """Equality and times of the loop of SDPA calls and the stacked call per backend;
+    ``reference`` is the loop in float64."""
     with torch.inference_mode():
-        expected = loop()
         start = time.perf_counter()
         got = stacked("flex")
         if cuda:
             torch.cuda.synchronize()
         first = time.perf_counter() - start
+        outputs = {"loop_sdpa": loop(), "stacked_sdpa": stacked("sdpa"), "stacked_flex": got}
+        ref = reference()
+        rel_vs_float64 = {name: _rel(out.double(), ref) for name, out in outputs.items()}
         calls = _flex_calls()
         before = calls[0]
         stacked("auto")
         took_flex = calls[0] > before
-        diff = float((got - expected).abs().max())
-        scale = float(expected.abs().max())
         runs = {
             "loop_sdpa": loop,
             "stacked_sdpa": lambda: stacked("sdpa"),
@@ -119,8 +147,10 @@ def _compare(
         }
         times = warm_rounds(runs, warmup=1, repeats=repeats, cuda=cuda)
     return {
-        "max_abs_diff": diff,
-        "max_rel_diff": diff / scale if scale else diff,
+        "max_abs_diff": float((got - outputs["stacked_sdpa"]).abs().max()),
+        "max_rel_diff": _rel(got, outputs["stacked_sdpa"]),
+        "max_rel_diff_vs_loop": _rel(got, outputs["loop_sdpa"]),
+        "rel_vs_float64": rel_vs_float64,
         "finite": bool(torch.isfinite(got).all()),
         **{f"ms_{name}": median_ms(t) for name, t in times.items()},
         "auto_took_flex": took_flex,
@@ -151,7 +181,13 @@ def measure_model(
         with attention_backend(backend):
             return model(x_all, edge_masks=per_row)
 
-    result = _compare(loop, stacked, device.type == "cuda", repeats)
+    model64, x64 = copy.deepcopy(model).double(), x.double()  # outside inference mode
+
+    def reference():
+        with attention_backend("sdpa"):
+            return torch.cat([model64(x64, edge_masks=s) for s in sets])
+
+    result = _compare(loop, stacked, reference, device.type == "cuda", repeats)
     return {
         "benchmark": "flex_vs_sdpa",
         "kind": "model",
@@ -198,7 +234,12 @@ def measure_attention(
         with attention_backend(backend):
             return _sdpa(q_all, k_all, v_all, per_row, scale)
 
-    result = _compare(loop, stacked, device.type == "cuda", repeats)
+    def reference():
+        q64, k64, v64 = (t.double() for t in (q, k, v))
+        with attention_backend("sdpa"):
+            return torch.cat([_sdpa(q64, k64, v64, cut[None], scale) for cut in cuts])
+
+    result = _compare(loop, stacked, reference, device.type == "cuda", repeats)
     return {
         "benchmark": "flex_vs_sdpa",
         "kind": "attention",
@@ -210,6 +251,63 @@ def measure_attention(
         "batch": batch,
         **result,
     }
+
+
+def per_call(name: str, device: torch.device, *, quick: bool, n_sets: int, batch: int):
+    """Each FlexAttention call of one stacked forward of ``name``, against float64 (see the
+    module docstring); yields one dict per call."""
+    import emg_lens.components.attention as attention
+
+    source, _, shape = _braindecode(MODELS[name], quick)
+    model = from_braindecode(source).to(device).eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *shape, generator=gen).to(device)
+    sets = [{k: m.to(device) for k, m in s.items()} for s in _cuts(model, n_sets, gen)]
+    per_row, x_all = _stacked(sets, batch), x.repeat(n_sets, *(1,) * (x.ndim - 1))
+    real, calls = flex.flex_attend, []
+
+    def rel(out, ref, keep):
+        out = torch.where(keep, out.double(), 0.0)  # rows with no key: the caller zeroes them
+        return float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+
+    def checked(q, k, v, allowed, scale=None, *, enable_gqa=False):
+        got = real(q, k, v, allowed, scale, enable_gqa=enable_gqa)
+        mask = allowed[(None,) * (4 - allowed.ndim)].expand(q.shape[0], q.shape[1], -1, -1)
+        keep = mask.any(-1, keepdim=True)
+        q64, k64, v64 = (t.double() for t in (q, k, v))
+        ref = torch.where(
+            keep,
+            F.scaled_dot_product_attention(
+                q64, k64, v64, attn_mask=mask, scale=scale, enable_gqa=enable_gqa
+            ),
+            0.0,
+        )
+        sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+        again = real(q, k, v, allowed.contiguous(), scale, enable_gqa=enable_gqa)
+        calls.append(
+            {
+                "benchmark": "flex_vs_sdpa",
+                "kind": "call",
+                "model": name,
+                "call": len(calls),
+                "q": list(q.shape),
+                "mask": list(allowed.shape),
+                "mask_contiguous": allowed.is_contiguous(),
+                "rows_without_key": int((~keep).sum()),
+                "rel_flex": rel(got, ref, keep),
+                "rel_flex_contiguous": rel(again, ref, keep),
+                "rel_sdpa": rel(sdpa, ref, keep),
+            }
+        )
+        return got
+
+    attention.flex_attend = checked
+    try:
+        with torch.inference_mode(), attention_backend("flex"):
+            model(x_all, edge_masks=per_row)
+    finally:
+        attention.flex_attend = real
+    yield from calls
 
 
 def _device_name(device: torch.device) -> str:
@@ -224,11 +322,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="+", choices=[*MODELS, "attention"])
     parser.add_argument("--quick", action="store_true", help="tiny models, 4 sets of 2 windows")
+    parser.add_argument("--per-call", choices=MODELS, help="each flex call of MODEL vs float64")
     args = parser.parse_args(argv)
     if args.quick:
         args.sets, args.batch, args.repeats = 4, 2, 1
     device = resolve_device(args.device)
     out = []
+    if args.per_call:
+        for line in per_call(
+            args.per_call, device, quick=args.quick, n_sets=args.sets, batch=args.batch
+        ):
+            out.append(line)
+            print(json.dumps(line), flush=True)
+        return out
     for name in args.only or [*MODELS, "attention"]:
         if name == "attention":
             for tokens, heads, d_head in QUICK_ATTENTION if args.quick else ATTENTION:
