@@ -16,13 +16,14 @@ Where it may run, and where it runs:
 - ``"auto"`` (the default) and ``"sdpa"``: never. Measured on an H100 (torch 2.11, CUDA 13;
   ``benchmarks/gpu_check.sh``: 16 edge sets, batch 8), FlexAttention with one block mask per
   row was slower than the same 16 sets stacked on the batch axis through SDPA with a per-row
-  mask in every case: the converted LaBraM 114 vs 14 ms, CBraMod 170 vs 24 ms, EEGPT 208 vs
-  95 ms, bare attention at 200-600 tokens 5.7-22 vs 1.2-7.8 ms. It beat a loop of one SDPA
-  call per set only on LaBraM and CBraMod (1.5x and 1.8x) and lost to it at 200-600 tokens
-  (0.3-0.5x). The study runner stacks its conditions there (`emg_lens.studies.ablation.
-  stacking`), so nothing is chosen for the user: FlexAttention is asked for by name. On CUDA
-  the converted CBraMod's outputs under it differed from SDPA's by up to 5.4e-3 (5.7e-4 of
-  their scale; LaBraM and EEGPT within 2e-6 of theirs), a difference not understood yet.
+  mask in every case: the converted LaBraM 118 vs 14 ms, CBraMod 148 vs 17 ms, EEGPT 209 vs
+  96 ms, bare attention at 200-600 tokens 5.4-23 vs 1.2-7.8 ms. It beat a loop of one SDPA
+  call per set only on LaBraM and CBraMod (1.9x and 1.8x) and lost to it at 200-600 tokens
+  (0.3-0.4x). The study runner stacks its conditions there (`emg_lens.studies.ablation.
+  stacking`), so nothing is chosen for the user: FlexAttention is asked for by name. On the
+  same inputs its outputs are within 1e-6 of SDPA's (of their scale) on every converted model
+  (the CBraMod difference once reported here came from cuDNN's TF32 convolutions at the larger
+  batch, on both backends: docs/guide/scale-out.md).
 
 The empty-row rule stays `emg_lens.components.attend.fused`'s: the caller passes this kernel
 to it, so a query left with no key gets a zero row whatever the kernel gives.
