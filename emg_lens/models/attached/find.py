@@ -26,7 +26,7 @@ import copy
 import fnmatch
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -351,6 +351,11 @@ class Fold:
         return self.count is not None and self.batch_major is True
 
 
+ORDER_ROWS = 2
+"""Input rows `find_folds` replaces one at a time to tell a folded call's order: two tell
+batch-major (row ``b``'s problems at score rows ``b * count ...``) from every other order."""
+
+
 def find_folds(
     model: nn.Module,
     example: torch.Tensor,
@@ -362,6 +367,10 @@ def find_folds(
     on ``example`` and on copies with one input row replaced (in eval mode, no gradients; its
     modules' modes restored after): the order is batch-major when replacing input row ``b``
     changes exactly score rows ``b * count`` to ``b * count + count - 1`` for every ``b``.
+    Two rows tell that order from any other, so a wider example is checked on its first two
+    (`ORDER_ROWS`: three forwards of two rows, not four of three, where attach_braindecode's
+    example has three), every call then expected at two rows; a call whose batch is not a
+    multiple of the example's cannot be scaled so, and the whole example is used.
 
     >>> from emg_lens.models.attached.examples import PatchAttention
     >>> net = PatchAttention()
@@ -372,6 +381,9 @@ def find_folds(
     batch = example.shape[0]
     counts = [c.batch // batch if c.batch % batch == 0 else None for c in calls]
     folded = {layer for layer, count in enumerate(counts) if count is not None and count > 1}
+    if batch > ORDER_ROWS and None not in counts:  # the same calls at two rows
+        example = example[:ORDER_ROWS]
+        calls = [replace(c, batch=count * ORDER_ROWS) for c, count in zip(calls, counts)]
     order = _batch_major(_subject(model), example, named, calls, folded, counts) if folded else {}
     return tuple(
         Fold(count, True if count == 1 else order.get(layer)) for layer, count in enumerate(counts)

@@ -24,7 +24,7 @@ from emg_lens.errors import (
 from emg_lens.layout import TokenLayout
 from emg_lens.models import attach
 from emg_lens.models.attached.examples import PatchAttention
-from emg_lens.models.attached.find import Fold, probe
+from emg_lens.models.attached.find import Fold, find_folds, probe
 from tests.unit.models import table
 from tests.unit.models.attached_models import (
     BATCH,
@@ -484,6 +484,22 @@ def test_a_fold_that_is_not_batch_major_takes_only_fold_uniform_masks():
     bias = torch.zeros(cut.shape).masked_fill(cut, float("-inf"))
     with torch.no_grad():
         assert (model(x, edge_masks={0: cut}) - net(x, bias)).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize(("net", "batch_major"), [(PatchAttention(), True), (FoldMajor(), False)])
+def test_a_wider_example_has_its_fold_order_checked_on_two_rows(net, batch_major):
+    """On a three-row example (attach_braindecode's) the order is told from its first two rows:
+    three forwards of two rows, the verdict the same as on the whole example."""
+    net = net.eval()
+    x = torch.randn(3, N_CHANNELS, N_SAMPLES, generator=torch.Generator().manual_seed(0))
+    calls = probe(net, x, None).calls
+    seen = []
+    handle = net.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    try:
+        folds = find_folds(net, x, None, calls)
+    finally:
+        handle.remove()
+    assert folds == (Fold(2, batch_major),) and seen == [2, 2, 2]
 
 
 def test_per_fold_masks_of_the_wrong_shape_and_an_order_that_cannot_be_checked():
