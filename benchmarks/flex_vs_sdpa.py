@@ -162,16 +162,23 @@ def _compare(
     }
 
 
-def measure_model(
-    name: str, device: torch.device, *, quick: bool, n_sets: int, batch: int, repeats: int
-) -> dict[str, Any]:
-    """One converted model: its edge sets in a loop on SDPA against stacked on each backend."""
+def _setting(name: str, device: torch.device, quick: bool, n_sets: int, batch: int):
+    """The converted ``name`` on ``device``, ``batch`` windows, ``n_sets`` edge sets, and the
+    sets stacked: the windows repeated per set and the masks one per row."""
     source, _, shape = _braindecode(MODELS[name], quick)
     model = from_braindecode(source).to(device).eval()
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, *shape, generator=gen).to(device)
     sets = [{k: m.to(device) for k, m in s.items()} for s in _cuts(model, n_sets, gen)]
-    per_row, x_all = _stacked(sets, batch), x.repeat(n_sets, *(1,) * (x.ndim - 1))
+    x_all = x.repeat(n_sets, *(1,) * (x.ndim - 1))
+    return model, x, sets, x_all, _stacked(sets, batch)
+
+
+def measure_model(
+    name: str, device: torch.device, *, quick: bool, n_sets: int, batch: int, repeats: int
+) -> dict[str, Any]:
+    """One converted model: its edge sets in a loop on SDPA against stacked on each backend."""
+    model, x, sets, x_all, per_row = _setting(name, device, quick, n_sets, batch)
 
     def loop():
         with attention_backend("sdpa"):
@@ -258,12 +265,7 @@ def per_call(name: str, device: torch.device, *, quick: bool, n_sets: int, batch
     module docstring); yields one dict per call."""
     import emg_lens.components.attention as attention
 
-    source, _, shape = _braindecode(MODELS[name], quick)
-    model = from_braindecode(source).to(device).eval()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, *shape, generator=gen).to(device)
-    sets = [{k: m.to(device) for k, m in s.items()} for s in _cuts(model, n_sets, gen)]
-    per_row, x_all = _stacked(sets, batch), x.repeat(n_sets, *(1,) * (x.ndim - 1))
+    model, _, _, x_all, per_row = _setting(name, device, quick, n_sets, batch)
     real, calls = flex.flex_attend, []
 
     def rel(out, ref, keep):
