@@ -107,6 +107,33 @@ SplitInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """``(query_input, key_input, value_input)``, each ``[batch, pos, head_index, d_model]``."""
 
 
+def row_span(rows: Sequence[int]) -> slice | None:
+    """``rows`` as a slice where they run consecutively (a CLS readout's ``[0]``, every channel
+    token), else None. Why: indexing a CUDA tensor by a Python list copies the list to the
+    device from pageable memory, which waits for all the work queued before it; a slice is a
+    view, and the study runner picks the read rows once per condition.
+
+    >>> row_span([2, 3]), row_span([0, 3]), row_span([])
+    (slice(2, 4, None), None, None)
+    """
+    if not rows or list(rows) != list(range(rows[0], rows[0] + len(rows))):
+        return None
+    return slice(rows[0], rows[0] + len(rows))
+
+
+def take_rows(t: torch.Tensor, rows: Sequence[int], dim: int) -> torch.Tensor:
+    """``t``'s positions ``rows`` along ``dim``: a view where they run consecutively
+    (`row_span`), else an index by the list.
+
+    >>> x = torch.arange(12).view(1, 6, 2)
+    >>> take_rows(x, [2, 3], 1).tolist(), take_rows(x, [0, 3], 1).tolist()
+    ([[[4, 5], [6, 7]]], [[[0, 1], [6, 7]]])
+    """
+    span = row_span(rows)
+    where = (slice(None),) * (dim % t.ndim)
+    return t[(*where, span if span is not None else list(rows))]
+
+
 class Projected(NamedTuple):
     """``q, k, v`` of one input on the fast path, each ``[batch, pos, head_index, d_head]``
     (``q`` at ``rows`` alone where given; `Attention.project`), and the output bias the fast
@@ -501,7 +528,7 @@ class Attention(ConfigInit, nn.Module):
             qkv = qkv.view(batch, n_pos, 3 * h, d_head)
         else:  # the queries of ``rows`` alone
             hd = h * d_head
-            x_rows = x[:, rows].reshape(-1, d_model)
+            x_rows = take_rows(x, rows, 1).reshape(-1, d_model)
             q = torch.addmm(b_qkv[:hd], x_rows, W_qkv[:, :hd]).view(batch, len(rows), h, d_head)
             if self.q_norm is None and len(rows) * (d_model + n_pos * h) < n_pos * d_model:
                 return Projected(q, None, None, b_O, rows, x)  # no key or value projected
@@ -518,7 +545,7 @@ class Attention(ConfigInit, nn.Module):
         if self.q_norm is not None:
             q, k = self._qk_norm(q, k)
         if rows is not None:
-            q = q[:, rows]
+            q = take_rows(q, rows, 1)
         return Projected(q, k, v, b_O, rows)
 
     def from_projected(
@@ -545,7 +572,7 @@ class Attention(ConfigInit, nn.Module):
             # math kernel, ~5x slower at the demo's 49 tokens. A view, so nothing is copied.
             edge_mask = edge_mask[(None,) * (4 - edge_mask.ndim)]
             if rows is not None:
-                edge_mask = edge_mask[..., rows, :]
+                edge_mask = take_rows(edge_mask, rows, -2)
         if x is not None:
             return self._from_queries(q, x, edge_mask, b_O)
         z = _sdpa(

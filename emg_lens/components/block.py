@@ -11,7 +11,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components.attention import Attention, Projected
+from emg_lens.components.attention import Attention, Projected, take_rows
 from emg_lens.components.layer_norm import make_norm
 from emg_lens.components.mlp import MLP
 from emg_lens.config import EncoderConfig
@@ -159,7 +159,7 @@ class TransformerBlock(nn.Module):
             return self.from_projected(resid_pre, projected, edge_mask)
         attn_in = resid_pre if self.post_norm else self.ln1(resid_pre)
         attn_out = self.attn.query_rows(attn_in, rows, edge_mask)
-        return self.after_attention(resid_pre[:, rows], attn_out)
+        return self.after_attention(take_rows(resid_pre, rows, 1), attn_out)
 
     def project(
         self, resid_pre: Float[torch.Tensor, "batch pos d_model"], rows: list[int] | None = None
@@ -206,7 +206,8 @@ class TransformerBlock(nn.Module):
         """
         attn_out = self.attn.from_projected(projected, edge_mask)
         rows = projected.rows
-        return self.after_attention(resid_pre if rows is None else resid_pre[:, rows], attn_out)
+        kept = resid_pre if rows is None else take_rows(resid_pre, rows, 1)
+        return self.after_attention(kept, attn_out)
 
     def after_attention(
         self,

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from emg_lens.components.attention import row_span
 from emg_lens.errors import ArgumentError
 
 __all__ = [
@@ -149,6 +150,7 @@ class LayerStep:
 
     def __init__(self, block: Block, children: Sequence[Node], rows: list[int] | None = None):
         self.block, self.rows = block, rows
+        self._index: torch.Tensor | None = None  # ``rows`` on the device, made once
         self.left = Counter(c[:-1] for c in children)
         self.shared: dict[Node, Any] = {}
         self.can_share = callable(getattr(block, "project", None))
@@ -178,9 +180,19 @@ class LayerStep:
             self.shared.pop(parent, None)
 
     def _fill(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``x`` with ``out`` at positions ``rows``: consecutive rows (a CLS readout's) are
+        written as a slice, other rows by an index made on the device once (a Python list
+        copied to a GPU waits for all the work queued before it)."""
         if self.rows is None:
             return out
-        return x.index_copy(1, torch.tensor(self.rows, device=x.device), out)
+        span = row_span(self.rows)
+        if span is not None:
+            filled = x.clone()
+            filled[:, span] = out
+            return filled
+        if self._index is None or self._index.device != x.device:
+            self._index = torch.tensor(self.rows, device=x.device)
+        return x.index_copy(1, self._index, out)
 
 
 def run_children(

@@ -104,6 +104,25 @@ def test_stacked_equals_broadcast_bit_for_bit(name):
     assert len(set(outputs.values())) > len(SEQUENCES) // 2
 
 
+@pytest.mark.parametrize("rows", [[0], [1, 2, 3], [0, 3]])
+def test_the_last_layer_writes_its_read_rows_as_an_index_copy_would(rows):
+    """Consecutive read rows (a CLS readout's) are written as a slice, scattered ones by an
+    index made on the device once: the parent's stream with those rows replaced either way."""
+    model = MODELS["isonet_demo"]()
+    block = model.blocks[-1]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, model.layout.n_tokens, model.cfg.d_model, generator=gen)
+    mask = _table(model).masks[2][None]
+    step = stacking.LayerStep(block, [(0,), (1,)], rows=rows)
+    with torch.inference_mode():
+        got = [step({(): x}, child, mask) for child in [(0,), (1,)]]
+        out = block.from_projected(x, block.project(x, rows), mask)
+    expected = x.index_copy(1, torch.tensor(rows), out)
+    assert all(torch.equal(g, expected) for g in got)
+    assert not torch.equal(out, x[:, rows])  # not vacuous: the rows changed
+    assert (step._index is None) == (rows != [0, 3])  # the index only where a slice cannot do
+
+
 def test_calls_split_at_the_row_limit_equal_too(monkeypatch):
     """At most 12 rows a call: the five masked children of layer 0 run three and two a call
     on the batch of four windows, four and one (broadcast) on the batch of three; the
