@@ -115,6 +115,7 @@ class _MaskTable:
         self.compiled: dict[EdgeSet, list[torch.Tensor]] = {}  # per-layer masks, by edge set
         self.parsed: dict[str, EdgeSet] = {}  # edge expressions, parsed once
         self.read: dict[str, torch.Tensor | None] = {}  # `_readout_rows`, by return type
+        self._on: dict[torch.device, list[torch.Tensor]] = {}  # `on`'s copies, by device
 
     def id(self, mask: torch.Tensor) -> int | None:
         seen = self._seen.get(id(mask))
@@ -122,6 +123,16 @@ class _MaskTable:
             return seen[1]
         self._seen[id(mask)] = (mask, self._content_id(mask))
         return self._seen[id(mask)][1]
+
+    def on(self, device: torch.device) -> list[torch.Tensor]:
+        """The masks on ``device``, each copied there once (a copy from the host's pageable
+        memory to a GPU waits for all the work queued before it: the tree and verification
+        take them from here)."""
+        if device.type == "cpu":
+            return self.masks
+        copies = self._on.setdefault(device, [])
+        copies += [m.to(device) for m in self.masks[len(copies) :]]
+        return copies
 
     def _content_id(self, mask: torch.Tensor) -> int | None:
         if not mask.any():
@@ -353,7 +364,7 @@ def _run_prefix_tree(
     canonical = _canonical_sequences(model, sequences, table, return_type, reads)
     wanted = sorted(set(canonical.values()), key=str)
     # [1, head, q, k]: broadcast over the batch, never copied per window (4-D for SDPA).
-    masks = [m.to(X.device)[None] for m in table.masks]
+    masks = [m[None] for m in table.on(X.device)]
     out: dict[tuple, list[torch.Tensor]] = defaultdict(list)
     if not reads.layerwise:  # an attached model: one whole forward per sequence
         for start in range(0, len(X), batch_size):
@@ -393,7 +404,8 @@ def _verify(
     return_type: str = "logits",
 ) -> None:
     """Re-run a few windows through the hooked path; demand equal logits and zero patterns."""
-    layers = {layer: table.masks[i] for layer, i in enumerate(seq) if i is not None}
+    masks = table.on(X.device)
+    layers = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
     layout_of = getattr(model, "layout_of", lambda layer: model.layout)
     hooks = [
         (attn_scores_filter([layer]), mask_edges(m, layout_of(layer)))
