@@ -59,7 +59,7 @@ demo: $(STAMP)
 # other idles). The 20 slowest are listed at the end, to see where time goes.
 # `make test-fast` is the inner loop: everything not marked slow (a test over 2 s on one idle
 # core is marked: tests/slow_marker.py lists unmarked ones over it and fails CI on one over 10 s),
-# no site build: 5,228 tests in three minutes on 2 idle cores (189 s; their number, not their
+# no site build: about 5,200 tests in three minutes on 2 idle cores (189 s; their number, not their
 # size, is the time).
 # Both keep bytecode even where the environment sets PYTHONDONTWRITEBYTECODE: pytest caches its
 # assertion-rewritten test modules there, and without them each worker rewrites all 290 again
