@@ -8,7 +8,8 @@ older emg_lens, a damaged disk) is named in a warning and treated as absent: it 
 Every cell carries its *provenance* (`emg_lens.provenance`: digests of the model and the data it
 was scored on, the metric, the scored output, the code) and is reused only when that equals the
 provenance it would be computed from now; it also records the pid, host and torch CPU threads
-(``--threads``) of the process that wrote it.
+(``--threads``) of the process that wrote it, and, where that process has used CUDA, its TF32
+settings.
 
 The store remembers the study's fingerprint in ``study.json`` and refuses to mix two studies;
 the file is created atomically (`emg_lens._io.create_exclusive`), so of several processes
@@ -89,10 +90,18 @@ def _this_process() -> dict[str, Any]:
 
 def _writer() -> dict[str, Any]:
     """Who computed a cell: this process, and torch's CPU threads, with which a result can
-    differ in the last bits (``--threads``)."""
+    differ in the last bits (``--threads``); in a process that has used CUDA, also whether
+    PyTorch let float32 matrix products and cuDNN convolutions run in TF32 (``tf32``), with
+    which a GPU's result can differ by ~5e-4 (docs/guide/scale-out.md)."""
     import torch  # the studies import it anyway; this module reads without it
 
-    return {**_this_process(), "threads": torch.get_num_threads()}
+    writer = {**_this_process(), "threads": torch.get_num_threads()}
+    if torch.cuda.is_initialized():
+        writer["tf32"] = {
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+        }
+    return writer
 
 
 def _json_text(data: Any) -> str:

@@ -146,7 +146,27 @@ def test_retrained_subject_is_recomputed_and_counted(tmp_path, puts, capsys):
     stored = CellStore(out, fresh.spec.fingerprint()).get(2, fresh.per_subject.key.iloc[0])
     assert stored["provenance"]["model"] == checkpoint_digest(models / "subject_2")
     writer = {"pid": os.getpid(), "host": socket.gethostname(), "threads": torch.get_num_threads()}
-    assert stored["writer"] == writer
+    assert {key: stored["writer"][key] for key in writer} == writer
+    assert ("tf32" in stored["writer"]) == torch.cuda.is_initialized()
+
+
+def test_a_process_that_used_cuda_records_its_tf32_settings_in_each_cell(tmp_path, monkeypatch):
+    """A float32 result on a GPU differs by ~5e-4 where PyTorch lets TF32 kernels run
+    (docs/guide/scale-out.md): the settings are recorded beside the thread count; a process
+    that never used CUDA records none."""
+    store = CellStore(tmp_path / "out", fingerprint="{}")
+    store.put(1, "cpu", {"value": 1.0})
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    matmul = torch.backends.cuda.matmul.allow_tf32  # a property of torch's, not an attribute
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with torch.backends.cudnn.flags(allow_tf32=False):
+            store.put(1, "gpu", {"value": 1.0})
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+    cells = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "out" / "cells").glob("*/*")}
+    assert "tf32" not in cells["cpu"]["writer"]
+    assert cells["gpu"]["writer"]["tf32"] == {"matmul": True, "cudnn": False}
 
 
 def test_regenerated_data_files_are_recomputed(tmp_path, puts):
