@@ -34,6 +34,9 @@ pytestmark = pytest.mark.slow
 SUBJECTS = (1, 2)
 TRAIN = TrainConfig(epochs=30, lr=2e-3, anneal_fraction=1.0, progress=False)
 STEP = 100  # windows every 100 samples: half planted_setup's, half the training time
+# Two layers, as the demo's models (three took 30 % longer: 88-91 s against 61-67 s for both
+# subjects, two at a time on two cores); at 20 epochs seed 3 learned too little (0.35).
+N_LAYERS = 2
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def trained():
             data.modalities,
             data.n_classes,
             data.X_train.shape[-1],
-            n_layers=3,
+            n_layers=N_LAYERS,
             seed=0,
         )
         model = IsoNet(cfg)
@@ -86,12 +89,13 @@ def test_masking_cross_modal_edges_removes_only_the_interaction_gestures(trained
     table = by_head["avg_logits"]
     base, masked = table.loc["baseline"].mean(), table.loc["cross"].mean()
     # The models learned the interaction gestures (windows every 100 samples, seeds 0-3 trained
-    # on one thread and on two, other floating-point paths, as on another CPU: 0.48-0.80, the
+    # on one thread and on two, other floating-point paths, as on another CPU: 0.48-0.65, the
     # two subjects' mean; chance is 0.25) ...
     assert base["interaction"] >= chance + 0.15, base
-    # ... masking cross-modal edges everywhere takes them to near chance (0.23-0.34) ...
+    # ... masking cross-modal edges everywhere takes them to near chance (0.20-0.33) ...
     assert masked["interaction"] <= chance + 0.15, masked
-    # ... and leaves the single-modality gestures most of their accuracy (0.82-1.00 masked).
+    # ... and leaves the single-modality gestures most of their accuracy (masked, 0.85-1.00 of
+    # it).
     for kind in ("emg", "acc"):
         assert masked[kind] >= 0.75 * base[kind], (kind, base[kind], masked[kind])
     assert np.all(table.loc["cross", "interaction"] < table.loc["baseline", "interaction"])
