@@ -34,8 +34,8 @@ pytestmark = pytest.mark.slow
 SUBJECTS = (1, 2)
 TRAIN = TrainConfig(epochs=30, lr=2e-3, anneal_fraction=1.0, progress=False)
 STEP = 100  # windows every 100 samples: half planted_setup's, half the training time
-# Two layers, as the demo's models (three took 30 % longer: 88-91 s against 61-67 s for both
-# subjects, two at a time on two cores); at 20 epochs seed 3 learned too little (0.35).
+# Two layers, as the demo's models: 30 % less training than three (61-67 s against 88-91 s for
+# both subjects, two runs at a time on two cores); at 20 epochs seed 3 learned too little (0.35).
 N_LAYERS = 2
 
 
