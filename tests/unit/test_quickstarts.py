@@ -480,9 +480,9 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     scope: dict = {}
     exec(compile(_block("# Export a masked model", "py"), "export.md", "exec"), scope)
     assert scope["logits"].shape[0] == 8 and scope["meta"]["edges"] == "cross_modal"
-    # inspect's --out has a default under runs/ (issue 41, item 6)
-    assert main(["inspect", "--checkpoint", "runs/demo/models/subject_1", "--n-windows", "8"]) == 0
-    assert Path("runs/inspect/subject_1/report.html").is_file()
+    # (inspect's --out default under runs/, issue 41 item 6, is the guide's inspect line's:
+    # tests/integration/test_torch_encoder_studies.py runs it, and test_cli.py inspects a
+    # native checkpoint; an inspection here drew its 13 figures again for the same check)
     # the thread count is recorded (issue 41, item 4)
     meta = __import__("json").loads(Path("runs/demo/models/subject_1/config.json").read_text())
     assert meta["metadata"]["threads"] == 1
