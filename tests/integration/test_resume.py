@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from emg_lens.studies import run_study
+from emg_lens.studies.ablation import runner
 from tests.integration.killable_study import SUBJECTS, setup
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +39,27 @@ def _finish(proc: subprocess.Popen, timeout: float = 240) -> None:
     assert proc.returncode == 0, output
 
 
+def _run_here(monkeypatch, spec: Path, models: Path, out: Path) -> dict[int, int]:
+    """The uninterrupted reference run, in this process as the script runs it (on one thread,
+    as the started ones): each subject and how many cells its evaluation computed."""
+    logged: dict[int, int] = {}
+    evaluate = runner.evaluate_subject
+
+    def spy(spec, subject, todo, **kw):
+        logged[subject.data.subject] = len(todo)
+        return evaluate(spec, subject, todo, **kw)
+
+    monkeypatch.setattr(runner, "evaluate_subject", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_study(spec, models=models, out_dir=out, progress=False, allow_code=True)
+    finally:
+        torch.set_num_threads(threads)
+        monkeypatch.setattr(runner, "evaluate_subject", evaluate)
+    return logged
+
+
 def _cells(out: Path) -> dict[int, list[Path]]:
     found = {}
     for subject_dir in sorted((out / "cells").glob("s*")):
@@ -49,7 +73,7 @@ def _logged(log: Path) -> list[list[int]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_killed_study_resumes_to_the_same_tables(tmp_path):
+def test_killed_study_resumes_to_the_same_tables(tmp_path, monkeypatch):
     models, spec, script = setup(tmp_path)
     out, ref = tmp_path / "out", tmp_path / "ref"
 
@@ -73,14 +97,14 @@ def test_killed_study_resumes_to_the_same_tables(tmp_path):
     assert 1 <= len(done_at_kill) < len(SUBJECTS)
     n_cells = {s: len(files) for s, files in done_at_kill.items()}
 
-    # 2. Start again, to the end; an uninterrupted run in another folder for reference.
+    # 2. Start again, to the end; an uninterrupted run in another folder for reference (in
+    # this process: a process started for it only repeated the imports).
     resumed_log = tmp_path / "resumed.log"
     _finish(_start(script, spec, models, out, resumed_log))
-    _finish(_start(script, spec, models, ref, tmp_path / "ref.log"))
+    full = _run_here(monkeypatch, spec, models, ref)
 
     # The resumed run evaluated exactly the cells missing at the kill (the kill may land
     # between two cells of a subject: the finished ones are kept) ...
-    full = dict(_logged(tmp_path / "ref.log"))
     assert full.keys() == set(SUBJECTS)
     missing = {s: full[s] - n_cells.get(s, 0) for s in SUBJECTS}
     assert dict(_logged(resumed_log)) == {s: n for s, n in missing.items() if n}
