@@ -7,33 +7,40 @@ and an ACC code that each modality alone says nothing about, and each subject's 
 reads with its own offset (the sEMG carries nothing of who moves). One IsoNet is trained on
 every subject's training windows, the demo's recipe, with its mean-pooled head scored.
 
-- The cut of every route between the modalities takes the interaction gestures to chance and
-  leaves the others; the LEACE eraser of the gesture at the ACC tokens entering layer 0 takes
+- The cut of every route between the modalities costs the interaction gestures and leaves the
+  others. Cut, the mean-pooled head reads a sum of what each modality's tokens say, which can
+  tell at most 3 of the XOR's 4 cells apart (0.75): what a model keeps lies between that ceiling
+  and the 1-in-2 guess. The LEACE eraser of the gesture at the ACC tokens entering layer 0 takes
   the ACC-only gestures (which no cut of those routes touches: the mean-pooled head reads the
   ACC tokens themselves) far below its norm-matched placebo.
 - Where the two disagree: the ACC tokens hold no linear trace of *which* interaction gesture
   a window is (a fresh probe below chance before erasure; the eraser has a rank-1 edit that
   moves the tokens by some 5 %), so erasing it leaves the interaction gestures as they were,
-  while the cut takes them to chance: the XOR lives between the two groups' tokens, where a
-  cut reaches and a per-group linear eraser cannot.
+  while the cut takes them down: the XOR lives between the two groups' tokens, where a cut
+  reaches and a per-group linear eraser cannot.
 - Erasing the subject from the ACC tokens leaves a fresh subject probe at chance and the
-  gestures within a few points.
+  single-modality gestures within a few points. The interaction gestures may lose more (up to
+  0.13 on some trainings, where the placebo, moving the tokens as far, costs them less): the
+  edit is large (some 0.7 of the tokens' spread), and on those trainings the directions the
+  subjects' offsets span are not wholly apart from those the XOR reads.
 - The subject probe finds the subject where it was planted (the ACC tokens at every layer; at
   layer 0 the random-init null reads the input's offset as well, after the blocks the trained
   model keeps it above the null) and not where it was not: the sEMG tokens entering layer 0
   below chance, the CLS token the trained model reads at chance after the blocks, where the
   random-init null, its attention mixing every token, carries the subject.
 
-Measured on seeds 0-2 trained on one thread and seeds 0-1 on two (interaction gestures
-0.77-0.95 with the mean-pooled head): cut 0.43-0.50; ACC-only gestures 0.93-0.99, erased
-0.38-0.44, placebo 0.76-0.94; the interaction erased from the ACC tokens moved them 0.05-0.06
-and changed the interaction gestures by at most 0.01 (its probe before 0.31-0.34, chance 0.5);
-the subject erased: probe 0.333 (chance 1/3), the gestures within 0.04; the subject probe at
-the ACC tokens 0.93 entering layer 0 (the null 0.93) and 0.98-1.00 after the blocks (the null
-0.96), the sEMG tokens 0.19 entering layer 0, the CLS token after the blocks 0.23-0.38 (the
-null 0.88). The data of seed 1 (not these) left the recipe's three attempts on the XOR's
-plateau (interaction gestures 0.50): these claims are of a model that learned the planted
-gestures.
+Measured over 24 trainings on an AMD EPYC (seeds 0-19 on one thread, 0-3 on two; every claim
+held on each): interaction gestures 0.71-0.92, cut 0.31-0.63 (0.19-0.53 lost), the
+single-modality gestures cut >= 0.92; ACC-only gestures erased 0.35-0.46, placebo 0.80-0.98;
+the interaction erased from the ACC tokens changed them by at most 0.035; the subject erased:
+probe 0.333 (chance 1/3), the single-modality gestures within 0.056, the interaction gestures
+-0.13 to +0.05. Seed 0 on one thread, the training this test and notebook 10 share, is the
+widest: cut 0.632 of 0.924, the subject erased 0.795. Earlier (seeds 0-2 on one thread, 0-1 on
+two, another CPU): the subject probe at the ACC tokens 0.93 entering layer 0 (the null 0.93)
+and 0.98-1.00 after the blocks (the null 0.96), the sEMG tokens 0.19 entering layer 0, the CLS
+token after the blocks 0.23-0.38 (the null 0.88). The data of seed 1 (not these) left the
+recipe's three attempts on the XOR's plateau (interaction gestures 0.50): these claims are of
+a model that learned the planted gestures.
 """
 
 from __future__ import annotations
@@ -109,9 +116,12 @@ def test_the_cut_and_the_erasure_agree_and_disagree_where_the_data_say(pooled_mo
         print(name, {k: round(v, 3) for k, v in row.items()})
     print(which.report.round(3).to_string())
     none = found["none"]
-    assert none["interaction"] >= 0.7 and min(none["emg"], none["acc"]) >= 0.85
-    # the routes between the modalities carry the interaction, and only it
-    assert found["cut"]["interaction"] <= 0.6
+    assert none["interaction"] >= 0.65 and min(none["emg"], none["acc"]) >= 0.85
+    # the routes between the modalities carry the interaction, and only it. Cut, the head reads
+    # a sum of what each modality's tokens say, which tells at most 3 of the XOR's 4 cells apart
+    # (0.75); what the model keeps lies between that ceiling and the 1-in-2 guess
+    assert found["cut"]["interaction"] <= 0.7
+    assert found["cut"]["interaction"] <= none["interaction"] - 0.12
     assert min(found["cut"]["emg"], found["cut"]["acc"]) >= 0.85
     # the ACC tokens' content carries the ACC-only gestures, which no such cut touches
     assert found["erased"]["acc"] <= 0.6
@@ -129,7 +139,11 @@ def test_erasing_the_subject_leaves_a_probe_at_chance_and_the_gestures(pooled_mo
     print(subject.report.round(3).to_string())
     assert row["accuracy_before"] >= 0.85 and abs(row["accuracy_after"] - row["chance"]) <= 0.05
     before, after = _accuracy(model, data, kinds), _accuracy(model, data, kinds, subject.fwd_hooks)
-    assert all(abs(after[k] - before[k]) <= 0.08 for k in kinds), (before, after)
+    # the single-modality gestures keep their accuracy; the interaction gestures may lose more on
+    # some trainings (more than under the placebo): the edit is large, and the directions the
+    # offsets span are not always wholly apart from those the XOR reads
+    assert all(abs(after[k] - before[k]) <= 0.08 for k in ("emg", "acc")), (before, after)
+    assert abs(after["interaction"] - before["interaction"]) <= 0.18, (before, after)
 
 
 def test_the_subject_is_found_where_it_was_planted_above_the_random_init_null(pooled_model):
