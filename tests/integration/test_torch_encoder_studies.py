@@ -61,6 +61,13 @@ def models(shared) -> Path:
     return shared.folder(shared.key("torch_encoder_models", recipe), build)
 
 
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> Path:
+    """The same two subjects' checkpoints, not fine-tuned: what a refusal reads (nothing is
+    scored), so the fast tier pays no fine-tuning for it."""
+    return save_subjects(tmp_path_factory.mktemp("untrained"), (1, 2))
+
+
 def _study(folder: Path, models: Path, modules: str = WITH_MODULES) -> Path:
     write_user_code(folder)
     spec = folder / "study.toml"
@@ -93,8 +100,8 @@ def test_a_study_runs_with_the_builder_and_consent(models, tmp_path, capsys):
     assert len(rows) == 2 * (1 + 1 + 2)  # baseline, all layers, each of the 2 layers
 
 
-def test_without_consent_the_builder_never_runs(models, tmp_path, capsys):
-    spec = _study(tmp_path, models)
+def test_without_consent_the_builder_never_runs(untrained, tmp_path, capsys):
+    spec = _study(tmp_path, untrained)
     builder = tmp_path / "models.py"
     run = ["study", "run", str(spec), "--out", str(tmp_path / "out"), "--quiet"]
     assert main(run) == 2
@@ -105,8 +112,8 @@ def test_without_consent_the_builder_never_runs(models, tmp_path, capsys):
         run_study(spec, progress=False)
 
 
-def test_without_modules_the_error_says_what_to_add(models, tmp_path, capsys):
-    spec = _study(tmp_path, models, modules="")
+def test_without_modules_the_error_says_what_to_add(untrained, tmp_path, capsys):
+    spec = _study(tmp_path, untrained, modules="")
     for command in (["check", str(spec)], ["run", str(spec), "--quiet", "--allow-code"]):
         assert main(["study", *command]) == 2
         err = capsys.readouterr().err
