@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from _harness import compare_and_time
+from _harness import compare_and_time, significant
 from torch import nn
 
 from emg_lens import EncoderConfig
@@ -239,15 +239,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "tokens": model.layout.n_tokens,
         "d_model": cfg.d_model,
         "n_layers": cfg.n_layers,
-        "ms_ours": round(ms["ours"], 3),
-        "ms_plain": round(ms["plain"], 3),
-        "ms_explicit": round(ms["explicit"], 3),
+        "ms_ours": significant(ms["ours"]),
+        "ms_plain": significant(ms["plain"]),
+        "ms_explicit": significant(ms["explicit"]),
         "speed_ratio": round(ms["plain"] / ms["ours"], 3),
         "explicit_overhead": round(ms["explicit"] / ms["ours"], 3),
-        "ms_matmul": round(ms["matmul"], 3),
+        "ms_matmul": significant(ms["matmul"]),
         "matmul_fraction": round(ms["matmul"] / ms["ours"], 3),
-        "gflops_ours": round(gflops_ours, 2),
-        "gflops_peak": round(gflops_peak, 2),
+        "gflops_ours": significant(gflops_ours),
+        "gflops_peak": significant(gflops_peak),
         "peak_fraction": round(gflops_ours / gflops_peak, 3),
         "peak_size": args.peak_size,
         "repeats": args.repeats,
