@@ -28,6 +28,7 @@ from emg_lens.data.synthetic.emg_acc import generate_recordings, gesture_kinds, 
 from emg_lens.models import IsoNet
 from emg_lens.studies import run_study
 from emg_lens.train import TrainConfig, fit
+from tests.seeds import planted_seeds
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +38,11 @@ STEP = 100  # windows every 100 samples: half planted_setup's, half the training
 # Two layers, as the demo's models: 30 % less training than three (61-67 s against 88-91 s for
 # both subjects, two runs at a time on two cores); at 20 epochs seed 3 learned too little (0.35).
 N_LAYERS = 2
+SEEDS = (0, 1, 2, 3)  # model and training seed; a run trains 0, ``EMG_LENS_TEST_SEEDS=all`` all
 
 
-@pytest.fixture(scope="module")
-def trained():
+@pytest.fixture(scope="module", params=planted_seeds(SEEDS))
+def trained(request):
     synthetic, preprocess = planted_setup(n_subjects=len(SUBJECTS))
     preprocess = dataclasses.replace(preprocess, step=STEP)
     models = {}
@@ -53,10 +55,10 @@ def trained():
             data.n_classes,
             data.X_train.shape[-1],
             n_layers=N_LAYERS,
-            seed=0,
+            seed=request.param,
         )
         model = IsoNet(cfg)
-        fit(model, data.X_train, data.y_train, TRAIN)
+        fit(model, data.X_train, data.y_train, dataclasses.replace(TRAIN, seed=request.param))
         models[recording.subject] = (model, data)
     kinds = gesture_kinds(synthetic)
     groups = {}
@@ -90,12 +92,14 @@ def test_masking_cross_modal_edges_removes_only_the_interaction_gestures(trained
     base, masked = table.loc["baseline"].mean(), table.loc["cross"].mean()
     # The models learned the interaction gestures (windows every 100 samples, seeds 0-3 trained
     # on one thread and on two, other floating-point paths, as on another CPU: 0.48-0.65, the
-    # two subjects' mean; chance is 0.25) ...
+    # two subjects' mean; chance is 0.25; on an AMD EPYC 0.46-0.74) ...
     assert base["interaction"] >= chance + 0.15, base
-    # ... masking cross-modal edges everywhere takes them to near chance (0.20-0.33) ...
+    # ... masking cross-modal edges everywhere takes them to near chance (0.20-0.33; on the EPYC
+    # 0.22-0.36) ...
     assert masked["interaction"] <= chance + 0.15, masked
     # ... and leaves the single-modality gestures most of their accuracy (masked, 0.85-1.00 of
-    # it).
+    # it; on the EPYC 0.95-0.98). Every subject's interaction gestures fall (on the EPYC by
+    # 0.02-0.64: seed 2's models, 0.46-0.49, learned least of the XOR).
     for kind in ("emg", "acc"):
         assert masked[kind] >= 0.75 * base[kind], (kind, base[kind], masked[kind])
     assert np.all(table.loc["cross", "interaction"] < table.loc["baseline", "interaction"])
