@@ -265,7 +265,11 @@ def mne_scalp(names: list[str] = TEN_TWENTY) -> Montage:
 
     from emg_lens.data.epochs import scalp_placement
 
-    positions = mne.channels.make_standard_montage("standard_1020").get_positions()
+    # MNE 1.13 renamed it colin27_1020 (the same positions) and drops the old name in 1.14
+    kind = "colin27_1020"
+    if kind not in mne.channels.get_builtin_montages():
+        kind = "standard_1020"
+    positions = mne.channels.make_standard_montage(kind).get_positions()
     montage = scalp_placement(names, dict(positions["ch_pos"]), str(positions["coord_frame"]))
     assert montage is not None, names
     return montage
