@@ -11,7 +11,11 @@ and figures. It prints one JSON line:
 
 - ``s_1proc``, ``s_2proc``: median wall seconds of the run with one and with two processes;
 - ``speedup``: ``s_1proc / s_2proc``; ``efficiency``: ``speedup / 2`` (1 would be perfect);
-- ``cells``: subjects x conditions of the study.
+- ``cells``: subjects x conditions of the study;
+- ``s_launch``: median wall seconds of ``torchrun`` starting one process that imports the study
+  runner and exits, the start-up every run pays once whatever its processes (Amdahl's serial
+  part, with rank 0's tables and figures after the cells): where it is a large share of
+  ``s_1proc``, two processes cannot halve the time.
 
     python benchmarks/study_scaling.py [--preset demo] [--subjects 8] [--repeats 1]
     python benchmarks/study_scaling.py --quick   # tiny preset, 2 subjects: a smoke run
@@ -80,11 +84,21 @@ def setup(root: Path, preset: str, subjects: int) -> tuple[Path, Path]:
 
 def run(procs: int, spec: Path, models: Path, out: Path, threads: int) -> float:
     """Wall seconds of the study under torchrun with ``procs`` processes."""
+    study = ["-m", "emg_lens.cli", "study", "run", str(spec), "--models", str(models)]
+    return _torchrun(procs, threads, study + ["--out", str(out), "--quiet", "--device", "cpu"])
+
+
+def launch(threads: int) -> float:
+    """Wall seconds of torchrun starting one process that imports the study runner (running
+    the module as a script: it has no main) and exits."""
+    return _torchrun(1, threads, ["-m", "emg_lens.studies.ablation.runner"])
+
+
+def _torchrun(procs: int, threads: int, args: list[str]) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd += ["--nproc-per-node", str(procs), "-m", "emg_lens.cli", "study", "run", str(spec)]
-    cmd += ["--models", str(models), "--out", str(out), "--quiet", "--device", "cpu"]
+    cmd += ["--nproc-per-node", str(procs), *args]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -108,7 +122,9 @@ def main(argv: list[str] | None = None) -> dict:
         os.environ.setdefault("EMG_LENS_CACHE", str(root / "cache"))
         models, spec = setup(root, args.preset, args.subjects)
         seconds: dict[int, list[float]] = {1: [], 2: []}
+        launches = []
         for repeat in range(args.repeats):
+            launches.append(launch(args.threads))
             for procs in (1, 2) if repeat % 2 == 0 else (2, 1):  # alternate who runs first
                 out = root / f"out-{procs}-{repeat}"
                 seconds[procs].append(run(procs, spec, models, out, args.threads))
@@ -129,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         "repeats": args.repeats,
         "s_1proc": round(s1, 2),
         "s_2proc": round(s2, 2),
+        "s_launch": round(statistics.median(launches), 2),
         "speedup": round(s1 / s2, 3),
         "efficiency": round(s1 / s2 / 2, 3),
         "tables_identical": True,

@@ -102,6 +102,22 @@ def test_study_vs_naive_prints_one_json_line(capsys):
     )
 
 
+@pytest.mark.slow  # five torchrun launches of a few seconds each
+def test_study_scaling_prints_one_json_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMG_LENS_CACHE", str(tmp_path / "cache"))
+    result = _load("study_scaling").main(["--quick"])  # exits if the two runs' tables differ
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == result
+    assert (result["preset"], result["subjects"], result["tables_identical"]) == ("tiny", 2, True)
+    # Per subject: the baseline and 2 interventions x 3 layer modes x the tiny preset's 2 layers.
+    assert result["cells"] == 2 * (1 + 2 * 3 * 2)
+    # Launching alone is part of every run, and shorter than any of them.
+    assert 0 < result["s_launch"] < min(result["s_1proc"], result["s_2proc"])
+    assert result["speedup"] == pytest.approx(result["s_1proc"] / result["s_2proc"], rel=0.01)
+    assert result["efficiency"] == pytest.approx(result["speedup"] / 2, abs=1e-3)
+
+
 def test_tinymyo_forward_prints_one_json_line(capsys):
     result = _load("tinymyo_forward").main(["--quick"])
     lines = capsys.readouterr().out.strip().splitlines()
