@@ -85,7 +85,7 @@ def setup(root: Path, preset: str, subjects: int) -> tuple[Path, Path]:
 def run(procs: int, spec: Path, models: Path, out: Path, threads: int) -> float:
     """Wall seconds of the study under torchrun with ``procs`` processes."""
     study = ["-m", "emg_lens.cli", "study", "run", str(spec), "--models", str(models)]
-    return _torchrun(procs, threads, study + ["--out", str(out), "--quiet", "--device", "cpu"])
+    return _torchrun(procs, threads, [*study, "--out", str(out), "--quiet", "--device", "cpu"])
 
 
 def launch(threads: int) -> float:
