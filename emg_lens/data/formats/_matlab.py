@@ -21,8 +21,10 @@ the HD-sEMG database ships its files.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -165,8 +167,9 @@ def read_exercise_file(
 ) -> Recording:
     """One NinaPro ``.mat`` file (any database) as a `Recording`, its arrays cut to one length.
 
-    Labels are ``restimulus``/``rerepetition`` where present, else ``stimulus``/``repetition``;
-    the unrelabelled columns and every other per-sample matrix land in ``extras``. Arrays may
+    Labels are ``restimulus``/``rerepetition`` where present, else ``stimulus``/``repetition``
+    (``meta["label_columns"]`` says which: file -> the two names); the unrelabelled columns and
+    every other per-sample matrix land in ``extras``. Arrays may
     differ by up to `LENGTH_TOLERANCE` samples (the real files' label columns are often one
     short); all are cut to the shortest.
 
@@ -253,6 +256,7 @@ def read_exercise_file(
         repetition=repetition,
         source=str(path),
         extras=extras,
+        meta={"label_columns": {str(path): (stim_name, rep_name)}},
     )
 
 
@@ -260,7 +264,8 @@ def concatenate_recordings(parts: list[Recording]) -> Recording:
     """Several files of one subject (same clock and modalities) joined in time.
 
     ``extras`` keeps only the arrays every part holds with the same width; ``source`` lists
-    every file, joined by ``" + "``.
+    every file, joined by ``" + "``; ``meta`` keeps the label columns each file's labels came
+    from (``"label_columns"``: file -> (stimulus, repetition) column names).
 
     >>> import numpy as np
     >>> part = Recording(1, {"emg": np.zeros((5, 2), np.float32)}, 200.0, np.zeros(5), np.zeros(5))
@@ -283,7 +288,16 @@ def concatenate_recordings(parts: list[Recording]) -> Recording:
         repetition=np.concatenate([p.repetition for p in parts]),
         source=" + ".join(p.source for p in parts),
         extras=extras,
+        meta=_label_columns(parts),
     )
+
+
+def _label_columns(parts: list[Recording]) -> dict[str, Any]:
+    """The parts' ``meta["label_columns"]`` merged (file -> its label columns), or nothing."""
+    merged = {}
+    for part in parts:
+        merged.update(part.meta.get("label_columns", {}))
+    return {"label_columns": merged} if merged else {}
 
 
 def load_exercises(
@@ -312,7 +326,17 @@ def load_exercises(
     parts = []
     for k in numbers:  # a loop, not a comprehension: a warning's stacklevel counts frames
         parts.append(load(subject, k, modalities))
-    return concatenate_recordings(parts)
+    recording = concatenate_recordings(parts)
+    columns = recording.meta.get("label_columns", {})
+    if len(set(columns.values())) > 1:
+        warnings.warn(
+            "the exercises' labels come from different columns (the relabelled restimulus/"
+            "rerepetition where a file has them, else the raw stimulus/repetition, whose "
+            f"movement boundaries were not refined): {columns}",
+            UserWarning,
+            stacklevel=3,  # the reader's loader, then its caller
+        )
+    return recording
 
 
 _MAT73_HEADER_SIZE = 128

@@ -9,9 +9,15 @@ files are found by their tokens, not by a fixed order). Each file holds ``emg`` 
 `emg_lens.data.formats._matlab.read_exercise_file` (the length and relabelling quirks every
 NinaPro database shares); DB2's own quirks, handled here:
 
-* labels are global across exercises (E1 1-17, E2 18-40, E3 41-49); E3 files that hold other
-  codes have their sorted non-zero codes mapped onto 41-49, with a warning naming the file and
-  the mapping;
+* labels are global across exercises (E1 1-17, E2 18-40, E3 41-49). The published E3 files
+  hold the codes 1, 2, 4, 6, 8, 9, 16, 32 and 40 instead, and no ``restimulus`` or
+  ``rerepetition`` (the public DB2 loaders say so and map them in that order onto 41-49, e.g.
+  ``nina_helper``: "Movements number in non-logical pattern [0 1 2 4 6 8 9 16 32 40]"). Those
+  codes are mapped by that one table (`EXERCISE_D_CODES`, the same label for a code in every
+  file, whichever codes a file holds), with a warning naming the file and the mapping; any
+  other code outside 41-49 is a `DataFormatError`. The codes look like sums of one bit per
+  finger (9 = 8 + 1, 6 = 2 + 4, 40 = 8 + 32), so the movement each of 41-49 then names in the
+  published list is not certain; the labels are consistent across subjects either way;
 * ``glove`` is missing in some files.
 
 DB5 is `emg_lens.data.formats.ninapro_db5`; DB6 and DB7 `emg_lens.data.formats.ninapro_db6_db7`.
@@ -71,6 +77,7 @@ __all__ = [
     "CHANNELS",
     "EXERCISES",
     "EXERCISE_B_NAMES",
+    "EXERCISE_D_CODES",
     "FOREARM_CIRCUMFERENCE",
     "LABEL_RANGES",
     "READER",
@@ -89,6 +96,20 @@ EXERCISES: dict[str, int] = {"B": 1, "C": 2, "D": 3}
 
 LABEL_RANGES: dict[int, tuple[int, int]] = {1: (1, 17), 2: (18, 40), 3: (41, 49)}
 """Exercise number -> (first, last) global gesture label it holds."""
+
+EXERCISE_D_CODES: dict[int, int] = {
+    1: 41,
+    2: 42,
+    4: 43,
+    6: 44,
+    8: 45,
+    9: 46,
+    16: 47,
+    32: 48,
+    40: 49,
+}
+"""The gesture codes the published DB2 E3 files hold, and the label (41-49) each is given: in
+increasing order, as the public DB2 loaders map them (see the module docstring)."""
 
 EXERCISE_B_NAMES: dict[int, str] = {
     1: "thumb up",
@@ -194,23 +215,24 @@ def find_exercise_file(folder: str | Path, subject: int, exercise: str | int) ->
 
 
 def _remap_exercise_d(stimulus: np.ndarray, path: Path, others: list[np.ndarray]) -> None:
-    """Map E3 codes outside 41-49 onto 41-49 in place (in ``stimulus`` and ``others``)."""
+    """Map the published E3 codes (`EXERCISE_D_CODES`) onto 41-49 in place (in ``stimulus``
+    and ``others``); refuse codes that are neither."""
     first, last = LABEL_RANGES[3]
     codes = sorted(int(c) for c in np.unique(stimulus) if c != 0)
     if all(first <= c <= last for c in codes):
         return
-    if len(codes) > last - first + 1:
+    unknown = [c for c in codes if c not in EXERCISE_D_CODES]
+    if unknown:
         raise DataFormatError(
-            f"{path}: exercise E3 (D) holds {len(codes)} distinct gesture codes {codes}; "
-            f"expected at most {last - first + 1} (labels {first}-{last})"
+            f"{path}: exercise E3 (D) holds gesture codes {codes}; {unknown} are neither labels "
+            f"{first}-{last} nor codes of the published E3 files "
+            f"({sorted(EXERCISE_D_CODES)}, mapped onto {first}-{last} in that order), so which "
+            f"movement each is cannot be told: relabel the file's stimulus to {first}-{last}"
         )
-    if all(1 <= c <= last - first + 1 for c in codes):
-        mapping = {c: c + first - 1 for c in codes}  # codes 1-9 missing the +40 offset
-    else:
-        mapping = {c: first + i for i, c in enumerate(codes)}
+    mapping = {c: EXERCISE_D_CODES[c] for c in codes}
     warnings.warn(
-        f"{path}: exercise E3 (D) holds gesture codes {codes} outside {first}-{last}; "
-        f"mapped them as {mapping}",
+        f"{path}: exercise E3 (D) holds the published E3 codes {codes}; mapped them as "
+        f"{mapping} (the public DB2 loaders' order)",
         UserWarning,
         stacklevel=5,  # _load_exercise, load_exercises, load_ninapro_db2, then its caller
     )

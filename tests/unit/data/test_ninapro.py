@@ -20,8 +20,11 @@ from emg_lens.errors import ArgumentError, DataFormatError
 N = 2000
 
 
-def _file_vars(n=N, *, exercise=1, codes=(1, 2, 3), subject=1, seed=0, glove=True, force=False):
-    """Variables of a real-looking DB2 file: emg[t, c] = t + c / 100, three gestures x 2 reps."""
+def _file_vars(
+    n=N, *, exercise=1, codes=(1, 2, 3), subject=1, seed=0, glove=True, force=False, relabelled=True
+):
+    """Variables of a real-looking DB2 file: emg[t, c] = t + c / 100, three gestures x 2 reps
+    (``relabelled=False``: no restimulus/rerepetition, as in the published E3 files)."""
     rng = np.random.default_rng(seed)
     t = np.arange(n)[:, None]
     emg = t + np.arange(12)[None, :] / 100.0
@@ -48,6 +51,8 @@ def _file_vars(n=N, *, exercise=1, codes=(1, 2, 3), subject=1, seed=0, glove=Tru
         "subject": subject,
         "exercise": exercise,
     }
+    if not relabelled:
+        del out["restimulus"], out["rerepetition"]
     if glove:
         out["glove"] = rng.standard_normal((n, 22))
     if force:
@@ -159,23 +164,54 @@ def test_falls_back_to_raw_labels(tmp_path):
     assert "stimulus" not in rec.extras
 
 
+# The published E3 files: codes 1, 2, 4, 6, 8, 9, 16, 32, 40 in `stimulus`, and no restimulus or
+# rerepetition (the public DB2 loaders, e.g. nina_helper: "Movements number in non-logical
+# pattern [0  1  2  4  6  8  9 16 32 40]"; "for last file there is no 'rerepetition or
+# 'restimulus'"), mapped in that order onto 41-49.
+PUBLISHED_E3 = (1, 2, 4, 6, 8, 9, 16, 32, 40)
+
+
 @pytest.mark.parametrize(
-    ("codes", "mapping"),
-    [
-        ((3, 5, 7), {3: 43, 5: 45, 7: 47}),  # codes 1-9 without the +40 offset
-        ((12, 15, 20), {12: 41, 15: 42, 20: 43}),  # anything else: sorted codes onto 41...
-    ],
+    "codes",
+    [PUBLISHED_E3, (1, 2, 4, 8, 9, 16, 32, 40), (1, 2, 4, 6, 8, 9), (40, 6)],
+    ids=["all nine", "one missing", "the low six", "two"],
 )
-def test_exercise_d_odd_codes_are_mapped_with_a_warning(tmp_path, codes, mapping):
-    path = _save(tmp_path / "DB2_s1" / "S1_E3_A1.mat", _file_vars(exercise=3, codes=codes))
+def test_exercise_d_published_codes_map_by_one_table_with_a_warning(tmp_path, codes):
+    variables = _file_vars(n=4000, exercise=3, codes=codes, relabelled=False, force=True)
+    path = _save(tmp_path / "DB2_s1" / "S1_E3_A1.mat", variables)
     with pytest.warns(UserWarning, match=re.escape(str(path))) as record:
         rec = load_ninapro_db2(tmp_path, 1, exercises="D")
+    table = dict(zip(PUBLISHED_E3, range(41, 50), strict=True))
+    mapping = {c: table[c] for c in sorted(codes)}  # a code's label never depends on the others
     assert str(mapping) in str(record[0].message)
     assert record[0].filename == __file__  # the warning points at load_ninapro_db2's caller
     assert rec.gestures == sorted(mapping.values())
-    raw = _file_vars(exercise=3, codes=codes)["stimulus"].ravel().astype(int)
-    expected = np.array([mapping.get(c, 0) for c in raw])
-    np.testing.assert_array_equal(rec.extras["stimulus"], expected)
+    raw = variables["stimulus"].ravel().astype(int)
+    np.testing.assert_array_equal(rec.stimulus, [mapping.get(c, 0) for c in raw])
+    np.testing.assert_array_equal(rec.repetition, variables["repetition"].ravel())
+    assert rec.meta["label_columns"] == {str(path): ("stimulus", "repetition")}
+
+
+@pytest.mark.parametrize("codes", [(3, 5, 7), (12, 15, 20), (1, 2, 3)])
+def test_exercise_d_other_codes_are_refused_naming_file_and_codes(tmp_path, codes):
+    path = _save(tmp_path / "DB2_s1" / "S1_E3_A1.mat", _file_vars(exercise=3, codes=codes))
+    with pytest.raises(DataFormatError) as err:
+        load_ninapro_db2(tmp_path, 1, exercises="D")
+    message = str(err.value)
+    assert str(path) in message and str(list(codes)) in message
+    assert "[1, 2, 4, 6, 8, 9, 16, 32, 40]" in message and "41-49" in message
+
+
+def test_exercises_whose_labels_come_from_different_columns_warn(tmp_path):
+    folder = tmp_path / "DB2_s1"
+    b = _save(folder / "S1_E1_A1.mat", _file_vars(exercise=1))
+    d = _save(folder / "S1_E3_A1.mat", _file_vars(exercise=3, codes=(41, 42), relabelled=False))
+    with pytest.warns(UserWarning, match="labels come from different columns") as record:
+        rec = load_ninapro_db2(tmp_path, 1, exercises=("B", "D"))
+    assert record[0].filename == __file__
+    columns = {str(b): ("restimulus", "rerepetition"), str(d): ("stimulus", "repetition")}
+    assert rec.meta["label_columns"] == columns
+    assert str(columns) in str(record[0].message)
 
 
 def test_exercise_d_in_range_codes_do_not_warn(db2):
