@@ -525,7 +525,8 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             signals: ``[batch, channel, time]`` signals; with ``start_at_layer`` the residual
                 stream ``[batch, pos, d_model]`` entering that layer instead.
             return_type: ``"logits"`` (``[batch, n_classes]``), ``None`` (the final residual
-                stream, before ``ln_final``), or a model-specific type.
+                stream, before ``ln_final``; ``ln_final`` still runs for its hooks, as in
+                HookedTransformer, which returns None there), or a model-specific type.
             start_at_layer: first block to run (inclusive), as in TransformerLens.
             stop_at_layer: block to stop before (exclusive; negative counts from the end); the
                 residual stream entering it is returned.
@@ -553,7 +554,12 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         masks = self._check_edge_masks(edge_masks, batch=resid.shape[0])
         for layer in range(start, stop):
             resid = self.blocks[layer](resid, masks.get(layer))
-        if stop_at_layer is not None or return_type is None:
+        if stop_at_layer is not None:
+            return resid
+        if return_type is None:
+            # HookedTransformer runs ln_final before it returns None, so its hooks fire and a
+            # cache of ``return_type=None`` holds them (``apply_ln=True`` reads its scale)
+            self.ln_final(resid)
             return resid
         return self.readout(resid, return_type)
 

@@ -57,6 +57,26 @@ def test_apply_ln_recompute_ln_differs_from_cached(cached):
 
 
 @torch.no_grad()
+def test_a_cache_without_outputs_holds_ln_final_and_applies_it(cached):
+    # HookedTransformer.forward runs ln_final before `if return_type is None: return None`, so
+    # the TL idiom `_, cache = model.run_with_cache(x, return_type=None)` caches its hooks and
+    # apply_ln=True reads the cached scale, as on a cache of the logits.
+    model, cache = cached
+    with torch.no_grad():
+        _, bare = model.run_with_cache(model.example_input(4), return_type=None)
+    names = [k for k in cache.cache_dict if k.startswith("ln_final.")]
+    assert names == [k for k in bare.cache_dict if k.startswith("ln_final.")]
+    for name in names:
+        torch.testing.assert_close(bare[name], cache[name], rtol=0, atol=0)
+    _needs_final_norm(model)
+    assert "ln_final.hook_scale" in names
+    ref = cache.decompose_resid(layer=None, apply_ln=True, pos_slice=-1)
+    torch.testing.assert_close(bare.decompose_resid(layer=None, apply_ln=True, pos_slice=-1), ref)
+    heads = bare.stack_head_results(layer=-1, apply_ln=True, pos_slice=-1)
+    torch.testing.assert_close(heads, cache.stack_head_results(-1, apply_ln=True, pos_slice=-1))
+
+
+@torch.no_grad()
 def test_decompose_resid_with_apply_ln(cached):  # test_decompose_resid_with_apply_ln
     model, cache = cached
     _needs_final_norm(model)
