@@ -7,9 +7,9 @@ different stores, and accept different options:
 
 - emg2pose, NinaPro DB5/DB6/DB7 and synthetic sEMG are cut with TinyMyo's recipe
   (`emg_lens.data.windows.pipeline.TinyMyoPreprocess`: 1000 samples every 500 at 2 kHz), min-max
-  normalised per window (emg2pose, DB6, DB7: pretraining corpora) or z-scored with the training
-  repetitions' statistics (DB5, synthetic), and split by repetition (``--train-repetitions``,
-  ``--test-repetitions``), emg2pose by its metadata.csv's ``split``;
+  normalised per channel of each window (emg2pose, DB6, DB7: pretraining corpora) or z-scored
+  with the training repetitions' statistics (DB5, synthetic), and split by repetition
+  (``--train-repetitions``, ``--test-repetitions``), emg2pose by its metadata.csv's ``split``;
 - EPN-612, UCI and NinaPro DB8 are preprocessed as the TinyMyo thesis did, at the data's own
   rate and z-scored per recording (so no ``--normalize``), with windows that fit each
   dataset's real protocol (its registry entry's `DownstreamTask`; an EPN-612 sample is padded

@@ -6,11 +6,11 @@ Which datasets a store is cut from, how each is normalised by default and how it
 what their registry entries say (`emg_lens.data.registry`: the uses ``store``,
 ``pretraining``, ``repetitions``, ``downstream``); their readers yield the recordings. The
 windowing is `emg_lens.data.windows.pipeline`, the file `emg_lens.data.windows.store`.
-emg2pose sessions are unlabelled and min-max normalised per window; the labelled sources keep
-their gestures and can be cut to the train or test repetitions. The downstream datasets are
-windowed by the thesis's recipe at the data's own rate (`emg_lens.data.windows.downstream`);
-their stores hold the dataset's train / val / test split (attribute ``splits``) and, for DB8,
-regression targets.
+emg2pose sessions are unlabelled and min-max normalised per channel of each window; the
+labelled sources keep their gestures and can be cut to the train or test repetitions. The
+downstream datasets are windowed by the thesis's recipe at the data's own rate
+(`emg_lens.data.windows.downstream`); their stores hold the dataset's train / val / test split
+(attribute ``splits``) and, for DB8, regression targets.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def build_window_store(
         split: emg2pose: ``metadata.csv`` split names (``"train"``, ...); the labelled
             sources: ``"train"`` and/or ``"test"``, the windows whose centre lies in
             ``train_repetitions`` / ``test_repetitions``. Default: every window.
-        normalize: ``"minmax"`` (each window to [-1, 1]; the default for the pretraining
-            sources) or ``"zscore"`` (per channel, fitted on the windows of
+        normalize: ``"minmax"`` (each channel of each window to [-1, 1]; the default for the
+            pretraining sources) or ``"zscore"`` (per channel, fitted on the windows of
             ``train_repetitions`` of the selected subjects; the default for DB5 and synthetic).
         preprocess: a `TinyMyoPreprocess` (default: the published recipe, 1000-sample
             windows every 500 at 2 kHz, which DB5's 200 Hz is resampled to); ``normalize``

@@ -1,4 +1,4 @@
-"""TinyMyo's windowing pipeline: a `Recording` to normalised, zero-padded windows.
+"""TinyMyo's windowing pipeline: a `Recording` to padded, normalised windows.
 
 `TinyMyoPreprocess` holds the recipe (parameters only); the functions here do the work, per
 recording, in this order:
@@ -13,10 +13,13 @@ recording, in this order:
 2. resampling to 2 kHz with `scipy.signal.resample_poly` (rational up/down);
 3. windows of 1000 samples every 500 (50% overlap) over the whole recording; a window's label
    and repetition are those of its centre sample (-1 for unlabelled data such as emg2pose);
-4. normalisation: ``"minmax"`` maps each window (its real channels together) to [-1, 1] (for
-   pretraining); ``"zscore"`` applies a per-channel `Scaler` fitted on the training part with
-   `fit_scaler` (downstream);
-5. zero channels appended up to 16 (they stay exactly zero under either normalisation).
+4. zero channels appended up to 16;
+5. normalisation: ``"minmax"`` (for pretraining) maps each channel of each window to [-1, 1]
+   over time, after the padding, as BioFoundation's ``MinMaxNormalization`` does to every
+   pretraining batch (``util/train_utils.py``: ``(x - min) / (max - min + 1e-8)``, then
+   ``(x - 0.5) * 2``; the padding, constant, becomes -1 there and here); ``"zscore"`` applies a
+   per-channel `Scaler` fitted on the training part with `fit_scaler` (downstream; the
+   padding stays zero).
 
 `tinymyo_windows` returns one recording's windows as a `WindowBatch`; `emg_lens.data.windows.store`
 writes the batches of many recordings to an HDF5 window store and reads it back lazily.
@@ -26,9 +29,11 @@ writes the batches of many recordings to an HDF5 window store and reads it back 
 >>> rec = Recording(1, {"emg": rng.standard_normal((3000, 8)).astype(np.float32)}, 2000.0,
 ...                 np.zeros(3000, np.int64), np.zeros(3000, np.int64))
 >>> batch = tinymyo_windows(rec, labeled=False)
->>> real, padding = np.abs(batch.x[:, :8]).max(), np.abs(batch.x[:, 8:]).max()
->>> batch.x.shape, batch.labels.tolist(), float(real), float(padding)
-((5, 16, 1000), [-1, -1, -1, -1, -1], 1.0, 0.0)
+>>> lows, highs = batch.x.min(axis=2), batch.x.max(axis=2)
+>>> batch.x.shape, batch.labels.tolist(), np.allclose(lows, -1), np.allclose(highs[:, :8], 1)
+((5, 16, 1000), [-1, -1, -1, -1, -1], True, True)
+>>> bool((batch.x[:, 8:] == -1).all())  # the padding, constant, at -1
+True
 """
 
 from __future__ import annotations
@@ -110,7 +115,8 @@ class WindowBatch:
     """The windows of one recording, ready for the model or a store.
 
     Attributes:
-        x: float32 ``[window, channel, time]``, normalised and zero-padded.
+        x: float32 ``[window, channel, time]``, padded with zero channels, then normalised
+            (the padding: -1 under ``"minmax"``, 0 under ``"zscore"``).
         labels: int64 gesture label at each window's centre (-1: unlabelled).
         repetition: int64 repetition at each window's centre (0: rest or none).
         subject: the recording's subject.
@@ -237,12 +243,17 @@ def _raw_windows(recording: Recording, spec: TinyMyoPreprocess, labeled: bool) -
     )
 
 
+MINMAX_EPS = 1e-8
+"""BioFoundation's ``MinMaxNormalization`` epsilon, added to each channel's range."""
+
+
 def _minmax(x: np.ndarray) -> np.ndarray:
-    """Each window to [-1, 1] over all its values (a constant window becomes 0)."""
-    low = x.min(axis=(1, 2), keepdims=True)
-    span = x.max(axis=(1, 2), keepdims=True) - low
-    scale = np.divide(2.0, span, out=np.zeros_like(span), where=span > 0)
-    return ((x - low) * scale - (span > 0)).astype(np.float32)
+    """Each channel of each window ``[window, channel, time]`` to [-1, 1] over time, as
+    BioFoundation's ``MinMaxNormalization``: ``((x - min) / (max - min + 1e-8) - 0.5) * 2`` (a
+    constant channel becomes -1)."""
+    low = x.min(axis=2, keepdims=True)
+    span = x.max(axis=2, keepdims=True) - low
+    return (((x - low) / (span + MINMAX_EPS) - 0.5) * 2).astype(np.float32)
 
 
 def tinymyo_windows(
@@ -275,8 +286,7 @@ def tinymyo_windows(
     check_scaler(spec, scaler)
     batch = _raw_windows(recording, spec, labeled)
     if len(batch) and spec.normalize == "minmax":
-        real = batch.info["channels"]  # min-max over the real channels; padding stays zero
-        batch.x[:, :real] = _minmax(batch.x[:, :real])
+        batch.x = _minmax(batch.x)  # the padding too, as the published pretraining does
     elif len(batch):
         batch.x = scaler.transform(batch.x)
     return batch
@@ -294,8 +304,8 @@ def check_scaler(spec: TinyMyoPreprocess, scaler: Scaler | None) -> None:
     """
     if spec.normalize == "minmax" and scaler is not None:
         raise ArgumentError(
-            "a scaler was given but TinyMyoPreprocess.normalize is 'minmax' (per window); "
-            "use normalize='zscore' to apply it"
+            "a scaler was given but TinyMyoPreprocess.normalize is 'minmax' (each window's "
+            "channels); use normalize='zscore' to apply it"
         )
     if spec.normalize == "zscore":
         if scaler is None:

@@ -114,9 +114,10 @@ def test_db6_db7_pretraining_stores_keep_labels_and_pad_channels(
     assert len(store.meta["sessions"]) == 2
     assert len(store) == 2 * _starts(N - 1, 200, 100)  # 2 kHz; labels one sample short
     assert (store.labels >= 0).all() and (store.labels > 0).any()
-    x = store[0][0].numpy()
-    assert np.abs(x[:channels]).max() == pytest.approx(1.0)
-    assert not np.abs(x[channels:]).any()  # zero-padded to 16 channels
+    x = store[0][0].numpy()  # each channel to [-1, 1], as the published pretraining does
+    np.testing.assert_allclose(x[:channels].min(axis=1), -1.0, atol=1e-6)
+    np.testing.assert_allclose(x[:channels].max(axis=1), 1.0, atol=1e-6)
+    assert (x[channels:] == -1).all()  # padded to 16 channels with zeros, which become -1
 
     first = min(int(name.split("S")[-1].split("_")[0]) for name in files)
     out = tmp_path / "one.h5"

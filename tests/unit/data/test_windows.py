@@ -172,19 +172,23 @@ def test_labels_and_repetitions_come_from_the_window_centre():
     assert tinymyo_windows(slow).labels.tolist() == [0, 0, 0, 3, 3, 3, 3]
 
 
-def test_minmax_per_window_and_zero_padding():
+def test_minmax_per_channel_and_window_as_the_published_pretraining():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((5000, 5)) * np.array([1, 2, 3, 4, 5]) + 3.0
     batch = tinymyo_windows(_recording(x))
-    real, pad = batch.x[:, :5], batch.x[:, 5:]
-    np.testing.assert_allclose(real.min(axis=(1, 2)), -1.0, atol=1e-6)
-    np.testing.assert_allclose(real.max(axis=(1, 2)), 1.0, atol=1e-6)
-    assert not pad.any()  # padding stays exactly zero
-    # channels keep their relative scale (one min-max over the whole window)
-    spread = real.std(axis=(0, 2))
-    assert np.all(np.diff(spread) > 0)
+    # BioFoundation's MinMaxNormalization (util/train_utils.py), on the padded windows as its
+    # pretraining task applies it to every batch: per channel, over time, eps 1e-8
+    raw = tinymyo_windows(_recording(x), RAW, scaler=IDENTITY)
+    window = torch.from_numpy(raw.x)
+    maxv, minv = window.amax(dim=-1, keepdim=True), window.amin(dim=-1, keepdim=True)
+    published = ((window - minv) / (maxv - minv + 1e-8) - 0.5) * 2
+    np.testing.assert_allclose(batch.x, published.numpy(), atol=1e-6)
+    real = batch.x[:, :5]  # every channel spans [-1, 1]: their relative scale is not kept
+    np.testing.assert_allclose(real.min(axis=2), -1.0, atol=1e-6)
+    np.testing.assert_allclose(real.max(axis=2), 1.0, atol=1e-6)
+    assert (batch.x[:, 5:] == -1).all()  # the zero padding, constant
     flat = tinymyo_windows(_recording(np.zeros((1000, 3))))
-    assert flat.x.shape == (1, 16, 1000) and not flat.x.any()
+    assert flat.x.shape == (1, 16, 1000) and (flat.x == -1).all()
 
 
 def test_zscore_scaler_is_fitted_on_the_training_part_only():
