@@ -237,12 +237,17 @@ class TinyMyo(HookedEncoder):
         task: ``"classification"`` (default), ``"reconstruction"`` (alias ``"pretraining"``)
             or ``"regression"``.
         reduction: how the classification/regression head merges channels, ``"concat"``
-            (published) or ``"mean"``.
+            (published) or ``"mean"`` (published for classification; for regression it is
+            emg_lens's own: the published regression head's ``"mean"`` branch cannot run, its
+            ``rearrange`` drops an axis, so no published checkpoint has it).
         reg_hidden: hidden width of the regression head (published: 256).
         reg_target_len: output length of the regression head (published: 500).
         head_dropout: dropout inside the regression head, in training only (published: 0.1).
         drop_path: stochastic depth on every block's two branches, in training only
-            (published: 0.1; ``cfg.dropout`` plays the published ``proj_drop``).
+            (published: 0.1). ``cfg.dropout`` acts on each branch's output, as the published
+            ``proj_drop`` does after attention and after the MLP; the published model also
+            drops attention weights (``attn_drop``) and the MLP's hidden units, which this one
+            does not, so its fine-tuning is regularised less (no effect in eval mode).
 
     `init_kwargs` holds these arguments, so ``TinyMyo(EncoderConfig.from_dict(
     model.cfg.to_dict()), **model.init_kwargs)`` rebuilds the same architecture.
