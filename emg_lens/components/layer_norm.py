@@ -18,8 +18,10 @@ class LayerNorm(ConfigInit, nn.Module):
     ``hook_scale`` is the per-token ``sqrt(var + eps)`` that `ActivationCache.apply_ln_to_stack`
     divides by; ``hook_normalized`` fires on ``(x - mean) / scale``, *before* ``w`` and ``b``,
     as in TransformerLens >= 3.0 and TL 4.3's bridge, so a value patched there is then scaled
-    and shifted like the clean one. When neither hook point is observed,
-    `torch.nn.functional.layer_norm` computes the same function in one kernel (equal to ~1e-6).
+    and shifted like the clean one. As there, a half-precision input is normalised in float32
+    (the two hooks see float32) and cast back to the parameters' dtype before ``w`` and ``b``.
+    When neither hook point is observed, `torch.nn.functional.layer_norm` computes the same
+    function in one kernel (equal to ~1e-6).
 
     >>> ln = LayerNorm(EncoderConfig.preset("tiny"))
     >>> ln(torch.randn(2, 7, 16)).shape
@@ -50,9 +52,11 @@ class LayerNorm(ConfigInit, nn.Module):
         ):
             # Nothing observes the scale: the fused kernel computes the same function.
             return F.layer_norm(x, self.w.shape, self.w, self.b, self.eps)
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.to(torch.float32)  # as TransformerLens: half-precision statistics in float32
         x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized(x / scale) * self.w + self.b
+        return self.hook_normalized(x / scale).to(self.w.dtype) * self.w + self.b
 
 
 def make_norm(cfg: EncoderConfig, name: str = "ln1") -> nn.Module:
