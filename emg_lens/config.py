@@ -227,7 +227,8 @@ class EncoderConfig(TransformerLensConfig):
         if self.use_split_qkv_input and self.use_attn_in:
             raise ConfigError(
                 "EncoderConfig.use_split_qkv_input and use_attn_in are mutually exclusive (as in "
-                "TransformerLens): hook_q_input/hook_k_input/hook_v_input or hook_attn_in"
+                "TransformerLens 4's bridge): hook_q_input/hook_k_input/hook_v_input or "
+                "hook_attn_in"
             )
         self._validate_modalities()
         self._validate_channel_names()

@@ -412,6 +412,10 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
         >>> cache["pattern", 0].shape
         torch.Size([1, 4, 7, 7])
         """
+        if remove_batch_dim and model_args and kwargs.get("start_at_layer") is None:
+            # one [channel, time] window: its batch axis added first, as forward adds it, so
+            # TransformerLens's check reads the batch (1), not the channels, as the batch size
+            model_args = (self.to_tokens(model_args[0]), *model_args[1:])
         out, cache_dict = super().run_with_cache(
             *model_args, remove_batch_dim=remove_batch_dim, **kwargs
         )

@@ -340,7 +340,9 @@ class HookSurface:
         """TransformerLens's caching hooks (``run_with_cache``), ``names_filter`` checked
         first. ``pos_slice`` selects token positions of ``model.layout`` along each
         activation's token axis (`token_axis`: the query axis of attention scores and
-        patterns), as TransformerLens does; activations without one (``hook_input``'s
+        patterns; the position axis of the per-head input copies ``hook_q_input`` ... and their
+        ``ln1.hook_scale``, where the legacy HookedTransformer slices the head axis), as
+        TransformerLens does; activations without one (``hook_input``'s
         signals, pooled vectors) are cached whole. A hook point whose token axis is not the
         layout's (a stem's own tokens) is refused by name rather than sliced wrongly.
 
@@ -445,7 +447,8 @@ class HookSurface:
         other = {"use_split_qkv_input": "use_attn_in", "use_attn_in": "use_split_qkv_input"}
         if value and flag in other and getattr(self.cfg, other[flag]):
             raise ArgumentError(
-                f"{flag} and {other[flag]} are mutually exclusive (as in TransformerLens): "
+                f"{flag} and {other[flag]} are mutually exclusive (as in TransformerLens 4's "
+                "bridge; the legacy HookedTransformer let split inputs override hook_attn_in): "
                 f"call set_{other[flag]}(False) first"
             )
         with self._claimed(f"set_{flag}"):

@@ -228,3 +228,16 @@ def test_toggle_autodiff(cached):  # test_toggle_autodiff
         cache.toggle_autodiff(mode=True)
         assert torch.is_grad_enabled()
     torch.set_grad_enabled(True)
+
+
+@torch.no_grad()
+def test_remove_batch_dim_on_one_window(cached):
+    # TL's run_with_cache(remove_batch_dim=True) reads the input's first axis as the batch: a
+    # single [channel, time] window gets its batch axis first, as forward gives it one.
+    model, _ = cached
+    window = model.example_input(1)[0]
+    _, single = model.run_with_cache(window, remove_batch_dim=True)
+    _, batched = model.run_with_cache(window[None], remove_batch_dim=True)
+    assert single.keys() == batched.keys()
+    for name in batched.keys():  # noqa: SIM118 (an ActivationCache, not a dict)
+        torch.testing.assert_close(single[name], batched[name], rtol=0, atol=0)
