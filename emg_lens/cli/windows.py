@@ -47,6 +47,17 @@ OPTIONS = (
 order."""
 
 
+def _split_defaults(key: str) -> str:
+    """``key``'s default repetitions, the sources with their own split named."""
+    own = {
+        name: dataset_info(name).preprocess[key]
+        for name in WINDOW_STORE_SOURCES
+        if key in dataset_info(name).preprocess
+    }
+    named = "".join(f"; {name}: {' '.join(map(str, reps))}" for name, reps in own.items())
+    return " ".join(map(str, SPLIT_REPETITIONS[key])) + named
+
+
 def _applies(option: str, source: str) -> bool:
     """Whether ``--option`` means something for ``source`` (else it is refused, not ignored),
     as its registry entry says."""
@@ -108,19 +119,19 @@ def add_parser(sub) -> None:
         "rows; DB8 1000 = 0.5 s at 2 kHz)",
     )
     p.add_argument("--step", type=int, help="samples between windows (default 500; not for epn612)")
-    train, test = SPLIT_REPETITIONS["train_repetitions"], SPLIT_REPETITIONS["test_repetitions"]
     p.add_argument(
         "--train-repetitions",
         nargs="+",
         type=int,
-        help=f"DB5/6/7 and synthetic: --split train and the z-score fit (default: "
-        f"{' '.join(map(str, train))})",
+        help="DB5/6/7 and synthetic: --split train and the z-score fit (default: "
+        f"{_split_defaults('train_repetitions')})",
     )
     p.add_argument(
         "--test-repetitions",
         nargs="+",
         type=int,
-        help=f"DB5/6/7 and synthetic: --split test (default: {' '.join(map(str, test))})",
+        help="DB5/6/7 and synthetic: --split test (default: "
+        f"{_split_defaults('test_repetitions')})",
     )
     g = p.add_argument_group("synthetic sEMG (--source synthetic)")
     g.add_argument("--n-subjects", type=int, help="synthetic subjects (default 2)")

@@ -94,6 +94,29 @@ def _db7():
 
 
 @pytest.mark.parametrize(
+    ("source", "variables", "train", "test"),
+    [
+        # the TinyMyo thesis's splits (BioFoundation scripts/db6.py, db7.py): DB6's 12
+        # repetitions 1-8 / 9-10 (validation) / 11-12, DB7's 6 repetitions 1-4 / 5 / 6
+        ("ninapro-db6", (14, (1,), range(1, 13)), set(range(1, 9)), {11, 12}),
+        ("ninapro-db7", (12, (1,), range(1, 7)), {1, 2, 3, 4}, {6}),
+    ],
+)
+def test_db6_db7_stores_split_as_the_thesis(tmp_path, source, variables, train, test):
+    name = "S3_D1_T1.mat" if source == "ninapro-db6" else "S3_E1_A1.mat"
+    channels, codes, reps = variables  # one gesture a repetition: a window centred on each
+    save(tmp_path / "data" / name, mat_vars(channels, codes, reps, acc=3 * channels))
+    found = {}
+    for split in ("train", "test"):
+        out = tmp_path / f"{split}.h5"
+        args = ("--source", source, "--root", tmp_path / "data", "--out", out, "--split", split)
+        assert _windows(*args, "--window", "100", "--step", "25", "--quiet") == 0
+        found[split] = set(WindowStore(out).repetition.tolist())
+    assert found["train"] and found["train"] <= train
+    assert found["test"] == test  # every test repetition, none dropped
+
+
+@pytest.mark.parametrize(
     ("source", "files", "channels"),
     [
         ("ninapro-db6", {"DB6_s3_a/S3_D1_T1.mat": db6_vars, "S3_D1_T2.mat": db6_vars}, 14),
