@@ -193,7 +193,8 @@ _TABLE = (
      "EMG-EPN-612: Myo armband, 8 sEMG at 200 Hz, 6 gestures, 306 + 306 users (JSON)"),
     ("uci", "recordings store downstream", _F + "uci_gestures:READER",
      _S + "downstream:synthesize_uci", "<root>/<NN>/<k>_raw_data_<time>.txt (NN = 01..36)",
-     "UCI EMG Data for Gestures: Myo armband, 8 sEMG at 200 Hz, 36 subjects (text)"),
+     "UCI EMG Data for Gestures: Myo armband, 8 sEMG, 36 subjects (text); rows logged about "
+     "every ms, read at the Myo's nominal 200 Hz as the TinyMyo thesis does"),
     ("ninapro-db8", "recordings store downstream", _F + "ninapro_db8:READER",
      _S + "downstream:synthesize_db8", "<root>/S<N>_E1_A<k>.mat (k = 1, 2, 3; at any depth)",
      "NinaPro DB8: 16 sEMG at 2 kHz and an 18-sensor glove, 12 subjects, 3 acquisitions"),

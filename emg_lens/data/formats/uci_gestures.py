@@ -269,11 +269,12 @@ def uci_windows(
 def write_uci_gestures(recording: Recording, root: str | Path) -> list[Path]:
     """Write ``recording`` as ``root/<NN>/<k>_raw_data_....txt``, one file per
     ``repetition`` value (the file number), with the real header and columns: ``time`` from
-    ``extras["time_ms"]`` (else 5 ms steps), the channels with 5 decimals, the ``class``.
-    Returns the paths written."""
+    ``extras["time_ms"]`` (else 1 ms steps, `ROWS_PER_SECOND`, as the published files log), the
+    channels with 5 decimals, the ``class``. Returns the paths written."""
     folder = Path(root) / f"{recording.subject:02d}"
     folder.mkdir(parents=True, exist_ok=True)
-    time = recording.extras.get("time_ms", np.arange(recording.n_samples) * 5.0 + 1)
+    step = 1000.0 / ROWS_PER_SECOND  # ms
+    time = recording.extras.get("time_ms", np.arange(recording.n_samples) * step + 1)
     paths = []
     for i, k in enumerate(np.unique(recording.repetition)):
         rows = recording.repetition == k
