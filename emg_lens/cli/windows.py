@@ -34,7 +34,7 @@ from emg_lens.cli.common import (
     show_progress,
     synthetic_emg_spec,
 )
-from emg_lens.data.registry import dataset_info
+from emg_lens.data.registry import STORE_REPETITIONS, dataset_info
 
 SYNTHETIC_DEFAULTS = {"n_subjects": 2, "n_gestures": 4, "movement_seconds": 2.0, "seed": 0}
 """``--source synthetic``'s options when not given."""
@@ -49,13 +49,10 @@ order."""
 
 def _split_defaults(key: str) -> str:
     """``key``'s default repetitions, the sources with their own split named."""
-    own = {
-        name: dataset_info(name).preprocess[key]
-        for name in WINDOW_STORE_SOURCES
-        if key in dataset_info(name).preprocess
-    }
-    named = "".join(f"; {name}: {' '.join(map(str, reps))}" for name, reps in own.items())
-    return " ".join(map(str, SPLIT_REPETITIONS[key])) + named
+    own = "".join(
+        f"; {name}: {' '.join(map(str, split[key]))}" for name, split in STORE_REPETITIONS.items()
+    )
+    return " ".join(map(str, SPLIT_REPETITIONS[key])) + own
 
 
 def _applies(option: str, source: str) -> bool:

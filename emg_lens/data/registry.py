@@ -57,6 +57,7 @@ __all__ = [
     "REGISTRY",
     "REPETITION_SOURCES",
     "SPLIT_REPETITIONS",
+    "STORE_REPETITIONS",
     "SYNTH_FORMATS",
     "USES",
     "WINDOW_DATASETS",
@@ -83,7 +84,22 @@ SPLIT_REPETITIONS = MappingProxyType(
     {"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)}
 )
 """The NinaPro repetition split (Atzori et al. 2014: repetitions 2 and 5 tested): NinaPro DB2's
-default and that of every store and window source split by repetition."""
+default and that of every store and window source split by repetition but those of
+`STORE_REPETITIONS`."""
+
+STORE_REPETITIONS = MappingProxyType(
+    {
+        "ninapro-db6": MappingProxyType(
+            {"train_repetitions": tuple(range(1, 9)), "test_repetitions": (11, 12)}
+        ),
+        "ninapro-db7": MappingProxyType(
+            {"train_repetitions": (1, 2, 3, 4), "test_repetitions": (6,)}
+        ),
+    }
+)
+"""The window stores with their own repetition split: the TinyMyo thesis's (BioFoundation
+``scripts/db6.py``, ``db7.py``, commit ef48f18: DB6's 12 repetitions train 1-8, validation 9-10,
+test 11-12; DB7's 6 train 1-4, validation 5, test 6), the validation repetitions in neither."""
 
 
 @dataclass(frozen=True)

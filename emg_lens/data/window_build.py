@@ -26,6 +26,7 @@ from emg_lens.data.registry import (
     DOWNSTREAM_DATASETS,
     REPETITION_SOURCES,
     SPLIT_REPETITIONS,
+    STORE_REPETITIONS,
     WINDOW_STORE_SOURCES,
     dataset_info,
 )
@@ -90,8 +91,8 @@ def build_window_store(
             windows every 500 at 2 kHz, which DB5's 200 Hz is resampled to); ``normalize``
             overrides its field.
         train_repetitions, test_repetitions: the repetition split of `REPETITION_SOURCES`
-            (default: the dataset's own where its reader names one, DB6's and DB7's the TinyMyo
-            thesis's train and test repetitions, else `SPLIT_REPETITIONS`); refused for the
+            (default: the dataset's own, `STORE_REPETITIONS`: DB6's and DB7's the TinyMyo
+            thesis's train and test repetitions; else `SPLIT_REPETITIONS`); refused for the
             other sources.
         synthetic: the `SyntheticSpec` for ``source="synthetic"`` (refused for the others).
         downstream: a downstream dataset's own options (EPN-612: ``calibration``; UCI:
@@ -162,7 +163,7 @@ def build_window_store(
             f"normalize='zscore' is fitted on labelled training repetitions, which {source} "
             "(unlabelled pretraining data) does not have; use normalize='minmax'"
         )
-    split_of = {**SPLIT_REPETITIONS, **info.preprocess}  # the dataset's own split, if any
+    split_of = {**SPLIT_REPETITIONS, **STORE_REPETITIONS.get(source, {})}
     repetitions = split_repetitions(
         split_of["train_repetitions"] if train_repetitions is None else train_repetitions,
         split_of["test_repetitions"] if test_repetitions is None else test_repetitions,

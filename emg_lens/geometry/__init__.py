@@ -9,10 +9,12 @@ by its 10-20 channel names. This package imports no torch; `draw` imports matplo
 
 from emg_lens.geometry.montage import (
     GRID_CODES,
+    ORDERED_GRID_CODES,
     Montage,
     Part,
     grid,
     grid_code,
+    grid_electrodes,
     grid_halves,
     points,
     ring,
@@ -23,11 +25,13 @@ from emg_lens.geometry.ten_twenty import scalp_position, scalp_xy, standard_name
 
 __all__ = [
     "GRID_CODES",
+    "ORDERED_GRID_CODES",
     "ChannelMap",
     "Montage",
     "Part",
     "grid",
     "grid_code",
+    "grid_electrodes",
     "grid_halves",
     "montage_maps",
     "points",

@@ -42,10 +42,12 @@ from emg_lens.errors import ArgumentError
 __all__ = [
     "GRID_CODES",
     "KINDS",
+    "ORDERED_GRID_CODES",
     "Montage",
     "Part",
     "grid",
     "grid_code",
+    "grid_electrodes",
     "grid_halves",
     "points",
     "ring",
@@ -176,15 +178,38 @@ def ring(
 
 
 GRID_CODES: Mapping[str, tuple[int, int, float]] = {
-    "GR10MM0808": (8, 8, 10.0),
-    "HD10MM0808": (8, 8, 10.0),
-    "GR08MM1305": (13, 5, 8.0),
     "GR04MM1305": (13, 5, 4.0),
-    "HD08MM1305": (13, 5, 8.0),
+    "GR08MM1305": (13, 5, 8.0),
+    "GR100ML1305": (13, 5, 2.5),
+    "GR10MM0804": (8, 4, 10.0),
+    "GR10MM0808": (8, 8, 10.0),
     "HD04MM1305": (13, 5, 4.0),
+    "HD08MM1305": (13, 5, 8.0),
+    "HD05MM0804": (8, 4, 5.0),
+    "HD10MM0804": (8, 4, 10.0),
+    "HD10MM0808": (8, 8, 10.0),
 }
-"""OT Bioelettronica grid codes as openhdemg names them -> (rows, columns, inter-electrode
-distance in mm) (openhdemg, ``openhdemg/library/electrodes.py``: ``OTBelectrodes_ied``)."""
+"""OT Bioelettronica grid codes as openhdemg names them (``openhdemg/library/electrodes.py``:
+``OTBelectrodes_tuple``) -> (rows, columns, inter-electrode distance in mm, its
+``OTBelectrodes_ied``); a 13 x 5 grid holds 64 electrodes (`grid_electrodes`)."""
+
+ORDERED_GRID_CODES = ("GR04MM1305", "GR08MM1305", "GR10MM0808")
+"""The grid codes whose channel order openhdemg gives (``sort_rawemg``'s built-in orders), so
+`grid_code` can place their channels; the others are read without a placement (for an HD
+grid's map, unmerged openhdemg work differs from the GR grids' 13 x 5 order)."""
+
+
+def grid_electrodes(code: str) -> int:
+    """The electrodes of grid ``code`` (`GRID_CODES`): rows x columns, but 64 on a 13 x 5 grid,
+    whose one corner is empty (openhdemg's ``OTBelectrodes_Nelectrodes``).
+
+    >>> grid_electrodes("GR08MM1305"), grid_electrodes("HD10MM0804")
+    (64, 32)
+    """
+    if code not in GRID_CODES:
+        raise ArgumentError(f"unknown grid code {code!r}; accepted: {sorted(GRID_CODES)}")
+    rows, cols, _ = GRID_CODES[code]
+    return min(rows * cols, 64)
 
 
 def grid(
@@ -220,9 +245,10 @@ def grid(
 
 
 def grid_code(code: str, orientation: int = 180, *, name: str | None = None) -> Part:
-    """The grid of an OT Bioelettronica electrode code (`GRID_CODES`) with openhdemg's
-    channel order for its ``orientation`` (0 or 180 degrees; 180: the grid's connector toward
-    the researcher or the ground, openhdemg's default): channel k (0-based, as a recording
+    """The grid of an OT Bioelettronica electrode code with openhdemg's channel order
+    (`ORDERED_GRID_CODES`; the others are refused, naming `grid`) for its ``orientation`` (0
+    or 180 degrees; 180: the grid's connector toward the researcher or the ground,
+    openhdemg's default): channel k (0-based, as a recording
     holds it) at its row and column, row 0 at the top (openhdemg's ``sort_rawemg``,
     ``openhdemg/library/electrodes.py``). 8 x 8 grids: channel ``8 (7 - c) + r`` at row r,
     column c at orientation 0; orientation 180 is the same grid turned by 180 degrees. 13 x 5
@@ -237,6 +263,14 @@ def grid_code(code: str, orientation: int = 180, *, name: str | None = None) -> 
     """
     if code not in GRID_CODES:
         raise ArgumentError(f"unknown grid code {code!r}; accepted: {sorted(GRID_CODES)}")
+    if code not in ORDERED_GRID_CODES:
+        rows, cols, pitch = GRID_CODES[code]
+        raise ArgumentError(
+            f"grid {code}: openhdemg gives no channel order for it (its sort_rawemg orders "
+            f"{list(ORDERED_GRID_CODES)}), so emg_lens does not guess where channel k lies; "
+            f"place it with emg_lens.geometry.grid(name, {rows}, {cols}, {pitch}, cells=...) "
+            "from the grid's data sheet"
+        )
     if orientation not in (0, 180):
         raise ArgumentError(f"orientation must be 0 or 180 (degrees), got {orientation!r}")
     rows, cols, pitch = GRID_CODES[code]

@@ -234,11 +234,8 @@ def _files_by_subject(files: Mapping[tuple[int, ...], Path]) -> dict[int, list[P
     return found
 
 
-def _reader(
-    files: Any, load: Any, emg: int, train: tuple[int, ...], test: tuple[int, ...]
-) -> DatasetReader:
-    """A store source reading one recording per file of `files`(root) with ``load``, its
-    windows split by repetition into ``train`` and ``test``."""
+def _reader(files: Any, load: Any, emg: int) -> DatasetReader:
+    """A store source reading one recording per file of `files`(root) with ``load``."""
 
     def by_subject(source: Source) -> dict[int, list[Path]]:
         found = files(source["root"])
@@ -251,28 +248,14 @@ def _reader(
         store=lambda source, subjects: (
             lambda: (load(path) for s in subjects for path in by_subject(source)[s])
         ),
-        preprocess={"train_repetitions": train, "test_repetitions": test},
     )
 
 
-# The TinyMyo thesis's repetition splits (BioFoundation scripts/db6.py and db7.py, commit
-# ef48f18: train_reps, val_reps, test_reps); a store's train and test are theirs, and the
-# validation repetitions are in neither
-DB6_SPLIT = {"train": tuple(range(1, 9)), "validation": (9, 10), "test": (11, 12)}
-DB7_SPLIT = {"train": (1, 2, 3, 4), "validation": (5,), "test": (6,)}
-
-DB6_READER = _reader(
-    ninapro_db6_files,
-    load_ninapro_db6,
-    DB6_CHANNELS["emg"][0],
-    DB6_SPLIT["train"],
-    DB6_SPLIT["test"],
-)
+DB6_READER = _reader(ninapro_db6_files, load_ninapro_db6, DB6_CHANNELS["emg"][0])
 """NinaPro DB6 for the registry (`emg_lens.data.registry`): a window-store source, one
-recording per session file; 12 repetitions, split as `DB6_SPLIT`."""
+recording per session file (12 repetitions; its store's split:
+`emg_lens.data.registry.STORE_REPETITIONS`)."""
 
-DB7_READER = _reader(
-    ninapro_db7_files, load_ninapro_db7, DB7_CHANNELS["emg"], DB7_SPLIT["train"], DB7_SPLIT["test"]
-)
-"""NinaPro DB7 for the registry (`emg_lens.data.registry`): a window-store source; 6
-repetitions, split as `DB7_SPLIT`."""
+DB7_READER = _reader(ninapro_db7_files, load_ninapro_db7, DB7_CHANNELS["emg"])
+"""NinaPro DB7 for the registry (`emg_lens.data.registry`): a window-store source (6
+repetitions; its store's split: `emg_lens.data.registry.STORE_REPETITIONS`)."""

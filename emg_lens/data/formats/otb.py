@@ -18,10 +18,13 @@ A column's description says what it is, and `read_otb` reads it the way openhdem
   ``extras["performed_path"]``.
 
 Several grids in one file are read one after the other (``meta["grids"]``), and the placement
-(``meta["placement"]``) holds each at its place. A recording of contractions has no gesture
-labels: its stimulus and repetition are 0 throughout. An export's samples are real numbers: a
-complex ``Data`` is refused by name (its imaginary part is not dropped unless ``real_part=True``
-says to), and so is a complex ``SamplingFrequency`` or ``Time``.
+(``meta["placement"]``) holds each at its place, where openhdemg gives the grid's channel order
+(`emg_lens.geometry.ORDERED_GRID_CODES`); a file with another grid (an 8 x 4 or an HD grid) is
+read without one, with a warning and ``meta["placement_missing"]`` saying why. A recording of
+contractions has no gesture labels: its stimulus and repetition are 0 throughout. An export's
+samples are real numbers: a complex ``Data`` is refused by name (its imaginary part is not
+dropped unless ``real_part=True`` says to), and so is a complex ``SamplingFrequency`` or
+``Time``.
 
 >>> import tempfile, scipy.io
 >>> path = Path(tempfile.mkdtemp()) / "rec.mat"
@@ -36,6 +39,7 @@ says to), and so is a complex ``SamplingFrequency`` or ``Time``.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +49,13 @@ import numpy as np
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
-from emg_lens.geometry import GRID_CODES, Montage, grid_code
+from emg_lens.geometry import (
+    GRID_CODES,
+    ORDERED_GRID_CODES,
+    Montage,
+    grid_code,
+    grid_electrodes,
+)
 
 __all__ = ["OTB_SOURCE", "OtbGrid", "read_otb"]
 
@@ -159,10 +169,10 @@ def _columns(
     for (code, muscle, source), channels in found.items():
         if code not in GRID_CODES:
             raise DataFormatError(
-                f"{path}: grid code {code!r} ({muscle} - {source}) is not one emg_lens can place; "
-                f"accepted: {sorted(GRID_CODES)} (openhdemg's table)"
+                f"{path}: grid code {code!r} ({muscle} - {source}) is not an OT Bioelettronica "
+                f"grid openhdemg knows; accepted: {sorted(GRID_CODES)} (openhdemg's table)"
             )
-        expected = len(grid_code(code).electrodes)  # 64: a 13 x 5 grid leaves a corner empty
+        expected = grid_electrodes(code)  # 64: a 13 x 5 grid leaves a corner empty
         if sorted(channels) != list(range(1, expected + 1)):
             missing = sorted(set(range(1, expected + 1)) - set(channels))
             raise DataFormatError(
@@ -229,16 +239,26 @@ def read_otb(
     for name, x in extras.items():
         if not np.isfinite(x).all():
             raise DataFormatError(f"{path}: auxiliary channel {name!r} holds NaN or Inf values")
-    parts, offset = [], 0
-    for g in grids:
-        part = grid_code(g.code, orientation, name=f"{g.muscle} ({g.code})")
-        parts.append(part.shifted(offset))
-        offset += len(part.electrodes)
-    placement = Montage(
-        tuple(parts),
-        source=OTB_SOURCE,
-        convention="which way a grid lies on the muscle (orientation) is the user's to say",
-    )
+    unordered = sorted({g.code for g in grids if g.code not in ORDERED_GRID_CODES})
+    placement, unplaced = None, {}
+    if unordered:  # no channel map to go on: no placement rather than a guessed one
+        unplaced = {
+            "placement_missing": f"openhdemg gives no channel order for {unordered} (it orders "
+            f"{list(ORDERED_GRID_CODES)}): place the grids with emg_lens.geometry.grid(..., "
+            "cells=...) from their data sheets"
+        }
+        warnings.warn(f"{path}: {unplaced['placement_missing']}", UserWarning, stacklevel=2)
+    else:
+        parts, offset = [], 0
+        for g in grids:
+            part = grid_code(g.code, orientation, name=f"{g.muscle} ({g.code})")
+            parts.append(part.shifted(offset))
+            offset += len(part.electrodes)
+        placement = Montage(
+            tuple(parts),
+            source=OTB_SOURCE,
+            convention="which way a grid lies on the muscle (orientation) is the user's to say",
+        )
     time = contents.get("Time")
     start = float(_matrix(time, path, "Time")[0, 0]) if time is not None else 0.0
     n = len(emg)
@@ -257,7 +277,7 @@ def read_otb(
             ],
             "units": {"emg": grids[0].unit, **units},
             "left_out": left_out,
-            "placement": placement,
+            **({"placement": placement} if placement is not None else unplaced),
             "start_time": start,
             **({"real_part": "the imaginary part of Data was dropped"} if complex_data else {}),
         },

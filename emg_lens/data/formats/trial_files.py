@@ -59,7 +59,7 @@ from emg_lens.data.formats.trial_matrix import CsvFormat, is_number, read_trial
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_names
-from emg_lens.geometry import GRID_CODES, Montage, grid_code, ring
+from emg_lens.geometry import ORDERED_GRID_CODES, Montage, grid_code, ring
 
 __all__ = [
     "CSV_OPTIONS",
@@ -531,10 +531,10 @@ def _read(source: Mapping[str, Any], subject: int) -> Recording:
     )
 
 
-PLACEMENTS = ("ring", *GRID_CODES)
+PLACEMENTS = ("ring", *ORDERED_GRID_CODES)
 """Where your files' channels may lie, for figures: ``"ring"``, electrodes equally spaced around
-the forearm in channel order (an armband such as the Myo), or a grid code
-(`emg_lens.geometry.grid_code`, openhdemg's channel order at 180 degrees)."""
+the forearm in channel order (an armband such as the Myo), or a grid code whose channel order
+openhdemg gives (`emg_lens.geometry.grid_code`, that order at 180 degrees)."""
 
 
 def _geometry(source: Mapping[str, Any]) -> dict[str, Montage]:

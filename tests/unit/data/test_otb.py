@@ -60,6 +60,24 @@ def grid_texts(code="GR10MM0808", muscle="TA", source="IN1", n=64):
     return [f"{muscle} - {source} - {code} ({k})[uV]" for k in range(1, n + 1)]
 
 
+@pytest.mark.parametrize(
+    ("code", "channels"),
+    [("GR10MM0804", 32), ("HD10MM0804", 32), ("HD05MM0804", 32), ("HD08MM1305", 64),
+     ("HD10MM0808", 64), ("GR100ML1305", 64)],
+)  # fmt: skip
+def test_grids_openhdemg_gives_no_order_are_read_without_a_placement(tmp_path, code, channels):
+    # openhdemg's OTBelectrodes_tuple and _Nelectrodes list them; its sort_rawemg orders only
+    # GR04MM1305, GR08MM1305 and GR10MM0808: no placement is guessed for the others
+    data = np.arange(5 * channels, dtype=float).reshape(5, channels)
+    path = export(tmp_path / "grid.mat", grid_texts(code, n=channels), data)
+    with pytest.warns(UserWarning, match=f"no channel order for \\['{code}'\\]"):
+        rec = read_otb(path)
+    np.testing.assert_array_equal(rec.signals["emg"], data)
+    assert "placement" not in rec.meta and code in rec.meta["placement_missing"]
+    with pytest.raises(ArgumentError, match=f"grid {code}: openhdemg gives no channel order"):
+        grid_code(code)
+
+
 def test_two_grids_are_read_one_after_the_other(tmp_path):
     texts = grid_texts(muscle="TA") + grid_texts("GR08MM1305", muscle="GM", source="IN2")
     data = np.arange(5 * 128, dtype=float).reshape(5, 128)
@@ -83,7 +101,10 @@ def test_columns_in_any_order_are_put_in_channel_order(tmp_path):
 @pytest.mark.parametrize(
     "texts, message",
     [
-        (grid_texts("GR99MM0101"), "grid code 'GR99MM0101'.*is not one emg_lens can place"),
+        (
+            grid_texts("GR99MM0101"),
+            "grid code 'GR99MM0101'.*is not an OT Bioelettronica grid openhdemg knows",
+        ),
         (grid_texts(n=60), r"has channels 1\.\.60 of 64, missing \[61, 62, 63, 64\]"),
         ([*grid_texts(), "TA - IN1 - GR10MM0808 (3)[uV]"], "two columns describe"),
         (["acquired data[%MVC]", "ref[%MVC]"], "no column describes a grid electrode"),
