@@ -536,11 +536,14 @@ def delta_t_intervals(
 
 def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
     """The smallest two-sided p-value ``test`` can give with ``n`` subjects: its p for perfect
-    separation (every masked value below every baseline value, all values distinct), computed
-    by the same scipy call `compare` makes (scipy's exact distribution for small samples).
+    separation (every masked value below every baseline value), computed by the same scipy
+    call `compare` makes. For Mann–Whitney U that is the smaller of the distinct values' p
+    (scipy's exact distribution: 2 / C(2n, n)) and the p of values tied within each condition
+    (ties switch scipy to its tie-corrected normal approximation, whose variance they shrink:
+    every subject's accuracy equal under each condition gives the smallest p of all).
 
-    >>> round(smallest_p(6), 5), smallest_p(6, "wilcoxon")  # 2 / C(12, 6), 2 / 2**6
-    (0.00216, 0.03125)
+    >>> round(smallest_p(6), 5), smallest_p(6, "wilcoxon")  # tied; 2 / 2**6
+    (0.00126, 0.03125)
     >>> smallest_p(6, "permutation")  # the two all-one-sign patterns of 2**6
     0.03125
     >>> smallest_p(8, "paired")  # 2 / 2**8: the exact sign-flip test
@@ -552,7 +555,10 @@ def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
         raise SpecError(f"smallest_p needs n >= 1 subjects, got {n}")
     baseline = np.arange(n, dtype=float) + 2.0 * n  # distinct, and all above the masked ones
     masked = np.arange(n, dtype=float) * (1 + 1 / (4 * n))  # distinct differences too
-    return compare(masked, baseline, test)[1]
+    p = compare(masked, baseline, test)[1]
+    if test == "mannwhitneyu" and n > 1:
+        p = min(p, compare(np.zeros(n), np.ones(n), test)[1])
+    return p
 
 
 def corrected_floor(n: int, m: int, test: str = "mannwhitneyu", correction: str = "bonferroni"):
@@ -560,7 +566,7 @@ def corrected_floor(n: int, m: int, test: str = "mannwhitneyu", correction: str 
     of ``m`` comparisons (Bonferroni and Holm both multiply the smallest p by ``m``).
 
     >>> round(corrected_floor(8, 30), 4), round(corrected_floor(6, 30), 3)
-    (0.0047, 0.065)
+    (0.0041, 0.038)
     """
     p = smallest_p(n, test)
     if correction == "none":
@@ -580,7 +586,7 @@ def subjects_needed(
     ``max_n``).
 
     >>> subjects_needed(30), subjects_needed(30, "wilcoxon"), subjects_needed(1, "paired")
-    (7, 11, 6)
+    (6, 11, 6)
     """
     for n in range(2, max_n + 1):
         if corrected_floor(n, m, test, correction) < alpha:

@@ -271,11 +271,11 @@ def power_note(n: int | None, sizes: list[int], stats: StatsSpec) -> str:
 
     >>> print(power_note(6, [10, 10], StatsSpec()))  # doctest: +NORMALIZE_WHITESPACE
     Design: 6 subjects, two-sided Mann–Whitney U, bonferroni over m = 10 comparisons per
-    mode: the smallest corrected p any cell can reach (perfect separation) is 0.0216.
+    mode: the smallest corrected p any cell can reach (perfect separation) is 0.0126.
     >>> print(power_note(5, [30], StatsSpec()))  # doctest: +NORMALIZE_WHITESPACE
     Design: 5 subjects, two-sided Mann–Whitney U, bonferroni over m = 30 comparisons per
-    mode: the smallest corrected p any cell can reach (perfect separation) is 0.238.
-    No cell can be significant (p_corr < 0.05) with 5 subjects; that needs at least 7.
+    mode: the smallest corrected p any cell can reach (perfect separation) is 0.119.
+    No cell can be significant (p_corr < 0.05) with 5 subjects; that needs at least 6.
     """
     if not sizes or (n is not None and n < 1):
         return "Design: no comparison was tested."

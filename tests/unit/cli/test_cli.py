@@ -163,7 +163,7 @@ def test_study_check_refuses_an_unknown_group_before_anything_runs(tmp_path, cap
 
 def test_study_check_prints_the_design_before_anything_runs(tmp_path, capsys):
     """Without models the subject count is unknown: check says how many a cell needs; with
-    ``subjects`` it prints the floor the run's summary will print (Mann-Whitney U with 3
+    ``subjects`` it prints the floor the run's summary will print (Mann-Whitney U with 2
     subjects: no cell can be significant). The preset's model reads the CLS row alone, which
     ``cross_modal`` does not cut: the last layer's cut is a structural zero, named, and out of
     m (2 layers, 1 comparison left per mode)."""
@@ -172,15 +172,15 @@ def test_study_check_prints_the_design_before_anything_runs(tmp_path, capsys):
     *_, zeros, design = capsys.readouterr().out.splitlines()
     assert zeros.startswith("structural zeros") and "cut (individual, layers 1)" in zeros
     assert design.startswith("Design:") and "no models found to count" in design
-    assert "m = 1 comparisons per mode" in design and "at least 4 subjects" in design
+    assert "m = 1 comparisons per mode" in design and "at least 3 subjects" in design
     path = Path(spec)
-    text = path.read_text().replace("models = ", "subjects = [1, 2, 3]\nmodels = ", 1)
+    text = path.read_text().replace("models = ", "subjects = [1, 2]\nmodels = ", 1)
     path.write_text(text + "\n[layers]\nmodes = ['individual', 'all']\n")
     assert main(["study", "check", spec, "--layers", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-2].startswith("Design: 3 subjects") and "m = 1 comparisons" in lines[-2]
+    assert lines[-2].startswith("Design: 2 subjects") and "m = 1 comparisons" in lines[-2]
     assert lines[-1] == (
-        "No cell can be significant (p_corr < 0.05) with 3 subjects; that needs at least 4."
+        "No cell can be significant (p_corr < 0.05) with 2 subjects; that needs at least 3."
     )
 
 

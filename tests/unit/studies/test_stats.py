@@ -390,12 +390,17 @@ def test_summarize_pairs_subjects_whatever_the_row_order():
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5])
 def test_smallest_p_is_scipys_p_for_perfect_separation(n):
-    # n subjects each side, every masked value below every baseline value: the exact
-    # two-sided p is 2 / C(2n, n); the paired test's is 2 / 2**n.
+    # n subjects each side, every masked value below every baseline value: with distinct
+    # values the exact two-sided p is 2 / C(2n, n); values tied within each condition switch
+    # scipy to its tie-corrected normal approximation, which goes lower, and no other pattern
+    # of ties goes lower still (checked over every pattern of 4 levels for n = 3..6). The
+    # paired test's is 2 / 2**n.
     low, high = np.arange(n) / 10, 1 + np.arange(n) / 10
     mwu = sps.mannwhitneyu(low, high, alternative="two-sided").pvalue
-    assert smallest_p(n) == pytest.approx(mwu, rel=1e-12)
-    assert smallest_p(n) == pytest.approx(2 / math.comb(2 * n, n), rel=1e-12)
+    assert mwu == pytest.approx(2 / math.comb(2 * n, n), rel=1e-12)
+    tied = sps.mannwhitneyu(np.zeros(n), np.ones(n), alternative="two-sided").pvalue
+    assert tied < mwu
+    assert smallest_p(n) == pytest.approx(tied, rel=1e-12)
     paired = sps.wilcoxon(low, high + np.arange(n) / 7, alternative="two-sided").pvalue
     assert smallest_p(n, "wilcoxon") == pytest.approx(paired, rel=1e-12)
     assert smallest_p(n, "wilcoxon") == pytest.approx(2 / 2**n, rel=1e-12)
@@ -403,26 +408,29 @@ def test_smallest_p_is_scipys_p_for_perfect_separation(n):
 
 
 def test_corrected_floor_and_subjects_needed_by_hand():
-    assert corrected_floor(4, 3) == pytest.approx(3 * 2 / 70)  # 0.0857: no star possible
-    assert corrected_floor(4, 3, correction="holm") == pytest.approx(3 * 2 / 70)
-    assert corrected_floor(4, 3, correction="none") == pytest.approx(2 / 70)
+    tied = sps.mannwhitneyu([0.0] * 4, [1.0] * 4).pvalue  # 0.0131, below 2 / C(8, 4)
+    assert corrected_floor(4, 3) == pytest.approx(3 * tied)  # 0.039: a star is possible
+    assert corrected_floor(4, 3, correction="holm") == pytest.approx(3 * tied)
+    assert corrected_floor(4, 3, correction="none") == pytest.approx(tied)
     assert corrected_floor(4, 100) == 1.0  # capped
-    assert subjects_needed(3) == 5  # 3 * 2 / C(10, 5) = 0.024 < 0.05; n = 4 gives 0.086
+    assert subjects_needed(3) == 4  # 3 * 0.0131 < 0.05; n = 3: 3 * 0.0469 = 0.14
     assert subjects_needed(3, "wilcoxon") == 7  # 3 * 2 / 2**7 = 0.047; 2**6 gives 0.094
     with pytest.raises(SpecError, match="bonferroni"):
         corrected_floor(4, 3, correction="bh")
 
 
 def test_summary_power_note_says_when_no_cell_can_be_significant():
-    # The 4-subject design of _per_subject: families of 3 and 2 comparisons per mode.
+    # The design of _per_subject: families of 3 and 2 comparisons per mode.
     sizes = family_sizes(summarize(_per_subject(), StatsSpec()), StatsSpec())
     assert sizes == [3, 2]
-    note = power_note(4, sizes, StatsSpec())
-    assert "4 subjects" in note and "m = 2–3" in note
-    assert f"{2 * 2 / 70:.3g}" in note  # the smaller family reaches the smaller floor
-    assert "No cell can be significant" in note and "at least 5" in note
-    enough = power_note(5, sizes, StatsSpec())
-    assert f"{2 * 2 / 252:.3g}" in enough and "No cell" not in enough
+    note = power_note(3, sizes, StatsSpec())
+    assert "3 subjects" in note and "m = 2–3" in note
+    floor = 2 * sps.mannwhitneyu([0.0] * 3, [1.0] * 3).pvalue  # the smaller family's: 0.094
+    assert f"{floor:.3g}" in note
+    assert "No cell can be significant" in note and "at least 4" in note
+    enough = power_note(4, sizes, StatsSpec())
+    assert f"{2 * sps.mannwhitneyu([0.0] * 4, [1.0] * 4).pvalue:.3g}" in enough
+    assert "No cell" not in enough
     paired = power_note(4, sizes, StatsSpec(test="wilcoxon"))
     assert "Wilcoxon" in paired and "at least 7" in paired  # 2 * 2 / 2**6 = 0.0625 > 0.05
 
