@@ -175,6 +175,32 @@ def test_bootstrap_cis_equal_the_one_row_interval_bit_for_bit():
         bootstrap_delta_cis(np.ones((2, 3)), np.ones(4))
 
 
+@pytest.mark.parametrize("n", [12, 14, 20, 40])
+def test_compare_wilcoxon_with_unchanged_subjects_is_the_exact_test_of_the_changed(n):
+    # Five subjects fall by distinct amounts and the rest do not change: zero_method="wilcox"
+    # tests the five, whose exact two-sided p is 2 / 2**5 = 0.0625 however many unchanged
+    # subjects there are (scipy's "auto" gave 0.043 from 14 subjects on: its normal
+    # approximation, on five nonzero differences).
+    baseline = np.full(n, 0.9)
+    masked = baseline.copy()
+    masked[:5] -= [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert compare(masked, baseline, "wilcoxon") == (0.0, pytest.approx(2 / 2**5, abs=1e-12))
+    exact = sps.wilcoxon(masked[:5], baseline[:5], method="exact").pvalue
+    assert compare(masked, baseline, "wilcoxon")[1] == pytest.approx(exact, abs=1e-12)
+
+
+def test_compare_wilcoxon_with_tied_changes_permutes_their_signs():
+    # Tied magnitudes: every sign pattern of the nonzero differences, enumerated (2**8)
+    d = np.array([-0.1, -0.1, -0.1, -0.2, -0.2, 0.1, -0.3, -0.3])
+    statistic, p = compare(0.5 + d, np.full(8, 0.5), "wilcoxon")
+    ranks = sps.rankdata(np.abs(d))
+    w = [sum(r for r, s in zip(ranks, signs, strict=True) if s > 0)
+         for signs in itertools.product((-1, 1), repeat=8)]  # fmt: skip
+    observed = min(ranks[d > 0].sum(), ranks[d < 0].sum())
+    extreme = [min(x, ranks.sum() - x) <= observed + 1e-12 for x in w]
+    assert statistic == observed and p == pytest.approx(np.mean(extreme), abs=1e-12)
+
+
 def test_compare_wilcoxon_without_differences_is_not_significant():
     assert compare([0.5, 0.6, 0.7], [0.5, 0.6, 0.7], "wilcoxon") == (0.0, 1.0)
 
