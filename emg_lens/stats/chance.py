@@ -128,9 +128,11 @@ class TrialScore:
     def from_windows(
         cls, correct: int, class_counts: Sequence[int], **known: float | bool | None
     ) -> TrialScore:
-        """A score of windows that carry no trials: each window its own trial."""
+        """A score of windows that carry no trials: each window its own trial, and how much
+        the windows of one trial repeat each other unknown (``design_effect`` None, not 1: 1
+        would say they do not)."""
         counts = tuple(int(c) for c in np.asarray(class_counts).reshape(-1))
-        return cls(int(correct), counts, int(correct), counts, 1.0, **known)
+        return cls(int(correct), counts, int(correct), counts, None, **known)
 
     @classmethod
     def from_predictions(

@@ -366,3 +366,13 @@ def test_the_trained_demo_model_is_clearly_above_chance_in_a_study_and_inspect(s
         assert table["above_chance"].all() and (table["p"] < 1e-10).all(), table
     text = result.console() + result.to_markdown() + report.console() + report.to_markdown()
     assert WARNING not in text
+
+
+def test_windows_without_trials_have_no_design_effect_to_report():
+    # each window its own trial: how much a trial's windows repeat each other is unknown, and
+    # the table says so (NaN, printed blank) rather than 1.0, which would say they do not
+    score = TrialScore.from_windows(30, [20, 20])
+    assert score.design_effect is None
+    table = chance_table({"m": score})
+    assert table.loc[0, "unit"] == "window" and pd.isna(table.loc[0, "design_effect"])
+    assert "| 1.0 |" not in chance_markdown(table)
