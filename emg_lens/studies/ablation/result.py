@@ -170,7 +170,10 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
     U[zero], p[zero] = np.nan, np.nan
     ci_low, ci_high = delta_t_intervals(values, base_values, relative=relative)
     mean, std, n = _column_mean_std(values)
-    base_mean = float(_column_mean_std(base_values[None])[0][0])
+    # each row's baseline over the subjects it has a value for, as its interval and paired
+    # tests are (every subject, where none is missing)
+    has = np.isfinite(values) & np.isfinite(base_values)[None]
+    base_mean = _column_mean_std(np.where(has, base_values[None], np.nan))[0]
     family = FAMILY_COLUMN[stats.family]
     groups = firsts[family].to_numpy() if family is not None else np.zeros(len(keys))
     p_corr = np.full(len(keys), np.nan)
@@ -186,7 +189,7 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
             "std": std,
             "baseline": base_mean,
             "delta": mean - base_mean,
-            "delta_pct": [delta_pct(m, base_mean) if relative else np.nan for m in mean],
+            "delta_pct": [delta_pct(m, b) if relative else np.nan for m, b in zip(mean, base_mean)],
             "ci_low": ci_low,
             "ci_high": ci_high,
             "r_rb": [rank_biserial(row, base_values, stats.test) for row in values],

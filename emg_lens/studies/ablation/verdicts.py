@@ -194,7 +194,8 @@ def evaluate_claims(
         base = _group_accuracy(baseline_rows, classes, where)
         masked = _group_accuracy(counts[counts["key"] == key], classes, where).reindex(base.index)
         m, b = masked.to_numpy(float), base.to_numpy(float)
-        n = int((np.isfinite(m) & np.isfinite(b)).sum())
+        paired = np.isfinite(m) & np.isfinite(b)  # the means, like the test, over these
+        n = int(paired.sum())
         pct = _subject_pct(m, b)
         finite = pct[np.isfinite(pct)]
         floors, unit = _sampling_floor(baseline_rows, classes)
@@ -220,8 +221,8 @@ def evaluate_claims(
                 "condition": f"{claim.intervention} · {claim.layers}"
                 + (f" (layers {cell['layers']})" if cell["layers"] else ""),
                 "n": n,
-                "baseline": float(np.nanmean(b)),
-                "masked": float(np.nanmean(m)),
+                "baseline": float(np.mean(b[paired])) if n else np.nan,
+                "masked": float(np.mean(m[paired])) if n else np.nan,
                 "delta_pct": float(np.mean(finite)) if len(finite) else np.nan,
                 "ci_low": ci_low,
                 "ci_high": ci_high,

@@ -699,3 +699,19 @@ def test_tables_name_the_layer_set_of_multi_layer_conditions_and_the_correction(
     assert "holm over all comparisons" in markdown
     header = next(line for line in markdown.splitlines() if line.startswith("| intervention"))
     assert "| layer | layers |" in header
+
+
+def test_a_row_without_every_subject_compares_the_same_subjects_throughout():
+    # Subject 3 has no value under k1: its Δ% is over subjects 1, 2 and 4 on both sides, as its
+    # interval is, so the point lies inside its own interval
+    table = _per_subject()
+    table = table[~((table["key"] == "k1") & (table["subject"] == 3))]
+    row = summarize(table, StatsSpec()).set_index("key").loc["k1"]
+    base = dict(zip([1, 2, 3, 4], BASE, strict=True))
+    masked = dict(zip([1, 2, 3, 4], CONDITIONS[0][4], strict=True))
+    kept = [1, 2, 4]
+    expected = np.mean([base[s] for s in kept])
+    assert row["n"] == 3 and row["baseline"] == pytest.approx(expected, rel=1e-12)
+    masked_mean = np.mean([masked[s] for s in kept])
+    assert row["delta_pct"] == pytest.approx(100 * (masked_mean / expected - 1), rel=1e-12)
+    assert row["ci_low"] <= row["delta_pct"] <= row["ci_high"]
