@@ -69,7 +69,9 @@ METADATA_COLUMNS = (
     "held_out_stage",
     "split",
 )
-"""The columns of emg2pose's ``metadata.csv``."""
+"""The columns of emg2pose's ``metadata.csv`` that are read (each required); the published
+file also has ``generalization`` (``user``, ``stage`` or ``user_stage``: what a held-out
+session generalises across), which is not read."""
 
 _GROUP = "emg2pose"
 _TIMESERIES = "timeseries"
