@@ -497,7 +497,7 @@ def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
     <BLANKLINE>
     | model | unit | correct | of | accuracy | chance | p | windows | per unit | window accuracy | window p | design effect | training accuracy | feature baseline | above chance |
     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
-    | subject 1 | window | 9 | 10 | 0.900 | 0.500 | 0.0107 | 10 | 1 | 0.900 | 0.0107 | 1.0 | – | – | yes |
+    | subject 1 | window | 9 | 10 | 0.900 | 0.500 | 0.0107 | 10 | 1 | 0.900 | 0.0107 | – | – | – | yes |
     <BLANKLINE>
     """  # noqa: E501
     warnings = "".join(f"**Warning: {_warning(r)}**\n\n" for r in flagged(table).itertuples())

@@ -19,8 +19,8 @@ other window source's) are divided into training and test windows.
 ...                           progress=False)
 >>> store = WindowStore(path)
 >>> x, y = store[0]
->>> len(store), tuple(x.shape), x.dtype, int(y), float(x[:8].abs().max()), float(x[8:].abs().max())
-(5, (16, 1000), torch.float32, -1, 1.0, 0.0)
+>>> len(store), tuple(x.shape), x.dtype, int(y), float(x[:8].abs().max()), float(x[8:].max())
+(5, (16, 1000), torch.float32, -1, 1.0, -1.0)
 """
 
 from __future__ import annotations
