@@ -32,6 +32,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
+from transformer_lens.utilities import Slice
 
 from emg_lens.components import ConfigInit, TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
@@ -55,6 +56,7 @@ __all__ = [
     "LINEAR_READOUT",
     "SPLIT_QKV",
     "TL_WEIGHTS",
+    "EncoderCache",
     "HookedBiosignalModel",
     "HookedEncoder",
     "is_model",
@@ -399,7 +401,8 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
         remove_batch_dim: bool = False,
         **kwargs: Any,
     ) -> tuple[Any, ActivationCache | dict[str, torch.Tensor]]:
-        """Run and cache activations; the cache is a TransformerLens `ActivationCache` (its
+        """Run and cache activations; the cache is a TransformerLens `ActivationCache`
+        (`EncoderCache`: a model without a final norm applies none; its
         residual-stream tools need a transformer stack ``blocks``; per-key access always works).
 
         Attention runs on its explicit path, which fires every hook; an unhooked ``model(x)``
@@ -421,7 +424,34 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
         )
         if not return_cache_object:
             return out, cache_dict
-        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+        return out, EncoderCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+
+
+class EncoderCache(ActivationCache):
+    """TransformerLens's `ActivationCache`, with one case TL has no model for: norms in the
+    blocks but none at the end (``ln_final`` the identity: PBT, CBraMod). Applying the final
+    norm to a stack then leaves it unchanged, as TL does for a model without norms, instead of
+    looking for an ``ln_final`` scale that no hook caches (TL raised a KeyError)."""
+
+    def apply_ln_to_stack(
+        self,
+        residual_stack: torch.Tensor,
+        layer: int | None = None,
+        mlp_input: bool = False,
+        pos_slice: Any = None,
+        batch_slice: Any = None,
+        has_batch_dim: bool = True,
+        recompute_ln: bool = False,
+    ) -> torch.Tensor:
+        final = layer is None or layer in (-1, self.model.cfg.n_layers)
+        if final and not hasattr(getattr(self.model, "ln_final", None), "hook_scale"):
+            if has_batch_dim:  # the batch slice TL takes before it would normalise
+                sliced = batch_slice if isinstance(batch_slice, Slice) else Slice(batch_slice)
+                residual_stack = sliced.apply(residual_stack, dim=1)
+            return residual_stack
+        return super().apply_ln_to_stack(
+            residual_stack, layer, mlp_input, pos_slice, batch_slice, has_batch_dim, recompute_ln
+        )
 
 
 class HookedEncoder(WeightSurface, HookedBiosignalModel):

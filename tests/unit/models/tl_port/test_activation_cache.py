@@ -241,3 +241,26 @@ def test_remove_batch_dim_on_one_window(cached):
     assert single.keys() == batched.keys()
     for name in batched.keys():  # noqa: SIM118 (an ActivationCache, not a dict)
         torch.testing.assert_close(single[name], batched[name], rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_a_model_without_a_final_norm_applies_none(cached):
+    # TL's apply_ln_to_stack returns a stack unchanged for a model without norms; a model with
+    # norms in its blocks but none at the end (TL has none such) applies none at the end
+    # either, and still the blocks' where asked (TL looked for an ln_final scale: KeyError)
+    model, cache = cached
+    if hasattr(model.ln_final, "w"):
+        pytest.skip("a final norm: the tests above apply it")
+    plain = cache.decompose_resid(layer=None, pos_slice=-1)
+    torch.testing.assert_close(
+        cache.decompose_resid(layer=None, apply_ln=True, pos_slice=-1), plain, rtol=0, atol=0
+    )
+    heads = cache.stack_head_results(layer=-1, pos_slice=-1)
+    torch.testing.assert_close(
+        cache.stack_head_results(layer=-1, apply_ln=True, pos_slice=-1), heads, rtol=0, atol=0
+    )
+    inner = cache.decompose_resid(layer=1, apply_ln=True, pos_slice=-1)  # ln1 of block 1
+    scale = cache["blocks.1.ln1.hook_scale"][:, -1]
+    centred = cache.decompose_resid(layer=1, pos_slice=-1)
+    centred = centred - centred.mean(-1, keepdim=True)
+    torch.testing.assert_close(inner, centred / scale)
