@@ -349,19 +349,22 @@ def areas_note(circuits: pd.DataFrame) -> str:
 
     >>> print(areas_note(pd.DataFrame({"cpr": [0.81, 0.75], "cmd": [0.12, 0.2]})))
     ... # doctest: +NORMALIZE_WHITESPACE
-    Over circuit sizes (MIB's areas, Mueller et al. 2025: the faithfulness curve of `curve.csv`
-    against the share of the family's edges kept, closed by the empty circuit at 0): CPR 0.78
-    (subjects 0.75 to 0.81), the area under the curve (higher is better); CMD 0.16 (subjects
-    0.12 to 0.20), the area between the curve and 1 (lower is better).
+    Over circuit sizes (MIB's areas, Mueller et al. 2025, of the search's own curve: the
+    faithfulness of `curve.csv` against the share of the family's edges kept, closed by the
+    empty circuit at 0; MIB measures fixed shares instead, so these are not its benchmark
+    scores): CPR 0.78 (subjects 0.75 to 0.81), the area under the curve (higher is better);
+    CMD 0.16 (subjects 0.12 to 0.20), the area between the curve and 1 (lower is better).
     <BLANKLINE>
     <BLANKLINE>
     """
     if "cpr" not in circuits:
         return ""
     return (
-        "Over circuit sizes (MIB's areas, Mueller et al. 2025: the faithfulness curve of "
-        "`curve.csv` against the share of the family's edges kept, closed by the empty circuit "
-        f"at 0): CPR {_span(circuits['cpr'], '.2f')}, the area under the curve (higher is "
+        "Over circuit sizes (MIB's areas, Mueller et al. 2025, of the search's own curve: the "
+        "faithfulness of `curve.csv` against the share of the family's edges kept, closed by "
+        "the empty circuit at 0; MIB measures fixed shares instead, so these are not its "
+        f"benchmark scores): CPR {_span(circuits['cpr'], '.2f')}, the area under the curve "
+        "(higher is "
         f"better); CMD {_span(circuits['cmd'], '.2f')}, the area between the curve and 1 "
         "(lower is better).\n\n"
     )
