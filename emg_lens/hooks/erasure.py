@@ -5,7 +5,10 @@ LEACE (Belrose et al. 2023, "LEACE: Perfect linear concept erasure in closed for
 defaults: the affine eraser, shrinkage of the covariance, the trace of the covariance kept
 from growing), is the smallest affine edit of a representation after which no linear
 classifier predicts a concept better than a constant on the data it was fitted on: the
-concept's class means coincide, the cross-covariance with the one-hot concept is zero.
+concept's class means coincide, the cross-covariance with the one-hot concept is zero, up to
+the package's ``svd_tol`` (0.01 of the whitened cross-covariance's largest singular value):
+a weaker direction, such as a class of a few windows, is left, and the eraser's ``left`` and
+a warning say how much.
 
 Here the representation is a token group's vectors **side by side** (``[window, tokens *
 d_model]``), as `emg_lens.inspect.probes` reads a group, so the guarantee covers a probe of the
@@ -16,10 +19,12 @@ before it leave (what a study erasing in several layers applies). A `TokenEraser
 ``fn(activation, hook)``: the group's tokens are replaced by their erased values, the other
 tokens kept.
 
-`TokenEraser.placebo` is the control every erasure is shown beside: it removes a random
-subspace of the eraser's rank (an orthogonal projection of the centred vectors, its basis
-TransformerLens's seeded `random_basis`, the basis of its `NormMatchedPlacebo`), each window
-moved exactly as far as the eraser moves it. A change that the placebo makes as well comes from
+`TokenEraser.placebo` is the control every erasure is shown beside: it moves each window
+along the direction that would remove a random subspace of the eraser's rank (the orthogonal
+projection of the centred vectors onto it, its basis TransformerLens's seeded `random_basis`,
+the basis of its `NormMatchedPlacebo`), exactly as far as the eraser moves that window: short
+of removing that subspace's component, or past it (then reversing it) where the eraser moves
+the window further. A change that the placebo makes as well comes from
 moving the tokens that far, not from the concept.
 
 >>> from emg_lens import EncoderConfig
@@ -43,6 +48,8 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +81,9 @@ __all__ = [
 ]
 
 RANK_TOL = 1e-6  # singular values of the edit below this share of the largest are not a rank
+LEFT_TOL = 1e-6
+"""The share of the concept's cross-covariance an eraser may leave on its own fit windows
+before `fit_token_eraser` warns (float64 rounding leaves ~1e-15)."""
 
 
 def group_positions(
@@ -197,13 +207,16 @@ class TokenEraser(_GroupEdit):
     """A fitted LEACE eraser of a token group at one hook point (`fit_token_eraser`); called
     as a TransformerLens hook. ``eraser`` is concept-erasure's `LeaceEraser` over the group's
     vectors side by side (float64, on the CPU), ``rank`` the rank of its edit, ``values`` the
-    concept's values it was fitted on."""
+    concept's values it was fitted on, ``left`` the share of the concept's cross-covariance it
+    leaves on those windows (0 up to rounding; more where concept-erasure's ``svd_tol`` dropped
+    a weak direction, which `fit_token_eraser` warns of)."""
 
     at: str
     positions: tuple[int, ...]
     eraser: Any  # concept_erasure.LeaceEraser
     rank: int
     values: tuple[Any, ...]
+    left: float = 0.0
 
     @property
     def width(self) -> int:
@@ -230,9 +243,9 @@ class TokenEraser(_GroupEdit):
 
 @dataclass(frozen=True, eq=False)
 class PlaceboEraser(_GroupEdit):
-    """Removes a random ``reference.rank``-dimensional subspace of the centred group vectors
-    (``basis``, orthonormal; None for rank 0: no edit), each window moved as far as
-    ``reference`` moves it."""
+    """Moves each window along the removal of a random ``reference.rank``-dimensional
+    subspace of the centred group vectors (``basis``, orthonormal; None for rank 0: no edit),
+    as far as ``reference`` moves it (short of the removal or past it)."""
 
     reference: TokenEraser
     basis: torch.Tensor | None
@@ -311,7 +324,31 @@ def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[
         )
     onehot = torch.nn.functional.one_hot(torch.as_tensor(codes), len(values)).double()
     eraser = leace.fit(flat, onehot)
-    return TokenEraser(at, positions, eraser, _edit_rank(eraser), tuple(values))
+    fitted = TokenEraser(at, positions, eraser, _edit_rank(eraser), tuple(values))
+    left = _cross_covariance_left(fitted, flat, onehot)
+    if left > LEFT_TOL:
+        warnings.warn(
+            f"the eraser at {at} (positions {list(positions)}) leaves {left:.1%} of the "
+            "concept's cross-covariance on the windows it was fitted on: concept-erasure "
+            "drops directions whose whitened cross-covariance is below its svd_tol (0.01), "
+            "such as a class of a few windows or a weak one, so a linear probe may still read "
+            "the concept there",
+            UserWarning,
+            stacklevel=3,
+        )
+    return dataclasses.replace(fitted, left=left)
+
+
+def _cross_covariance_left(eraser: TokenEraser, flat: torch.Tensor, onehot: torch.Tensor) -> float:
+    """The Frobenius share of the fit windows' cross-covariance with the one-hot concept that
+    remains after ``eraser`` (LEACE's guarantee: none)."""
+    x = flat.double()
+    z = onehot - onehot.mean(0)
+    before = torch.linalg.norm((x - x.mean(0)).T @ z)
+    if before == 0:
+        return 0.0
+    erased = eraser.erase(x)
+    return float(torch.linalg.norm((erased - erased.mean(0)).T @ z) / before)
 
 
 @torch.no_grad()

@@ -7,6 +7,8 @@ and `erase_concept` reports a held-out probe before and after, folded by trial."
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,24 @@ def test_the_erased_group_holds_no_linear_trace_of_the_concept_where_it_was_fitt
     fitted = LogisticRegression(max_iter=1000).fit(erased.numpy(), y.numpy())
     assert fitted.score(erased.numpy(), y.numpy()) < 0.5  # chance 1/3; before: all of them
     assert LogisticRegression(max_iter=1000).fit(flat.numpy(), y).score(flat.numpy(), y) > 0.9
+
+
+def test_an_eraser_that_leaves_part_of_the_concept_says_how_much():
+    # concept-erasure drops whitened directions below its svd_tol (0.01): a class of a few
+    # windows among thousands is left whole, which the eraser's `left` and a warning say
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(5000, 1, 8, generator=g)
+    rare = torch.zeros(5000, dtype=torch.long)
+    rare[:3] = 1
+    X[:3, 0, 0] += 3.0
+    with pytest.warns(UserWarning, match=r"leaves 100\.0% of the concept's cross-covariance"):
+        eraser = fit_token_eraser(X, rare, at="x", positions=[0])
+    assert eraser.rank == 0 and eraser.left == pytest.approx(1.0)
+    y = torch.arange(5000) % 2  # balanced: erased whole, no warning
+    X[:, 0, 1] += y
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert fit_token_eraser(X, y, at="x", positions=[0]).left < 1e-12
 
 
 def test_the_hook_edits_the_group_only_and_only_where_it_was_fitted(model):
