@@ -374,6 +374,7 @@ def fit_erasers(
                 _, cache = model.run_with_cache(
                     X[start : start + batch_size], names_filter=[name], return_type=None
                 )
-                parts.append(cache[name].float().cpu())
+                value = cache[name]  # float32 at least, a float64 model's kept
+                parts.append((value if value.dtype == torch.float64 else value.float()).cpu())
         erasers.append(fit_token_eraser(torch.cat(parts), labels, at=name, positions=positions))
     return erasers

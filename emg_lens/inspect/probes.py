@@ -180,8 +180,9 @@ def token_activations(
             X[start : start + batch_size], names_filter=list(names), return_type=None,
             edge_masks=masks,
         )  # fmt: skip
-        for name in names:
-            parts[name].append(cache[name].float().cpu())
+        for name in names:  # float32 at least (half is upcast), float64 kept
+            value = cache[name]
+            parts[name].append((value if value.dtype == torch.float64 else value.float()).cpu())
     acts = {name: torch.cat(chunks) for name, chunks in parts.items()}
     for name, value in acts.items():
         if not torch.isfinite(value).all():

@@ -7,6 +7,7 @@ and `erase_concept` reports a held-out probe before and after, folded by trial."
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -181,3 +182,17 @@ def test_erasure_runs_on_the_models_device_dtype_and_keeps_gradients_possible(mo
     out = model.run_with_hooks(x, fwd_hooks=erasure.fwd_hooks)
     out.sum().backward()  # an eraser fitted without inference tensors
     assert x.grad is not None and np.isfinite(x.grad.numpy()).all()
+
+
+def test_a_float64_model_is_erased_in_float64(model):
+    # the activations are not rounded to float32 before the float64 fit: the class means of
+    # the erased fit windows coincide to float64 rounding (float32 left ~1e-9)
+    wide = copy.deepcopy(model).to(torch.float64)
+    X, y = _planted()
+    positions = wide.layout.positions("acc")
+    (eraser,) = fit_erasers(wide, X, y, names=[AT], positions=positions)
+    with torch.no_grad():
+        _, cache = wide.run_with_cache(X.double(), names_filter=[AT], return_type=None)
+    erased = eraser.erase(group_vectors(cache[AT], positions))
+    means = torch.stack([erased[y == c].mean(0) for c in range(3)])
+    assert (means - means[0]).abs().max() < 1e-12
