@@ -328,7 +328,7 @@ def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[
     left = _cross_covariance_left(fitted, flat, onehot)
     if left > LEFT_TOL:
         warnings.warn(
-            f"the eraser at {at} (positions {list(positions)}) leaves {left:.1%} of the "
+            f"the eraser at {at} (positions {list(positions)}) leaves {100 * left:.3g} % of the "
             "concept's cross-covariance on the windows it was fitted on: concept-erasure "
             "drops directions whose whitened cross-covariance is below its svd_tol (0.01), "
             "such as a class of a few windows or a weak one, so a linear probe may still read "

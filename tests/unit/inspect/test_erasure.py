@@ -68,7 +68,7 @@ def test_an_eraser_that_leaves_part_of_the_concept_says_how_much():
     rare = torch.zeros(5000, dtype=torch.long)
     rare[:3] = 1
     X[:3, 0, 0] += 3.0
-    with pytest.warns(UserWarning, match=r"leaves 100\.0% of the concept's cross-covariance"):
+    with pytest.warns(UserWarning, match=r"leaves 100 % of the concept's cross-covariance"):
         eraser = fit_token_eraser(X, rare, at="x", positions=[0])
     assert eraser.rank == 0 and eraser.left == pytest.approx(1.0)
     y = torch.arange(5000) % 2  # balanced: erased whole, no warning
