@@ -32,6 +32,7 @@ from transformer_lens.utilities import Slice
 from emg_lens.errors import UnsupportedReadoutError
 from emg_lens.models.base import ATTENTION_HOOKS, SPLIT_QKV
 from tests.unit.models import table
+from tests.unit.models.test_hook_contract import BLOCK_KEYS
 from tests.unit.models.tl_port.conftest import PRE_LN, TIERS, get_model
 
 BATCH = 8  # upstream's 8 IOI prompts (its batch slices index up to 7)
@@ -498,27 +499,10 @@ def test_get_full_resid_decomposition_apply_ln_and_project(cached):
 
 # ------------------------------------------------------------------------ cached hook names
 
-TL_BLOCK = [
-    "hook_resid_pre",
-    "ln1.hook_scale",
-    "ln1.hook_normalized",
-    "attn.hook_q",
-    "attn.hook_k",
-    "attn.hook_v",
-    "attn.hook_attn_scores",
-    "attn.hook_pattern",
-    "attn.hook_z",
-    "hook_attn_out",
-    "hook_resid_mid",
-    "ln2.hook_scale",
-    "ln2.hook_normalized",
-    "mlp.hook_pre",
-    "mlp.hook_post",
-    "hook_mlp_out",
-    "hook_resid_post",
-]
-"""What HookedTransformer caches of a pre-LN block with a (non-SoLU) MLP, in its order:
-upstream's list less SoLU's ``mlp.hook_mid``/``mlp.ln.*`` (a GELU MLP has none, in TL too)."""
+TL_BLOCK = BLOCK_KEYS
+"""What HookedTransformer caches of a pre-LN block with a (non-SoLU) MLP, in its order
+(test_hook_contract's list): upstream's list less SoLU's ``mlp.hook_mid``/``mlp.ln.*`` (a GELU
+MLP has none, in TL too)."""
 
 FLAGGED = (
     "attn.hook_result",
