@@ -180,6 +180,26 @@ def test_folds_by_trial_keep_the_control_at_chance_where_window_folds_recognise_
     assert by_window.loc["emg", "control_accuracy"] >= 0.8  # 0.90 (by trial: 0.48)
 
 
+def test_no_fold_starts_from_a_probe_fitted_on_its_test_trials():
+    # 40 trials of 10 windows whose 128 features are each trial's signature; the label (trial
+    # mod 4) is carried by nothing. A probe warm-started from the previous fold's solution,
+    # which was fitted on this fold's test trials, decoded it at 0.86 (chance 0.25).
+    rng = np.random.default_rng(0)
+    trial = np.repeat(np.arange(40), 10)
+    y, rep = trial % 4, trial // 4 + 1
+    X = (4.0 * rng.standard_normal((40, 128)))[trial] + rng.standard_normal((400, 128))
+    found = fold_windows(y, trial, rep, 5)
+    assert found.unit == "trial"
+    (accuracy,) = probes_module._cross_validate(X, [y], found.splits, False)
+    assert accuracy <= 0.25 + 0.15  # 0.21 measured
+
+
+def test_trials_of_another_shape_than_the_target_are_named():
+    y = np.repeat([0, 1], 6)
+    with pytest.raises(InputShapeError, match="one value per window"):
+        fold_windows(y, np.arange(11), np.ones(12, int), folds=2)
+
+
 def test_few_trials_leave_one_repetition_out():
     data = _trial_data(classes=3, reps=4, per_trial=2)
     found = fold_windows(data.y_test, data.test_trials, data.rep_test, folds=5)
