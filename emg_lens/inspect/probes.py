@@ -12,10 +12,17 @@ window is cut from (one repetition of one gesture): its windows overlap in time 
 trial's noise, so a probe that recognises trials can reach any label attached to them. The
 control gives every trial the label of another trial, drawn by a seeded permutation of the
 trials' labels (class balance kept), and fits the same probe on the same folds.
-``selectivity = accuracy - control_accuracy`` is high only where the group carries the label
-beyond what recognising trials gives. (Relabelling *classes* at random, the other reading of
-"type", would be a permutation the probe decodes exactly as well: no control at all.) Windows
-without repetitions (``(X, y)`` data) are each their own trial, and the control is at chance.
+``selectivity = accuracy - control_accuracy`` (Hewitt & Liang's name) is high only where the
+group carries the label beyond what recognising trials gives. (Relabelling *classes* at random,
+the other reading of "type", would be a permutation the probe decodes exactly as well: no
+control at all.) Windows without repetitions (``(X, y)`` data) are each their own trial.
+
+Because the folds below keep each trial whole, no held-out trial is ever seen in training, so
+the control cannot be solved by memorising trials as Hewitt & Liang's can be by memorising
+types: here it is one draw of a permutation null, at chance up to that draw's noise (about
+±0.15 with 40 trials of 4 classes), and a check that the folds hold (folded over windows it
+rises to 0.8-1.0). Selectivity is then accuracy minus that draw, not a measure of the probe's
+capacity; read ``accuracy`` against ``chance`` first.
 
 **Folds keep each trial's windows together** (docs/DESIGN.md §15): split over windows, a probe
 recognises a held-out window's trial from its neighbours in the training folds, so it reads any

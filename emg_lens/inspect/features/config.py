@@ -27,8 +27,9 @@ class FeatureConfig:
     ``aux_k`` features among the dead ones (none fired for ``dead_tokens`` tokens) fit the
     reconstruction's error, weighted ``aux_coef`` (0 turns it off). ``readout`` is the logits
     accuracy and ablations are scored on (``"avg_logits"``: IsoNet's mean-pooled head).
-    ``holdout`` is the share of windows held out when the data has no training windows
-    (``(X, y)``); ``top_windows`` the windows listed per feature.
+    ``holdout`` is the share of trials held out, each with all its windows, when the data has
+    no training windows (``(X, y)``: each window its own trial); ``top_windows`` the windows
+    listed per feature.
 
     >>> FeatureConfig(layer=0, k=80)
     Traceback (most recent call last):

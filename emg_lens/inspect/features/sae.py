@@ -123,6 +123,5 @@ def _aux_loss(
     top = pre.topk(min(config.aux_k, int(dead.sum())), dim=-1)
     acts = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
     recon = acts @ sae.W_dec[dead]
-    return (error - recon).pow(2).sum(dim=-1).mean() / error.pow(2).sum(dim=-1).mean().clamp_min(
-        1e-12
-    )
+    spread = (error - error.mean(dim=0)).pow(2).sum(dim=-1).mean()
+    return (error - recon).pow(2).sum(dim=-1).mean() / spread.clamp_min(1e-12)

@@ -26,22 +26,25 @@ __all__ = ["load_features", "train_features"]
 
 def _split(model: Any, data: SubjectData | tuple[Any, Any], config: FeatureConfig):
     """The training windows and the held-out `SubjectData`: its own split, or (for ``(X, y)``
-    or a subject without training windows) a seeded ``holdout`` share of the windows."""
+    or a subject without training windows) a seeded ``holdout`` share of its trials, each
+    trial's windows on one side (docs/DESIGN.md §15: overlapping windows of one trial share
+    its noise, so a window held out beside its neighbours in training is not held out).
+    Windows without trials are each their own trial."""
     data = as_subject_data(model, data)
     if len(data.y_train):
         return data.X_train, data
-    n = len(data.y_test)
-    held = round(config.holdout * n)
-    if held < 1 or held >= n:
+    trials = data.test_trials
+    ids = np.unique(trials)
+    held = round(config.holdout * len(ids))
+    if held < 1 or held >= len(ids):
         raise ArgumentError(
-            f"FeatureConfig.holdout {config.holdout} of {n} windows leaves "
-            f"{n - held} to train on and {held} to evaluate: both need at least one window "
-            "(give more windows, another holdout, or a SubjectData with training windows)"
+            f"FeatureConfig.holdout {config.holdout} of {len(ids)} trials leaves "
+            f"{len(ids) - held} to train on and {held} to evaluate: both need at least one "
+            "trial (give more trials, another holdout, or a SubjectData with training windows)"
         )
-    order = np.random.default_rng(config.seed).permutation(n)
-    test, train = np.sort(order[:held]), np.sort(order[held:])
-    evaluated = data.select_test(test)
-    return data.X_test[train], evaluated
+    order = np.random.default_rng(config.seed).permutation(len(ids))
+    evaluated = np.isin(trials, ids[order[:held]])
+    return data.X_test[~evaluated], data.select_test(np.flatnonzero(evaluated))
 
 
 def train_features(

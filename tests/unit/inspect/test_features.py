@@ -249,3 +249,41 @@ def test_a_readout_that_reads_no_feature_token_is_said(tiny):
     assert "reads none of these tokens" in features.summary()
     pooled = train_features(model, (X, y), FeatureConfig(**last, readout="avg_logits"))
     assert pooled.reconstruction["readout_reads_them"].iloc[0]
+
+
+def test_the_holdout_keeps_each_trial_on_one_side(tiny):
+    """Windows without a training split are held out by whole trials (docs/DESIGN.md §15): no
+    held-out trial has a window among those the autoencoder trains on."""
+    from emg_lens.data.preprocess import SubjectData
+    from emg_lens.data.trials import record_trials
+    from emg_lens.inspect.features.train import _split
+
+    model, (X, _) = tiny
+    X = np.arange(len(X), dtype=np.float32)[:, None, None] + 0 * np.asarray(X)  # window i holds i
+    trial = np.arange(len(X)) // 4  # 15 trials of 4 windows
+    modalities = {"emg": 2, "acc": 4}
+    data = SubjectData.from_windows(modalities, (X, trial % 4), meta=record_trials([], trial))
+    train, held = _split(model, data, FeatureConfig(layer=0, holdout=0.25))
+    trained_on = np.asarray(train)[:, 0, 0].astype(int)
+    held_out = np.asarray(held.X_test)[:, 0, 0].astype(int)
+    assert len(held_out) == 4 * round(0.25 * 15)
+    assert not set(trial[held_out]) & set(trial[trained_on])
+    assert sorted([*held_out, *trained_on]) == list(range(len(X)))
+
+
+def test_the_auxk_loss_is_normalised_by_the_error_variance_as_published():
+    """Gao et al.'s ``normalized_mse`` (their code, kernels.py): the squared error over the
+    squared error of predicting every row by the batch mean, so a constant offset of the error
+    changes nothing."""
+    from emg_lens.inspect.features.sae import _aux_loss
+
+    sae = TopKSAE(d_in=6, n_features=10, k=2, seed=0)
+    x, error = torch.randn(32, 6), torch.randn(32, 6)
+    dead = torch.zeros(10, dtype=torch.bool)
+    dead[:5] = True
+    config = FeatureConfig(layer=0, n_features=10, k=2, aux_k=3)
+    pre = sae.pre_acts(x)[:, dead]
+    top = pre.topk(3, dim=-1)
+    recon = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu()) @ sae.W_dec[dead]
+    published = ((recon - error) ** 2).mean() / ((error.mean(0) - error) ** 2).mean()
+    torch.testing.assert_close(_aux_loss(sae, x, error, dead, config), published)
