@@ -55,6 +55,8 @@ with softmax attention the zoo does not open yet would be said by name (`NOT_YET
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -233,7 +235,31 @@ def _reve_pooling(model: nn.Module) -> str | None:
 
 
 def _per_patch_with_summary(calls, names, model):
+    names = _eegpt_token_names(model, names)
     return [_one_patch(names, call.n_key - len(names)) for call in calls]
+
+
+def _eegpt_token_names(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """The channels EEGPT's tokens embed. With a channel projection its encoder sees
+    ``n_chans_target`` projected channels (``model.channel_names``), not the inputs; without
+    one, each input channel's token carries the embedding fixed at construction
+    (``chans_id``), so a name braindecode would give another embedding is refused."""
+    if model.chan_proj_type != "none":
+        return list(model.channel_names)
+    with warnings.catch_warnings():  # braindecode warns of names it does not know: ch0, ...
+        warnings.simplefilter("ignore")
+        meant = model.target_encoder.prepare_chan_ids(list(names)).reshape(-1).tolist()
+    built = model.chans_id.reshape(-1).tolist()
+    for i, (name, want, have) in enumerate(zip(names, meant, built, strict=True)):
+        if want != have:
+            raise AttachError(
+                f"ch_names[{i}]={name!r} is EEGPT's channel embedding {want}, but this EEGPT "
+                f"was built with embedding {have} for its input channel {i} (chans_id, fixed "
+                "from chs_info at construction): the token would be labelled with another "
+                "channel. Pass the names it was built with, or build it with chs_info naming "
+                "these channels"
+            )
+    return list(names)
 
 
 def _luna(calls, names, model):
@@ -361,8 +387,8 @@ ZOO: dict[str, ZooEntry] = {
         any_size=_cbramod_size,
     ),
     "EEGPT": ZooEntry(
-        "the channels of one patch and the learned summary tokens (the patches folded into the "
-        "batch)",
+        "the channels of one patch (with a channel projection, its n_chans_target projected "
+        "channels) and the learned summary tokens (the patches folded into the batch)",
         _per_patch_with_summary,
         converter=True,
     ),
@@ -561,6 +587,10 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
     names = [ch.get("ch_name") for ch in info if isinstance(ch, dict)]
     if len(names) == n_chans and all(names):
         return names
+    if name == "Labram":  # its forward without ch_names reads LaBraM's whole table, in order
+        order = getattr(sys.modules[type(model).__module__], "LABRAM_CHANNEL_ORDER", ())
+        if len(order) == n_chans:
+            return list(order)
     return [f"ch{i}" for i in range(n_chans)]
 
 

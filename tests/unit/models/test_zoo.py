@@ -315,3 +315,60 @@ def test_cbramod_whose_classifier_is_not_built_yet_is_left_unbuilt():
         match=r"not this one: on inputs of 3 channels x 400 samples its forward fails",
     ):
         model.run_with_cache(torch.randn(1, 3, 400))
+
+
+def test_eegpt_with_a_channel_projection_has_a_token_per_projected_channel():
+    """With a channel projection EEGPT's encoder sees its n_chans_target projected channels
+    (braindecode's ``channel_names``), not the inputs: 4 inputs give 19 channel tokens and the
+    2 summary tokens per patch (they were read as 4 channels and 17 summary tokens), and a
+    cut the same in every patch equals the converted model's."""
+    from tests.unit.models.converted_models import eegpt_model
+
+    converted, original = eegpt_model(0, shape=(4, 8), chan_proj_type="conv1d_constraint")
+    model = attach_braindecode(original.source)
+    layout = model.layout_of(0)
+    target = original.source.n_chans_target
+    assert layout.channel_names == tuple(original.source.channel_names)
+    assert [layout.group.count(g) for g in ("eeg", "query")] == [target, 2]
+    per_patch = layout.n_tokens
+    within = torch.zeros(per_patch, per_patch, dtype=torch.bool)
+    within[0, per_patch - 1] = within[per_patch - 2, target - 1] = True
+    cut = torch.block_diag(*[within] * (converted.layout.n_tokens // per_patch))
+    assert _folded_parity(converted, model, {1: within}, {1: cut}) <= 1e-5
+
+
+def test_eegpt_refuses_names_that_would_label_another_channels_embedding():
+    """EEGPT fixes each input channel's embedding from chs_info when it is built; names that
+    braindecode would embed otherwise would label a token with another channel."""
+    from emg_lens.errors import ConversionError
+    from emg_lens.models import from_braindecode
+    from tests.unit.models.converted_models import eegpt_model
+
+    _, original = eegpt_model(0, shape=(4, 8))
+    names = [ch["ch_name"] for ch in original.source.chs_info]
+    swapped = [names[1], names[0], *names[2:]]
+    with pytest.raises(AttachError, match=rf"ch_names\[0\]={names[1]!r} is EEGPT's channel"):
+        attach_braindecode(original.source, ch_names=swapped)
+    with pytest.raises(ConversionError, match=rf"ch_names\[0\]={names[1]!r} is EEGPT's channel"):
+        from_braindecode(original.source, ch_names=swapped)
+    assert attach_braindecode(original.source, ch_names=names).layout_of(0).channel_names[:4] == (
+        tuple(names)
+    )
+
+
+def test_labram_of_the_whole_channel_table_without_chs_info_attaches_in_its_order():
+    """braindecode's Labram of 128 channels without chs_info reads LaBraM's table in order
+    (its forward without ch_names); attach gives its tokens those names and its output."""
+    from braindecode.models.labram import LABRAM_CHANNEL_ORDER
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        original = bd.Labram(
+            n_chans=128, n_times=64, n_outputs=2, patch_size=32, num_layers=1, num_heads=2
+        ).eval()
+    model = attach_braindecode(original)
+    assert model.layout_of(0).channel_names == tuple(LABRAM_CHANNEL_ORDER)
+    x = torch.randn(2, 128, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), original(x))
