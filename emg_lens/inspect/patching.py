@@ -11,10 +11,11 @@ with the clean and corrupted metrics alongside and ``restored = (patched - corru
 
 TransformerLens's position-indexed helpers (``get_act_patch_resid_pre`` and the other
 ``*_by_pos`` ones) take the number of positions from ``corrupted_tokens.shape[-1]``, which for
-signals is the number of *samples*, not tokens: called plainly they index past the last token
-(``IndexError``) or silently skip tokens. Give them the positions of the model's token layout
-instead, through their ``index_df`` argument: `tl_index_df` builds it, and the result is one
-value per row, in the dataframe's order::
+signals is the number of *samples*, not tokens: called plainly they would index past the last
+token or silently leave tokens out, so an emg_lens model refuses such a sweep with a
+`LayoutError` wherever the two counts differ. Give them the positions of the model's token
+layout instead, through their ``index_df`` argument: `tl_index_df` builds it, and the result is
+one value per row, in the dataframe's order::
 
     df = tl_index_df(model, "layer", "pos")
     flat = patching.get_act_patch_resid_pre(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -86,32 +87,69 @@ def _check_flag(name: str, value: Any) -> bool:
     return value
 
 
+_POSITION_AXES = {"pos", "src_pos", "dest_pos"}  # TransformerLens's position axis names
+
+
 def _guard_tl_patching(name: Any, hook: Callable) -> Callable:
     """``hook`` as it is, unless it is one of TransformerLens's patching helpers' hooks (a
     ``functools.partial`` of their ``patching_hook`` with the row's ``index``): then the same
-    hook, with an out-of-range position turned from a bare ``IndexError`` into a `LayoutError`
-    that says why and what to pass instead."""
+    hook, refusing with a `LayoutError` a sweep over positions that TransformerLens counted
+    from the input's last axis (time samples for signals, not tokens: `_counted_positions`),
+    which indexes past the last token or silently leaves tokens out, and turning an
+    out-of-range position from a bare ``IndexError`` into the same advice."""
     func = getattr(hook, "func", None)
     if not isinstance(hook, functools.partial) or getattr(func, "__module__", "") != TL_PATCHING:
         return hook
     index = hook.keywords.get("index")
+    advice = (
+        "Its position-indexed helpers (get_act_patch_resid_pre and the other *_by_pos ones) "
+        "take positions from the input's last axis, which for signals is time samples, not "
+        "tokens: pass index_df=emg_lens.inspect.tl_index_df(model, 'layer', 'pos') (the axes "
+        "the helper iterates, e.g. 'layer', 'pos', 'head_index') and index_axis_names=None"
+    )
 
     def guarded(activation: torch.Tensor, *, hook: Any) -> Any:
+        axis = token_axis(str(name))
+        counted = _counted_positions()
+        if axis is not None and counted is not None and counted != activation.shape[axis]:
+            tokens = activation.shape[axis]
+            wrong = "index past the last token" if counted > tokens else "leave tokens out"
+            raise LayoutError(
+                f"TransformerLens's patching helper sweeps {counted} positions of {name}, "
+                f"counted from the input's last axis, but the model has {tokens} tokens: it "
+                f"would {wrong}. " + advice
+            )
         try:
             return original(activation, hook=hook)
         except IndexError as exc:
             raise LayoutError(
                 f"TransformerLens's patching helper indexed {name} (shape "
                 f"{list(activation.shape)}: [batch, token, ...]) at {index}, a position it does "
-                f"not have ({exc}). Its position-indexed helpers (get_act_patch_resid_pre and "
-                "the other *_by_pos ones) take positions from the input's last axis, which for "
-                "signals is time samples, not tokens: pass "
-                "index_df=emg_lens.inspect.tl_index_df(model, 'layer', 'pos') (the axes the "
-                "helper iterates, e.g. 'layer', 'pos', 'head_index') and index_axis_names=None"
+                f"not have ({exc}). " + advice
             ) from exc
 
     original = hook
     return guarded
+
+
+def _counted_positions() -> int | None:
+    """How many positions the running TransformerLens patching sweep iterates, where it
+    counted them itself: ``generic_activation_patch`` given ``index_axis_names`` with a
+    position axis takes ``corrupted_tokens.shape[-1]`` (read from its frame: the hook sees one
+    row of the sweep, not how the sweep was made). None where the sweep has no position axis,
+    or was given ``index_df`` (`emg_lens.inspect.tl_index_df`)."""
+    frame = sys._getframe(1)
+    while frame is not None and not (
+        frame.f_code.co_name == "generic_activation_patch"
+        and frame.f_globals.get("__name__") == TL_PATCHING
+    ):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    names, tokens = frame.f_locals.get("index_axis_names"), frame.f_locals.get("corrupted_tokens")
+    if not names or not _POSITION_AXES & set(names) or not hasattr(tokens, "shape"):
+        return None
+    return int(tokens.shape[-1])
 
 
 class HookSurface:

@@ -153,6 +153,26 @@ def test_transformer_lens_position_helpers_called_plainly_point_to_tl_index_df()
     assert not any(hp.fwd_hooks for hp in model.hook_dict.values())
 
 
+@pytest.mark.parametrize(
+    "helper", ["get_act_patch_resid_pre", "get_act_patch_attn_head_out_by_pos"]
+)
+def test_a_window_shorter_than_the_tokens_is_refused_not_swept_in_part(helper):
+    # 4 samples, 7 tokens: called plainly, TL's helper would sweep positions 0-3 and return a
+    # complete-looking table that never patched tokens 4-6
+    model = tiny_isonet(perturb=True, init_range=0.5, n_samples=4)
+    clean, corrupted = _pair(model)
+    _, clean_cache = model.run_with_cache(clean)
+    assert corrupted.shape[-1] < model.layout.n_tokens
+    with pytest.raises(LayoutError, match=r"sweeps 4 positions .* 7 tokens.*leave tokens out"):
+        getattr(tl_patching, helper)(model, corrupted, clean_cache, _logit0)
+    axes = ("layer", "pos") if helper.endswith("pre") else ("layer", "pos", "head")
+    flat = getattr(tl_patching, helper)(
+        model, corrupted, clean_cache, _logit0, index_axis_names=None,
+        index_df=tl_index_df(model, *axes),
+    )  # fmt: skip
+    assert flat.shape == (model.cfg.n_layers * 7 * (1 if len(axes) == 2 else model.cfg.n_heads),)
+
+
 def test_patching_a_silent_head_changes_nothing():
     model = _isonet()
     with torch.no_grad():
