@@ -35,7 +35,9 @@ score is divided by ``attn_scale`` (``sqrt(d_head)``) and queries and keys are r
 model rotates by token, as ``hook_attn_scores`` is computed. For layer 0 the tables are
 therefore exactly what the model computes on a zero signal. This is the *direct path*
 (embedding -> head): for a layer above 0 it ignores whatever earlier layers wrote into the
-stream.
+stream. It is not TransformerLens's "full QK circuit" ``E @ QK @ E^T`` (no norm, no biases, no
+scale; `model.QK` is its `FactoredMatrix`, as HookedTransformer's), nor its ``E @ OV @ W_U``:
+these tables are what the model itself scores and writes.
 
 An OV entry is ``(ln1(e) @ W_V[h] + b_V[h]) @ W_O[h]`` read by the class direction of the
 unembedding ``return_type`` names (TransformerLens's ``W_U``), through ``ln_final``'s linear

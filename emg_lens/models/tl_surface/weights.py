@@ -6,7 +6,9 @@ stacked over layers (``W_Q`` ... ``b_out``), each head's QK and OV circuits as
 `transformer_lens.FactoredMatrix`, every pair of heads' composition scores
 (``all_composition_scores``), the learned positions ``W_pos``, and the classifier read as an
 unembedding (``W_U``, ``b_U``, ``tokens_to_residual_directions``), so TransformerLens's own
-``cache.logit_attrs``, ``cache.logit_lens`` and ``SVDInterpreter`` work on a class. Beside
+``cache.logit_attrs`` and ``cache.logit_lens`` work on a class, and ``SVDInterpreter`` once
+``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays TransformerLens's unset -1 in
+`EncoderConfig`, whose every field is part of a model's digest). Beside
 them, two readings emg_lens's tools take from the weights: `readout_map` (the classifier as a
 linear map of the final stream, per position) and `data_free_tokens` (each token's embedding
 without data). It is a mixin of `emg_lens.models.base.HookedEncoder`, which supplies ``cfg``,
