@@ -102,8 +102,9 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--per-subject",
         action="store_true",
-        help="one classifier per subject (train/test repetitions 1 3 4 6 / 2 5), saved as "
-        "OUT/subject_<N>/ for `emg-lens study run --models OUT`",
+        help="one classifier per subject (train/test repetitions: the split the --windows store "
+        "was built with; 1 3 4 6 / 2 5 for synthetic windows), saved as OUT/subject_<N>/ for "
+        "`emg-lens study run --models OUT`",
     )
     p.add_argument("--subjects", nargs="+", type=int, help="--per-subject: these subjects")
     p.set_defaults(func=cmd_finetune)
@@ -374,7 +375,10 @@ def _finetune_per_subject(args: argparse.Namespace, recipe: Any, origin: str) ->
     )
     if is_main_process():
         mode = "linear probe" if args.linear_probe else "fine-tuning"
-        print(f"TinyMyo {mode} per subject from {origin} ({source['dataset']})")
+        print(
+            f"TinyMyo {mode} per subject from {origin} ({source['dataset']}; train repetitions "
+            f"{source['train_repetitions']}, test {source['test_repetitions']})"
+        )
         columns = ["subject", "n_train", "n_test", "chance", "val_accuracy", "test_accuracy"]
         print_table(rows, [*columns, "baseline_accuracy"])
         print(f"wrote {len(rows)} checkpoints to {args.out} (emg-lens study run ... --models)")

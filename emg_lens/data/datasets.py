@@ -226,22 +226,60 @@ def _normalised(data: SubjectData) -> SubjectData:
 def windows_source(
     path: str | Path,
     *,
-    train_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["train_repetitions"],
-    test_repetitions: tuple[int, ...] = SPLIT_REPETITIONS["test_repetitions"],
+    train_repetitions: tuple[int, ...] | None = None,
+    test_repetitions: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """A data source over an HDF5 window store (`emg_lens.data.windows.store`, e.g. written by
     ``emg-lens windows``): a subject's labelled windows, split by the repetition at their
     centre. The store is read as it is (its own normalisation); rest windows have repetition 0
     and so belong to neither part unless 0 is listed.
 
-    >>> windows_source("/data/db5.h5", test_repetitions=(5,))["test_repetitions"]
+    The repetitions not given are those the store was built with (its ``repetition_split``:
+    the thesis's split for DB6 and DB7, NinaPro's 1 3 4 6 / 2 5 otherwise, or the builder's
+    ``--train-repetitions``), or NinaPro's for a store that records none. A z-scored store's
+    statistics were fitted on its training repetitions, so a test repetition among them is an
+    `ArgumentError` (its windows were normalised with their own statistics), and a z-scored
+    store that does not record them is warned of.
+
+    >>> import tempfile
+    >>> from emg_lens.data.recording import Recording
+    >>> from emg_lens.data.windows.store import write_window_store
+    >>> rec = Recording(1, {"emg": np.ones((2000, 4))}, 2000.0, np.ones(2000), np.ones(2000))
+    >>> built = {"train_repetitions": [1, 2, 3, 4], "test_repetitions": [6]}
+    >>> path = write_window_store(Path(tempfile.mkdtemp()) / "w.h5", [rec], progress=False,
+    ...                           repetition_split=built)
+    >>> windows_source(path)["train_repetitions"], windows_source(path)["test_repetitions"]
+    ([1, 2, 3, 4], [6])
+    >>> windows_source(path, test_repetitions=(5,))["test_repetitions"]
     [5]
     """
-    return {
-        "dataset": "windows",
-        "path": str(Path(path).resolve()),
-        **split_repetitions(train_repetitions, test_repetitions),
-    }
+    from emg_lens.data.windows.store import WindowStore
+
+    meta = WindowStore(path).meta
+    built = meta.get("repetition_split")
+    default = built or SPLIT_REPETITIONS
+    split = split_repetitions(
+        default["train_repetitions"] if train_repetitions is None else train_repetitions,
+        default["test_repetitions"] if test_repetitions is None else test_repetitions,
+    )
+    if meta.get("scaler") is not None:
+        if built is None:
+            warnings.warn(
+                f"{path} is z-scored but does not record the repetitions its z-score was "
+                "fitted on (it was written before emg_lens recorded them), so nothing shows "
+                f"that its test repetitions {split['test_repetitions']} were not among them: "
+                "rebuild it with `emg-lens windows` to have this checked",
+                stacklevel=2,
+            )
+        elif seen := sorted(set(split["test_repetitions"]) & set(built["train_repetitions"])):
+            raise ArgumentError(
+                f"test repetitions {seen} of {path} are among the repetitions "
+                f"{built['train_repetitions']} its z-score was fitted on, so their windows were "
+                "normalised with their own statistics: test on the repetitions it held out "
+                f"({built['test_repetitions']}), or rebuild it with --train-repetitions that "
+                "leave them out"
+            )
+    return {"dataset": "windows", "path": str(Path(path).resolve()), **split}
 
 
 def synthetic_windows_source(

@@ -229,6 +229,7 @@ def build_window_store(
         scaler=scaler,
         compression=compression,
         progress=progress,
+        repetition_split=repetitions if labeled else None,
     )
 
 

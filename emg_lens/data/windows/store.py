@@ -98,6 +98,7 @@ def write_window_store(
     progress: bool = True,
     splits: dict[str, list[int]] | None = None,
     target_names: list[str] | None = None,
+    repetition_split: dict[str, list[int]] | None = None,
 ) -> Path:
     """Write the windows of ``source`` to an HDF5 window store at ``path``.
 
@@ -111,7 +112,9 @@ def write_window_store(
     also holds ``targets`` float32 ``[N, time, output]`` and the attributes ``task =
     "regression"`` and ``target_names``. ``splits`` (split name -> the ``repetition`` codes
     of its windows, e.g. ``{"train": [1], "val": [2], "test": [3]}``) is stored as the
-    attribute ``splits``.
+    attribute ``splits``; ``repetition_split`` (`split_repetitions`' dict: the repetitions a
+    z-score was fitted on and those held out) as ``repetition_split``, which `windows_source`
+    splits by and checks a fine-tuning's test repetitions against.
 
     The file holds ``windows`` float32 ``[N, C, T]`` (one chunk per window, optionally
     ``compression="gzip"`` or ``"lzf"``), ``labels`` int64 ``[N]`` (-1: unlabelled),
@@ -191,8 +194,9 @@ def write_window_store(
                     "sessions": json.dumps(sessions),
                 }
             )
-            if splits is not None:
-                f.attrs["splits"] = json.dumps({k: list(map(int, v)) for k, v in splits.items()})
+            for name, value in (("splits", splits), ("repetition_split", repetition_split)):
+                if value is not None:
+                    f.attrs[name] = json.dumps({k: list(map(int, v)) for k, v in value.items()})
             if targets is not None:
                 f.attrs.update({"task": "regression", "target_names": json.dumps(target_names)})
             f.attrs["complete"] = True  # last: a store without it was never finished
@@ -433,9 +437,8 @@ class WindowStore(torch.utils.data.Dataset):
 def _decode_attr(name: str, value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
-    if name in ("preprocess", "scaler", "sessions", "splits", "target_names") and isinstance(
-        value, str
-    ):
+    decoded = ("preprocess", "scaler", "sessions", "splits", "repetition_split", "target_names")
+    if name in decoded and isinstance(value, str):
         return json.loads(value)
     return value.item() if isinstance(value, np.generic) else value
 

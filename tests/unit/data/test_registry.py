@@ -222,3 +222,29 @@ def test_a_window_source_is_not_a_recording_dataset():
     with pytest.raises(ArgumentError, match="got 'synthetic-windows'"):
         load_recording(source, 1)
     assert np.array_equal(available_subjects(source), [1, 2])
+
+
+def test_a_window_store_is_split_as_built_and_never_tested_on_its_zscore_fit(tmp_path):
+    """A store records the repetitions its z-score was fitted on and those it held out; a
+    window source splits it that way unless told otherwise, and refuses test repetitions the
+    z-score saw (their windows were normalised with their own statistics)."""
+    import h5py
+
+    store = build_window_store(
+        "synthetic",
+        tmp_path / "w.h5",
+        synthetic=EMG_ONLY,
+        preprocess=TinyMyoPreprocess(window=200, step=100),
+        train_repetitions=(1, 2, 3, 4),
+        test_repetitions=(6,),
+        progress=False,
+    )
+    source = windows_source(store)
+    assert (source["train_repetitions"], source["test_repetitions"]) == ([1, 2, 3, 4], [6])
+    with pytest.raises(ArgumentError, match=r"test repetitions \[2\] .* z-score was fitted on"):
+        windows_source(store, train_repetitions=(1, 3, 4, 6), test_repetitions=(2, 5))
+    assert windows_source(store, test_repetitions=(5,))["test_repetitions"] == [5]
+    with h5py.File(store, "a") as f:  # as a store written before the split was recorded
+        del f.attrs["repetition_split"]
+    with pytest.warns(UserWarning, match="does not record the repetitions its z-score"):
+        assert windows_source(store)["test_repetitions"] == [2, 5]
