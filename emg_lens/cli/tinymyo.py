@@ -25,6 +25,7 @@ BIOFOUNDATION_WINDOW, BIOFOUNDATION_HEADS = 1000, 3
 # The published TinyMyo's input: 16 sEMG channels (two Myo armbands) x 1000 samples.
 PUBLISHED_CHANNELS = 16
 # pretrain's synthetic windows by --preset: (channels, samples); tinymyo: the published shape.
+_KEPT = {"loss": "lowest validation loss", "accuracy": "highest validation accuracy"}
 SYNTHETIC_SHAPE = {"small": (12, 100), "tinymyo": (PUBLISHED_CHANNELS, BIOFOUNDATION_WINDOW)}
 
 
@@ -95,6 +96,13 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--n-classes", type=int, help="default: from the labels")
     p.add_argument("--patience", type=int, default=7, help="early-stopping epochs")
+    p.add_argument(
+        "--monitor",
+        default="loss",
+        choices=["loss", "accuracy"],
+        help="the validation score early stopping and the kept epoch follow: the lowest loss "
+        "(BioFoundation's val_loss, default) or the highest accuracy",
+    )
     p.add_argument("--linear-probe", action="store_true", help="freeze the encoder")
     p.add_argument(
         "--loss", default="l1", choices=["l1", "mse"], help="regression stores (NinaPro DB8)"
@@ -317,7 +325,10 @@ def cmd_finetune(args: argparse.Namespace):
     args.channels = shape[0] if args.channels is None else args.channels
     args.window = shape[1] if args.window is None else args.window
     recipe = FinetuneConfig(
-        **_recipe_options(args), patience=args.patience, linear_probe=args.linear_probe
+        **_recipe_options(args),
+        patience=args.patience,
+        monitor=args.monitor,
+        linear_probe=args.linear_probe,
     )
     if args.windows and _has_splits(args.windows):
         return _finetune_on_splits(args, recipe, origin)
@@ -341,14 +352,16 @@ def cmd_finetune(args: argparse.Namespace):
         mode = "linear probe" if args.linear_probe else "fine-tuning"
         print(f"TinyMyo {mode} from {origin}: {len(train)} windows, {len(val)} held out")
         rows = [
-            {"epoch": i + 1, "train_loss": loss, "val_accuracy": acc}
-            for i, (loss, acc) in enumerate(zip(history.epoch_loss, history.val_accuracy))
+            {"epoch": i + 1, "train_loss": loss, "val_loss": val_loss, "val_accuracy": acc}
+            for i, (loss, val_loss, acc) in enumerate(
+                zip(history.epoch_loss, history.val_loss, history.val_accuracy)
+            )
         ]
-        print_table(rows, ["epoch", "train_loss", "val_accuracy"], ".4f")
+        print_table(rows, ["epoch", "train_loss", "val_loss", "val_accuracy"], ".4f")
         best = history.val_accuracy[history.best_epoch]
         print(
-            f"kept epoch {history.best_epoch + 1}: validation accuracy {best:.3f} "
-            f"(chance {1 / n_classes:.3f}); wrote {args.out}"
+            f"kept epoch {history.best_epoch + 1} (the {_KEPT[recipe.monitor]}): validation "
+            f"accuracy {best:.3f} (chance {1 / n_classes:.3f}); wrote {args.out}"
         )
     return model, history
 

@@ -10,7 +10,8 @@ the rest.
   `evaluate_masked_loss`);
 - `emg_lens.train.finetune`: TinyMyo fine-tuning and linear probing from a pretrained
   checkpoint (`FinetuneConfig`, `FinetuneHistory`, `FinetuneResult`, `finetune`,
-  `classifier_from_pretrained`, `dataset_accuracy`), and the parts the other recipes share;
+  `classifier_from_pretrained`, `dataset_accuracy`, `dataset_scores`), and the parts the other
+  recipes share;
 - `emg_lens.train.regression`: the same recipe with the regression head, for NinaPro DB8's
   stores (`finetune_regression`, `RegressionHistory`, `dataset_mae`, `mean_baseline_mae`);
 - `emg_lens.train.per_subject`: one classifier per subject, saved for studies
@@ -36,6 +37,7 @@ from emg_lens.train.finetune import (
     FinetuneResult,
     classifier_from_pretrained,
     dataset_accuracy,
+    dataset_scores,
     finetune,
 )
 from emg_lens.train.inputs import SyntheticWindows, synthetic_windows, window_dataset
@@ -88,6 +90,7 @@ __all__ = [
     "classifier_from_pretrained",
     "dataset_accuracy",
     "dataset_mae",
+    "dataset_scores",
     "distributed_run",
     "dual_head_loss",
     "evaluate_masked_loss",

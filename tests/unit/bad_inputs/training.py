@@ -124,6 +124,14 @@ def _finetune_regression_diverges(tmp: Path):
     return finetune_regression(model, (X, Y), _finetune_cfg(), out=tmp / "ft")
 
 
+def _finetune_regression_on_accuracy(tmp: Path):
+    model = _tinymyo()
+    X, _ = _windows(model)
+    Y = np.zeros((len(X), 40, 3), np.float32)
+    cfg = FinetuneConfig(epochs=1, warmup_epochs=0, monitor="accuracy", progress=False)
+    return finetune_regression(model, (X, Y), cfg, val_data=(X, Y))
+
+
 def _training_study(tmp: Path, train: dict) -> Any:
     spec = {
         "kind": "training",
@@ -245,6 +253,12 @@ HYPER_PARAMETERS = [
         _finetune_regression_diverges,
         TrainingDivergedError,
         "finetune",
+    ),
+    (
+        "finetune_regression monitor = accuracy",
+        _finetune_regression_on_accuracy,
+        ArgumentError,
+        "a regression has no accuracy",
     ),
     (
         "training study diverges",

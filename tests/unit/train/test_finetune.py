@@ -19,6 +19,7 @@ from emg_lens.train import (
     FinetuneConfig,
     classifier_from_pretrained,
     dataset_accuracy,
+    dataset_scores,
     finetune,
     layerwise_param_groups,
     warmup_cosine_lr,
@@ -132,9 +133,9 @@ def test_finetuning_from_the_pretrained_checkpoint_beats_chance(pretrained, tmp_
     )
     chance = 1 / windows.n_classes
     assert max(history.val_accuracy) > 2 * chance
-    # The best epoch's weights were kept, not the last epoch's.
-    assert dataset_accuracy(model, val) == max(history.val_accuracy)
-    assert history.val_accuracy[history.best_epoch] == max(history.val_accuracy)
+    # The weights of the epoch with the lowest validation loss were kept, not the last one's.
+    assert history.val_loss[history.best_epoch] == min(history.val_loss)
+    assert dataset_accuracy(model, val) == history.val_accuracy[history.best_epoch]
     saved = load_checkpoint(tmp_path / "finetuned")
     assert saved.task == "classification" and saved.cfg.n_classes == windows.n_classes
     meta = read_checkpoint_info(tmp_path / "finetuned")["metadata"]
@@ -188,6 +189,7 @@ def test_finetuning_refuses_unlabeled_windows_and_other_models(tmp_path):
         ({"drop_path": 1.0}, "drop_path"),
         ({"epochs": 3, "warmup_epochs": 3}, "warmup_epochs"),
         ({"min_lr": 1.0}, "min_lr"),
+        ({"monitor": "f1"}, "monitor"),
     ],
 )
 def test_bad_finetune_config_names_the_field(overrides, field):
@@ -199,6 +201,30 @@ def test_finetune_defaults_are_the_published_recipe():
     cfg = FinetuneConfig()
     assert (cfg.epochs, cfg.lr, cfg.min_lr, cfg.warmup_epochs) == (50, 5e-4, 1e-5, 5)
     assert (cfg.layer_decay, cfg.label_smoothing, cfg.linear_probe) == (0.9, 0.1, False)
+    assert (cfg.patience, cfg.monitor) == (7, "loss")  # BioFoundation's val_loss callbacks
+
+
+@pytest.mark.parametrize("monitor", ["loss", "accuracy"])
+def test_the_kept_epoch_is_the_best_by_the_monitored_validation_score(monitor):
+    """Early stopping and the kept weights follow ``monitor``: the lowest validation loss (the
+    training's label-smoothed cross-entropy, BioFoundation's ``val_loss``) or the highest
+    accuracy; both are recorded every epoch, and the model returned scores as its kept epoch."""
+    source = small_tinymyo(2, 40)
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.randn(48, 2, 40, generator=gen), np.arange(48) % 3
+    X[:, 0] += torch.as_tensor(y, dtype=torch.float32)[:, None]
+    train, val = (X[:32], y[:32]), (X[32:], y[32:])
+    cfg = quick(epochs=6, monitor=monitor, label_smoothing=0.1)
+    model, history = finetune(source, train, cfg, n_classes=3, val_data=val)
+    assert len(history.val_loss) == len(history.val_accuracy) == len(history.epoch_loss)
+    scores = history.val_loss if monitor == "loss" else history.val_accuracy
+    best = min(scores) if monitor == "loss" else max(scores)
+    assert scores[history.best_epoch] == best
+    assert scores.index(best) == history.best_epoch  # the first epoch reaching it
+    accuracy, loss = dataset_scores(model, val, label_smoothing=0.1)
+    assert (accuracy, loss) == pytest.approx(
+        (history.val_accuracy[history.best_epoch], history.val_loss[history.best_epoch])
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
