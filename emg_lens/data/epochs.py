@@ -17,11 +17,13 @@ attributes (``get_data``, ``events``, ``event_id``, ``ch_names``, ``get_channel_
   epochs, one recording) is read the same way. Epochs without it are each their own trial,
   as are ``create_fixed_length_windows``' windows, which record none.
 - Positions from the montage in ``info`` are drawn on the topographic map as MNE draws them by
-  default: directions from the head frame's origin (MNE's default sphere; for positions in
-  another frame, the centre of a sphere fitted to them), projected azimuthally about the
-  vertex (`emg_lens.geometry.ten_twenty.project`), into a ``"scalp"`` part of a `Montage`.
-  Real electrodes sit lower on the head than the idealised 10-20 sphere puts them (the head
-  frame's origin lies between the ears), so the 10 % row is drawn near radius 1, not 0.8.
+  default (``mne.viz.plot_topomap``'s ``sphere=None``): each direction from the head frame's
+  origin projected azimuthally about the vertex (`emg_lens.geometry.ten_twenty.project`), at
+  its polar angle times the electrode's distance from the origin over MNE's head radius of
+  0.095 m (for positions in another frame: about a sphere fitted to them, over its radius),
+  into a ``"scalp"`` part of a `Montage`. Real electrodes sit lower and wider on the head than
+  the idealised 10-20 sphere puts them (the head frame's origin lies between the ears), so the
+  10 % row is drawn near radius 1 (Fpz of MNE's ``standard_1020`` at 1.08), not 0.8.
 """
 
 from __future__ import annotations
@@ -62,18 +64,25 @@ class EpochArrays:
     trials: np.ndarray | None = None
 
 
-def _fit_sphere(points: np.ndarray) -> np.ndarray:
-    """The centre of the sphere closest to ``points`` (least squares: |p|^2 = 2 p.c + k)."""
+HEAD_RADIUS = 0.095
+"""MNE's head radius in metres (``mne.defaults.HEAD_SIZE_DEFAULT``): its topomaps' unit circle."""
+
+
+def _fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """The centre and radius of the sphere closest to ``points`` (least squares: |p|^2 =
+    2 p.c + k, so r^2 = k + |c|^2)."""
     A = np.c_[2 * points, np.ones(len(points))]
     solution, *_ = np.linalg.lstsq(A, (points**2).sum(axis=1), rcond=None)
-    return solution[:3]
+    centre = solution[:3]
+    return centre, float(np.sqrt(max(solution[3] + centre @ centre, 0.0)))
 
 
 def scalp_placement(
     names: list[str], positions: dict[str, Any], frame: str = "head"
 ) -> Montage | None:
-    """The channels' positions (any unit; in MNE's ``frame``) on a topographic map; None when
-    any channel lacks one, or when fewer than four outside the head frame (no sphere fits).
+    """The channels' positions (in MNE's ``frame``: metres in the head frame, any unit in
+    another) on a topographic map, as MNE draws them (the module docstring); None when any
+    channel lacks one, or when fewer than four outside the head frame (no sphere fits).
 
     >>> import math
     >>> pos = {n: (math.sin(t), 0.0, math.cos(t)) for n, t in zip("abcd", (0, 0.5, 1, 1.5))}
@@ -87,18 +96,22 @@ def scalp_placement(
         return None
     points = np.stack(xyz)
     if frame == "head":
-        centre = np.zeros(3)
+        centre, radius = np.zeros(3), HEAD_RADIUS
     elif len(names) >= 4:
-        centre = _fit_sphere(points)
+        centre, radius = _fit_sphere(points)
     else:
         return None
     units = points - centre
-    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    distance = np.linalg.norm(units, axis=1)
+    units /= distance[:, None]
     part = Part(
         "scalp",
         "scalp",
         tuple(range(len(names))),
-        tuple(project(tuple(u)) for u in units),
+        tuple(
+            tuple(float(v * d / radius) for v in project(tuple(u)))
+            for u, d in zip(units, distance, strict=True)
+        ),
         "topographic map (vertex at 0, the head frame's equator at 1)",
         labels=tuple(names),
     )

@@ -71,11 +71,11 @@ def test_mne_standard_montages_get_the_left_right_mirror_by_name(kind, subset):
     for left, right in PAIRS:
         if left in at and right in at:
             assert mirror[at[left]] == at[right] and mirror[at[right]] == at[left], left
-    # every electrode lands near its mirrored position as MNE places it (not exactly: MNE's
-    # positions are those of a real head, up to 0.042 of the head's radius off)
+    # every electrode lands near its mirrored position as MNE draws it (not exactly: MNE's
+    # positions are those of a real head, up to 0.061 of the head's radius off)
     xy = np.asarray(part.xy)
     off = np.linalg.norm(xy[list(mirror)] * [-1, 1] - xy, axis=1)
-    assert off.max() < 0.05
+    assert off.max() < 0.07
     assert sorted(mirror) == list(range(len(labels)))
 
 
