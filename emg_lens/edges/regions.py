@@ -36,8 +36,8 @@ The boundary cases, decided here:
 A name is read case-insensitively (``FP1``, ``cz``), after dropping an ``EEG`` prefix, a
 reference suffix (``-REF``, ``-LE``, ``-AR``, ``-AVG``, ``-A1``, ``-A2``, ``-M1``, ``-M2``) and
 trailing dots, as EDF files write them (``EEG FP1-REF``, ``Cz..``). Anything else, a bipolar
-pair (``Fp1-F7``) or the 10-5 names (``FFC1h``) included, is refused with
-`UnplacedChannelError`.
+pair (``Fp1-F7``), the 10-5 names (``FFC1h``) and names of no 10-10 position (``C7``, often the
+seventh cervical vertebra; ``TZ``; ``O5``) included, is refused with `UnplacedChannelError`.
 
 >>> place("C3"), place("T5"), place("EEG FZ-REF")
 (('central', 'left'), ('temporal', 'left'), ('frontal', 'midline'))
@@ -51,7 +51,7 @@ import re
 from collections.abc import Sequence
 
 from emg_lens.errors import ArgumentError
-from emg_lens.geometry.ten_twenty import standard_name, unplaced_channel
+from emg_lens.geometry.ten_twenty import has_position, standard_name, unplaced_channel
 
 __all__ = [
     "HEMISPHERES",
@@ -125,7 +125,7 @@ def place(name: str) -> tuple[str, str]:
     if text in _SINGLE:
         return _SINGLE[text]
     match = _NAME_RE.fullmatch(text)
-    if match is None:
+    if match is None or not has_position(text):  # C7, TZ, O5: no 10-10 name
         raise unplaced_channel(
             name,
             "scalp region",

@@ -34,7 +34,14 @@ import numpy as np
 
 from emg_lens.errors import UnplacedChannelError
 
-__all__ = ["project", "scalp_position", "scalp_xy", "standard_name", "unplaced_channel"]
+__all__ = [
+    "has_position",
+    "project",
+    "scalp_position",
+    "scalp_xy",
+    "standard_name",
+    "unplaced_channel",
+]
 
 _OLD_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}  # 10-20 -> 10-10 (ACNS)
 _REFERENCES = ("REF", "LE", "AR", "AVG", "A1", "A2", "M1", "M2")
@@ -112,8 +119,11 @@ def _position(name: str) -> tuple[float, float, float] | None:
     """The unit-sphere position of a standard name, or None."""
     if name in ("NZ", "IZ"):
         return tuple(_midline(90.0 if name == "NZ" else -90.0))
-    if name in ("I1", "I2"):  # on the equator, below O1 and O2
-        return tuple(_unit(90.0, _ROWS["O"][1] if name == "I1" else 180.0 - _ROWS["O"][1]))
+    if name in ("I1", "I2", "O9", "O10"):  # on the equator, below O1 and O2: O9/O10 are
+        # the 10-10 names of the points the 10-5 system calls I1/I2 (MNE's standard montages
+        # place them there)
+        left = name in ("I1", "O9")
+        return tuple(_unit(90.0, _ROWS["O"][1] if left else 180.0 - _ROWS["O"][1]))
     match = _NAME_RE.fullmatch(name)
     if match is None:
         return None
@@ -137,6 +147,16 @@ def _position(name: str) -> tuple[float, float, float] | None:
     a, c = (left_end, right_end) if left else (right_end, left_end)
     steps = (7 - k) // 2 if left else (8 - k) // 2  # 7 -> 0, 5 -> 1, 3 -> 2, 1 -> 3
     return tuple(float(v) for v in _on_arc(a, _midline(midline), c, steps / 4))
+
+
+def has_position(name: str) -> bool:
+    """Whether a channel name (`standard_name` forms accepted) is one of the 10-10 system's,
+    which `scalp_position` places.
+
+    >>> has_position("EEG C3-REF"), has_position("O9"), has_position("C7"), has_position("TZ")
+    (True, True, False, False)
+    """
+    return isinstance(name, str) and _position(standard_name(name)) is not None
 
 
 def scalp_position(name: str) -> tuple[float, float, float]:

@@ -421,9 +421,35 @@ def test_region_table_places_the_10_20_montage():
     for name, lobe in boundary.items():
         assert place(name)[0] == lobe, name
     assert set(LOBES) | set(HEMISPHERES) == set(REGIONS)
+    assert place("O9") == ("occipital", "left") and place("O10") == ("occipital", "right")
 
 
-@pytest.mark.parametrize("name", ["EMG1", "Fp1-F7", "FFC1h", "C11", "X", "Cz2", ""])
+def test_o9_and_o10_sit_where_mne_places_them():
+    """O9/O10 (10-10) are the points the 10-5 system calls I1/I2: MNE's colin27_1020 (its
+    standard_1020) puts O9 exactly at colin27_1005's I1; ours sit at its spherical I1/I2."""
+    import mne
+    import numpy as np
+
+    from emg_lens.geometry.ten_twenty import scalp_position
+
+    def direction(kind, name):
+        position = mne.channels.make_standard_montage(kind).get_positions()["ch_pos"][name]
+        return position / np.linalg.norm(position)
+
+    for ours, theirs in (("O9", "I1"), ("O10", "I2")):
+        np.testing.assert_allclose(scalp_position(ours), scalp_position(theirs))
+        np.testing.assert_allclose(
+            direction("colin27_1020", ours), direction("colin27_1005", theirs), atol=1e-6
+        )
+        np.testing.assert_allclose(
+            scalp_position(ours), direction("spherical_1005", theirs), atol=1e-3
+        )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["EMG1", "Fp1-F7", "FFC1h", "C11", "X", "Cz2", "", "C7", "TZ", "FTZ", "O5", "FP3", "I4"],
+)  # C7 ... I4 match a row and a number but are no 10-10 name (C7 is a neck reference)
 def test_region_table_refuses_what_it_cannot_place(name):
     with pytest.raises(UnplacedChannelError, match=r"regions=\{") as info:
         place(name)
