@@ -26,7 +26,9 @@ model:
 
 The last four read the layout's channel names (`TokenLayout.channel_names`, a model's
 `EncoderConfig.channel_names`), so they are the scalp vocabulary of EEG models; a layout
-without names refuses them. A *region* is a set of channels named by a lobe (``frontal``,
+without names refuses them. In a layout with an ``eeg`` token group beside others (EEG and
+sEMG), a channel of another group whose name is no 10-20 / 10-10 name (``EMG1``) is in no
+region rather than refused. A *region* is a set of channels named by a lobe (``frontal``,
 ``central``, ``parietal``, ``occipital``, ``temporal``), a hemisphere (``left``, ``right``,
 ``midline``), or a channel name, or several such names joined with ``+`` (their union):
 ``between_regions(C3+C4, frontal)`` is C3 and C4 reading the frontal channels. Lobes and

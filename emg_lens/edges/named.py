@@ -110,6 +110,30 @@ def _layout_names(ctx: CompileContext, selector: EdgeSet) -> tuple[str, ...]:
     return names
 
 
+SCALP_GROUP = "eeg"
+"""The token group whose every channel a scalp region must place, where a layout has one."""
+
+
+def _on_scalp(ctx: CompileContext, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The channels a scalp region may hold: every channel, each of which must be placeable;
+    but where the layout has an ``"eeg"`` token group, the channels of its other groups only
+    where their names are 10-20 / 10-10 names (an EOG electrode at Fp1 is placed; an sEMG or
+    accelerometer channel, on no scalp, is left out rather than refused)."""
+    layout = ctx.layout
+    if SCALP_GROUP not in layout.group:
+        return names
+    eeg = {c for g, c in zip(layout.group, layout.channel, strict=True) if g == SCALP_GROUP}
+    return tuple(n for i, n in enumerate(names) if i in eeg or _placeable(n))
+
+
+def _placeable(name: str) -> bool:
+    try:
+        place(name)
+    except UnplacedChannelError:
+        return False
+    return True
+
+
 def _shown(names: tuple[str, ...]) -> str:
     return ", ".join(names[:24]) + (f", ... ({len(names) - 24} more)" if len(names) > 24 else "")
 
@@ -150,7 +174,7 @@ def _region_members(
     member = torch.zeros(len(names) + 1, dtype=torch.bool, device=ctx.device)  # [-1]: none
     for term in terms:
         if regions and term in REGIONS:
-            chosen = _placed(selector, region_channels, term, names)
+            chosen = _placed(selector, region_channels, term, _on_scalp(ctx, names))
         else:
             chosen = (_channel(term, names, selector),)
         if not chosen:
@@ -252,7 +276,10 @@ class CrossRegion(EdgeSet):
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         names = _layout_names(ctx, self)
-        lobes = _placed(self, lambda: [LOBES.index(place(n)[0]) for n in names])
+        scalp = set(_on_scalp(ctx, names))
+        lobes = _placed(
+            self, lambda: [LOBES.index(place(n)[0]) if n in scalp else -1 for n in names]
+        )
         lobe = torch.tensor([*lobes, -1], dtype=torch.long, device=ctx.device)  # [-1]: none
         lobe_q, lobe_k = lobe[ctx.channel_q], lobe[ctx.channel_k]
         return (lobe_q >= 0) & (lobe_k >= 0) & (lobe_q != lobe_k)

@@ -473,11 +473,22 @@ def test_scalp_selectors_need_names_the_layout_has():
 
 
 def test_region_selectors_name_a_channel_the_table_cannot_place():
-    layout = TokenLayout.channel_tokens({"eeg": 2, "emg": 1}, channel_names=["C3", "C4", "EMG1"])
+    # an EEG channel the table cannot place might belong to the region: refused
+    eeg = TokenLayout.channel_tokens({"eeg": 3}, channel_names=["C3", "C4", "X1"])
     for e in (within_region("central"), cross_region(), between_regions("C3", "left")):
-        with pytest.raises(UnplacedChannelError, match=r"edge set .* 'EMG1'.*regions=") as info:
-            e.compile(layout, 1)
-        assert info.value.channel == "EMG1"
+        with pytest.raises(UnplacedChannelError, match=r"edge set .* 'X1'.*regions=") as info:
+            e.compile(eeg, 1)
+        assert info.value.channel == "X1"
+    # an sEMG channel beside the EEG is on no scalp: in no region (tokens: cls, C3, C4, EMG1)
+    layout = TokenLayout.channel_tokens({"eeg": 2, "emg": 1}, channel_names=["C3", "C4", "EMG1"])
+    central = within_region("central").compile(layout, 1)[0, 1:, 1:].int().tolist()
+    assert central == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
+    assert between_regions("C3", "left").compile(layout, 1)[0, 1:, 1:].int().tolist() == [
+        [1, 0, 0],
+        [0, 0, 0],
+        [0, 0, 0],
+    ]
+    assert not cross_region().compile(layout, 1).any()  # C3 and C4: both central
     # channel names alone, and the user's own regions, need no table
     motor = within_region("motor", regions={"motor": ["C3", "C4"]})
     assert motor == within_region("C3+C4") and str(motor) == "within_region(C3+C4)"
