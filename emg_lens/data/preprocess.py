@@ -4,7 +4,9 @@ Steps, in order (each a field of `PreprocessSpec`):
 
 1. filters: 4th-order Butterworth band-pass 10–500 Hz on sEMG, low-pass 90 Hz on ACC/force
    (SOS form; zero-phase `sosfiltfilt` offline, causal `sosfilt` with ``causal=True`` for
-   streaming), optional 50 Hz notch on sEMG;
+   streaming), optional 50 Hz notch on sEMG. "4th-order" is scipy's ``butter(4, ...)``, the
+   convention of the field's code (BioFoundation's too): a band-pass of 8 poles, and applied
+   forward and backward its gain is squared, -6 dB at each cut-off (-3 dB causal);
 2. optional accelerometer magnitude per sensor (``sqrt(x² + y² + z²)``), then sEMG
    rectification;
 3. one segment per repetition: ``"transient"`` (first 0.5 s of the movement), ``"steady"``

@@ -7,9 +7,9 @@ recording, in this order:
    recording's own rate (`emg_lens.data.preprocess.filter_signals`). Where the upper cut-off
    is at or above that rate's Nyquist frequency (NinaPro DB5 at 200 Hz), it is lowered to
    ``0.45 * fs`` -- 90 Hz at 200 Hz, BioFoundation's own DB5 band -- unless ``clip_band`` is
-   False, which makes it a `ConfigError`. (Resampling first would come to the same: after
-   upsampling nothing is left above the old Nyquist frequency for a 450 Hz edge to remove;
-   filtering at the source rate is cheaper and keeps the band explicit.);
+   False, which makes it a `ConfigError`. (Resampling first and filtering at 20-450 Hz would
+   differ above 90 Hz: it keeps the 90-100 Hz band that the lowered edge attenuates, by 6 dB
+   at 90 Hz to 78 dB at 99 Hz; filtering at the source rate is BioFoundation's DB5 order.);
 2. resampling to 2 kHz with `scipy.signal.resample_poly` (rational up/down);
 3. windows of 1000 samples every 500 (50% overlap) over the whole recording; a window's label
    and repetition are those of its centre sample (-1 for unlabelled data such as emg2pose);

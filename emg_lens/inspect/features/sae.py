@@ -78,7 +78,7 @@ def fit_sae(
     (3, True)
     """
     gen = torch.Generator().manual_seed(config.seed)
-    with torch.no_grad():
+    with torch.no_grad():  # a starting point: Gao et al.'s code starts at the geometric median
         sae.b_dec.copy_(tokens.mean(dim=0))
     scale = (tokens - tokens.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-12)
     optimiser = torch.optim.Adam(sae.parameters(), lr=config.lr)
