@@ -213,6 +213,17 @@ class WeightSurface:
         n_layers, n_heads = self._stack("attn.W_Q").shape[:2]
         return [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
 
+    @property
+    def W_gate(self) -> None:
+        """None, as HookedTransformer's ``W_gate`` is for an MLP without a gate: no emg_lens
+        MLP is gated (`EncoderConfig` refuses ``gated_mlp``).
+
+        >>> from emg_lens.models import IsoNet
+        >>> IsoNet(EncoderConfig.preset("tiny")).W_gate is None
+        True
+        """
+        return None
+
     # ------------------------------------------------------------------ positions
     @property
     def W_pos(self) -> Float[torch.Tensor, "n_ctx d_model"]:
