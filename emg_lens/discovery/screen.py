@@ -499,7 +499,10 @@ def verify_candidates(
        estimate), until all of them are exact;
     3. a seeded random ``sample`` of the candidates still estimated, to bound what the
        ranking missed: ``agreement["missed_upper"]`` is a one-sided 95 % Clopper-Pearson
-       upper bound on how many unmeasured candidates have a larger drop than the ``top``-th.
+       upper bound on how many unmeasured candidates have a larger drop than the ``top``-th:
+       the bound on their share among all that were unmeasured before the draw, times their
+       number, less the ones the draw found (applied to those left after the draw alone, the
+       rate covered 90 % of the time where the draw was a large share of them).
 
     Adds ``exact``, ``exact_accuracy``, ``final``, ``final_accuracy`` and ``verified`` (why a
     row was measured: ``flagged``, ``top``, ``sample``, ``ranked`` (in the top until measured),
@@ -565,7 +568,9 @@ def verify_candidates(
         "sampled": float(len(drawn)),
         "sample_hits": float(hits),
         "missed_rate_upper": upper,
-        "missed_upper": upper * (len(unmeasured) - len(drawn)),
+        # the rate bounds the share among all the unmeasured (the draw included, which it was
+        # drawn from): at most upper * len(unmeasured) of them, of which `hits` were found
+        "missed_upper": max(0.0, upper * len(unmeasured) - hits),
     }
     if len(measured) >= 2:  # of the linearised candidates measured (none when all are exact)
         agreement["spearman_measured"] = spearman(measured["estimate"], measured["exact"])

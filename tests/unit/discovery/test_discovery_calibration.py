@@ -26,7 +26,7 @@ from emg_lens.discovery.last_layers import AttentionOutput, supports_exact_penul
 from emg_lens.discovery.screen import _clopper_pearson_upper
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
-from emg_lens.models import TinyMyo
+from emg_lens.models import IsoNet, TinyMyo
 from tests.tiny import tiny_isonet
 from tests.unit.models.converted_models import cbramod_model, torch_encoder_model
 
@@ -206,13 +206,35 @@ def test_verify_measures_the_flagged_the_top_and_a_sample():
     assert list(table["rank"]) == list(range(1, len(table) + 1))
     hits = int(v.agreement["sample_hits"])
     assert v.agreement["missed_rate_upper"] == pytest.approx(_clopper_pearson_upper(hits, 8))
-    unmeasured = (table["exact"].isna() & (table["method"] == "linear")).sum()
+    left = (table["exact"].isna() & (table["method"] == "linear")).sum()  # after the draw
     assert v.agreement["missed_upper"] == pytest.approx(
-        v.agreement["missed_rate_upper"] * unmeasured
+        max(0.0, v.agreement["missed_rate_upper"] * (left + 8) - hits)
     )
     # the same seed draws the same sample
     again = s.verify(top=5, flagged=6, sample=8, seed=1).table
     assert list(again["verified"]) == list(table["verified"])
+
+
+def test_the_miss_bound_covers_what_a_large_draw_leaves_unmeasured():
+    """A tiny mean-head model where 23 candidates are unmeasured and the draw of 10 found none
+    of the 4 that beat the top-5 threshold: the bound applied to the 13 left after the draw
+    said 3.37; on all 23 it says 5.95."""
+    model = IsoNet(EncoderConfig.preset("tiny", seed=18, init_range=0.5)).eval()
+    torch.manual_seed(18)
+    X = model.example_input(32)
+    y = model(X, return_type="avg_logits").argmax(-1)
+    s = screen(model, (X, y), return_type="avg_logits")
+    v = s.verify(top=5, seed=8)
+    passes = s.exact_passes()
+    full = passes.score({}).metric
+    table = v.table
+    threshold = float(table.loc[table["verified"] == "top", "final"].max())
+    unmeasured = table.index[(table["method"] != "exact") & table["exact"].isna()]
+    missed = sum(
+        passes.score(s.family.layer_masks([i])).metric - full < threshold for i in unmeasured
+    )
+    assert (missed, v.agreement["sample_hits"]) == (4, 0)  # the case the old bound missed
+    assert v.agreement["missed_upper"] >= missed
 
 
 def test_a_screen_exact_everywhere_has_nothing_to_verify_or_miss():
