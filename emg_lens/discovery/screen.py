@@ -166,6 +166,9 @@ class Screen:
     base: EdgeSet | None = None  # cut in every pass (see `screen`)
     estimator: str = "plain"  # how the linearised candidates were estimated (`ESTIMATORS`)
     ig_steps: int = IG_STEPS  # the path's points, with estimator "ig"
+    exact_last_layer: bool = True  # the layers computed exactly (see `screen`)
+    exact_penultimate: bool | None = None
+    verified_with: dict[str, int] = field(default_factory=dict)  # `verify`'s budgets and seed
 
     def verify(
         self,
@@ -355,6 +358,7 @@ def screen(
         (risk / n).numpy() if risk_known else np.full(len(family), np.nan)
     )
     result.base, result.estimator, result.ig_steps = base, estimator, ig_steps
+    result.exact_last_layer, result.exact_penultimate = exact_last_layer, exact_penultimate
     return result
 
 
@@ -574,7 +578,10 @@ def verify_candidates(
     }
     if len(measured) >= 2:  # of the linearised candidates measured (none when all are exact)
         agreement["spearman_measured"] = spearman(measured["estimate"], measured["exact"])
-    return dataclasses.replace(screen, table=table.sort_values("rank"), agreement=agreement)
+    verified_with = {"top": top, "flagged": flagged, "sample": sample, "seed": seed}
+    return dataclasses.replace(
+        screen, table=table.sort_values("rank"), agreement=agreement, verified_with=verified_with
+    )
 
 
 def _clopper_pearson_upper(hits: int, n: int, confidence: float = 0.95) -> float:

@@ -35,6 +35,7 @@ The result names the circuit as edge sets that parse back: ``complement`` is wha
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,7 @@ class Discovery:
     n_kept_edges: int
     screen: Screen = field(repr=False)
     method: str = "greedy"
+    keep_accuracy: bool = True  # every class's accuracy kept too (see `discover`)
 
     @property
     def n_candidates(self) -> int:
@@ -294,7 +296,8 @@ def discover(
         keep_accuracy,
         progress,
     )
-    return _result(screened, table, order, trials, full, circuit, empty, tau, method)
+    found = _result(screened, table, order, trials, full, circuit, empty, tau, method)
+    return dataclasses.replace(found, keep_accuracy=keep_accuracy)
 
 
 def _curve_row(step, n_kept, kept_edges, n_edges, score: Score, full: Score, empty: Score) -> dict:

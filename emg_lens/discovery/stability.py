@@ -44,8 +44,10 @@ def bootstrap_stability(
     found: Discovery, *, resamples: int, verify_top: int = 10, seed: int = 0
 ) -> list[float]:
     """The Jaccard index between ``found``'s circuit and the circuit the same procedure (screen
-    with ``found``'s estimator, verify ``verify_top``, discover with ``found``'s tau, metric,
-    output, family and base) finds on each of ``resamples`` bootstrap resamples of the
+    with ``found``'s estimator and exact layers, verify ``verify_top`` with the flagged and
+    sampled budgets ``found`` was verified with, discover with ``found``'s tau, method,
+    accuracy rule, metric, output, family and base) finds on each of ``resamples`` bootstrap
+    resamples of the
     held-out trials (seeded; each drawn trial brings all its windows,
     ``SubjectData.test_trials``); NaN for a resample on which cutting every candidate does
     not lower the metric (no circuit).
@@ -75,10 +77,17 @@ def bootstrap_stability(
             base=screened.base,
             estimator=screened.estimator,
             ig_steps=screened.ig_steps,
-        ).verify(top=min(verify_top, len(screened.family)))
+            exact_last_layer=screened.exact_last_layer,
+            exact_penultimate=screened.exact_penultimate,
+        ).verify(**{**screened.verified_with, "top": min(verify_top, len(screened.family))})
         try:
             circuit = discover(
-                screened.model, resampled, tau=found.tau, screened=again, method=found.method
+                screened.model,
+                resampled,
+                tau=found.tau,
+                screened=again,
+                method=found.method,
+                keep_accuracy=found.keep_accuracy,
             )
         except NoCircuitError:  # on these windows cutting everything costs nothing
             out.append(float("nan"))
