@@ -15,6 +15,7 @@ per-subject finding, not a model family's.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from itertools import combinations
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.data.preprocess import SubjectData
+from emg_lens.data.trials import trial_unit
 from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import Discovery, NoCircuitError, discover
 from emg_lens.errors import ArgumentError
@@ -47,17 +49,21 @@ def bootstrap_stability(
     with ``found``'s estimator and exact layers, verify ``verify_top`` with the flagged and
     sampled budgets ``found`` was verified with, discover with ``found``'s tau, method,
     accuracy rule, metric, output, family and base) finds on each of ``resamples`` bootstrap
-    resamples of the
-    held-out trials (seeded; each drawn trial brings all its windows,
-    ``SubjectData.test_trials``); NaN for a resample on which cutting every candidate does
-    not lower the metric (no circuit).
+    resamples of the held-out trials (seeded; each drawn trial brings all its windows,
+    ``SubjectData.test_trials``; windows without trials, such as ``(X, y)``, are each their
+    own, and a warning says so); NaN for a resample on which cutting every candidate does not
+    lower the metric (no circuit).
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
-    >>> X = model.example_input(32)
+    >>> X = model.example_input(32)  # (X, y): windows without trials
     >>> found = discover(model, (X, model(X).argmax(-1)), tau=0.1)
-    >>> values = bootstrap_stability(found, resamples=2, verify_top=3)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     values = bootstrap_stability(found, resamples=2, verify_top=3)
+    >>> str(caught[0].message)[:50]
+    'the windows carry no trials (each is its own: (X, '
     >>> len(values), all(0 <= v <= 1 for v in values)
     (2, True)
     """
@@ -65,6 +71,15 @@ def bootstrap_stability(
         raise ArgumentError(f"resamples must be an int >= 0, got {resamples!r}")
     screened = found.screen
     subject, rng = screened.data, np.random.default_rng(seed)
+    if resamples and trial_unit(subject.meta) == "window":
+        warnings.warn(
+            "the windows carry no trials (each is its own: (X, y) data, or trial_unit "
+            "'window'), so the bootstrap resamples single windows: overlapping windows of one "
+            "recorded trial would make the circuit look more stable than it is. Give a "
+            "SubjectData with repetitions, or record the trials (emg_lens.data.trials."
+            "record_trials)",
+            stacklevel=2,
+        )
     out = []
     for _ in range(resamples):
         resampled = resample_trials(subject, rng)

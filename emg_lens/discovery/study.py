@@ -272,7 +272,8 @@ class DiscoveryStudyResult(StudyOutput):
             f"Circuits agree between subjects with a mean Jaccard index of {pairs.mean():.2f} "
             f"(min {pairs.min():.2f}, {len(pairs)} pairs; `stability.csv`); "
             "`stability_jaccard` is each subject's agreement with its circuits on bootstrap "
-            f"resamples of its windows ({self.spec.resamples} resamples).\n\n"
+            f"resamples of its held-out trials, each with all its windows ({self.spec.resamples} "
+            "resamples).\n\n"
             if len(pairs)
             else ""
         )

@@ -318,7 +318,8 @@ def test_a_discovery_study_reports_stability_within_and_across_subjects(tmp_path
             y = model(X).argmax(-1)
         subjects[s] = (model, as_subject_data(model, (X.numpy(), y.numpy())))
     spec = {"kind": "discovery", "name": "t", "models": "x", "tau": 0.2, "verify_top": 3}
-    result = run_discovery({**spec, "resamples": 2}, models=subjects, out_dir=tmp_path)
+    with pytest.warns(UserWarning, match="carry no trials"):  # (X, y): each window a trial
+        result = run_discovery({**spec, "resamples": 2}, models=subjects, out_dir=tmp_path)
     circuits = result.circuits.set_index("subject")
     assert ((circuits["stability_jaccard"] >= 0) & (circuits["stability_jaccard"] <= 1)).all()
     assert (circuits["resamples"] == 2).all() and (circuits["classes_lost"] == "").all()
@@ -461,4 +462,5 @@ def test_the_bootstrap_reruns_the_procedure_that_found_the_circuit(
     )
     found = discover(model, (X, y), tau=0.2, screened=screened, keep_accuracy=keep_accuracy)
     monkeypatch.setattr(stability, "resample_trials", lambda subject, rng: subject)
-    assert stability.bootstrap_stability(found, resamples=1, verify_top=10) == [1.0]
+    with pytest.warns(UserWarning, match="carry no trials .* resamples single windows"):
+        assert stability.bootstrap_stability(found, resamples=1, verify_top=10) == [1.0]
