@@ -497,5 +497,10 @@ def source_digest(source: dict[str, Any], subject: int) -> str:
     >>> source_digest(source, 1) == source_digest(source, 1) != source_digest(source, 2)
     True
     """
+    from emg_lens.data.registry import dataset_info
+
     files = data_files(source, subject)
-    return json_digest({"source": source, "subject": int(subject), "files": files_digest(files)})
+    numbering = dataset_info(source.get("dataset")).numbering_of(source)  # your own files'
+    return json_digest(
+        {"source": source, "subject": int(subject), "files": files_digest(files), **numbering}
+    )

@@ -127,7 +127,12 @@ _NPZ_MARK = f"{CACHE_MARK}.npy".encode()  # the name of a .npz's first member (a
 _ZIP_NAME_AT = 30  # where a zip file's first member's name starts (after its local header)
 _HEAD = 4096  # the bytes a file is recognised by: a kept training's key is within them
 
-_PREPROCESS_MODULES = ("emg_lens.data.recording", "emg_lens.data.preprocess")
+_PREPROCESS_MODULES = (  # and what composes them into a subject (datasets._prepare)
+    "emg_lens.data.recording",
+    "emg_lens.data.preprocess",
+    "emg_lens.data.datasets",
+    "emg_lens.data.registry",
+)
 _JSON_FIELDS = ("subject", "modalities", "classes", "meta")
 _ARRAY_FIELDS = tuple(f.name for f in fields(SubjectData) if f.name not in _JSON_FIELDS)
 
@@ -198,7 +203,8 @@ def cache_key(source: dict[str, Any], subject: int) -> str:
     preprocessing spec), the subject, each source file's path and content (SHA-256, memoised
     per file version in the process: a file rewritten with the same size and modification
     time is not mistaken for the old one), `CACHE_VERSION`, and a fingerprint of the code that
-    reads and preprocesses the data.
+    reads and preprocesses the data; for a dataset numbered over its whole folder (your own
+    files), that numbering too (another participant's files renumber every subject's labels).
 
     >>> from emg_lens.data.datasets import data_source
     >>> source = data_source("synthetic")
@@ -212,6 +218,7 @@ def cache_key(source: dict[str, Any], subject: int) -> str:
         "source": source,
         "subject": int(subject),
         "files": files,
+        **dataset_info(source["dataset"]).numbering_of(source),
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 

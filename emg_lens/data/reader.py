@@ -90,6 +90,10 @@ class DatasetReader:
             the thesis's windowing and the dataset's own split.
         geometry: source -> modality -> `emg_lens.geometry.Montage`: where its channels lie
             on the body, and where that placement comes from (figures on the geometry).
+        numbering: source -> how the whole dataset numbers its subjects, gestures and
+            repetitions, for a dataset whose labels a subject's own files do not fix (your own
+            files: numbered over the folder, so another participant's files renumber them):
+            part of every key and digest of a subject's data (`numbering_of`).
     """
 
     montage: Callable[[Source], dict[str, int | None]]
@@ -106,6 +110,7 @@ class DatasetReader:
     )
     downstream: Any = None  # DownstreamTask | None (emg_lens.data.windows.downstream)
     geometry: Callable[[Source], Mapping[str, Montage]] | None = None
+    numbering: Callable[[Source], Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("preprocess", "channel_names", "gesture_names"):
@@ -114,6 +119,12 @@ class DatasetReader:
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
         for modality, names in self.channel_names.items():
             check_names(names, f"DatasetReader.channel_names[{modality!r}]")
+
+    def numbering_of(self, source: Source) -> dict[str, Any]:
+        """``{"numbering": ...}`` for a dataset numbered over its whole folder (`numbering`),
+        else ``{}``: what keys and digests of a subject's data add, so that those of the
+        other datasets stay as they were."""
+        return {} if self.numbering is None else {"numbering": self.numbering(source)}
 
     def gestures_of(self, source: Source) -> Mapping[int, str]:
         """Class label -> gesture name for this data source (`gesture_names`)."""

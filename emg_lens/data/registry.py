@@ -177,6 +177,8 @@ _READER_FIELDS = frozenset(
         "gestures_of",
         "downstream",
         "geometry",
+        "numbering",
+        "numbering_of",
     }
 )
 

@@ -171,6 +171,26 @@ class TrialIndex:
     by_subject: Mapping[int, tuple[tuple[int, int, _Trial], ...]]
     gestures: tuple[str, ...]
     repetitions: tuple[tuple[str, str], ...]  # (session or "", repetition), in label order
+    subject_names: tuple[tuple[str, int], ...] = ()  # each subject's name and number
+
+    @property
+    def numbering(self) -> dict[str, list]:
+        """How the folder numbers subjects, gestures and repetitions (each from every file's
+        name): what a subject's labels mean, which another participant's files can change.
+
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name in ("bob/fist_1.npy", "bob/open_2.npy"):
+        ...     (root / name).parent.mkdir(exist_ok=True)
+        ...     np.save(root / name, np.zeros((4, 2)))
+        >>> TrialIndex.of(root, "{subject}/{gesture}_{repetition}.npy").numbering["gestures"]
+        ['fist', 'open']
+        """
+        return {
+            "subjects": [list(pair) for pair in self.subject_names],
+            "gestures": list(self.gestures),
+            "repetitions": [list(key) for key in self.repetitions],
+        }
 
     @classmethod
     def of(
@@ -198,6 +218,7 @@ class TrialIndex:
             {s: tuple(sorted(e, key=lambda x: x[:2])) for s, e in sorted(by_subject.items())},
             tuple(gestures),
             tuple(repetitions),
+            tuple(sorted(subject_of.items(), key=lambda pair: pair[1])),
         )
         for subject, entries in index.by_subject.items():
             unique_files(
@@ -572,6 +593,7 @@ READER = DatasetReader(
     montage=lambda source: {source.get("modality", "emg"): None},
     subjects=lambda source: _index(source).subjects,
     files=lambda source, subject: [t.path for t in _index(source).trials(subject)],
+    numbering=lambda source: _index(source).numbering,
     read=_read,
     preprocess=PREPROCESS,
     source_fields=file_source_fields,

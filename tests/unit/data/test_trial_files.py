@@ -492,3 +492,28 @@ def test_the_csv_options_reach_a_data_source_and_the_command_line(tmp_path):
     plain = data_source("files", root=tmp_path, pattern="{gesture}_{repetition}.csv",
                         sample_rate=10)  # fmt: skip
     assert not {"header", "delimiter", "decimal"} & set(plain)
+
+
+def test_another_participants_files_change_every_subjects_keys(tmp_path):
+    """Gestures, repetitions and subjects are numbered over the whole folder, so a new
+    participant's files can renumber subject 1's labels: subject 1's cache key and data
+    digest change with them (the cache served the old labels, and studies reused their cells),
+    and stay put when nothing the numbering reads changed."""
+    from emg_lens.data.cache import cache_key
+    from emg_lens.data.datasets import data_source
+    from emg_lens.provenance import source_digest
+
+    for subject in ("alice", "bob"):
+        for rep in range(1, 7):
+            for gesture in ("fist", "open"):
+                _trial(tmp_path / subject / f"R_{rep}_C_{gesture}.npy")
+    source = data_source(
+        "files", root=tmp_path, pattern="{subject}/R_{repetition}_C_{gesture}.npy", sample_rate=200
+    )
+    before = cache_key(source, 1), source_digest(source, 1)
+    assert (cache_key(source, 1), source_digest(source, 1)) == before
+    for rep in range(0, 6):  # aaron: a repetition 0 and a gesture that sorts first
+        for gesture in ("adduction", "fist"):
+            _trial(tmp_path / "aaron" / f"R_{rep}_C_{gesture}.npy")
+    after = cache_key(source, 1), source_digest(source, 1)
+    assert after[0] != before[0] and after[1] != before[1]
