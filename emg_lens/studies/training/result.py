@@ -198,8 +198,14 @@ class TrainingStudyResult(StudyOutput):
         shown = shown.assign(**{c: shown[c].map(format_p) for c in ("p", "p_corr")})
         comparisons = shown.to_string(index=False, float_format="{:.3g}".format)
         chance = self.chance()
-        return f"{self.header()}\n\n{self.table1().to_string()}\n{comparisons}" + (
-            "" if chance is None else f"\n{chance_console(chance, below_baseline=below_baseline)}"
+        return (
+            f"{self.header()}\n\n{self.table1().to_string()}\n{comparisons}"
+            + (
+                ""
+                if chance is None
+                else f"\n{chance_console(chance, below_baseline=below_baseline)}"
+            )
+            + f"\ncells: {self.reused} reused, {self.recomputed} recomputed"
         )
 
 

@@ -23,6 +23,7 @@ from emg_lens.data.datasets import load_subject
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import SpecError, StudyError
+from emg_lens.provenance import arrays_digest, code_digest, source_digest
 from emg_lens.stats.metrics import score_predictions
 from emg_lens.studies.check import text_table
 from emg_lens.studies.kinds import StudyKind, load_spec
@@ -35,6 +36,32 @@ from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import torchrun_process
 
 __all__ = ["KIND", "check_training", "run_training_study"]
+
+
+class _Provenance:
+    """What a training cell is computed from, per subject: the subject's data (the files a
+    source reads, and how its folder numbers them; or the arrays given), the emg_lens code,
+    torch's version and threads (a training is reproducible at equal threads only). A stored
+    cell is reused only when all of them are the same (`emg_lens.studies.store.CellStore`)."""
+
+    def __init__(self, source: dict[str, Any] | None, data: Mapping[int, Any] | None) -> None:
+        self.source, self.data, self.subjects = source, data, {}
+        self.code = code_digest()
+
+    def of(self, subject: int) -> dict[str, Any]:
+        if subject not in self.subjects:
+            digest = (
+                arrays_digest(self.data[subject])
+                if self.data is not None
+                else source_digest(self.source, subject)
+            )
+            self.subjects[subject] = {
+                "data": digest,
+                "code": self.code,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            }
+        return self.subjects[subject]
 
 
 def _train_cell(
@@ -158,10 +185,12 @@ def run_training_study(
     source = spec.data.source() if data is None else None
     loaded: dict[int, SubjectData] = {}  # the current subject only
     computed: dict[tuple[int, str], dict] = {}
+    provenance = _Provenance(source, data)
     bar = tqdm(spec.cells(ranks.shard(subjects)), desc=f"study {spec.name}", disable=not progress)
     for cell in bar:
-        if store is not None and store.get(cell.subject, cell.key) is not None:
-            continue  # stored whole by an earlier run (a torn cell is trained again)
+        known = None if store is None else provenance.of(cell.subject)
+        if store is not None and store.get(cell.subject, cell.key, known) is not None:
+            continue  # stored whole by an earlier run from the same data, code and threads
         if cell.subject not in loaded:
             loaded = {
                 cell.subject: data[cell.subject]
@@ -171,7 +200,7 @@ def run_training_study(
         bar.set_postfix(subject=cell.subject, model=cell.architecture, input=cell.input.name)
         stored = _train_cell(spec, cell, loaded[cell.subject], progress, device)
         if store is not None:
-            store.put(cell.subject, cell.key, stored)
+            store.put(cell.subject, cell.key, stored, known)
         computed[cell.subject, cell.key] = stored
     if not ranks.is_main:
         return None  # rank 0 writes the result

@@ -516,3 +516,33 @@ def test_a_diverged_training_study_stores_no_cell_and_writes_no_table(tmp_path):
         run_training_study(spec, data=data, out_dir=tmp_path, progress=False)
     assert not CellStore(tmp_path, spec.fingerprint()).has(2, spec.cells()[0].key)
     assert not list(tmp_path.glob("summary*")) and not list(tmp_path.glob("*.csv"))
+
+
+def test_a_stored_training_cell_is_reused_only_for_the_same_data_and_says_so(tmp_path):
+    """A training cell records its data, code, torch and threads: rerun on the same data it is
+    reused, and said; on changed data it is trained again (it was reused whatever changed)."""
+    import emg_lens.studies.training.runner as training_module
+
+    spec = {
+        "kind": "training",
+        "name": "reuse",
+        "data": {"subjects": [2], "window": 8},
+        "architectures": ["MultimodalMLP"],
+        "inputs": [{"name": "both", "modalities": ["emg", "acc"]}],
+        "reference": "both",
+        "train": {"preset": "tiny", "epochs": 1},
+    }
+    data = two_class_subjects((2,), 24)
+    first = run_training_study(spec, data=data, out_dir=tmp_path, progress=False)
+    assert (first.reused, first.recomputed) == (0, 1)
+    calls = []
+    real_fit = training_module.fit
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training_module, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+        again = run_training_study(spec, data=data, out_dir=tmp_path, progress=False)
+        assert not calls and (again.reused, again.recomputed) == (1, 0)
+        assert "cells: 1 reused, 0 recomputed" in again.console()
+        changed = two_class_subjects((2,), 24)
+        changed[2].X_test = changed[2].X_test + 1.0  # other data, same spec
+        third = run_training_study(spec, data=changed, out_dir=tmp_path, progress=False)
+    assert len(calls) == 1 and (third.reused, third.recomputed) == (0, 1)
