@@ -488,6 +488,37 @@ def data_files(source: dict[str, Any], subject: int) -> list[Path]:
     return dataset_info(source.get("dataset")).files(source, subject)
 
 
+def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | None = None) -> None:
+    """Warn where a checkpoint's subject data is not what its model was trained beside: the
+    ``data_digest`` its training recorded (`source_digest` of its ``data_source``) differs
+    from the data's digest now (``digest``, computed when not given). Its files changed, or
+    your own files' folder numbers its subjects or gestures otherwise (another participant
+    added: subject 1 may now be another person): the model is scored on data it was not
+    trained beside. Checkpoints trained before the digest was recorded are not checked.
+
+    >>> from emg_lens.data.datasets import data_source
+    >>> source = data_source("synthetic")
+    >>> meta = {"data_source": source, "data_digest": source_digest(source, 1)}
+    >>> warn_if_data_changed(meta, 1)  # the same data: silent
+    """
+    trained = metadata.get("data_digest")
+    source = metadata.get("data_source")
+    if trained is None or source is None:
+        return
+    now = digest if digest is not None else source_digest(source, subject)
+    if now != trained:
+        import warnings
+
+        warnings.warn(
+            f"subject {subject}'s data is not the data its model was trained beside (the files "
+            f"of {source.get('root', source.get('dataset'))!r} changed since, or the folder "
+            "numbers its subjects, gestures or repetitions otherwise: another participant's "
+            "files can make subject {subject} another person): it is scored on them as they "
+            "are now; retrain it to score it on its own data".replace("{subject}", str(subject)),
+            stacklevel=2,
+        )
+
+
 def source_digest(source: dict[str, Any], subject: int) -> str:
     """Digest of one subject's data from a checkpoint's data source: the source dict (with
     its preprocessing spec), the subject, and the content of every file it reads.

@@ -17,7 +17,13 @@ from emg_lens.data.datasets import load_subject
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import CheckpointError, EmgLensError, SpecError
-from emg_lens.provenance import arrays_digest, checkpoint_digest, model_digest, source_digest
+from emg_lens.provenance import (
+    arrays_digest,
+    checkpoint_digest,
+    model_digest,
+    source_digest,
+    warn_if_data_changed,
+)
 from emg_lens.stats.chance import TrialScore
 from emg_lens.train import predict
 from emg_lens.train.baseline import feature_baseline
@@ -142,6 +148,7 @@ def entry_provenance(
             raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
         subject = metadata.get("subject", subject_id)
         digests = {"model": checkpoint_digest(entry), "data": source_digest(source, subject)}
+        warn_if_data_changed(metadata, subject, digests["data"])
         if modules is not None and user_modules_of(info):
             digests["modules"] = modules.provenance
     return {**digests, "return_type": spec.return_type, "code": code}

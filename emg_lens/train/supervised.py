@@ -37,6 +37,7 @@ from emg_lens.errors import (
     check_seed,
 )
 from emg_lens.models.base import HookedEncoder
+from emg_lens.provenance import source_digest
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.reuse import TrainedEntry
@@ -430,6 +431,9 @@ def train_subjects(
                 "subject": data.subject,
                 "classes": data.classes,
                 "data_source": data_source,
+                "data_digest": None
+                if data_source is None
+                else source_digest(data_source, data.subject),
                 "preprocess": data.meta.get("preprocess"),
                 "train": asdict(train_cfg),
                 "epoch_loss": history.epoch_loss,

@@ -517,3 +517,39 @@ def test_another_participants_files_change_every_subjects_keys(tmp_path):
             _trial(tmp_path / "aaron" / f"R_{rep}_C_{gesture}.npy")
     after = cache_key(source, 1), source_digest(source, 1)
     assert after[0] != before[0] and after[1] != before[1]
+
+
+def _csv(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = np.random.default_rng(seed).standard_normal((400, 2))
+    np.savetxt(path, rows, delimiter=",", fmt="%.5f")
+
+
+@pytest.mark.slow
+def test_a_model_scored_after_another_participant_renumbered_its_folder_is_warned_of(tmp_path):
+    """alice and bob trained as subjects 1 and 2; aaron's files make subject 1 aaron: the
+    checkpoint's recorded data digest no longer matches, and scoring it says so."""
+    import warnings
+
+    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.cli import main
+    from emg_lens.provenance import warn_if_data_changed
+
+    root = tmp_path / "rec"
+    for i, subject in enumerate(("alice", "bob")):
+        for rep in range(1, 5):
+            for g, gesture in enumerate(("fist", "open")):
+                _csv(root / subject / f"R_{rep}_C_{gesture}.csv", 10 * i + 2 * rep + g)
+    argv = ["train", "--dataset", "files", "--root", str(root), "--sample-rate", "200"]
+    argv += ["--pattern", "{subject}/R_{repetition}_C_{gesture}.csv", "--epochs", "1"]
+    argv += ["--train-repetitions", "1", "2", "3", "--test-repetitions", "4"]
+    assert main([*argv, "--preset", "tiny", "--quiet", "--out", str(tmp_path / "m")]) == 0
+    meta = read_checkpoint_info(tmp_path / "m" / "subject_1")["metadata"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_data_changed(meta, 1)  # nothing changed: silent
+    for rep in range(1, 5):
+        for g, gesture in enumerate(("fist", "open")):
+            _csv(root / "aaron" / f"R_{rep}_C_{gesture}.csv", 100 + 2 * rep + g)
+    with pytest.warns(UserWarning, match="subject 1's data is not the data its model"):
+        warn_if_data_changed(meta, 1)
