@@ -11,6 +11,7 @@ every kind, with one ``report.html`` of the folder (`emg_lens.report`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,44 @@ from emg_lens._io import make_folder, write_if_changed
 from emg_lens.report import write_manifest, write_report
 from emg_lens.stats.compare import format_p
 
-__all__ = ["P_COLUMNS", "StudyOutput", "markdown_table", "save_outputs"]
+__all__ = ["P_COLUMNS", "StudyOutput", "markdown_table", "one_line", "prose", "save_outputs"]
 
 
 P_COLUMNS = ("p", "p_corr", "p_corrected")
 """Columns that hold p-values: a table prints them by `emg_lens.stats.compare.format_p`."""
 
 
+_BLOCK_START = re.compile(r"^(#|\||>|[-*+]\s|\d+[.)]\s)")
+
+
+def one_line(text: object) -> str:
+    r"""``text`` with its lines and runs of whitespace joined by single spaces: a study file's
+    name in a heading, whose line breaks would otherwise start blocks of their own.
+
+    >>> one_line("table 3\n# not a heading")
+    'table 3 # not a heading'
+    """
+    return " ".join(str(text).split())
+
+
+def prose(text: str, label: str = "Description") -> str:
+    r"""Free text of a study file (its description) as one line of Markdown: its lines joined,
+    and ``label: `` before it where it would start a heading, a table row, a quote or a list,
+    so a page never shows a study file's text as a heading or a table of results.
+
+    >>> prose("Cuts per layer\n(IsoNet Table 3)")
+    'Cuts per layer (IsoNet Table 3)'
+    >>> prose("| p_corr | 0.0001 **** |\n# Forged")
+    'Description: | p_corr | 0.0001 **** | # Forged'
+    """
+    line = one_line(text)
+    return f"{label}: {line}" if _BLOCK_START.match(line) else line
+
+
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     r"""A GitHub-flavoured markdown table (no extra dependency); a ``|`` in a cell (an edge
-    expression's union) is written ``\|``; a p-value column (`P_COLUMNS`) is printed by
-    `emg_lens.stats.compare.format_p`, never as 0.
+    expression's union) is written ``\|`` and a line break a space; a p-value column
+    (`P_COLUMNS`) is printed by `emg_lens.stats.compare.format_p`, never as 0.
 
     >>> print(markdown_table(pd.DataFrame({"a": [0.5], "b": ["x | y"], "p": [2e-5]})))
     | a | b | p |
@@ -45,7 +73,9 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
             if np.isnan(v):
                 return ""
             return format_p(v) if column in P_COLUMNS else format(v, floatfmt)
-        return "" if v is None or v is pd.NA else str(v).replace("|", "\\|")
+        if v is None or v is pd.NA:
+            return ""
+        return " ".join(str(v).splitlines()).replace("|", "\\|")  # one row per row
 
     lines = [
         "| " + " | ".join(map(str, df.columns)) + " |",

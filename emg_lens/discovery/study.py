@@ -58,7 +58,7 @@ from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
 from emg_lens.model_folder import study_models
-from emg_lens.output import StudyOutput, markdown_table
+from emg_lens.output import StudyOutput, markdown_table, one_line
 from emg_lens.provenance import code_digest
 from emg_lens.stats.chance import (
     TrialScore,
@@ -279,7 +279,7 @@ class DiscoveryStudyResult(StudyOutput):
         )
         top = self.consensus.head(10)[["edges", "kept_share", "estimate", "exact"]]
         return (
-            f"# Discovery study {self.spec.name}\n\n"
+            f"# Discovery study {one_line(self.spec.name)}\n\n"
             + ("" if self.chance is None else chance_markdown(self.chance) + "\n")
             + f"Metric {self.spec.metric} on {self.spec.return_type}, tau = {self.spec.tau}: a "
             "candidate is cut while the circuit keeps more than 1 - tau of the metric's range "

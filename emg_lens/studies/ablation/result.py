@@ -26,7 +26,7 @@ import pandas as pd
 from jaxtyping import Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.output import StudyOutput, markdown_table
+from emg_lens.output import StudyOutput, markdown_table, one_line, prose
 from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.stats.compare import (
     ALPHA,
@@ -603,9 +603,9 @@ class StudyResult(StudyOutput):
             claims = claims_markdown(self.claims(), TEST_NAMES[stats.claims_test], stats.correction)
             claims += f"\n{key}## Results\n"
             key = ""
-        description = f"{self.spec.description}\n\n" if self.spec.description else ""
+        description = f"{prose(self.spec.description)}\n\n" if self.spec.description else ""
         head = (
-            f"# {self.spec.name}\n\n{description}"
+            f"# {one_line(self.spec.name)}\n\n{description}"
             # a warning first (issue 41 item 3), then the claims it qualifies (item 2)
             + (claims if chance is None else chance_markdown(chance, between=claims + "\n"))
             + f"\nBaseline {first}: {base.mean():.3f} "

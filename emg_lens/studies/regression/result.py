@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from emg_lens.output import StudyOutput, markdown_table
+from emg_lens.output import StudyOutput, markdown_table, one_line, prose
 from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
 from emg_lens.studies.regression.spec import RegressionSpec
 
@@ -76,8 +76,8 @@ class RegressionStudyResult(StudyOutput):
         note = self.baseline_note()
         edges = "\n".join(f"- `{name}`: `{edges}`" for name, edges in self.spec.cuts.items())
         return (
-            f"# Regression study {self.spec.name}\n\n"
-            + (f"{self.spec.description}\n\n" if self.spec.description else "")
+            f"# Regression study {one_line(self.spec.name)}\n\n"
+            + (f"{prose(self.spec.description)}\n\n" if self.spec.description else "")
             + f"{self.spec.target} from {self.spec.recording}; every cut in every layer.\n\n"
             + self.design()
             + "\n\n## Baselines (held-out windows)\n\n"

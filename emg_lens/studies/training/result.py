@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emg_lens.output import StudyOutput, markdown_table
+from emg_lens.output import StudyOutput, markdown_table, one_line
 from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.stats.compare import compare, correct, delta_pct, format_p, stars
 from emg_lens.studies.training.spec import TrainingStudySpec
@@ -165,7 +165,7 @@ class TrainingStudyResult(StudyOutput):
         table = self.table1().reset_index(names="architecture")
         chance = self.chance()
         return (
-            f"# {self.spec.name}\n\n"
+            f"# {one_line(self.spec.name)}\n\n"
             + ("" if chance is None else chance_markdown(chance) + "\n")
             + f"{self.header()}.\n\n{markdown_table(table)}\n\n"
             f"{markdown_table(self.summary, floatfmt='.3g')}\n"
