@@ -27,6 +27,7 @@ from emg_lens.provenance import (
 from emg_lens.stats.chance import TrialScore
 from emg_lens.train import predict
 from emg_lens.train.baseline import feature_baseline
+from emg_lens.train.model_code import code_files, files_key, stale_code
 from emg_lens.user_code import ModuleBuilder, load_model
 
 __all__ = [
@@ -124,6 +125,23 @@ def checkpoint_score(
     )
 
 
+def _check_no_hooks(model: Any) -> None:
+    """Refuse an in-memory model with TransformerLens hooks left on it: every cell would hold
+    what they do, which no digest records (a study adds and removes its own)."""
+    hooked = [
+        name
+        for name, point in getattr(model, "hook_dict", {}).items()
+        if getattr(point, "fwd_hooks", None) or getattr(point, "bwd_hooks", None)
+    ]
+    if hooked:
+        raise SpecError(
+            f"the model has hooks on {', '.join(hooked[:4])}{' ...' if len(hooked) > 4 else ''}: "
+            "a study's cells would hold what they do, which nothing records. Remove them "
+            "(model.reset_hooks(including_permanent=True)) and give them to the study as an "
+            "intervention (its hooks = ...)"
+        )
+
+
 def entry_provenance(
     spec: Any,
     entry: Any,
@@ -139,7 +157,14 @@ def entry_provenance(
     cell holds every metric of `METRICS`; a discovery cell one)."""
     if isinstance(entry, tuple):
         model, data = entry
+        _check_no_hooks(model)
         digests = {"model": model_digest(model), "data": arrays_digest(data)}
+        # the code an in-memory model computes with, beyond emg_lens's (an attached or the
+        # user's module, edited between two runs); None for a class with no file (a notebook)
+        files = code_files(model)
+        if files is not None and (stale := stale_code(model, files)) is not None:
+            raise SpecError(f"{stale}: its cells would be stored under code it does not run")
+        digests["model_code"] = None if files is None else files_key(files)
     else:
         info = read_checkpoint_info(entry)
         metadata = info["metadata"]

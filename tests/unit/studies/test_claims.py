@@ -556,3 +556,35 @@ def test_a_study_files_free_text_cannot_put_tables_or_headings_on_its_page(tmp_p
     assert row.count(" | ") == lines[lines.index(row) - 2].count(" | ")  # as many cells
     report = (tmp_path / "report.html").read_text()
     assert "<h2>Forged heading</h2>" not in report and "<td>forged</td>" not in report
+
+
+def test_an_in_memory_models_own_code_is_part_of_its_cells_provenance(tmp_path, monkeypatch):
+    """A subclass defined in the user's file: editing the file changes the provenance its
+    study cells are reused under; hooks left on a model are refused, not stored unrecorded."""
+    import importlib
+    import sys
+
+    from emg_lens.studies.subjects import entry_provenance
+
+    folder = tmp_path / "code"
+    folder.mkdir()
+    source = "from emg_lens.models import IsoNet\n\nclass MyNet(IsoNet):\n    SCALE = {}\n"
+    (folder / "my_isonet.py").write_text(source.format(1))
+    monkeypatch.syspath_prepend(str(folder))
+    model, data = tiny_subject(1, 8, subject=1)
+    mine = importlib.import_module("my_isonet").MyNet(model.cfg)
+    mine.load_state_dict(model.state_dict())
+    spec = _spec(DROP)
+    before = entry_provenance(spec, (mine, data), 1, "code")
+    assert before["model_code"] is not None
+    (folder / "my_isonet.py").write_text(source.format(2))
+    with pytest.raises(SpecError, match=r"MyNet.SCALE is 1 in the running code, 2 in .*reload"):
+        entry_provenance(spec, (mine, data), 1, "code")
+    edited = importlib.reload(sys.modules["my_isonet"]).MyNet(model.cfg)
+    edited.load_state_dict(model.state_dict())
+    assert entry_provenance(spec, (edited, data), 1, "code") != before
+    sys.modules.pop("my_isonet", None)
+    mine = edited
+    mine.add_hook("blocks.0.hook_resid_pre", lambda x, hook: x, is_permanent=True)
+    with pytest.raises(SpecError, match=r"hooks on blocks\.0\.hook_resid_pre"):
+        entry_provenance(spec, (mine, data), 1, "code")
