@@ -90,9 +90,12 @@ def _plan(
     code: str,
     study_code: StudyCode,
     device: torch.device | None = None,
+    verify: bool = True,
 ) -> _Plan:
     """Conditions and provenance, from the checkpoint's config and file digests alone, so a
-    subject whose cells are all stored loads neither its model nor its data."""
+    subject whose cells are all stored loads neither its model nor its data. Whether the
+    cells' fast path was checked against the hooked one (``verify``) is part of it: a run
+    that verifies never reuses a cell that was not."""
     subject = None
     if isinstance(entry, Path | str):
         cfg = read_checkpoint_info(entry)["config"]
@@ -106,6 +109,7 @@ def _plan(
     try:
         provenance = entry_provenance(spec, entry, subject_id, code, study_code.modules)
         provenance["metrics"] = list(METRICS)  # what each cell holds: every metric
+        provenance["verified"] = verify
     except (EmgLensError, OSError) as exc:
         # a broken checkpoint or data source raises its own, better named, error
         load_entry(entry, modules=study_code.modules)
@@ -207,7 +211,9 @@ def run_study(
     code = code_digest() if store is not None else ""
     mine = ranks.shard(entries)
     planned = entries if ranks.is_main else mine  # rank 0 also checks the others' cells
-    plans = {s: _plan(spec, s, entries[s], store, code, study_code, device) for s in planned}
+    plans = {
+        s: _plan(spec, s, entries[s], store, code, study_code, device, verify) for s in planned
+    }
     counts = {"reused": 0, "recomputed": 0, "stale": 0}
     forms = {s: ConditionForm(condition_form) for s in mine}  # each decided when computed
     bar = tqdm(total=len(mine), desc=f"study {spec.name}", disable=not progress)

@@ -479,6 +479,25 @@ def test_verification_catches_a_batched_path_that_ignores_masks(subjects, monkey
     assert (result.summary["delta_pct"] == 0).all()
 
 
+@pytest.mark.slow
+def test_a_verifying_run_never_reuses_cells_computed_without_verification(
+    subjects, monkeypatch, tmp_path
+):
+    """Cells stored by a run without verification, from a fast path that ignores masks, are
+    not reused by a run that verifies: it recomputes them and catches the broken path."""
+    spec = _spec(layers={"modes": ["individual"]}, heads=["all"])
+    real_fast = Attention.from_projected
+    monkeypatch.setattr(
+        Attention, "from_projected", lambda self, projected, mask=None: real_fast(self, projected)
+    )
+    unverified = run_study(spec, models=subjects, out_dir=tmp_path, verify=False, progress=False)
+    assert unverified.recomputed > 0 and (unverified.summary["delta_pct"] == 0).all()
+    again = run_study(spec, models=subjects, out_dir=tmp_path, verify=False, progress=False)
+    assert again.recomputed == 0  # the same run again: reused
+    with pytest.raises(StudyError, match="disagree"):
+        run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
+
+
 def test_verification_catches_a_mask_ignored_on_the_hooked_path(subjects, monkeypatch):
     spec = _spec(layers={"modes": ["individual"]}, heads=["all"])
     monkeypatch.setattr(evaluate_module, "mask_edges", lambda edges, layout: lambda x, hook: x)
