@@ -53,9 +53,10 @@ with a copy of its trainings (conftest.py): a test that trains what a notebook t
 demo model, discovery's planted head, the erasure's planted models) reads it back, as the
 training key allows only where model, windows, recipe, code and thread count are the same."""
 GALLERY = ROOT / "docs" / "gallery"
-READ_BY_NOTEBOOKS = ("studies", "hooks", "tests/data")
-"""Repository folders whose files the notebooks read (study files, hook recipes, LibEMG's Myo
-recordings): a change to one executes the notebooks again."""
+READ_BY_NOTEBOOKS = ("studies", "hooks", "tests/data", "emg_lens/studies", "docs/make_figures.py")
+"""Repository folders and files whose contents the notebooks read (study files, hook recipes,
+LibEMG's Myo recordings, the study files emg_lens ships, the kernels' set-up): a change to one
+executes the notebooks again."""
 NOISE = ("TqdmWarning: IProgress not found",)
 """Warnings of the executing environment, not of the notebook, left off the gallery's pages:
 tqdm's, that ipywidgets (for its notebook progress bars) is not installed."""
@@ -70,10 +71,10 @@ def _make_figures():
 
 def _read_files() -> list[Path]:
     files = []
-    for folder in READ_BY_NOTEBOOKS:
-        files += sorted(
-            p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
-        )
+    for name in READ_BY_NOTEBOOKS:
+        path = ROOT / name
+        found = [path] if path.is_file() else path.rglob("*")
+        files += sorted(p for p in found if p.is_file() and "__pycache__" not in p.parts)
     return files
 
 
