@@ -273,7 +273,7 @@ def _short(value: str, p_value: bool = False) -> str:
         return format_p(number)  # the bound, as every table prints it
     if "." not in value or len(value) < 8 or number != number:  # ints, short numbers, NaN
         return value
-    return f"{number:.4g}"
+    return format_p(number, 4) if p_value else f"{number:.4g}"  # never onto a star threshold
 
 
 def _figure(files: FolderFiles, name: str) -> str:

@@ -111,6 +111,8 @@ def format_p(p: float, digits: int = 3, name: str = "") -> str:
     ('0.000311', '2.2e-05', '< 1e-16', 'n/a')
     >>> format_p(0.0078125, 2, "p_corr"), format_p(0.0, 2, "p")
     ('p_corr = 0.0078', 'p < 1e-16')
+    >>> format_p(0.0496, 2), format_p(0.000999951)  # not "0.05" and "0.001": they are below
+    ('0.0496', '0.00099995')
     """
     p = float(p)
     if not np.isfinite(p):
@@ -119,6 +121,10 @@ def format_p(p: float, digits: int = 3, name: str = "") -> str:
         text = f"< {P_FLOOR:.0e}"
     else:
         text = f"{p:.{digits}g}"
+        # never rounded up onto a star's threshold it lies below: more digits instead
+        while float(text) in _THRESHOLDS and p < float(text) and digits < 12:
+            digits += 1
+            text = f"{p:.{digits}g}"
     if not name:
         return text
     return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
@@ -143,6 +149,7 @@ TEST_NAMES = {
 """Each test in words, as summaries and consoles name it."""
 CORRECTIONS = ("bonferroni", "holm", "none")
 STAR_LEVELS = ((1e-4, "****"), (1e-3, "***"), (1e-2, "**"), (0.05, "*"))
+_THRESHOLDS = frozenset(threshold for threshold, _ in STAR_LEVELS)
 ALPHA = 0.05  # the weakest star
 BOOTSTRAP_SEED = 0  # one fixed seed: a rerun of a study writes the same intervals
 BOOTSTRAP_RESAMPLES = 2000

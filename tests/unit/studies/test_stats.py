@@ -715,3 +715,16 @@ def test_a_row_without_every_subject_compares_the_same_subjects_throughout():
     masked_mean = np.mean([masked[s] for s in kept])
     assert row["delta_pct"] == pytest.approx(100 * (masked_mean / expected - 1), rel=1e-12)
     assert row["ci_low"] <= row["delta_pct"] <= row["ci_high"]
+
+
+@pytest.mark.parametrize("digits", [2, 3, 4])
+def test_a_printed_p_never_reaches_a_star_threshold_it_lies_below(digits):
+    """A p just below 0.05, 0.01, 0.001 or 0.0001 is printed below it (0.0496 was "0.05" at
+    2 digits, beside "*" and "0.05 < 0.05" in a verdict); every other p as it rounds."""
+    from emg_lens.stats.compare import STAR_LEVELS, format_p
+
+    for threshold, _ in STAR_LEVELS:
+        for p in np.linspace(threshold * 0.98, threshold, 2001)[:-1]:
+            assert float(format_p(p, digits)) < threshold, (p, format_p(p, digits))
+        assert format_p(threshold, digits) == f"{threshold:g}"
+    assert format_p(0.0123, 2) == "0.012" and format_p(0.051, 2) == "0.051"
