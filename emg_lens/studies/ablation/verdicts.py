@@ -308,6 +308,8 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
     """``(verdict, why)`` of one evaluated claim (rules: the module docstring)."""
     bound = claim.bound
     interval = f"{100 * row.ci_level:g}% t-interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
+    if getattr(row, "sd_floor", 0) > getattr(row, "subject_sd", np.inf):  # the floor widened it
+        interval += f" (spread floored at {row.sd_floor:.2g}% from {row.subject_sd:.2g}%)"
     no_interval = not (np.isfinite(row.ci_low) and np.isfinite(row.ci_high))
     by_interval = interval_verdict(claim.expect, row.ci_low, row.ci_high, bound)
     few = (
@@ -474,7 +476,10 @@ def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str
         "## Claims\n\nWhat the study file declared before the run, tested on each subject's "
         "accuracy over the claim's classes under its condition against the baseline, the same "
         "subjects in both. Δ% is the mean over subjects of each one's 100 (masked − baseline) "
-        f"/ baseline, with its {level} t-interval (its ends are one-sided 95% bounds). A drop "
+        f"/ baseline, with its {level} t-interval (its ends are one-sided 95% bounds), whose "
+        "spread is never taken below `sd_floor` (claims.csv: the change one trial of an "
+        "unchanged subject would make, where it exceeds the subjects' own spread `subject_sd`), "
+        "so it can be wider than the subjects' values alone give. A drop "
         f"is tested by {test_name} ({over}): it holds when p_corr < {ALPHA} and the accuracy "
         "fell; it fails only when the interval lies wholly above −margin (5% unless the claim "
         "names one: any drop is smaller than that); otherwise one cannot tell. A keep is an "
