@@ -562,6 +562,7 @@ def test_an_in_memory_models_own_code_is_part_of_its_cells_provenance(tmp_path, 
     """A subclass defined in the user's file: editing the file changes the provenance its
     study cells are reused under; hooks left on a model are refused, not stored unrecorded."""
     import importlib
+    import shutil
     import sys
 
     from emg_lens.studies.subjects import entry_provenance
@@ -577,9 +578,11 @@ def test_an_in_memory_models_own_code_is_part_of_its_cells_provenance(tmp_path, 
     spec = _spec(DROP)
     before = entry_provenance(spec, (mine, data), 1, "code")
     assert before["model_code"] is not None
-    (folder / "my_isonet.py").write_text(source.format(2))
-    with pytest.raises(SpecError, match=r"MyNet.SCALE is 1 in the running code, 2 in .*reload"):
+    (folder / "my_isonet.py").write_text(source.format(22))
+    with pytest.raises(SpecError, match=r"MyNet.SCALE is 1 in the running code, 22 in .*reload"):
         entry_provenance(spec, (mine, data), 1, "code")
+    shutil.rmtree(folder / "__pycache__", ignore_errors=True)  # a same-size edit in the same
+    # second would be read back from the bytecode cached for the old file
     edited = importlib.reload(sys.modules["my_isonet"]).MyNet(model.cfg)
     edited.load_state_dict(model.state_dict())
     assert entry_provenance(spec, (edited, data), 1, "code") != before
