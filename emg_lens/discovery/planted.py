@@ -20,7 +20,7 @@ of the best planted candidate among the cross-modal ones of a screen (1: first).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from emg_lens.config import config_for_data
 from emg_lens.data.preprocess import SubjectData, prepare_subject
@@ -89,6 +89,7 @@ def train_planted(
     epochs: int = 14,
     route: EdgeSet | None = None,
     reuse: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> IsoNet:
     """A 2-layer demo-size IsoNet trained with `training_edges` cut (``planted`` None: plain
     training; ``route``: the cross-modal edges left open on the planted heads, default
@@ -96,7 +97,8 @@ def train_planted(
     24 seeds and thread counts tried, tests/integration/test_discovery_planted.py; a route in
     both directions takes longer to be used, test_head_planted.py trains 25); returned in eval
     mode, without the masks. ``reuse``: read the training
-    where it was done before (`emg_lens.train.fit`'s ``reuse``)."""
+    where it was done before (`emg_lens.train.fit`'s ``reuse``), which ``report`` (``print``,
+    say) is told of."""
     cfg = config_for_data(
         IsoNet,
         "demo",
@@ -110,7 +112,7 @@ def train_planted(
     train = TrainConfig(epochs=epochs, lr=2e-3, anneal_fraction=1.0, seed=seed, progress=False)
     edges = None if planted is None else training_edges(model, planted, route)
     masks = None if edges is None else compile_edges(edges, model)
-    fit(model, data.X_train, data.y_train, train, edge_masks=masks, reuse=reuse)
+    fit(model, data.X_train, data.y_train, train, edge_masks=masks, reuse=reuse, report=report)
     return model.eval()
 
 

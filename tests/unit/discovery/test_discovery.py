@@ -509,3 +509,16 @@ def test_the_shipped_discovery_study_is_valid():
         0.05,
         None,
     )
+
+
+@pytest.mark.slow
+def test_a_planted_training_read_back_says_so():
+    """``train_planted(reuse=True)`` reads a training done before, and tells ``report``."""
+    from emg_lens.discovery.planted import planted_data, train_planted
+
+    data, told = planted_data(), []
+    first = train_planted(data, None, seed=11, epochs=1, reuse=True)
+    again = train_planted(data, None, seed=11, epochs=1, reuse=True, report=told.append)
+    assert any("the same training was done before" in line for line in told)
+    for a, b in zip(first.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
