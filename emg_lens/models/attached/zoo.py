@@ -56,7 +56,6 @@ with softmax attention the zoo does not open yet would be said by name (`NOT_YET
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -69,6 +68,7 @@ from emg_lens.models.attached.build import attach, model_size
 from emg_lens.models.attached.find import Probe, named_modules_of, probe
 from emg_lens.models.attached.intercept import Call
 from emg_lens.models.attached.model import AttachedModel
+from emg_lens.models.eegpt_channels import misnamed_channel
 
 __all__ = [
     "NOT_YET",
@@ -246,19 +246,8 @@ def _eegpt_token_names(model: nn.Module, names: Sequence[str]) -> list[str]:
     (``chans_id``), so a name braindecode would give another embedding is refused."""
     if model.chan_proj_type != "none":
         return list(model.channel_names)
-    with warnings.catch_warnings():  # braindecode warns of names it does not know: ch0, ...
-        warnings.simplefilter("ignore")
-        meant = model.target_encoder.prepare_chan_ids(list(names)).reshape(-1).tolist()
-    built = model.chans_id.reshape(-1).tolist()
-    for i, (name, want, have) in enumerate(zip(names, meant, built, strict=True)):
-        if want != have:
-            raise AttachError(
-                f"ch_names[{i}]={name!r} is EEGPT's channel embedding {want}, but this EEGPT "
-                f"was built with embedding {have} for its input channel {i} (chans_id, fixed "
-                "from chs_info at construction): the token would be labelled with another "
-                "channel. Pass the names it was built with, or build it with chs_info naming "
-                "these channels"
-            )
+    if (why := misnamed_channel(model, names)) is not None:
+        raise AttachError(why)
     return list(names)
 
 

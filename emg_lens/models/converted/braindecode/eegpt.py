@@ -25,7 +25,6 @@ Refused (`UnsupportedModuleError`): ``return_encoder_output=True`` (no logits), 
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -52,6 +51,7 @@ from emg_lens.models.converted.braindecode._common import (
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder, activation_name
+from emg_lens.models.eegpt_channels import misnamed_channel
 
 __all__ = ["HookedEEGPT", "from_eegpt"]
 
@@ -430,24 +430,6 @@ FIELDS = {
 """How ``HookedEEGPT.config``'s arguments are read off braindecode's ``EEGPT``."""
 
 
-def _check_embedded_names(model: nn.Module, names: list[str], ids: list[int]) -> None:
-    """Each input channel's token carries the embedding braindecode fixed at construction
-    (``chans_id``, from ``chs_info``): a name that braindecode gives another embedding would
-    label that token with another channel, so it is refused."""
-    with warnings.catch_warnings():  # braindecode warns of names it does not know
-        warnings.simplefilter("ignore")
-        meant = model.target_encoder.prepare_chan_ids(list(names)).reshape(-1).tolist()
-    for i, (name, want, have) in enumerate(zip(names, meant, ids, strict=True)):
-        if want != have:
-            raise ConversionError(
-                f"ch_names[{i}]={name!r} is EEGPT's channel embedding {want}, but this EEGPT "
-                f"was built with embedding {have} for its input channel {i} (chans_id, fixed "
-                "from chs_info at construction): the token would be labelled with another "
-                "channel. Pass the names it was built with, or build it with chs_info naming "
-                "these channels"
-            )
-
-
 def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEGPT:
     """A braindecode ``EEGPT`` instance as a `HookedEEGPT` with its weights, in eval mode."""
     _check_supported(model)
@@ -463,8 +445,9 @@ def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEG
             "forward fails, so there is nothing to match (with a channel projection, "
             "n_chans_target must be its 19 standard channels)"
         )
-    if proj_type == "none" and fields["ch_names"] is not None:
-        _check_embedded_names(model, fields["ch_names"], ids)
+    names = fields["ch_names"]
+    if proj_type == "none" and names is not None and (why := misnamed_channel(model, names)):
+        raise ConversionError(why)
     probe, encoder = model.final_layer, model.target_encoder
     hooked = HookedEEGPT(
         cfg,
