@@ -26,6 +26,7 @@ import json
 import random
 import re
 import types
+import warnings
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -507,14 +508,12 @@ def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | N
         return
     now = digest if digest is not None else source_digest(source, subject)
     if now != trained:
-        import warnings
-
         warnings.warn(
             f"subject {subject}'s data is not the data its model was trained beside (the files "
             f"of {source.get('root', source.get('dataset'))!r} changed since, or the folder "
             "numbers its subjects, gestures or repetitions otherwise: another participant's "
-            "files can make subject {subject} another person): it is scored on them as they "
-            "are now; retrain it to score it on its own data".replace("{subject}", str(subject)),
+            f"files can make subject {subject} another person): it is scored on them as they "
+            "are now; retrain it to score it on its own data",
             stacklevel=2,
         )
 
