@@ -151,7 +151,11 @@ def subject_changes(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
       (a mean loss of 30 %: a cut that removes what some subjects rely on and leaves the
       others alone);
     - ``"on the margin"``: every subject −5 %, spread by 2 points (normal);
-    - ``"skewed"``: no change on average, a lognormal spread (most a little up, a few far down).
+    - ``"skewed"``: no change on average, a lognormal spread (most a little up, a few far down);
+    - ``"rare subgroup"``: 10 % of subjects lose 41–71 %, the rest 1 % (the shape of notebook
+      06's subjects: the one that learned the XOR loses it, the others barely move);
+    - ``"heavy-tailed"``: −5 % on average, spread as Student's t with 3 degrees of freedom
+      (scale 2 points).
     """
     if kind == "zero-inflated":
         return np.where(rng.uniform(size=n) < 0.3, -100.0, 0.0)
@@ -160,7 +164,23 @@ def subject_changes(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     if kind == "skewed":
         loss = rng.lognormal(1.0, 1.0, n)
         return np.exp(1.5) - loss  # E[lognormal(1, 1)] = e^1.5: mean 0
+    if kind == "rare subgroup":
+        return np.where(rng.uniform(size=n) < 0.1, -rng.uniform(41.0, 71.0, n), -1.0)
+    if kind == "heavy-tailed":
+        return -5.0 + 2.0 * rng.standard_t(3, n)
     raise ValueError(kind)
+
+
+POPULATION_CHANGE = {
+    "zero-inflated": 0.3 * -100.0,
+    "on the margin": -5.0,
+    "skewed": 0.0,
+    "rare subgroup": 0.1 * -(41.0 + 71.0) / 2 + 0.9 * -1.0,
+    "heavy-tailed": -5.0,
+}
+"""The mean change of the whole population each design of `subject_changes` draws from (a
+subject's change is independent of its baseline, so it is also the population's ratio-of-means
+Δ%): what an interval over the drawn subjects should cover, not the drawn subjects' own mean."""
 
 
 def claim_counts(

@@ -164,6 +164,7 @@ def cmd_demo(args: argparse.Namespace):
     print(format_findings(findings))
     print(legend())
     say(f"  verdicts saved in {root / 'study' / 'claims.csv'} and at the top of summary.md")
+    say("  how often each verdict errs on designs whose truth is known: docs/trust.md")
     say(f"demo finished in {time.time() - t0:.0f} s; tables and figures in {root / 'study'}")
     say(f"report (open in a browser): {(root / 'study' / 'report.html').resolve()}")
     return result, findings

@@ -437,6 +437,13 @@ def _left_out(entries: list[LeftOut]) -> str:
     )
 
 
+TRUST = (
+    "How often each verdict and interval errs on designs whose truth is known: emg_lens's "
+    "manual, How far each number can be trusted (docs/trust.md)."
+)
+"""The line every page carries under its title: where the verdicts' error rates are."""
+
+
 def report_html(folder: str | Path) -> str:
     """The page for an output folder (see the module docstring)."""
     return _page(folder)[0]
@@ -487,7 +494,8 @@ def _page(folder: str | Path) -> tuple[str, list[LeftOut]]:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} · emg_lens</title><style>{_STYLE}</style></head>\n<body>"
         f'<header><h1>{html.escape(title)}</h1><p class="meta">emg_lens {html.escape(kind)}'
-        f" · outputs of {stamp} · {html.escape(str(folder.resolve()))}</p></header>"
+        f" · outputs of {stamp} · {html.escape(str(folder.resolve()))}</p>"
+        f'<p class="meta">{TRUST}</p></header>'
         f"<nav>{nav}</nav>\n{body}\n<script>{_SCRIPT}</script></body></html>\n"
     )
     return page, files.left_out

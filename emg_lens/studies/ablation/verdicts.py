@@ -53,11 +53,13 @@ before the run what they need.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.output import markdown_table
@@ -74,9 +76,9 @@ from emg_lens.stats.compare import (
     format_p,
     paired_test,
     rank_biserial,
+    skew_t_interval,
     stars,
     subjects_needed,
-    t_interval,
     tost,
     tost_max_sd,
 )
@@ -91,6 +93,8 @@ __all__ = [
     "evaluate_claims",
     "format_claims",
     "interval_verdict",
+    "subject_changes",
+    "unseen_share",
 ]
 
 CI_LEVEL = 0.90  # the t-interval of per-subject Δ%: TOST's, and a drop's one-sided 95 % bound
@@ -101,6 +105,7 @@ CLAIM_COLUMNS = [
     *("condition", "n", "baseline", "masked", "delta_pct", "ci_low", "ci_high", "r_rb"),
     *("test", "p", "p_corr", "stars", "verdict", "reason", "margin", "ci_level", "method"),
     *("sd_floor", "floor_unit", "subject_sd"),
+    *("unseen_share", "subjects", "beyond_margin"),
 ]
 """The columns of ``claims.csv``, one row per declared claim."""
 
@@ -138,6 +143,115 @@ def _sampling_floor(rows: pd.DataFrame, classes: list[int]) -> tuple[pd.Series, 
         )
         floors[r.subject] = 100.0 / (count * accuracy) if count and accuracy > 0 else np.nan
     return pd.Series(floors, dtype=float), unit
+
+
+def unseen_share(n: int, alpha: float = ALPHA) -> float:
+    """The largest share of subjects that could each lose more than a claim's margin and still
+    go unsampled in more than ``alpha`` of studies of ``n`` subjects: ``1 − alpha^(1/n)``. A
+    keep claim that holds over ``n`` subjects speaks for the typical subject, not for every one:
+    a subgroup this large that loses a lot is missed by more than 5 % of such studies, and no
+    test of a mean can promise otherwise (Bahadur & Savage 1956); NaN without subjects.
+
+    >>> [round(100 * unseen_share(n)) for n in (4, 8, 15)]
+    [53, 31, 18]
+    """
+    return 1 - alpha ** (1 / n) if n > 0 else float("nan")
+
+
+def subject_changes(
+    baseline_rows: pd.DataFrame, masked_rows: pd.DataFrame, classes: list[int]
+) -> pd.DataFrame:
+    """Each subject's own change of accuracy over ``classes`` under a condition, with its
+    interval over that subject's test trials: one row per subject (the baseline's order) with
+    ``delta_pct`` (``100 (masked − baseline) / baseline``), ``low``, ``high`` and ``unit``.
+
+    The interval's level is Bonferroni's over the subjects (one-sided ``ALPHA / n`` at each
+    end), so that no subject of an unchanged cut is named past a margin in more than 5 % of
+    studies. Where the cells hold their trials (``trial_class``, ``trial_windows``,
+    ``trial_hits``) it is paired by trial, as both conditions scored the same windows: the
+    ratio ``Σ (h_masked − h_baseline) / Σ h_baseline`` over the trials of ``classes``,
+    linearised, with Student's t over its trials (``unit`` ``"trial"``). Cells stored without
+    trials have only their counts: the two conditions' windows then count as independent
+    samples (``unit`` ``"window"``), wider than the pairing would give. NaN bounds where a
+    subject has fewer than 2 trials or no correct baseline window.
+
+    >>> def cell(subject, key, hits):
+    ...     return {"subject": subject, "key": key, "class_correct": [sum(hits)],
+    ...             "class_total": [10 * len(hits)], "trial_class": [0] * len(hits),
+    ...             "trial_windows": [10] * len(hits), "trial_hits": hits}
+    >>> base = pd.DataFrame([cell(1, "b", [9] * 10), cell(2, "b", [9] * 10)])
+    >>> cut = pd.DataFrame([cell(1, "c", [9] * 10), cell(2, "c", [5, 4, 6, 5, 5, 4, 6, 5, 5, 5])])
+    >>> table = subject_changes(base, cut, [0])
+    >>> print(table.round(1))  # subject 2: ± t(0.975, 9) · sd((m − 5) / 9) / √10 = ± 5.3
+       delta_pct   low  high   unit
+    1        0.0   0.0   0.0  trial
+    2      -44.4 -49.7 -39.1  trial
+    """
+    masked_by = {r.subject: r for r in masked_rows.itertuples(index=False)}
+    n = max(len(baseline_rows), 1)
+    out = {}
+    for base in baseline_rows.itertuples(index=False):
+        cut = masked_by.get(base.subject)
+        row = {"delta_pct": np.nan, "low": np.nan, "high": np.nan, "unit": "trial"}
+        if cut is None:
+            out[base.subject] = row
+            continue
+        fields = ("trial_class", "trial_windows", "trial_hits")
+        by_trial = all(
+            isinstance(getattr(r, f, None), list | tuple | np.ndarray)
+            for r in (base, cut)
+            for f in fields
+        )
+        if by_trial:
+            held = np.isin(np.asarray(base.trial_class), classes)
+            b = np.asarray(base.trial_hits, float)[held]
+            m = np.asarray(cut.trial_hits, float)[held]
+        else:
+            row["unit"] = "window"
+            b = np.asarray([np.asarray(base.class_correct)[classes].sum()], float)
+            m = np.asarray([np.asarray(cut.class_correct)[classes].sum()], float)
+        total_b = float(b.sum())
+        if total_b > 0:
+            ratio = float((m.sum() - total_b) / total_b)
+            row["delta_pct"] = 100 * ratio
+            if by_trial and len(b) > 1:
+                influence = (m - b - ratio * b) / b.mean()
+                half = (
+                    sps.t.ppf(1 - ALPHA / n, len(b) - 1) * influence.std(ddof=1) / np.sqrt(len(b))
+                )
+                row["low"], row["high"] = 100 * (ratio - half), 100 * (ratio + half)
+            elif not by_trial:
+                windows = float(np.asarray(base.class_total)[classes].sum())
+                pb, pm = total_b / windows, float(m.sum()) / windows
+                se = np.sqrt((pb * (1 - pb) + pm * (1 - pm)) / windows) / pb
+                half = sps.norm.ppf(1 - ALPHA / n) * se
+                row["low"], row["high"] = 100 * (ratio - half), 100 * (ratio + half)
+        out[base.subject] = row
+    return pd.DataFrame.from_dict(out, orient="index", columns=["delta_pct", "low", "high", "unit"])
+
+
+def _subjects_text(changes: pd.DataFrame) -> str:
+    """``1 −1.2 [−4.0, +1.6]; 2 ...``: each subject's own change and its interval, in %."""
+
+    def one(subject: Any, r: Any) -> str:
+        if not np.isfinite(r.delta_pct):
+            return f"{subject} n/a"
+        if not (np.isfinite(r.low) and np.isfinite(r.high)):
+            return f"{subject} {r.delta_pct:+.1f}"
+        if r.low == r.high:  # no trial changed: exactly unchanged on these trials, no interval
+            return f"{subject} {r.delta_pct:+.1f} [no trial changed]"
+        return f"{subject} {r.delta_pct:+.1f} [{r.low:+.1f}, {r.high:+.1f}]"
+
+    return "; ".join(one(s, r) for s, r in zip(changes.index, changes.itertuples()))
+
+
+def _beyond(changes: pd.DataFrame, expect: str, bound: float) -> list[Any]:
+    """The subjects whose own interval lies wholly past the margin: below ``-bound`` (a keep's
+    or a drop's), or above ``+bound`` (a keep's)."""
+    past = changes["high"] < -bound
+    if expect == "keep":
+        past |= changes["low"] > bound
+    return changes.index[past.fillna(False).to_numpy(bool)].tolist()
 
 
 def evaluate_claims(
@@ -207,8 +321,9 @@ def evaluate_claims(
         else:
             used = paired_test(n) if claims_test == PAIRED else claims_test
             p = compare(m, b, used)[1]
-        ci_low, ci_high = t_interval(pct, CI_LEVEL, sd_floor)
+        ci_low, ci_high = skew_t_interval(pct, CI_LEVEL, sd_floor)
         cell = counts[counts["key"] == key].iloc[0]
+        own = subject_changes(baseline_rows, counts[counts["key"] == key], classes)
         rows.append(
             {
                 "claim": claim.title(),
@@ -234,9 +349,12 @@ def evaluate_claims(
                 "sd_floor": sd_floor,
                 "floor_unit": unit,
                 "subject_sd": float(np.std(finite, ddof=1)) if len(finite) > 1 else np.nan,
+                "unseen_share": unseen_share(n),
+                "subjects": _subjects_text(own),
+                "beyond_margin": " ".join(map(str, _beyond(own, claim.expect, claim.bound))),
             }
         )
-    extra = ["margin", "ci_level", "sd_floor", "floor_unit", "subject_sd"]
+    extra = ["margin", "ci_level", "sd_floor", "floor_unit", "subject_sd", *CLAIM_COLUMNS[-3:]]
     table = pd.DataFrame(rows, columns=[*CLAIM_COLUMNS[:17], *extra])
     drops = [i for i, c in enumerate(claims) if c.expect == "drop"]
     table["p_corr"] = np.nan
@@ -265,9 +383,16 @@ def _method(row: Any, drops: int, correction: str) -> str:
     """Which test decided a claim, in words (the ``method`` column); ``drops``: the drop
     claims the correction was over (those with a p-value)."""
     if row.test == "tost":
+        two = (
+            " (2 subjects: no skewness to correct for, Student's t, which holds about 6% of "
+            "claims exactly on their margin)"
+            if row.n == 2
+            else ""
+        )
         return (
-            f"TOST (Schuirmann 1987): {100 * row.ci_level:g}% t-interval of per-subject Δ% "
-            f"over {row.n} subjects within ±{100 * row.margin:g}%"
+            f"TOST (Schuirmann 1987) with Johnson's skew-corrected t (Hall 1992): "
+            f"{100 * row.ci_level:g}% interval of per-subject Δ% over {row.n} subjects within "
+            f"±{100 * row.margin:g}%{two}"
         )
     n = row.n
     test = {
@@ -304,10 +429,32 @@ def interval_verdict(expect: str, low: float, high: float, bound: float) -> str:
     return "fails" if high < -bound or low > bound else "cannot tell"
 
 
+def _reach(row: Any, bound: float) -> str:
+    """What a keep that holds (or a drop that fails) could not have seen, in words."""
+    return (
+        f"; its reach: the typical subject. {row.n} subjects leave unseen, in over 5% of such "
+        f"studies, a subgroup of up to {100 * row.unseen_share:.0f}% of subjects that each lose "
+        f"more than {bound:g}%; no subject's own change lies past the margin"
+    )
+
+
+def _past_margin(row: Any) -> str:
+    """``subject 3 (−41.0 [−52.1, −29.9])``: the subjects whose own interval lies past the
+    margin, with their changes."""
+    named = set(str(row.beyond_margin).split())
+    found = [e.split(" ", 1) for e in str(row.subjects).split("; ")]
+    listed = [f"{who} ({what})" for who, what in found if who in named]
+    word = "subject" if len(listed) == 1 else "subjects"
+    return (
+        f", but {word} {', '.join(listed)} changed past the margin on their own trials "
+        "(intervals Bonferroni-corrected over the subjects)"
+    )
+
+
 def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]:
     """``(verdict, why)`` of one evaluated claim (rules: the module docstring)."""
     bound = claim.bound
-    interval = f"{100 * row.ci_level:g}% t-interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
+    interval = f"{100 * row.ci_level:g}% interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
     if getattr(row, "sd_floor", 0) > getattr(row, "subject_sd", np.inf):  # the floor widened it
         interval += f" (spread floored at {row.sd_floor:.2g}% from {row.subject_sd:.2g}%)"
     no_interval = not (np.isfinite(row.ci_low) and np.isfinite(row.ci_high))
@@ -318,13 +465,17 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
         "some subjects exactly unchanged while they change others"
     )
     alike = row.n < KEEP_MIN_SUBJECTS and not row.subject_sd > 0
+    past = bool(str(getattr(row, "beyond_margin", "")).strip())
     if claim.expect == "keep":
         if no_interval:
             return "cannot tell", NO_INTERVAL
         if by_interval == "holds" and alike:
             return "cannot tell", f"{interval} lies within ±{bound:g}%{few}"
+        if by_interval == "holds" and past:
+            return "cannot tell", f"{interval} lies within ±{bound:g}%{_past_margin(row)}"
         if by_interval == "holds":
-            return "holds", f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
+            held = f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
+            return "holds", held + _reach(row, bound)
         if by_interval == "fails":
             return "fails", f"{interval} lies wholly outside ±{bound:g}%"
         return "cannot tell", f"{interval} reaches past ±{bound:g}%" + _spread_note(row, bound)
@@ -337,10 +488,13 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
     found = f"a significant rise ({p_corr})" if significant else f"no significant drop ({p_corr})"
     if no_interval:
         return "cannot tell", f"{found}, and {NO_INTERVAL}"
+    above = f"{found}, and the {interval} lies wholly above -{bound:g}%"
     if by_interval == "fails" and alike:
-        return "cannot tell", f"{found}, and the {interval} lies wholly above -{bound:g}%{few}"
+        return "cannot tell", above + few
+    if by_interval == "fails" and past:
+        return "cannot tell", above + _past_margin(row)
     if by_interval == "fails":
-        return "fails", f"{found}, and the {interval} lies wholly above -{bound:g}%"
+        return "fails", above + _reach(row, bound)
     why = f"{found}, but the {interval} reaches below -{bound:g}%"
     floor = corrected_floor(row.n, m, row.test, correction)
     if floor >= ALPHA:
@@ -463,7 +617,22 @@ def format_claims(table: pd.DataFrame, prefix: str = "") -> str:
             f"{format_p(r.p, 2, 'p')}{p_corr}  ->  {r.verdict}\n"
             f"    {r.method}: {r.reason}"
         )
+        if _shows_subjects(r):
+            lines.append(
+                textwrap.fill(
+                    f"each subject's own change, % [interval over its trials]: {r.subjects}",
+                    width=100,
+                    initial_indent="    ",
+                    subsequent_indent="      ",
+                )
+            )
     return "\n".join(lines)
+
+
+def _shows_subjects(r: Any) -> bool:
+    """Whether a claim's console lines list each subject's own change: wherever the verdict
+    concludes no change (a keep, a drop that did not hold), whose reach they show."""
+    return bool(r.subjects) and not (r.test != "tost" and r.verdict == "holds")
 
 
 def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str:
@@ -476,16 +645,25 @@ def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str
         "## Claims\n\nWhat the study file declared before the run, tested on each subject's "
         "accuracy over the claim's classes under its condition against the baseline, the same "
         "subjects in both. Δ% is the mean over subjects of each one's 100 (masked − baseline) "
-        f"/ baseline, with its {level} t-interval (its ends are one-sided 95% bounds), whose "
-        "spread is never taken below `sd_floor` (claims.csv: the change one trial of an "
-        "unchanged subject would make, where it exceeds the subjects' own spread `subject_sd`), "
-        "so it can be wider than the subjects' values alone give. A drop "
+        f"/ baseline, with its {level} interval (Johnson's skew-corrected t, in Hall's monotone "
+        "form: per-subject changes of a count lean towards large losses; its ends are one-sided "
+        "95% bounds, and it assumes the subjects are a sample of the population the claim "
+        "speaks for), whose spread is never taken below `sd_floor` (claims.csv: the change one "
+        "trial of an unchanged subject would make, where it exceeds the subjects' own spread "
+        "`subject_sd`), so it can be wider than the subjects' values alone give. A drop "
         f"is tested by {test_name} ({over}): it holds when p_corr < {ALPHA} and the accuracy "
         "fell; it fails only when the interval lies wholly above −margin (5% unless the claim "
         "names one: any drop is smaller than that); otherwise one cannot tell. A keep is an "
-        "equivalence test (TOST, Schuirmann 1987: two one-sided t-tests at 5%): it holds when "
+        "equivalence test (TOST, Schuirmann 1987: two one-sided tests at 5%): it holds when "
         "the interval lies within ±margin, fails when it lies wholly outside, and cannot tell "
-        "otherwise. Each row's test says what decided it.\n\n"
+        "otherwise. A keep that holds, or a drop that fails, speaks for the typical subject: "
+        "with n subjects a subgroup of up to 1 − 0.05^(1/n) of subjects (53% at 4, 31% at 8, 18% "
+        "at 15) that each lose more than the margin goes unsampled in over 5% of studies "
+        "(`unseen_share`), and the row says so; each subject's own change is listed with its "
+        "interval over its trials (Bonferroni over the subjects), and one whose interval lies "
+        "past the margin keeps such a verdict from being drawn. Each row's test says what "
+        "decided it; docs/trust.md in emg_lens's manual (\"How far each number can be "
+        'trusted") shows how often each verdict errs on designs whose truth is known.\n\n'
     )
     shown = table.assign(
         measured=[f"{r.baseline:.3f} → {r.masked:.3f}, {_change(r)}" for r in table.itertuples()],
@@ -493,4 +671,6 @@ def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str
         why=table["reason"],
     )
     columns = ["claim", "condition", "classes", "expected", "measured", "test", "p", "p_corr"]
-    return intro + markdown_table(shown[[*columns, "stars", "verdict", "why"]], ".3g") + "\n"
+    shown["each subject's change, %"] = table["subjects"]
+    columns = [*columns, "stars", "verdict", "why", "each subject's change, %"]
+    return intro + markdown_table(shown[columns], ".3g") + "\n"

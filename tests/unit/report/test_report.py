@@ -68,6 +68,9 @@ def test_the_report_holds_the_summary_every_figure_the_study_tables_and_provenan
         assert f"<summary>{table} (" in page
     provenance = page.split('id="provenance"')[1]
     assert provenance.count("<tr>") == 1 + 3  # a header and one row per subject
+    # issue 78: every page says where its verdicts' error rates are measured
+    header = page.split("</header>")[0]
+    assert "How far each number can be trusted (docs/trust.md)" in header
 
 
 def test_the_page_fetches_nothing(study_folder):

@@ -23,7 +23,12 @@ import pytest
 from emg_lens import EncoderConfig
 from emg_lens.cli import main
 from emg_lens.errors import SpecError, StudyError
-from emg_lens.stats.compare import KEEP_MIN_SUBJECTS, bootstrap_delta_ci, compare, t_interval
+from emg_lens.stats.compare import (
+    KEEP_MIN_SUBJECTS,
+    bootstrap_delta_ci,
+    compare,
+    skew_t_interval,
+)
 from emg_lens.studies import load_spec, run_study
 from emg_lens.studies.ablation.result import legend
 from emg_lens.studies.ablation.verdicts import (
@@ -215,9 +220,9 @@ def test_a_tiny_consistent_drop_is_significant_and_still_keeps_the_accuracy(clai
     assert _verdict("drop", masked, base, claims_test).p < 0.05  # "no change" would call it lost
     row = _verdict("keep", masked, base, claims_test, margin=0.05)  # TOST whatever the test
     assert row.test == "tost" and row.p < 0.05 and -1 < row.ci_low < row.ci_high < 0
-    assert (row.ci_low, row.ci_high) == pytest.approx(t_interval(_pct(masked, base), 0.9))
+    assert (row.ci_low, row.ci_high) == pytest.approx(skew_t_interval(_pct(masked, base), 0.9))
     assert row.verdict == "holds" and "lies within ±5%" in row.reason
-    assert row.method.startswith("TOST (Schuirmann 1987): 90% t-interval of per-subject Δ%")
+    assert row.method.startswith("TOST (Schuirmann 1987) with Johnson's skew-corrected t")
 
 
 def test_a_drop_past_the_margin_fails_whatever_its_p_value():
@@ -269,14 +274,14 @@ def test_keep_claims_on_their_margin_hold_at_most_five_percent_of_the_time():
     held, failed = [], []
     for n in range(2, 13):
         pct = -5 + rng.normal(0, 2, (1000, n))
-        intervals = [t_interval(row, CI_LEVEL) for row in pct]
+        intervals = [skew_t_interval(row, CI_LEVEL) for row in pct]
         held.append([interval_verdict("keep", lo, hi, 5.0) == "holds" for lo, hi in intervals])
         failed.append([interval_verdict("drop", lo, hi, 5.0) == "fails" for lo, hi in intervals])
     held, failed = np.mean(held, axis=1), np.mean(failed, axis=1)
     assert (held <= 0.068).all() and held.mean() <= 0.055, held
     assert (failed <= 0.068).all() and failed.mean() <= 0.055, failed
     unchanged = rng.normal(0, 2, (400, 8))
-    kept = [interval_verdict("keep", *t_interval(r, CI_LEVEL), 5.0) for r in unchanged]
+    kept = [interval_verdict("keep", *skew_t_interval(r, CI_LEVEL), 5.0) for r in unchanged]
     assert np.mean([v == "holds" for v in kept]) > 0.9
 
 
@@ -332,7 +337,7 @@ def test_a_subjects_spread_is_never_below_the_change_one_of_its_trials_makes():
     claim = _spec({**KEEP, "classes": [0]}).claims
     few = evaluate_claims(claim, {}, _trial_counts(8, 4, {}), "mannwhitneyu", "bonferroni")
     assert few.floor_unit[0] == "trial" and few.sd_floor[0] == pytest.approx(25.0)
-    assert few.ci_high[0] == pytest.approx(t_interval([0.0] * 8, CI_LEVEL, 25.0)[1])
+    assert few.ci_high[0] == pytest.approx(skew_t_interval([0.0] * 8, CI_LEVEL, 25.0)[1])
     assert few.verdict[0] == "cannot tell" and few.ci_high[0] > 16
     many = evaluate_claims(claim, {}, _trial_counts(8, 100, {}), "mannwhitneyu", "bonferroni")
     assert many.sd_floor[0] == pytest.approx(1.0) and many.verdict[0] == "holds"
@@ -431,7 +436,7 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     console = result.console()
     assert "Claims over 3 subjects, each with the test that decided it:" in console
     assert "exact sign-flip test over 3 subjects (paired, all 8 relabellings)" in console
-    assert table.method[1].startswith("TOST (Schuirmann 1987): 90% t-interval")
+    assert table.method[1].startswith("TOST (Schuirmann 1987) with Johnson's skew-corrected t")
     assert table.test.tolist() == ["permutation", "tost", "tost"]
     assert "| exact sign-flip test over 3 subjects" in summary and "| TOST (Schuirmann" in summary
     # the key to the stars and r_rb (issue 59): below the claims' table, in every output
@@ -591,3 +596,75 @@ def test_an_in_memory_models_own_code_is_part_of_its_cells_provenance(tmp_path, 
     mine.add_hook("blocks.0.hook_resid_pre", lambda x, hook: x, is_permanent=True)
     with pytest.raises(SpecError, match=r"hooks on blocks\.0\.hook_resid_pre"):
         entry_provenance(spec, (mine, data), 1, "code")
+
+
+# ----------------------------------------------------------------------------- a verdict's reach
+
+
+def _subgroup_counts(rng, n: int, trials: int = 20, windows: int = 10) -> pd.DataFrame:
+    """Issue 78's design: 10 % of subjects lose 41-71 % of their right windows under the cut,
+    the rest 1 %; each subject 20 test trials of 10 windows, baseline accuracy 0.8-0.95."""
+    rows = []
+    for s in range(1, n + 1):
+        loss = rng.uniform(0.41, 0.71) if rng.uniform() < 0.1 else 0.01
+        right = rng.uniform(size=(trials, windows)) < rng.uniform(0.8, 0.95)
+        cut = right & (rng.uniform(size=right.shape) >= loss)
+        for name, mode, layers, hits in (
+            ("baseline", "none", "", right),
+            ("cross", "all", "0,1", cut),
+        ):
+            per_trial = hits.sum(axis=1).tolist()
+            rows.append(
+                {
+                    "subject": s, "intervention": name, "mode": mode, "layer": None,
+                    "layers": layers, "heads": "all", "key": name,
+                    "class_correct": [sum(per_trial)], "class_total": [trials * windows],
+                    "trial_class": [0] * trials, "trial_windows": [windows] * trials,
+                    "trial_hits": per_trial,
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("n", [4, 8, 15])
+def test_a_keep_that_holds_says_what_its_subjects_could_not_have_seen(n):
+    """Issue 78: an attention cut that costs a few subjects a lot is this field's usual shape;
+    a keep over n subjects misses such a subgroup whenever none of them was drawn (0.9^n of
+    studies), which no test of a mean can rule out. So every keep that holds states the share
+    of subjects that could lose more than the margin unseen, 1 - 0.05^(1/n), and lists each
+    subject's own change; a drawn subject whose own interval lies past the margin keeps the
+    claim from holding, and is named."""
+    claim = _spec({**KEEP, "classes": [0]}).claims
+    rng = np.random.default_rng([78, n])
+    share = f"up to {round(100 * (1 - 0.05 ** (1 / n)))}% of subjects"
+    seen = {"holds": 0, "stopped": 0}
+    for _ in range(25):
+        row = evaluate_claims(claim, {}, _subgroup_counts(rng, n), "mannwhitneyu", "none").iloc[0]
+        listed = row.subjects.split("; ")
+        assert [entry.split()[0] for entry in listed] == [str(s) for s in range(1, n + 1)]
+        losers = [int(s) for s in row.beyond_margin.split()]
+        if row.verdict == "holds":
+            seen["holds"] += 1
+            assert share in row.reason and "no subject's own change lies past" in row.reason
+            assert not losers and row.unseen_share == pytest.approx(1 - 0.05 ** (1 / n))
+        if losers:
+            assert row.verdict != "holds"
+            if row.ci_low >= -5 and row.ci_high <= 5:  # the mean alone would have held
+                seen["stopped"] += 1
+                assert f"subject {losers[0]} (" in row.reason or "subjects" in row.reason
+    assert seen["holds"] > 0  # the design does let keeps hold: the check above ran
+
+
+def test_a_subject_past_the_margin_stops_a_keep_its_mean_would_let_hold():
+    """Thirty subjects, one losing 1 of every 10 windows in each of its 100 trials (-10 %, its
+    own interval far below -5 %), the others 0-2 trials of 100: the mean's interval lies within
+    ±5 %, yet the claim cannot hold, and the reason names subject 7 with its change."""
+    claim = _spec({**KEEP, "classes": [0]}).claims
+    counts = _trial_counts(30, 100, {s: s % 3 for s in range(1, 31)})
+    masked = (counts.key == "cross") & (counts.subject == 7)
+    counts.loc[masked, "trial_hits"] = pd.Series([[9] * 100], index=counts.index[masked])
+    counts.loc[masked, "class_correct"] = pd.Series([[900]], index=counts.index[masked])
+    row = evaluate_claims(claim, {}, counts, "mannwhitneyu", "none").iloc[0]
+    assert -5 < row.ci_low < row.ci_high < 5 and row.beyond_margin == "7"
+    assert row.verdict == "cannot tell"
+    assert "subject 7 (-10.0 [" in row.reason and "past the margin" in row.reason

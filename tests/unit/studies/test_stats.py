@@ -26,6 +26,7 @@ from emg_lens.stats.compare import (
     smallest_p,
     stars,
     subjects_needed,
+    skew_t_interval,
     t_interval,
     tost,
     tost_max_sd,
@@ -487,11 +488,58 @@ def test_t_interval_and_tost_are_scipys_t_tests(seed, n):
     for bound in (1.0, 3.0, 6.0):
         one = sps.ttest_1samp(x, -bound, alternative="greater").pvalue
         other = sps.ttest_1samp(x, bound, alternative="less").pvalue
-        p = tost(x, bound)
+        p = tost(x, bound, skew_corrected=False)
         assert p == pytest.approx(max(one, other), rel=1e-10)
         assert (p < 0.05) == (-bound < low and high < bound)  # TOST at 5 %: the 90 % interval
     sd = float(np.std(x, ddof=1))
     assert (sd < tost_max_sd(n, 5.0)) == (t_interval(x - x.mean(), 0.9)[1] < 5.0)
+
+
+def _hall_t(x, mu0):
+    """Hall's (1992) monotone form of Johnson's (1978) skewness-corrected t statistic, written
+    from the papers: with θ = (x̄ − μ0) / s and γ the adjusted Fisher–Pearson skewness,
+    √n (θ + γ / (6n) + γ θ² / 3 + γ² θ³ / 27)."""
+    n = len(x)
+    theta = (x.mean() - mu0) / x.std(ddof=1)
+    gamma = sps.skew(x, bias=False)
+    return np.sqrt(n) * (theta + gamma / (6 * n) + gamma * theta**2 / 3 + gamma**2 * theta**3 / 27)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n", [3, 5, 12])
+def test_tost_is_halls_skew_corrected_t_and_its_interval_inverts_it(seed, n):
+    """Per-subject changes of a count lean left (issue 78: Student's TOST held 6.1-6.8 % of
+    claims on their margin): each one-sided test is Hall's form of Johnson's t, p from
+    Student's t with n − 1 degrees of freedom; the 90 % interval is exactly the means neither
+    one-sided test at 5 % rejects (found here by root search, not by the closed form)."""
+    from scipy.optimize import brentq
+
+    x = -5 + np.random.default_rng([seed, n]).lognormal(0, 1, n) * -1
+    df = n - 1
+    for bound in (2.0, 6.0, 12.0):
+        one = sps.t.sf(_hall_t(x, -bound), df)
+        other = sps.t.cdf(_hall_t(x, bound), df)
+        assert tost(x, bound) == pytest.approx(max(one, other), rel=1e-9)
+    low, high = skew_t_interval(x, 0.9)
+    crit = sps.t.ppf(0.95, df)
+    span = 50 * x.std(ddof=1)
+    assert low == pytest.approx(brentq(lambda m: _hall_t(x, m) - crit, x.mean() - span, x.mean()))
+    assert high == pytest.approx(brentq(lambda m: _hall_t(x, m) + crit, x.mean(), x.mean() + span))
+    for bound in np.linspace(0.5, 30, 25):
+        assert (tost(x, bound) < 0.05) == (-bound < low and high < bound)
+    assert low < x.mean() < high
+
+
+def test_the_skew_corrected_interval_is_students_without_skew_or_below_three_values():
+    symmetric = np.array([-3.0, -1.0, 0.0, 1.0, 3.0])  # sample skewness exactly 0
+    assert skew_t_interval(symmetric) == pytest.approx(t_interval(symmetric))
+    assert tost(symmetric, 4.0) == pytest.approx(tost(symmetric, 4.0, skew_corrected=False))
+    two = [-6.0, -1.0]  # two values carry no skewness: Student's t
+    assert skew_t_interval(two) == pytest.approx(t_interval(two))
+    assert skew_t_interval([1.0, 1.0, 1.0]) == (1.0, 1.0)
+    assert np.isnan(skew_t_interval([1.0])[0])
+    floored = skew_t_interval([0.0] * 6, sd_floor=2.0)  # no spread, floored: symmetric
+    assert floored == pytest.approx(t_interval([0.0] * 6, sd_floor=2.0))
 
 
 def test_equivalence_edge_cases():
