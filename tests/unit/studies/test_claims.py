@@ -384,6 +384,29 @@ def test_above_twelve_subjects_the_paired_test_is_wilcoxons():
     assert row.method.startswith("Wilcoxon signed-rank test over 14 subjects (paired)")
 
 
+@pytest.mark.parametrize(  # all 13 changed: "paired" is wilcoxon's 1 s of 2**13 patterns again
+    ("claims_test", "changed"),
+    [
+        (t, c)
+        for t in ("paired", "wilcoxon", "permutation")
+        for c in (0, 1, 13)
+        if t + str(c) != "paired13"
+    ],
+)
+def test_a_drop_claim_over_13_subjects_takes_none_one_or_all_changed_alike(claims_test, changed):
+    # Quantised accuracies: `changed` of 13 subjects lose 0.1 and the rest are exactly
+    # unchanged. One changed subject crashed scipy's wilcoxon (the default test above 12
+    # subjects), and `study run` with it; its two signs are equally likely: p = 1.
+    base = np.full(13, 0.8)
+    masked = base - 0.1 * (np.arange(13) < changed)
+    row = _verdict("drop", masked, base, claims_test)
+    assert row.n == 13 and row.p == compare(masked, base, claims_test)[1]
+    if changed < 2:
+        assert row.p == 1.0 and row.verdict != "holds"
+    else:
+        assert row.p < 0.001 and row.verdict == "holds"
+
+
 def test_a_claim_beyond_the_models_is_refused_by_name():
     counts = _counts([0.2, 0.3], [0.9, 0.8])
     spec = _spec({**DROP, "classes": [0, 3]})
