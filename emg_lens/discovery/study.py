@@ -140,7 +140,7 @@ class DiscoverySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("name", "models"))
+        required_strings(data, ("models",))
         try:
             metric = check_metric(data.get("metric", "margin"))
             tau = check_tau(data.get("tau", 0.05))
