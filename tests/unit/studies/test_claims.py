@@ -564,21 +564,24 @@ def test_a_study_files_free_text_cannot_put_tables_or_headings_on_its_page(tmp_p
     """A description with a table row and a heading, and a claim description with a line
     break, are text on the page: no forged table or heading, and every claim keeps its row."""
     subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
-    forged = "| p_corr | 0.0001 **** |\n|---|---|\n| forged | table |\n# Forged heading"
-    claim = {**DROP, "description": "the pair drops\n| injected | row |"}
+    forged = "| p_corr | 0.0001 **** |\n|---|---|\n| forged | table |\n# Forged heading <!--"
+    claim = {**DROP, "description": "the pair drops\n| injected | row |<table> & more"}
     spec = _spec(claim, {**KEEP, "layers": "individual 0"}, description=forged)
     run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
     summary = (tmp_path / "summary.md").read_text()
     lines = summary.splitlines()
     assert (
-        "Description: | p_corr | 0.0001 **** | |---|---| | forged | table | # Forged heading"
-        in (lines)
-    )
+        "Description: | p_corr | 0.0001 **** | |---|---| | forged | table | # Forged heading "
+        "&lt;!--" in (lines)
+    )  # a raw "<!--" hid the rest of summary.md on GitHub, a claim's "<table>" forged one
+    assert "<!--" not in summary and "<table>" not in summary
+    assert "the pair drops \\| injected \\| row \\|&lt;table&gt; &amp; more" in summary
     assert not any(line.startswith(("| forged", "# Forged", "| injected")) for line in lines)
     row = next(line for line in lines if line.startswith("| the pair drops"))
     assert row.count(" | ") == lines[lines.index(row) - 2].count(" | ")  # as many cells
     report = (tmp_path / "report.html").read_text()
     assert "<h2>Forged heading</h2>" not in report and "<td>forged</td>" not in report
+    assert "# Forged heading &lt;!--" in report and "&lt;table&gt; &amp; more" in report
 
 
 def test_an_in_memory_models_own_code_is_part_of_its_cells_provenance(tmp_path, monkeypatch):
