@@ -410,8 +410,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     families = [f for f in args.only.split(",") if f]
     unknown = sorted(set(families) - set(FAMILIES))
-    if unknown:
-        parser.error(f"--only {unknown}: accepted {list(FAMILIES)}")
+    if unknown or not families:  # --only '' names no family: no check, no table
+        parser.error(f"--only {args.only!r}: accepted one or more of {list(FAMILIES)}")
     table = run_checks(families, args.quick)
     print(markdown(table))
     result = {

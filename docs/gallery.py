@@ -7,7 +7,8 @@ interpreter, isolated from the user's IPython profile, startup files, ``PYTHONPA
 matplotlibrc) and the executed copy is kept in ``.cache/docs/notebooks/`` (git-ignored) under a
 key of the notebook's bytes, the emg_lens code, the repository files the notebooks read
 (studies/, hooks/, tests/data/) and the environment that runs them (`environment`: the Python
-version and the installed version of every package the project depends on). The copies are
+version and the installed version of every package the project depends on, and the kernels'
+thread count, ``$OMP_NUM_THREADS`` or 1: `make_figures.kernel_threads`). The copies are
 then laid out as ``docs/gallery/NAME.ipynb`` (git-ignored), which mkdocs-jupyter renders with
 their outputs and figures. A second ``make docs`` with nothing changed executes nothing; a
 notebook that fails stops the build.
@@ -62,6 +63,7 @@ NOISE = ("TqdmWarning: IProgress not found",)
 tqdm's, that ipywidgets (for its notebook progress bars) is not installed."""
 
 
+@functools.cache
 def _make_figures():
     spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs" / "make_figures.py")
     module = importlib.util.module_from_spec(spec)
@@ -125,12 +127,14 @@ def environment() -> dict[str, str]:
 
 def cache_key(path: str | Path) -> str:
     """The cache key of one notebook: its bytes, the emg_lens code (`code_digest`, which holds
-    the version), the files of `READ_BY_NOTEBOOKS` and the `environment`; 24 hex digits."""
+    the version), the files of `READ_BY_NOTEBOOKS`, the `environment` and the kernels' thread
+    count (`make_figures.kernel_threads`: a training's weights follow it); 24 hex digits."""
     from emg_lens.provenance import code_digest
 
     digest = hashlib.sha256(Path(path).read_bytes())
     digest.update(code_digest(_read_files()).encode())
-    digest.update(json.dumps(environment(), sort_keys=True).encode())
+    threads = _make_figures().kernel_threads()
+    digest.update(json.dumps({**environment(), "threads": threads}, sort_keys=True).encode())
     return digest.hexdigest()[:24]
 
 
@@ -192,10 +196,10 @@ def _execute(path: Path) -> Path:
 def build(notebooks: list[Path], jobs: int = 1) -> list[Path]:
     """Execute (or take from the cache) each notebook and lay it out in docs/gallery/.
 
-    ``jobs`` notebooks execute at once, each on its own kernel (a process); with several, each
-    kernel's torch gets an equal share of the cores (``OMP_NUM_THREADS``, unless set), so
-    kernels do not fight over them; their cache is `TRAININGS`. A notebook that fails stops
-    the build once the others running beside it have finished.
+    ``jobs`` notebooks execute at once, each on its own kernel (a process) of
+    `make_figures.kernel_threads` threads (``OMP_NUM_THREADS``, else 1), so kernels do not
+    fight over the cores; their cache is `TRAININGS`. A notebook that fails stops the build
+    once the others running beside it have finished.
     """
     GALLERY.mkdir(parents=True, exist_ok=True)
     for stale in GALLERY.glob("*.ipynb"):
@@ -205,8 +209,6 @@ def build(notebooks: list[Path], jobs: int = 1) -> list[Path]:
     for path in notebooks:
         if path not in todo:
             print(f"gallery: {path.name}: cached ({cached_path(path).relative_to(ROOT)})")
-    if jobs > 1 and len(todo) > 1:
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     os.environ["EMG_LENS_CACHE"] = str(TRAININGS)
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         for _ in pool.map(_execute, todo):

@@ -56,17 +56,32 @@ USER_SETUP = (
     "JUPYTER_CONFIG_DIR",
     "MATPLOTLIBRC",
     "MPLBACKEND",
+    "PYTHONOPTIMIZE",
+    "PYTHONWARNINGS",
 )
 """What a user's shell may set that would change a notebook's run: another module path, startup
 code (Python's, or IPython's in its profile), Jupyter's config, matplotlib's settings and
-backend. A kernel runs without them (`kernel_environment`)."""
+backend, asserts skipped (``PYTHONOPTIMIZE``: a notebook's checks would pass unchecked) and
+warnings filtered or raised. A kernel runs without them (`kernel_environment`)."""
+
+
+def kernel_threads() -> str:
+    """The threads a kernel's torch computes with, which change a notebook's numbers (a
+    training's weights): ``$OMP_NUM_THREADS`` where set, else 1 (kernels run side by side,
+    one per core, in the gallery and under the notebook tests' workers).
+
+    >>> kernel_threads() == os.environ.get("OMP_NUM_THREADS", "1")
+    True
+    """
+    return os.environ.get("OMP_NUM_THREADS") or "1"
 
 
 def kernel_environment(cwd: str | Path, home: str | Path) -> dict[str, str]:
     """The environment of a notebook's kernel: this process's, less `USER_SETUP`, with
     ``PYTHONPATH`` exactly this repository (its emg_lens is the one imported), IPython's and
     Jupyter's folders empty ones under ``home`` (no user profile, startup file or config),
-    matplotlib's own default settings, no user site-packages, and ``TMPDIR`` at ``cwd``.
+    matplotlib's own default settings, no user site-packages, `kernel_threads` threads and
+    ``TMPDIR`` at ``cwd``.
 
     >>> env = kernel_environment("/tmp/run", "/tmp/home")
     >>> env["PYTHONPATH"] == str(ROOT), env["IPYTHONDIR"], env["TMPDIR"]
@@ -85,6 +100,7 @@ def kernel_environment(cwd: str | Path, home: str | Path) -> dict[str, str]:
         "JUPYTER_CONFIG_DIR": str(home / "jupyter"),
         "MATPLOTLIBRC": str(Path(matplotlib.get_data_path()) / "matplotlibrc"),
         "PYTHONNOUSERSITE": "1",
+        "OMP_NUM_THREADS": kernel_threads(),
         "TMPDIR": str(cwd),
     }
 

@@ -34,13 +34,20 @@ _BLOCK_START = re.compile(r"^(#|\||>|[-*+]\s|\d+[.)]\s)")
 
 
 def one_line(text: object) -> str:
-    r"""``text`` with its lines and runs of whitespace joined by single spaces: a study file's
-    name in a heading, whose line breaks would otherwise start blocks of their own.
+    r"""``text`` as Markdown text, to show as written: its lines and runs of whitespace joined
+    by single spaces (a study file's name in a heading, whose line breaks would otherwise start
+    blocks of their own) and ``&``, ``<`` and ``>`` escaped, so no text of a study file (names,
+    descriptions, claims, labels, class names) is read as HTML: a ``<!--`` would hide the rest
+    of summary.md on GitHub. Every text of a study file that summary.md holds passes here
+    (`prose`, `markdown_table`'s cells); `emg_lens.report.markdown` reads it back.
 
     >>> one_line("table 3\n# not a heading")
     'table 3 # not a heading'
+    >>> one_line("All fine. <!-- hidden & gone")
+    'All fine. &lt;!-- hidden &amp; gone'
     """
-    return " ".join(str(text).split())
+    text = " ".join(str(text).split())
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def prose(text: str, label: str = "Description") -> str:
@@ -58,12 +65,12 @@ def prose(text: str, label: str = "Description") -> str:
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    r"""A GitHub-flavoured markdown table (no extra dependency); a ``|`` in a cell (an edge
-    expression's union) is written ``\|`` and a line break a space; a p-value column
-    (`P_COLUMNS`) is printed by `emg_lens.stats.compare.format_p`, never as 0.
+    r"""A GitHub-flavoured markdown table (no extra dependency); its text is `one_line`'s (a
+    label's ``<`` is ``&lt;``) and a ``|`` (an edge expression's union) is written ``\|``; a
+    p-value column (`P_COLUMNS`) is printed by `emg_lens.stats.compare.format_p`, never as 0.
 
-    >>> print(markdown_table(pd.DataFrame({"a": [0.5], "b": ["x | y"], "p": [2e-5]})))
-    | a | b | p |
+    >>> print(markdown_table(pd.DataFrame({"a": [0.5], "b <i>": ["x | y"], "p": [2e-5]})))
+    | a | b &lt;i&gt; | p |
     |---|---|---|
     | 0.500 | x \| y | 2e-05 |
     """
@@ -75,10 +82,13 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
             return format_p(v) if column in P_COLUMNS else format(v, floatfmt)
         if v is None or v is pd.NA:
             return ""
-        return " ".join(str(v).splitlines()).replace("|", "\\|")  # one row per row
+        return cell(v)
+
+    def cell(v) -> str:
+        return one_line(v).replace("|", "\\|")  # one row per row
 
     lines = [
-        "| " + " | ".join(map(str, df.columns)) + " |",
+        "| " + " | ".join(map(cell, df.columns)) + " |",
         "|" + "|".join("---" for _ in df.columns) + "|",
     ]
     lines += [

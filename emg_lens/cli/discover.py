@@ -113,7 +113,6 @@ def _spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_discover(args: argparse.Namespace):
-    from pathlib import Path
 
     from emg_lens.cli.common import resolve_device, show_progress
     from emg_lens.discovery.study import KIND, run_discovery
@@ -122,7 +121,7 @@ def cmd_discover(args: argparse.Namespace):
     spec = _spec(args)
     if not spec.models.strip():
         raise ArgumentError("discover needs --models DIR (or a spec file that names models)")
-    out = Path(args.out or Path(KIND.out) / spec.name)
+    out = KIND.folder(spec, args.out)
     result = run_discovery(
         spec,
         out_dir=out,

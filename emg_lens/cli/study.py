@@ -129,7 +129,7 @@ def cmd_study_run(args: argparse.Namespace):
     options, names = _options(args, kind, checking=False)
     if args.wait_timeout is not None:
         options["wait_timeout"] = check_wait_timeout(args.wait_timeout, "--wait-timeout")
-    out = Path(args.out or Path(kind.out) / spec.name)
+    out = kind.folder(spec, args.out)
     result = run(
         spec,
         flags=names,

@@ -140,7 +140,7 @@ class DiscoverySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("name", "models"))
+        required_strings(data, ("models",))
         try:
             metric = check_metric(data.get("metric", "margin"))
             tau = check_tau(data.get("tau", 0.05))
@@ -281,10 +281,10 @@ class DiscoveryStudyResult(StudyOutput):
         return (
             f"# Discovery study {one_line(self.spec.name)}\n\n"
             + ("" if self.chance is None else chance_markdown(self.chance) + "\n")
-            + f"Metric {self.spec.metric} on {self.spec.return_type}, tau = {self.spec.tau}: a "
-            "candidate is cut while the circuit keeps more than 1 - tau of the metric's range "
-            "from everything cut to the full model, and of every class's accuracy range "
-            "(`classes_lost` names a class it did not keep).\n\n"
+            + f"Metric {self.spec.metric} on {one_line(self.spec.return_type)}, tau = "
+            f"{self.spec.tau}: a candidate is cut while the circuit keeps more than 1 - tau of "
+            "the metric's range from everything cut to the full model, and of every class's "
+            "accuracy range (`classes_lost` names a class it did not keep).\n\n"
             + screen_note(self.circuits)
             + "\n\n"
             + areas_note(self.circuits)

@@ -26,15 +26,21 @@ _CODE = re.compile(r"`([^`]+)`")
 # space or star on its inner side: ``**x**`` and ``*x*``, not ``***`` nor ``** p < 0.01 **``.
 _BOLD = re.compile(r"(?<!\*)\*\*(?![\s*])(.+?)(?<![\s*])\*\*(?!\*)")
 _ITALIC = re.compile(r"(?<![\w*])\*(?![\s*])(.+?)(?<![\s*])\*(?![\w*])")
+_ENTITY = re.compile(r"&(lt|gt|amp);")  # one pass: "&amp;lt;" is "&lt;" as text
+_ENTITIES = {"lt": "<", "gt": ">", "amp": "&"}
 _NUMBER = re.compile(r"^[-+−]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?( [*]+| ns)?$")
 
 
 def inline(text: str, *, emphasis: bool = True) -> str:
     """One line of Markdown as HTML: escaped, then code spans, and (unless ``emphasis`` is
-    false, as in a table cell) bold and italic.
+    false, as in a table cell) bold and italic. Outside code spans, the entities
+    `emg_lens.output.one_line` writes (``&lt;``, ``&gt;``, ``&amp;``) are the characters they
+    stand for, as on GitHub.
 
     >>> inline("a < b, *italic*, `x*y`, *** p < 0.001")
     'a &lt; b, <em>italic</em>, <code>x*y</code>, *** p &lt; 0.001'
+    >>> inline("&lt;!-- &amp;amp; `&lt;`")
+    '&lt;!-- &amp;amp; <code>&amp;lt;</code>'
     >>> inline("-22.1% ***", emphasis=False)
     '-22.1% ***'
     """
@@ -45,7 +51,7 @@ def inline(text: str, *, emphasis: bool = True) -> str:
         return f"\x00{len(codes) - 1}\x00"
 
     text = _CODE.sub(keep, text)  # code spans first: their stars are not emphasis
-    text = html.escape(text, quote=False)
+    text = html.escape(_ENTITY.sub(lambda m: _ENTITIES[m.group(1)], text), quote=False)
     if emphasis:
         text = _BOLD.sub(r"<strong>\1</strong>", text)
         text = _ITALIC.sub(r"<em>\1</em>", text)

@@ -312,6 +312,8 @@ def _wilcoxon(masked: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0  # no change beyond float rounding (a cut's other kernel): none at all
     d = masked - baseline
     nonzero = d[d != 0]  # zero_method="wilcox": the test is on the nonzero differences
+    if len(nonzero) == 1:  # its two signs are equally likely: the exact p is 1 (scipy raises)
+        return 0.0, 1.0
     if len(nonzero) == len(d) and len(np.unique(np.abs(nonzero))) == len(d):
         res = sps.wilcoxon(masked, baseline, alternative="two-sided")  # exact up to 50 pairs
     else:

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import yaml
 
 from emg_lens.errors import ArgumentError, SpecError
+from emg_lens.studies.validate import study_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -95,6 +96,16 @@ class StudyKind:
     def name(self) -> str:
         """What a study file's ``kind`` says: its spec's ``KIND``."""
         return self.spec.KIND
+
+    def folder(self, spec: Any, out: str | Path | None = None) -> Path:
+        """Where a study of this kind writes: ``out`` where given (``--out``), else
+        ``<out>/<name>``, its name one folder name (`study_name`), never a path elsewhere.
+
+        >>> study_kind("discovery").folder(load_spec({"kind": "discovery", "name": "c",
+        ...                                           "models": "demo"}))
+        PosixPath('runs/discovery/c')
+        """
+        return Path(out) if out else Path(self.out) / study_name(spec.name)
 
     def load(self, data: Any, source_dir: str | Path = ".") -> Any:
         """Its spec from a table read from a file in ``source_dir``."""

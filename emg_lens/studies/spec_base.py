@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 
 from emg_lens.errors import SpecError
 from emg_lens.stats.compare import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
-from emg_lens.studies.validate import reject_unknown, string
+from emg_lens.studies.validate import reject_unknown, string, study_name
 
 __all__ = ["FAMILIES", "Spec", "StatsSpec", "file_key", "is_none"]
 
@@ -144,6 +144,8 @@ class Spec:
                 "(`emg_lens.studies.load_spec` reads every kind)"
             )
         reject_unknown(where, data, cls.keys())
+        if cls.KIND is not None:  # a study, of any kind: its name is its output folder's
+            study_name(data.get("name"))
         given = {k: context.pop(k) for k in list(context) if k in cls._unsaved()}
         values = cls._parse({k: v for k, v in data.items() if k != "kind"}, where, **context)
         spec = cls(**values, **given)

@@ -149,10 +149,10 @@ class CellStore:
             create_exclusive(marker, lambda tmp: tmp.write_text(text))
         try:  # whether this process created it or not: compare after, never check-then-write
             saved = json.loads(marker.read_text())["fingerprint"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # a folder: IsADirectoryError
             raise SpecError(
-                f"{marker} is empty or torn ({type(exc).__name__}); it no longer says which "
-                "study the folder holds: delete the folder, or use another --out folder"
+                f"{marker} is empty, torn or no file ({type(exc).__name__}); it no longer says "
+                "which study the folder holds: delete the folder, or use another --out folder"
             ) from exc
         if saved != fingerprint:
             raise SpecError(

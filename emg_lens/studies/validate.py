@@ -24,6 +24,7 @@ __all__ = [
     "reject_unknown",
     "required_strings",
     "string",
+    "study_name",
     "subject_list",
     "table",
 ]
@@ -74,8 +75,8 @@ def string(value: Any, where: str) -> Any:
 
 
 def required_strings(data: dict, keys: tuple[str, ...]) -> None:
-    """Every study key of ``keys`` is in ``data`` as a non-empty string (``name``, and what a
-    study runs on: ``models``, ``recording``).
+    """Every study key of ``keys`` is in ``data`` as a non-empty string (what a study runs on:
+    ``models``, ``recording``; its ``name`` is `study_name`'s).
 
     >>> required_strings({"name": "a", "models": ""}, ("name", "models"))
     Traceback (most recent call last):
@@ -85,6 +86,36 @@ def required_strings(data: dict, keys: tuple[str, ...]) -> None:
     for key in keys:
         if not string(data.get(key), f"study key {key!r}"):
             raise SpecError(f"study key {key!r} is required and must be a non-empty string")
+
+
+def study_name(value: Any) -> str:
+    """The study key ``name`` when it can name the study's output folder (``runs/studies/<name>``,
+    a discovery study's ``runs/discovery/<name>``): one plain folder name, never a path that
+    would put the study (summary.md, report.html, its tables) anywhere else.
+
+    >>> study_name("planted demo")
+    'planted demo'
+    >>> study_name("../../victim")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: study key 'name' = '../../victim' is no folder name (it names the study's output folder, runs/studies/<name>); accepted: printable text without '/' or '\\', not starting with '.' or '~', at most 100 characters
+    """  # noqa: E501
+    if not string(value, "study key 'name'"):
+        raise SpecError("study key 'name' is required and must be a non-empty string")
+    if (
+        "/" in value
+        or "\\" in value
+        or value[0] in ".~"
+        or not value.isprintable()
+        or len(value) > 100
+        or len(value.encode()) > 255  # a folder name's bytes
+    ):
+        raise SpecError(
+            f"study key 'name' = {value!r} is no folder name (it names the study's output "
+            "folder, runs/studies/<name>); accepted: printable text without '/' or '\\', not "
+            "starting with '.' or '~', at most 100 characters"
+        )
+    return value
 
 
 def int_list(value: Any, key: str) -> tuple[int, ...]:

@@ -38,6 +38,15 @@ def test_every_inference_keeps_what_it_promises_on_designs_whose_truth_is_known(
     assert result["checks"] == len(result["rows"]) > 0
 
 
+@pytest.mark.parametrize("only", ["", ",", "claims,typo"])
+def test_only_without_a_known_family_is_refused_by_name(calibration, only, capsys):
+    # --only '' ran no check and died on the empty table: a raw KeyError 'holds'
+    with pytest.raises(SystemExit) as exit_:
+        calibration.main(["--only", only])
+    assert exit_.value.code == 2
+    assert f"--only {only!r}: accepted one or more of ['placement'" in capsys.readouterr().err
+
+
 def test_the_docs_page_holds_the_full_table_of_every_check(calibration):
     """The page "How far each number can be trusted" shows the full run's table: a row for
     each check the benchmark defines, with as many draws as its full run takes."""

@@ -87,6 +87,25 @@ def test_the_gallery_cache_key_follows_the_environment(monkeypatch):
     assert gallery.cache_key(notebook) == key
 
 
+def test_the_gallery_kernels_check_their_asserts_and_the_key_follows_their_threads(monkeypatch):
+    # PYTHONOPTIMIZE=1 reached the kernels: the notebooks' asserts were skipped and that
+    # unchecked copy was cached under the key a checked one has; the thread count a training's
+    # weights follow was in no key
+    gallery = _load("gallery")
+    make_figures = gallery._make_figures()
+    notebook = ROOT / "notebooks" / "02_custom_edge_masks.ipynb"
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    key = gallery.cache_key(notebook)
+    monkeypatch.setenv("PYTHONOPTIMIZE", "1")
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
+    env = make_figures.kernel_environment("/tmp/run", "/tmp/home")
+    assert "PYTHONOPTIMIZE" not in env and "PYTHONWARNINGS" not in env
+    assert env["OMP_NUM_THREADS"] == "1" and gallery.cache_key(notebook) == key
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert make_figures.kernel_environment("/tmp/run", "/tmp/home")["OMP_NUM_THREADS"] == "3"
+    assert gallery.cache_key(notebook) != key
+
+
 # The API reference lists every public name (issue 59). The public modules are the package
 # itself (`emg_lens`, whose `__all__` re-exports the errors, `EncoderConfig` and `TokenLayout`)
 # and the modules of `API_MODULES`, one page each; their exported names are their `__all__`,

@@ -55,6 +55,7 @@ with softmax attention the zoo does not open yet would be said by name (`NOT_YET
 
 from __future__ import annotations
 
+import numbers
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -586,8 +587,9 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
 def _samples(model: nn.Module, n_times: int | None, name: str) -> int | None:
     own = model_size(model, "n_times")
     if n_times is not None:
-        if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times <= 0:
+        if isinstance(n_times, bool) or not isinstance(n_times, numbers.Integral) or n_times <= 0:
             raise AttachError(f"n_times must be a positive int, got {describe(n_times)}")
+        n_times = int(n_times)  # a numpy integer is an integer
         if own is not None and n_times != own:
             raise AttachError(
                 f"n_times={n_times}, but braindecode's {name} was built with n_times={own}: "

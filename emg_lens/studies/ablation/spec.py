@@ -296,7 +296,7 @@ class StudySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("name", "models"))
+        required_strings(data, ("models",))
         metrics = _metrics(data.get("metric", "accuracy"))
         return_type = string(
             data.get("return_type", "logits"),

@@ -74,11 +74,12 @@ class RegressionStudyResult(StudyOutput):
 
     def to_markdown(self) -> str:
         note = self.baseline_note()
-        edges = "\n".join(f"- `{name}`: `{edges}`" for name, edges in self.spec.cuts.items())
+        edges = "\n".join(f"- {one_line(n)}: `{edges}`" for n, edges in self.spec.cuts.items())
         return (
             f"# Regression study {one_line(self.spec.name)}\n\n"
             + (f"{prose(self.spec.description)}\n\n" if self.spec.description else "")
-            + f"{self.spec.target} from {self.spec.recording}; every cut in every layer.\n\n"
+            + f"{one_line(self.spec.target)} from {one_line(self.spec.recording)}; every cut "
+            "in every layer.\n\n"
             + self.design()
             + "\n\n## Baselines (held-out windows)\n\n"
             + markdown_table(self.baselines)

@@ -125,7 +125,7 @@ class RegressionSpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        required_strings(data, ("name", "recording"))
+        required_strings(data, ("recording",))
         target = string(data.get("target", "force"), "target (an auxiliary channel's name)")
         if not target:
             raise SpecError("target must name the recording's auxiliary channel, e.g. 'force'")

@@ -167,7 +167,7 @@ class TrainingStudyResult(StudyOutput):
         return (
             f"# {one_line(self.spec.name)}\n\n"
             + ("" if chance is None else chance_markdown(chance) + "\n")
-            + f"{self.header()}.\n\n{markdown_table(table)}\n\n"
+            + f"{one_line(self.header())}.\n\n{markdown_table(table)}\n\n"
             f"{markdown_table(self.summary, floatfmt='.3g')}\n"
         )
 

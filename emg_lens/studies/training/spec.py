@@ -240,9 +240,6 @@ class TrainingStudySpec(Spec):
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        name = data.get("name")
-        if not isinstance(name, str) or not name:
-            raise SpecError("study key 'name' is required and must be a non-empty string")
         metric = data.get("metric", "accuracy")
         if metric not in PREDICTION_METRICS:
             # a training study compares test scores of trained models: decisions, not logits
@@ -290,7 +287,7 @@ class TrainingStudySpec(Spec):
                 "accepted: test, correction"
             )
         return {
-            "name": name,
+            "name": data["name"],
             "data": train_data,
             "architectures": tuple(architectures),
             "inputs": inputs,

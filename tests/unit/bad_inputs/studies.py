@@ -191,6 +191,12 @@ ROWS: list[tuple] = [
         "s1.claim",
     ),
     ("store: new study in a read-only folder", _read_only_out_folder, StorageError, "--out"),
+    (  # a raw IsADirectoryError
+        "store: study.json is a folder",
+        lambda tmp: CellStore((tmp / "study.json").mkdir() or tmp, "{}"),
+        SpecError,
+        "study.json is empty, torn or no file (IsADirectoryError)",
+    ),
     ("figures: disk full mid-figure", _full_disk_under_a_figure, StorageError, "heatmap.png"),
     # item 5: the wait for a claimed subject is the user's to set
     (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -292,6 +293,15 @@ def test_cbramod_built_without_n_times_opens_at_any_length(n_chans):
             InputShapeError, match=r"got \[1, 4, 400\].*opened for 3 channels .*not 4"
         ):
             model(torch.randn(1, 4, 400))
+
+
+def test_n_times_is_any_integer_numpy_ones_too():
+    # np.int64(400), an integer, was refused as "not a positive int"
+    model = attach_braindecode(_cbramod(n_chans=3), n_times=np.int64(400))
+    assert model.layout_of(1).n_tokens == 2
+    for bad in (True, 400.0, np.float64(400), 0):
+        with pytest.raises(AttachError, match="n_times must be a positive int"):
+            attach_braindecode(_cbramod(n_chans=3), n_times=bad)
 
 
 def test_cbramod_whose_classifier_is_not_built_yet_is_left_unbuilt():

@@ -10,6 +10,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from emg_lens import EncoderConfig
@@ -145,3 +146,18 @@ def test_a_p_value_that_underflowed_is_never_shown_as_zero_in_a_table(tmp_path):
     page = report_html(tmp_path)
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
     assert cells == ["subject 1", "0.0", "1.5e-14", "&lt; 1e-16", "&lt; 1e-16", "0.0"]
+
+
+def test_a_study_files_text_is_text_in_summary_md_and_on_the_page():
+    # summary.md carried a study file's raw HTML: a description's "<!--" hid every results
+    # table on GitHub; a label's "<td>" could forge a cell
+    from emg_lens.output import markdown_table, one_line, prose
+    from emg_lens.report.markdown import to_html
+
+    table = markdown_table(pd.DataFrame({"label <i>": ["a & b <td>", "&lt;"]}))
+    md = f"# {one_line('n <b>')}\n\n{prose('All fine. <!-- hidden')}\n\n{table}\n"
+    assert "<!--" not in md and "<b>" not in md and "<td>" not in md and "<i>" not in md
+    page = to_html(md)
+    assert "<h2>n &lt;b&gt;</h2>" in page and "<p>All fine. &lt;!-- hidden</p>" in page
+    assert "<th>label &lt;i&gt;</th>" in page and "<td>a &amp; b &lt;td&gt;</td>" in page
+    assert "<td>&amp;lt;</td>" in page  # a file's own "&lt;" stays those four characters

@@ -389,6 +389,29 @@ def test_above_twelve_subjects_the_paired_test_is_wilcoxons():
     assert row.method.startswith("Wilcoxon signed-rank test over 14 subjects (paired)")
 
 
+@pytest.mark.parametrize(  # all 13 changed: "paired" is wilcoxon's 1 s of 2**13 patterns again
+    ("claims_test", "changed"),
+    [
+        (t, c)
+        for t in ("paired", "wilcoxon", "permutation")
+        for c in (0, 1, 13)
+        if t + str(c) != "paired13"
+    ],
+)
+def test_a_drop_claim_over_13_subjects_takes_none_one_or_all_changed_alike(claims_test, changed):
+    # Quantised accuracies: `changed` of 13 subjects lose 0.1 and the rest are exactly
+    # unchanged. One changed subject crashed scipy's wilcoxon (the default test above 12
+    # subjects), and `study run` with it; its two signs are equally likely: p = 1.
+    base = np.full(13, 0.8)
+    masked = base - 0.1 * (np.arange(13) < changed)
+    row = _verdict("drop", masked, base, claims_test)
+    assert row.n == 13 and row.p == compare(masked, base, claims_test)[1]
+    if changed < 2:
+        assert row.p == 1.0 and row.verdict != "holds"
+    else:
+        assert row.p < 0.001 and row.verdict == "holds"
+
+
 def test_a_claim_beyond_the_models_is_refused_by_name():
     counts = _counts([0.2, 0.3], [0.9, 0.8])
     spec = _spec({**DROP, "classes": [0, 3]})
@@ -546,21 +569,24 @@ def test_a_study_files_free_text_cannot_put_tables_or_headings_on_its_page(tmp_p
     """A description with a table row and a heading, and a claim description with a line
     break, are text on the page: no forged table or heading, and every claim keeps its row."""
     subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
-    forged = "| p_corr | 0.0001 **** |\n|---|---|\n| forged | table |\n# Forged heading"
-    claim = {**DROP, "description": "the pair drops\n| injected | row |"}
+    forged = "| p_corr | 0.0001 **** |\n|---|---|\n| forged | table |\n# Forged heading <!--"
+    claim = {**DROP, "description": "the pair drops\n| injected | row |<table> & more"}
     spec = _spec(claim, {**KEEP, "layers": "individual 0"}, description=forged)
     run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
     summary = (tmp_path / "summary.md").read_text()
     lines = summary.splitlines()
     assert (
-        "Description: | p_corr | 0.0001 **** | |---|---| | forged | table | # Forged heading"
-        in (lines)
-    )
+        "Description: | p_corr | 0.0001 **** | |---|---| | forged | table | # Forged heading "
+        "&lt;!--" in (lines)
+    )  # a raw "<!--" hid the rest of summary.md on GitHub, a claim's "<table>" forged one
+    assert "<!--" not in summary and "<table>" not in summary
+    assert "the pair drops \\| injected \\| row \\|&lt;table&gt; &amp; more" in summary
     assert not any(line.startswith(("| forged", "# Forged", "| injected")) for line in lines)
     row = next(line for line in lines if line.startswith("| the pair drops"))
     assert row.count(" | ") == lines[lines.index(row) - 2].count(" | ")  # as many cells
     report = (tmp_path / "report.html").read_text()
     assert "<h2>Forged heading</h2>" not in report and "<td>forged</td>" not in report
+    assert "# Forged heading &lt;!--" in report and "&lt;table&gt; &amp; more" in report
 
 
 def test_an_in_memory_models_own_code_is_part_of_its_cells_provenance(tmp_path, monkeypatch):

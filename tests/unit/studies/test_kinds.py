@@ -93,3 +93,28 @@ def test_a_spec_says_its_own_checks_and_shares_the_rest():
         spec.with_changes(taux=0.2)
     changed = dataclasses.replace(spec, modules="m.py:f")
     assert changed.fingerprint() == spec.fingerprint()  # how it loads, not what it is
+
+
+@pytest.mark.parametrize(
+    "name", ["../../victim", "/tmp/victim", ".", "..", ".hidden", "~victim", "a\\b", "x" * 300]
+)
+@pytest.mark.parametrize(
+    "table", [ABLATION, TRAINING, DISCOVERY, REGRESSION], ids=lambda t: t["name"]
+)
+def test_a_study_name_is_one_folder_name_for_check_and_run(table, name, tmp_path, monkeypatch):
+    # The name was the output folder's path: name = "../../victim", "/tmp/victim" or "."
+    # wrote summary.md, report.html and the tables anywhere (over the user's own), rc 0, and
+    # 300 characters was a raw OSError.
+    import json
+
+    from emg_lens import cli
+
+    work = tmp_path / "a" / "b" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    (work / "study.yaml").write_text(json.dumps({**table, "name": name}))  # JSON is YAML
+    for command in ("check", "run"):
+        with pytest.raises(SpecError, match=r"study key 'name' = .* is no folder name") as info:
+            cli.run(["study", command, "study.yaml"])
+        assert repr(name) in str(info.value) and "without '/'" in str(info.value)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "study.yaml", "work"]

@@ -23,6 +23,7 @@ from emg_lens.stats.compare import (
     format_p,
     paired_test,
     rank_biserial,
+    sign_flip_p,
     smallest_p,
     stars,
     subjects_needed,
@@ -204,6 +205,31 @@ def test_compare_wilcoxon_with_tied_changes_permutes_their_signs():
 
 def test_compare_wilcoxon_without_differences_is_not_significant():
     assert compare([0.5, 0.6, 0.7], [0.5, 0.6, 0.7], "wilcoxon") == (0.0, 1.0)
+
+
+_DIFFERENCES = {  # paired differences of 8 subjects: none, one, all tied
+    "none": np.zeros(8),
+    "one": np.r_[-0.1, np.zeros(7)],
+    "tied": np.full(8, -0.1),
+}
+
+
+@pytest.mark.parametrize("case", list(_DIFFERENCES))
+@pytest.mark.parametrize("test", ["wilcoxon", "permutation"])  # claims at 13: test_claims.py
+def test_every_paired_path_takes_no_one_and_all_tied_differences(test, case):
+    # Quantised accuracies leave one subject changed and the rest exactly unchanged; scipy's
+    # wilcoxon raised on one nonzero difference, whose two signs are equally likely: p = 1.
+    d = _DIFFERENCES[case]
+    baseline = np.full(len(d), 0.8)
+    statistic, p = compare(baseline + d, baseline, test)
+    U, ps = compare_rows((baseline + d)[None], baseline, test)
+    assert (U[0], ps[0]) == (statistic, p)
+    nonzero = d[d != 0]
+    if len(nonzero) < 2:
+        assert p == sign_flip_p([d])[0] == 1.0
+    else:  # every nonzero difference of one sign and one size: 2 of the 2**n sign patterns
+        assert p == sign_flip_p([d])[0] == pytest.approx(2 / 2 ** len(nonzero), abs=1e-12)
+    assert rank_biserial(baseline + d, baseline, test) == (-1.0 if len(nonzero) else 0.0)
 
 
 def test_compare_wilcoxon_needs_pairs():
