@@ -451,7 +451,7 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     ]  # fmt: skip
     summary = (tmp_path / "summary.md").read_text()
     assert summary.index("## Claims") < summary.index("Baseline accuracy")
-    assert "the <pair> drops" in summary  # as written; the report escapes it
+    assert "the &lt;pair&gt; drops" in summary  # escaped: a study file writes no HTML there
     report = (tmp_path / "report.html").read_text()
     assert "the &lt;pair&gt; drops" in report and "<pair>" not in report
     assert report.index(">Claims<") < report.index("Baseline accuracy")
@@ -464,7 +464,7 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     assert "| exact sign-flip test over 3 subjects" in summary and "| TOST (Schuirmann" in summary
     # the key to the stars and r_rb (issue 59): below the claims' table, in every output
     key = legend(markdown=True)
-    assert summary.index("| the <pair> drops") < summary.index(key) < summary.index("## Results")
+    assert summary.index("| the &lt;pair&gt; drops") < summary.index(key) < summary.index("## Results")
     assert console.endswith(legend()) and "<code>****</code> &lt; 0.0001" in report
     assert "r_rb: the rank-biserial correlation" in report
 
