@@ -14,8 +14,10 @@ attributes (``get_data``, ``events``, ``event_id``, ``ch_names``, ``get_channel_
   event each window was cut from, ``i_trial_in_dataset`` in the windows' metadata (numbered
   per recording), so a trial is a ``(recording, i_trial_in_dataset)`` pair; an
   ``mne.Epochs`` whose ``metadata`` has that column (a braindecode ``WindowsDataset``'s
-  epochs, one recording) is read the same way. Epochs without it are each their own trial,
-  as are ``create_fixed_length_windows``' windows, which record none.
+  epochs, one recording) is read the same way. Epochs without it are each their own trial.
+  ``create_fixed_length_windows`` records none: its overlapping windows share their
+  recording's label and state, so a trial is a recording's run of consecutive windows of one
+  class (the whole recording where it has one label; unit ``"recording"``).
 - Positions from the montage in ``info`` are drawn on the topographic map as MNE draws them by
   default (``mne.viz.plot_topomap``'s ``sphere=None``): each direction from the head frame's
   origin projected azimuthally about the vertex (`emg_lens.geometry.ten_twenty.project`), at
@@ -51,8 +53,8 @@ __all__ = [
 class EpochArrays:
     """Windows ``X [n, channels, time]`` (channels grouped by type), class codes ``codes [n]``,
     the class names by code, channel names, modalities (type -> count, in order), the placement
-    (or None), the sample rate, and each window's recorded trial ``trials [n]`` (None where
-    nothing records one; see the module)."""
+    (or None), the sample rate, and each window's trial ``trials [n]`` (None where nothing
+    records one; see the module), of the trial unit ``unit`` (`emg_lens.data.trials`)."""
 
     X: np.ndarray
     codes: np.ndarray
@@ -62,6 +64,7 @@ class EpochArrays:
     placement: Montage | None
     sample_rate: float
     trials: np.ndarray | None = None
+    unit: str = "given"
 
 
 HEAD_RADIUS = 0.095
@@ -196,10 +199,10 @@ def _recorded_trials(metadata: Any, n: int, what: str) -> np.ndarray | None:
 def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays, np.ndarray]:
     """One subject's windows from its braindecode recordings (``WindowsDataset`` or
     ``EEGWindowsDataset``: items ``(X, y, crop indices)``), with their recorded trials (see
-    the module; a recording without them: each window its own trial), and each window's
-    value of the description's ``split_by`` column (None: all None)."""
+    the module; a recording without them: its runs of one class), each window's value of
+    the description's ``split_by`` column (None: all None), and each window's recording."""
     X, y, groups, names, order = [], [], [], None, None
-    trials: list[tuple[int, int]] = []  # (recording, its trial; -1 - window where none)
+    trials: list[tuple[int, int]] = []  # (recording, its trial; -1 - its run where none)
     recorded_any = False
     modalities: dict[str, int] = {}
     for number, part in enumerate(parts):
@@ -219,12 +222,14 @@ def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays,
             raise DataFormatError(f"a recording's description has no {split_by!r}")
         recorded = _recorded_trials(_window_metadata(part), len(part), "a recording's windows")
         recorded_any |= recorded is not None
+        run = 0
         for i in range(len(part)):
             item = part[i]
             X.append(np.asarray(item[0], dtype=np.float32)[order])
             y.append(int(item[1]))
             groups.append(value)
-            trials.append((number, int(recorded[i]) if recorded is not None else -1 - i))
+            run += i > 0 and y[-1] != y[-2]  # a new class starts a new run
+            trials.append((number, int(recorded[i]) if recorded is not None else -1 - run))
     if not X:
         raise DataFormatError("a subject of the dataset holds no window")
     X = np.stack(X)
@@ -240,11 +245,10 @@ def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays,
         modalities=modalities,
         placement=_placement(signal, kept),
         sample_rate=float(signal.info["sfreq"]),
-        trials=np.unique(trials, axis=0, return_inverse=True)[1].reshape(-1)
-        if recorded_any
-        else None,
+        trials=np.unique(trials, axis=0, return_inverse=True)[1].reshape(-1),
+        unit="given" if recorded_any else "recording",
     )
-    return arrays, np.asarray(groups, dtype=object)
+    return arrays, np.asarray(groups, dtype=object), np.asarray(trials)[:, 0]
 
 
 def _window_metadata(part: Any) -> Any:

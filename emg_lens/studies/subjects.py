@@ -121,6 +121,7 @@ def checkpoint_score(
         data.y_test,
         data.test_trials,
         data.n_classes,
+        unit=data.meta.get("trial_unit"),
         **known_of(path),
     )
 
