@@ -116,11 +116,9 @@ class SubjectData:
 
     @property
     def test_trials(self) -> np.ndarray:
-        """The trial of each held-out window: windows of one ``(class, repetition)`` share a
-        trial, unless ``meta["trial_unit"]`` is ``"given"`` (the trial their source recorded,
-        such as braindecode's ``i_trial_in_dataset``: `from_windows_dataset`) or ``"window"``
-        (windows made elsewhere, such as `from_windows`'s, each their own trial). What every
-        inference over held-out data counts (`emg_lens.data.trials`).
+        """The trial of each held-out window, of the unit ``meta["trial_unit"]`` names (a
+        ``(class, repetition)``, the trial the source recorded, the recording, or the window:
+        `emg_lens.data.trials`): what every inference over held-out data counts.
 
         >>> X, y = np.zeros((3, 1, 4)), np.array([0, 0, 1])
         >>> SubjectData.from_windows({"emg": 1}, (X, y), (X, y)).test_trials.tolist()
@@ -241,13 +239,11 @@ class SubjectData:
     ) -> list[SubjectData]:
         """One subject per ``subject`` of a braindecode windows dataset (``BaseConcatDataset``
         of ``WindowsDataset`` or ``EEGWindowsDataset``, as ``create_windows_from_events``
-        makes it), as `from_epochs` builds one. A trial is a ``(recording,
-        i_trial_in_dataset)`` pair, the event braindecode cut the window from (the trial unit
-        ``"given"``); the windows of ``create_fixed_length_windows``, which record none, share
-        their recording's trial (unit ``"recording"``: `emg_lens.data.epochs`). Held out: the
-        recordings whose description's ``split_by`` (``"session"``, ``"run"``) is one of
-        ``test_values``, or else the last ``test_fraction`` of each class's trials, whole
-        (of unit ``"recording"``: whole recordings).
+        makes it), as `from_epochs` builds one, each window's trial the event braindecode cut
+        it from, or else its recording (`emg_lens.data.trials`). Held out: the recordings
+        whose description's ``split_by`` (``"session"``, ``"run"``) is one of ``test_values``,
+        or else the last ``test_fraction`` of each class's trials, whole (whole recordings
+        where a recording is the trial).
         Subjects keep their numbers when all are integers >= 1; otherwise all are numbered 1,
         2, ... in order, and ``meta["subject"]`` keeps each one's value."""
         from emg_lens.data.epochs import windows_arrays, windows_dataset_subjects

@@ -45,27 +45,12 @@ from jaxtyping import Int
 
 from emg_lens.errors import ArgumentError
 
-__all__ = [
-    "GIVEN",
-    "TRIAL_UNITS",
-    "TRIAL_WORDS",
-    "given_trials",
-    "record_trials",
-    "trial_ids",
-    "trial_unit",
-]
+__all__ = ["GIVEN", "TRIAL_UNITS", "given_trials", "record_trials", "trial_ids", "trial_unit"]
 
 TRIAL_UNITS = ("repetition", "window", "given", "recording")
 """How windows group into trials: by ``(class, repetition)``, each window its own, by the
 trial their source recorded for each, or by their recording (the last two: ``meta[GIVEN]``)."""
-
-TRIAL_WORDS = {
-    "repetition": "one repetition of one class",
-    "window": "one window",
-    "given": "the event its source recorded",
-    "recording": "one recording (its run of windows of one class)",
-}
-"""What one trial is under each unit, in words (what the chance check prints)."""
+RECORDED = TRIAL_UNITS[2:]
 
 GIVEN = "given_trials"
 """The ``meta`` key of a subject's recorded trials (``unit = "given"``): ``{"train": [...],
@@ -95,8 +80,8 @@ def record_trials(train: Sequence[int], test: Sequence[int], unit: str = "given"
     >>> record_trials(np.array([0, 0, 1]), [2, 2])
     {'trial_unit': 'given', 'given_trials': {'train': [0, 0, 1], 'test': [2, 2]}}
     """
-    if unit not in ("given", "recording"):
-        raise ArgumentError(f"recorded trials' unit {unit!r}; accepted: 'given', 'recording'")
+    if unit not in RECORDED:
+        raise ArgumentError(f"recorded trials' unit {unit!r}; accepted: {list(RECORDED)}")
     return {
         "trial_unit": unit,
         GIVEN: {"train": [int(t) for t in train], "test": [int(t) for t in test]},
@@ -114,7 +99,7 @@ def given_trials(meta: dict[str, Any], part: str) -> np.ndarray | None:
     True
     """
     unit = trial_unit(meta)
-    if unit not in ("given", "recording"):
+    if unit not in RECORDED:
         return None
     recorded = meta.get(GIVEN)
     if not isinstance(recorded, dict) or part not in recorded:
@@ -156,7 +141,7 @@ def trial_ids(
         )
     if unit not in TRIAL_UNITS:
         raise ArgumentError(f"trial unit {unit!r}; accepted: {list(TRIAL_UNITS)}")
-    if unit in ("given", "recording"):
+    if unit in RECORDED:
         return _given_ids(y, given)
     if unit == "window" or len(y) == 0:
         return np.arange(len(y))

@@ -56,10 +56,10 @@ import pandas as pd
 from jaxtyping import Int
 from scipy import stats as sps
 
-from emg_lens.data.trials import TRIAL_WORDS
+from emg_lens.data.trials import TRIAL_UNITS
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.compare import format_p
-from emg_lens.stats.units import check_classes, design_effect, design_effects, trial_votes
+from emg_lens.stats.units import check_classes, design_effects, trial_votes
 
 __all__ = [
     "ALPHA",
@@ -150,16 +150,12 @@ class TrialScore:
         (``SubjectData.test_trials``); ``known``: ``train_accuracy``, ``placement``, ``unit``
         (``trial_unit(data.meta)``)."""
         pred, y = np.asarray(pred), np.asarray(y)
-        votes = trial_votes(pred, y, trials)
-        hits = (pred == y).astype(np.float64)
-        return cls(
-            int(hits.sum()),
-            tuple(np.bincount(y, minlength=n_classes).tolist()),
-            int(votes.correct.sum()),
-            tuple(votes.class_counts(n_classes).tolist()),
-            design_effect(hits, np.asarray(trials))[1],
-            **known,
-        )
+        counts = [
+            np.bincount(y[pred == y], minlength=n_classes),
+            np.bincount(y, minlength=n_classes),
+        ]
+        cell = dict(zip(("class_correct", "class_total"), counts, strict=True))
+        return cls.from_cell({**cell, **cell_fields(pred, y, trials, n_classes)}, **known)
 
     @classmethod
     def from_cell(cls, cell: Mapping, **known: float | bool | str | None) -> TrialScore:
@@ -250,8 +246,8 @@ def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialSco
             raise ArgumentError(
                 f"{name}: correct {what}s must be between 0 and {counts.sum()}, got {hit!r}"
             )
-    if score.unit is not None and score.unit not in TRIAL_WORDS:
-        raise ArgumentError(f"{name}: trial unit {score.unit!r}; accepted: {list(TRIAL_WORDS)}")
+    if score.unit is not None and score.unit not in TRIAL_UNITS:
+        raise ArgumentError(f"{name}: trial unit {score.unit!r}; accepted: {list(TRIAL_UNITS)}")
     if score.train_accuracy is not None and not 0 <= score.train_accuracy <= 1:
         raise ArgumentError(
             f"{name}: train_accuracy must lie in [0, 1], got {score.train_accuracy}"
@@ -448,7 +444,8 @@ def _unit_phrase(table: pd.DataFrame) -> str:
     units = set(table["unit"])
     if units == {"window"}:
         return "tested over windows, each its own trial (these data carry no trials)"
-    what = {"trial": TRIAL_WORDS["repetition"], "recording": TRIAL_WORDS["recording"]}
+    what = {"trial": "one repetition of one class", "recording": "one recording (its run of "
+            "windows of one class)"}  # fmt: skip
     return (
         "tested over trials (a trial: "
         + " or ".join(what[u] for u in ("trial", "recording") if u in units)

@@ -265,3 +265,34 @@ def test_a_model_at_chance_per_trial_is_rarely_above_chance_on_braindecode_windo
             score = TrialScore.from_predictions(pred, data.y_test, grouping, 2)
             above[unit] += bool(chance_table({"m": score}).iloc[0]["above_chance"])
     assert above["trial"] <= 0.08 * 200 and above["window"] >= 0.3 * 200
+
+
+class _Recording:
+    """A braindecode-like recording whose windows carry a label each and record no trial
+    (as ``create_fixed_length_windows`` with ``targets_from="channels"``): every sample of
+    recording ``r`` is ``r``, so a window shows which recording it came from."""
+
+    def __init__(self, r: int, labels: list[int]):
+        info = mne.create_info(["C3", "C4"], 100.0, "eeg")
+        self.raw = mne.io.RawArray(np.full((2, 10 * len(labels)), float(r)), info, verbose=False)
+        self.labels, self.description = labels, {"subject": 1}
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.raw.get_data()[:, 10 * i : 10 * i + 10], self.labels[i], None
+
+
+def test_a_recording_of_two_classes_is_held_out_whole_each_run_of_one_class_a_trial():
+    """Issue 78: a recording whose windows carry two classes (0, 0, 1, 1) is two trials, its
+    runs of one class (one trial of two classes is refused), and held out whole when its
+    class 0 is held out, though class 1 holds out another recording (each window was its own
+    trial, and the last of each class's windows were held out, splitting recordings)."""
+    labels = [[1, 1], [0, 0], [0, 0, 1, 1], [1, 1]]
+    dataset = type("Concat", (), {"datasets": [_Recording(r, x) for r, x in enumerate(labels)]})
+    (data,) = SubjectData.from_windows_dataset(dataset)
+    assert data.meta["trial_unit"] == "recording"
+    assert sorted(np.unique(data.X_test).tolist()) == [2.0, 3.0]  # recordings 2 and 3, whole
+    assert sorted(np.unique(data.X_train).tolist()) == [0.0, 1.0]
+    assert data.test_trials.tolist() == [0, 0, 1, 1, 2, 2]  # recording 2's two runs, then 3
