@@ -90,6 +90,8 @@ COLUMNS = [
 VERDICTS = ("above chance", "not above chance", "too small to tell")
 """What the table says of a model: ``too small to tell`` where even every held-out trial right
 would not give ``p < ALPHA`` (``best_p``, ``trials_needed``), so no score could show it."""
+TRIAL_IS = {"trial": "one repetition of one class", "recording": "one recording's run of windows "
+            "of one class"}  # fmt: skip
 PLACEMENT_CHECK = "see the placement check (emg-lens evaluate prints it; --realign)"
 
 
@@ -150,11 +152,8 @@ class TrialScore:
         (``SubjectData.test_trials``); ``known``: ``train_accuracy``, ``placement``, ``unit``
         (``trial_unit(data.meta)``)."""
         pred, y = np.asarray(pred), np.asarray(y)
-        counts = [
-            np.bincount(y[pred == y], minlength=n_classes),
-            np.bincount(y, minlength=n_classes),
-        ]
-        cell = dict(zip(("class_correct", "class_total"), counts, strict=True))
+        hits = np.bincount(y[pred == y], minlength=n_classes)
+        cell = {"class_correct": hits, "class_total": np.bincount(y, minlength=n_classes)}
         return cls.from_cell({**cell, **cell_fields(pred, y, trials, n_classes)}, **known)
 
     @classmethod
@@ -410,6 +409,7 @@ def _fault(row) -> str:
 
 
 def _warning(row) -> str:
+    over = ""
     if row.unit == "window":
         score = (
             f"accuracy {row.accuracy:.3f} on {row.n} windows, each counted as its own trial, "
@@ -420,19 +420,17 @@ def _warning(row) -> str:
             f"{row.trials_correct} of {row.trials} held-out {row.unit}s right by the majority vote "
             f"of their windows ({row.trial_accuracy:.3f}), chance {row.chance:.3f}"
         )
-    if row.verdict == VERDICTS[2]:
-        text = f"whether {row.model} is above chance cannot be told: {score}; {row.why}."
-    else:
-        text = f"{row.model} is not clearly above chance: {score}; {row.why}."
-    if row.unit != "window":
-        text += (
+        over = (
             f" Over its {row.n} windows ({row.windows_per_trial:.3g} per {row.unit}) accuracy "
             f"is {row.accuracy:.3f}: a window binomial gives {_p_is(row.window_p)}, "
             f"counting the overlapping windows of a {row.unit} as independent"
             + ("" if pd.isna(row.design_effect) else f" (design effect {row.design_effect:.1f})")
             + "."
         )
-    return f"{text} {_fault(row)}"
+    told = f"{row.model} is not clearly above chance"
+    if row.verdict == VERDICTS[2]:
+        told = f"whether {row.model} is above chance cannot be told"
+    return f"{told}: {score}; {row.why}.{over} {_fault(row)}"
 
 
 def chance_warnings(table: pd.DataFrame) -> list[str]:
@@ -444,15 +442,11 @@ def _unit_phrase(table: pd.DataFrame) -> str:
     units = set(table["unit"])
     if units == {"window"}:
         return "tested over windows, each its own trial (these data carry no trials)"
-    what = {"trial": "one repetition of one class", "recording": "one recording (its run of "
-            "windows of one class)"}  # fmt: skip
+    what = " or ".join(TRIAL_IS[u] for u in sorted(units - {"window"}))
     return (
-        "tested over trials (a trial: "
-        + " or ".join(what[u] for u in ("trial", "recording") if u in units)
-        + ", decided by the majority vote of its windows"
-        + (", or a window where the data carry no trials" if "window" in units else "")
-        + ")"
-    )
+        f"tested over trials (a trial: {what}, decided by the majority vote of its windows"
+        + (", or a window where the data carry no trials" if "window" in units else "") + ")"
+    )  # fmt: skip
 
 
 def _console_row(r) -> str:
