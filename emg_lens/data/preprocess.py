@@ -279,9 +279,8 @@ def _held_out(
     unit: str = "trial",
 ) -> np.ndarray:
     """Which windows are held out: ``test`` (a mask or indices), or the last ``fraction`` of
-    each class's trials (``trials``: each window's recorded trial, or its recording, which
-    ``unit`` names; None: each window its own) in ``order`` of their first window, all the
-    windows of each (a recording of two classes held out for one is held out whole). No trial
+    each class's trials (``trials``: each window's, of the ``unit`` named; None: each window
+    its own) in ``order`` of their first window, each whole (one of two classes too). No trial
     is on both sides, every class keeps a training window and the test set is not empty, or a
     `DataFormatError` names the trial or the class."""
     n = len(codes)

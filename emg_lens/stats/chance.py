@@ -90,6 +90,7 @@ COLUMNS = [
 VERDICTS = ("above chance", "not above chance", "too small to tell")
 """What the table says of a model: ``too small to tell`` where even every held-out trial right
 would not give ``p < ALPHA`` (``best_p``, ``trials_needed``), so no score could show it."""
+KNOWN = ("design_effect", "train_accuracy", "baseline_accuracy")  # NaN in the table where None
 TRIAL_IS = {"trial": "one repetition of one class", "recording": "one recording's run of windows "
             "of one class"}  # fmt: skip
 PLACEMENT_CHECK = "see the placement check (emg-lens evaluate prints it; --realign)"
@@ -335,12 +336,8 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
                 "windows_per_trial": n / trials,
                 "window_chance": window_chance,
                 "window_p": window_p,
-                "design_effect": np.nan if s.design_effect is None else float(s.design_effect),
-                "train_accuracy": np.nan if s.train_accuracy is None else s.train_accuracy,
+                **{k: np.nan if getattr(s, k) is None else float(getattr(s, k)) for k in KNOWN},
                 "placement": bool(s.placement),
-                "baseline_accuracy": np.nan
-                if s.baseline_accuracy is None
-                else float(s.baseline_accuracy),
                 "best_p": best_p,
                 "trials_needed": trials_needed(chance) if best_p >= ALPHA and chance < 1 else 0,
             }
@@ -464,12 +461,9 @@ def below_baselines(table: pd.DataFrame, below_baseline: BelowBaseline) -> list[
     """A line per model of `chance_table` whose window accuracy is below the per-channel
     feature baseline's on the same windows, as ``below_baseline`` says it (the training
     floor's rule, `emg_lens.train.baseline.below_baseline`, passed in from above)."""
-    lines = []
-    for r in table.itertuples():
-        if not pd.isna(r.baseline_accuracy):
-            line = below_baseline(r.model, r.accuracy, r.baseline_accuracy)
-            lines += [] if line is None else [line]
-    return lines
+    known = [r for r in table.itertuples() if not pd.isna(r.baseline_accuracy)]
+    lines = [below_baseline(r.model, r.accuracy, r.baseline_accuracy) for r in known]
+    return [line for line in lines if line is not None]
 
 
 def chance_console(table: pd.DataFrame, *, below_baseline: BelowBaseline | None) -> str:
