@@ -246,33 +246,62 @@ def per_trial_chance(
 # ----------------------------------------------------------------------------- EEG objects
 
 
+def _braindecode_recordings(recordings: int, samples: int, target: bool = False):
+    """``recordings`` braindecode recordings of one subject, 4 EEG channels of white noise at
+    100 Hz, ``samples`` long, each a session of its own; ``target``: each labelled by its
+    description's target (0, 1, 0, ...: one label per recording)."""
+    import mne
+    from braindecode import datasets
+
+    recording = getattr(datasets, "RawDataset", None) or datasets.BaseDataset
+    parts = []
+    for r in range(recordings):
+        info = mne.create_info(["C3", "Cz", "C4", "Pz"], 100.0, "eeg")
+        signal = np.random.default_rng(r).standard_normal((4, samples))
+        raw = mne.io.RawArray(signal, info, verbose=False)
+        description = {"subject": 1, "session": str(r), "target": r % 2}
+        parts.append(recording(raw, description, target_name="target" if target else None))
+    return datasets.BaseConcatDataset(parts)
+
+
 def braindecode_subject(recordings: int = 3, trials: int = 20):
     """One subject read the way an EEG user's data arrive: a braindecode windows dataset
     (``create_windows_from_events``: ``recordings`` recordings of 4 channels at 100 Hz, each
     ``trials`` 2-s trials, cut into 0.5-s windows every 0.1 s, 16 overlapping windows a trial)
     through `emg_lens.data.preprocess.SubjectData.from_windows_dataset`."""
     import mne
-    from braindecode import datasets
     from braindecode.preprocessing import create_windows_from_events
 
     from emg_lens.data.preprocess import SubjectData
 
-    recording = getattr(datasets, "RawDataset", None) or datasets.BaseDataset
-    parts = []
-    for r in range(recordings):
-        info = mne.create_info(["C3", "Cz", "C4", "Pz"], 100.0, "eeg")
-        signal = np.random.default_rng(r).standard_normal((4, trials * 300 + 100))
-        raw = mne.io.RawArray(signal, info, verbose=False)
+    concat = _braindecode_recordings(recordings, trials * 300 + 100)
+    for part in concat.datasets:
         labels = ["left", "right"] * (trials // 2)
-        raw.set_annotations(mne.Annotations(np.arange(trials) * 3.0, 2.0, labels))
-        parts.append(recording(raw, {"subject": 1, "session": str(r)}))
+        part.raw.set_annotations(mne.Annotations(np.arange(trials) * 3.0, 2.0, labels))
     windows = create_windows_from_events(
-        datasets.BaseConcatDataset(parts),
+        concat,
         trial_start_offset_samples=0,
         trial_stop_offset_samples=0,
         mapping={"left": 0, "right": 1},
         window_size_samples=50,
         window_stride_samples=10,
+    )
+    (subject,) = SubjectData.from_windows_dataset(windows)
+    return subject
+
+
+def braindecode_fixed_subject(recordings: int = 20, seconds: float = 4.0):
+    """One subject of braindecode's ``create_fixed_length_windows`` (one label per recording,
+    as TUH-abnormal or resting-state data give it): ``recordings`` recordings of 4 channels at
+    100 Hz, ``seconds`` long, half of each class, cut into 0.5-s windows every 0.1 s, through
+    `SubjectData.from_windows_dataset` (the last 20 % of each class's recordings held out)."""
+    from braindecode.preprocessing import create_fixed_length_windows
+
+    from emg_lens.data.preprocess import SubjectData
+
+    concat = _braindecode_recordings(recordings, int(seconds * 100), target=True)
+    windows = create_fixed_length_windows(
+        concat, window_size_samples=50, window_stride_samples=10, on_last_window="drop"
     )
     (subject,) = SubjectData.from_windows_dataset(windows)
     return subject

@@ -20,8 +20,9 @@ Every check goes through the project's own public functions, as a user's data wo
   subjects (`emg_lens.stats.compare.delta_t_intervals`, 95 %): their coverage;
 - chance over trials (`emg_lens.stats.chance.chance_table`): a model at chance per trial
   called above chance (at most 5 %; on braindecode's overlapping windows, read through
-  `SubjectData.from_windows_dataset`, at most 8 %), and a perfect model on a design too small
-  to tell.
+  `SubjectData.from_windows_dataset`, at most 8 %), a model at chance per recording on
+  braindecode's fixed-length windows (one label per recording: at most 5 %), and a perfect
+  model on a design too small to tell (4 held-out trials, or recordings).
 
 It prints the table (markdown: the docs' page "How far each number can be trusted" holds the
 full run's) and one JSON line. ``--quick`` runs each check on a few draws, which the test
@@ -40,6 +41,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -47,6 +49,7 @@ from _designs import (
     MNE_SCALP,
     POPULATION_CHANGE,
     Placement,
+    braindecode_fixed_subject,
     braindecode_subject,
     claim_counts,
     class_trials,
@@ -57,6 +60,7 @@ from _designs import (
 )
 
 from emg_lens.data.placement import check_recording
+from emg_lens.data.preprocess import SubjectData
 from emg_lens.stats.chance import TrialScore, chance_table
 from emg_lens.stats.compare import clopper_pearson, delta_t_intervals, skew_t_interval
 from emg_lens.stats.units import class_trial_cis
@@ -304,18 +308,23 @@ def _chance_rate(n_classes: int, reps: int) -> Callable[[int], int]:
     return run
 
 
-def _braindecode_chance(draws: int) -> int:
-    """A model at chance per trial on braindecode's overlapping windows (16 a trial), read
-    through `SubjectData.from_windows_dataset`, which reads each window's trial."""
-    data = braindecode_subject()
-    trials = data.test_trials
-    rng = np.random.default_rng(56)
-    above = 0
-    for _ in range(draws):
-        pred = rng.integers(0, 2, trials.max() + 1)[trials]
-        score = TrialScore.from_predictions(pred, data.y_test, trials, 2)
-        above += bool(chance_table({"m": score}).above_chance[0])
-    return above
+def _braindecode_chance(subject: Callable[[], SubjectData]) -> Callable[[int], int]:
+    """A model at chance per trial (per recording, on fixed-length windows) on braindecode's
+    overlapping windows of ``subject()``, read through `SubjectData.from_windows_dataset`,
+    which reads each window's trial: one random class per trial for all its windows."""
+
+    def run(draws: int) -> int:
+        data = subject()
+        trials, unit = data.test_trials, data.meta["trial_unit"]
+        rng = np.random.default_rng(56)
+        above = 0
+        for _ in range(draws):
+            pred = rng.integers(0, 2, trials.max() + 1)[trials]
+            score = TrialScore.from_predictions(pred, data.y_test, trials, 2, unit=unit)
+            above += bool(chance_table({"m": score}).above_chance[0])
+        return above
+
+    return run
 
 
 def _too_small(draws: int) -> int:
@@ -329,6 +338,14 @@ def _too_small(draws: int) -> int:
     return told
 
 
+def _too_small_recordings(draws: int) -> int:
+    """A perfect model on braindecode's fixed-length windows of 4 held-out recordings."""
+    data = braindecode_fixed_subject()
+    unit = data.meta["trial_unit"]
+    score = TrialScore.from_predictions(data.y_test, data.y_test, data.test_trials, 2, unit=unit)
+    return draws * int(chance_table({"m": score}).verdict[0] == "too small to tell")
+
+
 def _chance_checks() -> list[Check]:
     at_chance = "a model at chance per trial called above chance"
     return [
@@ -336,9 +353,17 @@ def _chance_checks() -> list[Check]:
                 _chance_rate(k, r), 400, 60)
           for k, r in ((2, 10), (5, 1), (5, 12))),
         Check("chance", at_chance, "braindecode windows, 12 held-out trials of 16 overlapping "
-              "windows", "at most", 0.08, _braindecode_chance, 400, 60),
+              "windows", "at most", 0.08, _braindecode_chance(braindecode_subject), 400, 60),
+        *(Check("chance", "a model at chance per recording called above chance",
+                f"braindecode fixed-length windows, {n // 5} held-out recordings of 36 "
+                "overlapping windows", "at most", 0.05,
+                _braindecode_chance(partial(braindecode_fixed_subject, n)), 400, 60)
+          for n in (20, 60)),
         Check("chance", "a design too small to tell said so", "2 classes x 2 trials, all right",
               "at least", 1.0, _too_small, 1, 1),
+        Check("chance", "a design too small to tell said so", "braindecode fixed-length "
+              "windows, 4 held-out recordings, all right", "at least", 1.0,
+              _too_small_recordings, 1, 1),
     ]  # fmt: skip
 
 

@@ -10,12 +10,8 @@ attributes (``get_data``, ``events``, ``event_id``, ``ch_names``, ``get_channel_
 - Channels are grouped by type in the order the types first appear (``eeg`` before ``emg``
   when the first channel is EEG), each type one modality, as a model's token groups are.
 - Classes are the event codes in sorted order; their names are the ``event_id`` keys.
-- Trials (`emg_lens.data.trials`): braindecode's ``create_windows_from_events`` records the
-  event each window was cut from, ``i_trial_in_dataset`` in the windows' metadata (numbered
-  per recording), so a trial is a ``(recording, i_trial_in_dataset)`` pair; an
-  ``mne.Epochs`` whose ``metadata`` has that column (a braindecode ``WindowsDataset``'s
-  epochs, one recording) is read the same way. Epochs without it are each their own trial,
-  as are ``create_fixed_length_windows``' windows, which record none.
+- Trials: each window's, from braindecode's `TRIAL_COLUMN` where the windows' metadata has
+  it, else from its recording (`emg_lens.data.trials` says which, and why).
 - Positions from the montage in ``info`` are drawn on the topographic map as MNE draws them by
   default (``mne.viz.plot_topomap``'s ``sphere=None``): each direction from the head frame's
   origin projected azimuthally about the vertex (`emg_lens.geometry.ten_twenty.project`), at
@@ -51,8 +47,8 @@ __all__ = [
 class EpochArrays:
     """Windows ``X [n, channels, time]`` (channels grouped by type), class codes ``codes [n]``,
     the class names by code, channel names, modalities (type -> count, in order), the placement
-    (or None), the sample rate, and each window's recorded trial ``trials [n]`` (None where
-    nothing records one; see the module)."""
+    (or None), the sample rate, and each window's trial ``trials [n]`` (None where nothing
+    records one; see the module), of the trial unit ``unit`` (`emg_lens.data.trials`)."""
 
     X: np.ndarray
     codes: np.ndarray
@@ -62,6 +58,21 @@ class EpochArrays:
     placement: Montage | None
     sample_rate: float
     trials: np.ndarray | None = None
+    unit: str = "given"
+
+    @classmethod
+    def read(cls, signal: Any, X: np.ndarray, codes: np.ndarray, order: list[int],
+             modalities: dict[str, int], what: str, names: dict[int, str], **trials: Any
+             ) -> EpochArrays:  # fmt: skip
+        """The arrays of the windows ``X`` (finite, or a `DataFormatError` names ``what``)
+        cut from ``signal`` (an mne object, its channels picked in ``order``), the classes
+        named by ``names`` where it names them."""
+        if not np.isfinite(X).all():
+            raise DataFormatError(f"{what} hold NaN or Inf values; drop or repair them first")
+        kept = [list(signal.ch_names)[i] for i in order]
+        classes = {int(c): names.get(int(c), str(int(c))) for c in np.unique(codes)}
+        placement, rate = _placement(signal, kept), float(signal.info["sfreq"])
+        return cls(X, codes, classes, kept, modalities, placement, rate, **trials)
 
 
 HEAD_RADIUS = 0.095
@@ -153,26 +164,14 @@ def epoch_arrays(epochs: Any) -> EpochArrays:
                 f"epochs must be an mne.Epochs (or EpochsArray); got {type(epochs).__name__}, "
                 f"which has no {attribute!r}"
             )
-    names = list(epochs.ch_names)
     order, modalities = _grouped(list(epochs.get_channel_types()), "epochs")
     X = np.asarray(epochs.get_data(picks=order), dtype=np.float32)
-    if not np.isfinite(X).all():
-        raise DataFormatError("epochs hold NaN or Inf values; drop or repair those epochs first")
     codes = np.asarray(epochs.events)[:, 2].astype(np.int64)
     if len(codes) != len(X):
         raise DataFormatError(f"epochs: {len(X)} epochs but {len(codes)} events")
     by_code = {int(code): name for name, code in dict(epochs.event_id).items()}
-    names_kept = [names[i] for i in order]
-    return EpochArrays(
-        X=X,
-        codes=codes,
-        class_names={int(c): by_code.get(int(c), str(int(c))) for c in np.unique(codes)},
-        channel_names=names_kept,
-        modalities=modalities,
-        placement=_placement(epochs, names_kept),
-        sample_rate=float(epochs.info["sfreq"]),
-        trials=_recorded_trials(getattr(epochs, "metadata", None), len(X), "the epochs"),
-    )
+    trials = _recorded_trials(getattr(epochs, "metadata", None), len(X), "the epochs")
+    return EpochArrays.read(epochs, X, codes, order, modalities, "epochs", by_code, trials=trials)
 
 
 TRIAL_COLUMN = "i_trial_in_dataset"
@@ -193,13 +192,15 @@ def _recorded_trials(metadata: Any, n: int, what: str) -> np.ndarray | None:
     return trials.astype(np.int64)
 
 
-def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays, np.ndarray]:
+def windows_arrays(
+    parts: list[Any], split_by: str | None
+) -> tuple[EpochArrays, np.ndarray, np.ndarray]:
     """One subject's windows from its braindecode recordings (``WindowsDataset`` or
     ``EEGWindowsDataset``: items ``(X, y, crop indices)``), with their recorded trials (see
-    the module; a recording without them: each window its own trial), and each window's
-    value of the description's ``split_by`` column (None: all None)."""
+    the module; a recording without them: its runs of one class), each window's value of
+    the description's ``split_by`` column (None: all None), and each window's recording."""
     X, y, groups, names, order = [], [], [], None, None
-    trials: list[tuple[int, int]] = []  # (recording, its trial; -1 - window where none)
+    trials: list[tuple[int, int]] = []  # (recording, its trial; -1 - its run where none)
     recorded_any = False
     modalities: dict[str, int] = {}
     for number, part in enumerate(parts):
@@ -219,32 +220,22 @@ def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays,
             raise DataFormatError(f"a recording's description has no {split_by!r}")
         recorded = _recorded_trials(_window_metadata(part), len(part), "a recording's windows")
         recorded_any |= recorded is not None
+        run = 0
         for i in range(len(part)):
             item = part[i]
             X.append(np.asarray(item[0], dtype=np.float32)[order])
             y.append(int(item[1]))
             groups.append(value)
-            trials.append((number, int(recorded[i]) if recorded is not None else -1 - i))
+            run += i > 0 and y[-1] != y[-2]  # a new class starts a new run
+            trials.append((number, int(recorded[i]) if recorded is not None else -1 - run))
     if not X:
         raise DataFormatError("a subject of the dataset holds no window")
-    X = np.stack(X)
-    if not np.isfinite(X).all():
-        raise DataFormatError("the windows hold NaN or Inf values")
-    codes = np.asarray(y, dtype=np.int64)
-    kept = [names[i] for i in order]
-    arrays = EpochArrays(
-        X=X,
-        codes=codes,
-        class_names={int(c): str(int(c)) for c in np.unique(codes)},
-        channel_names=kept,
-        modalities=modalities,
-        placement=_placement(signal, kept),
-        sample_rate=float(signal.info["sfreq"]),
-        trials=np.unique(trials, axis=0, return_inverse=True)[1].reshape(-1)
-        if recorded_any
-        else None,
-    )
-    return arrays, np.asarray(groups, dtype=object)
+    arrays = EpochArrays.read(
+        signal, np.stack(X), np.asarray(y, dtype=np.int64), order, modalities, "the windows", {},
+        trials=np.unique(trials, axis=0, return_inverse=True)[1].reshape(-1),
+        unit="given" if recorded_any else "recording",
+    )  # fmt: skip
+    return arrays, np.asarray(groups, dtype=object), np.asarray(trials)[:, 0]
 
 
 def _window_metadata(part: Any) -> Any:

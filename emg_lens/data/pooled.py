@@ -3,10 +3,11 @@
 A model applied across subjects (one pooled model, or one subject's model on the others'
 windows) is probed and erased on the windows of several subjects at once. `pool_subjects` joins
 subjects' `SubjectData` into one whose windows keep each its subject and its trial: the trials
-are the sources' own, numbered apart per subject (trial unit ``"given"``, `emg_lens.data.trials`),
-so folds that keep each trial's windows together never split one, and two subjects' trials of
-one gesture and repetition stay two trials. Each window's subject is a *window label*
-(``meta["window_labels"]["subject"]``, the training and held-out windows' in order).
+are the sources' own, numbered apart per subject (trial unit ``"given"``, ``"recording"`` where
+every subject's are: `emg_lens.data.trials`), so folds that keep each trial's windows together
+never split one, and two subjects' trials of one gesture and repetition stay two trials. Each
+window's subject is a *window label* (``meta["window_labels"]["subject"]``, the training and
+held-out windows' in order).
 
 `window_labels` reads a concept per window from any `SubjectData`: ``"gesture"`` (the class
 index), ``"repetition"``, ``"trial"``, ``"subject"`` (a pooled subject's window labels, else
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.data.trials import record_trials
+from emg_lens.data.trials import record_trials, trial_unit
 from emg_lens.errors import ArgumentError, InputShapeError
 
 __all__ = [
@@ -161,7 +162,8 @@ def pool_subjects(subjects: Sequence[SubjectData], *, standardize: bool = False)
         pairs = [(s.subject, t) for s in subjects for t in window_labels(s, "trial", part)]
         ids = {pair: i for i, pair in enumerate(dict.fromkeys(pairs))}
         trials[part] = [ids[pair] for pair in pairs]
-    meta = {"pooled_subjects": numbers, **record_trials(trials["train"], trials["test"])}
+    unit = "recording" if {trial_unit(s.meta) for s in subjects} == {"recording"} else "given"
+    meta = {"pooled_subjects": numbers, **record_trials(trials["train"], trials["test"], unit)}
     pooled = SubjectData(
         subject=0,
         modalities=dict(first.modalities),
@@ -220,7 +222,7 @@ def unpool(pooled: SubjectData) -> dict[int, SubjectData]:
         mine = {part: owners[part] == number for part in PARTS}
         trials = {part: window_labels(pooled, "trial", part)[mine[part]] for part in PARTS}
         meta = {k: v for k, v in pooled.meta.items() if k not in ("pooled_subjects", WINDOW_LABELS)}
-        meta.update(record_trials(trials["train"], trials["test"]))
+        meta.update(record_trials(trials["train"], trials["test"], trial_unit(pooled.meta)))
         if columns:
             meta[WINDOW_LABELS] = {
                 name: {part: np.asarray(v[part])[mine[part]].tolist() for part in PARTS}

@@ -116,11 +116,9 @@ class SubjectData:
 
     @property
     def test_trials(self) -> np.ndarray:
-        """The trial of each held-out window: windows of one ``(class, repetition)`` share a
-        trial, unless ``meta["trial_unit"]`` is ``"given"`` (the trial their source recorded,
-        such as braindecode's ``i_trial_in_dataset``: `from_windows_dataset`) or ``"window"``
-        (windows made elsewhere, such as `from_windows`'s, each their own trial). What every
-        inference over held-out data counts (`emg_lens.data.trials`).
+        """The trial of each held-out window, of the unit ``meta["trial_unit"]`` names (a
+        ``(class, repetition)``, the trial the source recorded, the recording, or the window:
+        `emg_lens.data.trials`): what every inference over held-out data counts.
 
         >>> X, y = np.zeros((3, 1, 4)), np.array([0, 0, 1])
         >>> SubjectData.from_windows({"emg": 1}, (X, y), (X, y)).test_trials.tolist()
@@ -241,12 +239,11 @@ class SubjectData:
     ) -> list[SubjectData]:
         """One subject per ``subject`` of a braindecode windows dataset (``BaseConcatDataset``
         of ``WindowsDataset`` or ``EEGWindowsDataset``, as ``create_windows_from_events``
-        makes it), as `from_epochs` builds one. A trial is a ``(recording,
-        i_trial_in_dataset)`` pair, the event braindecode cut the window from (the trial unit
-        ``"given"``; the windows of ``create_fixed_length_windows``, which record none, are
-        each their own trial: `emg_lens.data.epochs`). Held out: the
-        recordings whose description's ``split_by`` (``"session"``, ``"run"``) is one of
-        ``test_values``, or else the last ``test_fraction`` of each class's trials, whole.
+        makes it), as `from_epochs` builds one, each window's trial the event braindecode cut
+        it from, or else its recording (`emg_lens.data.trials`). Held out: the recordings
+        whose description's ``split_by`` (``"session"``, ``"run"``) is one of ``test_values``,
+        or else the last ``test_fraction`` of each class's trials, whole (whole recordings
+        where a recording is the trial).
         Subjects keep their numbers when all are integers >= 1; otherwise all are numbered 1,
         2, ... in order, and ``meta["subject"]`` keeps each one's value."""
         from emg_lens.data.epochs import windows_arrays, windows_dataset_subjects
@@ -262,10 +259,11 @@ class SubjectData:
         # order beside others' own numbers gave 'x' and 1 (or 0 and 1) one number.
         own = all(isinstance(v, int | np.integer) and v >= 1 for v in subjects)
         for number, (value, parts) in enumerate(subjects.items(), 1):
-            arrays, groups = windows_arrays(parts, split_by)
+            arrays, groups, recordings = windows_arrays(parts, split_by)
             test = None if split_by is None else np.isin(groups, list(test_values))
             order = np.arange(len(arrays.codes))
-            held = _held_out(arrays.codes, test, test_fraction, order, arrays.trials)
+            whole = (recordings, "recording") if arrays.unit == "recording" else (arrays.trials,)
+            held = _held_out(arrays.codes, test, test_fraction, order, *whole)
             data = _from_arrays(arrays, held, int(value) if own else number, "braindecode")
             data.meta["subject"] = value if not isinstance(value, np.generic) else value.item()
             out.append(data)
@@ -278,15 +276,16 @@ def _held_out(
     fraction: float,
     order: np.ndarray,
     trials: np.ndarray | None = None,
+    unit: str = "trial",
 ) -> np.ndarray:
     """Which windows are held out: ``test`` (a mask or indices), or the last ``fraction`` of
-    each class's trials (``trials``: each window's recorded trial; None: each window its own)
-    in ``order`` of their first window, all their windows. No trial is on both sides, every
-    class keeps a training window and the test set is not empty, or a `DataFormatError` names
-    the trial or the class."""
+    each class's trials (``trials``: each window's, of the ``unit`` named; None: each window
+    its own) in ``order`` of their first window, each whole (one of two classes too). No trial
+    is on both sides, every class keeps a training window and the test set is not empty, or a
+    `DataFormatError` names the trial or the class."""
     n = len(codes)
     trials = np.arange(n) if trials is None else np.asarray(trials)
-    unit = "window" if len(np.unique(trials)) == n else "trial"
+    unit = "window" if len(np.unique(trials)) == n else unit
     if test is not None:
         test = np.asarray(test)
         if test.dtype == bool:
@@ -301,8 +300,8 @@ def _held_out(
         split = np.intersect1d(trials[held], trials[~held])
         if len(split):
             raise DataFormatError(
-                f"test splits recorded trial {int(split[0])}: its windows are on both sides. "
-                "Hold out whole trials (the windows of one trial share its noise)"
+                f"test splits {unit} {int(split[0])}: its windows are on both sides. "
+                f"Hold out whole {unit}s (the windows of one {unit} share its noise)"
             )
     else:
         if not (isinstance(fraction, float | int) and 0 < fraction < 1):
@@ -318,6 +317,7 @@ def _held_out(
                     f"{fraction:g} of them and train on the rest"
                 )
             held[members[np.isin(trials[members], in_order[len(in_order) - k :])]] = True
+        held = np.isin(trials, trials[held])  # whole: a trial of two classes on one side
     if len(np.unique(codes)) < 2:
         raise DataFormatError(f"the windows hold one class only ({int(codes[0])}); need two")
     untrained = sorted(int(c) for c in np.unique(codes) if not (~held & (codes == c)).any())
@@ -331,9 +331,8 @@ def _held_out(
 def _from_arrays(arrays: Any, held: np.ndarray, subject: int, source: str) -> SubjectData:
     classes = sorted(int(c) for c in np.unique(arrays.codes))
     y = np.searchsorted(classes, arrays.codes)
-    trials = (
-        {} if arrays.trials is None else record_trials(arrays.trials[~held], arrays.trials[held])
-    )
+    trials = arrays.trials
+    trials = {} if trials is None else record_trials(trials[~held], trials[held], arrays.unit)
     return SubjectData.from_windows(
         arrays.modalities,
         (arrays.X[held], y[held]),

@@ -16,10 +16,13 @@ counts trials (and, across a study, subjects):
   (``SubjectData.from_windows_dataset``); an ``mne.Epochs`` whose metadata has that column
   (a braindecode ``WindowsDataset``'s epochs) is read the same way
   (``SubjectData.from_epochs``);
+- braindecode windows that record no trial (``create_fixed_length_windows``: one label per
+  recording, overlapping windows) share their recording's: a trial is a recording's run of
+  consecutive windows of one class, the whole recording where it has one label
+  (``unit = "recording"``, the ids in ``meta["given_trials"]``);
 - windows that carry no trial (``SubjectData.from_windows``' ``(X, y)`` pair, MNE epochs
-  without that column, ``create_fixed_length_windows``' windows) are each their own trial
-  (``unit = "window"``): true of epochs, one window per trial, and the only reading the data
-  allow otherwise.
+  without that column) are each their own trial (``unit = "window"``): true of epochs, one
+  window per trial, and the only reading the data allow otherwise.
 
 `trial_ids` numbers the trials of an array of windows; ``SubjectData.train_trials`` and
 ``.test_trials`` apply it to a subject's split with the unit its ``meta["trial_unit"]`` names.
@@ -44,9 +47,10 @@ from emg_lens.errors import ArgumentError
 
 __all__ = ["GIVEN", "TRIAL_UNITS", "given_trials", "record_trials", "trial_ids", "trial_unit"]
 
-TRIAL_UNITS = ("repetition", "window", "given")
-"""How windows group into trials: by ``(class, repetition)``, each window its own, or by the
-trial their source recorded for each (``meta[GIVEN]``)."""
+TRIAL_UNITS = ("repetition", "window", "given", "recording")
+"""How windows group into trials: by ``(class, repetition)``, each window its own, by the
+trial their source recorded for each, or by their recording (the last two: ``meta[GIVEN]``)."""
+RECORDED = TRIAL_UNITS[2:]
 
 GIVEN = "given_trials"
 """The ``meta`` key of a subject's recorded trials (``unit = "given"``): ``{"train": [...],
@@ -67,35 +71,40 @@ def trial_unit(meta: dict[str, Any]) -> str:
     return unit
 
 
-def record_trials(train: Sequence[int], test: Sequence[int]) -> dict[str, Any]:
-    """The ``meta`` entries of a subject whose windows' trials their source recorded: unit
-    ``"given"`` and each window's trial (any integers; one trial's windows share one), of the
-    training and the held-out windows in order.
+def record_trials(train: Sequence[int], test: Sequence[int], unit: str = "given") -> dict[str, Any]:
+    """The ``meta`` entries of a subject whose windows' trials are known: ``unit``
+    (``"given"``: their source recorded them; ``"recording"``: their recording's) and each
+    window's trial (any integers; one trial's windows share one), of the training and the
+    held-out windows in order.
 
     >>> record_trials(np.array([0, 0, 1]), [2, 2])
     {'trial_unit': 'given', 'given_trials': {'train': [0, 0, 1], 'test': [2, 2]}}
     """
+    if unit not in RECORDED:
+        raise ArgumentError(f"recorded trials' unit {unit!r}; accepted: {list(RECORDED)}")
     return {
-        "trial_unit": "given",
+        "trial_unit": unit,
         GIVEN: {"train": [int(t) for t in train], "test": [int(t) for t in test]},
     }
 
 
 def given_trials(meta: dict[str, Any], part: str) -> np.ndarray | None:
     """Each window's recorded trial in ``part`` (``"train"`` or ``"test"``) of a subject whose
-    ``meta`` names the unit ``"given"`` (`record_trials`); None for the other units.
+    ``meta`` names the unit ``"given"`` or ``"recording"`` (`record_trials`); None for the
+    other units.
 
     >>> given_trials(record_trials([0, 0, 1], [2, 2]), "test")
     array([2, 2])
     >>> given_trials({"trial_unit": "window"}, "test") is None
     True
     """
-    if trial_unit(meta) != "given":
+    unit = trial_unit(meta)
+    if unit not in RECORDED:
         return None
     recorded = meta.get(GIVEN)
     if not isinstance(recorded, dict) or part not in recorded:
         raise ArgumentError(
-            f"meta['trial_unit'] is 'given' but meta[{GIVEN!r}] holds no {part!r} trials: "
+            f"meta['trial_unit'] is {unit!r} but meta[{GIVEN!r}] holds no {part!r} trials: "
             "give each window's trial (emg_lens.data.trials.record_trials)"
         )
     return np.asarray(recorded[part], dtype=np.int64)
@@ -117,8 +126,9 @@ def trial_ids(
 ) -> Int[np.ndarray, " n"]:
     """Number the trials of ``n`` windows: ``0, 1, ...`` in order of first appearance, one
     number per distinct ``(y, rep)`` pair (``unit="repetition"``), per window
-    (``unit="window"``) or per distinct recorded trial ``given`` (``unit="given"``: one per
-    window; a trial whose windows carry two classes is an `ArgumentError` naming it).
+    (``unit="window"``) or per distinct recorded trial ``given`` (``unit="given"`` or
+    ``"recording"``: one per window; a trial whose windows carry two classes is an
+    `ArgumentError` naming it).
 
     >>> trial_ids(np.array([3, 1, 3]), np.array([1, 1, 1]))
     array([0, 1, 0])
@@ -131,7 +141,7 @@ def trial_ids(
         )
     if unit not in TRIAL_UNITS:
         raise ArgumentError(f"trial unit {unit!r}; accepted: {list(TRIAL_UNITS)}")
-    if unit == "given":
+    if unit in RECORDED:
         return _given_ids(y, given)
     if unit == "window" or len(y) == 0:
         return np.arange(len(y))
@@ -141,7 +151,7 @@ def trial_ids(
 def _given_ids(y: np.ndarray, given: Any) -> np.ndarray:
     """`trial_ids` of recorded trials: checked, one class each, numbered by first appearance."""
     if given is None:
-        raise ArgumentError("trial unit 'given' needs each window's recorded trial (given=)")
+        raise ArgumentError("trial units 'given' and 'recording' need each window's trial (given=)")
     given = np.asarray(given)
     if given.shape != y.shape or (len(given) and not np.issubdtype(given.dtype, np.integer)):
         raise ArgumentError(

@@ -198,7 +198,7 @@ def probe_models(
             predicted = predict(model, data.X_test, return_type=return_type)
         scores[f"subject {subject}"] = TrialScore.from_predictions(
             predicted, data.y_test, data.test_trials, model.cfg.n_classes,
-            **(known or {}).get(subject, {}),
+            **{"unit": data.meta.get("trial_unit"), **(known or {}).get(subject, {})},
         )  # fmt: skip
         for c in cuts:
             table = probe_tokens(model, data, layers=layers, groups=groups, classes=classes,

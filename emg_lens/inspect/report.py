@@ -434,7 +434,7 @@ def inspect_model(
     placement = has_placement(source, data)
     score = TrialScore.from_predictions(
         pred, data.y_test, data.test_trials, model.cfg.n_classes,
-        train_accuracy=train_accuracy, placement=placement,
+        train_accuracy=train_accuracy, placement=placement, unit=data.meta.get("trial_unit"),
     )  # fmt: skip
     chance = chance_table({f"subject {data.subject}": score})
     channels = channel_importance(model, data, batch_size=batch_size)

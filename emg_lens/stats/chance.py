@@ -56,9 +56,10 @@ import pandas as pd
 from jaxtyping import Int
 from scipy import stats as sps
 
+from emg_lens.data.trials import TRIAL_UNITS
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.compare import format_p
-from emg_lens.stats.units import check_classes, design_effect, design_effects, trial_votes
+from emg_lens.stats.units import check_classes, design_effects, trial_votes
 
 __all__ = [
     "ALPHA",
@@ -89,6 +90,9 @@ COLUMNS = [
 VERDICTS = ("above chance", "not above chance", "too small to tell")
 """What the table says of a model: ``too small to tell`` where even every held-out trial right
 would not give ``p < ALPHA`` (``best_p``, ``trials_needed``), so no score could show it."""
+KNOWN = ("design_effect", "train_accuracy", "baseline_accuracy")  # NaN in the table where None
+TRIAL_IS = {"trial": "one repetition of one class", "recording": "one recording's run of windows "
+            "of one class"}  # fmt: skip
 PLACEMENT_CHECK = "see the placement check (emg-lens evaluate prints it; --realign)"
 
 
@@ -105,7 +109,8 @@ class TrialScore:
     what names the fault: ``train_accuracy`` (None where unknown) and ``placement`` (the data
     have one, so the placement check applies); and ``baseline_accuracy``, the per-channel
     feature baseline's on the same split (`emg_lens.train.baseline.feature_baseline`; None
-    where unknown), which the console names a model below.
+    where unknown), which the console names a model below; ``unit``: the data's trial unit
+    (`emg_lens.data.trials.TRIAL_UNITS`; None where unknown), which says what a trial is.
 
     >>> pred, y = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
     >>> s = TrialScore.from_predictions(pred, y, np.array([0, 0, 0, 1, 1, 1]), 2)
@@ -123,10 +128,11 @@ class TrialScore:
     train_accuracy: float | None = None
     placement: bool = False
     baseline_accuracy: float | None = None  # the per-channel feature baseline, same windows
+    unit: str | None = None
 
     @classmethod
     def from_windows(
-        cls, correct: int, class_counts: Sequence[int], **known: float | bool | None
+        cls, correct: int, class_counts: Sequence[int], **known: float | bool | str | None
     ) -> TrialScore:
         """A score of windows that carry no trials: each window its own trial, and how much
         the windows of one trial repeat each other unknown (``design_effect`` None, not 1: 1
@@ -141,24 +147,18 @@ class TrialScore:
         y: Int[np.ndarray, " window"],
         trials: Int[np.ndarray, " window"],
         n_classes: int,
-        **known: float | bool | None,
+        **known: float | bool | str | None,
     ) -> TrialScore:
         """Score predicted classes ``pred`` against ``y``, each window in trial ``trials``
-        (``SubjectData.test_trials``); ``known``: ``train_accuracy``, ``placement``."""
+        (``SubjectData.test_trials``); ``known``: ``train_accuracy``, ``placement``, ``unit``
+        (``trial_unit(data.meta)``)."""
         pred, y = np.asarray(pred), np.asarray(y)
-        votes = trial_votes(pred, y, trials)
-        hits = (pred == y).astype(np.float64)
-        return cls(
-            int(hits.sum()),
-            tuple(np.bincount(y, minlength=n_classes).tolist()),
-            int(votes.correct.sum()),
-            tuple(votes.class_counts(n_classes).tolist()),
-            design_effect(hits, np.asarray(trials))[1],
-            **known,
-        )
+        hits = np.bincount(y[pred == y], minlength=n_classes)
+        cell = {"class_correct": hits, "class_total": np.bincount(y, minlength=n_classes)}
+        return cls.from_cell({**cell, **cell_fields(pred, y, trials, n_classes)}, **known)
 
     @classmethod
-    def from_cell(cls, cell: Mapping, **known: float | bool | None) -> TrialScore:
+    def from_cell(cls, cell: Mapping, **known: float | bool | str | None) -> TrialScore:
         """The unmasked score a stored cell holds (`cell_fields`' and ``class_correct``,
         ``class_total``); a cell stored without trial fields is read as windows only."""
         correct = int(np.sum(cell["class_correct"]))
@@ -246,6 +246,8 @@ def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialSco
             raise ArgumentError(
                 f"{name}: correct {what}s must be between 0 and {counts.sum()}, got {hit!r}"
             )
+    if score.unit is not None and score.unit not in TRIAL_UNITS:
+        raise ArgumentError(f"{name}: trial unit {score.unit!r}; accepted: {list(TRIAL_UNITS)}")
     if score.train_accuracy is not None and not 0 <= score.train_accuracy <= 1:
         raise ArgumentError(
             f"{name}: train_accuracy must lie in [0, 1], got {score.train_accuracy}"
@@ -285,7 +287,8 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
             class has, each window then its own trial.
 
     ``accuracy``, ``correct`` and ``n`` are over windows; ``chance`` and ``p`` are the test's,
-    over the table's ``unit`` (``"trial"``, or ``"window"`` where each trial is one window):
+    over the table's ``unit`` (``"trial"``; ``"recording"`` where the score's trials are its
+    recordings; ``"window"`` where each trial is one window):
     the one-sided exact binomial of ``trials_correct`` of ``trials`` against chance.
     ``window_chance`` and ``window_p`` are the same test over windows, shown beside it, which
     counts the windows of one trial as independent; ``design_effect`` says by how much they
@@ -322,19 +325,19 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
                 "n": n,
                 "chance": chance,
                 "p": p,
-                "unit": "window" if trials == n else "trial",
+                "unit": "window"
+                if trials == n
+                else "recording"
+                if s.unit == "recording"
+                else "trial",
                 "trials": trials,
                 "trials_correct": s.trials_correct,
                 "trial_accuracy": s.trials_correct / trials,
                 "windows_per_trial": n / trials,
                 "window_chance": window_chance,
                 "window_p": window_p,
-                "design_effect": np.nan if s.design_effect is None else float(s.design_effect),
-                "train_accuracy": np.nan if s.train_accuracy is None else s.train_accuracy,
+                **{k: np.nan if getattr(s, k) is None else float(getattr(s, k)) for k in KNOWN},
                 "placement": bool(s.placement),
-                "baseline_accuracy": np.nan
-                if s.baseline_accuracy is None
-                else float(s.baseline_accuracy),
                 "best_p": best_p,
                 "trials_needed": trials_needed(chance) if best_p >= ALPHA and chance < 1 else 0,
             }
@@ -350,7 +353,7 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
                 + (f"; at least {row['trials_needed']} are needed" if row["trials_needed"] else "")
             )
         elif not row["p"] < ALPHA:
-            over = "binomial" if row["unit"] == "window" else f"over {row['trials']} trials"
+            over = "binomial" if row["unit"] == "window" else f"over {row['trials']} {row['unit']}s"
             why.append(f"{over} p = {format_p(row['p'])} >= {ALPHA}")
         mid = (row["window_chance"] + best) / 2
         if row["accuracy"] < mid:
@@ -379,8 +382,8 @@ def _fault(row) -> str:
             "effects, circuits and attributions as those of a model that transfers."
         )
     held_out = f"accuracy {row.accuracy:.3f}"
-    if row.unit == "trial":
-        held_out += f" over windows, {row.trial_accuracy:.3f} over trials"
+    if row.unit != "window":
+        held_out += f" over windows, {row.trial_accuracy:.3f} over {row.unit}s"
     if pd.isna(row.train_accuracy):
         return (
             "Its training accuracy is not known here, so whether it did not learn or does not "
@@ -403,6 +406,7 @@ def _fault(row) -> str:
 
 
 def _warning(row) -> str:
+    over = ""
     if row.unit == "window":
         score = (
             f"accuracy {row.accuracy:.3f} on {row.n} windows, each counted as its own trial, "
@@ -410,22 +414,20 @@ def _warning(row) -> str:
         )
     else:
         score = (
-            f"{row.trials_correct} of {row.trials} held-out trials right by the majority vote "
+            f"{row.trials_correct} of {row.trials} held-out {row.unit}s right by the majority vote "
             f"of their windows ({row.trial_accuracy:.3f}), chance {row.chance:.3f}"
         )
-    if row.verdict == VERDICTS[2]:
-        text = f"whether {row.model} is above chance cannot be told: {score}; {row.why}."
-    else:
-        text = f"{row.model} is not clearly above chance: {score}; {row.why}."
-    if row.unit == "trial":
-        text += (
-            f" Over its {row.n} windows ({row.windows_per_trial:.3g} per trial) accuracy is "
-            f"{row.accuracy:.3f}: a window binomial gives {_p_is(row.window_p)}, "
-            "counting the overlapping windows of a trial as independent"
+        over = (
+            f" Over its {row.n} windows ({row.windows_per_trial:.3g} per {row.unit}) accuracy "
+            f"is {row.accuracy:.3f}: a window binomial gives {_p_is(row.window_p)}, "
+            f"counting the overlapping windows of a {row.unit} as independent"
             + ("" if pd.isna(row.design_effect) else f" (design effect {row.design_effect:.1f})")
             + "."
         )
-    return f"{text} {_fault(row)}"
+    told = f"{row.model} is not clearly above chance"
+    if row.verdict == VERDICTS[2]:
+        told = f"whether {row.model} is above chance cannot be told"
+    return f"{told}: {score}; {row.why}.{over} {_fault(row)}"
 
 
 def chance_warnings(table: pd.DataFrame) -> list[str]:
@@ -437,10 +439,10 @@ def _unit_phrase(table: pd.DataFrame) -> str:
     units = set(table["unit"])
     if units == {"window"}:
         return "tested over windows, each its own trial (these data carry no trials)"
+    what = " or ".join(TRIAL_IS[u] for u in sorted(units - {"window"}))
     return (
-        "tested over trials (a trial: one repetition of one class, decided by the majority "
-        "vote of its windows" + (", or a window where the data carry no trials" if
-        len(units) > 1 else "") + ")"
+        f"tested over trials (a trial: {what}, decided by the majority vote of its windows"
+        + (", or a window where the data carry no trials" if "window" in units else "") + ")"
     )  # fmt: skip
 
 
@@ -449,9 +451,9 @@ def _console_row(r) -> str:
         return f"{r.model} {r.accuracy:.3f} on {r.n} windows (chance {r.chance:.3f}, {_p_is(r.p)})"
     deff = "" if pd.isna(r.design_effect) else f", design effect {r.design_effect:.1f}"
     return (
-        f"{r.model} {r.trials_correct}/{r.trials} trials {r.trial_accuracy:.3f} (chance "
+        f"{r.model} {r.trials_correct}/{r.trials} {r.unit}s {r.trial_accuracy:.3f} (chance "
         f"{r.chance:.3f}, {_p_is(r.p)}); windows {r.accuracy:.3f} of {r.n}, "
-        f"{r.windows_per_trial:.3g} per trial (window {_p_is(r.window_p)}{deff})"
+        f"{r.windows_per_trial:.3g} per {r.unit} (window {_p_is(r.window_p)}{deff})"
     )
 
 
@@ -459,12 +461,9 @@ def below_baselines(table: pd.DataFrame, below_baseline: BelowBaseline) -> list[
     """A line per model of `chance_table` whose window accuracy is below the per-channel
     feature baseline's on the same windows, as ``below_baseline`` says it (the training
     floor's rule, `emg_lens.train.baseline.below_baseline`, passed in from above)."""
-    lines = []
-    for r in table.itertuples():
-        if not pd.isna(r.baseline_accuracy):
-            line = below_baseline(r.model, r.accuracy, r.baseline_accuracy)
-            lines += [] if line is None else [line]
-    return lines
+    known = [r for r in table.itertuples() if not pd.isna(r.baseline_accuracy)]
+    lines = [below_baseline(r.model, r.accuracy, r.baseline_accuracy) for r in known]
+    return [line for line in lines if line is not None]
 
 
 def chance_console(table: pd.DataFrame, *, below_baseline: BelowBaseline | None) -> str:

@@ -76,13 +76,13 @@ def known_of(entry: Any) -> dict[str, Any]:
     data have a ``placement`` the placement check reads (`emg_lens.data.placement.has_placement`)
     and the per-channel feature baseline's accuracy on the same split (``baseline_accuracy``:
     recorded when the checkpoint was trained, None before it was; computed for an in-memory
-    model's data).
+    model's data), and of an in-memory model's data their trial ``unit``.
 
     >>> import numpy as np
     >>> from emg_lens.data.preprocess import SubjectData
     >>> X, y = np.zeros((2, 1, 4)), np.array([0, 1])
     >>> known_of((None, SubjectData.from_windows({"emg": 1}, (X, y), (X, y))))
-    {'train_accuracy': None, 'placement': False, 'baseline_accuracy': 0.5}
+    {'train_accuracy': None, 'placement': False, 'baseline_accuracy': 0.5, 'unit': 'window'}
     """
     if isinstance(entry, tuple):
         data = entry[1]
@@ -91,7 +91,7 @@ def known_of(entry: Any) -> dict[str, Any]:
         except EmgLensError:  # windows it cannot read (one class, ...): no baseline
             baseline = None
         known = {"train_accuracy": None, "placement": has_placement(data=data)}
-        return {**known, "baseline_accuracy": baseline}
+        return {**known, "baseline_accuracy": baseline, "unit": data.meta.get("trial_unit")}
     metadata = read_checkpoint_info(entry)["metadata"]
     train = (metadata.get("metrics") or {}).get("train_accuracy")
     baseline = (metadata.get("baseline") or {}).get("value")  # recorded when it was trained
@@ -121,6 +121,7 @@ def checkpoint_score(
         data.y_test,
         data.test_trials,
         data.n_classes,
+        unit=data.meta.get("trial_unit"),
         **known_of(path),
     )
 

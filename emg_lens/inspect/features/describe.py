@@ -75,7 +75,7 @@ def describe_features(
     placement = has_placement(source, data)
     score = TrialScore.from_predictions(
         own.argmax(-1).numpy(), data.y_test, data.test_trials, data.n_classes,
-        train_accuracy=train_accuracy, placement=placement,
+        train_accuracy=train_accuracy, placement=placement, unit=data.meta.get("trial_unit"),
     )  # fmt: skip
     return Features(
         model_name=type(model).__name__,

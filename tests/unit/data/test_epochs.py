@@ -14,7 +14,12 @@ mne = pytest.importorskip("mne")
 from emg_lens.data.preprocess import SubjectData  # noqa: E402
 from emg_lens.errors import ArgumentError, DataFormatError  # noqa: E402
 from emg_lens.geometry.ten_twenty import scalp_xy  # noqa: E402
-from emg_lens.stats.chance import TrialScore, chance_table  # noqa: E402
+from emg_lens.stats.chance import (  # noqa: E402
+    TrialScore,
+    chance_console,
+    chance_table,
+    chance_warnings,
+)
 
 NAMES = ["Fp1", "Fz", "C3", "Cz", "C4", "Pz", "O1", "O2"]
 
@@ -212,16 +217,35 @@ def test_braindecode_trials_are_what_every_inference_counts():
     assert from_epochs.meta["trial_unit"] == "given"
     assert len(np.unique(from_epochs.test_trials)) == 4  # 2 of each class's 10 trials
     assert _one_trial_each(from_epochs.X_test, from_epochs.test_trials)
-    with pytest.raises(DataFormatError, match="test splits recorded trial 0"):
+    with pytest.raises(DataFormatError, match="test splits trial 0"):
         SubjectData.from_epochs(windows, test=np.arange(len(windows)) < 8)
 
 
-def test_windows_that_record_no_trial_are_each_their_own():
-    """Epochs without braindecode's column and create_fixed_length_windows' windows."""
+def test_epochs_that_record_no_trial_are_each_their_own():
     assert SubjectData.from_epochs(epochs()[0]).meta["trial_unit"] == "window"
-    (data,) = SubjectData.from_windows_dataset(_overlapping_windows(recordings=2, fixed=True))
-    assert data.meta["trial_unit"] == "window"
-    assert data.test_trials.tolist() == list(range(len(data.y_test)))
+
+
+def test_fixed_length_windows_share_their_recordings_trial():
+    """Issue 78: create_fixed_length_windows records no i_trial_in_dataset (one label per
+    recording, overlapping windows); each window was its own trial, so a model at chance per
+    recording passed the chance check over hundreds of windows. A recording is now one trial
+    (unit "recording"), held out whole, and the chance table says what its trials are."""
+    (data,) = SubjectData.from_windows_dataset(_overlapping_windows(recordings=10, fixed=True))
+    assert data.meta["trial_unit"] == "recording"
+    json.dumps(data.meta["given_trials"])
+    # 5 recordings a class: the last of each held out, whole; none on both sides
+    assert len(np.unique(data.test_trials)) == 2 and len(np.unique(data.train_trials)) == 8
+    assert not set(data.meta["given_trials"]["train"]) & set(data.meta["given_trials"]["test"])
+    assert len(data.y_test) + len(data.y_train) == 10 * len(data.y_test) // 2
+    score = TrialScore.from_predictions(
+        data.y_test, data.y_test, data.test_trials, 2, unit=data.meta["trial_unit"]
+    )
+    row = chance_table({"m": score}).iloc[0]
+    assert (row.unit, row.trials, row.verdict) == ("recording", 2, "too small to tell")
+    assert "2 held-out recordings" in chance_warnings(chance_table({"m": score}))[0]
+    assert "one recording" in chance_console(chance_table({"m": score}), below_baseline=None)
+    with pytest.raises(DataFormatError, match="class 0 has 1 recording"):  # nothing to train on
+        SubjectData.from_windows_dataset(_overlapping_windows(recordings=2, fixed=True))
 
 
 def test_a_model_at_chance_per_trial_is_rarely_above_chance_on_braindecode_windows():
@@ -241,3 +265,34 @@ def test_a_model_at_chance_per_trial_is_rarely_above_chance_on_braindecode_windo
             score = TrialScore.from_predictions(pred, data.y_test, grouping, 2)
             above[unit] += bool(chance_table({"m": score}).iloc[0]["above_chance"])
     assert above["trial"] <= 0.08 * 200 and above["window"] >= 0.3 * 200
+
+
+class _Recording:
+    """A braindecode-like recording whose windows carry a label each and record no trial
+    (as ``create_fixed_length_windows`` with ``targets_from="channels"``): every sample of
+    recording ``r`` is ``r``, so a window shows which recording it came from."""
+
+    def __init__(self, r: int, labels: list[int]):
+        info = mne.create_info(["C3", "C4"], 100.0, "eeg")
+        self.raw = mne.io.RawArray(np.full((2, 10 * len(labels)), float(r)), info, verbose=False)
+        self.labels, self.description = labels, {"subject": 1}
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.raw.get_data()[:, 10 * i : 10 * i + 10], self.labels[i], None
+
+
+def test_a_recording_of_two_classes_is_held_out_whole_each_run_of_one_class_a_trial():
+    """Issue 78: a recording whose windows carry two classes (0, 0, 1, 1) is two trials, its
+    runs of one class (one trial of two classes is refused), and held out whole when its
+    class 0 is held out, though class 1 holds out another recording (each window was its own
+    trial, and the last of each class's windows were held out, splitting recordings)."""
+    labels = [[1, 1], [0, 0], [0, 0, 1, 1], [1, 1]]
+    dataset = type("Concat", (), {"datasets": [_Recording(r, x) for r, x in enumerate(labels)]})
+    (data,) = SubjectData.from_windows_dataset(dataset)
+    assert data.meta["trial_unit"] == "recording"
+    assert sorted(np.unique(data.X_test).tolist()) == [2.0, 3.0]  # recordings 2 and 3, whole
+    assert sorted(np.unique(data.X_train).tolist()) == [0.0, 1.0]
+    assert data.test_trials.tolist() == [0, 0, 1, 1, 2, 2]  # recording 2's two runs, then 3

@@ -19,6 +19,7 @@ from emg_lens.data.synthetic.emg_acc import (
     generate_recordings,
     subject_signature_setup,
 )
+from emg_lens.data.trials import record_trials
 from emg_lens.errors import ConfigError
 
 
@@ -103,3 +104,19 @@ def test_the_subject_signature_is_an_offset_on_the_accelerometers_only():
         SyntheticSpec(subject_offset=-1.0)
     synthetic, _ = subject_signature_setup(2)
     assert synthetic.subject_offset > 0 and synthetic.subject_variability == 0
+
+
+def test_subjects_whose_trials_are_recordings_pool_and_unpool_so():
+    """Issue 78: pooled subjects of braindecode's fixed-length windows (trial unit
+    "recording") stay so, and so does each unpooled one (both said "given")."""
+    X, y = np.zeros((2, 1, 3), "float32"), np.array([0, 1])
+    parts = [
+        SubjectData.from_windows({"emg": 1}, (X, y), (X, y), subject=s,
+                                 meta=record_trials([0, 1], [2, 3], "recording"))
+        for s in (1, 2)
+    ]  # fmt: skip
+    pooled = pool_subjects(parts)
+    assert pooled.meta["trial_unit"] == "recording" and len(set(pooled.test_trials)) == 4
+    assert {s.meta["trial_unit"] for s in unpool(pooled).values()} == {"recording"}
+    mixed = pool_subjects([parts[0], SubjectData.from_windows({"emg": 1}, (X, y), (X, y))])
+    assert mixed.meta["trial_unit"] == "given"
