@@ -58,6 +58,7 @@ from emg_lens.data.pooled import window_labels
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.edges import EdgeSet, parse
+from emg_lens.edges.algebra import check_int
 from emg_lens.errors import (
     ArgumentError,
     IndexOutOfRangeError,
@@ -288,7 +289,7 @@ def fold_windows(
     """
     from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedGroupKFold
 
-    _check_fold_count(folds)
+    folds = _check_fold_count(folds)
     target, trials, repetitions = map(np.asarray, (target, trials, repetitions))
     if target.ndim != 1 or not len(target) or not trials.shape == target.shape == repetitions.shape:
         raise InputShapeError(
@@ -367,9 +368,8 @@ def leave_one_out(
     return Folds(splits, name, len(np.unique(trials)))
 
 
-def _check_fold_count(folds: Any) -> None:
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise ArgumentError(f"folds must be an int >= 2, got {folds!r}")
+def _check_fold_count(folds: Any) -> int:
+    return check_int(folds, "folds", minimum=2)  # an ArgumentError; numpy integers are ints
 
 
 def _check_target(target: np.ndarray, folds: int, regression: bool) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.data.pooled import window_labels
-from emg_lens.errors import ArgumentError, EmgLensError, SpecError
+from emg_lens.errors import MAX_SEED, ArgumentError, EmgLensError, SpecError
 from emg_lens.hooks.erasure import fit_erasers, group_positions
 from emg_lens.stats.compare import compare_rows
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
@@ -83,8 +83,10 @@ class ErasureFits:
         erasers = self._fitted[key]
         if not intervention.placebo:
             return [(e.at, e) for e in erasers]
-        seed = intervention.seed or 0
-        return [(e.at, e.placebo(seed + layer)) for e, layer in zip(erasers, layers)]
+        seed = intervention.seed or 0  # a seed of the spec's range, plus the layer, wrapped
+        return [
+            (e.at, e.placebo((seed + layer) % (MAX_SEED + 1))) for e, layer in zip(erasers, layers)
+        ]
 
     def _fit(self, intervention: Intervention, layers: Sequence[int]) -> list:
         data, name = self.data, intervention.name.removesuffix(PLACEBO)
@@ -117,7 +119,7 @@ class ErasureFits:
                 self.model, data.X_train[keep], labels[keep], names=names, positions=positions,
                 batch_size=self.batch_size,
             )  # fmt: skip
-        except ArgumentError as exc:
+        except EmgLensError as exc:  # missing labels too
             raise SpecError(f"{where}: {exc}") from exc
 
 

@@ -75,8 +75,9 @@ def test_an_erasure_needs_tokens_and_its_keys_belong_to_it():
         StudySpec.from_dict(_spec({**ERASE, "erase": "subject", "classes": [0, 1]}))
     with pytest.raises(SpecError, match="two or more class indices"):
         StudySpec.from_dict(_spec({**ERASE, "classes": [1]}))
-    with pytest.raises(SpecError, match="seed"):
-        StudySpec.from_dict(_spec({**ERASE, "seed": -1}))
+    for seed in (-1, 2**64):  # 2**64 passed, then failed raw after the erasers were fitted
+        with pytest.raises(SpecError, match=r"seed \(the placebo's\) must be an integer in 0\.\."):
+            StudySpec.from_dict(_spec({**ERASE, "seed": seed}))
     with pytest.raises(SpecError, match="exactly one of edges, hook, zero_modality, erase"):
         StudySpec.from_dict(_spec({**ERASE, "edges": "cross_modal"}))
     with pytest.raises(SpecError, match="placebo is named '<name>_placebo'"):
