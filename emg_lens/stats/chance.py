@@ -74,9 +74,10 @@ __all__ = [
     "trials_needed",
 ]
 
-BelowBaseline = Callable[[str, float, float], "str | None"]
+BelowBaseline = Callable[..., "str | None"]
 """The rule that says a model's score is below the feature baseline's: ``(model, score,
-baseline) -> line or None`` (`emg_lens.train.baseline.below_baseline`)."""
+baseline, n=count, unit=what it counts) -> line or None``
+(`emg_lens.train.baseline.below_baseline`)."""
 
 ALPHA = 0.05
 CHANCE_RULE = "the share of the most frequent class"
@@ -462,7 +463,8 @@ def below_baselines(table: pd.DataFrame, below_baseline: BelowBaseline) -> list[
     lines = []
     for r in table.itertuples():
         if not pd.isna(r.baseline_accuracy):
-            line = below_baseline(r.model, r.accuracy, r.baseline_accuracy)
+            n, unit = (r.n, "windows") if r.unit == "window" else (r.trials, "trials")
+            line = below_baseline(r.model, r.accuracy, r.baseline_accuracy, n=n, unit=unit)
             lines += [] if line is None else [line]
     return lines
 
