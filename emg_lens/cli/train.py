@@ -191,6 +191,8 @@ def print_below_baseline(rows: list[dict]) -> None:
 
     for row in rows:
         name = f"subject {row['subject']}"
-        line = below_baseline(name, row["test_accuracy"], row["baseline_accuracy"])
+        line = below_baseline(
+            name, row["test_accuracy"], row["baseline_accuracy"], n=row.get("n_test")
+        )
         if line is not None:
             print(line)

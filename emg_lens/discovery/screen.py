@@ -510,7 +510,9 @@ def verify_candidates(
 
     Adds ``exact``, ``exact_accuracy``, ``final``, ``final_accuracy`` and ``verified`` (why a
     row was measured: ``flagged``, ``top``, ``sample``, ``ranked`` (in the top until measured),
-    or empty) and re-ranks by ``final``.
+    or empty) and re-ranks by ``final``. ``agreement["spearman"]`` is over the top candidates
+    the screen scored (``screened_top`` of them; NaN under two: with every candidate exact,
+    ``screened`` 0, no screen ran).
     """
     n = len(screen.family)
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= n:
@@ -561,12 +563,17 @@ def verify_candidates(
     upper = _clopper_pearson_upper(hits, len(drawn)) if len(unmeasured) else 0.0
     table["rank"] = table["final"].rank(method="first").astype(int)
     measured = table[table["exact"].notna()]
+    # the screen's agreement is over the top candidates it scored (an exact candidate's
+    # estimate is its exact effect: a rho of 1 that says nothing of the screen)
+    scored = chosen.index[chosen["method"] != "exact"]
     agreement = {
-        "spearman": spearman(table.loc[chosen.index, "estimate"], table.loc[chosen.index, "final"]),
+        "spearman": spearman(table.loc[scored, "estimate"], table.loc[scored, "final"]),
         "spearman_accuracy": spearman(
-            table.loc[chosen.index, "estimate"], table.loc[chosen.index, "final_accuracy"]
+            table.loc[scored, "estimate"], table.loc[scored, "final_accuracy"]
         ),
         "n": float(top),
+        "screened": float(estimated.sum()),  # candidates the screen scored, not exactly
+        "screened_top": float(len(scored)),
         "measured": float(len(measured)),
         "flagged": float((table["verified"] == "flagged").sum()),
         "sampled": float(len(drawn)),
@@ -574,7 +581,7 @@ def verify_candidates(
         "missed_rate_upper": upper,
         # the rate bounds the share among all the unmeasured (the draw included, which it was
         # drawn from): at most upper * len(unmeasured) of them, of which `hits` were found
-        "missed_upper": max(0.0, upper * len(unmeasured) - hits),
+        "missed_upper": float(np.maximum(0.0, upper * len(unmeasured) - hits)),  # NaN: none drawn
     }
     if len(measured) >= 2:  # of the linearised candidates measured (none when all are exact)
         agreement["spearman_measured"] = spearman(measured["estimate"], measured["exact"])

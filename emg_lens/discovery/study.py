@@ -372,26 +372,50 @@ def areas_note(circuits: pd.DataFrame) -> str:
 
 
 def screen_note(circuits: pd.DataFrame) -> str:
-    """What the screen's verification says, in words: the Spearman ρ of the screen's estimates
-    against the exact effects (over the verified top candidates, ``spearman``, and over every
-    exactly measured linearised candidate, ``spearman_measured``) and the 95 % bound on the
-    candidates the ranking missed (``missed_upper``, from the random sample), over subjects.
+    """What the screen's verification says, in words: which method scored the candidates
+    (the screen's, ``screened`` per subject, or exact masked passes), the Spearman ρ of the
+    screen's estimates against the exact effects over the verified top candidates it scored
+    (``spearman``, ``screened_top`` of them) and over every candidate it scored that was
+    measured exactly (``spearman_measured``), and the 95 % bound on the candidates the ranking
+    missed (``missed_upper``, from the random sample), over subjects. With every candidate
+    exact it says so, and no ρ.
 
     >>> print(screen_note(pd.DataFrame({"n": [10.0], "spearman": [0.9], "sampled": [10.0],
     ...     "sample_hits": [0.0], "missed_upper": [12.6], "spearman_measured": [0.8],
-    ...     "measured": [30.0]})))  # doctest: +NORMALIZE_WHITESPACE
-    Screen vs exact: Spearman ρ of the screen's estimate against the exact effect 0.90 over
-    the verified top 10 candidates (`spearman`), 0.80 over the 30 measured exactly per subject
-    (`spearman_measured`). Missed: at most 12.6 of the candidates left unmeasured belong in the
-    top 10 (a one-sided 95 % Clopper-Pearson bound from 10 of them measured at random, 0 of
-    which belonged there; `missed_upper`).
+    ...     "measured": [30.0], "screened": [120.0], "screened_top": [8.0]})))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Scored by the screen: 120 candidates per subject, the others by exact masked passes
+    (`method` in screen.csv). Screen vs exact: Spearman ρ of the screen's estimate against the
+    exact effect 0.90 over the 8 of the verified top 10 candidates the screen scored
+    (`spearman`), 0.80 over the 30 measured exactly per subject (`spearman_measured`). Missed:
+    at most 12.6 of the candidates left unmeasured belong in the top 10 (a one-sided 95 %
+    Clopper-Pearson bound from 10 of them measured at random, 0 of which belonged there;
+    `missed_upper`).
+    >>> print(screen_note(pd.DataFrame({"n": [10.0], "spearman": [float("nan")],
+    ...     "sampled": [0.0], "screened": [0.0], "screened_top": [0.0], "screen": ["ig"],
+    ...     "ig_steps": [5]})))  # doctest: +NORMALIZE_WHITESPACE
+    Scored by exact masked passes: every candidate's effect was computed exactly, so the
+    screen (integrated gradients, EAP-IG, 5 path points; `screen`) scored none and has no ρ
+    against the exact effects; none can have been missed (`missed_upper` 0).
     """
-    top = int(circuits["n"].max())
-    text = (
-        f"Screen vs exact{_estimator_words(circuits)}: Spearman ρ of the screen's estimate "
-        "against the exact effect "
-        f"{_span(circuits['spearman'], '.2f')} over the verified top {top} candidates "
-        "(`spearman`)"
+    top, words = int(circuits["n"].max()), _estimator_words(circuits)
+    screened = circuits.get("screened")  # None in cells stored before it was recorded
+    if screened is not None and not (screened > 0).any():
+        return (
+            "Scored by exact masked passes: every candidate's effect was computed exactly, so "
+            f"the screen{words} scored none and has no ρ against the exact effects; none can "
+            "have been missed (`missed_upper` 0)."
+        )
+    text, over = f"Screen vs exact{words}: ", f"the verified top {top} candidates"
+    if screened is not None:
+        text = (
+            f"Scored by the screen{words}: {_span(screened, '.0f')} candidates per subject, "
+            "the others by exact masked passes (`method` in screen.csv). Screen vs exact: "
+        )
+        over = f"the {_span(circuits['screened_top'], '.0f')} of {over} the screen scored"
+    text += (
+        f"Spearman ρ of the screen's estimate against the exact effect "
+        f"{_span(circuits['spearman'], '.2f')} over {over} (`spearman`)"
     )
     if "spearman_measured" in circuits and circuits["spearman_measured"].notna().any():
         measured = _span(circuits["measured"], ".0f")
@@ -400,9 +424,12 @@ def screen_note(circuits: pd.DataFrame) -> str:
             "exactly per subject (`spearman_measured`)"
         )
     if not (circuits["sampled"] > 0).any():
-        return (
-            text + ". Missed: none can be: every candidate's effect was computed exactly "
-            "(`missed_upper` 0)."
+        unmeasured = 0 if screened is None else (screened - circuits["measured"]).max()
+        return text + (
+            ". Missed: none can be: every candidate was measured exactly (`missed_upper` 0)."
+            if unmeasured == 0
+            else f". Missed: not bounded: none of the {unmeasured:.0f} candidates left "
+            "unmeasured was drawn (`missed_upper` NaN)."
         )
     return text + (
         f". Missed: at most {_span(circuits['missed_upper'], '.1f', most=True)} of the "

@@ -332,16 +332,18 @@ class EdgeComplement(EdgeSet):
 
 
 # ============================================================================ heads
-def check_int(value: Any, what: str) -> int:
-    """``value`` as a plain int (numpy and torch integers too), refusing bools and negatives."""
+def check_int(value: Any, what: str, minimum: int = 0) -> int:
+    """``value`` as a plain int (numpy and torch integers too), refusing bools and values
+    below ``minimum`` (0: a non-negative int; 1: a positive one) with an `ArgumentError`."""
+    wanted = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
     if isinstance(value, bool):
-        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}")
+        raise ArgumentError(f"{what} must be {wanted}, got {value!r}")
     try:
         value = operator.index(value)
     except TypeError:
-        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}") from None
-    if value < 0:  # reported as converted, e.g. -2 rather than np.int32(-2)
-        raise ArgumentError(f"{what} must be a non-negative int, got {value!r}")
+        raise ArgumentError(f"{what} must be {wanted}, got {value!r}") from None
+    if value < minimum:  # reported as converted, e.g. -2 rather than np.int32(-2)
+        raise ArgumentError(f"{what} must be {wanted}, got {value!r}")
     return value
 
 

@@ -6,9 +6,13 @@ defaults: the affine eraser, shrinkage of the covariance, the trace of the covar
 from growing), is the smallest affine edit of a representation after which no linear
 classifier predicts a concept better than a constant on the data it was fitted on: the
 concept's class means coincide, the cross-covariance with the one-hot concept is zero, up to
-the package's ``svd_tol`` (0.01 of the whitened cross-covariance's largest singular value):
-a weaker direction, such as a class of a few windows, is left, and the eraser's ``left`` and
-a warning say how much.
+the package's ``svd_tol``: an ABSOLUTE threshold of 0.01 on the singular values of the whitened
+cross-covariance (``W @ sigma_xz``, ``W`` the inverse square root of the covariance), not a
+share of the largest. There a direction's singular value is at most the standard deviation of
+a one-hot column, ``sqrt(p (1 - p))`` for a class of share ``p``, so a weak direction, such as
+a class of a few windows, falls under it whatever the strong ones are and is left: the
+eraser's ``rank`` says how many directions it removed, its ``left`` and a warning how much of
+the cross-covariance remains.
 
 Here the representation is a token group's vectors **side by side** (``[window, tokens *
 d_model]``), as `emg_lens.inspect.probes` reads a group, so the guarantee covers a probe of the
@@ -60,12 +64,14 @@ from jaxtyping import Float
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.edges import EdgeSet, parse
+from emg_lens.edges.algebra import check_int
 from emg_lens.errors import (
     ArgumentError,
     EmgLensError,
     InputShapeError,
     InputValueError,
     LayoutError,
+    check_seed,
     describe,
 )
 
@@ -149,18 +155,37 @@ def group_vectors(
 
 def concept_codes(labels: Any) -> tuple[np.ndarray, list[Any]]:
     """``(codes, values)``: each window's concept value as an index into ``values`` (the
-    distinct values, sorted); fewer than two values is an `ArgumentError`.
+    distinct values, sorted); fewer than two values is an `ArgumentError`, a missing value
+    (None, NaN) or values of mixed kinds an `InputValueError` naming the first.
 
     >>> codes, values = concept_codes(["b", "a", "b"])
     >>> codes.tolist(), values
     ([1, 0, 1], ['a', 'b'])
+    >>> concept_codes([0.0, float("nan"), 1.0])
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.InputValueError: concept labels[1] = nan is missing: a window's concept \
+value is a number or a string (drop the windows without one)
     """
     array = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if array.ndim != 1 or not len(array):
         raise InputShapeError(
             f"concept labels must be one value per window, got {describe(labels)}"
         )
-    values, codes = np.unique(array, return_inverse=True)
+    missing = [v is None or (isinstance(v, float) and v != v) for v in array.tolist()]
+    if any(missing):
+        i = missing.index(True)
+        raise InputValueError(
+            f"concept labels[{i}] = {array.tolist()[i]!r} is missing: a window's concept value "
+            "is a number or a string (drop the windows without one)"
+        )
+    try:
+        values, codes = np.unique(array, return_inverse=True)
+    except TypeError:  # an object array of values that do not compare (3 and "a")
+        raise InputValueError(
+            f"concept labels mix kinds of value ({sorted({type(v).__name__ for v in array})}): "
+            "a concept's values are all numbers or all strings"
+        ) from None
     if len(values) < 2:
         raise ArgumentError(
             f"a concept to erase needs at least two values among the windows, got only "
@@ -232,8 +257,10 @@ class TokenEraser(_GroupEdit):
 
     def placebo(self, seed: int = 0) -> PlaceboEraser:
         """The norm-matched random-subspace placebo of this eraser (module docstring),
-        seeded by ``seed``."""
+        seeded by ``seed`` (an integer in 0..2**31-1, `emg_lens.errors.check_seed`)."""
         from transformer_lens.tools.analysis import random_basis
+
+        seed = check_seed(seed, "the placebo's seed", ArgumentError)
 
         basis = None
         if self.rank:  # TL's basis (float32), orthonormal again in float64: the same subspace
@@ -329,8 +356,9 @@ def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[
     if left > LEFT_TOL:
         warnings.warn(
             f"the eraser at {at} (positions {list(positions)}) leaves {100 * left:.3g} % of the "
-            "concept's cross-covariance on the windows it was fitted on: concept-erasure "
-            "drops directions whose whitened cross-covariance is below its svd_tol (0.01), "
+            "concept's cross-covariance on the windows it was fitted on (its rank "
+            f"{fitted.rank} of {len(values) - 1}): concept-erasure drops directions whose "
+            "whitened cross-covariance is below its svd_tol (0.01, absolute), "
             "such as a class of a few windows or a weak one, so a linear probe may still read "
             "the concept there",
             UserWarning,
@@ -362,9 +390,46 @@ def fit_erasers(
     batch_size: int = 256,
 ) -> list[TokenEraser]:
     """One `TokenEraser` of ``labels`` at the token ``positions`` of each hook point of
-    ``names`` (in forward order), fitted on the windows ``X``: each on the activations that the
-    erasers before it leave, so that together they erase the concept from every point named."""
+    ``names``, fitted on the windows ``X``: each on the activations that the erasers before it
+    leave, so that together they erase the concept from every point named. ``names`` must be
+    in forward order (the model's hook points' order): a point named before one that runs
+    earlier would be fitted on activations the later eraser then changes, so names out of
+    order, a name the model lacks, missing labels, a ``batch_size`` below 1 are refused with
+    an `EmgLensError` before anything is fitted.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
+    >>> X = model.example_input(8)
+    >>> fit_erasers(model, X, [0, 1] * 4, positions=[3],
+    ...             names=["blocks.1.hook_resid_pre", "blocks.0.hook_resid_pre"])
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: names must be in forward order: 'blocks.0.hook_resid_pre' \
+runs before 'blocks.1.hook_resid_pre' (e.g. ['blocks.0.hook_resid_pre', \
+'blocks.1.hook_resid_pre'])
+    """
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    order = {name: i for i, name in enumerate(model.hook_dict)}
+    unknown = [n for n in names if n not in order]
+    if unknown or not names:
+        raise LayoutError(
+            f"names {list(names)}: {unknown or 'none'} are no hook points of "
+            f"{type(model).__name__}; e.g. ['blocks.0.hook_resid_pre']"
+        )
+    forward = sorted(names, key=order.__getitem__)
+    if list(names) != forward:
+        first = next(n for n, f in zip(names, forward) if n != f)
+        raise ArgumentError(
+            f"names must be in forward order: {forward[list(names).index(first)]!r} runs "
+            f"before {first!r} (e.g. {forward})"
+        )
     X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+    codes, _ = concept_codes(labels)
+    if len(codes) != len(X):
+        raise InputShapeError(
+            f"labels give {len(codes)} values for {len(X)} windows: one per window"
+        )
     X = X.to(dtype=model.cfg.dtype, device=model.cfg.device)
     erasers: list[TokenEraser] = []
     for name in names:

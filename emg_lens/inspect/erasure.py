@@ -46,7 +46,8 @@ from emg_lens.data.pooled import window_labels
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError, InputShapeError, LayoutError, describe
+from emg_lens.edges.algebra import check_int
+from emg_lens.errors import ArgumentError, InputShapeError, LayoutError, check_seed, describe
 from emg_lens.hooks.erasure import (
     PlaceboEraser,
     TokenEraser,
@@ -167,10 +168,22 @@ def erase_concept(
     own trial unless ``trials`` gives each window's trial). ``folds`` and ``seed`` are the
     report's folds (`fold_windows`: whole trials, or one repetition left out where trials are
     fewer) and the placebo's seed. The eraser returned is fitted on every window of ``X``.
+    A ``seed`` outside 0..2**31-1, ``folds`` below 2, ``batch_size`` below 1 (numpy integers
+    are integers) and missing labels (None, NaN) are `EmgLensError` s before anything runs.
+
+    >>> erase_concept(None, np.zeros((4, 6, 8)), [0, 1, 0, 1], at="blocks.0.hook_resid_pre",
+    ...               tokens="acc", seed=-3)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: seed (the placebo's and the folds') must be an integer in \
+0..2147483647, got -3
     """
+    seed = check_seed(seed, "seed (the placebo's and the folds')", ArgumentError)
+    folds, batch_size = check_int(folds, "folds", 2), check_int(batch_size, "batch_size", 1)
     check_model(model)
     check_deterministic(model)
     windows, values, trial_ids, repetitions, unit, concept = _windows(X, labels, trials)
+    codes, _ = concept_codes(values)
     if at not in model.hook_dict:
         raise LayoutError(
             f"no hook point {at!r} on {type(model).__name__}; e.g. 'blocks.0.hook_resid_pre'"
@@ -182,7 +195,6 @@ def erase_concept(
             f"{at} gives {describe(acts)}: an eraser reads a [window, position, d_model] "
             "activation of the model's tokens (a residual stream, an attention or MLP output)"
         )
-    codes, _ = concept_codes(values)
     found = fold_windows(codes, trial_ids, repetitions, folds, seed=seed, unit=unit,
                          what="concept value")  # fmt: skip
     flat = group_vectors(acts, positions)

@@ -19,19 +19,24 @@ from typing import Any
 import pandas as pd
 import torch
 
+from emg_lens.edges.algebra import check_int
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect import plots
 from emg_lens.inspect.interchange import interchange, interchange_pairs, over_subjects
-from emg_lens.inspect.probes import probe_tokens
+from emg_lens.inspect.probes import INPUT, probe_tokens
 from emg_lens.output import markdown_table, save_outputs
 from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.train import predict
 from emg_lens.train.baseline import below_baseline
 
-__all__ = ["NULL", "TRAINED", "TRANSFER", "ProbeReport", "probe_models", "probe_subjects"]
+__all__ = [
+    *("INPUT", "NULL", "TRAINED", "TRANSFER"),
+    *("ProbeReport", "probe_models", "probe_subjects"),
+]
 
 NO_CUT = "none"
 TRAINED, NULL = "trained", "random init"  # probe_subjects' models: as given, re-initialised
+# and INPUT: no weights, the subject probe of the whole input (`probes.INPUT`, layer -1)
 TRANSFER = "gesture, leave one subject out"  # probe_subjects' transfer target
 
 
@@ -49,7 +54,7 @@ class ProbeReport:
     def summary_table(self) -> pd.DataFrame:
         """Probe accuracy, control and selectivity averaged over subjects, per cut, layer and
         group (and per model and target for `probe_subjects`' rows), with the lowest and
-        highest subject's accuracy."""
+        highest row's accuracy (over subjects, and the random-init null's seeds)."""
         keys = [c for c in ("target", "model") if c in self.probes.columns]
         keys += ["cut", "layer", "group"]
         grouped = self.probes.groupby(keys, sort=False)
@@ -84,16 +89,17 @@ class ProbeReport:
         for key, rows in table.groupby(condition, sort=False):
             *named, cut = key
             parts = []
-            for layer in (rows["layer"].min(), rows["layer"].max()):
+            for layer in dict.fromkeys((rows["layer"].min(), rows["layer"].max())):
                 at = rows[rows["layer"] == layer]
                 best = at.loc[at["accuracy"].idxmax()]
                 parts.append(
-                    f"layer {layer}: {best['group']} {best['accuracy']:.3f} (control "
-                    f"{best['control_accuracy']:.3f})"
+                    f"{'the input' if layer < 0 else f'layer {layer}'}: {best['group']} "
+                    f"{best['accuracy']:.3f} (control {best['control_accuracy']:.3f})"
                 )
             chance = f"; chance {rows['chance'].mean():.3f}"
             head = "".join(f"{v}, " for v in named)
             lines.append(f"  {head}cut {cut}: best " + "; ".join(parts) + chance)
+        lines += _subject_readings(table, self.settings.get("null_seeds", 1))
         if self.interchange is not None:
             for row in over_subjects(self.interchange).itertuples():
                 interval = f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
@@ -140,6 +146,38 @@ class ProbeReport:
             title="what the tokens carry",
             spec=self.settings,
         )
+
+
+def _subject_readings(table: pd.DataFrame, seeds: int) -> list[str]:
+    """What the subject probe's numbers support, per cut and group at the last layer probed
+    (``table``: `ProbeReport.summary_table`): the trained model beside the random-init null's
+    range over its ``seeds`` and the probe of the whole input (`INPUT`)."""
+    if "target" not in table.columns:
+        return []
+    rows = table[table["target"] == "subject"]
+    top = rows.loc[rows["model"] == INPUT, "accuracy"]
+    last = rows.loc[rows["model"] == TRAINED, "layer"].max()
+    lines = []
+    for (cut, group), at in rows[rows["layer"] == last].groupby(["cut", "group"], sort=False):
+        by = at.set_index("model")
+        if not {TRAINED, NULL} <= set(by.index) or top.empty:
+            continue
+        t, c = by.at[TRAINED, "accuracy"], top.iloc[0]
+        low, high = by.at[NULL, "accuracy_min"], by.at[NULL, "accuracy_max"]
+        if low <= t <= high:
+            said = "training neither added nor removed it beyond the random-init range"
+        elif t < low:
+            said = "training left less of it than every random init passes on"
+        elif c >= low:  # the input carries it as well as a random init passes it on, or better
+            said = "training kept more of it than every random init; it did not put it there"
+        else:
+            said = "training made it more linearly readable than the input and every random init"
+        lines.append(
+            f"  subject at the {group} tokens, layer {last}, cut {cut}: trained {t:.3f}, random "
+            f"init {by.at[NULL, 'accuracy']:.3f} ({low:.3f}-{high:.3f} over {seeds} seed(s)): "
+            f"the input {'already ' if c >= low else ''}carries the subject ({c:.3f}); {said}"
+        )
+    return lines
 
 
 def _folds_phrase(probes: pd.DataFrame) -> str:
@@ -232,6 +270,7 @@ def probe_subjects(
     transfer: bool = True,
     folds: int = 5,
     seed: int = 0,
+    null_seeds: int = 3,
     n_jobs: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> ProbeReport:
@@ -241,16 +280,21 @@ def probe_subjects(
     (`emg_lens.data.pooled.pool_subjects`), or one ``(model, windows)`` pair whose windows are
     several subjects' already (a `pool_subjects` result, its window label ``"subject"``;
     ``subject`` is then ``"pooled"``), with a probe per layer and token group predicting
-    each window's subject (folds of whole trials, beside the control task), and the same on
-    the random-init null: the model re-initialised by TransformerLens's
-    ``tools.analysis.reinitialized`` (seed ``seed``), whose tokens carry what the
-    architecture passes on from the input without training. With ``transfer``, also the
+    each window's subject (folds of whole trials, beside the control task), the same on the
+    random-init null: the model re-initialised by TransformerLens's
+    ``tools.analysis.reinitialized`` with ``null_seeds`` seeds (``seed``, ``seed + 1``, ...;
+    the summary table gives their range), whose tokens carry what the architecture passes on
+    from the input without training, and on the whole input (`INPUT`, layer -1: what the
+    input carries before any weight). The summary says, per group at the last layer, whether
+    the trained model reads the subject within, above or below the null's range, beside the
+    input's probe. With ``transfer``, also the
     gesture probe folded leave-one-subject-out (fitted on the other subjects, scored on the
     one held out: does what the tokens carry of the gesture transfer across subjects?).
 
     ``probes`` has `probe_tokens`' columns after ``subject`` (the subjects whose model it is,
-    e.g. ``"1,2"``), ``cut``, ``model`` (`TRAINED` or `NULL`) and ``target`` (``"subject"`` or
-    `TRANSFER`); ``chance`` tests each distinct model on the pooled windows.
+    e.g. ``"1,2"``), ``cut``, ``model`` (`TRAINED`, `NULL` or `INPUT`), ``target``
+    (``"subject"`` or `TRANSFER`) and ``seed`` (the null's; else -1); ``chance`` tests each
+    distinct model on the pooled windows.
 
     >>> import numpy as np, torch
     >>> from emg_lens import EncoderConfig
@@ -266,13 +310,14 @@ def probe_subjects(
     >>> report.probes["subject"].unique().tolist()  # one model, probed once
     ['1,2']
     >>> report.probes["model"].unique().tolist(), report.probes["target"].unique().tolist()
-    (['trained', 'random init'], ['subject', 'gesture, leave one subject out'])
+    (['trained', 'random init', 'input'], ['subject', 'gesture, leave one subject out'])
     """
     from transformer_lens.tools.analysis import reinitialized
 
     from emg_lens.data.pooled import pool_subjects, window_labels
     from emg_lens.provenance import model_digest
 
+    null_seeds = check_int(null_seeds, "null_seeds", minimum=1)
     say = progress or (lambda message: None)
     owners: dict[str, tuple[Any, list[Any]]] = {}
     if isinstance(subjects, tuple):  # one model on several subjects' windows
@@ -301,29 +346,30 @@ def probe_subjects(
             predicted, pooled.y_test, pooled.test_trials, model.cfg.n_classes
         )
         try:
-            null = reinitialized(model, seed)
+            nulls = [(NULL, reinitialized(model, seed + k), seed + k) for k in range(null_seeds)]
         except ValueError as exc:  # parameters no reset_parameters covers (an attached model)
             raise ArgumentError(
                 f"the random-init null of subject(s) {label}'s model: {exc}"
             ) from None
-        targets = [("subject", window_labels(pooled, "subject"), None)]
-        if transfer:
-            targets.append((TRANSFER, None, "subject"))
-        for name, m in ((TRAINED, model), (NULL, null)):
-            for target, labels, leave_out in targets:
-                for c in cuts:
+        subject = ("subject", window_labels(pooled, "subject"), None)
+        targets = [subject, (TRANSFER, None, "subject")] if transfer else [subject]
+        for name, m, init in [(TRAINED, model, -1), *nulls, (INPUT, model, -1)]:
+            for target, labels, leave_out in targets[: 1 if name == INPUT else None]:
+                for c in cuts[: 1 if name == INPUT else None]:  # no cut reaches the input
                     table = probe_tokens(
-                        m, pooled, layers=layers, groups=groups, classes=classes,
-                        labels=labels, folds=folds, seed=seed, cut=c, n_jobs=n_jobs,
-                        leave_out=leave_out,
+                        m, pooled, layers=None if name == INPUT else layers, groups=groups,
+                        classes=classes, labels=labels, folds=folds, seed=seed, cut=c,
+                        n_jobs=n_jobs, leave_out=leave_out, hook=INPUT if name == INPUT else
+                        "resid_pre",
                     )  # fmt: skip
                     rows.append(table.assign(subject=label, cut=c or NO_CUT, model=name,
-                                             target=target))  # fmt: skip
+                                             target=target, seed=init))  # fmt: skip
     probes = _probe_table(rows, ["subject", "cut", "model", "target"])
-    predicts = "subject (pooled held-out windows), beside the random-init null" + (
+    predicts = "subject (pooled held-out windows), beside the random-init null and the input" + (
         " and the gesture left one subject out" if transfer else ""
     )
     settings = _settings(numbers, probes, classes, cut, folds, seed, predicts)
+    settings["null_seeds"] = null_seeds
     return ProbeReport(probes, None, settings, chance_table(scores))
 
 

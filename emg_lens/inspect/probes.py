@@ -58,6 +58,7 @@ from emg_lens.data.pooled import window_labels
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.edges import EdgeSet, parse
+from emg_lens.edges.algebra import check_int
 from emg_lens.errors import (
     ArgumentError,
     IndexOutOfRangeError,
@@ -70,6 +71,7 @@ from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 
 __all__ = [
     "HOOKS",
+    "INPUT",
     "POOLED",
     "Folds",
     "cut_masks",
@@ -83,6 +85,9 @@ __all__ = [
 
 HOOKS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 """The per-block hook points a probe reads (``blocks.{layer}.hook_<name>``)."""
+INPUT = "input"
+"""The probe's hook and group of the whole input (``hook_input``: every channel's samples side
+by side, before the embedding), in the row of layer -1."""
 POOLED = "pooled"
 """The group name of the mean over every channel token (what IsoNet's mean-pooled head reads)."""
 TOL, MAX_ITER = 1e-3, 200  # LogisticRegression's stopping rule (its own defaults: 1e-4, 100)
@@ -137,8 +142,10 @@ def cut_masks(model: Any, cut: str | EdgeSet | None) -> dict[int, torch.Tensor] 
 
 
 def _hook_names(model: Any, hook: str, layers: Iterable[int] | None) -> dict[int, str]:
+    if hook == INPUT:  # before every layer: ``layers`` is not asked
+        return {-1: "hook_input"}
     if hook not in HOOKS:
-        raise ArgumentError(f"hook must be one of {HOOKS}, got {hook!r}")
+        raise ArgumentError(f"hook must be one of {HOOKS} or {INPUT!r}, got {hook!r}")
     n = model.cfg.n_layers
     # resid_pre of layer n is the stream after the last block (its resid_post): "after n blocks"
     top = n if hook == "resid_pre" else n - 1
@@ -288,7 +295,7 @@ def fold_windows(
     """
     from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedGroupKFold
 
-    _check_fold_count(folds)
+    folds = _check_fold_count(folds)
     target, trials, repetitions = map(np.asarray, (target, trials, repetitions))
     if target.ndim != 1 or not len(target) or not trials.shape == target.shape == repetitions.shape:
         raise InputShapeError(
@@ -367,9 +374,8 @@ def leave_one_out(
     return Folds(splits, name, len(np.unique(trials)))
 
 
-def _check_fold_count(folds: Any) -> None:
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise ArgumentError(f"folds must be an int >= 2, got {folds!r}")
+def _check_fold_count(folds: Any) -> int:
+    return check_int(folds, "folds", minimum=2)  # an ArgumentError; numpy integers are ints
 
 
 def _check_target(target: np.ndarray, folds: int, regression: bool) -> None:
@@ -488,9 +494,10 @@ def probe_tokens(
 
     ``data`` is a `SubjectData` (its test windows) or ``(X, y)``. ``layers`` are block
     indices (default all); with ``hook="resid_pre"`` layer ``n_layers`` is the stream after
-    the last block. ``groups`` default to the layout's groups and `POOLED`. ``cut`` is an edge
-    set masked in every layer while the activations are cached. ``n_jobs`` processes fit the
-    probes (joblib's convention: -1 for every core).
+    the last block; ``hook=INPUT`` probes the whole input instead (one row, layer -1, group
+    `INPUT`: what the input carries before any weight). ``groups`` default to the layout's
+    groups and `POOLED`. ``cut`` is an edge set masked in every layer while the activations are
+    cached. ``n_jobs`` processes fit the probes (joblib's convention: -1 for every core).
 
     Columns: ``layer, group, accuracy`` (R² for a regression), ``control_accuracy``,
     ``selectivity`` (their difference), ``chance`` (the share of the most frequent label; 0
@@ -518,7 +525,8 @@ def probe_tokens(
     if isinstance(labels, str):
         labels = window_labels(subject, labels, "test")
     names = _hook_names(model, hook, layers)
-    chosen = [token_group(model, g) for g in (groups or [*model.layout.groups, POOLED])]
+    groups = groups or [*model.layout.groups, POOLED]
+    chosen = [(INPUT, [], False)] if hook == INPUT else [token_group(model, g) for g in groups]
     keep, target, trials, reps = _labels(subject, labels, classes)
     regression = _is_regression(target)
     _check_target(target, folds, regression)
@@ -539,8 +547,8 @@ def probe_tokens(
     keys, features = [], []
     for layer, name in names.items():
         for group, positions, pooled in chosen:
-            tokens = acts[name][:, positions]
             keys.append((layer, group))
+            tokens = acts[name] if hook == INPUT else acts[name][:, positions]
             features.append((tokens.mean(1) if pooled else tokens.flatten(1)).numpy())
     # Each probe is a few hundred small fits of scipy's L-BFGS: processes, not threads, share
     # them out (joblib runs them in this process when n_jobs is 1).

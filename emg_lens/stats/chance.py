@@ -75,9 +75,10 @@ __all__ = [
     "trials_needed",
 ]
 
-BelowBaseline = Callable[[str, float, float], "str | None"]
+BelowBaseline = Callable[..., "str | None"]
 """The rule that says a model's score is below the feature baseline's: ``(model, score,
-baseline) -> line or None`` (`emg_lens.train.baseline.below_baseline`)."""
+baseline, n=count, unit=what it counts) -> line or None``
+(`emg_lens.train.baseline.below_baseline`)."""
 
 ALPHA = 0.05
 CHANCE_RULE = "the share of the most frequent class"
@@ -461,9 +462,13 @@ def below_baselines(table: pd.DataFrame, below_baseline: BelowBaseline) -> list[
     """A line per model of `chance_table` whose window accuracy is below the per-channel
     feature baseline's on the same windows, as ``below_baseline`` says it (the training
     floor's rule, `emg_lens.train.baseline.below_baseline`, passed in from above)."""
-    known = [r for r in table.itertuples() if not pd.isna(r.baseline_accuracy)]
-    lines = [below_baseline(r.model, r.accuracy, r.baseline_accuracy) for r in known]
-    return [line for line in lines if line is not None]
+    lines = []
+    for r in table.itertuples():
+        if not pd.isna(r.baseline_accuracy):
+            n, unit = (r.n, "windows") if r.unit == "window" else (r.trials, f"{r.unit}s")
+            line = below_baseline(r.model, r.accuracy, r.baseline_accuracy, n=n, unit=unit)
+            lines += [] if line is None else [line]
+    return lines
 
 
 def chance_console(table: pd.DataFrame, *, below_baseline: BelowBaseline | None) -> str:

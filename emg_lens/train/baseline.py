@@ -369,25 +369,61 @@ def feature_baseline(data: Split | SubjectData, metric: str | None = None) -> Ba
 
 
 def below_baseline(
-    model: str, model_value: float, baseline_value: float, metric: str = "accuracy"
+    model: str,
+    model_value: float,
+    baseline_value: float,
+    metric: str = "accuracy",
+    n: int | None = None,
+    unit: str = "windows",
 ) -> str | None:
     """The line a report prints when a model's score ``model_value`` is below the feature
     baseline's ``baseline_value`` (both in ``metric``, ``"accuracy"`` or ``"r2"``), to three
     decimals; None otherwise. ``model`` names the model as the line starts with it (``"subject
-    3"``, a chance table's ``model`` column), word for word.
+    3"``, a chance table's ``model`` column), word for word. With ``n``, the independent ``unit``
+    s the accuracies are over (windows; trials where windows come in trials, the smaller count),
+    the line carries the difference's 95 % interval (Newcombe's hybrid score interval of two
+    proportions; taken as unpaired, it is wider than the interval of the same windows paired)
+    and is None where that interval reaches 0: a gap of a window or two is not "below".
 
     >>> print(below_baseline("force", 0.903, 0.935, "r2"))  # doctest: +NORMALIZE_WHITESPACE
     force: the model's R² 0.903 is below the per-channel feature baseline's R² 0.935
     (channel RMS, ridge)
     >>> below_baseline("subject 1", 0.9996, 1.0) is None  # the same to three decimals
     True
+    >>> print(below_baseline("subject 3", 0.27, 0.41, n=200))  # doctest: +NORMALIZE_WHITESPACE
+    subject 3: the model's 0.270 is below the per-channel feature baseline's 0.410 (log RMS +
+    MAD, logistic regression; difference -0.140, 95 % interval [-0.230, -0.047] over 200 windows)
+    >>> below_baseline("subject 3", 13 / 14, 1.0, n=14) is None  # one window of 14
+    True
     """
     if metric not in BASELINE_KINDS:
         raise ArgumentError(f"metric must be one of {list(BASELINE_KINDS)}, got {metric!r}")
     if round(model_value, 3) >= round(baseline_value, 3):
         return None
-    unit = "R² " if metric == "r2" else ""
+    r2, interval = "R² " if metric == "r2" else "", ""
+    if n is not None and metric == "accuracy":
+        low, high = _difference_interval(model_value, baseline_value, int(n))
+        if high >= 0:
+            return None
+        interval = (
+            f"; difference {model_value - baseline_value:+.3f}, 95 % interval [{low:.3f}, "
+            f"{high:.3f}] over {int(n)} {unit}"
+        )
     return (
-        f"{model}: the model's {unit}{model_value:.3f} is below the per-channel "
-        f"feature baseline's {unit}{baseline_value:.3f} ({BASELINE_KINDS[metric]})"
+        f"{model}: the model's {r2}{model_value:.3f} is below the per-channel "
+        f"feature baseline's {r2}{baseline_value:.3f} ({BASELINE_KINDS[metric]}{interval})"
     )
+
+
+def _difference_interval(a: float, b: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Newcombe's (1998, method 10) 95 % interval of ``a - b``, two accuracies over ``n``
+    windows each, from their Wilson intervals."""
+
+    def wilson(p: float) -> tuple[float, float]:
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return centre - half, centre + half
+
+    (la, ua), (lb, ub) = wilson(a), wilson(b)
+    d = a - b
+    return d - float(np.hypot(a - la, ub - b)), d + float(np.hypot(ua - a, b - lb))

@@ -24,10 +24,10 @@ every subject's training windows, the demo's recipe, with its mean-pooled head s
   edit is large (some 0.7 of the tokens' spread), and on those trainings the directions the
   subjects' offsets span are not wholly apart from those the XOR reads.
 - The subject probe finds the subject where it was planted (the ACC tokens at every layer; at
-  layer 0 the random-init null reads the input's offset as well, after the blocks the trained
-  model keeps it above the null) and not where it was not: the sEMG tokens entering layer 0
-  below chance, the CLS token the trained model reads at chance after the blocks, where the
-  random-init null, its attention mixing every token, carries the subject.
+  layer 0 the random-init null reads the input's offset as well; the whole input carries it, so
+  the trained model is not said to have put it there) and not where it was not: the sEMG
+  tokens entering layer 0 below chance, the CLS token the trained model reads at chance after
+  the blocks, where the random-init null, its attention mixing every token, carries the subject.
 
 Measured over 24 trainings on an AMD EPYC (seeds 0-19 on one thread, 0-3 on two; every claim
 held on each): interaction gestures 0.71-0.92, cut 0.31-0.63 (0.19-0.53 lost), the
@@ -56,7 +56,7 @@ from emg_lens.data.pooled import pool_subjects
 from emg_lens.data.synthetic.emg_acc import gesture_kinds, subject_signature_setup
 from emg_lens.hooks import attn_scores_filter, mask_edges
 from emg_lens.inspect import erase_concept
-from emg_lens.inspect.probe_report import NULL, TRAINED, probe_subjects
+from emg_lens.inspect.probe_report import INPUT, NULL, TRAINED, probe_subjects
 from emg_lens.models import IsoNet
 from emg_lens.train import TrainConfig
 from emg_lens.train.supervised import fit_until_fitted
@@ -149,7 +149,7 @@ def test_erasing_the_subject_leaves_a_probe_at_chance_and_the_gestures(pooled_mo
     assert abs(after["interaction"] - before["interaction"]) <= 0.18, (before, after)
 
 
-def test_the_subject_is_found_where_it_was_planted_above_the_random_init_null(pooled_model):
+def test_the_subject_is_found_where_it_was_planted_beside_the_input_and_the_null(pooled_model):
     model, data, _ = pooled_model
     last = model.cfg.n_layers
     report = probe_subjects((model, data), groups=["cls", "emg", "acc"], layers=[0, last],
@@ -158,10 +158,11 @@ def test_the_subject_is_found_where_it_was_planted_above_the_random_init_null(po
     print(probes["accuracy"].unstack("layer").round(3))
     accuracy, chance = probes["accuracy"], float(report.probes["chance"].iloc[0])
     assert (report.probes["fold_unit"] == "trial").all() and chance == pytest.approx(1 / 3)
-    # planted on the ACC tokens: found there at every layer, above the null after the blocks
-    assert accuracy[(TRAINED, "acc", 0)] >= 0.85
-    assert accuracy[(TRAINED, "acc", last)] >= max(0.95, accuracy[(NULL, "acc", last)] + 0.01)
+    # planted in the input, on the ACC tokens: found there at every layer (the input carries it
+    # already: the trained model is not said to have put it there, issue 78)
+    assert accuracy[(INPUT, "input", -1)] >= 0.95 and accuracy[(TRAINED, "acc", 0)] >= 0.85
+    assert accuracy[(TRAINED, "acc", last)] >= 0.95 and "training put" not in report.summary()
     # not planted on the sEMG tokens, nor is it in the trained model's CLS readout token
     assert accuracy[(TRAINED, "emg", 0)] <= chance + 0.05
     assert accuracy[(TRAINED, "cls", last)] <= chance + 0.1
-    assert accuracy[(NULL, "cls", last)] >= accuracy[(TRAINED, "cls", last)] + 0.3
+    assert accuracy[(NULL, "cls", last)].min() >= accuracy[(TRAINED, "cls", last)] + 0.3

@@ -31,22 +31,42 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.data.pooled import window_labels
-from emg_lens.errors import ArgumentError, EmgLensError, SpecError
+from emg_lens.errors import MAX_SEED, EmgLensError, SpecError
 from emg_lens.hooks.erasure import fit_erasers, group_positions
 from emg_lens.stats.compare import compare_rows
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
 
-__all__ = ["ErasureFits", "erasure_table", "outside_classes", "side_effects"]
+__all__ = ["ErasureFits", "concept_classes", "erasure_table", "outside_classes", "side_effects"]
 
 ERASURE_COLUMNS = [
     *("intervention", "mode", "layer", "layers", "concept", "tokens", "metric", "n"),
     *("erasure_delta", "placebo_delta", "difference", "p", "test"),
-    *("side_classes", "side_effect", "side_effect_class"),
+    *("concept_classes", "concept_delta", "concept_placebo_delta"),
+    *("side_classes", "side_effect", "side_effect_class", "rank", "full_rank", "left"),
 ]
+ERASER_FIELDS = ("rank", "full_rank", "left")
+"""What a cell of an erasure (and of its placebo) records of its erasers (`ErasureFits.fitted`):
+the smallest rank of its layers' erasers, the rank a full erasure has (the concept's values
+less one) and the largest share of the cross-covariance one leaves on its fit windows."""
 SIDE_COLUMNS = [
     *("intervention", "mode", "layer", "layers", "class", "n"),
     *("baseline", "erasure_delta", "placebo_delta"),
 ]
+
+
+def concept_classes(intervention: Intervention, n_classes: int) -> list[int]:
+    """The classes that are the erased concept, whose accuracy change is the erasure's own:
+    ``classes`` (or every class) for the gesture, none for another concept (a subject's
+    windows are of every class).
+
+    >>> i = Intervention.from_dict({"name": "e", "erase": "gesture", "tokens": "acc",
+    ...                             "classes": [0, 1]})
+    >>> concept_classes(i, 4), concept_classes(Intervention("s", erase="subject"), 3)
+    ([0, 1], [])
+    """
+    if intervention.erase != "gesture":
+        return []
+    return [c for c in range(n_classes) if c not in outside_classes(intervention, n_classes)]
 
 
 def outside_classes(intervention: Intervention, n_classes: int) -> list[int]:
@@ -83,8 +103,18 @@ class ErasureFits:
         erasers = self._fitted[key]
         if not intervention.placebo:
             return [(e.at, e) for e in erasers]
-        seed = intervention.seed or 0
-        return [(e.at, e.placebo(seed + layer)) for e, layer in zip(erasers, layers)]
+        seed = intervention.seed or 0  # a seed of the spec's range, plus the layer, wrapped
+        return [
+            (e.at, e.placebo((seed + layer) % (MAX_SEED + 1))) for e, layer in zip(erasers, layers)
+        ]
+
+    def fitted(self, intervention: Intervention, layers: Sequence[int]) -> dict[str, Any]:
+        """`ERASER_FIELDS` of the erasers of an erasure (or its placebo) in ``layers``."""
+        erasers = self._fitted[(intervention.erase, intervention.tokens, intervention.classes,
+                                tuple(layers))]  # fmt: skip
+        return dict(zip(ERASER_FIELDS, (min(e.rank for e in erasers),
+                                        len(erasers[0].values) - 1,
+                                        max(e.left for e in erasers))))  # fmt: skip
 
     def _fit(self, intervention: Intervention, layers: Sequence[int]) -> list:
         data, name = self.data, intervention.name.removesuffix(PLACEBO)
@@ -117,7 +147,7 @@ class ErasureFits:
                 self.model, data.X_train[keep], labels[keep], names=names, positions=positions,
                 batch_size=self.batch_size,
             )  # fmt: skip
-        except ArgumentError as exc:
+        except EmgLensError as exc:  # missing labels too
             raise SpecError(f"{where}: {exc}") from exc
 
 
@@ -154,35 +184,46 @@ def side_effects(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
     """Per erasure condition and class outside its concept (`outside_classes`): the
     baseline's class accuracy and the erasure's and the placebo's changes of it, each the mean
     over subjects of the subject's own change (`SIDE_COLUMNS`)."""
+    table = _class_changes(spec, per_subject)
+    return table[~table.pop("concept")].reset_index(drop=True)
+
+
+def _class_changes(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
+    """`side_effects`' rows for every class, ``concept`` saying which are the concept's own
+    (`concept_classes`)."""
     rows = []
     baseline = _class_accuracy(per_subject, "baseline").droplevel(["mode", "layers"])
     for name, intervention in _erasures(spec).items():
-        outside = outside_classes(intervention, len(baseline))
+        own = concept_classes(intervention, len(baseline))
         erased = _class_accuracy(per_subject, name)
         placebo = _class_accuracy(per_subject, name + PLACEBO)
         layer_of = _layer_of(per_subject, name)
         for (mode, layers, c), values in erased.iterrows():
-            if c not in outside:
-                continue
             before = baseline.loc[c].reindex(values.index)
             rows.append(
                 {"intervention": name, "mode": mode, "layer": layer_of[(mode, layers)],
                  "layers": layers, "class": c, "n": int(values.notna().sum()),
                  "baseline": before.mean(), "erasure_delta": (values - before).mean(),
-                 "placebo_delta": (placebo.loc[(mode, layers, c)] - before).mean()}
+                 "placebo_delta": (placebo.loc[(mode, layers, c)] - before).mean(),
+                 "concept": c in own}
             )  # fmt: skip
-    table = pd.DataFrame(rows, columns=SIDE_COLUMNS)
+    table = pd.DataFrame(rows, columns=[*SIDE_COLUMNS, "concept"]).astype({"concept": bool})
     table["layer"] = table["layer"].astype("Int64")
     return table
 
 
 def erasure_table(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
     """Per erasure condition and metric: the change from the baseline under the erasure and
-    under its placebo (each the mean over subjects of the subject's change), their difference
-    tested paired over subjects (``test``: the claims' test) and, of the classes outside the
-    concept, how many there are and the largest mean drop of a class's accuracy
-    (`ERASURE_COLUMNS`)."""
-    sides = side_effects(spec, per_subject)
+    under its placebo (each the mean over subjects of the subject's change: the whole model's,
+    the concept's and the side effects together), their difference tested paired over
+    subjects (``test``: the claims' test); the concept's own change apart: the mean change of
+    the accuracy of its classes (``concept_classes`` of them, `concept_classes`; none, so
+    empty, for a concept that is not classes) under the erasure and under the placebo; of the
+    classes outside the concept, how many there are and the largest mean drop of a class's
+    accuracy; and the erasers' `ERASER_FIELDS`, over subjects and layers: the smallest
+    ``rank`` beside ``full_rank`` and the largest share of the cross-covariance ``left``
+    (`ERASURE_COLUMNS`; empty for cells stored without them)."""
+    classes = _class_changes(spec, per_subject)
     rows = []
     for name, intervention in _erasures(spec).items():
         for metric in spec.metrics:
@@ -198,9 +239,16 @@ def erasure_table(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
                 base_values = base.reindex(values.index)
                 _, p = compare_rows(values.to_numpy()[None], other.to_numpy(),
                                     spec.stats.claims_test)  # fmt: skip
-                mine = sides[(sides["intervention"] == name) & (sides["mode"] == mode)
-                             & (sides["layers"] == layers)]  # fmt: skip
+                condition = ((classes["intervention"] == name) & (classes["mode"] == mode)
+                             & (classes["layers"] == layers))  # fmt: skip
+                mine, own = (
+                    classes[condition & ~classes["concept"]],
+                    classes[condition & classes["concept"]],
+                )
                 worst = mine.loc[mine["erasure_delta"].idxmin()] if len(mine) else None
+                fits = per_subject[(per_subject["intervention"] == name)
+                                   & (per_subject["mode"] == mode)
+                                   & (per_subject["layers"] == layers)]  # fmt: skip
                 rows.append(
                     {"intervention": name, "mode": mode, "layer": layer, "layers": layers,
                      "concept": intervention.erase, "tokens": intervention.tokens,
@@ -208,11 +256,23 @@ def erasure_table(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
                      "erasure_delta": (values - base_values).mean(),
                      "placebo_delta": (other - base_values).mean(),
                      "difference": (values - other).mean(), "p": float(p[0]),
-                     "test": spec.stats.claims_test, "side_classes": len(mine),
+                     "test": spec.stats.claims_test, "concept_classes": len(own),
+                     "concept_delta": own["erasure_delta"].mean(),
+                     "concept_placebo_delta": own["placebo_delta"].mean(),
+                     "side_classes": len(mine),
                      "side_effect": np.nan if worst is None else worst["erasure_delta"],
-                     "side_effect_class": pd.NA if worst is None else int(worst["class"])}
+                     "side_effect_class": pd.NA if worst is None else int(worst["class"]),
+                     **_eraser_fields(fits)}
                 )  # fmt: skip
     table = pd.DataFrame(rows, columns=ERASURE_COLUMNS)
-    table["layer"] = table["layer"].astype("Int64")
-    table["side_effect_class"] = table["side_effect_class"].astype("Int64")
+    for column in ("layer", "side_effect_class", "rank", "full_rank"):
+        table[column] = table[column].astype("Int64")
     return table
+
+
+def _eraser_fields(rows: pd.DataFrame) -> dict[str, Any]:
+    """`ERASER_FIELDS` over a condition's subjects: the smallest rank, the largest left."""
+    if "rank" not in rows or rows["rank"].isna().all():
+        return {"rank": pd.NA, "full_rank": pd.NA, "left": np.nan}
+    return {"rank": int(rows["rank"].min()), "full_rank": int(rows["full_rank"].max()),
+            "left": float(rows["left"].max())}  # fmt: skip

@@ -528,6 +528,9 @@ def evaluate_subject(
     }
     cells = {key: _copy(scored[row[seq]]) for key, seq in sequences.items()}
     cells.update(scored_hooked)
+    for c in other:  # an erasure's cell records its erasers' rank and what they leave
+        if c.intervention.erase is not None:
+            cells[c.key].update(erasures.fitted(c.intervention, c.layers))
     for key, cell in cells.items():
         cell["structural"] = key in zeros
     return cells

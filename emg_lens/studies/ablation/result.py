@@ -579,8 +579,15 @@ class StudyResult(StudyOutput):
             "rank removed, each window moved as far): erasure_delta and placebo_delta are the "
             "mean over subjects of each subject's change from the baseline, difference their "
             f"mean paired difference, p its {TEST_NAMES[self.spec.stats.claims_test]} over "
-            "subjects (uncorrected). side_effect: the largest mean drop of a class outside the "
-            "concept (side_effect_class), of side_classes such classes.\n\n"
+            "subjects (uncorrected): the whole model's change, the concept's and the side "
+            "effects together. concept_delta (concept_placebo_delta): the mean change of the "
+            "accuracy of the concept's own concept_classes under the erasure (the placebo; "
+            "empty for a concept that is not classes). side_effect: the largest mean drop of a "
+            "class outside the concept (side_effect_class), of side_classes such classes. "
+            "rank: the smallest rank of the erasers over subjects and layers, of full_rank "
+            "(the concept's values less one; a smaller rank left a weak direction below "
+            "concept-erasure's absolute svd_tol); left: the largest share of the concept's "
+            "cross-covariance an eraser leaves on its fit windows.\n\n"
             + markdown_table(table[columns], ".3f")
             + "\n"
         )
@@ -714,7 +721,7 @@ class StudyResult(StudyOutput):
             lines.append(f"erasures beside their placebos ({spec.metric}; side effects: classes "
                          "outside the concept):")  # fmt: skip
             columns = ["intervention", "mode", "layer", "erasure_delta", "placebo_delta", "p",
-                       "side_effect"]  # fmt: skip
+                       "concept_delta", "side_effect", "rank", "full_rank"]  # fmt: skip
             lines.append(first[columns].round(3).to_string(index=False))
         if self.spec.claims:
             lines.append(self.claims_note())

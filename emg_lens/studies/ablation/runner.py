@@ -38,6 +38,7 @@ from emg_lens.provenance import code_digest, training_digest
 from emg_lens.stats.metrics import METRICS
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
 from emg_lens.studies.ablation.check import check_ablation
+from emg_lens.studies.ablation.erasure import ERASER_FIELDS
 from emg_lens.studies.ablation.evaluate import evaluate_subject
 from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
 from emg_lens.studies.ablation.planted import planted_classes
@@ -261,6 +262,7 @@ def run_study(
                         # a cell without them (stored before trials were counted): None
                         **{k: cell.get(k) for k in TRIAL_FIELDS},
                         **{k: cell[k] for k in TRIAL_WINDOW_FIELDS if k in cell},
+                        **{k: cell[k] for k in ERASER_FIELDS if k in cell},
                     }
                 )
     per_subject = pd.DataFrame(rows)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
-from emg_lens.errors import EdgeExpressionError, SpecError
+from emg_lens.errors import EdgeExpressionError, SpecError, check_seed
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
@@ -141,8 +141,8 @@ def _erasure_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
                 "concept"
             )
     seed = data.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise SpecError(f"{where}.seed (the placebo's) must be an int >= 0, got {seed!r}")
+    if seed is not None:
+        seed = check_seed(seed, f"{where}.seed (the placebo's)", SpecError)
     return {"erase": erase, "tokens": tokens, "classes": classes, "seed": seed}
 
 

@@ -388,14 +388,31 @@ def test_the_summary_states_the_screens_spearman_and_the_bound_on_missed_candida
     text = " ".join(screen_note(two).split())
     rho = round(float(np.median([agreement["spearman"], 0.5])), 2)
     assert f"Spearman ρ of the screen's estimate against the exact effect {rho:.2f}" in text
-    assert "over the verified top 3 candidates" in text
+    assert f"over the {agreement['screened_top']:.0f} of the verified top 3 candidates the" in text
+    assert f"Scored by the screen (plain attribution; `screen`): {agreement['screened']:.0f}" in (
+        " ".join(screen_note(two.assign(screen="plain")).split())
+    )
     assert f"{agreement['spearman_measured']:.2f} over the" in text
     assert "at most 99.0 (subjects " in text  # the bound: the largest over subjects
     assert "of the candidates left unmeasured belong in the top 3" in text
     assert "from 4 of them measured at random" in text
-    exact = pd.DataFrame([{**agreement, "sampled": 0.0, "missed_upper": 0.0}])
-    exact = exact.drop(columns="spearman_measured")
-    assert "every candidate's effect was computed exactly" in screen_note(exact)
+
+
+def test_a_two_layer_models_candidates_are_all_exact_and_the_summary_names_no_screen_rho(
+    model, data
+):
+    """Issue 78: a two-layer CLS model's every candidate is computed exactly; the summary
+    said "Screen vs exact (EAP-IG): Spearman rho 1.00" of the exact effects against themselves."""
+    verified = screen(model, data, estimator="ig").verify(top=3, sample=4)
+    assert set(verified.table["method"]) == {"exact"}
+    agreement = verified.agreement
+    assert (agreement["screened"], agreement["screened_top"]) == (0, 0)
+    assert np.isnan(agreement["spearman"])
+    text = " ".join(
+        screen_note(pd.DataFrame([{**agreement, "screen": "ig", "ig_steps": 5}])).split()
+    )
+    assert text.startswith("Scored by exact masked passes: every candidate's effect was computed")
+    assert "Spearman" not in text and "EAP-IG" in text
 
 
 @pytest.mark.slow
@@ -411,7 +428,8 @@ def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "faithfulness.png").exists() and (tmp_path / "screen.png").exists()
     summary = " ".join((tmp_path / "summary.md").read_text().split())
-    assert screen_note(first.circuits) in summary and "Spearman ρ" in summary
+    assert screen_note(first.circuits) in summary  # two layers: every candidate exact
+    assert "Scored by exact masked passes" in summary and "Spearman ρ" not in summary
 
 
 @pytest.mark.slow

@@ -244,6 +244,9 @@ def test_a_screen_exact_everywhere_has_nothing_to_verify_or_miss():
     v = s.verify(top=5)
     assert (v.table["method"] == "exact").all() and v.agreement["measured"] == 0
     assert v.agreement["missed_upper"] == 0 and v.agreement["missed_rate_upper"] == 0
+    # no screen ran: its rho is undefined (it was the exact effects' against themselves, 1.0)
+    rho = {k: v.agreement.pop(k) for k in ("spearman", "spearman_accuracy")}
+    assert np.isnan(list(rho.values())).all() and v.agreement["screened"] == 0
     assert all(np.isfinite(value) for value in v.agreement.values())
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from emg_lens import ArgumentError, InputShapeError, LayoutError
+from emg_lens.errors import InputValueError
 from emg_lens.data.pooled import pool_subjects
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.hooks.erasure import fit_erasers, fit_token_eraser, group_vectors
@@ -196,3 +197,39 @@ def test_a_float64_model_is_erased_in_float64(model):
     erased = eraser.erase(group_vectors(cache[AT], positions))
     means = torch.stack([erased[y == c].mean(0) for c in range(3)])
     assert (means - means[0]).abs().max() < 1e-12
+
+
+def test_erasure_inputs_are_refused_by_name_before_anything_is_fitted(model, monkeypatch):
+    import emg_lens.hooks.erasure as hooks
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted before the inputs were checked")
+
+    monkeypatch.setattr(hooks, "_fit", no_fit)
+    X, y = _planted(n=24)
+    y = y.numpy()
+    for bad in (np.where(np.arange(24) == 5, np.nan, y.astype(float)),
+                np.array([None, *y[1:]], dtype=object)):  # fmt: skip
+        with pytest.raises(InputValueError, match=r"concept labels\[\d+\] = (nan|None) is missing"):
+            fit_erasers(model, X, bad, names=[AT], positions=[3])
+    with pytest.raises(ArgumentError, match=r"forward order: 'blocks\.0\.hook_resid_pre' runs"):
+        fit_erasers(model, X, y, names=["blocks.1.hook_resid_pre", AT], positions=[3])
+    for batch in (0, -5):
+        with pytest.raises(ArgumentError, match=rf"batch_size must be a positive int, got {batch}"):
+            fit_erasers(model, X, y, names=[AT], positions=[3], batch_size=batch)
+    for seed in (-3, 2**70):
+        with pytest.raises(ArgumentError, match=rf"seed .* in 0\.\.2147483647, got {seed}"):
+            erase_concept(model, X, y, at=AT, tokens="acc", seed=seed)
+    with pytest.raises(ArgumentError, match="batch_size must be a positive int, got -5"):
+        erase_concept(model, X, y, at=AT, tokens="acc", batch_size=-5)
+
+
+def test_numpy_integers_are_integers_and_a_placebo_seed_out_of_range_is_named(model):
+    from emg_lens.inspect.probes import fold_windows
+
+    X, y = _planted(n=24)
+    (eraser,) = fit_erasers(model, X, y, names=[AT], positions=[3], batch_size=np.int64(8))
+    assert eraser.placebo(np.int64(3)).seed == 3
+    assert fold_windows(y.numpy(), np.arange(24), np.zeros(24), np.int64(2), seed=1).n == 2
+    with pytest.raises(ArgumentError, match=r"placebo's seed must be an integer in 0\.\."):
+        eraser.placebo(2**64)

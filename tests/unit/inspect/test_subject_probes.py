@@ -18,7 +18,14 @@ from emg_lens.data.pooled import pool_subjects
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.inspect import probe_tokens
-from emg_lens.inspect.probe_report import NULL, TRAINED, TRANSFER, probe_subjects
+from emg_lens.inspect.probe_report import (
+    INPUT,
+    NULL,
+    TRAINED,
+    TRANSFER,
+    _subject_readings,
+    probe_subjects,
+)
 from emg_lens.inspect.probes import leave_one_out
 from emg_lens.models import IsoNet
 from tests.tiny import tiny_isonet
@@ -48,14 +55,54 @@ def test_the_subject_is_found_where_it_was_planted_and_the_null_beside_it(model)
     probes = report.probes.set_index(["model", "target", "group"])
     assert set(report.probes["subject"]) == {"1,2,3"}  # one model: probed once
     for name in (TRAINED, NULL):  # at layer 0 a token is its channel's, whatever the weights
-        assert probes.loc[(name, "subject", "acc"), "accuracy"] > 0.9
-        assert probes.loc[(name, "subject", "emg"), "accuracy"] < 0.5  # chance 1/3
+        assert (probes.loc[(name, "subject", "acc"), "accuracy"] > 0.9).all()
+        assert (probes.loc[(name, "subject", "emg"), "accuracy"] < 0.5).all()  # chance 1/3
     assert (report.probes.query("target == 'subject'")["fold_unit"] == "trial").all()
     gesture = probes.loc[(TRAINED, TRANSFER, "emg")]
     assert gesture["fold_unit"] == "subject" and gesture["folds"] == 3
     assert gesture["accuracy"] > 0.8  # the gesture's channel transfers across subjects
     assert report.chance["model"].tolist() == ["model of 1,2,3"]  # its accuracy beside chance
     assert "random init" in report.summary() and "cut none" in report.summary()
+
+
+@pytest.mark.slow  # 2-3 s on a shared core: five probes (trained, 3 nulls, the input)
+def test_the_subject_probe_reads_the_trained_model_against_the_input_and_the_nulls_range(model):
+    """Issue 78: the input carries the subject; the report shows the input's probe and the
+    random-init null's range over its seeds, and says what those support, not that training
+    put the subject there."""
+    subjects = {s: (model, _subject(s)) for s in (1, 2, 3)}
+    report = probe_subjects(subjects, groups=["acc"], layers=[0], folds=4, transfer=False)
+    table = report.summary_table().set_index("model")
+    assert table.at[INPUT, "layer"] == -1 and table.at[INPUT, "accuracy"] > 0.85  # the input
+    null = report.probes.query("model == @NULL")
+    assert null["seed"].tolist() == [0, 1, 2]  # 3 seeds by default, their range in the table
+    low, high = table.at[NULL, "accuracy_min"], table.at[NULL, "accuracy_max"]
+    assert (low, high) == (null["accuracy"].min(), null["accuracy"].max()) and low < high
+    text = report.to_markdown()
+    assert f"({low:.3f}-{high:.3f} over 3 seed(s))" in text
+    assert f"carries the subject ({table.at[INPUT, 'accuracy']:.3f}); training neither" in text
+    assert "training put" not in text and "put the subject" not in text
+    with pytest.raises(ArgumentError, match="null_seeds must be a positive int, got 0"):
+        probe_subjects(subjects, groups=["acc"], layers=[0], folds=4, null_seeds=0)
+
+
+@pytest.mark.parametrize(
+    ("trained", "said"),
+    [
+        (0.96, "training neither added nor removed it beyond the random-init range"),
+        (1.0, "training kept more of it than every random init; it did not put it there"),
+        (0.90, "training left less of it than every random init passes on"),
+    ],
+)
+def test_the_reading_says_what_the_numbers_support(trained, said):
+    rows = [(TRAINED, 2, trained, trained, trained), (NULL, 2, 0.966, 0.956, 0.985),
+            (INPUT, -1, 0.998, 0.998, 0.998)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["model", "layer", "accuracy", "accuracy_min",
+                                        "accuracy_max"]).assign(target="subject", cut="none",
+                                                                group="acc")  # fmt: skip
+    (line,) = _subject_readings(table, 3)
+    assert "random init 0.966 (0.956-0.985 over 3 seed(s))" in line
+    assert "the input already carries the subject (0.998); " + said in line
 
 
 def test_one_model_on_windows_pooled_already_and_distinct_models_probed_each(model):
@@ -126,7 +173,7 @@ def test_the_command_probes_a_folder_of_subjects_for_the_subject(tmp_path, capsy
     ]
     assert main(argv) == 0, capsys.readouterr().err
     probes = pd.read_csv(tmp_path / "out" / "probes.csv")
-    assert set(probes["model"]) == {TRAINED, NULL} and set(probes["subject"]) == {"1,2"}
+    assert set(probes["model"]) == {TRAINED, NULL, INPUT} and set(probes["subject"]) == {"1,2"}
     at = probes[probes["target"] == "subject"].set_index(["model", "group"])["accuracy"]
     assert at[(TRAINED, "acc")] > 0.9 and at[(TRAINED, "emg")] < 0.7
     assert "random init" in capsys.readouterr().out

@@ -190,13 +190,19 @@ def test_a_model_below_the_feature_baseline_is_named_beside_chance():
         "subject 2": TrialScore.from_predictions(pred, y, trials, 4, baseline_accuracy=0.5),
         "subject 3": TrialScore.from_predictions(pred, y, trials, 4),
     }
+    right[:8] = False  # 10 of 20 trials
+    pred, y, trials = _per_trial(4, 5, 9, right)
+    scores["subject 4"] = TrialScore.from_predictions(pred, y, trials, 4, baseline_accuracy=0.95)
     table = chance_table(scores)
     assert table["baseline_accuracy"].tolist()[:2] == [0.95, 0.5]
     console = chance_console(table, below_baseline=below_baseline).splitlines()
     below = [line for line in console if "feature baseline's" in line]
+    # subject 1's gap (17 of 20 trials against 0.95) is within the difference's interval of 0
+    # over its 20 trials: not said; subject 4's (10 of 20) is, with its interval
     assert below == [
-        "subject 1: the model's 0.850 is below the per-channel feature baseline's 0.950 "
-        "(log RMS + MAD, logistic regression)"
+        "subject 4: the model's 0.500 is below the per-channel feature baseline's 0.950 "
+        "(log RMS + MAD, logistic regression; difference -0.450, 95 % interval [-0.655, "
+        "-0.176] over 20 trials)"
     ]
     assert "| feature baseline |" in chance_markdown(table) and "| 0.950 |" in chance_markdown(
         table

@@ -11,6 +11,7 @@ import hashlib
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -75,8 +76,9 @@ def test_an_erasure_needs_tokens_and_its_keys_belong_to_it():
         StudySpec.from_dict(_spec({**ERASE, "erase": "subject", "classes": [0, 1]}))
     with pytest.raises(SpecError, match="two or more class indices"):
         StudySpec.from_dict(_spec({**ERASE, "classes": [1]}))
-    with pytest.raises(SpecError, match="seed"):
-        StudySpec.from_dict(_spec({**ERASE, "seed": -1}))
+    for seed in (-1, 2**64):  # 2**64 passed, then failed raw after the erasers were fitted
+        with pytest.raises(SpecError, match=r"seed \(the placebo's\) must be an integer in 0\.\."):
+            StudySpec.from_dict(_spec({**ERASE, "seed": seed}))
     with pytest.raises(SpecError, match="exactly one of edges, hook, zero_modality, erase"):
         StudySpec.from_dict(_spec({**ERASE, "edges": "cross_modal"}))
     with pytest.raises(SpecError, match="placebo is named '<name>_placebo'"):
@@ -133,6 +135,8 @@ def test_the_erasure_runs_beside_its_placebo_claims_test_it_paired_and_it_is_sto
     pair = table.loc["erase_emg_pair"]
     assert pair["erasure_delta"] < -0.15 and pair["erasure_delta"] < pair["placebo_delta"] - 0.15
     assert pair["side_classes"] == 2 and -0.1 < pair["side_effect"] <= 0
+    assert pair["concept_classes"] == 2 and pair["concept_delta"] < pair["erasure_delta"]
+    assert (pair["rank"], pair["full_rank"], acc["full_rank"]) == (1, 1, 3)  # stored per cell
     sides = result.side_effects()
     assert set(sides[sides["intervention"] == "erase_emg_pair"]["class"]) == {0, 1}
     claims = result.claims()
@@ -165,3 +169,25 @@ def test_a_concept_with_one_value_and_unknown_tokens_are_named():
         run(_spec({**ERASE, "erase": "session"}), models=subjects, progress=False)
     with pytest.raises(SpecError, match="unknown token group 'eeg'"):
         check_ablation(StudySpec.from_dict(_spec({**ERASE, "tokens": "eeg"})), preset="tiny")
+
+
+def test_erasure_csv_separates_the_concepts_own_change_from_the_side_effects():
+    # the erased pair (classes 2, 3) keeps its accuracy, the other classes drop: the whole
+    # model's change is all side effect, which concept_delta must not hide
+    spec = StudySpec.from_dict(_spec({**ERASE, "classes": [2, 3]}))
+    counts = {"baseline": [8, 8, 8, 8], "erase_acc": [4, 6, 8, 8],
+              "erase_acc_placebo": [8, 8, 8, 8]}  # fmt: skip
+    rows = [
+        {"subject": s, "intervention": name, "mode": "individual" if name != "baseline" else "-",
+         "layer": 0, "layers": "0", "key": f"{name}{s}", "metric": "accuracy",
+         "value": sum(correct) / 40, "class_correct": correct, "class_total": [10] * 4,
+         **({"rank": 1 + s, "full_rank": 1, "left": 0.01 * s} if "erase" in name else {})}
+        for s in (1, 2) for name, correct in counts.items()
+    ]  # fmt: skip
+    from emg_lens.studies.ablation.erasure import erasure_table
+
+    row = erasure_table(spec, pd.DataFrame(rows)).iloc[0]
+    assert row["erasure_delta"] == pytest.approx(-0.15)
+    assert (row["concept_classes"], row["concept_delta"], row["concept_placebo_delta"]) == (2, 0, 0)
+    assert (row["side_classes"], row["side_effect"]) == (2, pytest.approx(-0.4))
+    assert (row["rank"], row["full_rank"], row["left"]) == (2, 1, pytest.approx(0.02))

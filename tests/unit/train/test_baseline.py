@@ -108,6 +108,11 @@ def test_the_below_line_names_the_subject_both_scores_and_the_baseline():
     assert below_baseline("subject 3", 0.409, 0.409) is None
     assert below_baseline("subject 3", 0.5, 0.409) is None
     assert "R² 0.903" in below_baseline("force", 0.903, 0.935, "r2")
+    # issue 78: a one-window gap is not "below"; a clear one carries its interval
+    assert below_baseline("subject 3", 13 / 14, 1.0, n=14) is None
+    assert below_baseline("subject 3", 0.273, 0.409, n=300).endswith(
+        "regression; difference -0.136, 95 % interval [-0.210, -0.060] over 300 windows)"
+    )
     with pytest.raises(ArgumentError, match="metric must be one of"):
         below_baseline("subject 3", 0.2, 0.4, "f1")
 
