@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from emg_lens import ArgumentError, InputShapeError, LayoutError
-from emg_lens.errors import InputValueError
 from emg_lens.data.pooled import pool_subjects
 from emg_lens.data.preprocess import SubjectData
+from emg_lens.errors import InputValueError
 from emg_lens.hooks.erasure import fit_erasers, fit_token_eraser, group_vectors
 from emg_lens.inspect import probe_tokens
 from emg_lens.inspect.erasure import REPORT_COLUMNS, erase_concept

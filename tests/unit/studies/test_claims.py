@@ -464,7 +464,8 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     assert "| exact sign-flip test over 3 subjects" in summary and "| TOST (Schuirmann" in summary
     # the key to the stars and r_rb (issue 59): below the claims' table, in every output
     key = legend(markdown=True)
-    assert summary.index("| the &lt;pair&gt; drops") < summary.index(key) < summary.index("## Results")
+    escaped = summary.index("| the &lt;pair&gt; drops")
+    assert escaped < summary.index(key) < summary.index("## Results")
     assert console.endswith(legend()) and "<code>****</code> &lt; 0.0001" in report
     assert "r_rb: the rank-biserial correlation" in report
 
