@@ -23,7 +23,7 @@ def calibration():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["placement", "claims", "intervals", "chance"])
+@pytest.mark.parametrize("family", ["placement", "claims", "intervals", "chance", "cells"])
 def test_every_inference_keeps_what_it_promises_on_designs_whose_truth_is_known(
     calibration, family, capsys
 ):
