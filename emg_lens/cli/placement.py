@@ -44,7 +44,7 @@ def check_placements(
     tell; the subjects back, each realigned where a move is named when ``realign``, with
     ``meta["placement_check"]``: the checks, each with the ``action`` taken, ``realign`` (asked)
     and ``realigned`` (done). A check that cannot run (a repetition without samples) is said
-    and skipped, unless ``realign`` needs it.
+    and skipped, and nothing is realigned: training goes on with the channels as recorded.
     """
     from emg_lens.data.placement import (
         NO_PLACEMENT,
@@ -66,10 +66,10 @@ def check_placements(
         try:
             checks = check_subject(data, source)
         except EmgLensError as exc:
-            if realign:
-                raise
-            report(f"subject {data.subject}: placement check not run: {exc}")
-            data.meta["placement_check"] = {"error": str(exc)}
+            kept = "; not realigned, the channels as recorded" if realign else ""
+            report(f"subject {data.subject}: placement check not run: {exc}{kept}")
+            data.meta["placement_check"] = {"error": str(exc), "realign": realign,
+                                            "realigned": False}  # fmt: skip
             out.append(data)
             continue
         for check in checks:

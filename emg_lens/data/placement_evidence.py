@@ -55,6 +55,7 @@ __all__ = [
     "ALPHA_WHICH",
     "DEAD_R",
     "PERMUTATIONS",
+    "RESTORED_Z",
     "Evidence",
     "TrialSums",
     "map_scores",
@@ -71,6 +72,11 @@ PERMUTATION_SEED = 0
 DEAD_R = 0.1
 """A channel whose every correlation with another channel stays below this (and below a quarter
 of the typical channel's strongest) is dead."""
+RESTORED_Z = 1.0
+"""How far (Fisher z) below the least-fitting training repetition a map may leave the held-out
+repetition and still restore it: real moves do not put a repetition back exactly (LibEMG's
+mirrored R_3: r 0.72 against 0.95–0.99, a gap of 0.89), a repetition that differs otherwise
+(an unfiltered wander: r 0.42 against 0.99, a gap of 2.2) is not put back by any map."""
 MIN_PAIRS = 3  # a map scored over fewer channel pairs says nothing
 _CLIP = 1 - 1e-9  # Fisher z of a correlation of exactly ±1
 _CHUNK_FLOATS = 1 << 23  # floats of one batch of draws' pair correlations: 64 MB
@@ -96,32 +102,45 @@ class TrialSums:
             tuple[Float[np.ndarray, "time channel"], Int[np.ndarray, " time"]]
             | tuple[Float[np.ndarray, "time channel"], Int[np.ndarray, " time"], np.ndarray]
         ],
+        window: int | None = None,
     ) -> TrialSums:
         """The trials of repetitions given as ``(signal, gesture per sample)``, or ``(signal,
         gesture, trial per sample)`` where a repetition holds several trials of a gesture
         (windows made elsewhere, each its own trial), the training ones first and the held-out
-        one last. Each repetition's signal is rectified about its own mean (``|x − mean|``: an
-        offset would undo the rectification); a trial is a gesture of a repetition unless
-        trials are given.
+        one last; a trial is a gesture of a repetition unless trials are given. Each trial is
+        high-passed before it is rectified: the difference of consecutive samples
+        (``window``: of consecutive samples within each run of that many, where the signal is
+        windows joined), rectified about its mean. A baseline wander or an offset then shapes
+        no channel's envelope, and, as a filter over time, the difference leaves the channels'
+        spatial mixing (and any move) as it is.
 
         >>> rng = np.random.default_rng(0)
         >>> sums = TrialSums.from_repetitions([(rng.normal(size=(40, 3)), np.repeat([1, 2], 20))
         ...                                    for _ in range(3)])
         >>> sums.groups.tolist(), sums.classes.tolist(), sums.count.tolist()
-        ([0, 0, 1, 1, 2, 2], [1, 2, 1, 2, 1, 2], [20.0, 20.0, 20.0, 20.0, 20.0, 20.0])
+        ([0, 0, 1, 1, 2, 2], [1, 2, 1, 2, 1, 2], [19.0, 19.0, 19.0, 19.0, 19.0, 19.0])
         """
         classes, groups, count, total, products = [], [], [], [], []
         for group, (x, gesture, *trial) in enumerate(repetitions):
             x, gesture = np.asarray(x, dtype=np.float64), np.asarray(gesture)
             keys = np.asarray(trial[0]) if trial else gesture
-            rectified = np.abs(x - x.mean(axis=0))
+            step = keys[1:] == keys[:-1]  # consecutive samples of one trial (of one window)
+            if window:
+                step &= np.arange(1, len(keys)) % window != 0
+            change, keys, gesture = np.diff(x, axis=0)[step], keys[1:][step], gesture[1:][step]
             for key in np.unique(keys):
                 rows = keys == key
+                rectified = np.abs(change[rows] - change[rows].mean(axis=0))
                 classes.append(int(gesture[rows][0]))
                 groups.append(group)
                 count.append(float(rows.sum()))
-                total.append(rectified[rows].sum(axis=0))
-                products.append(rectified[rows].T @ rectified[rows])
+                total.append(rectified.sum(axis=0))
+                products.append(rectified.T @ rectified)
+            if group not in groups:
+                raise DataFormatError(
+                    f"repetition {group + 1} of the check holds no two consecutive samples of "
+                    "one trial: the placement check differences each trial's samples"
+                )
         return cls(
             np.asarray(classes), np.asarray(groups), np.asarray(count),
             np.stack(total), np.stack(products),
@@ -187,7 +206,7 @@ def dead_channels(sums: TrialSums) -> dict[int, str]:
     >>> x = np.hstack([common + 0.3 * rng.normal(size=(200, 3)), rng.normal(size=(200, 1)),
     ...                np.zeros((200, 1))])
     >>> dead_channels(TrialSums.from_repetitions([(x, np.ones(200, int))] * 2))
-    {3: 'correlates with no other channel (|r| <= 0.06)', 4: 'flat'}
+    {3: 'correlates with no other channel (|r| <= 0.04)', 4: 'flat'}
     """
     per_group = sums.correlations(sums.observed()[None])[0]
     flat = np.isnan(np.einsum("gii->gi", per_group)).any(axis=0)
@@ -384,11 +403,10 @@ def _loo(sums: TrialSums, maps, live) -> tuple[list[float], list[float], list[in
     identity, margin, rival = [], [], []
     for j in range(k):
         reference = np.delete(corr, j, axis=0).mean(axis=0)
-        r = map_scores(reference, corr[j], maps, live)
-        z = _z(r)
-        identity.append(float(r[0]))
+        z = _z(map_scores(reference, corr[j], maps, live))
+        identity.append(float(np.tanh(z[0])))
         margin.append(float(-_gain(z)))
-        rival.append(int(np.nanargmax(np.where(np.arange(len(z)) == 0, np.nan, z))))
+        rival.append(1 + int(np.argmax(np.nan_to_num(z[1:], nan=-np.inf))))
     return identity, margin, rival
 
 
@@ -424,58 +442,68 @@ def weigh(
     live = np.ones(sums.n_channels, bool)
     live[list(dead)] = False
     scores = _Scorer(sums, maps, live).scores(sums.observed()[None])[0]
-    null_identity, null_margin, rivals = _loo(sums, maps, live)
+    left_out = f"; dead channels left out: {_named(dead)}" if dead else ""
+    null_identity, null_margin, rivals = [], [], []
 
     def evidence(decision, reason, best, runner_up=None, p=np.nan, p2=np.nan, draws=0):
-        return Evidence(decision, reason, tuple(float(s) for s in scores), best, runner_up,
-                        float(p), float(p2), tuple(null_identity), tuple(null_margin), dead,
-                        draws)  # fmt: skip
+        return Evidence(decision, reason + left_out, tuple(float(s) for s in scores), best,
+                        runner_up, float(p), float(p2), tuple(null_identity),
+                        tuple(null_margin), dead, draws)  # fmt: skip
 
-    if int(live.sum()) < 3 or not np.isfinite(scores[0]):
+    if int(live.sum()) < 3 or not np.isfinite(scores[0]):  # before any score is compared
         return evidence(
             "cannot tell",
-            f"{int(live.sum())} of {sums.n_channels} channels carry a signal"
-            + (f" (dead: {_named(dead)})" if dead else "")
-            + "; the check needs at least 3 whose correlations differ",
+            f"too few channels that carry a signal: {int(live.sum())} of {sums.n_channels}; "
+            "the check needs at least 3 whose correlations differ",
             0,
         )
+    null_identity, null_margin, rivals = _loo(sums, maps, live)
     z = _z(scores)
     ranked = [int(i) for i in np.argsort(-np.where(np.isnan(z), -np.inf, z), kind="stable")]
     best = ranked[0] if z[ranked[0]] - z[0] > 1e-12 else 0
-    left_out = f"; dead channels left out: {_named(dead)}" if dead else ""
     fits = f"r {scores[best]:.2f}" + (
         "" if best == 0 else f" against the identity's {scores[0]:.2f}"
     )
+    spread = _spread(null_identity)
     unclear = next((j for j, m in enumerate(null_margin) if not m > 0), None)
     if unclear is not None:
         named = training[unclear] if training else str(unclear + 1)
-        rival = (
-            f"training repetition {named}, checked against the others, fits "
-            f"{names[rivals[unclear]]}"
-        )
-        if null_margin[unclear] < -0.1:  # clearly better than the identity: it moved itself
-            why = (
-                f"{rival} better than the identity: the training repetitions do not share one "
-                "placement (check that repetition against the others, or leave it out)"
-            )
+        if len(null_margin) == 2:  # each is the other's reference: neither can be blamed
+            both = " and ".join(training or ("1", "2"))
+            rival = f"training repetitions {both}, checked against each other, fit"
+            odd = "one of them moved; with two, which one cannot be said: add a third"
+        else:
+            rival = f"training repetition {named}, checked against the others, fits"
+            odd = "check that repetition against the others, or leave it out"
+        rival += f" {names[rivals[unclear]]}"
+        if null_margin[unclear] < -0.1:  # clearly better than the identity: one moved
+            why = (f"{rival} better than the identity: the training repetitions do not share "
+                   f"one placement ({odd})")  # fmt: skip
         else:
             why = (
                 f"the placement's maps are not told apart even where nothing moved: {rival} as "
                 "well as the identity (weak spatial structure, a dead channel or a "
                 "near-symmetric placement)"
             )
-        return evidence("cannot tell", f"{names[best]} fits best ({fits}), but {why}{left_out}",
-                        best)  # fmt: skip
-    spread = _spread(null_identity)
+        return evidence("cannot tell", f"{names[best]} fits best ({fits}), but {why}", best)
     if best == 0:
-        return evidence("no move", f"the identity fits best ({fits}{spread}){left_out}", 0)
+        return evidence("no move", f"the identity fits best ({fits}{spread})", 0)
+    if null_identity and not z[best] >= _restored(null_identity):
+        return evidence(
+            "cannot tell",
+            f"the repetition differs, no map restores it: {names[best]} fits best ({fits}), "
+            f"short of how the training repetitions fit each other ({spread[2:]}; a move is a "
+            f"map that puts the repetition back within {RESTORED_Z} of their lowest in Fisher "
+            "z, or within their own range)",
+            best,
+        )
     ways = sums.distinct_held_out_sets()
     if ways < 1 / ALPHA:
         return evidence(
             "cannot tell",
             f"{names[best]} fits best ({fits}), but the repetitions' {len(sums.classes)} trials "
             f"can be reassigned in only {ways:.0f} ways, too few for p < {ALPHA}: more "
-            f"repetitions or gestures are needed{left_out}",
+            "repetitions or gestures are needed",
             best,
         )
     p, draws = permutation_p(sums, maps, live)
@@ -484,49 +512,66 @@ def weigh(
             "cannot tell",
             f"{names[best]} fits best ({fits}{spread}), but reassigning the trials between the "
             f"repetitions gives as large a gain over the identity in p = {p:.3g} of {draws} "
-            f"draws (a move needs p < {ALPHA}){left_out}",
+            f"draws (a move needs p < {ALPHA})",
             best, p=p, draws=draws,
         )  # fmt: skip
     gain = f"p = {p:.3g} of {draws} reassignments of the trials"
+    if not null_identity:
+        gain += "; one training repetition: how well unmoved ones fit each other is unmeasured"
     runner = next((i for i in ranked if i not in (best, 0) and np.isfinite(z[i])), None)
     if runner is None:  # two maps (the scalp's): the identity was the only other one
-        return evidence("moved", f"{names[best]} ({fits}{spread}; {gain}){left_out}", best,
-                        p=p, draws=draws)  # fmt: skip
+        return evidence("moved", f"{names[best]} ({fits}{spread}; {gain})", best, p=p,
+                        draws=draws)  # fmt: skip
     runner_up = f"the runner-up, {names[runner]}, r {scores[runner]:.2f}"
-    if _restores(z[best], z[runner], null_identity):
+    if _told_apart(z[best], z[runner], null_identity, null_margin):
         return evidence(
             "moved",
-            f"{names[best]} ({fits}{spread}; {gain}; put back by it the repetition fits as the "
-            f"training ones fit each other, put back by {runner_up}, it does not){left_out}",
+            f"{names[best]} ({fits}{spread}; {gain}; {runner_up}, told apart: it fits short of the "
+            "best by more than the training repetitions' own spread or margins)",
             best, runner, p, draws=draws,
         )  # fmt: skip
-    p2, _ = permutation_p(sums.put_back(maps[runner]), maps, live, seed=PERMUTATION_SEED + 1)
+    # put back by the runner-up, a dead channel sits where the runner-up read it from
+    back = live & live[np.asarray(maps[runner])]
+    p2, _ = permutation_p(sums.put_back(maps[runner]), maps, back, seed=PERMUTATION_SEED + 1)
     if not p2 < ALPHA_WHICH:
         return evidence(
             "cannot tell",
             f"moved ({gain}), but {names[best]} ({fits}) and {names[runner]} (r "
             f"{scores[runner]:.2f}) are not told apart: put back by {names[runner]} the "
-            f"repetition no longer looks moved (p = {p2:.3g}){left_out}",
+            f"repetition no longer looks moved (p = {p2:.3g})",
             best, runner, p, p2, draws,
         )  # fmt: skip
     return evidence(
         "moved",
         f"{names[best]} ({fits}{spread}; {gain}; {runner_up}, rejected: put back by it the "
-        f"repetition still looks moved, p = {p2:.3g}){left_out}",
+        f"repetition still looks moved, p = {p2:.3g})",
         best, runner, p, p2, draws,
     )  # fmt: skip
 
 
-def _restores(best: float, runner: float, null_identity: Sequence[float]) -> bool:
-    """Whether the best map (Fisher z ``best``) puts the held-out repetition back as well as
-    the training repetitions fit each other (at least the lowest of their identity scores)
-    while the runner-up (``runner``) stays short of them by more than their own range: the
-    map is then told apart from the runner-up without a second permutation test."""
+def _restored(null_identity: Sequence[float]) -> float:
+    """The least Fisher z at which a map puts the held-out repetition back "about as well as
+    the training repetitions fit each other": `RESTORED_Z` below the lowest of their identity
+    scores, or their own range below it where that is wider."""
+    null = _z(np.asarray(null_identity))
+    return float(null.min() - max(null.max() - null.min(), RESTORED_Z))
+
+
+def _told_apart(
+    best: float, runner: float, null_identity: Sequence[float], null_margin: Sequence[float]
+) -> bool:
+    """Whether the best map (Fisher z ``best``) is told from the runner-up (``runner``) without
+    a second permutation test: it puts the held-out repetition back as well as the training
+    repetitions fit each other (within their range below the lowest of their identity
+    scores) while the runner-up stays short of both by more than that range, or it beats the
+    runner-up by at least as much as each training repetition's identity beats its best other
+    map (the margin of repetitions whose map is known)."""
     if len(null_identity) < 2:
         return False
     null = _z(np.asarray(null_identity))
-    lowest, spread = float(null.min()), float(null.max() - null.min())
-    return best >= lowest and runner < lowest - max(spread, 0.1)
+    lowest, spread = float(null.min()), max(float(null.max() - null.min()), 0.1)
+    restores = best >= lowest - spread and runner < min(lowest, best) - spread
+    return restores or best - runner >= max(min(null_margin), 0.1)
 
 
 def _spread(null_identity: Sequence[float]) -> str:
