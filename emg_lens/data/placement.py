@@ -6,10 +6,10 @@ and right swapped: the held-out channels then carry other electrodes' signals, a
 reads electrodes fails for a reason no accuracy names. The check needs no labels. For each
 held-out repetition (a session counts as its repetitions, `emg_lens.data.formats.trial_files`):
 
-1. the correlation matrix, over time, of the rectified raw signals of each channel
-   (``|x − mean|``, the mean of each channel in that repetition: an offset would otherwise undo
-   the rectification), of the held-out repetition and of each training repetition (their mean:
-   one odd training repetition does not swamp the others);
+1. the correlation matrix, over time, of each channel's raw signal high-passed and rectified
+   (each trial's consecutive samples differenced, ``|d − mean|``: a baseline wander or an
+   offset would otherwise shape it), of the held-out repetition and of each training
+   repetition (their mean: one odd training repetition does not swamp the others);
 2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`: a ring's
    rotations and mirrors, a grid's flips and transposes, the scalp's left–right mirror), the
    held-out matrix put back by it, ``H[moved_to][:, moved_to]``, against the training one: the
@@ -18,9 +18,12 @@ held-out repetition (a session counts as its repetitions, `emg_lens.data.formats
 3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when a
    permutation test over trials says the held-out repetition is placed differently from the
    training ones (``p < 0.05``), the training repetitions checked against each other tell the
-   placement's maps apart, and the runner-up map is rejected; otherwise the check says "no
-   move" or "cannot tell", and why (`PlacementCheck`: ``decision``, ``reason``). Only a named
-   move is realigned.
+   placement's maps apart, the map puts the repetition back about as well as they fit each
+   other (a move restores it; a repetition that changed otherwise is "cannot tell: the
+   repetition differs, no map restores it"), and the runner-up map is rejected; otherwise the
+   check says "no move" or "cannot tell", and why (`PlacementCheck`: ``decision``,
+   ``reason``). Fewer than 3 channels that carry a signal: "cannot tell" before any score.
+   Only a named move is realigned.
 
 Raw, not preprocessed: a `SubjectData`'s windows are filtered and standardised per channel on
 the training repetitions, so a channel that moved carries another electrode's scale. The check
@@ -30,8 +33,8 @@ back *before* preprocessing, so each channel's scale travels with its electrode.
 
 LibEMG's Myo set (`tests/data/libemg_myo`): repetition R_3 was recorded with the armband
 mirrored, electrode k's pattern on electrode 8 − k; trained on R_0–R_2 the check names
-"mirror k → (8 − k) mod 8" a move (r 0.71; the best rotation 0.44, the identity 0.38;
-permutation p ≈ 0.025, the runner-up rejected at p ≈ 0.04), and each of R_0–R_2 against the
+"mirror k → (8 − k) mod 8" a move (r 0.72; the best rotation 0.47, the identity 0.38;
+permutation p ≈ 0.029, the runner-up rejected at p ≈ 0.07), and each of R_0–R_2 against the
 other two keeps the identity (r 0.95–0.99).
 
 >>> import numpy as np
@@ -46,7 +49,7 @@ other two keeps the identity (r 0.95–0.99).
 >>> rec = Recording(1, {"emg": x}, 100.0, np.tile(np.repeat([1, 2, 3, 4], 400), 3), repetition)
 >>> (check,) = check_recording(rec, {"emg": Montage((ring("band", 6),))}, (1, 2), (3,))
 >>> check.best.name, round(check.score, 2), check.decision
-('rotation by 2', 0.98, 'moved')
+('rotation by 2', 0.97, 'moved')
 >>> back = realign_recording(rec, [check]).signals["emg"]
 >>> bool(np.array_equal(back[repetition == 3], np.roll(x[repetition == 3], -2, axis=1)))
 True
@@ -175,11 +178,13 @@ def _check(
     repetition: int,
     label: str,
     training: list[str],
+    window: int | None = None,
 ) -> PlacementCheck:
     """The check of the last of ``repetitions`` (``(raw signal, gesture per sample)``) against
-    the others, the training ones (named ``training``)."""
+    the others, the training ones (named ``training``); ``window``: the signals are windows of
+    that many samples joined (`TrialSums.from_repetitions`)."""
     evidence = weigh(
-        TrialSums.from_repetitions(repetitions), [m.moved_to for m in maps],
+        TrialSums.from_repetitions(repetitions, window), [m.moved_to for m in maps],
         [m.name for m in maps], training,
     )  # fmt: skip
     scores = evidence.scores
@@ -405,7 +410,8 @@ def check_subject(
     for r in np.unique(data.rep_test).tolist():
         held = _joined(data.X_test, data.y_test, data.test_trials, data.rep_test == r)
         named = [str(r) for r in np.unique(data.rep_train).tolist()]
-        checks.append(_check([*train, held], maps, ALL_CHANNELS, r, str(r), named))
+        checks.append(_check([*train, held], maps, ALL_CHANNELS, r, str(r), named,
+                             data.X_test.shape[2]))  # fmt: skip
     return checks
 
 

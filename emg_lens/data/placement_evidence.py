@@ -4,7 +4,10 @@ tell (docs/DESIGN.md §16).
 The best-scoring map of a placement's symmetries is not evidence by itself: where several maps
 fit about equally (a dead channel, a few noisy sources, neighbour crosstalk, a grid whose rows
 look alike) one of them wins by noise, and realigning by it scrambles channels that never
-moved. A move is named only when three questions are answered from the data:
+moved. A move is a map that *restores* the held-out repetition, not any change of it: each
+trial is high-passed before it is rectified (consecutive samples differenced, so a baseline
+wander or an offset shapes no channel's envelope), and a move is named only when four
+questions are answered from the data:
 
 1. **Is the held-out repetition placed differently from the training ones?** A permutation test
    over trials, the independent unit (docs/DESIGN.md §15). Under "not moved" the held-out
@@ -20,19 +23,27 @@ moved. A move is named only when three questions are answered from the data:
    repetition known not to have moved: its margin, ``z_identity − max_m z_m``, says how clearly
    the placement's structure tells the identity from every other map. Where a training
    repetition fits another map as well as the identity (weak spatial structure, a
-   near-symmetric placement), one cannot tell.
-3. **Which map?** Either the best map puts the held-out repetition back as well as the
-   training repetitions fit each other while the runner-up map (the best one after the best,
-   other than the identity) stays short of that by more than their own range, or the
-   held-out repetition put back by the runner-up must still look moved: the same test on the
-   put-back repetition, ``p_runner_up < ALPHA_WHICH``; otherwise the data do not choose
-   between the two.
+   near-symmetric placement), one cannot tell; with two training repetitions each is the
+   other's reference, and where they disagree neither is blamed.
+3. **Does the map restore the repetition?** Put back by the best map, the held-out repetition
+   must fit about as well as the training repetitions fit each other (their identity scores
+   are the null): within `RESTORED_Z` of the lowest in Fisher z, or within their own range if
+   that is wider. Otherwise the repetition changed in a way no map undoes, and the check says
+   "cannot tell: the repetition differs, no map restores it". (With one training repetition
+   there is no null; the reason says so.)
+4. **Which map?** Either the best map puts the held-out repetition back within the training
+   repetitions' range while the runner-up map (the best one after the best, other than the
+   identity) stays short of both by more than that range, or it beats the runner-up by at
+   least the training repetitions' margins, or the held-out repetition put back by the
+   runner-up must still look moved: the same test on the put-back repetition,
+   ``p_runner_up < ALPHA_WHICH``; otherwise the data do not choose between the two.
 
 Channels whose rectified signal is flat, or correlates with no other channel (a dead,
 noise-only electrode: every correlation of the pooled trials below `DEAD_R`, and below a
 quarter of the typical channel's strongest), carry no placement; they are named and left out of
 every score (the pairs of channels that involve them, before and after each map), rather than
-ending the check.
+ending the check; with fewer than 3 channels that carry a signal the check says "cannot tell"
+before any score is compared.
 
 How often this names a move on repetitions that did not move, and how often it finds real moves,
 is measured by ``benchmarks/calibration.py`` (the docs' page "How far each number can be
