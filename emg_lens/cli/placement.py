@@ -108,12 +108,12 @@ def placement_summary(
 
     >>> moved = {"decision": "moved", "score": 0.71, "action": "realigned before "
     ...          "preprocessing", "description": "emg, held-out repetition 4 ('3'): moved: "
-    ...          "mirror k → (8 − k) mod 8 (r 0.71 against the identity's 0.38)"}
+    ...          "mirror k → (8 − k) mod 8 (r 0.72 against the identity's 0.38)"}
     >>> still = {"decision": "no move", "score": 0.95, "description": "..."}
     >>> placement_summary({1: {"checks": [moved], "realigned": True}})
     ... # doctest: +NORMALIZE_WHITESPACE
     ["placement check: subject 1, emg, held-out repetition 4 ('3'): moved: mirror k → (8 − k)
-      mod 8 (r 0.71 against the identity's 0.38) -> realigned before preprocessing"]
+      mod 8 (r 0.72 against the identity's 0.38) -> realigned before preprocessing"]
     >>> placement_summary({1: {"checks": [still], "realigned": False}})
     ['placement check: every held-out repetition keeps the training placement (no move, r 0.95)']
     """
