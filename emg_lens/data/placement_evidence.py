@@ -316,15 +316,6 @@ class _Scorer:
             )
         return corr[:, :-1].mean(axis=1), corr[:, -1]
 
-    def scores(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
-        """``[batch, map]``: each map's score (`map_scores`) in each draw."""
-        reference, held = self._pairs(weights)
-        out = np.full((len(weights), len(self.maps)), np.nan)
-        for k, pairs in enumerate(self.maps):
-            if pairs is not None:
-                out[:, k] = _pearson(reference[:, pairs[0]], held[:, pairs[1]])
-        return out
-
     def gain(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
         """``[batch]``: how much better the best non-identity map fits than the identity, in
         Fisher z, each map against the identity on the same channel pairs (where dead channels
@@ -404,15 +395,12 @@ class Evidence:
     draws: int
 
 
-def _loo(sums: TrialSums, maps, live) -> tuple[list[float], list[float], list[int]]:
-    """Each training repetition checked against the mean of the others: its identity score,
-    its margin (identity over the best other map, Fisher z) and that best other map."""
-    k = sums.n_groups - 1
-    if k < 2:
-        return [], [], []
-    corr = sums.correlations(sums.observed()[None])[0][:k]
+def _loo(corr: np.ndarray, maps, live) -> tuple[list[float], list[float], list[int]]:
+    """Each training repetition (``corr``: their correlation matrices) checked against the mean
+    of the others: its identity score, its margin (identity over the best other map, Fisher z)
+    and that best other map."""
     identity, margin, rival = [], [], []
-    for j in range(k):
+    for j in range(len(corr) if len(corr) > 1 else 0):
         reference = np.delete(corr, j, axis=0).mean(axis=0)
         z = _z(map_scores(reference, corr[j], maps, live))
         identity.append(float(np.tanh(z[0])))
@@ -452,7 +440,8 @@ def weigh(
     dead = dead_channels(sums)
     live = np.ones(sums.n_channels, bool)
     live[list(dead)] = False
-    scores = _Scorer(sums, maps, live).scores(sums.observed()[None])[0]
+    corr = sums.correlations(sums.observed()[None])[0]
+    scores = map_scores(corr[:-1].mean(axis=0), corr[-1], maps, live)
     left_out = f"; dead channels left out: {_named(dead)}" if dead else ""
     null_identity, null_margin, rivals = [], [], []
 
@@ -468,7 +457,7 @@ def weigh(
             "the check needs at least 3 whose correlations differ",
             0,
         )
-    null_identity, null_margin, rivals = _loo(sums, maps, live)
+    null_identity, null_margin, rivals = _loo(corr[:-1], maps, live)
     z = _z(scores)
     ranked = [int(i) for i in np.argsort(-np.where(np.isnan(z), -np.inf, z), kind="stable")]
     best = ranked[0] if z[ranked[0]] - z[0] > 1e-12 else 0
