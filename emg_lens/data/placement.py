@@ -18,12 +18,9 @@ held-out repetition (a session counts as its repetitions, `emg_lens.data.formats
 3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when a
    permutation test over trials says the held-out repetition is placed differently from the
    training ones (``p < 0.05``), the training repetitions checked against each other tell the
-   placement's maps apart, the map puts the repetition back about as well as they fit each
-   other (a move restores it; a repetition that changed otherwise is "cannot tell: the
-   repetition differs, no map restores it"), and the runner-up map is rejected; otherwise the
-   check says "no move" or "cannot tell", and why (`PlacementCheck`: ``decision``,
-   ``reason``). Fewer than 3 channels that carry a signal: "cannot tell" before any score.
-   Only a named move is realigned.
+   placement's maps apart, the map restores the repetition (fits about as they fit each
+   other), and the runner-up map is rejected; otherwise the check says "no move" or "cannot
+   tell", and why (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned.
 
 Raw, not preprocessed: a `SubjectData`'s windows are filtered and standardised per channel on
 the training repetitions, so a channel that moved carries another electrode's scale. The check
@@ -180,9 +177,8 @@ def _check(
     training: list[str],
     window: int | None = None,
 ) -> PlacementCheck:
-    """The check of the last of ``repetitions`` (``(raw signal, gesture per sample)``) against
-    the others, the training ones (named ``training``); ``window``: the signals are windows of
-    that many samples joined (`TrialSums.from_repetitions`)."""
+    """The check of the last of ``repetitions`` (``(raw signal, gesture per sample)``, or
+    ``window``-long windows joined) against the others, the training ones (named ``training``)."""
     evidence = weigh(
         TrialSums.from_repetitions(repetitions, window), [m.moved_to for m in maps],
         [m.name for m in maps], training,
@@ -228,14 +224,15 @@ def placements_of(source: Mapping[str, Any]) -> dict[str, Montage]:
     >>> placements_of({"dataset": "synthetic", "synthetic": {}})  # DB2's points: none
     {}
     """
-    found = {}
-    for modality, montage in montages_of(dict(source)).items():
-        try:
-            montage_maps(montage)
-        except EmgLensError:
-            continue
-        found[modality] = montage
-    return found
+    return {m: montage for m, montage in montages_of(dict(source)).items() if _symmetric(montage)}
+
+
+def _symmetric(montage: Any) -> bool:
+    """Whether ``montage`` is a `Montage` with a symmetry to check (`montage_maps`)."""
+    try:
+        return isinstance(montage, Montage) and bool(montage_maps(montage))
+    except EmgLensError:
+        return False
 
 
 def has_placement(source: Mapping[str, Any] | None = None, data: SubjectData | None = None) -> bool:
@@ -248,13 +245,8 @@ def has_placement(source: Mapping[str, Any] | None = None, data: SubjectData | N
     >>> has_placement({"dataset": "synthetic", "synthetic": {}})  # DB2's points: no symmetry
     False
     """
-    own = None if data is None else data.meta.get("placement")
-    if isinstance(own, Montage):
-        try:
-            montage_maps(own)
-            return True
-        except EmgLensError:
-            pass
+    if data is not None and _symmetric(data.meta.get("placement")):
+        return True
     if not isinstance(source, Mapping):
         return False
     try:
@@ -300,7 +292,7 @@ def check_recording(
         train = [_samples(recording, modality, repetitions[r], r) for r in train_repetitions]
         named = [_named(r, labels) for r in train_repetitions]
         for r in test_repetitions:
-            label = _label(labels.get(r, labels.get(str(r), r)))
+            label = _label(r, labels)
             held = _samples(recording, modality, repetitions[r], r)
             checks.append(_check([*train, held], maps, modality, r, label, named))
     return checks
@@ -317,11 +309,12 @@ def _samples(
 
 def _named(repetition: int, labels: Mapping) -> str:
     """A repetition as the reasons name it: its number, and its name where the data give one."""
-    label = _label(labels.get(repetition, labels.get(str(repetition), repetition)))
+    label = _label(repetition, labels)
     return str(repetition) if label == str(repetition) else f"{repetition} ({label!r})"
 
 
-def _label(value: Any) -> str:
+def _label(repetition: int, labels: Mapping) -> str:
+    value = labels.get(repetition, labels.get(str(repetition), repetition))
     if isinstance(value, Mapping):  # a repetition of a session
         return ", ".join(f"{k} {v}" for k, v in value.items())
     return str(value)
@@ -402,17 +395,14 @@ def check_subject(
         raise ArgumentError(f"subject {data.subject} has no placement (meta['placement']); "
                             f"{NO_PLACEMENT}")  # fmt: skip
     maps = _maps(montage, data.X_train.shape[1], f"subject {data.subject}'s windows")
-    train = [
-        _joined(data.X_train, data.y_train, data.train_trials, data.rep_train == r)
-        for r in np.unique(data.rep_train)
-    ]
-    checks = []
-    for r in np.unique(data.rep_test).tolist():
-        held = _joined(data.X_test, data.y_test, data.test_trials, data.rep_test == r)
-        named = [str(r) for r in np.unique(data.rep_train).tolist()]
-        checks.append(_check([*train, held], maps, ALL_CHANNELS, r, str(r), named,
-                             data.X_test.shape[2]))  # fmt: skip
-    return checks
+    train = [_joined(data.X_train, data.y_train, data.train_trials, data.rep_train == r)
+             for r in np.unique(data.rep_train)]  # fmt: skip
+    named = [str(r) for r in np.unique(data.rep_train).tolist()]
+    return [
+        _check([*train, _joined(data.X_test, data.y_test, data.test_trials, data.rep_test == r)],
+               maps, ALL_CHANNELS, r, str(r), named, data.X_test.shape[2])
+        for r in np.unique(data.rep_test).tolist()
+    ]  # fmt: skip
 
 
 def _joined(

@@ -25,18 +25,15 @@ questions are answered from the data:
    repetition fits another map as well as the identity (weak spatial structure, a
    near-symmetric placement), one cannot tell; with two training repetitions each is the
    other's reference, and where they disagree neither is blamed.
-3. **Does the map restore the repetition?** Put back by the best map, the held-out repetition
-   must fit about as well as the training repetitions fit each other (their identity scores
-   are the null): within `RESTORED_Z` of the lowest in Fisher z, or within their own range if
-   that is wider. Otherwise the repetition changed in a way no map undoes, and the check says
-   "cannot tell: the repetition differs, no map restores it". (With one training repetition
-   there is no null; the reason says so.)
-4. **Which map?** Either the best map puts the held-out repetition back within the training
-   repetitions' range while the runner-up map (the best one after the best, other than the
-   identity) stays short of both by more than that range, or it beats the runner-up by at
-   least the training repetitions' margins, or the held-out repetition put back by the
-   runner-up must still look moved: the same test on the put-back repetition,
-   ``p_runner_up < ALPHA_WHICH``; otherwise the data do not choose between the two.
+3. **Does the map restore the repetition?** Put back by it, the held-out repetition must fit
+   about as well as the training repetitions fit each other (their identity scores, the null:
+   within `RESTORED_Z` of the lowest in Fisher z, or their range if wider); else "cannot tell:
+   the repetition differs, no map restores it" (with one training repetition, no null).
+4. **Which map?** The best puts the repetition back within the null's range while the
+   runner-up map (the best other than it and the identity) stays short of both by more, or
+   the best beats it by the training repetitions' margins, or the repetition put back by the
+   runner-up still looks moved (the test of 1. on it, ``p_runner_up < ALPHA_WHICH``); else
+   the data do not choose between the two.
 
 Channels whose rectified signal is flat, or correlates with no other channel (a dead,
 noise-only electrode: every correlation of the pooled trials below `DEAD_R`, and below a
@@ -85,9 +82,8 @@ DEAD_R = 0.1
 of the typical channel's strongest) is dead."""
 RESTORED_Z = 1.0
 """How far (Fisher z) below the least-fitting training repetition a map may leave the held-out
-repetition and still restore it: real moves do not put a repetition back exactly (LibEMG's
-mirrored R_3: r 0.72 against 0.95–0.99, a gap of 0.89), a repetition that differs otherwise
-(an unfiltered wander: r 0.42 against 0.99, a gap of 2.2) is not put back by any map."""
+repetition and still restore it: no real move puts it back exactly (LibEMG's mirrored R_3: r
+0.72 against 0.95–0.99, 0.89 below); an unfiltered wander's best map, r 0.42 against 0.99, 2.2."""
 MIN_PAIRS = 3  # a map scored over fewer channel pairs says nothing
 _CLIP = 1 - 1e-9  # Fisher z of a correlation of exactly ±1
 _CHUNK_FLOATS = 1 << 23  # floats of one batch of draws' pair correlations: 64 MB
@@ -119,11 +115,9 @@ class TrialSums:
         gesture, trial per sample)`` where a repetition holds several trials of a gesture
         (windows made elsewhere, each its own trial), the training ones first and the held-out
         one last; a trial is a gesture of a repetition unless trials are given. Each trial is
-        high-passed before it is rectified: the difference of consecutive samples
-        (``window``: of consecutive samples within each run of that many, where the signal is
-        windows joined), rectified about its mean. A baseline wander or an offset then shapes
-        no channel's envelope, and, as a filter over time, the difference leaves the channels'
-        spatial mixing (and any move) as it is.
+        high-passed (consecutive samples differenced; ``window``: within each run of that many,
+        the signal being windows joined), then rectified about its mean: a wander or an offset
+        shapes no envelope, and a filter over time leaves the channels' mixing (a move) as is.
 
         >>> rng = np.random.default_rng(0)
         >>> sums = TrialSums.from_repetitions([(rng.normal(size=(40, 3)), np.repeat([1, 2], 20))
@@ -147,10 +141,10 @@ class TrialSums:
                 count.append(float(rows.sum()))
                 total.append(rectified.sum(axis=0))
                 products.append(rectified.T @ rectified)
-            if group not in groups:
+            if group not in groups:  # fmt: skip
                 raise DataFormatError(
-                    f"repetition {group + 1} of the check holds no two consecutive samples of "
-                    "one trial: the placement check differences each trial's samples"
+                    f"repetition {group + 1} of the check holds no two "
+                    "consecutive samples of a trial, which it differences"
                 )
         return cls(
             np.asarray(classes), np.asarray(groups), np.asarray(count),
@@ -271,13 +265,6 @@ def map_scores(
 
 def _z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(np.clip(r, -_CLIP, _CLIP))
-
-
-def _gain(z: np.ndarray) -> np.ndarray:
-    """How much better the best non-identity map fits than the identity (``maps[0]``)."""
-    with np.errstate(invalid="ignore"):
-        others = np.where(np.isnan(z[..., 1:]), -np.inf, z[..., 1:]).max(-1)
-    return others - z[..., 0]
 
 
 class _Scorer:
@@ -403,9 +390,10 @@ def _loo(corr: np.ndarray, maps, live) -> tuple[list[float], list[float], list[i
     for j in range(len(corr) if len(corr) > 1 else 0):
         reference = np.delete(corr, j, axis=0).mean(axis=0)
         z = _z(map_scores(reference, corr[j], maps, live))
+        others = np.nan_to_num(z[1:], nan=-np.inf)
         identity.append(float(np.tanh(z[0])))
-        margin.append(float(-_gain(z)))
-        rival.append(1 + int(np.argmax(np.nan_to_num(z[1:], nan=-np.inf))))
+        margin.append(float(z[0] - others.max()))
+        rival.append(1 + int(np.argmax(others)))
     return identity, margin, rival
 
 
@@ -458,23 +446,23 @@ def weigh(
             0,
         )
     null_identity, null_margin, rivals = _loo(corr[:-1], maps, live)
+    null = _z(np.asarray(null_identity or [np.nan]))  # the training repetitions: the null
+    low, width = float(null.min()), max(float(null.max() - null.min()), 0.1)
     z = _z(scores)
     ranked = [int(i) for i in np.argsort(-np.where(np.isnan(z), -np.inf, z), kind="stable")]
     best = ranked[0] if z[ranked[0]] - z[0] > 1e-12 else 0
-    fits = f"r {scores[best]:.2f}" + (
-        "" if best == 0 else f" against the identity's {scores[0]:.2f}"
-    )
+    fits = f"r {scores[best]:.2f}" + (f" against the identity's {scores[0]:.2f}" if best else "")
     spread = _spread(null_identity)
     unclear = next((j for j, m in enumerate(null_margin) if not m > 0), None)
     if unclear is not None:
-        named = training[unclear] if training else str(unclear + 1)
-        if len(null_margin) == 2:  # each is the other's reference: neither can be blamed
-            both = " and ".join(training or ("1", "2"))
-            rival = f"training repetitions {both}, checked against each other, fit"
-            odd = "one of them moved; with two, which one cannot be said: add a third"
-        else:
-            rival = f"training repetition {named}, checked against the others, fits"
-            odd = "check that repetition against the others, or leave it out"
+        named = training or [str(j + 1) for j in range(len(null_margin))]
+        rival, odd = (  # with two, each is the other's reference: neither is blamed
+            (f"training repetitions {' and '.join(named)}, checked against each other, fit",
+             "one of them moved; with two, which one cannot be said: add a third")
+            if len(named) == 2 else
+            (f"training repetition {named[unclear]}, checked against the others, fits",
+             "check that repetition against the others, or leave it out")
+        )  # fmt: skip
         rival += f" {names[rivals[unclear]]}"
         if null_margin[unclear] < -0.1:  # clearly better than the identity: one moved
             why = (f"{rival} better than the identity: the training repetitions do not share "
@@ -488,7 +476,7 @@ def weigh(
         return evidence("cannot tell", f"{names[best]} fits best ({fits}), but {why}", best)
     if best == 0:
         return evidence("no move", f"the identity fits best ({fits}{spread})", 0)
-    if null_identity and not z[best] >= _restored(null_identity):
+    if null_identity and not z[best] >= low - max(width, RESTORED_Z):
         return evidence(
             "cannot tell",
             f"the repetition differs, no map restores it: {names[best]} fits best ({fits}), "
@@ -523,7 +511,10 @@ def weigh(
         return evidence("moved", f"{names[best]} ({fits}{spread}; {gain})", best, p=p,
                         draws=draws)  # fmt: skip
     runner_up = f"the runner-up, {names[runner]}, r {scores[runner]:.2f}"
-    if _told_apart(z[best], z[runner], null_identity, null_margin):
+    # told apart: the best puts it back within the null's width, the runner-up stays short of
+    # both by more; or the best beats the runner-up by the training repetitions' margins
+    told = z[best] >= low - width and z[runner] < min(low, z[best]) - width
+    if null_identity and (told or z[best] - z[runner] >= max(min(null_margin), 0.1)):
         return evidence(
             "moved",
             f"{names[best]} ({fits}{spread}; {gain}; {runner_up}, told apart: it fits short of the "
@@ -547,31 +538,6 @@ def weigh(
         f"repetition still looks moved, p = {p2:.3g})",
         best, runner, p, p2, draws,
     )  # fmt: skip
-
-
-def _restored(null_identity: Sequence[float]) -> float:
-    """The least Fisher z at which a map puts the held-out repetition back "about as well as
-    the training repetitions fit each other": `RESTORED_Z` below the lowest of their identity
-    scores, or their own range below it where that is wider."""
-    null = _z(np.asarray(null_identity))
-    return float(null.min() - max(null.max() - null.min(), RESTORED_Z))
-
-
-def _told_apart(
-    best: float, runner: float, null_identity: Sequence[float], null_margin: Sequence[float]
-) -> bool:
-    """Whether the best map (Fisher z ``best``) is told from the runner-up (``runner``) without
-    a second permutation test: it puts the held-out repetition back as well as the training
-    repetitions fit each other (within their range below the lowest of their identity
-    scores) while the runner-up stays short of both by more than that range, or it beats the
-    runner-up by at least as much as each training repetition's identity beats its best other
-    map (the margin of repetitions whose map is known)."""
-    if len(null_identity) < 2:
-        return False
-    null = _z(np.asarray(null_identity))
-    lowest, spread = float(null.min()), max(float(null.max() - null.min()), 0.1)
-    restores = best >= lowest - spread and runner < min(lowest, best) - spread
-    return restores or best - runner >= max(min(null_margin), 0.1)
 
 
 def _spread(null_identity: Sequence[float]) -> str:
