@@ -334,7 +334,7 @@ def _write_files(recording: Recording, folder: Path) -> Path:
     return folder
 
 
-def test_train_goes_on_where_the_check_cannot_run_or_names_no_move(tmp_path):
+def test_train_goes_on_where_the_check_cannot_run_or_names_no_move(tmp_path, monkeypatch):
     """What ``emg-lens train --placement ring --realign`` runs on its subjects
     (`check_placements`): a ring of 2 channels, or of 8 constant ones, is "cannot tell (too
     few channels that carry a signal)" and training goes on as recorded (numpy's All-NaN slice
@@ -364,6 +364,20 @@ def test_train_goes_on_where_the_check_cannot_run_or_names_no_move(tmp_path):
             assert check["reason"].startswith("too few channels that carry a signal: ")
             assert said == [f"subject 1: placement {check['description']} -> left as recorded: "
                             "--realign acts only on a named move (cannot tell)"]  # fmt: skip
+
+    def cannot_run(data, source):  # a check that raises (a repetition without samples: said)
+        raise DataFormatError("repetitions [7] hold no sample of a gesture")
+
+    monkeypatch.setattr("emg_lens.data.placement.check_subject", cannot_run)
+    said = []
+    (back,) = check_placements([data], source, True, said.append)  # --realign raised here
+    assert back.meta["placement_check"] == {
+        "error": "repetitions [7] hold no sample of a gesture",
+        "realign": True,
+        "realigned": False,
+    }
+    assert said == ["subject 1: placement check not run: repetitions [7] hold no sample of a "
+                    "gesture; not realigned, the channels as recorded"]  # fmt: skip
 
 
 @pytest.mark.slow
