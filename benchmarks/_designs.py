@@ -14,10 +14,17 @@ training ones). What makes a placement hard to read, each a scenario:
   wherever the band sits);
 - ``crosstalk``: each electrode also picks up a share of its montage neighbours' signals
   (``x + c·(left + right)`` round a ring, the 4 neighbours on a grid);
-- ``sources``/``noise``: few sources and much noise (weak spatial structure).
+- ``sources``/``noise``: few sources and much noise (weak spatial structure);
+- ``flat``: electrodes that record nothing (a constant: an amplifier channel off);
+- ``wander``: the held-out repetition rides on a 0.3 Hz baseline wander (a sine of random
+  phase per channel, ``wander`` times the channel's spread, continuous over the repetition);
+- ``gain_drift``: each channel's gain drifts over the held-out repetition, linearly from 1 to a
+  value drawn in ``1 ± gain_drift`` (skin contact changing);
 
-The held-out repetition (the last) is recorded under ``moved`` (a `ChannelMap`: electrode j's
-signal on channel ``moved_to[j]``), the dead channels dead after the move.
+none of which moves an electrode. The held-out repetition (the last) is recorded under
+``moved`` (a `ChannelMap`: electrode j's signal on channel ``moved_to[j]``), or, with
+``moved_repetition``, that training repetition is; the dead and flat channels dead after the
+move.
 """
 
 from __future__ import annotations
@@ -36,25 +43,38 @@ TEN_TWENTY = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4"
 MONTAGES = {
     "ring of 8": Montage((ring("armband", 8),)),
     "13 x 5 grid": Montage((grid("grid", 13, 5, 8.0),)),
+    "8 x 8 grid": Montage((grid("grid", 8, 8, 10.0),)),
     "10-20 scalp": Montage((scalp(TEN_TWENTY),)),
 }
 """The placements simulated: an armband, an HD-sEMG grid, an EEG cap."""
 
 MNE_SCALP = "10-20 scalp at MNE's standard_1020 positions"
-WIDTH = {"ring of 8": 0.9, "13 x 5 grid": 14.0, "10-20 scalp": 0.35, MNE_SCALP: 0.35}
+WIDTH = {
+    "ring of 8": 0.9,
+    "13 x 5 grid": 14.0,
+    "8 x 8 grid": 17.5,
+    "10-20 scalp": 0.35,
+    MNE_SCALP: 0.35,
+}
 """How far a source is seen, in the part's units (ring: radius 1; grid: mm; scalp: map)."""
 
 
 @dataclass(frozen=True)
 class Placement:
     """One simulated placement design: the montage's name, how many sources, the electrodes'
-    noise (relative to a source's unit carrier), dead electrodes, neighbour crosstalk."""
+    noise (relative to a source's unit carrier), dead (noise-only) and flat electrodes,
+    neighbour crosstalk, the held-out repetition's baseline wander and gain drift, and which
+    repetition a move is recorded in (0: the held-out one)."""
 
     montage: str = "ring of 8"
     sources: int = 6
     noise: float = 0.3
     dead: tuple[int, ...] = ()
+    flat: tuple[int, ...] = ()
     crosstalk: float = 0.0
+    wander: float = 0.0
+    gain_drift: float = 0.0
+    moved_repetition: int = 0
     gestures: int = 6
     repetitions: int = 4
     samples: int = 400
@@ -97,7 +117,8 @@ def placement_recording(
     design: Placement, seed: int, moved: ChannelMap | None = None
 ) -> tuple[Recording, Montage]:
     """A recording of ``design`` (repetitions 1..R, the last held out) and its montage; the
-    held-out repetition recorded under ``moved`` (None: as the others)."""
+    held-out repetition (or ``design.moved_repetition``) recorded under ``moved`` (None: as
+    the others)."""
     rng = np.random.default_rng(seed)
     montage = montage_of(design.montage)
     xy = _positions(montage)
@@ -114,20 +135,31 @@ def placement_recording(
     strength = rng.uniform(0.2, 1.0, (design.gestures, design.sources))
     strength *= rng.uniform(size=strength.shape) < 0.6
     x, stimulus, repetition = [], [], []
+    moved_in = design.moved_repetition or design.repetitions
     for rep in range(1, design.repetitions + 1):
         for g in range(design.gestures):
             carriers = rng.standard_normal((design.samples, design.sources)) * strength[g]
             trial = (carriers @ gain.T) @ mixing.T
             trial += design.noise * rng.standard_normal((design.samples, n))
-            if rep == design.repetitions and moved is not None:
+            if rep == moved_in and moved is not None:
                 recorded = np.empty_like(trial)
                 recorded[:, list(moved.moved_to)] = trial
                 trial = recorded
             for d in design.dead:
                 trial[:, d] = design.noise * rng.standard_normal(design.samples)
+            trial[:, list(design.flat)] = 1.0
             x.append(trial)
             stimulus += [g + 1] * design.samples
             repetition += [rep] * design.samples
+    held = np.concatenate(x[-design.gestures :])  # the held-out repetition, drifted in place
+    t = np.arange(len(held))[:, None] / 1000.0
+    if design.wander:
+        phase = rng.uniform(0, 2 * np.pi, n)
+        held += design.wander * held.std(axis=0) * np.sin(2 * np.pi * 0.3 * t + phase)
+    if design.gain_drift:
+        end = rng.uniform(1 - design.gain_drift, 1 + design.gain_drift, n)
+        held *= 1 + (end - 1) * t / t[-1]
+    x[-design.gestures :] = np.split(held, design.gestures)
     signal = np.concatenate(x).astype(np.float32)
     recording = Recording(
         seed, {"emg": signal}, 1000.0, np.asarray(stimulus), np.asarray(repetition),

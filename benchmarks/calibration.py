@@ -6,11 +6,13 @@ estimator checks check estimators).
 Every check goes through the project's own public functions, as a user's data would:
 
 - the placement check (`emg_lens.data.placement.check_recording`) on repetitions that did not
-  move (a ring of 8 with a dead channel, weak spatial structure, both, neighbour crosstalk; a
-  13 × 5 grid; the 10-20 scalp, also at MNE's standard_1020 positions, paired by name): how
-  often a move is named (at most 5 %), and on real moves (rings turned or mirrored, grids
-  flipped or turned, the scalp's sides swapped): how often the move is named with the right
-  map (at least 5 in 6);
+  move (a ring of 8 with a dead channel, weak spatial structure, both, neighbour crosstalk, a
+  baseline wander or drifting gains in the held-out repetition, two training repetitions of
+  which one moved; a 13 × 5 grid; the 10-20 scalp, also at MNE's standard_1020 positions,
+  paired by name): how often a move is named (at most 5 %), and on real moves (rings turned
+  or mirrored, also with a flat or a noise-only channel, grids flipped, turned or transposed,
+  the scalp's sides swapped): how often the move is named with the right map (at least 5 in
+  6);
 - the claims (`emg_lens.studies.ablation.verdicts.evaluate_claims`): keep claims where 70 % of
   subjects are unchanged and the rest lose everything (hold at most 8 %), keep claims whose true
   change is their margin (hold at most 5 %), drop claims whose true drop is their margin ("fails"
@@ -104,13 +106,19 @@ def _placement_check(design: Placement, seed: int, moved=None):
 
 
 def _false_moves(design: Placement) -> Callable[[int], int]:
-    return lambda draws: sum(_placement_check(design, seed).moved for seed in range(draws))
+    """Over ``draws`` seeds, how often a move is named in a held-out repetition that did not
+    move (with ``moved_repetition``, that training repetition recorded under each real move of
+    the montage in turn)."""
+    moves = moves_of(design.montage) if design.moved_repetition else [None]
+    return lambda draws: sum(
+        _placement_check(design, seed, moves[seed % len(moves)]).moved for seed in range(draws)
+    )
 
 
-def _found_moves(design: Placement) -> Callable[[int], int]:
-    """Over ``draws`` seeds, each a different real move of the montage (in turn): how often
-    the right map is named a move."""
-    moves = moves_of(design.montage)
+def _found_moves(design: Placement, only: str | None = None) -> Callable[[int], int]:
+    """Over ``draws`` seeds, each a different real move of the montage (in turn; ``only``: that
+    one): how often the right map is named a move."""
+    moves = [m for m in moves_of(design.montage) if only in (None, m.name)]
 
     def run(draws: int) -> int:
         found = 0
@@ -132,21 +140,36 @@ def _placement_checks() -> list[Check]:
         "13 x 5 grid": Placement(montage="13 x 5 grid", sources=8),
         "10-20 scalp, weak structure": Placement(montage="10-20 scalp", sources=3, noise=1.0),
         f"{MNE_SCALP}": Placement(montage=MNE_SCALP, sources=6),
+        "ring of 8, held-out repetition on a 0.3 Hz wander of 3x the spread": Placement(
+            wander=3.0, samples=1000
+        ),
+        "ring of 8, held-out repetition's gains drifting ±50 %": Placement(gain_drift=0.5),
+        "ring of 8, two training repetitions, one of them moved": Placement(
+            repetitions=3, moved_repetition=2
+        ),
     }
     moved = {
-        "ring of 8 turned or mirrored": Placement(),
-        "13 x 5 grid flipped or turned": Placement(montage="13 x 5 grid", sources=8),
-        "10-20 scalp, sides swapped": Placement(montage="10-20 scalp", sources=6),
-        f"{MNE_SCALP}, sides swapped": Placement(montage=MNE_SCALP, sources=6),
+        "ring of 8 turned or mirrored": (Placement(), None),
+        "13 x 5 grid flipped or turned": (Placement(montage="13 x 5 grid", sources=8), None),
+        "10-20 scalp, sides swapped": (Placement(montage="10-20 scalp", sources=6), None),
+        f"{MNE_SCALP}, sides swapped": (Placement(montage=MNE_SCALP, sources=6), None),
+        "ring of 8 turned by 5, one flat channel": (Placement(flat=(2,)), "rotation by 5"),
+        "ring of 8 turned by 5, one noise-only channel": (Placement(dead=(2,)), "rotation by 5"),
+        "8 x 8 grid flipped, turned or transposed": (
+            Placement(montage="8 x 8 grid", sources=8),
+            None,
+        ),
     }
-    grid = "13 x 5 grid"  # a check of 65 channels: seconds, not a fraction of one
+    # quick draws (default 6): a 64-channel check takes seconds; the newer designs, a few
+    quick = dict.fromkeys(list(unmoved)[-3:] + list(moved)[-3:-1], 3)
+    quick.update({"13 x 5 grid": 4, "13 x 5 grid flipped or turned": 3, list(moved)[-1]: 1})
     return [
         *(Check("placement", "a move named where none was", name, "at most", 0.05,
-                _false_moves(design), 100, 4 if grid in name else 6)
+                _false_moves(design), 100, quick.get(name, 6))
           for name, design in unmoved.items()),
         *(Check("placement", "the real move named, with its map", name, "at least", 5 / 6,
-                _found_moves(design), 48, 3 if grid in name else 6)
-          for name, design in moved.items()),
+                _found_moves(design, only), 48, quick.get(name, 6))
+          for name, (design, only) in moved.items()),
     ]  # fmt: skip
 
 

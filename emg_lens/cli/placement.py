@@ -44,7 +44,7 @@ def check_placements(
     tell; the subjects back, each realigned where a move is named when ``realign``, with
     ``meta["placement_check"]``: the checks, each with the ``action`` taken, ``realign`` (asked)
     and ``realigned`` (done). A check that cannot run (a repetition without samples) is said
-    and skipped, unless ``realign`` needs it.
+    and skipped, and nothing is realigned: training goes on with the channels as recorded.
     """
     from emg_lens.data.placement import (
         NO_PLACEMENT,
@@ -66,10 +66,10 @@ def check_placements(
         try:
             checks = check_subject(data, source)
         except EmgLensError as exc:
-            if realign:
-                raise
-            report(f"subject {data.subject}: placement check not run: {exc}")
-            data.meta["placement_check"] = {"error": str(exc)}
+            kept = "; not realigned, the channels as recorded" if realign else ""
+            report(f"subject {data.subject}: placement check not run: {exc}{kept}")
+            data.meta["placement_check"] = {"error": str(exc), "realign": realign,
+                                            "realigned": False}  # fmt: skip
             out.append(data)
             continue
         for check in checks:
@@ -108,12 +108,12 @@ def placement_summary(
 
     >>> moved = {"decision": "moved", "score": 0.71, "action": "realigned before "
     ...          "preprocessing", "description": "emg, held-out repetition 4 ('3'): moved: "
-    ...          "mirror k → (8 − k) mod 8 (r 0.71 against the identity's 0.38)"}
+    ...          "mirror k → (8 − k) mod 8 (r 0.72 against the identity's 0.38)"}
     >>> still = {"decision": "no move", "score": 0.95, "description": "..."}
     >>> placement_summary({1: {"checks": [moved], "realigned": True}})
     ... # doctest: +NORMALIZE_WHITESPACE
     ["placement check: subject 1, emg, held-out repetition 4 ('3'): moved: mirror k → (8 − k)
-      mod 8 (r 0.71 against the identity's 0.38) -> realigned before preprocessing"]
+      mod 8 (r 0.72 against the identity's 0.38) -> realigned before preprocessing"]
     >>> placement_summary({1: {"checks": [still], "realigned": False}})
     ['placement check: every held-out repetition keeps the training placement (no move, r 0.95)']
     """

@@ -4,7 +4,10 @@ tell (docs/DESIGN.md §16).
 The best-scoring map of a placement's symmetries is not evidence by itself: where several maps
 fit about equally (a dead channel, a few noisy sources, neighbour crosstalk, a grid whose rows
 look alike) one of them wins by noise, and realigning by it scrambles channels that never
-moved. A move is named only when three questions are answered from the data:
+moved. A move is a map that *restores* the held-out repetition, not any change of it: each
+trial is high-passed before it is rectified (consecutive samples differenced, so a baseline
+wander or an offset shapes no channel's envelope), and a move is named only when four
+questions are answered from the data:
 
 1. **Is the held-out repetition placed differently from the training ones?** A permutation test
    over trials, the independent unit (docs/DESIGN.md §15). Under "not moved" the held-out
@@ -20,19 +23,24 @@ moved. A move is named only when three questions are answered from the data:
    repetition known not to have moved: its margin, ``z_identity − max_m z_m``, says how clearly
    the placement's structure tells the identity from every other map. Where a training
    repetition fits another map as well as the identity (weak spatial structure, a
-   near-symmetric placement), one cannot tell.
-3. **Which map?** Either the best map puts the held-out repetition back as well as the
-   training repetitions fit each other while the runner-up map (the best one after the best,
-   other than the identity) stays short of that by more than their own range, or the
-   held-out repetition put back by the runner-up must still look moved: the same test on the
-   put-back repetition, ``p_runner_up < ALPHA_WHICH``; otherwise the data do not choose
-   between the two.
+   near-symmetric placement), one cannot tell; with two training repetitions each is the
+   other's reference, and where they disagree neither is blamed.
+3. **Does the map restore the repetition?** Put back by it, the held-out repetition must fit
+   about as well as the training repetitions fit each other (their identity scores, the null:
+   within `RESTORED_Z` of the lowest in Fisher z, or their range if wider); else "cannot tell:
+   the repetition differs, no map restores it" (with one training repetition, no null).
+4. **Which map?** The best puts the repetition back within the null's range while the
+   runner-up map (the best other than it and the identity) stays short of both by more, or
+   the best beats it by the training repetitions' margins, or the repetition put back by the
+   runner-up still looks moved (the test of 1. on it, ``p_runner_up < ALPHA_WHICH``); else
+   the data do not choose between the two.
 
 Channels whose rectified signal is flat, or correlates with no other channel (a dead,
 noise-only electrode: every correlation of the pooled trials below `DEAD_R`, and below a
 quarter of the typical channel's strongest), carry no placement; they are named and left out of
 every score (the pairs of channels that involve them, before and after each map), rather than
-ending the check.
+ending the check; with fewer than 3 channels that carry a signal the check says "cannot tell"
+before any score is compared.
 
 How often this names a move on repetitions that did not move, and how often it finds real moves,
 is measured by ``benchmarks/calibration.py`` (the docs' page "How far each number can be
@@ -55,6 +63,7 @@ __all__ = [
     "ALPHA_WHICH",
     "DEAD_R",
     "PERMUTATIONS",
+    "RESTORED_Z",
     "Evidence",
     "TrialSums",
     "map_scores",
@@ -71,6 +80,10 @@ PERMUTATION_SEED = 0
 DEAD_R = 0.1
 """A channel whose every correlation with another channel stays below this (and below a quarter
 of the typical channel's strongest) is dead."""
+RESTORED_Z = 1.0
+"""How far (Fisher z) below the least-fitting training repetition a map may leave the held-out
+repetition and still restore it: no real move puts it back exactly (LibEMG's mirrored R_3: r
+0.72 against 0.95–0.99, 0.89 below); an unfiltered wander's best map, r 0.42 against 0.99, 2.2."""
 MIN_PAIRS = 3  # a map scored over fewer channel pairs says nothing
 _CLIP = 1 - 1e-9  # Fisher z of a correlation of exactly ±1
 _CHUNK_FLOATS = 1 << 23  # floats of one batch of draws' pair correlations: 64 MB
@@ -96,32 +109,43 @@ class TrialSums:
             tuple[Float[np.ndarray, "time channel"], Int[np.ndarray, " time"]]
             | tuple[Float[np.ndarray, "time channel"], Int[np.ndarray, " time"], np.ndarray]
         ],
+        window: int | None = None,
     ) -> TrialSums:
         """The trials of repetitions given as ``(signal, gesture per sample)``, or ``(signal,
         gesture, trial per sample)`` where a repetition holds several trials of a gesture
         (windows made elsewhere, each its own trial), the training ones first and the held-out
-        one last. Each repetition's signal is rectified about its own mean (``|x − mean|``: an
-        offset would undo the rectification); a trial is a gesture of a repetition unless
-        trials are given.
+        one last; a trial is a gesture of a repetition unless trials are given. Each trial is
+        high-passed (consecutive samples differenced; ``window``: within each run of that many,
+        the signal being windows joined), then rectified about its mean: a wander or an offset
+        shapes no envelope, and a filter over time leaves the channels' mixing (a move) as is.
 
         >>> rng = np.random.default_rng(0)
         >>> sums = TrialSums.from_repetitions([(rng.normal(size=(40, 3)), np.repeat([1, 2], 20))
         ...                                    for _ in range(3)])
         >>> sums.groups.tolist(), sums.classes.tolist(), sums.count.tolist()
-        ([0, 0, 1, 1, 2, 2], [1, 2, 1, 2, 1, 2], [20.0, 20.0, 20.0, 20.0, 20.0, 20.0])
+        ([0, 0, 1, 1, 2, 2], [1, 2, 1, 2, 1, 2], [19.0, 19.0, 19.0, 19.0, 19.0, 19.0])
         """
         classes, groups, count, total, products = [], [], [], [], []
         for group, (x, gesture, *trial) in enumerate(repetitions):
             x, gesture = np.asarray(x, dtype=np.float64), np.asarray(gesture)
             keys = np.asarray(trial[0]) if trial else gesture
-            rectified = np.abs(x - x.mean(axis=0))
+            step = keys[1:] == keys[:-1]  # consecutive samples of one trial (of one window)
+            if window:
+                step &= np.arange(1, len(keys)) % window != 0
+            change, keys, gesture = np.diff(x, axis=0)[step], keys[1:][step], gesture[1:][step]
             for key in np.unique(keys):
                 rows = keys == key
+                rectified = np.abs(change[rows] - change[rows].mean(axis=0))
                 classes.append(int(gesture[rows][0]))
                 groups.append(group)
                 count.append(float(rows.sum()))
-                total.append(rectified[rows].sum(axis=0))
-                products.append(rectified[rows].T @ rectified[rows])
+                total.append(rectified.sum(axis=0))
+                products.append(rectified.T @ rectified)
+            if group not in groups:  # fmt: skip
+                raise DataFormatError(
+                    f"repetition {group + 1} of the check holds no two "
+                    "consecutive samples of a trial, which it differences"
+                )
         return cls(
             np.asarray(classes), np.asarray(groups), np.asarray(count),
             np.stack(total), np.stack(products),
@@ -187,7 +211,7 @@ def dead_channels(sums: TrialSums) -> dict[int, str]:
     >>> x = np.hstack([common + 0.3 * rng.normal(size=(200, 3)), rng.normal(size=(200, 1)),
     ...                np.zeros((200, 1))])
     >>> dead_channels(TrialSums.from_repetitions([(x, np.ones(200, int))] * 2))
-    {3: 'correlates with no other channel (|r| <= 0.06)', 4: 'flat'}
+    {3: 'correlates with no other channel (|r| <= 0.04)', 4: 'flat'}
     """
     per_group = sums.correlations(sums.observed()[None])[0]
     flat = np.isnan(np.einsum("gii->gi", per_group)).any(axis=0)
@@ -243,13 +267,6 @@ def _z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(np.clip(r, -_CLIP, _CLIP))
 
 
-def _gain(z: np.ndarray) -> np.ndarray:
-    """How much better the best non-identity map fits than the identity (``maps[0]``)."""
-    with np.errstate(invalid="ignore"):
-        others = np.where(np.isnan(z[..., 1:]), -np.inf, z[..., 1:]).max(-1)
-    return others - z[..., 0]
-
-
 class _Scorer:
     """`map_scores` of the held-out group of many draws at once, computed on the channel
     pairs the maps are scored on only: each draw's groups' correlations of those pairs from
@@ -285,15 +302,6 @@ class _Scorer:
                 sd[..., self.i] * sd[..., self.j]
             )
         return corr[:, :-1].mean(axis=1), corr[:, -1]
-
-    def scores(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
-        """``[batch, map]``: each map's score (`map_scores`) in each draw."""
-        reference, held = self._pairs(weights)
-        out = np.full((len(weights), len(self.maps)), np.nan)
-        for k, pairs in enumerate(self.maps):
-            if pairs is not None:
-                out[:, k] = _pearson(reference[:, pairs[0]], held[:, pairs[1]])
-        return out
 
     def gain(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
         """``[batch]``: how much better the best non-identity map fits than the identity, in
@@ -374,21 +382,18 @@ class Evidence:
     draws: int
 
 
-def _loo(sums: TrialSums, maps, live) -> tuple[list[float], list[float], list[int]]:
-    """Each training repetition checked against the mean of the others: its identity score,
-    its margin (identity over the best other map, Fisher z) and that best other map."""
-    k = sums.n_groups - 1
-    if k < 2:
-        return [], [], []
-    corr = sums.correlations(sums.observed()[None])[0][:k]
+def _loo(corr: np.ndarray, maps, live) -> tuple[list[float], list[float], list[int]]:
+    """Each training repetition (``corr``: their correlation matrices) checked against the mean
+    of the others: its identity score, its margin (identity over the best other map, Fisher z)
+    and that best other map."""
     identity, margin, rival = [], [], []
-    for j in range(k):
+    for j in range(len(corr) if len(corr) > 1 else 0):
         reference = np.delete(corr, j, axis=0).mean(axis=0)
-        r = map_scores(reference, corr[j], maps, live)
-        z = _z(r)
-        identity.append(float(r[0]))
-        margin.append(float(-_gain(z)))
-        rival.append(int(np.nanargmax(np.where(np.arange(len(z)) == 0, np.nan, z))))
+        z = _z(map_scores(reference, corr[j], maps, live))
+        others = np.nan_to_num(z[1:], nan=-np.inf)
+        identity.append(float(np.tanh(z[0])))
+        margin.append(float(z[0] - others.max()))
+        rival.append(1 + int(np.argmax(others)))
     return identity, margin, rival
 
 
@@ -423,59 +428,70 @@ def weigh(
     dead = dead_channels(sums)
     live = np.ones(sums.n_channels, bool)
     live[list(dead)] = False
-    scores = _Scorer(sums, maps, live).scores(sums.observed()[None])[0]
-    null_identity, null_margin, rivals = _loo(sums, maps, live)
+    corr = sums.correlations(sums.observed()[None])[0]
+    scores = map_scores(corr[:-1].mean(axis=0), corr[-1], maps, live)
+    left_out = f"; dead channels left out: {_named(dead)}" if dead else ""
+    null_identity, null_margin, rivals = [], [], []
 
     def evidence(decision, reason, best, runner_up=None, p=np.nan, p2=np.nan, draws=0):
-        return Evidence(decision, reason, tuple(float(s) for s in scores), best, runner_up,
-                        float(p), float(p2), tuple(null_identity), tuple(null_margin), dead,
-                        draws)  # fmt: skip
+        return Evidence(decision, reason + left_out, tuple(float(s) for s in scores), best,
+                        runner_up, float(p), float(p2), tuple(null_identity),
+                        tuple(null_margin), dead, draws)  # fmt: skip
 
-    if int(live.sum()) < 3 or not np.isfinite(scores[0]):
+    if int(live.sum()) < 3 or not np.isfinite(scores[0]):  # before any score is compared
         return evidence(
             "cannot tell",
-            f"{int(live.sum())} of {sums.n_channels} channels carry a signal"
-            + (f" (dead: {_named(dead)})" if dead else "")
-            + "; the check needs at least 3 whose correlations differ",
+            f"too few channels that carry a signal: {int(live.sum())} of {sums.n_channels}; "
+            "the check needs at least 3 whose correlations differ",
             0,
         )
+    null_identity, null_margin, rivals = _loo(corr[:-1], maps, live)
+    null = _z(np.asarray(null_identity or [np.nan]))  # the training repetitions: the null
+    low, width = float(null.min()), max(float(null.max() - null.min()), 0.1)
     z = _z(scores)
     ranked = [int(i) for i in np.argsort(-np.where(np.isnan(z), -np.inf, z), kind="stable")]
     best = ranked[0] if z[ranked[0]] - z[0] > 1e-12 else 0
-    left_out = f"; dead channels left out: {_named(dead)}" if dead else ""
-    fits = f"r {scores[best]:.2f}" + (
-        "" if best == 0 else f" against the identity's {scores[0]:.2f}"
-    )
+    fits = f"r {scores[best]:.2f}" + (f" against the identity's {scores[0]:.2f}" if best else "")
+    spread = _spread(null_identity)
     unclear = next((j for j, m in enumerate(null_margin) if not m > 0), None)
     if unclear is not None:
-        named = training[unclear] if training else str(unclear + 1)
-        rival = (
-            f"training repetition {named}, checked against the others, fits "
-            f"{names[rivals[unclear]]}"
-        )
-        if null_margin[unclear] < -0.1:  # clearly better than the identity: it moved itself
-            why = (
-                f"{rival} better than the identity: the training repetitions do not share one "
-                "placement (check that repetition against the others, or leave it out)"
-            )
+        named = training or [str(j + 1) for j in range(len(null_margin))]
+        rival, odd = (  # with two, each is the other's reference: neither is blamed
+            (f"training repetitions {' and '.join(named)}, checked against each other, fit",
+             "one of them moved; with two, which one cannot be said: add a third")
+            if len(named) == 2 else
+            (f"training repetition {named[unclear]}, checked against the others, fits",
+             "check that repetition against the others, or leave it out")
+        )  # fmt: skip
+        rival += f" {names[rivals[unclear]]}"
+        if null_margin[unclear] < -0.1:  # clearly better than the identity: one moved
+            why = (f"{rival} better than the identity: the training repetitions do not share "
+                   f"one placement ({odd})")  # fmt: skip
         else:
             why = (
                 f"the placement's maps are not told apart even where nothing moved: {rival} as "
                 "well as the identity (weak spatial structure, a dead channel or a "
                 "near-symmetric placement)"
             )
-        return evidence("cannot tell", f"{names[best]} fits best ({fits}), but {why}{left_out}",
-                        best)  # fmt: skip
-    spread = _spread(null_identity)
+        return evidence("cannot tell", f"{names[best]} fits best ({fits}), but {why}", best)
     if best == 0:
-        return evidence("no move", f"the identity fits best ({fits}{spread}){left_out}", 0)
+        return evidence("no move", f"the identity fits best ({fits}{spread})", 0)
+    if null_identity and not z[best] >= low - max(width, RESTORED_Z):
+        return evidence(
+            "cannot tell",
+            f"the repetition differs, no map restores it: {names[best]} fits best ({fits}), "
+            f"short of how the training repetitions fit each other ({spread[2:]}; a move is a "
+            f"map that puts the repetition back within {RESTORED_Z} of their lowest in Fisher "
+            "z, or within their own range)",
+            best,
+        )
     ways = sums.distinct_held_out_sets()
     if ways < 1 / ALPHA:
         return evidence(
             "cannot tell",
             f"{names[best]} fits best ({fits}), but the repetitions' {len(sums.classes)} trials "
             f"can be reassigned in only {ways:.0f} ways, too few for p < {ALPHA}: more "
-            f"repetitions or gestures are needed{left_out}",
+            "repetitions or gestures are needed",
             best,
         )
     p, draws = permutation_p(sums, maps, live)
@@ -484,49 +500,44 @@ def weigh(
             "cannot tell",
             f"{names[best]} fits best ({fits}{spread}), but reassigning the trials between the "
             f"repetitions gives as large a gain over the identity in p = {p:.3g} of {draws} "
-            f"draws (a move needs p < {ALPHA}){left_out}",
+            f"draws (a move needs p < {ALPHA})",
             best, p=p, draws=draws,
         )  # fmt: skip
     gain = f"p = {p:.3g} of {draws} reassignments of the trials"
+    if not null_identity:
+        gain += "; one training repetition: how well unmoved ones fit each other is unmeasured"
     runner = next((i for i in ranked if i not in (best, 0) and np.isfinite(z[i])), None)
     if runner is None:  # two maps (the scalp's): the identity was the only other one
-        return evidence("moved", f"{names[best]} ({fits}{spread}; {gain}){left_out}", best,
-                        p=p, draws=draws)  # fmt: skip
+        return evidence("moved", f"{names[best]} ({fits}{spread}; {gain})", best, p=p,
+                        draws=draws)  # fmt: skip
     runner_up = f"the runner-up, {names[runner]}, r {scores[runner]:.2f}"
-    if _restores(z[best], z[runner], null_identity):
+    # told apart: the best puts it back within the null's width, the runner-up stays short of
+    # both by more; or the best beats the runner-up by the training repetitions' margins
+    told = z[best] >= low - width and z[runner] < min(low, z[best]) - width
+    if null_identity and (told or z[best] - z[runner] >= max(min(null_margin), 0.1)):
         return evidence(
             "moved",
-            f"{names[best]} ({fits}{spread}; {gain}; put back by it the repetition fits as the "
-            f"training ones fit each other, put back by {runner_up}, it does not){left_out}",
+            f"{names[best]} ({fits}{spread}; {gain}; {runner_up}, told apart: it fits short of the "
+            "best by more than the training repetitions' own spread or margins)",
             best, runner, p, draws=draws,
         )  # fmt: skip
-    p2, _ = permutation_p(sums.put_back(maps[runner]), maps, live, seed=PERMUTATION_SEED + 1)
+    # put back by the runner-up, a dead channel sits where the runner-up read it from
+    back = live & live[np.asarray(maps[runner])]
+    p2, _ = permutation_p(sums.put_back(maps[runner]), maps, back, seed=PERMUTATION_SEED + 1)
     if not p2 < ALPHA_WHICH:
         return evidence(
             "cannot tell",
             f"moved ({gain}), but {names[best]} ({fits}) and {names[runner]} (r "
             f"{scores[runner]:.2f}) are not told apart: put back by {names[runner]} the "
-            f"repetition no longer looks moved (p = {p2:.3g}){left_out}",
+            f"repetition no longer looks moved (p = {p2:.3g})",
             best, runner, p, p2, draws,
         )  # fmt: skip
     return evidence(
         "moved",
         f"{names[best]} ({fits}{spread}; {gain}; {runner_up}, rejected: put back by it the "
-        f"repetition still looks moved, p = {p2:.3g}){left_out}",
+        f"repetition still looks moved, p = {p2:.3g})",
         best, runner, p, p2, draws,
     )  # fmt: skip
-
-
-def _restores(best: float, runner: float, null_identity: Sequence[float]) -> bool:
-    """Whether the best map (Fisher z ``best``) puts the held-out repetition back as well as
-    the training repetitions fit each other (at least the lowest of their identity scores)
-    while the runner-up (``runner``) stays short of them by more than their own range: the
-    map is then told apart from the runner-up without a second permutation test."""
-    if len(null_identity) < 2:
-        return False
-    null = _z(np.asarray(null_identity))
-    lowest, spread = float(null.min()), float(null.max() - null.min())
-    return best >= lowest and runner < lowest - max(spread, 0.1)
 
 
 def _spread(null_identity: Sequence[float]) -> str:
