@@ -37,22 +37,14 @@ def pytest_configure(config):
         threadpool_limits(threads, user_api="blas")
 
 
-SLOW_DOCTESTS = {"emg_lens.components.flex.flex_attend"}
-"""Doctests over `tests.slow_marker.SLOW_S` (a docstring has no decorator to carry the mark):
-FlexAttention's first call in a process traces it (seconds, even on its eager path)."""
-
-
 def pytest_collection_modifyitems(config, items):
-    """Doctests of `SLOW_DOCTESTS` are marked slow. Slow tests first (a stable sort: otherwise in
-    collection order). ``make test`` has pytest-xdist hand tests out in this order one at a
-    time, so the minutes-long trainings start first and the short tests fill the gaps
-    (longest first, the rule of scheduling on parallel machines); left for the end, they
-    would run alone on one core. Asked for, pytest-reverse (``--reverse``) reverses the
-    collection before this sort (each group then runs backwards) and pytest-random-order
-    (``--random-order-seed=N``) shuffles after it: the suite passes in any order."""
-    for item in items:
-        if item.name in SLOW_DOCTESTS:
-            item.add_marker(pytest.mark.slow)
+    """Slow tests first (a stable sort: otherwise in collection order). ``make test`` has
+    pytest-xdist hand tests out in this order one at a time, so the minutes-long trainings start
+    first and the short tests fill the gaps (longest first, the rule of scheduling on parallel
+    machines); left for the end, they would run alone on one core. Asked for, pytest-reverse
+    (``--reverse``) reverses the collection before this sort (each group then runs backwards)
+    and pytest-random-order (``--random-order-seed=N``) shuffles after it: the suite passes in
+    any order."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -1,40 +1,33 @@
 #!/usr/bin/env bash
-# The GPU figures of issue 60 in one run (2 m 45 s on an H100; its steps' limits add up to 9
-# minutes), from the repo root:
+# The GPU figures of issue 60 in one run (its steps' limits add up to 5 m 20 s), from the repo
+# root:
 #
 #   OUT=/some/folder bash benchmarks/gpu_check.sh
 #
-# 1. flex: FlexAttention against SDPA on CUDA, the converted LaBraM, CBraMod and EEGPT and bare
-#    attention at 200-600 tokens: max abs/rel error, each path against float64, 16 edge sets
-#    stacked against a loop of masked SDPA calls (benchmarks/flex_vs_sdpa.py);
-# 1b. flexcalls: the converted CBraMod's FlexAttention calls one by one against float64
-#    (flex_vs_sdpa.py --per-call cbramod): which calls a model-level difference comes from;
-# 2. study: benchmarks/study_vs_naive.py --device cuda --preset paper --batch-conditions
+# 1. study: benchmarks/study_vs_naive.py --device cuda --preset paper --batch-conditions
 #    (batched_equal, runner / naive and runner / bound per form);
-# 3. timed: what the "auto" rule (timed on a GPU) picked for the paper preset's subject, and
+# 2. timed: what the "auto" rule (timed on a GPU) picked for the paper preset's subject, and
 #    each form's time;
-# 4. tests: the tests that need a GPU (tests/unit/test_devices.py), where pytest is installed.
+# 3. tests: the tests that need a GPU (tests/unit/test_devices.py), where pytest is installed.
 # Each step has its own time limit and output; one failing does not stop the others. The
 # figures go to $OUT/gpu_check.json and $OUT/gpu_check.md, each step's lines and errors to
-# $OUT/<step>.jsonl and $OUT/<step>.err. GPU_CHECK_TINY=1 runs all three at a tiny size on the
+# $OUT/<step>.jsonl and $OUT/<step>.err. GPU_CHECK_TINY=1 runs them all at a tiny size on the
 # CPU (a check of the script itself, in a few minutes); PYTHON picks the interpreter (python3).
+# Its FlexAttention steps went with FlexAttention (issue 74; docs/guide/scale-out.md keeps
+# their figures).
 set -u
 : "${OUT:?set OUT to the output folder}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
 if [ "${GPU_CHECK_TINY:-0}" = 1 ]; then
-  FLEX_ARGS=(--quick --device cpu)
   STUDY_ARGS=(--quick --device cpu --batch-conditions)
-  CALLS_ARGS=(--quick --device cpu --per-call cbramod)
   TIMED_ARGS=(cpu demo 24 3)
-  LIMITS=(240 240 120 60 120)
+  LIMITS=(240 120 120)
 else
-  FLEX_ARGS=(--device cuda --sets 16 --batch 8 --repeats 5)
   STUDY_ARGS=(--device cuda --preset paper --batch-conditions)
-  CALLS_ARGS=(--device cuda --sets 16 --batch 8 --per-call cbramod)
   TIMED_ARGS=(cuda paper 256 5)
-  LIMITS=(150 170 60 60 90)
+  LIMITS=(170 60 90)
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: its stdout to NAME.jsonl, its rc echoed
@@ -51,10 +44,8 @@ step() {  # step NAME LIMIT_S COMMAND...: its stdout to NAME.jsonl, its rc echoe
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
       torch.cuda.get_device_name() if torch.cuda.is_available() else '')" | tee "$OUT/env.txt"
 
-step flex "${LIMITS[0]}" "$PY" benchmarks/flex_vs_sdpa.py "${FLEX_ARGS[@]}"
-step flexcalls "${LIMITS[3]}" "$PY" benchmarks/flex_vs_sdpa.py "${CALLS_ARGS[@]}"
-step study "${LIMITS[1]}" "$PY" benchmarks/study_vs_naive.py "${STUDY_ARGS[@]}"
-step timed "${LIMITS[2]}" "$PY" - "${TIMED_ARGS[@]}" <<'EOF'
+step study "${LIMITS[0]}" "$PY" benchmarks/study_vs_naive.py "${STUDY_ARGS[@]}"
+step timed "${LIMITS[1]}" "$PY" - "${TIMED_ARGS[@]}" <<'EOF'
 """The study runner under each rule on the study benchmark's first subject: the form the
 rule picked, why, its timing, and seconds per run (one warm-up run first)."""
 import json, sys, time
@@ -79,7 +70,7 @@ for rule in ("auto", "timed", "broadcast", "stacked", "auto"):
     print(json.dumps({"rule": rule, "s_run": seconds, **result.condition_forms[1]}))
 EOF
 if "$PY" -c "import pytest" 2> /dev/null; then
-  step tests "${LIMITS[4]}" "$PY" -m pytest -q -p no:cacheprovider tests/unit/test_devices.py
+  step tests "${LIMITS[2]}" "$PY" -m pytest -q -p no:cacheprovider tests/unit/test_devices.py
 fi
 
 "$PY" - "$OUT" <<'EOF'
@@ -87,7 +78,7 @@ fi
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 steps = {}
-for name in ("flex", "flexcalls", "study", "timed"):
+for name in ("study", "timed"):
     path = out / f"{name}.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     rows = []
@@ -101,25 +92,7 @@ for name in ("flex", "flexcalls", "study", "timed"):
 env = (out / "env.txt").read_text().strip() if (out / "env.txt").exists() else ""
 (out / "gpu_check.json").write_text(json.dumps({"env": env, **steps}, indent=2) + "\n")
 md = [f"# GPU check (issue 60)\n\n{env}\n"]
-md.append("## 1. FlexAttention vs SDPA (16 edge sets)\n")
-md.append("| what | tokens | d_head | max abs | max rel | vs float64: loop SDPA, stacked SDPA, "
-          "stacked flex | loop SDPA ms | stacked SDPA ms | stacked flex ms | loop/flex (median) "
-          "| auto took flex | first flex s |")
-md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for r in steps["flex"]["rows"]:
-    md.append(f"| {r.get('model', 'attention')} | {r['tokens']} | {r['d_head']} "
-              f"| {r['max_abs_diff']:.2e} | {r['max_rel_diff']:.2e} "
-              f"| {', '.join(f'{v:.1e}' for v in r['rel_vs_float64'].values())} "
-              f"| {r['ms_loop_sdpa']} "
-              f"| {r['ms_stacked_sdpa']} | {r['ms_stacked_flex']} "
-              f"| {r['loop_vs_flex']['median']} | {r['auto_took_flex']} | {r['s_first_flex']} |")
-md.append(f"\nrc {steps['flex']['rc']}\n\n## 1b. CBraMod's FlexAttention calls vs float64\n")
-md.append("| call | q | mask | rows without key | flex | flex, contiguous mask | SDPA |")
-md.append("|---|---|---|---|---|---|---|")
-for r in steps["flexcalls"]["rows"]:
-    md.append(f"| {r['call']} | {r['q']} | {r['mask']} | {r['rows_without_key']} "
-              f"| {r['rel_flex']:.1e} | {r['rel_flex_contiguous']:.1e} | {r['rel_sdpa']:.1e} |")
-md.append(f"\nrc {steps['flexcalls']['rc']}\n\n## 2. study_vs_naive, paper preset, both forms\n")
+md.append("## 1. study_vs_naive, paper preset, both forms\n")
 keys = ("batched_equal", "batched_logits_max_diff", "s_runner", "s_naive", "s_lower_bound",
         "speedup_vs_naive", "runner_vs_lower_bound", "s_runner_broadcast", "s_runner_stacked",
         "speedup_vs_naive_broadcast", "speedup_vs_naive_stacked", "broadcast_vs_lower_bound",
@@ -127,7 +100,7 @@ keys = ("batched_equal", "batched_logits_max_diff", "s_runner", "s_naive", "s_lo
         "distinct_layer_evals")
 for r in steps["study"]["rows"]:
     md += [f"- {k}: `{json.dumps(r.get(k))}`" for k in keys]
-md.append(f"\nrc {steps['study']['rc']}\n\n## 3. What each rule ran\n")
+md.append(f"\nrc {steps['study']['rc']}\n\n## 2. What each rule ran\n")
 md.append("| rule | form | reason | s per condition | s per run |\n|---|---|---|---|---|")
 for r in steps["timed"]["rows"]:
     timing = {k[16:]: v for k, v in r.items() if k.startswith("s_per_condition_")}
@@ -135,7 +108,7 @@ for r in steps["timed"]["rows"]:
 md.append(f"\nrc {steps['timed']['rc']}\n")
 tests = out / "tests.jsonl"
 if tests.exists():
-    md.append(f"## 4. tests/unit/test_devices.py\n\n{tests.read_text().strip()[-600:]}\n")
+    md.append(f"## 3. tests/unit/test_devices.py\n\n{tests.read_text().strip()[-600:]}\n")
 (out / "gpu_check.md").write_text("\n".join(md))
 print((out / "gpu_check.md").read_text())
 EOF

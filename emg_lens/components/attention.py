@@ -64,7 +64,6 @@ from emg_lens.components.attend import (
     merge_masks,
     pattern_of,
 )
-from emg_lens.components.flex import flex_attend, use_flex
 from emg_lens.components.init import ConfigInit
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.components.mlp import add_bias
@@ -193,12 +192,8 @@ def _sdpa(
     scale: float,
 ) -> Float[torch.Tensor, "batch head query d_head"]:
     """``scaled_dot_product_attention`` with the keys ``blocked`` (True) masked, a query left
-    with no key a zero row (some SDPA kernels give NaN there), with a zero gradient (`fused`);
-    FlexAttention instead where `emg_lens.components.flex.use_flex` takes it (a cut-only
-    forward of a large model on CUDA)."""
+    with no key a zero row (some SDPA kernels give NaN there), with a zero gradient (`fused`)."""
     allowed = merge_masks(None, blocked, allows=True)
-    if use_flex(q, k, v, allowed):
-        return fused(lambda m: flex_attend(q, k, v, m, scale), allowed, allows=True)
     return fused(
         lambda m: F.scaled_dot_product_attention(q, k, v, attn_mask=_sdpa_mask(m, q), scale=scale),
         allowed,
@@ -660,7 +655,7 @@ class Attention(ConfigInit, nn.Module):
             rows = getattr(self, f"_rows_{index}")  # [G, s]: the positions of each group
             mask = mask[:, :, rows[:, :, None], rows[:, None, :]].transpose(1, 2)
             mask = mask.expand(batch, -1, -1, -1, -1).reshape(batch * n_groups, -1, size, size)
-        if size <= SMALL_GROUP and q.device.type == "cpu" and not use_flex(q, k, v, mask):
+        if size <= SMALL_GROUP and q.device.type == "cpu":
             # Many short sequences (CBraMod's 19 channels of a patch, its few patches of a
             # channel): a batched matmul and softmax, as torch's own MultiheadAttention runs
             # them, costs a third of SDPA's CPU kernel, whose per-sequence set-up dominates.

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from emg_lens import EncoderConfig
 
@@ -234,44 +233,3 @@ def test_attach_vs_convert_prints_one_json_line_per_architecture_and_grid(capsys
     # CBraMod's attached model has two attention calls (spatial, temporal) per layer
     cbramod = results[0]["conditions"]
     assert cbramod["attached"] - 1 == 2 * (cbramod["converted"] - 1)
-
-
-@pytest.mark.slow  # FlexAttention's first call on a CPU imports torch's compiler stack (~5 s)
-def test_flex_vs_sdpa_prints_each_paths_error_against_float64(capsys):
-    pytest.importorskip("braindecode")
-    bench = _load("flex_vs_sdpa")
-    results = bench.main(["--quick", "--device", "cpu", "--only", "cbramod"])
-    results += bench.main(["--quick", "--device", "cpu", "--per-call", "cbramod"])
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert [json.loads(line) for line in lines] == results
-    model, calls = results[0], results[1:]
-    assert model["kind"] == "model" and model["model"] == "cbramod" and model["finite"]
-    assert model["max_rel_diff"] <= 1e-5 and model["max_rel_diff_vs_loop"] <= 1e-5
-    assert set(model["rel_vs_float64"]) == {"loop_sdpa", "stacked_sdpa", "stacked_flex"}
-    assert max(model["rel_vs_float64"].values()) <= 1e-5
-    assert model["auto_took_flex"] is False
-    # CBraMod's criss-cross layers: a spatial and a temporal call each, every one checked
-    assert [c["call"] for c in calls] == list(range(2 * model["layers"]))
-    assert all(
-        c["kind"] == "call" and c["rel_flex"] <= 1e-5 and c["rel_sdpa"] <= 1e-5 for c in calls
-    )
-
-
-@pytest.mark.slow  # 50 s on an H100: three published-size models, FlexAttention compiled
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_flex_on_cuda_equals_sdpa_and_float64_on_the_published_converted_models(capsys):
-    pytest.importorskip("braindecode")
-    bench = _load("flex_vs_sdpa")
-    argv = ["--device", "cuda", "--sets", "4", "--batch", "8", "--repeats", "1"]
-    # cuDNN may run a float32 convolution in TF32 (PyTorch's default), which moves the
-    # converted CBraMod's patch embedding by ~5e-4 at a larger batch: float32 here
-    tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        results = bench.main([*argv, "--only", *bench.MODELS])
-    finally:
-        torch.backends.cudnn.allow_tf32 = tf32
-    assert [r["model"] for r in results] == list(bench.MODELS)
-    for r in results:
-        assert r["finite"] and r["max_rel_diff"] <= 1e-5, r
-        assert max(r["rel_vs_float64"].values()) <= 1e-5, r

@@ -49,7 +49,6 @@ from emg_lens.components.attend import (
     merge_masks,
     pattern_of,
 )
-from emg_lens.components.flex import flex_attend, use_flex
 from emg_lens.errors import AttachError
 
 __all__ = ["Call", "Interceptor", "ModuleTracker", "Scope", "Site"]
@@ -404,18 +403,11 @@ def _mha_masks(attn_mask, kpm, batch, heads, n_query, n_key):
 def _sdpa_cut(func, a: dict, edge_mask: torch.Tensor):
     """``scaled_dot_product_attention`` as called, with the cut keys blocked in its
     ``attn_mask`` (and ``is_causal`` made a mask); a query left with no key attends to
-    nothing (a zero row, as `attend` gives, where kernels differ; `fused`). FlexAttention
-    runs it instead where `emg_lens.components.flex.use_flex` takes it (no dropout)."""
+    nothing (a zero row, as `attend` gives, where kernels differ; `fused`)."""
     mask = a["attn_mask"]
     if a["is_causal"]:
         mask = merge_masks(mask, _future(a["query"], a["key"]), allows=True)
     mask = merge_masks(mask, edge_mask, allows=True)
-    q, k, v = a["query"], a["key"], a["value"]
-    if not a["dropout_p"] and use_flex(q, k, v, mask):
-        gqa = a["enable_gqa"]
-        return fused(
-            lambda m: flex_attend(q, k, v, m, a["scale"], enable_gqa=gqa), mask, allows=True
-        )
     return fused(lambda m: func(**{**a, "attn_mask": m, "is_causal": False}), mask, allows=True)
 
 
