@@ -44,12 +44,10 @@ import numpy as np
 from jaxtyping import Int
 
 from emg_lens.errors import ArgumentError
+from emg_lens.stats.units import TRIAL_UNITS
 
 __all__ = ["GIVEN", "TRIAL_UNITS", "given_trials", "record_trials", "trial_ids", "trial_unit"]
 
-TRIAL_UNITS = ("repetition", "window", "given", "recording")
-"""How windows group into trials: by ``(class, repetition)``, each window its own, by the
-trial their source recorded for each, or by their recording (the last two: ``meta[GIVEN]``)."""
 RECORDED = TRIAL_UNITS[2:]
 
 GIVEN = "given_trials"

@@ -56,10 +56,9 @@ import pandas as pd
 from jaxtyping import Int
 from scipy import stats as sps
 
-from emg_lens.data.trials import TRIAL_UNITS
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.compare import format_p
-from emg_lens.stats.units import check_classes, design_effects, trial_votes
+from emg_lens.stats.units import TRIAL_UNITS, check_classes, design_effects, trial_votes
 
 __all__ = [
     "ALPHA",
@@ -111,7 +110,7 @@ class TrialScore:
     have one, so the placement check applies); and ``baseline_accuracy``, the per-channel
     feature baseline's on the same split (`emg_lens.train.baseline.feature_baseline`; None
     where unknown), which the console names a model below; ``unit``: the data's trial unit
-    (`emg_lens.data.trials.TRIAL_UNITS`; None where unknown), which says what a trial is.
+    (`emg_lens.stats.units.TRIAL_UNITS`; None where unknown), which says what a trial is.
 
     >>> pred, y = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
     >>> s = TrialScore.from_predictions(pred, y, np.array([0, 0, 0, 1, 1, 1]), 2)

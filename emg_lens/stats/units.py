@@ -41,6 +41,7 @@ from emg_lens.stats.compare import clopper_pearson
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
+    "TRIAL_UNITS",
     "TRIAL_WINDOW_FIELDS",
     "TrialVotes",
     "check_classes",
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 BOOTSTRAP_RESAMPLES = 2000
+TRIAL_UNITS = ("repetition", "window", "given", "recording")
+"""How windows group into trials: by ``(class, repetition)``, each window its own, by the
+trial their source recorded for each, or by their recording (the last two: the data's
+``meta["given_trials"]``, `emg_lens.data.trials`)."""
 TRIAL_WINDOW_FIELDS = ("trial_class", "trial_windows", "trial_hits")
 """What `trial_counts` adds to a study's cell (one list entry per trial)."""
 BOOTSTRAP_SEED = 0
