@@ -52,6 +52,7 @@ __all__ = [
     "state_digest",
     "tensor_digest",
     "training_digest",
+    "value_state",
 ]
 
 
@@ -251,6 +252,22 @@ def module_state_digest(
         walker.modules.add(type(module).__module__)
     text = json.dumps(state, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def value_state(value: Any, where: str) -> Any:
+    """Canonical JSON of ``value`` as `state_digest` reads a module's attributes: containers,
+    arrays and tensors (by digest), dataclasses and objects (their fields), functions (their
+    code), recursively; an `UndigestibleStateError` naming ``where`` for a value that shows
+    no readable state.
+
+    >>> value_state({"gain": 1.0}, "SETTINGS") == value_state({"gain": 3.0}, "SETTINGS")
+    False
+    >>> value_state(__import__("collections").deque(), "my_net.QUEUE")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.UndigestibleStateError: my_net.QUEUE holds an object of type collections...
+    """
+    return _StateWalker({}, set()).walk(value, where)
 
 
 # What every torch module holds that is not its own state: its tensors and submodules (walked
