@@ -215,15 +215,10 @@ class HookSurface:
         >>> [name for name, point in twin.hook_dict.items() if point.fwd_hooks]
         ['blocks.0.hook_resid_pre']
         """
-        for point in self.hook_dict.values():
+        for point in self.hook_dict.values():  # torch holds each hook as a function (atomic)
             for handle in (*point.fwd_hooks, *point.bwd_hooks):
-                if not handle.is_permanent:
-                    hooks = handle.hook.hooks_dict_ref()
-                    for fn in (
-                        handle.user_hook,
-                        None if hooks is None else hooks.get(handle.hook.id),
-                    ):
-                        memo[id(fn)] = fn  # the copy's entry names it, and is removed below
+                if not handle.is_permanent:  # the copy's handle names it, and goes below
+                    memo[id(handle.user_hook)] = handle.user_hook
         clone = type(self).__new__(type(self))
         memo[id(self)] = clone
         clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))

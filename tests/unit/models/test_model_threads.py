@@ -9,6 +9,7 @@ alone, or the named refusal."""
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 
 import pytest
@@ -192,6 +193,11 @@ def test_a_plain_call_running_refuses_hooks_from_another_thread(name):
 # ---------------------------------------------------------------- issue 77, item 4: the gaps
 
 
+def _halve_under(lock, pattern, hook):
+    with lock:
+        return pattern * 0.5
+
+
 @pytest.mark.parametrize("name", ["isonet", "attached_qkv"])
 def test_a_copy_made_while_hooks_are_attached_carries_none_of_them(name):
     """The refusal's advice, ``copy.deepcopy(model)``, made while another thread's or one's own
@@ -208,8 +214,9 @@ def test_a_copy_made_while_hooks_are_attached_carries_none_of_them(name):
         theirs = copy.deepcopy(model)  # another thread's hooks attached
     finally:
         release()
-    with model.hooks(fwd_hooks=[(PATTERN, _halve)]):
-        mine = copy.deepcopy(model)  # one's own
+    uncopiable = functools.partial(_halve_under, threading.Lock())
+    with model.hooks(fwd_hooks=[(PATTERN, uncopiable)]):
+        mine = copy.deepcopy(model)  # one's own, whose hook holds a lock (not copied)
     for twin in (theirs, mine):
         assert not twin._hooks_attached()
         with torch.no_grad():
