@@ -123,8 +123,8 @@ class ThreadClaim:
     def close_here(self, model: str, opener: Caller) -> None:
         """Let this caller close a ``hooks()`` context that ``opener`` opened (and so holds
         the claim for): it takes the claim over, to remove the context's hooks as it closes.
-        Refused by name (`ModelInUseError`) while ``opener`` is inside another call of the
-        model, whose hooks would go in its middle."""
+        Refused by name (`ModelInUseError`) while ``opener`` is inside another call or
+        context of the model, whose hooks would go in its middle."""
         me = caller()
         with self._lock:
             if me == opener:
@@ -134,7 +134,7 @@ class ThreadClaim:
                 return
         raise ModelInUseError(
             f"{model}: a hooks() context opened in {_named(opener)} is closed in {_named(me)} "
-            f"while {_named(opener)} is running the model: its hooks stay attached until "
+            f"while {_named(opener)} is in another call or context of it: its hooks stay until "
             "model.reset_hooks(); close the context where it was opened, or once that call is done"
         )
 
