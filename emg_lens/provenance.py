@@ -23,6 +23,7 @@ import enum
 import functools
 import hashlib
 import json
+import logging
 import random
 import re
 import types
@@ -262,6 +263,8 @@ def value_state(value: Any, where: str) -> Any:
 
     >>> value_state({"gain": 1.0}, "SETTINGS") == value_state({"gain": 3.0}, "SETTINGS")
     False
+    >>> value_state(logging.getLogger("my_net"), "my_net.log")  # by name: it computes nothing
+    {'logger': 'my_net'}
     >>> value_state(__import__("collections").deque(), "my_net.QUEUE")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -355,6 +358,8 @@ class _StateWalker:
             return {"builtin": _qualified(value)}
         if isinstance(value, types.ModuleType):
             return {"python module": value.__name__}
+        if isinstance(value, logging.Logger):  # computes nothing; it reaches every logger
+            return {"logger": value.name}
         if depth > _MAX_DEPTH:
             raise UndigestibleStateError(f"{where} nests deeper than {_MAX_DEPTH} levels")
         if id(value) in self.active:
