@@ -189,7 +189,7 @@ class HookSurface:
         calls where no hook is attached, alone where one is (see `_claimed`)."""
         super().__init_subclass__(**kwargs)
         forward = vars(cls).get("forward")
-        if forward is None or getattr(forward, "_claims_the_model", False):
+        if forward is None:
             return
 
         @functools.wraps(forward)
@@ -197,24 +197,14 @@ class HookSurface:
             with self._claimed("forward", hooked=self._hooks_attached):
                 return forward(self, *args, **kwargs)
 
-        claimed._claims_the_model = True  # type: ignore[attr-defined]
         cls.forward = claimed  # type: ignore[method-assign]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         """A copy with the model's permanent hooks and none of its temporary ones (those of a
         ``hooks()`` context or ``add_hook``, possibly another caller's), as
         ``reset_hooks(including_permanent=False)`` leaves a model: a copy made while hooks
-        are attached runs none of them. The temporary hooks' functions are not copied.
-
-        >>> import copy
-        >>> from emg_lens.models import IsoNet
-        >>> model = IsoNet(EncoderConfig.preset("tiny"))
-        >>> model.add_hook("blocks.0.hook_resid_pre", lambda t, hook: t, is_permanent=True)
-        >>> with model.hooks(fwd_hooks=[("hook_embed", lambda t, hook: 2 * t)]):
-        ...     twin = copy.deepcopy(model)
-        >>> [name for name, point in twin.hook_dict.items() if point.fwd_hooks]
-        ['blocks.0.hook_resid_pre']
-        """
+        are attached runs none of them (`tests/unit/models/test_model_threads.py`). The
+        temporary hooks' callables are not copied."""
         for point in self.hook_dict.values():  # torch holds each hook as a function (atomic)
             for handle in (*point.fwd_hooks, *point.bwd_hooks):
                 if not handle.is_permanent:  # the copy's handle names it, and goes below

@@ -51,6 +51,34 @@ ADVICE = (
 )
 
 
+class FreshLock:
+    """A re-entrant lock (``with lock:``) that a copy of its holder (``copy.deepcopy``,
+    pickling) gets anew, free.
+
+    >>> import copy
+    >>> lock = FreshLock()
+    >>> with lock:
+    ...     twin = copy.deepcopy(lock)
+    ...     twin._lock.acquire(blocking=False)  # the copy is not held
+    True
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # a lock cannot be copied, and a copy is held by no one
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()
+
+
 class ThreadClaim:
     """Who is using a model now: callers running it without hooks (any number), or one caller
     using it with hooks (its calls nested), a caller being a thread, or an asyncio task of one
@@ -81,11 +109,7 @@ class ThreadClaim:
         self._depth = 0  # its calls, nested
         self._plain: dict[Caller, int] = {}  # caller -> its calls without hooks, nested
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # a lock cannot be copied, and a copy is used by no one yet
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
+    __getstate__, __setstate__ = FreshLock.__getstate__, FreshLock.__setstate__
 
     @contextmanager
     def use(self, model: str, what: str, *, hooked: bool | Callable[[], bool]) -> Iterator[None]:
@@ -169,31 +193,3 @@ def _named(who: Caller) -> str:
     thread, task = who
     named = f"thread {thread.name!r}"
     return named if task is None else f"task {task.get_name()!r} of {named}"
-
-
-class FreshLock:
-    """A re-entrant lock (``with lock:``) that a copy of its holder (``copy.deepcopy``,
-    pickling) gets anew, free.
-
-    >>> import copy
-    >>> lock = FreshLock()
-    >>> with lock:
-    ...     twin = copy.deepcopy(lock)
-    ...     twin._lock.acquire(blocking=False)  # the copy is not held
-    True
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-
-    def __enter__(self) -> bool:
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.__exit__(*exc)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # a lock cannot be copied, and a copy is held by no one
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
