@@ -1,4 +1,4 @@
-"""One model, one thread at a time while hooks are involved.
+"""One model, one caller (a thread, or an asyncio task) at a time while hooks are involved.
 
 TransformerLens's hooks are state on a model's modules (its hook points' hook lists, the
 ``context_level`` of ``hooks()``), shared by every thread: a hook one thread adds fires in any
@@ -45,9 +45,9 @@ from emg_lens.errors import ModelInUseError
 __all__ = ["FreshLock", "ThreadClaim", "caller"]
 
 ADVICE = (
-    "TransformerLens's hooks live on the model's modules, which every thread shares, so while "
-    "hooks are involved a model serves one thread at a time: give each thread its own copy "
-    "(copy.deepcopy(model)), or make these calls from one thread"
+    "TransformerLens's hooks live on the model's modules, which every thread and task shares, "
+    "so while hooks are involved a model serves one at a time: give each thread (or asyncio "
+    "task) its own copy (copy.deepcopy(model)), or make these calls one after another"
 )
 
 
