@@ -23,6 +23,7 @@ import enum
 import functools
 import hashlib
 import json
+import logging
 import random
 import re
 import types
@@ -52,6 +53,7 @@ __all__ = [
     "state_digest",
     "tensor_digest",
     "training_digest",
+    "value_state",
 ]
 
 
@@ -253,6 +255,20 @@ def module_state_digest(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def value_state(value: Any, where: str) -> Any:
+    """Canonical JSON of ``value`` as `state_digest` reads a module's attributes: containers,
+    arrays and tensors (by digest), dataclasses and objects (their fields), functions (their
+    code), recursively; an `UndigestibleStateError` naming ``where`` for a value that shows
+    no readable state.
+
+    >>> value_state({"gain": 1.0}, "SETTINGS") == value_state({"gain": 3.0}, "SETTINGS")
+    False
+    >>> value_state(logging.getLogger("my_net"), "my_net.log")  # by name: it computes nothing
+    {'logger': 'my_net'}
+    """
+    return _StateWalker({}, set()).walk(value, where)
+
+
 # What every torch module holds that is not its own state: its tensors and submodules (walked
 # by name above) and its hooks (a hooked model's results are not reused at all).
 _MODULE_MACHINERY = frozenset(
@@ -338,6 +354,8 @@ class _StateWalker:
             return {"builtin": _qualified(value)}
         if isinstance(value, types.ModuleType):
             return {"python module": value.__name__}
+        if isinstance(value, logging.Logger):  # computes nothing; it reaches every logger
+            return {"logger": value.name}
         if depth > _MAX_DEPTH:
             raise UndigestibleStateError(f"{where} nests deeper than {_MAX_DEPTH} levels")
         if id(value) in self.active:

@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 from emg_lens._io import file_digest
-from emg_lens.provenance import json_digest
+from emg_lens.provenance import json_digest, value_state
 
 __all__ = ["code_files", "files_key", "model_code", "stale_code"]
 
@@ -76,8 +76,36 @@ def model_code(model: torch.nn.Module, modules: Iterable[str] = ()) -> str | Non
 
 
 def files_key(files: dict[str, Path]) -> str:
-    """Digest of `code_files`' answer: each module's name and its file's bytes."""
-    return json_digest({name: file_digest(path) for name, path in sorted(files.items())})
+    """Digest of `code_files`' answer: each module's name and its file's bytes, and for the
+    user's own files already imported, the value now of every name the file assigns at its top
+    (``SETTINGS = {"gain": 1.0}``, then ``SETTINGS["gain"] = 3.0``, is another key), read as
+    `emg_lens.provenance.value_state` reads it: a value it cannot read is an
+    `UndigestibleStateError` naming it (``my_net.SETTINGS``)."""
+    return json_digest(
+        {name: [file_digest(path), _live_values(name, path)] for name, path in files.items()}
+    )
+
+
+def _live_values(name: str, path: Path) -> dict[str, Any] | None:
+    """The values now of the names module ``name`` (file ``path``, the user's own) assigns at
+    its top or declares ``global``; None for a file not imported yet (it runs as it is)."""
+    module = sys.modules.get(name)
+    if module is None or not _local(path) or path.suffix != ".py":
+        return None
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None  # stale_code says so
+    names = {n for node in ast.walk(tree) if isinstance(node, ast.Global) for n in node.names}
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            todo += ast.iter_child_nodes(node)  # a def's body is its own scope, its code keyed
+    live = vars(module)
+    return {n: value_state(live[n], f"{name}.{n}") for n in sorted(names) if n in live}
 
 
 def code_files(model: torch.nn.Module, modules: Iterable[str] = ()) -> dict[str, Path] | None:

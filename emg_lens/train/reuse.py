@@ -10,7 +10,8 @@ as ``training`` and ``Dropout.p``, set when it was built or later), the training
 labels (dtype, shape and bytes), the `TrainConfig` less ``progress``, the fixed edge masks,
 `emg_lens.provenance.code_digest` (every emg_lens source), the files of the code the model
 runs beyond emg_lens's and torch's (`emg_lens.train.model_code`: its classes', a user's helper
-modules they import), torch's version and its CPU thread count.
+modules they import, and the values now of the names those of the user's assign at their top:
+a config dict changed after import is another key), torch's version and its CPU thread count.
 
 A model is trained and not kept where its key could not say what it computes: with a hook
 attached (it would run in the training), or a module class whose code has no file (defined in
@@ -18,11 +19,11 @@ a notebook cell or a REPL); with a warning saying why, where a module's ``forwar
 the instance (not its class's code), where the code that runs is not its file's (a class or
 helper edited since it was imported, in a notebook that did not reload it:
 `emg_lens.train.model_code.stale_code`), where it holds an object whose state cannot be
-read, or where the training changed its state beyond its tensors (an attribute counting steps:
-a read-back could not restore it). An entry holds the trained state dict and the buffers it
-leaves out, the history and torch's global random state after the training (dropout draws from
-it), so what runs after `fit` runs as it would after the training. Only CPU trainings are kept
-(a GPU's kernels need not be deterministic).
+read (or a name its files assign does), or where the training changed its state beyond its
+tensors (an attribute counting steps: a read-back could not restore it). An entry holds the
+trained state dict and the buffers it leaves out, the history and torch's global random state
+after the training (dropout draws from it), so what runs after `fit` runs as it would after the
+training. Only CPU trainings are kept (a GPU's kernels need not be deterministic).
 
 Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
 (`emg_lens.data.cache.default_cache_dir`: ``$EMG_LENS_CACHE``, or the user cache directory;
@@ -153,15 +154,13 @@ def _keyable(model: torch.nn.Module) -> tuple[str, str] | None:
     modules: set[str] = set()
     try:
         state = state_digest(model, modules)
-    except UndigestibleStateError as exc:
+        files = code_files(model, modules)
+        if files is None:
+            return None
+        stale = stale_code(model, files)
+        return (state, files_key(files)) if stale is None else _not_kept(model, stale)
+    except UndigestibleStateError as exc:  # its state, or a value its files assign
         return _not_kept(model, str(exc))
-    files = code_files(model, modules)
-    if files is None:
-        return None
-    stale = stale_code(model, files)
-    if stale is not None:
-        return _not_kept(model, stale)
-    return state, files_key(files)
 
 
 def _not_kept(model: torch.nn.Module, why: str) -> None:

@@ -3,7 +3,7 @@
 
 - `hooks`: `HookSurface`, the hook surface every emg_lens model has, of every tier: hook
   names checked where TransformerLens resolves them, caching with ``pos_slice``, the hook flags,
-  and one thread at a time while hooks are involved (`threads`: `ThreadClaim`, and
+  and one caller at a time while hooks are involved (`threads`: `ThreadClaim`, and
   `FreshLock`, the locks a copy of a model gets anew).
 - `weights`: `WeightSurface`, the weight surface only models with weights in TransformerLens
   shapes have (`emg_lens.models.base.TL_WEIGHTS`): stacked weights, QK/OV circuits,

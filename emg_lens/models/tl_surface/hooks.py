@@ -20,6 +20,7 @@ last axis, time samples for signals) raises a `LayoutError` that points to
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import sys
@@ -36,7 +37,7 @@ from emg_lens.config import (
     EncoderConfig,  # noqa: F401  (the examples use it)
 )
 from emg_lens.errors import ArgumentError, HookFlagError, LayoutError, UnsupportedFeatureError
-from emg_lens.models.tl_surface.threads import ThreadClaim
+from emg_lens.models.tl_surface.threads import ThreadClaim, caller
 
 __all__ = ["HookSurface", "token_axis"]
 
@@ -182,11 +183,38 @@ class HookSurface:
         points = getattr(self, "hook_dict", {}).values()
         return any(point.fwd_hooks or point.bwd_hooks for point in points)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """The forward, with the model claimed for this thread: alongside other threads' calls
-        where no hook is attached, alone where one is (see `_claimed`)."""
-        with self._claimed("forward", hooked=self._hooks_attached):
-            return super().__call__(*args, **kwargs)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A ``forward`` a class defines runs with the model claimed for its caller (the
+        model's ``__call__`` runs it, and so may a caller directly): alongside other callers'
+        calls where no hook is attached, alone where one is (see `_claimed`)."""
+        super().__init_subclass__(**kwargs)
+        forward = vars(cls).get("forward")
+        if forward is None:
+            return
+
+        @functools.wraps(forward)
+        def claimed(self: HookSurface, *args: Any, **kwargs: Any) -> Any:
+            with self._claimed("forward", hooked=self._hooks_attached):
+                return forward(self, *args, **kwargs)
+
+        cls.forward = claimed  # type: ignore[method-assign]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """A copy with the model's permanent hooks and none of its temporary ones (those of a
+        ``hooks()`` context or ``add_hook``, possibly another caller's), as
+        ``reset_hooks(including_permanent=False)`` leaves a model: a copy made while hooks
+        are attached runs none of them (`tests/unit/models/test_model_threads.py`). The
+        temporary hooks' callables are not copied."""
+        for point in self.hook_dict.values():  # torch holds each hook as a function (atomic)
+            for handle in (*point.fwd_hooks, *point.bwd_hooks):
+                if not handle.is_permanent:  # the copy's handle names it, and goes below
+                    memo[id(handle.user_hook)] = handle.user_hook
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        clone.reset_hooks(clear_contexts=False, including_permanent=False)
+        clone.context_level = 0
+        return clone
 
     # ------------------------------------------------------------------ TL hooks, checked
     def setup(self) -> None:
@@ -289,11 +317,13 @@ class HookSurface:
     ) -> Iterator[Any]:
         """TransformerLens's ``hooks()`` context manager (and so ``run_with_hooks`` and
         ``run_with_cache``), with the hooks' names checked against this model first (see the
-        module docstring), and the model claimed for this thread while it is open (another
-        thread's call is a `ModelInUseError`). A hook on an optional hook point whose flag is
-        off (``blocks.{l}.attn.hook_result`` without ``use_attn_result``) is a
-        `HookFlagError`, as in TransformerLens; a filter skips such points (and is refused if
-        it matches nothing else).
+        module docstring), and the model claimed for this thread or asyncio task while it is
+        open (another's call is a `ModelInUseError`). Closed in another thread or task, it
+        removes its hooks there, or, while its opener is inside a call of the model, is refused
+        by name (`ModelInUseError`; the hooks stay until ``reset_hooks()``). A hook on an
+        optional hook point whose flag is off (``blocks.{l}.attn.hook_result`` without
+        ``use_attn_result``) is a `HookFlagError`, as in TransformerLens; a filter skips such
+        points (and is refused if it matches nothing else).
 
         >>> from emg_lens.models import IsoNet
         >>> from emg_lens.hooks import attn_scores_filter
@@ -314,11 +344,19 @@ class HookSurface:
         self._check_hook_names(name for name, _ in [*fwd_hooks, *bwd_hooks])
         fwd_hooks = self._resolve_hooks(fwd_hooks, "fwd_hooks")
         bwd_hooks = self._resolve_hooks(bwd_hooks, "bwd_hooks")
+        opener = caller()
         with (
             self._claimed("hooks()"),
-            super().hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts) as model,
+            super().hooks(fwd_hooks, bwd_hooks, False, clear_contexts) as model,
         ):
-            yield model
+            try:
+                yield model
+            finally:  # where it is closed: another thread or task takes the claim over
+                self._thread_claim.close_here(self.name_in_messages(), opener)
+                if reset_hooks_end:  # as TransformerLens's hooks() resets them
+                    self.reset_hooks(
+                        clear_contexts, including_permanent=False, level=model.context_level
+                    )
 
     def add_hook(self, name: Any, hook: Callable, *args: Any, **kwargs: Any) -> None:
         """TransformerLens's ``add_hook``, with ``name`` checked against this model first; a

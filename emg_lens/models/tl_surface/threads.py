@@ -1,4 +1,4 @@
-"""One model, one thread at a time while hooks are involved.
+"""One model, one caller (a thread, or an asyncio task) at a time while hooks are involved.
 
 TransformerLens's hooks are state on a model's modules (its hook points' hook lists, the
 ``context_level`` of ``hooks()``), shared by every thread: a hook one thread adds fires in any
@@ -9,13 +9,19 @@ thread's reset (a bare ``KeyError``).
 
 The decision, for every tier alike (native, converted and attached models): hook state stays
 the model's, as in TransformerLens (so single-threaded use is TransformerLens's, unchanged), and
-a model that one thread uses with hooks refuses another thread's call by name
-(`ModelInUseError`: the model, both threads, and what to do, a copy per thread, which
-``copy.deepcopy`` makes). *With hooks* means a ``hooks()`` context (``run_with_hooks``,
-``run_with_cache``), a change to the hooks or the hook flags (``add_hook``, ``reset_hooks``,
-``set_use_attn_result`` ...), or a forward run while a hook is attached. Calls without hooks (a
-plain forward, edge masks included) run in any number of threads at once, and a thread may
-nest its own calls (a forward inside its ``hooks()``, a hook calling the model).
+a model that one caller uses with hooks refuses another caller's call by name
+(`ModelInUseError`: the model, both callers, and what to do, a copy per thread, which
+``copy.deepcopy`` makes). A caller is a thread, or an asyncio task of one (two tasks take turns
+in one thread: one task's hooks would run in the other's call). *With hooks* means a ``hooks()``
+context (``run_with_hooks``, ``run_with_cache``), a change to the hooks or the hook flags
+(``add_hook``, ``reset_hooks``, ``set_use_attn_result`` ...), or a forward (``model(x)`` or
+``model.forward(x)``) run while a hook is attached. Calls without hooks (a plain forward, edge
+masks included) run in any number of callers at once, and a caller may nest its own calls (a
+forward inside its ``hooks()``, a hook calling the model). A copy carries the model's permanent
+hooks only, never the temporary ones attached as it is made (another caller's, or its own
+``hooks()``'s). A ``hooks()`` context closed in another caller than the one that opened it
+removes its hooks there (that caller takes the claim over), unless its opener is inside a call
+of the model then: that is refused by name, and the hooks stay until ``reset_hooks()``.
 
 A hook added to a hook point directly (``model.hook_dict[name].add_hook``, torch's
 ``register_forward_hook``) bypasses the model, and so this claim.
@@ -28,6 +34,7 @@ probing a new input size), are made anew, free, in a copy (a copy is used by no 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,95 +42,13 @@ from typing import Any
 
 from emg_lens.errors import ModelInUseError
 
-__all__ = ["FreshLock", "ThreadClaim"]
+__all__ = ["FreshLock", "ThreadClaim", "caller"]
 
 ADVICE = (
-    "TransformerLens's hooks live on the model's modules, which every thread shares, so while "
-    "hooks are involved a model serves one thread at a time: give each thread its own copy "
-    "(copy.deepcopy(model)), or make these calls from one thread"
+    "TransformerLens's hooks live on the model's modules, which every thread and task shares, "
+    "so while hooks are involved a model serves one at a time: give each thread (or asyncio "
+    "task) its own copy (copy.deepcopy(model)), or make these calls one after another"
 )
-
-
-class ThreadClaim:
-    """Who is using a model now: threads running calls without hooks (any number), or one
-    thread using it with hooks (its calls nested); see the module docstring. Not copied: a
-    copy of the model (``copy.deepcopy``, pickling) starts with a claim of its own, free.
-
-    >>> claim = ThreadClaim()
-    >>> with claim.use("the model", "forward", hooked=True):
-    ...     with claim.use("the model", "forward", hooked=False):  # nested, same thread
-    ...         pass
-    >>> refused = []
-    >>> def other():
-    ...     try:
-    ...         with claim.use("the model", "add_hook", hooked=True):
-    ...             pass
-    ...     except ModelInUseError as exc:
-    ...         refused.append(str(exc)[:52])
-    >>> with claim.use("the model", "run_with_cache", hooked=True):
-    ...     thread = threading.Thread(target=other, name="worker")
-    ...     thread.start(); thread.join()
-    >>> refused
-    ["the model: add_hook in thread 'worker' is refused, s"]
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._owner: threading.Thread | None = None  # the thread using it with hooks
-        self._depth = 0  # its calls, nested
-        self._plain: dict[int, tuple[threading.Thread, int]] = {}  # ident -> (thread, calls)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # a lock cannot be copied, and a copy is used by no one yet
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
-
-    @contextmanager
-    def use(self, model: str, what: str, *, hooked: bool | Callable[[], bool]) -> Iterator[None]:
-        """Hold the claim for one call of ``model`` (its name in messages): ``what`` (the
-        call, in messages), with hooks where ``hooked`` (or its value, read under the claim's
-        lock); a `ModelInUseError` where another thread holds it in a way this call cannot
-        share."""
-        me = threading.current_thread()
-        with self._lock:
-            exclusive = self._owner is me or (hooked() if callable(hooked) else hooked)
-            other = self._holder_besides(me, exclusive)
-            if other is not None:
-                doing = "using it with hooks" if other is self._owner else "running it"
-                raise ModelInUseError(
-                    f"{model}: {what} in thread {me.name!r} is refused, since thread "
-                    f"{other.name!r} is {doing}; {ADVICE}"
-                )
-            if exclusive:
-                self._owner, self._depth = me, self._depth + 1
-            else:
-                self._plain[me.ident] = (me, self._plain.get(me.ident, (me, 0))[1] + 1)
-        try:
-            yield
-        finally:
-            with self._lock:
-                if exclusive:
-                    self._depth -= 1
-                    if not self._depth:
-                        self._owner = None
-                else:
-                    count = self._plain[me.ident][1] - 1
-                    if count:
-                        self._plain[me.ident] = (me, count)
-                    else:
-                        del self._plain[me.ident]
-
-    def _holder_besides(self, me: threading.Thread, exclusive: bool) -> threading.Thread | None:
-        """Another thread whose use this one cannot share: one using the model with hooks, or,
-        for a call with hooks, one running it at all."""
-        if self._owner is not None and self._owner is not me:
-            return self._owner
-        if exclusive:
-            for ident, (thread, _) in self._plain.items():
-                if ident != me.ident:
-                    return thread
-        return None
 
 
 class FreshLock:
@@ -152,3 +77,119 @@ class FreshLock:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()
+
+
+class ThreadClaim:
+    """Who is using a model now: callers running it without hooks (any number), or one caller
+    using it with hooks (its calls nested), a caller being a thread, or an asyncio task of one
+    (`caller`); see the module docstring. Not copied: a copy of the model (``copy.deepcopy``,
+    pickling) starts with a claim of its own, free.
+
+    >>> claim = ThreadClaim()
+    >>> with claim.use("the model", "forward", hooked=True):
+    ...     with claim.use("the model", "forward", hooked=False):  # nested, same thread
+    ...         pass
+    >>> refused = []
+    >>> def other():
+    ...     try:
+    ...         with claim.use("the model", "add_hook", hooked=True):
+    ...             pass
+    ...     except ModelInUseError as exc:
+    ...         refused.append(str(exc)[:52])
+    >>> with claim.use("the model", "run_with_cache", hooked=True):
+    ...     thread = threading.Thread(target=other, name="worker")
+    ...     thread.start(); thread.join()
+    >>> refused
+    ["the model: add_hook in thread 'worker' is refused, s"]
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: Caller | None = None  # the caller using it with hooks
+        self._depth = 0  # its calls, nested
+        self._plain: dict[Caller, int] = {}  # caller -> its calls without hooks, nested
+
+    __getstate__, __setstate__ = FreshLock.__getstate__, FreshLock.__setstate__
+
+    @contextmanager
+    def use(self, model: str, what: str, *, hooked: bool | Callable[[], bool]) -> Iterator[None]:
+        """Hold the claim for one call of ``model`` (its name in messages): ``what`` (the
+        call, in messages), with hooks where ``hooked`` (or its value, read under the claim's
+        lock); a `ModelInUseError` where another caller holds it in a way this call cannot
+        share."""
+        me = caller()
+        with self._lock:
+            exclusive = self._owner == me or (hooked() if callable(hooked) else hooked)
+            other = self._holder_besides(me, exclusive)
+            if other is not None:
+                doing = "using it with hooks" if other == self._owner else "running it"
+                raise ModelInUseError(
+                    f"{model}: {what} in {_named(me)} is refused, since {_named(other)} is "
+                    f"{doing}; {ADVICE}"
+                )
+            if exclusive:
+                self._owner, self._depth = me, self._depth + 1
+            else:
+                self._plain[me] = self._plain.get(me, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                if exclusive:
+                    self._depth -= 1
+                    if not self._depth:
+                        self._owner = None
+                elif self._plain[me] > 1:
+                    self._plain[me] -= 1
+                else:
+                    del self._plain[me]
+
+    def close_here(self, model: str, opener: Caller) -> None:
+        """Let this caller close a ``hooks()`` context that ``opener`` opened (and so holds
+        the claim for): it takes the claim over, to remove the context's hooks as it closes.
+        Refused by name (`ModelInUseError`) while ``opener`` is inside another call or
+        context of the model, whose hooks would go in its middle."""
+        me = caller()
+        with self._lock:
+            if me == opener:
+                return
+            if self._owner == opener and self._depth == 1:
+                self._owner = me
+                return
+        raise ModelInUseError(
+            f"{model}: a hooks() context opened in {_named(opener)} is closed in {_named(me)} "
+            f"while {_named(opener)} is in another call or context of it: its hooks stay until "
+            "model.reset_hooks(); close the context where it was opened, or once that call is done"
+        )
+
+    def _holder_besides(self, me: Caller, exclusive: bool) -> Caller | None:
+        """Another caller whose use this one cannot share: one using the model with hooks,
+        or, for a call with hooks, one running it at all."""
+        if self._owner is not None and self._owner != me:
+            return self._owner
+        if exclusive:
+            return next((other for other in self._plain if other != me), None)
+        return None
+
+
+Caller = tuple[threading.Thread, "asyncio.Task[Any] | None"]
+
+
+def caller() -> Caller:
+    """Who is calling: this thread, and the asyncio task it is running (None outside one).
+    Two tasks of one event loop take turns in one thread, so each is a caller of its own.
+
+    >>> caller() == (threading.current_thread(), None)
+    True
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop running in this thread
+        task = None
+    return threading.current_thread(), task
+
+
+def _named(who: Caller) -> str:
+    thread, task = who
+    named = f"thread {thread.name!r}"
+    return named if task is None else f"task {task.get_name()!r} of {named}"

@@ -9,6 +9,7 @@ alone, or the named refusal."""
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 
 import pytest
@@ -187,3 +188,163 @@ def test_a_plain_call_running_refuses_hooks_from_another_thread(name):
         release()
     assert torch.equal(result["out"], alone["plain"])
     assert _same(runs["cached"](), alone["cached"])
+
+
+# ---------------------------------------------------------------- issue 77, item 4: the gaps
+
+
+def _halve_under(lock, pattern, hook):
+    with lock:
+        return pattern * 0.5
+
+
+@pytest.mark.parametrize("name", ["isonet", "attached_qkv"])
+def test_a_copy_made_while_hooks_are_attached_carries_none_of_them(name):
+    """The refusal's advice, ``copy.deepcopy(model)``, made while another thread's or one's own
+    ``hooks()`` context is open: the copy runs as the plain model (it kept those hooks for good);
+    a permanent hook travels."""
+    model = table.make(name)
+    x = model.example_input(2)
+    runs = _runs(model, x)
+    with torch.no_grad():
+        plain = runs["plain"]()
+    inner = model.model if hasattr(model, "model") else model.blocks[0]
+    result, release = _paused_in(model, inner, runs["patched"])
+    try:
+        theirs = copy.deepcopy(model)  # another thread's hooks attached
+    finally:
+        release()
+    uncopiable = functools.partial(_halve_under, threading.Lock())
+    with model.hooks(fwd_hooks=[(PATTERN, uncopiable)]):
+        mine = copy.deepcopy(model)  # one's own, whose hook holds a lock (not copied)
+    for twin in (theirs, mine):
+        assert not twin._hooks_attached()
+        with torch.no_grad():
+            assert torch.equal(twin(x), plain)
+    model.add_hook(PATTERN, _halve, is_permanent=True)
+    with model.hooks(fwd_hooks=[("hook_input", lambda t, hook: 2 * t)]):
+        kept = copy.deepcopy(model)
+    with torch.no_grad():
+        assert torch.equal(kept(x), result["out"])  # the permanent hook only
+
+
+@pytest.mark.parametrize("name", ["isonet", "attached_qkv"])
+def test_forward_called_directly_takes_the_same_claim(name):
+    """``model.forward(x)`` while another thread uses the model with hooks is refused by name
+    (it ran that thread's hooks); alone it gives what ``model(x)`` gives."""
+    model = table.make(name)
+    x = model.example_input(2)
+    runs = _runs(model, x)
+    with torch.no_grad():
+        plain = runs["plain"]()
+        assert torch.equal(model.forward(x), plain)
+    inner = model.model if hasattr(model, "model") else model.blocks[0]
+    _, release = _paused_in(model, inner, runs["patched"])
+    try:
+        refused = r"forward in thread .* 'holder' is using it"
+        with pytest.raises(ModelInUseError, match=refused), torch.no_grad():
+            model.forward(x)
+    finally:
+        release()
+
+
+def test_two_asyncio_tasks_do_not_share_one_tasks_hooks():
+    """Task 1 opens ``hooks()`` and awaits before its run; task 2's call meanwhile (same
+    thread) is refused by name, naming both tasks (it gave task 1's patched output)."""
+    import asyncio
+
+    model = table.make("isonet")
+    x = model.example_input(2)
+    with torch.no_grad():
+        plain, patched = model(x), model.run_with_hooks(x, fwd_hooks=[(PATTERN, _halve)])
+
+    async def both():
+        inside, done = asyncio.Event(), asyncio.Event()
+
+        async def first():
+            with model.hooks(fwd_hooks=[(PATTERN, _halve)]):
+                inside.set()
+                await done.wait()
+                return model(x)
+
+        async def second():
+            await inside.wait()
+            try:
+                return model(x)
+            finally:
+                done.set()
+
+        tasks = [asyncio.create_task(f(), name=n) for f, n in ((first, "one"), (second, "two"))]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    with torch.no_grad():
+        first, second = asyncio.run(both())
+    assert torch.equal(first, patched)
+    assert isinstance(second, ModelInUseError), second
+    assert "task 'two' of thread" in str(second) and "since task 'one'" in str(second)
+    with torch.no_grad():
+        assert torch.equal(model(x), plain)  # task 1's hooks gone with its context
+
+
+def test_hooks_closed_in_another_thread_removes_its_hooks():
+    """A ``hooks()`` context handed to another thread and closed there removes its hooks and
+    frees the model (they stayed, and ran in a third thread's call); closed while its opener
+    is inside a call of the model, it is refused by name."""
+    model = table.make("isonet")
+    x = model.example_input(2)
+    with torch.no_grad():
+        plain = model(x)
+    context = model.hooks(fwd_hooks=[(PATTERN, _halve)])
+    context.__enter__()
+    errors = []
+
+    def close():
+        try:
+            context.__exit__(None, None, None)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join()
+    assert not errors and not model._hooks_attached()
+    out = {}
+    third = threading.Thread(target=lambda: out.setdefault("x", model(x).detach()))
+    third.start()
+    third.join()
+    assert torch.equal(out["x"], plain)
+
+    opened = model.hooks(fwd_hooks=[(PATTERN, _halve)])
+    _, release = _paused_in(model, model.blocks[0], lambda: (opened.__enter__(), model(x))[1])
+    try:
+        with pytest.raises(ModelInUseError, match="opened in thread 'holder' is closed in"):
+            opened.__exit__(None, None, None)
+    finally:
+        release()
+    model.reset_hooks()
+
+
+def test_eight_threads_of_plain_calls_share_the_model():
+    """8 threads x 10 calls without hooks, ``model(x)`` and ``model.forward(x)``, at once:
+    none refused, each what it gives alone."""
+    model = table.make("isonet")
+    x = model.example_input(2)
+    with torch.no_grad():
+        alone = model(x)
+    start, wrong, errors = threading.Barrier(8), [], []
+
+    def loop(i):
+        try:
+            start.wait()
+            with torch.no_grad():
+                for _ in range(10):
+                    wrong.append(not torch.equal((model if i % 2 else model.forward)(x), alone))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(wrong) == 80 and not any(wrong)

@@ -336,6 +336,34 @@ def test_code_edited_without_reloading_is_not_kept(cache, user_code, edited):
     assert len(list(cache.glob("*.pt"))) == 1
 
 
+def test_a_module_level_setting_changed_after_import_trains_again(cache, user_code):
+    """``SETTINGS = {"gain": 1.0}`` in the helper, then ``SETTINGS["gain"] = 3.0``: the model
+    computes with 3.0, so the training with 1.0 is not read back (it was: the files had not
+    changed); unchanged, it is read back."""
+    write, load = user_code
+    write(gain={"gain": 1.0}, body='signals * self.scale * helper.GAIN["gain"]')
+    mine, helper = load()
+    X, y = _windows()
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    assert not _fit(mine.Mine(cfg), X, y)
+    assert _fit(mine.Mine(cfg), X, y)
+    helper.GAIN["gain"] = 3.0
+    assert not _fit(mine.Mine(cfg), X, y)
+
+
+def test_a_module_level_value_a_digest_cannot_read_is_trained_and_not_kept(cache, user_code):
+    import collections
+
+    write, load = user_code
+    write(body="signals * self.scale")  # GAIN, unused, still a name the helper assigns
+    mine, helper = load()
+    helper.GAIN = collections.deque([1.0])
+    X, y = _windows()
+    with pytest.warns(UserWarning, match=r"not kept.*user_helper_\w+\.GAIN holds .*deque"):
+        assert not _fit(mine.Mine(EncoderConfig.preset("tiny", seed=0)), X, y)
+    assert not list(cache.glob("*.pt"))
+
+
 def test_a_forward_set_on_the_instance_is_trained_and_not_kept(cache):
     X, y = _windows()
     assert not _fit(_isonet(), X, y)
