@@ -64,12 +64,7 @@ from _designs import (
 from emg_lens.data.placement import check_recording
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.stats.chance import TrialScore, chance_table
-from emg_lens.stats.compare import (
-    clopper_pearson,
-    compare_rows,
-    delta_t_intervals,
-    skew_t_interval,
-)
+from emg_lens.stats.compare import clopper_pearson, compare_rows, delta_t_intervals
 from emg_lens.stats.units import class_trial_cis
 from emg_lens.studies.ablation.claims import Claim
 from emg_lens.studies.ablation.verdicts import evaluate_claims
@@ -273,22 +268,16 @@ def _delta_coverage(n: int, kind: str) -> Callable[[int], int]:
 
 
 def _claim_coverage(n: int, kind: str) -> Callable[[int], int]:
-    """A claim's 90 % interval of per-subject Δ% (Johnson's skew-corrected t, as
-    `evaluate_claims` computes it from the cells) scored against the population's mean
-    change."""
+    """A claim's 90 % interval of per-subject Δ% (``ci_low``, ``ci_high`` of
+    `evaluate_claims`, as a study writes them) scored against the population's mean change."""
 
     def run(draws: int) -> int:
         rng = np.random.default_rng([n, len(kind), 90])
         covered = 0
         for _ in range(draws):
-            rows = claim_counts(subject_changes(kind, n, rng), rng)
-            hits = {
-                key: np.array([r["class_correct"][0] for r in rows if r["key"] == key], float)
-                for key in ("baseline", "cut")
-            }
-            pct = 100 * (hits["cut"] - hits["baseline"]) / hits["baseline"]
-            low, high = skew_t_interval(pct, 0.90)
-            covered += low <= POPULATION_CHANGE[kind] <= high
+            counts = pd.DataFrame(claim_counts(subject_changes(kind, n, rng), rng))
+            row = evaluate_claims([KEEP], {}, counts, "mannwhitneyu", "bonferroni").iloc[0]
+            covered += row.ci_low <= POPULATION_CHANGE[kind] <= row.ci_high
         return covered
 
     return run
