@@ -122,7 +122,6 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
     print_table(
         rows, ["subject", "attempts", "train_accuracy", "test_accuracy", "baseline_accuracy"]
     )
-    print_below_baseline(rows)
     scores = {f"subject {r['subject']}": checkpoint_score(r["checkpoint"], data)
               for r, data in zip(rows, subjects)}  # fmt: skip
     chance = chance_table(scores)  # over trials; a warning names the fault
@@ -169,7 +168,6 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     print_table(rows, ["subject", "n_test", "chance", "test_accuracy", "baseline_accuracy"])
     mean = sum(r["test_accuracy"] for r in rows) / len(rows)
     print(f"mean test accuracy over {len(rows)} subjects: {mean:.3f}")
-    print_below_baseline(rows)
     chance = chance_table(scores)  # over trials; a warning names the fault
     print(chance_console(chance, below_baseline=below_baseline))
     for line in placement_summary(checked, trained=trained):

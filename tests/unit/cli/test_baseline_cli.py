@@ -1,5 +1,7 @@
 """`emg-lens train` and `evaluate` report the per-channel feature baseline on the same split,
-record it in the checkpoint, and say when the model is below it (issue 46, item 5)."""
+record it in the checkpoint, and say when the model is below it (issue 46, item 5) where the
+held-out trials show it (issue 78: the chance table's line, its difference's interval over
+trials; a gap over 5 trials, or a window or two, is not "below")."""
 
 from __future__ import annotations
 
@@ -11,10 +13,7 @@ import pytest
 from emg_lens.cli import main
 
 MYO = Path(__file__).resolve().parents[2] / "data" / "libemg_myo"
-BELOW = (
-    "subject 1: the model's {model:.3f} is below the per-channel feature baseline's 0.409 "
-    "(log RMS + MAD, logistic regression)"
-)
+BELOW = "subject 1: the model's {model:.3f} is below the per-channel feature baseline's 0.409"
 
 
 def test_a_model_below_the_baseline_is_named_by_train_and_evaluate(tmp_path, capsys):
@@ -33,7 +32,10 @@ def test_a_model_below_the_baseline_is_named_by_train_and_evaluate(tmp_path, cap
     assert row["test_accuracy"] < 0.35  # every seed: no learning at lr 1e-9
     header = next(line for line in printed.splitlines() if line.startswith("subject  "))
     assert header.split()[-2:] == ["test_accuracy", "baseline_accuracy"]  # the table's header
-    assert BELOW.format(model=row["test_accuracy"]) in printed.splitlines()
+    # 0.227 against 0.409 on R_3's 5 held-out trials: the difference's interval over trials
+    # reaches 0, so neither command calls the model below the baseline (each did, counting its
+    # 44 overlapping windows as independent); the table still shows both
+    assert BELOW.format(model=row["test_accuracy"]) not in printed
     meta = json.loads((out / "subject_1" / "config.json").read_text())["metadata"]
     assert meta["baseline"] == {
         "metric": "accuracy",
@@ -45,5 +47,5 @@ def test_a_model_below_the_baseline_is_named_by_train_and_evaluate(tmp_path, cap
 
     assert main(["evaluate", "--models", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert BELOW.format(model=row["test_accuracy"]) in printed
+    assert not any(BELOW.format(model=row["test_accuracy"]) in line for line in printed)
     assert printed[0].split()[-2:] == ["test_accuracy", "baseline_accuracy"]
