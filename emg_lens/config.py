@@ -22,7 +22,13 @@ from typing import Any
 import torch
 from transformer_lens.config import TransformerLensConfig
 
-from emg_lens.errors import ConfigError, check_channel_names, check_field_types, check_seed
+from emg_lens.errors import (
+    ConfigError,
+    check_channel_names,
+    check_field_types,
+    check_int,
+    check_seed,
+)
 
 __all__ = ["PRESETS", "EncoderConfig", "config_for_data"]
 
@@ -269,11 +275,9 @@ class EncoderConfig(TransformerLensConfig):
                     "EncoderConfig.modalities keys must be identifiers other than 'cls', "
                     f"got {name!r}"
                 )
-            if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
-                raise ConfigError(
-                    f"EncoderConfig.modalities[{name!r}] must be a positive channel count, "
-                    f"got {count!r}"
-                )
+            check_int(
+                count, f"EncoderConfig.modalities[{name!r}] (a channel count)", 1, None, ConfigError
+            )
 
     def _validate_channel_names(self) -> None:
         names = self.channel_names

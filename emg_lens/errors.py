@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import operator
 import types
 import typing
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
     "UnsupportedReadoutError",
     "check_channel_names",
     "check_field_types",
+    "check_int",
     "check_names",
     "check_seed",
     "describe",
@@ -266,23 +268,56 @@ MAX_SEED = 2**31 - 1
 adds to its seed (`emg_lens.train.supervised.REFIT_SEED_STEP`), so seeds stay well inside."""
 
 
+def check_int(
+    value: Any,
+    what: str,
+    minimum: int = 0,
+    maximum: int | None = None,
+    error: type[EmgLensError] | None = None,
+) -> int:
+    """``value`` as a plain int (numpy and torch integers too), or ``error`` (default
+    `ArgumentError`) naming ``what``, the value and what is accepted: a bool is refused (``True``
+    is not a count), and so is a value below ``minimum`` (0: a non-negative int; 1: a positive
+    one) or above ``maximum``. The one check of an integer argument or field.
+
+    >>> import numpy as np
+    >>> check_int(np.int64(3), "folds", minimum=2)
+    3
+    >>> check_int(True, "batch_size", minimum=1)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: batch_size must be a positive int, got True
+    >>> check_int(4, "layer", maximum=3, error=LayoutError)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.LayoutError: layer must be an int in 0..3, got 4
+    """
+    if maximum is not None:
+        wanted = f"an int in {minimum}..{maximum}"
+    else:
+        wanted = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        shown = value if number is None else number  # -2 rather than np.int32(-2)
+        raise (error or ArgumentError)(f"{what} must be {wanted}, got {shown!r}")
+    return number
+
+
 def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -> int:
-    """``value`` as a seed, or ``error`` (default `ConfigError`) naming ``name`` and the range.
+    """``value`` as a seed, or ``error`` (default `ConfigError`) naming ``name`` and the range
+    (`check_int`).
 
     >>> check_seed(7, "TrainConfig.seed")
     7
     >>> check_seed(2**64, "--seed")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ConfigError: --seed must be an integer in 0..2147483647, got 18446744073709551616
-    """  # noqa: E501
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or not (0 <= value <= MAX_SEED)
-    ):
-        raise (error or ConfigError)(f"{name} must be an integer in 0..{MAX_SEED}, got {value!r}")
-    return int(value)
+    emg_lens.errors.ConfigError: --seed must be an int in 0..2147483647, got 18446744073709551616
+    """
+    return check_int(value, name, 0, MAX_SEED, error or ConfigError)
 
 
 def check_names(names: typing.Iterable[str], what: str) -> None:

@@ -29,7 +29,7 @@ from emg_lens.data.registry import (
     SYNTH_FORMATS,
     WINDOW_STORE_SOURCES,
 )
-from emg_lens.errors import MAX_SEED, ArgumentError
+from emg_lens.errors import ArgumentError, check_int, check_seed
 from emg_lens.models import CLASSIFIERS
 
 __all__ = [
@@ -288,11 +288,11 @@ def check_seed_flag(args: argparse.Namespace) -> None:
     >>> check_seed_flag(argparse.Namespace(seed=2**40))
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: --seed 1099511627776: must be an integer in 0..2147483647
+    emg_lens.errors.ArgumentError: --seed must be an int in 0..2147483647, got 1099511627776
     """
     seed = getattr(args, "seed", None)
-    if seed is not None and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
-        raise ArgumentError(f"--seed {seed}: must be an integer in 0..{MAX_SEED}")
+    if seed is not None:
+        check_seed(seed, "--seed", ArgumentError)
 
 
 THREADS_PER_CPU = 4
@@ -338,16 +338,12 @@ def torch_threads(n: int | None, flag: str = "--threads") -> Iterator[None]:
     ...     pass
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: --threads 0: the number of CPU threads must be 1 or more (leave it out for torch's default)
+    emg_lens.errors.ArgumentError: --threads (CPU threads; leave it out for torch's default) must be a positive int, got 0
     """  # noqa: E501
     if n is None:
         yield
         return
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ArgumentError(
-            f"{flag} {n!r}: the number of CPU threads must be 1 or more (leave it out for "
-            "torch's default)"
-        )
+    n = check_int(n, f"{flag} (CPU threads; leave it out for torch's default)", minimum=1)
     most = THREADS_PER_CPU * (os.cpu_count() or 1)
     if n > most:
         raise ArgumentError(

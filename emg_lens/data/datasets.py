@@ -44,7 +44,13 @@ from emg_lens.data.recording import Recording
 from emg_lens.data.registry import DATASETS, SPLIT_REPETITIONS, WINDOW_DATASETS, dataset_info
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.windows.store import split_repetitions
-from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError, UnplacedChannelError
+from emg_lens.errors import (
+    ArgumentError,
+    DataFormatError,
+    EmgLensError,
+    UnplacedChannelError,
+    check_int,
+)
 from emg_lens.geometry import Montage, scalp
 from emg_lens.layout import TokenLayout
 
@@ -299,9 +305,8 @@ def synthetic_windows_source(
     >>> source["dataset"], available_subjects(source)
     ('synthetic-windows', [1, 2])
     """
-    for name, value in (("window", window), ("step", step)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ArgumentError(f"synthetic windows: {name} must be an int >= 1, got {value!r}")
+    window = check_int(window, "synthetic windows: window", minimum=1)
+    step = check_int(step, "synthetic windows: step", minimum=1)
     return {
         "dataset": "synthetic-windows",
         "synthetic": spec.to_dict(),

@@ -34,7 +34,13 @@ from scipy import signal as sps
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
 from emg_lens.data.trials import GIVEN, given_trials, record_trials, trial_ids, trial_unit
-from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    DataFormatError,
+    check_field_types,
+    check_int,
+)
 
 __all__ = [
     "PreprocessSpec",
@@ -389,10 +395,7 @@ class Scaler:
         >>> scaler.std.tolist() == Scaler.fit(X).std.tolist()
         True
         """
-        if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
-            raise ArgumentError(
-                f"count must be an integer >= 1 (values per channel), got {count!r}"
-            )
+        count = check_int(count, "count", minimum=1)
         if np.shape(mean) != np.shape(m2) or np.ndim(mean) != 1:
             raise ArgumentError(
                 f"mean and m2 must both be [channel] arrays, got shapes {np.shape(mean)} and "

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 
 from emg_lens.discovery.family import Candidate, CompiledFamily, compile_family
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_int
 from emg_lens.hooks import layer_of, name_filter
 
 __all__ = ["GATE_STEPS", "fit_gates", "gate_covers", "gate_hooks"]
@@ -166,8 +166,7 @@ def fit_gates(
     """Each candidate's survival in ``[0, 1]`` (its gate averaged over the fit; larger: the
     output needs it more), fitted on the windows ``X`` with the model's ``return_type`` and
     ``base`` (``{layer: mask}``, cut throughout). See the module docstring."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ArgumentError(f"steps must be an int >= 1 (gate optimisation steps), got {steps!r}")
+    steps = check_int(steps, "steps", minimum=1)
     device = next(model.parameters()).device
     X = torch.as_tensor(X, dtype=model.cfg.dtype)
     compiled = _compiled(model, family)  # its masks, once, on the model's device

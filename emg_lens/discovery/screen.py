@@ -85,7 +85,7 @@ from emg_lens.discovery.last_layers import (
 )
 from emg_lens.discovery.metrics import check_metric, spearman, window_metric
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_int
 from emg_lens.hooks import layer_of, name_filter
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.models.base import TL_WEIGHTS, provides
@@ -126,11 +126,7 @@ def check_estimator(estimator: Any, ig_steps: Any = IG_STEPS) -> tuple[str, int]
     """
     if estimator not in ESTIMATORS:
         raise ArgumentError(f"screen = {estimator!r}; accepted: {list(ESTIMATORS)}")
-    if isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1:
-        raise ArgumentError(
-            f"ig_steps must be an int >= 1 (points on the integrated-gradient path), got "
-            f"{ig_steps!r}"
-        )
+    ig_steps = check_int(ig_steps, "ig_steps (points on the integrated-gradient path)", 1)
     return estimator, ig_steps
 
 
@@ -515,12 +511,9 @@ def verify_candidates(
     ``screened`` 0, no screen ran).
     """
     n = len(screen.family)
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= n:
-        raise ArgumentError(f"top must be an int in 1..{n}, got {top!r}")
-    if isinstance(flagged, bool) or not isinstance(flagged, int) or flagged < 0:
-        raise ArgumentError(f"flagged must be an int >= 0 (exact passes), got {flagged!r}")
-    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
-        raise ArgumentError(f"sample must be an int >= 0, got {sample!r}")
+    top = check_int(top, "top", minimum=1, maximum=n)
+    flagged = check_int(flagged, "flagged")
+    sample = check_int(sample, "sample")
     table = screen.table.copy()
     for column in ("exact", "exact_accuracy"):
         table[column] = np.nan

@@ -27,7 +27,7 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import Discovery, NoCircuitError, discover
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import check_int
 
 __all__ = ["bootstrap_stability", "jaccard", "subject_agreement"]
 
@@ -67,8 +67,7 @@ def bootstrap_stability(
     >>> len(values), all(0 <= v <= 1 for v in values)
     (2, True)
     """
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
-        raise ArgumentError(f"resamples must be an int >= 0, got {resamples!r}")
+    resamples = check_int(resamples, "resamples")
     screened = found.screen
     subject, rng = screened.data, np.random.default_rng(seed)
     if resamples and trial_unit(subject.meta) == "window":

@@ -8,15 +8,14 @@ precedence allows.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from jaxtyping import Bool
 
-from emg_lens.errors import ArgumentError, LayoutError
+from emg_lens.errors import ArgumentError, LayoutError, check_int
 from emg_lens.layout import CLS, TokenLayout
 
 # A partial mask: ``[query_pos, key_pos]`` for head-independent selectors, ``[head, 1, 1]``
@@ -170,8 +169,7 @@ class EdgeSet:
                 f"EdgeSet.compile needs a TokenLayout (e.g. model.layout), got "
                 f"{type(layout).__name__}"
             )
-        if not isinstance(n_heads, int) or isinstance(n_heads, bool) or n_heads < 1:
-            raise ArgumentError(f"n_heads must be a positive int, got {n_heads!r}")
+        n_heads = check_int(n_heads, "n_heads", minimum=1)
         if layer is not None:
             layer = check_int(layer, "layer")
         ctx = CompileContext(layout, n_heads, device, layer)
@@ -213,8 +211,7 @@ class EdgeSet:
         ...
         emg_lens.errors.LayoutError: edge set cross_modal & layers(5) names layer(s) [5], but the model has n_layers=2 (valid indices 0..1)
         """  # noqa: E501
-        if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
-            raise ArgumentError(f"n_layers must be a positive int, got {n_layers!r}")
+        n_layers = check_int(n_layers, "n_layers", minimum=1)
         bad = sorted(i for i in self.layer_indices() if i >= n_layers)
         if bad:
             raise LayoutError(
@@ -332,21 +329,6 @@ class EdgeComplement(EdgeSet):
 
 
 # ============================================================================ heads
-def check_int(value: Any, what: str, minimum: int = 0) -> int:
-    """``value`` as a plain int (numpy and torch integers too), refusing bools and values
-    below ``minimum`` (0: a non-negative int; 1: a positive one) with an `ArgumentError`."""
-    wanted = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
-    if isinstance(value, bool):
-        raise ArgumentError(f"{what} must be {wanted}, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ArgumentError(f"{what} must be {wanted}, got {value!r}") from None
-    if value < minimum:  # reported as converted, e.g. -2 rather than np.int32(-2)
-        raise ArgumentError(f"{what} must be {wanted}, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True, repr=False)
 class _Indices(EdgeSet):
     """A selector of heads or blocks by index: ``indices`` kept sorted and without repeats."""

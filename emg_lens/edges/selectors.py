@@ -21,9 +21,8 @@ from emg_lens.edges.algebra import (
     Heads,
     Layers,
     PartialMask,
-    check_int,
 )
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_int
 from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
 

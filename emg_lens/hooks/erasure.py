@@ -64,13 +64,13 @@ from jaxtyping import Float
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.edges.algebra import check_int
 from emg_lens.errors import (
     ArgumentError,
     EmgLensError,
     InputShapeError,
     InputValueError,
     LayoutError,
+    check_int,
     check_seed,
     describe,
 )
@@ -257,7 +257,7 @@ class TokenEraser(_GroupEdit):
 
     def placebo(self, seed: int = 0) -> PlaceboEraser:
         """The norm-matched random-subspace placebo of this eraser (module docstring),
-        seeded by ``seed`` (an integer in 0..2**31-1, `emg_lens.errors.check_seed`)."""
+        seeded by ``seed`` (an int in 0..2**31-1, `emg_lens.errors.check_seed`)."""
         from transformer_lens.tools.analysis import random_basis
 
         seed = check_seed(seed, "the placebo's seed", ArgumentError)

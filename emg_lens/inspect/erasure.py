@@ -46,8 +46,14 @@ from emg_lens.data.pooled import window_labels
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.edges import EdgeSet
-from emg_lens.edges.algebra import check_int
-from emg_lens.errors import ArgumentError, InputShapeError, LayoutError, check_seed, describe
+from emg_lens.errors import (
+    ArgumentError,
+    InputShapeError,
+    LayoutError,
+    check_int,
+    check_seed,
+    describe,
+)
 from emg_lens.hooks.erasure import (
     PlaceboEraser,
     TokenEraser,
@@ -175,7 +181,7 @@ def erase_concept(
     ...               tokens="acc", seed=-3)
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: seed (the placebo's and the folds') must be an integer in \
+    emg_lens.errors.ArgumentError: seed (the placebo's and the folds') must be an int in \
 0..2147483647, got -3
     """
     seed = check_seed(seed, "seed (the placebo's and the folds')", ArgumentError)

@@ -31,7 +31,7 @@ from jaxtyping import Float
 from transformer_lens import ActivationCache
 
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_int
 from emg_lens.hooks import pattern_filter
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache, pattern_names
@@ -63,13 +63,11 @@ def token_bins(layout: TokenLayout, by: str = "group", bins: int | None = None) 
     distinct = sorted({v for v in values if v >= 0})
     if bins is None:
         chunks = [[v] for v in distinct]
-    elif isinstance(bins, int) and not isinstance(bins, bool) and 1 <= bins <= len(distinct):
-        chunks = [list(c) for c in np.array_split(distinct, bins)]
     else:
-        raise ArgumentError(
-            f"bins must be None or an int in [1, {len(distinct)}] (the distinct {by} values), "
-            f"got {bins!r}"
-        )
+        what = f"bins (None: one per distinct {by} value)"
+        chunks = [
+            list(c) for c in np.array_split(distinct, check_int(bins, what, 1, len(distinct)))
+        ]
     label = {}
     for chunk in chunks:
         name = f"{prefix}{chunk[0]}" if len(chunk) == 1 else f"{prefix}{chunk[0]}-{chunk[-1]}"

@@ -55,6 +55,7 @@ from emg_lens.errors import (
     IndexOutOfRangeError,
     InputShapeError,
     InputValueError,
+    check_int,
     describe,
 )
 from emg_lens.inputs import check_deterministic, check_model
@@ -260,10 +261,7 @@ def interchange(
         if not isinstance(edge_set, EdgeSet):
             raise ArgumentError(f"edges must be an edge set or expression, got {describe(edges)}")
         n = model.cfg.n_layers
-        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < n:
-            raise IndexOutOfRangeError(
-                f"layer must be an int in [0, {n - 1}] with edges=, got {layer!r}"
-            )
+        layer = check_int(layer, "layer (with edges=)", 0, n - 1, IndexOutOfRangeError)
         site = f"{edge_set} in layer {layer}"
         delta = _edge_delta(model, base_x, source_x, layer, edge_set, cut)
 

@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 from transformer_lens import ActivationCache
 
-from emg_lens.errors import ArgumentError, InputShapeError
+from emg_lens.errors import ArgumentError, InputShapeError, check_int
 from emg_lens.hooks import name_filter
 from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.checks import check_cache
@@ -157,10 +157,7 @@ class _Sweep:
 def _indices(values: Iterable[int] | None, size: int, what: str) -> list[int]:
     if values is None:
         return list(range(size))
-    values = list(values)
-    if any(not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < size for v in values):
-        raise ArgumentError(f"{what} must be ints in [0, {size - 1}], got {values!r}")
-    return values
+    return [check_int(v, f"{what}[{i}]", 0, size - 1) for i, v in enumerate(values)]
 
 
 def patch_heads(

@@ -19,8 +19,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from emg_lens.edges.algebra import check_int
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_int
 from emg_lens.inspect import plots
 from emg_lens.inspect.interchange import interchange, interchange_pairs, over_subjects
 from emg_lens.inspect.probes import INPUT, probe_tokens

@@ -58,12 +58,12 @@ from emg_lens.data.pooled import window_labels
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.edges.algebra import check_int
 from emg_lens.errors import (
     ArgumentError,
     IndexOutOfRangeError,
     InputShapeError,
     InputValueError,
+    check_int,
     describe,
 )
 from emg_lens.hooks.erasure import group_positions

@@ -27,11 +27,7 @@ from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.data.datasets import load_subject, montages_of
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import (
-    ArgumentError,
-    CheckpointError,
-    UnsupportedFeatureError,
-)
+from emg_lens.errors import ArgumentError, CheckpointError, UnsupportedFeatureError, check_int
 from emg_lens.inspect import plots
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit
@@ -68,8 +64,7 @@ def select_windows(data: SubjectData, n_windows: int) -> SubjectData:
     >>> select_windows(data, 4).rep_test.tolist()
     [0, 3, 6, 9]
     """
-    if not isinstance(n_windows, int) or isinstance(n_windows, bool) or n_windows < 2:
-        raise ArgumentError(f"n_windows must be an int >= 2, got {n_windows!r}")
+    n_windows = check_int(n_windows, "n_windows", minimum=2)
     n = len(data.y_test)
     if n == 0:
         raise ArgumentError(f"subject {data.subject} has no test windows to inspect")

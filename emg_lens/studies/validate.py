@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, check_int
 
 __all__ = [
     "int_list",
@@ -164,12 +164,9 @@ def positive_int(value: Any, key: str, minimum: int = 1) -> int:
     >>> positive_int(0, "data.window")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.SpecError: data.window must be a positive integer, got 0
+    emg_lens.errors.SpecError: data.window must be a positive int, got 0
     """
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise SpecError(f"{key} must be {wanted}, got {value!r}")
-    return value
+    return check_int(value, key, minimum, None, SpecError)
 
 
 def table(value: Any, key: str) -> dict:

@@ -42,12 +42,7 @@ from torch.utils.data import DataLoader
 
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import (
-    ArgumentError,
-    CheckpointError,
-    ConfigError,
-    DataFormatError,
-)
+from emg_lens.errors import CheckpointError, ConfigError, DataFormatError, check_int
 from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
 from emg_lens.train.inputs import window_dataset
 from emg_lens.train.loop import RecipeLog, run_recipe
@@ -185,8 +180,7 @@ def classifier_from_pretrained(
     ('classification', 3, True)
     """
     pretrained = pretrained_model(pretrained, device)
-    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 2:
-        raise ArgumentError(f"n_classes must be an int >= 2, got {n_classes!r}")
+    n_classes = check_int(n_classes, "n_classes", minimum=2)
     return _with_new_head(
         pretrained,
         n_classes,
@@ -215,9 +209,10 @@ def regressor_from_pretrained(
     >>> reg.task, tuple(reg(torch.randn(3, 2, 40)).shape)
     ('regression', (3, 40, 5))
     """
-    for name, value in (("n_outputs", n_outputs), ("target_len", target_len)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ArgumentError(f"{name} must be an int >= 1, got {value!r}")
+    n_outputs, target_len = (
+        check_int(n_outputs, "n_outputs", 1),
+        check_int(target_len, "target_len", 1),
+    )
     return _with_new_head(
         pretrained,
         n_outputs,

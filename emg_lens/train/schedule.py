@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, ConfigError, check_field_types, check_seed
+from emg_lens.errors import ArgumentError, ConfigError, check_field_types, check_int, check_seed
 
 __all__ = [
     "EarlyStopping",
@@ -192,8 +192,7 @@ class EarlyStopping:
     """
 
     def __init__(self, patience: int, *, mode: str = "max", min_delta: float = 0.0):
-        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
-            raise ArgumentError(f"patience must be an int >= 1, got {patience!r}")
+        patience = check_int(patience, "patience", minimum=1)
         if mode not in ("max", "min"):
             raise ArgumentError(f"mode must be 'max' or 'min', got {mode!r}")
         self.patience, self.mode, self.min_delta = patience, mode, min_delta

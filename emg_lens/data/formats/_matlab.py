@@ -31,7 +31,7 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_int
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -65,9 +65,7 @@ _SCALARS = frozenset({"subject", "exercise", "forcecal"})
 
 
 def subject_number(subject: int) -> int:
-    if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
-        raise ArgumentError(f"subject must be an integer >= 1, got {subject!r}")
-    return int(subject)
+    return check_int(subject, "subject", minimum=1)
 
 
 def read_mat(path: Path, *, reader: str = "the NinaPro readers") -> dict[str, np.ndarray]:

@@ -64,7 +64,7 @@ from emg_lens.data.windows.downstream import (
     zscore,
 )
 from emg_lens.data.windows.pipeline import WindowBatch
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import DataFormatError, check_int
 from emg_lens.geometry import Montage, ring
 
 __all__ = [
@@ -111,11 +111,10 @@ _USER = re.compile(r"user(\d+)")
 
 def _group(subject: int) -> tuple[str, int]:
     """Subject number -> (group folder, user number)."""
-    if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
-        raise ArgumentError(f"subject must be an integer >= 1, got {subject!r}")
+    subject = check_int(subject, "subject", minimum=1)
     if subject > TESTING_OFFSET:
-        return GROUPS["testing"], int(subject) - TESTING_OFFSET
-    return GROUPS["training"], int(subject)
+        return GROUPS["testing"], subject - TESTING_OFFSET
+    return GROUPS["training"], subject
 
 
 def user_file(root: str | Path, subject: int) -> Path:
@@ -260,8 +259,7 @@ def epn612_windows(
     """One window per sample of ``recording`` (from `load_epn612`), preprocessed as the
     thesis does; labels are the gesture indices, ``repetition`` the split code
     (`emg_lens.data.windows.downstream.SPLIT_CODES`)."""
-    if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 0:
-        raise ArgumentError(f"calibration must be an integer >= 0, got {calibration!r}")
+    calibration = check_int(calibration, "calibration")
     testing_user = recording.subject > TESTING_OFFSET
     emg, part = recording.signals["emg"], recording.extras["part"]
     seen: dict[int, int] = {}

@@ -65,7 +65,7 @@ from emg_lens.data.windows.downstream import (
     zscore,
 )
 from emg_lens.data.windows.store import RegressionBatch
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_int
 from emg_lens.geometry import Montage, ring
 
 __all__ = [
@@ -192,8 +192,7 @@ def load_ninapro_db8(
     root: str | Path, subject: int, *, acquisitions: tuple[int, ...] = (1, 2, 3)
 ) -> Recording:
     """One DB8 subject's ``acquisitions`` joined in time (see the module docstring)."""
-    if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
-        raise ArgumentError(f"subject must be an integer >= 1, got {subject!r}")
+    subject = check_int(subject, "subject", minimum=1)
     if not acquisitions or any(a not in ACQUISITIONS for a in acquisitions):
         raise ArgumentError(f"acquisitions must be among {list(ACQUISITIONS)}, got {acquisitions}")
     parts = [

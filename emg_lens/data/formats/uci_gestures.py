@@ -62,7 +62,7 @@ from emg_lens.data.windows.downstream import (
     zscore,
 )
 from emg_lens.data.windows.pipeline import WindowBatch
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_int
 from emg_lens.geometry import Montage, ring
 
 __all__ = [
@@ -148,9 +148,8 @@ def subject_files(root: str | Path, subject: int) -> list[Path]:
     """A subject's text files, in name order; none is a `DataFormatError` naming the folder,
     and so are two files of one place in the series (``1_raw_data_...txt`` twice), naming
     both."""
-    if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
-        raise ArgumentError(f"subject must be an integer >= 1, got {subject!r}")
-    folder = _subject_folders(Path(root)).get(int(subject))
+    subject = check_int(subject, "subject", minimum=1)
+    folder = _subject_folders(Path(root)).get(subject)
     files = []
     if folder is not None:
 

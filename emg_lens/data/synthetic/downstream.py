@@ -28,7 +28,7 @@ import numpy as np
 
 from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_int
 
 __all__ = [
     "EPN_TRIAL_SECONDS",
@@ -47,9 +47,7 @@ EPN_TESTING_PER_GESTURE = epn612.CALIBRATION + 2
 
 
 def _count(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
+    return check_int(value, name, minimum=low)
 
 
 CARRIER_HZ = 40.0

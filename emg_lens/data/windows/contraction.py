@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_int
 
 __all__ = ["ContractionWindows", "contraction_windows", "envelope"]
 
@@ -62,8 +62,7 @@ def envelope(
 
 def _positive(**values: int) -> None:
     for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ArgumentError(f"{name} must be an int >= 1, got {value!r}")
+        check_int(value, name, minimum=1)
 
 
 def contraction_windows(

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, AttachError, describe
+from emg_lens.errors import ArgumentError, AttachError, check_int, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.find import (
     AttentionSpec,
@@ -67,8 +67,7 @@ def _input_size(model: nn.Module, layout: TokenLayout | None, n_samples: Any, n_
                 f"{'n_times' if name == 'n_samples' else 'n_chans'} attribute"
                 + ("" if name == "n_samples" else " and the layout names no channel")
             )
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ArgumentError(f"{name} must be a positive int, got {value!r}")
+        check_int(value, name, minimum=1)
     return n_channels, n_samples
 
 

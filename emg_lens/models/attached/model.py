@@ -62,6 +62,7 @@ from emg_lens.errors import (
     EmgLensError,
     InputShapeError,
     LayoutError,
+    check_int,
     describe,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
@@ -243,15 +244,8 @@ class AttachedModel(HookedBiosignalModel):
         inputs of ``input_shape`` ``(channels, samples)`` (default: the model's
         ``input_shape``; another only where the model opens any size, see the module
         docstring)."""
-        if (
-            isinstance(layer, bool)
-            or not isinstance(layer, int)
-            or not 0 <= layer < len(self._layouts)
-        ):
-            raise LayoutError(
-                f"layer {layer!r} is not an attention call of this model "
-                f"(0..{len(self._layouts) - 1})"
-            )
+        last = len(self._layouts) - 1
+        layer = check_int(layer, "layer (an attention call of this model)", 0, last, LayoutError)
         if input_shape is None:
             return self._layouts[layer]
         return self._size(_window(input_shape)).layouts[layer]

@@ -55,7 +55,6 @@ with softmax attention the zoo does not open yet would be said by name (`NOT_YET
 
 from __future__ import annotations
 
-import numbers
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,7 +62,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from emg_lens.errors import ArgumentError, AttachError, InputShapeError, describe
+from emg_lens.errors import AttachError, InputShapeError, check_int, describe
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.build import attach, model_size
 from emg_lens.models.attached.find import Probe, named_modules_of, probe
@@ -305,9 +304,10 @@ def window_keys(d_model: int, window: int) -> TokenLayout:
     >>> window_keys(8, 16).query_side.group
     ('now',)
     """
-    for name, value in (("d_model", d_model), ("window", window)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ArgumentError(f"window_keys needs {name} as an int >= 1, got {value!r}")
+    d_model, window = (
+        check_int(d_model, "window_keys's d_model", 1),
+        check_int(window, "window_keys's window", 1),
+    )
     group = tuple(
         _lags({window - 1 - flat % window for flat in range(j * d_model, (j + 1) * d_model)})
         for j in range(window)
@@ -587,9 +587,7 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
 def _samples(model: nn.Module, n_times: int | None, name: str) -> int | None:
     own = model_size(model, "n_times")
     if n_times is not None:
-        if isinstance(n_times, bool) or not isinstance(n_times, numbers.Integral) or n_times <= 0:
-            raise AttachError(f"n_times must be a positive int, got {describe(n_times)}")
-        n_times = int(n_times)  # a numpy integer is an integer
+        n_times = check_int(n_times, "n_times", 1, None, AttachError)
         if own is not None and n_times != own:
             raise AttachError(
                 f"n_times={n_times}, but braindecode's {name} was built with n_times={own}: "

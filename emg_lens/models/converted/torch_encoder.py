@@ -50,6 +50,7 @@ from emg_lens.errors import (
     ConversionError,
     LayoutError,
     UnsupportedModuleError,
+    check_int,
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout
@@ -235,10 +236,7 @@ def from_torch_encoder(
     layers = _layers(encoder)
     if not isinstance(layout, TokenLayout):
         raise ArgumentError(f"layout must be a TokenLayout, got {describe(layout)}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
-        raise ArgumentError(
-            f"n_samples must be a positive int (samples per window), got {n_samples!r}"
-        )
+    n_samples = check_int(n_samples, "n_samples (samples per window)", minimum=1)
     archs = [_read_layer(path, layer) for path, layer in layers]
     for (path, _), arch in zip(layers[1:], archs[1:]):
         diff = {k: (archs[0][k], v) for k, v in arch.items() if archs[0][k] != v}

@@ -39,6 +39,7 @@ from emg_lens.errors import (
     InputShapeError,
     UnsupportedFeatureError,
     UnsupportedReadoutError,
+    check_int,
     describe,
 )
 from emg_lens.models.base import HookedEncoder
@@ -285,9 +286,8 @@ class TinyMyo(HookedEncoder):
             raise ArgumentError(f"TinyMyo task must be one of {TASKS}, got {task!r}")
         if reduction not in REDUCTIONS:
             raise ArgumentError(f"TinyMyo reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        for name, value in (("reg_hidden", reg_hidden), ("reg_target_len", reg_target_len)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ArgumentError(f"TinyMyo {name} must be a positive int, got {value!r}")
+        reg_hidden = check_int(reg_hidden, "TinyMyo reg_hidden", minimum=1)
+        reg_target_len = check_int(reg_target_len, "TinyMyo reg_target_len", minimum=1)
         for name, value in (("head_dropout", head_dropout), ("drop_path", drop_path)):
             if not 0.0 <= value < 1.0:
                 raise ArgumentError(f"TinyMyo {name} must be in [0, 1), got {value!r}")

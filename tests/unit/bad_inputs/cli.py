@@ -116,7 +116,12 @@ SYNTH_ROWS = [
         "--rest-seconds -0.5: must be a number of seconds >= 0",
     ),
     ("synth --n-subjects 0", _synth("--n-subjects", "0"), ArgumentError, "--n-subjects 0"),
-    ("synth --seed negative", _synth("--seed", "-1"), ArgumentError, "--seed -1"),
+    (
+        "synth --seed negative",
+        _synth("--seed", "-1"),
+        ArgumentError,
+        "--seed must be an int in 0..2147483647, got -1",
+    ),
     (
         "synth hdsemg --n-gestures 0",
         _synth("--n-gestures", "0", fmt="hdsemg"),

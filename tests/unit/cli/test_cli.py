@@ -304,7 +304,11 @@ def test_every_computing_command_takes_threads_and_refuses_less_than_one(capsys)
     for path in COMPUTING:
         assert "--threads" in parsers[path].format_help(), path
     assert main(["demo", "--threads", "0"]) == 2
-    assert "--threads 0: the number of CPU threads must be 1 or more" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        "--threads (CPU threads; leave it out for torch's default) must be a positive int, got 0"
+        in err
+    )
 
 
 def test_threads_beyond_a_few_per_cpu_are_refused_by_name_before_torch_sees_them(capsys):
@@ -328,14 +332,14 @@ def test_a_seed_numpy_and_torch_cannot_take_is_refused_by_name(argv, capsys, tmp
     argv = [str(tmp_path / a) if a == "never" else a for a in argv]
     assert main([*argv, "--seed", "99999999999999999999"]) == 2
     err = capsys.readouterr().err
-    assert "--seed 99999999999999999999: must be an integer in 0..2147483647" in err
+    assert "--seed must be an int in 0..2147483647, got 99999999999999999999" in err
 
 
 def test_configs_refuse_a_seed_out_of_range_by_field():
     from emg_lens.errors import ConfigError
     from emg_lens.train import TrainConfig
 
-    with pytest.raises(ConfigError, match=r"TrainConfig\.seed must be an integer in 0\.\."):
+    with pytest.raises(ConfigError, match=r"TrainConfig\.seed must be an int in 0\.\."):
         TrainConfig(seed=2**40)
-    with pytest.raises(ConfigError, match=r"EncoderConfig\.seed must be an integer in 0\.\."):
+    with pytest.raises(ConfigError, match=r"EncoderConfig\.seed must be an int in 0\.\."):
         EncoderConfig.preset("tiny", seed=-1)

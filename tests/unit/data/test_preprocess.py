@@ -153,9 +153,9 @@ def test_scaler_from_moments_equals_fit_flat_channels_included():
 @pytest.mark.parametrize(
     ("count", "mean", "m2", "match"),
     [
-        (0, [0.0], [1.0], "count must be an integer >= 1"),
-        (2.5, [0.0], [1.0], "count must be an integer >= 1"),
-        (True, [0.0], [1.0], "count must be an integer >= 1"),
+        (0, [0.0], [1.0], "count must be a positive int"),
+        (2.5, [0.0], [1.0], "count must be a positive int"),
+        (True, [0.0], [1.0], "count must be a positive int"),
         (4, [0.0, 1.0], [1.0], r"\[channel\] arrays, got shapes \(2,\) and \(1,\)"),
         (4, 0.0, 1.0, r"\[channel\] arrays, got shapes \(\) and \(\)"),
     ],

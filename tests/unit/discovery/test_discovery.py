@@ -372,7 +372,7 @@ def test_spec_round_trip_and_errors():
         ({"family": []}, "family must be 'default'"),
         ({"family": ["between(emg"]}, r"family\[0\]"),
         ({"verify": 3}, "verify"),
-        ({"resamples": -1}, "resamples must be an integer >= 0"),
+        ({"resamples": -1}, "resamples must be a non-negative int"),
     ]:
         with pytest.raises(SpecError, match=match):
             DiscoverySpec.from_dict({"name": "c", "models": "m", **bad})

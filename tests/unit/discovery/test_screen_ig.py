@@ -154,8 +154,14 @@ def test_the_ig_path_is_finite_under_a_base_cut_and_discover_uses_it(model, data
     ("kwargs", "match"),
     [
         ({"estimator": "eap-ig"}, r"screen = 'eap-ig'; accepted: \['plain', 'ig'\]"),
-        ({"estimator": "ig", "ig_steps": 0}, "ig_steps must be an int >= 1"),
-        ({"estimator": "ig", "ig_steps": 2.5}, "ig_steps must be an int >= 1"),
+        (
+            {"estimator": "ig", "ig_steps": 0},
+            r"ig_steps \(points on the integrated-gradient path\) must be a positive int",
+        ),
+        (
+            {"estimator": "ig", "ig_steps": 2.5},
+            r"ig_steps \(points on the integrated-gradient path\) must be a positive int",
+        ),
     ],
 )
 def test_bad_estimators_get_named_errors(model, data, kwargs, match):
@@ -219,7 +225,10 @@ def test_the_spec_takes_the_screen_and_keeps_a_plain_studys_fingerprint():
     assert ig.to_dict()["screen"] == "ig" and ig.to_dict()["ig_steps"] == 8
     for bad, match in [
         ({"screen": "eap"}, r"screen: screen = 'eap'; accepted: \['plain', 'ig'\]"),
-        ({"screen": "ig", "ig_steps": 0}, "ig_steps: ig_steps must be an int >= 1"),
+        (
+            {"screen": "ig", "ig_steps": 0},
+            r"ig_steps: ig_steps \(points on the integrated-gradient path\) must be a positive int",
+        ),
         ({"ig_steps": 8}, "ig_steps = 8 is for screen = 'ig'"),
     ]:
         with pytest.raises(SpecError, match=match):

@@ -231,5 +231,5 @@ def test_numpy_integers_are_integers_and_a_placebo_seed_out_of_range_is_named(mo
     (eraser,) = fit_erasers(model, X, y, names=[AT], positions=[3], batch_size=np.int64(8))
     assert eraser.placebo(np.int64(3)).seed == 3
     assert fold_windows(y.numpy(), np.arange(24), np.zeros(24), np.int64(2), seed=1).n == 2
-    with pytest.raises(ArgumentError, match=r"placebo's seed must be an integer in 0\.\."):
+    with pytest.raises(ArgumentError, match=r"placebo's seed must be an int in 0\.\."):
         eraser.placebo(2**64)

@@ -190,7 +190,10 @@ def test_token_bins_and_their_errors():
         token_bins(layout, "modality")
     with pytest.raises(ArgumentError, match="bins"):
         token_bins(layout, "group", bins=2)
-    with pytest.raises(ArgumentError, match=r"bins must be None or an int in \[1, 3\]"):
+    with pytest.raises(
+        ArgumentError,
+        match=r"bins \(None: one per distinct channel value\) must be an int in 1\.\.3",
+    ):
         token_bins(layout, "channel", bins=4)
 
 

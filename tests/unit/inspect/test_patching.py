@@ -194,9 +194,9 @@ def test_patching_rejects_bad_inputs():
         patch_heads(model, clean, corrupted, lambda out: out[:, 0])
     with pytest.raises(ArgumentError, match="metric must be a callable"):
         patch_heads(model, clean, corrupted, "logit_diff")
-    with pytest.raises(ArgumentError, match=r"layers must be ints in \[0, 1\]"):
+    with pytest.raises(ArgumentError, match=r"layers\[0\] must be an int in 0\.\.1"):
         patch_heads(model, clean, corrupted, _logit0, layers=[2])
-    with pytest.raises(ArgumentError, match=r"positions must be ints in \[0, 6\]"):
+    with pytest.raises(ArgumentError, match=r"positions\[0\] must be an int in 0\.\.6"):
         patch_residual(model, clean, corrupted, _logit0, positions=[7])
     with pytest.raises(LayoutError, match="unknown token group 'force'"):
         patch_token_group(model, clean, corrupted, _logit0, "force")

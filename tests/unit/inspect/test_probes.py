@@ -255,7 +255,9 @@ def test_interchange_bad_inputs_are_named(model):
         interchange(model, (X, y), (X[:3], y[:3]), layer=0, group="acc")
     with pytest.raises(LayoutError, match="unknown token group"):
         interchange(model, (X, y), (X, y), layer=0, group="eeg")
-    with pytest.raises(IndexOutOfRangeError, match="layer must be an int in"):
+    with pytest.raises(
+        IndexOutOfRangeError, match=r"layer \(with edges=\) must be an int in 0\.\."
+    ):
         interchange(model, (X, y), (X, y), layer=2, edges="cross_modal")
     with pytest.raises(ArgumentError, match="mean over tokens"):
         interchange(model, (X, y), (X, y), layer=0, group="pooled")

@@ -95,7 +95,7 @@ def test_each_key_holds_the_lags_its_group_names(d, window):
 
 @pytest.mark.parametrize(("d", "window", "named"), [(0, 16, "d_model"), (8, True, "window")])
 def test_window_keys_refuses_sizes_it_cannot_lay_out(d, window, named):
-    with pytest.raises(ArgumentError, match=rf"window_keys needs {named} as an int >= 1, got"):
+    with pytest.raises(ArgumentError, match=rf"window_keys's {named} must be a positive int, got"):
         window_keys(d, window)
 
 

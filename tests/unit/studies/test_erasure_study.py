@@ -77,7 +77,7 @@ def test_an_erasure_needs_tokens_and_its_keys_belong_to_it():
     with pytest.raises(SpecError, match="two or more class indices"):
         StudySpec.from_dict(_spec({**ERASE, "classes": [1]}))
     for seed in (-1, 2**64):  # 2**64 passed, then failed raw after the erasers were fitted
-        with pytest.raises(SpecError, match=r"seed \(the placebo's\) must be an integer in 0\.\."):
+        with pytest.raises(SpecError, match=r"seed \(the placebo's\) must be an int in 0\.\."):
             StudySpec.from_dict(_spec({**ERASE, "seed": seed}))
     with pytest.raises(SpecError, match="exactly one of edges, hook, zero_modality, erase"):
         StudySpec.from_dict(_spec({**ERASE, "edges": "cross_modal"}))

@@ -191,7 +191,7 @@ def test_study_check_refuses_the_seeds_study_run_refuses(recording, tmp_path, ca
         f"[{section}]\nseed = {2**40}\n"
         '[[interventions]]\nname = "all_pairs"\nedges = "cross_channel"\n'
     )
-    message = f"{section}.seed must be an integer in 0..2147483647, got {2**40}"
+    message = f"{section}.seed must be an int in 0..2147483647, got {2**40}"
     assert main(["study", "check", str(path)]) == 2
     assert message in capsys.readouterr().err
     assert main(["study", "run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2

@@ -90,7 +90,7 @@ BAD_SPECS = {
     ),
     "trials < 1": (
         _inputs({"name": "x", "channels": {"emg": 6}, "trials": 0}),
-        ["inputs[1] (x).trials", "positive integer", "0"],
+        ["inputs[1] (x).trials", "positive int", "0"],
     ),
     "trials with whole modalities": (
         _inputs({"name": "x", "modalities": ["emg"], "trials": 3}),
