@@ -126,6 +126,10 @@ def _found_moves(design: Placement, only: str | None = None) -> Callable[[int], 
     return run
 
 
+FALSE_MOVE = "a channel move reported where the electrodes did not move"
+FOUND_MOVE = "a real electrode move found, with the right channel map"
+
+
 def _placement_checks() -> list[Check]:
     unmoved = {
         "ring of 8, one dead channel": Placement(dead=(2,)),
@@ -159,10 +163,10 @@ def _placement_checks() -> list[Check]:
     quick = dict.fromkeys(list(unmoved)[-3:] + list(moved)[-3:-1], 3)
     quick.update({"13 x 5 grid": 4, "13 x 5 grid flipped or turned": 3, list(moved)[-1]: 1})
     return [
-        *(Check("placement", "a move named where none was", name, "at most", 0.05,
+        *(Check("placement", FALSE_MOVE, name, "at most", 0.05,
                 _false_moves(design), 100, quick.get(name, 6))
           for name, design in unmoved.items()),
-        *(Check("placement", "the real move named, with its map", name, "at least", 5 / 6,
+        *(Check("placement", FOUND_MOVE, name, "at least", 5 / 6,
                 _found_moves(design, only), 48, quick.get(name, 6))
           for name, (design, only) in moved.items()),
     ]  # fmt: skip
