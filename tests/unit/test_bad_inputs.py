@@ -22,6 +22,7 @@ from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
+    CacheKeyError,
     CheckpointError,
     EmgLensError,
     InputShapeError,
@@ -482,3 +483,17 @@ def test_a_fully_masked_query_row_is_still_zero_and_finite():
         assert (cache["pattern", layer][:, :, 1] == 0).all()
         assert (cache["z", layer][:, 1] == 0).all()
         assert torch.isfinite(cache["pattern", layer]).all()
+
+
+def test_a_cache_layer_the_model_lacks_is_a_named_key_error():
+    # issue 74: cache["pattern", 2] of two layers was TransformerLens's bare KeyError
+    model = _isonet()
+    _, cache = model.run_with_cache(model.example_input(2))
+    assert cache["pattern", -2] is cache["blocks.0.attn.hook_pattern"]  # TL's keys as they were
+    for layer in (2, -3, np.int64(5)):
+        with pytest.raises(CacheKeyError, match=rf"layer {layer} .* IsoNet \(n_layers=2\): a l"):
+            cache["pattern", layer]
+    with pytest.raises(KeyError) as info:  # a hook name TL does not know stays TL's own miss
+        cache["no_such_hook"]
+    assert not isinstance(info.value, CacheKeyError)
+    assert issubclass(CacheKeyError, KeyError) and str(CacheKeyError("x")) == "x"  # not "'x'"
