@@ -326,9 +326,16 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
                 f"signals are {describe(signals)}; accepted: {accepted} of real numbers "
                 "(not bool or complex)"
             )
-        if signals.ndim == 2:
-            signals = signals[None]
-        self._check_input_shape(tuple(signals.shape))
+        window = signals.ndim == 2  # one [channel, time] window: a batch axis added (DESIGN.md)
+        try:
+            self._check_input_shape(tuple(signals[None].shape if window else signals.shape))
+        except InputShapeError as exc:  # the shape given, not the one the window became
+            if not window:
+                raise
+            raise InputShapeError(
+                f"{exc}, read from one [channels, time] window of shape {list(signals.shape)}"
+            ) from None
+        signals = signals[None] if window else signals
         if len(signals) == 0:
             raise InputShapeError(
                 f"signals are a batch of 0 windows {list(signals.shape)}; accepted: {accepted} "

@@ -274,6 +274,13 @@ BAD_INPUTS = [
     ("numpy strings", _forward(np.full((2, 6, 8), "x")), InputValueError, "<U1"),
     ("numpy objects", _forward(np.zeros((2, 6, 8), object)), InputValueError, "object"),
     ("python str", _forward("signals.npy"), InputShapeError, "str"),
+    # issue 74: a 2-D input is one [channels, time] window; a wrong one is named as given
+    (
+        "window of 5 channels",
+        _forward(torch.zeros(5, 8)),
+        InputShapeError,
+        "window of shape [5, 8]",
+    ),
     (
         "nan weights",
         lambda tmp: load_checkpoint(_nan_weights_checkpoint(tmp)),
