@@ -326,7 +326,7 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
                 f"signals are {describe(signals)}; accepted: {accepted} of real numbers "
                 "(not bool or complex)"
             )
-        window = signals.ndim == 2  # one [channel, time] window: a batch axis added (DESIGN.md)
+        window = signals.ndim == 2  # one [channel, time] window, batched (docs/DESIGN.md §2)
         try:
             self._check_input_shape(tuple(signals[None].shape if window else signals.shape))
         except InputShapeError as exc:  # the shape given, not the one the window became
