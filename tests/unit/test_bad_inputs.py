@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from emg_lens import EncoderConfig, cli
-from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+from emg_lens.checkpoints import load_checkpoint, load_checkpoint_data, save_checkpoint
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
@@ -296,6 +296,12 @@ BAD_INPUTS = [
     ("config shapes disagree", _config_disagrees_with_weights, CheckpointError, "W_U"),
     ("weights of another shape", _weights_of_another_shape, CheckpointError, "blocks.0.mlp.W_in"),
     ("corrupted checkpoint in study", _corrupted_checkpoint_in_study, CheckpointError, "subject 2"),
+    (
+        "checkpoint data without a data source",
+        lambda tmp: load_checkpoint_data(save_checkpoint(_isonet(), tmp / "bare")),
+        CheckpointError,
+        "bare: its metadata records no data_source and subject",
+    ),
     (
         "subject folder without config.json",
         _subject_folder_without_config,

@@ -120,3 +120,11 @@ def test_a_models_folder_one_level_too_high_says_which_was_meant(tmp_path, folde
     with pytest.raises(SpecError) as info:
         find_models(tmp_path)
     assert str(info.value).endswith(f"checkpoint folders in {tmp_path}{guess}")
+
+
+def test_evaluate_names_a_checkpoint_that_records_no_data_source(tmp_path, capsys):
+    # issue 74: evaluate read metadata["data_source"] itself: a bare KeyError('data_source')
+    save_checkpoint(tiny_isonet(0), tmp_path / "subject_1", metadata={"subject": 1})
+    assert main(["evaluate", "--models", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "subject_1: its metadata records no data_source" in err and "Traceback" not in err
