@@ -29,7 +29,7 @@ import re
 import shutil
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -47,11 +47,15 @@ from emg_lens.errors import (
 )
 from emg_lens.models import MODEL_CLASSES, TinyMyo
 
+if TYPE_CHECKING:
+    from emg_lens.data.preprocess import SubjectData
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "check_checkpoint",
     "load_biofoundation",
     "load_checkpoint",
+    "load_checkpoint_data",
     "read_biofoundation_state_dict",
     "read_checkpoint_info",
     "save_checkpoint",
@@ -337,6 +341,42 @@ def load_checkpoint(
     _check_pair(path, info)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def load_checkpoint_data(path: str | Path) -> SubjectData:
+    """The windows of the subject the checkpoint at ``path`` was trained on, rebuilt from the
+    data source and subject its metadata records (`emg_lens.data.datasets.load_subject`, its
+    cache included): the held-out ``X_test``, ``y_test`` and ``test_trials`` it is scored on,
+    and those it was trained on. What ``evaluate``, ``inspect`` and studies score a checkpoint
+    on. A checkpoint whose metadata records no ``data_source`` (or no subject, in its metadata
+    or its folder's name ``subject_<N>``) is a `CheckpointError` naming what it holds.
+
+    >>> import tempfile
+    >>> from emg_lens.data.datasets import data_source
+    >>> from emg_lens.data.preprocess import PreprocessSpec
+    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+    >>> from emg_lens.models import IsoNet
+    >>> cfg = EncoderConfig.preset("tiny", modalities={"emg": 12, "acc": 36}, n_samples=200)
+    >>> synthetic = SyntheticSpec(n_subjects=1, movement_seconds=0.6, rest_seconds=0.2)
+    >>> segment = PreprocessSpec(segment=(0.2, 0.6), step=100)
+    >>> source = data_source("synthetic", synthetic=synthetic, preprocess=segment)
+    >>> path = save_checkpoint(IsoNet(cfg), Path(tempfile.mkdtemp()) / "subject_1",
+    ...                        metadata={"data_source": source})
+    >>> data = load_checkpoint_data(path)
+    >>> data.subject, data.X_test.shape[1:] == IsoNet(cfg).input_shape
+    (1, True)
+    """
+    from emg_lens.data.datasets import load_subject
+
+    metadata = read_checkpoint_info(path)["metadata"]
+    source = metadata.get("data_source")
+    subject = metadata.get("subject", Path(path).name.removeprefix("subject_"))
+    if source is None or not str(subject).isdigit():
+        raise CheckpointError(
+            f"{path}: its metadata records no data_source and subject to load its windows "
+            f"from (it has {sorted(metadata)}); the checkpoints emg_lens trains record both"
+        )
+    return load_subject(source, int(subject))
 
 
 def check_checkpoint(path: str | Path) -> dict[str, Any]:

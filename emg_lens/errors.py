@@ -21,6 +21,7 @@ __all__ = [
     "ArgumentError",
     "AttachError",
     "AttentionNotFoundError",
+    "CacheKeyError",
     "ChannelNameError",
     "CheckpointError",
     "CodeConsentError",
@@ -77,6 +78,14 @@ class HookFlagError(ArgumentError, AssertionError):
 class IndexOutOfRangeError(ArgumentError, IndexError):
     """An index outside a sequence (e.g. `emg_lens.data.windows.store.WindowStore`): an
     `ArgumentError`, and an `IndexError`, so that iterating by index stops where it should."""
+
+
+class CacheKeyError(ArgumentError, KeyError):
+    """A cache key whose layer the model lacks (``cache["pattern", 2]`` of two layers): the
+    message names the layer, ``n_layers`` and the range accepted. A `KeyError` too, as
+    TransformerLens's own miss is, so code that catches ``KeyError`` still does."""
+
+    __str__ = Exception.__str__  # the message, not KeyError's quoted repr of it
 
 
 class ConfigError(EmgLensError, ValueError):

@@ -91,7 +91,8 @@ def models_folder(models: str | Path) -> Path:
 
 def no_models(models: str | Path) -> str:
     """Why `find_models` finds no model in ``models`` (a folder without ``subject_<N>/``
-    folders), as it says it: the folder, and where it was looked for when it does not exist.
+    folders), as it says it: the folder, and where it was looked for when it does not exist;
+    where one folder inside holds them (``models/`` of several), "did you mean" it.
 
     >>> no_models("/nowhere")
     'models: /nowhere does not exist (looked for it in ...); give a folder of subject_<N>/ checkpoints'
@@ -103,7 +104,11 @@ def no_models(models: str | Path) -> str:
             f"models: {root} does not exist (looked for it in {Path.cwd()}){hint}; give a "
             "folder of subject_<N>/ checkpoints"
         )
-    return f"models: no subject_<N>/ checkpoint folders in {root}{hint}"
+    inside = sorted(root.iterdir()) if root.is_dir() else []  # a folder one level too high?
+    inner = [d for d in inside if d.is_dir() and any(d.glob("subject_*/"))]
+    inner = [d for d in inner if d.name == "models"] or inner
+    guess = f"; did you mean {inner[0]}?" if len(inner) == 1 else ""
+    return f"models: no subject_<N>/ checkpoint folders in {root}{hint}{guess}"
 
 
 def study_models(models: Mapping[int, Any] | str | Path, subjects: Any = None) -> dict[int, Any]:

@@ -132,8 +132,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
-    from emg_lens.checkpoints import read_checkpoint_info
-    from emg_lens.data.datasets import load_subject
+    from emg_lens.checkpoints import load_checkpoint_data, read_checkpoint_info
     from emg_lens.model_folder import find_models
     from emg_lens.provenance import warn_if_data_changed
     from emg_lens.stats.chance import chance_console, chance_table
@@ -150,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     for subject, path in found.items():
         meta = read_checkpoint_info(path)["metadata"]
         warn_if_data_changed(meta, subject)
-        data = load_subject(meta["data_source"], subject)
+        data = load_checkpoint_data(path)  # no data_source recorded: refused by name
         (data,) = check_placements([data], meta["data_source"], args.realign)
         checked[subject] = data.meta.get("placement_check")
         trained[subject] = meta.get("placement_check")

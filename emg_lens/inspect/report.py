@@ -23,11 +23,11 @@ import pandas as pd
 import torch
 
 from emg_lens._io import make_folder, write_if_changed
-from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
-from emg_lens.data.datasets import load_subject, montages_of
+from emg_lens.checkpoints import load_checkpoint, load_checkpoint_data, read_checkpoint_info
+from emg_lens.data.datasets import montages_of
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, CheckpointError, UnsupportedFeatureError, check_int
+from emg_lens.errors import ArgumentError, UnsupportedFeatureError, check_int
 from emg_lens.inspect import plots
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit
@@ -556,17 +556,11 @@ def inspect_checkpoint(
     """Load a checkpoint (onto ``device``, default the CPU) and its subject's test windows
     (from the data source recorded in its metadata) and inspect it on ``n_windows`` of them;
     ``progress`` as in `inspect_model`."""
-    info = read_checkpoint_info(checkpoint)
-    meta = info["metadata"]
-    if meta.get("data_source") is None or meta.get("subject") is None:
-        raise CheckpointError(
-            f"{checkpoint}: its metadata records no data_source and subject to load windows "
-            f"from (it has {sorted(meta)})"
-        )
+    meta = read_checkpoint_info(checkpoint)["metadata"]
     if progress is not None:
-        progress(f"[1/5] loading {checkpoint} and subject {meta['subject']}'s test windows")
+        progress(f"[1/5] loading {checkpoint} and its subject's test windows")
+    data = select_windows(load_checkpoint_data(checkpoint), n_windows)  # refused before the model
     model = load_checkpoint(checkpoint, device=device)
-    data = select_windows(load_subject(meta["data_source"], meta["subject"]), n_windows)
     return inspect_model(
         model,
         data,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from emg_lens.models.attached import AttachedModel, attach
+    from emg_lens.models.attached.zoo import attach_braindecode
     from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
     from emg_lens.models.converted.braindecode import (
         HookedCBraMod,
@@ -59,6 +60,7 @@ __all__ = [
     "MultimodalTransformer",
     "TinyMyo",
     "attach",
+    "attach_braindecode",
     "from_braindecode",
     "from_torch_encoder",
     "to_braindecode",
@@ -79,6 +81,7 @@ _EXPORTS = {
     **_NATIVE,
     "AttachedModel": "emg_lens.models.attached",
     "attach": "emg_lens.models.attached",
+    "attach_braindecode": "emg_lens.models.attached.zoo",
     "HookedBiosignalModel": "emg_lens.models.base",
     "HookedEncoder": "emg_lens.models.base",
     "from_torch_encoder": "emg_lens.models.converted.torch_encoder",

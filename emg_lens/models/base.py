@@ -38,6 +38,7 @@ from emg_lens.components import ConfigInit, TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
+    CacheKeyError,
     ConfigError,
     InputShapeError,
     InputValueError,
@@ -325,9 +326,16 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
                 f"signals are {describe(signals)}; accepted: {accepted} of real numbers "
                 "(not bool or complex)"
             )
-        if signals.ndim == 2:
-            signals = signals[None]
-        self._check_input_shape(tuple(signals.shape))
+        window = signals.ndim == 2  # one [channel, time] window, batched (docs/DESIGN.md §2)
+        try:
+            self._check_input_shape(tuple(signals[None].shape if window else signals.shape))
+        except InputShapeError as exc:  # the shape given, not the one the window became
+            if not window:
+                raise
+            raise InputShapeError(
+                f"{exc}, read from one [channels, time] window of shape {list(signals.shape)}"
+            ) from None
+        signals = signals[None] if window else signals
         if len(signals) == 0:
             raise InputShapeError(
                 f"signals are a batch of 0 windows {list(signals.shape)}; accepted: {accepted} "
@@ -431,7 +439,31 @@ class EncoderCache(ActivationCache):
     """TransformerLens's `ActivationCache`, with one case TL has no model for: norms in the
     blocks but none at the end (``ln_final`` the identity: PBT, CBraMod). Applying the final
     norm to a stack then leaves it unchanged, as TL does for a model without norms, instead of
-    looking for an ``ln_final`` scale that no hook caches (TL raised a KeyError)."""
+    looking for an ``ln_final`` scale that no hook caches (TL raised a KeyError). A layer the
+    model lacks is refused by name (`CacheKeyError`, a KeyError as TL's bare one was).
+
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))
+    >>> model.run_with_cache(model.example_input())[1]["pattern", 2]
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.CacheKeyError: cache['pattern', 2]: layer 2 is not a layer of this \
+IsoNet (n_layers=2): a layer is in 0..1, or -2..-1 from the end
+    """
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            layer = key[1] if isinstance(key, tuple) and len(key) > 1 else None
+            n = self.model.cfg.n_layers
+            if isinstance(layer, int | np.integer) and not -n <= layer < n:
+                raise CacheKeyError(
+                    f"cache[{', '.join(map(repr, key))}]: layer {layer} is not a layer of this "
+                    f"{type(self.model).__name__} (n_layers={n}): "
+                    + (f"a layer is in 0..{n - 1}, or -{n}..-1 from the end" if n else "none is")
+                ) from None
+            raise
 
     def apply_ln_to_stack(
         self,

@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-from emg_lens.checkpoints import read_checkpoint_info, user_modules_of
-from emg_lens.data.datasets import load_subject
+from emg_lens.checkpoints import load_checkpoint_data, read_checkpoint_info, user_modules_of
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import CheckpointError, EmgLensError, SpecError
@@ -63,10 +62,7 @@ def load_entry(
         model = load_model(entry, modules, device=None if device is None else str(device))
     except CheckpointError as exc:  # one broken subject: say which, in which folder
         raise CheckpointError(f"subject {subject} (folder {entry}): {exc}") from exc
-    source = metadata.get("data_source")
-    if source is None:
-        raise SpecError(f"{entry}: the checkpoint records no data source to evaluate on")
-    return Subject(model, load_subject(source, int(subject)))
+    return Subject(model, load_checkpoint_data(entry))
 
 
 def known_of(entry: Any) -> dict[str, Any]:

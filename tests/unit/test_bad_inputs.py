@@ -18,10 +18,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from emg_lens import EncoderConfig, cli
-from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+from emg_lens.checkpoints import load_checkpoint, load_checkpoint_data, save_checkpoint
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import (
     ArgumentError,
+    CacheKeyError,
     CheckpointError,
     EmgLensError,
     InputShapeError,
@@ -273,6 +274,13 @@ BAD_INPUTS = [
     ("numpy strings", _forward(np.full((2, 6, 8), "x")), InputValueError, "<U1"),
     ("numpy objects", _forward(np.zeros((2, 6, 8), object)), InputValueError, "object"),
     ("python str", _forward("signals.npy"), InputShapeError, "str"),
+    # issue 74: a 2-D input is one [channels, time] window; a wrong one is named as given
+    (
+        "window of 5 channels",
+        _forward(torch.zeros(5, 8)),
+        InputShapeError,
+        "window of shape [5, 8]",
+    ),
     (
         "nan weights",
         lambda tmp: load_checkpoint(_nan_weights_checkpoint(tmp)),
@@ -288,6 +296,12 @@ BAD_INPUTS = [
     ("config shapes disagree", _config_disagrees_with_weights, CheckpointError, "W_U"),
     ("weights of another shape", _weights_of_another_shape, CheckpointError, "blocks.0.mlp.W_in"),
     ("corrupted checkpoint in study", _corrupted_checkpoint_in_study, CheckpointError, "subject 2"),
+    (
+        "checkpoint data without a data source",
+        lambda tmp: load_checkpoint_data(save_checkpoint(_isonet(), tmp / "bare")),
+        CheckpointError,
+        "bare: its metadata records no data_source and subject",
+    ),
     (
         "subject folder without config.json",
         _subject_folder_without_config,
@@ -482,3 +496,17 @@ def test_a_fully_masked_query_row_is_still_zero_and_finite():
         assert (cache["pattern", layer][:, :, 1] == 0).all()
         assert (cache["z", layer][:, 1] == 0).all()
         assert torch.isfinite(cache["pattern", layer]).all()
+
+
+def test_a_cache_layer_the_model_lacks_is_a_named_key_error():
+    # issue 74: cache["pattern", 2] of two layers was TransformerLens's bare KeyError
+    model = _isonet()
+    _, cache = model.run_with_cache(model.example_input(2))
+    assert cache["pattern", -2] is cache["blocks.0.attn.hook_pattern"]  # TL's keys as they were
+    for layer in (2, -3, np.int64(5)):
+        with pytest.raises(CacheKeyError, match=rf"layer {layer} .* IsoNet \(n_layers=2\): a l"):
+            cache["pattern", layer]
+    with pytest.raises(KeyError) as info:  # a hook name TL does not know stays TL's own miss
+        cache["no_such_hook"]
+    assert not isinstance(info.value, CacheKeyError)
+    assert issubclass(CacheKeyError, KeyError) and str(CacheKeyError("x")) == "x"  # not "'x'"

@@ -461,6 +461,10 @@ def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     capsys.readouterr()
     exec(compile(notebook.text, notebook.where, "exec"), {})
     assert "TokenLayout: 25 tokens" in capsys.readouterr().out
+    # the guide's block that reads subject 1's own test windows (issue 74)
+    (windows,) = [b for b in blocks("python") if b.heading == "## A checkpoint's own test windows"]
+    exec(compile(windows.text, windows.where, "exec"), {})
+    assert "subject 1: " in capsys.readouterr().out
     run_readme(study, {})
     run_readme(export, {})
     # the demo line of the probe block is the one above, at its small size

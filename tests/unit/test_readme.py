@@ -9,17 +9,21 @@ import pytest
 from tests.docs_pages import ROOT, blocks, pages, section
 
 README = ROOT / "README.md"
+ON_THE_DEMO = (README, ROOT / "docs" / "guide" / "notebook.md")
+"""The pages whose blocks read the demo's subject 1 (runs/demo/models/subject_1)."""
 README_MAX_LINES = 250
 """The README is the landing page (issue 49); the manual is the site under docs/."""
 
 
 def save_demo_checkpoint(folder) -> None:
     """A model of the demo's (`emg-lens demo`: its data's shape, `DEMO_MODEL`), untrained, where
-    the demo saves subject 1's: the README's block loads it. It runs on a real demo's output in
-    tests/unit/test_quickstarts.py's slow test of the blocks that read runs/demo."""
+    the demo saves subject 1's, with its data source: the blocks of `ON_THE_DEMO` load it. They
+    run on a real demo's output in tests/unit/test_quickstarts.py's slow test of the blocks that
+    read runs/demo."""
     from emg_lens.checkpoints import save_checkpoint
     from emg_lens.cli.demo import DEMO_MODEL
     from emg_lens.config import EncoderConfig, config_for_data
+    from emg_lens.data.datasets import data_source
     from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
 
@@ -27,7 +31,9 @@ def save_demo_checkpoint(folder) -> None:
     modalities = {"emg": synthetic.n_emg, "acc": 3 * synthetic.n_acc_sensors}
     base = EncoderConfig.preset("demo", **DEMO_MODEL)
     cfg = config_for_data(IsoNet, base, modalities, synthetic.n_gestures, preprocess.window)
-    save_checkpoint(IsoNet(cfg), folder / "runs" / "demo" / "models" / "subject_1")
+    source = data_source("synthetic", synthetic=synthetic, preprocess=preprocess)
+    path = folder / "runs" / "demo" / "models" / "subject_1"
+    save_checkpoint(IsoNet(cfg), path, metadata={"subject": 1, "data_source": source})
 
 
 @pytest.mark.parametrize(
@@ -35,16 +41,18 @@ def save_demo_checkpoint(folder) -> None:
 )
 @pytest.mark.slow
 def test_every_python_block_runs_as_printed(page, tmp_path, monkeypatch, capsys):
-    """Each ``python`` block of a page, in a fresh namespace, in an empty working folder (the
-    README's, beside a model where `make demo` saves one)."""
+    """Each ``python`` block of a page, in a fresh namespace, in an empty working folder (those
+    of `ON_THE_DEMO`, beside a model where `make demo` saves one)."""
     monkeypatch.chdir(tmp_path)
-    if page == README:
+    if page in ON_THE_DEMO:
         save_demo_checkpoint(tmp_path)
     for block in (b for b in blocks("python") if b.page == page):
         exec(compile(block.text, block.where, "exec"), {})
     out = capsys.readouterr().out
     if page == README:  # the demo's models: two layers over 12 sEMG and 12 ACC tokens
         assert "TokenLayout: 25 tokens" in out and "CLS -> acc attention per head" in out
+    if page == ON_THE_DEMO[1]:  # its test windows: the demo's 8 gestures, subject 1's
+        assert "subject 1: 928 test windows" in out
 
 
 def test_readme_is_a_landing_page_with_the_two_commands_and_links_into_the_site():

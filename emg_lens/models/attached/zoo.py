@@ -482,6 +482,7 @@ def attach_braindecode(
     ``ch_names``, one per input channel, and ``n_times``, the window's samples. Given where
     the model knows its own, they must agree with it.
 
+    >>> from emg_lens.models import attach_braindecode
     >>> from emg_lens.models.attached.examples import TinyAttention
     >>> attach_braindecode(TinyAttention())
     Traceback (most recent call last):

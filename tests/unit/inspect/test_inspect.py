@@ -542,7 +542,7 @@ def test_inspect_command_writes_tables_and_figures(tmp_path, monkeypatch, capsys
         asked.append((src, subject))
         return data
 
-    monkeypatch.setattr(report_module, "load_subject", load_subject)
+    monkeypatch.setattr("emg_lens.data.datasets.load_subject", load_subject)  # checkpoint data
     out = tmp_path / "inspect"
     argv = ["inspect", "--checkpoint", str(path), "--out", str(out), "--n-windows", "20"]
     assert main(argv) == 0

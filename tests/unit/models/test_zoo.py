@@ -9,6 +9,8 @@ fold patches or channels into the batch and the cut differs between them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -30,6 +32,17 @@ def test_the_table_covers_the_tested_models():
     assert set(ZOO) == set(table.ZOO_SMALL) | set(CONVERTED)
     assert {f"zoo_{name}" for name in ZOO} <= set(table.names("attached"))
     assert {name for name, entry in ZOO.items() if entry.converter} == set(CONVERTED)
+
+
+def test_attach_braindecode_is_importable_beside_attach_and_loads_nothing_until_used():
+    # issue 74: the API index and a converter's refusal name emg_lens.models.attach_braindecode,
+    # which raised ImportError (it lived in the zoo module only)
+    from emg_lens.models import attach_braindecode as exported
+
+    assert exported is attach_braindecode
+    loaded = "import emg_lens.models, sys; print(sorted(m for m in sys.modules if 'zoo' in m"
+    loaded += " or m.split('.')[0] in ('braindecode', 'torch')))"
+    assert subprocess.check_output([sys.executable, "-c", loaded], text=True).strip() == "[]"
 
 
 @pytest.mark.parametrize("name", ["PBT", "Labram"])

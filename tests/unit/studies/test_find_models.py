@@ -103,3 +103,28 @@ def test_a_study_run_and_a_discovery_name_both_folders(backup_beside):
         run_discovery(
             {"kind": "discovery", "name": "d", "models": str(backup_beside)}, progress=False
         )
+
+
+@pytest.mark.parametrize(
+    "folders, meant",
+    [
+        (["models/subject_1"], "models"),  # --models runs/demo, the demo's in runs/demo/models
+        (["models/subject_1", "old/subject_1"], "models"),  # models/ of several
+        (["old/subject_1", "older/subject_1"], None),  # which? no guess
+    ],
+)
+def test_a_models_folder_one_level_too_high_says_which_was_meant(tmp_path, folders, meant):
+    # issue 74: `--models runs/demo` said only that runs/demo holds no subject_<N>/ folders
+    _models(tmp_path, dict.fromkeys(folders, 1))
+    guess = f"; did you mean {tmp_path / meant}?" if meant else ""
+    with pytest.raises(SpecError) as info:
+        find_models(tmp_path)
+    assert str(info.value).endswith(f"checkpoint folders in {tmp_path}{guess}")
+
+
+def test_evaluate_names_a_checkpoint_that_records_no_data_source(tmp_path, capsys):
+    # issue 74: evaluate read metadata["data_source"] itself: a bare KeyError('data_source')
+    save_checkpoint(tiny_isonet(0), tmp_path / "subject_1", metadata={"subject": 1})
+    assert main(["evaluate", "--models", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "subject_1: its metadata records no data_source" in err and "Traceback" not in err

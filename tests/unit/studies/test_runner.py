@@ -16,6 +16,7 @@ import torch
 from emg_lens import EncoderConfig
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.components.attention import Attention
+from emg_lens.data import datasets as datasets_module
 from emg_lens.data.datasets import data_source
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
@@ -30,7 +31,6 @@ from emg_lens.hooks import (
 )
 from emg_lens.models import IsoNet
 from emg_lens.studies import StudyError, StudyResult, StudySpec, expand_grid, run_study
-from emg_lens.studies import subjects as subjects_module
 from emg_lens.studies.ablation import evaluate as evaluate_module
 from emg_lens.studies.ablation import runner as runner_module
 from emg_lens.studies.ablation.grid import BASELINE
@@ -663,14 +663,14 @@ def test_run_study_from_checkpoints(tmp_path, monkeypatch, no_figures):
             metadata={"subject": subject, "data_source": SOURCE},
         )
     loaded = {}
-    real_load = subjects_module.load_subject
+    real_load = datasets_module.load_subject
 
     def load_subject(source, subject):
         assert source == json.loads(json.dumps(SOURCE))
         loaded[subject] = real_load(source, subject)
         return loaded[subject]
 
-    monkeypatch.setattr(subjects_module, "load_subject", load_subject)
+    monkeypatch.setattr(datasets_module, "load_subject", load_subject)  # load_checkpoint_data's
     spec = _spec(layers={"modes": ["all"]}, heads=["all"])
     result = run_study(spec, models=models, out_dir=tmp_path / "out", progress=False)
     assert sorted(loaded) == [1, 2]
