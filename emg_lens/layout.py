@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
-from emg_lens.errors import LayoutError, check_channel_names, check_int, check_names, describe
+from emg_lens.errors import LayoutError, check_channel_names, check_names, describe
 
 __all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
 
@@ -345,7 +345,7 @@ def checked_edge_masks(
     ...                    scores=lambda layer: (2, 2), layers="1 layer")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.LayoutError: edge_masks key (a layer; 1 layer) must be an int in 0..0, got 1
+    emg_lens.errors.LayoutError: edge_masks key 1 is not a layer in [0, 0] (1 layer)
     """
     if not edge_masks:
         return {}
@@ -355,7 +355,10 @@ def checked_edge_masks(
             f"got {describe(edge_masks)}"
         )
     for layer, mask in edge_masks.items():
-        check_int(layer, f"{what} key (a layer; {layers})", 0, n_layers - 1, LayoutError)
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+            raise LayoutError(
+                f"{what} key {layer!r} is not a layer in [0, {n_layers - 1}] ({layers})"
+            )
         shape = tuple(scores(layer))
         if (
             not isinstance(mask, torch.Tensor)

@@ -559,8 +559,8 @@ def inspect_checkpoint(
     meta = read_checkpoint_info(checkpoint)["metadata"]
     if progress is not None:
         progress(f"[1/5] loading {checkpoint} and its subject's test windows")
-    data = select_windows(load_checkpoint_data(checkpoint), n_windows)  # refused before the model
-    model = load_checkpoint(checkpoint, device=device)
+    model = load_checkpoint(checkpoint, device=device)  # refuses a bad config before any data
+    data = select_windows(load_checkpoint_data(checkpoint), n_windows)
     return inspect_model(
         model,
         data,

@@ -155,7 +155,7 @@ def test_the_subject_is_found_where_it_was_planted_beside_the_input_and_the_null
     report = probe_subjects((model, data), groups=["cls", "emg", "acc"], layers=[0, last],
                             folds=4, transfer=False)  # fmt: skip
     probes = report.probes.set_index(["model", "group", "layer"])
-    print(probes["accuracy"].unstack("layer").round(3))
+    print(report.probes.round(3).to_string())  # the null: one row per seed
     accuracy, chance = probes["accuracy"], float(report.probes["chance"].iloc[0])
     assert (report.probes["fold_unit"] == "trial").all() and chance == pytest.approx(1 / 3)
     # planted in the input, on the ACC tokens: found there at every layer (the input carries it

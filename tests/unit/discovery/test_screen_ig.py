@@ -284,7 +284,7 @@ def test_an_ig_study_writes_the_plain_studys_tables_and_says_which_screen(model,
     assert set(ig.screen["method"]) == {"ig", "exact"}
     assert set(plain.screen["method"]) == {"linear", "exact"}
     summary = " ".join(ig.to_markdown().split())
-    assert "Screen vs exact (integrated gradients, EAP-IG, 2 path points; `screen`)" in summary
+    assert "screen (integrated gradients, EAP-IG, 2 path points; `screen`)" in summary
     assert "(plain attribution; `screen`)" in " ".join(plain.to_markdown().split())
     for result in (plain, ig):
         cpr, cmd = result.circuits[["cpr", "cmd"]].iloc[0]
