@@ -9,9 +9,10 @@ rejects too often on values that lean left. Per study size this script prints, o
 one-sided test of TOST rejects (the claim's lower bound clears −5 %): by Student's t
 (`emg_lens.stats.compare.t_interval`) and by Johnson's (1978) skewness-corrected t in Hall's
 (1992) monotone form (`emg_lens.stats.compare.skew_t_interval`), with the skewness estimated
-from the few subjects' values, and from their measurement, each subject's trials (what a claim
-computes: `emg_lens.studies.ablation.verdicts.subject_changes`); with the pooled skewness of
-the per-subject Δ%; then one JSON line.
+from the few subjects' values alone, and with the interval spanning that estimate's and their
+measurement's (each subject's trials: `emg_lens.studies.ablation.verdicts.subject_changes`),
+which is what a claim computes; with the pooled skewness of the per-subject Δ%; then one JSON
+line.
 
     python benchmarks/keep_margin_skew.py               # 3,000 studies per size (~2 min)
     python benchmarks/keep_margin_skew.py --quick       # a few, as the test suite runs it
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(
             f"# {row['subjects']:>2} subjects: Student's t {row['student_t']:.3f}, "
             f"skew-corrected t {row['skew_corrected_t']:.3f} (the sample's skewness), "
-            f"{row['measurement_skew_t']:.3f} (the trials'; promised 0.05); "
+            f"{row['measurement_skew_t']:.3f} (both estimates, as a claim; promised 0.05); "
             f"skewness of Δ% {row['skewness']:+.2f}"
         )
     result = {"benchmark": "keep_margin_skew", "rows": rows}
