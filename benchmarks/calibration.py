@@ -465,6 +465,13 @@ def run_checks(families: list[str], quick: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _mark(row) -> str:
+    """✗ beside a share that does not reach its promise; "limit" where no method can."""
+    if row.holds:
+        return ""
+    return " ✗ (a limit)" if getattr(row, "limit", False) else " ✗"
+
+
 def markdown(table: pd.DataFrame) -> str:
     """The table as the docs page shows it."""
     lines = [
@@ -474,7 +481,7 @@ def markdown(table: pd.DataFrame) -> str:
     for r in table.itertuples():
         lines.append(
             f"| {r.inference} | {r.design} | {r.sense} {r.bound:.3g} | {r.share:.3f}"
-            f"{'' if r.holds else ' ✗'} | {r.low:.3f}–{r.high:.3f} | {r.draws} |"
+            f"{_mark(r)} | {r.low:.3f}–{r.high:.3f} | {r.draws} |"
         )
     return "\n".join(lines)
 
