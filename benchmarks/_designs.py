@@ -176,7 +176,9 @@ def moves_of(montage_name: str) -> list[ChannelMap]:
 # ----------------------------------------------------------------------------- subjects
 
 
-def subject_changes(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+def subject_changes(
+    kind: str, n: int, rng: np.random.Generator, base: np.ndarray | None = None
+) -> np.ndarray:
     """Each of ``n`` subjects' true change of accuracy, in % of its baseline, under a design:
 
     - ``"zero-inflated"``: 70 % of subjects exactly unchanged, the others losing all of it
@@ -187,7 +189,11 @@ def subject_changes(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     - ``"rare subgroup"``: 10 % of subjects lose 41–71 %, the rest 1 % (the shape of notebook
       06's subjects: the one that learned the XOR loses it, the others barely move);
     - ``"heavy-tailed"``: −5 % on average, spread as Student's t with 3 degrees of freedom
-      (scale 2 points).
+      (scale 2 points);
+    - ``"proportional"``: the change grows with the subject's baseline accuracy ``base`` (in
+      0.80–0.95): from 0 at 0.80 to −10 % at 0.95, ± 1 point; the subjects' mean change is −5 %
+      and the ratio of their mean accuracies −5.14 %, so a table's Δ% (the ratio of means) and
+      a claim's (the mean of ratios) measure two things here.
     """
     if kind == "zero-inflated":
         return np.where(rng.uniform(size=n) < 0.3, -100.0, 0.0)
@@ -200,6 +206,8 @@ def subject_changes(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.where(rng.uniform(size=n) < 0.1, -rng.uniform(41.0, 71.0, n), -1.0)
     if kind == "heavy-tailed":
         return -5.0 + 2.0 * rng.standard_t(3, n)
+    if kind == "proportional":
+        return -(200.0 / 3.0) * (np.asarray(base) - 0.8) + rng.normal(0.0, 1.0, n)
     raise ValueError(kind)
 
 
@@ -209,6 +217,9 @@ POPULATION_CHANGE = {
     "skewed": 0.0,
     "rare subgroup": 0.1 * -(41.0 + 71.0) / 2 + 0.9 * -1.0,
     "heavy-tailed": -5.0,
+    # the ratio of means, E[b c] / E[b] with b uniform in 0.80-0.95: -(200/3)(E[b²] - 0.8 E[b])
+    # / E[b] = -(200/3)(0.7675 - 0.7) / 0.875
+    "proportional": -(200.0 / 3.0) * (0.7675 - 0.7) / 0.875,
 }
 """The mean change of the whole population each design of `subject_changes` draws from (a
 subject's change is independent of its baseline, so it is also the population's ratio-of-means

@@ -261,7 +261,7 @@ def _delta_coverage(n: int, kind: str) -> Callable[[int], int]:
         covered = 0
         for _ in range(draws):
             base = rng.uniform(0.8, 0.95, n)
-            change = subject_changes(kind, n, rng)
+            change = subject_changes(kind, n, rng, base)
             measured = rng.binomial(200, base) / 200
             masked = rng.binomial(200, np.clip(base * (1 + change / 100), 0, 1)) / 200
             low, high = delta_t_intervals(masked[None], measured)
@@ -304,6 +304,10 @@ def _interval_checks() -> list[Check]:
                 f"{n} subjects, {shape}", "at least", 0.95, _delta_coverage(n, kind), 400, 40,
                 limit=kind == "rare subgroup")
           for shape, kind in SHAPES.items()
+          for n in (2, 3, 5, 8, 12, 20)),
+        *(Check("intervals", "the table's 95 % Δ% interval covers the population's",
+                f"{n} subjects, change growing with the baseline (0 to −10 %)", "at least",
+                0.95, _delta_coverage(n, "proportional"), 400, 40)
           for n in (2, 3, 5, 8, 12, 20)),
         *(Check("intervals", "a claim's 90 % Δ% interval covers the population's",
                 f"{n} subjects, {shape}", "at least", 0.90, _claim_coverage(n, kind), 1000, 100,
