@@ -176,20 +176,23 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
 
 def print_below_baseline(rows: list[dict]) -> None:
     """A line for each subject whose model is below the per-channel feature baseline on the
-    same split (`emg_lens.train.baseline.below_baseline`).
+    same split (`emg_lens.train.baseline.below_baseline`), where the difference's interval over
+    the subject's held-out trials (``test_trials``; its windows where a row has no trial count)
+    stays below 0: a gap over a few trials is not "below" (issue 78).
 
-    >>> print_below_baseline([{"subject": 3, "test_accuracy": 0.27, "baseline_accuracy": 0.41},
-    ...     {"subject": 4, "test_accuracy": 0.9, "baseline_accuracy": 0.9}])
-    ... # doctest: +NORMALIZE_WHITESPACE
-    subject 3: the model's 0.270 is below the per-channel feature baseline's 0.410
-    (log RMS + MAD, logistic regression)
+    >>> print_below_baseline([
+    ...     {"subject": 3, "test_accuracy": 0.27, "baseline_accuracy": 0.41, "test_trials": 200},
+    ...     {"subject": 4, "test_accuracy": 0.27, "baseline_accuracy": 0.41, "test_trials": 5,
+    ...      "n_test": 45}])  # doctest: +NORMALIZE_WHITESPACE
+    subject 3: the model's 0.270 is below the per-channel feature baseline's 0.410 (log RMS +
+    MAD, logistic regression; difference -0.140, 95 % interval [-0.230, -0.047] over 200 trials)
     """
     from emg_lens.train.baseline import below_baseline
 
     for row in rows:
         name = f"subject {row['subject']}"
-        line = below_baseline(
-            name, row["test_accuracy"], row["baseline_accuracy"], n=row.get("n_test")
-        )
+        trials = row.get("test_trials")
+        n, unit = (trials, "trials") if trials is not None else (row.get("n_test"), "windows")
+        line = below_baseline(name, row["test_accuracy"], row["baseline_accuracy"], n=n, unit=unit)
         if line is not None:
             print(line)

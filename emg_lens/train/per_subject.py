@@ -97,6 +97,7 @@ def finetune_subjects(
             "subject": int(subject),
             "n_train": len(train),
             "n_test": len(data.y_test),
+            "test_trials": len(set(data.test_trials.tolist())),  # what an inference counts
             "chance": 1 / data.n_classes,
             "val_accuracy": history.val_accuracy[history.best_epoch],
             "test_accuracy": dataset_accuracy(model, (data.X_test, data.y_test)),

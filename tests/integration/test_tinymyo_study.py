@@ -49,6 +49,8 @@ def test_synthetic_pretrain_finetune_per_subject_and_channel_mixing_study(tmp_pa
         # The checkpoint alone rebuilds the test windows: the same count as fine-tuning saw.
         rebuilt = load_subject(meta["data_source"], meta["subject"])
         assert len(rebuilt.y_test) == row["n_test"]
+        # the below-baseline line counts these trials, not the windows (issue 78)
+        assert row["test_trials"] == len(set(rebuilt.test_trials.tolist())) < row["n_test"]
         assert set(rebuilt.rep_test.tolist()) == {2, 5}
 
     capsys.readouterr()
