@@ -246,28 +246,29 @@ def _measured_third(changes: pd.DataFrame, pct: np.ndarray) -> float | None:
     return float(k3.mean()) if len(k3) and np.isfinite(k3).all() else None
 
 
+def _change_text(r: Any) -> str:
+    """``−1.2 [−4.0, +1.6]``: one subject's own change and its interval, in %."""
+    if not np.isfinite(r.delta_pct):
+        return "n/a"
+    if not (np.isfinite(r.low) and np.isfinite(r.high)):
+        return f"{r.delta_pct:+.1f}"
+    if r.low == r.high:  # no trial changed: exactly unchanged on these trials, no interval
+        return f"{r.delta_pct:+.1f} [no trial changed]"
+    return f"{r.delta_pct:+.1f} [{r.low:+.1f}, {r.high:+.1f}]"
+
+
 def _subjects_text(changes: pd.DataFrame) -> str:
     """``1 −1.2 [−4.0, +1.6]; 2 ...``: each subject's own change and its interval, in %."""
-
-    def one(subject: Any, r: Any) -> str:
-        if not np.isfinite(r.delta_pct):
-            return f"{subject} n/a"
-        if not (np.isfinite(r.low) and np.isfinite(r.high)):
-            return f"{subject} {r.delta_pct:+.1f}"
-        if r.low == r.high:  # no trial changed: exactly unchanged on these trials, no interval
-            return f"{subject} {r.delta_pct:+.1f} [no trial changed]"
-        return f"{subject} {r.delta_pct:+.1f} [{r.low:+.1f}, {r.high:+.1f}]"
-
-    return "; ".join(one(s, r) for s, r in zip(changes.index, changes.itertuples()))
+    return "; ".join(f"{s} {_change_text(r)}" for s, r in zip(changes.index, changes.itertuples()))
 
 
-def _beyond(changes: pd.DataFrame, expect: str, bound: float) -> list[Any]:
+def _beyond(changes: pd.DataFrame, expect: str, bound: float) -> pd.DataFrame:
     """The subjects whose own interval lies wholly past the margin: below ``-bound`` (a keep's
     or a drop's), or above ``+bound`` (a keep's)."""
     past = changes["high"] < -bound
     if expect == "keep":
         past |= changes["low"] > bound
-    return changes.index[past.fillna(False).to_numpy(bool)].tolist()
+    return changes[past.fillna(False).to_numpy(bool)]
 
 
 def evaluate_claims(
@@ -316,7 +317,7 @@ def evaluate_claims(
     counts = counts.reset_index(drop=True)
     baseline_rows = counts[counts["intervention"] == "baseline"]
     n_classes = len(baseline_rows["class_total"].iloc[0]) if len(baseline_rows) else 0
-    rows = []
+    rows, beyond = [], []
     for i, claim in enumerate(claims):
         where = f"claims[{i}]"
         key = matching_keys(claim, counts[counts["intervention"] != "baseline"], where)
@@ -333,6 +334,7 @@ def evaluate_claims(
         unchanged = unchanged[np.isfinite(pct)]
         sd_floor = float(np.sqrt(np.nanmean(unchanged**2))) if len(unchanged) else 0.0
         own = subject_changes(baseline_rows, counts[counts["key"] == key], classes)
+        beyond.append(_beyond(own, claim.expect, claim.bound))
         third = _measured_third(own, pct)
         if claim.expect == "keep":
             used, p = "tost", tost(pct, claim.bound, sd_floor, third=third)
@@ -368,7 +370,7 @@ def evaluate_claims(
                 "subject_sd": float(np.std(finite, ddof=1)) if len(finite) > 1 else np.nan,
                 "unseen_share": unseen_share(n),
                 "subjects": _subjects_text(own),
-                "beyond_margin": " ".join(map(str, _beyond(own, claim.expect, claim.bound))),
+                "beyond_margin": " ".join(map(str, beyond[-1].index)),
             }
         )
     extra = ["margin", "ci_level", "sd_floor", "floor_unit", "subject_sd", *CLAIM_COLUMNS[-3:]]
@@ -381,7 +383,8 @@ def evaluate_claims(
     family = int(np.isfinite(table.loc[drops, "p"].to_numpy(float)).sum())
     table["stars"] = [stars(p) if c.expect == "drop" else "" for p, c in zip(table.p_corr, claims)]
     verdicts = [
-        _verdict(claim, row, family, correction) for claim, row in zip(claims, table.itertuples())
+        _verdict(claim, row, family, correction, past)
+        for claim, row, past in zip(claims, table.itertuples(), beyond)
     ]
     table["verdict"] = [v for v, _ in verdicts]
     table["reason"] = [r for _, r in verdicts]
@@ -455,12 +458,10 @@ def _reach(row: Any, bound: float) -> str:
     )
 
 
-def _past_margin(row: Any) -> str:
-    """``subject 3 (−41.0 [−52.1, −29.9])``: the subjects whose own interval lies past the
-    margin, with their changes."""
-    named = set(str(row.beyond_margin).split())
-    found = [e.split(" ", 1) for e in str(row.subjects).split("; ")]
-    listed = [f"{who} ({what})" for who, what in found if who in named]
+def _past_margin(past: pd.DataFrame) -> str:
+    """``, but subject 3 (−41.0 [−52.1, −29.9]) changed past the margin …``: the subjects
+    whose own interval lies past the margin, with their changes."""
+    listed = [f"{s} ({_change_text(r)})" for s, r in zip(past.index, past.itertuples())]
     word = "subject" if len(listed) == 1 else "subjects"
     return (
         f", but {word} {', '.join(listed)} changed past the margin on their own trials "
@@ -468,8 +469,11 @@ def _past_margin(row: Any) -> str:
     )
 
 
-def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]:
-    """``(verdict, why)`` of one evaluated claim (rules: the module docstring)."""
+def _verdict(
+    claim: Claim, row: Any, m: int, correction: str, past: pd.DataFrame
+) -> tuple[str, str]:
+    """``(verdict, why)`` of one evaluated claim (rules: the module docstring); ``past``: its
+    subjects whose own change lies past the margin (`_beyond`)."""
     bound = claim.bound
     interval = f"{100 * row.ci_level:g}% interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
     if getattr(row, "sd_floor", 0) > getattr(row, "subject_sd", np.inf):  # the floor widened it
@@ -482,14 +486,13 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
         "some subjects exactly unchanged while they change others"
     )
     alike = row.n < KEEP_MIN_SUBJECTS and not row.subject_sd > 0
-    past = bool(str(getattr(row, "beyond_margin", "")).strip())
     if claim.expect == "keep":
         if no_interval:
             return "cannot tell", NO_INTERVAL
         if by_interval == "holds" and alike:
             return "cannot tell", f"{interval} lies within ±{bound:g}%{few}"
-        if by_interval == "holds" and past:
-            return "cannot tell", f"{interval} lies within ±{bound:g}%{_past_margin(row)}"
+        if by_interval == "holds" and not past.empty:
+            return "cannot tell", f"{interval} lies within ±{bound:g}%{_past_margin(past)}"
         if by_interval == "holds":
             held = f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
             return "holds", held + _reach(row, bound)
@@ -508,8 +511,8 @@ def _verdict(claim: Claim, row: Any, m: int, correction: str) -> tuple[str, str]
     above = f"{found}, and the {interval} lies wholly above -{bound:g}%"
     if by_interval == "fails" and alike:
         return "cannot tell", above + few
-    if by_interval == "fails" and past:
-        return "cannot tell", above + _past_margin(row)
+    if by_interval == "fails" and not past.empty:
+        return "cannot tell", above + _past_margin(past)
     if by_interval == "fails":
         return "fails", above + _reach(row, bound)
     why = f"{found}, but the {interval} reaches below -{bound:g}%"
