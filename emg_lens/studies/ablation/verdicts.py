@@ -173,9 +173,10 @@ def subject_changes(
     ``trial_hits``) it is paired by trial, as both conditions scored the same windows: the
     ratio ``Σ (h_masked − h_baseline) / Σ h_baseline`` over the trials of ``classes``,
     linearised, with Student's t over its trials (``unit`` ``"trial"``). Cells stored without
-    trials have only their counts: the two conditions' windows then count as independent
-    samples (``unit`` ``"window"``), wider than the pairing would give. NaN bounds where a
-    subject has fewer than 2 trials or no correct baseline window.
+    trials have only their counts (``unit`` ``"window"``): their windows overlap and share
+    their trial, so they are no independent sample, and such a subject gets its change with
+    no interval (it then stops no claim). NaN bounds too where a subject has fewer than 2
+    trials or no correct baseline window.
 
     >>> def cell(subject, key, hits):
     ...     return {"subject": subject, "key": key, "class_correct": [sum(hits)],
@@ -224,12 +225,6 @@ def subject_changes(
                 row["low"], row["high"] = 100 * (ratio - half), 100 * (ratio + half)
                 if len(b) > 2:  # the third cumulant of a mean of T trials: theirs over T²
                     row["k3"] = float(sps.kstat(100 * influence, 3)) / len(b) ** 2
-            elif not by_trial:
-                windows = float(np.asarray(base.class_total)[classes].sum())
-                pb, pm = total_b / windows, float(m.sum()) / windows
-                se = np.sqrt((pb * (1 - pb) + pm * (1 - pm)) / windows) / pb
-                half = sps.norm.ppf(1 - ALPHA / n) * se
-                row["low"], row["high"] = 100 * (ratio - half), 100 * (ratio + half)
         out[base.subject] = row
     columns = ["delta_pct", "low", "high", "unit", "k3"]
     return pd.DataFrame.from_dict(out, orient="index", columns=columns)

@@ -695,3 +695,16 @@ def test_a_subject_past_the_margin_stops_a_keep_its_mean_would_let_hold():
     assert -5 < row.ci_low < row.ci_high < 5 and row.beyond_margin == "7"
     assert row.verdict == "cannot tell"
     assert "subject 7 (-10.0 [" in row.reason and "past the margin" in row.reason
+
+
+def test_cells_stored_without_trials_give_a_subject_no_interval_over_its_windows():
+    """A subject's own interval counts its trials; windows overlap and share their trial, so
+    cells holding only class counts give each subject its change and no interval, and so
+    stop no claim (issue 78)."""
+    from emg_lens.studies.ablation.verdicts import subject_changes
+
+    counts = _trial_counts(3, 20, {2: 10}).drop(columns=["trial_class", "trial_windows"])
+    counts = counts.drop(columns=["trial_hits"])
+    own = subject_changes(counts[counts.key == "baseline"], counts[counts.key == "cross"], [0])
+    assert (own["unit"] == "window").all() and own.loc[2, "delta_pct"] == pytest.approx(-50.0)
+    assert own[["low", "high"]].isna().all().all()
