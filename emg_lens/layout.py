@@ -21,7 +21,10 @@ sets use to select channels and scalp regions (`emg_lens.edges`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import warnings
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +33,13 @@ from jaxtyping import Bool, Int
 
 from emg_lens.errors import LayoutError, check_channel_names, check_names, describe
 
-__all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
+__all__ = [
+    "CLS",
+    "TokenLayout",
+    "check_mask_shape",
+    "checked_edge_masks",
+    "warn_keyless_queries",
+]
 
 CLS = "cls"
 """The group name of the CLS token."""
@@ -44,7 +53,9 @@ class TokenLayout:
     batch), or -1 for tokens that embed no channel (CLS); ``time`` is the patch index within
     the window, or -1. ``channel_names`` (optional) names the input channels, indexed by the
     ``channel`` ids (a model's `EncoderConfig.channel_names`); a token with channel -1 has no
-    name.
+    name. ``time`` orders the tokens in time (the time edge sets read it: `reads_earlier`, ...);
+    ``time_step`` (optional), the seconds from one time index to the next, places a token of
+    time ``t`` at ``t * time_step`` seconds into the window (its start).
     """
 
     group: tuple[str, ...]
@@ -52,6 +63,7 @@ class TokenLayout:
     time: tuple[int, ...]
     channel_names: tuple[str, ...] | None = None
     queries: TokenLayout | None = None
+    time_step: float | None = None
 
     def __post_init__(self) -> None:
         if self.queries is not None and (
@@ -71,6 +83,17 @@ class TokenLayout:
         check_names(dict.fromkeys(self.group), "TokenLayout groups")  # they name tokens too
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
+        step = self.time_step
+        if step is not None and (
+            isinstance(step, bool)
+            or not isinstance(step, int | float)
+            or not math.isfinite(step)
+            or step <= 0
+        ):
+            raise LayoutError(
+                "TokenLayout.time_step must be None or the seconds from one time index to the "
+                f"next (a positive number, e.g. 0.1), got {step!r}"
+            )
 
     def _checked_names(self, names: object) -> tuple[str, ...]:
         what = "TokenLayout.channel_names"
@@ -95,12 +118,13 @@ class TokenLayout:
         n_patches: int = 1,
         cls_token: bool = True,
         channel_names: Sequence[str] | None = None,
+        time_step: float | None = None,
     ) -> TokenLayout:
         """The layout of channel(-patch) tokens, channel-major, after an optional CLS token.
 
         Channels are numbered across modalities in ``modalities`` order, so token ``channel``
         is the row of the ``[batch, channels, time]`` input it embeds; ``channel_names``, one
-        per channel in that order, names them.
+        per channel in that order, names them; ``time_step``, the seconds a patch lasts.
 
         >>> TokenLayout.channel_tokens({"emg": 2}, n_patches=2, cls_token=False).time
         (0, 1, 0, 1)
@@ -114,7 +138,7 @@ class TokenLayout:
                 for t in range(n_patches):
                     group.append(name), channel.append(c), time.append(t)
             first += count
-        return cls(tuple(group), tuple(channel), tuple(time), channel_names)  # type: ignore[arg-type]
+        return cls(tuple(group), tuple(channel), tuple(time), channel_names, None, time_step)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ queries
     @property
@@ -149,7 +173,7 @@ class TokenLayout:
                 "TokenLayout.cross(queries, keys) takes two TokenLayouts, got "
                 f"{type(queries).__name__} and {type(keys).__name__}"
             )
-        return cls(keys.group, keys.channel, keys.time, keys.channel_names, queries=queries)
+        return cls(keys.group, keys.channel, keys.time, keys.channel_names, queries, keys.time_step)
 
     @property
     def all_groups(self) -> tuple[str, ...]:
@@ -211,6 +235,24 @@ class TokenLayout:
     def time_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.time, dtype=torch.long)
 
+    def token_name(self, position: int) -> str:
+        """Token ``position`` in words: its position, group, channel and time.
+
+        >>> TokenLayout.channel_tokens({"eeg": 1}, n_patches=2, channel_names=["Cz"]).token_name(2)
+        '2 (eeg Cz t1)'
+        """
+        name, channel, time = (
+            self.channel_name(position),
+            self.channel[position],
+            self.time[position],
+        )
+        parts = [self.group[position]]
+        if channel >= 0:
+            parts.append(name or f"ch{channel}")
+        if time >= 0:
+            parts.append(f"t{time}")
+        return f"{position} ({' '.join(parts)})"
+
     def describe_sides(self) -> str:
         """``"n tokens"``, or ``"n query tokens attending m key tokens"`` for cross-attention."""
         if self.queries is None:
@@ -242,6 +284,8 @@ class TokenLayout:
             out["channel_names"] = list(self.channel_names)
         if self.queries is not None:
             out["queries"] = self.queries.to_dict()
+        if self.time_step is not None:
+            out["time_step"] = self.time_step
         return out
 
     @classmethod
@@ -252,7 +296,11 @@ class TokenLayout:
                 "a layout must be a dict with lists 'group', 'channel' and 'time' (one entry per "
                 f"token) and optionally 'channel_names', got {describe(data)}"
             )
-        fields = {key: tuple(value) for key, value in data.items() if key != "queries"}
+        fields = {
+            key: value if key == "time_step" else tuple(value)
+            for key, value in data.items()
+            if key != "queries"
+        }
         queries = data.get("queries")
         return cls(**fields, queries=None if queries is None else cls.from_dict(queries))
 
@@ -331,12 +379,14 @@ def checked_edge_masks(
     scores: Any,
     layers: str,
     what: str = "edge_masks",
+    layout_of: Callable[[int], TokenLayout] | None = None,
 ) -> dict[int, Bool[torch.Tensor, "... query key"]]:
     """``edge_masks`` checked as every tier's forward takes them: a dict of layer (an int in
     ``[0, n_layers)``; ``layers`` says what counts them) -> a bool mask whose last two sizes
     are that layer's ``scores(layer)`` ``(query, key)``; anything else is a `LayoutError`
     naming the key or mask and what is accepted. Broadcasting over batch and heads is the
-    caller's to check.
+    caller's to check. A mask that leaves a query no key is warned of (`warn_keyless_queries`,
+    its tokens named by ``layout_of(layer)``).
 
     >>> checked_edge_masks({0: torch.zeros(2, 2, dtype=torch.bool)}, n_layers=1,
     ...                    scores=lambda layer: (2, 2), layers="1 layer")[0].shape
@@ -369,4 +419,54 @@ def checked_edge_masks(
                 f"{what}[{layer}] must be a bool tensor [..., {shape[0]}, {shape[1]}] over "
                 f"the whole layout, got {describe(mask)}"
             )
+        warn_keyless_queries(mask, layer, None if layout_of is None else layout_of(layer))
     return dict(edge_masks)
+
+
+_CHECKED: dict[int, weakref.ref] = {}  # the masks already looked at, by id (once per mask)
+
+
+def warn_keyless_queries(
+    mask: Bool[torch.Tensor, "... query key"], layer: int | None, layout: TokenLayout | None
+) -> None:
+    """Warn where ``mask`` (True = cut) cuts every key of a query on a head (in any row of a
+    batched mask), naming the layer, the heads and the query tokens (by ``layout``, where
+    given). Such a query attends to nothing: emg_lens gives it a zero attention pattern row,
+    so its attention output is zero there (not NaN, not a uniform row) and only its residual
+    stream goes on. Each mask tensor is looked at once, however many forwards it is used in.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     warn_keyless_queries(torch.tensor([[[True, True], [False, True]]]), 0, None)
+    >>> print(seen[0].message)  # doctest: +ELLIPSIS
+    the cut in layer 0 leaves query 0 no key on head(s) 0: ...
+    """
+    if id(mask) in _CHECKED and _CHECKED[id(mask)]() is mask:
+        return
+    if mask.shape[-1] and mask.shape[-2]:
+        empty = mask.all(-1)  # [..., head, query], or [query]
+        heads = empty[None] if empty.ndim == 1 else empty.reshape(-1, *empty.shape[-2:]).any(0)
+        by_rows: dict[tuple[int, ...], list[int]] = {}  # the heads that leave these rows
+        for h, row in enumerate(heads.cpu()):
+            if rows := tuple(row.nonzero().flatten().tolist()):
+                by_rows.setdefault(rows, []).append(h)
+        side = None if layout is None else layout.query_side
+        parts = []
+        for rows, on in by_rows.items():
+            named = [str(q) if side is None else side.token_name(q) for q in rows[:4]]
+            more = f" and {len(rows) - 4} more" if len(rows) > 4 else ""
+            head = "every head" if empty.ndim == 1 else f"head(s) {', '.join(map(str, on))}"
+            query = "queries" if len(rows) > 1 else "query"
+            parts.append(f"{query} {', '.join(named)}{more} no key on {head}")
+        if parts:
+            where = "" if layer is None else f" in layer {layer}"
+            warnings.warn(
+                f"the cut{where} leaves {'; '.join(parts)}: every key of such a query is cut, "
+                "so it attends to nothing; emg_lens gives it a zero attention pattern row (its "
+                "attention output is 0 there, not NaN nor a uniform row) and only its residual "
+                "stream goes on",
+                stacklevel=3,
+            )
+    key = id(mask)
+    _CHECKED[key] = weakref.ref(mask, lambda _: _CHECKED.pop(key, None))

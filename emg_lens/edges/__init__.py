@@ -16,6 +16,8 @@ model:
 | `from_cls` | k is CLS, q is not (information flowing *from* CLS) |
 | `same_channel` / `cross_channel` | both tokens embed a channel; equal / different channel |
 | `time_window(max_lag, min_lag=0)` | tokens ``min_lag`` to ``max_lag`` time patches apart |
+| `reads_earlier` / `reads_later` | k is earlier / later in time than q (``t_k < t_q`` / ``>``) |
+| `time_span(a, b, c, d, seconds=False)` | q's time in ``[a, b)`` reads k's in ``[c, d)`` |
 | `heads(*indices)` | every edge, on the given heads only |
 | `layers(*indices)` | every edge, in the given blocks only (compiles per layer) |
 | `all_edges` / `no_edges` | every edge / none |
@@ -95,7 +97,10 @@ from emg_lens.edges.selectors import (
     heads,
     layers,
     no_edges,
+    reads_earlier,
+    reads_later,
     same_channel,
+    time_span,
     time_window,
     to_cls,
     unimodal,
@@ -116,7 +121,10 @@ __all__ = [
     "layers",
     "no_edges",
     "parse",
+    "reads_earlier",
+    "reads_later",
     "same_channel",
+    "time_span",
     "time_window",
     "to_cls",
     "unimodal",

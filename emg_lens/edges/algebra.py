@@ -79,6 +79,29 @@ class CompileContext:
                 f"{self.groups})"
             )
 
+    def times(self, selector: EdgeSet, distinct: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``time_q`` ``[query, 1]`` and ``time_k`` ``[1, key]`` (-1: a token without time),
+        refusing a layout whose queries or keys have no time, or whose tokens hold fewer
+        than ``distinct`` times (an order needs two)."""
+        sides = (("query", self.layout.query_side), ("key", self.layout))
+        times = {t for _, side in sides for t in side.time if t >= 0}
+        untimed = [what for what, side in sides if max(side.time) < 0]
+        if untimed or len(times) < distinct:
+            why = (
+                f"its {untimed[0]} tokens have no time (TokenLayout.time -1 for each)"
+                if untimed
+                else f"its tokens are all at time {min(times)}, so none is earlier than another"
+            )
+            raise LayoutError(
+                f"edge set {selector} reads the tokens' order in time, but this layout "
+                f"({self.layout.describe_sides()}, groups {self.groups}) has none: {why}; it "
+                "needs tokens ordered in time (TokenLayout.time >= 0): a channel's patches "
+                "(TokenLayout.channel_tokens with n_patches > 1, IsoNet or TinyMyo with "
+                "patch_samples), or time slices (braindecode's EEGConformer, CTNet, BENDR, "
+                "attached); CLS, learned queries and channel tokens without patches have none"
+            )
+        return self.time_q, self.time_k
+
     def constant(self, value: bool) -> PartialMask:
         return torch.full((1, 1), value, dtype=torch.bool, device=self.device)
 

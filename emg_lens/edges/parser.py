@@ -22,7 +22,7 @@ from emg_lens.errors import ArgumentError, EdgeExpressionError
 @dataclass(frozen=True)
 class _Param:
     name: str
-    kind: str  # "group", "int", "flag", "ints" (any number of ints), "region" or "names"
+    kind: str  # "group", "int", "number", "flag", "ints" (any number of ints), "region", "names"
     default: Any = None  # None: required
 
 
@@ -50,6 +50,7 @@ class _Selector:
 
 
 _GROUP, _INT, _FLAG, _INTS, _REGION, _NAMES = "group", "int", "flag", "ints", "region", "names"
+_NUMBER, _ENDS = "number", ("start", "stop")  # a number: an int, or a decimal (seconds)
 _VARIADIC = (_INTS, _NAMES)  # any number of positional values, no keywords
 _SELECTORS: dict[str, _Selector] = {
     s.name: s
@@ -73,7 +74,17 @@ _SELECTORS: dict[str, _Selector] = {
         _Selector("heads", selectors.heads, (_Param("index", _INTS),)),
         _Selector("layers", selectors.layers, (_Param("index", _INTS),)),
         _Selector("no_edges", selectors.no_edges),
+        _Selector("reads_earlier", selectors.reads_earlier),
+        _Selector("reads_later", selectors.reads_later),
         _Selector("same_channel", selectors.same_channel),
+        _Selector(
+            "time_span",
+            selectors.time_span,
+            (
+                *(_Param(f"{side}_{end}", _NUMBER) for side in ("query", "key") for end in _ENDS),
+                _Param("seconds", _FLAG, False),
+            ),
+        ),
         _Selector(
             "time_window",
             selectors.time_window,
@@ -95,7 +106,7 @@ _ARGUMENT = ("name", "int", "string")  # the tokens a selector's argument or its
 # A quoted group name ('emg' or "emg", as Python would write it) is a "string" token; an
 # unterminated quote is a "bad" character. "+" joins the names of a region argument.
 _TOKEN_RE = re.compile(
-    r"\s*(?:(?P<name>[^\W\d]\w*)|(?P<int>\d+)|(?P<string>'[^'\n]*'|\"[^\"\n]*\")"
+    r"\s*(?:(?P<name>[^\W\d]\w*)|(?P<int>\d+(?:\.\d+)?(?:e-?\d+)?)|(?P<string>'[^'\n]*'|\"[^\"\n]*\")"
     r"|(?P<punct>[()|&~,=+-])|(?P<bad>\S))"
 )
 
@@ -372,12 +383,15 @@ class _Parser:
                     f"a group name (an identifier such as emg, acc or cls) in {sel.signature}",
                 )
             return tok.text
-        if param.kind in ("int", "ints"):
-            if tok.kind != "int":
+        if param.kind == _NUMBER and tok.kind == "int":
+            return int(tok.text) if tok.text.isdigit() else float(tok.text)
+        if param.kind in ("int", "ints", _NUMBER):
+            if tok.kind != "int" or not tok.text.isdigit():
+                what = "number" if param.kind == _NUMBER else "integer"
                 raise self.fail_at(
                     tok,
-                    f"{sel.name}: {param.name} must be a non-negative integer, got {tok.text!r}",
-                    f"a non-negative integer in {sel.signature}",
+                    f"{sel.name}: {param.name} must be a non-negative {what}, got {tok.text!r}",
+                    f"a non-negative {what} in {sel.signature}",
                 )
             return int(tok.text)
         # flag
@@ -425,7 +439,7 @@ def parse(expr: str | EdgeSet) -> EdgeSet:
     emg_lens.errors.EdgeExpressionError: invalid edge expression 'cross_modal & foo' at column 15: unknown selector 'foo'
         cross_modal & foo
                       ^^^
-    expected a selector: all_edges, between(query_group,key_group), between_regions(query_region,key_region), channels(name,...), cross_channel, cross_modal(include_cls), cross_region, from_cls, heads(index,...), layers(index,...), no_edges, same_channel, time_window(max_lag,min_lag=0), to_cls, unimodal(include_cls), within(group), within_region(region)
+    expected a selector: all_edges, between(query_group,key_group), between_regions(query_region,key_region), channels(name,...), cross_channel, cross_modal(include_cls), cross_region, from_cls, heads(index,...), layers(index,...), no_edges, reads_earlier, reads_later, same_channel, time_span(query_start,query_stop,key_start,key_stop,seconds), time_window(max_lag,min_lag=0), to_cls, unimodal(include_cls), within(group), within_region(region)
     """  # noqa: E501
     if isinstance(expr, EdgeSet):
         return expr

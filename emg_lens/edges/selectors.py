@@ -11,6 +11,7 @@ a function that builds it, and a row in the parser's table (`emg_lens.edges.pars
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from emg_lens.edges.algebra import (
     Layers,
     PartialMask,
 )
-from emg_lens.errors import ArgumentError, check_int
+from emg_lens.errors import ArgumentError, LayoutError, check_int
 from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
 
@@ -191,14 +192,82 @@ class TimeWindow(EdgeSet):
             )
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
-        both = (ctx.time_q >= 0) & (ctx.time_k >= 0)
-        lag = (ctx.time_q - ctx.time_k).abs()
-        return both & (lag >= self.min_lag) & (lag <= self.max_lag)
+        time_q, time_k = ctx.times(self)
+        lag = (time_q - time_k).abs()
+        return (time_q >= 0) & (time_k >= 0) & (lag >= self.min_lag) & (lag <= self.max_lag)
 
     def __str__(self) -> str:
         if self.min_lag == 0:
             return f"time_window({self.max_lag})"
         return f"time_window({self.max_lag},min_lag={self.min_lag})"
+
+
+@dataclass(frozen=True, repr=False)
+class ReadsEarlier(EdgeSet):
+    """See `reads_earlier` (``later=False``) and `reads_later` (``later=True``)."""
+
+    later: bool = False
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        time_q, time_k = ctx.times(self, distinct=2)
+        timed = (time_q >= 0) & (time_k >= 0)
+        return timed & (time_k > time_q if self.later else time_k < time_q)
+
+    def __str__(self) -> str:
+        return "reads_later" if self.later else "reads_earlier"
+
+
+@dataclass(frozen=True, repr=False)
+class TimeSpan(EdgeSet):
+    """See `time_span`."""
+
+    query_start: float
+    query_stop: float
+    key_start: float
+    key_stop: float
+    seconds: bool = False
+
+    def __post_init__(self) -> None:
+        _check_flag(self.seconds, "time_span(seconds=...)")
+        names = ("query_start", "query_stop", "key_start", "key_stop")
+        for name in names:
+            value = getattr(self, name)
+            if not self.seconds:
+                check_int(value, f"time_span({name}) (a time index; seconds=True for seconds)")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ArgumentError(
+                    f"time_span({name}) must be a time in seconds >= 0, got {value!r}"
+                )
+        for start, stop in (names[:2], names[2:]):
+            if getattr(self, start) >= getattr(self, stop):
+                raise ArgumentError(
+                    f"time_span needs {start} < {stop} (a span [start, stop)), got "
+                    f"{getattr(self, start)!r} and {getattr(self, stop)!r}"
+                )
+
+    def _mask(self, ctx: CompileContext) -> PartialMask:
+        time_q, time_k = ctx.times(self)
+        spans = ((time_q, ctx.layout.query_side, self.query_start, self.query_stop),)
+        spans += ((time_k, ctx.layout, self.key_start, self.key_stop),)
+        inside = []
+        for time, side, start, stop in spans:
+            if self.seconds:  # the time indices whose start, t * time_step, is in [start, stop)
+                if side.time_step is None:
+                    raise LayoutError(
+                        f"edge set {self} spans seconds, but this layout does not know its "
+                        "tokens' times in seconds (TokenLayout.time_step is None): give the "
+                        "spans as time indices (time_span(a, b, c, d)), or use a layout with a "
+                        "time_step (TinyMyo's: patch_samples / sample_rate)"
+                    )
+                start, stop = (math.ceil(x / side.time_step - 1e-9) for x in (start, stop))
+            inside.append((time >= start) & (time < stop))
+        return inside[0] & inside[1]
+
+    def __str__(self) -> str:
+        bounds = ",".join(
+            map(repr, (self.query_start, self.query_stop, self.key_start, self.key_stop))
+        )
+        return f"time_span({bounds}{',seconds' if self.seconds else ''})"
 
 
 @dataclass(frozen=True, repr=False)
@@ -340,6 +409,68 @@ def time_window(max_lag: int, min_lag: int = 0) -> EdgeSet:
     'time_window(3,min_lag=1)'
     """
     return TimeWindow(max_lag, min_lag)
+
+
+def reads_earlier() -> EdgeSet:
+    """Edges in which a later token reads an earlier one: the key's time is before the
+    query's (``t_k < t_q``, `TokenLayout.time`); tokens without a time are excluded. Cut, each
+    query keeps the keys at its own time and later. Refused (`LayoutError`) on a layout
+    whose tokens are not ordered in time.
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 1}, n_patches=3, cls_token=False)
+    >>> reads_earlier().compile(layout, 1)[0].int()  # row = query, column = key
+    tensor([[0, 0, 0],
+            [1, 0, 0],
+            [1, 1, 0]], dtype=torch.int32)
+    """
+    return ReadsEarlier(later=False)
+
+
+def reads_later() -> EdgeSet:
+    """Edges in which an earlier token reads a later one (``t_k > t_q``); tokens without a
+    time are excluded. Cut, each query keeps the keys at its own time and earlier: causal
+    attention (``scaled_dot_product_attention(is_causal=True)`` on tokens in time order).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 2}, n_patches=2)  # cls, (c0,t0), (c0,t1), ...
+    >>> reads_later().compile(layout, 1)[0].int()  # any channels: t1 is later than t0
+    tensor([[0, 0, 0, 0, 0],
+            [0, 0, 1, 0, 1],
+            [0, 0, 0, 0, 0],
+            [0, 0, 1, 0, 1],
+            [0, 0, 0, 0, 0]], dtype=torch.int32)
+    """
+    return ReadsEarlier(later=True)
+
+
+def time_span(
+    query_start: float,
+    query_stop: float,
+    key_start: float,
+    key_stop: float,
+    *,
+    seconds: bool = False,
+) -> EdgeSet:
+    """Edges from a span of time to another: the query's time in ``[query_start,
+    query_stop)`` reads a key whose time is in ``[key_start, key_stop)``. The bounds are time
+    indices (`TokenLayout.time`, the patch or slice index), or with ``seconds=True`` seconds
+    into the window, where the layout knows them (`TokenLayout.time_step`: a token is in the
+    span when its start, ``time * time_step``, is).
+
+    >>> layout = TokenLayout.channel_tokens({"emg": 1}, n_patches=4, cls_token=False,
+    ...                                     time_step=0.5)  # 4 patches of half a second
+    >>> time_span(3, 4, 0, 2).compile(layout, 1)[0].int()  # the last patch reads the first two
+    tensor([[0, 0, 0, 0],
+            [0, 0, 0, 0],
+            [0, 0, 0, 0],
+            [1, 1, 0, 0]], dtype=torch.int32)
+    >>> from emg_lens.edges import parse
+    >>> time_span(1.5, 2, 0, 1, seconds=True) == parse("time_span(1.5,2,0,1,seconds)")
+    True
+    >>> bool((time_span(1.5, 2, 0, 1, seconds=True).compile(layout, 1)
+    ...       == time_span(3, 4, 0, 2).compile(layout, 1)).all())
+    True
+    """
+    return TimeSpan(query_start, query_stop, key_start, key_stop, seconds)
 
 
 def all_edges() -> EdgeSet:

@@ -29,7 +29,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import LayoutError
-from emg_lens.layout import TokenLayout, check_mask_shape
+from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
 
 __all__ = [
     "NameFilter",
@@ -227,6 +227,7 @@ class _MaskCache:
             # later run in a forward pass that autograd records.
             with torch.inference_mode(False):
                 self._masks[key] = _as_mask(self.edges, self.layout, n_heads, layer).to(device)
+            warn_keyless_queries(self._masks[key], layer_of(hook.name), self.layout)
         return self._masks[key]
 
 

@@ -684,6 +684,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             scores=lambda layer: (n, n),
             layers=f"EncoderConfig.{size_field}",
             what=what,
+            layout_of=lambda layer: self.layout,
         )
         out = {}
         for layer, mask in masks.items():
