@@ -545,15 +545,17 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
                 f"{name} return_type must be one of {accepted} or None, got {return_type!r}"
             )
 
-    def _channel_layout(self, cls_token: bool) -> TokenLayout:
+    def _channel_layout(self, cls_token: bool, *, seconds: bool = False) -> TokenLayout:
         """One token per channel and patch of the config, channel-major, after a CLS token
-        if any."""
+        if any; with ``seconds``, its patches placed in time by ``cfg.sample_rate`` (for a
+        model whose rate is part of its design: TinyMyo's 2 kHz)."""
         cfg = self.cfg
         return TokenLayout.channel_tokens(
             cfg.modalities,
             n_patches=cfg.n_patches,
             cls_token=cls_token,
             channel_names=cfg.channel_names,
+            time_step=(cfg.patch_samples or cfg.n_samples) / cfg.sample_rate if seconds else None,
         )
 
     # ------------------------------------------------------------------ subclass surface

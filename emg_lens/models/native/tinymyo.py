@@ -311,7 +311,7 @@ class TinyMyo(HookedEncoder):
             self.head = ChannelPoolClassifier(cfg, reduction)
         else:
             self.head = ConvRegressionHead(cfg, reduction, reg_hidden, reg_target_len, head_dropout)
-        self._layout = self._channel_layout(cls_token=False)
+        self._layout = self._channel_layout(cls_token=False, seconds=True)
         self._finish_init()
 
     @property
