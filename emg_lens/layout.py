@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -379,14 +379,12 @@ def checked_edge_masks(
     scores: Any,
     layers: str,
     what: str = "edge_masks",
-    layout_of: Callable[[int], TokenLayout] | None = None,
 ) -> dict[int, Bool[torch.Tensor, "... query key"]]:
     """``edge_masks`` checked as every tier's forward takes them: a dict of layer (an int in
     ``[0, n_layers)``; ``layers`` says what counts them) -> a bool mask whose last two sizes
     are that layer's ``scores(layer)`` ``(query, key)``; anything else is a `LayoutError`
     naming the key or mask and what is accepted. Broadcasting over batch and heads is the
-    caller's to check. A mask that leaves a query no key is warned of (`warn_keyless_queries`,
-    its tokens named by ``layout_of(layer)``).
+    caller's to check. A mask that leaves a query no key is warned of (`warn_keyless_queries`).
 
     >>> checked_edge_masks({0: torch.zeros(2, 2, dtype=torch.bool)}, n_layers=1,
     ...                    scores=lambda layer: (2, 2), layers="1 layer")[0].shape
@@ -419,7 +417,7 @@ def checked_edge_masks(
                 f"{what}[{layer}] must be a bool tensor [..., {shape[0]}, {shape[1]}] over "
                 f"the whole layout, got {describe(mask)}"
             )
-        warn_keyless_queries(mask, layer, None if layout_of is None else layout_of(layer))
+        warn_keyless_queries(mask, layer)
     return dict(edge_masks)
 
 
@@ -427,7 +425,7 @@ _CHECKED: dict[int, weakref.ref] = {}  # the masks already looked at, by id (onc
 
 
 def warn_keyless_queries(
-    mask: Bool[torch.Tensor, "... query key"], layer: int | None, layout: TokenLayout | None
+    mask: Bool[torch.Tensor, "... query key"], layer: int | None, layout: TokenLayout | None = None
 ) -> None:
     """Warn where ``mask`` (True = cut) cuts every key of a query on a head (in any row of a
     batched mask), naming the layer, the heads and the query tokens (by ``layout``, where
@@ -440,7 +438,7 @@ def warn_keyless_queries(
     ...     warnings.simplefilter("always")
     ...     warn_keyless_queries(torch.tensor([[[True, True], [False, True]]]), 0, None)
     >>> print(seen[0].message)  # doctest: +ELLIPSIS
-    the cut in layer 0 leaves query 0 no key on head(s) 0: ...
+    the cut in layer 0 leaves query at 0 no key on head(s) 0: ...
     """
     if id(mask) in _CHECKED and _CHECKED[id(mask)]() is mask:
         return
@@ -457,7 +455,7 @@ def warn_keyless_queries(
             named = [str(q) if side is None else side.token_name(q) for q in rows[:4]]
             more = f" and {len(rows) - 4} more" if len(rows) > 4 else ""
             head = "every head" if empty.ndim == 1 else f"head(s) {', '.join(map(str, on))}"
-            query = "queries" if len(rows) > 1 else "query"
+            query = ("queries" if len(rows) > 1 else "query") + (" at" if side is None else "")
             parts.append(f"{query} {', '.join(named)}{more} no key on {head}")
         if parts:
             where = "" if layer is None else f" in layer {layer}"

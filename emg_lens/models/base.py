@@ -545,17 +545,15 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
                 f"{name} return_type must be one of {accepted} or None, got {return_type!r}"
             )
 
-    def _channel_layout(self, cls_token: bool, *, seconds: bool = False) -> TokenLayout:
+    def _channel_layout(self, cls_token: bool) -> TokenLayout:
         """One token per channel and patch of the config, channel-major, after a CLS token
-        if any; with ``seconds``, its patches placed in time by ``cfg.sample_rate`` (for a
-        model whose rate is part of its design: TinyMyo's 2 kHz)."""
+        if any."""
         cfg = self.cfg
         return TokenLayout.channel_tokens(
             cfg.modalities,
             n_patches=cfg.n_patches,
             cls_token=cls_token,
             channel_names=cfg.channel_names,
-            time_step=(cfg.patch_samples or cfg.n_samples) / cfg.sample_rate if seconds else None,
         )
 
     # ------------------------------------------------------------------ subclass surface
@@ -686,7 +684,6 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             scores=lambda layer: (n, n),
             layers=f"EncoderConfig.{size_field}",
             what=what,
-            layout_of=lambda layer: self.layout,
         )
         out = {}
         for layer, mask in masks.items():

@@ -539,7 +539,6 @@ class AttachedModel(HookedBiosignalModel):
             n_layers=len(size.calls),
             scores=lambda layer: (size.calls[layer].n_query, size.calls[layer].n_key),
             layers=f"the attached model's {len(self.calls)} attention calls, in call order",
-            layout_of=lambda layer: size.layouts[layer],
         )
         out = {}
         for layer, mask in masks.items():

@@ -21,6 +21,7 @@ BioFoundation's ``models/TinyMyo.py`` key layout and `TinyMyo.to_biofoundation` 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -311,7 +312,9 @@ class TinyMyo(HookedEncoder):
             self.head = ChannelPoolClassifier(cfg, reduction)
         else:
             self.head = ConvRegressionHead(cfg, reduction, reg_hidden, reg_target_len, head_dropout)
-        self._layout = self._channel_layout(cls_token=False, seconds=True)
+        # its patches placed in seconds: TinyMyo's rate is part of its design (2 kHz)
+        step = cfg.token_samples / cfg.sample_rate
+        self._layout = replace(self._channel_layout(cls_token=False), time_step=step)
         self._finish_init()
 
     @property
