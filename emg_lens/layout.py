@@ -33,13 +33,7 @@ from jaxtyping import Bool, Int
 
 from emg_lens.errors import LayoutError, check_channel_names, check_names, describe
 
-__all__ = [
-    "CLS",
-    "TokenLayout",
-    "check_mask_shape",
-    "checked_edge_masks",
-    "warn_keyless_queries",
-]
+__all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
 
 CLS = "cls"
 """The group name of the CLS token."""
@@ -84,12 +78,7 @@ class TokenLayout:
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
         step = self.time_step
-        if step is not None and (
-            isinstance(step, bool)
-            or not isinstance(step, int | float)
-            or not math.isfinite(step)
-            or step <= 0
-        ):
+        if step is not None and not (type(step) in (int, float) and 0 < step < math.inf):
             raise LayoutError(
                 "TokenLayout.time_step must be None or the seconds from one time index to the "
                 f"next (a positive number, e.g. 0.1), got {step!r}"
@@ -241,17 +230,10 @@ class TokenLayout:
         >>> TokenLayout.channel_tokens({"eeg": 1}, n_patches=2, channel_names=["Cz"]).token_name(2)
         '2 (eeg Cz t1)'
         """
-        name, channel, time = (
-            self.channel_name(position),
-            self.channel[position],
-            self.time[position],
-        )
-        parts = [self.group[position]]
-        if channel >= 0:
-            parts.append(name or f"ch{channel}")
-        if time >= 0:
-            parts.append(f"t{time}")
-        return f"{position} ({' '.join(parts)})"
+        channel, time = self.channel[position], self.time[position]
+        shown = [self.group[position]]
+        shown += [self.channel_name(position) or f"ch{channel}"] * (channel >= 0)
+        return f"{position} ({' '.join(shown + [f't{time}'] * (time >= 0))})"
 
     def describe_sides(self) -> str:
         """``"n tokens"``, or ``"n query tokens attending m key tokens"`` for cross-attention."""
@@ -440,31 +422,28 @@ def warn_keyless_queries(
     >>> print(seen[0].message)  # doctest: +ELLIPSIS
     the cut in layer 0 leaves query at 0 no key on head(s) 0: ...
     """
-    if id(mask) in _CHECKED and _CHECKED[id(mask)]() is mask:
-        return
-    if mask.shape[-1] and mask.shape[-2]:
-        empty = mask.all(-1)  # [..., head, query], or [query]
-        heads = empty[None] if empty.ndim == 1 else empty.reshape(-1, *empty.shape[-2:]).any(0)
-        by_rows: dict[tuple[int, ...], list[int]] = {}  # the heads that leave these rows
-        for h, row in enumerate(heads.cpu()):
-            if rows := tuple(row.nonzero().flatten().tolist()):
-                by_rows.setdefault(rows, []).append(h)
-        side = None if layout is None else layout.query_side
-        parts = []
-        for rows, on in by_rows.items():
-            named = [str(q) if side is None else side.token_name(q) for q in rows[:4]]
-            more = f" and {len(rows) - 4} more" if len(rows) > 4 else ""
-            head = "every head" if empty.ndim == 1 else f"head(s) {', '.join(map(str, on))}"
-            query = ("queries" if len(rows) > 1 else "query") + (" at" if side is None else "")
-            parts.append(f"{query} {', '.join(named)}{more} no key on {head}")
-        if parts:
-            where = "" if layer is None else f" in layer {layer}"
-            warnings.warn(
-                f"the cut{where} leaves {'; '.join(parts)}: every key of such a query is cut, "
-                "so it attends to nothing; emg_lens gives it a zero attention pattern row (its "
-                "attention output is 0 there, not NaN nor a uniform row) and only its residual "
-                "stream goes on",
-                stacklevel=3,
-            )
     key = id(mask)
+    if (key in _CHECKED and _CHECKED[key]() is mask) or not mask.shape[-1] * mask.shape[-2]:
+        return
+    empty = mask.all(-1)  # [..., head, query], or [query]
+    heads = empty[None] if empty.ndim == 1 else empty.reshape(-1, *empty.shape[-2:]).any(0)
+    by_rows: dict[tuple[int, ...], list[str]] = {}  # the heads that leave these rows
+    for h, row in enumerate(heads.cpu()):
+        if rows := tuple(row.nonzero().flatten().tolist()):
+            by_rows.setdefault(rows, []).append(str(h))
+    side, parts = None if layout is None else layout.query_side, []
+    for rows, on in by_rows.items():
+        named = [str(q) if side is None else side.token_name(q) for q in rows[:4]]
+        more = f" and {len(rows) - 4} more" if len(rows) > 4 else ""
+        head = "every head" if empty.ndim == 1 else f"head(s) {', '.join(on)}"
+        query = ("queries" if len(rows) > 1 else "query") + (" at" if side is None else "")
+        parts.append(f"{query} {', '.join(named)}{more} no key on {head}")
+    if parts:
+        warnings.warn(
+            f"the cut{'' if layer is None else f' in layer {layer}'} leaves {'; '.join(parts)}: "
+            "every key of such a query is cut, so it attends to nothing; emg_lens gives it a zero "
+            "attention pattern row (its attention output is 0 there, not NaN nor a uniform row) "
+            "and only its residual stream goes on",
+            stacklevel=3,
+        )
     _CHECKED[key] = weakref.ref(mask, lambda _: _CHECKED.pop(key, None))

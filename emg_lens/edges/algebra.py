@@ -88,17 +88,13 @@ class CompileContext:
         untimed = [what for what, side in sides if max(side.time) < 0]
         if untimed or len(times) < distinct:
             why = (
-                f"its {untimed[0]} tokens have no time (TokenLayout.time -1 for each)"
-                if untimed
-                else f"its tokens are all at time {min(times)}, so none is earlier than another"
+                f"its {untimed[0]} tokens have no time" if untimed else f"all at time {min(times)}"
             )
             raise LayoutError(
-                f"edge set {selector} reads the tokens' order in time, but this layout "
-                f"({self.layout.describe_sides()}, groups {self.groups}) has none: {why}; it "
-                "needs tokens ordered in time (TokenLayout.time >= 0): a channel's patches "
-                "(TokenLayout.channel_tokens with n_patches > 1, IsoNet or TinyMyo with "
-                "patch_samples), or time slices (braindecode's EEGConformer, CTNet, BENDR, "
-                "attached); CLS, learned queries and channel tokens without patches have none"
+                f"edge set {selector} reads the tokens' order in time, which this layout "
+                f"({self.layout.describe_sides()}, groups {self.groups}) lacks: {why}; it needs "
+                "tokens ordered in time (TokenLayout.time >= 0): a channel's patches (n_patches "
+                "> 1, patch_samples) or time slices (braindecode's EEGConformer, CTNet, BENDR)"
             )
         return self.time_q, self.time_k
 

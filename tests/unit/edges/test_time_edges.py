@@ -172,7 +172,10 @@ def test_time_selectors_refuse_layouts_without_time_order():
     from emg_lens.models.attached.zoo import window_keys
 
     one_patch = TokenLayout.channel_tokens({"emg": 3})  # CLS and channels, all at time 0
-    with pytest.raises(LayoutError, match="all at time 0, so none is earlier"):
+    with pytest.raises(
+        LayoutError,
+        match=r"order in time, which this layout \(4 tokens, groups \('cls', 'emg'\)\) lacks: all",
+    ):
         reads_earlier().compile(one_patch, 1)
     assert time_window(0).compile(one_patch, 1).any()  # a lag of 0 is still a lag
     untimed = TokenLayout(("query",) * 2, (-1,) * 2, (-1,) * 2)
