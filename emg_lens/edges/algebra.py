@@ -87,9 +87,7 @@ class CompileContext:
         times = {t for _, side in sides for t in side.time if t >= 0}
         untimed = [what for what, side in sides if max(side.time) < 0]
         if untimed or len(times) < distinct:
-            why = (
-                f"its {untimed[0]} tokens have no time" if untimed else f"all at time {min(times)}"
-            )
+            why = f"its {untimed[0]} tokens have no time" if untimed else f"all at {min(times)}"
             raise LayoutError(
                 f"edge set {selector} reads the tokens' order in time, which this layout "
                 f"({self.layout.describe_sides()}, groups {self.groups}) lacks: {why}; it needs "
