@@ -98,13 +98,21 @@ def test_causal_hand_mask_is_torchs_is_causal():
     )
 
 
+@pytest.mark.slow
 def test_conformer_cut_of_every_key_warns_naming_layer_heads_and_queries(conformer):
     _, model = conformer
-    with pytest.warns(UserWarning, match=NO_KEY) as seen:
-        model(model.example_input(2), edge_masks=compile_edges(time_span(0, 1, 0, 1000), model))
+    x, masks = model.example_input(2), compile_edges(time_span(0, 1, 0, 1000), model)
+    with pytest.warns(UserWarning, match=NO_KEY) as seen, torch.no_grad():
+        fused = model(x, edge_masks=masks)  # SDPA: slice 0's output row zero
+        explicit, cache = model.run_with_cache(x, edge_masks=masks)
     text = [str(w.message) for w in seen if NO_KEY in str(w.message)]
     assert len(text) == 2 and "layer 0" in text[0] and "layer 1" in text[1]
     assert "query at 0 no key on head(s) 0, 1" in text[0]
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
+    for layer in range(2):  # what the warning says: a zero pattern row, the others whole
+        pattern = cache["pattern", layer]
+        assert (pattern[:, :, 0] == 0).all() and torch.isfinite(pattern).all()
+        assert torch.allclose(pattern[:, :, 1:].sum(-1), torch.ones(1))
 
 
 # ============================================================================ a native patch model
