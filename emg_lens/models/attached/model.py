@@ -55,6 +55,7 @@ import torch
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.attend import observed
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -130,10 +131,6 @@ def _tl_keyword(module: nn.Module, kwargs: dict[str, Any], name: str) -> Any:
     if name not in kwargs or name in inspect.signature(module.forward).parameters:
         return None
     return kwargs.pop(name)
-
-
-def _hooked(points: Sequence[HookPoint]) -> bool:
-    return any(hp.fwd_hooks or hp.bwd_hooks for hp in points)
 
 
 class AttachedModel(HookedBiosignalModel):
@@ -396,10 +393,10 @@ class AttachedModel(HookedBiosignalModel):
         x = self.hook_input(self.to_tokens(signals))
         size = self._size(tuple(x.shape[1:]))
         masks = self._check_edge_masks(edge_masks, batch=x.shape[0], size=size)
-        if not masks and not _hooked(self._points):  # the original's forward, nothing else
+        if not masks and not observed(self._points):  # the original's forward, nothing else
             return self.model(x, *args, **kwargs)
-        hooked = {i for i, block in enumerate(self.blocks) if _hooked(list(block.attn.children()))}
-        resid = {i for i in self._blocks if _hooked(self._resid_points(i))}
+        hooked = {i for i, block in enumerate(self.blocks) if observed(list(block.attn.children()))}
+        resid = {i for i in self._blocks if observed(self._resid_points(i))}
         return self._intercepted(x, args, kwargs, masks, hooked, resid, size)
 
     def _resid_points(self, layer: int) -> list[HookPoint]:
