@@ -74,17 +74,22 @@ def observed(points: Iterable[nn.Module]) -> bool:
     >>> observed([point]), handle.remove(), observed([point])
     (True, None, False)
     """
-    points = tuple(points)
-    for hooks in ("forward_hooks", "forward_pre_hooks", "backward_hooks", "backward_pre_hooks"):
-        if getattr(torch_module, f"_global_{hooks}") or any(
-            getattr(p, f"_{hooks}") for p in points
-        ):
+    g = torch_module  # torch's global module hooks
+    if (
+        g._global_forward_hooks
+        or g._global_forward_pre_hooks
+        or g._global_backward_hooks
+        or g._global_backward_pre_hooks
+    ):
+        return True
+    for p in points:
+        if p._forward_hooks or p._forward_pre_hooks or p._backward_hooks or p._backward_pre_hooks:
             return True
-    for point in points:
-        forward = point.__dict__.get("forward")
-        active = getattr(getattr(forward, "state", None), "active", None)  # nnsight's
-        if forward is not None and (active is None or active()[0] is not None):
-            return True
+        forward = p.__dict__.get("forward")
+        if forward is not None:
+            active = getattr(getattr(forward, "state", None), "active", None)  # nnsight's
+            if active is None or active()[0] is not None:
+                return True
     return False
 
 
