@@ -31,11 +31,13 @@ model's own mask first (an additive bias, or blocked keys), then the cut (-inf),
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
+from torch import nn
+from torch.nn.modules import module as torch_module
 
 __all__ = [
     "as_bias",
@@ -47,12 +49,48 @@ __all__ = [
     "empty_rows",
     "fused",
     "merge_masks",
+    "observed",
     "pattern_of",
 ]
 
 Hook = Callable[[torch.Tensor], torch.Tensor]
 Mask = Bool[torch.Tensor, "... query key"] | Float[torch.Tensor, "... query key"]
 NEG_INF = float("-inf")
+
+
+def observed(points: Iterable[nn.Module]) -> bool:
+    """Whether anything can see or change what passes one of ``points`` (hook points), so that
+    a computation must run through them rather than a fused kernel that skips them: a hook on
+    one by any means (TransformerLens's hooks and caches, torch's forward, pre- and backward
+    hooks, torch's global module hooks), or a ``forward`` set on one in place of its own:
+    nnsight's controller while a trace with interventions runs (inert outside one), any
+    other always.
+
+    >>> from transformer_lens.hook_points import HookPoint
+    >>> point = HookPoint()
+    >>> observed([point])
+    False
+    >>> handle = point.register_forward_pre_hook(lambda module, args: None)
+    >>> observed([point]), handle.remove(), observed([point])
+    (True, None, False)
+    """
+    g = torch_module  # torch's global module hooks
+    if (
+        g._global_forward_hooks
+        or g._global_forward_pre_hooks
+        or g._global_backward_hooks
+        or g._global_backward_pre_hooks
+    ):
+        return True
+    for p in points:
+        if p._forward_hooks or p._forward_pre_hooks or p._backward_hooks or p._backward_pre_hooks:
+            return True
+        forward = p.__dict__.get("forward")
+        if forward is not None:
+            active = getattr(getattr(forward, "state", None), "active", None)  # nnsight's
+            if active is None or active()[0] is not None:
+                return True
+    return False
 
 
 def _same(x: torch.Tensor) -> torch.Tensor:

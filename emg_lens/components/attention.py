@@ -62,6 +62,7 @@ from emg_lens.components.attend import (
     eager_on_cpu,
     fused,
     merge_masks,
+    observed,
     pattern_of,
 )
 from emg_lens.components.init import ConfigInit
@@ -344,8 +345,8 @@ class Attention(ConfigInit, nn.Module):
         self._qkv_cache = None
 
     def hooks_active(self) -> bool:
-        """True when a hook (or a cache) is attached to any hook point inside attention."""
-        return any(hp.fwd_hooks or hp.bwd_hooks for hp in self._internal_hooks)
+        """True when anything observes a hook point inside attention (`attend.observed`)."""
+        return observed(self._internal_hooks)
 
     def forward(
         self,

@@ -11,6 +11,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.attend import observed
 from emg_lens.components.attention import Attention, Projected, take_rows
 from emg_lens.components.layer_norm import make_norm
 from emg_lens.components.mlp import MLP
@@ -182,7 +183,7 @@ class TransformerBlock(nn.Module):
             self.training
             or self.cfg.use_split_qkv_input
             or self.cfg.use_attn_in
-            or any(h.fwd_hooks or h.bwd_hooks for h in self.modules() if isinstance(h, HookPoint))
+            or observed(h for h in self.modules() if isinstance(h, HookPoint))
         ):
             return None
         return self.attn.project(resid_pre if self.post_norm else self.ln1(resid_pre), rows)

@@ -8,6 +8,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.attend import observed
 from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
 
@@ -44,12 +45,7 @@ class LayerNorm(ConfigInit, nn.Module):
     def forward(
         self, x: Float[torch.Tensor, "batch pos length"]
     ) -> Float[torch.Tensor, "batch pos length"]:
-        if not (
-            self.hook_scale.fwd_hooks
-            or self.hook_normalized.fwd_hooks
-            or self.hook_scale.bwd_hooks
-            or self.hook_normalized.bwd_hooks
-        ):
+        if not observed((self.hook_scale, self.hook_normalized)):
             # Nothing observes the scale: the fused kernel computes the same function.
             return F.layer_norm(x, self.w.shape, self.w, self.b, self.eps)
         if x.dtype not in (torch.float32, torch.float64):

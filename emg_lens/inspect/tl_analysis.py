@@ -18,10 +18,11 @@ windows' forward passes.
 mean-pooled head: ``lambda x: model(x, return_type="avg_logits")``), and the model must be in
 eval mode (the tools refuse training mode). The random-init control,
 ``transformer_lens.tools.analysis.reinitialized``, resets a copy of any native or converted
-model by its config (`emg_lens.components.init`). The guide page "What an edge carries" runs
-DAS, the placebo and both controls this way. The names and signatures used here are pinned by
-``tests/unit/inspect/test_tl_analysis.py`` (TransformerLens changes ``tools.analysis`` between
-minor versions).
+model by its config (`emg_lens.components.init`), and of an attached model by its torch
+layers' own resets (`emg_lens.models.attached.find.torch_resets`). The guide page "What an
+edge carries" runs DAS, the placebo and both controls this way. The names and signatures used
+here are pinned by ``tests/unit/inspect/test_tl_analysis.py`` (TransformerLens changes
+``tools.analysis`` between minor versions).
 
 >>> from transformer_lens.tools.analysis import collect_activations
 >>> from emg_lens import EncoderConfig

@@ -22,17 +22,14 @@ from emg_lens.models.attached.find import (
     AttentionSpec,
     Probe,
     check_calls,
+    check_layouts,
     find_blocks,
     find_folds,
     named_modules_of,
+    per_call_layouts,
     probe,
 )
-from emg_lens.models.attached.model import (
-    AttachedModel,
-    LayoutAt,
-    check_layouts,
-    per_call_layouts,
-)
+from emg_lens.models.attached.model import AttachedModel, LayoutAt
 
 __all__ = ["attach", "model_size"]
 

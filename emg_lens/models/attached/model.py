@@ -55,6 +55,7 @@ import torch
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components.attend import observed
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -66,7 +67,19 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
-from emg_lens.models.attached.find import Block, Fold, evaluating, find_folds, probe
+from emg_lens.models.attached.find import (
+    Block,
+    Fold,
+    check_layouts,
+    describe_calls,
+    evaluating,
+    find_folds,
+    per_call_layouts,
+    probe,
+    read_folds,
+    torch_resets,
+    unordered,
+)
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
 from emg_lens.models.base import (
     ATTENTION_HOOKS,
@@ -77,7 +90,7 @@ from emg_lens.models.base import (
 )
 from emg_lens.models.tl_surface.threads import FreshLock
 
-__all__ = ["AttachedModel", "LayoutAt", "check_layouts", "per_call_layouts"]
+__all__ = ["AttachedModel", "LayoutAt"]
 
 LayoutAt = Callable[[Sequence[Call], int, int], "TokenLayout | Sequence[TokenLayout]"]
 """The layouts of an input's attention calls, given the calls a probe on an input of that
@@ -132,10 +145,6 @@ def _tl_keyword(module: nn.Module, kwargs: dict[str, Any], name: str) -> Any:
     return kwargs.pop(name)
 
 
-def _hooked(points: Sequence[HookPoint]) -> bool:
-    return any(hp.fwd_hooks or hp.bwd_hooks for hp in points)
-
-
 class AttachedModel(HookedBiosignalModel):
     """A user's module with TransformerLens hook points at its attention (see the module
     docstring); built by `attach`. ``model`` is the user's module; ``calls`` what each layer's
@@ -175,7 +184,7 @@ class AttachedModel(HookedBiosignalModel):
         super().__init__(cfg)
         if not isinstance(model, nn.Module):
             raise ArgumentError(f"model must be a torch.nn.Module, got {describe(model)}")
-        self.model = model
+        self.model = torch_resets(model)  # TransformerLens's `reinitialized` resets it all
         self.calls = tuple(c if isinstance(c, Call) else Call(*c) for c in calls)
         if isinstance(layout, Mapping):
             layout = TokenLayout.from_dict(layout)
@@ -189,7 +198,7 @@ class AttachedModel(HookedBiosignalModel):
             int(k): b if isinstance(b, Block) else Block(int(k), *b) for k, b in blocks.items()
         }
         self._named = None if named is None else tuple(named)
-        self.folds = _folds(folds, len(self.calls))
+        self.folds = read_folds(folds, len(self.calls))
         if cfg.n_layers != len(self.calls):
             raise AttachError(
                 f"EncoderConfig.n_layers={cfg.n_layers} but {len(self.calls)} attention calls"
@@ -333,12 +342,12 @@ class AttachedModel(HookedBiosignalModel):
                 f"{what} its forward fails ({type(exc).__name__}: {exc})"
             ) from exc
         kinds = [(c.kind, c.module, c.heads) for c in found.calls]
-        if kinds != [(c.kind, c.module, c.heads) for c in self.calls]:
+        ours = [(c.kind, c.module, c.heads) for c in self.calls]
+        if kinds != ours:
             raise AttachError(
-                f"{what} its forward makes {len(kinds)} attention calls ({_calls(kinds)}), "
-                f"not the {len(self.calls)} it made at attach time "
-                f"({_calls([(c.kind, c.module, c.heads) for c in self.calls])}); the layers are "
-                "numbered by call order, so every size must make the same calls"
+                f"{what} its forward makes {len(kinds)} attention calls ({describe_calls(kinds)}), "
+                f"not the {len(ours)} it made at attach time ({describe_calls(ours)}); the "
+                "layers are numbered by call order, so every size must make the same calls"
             )
         layouts = per_call_layouts(self._layout_at(found.calls, channels, samples), len(kinds))
         check_layouts(layouts, found.calls)
@@ -396,10 +405,10 @@ class AttachedModel(HookedBiosignalModel):
         x = self.hook_input(self.to_tokens(signals))
         size = self._size(tuple(x.shape[1:]))
         masks = self._check_edge_masks(edge_masks, batch=x.shape[0], size=size)
-        if not masks and not _hooked(self._points):  # the original's forward, nothing else
+        if not masks and not observed(self._points):  # the original's forward, nothing else
             return self.model(x, *args, **kwargs)
-        hooked = {i for i, block in enumerate(self.blocks) if _hooked(list(block.attn.children()))}
-        resid = {i for i in self._blocks if _hooked(self._resid_points(i))}
+        hooked = {i for i, block in enumerate(self.blocks) if observed(list(block.attn.children()))}
+        resid = {i for i in self._blocks if observed(self._resid_points(i))}
         return self._intercepted(x, args, kwargs, masks, hooked, resid, size)
 
     def _resid_points(self, layer: int) -> list[HookPoint]:
@@ -559,7 +568,7 @@ class AttachedModel(HookedBiosignalModel):
             raise LayoutError(
                 f"{what} has shape {list(mask.shape)}, which differs between input rows or "
                 f"folds, but layer {layer} ({call.kind} in {call.module or 'the model'}) cannot "
-                f"place it: {_unordered(fold)}; give a mask the same in every row and fold: "
+                f"place it: {unordered(fold)}; give a mask the same in every row and fold: "
                 f"[{call.n_query}, {call.n_key}] or [heads or 1, {call.n_query}, {call.n_key}]"
             )
         folds = fold.count if folded else 1
@@ -570,25 +579,6 @@ class AttachedModel(HookedBiosignalModel):
         if mask.ndim == 4:  # one mask per input row, for every fold of it
             return mask.repeat_interleave(folds, dim=0)
         return mask.expand(batch, *mask.shape[1:]).flatten(0, 1)
-
-
-def _unordered(fold: Fold) -> str:
-    """Why a layer's fold order is not one a per-row mask can be placed in, in words."""
-    if fold.count is None:
-        return (
-            "attach does not know how it folds attention problems into its batch (a checkpoint "
-            "saved before folds were recorded: attach the model again)"
-        )
-    if fold.batch_major is False:
-        return (
-            f"it folds {fold.count} attention problems per input row into its batch, not "
-            "batch-major (replacing one input row on the probe changed other score rows than "
-            f"rows b*{fold.count} to b*{fold.count}+{fold.count - 1})"
-        )
-    return (
-        f"it folds {fold.count} attention problems per input row into its batch, in an order "
-        "attach could not check (the check's forward failed or made other calls)"
-    )
 
 
 def _through(point: HookPoint, x: torch.Tensor, seq_first: bool) -> torch.Tensor:
@@ -608,65 +598,3 @@ def _window(shape: Any) -> tuple[int, int]:
             f"an input window is (channels, samples), two positive ints, got {describe(shape)}"
         )
     return pair
-
-
-def _calls(kinds: Sequence[tuple[str, str, int]]) -> str:
-    """Attention calls ``(kind, module, heads)`` in words, the first three."""
-    shown = [f"{kind} in {module or 'the model'} ({heads} heads)" for kind, module, heads in kinds]
-    return ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
-
-
-def check_layouts(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
-    """Refuse a layout whose tokens are not those of its attention call's scores."""
-    for layer, (layout, call) in enumerate(zip(layouts, calls)):
-        if (call.n_query, call.n_key) != (layout.n_queries, layout.n_tokens):
-            raise LayoutError(
-                f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
-                f"{call.n_query} queries to {call.n_key} keys, but the layout has "
-                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
-                "(one entry per token, in the order of the scores' axes; "
-                "TokenLayout.cross(queries, keys) where queries are not keys)"
-            )
-
-
-def per_call_layouts(
-    layout: TokenLayout | Sequence[TokenLayout], n_calls: int
-) -> list[TokenLayout]:
-    """One layout per attention call: the one given for all, or one each (in call order)."""
-    if isinstance(layout, TokenLayout):
-        return [layout] * n_calls
-    layouts = list(layout) if isinstance(layout, Sequence) else []
-    if not layouts or not all(isinstance(one, TokenLayout) for one in layouts):
-        raise ArgumentError(
-            "layout must be a TokenLayout saying what each token is (e.g. "
-            "TokenLayout.channel_tokens({'emg': 8}, cls_token=False)), or a list of them, one "
-            f"per attention call; got {describe(layout)}"
-        )
-    if len(layouts) != n_calls:
-        raise LayoutError(
-            f"layout lists {len(layouts)} layouts, but the model makes {n_calls} attention "
-            "calls: give one per call, in call order (or one TokenLayout for all)"
-        )
-    return layouts
-
-
-def _folds(folds: Sequence[Any] | None, n_calls: int) -> tuple[Fold, ...]:
-    """One `Fold` per attention call: given (or in ``init_kwargs``' JSON form, ``[count,
-    batch_major]``), or, for None, not known."""
-    if folds is None:
-        return (Fold(None, None),) * n_calls
-    pairs = [dataclasses.astuple(f) if isinstance(f, Fold) else f for f in folds or []]
-    if len(pairs) != n_calls or not all(_is_fold(pair) for pair in pairs):
-        raise AttachError(
-            f"folds must list one [count, batch_major] per attention call ({n_calls}; count a "
-            f"positive int or None, batch_major true, false or None), got {describe(folds)}"
-        )
-    return tuple(Fold(*pair) for pair in pairs)
-
-
-def _is_fold(pair: Any) -> bool:
-    if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
-        return False
-    count, batch_major = pair
-    whole = isinstance(count, int) and not isinstance(count, bool) and count >= 1
-    return (count is None or whole) and (batch_major is None or isinstance(batch_major, bool))

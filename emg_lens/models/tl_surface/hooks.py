@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from transformer_lens.utilities import Slice
 
+from emg_lens.components.attend import observed
 from emg_lens.config import (
     HOOK_FLAGS,
     EncoderConfig,  # noqa: F401  (the examples use it)
@@ -179,9 +180,8 @@ class HookSurface:
         return self._thread_claim.use(self.name_in_messages(), what, hooked=hooked)
 
     def _hooks_attached(self) -> bool:
-        """Whether a hook is attached to any of the model's hook points."""
-        points = getattr(self, "hook_dict", {}).values()
-        return any(point.fwd_hooks or point.bwd_hooks for point in points)
+        """Whether anything observes any of the model's hook points (`attend.observed`)."""
+        return observed(getattr(self, "hook_dict", {}).values())
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A ``forward`` a class defines runs with the model claimed for its caller (the

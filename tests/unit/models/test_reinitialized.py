@@ -2,7 +2,8 @@
 every native and converted model of the model table (issue 58): it resets a copy by calling
 every module's ``reset_parameters``, which emg_lens's modules take from their config
 (`emg_lens.components.init`), the same draws a model built from its config makes. Attached
-models and a converted encoder's user modules keep their own modules' ``reset_parameters``."""
+models and a converted encoder's user modules keep their own modules' ``reset_parameters``
+(torch's ``nn.MultiheadAttention``'s, named ``_reset_parameters``, under that name too)."""
 
 from __future__ import annotations
 
@@ -111,12 +112,39 @@ def test_a_user_module_without_reset_parameters_is_refused_by_name():
         reinitialized(model, seed=SEED)
 
 
-def test_an_attached_model_is_reset_by_its_own_modules_reset_parameters():
-    """An attached model's parameters are the user's modules': TinyAttention's are
-    ``nn.Linear`` layers, which torch resets (its copy, which reinitialized makes, works since
-    attached models copy: issue 57 item 7)."""
-    model = table.build("example_tiny")[0]  # TinyAttention: nn.Linear layers only
-    untrained = reinitialized(model, seed=SEED)
-    pairs = list(zip(untrained.named_parameters(), model.parameters()))
-    drawn = [(name, torch.equal(a, b)) for (name, a), b in pairs if a.ndim >= 2]
-    assert drawn and not any(same for _, same in drawn), drawn  # every weight matrix redrawn
+ATTACHED = [n for n in table.names("attached") if n.startswith(("attached_", "example_"))]
+ATTACHED.remove("example_spectral")  # its own parameter `channel` (below)
+
+
+@pytest.mark.parametrize("name", ATTACHED)
+def test_on_an_attached_model_it_redraws_every_parameter_as_torch_does(name):
+    """An attached model's parameters are the user's modules', reset by their torch layers'
+    ``reset_parameters``, and ``nn.MultiheadAttention``'s by its ``_reset_parameters``
+    (`emg_lens.models.attached.find.torch_resets`), in a copy; the original untouched."""
+    trained = table.build(name)[0]
+    with torch.no_grad():  # trained: no parameter left at a value a reset could draw again
+        for param in trained.parameters():
+            param.add_(0.1 * torch.randn_like(param) + 0.1)
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    untrained = reinitialized(trained, seed=SEED)
+    again = reinitialized(trained, seed=SEED)
+    params = zip(untrained.named_parameters(), trained.parameters(), again.parameters())
+    for (key, got), old, twin in params:
+        assert not torch.equal(got, old), key
+        assert torch.equal(got, twin), key
+    assert all(torch.equal(v, before[k]) for k, v in trained.state_dict().items())
+    for mha in (m for m in untrained.modules() if isinstance(m, torch.nn.MultiheadAttention)):
+        bound = (6 / (mha.in_proj_weight.shape[0] // 3 + mha.embed_dim)) ** 0.5  # xavier
+        assert mha.in_proj_bias.eq(0).all() and mha.in_proj_weight.abs().max() <= bound
+    x = trained.example_input(3)
+    assert not untrained.training
+    out, cache = untrained.run_with_cache(x)
+    assert torch.isfinite(out).all() and not torch.allclose(out, trained(x))
+    assert torch.isfinite(cache["blocks.0.attn.hook_pattern"]).all()
+
+
+def test_an_attached_models_own_parameter_is_refused_by_name():
+    """A parameter of the user's own module, not of a torch layer: no reset says how to draw
+    it, and TransformerLens refuses it by name."""
+    with pytest.raises(ValueError, match=r"reinitialized cannot reset model\.channel:"):
+        reinitialized(table.build("example_spectral")[0], seed=SEED)
