@@ -2,8 +2,9 @@
 tiny IsoNet (`tiny_isonet`) and a small TinyMyo's config (`tinymyo_config`), `perturb_biases`,
 a few Adam steps (`adam_steps`), a subject of random windows for a model (`tiny_subject`,
 `subject_for`), the two-class windows the training-study tests train on
-(`two_class_subjects`) and a models folder for the command line (`synthetic_checkpoint`).
-Every subject is made by `SubjectData.from_windows`."""
+(`two_class_subjects`), checkpoints on the DB2 layout (`db2_checkpoint`) and a models folder
+for the command line (`synthetic_checkpoint`), and the two interventions most study tests cut
+(`uni_and_cross`). Every subject is made by `SubjectData.from_windows`."""
 
 from __future__ import annotations
 
@@ -109,12 +110,33 @@ def tiny_isonet(seed: int = 0, *, perturb: bool = False, **overrides: Any) -> Is
     return model.eval()
 
 
-def synthetic_checkpoint(folder: Any, seed: int = 1) -> Any:
+def uni_and_cross() -> list[dict[str, str]]:
+    """A study's ``interventions``: the unimodal and the cross-modal edges cut (a new list)."""
+    return [{"name": "uni", "edges": "unimodal"}, {"name": "cross", "edges": "cross_modal"}]
+
+
+def db2_checkpoint(
+    models: Any, subject: int, source: Any, *, seed: int | None = None, perturb: bool = False,
+    **metadata: Any,
+) -> IsoNet:  # fmt: skip
     """An untrained tiny IsoNet on the DB2 layout (12 sEMG + 36 ACC channels of 200 samples,
-    12 classes; weights large enough that cutting edges moves the margin) saved as
-    ``folder/subject_1`` with one subject of short synthetic recordings as its data source:
-    a models folder the command line's discovery reads. Returns ``folder``."""
+    12 classes; weights large enough, ``init_range=0.5``, that cutting edges moves the margin),
+    seeded with ``seed`` (default ``subject``), saved as ``models/subject_<subject>`` with
+    ``source`` as its data source and ``metadata``; returns the model (`tiny_isonet`)."""
     from emg_lens.checkpoints import save_checkpoint
+
+    model = tiny_isonet(
+        subject if seed is None else seed, perturb=perturb, modalities={"emg": 12, "acc": 36},
+        n_samples=200, n_classes=12, init_range=0.5,
+    )  # fmt: skip
+    metadata = {"subject": subject, "data_source": source, **metadata}
+    save_checkpoint(model, models / f"subject_{subject}", metadata=metadata)
+    return model
+
+
+def synthetic_checkpoint(folder: Any, seed: int = 1) -> Any:
+    """`db2_checkpoint` of subject 1 in ``folder``, one subject of short synthetic recordings
+    its data source: a models folder the command line's discovery reads. Returns ``folder``."""
     from emg_lens.data.datasets import data_source
     from emg_lens.data.preprocess import PreprocessSpec
     from emg_lens.data.synthetic.emg_acc import SyntheticSpec
@@ -124,17 +146,7 @@ def synthetic_checkpoint(folder: Any, seed: int = 1) -> Any:
         synthetic=SyntheticSpec(n_subjects=1, movement_seconds=1.0),
         preprocess=PreprocessSpec(segment=(0.25, 1.0), step=200),
     )
-    cfg = EncoderConfig.preset(
-        "tiny",
-        seed=seed,
-        modalities={"emg": 12, "acc": 36},
-        n_samples=200,
-        n_classes=12,
-        init_range=0.5,
-    )
-    save_checkpoint(
-        IsoNet(cfg), folder / "subject_1", metadata={"subject": 1, "data_source": source}
-    )
+    db2_checkpoint(folder, 1, source, seed=seed)
     return folder
 
 

@@ -249,15 +249,14 @@ def load_checkpoint_windows(
     args: argparse.Namespace, device: str, builder: Any = None
 ) -> tuple[Any, Any, dict[str, Any] | None]:
     """The model of ``--checkpoint`` on ``device`` (its user's modules made by ``builder``),
-    ``--n-windows`` of its subject's test windows, evenly spaced
-    (`emg_lens.inspect.report.select_windows`), and the data source its metadata records
+    ``--n-windows`` of its subject's test windows, evenly spaced (`emg_lens.data.preprocess.
+    SubjectData.select_windows`), and the data source its metadata records
     (`emg_lens.studies.subjects.load_entry` loads both; what it refuses, it refuses)."""
     from emg_lens.checkpoints import read_checkpoint_info
-    from emg_lens.inspect.report import select_windows
     from emg_lens.studies.subjects import load_entry
 
     subject = load_entry(args.checkpoint, device, builder)
-    data = select_windows(subject.data, args.n_windows)
+    data = subject.data.select_windows(args.n_windows)
     source = read_checkpoint_info(args.checkpoint)["metadata"].get("data_source")
     return subject.model, data, source
 

@@ -67,7 +67,7 @@ from emg_lens.data.preprocess import SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError
 from emg_lens.geometry import Montage
-from emg_lens.geometry.symmetry import ChannelMap, montage_maps
+from emg_lens.geometry.symmetry import ChannelMap, has_symmetry, montage_maps
 
 __all__ = [
     "DECISIONS",
@@ -224,15 +224,7 @@ def placements_of(source: Mapping[str, Any]) -> dict[str, Montage]:
     >>> placements_of({"dataset": "synthetic", "synthetic": {}})  # DB2's points: none
     {}
     """
-    return {m: montage for m, montage in montages_of(dict(source)).items() if _symmetric(montage)}
-
-
-def _symmetric(montage: Any) -> bool:
-    """Whether ``montage`` is a `Montage` with a symmetry to check (`montage_maps`)."""
-    try:
-        return isinstance(montage, Montage) and bool(montage_maps(montage))
-    except EmgLensError:
-        return False
+    return {m: montage for m, montage in montages_of(dict(source)).items() if has_symmetry(montage)}
 
 
 def has_placement(source: Mapping[str, Any] | None = None, data: SubjectData | None = None) -> bool:
@@ -245,7 +237,7 @@ def has_placement(source: Mapping[str, Any] | None = None, data: SubjectData | N
     >>> has_placement({"dataset": "synthetic", "synthetic": {}})  # DB2's points: no symmetry
     False
     """
-    if data is not None and _symmetric(data.meta.get("placement")):
+    if data is not None and has_symmetry(data.meta.get("placement")):
         return True
     if not isinstance(source, Mapping):
         return False

@@ -155,6 +155,21 @@ class SubjectData:
             meta=meta,
         )
 
+    def select_windows(self, n_windows: int) -> SubjectData:
+        """This subject with at most ``n_windows`` held-out windows (an int >= 2), evenly
+        spaced over the test set (`select_test`), so every gesture and repetition is kept.
+
+        >>> X, y = np.zeros((10, 1, 4)), np.arange(10) % 2
+        >>> data = SubjectData.from_windows({"emg": 1}, (X, y))
+        >>> data.select_windows(4).X_test.shape[0], data.select_windows(40).X_test.shape[0]
+        (4, 10)
+        """
+        n_windows, n = check_int(n_windows, "n_windows", minimum=2), len(self.y_test)
+        if n == 0:
+            raise ArgumentError(f"subject {self.subject} has no test windows to inspect")
+        keep = np.linspace(0, n - 1, min(n, n_windows)).round().astype(int)
+        return self.select_test(np.unique(keep))
+
     @classmethod
     def from_windows(
         cls,

@@ -39,22 +39,22 @@ map: to put a recording back, read channel j from channel ``moved_to[j]``
 from __future__ import annotations
 
 import itertools
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, EmgLensError
 from emg_lens.geometry.montage import Montage, Part
-from emg_lens.geometry.ten_twenty import standard_name
+from emg_lens.geometry.ten_twenty import mirror_name, standard_name
 
 __all__ = [
     "MIRROR_TOLERANCE",
     "NAME_SLACK",
     "SYMMETRIC_KINDS",
     "ChannelMap",
-    "mirror_name",
+    "has_symmetry",
     "montage_maps",
     "part_maps",
     "scalp_partners",
@@ -74,11 +74,6 @@ NAME_SLACK = 0.05
 to its mirrored position before the positions contradict the name: MNE's templates put named
 mirrors up to 0.042 from each other's mirrored position (``standard_1005``'s I1h, I2h), while
 BioSemi's A1 and A2 (not 10-20's: both on the midline) lie 0.086 apart, A1 on its own mirror."""
-
-_ROWS = "A AF AFF AFP C CCP CP CPP F FC FCC FFC FFT FP FT FTT I M N O OI P PO POO PPO T TP TPP TTP"
-_TEN_FIVE = re.compile(
-    rf"({'|'.join(sorted(_ROWS.split(), key=len, reverse=True))})(?:(Z)|([1-9][0-9]*)(H?))"
-)
 
 
 @dataclass(frozen=True)
@@ -125,26 +120,6 @@ def _grid_maps(part: Part) -> list[tuple[str, list[int]]]:
         if None not in moved:  # every electrode lands on an electrode
             maps.append((name, moved))
     return maps
-
-
-def mirror_name(name: str) -> str | None:
-    """The 10-20 / 10-05 name of the electrode mirroring ``name`` across the midline
-    (`emg_lens.geometry.ten_twenty.standard_name` forms, answered upper-case): a trailing odd
-    number (left) and the even number above it (right) mirror each other, an ``h`` (10-05's
-    half steps) kept; a trailing ``z`` is on the midline, its own mirror; None for a name of
-    no 10-20 / 10-05 row (``E12``, ``EXG1``).
-
-    >>> [mirror_name(n) for n in ("Fp1", "C4", "TP9", "FFC2h", "Cz", "T3", "E12")]
-    ['FP2', 'C3', 'TP10', 'FFC1H', 'CZ', 'T4', None]
-    """
-    match = _TEN_FIVE.fullmatch(standard_name(name, renamed=False))
-    if match is None:
-        return None
-    row, midline, number, half = match.groups()
-    if midline:
-        return row + "Z"
-    k = int(number)
-    return f"{row}{k + 1 if k % 2 else k - 1}{half}"
 
 
 def scalp_partners(part: Part) -> list[int | None]:
@@ -266,13 +241,21 @@ def montage_maps(montage: Montage) -> list[ChannelMap]:
             electrode_to[c // montage.axes] * montage.axes + c % montage.axes
             for c in range(montage.n_channels)
         )
-        out.append(ChannelMap(_name(montage.parts, [name for name, _ in combination]), channels))
+        names = [name for name, _ in combination]  # by part, where a part is not the identity
+        if len(names) > 1 and any(name != "identity" for name in names):
+            names = ["; ".join(f"{p.name}: {name}" for p, name in zip(montage.parts, names))]
+        out.append(ChannelMap(names[0] if len(names) == 1 else "identity", channels))
     return out
 
 
-def _name(parts: Sequence[Part], names: list[str]) -> str:
-    if len(parts) == 1:
-        return names[0]
-    if all(name == "identity" for name in names):
-        return "identity"
-    return "; ".join(f"{part.name}: {name}" for part, name in zip(parts, names))
+def has_symmetry(montage: Any) -> bool:
+    """Whether ``montage`` is a `Montage` with a symmetry to check (`montage_maps`).
+
+    >>> from emg_lens.geometry.montage import grid
+    >>> has_symmetry(Montage((grid("g", 2, 2, 10.0),))), has_symmetry("a grid")
+    (True, False)
+    """
+    try:
+        return isinstance(montage, Montage) and bool(montage_maps(montage))
+    except EmgLensError:
+        return False

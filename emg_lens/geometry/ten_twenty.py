@@ -36,6 +36,7 @@ from emg_lens.errors import UnplacedChannelError
 
 __all__ = [
     "has_position",
+    "mirror_name",
     "project",
     "scalp_position",
     "scalp_xy",
@@ -81,6 +82,32 @@ def standard_name(name: str, renamed: bool = True) -> str:
         text = head
     text = text.strip()
     return _OLD_NAMES.get(text, text) if renamed else text
+
+
+_ROWS5 = "A AF AFF AFP C CCP CP CPP F FC FCC FFC FFT FP FT FTT I M N O OI P PO POO PPO T TP TPP TTP"
+_TEN_FIVE = re.compile(  # the 10-05 names: a row, then Z or a number (with h for a half step)
+    rf"({'|'.join(sorted(_ROWS5.split(), key=len, reverse=True))})(?:(Z)|([1-9][0-9]*)(H?))"
+)
+
+
+def mirror_name(name: str) -> str | None:
+    """The 10-20 / 10-05 name of the electrode mirroring ``name`` across the midline
+    (`standard_name` forms, answered upper-case): a trailing odd number (left) and the even
+    number above it (right) mirror each other, an ``h`` (10-05's half steps) kept; a trailing
+    ``z`` is on the midline, its own mirror; None for a name of no 10-20 / 10-05 row (``E12``,
+    ``EXG1``).
+
+    >>> [mirror_name(n) for n in ("Fp1", "C4", "TP9", "FFC2h", "Cz", "T3", "E12")]
+    ['FP2', 'C3', 'TP10', 'FFC1H', 'CZ', 'T4', None]
+    """
+    match = _TEN_FIVE.fullmatch(standard_name(name, renamed=False))
+    if match is None:
+        return None
+    row, midline, number, half = match.groups()
+    if midline:
+        return row + "Z"
+    k = int(number)
+    return f"{row}{k + 1 if k % 2 else k - 1}{half}"
 
 
 def _unit(theta_deg: float, phi_deg: float) -> np.ndarray:

@@ -27,7 +27,7 @@ from emg_lens.checkpoints import load_checkpoint, load_checkpoint_data, read_che
 from emg_lens.data.datasets import montages_of
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import ArgumentError, UnsupportedFeatureError, check_int
+from emg_lens.errors import ArgumentError, UnsupportedFeatureError
 from emg_lens.inspect import plots
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit
@@ -48,28 +48,11 @@ from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, c
 from emg_lens.train import predict
 from emg_lens.train.baseline import below_baseline
 
-__all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model", "select_windows"]
+__all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model"]
 
 MAX_FLOW_BINS = 8  # channel bins of a single-modality model's flow heatmaps
 MAX_CIRCUIT_CHANNELS = 16  # more channels: the QK circuit by token group
 PATTERN_WINDOWS = 64  # windows averaged in the pattern figure (patterns are n_tokens² each)
-
-
-def select_windows(data: SubjectData, n_windows: int) -> SubjectData:
-    """``data`` with at most ``n_windows`` test windows, evenly spaced over the test set.
-
-    >>> data = SubjectData(1, {"emg": 1}, [0, 1], np.zeros((0, 1, 4)), np.zeros(0, int),
-    ...                    np.zeros(0, int), np.zeros((10, 1, 4)), np.arange(10) % 2,
-    ...                    np.arange(10))
-    >>> select_windows(data, 4).rep_test.tolist()
-    [0, 3, 6, 9]
-    """
-    n_windows = check_int(n_windows, "n_windows", minimum=2)
-    n = len(data.y_test)
-    if n == 0:
-        raise ArgumentError(f"subject {data.subject} has no test windows to inspect")
-    keep = np.unique(np.linspace(0, n - 1, min(n, n_windows)).round().astype(int))
-    return data.select_test(keep)
 
 
 @dataclass
@@ -402,8 +385,8 @@ def inspect_model(
     train_accuracy: float | None = None,
 ) -> InspectionReport:
     """Inspect ``model`` on the test windows of ``data`` (a `SubjectData` or ``(X, y)``; select
-    the windows first, see `select_windows`). ``progress`` is called with a line before each
-    step ("[2/5] attention flow ..."): the steps take minutes on a CPU. ``source``: the data
+    the windows first: `SubjectData.select_windows`). ``progress`` is called with a line before
+    each step ("[2/5] attention flow ..."): the steps take minutes on a CPU. ``source``: the data
     source the windows come from (a checkpoint's ``data_source``), whose electrode placement
     the figures on the body are drawn on. ``train_accuracy`` (a checkpoint records it) lets the
     chance check name the fault of a model that is not above chance on these windows."""
@@ -560,7 +543,7 @@ def inspect_checkpoint(
     if progress is not None:
         progress(f"[1/5] loading {checkpoint} and its subject's test windows")
     model = load_checkpoint(checkpoint, device=device)  # refuses a bad config before any data
-    data = select_windows(load_checkpoint_data(checkpoint), n_windows)
+    data = load_checkpoint_data(checkpoint).select_windows(n_windows)
     return inspect_model(
         model,
         data,

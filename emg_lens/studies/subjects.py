@@ -6,6 +6,7 @@ them, and so do ``emg-lens train``, ``evaluate``, ``probe`` and ``features``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ import torch
 from emg_lens.checkpoints import load_checkpoint_data, read_checkpoint_info, user_modules_of
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
+from emg_lens.data.registry import DATASETS, dataset_info
 from emg_lens.errors import CheckpointError, EmgLensError, SpecError
 from emg_lens.provenance import (
     arrays_digest,
     checkpoint_digest,
     model_digest,
     source_digest,
+    training_digest,
     warn_if_data_changed,
 )
 from emg_lens.stats.chance import TrialScore
@@ -32,6 +35,7 @@ from emg_lens.user_code import ModuleBuilder, load_model
 __all__ = [
     "Subject",
     "checkpoint_score",
+    "class_labels",
     "entry_provenance",
     "known_of",
     "load_entry",
@@ -98,6 +102,36 @@ def known_of(entry: Any) -> dict[str, Any]:
     }
 
 
+def class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, list | None, Any]:
+    """The class labels every subject shares as figures print them (a checkpoint's
+    ``classes``, or the in-memory `SubjectData`'s, with the movement's name where the dataset
+    registry knows it), those labels, and the first subject's data source (a checkpoint's;
+    None in memory); ``(None, None, None)`` when the subjects' labels differ.
+
+    >>> import numpy as np
+    >>> from emg_lens.data.preprocess import SubjectData
+    >>> data = SubjectData.from_windows({"emg": 1}, (np.zeros((2, 1, 4)), np.array([0, 1])))
+    >>> class_labels({1: (None, data), 2: (None, data)})
+    (['0', '1'], [0, 1], None)
+    """
+    labels, sources = [], []
+    for entry in entries.values():
+        if isinstance(entry, tuple):
+            labels.append(list(entry[1].classes))
+            sources.append(None)
+        else:
+            metadata = read_checkpoint_info(entry)["metadata"]
+            labels.append(metadata.get("classes"))
+            sources.append(metadata.get("data_source"))
+    if not labels or labels[0] is None or any(other != labels[0] for other in labels):
+        return None, None, None
+    names = {}
+    if isinstance(sources[0], Mapping) and sources[0].get("dataset") in DATASETS:
+        names = dataset_info(sources[0]["dataset"]).gestures_of(sources[0])
+    text = [f"{label} {names[label]}" if label in names else str(label) for label in labels[0]]
+    return text, labels[0], sources[0]
+
+
 def checkpoint_score(
     path: str | Path,
     data: SubjectData,
@@ -145,23 +179,28 @@ def entry_provenance(
     subject_id: int,
     code: str,
     modules: ModuleBuilder | None = None,
+    fit: bool = False,
 ) -> dict[str, Any]:
     """What a subject's cells are computed from: digests of the model and the evaluation data
     (files for a checkpoint, arrays in memory), ``spec``'s scored output (``return_type``),
     the code, and for a checkpoint holding the user's own modules the builder that makes them
     (``modules``: its function and file digest, so an edited builder recomputes); shared by
     ablation and discovery studies, which add what else their cells depend on (an ablation
-    cell holds every metric of `METRICS`; a discovery cell one)."""
+    cell holds every metric of `METRICS`; a discovery cell one). ``fit``: also, under
+    ``"fit"``, the digest of an in-memory subject's training windows (`training_digest`), which
+    an eraser fitted on them depends on (a checkpoint's data digest covers them)."""
     if isinstance(entry, tuple):
         model, data = entry
         _check_no_hooks(model)
-        digests = {"model": model_digest(model), "data": arrays_digest(data)}
         # the code an in-memory model computes with, beyond emg_lens's (an attached or the
         # user's module, edited between two runs); None for a class with no file (a notebook)
         files = code_files(model)
         if files is not None and (stale := stale_code(model, files)) is not None:
             raise SpecError(f"{stale}: its cells would be stored under code it does not run")
-        digests["model_code"] = None if files is None else files_key(files)
+        key = None if files is None else files_key(files)
+        digests = {"model": model_digest(model), "data": arrays_digest(data), "model_code": key}
+        if fit:
+            digests["fit"] = training_digest(data)
     else:
         info = read_checkpoint_info(entry)
         metadata = info["metadata"]

@@ -8,13 +8,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from emg_lens import EncoderConfig
-from emg_lens.checkpoints import save_checkpoint
 from emg_lens.data.datasets import data_source
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
-from emg_lens.models import IsoNet
-from tests.tiny import perturb_biases
+from tests.tiny import db2_checkpoint
 
 SUBJECTS = (1, 2, 3)
 
@@ -96,21 +93,7 @@ def setup(root: Path, subjects: tuple[int, ...] = SUBJECTS) -> tuple[Path, Path,
     )
     models = root / "models"
     for subject in subjects:
-        cfg = EncoderConfig.preset(
-            "tiny",
-            seed=subject,
-            modalities={"emg": 12, "acc": 36},
-            n_samples=200,
-            n_classes=12,
-            init_range=0.5,
-        )
-        model = IsoNet(cfg)
-        perturb_biases(model)
-        save_checkpoint(
-            model,
-            models / f"subject_{subject}",
-            metadata={"subject": subject, "data_source": source},
-        )
+        db2_checkpoint(models, subject, source, perturb=True)
     (root / "studies" / "hooks").mkdir(parents=True)
     (root / "studies" / "hooks" / "slow.py").write_text(SLOW_HOOK)
     spec = root / "studies" / "resume.toml"  # the hook lives beside it, in studies/hooks/

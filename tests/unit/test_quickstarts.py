@@ -323,7 +323,7 @@ RUN_BY = {
         "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"
     ),
     ("## Claims", "[class_groups]"): (
-        "tests/unit/studies/test_claims.py::test_the_readmes_claims_example_is_the_demo_studys"
+        "tests/unit/studies/ablation/test_claims.py::test_the_readmes_claims_example_is_the_demo_studys"
     ),
     ("# Export a masked model", "emg-lens export --checkpoint runs/demo/models/subject_1"): (
         "tests/unit/test_quickstarts.py::test_readme_blocks_on_the_demo_run_from_a_fresh_folder"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,96 +28,26 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.data.registry import DATASETS, dataset_info
-from emg_lens.errors import EmgLensError, StudyError
+from emg_lens.errors import StudyError
 from emg_lens.model_folder import study_models
-from emg_lens.provenance import code_digest, training_digest
-from emg_lens.stats.metrics import METRICS
+from emg_lens.provenance import code_digest
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
 from emg_lens.studies.ablation.check import check_ablation
 from emg_lens.studies.ablation.erasure import ERASER_FIELDS
 from emg_lens.studies.ablation.evaluate import evaluate_subject
-from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
+from emg_lens.studies.ablation.plan import Plan, plan_subject
 from emg_lens.studies.ablation.planted import planted_classes
 from emg_lens.studies.ablation.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm
 from emg_lens.studies.kinds import StudyKind, load_spec
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
-from emg_lens.studies.subjects import Subject, entry_provenance, known_of, load_entry
+from emg_lens.studies.subjects import class_labels, known_of, load_entry
 from emg_lens.train.distributed import torchrun_process
 from emg_lens.user_code import StudyCode, require_builder
 
 __all__ = ["KIND", "run_study"]
-
-
-@dataclass
-class _Plan:
-    """One subject's conditions and, with a store, the provenance each of its cells must carry
-    (by condition key; None without a store), resolved once."""
-
-    conditions: list[Condition]
-    provenances: dict[str, dict[str, Any] | None]
-    code: StudyCode
-    subject: Subject | None = None
-
-
-def _cell_provenance(
-    condition: Condition, provenance: dict[str, Any] | None, code: StudyCode, fit: str | None
-) -> dict[str, Any] | None:
-    """A cell's provenance: the subject's, plus the digest of the hook file that its
-    intervention runs, so an edited hook file recomputes exactly its own cells, and for an
-    erasure the digest of the training windows its erasers are fitted on (``fit``: an
-    in-memory subject's; a checkpoint's data-source digest covers them)."""
-    intervention = condition.intervention
-    hook = intervention.hook if intervention is not None else None
-    if provenance is None:
-        return None
-    if intervention is not None and intervention.erase is not None and fit:
-        return {**provenance, "fit": fit}
-    if hook is None:
-        return provenance
-    return {**provenance, "hook": code.digests[hook]}
-
-
-def _plan(
-    spec: StudySpec,
-    subject_id: int,
-    entry: Any,
-    store: CellStore | None,
-    code: str,
-    study_code: StudyCode,
-    device: torch.device | None = None,
-    verify: bool = True,
-) -> _Plan:
-    """Conditions and provenance, from the checkpoint's config and file digests alone, so a
-    subject whose cells are all stored loads neither its model nor its data. Whether the
-    cells' fast path was checked against the hooked one (``verify``) is part of it: a run
-    that verifies never reuses a cell that was not."""
-    subject = None
-    if isinstance(entry, Path | str):
-        cfg = read_checkpoint_info(entry)["config"]
-        n_layers, n_heads = cfg["n_layers"], cfg["n_heads"]
-    else:
-        subject = load_entry(entry, device, study_code.modules)
-        n_layers, n_heads = subject.model.cfg.n_layers, subject.model.cfg.n_heads
-    conditions = [BASELINE, *expand_grid(spec, n_layers, n_heads)]
-    if store is None:
-        return _Plan(conditions, dict.fromkeys(c.key for c in conditions), study_code, subject)
-    try:
-        provenance = entry_provenance(spec, entry, subject_id, code, study_code.modules)
-        provenance["metrics"] = list(METRICS)  # what each cell holds: every metric
-        provenance["verified"] = verify
-    except (EmgLensError, OSError) as exc:
-        # a broken checkpoint or data source raises its own, better named, error
-        load_entry(entry, modules=study_code.modules)
-        raise StudyError(f"subject {subject_id}: cannot digest {entry}: {exc}") from exc
-    erases = any(c.intervention is not None and c.intervention.erase for c in conditions)
-    fit = training_digest(subject.data) if erases and subject is not None else None
-    provenances = {c.key: _cell_provenance(c, provenance, study_code, fit) for c in conditions}
-    return _Plan(conditions, provenances, study_code, subject)
 
 
 def run_study(
@@ -212,25 +141,12 @@ def run_study(
     code = code_digest() if store is not None else ""
     mine = ranks.shard(entries)
     planned = entries if ranks.is_main else mine  # rank 0 also checks the others' cells
-    plans = {
-        s: _plan(spec, s, entries[s], store, code, study_code, device, verify) for s in planned
-    }
+    plans = {s: plan_subject(spec, s, entries[s], store, code, study_code, verify) for s in planned}
     counts = {"reused": 0, "recomputed": 0, "stale": 0}
     forms = {s: ConditionForm(condition_form) for s in mine}  # each decided when computed
     bar = tqdm(total=len(mine), desc=f"study {spec.name}", disable=not progress)
-    done = _compute(
-        spec,
-        {s: entries[s] for s in mine},
-        plans,
-        store,
-        counts,
-        batch_size=batch_size,
-        verify=verify,
-        wait_timeout=wait_timeout,
-        device=device,
-        bar=bar,
-        forms=forms,
-    )
+    run = {"batch_size": batch_size, "verify": verify, "device": device}
+    done = _compute(spec, {s: plans[s] for s in mine}, store, counts, run, wait_timeout, bar, forms)
     bar.close()
     if not ranks.is_main:
         return None  # rank 0 writes the result
@@ -256,9 +172,7 @@ def run_study(
                         **c.row(),
                         "metric": metric,
                         "value": cell["values"][metric],
-                        "class_correct": cell["class_correct"],
-                        "class_total": cell["class_total"],
-                        "structural": cell["structural"],
+                        **{k: cell[k] for k in ("class_correct", "class_total", "structural")},
                         # a cell without them (stored before trials were counted): None
                         **{k: cell.get(k) for k in TRIAL_FIELDS},
                         **{k: cell[k] for k in TRIAL_WINDOW_FIELDS if k in cell},
@@ -266,77 +180,38 @@ def run_study(
                     }
                 )
     per_subject = pd.DataFrame(rows)
-    result = StudyResult.from_table(spec, per_subject, *_class_labels(entries))
-    result.known = {s: known_of(entries[s]) for s in entries}
+    text, labels, source = class_labels(entries)  # the planted classes marked in the figures
+    known = {s: known_of(entries[s]) for s in entries}
+    planted = {} if text is None else planted_classes(source, labels)
+    result = StudyResult.from_table(spec, per_subject, text, planted)
+    result.known = known
     result.condition_forms = {s: f.record() for s, f in forms.items() if f.form is not None}
-    result.reused, result.recomputed, result.stale = (
-        counts["reused"],
-        counts["recomputed"],
-        counts["stale"],
-    )
+    result.reused, result.recomputed, result.stale = counts.values()
     if out_dir is not None:
         result.save(out_dir)
     return result
 
 
-def _class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, dict[str, list[int]]]:
-    """The class labels every subject shares as figures print them (a checkpoint's
-    ``classes``, or the in-memory `SubjectData`'s, with the movement's name where the dataset
-    registry knows it; None when the subjects' labels differ), and the class indices to mark as
-    planted (`emg_lens.studies.ablation.planted.planted_classes`, from the first subject's data
-    source)."""
-    labels, sources = [], []
-    for entry in entries.values():
-        if isinstance(entry, tuple):
-            labels.append(list(entry[1].classes))
-            sources.append(None)
-        else:
-            metadata = read_checkpoint_info(entry)["metadata"]
-            labels.append(metadata.get("classes"))
-            sources.append(metadata.get("data_source"))
-    if not labels or labels[0] is None or any(other != labels[0] for other in labels):
-        return None, {}
-    names = {}
-    if isinstance(sources[0], Mapping) and sources[0].get("dataset") in DATASETS:
-        names = dataset_info(sources[0]["dataset"]).gestures_of(sources[0])
-    text = [f"{label} {names[label]}" if label in names else str(label) for label in labels[0]]
-    return text, planted_classes(sources[0], labels[0])
-
-
 def _compute(
     spec: StudySpec,
-    entries: dict[int, Any],
-    plans: dict[int, _Plan],
+    plans: dict[int, Plan],
     store: CellStore | None,
     counts: dict[str, int],
-    *,
-    batch_size: int,
-    verify: bool,
+    run: dict[str, Any],
     wait_timeout: float,
-    device: torch.device | None,
     bar: Any,
-    forms: dict[int, ConditionForm] | None = None,
+    forms: dict[int, ConditionForm],
 ) -> dict[int, dict[str, dict]]:
-    """The cells of every subject of ``entries``, computed here or, for a subject another live
-    process has claimed, read once that process has stored them."""
+    """The cells of every subject of ``plans``, computed here (`_subject_cells`, ``run``: its
+    batch size, whether it verifies, the device) or, for a subject another live process has
+    claimed, read once that process has stored them."""
     done: dict[int, dict[str, dict]] = {}
     waiting_since: dict[int, float] = {}
-    while len(done) < len(entries):
-        for subject_id, entry in entries.items():
+    while len(done) < len(plans):
+        for subject_id, plan in plans.items():
             if subject_id in done:
                 continue
-            cells = _subject_cells(
-                spec,
-                subject_id,
-                entry,
-                plans[subject_id],
-                store,
-                counts,
-                batch_size,
-                verify,
-                device,
-                (forms or {}).get(subject_id),
-            )
+            cells = _subject_cells(spec, subject_id, plan, store, counts, forms[subject_id], **run)
             if cells is None:  # another live process computes it: come back later
                 if subject_id not in waiting_since:
                     waiting_since[subject_id] = time.monotonic()
@@ -344,7 +219,7 @@ def _compute(
                 continue
             done[subject_id] = cells
             bar.update()
-        if len(done) < len(entries):
+        if len(done) < len(plans):
             for subject_id, since in waiting_since.items():  # given up after wait_timeout
                 if subject_id not in done:
                     plan = plans[subject_id]
@@ -357,14 +232,13 @@ def _compute(
 def _subject_cells(
     spec: StudySpec,
     subject_id: int,
-    entry: Any,
-    plan: _Plan,
+    plan: Plan,
     store: CellStore | None,
     counts: dict[str, int],
+    form: ConditionForm,
     batch_size: int,
     verify: bool,
     device: torch.device | None = None,
-    form: ConditionForm | None = None,
 ) -> dict[str, dict] | None:
     """All cells of one subject: stored ones that match, the rest computed under a claim;
     None when another live process holds the subject's claim."""
@@ -381,7 +255,7 @@ def _subject_cells(
             stored = store.matching(subject_id, plan.provenances)
         todo = [c for c in plan.conditions if c.key not in stored]
         if todo:
-            subject = plan.subject or load_entry(entry, device, plan.code.modules)
+            subject = load_entry(plan.entry, device, plan.code.modules)
             fresh = evaluate_subject(
                 spec,
                 subject,
@@ -399,7 +273,6 @@ def _subject_cells(
             stored.update(fresh)
         counts["reused"] += len(plan.conditions) - len(todo)
         counts["recomputed"] += len(todo)
-        plan.subject = None  # the model and data are not needed again
         return stored
     finally:
         if claim is not None:

@@ -29,7 +29,6 @@ from emg_lens.inspect.features import (
     token_residuals,
     train_features,
 )
-from emg_lens.inspect.report import select_windows
 from emg_lens.models import IsoNet
 from tests.demo_model import RECIPE, demo_models_folder, kind_indices
 from tests.tiny import perturb_biases, random_windows
@@ -45,7 +44,7 @@ def demo(shared):
     and its data source."""
     path = demo_models_folder(shared) / f"subject_{RECIPE['subject']}"
     source = read_checkpoint_info(path)["metadata"]["data_source"]
-    data = select_windows(load_subject(source, RECIPE["subject"]), TEST_WINDOWS)
+    data = load_subject(source, RECIPE["subject"]).select_windows(TEST_WINDOWS)
     return load_checkpoint(path).eval(), data, source
 
 

@@ -589,7 +589,7 @@ def test_inspect_model_on_a_single_modality_model_uses_channels():
     X = _windows(model, 12).numpy()
     y = model(torch.as_tensor(X)).argmax(-1).numpy()
     data = as_subject_data(model, (X, y))
-    selected = report_module.select_windows(data, 8)
+    selected = data.select_windows(8)
     report = report_module.inspect_model(model, selected, batch_size=3)  # batches of 3, 3, 2
     assert set(report.flow["query_group"]) == {"ch0", "ch1", "ch2"}
     assert set(report.importance["kind"]) == {"same_channel", "cross_channel"}

@@ -20,14 +20,12 @@ from emg_lens.models import IsoNet
 from emg_lens.report import report_html, spec_toml
 from emg_lens.report.markdown import to_html
 from emg_lens.studies import run_study
+from tests.tiny import uni_and_cross
 
 STUDY = {
     "name": "report-study",
     "models": "in-memory",
-    "interventions": [
-        {"name": "uni", "edges": "unimodal"},
-        {"name": "cross", "edges": "cross_modal"},
-    ],
+    "interventions": uni_and_cross(),
     "layers": {"modes": ["individual", "all"]},
 }
 

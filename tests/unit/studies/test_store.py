@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 import torch
 
-from emg_lens import EncoderConfig
 from emg_lens._io import process_start
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.cli import main
@@ -37,16 +36,13 @@ from emg_lens.provenance import checkpoint_digest
 from emg_lens.studies import StudyError, StudyResult, load_spec, run_study
 from emg_lens.studies.store import CellStore
 from emg_lens.train import accuracy
-from tests.tiny import tiny_subject
+from tests.tiny import db2_checkpoint, tiny_subject, uni_and_cross
 from tests.unit.storage_faults import full_disk, read_only
 
 SPEC = {
     "name": "store",
     "models": "unused",
-    "interventions": [
-        {"name": "uni", "edges": "unimodal"},
-        {"name": "cross", "edges": "cross_modal"},
-    ],
+    "interventions": uni_and_cross(),
     "layers": {"modes": ["individual", "all"]},
 }
 SPEC_TOML = """
@@ -92,21 +88,7 @@ def puts(monkeypatch) -> list[tuple[int, str]]:
 
 
 def _save_model(models: Path, subject: int, seed: int, source=SOURCE, **metadata) -> IsoNet:
-    cfg = EncoderConfig.preset(
-        "tiny",
-        seed=seed,
-        modalities={"emg": 12, "acc": 36},
-        n_samples=200,
-        n_classes=12,
-        init_range=0.5,  # varied predictions without training
-    )
-    model = IsoNet(cfg).eval()
-    save_checkpoint(
-        model,
-        models / f"subject_{subject}",
-        metadata={"subject": subject, "data_source": source, **metadata},
-    )
-    return model
+    return db2_checkpoint(models, subject, source, seed=seed, **metadata)  # varied predictions
 
 
 def _memory_subjects(seed: int = 0) -> dict[int, tuple[IsoNet, SubjectData]]:

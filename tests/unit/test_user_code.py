@@ -37,7 +37,7 @@ from emg_lens.studies import load_spec, run_study
 from tests.tiny import tiny_subject
 
 MARKER = "marker.txt"
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 # A hook file that leaves a marker file beside itself when it is executed.
 HOOK = textwrap.dedent(

@@ -26,7 +26,7 @@ from emg_lens.train.baseline import below_baseline, feature_baseline
 from emg_lens.train.finetune import FinetuneConfig
 from emg_lens.train.regression import finetune_regression
 
-REAL = Path(__file__).resolve().parents[3] / ".data" / "openhdemg" / "otb_testfile.mat"
+REAL = Path(__file__).resolve().parents[4] / ".data" / "openhdemg" / "otb_testfile.mat"
 NAMES = [f"ch{k + 1}" for k in range(64)]
 
 

@@ -37,7 +37,7 @@ from emg_lens.studies.ablation.grid import BASELINE
 from emg_lens.studies.ablation.result import legend
 from emg_lens.studies.store import CellStore
 from emg_lens.train import TrainConfig, accuracy, fit
-from tests.tiny import perturb_biases
+from tests.tiny import db2_checkpoint, perturb_biases, uni_and_cross
 
 N_TEST = 48
 
@@ -137,10 +137,7 @@ def _spec(source_dir=".", **changes) -> StudySpec:
     data = {
         "name": "runner",
         "models": "unused",
-        "interventions": [
-            {"name": "uni", "edges": "unimodal"},
-            {"name": "cross", "edges": "cross_modal"},
-        ],
+        "interventions": uni_and_cross(),
         "layers": {
             "modes": ["individual", "from_first", "from_last", "all", "explicit"],
             "explicit": [[0, 2]],
@@ -646,22 +643,8 @@ SOURCE = data_source(
 @pytest.mark.slow
 def test_run_study_from_checkpoints(tmp_path, monkeypatch, no_figures):
     models = tmp_path / "models"
-    for subject in (1, 2):
-        cfg = EncoderConfig.preset(
-            "tiny",
-            seed=subject,
-            modalities={"emg": 12, "acc": 36},
-            n_samples=200,
-            n_classes=12,
-            init_range=0.5,  # varied predictions without training
-        )
-        model = IsoNet(cfg)
-        perturb_biases(model)
-        save_checkpoint(
-            model,
-            models / f"subject_{subject}",
-            metadata={"subject": subject, "data_source": SOURCE},
-        )
+    for subject in (1, 2):  # varied predictions without training
+        db2_checkpoint(models, subject, SOURCE, perturb=True)
     loaded = {}
     real_load = datasets_module.load_subject
 

@@ -30,7 +30,7 @@ from emg_lens.studies import (
 from emg_lens.studies.training import runner as training_module
 from tests.tiny import two_class_subjects
 
-STUDIES = Path(__file__).resolve().parents[3] / "studies"
+STUDIES = Path(__file__).resolve().parents[4] / "studies"
 
 BASE = {
     "kind": "training",

@@ -359,11 +359,10 @@ def test_the_trained_demo_model_is_clearly_above_chance_in_a_study_and_inspect(s
     """The demo's recipe trains a model that learned (the shared demo model of
     `tests.demo_model`): neither a study nor inspect warns about it."""
     from emg_lens.checkpoints import load_checkpoint
-    from emg_lens.inspect.report import select_windows
     from tests.demo_model import RECIPE, demo_data, demo_models_folder
 
     path = demo_models_folder(shared) / f"subject_{RECIPE['subject']}"
-    model, data = load_checkpoint(path).eval(), select_windows(demo_data(), 256)
+    model, data = load_checkpoint(path).eval(), demo_data().select_windows(256)
     spec = {"name": "d", "models": "x", "return_type": "avg_logits",
             "interventions": [{"name": "c", "edges": "cross_modal"}]}  # fmt: skip
     result = run_study(spec, models={1: (model, data)}, progress=False)

@@ -8,14 +8,12 @@ import pytest
 from emg_lens.errors import SpecError
 from emg_lens.studies import Condition, StudySpec, expand_grid
 from emg_lens.studies.ablation.grid import BASELINE
+from tests.tiny import uni_and_cross
 
 TABLE3 = {
     "name": "table3",
     "models": "demo",
-    "interventions": [
-        {"name": "uni", "edges": "unimodal"},
-        {"name": "cross", "edges": "cross_modal"},
-    ],
+    "interventions": uni_and_cross(),
     "layers": {"modes": ["individual", "from_first", "from_last"]},
 }
 

@@ -26,7 +26,7 @@ from emg_lens.studies.ablation.grid import BASELINE
 from emg_lens.studies.subjects import Subject
 from emg_lens.user_code import StudyCode
 
-BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[4] / "benchmarks"
 N_WINDOWS, BATCH = 22, 8  # three window batches: 8, 8, 6
 
 
