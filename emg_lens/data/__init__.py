@@ -8,19 +8,81 @@ electrodes of a held-out repetition moved, and puts them back before preprocessi
 
 from typing import TYPE_CHECKING
 
+_FROM = {
+    "emg_lens.data.datasets": (
+        "data_source",
+        "dataset_preprocess",
+        "load_subject",
+        "montages_of",
+        "synthetic_windows_source",
+    ),
+    "emg_lens.data.formats.otb": ("read_otb",),
+    "emg_lens.data.formats.trial_files": ("read_files",),
+    "emg_lens.data.placement": ("check_subject", "realign_recording", "realign_subject"),
+    "emg_lens.data.pooled": ("pool_subjects", "unpool"),
+    "emg_lens.data.preprocess": ("PreprocessSpec", "SubjectData", "prepare_subject"),
+    "emg_lens.data.recording": ("Recording",),
+    "emg_lens.data.synthetic.eeg": ("planted_eeg", "planted_eeg_setup"),
+    "emg_lens.data.synthetic.emg_acc": (
+        "SyntheticSpec",
+        "demo_setup",
+        "generate_recordings",
+        "gesture_kinds",
+        "subject_signature_setup",
+    ),
+}
+"""Each module -> the names this package exports from it, imported on first use."""
+
 if TYPE_CHECKING:  # what the API reference renders (griffe reads the source, not __getattr__)
+    from emg_lens.data.datasets import (
+        data_source,
+        dataset_preprocess,
+        load_subject,
+        montages_of,
+        synthetic_windows_source,
+    )
     from emg_lens.data.formats.otb import read_otb
     from emg_lens.data.formats.trial_files import read_files
-    from emg_lens.data.placement import check_subject, realign_subject
+    from emg_lens.data.placement import check_subject, realign_recording, realign_subject
+    from emg_lens.data.pooled import pool_subjects, unpool
+    from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
+    from emg_lens.data.recording import Recording
+    from emg_lens.data.synthetic.eeg import planted_eeg, planted_eeg_setup
+    from emg_lens.data.synthetic.emg_acc import (
+        SyntheticSpec,
+        demo_setup,
+        generate_recordings,
+        gesture_kinds,
+        subject_signature_setup,
+    )
 
-__all__ = ["check_subject", "read_files", "read_otb", "realign_subject"]
+__all__ = [
+    "PreprocessSpec",
+    "Recording",
+    "SubjectData",
+    "SyntheticSpec",
+    "check_subject",
+    "data_source",
+    "dataset_preprocess",
+    "demo_setup",
+    "generate_recordings",
+    "gesture_kinds",
+    "load_subject",
+    "montages_of",
+    "planted_eeg",
+    "planted_eeg_setup",
+    "pool_subjects",
+    "prepare_subject",
+    "read_files",
+    "read_otb",
+    "realign_recording",
+    "realign_subject",
+    "subject_signature_setup",
+    "synthetic_windows_source",
+    "unpool",
+]
 
-_LAZY = {
-    "check_subject": "emg_lens.data.placement",
-    "read_files": "emg_lens.data.formats.trial_files",
-    "read_otb": "emg_lens.data.formats.otb",
-    "realign_subject": "emg_lens.data.placement",
-}
+_LAZY = {name: module for module, names in _FROM.items() for name in names}
 
 
 def __getattr__(name: str):
