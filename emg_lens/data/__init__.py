@@ -16,13 +16,16 @@ _FROM = {
         "montages_of",
         "synthetic_windows_source",
     ),
+    "emg_lens.data.formats.hdsemg": ("load_hdsemg",),
     "emg_lens.data.formats.otb": ("read_otb",),
     "emg_lens.data.formats.trial_files": ("read_files",),
     "emg_lens.data.placement": ("check_subject", "realign_recording", "realign_subject"),
     "emg_lens.data.pooled": ("pool_subjects", "unpool"),
     "emg_lens.data.preprocess": ("PreprocessSpec", "SubjectData", "prepare_subject"),
     "emg_lens.data.recording": ("Recording",),
-    "emg_lens.data.synthetic.eeg": ("planted_eeg", "planted_eeg_setup"),
+    "emg_lens.data.registry": ("dataset_info",),
+    "emg_lens.data.synthetic.downstream": ("synthetic_db8", "synthetic_epn612", "synthetic_uci"),
+    "emg_lens.data.synthetic.eeg": ("planted_eeg", "planted_eeg_setup", "planted_eeg_truth"),
     "emg_lens.data.synthetic.emg_acc": (
         "SyntheticSpec",
         "demo_setup",
@@ -30,6 +33,7 @@ _FROM = {
         "gesture_kinds",
         "subject_signature_setup",
     ),
+    "emg_lens.data.windows.store": ("WindowStore", "write_window_store"),
 }
 """Each module -> the names this package exports from it, imported on first use."""
 
@@ -41,13 +45,16 @@ if TYPE_CHECKING:  # what the API reference renders (griffe reads the source, no
         montages_of,
         synthetic_windows_source,
     )
+    from emg_lens.data.formats.hdsemg import load_hdsemg
     from emg_lens.data.formats.otb import read_otb
     from emg_lens.data.formats.trial_files import read_files
     from emg_lens.data.placement import check_subject, realign_recording, realign_subject
     from emg_lens.data.pooled import pool_subjects, unpool
     from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
     from emg_lens.data.recording import Recording
-    from emg_lens.data.synthetic.eeg import planted_eeg, planted_eeg_setup
+    from emg_lens.data.registry import dataset_info
+    from emg_lens.data.synthetic.downstream import synthetic_db8, synthetic_epn612, synthetic_uci
+    from emg_lens.data.synthetic.eeg import planted_eeg, planted_eeg_setup, planted_eeg_truth
     from emg_lens.data.synthetic.emg_acc import (
         SyntheticSpec,
         demo_setup,
@@ -55,22 +62,27 @@ if TYPE_CHECKING:  # what the API reference renders (griffe reads the source, no
         gesture_kinds,
         subject_signature_setup,
     )
+    from emg_lens.data.windows.store import WindowStore, write_window_store
 
 __all__ = [
     "PreprocessSpec",
     "Recording",
     "SubjectData",
     "SyntheticSpec",
+    "WindowStore",
     "check_subject",
     "data_source",
+    "dataset_info",
     "dataset_preprocess",
     "demo_setup",
     "generate_recordings",
     "gesture_kinds",
+    "load_hdsemg",
     "load_subject",
     "montages_of",
     "planted_eeg",
     "planted_eeg_setup",
+    "planted_eeg_truth",
     "pool_subjects",
     "prepare_subject",
     "read_files",
@@ -78,8 +90,12 @@ __all__ = [
     "realign_recording",
     "realign_subject",
     "subject_signature_setup",
+    "synthetic_db8",
+    "synthetic_epn612",
+    "synthetic_uci",
     "synthetic_windows_source",
     "unpool",
+    "write_window_store",
 ]
 
 _LAZY = {name: module for module, names in _FROM.items() for name in names}

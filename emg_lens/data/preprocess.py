@@ -15,7 +15,7 @@ Steps, in order (each a field of `PreprocessSpec`):
 5. split by repetition (NinaPro DB2: train 1, 3, 4, 6 / test 2, 5) and per-channel z-score
    fitted on the training repetitions only — no statistic of the test repetitions reaches it.
 
->>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
+>>> from emg_lens.data import SyntheticSpec, generate_recordings
 >>> rec = generate_recordings(SyntheticSpec(n_subjects=1))[0]
 >>> data = prepare_subject(rec, PreprocessSpec(window=200, step=100))
 >>> data.X_train.shape[1:], data.n_classes, sorted(set(data.rep_test.tolist()))

@@ -39,6 +39,7 @@ from emg_lens.inspect.features import (
     Features,
     TopKSAE,
     load_features,
+    save_sae,
     train_features,
 )
 from emg_lens.inspect.features.plots import plot_feature_map, plot_reconstruction
@@ -125,6 +126,7 @@ __all__ = [
     "qk_circuit",
     "readout_map",
     "run_patched",
+    "save_sae",
     "select_windows",
     "tl_index_df",
     "to_circuitsvis",

@@ -27,7 +27,7 @@ data goes through this very loader:
 
 >>> import tempfile
 >>> import numpy as np
->>> from emg_lens.data.recording import Recording
+>>> from emg_lens.data import Recording
 >>> n = 400
 >>> rng = np.random.default_rng(0)
 >>> rec = Recording(
@@ -285,7 +285,7 @@ def load_ninapro_db2(
 
     >>> import tempfile
     >>> import numpy as np
-    >>> from emg_lens.data.recording import Recording
+    >>> from emg_lens.data import Recording
     >>> n = 200
     >>> rec = Recording(
     ...     subject=1,
@@ -356,7 +356,7 @@ def write_ninapro_db2(
 
     >>> import tempfile
     >>> import numpy as np
-    >>> from emg_lens.data.recording import Recording
+    >>> from emg_lens.data import Recording
     >>> rec = Recording(
     ...     subject=2,
     ...     signals={"emg": np.zeros((10, 12), np.float32), "acc": np.zeros((10, 36), np.float32)},
