@@ -56,7 +56,7 @@ def test_every_python_block_runs_as_printed(page, tmp_path, monkeypatch, capsys)
         assert "TokenLayout: 25 tokens" in out and "CLS -> acc attention per head" in out
         assert "channels(emg10,emg9) cut: test accuracy" in out and "emg1, emg2" in out
     if page == ON_THE_DEMO[1]:  # its test windows: the demo's 8 gestures, subject 1's
-        assert "subject 1: 928 test windows" in out
+        assert "subject 1: 928 test windows" in out and "digitorum <-> acc cut: test" in out
 
 
 def test_readme_is_a_landing_page_with_the_two_commands_and_links_into_the_site():
