@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs_pages import ROOT
-from tests.unit.test_docs_site import _load
+from tests.unit.test_docs_site import _load, exported_names
 
 PUBLIC = ("emg_lens", *(f"emg_lens.{name}" for name in _load("hooks").API_MODULES))
 """The modules a user imports."""
@@ -82,12 +82,15 @@ def shown_imports() -> list[tuple[str, str]]:
 def docstring_imports() -> list[tuple[str, str]]:
     """The ``emg_lens`` imports of every docstring example in the package."""
     found, parser = [], doctest.DocTestParser()
+    shown = re.compile(r">>>\s+(from|import)\s+emg_lens")  # no example imports it otherwise
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
     for path in sorted((ROOT / "emg_lens").rglob("*.py")):
-        where = path.relative_to(ROOT).as_posix()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        where, source = path.relative_to(ROOT).as_posix(), path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(source)) if shown.search(source) else ():
             text = ast.get_docstring(node, clean=False) if isinstance(node, kinds) else None
-            start = node.body[0].lineno if text else 0  # the docstring's first line
+            if not text or not shown.search(text):
+                continue
+            start = node.body[0].lineno  # the docstring's first line
             for example in parser.get_examples(text or ""):
                 found += _imports(example.source, where, start + example.lineno)
     return found
@@ -131,6 +134,20 @@ def test_the_checks_find_an_import_off_the_surface_where_it_is(tmp_path):
         ("m.py:5", "emg_lens.data.recording")
     ]
     assert _imports(_pycon(">>> from emg_lens import hooks\n"), "p", 1) == [("p:1", "emg_lens")]
+
+
+def test_the_api_reference_opens_with_the_names_a_notebook_needs():
+    # as TransformerLens's README opens with HookedTransformer: each name's import line first
+    text = (ROOT / "docs" / "api" / "index.md").read_text(encoding="utf-8")
+    lines = re.findall(r"^\| `(from emg_lens[\w.]* import [\w, ]+)` \|", text, flags=re.M)
+    assert 15 <= len(lines) <= 25 and text.index(lines[-1]) < text.index("| Models (")
+    names = []
+    for line in lines:
+        (node,) = ast.parse(line).body
+        assert node.module in PUBLIC, line
+        assert all(a.name in exported_names(node.module) for a in node.names), line
+        names += [a.name for a in node.names]
+    assert 18 <= len(set(names)) <= 25 and "load_checkpoint_data" in names and "channels" in names
 
 
 @pytest.mark.slow  # imports torch, TransformerLens and every public module
