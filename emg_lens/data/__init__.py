@@ -8,35 +8,6 @@ electrodes of a held-out repetition moved, and puts them back before preprocessi
 
 from typing import TYPE_CHECKING
 
-_FROM = {
-    "emg_lens.data.datasets": (
-        "data_source",
-        "dataset_preprocess",
-        "load_subject",
-        "montages_of",
-        "synthetic_windows_source",
-    ),
-    "emg_lens.data.formats.hdsemg": ("load_hdsemg",),
-    "emg_lens.data.formats.otb": ("read_otb",),
-    "emg_lens.data.formats.trial_files": ("read_files",),
-    "emg_lens.data.placement": ("check_subject", "realign_recording", "realign_subject"),
-    "emg_lens.data.pooled": ("pool_subjects", "unpool"),
-    "emg_lens.data.preprocess": ("PreprocessSpec", "SubjectData", "prepare_subject"),
-    "emg_lens.data.recording": ("Recording",),
-    "emg_lens.data.registry": ("dataset_info",),
-    "emg_lens.data.synthetic.downstream": ("synthetic_db8", "synthetic_epn612", "synthetic_uci"),
-    "emg_lens.data.synthetic.eeg": ("planted_eeg", "planted_eeg_setup", "planted_eeg_truth"),
-    "emg_lens.data.synthetic.emg_acc": (
-        "SyntheticSpec",
-        "demo_setup",
-        "generate_recordings",
-        "gesture_kinds",
-        "subject_signature_setup",
-    ),
-    "emg_lens.data.windows.store": ("WindowStore", "write_window_store"),
-}
-"""Each module -> the names this package exports from it, imported on first use."""
-
 if TYPE_CHECKING:  # what the API reference renders (griffe reads the source, not __getattr__)
     from emg_lens.data.datasets import (
         data_source,
@@ -98,13 +69,19 @@ __all__ = [
     "write_window_store",
 ]
 
-_LAZY = {name: module for module, names in _FROM.items() for name in names}
+_MODULES = ("recording", "preprocess", "placement", "pooled", "registry", "datasets")
+_MODULES += ("formats.hdsemg", "formats.otb", "formats.trial_files", "synthetic.downstream")
+_MODULES += ("synthetic.eeg", "synthetic.emg_acc", "windows.store")
+"""Where the names above live (the imports under ``TYPE_CHECKING``), imported on first use:
+the readers import numpy, and this package's face stays light for the command line's --help."""
 
 
 def __getattr__(name: str):
-    # the readers import numpy; this package's face stays light for the command line's --help
-    if name in _LAZY:
+    if name in __all__:  # from the first of _MODULES (light to heavy) that defines it
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        for module in _MODULES:
+            found = vars(importlib.import_module(f"emg_lens.data.{module}"))
+            if name in found:
+                return found[name]
     raise AttributeError(f"module 'emg_lens.data' has no attribute {name!r}")
