@@ -352,9 +352,9 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
     or its folder's name ``subject_<N>``) is a `CheckpointError` naming what it holds.
 
     >>> import tempfile
-    >>> from emg_lens.data.datasets import data_source
-    >>> from emg_lens.data.preprocess import PreprocessSpec
-    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+    >>> from emg_lens.data import data_source
+    >>> from emg_lens.data import PreprocessSpec
+    >>> from emg_lens.data import SyntheticSpec
     >>> from emg_lens.models import IsoNet
     >>> cfg = EncoderConfig.preset("tiny", modalities={"emg": 12, "acc": 36}, n_samples=200)
     >>> synthetic = SyntheticSpec(n_subjects=1, movement_seconds=0.6, rest_seconds=0.2)

@@ -515,7 +515,7 @@ def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | N
     added: subject 1 may now be another person): the model is scored on data it was not
     trained beside. Checkpoints trained before the digest was recorded are not checked.
 
-    >>> from emg_lens.data.datasets import data_source
+    >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
     >>> meta = {"data_source": source, "data_digest": source_digest(source, 1)}
     >>> warn_if_data_changed(meta, 1)  # the same data: silent
@@ -540,7 +540,7 @@ def source_digest(source: dict[str, Any], subject: int) -> str:
     """Digest of one subject's data from a checkpoint's data source: the source dict (with
     its preprocessing spec), the subject, and the content of every file it reads.
 
-    >>> from emg_lens.data.datasets import data_source
+    >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
     >>> source_digest(source, 1) == source_digest(source, 1) != source_digest(source, 2)
     True

@@ -225,7 +225,7 @@ def open_checkpoint(args: argparse.Namespace, root: Path) -> tuple[Path, Any, st
 
     >>> import tempfile
     >>> from emg_lens.checkpoints import save_checkpoint
-    >>> from emg_lens.models.attached.examples import TinyAttention
+    >>> from emg_lens.models import TinyAttention
     >>> from emg_lens.models import attach
     >>> from emg_lens.layout import TokenLayout
     >>> net = attach(TinyAttention(), layout=TokenLayout.channel_tokens({"emg": 4},

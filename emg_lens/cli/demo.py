@@ -9,6 +9,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from emg_lens import DEMO_CUT, DEMO_EPOCHS, DEMO_MODEL, DEMO_TRAIN
 from emg_lens.cli.common import add_command, add_threads_argument, print_table, show_progress
 
 DEMO_ROOT = Path("runs/demo")
@@ -16,31 +17,6 @@ DEMO_STUDY = resources.files("emg_lens") / "studies" / "planted_demo.toml"
 """The study the demo runs: package data (``emg_lens/studies/planted_demo.toml``), so that an
 installed wheel has it too, not only a source checkout. An `importlib.resources.abc.Traversable`:
 `importlib.resources.as_file` gives it a path on disk."""
-# EncoderConfig overrides of the "demo" preset for `emg-lens demo`: two layers are enough for the
-# mean-pooled head to learn the interaction gestures on demo_setup's 25 tokens.
-DEMO_MODEL = {"n_layers": 2, "n_heads": 8}
-# What the demo's study cuts and its models learn to do without (edge dropout): every route
-# between the modalities, the direct cross-modal edges and the detour through CLS.
-DEMO_CUT = "cross_modal | from_cls"
-# TrainConfig fields of the demo's training (besides epochs, seed and progress, which the
-# command line sets): what `emg-lens demo` and the tests that train "a demo model" share.
-# The interaction gestures are two XOR bits; a model can stall with one learned (training and
-# test accuracy near 0.75), and which models do, the thread count decides (one subject: 0.74 on
-# one thread, 0.96 on two). Measured on one thread, seeds 0-3 x 8 subjects: 4 heads, lr 3e-3
-# and 30 epochs stall about 1 model in 3 (so do d_model 64, 60 epochs, no edge dropout); 8 heads
-# and lr 6e-3, 6 in 32 after 30 epochs and 3 in 32 after 40 (no seed and subject stalled
-# under both: a property of the run, not of the subject's data). A model whose training
-# accuracy stays below 0.9 is then trained again from another initialisation
-# (`TrainConfig.refits`), so no subject is left on the plateau.
-DEMO_EPOCHS = 40
-DEMO_TRAIN = {
-    "lr": 6e-3,
-    "anneal_fraction": 1.0,
-    "edge_dropout": 0.5,
-    "dropout_edges": DEMO_CUT,
-    "refits": 2,
-    "refit_below": 0.9,
-}
 
 
 def add_parser(sub) -> None:

@@ -13,7 +13,7 @@ takes the same random numbers as building the torch layer.
 
 >>> import torch
 >>> from emg_lens import EncoderConfig
->>> from emg_lens.components import MLP
+>>> from emg_lens.models import MLP
 >>> mlp = MLP(EncoderConfig.preset("tiny", init_range=0.5))
 >>> _ = torch.manual_seed(0)
 >>> mlp.reset_parameters()
@@ -66,7 +66,7 @@ class ConfigInit:
     module's ``init_std`` (the config's ``init_range``, unless the module says otherwise).
 
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.components import LayerNorm
+    >>> from emg_lens.models import LayerNorm
     >>> ln = LayerNorm(EncoderConfig.preset("tiny"))
     >>> with torch.no_grad():
     ...     _ = ln.w.mul_(3)

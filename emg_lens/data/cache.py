@@ -27,7 +27,7 @@ files, and the first use of such a folder in a process warns, naming what the ca
 write (`warn_foreign_files`).
 
 >>> import tempfile
->>> from emg_lens.data.datasets import data_source
+>>> from emg_lens.data import data_source
 >>> source = data_source("synthetic")
 >>> stem = Path(tempfile.mkdtemp()) / "synthetic_s1"
 >>> data = SubjectData(1, {"emg": 2}, [0, 3], np.zeros((1, 2, 4), np.float32), np.zeros(1, int),
@@ -191,7 +191,7 @@ def source_files(source: dict[str, Any], subject: int) -> list[Path]:
     """The files a subject's data is read from (none for synthetic data; a window store's
     ``.h5`` file for ``"windows"``).
 
-    >>> from emg_lens.data.datasets import data_source
+    >>> from emg_lens.data import data_source
     >>> source_files(data_source("synthetic"), 1)
     []
     """
@@ -206,7 +206,7 @@ def cache_key(source: dict[str, Any], subject: int) -> str:
     reads and preprocesses the data; for a dataset numbered over its whole folder (your own
     files), that numbering too (another participant's files renumber every subject's labels).
 
-    >>> from emg_lens.data.datasets import data_source
+    >>> from emg_lens.data import data_source
     >>> source = data_source("synthetic")
     >>> cache_key(source, 1) == cache_key(source, 1) != cache_key(source, 2)
     True

@@ -248,8 +248,7 @@ def windows_source(
     store that does not record them is warned of.
 
     >>> import tempfile
-    >>> from emg_lens.data.recording import Recording
-    >>> from emg_lens.data.windows.store import write_window_store
+    >>> from emg_lens.data import Recording, write_window_store
     >>> rec = Recording(1, {"emg": np.ones((2000, 4))}, 2000.0, np.ones(2000), np.ones(2000))
     >>> built = {"train_repetitions": [1, 2, 3, 4], "test_repetitions": [6]}
     >>> path = write_window_store(Path(tempfile.mkdtemp()) / "w.h5", [rec], progress=False,

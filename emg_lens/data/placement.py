@@ -35,7 +35,7 @@ permutation p ≈ 0.029, the runner-up rejected at p ≈ 0.07), and each of R_0�
 other two keeps the identity (r 0.95–0.99).
 
 >>> import numpy as np
->>> from emg_lens.data.recording import Recording
+>>> from emg_lens.data import Recording
 >>> from emg_lens.geometry import Montage, ring
 >>> rng = np.random.default_rng(0)
 >>> gains = rng.uniform(0.2, 2.0, (4, 6))  # 4 gestures, each its own pattern on 6 electrodes
@@ -129,7 +129,7 @@ class PlacementCheck:
     def describe(self) -> str:
         """One line: which repetition, the decision and why.
 
-        >>> from emg_lens.geometry.symmetry import ChannelMap
+        >>> from emg_lens.geometry import ChannelMap
         >>> PlacementCheck("emg", 4, "3", ChannelMap("rotation by 1", (1, 2, 0)), 0.9, 0.2,
         ...                (), "moved", "rotation by 1 (r 0.90; identity 0.20)").describe()
         "emg, held-out repetition 4 ('3'): moved: rotation by 1 (r 0.90; identity 0.20)"
@@ -357,8 +357,8 @@ def check_subject(
       or ``from_windows_dataset`` with a montage: ``meta["placement"]``), their time samples
       joined per repetition, every channel at once (modality ``"all channels"``).
 
-    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
-    >>> from emg_lens.data.preprocess import PreprocessSpec
+    >>> from emg_lens.data import SyntheticSpec, generate_recordings
+    >>> from emg_lens.data import PreprocessSpec
     >>> data = prepare_subject(generate_recordings(SyntheticSpec(n_subjects=1))[0],
     ...                        PreprocessSpec(step=None))
     >>> check_subject(data)  # doctest: +ELLIPSIS

@@ -15,7 +15,7 @@ Steps, in order (each a field of `PreprocessSpec`):
 5. split by repetition (NinaPro DB2: train 1, 3, 4, 6 / test 2, 5) and per-channel z-score
    fitted on the training repetitions only — no statistic of the test repetitions reaches it.
 
->>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
+>>> from emg_lens.data import SyntheticSpec, generate_recordings
 >>> rec = generate_recordings(SyntheticSpec(n_subjects=1))[0]
 >>> data = prepare_subject(rec, PreprocessSpec(window=200, step=100))
 >>> data.X_train.shape[1:], data.n_classes, sorted(set(data.rep_test.tolist()))
@@ -24,6 +24,7 @@ Steps, in order (each a field of `PreprocessSpec`):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -574,7 +575,22 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
         meta={
             "source": recording.source,
             "preprocess": spec.to_dict(),
-            # a reader that names its channels (your own files) names the model's tokens
-            **{k: recording.meta[k] for k in ("channel_names",) if k in recording.meta},
+            # a reader that names its channels (DB2, your own files) names the model's tokens
+            **_channel_names(recording, modalities),
         },
     )
+
+
+def _channel_names(recording: Recording, modalities: dict[str, int]) -> dict[str, list[str]]:
+    """``{"channel_names": ...}`` of the preprocessed channels, where the recording names its
+    own: a sensor's magnitude (``acc_magnitude``) is named by what its axes' names share (DB2's
+    ``acc1x``, ``acc1y``, ``acc1z``: ``acc1``); ``{}`` where no distinct names are left."""
+    names, out = recording.meta.get("channel_names"), []
+    for name, n in recording.modalities.items() if names is not None else ():
+        own, names = names[:n], names[n:]
+        if modalities[name] != n:  # 3 axes -> 1 magnitude
+            shared = os.path.commonprefix  # character by character: what the names share
+            own = [shared(own[i : i + 3]).rstrip("_ -") for i in range(0, n, 3)]
+        out += own
+    fits = len(out) == sum(modalities.values()) == len(set(out)) and all(out)
+    return {"channel_names": out} if out and fits else {}

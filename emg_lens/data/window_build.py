@@ -112,7 +112,7 @@ def build_window_store(
     (naming the dataset, the window and the longest recording a window had to fit in).
 
     >>> import tempfile
-    >>> from emg_lens.data.windows.store import WindowStore
+    >>> from emg_lens.data import WindowStore
     >>> path = build_window_store(
     ...     "synthetic", Path(tempfile.mkdtemp()) / "w.h5", split="test", progress=False,
     ...     synthetic=SyntheticSpec(n_subjects=1, n_acc_gestures=0, n_interaction_gestures=0,

@@ -38,6 +38,15 @@ from emg_lens.discovery.family import (
 )
 from emg_lens.discovery.gates import fit_gates, gate_hooks
 from emg_lens.discovery.metrics import METRICS, faithfulness_areas, window_metric
+from emg_lens.discovery.planted import (
+    ONE_HEAD,
+    planted_data,
+    planted_rank,
+    recovery,
+    train_planted,
+    training_edges,
+)
+from emg_lens.discovery.plots import plot_faithfulness, plot_screen, plot_screen_vs_exact
 from emg_lens.discovery.screen import (
     ESTIMATORS,
     FLAG_BUDGET,
@@ -56,6 +65,7 @@ __all__ = [
     "IG_STEPS",
     "METRICS",
     "MISS_SAMPLE",
+    "ONE_HEAD",
     "SEARCH_METHODS",
     "Candidate",
     "CompiledFamily",
@@ -74,8 +84,16 @@ __all__ = [
     "gate_hooks",
     "jaccard",
     "layer_masks",
+    "planted_data",
+    "planted_rank",
+    "plot_faithfulness",
+    "plot_screen",
+    "plot_screen_vs_exact",
+    "recovery",
     "screen",
     "subject_agreement",
+    "train_planted",
+    "training_edges",
     "verify_candidates",
     "window_metric",
 ]

@@ -88,6 +88,7 @@ and the operators; `emg_lens.edges.selectors` the selectors above and their argu
 from emg_lens.edges.algebra import EdgeSet
 from emg_lens.edges.named import between_regions, channels, cross_region, within_region
 from emg_lens.edges.parser import parse
+from emg_lens.edges.regions import LOBES, place
 from emg_lens.edges.selectors import (
     all_edges,
     between,
@@ -108,6 +109,7 @@ from emg_lens.edges.selectors import (
 )
 
 __all__ = [
+    "LOBES",
     "EdgeSet",
     "all_edges",
     "between",
@@ -121,6 +123,7 @@ __all__ = [
     "layers",
     "no_edges",
     "parse",
+    "place",
     "reads_earlier",
     "reads_later",
     "same_channel",

@@ -8,7 +8,7 @@ values are a mean over subjects. Only matplotlib is used: an EEG map is drawn as
 electrodes on a head outline, not interpolated (nothing is measured between electrodes, and
 across a forearm ring interpolation would invent values inside the arm).
 
->>> from emg_lens.geometry.montage import Montage, ring
+>>> from emg_lens.geometry import Montage, ring
 >>> fig = plot_channel_values({"emg": [1.0, 2, 3, 4]}, {"emg": Montage((ring("band", 4),))},
 ...                           title="attention received", units="share", n_subjects=3)
 >>> fig.axes[0].collections[0].get_offsets().shape, [float(v) for v in fig.axes[-1].get_ylim()]
@@ -67,7 +67,7 @@ def _norm(values: Sequence[np.ndarray], symmetric: bool) -> Normalize:
 def electrode_values(values: Sequence[float], montage: Montage) -> np.ndarray:
     """A value per electrode: the mean of its channels' (its axes); NaN where all are NaN.
 
-    >>> from emg_lens.geometry.montage import ring
+    >>> from emg_lens.geometry import ring
     >>> electrode_values([1.0, 3.0, 5.0, 7.0], Montage((ring("r", 2),), axes=2)).tolist()
     [2.0, 6.0]
     """
@@ -212,7 +212,7 @@ def plot_channel_value_rows(
     across conditions in its columns), symmetric about 0 for the rows named in
     ``symmetric`` (signed quantities, such as an effect).
 
-    >>> from emg_lens.geometry.montage import ring
+    >>> from emg_lens.geometry import ring
     >>> fig = plot_channel_value_rows(
     ...     {"signal": {"a": [1.0, 2, 3, 4], "b": [4.0, 3, 2, 1]}, "effect": {"a": [0.0] * 4,
     ...      "b": [1.0, -1, 0, 0]}}, Montage((ring("band", 4),)), title="t",
@@ -263,7 +263,7 @@ def plot_channel_groups(
     each group in its colour of `GROUP_COLORS`, with a legend; the panel is titled ``name``
     (what was cut between the groups and its effect, say).
 
-    >>> from emg_lens.geometry.montage import grid
+    >>> from emg_lens.geometry import grid
     >>> fig = plot_channel_groups({"halves": [0, 0, 1, 1]}, Montage((grid("g", 2, 2, 1.0),)),
     ...                           groups=["left", "right"], title="cut")
     >>> len(fig.axes), [t.get_text() for t in fig.legends[0].get_texts()]

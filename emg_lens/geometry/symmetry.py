@@ -28,7 +28,7 @@ A montage of several parts takes every combination of its parts' maps (`montage_
 map: to put a recording back, read channel j from channel ``moved_to[j]``
 (``x[:, moved_to]``).
 
->>> from emg_lens.geometry.montage import ring
+>>> from emg_lens.geometry import ring
 >>> [m.name for m in montage_maps(Montage((ring("band", 4),)))]  # doctest: +NORMALIZE_WHITESPACE
 ['identity', 'rotation by 1', 'rotation by 2', 'rotation by 3', 'mirror k → (2 − k) mod 4',
  'mirror k → (3 − k) mod 4', 'mirror k → (4 − k) mod 4', 'mirror k → (1 − k) mod 4']
@@ -131,7 +131,7 @@ def scalp_partners(part: Part) -> list[int | None]:
     electrode nearest its mirrored position, when each is the other's and they lie within
     `MIRROR_TOLERANCE`.
 
-    >>> from emg_lens.geometry.montage import scalp
+    >>> from emg_lens.geometry import scalp
     >>> scalp_partners(scalp(["C3", "Cz", "C4", "P3"]))
     [2, 1, 0, None]
     """
@@ -193,7 +193,7 @@ def part_maps(part: Part) -> list[tuple[str, list[int]]]:
     position in ``part.electrodes`` where electrode ``part.electrodes[i]``'s signal lands;
     the identity first.
 
-    >>> from emg_lens.geometry.montage import grid, scalp
+    >>> from emg_lens.geometry import grid, scalp
     >>> [name for name, _ in part_maps(grid("g", 2, 3, 10.0))]
     ['identity', 'flip rows', 'flip columns', 'turn by 180°']
     >>> part_maps(scalp(["C3", "Cz", "C4"]))[1]
@@ -217,7 +217,7 @@ def montage_maps(montage: Montage) -> list[ChannelMap]:
     whose electrodes lack their mirror) is an `ArgumentError` naming the kinds that have one
     and a scalp's electrodes without a mirror.
 
-    >>> from emg_lens.geometry.montage import grid
+    >>> from emg_lens.geometry import grid
     >>> maps = montage_maps(Montage((grid("g", 2, 2, 10.0),), axes=2))
     >>> len(maps), maps[4].name, maps[4].moved_to  # the transpose: electrodes 1 and 2 swap
     (8, 'transpose', (0, 1, 4, 5, 2, 3, 6, 7))

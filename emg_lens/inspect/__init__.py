@@ -39,10 +39,13 @@ from emg_lens.inspect.features import (
     Features,
     TopKSAE,
     load_features,
+    save_sae,
     train_features,
 )
+from emg_lens.inspect.features.plots import plot_feature_map, plot_reconstruction
 from emg_lens.inspect.flow import attention_flow, edge_mass, mean_patterns, token_bins
 from emg_lens.inspect.importance import (
+    channel_importance,
     default_kinds,
     head_importance,
     mass_effect_correlation,
@@ -60,15 +63,19 @@ from emg_lens.inspect.plots import (
     plot_attribution,
     plot_distribution_shift,
     plot_head_importance,
+    plot_interchange,
     plot_mass_vs_effect,
     plot_ov_circuit,
     plot_patching,
     plot_pattern,
+    plot_probes,
     plot_qk_circuit,
     to_circuitsvis,
     token_labels,
 )
+from emg_lens.inspect.probe_report import probe_subjects
 from emg_lens.inspect.probes import probe_tokens
+from emg_lens.inspect.report import inspect_model, select_windows
 from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_unbiased
 from emg_lens.inspect.tl_analysis import TokenRows, token_positions, token_rows
 
@@ -82,12 +89,14 @@ __all__ = [
     "as_subject_data",
     "attention_flow",
     "attribution_hooks",
+    "channel_importance",
     "default_kinds",
     "direct_attribution",
     "distribution_shift",
     "edge_mass",
     "erase_concept",
     "head_importance",
+    "inspect_model",
     "interchange",
     "interchange_pairs",
     "load_features",
@@ -102,16 +111,23 @@ __all__ = [
     "plot_attention_flow",
     "plot_attribution",
     "plot_distribution_shift",
+    "plot_feature_map",
     "plot_head_importance",
+    "plot_interchange",
     "plot_mass_vs_effect",
     "plot_ov_circuit",
     "plot_patching",
     "plot_pattern",
+    "plot_probes",
     "plot_qk_circuit",
+    "plot_reconstruction",
+    "probe_subjects",
     "probe_tokens",
     "qk_circuit",
     "readout_map",
     "run_patched",
+    "save_sae",
+    "select_windows",
     "tl_index_df",
     "to_circuitsvis",
     "token_bins",

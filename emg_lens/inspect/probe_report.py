@@ -214,7 +214,7 @@ def probe_models(
 
     >>> import numpy as np, torch
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.data import SubjectData
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
     >>> X = torch.randn(40, 6, 8, generator=torch.Generator().manual_seed(0)).numpy()
@@ -297,7 +297,7 @@ def probe_subjects(
 
     >>> import numpy as np, torch
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.data import SubjectData
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
     >>> def windows(s):

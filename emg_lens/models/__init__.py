@@ -23,7 +23,16 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from emg_lens.components import (
+        MLP,
+        Attention,
+        ChannelEmbed,
+        ClassifierHead,
+        LayerNorm,
+        TransformerBlock,
+    )
     from emg_lens.models.attached import AttachedModel, attach
+    from emg_lens.models.attached.examples import Block, PatchAttention, SpectralEEG, TinyAttention
     from emg_lens.models.attached.zoo import attach_braindecode
     from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
     from emg_lens.models.converted.braindecode import (
@@ -45,8 +54,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLASSIFIERS",
+    "MLP",
     "MODEL_CLASSES",
     "AttachedModel",
+    "Attention",
+    "Block",
+    "ChannelEmbed",
+    "ClassifierHead",
     "HierarchicalTransformer",
     "HookedBiosignalModel",
     "HookedCBraMod",
@@ -56,9 +70,14 @@ __all__ = [
     "HookedPBT",
     "HookedTorchEncoder",
     "IsoNet",
+    "LayerNorm",
     "MultimodalMLP",
     "MultimodalTransformer",
+    "PatchAttention",
+    "SpectralEEG",
+    "TinyAttention",
     "TinyMyo",
+    "TransformerBlock",
     "attach",
     "attach_braindecode",
     "from_braindecode",
@@ -91,6 +110,15 @@ _EXPORTS = {
     ),
     "from_braindecode": "emg_lens.models.converted.braindecode",
     "to_braindecode": "emg_lens.models.converted.braindecode",
+    # the blocks a model is built of, and the hand-written models of the examples
+    **dict.fromkeys(
+        ("Attention", "ChannelEmbed", "ClassifierHead", "LayerNorm", "MLP", "TransformerBlock"),
+        "emg_lens.components",
+    ),
+    **dict.fromkeys(
+        ("Block", "PatchAttention", "SpectralEEG", "TinyAttention"),
+        "emg_lens.models.attached.examples",
+    ),
 }
 
 CLASSIFIERS = ("IsoNet", "HierarchicalTransformer", "MultimodalTransformer", "MultimodalMLP")

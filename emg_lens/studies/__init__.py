@@ -13,6 +13,8 @@ protocol (`emg_lens.output`), user-code consent (`emg_lens.user_code`) and the m
 from emg_lens.errors import StudyError
 from emg_lens.model_folder import find_models
 from emg_lens.studies.ablation.grid import Condition, expand_grid
+from emg_lens.studies.ablation.planted import format_findings, planted_findings
+from emg_lens.studies.ablation.plots import boxplots
 from emg_lens.studies.ablation.result import StudyResult, summarize
 from emg_lens.studies.ablation.runner import run_study
 from emg_lens.studies.ablation.spec import Intervention, LayerSpec, StudySpec
@@ -40,11 +42,14 @@ __all__ = [
     "TrainingInput",
     "TrainingStudyResult",
     "TrainingStudySpec",
+    "boxplots",
     "check_models",
     "check_study",
     "expand_grid",
     "find_models",
+    "format_findings",
     "load_spec",
+    "planted_findings",
     "run",
     "run_study",
     "run_training_study",

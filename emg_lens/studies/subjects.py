@@ -79,7 +79,7 @@ def known_of(entry: Any) -> dict[str, Any]:
     model's data), and of an in-memory model's data their trial ``unit``.
 
     >>> import numpy as np
-    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.data import SubjectData
     >>> X, y = np.zeros((2, 1, 4)), np.array([0, 1])
     >>> known_of((None, SubjectData.from_windows({"emg": 1}, (X, y), (X, y))))
     {'train_accuracy': None, 'placement': False, 'baseline_accuracy': 0.5, 'unit': 'window'}

@@ -69,6 +69,7 @@ from emg_lens.train.supervised import (
     anneal_weight,
     dual_head_loss,
     fit,
+    fit_until_fitted,
     predict,
     train_subjects,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "finetune_regression",
     "finetune_subjects",
     "fit",
+    "fit_until_fitted",
     "layerwise_param_groups",
     "masked_reconstruction_loss",
     "mean_baseline_mae",

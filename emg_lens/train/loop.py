@@ -116,7 +116,7 @@ def train_epoch(
     ``loader``; returns this process's mean micro-batch loss. A non-finite micro-batch loss
     raises `TrainingDivergedError` naming ``desc`` and ``epoch`` (0-based) of ``epochs``.
 
-    >>> from emg_lens.train.schedule import warmup_cosine_scheduler
+    >>> from emg_lens.train import warmup_cosine_scheduler
     >>> model = nn.Linear(2, 1)
     >>> data = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.zeros(8, 1))
     >>> loader = DistributedRun().loader(data, 2, shuffle=False)
@@ -190,7 +190,7 @@ def run_recipe(
 
     >>> from emg_lens.config import EncoderConfig
     >>> from emg_lens.models import TinyMyo
-    >>> from emg_lens.train.pretrain import PretrainConfig
+    >>> from emg_lens.train import PretrainConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
     >>> model = TinyMyo(cfg, task="reconstruction")
     >>> data = torch.utils.data.TensorDataset(torch.randn(8, 2, 40), torch.zeros(8))

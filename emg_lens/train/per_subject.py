@@ -49,8 +49,8 @@ def finetune_subjects(
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.checkpoints import save_checkpoint
     >>> from emg_lens.models import TinyMyo
-    >>> from emg_lens.data.datasets import synthetic_windows_source
-    >>> from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+    >>> from emg_lens.data import synthetic_windows_source
+    >>> from emg_lens.data import SyntheticSpec
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
     ...                             d_model=16, d_head=4, n_heads=4, d_mlp=32, seed=0)
     >>> root = Path(tempfile.mkdtemp())

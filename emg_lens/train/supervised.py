@@ -324,7 +324,7 @@ def fit_until_fitted(
     history and every attempt's ``{model_seed, train_seed, training_fit}``. The test windows
     are never looked at. ``reuse``: each attempt's `fit` reads a training done before.
 
-    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.data import SubjectData
     >>> from emg_lens.models import IsoNet
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((32, 6, 8)).astype(np.float32)

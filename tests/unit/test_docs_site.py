@@ -213,8 +213,8 @@ def api_entry(module: str, name: str) -> str:
     'emg_lens.train.finetune.finetune'
     """
     if module == "emg_lens":  # the package's names are entries of the modules they come from
-        source = definition(module, name)[0]
-        return api_entry(source, name) if source else f"{module}.{name}"
+        source = definition(module, name)[0]  # itself for a name it defines (the demo's recipe)
+        return api_entry(source, name) if source not in ("", module) else f"{module}.{name}"
     if _shadowed(module, name):
         return f"{definition(module, name)[0]}.{name}"
     return f"{module}.{name}"

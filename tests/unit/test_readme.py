@@ -24,15 +24,18 @@ def save_demo_checkpoint(folder) -> None:
     from emg_lens.checkpoints import save_checkpoint
     from emg_lens.cli.demo import DEMO_MODEL
     from emg_lens.config import EncoderConfig, config_for_data
-    from emg_lens.data.datasets import data_source
+    from emg_lens.data.datasets import data_source, load_subject
     from emg_lens.data.synthetic.emg_acc import demo_setup
     from emg_lens.models import IsoNet
 
     synthetic, preprocess = demo_setup()
     modalities = {"emg": synthetic.n_emg, "acc": 3 * synthetic.n_acc_sensors}
     base = EncoderConfig.preset("demo", **DEMO_MODEL)
-    cfg = config_for_data(IsoNet, base, modalities, synthetic.n_gestures, preprocess.window)
     source = data_source("synthetic", synthetic=synthetic, preprocess=preprocess)
+    names = load_subject(source, 1).meta["channel_names"]  # DB2's, as the demo's training reads
+    cfg = config_for_data(
+        IsoNet, base, modalities, synthetic.n_gestures, preprocess.window, channel_names=names
+    )
     path = folder / "runs" / "demo" / "models" / "subject_1"
     save_checkpoint(IsoNet(cfg), path, metadata={"subject": 1, "data_source": source})
 
@@ -54,8 +57,9 @@ def test_every_python_block_runs_as_printed(page, tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     if page == README:  # the demo's models: two layers over 12 sEMG and 12 ACC tokens
         assert "TokenLayout: 25 tokens" in out and "CLS -> acc attention per head" in out
+        assert "channels(emg10,emg9) cut: test accuracy" in out and "emg1, emg2" in out
     if page == ON_THE_DEMO[1]:  # its test windows: the demo's 8 gestures, subject 1's
-        assert "subject 1: 928 test windows" in out
+        assert "subject 1: 928 test windows" in out and "digitorum <-> acc cut: test" in out
 
 
 def test_readme_is_a_landing_page_with_the_two_commands_and_links_into_the_site():

@@ -30,7 +30,7 @@ one window. Its split follows the dataset's user split as the script does: train
 ``calibration`` (10) samples of each gesture in ``trainingSamples`` train and the rest test.
 
 >>> import tempfile
->>> from emg_lens.data.synthetic.downstream import synthetic_epn612
+>>> from emg_lens.data import synthetic_epn612
 >>> root = Path(tempfile.mkdtemp())
 >>> recordings = synthetic_epn612(n_subjects=2, per_gesture=2, trial_seconds=0.5)
 >>> [write_epn612(r, root).relative_to(root).as_posix() for r in recordings]

@@ -19,7 +19,7 @@ with the same variables (small exports) is read too, from memory.
 >>> import tempfile
 >>> from pathlib import Path
 >>> import numpy as np
->>> from emg_lens.data.recording import Recording
+>>> from emg_lens.data import Recording
 >>> n = 600
 >>> rec = Recording(
 ...     subject=4,

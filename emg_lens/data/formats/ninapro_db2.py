@@ -27,7 +27,7 @@ data goes through this very loader:
 
 >>> import tempfile
 >>> import numpy as np
->>> from emg_lens.data.recording import Recording
+>>> from emg_lens.data import Recording
 >>> n = 400
 >>> rng = np.random.default_rng(0)
 >>> rec = Recording(
@@ -82,6 +82,7 @@ __all__ = [
     "LABEL_RANGES",
     "READER",
     "SAMPLE_RATE",
+    "db2_channel_names",
     "db2_montage",
     "find_exercise_file",
     "load_ninapro_db2",
@@ -284,7 +285,7 @@ def load_ninapro_db2(
 
     >>> import tempfile
     >>> import numpy as np
-    >>> from emg_lens.data.recording import Recording
+    >>> from emg_lens.data import Recording
     >>> n = 200
     >>> rec = Recording(
     ...     subject=1,
@@ -301,7 +302,26 @@ def load_ninapro_db2(
     (400, {'emg': 12}, ['acc', 'glove', 'repetition', 'stimulus'])
     """
     load = functools.partial(_load_exercise, Path(root))  # no frame of its own: see stacklevel
-    return load_exercises(subject, exercises, _exercise_number, modalities, CHANNELS, load)
+    rec = load_exercises(subject, exercises, _exercise_number, modalities, CHANNELS, load)
+    rec.meta["channel_names"] = db2_channel_names(rec.modalities)  # a model's token names
+    return rec
+
+
+def db2_channel_names(modalities: Mapping[str, int]) -> list[str]:
+    """DB2's channel names, one per column of ``modalities`` (in its order), as the dataset
+    numbers its Delsys electrodes (1-12; `DB2_ELECTRODES`: 9 is the flexor, 10 the extensor
+    digitorum superficialis): electrode k's sEMG ``emg<k>``, its accelerometer's three columns
+    ``acc<k>x``, ``acc<k>y``, ``acc<k>z``, any other array's columns ``<name><column>``.
+
+    >>> names = db2_channel_names({"emg": 12, "acc": 6})
+    >>> names[8], names[12:]
+    ('emg9', ['acc1x', 'acc1y', 'acc1z', 'acc2x', 'acc2y', 'acc2z'])
+    """
+    return [
+        f"acc{k // 3 + 1}{'xyz'[k % 3]}" if modality == "acc" else f"{modality}{k + 1}"
+        for modality, n in modalities.items()
+        for k in range(n)
+    ]
 
 
 def _column(x: np.ndarray) -> np.ndarray:
@@ -336,7 +356,7 @@ def write_ninapro_db2(
 
     >>> import tempfile
     >>> import numpy as np
-    >>> from emg_lens.data.recording import Recording
+    >>> from emg_lens.data import Recording
     >>> rec = Recording(
     ...     subject=2,
     ...     signals={"emg": np.zeros((10, 12), np.float32), "acc": np.zeros((10, 36), np.float32)},
@@ -454,6 +474,7 @@ READER = DatasetReader(
     ),
     preprocess={"train_repetitions": (1, 3, 4, 6), "test_repetitions": (2, 5)},
     source_fields=lambda options: {"exercises": list(options["exercises"])},
+    channel_names={m: tuple(db2_channel_names({m: CHANNELS[m]})) for m in ("emg", "acc")},
     gesture_names=EXERCISE_B_NAMES,
     geometry=lambda source: {"emg": db2_montage(), "acc": db2_montage(axes=3)},
 )

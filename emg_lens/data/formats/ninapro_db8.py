@@ -30,7 +30,7 @@ script transcribed it. Rows: thumb rotation, thumb flexion, index flexion, middl
 ring and little flexion (`DOA_NAMES`).
 
 >>> import tempfile
->>> from emg_lens.data.synthetic.downstream import synthetic_db8
+>>> from emg_lens.data import synthetic_db8
 >>> root = Path(tempfile.mkdtemp())
 >>> rec = synthetic_db8(subject=2, seconds=0.5)
 >>> [p.name for p in write_ninapro_db8(rec, root)]

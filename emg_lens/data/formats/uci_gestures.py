@@ -28,7 +28,7 @@ cut within runs of one class; a window's label is its class - 1. Subjects split 
 validation and test (`SUBJECT_SPLITS`: 1-24, 25-30, 31-36, as in the thesis; configurable).
 
 >>> import tempfile
->>> from emg_lens.data.synthetic.downstream import synthetic_uci
+>>> from emg_lens.data import synthetic_uci
 >>> root = Path(tempfile.mkdtemp())
 >>> recordings = synthetic_uci(n_subjects=2, gesture_seconds=0.5)
 >>> [p.relative_to(root).as_posix() for r in recordings for p in write_uci_gestures(r, root)]

@@ -30,8 +30,8 @@ per exercise: what ``emg-lens synth --format ninapro-db2`` writes.
 
 >>> recs = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))
 >>> rec = recs[0]
->>> rec.modalities
-{'emg': 12, 'acc': 36}
+>>> rec.modalities, rec.meta["channel_names"][8:14]  # DB2's names (`db2_channel_names`)
+({'emg': 12, 'acc': 36}, ['emg9', 'emg10', 'emg11', 'emg12', 'acc1x', 'acc1y'])
 >>> rec.gestures == list(range(1, 13)), sorted(set(rec.repetition.tolist()))
 (True, [0, 1, 2, 3, 4, 5, 6])
 """
@@ -141,12 +141,8 @@ def gesture_kinds(spec: SyntheticSpec) -> dict[int, str]:
     ...                             n_interaction_gestures=2))
     {1: 'emg', 2: 'acc', 3: 'interaction', 4: 'interaction'}
     """
-    kinds = (
-        ["emg"] * spec.n_emg_gestures
-        + ["acc"] * spec.n_acc_gestures
-        + ["interaction"] * spec.n_interaction_gestures
-    )
-    return {g + 1: kind for g, kind in enumerate(kinds)}
+    kinds = ["emg"] * spec.n_emg_gestures + ["acc"] * spec.n_acc_gestures
+    return dict(enumerate(kinds + ["interaction"] * spec.n_interaction_gestures, 1))
 
 
 def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, PreprocessSpec]:
@@ -549,16 +545,16 @@ def _subject_recording(
     if spec.subject_offset:  # its own random stream: the signals above are as without it
         bias = np.random.default_rng([spec.seed, subject, 1 << 20])
         acc += bias.normal(0, spec.subject_offset, (spec.n_acc_sensors, 3))
+    signals = {"emg": emg, "acc": acc.reshape(total, -1)}  # acc sensor-major: x, y, z
+    names = ninapro_db2.db2_channel_names({k: x.shape[1] for k, x in signals.items()})  # DB2's
     return Recording(
         subject=subject,
-        signals={
-            "emg": emg.astype(np.float32),
-            "acc": acc.reshape(total, -1).astype(np.float32),  # sensor-major: x, y, z
-        },
+        signals={name: x.astype(np.float32) for name, x in signals.items()},
         sample_rate=fs,
         stimulus=timeline.stimulus,
         repetition=timeline.repetition,
         source=f"synthetic(seed={spec.seed}, subject={subject})",
+        meta={"channel_names": names},
     )
 
 

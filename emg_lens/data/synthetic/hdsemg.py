@@ -136,7 +136,7 @@ def write_synthetic_hdsemg(
     at a time; returns the paths.
 
     >>> import tempfile
-    >>> from emg_lens.data.formats.hdsemg import load_hdsemg
+    >>> from emg_lens.data import load_hdsemg
     >>> spec = SyntheticHDsEMGSpec(n_subjects=2, n_gestures=2, movement_seconds=0.2, n_force=3)
     >>> paths = write_synthetic_hdsemg(spec, tempfile.mkdtemp(), subjects=[2])
     >>> paths[0].name, load_hdsemg(paths[0]).modalities

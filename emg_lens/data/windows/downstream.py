@@ -244,8 +244,9 @@ def downstream_reader(
     says, it is filtered as the thesis filters it (`THESIS_FILTERS`), and windowed as ``task``
     says.
 
-    >>> from emg_lens.data.formats.uci_gestures import READER
-    >>> READER.montage({"root": "."}), READER.downstream.task
+    >>> from emg_lens.data import dataset_info
+    >>> uci = dataset_info("uci")  # the registry's entry, read through its reader
+    >>> uci.montage({"root": "."}), uci.downstream.task
     ({'emg': 8}, 'classification')
     """
     return DatasetReader(

@@ -24,7 +24,7 @@ recording, in this order:
 `tinymyo_windows` returns one recording's windows as a `WindowBatch`; `emg_lens.data.windows.store`
 writes the batches of many recordings to an HDF5 window store and reads it back lazily.
 
->>> from emg_lens.data.recording import Recording
+>>> from emg_lens.data import Recording
 >>> rng = np.random.default_rng(0)
 >>> rec = Recording(1, {"emg": rng.standard_normal((3000, 8)).astype(np.float32)}, 2000.0,
 ...                 np.zeros(3000, np.int64), np.zeros(3000, np.int64))
@@ -275,7 +275,7 @@ def tinymyo_windows(
 
     A recording shorter than one window gives an empty batch.
 
-    >>> from emg_lens.data.recording import Recording
+    >>> from emg_lens.data import Recording
     >>> n = 400  # 2 s at 200 Hz -> 4000 samples at 2 kHz -> 7 windows
     >>> rec = Recording(2, {"emg": np.random.default_rng(0).standard_normal((n, 16))}, 200.0,
     ...                 np.repeat([0, 5], n // 2), np.repeat([0, 1], n // 2))
@@ -334,7 +334,7 @@ def fit_scaler(
     ``repetitions`` keeps only windows whose centre lies in those repetitions (e.g. the
     training repetitions of a subject); padded channels get mean 0 and std 1.
 
-    >>> from emg_lens.data.recording import Recording
+    >>> from emg_lens.data import Recording
     >>> x = np.random.default_rng(0).standard_normal((4000, 2)) * [1.0, 3.0]
     >>> rec = Recording(1, {"emg": x}, 2000.0, np.zeros(4000), np.ones(4000))
     >>> scaler = fit_scaler([rec])

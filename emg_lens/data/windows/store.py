@@ -11,7 +11,7 @@ other window source's) are divided into training and test windows.
 
 >>> import tempfile
 >>> from pathlib import Path
->>> from emg_lens.data.recording import Recording
+>>> from emg_lens.data import Recording
 >>> rng = np.random.default_rng(0)
 >>> rec = Recording(1, {"emg": rng.standard_normal((3000, 8)).astype(np.float32)}, 2000.0,
 ...                 np.zeros(3000, np.int64), np.zeros(3000, np.int64))
@@ -306,7 +306,7 @@ class WindowStore(torch.utils.data.Dataset):
         labels, subject, repetition, session: the selected windows' columns (numpy).
 
     >>> import tempfile
-    >>> from emg_lens.data.recording import Recording
+    >>> from emg_lens.data import Recording
     >>> recs = [Recording(s, {"emg": np.ones((2000, 4))}, 2000.0, np.ones(2000), np.ones(2000))
     ...         for s in (1, 2)]
     >>> path = write_window_store(Path(tempfile.mkdtemp()) / "w.h5", recs, progress=False)

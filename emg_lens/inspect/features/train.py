@@ -110,7 +110,7 @@ def load_features(
 
     >>> import tempfile
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.inspect.features import save_sae
+    >>> from emg_lens.inspect import save_sae
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0)).eval()
     >>> X = np.random.default_rng(0).standard_normal((40, *model.input_shape)).astype("float32")

@@ -115,7 +115,7 @@ def plot_qk_circuit(table: pd.DataFrame) -> plt.Figure:
     `emg_lens.inspect.qk_circuit` (channels or groups; red: a query wants that key).
 
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.inspect.circuits import qk_circuit
+    >>> from emg_lens.inspect import qk_circuit
     >>> from emg_lens.models import IsoNet
     >>> fig = plot_qk_circuit(qk_circuit(IsoNet(EncoderConfig.preset("tiny", seed=0)), 0))
     >>> len([ax for ax in fig.axes if ax.get_images()])  # one panel per head
@@ -130,7 +130,7 @@ def plot_ov_circuit(table: pd.DataFrame) -> plt.Figure:
     channel, one per (layer, head), from `emg_lens.inspect.ov_circuit`.
 
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.inspect.circuits import ov_circuit
+    >>> from emg_lens.inspect import ov_circuit
     >>> from emg_lens.models import IsoNet
     >>> fig = plot_ov_circuit(ov_circuit(IsoNet(EncoderConfig.preset("tiny", seed=0)), 1, 0))
     >>> [label.get_text() for label in fig.axes[0].get_yticklabels()][:3]

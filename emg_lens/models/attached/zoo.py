@@ -483,7 +483,7 @@ def attach_braindecode(
     the model knows its own, they must agree with it.
 
     >>> from emg_lens.models import attach_braindecode
-    >>> from emg_lens.models.attached.examples import TinyAttention
+    >>> from emg_lens.models import TinyAttention
     >>> attach_braindecode(TinyAttention())
     Traceback (most recent call last):
     emg_lens.errors.AttachError: TinyAttention is not a braindecode model; ...

@@ -149,7 +149,7 @@ class StateBuilder:
     `load` (every entry present, none surplus) into the model.
 
     >>> from emg_lens.config import EncoderConfig
-    >>> from emg_lens.components import MLP
+    >>> from emg_lens.models import MLP
     >>> mlp = MLP(EncoderConfig.preset("tiny"))
     >>> state = StateBuilder(mlp, "MLP")
     >>> state.put("W_in", torch.zeros(32, 16).T, "fc1.weight")

@@ -156,7 +156,7 @@ class HookedTorchEncoder(ConvertedEncoder):
         window of padding only) attends to nothing: a zero row, where torch gives NaN. A float
         mask of other values (an additive bias) is an `ArgumentError`.
 
-        >>> from emg_lens.models.converted.torch_encoder import from_torch_encoder
+        >>> from emg_lens.models import from_torch_encoder
         >>> layer = nn.TransformerEncoderLayer(16, nhead=2, batch_first=True).eval()
         >>> embed, readout = nn.Linear(20, 16), nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
         >>> model = from_torch_encoder([layer], embed=embed, readout=readout, n_samples=20,

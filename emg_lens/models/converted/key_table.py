@@ -19,7 +19,7 @@ Two row features serve packed and block-structured weights:
 - ``block``: the row fills only ``block`` of its emg_lens tensor, the rest zero (CBraMod's
   spatial and temporal halves of one attention); read back, the row reads that block.
 
->>> from emg_lens.components import Attention
+>>> from emg_lens.models import Attention
 >>> from emg_lens.config import EncoderConfig
 >>> attn = Attention(EncoderConfig.preset("tiny"))  # 4 heads of 4 dims, d_model 16
 >>> table = KeyTable([*qkv_rows("", "in_proj_weight", n_heads=4),

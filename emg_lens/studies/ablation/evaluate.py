@@ -289,7 +289,7 @@ def tree_plan(
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
-    >>> from emg_lens.studies.ablation.grid import BASELINE, expand_grid
+    >>> from emg_lens.studies import expand_grid
     >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",
     ...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
     ...     "layers": {"modes": ["individual", "from_first", "from_last"]}})
@@ -318,7 +318,7 @@ def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> lis
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
-    >>> from emg_lens.studies.ablation.grid import expand_grid
+    >>> from emg_lens.studies import expand_grid
     >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",
     ...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
     ...     "layers": {"modes": ["individual"]}})

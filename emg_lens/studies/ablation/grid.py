@@ -3,7 +3,7 @@
 Every condition has a deterministic ``key`` (a hash of what it does, not of where it sits in
 the grid), which names its result cells in the store.
 
->>> from emg_lens.studies.ablation.spec import StudySpec
+>>> from emg_lens.studies import StudySpec
 >>> spec = StudySpec.from_dict({"name": "t", "models": "demo",
 ...     "interventions": [{"name": "cross", "edges": "cross_modal"}],
 ...     "layers": {"modes": ["individual", "from_first", "from_last"]}})

@@ -84,7 +84,7 @@ def claims_of(truth: PlantedEEG | None = None) -> tuple[dict[str, tuple[str, str
     ACC data's for None; for a planted EEG region interaction (`PlantedEEG`), its two regions'.
     The claims and what the study must find are the same; only the words change.
 
-    >>> from emg_lens.data.synthetic.eeg import planted_eeg_truth
+    >>> from emg_lens.data import planted_eeg_truth
     >>> claims, cut = claims_of(planted_eeg_truth())
     >>> claims["unimodal"][0], cut
     ('frontal-only and parietal-only classes keep their accuracy', 'every edge between two lobes cut')

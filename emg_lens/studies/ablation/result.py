@@ -254,8 +254,8 @@ def planned_family_sizes(conditions: Iterable[Any], stats: StatsSpec) -> list[in
     `family_sizes` of the summary it will have, one row per distinct condition key. What
     `emg-lens study check` prints the design with before anything runs.
 
-    >>> from emg_lens.studies.ablation.grid import expand_grid
-    >>> from emg_lens.studies.ablation.spec import StudySpec
+    >>> from emg_lens.studies import expand_grid
+    >>> from emg_lens.studies import StudySpec
     >>> spec = StudySpec.from_dict({"name": "s", "models": "m",
     ...     "interventions": [{"name": "x", "edges": "cross_modal"}],
     ...     "layers": {"modes": ["individual", "all"]}})

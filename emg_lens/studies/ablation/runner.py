@@ -105,7 +105,7 @@ def run_study(
     add, before anything runs.
 
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.data import SubjectData
     >>> from emg_lens.models import IsoNet
     >>> import numpy as np, tempfile
     >>> cfg = EncoderConfig.preset("tiny", seed=0)

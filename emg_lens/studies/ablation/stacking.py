@@ -139,7 +139,7 @@ class LayerStep:
     training) runs whole.
 
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.components.block import TransformerBlock
+    >>> from emg_lens.models import TransformerBlock
     >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0).eval()
     >>> _ = torch.manual_seed(0), [torch.nn.init.normal_(p, std=0.3) for p in block.parameters()]
     >>> x, mask = torch.randn(2, 7, 16), torch.rand(1, 4, 7, 7) > 0.5

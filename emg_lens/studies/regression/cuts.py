@@ -18,7 +18,7 @@ a cell and builds the same table from them.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.edges import between_regions
->>> from emg_lens.models.native.tinymyo import TinyMyo
+>>> from emg_lens.models import TinyMyo
 >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 4}, n_samples=8,
 ...                            patch_samples=8, d_model=8, d_head=4, n_heads=2, d_mlp=16,
 ...                            n_classes=1, channel_names=["a", "b", "c", "d"], seed=0)
@@ -121,7 +121,7 @@ def block_errors(
     layer, summed over heads); JSON-able, what the regression study stores as a cell.
 
     >>> from emg_lens import EncoderConfig
-    >>> from emg_lens.models.native.tinymyo import TinyMyo
+    >>> from emg_lens.models import TinyMyo
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=8,
     ...                            patch_samples=8, d_model=8, d_head=4, n_heads=2, d_mlp=16,
     ...                            n_classes=1, seed=0)

@@ -72,7 +72,8 @@ def electrode_counts(data: SubjectData) -> dict[str, int]:
 def select_channels(data: SubjectData, electrodes: Mapping[str, Sequence[int]]) -> SubjectData:
     """The windows of the chosen electrodes only (an ACC electrode brings its 3 axes), with
     ``modalities`` updated. Modalities keep the montage order of ``data``; electrodes within one
-    keep the order given. ``meta["electrodes"]`` records the choice.
+    keep the order given. ``meta["electrodes"]`` records the choice; ``meta["channel_names"]``,
+    where the data names its channels, are the chosen channels' own.
 
     >>> X = np.arange(2 * 8 * 3, dtype=np.float32).reshape(2, 8, 3)  # emg 2 + acc 2 x 3 axes
     >>> data = SubjectData(1, {"emg": 2, "acc": 6}, [1, 2], X, np.array([0, 1]), np.array([1, 3]),
@@ -104,12 +105,12 @@ def select_channels(data: SubjectData, electrodes: Mapping[str, Sequence[int]]) 
         first = channel_range(data.modalities, modality).start
         rows += [first + e * axes + a for e in chosen for a in range(axes)]
         modalities[modality] = len(chosen) * axes
+    meta = {**data.meta, "electrodes": {m: list(map(int, e)) for m, e in electrodes.items()}}
+    if data.meta.get("channel_names") is not None:  # the chosen channels' own names
+        meta["channel_names"] = [data.meta["channel_names"][row] for row in rows]
+    X_train, X_test = data.X_train[:, rows], data.X_test[:, rows]
     return dataclasses.replace(
-        data,
-        modalities=modalities,
-        X_train=data.X_train[:, rows],
-        X_test=data.X_test[:, rows],
-        meta={**data.meta, "electrodes": {m: list(map(int, e)) for m, e in electrodes.items()}},
+        data, modalities=modalities, X_train=X_train, X_test=X_test, meta=meta
     )
 
 

@@ -18,7 +18,7 @@ def comparison_figure(result) -> plt.Figure:
     above each box.
 
     >>> import pandas as pd
-    >>> from emg_lens.studies.training import TrainingStudyResult, TrainingStudySpec
+    >>> from emg_lens.studies import TrainingStudyResult, TrainingStudySpec
     >>> spec = TrainingStudySpec.from_dict({"name": "t", "data": {"subjects": [1, 2]},
     ...     "architectures": ["IsoNet"], "reference": "both", "inputs": [
     ...         {"name": "both", "modalities": ["emg", "acc"]},

@@ -1,5 +1,7 @@
 """The paper's preprocessing: filter responses, segments, repetition split, no leakage."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import signal as sps
@@ -187,3 +189,19 @@ def test_training_on_one_class_is_refused_naming_what_is_trained():
     X = np.zeros((8, model.cfg.n_channels, model.cfg.n_samples), np.float32)
     with pytest.raises(DataFormatError, match=r"subject 4: the training windows hold one class"):
         fit(model, X, np.zeros(8, int), TrainConfig(epochs=1, progress=False), desc="subject 4")
+
+
+def test_the_recordings_channel_names_follow_the_preprocessed_channels():
+    """DB2's (and the demo's) names reach a subject's windows; with ``acc_magnitude`` a sensor's
+    magnitude is named by what its axes' names share, and names that cannot be kept distinct
+    are dropped rather than misnamed."""
+    from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
+
+    rec = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5), [1])[0]
+    spec = PreprocessSpec(segment=(0.1, 0.5), step=200)
+    axes = prepare_subject(rec, spec).meta["channel_names"]
+    assert axes[10:15] == ["emg11", "emg12", "acc1x", "acc1y", "acc1z"] and len(axes) == 48
+    magnitudes = prepare_subject(rec, replace(spec, acc_magnitude=True)).meta["channel_names"]
+    assert magnitudes[12:] == [f"acc{k}" for k in range(1, 13)] and len(magnitudes) == 24
+    rec.meta["channel_names"] = ["a"] * 48  # not distinct: no names at all
+    assert "channel_names" not in prepare_subject(rec, spec).meta

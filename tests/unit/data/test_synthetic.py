@@ -91,3 +91,42 @@ def test_bad_specs_name_the_field(overrides, field):
 def test_unknown_subject_is_refused():
     with pytest.raises(ConfigError, match=r"subjects \[9\]"):
         generate_recordings(SPEC, [9])
+
+
+@pytest.mark.slow
+def test_the_demo_names_its_channels_as_db2_does_and_channels_cuts_named_electrodes(tmp_path):
+    """Issue 74: the synthetic data copies NinaPro DB2's electrodes, so it carries the names
+    DB2's reader gives (electrode k: ``emg<k>``, its accelerometer ``acc<k>x/y/z``); a model
+    trained on it records them, and ``channels`` selects named electrodes of it (it was
+    refused: the demo's layouts named no channel)."""
+    from emg_lens.checkpoints import load_checkpoint
+    from emg_lens.config import EncoderConfig
+    from emg_lens.data.datasets import data_source, load_subject
+    from emg_lens.data.formats.ninapro_db2 import load_ninapro_db2, write_ninapro_db2
+    from emg_lens.data.synthetic.emg_acc import demo_setup
+    from emg_lens.edges import channels
+    from emg_lens.models import IsoNet
+    from emg_lens.train import TrainConfig, train_subjects
+
+    rec = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.3), [1])[0]
+    write_ninapro_db2(rec, tmp_path / "db2")
+    db2 = load_ninapro_db2(tmp_path / "db2", 1).meta["channel_names"]
+    assert rec.meta["channel_names"] == db2 and len(db2) == 48
+    assert db2[:2] + db2[8:10] + db2[12:16] + db2[-1:] == [
+        *("emg1", "emg2", "emg9", "emg10"),
+        *("acc1x", "acc1y", "acc1z", "acc2x", "acc12z"),
+    ]
+    synthetic, preprocess = demo_setup(1)
+    small = SyntheticSpec(**{**synthetic.to_dict(), "movement_seconds": 0.5})
+    few = PreprocessSpec(**{**preprocess.to_dict(), "step": 400})  # few windows: one epoch
+    source = data_source("synthetic", synthetic=small, preprocess=few)
+    data = load_subject(source, 1)
+    assert data.meta["channel_names"] == db2[:12] + db2[12:24]  # 4 accelerometers
+    train = TrainConfig(epochs=1, progress=False)
+    cfg = EncoderConfig.preset("tiny", seed=0)
+    train_subjects([data], IsoNet, cfg, train, tmp_path / "models", data_source=source)
+    model = load_checkpoint(tmp_path / "models" / "subject_1")
+    assert model.cfg.channel_names == data.meta["channel_names"]
+    mask = channels("emg9", "EMG10").compile(model.layout, model.cfg.n_heads)  # case ignored
+    cut = mask[0].nonzero().tolist()  # token 0 is CLS: electrode k's sEMG is token k
+    assert cut == [[9, 9], [9, 10], [10, 9], [10, 10]] and (mask == mask[0]).all()

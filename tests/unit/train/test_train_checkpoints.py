@@ -176,10 +176,16 @@ def test_train_subjects_fits_the_base_config_to_each_subjects_data(subject, tmp_
     train_cfg = TrainConfig(epochs=1, lr=1e-3, progress=False)
     (row,) = train_subjects([subject], IsoNet, base, train_cfg, tmp_path)
     saved = load_checkpoint(row["checkpoint"]).cfg
+    names = subject.meta["channel_names"]  # the data's own (DB2's: emg1, ..., acc12z)
     expected = config_for_data(
-        IsoNet, base, subject.modalities, subject.n_classes, subject.X_train.shape[-1]
+        IsoNet,
+        base,
+        subject.modalities,
+        subject.n_classes,
+        subject.X_train.shape[-1],
+        channel_names=names,
     )
-    assert saved == expected
+    assert saved == expected and names[11:13] == ["emg12", "acc1x"]
     assert (saved.modalities, saved.n_samples, saved.d_model) == (subject.modalities, 200, 8)
     # beside the model, the per-channel feature baseline on the same split, also in its metadata
     baseline = feature_baseline(subject)

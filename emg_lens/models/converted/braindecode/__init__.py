@@ -100,7 +100,7 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     `ConversionError` naming the tensor, and so is a conversion whose output on a probe input
     differs from the model's (`emg_lens.models.converted.conversion.check_faithful`).
 
-    >>> from emg_lens.models.converted.braindecode import from_braindecode
+    >>> from emg_lens.models import from_braindecode
     >>> from_braindecode(nn.Linear(2, 2))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...

@@ -4,6 +4,7 @@ tiny end-to-end run whose statistics match scipy by hand, resuming, and the CLI.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import textwrap
 from pathlib import Path
@@ -292,6 +293,12 @@ def test_select_channels_takes_each_acc_electrodes_three_axes():
     assert picked.X_test[0, :, 0].tolist() == [101, 109, 110, 111, 103, 104, 105]
     assert picked.meta["electrodes"] == {"acc": [2, 0], "emg": [1]}
     assert data.modalities == {"emg": 3, "acc": 12}  # the input is untouched
+    # data naming its channels (DB2's, the demo's): the chosen channels keep their names
+    named = dataclasses.replace(
+        data, meta={**data.meta, "channel_names": [*"abc", *"defghijklmno"]}
+    )
+    picked = select_channels(named, {"acc": [2, 0], "emg": [1]})
+    assert picked.meta["channel_names"] == ["b", "j", "k", "l", "d", "e", "f"]
 
 
 def test_select_channels_with_acc_magnitudes_takes_one_channel_per_sensor():
