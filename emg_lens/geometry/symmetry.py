@@ -251,7 +251,7 @@ def montage_maps(montage: Montage) -> list[ChannelMap]:
 def has_symmetry(montage: Any) -> bool:
     """Whether ``montage`` is a `Montage` with a symmetry to check (`montage_maps`).
 
-    >>> from emg_lens.geometry.montage import grid
+    >>> from emg_lens.geometry import grid
     >>> has_symmetry(Montage((grid("g", 2, 2, 10.0),))), has_symmetry("a grid")
     (True, False)
     """

@@ -75,7 +75,7 @@ from emg_lens.inspect.plots import (
 )
 from emg_lens.inspect.probe_report import probe_subjects
 from emg_lens.inspect.probes import probe_tokens
-from emg_lens.inspect.report import inspect_model, select_windows
+from emg_lens.inspect.report import inspect_model
 from emg_lens.inspect.shift import distribution_shift, median_bandwidth, mmd2_unbiased
 from emg_lens.inspect.tl_analysis import TokenRows, token_positions, token_rows
 
@@ -127,7 +127,6 @@ __all__ = [
     "readout_map",
     "run_patched",
     "save_sae",
-    "select_windows",
     "tl_index_df",
     "to_circuitsvis",
     "token_bins",

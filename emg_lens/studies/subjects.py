@@ -109,7 +109,7 @@ def class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, list | N
     None in memory); ``(None, None, None)`` when the subjects' labels differ.
 
     >>> import numpy as np
-    >>> from emg_lens.data.preprocess import SubjectData
+    >>> from emg_lens.data import SubjectData
     >>> data = SubjectData.from_windows({"emg": 1}, (np.zeros((2, 1, 4)), np.array([0, 1])))
     >>> class_labels({1: (None, data), 2: (None, data)})
     (['0', '1'], [0, 1], None)
