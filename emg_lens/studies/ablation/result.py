@@ -35,13 +35,12 @@ from emg_lens.stats.compare import (
     clopper_pearson,
     compare_rows,
     correct,
-    corrected_floor,
     delta_pct,
     delta_t_intervals,
     rank_biserial,
     stars,
-    subjects_needed,
 )
+from emg_lens.stats.design import corrected_floor, subjects_needed
 from emg_lens.stats.metrics import RELATIVE_METRICS, UNITS, delta_column, delta_name
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS, class_trial_cis
 from emg_lens.studies.ablation.erasure import erasure_table, side_effects
@@ -268,7 +267,7 @@ def planned_family_sizes(conditions: Iterable[Any], stats: StatsSpec) -> list[in
 
 def power_note(n: int | None, sizes: list[int], stats: StatsSpec) -> str:
     """What the design can show at best: the smallest corrected p a cell can reach with ``n``
-    subjects (perfect separation, through `emg_lens.stats.compare.corrected_floor`), and, when
+    subjects (perfect separation, through `emg_lens.stats.design.corrected_floor`), and, when
     that is not below 0.05, that no cell can be significant and how many subjects would be
     (``n`` None: not known yet, only the subjects a cell needs).
 

@@ -29,15 +29,15 @@ from subjects that all changed alike (no spread: typically all exactly unchanged
   too (from subjects with no spread: on at least 8). Otherwise one *cannot tell* (no
   significant drop, and a drop of the margin is not ruled out; the reason adds when the
   design cannot reach ``p_corr`` < 0.05 at all,
-  `emg_lens.stats.compare.corrected_floor`).
+  `emg_lens.stats.design.corrected_floor`).
 - ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
   are the same): Schuirmann's (1987) two one-sided tests (TOST) at 5 %, i.e. the 90 %
-  interval within ``±100 margin %`` (`emg_lens.stats.compare.tost`). It *holds* when the
+  interval within ``±100 margin %`` (`emg_lens.stats.design.tost`). It *holds* when the
   interval lies within (from subjects with no spread, on at least 8: with 7 subjects all
   unchanged, a cut that changes 30 % of subjects passes for "no change" in 8 % of studies),
   *fails* when it lies wholly outside, and one *cannot tell* otherwise. With 2 or 3 subjects
   it cannot tell unless the change is small and the subjects agree closely
-  (`emg_lens.stats.compare.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
+  (`emg_lens.stats.design.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
   1.1 points at 2 subjects, 3.0 at 3, 7.5 at 8); keep claims are not corrected for their
   number, each is a 5 % test. Its p is TOST's; no stars.
 
@@ -72,16 +72,13 @@ from emg_lens.stats.compare import (
     PERMUTATIONS,
     compare,
     correct,
-    corrected_floor,
     format_p,
     paired_test,
     rank_biserial,
     skew_t_interval,
     stars,
-    subjects_needed,
-    tost,
-    tost_max_sd,
 )
+from emg_lens.stats.design import corrected_floor, subjects_needed, tost, tost_max_sd
 from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
 
 __all__ = [
@@ -526,9 +523,9 @@ def claims_design(
     """What a study's claims need, said before the run (``emg-lens study check``), for ``n``
     subjects (None: not known yet): the drop claims, the fewest subjects with which their
     test can reach p_corr < 0.05 over their family (perfect separation:
-    `emg_lens.stats.compare.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
+    `emg_lens.stats.design.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
     claims, at least 2 subjects and the spread of per-subject Δ% with which TOST can show each
-    margin (`emg_lens.stats.compare.tost_max_sd`; an unchanged subject's spread is the change
+    margin (`emg_lens.stats.design.tost_max_sd`; an unchanged subject's spread is the change
     one of its trials makes); and that no change is concluded from subjects that all changed
     alike on fewer than `KEEP_MIN_SUBJECTS`.
 
@@ -596,7 +593,7 @@ def claims_design(
 
 def _spread_note(row: Any, bound: float) -> str:
     """Why a keep claim's interval is too wide, when its subjects spread more than TOST
-    allows at their number (`emg_lens.stats.compare.tost_max_sd`)."""
+    allows at their number (`emg_lens.stats.design.tost_max_sd`)."""
     # the interval's half width is t · sd / √n: the spread it implies
     half = (row.ci_high - row.ci_low) / 2
     limit = tost_max_sd(row.n, bound)
