@@ -72,7 +72,7 @@ def check_ablation(
     """
     from emg_lens.studies.ablation.evaluate import structural_zeros
     from emg_lens.studies.ablation.grid import expand_grid
-    from emg_lens.studies.ablation.result import planned_family_sizes, power_note
+    from emg_lens.studies.ablation.summary import planned_family_sizes, power_note
 
     several = len(spec.metrics) > 1
     lines = [

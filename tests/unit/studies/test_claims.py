@@ -30,7 +30,7 @@ from emg_lens.stats.compare import (
 )
 from emg_lens.stats.units import bootstrap_delta_ci
 from emg_lens.studies import load_spec, run_study
-from emg_lens.studies.ablation.result import legend
+from emg_lens.studies.ablation.summary import legend
 from emg_lens.studies.ablation.verdicts import (
     CI_LEVEL,
     CLAIM_COLUMNS,

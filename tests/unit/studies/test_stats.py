@@ -28,7 +28,7 @@ from emg_lens.stats.compare import (
 from emg_lens.stats.design import corrected_floor, smallest_p, subjects_needed, tost, tost_max_sd
 from emg_lens.stats.units import bootstrap_delta_ci, bootstrap_delta_cis
 from emg_lens.studies import summarize
-from emg_lens.studies.ablation.result import family_sizes, power_note
+from emg_lens.studies.ablation.summary import family_sizes, power_note
 from emg_lens.studies.spec_base import StatsSpec
 
 # ----------------------------------------------------------------------------- compare
