@@ -18,6 +18,7 @@ from torch import nn
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, AttachError, check_int, describe
 from emg_lens.layout import CLS, TokenLayout
+from emg_lens.models.attached.checks import check_layouts, per_call_layouts
 from emg_lens.models.attached.find import (
     AttentionSpec,
     Probe,
@@ -27,12 +28,7 @@ from emg_lens.models.attached.find import (
     named_modules_of,
     probe,
 )
-from emg_lens.models.attached.model import (
-    AttachedModel,
-    LayoutAt,
-    check_layouts,
-    per_call_layouts,
-)
+from emg_lens.models.attached.model import AttachedModel, LayoutAt
 
 __all__ = ["attach", "model_size"]
 

@@ -27,18 +27,15 @@ see the folded scores as the model computes them, ``[batch * F, head, query, key
 Any input size. Where `attach` is given the layout as a function of the calls and the input's
 size (``layout(calls, n_channels, n_samples)``: braindecode's CBraMod, whose patches and
 channels are its tokens, runs at any length), the model opens an input of any size its forward
-runs on: the first time it meets one, the model is probed on an input of that size (in eval
-mode, without gradients; on a copy while it holds lazy modules not yet built), which shows
-that size's attention calls and folds, the same calls as at attach time in kind, module and
-heads, and the function gives their layouts (`layout_of(layer, input_shape=...)`); a size its
-forward fails on, or whose calls differ, is refused by name. ``input_shape``,
-``example_input`` and ``layout`` are those of the size `attach` probed; a checkpoint keeps
-that size only.
+runs on: each new size is probed once (eval mode, no gradients; on a copy while lazy modules
+are not built) for its attention calls (the same as at attach time) and folds, and the function
+gives their layouts (`layout_of(layer, input_shape=...)`); a size its forward fails on, or
+whose calls differ, is refused by name. ``input_shape``, ``example_input``, ``layout`` and a
+checkpoint are those of the size `attach` probed.
 
 With nothing hooked and no mask the forward is the user's module called on the signals,
-nothing else (fused kernels and torch's fast paths included). Otherwise the forward runs under
-an `Interceptor`, which computes the hooked or masked calls explicitly and lets the others
-through.
+nothing else; otherwise it runs under an `Interceptor`, which computes the hooked or masked
+calls explicitly and lets the others through.
 
 It provides `ATTENTION_HOOKS` only: no TransformerLens weights (asked for ``W_Q`` & co. it is
 refused by `emg_lens.models.base`, naming the converters), no layer-by-layer forward.
@@ -66,6 +63,13 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
+from emg_lens.models.attached.checks import (
+    calls_text,
+    check_layouts,
+    folds_of,
+    per_call_layouts,
+    window_size,
+)
 from emg_lens.models.attached.find import Block, Fold, evaluating, find_folds, probe
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
 from emg_lens.models.base import (
@@ -77,7 +81,7 @@ from emg_lens.models.base import (
 )
 from emg_lens.models.tl_surface.threads import FreshLock
 
-__all__ = ["AttachedModel", "LayoutAt", "check_layouts", "per_call_layouts"]
+__all__ = ["AttachedModel", "LayoutAt"]
 
 LayoutAt = Callable[[Sequence[Call], int, int], "TokenLayout | Sequence[TokenLayout]"]
 """The layouts of an input's attention calls, given the calls a probe on an input of that
@@ -106,10 +110,8 @@ class AttachedAttention(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # [batch * F, head_index, query_pos, key_pos]: F problems per input row where the call
-        # folds them into its batch (its Fold), F = 1 otherwise
-        self.hook_attn_scores = HookPoint()
-        self.hook_pattern = HookPoint()  # the same shape
+        # [batch * F, head_index, query_pos, key_pos], F the problems its Fold puts per row
+        self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()
 
 
 class AttachedBlock(nn.Module):
@@ -125,8 +127,7 @@ class AttachedBlock(nn.Module):
 
 
 def _tl_keyword(module: nn.Module, kwargs: dict[str, Any], name: str) -> Any:
-    """Take ``name`` out of ``kwargs`` where it is TransformerLens's keyword, not one of
-    ``module.forward``'s own (whose signature is read only then); its value, else None."""
+    """Pop ``name`` from ``kwargs`` where it is TL's keyword, not ``module.forward``'s own."""
     if name not in kwargs or name in inspect.signature(module.forward).parameters:
         return None
     return kwargs.pop(name)
@@ -189,7 +190,7 @@ class AttachedModel(HookedBiosignalModel):
             int(k): b if isinstance(b, Block) else Block(int(k), *b) for k, b in blocks.items()
         }
         self._named = None if named is None else tuple(named)
-        self.folds = _folds(folds, len(self.calls))
+        self.folds = folds_of(folds, len(self.calls))
         if cfg.n_layers != len(self.calls):
             raise AttachError(
                 f"EncoderConfig.n_layers={cfg.n_layers} but {len(self.calls)} attention calls"
@@ -248,7 +249,7 @@ class AttachedModel(HookedBiosignalModel):
         layer = check_int(layer, "layer (an attention call of this model)", 0, last, LayoutError)
         if input_shape is None:
             return self._layouts[layer]
-        return self._size(_window(input_shape)).layouts[layer]
+        return self._size(window_size(input_shape)).layouts[layer]
 
     def folds_of(self, layer: int, input_shape: tuple[int, int] | None = None) -> int | None:
         """How many attention problems call ``layer`` folds into its batch per input row
@@ -266,7 +267,7 @@ class AttachedModel(HookedBiosignalModel):
         self.layout_of(layer)  # refuses a layer the model lacks
         if input_shape is None:
             return self.folds[layer].count
-        return self._size(_window(input_shape)).folds[layer].count
+        return self._size(window_size(input_shape)).folds[layer].count
 
     @property
     def resid_modules(self) -> dict[int, str]:
@@ -286,7 +287,7 @@ class AttachedModel(HookedBiosignalModel):
             super()._check_input_shape(shape)
             return
         try:
-            self._size(_window(shape[1:]))
+            self._size(window_size(shape[1:]))
         except EmgLensError as exc:
             channels, samples = self.input_shape
             raise InputShapeError(
@@ -332,13 +333,14 @@ class AttachedModel(HookedBiosignalModel):
             raise InputShapeError(
                 f"{what} its forward fails ({type(exc).__name__}: {exc})"
             ) from exc
-        kinds = [(c.kind, c.module, c.heads) for c in found.calls]
-        if kinds != [(c.kind, c.module, c.heads) for c in self.calls]:
+        kinds, ours = (
+            [(c.kind, c.module, c.heads) for c in cs] for cs in (found.calls, self.calls)
+        )
+        if kinds != ours:
             raise AttachError(
-                f"{what} its forward makes {len(kinds)} attention calls ({_calls(kinds)}), "
-                f"not the {len(self.calls)} it made at attach time "
-                f"({_calls([(c.kind, c.module, c.heads) for c in self.calls])}); the layers are "
-                "numbered by call order, so every size must make the same calls"
+                f"{what} its forward makes {len(kinds)} attention calls ({calls_text(kinds)}), "
+                f"not the {len(ours)} it made at attach time ({calls_text(ours)}); the layers "
+                "are numbered by call order, so every size must make the same calls"
             )
         layouts = per_call_layouts(self._layout_at(found.calls, channels, samples), len(kinds))
         check_layouts(layouts, found.calls)
@@ -596,77 +598,3 @@ def _through(point: HookPoint, x: torch.Tensor, seq_first: bool) -> torch.Tensor
     if not seq_first:
         return point(x)
     return point(x.transpose(0, 1)).transpose(0, 1)
-
-
-def _window(shape: Any) -> tuple[int, int]:
-    """``(channels, samples)`` of one input window, checked."""
-    pair = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else ()
-    if len(pair) != 2 or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair
-    ):
-        raise InputShapeError(
-            f"an input window is (channels, samples), two positive ints, got {describe(shape)}"
-        )
-    return pair
-
-
-def _calls(kinds: Sequence[tuple[str, str, int]]) -> str:
-    """Attention calls ``(kind, module, heads)`` in words, the first three."""
-    shown = [f"{kind} in {module or 'the model'} ({heads} heads)" for kind, module, heads in kinds]
-    return ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
-
-
-def check_layouts(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
-    """Refuse a layout whose tokens are not those of its attention call's scores."""
-    for layer, (layout, call) in enumerate(zip(layouts, calls)):
-        if (call.n_query, call.n_key) != (layout.n_queries, layout.n_tokens):
-            raise LayoutError(
-                f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
-                f"{call.n_query} queries to {call.n_key} keys, but the layout has "
-                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
-                "(one entry per token, in the order of the scores' axes; "
-                "TokenLayout.cross(queries, keys) where queries are not keys)"
-            )
-
-
-def per_call_layouts(
-    layout: TokenLayout | Sequence[TokenLayout], n_calls: int
-) -> list[TokenLayout]:
-    """One layout per attention call: the one given for all, or one each (in call order)."""
-    if isinstance(layout, TokenLayout):
-        return [layout] * n_calls
-    layouts = list(layout) if isinstance(layout, Sequence) else []
-    if not layouts or not all(isinstance(one, TokenLayout) for one in layouts):
-        raise ArgumentError(
-            "layout must be a TokenLayout saying what each token is (e.g. "
-            "TokenLayout.channel_tokens({'emg': 8}, cls_token=False)), or a list of them, one "
-            f"per attention call; got {describe(layout)}"
-        )
-    if len(layouts) != n_calls:
-        raise LayoutError(
-            f"layout lists {len(layouts)} layouts, but the model makes {n_calls} attention "
-            "calls: give one per call, in call order (or one TokenLayout for all)"
-        )
-    return layouts
-
-
-def _folds(folds: Sequence[Any] | None, n_calls: int) -> tuple[Fold, ...]:
-    """One `Fold` per attention call: given (or in ``init_kwargs``' JSON form, ``[count,
-    batch_major]``), or, for None, not known."""
-    if folds is None:
-        return (Fold(None, None),) * n_calls
-    pairs = [dataclasses.astuple(f) if isinstance(f, Fold) else f for f in folds or []]
-    if len(pairs) != n_calls or not all(_is_fold(pair) for pair in pairs):
-        raise AttachError(
-            f"folds must list one [count, batch_major] per attention call ({n_calls}; count a "
-            f"positive int or None, batch_major true, false or None), got {describe(folds)}"
-        )
-    return tuple(Fold(*pair) for pair in pairs)
-
-
-def _is_fold(pair: Any) -> bool:
-    if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
-        return False
-    count, batch_major = pair
-    whole = isinstance(count, int) and not isinstance(count, bool) and count >= 1
-    return (count is None or whole) and (batch_major is None or isinstance(batch_major, bool))
