@@ -41,6 +41,7 @@ from emg_lens.errors import (
     LayoutError,
     UnsupportedFeatureError,
     UnsupportedReadoutError,
+    check_int,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
 from emg_lens.models.tl_surface import UNEMBEDDING, WEIGHT_SURFACE, HookSurface, WeightSurface
@@ -483,8 +484,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         n_layers = self.cfg.n_layers
         if value is None:
             return default
-        if not isinstance(value, int) or not -n_layers <= value <= n_layers:
-            raise LayoutError(f"{name} must be an int in [-{n_layers}, {n_layers}], got {value!r}")
+        value = check_int(value, name, -n_layers, n_layers, LayoutError)
         return value % n_layers if value < 0 else value
 
     def _refuse_embed_kwargs(self, embed_kwargs: dict[str, Any], start_at_layer: int) -> None:
