@@ -16,32 +16,24 @@ comparisons of one family (the paper's: all comparisons of one layer mode): Bonf
 >>> [round(p, 2) for p in correct([0.01, 0.04, 0.03], "holm")]
 [0.03, 0.06, 0.06]
 
-Beside the p-values: an effect size (`rank_biserial`, negative for a drop), a Student-t 95%
+Beside the p-values: an effect size (`rank_biserial`, negative for a drop) and a Student-t 95%
 interval over subjects of the change (`delta_t_intervals`: of Δ%, the ratio of means, by its
-linearisation; a seeded percentile bootstrap, `emg_lens.stats.units.bootstrap_delta_ci`,
-remains for the regression study's blocks); the design's floor and the equivalence test are
-`emg_lens.stats.design`'s.
+linearisation); the design's floor and the equivalence test are `emg_lens.stats.design`'s.
 
-The tests answer slightly different questions. ``mannwhitneyu`` (the default, as in the
-paper) treats the masked and the baseline values as two independent samples. ``wilcoxon`` and
-``permutation`` are paired by subject: `summarize` aligns each condition's values to the
-baseline's by subject number, and they test the per-subject differences ``masked - baseline``
-(one masked value per baseline value). ``wilcoxon`` ranks them, and subjects whose difference
-is 0 drop out (scipy's ``zero_method="wilcox"``); where some dropped out or magnitudes tie, its
-p comes from the nonzero differences' sign patterns (all of them up to
-`WILCOXON_EXACT_MAX`), not from scipy's normal approximation, which with few nonzero
-differences among many subjects is too small. ``permutation`` is the exact sign-flip test
-of their mean: under the null each difference is as likely negated, so all ``2**n`` sign
-patterns are enumerated up to `EXACT_MAX_N` subjects (an exact, deterministic p); above, a
-seeded Monte Carlo draw of `PERMUTATIONS` patterns gives ``(hits + 1) / (draws + 1)``
-(TransformerLens's ``sign_flip_permutation_pvalue``). Its statistic is the mean difference.
+``mannwhitneyu`` (the paper's default) treats the masked and the baseline values as two
+independent samples. ``wilcoxon`` and ``permutation`` are paired by subject (`summarize`
+aligns them by subject number) and test the differences ``masked - baseline``. ``wilcoxon``
+ranks them, zero differences dropping out (scipy's ``zero_method="wilcox"``); with ties or
+zeros its p comes from the nonzero differences' sign patterns (all up to
+`WILCOXON_EXACT_MAX`), not scipy's normal approximation, too small with few nonzero
+differences. ``permutation`` is the exact sign-flip test of their mean: all ``2**n`` sign
+patterns up to `EXACT_MAX_N` subjects, above a seeded Monte Carlo draw of `PERMUTATIONS`
+giving ``(hits + 1) / (draws + 1)`` (TransformerLens's ``sign_flip_permutation_pvalue``).
 
-Claims (`emg_lens.studies.ablation.verdicts`) are tested as the design is, paired, whatever test the
-tables use: ``"paired"`` (`PAIRED`, `CLAIMS_TESTS`) is the exact sign-flip test up to
-`EXACT_MAX_N` subjects and Wilcoxon's signed-rank test above (`paired_test`); every function
-here that takes a test takes it too. An equivalence ("keep") is Schuirmann's two one-sided
-t-tests (`emg_lens.stats.design.tost`): the t-interval (`t_interval`) at 90 % inside the
-margin.
+Claims (`emg_lens.studies.ablation.verdicts`) are tested paired, as the design is, whatever
+the tables use: ``"paired"`` (`PAIRED`, `CLAIMS_TESTS`) is the exact sign-flip test up to
+`EXACT_MAX_N` subjects and Wilcoxon's above (`paired_test`); a keep claim is Schuirmann's
+TOST (`emg_lens.stats.design.tost`): the 90 % t-interval (`t_interval`) inside the margin.
 
 A p-value is printed by `format_p`, never as 0:
 
