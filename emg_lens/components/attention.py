@@ -35,7 +35,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components.attend import block_scores, merge_masks, pattern_of
-from emg_lens.components.fast_attention import FastAttention, Projected, row_span, take_rows
+from emg_lens.components.fast_attention import FastAttention, Projected
 from emg_lens.components.head_structure import HeadStructure, StructuredHeads
 from emg_lens.components.init import ConfigInit
 from emg_lens.components.layer_norm import LayerNorm
@@ -46,8 +46,6 @@ from emg_lens.config import EncoderConfig
 # Buffers that legacy TransformerLens attention saved in its state dict. They are derived from
 # the config (emg_lens encoders are bidirectional), so loading one is accepted and ignored.
 LEGACY_DERIVED_BUFFERS = ("mask", "IGNORE", "rotary_sin", "rotary_cos")
-
-__all__ = ["Attention", "HeadStructure", "Projected", "row_span", "take_rows"]
 
 SplitInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """``(query_input, key_input, value_input)``, each ``[batch, pos, head_index, d_model]``."""

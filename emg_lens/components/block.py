@@ -11,7 +11,8 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components.attention import Attention, Projected, take_rows
+from emg_lens.components.attention import Attention
+from emg_lens.components.fast_attention import Projected, take_rows
 from emg_lens.components.layer_norm import make_norm
 from emg_lens.components.mlp import MLP
 from emg_lens.config import EncoderConfig
