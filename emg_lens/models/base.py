@@ -55,7 +55,6 @@ __all__ = [
     "LINEAR_READOUT",
     "SPLIT_QKV",
     "TL_WEIGHTS",
-    "EncoderCache",
     "HookedBiosignalModel",
     "HookedEncoder",
     "is_model",
