@@ -17,9 +17,11 @@ NaN (from weights, inputs or a hook) propagates to the output: it is never laund
 "attends to nothing". Both rules, the mask merge and the empty row, are
 `emg_lens.components.attend`'s, which every path here calls.
 
-The fast path is `emg_lens.components.fast_attention`'s; converted architectures' qk-norm,
-``attn_scale``, zero biases and head structure (`emg_lens.components.head_structure`) keep
-the names, shapes and hooks.
+The fast path is `emg_lens.components.fast_attention`'s. Converted architectures
+(`emg_lens.models.from_braindecode`) keep the names, shapes and hooks: ``qk_norm``, a
+LayerNorm over ``d_head`` of every head's q and k after ``hook_q`` / ``hook_k`` (``q_norm``,
+``k_norm``, as LaBraM does); ``attn_scale`` for ``sqrt(d_head)``; ``zero_biases`` as zero
+buffers; a head structure (`emg_lens.components.head_structure`).
 """
 
 from __future__ import annotations

@@ -1,26 +1,17 @@
-"""The head structure of converted architectures (CBraMod, EEGPT), beside `Attention`.
+"""The head structure of converted architectures (CBraMod, EEGPT), a mixin of `Attention`.
 
-Converted architectures (`emg_lens.models.from_braindecode`) add what their attention computes
-beyond the plain form, with the names, shapes and hooks unchanged:
-
-- ``qk_norm`` (`EncoderConfig`): a LayerNorm over ``d_head`` on every head's q and k after
-  ``hook_q`` / ``hook_k`` (``q_norm``, ``k_norm``, with their own ``hook_scale`` and
-  ``hook_normalized``), as LaBraM does; ``attn_scale`` replaces ``sqrt(d_head)``; biases named
-  in ``zero_biases`` are zero buffers (a ``bias=False`` layer).
-- a *structure* (`Attention.set_structure`, installed by the model, derived from its config
-  and layout, so not in the state dict): a `HeadStructure` per range of heads says which slice
-  of ``d_model`` they read (rows of ``W_Q``, ``W_K``, ``W_V``) and write (columns of ``W_O``),
-  and which keys each query may see: one group id per token, a query attending only to the
-  keys of its own group. It is the architecture's *base mask* (CBraMod's criss-cross: spatial
-  heads within a patch, temporal heads within a channel, each reading and writing half of
-  ``d_model``; EEGPT's attention within a time patch). On the explicit path the base mask is
-  applied with the ``edge_mask`` (their union) before ``hook_attn_scores``, which therefore
-  shows -inf wherever the architecture has no edge, and the weights outside a head's slices
-  are multiplied by zero (so they are zero in ``W_Q``... as read, and training keeps them so);
-  the fast path runs each range of heads on its own slices as one batched attention over
-  all groups (tokens gathered into groups of equal size; SDPA, or matmul + softmax for groups
-  of at most `SMALL_GROUP` tokens on CPU), the attention FLOPs of the original, and agrees
-  with the explicit path to 1e-5.
+A *structure* (`Attention.set_structure`, installed by the model from its config and layout, so
+not in the state dict) gives each range of heads a `HeadStructure`: the slice of ``d_model``
+they read (rows of ``W_Q``, ``W_K``, ``W_V``) and write (columns of ``W_O``), and which keys each
+query may see (one group id per token: a query sees the keys of its own group). That is the
+architecture's *base mask*: CBraMod's criss-cross (spatial heads within a patch, temporal heads
+within a channel, each reading and writing half of ``d_model``), EEGPT's attention within a
+time patch. The explicit path applies it with the ``edge_mask`` before ``hook_attn_scores``
+(which shows -inf wherever the architecture has no edge) and multiplies the weights outside a
+head's slices by zero (zero as read, and kept so in training); the fast path runs each range
+of heads on its own slices as one batched attention over all groups (SDPA, or matmul + softmax
+for groups of at most `SMALL_GROUP` tokens on CPU): the original's attention FLOPs, and the
+explicit path's numbers to 1e-5.
 """
 
 from __future__ import annotations
