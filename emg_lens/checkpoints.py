@@ -3,10 +3,7 @@
 ``config.json`` records the model class, its `EncoderConfig`, any constructor keywords, free
 metadata (subject, classes, how to rebuild the data, training settings, metrics) and the SHA-256
 of the ``model.safetensors`` saved with it, so a checkpoint folder alone rebuilds an identical
-model. Files are written to a temporary name and renamed, so an interrupted save never leaves a
-half-written file; the config is renamed first, so a save stopped between the two renames
-leaves a config that names other weights, which loading refuses (never new weights read with an
-old config). A full disk or a read-only folder is a `StorageError` naming the file.
+model, and a save stopped between its two files is refused (`save_checkpoint`).
 
 >>> import tempfile
 >>> from emg_lens.models import IsoNet
@@ -37,7 +34,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from emg_lens._io import atomic_write_all, file_digest, make_folder
-from emg_lens.config import ADDED_FIELD_DEFAULTS, HOOK_FLAGS, EncoderConfig
+from emg_lens.config import ADDED_FIELD_DEFAULTS, HOOK_FLAGS, EncoderConfig, check_device
 from emg_lens.errors import (
     ArgumentError,
     CheckpointError,
@@ -70,7 +67,6 @@ INFO_KEYS = ("format", "model_class", "model_kwargs", "config", "metadata")
 WEIGHTS_DIGEST = "weights_sha256"
 """The key of ``config.json`` that holds the SHA-256 of the ``model.safetensors`` saved with it
 (absent from checkpoints saved before it was written: those load unchecked)."""
-DEVICES = "'cpu', 'cuda' or 'cuda:N' (N a GPU index)"
 
 
 def save_checkpoint(
@@ -80,14 +76,12 @@ def save_checkpoint(
 
     The weights are stored as CPU tensors and the config says ``device="cpu"``, so a model
     trained on a GPU loads anywhere (`load_checkpoint`'s ``device`` puts it back on one).
-    A weight holding NaN or inf is refused (`CheckpointError` naming it), as loading refuses
-    it: a diverged model is never saved; so is metadata `load_checkpoint` would refuse (a
-    ``subject`` that is not an int, ...). The weights and ``config.json`` are put in place
-    together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was, and
-    is a `StorageError` naming the file (the weights are serialised in memory and written by
-    Python, whose errors name the cause, where safetensors' own writer does not); a folder
-    that turns read-only between the two renames is a `StorageError` saying so, and leaves a
-    ``config.json`` naming other weights, which `load_checkpoint` refuses.
+    What loading would refuse is never saved (`CheckpointError`): a NaN or inf weight (a
+    diverged model), metadata such as a ``subject`` that is not an int. The weights (serialised
+    in memory, written by Python, whose errors name the cause) and ``config.json`` are put in
+    place together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was
+    (`StorageError` naming the file); a folder turning read-only between the two renames
+    leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses.
     """
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -125,11 +119,10 @@ def save_checkpoint(
 
 
 def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of a checkpoint folder (class, config, kwargs, metadata),
-    checked as `save_checkpoint` writes it: a hand edit that cannot load — a key missing or
-    unknown, a value of the wrong type, an unknown model class, keyword or config field, a
-    device that is not one — is a `CheckpointError` naming the file, the field
-    (``config.eps``, ``model_kwargs.task``, ``metadata.subject``) and what is accepted.
+    """The parsed ``config.json`` of a checkpoint folder, checked as `save_checkpoint` writes
+    it: a key missing or unknown, a value of the wrong type, an unknown model class, keyword,
+    config field or device is a `CheckpointError` naming the file, the field (``config.eps``,
+    ``metadata.subject``) and what is accepted.
 
     >>> import tempfile
     >>> from emg_lens.models import IsoNet
@@ -214,7 +207,7 @@ def _check_info(file: Path, info: Any) -> None:
             f"{file}: config field(s) {missing} missing; save_checkpoint writes each, and a "
             "missing one would silently take its default"
         )
-    _check_device(config["device"], f"{file}: config.device", CheckpointError, available=False)
+    check_device(config["device"], f"{file}: config.device", CheckpointError, available=False)
     metadata = info["metadata"]
     subject = metadata.get("subject")
     if subject is not None and mismatch(subject, int) is not None:
@@ -247,19 +240,16 @@ def _config_hints() -> dict[str, Any]:
 
 @functools.cache
 def _required_config_fields() -> frozenset[str]:
-    """The config fields `save_checkpoint` always writes, EncoderConfig's own (not those it
-    inherits from TransformerLens, whose set depends on TransformerLens's version): a missing
-    one would silently take its default (gelu for relu, say). The fields of
-    `emg_lens.config.ADDED_FIELD_DEFAULTS` may be missing: a checkpoint written before they
-    existed lacks them, and their defaults are what such a model computed."""
+    """The config fields `save_checkpoint` always writes, EncoderConfig's own (TransformerLens's
+    depend on its version): a missing one would silently take its default (gelu for relu).
+    `emg_lens.config.ADDED_FIELD_DEFAULTS`' may be missing: older checkpoints computed those."""
     own = {*EncoderConfig.__annotations__, "dtype"}
     return frozenset(own - set(ADDED_FIELD_DEFAULTS))
 
 
 @functools.cache
 def _keywords(cls: type) -> dict[str, Any]:
-    """The keyword arguments of ``cls(cfg, ...)`` that ``model_kwargs`` holds (not the user's
-    modules), with their annotations."""
+    """``cls(cfg, ...)``'s keywords ``model_kwargs`` holds (not user modules), annotated."""
     params = inspect.signature(cls.__init__).parameters.values()
     try:
         hints = typing.get_type_hints(cls.__init__)
@@ -271,34 +261,6 @@ def _keywords(cls: type) -> dict[str, Any]:
         for p in params
         if p.kind is p.KEYWORD_ONLY and p.name not in skip
     }
-
-
-def _check_device(device: Any, where: str, error: type, *, available: bool = True) -> None:
-    """``device`` one emg_lens loads models onto (None: the config's default) and, with
-    ``available``, one this machine has; else ``error`` naming ``where``."""
-    if device is None:
-        return
-    try:
-        parsed = torch.device(device) if isinstance(device, str | torch.device) else None
-    except (RuntimeError, ValueError):
-        parsed = None
-    if parsed is None or parsed.type not in ("cpu", "cuda"):
-        raise error(
-            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {DEVICES}"
-        )
-    if parsed.type == "cuda" and available:
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise error(
-                f"{where} = {device!r}, but this machine has no CUDA GPU that torch "
-                f"{torch.__version__} can use: load the model with device='cpu' (--device cpu)"
-            )
-        if parsed.index is not None and parsed.index >= count:
-            accepted = ", ".join(["'cpu'", *(f"'cuda:{i}'" for i in range(count))])
-            raise error(
-                f"{where} = {device!r}: GPU index {parsed.index}, but this machine has {count} "
-                f"GPU(s); accepted: {accepted}"
-            )
 
 
 def load_checkpoint(
@@ -315,21 +277,20 @@ def load_checkpoint(
     rebuild (a `HookedTorchEncoder`'s ``embed`` and ``readout``), modules of the same
     architecture; the checkpoint's weights are loaded into them.
 
-    Refused with a `CheckpointError` naming the file and the field or tensor: a
-    ``config.json`` that `read_checkpoint_info` refuses, or whose config and keywords do not
-    build the model class; a device this machine does not have (``config.device``, when
-    ``device`` is not given); weights that are not a readable safetensors file (empty,
-    truncated), whose names or shapes disagree with ``config.json``, or that hold NaN or inf.
-    A ``device`` that is not one is an `ArgumentError`.
+    Refused with a `CheckpointError` naming the file and the field or tensor: a ``config.json``
+    `read_checkpoint_info` refuses, or that does not build the model class; a device this
+    machine lacks (``config.device``, ``device`` not given); weights that are not a readable
+    safetensors file, disagree with ``config.json`` in names or shapes, or hold NaN or inf. A
+    ``device`` that is not one is an `ArgumentError`.
     """
     path = Path(path)
     if device is not None:
-        _check_device(device, "device", ArgumentError)
+        check_device(device, "device", ArgumentError)
     info = read_checkpoint_info(path)
     name = info["model_class"]
     if device is None:
-        _check_device(info["config"]["device"], f"{path / CONFIG}: config.device", CheckpointError)
-    cls = _model_class(path, info)
+        check_device(info["config"]["device"], f"{path / CONFIG}: config.device", CheckpointError)
+    cls = MODEL_CLASSES[info["model_class"]]  # known: read_checkpoint_info checked it
     cfg = _config(path, info, device)
     if into is None:
         model = _build(path, cls, cfg, info, _user_modules(path, cls, modules))
@@ -344,12 +305,10 @@ def load_checkpoint(
 
 
 def load_checkpoint_data(path: str | Path) -> SubjectData:
-    """The windows of the subject the checkpoint at ``path`` was trained on, rebuilt from the
-    data source and subject its metadata records (`emg_lens.data.datasets.load_subject`, its
-    cache included): the held-out ``X_test``, ``y_test`` and ``test_trials`` it is scored on,
-    and those it was trained on. What ``evaluate``, ``inspect`` and studies score a checkpoint
-    on. A checkpoint whose metadata records no ``data_source`` (or no subject, in its metadata
-    or its folder's name ``subject_<N>``) is a `CheckpointError` naming what it holds.
+    """The windows of the subject the checkpoint at ``path`` was trained and is scored on,
+    rebuilt from the data source and subject its metadata records (or its folder's name,
+    ``subject_<N>``; `emg_lens.data.datasets.load_subject`): without them, a `CheckpointError`
+    naming what it holds.
 
     >>> import tempfile
     >>> from emg_lens.data import data_source
@@ -381,10 +340,9 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
 
 def check_checkpoint(path: str | Path) -> dict[str, Any]:
     """Check a checkpoint folder as `load_checkpoint` would, without reading its weights: its
-    ``config.json``, the model it describes, and the header of ``model.safetensors`` (each
-    tensor's name and shape, and that the file holds every byte the header promises: an empty,
-    truncated or foreign file is refused). A NaN weight is found only when loading. Returns
-    the parsed ``config.json``; `emg-lens study check` checks every model of a study with it.
+    ``config.json``, the model it describes, and the header of ``model.safetensors`` (names,
+    shapes, every byte the header promises); a NaN weight is found only when loading. Returns
+    the parsed ``config.json`` (`emg-lens study check` checks a study's models with it).
 
     >>> import tempfile
     >>> from emg_lens.models import IsoNet
@@ -399,7 +357,7 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     info = read_checkpoint_info(path)
-    cls = _model_class(path, info)
+    cls = MODEL_CLASSES[info["model_class"]]  # known: read_checkpoint_info checked it
     key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
     if getattr(cls, "user_modules", ()):  # the user's modules are checked when they are given
         _read_shapes(path / WEIGHTS)
@@ -417,10 +375,8 @@ _expected_shapes: dict[str, dict[str, tuple[int, ...]]] = {}
 
 
 def user_modules_of(info: dict[str, Any]) -> tuple[str, ...]:
-    """The names of the user's own modules that the model a checkpoint's ``config.json``
-    (``info``, as `read_checkpoint_info` returns it) holds, which `load_checkpoint` takes as
-    ``modules=``: ``("embed", "readout")`` for a `HookedTorchEncoder`, ``()`` for every model
-    that ``config.json`` rebuilds whole.
+    """The user's own modules of the model a checkpoint's ``config.json`` (``info``) holds,
+    which `load_checkpoint` takes as ``modules=`` (``()``: ``config.json`` rebuilds it whole).
 
     >>> user_modules_of({"model_class": "HookedTorchEncoder"}), user_modules_of({"model_class": "IsoNet"})
     (('embed', 'readout'), ())
@@ -429,8 +385,7 @@ def user_modules_of(info: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict[str, Any]:
-    """The user's modules a class needs (``cls.user_modules``) from ``modules``, or refused
-    saying what to pass."""
+    """The user's modules ``cls.user_modules`` from ``modules``, or refused saying what to pass."""
     needs = tuple(getattr(cls, "user_modules", ()))
     given = dict(modules or {})
     if set(given) != set(needs):
@@ -449,16 +404,6 @@ def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict
     return given
 
 
-def _model_class(path: Path, info: dict[str, Any]) -> type:
-    """The model class ``config.json`` names."""
-    name = info["model_class"]
-    if name not in MODEL_CLASSES:
-        raise CheckpointError(
-            f"{path}: unknown model class {name!r}; known: {sorted(MODEL_CLASSES)}"
-        )
-    return MODEL_CLASSES[name]
-
-
 def _config(path: Path, info: dict[str, Any], device: str | None) -> EncoderConfig:
     """The `EncoderConfig` of a checkpoint's ``config.json`` (on ``device``, if given)."""
     try:
@@ -470,8 +415,7 @@ def _config(path: Path, info: dict[str, Any], device: str | None) -> EncoderConf
 def _build(
     path: Path, cls: type, cfg: EncoderConfig, info: dict[str, Any], modules: Any = None
 ) -> torch.nn.Module:
-    """``cls(cfg, **model_kwargs, **modules)``; a config or keyword the class refuses is a
-    `CheckpointError` naming the file."""
+    """``cls(cfg, **model_kwargs, **modules)``, or a `CheckpointError` naming the file."""
     try:
         return cls(cfg, **info["model_kwargs"], **(modules or {}))
     except EmgLensError as exc:
@@ -495,8 +439,7 @@ def _read_weights(file: Path, device: str) -> dict[str, torch.Tensor]:
 
 
 def _read_shapes(file: Path) -> dict[str, tuple[int, ...]]:
-    """Each tensor's shape, from the header alone (which safetensors checks against the file's
-    length)."""
+    """Each tensor's shape, from the header (safetensors checks it against the length)."""
     try:
         with safe_open(str(file), framework="pt") as fh:
             return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
@@ -507,8 +450,7 @@ def _read_shapes(file: Path) -> dict[str, tuple[int, ...]]:
 def _check_shapes(
     path: Path, name: str, shapes: dict[str, tuple[int, ...]], expected: dict[str, Any]
 ) -> None:
-    """The saved tensors' names and shapes against the model's (``expected``: tensors or
-    shapes, by name)."""
+    """The saved tensors' names and shapes against ``expected`` (tensors or shapes)."""
     missing, unexpected = set(expected) - set(shapes), set(shapes) - set(expected)
     if missing or unexpected:
         raise CheckpointError(
@@ -528,8 +470,7 @@ def _check_shapes(
 
 
 def _check_pair(path: Path, info: dict[str, Any]) -> None:
-    """The weights are the file ``config.json`` was saved with (its `WEIGHTS_DIGEST`; a
-    checkpoint saved before it was recorded is not checked)."""
+    """The weights are the file ``config.json`` was saved with (its `WEIGHTS_DIGEST`, if any)."""
     recorded = info.get(WEIGHTS_DIGEST)
     if recorded is None:
         return
@@ -546,14 +487,13 @@ def _check_pair(path: Path, info: dict[str, Any]) -> None:
 def _check_weights(
     path: Path, name: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
 ) -> None:
-    """Names, shapes and values, each compared before anything is copied into the model."""
+    """Names, shapes and values, before anything is copied into the model."""
     _check_shapes(path, name, {k: tuple(v.shape) for k, v in state.items()}, expected)
     _check_finite(state, str(path / WEIGHTS), "load an earlier checkpoint")
 
 
 def _check_finite(state: dict[str, torch.Tensor], where: str, advice: str = "") -> None:
-    """A NaN or inf weight would make every output NaN, silently: refused, naming the first
-    such tensor."""
+    """A NaN or inf weight would make every output NaN, silently: refused, naming it."""
     for k, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
@@ -572,10 +512,9 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     a ``.safetensors`` file, or a PyTorch ``.ckpt`` / ``.pt`` / ``.pth`` file (a PyTorch
     Lightning checkpoint's ``state_dict``, or a bare state dict).
 
-    Pickled files are read with ``torch.load(..., weights_only=True)``: tensors and plain
-    containers only, so a file that would run code when unpickled is refused
-    (`CheckpointError`), never executed. Other suffixes, files without tensors and non-finite
-    weights are refused too.
+    Pickled files are read with ``torch.load(..., weights_only=True)``: a file that would run
+    code when unpickled is refused (`CheckpointError`), never executed; so are other suffixes,
+    files without tensors and non-finite weights.
 
     >>> import tempfile
     >>> file = Path(tempfile.mkdtemp()) / "tinymyo.ckpt"
@@ -604,27 +543,17 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: a BioFoundation checkpoint must be .safetensors or one of "
             f"{', '.join(PICKLED_SUFFIXES)} (read with weights_only=True); got {path.suffix!r}"
         )
-    tensors = (
-        {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-        if isinstance(state, dict)
-        else {}
-    )
+    state = state if isinstance(state, dict) else {}
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{path} holds no tensors: expected a state dict of weights")
-    for key, value in tensors.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(
-                f"{path}: tensor {key!r} holds NaN or inf values; a model with non-finite "
-                "weights computes nothing meaningful"
-            )
+    _check_finite(tensors, str(path))
     return tensors
 
 
 def load_biofoundation(path: str | Path, **kwargs: Any) -> torch.nn.Module:
     """A published BioFoundation TinyMyo checkpoint file as a hooked `TinyMyo`, in eval mode:
-    `read_biofoundation_state_dict` (pickles only with ``weights_only=True``), then
-    `TinyMyo.from_biofoundation` with ``kwargs`` (by default BioFoundation's own function: see
-    its ``rope_positions``).
+    `read_biofoundation_state_dict`, then `TinyMyo.from_biofoundation` with ``kwargs``.
 
     >>> import tempfile
     >>> from emg_lens.models import MODEL_CLASSES, TinyMyo

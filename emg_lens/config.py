@@ -467,3 +467,40 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 """The named configurations `EncoderConfig.preset` builds, by name: the fields each sets."""
+
+
+DEVICES = "'cpu', 'cuda' or 'cuda:N' (N a GPU index)"
+
+
+def check_device(device: Any, where: str, error: type, *, available: bool = True) -> None:
+    """``device`` (None: the config's) one emg_lens loads onto and, with ``available``, one
+    this machine has; else ``error`` naming ``where``.
+
+    >>> check_device("tpu", "device", ValueError)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: device = 'tpu' is not a device emg_lens loads models onto; accepted: 'cpu', ...
+    """
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device) if isinstance(device, str | torch.device) else None
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise error(
+            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {DEVICES}"
+        )
+    if parsed.type == "cuda" and available:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise error(
+                f"{where} = {device!r}, but this machine has no CUDA GPU that torch "
+                f"{torch.__version__} can use: load the model with device='cpu' (--device cpu)"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            accepted = ", ".join(["'cpu'", *(f"'cuda:{i}'" for i in range(count))])
+            raise error(
+                f"{where} = {device!r}: GPU index {parsed.index}, but this machine has {count} "
+                f"GPU(s); accepted: {accepted}"
+            )

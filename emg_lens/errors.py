@@ -287,7 +287,8 @@ def check_int(
     """``value`` as a plain int (numpy and torch integers too), or ``error`` (default
     `ArgumentError`) naming ``what``, the value and what is accepted: a bool is refused (``True``
     is not a count), and so is a value below ``minimum`` (0: a non-negative int; 1: a positive
-    one) or above ``maximum``. The one check of an integer argument or field.
+    one) or above ``maximum`` (below ``minimum``: an empty range, which accepts no value and
+    says so). The one check of an integer argument or field.
 
     >>> import numpy as np
     >>> check_int(np.int64(3), "folds", minimum=2)
@@ -300,8 +301,14 @@ def check_int(
     Traceback (most recent call last):
     ...
     emg_lens.errors.LayoutError: layer must be an int in 0..3, got 4
-    """
-    if maximum is not None:
+    >>> check_int(0, "layer (of 0 layers)", maximum=-1)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: layer (of 0 layers) must be an int in 0..-1, an empty range: no value is accepted, got 0
+    """  # noqa: E501
+    if maximum is not None and maximum < minimum:
+        wanted = f"an int in {minimum}..{maximum}, an empty range: no value is accepted"
+    elif maximum is not None:
         wanted = f"an int in {minimum}..{maximum}"
     else:
         wanted = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")

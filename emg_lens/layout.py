@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
-from emg_lens.errors import LayoutError, check_channel_names, check_names, describe
+from emg_lens.errors import LayoutError, check_channel_names, check_int, check_names, describe
 
 __all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
 
@@ -211,11 +211,9 @@ class TokenLayout:
         >>> TokenLayout.channel_tokens({"eeg": 1}, channel_names=["Cz"]).channel_name(1)
         'Cz'
         """
-        if not isinstance(position, int) or not 0 <= position < self.n_tokens:
-            raise LayoutError(
-                f"token position {position!r} is outside this layout's positions "
-                f"0..{self.n_tokens - 1}"
-            )
+        position = check_int(
+            position, f"token position {position!r}", 0, self.n_tokens - 1, LayoutError
+        )
         channel = self.channel[position]
         if self.channel_names is None or channel < 0:
             return None
@@ -369,14 +367,14 @@ def checked_edge_masks(
     caller's to check. A mask that leaves a query no key is warned of (`warn_keyless_queries`).
 
     >>> checked_edge_masks({0: torch.zeros(2, 2, dtype=torch.bool)}, n_layers=1,
-    ...                    scores=lambda layer: (2, 2), layers="1 layer")[0].shape
+    ...                    scores=lambda layer: (2, 2), layers="n_layers=1")[0].shape
     torch.Size([2, 2])
     >>> checked_edge_masks({1: torch.zeros(2, 2, dtype=torch.bool)}, n_layers=1,
-    ...                    scores=lambda layer: (2, 2), layers="1 layer")
+    ...                    scores=lambda layer: (2, 2), layers="n_layers=1")
     Traceback (most recent call last):
     ...
-    emg_lens.errors.LayoutError: edge_masks key 1 is not a layer in [0, 0] (1 layer)
-    """
+    emg_lens.errors.LayoutError: edge_masks key 1 (a layer of n_layers=1) must be an int in 0..0, got 1
+    """  # noqa: E501
     if not edge_masks:
         return {}
     if not isinstance(edge_masks, Mapping):
@@ -385,10 +383,9 @@ def checked_edge_masks(
             f"got {describe(edge_masks)}"
         )
     for layer, mask in edge_masks.items():
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
-            raise LayoutError(
-                f"{what} key {layer!r} is not a layer in [0, {n_layers - 1}] ({layers})"
-            )
+        check_int(
+            layer, f"{what} key {layer!r} (a layer of {layers})", 0, n_layers - 1, LayoutError
+        )
         shape = tuple(scores(layer))
         if (
             not isinstance(mask, torch.Tensor)

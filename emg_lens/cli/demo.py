@@ -65,7 +65,7 @@ def cmd_demo(args: argparse.Namespace):
     from emg_lens.stats.chance import chance_console
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.ablation.planted import format_findings
-    from emg_lens.studies.ablation.result import correction_phrase, legend
+    from emg_lens.studies.ablation.summary import correction_phrase, legend
     from emg_lens.train import TrainConfig, train_subjects
     from emg_lens.train.baseline import below_baseline
 

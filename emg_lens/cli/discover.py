@@ -73,7 +73,7 @@ def add_parser(sub) -> None:
 def _spec(args: argparse.Namespace) -> Any:
     """The discovery study of a spec file and/or the flags; ``--modules`` (a path from the
     working directory) replaces the file's ``modules``."""
-    from emg_lens.discovery.study import DiscoverySpec
+    from emg_lens.discovery.spec import DiscoverySpec
     from emg_lens.errors import ArgumentError
     from emg_lens.studies import load_spec
     from emg_lens.user_code import locate_argument

@@ -12,7 +12,8 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components.attend import observed
-from emg_lens.components.attention import Attention, Projected, take_rows
+from emg_lens.components.attention import Attention
+from emg_lens.components.fast_attention import Projected, take_rows
 from emg_lens.components.layer_norm import make_norm
 from emg_lens.components.mlp import MLP
 from emg_lens.config import EncoderConfig

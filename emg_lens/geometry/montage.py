@@ -37,7 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_int
 
 __all__ = [
     "GRID_CODES",
@@ -118,8 +118,7 @@ class Montage:
             raise ArgumentError(
                 f"a montage's parts must place electrodes 0..n-1, each once; got {electrodes[:20]}"
             )
-        if not isinstance(self.axes, int) or self.axes < 1:
-            raise ArgumentError(f"axes must be an integer >= 1, got {self.axes!r}")
+        check_int(self.axes, "axes", minimum=1)
 
     @property
     def n_electrodes(self) -> int:
@@ -169,8 +168,7 @@ def ring(
     >>> [tuple(round(v, 3) for v in xy) for xy in part.xy]
     [(1.0, 0.0), (0.0, -1.0), (-1.0, -0.0), (-0.0, 1.0)]
     """
-    if not isinstance(n, int) or n < 1:
-        raise ArgumentError(f"a ring needs n >= 1 electrodes, got {n!r}")
+    check_int(n, "a ring's n (its electrodes)", minimum=1)
     sign = 1 if clockwise else -1
     angles = [math.radians(first + sign * 360.0 * k / n) for k in range(n)]
     xy = tuple((radius * math.sin(a), radius * math.cos(a)) for a in angles)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedFeatureError
+from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedFeatureError, check_int
 from emg_lens.hooks import compile_edges, name_filter
 from emg_lens.inputs import check_deterministic, check_model
 
@@ -156,13 +156,15 @@ def distribution_shift(
             f"which {type(model).__name__} lacks at layers {missing}: no module around those "
             "attention calls carries the residual stream (see model.resid_modules)"
         )
-    layers = sorted(set(layers))
-    if not layers or any(
-        not isinstance(layer, int) or not 0 <= layer < n_layers for layer in layers
-    ):
-        raise ArgumentError(
-            f"layers must be a non-empty list of layers in [0, {n_layers - 1}], got {layers!r}"
-        )
+    wanted, layers = (
+        f"layers must be a non-empty list of layers in [0, {n_layers - 1}]",
+        list(layers),
+    )
+    if not layers:
+        raise ArgumentError(f"{wanted}, got {layers!r}")
+    layers = sorted(
+        {check_int(v, f"{wanted}: layers[{i}]", 0, n_layers - 1) for i, v in enumerate(layers)}
+    )
     signals = model.to_tokens(signals)
     if len(signals) < 4:
         raise ArgumentError(

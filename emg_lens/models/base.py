@@ -26,29 +26,27 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.utilities import Slice
 
 from emg_lens.components import ConfigInit, TransformerBlock, make_norm
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
-    CacheKeyError,
     ConfigError,
     InputShapeError,
-    InputValueError,
     LayoutError,
     UnsupportedFeatureError,
     UnsupportedReadoutError,
-    describe,
+    check_int,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
 from emg_lens.models.tl_surface import UNEMBEDDING, WEIGHT_SURFACE, HookSurface, WeightSurface
+from emg_lens.models.tl_surface.cache import EncoderCache
+from emg_lens.models.tl_surface.tokens import TokenSurface
 
 __all__ = [
     "ATTENTION_HOOKS",
@@ -57,7 +55,6 @@ __all__ = [
     "LINEAR_READOUT",
     "SPLIT_QKV",
     "TL_WEIGHTS",
-    "EncoderCache",
     "HookedBiosignalModel",
     "HookedEncoder",
     "is_model",
@@ -166,20 +163,6 @@ def is_model(obj: object) -> bool:
 EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]
 
 
-def _refuse_non_finite(signals: torch.Tensor) -> None:
-    """A NaN or inf sample would become NaN outputs; say where it is instead. One reduction
-    over the batch when it is clean."""
-    finite = torch.isfinite(signals)
-    if bool(finite.all()):
-        return
-    n_nan = int(torch.isnan(signals).sum())
-    first = torch.nonzero(~finite)[0].tolist()
-    raise InputValueError(
-        f"signals hold {n_nan} NaN and {int((~finite).sum()) - n_nan} inf values (first at "
-        f"{first}); the model accepts finite numbers only: interpolate or drop those samples first"
-    )
-
-
 def _refused(name: str) -> property:
     """``name`` of the weight surface on a model without TransformerLens weights: refused by
     name, saying why and which converter gives them (`refusal`); read or set alike."""
@@ -203,7 +186,7 @@ def _refusing_weights(cls: type) -> type:
 
 
 @_refusing_weights
-class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
+class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModule):
     """Root of every hooked emg_lens model, of every tier (the encoders, the `MultimodalMLP`,
     attached models); not used directly.
 
@@ -287,88 +270,6 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
         subclass's ``__init__`` built."""
         return self._layout
 
-    # ------------------------------------------------------------------ inputs
-    @property
-    def input_shape(self) -> tuple[int, int]:
-        """``(channels, time)`` of one input window."""
-        return (self.cfg.n_channels, self.cfg.n_samples)
-
-    def to_tokens(self, signals: Any) -> Float[torch.Tensor, "batch channel time"]:
-        """Normalise a signal batch: numpy -> tensor, model dtype and device, a batch dim added
-        to a single ``[channel, time]`` window. Signals *are* the tokens' source, so this is
-        the identity on a well-formed batch (TransformerLens calls it ``to_tokens``).
-
-        Refused, naming what was given: a wrong shape, an empty batch (`InputShapeError`);
-        NaN or inf values, boolean, complex or text (`InputValueError`).
-
-        >>> from emg_lens.models import IsoNet
-        >>> model = IsoNet(EncoderConfig.preset("tiny"))
-        >>> model.to_tokens(np.zeros((6, 8))).shape
-        torch.Size([1, 6, 8])
-        >>> model.to_tokens(np.full((6, 8), np.nan))
-        Traceback (most recent call last):
-        ...
-        emg_lens.errors.InputValueError: signals hold 48 NaN and 0 inf values (first at [0, 0, 0]); the model accepts finite numbers only: interpolate or drop those samples first
-        """  # noqa: E501
-        channels, time = self.input_shape
-        accepted = f"a float tensor or numpy array [batch, channels={channels}, time={time}]"
-        if isinstance(signals, np.ndarray):
-            if signals.dtype.kind not in "iuf":  # int, unsigned, float
-                raise InputValueError(
-                    f"signals are a numpy array of dtype {describe(signals)}; accepted: {accepted} "
-                    "of real numbers (not bool, complex, text or objects)"
-                )
-            signals = torch.from_numpy(signals)
-        if not isinstance(signals, torch.Tensor):
-            raise InputShapeError(f"signals must be {accepted}, got {type(signals).__name__}")
-        if signals.dtype == torch.bool or signals.dtype.is_complex:
-            raise InputValueError(
-                f"signals are {describe(signals)}; accepted: {accepted} of real numbers "
-                "(not bool or complex)"
-            )
-        window = signals.ndim == 2  # one [channel, time] window, batched (docs/DESIGN.md §2)
-        try:
-            self._check_input_shape(tuple(signals[None].shape if window else signals.shape))
-        except InputShapeError as exc:  # the shape given, not the one the window became
-            if not window:
-                raise
-            raise InputShapeError(
-                f"{exc}, read from one [channels, time] window of shape {list(signals.shape)}"
-            ) from None
-        signals = signals[None] if window else signals
-        if len(signals) == 0:
-            raise InputShapeError(
-                f"signals are a batch of 0 windows {list(signals.shape)}; accepted: {accepted} "
-                "with batch >= 1"
-            )
-        device, dtype = self.param_device_dtype()
-        signals = signals.to(device=device, dtype=dtype)
-        if not signals.is_meta:  # a meta tensor has no values to check
-            _refuse_non_finite(signals)
-        return signals
-
-    def _check_input_shape(self, shape: tuple[int, ...]) -> None:
-        """Refuse signals of ``shape`` (a batch dimension added to a single window) that the
-        model cannot take: any but ``[batch, *input_shape]`` (`InputShapeError`)."""
-        if len(shape) != 3 or shape[1:] != self.input_shape:
-            channels, time = self.input_shape
-            raise InputShapeError(
-                f"signals must have shape [batch, channels={channels}, time={time}], "
-                f"got {list(shape)}"
-            )
-
-    def example_input(self, batch: int = 1) -> Float[torch.Tensor, "batch channel time"]:
-        """A correctly shaped, seeded random signal batch for docs, tests and quick checks.
-
-        >>> from emg_lens.models import IsoNet
-        >>> IsoNet(EncoderConfig.preset("tiny")).example_input(2).shape
-        torch.Size([2, 6, 8])
-        """
-        device, dtype = self.param_device_dtype()
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn(batch, *self.input_shape, generator=gen, dtype=dtype)
-        return x.to(device)
-
     # ------------------------------------------------------------------ device and dtype
     def param_device_dtype(self) -> tuple[torch.device, torch.dtype]:
         """Device and dtype of the model's floating-point parameters: where `to_tokens` puts
@@ -433,57 +334,6 @@ class HookedBiosignalModel(ConfigInit, HookSurface, HookedRootModule):
         if not return_cache_object:
             return out, cache_dict
         return out, EncoderCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
-
-
-class EncoderCache(ActivationCache):
-    """TransformerLens's `ActivationCache`, with one case TL has no model for: norms in the
-    blocks but none at the end (``ln_final`` the identity: PBT, CBraMod). Applying the final
-    norm to a stack then leaves it unchanged, as TL does for a model without norms, instead of
-    looking for an ``ln_final`` scale that no hook caches (TL raised a KeyError). A layer the
-    model lacks is refused by name (`CacheKeyError`, a KeyError as TL's bare one was).
-
-    >>> from emg_lens.models import IsoNet
-    >>> model = IsoNet(EncoderConfig.preset("tiny"))
-    >>> model.run_with_cache(model.example_input())[1]["pattern", 2]
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.CacheKeyError: cache['pattern', 2]: layer 2 is not a layer of this \
-IsoNet (n_layers=2): a layer is in 0..1, or -2..-1 from the end
-    """
-
-    def __getitem__(self, key: Any) -> torch.Tensor:
-        try:
-            return super().__getitem__(key)
-        except KeyError:
-            layer = key[1] if isinstance(key, tuple) and len(key) > 1 else None
-            n = self.model.cfg.n_layers
-            if isinstance(layer, int | np.integer) and not -n <= layer < n:
-                raise CacheKeyError(
-                    f"cache[{', '.join(map(repr, key))}]: layer {layer} is not a layer of this "
-                    f"{type(self.model).__name__} (n_layers={n}): "
-                    + (f"a layer is in 0..{n - 1}, or -{n}..-1 from the end" if n else "none is")
-                ) from None
-            raise
-
-    def apply_ln_to_stack(
-        self,
-        residual_stack: torch.Tensor,
-        layer: int | None = None,
-        mlp_input: bool = False,
-        pos_slice: Any = None,
-        batch_slice: Any = None,
-        has_batch_dim: bool = True,
-        recompute_ln: bool = False,
-    ) -> torch.Tensor:
-        final = layer is None or layer in (-1, self.model.cfg.n_layers)
-        if final and not hasattr(getattr(self.model, "ln_final", None), "hook_scale"):
-            if has_batch_dim:  # the batch slice TL takes before it would normalise
-                sliced = batch_slice if isinstance(batch_slice, Slice) else Slice(batch_slice)
-                residual_stack = sliced.apply(residual_stack, dim=1)
-            return residual_stack
-        return super().apply_ln_to_stack(
-            residual_stack, layer, mlp_input, pos_slice, batch_slice, has_batch_dim, recompute_ln
-        )
 
 
 class HookedEncoder(WeightSurface, HookedBiosignalModel):
@@ -633,8 +483,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
         n_layers = self.cfg.n_layers
         if value is None:
             return default
-        if not isinstance(value, int) or not -n_layers <= value <= n_layers:
-            raise LayoutError(f"{name} must be an int in [-{n_layers}, {n_layers}], got {value!r}")
+        value = check_int(value, name, -n_layers, n_layers, LayoutError)
         return value % n_layers if value < 0 else value
 
     def _refuse_embed_kwargs(self, embed_kwargs: dict[str, Any], start_at_layer: int) -> None:

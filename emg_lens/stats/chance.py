@@ -57,7 +57,7 @@ from jaxtyping import Int
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError
-from emg_lens.stats.compare import format_p
+from emg_lens.stats.compare import ALPHA, format_p
 from emg_lens.stats.units import TRIAL_UNITS, check_classes, design_effects, trial_votes
 
 __all__ = [
@@ -79,7 +79,6 @@ BelowBaseline = Callable[..., "str | None"]
 baseline, n=count, unit=what it counts) -> line or None``
 (`emg_lens.train.baseline.below_baseline`)."""
 
-ALPHA = 0.05
 CHANCE_RULE = "the share of the most frequent class"
 COLUMNS = [
     *("model", "accuracy", "correct", "n", "chance", "p", "above_chance", "why", "unit"),

@@ -16,31 +16,24 @@ comparisons of one family (the paper's: all comparisons of one layer mode): Bonf
 >>> [round(p, 2) for p in correct([0.01, 0.04, 0.03], "holm")]
 [0.03, 0.06, 0.06]
 
-Beside the p-values: an effect size (`rank_biserial`, negative for a drop), a Student-t 95%
+Beside the p-values: an effect size (`rank_biserial`, negative for a drop) and a Student-t 95%
 interval over subjects of the change (`delta_t_intervals`: of Δ%, the ratio of means, by its
-linearisation; a seeded percentile bootstrap, `bootstrap_delta_ci`, remains for the regression
-study's blocks, beside its t interval), and the design's floor: the smallest corrected p any
-cell can reach with n subjects (`smallest_p`, `subjects_needed`).
+linearisation); the design's floor and the equivalence test are `emg_lens.stats.design`'s.
 
-The tests answer slightly different questions. ``mannwhitneyu`` (the default, as in the
-paper) treats the masked and the baseline values as two independent samples. ``wilcoxon`` and
-``permutation`` are paired by subject: `summarize` aligns each condition's values to the
-baseline's by subject number, and they test the per-subject differences ``masked - baseline``
-(one masked value per baseline value). ``wilcoxon`` ranks them, and subjects whose difference
-is 0 drop out (scipy's ``zero_method="wilcox"``); where some dropped out or magnitudes tie, its
-p comes from the nonzero differences' sign patterns (all of them up to
-`WILCOXON_EXACT_MAX`), not from scipy's normal approximation, which with few nonzero
-differences among many subjects is too small. ``permutation`` is the exact sign-flip test
-of their mean: under the null each difference is as likely negated, so all ``2**n`` sign
-patterns are enumerated up to `EXACT_MAX_N` subjects (an exact, deterministic p); above, a
-seeded Monte Carlo draw of `PERMUTATIONS` patterns gives ``(hits + 1) / (draws + 1)``
-(TransformerLens's ``sign_flip_permutation_pvalue``). Its statistic is the mean difference.
+``mannwhitneyu`` (the paper's default) treats the masked and the baseline values as two
+independent samples. ``wilcoxon`` and ``permutation`` are paired by subject (`summarize`
+aligns them by subject number) and test the differences ``masked - baseline``. ``wilcoxon``
+ranks them, zero differences dropping out (scipy's ``zero_method="wilcox"``); with ties or
+zeros its p comes from the nonzero differences' sign patterns (all up to
+`WILCOXON_EXACT_MAX`), not scipy's normal approximation, too small with few nonzero
+differences. ``permutation`` is the exact sign-flip test of their mean: all ``2**n`` sign
+patterns up to `EXACT_MAX_N` subjects, above a seeded Monte Carlo draw of `PERMUTATIONS`
+giving ``(hits + 1) / (draws + 1)`` (TransformerLens's ``sign_flip_permutation_pvalue``).
 
-Claims (`emg_lens.studies.ablation.verdicts`) are tested as the design is, paired, whatever test the
-tables use: ``"paired"`` (`PAIRED`, `CLAIMS_TESTS`) is the exact sign-flip test up to
-`EXACT_MAX_N` subjects and Wilcoxon's signed-rank test above (`paired_test`); every function
-here that takes a test takes it too. An equivalence ("keep") is Schuirmann's two one-sided
-t-tests (`tost`), i.e. the t-interval (`t_interval`) at 90 % inside the margin.
+Claims (`emg_lens.studies.ablation.verdicts`) are tested paired, as the design is, whatever
+the tables use: ``"paired"`` (`PAIRED`, `CLAIMS_TESTS`) is the exact sign-flip test up to
+`EXACT_MAX_N` subjects and Wilcoxon's above (`paired_test`); a keep claim is Schuirmann's
+TOST (`emg_lens.stats.design.tost`): the 90 % t-interval (`t_interval`) inside the margin.
 
 A p-value is printed by `format_p`, never as 0:
 
@@ -60,8 +53,6 @@ from scipy import stats as sps
 from emg_lens.errors import SpecError
 
 __all__ = [
-    "BOOTSTRAP_RESAMPLES",
-    "BOOTSTRAP_SEED",
     "CLAIMS_TESTS",
     "CORRECTIONS",
     "EXACT_MAX_N",
@@ -71,13 +62,10 @@ __all__ = [
     "P_FLOOR",
     "TESTS",
     "TEST_NAMES",
-    "bootstrap_delta_ci",
-    "bootstrap_delta_cis",
     "clopper_pearson",
     "compare",
     "compare_rows",
     "correct",
-    "corrected_floor",
     "delta_pct",
     "delta_t_intervals",
     "format_p",
@@ -85,12 +73,8 @@ __all__ = [
     "rank_biserial",
     "sign_flip_p",
     "skew_t_interval",
-    "smallest_p",
     "stars",
-    "subjects_needed",
     "t_interval",
-    "tost",
-    "tost_max_sd",
 ]
 
 # ----------------------------------------------------------------- the p rule
@@ -152,8 +136,6 @@ CORRECTIONS = ("bonferroni", "holm", "none")
 STAR_LEVELS = ((1e-4, "****"), (1e-3, "***"), (1e-2, "**"), (0.05, "*"))
 _THRESHOLDS = frozenset(threshold for threshold, _ in STAR_LEVELS)
 ALPHA = 0.05  # the weakest star
-BOOTSTRAP_SEED = 0  # one fixed seed: a rerun of a study writes the same intervals
-BOOTSTRAP_RESAMPLES = 2000
 KEEP_MIN_SUBJECTS = 8
 """The fewest subjects from which an absence of change (a keep claim holds, a drop claim fails)
 is concluded when they all changed alike: no spread, typically every one exactly unchanged.
@@ -417,40 +399,7 @@ def clopper_pearson(
     return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
 
 
-def bootstrap_delta_ci(
-    masked: Sequence[float],
-    baseline: Sequence[float],
-    *,
-    level: float = 0.95,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    relative: bool = True,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of `delta_pct` over subjects: ``masked[i]`` and
-    ``baseline[i]`` are subject ``i``'s values, and each resample draws subjects with
-    replacement, keeping each subject's pair together (the values are the same subjects'
-    under two conditions). ``relative=False``: the interval of the absolute change of the
-    mean, masked − baseline, instead. Seeded: the same inputs give the same interval.
-    Subjects with a NaN value are left out; with fewer than 2 subjects the interval is
-    ``(nan, nan)``.
-
-    >>> low, high = bootstrap_delta_ci([0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
-    >>> bool(low < delta_pct(0.5575, 0.92) < high), (low, high) == bootstrap_delta_ci(
-    ...     [0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
-    (True, True)
-    """
-    low, high = bootstrap_delta_cis(
-        np.asarray(masked, float)[None],
-        baseline,
-        level=level,
-        resamples=resamples,
-        seed=seed,
-        relative=relative,
-    )
-    return float(low[0]), float(high[0])
-
-
-def _rows_and_baseline(
+def rows_and_baseline(
     masked: Any, baseline: Any, level: float, level_name: str, interval: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """``masked`` as rows of per-subject values and ``baseline`` as one value per subject,
@@ -465,60 +414,6 @@ def _rows_and_baseline(
             f"{masked.shape[-1]} and {len(baseline)}"
         )
     return masked, baseline
-
-
-def bootstrap_delta_cis(
-    masked: Float[np.ndarray, "rows n"],
-    baseline: Float[np.ndarray, " n"],
-    *,
-    level: float = 0.95,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    chunk: int = 64,
-    relative: bool = True,
-) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
-    """`bootstrap_delta_ci` for each row of ``masked`` (column ``i`` is subject ``i``)
-    against one baseline: ``(lows, highs)``, each row's interval exactly the one
-    `bootstrap_delta_ci` gives it. Rows that leave out the same subjects share one draw of
-    resamples, as the seed makes them; ``chunk`` rows at a time bound the memory.
-
-    >>> base = np.array([0.9, 0.95, 0.92, 0.91])
-    >>> masked = np.array([[0.5, 0.6, 0.55, 0.58], [0.9, np.nan, 0.9, 0.9]])
-    >>> lows, highs = bootstrap_delta_cis(masked, base)
-    >>> (float(lows[1]), float(highs[1])) == bootstrap_delta_ci([0.9, np.nan, 0.9, 0.9], base)
-    True
-    """
-    masked, baseline = _rows_and_baseline(
-        masked, baseline, level, "bootstrap level", "a bootstrap interval"
-    )
-    tail = 100 * (1 - level) / 2
-    lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
-    keep = np.isfinite(masked) & np.isfinite(baseline)
-    for pattern in np.unique(keep, axis=0):  # rows that leave out the same subjects
-        n = int(pattern.sum())
-        if n < 2:
-            continue
-        rows = np.flatnonzero((keep == pattern).all(1))
-        idx = np.random.default_rng(seed).integers(0, n, (resamples, n))
-        base_mean = baseline[pattern][idx].mean(axis=1)
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                # one [rows * resamples, n] mean: the same reduction (and bits) as one row's
-                draws = masked[part][:, pattern][:, idx].reshape(-1, n)
-                means = draws.mean(axis=1).reshape(len(part), resamples)
-                deltas = means - base_mean
-                deltas = 100.0 * deltas / base_mean if relative else deltas
-            finite = np.isfinite(deltas).all(1)
-            if finite.any():
-                lows[part[finite]], highs[part[finite]] = np.percentile(
-                    deltas[finite], [tail, 100 - tail], axis=1
-                )
-            for i, row in zip(part[~finite], deltas[~finite]):  # a zero baseline mean
-                row = row[np.isfinite(row)]
-                if len(row):
-                    lows[i], highs[i] = np.percentile(row, [tail, 100 - tail])
-    return lows, highs
 
 
 def delta_t_intervals(
@@ -545,7 +440,7 @@ def delta_t_intervals(
     >>> round(float(lows[0]), 1), round(delta_pct(0.5575, 0.92), 1), round(float(highs[0]), 1)
     (-45.3, -39.4, -33.5)
     """
-    masked, baseline = _rows_and_baseline(
+    masked, baseline = rows_and_baseline(
         masked, baseline, level, "an interval's level", "an interval of a change"
     )
     lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
@@ -563,66 +458,6 @@ def delta_t_intervals(
         half = sps.t.ppf((1 + level) / 2, n - 1) * influence.std(ddof=1) / np.sqrt(n)
         lows[row], highs[row] = scale * (centre - half), scale * (centre + half)
     return lows, highs
-
-
-def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
-    """The smallest two-sided p-value ``test`` can give with ``n`` subjects: its p for perfect
-    separation (every masked value below every baseline value), computed by the same scipy
-    call `compare` makes. For Mann–Whitney U that is the smaller of the distinct values' p
-    (scipy's exact distribution: 2 / C(2n, n)) and the p of values tied within each condition
-    (ties switch scipy to its tie-corrected normal approximation, whose variance they shrink:
-    every subject's accuracy equal under each condition gives the smallest p of all).
-
-    >>> round(smallest_p(6), 5), smallest_p(6, "wilcoxon")  # tied; 2 / 2**6
-    (0.00126, 0.03125)
-    >>> smallest_p(6, "permutation")  # the two all-one-sign patterns of 2**6
-    0.03125
-    >>> smallest_p(8, "paired")  # 2 / 2**8: the exact sign-flip test
-    0.0078125
-    """
-    test = _resolve(test, n)
-    _check_test(test)
-    if n < 1:
-        raise SpecError(f"smallest_p needs n >= 1 subjects, got {n}")
-    baseline = np.arange(n, dtype=float) + 2.0 * n  # distinct, and all above the masked ones
-    masked = np.arange(n, dtype=float) * (1 + 1 / (4 * n))  # distinct differences too
-    p = compare(masked, baseline, test)[1]
-    if test == "mannwhitneyu" and n > 1:
-        p = min(p, compare(np.zeros(n), np.ones(n), test)[1])
-    return p
-
-
-def corrected_floor(n: int, m: int, test: str = "mannwhitneyu", correction: str = "bonferroni"):
-    """The smallest corrected p a cell can reach: `smallest_p` after ``correction`` in a family
-    of ``m`` comparisons (Bonferroni and Holm both multiply the smallest p by ``m``).
-
-    >>> round(corrected_floor(8, 30), 4), round(corrected_floor(6, 30), 3)
-    (0.0041, 0.038)
-    """
-    p = smallest_p(n, test)
-    if correction == "none":
-        return p
-    correct([p], correction)  # refuses an unknown correction by name
-    return min(1.0, p * max(m, 1))
-
-
-def subjects_needed(
-    m: int,
-    test: str = "mannwhitneyu",
-    correction: str = "bonferroni",
-    alpha: float = ALPHA,
-    max_n: int = 200,
-) -> int | None:
-    """The fewest subjects with which a cell can reach ``p_corr < alpha`` (None beyond
-    ``max_n``).
-
-    >>> subjects_needed(30), subjects_needed(30, "wilcoxon"), subjects_needed(1, "paired")
-    (6, 11, 6)
-    """
-    for n in range(2, max_n + 1):
-        if corrected_floor(n, m, test, correction) < alpha:
-            return n
-    return None
 
 
 def t_interval(
@@ -730,60 +565,3 @@ def skew_t_interval(
     low = min(mean - sd * _hall_g_inverse(q, g, n) for g in skews)
     high = max(mean - sd * _hall_g_inverse(-q, g, n) for g in skews)
     return low, high
-
-
-def tost(
-    values: Sequence[float],
-    bound: float,
-    sd_floor: float = 0.0,
-    *,
-    skew_corrected: bool = True,
-    third: float | None = None,
-) -> float:
-    """Schuirmann's (1987) two one-sided tests that the mean of ``values`` lies within
-    ``±bound``: the larger p of the one-sided tests of ``mean <= -bound`` and ``mean >=
-    bound`` (NaNs left out), the standard deviation never below ``sd_floor`` (`t_interval`).
-    Each one-sided test is Johnson's skewness-corrected t in Hall's monotone form
-    (`skew_t_interval`; with ``third``, the larger p of its two skewness estimates), or
-    Student's t with ``skew_corrected=False``: p < 0.05
-    exactly when the matching interval at 0.90 lies inside ``(-bound, bound)``. NaN with
-    fewer than 2 values; with no spread and no floor, 0 inside the bound and 1 outside.
-
-    >>> # Student's 90 % interval of these, [-1.019, 2.019]: inside ±3, past +2
-    >>> round(tost([-1.0, 0.0, 1.0, 2.0], 3.0), 4), round(tost([-1.0, 0.0, 1.0, 2.0], 2.0), 4)
-    (0.0152, 0.0514)
-    >>> tost([0.0, 0.0], 5.0), round(tost([0.0, 0.0], 5.0, sd_floor=6.25), 3)  # 2 unchanged
-    (0.0, 0.23)
-    """
-    if not bound > 0:
-        raise SpecError(f"an equivalence bound must be > 0, got {bound!r}")
-    x, sd, skew = _mean_sd_skew(values, sd_floor)
-    if len(x) < 2:
-        return float("nan")
-    n, mean = len(x), float(x.mean())
-    if sd == 0:
-        return 0.0 if abs(mean) < bound else 1.0
-    skews = [skew if skew_corrected else 0.0]
-    if skew_corrected and third is not None:
-        skews.append(_mean_sd_skew(x, sd_floor, third)[2])
-    df, root = n - 1, np.sqrt(n)
-
-    def p_of(g: float) -> float:
-        lower = root * _hall_g((mean + bound) / sd, g, n)  # H0: mean <= -bound
-        upper = root * _hall_g((mean - bound) / sd, g, n)  # H0: mean >= +bound
-        return max(float(sps.t.sf(lower, df)), float(sps.t.cdf(upper, df)))
-
-    return max(p_of(g) for g in skews)
-
-
-def tost_max_sd(n: int, bound: float) -> float:
-    """The largest spread (standard deviation) ``n`` values may have for `tost` to show their
-    mean within ``±bound`` at 5 %: ``bound · √n / t_{0.95, n - 1}``, reached when their mean
-    is 0 (less the further it is from 0); 0 below 2 values, which no t-test takes.
-
-    >>> [round(tost_max_sd(n, 5.0), 2) for n in (1, 2, 3, 8)]  # a ±5 % margin
-    [0.0, 1.12, 2.97, 7.46]
-    """
-    if n < 2:
-        return 0.0
-    return float(bound * np.sqrt(n) / sps.t.ppf(1 - ALPHA, n - 1))

@@ -17,6 +17,8 @@ here over trials:
   (``per_class.csv``): exact (Clopper–Pearson) over its trials, each counting its share of
   correct windows, which keeps its 95 % at 2–10 trials where a bootstrap of so few trials
   covers 43–84 % (docs/DESIGN.md §16);
+- `bootstrap_delta_ci(s)`: the percentile interval of a change over subjects, each
+  resample keeping a subject's pair together (the regression study's blocks);
 - `design_effect`: how much the windows of one trial repeat each other
   (``1 + (m - 1) * ICC``, Kish), to say how many independent observations the windows are
   worth.
@@ -31,19 +33,23 @@ here over trials:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.stats.compare import clopper_pearson
+from emg_lens.stats.compare import clopper_pearson, rows_and_baseline
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
+    "BOOTSTRAP_SEED",
     "TRIAL_UNITS",
     "TRIAL_WINDOW_FIELDS",
     "TrialVotes",
+    "bootstrap_delta_ci",
+    "bootstrap_delta_cis",
     "check_classes",
     "class_trial_cis",
     "cluster_bootstrap_ci",
@@ -62,7 +68,7 @@ trial their source recorded for each, or by their recording (the last two: the d
 ``meta["given_trials"]``, `emg_lens.data.trials`)."""
 TRIAL_WINDOW_FIELDS = ("trial_class", "trial_windows", "trial_hits")
 """What `trial_counts` adds to a study's cell (one list entry per trial)."""
-BOOTSTRAP_SEED = 0
+BOOTSTRAP_SEED = 0  # one fixed seed: a rerun of a study writes the same intervals
 VOTE_BLOCK = 1 << 22  # vote counts held at once by `trial_votes` (32 MiB of int64)
 
 
@@ -396,3 +402,91 @@ def class_trial_cis(
     if some.any():
         low[some], high[some] = clopper_pearson(held_sum[some], held_n[some], level)
     return low, high, trials
+
+
+def bootstrap_delta_ci(
+    masked: Sequence[float],
+    baseline: Sequence[float],
+    *,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    relative: bool = True,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `delta_pct` over subjects: ``masked[i]`` and
+    ``baseline[i]`` are subject ``i``'s values, and each resample draws subjects with
+    replacement, keeping each subject's pair together (the values are the same subjects'
+    under two conditions). ``relative=False``: the interval of the absolute change of the
+    mean, masked − baseline, instead. Seeded: the same inputs give the same interval.
+    Subjects with a NaN value are left out; with fewer than 2 subjects the interval is
+    ``(nan, nan)``.
+
+    >>> low, high = bootstrap_delta_ci([0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
+    >>> from emg_lens.stats.compare import delta_pct
+    >>> bool(low < delta_pct(0.5575, 0.92) < high), (low, high) == bootstrap_delta_ci(
+    ...     [0.5, 0.6, 0.55, 0.58], [0.9, 0.95, 0.92, 0.91])
+    (True, True)
+    """
+    low, high = bootstrap_delta_cis(
+        np.asarray(masked, float)[None],
+        baseline,
+        level=level,
+        resamples=resamples,
+        seed=seed,
+        relative=relative,
+    )
+    return float(low[0]), float(high[0])
+
+
+def bootstrap_delta_cis(
+    masked: Float[np.ndarray, "rows n"],
+    baseline: Float[np.ndarray, " n"],
+    *,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    chunk: int = 64,
+    relative: bool = True,
+) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
+    """`bootstrap_delta_ci` for each row of ``masked`` (column ``i`` is subject ``i``)
+    against one baseline: ``(lows, highs)``, each row's interval exactly the one
+    `bootstrap_delta_ci` gives it. Rows that leave out the same subjects share one draw of
+    resamples, as the seed makes them; ``chunk`` rows at a time bound the memory.
+
+    >>> base = np.array([0.9, 0.95, 0.92, 0.91])
+    >>> masked = np.array([[0.5, 0.6, 0.55, 0.58], [0.9, np.nan, 0.9, 0.9]])
+    >>> lows, highs = bootstrap_delta_cis(masked, base)
+    >>> (float(lows[1]), float(highs[1])) == bootstrap_delta_ci([0.9, np.nan, 0.9, 0.9], base)
+    True
+    """
+    masked, baseline = rows_and_baseline(
+        masked, baseline, level, "bootstrap level", "a bootstrap interval"
+    )
+    tail = 100 * (1 - level) / 2
+    lows, highs = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
+    keep = np.isfinite(masked) & np.isfinite(baseline)
+    for pattern in np.unique(keep, axis=0):  # rows that leave out the same subjects
+        n = int(pattern.sum())
+        if n < 2:
+            continue
+        rows = np.flatnonzero((keep == pattern).all(1))
+        idx = np.random.default_rng(seed).integers(0, n, (resamples, n))
+        base_mean = baseline[pattern][idx].mean(axis=1)
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # one [rows * resamples, n] mean: the same reduction (and bits) as one row's
+                draws = masked[part][:, pattern][:, idx].reshape(-1, n)
+                means = draws.mean(axis=1).reshape(len(part), resamples)
+                deltas = means - base_mean
+                deltas = 100.0 * deltas / base_mean if relative else deltas
+            finite = np.isfinite(deltas).all(1)
+            if finite.any():
+                lows[part[finite]], highs[part[finite]] = np.percentile(
+                    deltas[finite], [tail, 100 - tail], axis=1
+                )
+            for i, row in zip(part[~finite], deltas[~finite]):  # a zero baseline mean
+                row = row[np.isfinite(row)]
+                if len(row):
+                    lows[i], highs[i] = np.percentile(row, [tail, 100 - tail])
+    return lows, highs

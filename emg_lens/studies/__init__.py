@@ -15,9 +15,10 @@ from emg_lens.model_folder import find_models
 from emg_lens.studies.ablation.grid import Condition, expand_grid
 from emg_lens.studies.ablation.planted import format_findings, planted_findings
 from emg_lens.studies.ablation.plots import boxplots
-from emg_lens.studies.ablation.result import StudyResult, summarize
+from emg_lens.studies.ablation.result import StudyResult
 from emg_lens.studies.ablation.runner import run_study
 from emg_lens.studies.ablation.spec import Intervention, LayerSpec, StudySpec
+from emg_lens.studies.ablation.summary import summarize
 from emg_lens.studies.kinds import KINDS, StudyKind, check_study, load_spec, run
 from emg_lens.studies.spec_base import StatsSpec
 from emg_lens.studies.training import (

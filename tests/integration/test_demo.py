@@ -32,7 +32,7 @@ import pytest
 from emg_lens.cli.demo import DEMO_STUDY
 from emg_lens.studies import load_spec
 from emg_lens.studies.ablation.planted import PLANTED_MARGIN
-from emg_lens.studies.ablation.result import legend
+from emg_lens.studies.ablation.summary import legend
 from tests.demo_run import N_SUBJECTS, demo_run
 from tests.seeds import planted_seeds
 

@@ -279,7 +279,7 @@ def test_readme_demo_table_has_the_shape_design_and_plants_the_study_gives():
     from emg_lens.models import IsoNet
     from emg_lens.studies import load_spec, run_study
     from emg_lens.studies.ablation.planted import format_findings
-    from emg_lens.studies.ablation.result import legend
+    from emg_lens.studies.ablation.summary import legend
 
     (printed,) = [b.text for b in blocks("text") if b.heading == "## What the demo shows"]
     synthetic, _ = demo_setup()

@@ -20,16 +20,15 @@ root with named fields in braces, and every file the template matches is one tri
   cannot tell, it asks for, `emg_lens.data.formats.trial_matrix`), ``.npy`` and MATLAB v5
   ``.mat`` (the variable ``variable=`` names, or its only numeric matrix), each ``samples x
   channels``.
-- One `Recording` per subject: its trials one after another in (repetition, gesture) order,
-  with half a second of rest (zeros, label 0) between two trials, so no window spans two
-  trials and a filter's response to one trial's end fades before the next begins.
+- One `Recording` per subject: its trials in (repetition, gesture) order, half a second of
+  rest (zeros, label 0) between two, so no window spans two trials and a filter's response to
+  one trial's end fades before the next begins.
 
 The path templates are `emg_lens.data.formats.file_pattern`'s, and one file is read by
 `emg_lens.data.formats.trial_matrix.read_trial`. Everything a folder can get wrong is a
-`DataFormatError` that names the file: a file the
-template does not match (or two templates match), two files for one trial, channel counts that
-differ between files, a cell that is not a number, NaN or Inf, a missing field, a subject with
-one gesture only.
+`DataFormatError` that names the file: a file the template does not match (or two templates
+match), two files for one trial, channel counts that differ between files, a cell that is not
+a number, NaN or Inf, a missing field, a subject with one gesture only.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -371,14 +370,10 @@ def _columns(
     for c in channels:
         if isinstance(c, str):
             if names is None or c not in names:
-                raise DataFormatError(
-                    f"{path}: no channel named {c!r}"
-                    + (
-                        f"; its header names {list(names)}"
-                        if names
-                        else " (the file has no header)"
-                    )
+                header = (
+                    f"; its header names {list(names)}" if names else " (the file has no header)"
                 )
+                raise DataFormatError(f"{path}: no channel named {c!r}{header}")
             index.append(names.index(c))
         elif isinstance(c, int | np.integer) and not isinstance(c, bool) and 0 <= c < x.shape[1]:
             index.append(int(c))

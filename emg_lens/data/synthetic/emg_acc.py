@@ -20,9 +20,8 @@ proportions set by `SyntheticSpec`:
   split (train 1, 3, 4, 6; test 2, 5) and ``k <= 4`` the training repetitions contain every
   code the test repetitions use.
 
-This is the ground truth the tests and the demo use: a model must route information between
-modalities (cross-modal attention edges) to recognise interaction gestures, and needs no
-cross-modal edges for the others.
+The ground truth of the tests and the demo: a model must route information between modalities
+(cross-modal attention edges) to recognise interaction gestures, and needs none for the others.
 
 `db2_spec` and `synthesize_ninapro_db2` give the same kind of data NinaPro DB2's exercises
 and gesture counts (B 17, C 23, D 9; labels 1-49 across them), one ``S<N>_E<k>_A1.mat`` file
@@ -195,12 +194,10 @@ def demo_setup(n_subjects: int = 8, seed: int = 0) -> tuple[SyntheticSpec, Prepr
     The same gestures (2 sEMG-only, 2 ACC-only, 4 interaction), twelve repetitions, sEMG
     envelope and windows, on 12 sEMG electrodes and 4 three-axis accelerometers: 12 sEMG and
     12 ACC tokens, so neither modality dominates the mean that IsoNet's second head reads, and
-    25 tokens instead of 61, which is what makes a demo of a few minutes possible. (DB2's own
-    montage, 12 electrodes with 36 ACC channels, was tried: the mean-pooled models then route
-    sEMG information through the ACC tokens and every cross-modal cut costs the sEMG-only
-    gestures too, so it is not the demo's data; nor can 4 accelerometers be a DB2 file, so the
-    demo's data source is ``"synthetic"``: generated from this spec, which every checkpoint
-    records.)
+    25 tokens instead of 61: a demo of a few minutes. (On DB2's montage, 36 ACC channels, the
+    mean-pooled models route sEMG information through the ACC tokens and every cross-modal cut
+    costs the sEMG-only gestures too. 4 accelerometers are no DB2 file: the demo's source is
+    ``"synthetic"``, generated from this spec, which every checkpoint records.)
 
     >>> synthetic, preprocess = demo_setup()
     >>> synthetic.n_emg, 3 * synthetic.n_acc_sensors, synthetic.n_gestures, preprocess.step
@@ -220,11 +217,10 @@ def subject_signature_setup(
     accelerometers read with their own constant offset per axis (``subject_offset``); the sEMG
     carries nothing of who moves. The windows are not z-scored per subject, which would remove
     the offset: pool the subjects with `emg_lens.data.pooled.pool_subjects` (``standardize``:
-    one z-score over every subject's training windows). Small enough to train a pooled model in
-    seconds: 4 sEMG electrodes and one three-axis accelerometer (7 channel tokens), 2 gestures of
-    each single-modality kind and 2 interaction gestures (one XOR bit), 0.5 s movements cut
-    into 40-sample windows (20 ms) without overlap; the repetitions and their split are
-    `planted_setup`'s.
+    one z-score over every subject's training windows). A pooled model trains in seconds: 4
+    sEMG electrodes and one accelerometer (7 tokens), 2 gestures of each single-modality kind
+    and 2 interaction gestures (one XOR bit), 0.5 s movements in 40-sample windows without
+    overlap; the repetitions and their split are `planted_setup`'s.
 
     >>> synthetic, preprocess = subject_signature_setup()
     >>> synthetic.subject_offset, synthetic.subject_variability, preprocess.standardize

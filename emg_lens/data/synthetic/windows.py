@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 from emg_lens.data.preprocess import PreprocessSpec, filter_signals
 from emg_lens.data.reader import DatasetReader, Source, Windows, no_files
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import DataFormatError, check_int
 
 __all__ = ["EMG_GESTURES", "READER", "UNLABELED", "SyntheticWindows", "synthetic_windows"]
 
@@ -84,8 +84,7 @@ def synthetic_windows(
     >>> w.X.shape[1:], w.n_classes, sorted(set(w.y.tolist()))[:2]
     ((12, 40), 12, [-1, 0])
     """
-    if not isinstance(window, int) or window < 1 or not isinstance(step, int) or step < 1:
-        raise ArgumentError(f"window and step must be ints >= 1, got {window!r} and {step!r}")
+    window, step = check_int(window, "window", 1), check_int(step, "step", 1)
     parts: dict[str, list[np.ndarray]] = {"X": [], "y": [], "repetition": [], "subject": []}
     for rec in generate_recordings(spec, subjects):
         emg = filter_signals({"emg": rec.signals["emg"]}, rec.sample_rate, PreprocessSpec())["emg"]

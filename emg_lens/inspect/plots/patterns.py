@@ -12,7 +12,12 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from transformer_lens import ActivationCache
 
-from emg_lens.errors import ArgumentError, MissingDependencyError, UnsupportedFeatureError
+from emg_lens.errors import (
+    ArgumentError,
+    MissingDependencyError,
+    UnsupportedFeatureError,
+    check_int,
+)
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache, layout_at
 from emg_lens.inspect.plots.style import CLS_COLOR, COLORS
@@ -59,15 +64,13 @@ def plot_pattern(
     with a colour strip per token group along both axes."""
     check_model(model)
     cache = check_cache(cache, model, [f"blocks.{layer}.attn.hook_pattern"])
-    if not isinstance(head, int) or not 0 <= head < model.cfg.n_heads:
-        raise ArgumentError(f"head must be in [0, {model.cfg.n_heads - 1}], got {head!r}")
+    head = check_int(head, "head", 0, model.cfg.n_heads - 1)
     pattern = cache["pattern", layer][:, head]
     if sample is None:
         pattern, what = pattern.mean(0), f"mean of {len(pattern)} windows"
-    elif isinstance(sample, int) and 0 <= sample < len(pattern):
-        pattern, what = pattern[sample], f"window {sample}"
     else:
-        raise ArgumentError(f"sample must be None or in [0, {len(pattern) - 1}], got {sample!r}")
+        sample = check_int(sample, "sample (None: the mean)", 0, len(pattern) - 1)
+        pattern, what = pattern[sample], f"window {sample}"
     layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")  # cross: 2 sides
     queries, n = layout.query_side, layout.n_tokens
     groups = layout.all_groups
@@ -135,8 +138,7 @@ def _view_inputs(cache: ActivationCache, layer: int, sample: int) -> tuple[Any, 
     model = check_model(cache.model)
     check_cache(cache, model, [f"blocks.{layer}.attn.hook_pattern"])
     pattern = cache["pattern", layer]
-    if not isinstance(sample, int) or not 0 <= sample < len(pattern):
-        raise ArgumentError(f"sample must be in [0, {len(pattern) - 1}], got {sample!r}")
+    sample = check_int(sample, "sample", 0, len(pattern) - 1)
     layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
     if layout.queries is not None:
         raise UnsupportedFeatureError(

@@ -26,22 +26,13 @@ import copy
 import fnmatch
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import astuple, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from emg_lens.errors import (
-    AmbiguousAttentionError,
-    ArgumentError,
-    AttachError,
-    AttentionNotFoundError,
-    LayoutError,
-    describe,
-)
-from emg_lens.layout import TokenLayout
+from emg_lens.errors import AmbiguousAttentionError, ArgumentError, AttentionNotFoundError, describe
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Site
 
 __all__ = [
@@ -50,18 +41,13 @@ __all__ = [
     "ModuleCall",
     "Probe",
     "check_calls",
-    "check_layouts",
-    "describe_calls",
     "evaluating",
     "find_blocks",
     "find_folds",
     "named_modules_of",
-    "per_call_layouts",
     "probe",
-    "read_folds",
     "torch_resets",
     "unbuilt",
-    "unordered",
 ]
 
 AttentionSpec = type | str | Sequence[type | str] | None
@@ -405,7 +391,7 @@ def find_folds(
     example has three), every call then expected at two rows; a call whose batch is not a
     multiple of the example's cannot be scaled so, and the whole example is used.
 
-    >>> from emg_lens.models import PatchAttention
+    >>> from emg_lens.models.attached.examples import PatchAttention
     >>> net = PatchAttention()
     >>> x = torch.randn(2, 4, 8)
     >>> find_folds(net, x, None, probe(net, x, None).calls)
@@ -485,84 +471,3 @@ def _changed_rows(a: torch.Tensor, b: torch.Tensor) -> list[int]:
     """The rows (first axis) where ``a`` and ``b`` differ (a NaN in both is no change)."""
     differ = (a != b) & ~(a.isnan() & b.isnan())
     return differ.flatten(1).any(1).nonzero().flatten().tolist()
-
-
-def unordered(fold: Fold) -> str:
-    """Why a layer's fold order is not one a per-row mask can be placed in, in words."""
-    if fold.count is None:
-        return (
-            "attach does not know how it folds attention problems into its batch (a checkpoint "
-            "saved before folds were recorded: attach the model again)"
-        )
-    if fold.batch_major is False:
-        return (
-            f"it folds {fold.count} attention problems per input row into its batch, not "
-            "batch-major (replacing one input row on the probe changed other score rows than "
-            f"rows b*{fold.count} to b*{fold.count}+{fold.count - 1})"
-        )
-    return (
-        f"it folds {fold.count} attention problems per input row into its batch, in an order "
-        "attach could not check (the check's forward failed or made other calls)"
-    )
-
-
-def describe_calls(kinds: Sequence[tuple[str, str, int]]) -> str:
-    """Attention calls ``(kind, module, heads)`` in words, the first three."""
-    shown = [f"{kind} in {module or 'the model'} ({heads} heads)" for kind, module, heads in kinds]
-    return ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
-
-
-def check_layouts(layouts: Sequence[TokenLayout], calls: Sequence[Call]) -> None:
-    """Refuse a layout whose tokens are not those of its attention call's scores."""
-    for layer, (layout, call) in enumerate(zip(layouts, calls)):
-        if (call.n_query, call.n_key) != (layout.n_queries, layout.n_tokens):
-            raise LayoutError(
-                f"attention call {layer} ({call.kind} in {call.module or 'the model'}) attends "
-                f"{call.n_query} queries to {call.n_key} keys, but the layout has "
-                f"{layout.describe_sides()}: give the layout of the tokens this attention sees "
-                "(one entry per token, in the order of the scores' axes; "
-                "TokenLayout.cross(queries, keys) where queries are not keys)"
-            )
-
-
-def per_call_layouts(
-    layout: TokenLayout | Sequence[TokenLayout], n_calls: int
-) -> list[TokenLayout]:
-    """One layout per attention call: the one given for all, or one each (in call order)."""
-    if isinstance(layout, TokenLayout):
-        return [layout] * n_calls
-    layouts = list(layout) if isinstance(layout, Sequence) else []
-    if not layouts or not all(isinstance(one, TokenLayout) for one in layouts):
-        raise ArgumentError(
-            "layout must be a TokenLayout saying what each token is (e.g. "
-            "TokenLayout.channel_tokens({'emg': 8}, cls_token=False)), or a list of them, one "
-            f"per attention call; got {describe(layout)}"
-        )
-    if len(layouts) != n_calls:
-        raise LayoutError(
-            f"layout lists {len(layouts)} layouts, but the model makes {n_calls} attention "
-            "calls: give one per call, in call order (or one TokenLayout for all)"
-        )
-    return layouts
-
-
-def read_folds(folds: Sequence[Any] | None, n_calls: int) -> tuple[Fold, ...]:
-    """One `Fold` per attention call: given (or in ``init_kwargs``' JSON form, ``[count,
-    batch_major]``), or, for None, not known."""
-    if folds is None:
-        return (Fold(None, None),) * n_calls
-    pairs = [astuple(f) if isinstance(f, Fold) else f for f in folds or []]
-    if len(pairs) != n_calls or not all(_is_fold(pair) for pair in pairs):
-        raise AttachError(
-            f"folds must list one [count, batch_major] per attention call ({n_calls}; count a "
-            f"positive int or None, batch_major true, false or None), got {describe(folds)}"
-        )
-    return tuple(Fold(*pair) for pair in pairs)
-
-
-def _is_fold(pair: Any) -> bool:
-    if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
-        return False
-    count, batch_major = pair
-    whole = isinstance(count, int) and not isinstance(count, bool) and count >= 1
-    return (count is None or whole) and (batch_major is None or isinstance(batch_major, bool))

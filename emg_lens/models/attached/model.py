@@ -27,18 +27,15 @@ see the folded scores as the model computes them, ``[batch * F, head, query, key
 Any input size. Where `attach` is given the layout as a function of the calls and the input's
 size (``layout(calls, n_channels, n_samples)``: braindecode's CBraMod, whose patches and
 channels are its tokens, runs at any length), the model opens an input of any size its forward
-runs on: the first time it meets one, the model is probed on an input of that size (in eval
-mode, without gradients; on a copy while it holds lazy modules not yet built), which shows
-that size's attention calls and folds, the same calls as at attach time in kind, module and
-heads, and the function gives their layouts (`layout_of(layer, input_shape=...)`); a size its
-forward fails on, or whose calls differ, is refused by name. ``input_shape``,
-``example_input`` and ``layout`` are those of the size `attach` probed; a checkpoint keeps
-that size only.
+runs on: each new size is probed once (eval mode, no gradients; on a copy while lazy modules
+are not built) for its attention calls (the same as at attach time) and folds, and the function
+gives their layouts (`layout_of(layer, input_shape=...)`); a size its forward fails on, or
+whose calls differ, is refused by name. ``input_shape``, ``example_input``, ``layout`` and a
+checkpoint are those of the size `attach` probed.
 
 With nothing hooked and no mask the forward is the user's module called on the signals,
-nothing else (fused kernels and torch's fast paths included). Otherwise the forward runs under
-an `Interceptor`, which computes the hooked or masked calls explicitly and lets the others
-through.
+nothing else; otherwise it runs under an `Interceptor`, which computes the hooked or masked
+calls explicitly and lets the others through.
 
 It provides `ATTENTION_HOOKS` only: no TransformerLens weights (asked for ``W_Q`` & co. it is
 refused by `emg_lens.models.base`, naming the converters), no layer-by-layer forward.
@@ -67,19 +64,14 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
-from emg_lens.models.attached.find import (
-    Block,
-    Fold,
+from emg_lens.models.attached.checks import (
+    calls_text,
     check_layouts,
-    describe_calls,
-    evaluating,
-    find_folds,
+    folds_of,
     per_call_layouts,
-    probe,
-    read_folds,
-    torch_resets,
-    unordered,
+    window_size,
 )
+from emg_lens.models.attached.find import Block, Fold, evaluating, find_folds, probe, torch_resets
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
 from emg_lens.models.base import (
     ATTENTION_HOOKS,
@@ -119,10 +111,8 @@ class AttachedAttention(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # [batch * F, head_index, query_pos, key_pos]: F problems per input row where the call
-        # folds them into its batch (its Fold), F = 1 otherwise
-        self.hook_attn_scores = HookPoint()
-        self.hook_pattern = HookPoint()  # the same shape
+        # [batch * F, head_index, query_pos, key_pos], F the problems its Fold puts per row
+        self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()
 
 
 class AttachedBlock(nn.Module):
@@ -138,8 +128,7 @@ class AttachedBlock(nn.Module):
 
 
 def _tl_keyword(module: nn.Module, kwargs: dict[str, Any], name: str) -> Any:
-    """Take ``name`` out of ``kwargs`` where it is TransformerLens's keyword, not one of
-    ``module.forward``'s own (whose signature is read only then); its value, else None."""
+    """Pop ``name`` from ``kwargs`` where it is TL's keyword, not ``module.forward``'s own."""
     if name not in kwargs or name in inspect.signature(module.forward).parameters:
         return None
     return kwargs.pop(name)
@@ -198,7 +187,7 @@ class AttachedModel(HookedBiosignalModel):
             int(k): b if isinstance(b, Block) else Block(int(k), *b) for k, b in blocks.items()
         }
         self._named = None if named is None else tuple(named)
-        self.folds = read_folds(folds, len(self.calls))
+        self.folds = folds_of(folds, len(self.calls))
         if cfg.n_layers != len(self.calls):
             raise AttachError(
                 f"EncoderConfig.n_layers={cfg.n_layers} but {len(self.calls)} attention calls"
@@ -257,7 +246,7 @@ class AttachedModel(HookedBiosignalModel):
         layer = check_int(layer, "layer (an attention call of this model)", 0, last, LayoutError)
         if input_shape is None:
             return self._layouts[layer]
-        return self._size(_window(input_shape)).layouts[layer]
+        return self._size(window_size(input_shape)).layouts[layer]
 
     def folds_of(self, layer: int, input_shape: tuple[int, int] | None = None) -> int | None:
         """How many attention problems call ``layer`` folds into its batch per input row
@@ -267,7 +256,7 @@ class AttachedModel(HookedBiosignalModel):
         as in `layout_of`.
 
         >>> from emg_lens.models import attach
-        >>> from emg_lens.models import PatchAttention
+        >>> from emg_lens.models.attached.examples import PatchAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> attach(PatchAttention(), layout=layout, n_samples=8).folds_of(0)
         2
@@ -275,7 +264,7 @@ class AttachedModel(HookedBiosignalModel):
         self.layout_of(layer)  # refuses a layer the model lacks
         if input_shape is None:
             return self.folds[layer].count
-        return self._size(_window(input_shape)).folds[layer].count
+        return self._size(window_size(input_shape)).folds[layer].count
 
     @property
     def resid_modules(self) -> dict[int, str]:
@@ -295,7 +284,7 @@ class AttachedModel(HookedBiosignalModel):
             super()._check_input_shape(shape)
             return
         try:
-            self._size(_window(shape[1:]))
+            self._size(window_size(shape[1:]))
         except EmgLensError as exc:
             channels, samples = self.input_shape
             raise InputShapeError(
@@ -341,13 +330,14 @@ class AttachedModel(HookedBiosignalModel):
             raise InputShapeError(
                 f"{what} its forward fails ({type(exc).__name__}: {exc})"
             ) from exc
-        kinds = [(c.kind, c.module, c.heads) for c in found.calls]
-        ours = [(c.kind, c.module, c.heads) for c in self.calls]
+        kinds, ours = (
+            [(c.kind, c.module, c.heads) for c in cs] for cs in (found.calls, self.calls)
+        )
         if kinds != ours:
             raise AttachError(
-                f"{what} its forward makes {len(kinds)} attention calls ({describe_calls(kinds)}), "
-                f"not the {len(ours)} it made at attach time ({describe_calls(ours)}); the "
-                "layers are numbered by call order, so every size must make the same calls"
+                f"{what} its forward makes {len(kinds)} attention calls ({calls_text(kinds)}), "
+                f"not the {len(ours)} it made at attach time ({calls_text(ours)}); the layers "
+                "are numbered by call order, so every size must make the same calls"
             )
         layouts = per_call_layouts(self._layout_at(found.calls, channels, samples), len(kinds))
         check_layouts(layouts, found.calls)
@@ -375,7 +365,7 @@ class AttachedModel(HookedBiosignalModel):
         readout; None is what callers that only cache activations pass).
 
         >>> from emg_lens.models import attach
-        >>> from emg_lens.models import PatchAttention, TinyAttention
+        >>> from emg_lens.models.attached.examples import PatchAttention, TinyAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> model = attach(TinyAttention(), layout=layout, n_samples=8)
         >>> x = model.example_input(2)
@@ -568,7 +558,7 @@ class AttachedModel(HookedBiosignalModel):
             raise LayoutError(
                 f"{what} has shape {list(mask.shape)}, which differs between input rows or "
                 f"folds, but layer {layer} ({call.kind} in {call.module or 'the model'}) cannot "
-                f"place it: {unordered(fold)}; give a mask the same in every row and fold: "
+                f"place it: {_unordered(fold)}; give a mask the same in every row and fold: "
                 f"[{call.n_query}, {call.n_key}] or [heads or 1, {call.n_query}, {call.n_key}]"
             )
         folds = fold.count if folded else 1
@@ -581,20 +571,27 @@ class AttachedModel(HookedBiosignalModel):
         return mask.expand(batch, *mask.shape[1:]).flatten(0, 1)
 
 
+def _unordered(fold: Fold) -> str:
+    """Why a layer's fold order is not one a per-row mask can be placed in, in words."""
+    if fold.count is None:
+        return (
+            "attach does not know how it folds attention problems into its batch (a checkpoint "
+            "saved before folds were recorded: attach the model again)"
+        )
+    if fold.batch_major is False:
+        return (
+            f"it folds {fold.count} attention problems per input row into its batch, not "
+            "batch-major (replacing one input row on the probe changed other score rows than "
+            f"rows b*{fold.count} to b*{fold.count}+{fold.count - 1})"
+        )
+    return (
+        f"it folds {fold.count} attention problems per input row into its batch, in an order "
+        "attach could not check (the check's forward failed or made other calls)"
+    )
+
+
 def _through(point: HookPoint, x: torch.Tensor, seq_first: bool) -> torch.Tensor:
     """``x`` through a residual hook point, as ``[batch, pos, d_model]``."""
     if not seq_first:
         return point(x)
     return point(x.transpose(0, 1)).transpose(0, 1)
-
-
-def _window(shape: Any) -> tuple[int, int]:
-    """``(channels, samples)`` of one input window, checked."""
-    pair = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else ()
-    if len(pair) != 2 or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair
-    ):
-        raise InputShapeError(
-            f"an input window is (channels, samples), two positive ints, got {describe(shape)}"
-        )
-    return pair

@@ -1,4 +1,4 @@
-"""What TransformerLens users read off a model, in two parts (the layer below
+"""What TransformerLens users read off a model (the layer below
 `emg_lens.models.base`).
 
 - `hooks`: `HookSurface`, the hook surface every emg_lens model has, of every tier: hook
@@ -8,6 +8,8 @@
 - `weights`: `WeightSurface`, the weight surface only models with weights in TransformerLens
   shapes have (`emg_lens.models.base.TL_WEIGHTS`): stacked weights, QK/OV circuits,
   composition scores, ``W_pos``, the unembedding, the readout map and data-free tokens.
+- `tokens`: `TokenSurface`, ``to_tokens`` and the input checks; `cache`: `EncoderCache`, the
+  `ActivationCache` that ``run_with_cache`` returns.
 """
 
 from emg_lens.models.tl_surface.hooks import HookSurface, token_axis

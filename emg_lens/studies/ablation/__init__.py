@@ -10,17 +10,18 @@ declares (``[[claims]]``) are tested after the run.
 
 The package is laid out like the training side (`emg_lens.studies.training`): `spec`
 (`StudySpec` and its sections), `grid` (the conditions), `evaluate` (one subject's conditions
-as a prefix tree), `runner` (`run_study` and the kind, `KIND`), `result` (the summary, tables
-and the statistics), `claims` (what a file declares) and `verdicts` (how the run tests it),
-`check` (``emg-lens study check``), `plots` (its figures) and `planted` (the demo's planted
-truth as claims).
+as a prefix tree), `runner` (`run_study` and the kind, `KIND`), `summary` (the summary table
+and its statistics), `result` (the tables), `claims` (what a file declares) and `verdicts` (how
+the run tests it), `check` (``emg-lens study check``), `plots` (its figures) and `planted` (the
+demo's planted truth as claims).
 """
 
 from emg_lens.studies.ablation.claims import Claim
 from emg_lens.studies.ablation.grid import BASELINE, Condition, expand_grid
-from emg_lens.studies.ablation.result import StudyResult, summarize
+from emg_lens.studies.ablation.result import StudyResult
 from emg_lens.studies.ablation.runner import KIND, run_study
 from emg_lens.studies.ablation.spec import Intervention, LayerSpec, StudySpec
+from emg_lens.studies.ablation.summary import summarize
 
 __all__ = [
     "BASELINE",

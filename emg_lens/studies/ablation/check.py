@@ -16,7 +16,7 @@ from typing import Any
 from emg_lens.errors import LayoutError, SpecError
 from emg_lens.studies.check import Target, check_target, code_note, text_table
 
-__all__ = ["check_ablation", "claims_note"]
+__all__ = ["check_ablation", "claims_design", "claims_note"]
 
 
 def _check_layout(spec: Any, target: Target) -> None:
@@ -72,7 +72,7 @@ def check_ablation(
     """
     from emg_lens.studies.ablation.evaluate import structural_zeros
     from emg_lens.studies.ablation.grid import expand_grid
-    from emg_lens.studies.ablation.result import planned_family_sizes, power_note
+    from emg_lens.studies.ablation.summary import planned_family_sizes, power_note
 
     several = len(spec.metrics) > 1
     lines = [
@@ -112,12 +112,11 @@ def claims_note(spec: Any, grid: Sequence[Any], target: Target) -> list[str]:
     """The lines listing the study's declared claims (none when it declares none), each
     checked against the grid's conditions and, where the models are known, their classes:
     a claim the run could not test is a `SpecError` here, before anything runs. Then what
-    the claims need (`emg_lens.studies.ablation.verdicts.claims_design`): the subjects a drop
+    the claims need (`claims_design`): the subjects a drop
     claim's test needs, and the spread of per-subject changes a keep claim tolerates."""
     import pandas as pd
 
     from emg_lens.studies.ablation.claims import class_indices, matching_keys
-    from emg_lens.studies.ablation.verdicts import claims_design
 
     if not spec.claims:
         return []
@@ -149,3 +148,89 @@ def claims_note(spec: Any, grid: Sequence[Any], target: Target) -> list[str]:
         text_table(table, ["claim", "condition", "classes", "expected"]),
         *claims_design(spec.claims, target.n_subjects, stats.claims_test, stats.correction),
     ]
+
+
+def claims_design(
+    claims: Sequence[Any], n: int | None, claims_test: str, correction: str
+) -> list[str]:
+    """What a study's claims need, said before the run (``emg-lens study check``), for ``n``
+    subjects (None: not known yet): the drop claims, the fewest subjects with which their
+    test can reach p_corr < 0.05 over their family (perfect separation:
+    `emg_lens.stats.design.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
+    claims, at least 2 subjects and the spread of per-subject Δ% with which TOST can show each
+    margin (`emg_lens.stats.design.tost_max_sd`; an unchanged subject's spread is the change
+    one of its trials makes); and that no change is concluded from subjects that all changed
+    alike on fewer than `KEEP_MIN_SUBJECTS`.
+
+    >>> from emg_lens.studies.ablation.claims import Claim
+    >>> claims = [Claim.from_dict({"intervention": "x", "layers": "all", "classes": "all",
+    ...                            "expect": e, **m}) for e, m in (("drop", {}),
+    ...                                                            ("keep", {"margin": 0.05}))]
+    >>> print("\\n".join(claims_design(claims, 8, "paired", "bonferroni")))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
+    1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**).
+    1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; with 8, a
+    keep can hold only if the per-subject Δ% spread (SD) stays below 7.5 points for ±5% (less
+    the further their mean change is from 0), an unchanged subject's spread the change one of
+    its test trials makes.
+    No change (a keep holding, a drop failing) is concluded from subjects that all changed
+    alike (no spread) on fewer than 8.
+    """
+    from emg_lens.stats.compare import (
+        ALPHA,
+        EXACT_MAX_N,
+        KEEP_MIN_SUBJECTS,
+        PAIRED,
+        format_p,
+        stars,
+    )
+    from emg_lens.stats.design import corrected_floor, subjects_needed, tost_max_sd
+    from emg_lens.studies.ablation.verdicts import CI_LEVEL
+
+    lines = []
+    drops = sum(c.expect == "drop" for c in claims)
+    if drops:
+        name = {
+            PAIRED: f"paired test (the exact sign-flip test up to {EXACT_MAX_N} subjects)",
+            "permutation": "sign-flip test (paired)",
+            "wilcoxon": "Wilcoxon signed-rank test (paired)",
+            "mannwhitneyu": "Mann–Whitney U (unpaired)",
+        }[claims_test]
+        over = "uncorrected" if correction == "none" else f"{correction} over {drops}"
+        needed = subjects_needed(drops, claims_test, correction)
+        need = f"at least {needed}" if needed is not None else "more than 200"
+        line = f"{drops} drop claim(s), {name}, {over}: p_corr < {ALPHA} needs {need} subjects"
+        if n is not None:
+            floor = corrected_floor(n, drops, claims_test, correction)
+            line += f"; with {n} the smallest p_corr is {format_p(floor)} ({stars(floor)})"
+        lines.append(line + ".")
+    keeps = [c for c in claims if c.expect == "keep"]
+    if keeps:
+        bounds = sorted({c.bound for c in keeps})
+        line = (
+            f"{len(keeps)} keep claim(s), TOST ({100 * CI_LEVEL:g}% t-interval of per-subject "
+            "Δ%): at least 2 subjects"
+        )
+        if n is not None and n < 2:
+            line += f"; with {n}, none can hold"
+        elif n is not None:
+            limits = " and ".join(f"{tost_max_sd(n, b):.1f} points for ±{b:g}%" for b in bounds)
+            line += (
+                f"; with {n}, a keep can hold only if the per-subject Δ% spread (SD) stays "
+                f"below {limits} (less the further their mean change is from 0), an unchanged "
+                "subject's spread the change one of its test trials makes"
+            )
+        else:
+            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (2, 3, 5, 8, 12))
+            line += (
+                f"; the per-subject Δ% spread (SD) it tolerates for ±{bounds[0]:g}%, by number "
+                f"of subjects: {limits} points (at a mean change of 0)"
+            )
+        lines.append(line + ".")
+    if claims:
+        lines.append(
+            "No change (a keep holding, a drop failing) is concluded from subjects that all "
+            f"changed alike (no spread) on fewer than {KEEP_MIN_SUBJECTS}."
+        )
+    return lines

@@ -1,25 +1,18 @@
 """Evaluating one subject's conditions: build each condition's per-layer masks, run them all
 as a prefix tree, verify that every mask took effect, refuse non-finite outputs, and score.
 
-For each subject, per condition, the sequence of per-layer masks it applies (``None`` where a
-layer is untouched) is evaluated as a *prefix tree*: every distinct prefix of masks is computed
-once and shared (the unmasked prefix of an ``individual`` condition with the baseline, the
-masked prefix of ``from_first`` at layer ``l`` with the one at ``l - 1``). Each layer's masked
-children run their block either one call each, the mask broadcast over the window batch, or
-stacked on the batch axis with one mask per row: the same numbers, the device's choice
-(`emg_lens.studies.ablation.stacking`: broadcast on a CPU, timed at the first layer on a GPU,
-recorded with the run). In the broadcast form the children of one prefix share what no mask
-changes (``ln1`` and the q/k/v projections, `TransformerBlock.project`: two thirds of a
-paper-size block), bit for bit the same outputs. Conditions with equal effects (``from_first``
-at the last layer and ``all``, ...) share one evaluation, and so do conditions whose last-layer
-masks cut no query row that the readout reads (the CLS row, for the CLS head): such a mask
-changes no output, so it is dropped; and the last layer computes only the query rows the
-readout reads (within float error of the whole layer: its products run on fewer rows).
-`tree_plan` says what is left to run. On a CPU a large model's window batch runs in smaller
-calls (`emg_lens.studies.ablation.stacking.windows_per_call`).
-
-The outputs are checked for non-finite values and copied to the host as one stack, and scored
-in one vectorised pass (`emg_lens.stats.metrics.score_stacked`), each distinct output once.
+Per condition, the sequence of per-layer masks it applies (``None``: a layer untouched) is
+evaluated as a *prefix tree*: every distinct prefix is computed once and shared (the unmasked
+prefix of an ``individual`` condition with the baseline, the masked prefix of ``from_first`` at
+layer ``l`` with the one at ``l - 1``). Each layer's masked children run their block one call
+each, the mask broadcast over the batch, sharing what no mask changes (``ln1`` and the q/k/v
+projections, `TransformerBlock.project`), or stacked on the batch axis with one mask per row:
+the same numbers, the device's choice (`emg_lens.studies.ablation.stacking`, which also splits
+a CPU's large batches, `windows_per_call`). Conditions with equal effects share one
+evaluation, as do those whose last-layer masks cut no query row the readout reads (such a mask
+is dropped); the last layer computes only the rows the readout reads (within float error).
+`tree_plan` says what is left to run. The outputs are checked for non-finite values, copied to
+the host as one stack and scored in one pass (`emg_lens.stats.metrics.score_stacked`).
 
 Before a condition's result is accepted, a few windows are run again through the *hooked* path
 (``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
@@ -542,8 +535,7 @@ def _copy(cell: dict[str, Any]) -> dict[str, Any]:
 
 
 def _all_finite(stacked: torch.Tensor) -> np.ndarray:
-    """Whether each output of a stack (``[output, ...]``) is all finite, read back in one host
-    synchronisation."""
+    """Whether each output of a stack ``[output, ...]`` is all finite, in one host sync."""
     return torch.isfinite(stacked).flatten(1).all(1).cpu().numpy()
 
 
@@ -574,9 +566,8 @@ def _run_hooked(
     code: StudyCode,
     erasures: ErasureFits | None = None,
 ) -> torch.Tensor:
-    """The scored output (on the CPU) of an input ablation, a user hook factory or an erasure
-    (its erasers fitted by ``erasures``), by full forward passes; ``c`` None: the same passes
-    without a hook, their reference. `evaluate_subject` refuses a non-finite one."""
+    """The scored output (on the CPU) of an input ablation, a hook factory or an erasure (fitted
+    by ``erasures``) by full forward passes; ``c`` None: without a hook, their reference."""
     if c is None:
         hooks, ref = [], None
     elif c.intervention.erase is not None:

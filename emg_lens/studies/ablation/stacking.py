@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from emg_lens.components.attention import row_span
+from emg_lens.components.fast_attention import row_span
 from emg_lens.errors import ArgumentError
 
 __all__ = [

@@ -29,26 +29,22 @@ from subjects that all changed alike (no spread: typically all exactly unchanged
   too (from subjects with no spread: on at least 8). Otherwise one *cannot tell* (no
   significant drop, and a drop of the margin is not ruled out; the reason adds when the
   design cannot reach ``p_corr`` < 0.05 at all,
-  `emg_lens.stats.compare.corrected_floor`).
+  `emg_lens.stats.design.corrected_floor`).
 - ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
   are the same): Schuirmann's (1987) two one-sided tests (TOST) at 5 %, i.e. the 90 %
-  interval within ``±100 margin %`` (`emg_lens.stats.compare.tost`). It *holds* when the
+  interval within ``±100 margin %`` (`emg_lens.stats.design.tost`). It *holds* when the
   interval lies within (from subjects with no spread, on at least 8: with 7 subjects all
   unchanged, a cut that changes 30 % of subjects passes for "no change" in 8 % of studies),
   *fails* when it lies wholly outside, and one *cannot tell* otherwise. With 2 or 3 subjects
   it cannot tell unless the change is small and the subjects agree closely
-  (`emg_lens.stats.compare.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
+  (`emg_lens.stats.design.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
   1.1 points at 2 subjects, 3.0 at 3, 7.5 at 8); keep claims are not corrected for their
   number, each is a 5 % test. Its p is TOST's; no stars.
 
-Each row of ``claims.csv`` names the test that decided it (``test``, ``method``) and why
-(``reason``); `claims_design` says before the run what the claims need (``emg-lens study
-check``).
-
-`evaluate_claims` tests claims on a study's class counts
-(`emg_lens.studies.ablation.result.StudyResult` writes the outcome to ``claims.csv`` and at the
-top of ``summary.md``); `format_claims` and `claims_markdown` say them; `claims_design` says
-before the run what they need.
+`evaluate_claims` tests claims on a study's class counts (`StudyResult` writes the outcome to
+``claims.csv``, each row naming the test that decided it, ``test``, ``method``, and why,
+``reason``, and at the top of ``summary.md``); `format_claims` and `claims_markdown` say them;
+`emg_lens.studies.ablation.check.claims_design` says before the run what they need.
 """
 
 from __future__ import annotations
@@ -72,23 +68,19 @@ from emg_lens.stats.compare import (
     PERMUTATIONS,
     compare,
     correct,
-    corrected_floor,
     format_p,
     paired_test,
     rank_biserial,
     skew_t_interval,
     stars,
-    subjects_needed,
-    tost,
-    tost_max_sd,
 )
+from emg_lens.stats.design import corrected_floor, tost, tost_max_sd
 from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
 
 __all__ = [
     "CI_LEVEL",
     "CLAIM_COLUMNS",
     "VERDICTS",
-    "claims_design",
     "claims_markdown",
     "evaluate_claims",
     "format_claims",
@@ -125,12 +117,9 @@ def _group_accuracy(rows: pd.DataFrame, classes: list[int], where: str) -> pd.Se
 
 
 def _sampling_floor(rows: pd.DataFrame, classes: list[int]) -> tuple[pd.Series, str]:
-    """Per subject, the change of its Δ% one of its trials makes, ``100 / (T b)`` with ``T``
-    the subject's test trials of ``classes`` and ``b`` its baseline accuracy on them: a
-    subject whose accuracy did not change at all is known only to about that (unchanged over
-    20 trials is not known to ±0; a subject that changed shows its own measurement). Counted
-    over trials where the cells hold them (``trial_class``), else over windows (``"window"``:
-    each its own trial)."""
+    """Per subject, the change of its Δ% one of its trials makes, ``100 / (T b)`` (``T`` test
+    trials of ``classes``, ``b`` the baseline accuracy on them): all an unchanged subject is
+    known to. Over trials where the cells hold them, else over windows (``"window"``)."""
     floors, unit = {}, "trial"
     for r in rows.itertuples(index=False):
         trial_class = getattr(r, "trial_class", None)
@@ -173,10 +162,9 @@ def subject_changes(
     ``trial_hits``) it is paired by trial, as both conditions scored the same windows: the
     ratio ``Σ (h_masked − h_baseline) / Σ h_baseline`` over the trials of ``classes``,
     linearised, with Student's t over its trials (``unit`` ``"trial"``). Cells stored without
-    trials have only their counts (``unit`` ``"window"``): their windows overlap and share
-    their trial, so they are no independent sample, and such a subject gets its change with
-    no interval (it then stops no claim). NaN bounds too where a subject has fewer than 2
-    trials or no correct baseline window.
+    trials have only their counts (``unit`` ``"window"``; overlapping windows are no independent
+    sample): their change comes with no interval and stops no claim. NaN bounds too below 2
+    trials or with no correct baseline window.
 
     >>> def cell(subject, key, hits):
     ...     return {"subject": subject, "key": key, "class_correct": [sum(hits)],
@@ -231,12 +219,10 @@ def subject_changes(
 
 
 def _measured_third(changes: pd.DataFrame, pct: np.ndarray) -> float | None:
-    """The third cumulant of the subjects' Δ% that their measurement gives them: the mean of
-    each subject's own (`subject_changes`' ``k3``, from its trials), the skew-corrected
-    interval's second estimate (a few subjects' sample skewness is too noisy to correct by:
+    """The mean of the subjects' own third cumulants of Δ% (`subject_changes`' ``k3``): the
+    skew-corrected interval's second estimate (a few subjects' sample skewness is too noisy:
     Student's bounds cleared a margin in 7.5 % of studies of 3 subjects, the sample's Johnson t
-    in 6.2 %, the interval spanning both estimates' in 2.5 %). None where a subject's trials
-    are not held."""
+    in 6.2 %, both estimates' in 2.5 %). None where a subject's trials are not held."""
     k3 = changes["k3"].to_numpy(float)[np.isfinite(pct)]
     return float(k3.mean()) if len(k3) and np.isfinite(k3).all() else None
 
@@ -426,9 +412,8 @@ def _method(row: Any, drops: int, correction: str) -> str:
 
 def interval_verdict(expect: str, low: float, high: float, bound: float) -> str:
     """What the interval ``[low, high]`` of a claim's change (in %) decides against its
-    margin ``±bound`` %: for a keep, *holds* within it, *fails* wholly outside it, else *cannot
-    tell*; for a drop that is not significant, *fails* wholly above ``-bound`` (any drop is
-    smaller than the margin), else *cannot tell*. No interval: *cannot tell*.
+    margin ``±bound`` %: a keep *holds* within it, *fails* wholly outside it; a drop that is
+    not significant *fails* wholly above ``-bound``; anything else *cannot tell*.
 
     >>> interval_verdict("keep", -2.0, 4.0, 5.0), interval_verdict("keep", -6.0, 1.0, 5.0)
     ('holds', 'cannot tell')
@@ -454,8 +439,7 @@ def _reach(row: Any, bound: float) -> str:
 
 
 def _past_margin(past: pd.DataFrame) -> str:
-    """``, but subject 3 (−41.0 [−52.1, −29.9]) changed past the margin …``: the subjects
-    whose own interval lies past the margin, with their changes."""
+    """``, but subject 3 (−41.0 [−52.1, −29.9]) changed past the margin …``."""
     listed = [f"{s} ({_change_text(r)})" for s, r in zip(past.index, past.itertuples())]
     word = "subject" if len(listed) == 1 else "subjects"
     return (
@@ -467,8 +451,7 @@ def _past_margin(past: pd.DataFrame) -> str:
 def _verdict(
     claim: Claim, row: Any, m: int, correction: str, past: pd.DataFrame
 ) -> tuple[str, str]:
-    """``(verdict, why)`` of one evaluated claim (rules: the module docstring); ``past``: its
-    subjects whose own change lies past the margin (`_beyond`)."""
+    """``(verdict, why)`` of one claim (the module docstring's rules); ``past``: `_beyond`."""
     bound = claim.bound
     interval = f"{100 * row.ci_level:g}% interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
     if getattr(row, "sd_floor", 0) > getattr(row, "subject_sd", np.inf):  # the floor widened it
@@ -520,83 +503,9 @@ def _verdict(
     return "cannot tell", why
 
 
-def claims_design(
-    claims: Sequence[Claim], n: int | None, claims_test: str, correction: str
-) -> list[str]:
-    """What a study's claims need, said before the run (``emg-lens study check``), for ``n``
-    subjects (None: not known yet): the drop claims, the fewest subjects with which their
-    test can reach p_corr < 0.05 over their family (perfect separation:
-    `emg_lens.stats.compare.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
-    claims, at least 2 subjects and the spread of per-subject Δ% with which TOST can show each
-    margin (`emg_lens.stats.compare.tost_max_sd`; an unchanged subject's spread is the change
-    one of its trials makes); and that no change is concluded from subjects that all changed
-    alike on fewer than `KEEP_MIN_SUBJECTS`.
-
-    >>> claims = [Claim.from_dict({"intervention": "x", "layers": "all", "classes": "all",
-    ...                            "expect": e, **m}) for e, m in (("drop", {}),
-    ...                                                            ("keep", {"margin": 0.05}))]
-    >>> print("\\n".join(claims_design(claims, 8, "paired", "bonferroni")))
-    ... # doctest: +NORMALIZE_WHITESPACE
-    1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
-    1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**).
-    1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; with 8, a
-    keep can hold only if the per-subject Δ% spread (SD) stays below 7.5 points for ±5% (less
-    the further their mean change is from 0), an unchanged subject's spread the change one of
-    its test trials makes.
-    No change (a keep holding, a drop failing) is concluded from subjects that all changed
-    alike (no spread) on fewer than 8.
-    """
-    lines = []
-    drops = sum(c.expect == "drop" for c in claims)
-    if drops:
-        name = {
-            PAIRED: f"paired test (the exact sign-flip test up to {EXACT_MAX_N} subjects)",
-            "permutation": "sign-flip test (paired)",
-            "wilcoxon": "Wilcoxon signed-rank test (paired)",
-            "mannwhitneyu": "Mann–Whitney U (unpaired)",
-        }[claims_test]
-        over = "uncorrected" if correction == "none" else f"{correction} over {drops}"
-        needed = subjects_needed(drops, claims_test, correction)
-        need = f"at least {needed}" if needed is not None else "more than 200"
-        line = f"{drops} drop claim(s), {name}, {over}: p_corr < {ALPHA} needs {need} subjects"
-        if n is not None:
-            floor = corrected_floor(n, drops, claims_test, correction)
-            line += f"; with {n} the smallest p_corr is {format_p(floor)} ({stars(floor)})"
-        lines.append(line + ".")
-    keeps = [c for c in claims if c.expect == "keep"]
-    if keeps:
-        bounds = sorted({c.bound for c in keeps})
-        line = (
-            f"{len(keeps)} keep claim(s), TOST ({100 * CI_LEVEL:g}% t-interval of per-subject "
-            "Δ%): at least 2 subjects"
-        )
-        if n is not None and n < 2:
-            line += f"; with {n}, none can hold"
-        elif n is not None:
-            limits = " and ".join(f"{tost_max_sd(n, b):.1f} points for ±{b:g}%" for b in bounds)
-            line += (
-                f"; with {n}, a keep can hold only if the per-subject Δ% spread (SD) stays "
-                f"below {limits} (less the further their mean change is from 0), an unchanged "
-                "subject's spread the change one of its test trials makes"
-            )
-        else:
-            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (2, 3, 5, 8, 12))
-            line += (
-                f"; the per-subject Δ% spread (SD) it tolerates for ±{bounds[0]:g}%, by number "
-                f"of subjects: {limits} points (at a mean change of 0)"
-            )
-        lines.append(line + ".")
-    if claims:
-        lines.append(
-            "No change (a keep holding, a drop failing) is concluded from subjects that all "
-            f"changed alike (no spread) on fewer than {KEEP_MIN_SUBJECTS}."
-        )
-    return lines
-
-
 def _spread_note(row: Any, bound: float) -> str:
     """Why a keep claim's interval is too wide, when its subjects spread more than TOST
-    allows at their number (`emg_lens.stats.compare.tost_max_sd`)."""
+    allows at their number (`emg_lens.stats.design.tost_max_sd`)."""
     # the interval's half width is t · sd / √n: the spread it implies
     half = (row.ci_high - row.ci_low) / 2
     limit = tost_max_sd(row.n, bound)

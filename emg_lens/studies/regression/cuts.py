@@ -43,8 +43,9 @@ from jaxtyping import Float, Int
 
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, describe
-from emg_lens.stats.compare import bootstrap_delta_cis, correct, sign_flip_p, stars, t_interval
+from emg_lens.stats.compare import correct, sign_flip_p, stars, t_interval
 from emg_lens.stats.metrics import score_regression
+from emg_lens.stats.units import bootstrap_delta_cis
 
 __all__ = [
     "CUT_COLUMNS",

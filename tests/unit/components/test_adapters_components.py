@@ -70,9 +70,9 @@ def _masks():
 def test_structured_fast_path_equals_the_explicit_path(name, kernel, monkeypatch):
     """Both kernels of the grouped fast path: matmul + softmax (short groups on CPU) and SDPA
     (longer groups, and every group on a GPU)."""
-    import emg_lens.components.attention as attention_module
+    import emg_lens.components.head_structure as head_structure
 
-    monkeypatch.setattr(attention_module, "SMALL_GROUP", 64 if kernel == "matmul" else 0)
+    monkeypatch.setattr(head_structure, "SMALL_GROUP", 64 if kernel == "matmul" else 0)
     attn = _attention(_cfg(), STRUCTURES[name])
     x = torch.randn(2, 12, 16, dtype=torch.float64)
     for mask in _masks():

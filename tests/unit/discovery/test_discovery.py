@@ -30,7 +30,8 @@ from emg_lens.discovery import (
 )
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.discovery.screen import _capture
-from emg_lens.discovery.study import DiscoverySpec, run_discovery, screen_note
+from emg_lens.discovery.spec import DiscoverySpec
+from emg_lens.discovery.study import run_discovery, screen_note
 from emg_lens.edges import between, from_cls, heads, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError
 from emg_lens.hooks import name_filter

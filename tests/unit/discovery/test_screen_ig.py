@@ -214,7 +214,7 @@ def test_a_discoverys_areas_are_those_of_its_curve_closed_by_the_empty_circuit(m
 
 
 def test_the_spec_takes_the_screen_and_keeps_a_plain_studys_fingerprint():
-    from emg_lens.discovery.study import DiscoverySpec
+    from emg_lens.discovery.spec import DiscoverySpec
     from emg_lens.errors import SpecError
 
     plain = DiscoverySpec.from_dict({"name": "c", "models": "m"})

@@ -515,7 +515,7 @@ def test_circuitsvis_export_is_optional(monkeypatch):
     assert calls["shape"] == (4, 7, 7)
     assert calls["mask_upper_tri"] is False  # an encoder attends both ways
     assert calls["attention_head_names"] == ["L1H0", "L1H1", "L1H2", "L1H3"]
-    with pytest.raises(ArgumentError, match=r"sample must be in \[0, 1\]"):
+    with pytest.raises(ArgumentError, match=r"sample must be an int in 0\.\.1"):
         to_circuitsvis(cache, 1, sample=2)
 
 

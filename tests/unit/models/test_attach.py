@@ -212,7 +212,7 @@ def test_what_cannot_be_attached_is_refused_by_name():
         LayoutError, match=r"edge_masks\[0\] must be a bool tensor \[\.\.\., 4, 4\]"
     ):
         model(_x(), edge_masks={0: torch.zeros(5, 5, dtype=torch.bool)})
-    with pytest.raises(LayoutError, match="not a layer in"):
+    with pytest.raises(LayoutError, match="must be an int in"):
         model(_x(), edge_masks={2: torch.zeros(4, 4, dtype=torch.bool)})
     with pytest.raises(UnsupportedFeatureError, match=r"W_Q.*from_torch_encoder"):
         _ = model.W_Q

@@ -538,7 +538,7 @@ def check_bad_edge_masks_raise_clear_errors(name, model):
     if n_layers:
         with pytest.raises(LayoutError, match=r"edge_masks\[0\] must be a bool tensor"):
             model(x, edge_masks={0: torch.zeros(q + 1, k + 1, dtype=torch.bool)})
-    with pytest.raises(LayoutError, match="not a layer in"):
+    with pytest.raises(LayoutError, match="must be an int in"):
         model(x, edge_masks={n_layers: torch.zeros(q, k, dtype=torch.bool)})
 
 

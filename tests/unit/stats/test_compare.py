@@ -12,28 +12,23 @@ from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError, SpecError
 from emg_lens.stats.compare import (
-    bootstrap_delta_ci,
-    bootstrap_delta_cis,
     clopper_pearson,
     compare,
     compare_rows,
     correct,
-    corrected_floor,
     delta_pct,
     format_p,
     paired_test,
     rank_biserial,
     sign_flip_p,
     skew_t_interval,
-    smallest_p,
     stars,
-    subjects_needed,
     t_interval,
-    tost,
-    tost_max_sd,
 )
+from emg_lens.stats.design import corrected_floor, smallest_p, subjects_needed, tost, tost_max_sd
+from emg_lens.stats.units import bootstrap_delta_ci, bootstrap_delta_cis
 from emg_lens.studies import summarize
-from emg_lens.studies.ablation.result import family_sizes, power_note
+from emg_lens.studies.ablation.summary import family_sizes, power_note
 from emg_lens.studies.spec_base import StatsSpec
 
 # ----------------------------------------------------------------------------- compare

@@ -25,12 +25,12 @@ from emg_lens.cli import main
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.stats.compare import (
     KEEP_MIN_SUBJECTS,
-    bootstrap_delta_ci,
     compare,
     skew_t_interval,
 )
+from emg_lens.stats.units import bootstrap_delta_ci
 from emg_lens.studies import load_spec, run_study
-from emg_lens.studies.ablation.result import legend
+from emg_lens.studies.ablation.summary import legend
 from emg_lens.studies.ablation.verdicts import (
     CI_LEVEL,
     CLAIM_COLUMNS,

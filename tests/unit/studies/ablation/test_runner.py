@@ -34,7 +34,7 @@ from emg_lens.studies import StudyError, StudyResult, StudySpec, expand_grid, ru
 from emg_lens.studies.ablation import evaluate as evaluate_module
 from emg_lens.studies.ablation import runner as runner_module
 from emg_lens.studies.ablation.grid import BASELINE
-from emg_lens.studies.ablation.result import legend
+from emg_lens.studies.ablation.summary import legend
 from emg_lens.studies.store import CellStore
 from emg_lens.train import TrainConfig, accuracy, fit
 from tests.tiny import db2_checkpoint, perturb_biases, uni_and_cross

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emg_lens.studies.ablation.result import _column_mean_std
+from emg_lens.studies.ablation.summary import _column_mean_std
 
 
 @pytest.mark.parametrize("subjects", [1, 2, 7, 9, 23, 64])

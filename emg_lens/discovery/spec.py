@@ -1,0 +1,148 @@
+"""`DiscoverySpec`: a discovery study's file (``kind = "discovery"``), read and checked; what
+it runs is `emg_lens.discovery.study`'s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from emg_lens.discovery.family import default_family, family_from_edges
+from emg_lens.discovery.metrics import check_metric
+from emg_lens.discovery.screen import IG_STEPS, check_estimator
+from emg_lens.discovery.search import check_method, check_tau
+from emg_lens.edges import parse
+from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
+from emg_lens.studies.spec_base import Spec, file_key, is_none
+from emg_lens.studies.validate import (
+    modules_key,
+    positive_int,
+    required_strings,
+    string,
+    subject_list,
+)
+from emg_lens.user_code import CodeFile, locate_code
+
+__all__ = ["DiscoverySpec"]
+
+
+@dataclass(frozen=True)
+class DiscoverySpec(Spec):
+    """A discovery study: parameters only (`emg_lens.discovery.study` shows a file).
+
+    >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "tau": 0.1}).tau
+    0.1
+    >>> DiscoverySpec.from_dict({"name": "c", "models": "demo", "metric": "accuracy"})
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.SpecError: metric: metric = 'accuracy' is not differentiable, and screening linearises the metric; use 'margin' (the true class's logit margin: the window is correct when it is > 0) or 'logprob'. The accuracy effect is reported beside it.
+    >>> DiscoverySpec.from_dict({"name": "c", "models": "demo"}).with_changes(tau=0.1).tau
+    0.1
+    """  # noqa: E501
+
+    WHERE: ClassVar[str] = "discovery study"
+    KIND: ClassVar[str] = "discovery"
+    # how checkpoints load, not what the study is: in the provenance instead
+    UNHASHED: ClassVar[tuple[str, ...]] = ("modules",)
+
+    name: str
+    models: str
+    metric: str = "margin"
+    return_type: str = "logits"
+    tau: float = 0.05
+    method: str = "greedy"
+    # the screen's estimator (`emg_lens.discovery.screen.ESTIMATORS`); a plain screen's spec
+    # keeps the fingerprint it had before there was a choice
+    screen: str = field(default="plain", metadata=file_key(omit=lambda v, spec: v == "plain"))
+    ig_steps: int = field(
+        default=IG_STEPS, metadata=file_key(omit=lambda v, spec: spec.screen == "plain")
+    )
+    verify_top: int = 10
+    family: tuple[str, ...] | None = field(  # None: default_family; else edge expressions
+        default=None,
+        metadata=file_key(dump=lambda f, spec: "default" if f is None else list(f)),
+    )
+    per_head: bool = True
+    resamples: int = 0
+    subjects: tuple[int, ...] | None = field(default=None, metadata=file_key(omit=is_none))
+    description: str = ""
+    # "models.py:build_modules", in the study's project (see the module)
+    modules: str | None = field(default=None, metadata=file_key(omit=is_none))
+    # the study file's folder
+    source_dir: str = field(default=".", compare=False, metadata=file_key(saved=False))
+
+    @classmethod
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        required_strings(data, ("models",))
+        try:
+            metric = check_metric(data.get("metric", "margin"))
+            tau = check_tau(data.get("tau", 0.05))
+        except ArgumentError as exc:
+            raise SpecError(f"{'tau' if 'tau' in str(exc) else 'metric'}: {exc}") from exc
+        try:
+            method = check_method(data.get("method", "greedy"))
+        except ArgumentError as exc:
+            raise SpecError(f"method: {exc}") from exc
+        try:
+            estimator, ig_steps = check_estimator(
+                data.get("screen", "plain"), data.get("ig_steps", IG_STEPS)
+            )
+        except ArgumentError as exc:
+            raise SpecError(f"{'ig_steps' if 'ig_steps' in str(exc) else 'screen'}: {exc}") from exc
+        if estimator == "plain" and "ig_steps" in data:
+            raise SpecError(
+                f"ig_steps = {data['ig_steps']!r} is for screen = 'ig' (the points on its "
+                "integrated-gradient path); the plain screen takes none: remove it, or add "
+                "screen = 'ig'"
+            )
+        per_head = data.get("per_head", True)
+        if not isinstance(per_head, bool):
+            raise SpecError(f"per_head must be true or false, got {per_head!r}")
+        subjects = data.get("subjects")
+        return {
+            "name": data["name"],
+            "models": data["models"],
+            "metric": metric,
+            "return_type": string(
+                data.get("return_type", "logits"), "return_type (a model output)"
+            ),
+            "tau": tau,
+            "method": method,
+            "screen": estimator,
+            "ig_steps": ig_steps,
+            "verify_top": positive_int(data.get("verify_top", 10), "verify_top"),
+            "family": _family(data.get("family", "default")),
+            "per_head": per_head,
+            "resamples": positive_int(data.get("resamples", 0), "resamples", minimum=0),
+            "subjects": None if subjects is None else subject_list(subjects, "subjects"),
+            "description": string(data.get("description"), "description (free text)") or "",
+            "modules": modules_key(data.get("modules")),
+        }
+
+    def code_files(self) -> list[CodeFile]:
+        """The Python file the study would run (``modules``), located below ``source_dir``
+        and hashed, never executed (`emg_lens.user_code`)."""
+        if self.modules is None:
+            return []
+        return [locate_code(self.modules, self.source_dir, key="modules")]
+
+    def candidates(self, model: Any) -> list:
+        """This study's candidate family on ``model``."""
+        if self.family is None:
+            return default_family(model)
+        return family_from_edges(model, self.family, per_head=self.per_head)
+
+
+def _family(value: Any) -> tuple[str, ...] | None:
+    if value == "default":
+        return None
+    if not isinstance(value, list) or not value:
+        raise SpecError(
+            f"family must be 'default' or a non-empty list of edge expressions, got {value!r}"
+        )
+    out = []
+    for i, expr in enumerate(value):
+        try:
+            out.append(str(parse(string(expr, f"family[{i}] (an edge expression)"))))
+        except EdgeExpressionError as exc:
+            raise SpecError(f"family[{i}]: {exc}") from exc
+    return tuple(out)

@@ -1,0 +1,146 @@
+"""What a design of n subjects can conclude: the smallest p a cell can reach (`smallest_p`,
+after a correction `corrected_floor`, the subjects it takes `subjects_needed`), and the
+equivalence test by which a claim concludes an absence of change (`tost`: Schuirmann's two
+one-sided tests, each Johnson's skewness-corrected t of `emg_lens.stats.compare`) with the
+spread it tolerates (`tost_max_sd`).
+
+>>> subjects_needed(30), round(tost([-1.0, 0.0, 1.0, 2.0], 3.0), 4)
+(6, 0.0152)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from emg_lens.errors import SpecError
+from emg_lens.stats.compare import (
+    ALPHA,
+    _check_test,
+    _hall_g,
+    _mean_sd_skew,
+    _resolve,
+    compare,
+    correct,
+)
+
+__all__ = ["corrected_floor", "smallest_p", "subjects_needed", "tost", "tost_max_sd"]
+
+
+def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
+    """The smallest two-sided p-value ``test`` can give with ``n`` subjects: its p for perfect
+    separation (every masked value below every baseline value), computed by the same scipy
+    call `compare` makes. For Mann–Whitney U that is the smaller of the distinct values' p
+    (scipy's exact distribution: 2 / C(2n, n)) and the p of values tied within each condition
+    (ties switch scipy to its tie-corrected normal approximation, whose variance they shrink:
+    every subject's accuracy equal under each condition gives the smallest p of all).
+
+    >>> round(smallest_p(6), 5), smallest_p(6, "wilcoxon")  # tied; 2 / 2**6
+    (0.00126, 0.03125)
+    >>> smallest_p(6, "permutation")  # the two all-one-sign patterns of 2**6
+    0.03125
+    >>> smallest_p(8, "paired")  # 2 / 2**8: the exact sign-flip test
+    0.0078125
+    """
+    test = _resolve(test, n)
+    _check_test(test)
+    if n < 1:
+        raise SpecError(f"smallest_p needs n >= 1 subjects, got {n}")
+    baseline = np.arange(n, dtype=float) + 2.0 * n  # distinct, and all above the masked ones
+    masked = np.arange(n, dtype=float) * (1 + 1 / (4 * n))  # distinct differences too
+    p = compare(masked, baseline, test)[1]
+    if test == "mannwhitneyu" and n > 1:
+        p = min(p, compare(np.zeros(n), np.ones(n), test)[1])
+    return p
+
+
+def corrected_floor(n: int, m: int, test: str = "mannwhitneyu", correction: str = "bonferroni"):
+    """The smallest corrected p a cell can reach: `smallest_p` after ``correction`` in a family
+    of ``m`` comparisons (Bonferroni and Holm both multiply the smallest p by ``m``).
+
+    >>> round(corrected_floor(8, 30), 4), round(corrected_floor(6, 30), 3)
+    (0.0041, 0.038)
+    """
+    p = smallest_p(n, test)
+    if correction == "none":
+        return p
+    correct([p], correction)  # refuses an unknown correction by name
+    return min(1.0, p * max(m, 1))
+
+
+def subjects_needed(
+    m: int,
+    test: str = "mannwhitneyu",
+    correction: str = "bonferroni",
+    alpha: float = ALPHA,
+    max_n: int = 200,
+) -> int | None:
+    """The fewest subjects with which a cell can reach ``p_corr < alpha`` (None beyond
+    ``max_n``).
+
+    >>> subjects_needed(30), subjects_needed(30, "wilcoxon"), subjects_needed(1, "paired")
+    (6, 11, 6)
+    """
+    for n in range(2, max_n + 1):
+        if corrected_floor(n, m, test, correction) < alpha:
+            return n
+    return None
+
+
+def tost(
+    values: Sequence[float],
+    bound: float,
+    sd_floor: float = 0.0,
+    *,
+    skew_corrected: bool = True,
+    third: float | None = None,
+) -> float:
+    """Schuirmann's (1987) two one-sided tests that the mean of ``values`` lies within
+    ``±bound``: the larger p of the one-sided tests of ``mean <= -bound`` and ``mean >=
+    bound`` (NaNs left out), the standard deviation never below ``sd_floor`` (`t_interval`).
+    Each one-sided test is Johnson's skewness-corrected t in Hall's monotone form
+    (`skew_t_interval`; with ``third``, the larger p of its two skewness estimates), or
+    Student's t with ``skew_corrected=False``: p < 0.05
+    exactly when the matching interval at 0.90 lies inside ``(-bound, bound)``. NaN with
+    fewer than 2 values; with no spread and no floor, 0 inside the bound and 1 outside.
+
+    >>> # Student's 90 % interval of these, [-1.019, 2.019]: inside ±3, past +2
+    >>> round(tost([-1.0, 0.0, 1.0, 2.0], 3.0), 4), round(tost([-1.0, 0.0, 1.0, 2.0], 2.0), 4)
+    (0.0152, 0.0514)
+    >>> tost([0.0, 0.0], 5.0), round(tost([0.0, 0.0], 5.0, sd_floor=6.25), 3)  # 2 unchanged
+    (0.0, 0.23)
+    """
+    if not bound > 0:
+        raise SpecError(f"an equivalence bound must be > 0, got {bound!r}")
+    x, sd, skew = _mean_sd_skew(values, sd_floor)
+    if len(x) < 2:
+        return float("nan")
+    n, mean = len(x), float(x.mean())
+    if sd == 0:
+        return 0.0 if abs(mean) < bound else 1.0
+    skews = [skew if skew_corrected else 0.0]
+    if skew_corrected and third is not None:
+        skews.append(_mean_sd_skew(x, sd_floor, third)[2])
+    df, root = n - 1, np.sqrt(n)
+
+    def p_of(g: float) -> float:
+        lower = root * _hall_g((mean + bound) / sd, g, n)  # H0: mean <= -bound
+        upper = root * _hall_g((mean - bound) / sd, g, n)  # H0: mean >= +bound
+        return max(float(sps.t.sf(lower, df)), float(sps.t.cdf(upper, df)))
+
+    return max(p_of(g) for g in skews)
+
+
+def tost_max_sd(n: int, bound: float) -> float:
+    """The largest spread (standard deviation) ``n`` values may have for `tost` to show their
+    mean within ``±bound`` at 5 %: ``bound · √n / t_{0.95, n - 1}``, reached when their mean
+    is 0 (less the further it is from 0); 0 below 2 values, which no t-test takes.
+
+    >>> [round(tost_max_sd(n, 5.0), 2) for n in (1, 2, 3, 8)]  # a ±5 % margin
+    [0.0, 1.12, 2.97, 7.46]
+    """
+    if n < 2:
+        return 0.0
+    return float(bound * np.sqrt(n) / sps.t.ppf(1 - ALPHA, n - 1))
