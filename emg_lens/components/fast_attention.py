@@ -146,7 +146,7 @@ class FastAttention:
 
         >>> from torch import nn
         >>> from emg_lens import EncoderConfig
-        >>> from emg_lens.components import Attention
+        >>> from emg_lens.models import Attention
         >>> attn = Attention(EncoderConfig.preset("tiny")).eval()
         >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in attn.parameters()]
         >>> x = torch.randn(2, 7, 16)

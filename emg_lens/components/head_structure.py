@@ -100,7 +100,7 @@ class StructuredHeads:
         Stored as buffers that are not saved (the model derives them from its config).
 
         >>> from emg_lens import EncoderConfig
-        >>> from emg_lens.components import Attention
+        >>> from emg_lens.models import Attention
         >>> cfg = EncoderConfig.preset("tiny")
         >>> attn = Attention(cfg)
         >>> attn.set_structure([HeadStructure((0, 2), groups=(0, 0, 0, 1, 1, 1, 1)),

@@ -126,7 +126,7 @@ def attach(
     Raises `AttentionNotFoundError` (no attention), `AmbiguousAttentionError`, `LayoutError`
     (the layout does not fit the scores), `ArgumentError` (a missing size).
 
-    >>> from emg_lens.models.attached.examples import TinyAttention
+    >>> from emg_lens.models import TinyAttention
     >>> net = TinyAttention()
     >>> model = attach(net, layout=TokenLayout.channel_tokens({"emg": 4}, cls_token=False),
     ...                n_samples=8)
@@ -139,7 +139,7 @@ def attach(
     A layout function opens any size (``PatchAttention`` attends the channels of each patch
     of 4 samples):
 
-    >>> from emg_lens.models.attached.examples import PatchAttention
+    >>> from emg_lens.models import PatchAttention
     >>> def channels(calls, n_channels, n_samples):
     ...     return TokenLayout.channel_tokens({"emg": n_channels}, cls_token=False)
     >>> model = attach(PatchAttention(), layout=channels, n_samples=8, n_channels=4)

@@ -391,7 +391,7 @@ def find_folds(
     example has three), every call then expected at two rows; a call whose batch is not a
     multiple of the example's cannot be scaled so, and the whole example is used.
 
-    >>> from emg_lens.models.attached.examples import PatchAttention
+    >>> from emg_lens.models import PatchAttention
     >>> net = PatchAttention()
     >>> x = torch.randn(2, 4, 8)
     >>> find_folds(net, x, None, probe(net, x, None).calls)

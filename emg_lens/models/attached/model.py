@@ -256,7 +256,7 @@ class AttachedModel(HookedBiosignalModel):
         as in `layout_of`.
 
         >>> from emg_lens.models import attach
-        >>> from emg_lens.models.attached.examples import PatchAttention
+        >>> from emg_lens.models import PatchAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> attach(PatchAttention(), layout=layout, n_samples=8).folds_of(0)
         2
@@ -365,7 +365,7 @@ class AttachedModel(HookedBiosignalModel):
         readout; None is what callers that only cache activations pass).
 
         >>> from emg_lens.models import attach
-        >>> from emg_lens.models.attached.examples import PatchAttention, TinyAttention
+        >>> from emg_lens.models import PatchAttention, TinyAttention
         >>> layout = TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
         >>> model = attach(TinyAttention(), layout=layout, n_samples=8)
         >>> x = model.example_input(2)

@@ -162,10 +162,11 @@ def claims_design(
     one of its trials makes); and that no change is concluded from subjects that all changed
     alike on fewer than `KEEP_MIN_SUBJECTS`.
 
-    >>> from emg_lens.studies.ablation.claims import Claim
-    >>> claims = [Claim.from_dict({"intervention": "x", "layers": "all", "classes": "all",
-    ...                            "expect": e, **m}) for e, m in (("drop", {}),
-    ...                                                            ("keep", {"margin": 0.05}))]
+    >>> from emg_lens.studies import StudySpec
+    >>> claims = StudySpec.from_dict({"name": "s", "models": "m", "layers": {"modes": ["all"]},
+    ...     "interventions": [{"name": "x", "edges": "cross_modal"}],
+    ...     "claims": [{"intervention": "x", "layers": "all", "classes": "all", "expect": e, **m}
+    ...                for e, m in (("drop", {}), ("keep", {"margin": 0.05}))]}).claims
     >>> print("\\n".join(claims_design(claims, 8, "paired", "bonferroni")))
     ... # doctest: +NORMALIZE_WHITESPACE
     1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
