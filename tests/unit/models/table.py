@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
@@ -257,7 +258,6 @@ ZOO_SMALL: dict[str, dict[str, Any]] = {
         "embed_dim": 16,
         "depth": 2,
         "num_heads": 2,
-        "chan_pos_idx": [0, 1, 2, 3],  # not braindecode's vocabulary (downloaded)
     },
     "ZUNA": {  # a register, then a patch, for each of 4 channels x 4 patches
         "chs_info": ZOO_CHS_LOC,
@@ -343,6 +343,19 @@ def reve_positions(names: Sequence[str]) -> Iterator[None]:
                 os.environ["REVE_POSITIONS_PATH"] = before
 
 
+def offline(name: str, names: Sequence[str]) -> contextlib.AbstractContextManager:
+    """While open, braindecode builds ``name`` without the network: REVE from a position bank
+    on disk (`reve_positions`), STEEGFormer without its channel vocabulary (which it
+    downloads; it falls back to one channel embedding per input channel, in order)."""
+    if name == "REVE":
+        return reve_positions(names)
+    if name == "STEEGFormer":
+        return mock.patch(
+            "braindecode.models.steegformer._channel_index", side_effect=OSError("offline")
+        )
+    return contextlib.nullcontext()
+
+
 def zoo_source(name: str) -> nn.Module:
     """braindecode's ``name`` at the table's small size (eval mode, biases perturbed)."""
     if name in ZOO_CONVERTED:
@@ -351,8 +364,7 @@ def zoo_source(name: str) -> nn.Module:
 
     kwargs = {"n_chans": ZOO_C, "n_times": ZOO_T, "n_outputs": 3, **ZOO_SMALL[name]}
     names = [ch["ch_name"] for ch in ZOO_CHS]
-    bank = reve_positions(names) if name == "REVE" else contextlib.nullcontext()
-    with warnings.catch_warnings(), bank:
+    with warnings.catch_warnings(), offline(name, names):
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
         model = getattr(bd, name)(**kwargs)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from emg_lens.errors import AttachError, InputShapeError
+from emg_lens.errors import AttachError, AttentionNotFoundError, InputShapeError
+from emg_lens.models import attach
 from emg_lens.models.attached.find import unbuilt
 from emg_lens.models.attached.zoo import NOT_YET, REFUSED, ZOO, attach_braindecode
 from emg_lens.models.attached.zoo.entries import INTERPOLATED
@@ -103,6 +104,26 @@ def test_a_softmax_model_the_zoo_does_not_open_yet_says_why(monkeypatch):
     future = type("Future", (torch.nn.Module,), {"__module__": "braindecode.models.future"})()
     with pytest.raises(AttachError, match="Future is not in the zoo yet: its tokens are not"):
         attach_braindecode(future)
+
+
+@pytest.mark.slow
+def test_a_3d_softmax_outside_named_modules_is_refused_naming_attention_and_its_modules():
+    """DANCE's Perceiver computes its softmax over [batch * heads, query, key]: without
+    attention= that counts nowhere, and the refusal says so, naming the modules it ran in
+    (its attention modules first) and the attention= that opens it; its zoo entry names
+    them, and opens it."""
+    source = table.zoo_source("DANCE")
+    one = table.TokenLayout(("time",), (-1,), (-1,))
+    with pytest.raises(
+        AttentionNotFoundError,
+        match=r"3-D tensor \[batch \* heads, query, key\] ran in 'perceiver.layers.0.0.fn', "
+        r"'perceiver.layers.0.2.0.0.fn', .* attention='perceiver.layers.0.0.fn'",
+    ):
+        attach(source, layout=one, n_samples=table.ZOO_T)
+    assert ZOO["DANCE"].attention == "perceiver.layers.*.fn"
+    model = attach_braindecode(source)
+    assert [call.kind for call in model.calls] == ["softmax"] * 4
+    assert model.layout_of(0).query_side.group == ("query",) * 8
 
 
 def _folded_parity(converted, model, attached_masks, converted_masks) -> float:

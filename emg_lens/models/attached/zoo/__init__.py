@@ -104,11 +104,13 @@ def braindecode_name(model: nn.Module) -> str | None:
 class _LayoutAt:
     """An entry's layouts for inputs of any size (`attach`'s layout function): its channels
     named ``names`` where the model knows them (then an input of other channels is refused),
-    ``ch0``, ``ch1`` ... otherwise."""
+    ``ch0``, ``ch1`` ... otherwise; an interpolating wrapper's tokens are its base's
+    channels, ``tokens``."""
 
     name: str
     layouts: Callable[[Sequence[Call], Sequence[str], nn.Module | None], list[TokenLayout]]
     names: tuple[str, ...] | None
+    tokens: tuple[str, ...] | None = None
 
     def __call__(self, calls: Sequence[Call], n_channels: int, n_samples: int):
         names = self.names
@@ -121,7 +123,7 @@ class _LayoutAt:
                 f"{n_channels}: one built without n_chans or chs_info, attached without "
                 "ch_names, opens any"
             )
-        return self.layouts(calls, names, None)
+        return self.layouts(calls, self.tokens or names, None)
 
 
 class _WithNames(nn.Module):
@@ -176,16 +178,14 @@ def attach_braindecode(
     if entry.warns is not None and (warning := entry.warns(model)) is not None:
         warnings.warn(warning, UserWarning, stacklevel=2)
     names, samples = _names(model, name, ch_names), _samples(model, n_times, name)
-    wrapper = name in INTERPOLATED  # its tokens are its base's channels, whatever the input's
-    if entry.any_size is not None and wrapper and samples is None and names is not None:
-        samples = entry.any_size(model, len(names), None)[1]
-    if entry.any_size is not None and not wrapper:
+    if entry.any_size is not None:
         channels = None if names is None else len(names)
         channels, samples = entry.any_size(model, channels, samples)
         names_known = None if names is None else tuple(names)
+        tokens = tuple(base_names(name, model, ())) if name in INTERPOLATED else None
         return attach(
             model,
-            layout=_LayoutAt(name, entry.layouts, names_known),
+            layout=_LayoutAt(name, entry.layouts, names_known, tokens),
             n_samples=samples,
             n_channels=channels,
             attention=entry.attention,

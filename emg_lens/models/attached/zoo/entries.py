@@ -10,6 +10,7 @@ from torch import nn
 
 from emg_lens.errors import AttachError
 from emg_lens.layout import CLS
+from emg_lens.models.attached.build import model_size
 from emg_lens.models.attached.zoo.tokens import (
     CHANNEL,
     FEATURE,
@@ -65,6 +66,13 @@ def _signal_jepa_size(model: nn.Module, channels: int | None, samples: int | Non
     for _, width, step in model.feature_encoder.conv_layers_spec:
         field, stride = field + (width - 1) * stride, stride * step
     return channels or model.n_chans, samples or field
+
+
+def _one_channel(model: nn.Module, channels: int | None, samples: int | None):
+    """AttnSleep reads the channels its first convolution takes (one: a single-channel sleep
+    model), built with n_chans or not; it runs at its own n_times alone (its d_model)."""
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv1d))
+    return channels or first.in_channels, samples or model_size(model, "n_times")
 
 
 def _reve_pooling(model: nn.Module) -> str | None:
@@ -142,6 +150,7 @@ ZOO: dict[str, ZooEntry] = {
         "the feature maps of its multi-resolution CNN (after its feature recalibration), each "
         "over the whole window",
         rules(Rule("*", (Run(FEATURE),))),
+        any_size=_one_channel,
     ),
     "MEDFormer": ZooEntry(
         "patches of every channel at each granularity; one router token per granularity",
