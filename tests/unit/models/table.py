@@ -269,7 +269,7 @@ ZOO_SMALL: dict[str, dict[str, Any]] = {
         "latent_dim": 4,
         "multiple_of": 16,
     },
-    "CodeBrain": {  # 4 channels x 4 patches, a sliding window of 3 tokens
+    "CodeBrain": {  # 4 channels x 4 patches, a sliding window over all 16 (the ends attend)
         "patch_size": 64,
         "res_channels": 16,
         "skip_channels": 16,
@@ -277,7 +277,7 @@ ZOO_SMALL: dict[str, dict[str, Any]] = {
         "num_res_layers": 2,
         "s4_lmax": 16,
         "s4_d_state": 8,
-        "swa_window_size": 3,
+        "swa_window_size": 31,
     },
     "DANCE": {  # 8 latents reading 256 time steps
         "chs_info": ZOO_CHS_LOC,

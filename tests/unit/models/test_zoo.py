@@ -23,6 +23,7 @@ from emg_lens.models.attached.find import unbuilt
 from emg_lens.models.attached.zoo import NOT_YET, REFUSED, ZOO, attach_braindecode
 from emg_lens.models.attached.zoo.entries import INTERPOLATED
 from tests.unit.models import table
+from tests.unit.models.softmax_attention import masked_forward
 
 bd = pytest.importorskip("braindecode.models")
 
@@ -124,6 +125,32 @@ def test_a_3d_softmax_outside_named_modules_is_refused_naming_attention_and_its_
     model = attach_braindecode(source)
     assert [call.kind for call in model.calls] == ["softmax"] * 4
     assert model.layout_of(0).query_side.group == ("query",) * 8
+
+
+@pytest.mark.slow
+def test_codebrain_cuts_within_its_sliding_window_equal_the_masked_original():
+    """CodeBrain at swa_window_size=3: each token attends to its neighbours in its
+    channel-major order; a cut inside the window acts and equals its forward masked with plain
+    torch, one outside changes nothing (its own mask cut it already); no warning (only
+    swa_window_size=1 warns)."""
+    kwargs = {**table.ZOO_SMALL["CodeBrain"], "swa_window_size": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        source = bd.CodeBrain(n_chans=C, n_times=table.ZOO_T, n_outputs=3, **kwargs).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = attach_braindecode(source)
+    x = model.example_input(2)
+    inside, outside = torch.zeros(2, 16, 16, dtype=torch.bool)
+    inside[5, 4] = inside[5, 6] = True
+    outside[5, 9] = True
+    with torch.no_grad():
+        expected = source(x)
+        cut = model(x, edge_masks={1: inside})
+        assert torch.equal(model(x, edge_masks={1: outside}), expected)
+    assert not torch.equal(cut, expected)
+    torch.testing.assert_close(cut, masked_forward(source, x, {1: inside}), atol=1e-5, rtol=1e-5)
 
 
 def _folded_parity(converted, model, attached_masks, converted_masks) -> float:

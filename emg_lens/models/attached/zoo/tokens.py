@@ -18,6 +18,7 @@ from emg_lens.models.attached.intercept import Call
 __all__ = [
     "KINDS",
     "Rule",
+    "Rules",
     "Run",
     "ZooEntry",
     "flat_patches",
@@ -101,27 +102,34 @@ def _layout(runs: Sequence[Run], n: int, i: int, names: Sequence[str], model) ->
     return TokenLayout(group, channel, time, tuple(names) if has_channels else None)
 
 
-def rules(*table: Rule) -> Callable[..., list[TokenLayout]]:
-    """An entry's ``layouts`` from its rules: each call's, the first rule matching its module.
+@dataclass(frozen=True)
+class Rules:
+    """An entry's ``layouts`` from its rules: each call's, the first rule matching its module
+    (a class, so that an attached model holding it pickles).
 
-    >>> layouts = rules(Rule("*", (Run(CLS, 1), Run(PATCH, order="time"))))
+    >>> layouts = Rules((Rule("*", (Run(CLS, 1), Run(PATCH, order="time"))),))
     >>> call = Call("sdpa", "blocks.0.attn", 2, 4, 5, 5)  # CLS, then 2 patches of 2 channels
     >>> layout = layouts([call], ["C3", "C4"], None)[0]
     >>> layout.group, layout.channel, layout.time
     (('cls', 'eeg', 'eeg', 'eeg', 'eeg'), (-1, 0, 1, 0, 1), (-1, 0, 0, 1, 1))
     """
 
-    def layouts(calls: Sequence[Call], names: Sequence[str], model) -> list[TokenLayout]:
+    table: tuple[Rule, ...]
+
+    def __call__(self, calls: Sequence[Call], names: Sequence[str], model) -> list[TokenLayout]:
         out = []
         for i, call in enumerate(calls):
-            rule = next(r for r in table if fnmatch.fnmatchcase(call.module, r.calls))
+            rule = next(r for r in self.table if fnmatch.fnmatchcase(call.module, r.calls))
             keys = _layout(rule.keys, call.n_key, i, names, model)
             if rule.queries is not None:
                 keys = TokenLayout.cross(_layout(rule.queries, call.n_query, i, names, model), keys)
             out.append(keys)
         return out
 
-    return layouts
+
+def rules(*table: Rule) -> Rules:
+    """`Rules` of ``table``."""
+    return Rules(table)
 
 
 @dataclass(frozen=True)
