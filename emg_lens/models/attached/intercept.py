@@ -51,15 +51,7 @@ from emg_lens.components.attend import (
 )
 from emg_lens.errors import AttachError
 
-__all__ = [
-    "SOFTMAXES",
-    "Call",
-    "Interceptor",
-    "ModuleTracker",
-    "Scope",
-    "Site",
-    "is_scores_softmax",
-]
+__all__ = ["Call", "Interceptor", "ModuleTracker", "Scope", "Site"]
 
 SDPA = F.scaled_dot_product_attention
 MHA = F.multi_head_attention_forward

@@ -16,15 +16,17 @@ without ``n_chans``/``chs_info`` or without ``n_times`` (it runs at any size; it
 201 constructions over the 31 entries (85 over 10 in issue 47; issue 58 added
 MetaNeuromotorHand's 6, REVE's 4, SignalJEPA's 14 and SignalJEPA_Contextual's 4; issue 75 the
 nine other architectures with softmax attention and the four interpolating wrappers, 88:
-counts in `test_the_table_is_braindecodes_for_every_zoo_architecture`). EEGPT, LaBraM, BENDR, CBraMod, LUNA,
-REVE and MetaNeuromotorHand are built narrower than braindecode's defaults (the same signal
-parameters; their widths or depth only) so that the table runs in seconds (MetaNeuromotorHand,
-whose featurizer reads 16 channels x 32,000 samples, in seconds of CPU each, marked slow); at the
-defaults every one opens the same (checked by hand: issue 47's report; CBraMod's 21 again for
-issue 61; for issue 58, MetaNeuromotorHand's 6 at its 15 blocks and REVE's 4 at its 22 layers
-of width 512). REVE is built from a position
-bank written to disk (`tests.unit.models.table.reve_positions`), which braindecode otherwise
-downloads."""
+counts in `test_the_table_is_braindecodes_for_every_zoo_architecture`). EEGPT, LaBraM, BENDR,
+CBraMod, LUNA, REVE, MetaNeuromotorHand and issue 75's large ones (ZUNA, CodeBrain, DANCE,
+STEEGFormer, EEGDINO, MVPFormer; the wrappers as their bases) are built narrower than
+braindecode's defaults (the same signal parameters; their widths or depth only) so that the
+table runs in seconds (MetaNeuromotorHand, whose featurizer reads 16 channels x 32,000
+samples, in seconds of CPU each, marked slow; the wrappers, over their bases' whole montages,
+slow too); at the defaults every one opens the same (checked by hand: issue 47's report;
+CBraMod's 21 again for issue 61; for issue 58, MetaNeuromotorHand's 6 at its 15 blocks and
+REVE's 4 at its 22 layers of width 512; for issue 75, the first construction of each of its
+13). REVE is built from a position bank written to disk and STEEGFormer without its channel
+vocabulary (`tests.unit.models.table.offline`), which braindecode otherwise downloads."""
 
 from __future__ import annotations
 

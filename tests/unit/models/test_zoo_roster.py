@@ -31,9 +31,9 @@ from tests.unit.models.test_zoo_constructions import NARROW
 bd = pytest.importorskip("braindecode.models")
 bd_util = pytest.importorskip("braindecode.models.util")
 
-SLOW = {"VEMG2Pose", "NeuroPose", "MetaNeuromotorHand", "REVE", "DANCE"}
-"""Over 2 s on one idle core at these sizes (VEMG2Pose, NeuroPose and MetaNeuromotorHand at
-braindecode's own: their featurizers read 32,000 samples)."""
+SLOW = {"VEMG2Pose", "MetaNeuromotorHand", "EEGInceptionMI", "InterpolatedSignalJEPA"}
+"""Over 2 s at these sizes (VEMG2Pose and MetaNeuromotorHand at braindecode's own: their
+featurizers read 32,000 samples; InterpolatedSignalJEPA attends over 62 x 7 tokens)."""
 
 
 def _roster():

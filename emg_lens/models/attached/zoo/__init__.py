@@ -28,9 +28,9 @@ patch), the layout is that of one problem, and `attach` finds how many there are
 and that they are batch-major (`AttachedModel.folds_of`): a cut may then differ between
 patches or channels, ``[batch or 1, F, head or 1, query, key]``.
 
-PBT's tokens are patches of the flattened ``channel x time`` window (`flat_patches`): where
-``n_times`` is not a multiple of its ``d_input`` (braindecode's defaults: 1,000 and 64), some
-patches run across two channels; they are ``"mixed"`` tokens, of no one channel.
+PBT's tokens are patches of the flattened window (`flat_patches`: ``"mixed"`` where a patch
+runs across two channels); MetaNeuromotorHand's query "now" reads the keys of its causal window
+as Meta's reshape makes them (`window_keys`), every frame folded into the batch.
 
 CBraMod runs at any input size, and braindecode builds it without ``n_chans``/``chs_info`` or
 ``n_times`` (its classifier then a ``LazyLinear``, built by its first call): its entry opens
@@ -38,11 +38,6 @@ any size (`ZooEntry.any_size`), the layouts built from the input's size at the c
 its forward fails on refused by name; so does SignalJEPA built without ``n_times``. Every
 instance braindecode's own integration test builds of a zoo architecture opens exactly; any
 other entry built without a size it needs is refused naming ``ch_names=`` / ``n_times=``.
-
-MetaNeuromotorHand (Meta's sEMG handwriting conformer) attends within a causal window: each
-frame, the query "now", reads the ``W`` keys of its window, every frame folded into the batch;
-a key holds ``D`` values of the window flattened feature-major, as Meta's reshape makes them
-(`window_keys`). Its own mask stays.
 
 CodeBrain built with braindecode's default ``swa_window_size=1`` masks every key but the
 query's own: it opens, with a warning naming ``swa_window_size`` (every cut is vacuous
