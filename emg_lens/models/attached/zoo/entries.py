@@ -120,6 +120,7 @@ def _causal_windows(calls, names, model):
 
 
 def _globals_from(i: int, model: nn.Module | None) -> int:
+    # EEGDINO prepends them after its layer global_token_layer - 1 (braindecode: >= 1)
     return model.n_global_tokens if i >= model.global_token_layer else 0
 
 
