@@ -8,19 +8,14 @@ recognised by its class name and its module, as the converters do
 (`emg_lens.models.converted.braindecode`).
 
 An entry builds the layouts from the attention calls a probe forward shows (their number and
-sizes depend on the instance: channels, window, patch size). Where tokens are per channel
-(LaBraM, EEGPT, CBraMod, LUNA, REVE, SignalJEPA, STEEGFormer, MVPFormer, EEGDINO, ZUNA,
-CodeBrain) channel, region and modality edge sets select them; STEEGFormer's and MVPFormer's
-run patch-major (every channel of a patch, then the next patch), the others channel-major;
-ZUNA puts a learned register token at each channel's patch before it (group ``register``,
-that channel and patch); EEGDINO prepends its global tokens after ``global_token_layer``.
-AttnSleep attends over the feature maps of its CNN (each the whole window); EEGConformer,
-CTNet, TCFormer, ATCNet, MSVTNet (after a CLS) and BENDR over time slices mixing every
-channel; DANCE's Perceiver latents read every time step of its convolutional stack (its
-softmax is 3-D, heads folded into the batch, so its entry names the attention modules, as
-ATCNet's does). braindecode's channel-interpolating wrappers (`entries.INTERPOLATED`:
-InterpolatedEEGPT, -LaBraM, -BENDR, -SignalJEPA) open by their base's entry, the tokens
-naming the base's target channels, onto which the wrapper interpolates the input's.
+sizes depend on the instance). Tokens per channel (so channel, region and modality edge sets
+select them): LaBraM, EEGPT, CBraMod, LUNA, REVE, SignalJEPA, CodeBrain, EEGDINO (its global
+tokens first after ``global_token_layer``), ZUNA (a ``register`` token at each channel's patch
+before it), STEEGFormer and MVPFormer (patch-major); time slices mixing every channel:
+EEGConformer, CTNet, TCFormer, ATCNet, MSVTNet, BENDR; AttnSleep: its CNN's feature maps;
+DANCE: Perceiver latents reading every time step (a 3-D softmax, so its entry names its
+attention modules, as ATCNet's does). The channel-interpolating wrappers
+(`entries.INTERPOLATED`) open by their base's entry over the base's target channels.
 
 Where an architecture folds several attention problems into one call's batch (CBraMod: the
 channels of each patch, the patches of each channel; EEGPT and LUNA's cross-attention: each
