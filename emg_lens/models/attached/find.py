@@ -31,9 +31,17 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
+from torch.overrides import TorchFunctionMode
 
 from emg_lens.errors import AmbiguousAttentionError, ArgumentError, AttentionNotFoundError, describe
-from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Site
+from emg_lens.models.attached.intercept import (
+    SOFTMAXES,
+    Call,
+    Interceptor,
+    ModuleTracker,
+    Site,
+    is_scores_softmax,
+)
 
 __all__ = [
     "Block",
@@ -118,6 +126,7 @@ class Probe:
     calls: tuple[Call, ...]
     module_calls: tuple[ModuleCall, ...]
     output: object
+    folded: tuple[str, ...] = ()  # nothing named: the modules running a 3-D scores softmax
 
 
 def _first_tensor(value: object) -> torch.Tensor | None:
@@ -184,6 +193,24 @@ class _Recorder(ModuleTracker):
 
     def record(self, call: Call) -> None:
         self.calls.append(call)
+
+
+class _Folded(TorchFunctionMode):
+    """Where nothing is named: the modules running a softmax over the last axis of a 3-D
+    tensor (``[batch * heads, query, key]``, heads folded into the batch), which is an
+    attention only inside a module ``attention=`` names; said when no attention is found."""
+
+    def __init__(self, recorder: _Recorder):
+        super().__init__()
+        self.recorder, self.owners = recorder, {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        x = args[0] if args else kwargs.get("input")
+        three = func in SOFTMAXES and getattr(x, "ndim", 0) == 3
+        if three and is_scores_softmax(args, kwargs, folded=True):
+            self.owners.setdefault(self.recorder.owner("mha"), None)
+        return func(*args, **kwargs)
 
 
 def unbuilt(model: nn.Module) -> bool:
@@ -262,9 +289,15 @@ def _probe(model, example, named, site=None) -> Probe:
         where=recorder.owner,
         folded=named is not None,  # a 3-D softmax counts only inside the modules named
     )
-    with torch.no_grad(), recorder.track(), mode:
+    folded = _Folded(recorder) if named is None else contextlib.nullcontext()
+    with torch.no_grad(), recorder.track(), mode, folded:
         output = model(example)
-    return Probe(tuple(recorder.calls), tuple(recorder.module_calls), output)
+
+    def unnamed(path: str) -> bool:  # an attention's first: its path or class names one
+        return "att" not in f"{path}{type(recorder.modules.get(path)).__name__}".lower()
+
+    owners = tuple(sorted(getattr(folded, "owners", ()), key=unnamed))
+    return Probe(tuple(recorder.calls), tuple(recorder.module_calls), output, owners)
 
 
 def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | None) -> None:
@@ -281,7 +314,7 @@ def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | No
             f"{name} computes no attention {where}: no scaled_dot_product_attention, no "
             "nn.MultiheadAttention and no softmax over the last axis of [batch, head, query, key] "
             "scores was called on the example input. A model without softmax attention over "
-            "tokens (linear attention, recurrent layers) cannot be attached"
+            "tokens (linear attention, recurrent layers) cannot be attached" + _folded(found)
         )
     if named is not None:
         return
@@ -302,6 +335,19 @@ def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | No
             f"the module: attach(..., attention={path!r}) (or attention={cls}); otherwise name "
             "the modules that compute attention"
         )
+
+
+def _folded(found: Probe) -> str:
+    """What a refusal adds where a 3-D softmax ran outside any named module."""
+    if not found.folded:
+        return ""
+    shown = ", ".join(repr(p) for p in found.folded[:4])
+    more = f" and {len(found.folded) - 4} more" if len(found.folded) > 4 else ""
+    return (
+        f". A softmax over a 3-D tensor [batch * heads, query, key] ran in {shown}{more}; it "
+        "counts as attention only inside a module named by attention=: if it is one, give "
+        f"attach(..., attention={found.folded[0]!r}) or a glob naming them all"
+    )
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ class Interceptor(TorchFunctionMode):
             return self._mha(func, args, kwargs)
         if (
             func in SOFTMAXES
-            and _is_scores_softmax(args, kwargs, self.folded)
+            and is_scores_softmax(args, kwargs, self.folded)
             and self.softmax_here()
         ):
             return self._softmax(func, args, kwargs)
@@ -316,7 +316,7 @@ class Interceptor(TorchFunctionMode):
         return _mha_explicit(a, batched, site)
 
 
-def _is_scores_softmax(args: tuple, kwargs: dict, folded: bool = False) -> bool:
+def is_scores_softmax(args: tuple, kwargs: dict, folded: bool = False) -> bool:
     """A softmax over the last axis of a 4-D tensor (``[batch, head, query, key]`` scores),
     or, with ``folded``, of a 3-D one (``[batch * heads, query, key]``)."""
     x = args[0] if args else kwargs.get("input", kwargs.get("self"))

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
@@ -233,6 +234,68 @@ ZOO_SMALL: dict[str, dict[str, Any]] = {
         "heads": 2,
         "head_dim": 8,
     },
+    "AttnSleep": {"n_chans": 1, "sfreq": 100.0, "d_model": 10, "d_ff": 16, "n_attn_heads": 2},
+    "MSVTNet": {"num_heads": 2, "n_filters_list": (2, 2, 2, 2)},
+    "TCFormer": {"n_filters_time": 8, "q_heads": 2, "kv_heads": 1},
+    "MVPFormer": {  # 4 segments x 4 channels, segment-major; a local window of 1 segment
+        "segment_len": 64,
+        "d_model": 16,
+        "n_heads": 2,
+        "n_head_kv": 1,
+        "d_inner": 16,
+        "n_layers": 2,
+        "local_window": 1,
+    },
+    "EEGDINO": {  # 4 channels x 4 patches; its global token from layer 1
+        "patch_size": 64,
+        "n_layer": 2,
+        "nhead": 2,
+        "dim_feedforward": 16,
+        "channels_kernel_stride_padding_norm": ((4, 49, 25, 24, (2, 4)),),
+    },
+    "STEEGFormer": {  # CLS, then 4 patches x 4 channels, patch-major
+        "patch_size": 64,
+        "embed_dim": 16,
+        "depth": 2,
+        "num_heads": 2,
+    },
+    "ZUNA": {  # a register, then a patch, for each of 4 channels x 4 patches
+        "chs_info": ZOO_CHS_LOC,
+        "dim": 16,
+        "n_layers": 2,
+        "n_heads": 2,
+        "head_dim": 8,
+        "fine_time_pts": 64,
+        "latent_dim": 4,
+        "multiple_of": 16,
+    },
+    "CodeBrain": {  # 4 channels x 4 patches, a sliding window over all 16 (the ends attend)
+        "patch_size": 64,
+        "res_channels": 16,
+        "skip_channels": 16,
+        "out_channels": 16,
+        "num_res_layers": 2,
+        "s4_lmax": 16,
+        "s4_d_state": 8,
+        "swa_window_size": 31,
+    },
+    "DANCE": {  # 8 latents reading 256 time steps
+        "chs_info": ZOO_CHS_LOC,
+        "n_virtual_channels": 8,
+        "fourier_emb_dim": 32,
+        "embed_dim": 16,
+        "conv_hidden": 16,
+        "conv_depth": 2,
+        "conv_initial_linear": 16,
+        "num_latents": 8,
+        "perceiver_depth": 2,
+        "cross_dim_head": 8,
+        "latent_dim_head": 8,
+        "decoder_dim": 16,
+        "decoder_depth": 1,
+        "decoder_heads": 2,
+        "n_queries": 4,
+    },
     "MetaNeuromotorHand": {  # 20 frames of 50 ms; layer 0's keys hold blocks of lags (D < W),
         "n_times": 1000,  # layer 1's every lag (D >= W)
         "num_adjacent_cov": 2,
@@ -280,6 +343,19 @@ def reve_positions(names: Sequence[str]) -> Iterator[None]:
                 os.environ["REVE_POSITIONS_PATH"] = before
 
 
+def offline(name: str, names: Sequence[str]) -> contextlib.AbstractContextManager:
+    """While open, braindecode builds ``name`` without the network: REVE from a position bank
+    on disk (`reve_positions`), STEEGFormer without its channel vocabulary (which it
+    downloads; it falls back to one channel embedding per input channel, in order)."""
+    if name == "REVE":
+        return reve_positions(names)
+    if name == "STEEGFormer":
+        return mock.patch(
+            "braindecode.models.steegformer._channel_index", side_effect=OSError("offline")
+        )
+    return contextlib.nullcontext()
+
+
 def zoo_source(name: str) -> nn.Module:
     """braindecode's ``name`` at the table's small size (eval mode, biases perturbed)."""
     if name in ZOO_CONVERTED:
@@ -288,8 +364,7 @@ def zoo_source(name: str) -> nn.Module:
 
     kwargs = {"n_chans": ZOO_C, "n_times": ZOO_T, "n_outputs": 3, **ZOO_SMALL[name]}
     names = [ch["ch_name"] for ch in ZOO_CHS]
-    bank = reve_positions(names) if name == "REVE" else contextlib.nullcontext()
-    with warnings.catch_warnings(), bank:
+    with warnings.catch_warnings(), offline(name, names):
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
         model = getattr(bd, name)(**kwargs)

@@ -17,10 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from emg_lens.errors import AttachError, InputShapeError
+from emg_lens.errors import AttachError, AttentionNotFoundError, InputShapeError
+from emg_lens.models import attach
 from emg_lens.models.attached.find import unbuilt
 from emg_lens.models.attached.zoo import NOT_YET, REFUSED, ZOO, attach_braindecode
+from emg_lens.models.attached.zoo.entries import INTERPOLATED
 from tests.unit.models import table
+from tests.unit.models.softmax_attention import masked_forward
 
 bd = pytest.importorskip("braindecode.models")
 
@@ -29,9 +32,13 @@ CONVERTED = table.ZOO_CONVERTED
 
 
 def test_the_table_covers_the_tested_models():
-    assert set(ZOO) == set(table.ZOO_SMALL) | set(CONVERTED)
-    assert {f"zoo_{name}" for name in ZOO} <= set(table.names("attached"))
-    assert {name for name, entry in ZOO.items() if entry.converter} == set(CONVERTED)
+    # the interpolating wrappers are their bases' entries (their inputs are interpolated onto
+    # the bases' whole montages): test_zoo_constructions and test_zoo_roster open them
+    assert all(ZOO[wrapper] is ZOO[base] for wrapper, base in INTERPOLATED.items())
+    tested = set(ZOO) - set(INTERPOLATED)
+    assert tested == set(table.ZOO_SMALL) | set(CONVERTED)
+    assert {f"zoo_{name}" for name in tested} <= set(table.names("attached"))
+    assert {name for name in tested if ZOO[name].converter} == set(CONVERTED)
 
 
 def test_attach_braindecode_is_importable_beside_attach_and_loads_nothing_until_used():
@@ -98,6 +105,52 @@ def test_a_softmax_model_the_zoo_does_not_open_yet_says_why(monkeypatch):
     future = type("Future", (torch.nn.Module,), {"__module__": "braindecode.models.future"})()
     with pytest.raises(AttachError, match="Future is not in the zoo yet: its tokens are not"):
         attach_braindecode(future)
+
+
+@pytest.mark.slow
+def test_a_3d_softmax_outside_named_modules_is_refused_naming_attention_and_its_modules():
+    """DANCE's Perceiver computes its softmax over [batch * heads, query, key]: without
+    attention= that counts nowhere, and the refusal says so, naming the modules it ran in
+    (its attention modules first) and the attention= that opens it; its zoo entry names
+    them, and opens it."""
+    source = table.zoo_source("DANCE")
+    one = table.TokenLayout(("time",), (-1,), (-1,))
+    with pytest.raises(
+        AttentionNotFoundError,
+        match=r"3-D tensor \[batch \* heads, query, key\] ran in 'perceiver.layers.0.0.fn', "
+        r"'perceiver.layers.0.2.0.0.fn', .* attention='perceiver.layers.0.0.fn'",
+    ):
+        attach(source, layout=one, n_samples=table.ZOO_T)
+    assert ZOO["DANCE"].attention == "perceiver.layers.*.fn"
+    model = attach_braindecode(source)
+    assert [call.kind for call in model.calls] == ["softmax"] * 4
+    assert model.layout_of(0).query_side.group == ("query",) * 8
+
+
+@pytest.mark.slow
+def test_codebrain_cuts_within_its_sliding_window_equal_the_masked_original():
+    """CodeBrain at swa_window_size=3: each token attends to its neighbours in its
+    channel-major order; a cut inside the window acts and equals its forward masked with plain
+    torch, one outside changes nothing (its own mask cut it already); no warning (only
+    swa_window_size=1 warns)."""
+    kwargs = {**table.ZOO_SMALL["CodeBrain"], "swa_window_size": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        source = bd.CodeBrain(n_chans=C, n_times=table.ZOO_T, n_outputs=3, **kwargs).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = attach_braindecode(source)
+    x = model.example_input(2)
+    inside, outside = torch.zeros(2, 16, 16, dtype=torch.bool)
+    inside[5, 4] = inside[5, 6] = True
+    outside[5, 9] = True
+    with torch.no_grad():
+        expected = source(x)
+        cut = model(x, edge_masks={1: inside})
+        assert torch.equal(model(x, edge_masks={1: outside}), expected)
+    assert not torch.equal(cut, expected)
+    torch.testing.assert_close(cut, masked_forward(source, x, {1: inside}), atol=1e-5, rtol=1e-5)
 
 
 def _folded_parity(converted, model, attached_masks, converted_masks) -> float:

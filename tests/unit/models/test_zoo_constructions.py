@@ -13,21 +13,23 @@ forward and after the attached model is gone. That includes the 13 CBraMods brai
 without ``n_chans``/``chs_info`` or without ``n_times`` (it runs at any size; its classifier a
 ``LazyLinear`` then, built by the test's first call): they open at the input's size.
 
-113 constructions over the 14 architectures (85 over 10 in issue 47; issue 58 added
-MetaNeuromotorHand's 6, REVE's 4, SignalJEPA's 14 and SignalJEPA_Contextual's 4: counts in
-`test_the_table_is_braindecodes_for_every_zoo_architecture`). EEGPT, LaBraM, BENDR, CBraMod, LUNA,
-REVE and MetaNeuromotorHand are built narrower than braindecode's defaults (the same signal
-parameters; their widths or depth only) so that the table runs in seconds (MetaNeuromotorHand,
-whose featurizer reads 16 channels x 32,000 samples, in seconds of CPU each, marked slow); at the
-defaults every one opens the same (checked by hand: issue 47's report; CBraMod's 21 again for
-issue 61; for issue 58, MetaNeuromotorHand's 6 at its 15 blocks and REVE's 4 at its 22 layers
-of width 512). REVE is built from a position
-bank written to disk (`tests.unit.models.table.reve_positions`), which braindecode otherwise
-downloads."""
+201 constructions over the 31 entries (85 over 10 in issue 47; issue 58 added
+MetaNeuromotorHand's 6, REVE's 4, SignalJEPA's 14 and SignalJEPA_Contextual's 4; issue 75 the
+nine other architectures with softmax attention and the four interpolating wrappers, 88:
+counts in `test_the_table_is_braindecodes_for_every_zoo_architecture`). EEGPT, LaBraM, BENDR,
+CBraMod, LUNA, REVE, MetaNeuromotorHand and issue 75's large ones (ZUNA, CodeBrain, DANCE,
+STEEGFormer, EEGDINO, MVPFormer; the wrappers as their bases) are built narrower than
+braindecode's defaults (the same signal parameters; their widths or depth only) so that the
+table runs in seconds (MetaNeuromotorHand, whose featurizer reads 16 channels x 32,000
+samples, in seconds of CPU each, marked slow; the wrappers, over their bases' whole montages,
+slow too); at the defaults every one opens the same (checked by hand: issue 47's report;
+CBraMod's 21 again for issue 61; for issue 58, MetaNeuromotorHand's 6 at its 15 blocks and
+REVE's 4 at its 22 layers of width 512; for issue 75, the first construction of each of its
+13). REVE is built from a position bank written to disk and STEEGFormer without its channel
+vocabulary (`tests.unit.models.table.offline`), which braindecode otherwise downloads."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import warnings
 
@@ -35,7 +37,8 @@ import pytest
 import torch
 
 from emg_lens.models.attached.zoo import ZOO, attach_braindecode
-from tests.unit.models.table import reve_positions
+from emg_lens.models.attached.zoo.entries import INTERPOLATED, base_names
+from tests.unit.models.table import offline
 
 bd = pytest.importorskip("braindecode.models")
 bd_util = pytest.importorskip("braindecode.models.util")
@@ -52,6 +55,21 @@ NARROW = {  # widths only: braindecode's defaults take minutes on two cores
     "CBraMod": {"n_layer": 2},
     "LUNA": {"depth": 2},  # 2 of its 8 blocks
     "REVE": {"embed_dim": 32, "depth": 2, "heads": 2, "head_dim": 16},
+    "ZUNA": {"dim": 32, "n_layers": 2, "multiple_of": 16},
+    "CodeBrain": {"res_channels": 16, "skip_channels": 16, "out_channels": 16, "num_res_layers": 2},
+    "DANCE": {
+        "n_virtual_channels": 16,
+        "fourier_emb_dim": 32,
+        "embed_dim": 16,
+        "conv_hidden": 16,
+        "conv_depth": 2,
+        "conv_initial_linear": 16,
+        "num_latents": 16,
+        "perceiver_depth": 2,
+    },
+    "STEEGFormer": {"embed_dim": 32, "depth": 2, "num_heads": 2},
+    "EEGDINO": {"n_layer": 3, "nhead": 2},
+    "MVPFormer": {"d_model": 32, "n_layers": 2, "d_inner": 32},
     "MetaNeuromotorHand": {  # 2 of its 15 conformer blocks: both window sizes, one stride 2
         "conformer_num_layers": 2,
         "conformer_attn_window_size": (16, 8),
@@ -59,6 +77,7 @@ NARROW = {  # widths only: braindecode's defaults take minutes on two cores
         "conformer_kernel_size": (8, 8),
     },
 }
+NARROW.update({wrapper: NARROW[base] for wrapper, base in INTERPOLATED.items() if base in NARROW})
 SLOW = {"MetaNeuromotorHand"}
 """Architectures whose constructions take seconds each (MetaNeuromotorHand's featurizer over
 16 channels x 32,000 samples: 2 s of CPU per window), run as slow tests, the first on batches
@@ -79,7 +98,9 @@ def _constructions():
         sp = bd_util._get_signal_params(signal)
         for i, kwargs in enumerate(bd_util._get_possible_signal_params(sp, required)):
             given = "-".join(k for k in sorted(kwargs) if kwargs[k] is not None)
-            marks = [pytest.mark.slow] if name in SLOW else []
+            # the interpolating wrappers attend over their bases' whole montages (62-128
+            # channels): seconds each
+            marks = [pytest.mark.slow] if name in SLOW or name in INTERPOLATED else []
             batches = ((1, 3) if i == 0 else (1,)) if name in SLOW else (1, 5)
             case = (name, sp, kwargs, batches)
             out.append(pytest.param(*case, id=f"{name}-{i}-{given}", marks=marks))
@@ -96,13 +117,18 @@ def test_the_table_is_braindecodes_for_every_zoo_architecture():
     # issue 47's 85: 7 architectures x 8, EEGPT and LaBraM 4 (they require chs_info), CBraMod
     # 21; issue 58's 28: MetaNeuromotorHand 6 (it requires n_times and sfreq), REVE 4 (n_times
     # and chs_info), SignalJEPA 14 (only chs_info: built without n_times too),
-    # SignalJEPA_Contextual 4
+    # SignalJEPA_Contextual 4; issue 75's 88: the interpolating wrappers 26 (EEGPT's and
+    # LaBraM's 4, BENDR's 4, SignalJEPA's 14), AttnSleep 9, MVPFormer 6, DANCE 3, ZUNA 4, the
+    # other five 8 each
     assert counts == {
         **dict.fromkeys(["ATCNet", "BENDR", "CTNet", "EEGConformer", "LUNA", "MEDFormer"], 8),
         **{"PBT": 8, "EEGPT": 4, "Labram": 4, "CBraMod": 21},
         **{"MetaNeuromotorHand": 6, "REVE": 4, "SignalJEPA": 14, "SignalJEPA_Contextual": 4},
+        **{"InterpolatedEEGPT": 4, "InterpolatedLaBraM": 4, "InterpolatedBENDR": 4},
+        **{"InterpolatedSignalJEPA": 14, "AttnSleep": 9, "MVPFormer": 6, "DANCE": 3, "ZUNA": 4},
+        **dict.fromkeys(["MSVTNet", "TCFormer", "STEEGFormer", "CodeBrain", "EEGDINO"], 8),
     }
-    assert len(CONSTRUCTIONS) == 113
+    assert len(CONSTRUCTIONS) == 201
 
 
 def _hooks(model: torch.nn.Module) -> list[str]:
@@ -124,14 +150,13 @@ def _run(model, x, names):
 @pytest.mark.parametrize(("name", "sp", "kwargs", "batches"), CONSTRUCTIONS)
 def test_every_braindecode_construction_opens_exactly(name, sp, kwargs, batches):
     ch_names = [ch["ch_name"] for ch in sp["chs_info"]]
-    bank = reve_positions(ch_names) if name == "REVE" else contextlib.nullcontext()
-    with warnings.catch_warnings(), bank:  # REVE reads its positions when it is built
+    with warnings.catch_warnings(), offline(name, ch_names):  # REVE reads positions, built
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
         original = getattr(bd, name)(**kwargs, **NARROW.get(name, {})).eval()
     gen = torch.Generator().manual_seed(1)
     xs = [torch.randn(b, len(ch_names), sp["n_times"], generator=gen) for b in batches]
-    names = ch_names if ZOO[name].needs_names else None
+    names = base_names(name, original, ch_names) if ZOO[name].needs_names else None
     before = [_run(original, x, names) for x in xs]
     state = {k: v.clone() for k, v in original.state_dict().items()}
 

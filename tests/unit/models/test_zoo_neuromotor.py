@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp
 from emg_lens.edges import between
 from emg_lens.errors import ArgumentError
-from emg_lens.models.attached.zoo import NOW, attach_braindecode, window_keys
+from emg_lens.models.attached.zoo import attach_braindecode, window_keys
+from emg_lens.models.attached.zoo.tokens import NOW
 from tests.unit.models import table
 
 bd = pytest.importorskip("braindecode.models")

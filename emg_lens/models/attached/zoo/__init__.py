@@ -1,0 +1,271 @@
+"""braindecode's attention models as data: one `ZooEntry` per architecture saying what the
+tokens of each attention call are, so that `attach_braindecode` opens any of them with
+`attach` (no class per model, no conversion). The entries are `entries.ZOO`, most of them a
+table of rules (`tokens.Rule`: which calls, what runs of tokens, each token's kind explicit:
+`tokens.KINDS`, a channel, a patch of a channel, a time slice mixing every channel, a learned
+query, a CLS token, a feature map, a register); braindecode is never imported: a model is
+recognised by its class name and its module, as the converters do
+(`emg_lens.models.converted.braindecode`).
+
+An entry builds the layouts from the attention calls a probe forward shows (their number and
+sizes depend on the instance). Tokens per channel (so channel, region and modality edge sets
+select them): LaBraM, EEGPT, CBraMod, LUNA, REVE, SignalJEPA, CodeBrain, EEGDINO (its global
+tokens first after ``global_token_layer``), ZUNA (a ``register`` token at each channel's patch
+before it), STEEGFormer and MVPFormer (patch-major); time slices mixing every channel:
+EEGConformer, CTNet, TCFormer, ATCNet, MSVTNet, BENDR; AttnSleep: its CNN's feature maps;
+DANCE: Perceiver latents reading every time step (a 3-D softmax, so its entry names its
+attention modules, as ATCNet's does). The channel-interpolating wrappers
+(`entries.INTERPOLATED`) open by their base's entry over the base's target channels.
+
+Where an architecture folds several attention problems into one call's batch (CBraMod: the
+channels of each patch, the patches of each channel; EEGPT and LUNA's cross-attention: each
+patch), the layout is that of one problem, and `attach` finds how many there are per window
+and that they are batch-major (`AttachedModel.folds_of`): a cut may then differ between
+patches or channels, ``[batch or 1, F, head or 1, query, key]``.
+
+PBT's tokens are patches of the flattened window (`flat_patches`: ``"mixed"`` where a patch
+runs across two channels); MetaNeuromotorHand's query "now" reads the keys of its causal window
+as Meta's reshape makes them (`window_keys`), every frame folded into the batch.
+
+CBraMod runs at any input size, and braindecode builds it without ``n_chans``/``chs_info`` or
+``n_times`` (its classifier then a ``LazyLinear``, built by its first call): its entry opens
+any size (`ZooEntry.any_size`), the layouts built from the input's size at the call, a size
+its forward fails on refused by name; so does SignalJEPA built without ``n_times``. Every
+instance braindecode's own integration test builds of a zoo architecture opens exactly; any
+other entry built without a size it needs is refused naming ``ch_names=`` / ``n_times=``.
+
+CodeBrain built with braindecode's default ``swa_window_size=1`` masks every key but the
+query's own: it opens, with a warning naming ``swa_window_size`` (every cut is vacuous
+there). REVE built with ``attention_pooling=True`` is refused by name (its pooling query's
+softmax runs in its own forward, where attach cannot hook it). What has no softmax over
+tokens is refused by name (`REFUSED`: BIOT's linear attention, and its interpolating wrapper;
+SignalJEPA's post- and pre-local variants). An architecture with softmax attention the zoo
+does not open would be said by name (`NOT_YET`): none in braindecode 1.8.1, which
+tests/unit/models/test_zoo_roster.py checks over braindecode's whole roster.
+
+>>> sorted(ZOO)[:6]
+['ATCNet', 'AttnSleep', 'BENDR', 'CBraMod', 'CTNet', 'CodeBrain']
+>>> ZOO["EEGConformer"].tokens
+'time slices after the temporal and spatial convolutions and pooling (each mixes every channel)'
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from emg_lens.errors import AttachError, InputShapeError, check_int, describe
+from emg_lens.layout import TokenLayout
+from emg_lens.models.attached.build import attach, model_size
+from emg_lens.models.attached.find import Probe, named_modules_of, probe
+from emg_lens.models.attached.intercept import Call
+from emg_lens.models.attached.model import AttachedModel
+from emg_lens.models.attached.zoo.entries import INTERPOLATED, NOT_YET, REFUSED, ZOO, base_names
+from emg_lens.models.attached.zoo.tokens import ZooEntry, flat_patches, window_keys
+
+__all__ = [
+    "NOT_YET",
+    "REFUSED",
+    "ZOO",
+    "ZooEntry",
+    "attach_braindecode",
+    "braindecode_name",
+    "flat_patches",
+    "window_keys",
+]
+
+
+def braindecode_name(model: nn.Module) -> str | None:
+    """The class name of a braindecode model, or None for any other module.
+
+    >>> braindecode_name(nn.Linear(2, 2)) is None
+    True
+    """
+    cls = type(model)
+    return cls.__name__ if cls.__module__.startswith("braindecode.") else None
+
+
+@dataclass(frozen=True)
+class _LayoutAt:
+    """An entry's layouts for inputs of any size (`attach`'s layout function): its channels
+    named ``names`` where the model knows them (then an input of other channels is refused),
+    ``ch0``, ``ch1`` ... otherwise; an interpolating wrapper's tokens are its base's
+    channels, ``tokens``."""
+
+    name: str
+    layouts: Callable[[Sequence[Call], Sequence[str], nn.Module | None], list[TokenLayout]]
+    names: tuple[str, ...] | None
+    tokens: tuple[str, ...] | None = None
+
+    def __call__(self, calls: Sequence[Call], n_channels: int, n_samples: int):
+        names = self.names
+        if names is None:
+            names = tuple(f"ch{i}" for i in range(n_channels))
+        elif len(names) != n_channels:
+            raise InputShapeError(
+                f"braindecode's {self.name} was opened for {len(names)} channels "
+                f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}), not "
+                f"{n_channels}: one built without n_chans or chs_info, attached without "
+                "ch_names, opens any"
+            )
+        return self.layouts(calls, self.tokens or names, None)
+
+
+class _WithNames(nn.Module):
+    """A braindecode model whose forward needs ``ch_names`` (LaBraM), called with them."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]):
+        super().__init__()
+        self.model, self.names = model, list(names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, ch_names=self.names)
+
+
+def attach_braindecode(
+    model: nn.Module, *, ch_names: Sequence[str] | None = None, n_times: int | None = None
+) -> AttachedModel:
+    """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
+
+    ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...); ``n_times``
+    to the model's. An architecture that runs at any input size (CBraMod, which braindecode
+    builds without ``n_chans``, ``chs_info`` or ``n_times``) opens without them, at any size
+    its forward runs on (see the module docstring); ``ch_names`` or ``n_times``, given, fix
+    the channels / the size probed here. Another model built without a size needs it here:
+    ``ch_names``, one per input channel, and ``n_times``, the window's samples. Given where
+    the model knows its own, they must agree with it.
+
+    >>> from emg_lens.models import attach_braindecode
+    >>> from emg_lens.models import TinyAttention
+    >>> attach_braindecode(TinyAttention())
+    Traceback (most recent call last):
+    emg_lens.errors.AttachError: TinyAttention is not a braindecode model; ...
+    """
+    name = braindecode_name(model)
+    if name is None:
+        raise AttachError(
+            f"{type(model).__name__} is not a braindecode model; open it with "
+            "emg_lens.models.attach(model, layout=...)"
+        )
+    if name in REFUSED:
+        raise AttachError(f"braindecode's {name} cannot be attached: {REFUSED[name]}")
+    if name in NOT_YET:
+        raise AttachError(f"braindecode's {name} is not in the zoo yet: {NOT_YET[name]}")
+    if name not in ZOO:
+        raise AttachError(
+            f"braindecode's {name} has no entry in the zoo (emg_lens.models.attached.zoo.ZOO: "
+            f"{', '.join(sorted(ZOO))}); open it with emg_lens.models.attach(model, layout=...)"
+        )
+    entry = ZOO[name]
+    refusal = None if entry.refuses is None else entry.refuses(model)
+    if refusal is not None:
+        raise AttachError(f"braindecode's {name} cannot be attached: {refusal}")
+    if entry.warns is not None and (warning := entry.warns(model)) is not None:
+        warnings.warn(warning, UserWarning, stacklevel=2)
+    names, samples = _names(model, name, ch_names), _samples(model, n_times, name)
+    if entry.any_size is not None:
+        channels = None if names is None else len(names)
+        channels, samples = entry.any_size(model, channels, samples)
+        names_known = None if names is None else tuple(names)
+        tokens = tuple(base_names(name, model, ())) if name in INTERPOLATED else None
+        return attach(
+            model,
+            layout=_LayoutAt(name, entry.layouts, names_known, tokens),
+            n_samples=samples,
+            n_channels=channels,
+            attention=entry.attention,
+        )
+    unknown = [
+        (built, give)
+        for built, give, value in (
+            ("n_chans or chs_info", "ch_names=[...] (one name per input channel)", names),
+            ("n_times (nor sfreq and input_window_seconds)", "n_times=... (samples)", samples),
+        )
+        if value is None
+    ]
+    if unknown:
+        raise AttachError(
+            f"braindecode's {name} was built without "
+            f"{' and without '.join(built for built, _ in unknown)}, so its input's size is "
+            f"not known: pass attach_braindecode(model, {', '.join(g for _, g in unknown)}), "
+            "or build it with them"
+        )
+    tokens = base_names(name, model, names)
+    module = _WithNames(model, tokens) if entry.needs_names else model
+    try:
+        found, example = _probe(module, len(names), samples, entry.attention)
+    except AttachError:
+        raise
+    except Exception as exc:
+        raise AttachError(
+            f"braindecode's {name} failed on an example input [batch=3, channels={len(names)}, "
+            f"samples={samples}] ({type(exc).__name__}: {exc}); check ch_names and n_times"
+        ) from exc
+    layouts = entry.layouts(found.calls, tokens, model)
+    return attach(
+        module,
+        layout=layouts,
+        n_samples=samples,
+        n_channels=len(names),
+        attention=entry.attention,
+        probed=(found, example),
+    )
+
+
+def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[str] | None:
+    n_chans = model_size(model, "n_chans")
+    if ch_names is not None:
+        if isinstance(ch_names, str) or not isinstance(ch_names, Sequence):
+            raise AttachError(
+                f"ch_names must be a list of channel names, one per input channel, got "
+                f"{describe(ch_names)}"
+            )
+        names = list(ch_names)
+        if not names:
+            raise AttachError("ch_names is empty: give one name per input channel")
+        if n_chans is not None and len(names) != n_chans:
+            raise AttachError(
+                f"ch_names names {len(names)} channels, but braindecode's {name} was built "
+                f"with n_chans={n_chans}: give one name per input channel"
+            )
+        return names
+    if n_chans is None:
+        return None
+    info = getattr(model, "_chs_info", None) or []
+    names = [ch.get("ch_name") for ch in info if isinstance(ch, dict)]
+    if len(names) == n_chans and all(names):
+        return names
+    if name == "Labram":  # its forward without ch_names reads LaBraM's whole table, in order
+        order = getattr(sys.modules[type(model).__module__], "LABRAM_CHANNEL_ORDER", ())
+        if len(order) == n_chans:
+            return list(order)
+    return [f"ch{i}" for i in range(n_chans)]
+
+
+def _samples(model: nn.Module, n_times: int | None, name: str) -> int | None:
+    own = model_size(model, "n_times")
+    if n_times is not None:
+        n_times = check_int(n_times, "n_times", 1, None, AttachError)
+        if own is not None and n_times != own:
+            raise AttachError(
+                f"n_times={n_times}, but braindecode's {name} was built with n_times={own}: "
+                "leave n_times out, or give the model's"
+            )
+        return n_times
+    return own
+
+
+def _probe(
+    module: nn.Module, n_chans: int, n_times: int, attention: str | None
+) -> tuple[Probe, torch.Tensor]:
+    """The probe the layouts are read from, and its input (which `attach` reuses)."""
+    example = torch.randn(3, n_chans, n_times, generator=torch.Generator().manual_seed(0))
+    params = [p for p in module.parameters() if p.is_floating_point()]
+    if params:
+        example = example.to(device=params[0].device, dtype=params[0].dtype)
+    return probe(module, example, named_modules_of(module, attention)), example
