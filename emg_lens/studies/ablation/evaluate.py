@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -247,14 +247,16 @@ def _canonical_sequences(
 @dataclass(frozen=True)
 class TreePlan:
     """The work of the prefix tree per window batch: block evaluations per layer (one per
-    distinct non-empty prefix ending at that layer), each sharing its parent's projections
-    (one per distinct prefix ending at the layer before: `projections_per_layer`), the last
-    layer at the query ``rows`` the readout reads (None: every row), and readouts (one per
-    distinct effect)."""
+    distinct non-empty prefix ending at that layer, `children`, each a prefix of mask ids into
+    `masks`, ``[head, q, k]``), each sharing its parent's projections (one per distinct prefix
+    ending at the layer before: `projections_per_layer`), the last layer at the query ``rows``
+    the readout reads (None: every row), and readouts (one per distinct effect)."""
 
     blocks_per_layer: tuple[int, ...]
     effects: int
     rows: tuple[int, ...] | None = None
+    children: tuple[tuple[tuple, ...], ...] = field(default=(), repr=False, compare=False)
+    masks: tuple[torch.Tensor, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def blocks(self) -> int:
@@ -268,16 +270,22 @@ class TreePlan:
         return (1, *self.blocks_per_layer[:-1])
 
     @classmethod
-    def of(cls, sequences: Iterable[tuple], rows: Iterable[int] | None = None) -> TreePlan:
-        """The plan for (canonical) mask sequences.
+    def of(
+        cls, sequences: Iterable[tuple], rows: Iterable[int] | None = None, masks: tuple = ()
+    ) -> TreePlan:
+        """The plan for (canonical) mask sequences (their ids into ``masks``).
 
         >>> TreePlan.of([(None, None), (None, 0), (0, 0), (0, None)])
         TreePlan(blocks_per_layer=(2, 4), effects=4, rows=None)
         """
         wanted = set(sequences)
         n_layers = len(next(iter(wanted)))
-        per_layer = tuple(len({s[: layer + 1] for s in wanted}) for layer in range(n_layers))
-        return cls(per_layer, len(wanted), None if rows is None else tuple(rows))
+        children = tuple(
+            tuple(sorted({s[: layer + 1] for s in wanted}, key=str)) for layer in range(n_layers)
+        )
+        per_layer = tuple(len(c) for c in children)
+        rows = None if rows is None else tuple(rows)
+        return cls(per_layer, len(wanted), rows, children, tuple(masks))
 
 
 def tree_plan(
@@ -306,7 +314,7 @@ def tree_plan(
     sequences, _ = _edge_sequences(model, conditions, code, table)
     distinct = sorted(set(sequences.values()), key=str)
     canonical = _canonical_sequences(model, distinct, table, spec.return_type, _model_reads(model))
-    return TreePlan.of(canonical.values(), _read_rows(table, spec.return_type))
+    return TreePlan.of(canonical.values(), _read_rows(table, spec.return_type), table.masks)
 
 
 def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> list[str]:
