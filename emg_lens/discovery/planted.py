@@ -91,6 +91,7 @@ def train_planted(
     reuse: bool = False,
     report: Callable[[str], None] | None = None,
     preset: str = "demo",
+    device: str = "cpu",
 ) -> IsoNet:
     """An IsoNet of ``preset``'s size (``demo``: 2 layers, the tests'; ``paper``: its own 5)
     trained with `training_edges` cut (``planted`` None: plain training; ``route``: the
@@ -99,7 +100,7 @@ def train_planted(
     tried, tests/integration/test_discovery_planted.py; a route in both directions takes longer
     to be used, test_head_planted.py trains 25); returned in eval mode, without the masks.
     ``reuse``: read the training where it was done before (`emg_lens.train.fit`'s ``reuse``),
-    which ``report`` (``print``, say) is told of."""
+    which ``report`` (``print``, say) is told of; ``device``: where it trains (and stays)."""
     cfg = config_for_data(
         IsoNet,
         preset,
@@ -108,6 +109,7 @@ def train_planted(
         data.X_train.shape[-1],
         **({"n_layers": 2} if preset == "demo" else {}),
         seed=seed,
+        device=device,
     )
     model = IsoNet(cfg)
     train = TrainConfig(epochs=epochs, lr=2e-3, anneal_fraction=1.0, seed=seed, progress=False)
