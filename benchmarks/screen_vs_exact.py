@@ -3,7 +3,22 @@
 One JSON line. Every rank correlation is given for both screens (issue 58): the plain one
 (attribution patching with the exact cut pattern) and, with the suffix ``_ig``, integrated
 gradients (EAP-IG, ``--ig-steps`` path points, `emg_lens.discovery.screen`'s
-``estimator="ig"``). ``--preset paper`` (the default) and ``--quick``:
+``estimator="ig"``).
+
+``--preset planted-paper`` (the default, issue 76): the screen against the exact grid a user
+runs, on a *trained* paper-size model (512-D, 8 heads, 5 layers: 360 candidates) with a planted
+circuit (`planted_paper`, trained once and kept on disk by its recipe and config), unmasked,
+mean-pooled head, ``--windows`` (32) of its test windows, in ``--repeats`` alternated rounds:
+``speedup_vs_one_at_a_time`` (the grid as ACDC-style scripts run it: each candidate its own
+hooked forward, `one_at_a_time`) and ``speedup_vs_runner`` (the study runner, sharing every
+prefix), each ``{min, median, max}`` of the rounds' ratios, for the plain screen, EAP-IG
+(``_ig``) and the screen with ``verify`` (``_verified``); ``rho`` (``rho_ig``, ``rho_final``)
+Spearman's rho against the one-at-a-time grid's exact effects; ``method``: which method
+ranked how many candidates (``exact``: the last layer's exact rows; ``linear`` or ``ig``:
+estimated), with the rho over each; ``planted_rank``: the planted candidate's rank among the
+cross-modal ones.
+
+``--preset paper`` and ``--quick``:
 
 - **speed**, on the paper preset (512-D, 8 heads, 5 layers, the DB2 layout: 5 x 8 x 9 = 360
   candidates) with random weights and windows: ``screen_s`` is `emg_lens.discovery.screen` of
@@ -36,7 +51,8 @@ gradients (EAP-IG, ``--ig-steps`` path points, `emg_lens.discovery.screen`'s
 ``--preset planted``: the planted views alone, the one-head and the two-head planted models
   (seed 3), each as trained and unmasked.
 
-    python benchmarks/screen_vs_exact.py                  # paper preset, trained demo model
+    python benchmarks/screen_vs_exact.py                  # trained paper-size planted model
+    python benchmarks/screen_vs_exact.py --preset paper   # random 512-D, trained demo model
     python benchmarks/screen_vs_exact.py --preset demo    # issue 25: six trained views
     python benchmarks/screen_vs_exact.py --preset planted --cache DIR  # four planted views
     python benchmarks/screen_vs_exact.py --quick          # tiny sizes, random weights: seconds

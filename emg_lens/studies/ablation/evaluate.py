@@ -18,12 +18,14 @@ readout reads (within float error of the whole layer: its products run on fewer 
 `tree_plan` says what is left to run. On a CPU a large model's window batch runs in smaller
 calls (`emg_lens.studies.ablation.stacking.windows_per_call`).
 
-The outputs are checked for non-finite values and copied to the host as one stack, and scored
-in one vectorised pass (`emg_lens.stats.metrics.score_stacked`), each distinct output once.
+The outputs are copied to the host as one stack (one copy per subject), checked there for
+non-finite values, and scored in one vectorised pass (`emg_lens.stats.metrics.score_stacked`),
+each distinct output once.
 
 Before a condition's result is accepted, a few windows are run again through the *hooked* path
 (``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
-of ``hook_pattern`` exactly 0: a mask that did not take effect is an error, not a result.
+of ``hook_pattern`` exactly 0 (compared on the device, read back once per subject): a mask
+that did not take effect is an error, not a result.
 Input ablations, user hook factories and erasures (`emg_lens.studies.ablation.erasure`: fitted
 on the subject's training windows) run as plain hooked forward passes.
 """
