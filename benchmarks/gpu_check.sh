@@ -26,12 +26,12 @@ PY=${PYTHON:-python3}
 if [ "${GPU_CHECK_TINY:-0}" = 1 ]; then
   STUDY_ARGS=(--quick --device cpu --batch-conditions)
   TIMED_ARGS=(cpu demo 24 3)
-  LIMITS=(240 120 120 120)
+  LIMITS=(240 120 120 240)
   DEVICE=cpu
 else
   STUDY_ARGS=(--device cuda --preset paper --batch-conditions)
   TIMED_ARGS=(cuda paper 256 5)
-  LIMITS=(170 60 60 30)
+  LIMITS=(170 60 50 40)
   DEVICE=cuda
 fi
 
