@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The GPU figures of issue 60 in one run (its steps' limits add up to 5 m 20 s), from the repo
-# root:
+# The GPU figures of issues 60 and 76 in one run (its steps' limits add up to 5 m 20 s), from the
+# repo root:
 #
 #   OUT=/some/folder bash benchmarks/gpu_check.sh
 #
+# 0. models: every model of tests/unit/models/table.py on the device against the CPU, in
+#    float32 and in bfloat16 (the largest difference over the output's scale; a row that cannot
+#    be built there, braindecode's without braindecode, is listed with why);
 # 1. study: benchmarks/study_vs_naive.py --device cuda --preset paper --batch-conditions
 #    (batched_equal, runner / naive and runner / bound per form);
 # 2. timed: what the "auto" rule (timed on a GPU) picked for the paper preset's subject, and
@@ -23,11 +26,13 @@ PY=${PYTHON:-python3}
 if [ "${GPU_CHECK_TINY:-0}" = 1 ]; then
   STUDY_ARGS=(--quick --device cpu --batch-conditions)
   TIMED_ARGS=(cpu demo 24 3)
-  LIMITS=(240 120 120)
+  LIMITS=(240 120 120 240)
+  DEVICE=cpu
 else
   STUDY_ARGS=(--device cuda --preset paper --batch-conditions)
   TIMED_ARGS=(cuda paper 256 5)
-  LIMITS=(170 60 90)
+  LIMITS=(170 60 50 40)
+  DEVICE=cuda
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: its stdout to NAME.jsonl, its rc echoed
@@ -44,6 +49,33 @@ step() {  # step NAME LIMIT_S COMMAND...: its stdout to NAME.jsonl, its rc echoe
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
       torch.cuda.get_device_name() if torch.cuda.is_available() else '')" | tee "$OUT/env.txt"
 
+step models "${LIMITS[3]}" "$PY" - "$DEVICE" <<'EOF'
+"""Every model of the test table on the device against the CPU: float32 and bfloat16."""
+import json, sys, warnings
+import torch
+sys.path.insert(0, ".")
+from tests.unit.models import table
+
+device = torch.device(sys.argv[1])
+warnings.simplefilter("ignore")
+for name in table.names():
+    row = {"model": name, "tier": table.TABLE[name].tier}
+    try:
+        model = table.make(name).eval()
+        x = model.example_input(4)
+        with torch.inference_mode():
+            ref = model(x).double()
+        scale = float(ref.abs().max()) or 1.0
+        for dtype, key in ((torch.float32, "f32"), (torch.bfloat16, "bf16")):
+            model.to(device, dtype)  # outside inference mode: its buffers stay usable
+            with torch.inference_mode():
+                out = model(x.to(device, dtype)).double().cpu()
+            row[key] = float((out - ref).abs().max()) / scale
+            model.to("cpu", torch.float32)
+    except Exception as exc:  # reported, not hidden: the row says why
+        row["error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
+    print(json.dumps(row))
+EOF
 step study "${LIMITS[0]}" "$PY" benchmarks/study_vs_naive.py "${STUDY_ARGS[@]}"
 step timed "${LIMITS[1]}" "$PY" - "${TIMED_ARGS[@]}" <<'EOF'
 """The study runner under each rule on the study benchmark's first subject: the form the
@@ -78,7 +110,7 @@ fi
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 steps = {}
-for name in ("study", "timed"):
+for name in ("models", "study", "timed"):
     path = out / f"{name}.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     rows = []
@@ -91,7 +123,20 @@ for name in ("study", "timed"):
     steps[name] = {"rc": rc, "rows": rows}
 env = (out / "env.txt").read_text().strip() if (out / "env.txt").exists() else ""
 (out / "gpu_check.json").write_text(json.dumps({"env": env, **steps}, indent=2) + "\n")
-md = [f"# GPU check (issue 60)\n\n{env}\n"]
+md = [f"# GPU check (issues 60, 76)\n\n{env}\n"]
+md.append("| device | preset | runner / naive | runner / bound | batched_equal |")
+md.append("|---|---|---|---|---|")
+for r in steps["study"]["rows"]:
+    ratios = [r.get(k) or {} for k in ("speedup_vs_naive", "runner_vs_lower_bound")]
+    ratios = [f"{q.get('median')} ({q.get('min')}-{q.get('max')})" for q in ratios]
+    md.append(f"| {r.get('device')} | {r.get('preset')} | {' | '.join(ratios)} | "
+              f"{r.get('batched_equal')} |")
+md.append("\n## 0. Every model on the device against the CPU (max diff / scale)\n")
+md.append("| model | tier | float32 | bfloat16 | error |\n|---|---|---|---|---|")
+for r in steps["models"]["rows"]:
+    md.append(f"| {r['model']} | {r['tier']} | {r.get('f32', '')} | {r.get('bf16', '')} | "
+              f"{r.get('error', '')} |")
+md.append(f"\nrc {steps['models']['rc']}\n")
 md.append("## 1. study_vs_naive, paper preset, both forms\n")
 keys = ("batched_equal", "batched_logits_max_diff", "s_runner", "s_naive", "s_lower_bound",
         "speedup_vs_naive", "runner_vs_lower_bound", "s_runner_broadcast", "s_runner_stacked",

@@ -11,12 +11,13 @@ random test windows (``--preset demo``: 32-D, 4 heads; ``--preset paper``: 512-D
   mask that cuts no position the readout reads;
 - the naive loop: for every grid row of every subject, one ``model.run_with_hooks`` full
   forward pass with ``mask_edges`` at ``blocks.{l}.attn.hook_attn_scores`` (no sharing);
-- the lower bound: the work the runner's plan cannot avoid (`emg_lens.studies.ablation.evaluate.
-  tree_plan`), run bare: per subject and window batch, one embedding, one *unmasked* block per
-  distinct non-empty mask-sequence prefix (its ``ln1`` and q/k/v projections once per parent,
-  as the runner shares them; the last layer at the query rows the readout reads), in the
-  calls the runner makes (`windows_per_call`: on a CPU, a paper-size window batch in calls of
-  55 windows), and one readout per distinct effect.
+- the lower bound: what every study must do, the forward passes over the windows with the
+  masks, nothing of the runner's bookkeeping (`emg_lens.studies.ablation.evaluate.tree_plan`),
+  run bare: per subject and window batch, one embedding, one block per distinct non-empty
+  mask-sequence prefix, with its mask (its ``ln1`` and q/k/v projections once per parent, as
+  the runner shares them; the last layer at the query rows the readout reads), in the calls
+  the runner makes (`windows_per_call`: on a CPU, a paper-size window batch in calls of 55
+  windows), and one readout per distinct effect. No copy to the host, no metric, no check.
   `tests/unit/studies/ablation/test_study_bound.py` checks that the runner runs exactly these blocks.
 
 The script first asserts that the runner and the naive loop give identical predictions for
@@ -215,27 +216,33 @@ def plans(spec: StudySpec, models: dict) -> dict[int, TreePlan]:
 
 @torch.inference_mode()
 def lower_bound(models: dict, plans: dict[int, TreePlan], batch_size: int) -> None:
-    """The work the runner's plan cannot avoid, run bare: per subject and window batch, one
-    embedding; per layer ``l``, ``plan.projections_per_layer[l]`` projections of block ``l``
-    (``ln1`` and q/k/v, shared by a parent's children) and ``plan.blocks_per_layer[l]``
-    *unmasked* evaluations of the rest of it, the last layer at ``plan.rows`` (the query rows
-    the readout reads); and ``plan.effects`` readouts."""
+    """The work the runner's plan cannot avoid, run bare: the forward passes over the windows
+    with the masks, nothing of the runner's bookkeeping. Per subject and window batch, one
+    embedding; per layer ``l``, one projection of block ``l`` (``ln1`` and q/k/v) per parent
+    prefix, shared by its children (`TreePlan.children`), and the rest of the block once per
+    child with its mask (`TreePlan.masks`, as the runner lays them: ``[1, head, q, k]``), the
+    last layer at ``plan.rows`` (the query rows the readout reads); and ``plan.effects``
+    readouts."""
     for subject, (model, data) in models.items():
         X = torch.as_tensor(data.X_test, device=model.cfg.device)
         plan = plans[subject]
+        masks = [m[None].to(X.device) for m in plan.masks]
         last = len(model.blocks) - 1
-        per_layer = list(zip(plan.projections_per_layer, plan.blocks_per_layer, strict=True))
         per_call = windows_per_call(model, X.device, batch_size)  # the runner's calls
         for start in range(0, len(X), per_call):
-            resid = model(X[start : start + per_call], stop_at_layer=0)
-            for layer, (block, (parents, n)) in enumerate(zip(model.blocks, per_layer)):
+            states = {(): model(X[start : start + per_call], stop_at_layer=0)}
+            for layer, (block, children) in enumerate(zip(model.blocks, plan.children)):
                 rows = list(plan.rows) if plan.rows is not None and layer == last else None
-                for _ in range(parents):
-                    projected = block.project(resid, rows)
-                for _ in range(n):
-                    block.from_projected(resid, projected)
-            for _ in range(plan.effects):
-                model.readout(resid, "logits")
+                projected, out = {}, {}
+                for child in children:
+                    x = states[child[:-1]]
+                    if child[:-1] not in projected:
+                        projected[child[:-1]] = block.project(x, rows)
+                    mask = None if child[-1] is None else masks[child[-1]]
+                    out[child] = block.from_projected(x, projected[child[:-1]], mask)
+                states = out if layer < last else states
+            for seq in plan.children[-1]:
+                model.readout(states[seq[:-1]], "logits")
     if X.is_cuda:
         torch.cuda.synchronize()  # the runner and the naive loop end on the host too
 

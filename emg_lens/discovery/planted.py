@@ -90,23 +90,26 @@ def train_planted(
     route: EdgeSet | None = None,
     reuse: bool = False,
     report: Callable[[str], None] | None = None,
+    preset: str = "demo",
+    device: str = "cpu",
 ) -> IsoNet:
-    """A 2-layer demo-size IsoNet trained with `training_edges` cut (``planted`` None: plain
-    training; ``route``: the cross-modal edges left open on the planted heads, default
-    ``emg->acc``) for ``epochs`` (14: enough for discovery to find the planted edges in each of
-    24 seeds and thread counts tried, tests/integration/test_discovery_planted.py; a route in
-    both directions takes longer to be used, test_head_planted.py trains 25); returned in eval
-    mode, without the masks. ``reuse``: read the training
-    where it was done before (`emg_lens.train.fit`'s ``reuse``), which ``report`` (``print``,
-    say) is told of."""
+    """An IsoNet of ``preset``'s size (``demo``: 2 layers, the tests'; ``paper``: its own 5)
+    trained with `training_edges` cut (``planted`` None: plain training; ``route``: the
+    cross-modal edges left open on the planted heads, default ``emg->acc``) for ``epochs`` (14:
+    enough for discovery to find the planted edges in each of 24 seeds and thread counts
+    tried, tests/integration/test_discovery_planted.py; a route in both directions takes longer
+    to be used, test_head_planted.py trains 25); returned in eval mode, without the masks.
+    ``reuse``: read the training where it was done before (`emg_lens.train.fit`'s ``reuse``),
+    which ``report`` (``print``, say) is told of; ``device``: where it trains (and stays)."""
     cfg = config_for_data(
         IsoNet,
-        "demo",
+        preset,
         data.modalities,
         data.n_classes,
         data.X_train.shape[-1],
-        n_layers=2,
+        **({"n_layers": 2} if preset == "demo" else {}),
         seed=seed,
+        device=device,
     )
     model = IsoNet(cfg)
     train = TrainConfig(epochs=epochs, lr=2e-3, anneal_fraction=1.0, seed=seed, progress=False)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from emg_lens import EncoderConfig
 
@@ -233,3 +234,17 @@ def test_attach_vs_convert_prints_one_json_line_per_architecture_and_grid(capsys
     # CBraMod's attached model has two attention calls (spatial, temporal) per layer
     cbramod = results[0]["conditions"]
     assert cbramod["attached"] - 1 == 2 * (cbramod["converted"] - 1)
+
+
+@pytest.mark.slow
+def test_the_one_at_a_time_grid_measures_what_the_exact_passes_measure():
+    """screen_vs_exact's grid as a user runs it (one hooked forward per candidate) gives every
+    candidate's exact margin change, as discovery's exact passes compute it."""
+    bench = _load("screen_vs_exact")
+    model, data = bench._random_subject("tiny", 12, seed=1)
+    family = bench.default_family(model)
+    X, y = torch.as_tensor(data.X_test), torch.as_tensor(data.y_test)
+    ours = bench.one_at_a_time(model, X, y, family, "logits")
+    exact = bench._exact_effects(model, data, family, "margin", "logits")[0]
+    assert len(ours) == len(family) and any(abs(e) > 1e-3 for e in exact)
+    assert ours == pytest.approx(exact, abs=1e-5)

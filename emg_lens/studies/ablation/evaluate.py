@@ -11,12 +11,14 @@ the same numbers, the device's choice (`emg_lens.studies.ablation.stacking`, whi
 a CPU's large batches, `windows_per_call`). Conditions with equal effects share one
 evaluation, as do those whose last-layer masks cut no query row the readout reads (such a mask
 is dropped); the last layer computes only the rows the readout reads (within float error).
-`tree_plan` says what is left to run. The outputs are checked for non-finite values, copied to
-the host as one stack and scored in one pass (`emg_lens.stats.metrics.score_stacked`).
+`tree_plan` says what is left to run. The outputs are copied to the host as one stack (one
+copy per subject), checked there for non-finite values, and scored in one pass
+(`emg_lens.stats.metrics.score_stacked`).
 
 Before a condition's result is accepted, a few windows are run again through the *hooked* path
 (``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
-of ``hook_pattern`` exactly 0: a mask that did not take effect is an error, not a result.
+of ``hook_pattern`` exactly 0 (compared on the device, read back once per subject): a mask
+that did not take effect is an error, not a result.
 Input ablations, user hook factories and erasures (`emg_lens.studies.ablation.erasure`: fitted
 on the subject's training windows) run as plain hooked forward passes.
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -240,14 +242,16 @@ def _canonical_sequences(
 @dataclass(frozen=True)
 class TreePlan:
     """The work of the prefix tree per window batch: block evaluations per layer (one per
-    distinct non-empty prefix ending at that layer), each sharing its parent's projections
-    (one per distinct prefix ending at the layer before: `projections_per_layer`), the last
-    layer at the query ``rows`` the readout reads (None: every row), and readouts (one per
-    distinct effect)."""
+    distinct non-empty prefix ending at that layer, `children`, each a prefix of mask ids into
+    `masks`, ``[head, q, k]``), each sharing its parent's projections (one per distinct prefix
+    ending at the layer before: `projections_per_layer`), the last layer at the query ``rows``
+    the readout reads (None: every row), and readouts (one per distinct effect)."""
 
     blocks_per_layer: tuple[int, ...]
     effects: int
     rows: tuple[int, ...] | None = None
+    children: tuple[tuple[tuple, ...], ...] = field(default=(), repr=False, compare=False)
+    masks: tuple[torch.Tensor, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def blocks(self) -> int:
@@ -261,16 +265,22 @@ class TreePlan:
         return (1, *self.blocks_per_layer[:-1])
 
     @classmethod
-    def of(cls, sequences: Iterable[tuple], rows: Iterable[int] | None = None) -> TreePlan:
-        """The plan for (canonical) mask sequences.
+    def of(
+        cls, sequences: Iterable[tuple], rows: Iterable[int] | None = None, masks: tuple = ()
+    ) -> TreePlan:
+        """The plan for (canonical) mask sequences (their ids into ``masks``).
 
         >>> TreePlan.of([(None, None), (None, 0), (0, 0), (0, None)])
         TreePlan(blocks_per_layer=(2, 4), effects=4, rows=None)
         """
         wanted = set(sequences)
         n_layers = len(next(iter(wanted)))
-        per_layer = tuple(len({s[: layer + 1] for s in wanted}) for layer in range(n_layers))
-        return cls(per_layer, len(wanted), None if rows is None else tuple(rows))
+        children = tuple(
+            tuple(sorted({s[: layer + 1] for s in wanted}, key=str)) for layer in range(n_layers)
+        )
+        per_layer = tuple(len(c) for c in children)
+        rows = None if rows is None else tuple(rows)
+        return cls(per_layer, len(wanted), rows, children, tuple(masks))
 
 
 def tree_plan(
@@ -299,7 +309,7 @@ def tree_plan(
     sequences, _ = _edge_sequences(model, conditions, code, table)
     distinct = sorted(set(sequences.values()), key=str)
     canonical = _canonical_sequences(model, distinct, table, spec.return_type, _model_reads(model))
-    return TreePlan.of(canonical.values(), _read_rows(table, spec.return_type))
+    return TreePlan.of(canonical.values(), _read_rows(table, spec.return_type), table.masks)
 
 
 def structural_zeros(spec: StudySpec, model, conditions: list[Condition]) -> list[str]:
@@ -387,38 +397,34 @@ def _run_prefix_tree(
 
 
 @torch.inference_mode()
-def _verify(
-    model,
-    X: torch.Tensor,
-    seq: tuple,
-    logits: torch.Tensor,
-    table: _MaskTable,
-    name: str,
-    return_type: str = "logits",
-) -> None:
-    """Re-run a few windows through the hooked path; demand equal logits and zero patterns."""
-    masks = table.on(X.device)
-    layers = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
+def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type: str) -> None:
+    """Re-run a few windows of each condition (``checks``: its name, mask sequence and logits)
+    through the hooked path; demand equal logits and zero patterns. Compared on the device and
+    read back in one copy (on a GPU each read is a synchronisation)."""
+    masks, found = table.on(X.device), []
     layout_of = getattr(model, "layout_of", lambda layer: model.layout)
-    hooks = [
-        (attn_scores_filter([layer]), mask_edges(m, layout_of(layer)))
-        for layer, m in layers.items()
-    ]
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
-    with model.hooks(fwd_hooks=hooks):
-        hooked, cache = model.run_with_cache(X, names_filter=names, return_type=return_type)
-    for layer, mask in layers.items():
-        leaked = cache[names[list(layers).index(layer)]][:, mask]
-        if leaked.abs().max() != 0:
+    for _, seq, logits in checks:
+        layers = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
+        hooks = [(attn_scores_filter([i]), mask_edges(m, layout_of(i))) for i, m in layers.items()]
+        names = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
+        with model.hooks(fwd_hooks=hooks):
+            hooked, cache = model.run_with_cache(X, names_filter=names, return_type=return_type)
+        leaked = [torch.where(m, cache[n].abs(), 0).amax() for n, m in zip(names, layers.values())]
+        close = torch.isclose(hooked, logits, atol=1e-4, rtol=1e-4).all()
+        found += [*leaked, ~close, (hooked - logits).abs().amax()]
+    values = iter(torch.stack([v.float() for v in found]).tolist() if found else [])
+    for name, seq, _ in checks:
+        for layer in (layer for layer, i in enumerate(seq) if i is not None):
+            if (leak := next(values)) != 0:  # NaN too
+                raise StudyError(
+                    f"condition {name!r}: masked attention at layer {layer} is not zero "
+                    f"(max {leak:.3g}); the mask did not take effect"
+                )
+        not_close, diff = next(values), next(values)
+        if not_close:
             raise StudyError(
-                f"condition {name!r}: masked attention at layer {layer} is not zero "
-                f"(max {float(leaked.abs().max()):.3g}); the mask did not take effect"
+                f"condition {name!r}: the hooked path and the batched path disagree by {diff:.3g}"
             )
-    if not torch.allclose(hooked, logits, atol=1e-4, rtol=1e-4):
-        diff = float((hooked - logits).abs().max())
-        raise StudyError(
-            f"condition {name!r}: the hooked path and the batched path disagree by {diff:.3g}"
-        )
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -476,8 +482,11 @@ def evaluate_subject(
     # stacked, checked and scored once, the unmasked first
     shared = {id(logits[seq]): logits[seq] for seq in distinct}
     row = {seq: list(shared).index(id(logits[seq])) for seq in distinct}
-    stacked = torch.stack(list(shared.values()))
-    all_finite = _all_finite(stacked)
+    # One copy to the host for the tree's outputs (on a GPU each .cpu() is a synchronisation),
+    # checked there, every distinct one scored in one vectorised pass; equal sequences share
+    # a cell's values
+    host = torch.stack(list(shared.values())).cpu()
+    all_finite = torch.isfinite(host).flatten(1).all(1).numpy()
     finite = {seq: bool(all_finite[row[seq]]) for seq in distinct}
     if not finite[unmasked]:  # a broken model is named as such
         _refuse_non_finite(logits[unmasked], spec, subject_id, BASELINE)
@@ -498,23 +507,11 @@ def evaluate_subject(
         _refuse_non_finite(reference, spec, subject_id, BASELINE)  # a broken model first
         for c in other:
             _refuse_non_finite(hooked[c.key], spec, subject_id, c)
-    if verify:
+    if verify:  # every masked sequence once, named by its last condition
         names = {seq: c.name for c in todo if (seq := sequences.get(c.key)) is not None}
-        for seq, name in names.items():
-            if any(i is not None for i in seq):
-                _verify(
-                    model,
-                    X[:VERIFY_WINDOWS],
-                    seq,
-                    logits[seq][:VERIFY_WINDOWS],
-                    table,
-                    name,
-                    spec.return_type,
-                )
-    # every output computed and checked: scored together. One copy to the host for the tree's
-    # outputs (on a GPU each .cpu() is a synchronisation), every distinct one scored in one
-    # vectorised pass; equal sequences share a cell's values
-    host = stacked.cpu()
+        n = VERIFY_WINDOWS
+        checks = [(name, s, logits[s][:n]) for s, name in names.items() if s != unmasked]
+        _verify(model, X[:n], checks, table, spec.return_type)
     scored = score_stacked(host, host[row[unmasked]], y, data.n_classes, trials)
     scored_hooked = {
         key: score_logits(out, reference, y, data.n_classes, trials) for key, out in hooked.items()
@@ -532,11 +529,6 @@ def evaluate_subject(
 def _copy(cell: dict[str, Any]) -> dict[str, Any]:
     """A cell of its own (its dicts and lists copied) for each condition sharing an output."""
     return {k: v.copy() if isinstance(v, (dict, list)) else v for k, v in cell.items()}
-
-
-def _all_finite(stacked: torch.Tensor) -> np.ndarray:
-    """Whether each output of a stack ``[output, ...]`` is all finite, in one host sync."""
-    return torch.isfinite(stacked).flatten(1).all(1).cpu().numpy()
 
 
 def _refuse_non_finite(out: torch.Tensor, spec: StudySpec, subject_id: int, c: Condition) -> None:

@@ -77,7 +77,8 @@ def _subject(seed: int = 0) -> tuple[IsoNet, SubjectData]:
 def _count_blocks(model) -> tuple[Counter, list]:
     """A counter of (layer, what, window rows, query rows) over the model's block work: whole
     calls (``"block"``), shared projections (``"project"``) and the rest of a block from
-    them (``"from"``); and an undo list."""
+    them (``"from"``), and of (layer, ``"mask"``, the mask each of those applies); and an
+    undo list."""
     calls: Counter = Counter()
     undo = []
     for layer, block in enumerate(model.blocks):
@@ -96,6 +97,8 @@ def _count_blocks(model) -> tuple[Counter, list]:
 
         def from_projected(resid, projected, mask=None, layer=layer, real=block.from_projected):
             calls.update([(layer, "from", resid.shape[0], projected.q.shape[1])])
+            cut = None if mask is None else (tuple(mask.shape), mask.flatten().nonzero().tolist())
+            calls.update([(layer, "mask", str(cut))])  # which mask each call applies
             return real(resid, projected, mask)
 
         block.project, block.from_projected = project, from_projected
@@ -125,9 +128,13 @@ def test_the_bound_runs_the_blocks_the_runner_runs():
         bench.lower_bound(models, plans, BATCH)
     finally:
         _undo(undo)
-    # The same work at the same shapes: per layer and window batch, one projection per parent
-    # and the rest of the block once per distinct prefix, the last layer at the CLS row alone.
+    # The same work at the same shapes, with the same masks: per layer and window batch, one
+    # projection per parent and the rest of the block once per distinct prefix, the last
+    # layer at the CLS row alone.
     assert calls == runner_calls
+    masked = sum(n for key, n in calls.items() if key[1] == "mask" and key[2] != "None")
+    assert masked > 0
+    runner_calls = Counter({k: n for k, n in runner_calls.items() if k[1] != "mask"})
     plan = plans[1]
     assert plan.rows == (0,)
     n_tokens, last = model.layout.n_tokens, model.cfg.n_layers - 1
