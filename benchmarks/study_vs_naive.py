@@ -18,7 +18,8 @@ random test windows (``--preset demo``: 32-D, 4 heads; ``--preset paper``: 512-D
   the runner shares them; the last layer at the query rows the readout reads), in the calls
   the runner makes (`windows_per_call`: on a CPU, a paper-size window batch in calls of 55
   windows), and one readout per distinct effect. No copy to the host, no metric, no check.
-  `tests/unit/studies/ablation/test_study_bound.py` checks that the runner runs exactly these blocks.
+  `tests/unit/studies/ablation/test_study_bound.py` checks that the runner runs exactly these
+  blocks.
 
 The script first asserts that the runner and the naive loop give identical predictions for
 every condition of every subject (the labels are the unmasked model's own predictions, so
