@@ -547,7 +547,7 @@ class Attention(ConfigInit, nn.Module):
         self,
         projected: Projected,
         edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
+    ) -> Float[torch.Tensor, "batch row d_model"]:
         """The fast path's second half: attention's output from `project`'s ``q, k, v`` with
         ``edge_mask``: ``[batch, pos, d_model]``, or ``[batch, row, d_model]`` for a projection
         of some query rows (equal to those rows of the whole output within float error: the

@@ -42,8 +42,8 @@ class LayerNorm(ConfigInit, nn.Module):
         self.hook_normalized = HookPoint()  # [batch, pos, length]
 
     def forward(
-        self, x: Float[torch.Tensor, "batch pos length"]
-    ) -> Float[torch.Tensor, "batch pos length"]:
+        self, x: Float[torch.Tensor, "*batch length"]
+    ) -> Float[torch.Tensor, "*batch length"]:
         if not (
             self.hook_scale.fwd_hooks
             or self.hook_normalized.fwd_hooks

@@ -40,6 +40,7 @@ from emg_lens.errors import (
     DataFormatError,
     check_field_types,
     check_int,
+    fields_checked,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
 SEGMENTS = {"transient": (0.0, 0.5), "steady": (1.0, 2.0), "full": (0.0, None)}
 
 
+@fields_checked
 @dataclass(frozen=True)
 class PreprocessSpec(DictSpec):
     """How to turn a recording into windows. Defaults follow the paper where it says."""

@@ -282,7 +282,7 @@ class Interceptor(TorchFunctionMode):
             edge_mask=site.edge_mask,
             on_scores=site.on_scores,
             on_pattern=site.on_pattern,
-            dropout_p=a["dropout_p"],
+            dropout_p=float(a["dropout_p"]),
         )
         return out.squeeze(1) if flat else out
 
