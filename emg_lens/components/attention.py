@@ -47,7 +47,7 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, no_type_check
 
 import torch
 import torch.nn.functional as F
@@ -673,6 +673,7 @@ class Attention(ConfigInit, nn.Module):
         ``[d_read, 3 * heads * d_head]`` matrix, their biases and its ``W_O`` columns of the
         slice it writes; and ``b_O`` (`_guarded_b_O`). Cached by `_cached`."""
 
+        @no_type_check  # made on every forward: no runtime type checker's wrapper each time
         def build():
             parts = []
             for plan in self._plans:
@@ -695,6 +696,7 @@ class Attention(ConfigInit, nn.Module):
         biases), so q, k and v come from one matmul; and ``b_O`` (`_guarded_b_O`). Cached by
         `_cached`."""
 
+        @no_type_check  # made on every forward: no runtime type checker's wrapper each time
         def build():
             W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
             b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()
