@@ -104,10 +104,10 @@ class SubjectData:
     subject: int
     modalities: dict[str, int]
     classes: list[int]
-    X_train: Float[np.ndarray, "n channel time"]
+    X_train: Float[np.ndarray, "n_train channel time"]
     y_train: np.ndarray
     rep_train: np.ndarray
-    X_test: Float[np.ndarray, "n channel time"]
+    X_test: Float[np.ndarray, "n_test channel time"]
     y_test: np.ndarray
     rep_test: np.ndarray
     meta: dict = field(default_factory=dict)
