@@ -28,6 +28,7 @@ from emg_lens.errors import (
     check_field_types,
     check_int,
     check_seed,
+    fields_checked,
 )
 
 __all__ = ["PRESETS", "EncoderConfig", "config_for_data"]
@@ -60,6 +61,7 @@ ADDED_FIELD_DEFAULTS: dict[str, Any] = {
 }
 
 
+@fields_checked
 @dataclass
 class EncoderConfig(TransformerLensConfig):
     """Config of a TransformerLens-hookable biosignal encoder.

@@ -54,6 +54,7 @@ __all__ = [
     "check_names",
     "check_seed",
     "describe",
+    "fields_checked",
     "mismatch",
 ]
 
@@ -498,6 +499,31 @@ def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None
         plain = _plain_number(value)
         if plain is not value:
             object.__setattr__(cfg, field.name, plain)  # frozen dataclasses too
+
+
+C = typing.TypeVar("C", bound=type)
+
+
+def fields_checked(cls: C) -> C:
+    """Mark the dataclass ``cls`` as one whose ``__post_init__`` checks its fields
+    (`check_field_types`, or its own checks) and stores them as their hints say: its
+    ``__init__`` takes any value (a dtype's name, a numpy number, a list) and refuses a wrong
+    one by name, so a runtime type checker (the test suite's jaxtyping + beartype) leaves the
+    ``__init__`` to it (`typing.no_type_check`).
+
+    >>> @fields_checked
+    ... @dataclasses.dataclass
+    ... class Recipe:
+    ...     width: int = 1
+    ...     def __post_init__(self):
+    ...         check_field_types(self)
+    >>> Recipe(width="2")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConfigError: Recipe.width must be an int, got '2'
+    """
+    typing.no_type_check(cls.__init__)
+    return cls
 
 
 @functools.cache

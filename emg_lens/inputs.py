@@ -20,12 +20,12 @@ from torch import nn
 
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, InputShapeError, describe
-from emg_lens.models.base import ATTENTION_HOOKS, HookedEncoder, provides
+from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, provides
 
 __all__ = ["as_subject_data", "check_deterministic", "check_model"]
 
 
-def check_model(model: object) -> HookedEncoder:
+def check_model(model: object) -> HookedBiosignalModel:
     """Return ``model`` if it is an emg_lens model with attention hooks at every layer (an
     encoder, converted or attached: the `ATTENTION_HOOKS` of the hook contract), else raise
     `ArgumentError`. Tools that read more (weights, a layer-by-layer forward) also call

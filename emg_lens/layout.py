@@ -31,7 +31,14 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
-from emg_lens.errors import LayoutError, check_channel_names, check_int, check_names, describe
+from emg_lens.errors import (
+    LayoutError,
+    check_channel_names,
+    check_int,
+    check_names,
+    describe,
+    fields_checked,
+)
 
 __all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
 
@@ -39,6 +46,7 @@ CLS = "cls"
 """The group name of the CLS token."""
 
 
+@fields_checked
 @dataclass(frozen=True)
 class TokenLayout:
     """Per-position token metadata: ``group[i]``, ``channel[i]`` and ``time[i]``.

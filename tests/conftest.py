@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 
+import jaxtyping
 import pytest
 import torch
 
-from tests import slow_marker
+from tests import slow_marker, typecheck  # noqa: F401 (typecheck: the suite's checker)
 from tests.shared_on_disk import SharedOnDisk
 from tests.slow_marker import (  # noqa: F401 (hooks: the slow marker kept true)
     pytest_runtest_logreport,
@@ -34,6 +35,23 @@ def _seed():
         torch.manual_seed(0)
     else:
         torch.random.default_generator.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _unchecked(request):
+    """jaxtyping's runtime checks (on for emg_lens in the suite: pyproject's addopts) off in a
+    test marked ``unchecked``: one that passes a value its annotation refuses on purpose, to see
+    emg_lens's own named error, which is what a user meets (the checks are the suite's); or
+    one that exports through torch.onnx's tracer, under which every size is a 0-d tensor."""
+    if request.node.get_closest_marker("unchecked") is None:
+        yield
+        return
+    before = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", before)
 
 
 @pytest.fixture(scope="session")

@@ -257,9 +257,9 @@ def fused(
 
 
 def pattern_of(
-    scores: Float[torch.Tensor, "batch head query key"],
+    scores: Float[torch.Tensor, "*batch query key"],
     softmax: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> Float[torch.Tensor, "batch head query key"]:
+) -> Float[torch.Tensor, "*batch query key"]:
     """``softmax(scores)`` over the keys, a row whose scores are all -inf a zero row (it
     attends to nothing), with a zero gradient (its softmax is taken over zeros, then zeroed);
     ``softmax`` is the model's own call where there is one.

@@ -194,7 +194,7 @@ class TransformerBlock(nn.Module):
         resid_pre: Float[torch.Tensor, "batch pos d_model"],
         projected: Projected,
         edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
+    ) -> Float[torch.Tensor, "batch row d_model"]:
         """The block's output for ``resid_pre`` from `project`'s projections of it, with
         ``edge_mask``: ``forward(resid_pre, edge_mask)`` bit for bit, or its ``rows`` (within
         float error) for a projection of some query rows.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from einops import einsum, rearrange, repeat
-from jaxtyping import Float
+from jaxtyping import Float, Shaped
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
@@ -13,8 +13,8 @@ from emg_lens.config import EncoderConfig
 
 
 def cut_patches(
-    signals: Float[torch.Tensor, "batch channel time"], n_patches: int
-) -> Float[torch.Tensor, "batch channel patch sample"]:
+    signals: Shaped[torch.Tensor, "batch channel time"], n_patches: int
+) -> Shaped[torch.Tensor, "batch channel patch sample"]:
     """Each channel's window cut into ``n_patches`` patches of consecutive samples (a view).
 
     >>> cut_patches(torch.arange(8.0).view(1, 2, 4), 2)[0, 1].tolist()  # channel 1

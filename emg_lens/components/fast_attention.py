@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, no_type_check
 
 import torch
 import torch.nn.functional as F
@@ -138,7 +138,7 @@ class FastAttention:
         self,
         projected: Projected,
         edge_mask: Bool[torch.Tensor, "... query_pos key_pos"] | None = None,
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
+    ) -> Float[torch.Tensor, "batch row d_model"]:
         """The fast path's second half: attention's output from `project`'s ``q, k, v`` with
         ``edge_mask``: ``[batch, pos, d_model]``, or ``[batch, row, d_model]`` for a projection
         of some query rows (equal to those rows of the whole output within float error: the
@@ -204,6 +204,7 @@ class FastAttention:
         biases), so q, k and v come from one matmul; and ``b_O`` (`_guarded_b_O`). Cached by
         `_cached`."""
 
+        @no_type_check  # made on every forward: no runtime type checker's wrapper each time
         def build():
             W = torch.cat((self.W_Q, self.W_K, self.W_V), dim=0).permute(1, 0, 2).flatten(1)
             b = torch.cat((self.b_Q, self.b_K, self.b_V), dim=0).flatten()

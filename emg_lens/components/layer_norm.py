@@ -43,8 +43,8 @@ class LayerNorm(ConfigInit, nn.Module):
         self.hook_normalized = HookPoint()  # [batch, pos, length]
 
     def forward(
-        self, x: Float[torch.Tensor, "batch pos length"]
-    ) -> Float[torch.Tensor, "batch pos length"]:
+        self, x: Float[torch.Tensor, "*batch length"]
+    ) -> Float[torch.Tensor, "*batch length"]:
         if not observed((self.hook_scale, self.hook_normalized)):
             # Nothing observes the scale: the fused kernel computes the same function.
             return F.layer_norm(x, self.w.shape, self.w, self.b, self.eps)

@@ -41,6 +41,7 @@ from emg_lens.errors import (
     DataFormatError,
     check_field_types,
     check_int,
+    fields_checked,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
 SEGMENTS = {"transient": (0.0, 0.5), "steady": (1.0, 2.0), "full": (0.0, None)}
 
 
+@fields_checked
 @dataclass(frozen=True)
 class PreprocessSpec(DictSpec):
     """How to turn a recording into windows. Defaults follow the paper where it says."""
@@ -103,10 +105,10 @@ class SubjectData:
     subject: int
     modalities: dict[str, int]
     classes: list[int]
-    X_train: Float[np.ndarray, "n channel time"]
+    X_train: Float[np.ndarray, "n_train channel time"]
     y_train: np.ndarray
     rep_train: np.ndarray
-    X_test: Float[np.ndarray, "n channel time"]
+    X_test: Float[np.ndarray, "n_test channel time"]
     y_test: np.ndarray
     rep_test: np.ndarray
     meta: dict = field(default_factory=dict)

@@ -64,7 +64,7 @@ def _norm(values: Sequence[np.ndarray], symmetric: bool) -> Normalize:
     return Normalize(lo, hi)
 
 
-def electrode_values(values: Sequence[float], montage: Montage) -> np.ndarray:
+def electrode_values(values: Sequence[float] | np.ndarray, montage: Montage) -> np.ndarray:
     """A value per electrode: the mean of its channels' (its axes); NaN where all are NaN.
 
     >>> from emg_lens.geometry import ring
@@ -151,7 +151,7 @@ def _draw_part(ax: plt.Axes, part: Part, values: np.ndarray, norm: Normalize, cm
 
 
 def plot_channel_values(
-    values: Mapping[str, Sequence[float]],
+    values: Mapping[str, Sequence[float] | np.ndarray],
     montages: Mapping[str, Montage],
     *,
     title: str,
@@ -199,7 +199,7 @@ def plot_channel_values(
 
 
 def plot_channel_value_rows(
-    rows: Mapping[str, Mapping[str, Sequence[float]]],
+    rows: Mapping[str, Mapping[str, Sequence[float] | np.ndarray]],
     montage: Montage,
     *,
     title: str,

@@ -264,7 +264,7 @@ def zero_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
 
 
 def mask_edges_batched(
-    masks: Bool[torch.Tensor, "condition head_index query_pos key_pos"],
+    masks: Bool[torch.Tensor, "condition *head_index query_pos key_pos"],
 ) -> HookFn:
     """Hook for ``hook_attn_scores`` applying ``masks[c]`` to the ``c``-th of ``C`` equal,
     contiguous slices of the batch (so the batch is condition-major: ``[C * N, ...]``).

@@ -26,7 +26,7 @@ from transformer_lens import ActivationCache
 from emg_lens.errors import ArgumentError, LayoutError
 from emg_lens.hooks import layer_of
 from emg_lens.layout import TokenLayout
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.base import HookedBiosignalModel
 
 __all__ = ["check_cache", "layout_at", "pattern_names"]
 
@@ -47,7 +47,9 @@ def pattern_names(n_layers: int) -> list[str]:
     return [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
 
 
-def check_cache(cache: object, model: HookedEncoder, names: Iterable[str]) -> ActivationCache:
+def check_cache(
+    cache: object, model: HookedBiosignalModel, names: Iterable[str]
+) -> ActivationCache:
     """Return ``cache`` if it is a batched `ActivationCache` made by ``model`` holding every
     name in ``names`` with shapes that fit ``model.layout``.
 

@@ -123,7 +123,14 @@ def _scalar(metric: Metric, output: Any) -> float:
 class _Sweep:
     """Shared state of one patching sweep: inputs, clean activations, baseline metrics."""
 
-    def __init__(self, model: Any, clean: Any, corrupted: Any, metric: Metric, names: list[str]):
+    def __init__(
+        self,
+        model: Any,
+        clean: Any,
+        corrupted: Any,
+        metric: Metric,
+        names: list[str] | Callable[[str], bool],
+    ):
         check_model(model)
         check_deterministic(model)
         if not callable(metric):

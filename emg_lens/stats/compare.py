@@ -193,7 +193,7 @@ def compare(
 
 def compare_rows(
     masked: Float[np.ndarray, "rows n_masked"],
-    baseline: Sequence[float],
+    baseline: Sequence[float] | Float[np.ndarray, " n_baseline"],
     test: str = "mannwhitneyu",
 ) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
     """`compare` for each row of ``masked`` against one baseline: ``(statistics, p)``, each
@@ -338,7 +338,9 @@ def _check_test(test: str) -> None:
 
 
 def rank_biserial(
-    masked: Sequence[float], baseline: Sequence[float], test: str = "mannwhitneyu"
+    masked: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    test: str = "mannwhitneyu",
 ) -> float:
     """Effect size of ``test`` in [-1, 1], **negative when the masked values are lower** (a
     drop), positive for a rise, 0 for no tendency; NaN pairs/values are left out.

@@ -52,7 +52,7 @@ subject 3: the model's 0.500 is below the per-channel feature baseline's 1.000
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from jaxtyping import Float
@@ -96,6 +96,7 @@ LOG_FLOOR = 1e-6
 """The log RMS's floor, as a share of the channel's RMS over the training windows."""
 
 
+@runtime_checkable
 class Split(Protocol):
     """Training and held-out windows with their labels or targets (a `SubjectData`, or
     `emg_lens.data.windows.contraction.ContractionWindows`)."""

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import CheckpointError, ConfigError, DataFormatError, check_int
+from emg_lens.errors import CheckpointError, ConfigError, DataFormatError, check_int, fields_checked
 from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
 from emg_lens.train.inputs import window_dataset
 from emg_lens.train.loop import RecipeLog, run_recipe
@@ -69,6 +69,7 @@ MONITORS = ("loss", "accuracy")  # FinetuneConfig.monitor: lowest validation los
 H = TypeVar("H", bound="RunHistory")
 
 
+@fields_checked
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Fine-tuning settings; defaults are BioFoundation's TinyMyo fine-tuning configuration

@@ -32,7 +32,7 @@ from jaxtyping import Bool, Float
 from torch.utils.data import DataLoader, Dataset
 
 from emg_lens.checkpoints import save_checkpoint
-from emg_lens.errors import ArgumentError, ConfigError
+from emg_lens.errors import ArgumentError, ConfigError, fields_checked
 from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.distributed import process_rank, unwrap
 from emg_lens.train.inputs import UNLABELED, window_dataset
@@ -52,6 +52,7 @@ __all__ = [
 RECIPE = "tinymyo-masked-pretraining"
 
 
+@fields_checked
 @dataclass(frozen=True)
 class PretrainConfig:
     """Masked pretraining settings; defaults are BioFoundation's TinyMyo pretraining

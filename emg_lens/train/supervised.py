@@ -35,6 +35,7 @@ from emg_lens.errors import (
     EdgeExpressionError,
     check_field_types,
     check_seed,
+    fields_checked,
 )
 from emg_lens.models.base import HookedEncoder
 from emg_lens.provenance import source_digest
@@ -59,6 +60,7 @@ PROGRESS_SECONDS = 5.0
 epoch and then at least this often (a log on a busy machine must not stay silent for minutes)."""
 
 
+@fields_checked
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimiser and schedule. Defaults are the paper's where it gives them."""

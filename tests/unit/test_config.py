@@ -184,6 +184,7 @@ def test_config_for_data_from_a_preset_or_a_config():
     assert (fusion.tokenization, fusion.patch_samples) == ("tubelet", 40)
 
 
+@pytest.mark.unchecked
 def test_config_for_data_refuses_what_the_data_decides():
     from emg_lens.models import IsoNet
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from emg_lens.data.formats._matlab import read_mat
-from emg_lens.errors import ArgumentError, DataFormatError, check_field_types
+from emg_lens.errors import ArgumentError, DataFormatError, check_field_types, fields_checked
 
 __all__ = ["DECIMALS", "SUFFIXES", "CsvFormat", "is_number", "read_trial"]
 
@@ -45,6 +45,7 @@ _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DIGITS = re.compile(r"[0-9]+")
 
 
+@fields_checked
 @dataclass(frozen=True)
 class CsvFormat:
     """How to read a CSV trial file (see the module docstring): ``header`` (None: decided by

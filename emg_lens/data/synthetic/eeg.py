@@ -59,7 +59,13 @@ from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.synthetic.protocol import onset_ramp, trial_timeline
 from emg_lens.edges.regions import LOBES, place, region_channels
-from emg_lens.errors import ArgumentError, ConfigError, UnplacedChannelError, check_field_types
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    UnplacedChannelError,
+    check_field_types,
+    fields_checked,
+)
 from emg_lens.geometry import Montage, scalp
 
 __all__ = [
@@ -130,6 +136,7 @@ in test."""
 MICROVOLTS = 10.0  # the background's std per channel, in uV
 
 
+@fields_checked
 @dataclass(frozen=True)
 class SyntheticEEGSpec(DictSpec):
     """Parameters of the synthetic EEG; every field is documented at its default."""

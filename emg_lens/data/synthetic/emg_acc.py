@@ -49,7 +49,7 @@ from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.reader import DatasetReader, Source, no_files
 from emg_lens.data.recording import Recording
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
-from emg_lens.errors import ArgumentError, ConfigError, check_field_types
+from emg_lens.errors import ArgumentError, ConfigError, check_field_types, fields_checked
 
 __all__ = [
     "DB2_EXERCISE_KINDS",
@@ -71,6 +71,7 @@ __all__ = [
 GESTURE_KINDS = ("emg", "acc", "interaction")
 
 
+@fields_checked
 @dataclass(frozen=True)
 class SyntheticSpec:
     """Parameters of the synthetic dataset; every field is documented at its default."""

@@ -32,7 +32,7 @@ from emg_lens.data.formats.hdsemg import GRID, SAMPLE_RATE, write_hdsemg
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
-from emg_lens.errors import ConfigError, check_field_types
+from emg_lens.errors import ConfigError, check_field_types, fields_checked
 
 __all__ = [
     "MAX_GESTURES",
@@ -50,6 +50,7 @@ N_GRIDS = 2  # extensors, flexors
 FORCE_NEUTRAL = 2.5  # volts at rest
 
 
+@fields_checked
 @dataclass(frozen=True)
 class SyntheticHDsEMGSpec(DictSpec):
     """Parameters of the synthetic HD-sEMG dataset; every field is documented at its default."""

@@ -41,7 +41,13 @@ from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
 from emg_lens.data.windows.pipeline import WindowBatch
-from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    DataFormatError,
+    check_field_types,
+    fields_checked,
+)
 from emg_lens.geometry import Montage
 
 __all__ = [
@@ -71,6 +77,7 @@ SPLIT_CODES: dict[str, int] = {"train": 1, "val": 2, "test": 3}
 """Split -> the code a window's ``repetition`` column holds in a downstream window store."""
 
 
+@fields_checked
 @dataclass(frozen=True)
 class DownstreamPreprocess(DictSpec):
     """The thesis's downstream recipe for one dataset (parameters only; see the module)."""

@@ -50,7 +50,13 @@ from scipy import signal as sps
 from emg_lens.data.preprocess import PreprocessSpec, Scaler, filter_signals
 from emg_lens.data.recording import Recording
 from emg_lens.data.spec import DictSpec
-from emg_lens.errors import ArgumentError, ConfigError, DataFormatError, check_field_types
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    DataFormatError,
+    check_field_types,
+    fields_checked,
+)
 
 __all__ = [
     "NORMALIZATIONS",
@@ -74,6 +80,7 @@ MAX_RESAMPLE_TERM = 1000
 """Largest up/down factor `resample` accepts (2048 Hz -> 2 kHz is 125/128)."""
 
 
+@fields_checked
 @dataclass(frozen=True)
 class TinyMyoPreprocess(DictSpec):
     """TinyMyo's preprocessing recipe; the defaults are the published ones."""

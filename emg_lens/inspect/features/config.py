@@ -9,7 +9,14 @@ from typing import Any
 
 import torch
 
-from emg_lens.errors import ArgumentError, ConfigError, LayoutError, check_field_types, describe
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    LayoutError,
+    check_field_types,
+    describe,
+    fields_checked,
+)
 
 __all__ = ["HOOKS", "FeatureConfig"]
 
@@ -17,6 +24,7 @@ HOOKS = ("resid_pre", "resid_mid", "resid_post")
 """The residual hooks of a block an autoencoder can read."""
 
 
+@fields_checked
 @dataclass(frozen=True)
 class FeatureConfig:
     """What `train_features` fits: a TopK autoencoder of ``n_features`` features, ``k`` active

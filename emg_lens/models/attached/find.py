@@ -27,6 +27,7 @@ import fnmatch
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import no_type_check
 
 import torch
 from torch import nn
@@ -155,6 +156,7 @@ class _Recorder(ModuleTracker):
     def _enter(self, path):
         push = super()._enter(path)
 
+        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         def hook(module, args):
             push(module, args)
             self._open.append((len(self.calls), _shape(args[0]) if args else None))
@@ -164,6 +166,7 @@ class _Recorder(ModuleTracker):
     def _exit(self, path):
         pop = super()._exit(path)
 
+        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         def hook(module, args, output):
             pop(module, args, output)
             if self._open:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, no_type_check
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +124,7 @@ class Scope:
     def guard(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         """``hook``, acting only while this scope is the innermost one open here."""
 
+        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         @functools.wraps(hook)
         def guarded(*args: Any) -> Any:
             return hook(*args) if _OPEN.get() is self else None
@@ -168,12 +169,14 @@ class ModuleTracker:
             self.stack.clear()
 
     def _enter(self, path: str) -> Callable:
+        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         def hook(module: nn.Module, args: tuple) -> None:
             self.stack.append(path)
 
         return hook
 
     def _exit(self, path: str) -> Callable:
+        @no_type_check  # one per module and call: no runtime type checker's wrapper each
         def hook(module: nn.Module, args: tuple, output: object) -> None:
             if self.stack and self.stack[-1] == path:
                 self.stack.pop()
@@ -282,7 +285,7 @@ class Interceptor(TorchFunctionMode):
             edge_mask=site.edge_mask,
             on_scores=site.on_scores,
             on_pattern=site.on_pattern,
-            dropout_p=a["dropout_p"],
+            dropout_p=float(a["dropout_p"]),
         )
         return out.squeeze(1) if flat else out
 

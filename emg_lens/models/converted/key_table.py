@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 
+@runtime_checkable
 class Conversion(Protocol):
     """A source tensor -> its emg_lens form (`forward`) and back (`reverse`), exactly."""
 

@@ -174,11 +174,12 @@ def readout_form(
     return declared_or(declared, why)
 
 
-class LinearUnembedding:
+class LinearUnembedding(nn.Module):
     """The user's readout ``nn.Linear`` as TransformerLens's unembedding (a view: its
     weights stay the module's)."""
 
     def __init__(self, linear: nn.Linear):
+        super().__init__()
         self.linear = linear
 
     @property

@@ -371,7 +371,7 @@ class TinyMyo(HookedEncoder):
     def embed_signals(
         self,
         signals: Float[torch.Tensor, "batch channel time"],
-        patch_mask: Bool[torch.Tensor, "batch channel patch"] | None = None,
+        patch_mask: Bool[torch.Tensor, "*batch channel patch"] | None = None,
     ) -> Float[torch.Tensor, "batch pos d_model"]:
         """Patch-embed the signals; tokens where ``patch_mask`` is True become ``mask_token``.
 

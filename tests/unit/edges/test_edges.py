@@ -575,6 +575,7 @@ def test_scalp_parse_errors_point_at_the_offending_token(text, column, token, me
         (lambda: between_regions("C3", ["a'b\"c"]), "both quote characters"),
     ],
 )
+@pytest.mark.unchecked
 def test_bad_scalp_selector_arguments(build, says):
     with pytest.raises(ArgumentError, match=says):
         build()
@@ -745,6 +746,7 @@ def test_parse_error_lists_the_selectors():
         assert name in str(info.value)
 
 
+@pytest.mark.unchecked
 def test_parse_rejects_non_strings_and_passes_edge_sets():
     e = unimodal()
     assert parse(e) is e
@@ -810,11 +812,13 @@ def test_cls_selectors_need_a_cls_token():
         lambda: unimodal(include_cls="yes"),
     ],
 )
+@pytest.mark.unchecked
 def test_bad_selector_arguments(build):
     with pytest.raises(ArgumentError):
         build()
 
 
+@pytest.mark.unchecked
 def test_compile_checks_its_arguments():
     with pytest.raises(ArgumentError, match="TokenLayout"):
         unimodal().compile("emg", 2)  # type: ignore[arg-type]

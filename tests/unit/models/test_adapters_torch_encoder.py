@@ -299,6 +299,7 @@ def test_padding_matches_torchs_nested_tensor_fast_path_where_tokens_are_real():
     assert (ours[~padding] - theirs[~padding]).abs().max() <= 1e-5
 
 
+@pytest.mark.unchecked
 def test_masks_that_torch_would_not_take_or_that_are_biases_are_refused():
     model, _ = torch_encoder_model(0)
     n, x = model.layout.n_tokens, model.example_input(2)

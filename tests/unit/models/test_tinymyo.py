@@ -261,6 +261,7 @@ def test_patch_mask_replaces_tokens_by_the_mask_token():
     torch.testing.assert_close(shared[0], out[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.unchecked
 def test_bad_patch_masks_raise():
     model = load(bio_state_dict())
     x = signals()

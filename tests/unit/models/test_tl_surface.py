@@ -137,6 +137,7 @@ def test_models_without_a_shared_stack_refuse_stacked_weights(name, attr):
 # ----------------------------------------------------------------------------- hook flags
 
 
+@pytest.mark.unchecked
 def test_set_use_attn_result_toggles_hook_result():
     model = _isonet()
     x = model.example_input(2)
@@ -175,6 +176,7 @@ def test_flags_a_model_cannot_honour_are_refused_by_name():
 # ----------------------------------------------------------------------------- unembedding
 
 
+@pytest.mark.unchecked
 def test_tokens_to_residual_directions_are_w_u_columns():
     model = _isonet()
     assert model.W_U is model.cls_head.W_U and model.b_U is model.cls_head.b_U

@@ -361,6 +361,7 @@ def test_cbramod_built_without_n_times_opens_at_any_length(n_chans):
             model(torch.randn(1, 4, 400))
 
 
+@pytest.mark.unchecked
 def test_n_times_is_any_integer_numpy_ones_too():
     # np.int64(400), an integer, was refused as "not a positive int"
     model = attach_braindecode(_cbramod(n_chans=3), n_times=np.int64(400))

@@ -55,6 +55,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import SupportsIndex
 
 import torch
 from torch import nn
@@ -128,7 +129,7 @@ class _WithNames(nn.Module):
 
 
 def attach_braindecode(
-    model: nn.Module, *, ch_names: Sequence[str] | None = None, n_times: int | None = None
+    model: nn.Module, *, ch_names: Sequence[str] | None = None, n_times: SupportsIndex | None = None
 ) -> AttachedModel:
     """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
 
@@ -247,7 +248,7 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
     return [f"ch{i}" for i in range(n_chans)]
 
 
-def _samples(model: nn.Module, n_times: int | None, name: str) -> int | None:
+def _samples(model: nn.Module, n_times: SupportsIndex | None, name: str) -> int | None:
     own = model_size(model, "n_times")
     if n_times is not None:
         n_times = check_int(n_times, "n_times", 1, None, AttachError)

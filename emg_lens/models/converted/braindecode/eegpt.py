@@ -25,6 +25,7 @@ Refused (`UnsupportedModuleError`): ``return_encoder_output=True`` (no logits), 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -170,7 +171,7 @@ class HookedEEGPT(BraindecodeEncoder):
         n_chans_target: int = 19,
         chan_conv_max_norm: float = 1.0,
         probe_hidden: int = 16,
-        probe_max_norms: tuple[float, float] = (1.0, 0.25),
+        probe_max_norms: Sequence[float] = (1.0, 0.25),
         n_chan_embeddings: int = 62,
     ):
         if chan_proj_type not in PROJECTIONS:
