@@ -492,9 +492,8 @@ class AttachedModel(HookedBiosignalModel):
     def _resid_hooks(
         self, named: dict[str, nn.Module], resid: set[int], mode: Interceptor, scope: Scope
     ):
-        """Forward pre- and post-hooks on the block modules of the layers in ``resid``: their
-        input through ``hook_resid_pre``, their output through ``hook_resid_post``; acting
-        only inside ``scope`` (this forward, not another thread's or attachment's)."""
+        """Hooks on the block modules of the layers in ``resid``: input through ``hook_resid_pre``,
+        output through ``hook_resid_post``, only inside ``scope`` (this forward's)."""
         by_path: dict[str, dict[int, Block]] = {}
         for layer in resid:
             block = self._blocks[layer]
@@ -506,22 +505,18 @@ class AttachedModel(HookedBiosignalModel):
             def pre(module, args, layers=layers, open_layers=open_layers):
                 layer = mode.count
                 open_layers.append(layer if layer in layers else None)
-                if layer not in layers or not args or not isinstance(args[0], torch.Tensor):
+                if layer not in layers or not args:
                     return None
                 point = self.blocks[layer].hook_resid_pre
-                return (_through(point, args[0], layers[layer].seq_first), *args[1:])
+                first = _through_first(point, args[0], layers[layer].seq_first)
+                return None if first is None else (first, *args[1:])
 
             def post(module, args, output, layers=layers, open_layers=open_layers):
                 layer = open_layers.pop() if open_layers else None
                 if layer is None:
                     return None
                 point = self.blocks[layer].hook_resid_post
-                seq_first = layers[layer].seq_first
-                if isinstance(output, torch.Tensor):
-                    return _through(point, output, seq_first)
-                if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
-                    return (_through(point, output[0], seq_first), *output[1:])
-                return None
+                return _through_first(point, output, layers[layer].seq_first)
 
             module = named[path]
             handles.append(module.register_forward_pre_hook(scope.guard(pre)))
@@ -588,6 +583,16 @@ def _unordered(fold: Fold) -> str:
         f"it folds {fold.count} attention problems per input row into its batch, in an order "
         "attach could not check (the check's forward failed or made other calls)"
     )
+
+
+def _through_first(point: HookPoint, value: Any, seq_first: bool) -> Any:
+    """``value`` (a tensor, or a tuple led by the stream: CodeBrain's ``(h, noise)``) through
+    ``point``; None (left as it is) for anything else."""
+    if isinstance(value, torch.Tensor):
+        return _through(point, value, seq_first)
+    if isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
+        return (_through(point, value[0], seq_first), *value[1:])
+    return None
 
 
 def _through(point: HookPoint, x: torch.Tensor, seq_first: bool) -> torch.Tensor:
