@@ -6,27 +6,21 @@ and right swapped: the held-out channels then carry other electrodes' signals, a
 reads electrodes fails for a reason no accuracy names. The check needs no labels. For each
 held-out repetition (a session counts as its repetitions, `emg_lens.data.formats.trial_files`):
 
-1. the correlation matrix, over time, of each channel's raw signal high-passed and rectified
-   (each trial's consecutive samples differenced, ``|d − mean|``: a baseline wander or an
-   offset would otherwise shape it), of the held-out repetition and of each training
-   repetition (their mean: one odd training repetition does not swamp the others);
-2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`: a ring's
-   rotations and mirrors, a grid's flips and transposes, the scalp's left–right mirror), the
+1. the correlation matrix, over time, of each channel's raw signal high-passed and rectified,
+   of the held-out repetition and of the training repetitions (their mean);
+2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`), the
    held-out matrix put back by it, ``H[moved_to][:, moved_to]``, against the training one: the
    Pearson correlation of their entries above the diagonal (dead or flat channels left out,
    and named);
-3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when a
-   permutation test over trials says the held-out repetition is placed differently from the
-   training ones (``p < 0.05``), the training repetitions checked against each other tell the
-   placement's maps apart, the map restores the repetition (fits about as they fit each
-   other), and the runner-up map is rejected; otherwise the check says "no move" or "cannot
-   tell", and why (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned.
+3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when
+   the data say so; otherwise the check says "no move" or "cannot tell", and why
+   (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned.
 
-Raw, not preprocessed: a `SubjectData`'s windows are filtered and standardised per channel on
-the training repetitions, so a channel that moved carries another electrode's scale. The check
-reads the raw signals (`check_recording`; `check_subject` reads the subject's recording again
-from its data source), and `realign_recording` / `realign_subject` put the held-out channels
-back *before* preprocessing, so each channel's scale travels with its electrode.
+Raw, not preprocessed: a `SubjectData`'s windows are standardised per channel on the training
+repetitions, so a channel that moved carries another electrode's scale. The check reads the raw
+signals (`check_recording`; `check_subject` reads the recording again from its data source),
+and `realign_recording` / `realign_subject` put the held-out channels back *before*
+preprocessing, so each channel's scale travels with its electrode.
 
 LibEMG's Myo set (`tests/data/libemg_myo`): repetition R_3 was recorded with the armband
 mirrored, electrode k's pattern on electrode 8 − k; trained on R_0–R_2 the check names

@@ -499,10 +499,11 @@ def find_segments(stimulus: np.ndarray, repetition: np.ndarray) -> list[tuple[in
     >>> find_segments(np.array([0, 3, 3, 0, 3]), np.array([0, 1, 1, 0, 2]))
     [(3, 1, 1, 3), (3, 2, 4, 5)]
     """
-    key = stimulus.astype(np.int64) * 1_000_003 + repetition.astype(np.int64)
-    change = np.flatnonzero(np.diff(key)) + 1
+    if len(stimulus) == 0:
+        return []
+    change = np.flatnonzero((np.diff(stimulus) != 0) | (np.diff(repetition) != 0)) + 1
     starts = np.concatenate(([0], change))
-    stops = np.concatenate((change, [len(key)]))
+    stops = np.concatenate((change, [len(stimulus)]))
     return [
         (int(stimulus[s]), int(repetition[s]), int(s), int(e))
         for s, e in zip(starts, stops)

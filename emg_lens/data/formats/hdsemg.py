@@ -53,6 +53,7 @@ import scipy.io
 
 from emg_lens.data.files import OpenFile, find_files
 from emg_lens.data.formats._matlab import write_mat73
+from emg_lens.data.preprocess import find_segments
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -267,22 +268,9 @@ class HDsEMGFile(OpenFile):
         return out
 
     def segments(self) -> list[tuple[int, int, int, int]]:
-        """(gesture, repetition, start, stop) of each labelled run, in time order.
-
-        A run is a maximal stretch of non-zero gesture label with a constant (gesture,
-        repetition); ``stop`` is exclusive.
-        """
-        stimulus, repetition = self.labels()
-        if len(stimulus) == 0:
-            return []
-        change = np.flatnonzero((np.diff(stimulus) != 0) | (np.diff(repetition) != 0)) + 1
-        starts = np.concatenate([[0], change])
-        stops = np.concatenate([change, [len(stimulus)]])
-        return [
-            (int(stimulus[a]), int(repetition[a]), int(a), int(b))
-            for a, b in zip(starts, stops)
-            if stimulus[a] != 0
-        ]
+        """(gesture, repetition, start, stop) of each labelled run, in time order
+        (`emg_lens.data.preprocess.find_segments`)."""
+        return find_segments(*self.labels())
 
     def _load(self, name: str, how: Any) -> np.ndarray:
         """``how(dataset)``, with HDF5 read failures turned into `DataFormatError`."""
