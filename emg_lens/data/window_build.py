@@ -3,14 +3,9 @@ synthetic sEMG or the downstream datasets (EPN-612, UCI, NinaPro DB8) in one HDF
 (`build_window_store`, what ``emg-lens windows`` runs).
 
 Which datasets a store is cut from, how each is normalised by default and how it splits is
-what their registry entries say (`emg_lens.data.registry`: the uses ``store``,
-``pretraining``, ``repetitions``, ``downstream``); their readers yield the recordings. The
-windowing is `emg_lens.data.windows.pipeline`, the file `emg_lens.data.windows.store`.
-emg2pose sessions are unlabelled and min-max normalised per channel of each window; the
-labelled sources keep their gestures and can be cut to the train or test repetitions. The
-downstream datasets are windowed by the thesis's recipe at the data's own rate
-(`emg_lens.data.windows.downstream`); their stores hold the dataset's train / val / test split
-(attribute ``splits``) and, for DB8, regression targets.
+what their registry entries say (`emg_lens.data.registry`); their readers yield the
+recordings. The windowing is `emg_lens.data.windows.pipeline` (the downstream datasets':
+`emg_lens.data.windows.downstream`), the file `emg_lens.data.windows.store`.
 """
 
 from __future__ import annotations
@@ -73,13 +68,11 @@ def build_window_store(
 
     Args:
         source: one of `WINDOW_STORE_SOURCES`. ``"emg2pose"`` sessions are unlabelled; the
-            NinaPro sources and ``"synthetic"`` (sEMG channels of `SyntheticSpec` recordings,
-            sEMG-only gestures by default) keep their gesture labels (0 = rest).
-        out: the ``.h5`` file to write (atomically: a failed run leaves none); an existing
-            folder is refused.
-        root: the dataset folder (``metadata.csv`` and sessions for emg2pose; the ``.mat``
-            files, at any depth, for NinaPro: two copies of one file are refused); refused for
-            synthetic data.
+            others keep their gesture labels (0 = rest); ``"synthetic"`` is the sEMG channels
+            of `SyntheticSpec` recordings, sEMG-only gestures by default.
+        out: the ``.h5`` file to write (atomically: a failed run leaves none).
+        root: the dataset folder (two copies of one file are refused); refused for synthetic
+            data.
         subjects: subject numbers (emg2pose: users in sorted order, 1-based); default all.
         split: emg2pose: ``metadata.csv`` split names (``"train"``, ...); the labelled
             sources: ``"train"`` and/or ``"test"``, the windows whose centre lies in
@@ -107,9 +100,8 @@ def build_window_store(
     ``repetition``: 1 train, 2 val, 3 test, and in the store's ``splits`` attribute).
 
     Raises `ArgumentError` for an unknown source, split, normalisation or subject, or an
-    argument that does not apply to ``source``, and `DataFormatError` for unreadable or
-    ambiguous files (naming them), or when the store or a split asked for would hold no window
-    (naming the dataset, the window and the longest recording a window had to fit in).
+    argument that does not apply to ``source``; `DataFormatError` for unreadable or ambiguous
+    files, or a store or split that would hold no window (naming the longest recording).
 
     >>> import tempfile
     >>> from emg_lens.data import WindowStore

@@ -23,11 +23,11 @@ number of samples without ``gestureName`` that were skipped (counted, never labe
 unknown ``gestureName`` is a `DataFormatError` naming the file, the sample and the names
 accepted.
 
-`epn612_windows` is the thesis's preprocessing (BioFoundation's ``scripts/epn.py``): each
-sample band-passed 20-90 Hz, notched at 50 Hz, z-scored per channel and padded or cropped to
-one window. Its split follows the dataset's user split as the script does: training users'
-``trainingSamples`` train and their ``testingSamples`` validate; testing users' first
-``calibration`` (10) samples of each gesture in ``trainingSamples`` train and the rest test.
+`epn612_windows` is the thesis's preprocessing (BioFoundation's ``scripts/epn.py``;
+`emg_lens.data.windows.downstream`), each sample padded or cropped to one window. Its split follows
+the dataset's user split as the script does: training users' ``trainingSamples`` train and their
+``testingSamples`` validate; testing users' first ``calibration`` (10) samples of each gesture in
+``trainingSamples`` train and the rest test.
 
 >>> import tempfile
 >>> from emg_lens.data import synthetic_epn612

@@ -11,16 +11,12 @@ degrees, upsampled to the EMG clock) and the usual NinaPro label columns (``rest
 ``extras["acquisition"]`` the acquisition number of every sample. NaN in ``emg`` is a
 `DataFormatError` naming the file.
 
-`db8_windows` is the thesis's preprocessing (BioFoundation's ``scripts/db8.py``), per
-acquisition: samples where the glove holds NaN dropped, band-pass 20-90 Hz and 50 Hz notch,
-per-channel z-score, the 5 degrees of actuation (DoA) ``y = glove @ DOA_MATRIX.T``, and windows
-of ``window`` samples every ``step`` whose targets are the DoA at every sample. Acquisitions
-split A1 train, A2 validation, A3 test.
-
-The rate is 2 kHz, as the NinaPro DB8 documentation states; the script designs its filters for
+`db8_windows` is the thesis's preprocessing (BioFoundation's ``scripts/db8.py``;
+`emg_lens.data.windows.downstream`), per acquisition, after dropping the samples where the glove
+holds NaN; its targets are the 5 degrees of actuation (DoA) ``y = glove @ DOA_MATRIX.T`` at
+every sample. Acquisitions split A1 train, A2 validation, A3 test. The filters are designed at
+2 kHz, the rate the NinaPro DB8 documentation states; the script designed them for
 ``fs = 1111`` Hz, which on 2 kHz data moves its band to about 36-162 Hz and its notch to 90 Hz.
-That is a discrepancy of the script; here the filters are designed at 2 kHz (band and notch
-configurable in `emg_lens.data.windows.downstream.DownstreamPreprocess`).
 
 ``DOA_MATRIX`` is the 5 x 18 map from the glove's 18 sensors to 5 DoA of Krasoulis, Vijayakumar
 and Nazarpour (2019), "Effect of user practice on prosthetic finger control with an intuitive

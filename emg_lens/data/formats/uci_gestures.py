@@ -22,9 +22,9 @@ resample.
 time, ``stimulus`` the ``class`` column (0 = unmarked), ``repetition`` the file's number
 (1-based). A ``class`` outside 0-7 is a `DataFormatError` naming the file.
 
-`uci_windows` is the thesis's preprocessing (BioFoundation's ``scripts/uci.py``), per file:
-rows of class 0 dropped, band-pass 20-90 Hz, 50 Hz notch, per-channel z-score, then windows
-cut within runs of one class; a window's label is its class - 1. Subjects split into train,
+`uci_windows` is the thesis's preprocessing (BioFoundation's ``scripts/uci.py``;
+`emg_lens.data.windows.downstream`), per file with the rows of class 0 dropped; a window's label
+is its class - 1. Subjects split into train,
 validation and test (`SUBJECT_SPLITS`: 1-24, 25-30, 31-36, as in the thesis; configurable).
 
 >>> import tempfile

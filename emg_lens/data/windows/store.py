@@ -103,10 +103,9 @@ def write_window_store(
     """Write the windows of ``source`` to an HDF5 window store at ``path``.
 
     Recordings go through `tinymyo_windows` (with ``spec``, ``labeled``, ``scaler``);
-    `WindowBatch` items are written as they are (their shape must match ``spec``, which may
-    then be any recipe with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``, such
-    as `emg_lens.data.windows.downstream.DownstreamPreprocess`). Windows are appended recording by
-    recording (resizable datasets; one recording in memory at a time) under a tqdm bar.
+    `WindowBatch` items are written as they are (their shape must match ``spec``, then any
+    recipe with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``), one recording in
+    memory at a time.
 
     A store of `RegressionBatch` es (every batch one, ``target_names`` naming the outputs)
     also holds ``targets`` float32 ``[N, time, output]`` and the attributes ``task =
@@ -124,9 +123,8 @@ def write_window_store(
     recording, with its source, subject, source rate and applied band; ``session`` indexes
     it) and ``complete``.
 
-    It is written to a temporary file and renamed to ``path`` only once complete
-    (`emg_lens._io.atomic_write`): a run that fails or is interrupted leaves no ``path`` (an
-    existing store there stays untouched).
+    It is written atomically (`emg_lens._io.atomic_write`): a run that fails or is interrupted
+    leaves no ``path``, and an existing store there untouched.
 
     Raises:
         DataFormatError: no item yields a window, or a recording is unusable.
@@ -289,10 +287,8 @@ class WindowStore(torch.utils.data.Dataset):
 
     ``x`` is a float32 tensor ``[n_channels, window]``, ``y`` an int64 scalar tensor (-1 for
     unlabelled windows) or, in a regression store (``meta["task"] == "regression"``), the
-    window's float32 targets ``[time, output]``. Opening reads the attributes and the small
-    per-window columns only; each item reads one window. The HDF5 file is opened on first
-    access in each process (a DataLoader worker, forked or spawned, never uses its parent's
-    handle), and a pickled store carries no handle.
+    window's float32 targets ``[time, output]``. Each item reads one window; the HDF5 file is
+    opened on first access in each process (a DataLoader worker never uses its parent's handle).
 
     Args:
         path: a file written by `write_window_store`.
