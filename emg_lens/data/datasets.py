@@ -15,8 +15,7 @@ Two more sources hold windows that are already made, for TinyMyo (`WINDOW_DATASE
 synthetic sEMG windows of `emg_lens.data.synthetic.windows`, `synthetic_windows_source`).
 `load_subject` only splits their labelled windows by repetition, so it does not cache them.
 `emg_lens.data.window_build.build_window_store` makes such a store from emg2pose, NinaPro
-DB5/DB6/DB7 or synthetic sEMG (what ``emg-lens windows`` runs).
-"""
+DB5/DB6/DB7 or synthetic sEMG (what ``emg-lens windows`` runs)."""
 
 from __future__ import annotations
 

@@ -251,8 +251,7 @@ def check_recording(
     ``placements`` places, on the recording's raw signals, against its training repetitions;
     the samples of a repetition are those labelled with it and a gesture (not rest). A
     modality the recording lacks, a montage whose channel count differs from the signal's, a
-    repetition without samples are `EmgLensError`\\ s naming them.
-    """
+    repetition without samples are `EmgLensError`\\ s naming them."""
     if not placements:
         raise ArgumentError(f"{recording.source}: no placement given; {NO_PLACEMENT}")
     active = recording.stimulus != 0
@@ -310,8 +309,7 @@ def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) ->
     """The recording with each repetition the checks name moved (``decision`` ``"moved"``) put
     back by its map (channel j read from channel ``moved_to[j]``), in the raw signals, before
     any filter or scaling; every other sample as it is (a best map the evidence does not name a
-    move is never applied). ``meta["realigned"]`` lists what was moved.
-    """
+    move is never applied). ``meta["realigned"]`` lists what was moved."""
     signals = {name: x.copy() for name, x in recording.signals.items()}
     done = []
     for check in checks:
@@ -414,8 +412,7 @@ def realign_subject(
     training repetitions then scales each put-back channel as its electrode's); without, the
     raw windows of a subject made from windows (`check_subject` says which) reordered.
     ``meta["placement_check"]`` records the checks, that realigning was asked (``realign``)
-    and whether anything was put back (``realigned``).
-    """
+    and whether anything was put back (``realigned``)."""
     moved = any(check.moved for check in checks)
     record = {"checks": [c.to_dict() for c in checks], "realign": True, "realigned": moved}
     if not moved:  # nothing named moved: the subject as it is

@@ -37,8 +37,7 @@ says "cannot tell" before any score is compared.
 
 How often this names a move on repetitions that did not move, and how often it finds real moves,
 is measured by ``benchmarks/calibration.py`` (the docs' page "How far each number can be
-trusted").
-"""
+trusted")."""
 
 from __future__ import annotations
 

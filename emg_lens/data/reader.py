@@ -8,8 +8,7 @@ recorded source is all a later run needs.
 
 Which functions an entry needs follows from its uses: ``"recordings"`` needs ``read``,
 ``"windows"`` needs ``read_windows``, ``"store"`` needs ``store`` (and ``"downstream"`` a
-``downstream`` task); `tests/unit/data/test_registry.py` checks every entry.
-"""
+``downstream`` task); `tests/unit/data/test_registry.py` checks every entry."""
 
 from __future__ import annotations
 
@@ -93,8 +92,7 @@ class DatasetReader:
         numbering: source -> how the whole dataset numbers its subjects, gestures and
             repetitions, for a dataset whose labels a subject's own files do not fix (your own
             files: numbered over the folder, so another participant's files renumber them):
-            part of every key and digest of a subject's data (`numbering_of`).
-    """
+            part of every key and digest of a subject's data (`numbering_of`)."""
 
     montage: Callable[[Source], dict[str, int | None]]
     subjects: Callable[[Source], list[int]]

@@ -5,8 +5,7 @@ synthetic sEMG or the downstream datasets (EPN-612, UCI, NinaPro DB8) in one HDF
 Which datasets a store is cut from, how each is normalised by default and how it splits is
 what their registry entries say (`emg_lens.data.registry`); their readers yield the
 recordings. The windowing is `emg_lens.data.windows.pipeline` (the downstream datasets':
-`emg_lens.data.windows.downstream`), the file `emg_lens.data.windows.store`.
-"""
+`emg_lens.data.windows.downstream`), the file `emg_lens.data.windows.store`."""
 
 from __future__ import annotations
 

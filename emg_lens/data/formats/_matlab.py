@@ -16,8 +16,7 @@ handled here, as found in the real files:
   falling back to ``stimulus`` / ``repetition``.
 
 `write_mat73` writes a MATLAB v7.3 file (HDF5 with MATLAB's header and class attributes), as
-the HD-sEMG database ships its files.
-"""
+the HD-sEMG database ships its files."""
 
 from __future__ import annotations
 

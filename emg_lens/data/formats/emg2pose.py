@@ -181,8 +181,7 @@ class Emg2PoseSession(OpenFile):
         ``joint_angles`` float64 ``[time, 20]``, ``time`` float64 ``[time]``.
 
         Only those fields of that slice are read from disk. Raises `DataFormatError` when the
-        EMG slice holds NaN/Inf.
-        """
+        EMG slice holds NaN/Inf."""
         stop = self.n_samples if stop is None else stop
         if not (0 <= start <= stop <= self.n_samples):
             raise ArgumentError(

@@ -201,8 +201,7 @@ def load_epn612(root: str | Path, subject: int) -> Recording:
 
     Raises `DataFormatError` naming the file for a missing or unreadable file, a missing
     ``trainingSamples``/``testingSamples`` or ``emg``, a wrong channel set, channels of
-    different lengths, non-numbers or NaN, an unknown ``gestureName``, or no labelled sample.
-    """
+    different lengths, non-numbers or NaN, an unknown ``gestureName``, or no labelled sample."""
     path = user_file(root, subject)
     data = _read_json(path)
     signals, stimulus, repetition, part = [], [], [], []
@@ -300,8 +299,7 @@ def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0)
     units (``round(x * 128)``) and its ``gestureName``; ``unlabelled`` extra samples without
     ``gestureName`` (copies of the first sample's ``emg``) are appended to ``testingSamples``,
     as the testing group's files hold. Nothing is validated, so tests can write bad files.
-    Returns the path written.
-    """
+    Returns the path written."""
     path = user_file(root, recording.subject)
     parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
     emg = np.rint(np.asarray(recording.signals["emg"]) * INT8_SCALE).astype(int)

@@ -240,8 +240,7 @@ class HDsEMGFile(OpenFile):
         """Samples ``start:stop`` as ``{"emg": [time, 128], "force": [time, F]}`` float32.
 
         Only that slice is read from disk. ``"force"`` is present when the file has force and
-        ``force`` is true. Raises `DataFormatError` if the slice holds NaN/Inf.
-        """
+        ``force`` is true. Raises `DataFormatError` if the slice holds NaN/Inf."""
         stop = self.n_samples if stop is None else stop
         if not (0 <= start <= stop <= self.n_samples):
             raise ArgumentError(

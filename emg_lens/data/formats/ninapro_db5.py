@@ -3,8 +3,7 @@
 
 Its ``restimulus`` restarts at 1 in every exercise (E1 1-12, E2 1-17, E3 1-23) and is shifted
 here onto the global labels 1-52 (offsets 0, 12, 29), so the concatenated recording holds one
-label per movement.
-"""
+label per movement."""
 
 from __future__ import annotations
 
@@ -80,8 +79,7 @@ def _globalise_db5_labels(recording: Recording, k: int) -> None:
 
     Codes already inside the exercise's global range (offset+1..offset+count) are kept, so a
     file relabelled by hand loads too; anything else is a `DataFormatError`. Where both
-    readings fit (E2 codes 13-17 only), the documented restart is assumed.
-    """
+    readings fit (E2 codes 13-17 only), the documented restart is assumed."""
     count, offset = DB5_LABEL_OFFSETS[k]
     codes = sorted(int(c) for c in np.unique(recording.stimulus) if c != 0)
     if all(c <= count for c in codes):

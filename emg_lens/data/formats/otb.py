@@ -203,8 +203,7 @@ def read_otb(
         subject: the subject number to give the recording.
         real_part: a complex ``Data`` is refused (a `DataFormatError` saying how many values
             have an imaginary part); True reads its real part, and ``meta["real_part"]`` says
-            the imaginary part was dropped.
-    """
+            the imaginary part was dropped."""
     path = Path(path)
     if orientation not in (0, 180):
         raise ArgumentError(f"orientation must be 0 or 180 (degrees), got {orientation!r}")

@@ -237,8 +237,7 @@ class PlantedEEG:
     others do not. A tokenizer that mixes channels before the first block leaves other routes:
     braindecode's CBraMod normalises each patch over all channels and convolves its positional
     encoding across channels (and LaBraM's patch embedding also normalises over every channel),
-    so there the cut measures only what attention carries (notebook 06 shows it).
-    """
+    so there the cut measures only what attention carries (notebook 06 shows it)."""
 
     regions: tuple[str, str]
     region_channels: dict[str, tuple[str, ...]]

@@ -408,8 +408,7 @@ class _Patterns:
     """Activation amplitudes [..., electrode] and postures [..., sensor, 3] of every gesture.
 
     Interaction gestures use ``emg_bits`` / ``posture_bits``: the pattern with bit ``i`` set
-    differs from ``*_base`` only on electrode group ``i``.
-    """
+    differs from ``*_base`` only on electrode group ``i``."""
 
     emg_neutral: np.ndarray
     emg_gestures: np.ndarray

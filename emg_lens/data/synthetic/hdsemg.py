@@ -15,8 +15,7 @@ Recording's ``stimulus`` / ``repetition``, written as ``adjusted_class`` /
 1 to ``label_lag`` samples at every onset and offset, as a cue leads the movement it asks for.
 
 `write_synthetic_hdsemg` writes ``s<N>.mat`` files through `write_hdsemg`, so `load_hdsemg`
-reads them exactly like the real ones; `planted_activation` gives the ground truth.
-"""
+reads them exactly like the real ones; `planted_activation` gives the ground truth."""
 
 from __future__ import annotations
 

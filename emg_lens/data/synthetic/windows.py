@@ -3,8 +3,7 @@ and the ``"synthetic-windows"`` data source (`emg_lens.data.registry`).
 
 `synthetic_windows` filters, smooths and z-scores the sEMG channels of
 `emg_lens.data.synthetic.emg_acc` recordings and cuts them into labelled windows (``-1``
-outside a movement).
-"""
+outside a movement)."""
 
 from __future__ import annotations
 

@@ -121,8 +121,7 @@ class WindowBatch:
         repetition: int64 repetition at each window's centre (0: rest or none).
         subject: the recording's subject.
         source: the recording's source (file path).
-        info: provenance: the source rate, the band actually applied, the real channel count.
-    """
+        info: provenance: the source rate, the band actually applied, the real channel count."""
 
     x: Float[np.ndarray, "window channel time"]
     labels: Int[np.ndarray, " window"]

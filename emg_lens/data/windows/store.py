@@ -131,8 +131,7 @@ def write_window_store(
         ArgumentError: an item is neither a Recording nor a WindowBatch, a batch's shape does
             not match ``spec``, or the scaler does not fit ``spec.normalize``.
 
-    Returns the path written.
-    """
+    Returns the path written."""
     path = Path(path)
     if isinstance(spec, TinyMyoPreprocess):
         check_scaler(spec, scaler)
