@@ -191,9 +191,7 @@ def build_window_store(
             batch = tinymyo_windows(recording, spec, labeled=labeled, scaler=scaler)
             held |= set(batch.repetition.tolist())
             if keep is not None:
-                rows = np.isin(batch.repetition, keep)
-                batch.x, batch.labels = batch.x[rows], batch.labels[rows]
-                batch.repetition = batch.repetition[rows]
+                batch.keep(np.isin(batch.repetition, keep))
                 batch.info["repetitions"] = keep
             for name in names:
                 reps = repetitions[f"{name}_repetitions"]
@@ -251,10 +249,7 @@ def _build_downstream(
         raise ArgumentError(f"split {unknown}: {source} windows split into {list(SPLITS)}")
     keep = [SPLIT_CODES[n] for n in names]
     data = {"dataset": source, "root": str(root)}
-    found = info.subjects(data)
-    wanted = None if subjects is None else sorted({int(s) for s in subjects})
-    _check_subjects(wanted, found, f"{source} files under {root}")
-    chosen = found if wanted is None else wanted
+    chosen = _chosen_subjects(subjects, info.subjects(data), f"{source} files under {root}")
 
     def batches() -> Iterator[WindowBatch]:
         counts = dict.fromkeys(keep, 0)
@@ -263,11 +258,7 @@ def _build_downstream(
             batch = task.windows(info.read(data, subject), spec, options)
             for code, n in batch.info.pop("longest", {}).items():
                 longest[code] = max(longest.get(code, 0), n)
-            rows = np.isin(batch.repetition, keep)
-            batch.x, batch.labels = batch.x[rows], batch.labels[rows]
-            batch.repetition = batch.repetition[rows]
-            if getattr(batch, "targets", None) is not None:
-                batch.targets = batch.targets[rows]
+            batch.keep(np.isin(batch.repetition, keep))
             batch.info.update({"split_rule": task.split_rule})
             for code in keep:
                 counts[code] += int((batch.repetition == code).sum())
@@ -316,10 +307,7 @@ def _store_recordings(
     else:
         data["synthetic"] = (synthetic or SYNTHETIC_STORE).to_dict()
         where = "the synthetic spec"
-    wanted = None if subjects is None else sorted({int(s) for s in subjects})
-    found = info.subjects(data)
-    _check_subjects(wanted, found, where)
-    return info.store(data, found if wanted is None else wanted)
+    return info.store(data, _chosen_subjects(subjects, info.subjects(data), where))
 
 
 def _length_at(recording: Recording, rate: float) -> int:
@@ -371,9 +359,14 @@ def _refuse_inapplicable(
         )
 
 
-def _check_subjects(wanted: list[int] | None, available: Iterable[int], where: str) -> None:
+def _chosen_subjects(
+    subjects: Iterable[int] | None, available: Iterable[int], where: str
+) -> list[int]:
+    """The ``subjects`` asked for (default: every one ``available``), each checked to be there."""
     available = sorted(available)
     if not available:
         raise DataFormatError(f"no subjects found in {where}")
-    if wanted is not None and (missing := [s for s in wanted if s not in available]):
+    wanted = available if subjects is None else sorted({int(s) for s in subjects})
+    if missing := [s for s in wanted if s not in available]:
         raise ArgumentError(f"subjects {missing} are not in {where}; available: {available}")
+    return wanted
