@@ -7,12 +7,8 @@ a compound dtype (``time <f8``, ``joint_angles <f8 (20,)``, ``emg <f4 (16,)``) a
 attributes include ``sample_rate`` (2000), ``num_channels`` (16), ``session``, ``user``,
 ``side`` and ``stage``. `Emg2PoseSession` reads slices lazily; `Emg2PoseDataset` selects
 sessions by split and user from ``metadata.csv``. emg2pose has no gesture labels: its
-Recordings have ``stimulus`` and ``repetition`` all 0, and the joint angles in
-``extras["joint_angles"]``. Users (hex ids in the files) become subject numbers 1, 2, ... in
-the sorted order of ``metadata.csv``'s users.
-
-TinyMyo's NinaPro pretraining corpora (DB6, DB7) are read by
-`emg_lens.data.formats.ninapro_db6_db7`.
+recordings' ``stimulus`` and ``repetition`` are 0, the joint angles in
+``extras["joint_angles"]``. Users (hex ids) become subjects 1, 2, ... in sorted order.
 
 >>> import tempfile
 >>> from pathlib import Path

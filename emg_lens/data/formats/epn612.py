@@ -5,10 +5,9 @@ users in two groups of 306, one JSON file each:
 ``<root>/trainingJSON/user<N>/user<N>.json`` and ``<root>/testingJSON/user<N>/user<N>.json``.
 Each file holds ``trainingSamples`` and ``testingSamples``: dicts of samples (``idx_1``, ...),
 each with ``emg``, a dict of eight channel lists ``ch1``..``ch8`` in int8 units, and
-``gestureName``, one of `GESTURES`. The testing group's ``testingSamples`` come without
-``gestureName`` (the dataset withholds those labels). Every sample is one gesture repetition
-recorded for 5 s (zenodo.org/records/4421500), about 1000 samples: the length of the thesis's
-default window, to which `epn612_windows` pads or crops each sample.
+``gestureName``, one of `GESTURES` (withheld in the testing group's ``testingSamples``).
+Every sample is one gesture repetition recorded for 5 s (zenodo.org/records/4421500), about
+1000 samples: the thesis's window, to which `epn612_windows` pads or crops each sample.
 
 Subjects: ``trainingJSON/user<N>`` is subject ``N``; ``testingJSON/user<N>`` is subject
 ``TESTING_OFFSET + N`` (1000 + N), so a subject's number does not depend on which folders
@@ -18,10 +17,9 @@ are present.
 (``trainingSamples`` first), joined in time; ``emg`` divided by 128 (so in [-1, 1)),
 ``stimulus`` the gesture's index in `GESTURES` (``noGesture`` = 0, the rest class),
 ``repetition`` the sample's number (1-based, across both parts), ``extras["part"]`` 0 for
-``trainingSamples`` and 1 for ``testingSamples``, and ``extras["skipped_unlabelled"]`` the
-number of samples without ``gestureName`` that were skipped (counted, never labelled). An
-unknown ``gestureName`` is a `DataFormatError` naming the file, the sample and the names
-accepted.
+``trainingSamples`` and 1 for ``testingSamples``, and ``extras["skipped_unlabelled"]`` how
+many samples without ``gestureName`` were skipped. An unknown ``gestureName`` is a
+`DataFormatError` naming the file, the sample and the names accepted.
 
 `epn612_windows` is the thesis's preprocessing (BioFoundation's ``scripts/epn.py``;
 `emg_lens.data.windows.downstream`), each sample padded or cropped to one window. Its split follows
@@ -351,10 +349,7 @@ READER = downstream_reader(
         "the first `calibration` (10) trainingSamples of each gesture train, the rest test",
         classes=GESTURES,
         options=("calibration",),
-        # Every sample is a 5 s recording at the Myo's 200 Hz, about 1000 samples
-        # (zenodo.org/records/4421500; Benalcazar et al.), and the thesis's script
-        # (BioFoundation's scripts/epn.py; TinyMyo's docs/model/TinyMyo.md) pads or crops each
-        # to one 1000-sample window: a whole sample, no step.
+        # one 5 s sample at 200 Hz padded or cropped to one window, as the thesis's script does
         window=1000,
         step=None,
         unit="sample",

@@ -12,9 +12,9 @@ Channel order: the 128 EMG channels are the extensor grid's 64, then the flexor 
 each grid channel ``c = row + 8 * col`` (0-based), where MATLAB indexes the electrode as
 ``emg(t, row + 1, col + 1)`` -- the order MATLAB's ``reshape(emg, T, 64)`` gives.
 
-`HDsEMGFile` reads slices without loading the rest; `load_hdsemg` loads a whole file;
-`write_hdsemg` writes a file laid out like the real ones (tests, synthetic data). A v5 file
-with the same variables (small exports) is read too, from memory.
+`HDsEMGFile` reads slices without loading the rest, `load_hdsemg` a whole file, and
+`write_hdsemg` writes one laid out like the real ones. A v5 file with the same variables
+(small exports) is read too, from memory.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -461,9 +461,8 @@ def write_hdsemg(
     From a Recording, with ``adjusted`` the labels go to ``adjusted_class`` /
     ``adjusted_repetition`` and ``class`` / ``repetition`` take ``extras["class"]`` /
     ``extras["repetition"]`` where present (else the same labels); without it only ``class`` /
-    ``repetition`` are written. Label vectors are stored as MATLAB ``[T, 1]`` doubles (h5py
-    ``(1, T)``), signals as doubles. The file starts with a 512-byte userblock holding the
-    MATLAB 7.3 header, and each dataset carries its ``MATLAB_class`` attribute.
+    ``repetition`` are written. Everything is stored as doubles, by
+    `emg_lens.data.formats._matlab.write_mat73`.
 
     >>> import tempfile
     >>> from pathlib import Path
