@@ -217,9 +217,6 @@ def _normalised(data: SubjectData) -> SubjectData:
     return data
 
 
-# ----------------------------------------------------------------------------- window sources
-
-
 def windows_source(
     path: str | Path,
     *,
@@ -350,9 +347,6 @@ def _split_windows(
         rep_test=np.asarray(repetition)[in_test],
         meta=meta,
     )
-
-
-# ----------------------------------------------------------------------------- geometry
 
 
 def montages_of(

@@ -206,9 +206,6 @@ def _maps(montage: Montage, n_channels: int, what: str) -> list[ChannelMap]:
     return montage_maps(montage)
 
 
-# ----------------------------------------------------------------------------- recordings
-
-
 def placements_of(source: Mapping[str, Any]) -> dict[str, Montage]:
     """The montages of a data source (`emg_lens.data.datasets.montages_of`) that have a
     symmetry to check: a ring, a grid or a two-sided scalp; none for a source without.
@@ -331,9 +328,6 @@ def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) ->
                          "map": check.best.name})  # fmt: skip
     meta = {**recording.meta, "realigned": done}
     return replace(recording, signals=signals, meta=meta)
-
-
-# ----------------------------------------------------------------------------- subjects
 
 
 def check_subject(

@@ -423,9 +423,6 @@ class Scaler:
         return ((X - self.mean[None, :, None]) / self.std[None, :, None]).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------- filters
-
-
 def _sos(kind: str, cutoff, order: int, fs: float, what: str) -> np.ndarray:
     nyquist = fs / 2
     for c in np.atleast_1d(cutoff):
@@ -489,9 +486,6 @@ def filter_signals(
     return out
 
 
-# ----------------------------------------------------------------------------- segments
-
-
 def find_segments(stimulus: np.ndarray, repetition: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Maximal runs of one (gesture, repetition) with gesture != 0:
     ``[(gesture, repetition, start, stop), ...]`` in time order.
@@ -516,9 +510,6 @@ def _segment_bounds(start: int, stop: int, fs: float, segment) -> tuple[int, int
     lo = start + round(lo_s * fs)
     hi = stop if hi_s is None else min(stop, start + round(hi_s * fs))
     return lo, hi
-
-
-# ----------------------------------------------------------------------------- windows
 
 
 def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec()) -> SubjectData:

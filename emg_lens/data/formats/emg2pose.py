@@ -439,9 +439,6 @@ def write_emg2pose_metadata(root: str | Path, rows: Iterable[Mapping[str, Any]])
     )
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
-
 def _store(source: Source, subjects: list[int]):
     """The sessions of ``subjects`` in ``source["split"]`` (None: every split)."""
     dataset = Emg2PoseDataset(source["root"])

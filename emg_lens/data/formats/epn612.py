@@ -324,8 +324,6 @@ def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0)
     return path
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
 MONTAGE = Montage(
     (ring("Myo armband", CHANNELS, first=180.0 - 3 * 45.0),),
     source="the EPN lab's protocol (Barona López et al. 2020, Sensors 20:6327, "

@@ -483,9 +483,6 @@ def write_hdsemg(
     return write_mat73(path, arrays)
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
-
 def _subjects(source: Source) -> list[int]:
     root = Path(source["root"])
     return found_subjects(find_subjects(root), root, "s<N>.mat files")

@@ -408,9 +408,6 @@ def write_ninapro_db2(
     return path
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
-
 def _subjects(source: Source) -> list[int]:
     root = Path(source["root"])
     tails = (p.name.rsplit("_s", 1)[1] for p in root.glob("*_s*") if p.is_dir())

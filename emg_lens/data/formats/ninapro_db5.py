@@ -153,9 +153,6 @@ def load_ninapro_db5(
     return load_exercises(subject, exercises, _db5_exercise, modalities, DB5_CHANNELS, load)
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
-
 def _subject_files(source: Source) -> dict[int, list[Path]]:
     """Subject -> its exercise files, in exercise order."""
     found: dict[int, list[Path]] = {}

@@ -223,9 +223,6 @@ def load_ninapro_db7(
     return rec
 
 
-# ------------------------------------------------------------------------- the registry's readers
-
-
 def _files_by_subject(files: Mapping[tuple[int, ...], Path]) -> dict[int, list[Path]]:
     """Subject -> its files, in (subject, day, time) order."""
     found: dict[int, list[Path]] = {}

@@ -296,8 +296,6 @@ def write_ninapro_db8(recording: Recording, root: str | Path) -> list[Path]:
     return paths
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
 MONTAGE = Montage(
     (
         ring("row 1 (columns 1-8)", 8),

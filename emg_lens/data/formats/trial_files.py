@@ -74,9 +74,6 @@ GAP_SECONDS = 0.5  # rest between two trials of one recording
 UNMATCHED = ("error", "skip")
 
 
-# ----------------------------------------------------------------------------- the folder
-
-
 @dataclass(frozen=True)
 class _Trial:
     path: Path
@@ -456,8 +453,6 @@ def _assemble(
         meta={**meta, "channel_names": list(first[0]), "trials": table},
     )
 
-
-# ----------------------------------------------------------------------------- the registry
 
 CSV_OPTIONS = ("header", "delimiter", "decimal")
 """The `CsvFormat` fields a ``files`` data source stores when given."""

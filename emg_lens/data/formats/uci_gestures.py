@@ -285,8 +285,6 @@ def write_uci_gestures(recording: Recording, root: str | Path) -> list[Path]:
     return paths
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
 MONTAGE = Montage(
     (ring("Myo armband", CHANNELS),),
     source="UCI EMG Data for Gestures (archive.ics.uci.edu/dataset/481; Lobov et al. 2018, "

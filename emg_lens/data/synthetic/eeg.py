@@ -219,9 +219,6 @@ class SyntheticEEGSpec(DictSpec):
         return 2 * self.n_single + self.n_interaction
 
 
-# ----------------------------------------------------------------------------- ground truth
-
-
 @dataclass(frozen=True)
 class PlantedEEG:
     """What a `SyntheticEEGSpec` plants, by class label (1-based, ``SubjectData.classes``).
@@ -305,9 +302,6 @@ def planted_eeg_truth(spec: SyntheticEEGSpec = SyntheticEEGSpec()) -> PlantedEEG
 
 def _bits(spec: SyntheticEEGSpec) -> int:
     return {0: 0, 2: 1, 4: 2}[spec.n_interaction]
-
-
-# ----------------------------------------------------------------------------- data
 
 
 def planted_eeg_setup(
@@ -462,9 +456,6 @@ def _bandpass(band: tuple[float, float], fs: float) -> np.ndarray:
     each time was a third of the generation. Shared between calls: read it, never write it
     (scipy's filters take a writable array, so it is not marked read-only)."""
     return sps.butter(4, band, btype="bandpass", fs=fs, output="sos")
-
-
-# ----------------------------------------------------------------------------- data source
 
 
 def eeg_spec_of(source: Mapping[str, Any]) -> SyntheticEEGSpec:

@@ -258,8 +258,6 @@ def generate_recordings(
     return [_subject_recording(spec, subject, population) for subject in subjects]
 
 
-# ----------------------------------------------------------------------------- NinaPro DB2
-
 DB2_EXERCISE_KINDS: dict[str, dict[str, int]] = {
     "B": {"emg": 7, "acc": 6, "interaction": 4},
     "C": {"emg": 12, "acc": 11, "interaction": 0},
@@ -400,9 +398,6 @@ def _db2_exercises(exercises: Iterable[str]) -> list[str]:
     return [e for e in DB2_EXERCISE_KINDS if e in letters]
 
 
-# ----------------------------------------------------------------------------- patterns
-
-
 @dataclass
 class _Patterns:
     """Activation amplitudes [..., electrode] and postures [..., sensor, 3] of every gesture.
@@ -504,9 +499,6 @@ class _Patterns:
         return emg, posture
 
 
-# ----------------------------------------------------------------------------- signals
-
-
 def _subject_recording(
     spec: SyntheticSpec,
     subject: int,
@@ -551,9 +543,6 @@ def _subject_recording(
         source=f"synthetic(seed={spec.seed}, subject={subject})",
         meta={"channel_names": names},
     )
-
-
-# ------------------------------------------------------------------------- the registry's reader
 
 
 def _spec_of(source: Source) -> SyntheticSpec:

@@ -164,9 +164,6 @@ def _subjects(spec: SyntheticHDsEMGSpec, subjects: list[int] | None) -> list[int
     return subjects
 
 
-# ----------------------------------------------------------------------------- patterns
-
-
 @dataclass
 class _Patterns:
     """Where each gesture's activity sits on each grid, how strong it is, and its force."""
@@ -214,9 +211,6 @@ class _Patterns:
         col] is read column by column), extensors first."""
         maps = self.maps(spec)
         return maps.transpose(0, 1, 3, 2).reshape(len(maps), -1)
-
-
-# ----------------------------------------------------------------------------- signals
 
 
 def _subject_patterns(

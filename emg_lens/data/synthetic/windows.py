@@ -114,9 +114,6 @@ def synthetic_windows(
     )
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
-
 def _read_windows(source: Source, subject: int) -> Windows:
     windows = synthetic_windows(
         SyntheticSpec(**source["synthetic"]),

@@ -137,9 +137,6 @@ class WindowBatch:
             self.targets = self.targets[rows]
 
 
-# ----------------------------------------------------------------------------- signal steps
-
-
 def effective_band(fs: float, spec: TinyMyoPreprocess) -> tuple[float, float] | None:
     """The band-pass applied to a recording sampled at ``fs`` Hz.
 

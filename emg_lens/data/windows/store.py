@@ -438,9 +438,6 @@ def _decode_attr(name: str, value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
-
 def _read_windows(source: Source, subject: int) -> Windows:
     train, test = source["train_repetitions"], source["test_repetitions"]
     store = WindowStore(source["path"], subjects=[subject], repetitions=train + test)
