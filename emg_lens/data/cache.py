@@ -282,10 +282,8 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
 
     Safe while other processes read and write the folder: an entry without its JSON is one
     being written, never removed (until it is an orphan), and an entry is removed JSON first,
-    so a reader sees the whole entry or a miss (a kept training is one file, renamed into place
-    whole). Only the cache's own files are touched (`is_cache_file`): named as `load_subject`
-    and `emg_lens.train.reuse` name entries, and holding what the cache writes first; a file
-    of the user's with such a name stays, whatever the cap.
+    so a reader sees the whole entry or a miss. Only the cache's own files are touched
+    (`is_cache_file`): a file of the user's stays, whatever the cap.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())

@@ -3,12 +3,9 @@ DB6, DB7, DB8): one file per exercise (or session) holding per-sample matrices (
 ``acc``, ``glove``, ...) and label columns (``stimulus``, ``restimulus``, ``repetition``,
 ``rerepetition``).
 
-`read_exercise_file` turns one file into a `Recording` (label choice, the length quirk,
-channel and NaN checks, errors naming the file), `concatenate_recordings` joins exercises and
-`load_exercises` reads a subject's exercises and joins them;
-the database readers (`emg_lens.data.formats.ninapro_db2` for DB2, `ninapro_db5`,
-`ninapro_db6_db7`, `ninapro_db8`) add their own file names, rates and label conventions. Quirks
-handled here, as found in the real files:
+`read_exercise_file` turns one file into a `Recording`, `load_exercises` reads a subject's
+exercises and joins them (`concatenate_recordings`); the database readers add their own file
+names, rates and label conventions. Quirks handled here, as found in the real files:
 
 * label columns can be a sample shorter than ``emg``: every per-sample array is cut to the
   shortest, and a mismatch of more than `LENGTH_TOLERANCE` samples is a `DataFormatError`;

@@ -1,8 +1,7 @@
 """Synthetic EEG on the 10-20 montage with a *planted* interaction between two scalp regions.
 
-The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic.emg_acc`): where that
-plants gestures that only the two *modalities* together tell apart, this plants classes that
-only two *scalp regions* together tell apart. Each subject does every class's trial
+The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic.emg_acc`): classes
+that only two *scalp regions* together tell apart. Each subject does every class's trial
 ``n_repetitions`` times (a ``trial_seconds`` trial, then rest), recorded at ``sample_rate``
 (200 Hz, as LaBraM and CBraMod take it) by the 19 channels of the 10-20 system (modality
 ``"eeg"``, in microvolts), placed in regions by the table of `emg_lens.edges.regions`. Every
@@ -24,12 +23,10 @@ So a model must move information between the two regions (attention edges betwee
 channels' tokens, directly or through other tokens) to recognise the interaction classes,
 and needs no edge between regions for the others: cutting every edge between lobes
 (``cross_region``) must collapse the interaction classes and leave the single-region ones.
-The defaults make the interaction learnable: `N_REPETITIONS` trials per class, strong bursts,
-no posterior alpha, overlapping windows (`EEG_PREPROCESS`); a 2-layer CBraMod learns it in a
-few hundred steps (notebook 06, `tests/integration/test_planted_eeg.py`).
-`planted_eeg_truth` returns that ground truth, `planted_eeg` the preprocessed data with it
-(nothing is trained), and the dataset ``"synthetic-eeg"`` of `emg_lens.data.registry` is the
-same data as a data source, for checkpoints and study files.
+The defaults make the interaction learnable (`N_REPETITIONS`, strong bursts, no posterior
+alpha, overlapping windows: `EEG_PREPROCESS`); a 2-layer CBraMod learns it in a few hundred
+steps (notebook 06). `planted_eeg_truth` returns that ground truth, `planted_eeg` the
+preprocessed data with it, and the dataset ``"synthetic-eeg"`` is the same data as a source.
 
 >>> spec = SyntheticEEGSpec(n_subjects=1, n_repetitions=4, trial_seconds=1.0)
 >>> rec = generate_eeg_recordings(spec)[0]

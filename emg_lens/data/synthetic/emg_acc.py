@@ -22,10 +22,8 @@ proportions set by `SyntheticSpec`:
 
 The ground truth of the tests and the demo: a model must route information between modalities
 (cross-modal attention edges) to recognise interaction gestures, and needs none for the others.
-
-`db2_spec` and `synthesize_ninapro_db2` give the same kind of data NinaPro DB2's exercises
-and gesture counts (B 17, C 23, D 9; labels 1-49 across them), one ``S<N>_E<k>_A1.mat`` file
-per exercise: what ``emg-lens synth --format ninapro-db2`` writes.
+`db2_spec` and `synthesize_ninapro_db2` give the same data DB2's exercises and gesture counts,
+in its files (what ``emg-lens synth --format ninapro-db2`` writes).
 
 >>> recs = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))
 >>> rec = recs[0]

@@ -5,9 +5,8 @@ Each subject performs ``n_gestures`` gestures (the real dataset: 65) ``n_repetit
 sEMG grids (128 channels: extensors then flexors, in `emg_lens.data.formats.hdsemg`'s channel order)
 and ``n_force`` force channels in volts around the 2.5 V neutral.
 
-Every gesture has its own activation map on each grid -- a Gaussian blob of muscle activity,
-so that neighbouring electrodes see similar amplitudes, as on a real grid -- and its own force
-pattern: gestures are separable from the sEMG alone and from the force alone.
+Every gesture has its own activation map on each grid (a Gaussian blob: neighbouring electrodes
+see similar amplitudes) and its own force pattern: either alone tells the gestures apart.
 
 The labels carry the real files' quirk: the signals follow the *adjusted* labels (the
 Recording's ``stimulus`` / ``repetition``, written as ``adjusted_class`` /

@@ -1,13 +1,9 @@
 """The HDF5 window store: TinyMyo windows of many recordings in one file, read lazily.
 
-`write_window_store` writes the windows of many recordings (through
-`emg_lens.data.windows.pipeline.tinymyo_windows`, or ready-made `WindowBatch` es) to one HDF5 file,
-incrementally and atomically; `WindowStore` is the lazy `torch.utils.data.Dataset` over it:
-item ``i`` is ``(x, y)``, ``x`` float32 ``[16, 1000]``, ``y`` an int64 scalar -- or, in a store
-of regression windows (`RegressionBatch`, e.g. NinaPro DB8's), float32 targets ``[time,
-output]``.
-`split_repetitions` checks the repetition split by which a store's labelled windows (and any
-other window source's) are divided into training and test windows.
+`write_window_store` writes the windows of many recordings to one HDF5 file, incrementally and
+atomically; `WindowStore` is the lazy `torch.utils.data.Dataset` over it. `split_repetitions`
+checks the repetition split by which a store's labelled windows (and any other window
+source's) are divided into training and test windows.
 
 >>> import tempfile
 >>> from pathlib import Path
