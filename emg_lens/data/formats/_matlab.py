@@ -163,9 +163,8 @@ def read_exercise_file(
 
     Labels are ``restimulus``/``rerepetition`` where present, else ``stimulus``/``repetition``
     (``meta["label_columns"]`` says which: file -> the two names); the unrelabelled columns and
-    every other per-sample matrix land in ``extras``. Arrays may
-    differ by up to `LENGTH_TOLERANCE` samples (the real files' label columns are often one
-    short); all are cut to the shortest.
+    every other per-sample matrix land in ``extras``. All arrays are cut to the shortest (the
+    module's quirks).
 
     Args:
         path: the file (MATLAB v5).

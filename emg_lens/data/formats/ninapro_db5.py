@@ -101,10 +101,8 @@ def load_ninapro_db5(
 ) -> Recording:
     """Load one NinaPro DB5 subject as a `Recording` at 200 Hz, labels global (1-52).
 
-    Each exercise file ``S<N>_E<k>_A1.mat`` restarts its ``restimulus`` at 1 (E1 1-12,
-    E2 1-17, E3 1-23); the codes are shifted by 0, 12, 29 so the concatenated recording holds
-    one label per movement. The raw ``stimulus`` column (in ``extras``) is shifted the same
-    way.
+    Each exercise's codes are shifted onto the global labels (the module docstring), the raw
+    ``stimulus`` column (in ``extras``) the same way.
 
     Args:
         root: the dataset root holding ``s<N>/`` (or ``DB5_s<N>/``), or the subject folder:
