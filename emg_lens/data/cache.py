@@ -9,22 +9,13 @@ and the source code of the modules that read and preprocess the data (the regist
 ``cache_modules`` and every emg_lens module they import).
 
 The cache lives in the user's cache directory (`default_cache_dir`), never in a dataset's
-folder, so read-only and shared data folders work. It is capped in size (`cache_max_bytes`):
-after each write, `evict` removes the least recently used entries (a read counts as a use)
-until the rest fit. The trainings `emg_lens.train.fit` keeps (``reuse=True``) live in its
-``trained/`` folder (`TRAINED_FOLDER`) and count in the same cap, in the same order of use.
-Several processes may share one cache folder: a reader sees a whole entry or none, and
-eviction only removes entries whose JSON exists, JSON first, so it never removes
-an entry being written.
-
-The cache removes only what it wrote (`is_cache_file`): a file whose name is one the cache
-gives and whose first bytes are what the cache writes first — its mark (`CACHE_MARK`, first in
-an entry's JSON and first array of its ``.npz``), or the key its name is made from (a kept
-training's file; a JSON written before the mark, which began ``{"key": "<the 20 hex digits of
-its name>...``: such entries are adopted). Arrays without JSON written before the mark are
-left alone. So ``EMG_LENS_CACHE`` pointed at a folder of the user's loses none of the user's
-files, and the first use of such a folder in a process warns, naming what the cache did not
-write (`warn_foreign_files`).
+folder, so read-only and shared data folders work. It is capped in size (`cache_max_bytes`,
+`evict`: the least recently used go first), together with the trainings `emg_lens.train.fit`
+keeps (``reuse=True``) in its ``trained/`` folder (`TRAINED_FOLDER`). Several processes may
+share one cache folder: a reader sees a whole entry or none, and eviction never removes an
+entry being written. The cache removes only what it wrote (`is_cache_file`), so
+``EMG_LENS_CACHE`` pointed at a folder of the user's loses none of the user's files, and the
+first use of such a folder in a process warns, naming them (`warn_foreign_files`).
 
 >>> import tempfile
 >>> from emg_lens.data import data_source
@@ -119,9 +110,8 @@ carry it (or, written before it, the key their name is made from: `is_cache_file
 _ENTRY_STEM = re.compile(r".+_s\d+_([0-9a-f]{20})")  # what load_subject names an entry
 _TRAINED_NAME = re.compile(r"([0-9a-f]{64})\.pt")  # what emg_lens.train.reuse names a training
 _TEMP_NAME = re.compile(rf"(.+)\.\d+{re.escape(TEMP_SUFFIX)}")  # emg_lens._io.atomic_write's
-_JSON_MARK = json.dumps({CACHE_MARK: "emg_lens.data.cache"})[
-    :-1
-].encode()  # '{"emg_lens_cache": ..'
+# '{"emg_lens_cache": ..': the start of an entry's JSON
+_JSON_MARK = json.dumps({CACHE_MARK: "emg_lens.data.cache"})[:-1].encode()
 _OLD_JSON = re.compile(rb'\{"key": "([0-9a-f]{64})"')  # an entry's JSON before the mark
 _NPZ_MARK = f"{CACHE_MARK}.npy".encode()  # the name of a .npz's first member (a zip file)
 _ZIP_NAME_AT = 30  # where a zip file's first member's name starts (after its local header)
@@ -292,10 +282,8 @@ def evict(folder: str | Path, max_bytes: int) -> list[Path]:
 
     Safe while other processes read and write the folder: an entry without its JSON is one
     being written, never removed (until it is an orphan), and an entry is removed JSON first,
-    so a reader sees the whole entry or a miss (a kept training is one file, renamed into place
-    whole). Only the cache's own files are touched (`is_cache_file`): named as `load_subject`
-    and `emg_lens.train.reuse` name entries, and holding what the cache writes first; a file
-    of the user's with such a name stays, whatever the cap.
+    so a reader sees the whole entry or a miss. Only the cache's own files are touched
+    (`is_cache_file`): a file of the user's stays, whatever the cap.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())

@@ -1,22 +1,15 @@
 """Data sources: a small JSON-able dict that says how to rebuild a subject's windows.
 
 Checkpoints store their data source, so evaluation and studies need only the checkpoint.
-`load_subject` keeps each preprocessed subject in the on-disk cache of `emg_lens.data.cache`,
-so a second run (training, then evaluation, then every study) reads windows instead of
-filtering the recording again.
-
-What each dataset is (its files, montage, reader, subjects, preprocessing defaults) is in
-`emg_lens.data.registry`; this module looks it up there. Each dataset has its own
-preprocessing defaults (`dataset_preprocess`): HD-sEMG's repetition split is train 1, 3, 4 /
-test 2, 5, NinaPro DB2's train 1, 3, 4, 6 / test 2, 5.
+`load_subject` keeps each preprocessed subject in the on-disk cache of `emg_lens.data.cache`.
+What each dataset is (its files, montage, reader, subjects, preprocessing defaults) is looked
+up in `emg_lens.data.registry`.
 
 Two more sources hold windows that are already made, for TinyMyo (`WINDOW_DATASETS`):
-``"windows"`` (an HDF5 window store, `windows_source`) and ``"synthetic-windows"`` (the
-synthetic sEMG windows of `emg_lens.data.synthetic.windows`, `synthetic_windows_source`).
-`load_subject` only splits their labelled windows by repetition, so it does not cache them.
-`emg_lens.data.window_build.build_window_store` makes such a store from emg2pose, NinaPro
-DB5/DB6/DB7 or synthetic sEMG (what ``emg-lens windows`` runs).
-"""
+``"windows"`` (an HDF5 window store, `windows_source`; made by
+`emg_lens.data.window_build.build_window_store`) and ``"synthetic-windows"``
+(`synthetic_windows_source`). `load_subject` only splits their labelled windows by repetition,
+so it does not cache them."""
 
 from __future__ import annotations
 
@@ -162,13 +155,11 @@ def load_subject(
     """Load and preprocess one subject of a data source, through the on-disk cache.
 
     ``cache_dir``: a folder; ``None`` for no cache; ``"auto"`` for `default_cache_dir` (the
-    user cache directory, or ``$EMG_LENS_CACHE``; the `WINDOW_DATASETS`, whose windows exist
-    already, are never cached). A cached subject is used only when everything it was made from
-    is unchanged (`emg_lens.data.cache.cache_key`); a cache that cannot be written is skipped
-    with a warning. After a write, the least recently used entries beyond ``cache_max_gb``
-    (default ``$EMG_LENS_CACHE_MAX_GB``, else 10 GB) are removed (`emg_lens.data.cache.evict`).
-    The returned ``meta`` is JSON-normalised (lists, not tuples) whether it came from the cache
-    or not.
+    `WINDOW_DATASETS` are never cached). A cached subject is used only when everything it was
+    made from is unchanged (`emg_lens.data.cache.cache_key`); a cache that cannot be written is
+    skipped with a warning. After a write, the cache is capped at ``cache_max_gb``
+    (`emg_lens.data.cache.cache_max_bytes`, `emg_lens.data.cache.evict`). The returned ``meta``
+    is JSON-normalised (lists, not tuples) whether it came from the cache or not.
 
     >>> import tempfile
     >>> source = data_source(
@@ -224,9 +215,6 @@ def _prepare(source: dict[str, Any], subject: int) -> SubjectData:
 def _normalised(data: SubjectData) -> SubjectData:
     data.meta = json.loads(json.dumps(data.meta))
     return data
-
-
-# ----------------------------------------------------------------------------- window sources
 
 
 def windows_source(
@@ -348,20 +336,11 @@ def _split_windows(
     codes = np.searchsorted(classes, y)
     channels = X.shape[1]
     return SubjectData(
-        subject=int(subject),
-        modalities={"emg": channels},
-        classes=classes,
-        X_train=X[in_train].astype(np.float32),
-        y_train=codes[in_train],
-        rep_train=np.asarray(repetition)[in_train],
-        X_test=X[in_test].astype(np.float32),
-        y_test=codes[in_test],
-        rep_test=np.asarray(repetition)[in_test],
-        meta=meta,
-    )
-
-
-# ----------------------------------------------------------------------------- geometry
+        subject=int(subject), modalities={"emg": channels}, classes=classes,
+        X_train=X[in_train].astype(np.float32), y_train=codes[in_train],
+        rep_train=np.asarray(repetition)[in_train], X_test=X[in_test].astype(np.float32),
+        y_test=codes[in_test], rep_test=np.asarray(repetition)[in_test], meta=meta,
+    )  # fmt: skip
 
 
 def montages_of(

@@ -178,8 +178,7 @@ def find_files(
     depth, or only its own entries (``recursive=False``) -- for which ``key`` is not None, in
     sorted path order; two different ones with one key are a `DataFormatError` naming both.
     ``what`` (or ``what(key)``) names what a key is, for that message. ``root`` must be a
-    folder (the caller says what it looked for when it is not).
-    """
+    folder (the caller says what it looked for when it is not)."""
     root = Path(root)
     describe = what if callable(what) else (lambda _key: what)
     entries = root.rglob("*") if recursive else root.iterdir()

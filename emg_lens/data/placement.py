@@ -6,27 +6,21 @@ and right swapped: the held-out channels then carry other electrodes' signals, a
 reads electrodes fails for a reason no accuracy names. The check needs no labels. For each
 held-out repetition (a session counts as its repetitions, `emg_lens.data.formats.trial_files`):
 
-1. the correlation matrix, over time, of each channel's raw signal high-passed and rectified
-   (each trial's consecutive samples differenced, ``|d − mean|``: a baseline wander or an
-   offset would otherwise shape it), of the held-out repetition and of each training
-   repetition (their mean: one odd training repetition does not swamp the others);
-2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`: a ring's
-   rotations and mirrors, a grid's flips and transposes, the scalp's left–right mirror), the
+1. the correlation matrix, over time, of each channel's raw signal high-passed and rectified,
+   of the held-out repetition and of the training repetitions (their mean);
+2. for each symmetry of the placement (`emg_lens.geometry.symmetry.montage_maps`), the
    held-out matrix put back by it, ``H[moved_to][:, moved_to]``, against the training one: the
    Pearson correlation of their entries above the diagonal (dead or flat channels left out,
    and named);
-3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when a
-   permutation test over trials says the held-out repetition is placed differently from the
-   training ones (``p < 0.05``), the training repetitions checked against each other tell the
-   placement's maps apart, the map restores the repetition (fits about as they fit each
-   other), and the runner-up map is rejected; otherwise the check says "no move" or "cannot
-   tell", and why (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned.
+3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when
+   the data say so; otherwise the check says "no move" or "cannot tell", and why
+   (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned.
 
-Raw, not preprocessed: a `SubjectData`'s windows are filtered and standardised per channel on
-the training repetitions, so a channel that moved carries another electrode's scale. The check
-reads the raw signals (`check_recording`; `check_subject` reads the subject's recording again
-from its data source), and `realign_recording` / `realign_subject` put the held-out channels
-back *before* preprocessing, so each channel's scale travels with its electrode.
+Raw, not preprocessed: a `SubjectData`'s windows are standardised per channel on the training
+repetitions, so a channel that moved carries another electrode's scale. The check reads the raw
+signals (`check_recording`; `check_subject` reads the recording again from its data source),
+and `realign_recording` / `realign_subject` put the held-out channels back *before*
+preprocessing, so each channel's scale travels with its electrode.
 
 LibEMG's Myo set (`tests/data/libemg_myo`): repetition R_3 was recorded with the armband
 mirrored, electrode k's pattern on electrode 8 − k; trained on R_0–R_2 the check names
@@ -185,21 +179,14 @@ def _check(
     )  # fmt: skip
     scores = evidence.scores
     return PlacementCheck(
-        modality=modality,
-        repetition=int(repetition),
-        label=label,
-        best=maps[evidence.best],
-        score=float(scores[evidence.best]),
-        identity_score=float(scores[0]),
-        scores=tuple((m.name, float(s)) for m, s in zip(maps, scores)),
-        decision=evidence.decision,
-        reason=evidence.reason,
-        p=evidence.p,
+        modality=modality, repetition=int(repetition), label=label, best=maps[evidence.best],
+        score=float(scores[evidence.best]), identity_score=float(scores[0]),
+        scores=tuple((m.name, float(s)) for m, s in zip(maps, scores)), decision=evidence.decision,
+        reason=evidence.reason, p=evidence.p,
         runner_up="" if evidence.runner_up is None else maps[evidence.runner_up].name,
-        p_runner_up=evidence.p_runner_up,
-        null_identity=evidence.null_identity,
+        p_runner_up=evidence.p_runner_up, null_identity=evidence.null_identity,
         dead_channels=tuple(evidence.dead.items()),
-    )
+    )  # fmt: skip
 
 
 def _maps(montage: Montage, n_channels: int, what: str) -> list[ChannelMap]:
@@ -210,9 +197,6 @@ def _maps(montage: Montage, n_channels: int, what: str) -> list[ChannelMap]:
             "every channel, in channel order"
         )
     return montage_maps(montage)
-
-
-# ----------------------------------------------------------------------------- recordings
 
 
 def placements_of(source: Mapping[str, Any]) -> dict[str, Montage]:
@@ -257,8 +241,7 @@ def check_recording(
     ``placements`` places, on the recording's raw signals, against its training repetitions;
     the samples of a repetition are those labelled with it and a gesture (not rest). A
     modality the recording lacks, a montage whose channel count differs from the signal's, a
-    repetition without samples are `EmgLensError`\\ s naming them.
-    """
+    repetition without samples are `EmgLensError`\\ s naming them."""
     if not placements:
         raise ArgumentError(f"{recording.source}: no placement given; {NO_PLACEMENT}")
     active = recording.stimulus != 0
@@ -316,8 +299,7 @@ def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) ->
     """The recording with each repetition the checks name moved (``decision`` ``"moved"``) put
     back by its map (channel j read from channel ``moved_to[j]``), in the raw signals, before
     any filter or scaling; every other sample as it is (a best map the evidence does not name a
-    move is never applied). ``meta["realigned"]`` lists what was moved.
-    """
+    move is never applied). ``meta["realigned"]`` lists what was moved."""
     signals = {name: x.copy() for name, x in recording.signals.items()}
     done = []
     for check in checks:
@@ -339,9 +321,6 @@ def realign_recording(recording: Recording, checks: Sequence[PlacementCheck]) ->
                          "map": check.best.name})  # fmt: skip
     meta = {**recording.meta, "realigned": done}
     return replace(recording, signals=signals, meta=meta)
-
-
-# ----------------------------------------------------------------------------- subjects
 
 
 def check_subject(
@@ -420,8 +399,7 @@ def realign_subject(
     training repetitions then scales each put-back channel as its electrode's); without, the
     raw windows of a subject made from windows (`check_subject` says which) reordered.
     ``meta["placement_check"]`` records the checks, that realigning was asked (``realign``)
-    and whether anything was put back (``realigned``).
-    """
+    and whether anything was put back (``realigned``)."""
     moved = any(check.moved for check in checks)
     record = {"checks": [c.to_dict() for c in checks], "realign": True, "realigned": moved}
     if not moved:  # nothing named moved: the subject as it is

@@ -2,50 +2,42 @@
 tell (docs/DESIGN.md §16).
 
 The best-scoring map of a placement's symmetries is not evidence by itself: where several maps
-fit about equally (a dead channel, a few noisy sources, neighbour crosstalk, a grid whose rows
-look alike) one of them wins by noise, and realigning by it scrambles channels that never
-moved. A move is a map that *restores* the held-out repetition, not any change of it: each
-trial is high-passed before it is rectified (consecutive samples differenced, so a baseline
-wander or an offset shapes no channel's envelope), and a move is named only when four
-questions are answered from the data:
+fit about equally (a dead channel, noisy sources, crosstalk, a grid whose rows look alike) one
+wins by noise, and realigning by it scrambles channels that never moved. Each trial is
+high-passed before it is rectified (consecutive samples differenced, so a baseline wander or an
+offset shapes no channel's envelope), and a move is named only when four questions are answered
+from the data:
 
 1. **Is the held-out repetition placed differently from the training ones?** A permutation test
-   over trials, the independent unit (docs/DESIGN.md §15). Under "not moved" the held-out
-   repetition's trials are exchangeable with the training repetitions' trials of the same
-   gesture, so the trials of each gesture are reassigned at random between the repetitions
-   (seeded draws of `PERMUTATIONS`), each draw's held-out and training correlation matrices
-   rebuilt from the trials' sums, and its statistic computed as the observed one: the *gain*
-   of the best non-identity map over the identity, ``max_m z_m − z_identity`` in Fisher z of the
-   map scores. ``p = (1 + draws with a gain at least the observed) / (1 + draws)``; the move
-   needs ``p < ALPHA``. A design with fewer distinct reassignments than ``1 / ALPHA`` cannot
-   reach it, and says so.
-2. **Would a move show at all?** Each training repetition checked against the others is a
-   repetition known not to have moved: its margin, ``z_identity − max_m z_m``, says how clearly
-   the placement's structure tells the identity from every other map. Where a training
-   repetition fits another map as well as the identity (weak spatial structure, a
-   near-symmetric placement), one cannot tell; with two training repetitions each is the
-   other's reference, and where they disagree neither is blamed.
+   over trials, the independent unit (docs/DESIGN.md §15): under "not moved" the trials of each
+   gesture are exchangeable between the repetitions, so they are reassigned at random (seeded
+   draws of `PERMUTATIONS`) and each draw's statistic computed as the observed one: the *gain*
+   of the best non-identity map over the identity, ``max_m z_m − z_identity`` in Fisher z.
+   ``p = (1 + draws with a gain at least the observed) / (1 + draws)``; the move needs
+   ``p < ALPHA``. A design with fewer distinct reassignments than ``1 / ALPHA`` cannot reach
+   it, and says so.
+2. **Would a move show at all?** Each training repetition checked against the others is known
+   not to have moved: its margin, ``z_identity − max_m z_m``, says how clearly the placement
+   tells the identity from every other map. Where a training repetition fits another map as
+   well as the identity, one cannot tell; with two training repetitions, where they disagree
+   neither is blamed.
 3. **Does the map restore the repetition?** Put back by it, the held-out repetition must fit
-   about as well as the training repetitions fit each other (their identity scores, the null:
-   within `RESTORED_Z` of the lowest in Fisher z, or their range if wider); else "cannot tell:
-   the repetition differs, no map restores it" (with one training repetition, no null).
+   about as well as the training repetitions fit each other (within `RESTORED_Z` of their
+   lowest identity score in Fisher z, or their range if wider); else "cannot tell: the
+   repetition differs, no map restores it" (with one training repetition, no null).
 4. **Which map?** The best puts the repetition back within the null's range while the
-   runner-up map (the best other than it and the identity) stays short of both by more, or
-   the best beats it by the training repetitions' margins, or the repetition put back by the
-   runner-up still looks moved (the test of 1. on it, ``p_runner_up < ALPHA_WHICH``); else
-   the data do not choose between the two.
+   runner-up (the best other than it and the identity) stays short by more, or the best beats
+   it by the training repetitions' margins, or the repetition put back by the runner-up still
+   looks moved (``p_runner_up < ALPHA_WHICH``); else the data do not choose between the two.
 
-Channels whose rectified signal is flat, or correlates with no other channel (a dead,
-noise-only electrode: every correlation of the pooled trials below `DEAD_R`, and below a
-quarter of the typical channel's strongest), carry no placement; they are named and left out of
-every score (the pairs of channels that involve them, before and after each map), rather than
-ending the check; with fewer than 3 channels that carry a signal the check says "cannot tell"
-before any score is compared.
+Channels whose rectified signal is flat, or correlates with no other channel (every correlation
+below `DEAD_R` and below a quarter of the typical channel's strongest), carry no placement: they
+are named and left out of every score; with fewer than 3 channels that carry a signal the check
+says "cannot tell" before any score is compared.
 
 How often this names a move on repetitions that did not move, and how often it finds real moves,
 is measured by ``benchmarks/calibration.py`` (the docs' page "How far each number can be
-trusted").
-"""
+trusted")."""
 
 from __future__ import annotations
 

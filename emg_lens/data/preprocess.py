@@ -151,12 +151,9 @@ class SubjectData:
         if recorded is not None:
             meta = {**meta, GIVEN: {**meta[GIVEN], "test": recorded[index].tolist()}}
         return replace(
-            self,
-            X_test=self.X_test[index],
-            y_test=np.asarray(self.y_test)[index],
-            rep_test=np.asarray(self.rep_test)[index],
-            meta=meta,
-        )
+            self, X_test=self.X_test[index], y_test=np.asarray(self.y_test)[index],
+            rep_test=np.asarray(self.rep_test)[index], meta=meta,
+        )  # fmt: skip
 
     def select_windows(self, n_windows: int) -> SubjectData:
         """This subject with at most ``n_windows`` held-out windows (an int >= 2), evenly
@@ -205,17 +202,11 @@ class SubjectData:
             top = max([int(y.max()) for y in (y_train, y_test) if len(y)], default=-1)
             classes = list(range(top + 1))
         return cls(
-            subject=subject,
-            modalities=dict(modalities),
-            classes=list(classes),
-            X_train=X_train,
-            y_train=y_train,
-            rep_train=np.full(len(y_train), repetitions[0]),
-            X_test=X_test,
-            y_test=y_test,
-            rep_test=np.full(len(y_test), repetitions[1]),
+            subject=subject, modalities=dict(modalities), classes=list(classes), X_train=X_train,
+            y_train=y_train, rep_train=np.full(len(y_train), repetitions[0]), X_test=X_test,
+            y_test=y_test, rep_test=np.full(len(y_test), repetitions[1]),
             meta={"trial_unit": "window", **({} if meta is None else meta)},
-        )
+        )  # fmt: skip
 
     @classmethod
     def from_epochs(
@@ -425,9 +416,6 @@ class Scaler:
         return ((X - self.mean[None, :, None]) / self.std[None, :, None]).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------- filters
-
-
 def _sos(kind: str, cutoff, order: int, fs: float, what: str) -> np.ndarray:
     nyquist = fs / 2
     for c in np.atleast_1d(cutoff):
@@ -491,9 +479,6 @@ def filter_signals(
     return out
 
 
-# ----------------------------------------------------------------------------- segments
-
-
 def find_segments(stimulus: np.ndarray, repetition: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Maximal runs of one (gesture, repetition) with gesture != 0:
     ``[(gesture, repetition, start, stop), ...]`` in time order.
@@ -501,10 +486,11 @@ def find_segments(stimulus: np.ndarray, repetition: np.ndarray) -> list[tuple[in
     >>> find_segments(np.array([0, 3, 3, 0, 3]), np.array([0, 1, 1, 0, 2]))
     [(3, 1, 1, 3), (3, 2, 4, 5)]
     """
-    key = stimulus.astype(np.int64) * 1_000_003 + repetition.astype(np.int64)
-    change = np.flatnonzero(np.diff(key)) + 1
+    if len(stimulus) == 0:
+        return []
+    change = np.flatnonzero((np.diff(stimulus) != 0) | (np.diff(repetition) != 0)) + 1
     starts = np.concatenate(([0], change))
-    stops = np.concatenate((change, [len(key)]))
+    stops = np.concatenate((change, [len(stimulus)]))
     return [
         (int(stimulus[s]), int(repetition[s]), int(s), int(e))
         for s, e in zip(starts, stops)
@@ -517,9 +503,6 @@ def _segment_bounds(start: int, stop: int, fs: float, segment) -> tuple[int, int
     lo = start + round(lo_s * fs)
     hi = stop if hi_s is None else min(stop, start + round(hi_s * fs))
     return lo, hi
-
-
-# ----------------------------------------------------------------------------- windows
 
 
 def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec()) -> SubjectData:

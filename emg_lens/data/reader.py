@@ -8,8 +8,7 @@ recorded source is all a later run needs.
 
 Which functions an entry needs follows from its uses: ``"recordings"`` needs ``read``,
 ``"windows"`` needs ``read_windows``, ``"store"`` needs ``store`` (and ``"downstream"`` a
-``downstream`` task); `tests/unit/data/test_registry.py` checks every entry.
-"""
+``downstream`` task); `tests/unit/data/test_registry.py` checks every entry."""
 
 from __future__ import annotations
 
@@ -78,8 +77,7 @@ class DatasetReader:
         read: source, subject -> the subject's continuous `Recording` (a recording dataset).
         read_windows: source, subject -> its ready-made `Windows` (a window source).
         store: source, subjects -> a function yielding those subjects' recordings, one at a
-            time, each time it is called (what ``emg-lens windows --source`` cuts; the z-score
-            pass reads them before the writing pass).
+            time, each time it is called (what ``emg-lens windows --source`` cuts).
         preprocess: the `emg_lens.data.preprocess.PreprocessSpec` fields that differ from its
             defaults for this dataset.
         source_fields: `data_source`'s options -> the extra keys its source dict stores.
@@ -91,10 +89,8 @@ class DatasetReader:
         geometry: source -> modality -> `emg_lens.geometry.Montage`: where its channels lie
             on the body, and where that placement comes from (figures on the geometry).
         numbering: source -> how the whole dataset numbers its subjects, gestures and
-            repetitions, for a dataset whose labels a subject's own files do not fix (your own
-            files: numbered over the folder, so another participant's files renumber them):
-            part of every key and digest of a subject's data (`numbering_of`).
-    """
+            repetitions where a subject's own files do not fix its labels (your own files):
+            part of every key and digest of a subject's data (`numbering_of`)."""
 
     montage: Callable[[Source], dict[str, int | None]]
     subjects: Callable[[Source], list[int]]

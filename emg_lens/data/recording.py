@@ -42,8 +42,7 @@ class Recording:
         source: where it came from (a file path, or ``"synthetic"``), for error messages.
         extras: other per-sample arrays a file holds (``glove``, ``force``, ...).
         meta: what a reader knows beyond the samples (gesture names, the files of each
-            trial, a placement), for tables and figures.
-    """
+            trial, a placement), for tables and figures."""
 
     subject: int
     signals: dict[str, np.ndarray]

@@ -6,11 +6,10 @@ montage, its preprocessing defaults, how a subject is read and which subjects ex
 preprocessing cache fingerprints, what a window store is cut from) is looked up in that entry
 with `dataset_info`, never by comparing the name.
 
-This module imports neither numpy nor torch: the command line's choices (``--dataset``,
-``--source``, ``--format``) are read from it while ``emg-lens --help`` starts. What an entry
-says here is light (names, uses, where files lie); how the dataset is read is the
-`emg_lens.data.reader.DatasetReader` its module defines, named by ``reader`` and imported on
-first use (`DatasetInfo.montage`, ``.read``, ... are that reader's).
+This module imports neither numpy nor torch: the command line's choices are read from it while
+``emg-lens --help`` starts. How a dataset is read is the `emg_lens.data.reader.DatasetReader`
+its module defines, named by ``reader`` and imported on first use (`DatasetInfo.montage`,
+``.read``, ... are that reader's).
 
 Adding a dataset is one module plus one entry:
 

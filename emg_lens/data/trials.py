@@ -1,24 +1,18 @@
 """The independent unit: which windows share a trial.
 
 A window is not an observation. The windows of one *trial* (one repetition of one gesture by
-one subject, or one session's, as the data give it) overlap and share the trial's noise,
-posture and electrode placement, so an inference that counts windows as independent says more
-than the data allow (docs/DESIGN.md §15). Every inference emg_lens makes over held-out data
-counts trials (and, across a study, subjects):
+one subject, or one session's) overlap and share the trial's noise, posture and electrode
+placement, so an inference that counts windows as independent says more than the data allow
+(docs/DESIGN.md §15). Every inference over held-out data counts trials (and subjects):
 
-- windows cut from a recording (`emg_lens.data.preprocess.prepare_subject`, a dataset's
-  reader, your own files) carry their gesture and repetition: a trial is a distinct
+- windows cut from a recording carry their gesture and repetition: a trial is a distinct
   ``(class, repetition)`` pair of one subject (``unit = "repetition"``);
 - windows whose source records their trial carry it (``unit = "given"``, the ids in
   ``meta["given_trials"]``, `record_trials`): braindecode's ``create_windows_from_events``
-  writes each window's event in its windows' metadata (``i_trial_in_dataset``, numbered per
-  recording), so a trial is a ``(recording, i_trial_in_dataset)`` pair
-  (``SubjectData.from_windows_dataset``); an ``mne.Epochs`` whose metadata has that column
-  (a braindecode ``WindowsDataset``'s epochs) is read the same way
-  (``SubjectData.from_epochs``);
-- braindecode windows that record no trial (``create_fixed_length_windows``: one label per
-  recording, overlapping windows) share their recording's: a trial is a recording's run of
-  consecutive windows of one class, the whole recording where it has one label
+  writes each window's event (``i_trial_in_dataset``, numbered per recording), so a trial is
+  a ``(recording, i_trial_in_dataset)`` pair, in a windows dataset or its ``mne.Epochs``;
+- braindecode windows that record no trial (``create_fixed_length_windows``) share their
+  recording's: a trial is a recording's run of consecutive windows of one class
   (``unit = "recording"``, the ids in ``meta["given_trials"]``);
 - windows that carry no trial (``SubjectData.from_windows``' ``(X, y)`` pair, MNE epochs
   without that column) are each their own trial (``unit = "window"``): true of epochs, one

@@ -3,15 +3,9 @@ synthetic sEMG or the downstream datasets (EPN-612, UCI, NinaPro DB8) in one HDF
 (`build_window_store`, what ``emg-lens windows`` runs).
 
 Which datasets a store is cut from, how each is normalised by default and how it splits is
-what their registry entries say (`emg_lens.data.registry`: the uses ``store``,
-``pretraining``, ``repetitions``, ``downstream``); their readers yield the recordings. The
-windowing is `emg_lens.data.windows.pipeline`, the file `emg_lens.data.windows.store`.
-emg2pose sessions are unlabelled and min-max normalised per channel of each window; the
-labelled sources keep their gestures and can be cut to the train or test repetitions. The
-downstream datasets are windowed by the thesis's recipe at the data's own rate
-(`emg_lens.data.windows.downstream`); their stores hold the dataset's train / val / test split
-(attribute ``splits``) and, for DB8, regression targets.
-"""
+what their registry entries say (`emg_lens.data.registry`); their readers yield the
+recordings. The windowing is `emg_lens.data.windows.pipeline` (the downstream datasets':
+`emg_lens.data.windows.downstream`), the file `emg_lens.data.windows.store`."""
 
 from __future__ import annotations
 
@@ -73,13 +67,11 @@ def build_window_store(
 
     Args:
         source: one of `WINDOW_STORE_SOURCES`. ``"emg2pose"`` sessions are unlabelled; the
-            NinaPro sources and ``"synthetic"`` (sEMG channels of `SyntheticSpec` recordings,
-            sEMG-only gestures by default) keep their gesture labels (0 = rest).
-        out: the ``.h5`` file to write (atomically: a failed run leaves none); an existing
-            folder is refused.
-        root: the dataset folder (``metadata.csv`` and sessions for emg2pose; the ``.mat``
-            files, at any depth, for NinaPro: two copies of one file are refused); refused for
-            synthetic data.
+            others keep their gesture labels (0 = rest); ``"synthetic"`` is the sEMG channels
+            of `SyntheticSpec` recordings, sEMG-only gestures by default.
+        out: the ``.h5`` file to write (atomically: a failed run leaves none).
+        root: the dataset folder (two copies of one file are refused); refused for synthetic
+            data.
         subjects: subject numbers (emg2pose: users in sorted order, 1-based); default all.
         split: emg2pose: ``metadata.csv`` split names (``"train"``, ...); the labelled
             sources: ``"train"`` and/or ``"test"``, the windows whose centre lies in
@@ -107,9 +99,8 @@ def build_window_store(
     ``repetition``: 1 train, 2 val, 3 test, and in the store's ``splits`` attribute).
 
     Raises `ArgumentError` for an unknown source, split, normalisation or subject, or an
-    argument that does not apply to ``source``, and `DataFormatError` for unreadable or
-    ambiguous files (naming them), or when the store or a split asked for would hold no window
-    (naming the dataset, the window and the longest recording a window had to fit in).
+    argument that does not apply to ``source``; `DataFormatError` for unreadable or ambiguous
+    files, or a store or split that would hold no window (naming the longest recording).
 
     >>> import tempfile
     >>> from emg_lens.data import WindowStore
@@ -142,16 +133,9 @@ def build_window_store(
                 f"normalize must be None, got {normalize!r}"
             )
         return _build_downstream(
-            source,
-            out,
-            Path(root),
-            subjects=subjects,
-            split=split,
-            preprocess=preprocess,
-            options=downstream or {},
-            compression=compression,
-            progress=progress,
-        )
+            source, out, Path(root), subjects=subjects, split=split, preprocess=preprocess,
+            options=downstream or {}, compression=compression, progress=progress,
+        )  # fmt: skip
     if downstream:
         raise ArgumentError(f"downstream options apply to {DOWNSTREAM_DATASETS} only")
     default = "minmax" if "pretraining" in info.uses else "zscore"
@@ -200,9 +184,7 @@ def build_window_store(
             batch = tinymyo_windows(recording, spec, labeled=labeled, scaler=scaler)
             held |= set(batch.repetition.tolist())
             if keep is not None:
-                rows = np.isin(batch.repetition, keep)
-                batch.x, batch.labels = batch.x[rows], batch.labels[rows]
-                batch.repetition = batch.repetition[rows]
+                batch.keep(np.isin(batch.repetition, keep))
                 batch.info["repetitions"] = keep
             for name in names:
                 reps = repetitions[f"{name}_repetitions"]
@@ -222,15 +204,9 @@ def build_window_store(
             )
 
     return write_window_store(
-        out,
-        batches(),
-        spec,
-        labeled=labeled,
-        scaler=scaler,
-        compression=compression,
-        progress=progress,
-        repetition_split=repetitions if labeled else None,
-    )
+        out, batches(), spec, labeled=labeled, scaler=scaler, compression=compression,
+        progress=progress, repetition_split=repetitions if labeled else None,
+    )  # fmt: skip
 
 
 def _build_downstream(
@@ -260,10 +236,7 @@ def _build_downstream(
         raise ArgumentError(f"split {unknown}: {source} windows split into {list(SPLITS)}")
     keep = [SPLIT_CODES[n] for n in names]
     data = {"dataset": source, "root": str(root)}
-    found = info.subjects(data)
-    wanted = None if subjects is None else sorted({int(s) for s in subjects})
-    _check_subjects(wanted, found, f"{source} files under {root}")
-    chosen = found if wanted is None else wanted
+    chosen = _chosen_subjects(subjects, info.subjects(data), f"{source} files under {root}")
 
     def batches() -> Iterator[WindowBatch]:
         counts = dict.fromkeys(keep, 0)
@@ -272,11 +245,7 @@ def _build_downstream(
             batch = task.windows(info.read(data, subject), spec, options)
             for code, n in batch.info.pop("longest", {}).items():
                 longest[code] = max(longest.get(code, 0), n)
-            rows = np.isin(batch.repetition, keep)
-            batch.x, batch.labels = batch.x[rows], batch.labels[rows]
-            batch.repetition = batch.repetition[rows]
-            if getattr(batch, "targets", None) is not None:
-                batch.targets = batch.targets[rows]
+            batch.keep(np.isin(batch.repetition, keep))
             batch.info.update({"split_rule": task.split_rule})
             for code in keep:
                 counts[code] += int((batch.repetition == code).sum())
@@ -297,15 +266,10 @@ def _build_downstream(
 
     regression = task.task == "regression"
     return write_window_store(
-        out,
-        batches(),
-        spec,
-        labeled=not regression,
-        compression=compression,
-        progress=progress,
+        out, batches(), spec, labeled=not regression, compression=compression, progress=progress,
         splits={n: [SPLIT_CODES[n]] for n in names},
         target_names=list(task.target_names) if regression else None,
-    )
+    )  # fmt: skip
 
 
 def _store_recordings(
@@ -325,10 +289,7 @@ def _store_recordings(
     else:
         data["synthetic"] = (synthetic or SYNTHETIC_STORE).to_dict()
         where = "the synthetic spec"
-    wanted = None if subjects is None else sorted({int(s) for s in subjects})
-    found = info.subjects(data)
-    _check_subjects(wanted, found, where)
-    return info.store(data, found if wanted is None else wanted)
+    return info.store(data, _chosen_subjects(subjects, info.subjects(data), where))
 
 
 def _length_at(recording: Recording, rate: float) -> int:
@@ -380,9 +341,14 @@ def _refuse_inapplicable(
         )
 
 
-def _check_subjects(wanted: list[int] | None, available: Iterable[int], where: str) -> None:
+def _chosen_subjects(
+    subjects: Iterable[int] | None, available: Iterable[int], where: str
+) -> list[int]:
+    """The ``subjects`` asked for (default: every one ``available``), each checked to be there."""
     available = sorted(available)
     if not available:
         raise DataFormatError(f"no subjects found in {where}")
-    if wanted is not None and (missing := [s for s in wanted if s not in available]):
+    wanted = available if subjects is None else sorted({int(s) for s in subjects})
+    if missing := [s for s in wanted if s not in available]:
         raise ArgumentError(f"subjects {missing} are not in {where}; available: {available}")
+    return wanted

@@ -3,12 +3,9 @@ DB6, DB7, DB8): one file per exercise (or session) holding per-sample matrices (
 ``acc``, ``glove``, ...) and label columns (``stimulus``, ``restimulus``, ``repetition``,
 ``rerepetition``).
 
-`read_exercise_file` turns one file into a `Recording` (label choice, the length quirk,
-channel and NaN checks, errors naming the file), `concatenate_recordings` joins exercises and
-`load_exercises` reads a subject's exercises and joins them;
-the database readers (`emg_lens.data.formats.ninapro_db2` for DB2, `ninapro_db5`,
-`ninapro_db6_db7`, `ninapro_db8`) add their own file names, rates and label conventions. Quirks
-handled here, as found in the real files:
+`read_exercise_file` turns one file into a `Recording`, `load_exercises` reads a subject's
+exercises and joins them (`concatenate_recordings`); the database readers add their own file
+names, rates and label conventions. Quirks handled here, as found in the real files:
 
 * label columns can be a sample shorter than ``emg``: every per-sample array is cut to the
   shortest, and a mismatch of more than `LENGTH_TOLERANCE` samples is a `DataFormatError`;
@@ -16,8 +13,7 @@ handled here, as found in the real files:
   falling back to ``stimulus`` / ``repetition``.
 
 `write_mat73` writes a MATLAB v7.3 file (HDF5 with MATLAB's header and class attributes), as
-the HD-sEMG database ships its files.
-"""
+the HD-sEMG database ships its files."""
 
 from __future__ import annotations
 
@@ -167,9 +163,8 @@ def read_exercise_file(
 
     Labels are ``restimulus``/``rerepetition`` where present, else ``stimulus``/``repetition``
     (``meta["label_columns"]`` says which: file -> the two names); the unrelabelled columns and
-    every other per-sample matrix land in ``extras``. Arrays may
-    differ by up to `LENGTH_TOLERANCE` samples (the real files' label columns are often one
-    short); all are cut to the shortest.
+    every other per-sample matrix land in ``extras``. All arrays are cut to the shortest (the
+    module's quirks).
 
     Args:
         path: the file (MATLAB v5).
@@ -281,13 +276,10 @@ def concatenate_recordings(parts: list[Recording]) -> Recording:
     return Recording(
         subject=first.subject,
         signals={m: np.concatenate([p.signals[m] for p in parts]) for m in first.signals},
-        sample_rate=first.sample_rate,
-        stimulus=np.concatenate([p.stimulus for p in parts]),
+        sample_rate=first.sample_rate, stimulus=np.concatenate([p.stimulus for p in parts]),
         repetition=np.concatenate([p.repetition for p in parts]),
-        source=" + ".join(p.source for p in parts),
-        extras=extras,
-        meta=_label_columns(parts),
-    )
+        source=" + ".join(p.source for p in parts), extras=extras, meta=_label_columns(parts),
+    )  # fmt: skip
 
 
 def _label_columns(parts: list[Recording]) -> dict[str, Any]:

@@ -7,12 +7,8 @@ a compound dtype (``time <f8``, ``joint_angles <f8 (20,)``, ``emg <f4 (16,)``) a
 attributes include ``sample_rate`` (2000), ``num_channels`` (16), ``session``, ``user``,
 ``side`` and ``stage``. `Emg2PoseSession` reads slices lazily; `Emg2PoseDataset` selects
 sessions by split and user from ``metadata.csv``. emg2pose has no gesture labels: its
-Recordings have ``stimulus`` and ``repetition`` all 0, and the joint angles in
-``extras["joint_angles"]``. Users (hex ids in the files) become subject numbers 1, 2, ... in
-the sorted order of ``metadata.csv``'s users.
-
-TinyMyo's NinaPro pretraining corpora (DB6, DB7) are read by
-`emg_lens.data.formats.ninapro_db6_db7`.
+recordings' ``stimulus`` and ``repetition`` are 0, the joint angles in
+``extras["joint_angles"]``. Users (hex ids) become subjects 1, 2, ... in sorted order.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -181,8 +177,7 @@ class Emg2PoseSession(OpenFile):
         ``joint_angles`` float64 ``[time, 20]``, ``time`` float64 ``[time]``.
 
         Only those fields of that slice are read from disk. Raises `DataFormatError` when the
-        EMG slice holds NaN/Inf.
-        """
+        EMG slice holds NaN/Inf."""
         stop = self.n_samples if stop is None else stop
         if not (0 <= start <= stop <= self.n_samples):
             raise ArgumentError(
@@ -225,14 +220,10 @@ class Emg2PoseSession(OpenFile):
         data = self.read()
         zeros = np.zeros(self.n_samples, np.int64)
         return Recording(
-            subject=int(subject),
-            signals={"emg": data["emg"]},
-            sample_rate=self.sample_rate,
-            stimulus=zeros,
-            repetition=zeros.copy(),
-            source=str(self.path),
+            subject=int(subject), signals={"emg": data["emg"]}, sample_rate=self.sample_rate,
+            stimulus=zeros, repetition=zeros.copy(), source=str(self.path),
             extras={"joint_angles": data["joint_angles"], "time": data["time"]},
-        )
+        )  # fmt: skip
 
     def close(self) -> None:
         """Close the file (a no-op when already closed)."""
@@ -442,9 +433,6 @@ def write_emg2pose_metadata(root: str | Path, rows: Iterable[Mapping[str, Any]])
     pd.DataFrame(full, columns=list(METADATA_COLUMNS)).to_csv(
         Path(root) / "metadata.csv", index=False
     )
-
-
-# ------------------------------------------------------------------------- the registry's reader
 
 
 def _store(source: Source, subjects: list[int]):

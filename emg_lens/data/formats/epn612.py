@@ -5,10 +5,9 @@ users in two groups of 306, one JSON file each:
 ``<root>/trainingJSON/user<N>/user<N>.json`` and ``<root>/testingJSON/user<N>/user<N>.json``.
 Each file holds ``trainingSamples`` and ``testingSamples``: dicts of samples (``idx_1``, ...),
 each with ``emg``, a dict of eight channel lists ``ch1``..``ch8`` in int8 units, and
-``gestureName``, one of `GESTURES`. The testing group's ``testingSamples`` come without
-``gestureName`` (the dataset withholds those labels). Every sample is one gesture repetition
-recorded for 5 s (zenodo.org/records/4421500), about 1000 samples: the length of the thesis's
-default window, to which `epn612_windows` pads or crops each sample.
+``gestureName``, one of `GESTURES` (withheld in the testing group's ``testingSamples``).
+Every sample is one gesture repetition recorded for 5 s (zenodo.org/records/4421500), about
+1000 samples: the thesis's window, to which `epn612_windows` pads or crops each sample.
 
 Subjects: ``trainingJSON/user<N>`` is subject ``N``; ``testingJSON/user<N>`` is subject
 ``TESTING_OFFSET + N`` (1000 + N), so a subject's number does not depend on which folders
@@ -18,16 +17,15 @@ are present.
 (``trainingSamples`` first), joined in time; ``emg`` divided by 128 (so in [-1, 1)),
 ``stimulus`` the gesture's index in `GESTURES` (``noGesture`` = 0, the rest class),
 ``repetition`` the sample's number (1-based, across both parts), ``extras["part"]`` 0 for
-``trainingSamples`` and 1 for ``testingSamples``, and ``extras["skipped_unlabelled"]`` the
-number of samples without ``gestureName`` that were skipped (counted, never labelled). An
-unknown ``gestureName`` is a `DataFormatError` naming the file, the sample and the names
-accepted.
+``trainingSamples`` and 1 for ``testingSamples``, and ``extras["skipped_unlabelled"]`` how
+many samples without ``gestureName`` were skipped. An unknown ``gestureName`` is a
+`DataFormatError` naming the file, the sample and the names accepted.
 
-`epn612_windows` is the thesis's preprocessing (BioFoundation's ``scripts/epn.py``): each
-sample band-passed 20-90 Hz, notched at 50 Hz, z-scored per channel and padded or cropped to
-one window. Its split follows the dataset's user split as the script does: training users'
-``trainingSamples`` train and their ``testingSamples`` validate; testing users' first
-``calibration`` (10) samples of each gesture in ``trainingSamples`` train and the rest test.
+`epn612_windows` is the thesis's preprocessing (BioFoundation's ``scripts/epn.py``;
+`emg_lens.data.windows.downstream`), each sample padded or cropped to one window. Its split follows
+the dataset's user split as the script does: training users' ``trainingSamples`` train and their
+``testingSamples`` validate; testing users' first ``calibration`` (10) samples of each gesture in
+``trainingSamples`` train and the rest test.
 
 >>> import tempfile
 >>> from emg_lens.data import synthetic_epn612
@@ -201,8 +199,7 @@ def load_epn612(root: str | Path, subject: int) -> Recording:
 
     Raises `DataFormatError` naming the file for a missing or unreadable file, a missing
     ``trainingSamples``/``testingSamples`` or ``emg``, a wrong channel set, channels of
-    different lengths, non-numbers or NaN, an unknown ``gestureName``, or no labelled sample.
-    """
+    different lengths, non-numbers or NaN, an unknown ``gestureName``, or no labelled sample."""
     path = user_file(root, subject)
     data = _read_json(path)
     signals, stimulus, repetition, part = [], [], [], []
@@ -234,14 +231,10 @@ def load_epn612(root: str | Path, subject: int) -> Recording:
             f"{path}: no labelled sample (every one of {skipped} lacks gestureName)"
         )
     return Recording(
-        subject=int(subject),
-        signals={"emg": np.concatenate(signals)},
-        sample_rate=SAMPLE_RATE,
-        stimulus=np.concatenate(stimulus),
-        repetition=np.concatenate(repetition),
-        source=str(path),
+        subject=int(subject), signals={"emg": np.concatenate(signals)}, sample_rate=SAMPLE_RATE,
+        stimulus=np.concatenate(stimulus), repetition=np.concatenate(repetition), source=str(path),
         extras={"part": np.concatenate(part), "skipped_unlabelled": np.asarray(skipped)},
-    )
+    )  # fmt: skip
 
 
 def _trial_split(testing_user: bool, part: int, seen: int, calibration: int) -> int | None:
@@ -300,8 +293,7 @@ def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0)
     units (``round(x * 128)``) and its ``gestureName``; ``unlabelled`` extra samples without
     ``gestureName`` (copies of the first sample's ``emg``) are appended to ``testingSamples``,
     as the testing group's files hold. Nothing is validated, so tests can write bad files.
-    Returns the path written.
-    """
+    Returns the path written."""
     path = user_file(root, recording.subject)
     parts: dict[str, dict[str, Any]] = {name: {} for name in PARTS}
     emg = np.rint(np.asarray(recording.signals["emg"]) * INT8_SCALE).astype(int)
@@ -328,8 +320,6 @@ def write_epn612(recording: Recording, root: str | Path, *, unlabelled: int = 0)
     return path
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
 MONTAGE = Montage(
     (ring("Myo armband", CHANNELS, first=180.0 - 3 * 45.0),),
     source="the EPN lab's protocol (Barona López et al. 2020, Sensors 20:6327, "
@@ -353,10 +343,7 @@ READER = downstream_reader(
         "the first `calibration` (10) trainingSamples of each gesture train, the rest test",
         classes=GESTURES,
         options=("calibration",),
-        # Every sample is a 5 s recording at the Myo's 200 Hz, about 1000 samples
-        # (zenodo.org/records/4421500; Benalcazar et al.), and the thesis's script
-        # (BioFoundation's scripts/epn.py; TinyMyo's docs/model/TinyMyo.md) pads or crops each
-        # to one 1000-sample window: a whole sample, no step.
+        # one 5 s sample at 200 Hz padded or cropped to one window, as the thesis's script does
         window=1000,
         step=None,
         unit="sample",

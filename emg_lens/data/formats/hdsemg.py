@@ -12,9 +12,9 @@ Channel order: the 128 EMG channels are the extensor grid's 64, then the flexor 
 each grid channel ``c = row + 8 * col`` (0-based), where MATLAB indexes the electrode as
 ``emg(t, row + 1, col + 1)`` -- the order MATLAB's ``reshape(emg, T, 64)`` gives.
 
-`HDsEMGFile` reads slices without loading the rest; `load_hdsemg` loads a whole file;
-`write_hdsemg` writes a file laid out like the real ones (tests, synthetic data). A v5 file
-with the same variables (small exports) is read too, from memory.
+`HDsEMGFile` reads slices without loading the rest, `load_hdsemg` a whole file, and
+`write_hdsemg` writes one laid out like the real ones. A v5 file with the same variables
+(small exports) is read too, from memory.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -53,6 +53,7 @@ import scipy.io
 
 from emg_lens.data.files import OpenFile, find_files
 from emg_lens.data.formats._matlab import write_mat73
+from emg_lens.data.preprocess import find_segments
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -239,8 +240,7 @@ class HDsEMGFile(OpenFile):
         """Samples ``start:stop`` as ``{"emg": [time, 128], "force": [time, F]}`` float32.
 
         Only that slice is read from disk. ``"force"`` is present when the file has force and
-        ``force`` is true. Raises `DataFormatError` if the slice holds NaN/Inf.
-        """
+        ``force`` is true. Raises `DataFormatError` if the slice holds NaN/Inf."""
         stop = self.n_samples if stop is None else stop
         if not (0 <= start <= stop <= self.n_samples):
             raise ArgumentError(
@@ -267,22 +267,9 @@ class HDsEMGFile(OpenFile):
         return out
 
     def segments(self) -> list[tuple[int, int, int, int]]:
-        """(gesture, repetition, start, stop) of each labelled run, in time order.
-
-        A run is a maximal stretch of non-zero gesture label with a constant (gesture,
-        repetition); ``stop`` is exclusive.
-        """
-        stimulus, repetition = self.labels()
-        if len(stimulus) == 0:
-            return []
-        change = np.flatnonzero((np.diff(stimulus) != 0) | (np.diff(repetition) != 0)) + 1
-        starts = np.concatenate([[0], change])
-        stops = np.concatenate([change, [len(stimulus)]])
-        return [
-            (int(stimulus[a]), int(repetition[a]), int(a), int(b))
-            for a, b in zip(starts, stops)
-            if stimulus[a] != 0
-        ]
+        """(gesture, repetition, start, stop) of each labelled run, in time order
+        (`emg_lens.data.preprocess.find_segments`)."""
+        return find_segments(*self.labels())
 
     def _load(self, name: str, how: Any) -> np.ndarray:
         """``how(dataset)``, with HDF5 read failures turned into `DataFormatError`."""
@@ -419,14 +406,9 @@ def load_hdsemg(
         stimulus, repetition = f.labels()
         extras = {k: v for k, v in f.raw_labels().items() if k not in f.label_names}
     return Recording(
-        subject=int(subject),
-        signals=signals,
-        sample_rate=SAMPLE_RATE,
-        stimulus=stimulus,
-        repetition=repetition,
-        source=str(path),
-        extras=extras,
-    )
+        subject=int(subject), signals=signals, sample_rate=SAMPLE_RATE, stimulus=stimulus,
+        repetition=repetition, source=str(path), extras=extras,
+    )  # fmt: skip
 
 
 def _recording_arrays(recording: Recording, adjusted: bool) -> dict[str, np.ndarray]:
@@ -474,9 +456,8 @@ def write_hdsemg(
     From a Recording, with ``adjusted`` the labels go to ``adjusted_class`` /
     ``adjusted_repetition`` and ``class`` / ``repetition`` take ``extras["class"]`` /
     ``extras["repetition"]`` where present (else the same labels); without it only ``class`` /
-    ``repetition`` are written. Label vectors are stored as MATLAB ``[T, 1]`` doubles (h5py
-    ``(1, T)``), signals as doubles. The file starts with a 512-byte userblock holding the
-    MATLAB 7.3 header, and each dataset carries its ``MATLAB_class`` attribute.
+    ``repetition`` are written. Everything is stored as doubles, by
+    `emg_lens.data.formats._matlab.write_mat73`.
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -495,9 +476,6 @@ def write_hdsemg(
         x = np.asarray(arrays[name], dtype=np.float64)
         arrays[name] = x.reshape(-1, 1) if x.ndim == 1 else x
     return write_mat73(path, arrays)
-
-
-# ------------------------------------------------------------------------- the registry's reader
 
 
 def _subjects(source: Source) -> list[int]:

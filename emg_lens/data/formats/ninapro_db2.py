@@ -11,13 +11,12 @@ NinaPro database shares); DB2's own quirks, handled here:
 
 * labels are global across exercises (E1 1-17, E2 18-40, E3 41-49). The published E3 files
   hold the codes 1, 2, 4, 6, 8, 9, 16, 32 and 40 instead, and no ``restimulus`` or
-  ``rerepetition`` (the public DB2 loaders say so and map them in that order onto 41-49, e.g.
+  ``rerepetition`` (the public DB2 loaders map them in that order onto 41-49, e.g.
   ``nina_helper``: "Movements number in non-logical pattern [0 1 2 4 6 8 9 16 32 40]"). Those
-  codes are mapped by that one table (`EXERCISE_D_CODES`, the same label for a code in every
-  file, whichever codes a file holds), with a warning naming the file and the mapping; any
-  other code outside 41-49 is a `DataFormatError`. The codes look like sums of one bit per
-  finger (9 = 8 + 1, 6 = 2 + 4, 40 = 8 + 32), so the movement each of 41-49 then names in the
-  published list is not certain; the labels are consistent across subjects either way;
+  codes are mapped by that one table (`EXERCISE_D_CODES`), with a warning naming the file and
+  the mapping; any other code outside 41-49 is a `DataFormatError`. The codes look like sums
+  of one bit per finger (9 = 8 + 1), so the movement each of 41-49 names in the published list
+  is not certain; the labels are consistent across subjects either way;
 * ``glove`` is missing in some files.
 
 DB5 is `emg_lens.data.formats.ninapro_db5`; DB6 and DB7 `emg_lens.data.formats.ninapro_db6_db7`.
@@ -271,16 +270,12 @@ def load_ninapro_db2(
         exercises: which exercises, as ``"B"``/``"C"``/``"D"`` or ``1``/``2``/``3``; they are
             concatenated in time in the order given.
         modalities: which arrays become ``Recording.signals`` (in this order): any of
-            ``"emg"`` (12 ch), ``"acc"`` (36 ch), ``"force"`` (6 ch, exercise D only),
-            ``"glove"`` (22 ch). Every other per-sample array the files hold lands in
-            ``extras`` under its file name (when every loaded file holds it with the same
-            width), including the unrelabelled ``stimulus``/``repetition`` columns where
-            ``restimulus``/``rerepetition`` were used for the labels.
+            `CHANNELS` (``"force"``: exercise D only). Every other per-sample array the files
+            hold (with one width in every file) lands in ``extras`` under its file name,
+            including the unrelabelled ``stimulus``/``repetition`` columns.
 
     Raises:
-        DataFormatError: a file is missing, unreadable, v7.3, lacks a variable, has the wrong
-            channel count, holds NaN/Inf, or its arrays differ in length by more than
-            `LENGTH_TOLERANCE` samples. The message names the file.
+        DataFormatError: a file is missing, or as `read_exercise_file`; the message names it.
         ArgumentError: an unknown exercise or modality.
 
     >>> import tempfile
@@ -411,9 +406,6 @@ def write_ninapro_db2(
     path = folder / f"S{subject}_E{k}_A1.mat"
     scipy.io.savemat(str(path), out, format="5", do_compression=False, oned_as="column")
     return path
-
-
-# ------------------------------------------------------------------------- the registry's reader
 
 
 def _subjects(source: Source) -> list[int]:

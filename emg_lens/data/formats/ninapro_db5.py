@@ -3,8 +3,7 @@
 
 Its ``restimulus`` restarts at 1 in every exercise (E1 1-12, E2 1-17, E3 1-23) and is shifted
 here onto the global labels 1-52 (offsets 0, 12, 29), so the concatenated recording holds one
-label per movement.
-"""
+label per movement."""
 
 from __future__ import annotations
 
@@ -80,8 +79,7 @@ def _globalise_db5_labels(recording: Recording, k: int) -> None:
 
     Codes already inside the exercise's global range (offset+1..offset+count) are kept, so a
     file relabelled by hand loads too; anything else is a `DataFormatError`. Where both
-    readings fit (E2 codes 13-17 only), the documented restart is assumed.
-    """
+    readings fit (E2 codes 13-17 only), the documented restart is assumed."""
     count, offset = DB5_LABEL_OFFSETS[k]
     codes = sorted(int(c) for c in np.unique(recording.stimulus) if c != 0)
     if all(c <= count for c in codes):
@@ -103,10 +101,8 @@ def load_ninapro_db5(
 ) -> Recording:
     """Load one NinaPro DB5 subject as a `Recording` at 200 Hz, labels global (1-52).
 
-    Each exercise file ``S<N>_E<k>_A1.mat`` restarts its ``restimulus`` at 1 (E1 1-12,
-    E2 1-17, E3 1-23); the codes are shifted by 0, 12, 29 so the concatenated recording holds
-    one label per movement. The raw ``stimulus`` column (in ``extras``) is shifted the same
-    way.
+    Each exercise's codes are shifted onto the global labels (the module docstring), the raw
+    ``stimulus`` column (in ``extras``) the same way.
 
     Args:
         root: the dataset root holding ``s<N>/`` (or ``DB5_s<N>/``), or the subject folder:
@@ -143,19 +139,13 @@ def load_ninapro_db5(
                 f"{[p.name for p in files().values()][:10] or 'none'}"
             )
         rec = read_exercise_file(
-            path,
-            subject=subject,
-            sample_rate=DB5_SAMPLE_RATE,
-            modalities=modalities,
+            path, subject=subject, sample_rate=DB5_SAMPLE_RATE, modalities=modalities,
             channels=DB5_CHANNELS,
-        )
+        )  # fmt: skip
         _globalise_db5_labels(rec, k)
         return rec
 
     return load_exercises(subject, exercises, _db5_exercise, modalities, DB5_CHANNELS, load)
-
-
-# ------------------------------------------------------------------------- the registry's reader
 
 
 def _subject_files(source: Source) -> dict[int, list[Path]]:

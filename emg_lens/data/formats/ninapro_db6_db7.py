@@ -108,12 +108,9 @@ def _read_named_file(
             "pass subject="
         )
     return read_exercise_file(
-        path,
-        subject=int(match.group(1)) if subject is None else subject,
-        sample_rate=NINAPRO_RATE,
-        modalities=modalities,
-        channels=channels,
-    )
+        path, subject=int(match.group(1)) if subject is None else subject, sample_rate=NINAPRO_RATE,
+        modalities=modalities, channels=channels,
+    )  # fmt: skip
 
 
 def ninapro_db6_files(root: str | Path) -> dict[tuple[int, int, int], Path]:
@@ -221,9 +218,6 @@ def load_ninapro_db7(
             f"the file holds {sorted(c for c in set(rec.stimulus.tolist()) if c > DB7_LABELS)}"
         )
     return rec
-
-
-# ------------------------------------------------------------------------- the registry's readers
 
 
 def _files_by_subject(files: Mapping[tuple[int, ...], Path]) -> dict[int, list[Path]]:

@@ -11,16 +11,12 @@ degrees, upsampled to the EMG clock) and the usual NinaPro label columns (``rest
 ``extras["acquisition"]`` the acquisition number of every sample. NaN in ``emg`` is a
 `DataFormatError` naming the file.
 
-`db8_windows` is the thesis's preprocessing (BioFoundation's ``scripts/db8.py``), per
-acquisition: samples where the glove holds NaN dropped, band-pass 20-90 Hz and 50 Hz notch,
-per-channel z-score, the 5 degrees of actuation (DoA) ``y = glove @ DOA_MATRIX.T``, and windows
-of ``window`` samples every ``step`` whose targets are the DoA at every sample. Acquisitions
-split A1 train, A2 validation, A3 test.
-
-The rate is 2 kHz, as the NinaPro DB8 documentation states; the script designs its filters for
+`db8_windows` is the thesis's preprocessing (BioFoundation's ``scripts/db8.py``;
+`emg_lens.data.windows.downstream`), per acquisition, after dropping the samples where the glove
+holds NaN; its targets are the 5 degrees of actuation (DoA) ``y = glove @ DOA_MATRIX.T`` at
+every sample. Acquisitions split A1 train, A2 validation, A3 test. The filters are designed at
+2 kHz, the rate the NinaPro DB8 documentation states; the script designed them for
 ``fs = 1111`` Hz, which on 2 kHz data moves its band to about 36-162 Hz and its notch to 90 Hz.
-That is a discrepancy of the script; here the filters are designed at 2 kHz (band and notch
-configurable in `emg_lens.data.windows.downstream.DownstreamPreprocess`).
 
 ``DOA_MATRIX`` is the 5 x 18 map from the glove's 18 sensors to 5 DoA of Krasoulis, Vijayakumar
 and Nazarpour (2019), "Effect of user practice on prosthetic finger control with an intuitive
@@ -199,14 +195,12 @@ def load_ninapro_db8(
         _read_acquisition(acquisition_file(root, subject, a), subject, a) for a in acquisitions
     ]
     return Recording(
-        subject=int(subject),
-        signals={"emg": np.concatenate([p.signals["emg"] for p in parts])},
-        sample_rate=SAMPLE_RATE,
-        stimulus=np.concatenate([p.stimulus for p in parts]),
+        subject=int(subject), signals={"emg": np.concatenate([p.signals["emg"] for p in parts])},
+        sample_rate=SAMPLE_RATE, stimulus=np.concatenate([p.stimulus for p in parts]),
         repetition=np.concatenate([p.repetition for p in parts]),
         source=" + ".join(p.source for p in parts),
         extras={k: np.concatenate([p.extras[k] for p in parts]) for k in ("glove", "acquisition")},
-    )
+    )  # fmt: skip
 
 
 def _acquisition_sources(recording: Recording) -> dict[int, str]:
@@ -261,14 +255,11 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
             codes.append(SPLIT_CODES[ACQUISITIONS[int(k)]])
     n = len(xs)
     return RegressionBatch(
-        x=stack_windows(xs, (CHANNELS, spec.window)),
-        labels=np.full(n, -1, np.int64),
-        repetition=np.asarray(codes, np.int64),
-        subject=recording.subject,
-        source=recording.source,
+        x=stack_windows(xs, (CHANNELS, spec.window)), labels=np.full(n, -1, np.int64),
+        repetition=np.asarray(codes, np.int64), subject=recording.subject, source=recording.source,
         targets=stack_windows(ys, (spec.window, 5)),
         info={"nan_glove": nan_glove, "longest": longest},
-    )
+    )  # fmt: skip
 
 
 def write_ninapro_db8(recording: Recording, root: str | Path) -> list[Path]:
@@ -299,8 +290,6 @@ def write_ninapro_db8(recording: Recording, root: str | Path) -> list[Path]:
         paths.append(path)
     return paths
 
-
-# ------------------------------------------------------------------------- the registry's reader
 
 MONTAGE = Montage(
     (

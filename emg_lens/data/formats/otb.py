@@ -21,10 +21,8 @@ Several grids in one file are read one after the other (``meta["grids"]``), and 
 (``meta["placement"]``) holds each at its place, where openhdemg gives the grid's channel order
 (`emg_lens.geometry.ORDERED_GRID_CODES`); a file with another grid (an 8 x 4 or an HD grid) is
 read without one, with a warning and ``meta["placement_missing"]`` saying why. A recording of
-contractions has no gesture labels: its stimulus and repetition are 0 throughout. An export's
-samples are real numbers: a complex ``Data`` is refused by name (its imaginary part is not
-dropped unless ``real_part=True`` says to), and so is a complex ``SamplingFrequency`` or
-``Time``.
+contractions has no gesture labels: its stimulus and repetition are 0 throughout. A complex
+``Data``, ``SamplingFrequency`` or ``Time`` is refused by name (`read_otb`'s ``real_part``).
 
 >>> import tempfile, scipy.io
 >>> path = Path(tempfile.mkdtemp()) / "rec.mat"
@@ -193,18 +191,17 @@ def read_otb(
 ) -> Recording:
     """An OT BioLab+ ``.mat`` export as a `Recording` (see the module docstring): the grids'
     channels as ``signals["emg"]`` (grid after grid, channel 1 first), auxiliary channels as
-    ``extras``; ``meta`` holds the grids, units, what was left out, the placement (each grid
-    at ``orientation``, 0 or 180 degrees as openhdemg means it) and the export's start time.
+    ``extras``; ``meta`` holds the grids, units, what was left out, the placement and the
+    export's start time.
 
     Args:
         path: the ``.mat`` file.
-        orientation: how the grids lay (180, openhdemg's default: the connector toward the
-            researcher or the ground).
+        orientation: how the grids lay, 0 or 180 degrees as openhdemg means it (180, its
+            default: the connector toward the researcher or the ground).
         subject: the subject number to give the recording.
         real_part: a complex ``Data`` is refused (a `DataFormatError` saying how many values
             have an imaginary part); True reads its real part, and ``meta["real_part"]`` says
-            the imaginary part was dropped.
-    """
+            the imaginary part was dropped."""
     path = Path(path)
     if orientation not in (0, 180):
         raise ArgumentError(f"orientation must be 0 or 180 (degrees), got {orientation!r}")

@@ -74,9 +74,6 @@ GAP_SECONDS = 0.5  # rest between two trials of one recording
 UNMATCHED = ("error", "skip")
 
 
-# ----------------------------------------------------------------------------- the folder
-
-
 @dataclass(frozen=True)
 class _Trial:
     path: Path
@@ -280,16 +277,9 @@ class TrialIndex:
             "placement": placement,
         }
         return _assemble(
-            subject,
-            self._entries(subject),
-            rate,
-            modality,
-            channels,
-            variable,
-            csv_format or CsvFormat(),
-            self.root,
-            meta,
-        )
+            subject, self._entries(subject), rate, modality, channels, variable,
+            csv_format or CsvFormat(), self.root, meta,
+        )  # fmt: skip
 
 
 def read_files(
@@ -341,12 +331,9 @@ def read_files(
     csv_format = CsvFormat(header, delimiter, decimal)  # and so are the CSV options
     index = TrialIndex.of(root, pattern, unmatched)
     options = dict(
-        modality=modality,
-        channels=channels,
-        variable=variable,
-        placement=placement,
+        modality=modality, channels=channels, variable=variable, placement=placement,
         csv_format=csv_format,
-    )
+    )  # fmt: skip
     return [index.read(s, sample_rate=sample_rate, **options) for s in index.subjects]
 
 
@@ -447,17 +434,12 @@ def _assemble(
         )
         at += n + gap
     return Recording(
-        subject=subject,
-        signals={modality: np.concatenate(pieces[:-1])},
-        sample_rate=rate,
+        subject=subject, signals={modality: np.concatenate(pieces[:-1])}, sample_rate=rate,
         stimulus=np.concatenate(stimulus[:-1]).astype(np.int64),
-        repetition=np.concatenate(repetition[:-1]).astype(np.int64),
-        source=str(root),
+        repetition=np.concatenate(repetition[:-1]).astype(np.int64), source=str(root),
         meta={**meta, "channel_names": list(first[0]), "trials": table},
-    )
+    )  # fmt: skip
 
-
-# ----------------------------------------------------------------------------- the registry
 
 CSV_OPTIONS = ("header", "delimiter", "decimal")
 """The `CsvFormat` fields a ``files`` data source stores when given."""

@@ -17,8 +17,7 @@ How a CSV is read (`CsvFormat`; each choice can be given instead of decided):
   above samples written with decimals, is a header of numbers (the columns stay unnamed); above
   samples that are whole numbers too it is refused until ``header=True`` (skip it) or
   ``header=False`` (a sample) says which. Any other first line of numbers is a sample; a
-  one-channel file's first line is a sample unless ``header=True``.
-"""
+  one-channel file's first line is a sample unless ``header=True``."""
 
 from __future__ import annotations
 

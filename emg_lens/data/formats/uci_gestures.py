@@ -8,23 +8,20 @@ and 10 whitespace-separated columns: ``time`` (ms), ``channel1``..``channel8`` a
 6 ulnar deviation, 7 extended palm (`CLASSES`; 7 was not performed by every subject, which is
 why the thesis speaks of six gestures while the files hold seven marked classes).
 
-The protocol (the dataset's description; Lobov et al. 2018, Sensors 18(4):1122): two series
-per subject, each gesture held 3 s with a 3 s pause between gestures. The files log a row
-about every millisecond (`ROWS_PER_SECOND`): ``time`` is in ms, and counts of the published
-files' classes come to some 3100-3500 rows per 3 s gesture, so a gesture's run holds about
-3000 rows -- which is why the thesis's 1000-row windows fit (about five per run, every 500),
-as they must for its UCI results (windows are cut within runs of one class). The rows are
-read at the Myo's nominal 200 Hz, as the thesis's script assumes (its 20-90 Hz band is then a
-band of the row clock); the ``time`` column is kept in ``extras["time_ms"]`` and not used to
-resample.
+The protocol (Lobov et al. 2018, Sensors 18(4):1122): two series per subject, each gesture
+held 3 s with a 3 s pause between gestures. The files log a row about every millisecond
+(`ROWS_PER_SECOND`; the published files hold some 3100-3500 rows per 3 s gesture), so the
+thesis's 1000-row windows fit about five to a gesture's run (every 500). The rows are read at
+the Myo's nominal 200 Hz, as the thesis's script assumes (its 20-90 Hz band is then a band of
+the row clock); ``time`` is kept in ``extras["time_ms"]`` and not used to resample.
 
 `load_uci_gestures` returns one `Recording` per subject: its files in name order joined in
 time, ``stimulus`` the ``class`` column (0 = unmarked), ``repetition`` the file's number
 (1-based). A ``class`` outside 0-7 is a `DataFormatError` naming the file.
 
-`uci_windows` is the thesis's preprocessing (BioFoundation's ``scripts/uci.py``), per file:
-rows of class 0 dropped, band-pass 20-90 Hz, 50 Hz notch, per-channel z-score, then windows
-cut within runs of one class; a window's label is its class - 1. Subjects split into train,
+`uci_windows` is the thesis's preprocessing (BioFoundation's ``scripts/uci.py``;
+`emg_lens.data.windows.downstream`), per file with the rows of class 0 dropped; a window's label
+is its class - 1. Subjects split into train,
 validation and test (`SUBJECT_SPLITS`: 1-24, 25-30, 31-36, as in the thesis; configurable).
 
 >>> import tempfile
@@ -206,14 +203,11 @@ def load_uci_gestures(root: str | Path, subject: int) -> Recording:
             raise DataFormatError(f"{path}: holds {int((~np.isfinite(rows)).sum())} NaN/Inf")
     rows = np.concatenate(tables)
     return Recording(
-        subject=int(subject),
-        signals={"emg": rows[:, 1 : 1 + CHANNELS].astype(np.float32)},
-        sample_rate=SAMPLE_RATE,
-        stimulus=rows[:, -1].astype(np.int64),
+        subject=int(subject), signals={"emg": rows[:, 1 : 1 + CHANNELS].astype(np.float32)},
+        sample_rate=SAMPLE_RATE, stimulus=rows[:, -1].astype(np.int64),
         repetition=np.concatenate([np.full(len(t), k + 1, np.int64) for k, t in enumerate(tables)]),
-        source=" + ".join(str(p) for p in files),
-        extras={"time_ms": rows[:, 0]},
-    )
+        source=" + ".join(str(p) for p in files), extras={"time_ms": rows[:, 0]},
+    )  # fmt: skip
 
 
 def split_of(subject: int, splits: Mapping[str, tuple[int, ...]] = SUBJECT_SPLITS) -> int | None:
@@ -256,13 +250,10 @@ def uci_windows(
                 xs.append(x[start + s : start + s + spec.window].T)
                 labels.append(label - 1)
     return WindowBatch(
-        x=stack_windows(xs, (CHANNELS, spec.window)),
-        labels=np.asarray(labels, np.int64),
-        repetition=np.full(len(labels), code, np.int64),
-        subject=recording.subject,
-        source=recording.source,
-        info={"longest": {code: longest}},
-    )
+        x=stack_windows(xs, (CHANNELS, spec.window)), labels=np.asarray(labels, np.int64),
+        repetition=np.full(len(labels), code, np.int64), subject=recording.subject,
+        source=recording.source, info={"longest": {code: longest}},
+    )  # fmt: skip
 
 
 def write_uci_gestures(recording: Recording, root: str | Path) -> list[Path]:
@@ -288,8 +279,6 @@ def write_uci_gestures(recording: Recording, root: str | Path) -> list[Path]:
     return paths
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
 MONTAGE = Montage(
     (ring("Myo armband", CHANNELS),),
     source="UCI EMG Data for Gestures (archive.ics.uci.edu/dataset/481; Lobov et al. 2018, "
@@ -313,10 +302,7 @@ READER = downstream_reader(
         split_rule="by subject: train 1-24, val 25-30, test 31-36 (option `splits`)",
         classes=CLASSES[1:],
         options=("splits",),
-        # Each gesture is held 3 s, with 3 s pauses (archive.ics.uci.edu/dataset/481; Lobov et
-        # al. 2018); the files log a row about every millisecond, so a gesture's run holds
-        # about 3000 rows and the thesis's 1000-row windows every 500 give about 5 per run
-        # (TinyMyo's released UCI checkpoint uses 1000-sample windows).
+        # about 5 windows in a 3 s gesture's run of some 3000 rows (the module docstring)
         window=1000,
         step=500,
         unit="run of one class",

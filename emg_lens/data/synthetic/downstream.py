@@ -46,10 +46,6 @@ EPN_TESTING_PER_GESTURE = epn612.CALIBRATION + 2
 """Testing users' labelled samples per gesture: the calibration ones and 2 to test."""
 
 
-def _count(value: Any, name: str, low: int = 1) -> int:
-    return check_int(value, name, minimum=low)
-
-
 CARRIER_HZ = 40.0
 """A gesture's channels carry a sine at this frequency (inside the thesis's 20-90 Hz band)."""
 
@@ -97,7 +93,7 @@ def synthetic_epn612(
     part), the rest in the testing group (subjects 1001, ...; ``testing_per_gesture`` in
     ``trainingSamples``), each sample ``trial_seconds`` long (the real 5 s by default),
     ``emg`` in int8 steps / 128."""
-    n_subjects = _count(n_subjects, "n_subjects", 2)
+    n_subjects = check_int(n_subjects, "n_subjects", minimum=2)
     n = max(30, round(trial_seconds * epn612.SAMPLE_RATE))
     n_train = math.ceil(n_subjects / 2)
     users = [
@@ -112,7 +108,7 @@ def synthetic_epn612(
         plan = [(0, testing_per_gesture)] if testing else [(0, per_gesture), (1, per_gesture)]
         trials, stimulus, part = [], [], []
         for p, count in plan:
-            for _ in range(_count(count, "samples per gesture")):
+            for _ in range(check_int(count, "samples per gesture", minimum=1)):
                 for g in range(len(epn612.GESTURES)):
                     x = _trial(rng, n, g, epn612.CHANNELS, gain)
                     trials.append(np.clip(np.rint(x), -128, 127) / epn612.INT8_SCALE)
@@ -141,7 +137,7 @@ def uci_subjects(n_subjects: int) -> list[int]:
     """
     groups = uci_gestures.SUBJECT_SPLITS.values()
     order = [s for s in chain.from_iterable(zip_longest(*groups)) if s is not None]
-    return sorted(order[: _count(n_subjects, "n_subjects")], key=order.index)
+    return sorted(order[: check_int(n_subjects, "n_subjects", minimum=1)], key=order.index)
 
 
 def synthetic_uci(
@@ -196,7 +192,7 @@ def synthetic_db8(subject: int = 1, *, seconds: float = 4.0, seed: int = 0) -> R
     """One DB8 subject as `ninapro_db8.load_ninapro_db8` returns it: three acquisitions of
     ``seconds`` each at 2 kHz; glove sensors follow slow sinusoids (degrees), 1% of glove rows
     are NaN; EMG channel ``c`` is noise whose amplitude follows DoA ``c % 5``."""
-    rng = np.random.default_rng([seed, _count(subject, "subject")])
+    rng = np.random.default_rng([seed, check_int(subject, "subject", minimum=1)])
     n = max(200, round(seconds * ninapro_db8.SAMPLE_RATE))
     t = np.arange(3 * n) / ninapro_db8.SAMPLE_RATE
     freq = rng.uniform(0.2, 0.6, ninapro_db8.GLOVE_CHANNELS)
@@ -262,7 +258,7 @@ def synthesize_uci(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path
 def synthesize_db8(out: str | Path, options: Mapping[str, Any]) -> Iterator[Path]:
     """Synthetic DB8 files under ``out`` (``movement_seconds``: per acquisition)."""
     n, seed, seconds = _options(options, "ninapro-db8", 4.0)
-    _count(n, "n_subjects")
+    check_int(n, "n_subjects", minimum=1)
     return (
         p
         for s in range(1, n + 1)

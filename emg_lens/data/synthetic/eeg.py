@@ -1,8 +1,7 @@
 """Synthetic EEG on the 10-20 montage with a *planted* interaction between two scalp regions.
 
-The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic.emg_acc`): where that
-plants gestures that only the two *modalities* together tell apart, this plants classes that
-only two *scalp regions* together tell apart. Each subject does every class's trial
+The EEG counterpart of the planted sEMG x ACC data (`emg_lens.data.synthetic.emg_acc`): classes
+that only two *scalp regions* together tell apart. Each subject does every class's trial
 ``n_repetitions`` times (a ``trial_seconds`` trial, then rest), recorded at ``sample_rate``
 (200 Hz, as LaBraM and CBraMod take it) by the 19 channels of the 10-20 system (modality
 ``"eeg"``, in microvolts), placed in regions by the table of `emg_lens.edges.regions`. Every
@@ -24,12 +23,10 @@ So a model must move information between the two regions (attention edges betwee
 channels' tokens, directly or through other tokens) to recognise the interaction classes,
 and needs no edge between regions for the others: cutting every edge between lobes
 (``cross_region``) must collapse the interaction classes and leave the single-region ones.
-The defaults make the interaction learnable: `N_REPETITIONS` trials per class, strong bursts,
-no posterior alpha, overlapping windows (`EEG_PREPROCESS`); a 2-layer CBraMod learns it in a
-few hundred steps (notebook 06, `tests/integration/test_planted_eeg.py`).
-`planted_eeg_truth` returns that ground truth, `planted_eeg` the preprocessed data with it
-(nothing is trained), and the dataset ``"synthetic-eeg"`` of `emg_lens.data.registry` is the
-same data as a data source, for checkpoints and study files.
+The defaults make the interaction learnable (`N_REPETITIONS`, strong bursts, no posterior
+alpha, overlapping windows: `EEG_PREPROCESS`); a 2-layer CBraMod learns it in a few hundred
+steps (notebook 06). `planted_eeg_truth` returns that ground truth, `planted_eeg` the
+preprocessed data with it, and the dataset ``"synthetic-eeg"`` is the same data as a source.
 
 >>> spec = SyntheticEEGSpec(n_subjects=1, n_repetitions=4, trial_seconds=1.0)
 >>> rec = generate_eeg_recordings(spec)[0]
@@ -226,9 +223,6 @@ class SyntheticEEGSpec(DictSpec):
         return 2 * self.n_single + self.n_interaction
 
 
-# ----------------------------------------------------------------------------- ground truth
-
-
 @dataclass(frozen=True)
 class PlantedEEG:
     """What a `SyntheticEEGSpec` plants, by class label (1-based, ``SubjectData.classes``).
@@ -244,8 +238,7 @@ class PlantedEEG:
     others do not. A tokenizer that mixes channels before the first block leaves other routes:
     braindecode's CBraMod normalises each patch over all channels and convolves its positional
     encoding across channels (and LaBraM's patch embedding also normalises over every channel),
-    so there the cut measures only what attention carries (notebook 06 shows it).
-    """
+    so there the cut measures only what attention carries (notebook 06 shows it)."""
 
     regions: tuple[str, str]
     region_channels: dict[str, tuple[str, ...]]
@@ -313,9 +306,6 @@ def planted_eeg_truth(spec: SyntheticEEGSpec = SyntheticEEGSpec()) -> PlantedEEG
 
 def _bits(spec: SyntheticEEGSpec) -> int:
     return {0: 0, 2: 1, 4: 2}[spec.n_interaction]
-
-
-# ----------------------------------------------------------------------------- data
 
 
 def planted_eeg_setup(
@@ -404,13 +394,10 @@ def _subject_recording(spec: SyntheticEEGSpec, subject: int) -> Recording:
             source = spec.burst * ramp * _band_noise(rng, n_trial, bands[band], fs)
             x[sl, members[region]] += source[:, None] * gains[members[region]]
     return Recording(
-        subject=subject,
-        signals={"eeg": (MICROVOLTS * x).astype(np.float32)},
-        sample_rate=fs,
-        stimulus=timeline.stimulus,
-        repetition=timeline.repetition,
+        subject=subject, signals={"eeg": (MICROVOLTS * x).astype(np.float32)}, sample_rate=fs,
+        stimulus=timeline.stimulus, repetition=timeline.repetition,
         source=f"synthetic-eeg(seed={spec.seed}, subject={subject})",
-    )
+    )  # fmt: skip
 
 
 def _bursts(
@@ -470,9 +457,6 @@ def _bandpass(band: tuple[float, float], fs: float) -> np.ndarray:
     each time was a third of the generation. Shared between calls: read it, never write it
     (scipy's filters take a writable array, so it is not marked read-only)."""
     return sps.butter(4, band, btype="bandpass", fs=fs, output="sos")
-
-
-# ----------------------------------------------------------------------------- data source
 
 
 def eeg_spec_of(source: Mapping[str, Any]) -> SyntheticEEGSpec:

@@ -22,10 +22,8 @@ proportions set by `SyntheticSpec`:
 
 The ground truth of the tests and the demo: a model must route information between modalities
 (cross-modal attention edges) to recognise interaction gestures, and needs none for the others.
-
-`db2_spec` and `synthesize_ninapro_db2` give the same kind of data NinaPro DB2's exercises
-and gesture counts (B 17, C 23, D 9; labels 1-49 across them), one ``S<N>_E<k>_A1.mat`` file
-per exercise: what ``emg-lens synth --format ninapro-db2`` writes.
+`db2_spec` and `synthesize_ninapro_db2` give the same data DB2's exercises and gesture counts,
+in its files (what ``emg-lens synth --format ninapro-db2`` writes).
 
 >>> recs = generate_recordings(SyntheticSpec(n_subjects=1, movement_seconds=0.5))
 >>> rec = recs[0]
@@ -169,23 +167,13 @@ def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, Pr
     (8, 12, (2, 5, 8, 11))
     """
     synthetic = SyntheticSpec(
-        n_subjects=n_subjects,
-        n_emg_gestures=2,
-        n_acc_gestures=2,
-        n_interaction_gestures=4,
-        n_repetitions=12,
-        movement_seconds=1.0,
-        n_emg=24,
-        seed=seed,
-    )
+        n_subjects=n_subjects, n_emg_gestures=2, n_acc_gestures=2, n_interaction_gestures=4,
+        n_repetitions=12, movement_seconds=1.0, n_emg=24, seed=seed,
+    )  # fmt: skip
     preprocess = PreprocessSpec(
-        segment=(0.25, 1.0),
-        window=100,
-        step=50,
-        envelope=10.0,
-        train_repetitions=(1, 3, 4, 6, 7, 9, 10, 12),
-        test_repetitions=(2, 5, 8, 11),
-    )
+        segment=(0.25, 1.0), window=100, step=50, envelope=10.0,
+        train_repetitions=(1, 3, 4, 6, 7, 9, 10, 12), test_repetitions=(2, 5, 8, 11),
+    )  # fmt: skip
     return synthetic, preprocess
 
 
@@ -231,15 +219,9 @@ def subject_signature_setup(
     """
     planted, planted_preprocess = planted_setup(n_subjects, seed)
     synthetic = replace(
-        planted,
-        n_interaction_gestures=2,
-        movement_seconds=0.5,
-        rest_seconds=0.1,
-        n_emg=4,
-        n_acc_sensors=1,
-        subject_variability=0.0,
-        subject_offset=offset,
-    )
+        planted, n_interaction_gestures=2, movement_seconds=0.5, rest_seconds=0.1, n_emg=4,
+        n_acc_sensors=1, subject_variability=0.0, subject_offset=offset,
+    )  # fmt: skip
     preprocess = replace(planted_preprocess, window=40, step=40, standardize=False)
     return synthetic, preprocess
 
@@ -258,8 +240,6 @@ def generate_recordings(
         raise ConfigError(f"subjects {unknown} do not exist; the spec has 1..{spec.n_subjects}")
     return [_subject_recording(spec, subject, population) for subject in subjects]
 
-
-# ----------------------------------------------------------------------------- NinaPro DB2
 
 DB2_EXERCISE_KINDS: dict[str, dict[str, int]] = {
     "B": {"emg": 7, "acc": 6, "interaction": 4},
@@ -293,14 +273,10 @@ def db2_spec(
     """
     kinds = {k: sum(counts[k] for counts in DB2_EXERCISE_KINDS.values()) for k in GESTURE_KINDS}
     return SyntheticSpec(
-        n_subjects=n_subjects,
-        n_emg_gestures=kinds["emg"],
-        n_acc_gestures=kinds["acc"],
-        n_interaction_gestures=kinds["interaction"],
-        movement_seconds=movement_seconds,
-        rest_seconds=rest_seconds,
-        seed=seed,
-    )
+        n_subjects=n_subjects, n_emg_gestures=kinds["emg"], n_acc_gestures=kinds["acc"],
+        n_interaction_gestures=kinds["interaction"], movement_seconds=movement_seconds,
+        rest_seconds=rest_seconds, seed=seed,
+    )  # fmt: skip
 
 
 def db2_labels() -> dict[int, int]:
@@ -401,16 +377,12 @@ def _db2_exercises(exercises: Iterable[str]) -> list[str]:
     return [e for e in DB2_EXERCISE_KINDS if e in letters]
 
 
-# ----------------------------------------------------------------------------- patterns
-
-
 @dataclass
 class _Patterns:
     """Activation amplitudes [..., electrode] and postures [..., sensor, 3] of every gesture.
 
     Interaction gestures use ``emg_bits`` / ``posture_bits``: the pattern with bit ``i`` set
-    differs from ``*_base`` only on electrode group ``i``.
-    """
+    differs from ``*_base`` only on electrode group ``i``."""
 
     emg_neutral: np.ndarray
     emg_gestures: np.ndarray
@@ -448,17 +420,11 @@ class _Patterns:
         emg_bits = np.where(emg_groups, emg_base + 0.8 * spec.pattern_contrast, emg_base)
         posture_bits = np.where(sensor_groups[..., None], postures(n_bits), posture_base)
         return cls(
-            emg_neutral=amplitudes(1)[0],
-            emg_gestures=amplitudes(spec.n_emg_gestures),
-            emg_base=emg_base,
-            emg_bits=emg_bits,
-            emg_groups=emg_groups,
-            posture_neutral=postures(1)[0],
-            postures=postures(spec.n_acc_gestures),
-            posture_base=posture_base,
-            posture_bits=posture_bits,
-            sensor_groups=sensor_groups,
-        )
+            emg_neutral=amplitudes(1)[0], emg_gestures=amplitudes(spec.n_emg_gestures),
+            emg_base=emg_base, emg_bits=emg_bits, emg_groups=emg_groups,
+            posture_neutral=postures(1)[0], postures=postures(spec.n_acc_gestures),
+            posture_base=posture_base, posture_bits=posture_bits, sensor_groups=sensor_groups,
+        )  # fmt: skip
 
     def perturbed(self, rng: np.random.Generator, amount: float) -> _Patterns:
         """A subject's version of the population patterns."""
@@ -506,9 +472,6 @@ class _Patterns:
         return emg, posture
 
 
-# ----------------------------------------------------------------------------- signals
-
-
 def _subject_recording(
     spec: SyntheticSpec,
     subject: int,
@@ -545,17 +508,10 @@ def _subject_recording(
     signals = {"emg": emg, "acc": acc.reshape(total, -1)}  # acc sensor-major: x, y, z
     names = ninapro_db2.db2_channel_names({k: x.shape[1] for k, x in signals.items()})  # DB2's
     return Recording(
-        subject=subject,
-        signals={name: x.astype(np.float32) for name, x in signals.items()},
-        sample_rate=fs,
-        stimulus=timeline.stimulus,
-        repetition=timeline.repetition,
-        source=f"synthetic(seed={spec.seed}, subject={subject})",
-        meta={"channel_names": names},
-    )
-
-
-# ------------------------------------------------------------------------- the registry's reader
+        subject=subject, signals={name: x.astype(np.float32) for name, x in signals.items()},
+        sample_rate=fs, stimulus=timeline.stimulus, repetition=timeline.repetition,
+        source=f"synthetic(seed={spec.seed}, subject={subject})", meta={"channel_names": names},
+    )  # fmt: skip
 
 
 def _spec_of(source: Source) -> SyntheticSpec:

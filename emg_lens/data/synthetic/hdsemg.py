@@ -5,9 +5,8 @@ Each subject performs ``n_gestures`` gestures (the real dataset: 65) ``n_repetit
 sEMG grids (128 channels: extensors then flexors, in `emg_lens.data.formats.hdsemg`'s channel order)
 and ``n_force`` force channels in volts around the 2.5 V neutral.
 
-Every gesture has its own activation map on each grid -- a Gaussian blob of muscle activity,
-so that neighbouring electrodes see similar amplitudes, as on a real grid -- and its own force
-pattern: gestures are separable from the sEMG alone and from the force alone.
+Every gesture has its own activation map on each grid (a Gaussian blob: neighbouring electrodes
+see similar amplitudes) and its own force pattern: either alone tells the gestures apart.
 
 The labels carry the real files' quirk: the signals follow the *adjusted* labels (the
 Recording's ``stimulus`` / ``repetition``, written as ``adjusted_class`` /
@@ -15,8 +14,7 @@ Recording's ``stimulus`` / ``repetition``, written as ``adjusted_class`` /
 1 to ``label_lag`` samples at every onset and offset, as a cue leads the movement it asks for.
 
 `write_synthetic_hdsemg` writes ``s<N>.mat`` files through `write_hdsemg`, so `load_hdsemg`
-reads them exactly like the real ones; `planted_activation` gives the ground truth.
-"""
+reads them exactly like the real ones; `planted_activation` gives the ground truth."""
 
 from __future__ import annotations
 
@@ -166,9 +164,6 @@ def _subjects(spec: SyntheticHDsEMGSpec, subjects: list[int] | None) -> list[int
     return subjects
 
 
-# ----------------------------------------------------------------------------- patterns
-
-
 @dataclass
 class _Patterns:
     """Where each gesture's activity sits on each grid, how strong it is, and its force."""
@@ -216,9 +211,6 @@ class _Patterns:
         col] is read column by column), extensors first."""
         maps = self.maps(spec)
         return maps.transpose(0, 1, 3, 2).reshape(len(maps), -1)
-
-
-# ----------------------------------------------------------------------------- signals
 
 
 def _subject_patterns(

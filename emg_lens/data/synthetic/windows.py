@@ -3,8 +3,7 @@ and the ``"synthetic-windows"`` data source (`emg_lens.data.registry`).
 
 `synthetic_windows` filters, smooths and z-scores the sEMG channels of
 `emg_lens.data.synthetic.emg_acc` recordings and cuts them into labelled windows (``-1``
-outside a movement).
-"""
+outside a movement)."""
 
 from __future__ import annotations
 
@@ -115,17 +114,11 @@ def synthetic_windows(
     )
 
 
-# ------------------------------------------------------------------------- the registry's reader
-
-
 def _read_windows(source: Source, subject: int) -> Windows:
     windows = synthetic_windows(
-        SyntheticSpec(**source["synthetic"]),
-        window=source["window"],
-        step=source["step"],
-        envelope_ms=source["envelope_ms"],
-        subjects=[subject],
-    )
+        SyntheticSpec(**source["synthetic"]), window=source["window"], step=source["step"],
+        envelope_ms=source["envelope_ms"], subjects=[subject],
+    )  # fmt: skip
     meta = {"source": "synthetic", "window": source["window"], "step": source["step"]}
     what = f"synthetic windows (subject {subject})"
     return Windows(windows.X, windows.y, windows.repetition, what, meta)

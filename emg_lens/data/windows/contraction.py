@@ -79,8 +79,7 @@ def contraction_windows(
     """Envelope windows of ``recording``'s ``modality`` and the mean of ``extras[target]``
     over each, split by time blocks (see the module docstring): blocks of ``block`` samples,
     block ``b`` held out when ``b % test_every == 1``, windows of ``window`` samples every
-    ``step``, envelopes in bins of ``bin`` samples.
-    """
+    ``step``, envelopes in bins of ``bin`` samples."""
     _positive(window=window, step=step, block=block, test_every=test_every, bin=bin)
     if test_every < 2:
         raise ArgumentError(f"test_every must be >= 2 (some blocks train), got {test_every}")

@@ -200,8 +200,7 @@ class DownstreamTask:
     ``calibration``, UCI ``splits``), refused by name when unknown.
 
     ``window`` and ``step`` are the dataset's defaults, chosen to fit its real protocol (its
-    reader's module says why); ``step=None``: one window per trial, no step (EPN).
-    """
+    reader's module says why); ``step=None``: one window per trial, no step (EPN)."""
 
     task: str  # "classification" or "regression"
     sample_rate: float

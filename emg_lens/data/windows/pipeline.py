@@ -6,23 +6,19 @@ recording, in this order:
 1. band-pass 20-450 Hz (4th-order Butterworth, SOS, zero-phase) and a 50 Hz notch, at the
    recording's own rate (`emg_lens.data.preprocess.filter_signals`). Where the upper cut-off
    is at or above that rate's Nyquist frequency (NinaPro DB5 at 200 Hz), it is lowered to
-   ``0.45 * fs`` -- 90 Hz at 200 Hz, BioFoundation's own DB5 band -- unless ``clip_band`` is
-   False, which makes it a `ConfigError`. (Resampling first and filtering at 20-450 Hz would
-   differ above 90 Hz: it keeps the 90-100 Hz band that the lowered edge attenuates, by 6 dB
-   at 90 Hz to 78 dB at 99 Hz; filtering at the source rate is BioFoundation's DB5 order.);
+   ``0.45 * fs`` -- 90 Hz at 200 Hz, BioFoundation's own DB5 band, filtered at the source rate
+   as BioFoundation does -- unless ``clip_band`` is False, which makes it a `ConfigError`;
 2. resampling to 2 kHz with `scipy.signal.resample_poly` (rational up/down);
 3. windows of 1000 samples every 500 (50% overlap) over the whole recording; a window's label
    and repetition are those of its centre sample (-1 for unlabelled data such as emg2pose);
 4. zero channels appended up to 16;
 5. normalisation: ``"minmax"`` (for pretraining) maps each channel of each window to [-1, 1]
-   over time, after the padding, as BioFoundation's ``MinMaxNormalization`` does to every
-   pretraining batch (``util/train_utils.py``: ``(x - min) / (max - min + 1e-8)``, then
-   ``(x - 0.5) * 2``; the padding, constant, becomes -1 there and here); ``"zscore"`` applies a
-   per-channel `Scaler` fitted on the training part with `fit_scaler` (downstream; the
-   padding stays zero).
+   over time, after the padding, as BioFoundation's ``MinMaxNormalization`` does
+   (``util/train_utils.py``; the constant padding becomes -1 there and here); ``"zscore"``
+   applies a per-channel `Scaler` fitted on the training part with `fit_scaler` (downstream;
+   the padding stays zero).
 
-`tinymyo_windows` returns one recording's windows as a `WindowBatch`; `emg_lens.data.windows.store`
-writes the batches of many recordings to an HDF5 window store and reads it back lazily.
+`tinymyo_windows` returns one recording's windows as a `WindowBatch`.
 
 >>> from emg_lens.data import Recording
 >>> rng = np.random.default_rng(0)
@@ -128,8 +124,7 @@ class WindowBatch:
         repetition: int64 repetition at each window's centre (0: rest or none).
         subject: the recording's subject.
         source: the recording's source (file path).
-        info: provenance: the source rate, the band actually applied, the real channel count.
-    """
+        info: provenance: the source rate, the band actually applied, the real channel count."""
 
     x: Float[np.ndarray, "window channel time"]
     labels: Int[np.ndarray, " window"]
@@ -141,8 +136,12 @@ class WindowBatch:
     def __len__(self) -> int:
         return len(self.x)
 
-
-# ----------------------------------------------------------------------------- signal steps
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only the windows at ``rows`` (a mask), in place, with every per-window array."""
+        self.x, self.labels = self.x[rows], self.labels[rows]
+        self.repetition = self.repetition[rows]
+        if getattr(self, "targets", None) is not None:  # a regression batch's
+            self.targets = self.targets[rows]
 
 
 def effective_band(fs: float, spec: TinyMyoPreprocess) -> tuple[float, float] | None:
@@ -241,13 +240,9 @@ def _raw_windows(recording: Recording, spec: TinyMyoPreprocess, labeled: bool) -
     at = np.minimum(centres.astype(np.int64), recording.n_samples - 1)
     labels = recording.stimulus[at].astype(np.int64) if labeled else np.full(len(at), -1, np.int64)
     return WindowBatch(
-        x=x,
-        labels=labels,
-        repetition=recording.repetition[at].astype(np.int64),
-        subject=recording.subject,
-        source=recording.source,
-        info=info,
-    )
+        x=x, labels=labels, repetition=recording.repetition[at].astype(np.int64),
+        subject=recording.subject, source=recording.source, info=info,
+    )  # fmt: skip
 
 
 MINMAX_EPS = 1e-8

@@ -1,13 +1,9 @@
 """The HDF5 window store: TinyMyo windows of many recordings in one file, read lazily.
 
-`write_window_store` writes the windows of many recordings (through
-`emg_lens.data.windows.pipeline.tinymyo_windows`, or ready-made `WindowBatch` es) to one HDF5 file,
-incrementally and atomically; `WindowStore` is the lazy `torch.utils.data.Dataset` over it:
-item ``i`` is ``(x, y)``, ``x`` float32 ``[16, 1000]``, ``y`` an int64 scalar -- or, in a store
-of regression windows (`RegressionBatch`, e.g. NinaPro DB8's), float32 targets ``[time,
-output]``.
-`split_repetitions` checks the repetition split by which a store's labelled windows (and any
-other window source's) are divided into training and test windows.
+`write_window_store` writes the windows of many recordings to one HDF5 file, incrementally and
+atomically; `WindowStore` is the lazy `torch.utils.data.Dataset` over it. `split_repetitions`
+checks the repetition split by which a store's labelled windows (and any other window
+source's) are divided into training and test windows.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -103,10 +99,9 @@ def write_window_store(
     """Write the windows of ``source`` to an HDF5 window store at ``path``.
 
     Recordings go through `tinymyo_windows` (with ``spec``, ``labeled``, ``scaler``);
-    `WindowBatch` items are written as they are (their shape must match ``spec``, which may
-    then be any recipe with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``, such
-    as `emg_lens.data.windows.downstream.DownstreamPreprocess`). Windows are appended recording by
-    recording (resizable datasets; one recording in memory at a time) under a tqdm bar.
+    `WindowBatch` items are written as they are (their shape must match ``spec``, then any
+    recipe with ``n_channels``, ``window``, ``sample_rate`` and ``to_dict``), one recording in
+    memory at a time.
 
     A store of `RegressionBatch` es (every batch one, ``target_names`` naming the outputs)
     also holds ``targets`` float32 ``[N, time, output]`` and the attributes ``task =
@@ -124,17 +119,15 @@ def write_window_store(
     recording, with its source, subject, source rate and applied band; ``session`` indexes
     it) and ``complete``.
 
-    It is written to a temporary file and renamed to ``path`` only once complete
-    (`emg_lens._io.atomic_write`): a run that fails or is interrupted leaves no ``path`` (an
-    existing store there stays untouched).
+    It is written atomically (`emg_lens._io.atomic_write`): a run that fails or is interrupted
+    leaves no ``path``, and an existing store there untouched.
 
     Raises:
         DataFormatError: no item yields a window, or a recording is unusable.
         ArgumentError: an item is neither a Recording nor a WindowBatch, a batch's shape does
             not match ``spec``, or the scaler does not fit ``spec.normalize``.
 
-    Returns the path written.
-    """
+    Returns the path written."""
     path = Path(path)
     if isinstance(spec, TinyMyoPreprocess):
         check_scaler(spec, scaler)
@@ -256,13 +249,9 @@ def _rows_dataset(
     """An empty float32 dataset of rows shaped ``shape``, grown as batches come (one row a
     chunk: a window is read whole)."""
     return f.create_dataset(
-        name,
-        shape=(0, *shape),
-        maxshape=(None, *shape),
-        dtype=np.float32,
-        chunks=(1, *shape),
+        name, shape=(0, *shape), maxshape=(None, *shape), dtype=np.float32, chunks=(1, *shape),
         compression=compression,
-    )
+    )  # fmt: skip
 
 
 def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None) -> None:
@@ -289,10 +278,8 @@ class WindowStore(torch.utils.data.Dataset):
 
     ``x`` is a float32 tensor ``[n_channels, window]``, ``y`` an int64 scalar tensor (-1 for
     unlabelled windows) or, in a regression store (``meta["task"] == "regression"``), the
-    window's float32 targets ``[time, output]``. Opening reads the attributes and the small
-    per-window columns only; each item reads one window. The HDF5 file is opened on first
-    access in each process (a DataLoader worker, forked or spawned, never uses its parent's
-    handle), and a pickled store carries no handle.
+    window's float32 targets ``[time, output]``. Each item reads one window; the HDF5 file is
+    opened on first access in each process (a DataLoader worker never uses its parent's handle).
 
     Args:
         path: a file written by `write_window_store`.
@@ -441,9 +428,6 @@ def _decode_attr(name: str, value: Any) -> Any:
     if name in decoded and isinstance(value, str):
         return json.loads(value)
     return value.item() if isinstance(value, np.generic) else value
-
-
-# ------------------------------------------------------------------------- the registry's reader
 
 
 def _read_windows(source: Source, subject: int) -> Windows:
