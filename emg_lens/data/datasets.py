@@ -336,11 +336,17 @@ def _split_windows(
     codes = np.searchsorted(classes, y)
     channels = X.shape[1]
     return SubjectData(
-        subject=int(subject), modalities={"emg": channels}, classes=classes,
-        X_train=X[in_train].astype(np.float32), y_train=codes[in_train],
-        rep_train=np.asarray(repetition)[in_train], X_test=X[in_test].astype(np.float32),
-        y_test=codes[in_test], rep_test=np.asarray(repetition)[in_test], meta=meta,
-    )  # fmt: skip
+        subject=int(subject),
+        modalities={"emg": channels},
+        classes=classes,
+        X_train=X[in_train].astype(np.float32),
+        y_train=codes[in_train],
+        rep_train=np.asarray(repetition)[in_train],
+        X_test=X[in_test].astype(np.float32),
+        y_test=codes[in_test],
+        rep_test=np.asarray(repetition)[in_test],
+        meta=meta,
+    )
 
 
 def montages_of(

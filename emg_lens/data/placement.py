@@ -179,14 +179,21 @@ def _check(
     )  # fmt: skip
     scores = evidence.scores
     return PlacementCheck(
-        modality=modality, repetition=int(repetition), label=label, best=maps[evidence.best],
-        score=float(scores[evidence.best]), identity_score=float(scores[0]),
-        scores=tuple((m.name, float(s)) for m, s in zip(maps, scores)), decision=evidence.decision,
-        reason=evidence.reason, p=evidence.p,
+        modality=modality,
+        repetition=int(repetition),
+        label=label,
+        best=maps[evidence.best],
+        score=float(scores[evidence.best]),
+        identity_score=float(scores[0]),
+        scores=tuple((m.name, float(s)) for m, s in zip(maps, scores)),
+        decision=evidence.decision,
+        reason=evidence.reason,
+        p=evidence.p,
         runner_up="" if evidence.runner_up is None else maps[evidence.runner_up].name,
-        p_runner_up=evidence.p_runner_up, null_identity=evidence.null_identity,
+        p_runner_up=evidence.p_runner_up,
+        null_identity=evidence.null_identity,
         dead_channels=tuple(evidence.dead.items()),
-    )  # fmt: skip
+    )
 
 
 def _maps(montage: Montage, n_channels: int, what: str) -> list[ChannelMap]:

@@ -165,11 +165,17 @@ def pool_subjects(subjects: Sequence[SubjectData], *, standardize: bool = False)
     unit = "recording" if {trial_unit(s.meta) for s in subjects} == {"recording"} else "given"
     meta = {"pooled_subjects": numbers, **record_trials(trials["train"], trials["test"], unit)}
     pooled = SubjectData(
-        subject=0, modalities=dict(first.modalities), classes=list(first.classes),
-        X_train=X_train.astype(np.float32), y_train=joined("y_train"),
-        rep_train=joined("rep_train"), X_test=X_test.astype(np.float32), y_test=joined("y_test"),
-        rep_test=joined("rep_test"), meta=meta,
-    )  # fmt: skip
+        subject=0,
+        modalities=dict(first.modalities),
+        classes=list(first.classes),
+        X_train=X_train.astype(np.float32),
+        y_train=joined("y_train"),
+        rep_train=joined("rep_train"),
+        X_test=X_test.astype(np.float32),
+        y_test=joined("y_test"),
+        rep_test=joined("rep_test"),
+        meta=meta,
+    )
     part_subjects = {p: [s.subject for s in subjects for _ in getattr(s, f"y_{p}")] for p in PARTS}
     for name in _shared_labels(subjects):  # the subjects' own window labels, joined
         joined_labels = {p: [v for s in subjects for v in window_labels(s, name, p)] for p in PARTS}

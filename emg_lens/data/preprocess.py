@@ -151,9 +151,12 @@ class SubjectData:
         if recorded is not None:
             meta = {**meta, GIVEN: {**meta[GIVEN], "test": recorded[index].tolist()}}
         return replace(
-            self, X_test=self.X_test[index], y_test=np.asarray(self.y_test)[index],
-            rep_test=np.asarray(self.rep_test)[index], meta=meta,
-        )  # fmt: skip
+            self,
+            X_test=self.X_test[index],
+            y_test=np.asarray(self.y_test)[index],
+            rep_test=np.asarray(self.rep_test)[index],
+            meta=meta,
+        )
 
     def select_windows(self, n_windows: int) -> SubjectData:
         """This subject with at most ``n_windows`` held-out windows (an int >= 2), evenly
@@ -202,11 +205,17 @@ class SubjectData:
             top = max([int(y.max()) for y in (y_train, y_test) if len(y)], default=-1)
             classes = list(range(top + 1))
         return cls(
-            subject=subject, modalities=dict(modalities), classes=list(classes), X_train=X_train,
-            y_train=y_train, rep_train=np.full(len(y_train), repetitions[0]), X_test=X_test,
-            y_test=y_test, rep_test=np.full(len(y_test), repetitions[1]),
+            subject=subject,
+            modalities=dict(modalities),
+            classes=list(classes),
+            X_train=X_train,
+            y_train=y_train,
+            rep_train=np.full(len(y_train), repetitions[0]),
+            X_test=X_test,
+            y_test=y_test,
+            rep_test=np.full(len(y_test), repetitions[1]),
             meta={"trial_unit": "window", **({} if meta is None else meta)},
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_epochs(

@@ -133,9 +133,16 @@ def build_window_store(
                 f"normalize must be None, got {normalize!r}"
             )
         return _build_downstream(
-            source, out, Path(root), subjects=subjects, split=split, preprocess=preprocess,
-            options=downstream or {}, compression=compression, progress=progress,
-        )  # fmt: skip
+            source,
+            out,
+            Path(root),
+            subjects=subjects,
+            split=split,
+            preprocess=preprocess,
+            options=downstream or {},
+            compression=compression,
+            progress=progress,
+        )
     if downstream:
         raise ArgumentError(f"downstream options apply to {DOWNSTREAM_DATASETS} only")
     default = "minmax" if "pretraining" in info.uses else "zscore"
@@ -204,9 +211,15 @@ def build_window_store(
             )
 
     return write_window_store(
-        out, batches(), spec, labeled=labeled, scaler=scaler, compression=compression,
-        progress=progress, repetition_split=repetitions if labeled else None,
-    )  # fmt: skip
+        out,
+        batches(),
+        spec,
+        labeled=labeled,
+        scaler=scaler,
+        compression=compression,
+        progress=progress,
+        repetition_split=repetitions if labeled else None,
+    )
 
 
 def _build_downstream(
@@ -266,10 +279,15 @@ def _build_downstream(
 
     regression = task.task == "regression"
     return write_window_store(
-        out, batches(), spec, labeled=not regression, compression=compression, progress=progress,
+        out,
+        batches(),
+        spec,
+        labeled=not regression,
+        compression=compression,
+        progress=progress,
         splits={n: [SPLIT_CODES[n]] for n in names},
         target_names=list(task.target_names) if regression else None,
-    )  # fmt: skip
+    )
 
 
 def _store_recordings(

@@ -139,9 +139,12 @@ def load_ninapro_db5(
                 f"{[p.name for p in files().values()][:10] or 'none'}"
             )
         rec = read_exercise_file(
-            path, subject=subject, sample_rate=DB5_SAMPLE_RATE, modalities=modalities,
+            path,
+            subject=subject,
+            sample_rate=DB5_SAMPLE_RATE,
+            modalities=modalities,
             channels=DB5_CHANNELS,
-        )  # fmt: skip
+        )
         _globalise_db5_labels(rec, k)
         return rec
 

@@ -108,9 +108,12 @@ def _read_named_file(
             "pass subject="
         )
     return read_exercise_file(
-        path, subject=int(match.group(1)) if subject is None else subject, sample_rate=NINAPRO_RATE,
-        modalities=modalities, channels=channels,
-    )  # fmt: skip
+        path,
+        subject=int(match.group(1)) if subject is None else subject,
+        sample_rate=NINAPRO_RATE,
+        modalities=modalities,
+        channels=channels,
+    )
 
 
 def ninapro_db6_files(root: str | Path) -> dict[tuple[int, int, int], Path]:

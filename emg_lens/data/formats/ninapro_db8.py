@@ -255,11 +255,14 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
             codes.append(SPLIT_CODES[ACQUISITIONS[int(k)]])
     n = len(xs)
     return RegressionBatch(
-        x=stack_windows(xs, (CHANNELS, spec.window)), labels=np.full(n, -1, np.int64),
-        repetition=np.asarray(codes, np.int64), subject=recording.subject, source=recording.source,
+        x=stack_windows(xs, (CHANNELS, spec.window)),
+        labels=np.full(n, -1, np.int64),
+        repetition=np.asarray(codes, np.int64),
+        subject=recording.subject,
+        source=recording.source,
         targets=stack_windows(ys, (spec.window, 5)),
         info={"nan_glove": nan_glove, "longest": longest},
-    )  # fmt: skip
+    )
 
 
 def write_ninapro_db8(recording: Recording, root: str | Path) -> list[Path]:

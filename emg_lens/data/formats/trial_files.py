@@ -277,9 +277,16 @@ class TrialIndex:
             "placement": placement,
         }
         return _assemble(
-            subject, self._entries(subject), rate, modality, channels, variable,
-            csv_format or CsvFormat(), self.root, meta,
-        )  # fmt: skip
+            subject,
+            self._entries(subject),
+            rate,
+            modality,
+            channels,
+            variable,
+            csv_format or CsvFormat(),
+            self.root,
+            meta,
+        )
 
 
 def read_files(
@@ -331,9 +338,12 @@ def read_files(
     csv_format = CsvFormat(header, delimiter, decimal)  # and so are the CSV options
     index = TrialIndex.of(root, pattern, unmatched)
     options = dict(
-        modality=modality, channels=channels, variable=variable, placement=placement,
+        modality=modality,
+        channels=channels,
+        variable=variable,
+        placement=placement,
         csv_format=csv_format,
-    )  # fmt: skip
+    )
     return [index.read(s, sample_rate=sample_rate, **options) for s in index.subjects]
 
 

@@ -250,10 +250,13 @@ def uci_windows(
                 xs.append(x[start + s : start + s + spec.window].T)
                 labels.append(label - 1)
     return WindowBatch(
-        x=stack_windows(xs, (CHANNELS, spec.window)), labels=np.asarray(labels, np.int64),
-        repetition=np.full(len(labels), code, np.int64), subject=recording.subject,
-        source=recording.source, info={"longest": {code: longest}},
-    )  # fmt: skip
+        x=stack_windows(xs, (CHANNELS, spec.window)),
+        labels=np.asarray(labels, np.int64),
+        repetition=np.full(len(labels), code, np.int64),
+        subject=recording.subject,
+        source=recording.source,
+        info={"longest": {code: longest}},
+    )
 
 
 def write_uci_gestures(recording: Recording, root: str | Path) -> list[Path]:

@@ -167,13 +167,23 @@ def planted_setup(n_subjects: int = 2, seed: int = 0) -> tuple[SyntheticSpec, Pr
     (8, 12, (2, 5, 8, 11))
     """
     synthetic = SyntheticSpec(
-        n_subjects=n_subjects, n_emg_gestures=2, n_acc_gestures=2, n_interaction_gestures=4,
-        n_repetitions=12, movement_seconds=1.0, n_emg=24, seed=seed,
-    )  # fmt: skip
+        n_subjects=n_subjects,
+        n_emg_gestures=2,
+        n_acc_gestures=2,
+        n_interaction_gestures=4,
+        n_repetitions=12,
+        movement_seconds=1.0,
+        n_emg=24,
+        seed=seed,
+    )
     preprocess = PreprocessSpec(
-        segment=(0.25, 1.0), window=100, step=50, envelope=10.0,
-        train_repetitions=(1, 3, 4, 6, 7, 9, 10, 12), test_repetitions=(2, 5, 8, 11),
-    )  # fmt: skip
+        segment=(0.25, 1.0),
+        window=100,
+        step=50,
+        envelope=10.0,
+        train_repetitions=(1, 3, 4, 6, 7, 9, 10, 12),
+        test_repetitions=(2, 5, 8, 11),
+    )
     return synthetic, preprocess
 
 
@@ -219,9 +229,15 @@ def subject_signature_setup(
     """
     planted, planted_preprocess = planted_setup(n_subjects, seed)
     synthetic = replace(
-        planted, n_interaction_gestures=2, movement_seconds=0.5, rest_seconds=0.1, n_emg=4,
-        n_acc_sensors=1, subject_variability=0.0, subject_offset=offset,
-    )  # fmt: skip
+        planted,
+        n_interaction_gestures=2,
+        movement_seconds=0.5,
+        rest_seconds=0.1,
+        n_emg=4,
+        n_acc_sensors=1,
+        subject_variability=0.0,
+        subject_offset=offset,
+    )
     preprocess = replace(planted_preprocess, window=40, step=40, standardize=False)
     return synthetic, preprocess
 
@@ -273,10 +289,14 @@ def db2_spec(
     """
     kinds = {k: sum(counts[k] for counts in DB2_EXERCISE_KINDS.values()) for k in GESTURE_KINDS}
     return SyntheticSpec(
-        n_subjects=n_subjects, n_emg_gestures=kinds["emg"], n_acc_gestures=kinds["acc"],
-        n_interaction_gestures=kinds["interaction"], movement_seconds=movement_seconds,
-        rest_seconds=rest_seconds, seed=seed,
-    )  # fmt: skip
+        n_subjects=n_subjects,
+        n_emg_gestures=kinds["emg"],
+        n_acc_gestures=kinds["acc"],
+        n_interaction_gestures=kinds["interaction"],
+        movement_seconds=movement_seconds,
+        rest_seconds=rest_seconds,
+        seed=seed,
+    )
 
 
 def db2_labels() -> dict[int, int]:
@@ -420,11 +440,17 @@ class _Patterns:
         emg_bits = np.where(emg_groups, emg_base + 0.8 * spec.pattern_contrast, emg_base)
         posture_bits = np.where(sensor_groups[..., None], postures(n_bits), posture_base)
         return cls(
-            emg_neutral=amplitudes(1)[0], emg_gestures=amplitudes(spec.n_emg_gestures),
-            emg_base=emg_base, emg_bits=emg_bits, emg_groups=emg_groups,
-            posture_neutral=postures(1)[0], postures=postures(spec.n_acc_gestures),
-            posture_base=posture_base, posture_bits=posture_bits, sensor_groups=sensor_groups,
-        )  # fmt: skip
+            emg_neutral=amplitudes(1)[0],
+            emg_gestures=amplitudes(spec.n_emg_gestures),
+            emg_base=emg_base,
+            emg_bits=emg_bits,
+            emg_groups=emg_groups,
+            posture_neutral=postures(1)[0],
+            postures=postures(spec.n_acc_gestures),
+            posture_base=posture_base,
+            posture_bits=posture_bits,
+            sensor_groups=sensor_groups,
+        )
 
     def perturbed(self, rng: np.random.Generator, amount: float) -> _Patterns:
         """A subject's version of the population patterns."""

@@ -116,9 +116,12 @@ def synthetic_windows(
 
 def _read_windows(source: Source, subject: int) -> Windows:
     windows = synthetic_windows(
-        SyntheticSpec(**source["synthetic"]), window=source["window"], step=source["step"],
-        envelope_ms=source["envelope_ms"], subjects=[subject],
-    )  # fmt: skip
+        SyntheticSpec(**source["synthetic"]),
+        window=source["window"],
+        step=source["step"],
+        envelope_ms=source["envelope_ms"],
+        subjects=[subject],
+    )
     meta = {"source": "synthetic", "window": source["window"], "step": source["step"]}
     what = f"synthetic windows (subject {subject})"
     return Windows(windows.X, windows.y, windows.repetition, what, meta)

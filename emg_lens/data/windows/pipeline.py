@@ -240,9 +240,13 @@ def _raw_windows(recording: Recording, spec: TinyMyoPreprocess, labeled: bool) -
     at = np.minimum(centres.astype(np.int64), recording.n_samples - 1)
     labels = recording.stimulus[at].astype(np.int64) if labeled else np.full(len(at), -1, np.int64)
     return WindowBatch(
-        x=x, labels=labels, repetition=recording.repetition[at].astype(np.int64),
-        subject=recording.subject, source=recording.source, info=info,
-    )  # fmt: skip
+        x=x,
+        labels=labels,
+        repetition=recording.repetition[at].astype(np.int64),
+        subject=recording.subject,
+        source=recording.source,
+        info=info,
+    )
 
 
 MINMAX_EPS = 1e-8

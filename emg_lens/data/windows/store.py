@@ -249,9 +249,13 @@ def _rows_dataset(
     """An empty float32 dataset of rows shaped ``shape``, grown as batches come (one row a
     chunk: a window is read whole)."""
     return f.create_dataset(
-        name, shape=(0, *shape), maxshape=(None, *shape), dtype=np.float32, chunks=(1, *shape),
+        name,
+        shape=(0, *shape),
+        maxshape=(None, *shape),
+        dtype=np.float32,
+        chunks=(1, *shape),
         compression=compression,
-    )  # fmt: skip
+    )
 
 
 def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None) -> None:
