@@ -276,10 +276,13 @@ def concatenate_recordings(parts: list[Recording]) -> Recording:
     return Recording(
         subject=first.subject,
         signals={m: np.concatenate([p.signals[m] for p in parts]) for m in first.signals},
-        sample_rate=first.sample_rate, stimulus=np.concatenate([p.stimulus for p in parts]),
+        sample_rate=first.sample_rate,
+        stimulus=np.concatenate([p.stimulus for p in parts]),
         repetition=np.concatenate([p.repetition for p in parts]),
-        source=" + ".join(p.source for p in parts), extras=extras, meta=_label_columns(parts),
-    )  # fmt: skip
+        source=" + ".join(p.source for p in parts),
+        extras=extras,
+        meta=_label_columns(parts),
+    )
 
 
 def _label_columns(parts: list[Recording]) -> dict[str, Any]:

@@ -220,10 +220,14 @@ class Emg2PoseSession(OpenFile):
         data = self.read()
         zeros = np.zeros(self.n_samples, np.int64)
         return Recording(
-            subject=int(subject), signals={"emg": data["emg"]}, sample_rate=self.sample_rate,
-            stimulus=zeros, repetition=zeros.copy(), source=str(self.path),
+            subject=int(subject),
+            signals={"emg": data["emg"]},
+            sample_rate=self.sample_rate,
+            stimulus=zeros,
+            repetition=zeros.copy(),
+            source=str(self.path),
             extras={"joint_angles": data["joint_angles"], "time": data["time"]},
-        )  # fmt: skip
+        )
 
     def close(self) -> None:
         """Close the file (a no-op when already closed)."""

@@ -231,10 +231,14 @@ def load_epn612(root: str | Path, subject: int) -> Recording:
             f"{path}: no labelled sample (every one of {skipped} lacks gestureName)"
         )
     return Recording(
-        subject=int(subject), signals={"emg": np.concatenate(signals)}, sample_rate=SAMPLE_RATE,
-        stimulus=np.concatenate(stimulus), repetition=np.concatenate(repetition), source=str(path),
+        subject=int(subject),
+        signals={"emg": np.concatenate(signals)},
+        sample_rate=SAMPLE_RATE,
+        stimulus=np.concatenate(stimulus),
+        repetition=np.concatenate(repetition),
+        source=str(path),
         extras={"part": np.concatenate(part), "skipped_unlabelled": np.asarray(skipped)},
-    )  # fmt: skip
+    )
 
 
 def _trial_split(testing_user: bool, part: int, seen: int, calibration: int) -> int | None:

@@ -406,9 +406,14 @@ def load_hdsemg(
         stimulus, repetition = f.labels()
         extras = {k: v for k, v in f.raw_labels().items() if k not in f.label_names}
     return Recording(
-        subject=int(subject), signals=signals, sample_rate=SAMPLE_RATE, stimulus=stimulus,
-        repetition=repetition, source=str(path), extras=extras,
-    )  # fmt: skip
+        subject=int(subject),
+        signals=signals,
+        sample_rate=SAMPLE_RATE,
+        stimulus=stimulus,
+        repetition=repetition,
+        source=str(path),
+        extras=extras,
+    )
 
 
 def _recording_arrays(recording: Recording, adjusted: bool) -> dict[str, np.ndarray]:

@@ -195,12 +195,14 @@ def load_ninapro_db8(
         _read_acquisition(acquisition_file(root, subject, a), subject, a) for a in acquisitions
     ]
     return Recording(
-        subject=int(subject), signals={"emg": np.concatenate([p.signals["emg"] for p in parts])},
-        sample_rate=SAMPLE_RATE, stimulus=np.concatenate([p.stimulus for p in parts]),
+        subject=int(subject),
+        signals={"emg": np.concatenate([p.signals["emg"] for p in parts])},
+        sample_rate=SAMPLE_RATE,
+        stimulus=np.concatenate([p.stimulus for p in parts]),
         repetition=np.concatenate([p.repetition for p in parts]),
         source=" + ".join(p.source for p in parts),
         extras={k: np.concatenate([p.extras[k] for p in parts]) for k in ("glove", "acquisition")},
-    )  # fmt: skip
+    )
 
 
 def _acquisition_sources(recording: Recording) -> dict[int, str]:

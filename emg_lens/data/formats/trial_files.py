@@ -444,11 +444,14 @@ def _assemble(
         )
         at += n + gap
     return Recording(
-        subject=subject, signals={modality: np.concatenate(pieces[:-1])}, sample_rate=rate,
+        subject=subject,
+        signals={modality: np.concatenate(pieces[:-1])},
+        sample_rate=rate,
         stimulus=np.concatenate(stimulus[:-1]).astype(np.int64),
-        repetition=np.concatenate(repetition[:-1]).astype(np.int64), source=str(root),
+        repetition=np.concatenate(repetition[:-1]).astype(np.int64),
+        source=str(root),
         meta={**meta, "channel_names": list(first[0]), "trials": table},
-    )  # fmt: skip
+    )
 
 
 CSV_OPTIONS = ("header", "delimiter", "decimal")

@@ -203,11 +203,14 @@ def load_uci_gestures(root: str | Path, subject: int) -> Recording:
             raise DataFormatError(f"{path}: holds {int((~np.isfinite(rows)).sum())} NaN/Inf")
     rows = np.concatenate(tables)
     return Recording(
-        subject=int(subject), signals={"emg": rows[:, 1 : 1 + CHANNELS].astype(np.float32)},
-        sample_rate=SAMPLE_RATE, stimulus=rows[:, -1].astype(np.int64),
+        subject=int(subject),
+        signals={"emg": rows[:, 1 : 1 + CHANNELS].astype(np.float32)},
+        sample_rate=SAMPLE_RATE,
+        stimulus=rows[:, -1].astype(np.int64),
         repetition=np.concatenate([np.full(len(t), k + 1, np.int64) for k, t in enumerate(tables)]),
-        source=" + ".join(str(p) for p in files), extras={"time_ms": rows[:, 0]},
-    )  # fmt: skip
+        source=" + ".join(str(p) for p in files),
+        extras={"time_ms": rows[:, 0]},
+    )
 
 
 def split_of(subject: int, splits: Mapping[str, tuple[int, ...]] = SUBJECT_SPLITS) -> int | None:

@@ -394,10 +394,13 @@ def _subject_recording(spec: SyntheticEEGSpec, subject: int) -> Recording:
             source = spec.burst * ramp * _band_noise(rng, n_trial, bands[band], fs)
             x[sl, members[region]] += source[:, None] * gains[members[region]]
     return Recording(
-        subject=subject, signals={"eeg": (MICROVOLTS * x).astype(np.float32)}, sample_rate=fs,
-        stimulus=timeline.stimulus, repetition=timeline.repetition,
+        subject=subject,
+        signals={"eeg": (MICROVOLTS * x).astype(np.float32)},
+        sample_rate=fs,
+        stimulus=timeline.stimulus,
+        repetition=timeline.repetition,
         source=f"synthetic-eeg(seed={spec.seed}, subject={subject})",
-    )  # fmt: skip
+    )
 
 
 def _bursts(

@@ -534,10 +534,14 @@ def _subject_recording(
     signals = {"emg": emg, "acc": acc.reshape(total, -1)}  # acc sensor-major: x, y, z
     names = ninapro_db2.db2_channel_names({k: x.shape[1] for k, x in signals.items()})  # DB2's
     return Recording(
-        subject=subject, signals={name: x.astype(np.float32) for name, x in signals.items()},
-        sample_rate=fs, stimulus=timeline.stimulus, repetition=timeline.repetition,
-        source=f"synthetic(seed={spec.seed}, subject={subject})", meta={"channel_names": names},
-    )  # fmt: skip
+        subject=subject,
+        signals={name: x.astype(np.float32) for name, x in signals.items()},
+        sample_rate=fs,
+        stimulus=timeline.stimulus,
+        repetition=timeline.repetition,
+        source=f"synthetic(seed={spec.seed}, subject={subject})",
+        meta={"channel_names": names},
+    )
 
 
 def _spec_of(source: Source) -> SyntheticSpec:
