@@ -472,9 +472,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEVICES = "'cpu', 'cuda' or 'cuda:N' (N a GPU index)"
 
 
-def check_device(device: Any, where: str, error: type, *, available: bool = True) -> None:
+def check_device(
+    device: Any, where: str, error: type, *, available: bool = True, accepted: str = DEVICES
+) -> None:
     """``device`` (None: the config's) one emg_lens loads onto and, with ``available``, one
-    this machine has; else ``error`` naming ``where``.
+    this machine has; else ``error`` naming ``where`` and what is ``accepted``.
 
     >>> check_device("tpu", "device", ValueError)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -489,7 +491,7 @@ def check_device(device: Any, where: str, error: type, *, available: bool = True
         parsed = None
     if parsed is None or parsed.type not in ("cpu", "cuda"):
         raise error(
-            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {DEVICES}"
+            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {accepted}"
         )
     if parsed.type == "cuda" and available:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -148,40 +148,25 @@ def resolve_device(name: str, flag: str = "--device") -> Any:
     """The `torch.device` that ``--device name`` means: ``auto`` is CUDA when available, else
     the CPU; ``cuda`` under torchrun is the GPU of ``LOCAL_RANK`` (so the ranks of one node
     share its GPUs, one each). A name torch does not know, or CUDA on a machine without it,
-    is an `ArgumentError` saying what is accepted.
+    is an `ArgumentError` saying what is accepted (`emg_lens.config.check_device`).
 
     >>> resolve_device("cpu")
     device(type='cpu')
     >>> resolve_device("gpu")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: --device 'gpu' is not a device; accepted: cpu, cuda, ...
+    emg_lens.errors.ArgumentError: --device = 'gpu' is not a device emg_lens loads models onto; ...
     """
-    import os
-
     import torch  # here, not at the top: the parsers import no torch
 
-    accepted = "cpu, cuda, cuda:N (N a GPU index) or auto"
+    from emg_lens.config import DEVICES, check_device
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ArgumentError(f"{flag} {name!r} is not a device; accepted: {accepted}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ArgumentError(f"{flag} {name!r} is not a device; accepted: {accepted}")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ArgumentError(
-                f"{flag} {name}: this machine has no CUDA GPU that torch can use "
-                f"(torch {torch.__version__}); use --device cpu or auto"
-            )
-        index = device.index
-        if index is None:  # torchrun's ranks on one node: one GPU each, round robin
-            index = int(os.environ.get("LOCAL_RANK", "0")) % count
-        if not 0 <= index < count:
-            raise ArgumentError(f"{flag} {name}: GPU index {index}, but there are {count} GPUs")
+    check_device(name, flag, ArgumentError, accepted=f"{DEVICES}, or 'auto'")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:  # torchrun's ranks: one GPU each
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
         device = torch.device("cuda", index)
     return device
 
