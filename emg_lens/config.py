@@ -66,8 +66,7 @@ class EncoderConfig(TransformerLensConfig):
 
     The TransformerLens fields keep their meaning (``d_model``, ``d_head``, ``n_heads``,
     ``n_layers``, ``d_mlp``, ``act_fn``, ``normalization_type``, ``eps``, ...). ``n_ctx`` is
-    derived from the signal shape; pass ``-1`` (the default) or the matching value.
-    """
+    derived from the signal shape; pass ``-1`` (the default) or the matching value."""
 
     # --- transformer size (TransformerLens names); defaults are the "tiny" preset ---
     d_model: int = 16

@@ -130,8 +130,7 @@ class ExportResult:
 
     ``diffs`` maps each parity batch size to max |onnxruntime - PyTorch| over its outputs;
     ``max_abs_diff`` is the largest of them. ``edges`` is the edge set's canonical string (None
-    unmasked) and ``layers`` the blocks in which the file cuts edges (empty if none).
-    """
+    unmasked) and ``layers`` the blocks in which the file cuts edges (empty if none)."""
 
     path: Path
     size_bytes: int
@@ -223,8 +222,7 @@ def export_onnx(
         opset: the ONNX opset to write.
         metadata: more ``metadata_props`` (str -> str) beside what the file is (`METADATA_KEYS`).
 
-    Returns the `ExportResult` (path, size, parity figures).
-    """
+    Returns the `ExportResult` (path, size, parity figures)."""
     ort, onnx = _require_export_packages()
     path = _check_out(out)
     _check_exportable(model)

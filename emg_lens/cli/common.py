@@ -7,8 +7,7 @@ This module and every parser import only the standard library (and `emg_lens.err
 ``emg-lens --help`` starts in well under a second; torch, TransformerLens and the model stack
 are imported inside the command that needs them. The names the parsers offer as choices come
 from the registries, which import neither: datasets from `emg_lens.data.registry`, model
-classes from `emg_lens.models` (whose face imports each model on first use).
-"""
+classes from `emg_lens.models` (whose face imports each model on first use)."""
 
 from __future__ import annotations
 
@@ -252,8 +251,7 @@ def load_checkpoint_windows(
 def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and SVG figures"):
     """Save an output (a `emg_lens.output.StudyOutput`: inspect, probe, features) into
     ``out``, print its console text, what was written and where its report.html is; returns
-    the output. One ending for every command that writes a report.
-    """
+    the output. One ending for every command that writes a report."""
     written = output.save(out)
     print(output.console())
     print(f"\nwrote {len(written)} files ({what}) to {out}")

@@ -2,8 +2,7 @@
 
 Each command's parser and handler live in their own module (``emg_lens.cli.<command>``);
 this one only assembles them. Parsers import no torch: ``emg-lens --help`` is instant, and a
-command imports the model stack when it runs.
-"""
+command imports the model stack when it runs."""
 
 from __future__ import annotations
 

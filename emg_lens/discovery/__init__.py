@@ -23,8 +23,7 @@ head, cut with ``-inf`` on the logits), not the component-to-component edges of 
   MIB's CPR and CMD of its faithfulness curve (`faithfulness_areas`).
 
 `emg_lens.discovery.study` runs both as a study (``kind = "discovery"``) over many subjects,
-resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them.
-"""
+resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them."""
 
 from emg_lens.discovery.exact import ExactPasses, Score
 from emg_lens.discovery.family import (

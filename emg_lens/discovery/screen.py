@@ -142,8 +142,7 @@ class Screen:
     with layer mode ``all``), ``estimate`` (the metric's estimated change, averaged over the
     windows) and ``estimate_accuracy`` (the accuracy's); `verify` adds the exact effects.
     ``family`` is the candidates compiled against ``model`` with the ``base`` cut (the table's
-    index is their position in it).
-    """
+    index is their position in it)."""
 
     table: pd.DataFrame
     family: CompiledFamily
@@ -274,8 +273,7 @@ def screen(
     ``estimator``: ``"plain"`` weighs each candidate's pattern change by the uncut model's
     gradient; ``"ig"`` by the gradient averaged over ``ig_steps`` points of the path to the
     model with the whole family cut (EAP-IG; see the module docstring), at ``ig_steps``
-    forward and backward passes per batch instead of one.
-    """
+    forward and backward passes per batch instead of one."""
     estimator, ig_steps = check_estimator(estimator, ig_steps)
     check_model(model)
     # The risk of a linearised estimate is the change the cut writes through W_O; a model
@@ -504,8 +502,7 @@ def verify_candidates(
     row was measured: ``flagged``, ``top``, ``sample``, ``ranked`` (in the top until measured),
     or empty) and re-ranks by ``final``. ``agreement["spearman"]`` is over the top candidates
     the screen scored (``screened_top`` of them; NaN under two: with every candidate exact,
-    ``screened`` 0, no screen ran).
-    """
+    ``screened`` 0, no screen ran)."""
     n = len(screen.family)
     top = check_int(top, "top", minimum=1, maximum=n)
     flagged = check_int(flagged, "flagged")

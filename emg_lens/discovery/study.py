@@ -33,8 +33,7 @@ accepted cut's size and faithfulness), ``consensus.csv`` (per candidate, the sha
 whose circuit keeps it),
 ``stability.csv`` (the Jaccard index of every two subjects' circuits; each subject's bootstrap
 stability is ``stability_jaccard`` in ``circuits.csv``) and figures (``screen_<subject>``,
-``screen_vs_exact``, ``faithfulness``).
-"""
+``screen_vs_exact``, ``faithfulness``)."""
 
 from __future__ import annotations
 

@@ -27,8 +27,7 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
   position-indexed patching helpers.
 
 Functions that take an `ActivationCache` reject one made by another model, or whose shapes do
-not fit the model's layout.
-"""
+not fit the model's layout."""
 
 from emg_lens.inputs import as_subject_data
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map

@@ -29,8 +29,7 @@ add up to the logit exactly.
 
 ``direction="logit_diff"`` (the default) uses ``u = R[..., label] - mean_c R[..., c]``: the
 correct-class logit minus the mean logit over classes, which a component can only raise by
-favouring the correct class over the others. ``direction="logit"`` attributes the raw logit.
-"""
+favouring the correct class over the others. ``direction="logit"`` attributes the raw logit."""
 
 from __future__ import annotations
 

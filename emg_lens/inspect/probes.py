@@ -38,8 +38,7 @@ model, against chance 0.25). The rule (`fold_windows`):
   ``fold_unit`` ``"repetition"``), the usual split of gesture data (a demo subject: 4 held-out
   repetitions, so 4 trials per gesture and 4 folds where 5 were asked for);
 - otherwise the probe is refused with an `ArgumentError` naming the class, its trial count and
-  the folds asked for.
-"""
+  the folds asked for."""
 
 from __future__ import annotations
 

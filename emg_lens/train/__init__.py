@@ -12,8 +12,7 @@ are exported here:
 - `inputs`: the window datasets the recipes read, and synthetic ones;
 - `baseline` and `loop` (not exported here): the per-channel feature baseline reported beside
   every trained model; the epoch loop of pretraining and fine-tuning, and the checks that stop
-  a training whose loss or weights become non-finite.
-"""
+  a training whose loss or weights become non-finite."""
 
 from emg_lens.train.distributed import DistributedRun, distributed_run
 from emg_lens.train.finetune import (

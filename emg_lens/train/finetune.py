@@ -26,8 +26,7 @@ The same recipe with TinyMyo's regression head is `emg_lens.train.regression`; o
 per subject of a data source, saved where studies find them, is
 `emg_lens.train.per_subject`. This module holds what they share: the config, the history,
 building a model with a new head from a pretrained encoder, freezing, and the training run that
-keeps the best epoch (`run_keeping_best`).
-"""
+keeps the best epoch (`run_keeping_best`)."""
 
 from __future__ import annotations
 

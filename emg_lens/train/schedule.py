@@ -11,8 +11,7 @@
   every config checks (`emg_lens.errors.check_field_types`: a float field a finite number,
   since NaN and inf train to NaN);
 - `check_unit_interval`: a recipe config's fraction or probability field inside its part of
-  [0, 1].
-"""
+  [0, 1]."""
 
 from __future__ import annotations
 

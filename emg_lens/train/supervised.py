@@ -6,8 +6,7 @@ early on the loss comes from the mean-pooled head, which can only be right if th
 tokens themselves exchange information; later the CLS head takes over. Models without a second
 head train on plain cross-entropy.
 
-Training is seeded and deterministic on CPU (same seed, same data: identical weights).
-"""
+Training is seeded and deterministic on CPU (same seed, same data: identical weights)."""
 
 from __future__ import annotations
 
@@ -385,8 +384,7 @@ def train_subjects(
     the checkpoints hold CPU tensors either way. A training that diverges raises
     `TrainingDivergedError` naming its subject; its model is not saved. ``report`` is given a
     line as each subject starts and ends (its test accuracy), and `fit`'s epoch lines.
-    ``reuse``: `fit` reads each training done before (`emg_lens.train.reuse`).
-    """
+    ``reuse``: `fit` reads each training done before (`emg_lens.train.reuse`)."""
     out_dir = Path(out_dir)
     rows = []
     overrides = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}

@@ -16,8 +16,7 @@ other run, and the autoencoder itself like a checkpoint (``features.safetensors`
 The modules, from the ground up: ``config`` (`FeatureConfig`), ``sae`` (`TopKSAE` and its
 fit), ``tokens`` (the residual at the hook's tokens, read and spliced), ``checkpoint`` (the
 saved form), ``plots`` (the figures), ``result`` (`Features`), ``describe``
-(`describe_features`) and ``train`` (`train_features`, `load_features`).
-"""
+(`describe_features`) and ``train`` (`train_features`, `load_features`)."""
 
 from emg_lens.inspect.features.checkpoint import FEATURES_FORMAT
 from emg_lens.inspect.features.config import HOOKS, FeatureConfig

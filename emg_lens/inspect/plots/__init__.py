@@ -23,8 +23,7 @@ one layer's pattern, token by token (``patterns``):
 - `to_circuitsvis`: an interactive CircuitsVis view of one layer's patterns
   (``pip install emg_lens[viz]``); `attention_view_record` what ``report.html`` draws.
 
-``style`` holds what they share (palette, column checks, cell annotations).
-"""
+``style`` holds what they share (palette, column checks, cell annotations)."""
 
 from emg_lens.inspect.plots.heads import (
     plot_attention_flow,
