@@ -461,7 +461,7 @@ def module_files(names: Iterable[str], package: str = "emg_lens") -> list[Path]:
 
     >>> files = module_files(["emg_lens.data.reader"])
     >>> [p.name for p in files if p.parent.name == "data"], len(files)  # and errors, geometry/
-    (['reader.py', 'recording.py'], 7)
+    (['reader.py', 'recording.py'], 8)
     """
     found: dict[str, Path] = {}
     todo = list(names)
