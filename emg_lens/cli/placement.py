@@ -5,9 +5,7 @@ with its evidence, printed when it is not "no move" and summed up under the tabl
 ``--realign`` puts the held-out raw channels back before preprocessing where, and only where,
 a move is named, and says for each other repetition why it did not. What was found, and what
 was done or refused, goes in each subject's ``meta["placement_check"]``, which training stores
-in the checkpoint's metadata.
-
-The parser part imports only the standard library, as every parser does (`emg_lens.cli.common`)."""
+in the checkpoint's metadata."""
 
 from __future__ import annotations
 
