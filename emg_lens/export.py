@@ -10,15 +10,13 @@ one) and compared with the PyTorch masked forward; only if every output agrees t
 says by how much it differed: a file under the requested name computes what the model
 computes.
 
-Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). The
-``torch.export`` path (``dynamo=True``, torch's default since 2.9) does not trace these models
-well on torch 2.13 CPU: non-strict tracing stops at attention's fused-weight cache (its key
-reads ``data_ptr()``, which fake tensors lack) and at the input check's data-dependent branch;
-strict tracing then fails in decomposition or takes ~8 s for the tiny preset. The TorchScript
-tracer runs the real forward (the checks included, on the example input) and records its
-tensor operations: ~1 s for a tiny model, in every torch the package allows (>= 2.6; measured
-on 2.13). It is deprecated upstream; the parity check guarantees the file whichever tracer
-wrote it.
+Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``),
+deprecated upstream but ~1 s for a tiny model in every torch the package allows (>= 2.6): it
+runs the real forward, checks included, and records its tensor operations. On torch 2.13 CPU
+``dynamo=True`` (the default since 2.9) stops, non-strict, at attention's fused-weight cache
+(its key reads ``data_ptr()``, which fake tensors lack) and the input check's data-dependent
+branch, and strict fails in decomposition or takes ~8 s. The parity check guarantees the file
+whichever tracer wrote it.
 
 What a file holds and computes:
 

@@ -96,8 +96,7 @@ class FinetuneConfig:
         check_schedule_fields(self)
         check_unit_interval(self, "layer_decay", "(0, 1]")
         check_unit_interval(self, "label_smoothing", "[0, 1)")
-        if self.patience < 1:
-            raise ConfigError(f"FinetuneConfig.patience must be an int >= 1, got {self.patience!r}")
+        check_int(self.patience, "FinetuneConfig.patience", 1, error=ConfigError)
         if self.reduction not in REDUCTIONS:
             raise ConfigError(
                 f"FinetuneConfig.reduction must be one of {REDUCTIONS}, got {self.reduction!r}"

@@ -233,9 +233,7 @@ def check_schedule_fields(cfg: Any) -> None:
     if hasattr(cfg, "seed"):
         check_seed(cfg.seed, f"{name}.seed")
     for field in ("epochs", "batch_size", "accumulate_steps"):
-        value = getattr(cfg, field)
-        if value < 1:
-            raise ConfigError(f"{name}.{field} must be an int >= 1, got {value!r}")
+        check_int(getattr(cfg, field), f"{name}.{field}", 1, error=ConfigError)
     if not cfg.lr > 0:
         raise ConfigError(f"{name}.lr must be > 0, got {cfg.lr!r}")
     if not 0 <= cfg.min_lr <= cfg.lr:

@@ -33,6 +33,7 @@ from emg_lens.errors import (
     DataFormatError,
     EdgeExpressionError,
     check_field_types,
+    check_int,
     check_seed,
 )
 from emg_lens.models.base import HookedEncoder
@@ -86,9 +87,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)  # types, and NaN or inf in a float field (it trains to NaN)
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("refits", 0)):
+            check_int(getattr(self, name), f"TrainConfig.{name}", minimum, error=ConfigError)
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:
@@ -97,8 +97,6 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
         check_unit_interval(self, "anneal_fraction", "[0, 1]")
         check_unit_interval(self, "edge_dropout", "[0, 1)")
-        if self.refits < 0:
-            raise ConfigError(f"TrainConfig.refits must be >= 0, got {self.refits}")
         check_seed(self.seed, "TrainConfig.seed")
         check_unit_interval(
             self,
