@@ -174,17 +174,12 @@ class EncoderConfig(TransformerLensConfig):
         check_field_types(self)
         if self.seed is not None:
             check_seed(self.seed, "EncoderConfig.seed")
-        positive = ("d_model", "d_head", "n_heads", "n_samples", "n_classes")
-        for name in positive:
-            value = getattr(self, name)
-            if value <= 0:
-                raise ConfigError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
+        for name in ("d_model", "d_head", "n_heads", "n_samples", "n_classes"):
+            check_int(getattr(self, name), f"EncoderConfig.{name}", 1, error=ConfigError)
         # 0 layers is allowed: a model whose layers all live elsewhere (the stems of the
         # MultimodalTransformer) has an empty shared stack.
         for name in ("n_layers", "n_stem_layers"):
-            value = getattr(self, name)
-            if value < 0:
-                raise ConfigError(f"EncoderConfig.{name} must be a non-negative int, got {value!r}")
+            check_int(getattr(self, name), f"EncoderConfig.{name}", error=ConfigError)
         if self.d_hidden is not None and self.d_hidden <= 0:
             raise ConfigError(
                 f"EncoderConfig.d_hidden must be a positive int or None (d_model), "
