@@ -180,11 +180,9 @@ class EncoderConfig(TransformerLensConfig):
         # MultimodalTransformer) has an empty shared stack.
         for name in ("n_layers", "n_stem_layers"):
             check_int(getattr(self, name), f"EncoderConfig.{name}", error=ConfigError)
-        if self.d_hidden is not None and self.d_hidden <= 0:
-            raise ConfigError(
-                f"EncoderConfig.d_hidden must be a positive int or None (d_model), "
-                f"got {self.d_hidden!r}"
-            )
+        for name in ("d_hidden", "d_mlp", "patch_samples"):
+            if (value := getattr(self, name)) is not None:
+                check_int(value, f"EncoderConfig.{name} (or None)", 1, error=ConfigError)
         if self.tokenization not in TOKENIZATIONS:
             raise ConfigError(
                 f"EncoderConfig.tokenization must be one of {TOKENIZATIONS}, "
@@ -195,8 +193,6 @@ class EncoderConfig(TransformerLensConfig):
                 "EncoderConfig.n_ctx must be the number of tokens (a positive int) with "
                 f"tokenization='custom', whose layout the model defines; got {self.n_ctx!r}"
             )
-        if self.d_mlp is not None and self.d_mlp <= 0:
-            raise ConfigError(f"EncoderConfig.d_mlp must be a positive int, got {self.d_mlp!r}")
         if self.act_fn not in ACTIVATIONS:
             raise ConfigError(
                 f"EncoderConfig.act_fn must be one of {ACTIVATIONS}, got {self.act_fn!r}"
@@ -233,17 +229,11 @@ class EncoderConfig(TransformerLensConfig):
         self._validate_modalities()
         self._validate_channel_names()
         self._validate_converter_fields()
-        if self.patch_samples is not None:
-            if self.patch_samples <= 0:
-                raise ConfigError(
-                    f"EncoderConfig.patch_samples must be a positive int or None, "
-                    f"got {self.patch_samples!r}"
-                )
-            if self.n_samples % self.patch_samples:
-                raise ConfigError(
-                    f"EncoderConfig.patch_samples={self.patch_samples} must divide "
-                    f"n_samples={self.n_samples}"
-                )
+        if self.patch_samples is not None and self.n_samples % self.patch_samples:
+            raise ConfigError(
+                f"EncoderConfig.patch_samples={self.patch_samples} must divide "
+                f"n_samples={self.n_samples}"
+            )
         if self.n_ctx not in (-1, self.n_tokens):
             raise ConfigError(
                 f"EncoderConfig.n_ctx={self.n_ctx} disagrees with the signal shape, which gives "
