@@ -2,8 +2,8 @@
 logit, read through the classification head.
 
 A classifier with a linear readout is, after ``ln_final``, a weighted sum over token positions
-of the normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U``, where the
-*readout map* ``R [pos, d_model, n_classes]`` is (`readout_map`) each model's own
+of the normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U``,
+where the *readout map* ``R [pos, d_model, n_classes]`` (`readout_map`) is each model's own
 (``model.readout_map``, the `emg_lens.models.base.LINEAR_READOUT` capability, which says what it
 is for IsoNet's two heads, TinyMyo's classifier, the HierarchicalTransformer's modality CLS
 tokens and a TransformerLens unembedding at ``unembed_positions``). A model whose readout is not
