@@ -31,10 +31,8 @@ What a file holds and computes:
   after ``return_type`` (``logits``, ``avg_logits``, ``latent``; ``resid`` for None; a tuple
   such as IsoNet's ``"both"`` gives ``both_0``, ``both_1``), each with the batch axis dynamic;
 - what it is, in the model's ``metadata_props`` (`METADATA_KEYS`; onnxruntime:
-  ``session.get_modelmeta().custom_metadata_map``): the edge set's canonical string
-  (``edges``, ``""`` unmasked), the blocks it is cut in (``layers``, e.g. ``"0,1"``), the model
-  class, ``return_type``, the emg_lens version, and from `export_checkpoint` the checkpoint
-  folder and the SHA-256 of its ``model.safetensors``.
+  ``session.get_modelmeta().custom_metadata_map``), the edge set as its canonical string
+  (``""`` unmasked) and the blocks it is cut in as ``"0,1"``.
 
 Refused, before anything is written: an edge set on a model without attention
 (`MultimodalMLP`: `UnsupportedFeatureError`) or without a shared stack ``blocks``

@@ -1,7 +1,4 @@
-"""What the ``emg-lens`` commands share: the help formatter, ``--out`` folder checks, tables,
-the data options, the options and loading steps of a command on one checkpoint (``inspect``,
-``features``), the ending of a command that writes a report, and the names the parsers offer
-as choices.
+"""What the ``emg-lens`` commands share (options, checks, loading steps, endings).
 
 This module and every parser import only the standard library (and `emg_lens.errors`), so
 ``emg-lens --help`` starts in well under a second; torch, TransformerLens and the model stack
