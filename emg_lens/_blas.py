@@ -8,8 +8,7 @@ threads, cost far more than they share. Measured on two idle cores after a torch
 a demo subject's feature baseline 2.0 s (3.7 CPU-s) with two BLAS threads, 0.2 s with one;
 the interaction probes of notebook 08 173 s (344 CPU-s) against 7.5 s. With one thread their
 numbers are also the same whatever the machine's core count. Where many fits are to share the
-cores, processes share them (`probe_tokens`' ``n_jobs``).
-"""
+cores, processes share them (`probe_tokens`' ``n_jobs``)."""
 
 from __future__ import annotations
 

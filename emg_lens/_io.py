@@ -1,18 +1,12 @@
 """Atomic file writes: every file emg_lens saves is written beside its target and renamed.
 
-Readers (and other processes writing the same file) therefore see the old file or the whole
-new one, never a partial file; a write that fails removes its temporary file. The temporary file
-is flushed to disk (`os.fsync`) before the rename, so a crash of the machine cannot leave an
-empty or torn file under the target's name. A process killed mid-write can leave its temporary
-file behind: `leftover_temp_files` finds it, for error messages, and `remove_orphaned_temp_files`
-removes those whose writer is no longer alive.
-
-Every write goes through `storage_errors`, the one place that turns a full disk or quota
-(``ENOSPC``, ``EDQUOT``) and a read-only or forbidden folder (``EROFS``, ``EACCES``, ``EPERM``)
-into a `StorageError` naming the path and what to do (how to write elsewhere: ``--out`` by
-default, a command's own way where it has no ``--out``). `write_if_changed` writes nothing when the
-file already holds the bytes, so a finished result can be summarised again on read-only media.
-`process_start` tells a process from a later one that reuses its pid (claims of the cell store).
+Readers therefore see the old file or the whole new one, flushed to disk (`os.fsync`) before
+the rename, so not even a crash of the machine leaves a torn file under the target's name. A
+killed writer's temporary file is found by `leftover_temp_files` and removed, once its writer is
+gone, by `remove_orphaned_temp_files`. Every write goes through `storage_errors` (a full disk, a
+read-only or forbidden folder: a `StorageError` saying what to do); `write_if_changed` writes
+nothing where the file holds the bytes already (read-only media); `process_start` tells a
+process from a later one that reuses its pid (the cell store's claims).
 
 >>> import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "notes.txt"
@@ -467,7 +461,7 @@ def module_files(names: Iterable[str], package: str = "emg_lens") -> list[Path]:
 
     >>> files = module_files(["emg_lens.data.reader"])
     >>> [p.name for p in files if p.parent.name == "data"], len(files)  # and errors, geometry/
-    (['reader.py', 'recording.py'], 7)
+    (['reader.py', 'recording.py'], 8)
     """
     found: dict[str, Path] = {}
     todo = list(names)

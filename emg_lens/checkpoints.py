@@ -81,8 +81,7 @@ def save_checkpoint(
     in memory, written by Python, whose errors name the cause) and ``config.json`` are put in
     place together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was
     (`StorageError` naming the file); a folder turning read-only between the two renames
-    leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses.
-    """
+    leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _check_finite(state, f"{type(model).__name__} (not saved to {path})")
@@ -281,8 +280,7 @@ def load_checkpoint(
     `read_checkpoint_info` refuses, or that does not build the model class; a device this
     machine lacks (``config.device``, ``device`` not given); weights that are not a readable
     safetensors file, disagree with ``config.json`` in names or shapes, or hold NaN or inf. A
-    ``device`` that is not one is an `ArgumentError`.
-    """
+    ``device`` that is not one is an `ArgumentError`."""
     path = Path(path)
     if device is not None:
         check_device(device, "device", ArgumentError)

@@ -68,8 +68,7 @@ class EncoderConfig(TransformerLensConfig):
 
     The TransformerLens fields keep their meaning (``d_model``, ``d_head``, ``n_heads``,
     ``n_layers``, ``d_mlp``, ``act_fn``, ``normalization_type``, ``eps``, ...). ``n_ctx`` is
-    derived from the signal shape; pass ``-1`` (the default) or the matching value.
-    """
+    derived from the signal shape; pass ``-1`` (the default) or the matching value."""
 
     # --- transformer size (TransformerLens names); defaults are the "tiny" preset ---
     d_model: int = 16
@@ -177,22 +176,15 @@ class EncoderConfig(TransformerLensConfig):
         check_field_types(self)
         if self.seed is not None:
             check_seed(self.seed, "EncoderConfig.seed")
-        positive = ("d_model", "d_head", "n_heads", "n_samples", "n_classes")
-        for name in positive:
-            value = getattr(self, name)
-            if value <= 0:
-                raise ConfigError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
+        for name in ("d_model", "d_head", "n_heads", "n_samples", "n_classes"):
+            check_int(getattr(self, name), f"EncoderConfig.{name}", 1, error=ConfigError)
         # 0 layers is allowed: a model whose layers all live elsewhere (the stems of the
         # MultimodalTransformer) has an empty shared stack.
         for name in ("n_layers", "n_stem_layers"):
-            value = getattr(self, name)
-            if value < 0:
-                raise ConfigError(f"EncoderConfig.{name} must be a non-negative int, got {value!r}")
-        if self.d_hidden is not None and self.d_hidden <= 0:
-            raise ConfigError(
-                f"EncoderConfig.d_hidden must be a positive int or None (d_model), "
-                f"got {self.d_hidden!r}"
-            )
+            check_int(getattr(self, name), f"EncoderConfig.{name}", error=ConfigError)
+        for name in ("d_hidden", "d_mlp", "patch_samples"):
+            if (value := getattr(self, name)) is not None:
+                check_int(value, f"EncoderConfig.{name} (or None)", 1, error=ConfigError)
         if self.tokenization not in TOKENIZATIONS:
             raise ConfigError(
                 f"EncoderConfig.tokenization must be one of {TOKENIZATIONS}, "
@@ -203,8 +195,6 @@ class EncoderConfig(TransformerLensConfig):
                 "EncoderConfig.n_ctx must be the number of tokens (a positive int) with "
                 f"tokenization='custom', whose layout the model defines; got {self.n_ctx!r}"
             )
-        if self.d_mlp is not None and self.d_mlp <= 0:
-            raise ConfigError(f"EncoderConfig.d_mlp must be a positive int, got {self.d_mlp!r}")
         if self.act_fn not in ACTIVATIONS:
             raise ConfigError(
                 f"EncoderConfig.act_fn must be one of {ACTIVATIONS}, got {self.act_fn!r}"
@@ -241,17 +231,11 @@ class EncoderConfig(TransformerLensConfig):
         self._validate_modalities()
         self._validate_channel_names()
         self._validate_converter_fields()
-        if self.patch_samples is not None:
-            if self.patch_samples <= 0:
-                raise ConfigError(
-                    f"EncoderConfig.patch_samples must be a positive int or None, "
-                    f"got {self.patch_samples!r}"
-                )
-            if self.n_samples % self.patch_samples:
-                raise ConfigError(
-                    f"EncoderConfig.patch_samples={self.patch_samples} must divide "
-                    f"n_samples={self.n_samples}"
-                )
+        if self.patch_samples is not None and self.n_samples % self.patch_samples:
+            raise ConfigError(
+                f"EncoderConfig.patch_samples={self.patch_samples} must divide "
+                f"n_samples={self.n_samples}"
+            )
         if self.n_ctx not in (-1, self.n_tokens):
             raise ConfigError(
                 f"EncoderConfig.n_ctx={self.n_ctx} disagrees with the signal shape, which gives "
@@ -474,9 +458,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEVICES = "'cpu', 'cuda' or 'cuda:N' (N a GPU index)"
 
 
-def check_device(device: Any, where: str, error: type, *, available: bool = True) -> None:
+def check_device(
+    device: Any, where: str, error: type, *, available: bool = True, accepted: str = DEVICES
+) -> None:
     """``device`` (None: the config's) one emg_lens loads onto and, with ``available``, one
-    this machine has; else ``error`` naming ``where``.
+    this machine has; else ``error`` naming ``where`` and what is ``accepted``.
 
     >>> check_device("tpu", "device", ValueError)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -491,7 +477,7 @@ def check_device(device: Any, where: str, error: type, *, available: bool = True
         parsed = None
     if parsed is None or parsed.type not in ("cpu", "cuda"):
         raise error(
-            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {DEVICES}"
+            f"{where} = {device!r} is not a device emg_lens loads models onto; accepted: {accepted}"
         )
     if parsed.type == "cuda" and available:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -1,8 +1,7 @@
 """One exception family for every bad input emg_lens can be given.
 
 Each error message names the field, file or value at fault and what would be accepted, so a
-user can fix the input without reading the source.
-"""
+user can fix the input without reading the source."""
 
 from __future__ import annotations
 
@@ -184,8 +183,7 @@ class EdgeExpressionError(SpecError):
 
     The message names the expression and the column, shows a caret under the offending token
     and lists what would be accepted there; ``expression`` and ``column`` (1-based) hold the
-    same facts for tools.
-    """
+    same facts for tools."""
 
     def __init__(
         self, message: str, *, expression: str | None = None, column: int | None = None

@@ -10,15 +10,13 @@ one) and compared with the PyTorch masked forward; only if every output agrees t
 says by how much it differed: a file under the requested name computes what the model
 computes.
 
-Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). The
-``torch.export`` path (``dynamo=True``, torch's default since 2.9) does not trace these models
-well on torch 2.13 CPU: non-strict tracing stops at attention's fused-weight cache (its key
-reads ``data_ptr()``, which fake tensors lack) and at the input check's data-dependent branch;
-strict tracing then fails in decomposition or takes ~8 s for the tiny preset. The TorchScript
-tracer runs the real forward (the checks included, on the example input) and records its
-tensor operations: ~1 s for a tiny model, in every torch the package allows (>= 2.6; measured
-on 2.13). It is deprecated upstream; the parity check guarantees the file whichever tracer
-wrote it.
+Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``),
+deprecated upstream but ~1 s for a tiny model in every torch the package allows (>= 2.6): it
+runs the real forward, checks included, and records its tensor operations. On torch 2.13 CPU
+``dynamo=True`` (the default since 2.9) stops, non-strict, at attention's fused-weight cache
+(its key reads ``data_ptr()``, which fake tensors lack) and the input check's data-dependent
+branch, and strict fails in decomposition or takes ~8 s. The parity check guarantees the file
+whichever tracer wrote it.
 
 What a file holds and computes:
 
@@ -33,10 +31,8 @@ What a file holds and computes:
   after ``return_type`` (``logits``, ``avg_logits``, ``latent``; ``resid`` for None; a tuple
   such as IsoNet's ``"both"`` gives ``both_0``, ``both_1``), each with the batch axis dynamic;
 - what it is, in the model's ``metadata_props`` (`METADATA_KEYS`; onnxruntime:
-  ``session.get_modelmeta().custom_metadata_map``): the edge set's canonical string
-  (``edges``, ``""`` unmasked), the blocks it is cut in (``layers``, e.g. ``"0,1"``), the model
-  class, ``return_type``, the emg_lens version, and from `export_checkpoint` the checkpoint
-  folder and the SHA-256 of its ``model.safetensors``.
+  ``session.get_modelmeta().custom_metadata_map``), the edge set as its canonical string
+  (``""`` unmasked) and the blocks it is cut in as ``"0,1"``.
 
 Refused, before anything is written: an edge set on a model without attention
 (`MultimodalMLP`: `UnsupportedFeatureError`) or without a shared stack ``blocks``
@@ -130,8 +126,7 @@ class ExportResult:
 
     ``diffs`` maps each parity batch size to max |onnxruntime - PyTorch| over its outputs;
     ``max_abs_diff`` is the largest of them. ``edges`` is the edge set's canonical string (None
-    unmasked) and ``layers`` the blocks in which the file cuts edges (empty if none).
-    """
+    unmasked) and ``layers`` the blocks in which the file cuts edges (empty if none)."""
 
     path: Path
     size_bytes: int
@@ -223,8 +218,7 @@ def export_onnx(
         opset: the ONNX opset to write.
         metadata: more ``metadata_props`` (str -> str) beside what the file is (`METADATA_KEYS`).
 
-    Returns the `ExportResult` (path, size, parity figures).
-    """
+    Returns the `ExportResult` (path, size, parity figures)."""
     ort, onnx = _require_export_packages()
     path = _check_out(out)
     _check_exportable(model)

@@ -57,8 +57,7 @@ class TokenLayout:
     ``channel`` ids (a model's `EncoderConfig.channel_names`); a token with channel -1 has no
     name. ``time`` orders the tokens in time (the time edge sets read it: `reads_earlier`, ...);
     ``time_step`` (optional), the seconds from one time index to the next, places a token of
-    time ``t`` at ``t * time_step`` seconds into the window (its start).
-    """
+    time ``t`` at ``t * time_step`` seconds into the window (its start)."""
 
     group: tuple[str, ...]
     channel: tuple[int, ...]

@@ -1,8 +1,7 @@
 """The models folder every command reads: ``DIR/subject_<N>/`` checkpoints, one folder per
 subject (`find_models`), ``"demo"`` naming the demo's (`DEMO_MODELS`), and what to say when a
 folder holds none (`no_models`). ``study run``, ``study check``, ``evaluate``, ``probe`` and
-discovery all find their models here.
-"""
+discovery all find their models here."""
 
 from __future__ import annotations
 

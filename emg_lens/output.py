@@ -6,8 +6,7 @@ A result (`emg_lens.studies.ablation.result.StudyResult` of an ablation study,
 table, and says which tables it writes (`StudyOutput.tables`), its ``summary.md``
 (`StudyOutput.to_markdown`), its figures (`StudyOutput.figures`) and what ``emg-lens study
 run`` prints (`StudyOutput.console`); `StudyOutput.save` writes them all the same way for
-every kind, with one ``report.html`` of the folder (`emg_lens.report`).
-"""
+every kind, with one ``report.html`` of the folder (`emg_lens.report`)."""
 
 from __future__ import annotations
 

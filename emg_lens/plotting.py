@@ -3,8 +3,7 @@
 Each file is drawn into memory and written atomically (`emg_lens._io.write_if_changed`): a full
 disk leaves no truncated figure under its name, and a figure whose bytes did not change is not
 written again. The files are reproducible (the SVG carries no date and fixed element ids), so
-drawing an unchanged result again writes nothing.
-"""
+drawing an unchanged result again writes nothing."""
 
 from __future__ import annotations
 

@@ -21,15 +21,13 @@ What the code then does runs under `running_code`: an exception it raises, ``Sys
 included, is a `SpecError` naming the file and function (`hooks_from_factory` also checks that
 a hook factory returned hooks, `ModuleBuilder.build` that a builder returned modules).
 
-A checkpoint of a model that holds the user's own modules (a `HookedTorchEncoder`'s tokenizer
-and readout: ``config.json`` rebuilds the blocks, never the user's classes) loads through a
-*module builder*: a function ``build_modules(info)`` in the user's Python file, given the
-checkpoint's parsed ``config.json`` and returning ``{"embed": module, "readout": module}`` of
-the architecture the checkpoint was saved from, whose weights are then loaded from it. A study
-names it (``modules = "models.py:build_modules"``, inside its project like a hook), a command
-takes it as ``--modules FILE:FUNCTION`` (`locate_argument`), and either runs it only with
-``--allow-code``. `load_model` loads a checkpoint with it; `require_builder` refuses, before
-anything runs, checkpoints that need one when none was given, saying what to add.
+A checkpoint holding the user's own modules (a `HookedTorchEncoder`'s tokenizer and readout,
+which ``config.json`` cannot rebuild) loads through a *module builder*, ``build_modules(info)``
+in the user's file, returning ``{"embed": module, "readout": module}`` for the checkpoint's
+parsed ``config.json``. A study names it (``modules = ...``, inside its project like a hook), a
+command takes ``--modules FILE:FUNCTION`` (`locate_argument`), and both run it only with
+``--allow-code``; `load_model` loads with it, and `require_builder` refuses, before anything
+runs, a checkpoint that needs one when none was given.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())

@@ -3,8 +3,7 @@
 ``demo`` (`emg_lens.cli.demo`), ``train`` and ``evaluate`` (`~emg_lens.cli.train`), ``study
 run|check`` (`~emg_lens.cli.study`), ``synth``, ``inspect``, ``windows``, ``pretrain`` and
 ``finetune`` (`~emg_lens.cli.tinymyo`); `emg_lens.cli.main` assembles them and
-`emg_lens.cli.common` holds what they share. Run ``emg-lens <command> --help``.
-"""
+`emg_lens.cli.common` holds what they share. Run ``emg-lens <command> --help``."""
 
 from emg_lens.cli.main import build_parser, main, run
 

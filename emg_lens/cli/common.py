@@ -1,14 +1,10 @@
-"""What the ``emg-lens`` commands share: the help formatter, ``--out`` folder checks, tables,
-the data options, the options and loading steps of a command on one checkpoint (``inspect``,
-``features``), the ending of a command that writes a report, and the names the parsers offer
-as choices.
+"""What the ``emg-lens`` commands share (options, checks, loading steps, endings).
 
 This module and every parser import only the standard library (and `emg_lens.errors`), so
 ``emg-lens --help`` starts in well under a second; torch, TransformerLens and the model stack
 are imported inside the command that needs them. The names the parsers offer as choices come
 from the registries, which import neither: datasets from `emg_lens.data.registry`, model
-classes from `emg_lens.models` (whose face imports each model on first use).
-"""
+classes from `emg_lens.models` (whose face imports each model on first use)."""
 
 from __future__ import annotations
 
@@ -148,40 +144,25 @@ def resolve_device(name: str, flag: str = "--device") -> Any:
     """The `torch.device` that ``--device name`` means: ``auto`` is CUDA when available, else
     the CPU; ``cuda`` under torchrun is the GPU of ``LOCAL_RANK`` (so the ranks of one node
     share its GPUs, one each). A name torch does not know, or CUDA on a machine without it,
-    is an `ArgumentError` saying what is accepted.
+    is an `ArgumentError` saying what is accepted (`emg_lens.config.check_device`).
 
     >>> resolve_device("cpu")
     device(type='cpu')
     >>> resolve_device("gpu")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ArgumentError: --device 'gpu' is not a device; accepted: cpu, cuda, ...
+    emg_lens.errors.ArgumentError: --device = 'gpu' is not a device emg_lens loads models onto; ...
     """
-    import os
-
     import torch  # here, not at the top: the parsers import no torch
 
-    accepted = "cpu, cuda, cuda:N (N a GPU index) or auto"
+    from emg_lens.config import DEVICES, check_device
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ArgumentError(f"{flag} {name!r} is not a device; accepted: {accepted}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ArgumentError(f"{flag} {name!r} is not a device; accepted: {accepted}")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ArgumentError(
-                f"{flag} {name}: this machine has no CUDA GPU that torch can use "
-                f"(torch {torch.__version__}); use --device cpu or auto"
-            )
-        index = device.index
-        if index is None:  # torchrun's ranks on one node: one GPU each, round robin
-            index = int(os.environ.get("LOCAL_RANK", "0")) % count
-        if not 0 <= index < count:
-            raise ArgumentError(f"{flag} {name}: GPU index {index}, but there are {count} GPUs")
+    check_device(name, flag, ArgumentError, accepted=f"{DEVICES}, or 'auto'")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:  # torchrun's ranks: one GPU each
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
         device = torch.device("cuda", index)
     return device
 
@@ -267,8 +248,7 @@ def load_checkpoint_windows(
 def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and SVG figures"):
     """Save an output (a `emg_lens.output.StudyOutput`: inspect, probe, features) into
     ``out``, print its console text, what was written and where its report.html is; returns
-    the output. One ending for every command that writes a report.
-    """
+    the output. One ending for every command that writes a report."""
     written = output.save(out)
     print(output.console())
     print(f"\nwrote {len(written)} files ({what}) to {out}")

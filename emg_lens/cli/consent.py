@@ -2,8 +2,7 @@
 ``--allow-code`` (``study run``, ``discover``, ``inspect``, ``export``, ``evaluate``) and
 ``--modules FILE:FUNCTION``, the user's function that builds the tokenizer and readout of
 converted ``nn.TransformerEncoder`` checkpoints, which no ``config.json`` rebuilds
-(`emg_lens.user_code.ModuleBuilder`). Like every parser, this module imports no torch.
-"""
+(`emg_lens.user_code.ModuleBuilder`)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The ``emg-lens`` parser and entry point: `build_parser`, `run`, `main`.
-
-Each command's parser and handler live in their own module (``emg_lens.cli.<command>``);
-this one only assembles them. Parsers import no torch: ``emg-lens --help`` is instant, and a
-command imports the model stack when it runs.
-"""
+"""The ``emg-lens`` parser and entry point (`build_parser`, `run`, `main`): it only assembles
+the commands' modules (``emg_lens.cli.<command>``), whose parsers import no torch
+(`emg_lens.cli.common`)."""
 
 from __future__ import annotations
 

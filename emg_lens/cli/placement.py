@@ -5,10 +5,7 @@ with its evidence, printed when it is not "no move" and summed up under the tabl
 ``--realign`` puts the held-out raw channels back before preprocessing where, and only where,
 a move is named, and says for each other repetition why it did not. What was found, and what
 was done or refused, goes in each subject's ``meta["placement_check"]``, which training stores
-in the checkpoint's metadata.
-
-The parser part imports only the standard library, as every parser does (`emg_lens.cli.common`).
-"""
+in the checkpoint's metadata."""
 
 from __future__ import annotations
 
@@ -44,8 +41,7 @@ def check_placements(
     tell; the subjects back, each realigned where a move is named when ``realign``, with
     ``meta["placement_check"]``: the checks, each with the ``action`` taken, ``realign`` (asked)
     and ``realigned`` (done). A check that cannot run (a repetition without samples) is said
-    and skipped, and nothing is realigned: training goes on with the channels as recorded.
-    """
+    and skipped, and nothing is realigned: training goes on with the channels as recorded."""
     from emg_lens.data.placement import (
         NO_PLACEMENT,
         check_subject,

@@ -19,8 +19,7 @@ different stores, and accept different options:
   the glove).
 
 An option that the chosen source would ignore is refused, naming the options that apply, so a
-store is never silently built without what was asked for.
-"""
+store is never silently built without what was asked for."""
 
 from __future__ import annotations
 

@@ -4,16 +4,11 @@ The "edges" are attention knockouts (a query group's keys of another group, per 
 head, cut with ``-inf`` on the logits), not the component-to-component edges of ACDC or EAP:
 
 - `screen` estimates the effect of *every* candidate of a family (`default_family`: each
-  layer x head x query group -> key group; compiled against the model once,
-  `compile_family`, and carried down as `Screen.family`) from one clean forward and one
-  backward, with the masked pattern computed exactly from the cached scores (the AtP* fix
-  for saturation); a cut's effect in the last layer (and, where the readout reads a few
-  tokens, the one before) is computed exactly from the cached stream (`last_layers`), an
-  earlier one's downstream effect linearised, with a ``risk`` that predicts its error, or
-  (``estimator="ig"``) weighed by gradients integrated along the path to everything cut
-  (EAP-IG);
-  `Screen.verify` measures the riskiest, the best and a random sample exactly, and bounds
-  what the ranking missed;
+  layer x head x query group -> key group, compiled once, `compile_family`) from one clean
+  forward and one backward (the masked pattern exact, AtP*; the last layers' cuts exact,
+  `last_layers`; an earlier one's downstream effect linearised, with a ``risk`` that predicts
+  its error, or weighed by integrated gradients, EAP-IG); `Screen.verify` measures the
+  riskiest, the best and a random sample exactly, and bounds what the ranking missed;
 - `discover` cuts candidates greedily, least important first, while the exact metric stays
   within ``tau`` of its full-to-empty range and every class keeps its accuracy, and returns
   the circuit as edge sets that parse back (``Discovery.complement`` is what a study cuts to
@@ -23,8 +18,7 @@ head, cut with ``-inf`` on the logits), not the component-to-component edges of 
   MIB's CPR and CMD of its faithfulness curve (`faithfulness_areas`).
 
 `emg_lens.discovery.study` runs both as a study (``kind = "discovery"``) over many subjects,
-resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them.
-"""
+resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them."""
 
 from emg_lens.discovery.exact import ExactPasses, Score
 from emg_lens.discovery.family import (

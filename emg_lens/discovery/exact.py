@@ -12,8 +12,7 @@ rows the cut touches (the rest of a block acts position by position), so it is c
 there alone (`TransformerBlock.rows_forward`) and the clean output kept elsewhere; and where
 the readout reads few positions (a CLS head), the last block is computed at those alone.
 On the paper preset's CLS head a layer-0 cut costs 3.4-4 blocks instead of 5 (the first
-block's keys and values are still projected at every position).
-"""
+block's keys and values are still projected at every position)."""
 
 from __future__ import annotations
 

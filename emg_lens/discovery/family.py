@@ -60,8 +60,7 @@ class Candidate:
 
     ``head`` is the one head it acts on (None when it spans several), ``query_group`` and
     ``key_group`` the token groups of a group-pair candidate (None otherwise); ``kind`` names
-    the edges without the head (``"emg->acc"``, ``"cross_channel & time_window(0)"``).
-    """
+    the edges without the head (``"emg->acc"``, ``"cross_channel & time_window(0)"``)."""
 
     layer: int
     edges: EdgeSet

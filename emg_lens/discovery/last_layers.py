@@ -25,8 +25,7 @@ the readout reads few tokens:
 
 That costs the last block's key and value projections on every token per candidate: worth it
 where the readout reads a few tokens (`supports_exact_penultimate`), not for a mean over all.
-`exact_layers` says which layers a screen computes exactly, `exact_effects` computes them.
-"""
+`exact_layers` says which layers a screen computes exactly, `exact_effects` computes them."""
 
 from __future__ import annotations
 

@@ -14,8 +14,7 @@ through those edges. Two ways to look at such a model:
 
 `recovery` scores a `Discovery` against the truth: recall (the planted candidates kept) and
 precision (of the cross-modal candidates kept, the planted ones); `planted_rank` is the rank
-of the best planted candidate among the cross-modal ones of a screen (1: first).
-"""
+of the best planted candidate among the cross-modal ones of a screen (1: first)."""
 
 from __future__ import annotations
 

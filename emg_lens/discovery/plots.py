@@ -1,6 +1,5 @@
 """Figures of screening and discovery: where the estimated effects sit (layer x head per kind of
-edge), how well the screen predicts the exact effects, and faithfulness against circuit size.
-"""
+edge), how well the screen predicts the exact effects, and faithfulness against circuit size."""
 
 from __future__ import annotations
 

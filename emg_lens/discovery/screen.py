@@ -33,21 +33,17 @@ candidate of the family cut, EAP-IG's path from the clean to the corrupted run:
 A ``-inf`` cut has no finite point between uncut and cut *scores*, so the path runs through the
 *patterns*: at strength ``alpha`` each layer's pattern is ``P + alpha (P_cut - P)``, ``P`` the
 softmax of the scores the layer receives and ``P_cut`` the same scores with the family's edges
-cut (`emg_lens.components.attend.cut_pattern`: renormalised, a zero row where every key is
-cut). Both ends are exact (``alpha = 0`` the model, ``alpha = 1`` the model with everything cut, the
-``m(empty)`` of `discover`'s faithfulness), every point in between is finite and continuous
-(a row cut whole fades to zero instead of jumping; a mask strength that multiplies the cut
-keys and renormalises would keep such a row unchanged until it vanishes at 1), and in the
-first layer the path touches it is the straight line in pattern space the estimate dots with
-``A' - A``. So for a family of one candidate, the estimate converges to the candidate's exact
-effect as the steps grow (IG's completeness; the midpoint rule's error falls as 1/steps^2
-where the metric is smooth along the path, and more slowly where it is not, as a margin
-whose top class changes: one candidate's -1.0022, -0.9988 and -0.9879 at 5, 20 and 80 steps
-against its exact -0.9887);
-with many, one path serves them all, which is what makes EAP-IG cost ``ig_steps`` forward and
-backward passes rather than that many per candidate. (EAP-IG's code sums the left Riemann
-points from the corrupted end, ``alpha = 1, 1 - 1/steps, ...``; the midpoint rule is the
-second-order one.) Candidates computed exactly (the last layers) stay exact.
+cut (`emg_lens.components.attend.cut_pattern`). Both ends are exact (``alpha = 1`` is the
+``m(empty)`` of `discover`'s faithfulness), every point between is finite and continuous (a row
+cut whole fades to zero instead of jumping, as it would under a renormalised mask strength),
+and in the first layer the path touches it is the straight line the estimate dots with
+``A' - A``. So for one candidate the estimate converges to its exact effect as the steps grow
+(IG's completeness; the midpoint rule's error falls as 1/steps^2 where the metric is smooth
+along the path, more slowly where it is not: a margin whose top class changes gave -1.0022,
+-0.9988 and -0.9879 at 5, 20 and 80 steps against the exact -0.9887); one path serves every
+candidate, so EAP-IG costs ``ig_steps`` forward and backward passes in all. (EAP-IG's code sums
+the left Riemann points from the corrupted end; the midpoint rule is second-order.) Candidates
+computed exactly (the last layers) stay exact.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -146,8 +142,7 @@ class Screen:
     with layer mode ``all``), ``estimate`` (the metric's estimated change, averaged over the
     windows) and ``estimate_accuracy`` (the accuracy's); `verify` adds the exact effects.
     ``family`` is the candidates compiled against ``model`` with the ``base`` cut (the table's
-    index is their position in it).
-    """
+    index is their position in it)."""
 
     table: pd.DataFrame
     family: CompiledFamily
@@ -278,8 +273,7 @@ def screen(
     ``estimator``: ``"plain"`` weighs each candidate's pattern change by the uncut model's
     gradient; ``"ig"`` by the gradient averaged over ``ig_steps`` points of the path to the
     model with the whole family cut (EAP-IG; see the module docstring), at ``ig_steps``
-    forward and backward passes per batch instead of one.
-    """
+    forward and backward passes per batch instead of one."""
     estimator, ig_steps = check_estimator(estimator, ig_steps)
     check_model(model)
     # The risk of a linearised estimate is the change the cut writes through W_O; a model
@@ -508,8 +502,7 @@ def verify_candidates(
     row was measured: ``flagged``, ``top``, ``sample``, ``ranked`` (in the top until measured),
     or empty) and re-ranks by ``final``. ``agreement["spearman"]`` is over the top candidates
     the screen scored (``screened_top`` of them; NaN under two: with every candidate exact,
-    ``screened`` 0, no screen ran).
-    """
+    ``screened`` 0, no screen ran)."""
     n = len(screen.family)
     top = check_int(top, "top", minimum=1, maximum=n)
     flagged = check_int(flagged, "flagged")

@@ -245,8 +245,7 @@ def discover(
     (`Discovery.classes_lost`): a circuit that keeps the mean margin can still lose a class.
     One exact pass per candidate, from its layer on. ``method``: the order, ``"greedy"``
     (the screen's) or ``"gates"`` (learned edge gates; the table gains ``survival``).
-    ``base``: an edge set cut in every pass (the model as it runs; see `screen`).
-    """
+    ``base``: an edge set cut in every pass (the model as it runs; see `screen`)."""
     tau = check_tau(tau)
     method = check_method(method)
     if screened is None:

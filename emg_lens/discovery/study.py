@@ -33,8 +33,7 @@ accepted cut's size and faithfulness), ``consensus.csv`` (per candidate, the sha
 whose circuit keeps it),
 ``stability.csv`` (the Jaccard index of every two subjects' circuits; each subject's bootstrap
 stability is ``stability_jaccard`` in ``circuits.csv``) and figures (``screen_<subject>``,
-``screen_vs_exact``, ``faithfulness``).
-"""
+``screen_vs_exact``, ``faithfulness``)."""
 
 from __future__ import annotations
 
@@ -237,13 +236,8 @@ def areas_note(circuits: pd.DataFrame) -> str:
 
 
 def screen_note(circuits: pd.DataFrame) -> str:
-    """What the screen's verification says, in words: which method scored the candidates
-    (the screen's, ``screened`` per subject, or exact masked passes), the Spearman ρ of the
-    screen's estimates against the exact effects over the verified top candidates it scored
-    (``spearman``, ``screened_top`` of them) and over every candidate it scored that was
-    measured exactly (``spearman_measured``), and the 95 % bound on the candidates the ranking
-    missed (``missed_upper``, from the random sample), over subjects. With every candidate
-    exact it says so, and no ρ.
+    """What the screen's verification says over subjects, in words (the examples show both
+    forms: candidates the screen scored, and every candidate exact, with no ρ).
 
     >>> print(screen_note(pd.DataFrame({"n": [10.0], "spearman": [0.9], "sampled": [10.0],
     ...     "sample_hits": [0.0], "missed_upper": [12.6], "spearman_measured": [0.8],

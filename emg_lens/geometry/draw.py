@@ -167,8 +167,7 @@ def plot_channel_values(
     without a montage is refused (draw it as a matrix instead).
 
     Each electrode is drawn at its part's ``xy`` (a ``scatter`` whose offsets are those
-    positions, in ``part.electrodes`` order) or, in a grid, in its cell (a ``pcolormesh``).
-    """
+    positions, in ``part.electrodes`` order) or, in a grid, in its cell (a ``pcolormesh``)."""
     missing = [m for m in values if m not in montages]
     if missing:
         raise ArgumentError(

@@ -13,14 +13,9 @@ with left and right swapped. Each part of a montage has its own set (`part_maps`
   270 degrees, flips of the rows or the columns, the transpose and the anti-transpose), a
   rectangular grid's 4 (identity, flip rows, flip columns, turn by 180°); a map that would put
   an electrode on an empty cell (a 13 x 5 grid's missing corner) is left out;
-- ``"scalp"``: the identity and the left–right mirror (`scalp_partners`), when every
-  electrode has its mirror in the montage: by the 10-20 / 10-05 names (a trailing odd number
-  is on the left, the even number above it its mirror on the right, Fp1 ↔ Fp2, C3 ↔ C4, T9 ↔
-  T10, FFC1h ↔ FFC2h; a trailing z is on the midline, its own mirror), since real montages'
-  positions are not exactly mirror-symmetric (MNE's ``standard_1020`` and ``standard_1005``,
-  set on an ``mne.Epochs``: up to 0.042 of the head's radius on the map); a name that
-  follows no rule by its position (the electrode nearest its mirrored position, each the
-  other's, within `MIRROR_TOLERANCE`);
+- ``"scalp"``: the identity and the left–right mirror, when every electrode has its mirror in
+  the montage (`scalp_partners`: by the 10-20 / 10-05 names, C3 ↔ C4, since real montages'
+  positions are not exactly mirror-symmetric; by position for a name of no rule);
 - ``"points"``: the identity only (free positions have no symmetry known here).
 
 A montage of several parts takes every combination of its parts' maps (`montage_maps`).

@@ -10,25 +10,21 @@ Each analysis returns a tidy pandas DataFrame and has a figure in `emg_lens.insp
 - `direct_attribution`: each head's, MLP's and embedding's contribution to the correct-class
   logit through the classifier;
 - `distribution_shift`: cosine distance and MMD² between masked and unmasked residual streams;
-- sparse features of channel tokens: `train_features` (a TopK autoencoder on one layer's
-  residual, `FeatureConfig`) returns `Features` (reconstruction, dead features, each feature's
-  maps, classes and ablation), saved with provenance and read back by `load_features`;
+- sparse features of channel tokens: `train_features` (a TopK autoencoder, `FeatureConfig`)
+  returns `Features`, saved with provenance and read back by `load_features`;
 - `probe_tokens`: cross-validated linear probes on token groups per layer, with control tasks;
-- `erase_concept`: a LEACE eraser of a concept (the gesture, the subject, a window label) at a
-  token group and hook point, as a TransformerLens hook, with a held-out probe before and
-  after it and under its norm-matched placebo (`ConceptErasure`);
+- `erase_concept`: a LEACE eraser of a concept at a token group and hook point, as a
+  TransformerLens hook, with held-out probes of what it does (`ConceptErasure`);
 - `interchange`: interchange interventions (a token group's residual, or the attention output
   through an edge set, taken from paired source windows) and their accuracy (IIA);
 - `token_rows` / `token_positions`: a layout's token group as the positions TransformerLens's
-  subspace interventions take (``transformer_lens.tools.analysis``: `collect_activations`,
-  `SubspaceInterchange`, `fit_das`, `NormMatchedPlacebo`), `TokenRows`;
+  subspace interventions (``transformer_lens.tools.analysis``) take, `TokenRows`;
 - activation patching for ``[batch, channels, time]`` inputs: `patch_heads`,
   `patch_residual`, `patch_token_group`, `run_patched`; `tl_index_df` for TransformerLens's
   position-indexed patching helpers.
 
 Functions that take an `ActivationCache` reject one made by another model, or whose shapes do
-not fit the model's layout.
-"""
+not fit the model's layout."""
 
 from emg_lens.inputs import as_subject_data
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map

@@ -1,23 +1,14 @@
 """Direct attribution: how much each head, MLP and embedding writes into the correct-class
 logit, read through the classification head.
 
-Every classifier here is linear after ``ln_final``: a weighted sum over token positions of the
-normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U``, where the
-*readout map* ``R [pos, d_model, n_classes]`` is (`readout_map`), as each model gives it
-(``model.readout_map``, the `emg_lens.models.base.LINEAR_READOUT` capability):
-
-- IsoNet ``head="cls"`` (what IsoNet reports): the CLS head's ``W_U`` at position 0; ``"avg"``:
-  the average head's ``W_U / n`` at each of the ``n`` channel tokens;
-- TinyMyo (``task="classification"``): tokens are averaged over patches, channels
-  concatenated (``W_U``'s block of the token's channel, ``/ n_patches``) or averaged
-  (``W_U / n_tokens``); its other tasks have no class logits and are rejected;
-- HierarchicalTransformer: each modality's CLS token (or the mean of its tubelets) times
-  that modality's block of ``W_U``;
-- any other model with a TransformerLens unembedding (converted LaBraM and PBT: a CLS
-  token's ``W_U``): ``W_U / n`` at each of its ``unembed_positions``. A model whose readout is
-  not one (a user's own readout module, CBraMod's and EEGPT's flattening heads) has no readout
-  map, and a model whose blocks are post-LN (the residual stream is then no sum of
-  components) none that attribution can use.
+A classifier with a linear readout is, after ``ln_final``, a weighted sum over token positions
+of the normalised final residual stream, ``logits = sum_p ln_final(resid)[p] @ R[p] + b_U``,
+where the *readout map* ``R [pos, d_model, n_classes]`` (`readout_map`) is each model's own
+(``model.readout_map``, the `emg_lens.models.base.LINEAR_READOUT` capability, which says what it
+is for IsoNet's two heads, TinyMyo's classifier, the HierarchicalTransformer's modality CLS
+tokens and a TransformerLens unembedding at ``unembed_positions``). A model whose readout is not
+linear (a user's own readout module, CBraMod's and EEGPT's flattening heads) has none, and one
+with post-LN blocks (whose residual stream is no sum of components) none attribution can use.
 
 The final residual stream is a sum of components (TransformerLens's
 ``ActivationCache.decompose_resid`` for embeddings and MLPs, ``stack_head_results`` for each
@@ -29,8 +20,7 @@ add up to the logit exactly.
 
 ``direction="logit_diff"`` (the default) uses ``u = R[..., label] - mean_c R[..., c]``: the
 correct-class logit minus the mean logit over classes, which a component can only raise by
-favouring the correct class over the others. ``direction="logit"`` attributes the raw logit.
-"""
+favouring the correct class over the others. ``direction="logit"`` attributes the raw logit."""
 
 from __future__ import annotations
 

@@ -55,8 +55,7 @@ def check_cache(
 
     Raises `ArgumentError` for anything else or for a cache of another model (even one of the
     same architecture: attribution reads the weights of ``cache.model``), and `LayoutError`
-    for activations whose token or head axes do not match the model.
-    """
+    for activations whose token or head axes do not match the model."""
     if not isinstance(cache, ActivationCache):
         raise ArgumentError(
             "expected a transformer_lens ActivationCache from model.run_with_cache(signals), "

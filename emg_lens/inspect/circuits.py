@@ -8,26 +8,14 @@ Computed from the weights alone, with no data, for one layer and its heads:
   "what it writes".
 
 **A token's data-free embedding** is the part of the residual stream entering ``blocks.0``
-that does not depend on the signal: exactly the token a window of zeros gives. Each model says
-what its tokens are without data (``model.data_free_tokens``, part of the weight surface):
-
-- IsoNet: channel ``c`` (patch ``t``) is ``b_E[c] + W_pos[pos]`` (its channel's embedding bias
-  and its learned position), and the CLS token ``cls_token + W_pos[0]``. Every channel has an
-  identity of its own.
-- TinyMyo: every token is the patch embedding's bias ``b_E``, shared by all channels. With
-  token RoPE (``positional_embedding_type="rotary"``) the rotation at the token's index is its
-  only identity, so the QK table shows the positional preference RoPE gives each head (it
-  depends on the token distance alone) and an OV table would be constant: `ov_circuit`
-  refuses. With BioFoundation's head-index RoPE (``"none"``, `TinyMyo.from_biofoundation`'s
-  default) nothing tells two tokens apart and both functions refuse.
-- A converted ``nn.TransformerEncoder`` (`HookedTorchEncoder`): the user's tokenizer's
-  output for a window of zeros (a learned position per channel, say); refused when it gives
-  every channel the same token. Post-LN blocks (``norm_first=False``) attend to the stream
-  itself (no ``ln1`` before attention), so the QK table reads the tokens as they are; their
-  norms rescale all that came before, so the direct path to the logits is no OV table: refused.
-- The tubelet models (`HierarchicalTransformer`): their fusion stack reads the stems'
-  outputs, which depend on the signal through the stems' attention and MLPs, and a tubelet
-  spans every channel of its modality: refused.
+that does not depend on the signal: exactly the token a window of zeros gives. Each model's
+``data_free_tokens`` (part of the weight surface) says what that is and when it refuses:
+IsoNet's channels and CLS each have an identity of their own; TinyMyo's tokens share the patch
+embedding's bias (with token RoPE the QK table shows the positional preference RoPE gives each
+head, and `ov_circuit` refuses; with BioFoundation's head-index RoPE both refuse); a converted
+encoder's are its tokenizer's output for a window of zeros (post-LN blocks: a QK table, no OV
+table); the tubelet models (`HierarchicalTransformer`), whose fusion stack reads
+signal-dependent stems, are refused.
 
 That vector goes through the layer's ``ln1`` as the model would apply it (centre, scale, ``w``,
 ``b``), then through ``W_Q``/``W_K`` (or ``W_V``) of the stacked weights with their biases; a
@@ -73,7 +61,7 @@ from einops import einsum
 from jaxtyping import Float
 
 from emg_lens.components.layer_norm import LayerNorm
-from emg_lens.errors import ArgumentError, IndexOutOfRangeError
+from emg_lens.errors import ArgumentError, IndexOutOfRangeError, check_int
 from emg_lens.inputs import check_model
 from emg_lens.inspect.flow import token_bins
 from emg_lens.models.base import TL_WEIGHTS, require
@@ -192,22 +180,11 @@ def _heads(model: Any, layer: Any, head: Any) -> list[int]:
     check_model(model)
     require(model, TL_WEIGHTS, "a weight circuit (qk_circuit, ov_circuit)")
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    if not _is_int(layer) or not 0 <= layer < n_layers:
-        raise IndexOutOfRangeError(
-            f"layer must be an int in [0, {n_layers - 1}] (the model's {n_layers} layers of "
-            f"`blocks`), got {layer!r}"
-        )
+    where = f"layer (of the model's {n_layers} layers of `blocks`)"
+    check_int(layer, where, 0, n_layers - 1, IndexOutOfRangeError)
     if head is None:
         return list(range(n_heads))
-    if not _is_int(head) or not 0 <= head < n_heads:
-        raise IndexOutOfRangeError(
-            f"head must be None (every head) or an int in [0, {n_heads - 1}], got {head!r}"
-        )
-    return [head]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return [check_int(head, "head (None: every head)", 0, n_heads - 1, IndexOutOfRangeError)]
 
 
 def _ln1(model: Any, layer: int, tokens: torch.Tensor) -> torch.Tensor:

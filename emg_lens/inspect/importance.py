@@ -8,8 +8,7 @@ study spec (``heads = [[0], [1], ...]``, layer mode ``individual``) run by `run_
 shares the runner's batching and its check that every mask took effect. The attention mass of
 the same edges (`emg_lens.inspect.flow.edge_mass`) is reported beside each effect, with their
 Spearman correlation (`mass_effect_correlation`): a head may attend a lot over edges it does
-not need, or little over edges it does.
-"""
+not need, or little over edges it does."""
 
 from __future__ import annotations
 

@@ -35,8 +35,7 @@ share its model and its trials, so a pool counts them as independent (on the dem
 one interval 0.448-0.486 where each subject's own is about 0.15 wide). `over_subjects` gives
 the subject-level figure: the mean of the subjects' IIA with a Student-t interval over
 subjects, beside each subject's own interval (`emg_lens.inspect.plots.plot_interchange` draws
-both).
-"""
+both)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,7 @@ asked, `interchange` of a token group at every layer between windows of the chos
 one repetition (its interval resampling the pairs' trials); with ``cut`` both run once more
 with that edge set masked in every layer, so a table shows what the probe finds with the edges
 and without them. `ProbeReport.save` writes the tables, the figures and ``report.html``
-through `emg_lens.output.save_outputs`.
-"""
+through `emg_lens.output.save_outputs`."""
 
 from __future__ import annotations
 

@@ -38,8 +38,7 @@ model, against chance 0.25). The rule (`fold_windows`):
   ``fold_unit`` ``"repetition"``), the usual split of gesture data (a demo subject: 4 held-out
   repetitions, so 4 trials per gesture and 4 folds where 5 were asked for);
 - otherwise the probe is refused with an `ArgumentError` naming the class, its trial count and
-  the folds asked for.
-"""
+  the folds asked for."""
 
 from __future__ import annotations
 
@@ -480,13 +479,12 @@ def probe_tokens(
 
     For every layer and group: a logistic regression on the group's token vectors (its tokens'
     ``d_model`` vectors side by side; `POOLED`: their mean over every channel token), fitted and
-    scored over folds that keep each trial's windows together (`fold_windows`: ``folds``
-    stratified group folds of trials shuffled with ``seed``, or one repetition left out where
-    trials are fewer; the mean of the folds' scores), predicting
-    the gesture class (restricted to the windows of ``classes``, class indices, when given) or
-    ``labels`` (one per window: subject, repetition, session; float values are a regression
-    target, fitted by ridge regression and scored by R²; a name reads the data's window labels,
-    `emg_lens.data.pooled.window_labels`: ``"subject"`` of windows pooled over subjects).
+    scored over folds that keep each trial's windows together (`fold_windows`, shuffled with
+    ``seed``; the mean of the folds' scores), predicting the gesture class (restricted to the
+    windows of ``classes``, class indices, when given) or ``labels`` (one per window: subject,
+    repetition, session; float values are a regression target, fitted by ridge regression and
+    scored by R²; a name reads the data's window labels, `emg_lens.data.pooled.window_labels`:
+    ``"subject"`` of windows pooled over subjects).
     Beside it, the same probe on the control task (the module docstring: each trial's label
     replaced by another trial's). ``leave_out`` (a window label, ``"subject"``) folds by it
     instead: each fold holds out the windows of one of its values (`leave_one_out`: does what

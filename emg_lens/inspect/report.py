@@ -5,8 +5,7 @@ source its metadata records), takes ``n_windows`` of them evenly spaced over the
 every gesture and repetition is represented), and computes attention flow, the weight-based
 QK and OV circuits of every layer (where the model's tokens have a data-free identity), head
 importance, direct attribution and the distribution shift of cutting the "across" edges
-(cross-modal, or cross-channel on a single-modality model) in every layer.
-"""
+(cross-modal, or cross-channel on a single-modality model) in every layer."""
 
 from __future__ import annotations
 

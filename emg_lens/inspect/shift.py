@@ -17,8 +17,7 @@ later layers have seen. `distribution_shift` compares the residual stream after 
 
 Per position, because tokens at different positions are distributed differently (a token that
 moves to where another position's tokens live is off-distribution, though the pooled set of
-all tokens might not change).
-"""
+all tokens might not change)."""
 
 from __future__ import annotations
 

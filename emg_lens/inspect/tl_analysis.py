@@ -113,8 +113,7 @@ class TokenRows:
         positions: each row's token: the ``positions`` / ``base_positions`` /
             ``source_positions`` to pass.
         window: each row's window (an index into the windows given).
-        n_windows: how many windows were given.
-    """
+        n_windows: how many windows were given."""
 
     group: str
     inputs: Float[torch.Tensor, "row channel time"]

@@ -21,8 +21,7 @@ the page lists them with why).
 
 The folder's ``outputs.json`` (written by the result that made it) gives the order of its
 figures and tables and what it is; a folder without one, or with one that is not such a
-record, is read as it is (figures and tables in name order).
-"""
+record, is read as it is (figures and tables in name order)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,7 @@ Studies need no process group: `torchrun_process` reads the same variables and
 `DistributedRun.shard` gives each rank its disjoint share of the subjects; the ranks meet in the
 study's cell store (`emg_lens.studies.store`), not in collectives.
 
-``batch_size`` is per process: N processes see ``N * batch_size`` windows per step.
-"""
+``batch_size`` is per process: N processes see ``N * batch_size`` windows per step."""
 
 from __future__ import annotations
 

@@ -19,15 +19,12 @@ warm-up near 1e-5; its layer-wise decay matches only Mamba parameter names, so e
 weight learns at one rate; it weight-decays every parameter (emg_lens: none on biases and
 LayerNorm).
 
-``mask_token`` is frozen in both modes: a classifier never uses it (and DDP refuses parameters
-that get no gradient).
-
 The same recipe with TinyMyo's regression head is `emg_lens.train.regression`; one classifier
 per subject of a data source, saved where studies find them, is
 `emg_lens.train.per_subject`. This module holds what they share: the config, the history,
-building a model with a new head from a pretrained encoder, freezing, and the training run that
-keeps the best epoch (`run_keeping_best`).
-"""
+building a model with a new head from a pretrained encoder, freezing (`freeze_for_finetuning`:
+``mask_token`` too, in both modes), and the training run that keeps the best epoch
+(`run_keeping_best`)."""
 
 from __future__ import annotations
 
@@ -98,8 +95,7 @@ class FinetuneConfig:
         check_schedule_fields(self)
         check_unit_interval(self, "layer_decay", "(0, 1]")
         check_unit_interval(self, "label_smoothing", "[0, 1)")
-        if self.patience < 1:
-            raise ConfigError(f"FinetuneConfig.patience must be an int >= 1, got {self.patience!r}")
+        check_int(self.patience, "FinetuneConfig.patience", 1, error=ConfigError)
         if self.reduction not in REDUCTIONS:
             raise ConfigError(
                 f"FinetuneConfig.reduction must be one of {REDUCTIONS}, got {self.reduction!r}"

@@ -9,8 +9,7 @@ regression recipe, whose items' targets are ``y: float32 [steps, outputs]`` (arr
 
 `synthetic_windows` (from `emg_lens.data.synthetic.windows`, re-exported here) cuts the sEMG
 channels of `emg_lens.data.synthetic.emg_acc` recordings into windows, for the CLI's default
-data and for tests.
-"""
+data and for tests."""
 
 from __future__ import annotations
 

@@ -13,8 +13,7 @@ Every training loop (this one and `emg_lens.train.supervised.fit`) stops a train
 diverges: a non-finite loss (checked on each step's ``loss.item()``, which the loop reads
 anyway) or a non-finite weight (checked once per epoch) raises `TrainingDivergedError` naming
 what was trained and the epoch (`check_finite_loss`, `check_finite_weights`), so such a model
-is never scored or saved.
-"""
+is never scored or saved."""
 
 from __future__ import annotations
 

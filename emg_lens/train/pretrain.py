@@ -15,8 +15,7 @@ How the mask is drawn: at patch granularity, MAE style — for each window exact
 without replacement over channels and time independently, are masked, and the mask is expanded
 to every sample of those patches. `TinyMyo.patch_mask_from_samples` (any sample masked -> patch
 masked) then gives back exactly those patches, so ``mask_ratio`` of the tokens are masked,
-rather than almost all of them as a per-sample coin flip would do.
-"""
+rather than almost all of them as a per-sample coin flip would do."""
 
 from __future__ import annotations
 

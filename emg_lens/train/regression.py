@@ -5,8 +5,7 @@ on the targets at every step of the window, and early stopping on the validation
 error. `dataset_mae` reports the MAE per output and overall, in the targets' units (degrees for
 DB8); `mean_baseline_mae` is the predictor that always says the training mean, the floor a
 regressor must beat, and `ridge_baseline_mae` the per-channel feature baseline (a ridge on each
-channel's RMS).
-"""
+channel's RMS)."""
 
 from __future__ import annotations
 

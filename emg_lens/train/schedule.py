@@ -1,18 +1,6 @@
-"""Optimiser plumbing shared by the training recipes.
-
-- `warmup_cosine_lr` / `warmup_cosine_scheduler`: per optimiser step, a linear warm-up from
-  ``lr_min`` to ``lr_max``, then a half cosine back down to ``lr_min`` (BioFoundation starts
-  its warm-up at the minimum learning rate too);
-- `layerwise_param_groups`: layer-wise learning-rate decay for a `HookedEncoder` (the top of
-  the stack learns fastest, the embeddings slowest) with no weight decay on biases, LayerNorm
-  parameters and learned tokens;
-- `EarlyStopping`: patience on a validation metric, keeping a copy of the best weights;
-- `check_schedule_fields`: the validation both TinyMyo recipe configs share, after the types
-  every config checks (`emg_lens.errors.check_field_types`: a float field a finite number,
-  since NaN and inf train to NaN);
-- `check_unit_interval`: a recipe config's fraction or probability field inside its part of
-  [0, 1].
-"""
+"""Optimiser plumbing shared by the training recipes: warm-up + cosine learning rates (from
+``lr_min``, where BioFoundation starts its warm-up too), layer-wise learning-rate decay, early
+stopping, and the checks of the schedule fields the recipe configs share."""
 
 from __future__ import annotations
 
@@ -234,9 +222,7 @@ def check_schedule_fields(cfg: Any) -> None:
     if hasattr(cfg, "seed"):
         check_seed(cfg.seed, f"{name}.seed")
     for field in ("epochs", "batch_size", "accumulate_steps"):
-        value = getattr(cfg, field)
-        if value < 1:
-            raise ConfigError(f"{name}.{field} must be an int >= 1, got {value!r}")
+        check_int(getattr(cfg, field), f"{name}.{field}", 1, error=ConfigError)
     if not cfg.lr > 0:
         raise ConfigError(f"{name}.lr must be > 0, got {cfg.lr!r}")
     if not 0 <= cfg.min_lr <= cfg.lr:

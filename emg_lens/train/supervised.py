@@ -6,8 +6,7 @@ early on the loss comes from the mean-pooled head, which can only be right if th
 tokens themselves exchange information; later the CLS head takes over. Models without a second
 head train on plain cross-entropy.
 
-Training is seeded and deterministic on CPU (same seed, same data: identical weights).
-"""
+Training is seeded and deterministic on CPU (same seed, same data: identical weights)."""
 
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ from emg_lens.errors import (
     DataFormatError,
     EdgeExpressionError,
     check_field_types,
+    check_int,
     check_seed,
     fields_checked,
 )
@@ -89,9 +89,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)  # types, and NaN or inf in a float field (it trains to NaN)
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("refits", 0)):
+            check_int(getattr(self, name), f"TrainConfig.{name}", minimum, error=ConfigError)
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:
@@ -100,8 +99,6 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
         check_unit_interval(self, "anneal_fraction", "[0, 1]")
         check_unit_interval(self, "edge_dropout", "[0, 1)")
-        if self.refits < 0:
-            raise ConfigError(f"TrainConfig.refits must be >= 0, got {self.refits}")
         check_seed(self.seed, "TrainConfig.seed")
         check_unit_interval(
             self,
@@ -387,8 +384,7 @@ def train_subjects(
     the checkpoints hold CPU tensors either way. A training that diverges raises
     `TrainingDivergedError` naming its subject; its model is not saved. ``report`` is given a
     line as each subject starts and ends (its test accuracy), and `fit`'s epoch lines.
-    ``reuse``: `fit` reads each training done before (`emg_lens.train.reuse`).
-    """
+    ``reuse``: `fit` reads each training done before (`emg_lens.train.reuse`)."""
     out_dir = Path(out_dir)
     rows = []
     overrides = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}

@@ -170,12 +170,17 @@ def test_device_names_resolve_and_bad_ones_say_what_is_accepted():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
-    with pytest.raises(ArgumentError, match="'gpu' is not a device; accepted: cpu, cuda"):
+    with pytest.raises(
+        ArgumentError,
+        match="'gpu' is not a device emg_lens loads models onto; accepted: 'cpu', 'cuda'",
+    ):
         resolve_device("gpu")
     with pytest.raises(ArgumentError, match="'meta' is not a device"):
         resolve_device("meta")
     if not torch.cuda.is_available():
-        with pytest.raises(ArgumentError, match="--device cuda: this machine has no CUDA GPU"):
+        with pytest.raises(
+            ArgumentError, match="--device = 'cuda', but this machine has no CUDA GPU"
+        ):
             resolve_device("cuda")
 
 

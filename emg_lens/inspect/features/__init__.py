@@ -11,13 +11,7 @@ channels, classes, modality shares and what ablating it costs (`describe_feature
 `Features.save` writes the tables, figures, ``summary.md`` and ``report.html`` like every
 other run, and the autoencoder itself like a checkpoint (``features.safetensors`` and
 ``features.json`` with its config and provenance: the model's, data's and code's digests);
-`load_features` reads it back, for that model only.
-
-The modules, from the ground up: ``config`` (`FeatureConfig`), ``sae`` (`TopKSAE` and its
-fit), ``tokens`` (the residual at the hook's tokens, read and spliced), ``checkpoint`` (the
-saved form), ``plots`` (the figures), ``result`` (`Features`), ``describe``
-(`describe_features`) and ``train`` (`train_features`, `load_features`).
-"""
+`load_features` reads it back, for that model only."""
 
 from emg_lens.inspect.features.checkpoint import FEATURES_FORMAT
 from emg_lens.inspect.features.config import HOOKS, FeatureConfig

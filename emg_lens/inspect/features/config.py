@@ -14,6 +14,7 @@ from emg_lens.errors import (
     ConfigError,
     LayoutError,
     check_field_types,
+    check_int,
     describe,
     fields_checked,
 )
@@ -42,7 +43,7 @@ class FeatureConfig:
     >>> FeatureConfig(layer=0, k=80)
     Traceback (most recent call last):
     ...
-    emg_lens.errors.ConfigError: FeatureConfig.k must be an int in 1..n_features (64), got 80
+    emg_lens.errors.ConfigError: FeatureConfig.k (<= n_features) must be an int in 1..64, got 80
     """
 
     layer: int
@@ -64,19 +65,11 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
 
-        def whole(name: str, low: int, high: int | None = None, what: str = "") -> None:
-            value = getattr(self, name)
-            if value < low or (high is not None and value > high):
-                span = what or (f"an int >= {low}" if high is None else f"an int in {low}..{high}")
-                raise ConfigError(f"FeatureConfig.{name} must be {span}, got {value!r}")
-
-        whole("layer", 0)
-        whole("n_features", 1)
-        whole("k", 1, self.n_features, f"an int in 1..n_features ({self.n_features})")
-        for name in ("epochs", "batch_size", "top_windows", "dead_tokens"):
-            whole(name, 1)
-        whole("seed", 0)
-        whole("aux_k", 0)  # at most the dead features are used, however many that is
+        for name in ("n_features", "epochs", "batch_size", "top_windows", "dead_tokens"):
+            check_int(getattr(self, name), f"FeatureConfig.{name}", 1, error=ConfigError)
+        check_int(self.k, "FeatureConfig.k (<= n_features)", 1, self.n_features, ConfigError)
+        for name in ("layer", "seed", "aux_k"):  # aux_k: at most the dead features are used
+            check_int(getattr(self, name), f"FeatureConfig.{name}", error=ConfigError)
         if self.hook not in HOOKS:
             raise ConfigError(f"FeatureConfig.hook must be one of {HOOKS}, got {self.hook!r}")
         for name, low, high in (("lr", 0, None), ("aux_coef", 0, None), ("holdout", 0, 1)):

@@ -8,8 +8,7 @@ the tables of a `Features`.
   class, its *modality share* (the share of its activation mass on each token group) and what
   ablating it costs: the feature zeroed in the spliced reconstruction with the error term
   kept (the residual minus its contribution), the change in accuracy and in the correct
-  class's logit, per class.
-"""
+  class's logit, per class."""
 
 from __future__ import annotations
 

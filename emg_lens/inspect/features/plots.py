@@ -2,8 +2,7 @@
 feature x class heatmaps, and a feature's mean activation per channel on the body.
 
 Each function reads the tables of a `Features` (``features.reconstruction``, ``.per_class``,
-``.features``, ``.classes``, ``.ablation``, ``.channels``) and its ``montages``.
-"""
+``.features``, ``.classes``, ``.ablation``, ``.channels``) and its ``montages``."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def _tinymyo_command(command: str, device: str, *, cuda: bool = True):
     return trigger
 
 
-NOT_A_DEVICE = "is not a device; accepted: cpu, cuda"
+NOT_A_DEVICE = "is not a device emg_lens loads models onto; accepted: 'cpu', 'cuda'"
 NO_GPU = "this machine has no CUDA GPU"
 
 DEVICE_ROWS = [

@@ -215,9 +215,14 @@ def test_a_planted_circuit_shows_in_both_tables():
 
 def test_bad_arguments_and_models_without_data_free_channels_raise_named_errors():
     model = _isonet()
-    with pytest.raises(IndexOutOfRangeError, match=r"layer must be an int in \[0, 1\].*got 2"):
+    with pytest.raises(
+        IndexOutOfRangeError,
+        match=r"layer \(of the model.s 2 layers of `blocks`\) must be an int in 0..1, got 2",
+    ):
         qk_circuit(model, 2)
-    with pytest.raises(IndexOutOfRangeError, match=r"head must be None .* \[0, 3\], got 4"):
+    with pytest.raises(
+        IndexOutOfRangeError, match=r"head \(None: every head\) must be an int in 0..3, got 4"
+    ):
         ov_circuit(model, 0, head=4)
     with pytest.raises(IndexOutOfRangeError, match="got True"):
         qk_circuit(model, True)

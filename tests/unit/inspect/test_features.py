@@ -190,7 +190,9 @@ def test_save_and_load_round_trip_and_refusals(tiny, tmp_path):
 
 def test_bad_inputs_are_named(tiny):
     model, (X, y) = tiny
-    with pytest.raises(ConfigError, match=r"FeatureConfig.k must be an int in 1..n_features"):
+    with pytest.raises(
+        ConfigError, match=r"FeatureConfig.k \(<= n_features\) must be an int in 1..8, got 9"
+    ):
         FeatureConfig(layer=0, n_features=8, k=9)
     with pytest.raises(ConfigError, match=r"FeatureConfig\.hook must be one of"):
         FeatureConfig(layer=0, hook="attn_out")
