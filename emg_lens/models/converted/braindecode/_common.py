@@ -186,4 +186,3 @@ def _tl_name(name: str) -> bool:
     """Whether a parameter's own name is one of TransformerLens's (``W_Q``, ``b_in``, ``w``,
     ``cls_token``), not one of braindecode's (``weight``, ``position_embedding``)."""
     return name.startswith(("W_", "b_")) or name in ("w", "b", "cls_token")
-
