@@ -1,21 +1,17 @@
 """TransformerLens's hook surface, which every emg_lens model has (every tier).
 
 `HookSurface` is a mixin of `emg_lens.models.base.HookedBiosignalModel` (which supplies ``cfg``
-and the hook points): it checks hook names where TransformerLens resolves them, caches with
-``pos_slice`` over the model's tokens, and sets the hook flags (``set_use_attn_result`` ...;
-the ones no module of the model can honour are refused by name). Hooks stay the model's, as in
-TransformerLens: while one thread uses a model with hooks, another thread's call is refused by
-name (`emg_lens.models.tl_surface.threads`).
-
-Where TransformerLens resolves a hook's name (``hooks()``, hence ``run_with_hooks``;
-``add_hook``; the caching hooks of ``run_with_cache``) the names are checked first: a hook name
-the model lacks is a `LayoutError` naming it (TransformerLens: a bare ``KeyError``), and a name
-filter that can check itself against a model (a ``check_model(model)`` method, as every
-`emg_lens.hooks.name_filter` has) is asked to, so a filter naming layers the model lacks is
-refused instead of hooking nothing there. A hook of TransformerLens's own patching helpers that
-indexes a token position the activation does not have (they take positions from the input's
-last axis, time samples for signals) raises a `LayoutError` that points to
-``emg_lens.inspect.tl_index_df`` instead of a bare ``IndexError``.
+and the hook points): it caches with ``pos_slice`` over the model's tokens, sets the hook flags
+(``set_use_attn_result`` ...; those no module of the model can honour are refused by name), and
+checks hook names where TransformerLens resolves them (``hooks()``, ``add_hook``,
+``run_with_cache``): a name the model lacks is a `LayoutError` naming it (TransformerLens: a
+bare ``KeyError``), and a name filter with a ``check_model(model)`` method (every
+`emg_lens.hooks.name_filter`) is asked to check itself, so a filter naming layers the model
+lacks is refused instead of hooking nothing. A hook of TransformerLens's patching helpers that
+indexes a token position the activation lacks (they take positions from the input's last axis,
+time samples for signals) raises a `LayoutError` pointing to ``emg_lens.inspect.tl_index_df``.
+While one thread uses a model with hooks, another's call is refused by name
+(`emg_lens.models.tl_surface.threads`).
 """
 
 from __future__ import annotations
