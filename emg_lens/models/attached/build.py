@@ -1,10 +1,7 @@
-"""`attach`: open a user's attention model in place, as an `AttachedModel`.
-
-It runs the model once on an example input to find its attention calls (`find`: which softmax
-is an attention, how each call folds attention problems into its batch, which module around a
-call carries the residual stream), checks the layout given against every call's scores, reads
-the sizes of an `EncoderConfig` off what it saw, and builds the `AttachedModel` sharing the
-user's parameters (see `emg_lens.models.attached.model`).
+"""`attach`: open a user's attention model in place, as an `AttachedModel`: probe it once for
+its attention calls (`find`), check the layout against every call's scores, read an
+`EncoderConfig`'s sizes off what it saw, and build the `AttachedModel` sharing the user's
+parameters.
 """
 
 from __future__ import annotations

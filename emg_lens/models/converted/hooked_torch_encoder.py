@@ -1,15 +1,12 @@
 """`HookedTorchEncoder`: a user's tokenizer, a converted ``nn.TransformerEncoder`` and the
-user's readout, as `emg_lens.models.converted.torch_encoder.from_torch_encoder` builds it::
+user's readout, as `emg_lens.models.converted.torch_encoder.from_torch_encoder` builds it.
 
-    signals [batch, channel, time] -> embed -> hook_embed -> blocks -> ln_final -> readout
-
-Saving and loading: the state dict holds the blocks and the user's modules' weights
-(``embed.*``, ``head.*``), and ``config.json`` the layout; a checkpoint cannot rebuild the
-user's module classes from a config, so `emg_lens.checkpoints.load_checkpoint` takes them:
-``load_checkpoint(path, modules={"embed": Tok(), "readout": Head()})`` (modules of the same
-architecture; their weights come from the checkpoint). A study loads such checkpoints through
-the builder its study file names (``modules = "models.py:build_modules"``; ``--modules`` on the
-command line), run only with consent (`emg_lens.user_code`).
+Its state dict holds the blocks and the user's modules' weights, ``config.json`` the layout;
+a checkpoint cannot rebuild the user's module classes, so
+`emg_lens.checkpoints.load_checkpoint` takes them: ``load_checkpoint(path, modules={"embed":
+Tok(), "readout": Head()})``. A study loads such checkpoints through the builder its study
+file names (``modules = "models.py:build_modules"``), run only with consent
+(`emg_lens.user_code`).
 """
 
 from __future__ import annotations

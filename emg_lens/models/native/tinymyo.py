@@ -1,21 +1,18 @@
 """TinyMyo: the BioFoundation sEMG foundation model as a hooked encoder.
 
-Every channel's window is cut into patches of ``patch_samples`` samples and each patch is
-embedded by one linear map shared by all channels, giving ``channels x patches`` tokens in
-channel-major order (channel ``c``, patch ``t`` sits at position ``c * n_patches + t``). There
-is no CLS token and no added position embedding: attention rotates queries and keys with RoPE
-(interleaved pairs, torchtune style) at the flattened token index. One of three heads reads the
-final normalised stream, chosen by ``task``:
+Every channel's window is cut into patches of ``patch_samples`` samples, each embedded by one
+linear map shared by all channels: ``channels x patches`` tokens, channel-major (channel ``c``,
+patch ``t`` at ``c * n_patches + t``). No CLS token and no added position embedding: attention
+rotates queries and keys with RoPE (interleaved pairs, torchtune style) at the flattened token
+index. One of three heads, chosen by ``task``, reads the final normalised stream:
+``"reconstruction"`` (masked pretraining: every token back to its samples),
+``"classification"`` (tokens pooled over patches, channels concatenated or averaged, then one
+linear layer) or ``"regression"`` (per-patch features through 1x1 conv -> SiLU -> dropout ->
+depthwise conv 3 -> SiLU -> 1x1 conv, interpolated to ``reg_target_len`` steps).
 
-- ``"reconstruction"`` (masked pretraining): every token back to its ``patch_samples`` samples;
-- ``"classification"``: tokens pooled over patches (``reduction="concat"`` keeps channels apart,
-  ``"mean"`` averages them first), then one linear layer;
-- ``"regression"``: per-patch features through 1x1 conv -> SiLU -> dropout -> depthwise conv 3
-  -> SiLU -> 1x1 conv, then linearly interpolated to ``reg_target_len`` steps.
-
-For pretraining, `forward` takes a ``patch_mask`` (True = masked): masked tokens are replaced
-by ``mask_token`` before the first block. `TinyMyo.from_biofoundation` loads a state dict in
-BioFoundation's ``models/TinyMyo.py`` key layout and `TinyMyo.to_biofoundation` writes one.
+`forward` takes a ``patch_mask`` for pretraining (True = replaced by ``mask_token`` before the
+first block). `TinyMyo.from_biofoundation` / `TinyMyo.to_biofoundation` read and write
+BioFoundation's ``models/TinyMyo.py`` key layout.
 """
 
 from __future__ import annotations
