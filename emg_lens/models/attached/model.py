@@ -343,12 +343,9 @@ class AttachedModel(HookedBiosignalModel):
         """Run the user's model on ``signals`` ``[batch, channel, time]`` (``args`` and
         ``kwargs`` passed on), cutting ``edge_masks`` (``{layer: bool mask}``, True = cut,
         broadcastable to that layer's ``[batch, head, query, key]``) inside its attention.
-        On a layer that folds ``F = folds_of(layer)`` attention problems into its batch,
-        batch-major, a mask may differ between them: ``[batch or 1, F, head or 1, query,
-        key]``, a fold axis after the batch's (e.g. one mask per patch); a ``[batch, ...]``
-        mask holds for every fold of its input row. A layer folding in another order, or in
-        one not known, takes only masks the same in every input row and fold, and names
-        itself when given another (see the module docstring).
+        On a layer that folds ``F = folds_of(layer)`` problems into its batch, batch-major,
+        a mask may differ between folds, ``[batch or 1, F, head or 1, query, key]`` (see the
+        module docstring for the other fold orders).
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 

@@ -222,9 +222,8 @@ class ConvRegressionHead(ConfigInit, nn.Module):
 class TinyMyo(HookedEncoder):
     """The TinyMyo encoder with a reconstruction, classification or regression head.
 
-    Hooks beyond the shared stack: ``hook_embed`` (the stream entering ``blocks.0``, i.e. the
-    patch embedding after masked tokens were replaced by ``mask_token``), the rotary hooks
-    ``blocks.{l}.attn.hook_rot_q|hook_rot_k``, and the head's ``head.hook_pooled`` (and
+    Hooks beyond the shared stack: ``hook_embed`` (the stream entering ``blocks.0``, masked
+    tokens replaced), ``blocks.{l}.attn.hook_rot_q|hook_rot_k``, ``head.hook_pooled`` (and
     ``head.hook_hidden`` for regression). ``return_type="logits"`` gives the head's output:
     ``[batch, n_classes]`` (classification), ``[batch, pos, patch_samples]`` (reconstruction)
     or ``[batch, reg_target_len, n_classes]`` (regression); ``"latent"`` the final stream
@@ -236,17 +235,15 @@ class TinyMyo(HookedEncoder):
         task: ``"classification"`` (default), ``"reconstruction"`` (alias ``"pretraining"``)
             or ``"regression"``.
         reduction: how the classification/regression head merges channels, ``"concat"``
-            (published) or ``"mean"`` (published for classification; for regression it is
-            emg_lens's own: the published regression head's ``"mean"`` branch cannot run, its
-            ``rearrange`` drops an axis, so no published checkpoint has it).
+            (published) or ``"mean"`` (published for classification only: the published
+            regression head's ``"mean"`` branch drops an axis and cannot run).
         reg_hidden: hidden width of the regression head (published: 256).
         reg_target_len: output length of the regression head (published: 500).
         head_dropout: dropout inside the regression head, in training only (published: 0.1).
         drop_path: stochastic depth on every block's two branches, in training only
-            (published: 0.1). ``cfg.dropout`` acts on each branch's output, as the published
-            ``proj_drop`` does after attention and after the MLP; the published model also
-            drops attention weights (``attn_drop``) and the MLP's hidden units, which this one
-            does not, so its fine-tuning is regularised less (no effect in eval mode).
+            (published: 0.1). ``cfg.dropout`` acts on each branch's output (the published
+            ``proj_drop``); the published ``attn_drop`` and MLP hidden dropout are not
+            applied, so fine-tuning is regularised less (no effect in eval mode).
 
     `init_kwargs` holds these arguments, so ``TinyMyo(EncoderConfig.from_dict(
     model.cfg.to_dict()), **model.init_kwargs)`` rebuilds the same architecture.
