@@ -40,17 +40,12 @@ class HookedTorchEncoder(ConvertedEncoder):
     """A user's tokenizer, a converted ``nn.TransformerEncoder`` and the user's readout (see
     the module docstring); built by `from_torch_encoder`.
 
-    Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output, the stream
-    entering ``blocks.0``), and whatever hook points the user's modules hold. ``return_type``:
-    ``"logits"`` (the readout's output), ``"latent"`` (the stream after ``ln_final``), None
-    (before it). The readout is the user's module, so there is no TransformerLens unembedding
-    (``W_U``).
-
-    A *linear readout* (`from_torch_encoder` detects it, or takes it declared): a readout
-    that is one ``nn.Linear(d_model, n_classes)`` of one token or of the tokens' mean, after
-    an optional ``nn.LayerNorm`` (which becomes ``ln_final``), is TransformerLens's
-    unembedding: ``W_U``, ``b_U``, ``unembed_positions`` (and `read_positions` for one
-    token), so direct attribution, the OV circuit and the exact last-layer screen read it.
+    Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output), and whatever hook
+    points the user's modules hold. ``return_type``: ``"logits"`` (the readout's output),
+    ``"latent"`` (the stream after ``ln_final``), None (before it). The readout is the user's
+    module, so there is no TransformerLens unembedding (``W_U``) unless it is a *linear
+    readout* (`emg_lens.models.converted.linear_readout`): then ``W_U``, ``b_U``,
+    ``unembed_positions`` (and `read_positions` for one token) read it.
 
     Args:
         cfg: an `EncoderConfig` with ``tokenization="custom"`` and ``n_ctx`` = the layout's

@@ -197,18 +197,15 @@ def from_torch_encoder(
         n_samples: samples per channel in one input window (the ``time`` of the signals).
         seed: seeds the example batch of the conversion's own parity check.
         linear_readout: is ``readout`` one ``nn.Linear(d_model, n_classes)`` of one token or
-            of the tokens' mean, after at most one ``nn.LayerNorm``? ``"detect"`` (the
-            default) tries the mean and every position on a probe; a position (an int) or
-            ``"mean"`` declares it (a readout that does not compute it is a
-            `ConversionError`); ``"none"``: read the readout as a whole. Found, it becomes the
-            model's unembedding (``W_U``: direct attribution, OV circuits and the exact
-            last-layer screen read it), and its LayerNorm, on an encoder without a final
-            norm, becomes ``ln_final`` (a copy). `find_linear_readout` says why one is not.
+            of the tokens' mean, after at most one ``nn.LayerNorm``? ``"detect"`` (default)
+            tries the mean and every position on a probe; a position (an int) or ``"mean"``
+            declares it (a `ConversionError` if the readout differs); ``"none"`` reads it as a
+            whole. Found, it becomes the unembedding (``W_U``) and its LayerNorm, on an encoder
+            without a final norm, ``ln_final``; `find_linear_readout` says why one is not.
 
-    A mask that your own code passes to the encoder (``encoder(tokens, mask=causal)``,
-    ``src_key_padding_mask=...``) is no part of the modules, so the conversion cannot see it:
-    give it to the converted model, ``model(x, mask=causal, src_key_padding_mask=padding)``,
-    with ``nn.TransformerEncoder``'s meaning (see `HookedTorchEncoder.forward`).
+    A mask your own code passes to the encoder is no part of the modules: give it to the
+    converted model, ``model(x, mask=causal, src_key_padding_mask=padding)``, with
+    ``nn.TransformerEncoder``'s meaning (see `HookedTorchEncoder.forward`).
 
     >>> d, layout = 16, TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
     >>> layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, batch_first=True)
