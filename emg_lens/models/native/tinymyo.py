@@ -449,15 +449,10 @@ class TinyMyo(HookedEncoder):
     # ------------------------------------------------------------------ BioFoundation weights
     @classmethod
     def from_biofoundation(cls, state_dict: Mapping[str, torch.Tensor], **options: Any) -> TinyMyo:
-        """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict: its
-        architecture from the keys and shapes, what shapes cannot tell from the arguments
-        (published: 3 heads, 16 channels, 1000 samples, ``reg_target_len`` 500), and by
-        default what BioFoundation's own code computes with the weights
-        (``rope_positions="head"``: no positional information; ``"token"`` for weights trained
-        with token RoPE). ``options`` (``n_heads``, ``n_channels``, ``n_samples``,
-        ``reduction``, ``reg_target_len``, ``rope_positions`` and `EncoderConfig` overrides)
-        and how: `emg_lens.models.native.biofoundation.build_from_biofoundation`;
-        `emg_lens.checkpoints.load_biofoundation` reads a checkpoint file.
+        """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict; the
+        ``options`` (``n_heads``, ``n_channels``, ``n_samples``, ``reduction``,
+        ``reg_target_len``, ``rope_positions``, `EncoderConfig` overrides) and what they mean:
+        `emg_lens.models.native.biofoundation.build_from_biofoundation`.
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
         >>> sd = TinyMyo(cfg).to_biofoundation()
