@@ -187,13 +187,11 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
     """Root of every hooked emg_lens model, of every tier (the encoders, the `MultimodalMLP`,
     attached models); not used directly.
 
-    It owns what is common to all of them: the config ``cfg``, ``hook_input``, input handling
-    (`to_tokens`, `example_input`, `input_shape`), seeded initialisation (`_finish_init`
-    calling `init_weights`: every `ConfigInit` module's ``reset_parameters``, this one's own
-    parameters included), `run_with_cache` returning an `ActivationCache`, and the protocol's
-    defaults: an empty ``contract``, the weight surface refused by name.
-    Subclasses build their modules in ``__init__``, call ``super().__init__(cfg)`` first and
-    `_finish_init` last.
+    It owns ``cfg``, ``hook_input``, input handling (`to_tokens`, `example_input`,
+    `input_shape`), seeded initialisation (`_finish_init` calling `init_weights`: every
+    `ConfigInit` module's ``reset_parameters``), `run_with_cache`, and the protocol's defaults
+    (an empty ``contract``, the weight surface refused by name). Subclasses build their modules
+    in ``__init__``, calling ``super().__init__(cfg)`` first and `_finish_init` last.
     """
 
     cfg: EncoderConfig

@@ -312,14 +312,12 @@ class HookSurface:
         clear_contexts: bool = False,
     ) -> Iterator[Any]:
         """TransformerLens's ``hooks()`` context manager (and so ``run_with_hooks`` and
-        ``run_with_cache``), with the hooks' names checked against this model first (see the
-        module docstring), and the model claimed for this thread or asyncio task while it is
-        open (another's call is a `ModelInUseError`). Closed in another thread or task, it
-        removes its hooks there, or, while its opener is inside a call of the model, is refused
-        by name (`ModelInUseError`; the hooks stay until ``reset_hooks()``). A hook on an
-        optional hook point whose flag is off (``blocks.{l}.attn.hook_result`` without
-        ``use_attn_result``) is a `HookFlagError`, as in TransformerLens; a filter skips such
-        points (and is refused if it matches nothing else).
+        ``run_with_cache``), the hooks' names checked first and the model claimed for this
+        thread or asyncio task while it is open (see the module docstring and
+        `emg_lens.models.tl_surface.threads`). A hook on an optional hook point whose flag is
+        off (``blocks.{l}.attn.hook_result`` without ``use_attn_result``) is a
+        `HookFlagError`, as in TransformerLens; a filter skips such points (and is refused if
+        it matches nothing else).
 
         >>> from emg_lens.models import IsoNet
         >>> from emg_lens.hooks import attn_scores_filter
@@ -411,11 +409,10 @@ class HookSurface:
     ) -> tuple[dict, list, list]:
         """TransformerLens's caching hooks (``run_with_cache``), ``names_filter`` checked
         first. ``pos_slice`` selects token positions of ``model.layout`` along each
-        activation's token axis (`token_axis`: the query axis of attention scores and
-        patterns; the position axis of the per-head input copies ``hook_q_input`` ... and their
-        ``ln1.hook_scale``, where the legacy HookedTransformer slices the head axis), as
-        TransformerLens does; activations without one (``hook_input``'s
-        signals, pooled vectors) are cached whole. A hook point whose token axis is not the
+        activation's token axis (`token_axis`: the query axis of scores and patterns; the
+        position axis of ``hook_q_input`` ... and their ``ln1.hook_scale``, where the legacy
+        HookedTransformer slices the head axis); activations without one (``hook_input``,
+        pooled vectors) are cached whole, and a hook point whose token axis is not the
         layout's (a stem's own tokens) is refused by name rather than sliced wrongly.
 
         >>> from emg_lens.models import IsoNet
