@@ -335,10 +335,8 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
     """Base class of the hooked biosignal transformers with weights, native and converted;
     not used directly.
 
-    Adds the shared stack ``blocks`` and ``ln_final`` to `HookedBiosignalModel`, `forward`
-    with the TransformerLens layer arguments, and TransformerLens's weight surface. Subclasses
-    build their embeddings and heads in ``__init__``, call ``super().__init__(cfg)`` first and
-    `_finish_init` last.
+    Adds the shared stack ``blocks`` and ``ln_final``, `forward` with the TransformerLens layer
+    arguments, and the weight surface to `HookedBiosignalModel` (whose subclass rules hold).
     """
 
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
