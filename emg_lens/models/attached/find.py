@@ -428,10 +428,8 @@ def find_folds(
     on ``example`` and on copies with one input row replaced (in eval mode, no gradients; its
     modules' modes restored after): the order is batch-major when replacing input row ``b``
     changes exactly score rows ``b * count`` to ``b * count + count - 1`` for every ``b``.
-    Two rows tell that order from any other, so a wider example is checked on its first two
-    (`ORDER_ROWS`: three forwards of two rows, not four of three, where attach_braindecode's
-    example has three), every call then expected at two rows; a call whose batch is not a
-    multiple of the example's cannot be scaled so, and the whole example is used.
+    Two rows tell that order from any other, so a wider example is checked on its first
+    `ORDER_ROWS` (unless a call's batch is not a multiple of the example's: then all of it).
 
     >>> from emg_lens.models import PatchAttention
     >>> net = PatchAttention()

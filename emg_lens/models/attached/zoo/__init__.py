@@ -119,13 +119,10 @@ def attach_braindecode(
 ) -> AttachedModel:
     """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
 
-    ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...); ``n_times``
-    to the model's. An architecture that runs at any input size (CBraMod, which braindecode
-    builds without ``n_chans``, ``chs_info`` or ``n_times``) opens without them, at any size
-    its forward runs on (see the module docstring); ``ch_names`` or ``n_times``, given, fix
-    the channels / the size probed here. Another model built without a size needs it here:
-    ``ch_names``, one per input channel, and ``n_times``, the window's samples. Given where
-    the model knows its own, they must agree with it.
+    ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...), ``n_times``
+    to the model's; where the model knows its own, given ones must agree. An architecture
+    that runs at any input size (CBraMod) opens without them, which then fix the size probed
+    here; another model built without a size needs them.
 
     >>> from emg_lens.models import attach_braindecode
     >>> from emg_lens.models import TinyAttention
