@@ -1,25 +1,18 @@
-"""The one -inf kernel: how a cut meets a model's own mask, and what a query with no key left
-attends to. Every attention emg_lens computes or lets through calls it: native attention
-(`emg_lens.components.attention`: its explicit path, its SDPA fast paths and the head-structure
-path), discovery's screen (`emg_lens.discovery.screen`) and the interceptor of attached models
-(`emg_lens.models.attached.intercept`).
+"""The one -inf kernel (docs/ARCHITECTURE.md, components): how a cut meets a model's own mask,
+and what a query with no key left attends to. Native attention (explicit, SDPA and
+head-structure paths), discovery's screen and the attached models' interceptor all call it.
 
-Two rules, each written once here:
+- *The merge* (`merge_masks`): a model's own mask (bool, or additive float) and a cut (bool,
+  True = cut) make one mask of the own mask's kind, what SDPA or ``nn.MultiheadAttention``
+  reads; `blocked_by` reads any mask as "no attention here".
+- *The empty row* (`empty_rows`): a query whose keys are all masked attends to nothing: a zero
+  pattern row (`pattern_of`), a zero output row on a fused path (`fused`), never NaN; any other
+  NaN propagates. Such a row's softmax is taken over finite scores and then zeroed, so its
+  gradient is zero too (a softmax of -inf only would send NaN upstream); every other row is
+  computed as before, bit for bit.
 
-- *the merge* (`merge_masks`): a model's own mask (bool, or an additive float mask) and a cut
-  (bool, True = cut) make one mask of the own mask's kind, what SDPA or
-  ``nn.MultiheadAttention`` reads; `blocked_by` reads any mask as "no attention here".
-- *the empty row* (`empty_rows`): a query row whose keys are all masked attends to nothing:
-  a zero pattern row (`pattern_of`), a zero output row on a fused path (`fused`), never NaN;
-  any other NaN (weights, inputs, a hook) propagates. The backward pass keeps it too: such a
-  row's softmax is taken over finite scores (its -inf replaced) and then zeroed, so its
-  gradient is zero, where a softmax of -inf only would send NaN into every upstream gradient
-  (-inf - -inf); every other row is computed as before, bit for bit.
-
-`attend` composes them into the explicit attention an attached model's hooked call runs: the
-model's own mask first (an additive bias, or blocked keys), then the cut (-inf), then
-``on_scores`` (``hook_attn_scores``); softmax, empty rows zero; then ``on_pattern``
-(``hook_pattern``).
+`attend` composes them into the explicit attention an attached model's hooked call runs: own
+mask, cut, ``on_scores`` (``hook_attn_scores``), softmax, empty rows zero, ``on_pattern``.
 
 >>> q = k = v = torch.eye(3)[None, None]  # [batch, head, pos, d_head]
 >>> cut = torch.tensor([[False, True, False]] * 3)  # no query reads key 1

@@ -1,27 +1,18 @@
 """Bidirectional multi-head attention with the legacy TransformerLens names, shapes and hooks.
 
-Two paths compute the same function:
+Two paths compute the same function: the *explicit* path fires every hook (``hook_q`` ...
+``hook_result``) and is taken whenever any of them has a hook (caching included) or
+``use_attn_result`` is on (as in TransformerLens, that flag, not a hook, chooses the per-head
+computation, so a hook on ``hook_result`` changes no output bit); otherwise the *fast* path
+(`emg_lens.components.fast_attention`, SDPA), so an unhooked model pays nothing for being
+hookable. Both honour an ``edge_mask`` (bool, True = masked, broadcastable to ``[batch,
+head_index, query_pos, key_pos]``) by `emg_lens.components.attend`'s rules: a query with no key
+left attends to nothing (zero pattern row and update, never NaN), and any other NaN propagates.
 
-- the *explicit* path fires every hook (``hook_q``, ``hook_k``, ``hook_v``, ``hook_rot_q``,
-  ``hook_rot_k``, ``hook_attn_scores``, ``hook_pattern``, ``hook_z``, ``hook_result``), and
-  is taken whenever any of them has a hook attached (which includes caching), and whenever
-  ``use_attn_result`` is on: as in TransformerLens, that flag, not a hook, chooses the per-head
-  computation, so a hook on ``hook_result`` changes no output bit;
-- the *fast* path runs `torch.nn.functional.scaled_dot_product_attention` and is taken
-  otherwise, so an unhooked model pays nothing for being hookable.
-
-An ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, query_pos,
-key_pos]``) is honoured by both. A query whose keys are all masked attends to nothing: its
-pattern row is zero and so is its attention update, never NaN (nor its gradient). Any other
-NaN (from weights, inputs or a hook) propagates to the output: it is never laundered into
-"attends to nothing". Both rules, the mask merge and the empty row, are
-`emg_lens.components.attend`'s, which every path here calls.
-
-The fast path is `emg_lens.components.fast_attention`'s. Converted architectures
-(`emg_lens.models.from_braindecode`) keep the names, shapes and hooks: ``qk_norm``, a
-LayerNorm over ``d_head`` of every head's q and k after ``hook_q`` / ``hook_k`` (``q_norm``,
-``k_norm``, as LaBraM does); ``attn_scale`` for ``sqrt(d_head)``; ``zero_biases`` as zero
-buffers; a head structure (`emg_lens.components.head_structure`).
+Converted architectures keep the names, shapes and hooks: ``qk_norm`` (a LayerNorm over
+``d_head`` of every head's q and k after ``hook_q`` / ``hook_k``, as LaBraM does),
+``attn_scale``, ``zero_biases`` as zero buffers, a head structure
+(`emg_lens.components.head_structure`).
 """
 
 from __future__ import annotations

@@ -22,31 +22,26 @@ from emg_lens.config import EncoderConfig
 class TransformerBlock(nn.Module):
     """``resid_mid = resid_pre + attn(ln1(resid_pre))``; ``resid_post = resid_mid + mlp(ln2(.))``.
 
-    Pre-LN is the form in which the residual stream is a sum of component outputs, which is
-    what `ActivationCache.decompose_resid` and friends rely on. Dropout (training only) acts on
-    the sub-layer outputs before their hooks, so in eval mode ``hook_attn_out`` is exactly what
-    is added to the residual stream.
+    Pre-LN makes the residual stream a sum of component outputs, which
+    `ActivationCache.decompose_resid` and friends rely on. Dropout (training only) acts before
+    the sub-layer output hooks, so in eval mode ``hook_attn_out`` is exactly what is added.
 
-    With ``EncoderConfig.norm_position="post"`` (torch's ``norm_first=False``: the original
-    Transformer's form) the norms follow the sums instead: ``resid_mid = ln1(resid_pre +
-    attn(resid_pre))``, ``resid_post = ln2(resid_mid + mlp(resid_mid))``. The hooks keep their
-    names and sit where the streams are: ``hook_attn_out`` / ``hook_mlp_out`` on what a
-    sub-layer adds, ``hook_resid_mid`` / ``hook_resid_post`` on the normalised stream that the
-    next sub-layer reads, and ``ln1`` / ``ln2``'s ``hook_scale`` and ``hook_normalized`` on the
-    sum they normalise. So a block's sum is additive *before* its norm (``resid_pre +
-    attn_out`` is what ``ln1`` normalises) but the residual stream is not a sum of component
-    outputs across blocks: `ActivationCache.decompose_resid` and
-    ``get_full_resid_decomposition`` no longer add up to the final stream, and a direct logit
-    attribution through them is not exact (each norm rescales all that came before it).
+    With ``EncoderConfig.norm_position="post"`` (torch's ``norm_first=False``) the norms follow
+    the sums: ``resid_mid = ln1(resid_pre + attn(resid_pre))``, ``resid_post = ln2(resid_mid +
+    mlp(resid_mid))``. ``hook_attn_out`` / ``hook_mlp_out`` stay on what a sub-layer adds,
+    ``hook_resid_mid`` / ``hook_resid_post`` on the normalised stream the next sub-layer reads,
+    and the norms' ``hook_scale`` / ``hook_normalized`` on the sum they normalise. The stream is
+    then no sum of component outputs across blocks: ``decompose_resid`` and
+    ``get_full_resid_decomposition`` no longer add up to it, and direct logit attribution
+    through them is not exact (each norm rescales all that came before it).
 
-    Optional hook points, as legacy ``HookedTransformer``'s blocks (each fires only while its
-    ``cfg`` flag is on; `OPTIONAL_HOOKS`): with ``use_split_qkv_input`` every head reads its own
-    copy of ``resid_pre``, ``hook_q_input`` / ``hook_k_input`` / ``hook_v_input`` ``[batch, pos,
-    head_index, d_model]``, normalised by ``ln1`` per head (so a patch there reaches one head's
-    query, key or value input alone: path patching); with ``use_attn_in`` one such copy,
-    ``hook_attn_in``, feeds q, k and v; with ``use_hook_mlp_in``, ``hook_mlp_in`` ``[batch, pos,
-    d_model]`` is what the MLP branch reads (before ``ln2``). The residual adds still use
-    ``resid_pre`` and ``resid_mid``: an edit at these points reaches only the sub-layer.
+    Optional hook points, as legacy ``HookedTransformer``'s (each fires only while its ``cfg``
+    flag is on; `OPTIONAL_HOOKS`): ``use_split_qkv_input`` gives every head its own copy of
+    ``resid_pre``, ``hook_q_input`` / ``hook_k_input`` / ``hook_v_input`` ``[batch, pos,
+    head_index, d_model]``, normalised by ``ln1`` per head (path patching); ``use_attn_in`` one
+    copy, ``hook_attn_in``, for q, k and v; ``use_hook_mlp_in`` gives ``hook_mlp_in``, what the
+    MLP branch reads before ``ln2``. The residual adds still use ``resid_pre`` and
+    ``resid_mid``: an edit at these points reaches only the sub-layer.
 
     >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0)
     >>> block(torch.randn(2, 7, 16)).shape

@@ -1,17 +1,14 @@
 """The head structure of converted architectures (CBraMod, EEGPT), a mixin of `Attention`.
 
-A *structure* (`Attention.set_structure`, installed by the model from its config and layout, so
+A *structure* (`Attention.set_structure`, installed by the model from its config and layout,
 not in the state dict) gives each range of heads a `HeadStructure`: the slice of ``d_model``
-they read (rows of ``W_Q``, ``W_K``, ``W_V``) and write (columns of ``W_O``), and which keys each
-query may see (one group id per token: a query sees the keys of its own group). That is the
-architecture's *base mask*: CBraMod's criss-cross (spatial heads within a patch, temporal heads
-within a channel, each reading and writing half of ``d_model``), EEGPT's attention within a
-time patch. The explicit path applies it with the ``edge_mask`` before ``hook_attn_scores``
-(which shows -inf wherever the architecture has no edge) and multiplies the weights outside a
-head's slices by zero (zero as read, and kept so in training); the fast path runs each range
+they read (rows of ``W_Q``, ``W_K``, ``W_V``) and write (columns of ``W_O``), and one group id
+per token (a query sees the keys of its own group): the architecture's *base mask*. The
+explicit path applies it with the ``edge_mask`` before ``hook_attn_scores`` and multiplies the
+weights outside a head's slices by zero (kept so in training); the fast path runs each range
 of heads on its own slices as one batched attention over all groups (SDPA, or matmul + softmax
-for groups of at most `SMALL_GROUP` tokens on CPU): the original's attention FLOPs, and the
-explicit path's numbers to 1e-5.
+for groups of at most `SMALL_GROUP` tokens on CPU): the original's FLOPs, and the explicit
+path's numbers to 1e-5.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """The config's initialisation, written once: `init_parameter` draws one parameter by its name,
-and a `ConfigInit` module's ``reset_parameters`` draws its own parameters by it.
-
-A model built from a config draws its weights through those ``reset_parameters``
-(`emg_lens.models.base.HookedBiosignalModel.init_weights`), and TransformerLens's random-init
-control, ``transformer_lens.tools.analysis.reinitialized``, resets a copy by calling every
-module's ``reset_parameters``: the two draw from one rule, so they cannot drift. As in torch,
-``reset_parameters`` resets a module's *own* parameters; each submodule resets its own.
-
-Torch layers that a converted model builds (`ConfigLinear`, `ConfigConv2d`, ...) follow the
-rule too once built; while torch's constructor runs they draw as torch does, so building one
-takes the same random numbers as building the torch layer.
+and a `ConfigInit` module's ``reset_parameters`` draws its own parameters (not its
+submodules') by it. A model's ``init_weights`` and TransformerLens's
+``transformer_lens.tools.analysis.reinitialized`` both go through it, so they cannot drift.
+Torch layers a converter builds (`ConfigLinear`, `ConfigConv2d`, ...) draw as torch does while
+torch's constructor runs (the same random numbers as the torch layer), by the rule after.
 
 >>> import torch
 >>> from emg_lens import EncoderConfig

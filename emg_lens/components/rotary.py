@@ -1,13 +1,11 @@
 """Rotary position embeddings (RoPE) for query and key vectors.
 
-Two conventions exist and checkpoints are not interchangeable between them:
 ``adjacent_pairs=True`` rotates the interleaved pairs ``(x[2i], x[2i+1])`` (torchtune, GPT-J,
-TinyMyo); ``False`` rotates ``(x[i], x[i + d/2])`` (GPT-NeoX, TransformerLens's default). The
-angle of pair ``i`` at position ``p`` is ``p * base ** (-2i / rotary_dim)``.
-
-Interleaved pairs in float32/float64 are rotated as one complex multiplication
-(``(x[2i] + i x[2i+1]) * e^{i angle}``): the same products and sums as the real formula, in one
-kernel instead of seven, which is most of what RoPE costs at TinyMyo's 800 tokens.
+TinyMyo); ``False`` rotates ``(x[i], x[i + d/2])`` (GPT-NeoX, TransformerLens's default);
+checkpoints are not interchangeable between them. Pair ``i`` at position ``p`` turns by ``p *
+base ** (-2i / rotary_dim)``. Interleaved pairs in float32/float64 are rotated as one complex
+multiplication: the same products and sums as the real formula, in one kernel instead of
+seven (most of RoPE's cost at TinyMyo's 800 tokens).
 """
 
 from __future__ import annotations

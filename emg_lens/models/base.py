@@ -1,23 +1,20 @@
 """The protocol every emg_lens model speaks, and the roots that implement it.
 
-**Capabilities as data.** What a model can do for the floors above (inspection, studies,
-discovery, export) is its ``contract``, a set of the five capabilities below; a tool asks
-`provides` or refuses with `require` (which says why the model lacks it, and which converter
-gives it) instead of asking which class the model is. What a capability reads is a method or
-attribute of the protocol, so the per-class knowledge stays in the model: ``readout_map``
-(`LINEAR_READOUT`), ``data_free_tokens`` (`TL_WEIGHTS`), ``lacks``, ``head_tasks``.
+**Capabilities as data.** What a model can do for the floors above is its ``contract``, a set
+of the five capabilities below; a tool asks `provides` or refuses with `require` (which says
+why the model lacks it, and which converter gives it) instead of asking for a class. The
+per-class knowledge stays in the model: ``readout_map`` (`LINEAR_READOUT`),
+``data_free_tokens`` (`TL_WEIGHTS`), ``lacks``, ``head_tasks``.
 
-`HookedBiosignalModel` is what every hooked model shares, of every tier: ``cfg``,
-``hook_input``, input checks (`to_tokens`), `example_input`, seeded initialisation,
-`run_with_cache` returning an `ActivationCache`, and TransformerLens's hook surface
-(`emg_lens.models.tl_surface.HookSurface`). A model without TransformerLens weights asked for
-one of them (``W_Q`` ... ``W_U``) is refused by name, here, once. `HookedEncoder`, its
-transformer subclass, is the root of every encoder with weights: it adds the weight surface
-(`emg_lens.models.tl_surface.WeightSurface`) and a subclass supplies three things — how
-signals become the initial residual stream (`embed_signals`, which may take extra keywords
-that `forward` passes on), its token layout (`layout`), and how the final residual stream
-becomes outputs (`readout`) — and inherits the shared stack ``blocks``, ``ln_final``,
-`forward` with ``start_at_layer``/``stop_at_layer``, `run_with_hooks` and `accumulated_bias`.
+`HookedBiosignalModel` is what every hooked model shares: ``cfg``, ``hook_input``, input checks
+(`to_tokens`), `example_input`, seeded initialisation, `run_with_cache` returning an
+`ActivationCache`, and the hook surface (`emg_lens.models.tl_surface.HookSurface`); a model
+without TransformerLens weights asked for one (``W_Q`` ... ``W_U``) is refused by name, here.
+`HookedEncoder` is the root of every encoder with weights: it adds the weight surface
+(`emg_lens.models.tl_surface.WeightSurface`); a subclass supplies `embed_signals` (which may
+take extra keywords that `forward` passes on), `layout` and `readout`, and inherits
+``blocks``, ``ln_final``, `forward` with ``start_at_layer``/``stop_at_layer``,
+`run_with_hooks` and `accumulated_bias`.
 """
 
 from __future__ import annotations
@@ -190,13 +187,11 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
     """Root of every hooked emg_lens model, of every tier (the encoders, the `MultimodalMLP`,
     attached models); not used directly.
 
-    It owns what is common to all of them: the config ``cfg``, ``hook_input``, input handling
-    (`to_tokens`, `example_input`, `input_shape`), seeded initialisation (`_finish_init`
-    calling `init_weights`: every `ConfigInit` module's ``reset_parameters``, this one's own
-    parameters included), `run_with_cache` returning an `ActivationCache`, and the protocol's
-    defaults: an empty ``contract``, the weight surface refused by name.
-    Subclasses build their modules in ``__init__``, call ``super().__init__(cfg)`` first and
-    `_finish_init` last.
+    It owns ``cfg``, ``hook_input``, input handling (`to_tokens`, `example_input`,
+    `input_shape`), seeded initialisation (`_finish_init` calling `init_weights`: every
+    `ConfigInit` module's ``reset_parameters``), `run_with_cache`, and the protocol's defaults
+    (an empty ``contract``, the weight surface refused by name). Subclasses build their modules
+    in ``__init__``, calling ``super().__init__(cfg)`` first and `_finish_init` last.
     """
 
     cfg: EncoderConfig
@@ -340,10 +335,8 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
     """Base class of the hooked biosignal transformers with weights, native and converted;
     not used directly.
 
-    Adds the shared stack ``blocks`` and ``ln_final`` to `HookedBiosignalModel`, `forward`
-    with the TransformerLens layer arguments, and TransformerLens's weight surface. Subclasses
-    build their embeddings and heads in ``__init__``, call ``super().__init__(cfg)`` first and
-    `_finish_init` last.
+    Adds the shared stack ``blocks`` and ``ln_final``, `forward` with the TransformerLens layer
+    arguments, and the weight surface to `HookedBiosignalModel` (whose subclass rules hold).
     """
 
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow

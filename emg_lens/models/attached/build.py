@@ -1,10 +1,7 @@
-"""`attach`: open a user's attention model in place, as an `AttachedModel`.
-
-It runs the model once on an example input to find its attention calls (`find`: which softmax
-is an attention, how each call folds attention problems into its batch, which module around a
-call carries the residual stream), checks the layout given against every call's scores, reads
-the sizes of an `EncoderConfig` off what it saw, and builds the `AttachedModel` sharing the
-user's parameters (see `emg_lens.models.attached.model`).
+"""`attach`: open a user's attention model in place, as an `AttachedModel`: probe it once for
+its attention calls (`find`), check the layout against every call's scores, read an
+`EncoderConfig`'s sizes off what it saw, and build the `AttachedModel` sharing the user's
+parameters.
 """
 
 from __future__ import annotations
@@ -100,14 +97,11 @@ def attach(
             attention is ``scaled_dot_product_attention``, ``nn.MultiheadAttention`` (also
             inside ``nn.TransformerEncoderLayer``) or a softmax over ``[batch, head, query,
             key]`` scores.
-        layout: what each token the attention sees is: a `TokenLayout` for every call, or a
-            list of them, one per attention call in call order (cross-attention:
-            ``TokenLayout.cross(queries, keys)``); checked against the scores of every call
-            on an example input. Or, for a model that runs at any input size, a function
-            ``layout(calls, n_channels, n_samples)`` giving that for the attention calls
-            (`Call`: kind, module, heads, queries, keys) a probe on an input of that size
-            made: the attached model then opens any size its forward runs on, its layouts
-            built at the call (see `AttachedModel`).
+        layout: what each token the attention sees is: a `TokenLayout` for every call, or
+            one per attention call in call order (cross-attention: ``TokenLayout.cross(queries,
+            keys)``), checked against every call's scores on an example input. Or a function
+            ``layout(calls, n_channels, n_samples)`` of the calls (`Call`) a probe at that size
+            made: the attached model then opens any input size, its layouts built at the call.
         n_samples: samples per window (default: the model's ``n_times``); for a layout
             function, the size probed here, ``input_shape``'s.
         attention: the modules whose 4-D softmax is an attention: a class, a module-path
@@ -118,10 +112,8 @@ def attach(
             call (a module with several is refused by name, saying what to give).
         n_channels: input channels (default: the model's ``n_chans``, or the layout's).
         probed: a `probe` of ``model`` already made (with ``attention``'s modules) and its
-            input ``[batch, n_channels, n_samples]``: used instead of running the model
-            again where that input's batch keeps attach's own rule (not a token count of
-            the first call's layout: batch and token axes tell apart); a caller that
-            probed the model to build its layouts saves a forward.
+            input ``[batch, n_channels, n_samples]``, used instead of probing again where that
+            batch keeps attach's rule (not a token count of the first call's layout).
 
     Raises `AttentionNotFoundError` (no attention), `AmbiguousAttentionError`, `LayoutError`
     (the layout does not fit the scores), `ArgumentError` (a missing size).

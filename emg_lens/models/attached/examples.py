@@ -112,7 +112,7 @@ class SpectralEEG(nn.Module):
         return self.head(self.norm(self.blocks(tokens)).mean(1))
 
 
-class PatchAttention(nn.Module):
+class PatchAttention(TinyAttention):
     """A hand-written attention over the channels of each patch, the patches folded into the
     batch as CBraMod's spatial attention and EEGPT fold them: each channel's window is cut
     into patches of ``patch`` samples, embedded (``[batch, channel, patch, d]``), and one
@@ -123,13 +123,8 @@ class PatchAttention(nn.Module):
     def __init__(
         self, n_samples: int = 8, patch: int = 4, d: int = 16, heads: int = 2, n_classes: int = 3
     ):
-        super().__init__()
+        super().__init__(patch, d, heads, n_classes)  # one token per patch: its samples
         self.patch = patch
-        with torch.random.fork_rng():  # seeded weights, the caller's random state untouched
-            torch.manual_seed(0)
-            self.embed = nn.Linear(patch, d)
-            self.block = Block(d, heads)
-            self.head = nn.Linear(d, n_classes)
 
     def fold(self, h: torch.Tensor) -> torch.Tensor:
         """``[batch, channel, patch, d]`` -> ``[batch * patch, channel, d]``, batch-major."""

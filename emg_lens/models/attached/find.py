@@ -1,22 +1,18 @@
 """What is attention in a user's model, and which module is the block around each.
 
-`named_modules_of` reads ``attention=`` (a class, a module-path glob such as ``"blocks.*.attn"``,
-or a list of them): the modules whose softmax over ``[batch, head, query, key]`` scores is an
-attention. `probe` runs the model once on an example input with an `Interceptor` recording
-every attention call (``scaled_dot_product_attention`` and ``nn.MultiheadAttention`` anywhere; a
-4-D softmax inside the named modules, or anywhere when none are named) and every module call
-around them. `check_calls` refuses what cannot be told apart by name (no attention, a module
-calling several 4-D softmaxes that nobody named); `find_blocks` names, for each call, the
-outermost module around it that holds that one call and maps a ``[batch, token, d_model]``
-stream to the same shape: the block whose input and output are ``hook_resid_pre`` and
-``hook_resid_post``. `find_folds` says, for each call, how many independent attention problems
-it folds into its batch axis (CBraMod's spatial call: one per patch) and whether it folds them
-batch-major, the order per-fold masks are placed in.
+`named_modules_of` reads ``attention=`` (a class, a module-path glob such as
+``"blocks.*.attn"``, or a list of them). `probe` runs the model once with an `Interceptor`
+recording every attention call (SDPA and ``nn.MultiheadAttention`` anywhere; a 4-D softmax
+inside the named modules, or anywhere when none are named) and the module calls around them.
+`check_calls` refuses what cannot be told apart (no attention, a module calling several 4-D
+softmaxes that nobody named); `find_blocks` names, for each call, the outermost module around
+it holding that one call and mapping ``[batch, token, d_model]`` to the same shape (its input
+and output are ``hook_resid_pre`` / ``hook_resid_post``); `find_folds` says how many attention
+problems a call folds into its batch and whether batch-major.
 
-A model holding lazy modules not yet built (``nn.LazyLinear`` before its first call, as
-braindecode builds CBraMod's classifier without ``n_times``) is probed on a copy: a probe
-forward would build them, fixing the user's model to the probe's input size and drawing their
-weights from torch's global generator.
+A model with lazy modules not yet built (``nn.LazyLinear``, as braindecode builds CBraMod's
+classifier without ``n_times``) is probed on a copy: a probe forward would build them, fixing
+the user's model to the probe's input size and drawing from torch's global generator.
 """
 
 from __future__ import annotations
@@ -435,10 +431,8 @@ def find_folds(
     on ``example`` and on copies with one input row replaced (in eval mode, no gradients; its
     modules' modes restored after): the order is batch-major when replacing input row ``b``
     changes exactly score rows ``b * count`` to ``b * count + count - 1`` for every ``b``.
-    Two rows tell that order from any other, so a wider example is checked on its first two
-    (`ORDER_ROWS`: three forwards of two rows, not four of three, where attach_braindecode's
-    example has three), every call then expected at two rows; a call whose batch is not a
-    multiple of the example's cannot be scaled so, and the whole example is used.
+    Two rows tell that order from any other, so a wider example is checked on its first
+    `ORDER_ROWS` (unless a call's batch is not a multiple of the example's: then all of it).
 
     >>> from emg_lens.models import PatchAttention
     >>> net = PatchAttention()

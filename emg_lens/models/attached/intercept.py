@@ -1,26 +1,20 @@
 """Attention calls seen where they are computed, during an attached model's forward only.
 
-`Interceptor` is a `torch.overrides.TorchFunctionMode`: while it is active, every call of
-``scaled_dot_product_attention``, ``multi_head_attention_forward`` (what every
-``nn.MultiheadAttention`` runs, inside ``nn.TransformerEncoderLayer`` too: an active mode makes
-torch skip their fused no-grad fast path) and of a softmax over the last axis of a 4-D tensor
-(``[batch, head, query, key]`` scores, while a module counted as attention is running) is one
-*attention call*, numbered in call order. For each, ``on_call`` returns a `Site` (the call's
-edge mask and hooks) or None; a call with no mask and no hook runs the original function
-untouched; a cut with no hook runs it with the cut added to its own mask (the fused kernel:
-SDPA's ``attn_mask``, ``nn.MultiheadAttention``'s), a query left with no key a zero row; a
-hooked call is computed explicitly (`emg_lens.components.attend`), the cut and the hooks
-between the scores and the softmax. `ModuleTracker` keeps the stack of running modules
-(forward pre- and post-hooks, removed on exit) that attributes a call to its module.
+`Interceptor` is a `torch.overrides.TorchFunctionMode`: while active, every call of
+``scaled_dot_product_attention``, ``multi_head_attention_forward`` (inside
+``nn.TransformerEncoderLayer`` too: an active mode makes torch skip its fused fast path) and of
+a softmax over the last axis of a 4-D tensor (while a module counted as attention runs) is one
+*attention call*, numbered in call order. ``on_call`` returns its `Site` (edge mask and hooks)
+or None: a call with neither runs untouched; a cut without hooks runs the fused kernel with the
+cut added to its own mask (a query left with no key a zero row); a hooked call is computed
+explicitly (`emg_lens.components.attend`). `ModuleTracker` keeps the stack of running modules
+that attributes a call to its module.
 
-Only the forward that placed them. A torch function mode is per thread, but a hook on one of
-the user's modules fires for whoever runs the module. Every hook `attach` places on them (the
-tracker's, the residual stream's) is made by a `Scope` open around one forward, and acts only
-inside it: another thread running the same modules meanwhile, or another attachment of the
-same network, passes through them untouched (a context variable, per thread and per task).
-
-Inside ``__torch_function__`` the mode is off, so a call it computes (or lets through) is seen
-once: ``nn.MultiheadAttention``'s own inner calls are not counted again.
+A torch function mode is per thread, but a hook on a user's module fires for whoever runs it:
+every hook `attach` places is made by a `Scope` open around one forward and acts only inside it
+(a context variable, per thread and task), so another thread or attachment passes untouched.
+Inside ``__torch_function__`` the mode is off, so a call is seen once (``nn.MultiheadAttention``'s
+inner calls are not counted again).
 """
 
 from __future__ import annotations

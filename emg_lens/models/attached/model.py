@@ -1,44 +1,32 @@
 """`AttachedModel`: a user's attention model opened in place (by `attach`), as a
 TransformerLens `HookedRootModule`.
 
-The attached model holds the user's module as ``model`` (its parameters, not a copy) and runs
-its own forward. What it adds, for each attention call of that forward in call order (layer
-``L``): ``blocks.{L}.attn.hook_attn_scores`` ``[batch, head, query, key]`` (scaled scores after
-the model's own masks, before the softmax; ``[batch * F, ...]`` for a call that folds ``F``
-problems into its batch, below), ``blocks.{L}.attn.hook_pattern``, and, where a
-module around the call carries the residual stream (`find_blocks`),
-``blocks.{L}.hook_resid_pre`` / ``hook_resid_post`` (its input and output). ``edge_masks=``
+It holds the user's module as ``model`` (its parameters, not a copy) and runs its own forward,
+adding for each attention call in call order (layer ``L``) ``blocks.{L}.attn.hook_attn_scores``
+``[batch, head, query, key]`` (scaled scores after the model's own masks, before the softmax),
+``blocks.{L}.attn.hook_pattern``, and, where a module around the call carries the residual
+stream (`find_blocks`), ``blocks.{L}.hook_resid_pre`` / ``hook_resid_post``. ``edge_masks=``
 cuts edges as on every emg_lens encoder.
 
-Folded calls. Some models fold several independent attention problems into the batch axis of
-one call: CBraMod attends the channels of each patch as ``[batch * patches, head, C, C]`` and
-the patches of each channel as ``[batch * channels, head, P, P]``; EEGPT attends within each
-patch. `attach` records each call's `Fold` (``folds``, `AttachedModel.folds_of`): ``F``, the
-problems per input row, and whether the call folds them batch-major (input row ``b`` owns
-score rows ``b * F`` to ``b * F + F - 1``), checked by running the probe again with one input
-row replaced. There a mask may differ between folds: ``[batch or 1, F, head or 1, query,
-key]`` (a fold axis after the batch's), and a per-input ``[batch, head or 1, query, key]`` mask
-holds for every fold of its row; both are placed on the scores' rows in that order. A call
-that folds in another order (ATCNet's heads, folded head-major), or whose order could not be
-told (a checkpoint saved before folds were recorded), takes only masks the same for every
-input row and fold, ``[query, key]`` or ``[head or 1, query, key]``, and says so by name. Hooks
-see the folded scores as the model computes them, ``[batch * F, head, query, key]``.
+Folded calls (CBraMod's criss-cross, EEGPT's per-patch attention) put ``F`` problems per input
+row into the batch axis. `attach` records each call's `Fold` (``folds``, `folds_of`) and checks,
+by probing again with one input row replaced, whether it is batch-major (row ``b`` owns score
+rows ``b * F`` to ``b * F + F - 1``). There a mask may differ between folds (``[batch or 1, F,
+head or 1, query, key]``) and a per-input mask ``[batch, head or 1, query, key]`` holds for
+every fold of its row. A call folded in another order (ATCNet's heads), or of unknown order (a
+checkpoint saved before folds were recorded), takes only masks the same for every row and fold
+and says so by name. Hooks see the folded scores ``[batch * F, head, query, key]``.
 
-Any input size. Where `attach` is given the layout as a function of the calls and the input's
-size (``layout(calls, n_channels, n_samples)``: braindecode's CBraMod, whose patches and
-channels are its tokens, runs at any length), the model opens an input of any size its forward
-runs on: each new size is probed once (eval mode, no gradients; on a copy while lazy modules
-are not built) for its attention calls (the same as at attach time) and folds, and the function
-gives their layouts (`layout_of(layer, input_shape=...)`); a size its forward fails on, or
-whose calls differ, is refused by name. ``input_shape``, ``example_input``, ``layout`` and a
-checkpoint are those of the size `attach` probed.
+Any input size: where `attach` is given the layout as ``layout(calls, n_channels, n_samples)``
+(braindecode's CBraMod), each new input size is probed once (eval mode, no gradients; on a copy
+while lazy modules are not built) and the function gives its layouts (`layout_of(layer,
+input_shape=...)`); a size the forward fails on, or whose calls differ, is refused by name.
+``input_shape``, ``example_input``, ``layout`` and a checkpoint are those of the probed size.
 
-With nothing hooked and no mask the forward is the user's module called on the signals,
-nothing else; otherwise it runs under an `Interceptor`, which computes the hooked or masked
-calls explicitly and lets the others through.
-
-It provides `ATTENTION_HOOKS` only: no TransformerLens weights (asked for ``W_Q`` & co. it is
-refused by `emg_lens.models.base`, naming the converters), no layer-by-layer forward.
+With nothing hooked and no mask the forward is the user's module called on the signals;
+otherwise it runs under an `Interceptor`, which computes the hooked or masked calls explicitly.
+It provides `ATTENTION_HOOKS` only: no TransformerLens weights (``W_Q`` & co. are refused by
+`emg_lens.models.base`, naming the converters), no layer-by-layer forward.
 """
 
 from __future__ import annotations
@@ -355,12 +343,9 @@ class AttachedModel(HookedBiosignalModel):
         """Run the user's model on ``signals`` ``[batch, channel, time]`` (``args`` and
         ``kwargs`` passed on), cutting ``edge_masks`` (``{layer: bool mask}``, True = cut,
         broadcastable to that layer's ``[batch, head, query, key]``) inside its attention.
-        On a layer that folds ``F = folds_of(layer)`` attention problems into its batch,
-        batch-major, a mask may differ between them: ``[batch or 1, F, head or 1, query,
-        key]``, a fold axis after the batch's (e.g. one mask per patch); a ``[batch, ...]``
-        mask holds for every fold of its input row. A layer folding in another order, or in
-        one not known, takes only masks the same in every input row and fold, and names
-        itself when given another (see the module docstring).
+        On a layer that folds ``F = folds_of(layer)`` problems into its batch, batch-major,
+        a mask may differ between folds, ``[batch or 1, F, head or 1, query, key]`` (see the
+        module docstring for the other fold orders).
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 

@@ -1,25 +1,17 @@
 """What the converters share: reading another library's weights into TransformerLens shapes.
 
-The converters (`emg_lens.models.converted.torch_encoder`,
-`emg_lens.models.converted.braindecode`) each build an
-emg_lens model from a config they read off the source module, then fill its state dict with
-`StateBuilder`: every entry is put under its emg_lens name together with the source tensor
-it came from, so a tensor whose shape does not fit is a `ConversionError` that names both,
-and a missing or surplus entry is named too. The weight maps:
+Each converter builds an emg_lens model from a config read off the source module, then fills
+its state dict with `StateBuilder`, which names both tensors where a shape does not fit, and
+any missing or surplus entry. The weight maps: a packed ``[3 * n_heads * d_head, d_model]``
+q/k/v projection -> ``W_Q, W_K, W_V [n_heads, d_model, d_head]``; an output projection
+``[d_model, n_heads * d_head]`` -> ``W_O [n_heads, d_head, d_model]``; a linear ``[out, in]``
+-> ``W_in`` / ``W_out`` ``[in, out]``. `activation_name` names an activation as
+`EncoderConfig.act_fn`.
 
-- a packed ``[3 * n_heads * d_head, d_model]`` q/k/v projection (``nn.MultiheadAttention``'s
-  ``in_proj_weight``, a ``qkv`` linear) -> ``W_Q, W_K, W_V [n_heads, d_model, d_head]``;
-- an output projection ``[d_model, n_heads * d_head]`` -> ``W_O [n_heads, d_head, d_model]``;
-- a linear ``[out, in]`` -> ``W_in`` / ``W_out`` ``[in, out]``;
-
-and `activation_name` names an activation function or module as `EncoderConfig.act_fn`.
-
-What a converter reads is the source's submodules and weights, not the code its forward runs,
-so every converter ends with `check_faithful`: a forward hook or pre-hook on the source or any
-of its submodules (or a global one), or a ``forward`` set on an instance, is refused by name
-(the conversion would drop it), and the source and the converted model run on a probe input
-in eval mode; a difference beyond `PARITY_RTOL` of the output's scale is refused with the
-difference (a layer whose forward computes something other than what its class declares).
+A converter reads the source's weights, not the code its forward runs, so every converter ends
+with `check_faithful`: hooks or a ``forward`` set on an instance are refused by name, and the
+source and the converted model, run on a probe input in eval mode, must agree within
+`PARITY_RTOL` of the output's scale.
 
 >>> W = torch.arange(24.0).view(6, 4)  # 2 heads x 3 dims, d_model 4: rows are head-major
 >>> heads_in(W, 2)[1, :, 0].tolist() == W[3].tolist()  # head 1's first q dim reads row 3

@@ -1,15 +1,12 @@
 """`HookedTorchEncoder`: a user's tokenizer, a converted ``nn.TransformerEncoder`` and the
-user's readout, as `emg_lens.models.converted.torch_encoder.from_torch_encoder` builds it::
+user's readout, as `emg_lens.models.converted.torch_encoder.from_torch_encoder` builds it.
 
-    signals [batch, channel, time] -> embed -> hook_embed -> blocks -> ln_final -> readout
-
-Saving and loading: the state dict holds the blocks and the user's modules' weights
-(``embed.*``, ``head.*``), and ``config.json`` the layout; a checkpoint cannot rebuild the
-user's module classes from a config, so `emg_lens.checkpoints.load_checkpoint` takes them:
-``load_checkpoint(path, modules={"embed": Tok(), "readout": Head()})`` (modules of the same
-architecture; their weights come from the checkpoint). A study loads such checkpoints through
-the builder its study file names (``modules = "models.py:build_modules"``; ``--modules`` on the
-command line), run only with consent (`emg_lens.user_code`).
+Its state dict holds the blocks and the user's modules' weights, ``config.json`` the layout;
+a checkpoint cannot rebuild the user's module classes, so
+`emg_lens.checkpoints.load_checkpoint` takes them: ``load_checkpoint(path, modules={"embed":
+Tok(), "readout": Head()})``. A study loads such checkpoints through the builder its study
+file names (``modules = "models.py:build_modules"``), run only with consent
+(`emg_lens.user_code`).
 """
 
 from __future__ import annotations
@@ -43,17 +40,12 @@ class HookedTorchEncoder(ConvertedEncoder):
     """A user's tokenizer, a converted ``nn.TransformerEncoder`` and the user's readout (see
     the module docstring); built by `from_torch_encoder`.
 
-    Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output, the stream
-    entering ``blocks.0``), and whatever hook points the user's modules hold. ``return_type``:
-    ``"logits"`` (the readout's output), ``"latent"`` (the stream after ``ln_final``), None
-    (before it). The readout is the user's module, so there is no TransformerLens unembedding
-    (``W_U``).
-
-    A *linear readout* (`from_torch_encoder` detects it, or takes it declared): a readout
-    that is one ``nn.Linear(d_model, n_classes)`` of one token or of the tokens' mean, after
-    an optional ``nn.LayerNorm`` (which becomes ``ln_final``), is TransformerLens's
-    unembedding: ``W_U``, ``b_U``, ``unembed_positions`` (and `read_positions` for one
-    token), so direct attribution, the OV circuit and the exact last-layer screen read it.
+    Hooks beyond the shared stack: ``hook_embed`` (the tokenizer's output), and whatever hook
+    points the user's modules hold. ``return_type``: ``"logits"`` (the readout's output),
+    ``"latent"`` (the stream after ``ln_final``), None (before it). The readout is the user's
+    module, so there is no TransformerLens unembedding (``W_U``) unless it is a *linear
+    readout* (`emg_lens.models.converted.linear_readout`): then ``W_U``, ``b_U``,
+    ``unembed_positions`` (and `read_positions` for one token) read it.
 
     Args:
         cfg: an `EncoderConfig` with ``tokenization="custom"`` and ``n_ctx`` = the layout's

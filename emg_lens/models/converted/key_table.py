@@ -1,23 +1,14 @@
-"""A converter's weight map as one table read both ways: each `Row` names an emg_lens key, the
-source's key and a `Conversion` that knows its own inverse (as TransformerLens 4's weight
-conversion rows revert their own rearranges), and one engine, `KeyTable`, applies the table
-source -> emg_lens (`KeyTable.to_ours`, through `StateBuilder`, which names the source
-tensor that does not fit) and emg_lens -> source (`KeyTable.to_theirs`, the state dict the
-source's class loads).
+"""A converter's weight map as one table read both ways (docs/ARCHITECTURE.md, converted
+models): each `Row` names an emg_lens key, the source's key and a `Conversion` that knows its
+own inverse, and `KeyTable` applies the table source -> emg_lens (`KeyTable.to_ours`, through
+`StateBuilder`) and back (`KeyTable.to_theirs`, the state dict the source's class loads).
 
-A row's keys are templates: ``{l}`` stands for a layer index and ``{*}`` for the rest of a
-key (``patch_embed.{*}``: every entry under ``patch_embed.``, named alike on both sides). The
+Keys are templates: ``{l}`` stands for a layer index and ``{*}`` for the rest of a key. The
 table is matched against the emg_lens model's own keys, so a row whose emg_lens key the model
-does not hold (a bias of a layer built without one, a readout the instance does not have)
-is no part of that model's map in either direction.
-
-Two row features serve packed and block-structured weights:
-
-- ``part=(i, n)``: the row's source tensor is chunk ``i`` of ``n`` along dim 0 of the source
-  key (q, k and v packed in one ``qkv`` weight: `qkv_rows`); read back, the chunks of one key
-  are concatenated in order;
-- ``block``: the row fills only ``block`` of its emg_lens tensor, the rest zero (CBraMod's
-  spatial and temporal halves of one attention); read back, the row reads that block.
+lacks (a bias of a layer built without one) is no part of its map in either direction. A row's
+``part=(i, n)`` reads chunk ``i`` of ``n`` along dim 0 of a packed source tensor (``qkv``:
+`qkv_rows`; read back, the chunks are concatenated in order); ``block`` fills only that block
+of its emg_lens tensor, the rest zero (CBraMod's half attentions).
 
 >>> from emg_lens.models import Attention
 >>> from emg_lens.config import EncoderConfig

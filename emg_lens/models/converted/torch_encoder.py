@@ -1,38 +1,30 @@
 """A user's ``torch.nn.TransformerEncoder`` model as a hooked emg_lens encoder.
 
-Most models that EMG papers train are a tokenizer, a ``torch.nn.TransformerEncoder`` and a
-classifier. `from_torch_encoder` takes the three apart: the encoder's layers become emg_lens
-blocks with the same weights in TransformerLens shapes (``W_Q [n_heads, d_model, d_head]``,
-``W_O [n_heads, d_head, d_model]``, ``W_in [d_model, d_mlp]``, ...) and the tokenizer
-(``embed``) and classifier (``readout``) stay the user's own modules, inside a
+`from_torch_encoder` takes a tokenizer + ``nn.TransformerEncoder`` + classifier apart: the
+encoder's layers become emg_lens blocks with the same weights in TransformerLens shapes, and
+the tokenizer (``embed``) and classifier (``readout``) stay the user's modules, inside a
 `HookedTorchEncoder`::
 
     signals [batch, channel, time] -> embed -> hook_embed -> blocks -> ln_final -> readout
 
-What converts: ``norm_first`` True (pre-LN, TransformerLens's form) and False (post-LN; see
-`emg_lens.components.block` for where its norms sit among the hooks and what that means for
-``decompose_resid``), ``batch_first`` True or False (it changes no weight: the hooked model is
-batch-first, and ``embed``/``readout`` are too), relu and gelu (the strings, ``F.relu``,
-``F.gelu``, ``nn.ReLU()``, ``nn.GELU()``, ``nn.SiLU()``; another activation is refused by
-name), the encoder's final ``norm`` or none, ``bias=False`` (its biases become zero buffers),
-and ``layer_norm_eps``. (An ``nn.GELU(approximate="tanh")`` converts to the tanh GELU it
-declares, which torch computes in training and with gradients on; torch 2.13's no-grad fast
-path for encoder layers computes the exact GELU instead.) Refused with an
-`UnsupportedModuleError` naming the module's path: an attention other than
-``nn.MultiheadAttention``, one with ``kdim``/``vdim`` other than ``embed_dim``,
-``add_bias_kv`` or ``add_zero_attn``, a LayerNorm without weights; layers that disagree with
-each other are a `ConversionError`. A tokenizer or readout whose output does not fit the layout is a
-`ConversionError`; the conversion then runs the original encoder and the converted blocks on
-the tokenizer's output and refuses a result that differs (a layer subclass whose ``forward``
-computes something else), and refuses by name a forward hook or pre-hook on the encoder or
-any of its submodules and a ``forward`` patched onto one
-(`emg_lens.models.converted.conversion.check_faithful`): the conversion reads weights, so it
-would drop them. (Hooks on ``embed`` and ``readout`` stay: those modules are kept as they are.)
+Converted: ``norm_first`` True or False (post-LN: see `emg_lens.components.block` for where its
+norms sit among the hooks), ``batch_first`` True or False (the hooked model is batch-first),
+relu and gelu (the strings, ``F.relu``, ``F.gelu``, ``nn.ReLU()``, ``nn.GELU()``,
+``nn.SiLU()``; another activation is refused by name), the final ``norm`` or none,
+``bias=False`` (zero buffers) and ``layer_norm_eps``. (An ``nn.GELU(approximate="tanh")``
+converts to the tanh GELU it declares; torch 2.13's no-grad fast path for encoder layers
+computes the exact GELU instead.) Refused with an
+`UnsupportedModuleError` naming the path: an attention other than ``nn.MultiheadAttention``,
+``kdim``/``vdim`` other than ``embed_dim``, ``add_bias_kv``, ``add_zero_attn``, a LayerNorm
+without weights. Layers that disagree, or a tokenizer or readout whose output does not fit the
+layout, are a `ConversionError`; so is a converted model that computes something else than the
+original, and hooks or a patched ``forward`` on the encoder are refused by name
+(`emg_lens.models.converted.conversion.check_faithful`; hooks on ``embed`` and ``readout``
+stay).
 
-The hooked class is `emg_lens.models.converted.hooked_torch_encoder.HookedTorchEncoder` (how
-it saves and loads), the masks its forward takes are read by
-`emg_lens.models.converted.torch_masks`, and a linear readout is found by
-`emg_lens.models.converted.linear_readout`; all three are importable from here too.
+`HookedTorchEncoder` (`emg_lens.models.converted.hooked_torch_encoder`), the mask reading
+(`emg_lens.models.converted.torch_masks`) and `find_linear_readout`
+(`emg_lens.models.converted.linear_readout`) are importable from here too.
 """
 
 from __future__ import annotations
@@ -205,18 +197,15 @@ def from_torch_encoder(
         n_samples: samples per channel in one input window (the ``time`` of the signals).
         seed: seeds the example batch of the conversion's own parity check.
         linear_readout: is ``readout`` one ``nn.Linear(d_model, n_classes)`` of one token or
-            of the tokens' mean, after at most one ``nn.LayerNorm``? ``"detect"`` (the
-            default) tries the mean and every position on a probe; a position (an int) or
-            ``"mean"`` declares it (a readout that does not compute it is a
-            `ConversionError`); ``"none"``: read the readout as a whole. Found, it becomes the
-            model's unembedding (``W_U``: direct attribution, OV circuits and the exact
-            last-layer screen read it), and its LayerNorm, on an encoder without a final
-            norm, becomes ``ln_final`` (a copy). `find_linear_readout` says why one is not.
+            of the tokens' mean, after at most one ``nn.LayerNorm``? ``"detect"`` (default)
+            tries the mean and every position on a probe; a position (an int) or ``"mean"``
+            declares it (a `ConversionError` if the readout differs); ``"none"`` reads it as a
+            whole. Found, it becomes the unembedding (``W_U``) and its LayerNorm, on an encoder
+            without a final norm, ``ln_final``; `find_linear_readout` says why one is not.
 
-    A mask that your own code passes to the encoder (``encoder(tokens, mask=causal)``,
-    ``src_key_padding_mask=...``) is no part of the modules, so the conversion cannot see it:
-    give it to the converted model, ``model(x, mask=causal, src_key_padding_mask=padding)``,
-    with ``nn.TransformerEncoder``'s meaning (see `HookedTorchEncoder.forward`).
+    A mask your own code passes to the encoder is no part of the modules: give it to the
+    converted model, ``model(x, mask=causal, src_key_padding_mask=padding)``, with
+    ``nn.TransformerEncoder``'s meaning (see `HookedTorchEncoder.forward`).
 
     >>> d, layout = 16, TokenLayout.channel_tokens({"emg": 4}, cls_token=False)
     >>> layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=32, batch_first=True)

@@ -262,20 +262,16 @@ def build_from_biofoundation(
     ``model.`` on every key is stripped. ``overrides`` go to `EncoderConfig` (``device``,
     ``dtype``, ``sample_rate``, ...) and must not contradict the checkpoint.
 
-    By default the model computes what BioFoundation's own code computes with these
-    weights, which is what its released checkpoints were trained with:
-    ``rope_positions="head"``. BioFoundation's ``models/TinyMyo.py`` calls torchtune's RoPE
-    (which expects ``[b, s, n_h, h_d]``) on ``[b, n_h, s, h_d]`` tensors, so the rotation
-    angle follows the *head* index; the queries and keys of a head are rotated alike, the
-    rotation cancels in their dot products, and the scores are those of no RoPE at all. The
-    model is therefore built with ``positional_embedding_type="none"`` (no ``hook_rot_q``
-    / ``hook_rot_k``). ``rope_positions="token"`` rotates at the flattened token index, as
-    the thesis describes the model: use it for weights trained with token RoPE, such as a
-    `to_biofoundation` export of a TinyMyo trained with emg_lens.
+    By default (``rope_positions="head"``) the model computes what BioFoundation's own code
+    computes, which its released checkpoints were trained with: it calls torchtune's RoPE
+    (expecting ``[b, s, n_h, h_d]``) on ``[b, n_h, s, h_d]`` tensors, so the angle follows the
+    *head* index, cancels in each head's q.k products, and the scores are those of no RoPE:
+    the model is built with ``positional_embedding_type="none"``. ``rope_positions="token"``
+    rotates at the flattened token index, as the thesis describes the model: for weights
+    trained with token RoPE, such as a `to_biofoundation` export of an emg_lens TinyMyo.
 
     Missing or unknown keys, and shapes that disagree, raise `CheckpointError` naming them.
-    The model is returned in eval mode. To read a checkpoint file, use
-    `emg_lens.checkpoints.load_biofoundation`.
+    The model is returned in eval mode; `emg_lens.checkpoints.load_biofoundation` reads files.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
     >>> from emg_lens.models import TinyMyo

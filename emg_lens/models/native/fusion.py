@@ -1,44 +1,35 @@
 """The IsoNet paper's tubelet-transformer fusion baselines, and the stems they share.
 
-The paper's fusion baselines, from least to most cross-modal mixing, are the multimodal MLP
-(`emg_lens.models.native.mlp_baseline.MultimodalMLP`: no tokens and no attention; modalities meet
-only in one fusion layer) and the two transformers here:
+From least to most cross-modal mixing the paper's baselines are the multimodal MLP
+(`emg_lens.models.native.mlp_baseline.MultimodalMLP`: no tokens, no attention) and the two
+transformers here:
 
-- `MultimodalTransformer` — one transformer *stem* per modality over tubelet tokens (a tubelet
-  is all of a modality's channels over ``patch_samples`` consecutive samples, flattened and
-  linearly embedded to one token), each with its own CLS token and learned positions; the
-  stems' final CLS vectors are concatenated and classified linearly. Cross-modal edges exist
-  nowhere: it is the baseline in which attention never mixes modalities.
-- `HierarchicalTransformer` — the same stems, then a fusion transformer ``blocks`` over both
-  token streams, concatenated. Cross-modal edges live in the fusion stage only.
+- `MultimodalTransformer`: one transformer *stem* per modality over tubelet tokens (all of a
+  modality's channels over ``patch_samples`` samples, flattened and linearly embedded), each
+  with its own CLS token and learned positions; the stems' final CLS vectors are concatenated
+  and classified linearly. Attention never mixes modalities.
+- `HierarchicalTransformer`: the same stems, then a fusion transformer ``blocks`` over both
+  token streams concatenated. Cross-modal edges live in the fusion stage only.
 
-Module tree and hook names (docs/DESIGN.md §2). A stem's modules are ``stems.{modality}.embed``,
-``stems.{modality}.hook_embed`` (CLS + tubelet tokens), ``stems.{modality}.pos_embed``,
-``stems.{modality}.hook_pos_embed`` and ``stems.{modality}.blocks.{l}`` with the inner names of
-every other stack (``attn.hook_pattern``, ``hook_resid_post``, ...). The shared (fusion) stack
-is always ``blocks``, so TransformerLens tools and ``start_at_layer``/``stop_at_layer`` act on
-it: ``hook_embed`` is the input of ``blocks.0`` — the stems' outputs, concatenated — and
-``ActivationCache.decompose_resid`` splits the final residual into that plus the fusion
-layers' outputs. ``cfg.n_layers`` is the depth of ``blocks`` and ``cfg.n_stem_layers`` the
-depth of each stem; the `MultimodalTransformer` has ``n_layers=0`` (an empty ``blocks``): its
-readout reads ``hook_embed`` directly, which makes it exactly a hierarchical model without a
-fusion stage. ``default_config`` on each class builds a matching config from a preset.
+Hook names (docs/DESIGN.md §2): a stem's are ``stems.{modality}.embed``, ``.hook_embed`` (CLS +
+tubelet tokens), ``.pos_embed``, ``.hook_pos_embed`` and ``.blocks.{l}`` with the usual inner
+names. The fusion stack is always ``blocks``, so TransformerLens tools and
+``start_at_layer``/``stop_at_layer`` act on it: ``hook_embed`` is the input of ``blocks.0``
+(the stems' outputs, concatenated), and ``decompose_resid`` splits the final residual into that
+plus the fusion layers' outputs. ``cfg.n_layers`` is the depth of ``blocks`` and
+``cfg.n_stem_layers`` that of each stem; the `MultimodalTransformer` has ``n_layers=0``: exactly
+a hierarchical model without a fusion stage. ``default_config`` builds a config from a preset.
 
-Token layout (`emg_lens.layout.TokenLayout`), shared by both transformers: per modality, in
-``cfg.modalities`` order, its CLS token then its tubelets. Tubelet tokens have the modality as
-group, channel -1 (they span every channel of the modality) and the tubelet index as time. The
-per-modality CLS tokens all have group ``"cls"``: the CLS rule of docs/DESIGN.md §3 then applies
-to them unchanged (edges touching a CLS token are neither unimodal nor cross-modal unless
-``include_cls=True``), and a group name such as ``"cls_emg"`` would instead count as a modality
-of its own, making every CLS <-> tubelet edge inside one stem "cross-modal". Which modality a
-CLS token belongs to is its position: see ``cls_positions``.
+Token layout, per modality in ``cfg.modalities`` order: its CLS token, then its tubelets
+(group the modality, channel -1, the tubelet index as time). Every CLS token has group
+``"cls"``, so the CLS rule of docs/DESIGN.md §3 applies unchanged (a group such as ``"cls_emg"``
+would count as a modality, making every CLS <-> tubelet edge of a stem "cross-modal"); which
+modality a CLS token belongs to is its position (``cls_positions``).
 
-Edge masks. ``edge_masks={layer: mask}`` masks the fusion stack ``blocks`` (the
-`MultimodalTransformer` has none, so any layer is an error there). ``stem_edge_masks={layer:
-mask}`` masks layer ``layer`` of every stem: the mask is compiled over the *whole* layout like
-any other (``edge_set.compile(model.layout, n_heads)``) and each stem takes its own diagonal
-block, so ``within("emg")`` reaches the EMG stem and cross-modal entries, edges that do not
-exist in a stem, are dropped.
+Edge masks: ``edge_masks={layer: mask}`` masks the fusion stack (an error on the
+`MultimodalTransformer`, which has none). ``stem_edge_masks={layer: mask}`` masks that layer of
+every stem: the mask is compiled over the whole layout and each stem takes its diagonal block,
+so ``within("emg")`` reaches the EMG stem and cross-modal entries are dropped.
 
 >>> cfg = HierarchicalTransformer.default_config("tiny", seed=0)
 >>> model = HierarchicalTransformer(cfg)

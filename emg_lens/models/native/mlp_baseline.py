@@ -1,11 +1,10 @@
 """The IsoNet paper's multimodal MLP baseline: no tokens and no attention.
 
 `MultimodalMLP` runs one MLP head per modality (two Linear+ReLU layers), concatenates their
-outputs into one shared Linear+ReLU layer, then a classifier: cross-modal interaction happens
-only in that fusion layer. It is the least cross-modal of the paper's fusion baselines; the two
-tubelet transformers are in `emg_lens.models.native.fusion`. With no attention it is a
-`HookedBiosignalModel` but not a `HookedEncoder`: ``hook_embed`` holds one "token" per modality
-(the heads' outputs), which is what ``layout`` describes.
+outputs into one shared Linear+ReLU layer, then a classifier: modalities meet only in that
+fusion layer (the tubelet transformers are in `emg_lens.models.native.fusion`). With no
+attention it is a `HookedBiosignalModel`, not a `HookedEncoder`: ``hook_embed`` holds one
+"token" per modality (the heads' outputs), which is what ``layout`` describes.
 
 >>> model = MultimodalMLP(MultimodalMLP.default_config("tiny", seed=0))
 >>> model(model.example_input(2)).shape

@@ -1,21 +1,18 @@
 """TinyMyo: the BioFoundation sEMG foundation model as a hooked encoder.
 
-Every channel's window is cut into patches of ``patch_samples`` samples and each patch is
-embedded by one linear map shared by all channels, giving ``channels x patches`` tokens in
-channel-major order (channel ``c``, patch ``t`` sits at position ``c * n_patches + t``). There
-is no CLS token and no added position embedding: attention rotates queries and keys with RoPE
-(interleaved pairs, torchtune style) at the flattened token index. One of three heads reads the
-final normalised stream, chosen by ``task``:
+Every channel's window is cut into patches of ``patch_samples`` samples, each embedded by one
+linear map shared by all channels: ``channels x patches`` tokens, channel-major (channel ``c``,
+patch ``t`` at ``c * n_patches + t``). No CLS token and no added position embedding: attention
+rotates queries and keys with RoPE (interleaved pairs, torchtune style) at the flattened token
+index. One of three heads, chosen by ``task``, reads the final normalised stream:
+``"reconstruction"`` (masked pretraining: every token back to its samples),
+``"classification"`` (tokens pooled over patches, channels concatenated or averaged, then one
+linear layer) or ``"regression"`` (per-patch features through 1x1 conv -> SiLU -> dropout ->
+depthwise conv 3 -> SiLU -> 1x1 conv, interpolated to ``reg_target_len`` steps).
 
-- ``"reconstruction"`` (masked pretraining): every token back to its ``patch_samples`` samples;
-- ``"classification"``: tokens pooled over patches (``reduction="concat"`` keeps channels apart,
-  ``"mean"`` averages them first), then one linear layer;
-- ``"regression"``: per-patch features through 1x1 conv -> SiLU -> dropout -> depthwise conv 3
-  -> SiLU -> 1x1 conv, then linearly interpolated to ``reg_target_len`` steps.
-
-For pretraining, `forward` takes a ``patch_mask`` (True = masked): masked tokens are replaced
-by ``mask_token`` before the first block. `TinyMyo.from_biofoundation` loads a state dict in
-BioFoundation's ``models/TinyMyo.py`` key layout and `TinyMyo.to_biofoundation` writes one.
+`forward` takes a ``patch_mask`` for pretraining (True = replaced by ``mask_token`` before the
+first block). `TinyMyo.from_biofoundation` / `TinyMyo.to_biofoundation` read and write
+BioFoundation's ``models/TinyMyo.py`` key layout.
 """
 
 from __future__ import annotations
@@ -225,9 +222,8 @@ class ConvRegressionHead(ConfigInit, nn.Module):
 class TinyMyo(HookedEncoder):
     """The TinyMyo encoder with a reconstruction, classification or regression head.
 
-    Hooks beyond the shared stack: ``hook_embed`` (the stream entering ``blocks.0``, i.e. the
-    patch embedding after masked tokens were replaced by ``mask_token``), the rotary hooks
-    ``blocks.{l}.attn.hook_rot_q|hook_rot_k``, and the head's ``head.hook_pooled`` (and
+    Hooks beyond the shared stack: ``hook_embed`` (the stream entering ``blocks.0``, masked
+    tokens replaced), ``blocks.{l}.attn.hook_rot_q|hook_rot_k``, ``head.hook_pooled`` (and
     ``head.hook_hidden`` for regression). ``return_type="logits"`` gives the head's output:
     ``[batch, n_classes]`` (classification), ``[batch, pos, patch_samples]`` (reconstruction)
     or ``[batch, reg_target_len, n_classes]`` (regression); ``"latent"`` the final stream
@@ -239,17 +235,15 @@ class TinyMyo(HookedEncoder):
         task: ``"classification"`` (default), ``"reconstruction"`` (alias ``"pretraining"``)
             or ``"regression"``.
         reduction: how the classification/regression head merges channels, ``"concat"``
-            (published) or ``"mean"`` (published for classification; for regression it is
-            emg_lens's own: the published regression head's ``"mean"`` branch cannot run, its
-            ``rearrange`` drops an axis, so no published checkpoint has it).
+            (published) or ``"mean"`` (published for classification only: the published
+            regression head's ``"mean"`` branch drops an axis and cannot run).
         reg_hidden: hidden width of the regression head (published: 256).
         reg_target_len: output length of the regression head (published: 500).
         head_dropout: dropout inside the regression head, in training only (published: 0.1).
         drop_path: stochastic depth on every block's two branches, in training only
-            (published: 0.1). ``cfg.dropout`` acts on each branch's output, as the published
-            ``proj_drop`` does after attention and after the MLP; the published model also
-            drops attention weights (``attn_drop``) and the MLP's hidden units, which this one
-            does not, so its fine-tuning is regularised less (no effect in eval mode).
+            (published: 0.1). ``cfg.dropout`` acts on each branch's output (the published
+            ``proj_drop``); the published ``attn_drop`` and MLP hidden dropout are not
+            applied, so fine-tuning is regularised less (no effect in eval mode).
 
     `init_kwargs` holds these arguments, so ``TinyMyo(EncoderConfig.from_dict(
     model.cfg.to_dict()), **model.init_kwargs)`` rebuilds the same architecture.
@@ -455,15 +449,10 @@ class TinyMyo(HookedEncoder):
     # ------------------------------------------------------------------ BioFoundation weights
     @classmethod
     def from_biofoundation(cls, state_dict: Mapping[str, torch.Tensor], **options: Any) -> TinyMyo:
-        """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict: its
-        architecture from the keys and shapes, what shapes cannot tell from the arguments
-        (published: 3 heads, 16 channels, 1000 samples, ``reg_target_len`` 500), and by
-        default what BioFoundation's own code computes with the weights
-        (``rope_positions="head"``: no positional information; ``"token"`` for weights trained
-        with token RoPE). ``options`` (``n_heads``, ``n_channels``, ``n_samples``,
-        ``reduction``, ``reg_target_len``, ``rope_positions`` and `EncoderConfig` overrides)
-        and how: `emg_lens.models.native.biofoundation.build_from_biofoundation`;
-        `emg_lens.checkpoints.load_biofoundation` reads a checkpoint file.
+        """Build a TinyMyo from a BioFoundation ``models/TinyMyo.py`` state dict; the
+        ``options`` (``n_heads``, ``n_channels``, ``n_samples``, ``reduction``,
+        ``reg_target_len``, ``rope_positions``, `EncoderConfig` overrides) and what they mean:
+        `emg_lens.models.native.biofoundation.build_from_biofoundation`.
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
         >>> sd = TinyMyo(cfg).to_biofoundation()

@@ -1,21 +1,17 @@
 """TransformerLens's hook surface, which every emg_lens model has (every tier).
 
 `HookSurface` is a mixin of `emg_lens.models.base.HookedBiosignalModel` (which supplies ``cfg``
-and the hook points): it checks hook names where TransformerLens resolves them, caches with
-``pos_slice`` over the model's tokens, and sets the hook flags (``set_use_attn_result`` ...;
-the ones no module of the model can honour are refused by name). Hooks stay the model's, as in
-TransformerLens: while one thread uses a model with hooks, another thread's call is refused by
-name (`emg_lens.models.tl_surface.threads`).
-
-Where TransformerLens resolves a hook's name (``hooks()``, hence ``run_with_hooks``;
-``add_hook``; the caching hooks of ``run_with_cache``) the names are checked first: a hook name
-the model lacks is a `LayoutError` naming it (TransformerLens: a bare ``KeyError``), and a name
-filter that can check itself against a model (a ``check_model(model)`` method, as every
-`emg_lens.hooks.name_filter` has) is asked to, so a filter naming layers the model lacks is
-refused instead of hooking nothing there. A hook of TransformerLens's own patching helpers that
-indexes a token position the activation does not have (they take positions from the input's
-last axis, time samples for signals) raises a `LayoutError` that points to
-``emg_lens.inspect.tl_index_df`` instead of a bare ``IndexError``.
+and the hook points): it caches with ``pos_slice`` over the model's tokens, sets the hook flags
+(``set_use_attn_result`` ...; those no module of the model can honour are refused by name), and
+checks hook names where TransformerLens resolves them (``hooks()``, ``add_hook``,
+``run_with_cache``): a name the model lacks is a `LayoutError` naming it (TransformerLens: a
+bare ``KeyError``), and a name filter with a ``check_model(model)`` method (every
+`emg_lens.hooks.name_filter`) is asked to check itself, so a filter naming layers the model
+lacks is refused instead of hooking nothing. A hook of TransformerLens's patching helpers that
+indexes a token position the activation lacks (they take positions from the input's last axis,
+time samples for signals) raises a `LayoutError` pointing to ``emg_lens.inspect.tl_index_df``.
+While one thread uses a model with hooks, another's call is refused by name
+(`emg_lens.models.tl_surface.threads`).
 """
 
 from __future__ import annotations
@@ -316,14 +312,12 @@ class HookSurface:
         clear_contexts: bool = False,
     ) -> Iterator[Any]:
         """TransformerLens's ``hooks()`` context manager (and so ``run_with_hooks`` and
-        ``run_with_cache``), with the hooks' names checked against this model first (see the
-        module docstring), and the model claimed for this thread or asyncio task while it is
-        open (another's call is a `ModelInUseError`). Closed in another thread or task, it
-        removes its hooks there, or, while its opener is inside a call of the model, is refused
-        by name (`ModelInUseError`; the hooks stay until ``reset_hooks()``). A hook on an
-        optional hook point whose flag is off (``blocks.{l}.attn.hook_result`` without
-        ``use_attn_result``) is a `HookFlagError`, as in TransformerLens; a filter skips such
-        points (and is refused if it matches nothing else).
+        ``run_with_cache``), the hooks' names checked first and the model claimed for this
+        thread or asyncio task while it is open (see the module docstring and
+        `emg_lens.models.tl_surface.threads`). A hook on an optional hook point whose flag is
+        off (``blocks.{l}.attn.hook_result`` without ``use_attn_result``) is a
+        `HookFlagError`, as in TransformerLens; a filter skips such points (and is refused if
+        it matches nothing else).
 
         >>> from emg_lens.models import IsoNet
         >>> from emg_lens.hooks import attn_scores_filter
@@ -415,11 +409,10 @@ class HookSurface:
     ) -> tuple[dict, list, list]:
         """TransformerLens's caching hooks (``run_with_cache``), ``names_filter`` checked
         first. ``pos_slice`` selects token positions of ``model.layout`` along each
-        activation's token axis (`token_axis`: the query axis of attention scores and
-        patterns; the position axis of the per-head input copies ``hook_q_input`` ... and their
-        ``ln1.hook_scale``, where the legacy HookedTransformer slices the head axis), as
-        TransformerLens does; activations without one (``hook_input``'s
-        signals, pooled vectors) are cached whole. A hook point whose token axis is not the
+        activation's token axis (`token_axis`: the query axis of scores and patterns; the
+        position axis of ``hook_q_input`` ... and their ``ln1.hook_scale``, where the legacy
+        HookedTransformer slices the head axis); activations without one (``hook_input``,
+        pooled vectors) are cached whole, and a hook point whose token axis is not the
         layout's (a stem's own tokens) is refused by name rather than sliced wrongly.
 
         >>> from emg_lens.models import IsoNet

@@ -1,35 +1,24 @@
 """One model, one caller (a thread, or an asyncio task) at a time while hooks are involved.
 
-TransformerLens's hooks are state on a model's modules (its hook points' hook lists, the
-``context_level`` of ``hooks()``), shared by every thread: a hook one thread adds fires in any
-thread's forward, and ``reset_hooks`` at the end of one thread's ``hooks()`` removes another's.
-Two threads using one model with hooks mixed them: a plain call ran the other thread's patching
-or caching hooks (a wrong result), a ``run_with_cache`` lost its caching hooks to the other
-thread's reset (a bare ``KeyError``).
+TransformerLens's hooks are state on a model's modules, shared by every thread: a hook one
+thread adds fires in any thread's forward, and ``reset_hooks`` at the end of one thread's
+``hooks()`` removes another's (a wrong result, or a bare ``KeyError`` in ``run_with_cache``).
 
-The decision, for every tier alike (native, converted and attached models): hook state stays
-the model's, as in TransformerLens (so single-threaded use is TransformerLens's, unchanged), and
-a model that one caller uses with hooks refuses another caller's call by name
-(`ModelInUseError`: the model, both callers, and what to do, a copy per thread, which
-``copy.deepcopy`` makes). A caller is a thread, or an asyncio task of one (two tasks take turns
-in one thread: one task's hooks would run in the other's call). *With hooks* means a ``hooks()``
-context (``run_with_hooks``, ``run_with_cache``), a change to the hooks or the hook flags
-(``add_hook``, ``reset_hooks``, ``set_use_attn_result`` ...), or a forward (``model(x)`` or
-``model.forward(x)``) run while a hook is attached. Calls without hooks (a plain forward, edge
-masks included) run in any number of callers at once, and a caller may nest its own calls (a
-forward inside its ``hooks()``, a hook calling the model). A copy carries the model's permanent
-hooks only, never the temporary ones attached as it is made (another caller's, or its own
-``hooks()``'s). A ``hooks()`` context closed in another caller than the one that opened it
-removes its hooks there (that caller takes the claim over), unless its opener is inside a call
-of the model then: that is refused by name, and the hooks stay until ``reset_hooks()``.
+The decision, for every tier alike: hook state stays the model's, as in TransformerLens, and a
+model that one caller uses with hooks refuses another caller's call by name (`ModelInUseError`,
+which says to use a copy per thread: ``copy.deepcopy``). *With hooks* means a ``hooks()``
+context (``run_with_hooks``, ``run_with_cache``), a change to the hooks or hook flags
+(``add_hook``, ``reset_hooks``, ``set_use_attn_result`` ...), or a forward run while a hook is
+attached. Calls without hooks (edge masks included) run in any number of callers at once, and a
+caller may nest its own calls. A copy carries the permanent hooks only. A ``hooks()`` context
+closed in another caller than its opener removes its hooks there (that caller takes the claim
+over), unless the opener is inside a call of the model then: that is refused by name, and the
+hooks stay until ``reset_hooks()``. A hook added to a hook point directly
+(``model.hook_dict[name].add_hook``, ``register_forward_hook``) bypasses the claim.
 
-A hook added to a hook point directly (``model.hook_dict[name].add_hook``, torch's
-``register_forward_hook``) bypasses the model, and so this claim.
-
-A ``threading`` lock cannot be pickled, so a model holding one could not be copied
-(``copy.deepcopy``) nor saved whole (``torch.save``; every attached model failed so, issue 57):
-the claim, and `FreshLock` for a lock a model needs of its own (an attached model's, around
-probing a new input size), are made anew, free, in a copy (a copy is used by no one yet).
+A ``threading`` lock cannot be pickled (every attached model failed ``copy.deepcopy`` and
+``torch.save`` so, issue 57): the claim, and `FreshLock` for a model's own lock, are made anew,
+free, in a copy.
 """
 
 from __future__ import annotations

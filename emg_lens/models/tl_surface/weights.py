@@ -1,21 +1,16 @@
 """TransformerLens's weight surface, which only models with weights in its shapes have.
 
-`WeightSurface` gives the encoders (native and converted: the models that provide
-`emg_lens.models.base.TL_WEIGHTS`) legacy HookedTransformer's weights: the per-block weights
-stacked over layers (``W_Q`` ... ``b_out``), each head's QK and OV circuits as
-`transformer_lens.FactoredMatrix`, every pair of heads' composition scores
-(``all_composition_scores``), the learned positions ``W_pos``, and the classifier read as an
-unembedding (``W_U``, ``b_U``, ``tokens_to_residual_directions``), so TransformerLens's own
-``cache.logit_attrs`` and ``cache.logit_lens`` work on a class, and ``SVDInterpreter`` once
-``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays TransformerLens's unset -1 in
-`EncoderConfig`, whose every field is part of a model's digest). Beside
-them, two readings emg_lens's tools take from the weights: `readout_map` (the classifier as a
-linear map of the final stream, per position) and `data_free_tokens` (each token's embedding
-without data). It is a mixin of `emg_lens.models.base.HookedEncoder`, which supplies ``cfg``,
-``blocks`` and the heads it reads.
-
-A model without these weights (an attached model, the MLP baseline) does not carry them:
-asked for one of `WEIGHT_SURFACE`, it is refused by name (`emg_lens.models.base`).
+`WeightSurface`, a mixin of `emg_lens.models.base.HookedEncoder` (which supplies ``cfg`` and
+``blocks``), gives the models that provide `emg_lens.models.base.TL_WEIGHTS` legacy
+HookedTransformer's weights: per-block weights stacked over layers (``W_Q`` ... ``b_out``),
+QK and OV circuits as `transformer_lens.FactoredMatrix`, ``all_composition_scores``, ``W_pos``,
+and the classifier read as an unembedding (``W_U``, ``b_U``, ``tokens_to_residual_directions``),
+so ``cache.logit_attrs`` and ``cache.logit_lens`` work on a class, and ``SVDInterpreter`` once
+``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays -1 in `EncoderConfig`, whose
+every field is part of a model's digest). Beside them, emg_lens's own readings: `readout_map`
+(the classifier as a linear map of the final stream, per position) and `data_free_tokens`.
+A model without these weights asked for one of `WEIGHT_SURFACE` is refused by name
+(`emg_lens.models.base`).
 """
 
 from __future__ import annotations

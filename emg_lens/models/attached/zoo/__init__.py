@@ -1,44 +1,31 @@
 """braindecode's attention models as data: one `ZooEntry` per architecture saying what the
 tokens of each attention call are, so that `attach_braindecode` opens any of them with
 `attach` (no class per model, no conversion). The entries are `entries.ZOO`, most of them a
-table of rules (`tokens.Rule`: which calls, what runs of tokens, each token's kind explicit:
-`tokens.KINDS`, a channel, a patch of a channel, a time slice mixing every channel, a learned
-query, a CLS token, a feature map, a register); braindecode is never imported: a model is
-recognised by its class name and its module, as the converters do
-(`emg_lens.models.converted.braindecode`).
+table of `tokens.Rule` (which calls, what runs of tokens, each token's kind one of
+`tokens.KINDS`); braindecode is never imported: a model is recognised by its class name and
+module, as the converters do.
 
-An entry builds the layouts from the attention calls a probe forward shows (their number and
-sizes depend on the instance). Tokens per channel (so channel, region and modality edge sets
-select them): LaBraM, EEGPT, CBraMod, LUNA, REVE, SignalJEPA, CodeBrain, EEGDINO (its global
-tokens first after ``global_token_layer``), ZUNA (a ``register`` token at each channel's patch
-before it), STEEGFormer and MVPFormer (patch-major); time slices mixing every channel:
-EEGConformer, CTNet, TCFormer, ATCNet, MSVTNet, BENDR; AttnSleep: its CNN's feature maps;
-DANCE: Perceiver latents reading every time step (a 3-D softmax, so its entry names its
-attention modules, as ATCNet's does). The channel-interpolating wrappers
+An entry builds the layouts from the attention calls a probe forward shows. Tokens per channel
+(so channel, region and modality edge sets select them): LaBraM, EEGPT, CBraMod, LUNA, REVE,
+SignalJEPA, CodeBrain, EEGDINO (its global tokens first after ``global_token_layer``), ZUNA (a
+``register`` token before each channel's patch), STEEGFormer and MVPFormer (patch-major); time
+slices mixing every channel: EEGConformer, CTNet, TCFormer, ATCNet, MSVTNet, BENDR; AttnSleep:
+its CNN's feature maps; DANCE: Perceiver latents reading every time step (a 3-D softmax, so its
+entry names its attention modules, as ATCNet's does). The channel-interpolating wrappers
 (`entries.INTERPOLATED`) open by their base's entry over the base's target channels.
 
-Where an architecture folds several attention problems into one call's batch (CBraMod: the
-channels of each patch, the patches of each channel; EEGPT and LUNA's cross-attention: each
-patch), the layout is that of one problem, and `attach` finds how many there are per window
-and that they are batch-major (`AttachedModel.folds_of`): a cut may then differ between
-patches or channels, ``[batch or 1, F, head or 1, query, key]``.
+Where a call folds several attention problems into its batch (CBraMod, EEGPT, LUNA's
+cross-attention), the layout is that of one problem and `attach` finds the folds
+(`AttachedModel.folds_of`). PBT's tokens are patches of the flattened window (`flat_patches`:
+``"mixed"`` where a patch runs across two channels); MetaNeuromotorHand's query "now" reads the
+keys of its causal window (`window_keys`).
 
-PBT's tokens are patches of the flattened window (`flat_patches`: ``"mixed"`` where a patch
-runs across two channels); MetaNeuromotorHand's query "now" reads the keys of its causal window
-as Meta's reshape makes them (`window_keys`), every frame folded into the batch.
-
-CBraMod runs at any input size, and braindecode builds it without ``n_chans``/``chs_info`` or
-``n_times`` (its classifier then a ``LazyLinear``, built by its first call): its entry opens
-any size (`ZooEntry.any_size`), the layouts built from the input's size at the call, a size
-its forward fails on refused by name; so does SignalJEPA built without ``n_times``. Every
-instance braindecode's own integration test builds of a zoo architecture opens exactly; any
-other entry built without a size it needs is refused naming ``ch_names=`` / ``n_times=``.
-
-CodeBrain built with braindecode's default ``swa_window_size=1`` masks every key but the
-query's own: it opens, with a warning naming ``swa_window_size`` (every cut is vacuous
-there). REVE built with ``attention_pooling=True`` is refused by name (its pooling query's
-softmax runs in its own forward, where attach cannot hook it). What has no softmax over
-tokens is refused by name (`REFUSED`: BIOT's linear attention, and its interpolating wrapper;
+CBraMod, and SignalJEPA built without ``n_times``, open any input size (`ZooEntry.any_size`);
+every instance braindecode's own integration test builds of a zoo architecture opens exactly,
+and any other entry built without a size it needs is refused naming ``ch_names=`` /
+``n_times=``. CodeBrain with ``swa_window_size=1`` opens with a warning (every cut is vacuous);
+REVE with ``attention_pooling=True`` is refused by name (its pooling softmax cannot be hooked).
+What has no softmax over tokens is refused by name (`REFUSED`: BIOT and its wrapper,
 SignalJEPA's post- and pre-local variants). An architecture with softmax attention the zoo
 does not open would be said by name (`NOT_YET`): none in braindecode 1.8.1, which
 tests/unit/models/test_zoo_roster.py checks over braindecode's whole roster.
@@ -133,13 +120,10 @@ def attach_braindecode(
 ) -> AttachedModel:
     """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
 
-    ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...); ``n_times``
-    to the model's. An architecture that runs at any input size (CBraMod, which braindecode
-    builds without ``n_chans``, ``chs_info`` or ``n_times``) opens without them, at any size
-    its forward runs on (see the module docstring); ``ch_names`` or ``n_times``, given, fix
-    the channels / the size probed here. Another model built without a size needs it here:
-    ``ch_names``, one per input channel, and ``n_times``, the window's samples. Given where
-    the model knows its own, they must agree with it.
+    ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...), ``n_times``
+    to the model's; where the model knows its own, given ones must agree. An architecture
+    that runs at any input size (CBraMod) opens without them, which then fix the size probed
+    here; another model built without a size needs them.
 
     >>> from emg_lens.models import attach_braindecode
     >>> from emg_lens.models import TinyAttention

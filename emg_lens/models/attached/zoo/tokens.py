@@ -137,21 +137,16 @@ class ZooEntry:
     """How one braindecode architecture's attention calls see its tokens.
 
     ``tokens``: what a token is, in words; ``layouts(calls, names, model)``: one `TokenLayout`
-    per attention call (``calls`` as a probe forward saw them, ``names`` the channel names,
-    ``model`` the braindecode model, for sizes the calls do not show: PBT's ``d_input``),
-    mostly `rules`; ``needs_names``: the forward takes ``ch_names`` (LaBraM picks embeddings
-    by name); ``converter``: the `emg_lens.models.from_braindecode` converter of the same
-    architecture also exists (its results and the attached model's agree on the same cut;
-    where the attached calls fold patches or channels into the batch, one mask per fold there
-    is the converted model's mask over every (channel, patch) token, cuts that differ between
-    patches included); ``attention``: what `attach` takes as ``attention=`` (a module-path
-    glob), where its softmax cannot be found without it; ``any_size``: for an architecture
-    whose forward runs at any input size, the size ``(channels, samples)`` to probe at
-    attach, from the model and the sizes known (None where not: it was built without them);
-    every other size then opens at the call, its layouts built by ``layouts`` (called with
-    ``model`` None: they read nothing off the model); ``refuses``: why an instance built with
-    some option cannot be opened (None: it can); ``warns``: what an instance built with some
-    option should be told, opened all the same (None: nothing).
+    per attention call (``calls`` as a probe saw them, ``names`` the channel names, ``model``
+    for sizes the calls do not show: PBT's ``d_input``), mostly `rules`; ``needs_names``: the
+    forward takes ``ch_names``; ``converter``: a `emg_lens.models.from_braindecode` converter
+    of the architecture exists too (the two agree on the same cut; one mask per fold of an
+    attached call is the converted model's mask over every (channel, patch) token);
+    ``attention``: the ``attention=`` glob `attach` needs to find its softmax; ``any_size``:
+    for a forward that runs at any input size, the ``(channels, samples)`` to probe at attach
+    from the model and the sizes known (every other size opens at the call, ``layouts`` then
+    called with ``model`` None); ``refuses`` / ``warns``: why an instance built with some
+    option cannot be opened, or what it should be told though opened (None: nothing).
     """
 
     tokens: str

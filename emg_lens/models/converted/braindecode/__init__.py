@@ -2,25 +2,16 @@
 
 `from_braindecode` takes a braindecode model *instance* and returns the emg_lens model that
 computes the same function (in eval mode) with the same weights: an ordinary emg_lens model,
-registered in `emg_lens.models.MODEL_CLASSES`, saved and loaded by `emg_lens.checkpoints`
-without braindecode, usable by studies, discovery, inspection and export. One module per
-architecture, each with a `HookedEncoder` subclass whose tokenizer and readout are written in
-emg_lens (braindecode's parameter names where they are not TransformerLens's) and a
-``to_braindecode`` method giving a state dict braindecode's class loads:
+registered in `emg_lens.models.MODEL_CLASSES` and saved and loaded without braindecode. One
+module per architecture, each a `HookedEncoder` subclass with a ``to_braindecode`` method
+giving a state dict braindecode's class loads: ``Labram`` -> `HookedLabram`, ``CBraMod`` ->
+`HookedCBraMod`, ``EEGPT`` -> `HookedEEGPT`, ``PBT`` -> `HookedPBT` (whose module says why PBT
+and not REVE or LUNA).
 
-- ``Labram`` -> `HookedLabram` (`emg_lens.models.converted.braindecode.labram`),
-- ``CBraMod`` -> `HookedCBraMod` (criss-cross attention as a head structure:
-  `emg_lens.models.converted.braindecode.cbramod`),
-- ``EEGPT`` -> `HookedEEGPT` (per-patch attention with summary tokens:
-  `emg_lens.models.converted.braindecode.eegpt`),
-- ``PBT`` (``PatchedTransformer``) -> `HookedPBT`
-  (`emg_lens.models.converted.braindecode.pbt`, which says why PBT and not REVE or LUNA).
-
-emg_lens never imports braindecode: a model is recognised by its class's module
-(``braindecode.models...``) and name, and read through its submodules and state dict. Models
-whose attention is not a softmax over tokens are refused with an `UnsupportedModuleError`
-saying why (``BIOT``: linear attention; ``DeepSleepNet``, ``VEMG2Pose``: LSTMs), as is every
-other braindecode model, naming the ones supported.
+emg_lens never imports braindecode: a model is recognised by its class's module and name.
+Models whose attention is not a softmax over tokens are refused with an
+`UnsupportedModuleError` saying why (``BIOT``: linear attention; ``DeepSleepNet``,
+``VEMG2Pose``: LSTMs), as is every other braindecode model, naming the ones supported.
 """
 
 from __future__ import annotations

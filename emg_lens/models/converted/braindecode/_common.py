@@ -14,7 +14,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ConfigInit
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, check_names, describe
+from emg_lens.errors import ArgumentError, ConversionError, check_names
 from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name
 
 BRAINDECODE = "braindecode"
@@ -186,8 +186,3 @@ def _tl_name(name: str) -> bool:
     """Whether a parameter's own name is one of TransformerLens's (``W_Q``, ``b_in``, ``w``,
     ``cls_token``), not one of braindecode's (``weight``, ``position_embedding``)."""
     return name.startswith(("W_", "b_")) or name in ("w", "b", "cls_token")
-
-
-def refuse_unknown_kwargs(cls_name: str, given: dict[str, Any]) -> None:
-    if given:
-        raise ArgumentError(f"{cls_name} got unknown arguments {sorted(given)}: {describe(given)}")

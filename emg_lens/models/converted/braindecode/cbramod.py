@@ -3,27 +3,22 @@
 Tokens: every channel's window cut into patches of 200 samples, channel-major (channel ``c``,
 patch ``t`` at ``c * n_patches + t``, no CLS token), each embedded by three ``Conv2d`` +
 ``GroupNorm`` + GELU stages plus a linear map of the patch's magnitude spectrum
-(``hook_embed``), plus CBraMod's asymmetric conditional positional encoding, a depthwise
-``Conv2d`` over the (channel, patch) grid of those embeddings (``hook_pos_embed``).
+(``hook_embed``), plus CBraMod's conditional positional encoding, a depthwise ``Conv2d`` over
+the (channel, patch) grid (``hook_pos_embed``).
 
-The criss-cross attention, in emg_lens's terms: CBraMod's layer runs two attentions side by
-side, each of half the heads on half of ``d_model``: *spatial* heads attend across the
-channels of one patch, *temporal* heads across the patches of one channel, and their outputs
-are concatenated. Here every layer is one attention of ``nhead`` heads with a head structure
-(`emg_lens.components.HeadStructure`): heads ``0 .. nhead/2 - 1`` are the spatial heads, which
-read and write the first half of ``d_model`` (``W_Q``, ``W_K``, ``W_V`` rows and ``W_O``
-columns outside it are zero blocks, kept zero in training) and see only the keys of their
-query's patch; heads ``nhead/2 ..`` are the temporal heads, on the second half, seeing only
-their query's channel. That structure is a fixed base mask per head at ``hook_attn_scores``
-(-inf where the architecture has no edge), and a user's edge set is cut on top of it (their
-union): an edge set naming edges the architecture lacks cuts nothing more there. The fast
-path computes exactly the two small attentions of the original (one batched call per half, over
-``batch * n_patches`` or ``batch * n_channels`` sequences).
+CBraMod's layer runs two attentions side by side, each of half the heads on half of
+``d_model``: *spatial* heads across the channels of one patch, *temporal* heads across the
+patches of one channel. Here each layer is one attention of ``nhead`` heads with a
+`emg_lens.components.HeadStructure`: heads ``0 .. nhead/2 - 1`` are spatial, reading and
+writing the first half of ``d_model`` (``W_Q``, ``W_K``, ``W_V`` rows and ``W_O`` columns
+outside it are zero blocks, kept zero in training), the others temporal on the second half.
+The structure is a fixed base mask at ``hook_attn_scores`` (-inf where the architecture has no
+edge) and a user's edge set is cut on top of it. The fast path computes exactly the original's
+two small attentions.
 
-Blocks are pre-LN (CBraMod's layer normalises first whatever its ``norm_first``); there is no
-final norm. Readout: every token through ``proj_out`` (``d_model -> emb_dim``), flattened
-channel-major, then one linear classifier: a direction per token, so no TransformerLens
-unembedding.
+Blocks are pre-LN (whatever CBraMod's ``norm_first``); no final norm. Readout: every token
+through ``proj_out``, flattened channel-major, then one linear classifier: a direction per
+token, so no TransformerLens unembedding.
 """
 
 from __future__ import annotations

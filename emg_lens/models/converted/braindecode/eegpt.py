@@ -1,26 +1,21 @@
 """braindecode's ``EEGPT`` (Wang et al. 2024) as a hooked encoder.
 
-EEGPT's transformer runs on each time patch separately: the sequence of a patch is its
-channels' tokens (each channel's patch embedded by one ``Conv2d``, plus a learned embedding of
-the channel: ``chan_embed``) followed by ``embed_num`` learned summary tokens, and attention
-never crosses patches. emg_lens runs all patches as one sequence, patch-major (patch ``t``:
-its channels' tokens, then its summary tokens, group ``"cls"`` with ``time = t``), with the
-architecture's structure as a fixed base mask on every head (`HeadStructure`: one group per
-patch), applied at ``hook_attn_scores``: scores show -inf across patches, a user's edge set is
-cut on top of it (their union), and the fast path attends within each patch in one batched call
-over ``batch * n_patches`` sequences (EEGPT's own computation).
+EEGPT attends within each time patch: a patch's sequence is its channels' tokens (one
+``Conv2d`` each, plus a learned ``chan_embed``) followed by ``embed_num`` learned summary
+tokens. emg_lens runs all patches as one sequence, patch-major (patch ``t``: its channel
+tokens, then its summary tokens, group ``"cls"``, ``time = t``), with a `HeadStructure` (one
+group per patch) as a fixed base mask at ``hook_attn_scores``; a user's edge set is cut on top
+of it, and the fast path attends within each patch in one batched call, as EEGPT does.
 
-Before the transformer, an optional channel projection (``chan_proj_type``:
-``"conv1d_constraint"``, the default, or ``"linear"``) mixes the input channels into
-``n_chans_target`` (19) virtual channels named after EEGPT's standard montage: those are the
-channels the tokens (and the layout's channel names) stand for, not the input rows. After the
-blocks, the final norm (``ln_final``, which EEGPT applies to the summary tokens), and the probe
-reads every patch's summary tokens: two max-norm-constrained linear maps (the constraint
-applied in the forward, as braindecode's parametrization does), so logits are linear in the
-summary tokens with a direction per patch and token: no TransformerLens unembedding.
+An optional channel projection (``chan_proj_type``: ``"conv1d_constraint"``, the default, or
+``"linear"``) first mixes the inputs into ``n_chans_target`` (19) virtual channels named after
+EEGPT's montage: the tokens stand for those, not the input rows. After the blocks, ``ln_final``
+and the probe: two max-norm-constrained linear maps of every patch's summary tokens (the
+constraint applied in the forward, as braindecode's parametrization does), a direction per
+patch and token, so no TransformerLens unembedding.
 
-Refused (`UnsupportedModuleError`): ``return_encoder_output=True`` (no logits), a custom
-``final_layer``, a patch module other than braindecode's ``_PatchEmbed``.
+Refused (`UnsupportedModuleError`): ``return_encoder_output=True``, a custom ``final_layer``,
+a patch module other than braindecode's ``_PatchEmbed``.
 """
 
 from __future__ import annotations

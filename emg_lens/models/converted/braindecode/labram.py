@@ -3,25 +3,20 @@
 Tokens: a CLS token, then every channel's window cut into patches of ``patch_size`` samples
 (optionally by a learned ``Conv1d``: ``learned_patcher``), channel-major (channel ``c``, patch
 ``t`` at ``1 + c * n_patches + t``), each embedded by LaBraM's temporal convolutions (three
-``Conv2d`` + ``GroupNorm`` + activation; the token is the ``(time, conv channel)`` features
-flattened). Added to them (``hook_pos_embed``): the CLS token's position embedding, and each
-channel token's position embedding (the row of ``position_embedding`` of the channel's name
-in LaBraM's 128-name table: the ``ch_names`` its forward takes) plus the patch's temporal
-embedding (``temporal_embedding[t]``, as braindecode adds it).
+``Conv2d`` + ``GroupNorm`` + activation, flattened). ``hook_pos_embed`` adds the position
+embedding of the CLS token and of each channel's name in LaBraM's 128-name table (the
+``ch_names`` its forward takes), plus the patch's ``temporal_embedding[t]``.
 
 Blocks: pre-LN (eps 1e-6), q and v biases without a k bias (``zero_biases`` holds ``b_K``),
-LayerNorm on every head's q and k (``qk_norm``), and LaBraM's layer scale: ``gamma_1`` and
-``gamma_2`` multiply the attention and MLP outputs, so they are folded into ``W_O``, ``b_O``
-and ``W_out``, ``b_out`` (``hook_attn_out`` / ``hook_mlp_out`` are then exactly what each
-adds to the residual stream, and ``W_O`` is the head's true output map); `to_braindecode`
-writes the folded weights with ``gamma = 1``. Readout: with LaBraM's default (no mean
-pooling) the final norm is ``ln_final`` and the classifier reads the CLS token, a
-TransformerLens unembedding (``W_U``) at position 0; with ``use_mean_pooling`` there is no
-final norm and the readout averages the channel tokens, normalises the mean (``fc_norm``) and
-applies the classifier (no unembedding: the norm comes after the pooling).
+``qk_norm``, and LaBraM's layer scale ``gamma_1`` / ``gamma_2`` folded into ``W_O``, ``b_O``,
+``W_out``, ``b_out`` (so ``hook_attn_out`` / ``hook_mlp_out`` are exactly what each adds to
+the residual stream); `to_braindecode` writes the folded weights with ``gamma = 1``. Readout:
+by default ``ln_final`` and a TransformerLens unembedding (``W_U``) of the CLS token; with
+``use_mean_pooling`` no final norm, and the mean of the channel tokens is normalised
+(``fc_norm``) and classified (no unembedding: the norm comes after the pooling).
 
-The neural-decoder mode (``neural_tokenizer=False``) and the windowed relative position bias
-it uses are not converted (`UnsupportedModuleError`).
+The neural-decoder mode (``neural_tokenizer=False``) and its relative position bias are not
+converted (`UnsupportedModuleError`).
 """
 
 from __future__ import annotations

@@ -2,24 +2,17 @@
 
 Tokens: a CLS token, then every channel's window cut into patches of ``d_input`` samples,
 channel-major (channel ``c``, patch ``t`` at ``1 + c * n_patches + t``), each projected by one
-bias-free linear map (``patching_projection``); one learned position embedding per token
-(``pos_embedding``). Blocks: pre-LN, full softmax attention over all tokens, a GELU MLP of
-``4 * d_model``; ``bias_transformer=False`` (the default) builds every linear layer and norm of
-the blocks without a bias, so ``zero_biases`` holds them all. No final norm: the classifier
-(``head``, braindecode's ``final_layer``) reads the CLS token's stream, so it is
-TransformerLens's unembedding (``W_U``) at position 0.
+bias-free linear map (``patching_projection``), plus a learned position embedding per token
+(``pos_embedding``). Blocks: pre-LN, a GELU MLP of ``4 * d_model``; ``bias_transformer=False``
+(the default) builds the blocks without biases (``zero_biases`` holds them). No final norm: the
+classifier (braindecode's ``final_layer``) reads the CLS token, a TransformerLens unembedding
+(``W_U``) at position 0. The tokenizer keeps braindecode's parameter names;
+`HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads.
 
-Parameter names: the blocks are TransformerLens's (``blocks.{l}.attn.W_Q`` ...); the
-tokenizer keeps braindecode's (``patching_projection.weight``, ``pos_embedding.weight``,
-``cls_token``); `HookedPBT.to_braindecode` gives a state dict braindecode's ``PBT`` loads.
-
-Why PBT among braindecode's REVE, LUNA and PBT: it is a plain softmax self-attention encoder
-over channel x patch tokens, so every emg_lens tool reads it as it is. REVE reads its channel
-positions from a bank file when constructed (braindecode downloads it where none is on disk; the
-attach zoo opens REVE, its tests writing one), and uses a gated (GEGLU) MLP and RMSNorm, which
-emg_lens blocks do not compute; LUNA's first stage is a
-cross-attention from learned queries to the channel tokens of each patch, whose outputs
-replace the channel tokens: not a self-attention over one set of tokens.
+Why PBT, not REVE or LUNA: PBT is a plain softmax self-attention over channel x patch tokens.
+REVE reads its channel positions from a bank file when constructed and uses a GEGLU MLP and
+RMSNorm, which emg_lens blocks do not compute (the attach zoo opens it); LUNA's first stage is
+a cross-attention from learned queries that replaces the channel tokens.
 """
 
 from __future__ import annotations
