@@ -248,11 +248,11 @@ class Attention(FastAttention, StructuredHeads, ConfigInit, nn.Module):
     def project(
         self, x: Float[torch.Tensor, "batch pos d_model"], rows: Sequence[int] | None = None
     ) -> Projected | None:
-        """The fast path's first half: ``q, k, v`` of ``x``, each ``[batch, pos, head_index,
-        d_head]`` (rotated, normalised), which no edge mask changes, so every mask of one
-        input can share them (`from_projected`); with ``rows``, the queries of those
-        positions alone (every key and value still). None where the fast path does not run:
-        a hook attached, ``use_attn_result``, a head structure.
+        """The fast path's first half: ``q, k, v`` of ``x``, each
+        ``[batch, pos, head_index, d_head]`` (rotated, normalised), which no edge mask changes,
+        so every mask of one input can share them (`from_projected`); with ``rows``, the
+        queries of those positions alone (every key and value still). None where the fast path
+        does not run: a hook attached, ``use_attn_result``, a head structure.
 
         >>> attn = Attention(EncoderConfig.preset("tiny")).eval()
         >>> _ = torch.manual_seed(0), [nn.init.normal_(p, std=0.3) for p in attn.parameters()]

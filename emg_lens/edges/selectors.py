@@ -401,11 +401,11 @@ def time_span(
     *,
     seconds: bool = False,
 ) -> EdgeSet:
-    """Edges from a span of time to another: the query's time in ``[query_start,
-    query_stop)`` reads a key whose time is in ``[key_start, key_stop)``. The bounds are time
-    indices (`TokenLayout.time`, the patch or slice index), or with ``seconds=True`` seconds
-    into the window, where the layout knows them (`TokenLayout.time_step`: a token is in the
-    span when its start, ``time * time_step``, is).
+    """Edges from a span of time to another: the query's time in
+    ``[query_start, query_stop)`` reads a key whose time is in ``[key_start, key_stop)``. The
+    bounds are time indices (`TokenLayout.time`, the patch or slice index), or with
+    ``seconds=True`` seconds into the window, where the layout knows them
+    (`TokenLayout.time_step`: a token is in the span when its start, ``time * time_step``, is).
 
     >>> layout = TokenLayout.channel_tokens({"emg": 1}, n_patches=4, cls_token=False,
     ...                                     time_step=0.5)  # 4 patches of half a second

@@ -272,9 +272,9 @@ def probe_subjects(
     n_jobs: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> ProbeReport:
-    """What the tokens know about the subject: every model of ``subjects`` (``subject ->
-    (model, SubjectData)``; models with equal weights, a pooled model saved once per subject,
-    probed once) applied to the held-out windows of every subject, pooled
+    """What the tokens know about the subject: every model of ``subjects``
+    (``subject -> (model, SubjectData)``; models with equal weights, a pooled model saved once
+    per subject, probed once) applied to the held-out windows of every subject, pooled
     (`emg_lens.data.pooled.pool_subjects`), or one ``(model, windows)`` pair whose windows are
     several subjects' already (a `pool_subjects` result, its window label ``"subject"``;
     ``subject`` is then ``"pooled"``), with a probe per layer and token group predicting
