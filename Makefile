@@ -59,8 +59,9 @@ demo: $(STAMP)
 # other idles). The 20 slowest are listed at the end, to see where time goes.
 # `make test-fast` is the inner loop: everything not marked slow (a test over 2 s on one idle
 # core is marked: tests/slow_marker.py lists unmarked ones over it and fails CI on one over 10 s),
-# no site build: about 6,100 tests in 70 s to 160 s on 2 idle cores, by the machine (70.8 s on an
-# AMD EPYC 2-core, 158 s on another; their number, not their size, is the time).
+# no site build: about 6,900 tests in 70 s to 160 s on 2 idle cores, by the machine (6,100 took
+# 70.8 s on an AMD EPYC 2-core, 158 s on another; 6,917 took 136 s on 2 cores with other work
+# running, 2026-11-27; their number, not their size, is the time).
 # Both keep bytecode even where the environment sets PYTHONDONTWRITEBYTECODE: pytest caches its
 # assertion-rewritten test modules there, and without them each worker rewrites all 290 again
 # (collection 31 s -> 15 s per worker from the second run on).
