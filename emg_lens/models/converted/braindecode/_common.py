@@ -121,6 +121,22 @@ def channel_names(model: Any, ch_names: Sequence[str] | None, n_channels: int) -
     return list(ch_names)
 
 
+def per_layer(model: Braindecode, layers: str, *names: str) -> list[tuple[str, Any]]:
+    """``(path, module)`` of the submodules ``names`` (dotted paths) of every layer in the list
+    at the dotted path ``layers`` of a braindecode model: what `eps_of` and `one_activation`
+    read.
+
+    >>> net = nn.ModuleDict({"layers": nn.ModuleList([nn.TransformerEncoderLayer(4, 1)] * 2)})
+    >>> [path for path, _ in per_layer(net, "layers", "norm1", "norm2")]
+    ['layers.0.norm1', 'layers.0.norm2', 'layers.1.norm1', 'layers.1.norm2']
+    """
+    return [
+        (f"{layers}.{i}.{name}", size(layer, name))
+        for i, layer in enumerate(size(model, layers))
+        for name in names
+    ]
+
+
 def one_activation(activations: Iterable[tuple[str, Any]]) -> str:
     """`EncoderConfig.act_fn` of the activation every layer shares, read from ``(path,
     activation)`` pairs (`activation_name`); a layer with another is a `ConversionError`

@@ -48,6 +48,7 @@ from emg_lens.models.converted.braindecode._common import (
     eps_of,
     layer_kw,
     one_activation,
+    per_layer,
     read_config,
     size,
 )
@@ -415,12 +416,7 @@ FIELDS: dict[str, Field] = {
     "dim_feedforward": "encoder.layers.0.linear1.out_features",
     "convs": "patch_embedding.channels_kernel_stride_padding_norm",
     "layer_norm_eps": lambda model: eps_of(
-        [
-            (f"encoder.layers.{i}.{n}", getattr(layer, n))
-            for i, layer in enumerate(model.encoder.layers)
-            for n in ("norm1", "norm2")
-        ],
-        "CBraMod",
+        per_layer(model, "encoder.layers", "norm1", "norm2"), "CBraMod"
     ),
 }
 """How ``HookedCBraMod.config``'s arguments are read off braindecode's ``CBraMod``."""
@@ -431,10 +427,7 @@ def from_cbramod(model: Braindecode, ch_names: list[str] | None = None) -> Hooke
     one built without ``n_times`` or ``n_chans`` at the size its classifier takes (see
     `input_size`)."""
     _check_supported(model, ch_names)
-    act = one_activation(
-        (f"encoder.layers.{i}.activation", layer.activation)
-        for i, layer in enumerate(model.encoder.layers)
-    )
+    act = one_activation(per_layer(model, "encoder.layers", "activation"))
     fields = read_config(model, FIELDS, ch_names, input_size(model, ch_names))
     cfg = HookedCBraMod.config(**fields, activation=act)
     hooked = HookedCBraMod(

@@ -46,6 +46,7 @@ from emg_lens.models.converted.braindecode._common import (
     BraindecodeEncoder,
     eps_of,
     layer_kw,
+    per_layer,
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder, activation_name
@@ -404,13 +405,8 @@ def _check_supported(model: Braindecode) -> None:
 
 
 def _eps(model: Braindecode) -> float:
-    encoder = model.target_encoder
-    norms = [
-        (f"target_encoder.blocks.{i}.{n}", getattr(b, n))
-        for i, b in enumerate(encoder.blocks)
-        for n in ("norm1", "norm2")
-    ]
-    return eps_of([*norms, ("target_encoder.norm", encoder.norm)], "EEGPT")
+    norms = per_layer(model, "target_encoder.blocks", "norm1", "norm2")
+    return eps_of([*norms, ("target_encoder.norm", model.target_encoder.norm)], "EEGPT")
 
 
 FIELDS = {

@@ -50,6 +50,7 @@ from emg_lens.models.converted.braindecode._common import (
     eps_of,
     layer_kw,
     one_activation,
+    per_layer,
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder
@@ -96,9 +97,7 @@ class MeanPoolClassifier(ConfigInit, nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.init_std = cfg.init_range
-        self.fc_norm = ConfigLayerNorm(
-            cfg.d_model, eps=cfg.eps, dtype=cfg.dtype, init_std=cfg.init_range
-        )
+        self.fc_norm = ConfigLayerNorm(cfg.d_model, eps=cfg.eps, **layer_kw(cfg))
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
         self.hook_pooled = HookPoint()  # [batch, d_model]
@@ -168,9 +167,7 @@ class HookedLabram(BraindecodeEncoder):
         d, patch = cfg.d_model, cfg.token_samples
         self.patch_embed = nn.ModuleDict()
         if learned_patcher:
-            patcher = ConfigConv1d(
-                1, patch, patch, stride=patch, dtype=cfg.dtype, init_std=cfg.init_range
-            )
+            patcher = ConfigConv1d(1, patch, patch, stride=patch, **layer_kw(cfg))
             self.patch_embed["segment_patch"] = nn.ModuleDict({"patcher": patcher})
         self.patch_embed["temporal_conv"] = TemporalConv(conv_out_channels, cfg.act_fn, cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d, dtype=cfg.dtype))
@@ -453,7 +450,7 @@ def from_labram(model: Braindecode, ch_names: list[str] | None = None) -> Hooked
     act = one_activation(
         [
             ("patch_embed.temporal_conv.act_layer_1", model.patch_embed.temporal_conv.act_layer_1),
-            *((f"blocks.{i}.mlp.1", block.mlp[1]) for i, block in enumerate(blocks)),
+            *per_layer(model, "blocks", "mlp.1"),
         ]
     )
     fields = read_config(model, FIELDS, ch_names)

@@ -34,6 +34,7 @@ from emg_lens.models.converted.braindecode._common import (
     TokenClassifier,
     layer_kw,
     one_activation,
+    per_layer,
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder
@@ -199,11 +200,7 @@ def from_pbt(model: Braindecode, ch_names: list[str] | None = None) -> HookedPBT
         )
     encoder = model.transformer_encoder.encoder_block
     activation = one_activation(
-        (
-            f"transformer_encoder.encoder_block.{i}.feed_forward.activation",
-            layer.feed_forward.activation,
-        )
-        for i, layer in enumerate(encoder)
+        per_layer(model, "transformer_encoder.encoder_block", "feed_forward.activation")
     )
     cfg = HookedPBT.config(
         **read_config(model, FIELDS, ch_names),
