@@ -20,8 +20,8 @@ take extra keywords that `forward` passes on), `layout` and `readout`, and inher
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
-from typing import Any, NoReturn
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, cast, overload
 
 import torch
 from jaxtyping import Bool, Float
@@ -159,6 +159,19 @@ def is_model(obj: object) -> bool:
 
 EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]
 
+if TYPE_CHECKING:
+
+    class Blocks(nn.ModuleList):
+        """An encoder's ``blocks`` as the type checker sees them: an ``nn.ModuleList`` (at
+        run time) of `TransformerBlock` s."""
+
+        def __iter__(self) -> Iterator[TransformerBlock]: ...
+        @overload
+        def __getitem__(self, idx: slice) -> Blocks: ...
+        @overload
+        def __getitem__(self, idx: int) -> TransformerBlock: ...
+        def __getitem__(self, idx: int | slice) -> Any: ...
+
 
 def _refused(name: str) -> property:
     """``name`` of the weight surface on a model without TransformerLens weights: refused by
@@ -196,12 +209,16 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
 
     cfg: EncoderConfig
     dual_head: bool = False  # True: forward(return_type="both") gives two logits to train
-    contract: frozenset[str] = frozenset()  # the capabilities it provides (`provides`)
     converters: str | None = None  # the converters that give it what it lacks, in words
     head_tasks: tuple[str, ...] = ()
     """The heads the class can be built with (its ``task=`` keyword; the model's ``task`` is
     the one it has): a foundation model whose encoder is pretrained with one head
     (``"reconstruction"``) and fine-tuned with another; empty for a model with one head."""
+
+    @property
+    def contract(self) -> frozenset[str]:
+        """The capabilities it provides (`provides`): none, unless a subclass says."""
+        return frozenset()
 
     def lacks(self, feature: str) -> str | None:
         """Why this model does not provide ``feature`` (one of `CAPABILITIES`), in words
@@ -215,6 +232,9 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
                 f"{type(self).__name__} needs an EncoderConfig, got {type(cfg).__name__}"
             )
         self.cfg = cfg
+        # the std of the normal draws of the model's own parameters (TinyMyo's ``mask_token``,
+        # a converted model's CLS token and position tables)
+        self.init_std = cfg.init_range
         self.hook_input = HookPoint()  # [batch, channel, time]: the signals, for input ablation
 
     def _finish_init(self) -> None:
@@ -225,12 +245,6 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
             self.init_weights()
         self.to(self.cfg.device)
         self.setup()
-
-    @property
-    def init_std(self) -> float:
-        """The std of the normal draws of the model's own parameters (TinyMyo's
-        ``mask_token``, a converted model's CLS token and position tables): ``init_range``."""
-        return self.cfg.init_range
 
     def init_weights(self) -> None:
         """Draw every parameter (called once by `_finish_init`, under ``cfg.seed``): each
@@ -339,6 +353,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
     arguments, and the weight surface to `HookedBiosignalModel` (whose subclass rules hold).
     """
 
+    blocks: Blocks
     tokenization: str = "channel"  # the EncoderConfig.tokenization this model's tokens follow
     return_types: tuple[str, ...] = ("logits",)  # what `readout` takes, besides None
 
@@ -376,7 +391,8 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
                 f"{type(self).__name__} needs EncoderConfig.tokenization={self.tokenization!r}, "
                 f"got {cfg.tokenization!r}"
             )
-        self.blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
+        blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
+        self.blocks = cast("Blocks", blocks)
         self.ln_final = make_norm(cfg, "ln_final")
 
     def _check_return_type(self, return_type: str) -> None:
@@ -401,7 +417,7 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
 
     # ------------------------------------------------------------------ subclass surface
     def embed_signals(
-        self, signals: Float[torch.Tensor, "batch channel time"], **embed_kwargs: Any
+        self, signals: Float[torch.Tensor, "batch channel time"]
     ) -> Float[torch.Tensor, "batch pos d_model"]:
         """Signals -> the residual stream entering ``blocks.0``. A subclass may accept keywords
         (TinyMyo's ``patch_mask``); `forward` passes its extra keywords on."""

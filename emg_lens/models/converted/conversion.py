@@ -290,7 +290,9 @@ def refuse_dropped_code(what: str, sources: Mapping[str, nn.Module]) -> None:
     for root, source in sources.items():
         for name, module in source.named_modules():
             path = f"{root}.{name}" if name else root
-            if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+            # torch types the method's self as a protocol that LazyModuleMixin alone does not
+            # meet; every module here is an nn.Module as well
+            if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():  # type: ignore[misc]
                 raise UnsupportedModuleError(
                     f"{what}: {path} is a {type(module).__name__} not yet built (its weights' "
                     "shapes are set by its first call, braindecode's when built without "

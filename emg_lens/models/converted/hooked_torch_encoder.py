@@ -30,7 +30,7 @@ from emg_lens.errors import (
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import EdgeMasks
 from emg_lens.models.converted.conversion import ConvertedEncoder
-from emg_lens.models.converted.linear_readout import LinearUnembedding, check_form
+from emg_lens.models.converted.linear_readout import LinearUnembedding, ReadoutForm, check_form
 from emg_lens.models.converted.torch_masks import torch_attention_mask
 
 __all__ = ["HookedTorchEncoder"]
@@ -69,7 +69,7 @@ class HookedTorchEncoder(ConvertedEncoder):
         embed: nn.Module,
         readout: nn.Module,
         layout: TokenLayout | Mapping[str, Any],
-        linear_readout: dict[str, Any] | None = None,
+        linear_readout: Mapping[str, Any] | None = None,
     ):
         super().__init__(cfg)
         for name, module in (("embed", embed), ("readout", readout)):
@@ -189,12 +189,16 @@ class HookedTorchEncoder(ConvertedEncoder):
             return self.head(latent)
         # The readout's norm is ln_final (copied at conversion): its Linear reads the pool.
         pooled = latent.mean(1) if form["pool"] == "mean" else latent[:, form["pool"]]
-        return self._readout_linear()(pooled)
+        return self._readout_linear(form)(pooled)
 
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
     def _unembedding(self) -> Any:
+        return LinearUnembedding(self._readout_linear(self._form()))
+
+    def _form(self) -> ReadoutForm:
+        """The linear readout's form; a readout without one is refused, saying why."""
         if self._linear_readout is None:
             raise UnsupportedReadoutError(
                 f"{type(self).__name__} has no unembedding: its readout "
@@ -203,11 +207,11 @@ class HookedTorchEncoder(ConvertedEncoder):
                 "or declares one)"
                 + (f": {self.linear_readout_note}" if self.linear_readout_note else "")
             )
-        return LinearUnembedding(self._readout_linear())
+        return self._linear_readout
 
-    def _readout_linear(self) -> nn.Linear:
-        """The readout's ``nn.Linear`` that the linear readout's form names."""
-        path = self._linear_readout["linear"]
+    def _readout_linear(self, form: ReadoutForm) -> nn.Linear:
+        """The readout's ``nn.Linear`` that the linear readout's ``form`` names."""
+        path = form["linear"]
         try:
             linear = self.head.get_submodule(path)
         except AttributeError:
@@ -223,15 +227,13 @@ class HookedTorchEncoder(ConvertedEncoder):
     @property
     def unembed_positions(self) -> list[int]:
         self._unembedding()
-        pool = self._linear_readout["pool"]
-        return list(range(self.layout.n_tokens)) if pool == "mean" else [pool]
+        pool = self._form()["pool"]
+        return [pool] if isinstance(pool, int) else list(range(self.layout.n_tokens))
 
     def read_positions(self, return_type: str) -> list[int] | None:
         """The one token a linear readout reads (None: all of them, or not known)."""
-        form = self._linear_readout
-        if return_type == "logits" and form is not None and form["pool"] != "mean":
-            return [form["pool"]]
-        return None
+        pool = None if self._linear_readout is None else self._linear_readout["pool"]
+        return [pool] if return_type == "logits" and isinstance(pool, int) else None
 
     def data_free_tokens(self, writes: bool = False) -> Float[torch.Tensor, "pos d_model"]:
         """The user's tokenizer's output for a window of zeros (a learned position per

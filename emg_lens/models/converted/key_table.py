@@ -226,7 +226,7 @@ class KeyTable:
     def to_theirs(self, ours: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The source's state dict from the emg_lens entries ``ours`` (fresh contiguous
         tensors); an entry no row maps is a `ConversionError`."""
-        parts: dict[str, dict[int, torch.Tensor]] = {}
+        parts: dict[str, dict[tuple[int, int], torch.Tensor]] = {}
         for key, tensor in ours.items():
             rows = self.matches(key)
             if not rows:

@@ -9,7 +9,7 @@ checkpoint."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import torch
 from jaxtyping import Float
@@ -22,6 +22,7 @@ from emg_lens.layout import TokenLayout
 __all__ = [
     "READOUT_POOLS",
     "LinearUnembedding",
+    "ReadoutForm",
     "check_form",
     "declared_or",
     "find_linear_readout",
@@ -31,6 +32,16 @@ __all__ = [
 
 READOUT_POOLS = ("detect", "mean", "none")
 """What ``from_torch_encoder(linear_readout=)`` takes besides a token position (an int)."""
+
+
+class ReadoutForm(TypedDict):
+    """A linear readout (`find_linear_readout`): its ``nn.Linear`` (a path in the readout)
+    reads the token ``pool`` (a position) or the tokens' mean (``"mean"``), after the
+    ``nn.LayerNorm`` at the path ``norm`` (None: none)."""
+
+    pool: int | str
+    linear: str
+    norm: str | None
 
 
 def _readout_parts(readout: nn.Module, d_model: int, n_classes: int):
@@ -47,7 +58,7 @@ def _readout_parts(readout: nn.Module, d_model: int, n_classes: int):
             + (f" and other parameters ({others[:3]})" if others else "")
             + "; a linear readout is one nn.Linear after at most one nn.LayerNorm"
         )
-    (linear_path, linear), (norm_path, norm) = linears[0], (norms or [(None, None)])[0]
+    (linear_path, linear), (norm_path, norm) = linears[0], norms[0] if norms else (None, None)
     if (linear.in_features, linear.out_features) != (d_model, n_classes):
         return (
             f"its nn.Linear maps {linear.in_features} features to {linear.out_features}, not "
@@ -61,7 +72,7 @@ def _readout_parts(readout: nn.Module, d_model: int, n_classes: int):
 
 def find_linear_readout(
     readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig, declared: Any = "detect"
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[ReadoutForm | None, str | None]:
     """``(form, None)`` when ``readout`` computes one ``nn.Linear`` of one token or of the
     tokens' mean (after at most one ``nn.LayerNorm``), checked on a seeded probe of tokens
     against the module itself; ``(None, why)`` otherwise. ``declared``: ``"detect"`` (try
@@ -123,7 +134,7 @@ def declared_or(declared: Any, why: str) -> tuple[None, str]:
     return None, why
 
 
-def check_form(form: Any, layout: TokenLayout, cfg: EncoderConfig) -> dict[str, Any] | None:
+def check_form(form: Any, layout: TokenLayout, cfg: EncoderConfig) -> ReadoutForm | None:
     """A linear-readout form (`find_linear_readout`) read back from a checkpoint: its pool a
     position or the mean, its paths strings (they name the readout's modules, which
     `HookedTorchEncoder` checks where it reads them: a config's stand-in modules, as
@@ -146,12 +157,12 @@ def check_form(form: Any, layout: TokenLayout, cfg: EncoderConfig) -> dict[str, 
             "linear_readout names the readout's norm, which the conversion copies into "
             "ln_final, but this config has no final norm (final_norm=False)"
         )
-    return dict(form)
+    return cast(ReadoutForm, dict(form))  # checked above
 
 
 def readout_form(
     readout: nn.Module, layout: TokenLayout, cfg: EncoderConfig, declared: Any, final: Any
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[ReadoutForm | None, str | None]:
     """`find_linear_readout`, and whether its norm can become ``ln_final``: not after the
     encoder's own final norm (two norms in a row are no one norm), and only with the
     layers' eps (``ln_final`` shares `EncoderConfig.eps`)."""
@@ -164,7 +175,7 @@ def readout_form(
     form, why = find_linear_readout(readout, layout, cfg, declared)
     if form is None or form["norm"] is None:
         return form, why
-    norm = readout.get_submodule(form["norm"])
+    norm = cast(nn.LayerNorm, readout.get_submodule(form["norm"]))  # find_linear_readout's
     if final is not None:
         why = "its LayerNorm comes after the encoder's final norm: two norms are no one ln_final"
     elif float(norm.eps) != cfg.eps:

@@ -276,9 +276,10 @@ def from_torch_encoder(
     _check_embed(embed, layout, cfg)
     cfg.n_classes = _n_classes(readout, layout, cfg)
     form, why = readout_form(readout, layout, cfg, linear_readout, final)
-    norm = None if form is None or form["norm"] is None else readout.get_submodule(form["norm"])
+    norm_path = None if form is None else form["norm"]
+    norm = None if norm_path is None else readout.get_submodule(norm_path)
     if norm is not None:  # the readout's norm is the model's ln_final
-        no_bias = [] if norm.bias is not None else ["ln_final.b"]
+        no_bias: list[str] = ["ln_final.b"] if norm.bias is None else []
         cfg = dataclasses.replace(cfg, final_norm=True, zero_biases=[*zero, *no_bias])
     model = HookedTorchEncoder(
         cfg, embed=embed, readout=readout, layout=layout, linear_readout=form
@@ -289,7 +290,7 @@ def from_torch_encoder(
     theirs = {f"{path}.{key}": v for path, layer in layers for key, v in layer.state_dict().items()}
     final_key, final_norm = ("norm", final) if final is not None else (None, None)
     if norm is not None:
-        final_key, final_norm = f"readout.{form['norm']}", norm
+        final_key, final_norm = f"readout.{norm_path}", norm
     if final_norm is not None:
         theirs |= {f"{final_key}.{key}": v for key, v in final_norm.state_dict().items()}
     own = {k: v for k, v in model.state_dict().items() if k.startswith(("embed.", "head."))}

@@ -297,11 +297,11 @@ class _StemFusionEncoder(HookedEncoder):
             stem_edge_masks, batch=len(signals), size_field="n_stem_layers", what="stem_edge_masks"
         )
         streams, first = [], 0
-        for name, stem in self.stems.items():
+        for name, n_channels in self.cfg.modalities.items():  # the stems' order
             pos = self._stem_slices[name]
             stem_masks = {layer: mask[..., pos, pos] for layer, mask in masks.items()}
-            streams.append(stem(signals[:, first : first + stem.n_channels], stem_masks))
-            first += stem.n_channels
+            streams.append(self.stems[name](signals[:, first : first + n_channels], stem_masks))
+            first += n_channels
         return self.hook_embed(torch.cat(streams, dim=1))
 
     def readout(

@@ -154,6 +154,7 @@ class IsoNet(HookedEncoder):
         >>> e.shape, torch.allclose(e, model.embed_signals(torch.zeros(1, 6, 8))[0])
         (torch.Size([7, 16]), True)
         """
-        embed = self.embed
-        channels = embed.b_E.repeat_interleave(self.cfg.n_patches, dim=0)
-        return torch.cat((embed.cls_token[None], channels)) + self.pos_embed.W_pos
+        cls_token, b_E = self.embed.cls_token, self.embed.b_E
+        assert cls_token is not None  # IsoNet's __init__ refuses a config without one
+        channels = b_E.repeat_interleave(self.cfg.n_patches, dim=0)
+        return torch.cat((cls_token[None], channels)) + self.pos_embed.W_pos

@@ -208,9 +208,9 @@ class MultimodalMLP(HookedBiosignalModel):
             )
         signals = self.hook_input(self.to_tokens(signals))
         hidden, first = [], 0
-        for head in self.heads.values():
-            hidden.append(head(signals[:, first : first + head.n_channels]))
-            first += head.n_channels
+        for name, n_channels in self.cfg.modalities.items():  # the heads' order
+            hidden.append(self.heads[name](signals[:, first : first + n_channels]))
+            first += n_channels
         embed = self.hook_embed(torch.stack(hidden, dim=1))
         fused = self.fusion(
             rearrange(embed, "batch modality d_hidden -> batch (modality d_hidden)")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,9 @@ from emg_lens.models.native.biofoundation import (
     build_from_biofoundation,
     to_biofoundation_keys,
 )
+
+if TYPE_CHECKING:
+    from emg_lens.models.base import Blocks
 
 __all__ = ["TinyMyo"]
 
@@ -296,12 +299,14 @@ class TinyMyo(HookedEncoder):
             "drop_path": drop_path,
         }
         self.task = task
-        self.blocks = nn.ModuleList(TinyMyoBlock(cfg, i, drop_path) for i in range(cfg.n_layers))
+        blocks = nn.ModuleList(TinyMyoBlock(cfg, i, drop_path) for i in range(cfg.n_layers))
+        self.blocks = cast("Blocks", blocks)
         self.embed = ChannelEmbed(cfg, shared=True)
         self.mask_token = nn.Parameter(torch.empty(cfg.d_model, dtype=cfg.dtype))
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if task == "reconstruction":
-            self.head: nn.Module = PatchReconstructionHead(cfg)
+            self.head: PatchReconstructionHead | ChannelPoolClassifier | ConvRegressionHead
+            self.head = PatchReconstructionHead(cfg)
         elif task == "classification":
             self.head = ChannelPoolClassifier(cfg, reduction)
         else:
@@ -331,7 +336,7 @@ class TinyMyo(HookedEncoder):
         ...
         emg_lens.errors.UnsupportedReadoutError: TinyMyo(reduction='concat') has no ...
         """
-        if self.task != "classification":
+        if not isinstance(self.head, ChannelPoolClassifier):  # task != "classification"
             raise UnsupportedReadoutError(
                 f"TinyMyo(task={self.task!r}) has no class logits, so no unembedding "
                 "(W_U, tokens_to_residual_directions): only task='classification' has one"
@@ -351,9 +356,10 @@ class TinyMyo(HookedEncoder):
 
     def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
         # Every head starts with a linear map of (pooled) ln_final outputs.
-        if self.task == "regression":
-            return [(self.head.W_in, self.head.b_in)]
-        return [(self.head.W_U, self.head.b_U)]
+        head = self.head
+        if isinstance(head, ConvRegressionHead):  # task="regression"
+            return [(head.W_in, head.b_in)]
+        return [(head.W_U, head.b_U)]
 
     @property
     def unembed_positions(self) -> list[int]:
@@ -498,13 +504,14 @@ class TinyMyo(HookedEncoder):
         >>> R.shape, b_U.shape
         (torch.Size([4, 192, 4]), torch.Size([4]))
         """
-        if self.task != "classification" or self.head.reduction != "concat":
+        classifier = self.head  # task="classification": a ChannelPoolClassifier
+        if not isinstance(classifier, ChannelPoolClassifier) or classifier.reduction != "concat":
             return super().readout_map(head)
         self._check_readout_head(head)
         R = self._empty_readout_map()
-        blocks = rearrange(self.head.W_U, "(channel d) c -> channel d c", d=self.cfg.d_model)
+        blocks = rearrange(classifier.W_U, "(channel d) c -> channel d c", d=self.cfg.d_model)
         R[:] = blocks[list(self.layout.channel)] / self.cfg.n_patches
-        return R.detach(), self.head.b_U.detach()
+        return R.detach(), classifier.b_U.detach()
 
     @torch.no_grad()
     def data_free_tokens(self, writes: bool = False) -> Float[torch.Tensor, "pos d_model"]:

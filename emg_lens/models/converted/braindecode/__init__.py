@@ -55,7 +55,7 @@ SUPPORTED: dict[str, Callable[..., HookedEncoder]] = {
 }
 """braindecode class name -> its converter."""
 
-HOOKED_CLASSES: tuple[type[HookedEncoder], ...] = (
+HOOKED_CLASSES = (
     HookedLabram,
     HookedCBraMod,
     HookedEEGPT,

@@ -5,7 +5,7 @@ token (a TransformerLens unembedding)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from jaxtyping import Float
@@ -18,6 +18,28 @@ from emg_lens.errors import ArgumentError, ConversionError, check_names
 from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name
 
 BRAINDECODE = "braindecode"
+
+Braindecode = Any
+"""A braindecode model (an ``nn.Module``) a converter reads: emg_lens never imports braindecode,
+which has no type hints, so its attributes (``target_encoder``, ``final_layer`` ...) are
+untyped, as they would be through ``import braindecode``."""
+
+
+class LayerKw(TypedDict):
+    """The keywords of a converter's ``Config*`` torch layer (`emg_lens.components.init`):
+    ``ConfigLinear(4, 2, **layer_kw(cfg))`` is built in ``cfg.dtype`` and drawn as it says."""
+
+    dtype: torch.dtype
+    init_std: float
+
+
+def layer_kw(cfg: EncoderConfig) -> LayerKw:
+    """`LayerKw` of ``cfg``.
+
+    >>> layer_kw(EncoderConfig.preset("tiny"))
+    {'dtype': torch.float32, 'init_std': 0.02}
+    """
+    return {"dtype": cfg.dtype, "init_std": cfg.init_range}
 
 
 def is_braindecode(model: Any) -> bool:
@@ -48,7 +70,7 @@ function of the model."""
 
 
 def read_config(
-    model: nn.Module,
+    model: Braindecode,
     fields: Mapping[str, Field],
     ch_names: Sequence[str] | None,
     input_size: tuple[int, int] | None = None,
@@ -99,10 +121,26 @@ def channel_names(model: Any, ch_names: Sequence[str] | None, n_channels: int) -
     return list(ch_names)
 
 
+def per_layer(model: Braindecode, layers: str, *names: str) -> list[tuple[str, Any]]:
+    """``(path, module)`` of the submodules ``names`` (dotted paths) of every layer in the list
+    at the dotted path ``layers`` of a braindecode model: what `eps_of` and `one_activation`
+    read.
+
+    >>> net = nn.ModuleDict({"layers": nn.ModuleList([nn.TransformerEncoderLayer(4, 1)] * 2)})
+    >>> [path for path, _ in per_layer(net, "layers", "norm1", "norm2")]
+    ['layers.0.norm1', 'layers.0.norm2', 'layers.1.norm1', 'layers.1.norm2']
+    """
+    return [
+        (f"{layers}.{i}.{name}", size(layer, name))
+        for i, layer in enumerate(size(model, layers))
+        for name in names
+    ]
+
+
 def one_activation(activations: Iterable[tuple[str, Any]]) -> str:
     """`EncoderConfig.act_fn` of the activation every layer shares, read from ``(path,
     activation)`` pairs (`activation_name`); a layer with another is a `ConversionError`
-    naming it and the first."""
+    naming it and the first; none at all, a `ConversionError` too."""
     first_path, first = None, None
     for path, activation in activations:
         name = activation_name(activation, path)
@@ -110,6 +148,8 @@ def one_activation(activations: Iterable[tuple[str, Any]]) -> str:
             first_path, first = path, name
         elif name != first:
             raise ConversionError(f"{path} is {name}, {first_path} {first}")
+    if first is None:
+        raise ConversionError("the model has no layer to read its activation function from")
     return first
 
 

@@ -42,9 +42,13 @@ from emg_lens.errors import (
 )
 from emg_lens.models.converted import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
+    Braindecode,
     BraindecodeEncoder,
+    Field,
     eps_of,
+    layer_kw,
     one_activation,
+    per_layer,
     read_config,
     size,
 )
@@ -101,7 +105,7 @@ class PatchEmbedding(ConfigInit, nn.Module):
     def __init__(self, convs, cfg: EncoderConfig):
         super().__init__()
         self.init_std = cfg.init_range
-        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        kw = layer_kw(cfg)
         d = embed_dim(convs)
         self.positional_encoding = nn.Sequential(
             ConfigConv2d(d, d, (19, 7), padding=(9, 3), groups=d, **kw)
@@ -143,7 +147,7 @@ class CBraModHead(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, emb_dim: int):
         super().__init__()
-        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        kw = layer_kw(cfg)
         self.proj_out = ConfigLinear(cfg.d_model, emb_dim, **kw)
         self.final_layer = ConfigLinear(cfg.n_ctx * emb_dim, cfg.n_classes, **kw)
         self.hook_pooled = HookPoint()  # [batch, pos * emb_dim]
@@ -308,7 +312,7 @@ def key_table(cfg: EncoderConfig) -> keys.KeyTable:
 ALL = slice(None)
 
 
-def _check_supported(model: nn.Module, ch_names: list[str] | None) -> None:
+def _check_supported(model: Braindecode, ch_names: list[str] | None) -> None:
     """Refuse what the hooked class does not compute, naming it."""
     final = model.final_layer
     if not (isinstance(final, nn.Sequential) and len(final) == 2 and type(final[1]) is nn.Linear):
@@ -346,7 +350,7 @@ def _check_supported(model: nn.Module, ch_names: list[str] | None) -> None:
             _check_half(getattr(layer, name), f"encoder.layers.{i}.{name}", half)
 
 
-def input_size(model: nn.Module, ch_names: list[str] | None) -> tuple[int, int]:
+def input_size(model: Braindecode, ch_names: list[str] | None) -> tuple[int, int]:
     """``(n_chans, n_times)`` of a braindecode ``CBraMod`` with a built classifier: its own;
     where built without one (braindecode then gives it a ``LazyLinear``, which its first call
     builds), the window its classifier takes: it reads ``n_chans x n_times / 200 x emb_dim``
@@ -405,33 +409,25 @@ def _check_half(attn: nn.Module, path: str, half: int) -> None:
         )
 
 
-FIELDS = {
+FIELDS: dict[str, Field] = {
     "n_outputs": "final_layer.1.out_features",
     "n_layer": lambda model: len(model.encoder.layers),
     "nhead": lambda model: 2 * model.encoder.layers[0].self_attn_s.num_heads,
     "dim_feedforward": "encoder.layers.0.linear1.out_features",
     "convs": "patch_embedding.channels_kernel_stride_padding_norm",
     "layer_norm_eps": lambda model: eps_of(
-        [
-            (f"encoder.layers.{i}.{n}", getattr(layer, n))
-            for i, layer in enumerate(model.encoder.layers)
-            for n in ("norm1", "norm2")
-        ],
-        "CBraMod",
+        per_layer(model, "encoder.layers", "norm1", "norm2"), "CBraMod"
     ),
 }
 """How ``HookedCBraMod.config``'s arguments are read off braindecode's ``CBraMod``."""
 
 
-def from_cbramod(model: nn.Module, ch_names: list[str] | None = None) -> HookedCBraMod:
+def from_cbramod(model: Braindecode, ch_names: list[str] | None = None) -> HookedCBraMod:
     """A braindecode ``CBraMod`` instance as a `HookedCBraMod` with its weights, in eval mode;
     one built without ``n_times`` or ``n_chans`` at the size its classifier takes (see
     `input_size`)."""
     _check_supported(model, ch_names)
-    act = one_activation(
-        (f"encoder.layers.{i}.activation", layer.activation)
-        for i, layer in enumerate(model.encoder.layers)
-    )
+    act = one_activation(per_layer(model, "encoder.layers", "activation"))
     fields = read_config(model, FIELDS, ch_names, input_size(model, ch_names))
     cfg = HookedCBraMod.config(**fields, activation=act)
     hooked = HookedCBraMod(

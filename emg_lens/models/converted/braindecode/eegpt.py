@@ -42,8 +42,11 @@ from emg_lens.errors import (
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.converted import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
+    Braindecode,
     BraindecodeEncoder,
     eps_of,
+    layer_kw,
+    per_layer,
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder, activation_name
@@ -152,6 +155,7 @@ class HookedEEGPT(BraindecodeEncoder):
     """
 
     tokenization = "custom"
+    channel_index: torch.Tensor  # a buffer: each token channel's row of chan_embed
 
     def __init__(
         self,
@@ -211,7 +215,7 @@ class HookedEEGPT(BraindecodeEncoder):
             else None
         )
         stride = patch_stride or patch_size
-        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        kw = layer_kw(cfg)
         self.patch_embed = ConfigConv2d(1, d, (1, patch_size), stride=(1, stride), **kw)
         self.chan_embed = ConfigEmbedding(n_chan_embeddings, d, **kw)
         self.summary_token = nn.Parameter(torch.zeros(1, embed_num, d, dtype=cfg.dtype))
@@ -227,14 +231,12 @@ class HookedEEGPT(BraindecodeEncoder):
         self._finish_init()
 
     def _make_layout(self, names: list[str] | None) -> TokenLayout:
-        group, channel, time = [], [], []
-        for t in range(self.n_patches):
-            for c in range(self.n_token_channels):
-                group.append("eeg"), channel.append(c), time.append(t)
-            for _ in range(self.embed_num):
-                group.append(CLS), channel.append(-1), time.append(t)
-        extra = {} if names is None else {"channel_names": tuple(names)}
-        return TokenLayout(tuple(group), tuple(channel), tuple(time), **extra)
+        n, k, patches = self.n_token_channels, self.embed_num, self.n_patches
+        # a patch's tokens: its channels', then its summary tokens (group CLS, no channel)
+        group, channel = ("eeg",) * n + (CLS,) * k, tuple(range(n)) + (-1,) * k
+        time = tuple(t for t in range(patches) for _ in group)
+        names_ = None if names is None else tuple(names)
+        return TokenLayout(group * patches, channel * patches, time, channel_names=names_)
 
     @staticmethod
     def config(
@@ -354,7 +356,7 @@ def key_table(n_heads: int, chan_proj_type: str) -> keys.KeyTable:
     )
 
 
-def _check_supported(model: nn.Module) -> None:
+def _check_supported(model: Braindecode) -> None:
     """Refuse what the hooked class does not compute, naming it."""
     if model.return_encoder_output:
         raise UnsupportedModuleError(
@@ -370,7 +372,7 @@ def _check_supported(model: nn.Module) -> None:
             path="final_layer",
         )
     for name in ("probe1", "probe2"):
-        linear = getattr(probe, name, None)
+        linear: Braindecode = getattr(probe, name, None)
         constrained = any(c.__name__ == "LinearWithConstraint" for c in type(linear).__mro__)
         if not (constrained and hasattr(linear, "parametrizations") and linear.bias is not None):
             raise UnsupportedModuleError(
@@ -402,14 +404,9 @@ def _check_supported(model: nn.Module) -> None:
             )
 
 
-def _eps(model: nn.Module) -> float:
-    encoder = model.target_encoder
-    norms = [
-        (f"target_encoder.blocks.{i}.{n}", getattr(b, n))
-        for i, b in enumerate(encoder.blocks)
-        for n in ("norm1", "norm2")
-    ]
-    return eps_of([*norms, ("target_encoder.norm", encoder.norm)], "EEGPT")
+def _eps(model: Braindecode) -> float:
+    norms = per_layer(model, "target_encoder.blocks", "norm1", "norm2")
+    return eps_of([*norms, ("target_encoder.norm", model.target_encoder.norm)], "EEGPT")
 
 
 FIELDS = {
@@ -426,7 +423,7 @@ FIELDS = {
 """How ``HookedEEGPT.config``'s arguments are read off braindecode's ``EEGPT``."""
 
 
-def from_eegpt(model: nn.Module, ch_names: list[str] | None = None) -> HookedEEGPT:
+def from_eegpt(model: Braindecode, ch_names: list[str] | None = None) -> HookedEEGPT:
     """A braindecode ``EEGPT`` instance as a `HookedEEGPT` with its weights, in eval mode."""
     _check_supported(model)
     fields = read_config(model, FIELDS, ch_names)

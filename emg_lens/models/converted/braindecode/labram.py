@@ -43,10 +43,14 @@ from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
 from emg_lens.models.converted import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
+    Braindecode,
     BraindecodeEncoder,
+    Field,
     TokenClassifier,
     eps_of,
+    layer_kw,
     one_activation,
+    per_layer,
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder
@@ -63,7 +67,7 @@ class TemporalConv(nn.Module):
 
     def __init__(self, out_channels: int, activation: str, cfg: EncoderConfig):
         super().__init__()
-        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        kw = layer_kw(cfg)
         self.conv1 = ConfigConv2d(1, out_channels, (1, 15), stride=(1, 8), padding=(0, 7), **kw)
         self.norm1 = ConfigGroupNorm(4, out_channels, **kw)
         self.conv2 = ConfigConv2d(out_channels, out_channels, (1, 3), padding=(0, 1), **kw)
@@ -93,9 +97,7 @@ class MeanPoolClassifier(ConfigInit, nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.init_std = cfg.init_range
-        self.fc_norm = ConfigLayerNorm(
-            cfg.d_model, eps=cfg.eps, dtype=cfg.dtype, init_std=cfg.init_range
-        )
+        self.fc_norm = ConfigLayerNorm(cfg.d_model, eps=cfg.eps, **layer_kw(cfg))
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
         self.hook_pooled = HookPoint()  # [batch, d_model]
@@ -131,6 +133,8 @@ class HookedLabram(BraindecodeEncoder):
     (torch.Size([2, 3]), 5, 8)
     """
 
+    position_index: torch.Tensor  # a buffer: [1 + channel], each token's position_embedding row
+
     def __init__(
         self,
         cfg: EncoderConfig,
@@ -163,9 +167,7 @@ class HookedLabram(BraindecodeEncoder):
         d, patch = cfg.d_model, cfg.token_samples
         self.patch_embed = nn.ModuleDict()
         if learned_patcher:
-            patcher = ConfigConv1d(
-                1, patch, patch, stride=patch, dtype=cfg.dtype, init_std=cfg.init_range
-            )
+            patcher = ConfigConv1d(1, patch, patch, stride=patch, **layer_kw(cfg))
             self.patch_embed["segment_patch"] = nn.ModuleDict({"patcher": patcher})
         self.patch_embed["temporal_conv"] = TemporalConv(conv_out_channels, cfg.act_fn, cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d, dtype=cfg.dtype))
@@ -177,7 +179,7 @@ class HookedLabram(BraindecodeEncoder):
         )
         rows = torch.tensor([0] + [r + 1 for r in position_rows])  # CLS, then each channel's
         self.register_buffer("position_index", rows, persistent=False)
-        self.head: nn.Module = (
+        self.head: MeanPoolClassifier | TokenClassifier = (
             MeanPoolClassifier(cfg) if use_mean_pooling else TokenClassifier(cfg, 0)
         )
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
@@ -242,9 +244,8 @@ class HookedLabram(BraindecodeEncoder):
         batch, n_chans, _ = signals.shape
         patch, n_patches = self.cfg.token_samples, self.cfg.n_patches
         if "segment_patch" in self.patch_embed:
-            patches = self.patch_embed["segment_patch"]["patcher"](
-                signals.reshape(-1, 1, signals.shape[-1])
-            )
+            patcher = self.get_submodule("patch_embed.segment_patch.patcher")
+            patches = patcher(signals.reshape(-1, 1, signals.shape[-1]))
             patches = rearrange(
                 patches, "(batch chan) emb patch -> batch chan patch emb", batch=batch
             )
@@ -339,7 +340,7 @@ def fold_layer_scale(theirs: dict[str, torch.Tensor], n_layers: int) -> dict[str
     return out
 
 
-def _canonical_index(model: nn.Module) -> dict[str, int]:
+def _canonical_index(model: Braindecode) -> dict[str, int]:
     """LaBraM's channel-name table, read from the module that defined the model's class
     (already imported: its class is braindecode's)."""
     module = sys.modules[type(model).__module__]
@@ -349,7 +350,7 @@ def _canonical_index(model: nn.Module) -> dict[str, int]:
     return index
 
 
-def _channel_rows(model: nn.Module, names: list[str] | None, n_chans: int) -> list[str]:
+def _channel_rows(model: Braindecode, names: list[str] | None, n_chans: int) -> list[str]:
     """The input channels' names (LaBraM's whole table, in order, for a model of 128
     channels without names), each checked to have a row in LaBraM's table."""
     index = _canonical_index(model)
@@ -360,7 +361,7 @@ def _channel_rows(model: nn.Module, names: list[str] | None, n_chans: int) -> li
                 f"has no chs_info: pass ch_names=[...] ({n_chans} names from LaBraM's table, "
                 "as its forward takes them)"
             )
-        names = sorted(index, key=index.get)
+        names = sorted(index, key=index.__getitem__)
     unknown = [n for n in names if n.upper() not in index]
     if unknown:
         raise ConversionError(
@@ -370,7 +371,7 @@ def _channel_rows(model: nn.Module, names: list[str] | None, n_chans: int) -> li
     return names
 
 
-def _check_supported(model: nn.Module) -> None:
+def _check_supported(model: Braindecode) -> None:
     """Refuse what the hooked class does not compute, naming it."""
     if not model.neural_tokenizer:
         raise UnsupportedModuleError(
@@ -402,7 +403,7 @@ def _check_supported(model: nn.Module) -> None:
         )
 
 
-def _eps(model: nn.Module) -> float:
+def _eps(model: Braindecode) -> float:
     """The one eps of every norm: the blocks', the final one, the q/k norms."""
     mean_pool = model.fc_norm is not None
     norms = [("fc_norm", model.fc_norm) if mean_pool else ("norm", model.norm)]
@@ -416,16 +417,16 @@ def _eps(model: nn.Module) -> float:
     return eps_of(norms, "Labram")
 
 
-def _d_head(attn: nn.Module) -> int:
+def _d_head(attn: Braindecode) -> int:
     return attn.qkv.weight.shape[0] // (3 * attn.num_heads)
 
 
-def _scale(attn: nn.Module) -> float | None:
+def _scale(attn: Braindecode) -> float | None:
     """LaBraM's ``qk_scale`` when it is not ``d_head ** -0.5``."""
     return None if attn.scale == _d_head(attn) ** -0.5 else attn.scale
 
 
-FIELDS = {
+FIELDS: dict[str, Field] = {
     "n_outputs": "final_layer.out_features",
     "patch_size": "patch_size",
     "conv_out_channels": "patch_embed.temporal_conv.conv1.out_channels",
@@ -442,14 +443,14 @@ FIELDS = {
 """How ``HookedLabram.config``'s arguments are read off braindecode's ``Labram``."""
 
 
-def from_labram(model: nn.Module, ch_names: list[str] | None = None) -> HookedLabram:
+def from_labram(model: Braindecode, ch_names: list[str] | None = None) -> HookedLabram:
     """A braindecode ``Labram`` instance as a `HookedLabram` with its weights, in eval mode."""
     _check_supported(model)
     blocks = model.blocks
     act = one_activation(
         [
             ("patch_embed.temporal_conv.act_layer_1", model.patch_embed.temporal_conv.act_layer_1),
-            *((f"blocks.{i}.mlp.1", block.mlp[1]) for i, block in enumerate(blocks)),
+            *per_layer(model, "blocks", "mlp.1"),
         ]
     )
     fields = read_config(model, FIELDS, ch_names)

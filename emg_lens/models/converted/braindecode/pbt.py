@@ -29,9 +29,12 @@ from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
 from emg_lens.models.converted import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
+    Braindecode,
     BraindecodeEncoder,
     TokenClassifier,
+    layer_kw,
     one_activation,
+    per_layer,
     read_config,
 )
 from emg_lens.models.converted.conversion import StateBuilder
@@ -69,7 +72,7 @@ class HookedPBT(BraindecodeEncoder):
         self.learnable_cls = learnable_cls
         self._init_kwargs = {"learnable_cls": learnable_cls}
         d = cfg.d_model
-        kw = {"dtype": cfg.dtype, "init_std": cfg.init_range}
+        kw = layer_kw(cfg)
         self.patching_projection = ConfigLinear(cfg.token_samples, d, bias=False, **kw)
         self.pos_embedding = ConfigEmbedding(cfg.n_tokens, d, **kw)
         if learnable_cls:
@@ -186,7 +189,7 @@ FIELDS = {name: name for name in ("n_outputs", "d_input", "embed_dim", "num_head
 """``HookedPBT.config``'s arguments read as the braindecode model's attributes of that name."""
 
 
-def from_pbt(model: nn.Module, ch_names: list[str] | None = None) -> HookedPBT:
+def from_pbt(model: Braindecode, ch_names: list[str] | None = None) -> HookedPBT:
     """A braindecode ``PBT`` instance as a `HookedPBT` with its weights, in eval mode."""
     final = model.final_layer
     if not isinstance(final, nn.Linear) or final.bias is None:
@@ -197,11 +200,7 @@ def from_pbt(model: nn.Module, ch_names: list[str] | None = None) -> HookedPBT:
         )
     encoder = model.transformer_encoder.encoder_block
     activation = one_activation(
-        (
-            f"transformer_encoder.encoder_block.{i}.feed_forward.activation",
-            layer.feed_forward.activation,
-        )
-        for i, layer in enumerate(encoder)
+        per_layer(model, "transformer_encoder.encoder_block", "feed_forward.activation")
     )
     cfg = HookedPBT.config(
         **read_config(model, FIELDS, ch_names),
