@@ -105,9 +105,10 @@ class Spec:
     HOLDS: ClassVar[str] = ""  # what the table holds, for the message when it is no table
     KIND: ClassVar[str | None] = None
     UNHASHED: ClassVar[tuple[str, ...]] = ()
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # set by @dataclass
 
     @classmethod
-    def _saved_fields(cls) -> list[dataclasses.Field]:
+    def _saved_fields(cls) -> list[dataclasses.Field[Any]]:
         """The fields with a key of their own in the table."""
         return [
             f
@@ -153,8 +154,9 @@ class Spec:
         return spec
 
     @classmethod
-    def _parse(cls, data: dict[str, Any], where: str, **context: Any) -> dict[str, Any]:
-        """The fields' values from ``data`` (a table without ``kind``, its keys known)."""
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """The fields' values from ``data`` (a table without ``kind``, its keys known); a
+        subclass may take keywords besides, the ``context`` of `from_dict`."""
         raise NotImplementedError
 
     def _check(self) -> None:

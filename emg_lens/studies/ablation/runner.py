@@ -41,7 +41,7 @@ from emg_lens.studies.ablation.planted import planted_classes
 from emg_lens.studies.ablation.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm
-from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
 from emg_lens.studies.subjects import class_labels, known_of, load_entry
 from emg_lens.train.distributed import torchrun_process
@@ -120,7 +120,7 @@ def run_study(
     >>> (first.reused, first.recomputed), (again.reused, again.recomputed)
     ((0, 2), (2, 0))
     """
-    spec = load_spec(spec, kind=StudySpec.KIND)
+    spec = load_as(spec, StudySpec)
     wait_timeout = check_wait_timeout(wait_timeout)
     ConditionForm(condition_form)  # a rule it does not know is refused before anything runs
     entries = study_models(spec.models if models is None else models, spec.subjects)

@@ -22,7 +22,7 @@ from emg_lens.edges import parse
 from emg_lens.errors import DataFormatError, EdgeExpressionError, SpecError
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
 from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
-from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.regression.cuts import block_errors, cut_table
 from emg_lens.studies.regression.result import RegressionStudyResult
 from emg_lens.studies.regression.spec import RegressionSpec
@@ -175,7 +175,7 @@ def run_regression_study(
     ``out_dir`` every step is stored with its provenance and reused by a rerun (see
     `emg_lens.studies.regression`), and the tables and figure are written there. ``device``:
     where the model trains and runs; ``overrides``: ``{"epochs": n}`` (``study run --epochs``)."""
-    spec = load_spec(spec, kind=RegressionSpec.KIND).with_overrides(overrides)
+    spec = load_as(spec, RegressionSpec).with_overrides(overrides)
     contraction = load_contraction(spec)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest()

@@ -26,7 +26,7 @@ from emg_lens.errors import SpecError, StudyError
 from emg_lens.provenance import arrays_digest, code_digest, source_digest
 from emg_lens.stats.metrics import score_predictions
 from emg_lens.studies.check import text_table
-from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.kinds import StudyKind, load_as, load_spec
 from emg_lens.studies.store import WAIT_TIMEOUT, CellStore
 from emg_lens.studies.training.grid import TrainingCell, electrode_counts, select_channels
 from emg_lens.studies.training.result import CHANCE_FIELDS, TrainingStudyResult
@@ -163,7 +163,7 @@ def run_training_study(
     >>> len(result.per_subject), list(result.table1().columns)
     (6, ['both (ref)', 'emg2'])
     """
-    spec = load_spec(spec, kind=TrainingStudySpec.KIND).with_overrides(overrides)
+    spec = load_as(spec, TrainingStudySpec).with_overrides(overrides)
     check_models(spec)
     if data is not None and spec.data.subjects is None:
         subjects = sorted(data)
