@@ -6,6 +6,7 @@ in the slot's colour (`legend_patches`: the legend of those colours).
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from jaxtyping import Float
@@ -14,7 +15,7 @@ from emg_lens.errors import ArgumentError
 
 __all__ = ["BOX_ALPHA", "COLORS", "draw_bar", "draw_box", "legend_patches"]
 
-COLORS = plt.get_cmap("tab10").colors
+COLORS = tuple(matplotlib.color_sequences["tab10"])
 BOX_ALPHA = 0.55
 
 

@@ -114,7 +114,8 @@ def class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, list | N
     >>> class_labels({1: (None, data), 2: (None, data)})
     (['0', '1'], [0, 1], None)
     """
-    labels, sources = [], []
+    labels: list[list | None] = []
+    sources: list[Any] = []
     for entry in entries.values():
         if isinstance(entry, tuple):
             labels.append(list(entry[1].classes))
@@ -198,7 +199,11 @@ def entry_provenance(
         if files is not None and (stale := stale_code(model, files)) is not None:
             raise SpecError(f"{stale}: its cells would be stored under code it does not run")
         key = None if files is None else files_key(files)
-        digests = {"model": model_digest(model), "data": arrays_digest(data), "model_code": key}
+        digests: dict[str, Any] = {
+            "model": model_digest(model),
+            "data": arrays_digest(data),
+            "model_code": key,
+        }
         if fit:
             digests["fit"] = training_digest(data)
     else:

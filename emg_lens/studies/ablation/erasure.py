@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.data.pooled import window_labels
-from emg_lens.errors import MAX_SEED, EmgLensError, SpecError
+from emg_lens.errors import MAX_SEED, ArgumentError, EmgLensError, SpecError
 from emg_lens.hooks.erasure import fit_erasers, group_positions
 from emg_lens.stats.compare import compare_rows
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
@@ -95,11 +95,20 @@ class ErasureFits:
         self.model, self.data, self.batch_size = model, data, batch_size
         self._fitted: dict[tuple, list] = {}
 
+    @staticmethod
+    def _key(
+        intervention: Intervention, layers: Sequence[int]
+    ) -> tuple[str, str, tuple[int, ...] | None, tuple[int, ...]]:
+        """What an erasure's erasers are fitted for: concept, token group, classes, layers."""
+        if intervention.erase is None or intervention.tokens is None:
+            raise ArgumentError(f"intervention {intervention.name!r} is no erasure (erase =)")
+        return (intervention.erase, intervention.tokens, intervention.classes, tuple(layers))
+
     def hooks(self, intervention: Intervention, layers: Sequence[int]) -> list[tuple[str, Any]]:
         """The forward hooks of an erasure (or its placebo) in ``layers``."""
-        key = (intervention.erase, intervention.tokens, intervention.classes, tuple(layers))
+        key = self._key(intervention, layers)
         if key not in self._fitted:
-            self._fitted[key] = self._fit(intervention, layers)
+            self._fitted[key] = self._fit(intervention.name.removesuffix(PLACEBO), *key)
         erasers = self._fitted[key]
         if not intervention.placebo:
             return [(e.at, e) for e in erasers]
@@ -110,31 +119,31 @@ class ErasureFits:
 
     def fitted(self, intervention: Intervention, layers: Sequence[int]) -> dict[str, Any]:
         """`ERASER_FIELDS` of the erasers of an erasure (or its placebo) in ``layers``."""
-        erasers = self._fitted[(intervention.erase, intervention.tokens, intervention.classes,
-                                tuple(layers))]  # fmt: skip
+        erasers = self._fitted[self._key(intervention, layers)]
         return dict(zip(ERASER_FIELDS, (min(e.rank for e in erasers),
                                         len(erasers[0].values) - 1,
                                         max(e.left for e in erasers))))  # fmt: skip
 
-    def _fit(self, intervention: Intervention, layers: Sequence[int]) -> list:
-        data, name = self.data, intervention.name.removesuffix(PLACEBO)
-        where = f"intervention {name!r} (erase = {intervention.erase!r})"
+    def _fit(
+        self, name: str, erase: str, tokens: str, classes: tuple | None, layers: tuple
+    ) -> list:
+        data, where = self.data, f"intervention {name!r} (erase = {erase!r})"
         if not len(data.y_train):
             raise SpecError(
                 f"{where}: subject {data.subject}'s data hold no training windows, which an "
                 "eraser is fitted on (the held-out windows are what the study scores)"
             )
         try:
-            labels = window_labels(data, intervention.erase, "train")
-            _, positions = group_positions(self.model, intervention.tokens)
+            labels = window_labels(data, erase, "train")
+            _, positions = group_positions(self.model, tokens)
         except EmgLensError as exc:
             raise SpecError(f"{where}: {exc}") from exc
         keep = np.arange(len(labels))
-        if intervention.classes is not None:
-            bad = [c for c in intervention.classes if c >= data.n_classes]
+        if classes is not None:
+            bad = [c for c in classes if c >= data.n_classes]
             if bad:
                 raise SpecError(f"{where}: classes {bad} exceed the data's {data.n_classes}")
-            keep = keep[np.isin(np.asarray(data.y_train), intervention.classes)]
+            keep = keep[np.isin(np.asarray(data.y_train), classes)]
         if len(np.unique(labels[keep])) < 2:
             raise SpecError(
                 f"{where}: subject {data.subject}'s training windows hold one value of the "

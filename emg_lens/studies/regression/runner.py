@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from emg_lens.studies.regression.cuts import block_errors, cut_table
 from emg_lens.studies.regression.result import RegressionStudyResult
 from emg_lens.studies.regression.spec import RegressionSpec
 from emg_lens.studies.store import CellStore
+
+if TYPE_CHECKING:
+    from emg_lens.models.native.tinymyo import TinyMyo
 
 __all__ = ["KIND", "build_model", "check_regression", "load_contraction", "run_regression_study"]
 
@@ -69,7 +72,7 @@ def load_contraction(spec: RegressionSpec) -> Contraction:
     return Contraction(windows, emg, names, float(rec.sample_rate), digest)
 
 
-def build_model(spec: RegressionSpec, contraction: Contraction) -> torch.nn.Module:
+def build_model(spec: RegressionSpec, contraction: Contraction) -> TinyMyo:
     """The untrained TinyMyo of ``spec.model``: one token per electrode (a window's envelope
     bins in one patch), channel names ``ch1``, ``ch2``..."""
     from emg_lens import EncoderConfig

@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from emg_lens.config import PRESETS, EncoderConfig, config_for_data
 from emg_lens.data.datasets import available_subjects, data_source, dataset_preprocess
@@ -106,7 +106,7 @@ class TrainingData(Spec):
     root: str | None = field(default=None, metadata=file_key(omit=is_none))
     segment: str | tuple[float, float] = PreprocessSpec.segment
     window: int = PreprocessSpec.window
-    step: int = PreprocessSpec.step
+    step: int = cast(int, PreprocessSpec.step)  # its default, 50 (None: no study's step)
     exercises: tuple[str, ...] = ("B",)
     synthetic: tuple[tuple[str, Any], ...] = field(
         default=(), metadata=file_key(dump=_pairs_table, omit=lambda pairs, spec: not pairs)
