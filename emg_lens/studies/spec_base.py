@@ -176,8 +176,12 @@ class Spec:
 
     def fingerprint(self) -> str:
         """Canonical JSON of the spec: two specs with equal fingerprints run the same study
-        (the ``UNHASHED`` keys are how it runs, not what it is)."""
-        out = {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED}
+        (the ``UNHASHED`` keys are how it runs, not what it is; ``"stats.test"``: a key of a
+        table)."""
+        out = self.to_dict()
+        for key in self.UNHASHED:
+            table, _, inner = key.rpartition(".")
+            (out.get(table, {}) if table else out).pop(inner, None)
         return json.dumps(out, sort_keys=True)
 
     def with_changes(self, **changes: Any) -> Any:

@@ -23,7 +23,6 @@ True
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -214,6 +213,13 @@ class TrainingStudySpec(Spec):
     """A whole training study (see the module docstring); parameters only."""
 
     KIND: ClassVar[str] = KIND
+    # every cell's value depends on the data (not which subjects), training, model sizes and
+    # metric alone: subjects, architectures and inputs can be added to a stored study, and its
+    # statistics changed, without training anything again
+    UNHASHED = (
+        *("kind", "name", "architectures", "inputs", "reference", "stats", "description"),
+        "data.subjects",
+    )
 
     name: str
     data: TrainingData
@@ -331,14 +337,6 @@ class TrainingStudySpec(Spec):
         if given.get("dataset") == "synthetic":
             out["data"].pop("root", None)
         return TrainingStudySpec.from_dict(out)
-
-    def fingerprint(self) -> str:
-        """What every cell's value depends on besides its key: the data (not which subjects),
-        training, model sizes and metric. Subjects, architectures and inputs can be added to a
-        stored study, and its statistics changed, without training anything again."""
-        out = self.to_dict()
-        out["data"].pop("subjects")
-        return json.dumps({k: out[k] for k in ("data", "train", "model", "metric")}, sort_keys=True)
 
     def subject_ids(self) -> list[int]:
         """The subjects: as listed, or every one the data source holds."""
