@@ -190,6 +190,7 @@ def entry_provenance(
     cell holds every metric of `METRICS`; a discovery cell one). ``fit``: also, under
     ``"fit"``, the digest of an in-memory subject's training windows (`training_digest`), which
     an eraser fitted on them depends on (a checkpoint's data digest covers them)."""
+    digests: dict[str, Any]  # digests of the model, its data and code
     if isinstance(entry, tuple):
         model, data = entry
         _check_no_hooks(model)
@@ -199,11 +200,7 @@ def entry_provenance(
         if files is not None and (stale := stale_code(model, files)) is not None:
             raise SpecError(f"{stale}: its cells would be stored under code it does not run")
         key = None if files is None else files_key(files)
-        digests: dict[str, Any] = {
-            "model": model_digest(model),
-            "data": arrays_digest(data),
-            "model_code": key,
-        }
+        digests = {"model": model_digest(model), "data": arrays_digest(data), "model_code": key}
         if fit:
             digests["fit"] = training_digest(data)
     else:

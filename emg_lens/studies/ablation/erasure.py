@@ -95,20 +95,11 @@ class ErasureFits:
         self.model, self.data, self.batch_size = model, data, batch_size
         self._fitted: dict[tuple, list] = {}
 
-    @staticmethod
-    def _key(
-        intervention: Intervention, layers: Sequence[int]
-    ) -> tuple[str, str, tuple[int, ...] | None, tuple[int, ...]]:
-        """What an erasure's erasers are fitted for: concept, token group, classes, layers."""
-        if intervention.erase is None or intervention.tokens is None:
-            raise ArgumentError(f"intervention {intervention.name!r} is no erasure (erase =)")
-        return (intervention.erase, intervention.tokens, intervention.classes, tuple(layers))
-
     def hooks(self, intervention: Intervention, layers: Sequence[int]) -> list[tuple[str, Any]]:
         """The forward hooks of an erasure (or its placebo) in ``layers``."""
-        key = self._key(intervention, layers)
+        key = (intervention.erase, intervention.tokens, intervention.classes, tuple(layers))
         if key not in self._fitted:
-            self._fitted[key] = self._fit(intervention.name.removesuffix(PLACEBO), *key)
+            self._fitted[key] = self._fit(intervention, layers)
         erasers = self._fitted[key]
         if not intervention.placebo:
             return [(e.at, e) for e in erasers]
@@ -119,15 +110,18 @@ class ErasureFits:
 
     def fitted(self, intervention: Intervention, layers: Sequence[int]) -> dict[str, Any]:
         """`ERASER_FIELDS` of the erasers of an erasure (or its placebo) in ``layers``."""
-        erasers = self._fitted[self._key(intervention, layers)]
+        erasers = self._fitted[(intervention.erase, intervention.tokens, intervention.classes,
+                                tuple(layers))]  # fmt: skip
         return dict(zip(ERASER_FIELDS, (min(e.rank for e in erasers),
                                         len(erasers[0].values) - 1,
                                         max(e.left for e in erasers))))  # fmt: skip
 
-    def _fit(
-        self, name: str, erase: str, tokens: str, classes: tuple | None, layers: tuple
-    ) -> list:
-        data, where = self.data, f"intervention {name!r} (erase = {erase!r})"
+    def _fit(self, intervention: Intervention, layers: Sequence[int]) -> list:
+        data, name = self.data, intervention.name.removesuffix(PLACEBO)
+        erase, tokens, where = intervention.erase, intervention.tokens, f"intervention {name!r}"
+        if erase is None or tokens is None:
+            raise ArgumentError(f"{where} is no erasure (no erase and tokens)")
+        where = f"{where} (erase = {erase!r})"
         if not len(data.y_train):
             raise SpecError(
                 f"{where}: subject {data.subject}'s data hold no training windows, which an "
@@ -139,11 +133,11 @@ class ErasureFits:
         except EmgLensError as exc:
             raise SpecError(f"{where}: {exc}") from exc
         keep = np.arange(len(labels))
-        if classes is not None:
-            bad = [c for c in classes if c >= data.n_classes]
+        if intervention.classes is not None:
+            bad = [c for c in intervention.classes if c >= data.n_classes]
             if bad:
                 raise SpecError(f"{where}: classes {bad} exceed the data's {data.n_classes}")
-            keep = keep[np.isin(np.asarray(data.y_train), classes)]
+            keep = keep[np.isin(np.asarray(data.y_train), intervention.classes)]
         if len(np.unique(labels[keep])) < 2:
             raise SpecError(
                 f"{where}: subject {data.subject}'s training windows hold one value of the "

@@ -363,20 +363,18 @@ def _run_prefix_tree(
                 cut = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
                 xb = X[start : start + batch_size]
                 out[seq].append(model(xb, edge_masks=cut, return_type=return_type))
-        joined = {seq: torch.cat(parts) for seq, parts in out.items()}
-        return {seq: joined[canonical[seq]] for seq in sequences}
-    rows = _read_rows(table, return_type)
-    last = len(model.blocks) - 1
-    per_call = windows_per_call(model, X.device, batch_size)
-    for start in range(0, len(X), per_call):
-        states = {(): model(X[start : start + per_call], stop_at_layer=0)}
-        for layer, block in enumerate(model.blocks):
-            children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
-            at = rows if layer == last else None
-            states = run_children(block, states, children, masks, form, rows=at)
-        for seq in wanted:
-            out[seq].append(model.readout(states[seq], return_type))
-    form.settle()
+    else:
+        rows, last = _read_rows(table, return_type), len(model.blocks) - 1
+        per_call = windows_per_call(model, X.device, batch_size)
+        for start in range(0, len(X), per_call):
+            states = {(): model(X[start : start + per_call], stop_at_layer=0)}
+            for layer, block in enumerate(model.blocks):
+                children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
+                at = rows if layer == last else None
+                states = run_children(block, states, children, masks, form, rows=at)
+            for seq in wanted:
+                out[seq].append(model.readout(states[seq], return_type))
+        form.settle()
     joined = {seq: torch.cat(parts) for seq, parts in out.items()}
     return {seq: joined[canonical[seq]] for seq in sequences}
 

@@ -173,8 +173,7 @@ class LayerStep:
         """The block on ``x`` (children stacked on the batch axis, say), nothing shared."""
         if self.rows is None:
             return self.block(x, mask)
-        if self.native is None:
-            raise ArgumentError(f"rows= needs a TransformerBlock, got {type(self.block).__name__}")
+        assert self.native is not None, "rows= needs a TransformerBlock (`evaluate` checks)"
         return self._fill(x, self.native.rows_forward(x, self.rows, mask))
 
     def done(self, child: Node) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +39,21 @@ from emg_lens.train.distributed import torchrun_process
 __all__ = ["KIND", "check_training", "run_training_study"]
 
 
-class _Provenance:
-    """What a training cell is computed from, per subject: the subject's data (``digest``
-    of its number: of the files a source reads, and how its folder numbers them; or of the
-    arrays given), the emg_lens code, torch's version and threads (a training is reproducible
-    at equal threads only). A stored cell is reused only when all of them are the same
-    (`emg_lens.studies.store.CellStore`)."""
-
-    def __init__(self, digest: Callable[[int], str]) -> None:
-        self.digest, self.code = digest, code_digest()
-        self.subjects: dict[int, dict[str, Any]] = {}
-
-    def of(self, subject: int) -> dict[str, Any]:
-        if subject not in self.subjects:
-            self.subjects[subject] = {
-                "data": self.digest(subject),
-                "code": self.code,
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-            }
-        return self.subjects[subject]
+def _provenance(digest: Callable[[int], str]) -> Callable[[int], dict[str, Any]]:
+    """What a training cell is computed from, by subject (each computed once): the subject's
+    data (``digest`` of its number: of the files a source reads, and how its folder numbers
+    them; or of the arrays given), the emg_lens code, torch's version and threads (a training
+    is reproducible at equal threads only). A stored cell is reused only when all of them are
+    the same (`emg_lens.studies.store.CellStore`)."""
+    code = code_digest()
+    return cache(
+        lambda subject: {
+            "data": digest(subject),
+            "code": code,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
+    )
 
 
 def _train_cell(
@@ -190,10 +185,10 @@ def run_training_study(
         read, digest = data.__getitem__, lambda subject: arrays_digest(data[subject])
     loaded: dict[int, SubjectData] = {}  # the current subject only
     computed: dict[tuple[int, str], dict] = {}
-    provenance = _Provenance(digest)
+    provenance = _provenance(digest)
     bar = tqdm(spec.cells(ranks.shard(subjects)), desc=f"study {spec.name}", disable=not progress)
     for cell in bar:
-        known = None if store is None else provenance.of(cell.subject)
+        known = None if store is None else provenance(cell.subject)
         if store is not None and store.get(cell.subject, cell.key, known) is not None:
             continue  # stored whole by an earlier run from the same data, code and threads
         if cell.subject not in loaded:
