@@ -6,7 +6,8 @@ training study's, the discovery study's). What they share is written here once:
 - `Spec.from_dict` refuses anything but a table, a ``kind`` the class does not read and any key
   it does not know (a typo must not be ignored), then hands the table to the class's
   ``_parse``, which returns the fields' values after each field's own checks (their messages
-  name the key and what would be accepted), and builds the spec;
+  name the key and what would be accepted), and builds the spec (a study's ``name`` and
+  ``description``, of every kind, read here);
 - `Spec.to_dict` writes every field back under its key, so that ``from_dict`` reads an equal
   spec; three optional field metadata (`file_key`) say how: ``key``, the table's key where it
   is not the field's name (``metric`` for ``metrics``); ``dump(value, spec)``, the table's
@@ -149,6 +150,9 @@ class Spec:
             study_name(data.get("name"))
         given = {k: context.pop(k) for k in list(context) if k in cls._unsaved()}
         values = cls._parse({k: v for k, v in data.items() if k != "kind"}, where, **context)
+        if cls.KIND is not None:  # every study's name, and what it is in words
+            text = string(data.get("description"), "description (free text)") or ""
+            values = {"name": data["name"], "description": text, **values}
         spec = cls(**values, **given)
         spec._check()
         return spec

@@ -342,7 +342,6 @@ class StudySpec(Spec):
             class_groups=groups,
         )
         return {
-            "name": data["name"],
             "models": data["models"],
             "modules": modules_key(data.get("modules")),
             "interventions": interventions,
@@ -352,7 +351,6 @@ class StudySpec(Spec):
             "heads": heads,
             "subjects": None if subjects is None else subject_list(subjects, "subjects"),
             "stats": StatsSpec.from_dict(data.get("stats", {})),
-            "description": string(data.get("description"), "description (free text)") or "",
             "class_groups": tuple(groups.items()),
             "claims": claims,
         }

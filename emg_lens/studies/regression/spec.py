@@ -141,7 +141,6 @@ class RegressionSpec(Spec):
         if not target:
             raise SpecError("target must name the recording's auxiliary channel, e.g. 'force'")
         return {
-            "name": data["name"],
             "recording": data["recording"],
             "target": target,
             "windows": _section(data, "windows", WINDOWS),
@@ -149,7 +148,6 @@ class RegressionSpec(Spec):
             "train": _section(data, "train", TRAIN),
             "cuts": _cuts(data.get("interventions")),
             "stats": _stats(data),
-            "description": string(data.get("description"), "description (free text)") or "",
         }
 
     def _check(self) -> None:

@@ -43,7 +43,6 @@ from emg_lens.studies.validate import (
     positive_int,
     reject_repeats,
     reject_unknown,
-    string,
     subject_list,
     table,
 )
@@ -293,7 +292,6 @@ class TrainingStudySpec(Spec):
                 "accepted: test, correction"
             )
         return {
-            "name": data["name"],
             "data": train_data,
             "architectures": tuple(architectures),
             "inputs": inputs,
@@ -303,7 +301,6 @@ class TrainingStudySpec(Spec):
             "model": tuple(sorted(model.items())),
             "metric": metric,
             "stats": StatsSpec.from_dict(stats),
-            "description": string(data.get("description"), "description (free text)") or "",
         }
 
     @staticmethod
