@@ -134,11 +134,8 @@ class TrainingInput(Spec):
     def _parse(
         cls, data: dict[str, Any], where: str, electrodes: Mapping[str, int | None] | None = None
     ) -> dict[str, Any]:
-        if electrodes is None:  # an optional keyword only for `Spec._parse`'s signature
-            raise ArgumentError(
-                f"{where}: an input is read against its dataset's electrodes; accepted: "
-                "TrainingInput.from_dict(table, electrodes={modality: count or None})"
-            )
+        if electrodes is None:  # optional only for `Spec._parse`'s signature
+            raise ArgumentError(f"{where}: from_dict needs electrodes={{modality: count}}")
         name = data.get("name")
         if not isinstance(name, str) or not name.isidentifier():
             raise SpecError(f"{where}.name must be an identifier, got {name!r}")

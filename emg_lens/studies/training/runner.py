@@ -216,9 +216,7 @@ def run_training_study(
         if stored is None and store is not None:  # by an earlier run, or another rank
             stored = store.get(cell.subject, cell.key)
         if stored is None:
-            raise StudyError(
-                f"subject {cell.subject}: cell {cell.key} is neither trained nor stored"
-            )
+            raise StudyError(f"subject {cell.subject}: cell {cell.key} is not in the store")
         rows.append(
             {
                 "subject": cell.subject,
