@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import yaml
 
 from emg_lens.errors import ArgumentError, SpecError
+from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import study_name
 
 if sys.version_info >= (3, 11):
@@ -53,6 +54,7 @@ __all__ = [
     "StudyKind",
     "check_study",
     "kind_of",
+    "load_as",
     "load_spec",
     "read_study_file",
     "run",
@@ -86,7 +88,7 @@ class StudyKind:
         out: the folder its output goes under by default (``<out>/<name>``).
     """
 
-    spec: type
+    spec: type[Spec]
     run: Callable[..., Any]
     check: Callable[..., str]
     refuses: Mapping[str, str] = field(default_factory=dict)
@@ -95,7 +97,9 @@ class StudyKind:
     @property
     def name(self) -> str:
         """What a study file's ``kind`` says: its spec's ``KIND``."""
-        return self.spec.KIND
+        kind = self.spec.KIND
+        assert kind is not None, f"{self.spec.__name__} sets no KIND"  # every study spec does
+        return kind
 
     def folder(self, spec: Any, out: str | Path | None = None) -> Path:
         """Where a study of this kind writes: ``out`` where given (``--out``), else
@@ -163,6 +167,22 @@ def load_spec(source: str | Path | dict | Any, kind: str | None = None) -> Any:
             f"study {spec.name!r} is kind = {found.name!r}, not kind = {kind!r}: use "
             f"{found.run.__name__} (or `emg-lens study run`, which runs every kind)"
         )
+    return spec
+
+
+SpecT = TypeVar("SpecT", bound=Spec)
+
+
+def load_as(source: SpecT | str | Path | dict, spec_class: type[SpecT]) -> SpecT:
+    """`load_spec` of one kind, ``spec_class``'s: a study of another kind is a `SpecError`
+    naming what runs it. Each kind's runner reads its ``spec`` argument by it.
+
+    >>> from emg_lens.studies import StudySpec
+    >>> load_as({"name": "a", "models": "demo",
+    ...          "interventions": [{"name": "uni", "edges": "unimodal"}]}, StudySpec).models
+    'demo'
+    """
+    spec: SpecT = load_spec(source, kind=spec_class.KIND)
     return spec
 
 

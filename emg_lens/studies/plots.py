@@ -6,15 +6,17 @@ in the slot's colour (`legend_patches`: the legend of those colours).
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from jaxtyping import Float
+from matplotlib.typing import ColorType
 
 from emg_lens.errors import ArgumentError
 
 __all__ = ["BOX_ALPHA", "COLORS", "draw_bar", "draw_box", "legend_patches"]
 
-COLORS = plt.get_cmap("tab10").colors
+COLORS = tuple(matplotlib.color_sequences["tab10"])
 BOX_ALPHA = 0.55
 
 
@@ -40,10 +42,7 @@ def draw_box(
     1
     >>> plt.close(fig)
     """
-    if not 0 <= slot < n_slots:
-        raise ArgumentError(f"slot must be in 0..n_slots-1 = 0..{n_slots - 1}, got {slot}")
-    x, width = _slot_position(group, slot, n_slots)
-    color = COLORS[slot % len(COLORS)]
+    x, width, color = _slot(group, slot, n_slots)
     ax.boxplot(
         values,
         positions=[x],
@@ -80,20 +79,20 @@ def draw_bar(
     (-5.0, 1)
     >>> plt.close(fig)
     """
-    if not 0 <= slot < n_slots:
-        raise ArgumentError(f"slot must be in 0..n_slots-1 = 0..{n_slots - 1}, got {slot}")
-    x, width = _slot_position(group, slot, n_slots)
-    color = COLORS[slot % len(COLORS)]
+    x, width, color = _slot(group, slot, n_slots)
     mean = values.mean() if len(values) else 0
     ax.bar(x, mean, width * 0.9, color=color, alpha=BOX_ALPHA, label=label)
     _subject_dots(ax, x, width, values, color, jitter)
     return x
 
 
-def _slot_position(group: float, slot: int, n_slots: int) -> tuple[float, float]:
-    """x of slot ``slot`` of ``n_slots`` side-by-side marks around ``group``, and their width."""
+def _slot(group: float, slot: int, n_slots: int) -> tuple[float, float, ColorType]:
+    """x of slot ``slot`` of ``n_slots`` side-by-side marks around ``group``, their width and
+    the slot's colour."""
+    if not 0 <= slot < n_slots:
+        raise ArgumentError(f"slot must be in 0..n_slots-1 = 0..{n_slots - 1}, got {slot}")
     width = 0.8 / n_slots
-    return group + (slot - (n_slots - 1) / 2) * width, width
+    return group + (slot - (n_slots - 1) / 2) * width, width, COLORS[slot % len(COLORS)]
 
 
 def _subject_dots(ax, x: float, width: float, values, color, jitter) -> None:

@@ -6,7 +6,8 @@ training study's, the discovery study's). What they share is written here once:
 - `Spec.from_dict` refuses anything but a table, a ``kind`` the class does not read and any key
   it does not know (a typo must not be ignored), then hands the table to the class's
   ``_parse``, which returns the fields' values after each field's own checks (their messages
-  name the key and what would be accepted), and builds the spec;
+  name the key and what would be accepted), and builds the spec (a study's ``name`` and
+  ``description``, of every kind, read here);
 - `Spec.to_dict` writes every field back under its key, so that ``from_dict`` reads an equal
   spec; three optional field metadata (`file_key`) say how: ``key``, the table's key where it
   is not the field's name (``metric`` for ``metrics``); ``dump(value, spec)``, the table's
@@ -105,9 +106,10 @@ class Spec:
     HOLDS: ClassVar[str] = ""  # what the table holds, for the message when it is no table
     KIND: ClassVar[str | None] = None
     UNHASHED: ClassVar[tuple[str, ...]] = ()
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # set by @dataclass
 
     @classmethod
-    def _saved_fields(cls) -> list[dataclasses.Field]:
+    def _saved_fields(cls) -> list[dataclasses.Field[Any]]:
         """The fields with a key of their own in the table."""
         return [
             f
@@ -148,13 +150,17 @@ class Spec:
             study_name(data.get("name"))
         given = {k: context.pop(k) for k in list(context) if k in cls._unsaved()}
         values = cls._parse({k: v for k, v in data.items() if k != "kind"}, where, **context)
+        if cls.KIND is not None:  # every study's name, and what it is in words
+            text = string(data.get("description"), "description (free text)") or ""
+            values = {"name": data["name"], "description": text, **values}
         spec = cls(**values, **given)
         spec._check()
         return spec
 
     @classmethod
-    def _parse(cls, data: dict[str, Any], where: str, **context: Any) -> dict[str, Any]:
-        """The fields' values from ``data`` (a table without ``kind``, its keys known)."""
+    def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """The fields' values from ``data`` (a table without ``kind``, its keys known); a
+        subclass may take keywords besides, the ``context`` of `from_dict`."""
         raise NotImplementedError
 
     def _check(self) -> None:
@@ -174,8 +180,12 @@ class Spec:
 
     def fingerprint(self) -> str:
         """Canonical JSON of the spec: two specs with equal fingerprints run the same study
-        (the ``UNHASHED`` keys are how it runs, not what it is)."""
-        out = {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED}
+        (the ``UNHASHED`` keys are how it runs, not what it is; ``"stats.test"``: a key of a
+        table)."""
+        out = self.to_dict()
+        for key in self.UNHASHED:
+            table, _, inner = key.rpartition(".")
+            (out.get(table, {}) if table else out).pop(inner, None)
         return json.dumps(out, sort_keys=True)
 
     def with_changes(self, **changes: Any) -> Any:

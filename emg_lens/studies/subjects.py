@@ -114,7 +114,8 @@ def class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, list | N
     >>> class_labels({1: (None, data), 2: (None, data)})
     (['0', '1'], [0, 1], None)
     """
-    labels, sources = [], []
+    labels: list[list | None] = []
+    sources: list[Any] = []
     for entry in entries.values():
         if isinstance(entry, tuple):
             labels.append(list(entry[1].classes))
@@ -189,6 +190,7 @@ def entry_provenance(
     cell holds every metric of `METRICS`; a discovery cell one). ``fit``: also, under
     ``"fit"``, the digest of an in-memory subject's training windows (`training_digest`), which
     an eraser fitted on them depends on (a checkpoint's data digest covers them)."""
+    digests: dict[str, Any]  # digests of the model, its data and code
     if isinstance(entry, tuple):
         model, data = entry
         _check_no_hooks(model)

@@ -69,7 +69,8 @@ def string(value: Any, where: str) -> Any:
     emg_lens.errors.SpecError: description must be a string, got a table: {'text': 'a'}
     """
     if value is not None and not isinstance(value, str):
-        kind = {dict: "a table", list: "a list"}.get(type(value), type(value).__name__)
+        kinds: dict[type, str] = {dict: "a table", list: "a list"}
+        kind = kinds.get(type(value), type(value).__name__)
         raise SpecError(f"{where} must be a string, got {kind}: {value!r}")
     return value
 

@@ -139,7 +139,7 @@ class Claim(Spec):
                 raise SpecError(f"{where} needs {key!r}; a claim holds {cls.HOLDS}")
         intervention = string(data["intervention"], f"{where}.intervention (its name)")
         mode, layer = _layer_label(data["layers"], where)
-        if mode == "explicit":
+        if isinstance(layer, tuple):  # explicit
             layers = f"explicit {','.join(map(str, layer))}"
         else:
             layers = mode if layer is None else f"{mode} {layer}"
@@ -335,11 +335,11 @@ def matching_keys(claim: Claim, rows: pd.DataFrame, where: str = "claim") -> str
     and the conditions the intervention has when none matches, or when several do (the study
     has several head sets and the claim names none)."""
     mine = rows[rows["intervention"] == claim.intervention]
-    match = mine["mode"] == claim.mode
+    match, layer = mine["mode"] == claim.mode, claim.layer
     if claim.mode in LAYER_MODES:
-        match &= mine["layer"].astype("Int64") == claim.layer
-    elif claim.mode == "explicit":
-        match &= mine["layers"] == ",".join(map(str, claim.layer))
+        match &= mine["layer"].astype("Int64") == layer
+    elif isinstance(layer, tuple):  # explicit
+        match &= mine["layers"] == ",".join(map(str, layer))
     if claim.heads is not None:
         wanted = _heads_label(claim.heads)
         match &= mine["heads"].map(lambda h: _heads_label(h) == wanted)

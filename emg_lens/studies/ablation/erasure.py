@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.data.pooled import window_labels
-from emg_lens.errors import MAX_SEED, EmgLensError, SpecError
+from emg_lens.errors import MAX_SEED, ArgumentError, EmgLensError, SpecError
 from emg_lens.hooks.erasure import fit_erasers, group_positions
 from emg_lens.stats.compare import compare_rows
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
@@ -118,15 +118,18 @@ class ErasureFits:
 
     def _fit(self, intervention: Intervention, layers: Sequence[int]) -> list:
         data, name = self.data, intervention.name.removesuffix(PLACEBO)
-        where = f"intervention {name!r} (erase = {intervention.erase!r})"
+        erase, tokens, where = intervention.erase, intervention.tokens, f"intervention {name!r}"
+        if erase is None or tokens is None:
+            raise ArgumentError(f"{where} is no erasure (no erase and tokens)")
+        where = f"{where} (erase = {erase!r})"
         if not len(data.y_train):
             raise SpecError(
                 f"{where}: subject {data.subject}'s data hold no training windows, which an "
                 "eraser is fitted on (the held-out windows are what the study scores)"
             )
         try:
-            labels = window_labels(data, intervention.erase, "train")
-            _, positions = group_positions(self.model, intervention.tokens)
+            labels = window_labels(data, erase, "train")
+            _, positions = group_positions(self.model, tokens)
         except EmgLensError as exc:
             raise SpecError(f"{where}: {exc}") from exc
         keep = np.arange(len(labels))

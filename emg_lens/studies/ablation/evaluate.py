@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,25 +83,10 @@ def _model_reads(model) -> _ModelReads:
     return _ModelReads(layerwise, device, dtype)
 
 
-def _edges_of(
-    condition: Condition, code: StudyCode, parsed: dict[str, EdgeSet] | None = None
-) -> EdgeSet | Any:
-    """The edge set a condition cuts (parsed once per expression into ``parsed``, if given),
-    or what its hook file names."""
-    intervention = condition.intervention
-    if intervention.edges is None:
-        return code.targets[intervention.hook]
-    if parsed is None:
-        return parse(intervention.edges)
-    if intervention.edges not in parsed:
-        parsed[intervention.edges] = parse(intervention.edges)
-    return parsed[intervention.edges]
-
-
 class _MaskTable:
     """Distinct compiled masks, by content, so equal masks share one id."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.masks: list[torch.Tensor] = []
         self._ids: dict[bytes, int] = {}
         # the id of a mask tensor already seen (a compiled layer's, asked for by every
@@ -149,14 +134,14 @@ def _mask_sequence(model, edges: EdgeSet, condition: Condition, table: _MaskTabl
         try:
             layout_of = getattr(model, "layout_of", None)
             if layout_of is None:
-                masks = edges.compile_layers(model.layout, n_heads, n_layers)
+                masks = list(edges.compile_layers(model.layout, n_heads, n_layers))
             else:  # layout and heads may differ by layer (an attached model's calls)
                 edges.check_layers(n_layers)
                 heads = getattr(model, "layer_heads", None) or (n_heads,) * n_layers
                 masks = [edges.compile(layout_of(i), heads[i], layer=i) for i in range(n_layers)]
         except LayoutError as exc:
             raise SpecError(f"intervention {condition.name!r}: {exc}") from exc
-        masks = table.compiled[edges] = list(masks)  # one tensor per layer, kept: ids by object
+        table.compiled[edges] = masks  # one tensor per layer, kept: ids by object
     if condition.heads is not None:
         keep = torch.zeros(n_heads, dtype=torch.bool)
         keep[list(condition.heads)] = True
@@ -174,16 +159,16 @@ def _edge_sequences(
     sequences: dict[str, tuple] = {}
     other: list[Condition] = []
     for c in todo:
-        if c.intervention is None:
+        i = c.intervention
+        if i is None:
             sequences[c.key] = (None,) * model.cfg.n_layers
-            continue
-        if c.intervention.zero_modality is not None or c.intervention.erase is not None:
-            other.append(c)
-            continue
-        target = _edges_of(c, code, table.parsed)
-        if isinstance(target, EdgeSet):
-            sequences[c.key] = _mask_sequence(model, target, c, table)
-        else:
+        elif i.edges is not None:
+            if i.edges not in table.parsed:  # parsed once per expression
+                table.parsed[i.edges] = parse(i.edges)
+            sequences[c.key] = _mask_sequence(model, table.parsed[i.edges], c, table)
+        elif i.hook is not None and isinstance(code.targets[i.hook], EdgeSet):
+            sequences[c.key] = _mask_sequence(model, code.targets[i.hook], c, table)
+        else:  # a hook file's factory, an input ablation or an erasure
             other.append(c)
     return sequences, other
 
@@ -266,7 +251,10 @@ class TreePlan:
 
     @classmethod
     def of(
-        cls, sequences: Iterable[tuple], rows: Iterable[int] | None = None, masks: tuple = ()
+        cls,
+        sequences: Iterable[tuple],
+        rows: Iterable[int] | None = None,
+        masks: Sequence[torch.Tensor] = (),
     ) -> TreePlan:
         """The plan for (canonical) mask sequences (their ids into ``masks``).
 
@@ -375,20 +363,18 @@ def _run_prefix_tree(
                 cut = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
                 xb = X[start : start + batch_size]
                 out[seq].append(model(xb, edge_masks=cut, return_type=return_type))
-        joined = {seq: torch.cat(parts) for seq, parts in out.items()}
-        return {seq: joined[canonical[seq]] for seq in sequences}
-    rows = _read_rows(table, return_type)
-    last = len(model.blocks) - 1
-    per_call = windows_per_call(model, X.device, batch_size)
-    for start in range(0, len(X), per_call):
-        states = {(): model(X[start : start + per_call], stop_at_layer=0)}
-        for layer, block in enumerate(model.blocks):
-            children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
-            at = rows if layer == last else None
-            states = run_children(block, states, children, masks, form, rows=at)
-        for seq in wanted:
-            out[seq].append(model.readout(states[seq], return_type))
-    form.settle()
+    else:
+        rows, last = _read_rows(table, return_type), len(model.blocks) - 1
+        per_call = windows_per_call(model, X.device, batch_size)
+        for start in range(0, len(X), per_call):
+            states = {(): model(X[start : start + per_call], stop_at_layer=0)}
+            for layer, block in enumerate(model.blocks):
+                children = sorted({seq[: layer + 1] for seq in wanted}, key=str)
+                at = rows if layer == last else None
+                states = run_children(block, states, children, masks, form, rows=at)
+            for seq in wanted:
+                out[seq].append(model.readout(states[seq], return_type))
+        form.settle()
     joined = {seq: torch.cat(parts) for seq, parts in out.items()}
     return {seq: joined[canonical[seq]] for seq in sequences}
 
@@ -500,8 +486,8 @@ def evaluate_subject(
     hooked = {}
     if other:
         # the reference on the hooked path: a hook that changes nothing scores kl = 0 exactly
-        reference = _run_hooked(spec, model, X, None, batch_size, code)
         erasures = ErasureFits(model, data, batch_size)  # fitted on the training windows
+        reference = _run_hooked(spec, model, X, BASELINE, batch_size, code, erasures)
         for c in other:
             hooked[c.key] = _run_hooked(spec, model, X, c, batch_size, code, erasures)
         _refuse_non_finite(reference, spec, subject_id, BASELINE)  # a broken model first
@@ -519,7 +505,7 @@ def evaluate_subject(
     cells = {key: _copy(scored[row[seq]]) for key, seq in sequences.items()}
     cells.update(scored_hooked)
     for c in other:  # an erasure's cell records its erasers' rank and what they leave
-        if c.intervention.erase is not None:
+        if c.intervention is not None and c.intervention.erase is not None:
             cells[c.key].update(erasures.fitted(c.intervention, c.layers))
     for key, cell in cells.items():
         cell["structural"] = key in zeros
@@ -553,32 +539,35 @@ def _run_hooked(
     spec: StudySpec,
     model,
     X: torch.Tensor,
-    c: Condition | None,
+    c: Condition,
     batch_size: int,
     code: StudyCode,
-    erasures: ErasureFits | None = None,
+    erasures: ErasureFits,
 ) -> torch.Tensor:
     """The scored output (on the CPU) of an input ablation, a hook factory or an erasure (fitted
-    by ``erasures``) by full forward passes; ``c`` None: without a hook, their reference."""
-    if c is None:
-        hooks, ref = [], None
-    elif c.intervention.erase is not None:
-        hooks, ref = erasures.hooks(c.intervention, c.layers), None
-    elif c.intervention.zero_modality is not None:
-        if c.intervention.zero_modality not in model.cfg.modalities:
+    by ``erasures``) by full forward passes; the baseline: without a hook, their reference."""
+    i, ref, hooks = c.intervention, None, []  # the hook file, and its (name, hook) pairs
+    if i is None:  # the baseline: no hook
+        pass
+    elif i.erase is not None:
+        hooks = erasures.hooks(i, c.layers)
+    elif i.zero_modality is not None:
+        if i.zero_modality not in model.cfg.modalities:
             raise SpecError(
-                f"intervention {c.name!r}: zero_modality {c.intervention.zero_modality!r} is not "
+                f"intervention {c.name!r}: zero_modality {i.zero_modality!r} is not "
                 f"a modality of the model ({list(model.cfg.modalities)})"
             )
-        hooks, ref = [("hook_input", zero_modality(c.intervention.zero_modality, model))], None
-    else:
+        hooks = [("hook_input", zero_modality(i.zero_modality, model))]
+    elif i.hook is not None:
         if c.heads is not None:
             raise SpecError(
                 f"intervention {c.name!r} is a hook factory, which acts on every head; head "
                 f"subsets ({list(c.heads)}) need an edge set instead"
             )
-        hooks = hooks_from_factory(c.intervention.hook, _edges_of(c, code), model, list(c.layers))
-        ref = c.intervention.hook
+        hooks = hooks_from_factory(i.hook, code.targets[i.hook], model, list(c.layers))
+        ref = i.hook
+    else:  # an edge expression's masks run in the prefix tree (`_edge_sequences`)
+        raise StudyError(f"intervention {c.name!r}: its edges run in the prefix tree")
     outputs = []
     # The hooks of a factory are the study's code: a failure (or exit) in them names the file.
     with running_code(ref, "running its hooks") if ref else contextlib.nullcontext():

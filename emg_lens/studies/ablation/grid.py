@@ -76,7 +76,10 @@ class Condition:
 BASELINE = Condition(None, "none", None, (), None)
 
 
-def _layer_sets(spec: StudySpec, n_layers: int) -> list[tuple[str, int | None, tuple[int, ...]]]:
+LayerSet = tuple[str, int | None, tuple[int, ...]]  # mode, the layer a row shows, the layers
+
+
+def _layer_sets(spec: StudySpec, n_layers: int) -> list[LayerSet]:
     chosen = spec.layers.layers if spec.layers.layers is not None else tuple(range(n_layers))
     bad = [layer for layer in chosen if not 0 <= layer < n_layers]
     bad += [layer for e in spec.layers.explicit for layer in e if not 0 <= layer < n_layers]
@@ -84,7 +87,7 @@ def _layer_sets(spec: StudySpec, n_layers: int) -> list[tuple[str, int | None, t
         raise SpecError(
             f"layers {sorted(set(bad))} are out of range: the model has layers 0..{n_layers - 1}"
         )
-    sets = []
+    sets: list[LayerSet] = []
     for mode in spec.layers.modes:
         if mode == "individual":
             sets += [(mode, layer, (layer,)) for layer in chosen]

@@ -6,6 +6,7 @@ stored cells that match and computes the rest).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ class Plan:
     (by condition key; None without a store), resolved once; its entry and the study's code."""
 
     conditions: list[Condition]
-    provenances: dict[str, dict[str, Any] | None]
+    provenances: Mapping[str, dict[str, Any] | None]
     code: StudyCode
     entry: Any
 

@@ -187,10 +187,11 @@ class StudyResult(StudyOutput):
         has_counts = "class_correct" in counts.columns
         for r in counts.itertuples(index=False) if has_counts else ():
             condition = {"subject": r.subject, **{c: getattr(r, c) for c in CONDITION_COLUMNS}}
-            record = [getattr(r, f, None) for f in TRIAL_WINDOW_FIELDS]
+            record: list[Any] = [getattr(r, f, None) for f in TRIAL_WINDOW_FIELDS]
             by_trial = all(isinstance(v, (list, tuple, np.ndarray)) for v in record)
             if by_trial:
-                low, high, trials = class_trial_cis(*record, len(r.class_total))
+                trial_class, windows, hits = record
+                low, high, trials = class_trial_cis(trial_class, windows, hits, len(r.class_total))
             for index, (hit, total) in enumerate(zip(r.class_correct, r.class_total)):
                 rows.append(
                     {
@@ -301,7 +302,7 @@ class StudyResult(StudyOutput):
         if table is None:
             return ""
         columns = [c for c in table.columns if c not in ("concept", "tokens")]
-        sides = self.side_effects()
+        sides = side_effects(self.spec, self.per_subject)  # the study has erasures
         text = (
             "\n## Erasure beside its placebo\n\nEach erasure (a LEACE eraser of the concept, "
             "fitted on each subject's training windows at hook_resid_pre of the layers named, "

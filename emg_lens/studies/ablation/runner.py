@@ -41,7 +41,7 @@ from emg_lens.studies.ablation.planted import planted_classes
 from emg_lens.studies.ablation.result import TRIAL_FIELDS, StudyResult
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.stacking import ConditionForm
-from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.store import POLL_INTERVAL, WAIT_TIMEOUT, CellStore, check_wait_timeout
 from emg_lens.studies.subjects import class_labels, known_of, load_entry
 from emg_lens.train.distributed import torchrun_process
@@ -120,7 +120,7 @@ def run_study(
     >>> (first.reused, first.recomputed), (again.reused, again.recomputed)
     ((0, 2), (2, 0))
     """
-    spec = load_spec(spec, kind=StudySpec.KIND)
+    spec = load_as(spec, StudySpec)
     wait_timeout = check_wait_timeout(wait_timeout)
     ConditionForm(condition_form)  # a rule it does not know is refused before anything runs
     entries = study_models(spec.models if models is None else models, spec.subjects)
@@ -152,6 +152,7 @@ def run_study(
         return None  # rank 0 writes the result
     others = [s for s in entries if s not in done]
     if others:  # the other ranks' subjects, with the provenance they would have here
+        assert store is not None  # torchrun's ranks share a store (refused above without)
         ordered = sorted(entries)
         done.update(
             store.wait_for_matching(
@@ -182,7 +183,7 @@ def run_study(
     per_subject = pd.DataFrame(rows)
     text, labels, source = class_labels(entries)  # the planted classes marked in the figures
     known = {s: known_of(entries[s]) for s in entries}
-    planted = {} if text is None else planted_classes(source, labels)
+    planted = {} if labels is None else planted_classes(source, labels)
     result = StudyResult.from_table(spec, per_subject, text, planted)
     result.known = known
     result.condition_forms = {s: f.record() for s, f in forms.items() if f.form is not None}
@@ -213,13 +214,14 @@ def _compute(
                 continue
             cells = _subject_cells(spec, subject_id, plan, store, counts, forms[subject_id], **run)
             if cells is None:  # another live process computes it: come back later
+                assert store is not None  # it holds the subject's claim in the store
                 if subject_id not in waiting_since:
                     waiting_since[subject_id] = time.monotonic()
                     store.say_waiting(subject_id, wait_timeout)
                 continue
             done[subject_id] = cells
             bar.update()
-        if len(done) < len(plans):
+        if store is not None and len(done) < len(plans):  # (without a store none waits)
             for subject_id, since in waiting_since.items():  # given up after wait_timeout
                 if subject_id not in done:
                     plan = plans[subject_id]
@@ -275,7 +277,7 @@ def _subject_cells(
         counts["recomputed"] += len(todo)
         return stored
     finally:
-        if claim is not None:
+        if store is not None and claim is not None:
             store.release(claim)
 
 

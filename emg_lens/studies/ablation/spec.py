@@ -18,7 +18,6 @@ True
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -264,8 +263,9 @@ class StudySpec(Spec):
     KIND: ClassVar[str] = "ablation"
     # ``modules`` is how checkpoints load, not what the study is: its function and file
     # digest are in each cell's provenance instead; claims are read from the cells, not
-    # computed into them, so declaring one reuses a finished study's cells
-    UNHASHED: ClassVar[tuple[str, ...]] = ("kind", "modules", "claims", "class_groups")
+    # computed into them, so declaring one reuses a finished study's cells, and so is the test
+    # that decides them
+    UNHASHED = ("kind", "modules", "claims", "class_groups", "stats.claims_test")
 
     name: str
     models: str
@@ -342,7 +342,6 @@ class StudySpec(Spec):
             class_groups=groups,
         )
         return {
-            "name": data["name"],
             "models": data["models"],
             "modules": modules_key(data.get("modules")),
             "interventions": interventions,
@@ -352,17 +351,9 @@ class StudySpec(Spec):
             "heads": heads,
             "subjects": None if subjects is None else subject_list(subjects, "subjects"),
             "stats": StatsSpec.from_dict(data.get("stats", {})),
-            "description": string(data.get("description"), "description (free text)") or "",
             "class_groups": tuple(groups.items()),
             "claims": claims,
         }
-
-    def fingerprint(self) -> str:
-        """`Spec.fingerprint` without ``stats.claims_test``: claims are read from the cells,
-        not computed into them, and so is the test that decides them."""
-        out = json.loads(super().fingerprint())
-        out.get("stats", {}).pop("claims_test", None)
-        return json.dumps(out, sort_keys=True)
 
     @property
     def metric(self) -> str:

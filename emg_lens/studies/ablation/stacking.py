@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from emg_lens.components.block import TransformerBlock
 from emg_lens.components.fast_attention import row_span
 from emg_lens.errors import ArgumentError
 
@@ -135,8 +136,8 @@ class LayerStep:
     block's mask-free work (`TransformerBlock.project`), kept until that parent's last child
     has run (`done`); with ``rows`` (the last layer, where the readout reads those positions
     alone) only those query rows are computed, and the parent's stream fills the others,
-    which the readout never reads. A block without `project` (or refusing it: hooks,
-    training) runs whole.
+    which the readout never reads. A block other than a `TransformerBlock` (or one refusing
+    to share: hooks, training) runs whole.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import TransformerBlock
@@ -153,24 +154,27 @@ class LayerStep:
         self._index: torch.Tensor | None = None  # ``rows`` on the device, made once
         self.left = Counter(c[:-1] for c in children)
         self.shared: dict[Node, Any] = {}
-        self.can_share = callable(getattr(block, "project", None))
+        # the block whose work the children share and whose rows it computes alone
+        self.native = block if isinstance(block, TransformerBlock) else None
 
     def __call__(self, states: dict[Node, torch.Tensor], child: Node, mask) -> torch.Tensor:
         parent = child[:-1]
         x = states[parent]
-        if self.can_share and parent not in self.shared:
-            self.shared[parent] = self.block.project(x, self.rows)
+        native = self.native
+        if native is not None and parent not in self.shared:
+            self.shared[parent] = native.project(x, self.rows)
         projected = self.shared.get(parent)
         self.done(child)
-        if projected is not None:
-            return self._fill(x, self.block.from_projected(x, projected, mask))
+        if native is not None and projected is not None:
+            return self._fill(x, native.from_projected(x, projected, mask))
         return self.forward(x, mask)
 
     def forward(self, x: torch.Tensor, mask) -> torch.Tensor:
         """The block on ``x`` (children stacked on the batch axis, say), nothing shared."""
         if self.rows is None:
             return self.block(x, mask)
-        return self._fill(x, self.block.rows_forward(x, self.rows, mask))
+        assert self.native is not None, "rows= needs a TransformerBlock (`evaluate` checks)"
+        return self._fill(x, self.native.rows_forward(x, self.rows, mask))
 
     def done(self, child: Node) -> None:
         """``child`` has run: its parent's shared work goes with the parent's last child."""
@@ -237,7 +241,7 @@ def run_children(
             out.update(_FORMS[name](step, states, half, masks, per_call))
             form.seconds_per_child[name] = (_clock(out[half[-1]]) - start) / len(half)
         times = form.seconds_per_child
-        form.form = min(times, key=times.get)
+        form.form = min(times, key=times.__getitem__)
         form.reason = f"timed at the first layer with {len(masked)} masked conditions"
         return out
     run = _FORMS[form.form or "broadcast"]

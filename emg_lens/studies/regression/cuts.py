@@ -43,6 +43,7 @@ from jaxtyping import Float, Int
 
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, describe
+from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.stats.compare import correct, sign_flip_p, stars, t_interval
 from emg_lens.stats.metrics import score_regression
 from emg_lens.stats.units import bootstrap_delta_cis
@@ -110,7 +111,7 @@ def check_blocks(y: Float[Any, " n"], blocks: Int[Any, " n"], n_windows: int) ->
 
 
 def block_errors(
-    model: torch.nn.Module,
+    model: HookedBiosignalModel,
     X: Float[Any, "n channel time"],
     y: Float[Any, " n"],
     blocks: Int[Any, " n"],
@@ -152,6 +153,14 @@ def _t_rows(
     return np.array(low), np.array(high)
 
 
+def _check_names(conditions: Mapping[str, Any]) -> None:
+    if not conditions or "none" in conditions:
+        raise ArgumentError(
+            f"conditions must name at least one edge set, none of them 'none' (the unmasked "
+            f"row), got {list(conditions)}"
+        )
+
+
 def cut_table(
     base: Mapping[str, Any],
     cuts: Mapping[str, Mapping[str, Any]],
@@ -169,11 +178,7 @@ def cut_table(
     >>> cut_table(base, {"x": cut})[["condition", "delta_mse", "p"]].to_dict("records")[1]
     {'condition': 'x', 'delta_mse': 1.0, 'p': 0.25}
     """
-    if not cuts or "none" in cuts:
-        raise ArgumentError(
-            f"conditions must name at least one edge set, none of them 'none' (the unmasked "
-            f"row), got {list(cuts)}"
-        )
+    _check_names(cuts)
     base_blocks = np.asarray(base["block_mse"], np.float64)
     masked = np.array([np.asarray(c["block_mse"], np.float64) for c in cuts.values()])
     if masked.shape[1:] != base_blocks.shape:
@@ -207,7 +212,7 @@ def cut_table(
 
 
 def regression_cuts(
-    model: torch.nn.Module,
+    model: HookedBiosignalModel,
     X: Float[Any, "n channel time"],
     y: Float[Any, " n"],
     blocks: Int[Any, " n"],
@@ -227,8 +232,7 @@ def regression_cuts(
     cut per layer, summed over heads). The first row, ``none``, is the unmasked model.
     """
     check_blocks(y, blocks, len(X))
-    if not conditions or "none" in conditions:
-        cut_table({}, conditions)  # the message, before any pass
+    _check_names(conditions)  # before any pass
     for name, edges in conditions.items():
         if not isinstance(edges, EdgeSet):
             raise ArgumentError(f"condition {name!r} must be an EdgeSet, got {describe(edges)}")

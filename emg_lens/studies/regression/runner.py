@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,11 +22,14 @@ from emg_lens.edges import parse
 from emg_lens.errors import DataFormatError, EdgeExpressionError, SpecError
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
 from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
-from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.regression.cuts import block_errors, cut_table
 from emg_lens.studies.regression.result import RegressionStudyResult
 from emg_lens.studies.regression.spec import RegressionSpec
 from emg_lens.studies.store import CellStore
+
+if TYPE_CHECKING:
+    from emg_lens.models.native.tinymyo import TinyMyo
 
 __all__ = ["KIND", "build_model", "check_regression", "load_contraction", "run_regression_study"]
 
@@ -69,7 +72,7 @@ def load_contraction(spec: RegressionSpec) -> Contraction:
     return Contraction(windows, emg, names, float(rec.sample_rate), digest)
 
 
-def build_model(spec: RegressionSpec, contraction: Contraction) -> torch.nn.Module:
+def build_model(spec: RegressionSpec, contraction: Contraction) -> TinyMyo:
     """The untrained TinyMyo of ``spec.model``: one token per electrode (a window's envelope
     bins in one patch), channel names ``ch1``, ``ch2``..."""
     from emg_lens import EncoderConfig
@@ -175,7 +178,7 @@ def run_regression_study(
     ``out_dir`` every step is stored with its provenance and reused by a rerun (see
     `emg_lens.studies.regression`), and the tables and figure are written there. ``device``:
     where the model trains and runs; ``overrides``: ``{"epochs": n}`` (``study run --epochs``)."""
-    spec = load_spec(spec, kind=RegressionSpec.KIND).with_overrides(overrides)
+    spec = load_as(spec, RegressionSpec).with_overrides(overrides)
     contraction = load_contraction(spec)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError, check_seed
@@ -28,7 +28,18 @@ from emg_lens.studies.validate import (
 
 __all__ = ["CORRECTIONS", "MODEL", "OVERRIDES", "STATS", "TRAIN", "WINDOWS", "RegressionSpec"]
 
-WINDOWS = {"window": 512, "step": 128, "block": 2048, "test_every": 3, "bin": 16}
+
+class Windows(TypedDict):
+    """``[windows]``, `emg_lens.data.windows.contraction.contraction_windows`'s keywords."""
+
+    window: int
+    step: int
+    block: int
+    test_every: int
+    bin: int
+
+
+WINDOWS = Windows(window=512, step=128, block=2048, test_every=3, bin=16)
 MODEL = {"n_layers": 2, "d_model": 32, "d_head": 8, "n_heads": 4, "d_mlp": 64, "seed": 0}
 TRAIN = {"epochs": 15, "lr": 3e-3, "warmup_epochs": 2, "batch_size": 32, "seed": 0}
 STATS = {"correction": "holm", "seed": 0}
@@ -36,7 +47,7 @@ CORRECTIONS = ("holm", "bonferroni")
 OVERRIDES = ("epochs",)  # `study run --epochs`: the [train] key a smoke run shrinks
 
 
-def _section(data: dict[str, Any], key: str, defaults: dict[str, Any]) -> dict[str, Any]:
+def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """``[key]`` over its defaults: the integers checked >= 1 (warm-up >= 0), a seed in the
     range every seed of the library takes (`emg_lens.errors.check_seed`: the one check the
     model and its training make when the study runs, so `study check` refuses what `study
@@ -114,7 +125,7 @@ class RegressionSpec(Spec):
     name: str
     recording: str
     target: str = "force"
-    windows: dict[str, int] = field(default_factory=lambda: dict(WINDOWS))
+    windows: Windows = field(default_factory=WINDOWS.copy)
     model: dict[str, int] = field(default_factory=lambda: dict(MODEL))
     train: dict[str, Any] = field(default_factory=lambda: dict(TRAIN))
     cuts: dict[str, str] = field(
@@ -130,7 +141,6 @@ class RegressionSpec(Spec):
         if not target:
             raise SpecError("target must name the recording's auxiliary channel, e.g. 'force'")
         return {
-            "name": data["name"],
             "recording": data["recording"],
             "target": target,
             "windows": _section(data, "windows", WINDOWS),
@@ -138,7 +148,6 @@ class RegressionSpec(Spec):
             "train": _section(data, "train", TRAIN),
             "cuts": _cuts(data.get("interventions")),
             "stats": _stats(data),
-            "description": string(data.get("description"), "description (free text)") or "",
         }
 
     def _check(self) -> None:

@@ -132,8 +132,10 @@ class TrainingInput(Spec):
 
     @classmethod
     def _parse(
-        cls, data: dict[str, Any], where: str, electrodes: Mapping[str, int | None]
+        cls, data: dict[str, Any], where: str, electrodes: Mapping[str, int | None] | None = None
     ) -> dict[str, Any]:
+        if electrodes is None:  # optional only for `Spec._parse`'s signature
+            raise ArgumentError(f"{where}: from_dict needs electrodes={{modality: count}}")
         name = data.get("name")
         if not isinstance(name, str) or not name.isidentifier():
             raise SpecError(f"{where}.name must be an identifier, got {name!r}")
@@ -182,8 +184,10 @@ class TrainingInput(Spec):
     def digest(self) -> str:
         """Hash of what the input selects (not its name or trial count): part of cell keys, so
         a changed definition is trained again rather than read from an old cell."""
-        what = sorted(self.modalities) if self.modalities is not None else dict(self.channels)
-        return _digest(what)
+        if self.modalities is not None:
+            return _digest(sorted(self.modalities))
+        assert self.channels is not None  # an input has modalities or channels (`_parse`)
+        return _digest(dict(self.channels))
 
     def shape(self, montage: Mapping[str, int | None]) -> dict[str, int]:
         """Channels per modality this input gives on a dataset of ``montage`` (channels per
@@ -215,6 +219,7 @@ class TrainingInput(Spec):
         """
         if self.modalities is not None:
             return {m: list(range(available[m])) for m in available if m in self.modalities}
+        assert self.channels is not None  # an input has modalities or channels (`_parse`)
         rng = np.random.default_rng([seed, subject, trial])
         wanted = dict(self.channels)
         out = {}

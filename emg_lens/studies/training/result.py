@@ -54,14 +54,14 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
     ('emg', -32.6, 0.0, 0.1, 'ns')
     """
     means = subject_means(per_subject)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for arch in spec.architectures:
         of_arch = means[means["architecture"] == arch]
         ref = of_arch[of_arch["input"] == spec.reference].set_index("subject")["value"]
         family = []
         for inp in spec.inputs:
             values = of_arch[of_arch["input"] == inp.name].set_index("subject")["value"]
-            row = {
+            row: dict[str, Any] = {
                 "architecture": arch,
                 "input": inp.name,
                 "n": len(values),
@@ -214,5 +214,5 @@ def _score(cell: dict[str, Any], placement: bool) -> TrialScore:
     if not isinstance(cell.get("trial_total"), list | tuple):
         cell = {k: v for k, v in cell.items() if k not in ("trial_correct", "trial_total")}
     train = cell.get("train_accuracy")
-    known = {"train_accuracy": None if pd.isna(train) else float(train), "placement": placement}
-    return TrialScore.from_cell(cell, **known)
+    train = None if train is None or pd.isna(train) else float(train)
+    return TrialScore.from_cell(cell, train_accuracy=train, placement=placement)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from emg_lens.errors import SpecError, StudyError
 from emg_lens.provenance import arrays_digest, code_digest, source_digest
 from emg_lens.stats.metrics import score_predictions
 from emg_lens.studies.check import text_table
-from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.store import WAIT_TIMEOUT, CellStore
 from emg_lens.studies.training.grid import TrainingCell, electrode_counts, select_channels
 from emg_lens.studies.training.result import CHANCE_FIELDS, TrainingStudyResult
@@ -38,30 +39,21 @@ from emg_lens.train.distributed import torchrun_process
 __all__ = ["KIND", "check_training", "run_training_study"]
 
 
-class _Provenance:
-    """What a training cell is computed from, per subject: the subject's data (the files a
-    source reads, and how its folder numbers them; or the arrays given), the emg_lens code,
-    torch's version and threads (a training is reproducible at equal threads only). A stored
-    cell is reused only when all of them are the same (`emg_lens.studies.store.CellStore`)."""
-
-    def __init__(self, source: dict[str, Any] | None, data: Mapping[int, Any] | None) -> None:
-        self.source, self.data, self.subjects = source, data, {}
-        self.code = code_digest()
-
-    def of(self, subject: int) -> dict[str, Any]:
-        if subject not in self.subjects:
-            digest = (
-                arrays_digest(self.data[subject])
-                if self.data is not None
-                else source_digest(self.source, subject)
-            )
-            self.subjects[subject] = {
-                "data": digest,
-                "code": self.code,
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-            }
-        return self.subjects[subject]
+def _provenance(digest: Callable[[int], str]) -> Callable[[int], dict[str, Any]]:
+    """What a training cell is computed from, by subject (each computed once): the subject's
+    data (``digest`` of its number: of the files a source reads, and how its folder numbers
+    them; or of the arrays given), the emg_lens code, torch's version and threads (a training
+    is reproducible at equal threads only). A stored cell is reused only when all of them are
+    the same (`emg_lens.studies.store.CellStore`)."""
+    code = code_digest()
+    return cache(
+        lambda subject: {
+            "data": digest(subject),
+            "code": code,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
+    )
 
 
 def _train_cell(
@@ -163,7 +155,7 @@ def run_training_study(
     >>> len(result.per_subject), list(result.table1().columns)
     (6, ['both (ref)', 'emg2'])
     """
-    spec = load_spec(spec, kind=TrainingStudySpec.KIND).with_overrides(overrides)
+    spec = load_as(spec, TrainingStudySpec).with_overrides(overrides)
     check_models(spec)
     if data is not None and spec.data.subjects is None:
         subjects = sorted(data)
@@ -182,26 +174,30 @@ def run_training_study(
         )
     device = None if device is None else torch.device(device)
     store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
-    source = spec.data.source() if data is None else None
+    # a subject's windows, and the digest of what they are read from
+    source: dict[str, Any] | None = None
+    read: Callable[[int], SubjectData]
+    digest: Callable[[int], str]
+    if data is None:
+        source = spec.data.source()
+        read, digest = partial(load_subject, source), partial(source_digest, source)
+    else:
+        read, digest = data.__getitem__, lambda subject: arrays_digest(data[subject])
     loaded: dict[int, SubjectData] = {}  # the current subject only
     computed: dict[tuple[int, str], dict] = {}
-    provenance = _Provenance(source, data)
+    provenance = _provenance(digest)
     bar = tqdm(spec.cells(ranks.shard(subjects)), desc=f"study {spec.name}", disable=not progress)
     for cell in bar:
-        known = None if store is None else provenance.of(cell.subject)
+        known = None if store is None else provenance(cell.subject)
         if store is not None and store.get(cell.subject, cell.key, known) is not None:
             continue  # stored whole by an earlier run from the same data, code and threads
         if cell.subject not in loaded:
-            loaded = {
-                cell.subject: data[cell.subject]
-                if data is not None
-                else load_subject(source, cell.subject)
-            }
+            loaded = {cell.subject: read(cell.subject)}
         bar.set_postfix(subject=cell.subject, model=cell.architecture, input=cell.input.name)
-        stored = _train_cell(spec, cell, loaded[cell.subject], progress, device)
+        trained = _train_cell(spec, cell, loaded[cell.subject], progress, device)
         if store is not None:
-            store.put(cell.subject, cell.key, stored, known)
-        computed[cell.subject, cell.key] = stored
+            store.put(cell.subject, cell.key, trained, known)
+        computed[cell.subject, cell.key] = trained
     if not ranks.is_main:
         return None  # rank 0 writes the result
     cells = spec.cells(subjects)
@@ -216,7 +212,11 @@ def run_training_study(
     montage = list(spec.data.montage())
     rows = []
     for cell in cells:
-        stored = computed.get((cell.subject, cell.key)) or store.get(cell.subject, cell.key)
+        stored = computed.get((cell.subject, cell.key))
+        if stored is None and store is not None:  # by an earlier run, or another rank
+            stored = store.get(cell.subject, cell.key)
+        if stored is None:
+            raise StudyError(f"subject {cell.subject}: cell {cell.key} is not in the store")
         rows.append(
             {
                 "subject": cell.subject,
@@ -257,7 +257,7 @@ def check_training(
     >>> spec = {"kind": "training", "name": "t", "data": {"subjects": [1, 2]},
     ...         "architectures": ["MultimodalMLP"], "reference": "e",
     ...         "inputs": [{"name": "e", "modalities": ["emg"]}]}
-    >>> print(check_training(load_spec(spec), preset="tiny").splitlines()[0])
+    >>> print(check_training(load_as(spec, TrainingStudySpec), preset="tiny").splitlines()[0])
     t: training study on synthetic subjects [1, 2]; 1 models per subject (preset 'tiny', 40 epochs); reference input 'e'
     """  # noqa: E501
     given = {**(overrides or {}), **({} if preset is None else {"preset": preset})}

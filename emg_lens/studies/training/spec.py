@@ -23,11 +23,10 @@ True
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from emg_lens.config import PRESETS, EncoderConfig, config_for_data
 from emg_lens.data.datasets import available_subjects, data_source, dataset_preprocess
@@ -44,7 +43,6 @@ from emg_lens.studies.validate import (
     positive_int,
     reject_repeats,
     reject_unknown,
-    string,
     subject_list,
     table,
 )
@@ -106,7 +104,7 @@ class TrainingData(Spec):
     root: str | None = field(default=None, metadata=file_key(omit=is_none))
     segment: str | tuple[float, float] = PreprocessSpec.segment
     window: int = PreprocessSpec.window
-    step: int = PreprocessSpec.step
+    step: int = cast(int, PreprocessSpec.step)  # its default, 50 (None: no study's step)
     exercises: tuple[str, ...] = ("B",)
     synthetic: tuple[tuple[str, Any], ...] = field(
         default=(), metadata=file_key(dump=_pairs_table, omit=lambda pairs, spec: not pairs)
@@ -214,6 +212,13 @@ class TrainingStudySpec(Spec):
     """A whole training study (see the module docstring); parameters only."""
 
     KIND: ClassVar[str] = KIND
+    # every cell's value depends on the data (not which subjects), training, model sizes and
+    # metric alone: subjects, architectures and inputs can be added to a stored study, and its
+    # statistics changed, without training anything again
+    UNHASHED = (
+        *("kind", "name", "architectures", "inputs", "reference", "stats", "description"),
+        "data.subjects",
+    )
 
     name: str
     data: TrainingData
@@ -287,7 +292,6 @@ class TrainingStudySpec(Spec):
                 "accepted: test, correction"
             )
         return {
-            "name": data["name"],
             "data": train_data,
             "architectures": tuple(architectures),
             "inputs": inputs,
@@ -297,7 +301,6 @@ class TrainingStudySpec(Spec):
             "model": tuple(sorted(model.items())),
             "metric": metric,
             "stats": StatsSpec.from_dict(stats),
-            "description": string(data.get("description"), "description (free text)") or "",
         }
 
     @staticmethod
@@ -331,14 +334,6 @@ class TrainingStudySpec(Spec):
         if given.get("dataset") == "synthetic":
             out["data"].pop("root", None)
         return TrainingStudySpec.from_dict(out)
-
-    def fingerprint(self) -> str:
-        """What every cell's value depends on besides its key: the data (not which subjects),
-        training, model sizes and metric. Subjects, architectures and inputs can be added to a
-        stored study, and its statistics changed, without training anything again."""
-        out = self.to_dict()
-        out["data"].pop("subjects")
-        return json.dumps({k: out[k] for k in ("data", "train", "model", "metric")}, sort_keys=True)
 
     def subject_ids(self) -> list[int]:
         """The subjects: as listed, or every one the data source holds."""
