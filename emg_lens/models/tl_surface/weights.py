@@ -127,10 +127,9 @@ class WeightSurface(TokenSurface, HookSurface):
     """TransformerLens's weights, circuits and unembedding (see the module docstring); a
     base of `HookedEncoder`, which supplies what is declared here."""
 
-    embed: nn.Module  # the tokenizer
     if TYPE_CHECKING:
 
-        def embed_signals(self, signals: torch.Tensor, **embed_kwargs: Any) -> torch.Tensor: ...
+        def embed_signals(self, signals: torch.Tensor) -> torch.Tensor: ...
 
     # ------------------------------------------------------------------ TL weights (stacked)
     def _stack(self, name: str) -> torch.Tensor:
