@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -75,6 +76,7 @@ __all__ = ["AttachedModel", "LayoutAt"]
 LayoutAt = Callable[[Sequence[Call], int, int], "TokenLayout | Sequence[TokenLayout]"]
 """The layouts of an input's attention calls, given the calls a probe on an input of that
 size made and its ``(n_channels, n_samples)``: one `TokenLayout` for all, or one per call."""
+_KEPT = operator.attrgetter("kind", "heads", "n_query", "n_key")  # a call's, on every input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,12 +447,7 @@ class AttachedModel(HookedBiosignalModel):
                 "input"
             )
         known = size.calls[layer]
-        if (call.kind, call.heads, call.n_query, call.n_key) != (
-            known.kind,
-            known.heads,
-            known.n_query,
-            known.n_key,
-        ):
+        if _KEPT(call) != _KEPT(known):
             raise AttachError(
                 f"attention call {layer} is a {call.kind} with {call.heads} heads over "
                 f"{call.n_query} queries and {call.n_key} keys, but at attach time it was a "

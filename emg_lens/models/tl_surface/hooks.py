@@ -30,6 +30,7 @@ import torch
 from transformer_lens import HookedRootModule
 from transformer_lens.utilities import Slice
 
+from emg_lens.components import Attention, TransformerBlock
 from emg_lens.components.attend import observed
 from emg_lens.config import HOOK_FLAGS, EncoderConfig
 from emg_lens.errors import ArgumentError, HookFlagError, LayoutError, UnsupportedFeatureError
@@ -68,21 +69,11 @@ def token_axis(name: str) -> int | None:
     return 2 if name.rsplit(".", 1)[-1] in _QUERY_AXIS_HOOKS else 1
 
 
-_OPTIONAL_HOOKS = {
-    "attn.hook_result": "use_attn_result",
-    "hook_q_input": "use_split_qkv_input",
-    "hook_k_input": "use_split_qkv_input",
-    "hook_v_input": "use_split_qkv_input",
-    "hook_attn_in": "use_attn_in",
-    "hook_mlp_in": "use_hook_mlp_in",
-}  # what each flag of HOOK_FLAGS turns on, for messages
+_OPTIONAL_HOOKS = {  # what each flag of HOOK_FLAGS turns on (the components'), for messages
+    **{f"attn.{hook}": flag for hook, flag in Attention.OPTIONAL_HOOKS.items()},
+    **TransformerBlock.OPTIONAL_HOOKS,
+}
 assert set(_OPTIONAL_HOOKS.values()) == set(HOOK_FLAGS)
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ArgumentError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 _POSITION_AXES = {"pos", "src_pos", "dest_pos"}  # TransformerLens's position axis names
@@ -502,7 +493,8 @@ class HookSurface(HookedRootModule):
     def _set_hook_flag(self, flag: str, value: bool) -> None:
         """Set ``flag`` (one of `HOOK_FLAGS`) on the model's config and on every block's and
         attention's (stems included); refused by name where no module has its hook points."""
-        value = _check_flag(flag, value)
+        if not isinstance(value, bool):
+            raise ArgumentError(f"{flag} must be True or False, got {value!r}")
         owners = [m for m in self.modules() if flag in getattr(m, "OPTIONAL_HOOKS", {}).values()]
         if not owners:
             if not value:
