@@ -64,7 +64,12 @@ class Run:
     registers: bool = False
 
     def fixed(self, n_channels: int, i: int, model: nn.Module | None) -> int | None:
-        """Its number of tokens in call ``i`` of ``model``; None where it takes the rest."""
+        """Its number of tokens in call ``i`` of ``model``, of ``n_channels`` channels; None
+        where it takes the rest.
+
+        >>> [run.fixed(4, 0, None) for run in (Run(CHANNEL), Run(QUERY, 2), Run(PATCH))]
+        [4, 2, None]
+        """
         if self.kind == CHANNEL:
             return n_channels
         return self.n if self.n is None or isinstance(self.n, int) else self.n(i, model)
