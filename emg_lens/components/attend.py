@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -226,7 +227,7 @@ def open_rows(
 
 
 def fused(
-    kernel: Callable[[Mask | None], torch.Tensor], mask: Mask | None, *, allows: bool = False
+    kernel: Callable[[Any], torch.Tensor], mask: Mask | None, *, allows: bool = False
 ) -> Float[torch.Tensor, "... query d"]:
     """``kernel(mask)``, a fused attention (SDPA, a batched softmax) given its mask (bool, True =
     blocked, or with ``allows`` True = may attend, as SDPA reads it; or additive), under the

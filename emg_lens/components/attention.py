@@ -28,9 +28,8 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components.attend import block_scores, merge_masks, observed, pattern_of
-from emg_lens.components.fast_attention import FastAttention, Projected
-from emg_lens.components.head_structure import HeadStructure, StructuredHeads
-from emg_lens.components.init import ConfigInit
+from emg_lens.components.fast_attention import Projected
+from emg_lens.components.head_structure import StructuredHeads
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.components.mlp import add_bias
 from emg_lens.components.rotary import Rotary
@@ -55,7 +54,7 @@ def _matmul_heads(
     return out.view(*x.shape[:-1], *b.shape)
 
 
-class Attention(FastAttention, StructuredHeads, ConfigInit, nn.Module):
+class Attention(StructuredHeads):
     """Multi-head attention: ``W_Q, W_K, W_V [n_heads, d_model, d_head]``,
     ``W_O [n_heads, d_head, d_model]``, ``b_Q, b_K, b_V [n_heads, d_head]``, ``b_O [d_model]``.
 
@@ -80,15 +79,14 @@ class Attention(FastAttention, StructuredHeads, ConfigInit, nn.Module):
             add_bias(self, name, (h, d_head), cfg)
         add_bias(self, "b_O", d_model, cfg)
         self.attn_scale = math.sqrt(d_head) if cfg.attn_scale is None else float(cfg.attn_scale)
-        self.q_norm: LayerNorm | None = None
-        self.k_norm: LayerNorm | None = None
+        self.q_norm = self.k_norm = None
         if cfg.qk_norm:  # per-head LayerNorm of q and k, one weight shared by the heads
             self.q_norm, self.k_norm = LayerNorm(cfg, d_head), LayerNorm(cfg, d_head)
 
         self.hook_q = HookPoint()  # [batch, pos, head_index, d_head]
         self.hook_k = HookPoint()  # [batch, pos, head_index, d_head]
         self.hook_v = HookPoint()  # [batch, pos, head_index, d_head]
-        self.rotary: Rotary | None = None
+        self.rotary = None
         if cfg.positional_embedding_type == "rotary":
             self.rotary = Rotary(
                 cfg.rotary_dim or d_head, cfg.n_ctx, cfg.rotary_base, cfg.rotary_adjacent_pairs
@@ -100,12 +98,9 @@ class Attention(FastAttention, StructuredHeads, ConfigInit, nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head_index, d_head]
         self.hook_result = HookPoint()  # [batch, pos, head_index, d_model]; use_attn_result
         self._internal_hooks = [m for m in self.modules() if isinstance(m, HookPoint)]
-        self._qkv_cache: tuple | None = None  # (parameter versions, fused weights); _cached
-        self.structure: tuple[HeadStructure, ...] | None = None
-        self._plans = []  # a head_structure._Plan per range of heads
-        # Set by set_structure (None: no structure; a None buffer is not in the state dict):
-        # base_mask [head_index, query_pos, key_pos] (True: no edge), read_mask [head_index,
-        # d_model, 1] and write_mask [head_index, 1, d_model] (1 where a head reads / writes).
+        self._qkv_cache = self.structure = None
+        self._plans = []
+        # set by set_structure (None: no structure; a None buffer is not in the state dict)
         for name in ("base_mask", "read_mask", "write_mask"):
             self.register_buffer(name, None, persistent=False)
 
@@ -207,7 +202,7 @@ class Attention(FastAttention, StructuredHeads, ConfigInit, nn.Module):
         q = _matmul_heads(x if self.rotary is not None else x[:, rows], W_Q, self.b_Q)
         kv = _matmul_heads(x, torch.cat((W_K, W_V)), torch.cat((self.b_K, self.b_V)))
         k, v = kv.split(self.cfg.n_heads, dim=2)
-        if self.q_norm is not None:
+        if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
             q, k = self.rotary(q)[:, rows], self.rotary(k)

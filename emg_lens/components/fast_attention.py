@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
-from typing import NamedTuple, no_type_check
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar, no_type_check
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
+from torch import nn
 
 from emg_lens.components.attend import (
     as_bias,
@@ -26,6 +27,12 @@ from emg_lens.components.attend import (
     merge_masks,
     pattern_of,
 )
+from emg_lens.components.init import ConfigInit
+from emg_lens.components.layer_norm import LayerNorm
+from emg_lens.components.rotary import Rotary
+from emg_lens.config import EncoderConfig
+
+T = TypeVar("T")
 
 
 def row_span(rows: Sequence[int]) -> slice | None:
@@ -51,8 +58,8 @@ def take_rows(t: torch.Tensor, rows: Sequence[int], dim: int) -> torch.Tensor:
     ([[[4, 5], [6, 7]]], [[[0, 1], [6, 7]]])
     """
     span = row_span(rows)
-    where = (slice(None),) * (dim % t.ndim)
-    return t[(*where, span if span is not None else list(rows))]
+    index = (*(slice(None),) * (dim % t.ndim), span if span is not None else list(rows))
+    return t[index]
 
 
 class Projected(NamedTuple):
@@ -99,8 +106,25 @@ def _sdpa_mask(
     return as_bias(allowed, q.dtype, q.device, allows=True)
 
 
-class FastAttention:
-    """`Attention`'s fast path and the fused weights it runs on (a mixin of `Attention`)."""
+class FastAttention(ConfigInit, nn.Module):
+    """`Attention`'s fast path and the fused weights it runs on: the base of `Attention`
+    (through `emg_lens.components.head_structure.StructuredHeads`), which builds what is
+    declared here."""
+
+    cfg: EncoderConfig
+    W_Q: nn.Parameter  # [head_index, d_model, d_head], as W_K and W_V
+    W_K: nn.Parameter
+    W_V: nn.Parameter
+    W_O: nn.Parameter  # [head_index, d_head, d_model]
+    b_Q: torch.Tensor  # [head_index, d_head], as b_K and b_V; parameters or zero buffers
+    b_K: torch.Tensor
+    b_V: torch.Tensor
+    b_O: torch.Tensor  # [d_model]
+    attn_scale: float
+    q_norm: LayerNorm | None  # both or neither (qk_norm)
+    k_norm: LayerNorm | None
+    rotary: Rotary | None
+    _qkv_cache: tuple[tuple[tuple[int, int], ...], Any] | None  # (versions, fused): _cached
 
     def _forward_fast(self, x, edge_mask):
         return self.from_projected(self._project_fast(x), edge_mask)
@@ -195,9 +219,10 @@ class FastAttention:
         return torch.einsum("brhe,hem->brm", z, self.W_O) + b_O
 
     def _qk_norm(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d_head = (self.cfg.d_head,)
-        q = F.layer_norm(q, d_head, self.q_norm.w, self.q_norm.b, self.q_norm.eps)
-        return q, F.layer_norm(k, d_head, self.k_norm.w, self.k_norm.b, self.k_norm.eps)
+        d_head, q_norm, k_norm = (self.cfg.d_head,), self.q_norm, self.k_norm
+        assert q_norm is not None and k_norm is not None  # called where qk_norm is on
+        q = F.layer_norm(q, d_head, q_norm.w, q_norm.b, q_norm.eps)
+        return q, F.layer_norm(k, d_head, k_norm.w, k_norm.b, k_norm.eps)
 
     def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``W_Q, W_K, W_V`` as one ``[d_model, 3 * n_heads * d_head]`` matrix (and the
@@ -213,7 +238,7 @@ class FastAttention:
         params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V, self.b_O)
         return self._cached(params, build)
 
-    def _cached(self, params: tuple[torch.Tensor, ...], build):
+    def _cached(self, params: tuple[torch.Tensor, ...], build: Callable[[], T]) -> T:
         """``build()``, the fused copies of ``params`` a fast path runs on: rebuilt on every
         call while gradients flow to the weights (training); otherwise cached until a weight
         changes: the key holds each parameter's storage and version counter, which optimiser

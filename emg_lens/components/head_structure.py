@@ -1,4 +1,4 @@
-"""The head structure of converted architectures (CBraMod, EEGPT), a mixin of `Attention`.
+"""The head structure of converted architectures (CBraMod, EEGPT), a base of `Attention`.
 
 A *structure* (`Attention.set_structure`, installed by the model from its config and layout,
 not in the state dict) gives each range of heads a `HeadStructure`: the slice of ``d_model``
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 
 from emg_lens.components.attend import block_scores, fused, merge_masks
-from emg_lens.components.fast_attention import sdpa
+from emg_lens.components.fast_attention import FastAttention, sdpa
 from emg_lens.errors import ConfigError
 
 # Groups of at most this many tokens are attended with matmul + softmax on CPU (see
@@ -77,9 +77,18 @@ class _Plan:
             self.perm, self.inverse = perm, torch.argsort(perm)
 
 
-class StructuredHeads:
+class StructuredHeads(FastAttention):
     """`Attention`'s head structure: installed, applied to the weights and run on the fast
-    path (a mixin of `Attention`)."""
+    path (the base of `Attention`, which sets these to None until `set_structure`)."""
+
+    structure: tuple[HeadStructure, ...] | None
+    _plans: list[_Plan]  # one per range of heads
+    # buffers, None without a structure: base_mask [head_index, query_pos, key_pos] (True: no
+    # edge), read_mask [head_index, d_model, 1] and write_mask [head_index, 1, d_model] (1
+    # where a head reads / writes)
+    base_mask: torch.Tensor | None
+    read_mask: torch.Tensor | None
+    write_mask: torch.Tensor | None
 
     def draw_parameter(self, name: str, param: torch.Tensor) -> None:
         """The config's draw, then zero where a head structure has no weight: the rows of
@@ -205,6 +214,7 @@ class StructuredHeads:
         batch, n_pos, n_heads, d_head = q.shape
         scale = 1.0 / self.attn_scale
         if plan.structure.groups is not None and plan.n_groups == 0:  # groups of unequal size
+            assert self.base_mask is not None  # set: unequal groups do not all see each other
             mask = merge_masks(self.base_mask[plan.heads], mask)
         if plan.n_groups == 0:
             z = sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, scale)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
@@ -10,9 +12,12 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components.init import ConfigInit
 from emg_lens.config import EncoderConfig
+from emg_lens.errors import ConfigError
 
 
-def add_bias(module: nn.Module, name: str, shape: int | tuple[int, ...], cfg: EncoderConfig):
+def add_bias(
+    module: nn.Module, name: str, shape: int | tuple[int, ...], cfg: EncoderConfig
+) -> None:
     """Register the zero bias ``name``: a parameter, or, where ``cfg.zero_biases`` names it (a
     layer built with ``bias=False``), a buffer that is neither learned nor saved, so the
     TransformerLens surface (``b_Q``, ``b_in``, ...) reads the same on every model.
@@ -28,7 +33,7 @@ def add_bias(module: nn.Module, name: str, shape: int | tuple[int, ...], cfg: En
         setattr(module, name, nn.Parameter(zeros))
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "gelu": F.gelu,  # exact (erf) GELU, as TransformerLens "gelu"
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
@@ -44,9 +49,13 @@ class MLP(ConfigInit, nn.Module):
     (torch.Size([16, 32]), torch.Size([32, 16]))
     """
 
+    b_in: torch.Tensor  # parameters, or zero buffers (`add_bias`)
+    b_out: torch.Tensor
+
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
-        d_mlp = cfg.d_mlp
+        if (d_mlp := cfg.d_mlp) is None:
+            raise ConfigError("EncoderConfig.d_mlp must be an int >= 1 for an MLP, got None")
         self.init_std = cfg.init_range
         # Registered in this order: the state dict's order is part of a model's digest.
         self.W_in = nn.Parameter(torch.empty(cfg.d_model, d_mlp, dtype=cfg.dtype))

@@ -31,13 +31,16 @@ class Rotary(nn.Module):
     True
     """
 
+    sin: torch.Tensor  # [pos, rotary_dim/2] buffers, as cos
+    cos: torch.Tensor
+
     def __init__(self, rotary_dim: int, n_ctx: int, base: float, adjacent_pairs: bool):
         super().__init__()
         self.rotary_dim = rotary_dim
         self.adjacent_pairs = adjacent_pairs
         inv_freq = base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
         angles = torch.arange(n_ctx, dtype=torch.float64)[:, None] * inv_freq[None, :]
-        self.register_buffer("sin", angles.sin().float(), persistent=False)  # [pos, rotary_dim/2]
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self._phase_cache: tuple | None = None  # (key, complex [pos, 1, rotary_dim/2])
 

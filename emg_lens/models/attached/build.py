@@ -147,11 +147,8 @@ def attach(
         raise ArgumentError("this model is attached already: use it as it is")
     layout_at = layout if callable(layout) else None
     keys = None
-    if layout_at is None:
-        keys = per_call_layouts(layout, 1)[0] if isinstance(layout, TokenLayout) else None
-        if keys is None:  # a list: checked against the calls once they are known
-            per_call_layouts(layout, len(layout) if isinstance(layout, Sequence) else 0)
-            keys = layout[0]
+    if not callable(layout):  # a list is checked against the calls once they are known
+        keys = per_call_layouts(layout, len(layout) if isinstance(layout, Sequence) else 1)[0]
     channels, samples = _input_size(model, keys, n_samples, n_channels)
     named = named_modules_of(model, attention)
     # a batch no call's token count equals tells batch and token axes apart
@@ -168,8 +165,8 @@ def attach(
             batch = next(b for b in range(2, 10 + len(sizes)) if b not in sizes)
             found, example = _probe(model, named, batch, channels, samples)
     check_calls(model, found, named)
-    if layout_at is not None:
-        layout = layout_at(found.calls, channels, samples)
+    if callable(layout):
+        layout = layout(found.calls, channels, samples)
     layouts = per_call_layouts(layout, len(found.calls))
     check_layouts(layouts, found.calls)
     keys = layouts[0]
@@ -178,7 +175,9 @@ def attach(
     out = found.output
     n_classes = out.shape[-1] if isinstance(out, torch.Tensor) and out.ndim == 2 else 1
     block_paths = {block.path for block in blocks.values()}
-    widths = [mc.in_shape[-1] for mc in found.module_calls if mc.path in block_paths]
+    widths = [
+        mc.in_shape[-1] for mc in found.module_calls if mc.path in block_paths and mc.in_shape
+    ]
     cfg = EncoderConfig(
         d_model=widths[0] if widths else 1,  # the residual stream's, where known
         d_head=1,

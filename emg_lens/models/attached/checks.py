@@ -31,10 +31,11 @@ def window_size(shape: Any) -> tuple[int, int]:
         raise InputShapeError(
             f"an input window is (channels, samples), two positive ints, got {describe(shape)}"
         )
-    return tuple(
+    channels, samples = (
         check_int(n, f"an input window's {name}", minimum=1, error=InputShapeError)
         for n, name in zip(pair, ("channels", "samples"))
     )
+    return channels, samples
 
 
 def calls_text(kinds: Sequence[tuple[str, str, int]]) -> str:

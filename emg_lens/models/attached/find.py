@@ -21,7 +21,7 @@ import contextlib
 import copy
 import fnmatch
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import no_type_check
 
@@ -201,7 +201,8 @@ class _Folded(TorchFunctionMode):
 
     def __init__(self, recorder: _Recorder):
         super().__init__()
-        self.recorder, self.owners = recorder, {}
+        self.recorder = recorder
+        self.owners: dict[str, None] = {}  # in the order they were met
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -317,7 +318,7 @@ def check_calls(model: nn.Module, found: Probe, named: dict[str, nn.Module] | No
         )
     if named is not None:
         return
-    per_call = Counter()
+    per_call: Counter[str] = Counter()
     softmax_owners = {c.module for c in found.calls if c.kind == "softmax"}
     for mc in found.module_calls:
         if mc.path in softmax_owners:
@@ -442,11 +443,12 @@ def find_folds(
     """
     batch = example.shape[0]
     counts = [c.batch // batch if c.batch % batch == 0 else None for c in calls]
-    folded = {layer for layer, count in enumerate(counts) if count is not None and count > 1}
-    if batch > ORDER_ROWS and None not in counts:  # the same calls at two rows
+    folded = {layer: n for layer, n in enumerate(counts) if n is not None and n > 1}
+    known = [count for count in counts if count is not None]
+    if batch > ORDER_ROWS and len(known) == len(counts):  # the same calls at two rows
         example = example[:ORDER_ROWS]
-        calls = [replace(c, batch=count * ORDER_ROWS) for c, count in zip(calls, counts)]
-    order = _batch_major(_subject(model), example, named, calls, folded, counts) if folded else {}
+        calls = [replace(c, batch=count * ORDER_ROWS) for c, count in zip(calls, known)]
+    order = _batch_major(_subject(model), example, named, calls, folded) if folded else {}
     return tuple(
         Fold(count, True if count == 1 else order.get(layer)) for layer, count in enumerate(counts)
     )
@@ -457,11 +459,10 @@ def _batch_major(
     example: torch.Tensor,
     named: dict[str, nn.Module] | None,
     calls: Sequence[Call],
-    layers: set[int],
-    counts: Sequence[int | None],
+    layers: dict[int, int],
 ) -> dict[int, bool]:
-    """``{layer: batch-major}`` for ``layers`` (see `find_folds`); empty where it cannot be
-    told: a forward that failed or made other calls."""
+    """``{layer: batch-major}`` for ``layers`` (``{layer: count}``, see `find_folds`); empty
+    where it cannot be told: a forward that failed or made other calls."""
     gen = torch.Generator().manual_seed(1)
     other = torch.randn(example.shape, generator=gen).to(example)
     try:
@@ -476,8 +477,7 @@ def _batch_major(
                 seen = _scores(model, x, named, calls, layers)
                 if seen is None:
                     return {}
-                for layer in layers:
-                    count = counts[layer]
+                for layer, count in layers.items():
                     own = list(range(row * count, (row + 1) * count))
                     verdict[layer] &= _changed_rows(base[layer], seen[layer]) == own
             return verdict
@@ -490,7 +490,7 @@ def _scores(
     x: torch.Tensor,
     named: dict[str, nn.Module] | None,
     calls: Sequence[Call],
-    layers: set[int],
+    layers: Collection[int],
 ) -> dict[int, torch.Tensor] | None:
     """The scores of the attention calls in ``layers`` on ``x``; None where the forward made
     other calls than ``calls``."""

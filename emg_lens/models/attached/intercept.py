@@ -145,7 +145,7 @@ class ModuleTracker:
     @contextmanager
     def track(self) -> Iterator[ModuleTracker]:
         own = self.scope is None
-        scope = Scope() if own else self.scope
+        scope = Scope() if self.scope is None else self.scope
         handles = []
         try:
             for path, module in self.modules.items():
@@ -335,12 +335,13 @@ def _mha_explicit(a: dict, batched: bool, site: Site):
     n_query, batch, embed = query.shape
     n_key, heads = key.shape[0], a["num_heads"]
     d_head = embed // heads
+    b = a["in_proj_bias"]
     if not a["use_separate_proj_weight"]:
-        q, k, v = F._in_projection_packed(query, key, value, a["in_proj_weight"], a["in_proj_bias"])
+        W = a["in_proj_weight"]  # torch's private helpers, absent from its stubs:
+        q, k, v = F._in_projection_packed(query, key, value, W, b)  # type: ignore[attr-defined]
     else:
-        b = a["in_proj_bias"]
         b_q, b_k, b_v = (None, None, None) if b is None else b.chunk(3)
-        q, k, v = F._in_projection(
+        q, k, v = F._in_projection(  # type: ignore[attr-defined]
             query,
             key,
             value,
@@ -428,6 +429,7 @@ def _mha_cut_mask(a: dict, batched: bool, edge_mask: torch.Tensor) -> torch.Tens
         if own is not None and own.ndim == 2:
             own = own.expand(batch * heads, n_query, n_key)
     merged = merge_masks(own, cut)
+    assert merged is not None  # a cut is given
     blocked = blocked_by(merged)
     if kpm is not None:
         pad = blocked_by(kpm)

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -75,6 +76,7 @@ __all__ = ["AttachedModel", "LayoutAt"]
 LayoutAt = Callable[[Sequence[Call], int, int], "TokenLayout | Sequence[TokenLayout]"]
 """The layouts of an input's attention calls, given the calls a probe on an input of that
 size made and its ``(n_channels, n_samples)``: one `TokenLayout` for all, or one per call."""
+_KEPT = operator.attrgetter("kind", "heads", "n_query", "n_key")  # a call's, on every input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,9 +186,9 @@ class AttachedModel(HookedBiosignalModel):
         # every attention and residual hook point, flat: one pass tells an unhooked forward
         self._points = tuple(
             point
-            for i, block in enumerate(self.blocks)
+            for i in range(len(calls))
             for point in (
-                *block.attn.children(),
+                *self._block(i).attn.children(),
                 *(self._resid_points(i) if i in self._blocks else ()),
             )
         )
@@ -295,10 +297,10 @@ class AttachedModel(HookedBiosignalModel):
             )
         with self._probing:
             if shape not in self._sizes:
-                self._sizes[shape] = self._probe_size(*shape)
+                self._sizes[shape] = self._probe_size(self._layout_at, *shape)
             return self._sizes[shape]
 
-    def _probe_size(self, channels: int, samples: int) -> _Size:
+    def _probe_size(self, layout_at: LayoutAt, channels: int, samples: int) -> _Size:
         """Probe the model on an input of ``channels`` x ``samples`` (eval mode, no
         gradients): its calls, the same as at attach time but for their sizes, their folds,
         and the layouts ``layout_at`` gives them."""
@@ -327,7 +329,7 @@ class AttachedModel(HookedBiosignalModel):
                 f"not the {len(ours)} it made at attach time ({calls_text(ours)}); the layers "
                 "are numbered by call order, so every size must make the same calls"
             )
-        layouts = per_call_layouts(self._layout_at(found.calls, channels, samples), len(kinds))
+        layouts = per_call_layouts(layout_at(found.calls, channels, samples), len(kinds))
         check_layouts(layouts, found.calls)
         return _Size(found.calls, tuple(layouts), folds)
 
@@ -382,12 +384,16 @@ class AttachedModel(HookedBiosignalModel):
         masks = self._check_edge_masks(edge_masks, batch=x.shape[0], size=size)
         if not masks and not observed(self._points):  # the original's forward, nothing else
             return self.model(x, *args, **kwargs)
-        hooked = {i for i, block in enumerate(self.blocks) if observed(list(block.attn.children()))}
+        hooked = {i for i in range(len(self.calls)) if observed([*self._block(i).attn.children()])}
         resid = {i for i in self._blocks if observed(self._resid_points(i))}
         return self._intercepted(x, args, kwargs, masks, hooked, resid, size)
 
+    def _block(self, layer: int) -> AttachedBlock:
+        """Layer ``layer``'s hook points (``blocks`` holds `AttachedBlock`s only)."""
+        return cast(AttachedBlock, self.blocks[layer])
+
     def _resid_points(self, layer: int) -> list[HookPoint]:
-        block = self.blocks[layer]
+        block = self._block(layer)
         return [block.hook_resid_pre, block.hook_resid_post]
 
     def _intercepted(self, x, args, kwargs, masks, hooked, resid, size: _Size) -> Any:
@@ -400,7 +406,7 @@ class AttachedModel(HookedBiosignalModel):
             self._check_call(layer, call, size)
             if layer in masks:
                 self._check_rows(layer, call, masks[layer], x.shape[0], size)
-            attn = self.blocks[layer].attn
+            attn = self._block(layer).attn
             return Site(
                 edge_mask=masks.get(layer),
                 hooked=layer in hooked,
@@ -441,12 +447,7 @@ class AttachedModel(HookedBiosignalModel):
                 "input"
             )
         known = size.calls[layer]
-        if (call.kind, call.heads, call.n_query, call.n_key) != (
-            known.kind,
-            known.heads,
-            known.n_query,
-            known.n_key,
-        ):
+        if _KEPT(call) != _KEPT(known):
             raise AttachError(
                 f"attention call {layer} is a {call.kind} with {call.heads} heads over "
                 f"{call.n_query} queries and {call.n_key} keys, but at attach time it was a "
@@ -533,7 +534,8 @@ class AttachedModel(HookedBiosignalModel):
         what = f"edge_masks[{layer}]"
         per_fold = mask.ndim == 5
         per_row = per_fold or (mask.ndim == 4 and mask.shape[0] > 1)
-        folded = fold.count is not None and fold.count > 1
+        folds = fold.count if fold.count is not None and fold.count > 1 else 1
+        folded = folds > 1
         if ((per_fold and fold.count is None) or (per_row and folded)) and not fold.ordered:
             raise LayoutError(
                 f"{what} has shape {list(mask.shape)}, which differs between input rows or "
@@ -541,7 +543,6 @@ class AttachedModel(HookedBiosignalModel):
                 f"place it: {_unordered(fold)}; give a mask the same in every row and fold: "
                 f"[{call.n_query}, {call.n_key}] or [heads or 1, {call.n_query}, {call.n_key}]"
             )
-        folds = fold.count if folded else 1
         target = (batch, call.heads, call.n_query, call.n_key)
         check_mask_shape(mask.shape, target, what, folds=folds)
         if not folded or not per_row:

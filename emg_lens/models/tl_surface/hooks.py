@@ -1,16 +1,16 @@
 """TransformerLens's hook surface, which every emg_lens model has (every tier).
 
-`HookSurface` is a mixin of `emg_lens.models.base.HookedBiosignalModel` (which supplies ``cfg``
-and the hook points): it caches with ``pos_slice`` over the model's tokens, sets the hook flags
-(``set_use_attn_result`` ...; those no module of the model can honour are refused by name), and
-checks hook names where TransformerLens resolves them (``hooks()``, ``add_hook``,
-``run_with_cache``): a name the model lacks is a `LayoutError` naming it (TransformerLens: a
-bare ``KeyError``), and a name filter with a ``check_model(model)`` method (every
-`emg_lens.hooks.name_filter`) is asked to check itself, so a filter naming layers the model
+`HookSurface`, a base of `emg_lens.models.base.HookedBiosignalModel` (which supplies what it
+declares: ``cfg``, the layout and the hook points), caches with ``pos_slice`` over the model's
+tokens, sets the hook flags (``set_use_attn_result`` ...; those no module of the model can honour
+are refused by name), and checks hook names where TransformerLens resolves them (``hooks()``,
+``add_hook``, ``run_with_cache``): a name the model lacks is a `LayoutError` naming it
+(TransformerLens: a bare ``KeyError``), and a name filter with a ``check_model(model)`` method
+(every `emg_lens.hooks.name_filter`) is asked to check itself, so a filter naming layers the model
 lacks is refused instead of hooking nothing. A hook of TransformerLens's patching helpers that
-indexes a token position the activation lacks (they take positions from the input's last axis,
-time samples for signals) raises a `LayoutError` pointing to ``emg_lens.inspect.tl_index_df``.
-While one thread uses a model with hooks, another's call is refused by name
+indexes a token position the activation lacks (they take positions from the input's last axis, time
+samples for signals) raises a `LayoutError` pointing to ``emg_lens.inspect.tl_index_df``. While one
+thread uses a model with hooks, another's call is refused by name
 (`emg_lens.models.tl_surface.threads`).
 """
 
@@ -22,18 +22,19 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from transformer_lens import HookedRootModule
 from transformer_lens.utilities import Slice
 
+from emg_lens.components import Attention, TransformerBlock
 from emg_lens.components.attend import observed
-from emg_lens.config import (
-    HOOK_FLAGS,
-    EncoderConfig,  # noqa: F401  (the examples use it)
-)
+from emg_lens.config import HOOK_FLAGS, EncoderConfig
 from emg_lens.errors import ArgumentError, HookFlagError, LayoutError, UnsupportedFeatureError
+from emg_lens.layout import TokenLayout
 from emg_lens.models.tl_surface.threads import ThreadClaim, caller
 
 __all__ = ["HookSurface", "token_axis"]
@@ -68,21 +69,11 @@ def token_axis(name: str) -> int | None:
     return 2 if name.rsplit(".", 1)[-1] in _QUERY_AXIS_HOOKS else 1
 
 
-_OPTIONAL_HOOKS = {
-    "attn.hook_result": "use_attn_result",
-    "hook_q_input": "use_split_qkv_input",
-    "hook_k_input": "use_split_qkv_input",
-    "hook_v_input": "use_split_qkv_input",
-    "hook_attn_in": "use_attn_in",
-    "hook_mlp_in": "use_hook_mlp_in",
-}  # what each flag of HOOK_FLAGS turns on, for messages
+_OPTIONAL_HOOKS = {  # what each flag of HOOK_FLAGS turns on (the components'), for messages
+    **{f"attn.{hook}": flag for hook, flag in Attention.OPTIONAL_HOOKS.items()},
+    **TransformerBlock.OPTIONAL_HOOKS,
+}
 assert set(_OPTIONAL_HOOKS.values()) == set(HOOK_FLAGS)
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ArgumentError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 _POSITION_AXES = {"pos", "src_pos", "dest_pos"}  # TransformerLens's position axis names
@@ -136,7 +127,7 @@ def _counted_positions() -> int | None:
     position axis takes ``corrupted_tokens.shape[-1]`` (read from its frame: the hook sees one
     row of the sweep, not how the sweep was made). None where the sweep has no position axis,
     or was given ``index_df`` (`emg_lens.inspect.tl_index_df`)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and not (
         frame.f_code.co_name == "generic_activation_patch"
         and frame.f_globals.get("__name__") == TL_PATCHING
@@ -144,15 +135,22 @@ def _counted_positions() -> int | None:
         frame = frame.f_back
     if frame is None:
         return None
-    names, tokens = frame.f_locals.get("index_axis_names"), frame.f_locals.get("corrupted_tokens")
-    if not names or not _POSITION_AXES & set(names) or not hasattr(tokens, "shape"):
+    names = frame.f_locals.get("index_axis_names")
+    shape = getattr(frame.f_locals.get("corrupted_tokens"), "shape", None)
+    if not names or not _POSITION_AXES & set(names) or shape is None:
         return None
-    return int(tokens.shape[-1])
+    return int(shape[-1])
 
 
-class HookSurface:
-    """TransformerLens's hooks, checked, and its hook flags (see the module docstring); a
-    mixin for `HookedBiosignalModel`."""
+class HookSurface(HookedRootModule):
+    """TransformerLens's hooks, checked, and its hook flags (see the module docstring); the
+    base of `HookedBiosignalModel`, which supplies what is declared here."""
+
+    cfg: EncoderConfig
+    if TYPE_CHECKING:
+
+        @property
+        def layout(self) -> TokenLayout: ...
 
     # ------------------------------------------------------------------ one thread with hooks
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -193,7 +191,7 @@ class HookSurface:
             with self._claimed("forward", hooked=self._hooks_attached):
                 return forward(self, *args, **kwargs)
 
-        cls.forward = claimed  # type: ignore[method-assign]
+        cls.forward = claimed
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         """A copy with the model's permanent hooks and none of its temporary ones (those of a
@@ -495,7 +493,8 @@ class HookSurface:
     def _set_hook_flag(self, flag: str, value: bool) -> None:
         """Set ``flag`` (one of `HOOK_FLAGS`) on the model's config and on every block's and
         attention's (stems included); refused by name where no module has its hook points."""
-        value = _check_flag(flag, value)
+        if not isinstance(value, bool):
+            raise ArgumentError(f"{flag} must be True or False, got {value!r}")
         owners = [m for m in self.modules() if flag in getattr(m, "OPTIONAL_HOOKS", {}).values()]
         if not owners:
             if not value:

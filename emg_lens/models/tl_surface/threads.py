@@ -27,6 +27,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 from emg_lens.errors import ModelInUseError
@@ -58,14 +59,16 @@ class FreshLock:
     def __enter__(self) -> bool:
         return self._lock.__enter__()
 
-    def __exit__(self, *exc: object) -> None:
-        self._lock.__exit__(*exc)
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._lock.__exit__(kind, exc, tb)
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # a lock cannot be copied, and a copy is held by no one
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()
+        type(self).__init__(self)  # a ThreadClaim's own too: it shares these two
 
 
 class ThreadClaim:

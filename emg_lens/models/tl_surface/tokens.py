@@ -1,14 +1,15 @@
 """TransformerLens's ``to_tokens`` for signals: `TokenSurface`, how every emg_lens model, of
-every tier, takes its input (a mixin of `emg_lens.models.base.HookedBiosignalModel`)."""
+every tier, takes its input (a base of `emg_lens.models.base.HookedBiosignalModel`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from jaxtyping import Float
 
+from emg_lens.config import EncoderConfig
 from emg_lens.errors import InputShapeError, InputValueError, describe
 
 __all__ = ["TokenSurface"]
@@ -30,7 +31,13 @@ def _refuse_non_finite(signals: torch.Tensor) -> None:
 
 class TokenSurface:
     """The input surface: ``input_shape``, `to_tokens` (signals checked and put on the
-    model's device and dtype, `param_device_dtype`) and `example_input`."""
+    model's device and dtype, `param_device_dtype`) and `example_input`; a base of
+    `emg_lens.models.base.HookedBiosignalModel`, which supplies what is declared here."""
+
+    cfg: EncoderConfig
+    if TYPE_CHECKING:
+
+        def param_device_dtype(self) -> tuple[torch.device, torch.dtype]: ...
 
     @property
     def input_shape(self) -> tuple[int, int]:

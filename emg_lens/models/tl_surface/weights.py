@@ -1,16 +1,15 @@
 """TransformerLens's weight surface, which only models with weights in its shapes have.
 
-`WeightSurface`, a mixin of `emg_lens.models.base.HookedEncoder` (which supplies ``cfg`` and
-``blocks``), gives the models that provide `emg_lens.models.base.TL_WEIGHTS` legacy
-HookedTransformer's weights: per-block weights stacked over layers (``W_Q`` ... ``b_out``),
-QK and OV circuits as `transformer_lens.FactoredMatrix`, ``all_composition_scores``, ``W_pos``,
-and the classifier read as an unembedding (``W_U``, ``b_U``, ``tokens_to_residual_directions``),
-so ``cache.logit_attrs`` and ``cache.logit_lens`` work on a class, and ``SVDInterpreter`` once
-``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays -1 in `EncoderConfig`, whose
-every field is part of a model's digest). Beside them, emg_lens's own readings: `readout_map`
-(the classifier as a linear map of the final stream, per position) and `data_free_tokens`.
-A model without these weights asked for one of `WEIGHT_SURFACE` is refused by name
-(`emg_lens.models.base`).
+`WeightSurface`, a base of `emg_lens.models.base.HookedEncoder` (which supplies ``cfg``, ``blocks``
+and the tokenizer), gives the models that provide `emg_lens.models.base.TL_WEIGHTS` legacy
+HookedTransformer's weights: per-block weights stacked over layers (``W_Q`` ... ``b_out``), QK and
+OV circuits as `transformer_lens.FactoredMatrix`, ``all_composition_scores``, ``W_pos``, and the
+classifier read as an unembedding (``W_U``, ``b_U``, ``tokens_to_residual_directions``), so
+``cache.logit_attrs`` and ``cache.logit_lens`` work on a class, and ``SVDInterpreter`` once
+``model.cfg.d_vocab = model.cfg.n_classes`` (``d_vocab`` stays -1 in `EncoderConfig`, whose every
+field is part of a model's digest). Beside them, emg_lens's own readings: `readout_map` (the
+classifier as a linear map of the final stream, per position) and `data_free_tokens`. A model
+without these weights asked for one of `WEIGHT_SURFACE` is refused by name (`emg_lens.models.base`).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from einops import einsum, rearrange
@@ -35,6 +34,8 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import CLS
+from emg_lens.models.tl_surface.hooks import HookSurface
+from emg_lens.models.tl_surface.tokens import TokenSurface
 
 __all__ = ["UNEMBEDDING", "WEIGHT_SURFACE", "WeightSurface"]
 
@@ -122,9 +123,13 @@ def _with_stacked_weights(cls: type) -> type:
 
 
 @_with_stacked_weights
-class WeightSurface:
+class WeightSurface(TokenSurface, HookSurface):
     """TransformerLens's weights, circuits and unembedding (see the module docstring); a
-    mixin for `HookedEncoder`."""
+    base of `HookedEncoder`, which supplies what is declared here."""
+
+    if TYPE_CHECKING:
+
+        def embed_signals(self, signals: torch.Tensor) -> torch.Tensor: ...
 
     # ------------------------------------------------------------------ TL weights (stacked)
     def _stack(self, name: str) -> torch.Tensor:
@@ -144,6 +149,18 @@ class WeightSurface:
         return torch.stack([get(block) for block in blocks])
 
     # W_Q ... b_out: one property per row of STACKED (`_with_stacked_weights`)
+    W_Q: torch.Tensor
+    W_K: torch.Tensor
+    W_V: torch.Tensor
+    W_O: torch.Tensor
+    b_Q: torch.Tensor
+    b_K: torch.Tensor
+    b_V: torch.Tensor
+    b_O: torch.Tensor
+    W_in: torch.Tensor
+    b_in: torch.Tensor
+    W_out: torch.Tensor
+    b_out: torch.Tensor
 
     @property
     def QK(self) -> FactoredMatrix:
@@ -277,6 +294,18 @@ class WeightSurface:
             "residual stream after ln_final"
         )
 
+    def _unembedding_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W_U, b_U)`` of the `_unembedding` module; one without both tensors is refused by
+        name (`UnsupportedReadoutError`)."""
+        head = self._unembedding()
+        W_U, b_U = getattr(head, "W_U", None), getattr(head, "b_U", None)
+        if not isinstance(W_U, torch.Tensor) or not isinstance(b_U, torch.Tensor):
+            raise UnsupportedReadoutError(
+                f"{type(self).__name__}'s unembedding ({type(head).__name__}) holds no W_U "
+                "[d_model, n_classes] and b_U [n_classes] tensors"
+            )
+        return W_U, b_U
+
     @property
     def unembed_positions(self) -> list[int]:
         """Token positions whose final stream the ``unembed_head`` reads: one (a CLS token)
@@ -297,12 +326,12 @@ class WeightSurface:
     def W_U(self) -> Float[torch.Tensor, "d_model n_classes"]:
         """The ``unembed_head``'s unembedding (one column per class), as TransformerLens's
         ``W_U``: logits = ``ln_final(resid)[unembed_positions]`` (averaged) ``@ W_U + b_U``."""
-        return self.unembed.W_U
+        return self._unembedding_weights()[0]
 
     @property
     def b_U(self) -> Float[torch.Tensor, " n_classes"]:
         """The ``unembed_head``'s bias."""
-        return self.unembed.b_U
+        return self._unembedding_weights()[1]
 
     def tokens_to_residual_directions(
         self, tokens: int | Sequence[int] | torch.Tensor
@@ -319,7 +348,7 @@ class WeightSurface:
         >>> model.tokens_to_residual_directions([0, 3]).shape
         torch.Size([2, 16])
         """
-        W_U = self.unembed.W_U  # not self.W_U, which some models use for their classifier
+        W_U = self._unembedding_weights()[0]  # not self.W_U: some models' classifier
         ids = _class_ids(tokens, W_U.shape[1])
         if ids.numel() > 1:
             return rearrange(W_U[:, ids.to(W_U.device)], "d_model ... -> ... d_model")
@@ -374,10 +403,10 @@ class WeightSurface:
         if why is not None:
             raise UnsupportedReadoutError(why)
         R = self._empty_readout_map()
-        classifier = self._unembedding()
+        W_U, b_U = self._unembedding_weights()
         positions = self.unembed_positions
-        R[positions] = classifier.W_U / len(positions)
-        return R.detach(), classifier.b_U.detach()
+        R[positions] = W_U / len(positions)
+        return R.detach(), b_U.detach()
 
     # ------------------------------------------------------------------ tokens without data
     @torch.no_grad()
@@ -446,8 +475,8 @@ class WeightSurface:
         >>> torch.allclose(model(x), before, atol=1e-6), bool((model.ln_final.w == 1).all())
         (True, True)
         """
-        ln = self.ln_final if hasattr(self, "ln_final") else None
-        if not hasattr(ln, "w"):
+        ln = getattr(self, "ln_final", None)
+        if ln is None or not hasattr(ln, "w"):
             return  # no final norm (normalization_type=None), or no residual stream
         readers = self._ln_final_readers()
         if not readers:
@@ -467,7 +496,7 @@ class WeightSurface:
         """Parameters under their TransformerLens names (what `SVDInterpreter` reads):
         ``named_parameters()`` plus ``unembed.W_U`` / ``unembed.b_U`` where the model has an
         unembedding."""
-        params = dict(self.named_parameters())
+        params: dict[str, torch.Tensor] = dict(self.named_parameters())
         with contextlib.suppress(UnsupportedReadoutError):
-            params |= {"unembed.W_U": self.unembed.W_U, "unembed.b_U": self.unembed.b_U}
+            params |= dict(zip(("unembed.W_U", "unembed.b_U"), self._unembedding_weights()))
         return params

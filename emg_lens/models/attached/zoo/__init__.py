@@ -157,23 +157,23 @@ def attach_braindecode(
         channels = None if names is None else len(names)
         channels, samples = entry.any_size(model, channels, samples)
         names_known = None if names is None else tuple(names)
-        tokens = tuple(base_names(name, model, ())) if name in INTERPOLATED else None
+        targets = tuple(base_names(name, model, ())) if name in INTERPOLATED else None
         return attach(
             model,
-            layout=_LayoutAt(name, entry.layouts, names_known, tokens),
+            layout=_LayoutAt(name, entry.layouts, names_known, targets),
             n_samples=samples,
             n_channels=channels,
             attention=entry.attention,
         )
-    unknown = [
-        (built, give)
-        for built, give, value in (
-            ("n_chans or chs_info", "ch_names=[...] (one name per input channel)", names),
-            ("n_times (nor sfreq and input_window_seconds)", "n_times=... (samples)", samples),
-        )
-        if value is None
-    ]
-    if unknown:
+    if names is None or samples is None:
+        unknown = [
+            (built, give)
+            for built, give, value in (
+                ("n_chans or chs_info", "ch_names=[...] (one name per input channel)", names),
+                ("n_times (nor sfreq and input_window_seconds)", "n_times=... (samples)", samples),
+            )
+            if value is None
+        ]
         raise AttachError(
             f"braindecode's {name} was built without "
             f"{' and without '.join(built for built, _ in unknown)}, so its input's size is "
@@ -222,7 +222,7 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
     if n_chans is None:
         return None
     info = getattr(model, "_chs_info", None) or []
-    names = [ch.get("ch_name") for ch in info if isinstance(ch, dict)]
+    names = [n for ch in info if isinstance(ch, dict) and isinstance(n := ch.get("ch_name"), str)]
     if len(names) == n_chans and all(names):
         return names
     if name == "Labram":  # its forward without ch_names reads LaBraM's whole table, in order

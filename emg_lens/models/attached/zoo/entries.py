@@ -5,6 +5,7 @@ See `emg_lens.models.attached.zoo` for what each family's tokens are and why."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -29,13 +30,16 @@ from emg_lens.models.eegpt_channels import misnamed_channel
 
 __all__ = ["INTERPOLATED", "NOT_YET", "REFUSED", "ZOO"]
 
+Braindecode = Any
+"""A braindecode model: the attributes read here are braindecode's own, untyped."""
+
 
 def _pbt(calls, names, model):
     layout = flat_patches(len(names), model.n_times, model.d_input, names)
     return [layout for _ in calls]
 
 
-def _cbramod_size(model: nn.Module, channels: int | None, samples: int | None):
+def _cbramod_size(model: Braindecode, channels: int | None, samples: int | None):
     """The size to probe a CBraMod at: the sizes known; where one is not, what its built
     classifier (a ``Linear`` over every token's ``emb_dim`` features) leaves, else one patch
     of one channel. A classifier that fits no input of the channels known is refused."""
@@ -59,7 +63,7 @@ def _cbramod_size(model: nn.Module, channels: int | None, samples: int | None):
     return channels, tokens // channels * patch
 
 
-def _signal_jepa_size(model: nn.Module, channels: int | None, samples: int | None):
+def _signal_jepa_size(model: Braindecode, channels: int | None, samples: int | None):
     """The size to probe a SignalJEPA at: the sizes known; without ``n_times``, its feature
     encoder's receptive field (one token per channel)."""
     field, stride = 1, 1
@@ -119,7 +123,7 @@ def _causal_windows(calls, names, model):
     return [window_keys(model.get_submodule(call.module).embed_dim, call.n_key) for call in calls]
 
 
-def _globals_from(i: int, model: nn.Module | None) -> int:
+def _globals_from(i: int, model: Braindecode) -> int:
     # EEGDINO prepends them after its layer global_token_layer - 1 (braindecode: >= 1)
     return model.n_global_tokens if i >= model.global_token_layer else 0
 
@@ -271,7 +275,7 @@ its roster whose forward computes softmax attention, and fails on one in none of
 `NOT_YET` and `REFUSED`)."""
 
 
-def base_names(name: str, model: nn.Module, names: Sequence[str]) -> list[str]:
+def base_names(name: str, model: Braindecode, names: Sequence[str]) -> list[str]:
     """The channels the tokens of ``model`` (braindecode's ``name``) embed: an interpolating
     wrapper's target channels (its base's), else ``names``."""
     if name not in INTERPOLATED:

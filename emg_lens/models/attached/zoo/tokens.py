@@ -63,6 +63,17 @@ class Run:
     order: str = "channel"
     registers: bool = False
 
+    def fixed(self, n_channels: int, i: int, model: nn.Module | None) -> int | None:
+        """Its number of tokens in call ``i`` of ``model``, of ``n_channels`` channels; None
+        where it takes the rest.
+
+        >>> [run.fixed(4, 0, None) for run in (Run(CHANNEL), Run(QUERY, 2), Run(PATCH))]
+        [4, 2, None]
+        """
+        if self.kind == CHANNEL:
+            return n_channels
+        return self.n if self.n is None or isinstance(self.n, int) else self.n(i, model)
+
     def tokens(self, n: int, names: Sequence[str]) -> list[tuple[str, int, int]]:
         """``(group, channel, time)`` of each of its ``n`` tokens."""
         if self.kind == CHANNEL:
@@ -90,11 +101,8 @@ class Rule:
 
 
 def _layout(runs: Sequence[Run], n: int, i: int, names: Sequence[str], model) -> TokenLayout:
-    fixed = {
-        k: (len(names) if r.kind == CHANNEL else r.n if isinstance(r.n, int) else r.n(i, model))
-        for k, r in enumerate(runs)
-        if r.n is not None or r.kind == CHANNEL
-    }
+    counts = {k: r.fixed(len(names), i, model) for k, r in enumerate(runs)}
+    fixed = {k: count for k, count in counts.items() if count is not None}
     rest = n - sum(fixed.values())
     tokens = [t for k, r in enumerate(runs) for t in r.tokens(fixed.get(k, rest), names)]
     group, channel, time = zip(*tokens)
@@ -186,7 +194,7 @@ def flat_patches(n_chans: int, n_times: int, patch: int, names: Sequence[str]) -
 
 def _lags(lags: set[int]) -> str:
     """A key group naming the lags it holds: ``lag_3``, ``lags_8to15``, ``lags_0to3_14to15``."""
-    ordered, runs = sorted(lags), []
+    ordered, runs = sorted(lags), list[list[int]]()
     for lag in ordered:
         if runs and lag == runs[-1][1] + 1:
             runs[-1][1] = lag
