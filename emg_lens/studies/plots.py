@@ -9,12 +9,13 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 from jaxtyping import Float
+from matplotlib.colors import TABLEAU_COLORS, to_rgb
 
 from emg_lens.errors import ArgumentError
 
 __all__ = ["BOX_ALPHA", "COLORS", "draw_bar", "draw_box", "legend_patches"]
 
-COLORS = plt.get_cmap("tab10").colors
+COLORS = tuple(to_rgb(c) for c in TABLEAU_COLORS.values())  # tab10's, as RGB
 BOX_ALPHA = 0.55
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.image import AxesImage
 
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect.importance import mass_effect_correlation
@@ -31,9 +32,9 @@ def _head_grid(
     order: tuple[list, list],
     labels: tuple[list[str], list[str], str, str],
     cell: tuple[float, float, float],
-    draw: Callable[[plt.Axes, np.ndarray], object],
+    draw: Callable[[plt.Axes, np.ndarray], AxesImage],
     tick_step: int = 1,
-) -> tuple[plt.Figure, np.ndarray, object]:
+) -> tuple[plt.Figure, np.ndarray, AxesImage]:
     """One heatmap per (layer, head) of ``table``: ``value`` with rows ``row`` and columns
     ``column`` (``axes_value``) in ``order`` (rows, columns), labelled ``labels`` (the rows'
     and the columns' ticks, then the two axes' names; every ``tick_step``-th tick, where cells
@@ -89,7 +90,7 @@ def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figur
         lim = max(1.0, float(np.nanmax(np.abs(np.log2(flow["ratio"].clip(lower=1e-6))))))
         cmap, vmin, vmax, label = "RdBu_r", -lim, lim, "log2(mass / uniform)"
 
-    def draw(ax: plt.Axes, grid: np.ndarray) -> object:
+    def draw(ax: plt.Axes, grid: np.ndarray) -> AxesImage:
         shown = grid if value == "mass" else np.log2(np.clip(grid, 1e-6, None))
         im = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax)
         if len(groups) <= 4:
@@ -181,7 +182,7 @@ def _circuit_grid(
     rows, columns = list(dict.fromkeys(table[row])), list(dict.fromkeys(table[column]))
     lim = max(1e-6, float(np.nanmax(np.abs(table[value].to_numpy(dtype=float)))))
 
-    def draw(ax: plt.Axes, grid: np.ndarray) -> object:
+    def draw(ax: plt.Axes, grid: np.ndarray) -> AxesImage:
         im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim)
         if len(rows) <= 8 and len(columns) <= 8:
             annotate_cells(ax, [[f"{v:.2f}" for v in r] for r in grid], dark_cells(grid, lim), 6)
