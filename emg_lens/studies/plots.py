@@ -6,16 +6,16 @@ in the slot's colour (`legend_patches`: the legend of those colours).
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from jaxtyping import Float
-from matplotlib.colors import TABLEAU_COLORS, to_rgb
 
 from emg_lens.errors import ArgumentError
 
 __all__ = ["BOX_ALPHA", "COLORS", "draw_bar", "draw_box", "legend_patches"]
 
-COLORS = tuple(to_rgb(c) for c in TABLEAU_COLORS.values())  # tab10's, as RGB
+COLORS = tuple(matplotlib.color_sequences["tab10"])
 BOX_ALPHA = 0.55
 
 

@@ -214,5 +214,5 @@ def _score(cell: dict[str, Any], placement: bool) -> TrialScore:
     if not isinstance(cell.get("trial_total"), list | tuple):
         cell = {k: v for k, v in cell.items() if k not in ("trial_correct", "trial_total")}
     train = cell.get("train_accuracy")
-    train_accuracy = None if pd.isna(train) else float(train)
-    return TrialScore.from_cell(cell, train_accuracy=train_accuracy, placement=placement)
+    train = None if train is None or pd.isna(train) else float(train)
+    return TrialScore.from_cell(cell, train_accuracy=train, placement=placement)
