@@ -395,18 +395,13 @@ def _path_gradients(
     return total
 
 
-def _block_of(hook: Any) -> int:
-    """The layer a hook on ``blocks.{l}.attn`` (all `name_filter`'s attention hooks) is in."""
-    layer = layer_of(hook.name)
-    assert layer is not None, hook.name
-    return layer
-
-
 def _keeper(into: dict[int, torch.Tensor], detach: bool) -> Callable[[torch.Tensor, Any], None]:
     """A hook that keeps what it sees, by layer, in ``into`` (``detach``: detached)."""
 
     def keep(t: torch.Tensor, hook: Any) -> None:
-        into[_block_of(hook)] = t.detach() if detach else t
+        layer = layer_of(hook.name)
+        assert layer is not None, hook.name  # name_filter's hooks: blocks.{l}.attn.*
+        into[layer] = t.detach() if detach else t
 
     return keep
 
@@ -422,7 +417,8 @@ def _path_hooks(
     scores: dict[int, torch.Tensor] = {}
 
     def walk(pattern: torch.Tensor, hook) -> torch.Tensor:
-        layer = _block_of(hook)
+        layer = layer_of(hook.name)
+        assert layer is not None, hook.name
         if layer in cut:
             t = scores.pop(layer)
             pattern = pattern + alpha * (cut_pattern(t, cut[layer]) - pattern)

@@ -473,11 +473,10 @@ def t_interval(values: Values, level: float = 0.90, sd_floor: float = 0.0) -> tu
     """
     if not 0 < level < 1:
         raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
-    x = np.asarray(values, float)
-    x = x[np.isfinite(x)]
+    x, sd, _ = _mean_sd_skews(values, sd_floor)
     if len(x) < 2:
         return float("nan"), float("nan")
-    mean, se = float(x.mean()), max(float(x.std(ddof=1)), sd_floor) / float(np.sqrt(len(x)))
+    mean, se = float(x.mean()), sd / float(np.sqrt(len(x)))
     half = float(sps.t.ppf((1 + level) / 2, len(x) - 1)) * se
     return mean - half, mean + half
 
