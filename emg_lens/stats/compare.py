@@ -77,7 +77,7 @@ __all__ = [
     "t_interval",
 ]
 
-Values = Sequence[float] | Float[np.ndarray, " n"]
+Values = Sequence[float] | Float[np.ndarray, " _"]
 """One value per subject (or trial): a list or a 1-d array."""
 
 # ----------------------------------------------------------------- the p rule
