@@ -159,8 +159,9 @@ class ExactPasses:
         # the positions the readout reads when they are few (see the module docstring)
         self.by_rows = self.layerwise and all(isinstance(b, TransformerBlock) for b in blocks)
         read = model.read_positions(return_type) if self.by_rows else None
-        few = read is not None and 4 * len(read) <= model.layout.n_tokens
-        self.read = list(read) if few else None
+        self.read = (
+            list(read) if read is not None and 4 * len(read) <= model.layout.n_tokens else None
+        )
 
     def _block(self, resid: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
         masks = _union({} if mask is None else {layer: mask}, _only(self.base, layer))

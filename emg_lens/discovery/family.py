@@ -36,6 +36,7 @@ from jaxtyping import Bool, Int
 
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
+from emg_lens.edges.algebra import EdgeIntersection
 from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError, describe
 from emg_lens.inputs import check_model
 from emg_lens.layout import TokenLayout
@@ -334,20 +335,21 @@ def _compile(model: Any, family: Sequence[Candidate] | None) -> CompiledFamily:
     """`compile_family` without a base cut."""
     family = _default_family(model) if family is None else check_family(model, family)
     device = next(model.parameters()).device
-    by_layer, masks, sizes = {}, [None] * len(family), [0] * len(family)
+    by_layer, masks, sizes = {}, {}, {}  # masks and sizes by the candidate's position
     for layer in sorted({c.layer for c in family}):
         ids = [i for i, c in enumerate(family) if c.layer == layer]
         stacked = torch.stack([candidate_mask(model, family[i]) for i in ids]).to(device)
         for i, mask, size in zip(ids, stacked, stacked.flatten(1).sum(1).tolist()):
             masks[i], sizes[i] = mask, int(size)  # a view of the stacked masks
         by_layer[layer] = (torch.tensor(ids, device=device), stacked)
-    touched = [mask.any(-1).nonzero(as_tuple=True) for mask in masks]
+    order = range(len(family))
+    touched = [masks[i].any(-1).nonzero(as_tuple=True) for i in order]
     return CompiledFamily(
         candidates=tuple(family),
         by_layer=by_layer,
-        masks=tuple(masks),
-        rows=tuple((h, q, mask[h, q]) for (h, q), mask in zip(touched, masks)),
-        sizes=tuple(sizes),
+        masks=tuple(masks[i] for i in order),
+        rows=tuple((h, q, masks[i][h, q]) for i, (h, q) in zip(order, touched)),
+        sizes=tuple(sizes[i] for i in order),
         everything={layer: stacked.any(0) for layer, (_, stacked) in by_layer.items()},
         base={},
         base_edges=None,
@@ -370,15 +372,15 @@ def cut_edge_set(cut: Iterable[Candidate]) -> EdgeSet | None:
     heads_of: dict[tuple[str, int], set[int | None]] = defaultdict(set)
     base_of: dict[str, EdgeSet] = {}
     for c in cut:
-        base = c.edges if c.head is None else _without_head(c)
-        base_of[str(base)] = base
-        heads_of[(str(base), c.layer)].add(c.head)
+        edges = c.edges if c.head is None else _without_head(c)
+        base_of[str(edges)] = edges
+        heads_of[(str(edges), c.layer)].add(c.head)
     layers_of: dict[tuple[str, tuple[int, ...] | None], list[int]] = defaultdict(list)
     for (base, layer), hs in heads_of.items():
         # None: a candidate on every head it names (its own heads(...) included), which
         # subsumes per-head ones of the same edges.
-        key = (base, None if None in hs else tuple(sorted(hs)))
-        layers_of[key].append(layer)
+        named = sorted(h for h in hs if h is not None)
+        layers_of[(base, tuple(named) if len(named) == len(hs) else None)].append(layer)
     terms = [
         (base_of[base] if hs is None else base_of[base] & heads(*hs)) & layers(*ls)
         for (base, hs), ls in layers_of.items()
@@ -394,7 +396,6 @@ def cut_edge_set(cut: Iterable[Candidate]) -> EdgeSet | None:
 def _without_head(c: Candidate) -> EdgeSet:
     """A per-head candidate's edges without its ``& heads(h)``, so heads can be merged."""
     edges = c.edges
-    right = getattr(edges, "right", None)
-    if str(right) == f"heads({c.head})":
+    if isinstance(edges, EdgeIntersection) and str(edges.right) == f"heads({c.head})":
         return edges.left
     raise ArgumentError(f"candidate {c.label}: its edges ({edges}) do not end in heads({c.head})")

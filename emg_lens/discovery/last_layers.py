@@ -66,7 +66,7 @@ def supports_exact_last_layer(model: Any) -> bool:
     >>> supports_exact_last_layer(IsoNet(EncoderConfig.preset("tiny")))
     True
     """
-    blocks = getattr(model, "blocks", None)
+    blocks = getattr(model, "blocks", [])
     return bool(blocks) and isinstance(blocks[-1], TransformerBlock) and hasattr(model, "readout")
 
 

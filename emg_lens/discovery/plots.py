@@ -42,8 +42,8 @@ def plot_screen(
     else:
         table = screen
     if "subject" in table and value in table:
+        title += f", mean over {table['subject'].nunique()} subjects"
         table = table.groupby(["layer", "head", "kind"], as_index=False)[value].mean()
-        title += f", mean over {screen['subject'].nunique()} subjects"
         table["rank"] = table[value].rank(method="first").astype(int)
     if value not in table or table["head"].isna().any():
         raise ArgumentError(

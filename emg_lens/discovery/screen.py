@@ -60,6 +60,7 @@ computed exactly (the last layers) stay exact.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,7 @@ from emg_lens.discovery.last_layers import (
 from emg_lens.discovery.metrics import check_metric, spearman, window_metric
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int
-from emg_lens.hooks import layer_of, name_filter
+from emg_lens.hooks import NameFilter, layer_of, name_filter
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.models.base import TL_WEIGHTS, provides
 from emg_lens.stats.compare import clopper_pearson
@@ -213,20 +214,10 @@ def _capture(
     patterns: dict[int, torch.Tensor] = {}
     values: dict[int, torch.Tensor] = {}
     blocks: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in cached}
-
-    def keep_scores(t: torch.Tensor, hook) -> None:
-        scores[layer_of(hook.name)] = t.detach()
-
-    def keep_pattern(t: torch.Tensor, hook) -> None:
-        patterns[layer_of(hook.name)] = t
-
-    def keep_values(t: torch.Tensor, hook) -> None:
-        values[layer_of(hook.name)] = t.detach()
-
-    hooks = [
-        (name_filter("attn.hook_attn_scores"), keep_scores),
-        (name_filter("attn.hook_pattern"), keep_pattern),
-        (name_filter("attn.hook_v"), keep_values),
+    hooks: list[tuple[NameFilter | str, Callable[..., None]]] = [
+        (name_filter("attn.hook_attn_scores"), _keeper(scores, detach=True)),
+        (name_filter("attn.hook_pattern"), _keeper(patterns, detach=False)),
+        (name_filter("attn.hook_v"), _keeper(values, detach=True)),
     ]
     for layer, names in cached.items():
         for field_name, hook_name in names.items():
@@ -404,6 +395,17 @@ def _path_gradients(
     return total
 
 
+def _keeper(into: dict[int, torch.Tensor], detach: bool) -> Callable[[torch.Tensor, Any], None]:
+    """A hook that keeps what it sees, by layer, in ``into`` (``detach``: detached)."""
+
+    def keep(t: torch.Tensor, hook: Any) -> None:
+        layer = layer_of(hook.name)
+        assert layer is not None, hook.name  # name_filter's hooks: blocks.{l}.attn.*
+        into[layer] = t.detach() if detach else t
+
+    return keep
+
+
 def _path_hooks(
     cut: dict[int, Bool[torch.Tensor, "head q k"]],
     alpha: float,
@@ -414,11 +416,9 @@ def _path_hooks(
     ``cut`` removed) and keep each layer's pattern, the path's point, in ``patterns``."""
     scores: dict[int, torch.Tensor] = {}
 
-    def keep_scores(t: torch.Tensor, hook) -> None:
-        scores[layer_of(hook.name)] = t
-
     def walk(pattern: torch.Tensor, hook) -> torch.Tensor:
         layer = layer_of(hook.name)
+        assert layer is not None, hook.name
         if layer in cut:
             t = scores.pop(layer)
             pattern = pattern + alpha * (cut_pattern(t, cut[layer]) - pattern)
@@ -426,7 +426,7 @@ def _path_hooks(
         return pattern
 
     return [
-        (name_filter("attn.hook_attn_scores"), keep_scores),
+        (name_filter("attn.hook_attn_scores"), _keeper(scores, detach=False)),
         (name_filter("attn.hook_pattern"), walk),
     ]
 

@@ -261,10 +261,10 @@ def discover(
         )
     elif screened.model is not model:
         raise ArgumentError("screened was made for another model: screen this one")
-    family = screened.family  # compiled against the model once, by the screen
+    compiled = screened.family  # compiled against the model once, by the screen
     passes = screened.exact_passes(batch_size)
     full = passes.score({})
-    empty = passes.score(family.everything)
+    empty = passes.score(compiled.everything)
     if not full.metric > empty.metric:
         raise NoCircuitError(
             f"cutting every candidate does not lower the {screened.metric} ({full.metric:.4g} "
@@ -277,9 +277,9 @@ def discover(
         survival = fit_gates(
             model,
             torch.as_tensor(screened.data.X_test),
-            family,
+            compiled,
             return_type=screened.return_type,
-            base=family.base or None,
+            base=compiled.base or None,
             batch_size=batch_size,
         )
         table = table.assign(survival=survival[table.index.to_numpy()])
@@ -288,7 +288,7 @@ def discover(
         keys, ascending = [effect, "layer"], [False, False]
     order = table.sort_values(keys, ascending=ascending).index
     trials, circuit = passes.cut_greedily(
-        [(family[i].layer, family.masks[i]) for i in order],
+        [(compiled[i].layer, compiled.masks[i]) for i in order],
         full,
         empty,
         tau,

@@ -41,7 +41,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -371,7 +371,7 @@ def run_discovery(
     ``allow_code``: consent to run the study's ``modules`` function (True, or its file's
     SHA-256), as `emg_lens.studies.run_study` takes it; checkpoints that hold the user's own
     modules without one are a `CheckpointError` saying what to add, before anything runs."""
-    spec = load_spec(spec, kind=DiscoverySpec.KIND)
+    spec = cast(DiscoverySpec, load_spec(spec, kind=DiscoverySpec.KIND))  # or SpecError
     files = spec.code_files()  # located and hashed; refused here before anything runs
     builder = StudyCode.load(files, allow_code).modules
     found = study_models(

@@ -121,6 +121,7 @@ def _components(cache: ActivationCache, model: Any, positions: list[int]):
     heads, head_labels = cache.stack_head_results(layer=-1, pos_slice=positions, return_labels=True)
     n_embeds = len(resid_labels) - model.cfg.n_layers
     parts = [resid[:n_embeds]]
+    meta: list[tuple[str, str, int | None, int | None]]
     meta = [(name, name, None, None) for name in resid_labels[:n_embeds]]
     n_heads = model.cfg.n_heads
     for layer in range(model.cfg.n_layers):

@@ -115,6 +115,7 @@ def head_importance(
     result = run_study(
         spec, models={subject.subject: (model, subject)}, batch_size=batch_size, progress=False
     )
+    assert result is not None  # no out_dir: run_study refuses torchrun ranks, so it returns
     per = result.per_subject
     baseline = float(per.loc[per["intervention"] == "baseline", "value"].iloc[0])
     pattern = mean_patterns(model, subject.X_test, batch_size=batch_size)

@@ -197,8 +197,8 @@ def _edge_delta(model, base_x, source_x, layer: int, edges: EdgeSet, cut) -> tor
 @torch.inference_mode()
 def interchange(
     model: Any,
-    base: tuple[Any, Any],
-    source: tuple[Any, Any],
+    base: tuple[Any, Any] | tuple[Any, Any, Any],
+    source: tuple[Any, Any] | tuple[Any, Any, Any],
     *,
     layer: int,
     group: str | None = None,
@@ -249,12 +249,10 @@ def interchange(
             base_x.device
         )
 
-        def replace(resid: torch.Tensor, hook) -> torch.Tensor:
-            patched = resid.clone()
-            patched[:, positions] = source_acts[:, positions].to(resid.dtype)
+        def intervene(act: torch.Tensor, hook) -> torch.Tensor:  # the residual stream
+            patched = act.clone()
+            patched[:, positions] = source_acts[:, positions].to(act.dtype)
             return patched
-
-        hooks = [(hook_name, replace)]
     else:
         edge_set = parse(edges) if isinstance(edges, str) else edges
         if not isinstance(edge_set, EdgeSet):
@@ -263,16 +261,15 @@ def interchange(
         layer = check_int(layer, "layer (with edges=)", 0, n - 1, IndexOutOfRangeError)
         site = f"{edge_set} in layer {layer}"
         delta = _edge_delta(model, base_x, source_x, layer, edge_set, cut)
+        hook_name = f"blocks.{layer}.attn.hook_z"
 
-        def add(z: torch.Tensor, hook) -> torch.Tensor:
-            return z + delta.to(z.dtype)
-
-        hooks = [(f"blocks.{layer}.attn.hook_z", add)]
+        def intervene(act: torch.Tensor, hook) -> torch.Tensor:  # the heads' outputs z
+            return act + delta.to(act.dtype)
 
     run = {"return_type": return_type, "edge_masks": cut_masks(model, cut)}
     base_logits = model(base_x, **run).float().cpu().numpy()
     source_logits = model(source_x, **run).float().cpu().numpy()
-    intervened = model.run_with_hooks(base_x, fwd_hooks=hooks, **run)
+    intervened = model.run_with_hooks(base_x, fwd_hooks=[(hook_name, intervene)], **run)
     intervened = intervened.float().cpu().numpy()
     if not np.isfinite(intervened).all():
         raise InputValueError(
@@ -300,7 +297,7 @@ def interchange(
     k, n = int(differ["follows_source"].sum()), len(differ)
     if base_trial is None or not n:
         unit, trials = "pair", n
-        low, high = clopper_pearson(k, n)
+        low, high = map(float, clopper_pearson(k, n))
     else:
         hits, at = differ["follows_source"].to_numpy(float), differ.index.to_numpy()
         unit, trials = "trial", len(np.unique(base_trial[at]))

@@ -349,8 +349,8 @@ def probe_subjects(
             raise ArgumentError(
                 f"the random-init null of subject(s) {label}'s model: {exc}"
             ) from None
-        subject = ("subject", window_labels(pooled, "subject"), None)
-        targets = [subject, (TRANSFER, None, "subject")] if transfer else [subject]
+        by_subject = ("subject", window_labels(pooled, "subject"), None)
+        targets = [by_subject, (TRANSFER, None, "subject")] if transfer else [by_subject]
         for name, m, init in [(TRAINED, model, -1), *nulls, (INPUT, model, -1)]:
             for target, labels, leave_out in targets[: 1 if name == INPUT else None]:
                 for c in cuts[: 1 if name == INPUT else None]:  # no cut reaches the input

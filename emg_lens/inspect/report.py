@@ -14,6 +14,7 @@ import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -501,12 +502,12 @@ def _weight_circuits(model: Any) -> tuple[pd.DataFrame | None, pd.DataFrame | No
     layers = range(model.cfg.n_layers)
     tables: list[pd.DataFrame | None] = []
     skipped = {}
-    for name, circuit, kwargs in (
-        ("qk_circuit", qk_circuit, {"level": level}),
-        ("ov_circuit", ov_circuit, {}),
+    for name, circuit in (
+        ("qk_circuit", partial(qk_circuit, level=level)),
+        ("ov_circuit", ov_circuit),
     ):
         try:
-            parts = [circuit(model, layer, **kwargs) for layer in layers]
+            parts = [circuit(model, layer) for layer in layers]
             tables.append(pd.concat(parts, ignore_index=True))
         except UnsupportedFeatureError as exc:
             tables.append(None)

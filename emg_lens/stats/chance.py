@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,9 @@ from scipy import stats as sps
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.compare import ALPHA, format_p
 from emg_lens.stats.units import TRIAL_UNITS, check_classes, design_effects, trial_votes
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "ALPHA",
@@ -100,6 +104,15 @@ def _p_is(p: float) -> str:
     return format_p(p, name="p")
 
 
+class Known(TypedDict, total=False):
+    """What is known of a model beside its counts (`TrialScore`'s fields of these names)."""
+
+    train_accuracy: float | None
+    placement: bool
+    baseline_accuracy: float | None
+    unit: str | None
+
+
 @dataclass(frozen=True)
 class TrialScore:
     """One model's held-out score as the chance check counts it: ``correct`` of the windows
@@ -131,7 +144,7 @@ class TrialScore:
 
     @classmethod
     def from_windows(
-        cls, correct: int, class_counts: Sequence[int], **known: float | bool | str | None
+        cls, correct: int, class_counts: Sequence[int], **known: Unpack[Known]
     ) -> TrialScore:
         """A score of windows that carry no trials: each window its own trial, and how much
         the windows of one trial repeat each other unknown (``design_effect`` None, not 1: 1
@@ -146,7 +159,7 @@ class TrialScore:
         y: Int[np.ndarray, " window"],
         trials: Int[np.ndarray, " window"],
         n_classes: int,
-        **known: float | bool | str | None,
+        **known: Unpack[Known],
     ) -> TrialScore:
         """Score predicted classes ``pred`` against ``y``, each window in trial ``trials``
         (``SubjectData.test_trials``); ``known``: ``train_accuracy``, ``placement``, ``unit``
@@ -157,7 +170,7 @@ class TrialScore:
         return cls.from_cell({**cell, **cell_fields(pred, y, trials, n_classes)}, **known)
 
     @classmethod
-    def from_cell(cls, cell: Mapping, **known: float | bool | str | None) -> TrialScore:
+    def from_cell(cls, cell: Mapping, **known: Unpack[Known]) -> TrialScore:
         """The unmasked score a stored cell holds (`cell_fields`' and ``class_correct``,
         ``class_total``); a cell stored without trial fields is read as windows only."""
         correct = int(np.sum(cell["class_correct"]))
@@ -225,17 +238,17 @@ def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialSco
     """A checked `TrialScore` of a model (the ``(correct, class_counts)`` form: windows)."""
     if not isinstance(score, TrialScore):
         try:
-            correct, counts = score
+            correct, class_counts = score
         except (TypeError, ValueError):
             raise ArgumentError(
                 f"{name}: a score is a TrialScore or (correct, class_counts), got {score!r}"
             ) from None
-        score = TrialScore.from_windows(correct, counts)
-    for what, hit, counts in [
+        score = TrialScore.from_windows(correct, class_counts)
+    for what, hit, per_class in [
         ("window", score.correct, score.class_counts),
         ("trial", score.trials_correct, score.trial_counts),
     ]:
-        counts = np.asarray(counts, dtype=np.int64)
+        counts = np.asarray(per_class, dtype=np.int64)
         if counts.ndim != 1 or counts.sum() <= 0 or (counts < 0).any():
             raise ArgumentError(
                 f"{name}: {what} counts per class must be non-negative with a positive sum, "
@@ -254,9 +267,9 @@ def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialSco
     return score
 
 
-def _binomial_p(correct: int, counts: Sequence[int]) -> tuple[float, float]:
+def _binomial_p(correct: int, class_counts: Sequence[int]) -> tuple[float, float]:
     """``(chance, p)``: the largest class share, and the one-sided exact binomial p."""
-    counts = np.asarray(counts)
+    counts = np.asarray(class_counts)
     n = int(counts.sum())
     chance = float(counts.max() / n)
     return chance, float(sps.binomtest(int(correct), n, chance, alternative="greater").pvalue)
@@ -309,26 +322,43 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
     """
     if not scores:
         raise ArgumentError("chance_table needs at least one model's score")
+    checked = [(str(name), _score(str(name), score)) for name, score in scores.items()]
+    best = max(s.correct / sum(s.class_counts) for _, s in checked)
     rows = []
-    for name, score in scores.items():
-        s = _score(str(name), score)
+    for name, s in checked:
         n, trials = sum(s.class_counts), sum(s.trial_counts)
+        accuracy = s.correct / n
         window_chance, window_p = _binomial_p(s.correct, s.class_counts)
         chance, p = _binomial_p(s.trials_correct, s.trial_counts)
         best_p = chance**trials if chance < 1 else 1.0
+        needed = trials_needed(chance) if best_p >= ALPHA and chance < 1 else 0
+        unit = "window" if trials == n else "recording" if s.unit == "recording" else "trial"
+        why = []
+        small = not best_p < ALPHA
+        if small:
+            why.append(
+                f"too small to tell: even all {trials} {unit}s right would give "
+                f"p = {format_p(best_p)} >= {ALPHA} at chance {chance:.3f}"
+                + (f"; at least {needed} are needed" if needed else "")
+            )
+        elif not p < ALPHA:
+            over = "binomial" if unit == "window" else f"over {trials} {unit}s"
+            why.append(f"{over} p = {format_p(p)} >= {ALPHA}")
+        mid = (window_chance + best) / 2
+        if accuracy < mid:
+            why.append(
+                f"window accuracy {accuracy:.3f} below {mid:.3f}, the midpoint between "
+                f"chance and the best model's {best:.3f}"
+            )
         rows.append(
             {
-                "model": str(name),
-                "accuracy": s.correct / n,
+                "model": name,
+                "accuracy": accuracy,
                 "correct": s.correct,
                 "n": n,
                 "chance": chance,
                 "p": p,
-                "unit": "window"
-                if trials == n
-                else "recording"
-                if s.unit == "recording"
-                else "trial",
+                "unit": unit,
                 "trials": trials,
                 "trials_correct": s.trials_correct,
                 "trial_accuracy": s.trials_correct / trials,
@@ -338,31 +368,12 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
                 **{k: np.nan if getattr(s, k) is None else float(getattr(s, k)) for k in KNOWN},
                 "placement": bool(s.placement),
                 "best_p": best_p,
-                "trials_needed": trials_needed(chance) if best_p >= ALPHA and chance < 1 else 0,
+                "trials_needed": needed,
+                "why": "; ".join(why),
+                "above_chance": not why,
+                "verdict": VERDICTS[0 if not why else 2 if small else 1],
             }
         )
-    best = max(row["accuracy"] for row in rows)
-    for row in rows:
-        why = []
-        small = not row["best_p"] < ALPHA
-        if small:
-            why.append(
-                f"too small to tell: even all {row['trials']} {row['unit']}s right would give "
-                f"p = {format_p(row['best_p'])} >= {ALPHA} at chance {row['chance']:.3f}"
-                + (f"; at least {row['trials_needed']} are needed" if row["trials_needed"] else "")
-            )
-        elif not row["p"] < ALPHA:
-            over = "binomial" if row["unit"] == "window" else f"over {row['trials']} {row['unit']}s"
-            why.append(f"{over} p = {format_p(row['p'])} >= {ALPHA}")
-        mid = (row["window_chance"] + best) / 2
-        if row["accuracy"] < mid:
-            why.append(
-                f"window accuracy {row['accuracy']:.3f} below {mid:.3f}, the midpoint between "
-                f"chance and the best model's {best:.3f}"
-            )
-        row["why"] = "; ".join(why)
-        row["above_chance"] = not why
-        row["verdict"] = VERDICTS[0 if not why else 2 if small else 1]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -77,6 +77,9 @@ __all__ = [
     "t_interval",
 ]
 
+Values = Sequence[float] | Float[np.ndarray, " _"]
+"""One value per subject (or trial): a list or a 1-d array."""
+
 # ----------------------------------------------------------------- the p rule
 # The one rule for printing a p-value, shared by every table, console line and report page: a p
 # below `P_FLOOR` underflowed (a double's tail has no digits left there) and is printed as the
@@ -179,9 +182,7 @@ def stars(p: float) -> str:
     return "ns"
 
 
-def compare(
-    masked: Sequence[float], baseline: Sequence[float], test: str = "mannwhitneyu"
-) -> tuple[float, float]:
+def compare(masked: Values, baseline: Values, test: str = "mannwhitneyu") -> tuple[float, float]:
     """``(statistic, p)`` of a two-sided test between per-subject values.
 
     >>> compare([0.5, 0.6, 0.55], [0.9, 0.95, 0.92])
@@ -193,7 +194,7 @@ def compare(
 
 def compare_rows(
     masked: Float[np.ndarray, "rows n_masked"],
-    baseline: Sequence[float] | Float[np.ndarray, " n_baseline"],
+    baseline: Values,
     test: str = "mannwhitneyu",
 ) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
     """`compare` for each row of ``masked`` against one baseline: ``(statistics, p)``, each
@@ -337,11 +338,7 @@ def _check_test(test: str) -> None:
         raise SpecError(f"stats.test must be one of {TESTS}, got {test!r}")
 
 
-def rank_biserial(
-    masked: Sequence[float] | np.ndarray,
-    baseline: Sequence[float] | np.ndarray,
-    test: str = "mannwhitneyu",
-) -> float:
+def rank_biserial(masked: Values, baseline: Values, test: str = "mannwhitneyu") -> float:
     """Effect size of ``test`` in [-1, 1], **negative when the masked values are lower** (a
     drop), positive for a rise, 0 for no tendency; NaN pairs/values are left out.
 
@@ -371,14 +368,11 @@ def rank_biserial(
             return 0.0
         ranks = sps.rankdata(np.abs(d))
         return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
-    masked, baseline = masked[np.isfinite(masked)], baseline[np.isfinite(baseline)]
-    if not len(masked) or not len(baseline):
+    m, b = masked[np.isfinite(masked)], baseline[np.isfinite(baseline)]
+    if not len(m) or not len(b):
         return float("nan")
-    above = (masked[:, None] > baseline[None, :]).sum() + 0.5 * (
-        masked[:, None] == baseline[None, :]
-    ).sum()  # the masked sample's U
-    u_baseline = len(masked) * len(baseline) - above
-    return float(1 - 2 * u_baseline / (len(masked) * len(baseline)))
+    above = (m[:, None] > b[None, :]).sum() + 0.5 * (m[:, None] == b[None, :]).sum()  # m's U
+    return float(1 - 2 * (len(m) * len(b) - above) / (len(m) * len(b)))
 
 
 def clopper_pearson(
@@ -462,9 +456,7 @@ def delta_t_intervals(
     return lows, highs
 
 
-def t_interval(
-    values: Sequence[float], level: float = 0.90, sd_floor: float = 0.0
-) -> tuple[float, float]:
+def t_interval(values: Values, level: float = 0.90, sd_floor: float = 0.0) -> tuple[float, float]:
     """The two-sided Student-t interval of the mean of ``values`` at ``level``: ``mean ±
     t_{(1 + level) / 2, n - 1} · sd / √n`` (NaNs left out; ``(nan, nan)`` with fewer than 2
     values), the standard deviation never below ``sd_floor`` (the spread the values' own
@@ -481,11 +473,10 @@ def t_interval(
     """
     if not 0 < level < 1:
         raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
-    x = np.asarray(values, float)
-    x = x[np.isfinite(x)]
+    x, sd, _ = _mean_sd_skews(values, sd_floor)
     if len(x) < 2:
         return float("nan"), float("nan")
-    mean, se = float(x.mean()), max(float(x.std(ddof=1)), sd_floor) / float(np.sqrt(len(x)))
+    mean, se = float(x.mean()), sd / float(np.sqrt(len(x)))
     half = float(sps.t.ppf((1 + level) / 2, len(x) - 1)) * se
     return mean - half, mean + half
 
@@ -503,28 +494,27 @@ def _hall_g(theta: float, skew: float, n: int) -> float:
     return theta + skew / (6 * n) + skew * theta**2 / 3 + skew**2 * theta**3 / 27
 
 
-def _mean_sd_skew(
-    values: Sequence[float], sd_floor: float, third: float | None = None
-) -> tuple[np.ndarray, float, float]:
+def _mean_sd_skews(
+    values: Values, sd_floor: float, third: float | None = None
+) -> tuple[np.ndarray, float, list[float]]:
     """The finite ``values``, their standard deviation (never below ``sd_floor``) and their
-    skewness: ``third`` (a third cumulant known from elsewhere) or the third central moment's
-    unbiased estimate, over that sd cubed; 0 where the sd is, and, without ``third``, below 3
-    values, where none is estimable."""
+    skewness: the third central moment's unbiased estimate over that sd cubed, and with
+    ``third`` (a third cumulant known from elsewhere) also ``third`` over it; 0 where the sd
+    is, and the sample's below 3 values, where none is estimable."""
     x = np.asarray(values, float)
     x = x[np.isfinite(x)]
     n = len(x)
     if n < 2:
-        return x, float("nan"), 0.0
+        return x, float("nan"), [0.0]
     sd = max(float(x.std(ddof=1)), sd_floor)
-    if sd == 0 or (third is None and n < 3):
-        return x, sd, 0.0
-    if third is None:
-        third = float(((x - x.mean()) ** 3).sum()) * n / ((n - 1) * (n - 2))
-    return x, sd, third / sd**3
+    if sd == 0:
+        return x, sd, [0.0]
+    sample = float(((x - x.mean()) ** 3).sum()) * n / ((n - 1) * (n - 2)) if n >= 3 else 0.0
+    return x, sd, [sample / sd**3] + ([] if third is None else [third / sd**3])
 
 
 def skew_t_interval(
-    values: Sequence[float],
+    values: Values,
     level: float = 0.90,
     sd_floor: float = 0.0,
     *,
@@ -556,14 +546,13 @@ def skew_t_interval(
     """
     if not 0 < level < 1:
         raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
-    x, sd, skew = _mean_sd_skew(values, sd_floor)
+    x, sd, skews = _mean_sd_skews(values, sd_floor, third)
     if len(x) < 2:
         return float("nan"), float("nan")
     n, mean = len(x), float(x.mean())
     q = float(sps.t.ppf((1 + level) / 2, n - 1)) / np.sqrt(n)
     if sd == 0:
         return mean, mean
-    skews = [skew] if third is None else [skew, _mean_sd_skew(x, sd_floor, third)[2]]
     low = min(mean - sd * _hall_g_inverse(q, g, n) for g in skews)
     high = max(mean - sd * _hall_g_inverse(-q, g, n) for g in skews)
     return low, high

@@ -10,17 +10,16 @@ spread it tolerates (`tost_max_sd`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from scipy import stats as sps
 
 from emg_lens.errors import SpecError
 from emg_lens.stats.compare import (
     ALPHA,
+    Values,
     _check_test,
     _hall_g,
-    _mean_sd_skew,
+    _mean_sd_skews,
     _resolve,
     compare,
     correct,
@@ -90,7 +89,7 @@ def subjects_needed(
 
 
 def tost(
-    values: Sequence[float],
+    values: Values,
     bound: float,
     sd_floor: float = 0.0,
     *,
@@ -114,15 +113,13 @@ def tost(
     """
     if not bound > 0:
         raise SpecError(f"an equivalence bound must be > 0, got {bound!r}")
-    x, sd, skew = _mean_sd_skew(values, sd_floor)
+    x, sd, skews = _mean_sd_skews(values, sd_floor, third)
     if len(x) < 2:
         return float("nan")
     n, mean = len(x), float(x.mean())
     if sd == 0:
         return 0.0 if abs(mean) < bound else 1.0
-    skews = [skew if skew_corrected else 0.0]
-    if skew_corrected and third is not None:
-        skews.append(_mean_sd_skew(x, sd_floor, third)[2])
+    skews = skews if skew_corrected else [0.0]
     df, root = n - 1, np.sqrt(n)
 
     def p_of(g: float) -> float:

@@ -33,14 +33,13 @@ here over trials:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.stats.compare import clopper_pearson, rows_and_baseline
+from emg_lens.stats.compare import Values, clopper_pearson, rows_and_baseline
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -405,8 +404,8 @@ def class_trial_cis(
 
 
 def bootstrap_delta_ci(
-    masked: Sequence[float],
-    baseline: Sequence[float],
+    masked: Values,
+    baseline: Values,
     *,
     level: float = 0.95,
     resamples: int = BOOTSTRAP_RESAMPLES,
@@ -439,7 +438,7 @@ def bootstrap_delta_ci(
 
 def bootstrap_delta_cis(
     masked: Float[np.ndarray, "rows n"],
-    baseline: Float[np.ndarray, " n"],
+    baseline: Values,
     *,
     level: float = 0.95,
     resamples: int = BOOTSTRAP_RESAMPLES,

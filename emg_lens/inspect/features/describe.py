@@ -127,14 +127,12 @@ def _ablation(model, X, y, labels, config, positions, resid, sae, acts, own) -> 
     fired = (acts > 0).flatten(0, 1).any(dim=0)
     rows = []
     for f in range(sae.n_features):
-        if fired[f]:
-            direction = sae.W_dec[f].detach()
-            logits = spliced_logits(
-                model, X, config, positions,
-                lambda part, f=f, d=direction: resid[part] - acts[part, :, f, None] * d,
-            )  # fmt: skip
-        else:
-            logits = own  # a feature that never fires changes nothing: exactly the model
+
+        def without(part: slice, f: int = f) -> torch.Tensor:
+            return resid[part] - acts[part, :, f, None] * sae.W_dec[f].detach()
+
+        # a feature that never fires changes nothing: exactly the model
+        logits = spliced_logits(model, X, config, positions, without) if fired[f] else own
         shift = logits.gather(1, y[:, None])[:, 0] - correct
         hit = logits.argmax(-1) == y
         for c, label in enumerate(labels):

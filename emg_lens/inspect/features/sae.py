@@ -60,7 +60,7 @@ class TopKSAE(torch.nn.Module):
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
 def fit_sae(
@@ -104,6 +104,7 @@ def fit_sae(
             loss.backward()
             with torch.no_grad():
                 W, grad = sae.W_dec, sae.W_dec.grad
+                assert grad is not None  # the loss reads every decoder row: backward set it
                 grad -= (grad * W).sum(dim=1, keepdim=True) * W
             optimiser.step()
             sae.normalize_decoder()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.image import AxesImage
 
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect.importance import mass_effect_correlation
@@ -31,15 +32,16 @@ def _head_grid(
     order: tuple[list, list],
     labels: tuple[list[str], list[str], str, str],
     cell: tuple[float, float, float],
-    draw: Callable[[plt.Axes, np.ndarray], object],
+    draw: Callable[[plt.Axes, np.ndarray], AxesImage],
+    titles: tuple[str, str],
     tick_step: int = 1,
-) -> tuple[plt.Figure, np.ndarray, object]:
+) -> plt.Figure:
     """One heatmap per (layer, head) of ``table``: ``value`` with rows ``row`` and columns
     ``column`` (``axes_value``) in ``order`` (rows, columns), labelled ``labels`` (the rows'
     and the columns' ticks, then the two axes' names; every ``tick_step``-th tick, where cells
     are too small for each to have its own), each panel ``cell`` (width, height, and the
-    figure's extra width) in size, drawn by ``draw(ax, grid)``. Returns the figure, its axes
-    and the last image drawn (for a colour bar)."""
+    figure's extra width) in size, drawn by ``draw(ax, grid)``, under a colour bar and a title
+    (``titles``)."""
     row, column, value = axes_value
     rows, columns = order
     layers, heads = sorted(table["layer"].unique()), sorted(table["head"].unique())
@@ -68,7 +70,9 @@ def _head_grid(
                 ax.set_ylabel(f"layer {layer}\n{labels[2]}", fontsize=8)
             if i == len(layers) - 1:
                 ax.set_xlabel(labels[3], fontsize=8)
-    return fig, axes, im
+    fig.colorbar(im, ax=axes, shrink=0.6, label=titles[0])
+    fig.suptitle(titles[1], fontsize=10)
+    return fig
 
 
 def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figure:
@@ -89,7 +93,7 @@ def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figur
         lim = max(1.0, float(np.nanmax(np.abs(np.log2(flow["ratio"].clip(lower=1e-6))))))
         cmap, vmin, vmax, label = "RdBu_r", -lim, lim, "log2(mass / uniform)"
 
-    def draw(ax: plt.Axes, grid: np.ndarray) -> object:
+    def draw(ax: plt.Axes, grid: np.ndarray) -> AxesImage:
         shown = grid if value == "mass" else np.log2(np.clip(grid, 1e-6, None))
         im = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax)
         if len(groups) <= 4:
@@ -97,17 +101,15 @@ def plot_attention_flow(flow: pd.DataFrame, *, value: str = "mass") -> plt.Figur
             annotate_cells(ax, text, shown < 0.5 if value == "mass" else dark_cells(shown, vmax))
         return im
 
-    fig, axes, im = _head_grid(
+    return _head_grid(
         flow,
         ("query_group", "key_group", value),
         (groups, groups),
         (groups, key_labels, "query", "key (uniform share)"),
         (size, size, 1.6),
         draw,
+        (label, "Attention flow between token groups (rows: query, columns: key)"),
     )
-    fig.colorbar(im, ax=axes, shrink=0.6, label=label)
-    fig.suptitle("Attention flow between token groups (rows: query, columns: key)", fontsize=10)
-    return fig
 
 
 def plot_qk_circuit(table: pd.DataFrame) -> plt.Figure:
@@ -181,25 +183,23 @@ def _circuit_grid(
     rows, columns = list(dict.fromkeys(table[row])), list(dict.fromkeys(table[column]))
     lim = max(1e-6, float(np.nanmax(np.abs(table[value].to_numpy(dtype=float)))))
 
-    def draw(ax: plt.Axes, grid: np.ndarray) -> object:
+    def draw(ax: plt.Axes, grid: np.ndarray) -> AxesImage:
         im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim)
         if len(rows) <= 8 and len(columns) <= 8:
             annotate_cells(ax, [[f"{v:.2f}" for v in r] for r in grid], dark_cells(grid, lim), 6)
         return im
 
     side = _circuit_cell(len(rows), len(columns), table["layer"].nunique(), table["head"].nunique())
-    fig, axes, im = _head_grid(
+    return _head_grid(
         table,
         axes_value,
         (rows, columns),
         ([str(r) for r in rows], [str(c) for c in columns], row, column),
         (side * len(columns) + 1.0, side * len(rows) + 1.0, 1.8),
         draw,
+        (label, title),
         tick_step=math.ceil(TICK_LABEL_IN / side),
     )
-    fig.colorbar(im, ax=axes, shrink=0.6, label=label)
-    fig.suptitle(title, fontsize=10)
-    return fig
 
 
 def plot_head_importance(table: pd.DataFrame) -> plt.Figure:

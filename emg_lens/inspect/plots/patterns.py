@@ -92,9 +92,8 @@ def plot_pattern(
     main = fig.add_subplot(grid[1, 1])
     im = main.imshow(pattern.detach().cpu().numpy(), cmap="magma", vmin=0, aspect="auto")
     left, top = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[0, 1])
-    strip = {"cmap": palette, "vmin": 0, "vmax": len(groups) - 1, "aspect": "auto"}
-    left.imshow(query_ids[:, None], **strip)
-    top.imshow(ids[None, :], **strip)
+    for axis, strip in ((left, query_ids[:, None]), (top, ids[None, :])):
+        axis.imshow(strip, cmap=palette, vmin=0, vmax=len(groups) - 1, aspect="auto")
     for axis in (left, top, main):
         axis.set_xticks([])
         axis.set_yticks([])

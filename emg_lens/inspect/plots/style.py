@@ -3,15 +3,14 @@ figure reads, and the numbers written into heatmap cells (white on dark cells)."
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
+from emg_lens.studies.plots import COLORS
 
 __all__ = ["CLS_COLOR", "COLORS", "annotate_cells", "dark_cells", "require_columns"]
 
-COLORS = plt.get_cmap("tab10").colors
 CLS_COLOR = "0.55"
 
 
@@ -35,6 +34,7 @@ def require_columns(table: pd.DataFrame, columns: list[str], what: str) -> None:
 def annotate_cells(ax, text: list[list[str]], white: np.ndarray, fontsize: int = 7) -> None:
     """Write ``text`` into the cells of a heatmap, in white where the cell is dark.
 
+    >>> import matplotlib.pyplot as plt
     >>> fig, ax = plt.subplots()
     >>> annotate_cells(ax, [["a", "b"]], np.array([[True, False]]))
     >>> [(t.get_text(), t.get_color()) for t in ax.texts]
