@@ -46,6 +46,7 @@ from emg_lens.models import MODEL_CLASSES, TinyMyo
 
 if TYPE_CHECKING:
     from emg_lens.data.preprocess import SubjectData
+    from emg_lens.models import HookedBiosignalModel
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -70,7 +71,7 @@ WEIGHTS_DIGEST = "weights_sha256"
 
 
 def save_checkpoint(
-    model: torch.nn.Module, path: str | Path, *, metadata: dict[str, Any] | None = None
+    model: HookedBiosignalModel, path: str | Path, *, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Save ``model`` into folder ``path`` (created if needed); returns the folder.
 
@@ -197,7 +198,8 @@ def _check_info(file: Path, info: Any) -> None:
     for key in ("model_kwargs", "config", "metadata"):
         if not isinstance(info[key], dict):
             raise CheckpointError(f"{file}: {key} must be a JSON object, got {info[key]!r}")
-    _check_fields(file, "model_kwargs", info["model_kwargs"], _keywords(MODEL_CLASSES[name]))
+    keywords = _keywords(MODEL_CLASSES[name])  # type: ignore[arg-type]  # a class is Hashable
+    _check_fields(file, "model_kwargs", info["model_kwargs"], keywords)
     config = info["config"]
     _check_fields(file, "config", config, _config_hints())
     missing = sorted(_required_config_fields() - set(config))
@@ -247,7 +249,7 @@ def _required_config_fields() -> frozenset[str]:
 
 
 @functools.cache
-def _keywords(cls: type) -> dict[str, Any]:
+def _keywords(cls: type[HookedBiosignalModel]) -> dict[str, Any]:
     """``cls(cfg, ...)``'s keywords ``model_kwargs`` holds (not user modules), annotated."""
     params = inspect.signature(cls.__init__).parameters.values()
     try:
@@ -265,10 +267,10 @@ def _keywords(cls: type) -> dict[str, Any]:
 def load_checkpoint(
     path: str | Path,
     *,
-    into: torch.nn.Module | None = None,
+    into: HookedBiosignalModel | None = None,
     device: str | None = None,
     modules: dict[str, torch.nn.Module] | None = None,
-) -> torch.nn.Module:
+) -> HookedBiosignalModel:
     """Rebuild the model saved in ``path`` (or load its weights ``into`` an existing model of
     the same class and config — any difference is refused, naming the fields).
 
@@ -379,7 +381,7 @@ def user_modules_of(info: dict[str, Any]) -> tuple[str, ...]:
     >>> user_modules_of({"model_class": "HookedTorchEncoder"}), user_modules_of({"model_class": "IsoNet"})
     (('embed', 'readout'), ())
     """  # noqa: E501
-    return tuple(getattr(MODEL_CLASSES.get(info.get("model_class")), "user_modules", ()))
+    return tuple(getattr(MODEL_CLASSES.get(info.get("model_class", "")), "user_modules", ()))
 
 
 def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict[str, Any]:
@@ -411,8 +413,12 @@ def _config(path: Path, info: dict[str, Any], device: str | None) -> EncoderConf
 
 
 def _build(
-    path: Path, cls: type, cfg: EncoderConfig, info: dict[str, Any], modules: Any = None
-) -> torch.nn.Module:
+    path: Path,
+    cls: type[HookedBiosignalModel],
+    cfg: EncoderConfig,
+    info: dict[str, Any],
+    modules: Any = None,
+) -> HookedBiosignalModel:
     """``cls(cfg, **model_kwargs, **modules)``, or a `CheckpointError` naming the file."""
     try:
         return cls(cfg, **info["model_kwargs"], **(modules or {}))

@@ -12,6 +12,7 @@ import numbers
 import operator
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -370,12 +371,13 @@ without < > & " ' ` (e.g. 'C3', 'FDS_1'): rename it
 
 def check_channel_names(
     names: Any, what: str, error: type[EmgLensError], kinds: type | tuple[type, ...], form: str
-) -> None:
-    """Refuse, with ``error`` naming ``what``, ``names`` that are not a ``kinds`` of channel
-    names (``form`` says which, in words), a name that is not a non-empty string, or one that
-    `check_names` refuses.
+) -> list[str]:
+    """``names`` as a list, or ``error`` naming ``what`` if they are not a ``kinds`` (sequence
+    types) of channel names (``form`` says which, in words), a name is not a non-empty string,
+    or `check_names` refuses one.
 
-    >>> check_channel_names(["C3", "Cz"], "channel_names", ConfigError, list, "a list of names")
+    >>> check_channel_names(("C3", "Cz"), "channel_names", ConfigError, tuple, "a tuple of names")
+    ['C3', 'Cz']
     >>> check_channel_names("C3", "channel_names", ConfigError, list, "a list of names")
     Traceback (most recent call last):
     ...
@@ -383,10 +385,13 @@ def check_channel_names(
     """
     if isinstance(names, str) or not isinstance(names, kinds):
         raise error(f"{what} must be None or {form}, got {names!r}")
-    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
-    if bad:
-        raise error(f"{what} must hold non-empty strings, got {bad[0]!r}")
-    check_names(names, what)  # names reach pages: no markup, nothing unprintable
+    given = typing.cast(Sequence[object], names)  # an instance of kinds, sequence types
+    strings = [n for n in given if isinstance(n, str) and n.strip()]
+    if len(strings) < len(given):
+        bad = next(n for n in given if not isinstance(n, str) or not n.strip())
+        raise error(f"{what} must hold non-empty strings, got {bad!r}")
+    check_names(strings, what)  # names reach pages: no markup, nothing unprintable
+    return strings
 
 
 def describe(value: object) -> str:
@@ -487,7 +492,7 @@ def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None
     ...
     emg_lens.errors.ConfigError: Recipe.lr must be a finite number, got inf
     """
-    hints = _type_hints(type(cfg))
+    hints = _type_hints(type(cfg))  # type: ignore[arg-type]  # a class is Hashable
     for field in dataclasses.fields(cfg):
         value = getattr(cfg, field.name)
         expected = mismatch(value, hints[field.name])
@@ -499,7 +504,7 @@ def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None
             object.__setattr__(cfg, field.name, plain)  # frozen dataclasses too
 
 
-C = typing.TypeVar("C", bound=type)
+C = typing.TypeVar("C", bound=type[Any])
 
 
 def fields_checked(cls: C) -> C:

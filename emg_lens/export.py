@@ -481,7 +481,9 @@ class _MaskedForward(nn.Module):
     """``model(signals, edge_masks=<constant masks>, return_type=...)`` as a one-input
     module, for the tracer: the masks are buffers, so they become constants of the file."""
 
-    def __init__(self, model: nn.Module, masks: Mapping[int, torch.Tensor], return_type: Any):
+    def __init__(
+        self, model: HookedBiosignalModel, masks: Mapping[int, torch.Tensor], return_type: Any
+    ):
         super().__init__()
         self.model = model
         self.return_type = return_type
@@ -498,7 +500,9 @@ class _Reference:
     """The PyTorch forward the file must match: ``model(x, edge_masks=compile_edges(...))``,
     with the masks as compiled (not `_baked`'s pruned ones), so the pruning is checked too."""
 
-    def __init__(self, model: nn.Module, masks: Mapping[int, torch.Tensor], return_type: Any):
+    def __init__(
+        self, model: HookedBiosignalModel, masks: Mapping[int, torch.Tensor], return_type: Any
+    ):
         self.model, self.masks, self.return_type = model, dict(masks) or None, return_type
 
     def __call__(self, signals: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -557,15 +557,14 @@ def load_model(
     Without a builder there, the `CheckpointError` of `require_builder`; weights that do not
     fit the modules built are a `CheckpointError` naming the builder too."""
     info = read_checkpoint_info(path)
-    modules = None
-    if user_modules_of(info):
-        require_builder([path], builder)
-        modules = builder.build(path, info)
+    if not user_modules_of(info):  # no modules of the user's: the checkpoint's own errors
+        return load_checkpoint(path, device=device)
+    require_builder([path], builder)
+    assert builder is not None  # require_builder refused a missing one
+    modules = builder.build(path, info)
     try:
         return load_checkpoint(path, device=device, modules=modules)
     except CheckpointError as exc:
-        if modules is None:  # no modules of the user's: the checkpoint's own error, as it is
-            raise
         raise CheckpointError(
             f"{exc}; the modules came from {builder.code.ref} ({builder.code.path}): it must "
             f"build them with the architecture {path} was saved from"

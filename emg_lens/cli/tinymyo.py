@@ -191,9 +191,8 @@ def _tinymyo_windows(args: argparse.Namespace, *, labeled_only: bool):
     if args.windows:
         from emg_lens.data.windows.store import WindowStore
 
-        data, n_classes = WindowStore(args.windows), None
-        if labeled_only:
-            data, n_classes = labeled_subset(data)
+        store = WindowStore(args.windows)
+        data, n_classes = labeled_subset(store) if labeled_only else (store, None)
         return (*random_holdout(data, args.val_fraction, seed=args.seed), n_classes)
     windows = synthetic_windows(_synthetic_spec(args), window=args.window, step=args.step)
     return (*windows.split(labeled_only=labeled_only), windows.n_classes)

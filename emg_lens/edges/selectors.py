@@ -211,8 +211,8 @@ class TimeSpan(EdgeSet):
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         time_q, time_k = ctx.times(self)
-        spans = ((time_q, ctx.layout.query_side, self.query_start, self.query_stop),)
-        spans += ((time_k, ctx.layout, self.key_start, self.key_stop),)
+        spans = [(time_q, ctx.layout.query_side, self.query_start, self.query_stop)]
+        spans += [(time_k, ctx.layout, self.key_start, self.key_stop)]
         inside = []
         for time, side, start, stop in spans:
             if self.seconds:  # the time indices whose start, t * time_step, is in [start, stop)
