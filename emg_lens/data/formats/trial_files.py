@@ -217,14 +217,12 @@ class TrialIndex:
             tuple(sorted(subject_of.items(), key=lambda pair: pair[1])),
         )
         for subject, entries in index.by_subject.items():
-            unique_files(
-                (((rep, g), t.path) for rep, g, t in entries),
-                root,
-                lambda k, subject=subject: (
-                    f"subject {subject}, {_repetition_text(index.repetitions[k[0] - 1])}, "
-                    f"gesture {index.gestures[k[1] - 1]!r}"
-                ),
-            )
+
+            def what(k: tuple[int, int], subject: int = subject) -> str:
+                repetition = _repetition_text(index.repetitions[k[0] - 1])
+                return f"subject {subject}, {repetition}, gesture {index.gestures[k[1] - 1]!r}"
+
+            unique_files((((rep, g), t.path) for rep, g, t in entries), root, what)
         return index
 
     @property
@@ -443,6 +441,7 @@ def _assemble(
             }
         )
         at += n + gap
+    assert first is not None  # entries hold trials of two gestures at least
     return Recording(
         subject=subject,
         signals={modality: np.concatenate(pieces[:-1])},

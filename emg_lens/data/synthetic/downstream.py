@@ -170,17 +170,17 @@ def synthetic_uci(
                     stimulus.append(np.full(length, code))
                     files.append(np.full(length, k))
         x = np.clip(np.rint(np.concatenate(parts)), -128, 127) * 1e-5
-        files = np.concatenate(files)
-        time = np.zeros(len(files))
+        file_of = np.concatenate(files)
+        time = np.zeros(len(file_of))
         for k in (1, 2):  # ms since each file's start
-            time[files == k] = np.arange(np.sum(files == k)) * (1000 / rows_per_second) + 1
+            time[file_of == k] = np.arange(np.sum(file_of == k)) * (1000 / rows_per_second) + 1
         recordings.append(
             Recording(
                 subject=subject,
                 signals={"emg": x.astype(np.float32)},
                 sample_rate=uci_gestures.SAMPLE_RATE,
                 stimulus=np.concatenate(stimulus),
-                repetition=files,
+                repetition=file_of,
                 source="synthetic",
                 extras={"time_ms": time},
             )
