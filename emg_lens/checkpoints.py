@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load as safetensors_tensors
 from safetensors.torch import save as safetensors_bytes
 
 from emg_lens._io import atomic_write_all, file_digest, make_folder
@@ -297,9 +298,9 @@ def load_checkpoint(
     else:
         _check_compatible(path, name, cfg, info, into)
         model = into
-    state = _read_weights(path / WEIGHTS, str(model.cfg.device))
+    state, digest = _read_weights(path / WEIGHTS, str(model.cfg.device))
     _check_weights(path, name, state, model.state_dict())
-    _check_pair(path, info)
+    _check_pair(path, info, digest)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -361,13 +362,13 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
     if getattr(cls, "user_modules", ()):  # the user's modules are checked when they are given
         _read_shapes(path / WEIGHTS)
-        _check_pair(path, info)
+        _check_pair(path, info, file_digest(path / WEIGHTS))
         return info
     if key not in _expected_shapes:  # a model is built once per distinct config
         model = _build(path, cls, _config(path, info, "cpu"), info)
         _expected_shapes[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     _check_shapes(path, info["model_class"], _read_shapes(path / WEIGHTS), _expected_shapes[key])
-    _check_pair(path, info)
+    _check_pair(path, info, file_digest(path / WEIGHTS))
     return info
 
 
@@ -435,11 +436,14 @@ def _unreadable(file: Path, exc: Exception) -> CheckpointError:
     )
 
 
-def _read_weights(file: Path, device: str) -> dict[str, torch.Tensor]:
+def _read_weights(file: Path, device: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a safetensors file, on ``device``, and the SHA-256 of the bytes read."""
     try:
-        return load_file(str(file), device=device)
+        data = file.read_bytes()
+        state = safetensors_tensors(data)
     except (SafetensorError, OSError) as exc:
         raise _unreadable(file, exc) from exc
+    return {k: v.to(device) for k, v in state.items()}, hashlib.sha256(data).hexdigest()
 
 
 def _read_shapes(file: Path) -> dict[str, tuple[int, ...]]:
@@ -473,13 +477,11 @@ def _check_shapes(
         )
 
 
-def _check_pair(path: Path, info: dict[str, Any]) -> None:
-    """The weights are the file ``config.json`` was saved with (its `WEIGHTS_DIGEST`, if any)."""
+def _check_pair(path: Path, info: dict[str, Any], actual: str) -> None:
+    """The weights, whose SHA-256 is ``actual``, are the file ``config.json`` was saved with
+    (its `WEIGHTS_DIGEST`, if any)."""
     recorded = info.get(WEIGHTS_DIGEST)
-    if recorded is None:
-        return
-    actual = file_digest(path / WEIGHTS)
-    if actual != recorded:
+    if recorded is not None and actual != recorded:
         raise CheckpointError(
             f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 "
             f"{actual[:16]}..., where {CONFIG} records {recorded[:16]}...): a save stopped "
@@ -530,7 +532,7 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"BioFoundation checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        state: Any = _read_weights(path, "cpu")
+        state: Any = _read_weights(path, "cpu")[0]
     elif path.suffix in PICKLED_SUFFIXES:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -577,8 +579,10 @@ def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, mod
     # Where and in which precision it runs, and which optional hooks it fires, are not
     # architecture: weights load into a float64 model, or one with use_attn_result set.
     ignore = {"device", "dtype", "seed", "dropout", *HOOK_FLAGS}
-    theirs, ours = cfg.to_dict(), model.cfg.to_dict()
-    diff = {k: (theirs[k], ours[k]) for k in theirs if k not in ignore and theirs[k] != ours[k]}
+    pairs = {
+        f.name: (getattr(cfg, f.name), getattr(model.cfg, f.name)) for f in dataclasses.fields(cfg)
+    }
+    diff = {k: (a, b) for k, (a, b) in pairs.items() if k not in ignore and a != b}
     if diff or info.get("model_kwargs", {}) != dict(getattr(model, "init_kwargs", {})):
         fields = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in diff.items())
         raise CheckpointError(
