@@ -12,7 +12,7 @@ import numbers
 import operator
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
@@ -51,7 +51,9 @@ __all__ = [
     "check_channel_names",
     "check_field_types",
     "check_int",
+    "check_ints",
     "check_names",
+    "check_number",
     "check_seed",
     "describe",
     "fields_checked",
@@ -306,20 +308,98 @@ def check_int(
     ...
     emg_lens.errors.ArgumentError: layer (of 0 layers) must be an int in 0..-1, an empty range: no value is accepted, got 0
     """  # noqa: E501
-    if maximum is not None and maximum < minimum:
-        wanted = f"an int in {minimum}..{maximum}, an empty range: no value is accepted"
-    elif maximum is not None:
-        wanted = f"an int in {minimum}..{maximum}"
-    else:
-        wanted = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+    number = _int_in(value, None, None)
+    if number is None or _int_in(number, minimum, maximum) is None:
+        shown = value if number is None else number  # -2 rather than np.int32(-2)
+        wanted = _ints_wanted(minimum, maximum, "an int")
+        raise (error or ArgumentError)(f"{what} must be {wanted}, got {shown!r}")
+    return number
+
+
+def check_ints(
+    values: Any,
+    what: str,
+    minimum: int | None = 0,
+    maximum: int | None = None,
+    error: type[EmgLensError] | None = None,
+    *,
+    empty: bool = False,
+) -> list[int]:
+    """``values`` (any iterable but a string or a mapping) as a list of plain ints, or
+    ``error`` (default `ArgumentError`) naming ``what``, the values and what is accepted: one
+    int at least (none too, if ``empty``), each as `check_int` accepts it (``minimum=None``: no
+    lower bound).
+
+    >>> import numpy as np
+    >>> check_ints((2, np.int64(0)), "layers", maximum=3)
+    [2, 0]
+    >>> check_ints([1, True], "heads")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: heads must be one or more non-negative integers, got [1, True]
+    """
+    listed = None if isinstance(values, str | bytes | dict) else _listed(values)
+    checked = [n for v in listed or () if (n := _int_in(v, minimum, maximum)) is not None]
+    if listed is None or len(checked) < len(listed) or not (checked or empty):
+        ints = "a list of integers" if empty else "one or more integers"
+        raise (error or ArgumentError)(
+            f"{what} must be {_ints_wanted(minimum, maximum, ints)}, got {values!r}"
+        )
+    return checked
+
+
+def _listed(values: Any) -> list[Any] | None:
+    try:
+        return list(values)
+    except TypeError:
+        return None
+
+
+def _int_in(value: Any, minimum: int | None, maximum: int | None) -> int | None:
+    """``value`` as a plain int (not a bool) in ``minimum..maximum`` (None: no bound), or None."""
     try:
         number = None if isinstance(value, bool) else operator.index(value)
     except TypeError:
-        number = None
-    if number is None or number < minimum or (maximum is not None and number > maximum):
-        shown = value if number is None else number  # -2 rather than np.int32(-2)
-        raise (error or ArgumentError)(f"{what} must be {wanted}, got {shown!r}")
-    return number
+        return None
+    low, high = -math.inf if minimum is None else minimum, math.inf if maximum is None else maximum
+    return number if number is not None and low <= number <= high else None
+
+
+def _ints_wanted(minimum: int | None, maximum: int | None, ints: str) -> str:
+    """What `check_int` (``ints``: "an int") or `check_ints` accepts, in words."""
+    if minimum is not None and maximum is not None:
+        empty = ", an empty range: no value is accepted" if maximum < minimum else ""
+        return f"{ints} in {minimum}..{maximum}{empty}"
+    if maximum is not None or minimum is None:
+        return ints if maximum is None else f"{ints} <= {maximum}"
+    kind = {0: "non-negative", 1: "positive"}.get(minimum)
+    if kind is None:
+        return f"{ints} >= {minimum}"
+    return f"a {kind} int" if ints == "an int" else ints.replace("integers", f"{kind} integers")
+
+
+def check_number(
+    value: Any,
+    what: str,
+    wanted: str,
+    ok: Callable[[float], bool] = math.isfinite,
+    error: type[EmgLensError] | None = None,
+) -> float:
+    """``value`` as a float when it is a real number (numpy's too; not a bool) for which ``ok``
+    holds (default: finite), or ``error`` (default `ArgumentError`) saying ``what`` must be
+    ``wanted``, and what it got. The one check of a number argument or field.
+
+    >>> check_number(0.05, "tau", "a number in (0, 1)", lambda v: 0 < v < 1)
+    0.05
+    >>> check_number(True, "atol", "a finite number >= 0")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: atol must be a finite number >= 0, got True
+    """
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not real or not ok(float(value)):
+        raise (error or ArgumentError)(f"{what} must be {wanted}, got {value!r}")
+    return float(value)
 
 
 def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -> int:
