@@ -48,6 +48,7 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedModuleError",
     "UnsupportedReadoutError",
+    "check_bool",
     "check_channel_names",
     "check_field_types",
     "check_int",
@@ -376,6 +377,20 @@ def _ints_wanted(minimum: int | None, maximum: int | None, ints: str) -> str:
     if kind is None:
         return f"{ints} >= {minimum}"
     return f"a {kind} int" if ints == "an int" else ints.replace("integers", f"{kind} integers")
+
+
+def check_bool(value: Any, what: str, error: type[EmgLensError] | None = None) -> bool:
+    """``value`` when it is True or False, or ``error`` (default `ArgumentError`) naming
+    ``what``: 1 and "yes" are not flags.
+
+    >>> check_bool(1, "per_head")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: per_head must be true or false, got 1
+    """
+    if not isinstance(value, bool):
+        raise (error or ArgumentError)(f"{what} must be true or false, got {value!r}")
+    return value
 
 
 def check_number(

@@ -41,6 +41,7 @@ from emg_lens.errors import (
     DataFormatError,
     check_field_types,
     check_int,
+    check_number,
     fields_checked,
 )
 
@@ -328,8 +329,7 @@ def _held_out(
                 f"Hold out whole {unit}s (the windows of one {unit} share its noise)"
             )
     else:
-        if not (isinstance(fraction, float | int) and 0 < fraction < 1):
-            raise ArgumentError(f"test_fraction must lie between 0 and 1, got {fraction!r}")
+        check_number(fraction, "test_fraction", "a number between 0 and 1", lambda f: 0 < f < 1)
         held = np.zeros(n, bool)
         for code in np.unique(codes):
             members = order[codes[order] == code]
