@@ -150,11 +150,10 @@ class Emg2PoseSession(OpenFile):
                     f"{shape}, got {field[0].shape}"
                 )
         self.attrs = {key: _text(value) for key, value in group.attrs.items()}
-        rate = self.attrs.get("sample_rate")
         what = f"{self.path}: group attribute 'sample_rate'"
         wanted = "a positive number (2000 in emg2pose)"
-        check_number(rate, what, wanted, lambda r: r > 0, DataFormatError)
-        self.sample_rate = float(rate)
+        rate = self.attrs.get("sample_rate")
+        self.sample_rate = check_number(rate, what, wanted, lambda r: r > 0, DataFormatError)
         channels = self.attrs.get("num_channels", EMG2POSE_CHANNELS)
         if channels != EMG2POSE_CHANNELS:
             raise DataFormatError(
