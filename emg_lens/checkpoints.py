@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load as safetensors_tensors
 from safetensors.torch import save as safetensors_bytes
 
 from emg_lens._io import atomic_write_all, file_digest, make_folder
@@ -46,6 +47,7 @@ from emg_lens.models import MODEL_CLASSES, TinyMyo
 
 if TYPE_CHECKING:
     from emg_lens.data.preprocess import SubjectData
+    from emg_lens.models import HookedBiosignalModel
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -70,7 +72,7 @@ WEIGHTS_DIGEST = "weights_sha256"
 
 
 def save_checkpoint(
-    model: torch.nn.Module, path: str | Path, *, metadata: dict[str, Any] | None = None
+    model: HookedBiosignalModel, path: str | Path, *, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Save ``model`` into folder ``path`` (created if needed); returns the folder.
 
@@ -197,7 +199,8 @@ def _check_info(file: Path, info: Any) -> None:
     for key in ("model_kwargs", "config", "metadata"):
         if not isinstance(info[key], dict):
             raise CheckpointError(f"{file}: {key} must be a JSON object, got {info[key]!r}")
-    _check_fields(file, "model_kwargs", info["model_kwargs"], _keywords(MODEL_CLASSES[name]))
+    keywords = _keywords(MODEL_CLASSES[name])  # type: ignore[arg-type]  # a class is Hashable
+    _check_fields(file, "model_kwargs", info["model_kwargs"], keywords)
     config = info["config"]
     _check_fields(file, "config", config, _config_hints())
     missing = sorted(_required_config_fields() - set(config))
@@ -247,7 +250,7 @@ def _required_config_fields() -> frozenset[str]:
 
 
 @functools.cache
-def _keywords(cls: type) -> dict[str, Any]:
+def _keywords(cls: type[HookedBiosignalModel]) -> dict[str, Any]:
     """``cls(cfg, ...)``'s keywords ``model_kwargs`` holds (not user modules), annotated."""
     params = inspect.signature(cls.__init__).parameters.values()
     try:
@@ -265,10 +268,10 @@ def _keywords(cls: type) -> dict[str, Any]:
 def load_checkpoint(
     path: str | Path,
     *,
-    into: torch.nn.Module | None = None,
+    into: HookedBiosignalModel | None = None,
     device: str | None = None,
     modules: dict[str, torch.nn.Module] | None = None,
-) -> torch.nn.Module:
+) -> HookedBiosignalModel:
     """Rebuild the model saved in ``path`` (or load its weights ``into`` an existing model of
     the same class and config — any difference is refused, naming the fields).
 
@@ -295,9 +298,9 @@ def load_checkpoint(
     else:
         _check_compatible(path, name, cfg, info, into)
         model = into
-    state = _read_weights(path / WEIGHTS, str(model.cfg.device))
+    state, digest = _read_weights(path / WEIGHTS, str(model.cfg.device))
     _check_weights(path, name, state, model.state_dict())
-    _check_pair(path, info)
+    _check_pair(path, info, digest)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -359,13 +362,13 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
     key = json.dumps([info["model_class"], info["config"], info.get("model_kwargs")], default=str)
     if getattr(cls, "user_modules", ()):  # the user's modules are checked when they are given
         _read_shapes(path / WEIGHTS)
-        _check_pair(path, info)
+        _check_pair(path, info, file_digest(path / WEIGHTS))
         return info
     if key not in _expected_shapes:  # a model is built once per distinct config
         model = _build(path, cls, _config(path, info, "cpu"), info)
         _expected_shapes[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     _check_shapes(path, info["model_class"], _read_shapes(path / WEIGHTS), _expected_shapes[key])
-    _check_pair(path, info)
+    _check_pair(path, info, file_digest(path / WEIGHTS))
     return info
 
 
@@ -379,7 +382,7 @@ def user_modules_of(info: dict[str, Any]) -> tuple[str, ...]:
     >>> user_modules_of({"model_class": "HookedTorchEncoder"}), user_modules_of({"model_class": "IsoNet"})
     (('embed', 'readout'), ())
     """  # noqa: E501
-    return tuple(getattr(MODEL_CLASSES.get(info.get("model_class")), "user_modules", ()))
+    return tuple(getattr(MODEL_CLASSES.get(info.get("model_class", "")), "user_modules", ()))
 
 
 def _user_modules(path: Path, cls: type, modules: dict[str, Any] | None) -> dict[str, Any]:
@@ -411,8 +414,12 @@ def _config(path: Path, info: dict[str, Any], device: str | None) -> EncoderConf
 
 
 def _build(
-    path: Path, cls: type, cfg: EncoderConfig, info: dict[str, Any], modules: Any = None
-) -> torch.nn.Module:
+    path: Path,
+    cls: type[HookedBiosignalModel],
+    cfg: EncoderConfig,
+    info: dict[str, Any],
+    modules: Any = None,
+) -> HookedBiosignalModel:
     """``cls(cfg, **model_kwargs, **modules)``, or a `CheckpointError` naming the file."""
     try:
         return cls(cfg, **info["model_kwargs"], **(modules or {}))
@@ -429,11 +436,14 @@ def _unreadable(file: Path, exc: Exception) -> CheckpointError:
     )
 
 
-def _read_weights(file: Path, device: str) -> dict[str, torch.Tensor]:
+def _read_weights(file: Path, device: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a safetensors file, on ``device``, and the SHA-256 of the bytes read."""
     try:
-        return load_file(str(file), device=device)
+        data = file.read_bytes()
+        state = safetensors_tensors(data)
     except (SafetensorError, OSError) as exc:
         raise _unreadable(file, exc) from exc
+    return {k: v.to(device) for k, v in state.items()}, hashlib.sha256(data).hexdigest()
 
 
 def _read_shapes(file: Path) -> dict[str, tuple[int, ...]]:
@@ -467,13 +477,11 @@ def _check_shapes(
         )
 
 
-def _check_pair(path: Path, info: dict[str, Any]) -> None:
-    """The weights are the file ``config.json`` was saved with (its `WEIGHTS_DIGEST`, if any)."""
+def _check_pair(path: Path, info: dict[str, Any], actual: str) -> None:
+    """The weights, whose SHA-256 is ``actual``, are the file ``config.json`` was saved with
+    (its `WEIGHTS_DIGEST`, if any)."""
     recorded = info.get(WEIGHTS_DIGEST)
-    if recorded is None:
-        return
-    actual = file_digest(path / WEIGHTS)
-    if actual != recorded:
+    if recorded is not None and actual != recorded:
         raise CheckpointError(
             f"{path}: {WEIGHTS} is not the file {CONFIG} was saved with (SHA-256 "
             f"{actual[:16]}..., where {CONFIG} records {recorded[:16]}...): a save stopped "
@@ -524,7 +532,7 @@ def read_biofoundation_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"BioFoundation checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        state: Any = _read_weights(path, "cpu")
+        state: Any = _read_weights(path, "cpu")[0]
     elif path.suffix in PICKLED_SUFFIXES:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -571,8 +579,10 @@ def _check_compatible(path: Path, name: str, cfg: EncoderConfig, info: dict, mod
     # Where and in which precision it runs, and which optional hooks it fires, are not
     # architecture: weights load into a float64 model, or one with use_attn_result set.
     ignore = {"device", "dtype", "seed", "dropout", *HOOK_FLAGS}
-    theirs, ours = cfg.to_dict(), model.cfg.to_dict()
-    diff = {k: (theirs[k], ours[k]) for k in theirs if k not in ignore and theirs[k] != ours[k]}
+    pairs = {
+        f.name: (getattr(cfg, f.name), getattr(model.cfg, f.name)) for f in dataclasses.fields(cfg)
+    }
+    diff = {k: (a, b) for k, (a, b) in pairs.items() if k not in ignore and a != b}
     if diff or info.get("model_kwargs", {}) != dict(getattr(model, "init_kwargs", {})):
         fields = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in diff.items())
         raise CheckpointError(

@@ -6,13 +6,14 @@ user can fix the input without reading the source."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import numbers
 import operator
-import types
 import typing
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from emg_lens._hints import mismatch, plain_number, type_hints
 
 __all__ = [
     "MAX_SEED",
@@ -47,10 +48,13 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedModuleError",
     "UnsupportedReadoutError",
+    "check_bool",
     "check_channel_names",
     "check_field_types",
     "check_int",
+    "check_ints",
     "check_names",
+    "check_number",
     "check_seed",
     "describe",
     "fields_checked",
@@ -305,20 +309,112 @@ def check_int(
     ...
     emg_lens.errors.ArgumentError: layer (of 0 layers) must be an int in 0..-1, an empty range: no value is accepted, got 0
     """  # noqa: E501
-    if maximum is not None and maximum < minimum:
-        wanted = f"an int in {minimum}..{maximum}, an empty range: no value is accepted"
-    elif maximum is not None:
-        wanted = f"an int in {minimum}..{maximum}"
-    else:
-        wanted = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+    number = _int_in(value, None, None)
+    if number is None or _int_in(number, minimum, maximum) is None:
+        shown = value if number is None else number  # -2 rather than np.int32(-2)
+        wanted = _ints_wanted(minimum, maximum, "an int")
+        raise (error or ArgumentError)(f"{what} must be {wanted}, got {shown!r}")
+    return number
+
+
+def check_ints(
+    values: Any,
+    what: str,
+    minimum: int | None = 0,
+    maximum: int | None = None,
+    error: type[EmgLensError] | None = None,
+    *,
+    empty: bool = False,
+) -> list[int]:
+    """``values`` (any iterable but a string or a mapping) as a list of plain ints, or
+    ``error`` (default `ArgumentError`) naming ``what``, the values and what is accepted: one
+    int at least (none too, if ``empty``), each as `check_int` accepts it (``minimum=None``: no
+    lower bound).
+
+    >>> import numpy as np
+    >>> check_ints((2, np.int64(0)), "layers", maximum=3)
+    [2, 0]
+    >>> check_ints([1, True], "heads")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: heads must be one or more non-negative integers, got [1, True]
+    """
+    listed = None if isinstance(values, str | bytes | dict) else _listed(values)
+    checked = [n for v in listed or () if (n := _int_in(v, minimum, maximum)) is not None]
+    if listed is None or len(checked) < len(listed) or not (checked or empty):
+        ints = "a list of integers" if empty else "one or more integers"
+        raise (error or ArgumentError)(
+            f"{what} must be {_ints_wanted(minimum, maximum, ints)}, got {values!r}"
+        )
+    return checked
+
+
+def _listed(values: Any) -> list[Any] | None:
+    try:
+        return list(values)
+    except TypeError:
+        return None
+
+
+def _int_in(value: Any, minimum: int | None, maximum: int | None) -> int | None:
+    """``value`` as a plain int (not a bool) in ``minimum..maximum`` (None: no bound), or None."""
     try:
         number = None if isinstance(value, bool) else operator.index(value)
     except TypeError:
-        number = None
-    if number is None or number < minimum or (maximum is not None and number > maximum):
-        shown = value if number is None else number  # -2 rather than np.int32(-2)
-        raise (error or ArgumentError)(f"{what} must be {wanted}, got {shown!r}")
-    return number
+        return None
+    low, high = -math.inf if minimum is None else minimum, math.inf if maximum is None else maximum
+    return number if number is not None and low <= number <= high else None
+
+
+def _ints_wanted(minimum: int | None, maximum: int | None, ints: str) -> str:
+    """What `check_int` (``ints``: "an int") or `check_ints` accepts, in words."""
+    if minimum is not None and maximum is not None:
+        empty = ", an empty range: no value is accepted" if maximum < minimum else ""
+        return f"{ints} in {minimum}..{maximum}{empty}"
+    if maximum is not None or minimum is None:
+        return ints if maximum is None else f"{ints} <= {maximum}"
+    kind = {0: "non-negative", 1: "positive"}.get(minimum)
+    if kind is None:
+        return f"{ints} >= {minimum}"
+    return f"a {kind} int" if ints == "an int" else ints.replace("integers", f"{kind} integers")
+
+
+def check_bool(value: Any, what: str, error: type[EmgLensError] | None = None) -> bool:
+    """``value`` when it is True or False, or ``error`` (default `ArgumentError`) naming
+    ``what``: 1 and "yes" are not flags.
+
+    >>> check_bool(1, "per_head")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: per_head must be true or false, got 1
+    """
+    if not isinstance(value, bool):
+        raise (error or ArgumentError)(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def check_number(
+    value: Any,
+    what: str,
+    wanted: str,
+    ok: Callable[[float], bool] = math.isfinite,
+    error: type[EmgLensError] | None = None,
+) -> float:
+    """``value`` as a float when it is a real number (numpy's too; not a bool) for which ``ok``
+    holds (default: finite), or ``error`` (default `ArgumentError`) saying ``what`` must be
+    ``wanted``, and what it got. The one check of a number argument or field.
+
+    >>> check_number(0.05, "tau", "a number in (0, 1)", lambda v: 0 < v < 1)
+    0.05
+    >>> check_number(True, "atol", "a finite number >= 0")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: atol must be a finite number >= 0, got True
+    """
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not real or not ok(float(value)):
+        raise (error or ArgumentError)(f"{what} must be {wanted}, got {value!r}")
+    return float(value)
 
 
 def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -> int:
@@ -370,12 +466,13 @@ without < > & " ' ` (e.g. 'C3', 'FDS_1'): rename it
 
 def check_channel_names(
     names: Any, what: str, error: type[EmgLensError], kinds: type | tuple[type, ...], form: str
-) -> None:
-    """Refuse, with ``error`` naming ``what``, ``names`` that are not a ``kinds`` of channel
-    names (``form`` says which, in words), a name that is not a non-empty string, or one that
-    `check_names` refuses.
+) -> list[str]:
+    """``names`` as a list, or ``error`` naming ``what`` if they are not a ``kinds`` (sequence
+    types) of channel names (``form`` says which, in words), a name is not a non-empty string,
+    or `check_names` refuses one.
 
-    >>> check_channel_names(["C3", "Cz"], "channel_names", ConfigError, list, "a list of names")
+    >>> check_channel_names(("C3", "Cz"), "channel_names", ConfigError, tuple, "a tuple of names")
+    ['C3', 'Cz']
     >>> check_channel_names("C3", "channel_names", ConfigError, list, "a list of names")
     Traceback (most recent call last):
     ...
@@ -383,10 +480,13 @@ def check_channel_names(
     """
     if isinstance(names, str) or not isinstance(names, kinds):
         raise error(f"{what} must be None or {form}, got {names!r}")
-    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
-    if bad:
-        raise error(f"{what} must hold non-empty strings, got {bad[0]!r}")
-    check_names(names, what)  # names reach pages: no markup, nothing unprintable
+    given = typing.cast(Sequence[object], names)  # an instance of kinds, sequence types
+    strings = [n for n in given if isinstance(n, str) and n.strip()]
+    if len(strings) < len(given):
+        bad = next(n for n in given if not isinstance(n, str) or not n.strip())
+        raise error(f"{what} must hold non-empty strings, got {bad!r}")
+    check_names(strings, what)  # names reach pages: no markup, nothing unprintable
+    return strings
 
 
 def describe(value: object) -> str:
@@ -400,68 +500,6 @@ def describe(value: object) -> str:
     if hasattr(value, "dtype") and hasattr(value, "shape"):
         return f"{value.dtype} {list(value.shape)}"
     return type(value).__name__
-
-
-def mismatch(value: Any, hint: Any) -> str | None:
-    """None when ``value`` is what the type annotation ``hint`` says, else what the annotation
-    accepts, in words, for an error message naming the field: ``int`` takes an int (not a
-    bool), ``float`` a finite real number (an int too: NaN and inf are refused), ``bool`` true
-    or false, ``str`` a string, ``dict[...]`` a table (its contents are not looked at),
-    ``tuple[X, Y]`` two values, ``tuple[X, ...]`` any number of X, ``X | None`` also None (a
-    list stands for a tuple: JSON has no tuples). An annotation of another kind accepts
-    anything: the owner's own checks look at it.
-
-    >>> mismatch(1, float), mismatch(float("nan"), float), mismatch(None, int | None)
-    (None, 'a finite number', None)
-    >>> mismatch(True, int), mismatch(("0.9", 0.98), tuple[float, float])
-    ('an int', '2 values (a finite number, a finite number)')
-    >>> mismatch([1, 2], tuple[int, ...]), mismatch((1, 2.5), tuple[int, ...])
-    (None, 'values (each an int)')
-    """
-    return None if _holds(value, hint) else _expected(hint)
-
-
-def _holds(value: Any, hint: Any) -> bool:
-    args, origin = typing.get_args(hint), typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_holds(value, arg) for arg in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return False
-        return isinstance(value, numbers.Integral) or math.isfinite(value)
-    if hint is str:
-        return isinstance(value, str)
-    if hint is dict or origin is dict:
-        return isinstance(value, dict)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return isinstance(value, tuple | list) and all(_holds(v, args[0]) for v in value)
-        return (
-            isinstance(value, tuple | list)
-            and len(value) == len(args)
-            and all(_holds(v, arg) for v, arg in zip(value, args))
-        )
-    return True
-
-
-def _expected(hint: Any) -> str:
-    args, origin = typing.get_args(hint), typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_expected(arg) for arg in args)
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return f"values (each {_expected(args[0])})"
-    if origin is tuple:
-        return f"{len(args)} values ({', '.join(_expected(arg) for arg in args)})"
-    if hint is dict or origin is dict:
-        return "a table"
-    words = {type(None): "None", bool: "true or false", int: "an int", float: "a finite number"}
-    return words.get(hint, "a string" if hint is str else str(hint))
 
 
 def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None:
@@ -487,19 +525,19 @@ def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None
     ...
     emg_lens.errors.ConfigError: Recipe.lr must be a finite number, got inf
     """
-    hints = _type_hints(type(cfg))
+    hints = type_hints(type(cfg))  # type: ignore[arg-type]  # a class is Hashable
     for field in dataclasses.fields(cfg):
         value = getattr(cfg, field.name)
         expected = mismatch(value, hints[field.name])
         if expected is not None:
             name = f"{type(cfg).__name__}.{field.name}"
             raise (error or ConfigError)(f"{name} must be {expected}, got {value!r}")
-        plain = _plain_number(value)
+        plain = plain_number(value)
         if plain is not value:
             object.__setattr__(cfg, field.name, plain)  # frozen dataclasses too
 
 
-C = typing.TypeVar("C", bound=type)
+C = typing.TypeVar("C", bound=type[Any])
 
 
 def fields_checked(cls: C) -> C:
@@ -522,19 +560,3 @@ def fields_checked(cls: C) -> C:
     """
     typing.no_type_check(cls.__init__)
     return cls
-
-
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _plain_number(value: Any) -> Any:
-    """A numpy (or other non-builtin) integer or real as Python's int or float; else as is."""
-    if isinstance(value, bool) or type(value) in (int, float):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    return value

@@ -79,6 +79,8 @@ from emg_lens.errors import (
     LayoutError,
     MissingDependencyError,
     UnsupportedFeatureError,
+    check_ints,
+    check_number,
     describe,
 )
 from emg_lens.hooks import compile_edges
@@ -223,8 +225,7 @@ def export_onnx(
     path = _check_out(out)
     _check_exportable(model)
     batch_sizes = _check_batch_sizes(batch_sizes)
-    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not 0 <= atol < np.inf:
-        raise ArgumentError(f"atol must be a finite number >= 0 such as 1e-5, got {atol!r}")
+    check_number(atol, "atol", "a finite number >= 0 such as 1e-5", lambda v: 0 <= v < np.inf)
     compiled = _compile(model, edges, layers)
     baked = _baked(compiled)
     props = _metadata(model, edges, baked, return_type, metadata)
@@ -397,14 +398,7 @@ def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> 
         )
     if layers is None:
         return list(range(n_layers))
-    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
-        raise ArgumentError(f"layers must be block indices such as [0, 2], got {layers!r}")
-    layers = list(layers)
-    bad = [x for x in layers if not isinstance(x, int) or isinstance(x, bool)]
-    if bad or not layers:
-        raise ArgumentError(
-            f"layers must be one or more int block indices in [0, {n_layers - 1}], got {layers!r}"
-        )
+    layers = check_ints(layers, f"layers (block indices of 0..{n_layers - 1})", minimum=None)
     outside = sorted({x for x in layers if not 0 <= x < n_layers})
     if outside:
         raise LayoutError(
@@ -415,12 +409,7 @@ def _check_layers(model: HookedBiosignalModel, layers: Iterable[int] | None) -> 
 
 
 def _check_batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
-    sizes = tuple(batch_sizes) if isinstance(batch_sizes, Iterable) else ()
-    if not sizes or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in sizes):
-        raise ArgumentError(
-            f"batch_sizes must be positive ints such as (1, 3), got {batch_sizes!r}"
-        )
-    return sizes
+    return tuple(check_ints(batch_sizes, "batch_sizes (such as (1, 3))", minimum=1))
 
 
 def _one_head_row(mask: torch.Tensor) -> torch.Tensor:
@@ -481,7 +470,9 @@ class _MaskedForward(nn.Module):
     """``model(signals, edge_masks=<constant masks>, return_type=...)`` as a one-input
     module, for the tracer: the masks are buffers, so they become constants of the file."""
 
-    def __init__(self, model: nn.Module, masks: Mapping[int, torch.Tensor], return_type: Any):
+    def __init__(
+        self, model: HookedBiosignalModel, masks: Mapping[int, torch.Tensor], return_type: Any
+    ):
         super().__init__()
         self.model = model
         self.return_type = return_type
@@ -498,7 +489,9 @@ class _Reference:
     """The PyTorch forward the file must match: ``model(x, edge_masks=compile_edges(...))``,
     with the masks as compiled (not `_baked`'s pruned ones), so the pruning is checked too."""
 
-    def __init__(self, model: nn.Module, masks: Mapping[int, torch.Tensor], return_type: Any):
+    def __init__(
+        self, model: HookedBiosignalModel, masks: Mapping[int, torch.Tensor], return_type: Any
+    ):
         self.model, self.masks, self.return_type = model, dict(masks) or None, return_type
 
     def __call__(self, signals: torch.Tensor) -> tuple[torch.Tensor, ...]:

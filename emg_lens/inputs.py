@@ -12,6 +12,7 @@ a model with attention hooks at every layer (`check_model`), one whose runs are 
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ def check_model(model: object) -> HookedBiosignalModel:
             "expected an emg_lens encoder (IsoNet, TinyMyo, HierarchicalTransformer, ..., or "
             f"a model opened with emg_lens.models.attach), got {type(model).__name__}"
         )
+    model = typing.cast(HookedBiosignalModel, model)  # what provides its contract
     if model.cfg.n_layers == 0:
         raise ArgumentError(
             f"{type(model).__name__} has no shared attention stack `blocks` "

@@ -94,17 +94,17 @@ class TokenLayout:
     def _checked_names(self, names: object) -> tuple[str, ...]:
         what = "TokenLayout.channel_names"
         form = "a sequence of channel names indexed by the channel ids (e.g. ('C3', 'Cz', 'C4'))"
-        check_channel_names(names, what, LayoutError, Sequence, form)
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        strings = check_channel_names(names, what, LayoutError, Sequence, form)
+        repeated = sorted({n for n in strings if strings.count(n) > 1})
         if repeated:
             raise LayoutError(f"{what} must be unique, got {repeated[0]!r} more than once")
         top = max(self.channel, default=-1)
-        if top >= len(names):
+        if top >= len(strings):
             raise LayoutError(
-                f"{what} has {len(names)} names, but a token embeds channel {top}: it needs a "
+                f"{what} has {len(strings)} names, but a token embeds channel {top}: it needs a "
                 f"name for every channel id 0..{top}"
             )
-        return tuple(names)
+        return tuple(strings)
 
     @classmethod
     def channel_tokens(
@@ -125,14 +125,16 @@ class TokenLayout:
         >>> TokenLayout.channel_tokens({"emg": 2}, n_patches=2, cls_token=False).time
         (0, 1, 0, 1)
         """
-        group, channel, time = [], [], []
-        if cls_token:
-            group.append(CLS), channel.append(-1), time.append(-1)
+        head = 1 if cls_token else 0
+        group: list[str] = [CLS] * head
+        channel: list[int] = [-1] * head
+        time: list[int] = [-1] * head
         first = 0
         for name, count in modalities.items():
             for c in range(first, first + count):
-                for t in range(n_patches):
-                    group.append(name), channel.append(c), time.append(t)
+                group += [name] * n_patches
+                channel += [c] * n_patches
+                time += range(n_patches)
             first += count
         return cls(tuple(group), tuple(channel), tuple(time), channel_names, None, time_step)  # type: ignore[arg-type]
 
@@ -283,7 +285,7 @@ class TokenLayout:
                 "a layout must be a dict with lists 'group', 'channel' and 'time' (one entry per "
                 f"token) and optionally 'channel_names', got {describe(data)}"
             )
-        fields = {
+        fields: dict[str, Any] = {  # JSON values: the fields check them
             key: value if key == "time_step" else tuple(value)
             for key, value in data.items()
             if key != "queries"

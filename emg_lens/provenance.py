@@ -235,11 +235,11 @@ def module_state_digest(
     >>> module_state_digest(model) == before, module_state_digest(model, modes=True) == with_modes
     (True, False)
     """
-    paths = {}
+    paths: dict[int, str] = {}
     for path, module in model.named_modules(remove_duplicate=False):
         paths.setdefault(id(module), path)
     walker = _StateWalker(paths, modules if modules is not None else set())
-    state = {}
+    state: dict[str, dict[str, Any]] = {}
     for path, module in model.named_modules(remove_duplicate=False):
         if paths[id(module)] != path:
             state[path] = {"same as": paths[id(module)]}
@@ -303,7 +303,7 @@ def _code(code: types.CodeType) -> dict[str, Any]:
         "vars": [list(code.co_varnames), list(code.co_freevars), list(code.co_cellvars)],
         "args": [code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount],
         "flags": code.co_flags,
-        "exceptions": code.co_exceptiontable.hex(),
+        "exceptions": getattr(code, "co_exceptiontable", b"").hex(),  # Python 3.11+
     }
 
 
@@ -325,7 +325,8 @@ class _StateWalker:
     class and object met."""
 
     def __init__(self, paths: dict[int, str], modules: set[str]):
-        self.paths, self.modules, self.active = paths, modules, set()
+        self.paths, self.modules = paths, modules
+        self.active: set[int] = set()
 
     def walk(self, value: Any, where: str, depth: int = 0) -> Any:
         if value is None or type(value) in (bool, int, str):
@@ -386,8 +387,9 @@ class _StateWalker:
             ]
             return {"dict": sorted(items, key=lambda kv: json.dumps(kv[0], sort_keys=True))}
         if isinstance(value, set | frozenset):
-            items = [json.dumps(walk(v, f"{where} item"), sort_keys=True) for v in value]
-            return {"set": sorted(items)}
+            return {
+                "set": sorted(json.dumps(walk(v, f"{where} item"), sort_keys=True) for v in value)
+            }
         if isinstance(value, functools.partial):
             parts = (value.func, value.args, value.keywords)
             return {"partial": [walk(p, f"{where}.partial") for p in parts]}
@@ -405,9 +407,12 @@ class _StateWalker:
         if isinstance(value, weakref.ref):
             return {"weak reference": walk(value(), where)}
         if isinstance(value, random.Random | np.random.Generator | np.random.RandomState):
-            state = value.getstate() if isinstance(value, random.Random) else None
-            state = value.bit_generator.state if isinstance(value, np.random.Generator) else state
-            state = value.get_state(legacy=False) if state is None else state
+            if isinstance(value, random.Random):
+                state: Any = value.getstate()
+            elif isinstance(value, np.random.Generator):
+                state = value.bit_generator.state
+            else:
+                state = value.get_state(legacy=False)
             return {"random": _qualified(type(value)), "state": walk(state, where)}
         if dataclasses.is_dataclass(value) or hasattr(value, "__dict__"):
             self.modules.add(type(value).__module__)

@@ -557,16 +557,17 @@ def load_model(
     Without a builder there, the `CheckpointError` of `require_builder`; weights that do not
     fit the modules built are a `CheckpointError` naming the builder too."""
     info = read_checkpoint_info(path)
-    modules = None
+    modules, origin = None, ""
     if user_modules_of(info):
         require_builder([path], builder)
-        modules = builder.build(path, info)
+        assert builder is not None  # require_builder refused a missing one
+        modules, origin = builder.build(path, info), f"{builder.code.ref} ({builder.code.path})"
     try:
         return load_checkpoint(path, device=device, modules=modules)
     except CheckpointError as exc:
         if modules is None:  # no modules of the user's: the checkpoint's own error, as it is
             raise
         raise CheckpointError(
-            f"{exc}; the modules came from {builder.code.ref} ({builder.code.path}): it must "
-            f"build them with the architecture {path} was saved from"
+            f"{exc}; the modules came from {origin}: it must build them with the architecture "
+            f"{path} was saved from"
         ) from exc

@@ -425,8 +425,8 @@ def file_options(args: argparse.Namespace) -> dict[str, Any]:
         "variable": getattr(args, "variable", None),
         "unmatched": getattr(args, "unmatched", None),
         "placement": getattr(args, "placement", None),
-        "header": {"yes": True, "no": False}.get(getattr(args, "header", None)),
-        "delimiter": {"tab": "\t"}.get(delimiter, delimiter),
+        "header": {"yes": True, "no": False}.get(getattr(args, "header", "")),
+        "delimiter": "\t" if delimiter == "tab" else delimiter,
         "decimal": getattr(args, "decimal", None),
     }
     return {k: v for k, v in given.items() if v is not None}

@@ -121,6 +121,7 @@ def cmd_demo(args: argparse.Namespace):
     say(f"[3/4] the study {DEMO_STUDY.name}: {spec.description}")
     started = time.time()
     result = run_study(spec, models=root / "models", out_dir=root / "study", progress=False)
+    assert result is not None  # one process, rank 0: it returns the result
     say(
         f"  {len(result.baseline)} subjects evaluated in {time.time() - started:.0f} s; "
         f"{time.time() - t0:.0f} s so far"

@@ -115,9 +115,10 @@ def placement_summary(
     """
     lines, kept = [], []
     for subject, record in records.items():
-        if record and "error" in record:
+        record = record or {}
+        if "error" in record:
             lines.append(f"placement check: subject {subject}: not run ({record['error']})")
-        for check in (record or {}).get("checks", []):
+        for check in record.get("checks", []):
             decision = check.get("decision", "moved" if check.get("moved") else "no move")
             if decision == "no move":
                 kept.append(check["score"])
@@ -136,7 +137,7 @@ def placement_summary(
         )  # fmt: skip
     for subject, record in (trained or {}).items():
         was = bool(record and record.get("realigned"))
-        now = bool(records.get(subject) and records[subject].get("realigned"))
+        now = bool((records.get(subject) or {}).get("realigned"))
         if was != now:
             lines.append(
                 f"placement check: subject {subject}'s model was trained "

@@ -191,9 +191,8 @@ def _tinymyo_windows(args: argparse.Namespace, *, labeled_only: bool):
     if args.windows:
         from emg_lens.data.windows.store import WindowStore
 
-        data, n_classes = WindowStore(args.windows), None
-        if labeled_only:
-            data, n_classes = labeled_subset(data)
+        store = WindowStore(args.windows)
+        data, n_classes = labeled_subset(store) if labeled_only else (store, None)
         return (*random_holdout(data, args.val_fraction, seed=args.seed), n_classes)
     windows = synthetic_windows(_synthetic_spec(args), window=args.window, step=args.step)
     return (*windows.split(labeled_only=labeled_only), windows.n_classes)
@@ -409,8 +408,9 @@ def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> d
     """Fine-tune on a downstream store's train split, early-stop on val, score test."""
     from emg_lens.data.windows.store import WindowStore
     from emg_lens.train.distributed import is_main_process
-    from emg_lens.train.finetune import dataset_accuracy, finetune
+    from emg_lens.train.finetune import FinetuneHistory, dataset_accuracy, finetune
     from emg_lens.train.regression import (
+        RegressionHistory,
         dataset_mae,
         finetune_regression,
         mean_baseline_mae,
@@ -433,6 +433,8 @@ def _finetune_on_splits(args: argparse.Namespace, recipe: Any, origin: str) -> d
     test = parts.get("test")
     meta = {"pretrained": str(origin), "windows": str(args.windows)}
     common = {"val_data": parts["val"], "out": args.out, "device": args.device, "metadata": meta}
+    history: FinetuneHistory | RegressionHistory
+    scores: dict[str, object]  # numbers, and the regression's MeanAbsoluteError
     if store.regression:
         model, history = finetune_regression(
             _pretrained(args), parts["train"], recipe, loss=args.loss, **common

@@ -97,7 +97,7 @@ def train_config(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> list[dict]:
     from emg_lens.data.datasets import load_subject
-    from emg_lens.models import MODEL_CLASSES
+    from emg_lens.models import MODEL_CLASSES, HookedEncoder
     from emg_lens.stats.chance import chance_console, chance_table
     from emg_lens.studies.subjects import checkpoint_score
     from emg_lens.train import train_subjects
@@ -109,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
     subjects = [load_subject(source, s) for s in subject_ids(args)]
     subjects = check_placements(subjects, source, args.realign)  # recorded in the checkpoints
     model_cls = MODEL_CLASSES[args.architecture]
+    assert issubclass(model_cls, HookedEncoder)  # CLASSIFIERS, --architecture's choices, are
     rows = train_subjects(
         subjects,
         model_cls,

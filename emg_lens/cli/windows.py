@@ -184,10 +184,10 @@ def cmd_windows(args: argparse.Namespace):
             if getattr(args, option) is None:
                 setattr(args, option, default)
         synthetic = synthetic_emg_spec(args)
-    repetitions = {
-        f"{name}_repetitions": None if value is None else tuple(value)
-        for name, value in (("train", args.train_repetitions), ("test", args.test_repetitions))
-    }
+    train, test = (
+        None if value is None else tuple(value)
+        for value in (args.train_repetitions, args.test_repetitions)
+    )
     path = build_window_store(
         source,
         args.out,
@@ -199,7 +199,8 @@ def cmd_windows(args: argparse.Namespace):
         synthetic=synthetic,
         compression=None if args.compression == "none" else args.compression,
         progress=show_progress(args),
-        **repetitions,
+        train_repetitions=train,
+        test_repetitions=test,
     )
     store = WindowStore(path)
     labelled = int((store.labels >= 0).sum())

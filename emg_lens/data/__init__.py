@@ -69,9 +69,9 @@ __all__ = [
     "write_window_store",
 ]
 
-_MODULES = ("recording", "preprocess", "placement", "pooled", "registry", "datasets")
-_MODULES += ("formats.hdsemg", "formats.otb", "formats.trial_files", "synthetic.downstream")
-_MODULES += ("synthetic.eeg", "synthetic.emg_acc", "windows.store")
+_MODULES: tuple[str, ...] = ("recording", "preprocess", "placement", "pooled", "registry")
+_MODULES += ("datasets", "formats.hdsemg", "formats.otb", "formats.trial_files")
+_MODULES += ("synthetic.downstream", "synthetic.eeg", "synthetic.emg_acc", "windows.store")
 """Where the names above live (the imports under ``TYPE_CHECKING``), imported on first use:
 the readers import numpy, and this package's face stays light for the command line's --help."""
 

@@ -150,7 +150,9 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
     return Path(platformdirs.user_cache_dir("emg_lens")) / "preprocessed"
 
 
-def cache_max_bytes(max_gb: float | None = None, environ: Mapping[str, str] | None = None) -> int:
+def cache_max_bytes(
+    max_gb: float | str | None = None, environ: Mapping[str, str] | None = None
+) -> int:
     """The cache's size cap in bytes: ``max_gb`` if given, else ``$EMG_LENS_CACHE_MAX_GB``,
     else `DEFAULT_MAX_GB` (GB are 10^9 bytes). A negative or non-numeric cap is an
     `ArgumentError`.
@@ -264,7 +266,7 @@ def write_entry(stem: Path, key: str, data: SubjectData) -> None:
 
     def write_arrays(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file, not a name: np.savez would append ".npz" to it
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # no key is allow_pickle
 
     # Arrays first, JSON last: `read_entry` takes an entry without its JSON as absent.
     atomic_write(stem.with_suffix(".npz"), write_arrays)
@@ -345,7 +347,7 @@ def is_cache_file(path: str | Path) -> bool:
         return head[_ZIP_NAME_AT : _ZIP_NAME_AT + len(_NPZ_MARK)] == _NPZ_MARK
     old = _OLD_JSON.match(head)
     return head.startswith(_JSON_MARK) or bool(
-        old and old.group(1).startswith(entry.group(1).encode())
+        old and entry and old.group(1).startswith(entry.group(1).encode())
     )
 
 
@@ -422,7 +424,7 @@ def _entries(folder: Path) -> list[tuple[float, str, int, tuple[Path, ...]]]:
         (info, info.with_suffix(".npz")) for info in folder.glob("*.json") if is_cache_file(info)
     ]
     trainings = [(kept,) for kept in (folder / TRAINED_FOLDER).glob("*.pt") if is_cache_file(kept)]
-    found = []
+    found: list[tuple[float, str, int, tuple[Path, ...]]] = []
     for paths in subjects + trainings:
         try:
             st = paths[0].stat()

@@ -104,7 +104,7 @@ def data_source(
         "dataset": dataset,
         "preprocess": (preprocess or dataset_preprocess(dataset)).to_dict(),
     }
-    if info.needs_root:
+    if root is not None and info.needs_root:  # needed: refused above where missing
         source["root"] = str(Path(root).resolve())
     stored = info.source_fields({"synthetic": synthetic, "exercises": exercises, **options})
     if unused := sorted(set(options) - set(stored)):
@@ -119,9 +119,10 @@ def data_source(
 def preprocess_spec(data: dict[str, Any]) -> PreprocessSpec:
     """A `PreprocessSpec` from its dict (JSON lists become tuples again)."""
     known = {f.name for f in fields(PreprocessSpec)}
-    return PreprocessSpec(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
-    )
+    values: dict[str, Any] = {  # JSON's: PreprocessSpec checks them
+        k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known
+    }
+    return PreprocessSpec(**values)
 
 
 def available_subjects(source: dict[str, Any]) -> list[int]:
@@ -308,7 +309,8 @@ def _window_subject(source: dict[str, Any], subject: int) -> SubjectData:
     """A window source's subject: labelled windows in the train/test repetitions."""
     train, test = source["train_repetitions"], source["test_repetitions"]
     windows = dataset_info(source["dataset"], use="windows").read_windows(source, subject)
-    return _split_windows(subject, *windows[:3], train, test, windows.what, windows.meta)
+    X, y, reps, what, meta = windows
+    return _split_windows(subject, X, y, reps, train, test, what, meta)
 
 
 def _split_windows(

@@ -120,8 +120,8 @@ def scalp_placement(
         "scalp",
         tuple(range(len(names))),
         tuple(
-            tuple(float(v * d / radius) for v in project(tuple(u)))
-            for u, d in zip(units, distance, strict=True)
+            (float(x * d / radius), float(y * d / radius))
+            for (x, y), d in zip((project(tuple(u)) for u in units), distance, strict=True)
         ),
         "topographic map (vertex at 0, the head frame's equator at 1)",
         labels=tuple(names),
@@ -230,6 +230,7 @@ def windows_arrays(
             trials.append((number, int(recorded[i]) if recorded is not None else -1 - run))
     if not X:
         raise DataFormatError("a subject of the dataset holds no window")
+    assert order is not None  # the first recording set it
     arrays = EpochArrays.read(
         signal, np.stack(X), np.asarray(y, dtype=np.int64), order, modalities, "the windows", {},
         trials=np.unique(trials, axis=0, return_inverse=True)[1].reshape(-1),

@@ -423,7 +423,8 @@ def weigh(
     corr = sums.correlations(sums.observed()[None])[0]
     scores = map_scores(corr[:-1].mean(axis=0), corr[-1], maps, live)
     left_out = f"; dead channels left out: {_named(dead)}" if dead else ""
-    null_identity, null_margin, rivals = [], [], []
+    null_identity: list[float] = []  # the leave-one-out null, once computed (_loo)
+    null_margin: list[float] = []
 
     def evidence(decision, reason, best, runner_up=None, p=np.nan, p2=np.nan, draws=0):
         return Evidence(decision, reason + left_out, tuple(float(s) for s in scores), best,

@@ -114,12 +114,12 @@ def with_window_labels(
     """
     columns = {}
     for part, values, y in (("train", train, data.y_train), ("test", test, data.y_test)):
-        values = np.asarray(values)
-        if values.shape != np.shape(y):
+        array = np.asarray(values)
+        if array.shape != np.shape(y):
             raise InputShapeError(
-                f"window label {name!r}: {values.shape} {part} values for {len(y)} windows"
+                f"window label {name!r}: {array.shape} {part} values for {len(y)} windows"
             )
-        columns[part] = values.tolist()
+        columns[part] = array.tolist()
     labels = {**(data.meta.get(WINDOW_LABELS) or {}), name: columns}
     return replace(data, meta={**data.meta, WINDOW_LABELS: labels})
 

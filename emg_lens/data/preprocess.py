@@ -41,6 +41,7 @@ from emg_lens.errors import (
     DataFormatError,
     check_field_types,
     check_int,
+    check_number,
     fields_checked,
 )
 
@@ -328,8 +329,7 @@ def _held_out(
                 f"Hold out whole {unit}s (the windows of one {unit} share its noise)"
             )
     else:
-        if not (isinstance(fraction, float | int) and 0 < fraction < 1):
-            raise ArgumentError(f"test_fraction must lie between 0 and 1, got {fraction!r}")
+        check_number(fraction, "test_fraction", "a number between 0 and 1", lambda f: 0 < f < 1)
         held = np.zeros(n, bool)
         for code in np.unique(codes):
             members = order[codes[order] == code]
@@ -521,21 +521,20 @@ def prepare_subject(recording: Recording, spec: PreprocessSpec = PreprocessSpec(
     signal = np.concatenate(list(filtered.values()), axis=1)  # [time, channel], montage order
     modalities = {name: x.shape[1] for name, x in filtered.items()}
     wanted = set(spec.train_repetitions) | set(spec.test_repetitions)
-    X, y, reps = [], [], []
+    cuts: list[tuple[int, int, int]] = []  # each window's first sample, gesture, repetition
     for gesture, rep, start, stop in find_segments(recording.stimulus, recording.repetition):
         if rep not in wanted or (spec.gestures is not None and gesture not in spec.gestures):
             continue
         lo, hi = _segment_bounds(start, stop, fs, spec.segment)
         step = spec.step or max(hi - lo, 1)
-        for s in range(lo, hi - spec.window + 1, step):
-            X.append(signal[s : s + spec.window].T)
-            y.append(gesture), reps.append(rep)
-    if not X:
+        cuts += [(s, gesture, rep) for s in range(lo, hi - spec.window + 1, step)]
+    if not cuts:
         raise DataFormatError(
             f"{recording.source}: no {spec.window}-sample window fits the {spec.segment!r} "
             f"segment of any repetition in {sorted(wanted)}"
         )
-    X, y, reps = np.stack(X), np.asarray(y), np.asarray(reps)
+    X = np.stack([signal[s : s + spec.window].T for s, _, _ in cuts])
+    y, reps = np.asarray([g for _, g, _ in cuts]), np.asarray([r for _, _, r in cuts])
     classes = sorted(set(y.tolist()))
     if len(classes) < 2:
         raise DataFormatError(
@@ -579,8 +578,9 @@ def _channel_names(recording: Recording, modalities: dict[str, int]) -> dict[str
     """``{"channel_names": ...}`` of the preprocessed channels, where the recording names its
     own: a sensor's magnitude (``acc_magnitude``) is named by what its axes' names share (DB2's
     ``acc1x``, ``acc1y``, ``acc1z``: ``acc1``); ``{}`` where no distinct names are left."""
-    names, out = recording.meta.get("channel_names"), []
-    for name, n in recording.modalities.items() if names is not None else ():
+    names = recording.meta.get("channel_names") or []  # none named: {}
+    out: list[str] = []
+    for name, n in recording.modalities.items():
         own, names = names[:n], names[n:]
         if modalities[name] != n:  # 3 axes -> 1 magnitude
             shared = os.path.commonprefix  # character by character: what the names share

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from emg_lens.errors import ConfigError
 
@@ -32,6 +32,8 @@ class DictSpec:
     ...
     emg_lens.errors.ConfigError: unknown Cut fields ['hop']; known: ['repetitions', 'window']
     """
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # each subclass's
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

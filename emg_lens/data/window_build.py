@@ -127,6 +127,7 @@ def build_window_store(
             f"{Path(out) / 'windows.h5'}"
         )
     if "downstream" in info.uses:
+        assert root is not None  # a downstream dataset reads files: needs_root, checked above
         if normalize is not None:
             raise ArgumentError(
                 f"{source} windows are z-scored per recording as the thesis does; "
@@ -199,15 +200,16 @@ def build_window_store(
             total += len(batch)
             yield batch
         # Checked here, before the store is complete: an empty store or split is never written.
-        empty = [n for n in names if not counts[n]] or ([None] if not total else [])
-        for name in empty[:1]:
-            if longest < spec.window or name is None:
-                raise _no_window(source, name, spec, longest, "recording")
-            reps = repetitions[f"{name}_repetitions"]
+        empty: list[str | None] = [n for n in names if not counts[n]]
+        empty = empty or ([None] if not total else [])
+        for split in empty[:1]:
+            if longest < spec.window or split is None:
+                raise _no_window(source, split, spec, longest, "recording")
+            reps = repetitions[f"{split}_repetitions"]
             raise DataFormatError(
-                f"{source}: no {name} window: no window's centre lies in the {name} repetitions "
-                f"{reps}; the recordings' windows lie in repetitions {sorted(held)}: choose "
-                f"--{name}-repetitions among them"
+                f"{source}: no {split} window: no window's centre lies in the {split} "
+                f"repetitions {reps}; the recordings' windows lie in repetitions {sorted(held)}: "
+                f"choose --{split}-repetitions among them"
             )
 
     return write_window_store(

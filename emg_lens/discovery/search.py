@@ -49,7 +49,7 @@ from emg_lens.discovery.gates import fit_gates
 from emg_lens.discovery.metrics import faithfulness_areas
 from emg_lens.discovery.screen import Screen, screen
 from emg_lens.edges import EdgeSet
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_number
 
 __all__ = ["SEARCH_METHODS", "Discovery", "NoCircuitError", "check_method", "check_tau", "discover"]
 
@@ -70,13 +70,8 @@ def check_tau(tau: Any) -> float:
     ...
     emg_lens.errors.ArgumentError: tau must be a number in (0, 1) (the share of the metric's full-to-empty range the cut may cost, e.g. 0.05), got 1.5
     """  # noqa: E501
-    ok = isinstance(tau, int | float) and not isinstance(tau, bool) and 0 < tau < 1
-    if not ok:
-        raise ArgumentError(
-            "tau must be a number in (0, 1) (the share of the metric's full-to-empty range the "
-            f"cut may cost, e.g. 0.05), got {tau!r}"
-        )
-    return float(tau)
+    share = "the share of the metric's full-to-empty range the cut may cost, e.g. 0.05"
+    return check_number(tau, "tau", f"a number in (0, 1) ({share})", lambda t: 0 < t < 1)
 
 
 def check_method(method: Any) -> str:

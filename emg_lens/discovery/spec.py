@@ -11,7 +11,7 @@ from emg_lens.discovery.metrics import check_metric
 from emg_lens.discovery.screen import IG_STEPS, check_estimator
 from emg_lens.discovery.search import check_method, check_tau
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError
+from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError, check_bool
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import (
     modules_key,
@@ -94,9 +94,7 @@ class DiscoverySpec(Spec):
                 "integrated-gradient path); the plain screen takes none: remove it, or add "
                 "screen = 'ig'"
             )
-        per_head = data.get("per_head", True)
-        if not isinstance(per_head, bool):
-            raise SpecError(f"per_head must be true or false, got {per_head!r}")
+        per_head = check_bool(data.get("per_head", True), "per_head", SpecError)
         subjects = data.get("subjects")
         return {
             "name": data["name"],

@@ -8,7 +8,7 @@ precedence allows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -117,6 +117,7 @@ class EdgeSet:
     """
 
     _prec: ClassVar[int] = _PREC_ATOM
+    parse: ClassVar[Callable[[str | EdgeSet], EdgeSet]]  # the parser, set by emg_lens.edges
 
     # ------------------------------------------------------------------ algebra
     def __or__(self, other: EdgeSet) -> EdgeSet:
@@ -357,13 +358,10 @@ class _Indices(EdgeSet):
     def of(cls, *indices: int | Iterable[int]):
         """From indices, or one iterable of them (what `heads`/`layers` and `on_heads`/
         `on_layers` accept)."""
-        if (
-            len(indices) == 1
-            and isinstance(indices[0], Iterable)
-            and not isinstance(indices[0], str)
-        ):
-            indices = tuple(indices[0])
-        return cls(tuple(indices))
+        only = indices[0] if len(indices) == 1 else None
+        if isinstance(only, Iterable) and not isinstance(only, str):
+            return cls(tuple(only))
+        return cls(indices)  # type: ignore[arg-type]  # ints, each checked by __post_init__
 
     def __post_init__(self) -> None:
         raw, name = self.indices, f"{self._what}s"

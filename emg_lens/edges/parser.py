@@ -341,17 +341,17 @@ class _Parser:
         for param, tok in zip(sel.params, positional):
             values[param.name] = self.value(sel, param, tok, positional=True)
         for key, (key_tok, value_tok) in keywords.items():
-            param = params.get(key)
-            if param is None:
+            named = params.get(key)
+            if named is None:
                 accepted = ", ".join(params) or "none"
                 raise self.fail_at(
                     key_tok,
                     f"{sel.name} has no argument {key!r}",
                     f"{sel.signature} (keywords: {accepted})",
                 )
-            if param.name in values:
+            if named.name in values:
                 raise self.fail_at(key_tok, f"{sel.name} got {key!r} twice", sel.signature)
-            values[param.name] = self.value(sel, param, value_tok, positional=False)
+            values[named.name] = self.value(sel, named, value_tok, positional=False)
         for param in sel.params:
             if param.name not in values and param.default is None:
                 raise self.fail(

@@ -23,7 +23,7 @@ from emg_lens.edges.algebra import (
     Layers,
     PartialMask,
 )
-from emg_lens.errors import ArgumentError, LayoutError, check_int
+from emg_lens.errors import ArgumentError, LayoutError, check_bool, check_int, check_number
 from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
 
@@ -37,12 +37,6 @@ def _check_group(group: Any, what: str) -> str:
     return group
 
 
-def _check_flag(value: Any, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise ArgumentError(f"{what} must be True or False, got {value!r}")
-    return value
-
-
 # ============================================================================ selector classes
 @dataclass(frozen=True, repr=False)
 class Modal(EdgeSet):
@@ -52,7 +46,7 @@ class Modal(EdgeSet):
     cross: bool = False
 
     def __post_init__(self) -> None:
-        _check_flag(self.include_cls, f"{self._name()}(include_cls=...)")
+        check_bool(self.include_cls, f"{self._name()}(include_cls=...)")
 
     def _name(self) -> str:
         return "cross_modal" if self.cross else "unimodal"
@@ -192,15 +186,15 @@ class TimeSpan(EdgeSet):
     seconds: bool = False
 
     def __post_init__(self) -> None:
-        _check_flag(self.seconds, "time_span(seconds=...)")
+        check_bool(self.seconds, "time_span(seconds=...)")
         names = ("query_start", "query_stop", "key_start", "key_stop")
         for name in names:
             value = getattr(self, name)
             if not self.seconds:
                 check_int(value, f"time_span({name}) (a time index; seconds=True for seconds)")
-            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ArgumentError(
-                    f"time_span({name}) must be a time in seconds >= 0, got {value!r}"
+            else:
+                check_number(
+                    value, f"time_span({name})", "a time in seconds >= 0", lambda t: t >= 0
                 )
         for start, stop in (names[:2], names[2:]):
             if getattr(self, start) >= getattr(self, stop):
@@ -211,8 +205,8 @@ class TimeSpan(EdgeSet):
 
     def _mask(self, ctx: CompileContext) -> PartialMask:
         time_q, time_k = ctx.times(self)
-        spans = ((time_q, ctx.layout.query_side, self.query_start, self.query_stop),)
-        spans += ((time_k, ctx.layout, self.key_start, self.key_stop),)
+        spans = [(time_q, ctx.layout.query_side, self.query_start, self.query_stop)]
+        spans += [(time_k, ctx.layout, self.key_start, self.key_stop)]
         inside = []
         for time, side, start, stop in spans:
             if self.seconds:  # the time indices whose start, t * time_step, is in [start, stop)

@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
+from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.patches import Circle, FancyArrowPatch, Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
@@ -117,19 +117,23 @@ def _outline(ax: plt.Axes, part: Part) -> None:
         ax.set_ylim(max(ys) + pad, min(ys) - pad)  # distal down, as the arm hangs
 
 
-def _draw_part(ax: plt.Axes, part: Part, values: np.ndarray, norm: Normalize, cmap: str):
+def _draw_part(
+    ax: plt.Axes, part: Part, values: np.ndarray, norm: Normalize, cmap: str | Colormap
+) -> None:
     """``values[k]`` (electrode ``part.electrodes[k]``'s) drawn in ``part``'s frame."""
-    if part.kind == "grid":
+    if part.shape is not None and part.cells is not None:  # a grid (Part.__post_init__)
         rows, cols = part.shape
         image = np.full((rows, cols), np.nan)
         for (r, c), value in zip(part.cells, values):
             image[r, c] = value
         pitch = (part.xy[1][0] - part.xy[0][0]) or (part.xy[1][1] - part.xy[0][1])
         pitch = abs(pitch) or 1.0
-        x = (np.arange(cols + 1) - 0.5) * pitch
-        y = (np.arange(rows + 1) - 0.5) * pitch
-        ax.pcolormesh(x, y, np.ma.masked_invalid(image), cmap=cmap, norm=norm, gid=part.name)
-        ax.set_ylim(y[-1], y[0])  # row 0 at the top, as the grid is laid out
+        x_edges = (np.arange(cols + 1) - 0.5) * pitch
+        y_edges = (np.arange(rows + 1) - 0.5) * pitch
+        ax.pcolormesh(
+            x_edges, y_edges, np.ma.masked_invalid(image), cmap=cmap, norm=norm, gid=part.name
+        )
+        ax.set_ylim(y_edges[-1], y_edges[0])  # row 0 at the top, as the grid is laid out
         ax.set_xlabel("mm", fontsize=8)
         return
     _outline(ax, part)

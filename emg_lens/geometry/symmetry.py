@@ -87,14 +87,18 @@ class ChannelMap:
 
 def _ring_maps(n: int) -> list[tuple[str, list[int]]]:
     k = np.arange(n)
-    maps = [("identity" if s == 0 else f"rotation by {s}", list((k + s) % n)) for s in range(n)]
+    maps = [
+        ("identity" if s == 0 else f"rotation by {s}", ((k + s) % n).tolist()) for s in range(n)
+    ]
     for c in range(n):  # 0-based c − k: in electrode numbers 1..n, (c + 2) − e, named in 1..n
-        maps.append((f"mirror k → ({(c + 1) % n + 1} − k) mod {n}", list((c - k) % n)))
+        maps.append((f"mirror k → ({(c + 1) % n + 1} − k) mod {n}", ((c - k) % n).tolist()))
     return maps
 
 
-def _grid_maps(part: Part) -> list[tuple[str, list[int]]]:
-    rows, cols = part.shape  # type: ignore[misc]  # a grid has them (Part.__post_init__)
+def _grid_maps(
+    shape: tuple[int, int], cells: tuple[tuple[int, int], ...]
+) -> list[tuple[str, list[int]]]:
+    rows, cols = shape
     moves: list[tuple[str, Callable[[int, int], tuple[int, int]]]] = [
         ("identity", lambda r, c: (r, c)),
         ("flip rows", lambda r, c: (rows - 1 - r, c)),
@@ -108,11 +112,11 @@ def _grid_maps(part: Part) -> list[tuple[str, list[int]]]:
             ("turn by 90° clockwise", lambda r, c: (c, rows - 1 - r)),
             ("turn by 90° anticlockwise", lambda r, c: (cols - 1 - c, r)),
         ]
-    at = {cell: i for i, cell in enumerate(part.cells)}  # type: ignore[union-attr]
+    at = {cell: i for i, cell in enumerate(cells)}
     maps = []
     for name, move in moves:
-        moved = [at.get(move(r, c)) for r, c in part.cells]  # type: ignore[union-attr]
-        if None not in moved:  # every electrode lands on an electrode
+        moved = [at[cell] for r, c in cells if (cell := move(r, c)) in at]
+        if len(moved) == len(cells):  # every electrode lands on an electrode
             maps.append((name, moved))
     return maps
 
@@ -197,8 +201,8 @@ def part_maps(part: Part) -> list[tuple[str, list[int]]]:
     n = len(part.electrodes)
     if part.kind == "ring":
         return _ring_maps(n)
-    if part.kind == "grid":
-        return _grid_maps(part)
+    if part.shape is not None and part.cells is not None:  # a grid (Part.__post_init__)
+        return _grid_maps(part.shape, part.cells)
     if part.kind == "scalp":
         return _scalp_maps(part)
     return [("identity", list(range(n)))]

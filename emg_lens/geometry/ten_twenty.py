@@ -173,7 +173,7 @@ def _position(name: str) -> tuple[float, float, float] | None:
     left_end, right_end = _unit(72.0, end), _unit(72.0, 180.0 - end)
     a, c = (left_end, right_end) if left else (right_end, left_end)
     steps = (7 - k) // 2 if left else (8 - k) // 2  # 7 -> 0, 5 -> 1, 3 -> 2, 1 -> 3
-    return tuple(float(v) for v in _on_arc(a, _midline(midline), c, steps / 4))
+    return tuple(_on_arc(a, _midline(midline), c, steps / 4).tolist())  # Python floats
 
 
 def has_position(name: str) -> bool:

@@ -99,7 +99,7 @@ class NameFilter:
         """  # noqa: E501
         if self.layers is None:
             return
-        present = sorted({self.layer_of(n) for n in model.hook_dict} - {None})
+        present = sorted({k for n in model.hook_dict if (k := self.layer_of(n)) is not None})
         missing = sorted(self.layers - set(present))
         if not missing:
             return
@@ -195,12 +195,14 @@ class _MaskCache:
     """Compiles an edge set once per (head count, device) the hook meets."""
 
     def __init__(self, edges: EdgesLike, layout: TokenLayout):
-        self.edges, self.layout = edges, layout
+        self.layout = layout
+        self.edges: torch.Tensor | EdgeSet = (
+            edges if isinstance(edges, torch.Tensor) else parse(edges)
+        )
         # Problems surface when the hook is built, not inside a forward pass.
-        if isinstance(edges, torch.Tensor):
-            _as_mask(edges, layout, n_heads=1)
+        if isinstance(self.edges, torch.Tensor):
+            _as_mask(self.edges, layout, n_heads=1)
         else:
-            self.edges = parse(edges)
             missing = sorted(self.edges.groups() - set(layout.groups))
             if missing:
                 raise LayoutError(

@@ -63,6 +63,7 @@ from emg_lens.errors import (
     InputShapeError,
     InputValueError,
     check_int,
+    check_ints,
     describe,
 )
 from emg_lens.hooks.erasure import group_positions
@@ -148,14 +149,13 @@ def _hook_names(model: Any, hook: str, layers: Iterable[int] | None) -> dict[int
     n = model.cfg.n_layers
     # resid_pre of layer n is the stream after the last block (its resid_post): "after n blocks"
     top = n if hook == "resid_pre" else n - 1
-    layers = list(range(top + 1)) if layers is None else list(layers)
-    bad = [v for v in layers if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= top]
-    if bad or not layers:
-        raise IndexOutOfRangeError(
-            f"layers must be ints in [0, {top}] for hook {hook!r} on this {n}-layer model"
-            + (" (layer n is the stream after the last block)" if hook == "resid_pre" else "")
-            + f"; got {layers!r}"
-        )
+    note = " (layer n is the stream after the last block)" if hook == "resid_pre" else ""
+    what = f"layers for hook {hook!r} on this {n}-layer model{note}"
+    layers = (
+        list(range(top + 1))
+        if layers is None
+        else check_ints(layers, what, 0, top, IndexOutOfRangeError)
+    )
     names = {}
     for layer in dict.fromkeys(layers):
         if hook == "resid_pre" and layer == n:

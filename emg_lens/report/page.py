@@ -472,7 +472,7 @@ def _page(folder: str | Path) -> tuple[str, list[LeftOut]]:
         text = html.escape(spec_toml(spec), quote=False)
         note = "<p class='meta'>The study as a study file says it (TOML).</p>"
         sections.append(("spec", "Study", f"{note}<pre>{text}</pre>"))
-    tables = [shown for t in manifest.get("tables", []) if (shown := _csv_table(files, t))]
+    tables = [table for t in manifest.get("tables", []) if (table := _csv_table(files, t))]
     if tables:
         sections.append(("tables", "Tables", "\n".join(tables)))
     if (folder / "cells").is_dir():

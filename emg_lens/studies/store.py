@@ -68,7 +68,7 @@ from emg_lens._io import (
     remove_orphaned_temp_files,
     same_process,
 )
-from emg_lens.errors import ArgumentError, SpecError, StudyError
+from emg_lens.errors import SpecError, StudyError, check_number
 
 __all__ = ["POLL_INTERVAL", "WAIT_TIMEOUT", "CellStore", "Claim", "check_wait_timeout"]
 
@@ -124,12 +124,8 @@ def check_wait_timeout(seconds: Any, name: str = "wait_timeout") -> float:
     ...
     emg_lens.errors.ArgumentError: --wait-timeout must be a number of seconds >= 0 (inf: no limit), got nan
     """  # noqa: E501
-    ok = isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0
-    if not ok:  # NaN fails ">= 0" too
-        raise ArgumentError(
-            f"{name} must be a number of seconds >= 0 (inf: no limit), got {seconds!r}"
-        )
-    return float(seconds)
+    wanted = "a number of seconds >= 0 (inf: no limit)"
+    return check_number(seconds, name, wanted, lambda s: s >= 0)  # NaN fails ">= 0" too
 
 
 class CellStore:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emg_lens.errors import SpecError, check_int
+from emg_lens.errors import SpecError, check_int, check_ints
 
 __all__ = [
     "int_list",
@@ -127,11 +127,9 @@ def int_list(value: Any, key: str) -> tuple[int, ...]:
     ...
     emg_lens.errors.SpecError: heads[0] must be a list of integers, got [True]
     """
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list | tuple):  # TOML's and JSON's lists; a set has no order
         raise SpecError(f"{key} must be a list of integers, got {value!r}")
-    return tuple(value)
+    return tuple(check_ints(value, key, None, error=SpecError, empty=True))
 
 
 def subject_list(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...]:

@@ -36,6 +36,7 @@ from emg_lens.train.pretrain import (
 )
 from emg_lens.train.regression import (
     RegressionHistory,
+    RegressionResult,
     dataset_mae,
     finetune_regression,
     mean_baseline_mae,
@@ -67,6 +68,7 @@ __all__ = [
     "PretrainConfig",
     "PretrainHistory",
     "RegressionHistory",
+    "RegressionResult",
     "SyntheticWindows",
     "TrainConfig",
     "TrainResult",

@@ -184,11 +184,12 @@ def channel_rms(
 
 
 def _features(
-    amplitudes: tuple[np.ndarray, np.ndarray], reference_rms: np.ndarray, metric: str
+    amplitudes: tuple[np.ndarray, np.ndarray], reference_rms: np.ndarray | None, metric: str
 ) -> np.ndarray:
     rms, mad = amplitudes
     if metric == "r2":
         return rms
+    assert reference_rms is not None  # every metric but r2 is passed one
     scale = np.sqrt((reference_rms**2).mean(0))  # the channel's RMS over the training windows
     floor = LOG_FLOOR * np.where(scale > 0, scale, 1.0)
     return np.concatenate([np.log(rms + floor), mad], axis=1)

@@ -20,7 +20,7 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -39,7 +39,10 @@ __all__ = [
     "unwrap",
 ]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
+
+T = TypeVar("T", bound="SupportsRichComparison")
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class DistributedRun:
         """Batches of this process's shard of ``dataset``; call `set_epoch` on
         ``loader.sampler`` every epoch so each epoch is shuffled anew (and identically on every
         run with the same seed)."""
-        sampler = DistributedSampler(
+        sampler: DistributedSampler = DistributedSampler(
             dataset, num_replicas=self.world_size, rank=self.rank, shuffle=shuffle, seed=seed
         )
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler)

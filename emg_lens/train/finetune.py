@@ -29,6 +29,7 @@ building a model with a new head from a pretrained encoder, freezing (`freeze_fo
 from __future__ import annotations
 
 import functools
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -41,6 +42,7 @@ from emg_lens.checkpoints import load_checkpoint, save_checkpoint
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import CheckpointError, ConfigError, DataFormatError, check_int, fields_checked
 from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
+from emg_lens.train.distributed import unwrap
 from emg_lens.train.inputs import window_dataset
 from emg_lens.train.loop import RecipeLog, run_recipe
 from emg_lens.train.schedule import EarlyStopping, check_schedule_fields, check_unit_interval
@@ -224,14 +226,17 @@ def regressor_from_pretrained(
 def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> TinyMyo:
     """The TinyMyo fine-tuning starts from: ``pretrained`` itself, or the checkpoint it names
     (loaded onto ``device``); anything else is a `CheckpointError`."""
-    if isinstance(pretrained, str | Path):
-        pretrained = load_checkpoint(pretrained, device=device)
-    if not getattr(pretrained, "head_tasks", ()):  # an encoder that takes a new head
+    model = (
+        load_checkpoint(pretrained, device=device)
+        if isinstance(pretrained, str | Path)
+        else pretrained
+    )
+    if not getattr(model, "head_tasks", ()):  # an encoder that takes a new head
         raise CheckpointError(
             "fine-tuning starts from a TinyMyo (or a checkpoint of one), got "
-            f"{type(pretrained).__name__}"
+            f"{type(model).__name__}"
         )
-    return pretrained
+    return typing.cast(TinyMyo, model)  # the one model class with head_tasks
 
 
 def _with_new_head(
@@ -320,7 +325,7 @@ def _train_mode(model: torch.nn.Module, *, linear_probe: bool) -> None:
     """Train mode, except a frozen encoder, which stays deterministic (no dropout)."""
     model.train(not linear_probe)
     if linear_probe:
-        getattr(model, "module", model).head.train()
+        unwrap(model).get_submodule("head").train()
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -372,9 +377,9 @@ def finetune(
         y = _labels(y, n_classes).to(model_device)
         return F.cross_entropy(m(x), y, label_smoothing=cfg.label_smoothing)
 
-    val = {"accuracy": [], "loss": []}
+    val: dict[str, list[float]] = {"accuracy": [], "loss": []}
 
-    def score(m: torch.nn.Module) -> float:  # the monitored score, both kept
+    def score(m: TinyMyo) -> float:  # the monitored score, both kept
         accuracy, loss = dataset_scores(m, val_data, label_smoothing=cfg.label_smoothing)
         val["accuracy"].append(accuracy)
         val["loss"].append(loss)
@@ -388,7 +393,11 @@ def finetune(
         log, best, cfg.epochs, val_accuracy=val["accuracy"], val_loss=val["loss"]
     )
     if out is not None and log.is_main:
-        recipe = {"recipe": RECIPE, "finetune": asdict(cfg), "history": asdict(history)}
+        recipe: dict[str, Any] = {
+            "recipe": RECIPE,
+            "finetune": asdict(cfg),
+            "history": asdict(history),
+        }
         recipe["threads"] = torch.get_num_threads()  # results can differ in the last bits
         save_checkpoint(model, out, metadata={**recipe, "pretrained": source, **(metadata or {})})
     return FinetuneResult(model, history)

@@ -151,7 +151,7 @@ def _labels(dataset: Dataset) -> list[int]:
     return [int(dataset[i][1]) for i in range(n)]
 
 
-def random_holdout(dataset: Dataset, fraction: float, *, seed: int = 0) -> tuple[Dataset, Dataset]:
+def random_holdout(dataset: Dataset, fraction: float, *, seed: int = 0) -> tuple[Subset, Subset]:
     """(train, held-out) with a seeded random ``fraction`` of the windows held out (at least
     one, and at least one left to train on).
 

@@ -18,16 +18,18 @@ is never scored or saved."""
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from emg_lens.errors import TrainingDivergedError
+from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.train.distributed import DistributedRun, distributed_run
 from emg_lens.train.schedule import layerwise_param_groups, warmup_cosine_scheduler
 
@@ -167,7 +169,7 @@ class RecipeLog:
 
 
 def run_recipe(
-    model: nn.Module,
+    model: HookedBiosignalModel,
     dataset: Dataset,
     loss_fn: LossFn,
     cfg: Any,
@@ -220,7 +222,7 @@ def run_recipe(
         bar = tqdm(total=cfg.epochs * len(loader), desc=desc, disable=not show, leave=False)
         try:
             for epoch in range(cfg.epochs):
-                loader.sampler.set_epoch(epoch)
+                typing.cast(DistributedSampler, loader.sampler).set_epoch(epoch)  # run.loader's
                 train_mode(wrapped)
                 loss = train_epoch(
                     wrapped,

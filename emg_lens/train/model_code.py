@@ -150,7 +150,10 @@ def stale_code(model: torch.nn.Module, files: dict[str, Path]) -> str | None:
             return f"{path} cannot be read back as the code that runs ({exc})"
         classes = [c for c in _classes(model) if c.__module__ == name]
         for what, code in _live_code(module, classes, path):
-            if not any(_same_code(code, c) for c in compiled.get(code.co_qualname, ())):
+            if not any(
+                _same_code(code, c)
+                for c in compiled.get(getattr(code, "co_qualname", code.co_name), ())
+            ):
                 return (
                     f"{what} runs other code than {path} holds (edited since it was "
                     "imported: reload it)"
@@ -255,7 +258,8 @@ def _code_objects(code: types.CodeType) -> dict[str, list[types.CodeType]]:
     todo = [code]
     while todo:
         code = todo.pop()
-        found.setdefault(code.co_qualname, []).append(code)
+        # by qualified name (Python 3.10 has none: by name)
+        found.setdefault(getattr(code, "co_qualname", code.co_name), []).append(code)
         todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
     return found
 
@@ -263,8 +267,8 @@ def _code_objects(code: types.CodeType) -> dict[str, list[types.CodeType]]:
 def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
     """Whether two code objects compute the same: bytecode, constants (nested code compared
     alike), names and arguments; not their file or line numbers."""
-    facts = ("co_code", "co_names", "co_varnames", "co_freevars", "co_cellvars", "co_flags")
-    facts += ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount")
+    facts: tuple[str, ...] = ("co_code", "co_names", "co_varnames", "co_freevars", "co_cellvars")
+    facts += ("co_flags", "co_argcount", "co_posonlyargcount", "co_kwonlyargcount")
     if any(getattr(a, f) != getattr(b, f) for f in facts) or len(a.co_consts) != len(b.co_consts):
         return False
     return all(_same_value(x, y) for x, y in zip(a.co_consts, b.co_consts))
@@ -317,9 +321,10 @@ def _constants(
                 inner += [c for c in classes if c.__qualname__ == qualname and c not in inner]
                 todo.append((node.body, inner, f"{qualname}."))
                 continue
-            target, value = _assigned(node)
-            if target is None or stores[target] != 1:
+            assigned = _assigned(node)
+            if assigned is None or stores[assigned[0]] != 1:
                 continue
+            target, value = assigned
             try:
                 written = ast.literal_eval(value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -335,18 +340,18 @@ def _constants(
 _MISSING = object()
 
 
-def _assigned(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+def _assigned(node: ast.stmt) -> tuple[str, ast.expr] | None:
     """``NAME = value`` or ``NAME: type = value``: the name and the value's expression."""
     if isinstance(node, ast.Assign) and len(node.targets) == 1:
         target = node.targets[0]
-        return (target.id, node.value) if isinstance(target, ast.Name) else (None, None)
+        return (target.id, node.value) if isinstance(target, ast.Name) else None
     if (
         isinstance(node, ast.AnnAssign)
         and node.value is not None
         and isinstance(node.target, ast.Name)
     ):
         return node.target.id, node.value
-    return None, None
+    return None
 
 
 def _live_code(

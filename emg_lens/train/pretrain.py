@@ -178,6 +178,7 @@ def _masked_step(
     """Draw a mask for ``signals`` and reconstruct them through ``model`` (a TinyMyo, maybe
     DDP-wrapped); returns (reconstruction, signals on the model's device, patch mask)."""
     tiny = unwrap(model)
+    assert isinstance(tiny, TinyMyo)  # what pretraining runs (_check_model)
     cfg = tiny.cfg
     signals = tiny.to_tokens(signals)
     sample_mask = random_sample_mask(
@@ -332,7 +333,11 @@ def pretrain(
         world_size=log.world_size,
     )
     if out is not None and log.is_main:
-        metadata = {"recipe": RECIPE, "pretrain": asdict(cfg), "history": asdict(history)}
+        metadata: dict[str, Any] = {
+            "recipe": RECIPE,
+            "pretrain": asdict(cfg),
+            "history": asdict(history),
+        }
         metadata["threads"] = torch.get_num_threads()  # results can differ in the last bits
         save_checkpoint(model, out, metadata=metadata)
     return history

@@ -20,11 +20,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from emg_lens.checkpoints import save_checkpoint
 from emg_lens.errors import ArgumentError, DataFormatError
-from emg_lens.models.native.tinymyo import TinyMyo
+from emg_lens.models.native.tinymyo import ConvRegressionHead, TinyMyo
 from emg_lens.train.baseline import channel_rms, fit_baseline
 from emg_lens.train.finetune import (
     FinetuneConfig,
-    FinetuneResult,
     RunHistory,
     freeze_for_finetuning,
     pretrained_model,
@@ -37,6 +36,7 @@ __all__ = [
     "REGRESSION_LOSSES",
     "MeanAbsoluteError",
     "RegressionHistory",
+    "RegressionResult",
     "dataset_mae",
     "finetune_regression",
     "mean_baseline_mae",
@@ -55,6 +55,14 @@ class RegressionHistory(RunHistory):
     given)."""
 
     val_mae: list[float] = field(default_factory=list)
+
+
+class RegressionResult(NamedTuple):
+    """What `finetune_regression` returns: the model with the kept epoch's weights and its
+    history."""
+
+    model: TinyMyo
+    history: RegressionHistory
 
 
 class MeanAbsoluteError(NamedTuple):
@@ -81,11 +89,12 @@ def dataset_mae(model: TinyMyo, data: Any, *, batch_size: int = 256) -> MeanAbso
     model.eval()
     dataset = regression_dataset(data, model.input_shape, what="validation data")
     device = next(model.parameters()).device
-    total, count = None, 0
+    total, count = torch.zeros((), dtype=torch.float64), 0
     for x, y in DataLoader(dataset, batch_size=batch_size):
-        error = (model(x) - y.to(device)).abs().sum(dim=(0, 1)).double()
-        total = error if total is None else total + error
+        total = total + (model(x) - y.to(device)).abs().sum(dim=(0, 1)).double()
         count += y.shape[0] * y.shape[1]
+    if not count:
+        raise DataFormatError("dataset_mae: the data holds no window")
     per_output = [float(v) for v in (total / count).cpu()]
     return MeanAbsoluteError(per_output, float(np.mean(per_output)))
 
@@ -101,7 +110,8 @@ def _target_rows(data: Any, batch_size: int = 256) -> Any:
 @torch.no_grad()
 def _target_moments(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-output mean and standard deviation of the targets of ``data``."""
-    count, total, squares = 0, 0.0, 0.0
+    count, total = 0, torch.zeros((), dtype=torch.float64)
+    squares = total
     for y in _target_rows(data):
         count, total, squares = count + len(y), total + y.sum(0), squares + (y * y).sum(0)
     if not count:
@@ -122,7 +132,7 @@ def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
     MeanAbsoluteError(per_output=[1.0, 0.0], overall=0.5)
     """
     mean, _ = _target_moments(train)
-    error, n = 0.0, 0
+    error, n = torch.zeros((), dtype=torch.float64), 0
     for y in _target_rows(test):
         error, n = error + (y - mean).abs().sum(0), n + len(y)
     if not n:
@@ -187,7 +197,7 @@ def finetune_regression(
     out: str | Path | None = None,
     device: str | None = None,
     metadata: dict[str, Any] | None = None,
-) -> FinetuneResult:
+) -> RegressionResult:
     """Fine-tune a regressor built by `regressor_from_pretrained` on windows ``data`` whose
     targets are ``[steps, outputs]`` (a Dataset, e.g. a regression
     `emg_lens.data.windows.store.WindowStore`, or arrays ``(X, Y)``): the recipe of `finetune`
@@ -223,9 +233,11 @@ def finetune_regression(
     # The fresh head starts at the training targets' mean and scale (degrees for DB8), so the
     # recipe's learning rate fits the units and training starts from the mean predictor.
     mean, std = _target_moments(dataset)
+    head = model.head
+    assert isinstance(head, ConvRegressionHead)  # regressor_from_pretrained's
     with torch.no_grad():
-        model.head.b_out.copy_(mean)
-        model.head.W_out.mul_(torch.where(std > 0, std, 1.0).to(model.head.W_out))
+        head.b_out.copy_(mean)
+        head.W_out.mul_(torch.where(std > 0, std, 1.0).to(head.W_out))
     if val_data is not None:
         val_data = regression_dataset(val_data, model.input_shape, what="val_data")
     freeze_for_finetuning(model, cfg.linear_probe)
@@ -244,7 +256,11 @@ def finetune_regression(
     )
     history = RegressionHistory.of_run(log, best, cfg.epochs, val_mae=val_mae)
     if out is not None and log.is_main:
-        recipe = {"recipe": REGRESSION_RECIPE, "finetune": asdict(cfg), "loss": loss}
+        recipe: dict[str, Any] = {
+            "recipe": REGRESSION_RECIPE,
+            "finetune": asdict(cfg),
+            "loss": loss,
+        }
         recipe.update(history=asdict(history), pretrained=source, threads=torch.get_num_threads())
         save_checkpoint(model, out, metadata={**recipe, **(metadata or {})})
-    return FinetuneResult(model, history)
+    return RegressionResult(model, history)

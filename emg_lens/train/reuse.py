@@ -163,7 +163,8 @@ def _keyable(model: torch.nn.Module) -> tuple[str, str] | None:
         return _not_kept(model, str(exc))
 
 
-def _not_kept(model: torch.nn.Module, why: str) -> None:
+def _not_kept(model: torch.nn.Module, why: str) -> tuple[str, str] | None:
+    """`_keyable`'s answer for a model it cannot key: none, with a warning saying why."""
     warnings.warn(
         f"fit(reuse=True): the training of this {type(model).__name__} is not kept, and none "
         f"is read back: {why}; it is trained as usual",

@@ -15,6 +15,7 @@ from torch import nn
 
 from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, ConfigError, check_field_types, check_int, check_seed
+from emg_lens.models.base import HookedBiosignalModel
 
 __all__ = [
     "EarlyStopping",
@@ -120,7 +121,7 @@ def uses_weight_decay(module: nn.Module, leaf: str) -> bool:
 
 
 def layerwise_param_groups(
-    model: nn.Module, lr: float, *, weight_decay: float, layer_decay: float = 1.0
+    model: HookedBiosignalModel, lr: float, *, weight_decay: float, layer_decay: float = 1.0
 ) -> list[dict[str, Any]]:
     """AdamW parameter groups with layer-wise learning-rate decay (BEiT style).
 

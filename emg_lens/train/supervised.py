@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -336,9 +337,10 @@ def fit_until_fitted(
     [(0, 0), (1000, 1000)]
     """
     best, attempts = None, []
+    seed = check_seed(model_cfg.seed, "EncoderConfig.seed")  # set: each attempt adds to it
     for attempt in range(train_cfg.refits + 1):
         step = REFIT_SEED_STEP * attempt
-        cfg = dataclasses.replace(model_cfg, seed=model_cfg.seed + step)
+        cfg = dataclasses.replace(model_cfg, seed=seed + step)
         train = dataclasses.replace(train_cfg, seed=train_cfg.seed + step)
         model = model_cls(cfg)
         history = fit(
@@ -356,6 +358,7 @@ def fit_until_fitted(
                 f"{train_cfg.refit_below}: a plateau; training again from another "
                 f"initialisation ({attempt + 2} of {train_cfg.refits + 1})"
             )
+    assert best is not None  # the first attempt sets it
     model, history, _ = best
     return model, history, attempts
 
@@ -387,7 +390,7 @@ def train_subjects(
     ``reuse``: `fit` reads each training done before (`emg_lens.train.reuse`)."""
     out_dir = Path(out_dir)
     rows = []
-    overrides = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}
+    overrides: dict[str, Any] = {"seed": train_cfg.seed} if isinstance(model_cfg, str) else {}
     if device is not None:
         overrides["device"] = device
     for i, data in enumerate(tqdm(subjects, desc="subjects", disable=not train_cfg.progress), 1):

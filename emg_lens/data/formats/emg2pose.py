@@ -35,7 +35,7 @@ from jaxtyping import Float
 from emg_lens.data.files import OpenFile
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_number
 
 __all__ = [
     "EMG2POSE_CHANNELS",
@@ -150,13 +150,10 @@ class Emg2PoseSession(OpenFile):
                     f"{shape}, got {field[0].shape}"
                 )
         self.attrs = {key: _text(value) for key, value in group.attrs.items()}
+        what = f"{self.path}: group attribute 'sample_rate'"
+        wanted = "a positive number (2000 in emg2pose)"
         rate = self.attrs.get("sample_rate")
-        if not isinstance(rate, (int, float)) or not rate > 0:
-            raise DataFormatError(
-                f"{self.path}: group attribute 'sample_rate' must be a positive number (2000 "
-                f"in emg2pose), got {rate!r}"
-            )
-        self.sample_rate = float(rate)
+        self.sample_rate = check_number(rate, what, wanted, lambda r: r > 0, DataFormatError)
         channels = self.attrs.get("num_channels", EMG2POSE_CHANNELS)
         if channels != EMG2POSE_CHANNELS:
             raise DataFormatError(

@@ -52,7 +52,8 @@ class FilePattern:
                 f"pattern {text!r} must end with a file extension emg_lens reads: "
                 f"{', '.join(SUFFIXES)}"
             )
-        parts, fields, at = [], [], 0
+        fields: list[str] = []
+        parts, at = [], 0
         for m in _FIELD.finditer(text):
             if fields and m.start() == at:
                 raise ArgumentError(

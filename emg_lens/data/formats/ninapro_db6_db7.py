@@ -102,14 +102,15 @@ def _read_named_file(
     """A DB6/DB7 file through the shared NinaPro reader, the subject taken from its name."""
     path = Path(path)
     match = name.fullmatch(path.stem)
-    if subject is None and match is None:
+    subject = subject if subject is not None or match is None else int(match.group(1))
+    if subject is None:
         raise ArgumentError(
             f"{path}: cannot tell the subject from the file name (expected e.g. {example}); "
             "pass subject="
         )
     return read_exercise_file(
         path,
-        subject=int(match.group(1)) if subject is None else subject,
+        subject=subject,
         sample_rate=NINAPRO_RATE,
         modalities=modalities,
         channels=channels,

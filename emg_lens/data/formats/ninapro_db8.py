@@ -230,6 +230,7 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
     xs, ys, codes = [], [], []
     nan_glove: dict[str, list[int]] = {}
     longest: dict[int, int] = {}  # split code -> usable samples of its longest acquisition
+    step = check_int(spec.step, "DownstreamPreprocess.step of DB8 windows", minimum=1)
     for k in np.unique(acquisition):
         rows = np.flatnonzero(acquisition == k)
         total = len(rows)
@@ -251,7 +252,7 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
             continue
         x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: acquisition {int(k)}"))
         doa = glove[rows] @ DOA_MATRIX.T
-        for s in window_starts(len(rows), spec.window, spec.step):
+        for s in window_starts(len(rows), spec.window, step):
             xs.append(x[s : s + spec.window].T)
             ys.append(doa[s : s + spec.window])
             codes.append(SPLIT_CODES[ACQUISITIONS[int(k)]])

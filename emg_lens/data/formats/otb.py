@@ -46,7 +46,7 @@ import numpy as np
 
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, check_bool
 from emg_lens.geometry import (
     GRID_CODES,
     ORDERED_GRID_CODES,
@@ -212,8 +212,7 @@ def read_otb(
             f"{path}: not an OT BioLab+ export: it lacks {missing} (an export holds Data, "
             f"Description, SamplingFrequency and Time; this file holds {sorted(contents)})"
         )
-    if not isinstance(real_part, bool):
-        raise ArgumentError(f"real_part must be True or False, got {real_part!r}")
+    check_bool(real_part, "real_part")
     data = _matrix(contents["Data"], path, "Data", real_part=real_part)
     complex_data = np.iscomplexobj(data)
     data = data.real if complex_data else data  # asked for by real_part=True

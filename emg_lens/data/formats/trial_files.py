@@ -57,7 +57,7 @@ from emg_lens.data.formats.file_pattern import FilePattern
 from emg_lens.data.formats.trial_matrix import CsvFormat, is_number, read_trial
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_names
+from emg_lens.errors import ArgumentError, DataFormatError, check_names, check_number
 from emg_lens.geometry import ORDERED_GRID_CODES, Montage, grid_code, ring
 
 __all__ = [
@@ -217,14 +217,12 @@ class TrialIndex:
             tuple(sorted(subject_of.items(), key=lambda pair: pair[1])),
         )
         for subject, entries in index.by_subject.items():
-            unique_files(
-                (((rep, g), t.path) for rep, g, t in entries),
-                root,
-                lambda k, subject=subject: (
-                    f"subject {subject}, {_repetition_text(index.repetitions[k[0] - 1])}, "
-                    f"gesture {index.gestures[k[1] - 1]!r}"
-                ),
-            )
+
+            def what(k: tuple[int, int], subject: int = subject) -> str:
+                repetition = _repetition_text(index.repetitions[k[0] - 1])
+                return f"subject {subject}, {repetition}, gesture {index.gestures[k[1] - 1]!r}"
+
+            unique_files((((rep, g), t.path) for rep, g, t in entries), root, what)
         return index
 
     @property
@@ -353,11 +351,8 @@ def _repetition_text(key: tuple[str, str]) -> str:
 
 
 def _sample_rate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise ArgumentError(f"sample_rate must be a number of Hz, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ArgumentError(f"sample_rate must be a positive number of Hz, got {value!r}")
-    return float(value)
+    positive = "a positive number of Hz"
+    return check_number(value, "sample_rate", positive, lambda v: math.isfinite(v) and v > 0)
 
 
 def _columns(
@@ -443,6 +438,7 @@ def _assemble(
             }
         )
         at += n + gap
+    assert first is not None  # entries hold trials of two gestures at least
     return Recording(
         subject=subject,
         signals={modality: np.concatenate(pieces[:-1])},

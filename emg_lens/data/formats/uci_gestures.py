@@ -153,7 +153,8 @@ def subject_files(root: str | Path, subject: int) -> list[Path]:
         def what(k: int | str) -> str:
             return f"UCI subject {subject}, series {k} ({k}_raw_data_*.txt)"
 
-        files = sorted(find_files(folder, _file_number, what, recursive=False).values())
+        found: dict[int | str, Path] = find_files(folder, _file_number, what, recursive=False)
+        files = sorted(found.values())
     if not files:
         raise DataFormatError(
             f"{Path(root) / f'{subject:02d}'}: no .txt files of UCI subject {subject}"
@@ -242,6 +243,7 @@ def uci_windows(
     xs, labels = [], []
     longest = 0  # the longest run of one class: what a window must fit in
     emg = recording.signals["emg"]
+    step = check_int(spec.step, "DownstreamPreprocess.step of UCI windows", minimum=1)
     for k in np.unique(recording.repetition):
         rows = np.flatnonzero((recording.repetition == k) & (recording.stimulus > 0))
         if not len(rows):
@@ -249,7 +251,7 @@ def uci_windows(
         x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: file {int(k)}"))
         for label, start, stop in label_runs(recording.stimulus[rows]):
             longest = max(longest, stop - start)
-            for s in window_starts(stop - start, spec.window, spec.step):
+            for s in window_starts(stop - start, spec.window, step):
                 xs.append(x[start + s : start + s + spec.window].T)
                 labels.append(label - 1)
     return WindowBatch(

@@ -28,7 +28,7 @@ import numpy as np
 
 from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, check_int
+from emg_lens.errors import ArgumentError, check_int, check_number
 
 __all__ = [
     "EPN_TRIAL_SECONDS",
@@ -170,17 +170,17 @@ def synthetic_uci(
                     stimulus.append(np.full(length, code))
                     files.append(np.full(length, k))
         x = np.clip(np.rint(np.concatenate(parts)), -128, 127) * 1e-5
-        files = np.concatenate(files)
-        time = np.zeros(len(files))
+        file_of = np.concatenate(files)
+        time = np.zeros(len(file_of))
         for k in (1, 2):  # ms since each file's start
-            time[files == k] = np.arange(np.sum(files == k)) * (1000 / rows_per_second) + 1
+            time[file_of == k] = np.arange(np.sum(file_of == k)) * (1000 / rows_per_second) + 1
         recordings.append(
             Recording(
                 subject=subject,
                 signals={"emg": x.astype(np.float32)},
                 sample_rate=uci_gestures.SAMPLE_RATE,
                 stimulus=np.concatenate(stimulus),
-                repetition=files,
+                repetition=file_of,
                 source="synthetic",
                 extras={"time_ms": time},
             )
@@ -224,11 +224,8 @@ def _options(options: Mapping[str, Any], fmt: str, seconds: float) -> tuple[int,
         raise ArgumentError(f"{flags}: not an option of --format {fmt}")
     given = options.get("movement_seconds")
     if given is not None:
-        if isinstance(given, bool) or not isinstance(given, (int, float)) or not 0 < given < 1e4:
-            raise ArgumentError(
-                f"--movement-seconds must be a number of seconds in (0, 10000), got {given!r}"
-            )
-        seconds = float(given)
+        wanted = "a number of seconds in (0, 10000)"
+        seconds = check_number(given, "--movement-seconds", wanted, lambda s: 0 < s < 1e4)
     return options.get("n_subjects", 4), options.get("seed", 0), seconds
 
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from scipy import signal as sps
@@ -104,7 +104,14 @@ pairs of codes is seen in two training trials, and a small transformer fits thos
 backgrounds instead of the XOR (held-out interaction accuracy near guessing)."""
 
 
-def repetition_split(n_repetitions: int) -> dict[str, tuple[int, ...]]:
+class RepetitionSplit(TypedDict):
+    """The `PreprocessSpec` fields `repetition_split` sets."""
+
+    train_repetitions: tuple[int, ...]
+    test_repetitions: tuple[int, ...]
+
+
+def repetition_split(n_repetitions: int) -> RepetitionSplit:
     """Every third repetition held out (2, 5, 8, ...), the rest for training: with up to 4
     interaction classes every code occurs in both parts, as 3 and 4 share no factor.
 
@@ -284,7 +291,8 @@ def planted_eeg_truth(spec: SyntheticEEGSpec = SyntheticEEGSpec()) -> PlantedEEG
     >>> truth.bands[1], truth.bands[3], truth.needs[3], truth.needs[8]
     ('theta', 'theta', ('occipital',), ('central', 'occipital'))
     """
-    kinds, needs, bands = {}, {}, {}
+    needs: dict[int, tuple[str, ...]] = {}
+    kinds, bands = {}, {}
     label = 1
     for region in spec.regions:
         for band in list(SINGLE_BANDS)[: spec.n_single]:

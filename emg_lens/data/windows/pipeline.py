@@ -140,8 +140,6 @@ class WindowBatch:
         """Keep only the windows at ``rows`` (a mask), in place, with every per-window array."""
         self.x, self.labels = self.x[rows], self.labels[rows]
         self.repetition = self.repetition[rows]
-        if getattr(self, "targets", None) is not None:  # a regression batch's
-            self.targets = self.targets[rows]
 
 
 def effective_band(fs: float, spec: TinyMyoPreprocess) -> tuple[float, float] | None:
@@ -293,7 +291,7 @@ def tinymyo_windows(
     batch = _raw_windows(recording, spec, labeled)
     if len(batch) and spec.normalize == "minmax":
         batch.x = _minmax(batch.x)  # the padding too, as the published pretraining does
-    elif len(batch):
+    elif len(batch) and scaler is not None:  # zscore: check_scaler required it
         batch.x = scaler.transform(batch.x)
     return batch
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,10 @@ class RegressionBatch(WindowBatch):
     (e.g. NinaPro DB8's degrees of actuation at every sample of each window)."""
 
     targets: Float[np.ndarray, "window time output"] | None = None
+
+    def keep(self, rows: np.ndarray) -> None:
+        super().keep(rows)
+        self.targets = None if self.targets is None else self.targets[rows]
 
 
 def write_window_store(
@@ -149,7 +153,7 @@ def write_window_store(
                 for name in ("labels", "repetition", "subject", "session")
             }
             targets = None
-            total = len(source) if hasattr(source, "__len__") else None
+            total = len(source) if isinstance(source, Sized) else None
             bar = tqdm(source, total=total, desc=path.name, unit="rec", disable=not progress)
             for item in bar:
                 batch = _as_batch(item, spec, labeled, scaler)
@@ -163,7 +167,7 @@ def write_window_store(
                 if n:
                     windows[start:] = batch.x
                     if targets is not None:
-                        targets[start:] = batch.targets
+                        targets[start:] = _targets_of(batch)
                     columns["labels"][start:] = batch.labels
                     columns["repetition"][start:] = batch.repetition
                     columns["subject"][start:] = batch.subject
@@ -229,16 +233,17 @@ def _targets_dataset(
     f: h5py.File, batch: WindowBatch, names: list[str], compression: str | None
 ) -> h5py.Dataset:
     """The resizable ``targets`` dataset, shaped after the first batch's targets."""
-    if getattr(batch, "targets", None) is None:
+    given = _targets_of(batch)
+    if given is None:
         raise ArgumentError(
             f"{batch.source}: target_names were given, so every batch must be a RegressionBatch "
             "with targets"
         )
-    shape = batch.targets.shape[1:]
+    shape = given.shape[1:]
     if len(shape) != 2 or shape[1] != len(names):
         raise ArgumentError(
             f"{batch.source}: targets must be [window, time, output={len(names)}] "
-            f"(one output per target name {names}), got {batch.targets.shape}"
+            f"(one output per target name {names}), got {given.shape}"
         )
     return _rows_dataset(f, "targets", shape, compression)
 
@@ -258,8 +263,12 @@ def _rows_dataset(
     )
 
 
+def _targets_of(batch: WindowBatch) -> np.ndarray | None:
+    return batch.targets if isinstance(batch, RegressionBatch) else None
+
+
 def _check_targets(batch: WindowBatch, targets: h5py.Dataset | None) -> None:
-    given = getattr(batch, "targets", None)
+    given = _targets_of(batch)
     if targets is None and given is None:
         return
     if targets is None:
@@ -403,6 +412,7 @@ class WindowStore(torch.utils.data.Dataset):
         row = int(self._rows[index])
         x = torch.from_numpy(self._windows()[row])
         if self.regression:
+            assert self._targets is not None  # a regression store's file holds them
             return x, torch.from_numpy(self._targets[row])
         return x, torch.tensor(int(self.labels[index]), dtype=torch.int64)
 

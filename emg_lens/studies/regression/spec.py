@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 from emg_lens.edges import parse
-from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError, check_seed
+from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError, check_number, check_seed
 from emg_lens.studies.spec_base import Spec
 from emg_lens.studies.validate import (
     positive_int,
@@ -58,10 +58,10 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
     for name, value in out.items():
         where = f"{key}.{name}"
         if name == "lr":
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if not ok or not 0 < value < float("inf"):
-                raise SpecError(f"{where} must be a positive number, got {value!r}")
-            out[name] = float(value)
+            positive = "a positive number"
+            out[name] = check_number(
+                value, where, positive, lambda v: 0 < v < float("inf"), SpecError
+            )
         elif name == "seed":
             out[name] = check_seed(value, where, SpecError)
         else:

@@ -92,7 +92,7 @@ def test_bad_epochs_are_named():
         SubjectData.from_epochs(epochs(codes=[1] * 10)[0])
     with pytest.raises(DataFormatError, match="class 2 has 1 window"):
         SubjectData.from_epochs(epochs(codes=[1, 1, 1, 2])[0])
-    with pytest.raises(ArgumentError, match="test_fraction must lie between 0 and 1"):
+    with pytest.raises(ArgumentError, match="test_fraction must be a number between 0 and 1"):
         SubjectData.from_epochs(epochs()[0], test_fraction=1.5)
     with pytest.raises(ArgumentError, match="a mask of 20 booleans"):
         SubjectData.from_epochs(epochs()[0], test=np.ones(3, bool))

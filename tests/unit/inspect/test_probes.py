@@ -53,7 +53,10 @@ def test_a_probe_finds_the_channel_that_carries_the_label_and_not_the_others(mod
 def test_layer_n_is_the_stream_after_the_last_block(model):
     table = probe_tokens(model, _windows(), groups=["cls"])
     assert table["layer"].tolist() == [0, 1, 2]
-    with pytest.raises(IndexOutOfRangeError, match=r"layers must be ints in \[0, 1\]"):
+    match = (
+        r"layers for hook 'attn_out' on this 2-layer model must be one or more integers in 0\.\.1"
+    )
+    with pytest.raises(IndexOutOfRangeError, match=match):
         probe_tokens(model, _windows(), layers=[2], hook="attn_out")
 
 
@@ -98,7 +101,7 @@ def test_the_control_relabels_trials_so_a_probe_that_knows_trials_solves_it(mode
     [
         ({"groups": ["eeg"]}, LayoutError, "unknown token group 'eeg'"),
         ({"groups": [3]}, ArgumentError, "a probe's group must be"),
-        ({"layers": [5]}, IndexOutOfRangeError, "layers must be ints"),
+        ({"layers": [5]}, IndexOutOfRangeError, "layers for hook .* must be one or more integers"),
         ({"hook": "resid"}, ArgumentError, "hook must be one of"),
         ({"labels": np.zeros(3, int)}, InputShapeError, "one value per window"),
         ({"labels": np.zeros(40, int)}, ArgumentError, "at least two classes"),

@@ -121,6 +121,15 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
         load_checkpoint(path, into=TinyMyo(tiny))
 
 
+def test_a_checkpoint_differing_in_an_added_field_is_refused_either_way(tmp_path):
+    # to_dict leaves an added field out at its default: the comparison reads the fields
+    pre, post = (EncoderConfig.preset("tiny", norm_position=p, seed=1) for p in ("pre", "post"))
+    for saved, into in ((pre, post), (post, pre)):
+        path = save_checkpoint(IsoNet(saved), tmp_path / saved.norm_position)
+        with pytest.raises(CheckpointError, match=r"norm_position: checkpoint '(pre|post)'"):
+            load_checkpoint(path, into=IsoNet(into))
+
+
 def test_broken_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not an emg_lens checkpoint"):
         load_checkpoint(tmp_path)
