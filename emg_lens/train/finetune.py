@@ -176,16 +176,9 @@ def classifier_from_pretrained(
     >>> clf.task, clf.cfg.n_classes, torch.equal(clf.blocks[0].attn.W_Q, source.blocks[0].attn.W_Q)
     ('classification', 3, True)
     """
-    pretrained = pretrained_model(pretrained, device)
     n_classes = check_int(n_classes, "n_classes", minimum=2)
-    return _with_new_head(
-        pretrained,
-        n_classes,
-        device,
-        task="classification",
-        reduction=reduction,
-        drop_path=drop_path,
-    )
+    head = {"reduction": reduction, "drop_path": drop_path}
+    return _with_new_head(pretrained, n_classes, device, task="classification", **head)
 
 
 def regressor_from_pretrained(
@@ -206,19 +199,10 @@ def regressor_from_pretrained(
     >>> reg.task, tuple(reg(torch.randn(3, 2, 40)).shape)
     ('regression', (3, 40, 5))
     """
-    n_outputs, target_len = (
-        check_int(n_outputs, "n_outputs", 1),
-        check_int(target_len, "target_len", 1),
-    )
-    return _with_new_head(
-        pretrained,
-        n_outputs,
-        device,
-        task="regression",
-        reduction=reduction,
-        drop_path=drop_path,
-        reg_target_len=target_len,
-    )
+    n_outputs = check_int(n_outputs, "n_outputs", 1)
+    head = {"reduction": reduction, "drop_path": drop_path}
+    head["reg_target_len"] = check_int(target_len, "target_len", 1)
+    return _with_new_head(pretrained, n_outputs, device, task="regression", **head)
 
 
 def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> TinyMyo:
