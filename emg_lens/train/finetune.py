@@ -322,15 +322,12 @@ def finetune(
     metadata: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a classifier built by `classifier_from_pretrained` on labelled windows
-    ``data`` (a Dataset of ``(x [C, T], y)`` items or ``(X, y)`` arrays; labels in
-    ``[0, n_classes)``). With ``val_data``, early stopping on its loss, or its accuracy with
-    ``cfg.monitor="accuracy"`` (patience ``cfg.patience``), and the best epoch's weights are
-    kept; the history holds both per epoch. With ``out`` the model is saved
-    there by rank 0 (metadata: ``recipe``, ``finetune`` settings, ``history``, ``pretrained``,
-    plus ``metadata``, e.g. the ``data_source`` and ``subject`` a study rebuilds the data from).
-    ``device`` is where a checkpoint folder is loaded to (see `classifier_from_pretrained`).
-    A training that diverges (a NaN or inf loss or weight) raises `TrainingDivergedError`;
-    nothing is saved.
+    ``data`` (see `window_dataset`; labels in ``[0, n_classes)``). With ``val_data``, early
+    stopping on its loss (or accuracy: ``cfg.monitor``) keeps the best epoch's weights; the
+    history holds both per epoch. With ``out`` rank 0 saves the model there (metadata:
+    ``recipe``, ``finetune`` settings, ``history``, ``pretrained``, plus ``metadata``, e.g. the
+    ``data_source`` and ``subject`` a study rebuilds the data from). A training that diverges
+    raises `TrainingDivergedError`; nothing is saved.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
     ...                             d_model=16, d_head=4, n_heads=4, d_mlp=32, seed=0)
