@@ -205,22 +205,11 @@ def export_onnx(
     opset: int = OPSET,
     metadata: Mapping[str, str] | None = None,
 ) -> ExportResult:
-    """Write ``model`` with the edge mask ``edges`` (an `EdgeSet`, its string form, or a
-    compiled bool mask) on ``layers`` (default: every block) baked in to the ONNX file ``out``,
-    after checking it against the PyTorch masked forward (see the module docstring).
-
-    Args:
-        model: an emg_lens model on the CPU, in float32, with no hooks attached.
-        out: the file to write (its folder is created); replaced only by a file that passed.
-        edges: the edges to cut in every one of ``layers``; None exports the model unmasked.
-        layers: blocks (``blocks.{l}``) to cut ``edges`` in; None: all of them.
-        return_type: what the file outputs, as for ``model(x, return_type=...)``.
-        batch_sizes: batch sizes of the parity check (seeded random signals).
-        atol: largest accepted max |onnxruntime - PyTorch|.
-        opset: the ONNX opset to write.
-        metadata: more ``metadata_props`` (str -> str) beside what the file is (`METADATA_KEYS`).
-
-    Returns the `ExportResult` (path, size, parity figures)."""
+    """Write ``model`` (on the CPU, in float32, no hooks attached) with the edge mask ``edges``
+    (an `EdgeSet`, its string form, or a compiled bool mask; None: unmasked) on ``layers``
+    (default: every block) baked in to the ONNX file ``out``, which is replaced only by a file
+    whose outputs match the PyTorch masked forward within ``atol`` at ``batch_sizes`` (see the
+    module docstring). ``metadata`` adds ``metadata_props`` beside `METADATA_KEYS`."""
     ort, onnx = _require_export_packages()
     path = _check_out(out)
     _check_exportable(model)

@@ -341,7 +341,8 @@ class _StateWalker:
             return {"tensor": tensor_digest(value), "trains": value.requires_grad}
         if isinstance(value, np.ndarray | np.generic):
             array = np.ascontiguousarray(value)
-            return {"array": [str(array.dtype), list(array.shape), _bytes_digest(array)]}
+            digest = hashlib.sha256(array.tobytes()).hexdigest()
+            return {"array": [str(array.dtype), list(array.shape), digest]}
         if isinstance(value, torch.dtype | torch.device | torch.layout | torch.memory_format):
             return {type(value).__name__: str(value)}
         if isinstance(value, _LOCKS):
@@ -450,8 +451,14 @@ def _slots(value: Any) -> dict[str, Any]:
     }
 
 
-def _bytes_digest(array: np.ndarray) -> str:
-    return hashlib.sha256(array.tobytes()).hexdigest()
+def _arrays_hash(arrays: Iterable[Any]) -> str:
+    """One digest of ``arrays``, in order: each one's dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(json.dumps([str(array.dtype), list(array.shape)]).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def arrays_digest(data: Any) -> str:
@@ -466,13 +473,9 @@ def arrays_digest(data: Any) -> str:
     >>> arrays_digest(data) != before
     True
     """
-    digest = hashlib.sha256()
     trials = getattr(data, "test_trials", None)
-    for array in (data.X_test, data.y_test, *([] if trials is None else [trials])):
-        array = np.ascontiguousarray(array)
-        digest.update(json.dumps([str(array.dtype), list(array.shape)]).encode())
-        digest.update(array.tobytes())
-    return json_digest({"arrays": digest.hexdigest(), "classes": list(data.classes)})
+    arrays = _arrays_hash([data.X_test, data.y_test, *([] if trials is None else [trials])])
+    return json_digest({"arrays": arrays, "classes": list(data.classes)})
 
 
 def training_digest(data: Any) -> str:
@@ -491,13 +494,9 @@ def training_digest(data: Any) -> str:
     """
     from emg_lens.data.pooled import WINDOW_LABELS
 
-    digest = hashlib.sha256()
-    for array in (data.X_train, data.y_train, data.rep_train, data.train_trials):
-        array = np.ascontiguousarray(array)
-        digest.update(json.dumps([str(array.dtype), list(array.shape)]).encode())
-        digest.update(array.tobytes())
+    arrays = _arrays_hash([data.X_train, data.y_train, data.rep_train, data.train_trials])
     labels = data.meta.get(WINDOW_LABELS) or {}
-    return json_digest({"arrays": digest.hexdigest(), "window_labels": labels})
+    return json_digest({"arrays": arrays, "window_labels": labels})
 
 
 def data_files(source: dict[str, Any], subject: int) -> list[Path]:

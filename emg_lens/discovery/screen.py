@@ -243,28 +243,22 @@ def screen(
     estimator: str = "plain",
     ig_steps: int = IG_STEPS,
 ) -> Screen:
-    """Estimate the effect of cutting each candidate of ``family`` (default: `default_family`;
-    compiled against the model once, `compile_family`, unless it is compiled already) on
-    ``metric`` and on the accuracy, over the test windows of ``data`` (a `SubjectData`, or
-    ``(X, y)``), from one clean forward and one backward pass per batch of windows (a second
-    backward when the metric is not the margin, for the accuracy estimate).
-    ``return_type`` is the scored output (IsoNet: ``"logits"``, the CLS head, or
-    ``"avg_logits"``). ``base`` (an edge set, naming layers where they differ) is cut in
-    every pass, the clean one included: the model as it runs, e.g. as it was trained with
-    ``fit(edge_masks=...)``. See the module docstring for the estimator.
+    """Estimate the effect of cutting each candidate of ``family`` (default: `default_family`,
+    compiled once against the model, `compile_family`) on ``metric`` and on the accuracy over
+    the test windows of ``data`` (a `SubjectData`, or ``(X, y)``): per batch of windows one
+    clean forward and one backward pass (a second backward for the accuracy estimate when the
+    metric is not the margin), or ``ig_steps`` of each with ``estimator="ig"`` (see the module
+    docstring). ``return_type`` is the scored output (IsoNet: ``"logits"`` or
+    ``"avg_logits"``); ``base``, an edge set cut in every pass, the clean one included: the
+    model as it runs, e.g. as it was trained with ``fit(edge_masks=...)``.
 
     Candidates of the last layer are computed exactly (``exact_last_layer``,
-    `exact_effects`), and those of the layer before it where the readout reads few
-    tokens (a CLS head) when ``exact_penultimate`` is True, or by
-    default when the model has two layers, which makes every estimate exact. Deeper models
-    pay the last block's key and value projections per candidate for it (+3.5 s on the
-    paper preset's 72 layer-3 candidates and 64 windows, against a 1.5 s screen): ask for it.
-    The table's ``method`` says which candidates are exact.
-
-    ``estimator``: ``"plain"`` weighs each candidate's pattern change by the uncut model's
-    gradient; ``"ig"`` by the gradient averaged over ``ig_steps`` points of the path to the
-    model with the whole family cut (EAP-IG; see the module docstring), at ``ig_steps``
-    forward and backward passes per batch instead of one."""
+    `exact_effects`), and those of the layer before it where the readout reads few tokens (a
+    CLS head) when ``exact_penultimate`` is True, or by default when the model has two layers,
+    which makes every estimate exact. Deeper models pay the last block's key and value
+    projections per candidate for it (+3.5 s on the paper preset's 72 layer-3 candidates and
+    64 windows, against a 1.5 s screen): ask for it. The table's ``method`` says which
+    candidates are exact."""
     estimator, ig_steps = check_estimator(estimator, ig_steps)
     check_model(model)
     # The risk of a linearised estimate is the change the cut writes through W_O; a model

@@ -36,6 +36,8 @@ The result names the circuit as edge sets that parse back: ``complement`` is wha
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,7 +191,7 @@ class Discovery:
         base = self.screen.base
         with_base = [] if base is None else [base]
         interventions = [
-            {"name": label, "edges": str(_union([*edges, *with_base]))}
+            {"name": label, "edges": str(functools.reduce(operator.or_, [*edges, *with_base]))}
             for label, edges in (
                 ("only_circuit", [] if self.complement is None else [self.complement]),
                 ("cut_circuit", [] if self.circuit is None else [self.circuit]),
@@ -205,13 +207,6 @@ class Discovery:
             "interventions": interventions,
             "layers": {"modes": ["all"]},
         }
-
-
-def _union(parts: list[EdgeSet]) -> EdgeSet:
-    out = parts[0]
-    for part in parts[1:]:
-        out = out | part
-    return out
 
 
 def _by_label(score: Score) -> dict[str, float]:

@@ -178,16 +178,9 @@ def classifier_from_pretrained(
     >>> clf.task, clf.cfg.n_classes, torch.equal(clf.blocks[0].attn.W_Q, source.blocks[0].attn.W_Q)
     ('classification', 3, True)
     """
-    pretrained = pretrained_model(pretrained, device)
     n_classes = check_int(n_classes, "n_classes", minimum=2)
-    return _with_new_head(
-        pretrained,
-        n_classes,
-        device,
-        task="classification",
-        reduction=reduction,
-        drop_path=drop_path,
-    )
+    head = {"reduction": reduction, "drop_path": drop_path}
+    return _with_new_head(pretrained, n_classes, device, task="classification", **head)
 
 
 def regressor_from_pretrained(
@@ -208,19 +201,10 @@ def regressor_from_pretrained(
     >>> reg.task, tuple(reg(torch.randn(3, 2, 40)).shape)
     ('regression', (3, 40, 5))
     """
-    n_outputs, target_len = (
-        check_int(n_outputs, "n_outputs", 1),
-        check_int(target_len, "target_len", 1),
-    )
-    return _with_new_head(
-        pretrained,
-        n_outputs,
-        device,
-        task="regression",
-        reduction=reduction,
-        drop_path=drop_path,
-        reg_target_len=target_len,
-    )
+    n_outputs = check_int(n_outputs, "n_outputs", 1)
+    head = {"reduction": reduction, "drop_path": drop_path}
+    head["reg_target_len"] = check_int(target_len, "target_len", 1)
+    return _with_new_head(pretrained, n_outputs, device, task="regression", **head)
 
 
 def pretrained_model(pretrained: TinyMyo | str | Path, device: str | None) -> TinyMyo:
@@ -343,15 +327,12 @@ def finetune(
     metadata: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a classifier built by `classifier_from_pretrained` on labelled windows
-    ``data`` (a Dataset of ``(x [C, T], y)`` items or ``(X, y)`` arrays; labels in
-    ``[0, n_classes)``). With ``val_data``, early stopping on its loss, or its accuracy with
-    ``cfg.monitor="accuracy"`` (patience ``cfg.patience``), and the best epoch's weights are
-    kept; the history holds both per epoch. With ``out`` the model is saved
-    there by rank 0 (metadata: ``recipe``, ``finetune`` settings, ``history``, ``pretrained``,
-    plus ``metadata``, e.g. the ``data_source`` and ``subject`` a study rebuilds the data from).
-    ``device`` is where a checkpoint folder is loaded to (see `classifier_from_pretrained`).
-    A training that diverges (a NaN or inf loss or weight) raises `TrainingDivergedError`;
-    nothing is saved.
+    ``data`` (see `window_dataset`; labels in ``[0, n_classes)``). With ``val_data``, early
+    stopping on its loss (or accuracy: ``cfg.monitor``) keeps the best epoch's weights; the
+    history holds both per epoch. With ``out`` rank 0 saves the model there (metadata:
+    ``recipe``, ``finetune`` settings, ``history``, ``pretrained``, plus ``metadata``, e.g. the
+    ``data_source`` and ``subject`` a study rebuilds the data from). A training that diverges
+    raises `TrainingDivergedError`; nothing is saved.
 
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,
     ...                             d_model=16, d_head=4, n_heads=4, d_mlp=32, seed=0)

@@ -279,16 +279,12 @@ def pretrain(
     val_data: Any = None,
     out: str | Path | None = None,
 ) -> PretrainHistory:
-    """Pretrain a reconstruction ``TinyMyo`` in place on windows ``data`` (a Dataset of
-    ``(x [C, T], y)`` items, an array ``X [N, C, T]``, or ``(X, y)``; labels, or a regression
-    store's targets, are ignored).
-
-    With ``val_data`` the masked-patch loss on it (`evaluate_masked_loss`, fixed masks) is
-    recorded after every epoch. With ``out`` the model is saved there (`save_checkpoint`;
-    metadata: ``recipe``, ``pretrain`` settings, ``history``) — by rank 0 only when launched
-    with torchrun, in which case every process trains a replica on its shard of the data.
-    A training that diverges (a NaN or inf loss or weight) raises `TrainingDivergedError`;
-    nothing is saved.
+    """Pretrain a reconstruction ``TinyMyo`` in place on windows ``data`` (see
+    `window_dataset`; labels, or a regression store's targets, are ignored). With ``val_data``
+    the masked-patch loss on it (`evaluate_masked_loss`, fixed masks) is recorded after every
+    epoch. With ``out`` rank 0 saves the model there (metadata: ``recipe``, ``pretrain``
+    settings, ``history``); under torchrun every process trains a replica on its shard of the
+    data. A training that diverges raises `TrainingDivergedError`; nothing is saved.
 
     >>> from emg_lens.config import EncoderConfig
     >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40,

@@ -99,12 +99,18 @@ def dataset_mae(model: TinyMyo, data: Any, *, batch_size: int = 256) -> MeanAbso
     return MeanAbsoluteError(per_output, float(np.mean(per_output)))
 
 
-def _target_rows(data: Any, batch_size: int = 256) -> Any:
-    """The targets of ``data`` (a Dataset or ``(X, Y)``) as float64 ``[rows, outputs]``
-    batches, windows and steps flattened."""
+def _window_batches(data: Any, batch_size: int = 256) -> Any:
+    """``(x [b, C, T], y [b, steps, outputs])`` float64 numpy batches of ``data`` (a Dataset
+    or ``(X, Y)``)."""
     data = TensorDataset(*map(torch.as_tensor, data)) if isinstance(data, tuple) else data
-    for _, y in DataLoader(data, batch_size=batch_size):
-        yield torch.as_tensor(y).double().flatten(0, -2)
+    for x, y in DataLoader(data, batch_size=batch_size):
+        yield torch.as_tensor(x).double().numpy(), torch.as_tensor(y).double().numpy()
+
+
+def _target_rows(data: Any) -> Any:
+    """The targets of ``data`` as float64 ``[rows, outputs]`` batches, windows and steps
+    flattened."""
+    return (torch.from_numpy(y).flatten(0, -2) for _, y in _window_batches(data))
 
 
 @torch.no_grad()
@@ -139,14 +145,6 @@ def mean_baseline_mae(train: Any, test: Any) -> MeanAbsoluteError:
         raise DataFormatError("mean_baseline_mae: the test data holds no window")
     per_output = [float(v) for v in error / n]
     return MeanAbsoluteError(per_output, float(np.mean(per_output)))
-
-
-def _window_batches(data: Any, batch_size: int = 256) -> Any:
-    """``(x [b, C, T], y [b, steps, outputs])`` float64 numpy batches of ``data`` (a Dataset
-    or ``(X, Y)``)."""
-    data = TensorDataset(*map(torch.as_tensor, data)) if isinstance(data, tuple) else data
-    for x, y in DataLoader(data, batch_size=batch_size):
-        yield torch.as_tensor(x).double().numpy(), torch.as_tensor(y).double().numpy()
 
 
 @torch.no_grad()

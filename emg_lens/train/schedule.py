@@ -215,27 +215,29 @@ class EarlyStopping:
 
 
 def check_schedule_fields(cfg: Any) -> None:
-    """Validate the optimiser and schedule fields a recipe config shares
-    (``epochs, batch_size, accumulate_steps, lr, min_lr, warmup_epochs, weight_decay, betas,
-    grad_clip``), after `check_field_types`, naming the field at fault."""
+    """Validate the optimiser and schedule fields the training configs share (``epochs,
+    batch_size, lr, weight_decay, grad_clip``, and those of ``seed, accumulate_steps, min_lr,
+    warmup_epochs, betas`` that ``cfg`` has), after `check_field_types`, naming the field at
+    fault."""
     check_field_types(cfg)
     name = type(cfg).__name__
     if hasattr(cfg, "seed"):
         check_seed(cfg.seed, f"{name}.seed")
     for field in ("epochs", "batch_size", "accumulate_steps"):
-        check_int(getattr(cfg, field), f"{name}.{field}", 1, error=ConfigError)
+        if hasattr(cfg, field):
+            check_int(getattr(cfg, field), f"{name}.{field}", 1, error=ConfigError)
     if not cfg.lr > 0:
         raise ConfigError(f"{name}.lr must be > 0, got {cfg.lr!r}")
-    if not 0 <= cfg.min_lr <= cfg.lr:
+    if hasattr(cfg, "min_lr") and not 0 <= cfg.min_lr <= cfg.lr:
         raise ConfigError(f"{name}.min_lr must be in [0, lr={cfg.lr}], got {cfg.min_lr!r}")
-    if not 0 <= cfg.warmup_epochs < cfg.epochs:
+    if hasattr(cfg, "warmup_epochs") and not 0 <= cfg.warmup_epochs < cfg.epochs:
         raise ConfigError(
             f"{name}.warmup_epochs must be an int in [0, epochs={cfg.epochs}) so the cosine "
             f"phase is not empty, got {cfg.warmup_epochs!r}"
         )
     if not cfg.weight_decay >= 0:
         raise ConfigError(f"{name}.weight_decay must be >= 0, got {cfg.weight_decay!r}")
-    if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
+    if hasattr(cfg, "betas") and (len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas)):
         raise ConfigError(f"{name}.betas must be two numbers in [0, 1), got {cfg.betas!r}")
     if cfg.grad_clip is not None and not cfg.grad_clip > 0:
         raise ConfigError(f"{name}.grad_clip must be > 0 or None, got {cfg.grad_clip!r}")

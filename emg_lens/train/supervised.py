@@ -33,9 +33,7 @@ from emg_lens.errors import (
     ConfigError,
     DataFormatError,
     EdgeExpressionError,
-    check_field_types,
     check_int,
-    check_seed,
     fields_checked,
 )
 from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
@@ -43,7 +41,7 @@ from emg_lens.provenance import source_digest
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.reuse import TrainedEntry
-from emg_lens.train.schedule import check_unit_interval
+from emg_lens.train.schedule import check_schedule_fields, check_unit_interval
 
 __all__ = [
     "TrainConfig",
@@ -89,18 +87,10 @@ class TrainConfig:
     refit_below: float = 0.9
 
     def __post_init__(self) -> None:
-        check_field_types(self)  # types, and NaN or inf in a float field (it trains to NaN)
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("refits", 0)):
-            check_int(getattr(self, name), f"TrainConfig.{name}", minimum, error=ConfigError)
-        if not self.lr > 0:
-            raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
+        check_schedule_fields(self)  # types (NaN or inf trains to NaN), epochs, lr, seed, ...
+        check_int(self.refits, "TrainConfig.refits", 0, error=ConfigError)
         check_unit_interval(self, "anneal_fraction", "[0, 1]")
         check_unit_interval(self, "edge_dropout", "[0, 1)")
-        check_seed(self.seed, "TrainConfig.seed")
         check_unit_interval(
             self,
             "refit_below",
