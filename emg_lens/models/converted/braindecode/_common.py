@@ -166,6 +166,15 @@ class BraindecodeEncoder(ConvertedEncoder):
     braindecode-named weights (torch layers built as `emg_lens.components.init`'s
     ``Config*`` layers) drawn by the config too when it is built from a config alone."""
 
+    head: nn.Module  # what reads the final stream
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        """``ln_final``'s stream (``"latent"``; an identity where the model has no final
+        norm), or the logits its ``head`` reads from it."""
+        self._check_return_type(return_type)
+        latent = self.ln_final(resid)
+        return latent if return_type == "latent" else self.head(latent)
+
     def init_weights(self) -> None:
         """Every parameter by its module's rule (`ConfigInit.draw_parameter`), the
         TransformerLens-named ones first, then braindecode's: the order the draws have always

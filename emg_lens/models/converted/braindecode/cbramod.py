@@ -252,10 +252,6 @@ class HookedCBraMod(BraindecodeEncoder):
         tokens = self.hook_embed(tokens.flatten(1, 2))
         return tokens + self.hook_pos_embed(pos.flatten(1, 2))
 
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        self._check_return_type(return_type)
-        return resid if return_type == "latent" else self.head(resid)
-
     def _unembedding(self) -> nn.Module:
         raise UnsupportedReadoutError(
             "HookedCBraMod has no TransformerLens unembedding: its readout maps every token "

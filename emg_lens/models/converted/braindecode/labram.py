@@ -262,11 +262,6 @@ class HookedLabram(BraindecodeEncoder):
         pos = self.hook_pos_embed(time[None].expand(batch, -1, -1))
         return tokens + pos
 
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        self._check_return_type(return_type)
-        latent = self.ln_final(resid)
-        return latent if return_type == "latent" else self.head(latent)
-
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
