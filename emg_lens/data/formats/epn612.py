@@ -144,7 +144,9 @@ def find_users(root: str | Path) -> list[int]:
 
         # user1/ and user01/ would be two files of one user: refused, naming both
         what = "EPN-612 subject {}".format
-        found += find_files(root / folder, key, what, recursive=False, folders=True)
+        found += find_files(
+            root / folder, key, what, looking_for=folder, recursive=False, folders=True
+        )
     if not found:
         raise DataFormatError(
             f"{root}: no EPN-612 user files (trainingJSON/user<N>/user<N>.json or "

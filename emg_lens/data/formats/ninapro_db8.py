@@ -47,8 +47,13 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from emg_lens.data.files import find_files as find_unique_files
-from emg_lens.data.formats._matlab import LENGTH_TOLERANCE, as_labels, check_signal, read_mat
+from emg_lens.data.formats._matlab import (
+    LENGTH_TOLERANCE,
+    as_labels,
+    check_signal,
+    mat_files,
+    read_mat,
+)
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
@@ -114,21 +119,12 @@ _FILE = re.compile(r"s0*(\d+)_e1_a([123])", re.IGNORECASE)
 _LABELS = (("restimulus", "stimulus"), ("rerepetition", "repetition"))
 
 
-def _file_key(path: Path) -> tuple[int, int] | None:
-    m = _FILE.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
-    return None if m is None else (int(m.group(1)), int(m.group(2)))
-
-
-def find_files(root: str | Path) -> dict[tuple[int, int], Path]:
+def find_files(root: str | Path) -> dict[tuple[int, ...], Path]:
     """``{(subject, acquisition): path}`` of the ``S<N>_E1_A<k>.mat`` files under ``root`` at
     any depth; a missing folder, one without such files, or two copies of one file (e.g. in
     ``A_old/`` and in ``root``) is a `DataFormatError`, the last naming both."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for NinaPro DB8 S<N>_E1_A<k>.mat)")
-    found = find_unique_files(
-        root, _file_key, lambda key: f"NinaPro DB8 subject {key[0]}, acquisition A{key[1]}"
-    )
+    what = "NinaPro DB8 subject {}, acquisition A{}"
+    found = mat_files(root, _FILE, what, "NinaPro DB8 S<N>_E1_A<k>.mat")
     if not found:
         raise DataFormatError(f"{root}: no NinaPro DB8 files S<N>_E1_A<k>.mat (k = 1, 2, 3) found")
     return found

@@ -115,13 +115,12 @@ _FILE_NAMES = ("1_raw_data_13-12_22.03.16.txt", "2_raw_data_13-13_22.03.16.txt")
 def _subject_folders(root: Path) -> dict[int, Path]:
     """Subject -> its numbered folder (``01`` or ``1``); both present is a `DataFormatError`
     naming them."""
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for UCI subject folders 01..36)")
 
     def key(path: Path) -> int | None:
         return int(path.name) if path.name.isdigit() and int(path.name) >= 1 else None
 
-    return find_files(root, key, lambda s: f"UCI subject {s}", recursive=False, folders=True)
+    what, looking_for = "UCI subject {}".format, "UCI subject folders 01..36"
+    return find_files(root, key, what, looking_for=looking_for, recursive=False, folders=True)
 
 
 def find_subjects(root: str | Path) -> list[int]:
@@ -153,7 +152,10 @@ def subject_files(root: str | Path, subject: int) -> list[Path]:
         def what(k: int | str) -> str:
             return f"UCI subject {subject}, series {k} ({k}_raw_data_*.txt)"
 
-        files = sorted(find_files(folder, _file_number, what, recursive=False).values())
+        found = find_files(
+            folder, _file_number, what, looking_for="its .txt files", recursive=False
+        )
+        files = sorted(found.values())
     if not files:
         raise DataFormatError(
             f"{Path(root) / f'{subject:02d}'}: no .txt files of UCI subject {subject}"
