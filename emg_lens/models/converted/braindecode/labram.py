@@ -265,18 +265,8 @@ class HookedLabram(BraindecodeEncoder):
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
-    def _unembedding(self) -> nn.Module:
-        if self._init_kwargs["use_mean_pooling"]:
-            return super()._unembedding()  # the norm after the pooling: no TL unembedding
-        return self.head
-
     def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
         return [] if self._init_kwargs["use_mean_pooling"] else [(self.head.W_U, self.head.b_U)]
-
-    @property
-    def unembed_positions(self) -> list[int]:
-        self._unembedding()
-        return [0]
 
     # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:

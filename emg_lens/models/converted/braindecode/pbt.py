@@ -143,13 +143,6 @@ class HookedPBT(BraindecodeEncoder):
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
-    def _unembedding(self) -> nn.Module:
-        return self.head
-
-    @property
-    def unembed_positions(self) -> list[int]:
-        return [0]
-
     # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
         """This model's weights as the state dict of braindecode's ``PBT`` (fresh tensors)."""
