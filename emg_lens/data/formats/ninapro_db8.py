@@ -61,9 +61,8 @@ from emg_lens.data.windows.downstream import (
     DownstreamTask,
     downstream_reader,
     stack_windows,
-    thesis_filter,
+    thesis_preprocess,
     window_starts,
-    zscore,
 )
 from emg_lens.data.windows.store import RegressionBatch
 from emg_lens.errors import ArgumentError, DataFormatError, check_int
@@ -245,7 +244,7 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
                     stacklevel=2,
                 )
             continue
-        x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: acquisition {int(k)}"))
+        x = thesis_preprocess(emg[rows], spec, f"{recording.source}: acquisition {int(k)}")
         doa = glove[rows] @ DOA_MATRIX.T
         for s in window_starts(len(rows), spec.window, spec.step):
             xs.append(x[s : s + spec.window].T)

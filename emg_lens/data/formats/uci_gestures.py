@@ -54,9 +54,8 @@ from emg_lens.data.windows.downstream import (
     downstream_reader,
     label_runs,
     stack_windows,
-    thesis_filter,
+    thesis_preprocess,
     window_starts,
-    zscore,
 )
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError, check_int
@@ -248,7 +247,7 @@ def uci_windows(
         rows = np.flatnonzero((recording.repetition == k) & (recording.stimulus > 0))
         if not len(rows):
             continue
-        x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: file {int(k)}"))
+        x = thesis_preprocess(emg[rows], spec, f"{recording.source}: file {int(k)}")
         for label, start, stop in label_runs(recording.stimulus[rows]):
             longest = max(longest, stop - start)
             for s in window_starts(stop - start, spec.window, spec.step):
