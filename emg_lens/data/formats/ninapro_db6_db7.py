@@ -95,7 +95,7 @@ def _read_named_file(
     )
 
 
-def ninapro_db6_files(root: str | Path) -> dict[tuple[int, int, int], Path]:
+def ninapro_db6_files(root: str | Path) -> dict[tuple[int, ...], Path]:
     """``{(subject, day, time): path}`` of every ``S<s>_D<d>_T<t>.mat`` under ``root``.
 
     >>> import tempfile
