@@ -94,14 +94,7 @@ class DownstreamPreprocess(DictSpec):
 
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
-        for name in ("n_channels", "order", "window", "step"):
-            value = getattr(self, name)
-            if name == "step" and value is None:
-                continue
-            if value < 1:
-                raise ConfigError(
-                    f"DownstreamPreprocess.{name} must be an integer >= 1, got {value!r}"
-                )
+        self.check_counts("n_channels", "order", "window", "step")
         nyquist = self.sample_rate / 2
         if self.band is not None and not 0 < self.band[0] < self.band[1] < nyquist:
             raise ConfigError(
