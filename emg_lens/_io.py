@@ -453,6 +453,30 @@ def file_digest(path: str | Path) -> str:
     return _file_digests[key]
 
 
+def imported_names(tree: ast.AST, package: str) -> list[str]:
+    """What a module's code imports, at any depth (function-level and type-checking imports
+    included): ``import a.b`` gives ``a.b``, ``from m import n`` both ``m`` and ``m.n`` (a
+    submodule or a name in ``m``: the caller tells them apart); a relative import is resolved
+    against ``package`` (the module's own package), one reaching above the top left out.
+
+    >>> imported_names(ast.parse("import a.b; from . import c; from ..x import y"), "p.q")
+    ['a.b', 'p.q', 'p.q.c', 'p.x', 'p.x.y']
+    """
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                try:
+                    base = importlib.util.resolve_name("." * node.level + base, package)
+                except (ImportError, ValueError):
+                    continue
+            names += [base, *(f"{base}.{alias.name}" for alias in node.names)]
+    return names
+
+
 def module_files(names: Iterable[str], package: str = "emg_lens") -> list[Path]:
     """The source files of the modules ``names`` and of every module of ``package`` they
     import, directly or not (function-level and type-checking imports included), found from
@@ -477,16 +501,6 @@ def module_files(names: Iterable[str], package: str = "emg_lens") -> list[Path]:
             continue
         found[name] = path = Path(spec.origin)
         parent = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative: from the package ``level - 1`` above this one's
-                    anchor = parent.rsplit(".", node.level - 1)[0] if node.level > 1 else parent
-                    base = f"{anchor}.{base}".rstrip(".")
-                targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
-            else:
-                continue
-            todo += [t for t in targets if t == package or t.startswith(f"{package}.")]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        todo += [t for t in imported_names(tree, parent) if t.partition(".")[0] == package]
     return sorted(found.values())

@@ -12,9 +12,10 @@ file reached by two names (a symbolic link, a case-insensitive file system) is o
 ...     (root / name).parent.mkdir(exist_ok=True)
 ...     _ = (root / name).write_bytes(b"")
 >>> key = lambda path: path.stem if path.suffix == ".mat" else None
->>> [p.relative_to(root).as_posix() for p in find_files(root / "A_old", key, "one").values()]
+>>> found = find_files(root / "A_old", key, "one", looking_for="S<N>_E1_A1.mat")
+>>> [p.relative_to(root).as_posix() for p in found.values()]
 ['A_old/S1_E1_A1.mat']
->>> find_files(root, key, "a recording")  # doctest: +ELLIPSIS
+>>> find_files(root, key, "a recording", looking_for="S<N>_E1_A1.mat")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 emg_lens.errors.DataFormatError: ...: two files for a recording: .../A_old/S1_E1_A1.mat and \
@@ -171,15 +172,18 @@ def find_files(
     key: Callable[[Path], K | None],
     what: str | Callable[[K], str],
     *,
+    looking_for: str,
     recursive: bool = True,
     folders: bool = False,
 ) -> dict[K, Path]:
     """``{key(path): path}`` of the files (``folders=True``: folders) under ``root`` -- at any
     depth, or only its own entries (``recursive=False``) -- for which ``key`` is not None, in
     sorted path order; two different ones with one key are a `DataFormatError` naming both.
-    ``what`` (or ``what(key)``) names what a key is, for that message. ``root`` must be a
-    folder (the caller says what it looked for when it is not)."""
+    ``what`` (or ``what(key)``) names what a key is, for that message. A ``root`` that is no
+    folder is a `DataFormatError` saying what the reader was ``looking_for``."""
     root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such folder (looking for {looking_for})")
     describe = what if callable(what) else (lambda _key: what)
     entries = root.rglob("*") if recursive else root.iterdir()
 

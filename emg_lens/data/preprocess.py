@@ -85,8 +85,7 @@ class PreprocessSpec(DictSpec):
                 f"PreprocessSpec.segment must be one of {sorted(SEGMENTS)} or (start_s, stop_s), "
                 f"got {self.segment!r}"
             )
-        if self.window < 1 or (self.step is not None and self.step < 1):
-            raise ConfigError("PreprocessSpec.window and .step must be positive sample counts")
+        self.check_counts("window", "step")
         if self.envelope is not None and not (self.rectify and self.envelope > 0):
             raise ConfigError(
                 f"PreprocessSpec.envelope = {self.envelope!r}: a low-pass cut-off in Hz (> 0) of "

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
-from emg_lens.errors import ConfigError
+from emg_lens.errors import ConfigError, check_int
 
 __all__ = ["DictSpec"]
 
@@ -34,6 +34,23 @@ class DictSpec:
     """
 
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # each subclass's
+
+    def check_counts(self, *names: str) -> None:
+        """Refuse a field of ``names`` below 1 (one left unset, None, is allowed): a
+        `ConfigError` naming the class, the field and the value (`check_int`).
+
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Cut(DictSpec):
+        ...     window: int = 200
+        ...     step: int | None = None
+        >>> Cut(window=0).check_counts("window", "step")
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.ConfigError: Cut.window must be a positive int, got 0
+        """
+        for name in names:
+            if (value := getattr(self, name)) is not None:
+                check_int(value, f"{type(self).__name__}.{name}", minimum=1, error=ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -54,21 +54,21 @@ from emg_lens.inspect.patching import (
     run_patched,
     tl_index_df,
 )
-from emg_lens.inspect.plots import (
+from emg_lens.inspect.plots.heads import (
     plot_attention_flow,
     plot_attribution,
-    plot_distribution_shift,
     plot_head_importance,
-    plot_interchange,
     plot_mass_vs_effect,
     plot_ov_circuit,
-    plot_patching,
-    plot_pattern,
-    plot_probes,
     plot_qk_circuit,
-    to_circuitsvis,
-    token_labels,
 )
+from emg_lens.inspect.plots.layers import (
+    plot_distribution_shift,
+    plot_interchange,
+    plot_patching,
+    plot_probes,
+)
+from emg_lens.inspect.plots.patterns import plot_pattern, to_circuitsvis, token_labels
 from emg_lens.inspect.probe_report import probe_subjects
 from emg_lens.inspect.probes import probe_tokens
 from emg_lens.inspect.report import inspect_model

@@ -48,7 +48,6 @@ import torch
 from transformer_lens import ActivationCache
 
 from emg_lens.errors import ArgumentError, InputShapeError, check_int
-from emg_lens.hooks import name_filter
 from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.checks import check_cache
 
@@ -121,7 +120,8 @@ def _scalar(metric: Metric, output: Any) -> float:
 
 
 class _Sweep:
-    """Shared state of one patching sweep: inputs, clean activations, baseline metrics."""
+    """One patching sweep over ``layers`` at ``blocks.{layer}.{hook}``: the inputs checked, the
+    clean activations cached, the clean and corrupted metrics measured once."""
 
     def __init__(
         self,
@@ -129,19 +129,22 @@ class _Sweep:
         clean: Any,
         corrupted: Any,
         metric: Metric,
-        names: list[str] | Callable[[str], bool],
+        hook: str,
+        layers: Iterable[int] | None,
     ):
         check_model(model)
         check_deterministic(model)
         if not callable(metric):
             raise ArgumentError(f"metric must be a callable output -> scalar, got {metric!r}")
-        self.model, self.metric = model, metric
+        self.model, self.metric, self.hook = model, metric, hook
+        self.layers = _indices(layers, model.cfg.n_layers, "layers")
         self.clean, self.corrupted = model.to_tokens(clean), model.to_tokens(corrupted)
         if self.clean.shape != self.corrupted.shape:
             raise InputShapeError(
                 f"clean and corrupted inputs must have the same shape (windows are patched "
                 f"pairwise), got {list(self.clean.shape)} and {list(self.corrupted.shape)}"
             )
+        names = [f"blocks.{layer}.{hook}" for layer in self.layers]
         with torch.inference_mode():
             # Only the patched activations are cached, so attention keeps its fast path
             # wherever nothing is hooked, exactly as in the plain runs below.
@@ -149,8 +152,22 @@ class _Sweep:
             self.clean_value = _scalar(metric, model(self.clean))
             self.corrupted_value = _scalar(metric, model(self.corrupted))
 
-    def row(self, sites: Mapping[str, tuple], **keys: Any) -> dict[str, Any]:
-        value = _scalar(self.metric, run_patched(self.model, self.corrupted, self.cache, sites))
+    def table(self, keys: Sequence[str], cells: Iterable[tuple[Any, tuple]]) -> pd.DataFrame:
+        """One row per layer and cell ``(index, values)``: the metric with ``[index]`` of the
+        layer's activation patched, after ``layer`` and ``keys`` (naming ``values``)."""
+        cells = list(cells)
+        rows = [
+            self.row(f"blocks.{layer}.{self.hook}", index, layer=layer, **dict(zip(keys, values)))
+            for layer in self.layers
+            for index, values in cells
+        ]
+        return pd.DataFrame(
+            rows, columns=["layer", *keys, "metric", "clean", "corrupted", "restored"]
+        )
+
+    def row(self, name: str, index: tuple, **keys: Any) -> dict[str, Any]:
+        patched = run_patched(self.model, self.corrupted, self.cache, {name: index})
+        value = _scalar(self.metric, patched)
         gap = self.clean_value - self.corrupted_value
         return {
             **keys,
@@ -189,17 +206,9 @@ def patch_heads(
     [[1, 0], [1, 1], [1, 2], [1, 3]]
     """
     check_model(model)
-    layers = _indices(layers, model.cfg.n_layers, "layers")
     heads = _indices(heads, model.cfg.n_heads, "heads")
-    sweep = _Sweep(
-        model, clean, corrupted, metric, [f"blocks.{layer}.attn.hook_z" for layer in layers]
-    )
-    rows = [
-        sweep.row({f"blocks.{layer}.attn.hook_z": (ALL, ALL, head)}, layer=layer, head=head)
-        for layer in layers
-        for head in heads
-    ]
-    return pd.DataFrame(rows, columns=["layer", "head", "metric", "clean", "corrupted", "restored"])
+    sweep = _Sweep(model, clean, corrupted, metric, "attn.hook_z", layers)
+    return sweep.table(["head"], [((ALL, ALL, head), (head,)) for head in heads])
 
 
 def patch_residual(
@@ -228,22 +237,12 @@ def patch_residual(
     check_model(model)
     layout = model.layout
     positions = _indices(positions, layout.n_tokens, "positions")
-    layers = _indices(layers, model.cfg.n_layers, "layers")
-    sweep = _Sweep(model, clean, corrupted, metric, name_filter("hook_resid_pre", layers))
-    rows = [
-        sweep.row(
-            {f"blocks.{layer}.hook_resid_pre": (ALL, pos)},
-            layer=layer,
-            position=pos,
-            group=layout.group[pos],
-            channel=layout.channel[pos],
-            time=layout.time[pos],
-        )
-        for layer in layers
+    sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)
+    cells = [
+        ((ALL, pos), (pos, layout.group[pos], layout.channel[pos], layout.time[pos]))
         for pos in positions
     ]
-    columns = ["layer", "position", "group", "channel", "time"]
-    return pd.DataFrame(rows, columns=[*columns, "metric", "clean", "corrupted", "restored"])
+    return sweep.table(["position", "group", "channel", "time"], cells)
 
 
 def patch_token_group(
@@ -276,19 +275,9 @@ def patch_token_group(
             f"{model.layout.groups}; got {group!r}"
         )
     positions = sorted(p for g in dict.fromkeys(groups) for p in model.layout.positions(g))
-    layers = _indices(layers, model.cfg.n_layers, "layers")
-    sweep = _Sweep(model, clean, corrupted, metric, name_filter("hook_resid_pre", layers))
-    rows = [
-        sweep.row(
-            {f"blocks.{layer}.hook_resid_pre": (ALL, positions)},
-            layer=layer,
-            group="+".join(dict.fromkeys(groups)),
-            n_positions=len(positions),
-        )
-        for layer in layers
-    ]
-    columns = ["layer", "group", "n_positions", "metric", "clean", "corrupted", "restored"]
-    return pd.DataFrame(rows, columns=columns)
+    sweep = _Sweep(model, clean, corrupted, metric, "hook_resid_pre", layers)
+    name = "+".join(dict.fromkeys(groups))
+    return sweep.table(["group", "n_positions"], [((ALL, positions), (name, len(positions)))])
 
 
 def tl_index_df(model: Any, *axes: str) -> pd.DataFrame:

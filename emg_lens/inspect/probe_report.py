@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from emg_lens.errors import ArgumentError, check_int
-from emg_lens.inspect import plots
 from emg_lens.inspect.interchange import interchange, interchange_pairs, over_subjects
+from emg_lens.inspect.plots.layers import plot_interchange, plot_probes
 from emg_lens.inspect.probes import INPUT, probe_tokens
 from emg_lens.output import markdown_table, save_outputs
 from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
@@ -70,9 +70,9 @@ class ProbeReport:
         return tables
 
     def figures(self) -> dict[str, Any]:
-        figures = {"probe_accuracy": plots.plot_probes(self.probes)}
+        figures = {"probe_accuracy": plot_probes(self.probes)}
         if self.interchange is not None:
-            figures["interchange_accuracy"] = plots.plot_interchange(self.interchange)
+            figures["interchange_accuracy"] = plot_interchange(self.interchange)
         return figures
 
     def summary(self) -> str:

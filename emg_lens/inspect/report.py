@@ -28,7 +28,6 @@ from emg_lens.data.datasets import montages_of
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, UnsupportedFeatureError
-from emg_lens.inspect import plots
 from emg_lens.inspect.attribution import attribution_hooks, direct_attribution, readout_map
 from emg_lens.inspect.circuits import ov_circuit, qk_circuit
 from emg_lens.inspect.flow import attention_flow
@@ -39,6 +38,7 @@ from emg_lens.inspect.importance import (
     head_importance,
     mass_effect_correlation,
 )
+from emg_lens.inspect.plots import heads, layers, patterns
 from emg_lens.inspect.shift import distribution_shift
 from emg_lens.layout import CLS
 from emg_lens.models.base import TL_WEIGHTS, require
@@ -104,24 +104,24 @@ class InspectionReport:
 
     def figures(self) -> dict[str, Any]:
         layer, head = self.top_head
-        draw = {"qk_circuit": plots.plot_qk_circuit, "ov_circuit": plots.plot_ov_circuit}
+        draw = {"qk_circuit": heads.plot_qk_circuit, "ov_circuit": heads.plot_ov_circuit}
         circuits = {name: draw[name](table) for name, table in self._circuits().items()}
         return {
-            "attention_flow": plots.plot_attention_flow(self.flow),
+            "attention_flow": heads.plot_attention_flow(self.flow),
             **circuits,
-            "head_importance": plots.plot_head_importance(self.importance),
-            "mass_vs_effect": plots.plot_mass_vs_effect(self.importance),
+            "head_importance": heads.plot_head_importance(self.importance),
+            "mass_vs_effect": heads.plot_mass_vs_effect(self.importance),
             **(
                 {}
                 if self.attribution is None
-                else {"attribution": plots.plot_attribution(self.attribution)}
+                else {"attribution": heads.plot_attribution(self.attribution)}
             ),
             **(
                 {}
                 if self.shift is None
-                else {"distribution_shift": plots.plot_distribution_shift(self.shift)}
+                else {"distribution_shift": layers.plot_distribution_shift(self.shift)}
             ),
-            "pattern": plots.plot_pattern(self.model, self.pattern_cache, layer, head),
+            "pattern": patterns.plot_pattern(self.model, self.pattern_cache, layer, head),
         }
 
     def geometry_figures(self) -> dict[str, Any]:
@@ -370,7 +370,7 @@ def _write_view(report: InspectionReport, out: Path) -> None:
     """``attention_view.json``: every head's pattern of the top head's layer for one window,
     tokens named by their channels, from which ``report.html`` builds the CircuitsVis view
     (`emg_lens.report.view`: never a folder's HTML)."""
-    record = plots.attention_view_record(report.pattern_cache, report.top_head[0])
+    record = patterns.attention_view_record(report.pattern_cache, report.top_head[0])
     make_folder(out)
     write_if_changed(out / VIEW_DATA, json.dumps(record) + "\n")
 

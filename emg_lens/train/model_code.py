@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from emg_lens._io import file_digest
+from emg_lens._io import file_digest, imported_names
 from emg_lens.provenance import json_digest, value_state
 
 __all__ = ["code_files", "files_key", "model_code", "stale_code"]
@@ -232,22 +232,9 @@ def _imports(name: str, path: Path) -> set[str]:
         return set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                try:
-                    base = importlib.util.resolve_name("." * node.level + base, package)
-                except (ImportError, ValueError):
-                    continue
-            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
-        else:
-            continue
-        for target in targets:
-            parts = target.split(".")
-            found |= {".".join(parts[: i + 1]) for i in range(len(parts)) if parts[0]}
+    for target in imported_names(tree, package):
+        parts = target.split(".")
+        found |= {".".join(parts[: i + 1]) for i in range(len(parts)) if parts[0]}
     return found
 
 

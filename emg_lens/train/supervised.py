@@ -34,6 +34,7 @@ from emg_lens.errors import (
     DataFormatError,
     EdgeExpressionError,
     check_int,
+    check_seed,
     fields_checked,
 )
 from emg_lens.models.base import HookedBiosignalModel, HookedEncoder

@@ -17,6 +17,7 @@ the HD-sEMG database ships its files."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from emg_lens.data.files import find_files
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_int
 
@@ -149,6 +151,20 @@ def stimulus_columns(recording: Recording) -> list[np.ndarray]:
     if "stimulus" in recording.extras:
         columns.append(recording.extras["stimulus"])
     return columns
+
+
+def mat_files(
+    root: str | Path, pattern: re.Pattern[str], what: str, looking_for: str
+) -> dict[tuple[int, ...], Path]:
+    """`find_files` of the ``.mat`` files under ``root`` (any depth) whose name ``pattern``
+    matches whole (any case of the suffix), keyed by the numbers its groups read, each key
+    named by ``what.format(*key)`` where two files share it."""
+
+    def key(path: Path) -> tuple[int, ...] | None:
+        match = pattern.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
+        return None if match is None else tuple(int(g) for g in match.groups())
+
+    return find_files(root, key, lambda k: what.format(*k), looking_for=looking_for)
 
 
 def read_exercise_file(

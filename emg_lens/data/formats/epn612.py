@@ -58,8 +58,7 @@ from emg_lens.data.windows.downstream import (
     downstream_reader,
     pad_or_crop,
     stack_windows,
-    thesis_filter,
-    zscore,
+    thesis_preprocess,
 )
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import DataFormatError, check_int
@@ -144,7 +143,9 @@ def find_users(root: str | Path) -> list[int]:
 
         # user1/ and user01/ would be two files of one user: refused, naming both
         what = "EPN-612 subject {}".format
-        found += find_files(root / folder, key, what, recursive=False, folders=True)
+        found += find_files(
+            root / folder, key, what, looking_for=folder, recursive=False, folders=True
+        )
     if not found:
         raise DataFormatError(
             f"{root}: no EPN-612 user files (trainingJSON/user<N>/user<N>.json or "
@@ -272,7 +273,7 @@ def epn612_windows(
             continue
         longest[code] = max(longest.get(code, 0), len(rows))
         where = f"{recording.source}: sample {int(trial)}"
-        x = zscore(thesis_filter(emg[rows], spec, where))
+        x = thesis_preprocess(emg[rows], spec, where)
         xs.append(pad_or_crop(x, spec.window).T)
         labels.append(label)
         codes.append(code)

@@ -306,13 +306,12 @@ def _subject_from_name(path: Path) -> int | None:
 def _subject_files(root: Path) -> dict[int, Path]:
     """N -> the ``s<N>.mat`` file in ``root`` (any case, leading zeros allowed); two files of
     one subject (``s1.mat``, ``S01.mat``) are a `DataFormatError` naming both."""
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (the HD-sEMG dataset, holding s<N>.mat)")
 
     def key(path: Path) -> int | None:
         return _subject_from_name(path) if path.suffix.lower() == ".mat" else None
 
-    return find_files(root, key, lambda s: f"HD-sEMG subject {s}", recursive=False)
+    what = "the HD-sEMG dataset, holding s<N>.mat"
+    return find_files(root, key, "HD-sEMG subject {}".format, looking_for=what, recursive=False)
 
 
 def subject_file(root: str | Path, subject: int) -> Path:

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from emg_lens.data.files import find_files
-from emg_lens.data.formats._matlab import load_exercises, read_exercise_file, stimulus_columns
+from emg_lens.data.formats._matlab import (
+    load_exercises,
+    mat_files,
+    read_exercise_file,
+    stimulus_columns,
+)
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -42,7 +46,7 @@ DB5_LABEL_OFFSETS: dict[int, tuple[int, int]] = {1: (12, 0), 2: (17, 12), 3: (23
 _DB5_FILE = re.compile(r"s0*(\d+)_e([123])_a1", re.IGNORECASE)
 
 
-def ninapro_db5_files(root: str | Path) -> dict[tuple[int, int], Path]:
+def ninapro_db5_files(root: str | Path) -> dict[tuple[int, ...], Path]:
     """``{(subject, exercise): path}`` of the DB5 files ``S<N>_E<k>_A1.mat`` under ``root``
     at any depth (``s<N>/``, ``DB5_s<N>/``, or ``root`` itself being a subject's folder); two
     copies of one file are a `DataFormatError` naming both.
@@ -54,15 +58,8 @@ def ninapro_db5_files(root: str | Path) -> dict[tuple[int, int], Path]:
     >>> list(ninapro_db5_files(root))
     [(2, 3)]
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for NinaPro DB5 S<N>_E1_A1.mat)")
-
-    def key(path: Path) -> tuple[int, int] | None:
-        m = _DB5_FILE.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
-        return None if m is None else (int(m.group(1)), int(m.group(2)))
-
-    return find_files(root, key, lambda k: f"NinaPro DB5 subject {k[0]}, exercise E{k[1]}")
+    what = "NinaPro DB5 subject {}, exercise E{}"
+    return mat_files(root, _DB5_FILE, what, "NinaPro DB5 S<N>_E1_A1.mat")
 
 
 def _db5_exercise(exercise: str | int) -> int:

@@ -33,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.data.files import find_files
-from emg_lens.data.formats._matlab import read_exercise_file
+from emg_lens.data.formats._matlab import mat_files, read_exercise_file
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
@@ -71,26 +70,6 @@ _DB6_NAME = re.compile(r"s0*(\d+)_d0*(\d+)_t0*(\d+)", re.IGNORECASE)
 _DB7_NAME = re.compile(r"s0*(\d+)_e1_a1", re.IGNORECASE)
 
 
-def _find_files(root: str | Path, pattern: re.Pattern, example: str) -> dict[tuple, Path]:
-    """Every ``.mat`` file under ``root`` (any depth) whose name matches ``pattern``, keyed by
-    the pattern's numbers."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for files like {example})")
-
-    def key(path: Path) -> tuple[int, ...] | None:
-        match = pattern.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
-        return None if match is None else tuple(int(g) for g in match.groups())
-
-    names = ("subject", "day", "time") if pattern.groups == 3 else ("subject",)
-    database = "DB6" if pattern.groups == 3 else "DB7"
-
-    def what(k: tuple[int, ...]) -> str:
-        return f"NinaPro {database} " + ", ".join(f"{n} {v}" for n, v in zip(names, k))
-
-    return find_files(root, key, what)
-
-
 def _read_named_file(
     path: str | Path,
     name: re.Pattern,
@@ -117,7 +96,7 @@ def _read_named_file(
     )
 
 
-def ninapro_db6_files(root: str | Path) -> dict[tuple[int, int, int], Path]:
+def ninapro_db6_files(root: str | Path) -> dict[tuple[int, ...], Path]:
     """``{(subject, day, time): path}`` of every ``S<s>_D<d>_T<t>.mat`` under ``root``.
 
     >>> import tempfile
@@ -127,7 +106,8 @@ def ninapro_db6_files(root: str | Path) -> dict[tuple[int, int, int], Path]:
     >>> list(ninapro_db6_files(root))
     [(2, 3, 1)]
     """
-    return _find_files(root, _DB6_NAME, "S1_D1_T1.mat")
+    what = "NinaPro DB6 subject {}, day {}, time {}"
+    return mat_files(root, _DB6_NAME, what, "files like S1_D1_T1.mat")
 
 
 def ninapro_db7_files(root: str | Path) -> dict[int, Path]:
@@ -140,7 +120,8 @@ def ninapro_db7_files(root: str | Path) -> dict[int, Path]:
     >>> list(ninapro_db7_files(root))
     [4]
     """
-    return {key[0]: path for key, path in _find_files(root, _DB7_NAME, "S1_E1_A1.mat").items()}
+    found = mat_files(root, _DB7_NAME, "NinaPro DB7 subject {}", "files like S1_E1_A1.mat")
+    return {key[0]: path for key, path in found.items()}
 
 
 def _drop_unused_db6_slots(rec: Recording) -> None:

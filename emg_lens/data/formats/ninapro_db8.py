@@ -47,8 +47,13 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from emg_lens.data.files import find_files as find_unique_files
-from emg_lens.data.formats._matlab import LENGTH_TOLERANCE, as_labels, check_signal, read_mat
+from emg_lens.data.formats._matlab import (
+    LENGTH_TOLERANCE,
+    as_labels,
+    check_signal,
+    mat_files,
+    read_mat,
+)
 from emg_lens.data.recording import Recording
 from emg_lens.data.windows.downstream import (
     SPLIT_CODES,
@@ -56,9 +61,8 @@ from emg_lens.data.windows.downstream import (
     DownstreamTask,
     downstream_reader,
     stack_windows,
-    thesis_filter,
+    thesis_preprocess,
     window_starts,
-    zscore,
 )
 from emg_lens.data.windows.store import RegressionBatch
 from emg_lens.errors import ArgumentError, DataFormatError, check_int
@@ -114,21 +118,12 @@ _FILE = re.compile(r"s0*(\d+)_e1_a([123])", re.IGNORECASE)
 _LABELS = (("restimulus", "stimulus"), ("rerepetition", "repetition"))
 
 
-def _file_key(path: Path) -> tuple[int, int] | None:
-    m = _FILE.fullmatch(path.stem) if path.suffix.lower() == ".mat" else None
-    return None if m is None else (int(m.group(1)), int(m.group(2)))
-
-
-def find_files(root: str | Path) -> dict[tuple[int, int], Path]:
+def find_files(root: str | Path) -> dict[tuple[int, ...], Path]:
     """``{(subject, acquisition): path}`` of the ``S<N>_E1_A<k>.mat`` files under ``root`` at
     any depth; a missing folder, one without such files, or two copies of one file (e.g. in
     ``A_old/`` and in ``root``) is a `DataFormatError`, the last naming both."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for NinaPro DB8 S<N>_E1_A<k>.mat)")
-    found = find_unique_files(
-        root, _file_key, lambda key: f"NinaPro DB8 subject {key[0]}, acquisition A{key[1]}"
-    )
+    what = "NinaPro DB8 subject {}, acquisition A{}"
+    found = mat_files(root, _FILE, what, "NinaPro DB8 S<N>_E1_A<k>.mat")
     if not found:
         raise DataFormatError(f"{root}: no NinaPro DB8 files S<N>_E1_A<k>.mat (k = 1, 2, 3) found")
     return found
@@ -250,7 +245,7 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
                     stacklevel=2,
                 )
             continue
-        x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: acquisition {int(k)}"))
+        x = thesis_preprocess(emg[rows], spec, f"{recording.source}: acquisition {int(k)}")
         doa = glove[rows] @ DOA_MATRIX.T
         for s in window_starts(len(rows), spec.window, step):
             xs.append(x[s : s + spec.window].T)

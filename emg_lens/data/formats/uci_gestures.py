@@ -54,9 +54,8 @@ from emg_lens.data.windows.downstream import (
     downstream_reader,
     label_runs,
     stack_windows,
-    thesis_filter,
+    thesis_preprocess,
     window_starts,
-    zscore,
 )
 from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError, check_int
@@ -115,13 +114,12 @@ _FILE_NAMES = ("1_raw_data_13-12_22.03.16.txt", "2_raw_data_13-13_22.03.16.txt")
 def _subject_folders(root: Path) -> dict[int, Path]:
     """Subject -> its numbered folder (``01`` or ``1``); both present is a `DataFormatError`
     naming them."""
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such folder (looking for UCI subject folders 01..36)")
 
     def key(path: Path) -> int | None:
         return int(path.name) if path.name.isdigit() and int(path.name) >= 1 else None
 
-    return find_files(root, key, lambda s: f"UCI subject {s}", recursive=False, folders=True)
+    what, looking_for = "UCI subject {}".format, "UCI subject folders 01..36"
+    return find_files(root, key, what, looking_for=looking_for, recursive=False, folders=True)
 
 
 def find_subjects(root: str | Path) -> list[int]:
@@ -153,7 +151,9 @@ def subject_files(root: str | Path, subject: int) -> list[Path]:
         def what(k: int | str) -> str:
             return f"UCI subject {subject}, series {k} ({k}_raw_data_*.txt)"
 
-        found: dict[int | str, Path] = find_files(folder, _file_number, what, recursive=False)
+        found: dict[int | str, Path] = find_files(
+            folder, _file_number, what, looking_for="its .txt files", recursive=False
+        )
         files = sorted(found.values())
     if not files:
         raise DataFormatError(
@@ -248,7 +248,7 @@ def uci_windows(
         rows = np.flatnonzero((recording.repetition == k) & (recording.stimulus > 0))
         if not len(rows):
             continue
-        x = zscore(thesis_filter(emg[rows], spec, f"{recording.source}: file {int(k)}"))
+        x = thesis_preprocess(emg[rows], spec, f"{recording.source}: file {int(k)}")
         for label, start, stop in label_runs(recording.stimulus[rows]):
             longest = max(longest, stop - start)
             for s in window_starts(stop - start, spec.window, step):

@@ -163,10 +163,7 @@ class SyntheticEEGSpec(DictSpec):
 
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
-        for name in ("n_subjects", "n_repetitions"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ConfigError(f"SyntheticEEGSpec.{name} must be an int >= 1, got {value!r}")
+        self.check_counts("n_subjects", "n_repetitions")
         if self.n_single not in (0, 1, 2):
             raise ConfigError(
                 f"SyntheticEEGSpec.n_single must be 0, 1 or 2 (a theta, then a gamma burst per "

@@ -69,11 +69,7 @@ class SyntheticHDsEMGSpec(DictSpec):
 
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
-        for name in ("n_subjects", "n_repetitions", "n_force"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"SyntheticHDsEMGSpec.{name} must be >= 1, got {getattr(self, name)}"
-                )
+        self.check_counts("n_subjects", "n_repetitions", "n_force")
         if not 2 <= self.n_gestures <= MAX_GESTURES:
             raise ConfigError(
                 f"SyntheticHDsEMGSpec.n_gestures must be in 2..{MAX_GESTURES} (the real "

@@ -60,7 +60,7 @@ __all__ = [
     "label_runs",
     "pad_or_crop",
     "stack_windows",
-    "thesis_filter",
+    "thesis_preprocess",
     "window_starts",
     "zscore",
 ]
@@ -94,14 +94,7 @@ class DownstreamPreprocess(DictSpec):
 
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
-        for name in ("n_channels", "order", "window", "step"):
-            value = getattr(self, name)
-            if name == "step" and value is None:
-                continue
-            if value < 1:
-                raise ConfigError(
-                    f"DownstreamPreprocess.{name} must be an integer >= 1, got {value!r}"
-                )
+        self.check_counts("n_channels", "order", "window", "step")
         nyquist = self.sample_rate / 2
         if self.band is not None and not 0 < self.band[0] < self.band[1] < nyquist:
             raise ConfigError(
@@ -115,15 +108,17 @@ class DownstreamPreprocess(DictSpec):
             )
 
 
-def thesis_filter(
+def thesis_preprocess(
     emg: Float[np.ndarray, "time channel"], spec: DownstreamPreprocess, where: str
 ) -> Float[np.ndarray, "time channel"]:
-    """Band-pass and notch ``emg`` (float64 out) at ``spec.sample_rate``; ``where`` names the
+    """Steps 1 and 2 of the recipe on one stretch of ``emg``: band-pass and notch at
+    ``spec.sample_rate``, then the per-channel `zscore` (float64 out); ``where`` names the
     recording or trial in the error a too short one raises.
 
     >>> spec = DownstreamPreprocess("epn612", 200.0, 2)
-    >>> thesis_filter(np.random.default_rng(0).standard_normal((400, 2)), spec, "x").shape
-    (400, 2)
+    >>> x = thesis_preprocess(np.random.default_rng(0).standard_normal((400, 2)), spec, "x")
+    >>> x.shape, x.std(axis=0, ddof=1).round(6).tolist()
+    ((400, 2), [1.0, 1.0])
     """
     # sosfiltfilt pads 3 * (2 * sections + 1) samples on each side; shorter input cannot be
     # filtered forwards and backwards.
@@ -136,7 +131,7 @@ def thesis_filter(
     filters = PreprocessSpec(
         emg_band=spec.band, lowpass=None, notch=spec.notch, order=spec.order, rectify=False
     )
-    return filter_signals({"emg": emg}, spec.sample_rate, filters)["emg"].astype(np.float64)
+    return zscore(filter_signals({"emg": emg}, spec.sample_rate, filters)["emg"].astype(np.float64))
 
 
 def zscore(x: Float[np.ndarray, "time channel"]) -> Float[np.ndarray, "time channel"]:

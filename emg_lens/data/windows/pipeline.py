@@ -98,12 +98,7 @@ class TinyMyoPreprocess(DictSpec):
                 f"TinyMyoPreprocess.normalize must be one of {NORMALIZATIONS}, got "
                 f"{self.normalize!r}"
             )
-        for name in ("order", "n_channels", "window", "step"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ConfigError(
-                    f"TinyMyoPreprocess.{name} must be an integer >= 1, got {value!r}"
-                )
+        self.check_counts("order", "n_channels", "window", "step")
         if not self.sample_rate > 0:
             raise ConfigError(f"TinyMyoPreprocess.sample_rate must be > 0, got {self.sample_rate}")
         if self.band is not None and not 0 < self.band[0] < self.band[1]:

@@ -234,7 +234,7 @@ def test_bad_recordings_and_arguments():
     ("kwargs", "match"),
     [
         ({"normalize": "l2"}, r"normalize must be one of \('minmax', 'zscore'\)"),
-        ({"window": 0}, "window must be an integer >= 1"),
+        ({"window": 0}, "window must be a positive int, got 0"),
         ({"step": 2.5}, r"TinyMyoPreprocess.step must be an int, got 2.5"),
         ({"band": (450.0, 20.0)}, "0 < low < high"),
         ({"sample_rate": 0}, "sample_rate must be > 0"),

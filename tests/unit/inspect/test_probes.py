@@ -336,8 +336,8 @@ def test_several_subjects_get_their_own_intervals_and_a_subject_level_one_never_
     a t interval over subjects, drawn; the pooled interval nowhere."""
     import pandas as pd
 
+    from emg_lens.inspect import plot_interchange
     from emg_lens.inspect.interchange import over_subjects
-    from emg_lens.inspect.plots import plot_interchange
     from emg_lens.inspect.probe_report import ProbeReport
     from emg_lens.stats.compare import t_interval
 

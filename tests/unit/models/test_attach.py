@@ -302,7 +302,7 @@ def test_a_cross_attention_figure_names_both_sides():
     import matplotlib
 
     matplotlib.use("Agg")
-    from emg_lens.inspect.plots import plot_pattern
+    from emg_lens.inspect import plot_pattern
 
     keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
     learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)
@@ -398,7 +398,7 @@ def test_a_folded_softmax_inside_a_named_module():
 
 def test_circuitsvis_refuses_a_cross_attention_by_name():
     from emg_lens.errors import UnsupportedFeatureError
-    from emg_lens.inspect.plots import to_circuitsvis
+    from emg_lens.inspect import to_circuitsvis
 
     keys = TokenLayout.channel_tokens({"emg": 2, "acc": 2}, cls_token=False)
     learned = TokenLayout(("query",) * 3, (-1,) * 3, (-1,) * 3)

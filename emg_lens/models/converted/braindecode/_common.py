@@ -14,7 +14,7 @@ from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ConfigInit
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, check_names
+from emg_lens.errors import ArgumentError, ConversionError, UnsupportedReadoutError, check_names
 from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name
 
 BRAINDECODE = "braindecode"
@@ -205,6 +205,34 @@ class BraindecodeEncoder(ConvertedEncoder):
     """A converted braindecode model: `ConvertedEncoder`, its tokenizer's and readout's
     braindecode-named weights (torch layers built as `emg_lens.components.init`'s
     ``Config*`` layers) drawn by the config too when it is built from a config alone."""
+
+    head: nn.Module  # what reads the final stream
+    no_unembedding = ""
+    """Why the readout is no TransformerLens unembedding, where a model's never is one."""
+
+    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
+        """``ln_final``'s stream (``"latent"``; an identity where the model has no final
+        norm), or the logits its ``head`` reads from it."""
+        self._check_return_type(return_type)
+        latent = self.ln_final(resid)
+        return latent if return_type == "latent" else self.head(latent)
+
+    def _unembedding(self) -> nn.Module:
+        """A `TokenClassifier` head (``W_U``, ``b_U``); for another, the error saying why
+        there is no unembedding (`no_unembedding`)."""
+        if isinstance(self.head, TokenClassifier):
+            return self.head
+        if self.no_unembedding:
+            raise UnsupportedReadoutError(
+                f"{type(self).__name__} has no TransformerLens unembedding: {self.no_unembedding}"
+            )
+        return super()._unembedding()
+
+    @property
+    def unembed_positions(self) -> list[int]:
+        head = self._unembedding()  # raises where the readout is no unembedding
+        assert isinstance(head, TokenClassifier)
+        return [head.position]
 
     def init_weights(self) -> None:
         """Every parameter by its module's rule (`ConfigInit.draw_parameter`), the

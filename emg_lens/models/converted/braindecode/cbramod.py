@@ -38,7 +38,6 @@ from emg_lens.errors import (
     ArgumentError,
     ConversionError,
     UnsupportedModuleError,
-    UnsupportedReadoutError,
 )
 from emg_lens.models.converted import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
@@ -256,16 +255,10 @@ class HookedCBraMod(BraindecodeEncoder):
         tokens = self.hook_embed(tokens.flatten(1, 2))
         return tokens + self.hook_pos_embed(pos.flatten(1, 2))
 
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        self._check_return_type(return_type)
-        return resid if return_type == "latent" else self.head(resid)
-
-    def _unembedding(self) -> nn.Module:
-        raise UnsupportedReadoutError(
-            "HookedCBraMod has no TransformerLens unembedding: its readout maps every token "
-            "through proj_out and one classifier over the flattened tokens, a different class "
-            "direction per token, not one column per class"
-        )
+    no_unembedding = (
+        "its readout maps every token through proj_out and one classifier over the flattened "
+        "tokens, a different class direction per token, not one column per class"
+    )
 
     # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:

@@ -37,7 +37,6 @@ from emg_lens.errors import (
     ArgumentError,
     ConversionError,
     UnsupportedModuleError,
-    UnsupportedReadoutError,
 )
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.converted import key_table as keys
@@ -312,13 +311,11 @@ class HookedEEGPT(BraindecodeEncoder):
         return self.head(summaries.reshape(latent.shape[0], self.n_patches, -1))
 
     # ------------------------------------------------------------------ TransformerLens
-    def _unembedding(self) -> nn.Module:
-        raise UnsupportedReadoutError(
-            "HookedEEGPT has no TransformerLens unembedding: its probe reads every patch's "
-            "summary tokens through two linear maps, a different direction per patch and "
-            "summary token, not one column per class (see "
-            "emg_lens.models.converted.braindecode.eegpt)"
-        )
+    no_unembedding = (
+        "its probe reads every patch's summary tokens through two linear maps, a different "
+        "direction per patch and summary token, not one column per class (see "
+        "emg_lens.models.converted.braindecode.eegpt)"
+    )
 
     # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:

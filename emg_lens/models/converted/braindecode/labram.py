@@ -263,26 +263,11 @@ class HookedLabram(BraindecodeEncoder):
         pos = self.hook_pos_embed(time[None].expand(batch, -1, -1))
         return tokens + pos
 
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        self._check_return_type(return_type)
-        latent = self.ln_final(resid)
-        return latent if return_type == "latent" else self.head(latent)
-
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
 
-    def _unembedding(self) -> nn.Module:
-        if self._init_kwargs["use_mean_pooling"]:
-            return super()._unembedding()  # the norm after the pooling: no TL unembedding
-        return self.head
-
     def _ln_final_readers(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
         return [] if self._init_kwargs["use_mean_pooling"] else [(self.head.W_U, self.head.b_U)]
-
-    @property
-    def unembed_positions(self) -> list[int]:
-        self._unembedding()
-        return [0]
 
     # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:

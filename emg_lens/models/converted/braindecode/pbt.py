@@ -143,19 +143,8 @@ class HookedPBT(BraindecodeEncoder):
         pos = self.hook_pos_embed(self.pos_embedding.weight[None].expand(batch, -1, -1))
         return tokens + pos
 
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        self._check_return_type(return_type)
-        return resid if return_type == "latent" else self.head(resid)
-
     # ------------------------------------------------------------------ TransformerLens
     unembed_heads = ("logits",)
-
-    def _unembedding(self) -> nn.Module:
-        return self.head
-
-    @property
-    def unembed_positions(self) -> list[int]:
-        return [0]
 
     # ------------------------------------------------------------------ braindecode
     def to_braindecode(self) -> dict[str, torch.Tensor]:
