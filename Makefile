@@ -83,8 +83,8 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 	@echo "site: $(CURDIR)/site/index.html"
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
+lint: $(STAMP)  # ruff, then mypy on the package ([tool.mypy] in pyproject.toml), as CI runs it
+	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check . && $(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
