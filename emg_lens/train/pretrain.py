@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -177,8 +177,7 @@ def _masked_step(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a mask for ``signals`` and reconstruct them through ``model`` (a TinyMyo, maybe
     DDP-wrapped); returns (reconstruction, signals on the model's device, patch mask)."""
-    tiny = unwrap(model)
-    assert isinstance(tiny, TinyMyo)  # what pretraining runs (_check_model)
+    tiny = cast(TinyMyo, unwrap(model))  # what pretraining runs (_check_model refuses others)
     cfg = tiny.cfg
     signals = tiny.to_tokens(signals)
     sample_mask = random_sample_mask(
