@@ -102,9 +102,10 @@ def train_planted(
     returned in eval mode, without the masks. ``reuse``: read the training where it was done
     before (`emg_lens.train.fit`'s ``reuse``), which ``report`` (``print``, say) is told of;
     ``device``: where it trains (and stays)."""
-    shape = (data.modalities, data.n_classes, data.X_train.shape[-1])  # of the windows
-    size = {"n_layers": 2} if preset == "demo" else {}
-    model = IsoNet(config_for_data(IsoNet, preset, *shape, **size, seed=seed, device=device))
+    settings = {"seed": seed, "device": device} | ({"n_layers": 2} if preset == "demo" else {})
+    n_samples = data.X_train.shape[-1]
+    cfg = config_for_data(IsoNet, preset, data.modalities, data.n_classes, n_samples, **settings)
+    model = IsoNet(cfg)
     train = TrainConfig(epochs, batch_size, lr, anneal_fraction=1.0, seed=seed, progress=False)
     edges = None if planted is None else training_edges(model, planted, route)
     masks = None if edges is None else compile_edges(edges, model)
