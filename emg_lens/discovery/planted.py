@@ -19,7 +19,9 @@ of the best planted candidate among the cross-modal ones of a screen (1: first).
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Sequence
+from functools import reduce
 
 from emg_lens.config import config_for_data
 from emg_lens.data.preprocess import SubjectData, prepare_subject
@@ -74,10 +76,7 @@ def training_edges(
         open_heads = [h for lay, h in planted if lay == layer]
         cut = cross_modal() - (route & heads(*open_heads)) if open_heads else cross_modal()
         parts.append(cut & layers(layer))
-    out = parts[0]
-    for part in parts[1:]:
-        out = out | part
-    return out
+    return reduce(operator.or_, parts)
 
 
 def train_planted(
@@ -91,27 +90,23 @@ def train_planted(
     report: Callable[[str], None] | None = None,
     preset: str = "demo",
     device: str = "cpu",
+    lr: float = 2e-3,
+    batch_size: int = 64,
 ) -> IsoNet:
     """An IsoNet of ``preset``'s size (``demo``: 2 layers, the tests'; ``paper``: its own 5)
     trained with `training_edges` cut (``planted`` None: plain training; ``route``: the
     cross-modal edges left open on the planted heads, default ``emg->acc``) for ``epochs`` (14:
     enough for discovery to find the planted edges in each of 24 seeds and thread counts
     tried, tests/integration/test_discovery_planted.py; a route in both directions takes longer
-    to be used, test_head_planted.py trains 25); returned in eval mode, without the masks.
-    ``reuse``: read the training where it was done before (`emg_lens.train.fit`'s ``reuse``),
-    which ``report`` (``print``, say) is told of; ``device``: where it trains (and stays)."""
-    cfg = config_for_data(
-        IsoNet,
-        preset,
-        data.modalities,
-        data.n_classes,
-        data.X_train.shape[-1],
-        **({"n_layers": 2} if preset == "demo" else {}),
-        seed=seed,
-        device=device,
-    )
+    to be used, test_head_planted.py trains 25; ``lr``, ``batch_size``: `TrainConfig`'s);
+    returned in eval mode, without the masks. ``reuse``: read the training where it was done
+    before (`emg_lens.train.fit`'s ``reuse``), which ``report`` (``print``, say) is told of;
+    ``device``: where it trains (and stays)."""
+    settings = {"seed": seed, "device": device} | ({"n_layers": 2} if preset == "demo" else {})
+    n_samples = data.X_train.shape[-1]
+    cfg = config_for_data(IsoNet, preset, data.modalities, data.n_classes, n_samples, **settings)
     model = IsoNet(cfg)
-    train = TrainConfig(epochs=epochs, lr=2e-3, anneal_fraction=1.0, seed=seed, progress=False)
+    train = TrainConfig(epochs, batch_size, lr, anneal_fraction=1.0, seed=seed, progress=False)
     edges = None if planted is None else training_edges(model, planted, route)
     masks = None if edges is None else compile_edges(edges, model)
     fit(model, data.X_train, data.y_train, train, edge_masks=masks, reuse=reuse, report=report)

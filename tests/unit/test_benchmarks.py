@@ -248,3 +248,27 @@ def test_the_one_at_a_time_grid_measures_what_the_exact_passes_measure():
     exact = bench._exact_effects(model, data, family, "margin", "logits")[0]
     assert len(ours) == len(family) and any(abs(e) > 1e-3 for e in exact)
     assert ours == pytest.approx(exact, abs=1e-5)
+
+
+@pytest.mark.slow  # loading the benchmark imports discovery and the studies
+def test_screen_vs_exact_names_the_method_of_each_candidate_and_its_rho():
+    """The planted-paper summary: per method, its candidates, their layers and the rank
+    correlation over them alone; per layer, the same with the layer's method."""
+    import numpy as np
+    import pandas as pd
+
+    bench = _load("screen_vs_exact")
+    table = pd.DataFrame(
+        {
+            "layer": [0, 0, 0, 1, 1, 1],
+            "method": ["linear"] * 3 + ["exact"] * 3,
+            "estimate": [1.0, 2.0, 3.0, 3.0, 2.0, 1.0],
+        }
+    )
+    effects = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])  # layer 0 in order, layer 1 reversed
+    by_method = bench._rho_by(table, effects, "method", "layer")
+    assert by_method == {
+        "exact": {"candidates": 3, "rho": -1.0, "layer": ["1"]},
+        "linear": {"candidates": 3, "rho": 1.0, "layer": ["0"]},
+    }
+    assert bench._rho_by(table, effects, "layer", "method")["1"]["method"] == ["exact"]
