@@ -484,8 +484,8 @@ def module_files(names: Iterable[str], package: str = "emg_lens") -> list[Path]:
     what the modules compute changes.
 
     >>> files = module_files(["emg_lens.data.reader"])
-    >>> [p.name for p in files if p.parent.name == "data"], len(files)  # and errors, geometry/
-    (['reader.py', 'recording.py'], 8)
+    >>> [p.name for p in files if p.parent.name == "data"], len(files)  # errors, _hints, geometry/
+    (['reader.py', 'recording.py'], 9)
     """
     found: dict[str, Path] = {}
     todo = list(names)
