@@ -138,6 +138,12 @@ class Attention(StructuredHeads):
         if self.rotary is not None:
             q = self.hook_rot_q(self.rotary(q))
             k = self.hook_rot_k(self.rotary(k))
+        return self._attend(q, k, v, W_O, edge_mask, hooked=True)
+
+    def _attend(self, q, k, v, W_O, edge_mask, hooked: bool):
+        """The output of queries ``q`` attending keys ``k`` and values ``v`` (each ``[batch,
+        pos, head_index, d_head]``; ``q`` may hold some query rows only, ``edge_mask`` the
+        same rows), through ``hook_attn_scores`` ... ``hook_result`` where ``hooked``."""
         # Scaling q (n * d_head values) rather than the scores (n * n) gives the same numbers.
         scores = einsum(
             q / self.attn_scale,
@@ -145,19 +151,20 @@ class Attention(StructuredHeads):
             "batch query_pos head_index d_head, batch key_pos head_index d_head "
             "-> batch head_index query_pos key_pos",
         )
-        scores = self.hook_attn_scores(block_scores(scores, edge_mask))
+        scores = block_scores(scores, edge_mask)
+        scores = self.hook_attn_scores(scores) if hooked else scores
         # a query row left with no key (by edge_mask or a hook at hook_attn_scores) is a zero
         # row; any other NaN (bad weights or inputs) propagates
-        pattern = self.hook_pattern(pattern_of(scores))
-        z = self.hook_z(
-            einsum(
-                v,
-                pattern,
-                "batch key_pos head_index d_head, batch head_index query_pos key_pos "
-                "-> batch query_pos head_index d_head",
-            )
+        pattern = pattern_of(scores)
+        pattern = self.hook_pattern(pattern) if hooked else pattern
+        z = einsum(
+            v,
+            pattern,
+            "batch key_pos head_index d_head, batch head_index query_pos key_pos "
+            "-> batch query_pos head_index d_head",
         )
-        if self.cfg.use_attn_result:
+        z = self.hook_z(z) if hooked else z
+        if hooked and self.cfg.use_attn_result:
             result = self.hook_result(
                 einsum(
                     z,
@@ -206,29 +213,8 @@ class Attention(StructuredHeads):
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
             q, k = self.rotary(q)[:, rows], self.rotary(k)
-        scores = einsum(
-            q / self.attn_scale,
-            k,
-            "batch row head_index d_head, batch key_pos head_index d_head "
-            "-> batch head_index row key_pos",
-        )
-        pattern = pattern_of(
-            block_scores(scores, None if edge_mask is None else edge_mask[..., rows, :])
-        )
-        z = einsum(
-            v,
-            pattern,
-            "batch key_pos head_index d_head, batch head_index row key_pos "
-            "-> batch row head_index d_head",
-        )
-        return (
-            einsum(
-                z,
-                W_O,
-                "batch row head_index d_head, head_index d_head d_model -> batch row d_model",
-            )
-            + self.b_O
-        )
+        rows_mask = None if edge_mask is None else edge_mask[..., rows, :]
+        return self._attend(q, k, v, W_O, rows_mask, hooked=False)
 
     @staticmethod
     def _project(x, W, b):

@@ -35,13 +35,10 @@ class TransformerBlock(nn.Module):
     ``get_full_resid_decomposition`` no longer add up to it, and direct logit attribution
     through them is not exact (each norm rescales all that came before it).
 
-    Optional hook points, as legacy ``HookedTransformer``'s (each fires only while its ``cfg``
-    flag is on; `OPTIONAL_HOOKS`): ``use_split_qkv_input`` gives every head its own copy of
-    ``resid_pre``, ``hook_q_input`` / ``hook_k_input`` / ``hook_v_input`` ``[batch, pos,
-    head_index, d_model]``, normalised by ``ln1`` per head (path patching); ``use_attn_in`` one
-    copy, ``hook_attn_in``, for q, k and v; ``use_hook_mlp_in`` gives ``hook_mlp_in``, what the
-    MLP branch reads before ``ln2``. The residual adds still use ``resid_pre`` and
-    ``resid_mid``: an edit at these points reaches only the sub-layer.
+    Optional hook points, as legacy ``HookedTransformer``'s, fire only while their ``cfg``
+    flag is on (`OPTIONAL_HOOKS`; the model's ``set_use_split_qkv_input`` & co. say what each
+    holds). The residual adds still use ``resid_pre`` and ``resid_mid``: an edit at these
+    points reaches only the sub-layer.
 
     >>> block = TransformerBlock(EncoderConfig.preset("tiny"), 0)
     >>> block(torch.randn(2, 7, 16)).shape

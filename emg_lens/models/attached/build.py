@@ -158,12 +158,12 @@ def attach(
         batch = example.shape[0]
     else:
         batch = next(b for b in range(2, 10) if b not in sizes)
-        found, example = _probe(model, named, batch, channels, samples)
+        found, example = probe_example(model, named, batch, channels, samples)
     if layout_at is not None:
         sizes = {n for call in found.calls for n in (call.n_query, call.n_key)}
         if batch in sizes:
             batch = next(b for b in range(2, 10 + len(sizes)) if b not in sizes)
-            found, example = _probe(model, named, batch, channels, samples)
+            found, example = probe_example(model, named, batch, channels, samples)
     check_calls(model, found, named)
     if callable(layout):
         layout = layout(found.calls, channels, samples)
@@ -213,21 +213,30 @@ def _fits(example: torch.Tensor, sizes: set[int], channels: int, samples: int) -
     return tuple(example.shape[1:]) == (channels, samples) and example.shape[0] not in sizes
 
 
-def _probe(model: nn.Module, named, batch: int, channels: int, samples: int):
+def probe_example(
+    model: nn.Module,
+    named: dict[str, nn.Module] | None,
+    batch: int,
+    channels: int,
+    samples: int,
+    *,
+    what: str | None = None,
+    check: str = "n_samples and n_channels",
+) -> tuple[Probe, torch.Tensor]:
     """The probe of ``model`` on a seeded example input ``[batch, channels, samples]`` on its
-    device, in its dtype, and that input; a forward that fails is an `AttachError`."""
+    device, in its dtype, and that input; a forward that fails is an `AttachError` naming
+    ``what`` (default: the model's class) and the sizes to ``check``."""
     params = [p for p in model.parameters() if p.is_floating_point()]
-    device = params[0].device if params else torch.device("cpu")
-    dtype = params[0].dtype if params else torch.float32
     example = torch.randn(batch, channels, samples, generator=torch.Generator().manual_seed(0))
-    example = example.to(device=device, dtype=dtype)
+    if params:
+        example = example.to(device=params[0].device, dtype=params[0].dtype)
     try:
         return probe(model, example, named), example
     except Exception as exc:
         if isinstance(exc, AttachError):
             raise
         raise AttachError(
-            f"{type(model).__name__} failed on an example input [batch={batch}, "
+            f"{what or type(model).__name__} failed on an example input [batch={batch}, "
             f"channels={channels}, samples={samples}] ({type(exc).__name__}: {exc}); attach "
-            "runs the model once to find its attention: check n_samples and n_channels"
+            f"runs the model once to find its attention: check {check}"
         ) from exc

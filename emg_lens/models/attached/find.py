@@ -126,17 +126,11 @@ class Probe:
     folded: tuple[str, ...] = ()  # nothing named: the modules running a 3-D scores softmax
 
 
-def _first_tensor(value: object) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
-        return value[0]
-    return None
-
-
 def _shape(value: object) -> tuple[int, ...] | None:
-    tensor = _first_tensor(value)
-    return None if tensor is None else tuple(tensor.shape)
+    """The shape of a module's input or output: a tensor, or a tuple or list of them first."""
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
 
 
 class _Recorder(ModuleTracker):

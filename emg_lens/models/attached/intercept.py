@@ -295,17 +295,12 @@ class Interceptor(TorchFunctionMode):
         site = self._site("mha", batch, a["num_heads"], n_query, n_key)
         if site is None:
             return func(*args, **kwargs)
-        for name in ("bias_k", "static_k", "static_v"):
-            if a[name] is not None:
+        for name in ("bias_k", "static_k", "static_v", "add_zero_attn"):
+            if a[name] is not None and a[name] is not False:
                 raise AttachError(
                     f"nn.MultiheadAttention in {self.where('mha') or 'the model'} uses {name}, "
                     "which adds keys beyond the tokens; attach cuts edges between tokens only"
                 )
-        if a["add_zero_attn"]:
-            raise AttachError(
-                f"nn.MultiheadAttention in {self.where('mha') or 'the model'} has add_zero_attn, "
-                "which adds a key beyond the tokens; attach cuts edges between tokens only"
-            )
         if not site.hooked:  # a cut alone: torch's own function with the cut in its mask
             merged = _mha_cut_mask(a, batched, site.edge_mask)
             if merged is not None:

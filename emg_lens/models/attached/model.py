@@ -520,11 +520,11 @@ class AttachedModel(HookedBiosignalModel):
             scores=lambda layer: (size.calls[layer].n_query, size.calls[layer].n_key),
             layers=f"the attached model's {len(self.calls)} attention calls, in call order",
         )
-        out = {}
-        for layer, mask in masks.items():
-            out[layer] = self._fold_mask(layer, mask, batch, size)
-            out[layer] = out[layer].to(self.param_device_dtype()[0])
-        return out
+        device = self.param_device_dtype()[0]
+        return {
+            layer: self._fold_mask(layer, mask, batch, size).to(device)
+            for layer, mask in masks.items()
+        }
 
     def _fold_mask(self, layer: int, mask: torch.Tensor, batch: int, size: _Size) -> torch.Tensor:
         """``mask`` checked against layer ``layer``'s scores and laid out on their rows: a

@@ -106,14 +106,6 @@ def _classes(value: Any, where: str) -> str | tuple[int, ...]:
     return tuple(indices)
 
 
-def _classes_key(value: str | tuple[int, ...], claim: Any) -> str | list[int]:
-    return value if isinstance(value, str) else list(value)
-
-
-def _heads_key(value: str | tuple[int, ...], claim: Any) -> str | list[int]:
-    return value if isinstance(value, str) else list(value)
-
-
 @dataclass(frozen=True)
 class Claim(Spec):
     """One ``[[claims]]`` entry (see the module docstring). ``heads`` (``"all"`` or a head
@@ -124,12 +116,10 @@ class Claim(Spec):
 
     intervention: str
     layers: str
-    classes: str | tuple[int, ...] = field(metadata=file_key(dump=_classes_key))
+    classes: str | tuple[int, ...]
     expect: str
     margin: float | None = field(default=None, metadata=file_key(omit=is_none))
-    heads: str | tuple[int, ...] | None = field(
-        default=None, metadata=file_key(dump=_heads_key, omit=is_none)
-    )
+    heads: str | tuple[int, ...] | None = field(default=None, metadata=file_key(omit=is_none))
     description: str = field(default="", metadata=file_key(omit=lambda v, s: not v))
 
     @classmethod

@@ -122,19 +122,12 @@ def expand_grid(spec: StudySpec, n_layers: int, n_heads: int) -> list[Condition]
             )
         for mode, layer, layers in _layer_sets(spec, n_layers):
             if intervention.erase is not None:  # the residual stream: no head subset
-                conditions.append(Condition(intervention, mode, layer, layers, None))
-                placebo = _placebo_of(intervention)
-                conditions.append(Condition(placebo, mode, layer, layers, None))
+                placebo = replace(intervention, name=intervention.name + PLACEBO, placebo=True)
+                for erasure in (intervention, placebo):
+                    conditions.append(Condition(erasure, mode, layer, layers, None))
                 continue
             for heads in spec.heads:
                 conditions.append(Condition(intervention, mode, layer, layers, heads))
     if not conditions:
         raise SpecError("the study grid is empty")
     return conditions
-
-
-def _placebo_of(intervention: Intervention) -> Intervention:
-    """The placebo condition's intervention of an erasure: ``<name>_placebo``."""
-    if intervention.erase is None:
-        raise SpecError(f"intervention {intervention.name!r} erases nothing: it has no placebo")
-    return replace(intervention, name=intervention.name + PLACEBO, placebo=True)

@@ -2,7 +2,7 @@
 the change of each class's accuracy under chosen conditions (`class_deltas`).
 
 Each takes a `StudyResult` and returns a matplotlib Figure (`emg_lens.plotting.save_figures`
-writes PNG and SVG); the boxes are drawn as every study's are (`emg_lens.studies.ablation.plots`).
+writes PNG and SVG); the boxes are drawn as every study's are (`emg_lens.studies.plots`).
 """
 
 from __future__ import annotations
@@ -109,14 +109,11 @@ def delta_heatmap(result) -> plt.Figure:
     if len(per_layer):
         columns = [str(v) for v in sorted({int(v) for v in per_layer["layer"]})]
         panels.append(("by layer", "layer", per_layer, columns, per_layer["layer"].map(str)))
-    explicit = s[s["mode"] == "explicit"]
-    if len(explicit):
-        columns = list(dict.fromkeys(explicit["layers"]))
-        panels.append(("explicit layer sets", "layer set", explicit, columns, explicit["layers"]))
-    every = s[s["mode"] == "all"]
-    if len(every):
-        columns = list(dict.fromkeys(every["layers"]))
-        panels.append(("all layers", "layers", every, columns, every["layers"]))
+    sets_of = {"explicit": ("explicit layer sets", "layer set"), "all": ("all layers", "layers")}
+    for mode, (title, axis) in sets_of.items():  # a panel per mode of layer sets
+        sets = s[s["mode"] == mode]
+        if len(sets):
+            panels.append((title, axis, sets, list(dict.fromkeys(sets["layers"])), sets["layers"]))
     if not panels:
         raise ArgumentError(
             "delta_heatmap needs conditions on one layer (modes individual, from_first, "

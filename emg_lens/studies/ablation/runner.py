@@ -66,43 +66,28 @@ def run_study(
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
 
-    With ``out_dir`` every cell is stored as it finishes with its provenance (docs/DESIGN.md §10),
-    and a rerun reuses exactly the cells whose model, data, scored output and emg_lens code are
-    unchanged, recomputing the rest; a rerun with nothing to compute writes nothing (no claim, no
-    temporary file, no unchanged table or figure), so a finished study is summarised again from
-    read-only media. Several processes may share one ``out_dir``: each subject is computed by one of
-    them (see `emg_lens.studies.store`); the others say once that they wait for its cells, and wait
-    up to ``wait_timeout`` seconds (a number >= 0; ``inf``: no limit). The result's ``reused`` and
-    ``recomputed`` say how many cells were read from the store and computed here (``stale``: how
-    many of those replaced a stored cell of other provenance, or a torn one).
-    A study of another kind is refused, naming what runs it (`emg_lens.studies.run` runs
-    every kind).
+    With ``out_dir`` every cell is stored with its provenance as it finishes (docs/DESIGN.md
+    §10) and a rerun recomputes only the cells whose model, data, scored output or emg_lens code
+    changed; a rerun with nothing to compute writes nothing, so a finished study is summarised
+    again from read-only media. Processes sharing ``out_dir`` (`emg_lens.studies.store`) wait up
+    to ``wait_timeout`` seconds (>= 0; ``inf``: no limit) for a subject another one computes;
+    under ``torchrun`` (module docstring) ``out_dir`` is required and the ranks other than 0
+    return None. The result's ``reused``, ``recomputed`` and ``stale`` count the cells read from
+    the store, computed here, and computed to replace a stored cell of other provenance or a torn
+    one. A study of another kind is refused (`emg_lens.studies.run` runs every kind).
 
-    ``device`` (``"cpu"``, ``"cuda"``, a `torch.device`; None: where each model is) is where
-    the forward passes run (see the module docstring). Under ``torchrun`` with ``WORLD_SIZE``
-    > 1, each rank computes its share of the subjects into ``out_dir`` (required) and only
-    rank 0 returns the result and writes the tables; the other ranks return None. Rank 0
-    gives up after ``wait_timeout`` seconds without a new cell from the others, naming the
-    subjects still missing.
+    ``device``: where the forward passes run (None: where each model is). ``condition_form``:
+    how a layer's conditions run (`emg_lens.studies.ablation.stacking`: ``"broadcast"``,
+    ``"stacked"``, ``"timed"`` or ``"auto"``); the cells are the same either way, and the
+    result's ``condition_forms`` records each computed subject's form, why, and its timing.
 
-    ``condition_form`` says how a layer's conditions run (`emg_lens.studies.ablation.
-    stacking`): ``"broadcast"`` (one call each, the mask broadcast over the window batch),
-    ``"stacked"`` (on the batch axis, one mask per row), ``"timed"`` (the faster at the first
-    layer with enough conditions) or ``"auto"`` (the device's rule: broadcast on a CPU, timed
-    on a GPU); the cells are the same either way, and the result's
-    ``condition_forms`` records, per subject computed here, the form, why, and the timing.
-
-    A study that names Python files (``hook = "hooks/file.py:name"``, ``modules =
-    "models.py:build_modules"``) runs them only with consent: ``allow_code=True``, or the SHA-256
-    digests `emg-lens study check` listed (``allow_code=["3f5a..."]``: a file whose bytes differ
-    from every one of them is refused, `emg_lens.user_code`). Without it, `CodeConsentError`
-    lists each file with its resolved path and SHA-256 before anything runs. Each file's digest is
-    part of its cells' provenance. Checkpoints of models that hold the user's own modules (a
-    converted ``nn.TransformerEncoder``'s tokenizer and readout,
-    `emg_lens.models.from_torch_encoder`) load through the study's ``modules`` function,
-    ``build_modules(info) -> {"embed": ..., "readout": ...}`` (``info``: the checkpoint's
-    ``config.json``); a study of such checkpoints without one is a `CheckpointError` saying what to
-    add, before anything runs.
+    Python files the study names (``hook``, ``modules``) run only with consent: ``allow_code=
+    True``, or the SHA-256 digests `emg-lens study check` listed (a file whose bytes differ
+    from all of them is refused, `emg_lens.user_code`); without it `CodeConsentError` lists
+    each file before anything runs, and each file's digest is part of its cells' provenance.
+    Checkpoints holding the user's own modules (`emg_lens.models.from_torch_encoder`) load
+    through the study's ``modules`` function (``build_modules(info)``); without one they are a
+    `CheckpointError` saying what to add, before anything runs.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.data import SubjectData

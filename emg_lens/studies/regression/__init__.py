@@ -2,43 +2,15 @@
 force, tested over the contraction's held-out time blocks; resumable in the provenance-keyed
 store.
 
-A study file::
-
-    kind = "regression"
-    name = "hdsemg-force-grid"
-    recording = ".data/openhdemg/otb_testfile.mat"  # an OT BioLab+ export (`read_otb`), from
-                                                    # the working directory
-    target = "force"                  # the auxiliary channel predicted
-
-    [windows]                         # `contraction_windows`: samples at the file's rate
-    window = 512                      # 250 ms at 2048 Hz
-    step = 128
-    block = 2048                      # 1-s blocks, ...
-    test_every = 3                    # ... every third held out
-    bin = 16                          # envelope bins: window / bin = a token's samples
-
-    [model]                           # a TinyMyo, one token per electrode, its regression head
-    n_layers = 2
-    d_model = 32
-    d_head = 8
-    n_heads = 4
-    d_mlp = 64
-    seed = 0
-
-    [train]                           # `finetune_regression` from a fresh encoder, MSE loss
-    epochs = 15                       # (`study run --epochs` overrides it)
-    lr = 3e-3
-    warmup_epochs = 2
-    batch_size = 32
-    seed = 0
-
-    [[interventions]]                 # each edge set is cut in every layer
-    name = "every_electrode_pair"
-    edges = "cross_channel"
-
-    [stats]
-    correction = "holm"               # or "bonferroni": over the cuts that cut an edge
-    seed = 0                          # the bootstrap's
+A study file (`studies/hdsemg_force_grid.toml` is one) names its ``recording`` (an OT
+BioLab+ export, `read_otb`, from the working directory) and ``target`` (the auxiliary channel
+predicted); its tables, each over the defaults of `emg_lens.studies.regression.spec`, are
+``[windows]`` (`contraction_windows`' keywords, in samples at the file's rate: a token holds
+``window / bin`` envelope bins), ``[model]`` (a TinyMyo, one token per electrode, its regression
+head), ``[train]`` (`finetune_regression` from a fresh encoder, MSE loss; ``study run --epochs``
+overrides ``epochs``), ``[[interventions]]`` (each ``edges`` set is cut in every layer) and
+``[stats]`` (``correction``, ``"holm"`` or ``"bonferroni"`` over the cuts that cut an edge, and
+the bootstrap's ``seed``).
 
 The independent unit is the held-out block, not the window: windows overlap and the force
 changes slowly, so each cut is compared with the unmasked model on the blocks' MSEs

@@ -44,7 +44,7 @@ from jaxtyping import Float, Int
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, describe
 from emg_lens.models.base import HookedBiosignalModel
-from emg_lens.stats.compare import correct, sign_flip_p, stars, t_interval
+from emg_lens.stats.compare import correct, delta_t_intervals, sign_flip_p, stars
 from emg_lens.stats.metrics import score_regression
 from emg_lens.stats.units import bootstrap_delta_cis
 
@@ -145,14 +145,6 @@ def block_errors(
     return {**score_regression(pred, y), "block_mse": block_mse, "cut_edges": cut}
 
 
-def _t_rows(
-    differences: Float[np.ndarray, "rows n"], level: float
-) -> tuple[Float[np.ndarray, " rows"], Float[np.ndarray, " rows"]]:
-    """`emg_lens.stats.compare.t_interval` of each row."""
-    low, high = zip(*(t_interval(row, level) for row in differences), strict=True)
-    return np.array(low), np.array(high)
-
-
 def _check_names(conditions: Mapping[str, Any]) -> None:
     if not conditions or "none" in conditions:
         raise ArgumentError(
@@ -194,7 +186,7 @@ def cut_table(
     ]
     differences = masked - base_blocks[None]
     low, high = bootstrap_delta_cis(masked, base_blocks, relative=False, seed=seed)
-    t_low, t_high = _t_rows(differences, 0.95)
+    t_low, t_high = delta_t_intervals(masked, base_blocks, level=0.95, relative=False)
     moves = np.array([c["cut_edges"] > 0 for c in cuts.values()])
     p = np.where(moves, sign_flip_p(differences), np.nan)
     p_corrected = np.full(len(p), np.nan)

@@ -134,12 +134,10 @@ def run_training_study(
     should match (the store keys cells by the spec, not by the arrays). With
     ``out_dir`` every cell is stored as it finishes and a rerun trains only the missing cells;
     the tables and the figure are written there at the end. ``device`` is where the models
-    train (default: ``cfg.device`` of the spec's preset, the CPU).
-
-    Under ``torchrun`` with ``WORLD_SIZE`` > 1, each rank trains its share of the subjects into
-    ``out_dir`` (required); rank 0 waits for the other ranks' cells (a `StudyError` names
-    the subjects still missing after ``wait_timeout`` seconds without a new cell) and alone
-    returns the result and writes the tables; the other ranks return None.
+    train (default: ``cfg.device`` of the spec's preset, the CPU). Under ``torchrun`` (module
+    docstring) ``out_dir`` is required, rank 0 gives up after ``wait_timeout`` seconds without
+    a new cell of the others (a `StudyError` naming the subjects missing), and the other ranks
+    return None.
 
     >>> rng = np.random.default_rng(0)
     >>> def subject(n):

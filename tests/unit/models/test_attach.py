@@ -18,6 +18,7 @@ from emg_lens import LayoutError
 from emg_lens.errors import (
     AmbiguousAttentionError,
     ArgumentError,
+    AttachError,
     AttentionNotFoundError,
     UnsupportedFeatureError,
 )
@@ -171,6 +172,26 @@ def test_key_padding_and_need_weights_of_multihead_attention():
         got = model(x, padding, edge_masks={0: cut})
         own = net(x, both[:, 0, 0] | cut[0])  # every query loses key 2 too: a padding mask
     assert (got - own).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "extra", [{"add_bias_kv": True}, {"add_zero_attn": True}], ids=["bias_k", "add_zero_attn"]
+)
+def test_multihead_attention_with_keys_beyond_the_tokens_is_refused_by_name(extra):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(N_SAMPLES, D)
+            self.attn = nn.MultiheadAttention(D, HEADS, batch_first=True, **extra)
+
+        def forward(self, x):
+            h = self.embed(x)
+            return self.attn(h, h, h)[0].mean(1)
+
+    model = attach(Net().eval(), layout=LAYOUT, n_samples=N_SAMPLES)
+    name = next(iter(extra)).replace("add_bias_kv", "bias_k")
+    with pytest.raises(AttachError, match=rf"uses {name}, which adds keys beyond the tokens"):
+        model(_x(), edge_masks={0: torch.zeros(N_CHANNELS, N_CHANNELS, dtype=torch.bool)})
 
 
 def test_explicit_softmax_in_a_named_module_and_an_ambiguous_one():

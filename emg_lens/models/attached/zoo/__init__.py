@@ -49,8 +49,8 @@ from torch import nn
 
 from emg_lens.errors import AttachError, InputShapeError, check_int, describe
 from emg_lens.layout import TokenLayout
-from emg_lens.models.attached.build import attach, model_size
-from emg_lens.models.attached.find import Probe, named_modules_of, probe
+from emg_lens.models.attached.build import attach, model_size, probe_example
+from emg_lens.models.attached.find import named_modules_of
 from emg_lens.models.attached.intercept import Call
 from emg_lens.models.attached.model import AttachedModel
 from emg_lens.models.attached.zoo.entries import INTERPOLATED, NOT_YET, REFUSED, ZOO, base_names
@@ -182,15 +182,15 @@ def attach_braindecode(
         )
     tokens = base_names(name, model, names)
     module = _WithNames(model, tokens) if entry.needs_names else model
-    try:
-        found, example = _probe(module, len(names), samples, entry.attention)
-    except AttachError:
-        raise
-    except Exception as exc:
-        raise AttachError(
-            f"braindecode's {name} failed on an example input [batch=3, channels={len(names)}, "
-            f"samples={samples}] ({type(exc).__name__}: {exc}); check ch_names and n_times"
-        ) from exc
+    found, example = probe_example(
+        module,
+        named_modules_of(module, entry.attention),
+        3,
+        len(names),
+        samples,
+        what=f"braindecode's {name}",
+        check="ch_names and n_times",
+    )
     layouts = entry.layouts(found.calls, tokens, model)
     return attach(
         module,
@@ -243,14 +243,3 @@ def _samples(model: nn.Module, n_times: SupportsIndex | None, name: str) -> int 
             )
         return n_times
     return own
-
-
-def _probe(
-    module: nn.Module, n_chans: int, n_times: int, attention: str | None
-) -> tuple[Probe, torch.Tensor]:
-    """The probe the layouts are read from, and its input (which `attach` reuses)."""
-    example = torch.randn(3, n_chans, n_times, generator=torch.Generator().manual_seed(0))
-    params = [p for p in module.parameters() if p.is_floating_point()]
-    if params:
-        example = example.to(device=params[0].device, dtype=params[0].dtype)
-    return probe(module, example, named_modules_of(module, attention)), example
