@@ -71,6 +71,7 @@ __all__ = [
     "format_p",
     "paired_test",
     "rank_biserial",
+    "rank_biserial_rows",
     "sign_flip_p",
     "skew_t_interval",
     "stars",
@@ -360,25 +361,43 @@ def rank_biserial(
     >>> round(rank_biserial([0.8, 0.97, 0.5], [0.9, 0.95, 0.7], "wilcoxon"), 4)
     -0.6667
     """
-    masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
-    test = _resolve(test, len(masked))
+    return float(rank_biserial_rows(np.asarray(masked, float)[None], baseline, test)[0])
+
+
+def rank_biserial_rows(
+    masked: Float[np.ndarray, "rows n_masked"],
+    baseline: Sequence[float] | Float[np.ndarray, " n_baseline"],
+    test: str = "mannwhitneyu",
+) -> Float[np.ndarray, " rows"]:
+    """`rank_biserial` of each row of ``masked`` against one baseline, each row's number
+    exactly what `rank_biserial` gives it (Mann–Whitney's pairs counted for every row at once).
+
+    >>> rank_biserial_rows(np.array([[0.5, 0.6], [0.5, 0.92]]), [0.9, 0.95]).tolist()
+    [-1.0, -0.5]
+    """
+    rows, base = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    test = _resolve(test, rows.shape[1])
     _check_test(test)
     if test in PAIRED_TESTS:
-        _check_paired(masked, baseline, test)
-        d = masked - baseline
-        d = d[np.isfinite(d) & (d != 0)]
-        if not len(d):
-            return 0.0
-        ranks = sps.rankdata(np.abs(d))
-        return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
-    masked, baseline = masked[np.isfinite(masked)], baseline[np.isfinite(baseline)]
-    if not len(masked) or not len(baseline):
-        return float("nan")
-    above = (masked[:, None] > baseline[None, :]).sum() + 0.5 * (
-        masked[:, None] == baseline[None, :]
-    ).sum()  # the masked sample's U
-    u_baseline = len(masked) * len(baseline) - above
-    return float(1 - 2 * u_baseline / (len(masked) * len(baseline)))
+        _check_paired(rows, base, test)
+        return np.array([_paired_rank_biserial(row - base) for row in rows], float)
+    # NaN or inf (left out) compare neither above nor equal
+    rows = np.where(np.isfinite(rows), rows, np.nan)[:, :, None]
+    base = base[np.isfinite(base)][None, None, :]
+    n_pairs = np.isfinite(rows).sum((1, 2)) * base.size
+    above = (rows > base).sum((1, 2)) + 0.5 * (rows == base).sum((1, 2))
+    u_baseline = n_pairs - above  # the baseline's U, from the masked sample's
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_pairs > 0, 1 - 2 * u_baseline / n_pairs, np.nan)
+
+
+def _paired_rank_biserial(d: np.ndarray) -> float:
+    """The matched-pairs rank-biserial of paired differences ``d`` (`rank_biserial`)."""
+    d = d[np.isfinite(d) & (d != 0)]
+    if not len(d):
+        return 0.0
+    ranks = sps.rankdata(np.abs(d))
+    return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
 
 
 def clopper_pearson(
