@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,8 @@ def load_entry(
     (`emg_lens.user_code.load_model`)."""
     if isinstance(entry, tuple):
         model, data = entry
-        return Subject(model if device is None else model.to(device), data)
+        moved = device is None or _placed(model, device)  # a move that changes nothing skipped
+        return Subject(model if moved else model.to(device), data)
     metadata = read_checkpoint_info(entry)["metadata"]
     subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
     try:
@@ -67,6 +69,15 @@ def load_entry(
     except CheckpointError as exc:  # one broken subject: say which, in which folder
         raise CheckpointError(f"subject {subject} (folder {entry}): {exc}") from exc
     return Subject(model, load_checkpoint_data(entry))
+
+
+def _placed(model: Any, device: torch.device) -> bool:
+    """Whether ``model.to(device)`` would change nothing: every tensor and its ``cfg.device``
+    on ``device`` already (``"cuda"`` read as ``.to`` reads it, the current GPU)."""
+    target = torch.empty(0, device=device).device
+    cfg_device = getattr(getattr(model, "cfg", None), "device", None)
+    tensors = chain(model.parameters(), model.buffers())
+    return str(cfg_device) == str(target) and all(t.device == target for t in tensors)
 
 
 def known_of(entry: Any) -> dict[str, Any]:
