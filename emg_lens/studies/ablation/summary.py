@@ -129,13 +129,7 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
     masked = np.flatnonzero(~is_base)
     # [condition, subject]: each condition's values aligned to the baseline's subjects, the
     # conditions in order of first appearance
-    keys, first, row = np.unique(
-        per_subject["key"].to_numpy()[masked], return_index=True, return_inverse=True
-    )
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    row = rank[row]
+    row, keys = pd.factorize(per_subject["key"].to_numpy()[masked])
     column = {s: i for i, s in enumerate(base_subjects.tolist())}
     values = np.full((len(keys), len(base_subjects)), np.nan)
     cols = np.array([column.get(s, -1) for s in subject[masked].tolist()], dtype=np.int64)
@@ -147,11 +141,12 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
             "a per-subject table has one value per subject and condition"
         )
     values.reshape(-1)[cell] = value[masked][placed]
-    firsts = masked[first[order]]  # each condition's first row
+    firsts = masked[np.unique(row, return_index=True)[1]]  # each condition's first row
     U, p = compare_rows(values, base_values, stats.test)
-    # a structural zero (for every subject: `evaluate.structural_zeros`) is not a test: no p,
-    # and out of the correction family
-    zero = _structural(per_subject, masked, row, len(keys))
+    # a structural zero (for every subject: `evaluate.structural_zeros`; none in a table from
+    # before the flag) is not a test: no p, and out of the correction family
+    flags = per_subject.get("structural", pd.Series(False, per_subject.index)).to_numpy(bool)
+    zero = np.bincount(row[~flags[masked]], minlength=len(keys)) == 0
     U[zero], p[zero] = np.nan, np.nan
     ci_low, ci_high = delta_t_intervals(values, base_values, relative=relative)
     mean, std, n = _column_mean_std(values)
@@ -205,18 +200,6 @@ def _column_mean_std(
         var = squares.sum(1) / (count - 1)
     var[count <= 1] = np.nan
     return mean, np.sqrt(var), count
-
-
-def _structural(
-    per_subject: pd.DataFrame, masked: np.ndarray, row: np.ndarray, n_rows: int
-) -> np.ndarray:
-    """Per condition: a structural zero for every subject (tables from before the flag:
-    none)."""
-    if "structural" not in per_subject.columns:
-        return np.zeros(n_rows, dtype=bool)
-    flags = per_subject["structural"].to_numpy()[masked].astype(bool)
-    not_zero = np.bincount(row[~flags], minlength=n_rows)
-    return not_zero == 0
 
 
 def family_sizes(summary: pd.DataFrame, stats: StatsSpec) -> list[int]:
