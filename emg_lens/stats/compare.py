@@ -380,7 +380,13 @@ def rank_biserial_rows(
     _check_test(test)
     if test in PAIRED_TESTS:
         _check_paired(rows, base, test)
-        return np.array([_paired_rank_biserial(row - base) for row in rows], float)
+        paired = np.zeros(len(rows))  # 0 where no difference is left
+        for i, d in enumerate(rows - base):
+            d = d[np.isfinite(d) & (d != 0)]
+            if len(d):
+                ranks = sps.rankdata(np.abs(d))
+                paired[i] = (ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum()
+        return paired
     # NaN or inf (left out) compare neither above nor equal
     rows = np.where(np.isfinite(rows), rows, np.nan)[:, :, None]
     base = base[np.isfinite(base)][None, None, :]
@@ -389,15 +395,6 @@ def rank_biserial_rows(
     u_baseline = n_pairs - above  # the baseline's U, from the masked sample's
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_pairs > 0, 1 - 2 * u_baseline / n_pairs, np.nan)
-
-
-def _paired_rank_biserial(d: np.ndarray) -> float:
-    """The matched-pairs rank-biserial of paired differences ``d`` (`rank_biserial`)."""
-    d = d[np.isfinite(d) & (d != 0)]
-    if not len(d):
-        return 0.0
-    ranks = sps.rankdata(np.abs(d))
-    return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
 
 
 def clopper_pearson(

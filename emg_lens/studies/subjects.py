@@ -60,8 +60,9 @@ def load_entry(
     (`emg_lens.user_code.load_model`)."""
     if isinstance(entry, tuple):
         model, data = entry
-        moved = device is None or _placed(model, device)  # a move that changes nothing skipped
-        return Subject(model if moved else model.to(device), data)
+        return Subject(
+            model if device is None or _placed(model, device) else model.to(device), data
+        )
     metadata = read_checkpoint_info(entry)["metadata"]
     subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
     try:

@@ -365,7 +365,8 @@ def _run_prefix_tree(
             for seq in wanted:
                 cut = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
                 xb = X[start : start + batch_size]
-                out[seq].append(model(xb, edge_masks=cut, return_type=return_type))
+                call = partial(model, xb, edge_masks=cut, return_type=return_type)
+                out[seq].append(_scored_output(call, model, return_type, len(xb)))
     else:
         rows, last = _read_rows(table, return_type), len(model.blocks) - 1
         per_call = windows_per_call(model, X.device, batch_size)
@@ -424,8 +425,7 @@ def _scored_output(
     call: Callable[[], Any], model, return_type: str, n: int
 ) -> Float[torch.Tensor, "n n_classes"]:
     """``call()``, the scored output of ``n`` windows, checked: ``[n, n_classes]`` logits of
-    the return type the spec names (the tree's readouts are checked so; a model without a
-    separate readout, by one window's forward before the tree runs)."""
+    the return type the spec names (the tree's readouts, or a whole model's forwards)."""
     try:
         out = call()
     except ArgumentError as exc:
@@ -462,11 +462,6 @@ def evaluate_subject(
             f"subject {subject_id}: its test windows (X_test, {describe(X)}) hold NaN or inf "
             "values; a study needs finite evaluation data: regenerate or clean it"
         )
-    if not reads.layerwise:  # a whole forward (the tree checks its readouts as it reads)
-        with torch.inference_mode():
-            _scored_output(
-                partial(model, X[:1], return_type=spec.return_type), model, spec.return_type, 1
-            )
     table = _MaskTable()
     sequences, other = _edge_sequences(model, todo, code, table)
     unmasked = (None,) * model.cfg.n_layers  # the reference of kl and flip_rate
