@@ -60,9 +60,13 @@ def load_entry(
     (`emg_lens.user_code.load_model`)."""
     if isinstance(entry, tuple):
         model, data = entry
-        return Subject(
-            model if device is None or _placed(model, device) else model.to(device), data
-        )
+        if device is not None:  # moved unless every tensor and its cfg.device are there already
+            target = torch.empty(0, device=device).device  # "cuda": the current GPU, as .to reads
+            tensors = chain(model.parameters(), model.buffers())
+            placed = str(getattr(getattr(model, "cfg", None), "device", None)) == str(target)
+            if not (placed and all(t.device == target for t in tensors)):
+                model = model.to(device)
+        return Subject(model, data)
     metadata = read_checkpoint_info(entry)["metadata"]
     subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
     try:
@@ -70,15 +74,6 @@ def load_entry(
     except CheckpointError as exc:  # one broken subject: say which, in which folder
         raise CheckpointError(f"subject {subject} (folder {entry}): {exc}") from exc
     return Subject(model, load_checkpoint_data(entry))
-
-
-def _placed(model: Any, device: torch.device) -> bool:
-    """Whether ``model.to(device)`` would change nothing: every tensor and its ``cfg.device``
-    on ``device`` already (``"cuda"`` read as ``.to`` reads it, the current GPU)."""
-    target = torch.empty(0, device=device).device
-    cfg_device = getattr(getattr(model, "cfg", None), "device", None)
-    tensors = chain(model.parameters(), model.buffers())
-    return str(cfg_device) == str(target) and all(t.device == target for t in tensors)
 
 
 def known_of(entry: Any) -> dict[str, Any]:
