@@ -71,6 +71,7 @@ __all__ = [
     "format_p",
     "paired_test",
     "rank_biserial",
+    "rank_biserial_rows",
     "sign_flip_p",
     "skew_t_interval",
     "stars",
@@ -357,22 +358,40 @@ def rank_biserial(masked: Values, baseline: Values, test: str = "mannwhitneyu") 
     >>> round(rank_biserial([0.8, 0.97, 0.5], [0.9, 0.95, 0.7], "wilcoxon"), 4)
     -0.6667
     """
-    masked, baseline = np.asarray(masked, float), np.asarray(baseline, float)
-    test = _resolve(test, len(masked))
+    return float(rank_biserial_rows(np.asarray(masked, float)[None], baseline, test)[0])
+
+
+def rank_biserial_rows(
+    masked: Float[np.ndarray, "rows n_masked"],
+    baseline: Sequence[float] | Float[np.ndarray, " n_baseline"],
+    test: str = "mannwhitneyu",
+) -> Float[np.ndarray, " rows"]:
+    """`rank_biserial` of each row of ``masked`` against one baseline, each row's number
+    exactly what `rank_biserial` gives it (Mann–Whitney's pairs counted for every row at once).
+
+    >>> rank_biserial_rows(np.array([[0.5, 0.6], [0.5, 0.92]]), [0.9, 0.95]).tolist()
+    [-1.0, -0.5]
+    """
+    rows, base = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    test = _resolve(test, rows.shape[1])
     _check_test(test)
     if test in PAIRED_TESTS:
-        _check_paired(masked, baseline, test)
-        d = masked - baseline
-        d = d[np.isfinite(d) & (d != 0)]
-        if not len(d):
-            return 0.0
-        ranks = sps.rankdata(np.abs(d))
-        return float((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
-    m, b = masked[np.isfinite(masked)], baseline[np.isfinite(baseline)]
-    if not len(m) or not len(b):
-        return float("nan")
-    above = (m[:, None] > b[None, :]).sum() + 0.5 * (m[:, None] == b[None, :]).sum()  # m's U
-    return float(1 - 2 * (len(m) * len(b) - above) / (len(m) * len(b)))
+        _check_paired(rows, base, test)
+        paired = np.zeros(len(rows))  # 0 where no difference is left
+        for i, d in enumerate(rows - base):
+            d = d[np.isfinite(d) & (d != 0)]
+            if len(d):
+                ranks = sps.rankdata(np.abs(d))
+                paired[i] = (ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum()
+        return paired
+    # NaN or inf (left out) compare neither above nor equal
+    rows = np.where(np.isfinite(rows), rows, np.nan)[:, :, None]
+    base = base[np.isfinite(base)][None, None, :]
+    n_pairs = np.isfinite(rows).sum((1, 2)) * base.size
+    above = (rows > base).sum((1, 2)) + 0.5 * (rows == base).sum((1, 2))
+    u_baseline = n_pairs - above  # the baseline's U, from the masked sample's
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_pairs > 0, 1 - 2 * u_baseline / n_pairs, np.nan)
 
 
 def clopper_pearson(

@@ -116,12 +116,15 @@ def window_metric(
     tensor([ 1., -2.])
     """
     _check(metric, ("margin", "logprob"))
-    index = y[:, None].expand(*logits.shape[:-1], 1)
     if metric == "logprob":
-        return logits.log_softmax(-1).gather(-1, index)[..., 0]
-    true = logits.gather(-1, index)[..., 0]
+        return _true_class(logits.log_softmax(-1), y)
     others = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), float("-inf"))
-    return true - others.max(-1).values
+    return _true_class(logits, y) - others.max(-1).values
+
+
+def _true_class(values: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each window's value of its true class: ``values[..., i, y[i]]``."""
+    return values.gather(-1, y[:, None].expand(*values.shape[:-1], 1))[..., 0]
 
 
 def window_kl(
@@ -136,7 +139,11 @@ def window_kl(
     >>> float(window_kl(p, p)), round(float(window_kl(torch.tensor([[0.0, 2.0]]), p)), 4)
     (0.0, 0.4338)
     """
-    log_p, log_q = reference.log_softmax(-1), logits.log_softmax(-1)
+    return _kl(logits.log_softmax(-1), reference.log_softmax(-1))
+
+
+def _kl(log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """`window_kl` of the log-probabilities ``log_q`` and the reference's ``log_p``."""
     return (log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0)
 
 
@@ -254,10 +261,11 @@ def score_stacked(
     labels = torch.as_tensor(np.asarray(y), dtype=torch.long)
     pred = logits.argmax(-1)
     flips = pred != reference.argmax(-1)
+    log_q = logits.log_softmax(-1)  # computed once for logprob and kl
     per_window = {
         "margin": window_metric(logits, labels, "margin"),
-        "logprob": window_metric(logits, labels, "logprob"),
-        "kl": window_kl(logits, reference),
+        "logprob": _true_class(log_q, labels),
+        "kl": _kl(log_q, reference.log_softmax(-1)),
         "flip_rate": flips.double(),
     }
     predictions, y = pred.numpy(), labels.numpy()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,13 @@ def load_entry(
     (`emg_lens.user_code.load_model`)."""
     if isinstance(entry, tuple):
         model, data = entry
-        return Subject(model if device is None else model.to(device), data)
+        if device is not None:  # moved unless every tensor and its cfg.device are there already
+            target = torch.empty(0, device=device).device  # "cuda": the current GPU, as .to reads
+            tensors = chain(model.parameters(), model.buffers())
+            placed = str(getattr(getattr(model, "cfg", None), "device", None)) == str(target)
+            if not (placed and all(t.device == target for t in tensors)):
+                model = model.to(device)
+        return Subject(model, data)
     metadata = read_checkpoint_info(entry)["metadata"]
     subject = metadata.get("subject", Path(entry).name.removeprefix("subject_"))
     try:

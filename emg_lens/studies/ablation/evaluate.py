@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
+from jaxtyping import Float
 
 from emg_lens.components import TransformerBlock
 from emg_lens.edges import EdgeSet, parse
@@ -187,17 +189,18 @@ def _readout_rows(model, return_type: str, reads: _ModelReads) -> torch.Tensor |
     device, dtype = reads.device, reads.dtype
     read = []
     for start in range(0, n, PROBE_ROWS):  # [rows, n, d_model]: bounded for long layouts
-        rows = torch.arange(start, min(start + PROBE_ROWS, n))
-        probe = torch.zeros(len(rows), n, model.cfg.d_model, device=device, dtype=dtype)
-        probe[torch.arange(len(rows)), rows] = float("nan")
+        rows = min(PROBE_ROWS, n - start)
+        probe = torch.zeros(rows, n, model.cfg.d_model, device=device, dtype=dtype)
+        # row i's position start + i, the diagonal: no index copied to the device
+        probe[:, start : start + rows].diagonal(dim1=0, dim2=1).fill_(float("nan"))
         try:
             out = model.readout(probe, return_type)
         except Exception:  # a readout that refuses the probe is assumed to read every position
             return None
-        if not isinstance(out, torch.Tensor) or out.shape[0] != len(rows):
+        if not isinstance(out, torch.Tensor) or out.shape[0] != rows:
             return None
-        read.append((~torch.isfinite(out.reshape(len(rows), -1))).any(-1).cpu())
-    return torch.cat(read)
+        read.append((~torch.isfinite(out.reshape(rows, -1))).any(-1))
+    return torch.cat(read).cpu()  # one copy back (on a GPU, one synchronisation)
 
 
 def _read_rows(table: _MaskTable, return_type: str) -> list[int] | None:
@@ -362,7 +365,8 @@ def _run_prefix_tree(
             for seq in wanted:
                 cut = {layer: masks[i] for layer, i in enumerate(seq) if i is not None}
                 xb = X[start : start + batch_size]
-                out[seq].append(model(xb, edge_masks=cut, return_type=return_type))
+                call = partial(model, xb, edge_masks=cut, return_type=return_type)
+                out[seq].append(_scored_output(call, model, return_type, len(xb)))
     else:
         rows, last = _read_rows(table, return_type), len(model.blocks) - 1
         per_call = windows_per_call(model, X.device, batch_size)
@@ -373,7 +377,8 @@ def _run_prefix_tree(
                 at = rows if layer == last else None
                 states = run_children(block, states, children, masks, form, rows=at)
             for seq in wanted:
-                out[seq].append(model.readout(states[seq], return_type))
+                read = partial(model.readout, states[seq], return_type)
+                out[seq].append(_scored_output(read, model, return_type, len(states[seq])))
         form.settle()
     joined = {seq: torch.cat(parts) for seq, parts in out.items()}
     return {seq: joined[canonical[seq]] for seq in sequences}
@@ -416,21 +421,21 @@ def _verify(model, X: torch.Tensor, checks: list, table: _MaskTable, return_type
 # ----------------------------------------------------------------------------- evaluation
 
 
-@torch.inference_mode()
-def _check_return_type(spec: StudySpec, model, x: torch.Tensor, layerwise: bool) -> None:
-    # The readout of the embedding: the output's shape without running a block.
+def _scored_output(
+    call: Callable[[], Any], model, return_type: str, n: int
+) -> Float[torch.Tensor, "n n_classes"]:
+    """``call()``, the scored output of ``n`` windows, checked: ``[n, n_classes]`` logits of
+    the return type the spec names (the tree's readouts, or a whole model's forwards)."""
     try:
-        if layerwise:
-            out = model.readout(model(x, stop_at_layer=0), spec.return_type)
-        else:  # no separate readout: the whole forward
-            out = model(x, return_type=spec.return_type)
+        out = call()
     except ArgumentError as exc:
-        raise SpecError(f"return_type = {spec.return_type!r}: {exc}") from exc
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), model.cfg.n_classes):
+        raise SpecError(f"return_type = {return_type!r}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n, model.cfg.n_classes):
         raise SpecError(
-            f"return_type = {spec.return_type!r} does not give [batch, n_classes="
+            f"return_type = {return_type!r} does not give [batch, n_classes="
             f"{model.cfg.n_classes}] logits for {type(model).__name__}; use 'logits'"
         )
+    return out
 
 
 def evaluate_subject(
@@ -457,7 +462,6 @@ def evaluate_subject(
             f"subject {subject_id}: its test windows (X_test, {describe(X)}) hold NaN or inf "
             "values; a study needs finite evaluation data: regenerate or clean it"
         )
-    _check_return_type(spec, model, X[:1], reads.layerwise)
     table = _MaskTable()
     sequences, other = _edge_sequences(model, todo, code, table)
     unmasked = (None,) * model.cfg.n_layers  # the reference of kl and flip_rate

@@ -92,8 +92,8 @@ class StudyResult(StudyOutput):
         class_labels: Sequence[str] | None = None,
         marked_classes: Mapping[str, list[int]] | None = None,
     ) -> StudyResult:
-        per_subject = per_subject.copy()
-        per_subject["layer"] = per_subject["layer"].astype("Int64")
+        # (a lazy copy: the caller's table is left as it was)
+        per_subject = per_subject.assign(layer=per_subject["layer"].astype("Int64"))
         return cls(
             spec,
             per_subject,

@@ -236,10 +236,11 @@ def run_children(
         halves = {"broadcast": rest[: len(rest) // 2], "stacked": rest[len(rest) // 2 :]}
         for name, half in warm.items():
             out.update(_FORMS[name](step, states, half, masks, per_call))
+        start = _clock(out[masked[2]])  # each half timed from the end of the one before
         for name, half in halves.items():
-            start = _clock(out[masked[2]])
             out.update(_FORMS[name](step, states, half, masks, per_call))
-            form.seconds_per_child[name] = (_clock(out[half[-1]]) - start) / len(half)
+            end = _clock(out[half[-1]])
+            form.seconds_per_child[name], start = (end - start) / len(half), end
         times = form.seconds_per_child
         form.form = min(times, key=times.__getitem__)
         form.reason = f"timed at the first layer with {len(masked)} masked conditions"

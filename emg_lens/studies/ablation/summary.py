@@ -22,7 +22,7 @@ from emg_lens.stats.compare import (
     correct,
     delta_pct,
     delta_t_intervals,
-    rank_biserial,
+    rank_biserial_rows,
     stars,
 )
 from emg_lens.stats.design import corrected_floor, subjects_needed
@@ -109,10 +109,11 @@ def summarize(per_subject: pd.DataFrame, stats: StatsSpec) -> pd.DataFrame:
     """
     if "metric" not in per_subject.columns:
         per_subject = per_subject.assign(metric="accuracy")
-    tables = [
-        _summarize_metric(rows, stats, str(metric))
-        for metric, rows in per_subject.groupby("metric", sort=False)
-    ]
+    metric = per_subject["metric"].to_numpy()
+    names = list(dict.fromkeys(metric.tolist()))  # in order of first appearance
+    if len(names) == 1:  # one metric: its table is the summary
+        return _summarize_metric(per_subject, stats, str(names[0]))
+    tables = [_summarize_metric(per_subject[metric == m], stats, str(m)) for m in names]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -121,20 +122,14 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
     value at its (condition, subject), then the statistics of every condition at once. The
     mean and std are pandas' own (`_column_mean_std`), bit for bit."""
     relative = metric in RELATIVE_METRICS
-    is_base = (per_subject["intervention"] == "baseline").to_numpy()
+    is_base = per_subject["intervention"].to_numpy() == "baseline"
     subject = per_subject["subject"].to_numpy()
     value = per_subject["value"].to_numpy(float)
     base_subjects, base_values = subject[is_base], value[is_base]
     masked = np.flatnonzero(~is_base)
     # [condition, subject]: each condition's values aligned to the baseline's subjects, the
     # conditions in order of first appearance
-    keys, first, row = np.unique(
-        per_subject["key"].to_numpy()[masked], return_index=True, return_inverse=True
-    )
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    row = rank[row]
+    row, keys = pd.factorize(per_subject["key"].to_numpy()[masked])
     column = {s: i for i, s in enumerate(base_subjects.tolist())}
     values = np.full((len(keys), len(base_subjects)), np.nan)
     cols = np.array([column.get(s, -1) for s in subject[masked].tolist()], dtype=np.int64)
@@ -146,11 +141,12 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
             "a per-subject table has one value per subject and condition"
         )
     values.reshape(-1)[cell] = value[masked][placed]
-    firsts = per_subject.iloc[masked[first[order]]]
+    firsts = masked[np.unique(row, return_index=True)[1]]  # each condition's first row
     U, p = compare_rows(values, base_values, stats.test)
-    # a structural zero (for every subject: `evaluate.structural_zeros`) is not a test: no p,
-    # and out of the correction family
-    zero = _structural(per_subject, masked, row, len(keys))
+    # a structural zero (for every subject: `evaluate.structural_zeros`; none in a table from
+    # before the flag) is not a test: no p, and out of the correction family
+    flags = per_subject.get("structural", pd.Series(False, per_subject.index)).to_numpy(bool)
+    zero = np.bincount(row[~flags[masked]], minlength=len(keys)) == 0
     U[zero], p[zero] = np.nan, np.nan
     ci_low, ci_high = delta_t_intervals(values, base_values, relative=relative)
     mean, std, n = _column_mean_std(values)
@@ -159,14 +155,17 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
     has = np.isfinite(values) & np.isfinite(base_values)[None]
     base_mean = _column_mean_std(np.where(has, base_values[None], np.nan))[0]
     family = FAMILY_COLUMN[stats.family]
-    groups = firsts[family].to_numpy() if family is not None else np.zeros(len(keys))
+    groups = per_subject[family].to_numpy()[firsts] if family else np.zeros(len(keys))
     p_corr = np.full(len(keys), np.nan)
     for group in dict.fromkeys(groups.tolist()):
         members = np.flatnonzero(groups == group)
         p_corr[members] = correct(p[members].tolist(), stats.correction)
-    summary = pd.DataFrame(
+    # the condition columns' own arrays (their dtypes kept), no index to align
+    condition = {c: per_subject[c].array.take(firsts) for c in CONDITION_COLUMNS}
+    condition["layer"] = condition["layer"].astype("Int64")
+    return pd.DataFrame(
         {
-            **{c: firsts[c].reset_index(drop=True) for c in CONDITION_COLUMNS},
+            **condition,
             "metric": metric,
             "n": n,
             "mean": mean,
@@ -176,15 +175,13 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
             "delta_pct": [delta_pct(m, b) if relative else np.nan for m, b in zip(mean, base_mean)],
             "ci_low": ci_low,
             "ci_high": ci_high,
-            "r_rb": [rank_biserial(row, base_values, stats.test) for row in values],
+            "r_rb": rank_biserial_rows(values, base_values, stats.test),
             "U": U,
             "p": p,
             "p_corr": p_corr,
             "stars": [STRUCTURAL if z else stars(q) for z, q in zip(zero, p_corr)],
         }
     )
-    summary["layer"] = summary["layer"].astype("Int64")
-    return summary
 
 
 def _column_mean_std(
@@ -203,18 +200,6 @@ def _column_mean_std(
         var = squares.sum(1) / (count - 1)
     var[count <= 1] = np.nan
     return mean, np.sqrt(var), count
-
-
-def _structural(
-    per_subject: pd.DataFrame, masked: np.ndarray, row: np.ndarray, n_rows: int
-) -> np.ndarray:
-    """Per condition: a structural zero for every subject (tables from before the flag:
-    none)."""
-    if "structural" not in per_subject.columns:
-        return np.zeros(n_rows, dtype=bool)
-    flags = per_subject["structural"].to_numpy()[masked].astype(bool)
-    not_zero = np.bincount(row[~flags], minlength=n_rows)
-    return not_zero == 0
 
 
 def family_sizes(summary: pd.DataFrame, stats: StatsSpec) -> list[int]:

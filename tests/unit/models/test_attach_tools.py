@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import UnsupportedFeatureError
+from emg_lens.errors import SpecError, UnsupportedFeatureError
 from emg_lens.inspect import patch_residual, run_patched
 from emg_lens.inspect.circuits import qk_circuit
 from emg_lens.inspect.report import inspect_model
@@ -38,6 +38,18 @@ def test_the_contract_says_what_an_attached_model_provides(attached):
     assert not provides(attached, LAYERWISE) and not provides(attached, TL_WEIGHTS)
     with pytest.raises(UnsupportedFeatureError, match=r"qk_circuit.*from_braindecode"):
         qk_circuit(attached, 0)
+
+
+def test_a_return_type_an_attached_model_lacks_is_a_spec_error(attached, data):
+    spec = {
+        "name": "attached",
+        "models": "given",
+        "return_type": "avg_logits",  # checked on the tree's own forwards: named by the spec
+        "interventions": [{"name": "cross", "edges": "cross_channel"}],
+        "layers": {"modes": ["all"]},
+    }
+    with pytest.raises(SpecError, match="return_type = 'avg_logits': an attached model's"):
+        run_study(spec, models={1: (attached, data)}, progress=False)
 
 
 def test_a_study_runs_on_an_attached_model_and_equals_its_edge_masks(attached, data):

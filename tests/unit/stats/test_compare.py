@@ -20,6 +20,7 @@ from emg_lens.stats.compare import (
     format_p,
     paired_test,
     rank_biserial,
+    rank_biserial_rows,
     sign_flip_p,
     skew_t_interval,
     stars,
@@ -624,6 +625,23 @@ def test_rank_biserial_by_hand():
     paired = rank_biserial([0.9, 0.6, 0.5, 0.85], [0.8, 0.8, 0.8, 0.8], "wilcoxon")
     assert paired == pytest.approx((3 - 7) / 10)
     assert rank_biserial([0.8, 0.7], [0.8, 0.7], "wilcoxon") == 0.0
+
+
+@pytest.mark.parametrize("test", ["mannwhitneyu", "wilcoxon"])
+def test_rank_biserial_rows_is_each_rows_rank_biserial(test):
+    rng = np.random.default_rng(3)
+    rows = rng.choice([0.5, 0.6, 0.7, 0.8], size=(40, 5))  # ties, with the baseline too
+    rows[3, 1], rows[4, 0], rows[5] = np.nan, np.inf, np.nan  # left out; a row of none: NaN
+    baseline = np.array([0.6, 0.7, 0.8, np.nan, 0.6])
+    got = rank_biserial_rows(rows, baseline, test)
+    assert got.shape == (40,)
+    for row, r in zip(rows, got):
+        alone = rank_biserial(row, baseline, test)
+        assert r == alone or (np.isnan(r) and np.isnan(alone))  # bit for bit
+        if test == "mannwhitneyu":  # P(masked > baseline) - P(masked < baseline), by pairs
+            pairs = [(m, b) for m in row for b in baseline if np.isfinite(m) and np.isfinite(b)]
+            expected = np.mean([np.sign(m - b) for m, b in pairs]) if pairs else np.nan
+            np.testing.assert_allclose(r, expected, rtol=0, atol=1e-12)
 
 
 def test_summary_has_effect_sizes_and_intervals():

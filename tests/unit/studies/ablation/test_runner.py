@@ -684,3 +684,17 @@ def test_the_mask_table_keys_masks_of_any_size():
     b[1, 299, 3] = True
     assert (table.id(a), table.id(a.clone()), table.id(b)) == (0, 0, 1)
     assert table.id(torch.zeros(2, 300, 300, dtype=torch.bool)) is None
+
+
+def test_an_in_memory_model_is_moved_only_where_it_is_not(monkeypatch):
+    from emg_lens.studies.subjects import load_entry
+
+    model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    moves = []
+    monkeypatch.setattr(model, "to", lambda *a, **k: moves.append(a) or model)
+    assert load_entry((model, None), torch.device("cpu")).model is model and not moves
+    model.cfg.device = "meta"  # its cfg says elsewhere: moved, as before
+    load_entry((model, None), torch.device("cpu"))
+    model.cfg.device = "cpu"
+    load_entry((model, None), torch.device("meta"))  # its tensors are elsewhere
+    assert moves == [(torch.device("cpu"),), (torch.device("meta"),)]
