@@ -10,8 +10,11 @@ import functools
 import math
 import numbers
 import operator
+import sys
 import types
 import typing
+import warnings
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "describe",
     "fields_checked",
     "mismatch",
+    "warn_caller",
 ]
 
 
@@ -522,6 +526,29 @@ def fields_checked(cls: C) -> C:
     """
     typing.no_type_check(cls.__init__)
     return cls
+
+
+_PACKAGE = str(Path(__file__).parent)
+
+
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn at the caller's line: the first frame outside emg_lens and outside a runtime type
+    checker's wrappers (jaxtyping's, as the test suite runs), however many of the package's
+    frames lie between (a count of frames, ``stacklevel``, breaks when one is added).
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warn_caller("a warning")
+    >>> caught[0].filename.startswith("<doctest")
+    True
+    """
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE)
+        or frame.f_globals.get("__name__", "").startswith("jaxtyping.")
+    ):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 @functools.cache

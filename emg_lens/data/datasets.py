@@ -35,6 +35,7 @@ from emg_lens.data.cache import (
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
 from emg_lens.data.registry import DATASETS, SPLIT_REPETITIONS, WINDOW_DATASETS, dataset_info
+from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.windows.store import split_repetitions
 from emg_lens.errors import (
@@ -77,7 +78,7 @@ def data_source(
     dataset: str,
     *,
     root: str | Path | None = None,
-    synthetic: SyntheticSpec | None = None,
+    synthetic: SyntheticSpec | SyntheticEEGSpec | None = None,
     preprocess: PreprocessSpec | None = None,
     exercises: tuple[str, ...] = ("B",),
     **options: Any,

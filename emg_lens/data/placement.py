@@ -163,7 +163,7 @@ DECISIONS = ("moved", "no move", "cannot tell")
 
 
 def _check(
-    repetitions: list[tuple[np.ndarray, np.ndarray]],
+    repetitions: list[tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]],
     maps: list[ChannelMap],
     modality: str,
     repetition: int,

@@ -87,9 +87,11 @@ class ChannelMap:
 
 def _ring_maps(n: int) -> list[tuple[str, list[int]]]:
     k = np.arange(n)
-    maps = [("identity" if s == 0 else f"rotation by {s}", list((k + s) % n)) for s in range(n)]
+    maps = [
+        ("identity" if s == 0 else f"rotation by {s}", ((k + s) % n).tolist()) for s in range(n)
+    ]
     for c in range(n):  # 0-based c − k: in electrode numbers 1..n, (c + 2) − e, named in 1..n
-        maps.append((f"mirror k → ({(c + 1) % n + 1} − k) mod {n}", list((c - k) % n)))
+        maps.append((f"mirror k → ({(c + 1) % n + 1} − k) mod {n}", ((c - k) % n).tolist()))
     return maps
 
 
