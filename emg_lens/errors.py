@@ -58,7 +58,6 @@ __all__ = [
     "describe",
     "fields_checked",
     "mismatch",
-    "warn_caller",
 ]
 
 

@@ -197,8 +197,8 @@ def _edge_delta(model, base_x, source_x, layer: int, edges: EdgeSet, cut) -> tor
 @torch.inference_mode()
 def interchange(
     model: Any,
-    base: tuple[Any, Any],
-    source: tuple[Any, Any],
+    base: tuple[Any, Any] | tuple[Any, Any, Any],
+    source: tuple[Any, Any] | tuple[Any, Any, Any],
     *,
     layer: int,
     group: str | None = None,

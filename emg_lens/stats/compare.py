@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from jaxtyping import Float
+from jaxtyping import Float, Real
 from scipy import stats as sps
 
 from emg_lens.errors import SpecError
@@ -76,6 +76,9 @@ __all__ = [
     "stars",
     "t_interval",
 ]
+
+Values = Sequence[float] | Real[np.ndarray, " _"]
+"""Numbers a statistic reads with ``np.asarray``: a sequence, or a 1-D array of any length."""
 
 # ----------------------------------------------------------------- the p rule
 # The one rule for printing a p-value, shared by every table, console line and report page: a p
@@ -179,9 +182,7 @@ def stars(p: float) -> str:
     return "ns"
 
 
-def compare(
-    masked: Sequence[float], baseline: Sequence[float], test: str = "mannwhitneyu"
-) -> tuple[float, float]:
+def compare(masked: Values, baseline: Values, test: str = "mannwhitneyu") -> tuple[float, float]:
     """``(statistic, p)`` of a two-sided test between per-subject values.
 
     >>> compare([0.5, 0.6, 0.55], [0.9, 0.95, 0.92])
@@ -241,7 +242,9 @@ def _check_paired(masked: np.ndarray, baseline: np.ndarray, test: str) -> None:
         raise SpecError(f"stats.test = {test!r} needs one masked value per baseline value")
 
 
-def sign_flip_p(differences: Float[Any, "rows n"]) -> Float[np.ndarray, " rows"]:
+def sign_flip_p(
+    differences: Float[np.ndarray, "rows n"] | Sequence[Sequence[float]],
+) -> Float[np.ndarray, " rows"]:
     """The two-sided sign-flip permutation p of the mean of each row of paired
     ``differences`` (one per subject, or per held-out block): exact over all ``2**n`` sign
     patterns up to `EXACT_MAX_N` (never below ``2 / 2**n``), else a seeded Monte Carlo draw of
@@ -338,8 +341,8 @@ def _check_test(test: str) -> None:
 
 
 def rank_biserial(
-    masked: Sequence[float] | np.ndarray,
-    baseline: Sequence[float] | np.ndarray,
+    masked: Values,
+    baseline: Values,
     test: str = "mannwhitneyu",
 ) -> float:
     """Effect size of ``test`` in [-1, 1], **negative when the masked values are lower** (a
@@ -462,9 +465,7 @@ def delta_t_intervals(
     return lows, highs
 
 
-def t_interval(
-    values: Sequence[float], level: float = 0.90, sd_floor: float = 0.0
-) -> tuple[float, float]:
+def t_interval(values: Values, level: float = 0.90, sd_floor: float = 0.0) -> tuple[float, float]:
     """The two-sided Student-t interval of the mean of ``values`` at ``level``: ``mean ±
     t_{(1 + level) / 2, n - 1} · sd / √n`` (NaNs left out; ``(nan, nan)`` with fewer than 2
     values), the standard deviation never below ``sd_floor`` (the spread the values' own
@@ -504,7 +505,7 @@ def _hall_g(theta: float, skew: float, n: int) -> float:
 
 
 def _mean_sd_skew(
-    values: Sequence[float], sd_floor: float, third: float | None = None
+    values: Values, sd_floor: float, third: float | None = None
 ) -> tuple[np.ndarray, float, float]:
     """The finite ``values``, their standard deviation (never below ``sd_floor``) and their
     skewness: ``third`` (a third cumulant known from elsewhere) or the third central moment's
@@ -524,7 +525,7 @@ def _mean_sd_skew(
 
 
 def skew_t_interval(
-    values: Sequence[float],
+    values: Values,
     level: float = 0.90,
     sd_floor: float = 0.0,
     *,

@@ -10,14 +10,13 @@ spread it tolerates (`tost_max_sd`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from scipy import stats as sps
 
 from emg_lens.errors import SpecError
 from emg_lens.stats.compare import (
     ALPHA,
+    Values,
     _check_test,
     _hall_g,
     _mean_sd_skew,
@@ -90,7 +89,7 @@ def subjects_needed(
 
 
 def tost(
-    values: Sequence[float],
+    values: Values,
     bound: float,
     sd_floor: float = 0.0,
     *,

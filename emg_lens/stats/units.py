@@ -40,7 +40,7 @@ import numpy as np
 from jaxtyping import Bool, Float, Int
 
 from emg_lens.errors import ArgumentError
-from emg_lens.stats.compare import clopper_pearson, rows_and_baseline
+from emg_lens.stats.compare import Values, clopper_pearson, rows_and_baseline
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -358,9 +358,9 @@ def stacked_trial_counts(
 
 
 def class_trial_cis(
-    trial_class: Int[np.ndarray, " trial"],
-    trial_windows: Int[np.ndarray, " trial"],
-    trial_hits: Int[np.ndarray, " trial"],
+    trial_class: Int[np.ndarray, " trial"] | Sequence[int],
+    trial_windows: Int[np.ndarray, " trial"] | Sequence[int],
+    trial_hits: Int[np.ndarray, " trial"] | Sequence[int],
     n_classes: int,
     level: float = 0.95,
 ) -> tuple[Float[np.ndarray, " n_classes"], Float[np.ndarray, " n_classes"], np.ndarray]:
@@ -405,8 +405,8 @@ def class_trial_cis(
 
 
 def bootstrap_delta_ci(
-    masked: Sequence[float],
-    baseline: Sequence[float],
+    masked: Values,
+    baseline: Values,
     *,
     level: float = 0.95,
     resamples: int = BOOTSTRAP_RESAMPLES,
@@ -428,7 +428,7 @@ def bootstrap_delta_ci(
     """
     low, high = bootstrap_delta_cis(
         np.asarray(masked, float)[None],
-        baseline,
+        np.asarray(baseline, float),
         level=level,
         resamples=resamples,
         seed=seed,

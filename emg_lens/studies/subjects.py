@@ -51,7 +51,7 @@ class Subject:
 
 
 def load_entry(
-    entry: Any, device: torch.device | None = None, modules: ModuleBuilder | None = None
+    entry: Any, device: torch.device | str | None = None, modules: ModuleBuilder | None = None
 ) -> Subject:
     """A subject's model (on ``device``, if given) and evaluation data, from a checkpoint
     folder or a ``(model, SubjectData)`` pair: what `run_study` and the discovery study load.

@@ -37,7 +37,7 @@ from emg_lens.errors import (
     check_seed,
     fields_checked,
 )
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.provenance import source_digest
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
@@ -149,7 +149,7 @@ def dual_head_loss(
 
 
 def fit(
-    model: HookedEncoder,
+    model: HookedBiosignalModel,
     X: Float[np.ndarray, "n channel time"],
     y: Int[np.ndarray, " n"],
     cfg: TrainConfig = TrainConfig(),
@@ -251,7 +251,7 @@ class _EdgeDropout:
     """Per-window masks that cut ``cfg.dropout_edges`` in every layer with probability
     ``cfg.edge_dropout``, merged with any fixed ``edge_masks``."""
 
-    def __init__(self, model: HookedEncoder, cfg: TrainConfig):
+    def __init__(self, model: HookedBiosignalModel, cfg: TrainConfig):
         self.n_layers, self.p = model.cfg.n_layers, cfg.edge_dropout
         self.mask = parse(cfg.dropout_edges).compile(
             model.layout, model.cfg.n_heads, device=model.cfg.device
@@ -269,7 +269,7 @@ class _EdgeDropout:
 
 
 def _loss(
-    model: HookedEncoder, xb: torch.Tensor, yb: torch.Tensor, lam: float, edge_masks
+    model: HookedBiosignalModel, xb: torch.Tensor, yb: torch.Tensor, lam: float, edge_masks
 ) -> torch.Tensor:
     if getattr(model, "dual_head", False):
         cls_logits, avg_logits = model(xb, return_type="both", edge_masks=edge_masks)
@@ -279,7 +279,10 @@ def _loss(
 
 @torch.inference_mode()
 def predict(
-    model: HookedEncoder, X: Float[np.ndarray, "n channel time"], batch_size: int = 512, **kwargs
+    model: HookedBiosignalModel,
+    X: Float[np.ndarray, "n channel time"],
+    batch_size: int = 512,
+    **kwargs,
 ) -> Int[np.ndarray, " n"]:
     """Predicted class index per window (extra keyword arguments go to ``model.forward``)."""
     model.eval()
@@ -290,7 +293,7 @@ def predict(
     return torch.cat(out).numpy()
 
 
-def accuracy(model: HookedEncoder, X: np.ndarray, y: np.ndarray, **kwargs) -> float:
+def accuracy(model: HookedBiosignalModel, X: np.ndarray, y: np.ndarray, **kwargs) -> float:
     """Fraction of windows classified correctly."""
     return float((predict(model, X, **kwargs) == np.asarray(y)).mean())
 
@@ -299,7 +302,7 @@ REFIT_SEED_STEP = 1000
 """A refit's seeds: the model's and the training's seed plus this, times the attempt."""
 
 
-def training_fit(model: HookedEncoder, X: np.ndarray, y: np.ndarray) -> float:
+def training_fit(model: HookedBiosignalModel, X: np.ndarray, y: np.ndarray) -> float:
     """Accuracy on the training windows ``X``: the lowest over the model's heads (IsoNet's CLS
     and mean-pooled heads), so that a head a study may score is not left on a plateau."""
     heads = ("logits", "avg_logits") if getattr(model, "dual_head", False) else ("logits",)
@@ -307,7 +310,7 @@ def training_fit(model: HookedEncoder, X: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_until_fitted(
-    model_cls: type[HookedEncoder],
+    model_cls: type[HookedBiosignalModel],
     model_cfg: EncoderConfig,
     data: SubjectData,
     train_cfg: TrainConfig,
@@ -315,7 +318,7 @@ def fit_until_fitted(
     desc: str = "train",
     report: Callable[[str], None] | None = None,
     reuse: bool = False,
-) -> tuple[HookedEncoder, TrainResult, list[dict]]:
+) -> tuple[HookedBiosignalModel, TrainResult, list[dict]]:
     """Train a ``model_cls`` of ``model_cfg`` on ``data``'s training windows with `fit`; where
     its `training_fit` is below ``train_cfg.refit_below``, train it again from another
     initialisation and data order (both seeds + `REFIT_SEED_STEP` per attempt), up to
@@ -362,7 +365,7 @@ def fit_until_fitted(
 
 def train_subjects(
     subjects: list[SubjectData],
-    model_cls: type[HookedEncoder],
+    model_cls: type[HookedBiosignalModel],
     model_cfg: str | EncoderConfig,
     train_cfg: TrainConfig,
     out_dir: str | Path,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,7 +266,10 @@ class TreePlan:
 
     @classmethod
     def of(
-        cls, sequences: Iterable[tuple], rows: Iterable[int] | None = None, masks: tuple = ()
+        cls,
+        sequences: Iterable[tuple],
+        rows: Iterable[int] | None = None,
+        masks: Sequence[torch.Tensor] = (),
     ) -> TreePlan:
         """The plan for (canonical) mask sequences (their ids into ``masks``).
 
