@@ -530,10 +530,9 @@ def fields_checked(cls: C) -> C:
 _PACKAGE = str(Path(__file__).parent)
 
 
-def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
-    """Warn at the caller's line: the first frame outside emg_lens and outside a runtime type
-    checker's wrappers (jaxtyping's, as the test suite runs), however many of the package's
-    frames lie between (a count of frames, ``stacklevel``, breaks when one is added).
+def warn_caller(message: str) -> None:
+    """Warn at the user's line: the first frame outside emg_lens, torch's module calls and a type
+    checker's wrappers (jaxtyping's, in the suite), where a counted ``stacklevel`` would break.
 
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:
@@ -544,10 +543,10 @@ def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and (
         frame.f_code.co_filename.startswith(_PACKAGE)
-        or frame.f_globals.get("__name__", "").startswith("jaxtyping.")
+        or frame.f_globals.get("__name__", "").startswith(("jaxtyping.", "torch.nn."))
     ):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 @functools.cache

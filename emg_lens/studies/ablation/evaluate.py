@@ -266,10 +266,7 @@ class TreePlan:
 
     @classmethod
     def of(
-        cls,
-        sequences: Iterable[tuple],
-        rows: Iterable[int] | None = None,
-        masks: Sequence[torch.Tensor] = (),
+        cls, sequences: Iterable[tuple], rows: Iterable[int] | None = None, masks: Sequence = ()
     ) -> TreePlan:
         """The plan for (canonical) mask sequences (their ids into ``masks``).
 
