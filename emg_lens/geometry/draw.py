@@ -117,7 +117,9 @@ def _outline(ax: plt.Axes, part: Part) -> None:
         ax.set_ylim(max(ys) + pad, min(ys) - pad)  # distal down, as the arm hangs
 
 
-def _draw_part(ax: plt.Axes, part: Part, values: np.ndarray, norm: Normalize, cmap: str):
+def _draw_part(
+    ax: plt.Axes, part: Part, values: np.ndarray, norm: Normalize, cmap: str | ListedColormap
+):
     """``values[k]`` (electrode ``part.electrodes[k]``'s) drawn in ``part``'s frame."""
     if part.kind == "grid":
         rows, cols = part.shape

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 from jaxtyping import Float, Real
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from emg_lens.errors import SpecError
@@ -242,9 +243,7 @@ def _check_paired(masked: np.ndarray, baseline: np.ndarray, test: str) -> None:
         raise SpecError(f"stats.test = {test!r} needs one masked value per baseline value")
 
 
-def sign_flip_p(
-    differences: Float[np.ndarray, "rows n"] | Sequence[Sequence[float]],
-) -> Float[np.ndarray, " rows"]:
+def sign_flip_p(differences: ArrayLike) -> Float[np.ndarray, " rows"]:
     """The two-sided sign-flip permutation p of the mean of each row of paired
     ``differences`` (one per subject, or per held-out block): exact over all ``2**n`` sign
     patterns up to `EXACT_MAX_N` (never below ``2 / 2**n``), else a seeded Monte Carlo draw of

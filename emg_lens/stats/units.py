@@ -439,7 +439,7 @@ def bootstrap_delta_ci(
 
 def bootstrap_delta_cis(
     masked: Float[np.ndarray, "rows n"],
-    baseline: Float[np.ndarray, " n"],
+    baseline: Float[np.ndarray, " n_baseline"],
     *,
     level: float = 0.95,
     resamples: int = BOOTSTRAP_RESAMPLES,
