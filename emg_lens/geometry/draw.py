@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
+from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.patches import Circle, FancyArrowPatch, Patch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
@@ -117,9 +117,7 @@ def _outline(ax: plt.Axes, part: Part) -> None:
         ax.set_ylim(max(ys) + pad, min(ys) - pad)  # distal down, as the arm hangs
 
 
-def _draw_part(
-    ax: plt.Axes, part: Part, values: np.ndarray, norm: Normalize, cmap: str | ListedColormap
-):
+def _draw_part(ax: plt.Axes, part: Part, values: np.ndarray, norm: Normalize, cmap: str | Colormap):
     """``values[k]`` (electrode ``part.electrodes[k]``'s) drawn in ``part``'s frame."""
     if part.kind == "grid":
         rows, cols = part.shape
