@@ -9,8 +9,11 @@ import dataclasses
 import math
 import numbers
 import operator
+import sys
 import typing
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from emg_lens._hints import mismatch, plain_number, type_hints
@@ -560,3 +563,25 @@ def fields_checked(cls: C) -> C:
     """
     typing.no_type_check(cls.__init__)
     return cls
+
+
+_PACKAGE = str(Path(__file__).parent)
+
+
+def warn_caller(message: str) -> None:
+    """Warn at the user's line: the first frame outside emg_lens, torch's module calls and a type
+    checker's wrappers (jaxtyping's, in the suite), where a counted ``stacklevel`` would break.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warn_caller("a warning")
+    >>> caught[0].filename.startswith("<doctest")
+    True
+    """
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE)
+        or frame.f_globals.get("__name__", "").startswith(("jaxtyping.", "torch.nn."))
+    ):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)

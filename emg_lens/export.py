@@ -82,6 +82,7 @@ from emg_lens.errors import (
     check_ints,
     check_number,
     describe,
+    warn_caller,
 )
 from emg_lens.hooks import compile_edges
 from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, is_model, provides
@@ -220,11 +221,9 @@ def export_onnx(
     props = _metadata(model, edges, baked, return_type, metadata)
     was_training = model.training
     if was_training:
-        warnings.warn(
+        warn_caller(
             f"{type(model).__name__} is in training mode; it is exported in eval mode "
-            "(dropout and drop-path off), the forward that inference computes",
-            UserWarning,
-            stacklevel=2,
+            "(dropout and drop-path off), the forward that inference computes"
         )
     model.eval()
     try:

@@ -22,7 +22,6 @@ sets use to select channels and scalp regions (`emg_lens.edges`):
 from __future__ import annotations
 
 import math
-import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from emg_lens.errors import (
     check_names,
     describe,
     fields_checked,
+    warn_caller,
 )
 
 __all__ = ["CLS", "TokenLayout", "check_mask_shape", "checked_edge_masks"]
@@ -445,11 +445,10 @@ def warn_keyless_queries(
         query = ("queries" if len(rows) > 1 else "query") + (" at" if side is None else "")
         parts.append(f"{query} {', '.join(named)}{more} no key on {head}")
     if parts:
-        warnings.warn(
+        warn_caller(
             f"the cut{'' if layer is None else f' in layer {layer}'} leaves {'; '.join(parts)}: "
             "every key of such a query is cut, so it attends to nothing; emg_lens gives it a zero "
             "attention pattern row (its attention output is 0 there, not NaN nor a uniform row) "
-            "and only its residual stream goes on",
-            stacklevel=3,
+            "and only its residual stream goes on"
         )
     _CHECKED[key] = weakref.ref(mask, lambda _: _CHECKED.pop(key, None))

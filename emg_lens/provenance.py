@@ -27,7 +27,6 @@ import logging
 import random
 import re
 import types
-import warnings
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 from emg_lens._io import file_digest
-from emg_lens.errors import UndigestibleStateError
+from emg_lens.errors import UndigestibleStateError, warn_caller
 
 __all__ = [
     "arrays_digest",
@@ -530,13 +529,12 @@ def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | N
         return
     now = digest if digest is not None else source_digest(source, subject)
     if now != trained:
-        warnings.warn(
+        warn_caller(
             f"subject {subject}'s data is not the data its model was trained beside (the files "
             f"of {source.get('root', source.get('dataset'))!r} changed since, or the folder "
             "numbers its subjects, gestures or repetitions otherwise: another participant's "
             f"files can make subject {subject} another person): it is scored on them as they "
-            "are now; retrain it to score it on its own data",
-            stacklevel=2,
+            "are now; retrain it to score it on its own data"
         )
 
 

@@ -12,7 +12,7 @@ import jaxtyping
 import pytest
 import torch
 
-from tests import slow_marker, typecheck  # noqa: F401 (typecheck: the suite's checker)
+from tests import slow_marker
 from tests.shared_on_disk import SharedOnDisk
 from tests.slow_marker import (  # noqa: F401 (hooks: the slow marker kept true)
     pytest_runtest_logreport,

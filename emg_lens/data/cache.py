@@ -38,7 +38,6 @@ import json
 import os
 import re
 import time
-import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import fields
@@ -58,7 +57,7 @@ from emg_lens._io import (
 )
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import dataset_info
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, warn_caller
 
 __all__ = [
     "CACHE_ENV",
@@ -243,10 +242,9 @@ def read_entry(stem: Path, key: str) -> SubjectData | None:
     except FileNotFoundError:  # evicted between our look and our read: a plain miss
         return None
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        warnings.warn(
+        warn_caller(
             f"ignoring the unreadable preprocessing cache entry {stem} "
-            f"({type(exc).__name__}: {exc}); preprocessing again",
-            stacklevel=3,
+            f"({type(exc).__name__}: {exc}); preprocessing again"
         )
         return None
     # The JSON's modification time is the entry's last use; a read-only cache, or one
@@ -395,12 +393,11 @@ def warn_foreign_files(folder: str | Path) -> None:
     foreign = foreign_files(folder)
     if foreign:
         shown = ", ".join(p.name for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        warnings.warn(
+        warn_caller(
             f"the cache folder {folder} (${CACHE_ENV}, or cache_dir=) holds {len(foreign)} "
             f"file(s) or folder(s) the cache did not write ({shown}); the cache reads and "
             "removes only its own entries, so they are safe, but give the cache a folder of its "
-            "own (an empty or a new one)",
-            stacklevel=3,
+            "own (an empty or a new one)"
         )
 
 

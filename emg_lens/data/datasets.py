@@ -14,7 +14,6 @@ so it does not cache them."""
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from emg_lens.data.cache import (
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
 from emg_lens.data.registry import DATASETS, SPLIT_REPETITIONS, WINDOW_DATASETS, dataset_info
+from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.windows.store import split_repetitions
 from emg_lens.errors import (
@@ -43,6 +43,7 @@ from emg_lens.errors import (
     EmgLensError,
     UnplacedChannelError,
     check_int,
+    warn_caller,
 )
 from emg_lens.geometry import Montage, scalp
 from emg_lens.layout import TokenLayout
@@ -77,7 +78,7 @@ def data_source(
     dataset: str,
     *,
     root: str | Path | None = None,
-    synthetic: SyntheticSpec | None = None,
+    synthetic: SyntheticSpec | SyntheticEEGSpec | None = None,
     preprocess: PreprocessSpec | None = None,
     exercises: tuple[str, ...] = ("B",),
     **options: Any,
@@ -193,18 +194,16 @@ def load_subject(
         size = sum(stem.with_suffix(s).stat().st_size for s in (".npz", ".json"))
         evict(folder, max_bytes)
     except OSError as exc:
-        warnings.warn(
+        warn_caller(
             f"cannot write the preprocessing cache {stem}.npz ({type(exc).__name__}: {exc}); "
-            f"continuing without it. Set {CACHE_ENV} to a writable folder, or to 0.",
-            stacklevel=2,
+            f"continuing without it. Set {CACHE_ENV} to a writable folder, or to 0."
         )
         return data
     if size > max_bytes:  # so evict removed it again
-        warnings.warn(
+        warn_caller(
             f"a preprocessed subject takes {size:,} bytes, more than the preprocessing cache's "
             f"cap of {max_bytes:,} bytes, so it is not cached; raise {CACHE_MAX_ENV} (in GB) "
-            "or cache_max_gb=",
-            stacklevel=2,
+            "or cache_max_gb="
         )
     return data
 
@@ -258,12 +257,11 @@ def windows_source(
     )
     if meta.get("scaler") is not None:
         if built is None:
-            warnings.warn(
+            warn_caller(
                 f"{path} is z-scored but does not record the repetitions its z-score was "
                 "fitted on (it was written before emg_lens recorded them), so nothing shows "
                 f"that its test repetitions {split['test_repetitions']} were not among them: "
-                "rebuild it with `emg-lens windows` to have this checked",
-                stacklevel=2,
+                "rebuild it with `emg-lens windows` to have this checked"
             )
         elif seen := sorted(set(split["test_repetitions"]) & set(built["train_repetitions"])):
             raise ArgumentError(

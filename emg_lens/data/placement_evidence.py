@@ -98,8 +98,8 @@ class TrialSums:
     def from_repetitions(
         cls,
         repetitions: Sequence[
-            tuple[Float[np.ndarray, "time channel"], Int[np.ndarray, " time"]]
-            | tuple[Float[np.ndarray, "time channel"], Int[np.ndarray, " time"], np.ndarray]
+            tuple[Float[np.ndarray, "_ channel"], Int[np.ndarray, " _"]]
+            | tuple[Float[np.ndarray, "_ channel"], Int[np.ndarray, " _"], np.ndarray]
         ],
         window: int | None = None,
     ) -> TrialSums:
@@ -244,7 +244,7 @@ def map_scores(
     """
     reference, held = np.asarray(reference, float), np.asarray(held, float)
     live = np.ones(held.shape[-1], bool) if live is None else np.asarray(live, bool)
-    out = []
+    out: list[np.ndarray | np.floating] = []
     for moved_to in maps:
         i, j, hi, hj = _pairs(moved_to, live)
         if len(i) < MIN_PAIRS:
@@ -255,7 +255,7 @@ def map_scores(
     return np.stack(out, axis=-1)
 
 
-def _z(r: np.ndarray) -> np.ndarray:
+def _z(r: np.ndarray | np.floating) -> np.ndarray:
     return np.arctanh(np.clip(r, -_CLIP, _CLIP))
 
 
@@ -311,8 +311,8 @@ class _Scorer:
         return best
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of each row of ``a`` with the same row of ``b``."""
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray | np.floating:
+    """Pearson r of each row of ``a`` with the same row of ``b`` (a scalar for one row)."""
     a = a - a.mean(-1, keepdims=True)
     b = b - b.mean(-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -402,7 +402,7 @@ def weigh(
 
     >>> rng = np.random.default_rng(0)
     >>> gains = rng.uniform(0.2, 2.0, (5, 6))  # 5 gestures, each its own pattern on 6 electrodes
-    >>> maps = [tuple((np.arange(6) + s) % 6) for s in range(6)]  # the ring's rotations
+    >>> maps = [((np.arange(6) + s) % 6).tolist() for s in range(6)]  # the ring's rotations
     >>> names = ["identity"] + [f"rotation by {s}" for s in range(1, 6)]
     >>> def repetition(moved_to):  # electrode j's signal recorded on channel moved_to[j]
     ...     x = np.concatenate([rng.normal(size=(300, 6)) * gains[g] for g in range(5)])

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 from jaxtyping import Float
+from numpy.typing import ArrayLike
 from scipy import signal as sps
 
 from emg_lens.data.recording import Recording
@@ -177,8 +178,8 @@ class SubjectData:
     def from_windows(
         cls,
         modalities: dict[str, int],
-        test: tuple[np.ndarray, np.ndarray],
-        train: tuple[np.ndarray, np.ndarray] | None = None,
+        test: tuple[ArrayLike, ArrayLike],
+        train: tuple[ArrayLike, ArrayLike] | None = None,
         *,
         subject: int = 0,
         classes: list[int] | None = None,

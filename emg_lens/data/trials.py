@@ -63,7 +63,11 @@ def trial_unit(meta: dict[str, Any]) -> str:
     return unit
 
 
-def record_trials(train: Sequence[int], test: Sequence[int], unit: str = "given") -> dict[str, Any]:
+def record_trials(
+    train: Int[np.ndarray, " _"] | Sequence[int],
+    test: Int[np.ndarray, " _"] | Sequence[int],
+    unit: str = "given",
+) -> dict[str, Any]:
     """The ``meta`` entries of a subject whose windows' trials are known: ``unit``
     (``"given"``: their source recorded them; ``"recording"``: their recording's) and each
     window's trial (any integers; one trial's windows share one), of the training and the

@@ -55,7 +55,7 @@ def build_window_store(
     subjects: Iterable[int] | None = None,
     split: str | Iterable[str] | None = None,
     normalize: str | None = None,
-    preprocess: TinyMyoPreprocess | None = None,
+    preprocess: TinyMyoPreprocess | DownstreamPreprocess | None = None,
     train_repetitions: tuple[int, ...] | None = None,
     test_repetitions: tuple[int, ...] | None = None,
     synthetic: SyntheticSpec | None = None,

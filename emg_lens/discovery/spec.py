@@ -4,6 +4,7 @@ it runs is `emg_lens.discovery.study`'s."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from emg_lens.discovery.family import default_family, family_from_edges
@@ -68,7 +69,7 @@ class DiscoverySpec(Spec):
     # "models.py:build_modules", in the study's project (see the module)
     modules: str | None = field(default=None, metadata=file_key(omit=is_none))
     # the study file's folder
-    source_dir: str = field(default=".", compare=False, metadata=file_key(saved=False))
+    source_dir: str | Path = field(default=".", compare=False, metadata=file_key(saved=False))
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:

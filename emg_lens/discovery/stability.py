@@ -15,7 +15,6 @@ per-subject finding, not a model family's.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from itertools import combinations
 from typing import Any
@@ -27,7 +26,7 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import trial_unit
 from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import Discovery, NoCircuitError, discover
-from emg_lens.errors import check_int
+from emg_lens.errors import check_int, warn_caller
 
 __all__ = ["bootstrap_stability", "jaccard", "subject_agreement"]
 
@@ -71,13 +70,12 @@ def bootstrap_stability(
     screened = found.screen
     subject, rng = screened.data, np.random.default_rng(seed)
     if resamples and trial_unit(subject.meta) == "window":
-        warnings.warn(
+        warn_caller(
             "the windows carry no trials (each is its own: (X, y) data, or trial_unit "
             "'window'), so the bootstrap resamples single windows: overlapping windows of one "
             "recorded trial would make the circuit look more stable than it is. Give a "
             "SubjectData with repetitions, or record the trials (emg_lens.data.trials."
-            "record_trials)",
-            stacklevel=2,
+            "record_trials)"
         )
     out = []
     for _ in range(resamples):

@@ -53,7 +53,6 @@ True
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +72,7 @@ from emg_lens.errors import (
     check_int,
     check_seed,
     describe,
+    warn_caller,
 )
 
 __all__ = [
@@ -354,15 +354,13 @@ def _fit(leace: Any, flat: torch.Tensor, labels: Any, at: str, positions: tuple[
     fitted = TokenEraser(at, positions, eraser, _edit_rank(eraser), tuple(values))
     left = _cross_covariance_left(fitted, flat, onehot)
     if left > LEFT_TOL:
-        warnings.warn(
+        warn_caller(
             f"the eraser at {at} (positions {list(positions)}) leaves {100 * left:.3g} % of the "
             "concept's cross-covariance on the windows it was fitted on (its rank "
             f"{fitted.rank} of {len(values) - 1}): concept-erasure drops directions whose "
             "whitened cross-covariance is below its svd_tol (0.01, absolute), "
             "such as a class of a few windows or a weak one, so a linear probe may still read "
-            "the concept there",
-            UserWarning,
-            stacklevel=3,
+            "the concept there"
         )
     return dataclasses.replace(fitted, left=left)
 

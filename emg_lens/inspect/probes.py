@@ -173,7 +173,7 @@ def token_activations(
     *,
     cut: str | EdgeSet | None = None,
     batch_size: int = 256,
-) -> dict[str, Float[torch.Tensor, "window pos d_model"]]:
+) -> dict[str, Float[torch.Tensor, "window ..."]]:
     """The activations ``names`` of every window of ``X``, cached in one pass per batch (only
     those hook points are hooked), with the edge set ``cut`` masked in every layer.
 

@@ -54,7 +54,7 @@ from emg_lens.inspect.probes import POOLED, token_group
 
 __all__ = ["TokenRows", "token_positions", "token_rows"]
 
-Tokens = str | EdgeSet | Sequence[int]
+Tokens = str | EdgeSet | Sequence[int] | Int[np.ndarray, " _"]
 """A token group: a layout group (``"emg"``, ``"acc"``, ``"cls"``), an edge set or expression
 (its edges' query tokens, as `probe_tokens` reads one) or token positions."""
 

@@ -44,13 +44,9 @@ def inline(text: str, *, emphasis: bool = True) -> str:
     >>> inline("-22.1% ***", emphasis=False)
     '-22.1% ***'
     """
-    codes: list[str] = []
-
-    def keep(match: re.Match) -> str:
-        codes.append(f"<code>{html.escape(match.group(1), quote=False)}</code>")
-        return f"\x00{len(codes) - 1}\x00"
-
-    text = _CODE.sub(keep, text)  # code spans first: their stars are not emphasis
+    codes = [f"<code>{html.escape(m.group(1), quote=False)}</code>" for m in _CODE.finditer(text)]
+    spans = iter(range(len(codes)))  # code spans first: their stars are not emphasis
+    text = _CODE.sub(lambda _: f"\x00{next(spans)}\x00", text)
     text = html.escape(_ENTITY.sub(lambda m: _ENTITIES[m.group(1)], text), quote=False)
     if emphasis:
         text = _BOLD.sub(r"<strong>\1</strong>", text)

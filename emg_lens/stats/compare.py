@@ -47,7 +47,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from jaxtyping import Float
+from jaxtyping import Float, Real
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from emg_lens.errors import SpecError
@@ -78,8 +79,8 @@ __all__ = [
     "t_interval",
 ]
 
-Values = Sequence[float] | Float[np.ndarray, " _"]
-"""One value per subject (or trial): a list or a 1-d array."""
+Values = Sequence[float] | Real[np.ndarray, " _"]
+"""Numbers a statistic reads with ``np.asarray``: a sequence, or a 1-D array of any length."""
 
 # ----------------------------------------------------------------- the p rule
 # The one rule for printing a p-value, shared by every table, console line and report page: a p
@@ -243,7 +244,7 @@ def _check_paired(masked: np.ndarray, baseline: np.ndarray, test: str) -> None:
         raise SpecError(f"stats.test = {test!r} needs one masked value per baseline value")
 
 
-def sign_flip_p(differences: Float[Any, "rows n"]) -> Float[np.ndarray, " rows"]:
+def sign_flip_p(differences: ArrayLike) -> Float[np.ndarray, " rows"]:
     """The two-sided sign-flip permutation p of the mean of each row of paired
     ``differences`` (one per subject, or per held-out block): exact over all ``2**n`` sign
     patterns up to `EXACT_MAX_N` (never below ``2 / 2**n``), else a seeded Monte Carlo draw of

@@ -33,6 +33,7 @@ here over trials:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -357,9 +358,9 @@ def stacked_trial_counts(
 
 
 def class_trial_cis(
-    trial_class: Int[np.ndarray, " trial"],
-    trial_windows: Int[np.ndarray, " trial"],
-    trial_hits: Int[np.ndarray, " trial"],
+    trial_class: Int[np.ndarray, " trial"] | Sequence[int],
+    trial_windows: Int[np.ndarray, " trial"] | Sequence[int],
+    trial_hits: Int[np.ndarray, " trial"] | Sequence[int],
     n_classes: int,
     level: float = 0.95,
 ) -> tuple[Float[np.ndarray, " n_classes"], Float[np.ndarray, " n_classes"], np.ndarray]:
@@ -427,7 +428,7 @@ def bootstrap_delta_ci(
     """
     low, high = bootstrap_delta_cis(
         np.asarray(masked, float)[None],
-        baseline,
+        np.asarray(baseline, float),
         level=level,
         resamples=resamples,
         seed=seed,

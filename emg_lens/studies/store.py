@@ -53,7 +53,6 @@ import os
 import secrets
 import socket
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,7 @@ from emg_lens._io import (
     remove_orphaned_temp_files,
     same_process,
 )
-from emg_lens.errors import SpecError, StudyError, check_number
+from emg_lens.errors import SpecError, StudyError, check_number, warn_caller
 
 __all__ = ["POLL_INTERVAL", "WAIT_TIMEOUT", "CellStore", "Claim", "check_wait_timeout"]
 
@@ -178,10 +177,7 @@ class CellStore:
         except (OSError, ValueError) as exc:
             cell = exc
         if not isinstance(cell, dict) or PROVENANCE not in cell:
-            warnings.warn(
-                f"{path} is empty or torn; recomputing",
-                stacklevel=2,
-            )
+            warn_caller(f"{path} is empty or torn; recomputing")
             return None
         if provenance is not None and cell.get(PROVENANCE) != provenance:
             return None
@@ -340,13 +336,12 @@ class CellStore:
         """Say (a warning, once per subject: the caller's to keep) that another process holds
         ``subject``'s claim: which, and for how long this one waits."""
         holder = self.holder(subject) or {}
-        warnings.warn(
+        warn_caller(
             f"subject {subject}: waiting for {self.describe_holder(holder)}, which holds "
             f"{self.claim_path(subject)}, to store its cells; giving up after "
             f"{timeout:g} s (set with `study run --wait-timeout SECONDS`, "
             "run_study(wait_timeout=...)). If that process is gone, delete the claim file and run "
-            "again",
-            stacklevel=4,
+            "again"
         )
 
     def check_wait(

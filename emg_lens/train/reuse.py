@@ -56,7 +56,6 @@ import contextlib
 import io
 import math
 import os
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,7 @@ from emg_lens.data.cache import (
     evict,
     warn_foreign_files,
 )
-from emg_lens.errors import StorageError, UndigestibleStateError
+from emg_lens.errors import StorageError, UndigestibleStateError, warn_caller
 from emg_lens.provenance import (
     code_digest,
     json_digest,
@@ -165,10 +164,9 @@ def _keyable(model: torch.nn.Module) -> tuple[str, str] | None:
 
 def _not_kept(model: torch.nn.Module, why: str) -> tuple[str, str] | None:
     """`_keyable`'s answer for a model it cannot key: none, with a warning saying why."""
-    warnings.warn(
+    warn_caller(
         f"fit(reuse=True): the training of this {type(model).__name__} is not kept, and none "
-        f"is read back: {why}; it is trained as usual",
-        stacklevel=4,
+        f"is read back: {why}; it is trained as usual"
     )
     return None
 
@@ -246,10 +244,9 @@ class TrainedEntry:
         except FileNotFoundError:  # removed between the look and the read: a plain miss
             return None
         except Exception as exc:
-            warnings.warn(
+            warn_caller(
                 f"ignoring the unreadable kept training {self.path} ({type(exc).__name__}: "
-                f"{exc}); training again from the start (the entry is removed)",
-                stacklevel=3,
+                f"{exc}); training again from the start (the entry is removed)"
             )
             with contextlib.suppress(OSError):
                 self.path.unlink(missing_ok=True)
@@ -286,7 +283,7 @@ class TrainedEntry:
             if self.max_bytes is not None:
                 evict(self.path.parent.parent, self.max_bytes)
         except (OSError, StorageError) as exc:
-            warnings.warn(f"the training is not kept ({exc})", stacklevel=3)
+            warn_caller(f"the training is not kept ({exc})")
 
 
 def _unsaved(model: torch.nn.Module) -> dict[str, torch.Tensor]:

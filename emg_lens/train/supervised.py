@@ -37,7 +37,7 @@ from emg_lens.errors import (
     check_seed,
     fields_checked,
 )
-from emg_lens.models.base import HookedBiosignalModel, HookedEncoder
+from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.provenance import source_digest
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
@@ -302,7 +302,7 @@ def training_fit(model: HookedBiosignalModel, X: np.ndarray, y: np.ndarray) -> f
 
 
 def fit_until_fitted(
-    model_cls: type[HookedEncoder],
+    model_cls: type[HookedBiosignalModel],
     model_cfg: EncoderConfig,
     data: SubjectData,
     train_cfg: TrainConfig,
@@ -310,7 +310,7 @@ def fit_until_fitted(
     desc: str = "train",
     report: Callable[[str], None] | None = None,
     reuse: bool = False,
-) -> tuple[HookedEncoder, TrainResult, list[dict]]:
+) -> tuple[HookedBiosignalModel, TrainResult, list[dict]]:
     """Train a ``model_cls`` of ``model_cfg`` on ``data``'s training windows with `fit`; where
     its `training_fit` is below ``train_cfg.refit_below``, train it again from another
     initialisation and data order (both seeds + `REFIT_SEED_STEP` per attempt), up to
@@ -359,7 +359,7 @@ def fit_until_fitted(
 
 def train_subjects(
     subjects: list[SubjectData],
-    model_cls: type[HookedEncoder],
+    model_cls: type[HookedBiosignalModel],
     model_cfg: str | EncoderConfig,
     train_cfg: TrainConfig,
     out_dir: str | Path,

@@ -18,7 +18,6 @@ the HD-sEMG database ships its files."""
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import scipy.io
 
 from emg_lens.data.files import find_files
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_int
+from emg_lens.errors import ArgumentError, DataFormatError, check_int, warn_caller
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -136,7 +135,9 @@ def select_modalities(modalities: Iterable[str], known: Iterable[str]) -> tuple[
     return modalities
 
 
-def exercise_list(exercises: Iterable[str | int], parse: Callable[[str | int], int]) -> list[int]:
+def exercise_list(
+    exercises: int | Iterable[str | int], parse: Callable[[str | int], int]
+) -> list[int]:
     if isinstance(exercises, (str, int)):
         exercises = (exercises,)
     numbers = [parse(e) for e in exercises]
@@ -311,7 +312,7 @@ def _label_columns(parts: list[Recording]) -> dict[str, Any]:
 
 def load_exercises(
     subject: int,
-    exercises: Iterable[str | int],
+    exercises: int | Iterable[str | int],
     parse: Callable[[str | int], int],
     modalities: Iterable[str],
     channels: Mapping[str, ChannelCounts],
@@ -332,18 +333,13 @@ def load_exercises(
     subject = subject_number(subject)
     numbers = exercise_list(exercises, parse)
     modalities = select_modalities(modalities, channels)
-    parts = []
-    for k in numbers:  # a loop, not a comprehension: a warning's stacklevel counts frames
-        parts.append(load(subject, k, modalities))
-    recording = concatenate_recordings(parts)
+    recording = concatenate_recordings([load(subject, k, modalities) for k in numbers])
     columns = recording.meta.get("label_columns", {})
     if len(set(columns.values())) > 1:
-        warnings.warn(
+        warn_caller(
             "the exercises' labels come from different columns (the relabelled restimulus/"
             "rerepetition where a file has them, else the raw stimulus/repetition, whose "
-            f"movement boundaries were not refined): {columns}",
-            UserWarning,
-            stacklevel=3,  # the reader's loader, then its caller
+            f"movement boundaries were not refined): {columns}"
         )
     return recording
 

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import functools
 import re
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -69,7 +68,7 @@ from emg_lens.data.formats._matlab import (
 )
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, warn_caller
 from emg_lens.geometry import Montage, points
 
 __all__ = [
@@ -230,11 +229,9 @@ def _remap_exercise_d(stimulus: np.ndarray, path: Path, others: list[np.ndarray]
             f"movement each is cannot be told: relabel the file's stimulus to {first}-{last}"
         )
     mapping = {c: EXERCISE_D_CODES[c] for c in codes}
-    warnings.warn(
+    warn_caller(
         f"{path}: exercise E3 (D) holds the published E3 codes {codes}; mapped them as "
-        f"{mapping} (the public DB2 loaders' order)",
-        UserWarning,
-        stacklevel=5,  # _load_exercise, load_exercises, load_ninapro_db2, then its caller
+        f"{mapping} (the public DB2 loaders' order)"
     )
     for arr in [stimulus, *others]:
         mapped = arr.copy()
@@ -259,7 +256,7 @@ def load_ninapro_db2(
     root: str | Path,
     subject: int,
     *,
-    exercises: Iterable[str | int] = ("B",),
+    exercises: int | Iterable[str | int] = ("B",),
     modalities: Iterable[str] = ("emg", "acc"),
 ) -> Recording:
     """Load one NinaPro DB2 subject as a `Recording` (2 kHz; several exercises concatenated).
@@ -296,7 +293,7 @@ def load_ninapro_db2(
     >>> both.n_samples, both.modalities, sorted(both.extras)
     (400, {'emg': 12}, ['acc', 'glove', 'repetition', 'stimulus'])
     """
-    load = functools.partial(_load_exercise, Path(root))  # no frame of its own: see stacklevel
+    load = functools.partial(_load_exercise, Path(root))
     rec = load_exercises(subject, exercises, _exercise_number, modalities, CHANNELS, load)
     rec.meta["channel_names"] = db2_channel_names(rec.modalities)  # a model's token names
     return rec

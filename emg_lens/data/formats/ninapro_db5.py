@@ -93,7 +93,7 @@ def load_ninapro_db5(
     root: str | Path,
     subject: int,
     *,
-    exercises: Iterable[str | int] = (1, 2, 3),
+    exercises: int | Iterable[str | int] = (1, 2, 3),
     modalities: Iterable[str] = ("emg",),
 ) -> Recording:
     """Load one NinaPro DB5 subject as a `Recording` at 200 Hz, labels global (1-52).

@@ -26,7 +26,6 @@ quirk, errors naming the file). emg2pose, the third pretraining corpus, is
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 from emg_lens.data.formats._matlab import mat_files, read_exercise_file
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError
+from emg_lens.errors import ArgumentError, DataFormatError, warn_caller
 
 __all__ = [
     "DB6_CHANNELS",
@@ -131,12 +130,10 @@ def _drop_unused_db6_slots(rec: Recording) -> None:
         return
     unused = emg[:, DB6_UNUSED_SLOTS]
     if np.abs(unused).max(initial=0.0) > 0:
-        warnings.warn(
+        warn_caller(
             f"{rec.source}: DB6 'emg' has 16 columns and the unused slots "
             f"{[s + 1 for s in DB6_UNUSED_SLOTS]} (1-based) are not empty; dropped them anyway "
-            "(14 electrodes)",
-            UserWarning,
-            stacklevel=3,
+            "(14 electrodes)"
         )
     rec.signals["emg"] = np.delete(emg, DB6_UNUSED_SLOTS, axis=1)
 

@@ -41,7 +41,6 @@ True
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +64,7 @@ from emg_lens.data.windows.downstream import (
     window_starts,
 )
 from emg_lens.data.windows.store import RegressionBatch
-from emg_lens.errors import ArgumentError, DataFormatError, check_int
+from emg_lens.errors import ArgumentError, DataFormatError, check_int, warn_caller
 from emg_lens.geometry import Montage, ring
 
 __all__ = [
@@ -236,13 +235,11 @@ def db8_windows(recording: Recording, spec: DownstreamPreprocess) -> RegressionB
         longest[code] = max(longest.get(code, 0), len(rows))
         if len(rows) < spec.window:
             if len(rows) < total:  # the drop cost this acquisition its windows: say so
-                warnings.warn(
+                warn_caller(
                     f"{source}: {total - len(rows)} of {total} samples have NaN in the glove "
                     f"and are dropped; the {len(rows)} left are shorter than a window "
                     f"({spec.window}): no window from this acquisition "
-                    f"({ACQUISITIONS[int(k)]} split)",
-                    UserWarning,
-                    stacklevel=2,
+                    f"({ACQUISITIONS[int(k)]} split)"
                 )
             continue
         x = thesis_preprocess(emg[rows], spec, f"{recording.source}: acquisition {int(k)}")

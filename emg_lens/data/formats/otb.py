@@ -37,7 +37,6 @@ contractions has no gesture labels: its stimulus and repetition are 0 throughout
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ import numpy as np
 
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_bool
+from emg_lens.errors import ArgumentError, DataFormatError, check_bool, warn_caller
 from emg_lens.geometry import (
     GRID_CODES,
     ORDERED_GRID_CODES,
@@ -243,7 +242,7 @@ def read_otb(
             f"{list(ORDERED_GRID_CODES)}): place the grids with emg_lens.geometry.grid(..., "
             "cells=...) from their data sheets"
         }
-        warnings.warn(f"{path}: {unplaced['placement_missing']}", UserWarning, stacklevel=2)
+        warn_caller(f"{path}: {unplaced['placement_missing']}")
     else:
         parts, offset = [], 0
         for g in grids:

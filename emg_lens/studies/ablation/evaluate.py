@@ -257,7 +257,7 @@ class TreePlan:
         cls,
         sequences: Iterable[tuple],
         rows: Iterable[int] | None = None,
-        masks: Sequence[torch.Tensor] = (),
+        masks: Sequence = (),
     ) -> TreePlan:
         """The plan for (canonical) mask sequences (their ids into ``masks``).
 

@@ -266,7 +266,7 @@ def class_deltas(
         for c in classes:
             values = delta.xs(c, level="class").dropna().to_numpy()
             label = condition_label(pd.Series(row._asdict())) if c == classes[0] else None
-            draw_bar(ax, values, c, j, max(len(chosen), 1), jitter=jitter, label=label)
+            draw_bar(ax, values, int(c), j, max(len(chosen), 1), jitter=jitter, label=label)
     names = class_names or {}
     labels = result.class_labels
     ticks = [names.get(int(c), labels[c] if labels else str(c)) for c in classes]

@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
@@ -292,7 +293,7 @@ class StudySpec(Spec):
         default=(), metadata=file_key(dump=_groups_key, omit=_empty)
     )
     claims: tuple[Claim, ...] = field(default=(), metadata=file_key(omit=_empty))
-    source_dir: str = field(default=".", compare=False, metadata=file_key(saved=False))
+    source_dir: str | Path = field(default=".", compare=False, metadata=file_key(saved=False))
 
     @classmethod
     def _parse(cls, data: dict[str, Any], where: str) -> dict[str, Any]:

@@ -152,6 +152,7 @@ def test_scaler_from_moments_equals_fit_flat_channels_included():
     assert np.isfinite(moments.transform(X)).all()
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize(
     ("count", "mean", "m2", "match"),
     [

@@ -207,6 +207,7 @@ def test_truth_groups_and_cut_fit_a_model_made_for_the_data():
 
 
 @pytest.mark.slow
+@pytest.mark.unchecked
 def test_the_registry_serves_the_same_data(tmp_path):
     spec = SyntheticEEGSpec(n_subjects=2, seed=3)
     source = data_source("synthetic-eeg", synthetic=spec)

@@ -135,6 +135,7 @@ def two_gestures(root: Path, rows=((1, 2), (3, 4))) -> Path:
     return root
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize("rate", [0, -200, float("nan"), float("inf"), "200", True])
 def test_a_sample_rate_that_is_not_positive_is_named(tmp_path, rate):
     with pytest.raises(ArgumentError, match="sample_rate"):
@@ -454,6 +455,7 @@ def test_one_channel_with_decimal_commas_is_never_read_as_two(tmp_path):
         assert read_trial(write_lines(tmp_path / "two.csv", lines))[0].shape[1] == 2
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize(
     ("options", "match"),
     [

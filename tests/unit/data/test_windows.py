@@ -369,6 +369,7 @@ def test_store_is_lazy_and_safe_across_processes(store_path):
     np.testing.assert_array_equal(store[3][0].numpy(), first)  # reopens on demand
 
 
+@pytest.mark.unchecked
 def test_store_indexing(store_path):
     store = WindowStore(store_path)
     with pytest.raises(IndexOutOfRangeError, match=r"index 22 is outside 0\.\.21"):
@@ -415,6 +416,7 @@ def test_incomplete_or_foreign_files_are_refused(tmp_path):
         WindowStore(path)
 
 
+@pytest.mark.unchecked
 def test_bad_store_input(tmp_path):
     path = tmp_path / "w.h5"
     with pytest.raises(DataFormatError, match="no window written"):

@@ -258,6 +258,7 @@ def test_the_miss_bound_is_the_one_sided_clopper_pearson_bound(hits, n):
     assert _clopper_pearson_upper(n, n) == 1.0 and np.isnan(_clopper_pearson_upper(0, 0))
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -150,6 +150,7 @@ def test_the_ig_path_is_finite_under_a_base_cut_and_discover_uses_it(model, data
     assert found.faithfulness > 0.9 and found.screen.estimator == "ig"
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -224,6 +224,7 @@ def test_erasure_inputs_are_refused_by_name_before_anything_is_fitted(model, mon
         erase_concept(model, X, y, at=AT, tokens="acc", batch_size=-5)
 
 
+@pytest.mark.unchecked
 def test_numpy_integers_are_integers_and_a_placebo_seed_out_of_range_is_named(model):
     from emg_lens.inspect.probes import fold_windows
 

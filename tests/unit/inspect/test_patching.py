@@ -185,6 +185,7 @@ def test_patching_a_silent_head_changes_nothing():
     assert len(fig.axes) == 2  # heatmap and colour bar
 
 
+@pytest.mark.unchecked
 def test_patching_rejects_bad_inputs():
     model = _isonet()
     clean, corrupted = _pair(model)

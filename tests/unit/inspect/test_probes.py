@@ -96,6 +96,7 @@ def test_the_control_relabels_trials_so_a_probe_that_knows_trials_solves_it(mode
         assert row["control_accuracy"] >= 0.9 and row["accuracy"] <= 0.75, row
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -351,7 +352,7 @@ def test_several_subjects_get_their_own_intervals_and_a_subject_level_one_never_
     for row in table.itertuples():
         assert (round(row.ci_low, 6), round(row.ci_high, 6)) in drawn
     for _, rows in table.groupby("layer"):
-        mean = tuple(round(v, 6) for v in t_interval(rows["k"] / rows["n"], 0.95))
+        mean = tuple(round(v, 6) for v in t_interval((rows["k"] / rows["n"]).to_numpy(), 0.95))
         pooled = tuple(round(float(v), 6) for v in clopper_pearson(rows["k"].sum(), 128))
         assert mean in drawn and pooled not in drawn
     title = fig.axes[0].get_title()

@@ -103,6 +103,7 @@ def test_a_group_is_its_layout_positions_and_rows_pair_window_by_window():
     assert rows.per_row(np.array([5, 6, 7])).tolist() == [5, 5, 6, 6, 7, 7]
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize(
     ("tokens", "error", "match"),
     [

@@ -97,6 +97,7 @@ def test_compare_permutation_above_the_exact_size_is_a_seeded_monte_carlo():
     )
 
 
+@pytest.mark.unchecked
 def test_compare_permutation_without_differences_is_not_significant_and_needs_pairs():
     assert compare([0.5, 0.6, 0.7], [0.5, 0.6, 0.7], "permutation") == (0.0, 1.0)
     with pytest.raises(SpecError, match="permutation"):

@@ -79,7 +79,8 @@ def test_a_studys_cells_keep_their_trials():
     rep = np.repeat([2, 5], 3 * cfg.n_classes)  # 2 trials a class, 3 windows each
     X = rng.normal(size=(len(y), cfg.n_channels, cfg.n_samples)).astype("float32")
     data = SubjectData(1, dict(cfg.modalities), list(range(cfg.n_classes)),
-                       *(np.zeros(1),) * 3, X, y, rep)  # fmt: skip
+                       np.zeros((0, *X.shape[1:]), X.dtype), np.zeros(0, int), np.zeros(0, int),
+                       X, y, rep)  # fmt: skip
     result = run_study(SPEC, models={1: (IsoNet(cfg).eval(), data)}, progress=False)
     cells = result.per_subject
     assert all(len(v) == 2 * cfg.n_classes for v in cells["trial_class"])

@@ -25,6 +25,7 @@ def test_windows_made_elsewhere_are_each_their_own_trial_unless_meta_says_otherw
     assert grouped.test_trials.tolist() == [0, 0, 1, 1]
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize(
     "call",
     [

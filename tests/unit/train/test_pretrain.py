@@ -129,6 +129,7 @@ def test_defaults_are_the_published_recipe():
     ) == published
 
 
+@pytest.mark.unchecked
 def test_pretraining_refuses_other_models_and_misshapen_data():
     X = np.zeros((4, 2, 40), np.float32)
     quick = PretrainConfig(epochs=1, warmup_epochs=0, progress=False)

@@ -169,6 +169,7 @@ class _DeviceSpy(torch.nn.Module):
         return torch.zeros(len(x), 3)
 
 
+@pytest.mark.unchecked
 def test_predict_sends_each_batch_to_the_models_device():
     from emg_lens.train import predict
 

@@ -39,7 +39,6 @@ tests/unit/models/test_zoo_roster.py checks over braindecode's whole roster.
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import SupportsIndex
@@ -47,7 +46,7 @@ from typing import SupportsIndex
 import torch
 from torch import nn
 
-from emg_lens.errors import AttachError, InputShapeError, check_int, describe
+from emg_lens.errors import AttachError, InputShapeError, check_int, describe, warn_caller
 from emg_lens.layout import TokenLayout
 from emg_lens.models.attached.build import attach, model_size, probe_example
 from emg_lens.models.attached.find import named_modules_of
@@ -151,7 +150,7 @@ def attach_braindecode(
     if refusal is not None:
         raise AttachError(f"braindecode's {name} cannot be attached: {refusal}")
     if entry.warns is not None and (warning := entry.warns(model)) is not None:
-        warnings.warn(warning, UserWarning, stacklevel=2)
+        warn_caller(warning)
     names, samples = _names(model, name, ch_names), _samples(model, n_times, name)
     if entry.any_size is not None:
         channels = None if names is None else len(names)

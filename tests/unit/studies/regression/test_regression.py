@@ -117,6 +117,7 @@ def test_cutting_edges_between_grid_halves_is_tested_over_blocks(contraction, re
     assert rows["p"].min() >= 2 / 2**11 - 1e-12
 
 
+@pytest.mark.unchecked
 @pytest.mark.slow
 def test_bad_inputs_are_named(contraction, regressor):
     rec, w = contraction

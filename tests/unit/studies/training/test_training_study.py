@@ -198,6 +198,7 @@ def test_round_trip_through_dicts_and_files(tmp_path):
     assert load_spec(path) == spec
 
 
+@pytest.mark.unchecked
 def test_ablation_specs_still_load_with_or_without_kind():
     ablation = {
         "name": "a",
@@ -212,6 +213,7 @@ def test_ablation_specs_still_load_with_or_without_kind():
         run_training_study(StudySpec.from_dict(ablation))
 
 
+@pytest.mark.unchecked
 @pytest.mark.parametrize("given", ["dict", "spec", "file"])
 def test_run_study_points_a_training_study_to_run_training_study(given, tmp_path):
     spec = {"dict": BASE, "spec": TrainingStudySpec.from_dict(BASE), "file": tmp_path / "t.yaml"}
