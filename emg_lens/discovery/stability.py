@@ -53,6 +53,7 @@ def bootstrap_stability(
     own, and a warning says so); NaN for a resample on which cutting every candidate does not
     lower the metric (no circuit).
 
+    >>> import warnings
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.models import IsoNet
     >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0, init_range=0.5)).eval()
