@@ -32,6 +32,10 @@ def mismatch(value: Any, hint: Any) -> str | None:
     return None if _holds(value, hint) else _expected(hint)
 
 
+# _holds and _expected recurse over a hint; their one caller, mismatch, is checked, and they
+# take Any: under the suite's checks each recursion was a checked call (21,179 in the
+# component/study subsets) checking nothing.
+@typing.no_type_check
 def _holds(value: Any, hint: Any) -> bool:
     args, origin = typing.get_args(hint), typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -61,6 +65,7 @@ def _holds(value: Any, hint: Any) -> bool:
     return True
 
 
+@typing.no_type_check
 def _expected(hint: Any) -> str:
     args, origin = typing.get_args(hint), typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
