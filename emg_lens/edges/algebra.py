@@ -54,14 +54,11 @@ class CompileContext:
         index = {g: i for i, g in enumerate(self.groups)}
         cls_id = index.get(CLS, -1)
 
-        (gq, cq, tq), (gk, ck, tk) = (
-            (
-                torch.tensor([index[g] for g in side.group], dtype=torch.long, device=device),
-                side.channel_ids().to(device),
-                side.time_ids().to(device),
-            )
-            for side in (layout.query_side, layout)
-        )
+        def facts(side: TokenLayout):
+            gid = torch.tensor([index[g] for g in side.group], dtype=torch.long, device=device)
+            return gid, side.channel_ids().to(device), side.time_ids().to(device)
+
+        (gq, cq, tq), (gk, ck, tk) = facts(layout.query_side), facts(layout)
         self.group_q, self.group_k = gq[:, None], gk[None, :]
         self.cls_q, self.cls_k = self.group_q == cls_id, self.group_k == cls_id
         self.channel_q, self.channel_k = cq[:, None], ck[None, :]

@@ -41,9 +41,7 @@ __all__ = [
 
 
 @runtime_checkable
-class _Ordered(Protocol):
-    """What `sorted` needs (typeshed's SupportsRichComparison, which exists only for mypy)."""
-
+class _Ordered(Protocol):  # what sorted needs (typeshed's SupportsRichComparison is mypy's)
     def __lt__(self, other: Any, /) -> bool: ...
 
 

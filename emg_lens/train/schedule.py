@@ -80,7 +80,6 @@ def warmup_cosine_scheduler(
             f"total_steps={total_steps}, warmup_steps={warmup_steps}"
         )
 
-    # A lambda, not a nested def, which the suite's checks would decorate anew on each call.
     bounds = {"total_steps": total_steps, "warmup_steps": warmup_steps}
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
