@@ -32,22 +32,21 @@ def mismatch(value: Any, hint: Any) -> str | None:
     return None if _holds(value, hint) else _expected(hint)
 
 
+@typing.no_type_check  # private, taking Any, recursing: its one caller, mismatch, is checked
 def _holds(value: Any, hint: Any) -> bool:
     args, origin = typing.get_args(hint), typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_holds(value, arg) for arg in args)
     if hint is type(None):
         return value is None
-    if hint is bool:
-        return isinstance(value, bool)
+    if hint is bool or hint is str:
+        return isinstance(value, hint)
     if hint is int:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             return False
         return isinstance(value, numbers.Integral) or math.isfinite(value)
-    if hint is str:
-        return isinstance(value, str)
     if hint is dict or origin is dict:
         return isinstance(value, dict)
     if origin is tuple:

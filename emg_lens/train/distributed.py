@@ -20,7 +20,7 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 import torch.distributed as dist
@@ -39,10 +39,13 @@ __all__ = [
     "unwrap",
 ]
 
-if TYPE_CHECKING:
-    from _typeshed import SupportsRichComparison
 
-T = TypeVar("T", bound="SupportsRichComparison")
+@runtime_checkable
+class _Ordered(Protocol):  # what sorted needs (typeshed's SupportsRichComparison is mypy's)
+    def __lt__(self, other: Any, /) -> bool: ...
+
+
+T = TypeVar("T", bound=_Ordered)
 
 
 @dataclass(frozen=True)

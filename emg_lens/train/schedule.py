@@ -80,13 +80,11 @@ def warmup_cosine_scheduler(
             f"total_steps={total_steps}, warmup_steps={warmup_steps}"
         )
 
-    def factor(step: int) -> float:
-        lr = warmup_cosine_lr(
-            step, total_steps=total_steps, warmup_steps=warmup_steps, lr_max=lr_max, lr_min=lr_min
-        )
-        return lr / lr_max
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    bounds = {"total_steps": total_steps, "warmup_steps": warmup_steps}
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: warmup_cosine_lr(step, **bounds, lr_max=lr_max, lr_min=lr_min) / lr_max,
+    )
 
 
 # ----------------------------------------------------------------------------- parameter groups
