@@ -57,14 +57,16 @@ float32 (`ArgumentError`); a missing onnx or onnxruntime (`MissingDependencyErro
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import jaxtyping
 import numpy as np
 import torch
 from torch import nn
@@ -502,7 +504,7 @@ def _trace(
 ) -> None:
     dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *names)}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _shapes_unchecked():
             # The tracer warns about the forward's Python checks of the example input (shape,
             # finiteness), which the file rightly does not hold, and that it is deprecated.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -524,6 +526,18 @@ def _trace(
             f"torch's ONNX exporter (TorchScript, opset {opset}) failed on "
             f"{type(wrapper.model).__name__}: {exc}"
         ) from exc
+
+
+@contextlib.contextmanager
+def _shapes_unchecked() -> Iterator[None]:
+    """jaxtyping's runtime checks off (where a caller turned them on, as the test suite does)
+    while torch.onnx traces: under its tracer every size is a 0-d tensor, not an int."""
+    before = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", before)
 
 
 def _parity(

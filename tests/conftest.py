@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-import jaxtyping
 import pytest
 import torch
 
+from emg_lens.export import _shapes_unchecked as shapes_unchecked
 from tests import slow_marker
 from tests.shared_on_disk import SharedOnDisk
 from tests.slow_marker import (  # noqa: F401 (hooks: the slow marker kept true)
@@ -41,17 +41,13 @@ def _seed():
 def _unchecked(request):
     """jaxtyping's runtime checks (on for emg_lens in the suite: pyproject's addopts) off in a
     test marked ``unchecked``: one that passes a value its annotation refuses on purpose, to see
-    emg_lens's own named error, which is what a user meets (the checks are the suite's); or
-    one that exports through torch.onnx's tracer, under which every size is a 0-d tensor."""
+    emg_lens's own named error, which is what a user meets (the checks are the suite's). (The
+    ONNX export turns them off itself while torch.onnx traces: `emg_lens.export`.)"""
     if request.node.get_closest_marker("unchecked") is None:
         yield
         return
-    before = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    try:
+    with shapes_unchecked():
         yield
-    finally:
-        jaxtyping.config.update("jaxtyping_disable", before)
 
 
 @pytest.fixture(scope="session")

@@ -119,8 +119,8 @@ def blocked_by(mask: Mask, *, allows: bool = False) -> Bool[torch.Tensor, "... q
     """True where ``mask`` lets no attention through: a bool mask as it reads (``allows``:
     True = may attend), a float one (additive, or scores) where it is -inf.
 
-    >>> blocked_by(torch.tensor([0.0, -torch.inf])).tolist()
-    [False, True]
+    >>> blocked_by(torch.tensor([[0.0, -torch.inf]])).tolist()
+    [[False, True]]
     """
     if mask.dtype != torch.bool:
         return mask == NEG_INF
@@ -130,17 +130,17 @@ def blocked_by(mask: Mask, *, allows: bool = False) -> Bool[torch.Tensor, "... q
 def as_bias(
     blocked: Bool[torch.Tensor, "... query key"],
     dtype: torch.dtype,
-    device: torch.device,
+    device: torch.device | str,
     *,
     allows: bool = False,
 ) -> Float[torch.Tensor, "... query key"]:
     """A bool mask (True = blocked; with ``allows``, True = may attend) as an additive one:
     -inf where blocked, 0 elsewhere (the float mask SDPA itself makes of a bool one).
 
-    >>> as_bias(torch.tensor([True, False]), torch.float32, torch.device("cpu")).tolist()
-    [-inf, 0.0]
-    >>> as_bias(torch.tensor([True, False]), torch.float32, "cpu", allows=True).tolist()
-    [0.0, -inf]
+    >>> as_bias(torch.tensor([[True, False]]), torch.float32, torch.device("cpu")).tolist()
+    [[-inf, 0.0]]
+    >>> as_bias(torch.tensor([[True, False]]), torch.float32, "cpu", allows=True).tolist()
+    [[0.0, -inf]]
     """
     allowed = (blocked if allows else ~blocked).to(device)
     if eager_on_cpu(allowed):
@@ -158,8 +158,8 @@ def block_scores(
     """``scores`` at -inf where ``blocked`` (True), whatever they were (a NaN or +inf score
     included): a boolean mask filled in, as native attention and SDPA's boolean masks do.
 
-    >>> block_scores(torch.tensor([torch.nan, 1.0]), torch.tensor([True, False])).tolist()
-    [-inf, 1.0]
+    >>> block_scores(torch.tensor([[torch.nan, 1.0]]), torch.tensor([[True, False]])).tolist()
+    [[-inf, 1.0]]
     """
     return scores if blocked is None else scores.masked_fill(blocked, NEG_INF)
 

@@ -110,7 +110,6 @@ def test_discover_runs_on_a_converted_model(models, tmp_path):
     assert (out / "circuits.csv").is_file()
 
 
-@pytest.mark.unchecked  # torch.onnx's tracer
 @pytest.mark.parametrize("name", ["braindecode_cbramod", "braindecode_eegpt", "torch_post_ln"])
 def test_onnx_export_of_converted_models_matches_onnxruntime(name, tmp_path):
     pytest.importorskip("onnxruntime")

@@ -169,7 +169,6 @@ def _commands(models: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.unchecked  # export: torch.onnx's tracer
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["discover", "inspect", "export", "evaluate"])
 def test_the_commands_take_the_builder(models, tmp_path, monkeypatch, capsys, command):
@@ -229,7 +228,6 @@ def _readme_route() -> tuple[str, str, list[list[str]]]:
     return models, study, [argv for argv in commands if argv]
 
 
-@pytest.mark.unchecked  # its export step: torch.onnx's tracer
 @pytest.mark.slow
 def test_the_readme_route_runs_as_written(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")

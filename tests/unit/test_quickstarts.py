@@ -442,7 +442,6 @@ def test_readme_biofoundation_block_loads_a_checkpoint_file(tmp_path, monkeypatc
     )
 
 
-@pytest.mark.unchecked  # the demo exports through torch.onnx's tracer
 @pytest.mark.slow
 def test_readme_blocks_on_the_demo_run_from_a_fresh_folder(workdir, capsys):
     """A fresh clone's folder (the repository's studies/, no runs/): the blocks that read

@@ -94,9 +94,9 @@ def run_study(
     >>> from emg_lens.models import IsoNet
     >>> import numpy as np, tempfile
     >>> cfg = EncoderConfig.preset("tiny", seed=0)
+    >>> X, y = np.zeros((4, cfg.n_channels, cfg.n_samples), "float32"), np.arange(4)
     >>> data = SubjectData(1, dict(cfg.modalities), list(range(cfg.n_classes)),
-    ...     *(np.zeros(1),) * 3, np.zeros((4, cfg.n_channels, cfg.n_samples), "float32"),
-    ...     np.arange(4), np.full(4, 2))
+    ...     X, y, np.full(4, 1), X, y, np.full(4, 2))
     >>> spec = {"name": "doc", "models": "unused", "layers": {"modes": ["all"]},
     ...         "interventions": [{"name": "cross", "edges": "cross_modal"}]}
     >>> out = tempfile.mkdtemp()

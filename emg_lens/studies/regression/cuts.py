@@ -95,7 +95,7 @@ def check_blocks(y: Float[Any, " n"], blocks: Int[Any, " n"], n_windows: int) ->
     unless ``y`` and ``blocks`` have ``n_windows`` entries, an `ArgumentError` for fewer than 2
     blocks.
 
-    >>> check_blocks(np.zeros(4), [4, 1, 1, 4], 4).tolist()
+    >>> check_blocks(np.zeros(4), np.array([4, 1, 1, 4]), 4).tolist()
     [1, 4]
     """
     y, blocks = np.asarray(y), np.asarray(blocks)
@@ -128,7 +128,7 @@ def block_errors(
     ...                            patch_samples=8, d_model=8, d_head=4, n_heads=2, d_mlp=16,
     ...                            n_classes=1, seed=0)
     >>> model = TinyMyo(cfg, task="regression", reg_target_len=1, reduction="mean")
-    >>> errors = block_errors(model, torch.randn(6, 2, 8), np.arange(6.0), [0, 0, 0, 1, 1, 1])
+    >>> errors = block_errors(model, torch.randn(6, 2, 8), np.arange(6.0), np.repeat([0, 1], 3))
     >>> len(errors["block_mse"]), errors["cut_edges"]
     (2, 0)
     """

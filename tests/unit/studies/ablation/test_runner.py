@@ -690,11 +690,13 @@ def test_an_in_memory_model_is_moved_only_where_it_is_not(monkeypatch):
     from emg_lens.studies.subjects import load_entry
 
     model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    X, y = np.zeros((2, 1, 4)), np.array([0, 1])
+    data = SubjectData.from_windows({"emg": 1}, (X, y), (X, y))
     moves = []
     monkeypatch.setattr(model, "to", lambda *a, **k: moves.append(a) or model)
-    assert load_entry((model, None), torch.device("cpu")).model is model and not moves
+    assert load_entry((model, data), torch.device("cpu")).model is model and not moves
     model.cfg.device = "meta"  # its cfg says elsewhere: moved, as before
-    load_entry((model, None), torch.device("cpu"))
+    load_entry((model, data), torch.device("cpu"))
     model.cfg.device = "cpu"
-    load_entry((model, None), torch.device("meta"))  # its tensors are elsewhere
+    load_entry((model, data), torch.device("meta"))  # its tensors are elsewhere
     assert moves == [(torch.device("cpu"),), (torch.device("meta"),)]
