@@ -36,6 +36,7 @@ __all__ = [
     "ChannelCounts",
     "as_labels",
     "check_signal",
+    "common_length",
     "concatenate_recordings",
     "exercise_list",
     "load_exercises",
@@ -154,6 +155,23 @@ def stimulus_columns(recording: Recording) -> list[np.ndarray]:
     return columns
 
 
+def common_length(path: str | Path, lengths: Mapping[str, int]) -> int:
+    """The length a file's per-sample arrays are cut to: the shortest of ``lengths`` (name ->
+    samples); arrays that differ by more than `LENGTH_TOLERANCE` are a `DataFormatError`
+    naming the file and every length.
+
+    >>> common_length("S1_E1_A1.mat", {"emg": 100, "restimulus": 99})
+    99
+    """
+    n, longest = min(lengths.values()), max(lengths.values())
+    if longest - n > LENGTH_TOLERANCE:
+        raise DataFormatError(
+            f"{path}: signals and labels differ in length by {longest - n} samples (more than "
+            f"the {LENGTH_TOLERANCE} tolerated): {dict(lengths)}"
+        )
+    return n
+
+
 def mat_files(
     root: str | Path, pattern: re.Pattern[str], what: str, looking_for: str
 ) -> dict[tuple[int, ...], Path]:
@@ -247,13 +265,7 @@ def read_exercise_file(
         if name in _PER_SAMPLE or abs(len(x) - ref) <= LENGTH_TOLERANCE:
             lengths[name] = len(x)
             extras_names.append(name)
-    n, longest = min(lengths.values()), max(lengths.values())
-    if longest - n > LENGTH_TOLERANCE:
-        raise DataFormatError(
-            f"{path}: signals and labels differ in length by {longest - n} samples (more than "
-            f"the {LENGTH_TOLERANCE} tolerated): {lengths}"
-        )
-
+    n = common_length(path, lengths)
     labels = {name: x[:n].copy() for name, x in labels.items()}
     stimulus, repetition = labels.pop(stim_name), labels.pop(rep_name)
     extras = {name: np.asarray(data[name][:n]) for name in extras_names}

@@ -52,7 +52,7 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.files import OpenFile, find_files
-from emg_lens.data.formats._matlab import write_mat73
+from emg_lens.data.formats._matlab import LENGTH_TOLERANCE, common_length, write_mat73
 from emg_lens.data.preprocess import find_segments
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
@@ -77,9 +77,6 @@ SAMPLE_RATE = 2048.0
 
 GRID = (8, 8)
 """Electrodes per grid (MATLAB dims 2 and 3 of ``emg_extensors`` / ``emg_flexors``)."""
-
-LENGTH_TOLERANCE = 5
-"""Most samples by which the file's per-sample arrays may differ before it is an error."""
 
 _GRIDS = ("emg_extensors", "emg_flexors")
 _CLASS = ("adjusted_class", "class")
@@ -204,13 +201,7 @@ class HDsEMGFile(OpenFile):
                     f"got {shape}"
                 )
             lengths["force"] = shape[1]
-        n, longest = min(lengths.values()), max(lengths.values())
-        if longest - n > LENGTH_TOLERANCE:
-            raise DataFormatError(
-                f"{self.path}: signals and labels differ in length by {longest - n} samples "
-                f"(more than the {LENGTH_TOLERANCE} tolerated): {lengths}"
-            )
-        self.n_samples = int(n)
+        self.n_samples = int(common_length(self.path, lengths))
         self.n_force_channels = 0 if self._force is None else int(self._force.shape[0])
 
     @property
