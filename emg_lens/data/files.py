@@ -28,9 +28,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Hashable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from emg_lens.errors import DataFormatError
+import numpy as np
+
+from emg_lens.errors import ArgumentError, DataFormatError
 
 __all__ = ["OpenFile", "duplicate_error", "files_under", "find_files", "unique_files"]
 
@@ -39,8 +41,10 @@ F = TypeVar("F", bound="OpenFile")
 
 
 class OpenFile:
-    """A reader holding a file open, which a ``with`` block closes (the subclass's `close`):
-    ``with HDsEMGFile(path) as f: ...``.
+    """A reader holding a file open, which a ``with`` block closes (`close`): ``with
+    HDsEMGFile(path) as f: ...``. One reading time slices of an HDF5 file (`HDsEMGFile`,
+    `Emg2PoseSession`) sets ``path``, ``n_samples`` and ``_h5`` (`_open_hdf5`; None: read from
+    memory) and reads through the checks here, whose errors name the file.
 
     >>> class Log(OpenFile):
     ...     closed = False
@@ -52,8 +56,54 @@ class OpenFile:
     True
     """
 
+    path: Path
+    n_samples: int
+    _h5: Any = None
+
+    def _open_hdf5(self, kind: str) -> Any:
+        """``path`` opened with h5py, or a `DataFormatError` saying it is no readable ``kind``."""
+        import h5py  # only the readers of HDF5 files need it
+
+        try:
+            return h5py.File(self.path, "r")
+        except Exception as exc:  # h5py raises OSError for truncated files and non-HDF5 alike
+            raise DataFormatError(
+                f"{self.path}: cannot be opened as {kind} (truncated or corrupt?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _slice_end(self, start: int, stop: int | None) -> int:
+        """``stop`` (None: the end), ``start:stop`` checked to lie within the file."""
+        stop = self.n_samples if stop is None else stop
+        if not (0 <= start <= stop <= self.n_samples):
+            raise ArgumentError(
+                f"{self.path}: read({start}, {stop}) is outside 0..{self.n_samples} samples"
+            )
+        return stop
+
+    def _read(self, what: str, read: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+        """``read(*args)`` from the open file, a failure a `DataFormatError` naming ``what``."""
+        if self._h5 is not None and not self._h5.id.valid:
+            raise ArgumentError(f"{self.path}: the file is closed")
+        try:
+            return read(*args)
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            raise DataFormatError(
+                f"{self.path}: cannot read {what} (truncated or corrupt?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _check_finite(self, what: str, x: np.ndarray, start: int, stop: int) -> None:
+        if not np.isfinite(x).all():
+            raise DataFormatError(
+                f"{self.path}: {what} holds {int((~np.isfinite(x)).sum())} NaN/Inf values in "
+                f"samples {start}:{stop}"
+            )
+
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the file (a no-op where it is read from memory or closed already)."""
+        if self._h5 is not None:
+            self._h5.close()
 
     def __enter__(self: F) -> F:
         return self

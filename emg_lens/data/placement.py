@@ -22,11 +22,8 @@ signals (`check_recording`; `check_subject` reads the recording again from its d
 and `realign_recording` / `realign_subject` put the held-out channels back *before*
 preprocessing, so each channel's scale travels with its electrode.
 
-LibEMG's Myo set (`tests/data/libemg_myo`): repetition R_3 was recorded with the armband
-mirrored, electrode k's pattern on electrode 8 − k; trained on R_0–R_2 the check names
-"mirror k → (8 − k) mod 8" a move (r 0.72; the best rotation 0.47, the identity 0.38;
-permutation p ≈ 0.029, the runner-up rejected at p ≈ 0.07), and each of R_0–R_2 against the
-other two keeps the identity (r 0.95–0.99).
+On LibEMG's Myo set (`tests/data/libemg_myo`) it names the armband mirrored in R_3 and keeps
+the identity for R_0–R_2 (the numbers: docs/DESIGN.md §16).
 
 >>> import numpy as np
 >>> from emg_lens.data import Recording

@@ -425,7 +425,11 @@ class Scaler:
         return ((X - self.mean[None, :, None]) / self.std[None, :, None]).astype(np.float32)
 
 
-def _sos(kind: str, cutoff, order: int, fs: float, what: str) -> np.ndarray:
+def _butter(
+    x: np.ndarray, kind: str, cutoff: Any, fs: float, spec: PreprocessSpec, what: str
+) -> np.ndarray:
+    """``x`` through ``spec``'s Butterworth ``kind`` filter (its order; zero-phase unless
+    ``spec.causal``), a cut-off outside (0, Nyquist) a `ConfigError` naming ``what``."""
     nyquist = fs / 2
     for c in np.atleast_1d(cutoff):
         if not 0 < c < nyquist:
@@ -433,11 +437,8 @@ def _sos(kind: str, cutoff, order: int, fs: float, what: str) -> np.ndarray:
                 f"{what} cut-off {c} Hz must lie strictly between 0 and the Nyquist frequency "
                 f"{nyquist:g} Hz (sample rate {fs:g} Hz)"
             )
-    return sps.butter(order, cutoff, btype=kind, fs=fs, output="sos")
-
-
-def _apply(sos: np.ndarray, x: np.ndarray, causal: bool) -> np.ndarray:
-    return sps.sosfilt(sos, x, axis=0) if causal else sps.sosfiltfilt(sos, x, axis=0)
+    sos = sps.butter(spec.order, cutoff, btype=kind, fs=fs, output="sos")
+    return sps.sosfilt(sos, x, axis=0) if spec.causal else sps.sosfiltfilt(sos, x, axis=0)
 
 
 def filter_signals(
@@ -455,11 +456,7 @@ def filter_signals(
         x = np.asarray(x, dtype=np.float64)
         if name == "emg":
             if spec.emg_band is not None:
-                x = _apply(
-                    _sos("bandpass", spec.emg_band, spec.order, fs, "sEMG band-pass"),
-                    x,
-                    spec.causal,
-                )
+                x = _butter(x, "bandpass", spec.emg_band, fs, spec, "sEMG band-pass")
             if spec.notch is not None:
                 if not 0 < spec.notch < fs / 2:
                     raise ConfigError(f"notch {spec.notch} Hz must be below Nyquist {fs / 2:g} Hz")
@@ -468,16 +465,10 @@ def filter_signals(
             if spec.rectify:
                 x = np.abs(x)
             if spec.envelope is not None:
-                x = _apply(
-                    _sos("lowpass", spec.envelope, spec.order, fs, "sEMG envelope"), x, spec.causal
-                )
+                x = _butter(x, "lowpass", spec.envelope, fs, spec, "sEMG envelope")
         else:
             if spec.lowpass is not None:
-                x = _apply(
-                    _sos("lowpass", spec.lowpass, spec.order, fs, f"{name} low-pass"),
-                    x,
-                    spec.causal,
-                )
+                x = _butter(x, "lowpass", spec.lowpass, fs, spec, f"{name} low-pass")
             if name == "acc" and spec.acc_magnitude:
                 if x.shape[1] % 3:
                     raise DataFormatError(

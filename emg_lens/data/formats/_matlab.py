@@ -36,14 +36,15 @@ __all__ = [
     "ChannelCounts",
     "as_labels",
     "check_signal",
+    "common_length",
     "concatenate_recordings",
     "exercise_list",
+    "files_by_subject",
     "load_exercises",
     "read_exercise_file",
     "read_mat",
     "select_modalities",
     "stimulus_columns",
-    "subject_number",
     "write_mat73",
 ]
 
@@ -59,10 +60,6 @@ LABEL_COLUMNS = frozenset(_STIMULUS + _REPETITION)
 """The label columns a NinaPro file may hold (the relabelled ones preferred)."""
 _PER_SAMPLE = frozenset({"emg", "acc", "glove", "force", "inclin", "gyro", "mag"})
 _SCALARS = frozenset({"subject", "exercise", "forcecal"})
-
-
-def subject_number(subject: int) -> int:
-    return check_int(subject, "subject", minimum=1)
 
 
 def read_mat(path: Path, *, reader: str = "the NinaPro readers") -> dict[str, np.ndarray]:
@@ -154,6 +151,23 @@ def stimulus_columns(recording: Recording) -> list[np.ndarray]:
     return columns
 
 
+def common_length(path: str | Path, lengths: Mapping[str, int]) -> int:
+    """The length a file's per-sample arrays are cut to: the shortest of ``lengths`` (name ->
+    samples); arrays that differ by more than `LENGTH_TOLERANCE` are a `DataFormatError`
+    naming the file and every length.
+
+    >>> common_length("S1_E1_A1.mat", {"emg": 100, "restimulus": 99})
+    99
+    """
+    n, longest = min(lengths.values()), max(lengths.values())
+    if longest - n > LENGTH_TOLERANCE:
+        raise DataFormatError(
+            f"{path}: signals and labels differ in length by {longest - n} samples (more than "
+            f"the {LENGTH_TOLERANCE} tolerated): {dict(lengths)}"
+        )
+    return n
+
+
 def mat_files(
     root: str | Path, pattern: re.Pattern[str], what: str, looking_for: str
 ) -> dict[tuple[int, ...], Path]:
@@ -166,6 +180,15 @@ def mat_files(
         return None if match is None else tuple(int(g) for g in match.groups())
 
     return find_files(root, key, lambda k: what.format(*k), looking_for=looking_for)
+
+
+def files_by_subject(found: Mapping[Any, Path]) -> dict[int, list[Path]]:
+    """Subject -> its files in key order, of `mat_files`' ``{(subject, ...): path}`` (or of
+    ``{subject: path}``)."""
+    by_subject: dict[int, list[Path]] = {}
+    for key, path in sorted(found.items()):
+        by_subject.setdefault(key[0] if isinstance(key, tuple) else key, []).append(path)
+    return by_subject
 
 
 def read_exercise_file(
@@ -247,13 +270,7 @@ def read_exercise_file(
         if name in _PER_SAMPLE or abs(len(x) - ref) <= LENGTH_TOLERANCE:
             lengths[name] = len(x)
             extras_names.append(name)
-    n, longest = min(lengths.values()), max(lengths.values())
-    if longest - n > LENGTH_TOLERANCE:
-        raise DataFormatError(
-            f"{path}: signals and labels differ in length by {longest - n} samples (more than "
-            f"the {LENGTH_TOLERANCE} tolerated): {lengths}"
-        )
-
+    n = common_length(path, lengths)
     labels = {name: x[:n].copy() for name, x in labels.items()}
     stimulus, repetition = labels.pop(stim_name), labels.pop(rep_name)
     extras = {name: np.asarray(data[name][:n]) for name in extras_names}
@@ -320,7 +337,7 @@ def load_exercises(
 ) -> Recording:
     """One subject's exercises, each read by ``load(subject, exercise, modalities)`` and
     joined in the order given (`concatenate_recordings`): the subject checked
-    (`subject_number`), the exercises read by ``parse`` (`exercise_list`), the modalities
+    (`check_int`), the exercises read by ``parse`` (`exercise_list`), the modalities
     checked against the database's ``channels`` (`select_modalities`), all before any file
     is read. ``load`` is called from this function's frame: a warning it raises counts one
     frame more to the reader's caller.
@@ -330,7 +347,7 @@ def load_exercises(
     >>> load_exercises(3, ("2", "1"), int, ("emg",), {"emg": 2}, load).n_samples
     3
     """
-    subject = subject_number(subject)
+    subject = check_int(subject, "subject", minimum=1)
     numbers = exercise_list(exercises, parse)
     modalities = select_modalities(modalities, channels)
     recording = concatenate_recordings([load(subject, k, modalities) for k in numbers])

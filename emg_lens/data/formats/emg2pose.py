@@ -112,13 +112,7 @@ class Emg2PoseSession(OpenFile):
         self.subject = subject
         if not self.path.is_file():
             raise DataFormatError(f"{self.path}: no such file (an emg2pose session .hdf5)")
-        try:
-            self._h5 = h5py.File(self.path, "r")
-        except Exception as exc:  # h5py raises OSError for truncated files and non-HDF5 alike
-            raise DataFormatError(
-                f"{self.path}: cannot be opened as an HDF5 file (truncated or corrupt?): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        self._h5 = self._open_hdf5("an HDF5 file")
         try:
             self._timeseries = self._check_layout()
         except BaseException:
@@ -175,33 +169,20 @@ class Emg2PoseSession(OpenFile):
 
         Only those fields of that slice are read from disk. Raises `DataFormatError` when the
         EMG slice holds NaN/Inf."""
-        stop = self.n_samples if stop is None else stop
-        if not (0 <= start <= stop <= self.n_samples):
-            raise ArgumentError(
-                f"{self.path}: read({start}, {stop}) is outside 0..{self.n_samples} samples"
-            )
+        stop = self._slice_end(start, stop)
         fields = [fields] if isinstance(fields, str) else list(fields)
         unknown = [f for f in fields if f not in _FIELDS]
         if unknown or not fields:
             raise ArgumentError(f"fields must be among {list(_FIELDS)}, got {fields}")
-        if not self._h5.id.valid:
-            raise ArgumentError(f"{self.path}: the session file is closed")
-        out = {}
-        for name in fields:
-            try:
-                out[name] = self._timeseries.fields(name)[start:stop]
-            except (OSError, RuntimeError, ValueError) as exc:
-                raise DataFormatError(
-                    f"{self.path}: cannot read field {name!r} (truncated or corrupt?): "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+        out = {
+            name: self._read(
+                f"field {name!r}", lambda n: self._timeseries.fields(n)[start:stop], name
+            )
+            for name in fields
+        }
         if "emg" in out:
-            emg = out["emg"] = np.ascontiguousarray(out["emg"], dtype=np.float32)
-            if not np.isfinite(emg).all():
-                bad = int((~np.isfinite(emg)).sum())
-                raise DataFormatError(
-                    f"{self.path}: field 'emg' holds {bad} NaN/Inf values in samples {start}:{stop}"
-                )
+            out["emg"] = np.ascontiguousarray(out["emg"], dtype=np.float32)
+            self._check_finite("field 'emg'", out["emg"], start, stop)
         return out
 
     def to_recording(self, subject: int | None = None) -> Recording:
@@ -225,10 +206,6 @@ class Emg2PoseSession(OpenFile):
             source=str(self.path),
             extras={"joint_angles": data["joint_angles"], "time": data["time"]},
         )
-
-    def close(self) -> None:
-        """Close the file (a no-op when already closed)."""
-        self._h5.close()
 
     def __repr__(self) -> str:
         return f"Emg2PoseSession({str(self.path)!r}, n_samples={self.n_samples})"

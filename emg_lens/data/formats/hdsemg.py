@@ -52,7 +52,7 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.files import OpenFile, find_files
-from emg_lens.data.formats._matlab import write_mat73
+from emg_lens.data.formats._matlab import LENGTH_TOLERANCE, common_length, write_mat73
 from emg_lens.data.preprocess import find_segments
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
@@ -77,9 +77,6 @@ SAMPLE_RATE = 2048.0
 
 GRID = (8, 8)
 """Electrodes per grid (MATLAB dims 2 and 3 of ``emg_extensors`` / ``emg_flexors``)."""
-
-LENGTH_TOLERANCE = 5
-"""Most samples by which the file's per-sample arrays may differ before it is an error."""
 
 _GRIDS = ("emg_extensors", "emg_flexors")
 _CLASS = ("adjusted_class", "class")
@@ -125,7 +122,6 @@ class HDsEMGFile(OpenFile):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._h5: h5py.File | None = None
         self._vars: Mapping[str, Any] = {}
         if not self.path.is_file():
             raise DataFormatError(f"{self.path}: no such file (an HD-sEMG subject file s<N>.mat)")
@@ -134,14 +130,7 @@ class HDsEMGFile(OpenFile):
         except OSError:
             is_hdf5 = False
         if is_hdf5:
-            try:
-                self._h5 = h5py.File(self.path, "r")
-            except Exception as exc:
-                raise DataFormatError(
-                    f"{self.path}: cannot be opened as a MATLAB v7.3 (HDF5) file (truncated or "
-                    f"corrupt?): {type(exc).__name__}: {exc}"
-                ) from exc
-            self._vars = self._h5
+            self._vars = self._h5 = self._open_hdf5("a MATLAB v7.3 (HDF5) file")
         else:
             self._vars = self._read_v5()
         try:
@@ -204,13 +193,7 @@ class HDsEMGFile(OpenFile):
                     f"got {shape}"
                 )
             lengths["force"] = shape[1]
-        n, longest = min(lengths.values()), max(lengths.values())
-        if longest - n > LENGTH_TOLERANCE:
-            raise DataFormatError(
-                f"{self.path}: signals and labels differ in length by {longest - n} samples "
-                f"(more than the {LENGTH_TOLERANCE} tolerated): {lengths}"
-            )
-        self.n_samples = int(n)
+        self.n_samples = int(common_length(self.path, lengths))
         self.n_force_channels = 0 if self._force is None else int(self._force.shape[0])
 
     @property
@@ -241,12 +224,7 @@ class HDsEMGFile(OpenFile):
 
         Only that slice is read from disk. ``"force"`` is present when the file has force and
         ``force`` is true. Raises `DataFormatError` if the slice holds NaN/Inf."""
-        stop = self.n_samples if stop is None else stop
-        if not (0 <= start <= stop <= self.n_samples):
-            raise ArgumentError(
-                f"{self.path}: read({start}, {stop}) is outside 0..{self.n_samples} samples"
-            )
-        self._check_open()
+        stop = self._slice_end(start, stop)
         n = stop - start
         grids = []
         for grid in _GRIDS:
@@ -258,12 +236,7 @@ class HDsEMGFile(OpenFile):
             block = self._load("force", lambda ds: np.asarray(ds[:, start:stop], np.float32))
             out["force"] = np.ascontiguousarray(block.T)
         for name, x in out.items():
-            if not np.isfinite(x).all():
-                bad = int((~np.isfinite(x)).sum())
-                raise DataFormatError(
-                    f"{self.path}: signal {name!r} holds {bad} NaN/Inf values in samples "
-                    f"{start}:{stop}"
-                )
+            self._check_finite(f"signal {name!r}", x, start, stop)
         return out
 
     def segments(self) -> list[tuple[int, int, int, int]]:
@@ -272,24 +245,7 @@ class HDsEMGFile(OpenFile):
         return find_segments(*self.labels())
 
     def _load(self, name: str, how: Any) -> np.ndarray:
-        """``how(dataset)``, with HDF5 read failures turned into `DataFormatError`."""
-        self._check_open()
-        try:
-            return how(self._vars[name])
-        except (OSError, RuntimeError, ValueError, TypeError) as exc:
-            raise DataFormatError(
-                f"{self.path}: cannot read variable {name!r} (truncated or corrupt?): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-
-    def _check_open(self) -> None:
-        if self._h5 is not None and not self._h5.id.valid:
-            raise ArgumentError(f"{self.path}: the file is closed")
-
-    def close(self) -> None:
-        """Close the HDF5 file (a no-op for v5 files and when already closed)."""
-        if self._h5 is not None:
-            self._h5.close()
+        return self._read(f"variable {name!r}", lambda: how(self._vars[name]))
 
     def __repr__(self) -> str:
         return (

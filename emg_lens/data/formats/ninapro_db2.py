@@ -64,11 +64,10 @@ from emg_lens.data.formats._matlab import (
     load_exercises,
     read_exercise_file,
     stimulus_columns,
-    subject_number,
 )
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, warn_caller
+from emg_lens.errors import ArgumentError, DataFormatError, check_int, warn_caller
 from emg_lens.geometry import Montage, points
 
 __all__ = [
@@ -183,7 +182,7 @@ def find_exercise_file(folder: str | Path, subject: int, exercise: str | int) ->
     >>> find_exercise_file(folder, 7, "C").name
     'S7_A1_E2.mat'
     """
-    subject = subject_number(subject)
+    subject = check_int(subject, "subject", minimum=1)
     k = _exercise_number(exercise)
     folder = _subject_folder(Path(folder), subject)
     subject_token = re.compile(rf"s0*{subject}", re.IGNORECASE)
@@ -361,7 +360,7 @@ def write_ninapro_db2(
     ('S2_E3_A1.mat', 9)
     """
     k = _exercise_number(exercise)
-    subject = subject_number(recording.subject)
+    subject = check_int(recording.subject, "subject", minimum=1)
     if "emg" not in recording.signals:
         raise ArgumentError(
             f"{recording.source}: a NinaPro DB2 file needs an 'emg' signal; the recording has "

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from emg_lens.data.formats._matlab import (
+    files_by_subject,
     load_exercises,
     mat_files,
     read_exercise_file,
@@ -149,11 +150,7 @@ def load_ninapro_db5(
 
 
 def _subject_files(source: Source) -> dict[int, list[Path]]:
-    """Subject -> its exercise files, in exercise order."""
-    found: dict[int, list[Path]] = {}
-    for (subject, _), path in sorted(ninapro_db5_files(source["root"]).items()):
-        found.setdefault(subject, []).append(path)
-    return found
+    return files_by_subject(ninapro_db5_files(source["root"]))  # in exercise order
 
 
 MONTAGE = Montage(

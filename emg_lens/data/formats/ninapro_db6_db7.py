@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from emg_lens.data.formats._matlab import mat_files, read_exercise_file
+from emg_lens.data.formats._matlab import files_by_subject, mat_files, read_exercise_file
 from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, warn_caller
@@ -202,20 +202,11 @@ def load_ninapro_db7(
     return rec
 
 
-def _files_by_subject(files: Mapping[tuple[int, ...], Path]) -> dict[int, list[Path]]:
-    """Subject -> its files, in (subject, day, time) order."""
-    found: dict[int, list[Path]] = {}
-    for key, path in sorted(files.items()):
-        found.setdefault(key[0], []).append(path)
-    return found
-
-
 def _reader(files: Any, load: Any, emg: int) -> DatasetReader:
     """A store source reading one recording per file of `files`(root) with ``load``."""
 
     def by_subject(source: Source) -> dict[int, list[Path]]:
-        found = files(source["root"])
-        return _files_by_subject({k if isinstance(k, tuple) else (k,): p for k, p in found.items()})
+        return files_by_subject(files(source["root"]))  # in (subject, day, time) order
 
     return DatasetReader(
         montage=lambda source: {"emg": emg},

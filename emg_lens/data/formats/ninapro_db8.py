@@ -47,9 +47,10 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.formats._matlab import (
-    LENGTH_TOLERANCE,
     as_labels,
     check_signal,
+    common_length,
+    concatenate_recordings,
     mat_files,
     read_mat,
 )
@@ -158,11 +159,7 @@ def _read_acquisition(path: Path, subject: int, acquisition: int) -> Recording:
     ]
     lengths = {"emg": len(data["emg"]), "glove": len(data["glove"])}
     lengths.update({names[0]: len(x) for names, x in zip(_LABELS, labels) if x is not None})
-    n = min(lengths.values())
-    if max(lengths.values()) - n > LENGTH_TOLERANCE:
-        raise DataFormatError(
-            f"{path}: variables differ in length by more than {LENGTH_TOLERANCE} samples: {lengths}"
-        )
+    n = common_length(path, lengths)
     stimulus, repetition = (np.zeros(n, np.int64) if x is None else x[:n] for x in labels)
     return Recording(  # refuses NaN/Inf in emg, naming the file
         subject=int(subject),
@@ -185,17 +182,8 @@ def load_ninapro_db8(
     subject = check_int(subject, "subject", minimum=1)
     if not acquisitions or any(a not in ACQUISITIONS for a in acquisitions):
         raise ArgumentError(f"acquisitions must be among {list(ACQUISITIONS)}, got {acquisitions}")
-    parts = [
-        _read_acquisition(acquisition_file(root, subject, a), subject, a) for a in acquisitions
-    ]
-    return Recording(
-        subject=int(subject),
-        signals={"emg": np.concatenate([p.signals["emg"] for p in parts])},
-        sample_rate=SAMPLE_RATE,
-        stimulus=np.concatenate([p.stimulus for p in parts]),
-        repetition=np.concatenate([p.repetition for p in parts]),
-        source=" + ".join(p.source for p in parts),
-        extras={k: np.concatenate([p.extras[k] for p in parts]) for k in ("glove", "acquisition")},
+    return concatenate_recordings(
+        [_read_acquisition(acquisition_file(root, subject, a), subject, a) for a in acquisitions]
     )
 
 

@@ -36,7 +36,7 @@ in its files (what ``emg-lens synth --format ninapro-db2`` writes).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from emg_lens.data.formats import ninapro_db2
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.reader import DatasetReader, Source, no_files
 from emg_lens.data.recording import Recording
+from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
 from emg_lens.errors import ArgumentError, ConfigError, check_field_types, fields_checked
 
@@ -71,7 +72,7 @@ GESTURE_KINDS = ("emg", "acc", "interaction")
 
 @fields_checked
 @dataclass(frozen=True)
-class SyntheticSpec:
+class SyntheticSpec(DictSpec):
     """Parameters of the synthetic dataset; every field is documented at its default."""
 
     n_subjects: int = 4
@@ -95,9 +96,7 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         check_field_types(self)  # the declared types; the ranges below
-        for name in ("n_subjects", "n_repetitions", "n_emg", "n_acc_sensors"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"SyntheticSpec.{name} must be >= 1, got {getattr(self, name)}")
+        self.check_counts("n_subjects", "n_repetitions", "n_emg", "n_acc_sensors")
         counts = (self.n_emg_gestures, self.n_acc_gestures, self.n_interaction_gestures)
         if min(counts) < 0 or sum(counts) < 2:
             raise ConfigError(
@@ -126,7 +125,7 @@ class SyntheticSpec:
     def to_dict(self) -> dict:
         """Every field, ``subject_offset`` only where it is set (so the data sources, and their
         digests, of specs from before it existed are unchanged)."""
-        fields = asdict(self)
+        fields = super().to_dict()
         if not fields["subject_offset"]:
             del fields["subject_offset"]
         return fields
