@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+from emg_lens.checkpoints import load_checkpoint
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import CheckpointError, ConfigError, DataFormatError, check_int, fields_checked
 from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
@@ -373,14 +373,8 @@ def finetune(
     history = FinetuneHistory.of_run(
         log, best, cfg.epochs, val_accuracy=val["accuracy"], val_loss=val["loss"]
     )
-    if out is not None and log.is_main:
-        recipe: dict[str, Any] = {
-            "recipe": RECIPE,
-            "finetune": asdict(cfg),
-            "history": asdict(history),
-        }
-        recipe["threads"] = torch.get_num_threads()  # results can differ in the last bits
-        save_checkpoint(model, out, metadata={**recipe, "pretrained": source, **(metadata or {})})
+    recipe = {"recipe": RECIPE, "finetune": asdict(cfg), "history": asdict(history)}
+    log.save(model, out, recipe, {"pretrained": source, **(metadata or {})})
     return FinetuneResult(model, history)
 
 
