@@ -12,12 +12,9 @@ epoch instead). A linear probe (``linear_probe=True``) freezes the encoder and t
 alone.
 
 These are the settings of BioFoundation's fine-tuning configuration
-(``config/experiment/TinyMyo_finetune.yaml``); what its code runs differs, and emg_lens does not
-reproduce those differences (docs/guide/tinymyo.md, "The recipes and BioFoundation's code"):
-its scheduler is sized in optimiser steps but stepped once per epoch, so it stays in the
-warm-up near 1e-5; its layer-wise decay matches only Mamba parameter names, so every TinyMyo
-weight learns at one rate; it weight-decays every parameter (emg_lens: none on biases and
-LayerNorm).
+(``config/experiment/TinyMyo_finetune.yaml``); what its code runs differs (its schedule, layer
+decay and weight decay), and docs/guide/tinymyo.md ("The recipes and BioFoundation's code")
+lists every difference.
 
 The same recipe with TinyMyo's regression head is `emg_lens.train.regression`; one classifier
 per subject of a data source, saved where studies find them, is
