@@ -1,25 +1,15 @@
-"""What the converters share: reading another library's weights into TransformerLens shapes.
+"""What the converters share: the converted classes' base (`ConvertedEncoder`), activation
+names, and the check that a conversion computes what its source does.
 
 Each converter builds an emg_lens model from a config read off the source module, then fills
-its state dict with `StateBuilder`, which names both tensors where a shape does not fit, and
-any missing or surplus entry. The weight maps: a packed ``[3 * n_heads * d_head, d_model]``
-q/k/v projection -> ``W_Q, W_K, W_V [n_heads, d_model, d_head]``; an output projection
-``[d_model, n_heads * d_head]`` -> ``W_O [n_heads, d_head, d_model]``; a linear ``[out, in]``
--> ``W_in`` / ``W_out`` ``[in, out]``. `activation_name` names an activation as
+its state dict through its key table (`emg_lens.models.key_table`: `StateBuilder` names both
+tensors where a shape does not fit). `activation_name` names an activation as
 `EncoderConfig.act_fn`.
 
 A converter reads the source's weights, not the code its forward runs, so every converter ends
 with `check_faithful`: hooks or a ``forward`` set on an instance are refused by name, and the
 source and the converted model, run on a probe input in eval mode, must agree within
 `PARITY_RTOL` of the output's scale.
-
->>> W = torch.arange(24.0).view(6, 4)  # 2 heads x 3 dims, d_model 4: rows are head-major
->>> heads_in(W, 2)[1, :, 0].tolist() == W[3].tolist()  # head 1's first q dim reads row 3
-True
->>> torch.equal(heads_in(W, 2).transpose(1, 2).reshape(6, 4), W)
-True
->>> torch.equal(heads_out(W.T, 2).reshape(6, 4), W)
-True
 """
 
 from __future__ import annotations
@@ -31,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
@@ -42,15 +31,11 @@ __all__ = [
     "PARITY_RTOL",
     "RETURN_TYPES",
     "ConvertedEncoder",
-    "StateBuilder",
     "activation_name",
     "check_faithful",
     "eval_mode",
-    "heads_in",
-    "heads_out",
     "on_cpu",
     "refuse_dropped_code",
-    "split_qkv",
 ]
 
 PARITY_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
@@ -77,27 +62,6 @@ class ConvertedEncoder(HookedEncoder):
             k: (list(v) if isinstance(v, (list, tuple)) else v)
             for k, v in self._init_kwargs.items()
         }
-
-
-def heads_in(
-    weight: Float[torch.Tensor, "heads_x_d_head d_model"], n_heads: int
-) -> Float[torch.Tensor, "n_heads d_model d_head"]:
-    """A projection's ``[n_heads * d_head, d_model]`` weight (torch's ``[out, in]``, heads
-    major) as TransformerLens's ``[n_heads, d_model, d_head]``."""
-    return weight.view(n_heads, -1, weight.shape[-1]).transpose(1, 2).contiguous()
-
-
-def heads_out(
-    weight: Float[torch.Tensor, "d_model heads_x_d_head"], n_heads: int
-) -> Float[torch.Tensor, "n_heads d_head d_model"]:
-    """An output projection's ``[d_model, n_heads * d_head]`` weight as ``W_O [n_heads,
-    d_head, d_model]``."""
-    return weight.T.reshape(n_heads, -1, weight.shape[0]).contiguous()
-
-
-def split_qkv(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A packed ``[3 * k, ...]`` q/k/v weight or bias split into its three ``[k, ...]``."""
-    return tuple(packed.chunk(3, dim=0))  # type: ignore[return-value]
 
 
 # Activation functions and modules an emg_lens MLP computes, by EncoderConfig.act_fn.
@@ -133,81 +97,6 @@ def activation_name(activation: Any, path: str) -> str:
         "(nn.GELU(approximate='tanh')) and silu (F.silu, nn.SiLU)",
         path=path,
     )
-
-
-class StateBuilder:
-    """An emg_lens state dict filled entry by entry from a source model's tensors, checked
-    against the model it is for: `put` (shape checked, naming the source tensor), then
-    `load` (every entry present, none surplus) into the model.
-
-    >>> from emg_lens.config import EncoderConfig
-    >>> from emg_lens.models import MLP
-    >>> mlp = MLP(EncoderConfig.preset("tiny"))
-    >>> state = StateBuilder(mlp, "MLP")
-    >>> state.put("W_in", torch.zeros(32, 16).T, "fc1.weight")
-    >>> state.put("W_out", torch.zeros(16, 16), "fc2.weight")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.ConversionError: MLP: fc2.weight (torch.float32 [16, 16]) does not fit W_out, which is [32, 16]...
-    """  # noqa: E501
-
-    def __init__(self, model: nn.Module, what: str):
-        self.model = model
-        self.what = what
-        self.expected = model.state_dict()
-        self.state: dict[str, torch.Tensor] = {}
-        self.source: dict[str, str] = {}
-
-    def put(
-        self,
-        name: str,
-        tensor: torch.Tensor,
-        source: str,
-        block: tuple[slice, ...] | None = None,
-    ) -> None:
-        """Set entry ``name`` from ``tensor`` (the source model's ``source``), shape checked;
-        with ``block``, only those slices of it (the rest zero until another block fills
-        them)."""
-        if name not in self.expected:
-            raise ConversionError(
-                f"{self.what}: {source} would become {name}, which this emg_lens model does not "
-                f"have (a bias of a layer built without one?); its entries: "
-                f"{sorted(self.expected)[:20]}"
-            )
-        want = self.expected[name]
-        shape = want.shape if block is None else want[block].shape
-        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(shape):
-            where = name if block is None else f"{name}[{_slices(block)}]"
-            raise ConversionError(
-                f"{self.what}: {source} ({describe(tensor)}) does not fit {where}, which is "
-                f"{list(shape)} for the architecture read off the model; the layers of "
-                "the model disagree with each other or with its configuration"
-            )
-        value = tensor.detach().to(want.dtype)
-        if block is None:
-            self.state[name], self.source[name] = value.clone(), source
-            return
-        if name not in self.state:
-            self.state[name], self.source[name] = torch.zeros_like(want), source
-        else:
-            self.source[name] += f" + {source}"
-        self.state[name][block] = value
-
-    def load(self, keep: Mapping[str, torch.Tensor] | None = None) -> None:
-        """Load the entries (and ``keep``: entries taken as they are, such as a user's own
-        modules) into the model, refusing a missing or surplus one by name."""
-        state = {**self.state, **(keep or {})}
-        missing = sorted(set(self.expected) - set(state))
-        if missing:
-            raise ConversionError(
-                f"{self.what}: no source weight for {missing} (the converter read "
-                f"{len(self.state)} tensors)"
-            )
-        self.model.load_state_dict(state, strict=True)
-
-
-def _slices(block: tuple[slice, ...]) -> str:
-    return ", ".join(f"{s.start or ''}:{'' if s.stop is None else s.stop}" for s in block)
 
 
 # ------------------------------------------------------------------------------ faithfulness

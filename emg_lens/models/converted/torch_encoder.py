@@ -46,9 +46,8 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
 from emg_lens.models.converted.conversion import (
-    StateBuilder,
     activation_name,
     check_faithful,
     eval_mode,
@@ -294,7 +293,7 @@ def from_torch_encoder(
     if final_norm is not None:
         theirs |= {f"{final_key}.{key}": v for key, v in final_norm.state_dict().items()}
     own = {k: v for k, v in model.state_dict().items() if k.startswith(("embed.", "head."))}
-    state = StateBuilder(model, "from_torch_encoder")
+    state = keys.StateBuilder(model, "from_torch_encoder")
     template = "layers.{l}" if isinstance(encoder, nn.TransformerEncoder) else "[{l}]"
     table = key_table(arch["n_heads"], template, final_key)
     table.to_ours(theirs, state, [k for k in model.state_dict() if k not in own])

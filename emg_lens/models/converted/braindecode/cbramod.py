@@ -39,7 +39,7 @@ from emg_lens.errors import (
     ConversionError,
     UnsupportedModuleError,
 )
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
@@ -51,7 +51,6 @@ from emg_lens.models.converted.braindecode._common import (
     read_config,
     size,
 )
-from emg_lens.models.converted.conversion import StateBuilder
 
 __all__ = ["HookedCBraMod", "from_cbramod"]
 
@@ -426,7 +425,5 @@ def from_cbramod(model: Braindecode, ch_names: list[str] | None = None) -> Hooke
     hooked = HookedCBraMod(
         cfg, convs=model.patch_embedding.channels_kernel_stride_padding_norm, emb_dim=model._emb_dim
     )
-    state = StateBuilder(hooked, "from_braindecode(CBraMod)")
-    key_table(cfg).to_ours(model.state_dict(), state, hooked.state_dict())
-    state.load()
+    key_table(cfg).load(model.state_dict(), hooked, "from_braindecode(CBraMod)")
     return hooked.eval()

@@ -39,7 +39,7 @@ from emg_lens.errors import (
     UnsupportedModuleError,
 )
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
@@ -48,7 +48,7 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import StateBuilder, activation_name
+from emg_lens.models.converted.conversion import activation_name
 from emg_lens.models.eegpt_channels import misnamed_channel
 
 __all__ = ["HookedEEGPT", "from_eegpt"]
@@ -459,7 +459,5 @@ def from_eegpt(model: Braindecode, ch_names: list[str] | None = None) -> HookedE
         raise ConversionError(
             f"EEGPT has {encoder.num_patches[1]} patches, the converter counted {hooked.n_patches}"
         )
-    state = StateBuilder(hooked, "from_braindecode(EEGPT)")
-    key_table(cfg.n_heads, proj_type).to_ours(model.state_dict(), state, hooked.state_dict())
-    state.load()
+    key_table(cfg.n_heads, proj_type).load(model.state_dict(), hooked, "from_braindecode(EEGPT)")
     return hooked.eval()

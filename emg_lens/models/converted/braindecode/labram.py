@@ -41,7 +41,7 @@ from emg_lens.components.init import (
 from emg_lens.components.mlp import ACTIVATIONS
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
@@ -53,7 +53,6 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import StateBuilder
 
 __all__ = ["HookedLabram", "from_labram"]
 
@@ -462,7 +461,5 @@ def from_labram(model: Braindecode, ch_names: list[str] | None = None) -> Hooked
         abs_pos_emb=model.position_embedding is not None,
     )
     theirs = fold_layer_scale(model.state_dict(), len(blocks))
-    state = StateBuilder(hooked, "from_braindecode(Labram)")
-    key_table(cfg.n_heads).to_ours(theirs, state, hooked.state_dict())
-    state.load()
+    key_table(cfg.n_heads).load(theirs, hooked, "from_braindecode(Labram)")
     return hooked.eval()

@@ -27,7 +27,7 @@ from transformer_lens.hook_points import HookPoint
 from emg_lens.components.init import ConfigEmbedding, ConfigLinear
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
@@ -37,7 +37,6 @@ from emg_lens.models.converted.braindecode._common import (
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import StateBuilder
 
 __all__ = ["HookedPBT", "from_pbt"]
 
@@ -198,7 +197,5 @@ def from_pbt(model: Braindecode, ch_names: list[str] | None = None) -> HookedPBT
         activation=activation,
     )
     hooked = HookedPBT(cfg, learnable_cls=isinstance(model.cls_token, nn.Parameter))
-    state = StateBuilder(hooked, "from_braindecode(PBT)")
-    key_table(cfg.n_heads).to_ours(model.state_dict(), state, hooked.state_dict())
-    state.load()
+    key_table(cfg.n_heads).load(model.state_dict(), hooked, "from_braindecode(PBT)")
     return hooked.eval()
