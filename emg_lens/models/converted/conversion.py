@@ -15,7 +15,7 @@ source and the converted model, run on a probe input in eval mode, must agree wi
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "activation_name",
     "check_faithful",
     "eval_mode",
+    "float_dtype",
     "on_cpu",
     "refuse_dropped_code",
 ]
@@ -62,6 +63,24 @@ class ConvertedEncoder(HookedEncoder):
             k: (list(v) if isinstance(v, (list, tuple)) else v)
             for k, v in self._init_kwargs.items()
         }
+
+
+def float_dtype(modules: Iterable[nn.Module], what: str) -> torch.dtype:
+    """The one floating-point dtype, float32 or float64, of the parameters of ``modules``
+    (called ``what`` in the `ConversionError` naming the dtypes found otherwise).
+
+    >>> float_dtype([nn.Linear(2, 2), nn.Linear(2, 2).half()], "the modules")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConversionError: the modules: parameters of ['torch.float16', ...]; ...
+    """
+    dtypes = {p.dtype for m in modules for p in m.parameters() if p.is_floating_point()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
+        raise ConversionError(
+            f"{what}: parameters of {sorted(map(str, dtypes))}; the converter reads one dtype, "
+            "float32 or float64 (convert with .float() or .double())"
+        )
+    return dtypes.pop()
 
 
 # Activation functions and modules an emg_lens MLP computes, by EncoderConfig.act_fn.

@@ -51,6 +51,7 @@ from emg_lens.models.converted.conversion import (
     activation_name,
     check_faithful,
     eval_mode,
+    float_dtype,
 )
 from emg_lens.models.converted.hooked_torch_encoder import HookedTorchEncoder
 from emg_lens.models.converted.linear_readout import find_linear_readout, readout_form
@@ -160,16 +161,6 @@ def key_table(n_heads: int, layer: str, final: str | None) -> keys.KeyTable:
     )
 
 
-def _dtype(modules: Sequence[nn.Module]) -> torch.dtype:
-    dtypes = {p.dtype for m in modules for p in m.parameters() if p.is_floating_point()}
-    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
-        raise ConversionError(
-            f"the encoder, embed and readout must share one dtype, float32 or float64; they "
-            f"hold {sorted(str(d) for d in dtypes)}: convert them with .float() or .double()"
-        )
-    return dtypes.pop()
-
-
 def from_torch_encoder(
     encoder: nn.TransformerEncoder | Sequence[nn.TransformerEncoderLayer],
     *,
@@ -269,7 +260,7 @@ def from_torch_encoder(
         n_samples=n_samples,
         use_cls_token=CLS in layout.group,
         n_classes=1,  # replaced below by what the readout returns
-        dtype=_dtype(modules),
+        dtype=float_dtype(modules, "the encoder, embed and readout"),
         positional_embedding_type="none",
     )
     _check_embed(embed, layout, cfg)

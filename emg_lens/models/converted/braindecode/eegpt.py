@@ -112,17 +112,22 @@ class ChannelProjection(ConfigInit, nn.Module):
 
 
 class SummaryProbe(nn.Module):
-    """EEGPT's probe: each patch's summary tokens ``[batch, patch, embed_num * d_model]`` ->
-    ``probe1`` -> ``[batch, patch * hidden]`` -> ``probe2`` -> logits; ``hook_pooled`` fires on
-    the summary tokens' final stream."""
+    """EEGPT's probe: each patch's summary tokens (the last ``embed_num`` of its
+    ``n_chans + embed_num``) as ``[batch, patch, embed_num * d_model]`` -> ``probe1`` ->
+    ``[batch, patch * hidden]`` -> ``probe2`` -> logits; ``hook_pooled`` fires on the summary
+    tokens' final stream."""
 
-    def __init__(self, cfg: EncoderConfig, patches: int, embed_num: int, hidden: int, norms):
+    def __init__(
+        self, cfg: EncoderConfig, patches: int, n_chans: int, embed_num: int, hidden, norms
+    ):
         super().__init__()
+        self.patches, self.n_chans = patches, n_chans
         self.probe1 = ConstrainedLinear(embed_num * cfg.d_model, hidden, norms[0], cfg)
         self.probe2 = ConstrainedLinear(patches * hidden, cfg.n_classes, norms[1], cfg)
         self.hook_pooled = HookPoint()  # [batch, patch, embed_num * d_model]
 
-    def forward(self, summaries: torch.Tensor) -> torch.Tensor:
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        summaries = latent.unflatten(1, (self.patches, -1))[:, :, self.n_chans :].flatten(2)
         return self.probe2(self.probe1(self.hook_pooled(summaries)).flatten(1))
 
 
@@ -219,11 +224,10 @@ class HookedEEGPT(BraindecodeEncoder):
         self.chan_embed = ConfigEmbedding(n_chan_embeddings, d, **kw)
         self.summary_token = nn.Parameter(torch.zeros(1, embed_num, d, dtype=cfg.dtype))
         self.register_buffer("channel_index", torch.tensor(channel_ids), persistent=False)
-        self.head = SummaryProbe(cfg, patches, embed_num, probe_hidden, probe_max_norms)
+        self.head = SummaryProbe(cfg, patches, n_chans, embed_num, probe_hidden, probe_max_norms)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self._layout = self._make_layout(token_names)
-        self._summary = torch.tensor([i for i, g in enumerate(self._layout.group) if g == CLS])
         groups = tuple(self._layout.time)  # attention stays within a patch
         for block in self.blocks:
             block.attn.set_structure([HeadStructure((0, cfg.n_heads), groups=groups)], cfg.n_ctx)
@@ -301,14 +305,6 @@ class HookedEEGPT(BraindecodeEncoder):
         chan = self.chan_embed.weight[self.channel_index]  # [chan, d]
         pos = F.pad(chan, (0, 0, 0, self.embed_num)).repeat(self.n_patches, 1)
         return self.hook_embed(tokens) + self.hook_pos_embed(pos[None].expand(batch, -1, -1))
-
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        self._check_return_type(return_type)
-        latent = self.ln_final(resid)
-        if return_type == "latent":
-            return latent
-        summaries = latent[:, self._summary.to(latent.device)]
-        return self.head(summaries.reshape(latent.shape[0], self.n_patches, -1))
 
     # ------------------------------------------------------------------ TransformerLens
     no_unembedding = (

@@ -31,11 +31,11 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components import ClassifierHead
 from emg_lens.components.init import (
     ConfigConv1d,
     ConfigConv2d,
     ConfigGroupNorm,
-    ConfigInit,
     ConfigLayerNorm,
 )
 from emg_lens.components.mlp import ACTIVATIONS
@@ -88,21 +88,16 @@ def embed_dim(patch_size: int, conv_out_channels: int) -> int:
     return ((patch_size + 2 * 7 - 15) // 8 + 1) * conv_out_channels
 
 
-class MeanPoolClassifier(ConfigInit, nn.Module):
-    """LaBraM's ``use_mean_pooling`` readout: the channel tokens' mean (every token but the
-    CLS token), LayerNorm'ed (``fc_norm``), then ``@ W_U + b_U``; ``hook_pooled`` fires on the
-    normalised mean."""
+class MeanPoolClassifier(ClassifierHead):
+    """LaBraM's ``use_mean_pooling`` readout: `ClassifierHead` on the channel tokens' mean
+    (every token but the CLS token), LayerNorm'ed (``fc_norm``)."""
 
     def __init__(self, cfg: EncoderConfig):
-        super().__init__()
-        self.init_std = cfg.init_range
+        super().__init__(cfg)
         self.fc_norm = ConfigLayerNorm(cfg.d_model, eps=cfg.eps, **layer_kw(cfg))
-        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
-        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
-        self.hook_pooled = HookPoint()  # [batch, d_model]
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.hook_pooled(self.fc_norm(latent[:, 1:].mean(1))) @ self.W_U + self.b_U
+        return super().forward(self.fc_norm(latent[:, 1:].mean(1)))
 
 
 class HookedLabram(BraindecodeEncoder):
@@ -388,17 +383,10 @@ def _check_supported(model: Braindecode) -> None:
 
 
 def _eps(model: Braindecode) -> float:
-    """The one eps of every norm: the blocks', the final one, the q/k norms."""
-    mean_pool = model.fc_norm is not None
-    norms = [("fc_norm", model.fc_norm) if mean_pool else ("norm", model.norm)]
-    names = ("norm1", "norm2")
-    for i, block in enumerate(model.blocks):
-        norms += [(f"blocks.{i}.{n}", getattr(block, n)) for n in names]
-        if block.attn.q_norm is not None:
-            norms += [
-                (f"blocks.{i}.attn.{n}", getattr(block.attn, n)) for n in ("q_norm", "k_norm")
-            ]
-    return eps_of(norms, "Labram")
+    """The one eps of every norm: the final one, the blocks', the q/k norms."""
+    final = ("fc_norm", model.fc_norm) if model.fc_norm is not None else ("norm", model.norm)
+    qk = ("attn.q_norm", "attn.k_norm") if model.blocks[0].attn.q_norm is not None else ()
+    return eps_of([final, *per_layer(model, "blocks", "norm1", "norm2", *qk)], "Labram")
 
 
 def _d_head(attn: Braindecode) -> int:
