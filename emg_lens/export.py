@@ -86,6 +86,7 @@ from emg_lens.errors import (
 )
 from emg_lens.hooks import compile_edges
 from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, is_model, provides
+from emg_lens.user_code import load_model
 
 __all__ = [
     "EXPORT_PACKAGES",
@@ -170,9 +171,13 @@ class ExportResult:
 # ----------------------------------------------------------------------------- public API
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) -> ExportResult:
-    """Load the emg_lens checkpoint folder ``checkpoint`` (on the CPU) and `export_onnx` it
-    to ``out``; ``kwargs`` are `export_onnx`'s (``edges``, ``layers``, ``return_type``, ...).
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, *, builder: Any = None, **kwargs: Any
+) -> ExportResult:
+    """Load the emg_lens checkpoint folder ``checkpoint`` (on the CPU; a model holding the
+    user's modules with those ``builder`` makes, `emg_lens.user_code.load_model`) and
+    `export_onnx` it to ``out``; ``kwargs`` are `export_onnx`'s (``edges``, ``layers``,
+    ``return_type``, ...).
 
     >>> import tempfile
     >>> from emg_lens.checkpoints import save_checkpoint
@@ -185,7 +190,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) ->
     >>> r.layers, r.max_abs_diff <= 1e-5, r.metadata["layers"]
     ((1,), True, '1')
     """
-    model = load_checkpoint(checkpoint, device="cpu")
+    if builder is None:
+        model = load_checkpoint(checkpoint, device="cpu")
+    else:
+        model = load_model(checkpoint, builder, device="cpu")
     source = {
         "source_checkpoint": str(checkpoint),
         "source_weights_sha256": file_digest(Path(checkpoint) / WEIGHTS),
