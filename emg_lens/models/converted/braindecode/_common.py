@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 import torch
 from jaxtyping import Float
 from torch import nn
+from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead, ConfigInit
 from emg_lens.config import EncoderConfig
@@ -39,6 +40,21 @@ def layer_kw(cfg: EncoderConfig) -> LayerKw:
     {'dtype': torch.float32, 'init_std': 0.02}
     """
     return {"dtype": cfg.dtype, "init_std": cfg.init_range}
+
+
+def eeg_config(
+    n_chans: int,
+    n_times: int,
+    n_outputs: int,
+    ch_names: list[str] | None,
+    dtype: torch.dtype,
+    fields: Mapping[str, Any],
+) -> EncoderConfig:
+    """The `EncoderConfig` a converted class's ``config`` builds: what every one reads (its
+    ``n_chans`` EEG channels of ``n_times`` samples, ``n_outputs`` classes, ``ch_names``,
+    ``dtype``), then its own ``fields`` (sizes, then the caller's overrides)."""
+    common = {"modalities": {"eeg": n_chans}, "n_samples": n_times, "n_classes": n_outputs}
+    return EncoderConfig(**{**common, "channel_names": ch_names, "dtype": dtype, **fields})
 
 
 def is_braindecode(model: Any) -> bool:
@@ -192,6 +208,11 @@ class BraindecodeEncoder(ConvertedEncoder):
     head: nn.Module  # what reads the final stream
     no_unembedding = ""
     """Why the readout is no TransformerLens unembedding, where a model's never is one."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__(cfg)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]: the tokens
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]: what is added to them
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
         """``ln_final``'s stream (``"latent"``; an identity where the model has no final

@@ -44,6 +44,7 @@ from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
     Field,
+    eeg_config,
     eps_of,
     layer_kw,
     one_activation,
@@ -184,8 +185,6 @@ class HookedCBraMod(BraindecodeEncoder):
         self._init_kwargs = {"convs": self.convs, "emb_dim": emb_dim}
         self.patch_embedding = PatchEmbedding(self.convs, cfg)
         self.head = CBraModHead(cfg, emb_dim)
-        self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self._layout = self._channel_layout(cls_token=False)
         half_heads, half = cfg.n_heads // 2, cfg.d_model // 2
         structure = [
@@ -224,27 +223,20 @@ class HookedCBraMod(BraindecodeEncoder):
                 f"CBraMod with nhead={nhead} and d_model={d}: its criss-cross layer splits the "
                 "heads and d_model in halves, so nhead must be even and divide d_model"
             )
-        return EncoderConfig(
-            **{
-                "d_model": d,
-                "d_head": d // nhead,
-                "n_heads": nhead,
-                "n_layers": n_layer,
-                "d_mlp": dim_feedforward,
-                "act_fn": activation,
-                "eps": layer_norm_eps,
-                "modalities": {"eeg": n_chans},
-                "n_samples": n_times,
-                "patch_samples": PATCH,
-                "use_cls_token": False,
-                "n_classes": n_outputs,
-                "final_norm": False,
-                "positional_embedding_type": "none",
-                "channel_names": ch_names,
-                "dtype": dtype,
-                **overrides,
-            }
-        )
+        sizes = {
+            "d_model": d,
+            "d_head": d // nhead,
+            "n_heads": nhead,
+            "n_layers": n_layer,
+            "d_mlp": dim_feedforward,
+            "act_fn": activation,
+            "eps": layer_norm_eps,
+            "patch_samples": PATCH,
+            "use_cls_token": False,
+            "final_norm": False,
+            "positional_embedding_type": "none",
+        }
+        return eeg_config(n_chans, n_times, n_outputs, ch_names, dtype, {**sizes, **overrides})
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]

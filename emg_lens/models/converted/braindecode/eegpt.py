@@ -43,6 +43,7 @@ from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
+    eeg_config,
     eps_of,
     layer_kw,
     per_layer,
@@ -225,8 +226,6 @@ class HookedEEGPT(BraindecodeEncoder):
         self.summary_token = nn.Parameter(torch.zeros(1, embed_num, d, dtype=cfg.dtype))
         self.register_buffer("channel_index", torch.tensor(channel_ids), persistent=False)
         self.head = SummaryProbe(cfg, patches, n_chans, embed_num, probe_hidden, probe_max_norms)
-        self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self._layout = self._make_layout(token_names)
         groups = tuple(self._layout.time)  # attention stays within a patch
         for block in self.blocks:
@@ -265,27 +264,20 @@ class HookedEEGPT(BraindecodeEncoder):
         """The `EncoderConfig` of a braindecode ``EEGPT`` built with these arguments."""
         patches, _ = n_patches(n_times, patch_size, patch_stride)
         token_chans = n_chans if chan_proj_type == "none" else n_chans_target
-        return EncoderConfig(
-            **{
-                "d_model": embed_dim,
-                "d_head": embed_dim // num_heads,
-                "n_heads": num_heads,
-                "n_layers": depth,
-                "d_mlp": int(embed_dim * mlp_ratio),
-                "act_fn": "gelu",
-                "eps": layer_norm_eps,
-                "modalities": {"eeg": n_chans},
-                "n_samples": n_times,
-                "tokenization": "custom",
-                "n_ctx": patches * (token_chans + embed_num),
-                "n_classes": n_outputs,
-                "zero_biases": [] if qkv_bias else ["b_Q", "b_K", "b_V"],
-                "positional_embedding_type": "none",
-                "channel_names": ch_names,
-                "dtype": dtype,
-                **overrides,
-            }
-        )
+        sizes = {
+            "d_model": embed_dim,
+            "d_head": embed_dim // num_heads,
+            "n_heads": num_heads,
+            "n_layers": depth,
+            "d_mlp": int(embed_dim * mlp_ratio),
+            "act_fn": "gelu",
+            "eps": layer_norm_eps,
+            "tokenization": "custom",
+            "n_ctx": patches * (token_chans + embed_num),
+            "zero_biases": [] if qkv_bias else ["b_Q", "b_K", "b_V"],
+            "positional_embedding_type": "none",
+        }
+        return eeg_config(n_chans, n_times, n_outputs, ch_names, dtype, {**sizes, **overrides})
 
     def init_weights(self) -> None:
         super().init_weights()

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from jaxtyping import Float
 from torch import nn
-from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components import ClassifierHead
 from emg_lens.components.init import (
@@ -47,6 +46,7 @@ from emg_lens.models.converted.braindecode._common import (
     BraindecodeEncoder,
     Field,
     TokenClassifier,
+    eeg_config,
     eps_of,
     layer_kw,
     one_activation,
@@ -176,8 +176,6 @@ class HookedLabram(BraindecodeEncoder):
         self.head: MeanPoolClassifier | TokenClassifier = (
             MeanPoolClassifier(cfg) if use_mean_pooling else TokenClassifier(cfg, 0)
         )
-        self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self._layout = self._channel_layout(cls_token=True)
         self._finish_init()
 
@@ -208,29 +206,22 @@ class HookedLabram(BraindecodeEncoder):
         d = embed_dim(patch_size, conv_out_channels)
         d_head = attn_head_dim or d // num_heads
         zero = ["b_K"] if qkv_bias else ["b_Q", "b_K", "b_V"]
-        return EncoderConfig(
-            **{
-                "d_model": d,
-                "d_head": d_head,
-                "n_heads": num_heads,
-                "n_layers": num_layers,
-                "d_mlp": int(d * mlp_ratio),
-                "act_fn": activation,
-                "eps": eps,
-                "modalities": {"eeg": n_chans},
-                "n_samples": n_times,
-                "patch_samples": patch_size,
-                "use_cls_token": True,
-                "n_classes": n_outputs,
-                "final_norm": not use_mean_pooling,
-                "zero_biases": zero,
-                "qk_norm": qk_norm,
-                "attn_scale": None if qk_scale is None else 1.0 / qk_scale,
-                "channel_names": ch_names,
-                "dtype": dtype,
-                **overrides,
-            }
-        )
+        sizes = {
+            "d_model": d,
+            "d_head": d_head,
+            "n_heads": num_heads,
+            "n_layers": num_layers,
+            "d_mlp": int(d * mlp_ratio),
+            "act_fn": activation,
+            "eps": eps,
+            "patch_samples": patch_size,
+            "use_cls_token": True,
+            "final_norm": not use_mean_pooling,
+            "zero_biases": zero,
+            "qk_norm": qk_norm,
+            "attn_scale": None if qk_scale is None else 1.0 / qk_scale,
+        }
+        return eeg_config(n_chans, n_times, n_outputs, ch_names, dtype, {**sizes, **overrides})
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]
