@@ -85,7 +85,13 @@ from emg_lens.errors import (
     warn_caller,
 )
 from emg_lens.hooks import compile_edges
-from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, is_model, provides
+from emg_lens.models.base import (
+    ATTENTION_HOOKS,
+    HookedBiosignalModel,
+    eval_mode,
+    is_model,
+    provides,
+)
 from emg_lens.user_code import load_model
 
 __all__ = [
@@ -233,22 +239,18 @@ def export_onnx(
             f"{type(model).__name__} is in training mode; it is exported in eval mode "
             "(dropout and drop-path off), the forward that inference computes"
         )
-    model.eval()
-    try:
-        with torch.no_grad():
-            reference = _Reference(model, compiled, return_type)
-            wrapper = _MaskedForward(model, baked, return_type).eval()
-            names = _output_names(reference(model.example_input(1)), return_type)
-            diffs: dict[int, float] = {}
+    with eval_mode(model), torch.no_grad():
+        reference = _Reference(model, compiled, return_type)
+        wrapper = _MaskedForward(model, baked, return_type).eval()
+        names = _output_names(reference(model.example_input(1)), return_type)
+        diffs: dict[int, float] = {}
 
-            def write(tmp: Path) -> None:
-                _trace(wrapper, model.example_input(TRACE_BATCH), tmp, names, opset)
-                _write_metadata(onnx, tmp, props)
-                diffs.update(_parity(ort, tmp, path, reference, names, batch_sizes, atol))
+        def write(tmp: Path) -> None:
+            _trace(wrapper, model.example_input(TRACE_BATCH), tmp, names, opset)
+            _write_metadata(onnx, tmp, props)
+            diffs.update(_parity(ort, tmp, path, reference, names, batch_sizes, atol))
 
-            atomic_write(path, write)
-    finally:
-        model.train(was_training)
+        atomic_write(path, write)
     return ExportResult(
         path=path,
         size_bytes=path.stat().st_size,

@@ -15,8 +15,7 @@ source and the converted model, run on a probe input in eval mode, must agree wi
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -25,7 +24,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from emg_lens.errors import ConversionError, UnsupportedModuleError, describe
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.base import HookedEncoder, eval_mode
 
 __all__ = [
     "PARITY_RTOL",
@@ -33,7 +32,6 @@ __all__ = [
     "ConvertedEncoder",
     "activation_name",
     "check_faithful",
-    "eval_mode",
     "float_dtype",
     "on_cpu",
     "refuse_dropped_code",
@@ -119,30 +117,6 @@ def activation_name(activation: Any, path: str) -> str:
 
 
 # ------------------------------------------------------------------------------ faithfulness
-@contextmanager
-def eval_mode(*modules: nn.Module) -> Iterator[None]:
-    """Every module (and submodule) in eval mode inside the block; afterwards each one's own
-    ``training`` flag is restored (a source frozen in part stays so).
-
-    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
-    >>> net[0].eval()  # doctest: +ELLIPSIS
-    Linear(...)
-    >>> with eval_mode(net):
-    ...     net.training
-    False
-    >>> net.training, net[0].training, net[1].training
-    (True, False, True)
-    """
-    flags = [(m, m.training) for module in modules for m in module.modules()]
-    try:
-        for module in modules:
-            module.eval()
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
-
-
 def on_cpu(module: nn.Module) -> nn.Module:
     """The module itself when its tensors are on the CPU, else a copy there: converted models
     are built on the CPU, and the probe compares the two in one place (a CUDA source may also

@@ -47,10 +47,10 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models import key_table as keys
+from emg_lens.models.base import eval_mode
 from emg_lens.models.converted.conversion import (
     activation_name,
     check_faithful,
-    eval_mode,
     float_dtype,
 )
 from emg_lens.models.converted.hooked_torch_encoder import HookedTorchEncoder

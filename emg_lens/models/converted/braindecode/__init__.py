@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from emg_lens.errors import ArgumentError, UnsupportedModuleError, describe
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.base import HookedEncoder, eval_mode
 from emg_lens.models.converted.braindecode._common import is_braindecode
 from emg_lens.models.converted.braindecode.cbramod import HookedCBraMod, from_cbramod
 from emg_lens.models.converted.braindecode.eegpt import HookedEEGPT, from_eegpt
@@ -30,7 +30,6 @@ from emg_lens.models.converted.braindecode.labram import HookedLabram, from_labr
 from emg_lens.models.converted.braindecode.pbt import HookedPBT, from_pbt
 from emg_lens.models.converted.conversion import (
     check_faithful,
-    eval_mode,
     on_cpu,
     refuse_dropped_code,
 )
