@@ -32,6 +32,7 @@ __all__ = [
     "ConvertedEncoder",
     "activation_name",
     "check_faithful",
+    "check_self_attention",
     "float_dtype",
     "on_cpu",
     "refuse_dropped_code",
@@ -79,6 +80,37 @@ def float_dtype(modules: Iterable[nn.Module], what: str) -> torch.dtype:
             "float32 or float64 (convert with .float() or .double())"
         )
     return dtypes.pop()
+
+
+def check_self_attention(attn: Any, path: str) -> nn.MultiheadAttention:
+    """``attn`` (the module at ``path``) if it is an ``nn.MultiheadAttention`` over one set of
+    tokens: ``kdim = vdim = embed_dim``, no ``add_bias_kv`` or ``add_zero_attn``; else an
+    `UnsupportedModuleError` naming ``path`` and what is supported.
+
+    >>> check_self_attention(nn.MultiheadAttention(4, 2, kdim=2), "attn")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.UnsupportedModuleError: attn has kdim=2, vdim=4 != embed_dim=4: ...
+    """
+    if type(attn) is not nn.MultiheadAttention:
+        raise UnsupportedModuleError(
+            f"{path} is a {type(attn).__name__}; supported: torch.nn.MultiheadAttention",
+            path=path,
+        )
+    if not attn._qkv_same_embed_dim:
+        raise UnsupportedModuleError(
+            f"{path} has kdim={attn.kdim}, vdim={attn.vdim} != embed_dim={attn.embed_dim}: "
+            "keys and values from another space are cross-attention, which emg_lens blocks do "
+            "not compute; supported: self-attention with kdim = vdim = embed_dim",
+            path=path,
+        )
+    if attn.bias_k is not None or attn.add_zero_attn:
+        raise UnsupportedModuleError(
+            f"{path} has add_bias_kv or add_zero_attn, which add key positions that no token "
+            "holds; supported: nn.MultiheadAttention without them",
+            path=path,
+        )
+    return attn
 
 
 # Activation functions and modules an emg_lens MLP computes, by EncoderConfig.act_fn.

@@ -51,6 +51,7 @@ from emg_lens.models.base import eval_mode
 from emg_lens.models.converted.conversion import (
     activation_name,
     check_faithful,
+    check_self_attention,
     float_dtype,
 )
 from emg_lens.models.converted.hooked_torch_encoder import HookedTorchEncoder
@@ -100,26 +101,7 @@ def _read_layer(path: str, layer: nn.Module) -> dict[str, Any]:
             "(for braindecode's models: emg_lens.models.from_braindecode)",
             path=path,
         )
-    attn = getattr(layer, "self_attn", None)
-    where = f"{path}.self_attn"
-    if type(attn) is not nn.MultiheadAttention:
-        raise UnsupportedModuleError(
-            f"{where} is a {type(attn).__name__}; supported: torch.nn.MultiheadAttention",
-            path=where,
-        )
-    if not attn._qkv_same_embed_dim:
-        raise UnsupportedModuleError(
-            f"{where} has kdim={attn.kdim}, vdim={attn.vdim} != embed_dim={attn.embed_dim}: "
-            "keys and values from another space are cross-attention, which emg_lens blocks do "
-            "not compute; supported: self-attention with kdim = vdim = embed_dim",
-            path=where,
-        )
-    if attn.bias_k is not None or attn.add_zero_attn:
-        raise UnsupportedModuleError(
-            f"{where} has add_bias_kv or add_zero_attn, which add key positions that no token "
-            "holds; supported: nn.MultiheadAttention without them",
-            path=where,
-        )
+    attn = check_self_attention(getattr(layer, "self_attn", None), f"{path}.self_attn")
     eps1, bias1 = _layer_norm(layer.norm1, f"{path}.norm1")
     eps2, bias2 = _layer_norm(layer.norm2, f"{path}.norm2")
     has_bias = attn.in_proj_bias is not None

@@ -1,6 +1,6 @@
-"""What the braindecode converters share: recognising a braindecode model without importing
-braindecode, reading its sizes and channel names, and the readout through a linear map of one
-token (a TransformerLens unembedding)."""
+"""What the braindecode converters share: reading a braindecode model's sizes and channel
+names (recognising one: `emg_lens.models.braindecode_common`), and the readout through a linear
+map of one token (a TransformerLens unembedding)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,8 @@ from transformer_lens.hook_points import HookPoint
 from emg_lens.components import ClassifierHead, ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedReadoutError, check_names
+from emg_lens.models.braindecode_common import Braindecode
 from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name, float_dtype
-
-BRAINDECODE = "braindecode"
-
-Braindecode = Any
-"""A braindecode model (an ``nn.Module``) a converter reads: emg_lens never imports braindecode,
-which has no type hints, so its attributes (``target_encoder``, ``final_layer`` ...) are
-untyped, as they would be through ``import braindecode``."""
 
 
 class LayerKw(TypedDict):
@@ -55,12 +49,6 @@ def eeg_config(
     ``dtype``), then its own ``fields`` (sizes, then the caller's overrides)."""
     common = {"modalities": {"eeg": n_chans}, "n_samples": n_times, "n_classes": n_outputs}
     return EncoderConfig(**{**common, "channel_names": ch_names, "dtype": dtype, **fields})
-
-
-def is_braindecode(model: Any) -> bool:
-    """True for an instance of a class defined in braindecode (by its module's name: emg_lens
-    never imports braindecode)."""
-    return type(model).__module__.split(".")[0] == BRAINDECODE
 
 
 def size(model: Any, name: str) -> Any:

@@ -40,6 +40,7 @@ from emg_lens.errors import (
     UnsupportedModuleError,
 )
 from emg_lens.models import key_table as keys
+from emg_lens.models.braindecode_common import model_size
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
@@ -50,8 +51,8 @@ from emg_lens.models.converted.braindecode._common import (
     one_activation,
     per_layer,
     read_config,
-    size,
 )
+from emg_lens.models.converted.conversion import check_self_attention
 
 __all__ = ["HookedCBraMod", "from_cbramod"]
 
@@ -340,12 +341,7 @@ def input_size(model: Braindecode, ch_names: list[str] | None) -> tuple[int, int
     builds), the window its classifier takes: it reads ``n_chans x n_times / 200 x emb_dim``
     features, so one size fixes the other (the channels: ``ch_names``'s where the model has
     none)."""
-    known = {}
-    for name in ("n_chans", "n_times"):
-        try:
-            known[name] = size(model, name)
-        except ConversionError:
-            known[name] = None
+    known: dict[str, Any] = {name: model_size(model, name) for name in ("n_chans", "n_times")}
     if known["n_chans"] is None and ch_names is not None:
         known["n_chans"] = len(ch_names)
     n_chans, n_times = known["n_chans"], known["n_times"]
@@ -370,20 +366,13 @@ def input_size(model: Braindecode, ch_names: list[str] | None) -> tuple[int, int
     return width // per_unit, n_times
 
 
-def _check_half(attn: nn.Module, path: str, half: int) -> None:
-    """One half of a criss-cross layer: a self-attention ``nn.MultiheadAttention`` with
-    biases, on half of ``d_model``."""
-    if type(attn) is not nn.MultiheadAttention or not attn._qkv_same_embed_dim:
+def _check_half(module: nn.Module, path: str, half: int) -> None:
+    """One half of a criss-cross layer: a self-attention ``nn.MultiheadAttention``
+    (`check_self_attention`) with biases, on half of ``d_model``."""
+    attn = check_self_attention(module, path)
+    if attn.in_proj_bias is None:
         raise UnsupportedModuleError(
-            f"{path} is not a self-attention nn.MultiheadAttention with kdim = vdim = "
-            "embed_dim; supported: CBraMod's criss-cross layer",
-            path=path,
-        )
-    if attn.in_proj_bias is None or attn.bias_k is not None or attn.add_zero_attn:
-        raise UnsupportedModuleError(
-            f"{path} has bias=False, add_bias_kv or add_zero_attn; supported: CBraMod's "
-            "default (bias=True)",
-            path=path,
+            f"{path} has bias=False; supported: CBraMod's default (bias=True)", path=path
         )
     shape = tuple(attn.in_proj_weight.shape)
     if shape != (3 * half, half):

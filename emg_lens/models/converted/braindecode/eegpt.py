@@ -40,6 +40,7 @@ from emg_lens.errors import (
 )
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models import key_table as keys
+from emg_lens.models.braindecode_common import misnamed_channel
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
@@ -50,7 +51,6 @@ from emg_lens.models.converted.braindecode._common import (
     read_config,
 )
 from emg_lens.models.converted.conversion import activation_name
-from emg_lens.models.eegpt_channels import misnamed_channel
 
 __all__ = ["HookedEEGPT", "from_eegpt"]
 
