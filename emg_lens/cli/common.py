@@ -452,16 +452,11 @@ def data_source_from_args(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def subject_ids(args: argparse.Namespace) -> list[int]:
-    """``--subjects``, or every subject the dataset holds."""
-    from emg_lens.data.datasets import available_subjects, data_source
-    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+def subject_ids(args: argparse.Namespace, source: dict[str, Any]) -> list[int]:
+    """``--subjects``, or every subject the data source of `data_source_from_args` holds."""
+    from emg_lens.data.datasets import available_subjects
 
-    if args.subjects:
-        return list(args.subjects)
-    synthetic = SyntheticSpec(n_subjects=args.n_subjects)
-    source = data_source(args.dataset, root=args.root, synthetic=synthetic, **file_options(args))
-    return available_subjects(source)
+    return list(args.subjects) if args.subjects else available_subjects(source)
 
 
 def synthetic_emg_spec(args: argparse.Namespace):
