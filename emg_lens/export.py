@@ -87,7 +87,14 @@ from emg_lens.errors import (
     warn_caller,
 )
 from emg_lens.hooks import compile_edges
-from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, is_model, provides
+from emg_lens.models.base import (
+    ATTENTION_HOOKS,
+    HookedBiosignalModel,
+    eval_mode,
+    is_model,
+    provides,
+)
+from emg_lens.user_code import load_model
 
 __all__ = [
     "EXPORT_PACKAGES",
@@ -172,9 +179,13 @@ class ExportResult:
 # ----------------------------------------------------------------------------- public API
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) -> ExportResult:
-    """Load the emg_lens checkpoint folder ``checkpoint`` (on the CPU) and `export_onnx` it
-    to ``out``; ``kwargs`` are `export_onnx`'s (``edges``, ``layers``, ``return_type``, ...).
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, *, builder: Any = None, **kwargs: Any
+) -> ExportResult:
+    """Load the emg_lens checkpoint folder ``checkpoint`` (on the CPU; a model holding the
+    user's modules with those ``builder`` makes, `emg_lens.user_code.load_model`) and
+    `export_onnx` it to ``out``; ``kwargs`` are `export_onnx`'s (``edges``, ``layers``,
+    ``return_type``, ...).
 
     >>> import tempfile
     >>> from emg_lens.checkpoints import save_checkpoint
@@ -187,7 +198,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, **kwargs: Any) ->
     >>> r.layers, r.max_abs_diff <= 1e-5, r.metadata["layers"]
     ((1,), True, '1')
     """
-    model = load_checkpoint(checkpoint, device="cpu")
+    if builder is None:
+        model = load_checkpoint(checkpoint, device="cpu")
+    else:
+        model = load_model(checkpoint, builder, device="cpu")
     source = {
         "source_checkpoint": str(checkpoint),
         "source_weights_sha256": file_digest(Path(checkpoint) / WEIGHTS),
@@ -227,22 +241,18 @@ def export_onnx(
             f"{type(model).__name__} is in training mode; it is exported in eval mode "
             "(dropout and drop-path off), the forward that inference computes"
         )
-    model.eval()
-    try:
-        with torch.no_grad():
-            reference = _Reference(model, compiled, return_type)
-            wrapper = _MaskedForward(model, baked, return_type).eval()
-            names = _output_names(reference(model.example_input(1)), return_type)
-            diffs: dict[int, float] = {}
+    with eval_mode(model), torch.no_grad():
+        reference = _Reference(model, compiled, return_type)
+        wrapper = _MaskedForward(model, baked, return_type).eval()
+        names = _output_names(reference(model.example_input(1)), return_type)
+        diffs: dict[int, float] = {}
 
-            def write(tmp: Path) -> None:
-                _trace(wrapper, model.example_input(TRACE_BATCH), tmp, names, opset)
-                _write_metadata(onnx, tmp, props)
-                diffs.update(_parity(ort, tmp, path, reference, names, batch_sizes, atol))
+        def write(tmp: Path) -> None:
+            _trace(wrapper, model.example_input(TRACE_BATCH), tmp, names, opset)
+            _write_metadata(onnx, tmp, props)
+            diffs.update(_parity(ort, tmp, path, reference, names, batch_sizes, atol))
 
-            atomic_write(path, write)
-    finally:
-        model.train(was_training)
+        atomic_write(path, write)
     return ExportResult(
         path=path,
         size_bytes=path.stat().st_size,

@@ -415,19 +415,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def file_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--dataset files`` options given (`emg_lens.data.formats.trial_files.FILE_OPTIONS`);
     `data_source` refuses them for another dataset."""
-    channels = getattr(args, "channels", None)
-    delimiter = getattr(args, "delimiter", None)
-    given = {
-        "pattern": getattr(args, "pattern", None),
-        "sample_rate": getattr(args, "sample_rate", None),
-        "modality": getattr(args, "modality", None),
+    plain = ("pattern", "sample_rate", "modality", "variable", "unmatched", "placement", "decimal")
+    given = {name: getattr(args, name, None) for name in plain}
+    channels, delimiter = getattr(args, "channels", None), getattr(args, "delimiter", None)
+    given |= {
         "channels": None if channels is None else [int(c) if c.isdigit() else c for c in channels],
-        "variable": getattr(args, "variable", None),
-        "unmatched": getattr(args, "unmatched", None),
-        "placement": getattr(args, "placement", None),
         "header": {"yes": True, "no": False}.get(getattr(args, "header", "")),
         "delimiter": "\t" if delimiter == "tab" else delimiter,
-        "decimal": getattr(args, "decimal", None),
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -458,16 +452,11 @@ def data_source_from_args(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def subject_ids(args: argparse.Namespace) -> list[int]:
-    """``--subjects``, or every subject the dataset holds."""
-    from emg_lens.data.datasets import available_subjects, data_source
-    from emg_lens.data.synthetic.emg_acc import SyntheticSpec
+def subject_ids(args: argparse.Namespace, source: dict[str, Any]) -> list[int]:
+    """``--subjects``, or every subject the data source of `data_source_from_args` holds."""
+    from emg_lens.data.datasets import available_subjects
 
-    if args.subjects:
-        return list(args.subjects)
-    synthetic = SyntheticSpec(n_subjects=args.n_subjects)
-    source = data_source(args.dataset, root=args.root, synthetic=synthetic, **file_options(args))
-    return available_subjects(source)
+    return list(args.subjects) if args.subjects else available_subjects(source)
 
 
 def synthetic_emg_spec(args: argparse.Namespace):

@@ -45,24 +45,18 @@ def add_parser(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace):
-    from pathlib import Path
-
-    from emg_lens._io import file_digest
-    from emg_lens.checkpoints import WEIGHTS
-    from emg_lens.export import export_checkpoint, export_onnx
-    from emg_lens.user_code import load_model, require_builder
+    from emg_lens.export import export_checkpoint
+    from emg_lens.user_code import require_builder
 
     builder = module_builder(args)
     require_builder([args.checkpoint], builder)  # the user's modules: say what to add
-    options = {"edges": args.edges, "layers": args.layers, "return_type": args.return_type}
-    if builder is None:
-        result = export_checkpoint(args.checkpoint, args.out, **options)
-    else:  # the checkpoint's model holds the user's modules, which the builder makes
-        model = load_model(args.checkpoint, builder, device="cpu")
-        source = {  # what export_checkpoint records of the checkpoint it exports
-            "source_checkpoint": str(args.checkpoint),
-            "source_weights_sha256": file_digest(Path(args.checkpoint) / WEIGHTS),
-        }
-        result = export_onnx(model, args.out, metadata=source, **options)
+    result = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        builder=builder,
+        edges=args.edges,
+        layers=args.layers,
+        return_type=args.return_type,
+    )
     print(f"wrote {result.summary()}")
     return result

@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
     device = resolve_device(args.device)
     train_cfg = train_config(args)  # before any data is loaded
     source = data_source_from_args(args)
-    subjects = [load_subject(source, s) for s in subject_ids(args)]
+    subjects = [load_subject(source, s) for s in subject_ids(args, source)]
     subjects = check_placements(subjects, source, args.realign)  # recorded in the checkpoints
     model_cls = MODEL_CLASSES[args.architecture]
     assert issubclass(model_cls, HookedEncoder)  # CLASSIFIERS, --architecture's choices, are

@@ -19,6 +19,7 @@ take extra keywords that `forward` passes on), `layout` and `readout`, and inher
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, cast, overload
@@ -54,6 +55,7 @@ __all__ = [
     "TL_WEIGHTS",
     "HookedBiosignalModel",
     "HookedEncoder",
+    "eval_mode",
     "is_model",
     "provides",
     "refusal",
@@ -155,6 +157,31 @@ def is_model(obj: object) -> bool:
     (True, False)
     """
     return isinstance(obj, HookedBiosignalModel)
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Every module (and submodule) in eval mode inside the block (no dropout, batch norm on
+    its running statistics); afterwards each one's own ``training`` flag is restored (a model
+    frozen in part stays so).
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+    >>> net[0].eval()  # doctest: +ELLIPSIS
+    Linear(...)
+    >>> with eval_mode(net):
+    ...     net.training
+    False
+    >>> net.training, net[0].training, net[1].training
+    (True, False, True)
+    """
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
 
 
 EdgeMasks = Mapping[int, Bool[torch.Tensor, "... query_pos key_pos"]]

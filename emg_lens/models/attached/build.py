@@ -26,21 +26,9 @@ from emg_lens.models.attached.find import (
     probe,
 )
 from emg_lens.models.attached.model import AttachedModel, LayoutAt
+from emg_lens.models.braindecode_common import model_size
 
-__all__ = ["attach", "model_size"]
-
-
-def model_size(model: nn.Module, size: str) -> int | None:
-    """The model's ``n_chans`` or ``n_times`` (braindecode's names); None where it has none
-    or was built without it (braindecode raises a ValueError then).
-
-    >>> model_size(nn.Linear(2, 2), "n_times") is None
-    True
-    """
-    try:
-        return getattr(model, size, None)
-    except ValueError:
-        return None
+__all__ = ["attach"]
 
 
 def _input_size(model: nn.Module, layout: TokenLayout | None, n_samples: Any, n_channels: Any):

@@ -21,7 +21,7 @@ import contextlib
 import copy
 import fnmatch
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import no_type_check
 
@@ -39,6 +39,7 @@ from emg_lens.models.attached.intercept import (
     Site,
     is_scores_softmax,
 )
+from emg_lens.models.base import eval_mode
 
 __all__ = [
     "Block",
@@ -46,7 +47,6 @@ __all__ = [
     "ModuleCall",
     "Probe",
     "check_calls",
-    "evaluating",
     "find_blocks",
     "find_folds",
     "named_modules_of",
@@ -241,19 +241,6 @@ def _subject(model: nn.Module) -> nn.Module:
     """What a probe runs: ``model``, or a copy of it while it holds lazy modules not yet built
     (see the module docstring)."""
     return copy.deepcopy(model) if unbuilt(model) else model
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode (no dropout, batch norm on its running statistics: rows do not
-    mix, and torch's generator is not drawn from), each module's mode restored after."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes.items():
-            module.training = training
 
 
 def probe(
@@ -460,7 +447,7 @@ def _batch_major(
     gen = torch.Generator().manual_seed(1)
     other = torch.randn(example.shape, generator=gen).to(example)
     try:
-        with evaluating(model):
+        with eval_mode(model):
             base = _scores(model, example, named, calls, layers)
             if base is None:
                 return {}

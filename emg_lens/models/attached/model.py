@@ -60,13 +60,14 @@ from emg_lens.models.attached.checks import (
     per_call_layouts,
     window_size,
 )
-from emg_lens.models.attached.find import Block, Fold, evaluating, find_folds, probe, torch_resets
+from emg_lens.models.attached.find import Block, Fold, find_folds, probe, torch_resets
 from emg_lens.models.attached.intercept import Call, Interceptor, ModuleTracker, Scope, Site
 from emg_lens.models.base import (
     ATTENTION_HOOKS,
     LAYERWISE,
     EdgeMasks,
     HookedBiosignalModel,
+    eval_mode,
     require,
 )
 from emg_lens.models.tl_surface.threads import FreshLock
@@ -313,7 +314,7 @@ class AttachedModel(HookedBiosignalModel):
             modules = dict(self.model.named_modules())
             named = {path: modules[path] for path in self._named}
         try:
-            with evaluating(self.model):
+            with eval_mode(self.model):
                 found = probe(self.model, example, named)
                 folds = find_folds(self.model, example, named, found.calls)
         except Exception as exc:

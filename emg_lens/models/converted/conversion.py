@@ -1,56 +1,41 @@
-"""What the converters share: reading another library's weights into TransformerLens shapes.
+"""What the converters share: the converted classes' base (`ConvertedEncoder`), activation
+names, and the check that a conversion computes what its source does.
 
 Each converter builds an emg_lens model from a config read off the source module, then fills
-its state dict with `StateBuilder`, which names both tensors where a shape does not fit, and
-any missing or surplus entry. The weight maps: a packed ``[3 * n_heads * d_head, d_model]``
-q/k/v projection -> ``W_Q, W_K, W_V [n_heads, d_model, d_head]``; an output projection
-``[d_model, n_heads * d_head]`` -> ``W_O [n_heads, d_head, d_model]``; a linear ``[out, in]``
--> ``W_in`` / ``W_out`` ``[in, out]``. `activation_name` names an activation as
+its state dict through its key table (`emg_lens.models.key_table`: `StateBuilder` names both
+tensors where a shape does not fit). `activation_name` names an activation as
 `EncoderConfig.act_fn`.
 
 A converter reads the source's weights, not the code its forward runs, so every converter ends
 with `check_faithful`: hooks or a ``forward`` set on an instance are refused by name, and the
 source and the converted model, run on a probe input in eval mode, must agree within
 `PARITY_RTOL` of the output's scale.
-
->>> W = torch.arange(24.0).view(6, 4)  # 2 heads x 3 dims, d_model 4: rows are head-major
->>> heads_in(W, 2)[1, :, 0].tolist() == W[3].tolist()  # head 1's first q dim reads row 3
-True
->>> torch.equal(heads_in(W, 2).transpose(1, 2).reshape(6, 4), W)
-True
->>> torch.equal(heads_out(W.T, 2).reshape(6, 4), W)
-True
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from emg_lens.errors import ConversionError, UnsupportedModuleError, describe
-from emg_lens.models.base import HookedEncoder
+from emg_lens.models.base import HookedEncoder, eval_mode
 
 __all__ = [
     "PARITY_RTOL",
     "RETURN_TYPES",
     "ConvertedEncoder",
-    "StateBuilder",
     "activation_name",
     "check_faithful",
-    "eval_mode",
-    "heads_in",
-    "heads_out",
+    "check_self_attention",
+    "float_dtype",
     "on_cpu",
     "refuse_dropped_code",
-    "split_qkv",
 ]
 
 PARITY_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
@@ -79,25 +64,53 @@ class ConvertedEncoder(HookedEncoder):
         }
 
 
-def heads_in(
-    weight: Float[torch.Tensor, "heads_x_d_head d_model"], n_heads: int
-) -> Float[torch.Tensor, "n_heads d_model d_head"]:
-    """A projection's ``[n_heads * d_head, d_model]`` weight (torch's ``[out, in]``, heads
-    major) as TransformerLens's ``[n_heads, d_model, d_head]``."""
-    return weight.view(n_heads, -1, weight.shape[-1]).transpose(1, 2).contiguous()
+def float_dtype(modules: Iterable[nn.Module], what: str) -> torch.dtype:
+    """The one floating-point dtype, float32 or float64, of the parameters of ``modules``
+    (called ``what`` in the `ConversionError` naming the dtypes found otherwise).
+
+    >>> float_dtype([nn.Linear(2, 2), nn.Linear(2, 2).half()], "the modules")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConversionError: the modules: parameters of ['torch.float16', ...]; ...
+    """
+    dtypes = {p.dtype for m in modules for p in m.parameters() if p.is_floating_point()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
+        raise ConversionError(
+            f"{what}: parameters of {sorted(map(str, dtypes))}; the converter reads one dtype, "
+            "float32 or float64 (convert with .float() or .double())"
+        )
+    return dtypes.pop()
 
 
-def heads_out(
-    weight: Float[torch.Tensor, "d_model heads_x_d_head"], n_heads: int
-) -> Float[torch.Tensor, "n_heads d_head d_model"]:
-    """An output projection's ``[d_model, n_heads * d_head]`` weight as ``W_O [n_heads,
-    d_head, d_model]``."""
-    return weight.T.reshape(n_heads, -1, weight.shape[0]).contiguous()
+def check_self_attention(attn: Any, path: str) -> nn.MultiheadAttention:
+    """``attn`` (the module at ``path``) if it is an ``nn.MultiheadAttention`` over one set of
+    tokens: ``kdim = vdim = embed_dim``, no ``add_bias_kv`` or ``add_zero_attn``; else an
+    `UnsupportedModuleError` naming ``path`` and what is supported.
 
-
-def split_qkv(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A packed ``[3 * k, ...]`` q/k/v weight or bias split into its three ``[k, ...]``."""
-    return tuple(packed.chunk(3, dim=0))  # type: ignore[return-value]
+    >>> check_self_attention(nn.MultiheadAttention(4, 2, kdim=2), "attn")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.UnsupportedModuleError: attn has kdim=2, vdim=4 != embed_dim=4: ...
+    """
+    if type(attn) is not nn.MultiheadAttention:
+        raise UnsupportedModuleError(
+            f"{path} is a {type(attn).__name__}; supported: torch.nn.MultiheadAttention",
+            path=path,
+        )
+    if not attn._qkv_same_embed_dim:
+        raise UnsupportedModuleError(
+            f"{path} has kdim={attn.kdim}, vdim={attn.vdim} != embed_dim={attn.embed_dim}: "
+            "keys and values from another space are cross-attention, which emg_lens blocks do "
+            "not compute; supported: self-attention with kdim = vdim = embed_dim",
+            path=path,
+        )
+    if attn.bias_k is not None or attn.add_zero_attn:
+        raise UnsupportedModuleError(
+            f"{path} has add_bias_kv or add_zero_attn, which add key positions that no token "
+            "holds; supported: nn.MultiheadAttention without them",
+            path=path,
+        )
+    return attn
 
 
 # Activation functions and modules an emg_lens MLP computes, by EncoderConfig.act_fn.
@@ -135,106 +148,7 @@ def activation_name(activation: Any, path: str) -> str:
     )
 
 
-class StateBuilder:
-    """An emg_lens state dict filled entry by entry from a source model's tensors, checked
-    against the model it is for: `put` (shape checked, naming the source tensor), then
-    `load` (every entry present, none surplus) into the model.
-
-    >>> from emg_lens.config import EncoderConfig
-    >>> from emg_lens.models import MLP
-    >>> mlp = MLP(EncoderConfig.preset("tiny"))
-    >>> state = StateBuilder(mlp, "MLP")
-    >>> state.put("W_in", torch.zeros(32, 16).T, "fc1.weight")
-    >>> state.put("W_out", torch.zeros(16, 16), "fc2.weight")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    emg_lens.errors.ConversionError: MLP: fc2.weight (torch.float32 [16, 16]) does not fit W_out, which is [32, 16]...
-    """  # noqa: E501
-
-    def __init__(self, model: nn.Module, what: str):
-        self.model = model
-        self.what = what
-        self.expected = model.state_dict()
-        self.state: dict[str, torch.Tensor] = {}
-        self.source: dict[str, str] = {}
-
-    def put(
-        self,
-        name: str,
-        tensor: torch.Tensor,
-        source: str,
-        block: tuple[slice, ...] | None = None,
-    ) -> None:
-        """Set entry ``name`` from ``tensor`` (the source model's ``source``), shape checked;
-        with ``block``, only those slices of it (the rest zero until another block fills
-        them)."""
-        if name not in self.expected:
-            raise ConversionError(
-                f"{self.what}: {source} would become {name}, which this emg_lens model does not "
-                f"have (a bias of a layer built without one?); its entries: "
-                f"{sorted(self.expected)[:20]}"
-            )
-        want = self.expected[name]
-        shape = want.shape if block is None else want[block].shape
-        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(shape):
-            where = name if block is None else f"{name}[{_slices(block)}]"
-            raise ConversionError(
-                f"{self.what}: {source} ({describe(tensor)}) does not fit {where}, which is "
-                f"{list(shape)} for the architecture read off the model; the layers of "
-                "the model disagree with each other or with its configuration"
-            )
-        value = tensor.detach().to(want.dtype)
-        if block is None:
-            self.state[name], self.source[name] = value.clone(), source
-            return
-        if name not in self.state:
-            self.state[name], self.source[name] = torch.zeros_like(want), source
-        else:
-            self.source[name] += f" + {source}"
-        self.state[name][block] = value
-
-    def load(self, keep: Mapping[str, torch.Tensor] | None = None) -> None:
-        """Load the entries (and ``keep``: entries taken as they are, such as a user's own
-        modules) into the model, refusing a missing or surplus one by name."""
-        state = {**self.state, **(keep or {})}
-        missing = sorted(set(self.expected) - set(state))
-        if missing:
-            raise ConversionError(
-                f"{self.what}: no source weight for {missing} (the converter read "
-                f"{len(self.state)} tensors)"
-            )
-        self.model.load_state_dict(state, strict=True)
-
-
-def _slices(block: tuple[slice, ...]) -> str:
-    return ", ".join(f"{s.start or ''}:{'' if s.stop is None else s.stop}" for s in block)
-
-
 # ------------------------------------------------------------------------------ faithfulness
-@contextmanager
-def eval_mode(*modules: nn.Module) -> Iterator[None]:
-    """Every module (and submodule) in eval mode inside the block; afterwards each one's own
-    ``training`` flag is restored (a source frozen in part stays so).
-
-    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
-    >>> net[0].eval()  # doctest: +ELLIPSIS
-    Linear(...)
-    >>> with eval_mode(net):
-    ...     net.training
-    False
-    >>> net.training, net[0].training, net[1].training
-    (True, False, True)
-    """
-    flags = [(m, m.training) for module in modules for m in module.modules()]
-    try:
-        for module in modules:
-            module.eval()
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
-
-
 def on_cpu(module: nn.Module) -> nn.Module:
     """The module itself when its tensors are on the CPU, else a copy there: converted models
     are built on the CPU, and the probe compares the two in one place (a CUDA source may also

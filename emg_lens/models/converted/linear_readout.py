@@ -18,6 +18,7 @@ from torch import nn
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, describe
 from emg_lens.layout import TokenLayout
+from emg_lens.models.base import eval_mode
 
 __all__ = [
     "READOUT_POOLS",
@@ -103,14 +104,9 @@ def find_linear_readout(
     gen = torch.Generator().manual_seed(0)
     n = layout.n_tokens
     tokens = 0.5 + 2 * torch.randn(3, n, cfg.d_model, generator=gen, dtype=cfg.dtype)
-    was_training = readout.training
-    readout.eval()
-    try:
-        with torch.no_grad():
-            out = readout(tokens)
-            per_token = linear(tokens if norm is None else norm(tokens))  # [batch, pos, class]
-    finally:
-        readout.train(was_training)
+    with eval_mode(readout), torch.no_grad():
+        out = readout(tokens)
+        per_token = linear(tokens if norm is None else norm(tokens))  # [batch, pos, class]
     pools = ["mean", *range(n)] if declared == "detect" else [declared]
     tol = 1e-5 * (1 + float(out.abs().max()))
     for pool in pools:

@@ -46,12 +46,13 @@ from emg_lens.errors import (
     describe,
 )
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
+from emg_lens.models.base import eval_mode
 from emg_lens.models.converted.conversion import (
-    StateBuilder,
     activation_name,
     check_faithful,
-    eval_mode,
+    check_self_attention,
+    float_dtype,
 )
 from emg_lens.models.converted.hooked_torch_encoder import HookedTorchEncoder
 from emg_lens.models.converted.linear_readout import find_linear_readout, readout_form
@@ -100,26 +101,7 @@ def _read_layer(path: str, layer: nn.Module) -> dict[str, Any]:
             "(for braindecode's models: emg_lens.models.from_braindecode)",
             path=path,
         )
-    attn = getattr(layer, "self_attn", None)
-    where = f"{path}.self_attn"
-    if type(attn) is not nn.MultiheadAttention:
-        raise UnsupportedModuleError(
-            f"{where} is a {type(attn).__name__}; supported: torch.nn.MultiheadAttention",
-            path=where,
-        )
-    if not attn._qkv_same_embed_dim:
-        raise UnsupportedModuleError(
-            f"{where} has kdim={attn.kdim}, vdim={attn.vdim} != embed_dim={attn.embed_dim}: "
-            "keys and values from another space are cross-attention, which emg_lens blocks do "
-            "not compute; supported: self-attention with kdim = vdim = embed_dim",
-            path=where,
-        )
-    if attn.bias_k is not None or attn.add_zero_attn:
-        raise UnsupportedModuleError(
-            f"{where} has add_bias_kv or add_zero_attn, which add key positions that no token "
-            "holds; supported: nn.MultiheadAttention without them",
-            path=where,
-        )
+    attn = check_self_attention(getattr(layer, "self_attn", None), f"{path}.self_attn")
     eps1, bias1 = _layer_norm(layer.norm1, f"{path}.norm1")
     eps2, bias2 = _layer_norm(layer.norm2, f"{path}.norm2")
     has_bias = attn.in_proj_bias is not None
@@ -159,16 +141,6 @@ def key_table(n_heads: int, layer: str, final: str | None) -> keys.KeyTable:
             *(keys.norm_rows(("ln_final", final)) if final else []),
         ]
     )
-
-
-def _dtype(modules: Sequence[nn.Module]) -> torch.dtype:
-    dtypes = {p.dtype for m in modules for p in m.parameters() if p.is_floating_point()}
-    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
-        raise ConversionError(
-            f"the encoder, embed and readout must share one dtype, float32 or float64; they "
-            f"hold {sorted(str(d) for d in dtypes)}: convert them with .float() or .double()"
-        )
-    return dtypes.pop()
 
 
 def from_torch_encoder(
@@ -270,7 +242,7 @@ def from_torch_encoder(
         n_samples=n_samples,
         use_cls_token=CLS in layout.group,
         n_classes=1,  # replaced below by what the readout returns
-        dtype=_dtype(modules),
+        dtype=float_dtype(modules, "the encoder, embed and readout"),
         positional_embedding_type="none",
     )
     _check_embed(embed, layout, cfg)
@@ -294,7 +266,7 @@ def from_torch_encoder(
     if final_norm is not None:
         theirs |= {f"{final_key}.{key}": v for key, v in final_norm.state_dict().items()}
     own = {k: v for k, v in model.state_dict().items() if k.startswith(("embed.", "head."))}
-    state = StateBuilder(model, "from_torch_encoder")
+    state = keys.StateBuilder(model, "from_torch_encoder")
     template = "layers.{l}" if isinstance(encoder, nn.TransformerEncoder) else "[{l}]"
     table = key_table(arch["n_heads"], template, final_key)
     table.to_ours(theirs, state, [k for k in model.state_dict() if k not in own])

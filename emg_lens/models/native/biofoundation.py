@@ -26,18 +26,20 @@ import torch
 
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, CheckpointError, describe
+from emg_lens.models import key_table as keys
 
 __all__ = [
     "HEAD_KEYS",
     "REDUCTIONS",
     "ROPE_POSITIONS",
     "build_from_biofoundation",
-    "from_biofoundation_keys",
     "infer_architecture",
+    "key_table",
     "strip_prefix",
     "to_biofoundation_keys",
 ]
 
+PATCH = "patch_embedding.patch_embed.proj"  # BioFoundation's patch embedding, a Conv2d
 # How BioFoundation's heads merge channels (EMGClassificationHead, EMGRegressionHead).
 REDUCTIONS = ("concat", "mean")
 # Where the loaded model's rotary angle comes from: the token index ("token"), or, as
@@ -45,105 +47,48 @@ REDUCTIONS = ("concat", "mean")
 ROPE_POSITIONS = ("token", "head")
 
 
+HEAD_ROWS = {
+    "reconstruction": keys.linear_rows("head", "model_head.decoder_pred", "W_U", "b_U"),
+    "classification": keys.linear_rows("head", "model_head.classifier", "W_U", "b_U"),
+    "regression": [  # Conv1d layers: kernel 1, then depthwise, then kernel 1
+        keys.Row("head.W_in", "model_head.regressor.0.weight", keys.Unsqueezed((2,), True)),
+        keys.Row("head.b_in", "model_head.regressor.0.bias"),
+        keys.Row("head.W_dw", "model_head.regressor.3.weight", keys.Unsqueezed((1,))),
+        keys.Row("head.b_dw", "model_head.regressor.3.bias"),
+        keys.Row("head.W_out", "model_head.regressor.5.weight", keys.Unsqueezed((2,), True)),
+        keys.Row("head.b_out", "model_head.regressor.5.bias"),
+    ],
+}
+
+
+def key_table(cfg: EncoderConfig, task: str) -> keys.KeyTable:
+    """emg_lens TinyMyo key <-> BioFoundation key, both ways (`KeyTable`), its rows in the
+    published module's order (block prefixes are the same on both sides)."""
+    rows = [
+        keys.Row("mask_token", "mask_token", keys.Unsqueezed((0, 1))),
+        keys.Row("embed.W_E", f"{PATCH}.weight", keys.Unsqueezed((1, 2), transpose=True)),
+        keys.Row("embed.b_E", f"{PATCH}.bias"),
+    ]
+    for p in (f"blocks.{i}" for i in range(cfg.n_layers)):
+        rows += [
+            *keys.norm_rows((f"{p}.ln1", f"{p}.norm1")),
+            *keys.qkv_rows(f"{p}.attn", f"{p}.attn.qkv.weight", cfg.n_heads),
+            *keys.qkv_rows(f"{p}.attn", f"{p}.attn.qkv.bias", cfg.n_heads, bias=True),
+            keys.Row(f"{p}.attn.W_O", f"{p}.attn.proj.weight", keys.HeadsOut(cfg.n_heads)),
+            keys.Row(f"{p}.attn.b_O", f"{p}.attn.proj.bias"),
+            *keys.norm_rows((f"{p}.ln2", f"{p}.norm2")),
+            *keys.linear_rows(f"{p}.mlp", f"{p}.mlp.fc1"),
+            *keys.linear_rows(f"{p}.mlp", f"{p}.mlp.fc2", "W_out", "b_out"),
+        ]
+    return keys.KeyTable([*rows, *keys.norm_rows(("ln_final", "norm")), *HEAD_ROWS[task]])
+
+
 def to_biofoundation_keys(model: Any) -> dict[str, torch.Tensor]:
-    """A TinyMyo's weights in BioFoundation's key layout and shapes (`TinyMyo.to_biofoundation`)."""
-    cfg = model.cfg
-    d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
-    out: dict[str, torch.Tensor] = {
-        "mask_token": model.mask_token.reshape(1, 1, d),
-        "patch_embedding.patch_embed.proj.weight": model.embed.W_E.T.reshape(d, 1, 1, -1),
-        "patch_embedding.patch_embed.proj.bias": model.embed.b_E,
-    }
-    for i, block in enumerate(model.blocks):
-        attn, mlp, p = block.attn, block.mlp, f"blocks.{i}."
-        W_qkv = torch.stack((attn.W_Q, attn.W_K, attn.W_V))  # [3, h, d_model, d_head]
-        b_qkv = torch.stack((attn.b_Q, attn.b_K, attn.b_V))  # [3, h, d_head]
-        out |= {
-            p + "norm1.weight": block.ln1.w,
-            p + "norm1.bias": block.ln1.b,
-            p + "attn.qkv.weight": W_qkv.permute(0, 1, 3, 2).reshape(3 * h * dh, d),
-            p + "attn.qkv.bias": b_qkv.reshape(3 * h * dh),
-            p + "attn.proj.weight": attn.W_O.reshape(h * dh, d).T,
-            p + "attn.proj.bias": attn.b_O,
-            p + "norm2.weight": block.ln2.w,
-            p + "norm2.bias": block.ln2.b,
-            p + "mlp.fc1.weight": mlp.W_in.T,
-            p + "mlp.fc1.bias": mlp.b_in,
-            p + "mlp.fc2.weight": mlp.W_out.T,
-            p + "mlp.fc2.bias": mlp.b_out,
-        }
-    out["norm.weight"], out["norm.bias"] = model.ln_final.w, model.ln_final.b
-    head = model.head
-    if model.task == "reconstruction":
-        out["model_head.decoder_pred.weight"] = head.W_U.T
-        out["model_head.decoder_pred.bias"] = head.b_U
-    elif model.task == "classification":
-        out["model_head.classifier.weight"] = head.W_U.T
-        out["model_head.classifier.bias"] = head.b_U
-    else:
-        out |= {
-            "model_head.regressor.0.weight": head.W_in.T[:, :, None],
-            "model_head.regressor.0.bias": head.b_in,
-            "model_head.regressor.3.weight": head.W_dw[:, None, :],
-            "model_head.regressor.3.bias": head.b_dw,
-            "model_head.regressor.5.weight": head.W_out.T[:, :, None],
-            "model_head.regressor.5.bias": head.b_out,
-        }
-    return {k: v.detach().clone().contiguous() for k, v in out.items()}
-
-
-def from_biofoundation_keys(model: Any, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """BioFoundation tensors (keys and shapes already checked) -> our state dict."""
-    cfg = model.cfg
-    d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
-    kw = {"dtype": cfg.dtype, "device": cfg.device}
-    sd = {k: v.detach().to(**kw) for k, v in sd.items()}
-    out = {
-        "mask_token": sd["mask_token"].reshape(d),
-        "embed.W_E": sd["patch_embedding.patch_embed.proj.weight"].reshape(d, -1).T,
-        "embed.b_E": sd["patch_embedding.patch_embed.proj.bias"],
-        "ln_final.w": sd["norm.weight"],
-        "ln_final.b": sd["norm.bias"],
-    }
-    for i in range(cfg.n_layers):
-        p = f"blocks.{i}."  # block prefixes are the same on both sides
-        # Rows of the fused qkv weight are (3, n_heads, d_head); columns d_model.
-        W_qkv = sd[p + "attn.qkv.weight"].reshape(3, h, dh, d).permute(0, 1, 3, 2)
-        b_qkv = sd[p + "attn.qkv.bias"].reshape(3, h, dh)
-        out |= {
-            p + "ln1.w": sd[p + "norm1.weight"],
-            p + "ln1.b": sd[p + "norm1.bias"],
-            p + "attn.W_Q": W_qkv[0],
-            p + "attn.W_K": W_qkv[1],
-            p + "attn.W_V": W_qkv[2],
-            p + "attn.b_Q": b_qkv[0],
-            p + "attn.b_K": b_qkv[1],
-            p + "attn.b_V": b_qkv[2],
-            p + "attn.W_O": sd[p + "attn.proj.weight"].T.reshape(h, dh, d),
-            p + "attn.b_O": sd[p + "attn.proj.bias"],
-            p + "ln2.w": sd[p + "norm2.weight"],
-            p + "ln2.b": sd[p + "norm2.bias"],
-            p + "mlp.W_in": sd[p + "mlp.fc1.weight"].T,
-            p + "mlp.b_in": sd[p + "mlp.fc1.bias"],
-            p + "mlp.W_out": sd[p + "mlp.fc2.weight"].T,
-            p + "mlp.b_out": sd[p + "mlp.fc2.bias"],
-        }
-    if model.task == "reconstruction":
-        out["head.W_U"] = sd["model_head.decoder_pred.weight"].T
-        out["head.b_U"] = sd["model_head.decoder_pred.bias"]
-    elif model.task == "classification":
-        out["head.W_U"] = sd["model_head.classifier.weight"].T
-        out["head.b_U"] = sd["model_head.classifier.bias"]
-    else:
-        out |= {
-            "head.W_in": sd["model_head.regressor.0.weight"][:, :, 0].T,
-            "head.b_in": sd["model_head.regressor.0.bias"],
-            "head.W_dw": sd["model_head.regressor.3.weight"][:, 0, :],
-            "head.b_dw": sd["model_head.regressor.3.bias"],
-            "head.W_out": sd["model_head.regressor.5.weight"][:, :, 0].T,
-            "head.b_out": sd["model_head.regressor.5.bias"],
-        }
-    return {k: v.contiguous() for k, v in out.items()}
+    """A TinyMyo's weights in BioFoundation's key layout, shapes and key order
+    (`TinyMyo.to_biofoundation`)."""
+    table = key_table(model.cfg, model.task)
+    theirs = table.to_theirs(model.state_dict())
+    return {key: theirs[key] for key in dict.fromkeys(row.theirs for row in table.rows)}
 
 
 HEAD_KEYS = {
@@ -191,7 +136,7 @@ def infer_architecture(
     sd: dict[str, Any], n_heads: int, n_channels: int | None, reduction: str | None
 ) -> dict[str, Any]:
     """Task and sizes of a BioFoundation TinyMyo from its state dict's keys and shapes."""
-    patch_w = _require(sd, "patch_embedding.patch_embed.proj.weight", 4)
+    patch_w = _require(sd, f"{PATCH}.weight", 4)
     d_model, patch_samples = patch_w.shape[0], patch_w.shape[-1]
     if not isinstance(n_heads, int) or n_heads <= 0 or d_model % n_heads:
         raise ArgumentError(
@@ -339,5 +284,5 @@ def build_from_biofoundation(
     }
     if bad:
         raise CheckpointError(f"wrong shapes (got, expected) for keys: {bad}")
-    model.load_state_dict(from_biofoundation_keys(model, sd), strict=True)
+    key_table(cfg, arch["task"]).load(sd, model, "BioFoundation TinyMyo")
     return model.eval()  # a loaded model is for reading; TransformerLens patching needs eval

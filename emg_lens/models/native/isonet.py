@@ -11,7 +11,7 @@ anneals from the second to the first (`emg_lens.train.dual_head_loss`). ``W_U``,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float
@@ -88,9 +88,7 @@ class IsoNet(HookedEncoder):
         >>> model.unembed_positions, model.W_U is model.avg_head.W_U
         ([1, 2, 3, 4, 5, 6], True)
         """
-        if self.unembed_head == "logits":
-            return [0]
-        return list(range(1, self.layout.n_tokens))
+        return cast("list[int]", self.read_positions(self.unembed_head))
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]

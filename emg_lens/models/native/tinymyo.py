@@ -471,11 +471,8 @@ class TinyMyo(HookedEncoder):
         """This model's weights in BioFoundation's ``models/TinyMyo.py`` key layout and
         shapes (what `from_biofoundation` reads), as fresh contiguous tensors.
 
-        The key layout holds no positional convention. BioFoundation's own code runs any such
-        state dict with head-index rotation (no positional information, see
-        `from_biofoundation`); a model with token RoPE (``positional_embedding_type="rotary"``)
-        round-trips through ``from_biofoundation(..., rope_positions="token")``, and one built
-        by the default loader (``"none"``) through the default.
+        The key layout holds no positional convention: a model with token RoPE round-trips
+        through ``from_biofoundation(..., rope_positions="token")`` (see ``rope_positions``).
 
         >>> cfg = EncoderConfig.preset("tinymyo", n_layers=1, modalities={"emg": 2}, n_samples=40)
         >>> sd = TinyMyo(cfg).to_biofoundation()

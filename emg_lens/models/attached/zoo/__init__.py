@@ -48,12 +48,13 @@ from torch import nn
 
 from emg_lens.errors import AttachError, InputShapeError, check_int, describe, warn_caller
 from emg_lens.layout import TokenLayout
-from emg_lens.models.attached.build import attach, model_size, probe_example
+from emg_lens.models.attached.build import attach, probe_example
 from emg_lens.models.attached.find import named_modules_of
 from emg_lens.models.attached.intercept import Call
 from emg_lens.models.attached.model import AttachedModel
 from emg_lens.models.attached.zoo.entries import INTERPOLATED, NOT_YET, REFUSED, ZOO, base_names
 from emg_lens.models.attached.zoo.tokens import ZooEntry, flat_patches, window_keys
+from emg_lens.models.braindecode_common import braindecode_name, model_size
 
 __all__ = [
     "NOT_YET",
@@ -65,16 +66,6 @@ __all__ = [
     "flat_patches",
     "window_keys",
 ]
-
-
-def braindecode_name(model: nn.Module) -> str | None:
-    """The class name of a braindecode model, or None for any other module.
-
-    >>> braindecode_name(nn.Linear(2, 2)) is None
-    True
-    """
-    cls = type(model)
-    return cls.__name__ if cls.__module__.startswith("braindecode.") else None
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,11 @@ See `emg_lens.models.attached.zoo` for what each family's tokens are and why."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from torch import nn
 
 from emg_lens.errors import AttachError
 from emg_lens.layout import CLS
-from emg_lens.models.attached.build import model_size
 from emg_lens.models.attached.zoo.tokens import (
     CHANNEL,
     FEATURE,
@@ -26,12 +24,9 @@ from emg_lens.models.attached.zoo.tokens import (
     rules,
     window_keys,
 )
-from emg_lens.models.eegpt_channels import misnamed_channel
+from emg_lens.models.braindecode_common import Braindecode, misnamed_channel, model_size
 
 __all__ = ["INTERPOLATED", "NOT_YET", "REFUSED", "ZOO"]
-
-Braindecode = Any
-"""A braindecode model: the attributes read here are braindecode's own, untyped."""
 
 
 def _pbt(calls, names, model):

@@ -8,10 +8,8 @@ giving a state dict braindecode's class loads: ``Labram`` -> `HookedLabram`, ``C
 `HookedCBraMod`, ``EEGPT`` -> `HookedEEGPT`, ``PBT`` -> `HookedPBT` (whose module says why PBT
 and not REVE or LUNA).
 
-emg_lens never imports braindecode: a model is recognised by its class's module and name.
-Models whose attention is not a softmax over tokens are refused with an
-`UnsupportedModuleError` saying why (``BIOT``: linear attention; ``DeepSleepNet``,
-``VEMG2Pose``: LSTMs), as is every other braindecode model, naming the ones supported.
+emg_lens never imports braindecode: a model is recognised by its class's module and name;
+what `from_braindecode` refuses (`REFUSED`: no softmax over tokens), it refuses by name.
 """
 
 from __future__ import annotations
@@ -22,15 +20,14 @@ import torch
 from torch import nn
 
 from emg_lens.errors import ArgumentError, UnsupportedModuleError, describe
-from emg_lens.models.base import HookedEncoder
-from emg_lens.models.converted.braindecode._common import is_braindecode
+from emg_lens.models.base import HookedEncoder, eval_mode
+from emg_lens.models.braindecode_common import braindecode_name
 from emg_lens.models.converted.braindecode.cbramod import HookedCBraMod, from_cbramod
 from emg_lens.models.converted.braindecode.eegpt import HookedEEGPT, from_eegpt
 from emg_lens.models.converted.braindecode.labram import HookedLabram, from_labram
 from emg_lens.models.converted.braindecode.pbt import HookedPBT, from_pbt
 from emg_lens.models.converted.conversion import (
     check_faithful,
-    eval_mode,
     on_cpu,
     refuse_dropped_code,
 )
@@ -97,7 +94,7 @@ def from_braindecode(model: nn.Module, *, ch_names: Sequence[str] | None = None)
     ...
     emg_lens.errors.UnsupportedModuleError: from_braindecode converts braindecode models; got a torch.nn.modules.linear.Linear...
     """  # noqa: E501
-    if not isinstance(model, nn.Module) or not is_braindecode(model):
+    if not isinstance(model, nn.Module) or braindecode_name(model) is None:
         where = type(model).__module__ + "." + type(model).__name__
         raise UnsupportedModuleError(
             f"from_braindecode converts braindecode models; got a {where} ({describe(model)}). "

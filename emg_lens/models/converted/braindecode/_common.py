@@ -1,6 +1,6 @@
-"""What the braindecode converters share: recognising a braindecode model without importing
-braindecode, reading its sizes and channel names, and the readout through a linear map of one
-token (a TransformerLens unembedding)."""
+"""What the braindecode converters share: reading a braindecode model's sizes and channel
+names (recognising one: `emg_lens.models.braindecode_common`), and the readout through a linear
+map of one token (a TransformerLens unembedding)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,11 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components import ConfigInit
+from emg_lens.components import ClassifierHead, ConfigInit
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedReadoutError, check_names
-from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name
-
-BRAINDECODE = "braindecode"
-
-Braindecode = Any
-"""A braindecode model (an ``nn.Module``) a converter reads: emg_lens never imports braindecode,
-which has no type hints, so its attributes (``target_encoder``, ``final_layer`` ...) are
-untyped, as they would be through ``import braindecode``."""
+from emg_lens.models.braindecode_common import Braindecode
+from emg_lens.models.converted.conversion import ConvertedEncoder, activation_name, float_dtype
 
 
 class LayerKw(TypedDict):
@@ -42,10 +36,19 @@ def layer_kw(cfg: EncoderConfig) -> LayerKw:
     return {"dtype": cfg.dtype, "init_std": cfg.init_range}
 
 
-def is_braindecode(model: Any) -> bool:
-    """True for an instance of a class defined in braindecode (by its module's name: emg_lens
-    never imports braindecode)."""
-    return type(model).__module__.split(".")[0] == BRAINDECODE
+def eeg_config(
+    n_chans: int,
+    n_times: int,
+    n_outputs: int,
+    ch_names: list[str] | None,
+    dtype: torch.dtype,
+    fields: Mapping[str, Any],
+) -> EncoderConfig:
+    """The `EncoderConfig` a converted class's ``config`` builds: what every one reads (its
+    ``n_chans`` EEG channels of ``n_times`` samples, ``n_outputs`` classes, ``ch_names``,
+    ``dtype``), then its own ``fields`` (sizes, then the caller's overrides)."""
+    common = {"modalities": {"eeg": n_chans}, "n_samples": n_times, "n_classes": n_outputs}
+    return EncoderConfig(**{**common, "channel_names": ch_names, "dtype": dtype, **fields})
 
 
 def size(model: Any, name: str) -> Any:
@@ -94,7 +97,7 @@ def read_config(
         "n_chans": n_chans,
         "n_times": n_times,
         "ch_names": channel_names(model, ch_names, n_chans),
-        "dtype": float_dtype(model),
+        "dtype": float_dtype([model], f"the {type(model).__name__}"),
     }
     for name, field in fields.items():
         out[name] = size(model, field) if isinstance(field, str) else field(model)
@@ -153,17 +156,6 @@ def one_activation(activations: Iterable[tuple[str, Any]]) -> str:
     return first
 
 
-def float_dtype(model: nn.Module) -> torch.dtype:
-    """The model's one floating-point dtype (float32 or float64)."""
-    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
-    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
-        raise ConversionError(
-            f"the {type(model).__name__} holds parameters of {sorted(map(str, dtypes))}; the "
-            "converter reads one dtype, float32 or float64 (convert with .float() or .double())"
-        )
-    return dtypes.pop()
-
-
 def eps_of(norms: Sequence[tuple[str, nn.Module]], what: str) -> float:
     """The one ``eps`` of several LayerNorms (named), or a `ConversionError` naming the odd one."""
     eps = {path: float(getattr(norm, "eps", 1e-5)) for path, norm in norms}
@@ -177,10 +169,9 @@ def eps_of(norms: Sequence[tuple[str, nn.Module]], what: str) -> float:
     return first
 
 
-class TokenClassifier(ConfigInit, nn.Module):
-    """``logits = resid[:, position] @ W_U + b_U`` (a braindecode ``final_layer`` Linear on
-    one token): TransformerLens's unembedding, read at one position. ``hook_pooled`` fires on
-    the token's stream ``[batch, d_model]``.
+class TokenClassifier(ClassifierHead):
+    """`ClassifierHead` on one token's stream (a braindecode ``final_layer`` Linear on one
+    token): TransformerLens's unembedding, read at one position.
 
     >>> head = TokenClassifier(EncoderConfig.preset("tiny"), position=0)
     >>> head(torch.randn(2, 7, 16)).shape
@@ -188,17 +179,13 @@ class TokenClassifier(ConfigInit, nn.Module):
     """
 
     def __init__(self, cfg: EncoderConfig, position: int):
-        super().__init__()
-        self.init_std = cfg.init_range
+        super().__init__(cfg)
         self.position = position
-        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
-        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
-        self.hook_pooled = HookPoint()  # [batch, d_model]
 
     def forward(
         self, latent: Float[torch.Tensor, "batch pos d_model"]
     ) -> Float[torch.Tensor, "batch n_classes"]:
-        return self.hook_pooled(latent[:, self.position]) @ self.W_U + self.b_U
+        return super().forward(latent[:, self.position])
 
 
 class BraindecodeEncoder(ConvertedEncoder):
@@ -209,6 +196,11 @@ class BraindecodeEncoder(ConvertedEncoder):
     head: nn.Module  # what reads the final stream
     no_unembedding = ""
     """Why the readout is no TransformerLens unembedding, where a model's never is one."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__(cfg)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]: the tokens
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]: what is added to them
 
     def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
         """``ln_final``'s stream (``"latent"``; an identity where the model has no final

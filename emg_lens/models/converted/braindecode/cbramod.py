@@ -39,19 +39,20 @@ from emg_lens.errors import (
     ConversionError,
     UnsupportedModuleError,
 )
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
+from emg_lens.models.braindecode_common import model_size
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
     Field,
+    eeg_config,
     eps_of,
     layer_kw,
     one_activation,
     per_layer,
     read_config,
-    size,
 )
-from emg_lens.models.converted.conversion import StateBuilder
+from emg_lens.models.converted.conversion import check_self_attention
 
 __all__ = ["HookedCBraMod", "from_cbramod"]
 
@@ -185,8 +186,6 @@ class HookedCBraMod(BraindecodeEncoder):
         self._init_kwargs = {"convs": self.convs, "emb_dim": emb_dim}
         self.patch_embedding = PatchEmbedding(self.convs, cfg)
         self.head = CBraModHead(cfg, emb_dim)
-        self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self._layout = self._channel_layout(cls_token=False)
         half_heads, half = cfg.n_heads // 2, cfg.d_model // 2
         structure = [
@@ -225,27 +224,20 @@ class HookedCBraMod(BraindecodeEncoder):
                 f"CBraMod with nhead={nhead} and d_model={d}: its criss-cross layer splits the "
                 "heads and d_model in halves, so nhead must be even and divide d_model"
             )
-        return EncoderConfig(
-            **{
-                "d_model": d,
-                "d_head": d // nhead,
-                "n_heads": nhead,
-                "n_layers": n_layer,
-                "d_mlp": dim_feedforward,
-                "act_fn": activation,
-                "eps": layer_norm_eps,
-                "modalities": {"eeg": n_chans},
-                "n_samples": n_times,
-                "patch_samples": PATCH,
-                "use_cls_token": False,
-                "n_classes": n_outputs,
-                "final_norm": False,
-                "positional_embedding_type": "none",
-                "channel_names": ch_names,
-                "dtype": dtype,
-                **overrides,
-            }
-        )
+        sizes = {
+            "d_model": d,
+            "d_head": d // nhead,
+            "n_heads": nhead,
+            "n_layers": n_layer,
+            "d_mlp": dim_feedforward,
+            "act_fn": activation,
+            "eps": layer_norm_eps,
+            "patch_samples": PATCH,
+            "use_cls_token": False,
+            "final_norm": False,
+            "positional_embedding_type": "none",
+        }
+        return eeg_config(n_chans, n_times, n_outputs, ch_names, dtype, {**sizes, **overrides})
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]
@@ -349,12 +341,7 @@ def input_size(model: Braindecode, ch_names: list[str] | None) -> tuple[int, int
     builds), the window its classifier takes: it reads ``n_chans x n_times / 200 x emb_dim``
     features, so one size fixes the other (the channels: ``ch_names``'s where the model has
     none)."""
-    known = {}
-    for name in ("n_chans", "n_times"):
-        try:
-            known[name] = size(model, name)
-        except ConversionError:
-            known[name] = None
+    known: dict[str, Any] = {name: model_size(model, name) for name in ("n_chans", "n_times")}
     if known["n_chans"] is None and ch_names is not None:
         known["n_chans"] = len(ch_names)
     n_chans, n_times = known["n_chans"], known["n_times"]
@@ -379,20 +366,13 @@ def input_size(model: Braindecode, ch_names: list[str] | None) -> tuple[int, int
     return width // per_unit, n_times
 
 
-def _check_half(attn: nn.Module, path: str, half: int) -> None:
-    """One half of a criss-cross layer: a self-attention ``nn.MultiheadAttention`` with
-    biases, on half of ``d_model``."""
-    if type(attn) is not nn.MultiheadAttention or not attn._qkv_same_embed_dim:
+def _check_half(module: nn.Module, path: str, half: int) -> None:
+    """One half of a criss-cross layer: a self-attention ``nn.MultiheadAttention``
+    (`check_self_attention`) with biases, on half of ``d_model``."""
+    attn = check_self_attention(module, path)
+    if attn.in_proj_bias is None:
         raise UnsupportedModuleError(
-            f"{path} is not a self-attention nn.MultiheadAttention with kdim = vdim = "
-            "embed_dim; supported: CBraMod's criss-cross layer",
-            path=path,
-        )
-    if attn.in_proj_bias is None or attn.bias_k is not None or attn.add_zero_attn:
-        raise UnsupportedModuleError(
-            f"{path} has bias=False, add_bias_kv or add_zero_attn; supported: CBraMod's "
-            "default (bias=True)",
-            path=path,
+            f"{path} has bias=False; supported: CBraMod's default (bias=True)", path=path
         )
     shape = tuple(attn.in_proj_weight.shape)
     if shape != (3 * half, half):
@@ -426,7 +406,5 @@ def from_cbramod(model: Braindecode, ch_names: list[str] | None = None) -> Hooke
     hooked = HookedCBraMod(
         cfg, convs=model.patch_embedding.channels_kernel_stride_padding_norm, emb_dim=model._emb_dim
     )
-    state = StateBuilder(hooked, "from_braindecode(CBraMod)")
-    key_table(cfg).to_ours(model.state_dict(), state, hooked.state_dict())
-    state.load()
+    key_table(cfg).load(model.state_dict(), hooked, "from_braindecode(CBraMod)")
     return hooked.eval()

@@ -39,17 +39,18 @@ from emg_lens.errors import (
     UnsupportedModuleError,
 )
 from emg_lens.layout import CLS, TokenLayout
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
+from emg_lens.models.braindecode_common import misnamed_channel
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
+    eeg_config,
     eps_of,
     layer_kw,
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import StateBuilder, activation_name
-from emg_lens.models.eegpt_channels import misnamed_channel
+from emg_lens.models.converted.conversion import activation_name
 
 __all__ = ["HookedEEGPT", "from_eegpt"]
 
@@ -112,17 +113,22 @@ class ChannelProjection(ConfigInit, nn.Module):
 
 
 class SummaryProbe(nn.Module):
-    """EEGPT's probe: each patch's summary tokens ``[batch, patch, embed_num * d_model]`` ->
-    ``probe1`` -> ``[batch, patch * hidden]`` -> ``probe2`` -> logits; ``hook_pooled`` fires on
-    the summary tokens' final stream."""
+    """EEGPT's probe: each patch's summary tokens (the last ``embed_num`` of its
+    ``n_chans + embed_num``) as ``[batch, patch, embed_num * d_model]`` -> ``probe1`` ->
+    ``[batch, patch * hidden]`` -> ``probe2`` -> logits; ``hook_pooled`` fires on the summary
+    tokens' final stream."""
 
-    def __init__(self, cfg: EncoderConfig, patches: int, embed_num: int, hidden: int, norms):
+    def __init__(
+        self, cfg: EncoderConfig, patches: int, n_chans: int, embed_num: int, hidden, norms
+    ):
         super().__init__()
+        self.patches, self.n_chans = patches, n_chans
         self.probe1 = ConstrainedLinear(embed_num * cfg.d_model, hidden, norms[0], cfg)
         self.probe2 = ConstrainedLinear(patches * hidden, cfg.n_classes, norms[1], cfg)
         self.hook_pooled = HookPoint()  # [batch, patch, embed_num * d_model]
 
-    def forward(self, summaries: torch.Tensor) -> torch.Tensor:
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        summaries = latent.unflatten(1, (self.patches, -1))[:, :, self.n_chans :].flatten(2)
         return self.probe2(self.probe1(self.hook_pooled(summaries)).flatten(1))
 
 
@@ -219,11 +225,8 @@ class HookedEEGPT(BraindecodeEncoder):
         self.chan_embed = ConfigEmbedding(n_chan_embeddings, d, **kw)
         self.summary_token = nn.Parameter(torch.zeros(1, embed_num, d, dtype=cfg.dtype))
         self.register_buffer("channel_index", torch.tensor(channel_ids), persistent=False)
-        self.head = SummaryProbe(cfg, patches, embed_num, probe_hidden, probe_max_norms)
-        self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.head = SummaryProbe(cfg, patches, n_chans, embed_num, probe_hidden, probe_max_norms)
         self._layout = self._make_layout(token_names)
-        self._summary = torch.tensor([i for i, g in enumerate(self._layout.group) if g == CLS])
         groups = tuple(self._layout.time)  # attention stays within a patch
         for block in self.blocks:
             block.attn.set_structure([HeadStructure((0, cfg.n_heads), groups=groups)], cfg.n_ctx)
@@ -261,27 +264,20 @@ class HookedEEGPT(BraindecodeEncoder):
         """The `EncoderConfig` of a braindecode ``EEGPT`` built with these arguments."""
         patches, _ = n_patches(n_times, patch_size, patch_stride)
         token_chans = n_chans if chan_proj_type == "none" else n_chans_target
-        return EncoderConfig(
-            **{
-                "d_model": embed_dim,
-                "d_head": embed_dim // num_heads,
-                "n_heads": num_heads,
-                "n_layers": depth,
-                "d_mlp": int(embed_dim * mlp_ratio),
-                "act_fn": "gelu",
-                "eps": layer_norm_eps,
-                "modalities": {"eeg": n_chans},
-                "n_samples": n_times,
-                "tokenization": "custom",
-                "n_ctx": patches * (token_chans + embed_num),
-                "n_classes": n_outputs,
-                "zero_biases": [] if qkv_bias else ["b_Q", "b_K", "b_V"],
-                "positional_embedding_type": "none",
-                "channel_names": ch_names,
-                "dtype": dtype,
-                **overrides,
-            }
-        )
+        sizes = {
+            "d_model": embed_dim,
+            "d_head": embed_dim // num_heads,
+            "n_heads": num_heads,
+            "n_layers": depth,
+            "d_mlp": int(embed_dim * mlp_ratio),
+            "act_fn": "gelu",
+            "eps": layer_norm_eps,
+            "tokenization": "custom",
+            "n_ctx": patches * (token_chans + embed_num),
+            "zero_biases": [] if qkv_bias else ["b_Q", "b_K", "b_V"],
+            "positional_embedding_type": "none",
+        }
+        return eeg_config(n_chans, n_times, n_outputs, ch_names, dtype, {**sizes, **overrides})
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -301,14 +297,6 @@ class HookedEEGPT(BraindecodeEncoder):
         chan = self.chan_embed.weight[self.channel_index]  # [chan, d]
         pos = F.pad(chan, (0, 0, 0, self.embed_num)).repeat(self.n_patches, 1)
         return self.hook_embed(tokens) + self.hook_pos_embed(pos[None].expand(batch, -1, -1))
-
-    def readout(self, resid: Float[torch.Tensor, "batch pos d_model"], return_type: str) -> Any:
-        self._check_return_type(return_type)
-        latent = self.ln_final(resid)
-        if return_type == "latent":
-            return latent
-        summaries = latent[:, self._summary.to(latent.device)]
-        return self.head(summaries.reshape(latent.shape[0], self.n_patches, -1))
 
     # ------------------------------------------------------------------ TransformerLens
     no_unembedding = (
@@ -459,7 +447,5 @@ def from_eegpt(model: Braindecode, ch_names: list[str] | None = None) -> HookedE
         raise ConversionError(
             f"EEGPT has {encoder.num_patches[1]} patches, the converter counted {hooked.n_patches}"
         )
-    state = StateBuilder(hooked, "from_braindecode(EEGPT)")
-    key_table(cfg.n_heads, proj_type).to_ours(model.state_dict(), state, hooked.state_dict())
-    state.load()
+    key_table(cfg.n_heads, proj_type).load(model.state_dict(), hooked, "from_braindecode(EEGPT)")
     return hooked.eval()

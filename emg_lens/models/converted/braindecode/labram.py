@@ -29,31 +29,30 @@ import torch.nn.functional as F
 from einops import rearrange
 from jaxtyping import Float
 from torch import nn
-from transformer_lens.hook_points import HookPoint
 
+from emg_lens.components import ClassifierHead
 from emg_lens.components.init import (
     ConfigConv1d,
     ConfigConv2d,
     ConfigGroupNorm,
-    ConfigInit,
     ConfigLayerNorm,
 )
 from emg_lens.components.mlp import ACTIVATIONS
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
     Field,
     TokenClassifier,
+    eeg_config,
     eps_of,
     layer_kw,
     one_activation,
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import StateBuilder
 
 __all__ = ["HookedLabram", "from_labram"]
 
@@ -89,21 +88,16 @@ def embed_dim(patch_size: int, conv_out_channels: int) -> int:
     return ((patch_size + 2 * 7 - 15) // 8 + 1) * conv_out_channels
 
 
-class MeanPoolClassifier(ConfigInit, nn.Module):
-    """LaBraM's ``use_mean_pooling`` readout: the channel tokens' mean (every token but the
-    CLS token), LayerNorm'ed (``fc_norm``), then ``@ W_U + b_U``; ``hook_pooled`` fires on the
-    normalised mean."""
+class MeanPoolClassifier(ClassifierHead):
+    """LaBraM's ``use_mean_pooling`` readout: `ClassifierHead` on the channel tokens' mean
+    (every token but the CLS token), LayerNorm'ed (``fc_norm``)."""
 
     def __init__(self, cfg: EncoderConfig):
-        super().__init__()
-        self.init_std = cfg.init_range
+        super().__init__(cfg)
         self.fc_norm = ConfigLayerNorm(cfg.d_model, eps=cfg.eps, **layer_kw(cfg))
-        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_classes, dtype=cfg.dtype))
-        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes, dtype=cfg.dtype))
-        self.hook_pooled = HookPoint()  # [batch, d_model]
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.hook_pooled(self.fc_norm(latent[:, 1:].mean(1))) @ self.W_U + self.b_U
+        return super().forward(self.fc_norm(latent[:, 1:].mean(1)))
 
 
 class HookedLabram(BraindecodeEncoder):
@@ -182,8 +176,6 @@ class HookedLabram(BraindecodeEncoder):
         self.head: MeanPoolClassifier | TokenClassifier = (
             MeanPoolClassifier(cfg) if use_mean_pooling else TokenClassifier(cfg, 0)
         )
-        self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self._layout = self._channel_layout(cls_token=True)
         self._finish_init()
 
@@ -214,29 +206,22 @@ class HookedLabram(BraindecodeEncoder):
         d = embed_dim(patch_size, conv_out_channels)
         d_head = attn_head_dim or d // num_heads
         zero = ["b_K"] if qkv_bias else ["b_Q", "b_K", "b_V"]
-        return EncoderConfig(
-            **{
-                "d_model": d,
-                "d_head": d_head,
-                "n_heads": num_heads,
-                "n_layers": num_layers,
-                "d_mlp": int(d * mlp_ratio),
-                "act_fn": activation,
-                "eps": eps,
-                "modalities": {"eeg": n_chans},
-                "n_samples": n_times,
-                "patch_samples": patch_size,
-                "use_cls_token": True,
-                "n_classes": n_outputs,
-                "final_norm": not use_mean_pooling,
-                "zero_biases": zero,
-                "qk_norm": qk_norm,
-                "attn_scale": None if qk_scale is None else 1.0 / qk_scale,
-                "channel_names": ch_names,
-                "dtype": dtype,
-                **overrides,
-            }
-        )
+        sizes = {
+            "d_model": d,
+            "d_head": d_head,
+            "n_heads": num_heads,
+            "n_layers": num_layers,
+            "d_mlp": int(d * mlp_ratio),
+            "act_fn": activation,
+            "eps": eps,
+            "patch_samples": patch_size,
+            "use_cls_token": True,
+            "final_norm": not use_mean_pooling,
+            "zero_biases": zero,
+            "qk_norm": qk_norm,
+            "attn_scale": None if qk_scale is None else 1.0 / qk_scale,
+        }
+        return eeg_config(n_chans, n_times, n_outputs, ch_names, dtype, {**sizes, **overrides})
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]
@@ -389,17 +374,10 @@ def _check_supported(model: Braindecode) -> None:
 
 
 def _eps(model: Braindecode) -> float:
-    """The one eps of every norm: the blocks', the final one, the q/k norms."""
-    mean_pool = model.fc_norm is not None
-    norms = [("fc_norm", model.fc_norm) if mean_pool else ("norm", model.norm)]
-    names = ("norm1", "norm2")
-    for i, block in enumerate(model.blocks):
-        norms += [(f"blocks.{i}.{n}", getattr(block, n)) for n in names]
-        if block.attn.q_norm is not None:
-            norms += [
-                (f"blocks.{i}.attn.{n}", getattr(block.attn, n)) for n in ("q_norm", "k_norm")
-            ]
-    return eps_of(norms, "Labram")
+    """The one eps of every norm: the final one, the blocks', the q/k norms."""
+    final = ("fc_norm", model.fc_norm) if model.fc_norm is not None else ("norm", model.norm)
+    qk = ("attn.q_norm", "attn.k_norm") if model.blocks[0].attn.q_norm is not None else ()
+    return eps_of([final, *per_layer(model, "blocks", "norm1", "norm2", *qk)], "Labram")
 
 
 def _d_head(attn: Braindecode) -> int:
@@ -462,7 +440,5 @@ def from_labram(model: Braindecode, ch_names: list[str] | None = None) -> Hooked
         abs_pos_emb=model.position_embedding is not None,
     )
     theirs = fold_layer_scale(model.state_dict(), len(blocks))
-    state = StateBuilder(hooked, "from_braindecode(Labram)")
-    key_table(cfg.n_heads).to_ours(theirs, state, hooked.state_dict())
-    state.load()
+    key_table(cfg.n_heads).load(theirs, hooked, "from_braindecode(Labram)")
     return hooked.eval()

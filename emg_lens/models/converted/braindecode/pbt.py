@@ -22,22 +22,21 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import nn
-from transformer_lens.hook_points import HookPoint
 
 from emg_lens.components.init import ConfigEmbedding, ConfigLinear
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
-from emg_lens.models.converted import key_table as keys
+from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
     BraindecodeEncoder,
     TokenClassifier,
+    eeg_config,
     layer_kw,
     one_activation,
     per_layer,
     read_config,
 )
-from emg_lens.models.converted.conversion import StateBuilder
 
 __all__ = ["HookedPBT", "from_pbt"]
 
@@ -80,8 +79,6 @@ class HookedPBT(BraindecodeEncoder):
         else:  # braindecode's fixed zero CLS token: neither learned nor saved
             self.register_buffer("cls_token", torch.zeros(1, 1, d, dtype=cfg.dtype), False)
         self.head = TokenClassifier(cfg, position=0)
-        self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self._layout = self._channel_layout(cls_token=True)
         self._finish_init()
 
@@ -110,27 +107,20 @@ class HookedPBT(BraindecodeEncoder):
                 "channel; the converter needs n_times to be a multiple of d_input"
             )
         zero = [] if bias_transformer else ["b_Q", "b_K", "b_V", "b_O", "b_in", "b_out"]
-        return EncoderConfig(
-            **{
-                "d_model": embed_dim,
-                "d_head": embed_dim // num_heads,
-                "n_heads": num_heads,
-                "n_layers": num_layers,
-                "d_mlp": 4 * embed_dim,
-                "act_fn": activation,
-                "eps": 1e-5,
-                "modalities": {"eeg": n_chans},
-                "n_samples": n_times,
-                "patch_samples": d_input,
-                "use_cls_token": True,
-                "n_classes": n_outputs,
-                "final_norm": False,
-                "zero_biases": zero + ([] if bias_transformer else ["ln1.b", "ln2.b"]),
-                "channel_names": ch_names,
-                "dtype": dtype,
-                **overrides,
-            }
-        )
+        sizes = {
+            "d_model": embed_dim,
+            "d_head": embed_dim // num_heads,
+            "n_heads": num_heads,
+            "n_layers": num_layers,
+            "d_mlp": 4 * embed_dim,
+            "act_fn": activation,
+            "eps": 1e-5,
+            "patch_samples": d_input,
+            "use_cls_token": True,
+            "final_norm": False,
+            "zero_biases": zero + ([] if bias_transformer else ["ln1.b", "ln2.b"]),
+        }
+        return eeg_config(n_chans, n_times, n_outputs, ch_names, dtype, {**sizes, **overrides})
 
     def embed_signals(
         self, signals: Float[torch.Tensor, "batch channel time"]
@@ -198,7 +188,5 @@ def from_pbt(model: Braindecode, ch_names: list[str] | None = None) -> HookedPBT
         activation=activation,
     )
     hooked = HookedPBT(cfg, learnable_cls=isinstance(model.cls_token, nn.Parameter))
-    state = StateBuilder(hooked, "from_braindecode(PBT)")
-    key_table(cfg.n_heads).to_ours(model.state_dict(), state, hooked.state_dict())
-    state.load()
+    key_table(cfg.n_heads).load(model.state_dict(), hooked, "from_braindecode(PBT)")
     return hooked.eval()

@@ -1,7 +1,8 @@
-"""A converter's weight map as one table read both ways (docs/ARCHITECTURE.md, converted
-models): each `Row` names an emg_lens key, the source's key and a `Conversion` that knows its
-own inverse, and `KeyTable` applies the table source -> emg_lens (`KeyTable.to_ours`, through
-`StateBuilder`) and back (`KeyTable.to_theirs`, the state dict the source's class loads).
+"""A weight map to another library's state dict as one table read both ways
+(docs/ARCHITECTURE.md, converted models; TinyMyo's BioFoundation format too): each `Row` names an
+emg_lens key, the source's key and a `Conversion` that knows its own inverse, and `KeyTable`
+applies the table source -> emg_lens (`KeyTable.to_ours`, through `StateBuilder`, which checks
+each tensor's shape) and back (`KeyTable.to_theirs`, the state dict the source's class loads).
 
 Keys are templates: ``{l}`` stands for a layer index and ``{*}`` for the rest of a key. The
 table is matched against the emg_lens model's own keys, so a row whose emg_lens key the model
@@ -28,14 +29,14 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
-from emg_lens.errors import ConversionError
-from emg_lens.models.converted.conversion import StateBuilder, heads_in, heads_out
+from emg_lens.errors import ConversionError, describe
 
 __all__ = [
     "Conversion",
@@ -45,11 +46,88 @@ __all__ = [
     "KeyTable",
     "Row",
     "Same",
+    "StateBuilder",
     "Transpose",
+    "Unsqueezed",
     "linear_rows",
     "norm_rows",
     "qkv_rows",
 ]
+
+
+class StateBuilder:
+    """An emg_lens state dict filled entry by entry from a source model's tensors, checked
+    against the model it is for: `put` (shape checked, naming the source tensor), then
+    `load` (every entry present, none surplus) into the model.
+
+    >>> from emg_lens.config import EncoderConfig
+    >>> from emg_lens.models import MLP
+    >>> mlp = MLP(EncoderConfig.preset("tiny"))
+    >>> state = StateBuilder(mlp, "MLP")
+    >>> state.put("W_in", torch.zeros(32, 16).T, "fc1.weight")
+    >>> state.put("W_out", torch.zeros(16, 16), "fc2.weight")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ConversionError: MLP: fc2.weight (torch.float32 [16, 16]) does not fit W_out, which is [32, 16]...
+    """  # noqa: E501
+
+    def __init__(self, model: nn.Module, what: str):
+        self.model = model
+        self.what = what
+        self.expected = model.state_dict()
+        self.state: dict[str, torch.Tensor] = {}
+        self.source: dict[str, str] = {}
+
+    def put(
+        self,
+        name: str,
+        tensor: torch.Tensor,
+        source: str,
+        block: tuple[slice, ...] | None = None,
+    ) -> None:
+        """Set entry ``name`` from ``tensor`` (the source model's ``source``), shape checked;
+        with ``block``, only those slices of it (the rest zero until another block fills
+        them)."""
+        if name not in self.expected:
+            raise ConversionError(
+                f"{self.what}: {source} would become {name}, which this emg_lens model does not "
+                f"have (a bias of a layer built without one?); its entries: "
+                f"{sorted(self.expected)[:20]}"
+            )
+        want = self.expected[name]
+        shape = want.shape if block is None else want[block].shape
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(shape):
+            where = name if block is None else f"{name}[{_slices(block)}]"
+            raise ConversionError(
+                f"{self.what}: {source} ({describe(tensor)}) does not fit {where}, which is "
+                f"{list(shape)} for the architecture read off the model; the layers of "
+                "the model disagree with each other or with its configuration"
+            )
+        value = tensor.detach().to(want.dtype)
+        if block is None:
+            self.state[name], self.source[name] = value.clone(), source
+            return
+        if name not in self.state:
+            self.state[name], self.source[name] = torch.zeros_like(want), source
+        else:
+            self.source[name] += f" + {source}"
+        self.state[name][block] = value
+
+    def load(self, keep: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Load the entries (and ``keep``: entries taken as they are, such as a user's own
+        modules) into the model, refusing a missing or surplus one by name."""
+        state = {**self.state, **(keep or {})}
+        missing = sorted(set(self.expected) - set(state))
+        if missing:
+            raise ConversionError(
+                f"{self.what}: no source weight for {missing} (the converter read "
+                f"{len(self.state)} tensors)"
+            )
+        self.model.load_state_dict(state, strict=True)
+
+
+def _slices(block: tuple[slice, ...]) -> str:
+    return ", ".join(f"{s.start or ''}:{'' if s.stop is None else s.stop}" for s in block)
 
 
 @runtime_checkable
@@ -86,12 +164,18 @@ class Transpose:
 
 @dataclass(frozen=True)
 class HeadsIn:
-    """A q/k/v projection ``[n_heads * d_head, d_model]`` as ``[n_heads, d_model, d_head]``."""
+    """A q/k/v projection ``[n_heads * d_head, d_model]`` (torch's ``[out, in]``, rows head
+    major) as TransformerLens's ``[n_heads, d_model, d_head]``.
+
+    >>> W = torch.arange(24.0).view(6, 4)  # 2 heads x 3 dims, d_model 4
+    >>> HeadsIn(2).forward(W)[1, :, 0].tolist() == W[3].tolist()  # head 1's first dim: row 3
+    True
+    """
 
     n_heads: int
 
     def forward(self, theirs: torch.Tensor) -> torch.Tensor:
-        return heads_in(theirs, self.n_heads)
+        return theirs.view(self.n_heads, -1, theirs.shape[-1]).transpose(1, 2).contiguous()
 
     def reverse(self, ours: torch.Tensor) -> torch.Tensor:
         return ours.transpose(1, 2).reshape(-1, ours.shape[1])
@@ -105,7 +189,7 @@ class HeadsOut:
     n_heads: int
 
     def forward(self, theirs: torch.Tensor) -> torch.Tensor:
-        return heads_out(theirs, self.n_heads)
+        return theirs.T.reshape(self.n_heads, -1, theirs.shape[0]).contiguous()
 
     def reverse(self, ours: torch.Tensor) -> torch.Tensor:
         return ours.reshape(-1, ours.shape[-1]).T
@@ -122,6 +206,32 @@ class HeadBias:
 
     def reverse(self, ours: torch.Tensor) -> torch.Tensor:
         return ours.flatten()
+
+
+@dataclass(frozen=True)
+class Unsqueezed:
+    """A tensor with singleton ``dims`` (a kernel of width 1, a token ``[1, 1, d]``) as one
+    without them, then transposed where ``transpose`` (a convolution's ``[out, in, 1]`` as
+    ``[in, out]``).
+
+    >>> conv = Unsqueezed((2,), transpose=True)
+    >>> conv.forward(torch.zeros(5, 3, 1)).shape, conv.reverse(torch.zeros(3, 5)).shape
+    (torch.Size([3, 5]), torch.Size([5, 3, 1]))
+    """
+
+    dims: Sequence[int]
+    transpose: bool = False
+
+    def forward(self, theirs: torch.Tensor) -> torch.Tensor:
+        for dim in sorted(self.dims, reverse=True):
+            theirs = theirs.squeeze(dim)
+        return theirs.T if self.transpose else theirs
+
+    def reverse(self, ours: torch.Tensor) -> torch.Tensor:
+        ours = ours.T if self.transpose else ours
+        for dim in sorted(self.dims):
+            ours = ours.unsqueeze(dim)
+        return ours
 
 
 SAME = Same()
@@ -222,6 +332,13 @@ class KeyTable:
                     )
                 tensor = row.convert.forward(_chunk(theirs[their_key], row.part))
                 state.put(key, tensor, row.source(their_key), block=row.block)
+
+    def load(self, theirs: Mapping[str, torch.Tensor], model: nn.Module, what: str) -> None:
+        """Fill every entry of ``model``'s state dict from the source's state dict ``theirs``
+        (`to_ours`, then `StateBuilder.load`); ``what`` names the conversion in errors."""
+        state = StateBuilder(model, what)
+        self.to_ours(theirs, state, state.expected)
+        state.load()
 
     def to_theirs(self, ours: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The source's state dict from the emg_lens entries ``ours`` (fresh contiguous
