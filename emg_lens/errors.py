@@ -61,6 +61,7 @@ __all__ = [
     "check_seed",
     "describe",
     "fields_checked",
+    "is_int",
     "mismatch",
 ]
 
@@ -350,6 +351,16 @@ def check_ints(
             f"{what} must be {_ints_wanted(minimum, maximum, ints)}, got {values!r}"
         )
     return checked
+
+
+def is_int(value: Any, minimum: int | None = None, maximum: int | None = None) -> bool:
+    """Whether `check_int` takes ``value`` in ``minimum..maximum`` (None: no bound): the test of
+    a type dispatch, or of a compound form whose owner's message says what the whole accepts.
+
+    >>> is_int(3, 0, 3), is_int(True), is_int(2.0), is_int(4, 0, 3)
+    (True, False, False, False)
+    """
+    return _int_in(value, minimum, maximum) is not None
 
 
 def _listed(values: Any) -> list[Any] | None:

@@ -35,6 +35,7 @@ from emg_lens.errors import (
     check_channel_names,
     check_int,
     check_names,
+    check_number,
     describe,
     fields_checked,
     warn_caller,
@@ -84,12 +85,16 @@ class TokenLayout:
         check_names(dict.fromkeys(self.group), "TokenLayout groups")  # they name tokens too
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
-        step = self.time_step
-        if step is not None and not (type(step) in (int, float) and 0 < step < math.inf):
-            raise LayoutError(
-                "TokenLayout.time_step must be None or the seconds from one time index to the "
-                f"next (a positive number, e.g. 0.1), got {step!r}"
+        if self.time_step is not None:
+            wanted = "None or the seconds from one time index to the next (a positive number"
+            step = check_number(
+                self.time_step,
+                "TokenLayout.time_step",
+                f"{wanted}, e.g. 0.1)",
+                lambda v: 0 < v < math.inf,
+                LayoutError,
             )
+            object.__setattr__(self, "time_step", step)  # a plain float: it goes to JSON
 
     def _checked_names(self, names: object) -> tuple[str, ...]:
         what = "TokenLayout.channel_names"

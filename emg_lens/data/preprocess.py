@@ -44,6 +44,7 @@ from emg_lens.errors import (
     check_int,
     check_number,
     fields_checked,
+    is_int,
 )
 
 __all__ = [
@@ -282,7 +283,7 @@ class SubjectData:
         subjects = windows_dataset_subjects(dataset)
         # Their own numbers only when every subject is an integer >= 1: numbering some in
         # order beside others' own numbers gave 'x' and 1 (or 0 and 1) one number.
-        own = all(isinstance(v, int | np.integer) and v >= 1 for v in subjects)
+        own = all(is_int(v, 1) for v in subjects)
         for number, (value, parts) in enumerate(subjects.items(), 1):
             arrays, groups, recordings = windows_arrays(parts, split_by)
             test = None if split_by is None else np.isin(groups, list(test_values))

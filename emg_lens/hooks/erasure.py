@@ -70,6 +70,7 @@ from emg_lens.errors import (
     InputValueError,
     LayoutError,
     check_int,
+    check_ints,
     check_seed,
     describe,
     warn_caller,
@@ -329,9 +330,7 @@ def fit_token_eraser(
     """
     from concept_erasure import LeaceEraser
 
-    positions = tuple(int(p) for p in positions)
-    if not positions:
-        raise ArgumentError("an eraser needs at least one token position")
+    positions = tuple(check_ints(positions, "positions (an eraser's token positions)", None))
     # an eraser made of inference tensors could not serve in a forward that tracks gradients
     with torch.inference_mode(False), torch.no_grad():
         flat = group_vectors(acts, positions).cpu().clone()

@@ -28,7 +28,7 @@ from jaxtyping import Bool, Float
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import LayoutError
+from emg_lens.errors import LayoutError, check_ints
 from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
 
 __all__ = [
@@ -153,14 +153,12 @@ def compile_edges(edges: EdgesLike, model, layers: Iterable[int] | None = None):
     """``{layer: mask}`` for ``model(x, edge_masks=...)``: the edge set compiled for each of
     ``layers`` (all layers of ``blocks`` when None; an edge set naming `layers` differs by
     layer)."""
-    layers = range(model.cfg.n_layers) if layers is None else layers
+    n = model.cfg.n_layers  # a float or a layer the model lacks is refused by name
+    layers = range(n) if layers is None else check_ints(layers, "layers", 0, n - 1, empty=True)
     # per layer where they vary (an attached model: its attention calls' tokens and heads)
     layout_of = getattr(model, "layout_of", lambda layer: model.layout)
-    heads = getattr(model, "layer_heads", None) or (model.cfg.n_heads,) * model.cfg.n_layers
-    return {
-        int(layer): _as_mask(edges, layout_of(int(layer)), heads[int(layer)], layer)
-        for layer in layers
-    }
+    heads = getattr(model, "layer_heads", None) or (model.cfg.n_heads,) * n
+    return {layer: _as_mask(edges, layout_of(layer), heads[layer], layer) for layer in layers}
 
 
 def _as_mask(

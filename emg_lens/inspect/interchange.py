@@ -56,6 +56,7 @@ from emg_lens.errors import (
     InputValueError,
     check_int,
     describe,
+    is_int,
 )
 from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.probes import _hook_names, cut_masks, token_activations, token_group
@@ -153,7 +154,7 @@ def interchange_pairs(
     class_pairs = list(class_pairs)
     for pair in class_pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2) or any(
-            not isinstance(c, (int, np.integer)) or not 0 <= c < data.n_classes for c in pair
+            not is_int(c, 0, data.n_classes - 1) for c in pair
         ):
             raise ArgumentError(
                 f"class_pairs holds (base class, source class) index pairs in "

@@ -222,17 +222,8 @@ def _labels(
             )
     keep = np.arange(len(y))
     if classes is not None:
-        classes = list(classes)
-        bad = [
-            c
-            for c in classes
-            if not isinstance(c, (int, np.integer)) or not 0 <= c < subject.n_classes
-        ]
-        if bad or not classes:
-            raise ArgumentError(
-                f"classes must be class indices (y values) in [0, {subject.n_classes - 1}], "
-                f"got {classes!r}"
-            )
+        what = "classes (class indices: y values)"
+        classes = check_ints(classes, what, 0, subject.n_classes - 1)
         keep = keep[np.isin(y, classes)]
     # A trial is one repetition of one gesture (emg_lens.data.trials); (X, y) data know none.
     trials = np.asarray(subject.test_trials)

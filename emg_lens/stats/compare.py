@@ -51,7 +51,7 @@ from jaxtyping import Float, Real
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, check_number
 
 __all__ = [
     "CLAIMS_TESTS",
@@ -421,8 +421,7 @@ def rows_and_baseline(
     """``masked`` as rows of per-subject values and ``baseline`` as one value per subject,
     for an interval of the change at ``level``; a level outside (0, 1) or rows that do not
     match the baseline is a `SpecError` (``level_name``, ``interval``: what it names)."""
-    if not 0 < level < 1:
-        raise SpecError(f"{level_name} must be in (0, 1), got {level!r}")
+    check_number(level, level_name, "in (0, 1)", lambda v: 0 < v < 1, SpecError)
     masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
     if masked.shape[1:] != baseline.shape:
         raise SpecError(
@@ -491,8 +490,7 @@ def t_interval(values: Values, level: float = 0.90, sd_floor: float = 0.0) -> tu
     >>> [round(v, 3) for v in t_interval([0.0, 0.0, 0.0, 0.0], sd_floor=1.0)]  # ± 2.353 / 2
     [-1.177, 1.177]
     """
-    if not 0 < level < 1:
-        raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
+    check_number(level, "an interval's level", "in (0, 1)", lambda v: 0 < v < 1, SpecError)
     x, sd, _ = _mean_sd_skews(values, sd_floor)
     if len(x) < 2:
         return float("nan"), float("nan")
@@ -564,8 +562,7 @@ def skew_t_interval(
     >>> bool(low < s_low and high < s_high)  # the interval leans with the tail
     True
     """
-    if not 0 < level < 1:
-        raise SpecError(f"an interval's level must be in (0, 1), got {level!r}")
+    check_number(level, "an interval's level", "in (0, 1)", lambda v: 0 < v < 1, SpecError)
     x, sd, skews = _mean_sd_skews(values, sd_floor, third)
     if len(x) < 2:
         return float("nan"), float("nan")

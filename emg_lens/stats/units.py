@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
-from emg_lens.errors import ArgumentError
+from emg_lens.errors import ArgumentError, check_number
 from emg_lens.stats.compare import Values, clopper_pearson, rows_and_baseline
 
 __all__ = [
@@ -171,8 +171,7 @@ def _check_hits(hits: np.ndarray, level: float, *clusters: np.ndarray) -> None:
         _check_windows(hits, cluster, "hits")
     if not np.isfinite(hits).all():
         raise ArgumentError("hits holds non-finite values; a share needs finite 0/1 values")
-    if not 0 < level < 1:
-        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+    check_number(level, "level", "between 0 and 1", lambda v: 0 < v < 1)
 
 
 def _percentile_interval(shares: np.ndarray, level: float) -> tuple[float, float]:
@@ -384,8 +383,7 @@ def class_trial_cis(
             f"trial_class, trial_windows and trial_hits must be 1-D of one length (one "
             f"entry per trial), got shapes {label.shape}, {windows.shape}, {correct.shape}"
         )
-    if not 0 < level < 1:
-        raise ArgumentError(f"level must lie between 0 and 1, got {level!r}")
+    check_number(level, "level", "between 0 and 1", lambda v: 0 < v < 1)
     low, high = np.full(n_classes, np.nan), np.full(n_classes, np.nan)
     trials = (
         np.bincount(label, minlength=n_classes)[:n_classes]

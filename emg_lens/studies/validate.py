@@ -119,8 +119,9 @@ def study_name(value: Any) -> str:
     return value
 
 
-def int_list(value: Any, key: str) -> tuple[int, ...]:
-    """``value`` as a tuple when it is a list (or tuple) of integers (not booleans).
+def int_list(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...]:
+    """``value`` as a tuple when it is a list (or tuple) of integers (not booleans), each >=
+    ``minimum`` if given.
 
     >>> int_list([True], "heads[0]")
     Traceback (most recent call last):
@@ -129,7 +130,7 @@ def int_list(value: Any, key: str) -> tuple[int, ...]:
     """
     if not isinstance(value, list | tuple):  # TOML's and JSON's lists; a set has no order
         raise SpecError(f"{key} must be a list of integers, got {value!r}")
-    return tuple(check_ints(value, key, None, error=SpecError, empty=True))
+    return tuple(check_ints(value, key, minimum, error=SpecError, empty=True))
 
 
 def subject_list(value: Any, key: str, minimum: int | None = None) -> tuple[int, ...]:
@@ -143,14 +144,12 @@ def subject_list(value: Any, key: str, minimum: int | None = None) -> tuple[int,
     ...
     emg_lens.errors.SpecError: subjects = [] selects no subject; accepted: a non-empty list of distinct subject numbers, or leave the key out for every subject
     """  # noqa: E501
-    subjects = int_list(value, key)
+    subjects = int_list(value, key, minimum)
     if not subjects:
         raise SpecError(
             f"{key} = [] selects no subject; accepted: a non-empty list of distinct subject "
             "numbers, or leave the key out for every subject"
         )
-    if minimum is not None and min(subjects) < minimum:
-        raise SpecError(f"{key} must be numbers >= {minimum}, got {list(subjects)}")
     reject_repeats(key, list(subjects))
     return subjects
 

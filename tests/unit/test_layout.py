@@ -3,6 +3,7 @@ by every emg_lens model from its config into its layout (and so through a checkp
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from emg_lens import EncoderConfig, LayoutError, TokenLayout
@@ -82,3 +83,12 @@ def test_every_model_passes_its_config_names_to_its_layout(name, tmp_path):
     again = load_checkpoint(save_checkpoint(model, tmp_path / name))
     assert again.cfg.channel_names == NAMES and again.layout == model.layout
     assert cls(_config(cls, None)).layout.channel_names is None
+
+
+@pytest.mark.unchecked  # time steps that the annotation, float | None, refuses
+def test_a_time_step_is_a_positive_number_stored_as_a_float():
+    for bad in (0, True, "0.1", float("inf")):
+        with pytest.raises(LayoutError, match=rf"time_step must be None or .*, got {bad!r}$"):
+            TokenLayout.channel_tokens({"emg": 1}, time_step=bad)
+    step = TokenLayout.channel_tokens({"emg": 1}, time_step=np.float32(0.5)).time_step
+    assert step == 0.5 and type(step) is float  # a plain float: a layout's dict goes to JSON

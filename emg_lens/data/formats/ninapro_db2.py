@@ -67,7 +67,7 @@ from emg_lens.data.formats._matlab import (
 )
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_int, warn_caller
+from emg_lens.errors import ArgumentError, DataFormatError, check_int, is_int, warn_caller
 from emg_lens.geometry import Montage, points
 
 __all__ = [
@@ -139,7 +139,7 @@ CHANNELS: dict[str, int] = {"emg": 12, "acc": 36, "force": 6, "glove": 22}
 
 def _exercise_number(exercise: str | int) -> int:
     """``"B"``/``"C"``/``"D"``, ``1``/``2``/``3`` or ``"E1"``... -> 1, 2 or 3."""
-    if isinstance(exercise, (int, np.integer)) and not isinstance(exercise, bool):
+    if is_int(exercise):
         if int(exercise) in LABEL_RANGES:
             return int(exercise)
     elif isinstance(exercise, str):

@@ -67,7 +67,7 @@ def _db5_exercise(exercise: str | int) -> int:
     """``1``/``2``/``3`` or ``"E1"``... -> 1, 2 or 3 (DB5's letters differ from DB2's, so
     letters are refused rather than guessed)."""
     key = str(exercise).strip().upper().removeprefix("E")
-    if not isinstance(exercise, bool) and key.isdigit() and int(key) in DB5_LABEL_OFFSETS:
+    if key.isdigit() and int(key) in DB5_LABEL_OFFSETS:  # True reads 'TRUE', 2.0 '2.0': no
         return int(key)
     raise ArgumentError(f"DB5 exercise must be 1, 2 or 3 (or 'E1', 'E2', 'E3'), got {exercise!r}")
 

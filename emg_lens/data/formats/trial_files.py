@@ -57,7 +57,7 @@ from emg_lens.data.formats.file_pattern import FilePattern
 from emg_lens.data.formats.trial_matrix import CsvFormat, is_number, read_trial
 from emg_lens.data.reader import DatasetReader
 from emg_lens.data.recording import Recording
-from emg_lens.errors import ArgumentError, DataFormatError, check_names, check_number
+from emg_lens.errors import ArgumentError, DataFormatError, check_names, check_number, is_int
 from emg_lens.geometry import ORDERED_GRID_CODES, Montage, grid_code, ring
 
 __all__ = [
@@ -367,7 +367,7 @@ def _columns(
                 )
                 raise DataFormatError(f"{path}: no channel named {c!r}{header}")
             index.append(names.index(c))
-        elif isinstance(c, int | np.integer) and not isinstance(c, bool) and 0 <= c < x.shape[1]:
+        elif is_int(c, 0, x.shape[1] - 1):
             index.append(int(c))
         else:
             raise DataFormatError(

@@ -44,7 +44,7 @@ from emg_lens.data.windows.pipeline import (
     check_scaler,
     tinymyo_windows,
 )
-from emg_lens.errors import ArgumentError, DataFormatError, IndexOutOfRangeError
+from emg_lens.errors import ArgumentError, DataFormatError, IndexOutOfRangeError, check_int
 
 __all__ = [
     "READER",
@@ -404,11 +404,8 @@ class WindowStore(torch.utils.data.Dataset):
         return len(self._rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
-            raise ArgumentError(f"a WindowStore index must be an integer, got {index!r}")
         n = len(self._rows)
-        if not -n <= index < n:
-            raise IndexOutOfRangeError(f"{self.path}: index {index} is outside 0..{n - 1}")
+        index = check_int(index, f"{self.path}: index", -n, n - 1, IndexOutOfRangeError)
         row = int(self._rows[index])
         x = torch.from_numpy(self._windows()[row])
         if self.regression:

@@ -15,6 +15,7 @@ from emg_lens.errors import (
     AttachError,
     InputShapeError,
     LayoutError,
+    check_bool,
     check_int,
     describe,
 )
@@ -85,17 +86,16 @@ def folds_of(folds: Sequence[Any] | None, n_calls: int) -> tuple[Fold, ...]:
         return (Fold(None, None),) * n_calls
     pairs = [dataclasses.astuple(f) if isinstance(f, Fold) else f for f in folds or []]
     if len(pairs) != n_calls or not all(
-        isinstance(p, Sequence)
-        and not isinstance(p, str)
-        and len(p) == 2
-        and isinstance(p[1], bool | None)
-        for p in pairs
+        isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 for p in pairs
     ):
         raise AttachError(
             f"folds must list one [count, batch_major] per attention call ({n_calls}; count a "
             f"positive int or None, batch_major true, false or None), got {describe(folds)}"
         )
     return tuple(
-        Fold(None if n is None else check_int(n, f"folds[{i}]'s count", 1, error=AttachError), b)
+        Fold(
+            None if n is None else check_int(n, f"folds[{i}]'s count", 1, error=AttachError),
+            None if b is None else check_bool(b, f"folds[{i}]'s batch_major", AttachError),
+        )
         for i, (n, b) in enumerate(pairs)
     )

@@ -16,7 +16,7 @@ from jaxtyping import Float
 from torch import nn
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, describe
+from emg_lens.errors import ArgumentError, ConversionError, is_int
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import eval_mode
 
@@ -139,21 +139,21 @@ def check_form(form: Any, layout: TokenLayout, cfg: EncoderConfig) -> ReadoutFor
         return None
     ok = isinstance(form, Mapping) and set(form) == {"pool", "linear", "norm"}
     pool = form.get("pool") if ok else None
-    ok = ok and (pool == "mean" or (isinstance(pool, int) and 0 <= pool < layout.n_tokens))
+    ok = ok and (pool == "mean" or is_int(pool, 0, layout.n_tokens - 1))
     ok = ok and isinstance(form["linear"], str)
     ok = ok and (form["norm"] is None or isinstance(form["norm"], str))
     if not ok:
         raise ArgumentError(
             f"linear_readout must be {{'pool': a token position or 'mean', 'linear': the path "
             f"of the readout's nn.Linear, 'norm': the path of its nn.LayerNorm or None}} (what "
-            f"from_torch_encoder finds), got {describe(form)}"
+            f"from_torch_encoder finds), got {form!r}"
         )
     if form["norm"] is not None and not cfg.final_norm:
         raise ArgumentError(
             "linear_readout names the readout's norm, which the conversion copies into "
             "ln_final, but this config has no final norm (final_norm=False)"
         )
-    return cast(ReadoutForm, dict(form))  # checked above
+    return cast(ReadoutForm, {**form, "pool": "mean" if pool == "mean" else int(form["pool"])})
 
 
 def readout_form(
@@ -162,8 +162,9 @@ def readout_form(
     """`find_linear_readout`, and whether its norm can become ``ln_final``: not after the
     encoder's own final norm (two norms in a row are no one norm), and only with the
     layers' eps (``ln_final`` shares `EncoderConfig.eps`)."""
-    ok = declared in READOUT_POOLS or (isinstance(declared, int) and not isinstance(declared, bool))
-    if not ok:
+    if is_int(declared):
+        declared = int(declared)  # numpy's too: it goes to JSON
+    elif declared not in READOUT_POOLS:
         raise ArgumentError(
             f"linear_readout must be a token position (an int) or one of {READOUT_POOLS}, got "
             f"{declared!r}"

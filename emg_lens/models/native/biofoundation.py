@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, CheckpointError, describe
+from emg_lens.errors import ArgumentError, CheckpointError, check_int, describe
 from emg_lens.models import key_table as keys
 
 __all__ = [
@@ -138,7 +138,7 @@ def infer_architecture(
     """Task and sizes of a BioFoundation TinyMyo from its state dict's keys and shapes."""
     patch_w = _require(sd, f"{PATCH}.weight", 4)
     d_model, patch_samples = patch_w.shape[0], patch_w.shape[-1]
-    if not isinstance(n_heads, int) or n_heads <= 0 or d_model % n_heads:
+    if d_model % check_int(n_heads, f"n_heads (a divisor of d_model={d_model})", 1):
         raise ArgumentError(
             f"n_heads must be a positive divisor of d_model={d_model}, got {n_heads}"
         )

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from transformer_lens import ActivationCache
 from transformer_lens.utilities import Slice
 
-from emg_lens.errors import CacheKeyError
+from emg_lens.errors import CacheKeyError, is_int
 
 __all__ = ["EncoderCache"]
 
@@ -38,7 +37,7 @@ IsoNet (n_layers=2): a layer is in 0..1, or -2..-1 from the end
         except KeyError:
             layer = key[1] if isinstance(key, tuple) and len(key) > 1 else None
             n = self.model.cfg.n_layers
-            if isinstance(layer, int | np.integer) and not -n <= layer < n:
+            if is_int(layer) and not is_int(layer, -n, n - 1):
                 raise CacheKeyError(
                     f"cache[{', '.join(map(repr, key))}]: layer {layer} is not a layer of this "
                     f"{type(self.model).__name__} (n_layers={n}): "

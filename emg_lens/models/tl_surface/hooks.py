@@ -33,7 +33,13 @@ from transformer_lens.utilities import Slice
 from emg_lens.components import Attention, TransformerBlock
 from emg_lens.components.attend import observed
 from emg_lens.config import HOOK_FLAGS, EncoderConfig
-from emg_lens.errors import ArgumentError, HookFlagError, LayoutError, UnsupportedFeatureError
+from emg_lens.errors import (
+    ArgumentError,
+    HookFlagError,
+    LayoutError,
+    UnsupportedFeatureError,
+    check_bool,
+)
 from emg_lens.layout import TokenLayout
 from emg_lens.models.tl_surface.threads import ThreadClaim, caller
 
@@ -493,8 +499,7 @@ class HookSurface(HookedRootModule):
     def _set_hook_flag(self, flag: str, value: bool) -> None:
         """Set ``flag`` (one of `HOOK_FLAGS`) on the model's config and on every block's and
         attention's (stems included); refused by name where no module has its hook points."""
-        if not isinstance(value, bool):
-            raise ArgumentError(f"{flag} must be True or False, got {value!r}")
+        check_bool(value, flag)
         owners = [m for m in self.modules() if flag in getattr(m, "OPTIONAL_HOOKS", {}).values()]
         if not owners:
             if not value:

@@ -99,7 +99,7 @@ def _stacked(name: str, dims: str) -> property:
 def _class_ids(tokens: Any, n_classes: int) -> torch.Tensor:
     """Class ids (an int, a sequence of ints, an integer tensor) as a long tensor, checked."""
     accepted = f"class ids in [0, {n_classes}): an int, a list of ints or an integer tensor"
-    if isinstance(tokens, (bool, str)):
+    if isinstance(tokens, str):
         raise ArgumentError(f"tokens must be {accepted}; got {tokens!r}")
     if isinstance(tokens, torch.Tensor):
         ids = tokens
@@ -109,7 +109,8 @@ def _class_ids(tokens: Any, n_classes: int) -> torch.Tensor:
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ArgumentError(f"tokens must be {accepted}; got {tokens!r}") from exc
     if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex() or ids.numel() == 0:
-        raise ArgumentError(f"tokens must be {accepted}; got {describe(ids)}")
+        shown = describe(ids) if ids is tokens else repr(tokens)  # what was given: True
+        raise ArgumentError(f"tokens must be {accepted}; got {shown}")
     if int(ids.min()) < 0 or int(ids.max()) >= n_classes:
         raise ArgumentError(f"tokens must be {accepted}; got {ids.tolist()}")
     return ids.long()

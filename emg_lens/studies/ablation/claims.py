@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from emg_lens.errors import SpecError
+from emg_lens.errors import SpecError, check_number
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import int_list, reject_repeats, string
 
@@ -99,9 +99,7 @@ def _classes(value: Any, where: str) -> str | tuple[int, ...]:
         return value
     if not isinstance(value, list | tuple) or not value:
         raise SpecError(f"{where}.classes = {value!r}; accepted: {accepted}")
-    indices = int_list(value, f"{where}.classes")
-    if min(indices) < 0:
-        raise SpecError(f"{where}.classes = {list(indices)} has a negative index; {accepted}")
+    indices = int_list(value, f"{where}.classes (class indices)", 0)
     reject_repeats(f"{where}.classes", list(indices))
     return tuple(indices)
 
@@ -142,20 +140,14 @@ class Claim(Spec):
             )
         margin = data.get("margin")
         if margin is not None or expect == "keep":
-            if (
-                not isinstance(margin, int | float)
-                or isinstance(margin, bool)
-                or not 0 < margin <= 1
-            ):
-                needs = (
-                    "a 'keep' claim needs a margin in (0, 1]: the change's 90% t-interval must "
-                    "lie within ±100 margin % of the baseline (0.05: ±5%)"
-                    if expect == "keep"
-                    else "a 'drop' claim's margin is in (0, 1]: it fails when the change's 90% "
-                    f"t-interval lies wholly above -100 margin % (default {DEFAULT_MARGIN}: -5%)"
-                )
-                raise SpecError(f"{where}.margin = {margin!r}; {needs}")
-            margin = float(margin)
+            needs = (
+                "a number in (0, 1] (a 'keep' claim needs one: the change's 90% t-interval must "
+                "lie within ±100 margin % of the baseline; 0.05: ±5%)"
+                if expect == "keep"
+                else "a number in (0, 1] (a 'drop' claim fails when the change's 90% t-interval "
+                f"lies wholly above -100 margin %; default {DEFAULT_MARGIN}: -5%)"
+            )
+            margin = check_number(margin, f"{where}.margin", needs, lambda v: 0 < v <= 1, SpecError)
         heads = data.get("heads")
         if heads is not None and heads != "all":
             heads = int_list(heads, f"{where}.heads ('all' or a list of head indices)")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from emg_lens.edges import parse
-from emg_lens.errors import EdgeExpressionError, SpecError, check_seed
+from emg_lens.errors import EdgeExpressionError, SpecError, check_seed, is_int
 from emg_lens.stats.metrics import METRICS
 from emg_lens.studies.ablation.claims import Claim, check_claims, class_groups_key
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
@@ -193,9 +193,9 @@ def _head_sets(heads: Any) -> tuple[tuple[int, ...] | None, ...]:
     accepted = "a list of head sets, e.g. [[0, 1], 'all'], or one head set such as [0, 1]"
     if not isinstance(heads, list) or not heads:
         raise SpecError(f"heads must be {accepted}; got {heads!r}")
-    if all(isinstance(h, int) and not isinstance(h, bool) for h in heads):
+    if all(is_int(h) for h in heads):
         heads = [heads]  # one head set written flat
-    elif any(isinstance(h, int) for h in heads):
+    elif any(is_int(h) for h in heads):
         raise SpecError(f"heads mixes head indices and head sets ({heads!r}); write {accepted}")
     sets = tuple(
         None if h in (None, "all") else int_list(h, f"heads[{i}]") for i, h in enumerate(heads)

@@ -34,7 +34,14 @@ from emg_lens.data.formats.ninapro_db2 import EXERCISES
 from emg_lens.data.preprocess import PreprocessSpec
 from emg_lens.data.registry import DATASETS, DatasetInfo, dataset_info
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
-from emg_lens.errors import ArgumentError, ConfigError, EmgLensError, SpecError, check_seed
+from emg_lens.errors import (
+    ArgumentError,
+    ConfigError,
+    EmgLensError,
+    SpecError,
+    check_number,
+    check_seed,
+)
 from emg_lens.models import CLASSIFIERS, MODEL_CLASSES
 from emg_lens.stats.metrics import PREDICTION_METRICS
 from emg_lens.studies.spec_base import Spec, StatsSpec, file_key, is_none
@@ -74,10 +81,6 @@ def _dataset_info(dataset: Any) -> DatasetInfo:
         return dataset_info(dataset, use="recordings")
     except ArgumentError:
         raise SpecError(f"data.dataset = {dataset!r}; accepted: {list(DATASETS)}") from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _pairs_table(pairs: tuple[tuple[str, Any], ...], spec: Any) -> dict[str, Any]:
@@ -130,12 +133,12 @@ class TrainingData(Spec):
             subjects = subject_list(subjects, "data.subjects", minimum=1)
         segment = data.get("segment", cls.segment)
         if isinstance(segment, list):
-            if len(segment) != 2 or not all(_is_number(v) for v in segment):
-                raise SpecError(
-                    f"data.segment = {segment!r}; accepted: transient, steady, full or "
-                    "[start_s, stop_s] seconds into each repetition"
-                )
-            segment = (float(segment[0]), float(segment[1]))
+            accepted = "transient, steady, full or [start_s, stop_s] seconds into each repetition"
+            if len(segment) != 2:
+                raise SpecError(f"data.segment = {segment!r}; accepted: {accepted}")
+            segment = tuple(
+                check_number(v, "data.segment", accepted, error=SpecError) for v in segment
+            )
         exercises = data.get("exercises", list(cls.exercises))
         if (
             not isinstance(exercises, list)

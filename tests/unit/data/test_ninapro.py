@@ -366,6 +366,8 @@ def test_non_integer_labels(tmp_path):
     [
         ({"exercises": ("Z",)}, "exercise must be one of"),
         ({"exercises": (4,)}, "exercise must be one of"),
+        ({"exercises": (True,)}, r"exercise must be one of .*, got True$"),
+        ({"exercises": (2.0,)}, r"exercise must be one of .*, got 2\.0$"),
         ({"exercises": ()}, "at least one"),
         ({"modalities": ("eeg",)}, "modalities must be"),
         ({"modalities": ("emg", "emg")}, "modalities must be"),

@@ -234,6 +234,7 @@ def test_db5_exercise_subset_modalities_and_global_codes(db5):
     [
         ({"exercises": "B"}, "DB5 exercise must be 1, 2 or 3"),
         ({"exercises": (4,)}, "DB5 exercise must be"),
+        ({"exercises": (True,)}, r"DB5 exercise must be .*, got True$"),
         ({"exercises": ()}, "at least one"),
         ({"modalities": ("gyro",)}, r"modalities must be distinct names among \['emg', 'acc'"),
     ],

@@ -225,8 +225,11 @@ def test_bad_files_are_named(tmp_path):
         write_csv(tmp_path / "h" / f"{g}_1.csv", [["ch1", "ch2"], [1, 2], [3, 4]])
     with pytest.raises(DataFormatError, match=r"no channel named 'c'; its header names"):
         read_files(tmp_path / "h", "{gesture}_{repetition}.csv", sample_rate=1, channels=["c"])
-    with pytest.raises(DataFormatError, match=r"channel 5 is not a column index in 0\.\.1"):
-        read_files(tmp_path / "h", "{gesture}_{repetition}.csv", sample_rate=1, channels=[5])
+    for bad in (5, True, 1.0):  # a bool or a float is no column index
+        with pytest.raises(
+            DataFormatError, match=rf"channel {bad} is not a column index in 0\.\.1"
+        ):
+            read_files(tmp_path / "h", "{gesture}_{repetition}.csv", sample_rate=1, channels=[bad])
 
 
 def test_a_missing_root_is_named(tmp_path):

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 import torch
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens import EncoderConfig
 from emg_lens.edges import all_edges, cross_modal, from_cls, heads, unimodal
-from emg_lens.errors import EdgeExpressionError, LayoutError
+from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError
 from emg_lens.hooks import (
     attn_scores_filter,
     channel_range,
@@ -127,6 +128,18 @@ def test_mask_edges_equals_compiled_fast_path(tiny_isonet, case, style):
     # Hooks are gone afterwards: the model is back on the fast, unmasked path.
     assert _on_fast_path(model)
     assert torch.equal(model(x), clean)
+
+
+@pytest.mark.unchecked  # layers that the annotation, Iterable[int], refuses
+def test_compile_edges_takes_the_model_s_layers_as_ints(tiny_isonet):
+    n = tiny_isonet.cfg.n_layers
+    for bad in ([n], [0.0], [True]):  # no silent int(0.5): a float or a bool is no layer
+        with pytest.raises(
+            ArgumentError, match=rf"layers must be .* in 0\.\.{n - 1}, got \[{bad[0]}\]"
+        ):
+            compile_edges("cross_modal", tiny_isonet, bad)
+    assert compile_edges("cross_modal", tiny_isonet, []) == {}
+    assert list(compile_edges("cross_modal", tiny_isonet, [np.int64(1)])) == [1]
 
 
 @pytest.mark.parametrize("case", sorted(EDGE_CASES))

@@ -8,6 +8,7 @@ and `erase_concept` reports a held-out probe before and after, folded by trial."
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 
 import numpy as np
@@ -59,6 +60,17 @@ def test_the_erased_group_holds_no_linear_trace_of_the_concept_where_it_was_fitt
     fitted = LogisticRegression(max_iter=1000).fit(erased.numpy(), y.numpy())
     assert fitted.score(erased.numpy(), y.numpy()) < 0.5  # chance 1/3; before: all of them
     assert LogisticRegression(max_iter=1000).fit(flat.numpy(), y).score(flat.numpy(), y) > 0.9
+
+
+@pytest.mark.unchecked  # positions that the annotation, Sequence[int], refuses
+def test_an_eraser_s_positions_are_ints():
+    X, y = torch.randn(20, 3, 4), torch.arange(20) % 2
+    for bad in ([], [1.0], [True]):  # none, a float, a bool: no token positions
+        with pytest.raises(
+            ArgumentError, match=rf"positions .* must be .*, got {re.escape(repr(bad))}$"
+        ):
+            fit_token_eraser(X, y, at="x", positions=bad)
+    assert fit_token_eraser(X, y, at="x", positions=[np.int64(1)]).positions == (1,)
 
 
 def test_an_eraser_that_leaves_part_of_the_concept_says_how_much():

@@ -108,6 +108,7 @@ def test_the_control_relabels_trials_so_a_probe_that_knows_trials_solves_it(mode
         ({"labels": np.zeros(40, int)}, ArgumentError, "at least two classes"),
         ({"classes": [1]}, ArgumentError, "at least two classes"),
         ({"classes": [7]}, ArgumentError, "class indices"),
+        ({"classes": [0, True]}, ArgumentError, r"class indices.* in 0\.\.3, got \[0, True\]"),
         ({"folds": 50}, ArgumentError, r"fewer windows \(40\) than folds \(50\)"),
         ({"folds": 1}, ArgumentError, "folds must be an int >= 2"),
     ],
@@ -276,8 +277,9 @@ def test_pairs_share_a_repetition():
     assert by.tolist() == [0, 0, 0, 0] and sy.tolist() == [1, 1, 1, 1]
     assert bt.tolist() == [0, 0, 2, 2] and st.tolist() == [1, 1, 3, 3]
     np.testing.assert_array_equal(sx, X[[2, 3, 6, 7]])
-    with pytest.raises(ArgumentError, match="class_pairs holds"):
-        interchange_pairs(data, [(0, 9)])
+    for pair in [(0, 9), (True, 1), (0.0, 1)]:  # a bool or a float is no class index
+        with pytest.raises(ArgumentError, match=rf"class_pairs holds .*, got \({pair[0]}, "):
+            interchange_pairs(data, [pair])
 
 
 def test_any_encoder_a_tinymyo_of_channel_patch_tokens():

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -432,3 +433,14 @@ def test_cbramod_built_without_a_size_converts_at_the_size_its_classifier_takes(
     assert model.input_shape == (3, 600)
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.unchecked  # rows that the annotation, list[int], refuses
+def test_labram_position_rows_are_rows_of_its_table():
+    sizes = {"n_chans": 2, "n_times": 16, "n_outputs": 3, "patch_size": 8, "num_heads": 2}
+    cfg = HookedLabram.config(**sizes, conv_out_channels=8, num_layers=1)
+    for rows in ([39], [39, 128], [39, True], [39, 43.0]):  # one per channel, ints in 0..127
+        with pytest.raises(ArgumentError, match=r"position_rows must .*, got \[39(, |\])"):
+            HookedLabram(cfg, position_rows=rows)
+    rows = HookedLabram(cfg, position_rows=[39, np.int64(43)])._init_kwargs["position_rows"]
+    assert rows == [39, 43] and all(type(r) is int for r in rows)  # plain ints: they go to JSON

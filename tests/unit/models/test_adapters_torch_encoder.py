@@ -374,6 +374,23 @@ def test_a_declared_linear_readout_is_checked_and_none_is_respected():
         from_torch_encoder(parts["encoder"], linear_readout="cls", **kwargs)
 
 
+@pytest.mark.unchecked  # a bool and numpy's int where the annotation says int or str
+def test_a_linear_readout_position_is_an_int_numpy_s_too_never_a_bool():
+    parts = torch_encoder_model(1, readout="linear", final_norm=False, convert=False)
+    kwargs = {**parts, "n_samples": 8}
+    encoder = kwargs.pop("encoder")
+    with pytest.raises(ArgumentError, match=r"linear_readout must be a token position .*got True$"):
+        from_torch_encoder(encoder, linear_readout=True, **kwargs)
+    model = from_torch_encoder(encoder, linear_readout=np.int64(0), **kwargs)
+    form = model.init_kwargs["linear_readout"]
+    assert form["pool"] == 0 and type(form["pool"]) is int  # a plain int: it goes to JSON
+    modules = {"embed": nn.Module(), "readout": nn.Module()}
+    for pool in (True, 0.0, model.layout.n_tokens):  # read back: an int position or "mean"
+        bad = {**model.init_kwargs, "linear_readout": {**form, "pool": pool}}
+        with pytest.raises(ArgumentError, match=rf"linear_readout must be .*'pool': {pool!r},"):
+            HookedTorchEncoder(model.cfg, **modules, **bad)
+
+
 def test_a_linear_readout_survives_the_checkpoint(tmp_path):
     from tests.unit.models.converted_models import NormLinearReadout
 

@@ -227,3 +227,15 @@ def test_a_checkpoint_keeps_how_each_call_folds_and_an_older_one_takes_uniform_m
     uniform = per_fold[0, 1]
     with torch.no_grad():
         assert torch.equal(old(x, edge_masks={0: uniform}), model(x, edge_masks={0: uniform}))
+
+
+@pytest.mark.unchecked  # folds that the annotation refuses
+def test_a_fold_s_batch_major_is_true_false_or_none():
+    from emg_lens.errors import AttachError
+    from emg_lens.models.attached.checks import folds_of
+    from emg_lens.models.attached.find import Fold
+
+    assert folds_of([[2, True], (None, None)], 2) == (Fold(2, True), Fold(None, None))
+    for bad in (1, "yes"):  # 1 and "yes" are not flags
+        with pytest.raises(AttachError, match=rf"folds\[0\]'s batch_major must be .*, got {bad!r}"):
+            folds_of([[2, bad]], 1)

@@ -362,8 +362,11 @@ def test_arguments_that_contradict_the_checkpoint_raise():
         load(sd, n_channels=6)
     with pytest.raises(CheckpointError, match="d_model"):
         load(sd, d_model=64)
-    with pytest.raises(ArgumentError, match="n_heads"):
+    with pytest.raises(ArgumentError, match=r"n_heads must be a positive divisor of .*, got 5"):
         load(sd, n_heads=5)
+    for bad in (2.0, True, 0):  # an int >= 1 only: a float or a bool is no head count
+        with pytest.raises(ArgumentError, match=rf"n_heads \(a divisor .*\) must .*, got {bad}$"):
+            load(sd, n_heads=bad)
     with pytest.raises(ArgumentError, match="rope_positions"):
         load(sd, rope_positions="channel")
 

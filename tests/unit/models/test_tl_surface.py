@@ -150,7 +150,7 @@ def test_set_use_attn_result_toggles_hook_result():
     model.set_use_attn_result(False)
     _, cache = model.run_with_cache(x)
     assert "blocks.1.attn.hook_result" not in cache.cache_dict
-    with pytest.raises(ArgumentError, match="use_attn_result must be True or False"):
+    with pytest.raises(ArgumentError, match="use_attn_result must be true or false, got 'yes'"):
         model.set_use_attn_result("yes")
 
 
@@ -192,6 +192,8 @@ def test_tokens_to_residual_directions_are_w_u_columns():
     for bad in (4, -1, "open_hand", 1.0, [], True, torch.tensor([0.5])):
         with pytest.raises(ArgumentError, match=r"class ids in \[0, 4\)"):
             model.tokens_to_residual_directions(bad)
+    with pytest.raises(ArgumentError, match=r"; got True$"):  # the value, not its tensor
+        model.tokens_to_residual_directions(True)
 
 
 def test_unembed_head_chooses_the_head():

@@ -571,8 +571,15 @@ def test_equivalence_edge_cases():
     assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
     with pytest.raises(SpecError, match="bound must be > 0"):
         tost([1.0, 2.0], 0)
-    with pytest.raises(SpecError, match=r"level must be in \(0, 1\)"):
+    with pytest.raises(SpecError, match=r"level must be in \(0, 1\), got 90$"):
         t_interval([1.0, 2.0], 90)
+
+
+@pytest.mark.unchecked  # levels that the annotation, float, refuses
+def test_an_interval_level_that_is_no_number_is_named():
+    for bad in (True, "0.9"):
+        with pytest.raises(SpecError, match=rf"level must be in \(0, 1\), got {bad!r}$"):
+            t_interval([1.0, 2.0], bad)
 
 
 # ----------------------------------------------------------------------------- p as printed

@@ -41,6 +41,14 @@ def test_bad_inputs_are_named(call):
         call()
 
 
+@pytest.mark.unchecked  # levels that the annotation, float, refuses
+def test_an_interval_level_is_a_number_between_0_and_1():
+    hits, clusters = np.array([1.0, 0.0, 1.0, 0.0]), np.arange(4)
+    for bad in (1.0, 90, True, "0.9"):
+        with pytest.raises(ArgumentError, match=rf"level must be between 0 and 1, got {bad!r}$"):
+            cluster_bootstrap_ci(hits, clusters, level=bad)
+
+
 def test_a_tied_vote_is_not_a_correct_trial():
     votes = trial_votes(np.array([0, 1, 0, 0]), np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]))
     assert votes.correct.tolist() == [False, False]

@@ -39,7 +39,7 @@ from emg_lens.components.init import (
 )
 from emg_lens.components.mlp import ACTIVATIONS
 from emg_lens.config import EncoderConfig
-from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError
+from emg_lens.errors import ArgumentError, ConversionError, UnsupportedModuleError, is_int
 from emg_lens.models import key_table as keys
 from emg_lens.models.converted.braindecode._common import (
     Braindecode,
@@ -143,7 +143,7 @@ class HookedLabram(BraindecodeEncoder):
         if not cfg.use_cls_token or cfg.patch_samples is None:
             raise ArgumentError("HookedLabram needs a config from HookedLabram.config(...)")
         if len(position_rows) != cfg.n_channels or not all(
-            isinstance(r, int) and 0 <= r < N_POSITIONS - 1 for r in position_rows
+            is_int(r, 0, N_POSITIONS - 2) for r in position_rows
         ):
             raise ArgumentError(
                 f"position_rows must hold one row of LaBraM's 128-name table (0..127) per input "
@@ -151,7 +151,7 @@ class HookedLabram(BraindecodeEncoder):
             )
         super().__init__(cfg)
         self._init_kwargs = {
-            "position_rows": list(position_rows),
+            "position_rows": [int(r) for r in position_rows],
             "conv_out_channels": conv_out_channels,
             "learned_patcher": learned_patcher,
             "use_mean_pooling": use_mean_pooling,

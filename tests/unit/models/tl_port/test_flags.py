@@ -214,7 +214,7 @@ def test_flags_are_exclusive_and_checked(model):
     with pytest.raises(ArgumentError, match="mutually exclusive"):
         model.set_use_split_qkv_input(True)
     model.set_use_attn_in(False)
-    with pytest.raises(ArgumentError, match="must be True or False"):
+    with pytest.raises(ArgumentError, match=r"use_hook_mlp_in must be true or false, got 1$"):
         model.set_use_hook_mlp_in(1)
 
 

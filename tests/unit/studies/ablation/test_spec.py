@@ -115,6 +115,8 @@ BAD_SPECS = {
     ),
     "heads with a string": (_with(heads=[[0, "1"]]), ["heads[0]", "list of integers", "'1'"]),
     "heads with a bool": (_with(heads=["all", [True]]), ["heads[1]", "list of integers"]),
+    "heads a flat bool": (_with(heads=[True]), ["heads[0]", "list of integers", "got True"]),
+    "heads a bool among indices": (_with(heads=[0, True]), ["heads", "mixes", "[0, True]"]),
     "heads empty": (_with(heads=[]), ["heads", "list of head sets"]),
     "name baseline": (
         _intervention(name="baseline", edges="cross_modal"),
