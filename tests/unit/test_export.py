@@ -36,7 +36,6 @@ from emg_lens.models import (
 from tests import docs_pages
 from tests.tiny import tiny_isonet, tinymyo_config
 
-
 # Weights of std 0.3 rather than 0.02, so that attention, and hence a mask, moves the outputs.
 INIT = {"seed": 0, "init_range": 0.3}
 

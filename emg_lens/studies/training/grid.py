@@ -54,8 +54,8 @@ def electrode_counts(data: SubjectData) -> dict[str, int]:
     """Electrodes per modality of ``data``, in its montage order.
 
     >>> X = np.zeros((1, 8, 3), dtype=np.float32)  # emg 2 + acc 2 x 3 axes
-    >>> one = np.array([0])
-    >>> electrode_counts(SubjectData(1, {"emg": 2, "acc": 6}, [1], X, one, one + 1, X, one, one + 1))
+    >>> y, rep = np.array([0]), np.array([1])
+    >>> electrode_counts(SubjectData(1, {"emg": 2, "acc": 6}, [1], X, y, rep, X, y, rep))
     {'emg': 2, 'acc': 2}
     """
     counts = {}
