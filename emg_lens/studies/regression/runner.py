@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from emg_lens.edges import parse
 from emg_lens.errors import DataFormatError, EdgeExpressionError, SpecError
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
-from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
+from emg_lens.stats.compare import EXACT_MAX_N, format_p
+from emg_lens.stats.design import corrected_floor
 from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.regression.cuts import block_errors, cut_table
 from emg_lens.studies.regression.result import RegressionStudyResult
@@ -280,12 +281,11 @@ def check_regression(
         zero = "  (no edge: a structural zero, untested)" if cut == 0 else ""
         lines.append(f"  {name:<{width}}  {cut:>6}  {shown}{zero}")
     if n_blocks <= EXACT_MAX_N:
-        floor = 2 / 2**n_blocks
-        corrected = correct([floor] * moving, spec.stats["correction"])[0] if moving else floor
+        correction = spec.stats["correction"]
         lines.append(
             f"tests: exact two-sided sign-flip over the {n_blocks} blocks: smallest p "
-            f"{format_p(floor)}, {spec.stats['correction']} over {moving} cuts: smallest "
-            f"corrected p {format_p(corrected)}"
+            f"{format_p(2 / 2**n_blocks)}, {correction} over {moving} cuts: smallest corrected "
+            f"p {format_p(corrected_floor(n_blocks, moving, 'permutation', correction))}"
         )
     else:
         lines.append(f"tests: two-sided sign-flip over the {n_blocks} blocks (Monte Carlo)")
