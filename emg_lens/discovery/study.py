@@ -41,7 +41,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -63,7 +63,7 @@ from emg_lens.stats.chance import (
     chance_table,
     chance_warnings,
 )
-from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.subjects import entry_provenance, known_of, load_entry
 from emg_lens.train import predict
@@ -371,7 +371,7 @@ def run_discovery(
     ``allow_code``: consent to run the study's ``modules`` function (True, or its file's
     SHA-256), as `emg_lens.studies.run_study` takes it; checkpoints that hold the user's own
     modules without one are a `CheckpointError` saying what to add, before anything runs."""
-    spec = cast(DiscoverySpec, load_spec(spec, kind=DiscoverySpec.KIND))  # or SpecError
+    spec = load_as(spec, DiscoverySpec)  # or SpecError
     files = spec.code_files()  # located and hashed; refused here before anything runs
     builder = StudyCode.load(files, allow_code).modules
     found = study_models(
