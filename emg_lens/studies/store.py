@@ -221,7 +221,7 @@ class CellStore:
         present: Callable[[int, str], bool],
         *,
         timeout: float,
-        poll: float = 0.2,
+        poll: float = POLL_INTERVAL,
         owner: Callable[[int], str] = lambda subject: "another process",
     ) -> None:
         """Block until ``present(subject, key)`` holds for every cell of ``cells`` (subject ->
@@ -263,7 +263,7 @@ class CellStore:
         provenances: Mapping[int, Mapping[str, dict[str, Any] | None]],
         *,
         timeout: float,
-        poll: float = 0.2,
+        poll: float = POLL_INTERVAL,
         owner: Callable[[int], str] = lambda subject: "another process",
     ) -> dict[int, dict[str, dict[str, Any]]]:
         """`wait_for` the cells of ``provenances`` (subject -> key -> provenance), each stored

@@ -129,7 +129,6 @@ def run_study(
             store.wait_for_matching(
                 {s: plans[s].provenances for s in others},
                 timeout=wait_timeout,
-                poll=POLL_INTERVAL,
                 owner=lambda s: f"rank {ordered.index(s) % ranks.world_size} of {ranks.world_size}",
             )
         )

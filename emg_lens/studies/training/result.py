@@ -71,6 +71,7 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
                 "delta_pct": delta_pct(float(values.mean()), float(ref.mean())),
                 "U": float("nan"),
                 "p": float("nan"),
+                "p_corr": float("nan"),  # corrected below, over the architecture's family
             }
             if inp.name != spec.reference:
                 aligned = values.reindex(ref.index).to_numpy()
@@ -81,9 +82,6 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
         for i, p_corr in zip(family, corrected):
             rows[i]["p_corr"] = p_corr
     summary = pd.DataFrame(rows)
-    if "p_corr" not in summary:
-        summary["p_corr"] = np.nan
-    summary["p_corr"] = summary["p_corr"].astype(float)
     is_ref = summary["input"] == spec.reference
     summary["stars"] = np.where(is_ref, "", summary["p_corr"].map(stars))
     return summary

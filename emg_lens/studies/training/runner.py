@@ -1,10 +1,9 @@
 """`run_training_study`: train and score every cell of a training study, subject by subject,
 storing each cell as it finishes so that a rerun trains only the missing ones.
 
-Under ``torchrun`` (``WORLD_SIZE`` > 1) each rank trains the cells of its share of the subjects
-(sorted, every N-th) into the one store, and rank 0 waits for the others' cells and writes the
-tables and the figure. Each model trains on one process (no gradient averaging across ranks):
-a cell's result does not depend on how many processes ran the study."""
+Under ``torchrun`` the ranks share the subjects as an ablation study's do
+(`emg_lens.studies.ablation.runner`), each model trained on one process (no gradient averaging
+across ranks): a cell's result does not depend on how many processes ran the study."""
 
 from __future__ import annotations
 
@@ -99,14 +98,6 @@ def _train_cell(
         "train_seconds": seconds,
         "final_loss": history.epoch_loss[-1],
     }
-
-
-def _placement(source: Mapping | None, data: Mapping[int, SubjectData] | None) -> bool:
-    """Whether the study's data have an electrode placement (so the placement check applies
-    to a model that does not transfer)."""
-    if data is not None:
-        return any(has_placement(source, d) for d in data.values())
-    return has_placement(source)
 
 
 def _electrodes_text(electrodes: Mapping[str, list[int]], montage: list[str]) -> str:
@@ -226,7 +217,9 @@ def run_training_study(
             }
         )
     result = TrainingStudyResult.from_table(spec, pd.DataFrame(rows))
-    result.placement = _placement(source, data)
+    # whether the data have an electrode placement (the chance check's warning reads it)
+    windows = [None] if data is None else data.values()
+    result.placement = any(has_placement(source, d) for d in windows)
     result.recomputed = len(computed)  # on this rank; under torchrun the others trained theirs
     result.reused = len(cells) - result.recomputed
     if out_dir is not None:
