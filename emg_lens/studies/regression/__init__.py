@@ -16,11 +16,8 @@ blocks' MSEs, reused only with the same model, data and code digests and edge se
 statistics are computed from the cells, so ``[stats]`` and ``description`` are not part of
 the study's fingerprint.
 
-The package is laid out like the other kinds': `spec` (`RegressionSpec`), `cuts` (a model's
-block errors with and without a cut and the table comparing them, also for a model in memory,
-`regression_cuts`), `runner` (`run_regression_study`, its check and `KIND`) and `result`
-(`RegressionStudyResult`: ``summary.csv``, ``blocks.csv``, ``baselines.csv``, the ``cuts``
-figure).
+Outputs: ``summary.csv``, ``blocks.csv``, ``baselines.csv`` and the ``cuts`` figure
+(`RegressionStudyResult`); its modules, as every kind's: docs/ARCHITECTURE.md maps them.
 """
 
 from emg_lens.studies.regression.cuts import CUT_COLUMNS, block_errors, cut_table, regression_cuts
