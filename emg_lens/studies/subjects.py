@@ -35,6 +35,7 @@ from emg_lens.user_code import ModuleBuilder, load_model
 
 __all__ = [
     "Subject",
+    "cell_score",
     "checkpoint_score",
     "class_labels",
     "entry_provenance",
@@ -138,6 +139,21 @@ def class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, list | N
         names = dataset_info(sources[0]["dataset"]).gestures_of(sources[0])
     text = [f"{label} {names[label]}" if label in names else str(label) for label in labels[0]]
     return text, labels[0], sources[0]
+
+
+def cell_score(cell: Mapping[str, Any], **known: Any) -> TrialScore:
+    """The chance check's score of a stored cell, or of a table's row of one
+    (`TrialScore.from_cell`, ``known``: what `known_of` says of its model): over its trials
+    where it holds their counts, else over its windows (a cell stored before trials were
+    counted, whose row holds None there).
+
+    >>> cell_score({"class_correct": [3, 4], "class_total": [5, 5], "trial_total": None})
+    ... # doctest: +ELLIPSIS
+    TrialScore(correct=7, class_counts=(5, 5), trials_correct=7, trial_counts=(5, 5), ...)
+    """
+    if not isinstance(cell.get("trial_total"), list | tuple):
+        cell = {k: v for k, v in cell.items() if k not in ("trial_correct", "trial_total")}
+    return TrialScore.from_cell(cell, **known)
 
 
 def checkpoint_score(
