@@ -201,18 +201,17 @@ def run_regression_study(
 
     data = {"data": contraction.digest, "code": code}
     rows = cell(BASELINE_CELL, data, lambda: {"value": 0.0, "rows": baselines(spec, contraction)})
-    scored = {**data, "model": model_id}
     test = (w.X_test, w.y_test, w.test_block)
-    base = cell(
-        NONE_CELL, {**scored, "edges": ""}, lambda: {"value": 0.0, **block_errors(model, *test)}
-    )
-    cuts = {}
-    for name, edges in tqdm(spec.cuts.items(), desc=f"cut {spec.name}", disable=not progress):
-        cuts[name] = cell(
-            _cell_key(name, edges), {**scored, "edges": edges},
-            lambda edges=edges: {"value": 0.0, **block_errors(
-                model, w.X_test, w.y_test, w.test_block, parse(edges))},
-        )  # fmt: skip
+
+    def errors(key: str, edges: str) -> dict[str, Any]:
+        """The cell of the test blocks' errors with ``edges`` cut in every layer ("": none)."""
+        cut = parse(edges) if edges else None
+        provenance = {**data, "model": model_id, "edges": edges}
+        return cell(key, provenance, lambda: {"value": 0.0, **block_errors(model, *test, cut)})
+
+    base = errors(NONE_CELL, "")
+    items = tqdm(spec.cuts.items(), desc=f"cut {spec.name}", disable=not progress)
+    cuts = {name: errors(_cell_key(name, edges), edges) for name, edges in items}
     n_cells = 3 + len(cuts)
     result = RegressionStudyResult(
         spec=spec,
