@@ -205,14 +205,12 @@ def entry_provenance(
     modules: ModuleBuilder | None = None,
     fit: bool = False,
 ) -> dict[str, Any]:
-    """What a subject's cells are computed from: digests of the model and the evaluation data
-    (files for a checkpoint, arrays in memory), ``spec``'s scored output (``return_type``),
-    the code, and for a checkpoint holding the user's own modules the builder that makes them
-    (``modules``: its function and file digest, so an edited builder recomputes); shared by
-    ablation and discovery studies, which add what else their cells depend on (an ablation
-    cell holds every metric of `METRICS`; a discovery cell one). ``fit``: also, under
-    ``"fit"``, the digest of an in-memory subject's training windows (`training_digest`), which
-    an eraser fitted on them depends on (a checkpoint's data digest covers them)."""
+    """What a subject's cells are computed from (docs/DESIGN.md §10 lists it): digests of the
+    model and the evaluation data, ``spec``'s ``return_type``, the code, and for a checkpoint
+    holding the user's own modules their builder (``modules``); ablation and discovery studies
+    add what else their cells depend on. ``fit``: also, under ``"fit"``, the digest of an
+    in-memory subject's training windows (`training_digest`), which an eraser fitted on them
+    depends on (a checkpoint's data digest covers them)."""
     digests: dict[str, Any]  # digests of the model, its data and code
     if isinstance(entry, tuple):
         model, data = entry

@@ -87,8 +87,7 @@ def _train_cell(
         predict(model, chosen.X_test), y, chosen.n_classes, spec.metric, chosen.test_trials
     )
     # the per-channel feature baseline on the same electrodes and split, in the same metric
-    baseline = feature_baseline(chosen).predictions
-    base = score_predictions(baseline, np.asarray(chosen.y_test), chosen.n_classes, spec.metric)
+    base = score_predictions(feature_baseline(chosen).predictions, y, chosen.n_classes, spec.metric)
     return {
         **scores,
         "baseline": base["value"],
