@@ -41,7 +41,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -57,15 +57,14 @@ from emg_lens.model_folder import study_models
 from emg_lens.output import StudyOutput, markdown_table, one_line
 from emg_lens.provenance import code_digest
 from emg_lens.stats.chance import (
-    TrialScore,
     cell_fields,
     chance_markdown,
     chance_table,
     chance_warnings,
 )
-from emg_lens.studies.kinds import StudyKind, load_spec
+from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.store import CellStore
-from emg_lens.studies.subjects import entry_provenance, known_of, load_entry
+from emg_lens.studies.subjects import cell_score, entry_provenance, known_of, load_entry
 from emg_lens.train import predict
 from emg_lens.user_code import StudyCode, require_builder
 
@@ -371,14 +370,14 @@ def run_discovery(
     ``allow_code``: consent to run the study's ``modules`` function (True, or its file's
     SHA-256), as `emg_lens.studies.run_study` takes it; checkpoints that hold the user's own
     modules without one are a `CheckpointError` saying what to add, before anything runs."""
-    spec = cast(DiscoverySpec, load_spec(spec, kind=DiscoverySpec.KIND))  # or SpecError
+    spec = load_as(spec, DiscoverySpec)  # or SpecError
     files = spec.code_files()  # located and hashed; refused here before anything runs
     builder = StudyCode.load(files, allow_code).modules
     found = study_models(
         models if isinstance(models, Mapping) else models or spec.models, spec.subjects
     )
     require_builder([e for e in found.values() if not isinstance(e, tuple)], builder)
-    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
+    store = CellStore.of_study(spec, out_dir)
     code = code_digest() if store is not None else ""
     cells, reused = {}, 0
     for subject_id, entry in tqdm(
@@ -419,7 +418,11 @@ def _result(
     screen_table = pd.concat(screens, ignore_index=True)
     screen_table = screen_table[["subject", *[c for c in screen_table if c != "subject"]]]
     counts = {
-        f"subject {subject}": _score(cell, known.get(subject, {}))
+        # the unmasked model's correct windows, of the windows per class
+        f"subject {subject}": cell_score(
+            {**cell, "class_correct": [cell["correct"]], "class_total": cell["class_counts"]},
+            **known.get(subject, {}),
+        )
         for subject, cell in cells.items()
         if "class_counts" in cell  # a cell stored before the check: no counts to test
     }
@@ -432,14 +435,6 @@ def _result(
         recomputed=len(cells) - reused,
         chance=chance_table(counts) if len(counts) == len(cells) else None,
     )
-
-
-def _score(cell: dict[str, Any], known: dict[str, Any]) -> TrialScore:
-    """A cell's unmasked score for the chance check (windows only in a cell stored before
-    trials were counted)."""
-    trials = {k: cell[k] for k in ("trial_correct", "trial_total", "design_effect") if k in cell}
-    counts = {"class_correct": [cell["correct"]], "class_total": cell["class_counts"]}
-    return TrialScore.from_cell({**counts, **trials}, **known)
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:

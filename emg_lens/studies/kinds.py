@@ -186,14 +186,18 @@ def load_as(source: SpecT | str | Path | dict, spec_class: type[SpecT]) -> SpecT
     return spec
 
 
-def _refuse(kind: StudyKind, spec: Any, options: Mapping[str, Any], flags: Mapping[str, str]):
-    """A `run`/`check_study` option given that ``kind`` does not take: an `ArgumentError` saying
-    why (``flags`` names the options as the command line does)."""
+def _dispatch(source: Any, options: Mapping[str, Any], flags: Mapping[str, str] | None):
+    """`run`'s and `check_study`'s spec of ``source``, its kind and the options it takes; an
+    option given that the kind does not take is an `ArgumentError` saying why (``flags`` names
+    the options as the command line does)."""
+    spec = load_spec(source)
+    kind = kind_of(spec)
     for option, why in kind.refuses.items():
         if options.get(option) not in (None, False, {}):
-            name = flags.get(option, f"{option}=")
+            name = (flags or {}).get(option, f"{option}=")
             article = "an" if kind.name[0] in "aeiou" else "a"
             raise ArgumentError(f"{name}: {spec.name} is {article} {kind.name} study, {why}")
+    return spec, kind, {k: v for k, v in options.items() if k not in kind.refuses}
 
 
 def run(spec: Any, *, flags: Mapping[str, str] | None = None, **options: Any) -> Any:
@@ -208,19 +212,14 @@ def run(spec: Any, *, flags: Mapping[str, str] | None = None, **options: Any) ->
     ...
     emg_lens.errors.ArgumentError: models=: t is a training study, which trains its own models
     """
-    spec = load_spec(spec)
-    kind = kind_of(spec)
-    _refuse(kind, spec, options, flags or {})
-    given = {k: v for k, v in options.items() if k not in kind.refuses}
+    spec, kind, given = _dispatch(spec, options, flags)
     return kind.run(spec, **given)
 
 
 def check_study(spec: Any, *, flags: Mapping[str, str] | None = None, **options: Any) -> str:
     """What ``emg-lens study check`` prints of a study of any kind (nothing of it runs)."""
-    spec = load_spec(spec)
-    kind = kind_of(spec)
-    _refuse(kind, spec, options, flags or {})
-    return kind.check(spec, **{k: v for k, v in options.items() if k not in kind.refuses})
+    spec, kind, given = _dispatch(spec, options, flags)
+    return kind.check(spec, **given)
 
 
 # ----------------------------------------------------------------------------- study files

@@ -1,40 +1,24 @@
-"""A resumable, shareable result store: one small JSON file per (subject, condition) cell.
+"""A resumable, shareable result store: one small JSON file per (subject, condition) cell
+(docs/DESIGN.md §5, "Resumable"; what a cell's provenance holds, and why: §10).
 
-Each cell is written to a temporary file, flushed to disk and renamed into place
-(`emg_lens._io.atomic_write`), so a run killed at any moment leaves only whole cells behind;
-started again, it skips them. A cell that is nevertheless empty or torn (a store written by an
-older emg_lens, a damaged disk) is named in a warning and treated as absent: it is recomputed.
+Each cell is written atomically (`emg_lens._io.atomic_write`) with its provenance and its writer
+(pid, host, torch's CPU threads and, in a process that has used CUDA, its TF32 settings); one
+that is empty or torn nevertheless (an older emg_lens, a damaged disk) is named in a warning
+and recomputed. ``study.json`` holds the study's fingerprint, created exclusively
+(`emg_lens._io.create_exclusive`): of several processes opening a new folder with different
+studies exactly one wins, and the others get a `SpecError`.
 
-Every cell carries its *provenance* (`emg_lens.provenance`: digests of the model and the data it
-was scored on, the metric, the scored output, the code) and is reused only when that equals the
-provenance it would be computed from now; it also records the pid, host and torch CPU threads
-(``--threads``) of the process that wrote it, and, where that process has used CUDA, its TF32
-settings.
-
-The store remembers the study's fingerprint in ``study.json`` and refuses to mix two studies;
-the file is created atomically (`emg_lens._io.create_exclusive`), so of several processes
-opening a new folder with different studies exactly one wins and the others get a `SpecError`.
-
-Several processes may share one store. Before computing a subject's missing cells a process
-*claims* the subject (``claims/s<N>.claim``, created exclusively, holding pid, host, the
-process's start time and a random token); one that finds a live claim leaves the subject to its
-holder, says so once, and reads the cells once they appear. A claim is per subject, not per
-cell, because the runner evaluates a subject's conditions together (shared mask prefixes, one
-model and data load): splitting a subject between processes would load and run the shared part
-twice. A claim whose process is dead on this host is stale and is taken over (under a
-`fcntl.flock`, which the kernel releases if its holder dies, so two processes cannot both take
-over one stale claim), and so is one whose pid now belongs to a later process: its start time
-differs from the claim's (`emg_lens._io.process_start`; a claim without a start time, written
-by an older emg_lens, is judged by its pid alone). Orphaned temporary files of dead writers are
-removed when the store opens. Opening a store whose folders and ``study.json`` exist writes
-nothing, so a finished study can be read from read-only media; a write that fails for lack of
-space or permission is a `StorageError` naming the file (`emg_lens._io.storage_errors`).
-
-Under ``torchrun`` each rank computes its own share of the subjects and rank 0 waits for the
-others' cells with `CellStore.wait_for_matching`: the store is the only thing the ranks share,
-so they need the same filesystem (with ``flock`` and atomic rename, see
-docs/guide/scale-out.md). A process that finds a subject claimed says so once
-(`CellStore.say_waiting`) and gives up after its timeout (`CellStore.check_wait`).
+Processes sharing a store claim one subject at a time (``claims/s<N>.claim``: pid, host, the
+process's start time, a random token); one that finds a live claim says so once
+(`CellStore.say_waiting`), reads the cells once they appear and gives up after its timeout
+(`CellStore.check_wait`). A claim whose process is dead on this host, or whose pid now belongs
+to a later process (its start time differs, `emg_lens._io.process_start`; a claim without one
+is judged by its pid), is stale and taken over under a `fcntl.flock`, which the kernel releases
+if its holder dies, so two processes cannot both take over one claim. Orphaned temporary files
+of dead writers are removed when the store opens; opening a complete store writes nothing
+(read-only media), and a failed write is a `StorageError` naming the file
+(`emg_lens._io.storage_errors`). Under ``torchrun`` rank 0 waits for the other ranks' cells
+(`CellStore.wait_for_matching`): they need one filesystem (docs/guide/scale-out.md).
 
 >>> import tempfile
 >>> store = CellStore(tempfile.mkdtemp(), fingerprint="{}")
@@ -155,6 +139,19 @@ class CellStore:
                 "or delete it to start over"
             )
 
+    @classmethod
+    def of_study(cls, spec: Any, out_dir: str | Path | None, ranks: Any = None) -> CellStore | None:
+        """The store of ``spec``'s cells in ``out_dir``, None without one; under ``torchrun``
+        (``ranks``, whose processes share their cells only through it) a `StudyError`."""
+        if ranks is not None and ranks.is_distributed and out_dir is None:
+            raise StudyError(
+                f"{spec.KIND} study {spec.name!r} runs under torchrun (WORLD_SIZE="
+                f"{ranks.world_size}) without an out_dir: its ranks share their cells only "
+                "through the store; give out_dir (`study run --out`) on a filesystem every rank "
+                "can reach"
+            )
+        return None if out_dir is None else cls(out_dir, spec.fingerprint())
+
     # ------------------------------------------------------------------ cells
     def path(self, subject: int, key: str) -> Path:
         """The file of one cell."""
@@ -224,7 +221,7 @@ class CellStore:
         present: Callable[[int, str], bool],
         *,
         timeout: float,
-        poll: float = 0.2,
+        poll: float = POLL_INTERVAL,
         owner: Callable[[int], str] = lambda subject: "another process",
     ) -> None:
         """Block until ``present(subject, key)`` holds for every cell of ``cells`` (subject ->
@@ -266,7 +263,7 @@ class CellStore:
         provenances: Mapping[int, Mapping[str, dict[str, Any] | None]],
         *,
         timeout: float,
-        poll: float = 0.2,
+        poll: float = POLL_INTERVAL,
         owner: Callable[[int], str] = lambda subject: "another process",
     ) -> dict[int, dict[str, dict[str, Any]]]:
         """`wait_for` the cells of ``provenances`` (subject -> key -> provenance), each stored

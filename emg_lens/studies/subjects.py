@@ -35,6 +35,7 @@ from emg_lens.user_code import ModuleBuilder, load_model
 
 __all__ = [
     "Subject",
+    "cell_score",
     "checkpoint_score",
     "class_labels",
     "entry_provenance",
@@ -140,6 +141,21 @@ def class_labels(entries: Mapping[int, Any]) -> tuple[list[str] | None, list | N
     return text, labels[0], sources[0]
 
 
+def cell_score(cell: Mapping[str, Any], **known: Any) -> TrialScore:
+    """The chance check's score of a stored cell, or of a table's row of one
+    (`TrialScore.from_cell`, ``known``: what `known_of` says of its model): over its trials
+    where it holds their counts, else over its windows (a cell stored before trials were
+    counted, whose row holds None there).
+
+    >>> cell_score({"class_correct": [3, 4], "class_total": [5, 5], "trial_total": None})
+    ... # doctest: +ELLIPSIS
+    TrialScore(correct=7, class_counts=(5, 5), trials_correct=7, trial_counts=(5, 5), ...)
+    """
+    if not isinstance(cell.get("trial_total"), list | tuple):
+        cell = {k: v for k, v in cell.items() if k not in ("trial_correct", "trial_total")}
+    return TrialScore.from_cell(cell, **known)
+
+
 def checkpoint_score(
     path: str | Path,
     data: SubjectData,
@@ -189,14 +205,12 @@ def entry_provenance(
     modules: ModuleBuilder | None = None,
     fit: bool = False,
 ) -> dict[str, Any]:
-    """What a subject's cells are computed from: digests of the model and the evaluation data
-    (files for a checkpoint, arrays in memory), ``spec``'s scored output (``return_type``),
-    the code, and for a checkpoint holding the user's own modules the builder that makes them
-    (``modules``: its function and file digest, so an edited builder recomputes); shared by
-    ablation and discovery studies, which add what else their cells depend on (an ablation
-    cell holds every metric of `METRICS`; a discovery cell one). ``fit``: also, under
-    ``"fit"``, the digest of an in-memory subject's training windows (`training_digest`), which
-    an eraser fitted on them depends on (a checkpoint's data digest covers them)."""
+    """What a subject's cells are computed from (docs/DESIGN.md §10 lists it): digests of the
+    model and the evaluation data, ``spec``'s ``return_type``, the code, and for a checkpoint
+    holding the user's own modules their builder (``modules``); ablation and discovery studies
+    add what else their cells depend on. ``fit``: also, under ``"fit"``, the digest of an
+    in-memory subject's training windows (`training_digest`), which an eraser fitted on them
+    depends on (a checkpoint's data digest covers them)."""
     digests: dict[str, Any]  # digests of the model, its data and code
     if isinstance(entry, tuple):
         model, data = entry

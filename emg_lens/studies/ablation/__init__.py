@@ -8,12 +8,7 @@ store does not hold with the same provenance (a prefix tree over per-layer masks
 verified on the hooked path), and tests every condition against the baseline. Claims the file
 declares (``[[claims]]``) are tested after the run.
 
-The package is laid out like the training side (`emg_lens.studies.training`): `spec`
-(`StudySpec` and its sections), `grid` (the conditions), `evaluate` (one subject's conditions
-as a prefix tree), `runner` (`run_study` and the kind, `KIND`), `summary` (the summary table
-and its statistics), `result` (the tables), `claims` (what a file declares) and `verdicts` (how
-the run tests it), `check` (``emg-lens study check``), `plots` (its figures) and `planted` (the
-demo's planted truth as claims).
+Its modules, one concern each, as every kind's: docs/ARCHITECTURE.md maps them.
 """
 
 from emg_lens.studies.ablation.claims import Claim

@@ -154,13 +154,9 @@ def claims_design(
     claims: Sequence[Any], n: int | None, claims_test: str, correction: str
 ) -> list[str]:
     """What a study's claims need, said before the run (``emg-lens study check``), for ``n``
-    subjects (None: not known yet): the drop claims, the fewest subjects with which their
-    test can reach p_corr < 0.05 over their family (perfect separation:
-    `emg_lens.stats.design.corrected_floor`) and the smallest p_corr ``n`` allow; the keep
-    claims, at least 2 subjects and the spread of per-subject Δ% with which TOST can show each
-    margin (`emg_lens.stats.design.tost_max_sd`; an unchanged subject's spread is the change
-    one of its trials makes); and that no change is concluded from subjects that all changed
-    alike on fewer than `KEEP_MIN_SUBJECTS`.
+    subjects (None: not known yet), as docs/guide/studies.md explains: the subjects the drop
+    claims' test needs (`emg_lens.stats.design.corrected_floor`), the spread of per-subject Δ%
+    a keep claim tolerates (`emg_lens.stats.design.tost_max_sd`), and `KEEP_MIN_SUBJECTS`.
 
     >>> from emg_lens.studies import StudySpec
     >>> claims = StudySpec.from_dict({"name": "s", "models": "m", "layers": {"modes": ["all"]},

@@ -1,25 +1,16 @@
-"""Erasure conditions of an ablation study (``erase = ...``), and the tables beside their cuts.
+"""Erasure conditions of an ablation study (``erase = ...``), and the tables beside their cuts;
+docs/guide/what-an-edge-carries.md ("Erasing a concept") says what they fit, run and report.
 
-An erasure intervention names a concept (``erase = "gesture"``, ``"subject"``, a window label
-of the data: `emg_lens.data.pooled.window_labels`) and a token group (``tokens``: a group of
-the layout or an edge expression's query tokens). Per subject and layer set of the grid,
-`ErasureFits` fits a LEACE eraser (`emg_lens.hooks.erasure`, EleutherAI's ``concept-erasure``)
-at ``blocks.{l}.hook_resid_pre`` of each layer ``l``, in order, each on what the erasers before
-it leave, on the subject's **training** windows (restricted to ``classes`` when the concept is
-the gesture among some classes), and the study scores its **held-out** windows with the erasers
-as hooks, as it scores a cut. So claims test an erasure as they test a cut: on the held-out
-class counts, paired by subject.
-
-Its placebo condition (``<name>_placebo``) applies, in each layer, the eraser's norm-matched
-random-subspace placebo: a random subspace of the eraser's rank removed, each window moved as
-far as the eraser moves it, the basis seeded by the intervention's ``seed`` and the layer. A
-cell's provenance holds what the erasers were fitted on: the training windows, their trials
-and window labels (`emg_lens.provenance.training_digest`; a checkpoint's data-source digest
-covers them already).
-
-`erasure_table` shows each erasure's change beside its placebo's, their difference tested
-paired over subjects (the claims' test, `StatsSpec.claims_test`), and the largest drop among
-the classes outside the concept; `side_effects` lists those classes' changes, one row each.
+Per subject and layer set of the grid, `ErasureFits` fits a LEACE eraser
+(`emg_lens.hooks.erasure`) of the concept at ``blocks.{l}.hook_resid_pre`` of each layer ``l``,
+in order, each on what the erasers before it leave, on the subject's **training** windows
+(restricted to ``classes`` when the concept is the gesture among some classes); the study
+scores its **held-out** windows with the erasers as hooks, as it scores a cut. The placebo
+condition (``<name>_placebo``) removes, in each layer, a random subspace of the eraser's rank
+seeded by the intervention's ``seed`` and the layer, each window moved as far as the eraser
+moves it. `erasure_table` shows each erasure's change beside its placebo's, their difference
+tested paired over subjects (`StatsSpec.claims_test`); `side_effects` lists the changes of
+the classes outside the concept.
 """
 
 from __future__ import annotations

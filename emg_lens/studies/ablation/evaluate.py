@@ -1,26 +1,18 @@
 """Evaluating one subject's conditions: build each condition's per-layer masks, run them all
 as a prefix tree, verify that every mask took effect, refuse non-finite outputs, and score.
+How and why: docs/DESIGN.md §5 ("Evaluation", "Verification").
 
-Per condition, the sequence of per-layer masks it applies (``None``: a layer untouched) is
-evaluated as a *prefix tree*: every distinct prefix is computed once and shared (the unmasked
-prefix of an ``individual`` condition with the baseline, the masked prefix of ``from_first`` at
-layer ``l`` with the one at ``l - 1``). Each layer's masked children run their block one call
-each, the mask broadcast over the batch, sharing what no mask changes (``ln1`` and the q/k/v
-projections, `TransformerBlock.project`), or stacked on the batch axis with one mask per row:
-the same numbers, the device's choice (`emg_lens.studies.ablation.stacking`, which also splits
-a CPU's large batches, `windows_per_call`). Conditions with equal effects share one
+Every distinct prefix of the conditions' mask sequences (``None``: a layer untouched) is
+computed once and shared; a layer's masked children run broadcast over the batch, sharing what
+no mask changes (`TransformerBlock.project`), or stacked on the batch axis, as the device
+rewards (`emg_lens.studies.ablation.stacking`). Conditions with equal effects share one
 evaluation, as do those whose last-layer masks cut no query row the readout reads (such a mask
-is dropped); the last layer computes only the rows the readout reads (within float error).
-`tree_plan` says what is left to run. The outputs are copied to the host as one stack (one
-copy per subject), checked there for non-finite values, and scored in one pass
-(`emg_lens.stats.metrics.score_stacked`).
-
-Before a condition's result is accepted, a few windows are run again through the *hooked* path
-(``mask_edges`` at ``hook_attn_scores``) and must give the same logits, with every masked entry
-of ``hook_pattern`` exactly 0 (compared on the device, read back once per subject): a mask
-that did not take effect is an error, not a result.
-Input ablations, user hook factories and erasures (`emg_lens.studies.ablation.erasure`: fitted
-on the subject's training windows) run as plain hooked forward passes.
+is dropped); `tree_plan` says what is left to run. The outputs are copied to the host as one
+stack per subject, checked there for non-finite values, and scored in one pass
+(`emg_lens.stats.metrics.score_stacked`). A few windows are run again through the hooked path
+to verify every mask, compared on the device and read back once per subject. Input ablations,
+user hook factories and erasures (`emg_lens.studies.ablation.erasure`: fitted on the subject's
+training windows) run as plain hooked forward passes.
 """
 
 from __future__ import annotations

@@ -14,13 +14,9 @@ Both are claims (`emg_lens.studies.ablation.claims`): the demo's study file decl
 the two equal), so every run of it writes their verdicts into ``claims.csv`` and
 ``summary.md``, and `format_findings` prints them as planted vs found.
 
-The control is an equivalence claim, not "no significant change": a test of difference cannot
-show that two things are the same (too few subjects make any change "ns"), and with enough
-subjects it calls a consistent -0.5 % significant, which no reader would call losing accuracy.
-Models trained on different CPUs gave both on the demo (p = 0.17 and p = 0.03 for -0.4 % and
--0.5 %), so the claim is decided by the size of the change and the precision it is known with
-(TOST). Both are tested as the design is, the same subjects cut and uncut: the drop by the
-exact sign-flip test, whose smallest p with 8 subjects is 2/256 = 0.0078 (``**`` at most).
+The control is an equivalence claim, not "no significant change", which a test of difference
+cannot show (docs/guide/studies.md says why, with the demo's numbers); both are tested as the
+design is, paired (`emg_lens.studies.ablation.verdicts`).
 
 `planted_findings` tests both on a study that does not declare them (a notebook's), on its
 condition that cuts every cross-modal edge in every layer. Scored on IsoNet's mean-pooled head

@@ -26,7 +26,7 @@ import pandas as pd
 
 from emg_lens.errors import ArgumentError
 from emg_lens.output import StudyOutput, markdown_table, one_line, prose
-from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
+from emg_lens.stats.chance import chance_console, chance_markdown, chance_table
 from emg_lens.stats.compare import (
     TEST_NAMES,
     clopper_pearson,
@@ -46,6 +46,7 @@ from emg_lens.studies.ablation.summary import (
     summarize,
 )
 from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims, format_claims
+from emg_lens.studies.subjects import cell_score
 from emg_lens.train.baseline import below_baseline
 
 __all__ = ["StudyResult"]
@@ -276,10 +277,8 @@ class StudyResult(StudyOutput):
         base = counts[counts["intervention"] == "baseline"]
         scores = {}
         for cell in base.to_dict("records"):
-            if not isinstance(cell.get("trial_total"), list | tuple):  # windows only
-                cell = {k: v for k, v in cell.items() if k not in TRIAL_FIELDS}
             known = self.known.get(cell["subject"], {})
-            scores[f"subject {cell['subject']}"] = TrialScore.from_cell(cell, **known)
+            scores[f"subject {cell['subject']}"] = cell_score(cell, **known)
         return chance_table(scores)
 
     def erasures(self) -> pd.DataFrame | None:

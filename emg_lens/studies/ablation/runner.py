@@ -1,11 +1,9 @@
 """`run_study`: expand a study grid, decide which cells need computing, compute, store, test.
 
-Per subject, the runner expands the grid, reads the stored cells whose provenance (model, data,
-code, scored output, hook file, the builder of the user's modules) still matches, claims the
-subject against other processes sharing the store, and has `emg_lens.studies.ablation.evaluate`
-compute the rest (a prefix tree over per-layer masks, each mask verified on the hooked path).
-It then assembles the per-subject table and the statistics (`StudyResult`). The subjects'
-models are found and loaded as every study's are (`emg_lens.studies.subjects`).
+Per subject, the runner plans the grid and its cells' provenance (`plan_subject`), reads the
+stored cells that still match, claims the subject against other processes sharing the store,
+and has `emg_lens.studies.ablation.evaluate` compute the rest; then it assembles the
+per-subject table and the statistics (`StudyResult`).
 
 Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) each rank computes its share of the
 subjects (`emg_lens.train.distributed.DistributedRun.shard`: sorted, every N-th) into the one
@@ -29,7 +27,6 @@ import torch
 from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
-from emg_lens.errors import StudyError
 from emg_lens.model_folder import study_models
 from emg_lens.provenance import code_digest
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
@@ -66,28 +63,23 @@ def run_study(
     """Run a study. ``models`` overrides ``spec.models`` (a folder of ``subject_<N>/``
     checkpoints, ``"demo"``, or ``{subject: (model, SubjectData)}`` for notebooks and tests).
 
-    With ``out_dir`` every cell is stored with its provenance as it finishes (docs/DESIGN.md
-    §10) and a rerun recomputes only the cells whose model, data, scored output or emg_lens code
-    changed; a rerun with nothing to compute writes nothing, so a finished study is summarised
-    again from read-only media. Processes sharing ``out_dir`` (`emg_lens.studies.store`) wait up
-    to ``wait_timeout`` seconds (>= 0; ``inf``: no limit) for a subject another one computes;
-    under ``torchrun`` (module docstring) ``out_dir`` is required and the ranks other than 0
-    return None. The result's ``reused``, ``recomputed`` and ``stale`` count the cells read from
-    the store, computed here, and computed to replace a stored cell of other provenance or a torn
-    one. A study of another kind is refused (`emg_lens.studies.run` runs every kind).
+    With ``out_dir`` every cell is stored with its provenance as it finishes and a rerun
+    recomputes only the cells whose provenance changed (`emg_lens.studies.store`); processes
+    sharing ``out_dir`` wait up to ``wait_timeout`` seconds (>= 0; ``inf``: no limit) for a
+    subject another one computes; under ``torchrun`` (module docstring) ``out_dir`` is required
+    and the ranks other than 0 return None. The result's ``reused``, ``recomputed`` and
+    ``stale`` count the cells read from the store, computed here, and computed to replace a
+    stored cell of other provenance or a torn one. A study of another kind is refused.
 
     ``device``: where the forward passes run (None: where each model is). ``condition_form``:
     how a layer's conditions run (`emg_lens.studies.ablation.stacking`: ``"broadcast"``,
     ``"stacked"``, ``"timed"`` or ``"auto"``); the cells are the same either way, and the
     result's ``condition_forms`` records each computed subject's form, why, and its timing.
 
-    Python files the study names (``hook``, ``modules``) run only with consent: ``allow_code=
-    True``, or the SHA-256 digests `emg-lens study check` listed (a file whose bytes differ
-    from all of them is refused, `emg_lens.user_code`); without it `CodeConsentError` lists
-    each file before anything runs, and each file's digest is part of its cells' provenance.
-    Checkpoints holding the user's own modules (`emg_lens.models.from_torch_encoder`) load
-    through the study's ``modules`` function (``build_modules(info)``); without one they are a
-    `CheckpointError` saying what to add, before anything runs.
+    Python files the study names (``hook``, ``modules``) run only with consent, ``allow_code``
+    (`emg_lens.user_code`: True, or their SHA-256 digests); without it a `CodeConsentError`
+    lists them before anything runs. Checkpoints holding the user's own modules load through
+    the study's ``modules`` function; without one they are a `CheckpointError`, up front.
 
     >>> from emg_lens import EncoderConfig
     >>> from emg_lens.data import SubjectData
@@ -115,14 +107,8 @@ def run_study(
     study_code = StudyCode.load(files, allow_code)
     require_builder([e for e in entries.values() if not isinstance(e, tuple)], study_code.modules)
     ranks = torchrun_process()
-    if ranks.is_distributed and out_dir is None:
-        raise StudyError(
-            f"study {spec.name!r} runs under torchrun (WORLD_SIZE={ranks.world_size}) without "
-            "an out_dir: its ranks share their cells only through the store; give out_dir "
-            "(`study run --out`) on a filesystem every rank can reach"
-        )
+    store = CellStore.of_study(spec, out_dir, ranks)
     device = None if device is None else torch.device(device)
-    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest() if store is not None else ""
     mine = ranks.shard(entries)
     planned = entries if ranks.is_main else mine  # rank 0 also checks the others' cells
@@ -143,7 +129,6 @@ def run_study(
             store.wait_for_matching(
                 {s: plans[s].provenances for s in others},
                 timeout=wait_timeout,
-                poll=POLL_INTERVAL,
                 owner=lambda s: f"rank {ordered.index(s) % ranks.world_size} of {ranks.world_size}",
             )
         )

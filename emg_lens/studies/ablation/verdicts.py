@@ -1,45 +1,27 @@
 """Testing the claims an ablation study declares (`emg_lens.studies.ablation.claims`), and
-the verdicts.
+the verdicts: docs/guide/studies.md says what each verdict takes, docs/DESIGN.md §16 why.
 
-A claim is tested on each subject's accuracy over its classes (correct over total test windows
-of those classes, from the class counts every cell holds) under its condition, against the
-baseline's: the same subjects twice, so as the design is, paired, whatever test the study's
-tables use (``stats.test``). Δ% is the mean over subjects of each subject's ``100 (masked −
-baseline) / baseline`` (not the ratio of means the summary table's Δ% is: the two can differ
-in sign where subjects' baselines differ), and its interval the two-sided 90 % Student-t
-interval of those per-subject Δ% (`emg_lens.stats.compare.t_interval`; its ends are one-sided
-95 % bounds). Accuracy is discrete, and a cut often leaves a subject's accuracy exactly
-unchanged: zero spread is not evidence (docs/DESIGN.md §16). So a subject whose accuracy did
-not change at all counts with the change one of its test trials makes, ``100 / (T b)``, as its
-spread (the interval's spread never below the root mean square of these over the subjects:
-``sd_floor`` in ``claims.csv``; ``floor_unit`` says whether trials or, in cells stored without
-them, windows were counted; ``subject_sd`` is the spread observed), and no change is concluded
-from subjects that all changed alike (no spread: typically all exactly unchanged) on fewer than
-`emg_lens.stats.compare.KEEP_MIN_SUBJECTS` (8).
+A claim is tested on each subject's accuracy over its classes (from every cell's class counts)
+under its condition against the baseline's: the same subjects twice, so paired, whatever test
+the study's tables use. Δ% is the mean over subjects of each subject's ``100 (masked −
+baseline) / baseline`` (not the summary table's ratio of means: the two can differ in sign
+where subjects' baselines differ), its interval the two-sided 90 % skew-corrected t interval
+of those (`emg_lens.stats.compare.skew_t_interval`; its ends are one-sided 95 % bounds). Zero
+spread is not evidence: a subject whose accuracy did not change at all counts with the change
+one of its test trials makes, ``100 / (T b)`` (``sd_floor``, ``floor_unit`` and the observed
+``subject_sd`` in ``claims.csv``), and no change is concluded from subjects that all changed
+alike on fewer than `emg_lens.stats.compare.KEEP_MIN_SUBJECTS`.
 
-- ``expect = "drop"``: tested by ``stats.claims_test`` — by default ``"paired"``, the exact
-  sign-flip test of the subjects' paired differences (all ``2**n`` relabellings; with 8
-  subjects its smallest two-sided p is 2/256 = 0.0078) up to 12 subjects and Wilcoxon's
-  signed-rank test above; a study may name ``"wilcoxon"``, ``"permutation"`` or the IsoNet
-  paper's unpaired ``"mannwhitneyu"`` instead. The study's correction (``stats.correction``)
-  runs over its drop claims, one family. A drop claim *holds* when ``p_corr`` < 0.05 and the
-  accuracy fell. It *fails* only on evidence that the effect is absent: its interval lies
-  wholly above ``-margin`` (any drop is smaller than the margin; ``margin`` defaults to
-  `DEFAULT_MARGIN`, 0.05, as keep claims are usually given) — which a significant rise shows
-  too (from subjects with no spread: on at least 8). Otherwise one *cannot tell* (no
-  significant drop, and a drop of the margin is not ruled out; the reason adds when the
-  design cannot reach ``p_corr`` < 0.05 at all,
+- ``expect = "drop"``: tested by ``stats.claims_test`` (default ``"paired"``: the exact
+  sign-flip test up to 12 subjects, Wilcoxon's signed-rank test above), the study's correction
+  running over its drop claims. It *holds* when ``p_corr`` < 0.05 and the accuracy fell, and
+  *fails* only when the interval lies wholly above ``-margin`` (`DEFAULT_MARGIN`); otherwise
+  one *cannot tell* (the reason adds when the design cannot reach ``p_corr`` < 0.05 at all,
   `emg_lens.stats.design.corrected_floor`).
-- ``expect = "keep"`` (an equivalence claim: a test of difference cannot show that two things
-  are the same): Schuirmann's (1987) two one-sided tests (TOST) at 5 %, i.e. the 90 %
-  interval within ``±100 margin %`` (`emg_lens.stats.design.tost`). It *holds* when the
-  interval lies within (from subjects with no spread, on at least 8: with 7 subjects all
-  unchanged, a cut that changes 30 % of subjects passes for "no change" in 8 % of studies),
-  *fails* when it lies wholly outside, and one *cannot tell* otherwise. With 2 or 3 subjects
-  it cannot tell unless the change is small and the subjects agree closely
-  (`emg_lens.stats.design.tost_max_sd`: with a ±5 % margin, a spread of per-subject Δ% below
-  1.1 points at 2 subjects, 3.0 at 3, 7.5 at 8); keep claims are not corrected for their
-  number, each is a 5 % test. Its p is TOST's; no stars.
+- ``expect = "keep"`` (equivalence): TOST at 5 % (`emg_lens.stats.design.tost`). It *holds*
+  when the interval lies within ``±100 margin %``, *fails* when it lies wholly outside, and one
+  *cannot tell* otherwise; keep claims are not corrected for their number. Its p is TOST's; no
+  stars.
 
 `evaluate_claims` tests claims on a study's class counts (`StudyResult` writes the outcome to
 ``claims.csv``, each row naming the test that decided it, ``test``, ``method``, and why,

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.output import StudyOutput, markdown_table, one_line, prose
-from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
+from emg_lens.stats.compare import EXACT_MAX_N, format_p
+from emg_lens.stats.design import corrected_floor
 from emg_lens.studies.regression.spec import RegressionSpec
 
 __all__ = ["RegressionStudyResult"]
@@ -41,7 +42,8 @@ class RegressionStudyResult(StudyOutput):
         n, m = self.n_blocks, int(self.summary["p"].notna().sum())
         exact = n <= EXACT_MAX_N
         floor = 2 / 2**n if exact else float("nan")
-        corrected = correct([floor] * m, self.spec.stats["correction"])[0] if m else floor
+        correction = self.spec.stats["correction"]
+        corrected = corrected_floor(n, m, "permutation", correction) if exact else floor
         test = "exact" if exact else "Monte Carlo"
         return (
             f"The independent unit is the held-out block: {n} blocks of "
@@ -51,7 +53,7 @@ class RegressionStudyResult(StudyOutput):
             f"interval (`t_low`, `t_high`). p: the {test} two-sided sign-flip test of the "
             f"blocks' paired changes"
             + (f" (smallest possible {format_p(floor)})" if exact else "")
-            + f", corrected ({self.spec.stats['correction']}) over the {m} cuts that cut an "
+            + f", corrected ({correction}) over the {m} cuts that cut an "
             f"edge (smallest possible {format_p(corrected)})."
         )
 

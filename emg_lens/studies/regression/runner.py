@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from emg_lens.edges import parse
 from emg_lens.errors import DataFormatError, EdgeExpressionError, SpecError
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
-from emg_lens.stats.compare import EXACT_MAX_N, correct, format_p
+from emg_lens.stats.compare import EXACT_MAX_N, format_p
+from emg_lens.stats.design import corrected_floor
 from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.regression.cuts import block_errors, cut_table
 from emg_lens.studies.regression.result import RegressionStudyResult
@@ -180,7 +181,7 @@ def run_regression_study(
     where the model trains and runs; ``overrides``: ``{"epochs": n}`` (``study run --epochs``)."""
     spec = load_as(spec, RegressionSpec).with_overrides(overrides)
     contraction = load_contraction(spec)
-    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
+    store = CellStore.of_study(spec, out_dir)
     code = code_digest()
     model, model_id, reused_model = _model(spec, contraction, store, code, device, progress)
     reused = int(reused_model)
@@ -200,18 +201,17 @@ def run_regression_study(
 
     data = {"data": contraction.digest, "code": code}
     rows = cell(BASELINE_CELL, data, lambda: {"value": 0.0, "rows": baselines(spec, contraction)})
-    scored = {**data, "model": model_id}
     test = (w.X_test, w.y_test, w.test_block)
-    base = cell(
-        NONE_CELL, {**scored, "edges": ""}, lambda: {"value": 0.0, **block_errors(model, *test)}
-    )
-    cuts = {}
-    for name, edges in tqdm(spec.cuts.items(), desc=f"cut {spec.name}", disable=not progress):
-        cuts[name] = cell(
-            _cell_key(name, edges), {**scored, "edges": edges},
-            lambda edges=edges: {"value": 0.0, **block_errors(
-                model, w.X_test, w.y_test, w.test_block, parse(edges))},
-        )  # fmt: skip
+
+    def errors(key: str, edges: str) -> dict[str, Any]:
+        """The cell of the test blocks' errors with ``edges`` cut in every layer ("": none)."""
+        cut = parse(edges) if edges else None
+        provenance = {**data, "model": model_id, "edges": edges}
+        return cell(key, provenance, lambda: {"value": 0.0, **block_errors(model, *test, cut)})
+
+    base = errors(NONE_CELL, "")
+    items = tqdm(spec.cuts.items(), desc=f"cut {spec.name}", disable=not progress)
+    cuts = {name: errors(_cell_key(name, edges), edges) for name, edges in items}
     n_cells = 3 + len(cuts)
     result = RegressionStudyResult(
         spec=spec,
@@ -280,12 +280,11 @@ def check_regression(
         zero = "  (no edge: a structural zero, untested)" if cut == 0 else ""
         lines.append(f"  {name:<{width}}  {cut:>6}  {shown}{zero}")
     if n_blocks <= EXACT_MAX_N:
-        floor = 2 / 2**n_blocks
-        corrected = correct([floor] * moving, spec.stats["correction"])[0] if moving else floor
+        correction = spec.stats["correction"]
         lines.append(
             f"tests: exact two-sided sign-flip over the {n_blocks} blocks: smallest p "
-            f"{format_p(floor)}, {spec.stats['correction']} over {moving} cuts: smallest "
-            f"corrected p {format_p(corrected)}"
+            f"{format_p(2 / 2**n_blocks)}, {correction} over {moving} cuts: smallest corrected "
+            f"p {format_p(corrected_floor(n_blocks, moving, 'permutation', correction))}"
         )
     else:
         lines.append(f"tests: two-sided sign-flip over the {n_blocks} blocks (Monte Carlo)")

@@ -51,13 +51,16 @@ def _section(data: dict[str, Any], key: str, defaults: Mapping[str, Any]) -> dic
     """``[key]`` over its defaults: the integers checked >= 1 (warm-up >= 0), a seed in the
     range every seed of the library takes (`emg_lens.errors.check_seed`: the one check the
     model and its training make when the study runs, so `study check` refuses what `study
-    run` would), the learning rate a positive number."""
+    run` would), the learning rate a positive number, the correction one of `CORRECTIONS`."""
     given = table(data.get(key, {}), key)
     reject_unknown(key, given, set(defaults))
     out = {**defaults, **given}
     for name, value in out.items():
         where = f"{key}.{name}"
-        if name == "lr":
+        if name == "correction":
+            if value not in CORRECTIONS:
+                raise SpecError(f"{where} = {value!r}; accepted: {list(CORRECTIONS)}")
+        elif name == "lr":
             positive = "a positive number"
             out[name] = check_number(
                 value, where, positive, lambda v: 0 < v < float("inf"), SpecError
@@ -99,16 +102,6 @@ def _cuts(value: Any) -> dict[str, str]:
     return cuts
 
 
-def _stats(data: dict[str, Any]) -> dict[str, Any]:
-    given = table(data.get("stats", {}), "stats")
-    reject_unknown("stats", given, set(STATS))
-    out = {**STATS, **given}
-    if out["correction"] not in CORRECTIONS:
-        raise SpecError(f"stats.correction = {out['correction']!r}; accepted: {list(CORRECTIONS)}")
-    out["seed"] = check_seed(out["seed"], "stats.seed", SpecError)
-    return out
-
-
 def _dump_cuts(cuts: Mapping[str, str], spec: Any) -> list[dict[str, str]]:
     return [{"name": name, "edges": edges} for name, edges in cuts.items()]
 
@@ -147,7 +140,7 @@ class RegressionSpec(Spec):
             "model": _section(data, "model", MODEL),
             "train": _section(data, "train", TRAIN),
             "cuts": _cuts(data.get("interventions")),
-            "stats": _stats(data),
+            "stats": _section(data, "stats", STATS),
         }
 
     def _check(self) -> None:

@@ -13,9 +13,7 @@ the hierarchical model's fusion stage over that one token stream. That is what t
 unimodal rows of Table 1 train, so no architecture refuses an input; a configuration a model
 cannot be built with is a `SpecError` before anything trains (`check_models`).
 
-The package is laid out like the ablation side: `spec` (`TrainingStudySpec` and its sections),
-`grid` (inputs, electrode selection and the cells), `runner` (`run_training_study`), `result`
-(the summary, Table-1 view and comparisons) and `plots` (its figure).
+Its modules, one concern each, as every kind's: docs/ARCHITECTURE.md maps them.
 """
 
 from emg_lens.studies.training.grid import (

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.output import StudyOutput, markdown_table, one_line
-from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
+from emg_lens.stats.chance import chance_console, chance_markdown, chance_table
 from emg_lens.stats.compare import compare, correct, delta_pct, format_p, stars
+from emg_lens.studies.subjects import cell_score
 from emg_lens.studies.training.spec import TrainingStudySpec
 from emg_lens.train.baseline import below_baseline
 
@@ -71,6 +72,7 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
                 "delta_pct": delta_pct(float(values.mean()), float(ref.mean())),
                 "U": float("nan"),
                 "p": float("nan"),
+                "p_corr": float("nan"),  # corrected below, over the architecture's family
             }
             if inp.name != spec.reference:
                 aligned = values.reindex(ref.index).to_numpy()
@@ -81,9 +83,6 @@ def summarize_training(per_subject: pd.DataFrame, spec: TrainingStudySpec) -> pd
         for i, p_corr in zip(family, corrected):
             rows[i]["p_corr"] = p_corr
     summary = pd.DataFrame(rows)
-    if "p_corr" not in summary:
-        summary["p_corr"] = np.nan
-    summary["p_corr"] = summary["p_corr"].astype(float)
     is_ref = summary["input"] == spec.reference
     summary["stars"] = np.where(is_ref, "", summary["p_corr"].map(stars))
     return summary
@@ -157,7 +156,9 @@ class TrainingStudyResult(StudyOutput):
                 name = f"subject {cell['subject']}, {arch}, {inp}" + (
                     f", draw {cell['trial']}" if draws else ""
                 )
-                scores[name] = _score(cell, self.placement)
+                train = cell.get("train_accuracy")  # NaN in a cell stored before it was kept
+                train = None if train is None or pd.isna(train) else float(train)
+                scores[name] = cell_score(cell, train_accuracy=train, placement=self.placement)
             tables.append(chance_table(scores))
         return pd.concat(tables, ignore_index=True)
 
@@ -207,12 +208,3 @@ class TrainingStudyResult(StudyOutput):
             )
             + f"\ncells: {self.reused} reused, {self.recomputed} recomputed"
         )
-
-
-def _score(cell: dict[str, Any], placement: bool) -> TrialScore:
-    """A training cell's score for the chance check (windows only without trial counts)."""
-    if not isinstance(cell.get("trial_total"), list | tuple):
-        cell = {k: v for k, v in cell.items() if k not in ("trial_correct", "trial_total")}
-    train = cell.get("train_accuracy")
-    train = None if train is None or pd.isna(train) else float(train)
-    return TrialScore.from_cell(cell, train_accuracy=train, placement=placement)

@@ -1,10 +1,9 @@
 """`run_training_study`: train and score every cell of a training study, subject by subject,
 storing each cell as it finishes so that a rerun trains only the missing ones.
 
-Under ``torchrun`` (``WORLD_SIZE`` > 1) each rank trains the cells of its share of the subjects
-(sorted, every N-th) into the one store, and rank 0 waits for the others' cells and writes the
-tables and the figure. Each model trains on one process (no gradient averaging across ranks):
-a cell's result does not depend on how many processes ran the study."""
+Under ``torchrun`` the ranks share the subjects as an ablation study's do
+(`emg_lens.studies.ablation.runner`), each model trained on one process (no gradient averaging
+across ranks): a cell's result does not depend on how many processes ran the study."""
 
 from __future__ import annotations
 
@@ -88,8 +87,7 @@ def _train_cell(
         predict(model, chosen.X_test), y, chosen.n_classes, spec.metric, chosen.test_trials
     )
     # the per-channel feature baseline on the same electrodes and split, in the same metric
-    baseline = feature_baseline(chosen).predictions
-    base = score_predictions(baseline, np.asarray(chosen.y_test), chosen.n_classes, spec.metric)
+    base = score_predictions(feature_baseline(chosen).predictions, y, chosen.n_classes, spec.metric)
     return {
         **scores,
         "baseline": base["value"],
@@ -99,14 +97,6 @@ def _train_cell(
         "train_seconds": seconds,
         "final_loss": history.epoch_loss[-1],
     }
-
-
-def _placement(source: Mapping | None, data: Mapping[int, SubjectData] | None) -> bool:
-    """Whether the study's data have an electrode placement (so the placement check applies
-    to a model that does not transfer)."""
-    if data is not None:
-        return any(has_placement(source, d) for d in data.values())
-    return has_placement(source)
 
 
 def _electrodes_text(electrodes: Mapping[str, list[int]], montage: list[str]) -> str:
@@ -164,14 +154,8 @@ def run_training_study(
         if missing:
             raise SpecError(f"data.subjects {missing} are not in the given data ({sorted(data)})")
     ranks = torchrun_process()
-    if ranks.is_distributed and out_dir is None:
-        raise StudyError(
-            f"training study {spec.name!r} runs under torchrun (WORLD_SIZE="
-            f"{ranks.world_size}) without an out_dir: its ranks share their cells only through "
-            "the store; give out_dir (`study run --out`) on a filesystem every rank can reach"
-        )
+    store = CellStore.of_study(spec, out_dir, ranks)
     device = None if device is None else torch.device(device)
-    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     # a subject's windows, and the digest of what they are read from
     source: dict[str, Any] | None = None
     read: Callable[[int], SubjectData]
@@ -232,7 +216,9 @@ def run_training_study(
             }
         )
     result = TrainingStudyResult.from_table(spec, pd.DataFrame(rows))
-    result.placement = _placement(source, data)
+    # whether the data have an electrode placement (the chance check's warning reads it)
+    windows = [None] if data is None else data.values()
+    result.placement = any(has_placement(source, d) for d in windows)
     result.recomputed = len(computed)  # on this rank; under torchrun the others trained theirs
     result.reused = len(cells) - result.recomputed
     if out_dir is not None:

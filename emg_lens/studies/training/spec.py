@@ -284,16 +284,15 @@ class TrainingStudySpec(Spec):
         known = {f.name for f in fields(EncoderConfig)} - set(DERIVED_MODEL_FIELDS)
         reject_unknown("model", model, known)
         stats = table(data.get("stats", {}), "stats")
-        if "family" in stats:
-            raise SpecError(
-                "stats.family is not a key of training studies: each architecture's "
-                "comparisons with the reference input are one family; accepted: test, correction"
-            )
-        if "claims_test" in stats:
-            raise SpecError(
-                "stats.claims_test is not a key of training studies: they declare no claims; "
-                "accepted: test, correction"
-            )
+        for key, why in (
+            ("family", "each architecture's comparisons with the reference input are one family"),
+            ("claims_test", "they declare no claims"),
+        ):
+            if key in stats:
+                raise SpecError(
+                    f"stats.{key} is not a key of training studies: {why}; accepted: test, "
+                    "correction"
+                )
         return {
             "data": train_data,
             "architectures": tuple(architectures),
