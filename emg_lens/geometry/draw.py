@@ -120,7 +120,8 @@ def _outline(ax: plt.Axes, part: Part) -> None:
 def _draw_part(
     ax: plt.Axes, part: Part, values: np.ndarray, norm: Normalize, cmap: str | Colormap
 ) -> None:
-    """``values[k]`` (electrode ``part.electrodes[k]``'s) drawn in ``part``'s frame."""
+    """``values[k]`` (electrode ``part.electrodes[k]``'s) drawn in ``part``'s frame (to scale but
+    for points)."""
     if part.shape is not None and part.cells is not None:  # a grid (Part.__post_init__)
         rows, cols = part.shape
         image = np.full((rows, cols), np.nan)
@@ -135,6 +136,7 @@ def _draw_part(
         )
         ax.set_ylim(y_edges[-1], y_edges[0])  # row 0 at the top, as the grid is laid out
         ax.set_xlabel("mm", fontsize=8)
+        ax.set_aspect("equal")
         return
     _outline(ax, part)
     xs, ys = zip(*part.xy)
@@ -152,6 +154,7 @@ def _draw_part(
     if part.kind != "points":
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_aspect("equal")
 
 
 def plot_channel_values(
@@ -193,10 +196,7 @@ def plot_channel_values(
         _draw_part(ax, part, chosen, norm, cmap)
         axes_note = f" ({montage.axes} axes averaged)" if montage.axes > 1 else ""
         ax.set_title(f"{modality}: {part.name}{axes_note}", fontsize=9)
-        if part.kind != "points":
-            ax.set_aspect("equal")
-    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]))
-    bar.set_label(units)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), label=units)
     fig.suptitle(_title(title, n_subjects), fontsize=10)
     return fig
 
@@ -245,8 +245,6 @@ def plot_channel_value_rows(
         for ax, column, chosen in zip(row_axes, values, per_electrode):
             _draw_part(ax, part, chosen[list(part.electrodes)], norm, cmap)
             ax.set_title(column, fontsize=8)
-            if part.kind != "points":
-                ax.set_aspect("equal")
         row_axes[0].set_ylabel(row, fontsize=8)
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(row_axes))
         bar.set_label(units[row], fontsize=8)
@@ -298,8 +296,6 @@ def plot_channel_groups(
         chosen = electrode_values(np.where(index < 0, np.nan, index), montage)
         _draw_part(ax, part, chosen[list(part.electrodes)], norm, cmap)
         ax.set_title(name, fontsize=8)
-        if part.kind != "points":
-            ax.set_aspect("equal")
     handles = [Patch(color=GROUP_COLORS[k], label=g) for k, g in enumerate(groups)]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(groups), fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -390,8 +386,7 @@ def plot_circle(
         ax.text(0, -1.42, "arrow: from the query to the key it reads", ha="center",
                 fontsize=7, color="0.4")  # fmt: skip
     ax.legend(loc="lower left", fontsize=7, frameon=False, bbox_to_anchor=(-0.08, -0.1))
-    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.8)
-    bar.set_label(units)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.8, label=units)
     ax.set_title(_title(title, n_subjects), fontsize=10)
     return fig
 
@@ -453,7 +448,6 @@ def plot_channel_matrix(
     ax.set_ylim(n - 0.5, -2.6)
     ax.set_xlabel(col_title, fontsize=8)
     ax.set_ylabel(row_title, fontsize=8)
-    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.8)
-    bar.set_label(units)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.8, label=units)
     ax.set_title(_title(title, n_subjects), fontsize=10, pad=18)
     return fig

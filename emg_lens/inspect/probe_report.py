@@ -127,11 +127,9 @@ class ProbeReport:
     def console(self) -> str:
         """What ``emg-lens probe`` prints: the summary, each model's accuracy beside chance
         and a warning for one that is not clearly above it."""
-        return self.summary() + (
-            ""
-            if self.chance is None
-            else f"\n{chance_console(self.chance, below_baseline=below_baseline)}"
-        )
+        if self.chance is None:
+            return self.summary()
+        return f"{self.summary()}\n{chance_console(self.chance, below_baseline=below_baseline)}"
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write the tables (CSV), summary.md, the figures (PNG, SVG) and report.html."""

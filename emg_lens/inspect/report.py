@@ -105,24 +105,18 @@ class InspectionReport:
     def figures(self) -> dict[str, Any]:
         layer, head = self.top_head
         draw = {"qk_circuit": heads.plot_qk_circuit, "ov_circuit": heads.plot_ov_circuit}
-        circuits = {name: draw[name](table) for name, table in self._circuits().items()}
-        return {
+        figs = {
             "attention_flow": heads.plot_attention_flow(self.flow),
-            **circuits,
+            **{name: draw[name](table) for name, table in self._circuits().items()},
             "head_importance": heads.plot_head_importance(self.importance),
             "mass_vs_effect": heads.plot_mass_vs_effect(self.importance),
-            **(
-                {}
-                if self.attribution is None
-                else {"attribution": heads.plot_attribution(self.attribution)}
-            ),
-            **(
-                {}
-                if self.shift is None
-                else {"distribution_shift": layers.plot_distribution_shift(self.shift)}
-            ),
-            "pattern": patterns.plot_pattern(self.model, self.pattern_cache, layer, head),
         }
+        if self.attribution is not None:
+            figs["attribution"] = heads.plot_attribution(self.attribution)
+        if self.shift is not None:
+            figs["distribution_shift"] = layers.plot_distribution_shift(self.shift)
+        figs["pattern"] = patterns.plot_pattern(self.model, self.pattern_cache, layer, head)
+        return figs
 
     def geometry_figures(self) -> dict[str, Any]:
         """The top head's attention on the body and its weight circuit by channel: attention
@@ -257,12 +251,9 @@ class InspectionReport:
     def console(self) -> str:
         """What ``emg-lens inspect`` prints: the summary, the accuracy beside chance and a
         warning when the model is not clearly above it."""
-        chance = (
-            ""
-            if self.chance is None
-            else f"\n{chance_console(self.chance, below_baseline=below_baseline)}"
-        )
-        return self.summary() + chance
+        if self.chance is None:
+            return self.summary()
+        return f"{self.summary()}\n{chance_console(self.chance, below_baseline=below_baseline)}"
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write every table as CSV, summary.md, every figure as PNG and SVG, and report.html

@@ -51,7 +51,7 @@ subject 3: the model's 0.500 is below the per-channel feature baseline's 1.000
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -127,13 +127,7 @@ class BaselineScore:
         >>> BaselineScore("r2", 0.5, 10, 4, "channel RMS, ridge", np.zeros(4)).to_dict()
         {'metric': 'r2', 'value': 0.5, 'n_train': 10, 'n_test': 4, 'kind': 'channel RMS, ridge'}
         """
-        return {
-            "metric": self.metric,
-            "value": self.value,
-            "n_train": self.n_train,
-            "n_test": self.n_test,
-            "kind": self.kind,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"}
 
 
 def _windows(X: Any, field: str) -> np.ndarray:

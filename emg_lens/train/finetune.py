@@ -12,12 +12,9 @@ epoch instead). A linear probe (``linear_probe=True``) freezes the encoder and t
 alone.
 
 These are the settings of BioFoundation's fine-tuning configuration
-(``config/experiment/TinyMyo_finetune.yaml``); what its code runs differs, and emg_lens does not
-reproduce those differences (docs/guide/tinymyo.md, "The recipes and BioFoundation's code"):
-its scheduler is sized in optimiser steps but stepped once per epoch, so it stays in the
-warm-up near 1e-5; its layer-wise decay matches only Mamba parameter names, so every TinyMyo
-weight learns at one rate; it weight-decays every parameter (emg_lens: none on biases and
-LayerNorm).
+(``config/experiment/TinyMyo_finetune.yaml``); what its code runs differs (its schedule, layer
+decay and weight decay), and docs/guide/tinymyo.md ("The recipes and BioFoundation's code")
+lists every difference.
 
 The same recipe with TinyMyo's regression head is `emg_lens.train.regression`; one classifier
 per subject of a data source, saved where studies find them, is
@@ -38,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from emg_lens.checkpoints import load_checkpoint, save_checkpoint
+from emg_lens.checkpoints import load_checkpoint
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import CheckpointError, ConfigError, DataFormatError, check_int, fields_checked
 from emg_lens.models.native.tinymyo import REDUCTIONS, TinyMyo
@@ -373,14 +370,8 @@ def finetune(
     history = FinetuneHistory.of_run(
         log, best, cfg.epochs, val_accuracy=val["accuracy"], val_loss=val["loss"]
     )
-    if out is not None and log.is_main:
-        recipe: dict[str, Any] = {
-            "recipe": RECIPE,
-            "finetune": asdict(cfg),
-            "history": asdict(history),
-        }
-        recipe["threads"] = torch.get_num_threads()  # results can differ in the last bits
-        save_checkpoint(model, out, metadata={**recipe, "pretrained": source, **(metadata or {})})
+    recipe = {"recipe": RECIPE, "finetune": asdict(cfg), "history": asdict(history)}
+    log.save(model, out, recipe, {"pretrained": source, **(metadata or {})})
     return FinetuneResult(model, history)
 
 

@@ -21,6 +21,7 @@ import math
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from emg_lens.checkpoints import save_checkpoint
 from emg_lens.errors import TrainingDivergedError
 from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.train.distributed import DistributedRun, distributed_run
@@ -166,6 +168,20 @@ class RecipeLog:
     steps: int = 0
     world_size: int = 1
     is_main: bool = True
+
+    def save(
+        self,
+        model: HookedBiosignalModel,
+        out: str | Path | None,
+        recipe: dict,
+        more: dict | None = None,
+    ) -> None:
+        """With ``out``, rank 0 saves the trained ``model`` there (`save_checkpoint`), its
+        metadata ``recipe``, torch's CPU threads (results can differ in the last bits with
+        them), then ``more``."""
+        if out is not None and self.is_main:
+            threads = {"threads": torch.get_num_threads()}
+            save_checkpoint(model, out, metadata={**recipe, **threads, **(more or {})})
 
 
 def run_recipe(

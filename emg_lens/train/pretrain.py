@@ -30,7 +30,6 @@ from einops import rearrange
 from jaxtyping import Bool, Float
 from torch.utils.data import DataLoader, Dataset
 
-from emg_lens.checkpoints import save_checkpoint
 from emg_lens.errors import ArgumentError, ConfigError, fields_checked
 from emg_lens.models.native.tinymyo import TinyMyo
 from emg_lens.train.distributed import process_rank, unwrap
@@ -327,12 +326,5 @@ def pretrain(
         steps=log.steps,
         world_size=log.world_size,
     )
-    if out is not None and log.is_main:
-        metadata: dict[str, Any] = {
-            "recipe": RECIPE,
-            "pretrain": asdict(cfg),
-            "history": asdict(history),
-        }
-        metadata["threads"] = torch.get_num_threads()  # results can differ in the last bits
-        save_checkpoint(model, out, metadata=metadata)
+    log.save(model, out, {"recipe": RECIPE, "pretrain": asdict(cfg), "history": asdict(history)})
     return history

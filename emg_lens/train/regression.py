@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from emg_lens.checkpoints import save_checkpoint
 from emg_lens.errors import ArgumentError, DataFormatError
 from emg_lens.models.native.tinymyo import ConvRegressionHead, TinyMyo
 from emg_lens.train.baseline import channel_rms, fit_baseline
@@ -253,12 +252,6 @@ def finetune_regression(
         model, dataset, loss_fn, cfg, None if val_data is None else score, mode="min"
     )
     history = RegressionHistory.of_run(log, best, cfg.epochs, val_mae=val_mae)
-    if out is not None and log.is_main:
-        recipe: dict[str, Any] = {
-            "recipe": REGRESSION_RECIPE,
-            "finetune": asdict(cfg),
-            "loss": loss,
-        }
-        recipe.update(history=asdict(history), pretrained=source, threads=torch.get_num_threads())
-        save_checkpoint(model, out, metadata={**recipe, **(metadata or {})})
+    recipe = {"recipe": REGRESSION_RECIPE, "finetune": asdict(cfg), "loss": loss}
+    log.save(model, out, recipe | {"history": asdict(history), "pretrained": source}, metadata)
     return RegressionResult(model, history)

@@ -1,28 +1,18 @@
 """Trained weights kept by what made them: `emg_lens.train.fit` with ``reuse=True`` reads a
 training done before instead of doing it again.
 
-`fit` is deterministic on the CPU: the same model before training, the same windows, the same
-recipe, the same code and the same number of threads give identical weights. So what it would
-compute can be read back, and nothing else is: an entry's key is all of that (`training_key`):
-`emg_lens.provenance.state_digest` of the model as it enters `fit` (every parameter, with
-whether it trains, and buffer; each module's class and its state that is not a tensor, such
-as ``training`` and ``Dropout.p``, set when it was built or later), the training windows and
-labels (dtype, shape and bytes), the `TrainConfig` less ``progress``, the fixed edge masks,
-`emg_lens.provenance.code_digest` (every emg_lens source), the files of the code the model
-runs beyond emg_lens's and torch's (`emg_lens.train.model_code`: its classes', a user's helper
-modules they import, and the values now of the names those of the user's assign at their top:
-a config dict changed after import is another key), torch's version and its CPU thread count.
-
-A model is trained and not kept where its key could not say what it computes: with a hook
-attached (it would run in the training), or a module class whose code has no file (defined in
-a notebook cell or a REPL); with a warning saying why, where a module's ``forward`` is set on
-the instance (not its class's code), where the code that runs is not its file's (a class or
-helper edited since it was imported, in a notebook that did not reload it:
-`emg_lens.train.model_code.stale_code`), where it holds an object whose state cannot be
-read (or a name its files assign does), or where the training changed its state beyond its
-tensors (an attribute counting steps: a read-back could not restore it). An entry holds the
-trained state dict and the buffers it leaves out, the history and torch's global random state
-after the training (dropout draws from it), so what runs after `fit` runs as it would after the
+`fit` is deterministic on the CPU, so what it would compute can be read back, and nothing else
+is: an entry's key (`training_key`) digests everything the weights depend on, as
+docs/guide/notebook.md ("Training once") lists it: the model as it enters `fit`
+(`emg_lens.provenance.state_digest`), the windows and labels, the `TrainConfig` less
+``progress``, the fixed edge masks, emg_lens's code (`emg_lens.provenance.code_digest`) and the
+model's own (`emg_lens.train.model_code`), torch's version and thread count. A model whose key
+could not say what it computes (`_keyable`: a hook attached, a class with no file, a
+``forward`` set on the instance, code edited since it was imported, state no digest reads) or
+whose training changed its state beyond its tensors (a read-back could not restore it) is
+trained and not kept, with a warning but for a class with no file. An entry holds the trained
+state dict and the buffers it leaves out, the history and torch's global random state after
+the training (dropout draws from it), so what runs after `fit` runs as it would after the
 training. Only CPU trainings are kept (a GPU's kernels need not be deterministic).
 
 Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
