@@ -44,12 +44,8 @@ rest by the operators: ``within_region(left) & heads(0)``, ``cross_region & time
 parietal, frontal)``; ``cross_region`` is the scalp's ``cross_modal``.
 
 The CLS rule: edges that touch the CLS token are neither unimodal nor cross-modal unless
-``include_cls=True``, which makes CLS a modality of its own (CLS -> CLS is unimodal, CLS <->
-signal is cross-modal). So ``unimodal(include_cls=True) | cross_modal(include_cls=True)`` is
-every edge, while without the flag the two leave out exactly the edges that touch CLS. Note that
-masking ``cross_modal`` alone does not isolate the modalities beyond one layer: information can
-still travel emg -> CLS -> acc across two layers; ``cross_modal | from_cls`` cuts that route
-while CLS still reads every token.
+``include_cls=True``, which makes CLS a modality of its own; why, and the emg -> CLS -> acc
+route that ``cross_modal`` alone leaves open: docs/DESIGN.md, section 3.
 
 Edge sets combine with ``|`` (union), ``&`` (intersection), ``-`` (difference) and ``~``
 (complement over all heads x tokens x tokens); ``e.on_heads([0, 2])`` is ``e & heads(0, 2)``.
@@ -58,9 +54,8 @@ They are frozen, hashable and compared structurally. `EdgeSet.compile` turns one
 ``model(x, edge_masks={layer: mask})`` and the masking hooks take.
 
 Every edge set has a canonical string form, used by study files, that `parse` reads back to an
-equal edge set. Its precedence is ``~`` over ``&`` over ``|`` and ``-`` (which share a level and
-associate to the left, as SQL's INTERSECT over UNION / EXCEPT); this differs from Python, where
-``-`` binds tighter than ``&``, so parenthesise mixed ``-`` in code.
+equal edge set; its precedence (not Python's: parenthesise mixed ``-`` in code) is in
+docs/DESIGN.md, section 3, "One string form".
 
 >>> from emg_lens.layout import TokenLayout
 >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 2})

@@ -8,14 +8,10 @@ predictions it already computed into `chance_table`, states them beside chance a
 (`chance_console`). Knockout effects, circuits and attributions of a model at chance describe
 noise: the warning says so by name before any of them.
 
-**The unit is the trial** (docs/DESIGN.md §15). The windows of one trial (one repetition of
-one gesture) overlap and share its noise, so their correctness is correlated and a binomial
-test over windows says far more than the data allow (a model at chance per trial passes it in
-about a quarter of draws). A `TrialScore` holds what the check counts: each trial decided by
-the majority vote of its windows (`emg_lens.stats.units.trial_votes`; a tie is not correct)
-and the window figures beside it. Data that carry no trials (an ``(X, y)`` pair, or the
-``(correct, class_counts)`` form `chance_table` also accepts) count each window as its own
-trial, and the table says so (``unit = "window"``).
+**The unit is the trial** (why: docs/DESIGN.md §15). A `TrialScore` holds each trial decided
+by the majority vote of its windows (`emg_lens.stats.units.trial_votes`) and the window figures
+beside it; data without trials (an ``(X, y)`` pair, or the ``(correct, class_counts)`` form
+`chance_table` also accepts) count each window as its own trial (``unit = "window"``).
 
 *Chance* is the share of the most frequent class among the trials (what always answering that
 class scores; ``1 / n_classes`` when the classes are balanced). A model is **not clearly above
