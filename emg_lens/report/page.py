@@ -1,14 +1,9 @@
 """``report.html``: one self-contained page per output folder, to open in a browser or print.
 
 `write_report` reads what a study (of any kind), a discovery or an inspection wrote into a
-folder and writes ``report.html`` beside it: the summary (``summary.md``: the table, the
-design line, the notes), every figure (PNG, embedded as data), the study spec, each table
-(CSV) behind a fold, sortable by a click on its header, the provenance (each subject's model
-and data digests, the code digest, the emg_lens version) and, where the folder holds one, an
-interactive attention view (CircuitsVis, from ``attention_view.json``). Everything is inside the
-file: no script, style, font or image is fetched, so the page works offline and is safe to
-send. ``emg-lens report DIR`` builds it for an existing folder; studies, ``discover`` and
-``inspect`` write it with their outputs.
+folder and writes ``report.html`` beside it; what the page holds, for the user:
+docs/guide/reports.md, "One report per run". Everything is inside the file: no script, style,
+font or image is fetched, so the page works offline and is safe to send.
 
 What makes it safe to send: every text of the folder is escaped (`emg_lens.report.markdown`
 renders the summary's Markdown, never its HTML); no HTML of the folder is embedded: the
