@@ -45,7 +45,7 @@ parietal, frontal)``; ``cross_region`` is the scalp's ``cross_modal``.
 
 The CLS rule: edges that touch the CLS token are neither unimodal nor cross-modal unless
 ``include_cls=True``, which makes CLS a modality of its own; why, and the emg -> CLS -> acc
-route that ``cross_modal`` alone leaves open: docs/DESIGN.md, section 3.
+route that ``cross_modal`` alone leaves open: docs/DESIGN.md §3.
 
 Edge sets combine with ``|`` (union), ``&`` (intersection), ``-`` (difference) and ``~``
 (complement over all heads x tokens x tokens); ``e.on_heads([0, 2])`` is ``e & heads(0, 2)``.
@@ -55,7 +55,7 @@ They are frozen, hashable and compared structurally. `EdgeSet.compile` turns one
 
 Every edge set has a canonical string form, used by study files, that `parse` reads back to an
 equal edge set; its precedence (not Python's: parenthesise mixed ``-`` in code) is in
-docs/DESIGN.md, section 3, "One string form".
+docs/DESIGN.md §3, "One string form".
 
 >>> from emg_lens.layout import TokenLayout
 >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 2})
