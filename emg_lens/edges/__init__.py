@@ -34,11 +34,11 @@ region rather than refused. A *region* is a set of channels named by a lobe (``f
 ``central``, ``parietal``, ``occipital``, ``temporal``), a hemisphere (``left``, ``right``,
 ``midline``), or a channel name, or several such names joined with ``+`` (their union):
 ``between_regions(C3+C4, frontal)`` is C3 and C4 reading the frontal channels. Lobes and
-hemispheres place each 10-20 / 10-10 name by the table in `emg_lens.edges.regions` (which
-documents the boundary cases: FC and CP central, PO occipital, P7/P8 = old T5/T6 temporal, ...);
-a name it cannot place is an `UnplacedChannelError` when a lobe or hemisphere is asked for.
-Your own groups go in ``regions=`` (``within_region("motor", regions={"motor": ["C3", "Cz",
-"C4"]})``), stored as their channels (``within_region(C3+C4+Cz)``). They compose with the
+hemispheres place each 10-20 / 10-10 name by the table of docs/concepts.md, "Scalp regions"
+(`emg_lens.edges.regions`); a name it cannot place is an `UnplacedChannelError` when a lobe or
+hemisphere is asked for. Your own groups go in ``regions=`` (``within_region("motor",
+regions={"motor": ["C3", "Cz", "C4"]})``), stored as their channels
+(``within_region(C3+C4+Cz)``). They compose with the
 rest by the operators: ``within_region(left) & heads(0)``, ``cross_region & time_window(0)``
 (same-patch edges between lobes), ``between_regions(frontal, parietal) | between_regions(
 parietal, frontal)``; ``cross_region`` is the scalp's ``cross_modal``.
