@@ -22,17 +22,12 @@ trials (``(X, y, trial)``) resample both kinds (`emg_lens.stats.units.crossed_bo
 ``unit`` ``"trial"``, ``trials`` the distinct base trials); where only the base carries them,
 the base trials alone (`~.cluster_bootstrap_ci`); pairs without trials (``(X, y)``) get the
 Clopper-Pearson interval over pairs (``unit`` ``"pair"``), right only for independent pairs.
-On the demo model of `tests/demo_model.py` (1,392 pairs of 16 base trials of the
-interaction gestures, ACC tokens interchanged) they differ where the IIA is far from its
-ceiling: after the last block 0.267, [0.243, 0.291] over pairs, [0.174, 0.369] resampling base
-trials, [0.129, 0.435] resampling both (near 0.94 at layer 0 all three are within 0.02).
 
-Several subjects are never pooled into one interval over their pairs: each subject's pairs
-share its model and its trials, so a pool counts them as independent (on the demo's 8 models,
-one interval 0.448-0.486 where each subject's own is about 0.15 wide). `over_subjects` gives
-the subject-level figure: the mean of the subjects' IIA with a Student-t interval over
-subjects, beside each subject's own interval (`emg_lens.inspect.plots.plot_interchange` draws
-both)."""
+Several subjects are never pooled into one interval over their pairs (each subject's pairs
+share its model and its trials); `over_subjects` gives the mean of the subjects' IIA with a
+Student-t interval over subjects, beside each subject's own
+(`emg_lens.inspect.plots.plot_interchange` draws both). The measured difference:
+docs/guide/what-an-edge-carries.md, first section."""
 
 from __future__ import annotations
 
