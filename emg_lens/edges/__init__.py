@@ -27,21 +27,15 @@ model:
 | `cross_region` | q and k embed channels of two different lobes |
 
 The last four read the layout's channel names (`TokenLayout.channel_names`, a model's
-`EncoderConfig.channel_names`), so they are the scalp vocabulary of EEG models; a layout
-without names refuses them. In a layout with an ``eeg`` token group beside others (EEG and
-sEMG), a channel of another group whose name is no 10-20 / 10-10 name (``EMG1``) is in no
-region rather than refused. A *region* is a set of channels named by a lobe (``frontal``,
-``central``, ``parietal``, ``occipital``, ``temporal``), a hemisphere (``left``, ``right``,
-``midline``), or a channel name, or several such names joined with ``+`` (their union):
-``between_regions(C3+C4, frontal)`` is C3 and C4 reading the frontal channels. Lobes and
-hemispheres place each 10-20 / 10-10 name by the table of docs/concepts.md, "Scalp regions"
-(`emg_lens.edges.regions`); a name it cannot place is an `UnplacedChannelError` when a lobe or
-hemisphere is asked for. Your own groups go in ``regions=`` (``within_region("motor",
-regions={"motor": ["C3", "Cz", "C4"]})``), stored as their channels
-(``within_region(C3+C4+Cz)``). They compose with the
-rest by the operators: ``within_region(left) & heads(0)``, ``cross_region & time_window(0)``
-(same-patch edges between lobes), ``between_regions(frontal, parietal) | between_regions(
-parietal, frontal)``; ``cross_region`` is the scalp's ``cross_modal``.
+`EncoderConfig.channel_names`), the scalp vocabulary of EEG models; a layout without names
+refuses them, and beside other token groups a channel whose name is no 10-20 / 10-10 name
+(``EMG1``) is in no region. A *region* is a lobe, a hemisphere, a channel name, several joined
+with ``+`` (``between_regions(C3+C4, frontal)``), or your own group in ``regions=`` (see
+`within_region`), placed by the table of docs/concepts.md, "Scalp regions"
+(`emg_lens.edges.regions`: a name it cannot place is an `UnplacedChannelError`). They compose
+with the rest by the operators (``within_region(left) & heads(0)``, ``cross_region &
+time_window(0)``: same-patch edges between lobes); ``cross_region`` is the scalp's
+``cross_modal``.
 
 The CLS rule: edges that touch the CLS token are neither unimodal nor cross-modal unless
 ``include_cls=True``, which makes CLS a modality of its own; why, and the emg -> CLS -> acc
