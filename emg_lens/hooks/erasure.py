@@ -3,11 +3,11 @@
 A LEACE eraser (Belrose et al. 2023, arXiv 2306.03819), fitted by EleutherAI's
 ``concept-erasure`` (`LeaceEraser.fit` with its defaults: affine, covariance shrinkage, trace
 kept), and its norm-matched placebo: what they guarantee and how a study reads them,
-docs/guide/what-an-edge-carries.md, "Erasing a concept". The package's ``svd_tol`` is an
-ABSOLUTE threshold (0.01) on the singular values of the whitened cross-covariance (``W @
-sigma_xz``), each at most ``sqrt(p (1 - p))`` for a class of share ``p``: a weak direction
-(a class of a few windows) is left, so the eraser's ``rank`` says how many directions it
-removed, its ``left`` and a warning how much of the cross-covariance remains.
+docs/guide/what-an-edge-carries.md, "Erasing a concept" (which also says why a weak direction
+can be left: the package's absolute ``svd_tol``). A direction's singular value in the whitened
+cross-covariance is at most ``sqrt(p (1 - p))`` for a class of share ``p``; the eraser's
+``rank`` says how many directions it removed, its ``left`` and a warning how much of the
+cross-covariance remains.
 
 The representation is a token group's vectors **side by side** (``[window, tokens *
 d_model]``), as `emg_lens.inspect.probes` reads a group, so the guarantee covers a probe of the

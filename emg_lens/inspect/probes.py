@@ -14,19 +14,9 @@ at all. Windows without repetitions (``(X, y)`` data) are each their own trial. 
 keep trials whole the control is one draw of a permutation null (about ±0.15 with 40 trials of
 4 classes), so read ``accuracy`` against ``chance`` first.
 
-**Folds keep each trial's windows together** (why: docs/DESIGN.md §15), by this rule
-(`fold_windows`):
-
-- every label (class) has at least ``folds`` trials: ``folds`` stratified group folds
-  (scikit-learn's `StratifiedGroupKFold`, shuffled with ``seed``; a regression target:
-  `GroupKFold`), the trials as groups (``fold_unit`` ``"trial"``, or ``"window"`` where each
-  window is its own trial);
-- trials are fewer than that, and the windows carry repetitions in which every label occurs at
-  least twice: leave one repetition out (`LeaveOneGroupOut`; as many folds as repetitions,
-  ``fold_unit`` ``"repetition"``), the usual split of gesture data (a demo subject: 4 held-out
-  repetitions, so 4 trials per gesture and 4 folds where 5 were asked for);
-- otherwise the probe is refused with an `ArgumentError` naming the class, its trial count and
-  the folds asked for."""
+**Folds keep each trial's windows together** (why: docs/DESIGN.md §15): stratified group
+folds of trials where every label has ``folds`` trials, else one repetition left out per fold,
+else refused; the rule in full is `fold_windows`'s."""
 
 from __future__ import annotations
 
@@ -264,12 +254,15 @@ def fold_windows(
     unit: str = "repetition",
     what: str = "class",
 ) -> Folds:
-    """Cross-validation folds of windows that keep each trial's windows together, by the rule
-    of the module docstring: ``folds`` stratified group folds of trials where every label has
-    that many trials, else leave one repetition out, else an `ArgumentError` naming the label
+    """Cross-validation folds of windows that keep each trial's windows together: where every
+    label has at least ``folds`` trials, ``folds`` stratified group folds of the trials
+    (`StratifiedGroupKFold` shuffled with ``seed``; a float ``target``, a regression's:
+    `GroupKFold`), ``Folds.unit`` ``"trial"`` (``"window"`` where each window is its own
+    trial); else, where every label occurs in two repetitions or more, one repetition left out
+    per fold (`LeaveOneGroupOut`, unit ``"repetition"``: a demo subject's 4 held-out
+    repetitions give 4 folds where 5 were asked for); else an `ArgumentError` naming the label
     (``what`` names it: ``"class"``, ``"label"``), its trial count and ``folds``. ``unit`` is
-    the data's trial unit (`emg_lens.data.trials.trial_unit`). A float ``target`` is a
-    regression's: its folds are not stratified.
+    the data's trial unit (`emg_lens.data.trials.trial_unit`).
 
     >>> y = np.repeat([0, 1, 0, 1], 3)  # 2 classes x 2 repetitions, 3 windows a trial
     >>> rep = np.repeat([1, 1, 2, 2], 3)

@@ -16,16 +16,15 @@ torch's global random state after the training (dropout draws from it), so what 
 not be deterministic).
 
 Entries are ``trained/<key>.pt`` in the preprocessing cache's folder
-(`emg_lens.data.cache.default_cache_dir`: ``$EMG_LENS_CACHE``, or the user cache directory;
-``EMG_LENS_CACHE=off`` keeps none), each written atomically, so processes sharing the folder
-read a whole entry or none. An entry that does not read back exactly as it was written (cut
-short, damaged, another key, tensors of other names, shapes or dtypes, a payload that
+(`emg_lens.data.cache.default_cache_dir`; where it is, its variables and its size cap:
+docs/guide/recordings.md, "Real data"), each written atomically, so processes sharing the
+folder read a whole entry or none. An entry that does not read back exactly as it was written
+(cut short, damaged, another key, tensors of other names, shapes or dtypes, a payload that
 ``weights_only`` refuses) is a warning and a training from the start: it is checked whole
-before the model is touched, and the model is put back as it was where loading fails. The
-entries count in the cache's size cap (`emg_lens.data.cache.cache_max_bytes`, 10 GB unless
-``$EMG_LENS_CACHE_MAX_GB`` says otherwise) with the preprocessed subjects: after a training is
-kept, `emg_lens.data.cache.evict` removes the least recently used of both (reading an entry
-uses it). The demo's IsoNet's entry is about 0.4 MB; removing the folder costs only trainings.
+before the model is touched, and the model is put back as it was where loading fails. After a
+training is kept, `emg_lens.data.cache.evict` removes the least recently used of the trainings
+and preprocessed subjects (reading an entry uses it). The demo's IsoNet's entry is about
+0.4 MB.
 
 >>> import numpy as np
 >>> from emg_lens import EncoderConfig
