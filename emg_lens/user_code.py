@@ -1,19 +1,12 @@
 """The Python files a study names, and the consent it takes to run them.
 
-A study file may reference code (``hook = "hooks/file.py:name"``, and ``modules =
-"models.py:build_modules"``: see `ModuleBuilder`), so running a study that someone else wrote
-runs their code. As with Hugging Face's ``trust_remote_code``, emg_lens runs
-it only when the user says so (``emg-lens study run --allow-code``, ``allow_code=True``), and
-only from inside the study file's *project* (`project_root`: the nearest folder above the
-study file holding ``pyproject.toml`` or ``.git``, else the study file's own folder): a
-reference is a path relative to the study file's folder, never absolute, never climbing out of
-the project through ``..`` or a link, never looked up in the working directory.
-
-Consent is ``allow_code=True`` (``--allow-code``: the files as they are now, for the user who
-has just read them) or the SHA-256 digests ``study check`` listed (``allow_code=[digest, ...]``,
-``--allow-code DIGEST`` once per file): then a file whose bytes match none of them is refused,
-so a file edited between the look and the run never runs, and a digest that matches no file of
-the study is refused too (it was meant for another file).
+A study file may reference code (``hook = "hooks/file.py:name"``, ``modules =
+"models.py:build_modules"``: see `ModuleBuilder`), so running someone else's study runs their
+code. As with Hugging Face's ``trust_remote_code``, it runs only with consent
+(``allow_code=True``, or the SHA-256 digests ``study check`` lists: a file matching none is
+refused, and so is a digest matching no file) and only from inside the study file's project
+(`project_root`). The user's rules (the project, the paths, the flags): docs/guide/studies.md,
+"What emg_lens runs, and what it only reads".
 
 Nothing here executes anything until `load_code` is called with consent, and `load_code` runs
 exactly the bytes the user consented to: it hashes them again and refuses a file that changed.
@@ -23,11 +16,10 @@ a hook factory returned hooks, `ModuleBuilder.build` that a builder returned mod
 
 A checkpoint holding the user's own modules (a `HookedTorchEncoder`'s tokenizer and readout,
 which ``config.json`` cannot rebuild) loads through a *module builder*, ``build_modules(info)``
-in the user's file, returning ``{"embed": module, "readout": module}`` for the checkpoint's
-parsed ``config.json``. A study names it (``modules = ...``, inside its project like a hook), a
-command takes ``--modules FILE:FUNCTION`` (`locate_argument`), and both run it only with
-``--allow-code``; `load_model` loads with it, and `require_builder` refuses, before anything
-runs, a checkpoint that needs one when none was given.
+returning ``{"embed": module, "readout": module}`` for the checkpoint's parsed ``config.json``
+(docs/guide/bring-your-own-model.md); `locate_argument` reads ``--modules FILE:FUNCTION``,
+`load_model` loads with it, and `require_builder` refuses, before anything runs, a checkpoint
+that needs one when none was given.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())

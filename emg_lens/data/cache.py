@@ -8,14 +8,14 @@ source with its preprocessing, the subject, the content of every file read, `CAC
 and the source code of the modules that read and preprocess the data (the registry entry's
 ``cache_modules`` and every emg_lens module they import).
 
-The cache lives in the user's cache directory (`default_cache_dir`), never in a dataset's
-folder, so read-only and shared data folders work. It is capped in size (`cache_max_bytes`,
-`evict`: the least recently used go first), together with the trainings `emg_lens.train.fit`
-keeps (``reuse=True``) in its ``trained/`` folder (`TRAINED_FOLDER`). Several processes may
-share one cache folder: a reader sees a whole entry or none, and eviction never removes an
-entry being written. The cache removes only what it wrote (`is_cache_file`), so
-``EMG_LENS_CACHE`` pointed at a folder of the user's loses none of the user's files, and the
-first use of such a folder in a process warns, naming them (`warn_foreign_files`).
+The cache lives in the user's cache directory (`default_cache_dir`; where, and the variables
+that move or cap it: docs/guide/recordings.md, "Real data"), never in a dataset's folder. It
+is capped in size (`cache_max_bytes`, `evict`: least recently used first), together with the
+trainings `emg_lens.train.fit` keeps in its ``trained/`` folder (`TRAINED_FOLDER`). Several
+processes may share one cache folder: a reader sees a whole entry or none, and eviction never
+removes an entry being written. The cache removes only what it wrote (`is_cache_file`), and
+the first use of a folder holding the user's files in a process warns, naming them
+(`warn_foreign_files`).
 
 >>> import tempfile
 >>> from emg_lens.data import data_source

@@ -1,10 +1,9 @@
 """Did the electrodes move? A label-free check of each held-out repetition's placement, and the
 channels put back before preprocessing.
 
-An armband worn turned or the other way round, a grid stuck on transposed, a cap read with left
-and right swapped: the held-out channels then carry other electrodes' signals, and a model that
-reads electrodes fails for a reason no accuracy names. The check needs no labels. For each
-held-out repetition (a session counts as its repetitions, `emg_lens.data.formats.trial_files`):
+What it detects and what the user sees: docs/guide/recordings.md, "Your own recordings". The
+check needs no labels. For each held-out repetition (a session counts as its repetitions,
+`emg_lens.data.formats.trial_files`):
 
 1. the correlation matrix, over time, of each channel's raw signal high-passed and rectified,
    of the held-out repetition and of the training repetitions (their mean);
@@ -16,11 +15,10 @@ held-out repetition (a session counts as its repetitions, `emg_lens.data.formats
    the data say so; otherwise the check says "no move" or "cannot tell", and why
    (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned.
 
-Raw, not preprocessed: a `SubjectData`'s windows are standardised per channel on the training
-repetitions, so a channel that moved carries another electrode's scale. The check reads the raw
-signals (`check_recording`; `check_subject` reads the recording again from its data source),
-and `realign_recording` / `realign_subject` put the held-out channels back *before*
-preprocessing, so each channel's scale travels with its electrode.
+Raw, not preprocessed (the windows are standardised per channel on the training
+repetitions): `check_recording` reads the raw signals (`check_subject` reads the recording again
+from its data source), and `realign_recording` / `realign_subject` put the held-out channels
+back *before* preprocessing, so each channel's scale travels with its electrode.
 
 On LibEMG's Myo set (`tests/data/libemg_myo`) it names the armband mirrored in R_3 and keeps
 the identity for R_0–R_2 (the numbers: docs/DESIGN.md §16).

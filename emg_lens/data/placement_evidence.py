@@ -1,12 +1,10 @@
 """The evidence for a move: when the placement check names a map, and when it says it cannot
 tell (docs/DESIGN.md §16).
 
-The best-scoring map of a placement's symmetries is not evidence by itself: where several maps
-fit about equally (a dead channel, noisy sources, crosstalk, a grid whose rows look alike) one
-wins by noise, and realigning by it scrambles channels that never moved. Each trial is
-high-passed before it is rectified (consecutive samples differenced, so a baseline wander or an
-offset shapes no channel's envelope), and a move is named only when four questions are answered
-from the data:
+The best-scoring map is not evidence by itself (why, and what naming it on noise cost:
+docs/DESIGN.md §16). Each trial is high-passed before it is rectified (consecutive samples
+differenced, so a baseline wander or an offset shapes no channel's envelope), and a move is
+named only when four questions are answered from the data:
 
 1. **Is the held-out repetition placed differently from the training ones?** A permutation test
    over trials, the independent unit (docs/DESIGN.md §15): under "not moved" the trials of each

@@ -1,9 +1,8 @@
 """The independent unit: which windows share a trial.
 
-A window is not an observation. The windows of one *trial* (one repetition of one gesture by
-one subject, or one session's) overlap and share the trial's noise, posture and electrode
-placement, so an inference that counts windows as independent says more than the data allow
-(docs/DESIGN.md §15). Every inference over held-out data counts trials (and subjects):
+The windows of one *trial* overlap and share its noise, posture and electrode placement, so
+every inference over held-out data counts trials (and subjects), not windows (why:
+docs/DESIGN.md §15). What a trial is:
 
 - windows cut from a recording carry their gesture and repetition: a trial is a distinct
   ``(class, repetition)`` pair of one subject (``unit = "repetition"``);

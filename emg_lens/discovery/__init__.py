@@ -1,21 +1,17 @@
 """Screening and discovery: find the attention-edge circuit, not only test a guessed one.
 
 The "edges" are attention knockouts (a query group's keys of another group, per layer and
-head, cut with ``-inf`` on the logits), not the component-to-component edges of ACDC or EAP:
-
-- `screen` estimates the effect of *every* candidate of a family (`default_family`: each
-  layer x head x query group -> key group, compiled once, `compile_family`) from one clean
-  forward and one backward (the masked pattern exact, AtP*; the last layers' cuts exact,
-  `last_layers`; an earlier one's downstream effect linearised, with a ``risk`` that predicts
-  its error, or weighed by integrated gradients, EAP-IG); `Screen.verify` measures the
-  riskiest, the best and a random sample exactly, and bounds what the ranking missed;
-- `discover` cuts candidates greedily, least important first, while the exact metric stays
-  within ``tau`` of its full-to-empty range and every class keeps its accuracy, and returns
-  the circuit as edge sets that parse back (``Discovery.complement`` is what a study cuts to
-  run only the circuit); the candidates are tried in the screen's order or, with
-  ``method="gates"``, in the order learned edge gates give them (`gates`); `stability`
-  measures how the circuit changes over resamples and subjects; `Discovery.areas` gives
-  MIB's CPR and CMD of its faithfulness curve (`faithfulness_areas`).
+head, cut with ``-inf`` on the logits), not the component-to-component edges of ACDC or EAP.
+`screen` estimates the effect of *every* candidate of a family (`default_family`, compiled
+once by `compile_family`) from one clean forward and one backward, and `Screen.verify`
+measures the riskiest, the best and a random sample exactly, bounding what the ranking missed;
+`discover` cuts candidates, least important first (the screen's order, or with
+``method="gates"`` that of learned edge gates, `gates`), while the exact metric and every
+class's accuracy stay within ``tau``, and returns the circuit as edge sets that parse back
+(``Discovery.complement``: what a study cuts to run only the circuit) with MIB's CPR and CMD
+(`Discovery.areas`); `stability` measures it over resamples and subjects. How each works and
+how far to trust it: docs/guide/discovery.md and docs/ARCHITECTURE.md, "Discovery: what to
+trust".
 
 `emg_lens.discovery.study` runs both as a study (``kind = "discovery"``) over many subjects,
 resumable in the provenance-keyed store; `emg_lens.discovery.plots` draws them."""

@@ -8,11 +8,10 @@ model is the clean one with the touched query positions recomputed, and the read
 stream *is* the cut model's output: no linearisation, at the cost of the block's MLP on the
 touched positions and one readout per candidate.
 
-This is where the first-order screen fails most (issue 25): a last-layer cut that moves a
-saturated softmax row, a LayerNorm or the margin's runner-up class, and above all a cut of the
-CLS row when the CLS head reads that one row. A cut of the CLS query row in layer ``L-2`` fails
-the same way (demo subject 1: estimated +0.23, exact -0.84), and is computed exactly too where
-the readout reads few tokens:
+This is where the first-order screen fails most (issue 25; the measurements:
+docs/ARCHITECTURE.md, "Discovery: what to trust"), above all on a cut of the CLS row when the
+CLS head reads that one row. A cut of the CLS query row in layer ``L-2`` is computed exactly
+too where the readout reads few tokens:
 
 1. the cut changes block ``L-2``'s attention output only at the query positions it touches
    (`AttentionOutput.change`), and the rest of that block acts position by position, so the

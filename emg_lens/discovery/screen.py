@@ -1,49 +1,26 @@
 """Screening: the effect of every candidate knockout, from one clean forward and one backward.
 
-For a metric ``m`` (per window, e.g. the true class's logit margin), each candidate is a set of
-attention edges cut with ``-inf`` in one layer. Cutting it changes that layer's pattern from
-``A`` to ``A'``, and ``A'`` is computed *exactly* from the cached clean logits: a softmax over
-the scores with the candidate's keys removed (a query row with every key cut becomes a zero row,
-as in the model). This is the AtP* fix for attention saturation: attribution patching that
-linearises the softmax itself would miss a head that puts all its weight on the cut keys. Only
-the effect of the new pattern on the metric downstream is linearised:
+For a metric ``m`` per window, each candidate is a set of attention edges cut with ``-inf`` in
+one layer. Its new pattern ``A'`` is computed *exactly* from the cached clean logits (a softmax
+with the candidate's keys removed; a row with every key cut is a zero row, as in the model), the
+AtP* fix for saturated softmaxes; only the effect of ``A'`` on the metric downstream is
+linearised:
 
     delta_m(window) ~= sum over (head, query, key) of dm/dA * (A' - A)
 
-with ``dm/dA`` from one backward pass of the summed metric to every ``hook_pattern`` (windows
-do not interact, so one backward gives every window's gradient). The cost is one forward, one
-backward and a softmax over the affected rows per candidate, whatever the family's size.
+with ``dm/dA`` from one backward of the summed metric to every ``hook_pattern`` (windows do not
+interact, so one backward gives every window's gradient). The metric must be differentiable:
+``"margin"`` (true-class logit minus the best other; the estimated accuracy effect counts a
+window correct while its estimated margin stays positive) or ``"logprob"``. The linearisation
+ignores how later layers react; `Screen.verify` measures the best candidates exactly.
 
-The metric must be differentiable: ``"margin"`` (true-class logit minus the best other class;
-the window is classified correctly when it is positive) or ``"logprob"`` (the true class's
-log-probability). The accuracy effect is reported too, estimated from the margin: a window
-counts as correct after the cut when its estimated margin stays positive. Where the estimate
-fails: the linearisation ignores how later layers react to the change (self-repair, saturated
-downstream softmaxes); `Screen.verify` measures the best candidates exactly.
-
-``estimator="ig"`` integrates the gradients instead (EAP-IG: edge attribution patching with
-integrated gradients, Hanna, Pezzelle and Belinkov 2024, "Have Faith in Faithfulness: Going
-Beyond Circuit Overlap When Finding Model Mechanisms", arXiv 2403.17806; the attribution
-method MIB scores best with, Mueller et al., ICML 2025, arXiv 2504.13151). ``dm/dA`` is
-averaged over ``ig_steps`` points of a path from the uncut model to the model with every
-candidate of the family cut, EAP-IG's path from the clean to the corrupted run:
-
-    delta_m(window) ~= sum of (A' - A) * mean over k of dm/dA at alpha_k = (k - 1/2) / steps
-
-A ``-inf`` cut has no finite point between uncut and cut *scores*, so the path runs through the
-*patterns*: at strength ``alpha`` each layer's pattern is ``P + alpha (P_cut - P)``, ``P`` the
-softmax of the scores the layer receives and ``P_cut`` the same scores with the family's edges
-cut (`emg_lens.components.attend.cut_pattern`). Both ends are exact (``alpha = 1`` is the
-``m(empty)`` of `discover`'s faithfulness), every point between is finite and continuous (a row
-cut whole fades to zero instead of jumping, as it would under a renormalised mask strength),
-and in the first layer the path touches it is the straight line the estimate dots with
-``A' - A``. So for one candidate the estimate converges to its exact effect as the steps grow
-(IG's completeness; the midpoint rule's error falls as 1/steps^2 where the metric is smooth
-along the path, more slowly where it is not: a margin whose top class changes gave -1.0022,
--0.9988 and -0.9879 at 5, 20 and 80 steps against the exact -0.9887); one path serves every
-candidate, so EAP-IG costs ``ig_steps`` forward and backward passes in all. (EAP-IG's code sums
-the left Riemann points from the corrupted end; the midpoint rule is second-order.) Candidates
-computed exactly (the last layers) stay exact.
+``estimator="ig"`` is EAP-IG: ``dm/dA`` averaged over the midpoints ``alpha_k = (k - 1/2) /
+ig_steps`` of a path through the *patterns* (``P + alpha (P_cut - P)``, ``P_cut`` from
+`emg_lens.components.attend.cut_pattern`), since a ``-inf`` cut has no finite point between
+uncut and cut scores. The midpoint rule is chosen over the left Riemann sum of EAP-IG's code
+because it is second-order. Candidates computed exactly (the last layers) stay exact. The
+method, its references and measurements: docs/guide/discovery.md (the ``estimator="ig"``
+paragraph); how far to trust either: docs/ARCHITECTURE.md, "Discovery: what to trust".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

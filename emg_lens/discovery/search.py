@@ -14,12 +14,9 @@ masked pass (`emg_lens.discovery.exact.ExactPasses`), from the candidate's layer
 
 Two orders (``method``): ``"greedy"`` (the default) tries the candidates by the screen's
 effect (exact where `Screen.verify` measured it); ``"gates"`` by learned edge gates
-(`emg_lens.discovery.gates`: mask optimisation, all candidates judged together). The
-decisions are the same exact passes either way. `benchmarks/search_methods.py` compares them
-by the area under faithfulness against circuit size: a tie on eight trained views, at three to
-seven times the time for the gates, hence the greedy default (`docs/ARCHITECTURE.md`,
-"Discovery: what to trust"). Every search reports that area for its own curve, with the area
-between the curve and 1: MIB's CPR and CMD (`Discovery.areas`).
+(`emg_lens.discovery.gates`). The decisions are the same exact passes either way; why greedy is
+the default: docs/guide/discovery.md (the ``method="gates"`` paragraph). Every search reports
+MIB's CPR and CMD of its faithfulness curve (`Discovery.areas`).
 
 The result names the circuit as edge sets that parse back: ``complement`` is what to cut to run
 *only* the circuit (paste it into a study with layer mode ``all``), ``circuit`` the edges kept.

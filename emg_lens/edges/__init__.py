@@ -27,29 +27,19 @@ model:
 | `cross_region` | q and k embed channels of two different lobes |
 
 The last four read the layout's channel names (`TokenLayout.channel_names`, a model's
-`EncoderConfig.channel_names`), so they are the scalp vocabulary of EEG models; a layout
-without names refuses them. In a layout with an ``eeg`` token group beside others (EEG and
-sEMG), a channel of another group whose name is no 10-20 / 10-10 name (``EMG1``) is in no
-region rather than refused. A *region* is a set of channels named by a lobe (``frontal``,
-``central``, ``parietal``, ``occipital``, ``temporal``), a hemisphere (``left``, ``right``,
-``midline``), or a channel name, or several such names joined with ``+`` (their union):
-``between_regions(C3+C4, frontal)`` is C3 and C4 reading the frontal channels. Lobes and
-hemispheres place each 10-20 / 10-10 name by the table in `emg_lens.edges.regions` (which
-documents the boundary cases: FC and CP central, PO occipital, P7/P8 = old T5/T6 temporal, ...);
-a name it cannot place is an `UnplacedChannelError` when a lobe or hemisphere is asked for.
-Your own groups go in ``regions=`` (``within_region("motor", regions={"motor": ["C3", "Cz",
-"C4"]})``), stored as their channels (``within_region(C3+C4+Cz)``). They compose with the
-rest by the operators: ``within_region(left) & heads(0)``, ``cross_region & time_window(0)``
-(same-patch edges between lobes), ``between_regions(frontal, parietal) | between_regions(
-parietal, frontal)``; ``cross_region`` is the scalp's ``cross_modal``.
+`EncoderConfig.channel_names`), the scalp vocabulary of EEG models; a layout without names
+refuses them, and beside other token groups a channel whose name is no 10-20 / 10-10 name
+(``EMG1``) is in no region. A *region* is a lobe, a hemisphere, a channel name, several joined
+with ``+`` (``between_regions(C3+C4, frontal)``), or your own group in ``regions=`` (see
+`within_region`), placed by the table of docs/concepts.md, "Scalp regions"
+(`emg_lens.edges.regions`: a name it cannot place is an `UnplacedChannelError`). They compose
+with the rest by the operators (``within_region(left) & heads(0)``, ``cross_region &
+time_window(0)``: same-patch edges between lobes); ``cross_region`` is the scalp's
+``cross_modal``.
 
 The CLS rule: edges that touch the CLS token are neither unimodal nor cross-modal unless
-``include_cls=True``, which makes CLS a modality of its own (CLS -> CLS is unimodal, CLS <->
-signal is cross-modal). So ``unimodal(include_cls=True) | cross_modal(include_cls=True)`` is
-every edge, while without the flag the two leave out exactly the edges that touch CLS. Note that
-masking ``cross_modal`` alone does not isolate the modalities beyond one layer: information can
-still travel emg -> CLS -> acc across two layers; ``cross_modal | from_cls`` cuts that route
-while CLS still reads every token.
+``include_cls=True``, which makes CLS a modality of its own; why, and the emg -> CLS -> acc
+route that ``cross_modal`` alone leaves open: docs/DESIGN.md §3.
 
 Edge sets combine with ``|`` (union), ``&`` (intersection), ``-`` (difference) and ``~``
 (complement over all heads x tokens x tokens); ``e.on_heads([0, 2])`` is ``e & heads(0, 2)``.
@@ -58,9 +48,8 @@ They are frozen, hashable and compared structurally. `EdgeSet.compile` turns one
 ``model(x, edge_masks={layer: mask})`` and the masking hooks take.
 
 Every edge set has a canonical string form, used by study files, that `parse` reads back to an
-equal edge set. Its precedence is ``~`` over ``&`` over ``|`` and ``-`` (which share a level and
-associate to the left, as SQL's INTERSECT over UNION / EXCEPT); this differs from Python, where
-``-`` binds tighter than ``&``, so parenthesise mixed ``-`` in code.
+equal edge set; its precedence (not Python's: parenthesise mixed ``-`` in code) is in
+docs/DESIGN.md §3, "One string form".
 
 >>> from emg_lens.layout import TokenLayout
 >>> layout = TokenLayout.channel_tokens({"emg": 1, "acc": 2})

@@ -1,43 +1,8 @@
 """Scalp regions of 10-20 / 10-10 EEG channel names: the table the region selectors read.
 
-A standard EEG electrode name is a *row* prefix (front to back: ``Fp AF F FC C CP P PO O I``,
-and the temporal rows ``FT T TP`` at the sides) and a *position*: an odd number on the left
-hemisphere, an even one on the right, ``z`` (zero) on the midline, the numbers growing away
-from the midline (Jasper 1958's 10-20 system; its 10-10 extension and nomenclature as in
-Oostenveld & Praamstra 2001, "The five percent electrode system for high-resolution EEG and
-ERP measurements", Clin. Neurophysiol. 112:713-719, and the ACNS Guideline 2 (formerly
-Guideline 5), "Standard electrode position nomenclature", Acharya et al. 2016, J. Clin.
-Neurophysiol. 33:308-311). None of them assigns electrodes to lobes: the letter names the
-region, and the table below is emg_lens's decision, its boundary cases listed.
-
-`place` puts a name in one *lobe* region (`LOBES`) and one *hemisphere* (`HEMISPHERES`):
-
-==========  ======================================================================
-lobe        rows (and single names)
-==========  ======================================================================
-frontal     Fp, AF, F; Nz
-central     FC, C, CP
-parietal    P (but P7, P8, P9, P10: temporal)
-occipital   PO, O, I
-temporal    FT, T, TP; P7, P8, P9, P10; the mastoids and ear lobes A1, A2, M1, M2
-==========  ======================================================================
-
-The boundary cases, decided here:
-
-- FC and CP are *central*: "central" is the sensorimotor strip around the central sulcus
-  (FC over the precentral/premotor cortex, CP over the postcentral), as motor-imagery montages
-  group FC, C and CP. Name your own region if you want FC frontal
-  (``regions={"frontal": [...]}`` on the selector).
-- PO is *occipital*: with O and I it is the posterior, visual region.
-- FT, T and TP are *temporal* (the lateral rows), and so are P7/P8 (and P9/P10): the old names
-  of P7/P8 are T5/T6, the posterior temporal electrodes of the 10-20 system, which the classic
-  19-channel grouping calls temporal. The old names T3, T4, T5, T6 are read as T7, T8, P7, P8.
-- F7/F8 are *frontal*, by their letter, although clinical montages count them in the
-  temporal chain (Fp1-F7-T3-T5-O1) as anterior temporal; so are F9/F10 and AF9/AF10 on the
-  equator below them (FT9/FT10 beside them are temporal, by their row). PO9/PO10 and O9/O10
-  are *occipital*, by their rows. Name your own region to group them otherwise.
-- A1/A2 (ear lobes) and M1/M2 (mastoids) are *temporal*, left (1) and right (2): they sit on
-  the temporal bone. Nz (nasion) is frontal and midline.
+`place` puts a name in one *lobe* region (`LOBES`) and one *hemisphere* (`HEMISPHERES`) by
+emg_lens's table; the table, its boundary cases (FC and CP central, PO occipital, P7/P8 =
+old T5/T6 temporal, ...) and the nomenclature it follows: docs/concepts.md, "Scalp regions".
 
 A name is read case-insensitively (``FP1``, ``cz``), after dropping an ``EEG`` prefix, a
 reference suffix (``-REF``, ``-LE``, ``-AR``, ``-AVG``, ``-A1``, ``-A2``, ``-M1``, ``-M2``) and

@@ -1,35 +1,23 @@
 """Concept erasure at a token group, as a TransformerLens hook, and the placebo beside it.
 
-LEACE (Belrose et al. 2023, "LEACE: Perfect linear concept erasure in closed form", arXiv
-2306.03819), fitted by EleutherAI's ``concept-erasure`` package (`LeaceEraser.fit`, its
-defaults: the affine eraser, shrinkage of the covariance, the trace of the covariance kept
-from growing), is the smallest affine edit of a representation after which no linear
-classifier predicts a concept better than a constant on the data it was fitted on: the
-concept's class means coincide, the cross-covariance with the one-hot concept is zero, up to
-the package's ``svd_tol``: an ABSOLUTE threshold of 0.01 on the singular values of the whitened
-cross-covariance (``W @ sigma_xz``, ``W`` the inverse square root of the covariance), not a
-share of the largest. There a direction's singular value is at most the standard deviation of
-a one-hot column, ``sqrt(p (1 - p))`` for a class of share ``p``, so a weak direction, such as
-a class of a few windows, falls under it whatever the strong ones are and is left: the
-eraser's ``rank`` says how many directions it removed, its ``left`` and a warning how much of
-the cross-covariance remains.
+A LEACE eraser (Belrose et al. 2023, arXiv 2306.03819), fitted by EleutherAI's
+``concept-erasure`` (`LeaceEraser.fit` with its defaults: affine, covariance shrinkage, trace
+kept), and its norm-matched placebo: what they guarantee and how a study reads them,
+docs/guide/what-an-edge-carries.md, "Erasing a concept" (which also says why a weak direction
+can be left: the package's absolute ``svd_tol``). A direction's singular value in the whitened
+cross-covariance is at most ``sqrt(p (1 - p))`` for a class of share ``p``; the eraser's
+``rank`` says how many directions it removed, its ``left`` and a warning how much of the
+cross-covariance remains.
 
-Here the representation is a token group's vectors **side by side** (``[window, tokens *
+The representation is a token group's vectors **side by side** (``[window, tokens *
 d_model]``), as `emg_lens.inspect.probes` reads a group, so the guarantee covers a probe of the
-whole group; an eraser shared by the group's tokens one at a time would leave what a probe
-reads by combining tokens. `fit_token_eraser` fits one on cached activations;
-`fit_erasers` fits one per hook point in forward order, each on the activations the erasers
-before it leave (what a study erasing in several layers applies). A `TokenEraser` is the hook
-``fn(activation, hook)``: the group's tokens are replaced by their erased values, the other
-tokens kept.
-
-`TokenEraser.placebo` is the control every erasure is shown beside: it moves each window
-along the direction that would remove a random subspace of the eraser's rank (the orthogonal
-projection of the centred vectors onto it, its basis TransformerLens's seeded `random_basis`,
-the basis of its `NormMatchedPlacebo`), exactly as far as the eraser moves that window: short
-of removing that subspace's component, or past it (then reversing it) where the eraser moves
-the window further. A change that the placebo makes as well comes from
-moving the tokens that far, not from the concept.
+whole group; one eraser shared by the tokens one at a time would leave what a probe reads by
+combining them. `fit_token_eraser` fits one on cached activations; `fit_erasers` one per hook
+point in forward order, each on the activations the erasers before it leave (a study erasing
+in several layers). A `TokenEraser` is the hook ``fn(activation, hook)``: the group's tokens
+replaced by their erased values, the others kept. `TokenEraser.placebo` moves each window
+along the removal of a random subspace of the eraser's rank (TransformerLens's seeded
+`random_basis`, the basis of its `NormMatchedPlacebo`), exactly as far as the eraser moves it.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

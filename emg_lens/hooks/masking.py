@@ -1,12 +1,9 @@
 """Hooks that cut attention edges: ``-inf`` logits (the paper's method) or zeroed patterns.
 
-`mask_edges` belongs at ``blocks.{l}.attn.hook_attn_scores``: it writes ``-inf`` into the
-masked (query, key) logits before the softmax, so each query's remaining keys are
-renormalised — the model simply cannot see the masked keys. `zero_edges` belongs at
-``hook_pattern`` and zeroes attention weights after the softmax without renormalising, the
-alternative the IsoNet paper argues against (it shrinks every affected query's update).
-`mask_edges_batched` gives each condition its own mask on its slice of one big batch, so many
-conditions share one forward pass.
+`mask_edges` (at ``blocks.{l}.attn.hook_attn_scores``, ``-inf`` before the softmax),
+`zero_edges` (at ``hook_pattern``, no renormalising: the alternative the IsoNet paper argues
+against) and `mask_edges_batched` (a mask per condition's slice of one batch); where each
+belongs and why: docs/DESIGN.md §4.
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet
@@ -53,11 +50,9 @@ class NameFilter:
     ``l`` in ``layers`` (all layers when None). Build one with `name_filter`,
     `attn_scores_filter` or `pattern_filter`.
 
-    A filter alone sees only hook names, so it cannot tell a layer the model lacks from one it
-    does not want. Every emg_lens model therefore calls `check_model` where a filter is resolved
-    (``run_with_hooks``, ``hooks()``, ``add_hook``, ``run_with_cache(names_filter=...)``): a
-    filter naming layers the model does not have raises `LayoutError` there, instead of cutting
-    nothing in them without a word.
+    A filter alone cannot tell a layer the model lacks from one it does not want, so every
+    emg_lens model calls `check_model` where a filter is resolved, raising `LayoutError` for a
+    layer it does not have (docs/DESIGN.md §4).
 
     >>> f = NameFilter("attn.hook_attn_scores", [2, 3])
     >>> f("blocks.2.attn.hook_attn_scores"), f("blocks.1.attn.hook_attn_scores"), f

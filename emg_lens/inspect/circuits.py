@@ -7,35 +7,14 @@ Computed from the weights alone, with no data, for one layer and its heads:
 - `ov_circuit`: what a head writes into the class logits when it reads a channel's token:
   "what it writes".
 
-**A token's data-free embedding** is the part of the residual stream entering ``blocks.0``
-that does not depend on the signal: exactly the token a window of zeros gives. Each model's
-``data_free_tokens`` (part of the weight surface) says what that is and when it refuses:
-IsoNet's channels and CLS each have an identity of their own; TinyMyo's tokens share the patch
-embedding's bias (with token RoPE the QK table shows the positional preference RoPE gives each
-head, and `ov_circuit` refuses; with BioFoundation's head-index RoPE both refuse); a converted
-encoder's are its tokenizer's output for a window of zeros (post-LN blocks: a QK table, no OV
-table); the tubelet models (`HierarchicalTransformer`), whose fusion stack reads
-signal-dependent stems, are refused.
-
-That vector goes through the layer's ``ln1`` as the model would apply it (centre, scale, ``w``,
-``b``), then through ``W_Q``/``W_K`` (or ``W_V``) of the stacked weights with their biases; a
-score is divided by ``attn_scale`` (``sqrt(d_head)``) and queries and keys are rotated when the
-model rotates by token, as ``hook_attn_scores`` is computed. For layer 0 the tables are
-therefore exactly what the model computes on a zero signal. This is the *direct path*
-(embedding -> head): for a layer above 0 it ignores whatever earlier layers wrote into the
-stream. It is not TransformerLens's "full QK circuit" ``E @ QK @ E^T`` (no norm, no biases, no
-scale; `model.QK` is its `FactoredMatrix`, as HookedTransformer's), nor its ``E @ OV @ W_U``:
-these tables are what the model itself scores and writes.
-
-An OV entry is ``(ln1(e) @ W_V[h] + b_V[h]) @ W_O[h]`` read by the class direction of the
-unembedding ``return_type`` names (TransformerLens's ``W_U``), through ``ln_final``'s linear
-part: ``u_c = centre(w * W_U[:, c])``. It is the logit the head adds, in units of 1 /
-``ln_final``'s scale (which depends on the data), when every position the unembedding reads
-puts all its attention on that token: the CLS query for ``"logits"``, every channel query for
-IsoNet's ``"avg_logits"`` (which averages them).
-
-Channel tables average the tokens of a channel (its patches), group tables the channels of a
-group; the CLS token is a channel and a group of its own (``"cls"``).
+Both read each token's data-free embedding (``data_free_tokens``: the token a window of zeros
+gives) through the layer's ``ln1``, ``W_Q``/``W_K`` (or ``W_V``) with their biases, scaled and
+rotated as ``hook_attn_scores`` is computed, so for layer 0 the tables are exactly what the
+model computes on a zero signal; above it, the direct path (embedding -> head). An OV entry is
+``(ln1(e) @ W_V[h] + b_V[h]) @ W_O[h]`` read by the class direction of the unembedding
+``return_type`` names through ``ln_final``'s linear part: ``u_c = centre(w * W_U[:, c])``.
+What each model's tokens are, what the numbers mean and how they differ from
+TransformerLens's full circuits: docs/guide/notebook.md, "In a notebook".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

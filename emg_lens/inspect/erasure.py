@@ -1,24 +1,15 @@
 """Erasing a concept from a token group: `erase_concept`, a LEACE eraser fitted on a model's
 activations, as a TransformerLens hook, with what it does to a probe of the concept.
 
-``erase_concept(model, data, "gesture", at="blocks.0.hook_resid_pre", tokens="acc")`` reads
-the activations at hook point ``at`` of the windows it is given (a `SubjectData`'s *training*
-windows: an eraser is fitted on the windows a study trains on and applied to the held-out
-ones), takes the token group ``tokens`` (a layout group, an edge expression's query tokens or
-positions, `emg_lens.inspect.tl_analysis.token_positions`) side by side, and fits a LEACE
-eraser of the concept (`emg_lens.hooks.erasure`: EleutherAI's ``concept-erasure``). The concept
-is one value per window: the gesture, the subject of a model applied across subjects
-(`emg_lens.data.pooled`), a repetition, any column of the data's window labels, or values
-given.
-
-The fit report (`ConceptErasure.report`) says what the eraser does to a fresh probe of the
-concept **on held-out trials**: over folds that keep each trial's windows together
-(`emg_lens.inspect.probes.fold_windows`), an eraser is fitted on the fold's training windows,
-and a logistic probe fitted on the fold's training windows, erased, is scored on its held-out
-windows, erased (``accuracy_after``); beside it, the same probe without the eraser
-(``accuracy_before``) and with the eraser's norm-matched random-subspace placebo
-(``placebo_accuracy``). LEACE's guarantee holds on the windows an eraser was fitted on; on
-held-out trials it is measured, not promised.
+``erase_concept(model, data, "gesture", at="blocks.0.hook_resid_pre", tokens="acc")`` fits a
+LEACE eraser (`emg_lens.hooks.erasure`) of the concept (one value per window) on the token
+group ``tokens`` (a layout group, an edge expression's query tokens or positions,
+`emg_lens.inspect.tl_analysis.token_positions`) side by side at hook point ``at``, on the
+windows it is given (a `SubjectData`'s *training* windows). `ConceptErasure.report` scores a
+fresh probe of the concept on held-out trials (`emg_lens.inspect.probes.fold_windows`; the
+eraser refitted on each fold's training windows): ``accuracy_before``, ``accuracy_after`` and
+``placebo_accuracy``. What the concepts can be, the placebo, and how a study reads the report:
+docs/guide/what-an-edge-carries.md, "Erasing a concept".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.models import IsoNet

@@ -15,27 +15,19 @@ source's label, over the pairs whose labels differ; the logit shift of a pair is
 intervention moves the logit difference ``logit[source label] - logit[base label]`` from the
 base run's.
 
-Its 95 % interval counts trials, not pairs (docs/DESIGN.md §15): the windows of one trial (one
-repetition of one gesture) overlap and share its noise, so the pairs made of them succeed or
-fail together, and every pair holds two trials: its base window's and its source window's
-(`interchange_pairs` pairs each base trial with a trial of every other gesture of its
-repetition, so one source trial serves several base trials). Where the pairs carry their
-trials (``(X, y, trial)``, as `interchange_pairs` gives them), the interval resamples both
-kinds of trial (`emg_lens.stats.units.crossed_bootstrap_ci`, Owen's pigeonhole bootstrap;
+Its 95 % interval counts trials, not pairs (docs/DESIGN.md §15): every pair holds a base and a
+source trial, and `interchange_pairs` pairs each base trial with a trial of every other gesture
+of its repetition, so one source trial serves several base trials. Pairs that carry their
+trials (``(X, y, trial)``) resample both kinds (`emg_lens.stats.units.crossed_bootstrap_ci`;
 ``unit`` ``"trial"``, ``trials`` the distinct base trials); where only the base carries them,
-the base trials alone (`~.cluster_bootstrap_ci`). Pairs without trials (``(X, y)``) get the
-Clopper-Pearson interval over pairs (``unit`` ``"pair"``), right only when every pair is
-independent. On the demo model of `tests/demo_model.py` (1,392 pairs of 16 base trials of the
-interaction gestures, ACC tokens interchanged) they differ where the IIA is far from its
-ceiling: after the last block 0.267, [0.243, 0.291] over pairs, [0.174, 0.369] resampling base
-trials, [0.129, 0.435] resampling both (near 0.94 at layer 0 all three are within 0.02).
+the base trials alone (`~.cluster_bootstrap_ci`); pairs without trials (``(X, y)``) get the
+Clopper-Pearson interval over pairs (``unit`` ``"pair"``), right only for independent pairs.
 
-Several subjects are never pooled into one interval over their pairs: each subject's pairs
-share its model and its trials, so a pool counts them as independent (on the demo's 8 models,
-one interval 0.448-0.486 where each subject's own is about 0.15 wide). `over_subjects` gives
-the subject-level figure: the mean of the subjects' IIA with a Student-t interval over
-subjects, beside each subject's own interval (`emg_lens.inspect.plots.plot_interchange` draws
-both)."""
+Several subjects are never pooled into one interval over their pairs (each subject's pairs
+share its model and its trials); `over_subjects` gives the mean of the subjects' IIA with a
+Student-t interval over subjects, beside each subject's own
+(`emg_lens.inspect.plots.plot_interchange` draws both). The measured difference:
+docs/guide/what-an-edge-carries.md, first section."""
 
 from __future__ import annotations
 

@@ -10,12 +10,10 @@ with the clean and corrupted metrics alongside and ``restored = (patched - corru
 (clean - corrupted)``.
 
 TransformerLens's position-indexed helpers (``get_act_patch_resid_pre`` and the other
-``*_by_pos`` ones) take the number of positions from ``corrupted_tokens.shape[-1]``, which for
-signals is the number of *samples*, not tokens: called plainly they would index past the last
-token or silently leave tokens out, so an emg_lens model refuses such a sweep with a
-`LayoutError` wherever the two counts differ. Give them the positions of the model's token
-layout instead, through their ``index_df`` argument: `tl_index_df` builds it, and the result is
-one value per row, in the dataframe's order::
+``*_by_pos`` ones) count positions along the input's last axis, samples for a signal, so an
+emg_lens model refuses such a sweep with a `LayoutError` wherever samples and tokens differ;
+`tl_index_df` gives them the layout's positions as ``index_df`` (docs/guide/notebook.md,
+"TransformerLens habits"), the result one value per row in the dataframe's order::
 
     df = tl_index_df(model, "layer", "pos")
     flat = patching.get_act_patch_resid_pre(

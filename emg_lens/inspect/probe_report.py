@@ -275,17 +275,13 @@ def probe_subjects(
     per subject, probed once) applied to the held-out windows of every subject, pooled
     (`emg_lens.data.pooled.pool_subjects`), or one ``(model, windows)`` pair whose windows are
     several subjects' already (a `pool_subjects` result, its window label ``"subject"``;
-    ``subject`` is then ``"pooled"``), with a probe per layer and token group predicting
-    each window's subject (folds of whole trials, beside the control task), the same on the
-    random-init null: the model re-initialised by TransformerLens's
-    ``tools.analysis.reinitialized`` with ``null_seeds`` seeds (``seed``, ``seed + 1``, ...;
-    the summary table gives their range), whose tokens carry what the architecture passes on
-    from the input without training, and on the whole input (`INPUT`, layer -1: what the
-    input carries before any weight). The summary says, per group at the last layer, whether
-    the trained model reads the subject within, above or below the null's range, beside the
-    input's probe. With ``transfer``, also the
-    gesture probe folded leave-one-subject-out (fitted on the other subjects, scored on the
-    one held out: does what the tokens carry of the gesture transfer across subjects?).
+    ``subject`` is then ``"pooled"``), with a probe per layer and token group predicting each
+    window's subject (folds of whole trials, beside the control task), the same on the
+    random-init null (``tools.analysis.reinitialized`` with ``null_seeds`` seeds: ``seed``,
+    ``seed + 1``, ...) and on the whole input (`INPUT`, layer -1). With ``transfer``, also the
+    gesture probe folded leave-one-subject-out. What each says, and how the summary reads the
+    trained model against the null's range and the input: docs/guide/what-an-edge-carries.md,
+    "What the tokens know about the subject".
 
     ``probes`` has `probe_tokens`' columns after ``subject`` (the subjects whose model it is,
     e.g. ``"1,2"``), ``cut``, ``model`` (`TRAINED`, `NULL` or `INPUT`), ``target``

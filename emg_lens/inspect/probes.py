@@ -5,40 +5,18 @@ then fits a cross-validated logistic regression (scikit-learn) on a token group'
 vectors, per layer and group, to predict the gesture or any per-window label; a regression
 target (float labels) gets ridge regression scored by R².
 
-Each probe is paired with a *control task* (Hewitt & Liang, 2019, "Designing and Interpreting
-Probes with Control Tasks"): there, every word *type* gets a fixed random label, so a probe can
-only solve the control by memorising types. The windows' analogue of a word type is the trial a
-window is cut from (one repetition of one gesture): its windows overlap in time and share that
-trial's noise, so a probe that recognises trials can reach any label attached to them. The
-control gives every trial the label of another trial, drawn by a seeded permutation of the
-trials' labels (class balance kept), and fits the same probe on the same folds.
-``selectivity = accuracy - control_accuracy`` (Hewitt & Liang's name) is high only where the
-group carries the label beyond what recognising trials gives. (Relabelling *classes* at random,
-the other reading of "type", would be a permutation the probe decodes exactly as well: no
-control at all.) Windows without repetitions (``(X, y)`` data) are each their own trial.
+Each probe is paired with a *control task* (Hewitt & Liang, 2019; what it measures:
+docs/guide/what-an-edge-carries.md, first section): every trial's label replaced by another
+trial's, by a seeded permutation of the trials' labels (class balance kept), fitted on the same
+folds; ``selectivity = accuracy - control_accuracy``. Trials, not classes, are relabelled: a
+random relabelling of classes is a permutation the probe decodes exactly as well, no control
+at all. Windows without repetitions (``(X, y)`` data) are each their own trial. With folds that
+keep trials whole the control is one draw of a permutation null (about ±0.15 with 40 trials of
+4 classes), so read ``accuracy`` against ``chance`` first.
 
-Because the folds below keep each trial whole, no held-out trial is ever seen in training, so
-the control cannot be solved by memorising trials as Hewitt & Liang's can be by memorising
-types: here it is one draw of a permutation null, at chance up to that draw's noise (about
-±0.15 with 40 trials of 4 classes), and a check that the folds hold (folded over windows it
-rises to 0.8-1.0). Selectivity is then accuracy minus that draw, not a measure of the probe's
-capacity; read ``accuracy`` against ``chance`` first.
-
-**Folds keep each trial's windows together** (docs/DESIGN.md §15): split over windows, a probe
-recognises a held-out window's trial from its neighbours in the training folds, so it reads any
-label attached to trials, the control's included (0.89-0.93 after the last block of a demo
-model, against chance 0.25). The rule (`fold_windows`):
-
-- every label (class) has at least ``folds`` trials: ``folds`` stratified group folds
-  (scikit-learn's `StratifiedGroupKFold`, shuffled with ``seed``; a regression target:
-  `GroupKFold`), the trials as groups (``fold_unit`` ``"trial"``, or ``"window"`` where each
-  window is its own trial);
-- trials are fewer than that, and the windows carry repetitions in which every label occurs at
-  least twice: leave one repetition out (`LeaveOneGroupOut`; as many folds as repetitions,
-  ``fold_unit`` ``"repetition"``), the usual split of gesture data (a demo subject: 4 held-out
-  repetitions, so 4 trials per gesture and 4 folds where 5 were asked for);
-- otherwise the probe is refused with an `ArgumentError` naming the class, its trial count and
-  the folds asked for."""
+**Folds keep each trial's windows together** (why: docs/DESIGN.md §15): stratified group
+folds of trials where every label has ``folds`` trials, else one repetition left out per fold,
+else refused; the rule in full is `fold_windows`'s."""
 
 from __future__ import annotations
 
@@ -267,12 +245,15 @@ def fold_windows(
     unit: str = "repetition",
     what: str = "class",
 ) -> Folds:
-    """Cross-validation folds of windows that keep each trial's windows together, by the rule
-    of the module docstring: ``folds`` stratified group folds of trials where every label has
-    that many trials, else leave one repetition out, else an `ArgumentError` naming the label
+    """Cross-validation folds of windows that keep each trial's windows together: where every
+    label has at least ``folds`` trials, ``folds`` stratified group folds of the trials
+    (`StratifiedGroupKFold` shuffled with ``seed``; a float ``target``, a regression's:
+    `GroupKFold`), ``Folds.unit`` ``"trial"`` (``"window"`` where each window is its own
+    trial); else, where every label occurs in two repetitions or more, one repetition left out
+    per fold (`LeaveOneGroupOut`, unit ``"repetition"``: a demo subject's 4 held-out
+    repetitions give 4 folds where 5 were asked for); else an `ArgumentError` naming the label
     (``what`` names it: ``"class"``, ``"label"``), its trial count and ``folds``. ``unit`` is
-    the data's trial unit (`emg_lens.data.trials.trial_unit`). A float ``target`` is a
-    regression's: its folds are not stratified.
+    the data's trial unit (`emg_lens.data.trials.trial_unit`).
 
     >>> y = np.repeat([0, 1, 0, 1], 3)  # 2 classes x 2 repetitions, 3 windows a trial
     >>> rep = np.repeat([1, 1, 2, 2], 3)

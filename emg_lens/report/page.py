@@ -1,23 +1,15 @@
 """``report.html``: one self-contained page per output folder, to open in a browser or print.
 
 `write_report` reads what a study (of any kind), a discovery or an inspection wrote into a
-folder and writes ``report.html`` beside it: the summary (``summary.md``: the table, the
-design line, the notes), every figure (PNG, embedded as data), the study spec, each table
-(CSV) behind a fold, sortable by a click on its header, the provenance (each subject's model
-and data digests, the code digest, the emg_lens version) and, where the folder holds one, an
-interactive attention view (CircuitsVis, from ``attention_view.json``). Everything is inside the
-file: no script, style, font or image is fetched, so the page works offline and is safe to
-send. ``emg-lens report DIR`` builds it for an existing folder; studies, ``discover`` and
-``inspect`` write it with their outputs.
+folder and writes ``report.html`` beside it; what the page holds, for the user:
+docs/guide/reports.md, "One report per run". Everything is inside the file: no script, style,
+font or image is fetched, so the page works offline and is safe to send.
 
-What makes it safe to send: every text of the folder is escaped (`emg_lens.report.markdown`
-renders the summary's Markdown, never its HTML); no HTML of the folder is embedded: the
-attention view is rebuilt from its numbers (`emg_lens.report.view`), with the library's own
-script, in a sandboxed frame (``<iframe srcdoc sandbox="allow-scripts">``, no same origin,
-a content policy that fetches nothing): its script cannot read or change the page; and only
-regular files inside the folder are read (`emg_lens.report.folder`: an
-absolute name, a ``..`` or a link that leads out, text that is not UTF-8 are left out, and
-the page lists them with why).
+What makes it safe to send: every text of the folder is escaped (`emg_lens.report.markdown`),
+no HTML of the folder is embedded (the attention view is rebuilt from its numbers,
+`emg_lens.report.view`, in a sandboxed frame: ``<iframe srcdoc sandbox="allow-scripts">``, no
+same origin, a content policy that fetches nothing), and only regular files inside the folder
+are read (`emg_lens.report.folder`, which says what it leaves out).
 
 The folder's ``outputs.json`` (written by the result that made it) gives the order of its
 figures and tables and what it is; a folder without one, or with one that is not such a

@@ -1,37 +1,22 @@
 """Is a model above chance? Each analysed model's held-out score beside chance, tested over
 its trials, and a warning that names the fault of a model that is not.
 
-Every command that analyses models (``emg-lens study run`` of every kind, ``discover``,
-``inspect``, ``probe``, ``features``, ``train``, ``evaluate``) reads the unmasked model's
-predictions it already computed into `chance_table`, states them beside chance at the top of
-``summary.md`` (`chance_markdown`, so ``report.html`` shows it) and on the console
-(`chance_console`). Knockout effects, circuits and attributions of a model at chance describe
-noise: the warning says so by name before any of them.
+Every command that analyses models reads the unmasked model's predictions it already computed
+into `chance_table` and states them beside chance at the top of ``summary.md``
+(`chance_markdown`, so ``report.html`` shows it) and on the console (`chance_console`). The
+rules as users read them: docs/guide/bring-your-own-model.md, "Studies and commands on such
+checkpoints"; why trials: docs/DESIGN.md §15. A `TrialScore` holds each trial decided by the
+majority vote of its windows (`emg_lens.stats.units.trial_votes`) and the window figures
+beside it; data without trials count each window as its own trial (``unit = "window"``).
 
-**The unit is the trial** (docs/DESIGN.md §15). The windows of one trial (one repetition of
-one gesture) overlap and share its noise, so their correctness is correlated and a binomial
-test over windows says far more than the data allow (a model at chance per trial passes it in
-about a quarter of draws). A `TrialScore` holds what the check counts: each trial decided by
-the majority vote of its windows (`emg_lens.stats.units.trial_votes`; a tie is not correct)
-and the window figures beside it. Data that carry no trials (an ``(X, y)`` pair, or the
-``(correct, class_counts)`` form `chance_table` also accepts) count each window as its own
-trial, and the table says so (``unit = "window"``).
-
-*Chance* is the share of the most frequent class among the trials (what always answering that
-class scores; ``1 / n_classes`` when the classes are balanced). A model is **not clearly above
-chance** when either
-
-- a one-sided exact binomial test of its correct trials against chance is not significant
-  (``p >= ALPHA``, 0.05), or
-- its window accuracy is below the midpoint between chance and the best model's window
-  accuracy in the run (a model far behind the others learned much less than they did: a
-  comparison of sizes, not a test, so it reads the finer figure; with one model the midpoint
-  is below its own accuracy whenever it is above chance).
-
-The warning then names the fault from the model's training accuracy where it is known (a
-checkpoint records it): near chance (below the midpoint between chance and 1), the model did
-not learn; higher, it learned its training windows but does not transfer to these held-out
-ones, and where the data have a placement the warning points to the placement check.
+*Chance* is the share of the most frequent class among the trials. A model is **not clearly
+above chance** when the one-sided exact binomial of its correct trials against chance has
+``p >= ALPHA`` (0.05), or its window accuracy is below the midpoint between chance and the
+run's best model's (a comparison of sizes, not a test, so it reads the finer figure; with one
+model the midpoint is below its own accuracy whenever it is above chance). The warning names
+the fault from the training accuracy where a checkpoint records it: below the midpoint between
+chance and 1, the model did not learn; higher, it does not transfer to these held-out windows,
+and where the data have a placement the warning points to the placement check.
 
 >>> table = chance_table({"subject 1": (90, [50, 50]), "subject 2": (52, [50, 50])})
 >>> table[["model", "unit", "accuracy", "chance", "above_chance"]].values.tolist()

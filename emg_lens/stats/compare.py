@@ -30,10 +30,9 @@ differences. ``permutation`` is the exact sign-flip test of their mean: all ``2*
 patterns up to `EXACT_MAX_N` subjects, above a seeded Monte Carlo draw of `PERMUTATIONS`
 giving ``(hits + 1) / (draws + 1)`` (TransformerLens's ``sign_flip_permutation_pvalue``).
 
-Claims (`emg_lens.studies.ablation.verdicts`) are tested paired, as the design is, whatever
-the tables use: ``"paired"`` (`PAIRED`, `CLAIMS_TESTS`) is the exact sign-flip test up to
-`EXACT_MAX_N` subjects and Wilcoxon's above (`paired_test`); a keep claim is Schuirmann's
-TOST (`emg_lens.stats.design.tost`): the 90 % t-interval (`t_interval`) inside the margin.
+Claims (`emg_lens.studies.ablation.verdicts`) are tested paired whatever the tables use:
+``"paired"`` (`PAIRED`, `CLAIMS_TESTS`, `paired_test`); a keep claim is Schuirmann's TOST
+(`emg_lens.stats.design.tost`, over `t_interval`). The rules: docs/concepts.md, "Statistics".
 
 A p-value is printed by `format_p`, never as 0:
 

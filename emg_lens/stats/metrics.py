@@ -13,13 +13,10 @@ ablation that moves the logits without flipping a decision still shows:
   convention, ACDC and Edge Pruning: how far the intervention moves the reference output);
 - ``flip_rate``: the share of windows whose predicted class differs from the unmasked one's.
 
-A subject's value is the mean over its test windows. An ablation study computes every metric
-of a condition from one forward pass (`score_logits`; all of a subject's conditions at once,
-the same cells bit for bit: `score_stacked`), so a study naming several metrics gets one table
-per metric from the same logits. How Δ is reported (`RELATIVE_METRICS`): as a
-percentage of the baseline for the prediction metrics (the paper's Δ%), as an absolute
-difference for the others, whose zero is not "nothing" (a margin or log-probability) or whose
-baseline is 0 by definition (``kl``, ``flip_rate``).
+A subject's value is the mean over its test windows. An ablation study scores every metric of
+a condition from one forward pass (`score_logits`; all of a subject's conditions at once, the
+same cells bit for bit: `score_stacked`). Which metrics report Δ% and which an absolute Δ
+(`RELATIVE_METRICS`), and why: docs/DESIGN.md §5, "Scores".
 
 A regressor (a force from HD-sEMG, `emg_lens.studies.regression`) is scored by
 `REGRESSION_METRICS` instead (`score_regression`): ``mse``, the mean squared error in the

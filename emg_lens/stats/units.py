@@ -1,9 +1,7 @@
 """Statistics that count the independent unit: trials, not windows.
 
-The windows of one trial (`emg_lens.data.trials`) overlap and share the trial's noise, so
-their correctness is correlated (on LibEMG's Myo data 0.78 within a trial: a design effect of
-7, six effective observations of 44 windows). Every inference over held-out windows is made
-here over trials:
+Every inference over held-out windows is made here over trials (`emg_lens.data.trials`; why,
+and how much the windows of a trial repeat each other: docs/DESIGN.md §15):
 
 - `trial_votes`: each trial's decision is the majority vote of its windows' predicted
   classes; a trial is correct when its true class has strictly the most votes (a tie is not

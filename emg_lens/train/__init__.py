@@ -1,18 +1,5 @@
-"""Training recipes, one module each (docs/ARCHITECTURE.md, `train/`); the names users reach
-are exported here:
-
-- `supervised`: one model per subject with IsoNet's dual-head annealed loss;
-- `pretrain`: TinyMyo's masked-signal pretraining;
-- `finetune`: TinyMyo's fine-tuning and linear probing from a pretrained checkpoint, and the
-  parts the other recipes share;
-- `regression`: the same recipe with the regression head, for NinaPro DB8's stores;
-- `per_subject`: one classifier per subject, saved for studies;
-- `schedule`: warm-up + cosine learning rates, layer-wise learning-rate decay, early stopping;
-- `distributed`: DistributedDataParallel under ``torchrun``, one process otherwise;
-- `inputs`: the window datasets the recipes read, and synthetic ones;
-- `baseline` and `loop` (not exported here): the per-channel feature baseline reported beside
-  every trained model; the epoch loop of pretraining and fine-tuning, and the checks that stop
-  a training whose loss or weights become non-finite."""
+"""Training recipes, one module each; what each module holds: docs/ARCHITECTURE.md, `train/`.
+The names users reach are exported here (`baseline` and `loop` are not)."""
 
 from emg_lens.train.distributed import DistributedRun, distributed_run
 from emg_lens.train.finetune import (

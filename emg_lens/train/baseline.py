@@ -27,12 +27,10 @@ standardised, the same whatever per-channel positive scale and offset the window
 baseline does not depend on the z-score. The log's floor is ``1e-6`` of the channel's RMS over
 the training windows.
 
-Measured (`tests/unit/train/test_baseline.py` and `tests/unit/studies/regression/test_regression.py`
-check these): LibEMG's Myo set (`tests/data/libemg_myo`, notebook 09's folds: 200-sample windows
-every 50, one repetition held out at a time) 1.000 / 1.000 / 1.000 / 0.409 with `R_0` … `R_3` held
-out (notebook 09's IsoNet: 0.93–1.00 and 0.27; the same regression on the raw signal's 40-sample
-windows: 1.00 and 0.49); openhdemg's HD-sEMG contraction R² 0.934 (docs/guide/recordings.md's ridge
-on the raw signal's RMS: 0.935; its TinyMyo: 0.90–0.93). Fitting takes well under a second on these.
+Measured (`tests/unit/train/test_baseline.py` and
+`tests/unit/studies/regression/test_regression.py` check these): LibEMG's Myo folds, the
+"feature baseline" row of docs/guide/recordings.md's table; openhdemg's HD-sEMG contraction
+R² 0.934 (that page's ridge on the raw signal's RMS: 0.935). Fitting takes well under a second.
 
 Everything is deterministic (scikit-learn's lbfgs and Cholesky solvers, no random state); a
 non-finite window, target or result is an error, never a score.

@@ -1,20 +1,14 @@
 """Fine-tuning a pretrained TinyMyo for classification or regression, with BioFoundation's
 configured recipe.
 
-The encoder (every weight but the head) of a pretrained TinyMyo — usually the reconstruction
-model `emg_lens.train.pretrain` saved — is copied into a classification TinyMyo of the same
-config, which trains with cross-entropy (label smoothing 0.1), AdamW with layer-wise
-learning-rate decay 0.9, lr 5e-4 -> 1e-5 along a cosine after 5 warm-up epochs, for at most 50
-epochs with early stopping on the validation loss (the same label-smoothed cross-entropy;
-patience 7), keeping the weights of the epoch with the lowest: BioFoundation's
-``val_loss`` checkpoint and early stopping (``monitor="accuracy"`` keeps the most accurate
-epoch instead). A linear probe (``linear_probe=True``) freezes the encoder and trains the head
-alone.
-
-These are the settings of BioFoundation's fine-tuning configuration
-(``config/experiment/TinyMyo_finetune.yaml``); what its code runs differs (its schedule, layer
-decay and weight decay), and docs/guide/tinymyo.md ("The recipes and BioFoundation's code")
-lists every difference.
+The encoder (every weight but the head) of a pretrained TinyMyo, usually the reconstruction
+model `emg_lens.train.pretrain` saved, is copied into a classification TinyMyo of the same
+config and trained with the settings of BioFoundation's fine-tuning configuration
+(``config/experiment/TinyMyo_finetune.yaml``: `FinetuneConfig`'s defaults), early-stopping on
+the validation loss and keeping the epoch with the lowest (``monitor="accuracy"``: the most
+accurate). A linear probe (``linear_probe=True``) freezes the encoder and trains the head
+alone. Those settings, and where BioFoundation's code differs: docs/guide/tinymyo.md, "The
+recipes and BioFoundation's code".
 
 The same recipe with TinyMyo's regression head is `emg_lens.train.regression`; one classifier
 per subject of a data source, saved where studies find them, is

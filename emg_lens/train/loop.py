@@ -10,10 +10,9 @@ once. Under DDP the gradient all-reduce runs only on the micro-batch that ends a
 step.
 
 Every training loop (this one and `emg_lens.train.supervised.fit`) stops a training that
-diverges: a non-finite loss (checked on each step's ``loss.item()``, which the loop reads
-anyway) or a non-finite weight (checked once per epoch) raises `TrainingDivergedError` naming
-what was trained and the epoch (`check_finite_loss`, `check_finite_weights`), so such a model
-is never scored or saved."""
+diverges (why: docs/DESIGN.md §10): a non-finite loss (each step's ``loss.item()``, which the
+loop reads anyway) or weight (once per epoch) raises `TrainingDivergedError` naming what was
+trained and the epoch (`check_finite_loss`, `check_finite_weights`)."""
 
 from __future__ import annotations
 

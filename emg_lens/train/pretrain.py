@@ -2,13 +2,10 @@
 
 For every window a boolean mask over its ``[channels, time]`` samples is drawn; a patch whose
 samples are (any of them) masked has its token replaced by ``mask_token``, and the
-reconstruction head predicts every patch's samples. The loss is Smooth-L1 on the masked
-patches plus 0.1 x Smooth-L1 on the visible ones. AdamW (betas 0.9, 0.98, weight decay 0.01),
-learning rate 1e-4 -> 1e-6 along a cosine after 10 warm-up epochs, gradients clipped at norm 3
-and accumulated over micro-batches: the settings of BioFoundation's configuration and model
-documentation. Its code passes AdamW no betas (so runs (0.9, 0.999)), weight-decays every
-parameter and adds dropout 0.1; docs/guide/tinymyo.md ("The recipes and BioFoundation's code")
-lists every difference.
+reconstruction head predicts every patch's samples. The loss and optimiser settings are those
+of BioFoundation's configuration and model documentation (`PretrainConfig`'s defaults); what
+they are, and where its code differs: docs/guide/tinymyo.md, "The recipes and BioFoundation's
+code".
 
 How the mask is drawn: at patch granularity, MAE style — for each window exactly
 ``round(mask_ratio * channels * patches)`` of its patches (at least one), chosen uniformly

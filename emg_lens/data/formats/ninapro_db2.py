@@ -1,11 +1,10 @@
 """NinaPro DB2 (and DB3-named) loader and a DB2 writer: MATLAB v5 ``.mat`` -> `Recording`.
 
-The real dataset holds one folder per subject, ``DB2_s<N>/``, with one file per exercise,
-``S<N>_E<k>_A1.mat`` (E1, E2, E3 = exercises B, C, D; DB3 names them ``S<N>_A1_E<k>.mat``, so
-files are found by their tokens, not by a fixed order). Each file holds ``emg`` (N, 12) at
-2 kHz, ``acc`` (N, 36) (3 axes x 12 electrodes), per-sample label columns ``stimulus``,
-``restimulus``, ``repetition``, ``rerepetition`` (N, 1), usually ``glove`` (N, 22), and in E3
-``force`` (N, 6), ``forcecal`` (2, 6) and ``inclin``. Every file is read by
+The files' layout and labels, for users: docs/guide/recordings.md, "NinaPro DB2 (IsoNet's
+dataset)"; files are found by their tokens (``S<N>_E<k>_A1.mat``, DB3's ``S<N>_A1_E<k>.mat``),
+not by a fixed order. Besides ``emg`` (N, 12) and ``acc`` (N, 36), a file holds ``stimulus``
+and ``repetition`` (N, 1), usually ``glove`` (N, 22), and in E3 ``force`` (N, 6), ``forcecal``
+(2, 6) and ``inclin``. Every file is read by
 `emg_lens.data.formats._matlab.read_exercise_file` (the length and relabelling quirks every
 NinaPro database shares); DB2's own quirks, handled here:
 

@@ -6,29 +6,23 @@ whose names say the gesture and the repetition (LibEMG's ``R_{rep}_C_{class}_EMG
 ``OfflineDataHandler`` does with its regex filters: the template is a path relative to the
 root with named fields in braces, and every file the template matches is one trial.
 
-- Fields: ``gesture`` and ``repetition`` are required, ``subject`` and ``session`` are read
-  when present; any other field is kept as the trial's metadata. A field holds one path
-  component's text (no ``/``); the text between fields is matched literally.
-- Labels: gestures are numbered 1, 2, ... in the sorted order of their values (numbers in
-  numeric order, names in alphabetical order: ``fist`` < ``open``), so 0 stays rest; the
-  values are kept as the gesture names (``recording.meta["gesture_names"]``), which tables and
-  figures show. Repetitions are numbered 1, 2, ... the same way, over ``(session,
-  repetition)`` when there are sessions (``meta["repetition_values"]`` says which is which).
-  Subjects whose values are all integers >= 1 keep them; others are numbered in sorted order.
-- Files: ``.csv`` (comma, semicolon or tab separated, with or without a header row of names
-  or channel numbers, a decimal point or, with ``decimal=","``, a decimal comma: what a file
-  cannot tell, it asks for, `emg_lens.data.formats.trial_matrix`), ``.npy`` and MATLAB v5
-  ``.mat`` (the variable ``variable=`` names, or its only numeric matrix), each ``samples x
-  channels``.
+What the template's fields are, how labels are numbered, which files are read and what is
+refused, for users: docs/guide/recordings.md, "Your own recordings". The code-level rules:
+
+- A field holds one path component's text (no ``/``); the text between fields is matched
+  literally. Gestures and repetitions are numbered 1, 2, ... in the sorted order of their
+  values (numbers numerically), so 0 stays rest; the values are kept as
+  ``recording.meta["gesture_names"]``, and repetitions over ``(session, repetition)`` when there
+  are sessions (``meta["repetition_values"]``). Subjects whose values are all integers >= 1 keep
+  them; others are numbered in sorted order.
 - One `Recording` per subject: its trials in (repetition, gesture) order, half a second of
   rest (zeros, label 0) between two, so no window spans two trials and a filter's response to
   one trial's end fades before the next begins.
 
 The path templates are `emg_lens.data.formats.file_pattern`'s, and one file is read by
-`emg_lens.data.formats.trial_matrix.read_trial`. Everything a folder can get wrong is a
-`DataFormatError` that names the file: a file the template does not match (or two templates
-match), two files for one trial, channel counts that differ between files, a cell that is not
-a number, NaN or Inf, a missing field, a subject with one gesture only.
+`emg_lens.data.formats.trial_matrix.read_trial` (a CSV's delimiter, decimal mark and header:
+`~.trial_matrix.CsvFormat`). Everything a folder can get wrong is a `DataFormatError` that
+names the file.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())

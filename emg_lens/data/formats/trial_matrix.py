@@ -3,21 +3,11 @@
 not one (no numbers, channels x samples, NaN or Inf, an ``.npz`` archive...) is a
 `DataFormatError` naming it and what to do.
 
-How a CSV is read (`CsvFormat`; each choice can be given instead of decided):
-
-- **delimiter**: the most frequent of comma, semicolon and tab on the first line (semicolon and
-  tab only when the decimal mark is a comma); a line without any is one channel.
-- **decimal mark**: a point, unless ``decimal=","`` says the file writes ``1,5`` for 1.5. A
-  file whose every line is two comma-separated whole numbers (``1,5``, no decimal point
-  anywhere, no sign after the comma) may be one channel with decimal commas or two channels of
-  whole numbers: it cannot tell, so it is refused until ``decimal=","`` or ``delimiter=","``
-  says which.
-- **header**: a first line without a number is a header of channel names. A first line of the
-  channel numbers ``1, 2, ..., n`` (or ``0, ..., n-1``; n >= 2), written as whole numbers
-  above samples written with decimals, is a header of numbers (the columns stay unnamed); above
-  samples that are whole numbers too it is refused until ``header=True`` (skip it) or
-  ``header=False`` (a sample) says which. Any other first line of numbers is a sample; a
-  one-channel file's first line is a sample unless ``header=True``."""
+How a CSV is read (`CsvFormat`; each choice can be given instead of decided): the rules, for
+users, in docs/guide/recordings.md, "Your own recordings". Beyond them: semicolon and tab are
+delimiters only when the decimal mark is a comma, and a line without any delimiter is one
+channel; the whole-number ``1,5`` file that is refused has no sign after the comma; a header
+of channel numbers needs n >= 2 of them."""
 
 from __future__ import annotations
 

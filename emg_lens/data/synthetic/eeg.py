@@ -19,13 +19,10 @@ channel with its own gain:
   so **either region alone carries no information about which interaction class it is**,
   while the class is, bit by bit, the XOR of the two regions' bursts.
 
-So a model must move information between the two regions (attention edges between their
-channels' tokens, directly or through other tokens) to recognise the interaction classes,
-and needs no edge between regions for the others: cutting every edge between lobes
-(``cross_region``) must collapse the interaction classes and leave the single-region ones.
-The defaults make the interaction learnable (`N_REPETITIONS`, strong bursts, no posterior
-alpha, overlapping windows: `EEG_PREPROCESS`); a 2-layer CBraMod learns it in a few hundred
-steps (notebook 06). `planted_eeg_truth` returns that ground truth, `planted_eeg` the
+What this plants, and what a cut must do to it: docs/concepts.md, "What the synthetic data
+plant". The defaults make the interaction learnable (`N_REPETITIONS`, strong bursts, no
+posterior alpha, overlapping windows: `EEG_PREPROCESS`); a 2-layer CBraMod learns it in a few
+hundred steps (notebook 06). `planted_eeg_truth` returns that ground truth, `planted_eeg` the
 preprocessed data with it, and the dataset ``"synthetic-eeg"`` is the same data as a source.
 
 >>> spec = SyntheticEEGSpec(n_subjects=1, n_repetitions=4, trial_seconds=1.0)

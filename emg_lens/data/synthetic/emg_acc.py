@@ -20,8 +20,7 @@ proportions set by `SyntheticSpec`:
   split (train 1, 3, 4, 6; test 2, 5) and ``k <= 4`` the training repetitions contain every
   code the test repetitions use.
 
-The ground truth of the tests and the demo: a model must route information between modalities
-(cross-modal attention edges) to recognise interaction gestures, and needs none for the others.
+The ground truth of the tests and the demo: docs/concepts.md, "What the synthetic data plant".
 `db2_spec` and `synthesize_ninapro_db2` give the same data DB2's exercises and gesture counts,
 in its files (what ``emg-lens synth --format ninapro-db2`` writes).
 
