@@ -3,9 +3,9 @@
 ``"broadcast"`` runs one block call per child, its ``[1, head, q, k]`` mask broadcast over the
 window batch; ``"stacked"`` puts the children on the batch axis with one mask per row, at most
 `STACK_ROWS` rows and `STACK_MASK_ENTRIES` mask entries per call: fewer, larger calls, which a
-GPU rewards where one window batch leaves it waiting on kernel launches. Both compute the same outputs
-(bit for bit on a CPU: every op of a block acts on each row alone, and SDPA reads a row's mask
-the same whether it is broadcast or copied). `ConditionForm` is the rule (``"auto"``,
+GPU rewards where one window batch leaves it waiting on kernel launches. Both compute the same
+outputs (bit for bit on a CPU: every op of a block acts on each row alone, and SDPA reads a
+row's mask the same whether it is broadcast or copied). `ConditionForm` is the rule (``"auto"``,
 ``"timed"`` with `MIN_TIMED` and `CPU_MEASURED`, or a form by name) and its record: what the
 user sees of it, docs/guide/scale-out.md, "Conditions on the batch axis". The timed layer warms
 each form up on its first children before it times them; an attached model (whole forwards,
