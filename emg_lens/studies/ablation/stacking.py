@@ -12,10 +12,9 @@ each form up on its first children before it times them; an attached model (whol
 no blocks to stack) always broadcasts.
 
 A node's unmasked child runs alone, unmasked, in both forms (SDPA without a mask is another
-kernel). In the broadcast form the children of one node share what no mask changes
-(`LayerStep`: ``ln1`` and the q/k/v projections, `TransformerBlock.project`), so a child
-costs the rest of the block; and where the readout reads only some positions, the last
-layer computes only those query rows, one child at a time in both forms.
+kernel). In the broadcast form the children of one node share what no mask changes, and the
+last layer computes only the query rows the readout reads, one child at a time in both forms
+(`LayerStep`).
 """
 
 from __future__ import annotations
