@@ -338,8 +338,8 @@ class AttachedModel(HookedBiosignalModel):
         ``kwargs`` passed on), cutting ``edge_masks`` (``{layer: bool mask}``, True = cut,
         broadcastable to that layer's ``[batch, head, query, key]``) inside its attention.
         On a layer that folds ``F = folds_of(layer)`` problems into its batch, batch-major,
-        a mask may differ between folds, ``[batch or 1, F, head or 1, query, key]`` (see the
-        module docstring for the other fold orders).
+        a mask may differ between folds, ``[batch or 1, F, head or 1, query, key]`` (the other
+        fold orders: docs/guide/bring-your-own-model.md).
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 
