@@ -519,11 +519,9 @@ def describe(value: object) -> str:
 def check_field_types(cfg: Any, error: type[EmgLensError] | None = None) -> None:
     """Refuse, with ``error`` (default `ConfigError`), a field of the dataclass ``cfg`` (a
     config or spec) that does not hold what its declared type says, naming the field and what
-    the type accepts (`mismatch`): an ``int`` field takes an int and never a bool (``True`` is
-    not a 1-unit layer), a ``float`` field a finite number (NaN and inf are refused), ``bool``
-    true or false, ``str`` a string, ``X | None`` also None, ``tuple[...]`` its values. The one
-    type check of every config; each keeps its own checks of ranges. A numpy number that
-    passes is stored as the Python number it equals, so the config writes to JSON.
+    the type accepts (what each type takes: `emg_lens._hints.mismatch`). The one type check of
+    every config; each keeps its own checks of ranges. A numpy number that passes is stored as
+    the Python number it equals, so the config writes to JSON.
 
     >>> @dataclasses.dataclass
     ... class Recipe:

@@ -4,35 +4,17 @@
 against the model's layout (`emg_lens.hooks.compile_edges`), holds the masks as constants of a
 small wrapper module that calls ``model(signals, edge_masks=..., return_type=...)``, and has
 torch trace that into ONNX with a dynamic batch axis. The file is written under a temporary
-name, run with onnxruntime on seeded inputs of several batch sizes (none of them the traced
-one) and compared with the PyTorch masked forward; only if every output agrees to
-``atol`` (default 1e-5) is it renamed into place. Otherwise it is deleted and an `ExportError`
-says by how much it differed: a file under the requested name computes what the model
-computes.
+name and renamed into place only if onnxruntime, on seeded inputs of batch sizes other than the
+traced one, matches the PyTorch masked forward to ``atol`` (default 1e-5); otherwise it is
+deleted and an `ExportError` says by how much it differed. What a file holds and computes (eval
+mode, finite fully masked rows, unchecked input, output names, metadata): docs/guide/export.md.
 
 Which exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``),
-deprecated upstream but ~1 s for a tiny model in every torch the package allows (>= 2.6): it
-runs the real forward, checks included, and records its tensor operations. On torch 2.13 CPU
-``dynamo=True`` (the default since 2.9) stops, non-strict, at attention's fused-weight cache
-(its key reads ``data_ptr()``, which fake tensors lack) and the input check's data-dependent
-branch, and strict fails in decomposition or takes ~8 s. The parity check guarantees the file
-whichever tracer wrote it.
-
-What a file holds and computes:
-
-- the inference forward: the model is traced in eval mode (dropout and drop-path off). A model
-  in training mode is exported in eval with a `UserWarning` saying so, and put back in
-  training mode afterwards;
-- fully masked query rows stay finite: the model drops such a row's attention update (its
-  pattern row is zero, never NaN) with a ``Where`` on the row's "all keys masked" flag, a
-  constant of the file, exactly as it does in PyTorch;
-- its input is ``signals`` ``[batch, channels, time]`` in the model's dtype, unchecked (the
-  file does not refuse NaN as `HookedBiosignalModel.to_tokens` does); its outputs are named
-  after ``return_type`` (``logits``, ``avg_logits``, ``latent``; ``resid`` for None; a tuple
-  such as IsoNet's ``"both"`` gives ``both_0``, ``both_1``), each with the batch axis dynamic;
-- what it is, in the model's ``metadata_props`` (`METADATA_KEYS`; onnxruntime:
-  ``session.get_modelmeta().custom_metadata_map``), the edge set as its canonical string
-  (``""`` unmasked) and the blocks it is cut in as ``"0,1"``.
+deprecated upstream but ~1 s for a tiny model in every torch the package allows (>= 2.6). On
+torch 2.13 CPU ``dynamo=True`` stops, non-strict, at attention's fused-weight cache (its key
+reads ``data_ptr()``, which fake tensors lack) and the input check's data-dependent branch, and
+strict fails in decomposition or takes ~8 s. The parity check guarantees the file whichever
+tracer wrote it.
 
 Refused, before anything is written: an edge set on a model without attention
 (`MultimodalMLP`: `UnsupportedFeatureError`) or without a shared stack ``blocks``

@@ -176,10 +176,8 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
 
 
 def print_below_baseline(rows: list[dict]) -> None:
-    """A line for each subject whose model is below the per-channel feature baseline on the
-    same split (`emg_lens.train.baseline.below_baseline`), where the difference's interval over
-    the subject's held-out trials (``test_trials``; its windows where a row has no trial count)
-    stays below 0: a gap over a few trials is not "below" (issue 78).
+    """`emg_lens.train.baseline.below_baseline`'s line for each subject, over its held-out
+    trials (``test_trials``; its windows where a row has no trial count; issue 78).
 
     >>> print_below_baseline([
     ...     {"subject": 3, "test_accuracy": 0.27, "baseline_accuracy": 0.41, "test_trials": 200},

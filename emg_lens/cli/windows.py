@@ -3,20 +3,11 @@ written by `emg_lens.data.window_build.build_window_store`.
 
 ``--source`` reads any of `WINDOW_STORE_SOURCES`; ``--dataset`` only TinyMyo's downstream
 datasets, and means the same as ``--source`` with that name. The two kinds of source make
-different stores, and accept different options:
-
-- emg2pose, NinaPro DB5/DB6/DB7 and synthetic sEMG are cut with TinyMyo's recipe
-  (`emg_lens.data.windows.pipeline.TinyMyoPreprocess`: 1000 samples every 500 at 2 kHz), min-max
-  normalised per channel of each window (emg2pose, DB6, DB7: pretraining corpora) or z-scored
-  with the training repetitions' statistics (DB5, synthetic), and split by repetition
-  (``--train-repetitions``, ``--test-repetitions``), emg2pose by its metadata.csv's ``split``;
-- EPN-612, UCI and NinaPro DB8 are preprocessed as the TinyMyo thesis did, at the data's own
-  rate and z-scored per recording (so no ``--normalize``), with windows that fit each
-  dataset's real protocol (its registry entry's `DownstreamTask`; an EPN-612 sample is padded
-  or cropped to one window, so no ``--step``); the store keeps the dataset's own train / val /
-  test split, which ``emg-lens finetune`` trains, early-stops and scores on, and DB8's
-  windows hold regression targets (the command prints the samples each file lost to NaN in
-  the glove).
+different stores and accept different options: emg2pose, NinaPro DB5/DB6/DB7 and synthetic
+sEMG are cut with TinyMyo's recipe (`emg_lens.data.windows.pipeline.TinyMyoPreprocess`) and
+split by repetition (emg2pose by its metadata.csv's ``split``); EPN-612, UCI and NinaPro DB8 as
+the TinyMyo thesis did, keeping the dataset's own train / val / test split. Each source's
+windows, normalisation and split: docs/guide/tinymyo.md.
 
 An option that the chosen source would ignore is refused, naming the options that apply, so a
 store is never silently built without what was asked for."""

@@ -1,13 +1,12 @@
 """Bidirectional multi-head attention with the legacy TransformerLens names, shapes and hooks.
 
-Two paths compute the same function: the *explicit* path fires every hook (``hook_q`` ...
-``hook_result``) and is taken whenever any of them has a hook (caching included) or
-``use_attn_result`` is on (as in TransformerLens, that flag, not a hook, chooses the per-head
-computation, so a hook on ``hook_result`` changes no output bit); otherwise the *fast* path
-(`emg_lens.components.fast_attention`, SDPA), so an unhooked model pays nothing for being
-hookable. Both honour an ``edge_mask`` (bool, True = masked, broadcastable to ``[batch,
-head_index, query_pos, key_pos]``) by `emg_lens.components.attend`'s rules: a query with no key
-left attends to nothing (zero pattern row and update, never NaN), and any other NaN propagates.
+Two paths compute the same function (docs/DESIGN.md §2, "Speed" and "No NaN from masking"):
+the *explicit* path fires every hook (``hook_q`` ... ``hook_result``) and is taken whenever any
+of them has a hook (caching included) or ``use_attn_result`` is on (as in TransformerLens, that
+flag, not a hook, chooses the per-head computation, so a hook on ``hook_result`` changes no
+output bit); otherwise the *fast* path (`emg_lens.components.fast_attention`, SDPA). Both honour
+an ``edge_mask`` (bool, True = masked, broadcastable to ``[batch, head_index, query_pos,
+key_pos]``) by `emg_lens.components.attend`'s rules.
 
 Converted architectures keep the names, shapes and hooks: ``qk_norm`` (a LayerNorm over
 ``d_head`` of every head's q and k after ``hook_q`` / ``hook_k``, as LaBraM does),

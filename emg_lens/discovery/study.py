@@ -1,39 +1,12 @@
 """Discovery as a study (``kind = "discovery"``): screen, verify and discover on every subject,
 resumable in the provenance-keyed store, with tables and figures across subjects.
 
-A study file::
-
-    kind = "discovery"
-    name = "isonet-circuit"
-    models = "runs/isonet"            # one checkpoint per subject (or "demo")
-    metric = "margin"                 # or "logprob"; the accuracy effect is reported beside it
-    return_type = "avg_logits"        # the scored output
-    tau = 0.05                        # the cut may cost 5% of the metric's full-to-empty range
-    method = "greedy"                 # the search's order: the screen's, or "gates" (learned)
-    screen = "plain"                  # or "ig": integrated gradients (EAP-IG), with
-    ig_steps = 5                      #   this many path points (only with screen = "ig")
-    verify_top = 10                   # candidates measured exactly per subject
-    family = "default"                # or edge expressions: ["cross_modal", "from_cls"]
-    per_head = true                   # user expressions: one candidate per (layer, head)
-    resamples = 5                     # bootstrap resamples of the trials: the circuit's
-                                      # stability (Jaccard), per subject (default 0: none)
-    subjects = [1, 2, 3]              # optional
-    modules = "models.py:build_modules"  # optional: builds the user's modules of converted
-                                         # nn.TransformerEncoder checkpoints (--allow-code)
-
 Each subject's result is one cell of the store (`emg_lens.studies.store.CellStore`), with the
 provenance of an ablation study's cells (digests of the model, the data, the code) plus the
 discovery's parameters; a rerun reuses exactly the subjects whose provenance matches. A
 ``modules`` function runs only with consent (``allow_code``), as in an ablation study
-(`emg_lens.user_code`), and its file's digest is part of the provenance.
-Outputs: ``screen.csv`` (every candidate of every subject, with the verified exact effects),
-``circuits.csv`` (one row per subject: size, faithfulness, MIB's CPR and CMD of its
-faithfulness curve, the screen used, the circuit's edge sets), ``curve.csv`` (the curve: each
-accepted cut's size and faithfulness), ``consensus.csv`` (per candidate, the share of subjects
-whose circuit keeps it),
-``stability.csv`` (the Jaccard index of every two subjects' circuits; each subject's bootstrap
-stability is ``stability_jaccard`` in ``circuits.csv``) and figures (``screen_<subject>``,
-``screen_vs_exact``, ``faithfulness``)."""
+(`emg_lens.user_code`), and its file's digest is part of the provenance. The study file's keys
+and the outputs: docs/guide/discovery.md, "A discovery study"."""
 
 from __future__ import annotations
 

@@ -6,15 +6,10 @@ why the model lacks it, and which converter gives it) instead of asking for a cl
 per-class knowledge stays in the model: ``readout_map`` (`LINEAR_READOUT`),
 ``data_free_tokens`` (`TL_WEIGHTS`), ``lacks``, ``head_tasks``.
 
-`HookedBiosignalModel` is what every hooked model shares: ``cfg``, ``hook_input``, input checks
-(`to_tokens`), `example_input`, seeded initialisation, `run_with_cache` returning an
-`ActivationCache`, and the hook surface (`emg_lens.models.tl_surface.HookSurface`); a model
-without TransformerLens weights asked for one (``W_Q`` ... ``W_U``) is refused by name, here.
-`HookedEncoder` is the root of every encoder with weights: it adds the weight surface
-(`emg_lens.models.tl_surface.WeightSurface`); a subclass supplies `embed_signals` (which may
-take extra keywords that `forward` passes on), `layout` and `readout`, and inherits
-``blocks``, ``ln_final``, `forward` with ``start_at_layer``/``stop_at_layer``,
-`run_with_hooks` and `accumulated_bias`.
+`HookedBiosignalModel` roots every hooked model (with the hook surface,
+`emg_lens.models.tl_surface.HookSurface`) and `HookedEncoder` every encoder with weights (with
+the weight surface, `emg_lens.models.tl_surface.WeightSurface`); their docstrings say what
+each owns and what a subclass supplies.
 """
 
 from __future__ import annotations
@@ -377,7 +372,9 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
     not used directly.
 
     Adds the shared stack ``blocks`` and ``ln_final``, `forward` with the TransformerLens layer
-    arguments, and the weight surface to `HookedBiosignalModel` (whose subclass rules hold).
+    arguments, `run_with_hooks`, `accumulated_bias` and the weight surface to
+    `HookedBiosignalModel` (whose subclass rules hold). A subclass supplies `embed_signals`
+    (which may take extra keywords that `forward` passes on), `layout` and `readout`.
     """
 
     blocks: Blocks

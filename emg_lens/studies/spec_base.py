@@ -11,11 +11,9 @@ training study's, the discovery study's). What they share is written here once:
 - `Spec.to_dict` writes every field back under its key, so that ``from_dict`` reads an equal
   spec; three optional field metadata (`file_key`) say how: ``key``, the table's key where it
   is not the field's name (``metric`` for ``metrics``); ``dump(value, spec)``, the table's
-  value where the default (nested specs as tables, tuples as lists, mappings as tables) is not
-  it; ``omit(value, spec)``, true where the key is left out (`is_none`: an absent optional
-  key);
-- `Spec.fingerprint`: the canonical JSON of ``to_dict``, what a study's store is keyed by;
-- `Spec.with_changes`: the spec with some keys replaced, checked as a file's would be.
+  value where `plain`'s is not it; ``omit(value, spec)``, true where the key is left out
+  (`is_none`: an absent optional key);
+- `Spec.fingerprint`, what a study's store is keyed by, and `Spec.with_changes`.
 
 A field whose metadata has ``saved=False`` (``source_dir``: where the file was, not what the
 study is) is neither read from the table nor written; `from_dict` takes it as a keyword.

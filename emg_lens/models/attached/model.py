@@ -8,20 +8,11 @@ adding for each attention call in call order (layer ``L``) ``blocks.{L}.attn.hoo
 stream (`find_blocks`), ``blocks.{L}.hook_resid_pre`` / ``hook_resid_post``. ``edge_masks=``
 cuts edges as on every emg_lens encoder.
 
-Folded calls (CBraMod's criss-cross, EEGPT's per-patch attention) put ``F`` problems per input
-row into the batch axis. `attach` records each call's `Fold` (``folds``, `folds_of`) and checks,
-by probing again with one input row replaced, whether it is batch-major (row ``b`` owns score
-rows ``b * F`` to ``b * F + F - 1``). There a mask may differ between folds (``[batch or 1, F,
-head or 1, query, key]``) and a per-input mask ``[batch, head or 1, query, key]`` holds for
-every fold of its row. A call folded in another order (ATCNet's heads), or of unknown order (a
-checkpoint saved before folds were recorded), takes only masks the same for every row and fold
-and says so by name. Hooks see the folded scores ``[batch * F, head, query, key]``.
-
-Any input size: where `attach` is given the layout as ``layout(calls, n_channels, n_samples)``
-(braindecode's CBraMod), each new input size is probed once (eval mode, no gradients; on a copy
-while lazy modules are not built) and the function gives its layouts (`layout_of(layer,
-input_shape=...)`); a size the forward fails on, or whose calls differ, is refused by name.
-``input_shape``, ``example_input``, ``layout`` and a checkpoint are those of the probed size.
+Folded calls (``folds``, `folds_of`: which masks each fold order takes) and any input size
+(``layout(calls, n_channels, n_samples)``, `layout_of`): docs/guide/bring-your-own-model.md,
+"Open it where it stands: `attach`". A new size is probed once; one whose forward fails or
+whose calls differ is refused by name. ``input_shape``, ``example_input``, ``layout`` and a
+checkpoint are those of the probed size.
 
 With nothing hooked and no mask the forward is the user's module called on the signals;
 otherwise it runs under an `Interceptor`, which computes the hooked or masked calls explicitly.
@@ -347,8 +338,8 @@ class AttachedModel(HookedBiosignalModel):
         ``kwargs`` passed on), cutting ``edge_masks`` (``{layer: bool mask}``, True = cut,
         broadcastable to that layer's ``[batch, head, query, key]``) inside its attention.
         On a layer that folds ``F = folds_of(layer)`` problems into its batch, batch-major,
-        a mask may differ between folds, ``[batch or 1, F, head or 1, query, key]`` (see the
-        module docstring for the other fold orders).
+        a mask may differ between folds, ``[batch or 1, F, head or 1, query, key]`` (the other
+        fold orders: docs/guide/bring-your-own-model.md).
         ``return_type``: ``"logits"`` or None, both the model's output (it has no separate
         readout; None is what callers that only cache activations pass).
 

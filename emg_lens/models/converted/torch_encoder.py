@@ -7,20 +7,17 @@ the tokenizer (``embed``) and classifier (``readout``) stay the user's modules, 
 
     signals [batch, channel, time] -> embed -> hook_embed -> blocks -> ln_final -> readout
 
-Converted: ``norm_first`` True or False (post-LN: see `emg_lens.components.block` for where its
-norms sit among the hooks), ``batch_first`` True or False (the hooked model is batch-first),
-relu and gelu (the strings, ``F.relu``, ``F.gelu``, ``nn.ReLU()``, ``nn.GELU()``,
-``nn.SiLU()``; another activation is refused by name), the final ``norm`` or none,
-``bias=False`` (zero buffers) and ``layer_norm_eps``. (An ``nn.GELU(approximate="tanh")``
-converts to the tanh GELU it declares; torch 2.13's no-grad fast path for encoder layers
-computes the exact GELU instead.) Refused with an
-`UnsupportedModuleError` naming the path: an attention other than ``nn.MultiheadAttention``,
-``kdim``/``vdim`` other than ``embed_dim``, ``add_bias_kv``, ``add_zero_attn``, a LayerNorm
-without weights. Layers that disagree, or a tokenizer or readout whose output does not fit the
-layout, are a `ConversionError`; so is a converted model that computes something else than the
-original, and hooks or a patched ``forward`` on the encoder are refused by name
-(`emg_lens.models.converted.conversion.check_faithful`; hooks on ``embed`` and ``readout``
-stay).
+What converts: docs/guide/bring-your-own-model.md, "A `torch.nn.TransformerEncoder` model" (the
+activations: `emg_lens.models.converted.conversion.activation_name`; ``bias=False`` as zero
+buffers; the hooked model is batch-first; where a post-LN block's norms sit among the hooks:
+`emg_lens.components.block`). ``nn.GELU(approximate="tanh")`` converts to the tanh GELU it declares
+(torch 2.13's no-grad fast path for encoder layers computes the exact GELU instead). Refused with
+an `UnsupportedModuleError` naming the path: another activation, an attention other than
+``nn.MultiheadAttention``, ``kdim``/``vdim`` other than ``embed_dim``, ``add_bias_kv``,
+``add_zero_attn``, a LayerNorm without weights. Layers that disagree, a tokenizer or readout whose
+output does not fit the layout, and a converted model that computes something else than the
+original are a `ConversionError`; hooks or a patched ``forward`` on the encoder are refused by name
+(`emg_lens.models.converted.conversion.check_faithful`; hooks on ``embed`` and ``readout`` stay).
 
 `HookedTorchEncoder` (`emg_lens.models.converted.hooked_torch_encoder`), the mask reading
 (`emg_lens.models.converted.torch_masks`) and `find_linear_readout`

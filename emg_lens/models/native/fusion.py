@@ -1,24 +1,17 @@
 """The IsoNet paper's tubelet-transformer fusion baselines, and the stems they share.
 
-From least to most cross-modal mixing the paper's baselines are the multimodal MLP
-(`emg_lens.models.native.mlp_baseline.MultimodalMLP`: no tokens, no attention) and the two
-transformers here:
-
-- `MultimodalTransformer`: one transformer *stem* per modality over tubelet tokens (all of a
-  modality's channels over ``patch_samples`` samples, flattened and linearly embedded), each
-  with its own CLS token and learned positions; the stems' final CLS vectors are concatenated
-  and classified linearly. Attention never mixes modalities.
-- `HierarchicalTransformer`: the same stems, then a fusion transformer ``blocks`` over both
-  token streams concatenated. Cross-modal edges live in the fusion stage only.
+In cross-modal mixing they sit between the multimodal MLP
+(`emg_lens.models.native.mlp_baseline.MultimodalMLP`: no tokens, no attention) and IsoNet:
+`MultimodalTransformer` has one transformer *stem* per modality (`ModalityStem`, over
+`TubeletEmbed`'s tokens) and linear fusion, so attention never mixes modalities;
+`HierarchicalTransformer` adds a fusion stack ``blocks`` over both streams, where alone its
+cross-modal edges live.
 
 Hook names (docs/DESIGN.md §2): a stem's are ``stems.{modality}.embed``, ``.hook_embed`` (CLS +
 tubelet tokens), ``.pos_embed``, ``.hook_pos_embed`` and ``.blocks.{l}`` with the usual inner
-names. The fusion stack is always ``blocks``, so TransformerLens tools and
-``start_at_layer``/``stop_at_layer`` act on it: ``hook_embed`` is the input of ``blocks.0``
-(the stems' outputs, concatenated), and ``decompose_resid`` splits the final residual into that
-plus the fusion layers' outputs. ``cfg.n_layers`` is the depth of ``blocks`` and
-``cfg.n_stem_layers`` that of each stem; the `MultimodalTransformer` has ``n_layers=0``: exactly
-a hierarchical model without a fusion stage. ``default_config`` builds a config from a preset.
+names. The fusion stack is always ``blocks`` (``cfg.n_layers`` deep; each stem
+``cfg.n_stem_layers``): ``hook_embed`` is its input (the stems' outputs, concatenated), and
+``decompose_resid`` splits the final residual into that plus the fusion layers' outputs.
 
 Token layout, per modality in ``cfg.modalities`` order: its CLS token, then its tubelets
 (group the modality, channel -1, the tubelet index as time). Every CLS token has group

@@ -1,20 +1,12 @@
 """One model, one caller (a thread, or an asyncio task) at a time while hooks are involved.
 
-TransformerLens's hooks are state on a model's modules, shared by every thread: a hook one
-thread adds fires in any thread's forward, and ``reset_hooks`` at the end of one thread's
-``hooks()`` removes another's (a wrong result, or a bare ``KeyError`` in ``run_with_cache``).
-
-The decision, for every tier alike: hook state stays the model's, as in TransformerLens, and a
-model that one caller uses with hooks refuses another caller's call by name (`ModelInUseError`,
-which says to use a copy per thread: ``copy.deepcopy``). *With hooks* means a ``hooks()``
-context (``run_with_hooks``, ``run_with_cache``), a change to the hooks or hook flags
-(``add_hook``, ``reset_hooks``, ``set_use_attn_result`` ...), or a forward run while a hook is
-attached. Calls without hooks (edge masks included) run in any number of callers at once, and a
-caller may nest its own calls. A copy carries the permanent hooks only. A ``hooks()`` context
-closed in another caller than its opener removes its hooks there (that caller takes the claim
-over), unless the opener is inside a call of the model then: that is refused by name, and the
-hooks stay until ``reset_hooks()``. A hook added to a hook point directly
-(``model.hook_dict[name].add_hook``, ``register_forward_hook``) bypasses the claim.
+The decision and what counts as *with hooks*: docs/DESIGN.md §2, "Hooks are the model's, one
+thread at a time" (without a claim, one thread's ``reset_hooks`` removes another's hooks: a
+wrong result, or a bare ``KeyError`` in ``run_with_cache``). A caller may nest its own calls. A
+``hooks()`` context closed in another caller than its opener removes its hooks there (that
+caller takes the claim over), unless the opener is inside a call of the model then: that is
+refused by name, and the hooks stay until ``reset_hooks()``. A hook added to a hook point
+directly (``model.hook_dict[name].add_hook``, ``register_forward_hook``) bypasses the claim.
 
 A ``threading`` lock cannot be pickled (every attached model failed ``copy.deepcopy`` and
 ``torch.save`` so, issue 57): the claim, and `FreshLock` for a model's own lock, are made anew,

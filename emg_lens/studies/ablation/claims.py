@@ -1,11 +1,8 @@
 """Claims: what an ablation study expects, declared in its file before anything runs.
 
-A study file may say, before anything runs, which classes a condition of its grid should
-affect, and how (docs/guide/studies.md shows a file). Each ``[[claims]]`` entry names an
-intervention of the study, the layers as its tables name them (``"all"``, ``"input"``,
-``"individual 1"``, ``"from_first 2"``, ``"explicit 0,2"``), the classes (indices as
-``per_class.csv`` numbers them, a name of the optional ``[class_groups]`` table, or ``"all"``)
-and what to expect (``"drop"``, or ``"keep"`` with a ``margin``).
+A ``[[claims]]`` entry names an intervention of the study, the layers as its tables name
+them, the classes and what to expect; the keys and values it takes: docs/guide/studies.md,
+"Claims".
 
 `Claim` reads an entry; `check_claims` checks claims against the study that declares them,
 `matching_keys` finds a claim's condition among the study's and `class_indices` its classes

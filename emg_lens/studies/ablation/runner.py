@@ -5,10 +5,10 @@ stored cells that still match, claims the subject against other processes sharin
 and has `emg_lens.studies.ablation.evaluate` compute the rest; then it assembles the
 per-subject table and the statistics (`StudyResult`).
 
-Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) each rank computes its share of the
-subjects (`emg_lens.train.distributed.DistributedRun.shard`: sorted, every N-th) into the one
-store; rank 0 then waits for the other ranks' cells (`CellStore.wait_for_matching`) and alone
-writes the tables and figures. A rank killed mid-run loses only the cells it had not stored yet.
+Under ``torchrun`` (``WORLD_SIZE`` > 1; docs/guide/scale-out.md) each rank computes its share
+of the subjects (`emg_lens.train.distributed.DistributedRun.shard`) into the one store; rank 0
+then waits for the other ranks' cells (`CellStore.wait_for_matching`) and alone writes the
+tables and figures.
 
 ``device`` puts the models there (checkpoints load onto it; in-memory models are moved, as
 ``nn.Module.to`` does); the evaluation data, masks and caches follow the model (its

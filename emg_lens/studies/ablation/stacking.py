@@ -1,27 +1,20 @@
 """How one layer of the prefix tree runs its masked children, and the rule that chooses.
 
-Two forms compute the same outputs (bit for bit on a CPU: every op of a block acts on each
-row alone, and SDPA reads a row's mask the same whether it is broadcast or copied):
-
-- ``"broadcast"``: one block call per child, its ``[1, head, q, k]`` mask broadcast over the
-  window batch (nothing copied);
-- ``"stacked"``: the children on the batch axis, ``[children * windows, ...]``, with one mask
-  per row (``[rows, head, q, k]``, copied), at most `STACK_ROWS` rows and
-  `STACK_MASK_ENTRIES` mask entries per call: fewer, larger calls, which a GPU rewards where
-  one window batch leaves it waiting on kernel launches.
+``"broadcast"`` runs one block call per child, its ``[1, head, q, k]`` mask broadcast over the
+window batch; ``"stacked"`` puts the children on the batch axis with one mask per row, at most
+`STACK_ROWS` rows and `STACK_MASK_ENTRIES` mask entries per call: fewer, larger calls, which a
+GPU rewards where one window batch leaves it waiting on kernel launches. Both compute the same
+outputs (bit for bit on a CPU: every op of a block acts on each row alone, and SDPA reads a
+row's mask the same whether it is broadcast or copied). `ConditionForm` is the rule (``"auto"``,
+``"timed"`` with `MIN_TIMED` and `CPU_MEASURED`, or a form by name) and its record: what the
+user sees of it, docs/guide/scale-out.md, "Conditions on the batch axis". The timed layer warms
+each form up on its first children before it times them; an attached model (whole forwards,
+no blocks to stack) always broadcasts.
 
 A node's unmasked child runs alone, unmasked, in both forms (SDPA without a mask is another
-kernel). In the broadcast form the children of one node share what no mask changes
-(`LayerStep`: ``ln1`` and the q/k/v projections, `TransformerBlock.project`), so a child
-costs the rest of the block; and where the readout reads only some positions, the last
-layer computes only those query rows, one child at a time in both forms.
-
-`ConditionForm` is the rule and its record: a form asked for by name; ``"timed"``: the first
-layer with at least `MIN_TIMED` masked children is timed (each form warmed up on
-its first children, then half the rest in each form: each child computed once), and the
-faster per child is kept for the rest of the subject; ``"auto"``: on a CPU the broadcast
-form (measured faster there, `CPU_MEASURED`), elsewhere (a GPU) timed. An attached model
-(whole forwards, no blocks to stack) always broadcasts.
+kernel). In the broadcast form the children of one node share what no mask changes, and the
+last layer computes only the query rows the readout reads, one child at a time in both forms
+(`LayerStep`).
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
 """Cutting edges in a regressor (a force predicted from an HD-sEMG grid): the change of its
 error, tested over held-out time blocks.
 
-An ablation study (`emg_lens.studies.ablation.runner`) scores classifiers over subjects. A regressor
-trained on one contraction has one subject, and its test windows are not independent (they
-overlap and the force changes slowly), so the held-out time block
-(`emg_lens.data.windows.contraction`) is the unit: `block_errors` scores the model's
-predictions per block, with an edge set cut in every layer or without, and `cut_table`
-compares each cut's block errors with the unmasked model's, over blocks: the mean change
-(ΔMSE, absolute), its percentile bootstrap interval (`stats.bootstrap_delta_cis`, blocks
-resampled) and its t interval, and the exact two-sided sign-flip p
-(`emg_lens.stats.compare.sign_flip_p`), corrected
-over the cuts (`stats.correct`). ΔR² is over all test windows (`metrics.score_regression`).
-A cut whose masks cut no edge is a structural zero: its row gets no p and stays out of the
-correction, as in every study. `regression_cuts` does both for a model in memory; the
-regression study kind (`emg_lens.studies.regression.runner`) stores each cut's block errors as
-a cell and builds the same table from them.
+The held-out time block (`emg_lens.data.windows.contraction`) is the unit, not the
+overlapping window: `block_errors` scores a model's predictions per block, with an edge set cut
+in every layer or without, and `cut_table` compares each cut's block errors with the unmasked
+model's (its columns and tests: `regression_cuts`). A cut whose masks cut no edge is a
+structural zero: no p, out of the correction. `regression_cuts` does both for a model in
+memory; the regression kind (`emg_lens.studies.regression.runner`) builds the same table from
+its stored cells. The method and a measured study: docs/guide/recordings.md, "An HD-sEMG
+contraction: the force from a 64-electrode grid".
 
 >>> from emg_lens import EncoderConfig
 >>> from emg_lens.edges import between_regions
@@ -216,12 +210,13 @@ def regression_cuts(
     """The effect of cutting each edge set of ``conditions`` (by name; in every layer) on
     ``model``'s predictions of ``y`` from windows ``X``, tested over the held-out ``blocks``
     (see the module docstring): `block_errors` of each, then `cut_table`. Columns:
-    ``condition``, ``edges``, ``mse``, ``r2``, ``delta_mse`` (mean over blocks of the block's
-    MSE change), ``ci_low``, ``ci_high`` (its 95 % bootstrap interval over blocks, seeded by
-    ``seed``), ``t_low``, ``t_high`` (its 95 % t interval), ``delta_r2``, ``p`` (exact
-    sign-flip test over blocks, `sign_flip_p`), ``p_corrected`` (``correction``: ``holm`` or
-    ``bonferroni``, over the conditions that cut an edge), ``stars`` and ``cut_edges`` (edges
-    cut per layer, summed over heads). The first row, ``none``, is the unmasked model.
+    ``condition``, ``edges``, ``mse``, ``r2`` (over all windows, `metrics.score_regression`),
+    ``delta_mse`` (mean over blocks of the block's MSE change), ``ci_low``, ``ci_high`` (its
+    95 % bootstrap interval over blocks, `stats.bootstrap_delta_cis`, seeded by ``seed``),
+    ``t_low``, ``t_high`` (its 95 % t interval), ``delta_r2``, ``p`` (exact sign-flip test over
+    blocks, `sign_flip_p`), ``p_corrected`` (``correction``: ``holm`` or ``bonferroni``, over
+    the conditions that cut an edge, `stats.correct`), ``stars`` and ``cut_edges`` (edges cut
+    per layer, summed over heads). The first row, ``none``, is the unmasked model.
     """
     check_blocks(y, blocks, len(X))
     _check_names(conditions)  # before any pass

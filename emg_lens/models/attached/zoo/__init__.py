@@ -5,30 +5,16 @@ table of `tokens.Rule` (which calls, what runs of tokens, each token's kind one 
 `tokens.KINDS`); braindecode is never imported: a model is recognised by its class name and
 module, as the converters do.
 
-An entry builds the layouts from the attention calls a probe forward shows. Tokens per channel
-(so channel, region and modality edge sets select them): LaBraM, EEGPT, CBraMod, LUNA, REVE,
-SignalJEPA, CodeBrain, EEGDINO (its global tokens first after ``global_token_layer``), ZUNA (a
-``register`` token before each channel's patch), STEEGFormer and MVPFormer (patch-major); time
-slices mixing every channel: EEGConformer, CTNet, TCFormer, ATCNet, MSVTNet, BENDR; AttnSleep:
-its CNN's feature maps; DANCE: Perceiver latents reading every time step (a 3-D softmax, so its
-entry names its attention modules, as ATCNet's does). The channel-interpolating wrappers
-(`entries.INTERPOLATED`) open by their base's entry over the base's target channels.
-
-Where a call folds several attention problems into its batch (CBraMod, EEGPT, LUNA's
-cross-attention), the layout is that of one problem and `attach` finds the folds
-(`AttachedModel.folds_of`). PBT's tokens are patches of the flattened window (`flat_patches`:
-``"mixed"`` where a patch runs across two channels); MetaNeuromotorHand's query "now" reads the
-keys of its causal window (`window_keys`).
-
-CBraMod, and SignalJEPA built without ``n_times``, open any input size (`ZooEntry.any_size`);
-every instance braindecode's own integration test builds of a zoo architecture opens exactly,
-and any other entry built without a size it needs is refused naming ``ch_names=`` /
-``n_times=``. CodeBrain with ``swa_window_size=1`` opens with a warning (every cut is vacuous);
-REVE with ``attention_pooling=True`` is refused by name (its pooling softmax cannot be hooked).
-What has no softmax over tokens is refused by name (`REFUSED`: BIOT and its wrapper,
-SignalJEPA's post- and pre-local variants). An architecture with softmax attention the zoo
-does not open would be said by name (`NOT_YET`): none in braindecode 1.8.1, which
-tests/unit/models/test_zoo_roster.py checks over braindecode's whole roster.
+An entry builds the layouts from the attention calls a probe forward shows; for a call that
+folds several attention problems into its batch, the layout is that of one problem and
+`attach` finds the folds (`AttachedModel.folds_of`). Which architecture has which tokens, which
+open at any size (`ZooEntry.any_size`), with a warning or are refused by name (`REFUSED`;
+`NOT_YET`: none in braindecode 1.8.1, which tests/unit/models/test_zoo_roster.py checks over
+braindecode's whole roster): docs/guide/bring-your-own-model.md, "Open it where it stands:
+`attach`". PBT's tokens are patches of the flattened window (`flat_patches`: ``"mixed"`` where
+a patch runs across two channels); MetaNeuromotorHand's query "now" reads the keys of its
+causal window (`window_keys`). Any entry built without a size it needs is refused naming
+``ch_names=`` / ``n_times=``.
 
 >>> sorted(ZOO)[:6]
 ['ATCNet', 'AttnSleep', 'BENDR', 'CBraMod', 'CTNet', 'CodeBrain']
