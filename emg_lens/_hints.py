@@ -10,8 +10,6 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["mismatch", "plain_number", "type_hints"]
-
 
 def mismatch(value: Any, hint: Any) -> str | None:
     """None when ``value`` is what the type annotation ``hint`` says, else what the annotation

@@ -32,23 +32,6 @@ from typing import Any
 
 from emg_lens.errors import StorageError
 
-__all__ = [
-    "atomic_write",
-    "atomic_write_all",
-    "create_exclusive",
-    "file_digest",
-    "leftover_temp_files",
-    "make_folder",
-    "module_files",
-    "pid_alive",
-    "process_start",
-    "process_started_at",
-    "remove_orphaned_temp_files",
-    "same_process",
-    "storage_errors",
-    "write_if_changed",
-]
-
 TEMP_SUFFIX = ".tmp"
 
 

@@ -23,8 +23,6 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.errors import ArgumentError, InputShapeError, describe
 from emg_lens.models.base import ATTENTION_HOOKS, HookedBiosignalModel, provides
 
-__all__ = ["as_subject_data", "check_deterministic", "check_model"]
-
 
 def check_model(model: object) -> HookedBiosignalModel:
     """Return ``model`` if it is an emg_lens model with attention hooks at every layer (an

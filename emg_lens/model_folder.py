@@ -12,8 +12,6 @@ from typing import Any
 from emg_lens.checkpoints import read_checkpoint_info
 from emg_lens.errors import CheckpointError, SpecError
 
-__all__ = ["DEMO_MODELS", "find_models", "models_folder", "no_models", "study_models"]
-
 DEMO_MODELS = Path("runs/demo/models")
 """Where ``emg-lens demo`` saves its models: what ``models = "demo"`` finds."""
 

@@ -22,9 +22,6 @@ from emg_lens._io import make_folder, write_if_changed
 from emg_lens.report import write_manifest, write_report
 from emg_lens.stats.compare import format_p
 
-__all__ = ["P_COLUMNS", "StudyOutput", "markdown_table", "one_line", "prose", "save_outputs"]
-
-
 P_COLUMNS = ("p", "p_corr", "p_corrected")
 """Columns that hold p-values: a table prints them by `emg_lens.stats.compare.format_p`."""
 

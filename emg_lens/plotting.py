@@ -17,8 +17,6 @@ from matplotlib.transforms import Bbox
 from emg_lens._io import make_folder, write_if_changed
 from emg_lens.errors import ArgumentError, describe
 
-__all__ = ["FIGURE_FORMATS", "figure_bytes", "save_figures"]
-
 FIGURE_FORMATS = ("png", "svg")
 DPI = 150
 SVG_SALT = "emg_lens"  # fixed ids in SVG files (matplotlib draws random ones otherwise)

@@ -38,23 +38,6 @@ import torch
 from emg_lens._io import file_digest
 from emg_lens.errors import UndigestibleStateError, warn_caller
 
-__all__ = [
-    "arrays_digest",
-    "checkpoint_digest",
-    "code_digest",
-    "data_files",
-    "file_digest",
-    "files_digest",
-    "json_digest",
-    "model_digest",
-    "module_state_digest",
-    "source_digest",
-    "state_digest",
-    "tensor_digest",
-    "training_digest",
-    "value_state",
-]
-
 
 def json_digest(obj: Any) -> str:
     """Digest of ``obj`` as canonical JSON (sorted keys; tuples as lists; others as `str`).

@@ -64,25 +64,6 @@ from emg_lens.errors import (
     SpecError,
 )
 
-__all__ = [
-    "CodeFile",
-    "ModuleBuilder",
-    "StudyCode",
-    "consent_command",
-    "consent_digests",
-    "describe_code",
-    "hooks_from_factory",
-    "load_code",
-    "load_hook",
-    "load_model",
-    "locate_argument",
-    "locate_code",
-    "project_root",
-    "require_builder",
-    "require_consent",
-    "running_code",
-]
-
 CONSENT_HINT = (
     "read them, then run again with --allow-code (command line) or allow_code=True (Python), "
     "or consent to exactly these bytes: --allow-code SHA256 per file (allow_code=[SHA256, ...])"

@@ -20,39 +20,8 @@ from typing import Any
 from emg_lens.cli.consent import add_modules_arguments, module_builder
 from emg_lens.data.registry import (
     DATASETS,
-    DOWNSTREAM_DATASETS,
-    SPLIT_REPETITIONS,
-    SYNTH_FORMATS,
-    WINDOW_STORE_SOURCES,
 )
 from emg_lens.errors import ArgumentError, check_int, check_seed
-from emg_lens.models import CLASSIFIERS
-
-__all__ = [
-    "CLASSIFIERS",
-    "DATASETS",
-    "DOWNSTREAM_DATASETS",
-    "SPLIT_REPETITIONS",
-    "SYNTH_FORMATS",
-    "WINDOW_STORE_SOURCES",
-    "HelpFormatter",
-    "add_checkpoint_arguments",
-    "add_command",
-    "add_data_args",
-    "add_device_argument",
-    "add_threads_argument",
-    "data_source_from_args",
-    "load_checkpoint_windows",
-    "open_checkpoint",
-    "output_folder",
-    "print_table",
-    "resolve_device",
-    "save_and_show",
-    "show_progress",
-    "subject_ids",
-    "synthetic_emg_spec",
-    "torch_threads",
-]
 
 HELP_WIDTH = 79  # descriptions are wrapped to this many columns
 

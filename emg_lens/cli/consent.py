@@ -11,8 +11,6 @@ from typing import Any
 
 from emg_lens.errors import ArgumentError, EmgLensError
 
-__all__ = ["add_allow_code_argument", "add_modules_arguments", "allow_code", "module_builder"]
-
 MODULES_HELP = (
     "FILE:FUNCTION, e.g. models.py:build_modules: your function build_modules(info) -> "
     '{"embed": module, "readout": module}, called with each checkpoint\'s config.json (a dict), '

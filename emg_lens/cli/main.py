@@ -25,8 +25,6 @@ from emg_lens.cli import (
 from emg_lens.cli.common import HelpFormatter, check_seed_flag, output_folder, torch_threads
 from emg_lens.errors import EmgLensError
 
-__all__ = ["DESCRIPTION", "build_parser", "main", "run"]
-
 DESCRIPTION = """\
 emg-lens: mechanistic interpretability for biosignal transformers (sEMG,
 accelerometers, HD-sEMG) on TransformerLens. Train hooked encoders per subject,

@@ -13,8 +13,6 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_realign_argument", "check_placements", "placement_summary"]
-
 
 def add_realign_argument(p: argparse.ArgumentParser) -> None:
     """``--realign``: put the held-out channels back before preprocessing."""

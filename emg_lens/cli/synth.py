@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from emg_lens.cli.common import SYNTH_FORMATS, add_command
+from emg_lens.cli.common import add_command
+from emg_lens.data.registry import SYNTH_FORMATS
 from emg_lens.errors import ArgumentError
 
 DEFAULT_SUBJECTS = {"ninapro-db2": 2}

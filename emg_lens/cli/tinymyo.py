@@ -186,7 +186,8 @@ def _recipe_options(args: argparse.Namespace) -> dict:
 def _tinymyo_windows(args: argparse.Namespace, *, labeled_only: bool):
     """(train, validation, n_classes) from ``--windows FILE.h5`` (a random held-out fraction)
     or synthetic sEMG (split by repetition: 2 and 5 held out)."""
-    from emg_lens.train.inputs import labeled_subset, random_holdout, synthetic_windows
+    from emg_lens.data.synthetic.windows import synthetic_windows
+    from emg_lens.train.inputs import labeled_subset, random_holdout
 
     if args.windows:
         from emg_lens.data.windows.store import WindowStore

@@ -8,7 +8,6 @@ import functools
 from typing import Any
 
 from emg_lens.cli.common import (
-    CLASSIFIERS,
     add_command,
     add_data_args,
     add_device_argument,
@@ -21,6 +20,7 @@ from emg_lens.cli.common import (
 )
 from emg_lens.cli.consent import add_modules_arguments, module_builder
 from emg_lens.cli.placement import add_realign_argument, check_placements, placement_summary
+from emg_lens.models import CLASSIFIERS
 
 
 def add_parsers(sub) -> None:

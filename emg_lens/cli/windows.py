@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 
-from emg_lens.cli.common import (
+from emg_lens.cli.common import add_command, show_progress, synthetic_emg_spec
+from emg_lens.data.registry import (
     DOWNSTREAM_DATASETS,
     SPLIT_REPETITIONS,
+    STORE_REPETITIONS,
     WINDOW_STORE_SOURCES,
-    add_command,
-    show_progress,
-    synthetic_emg_spec,
+    dataset_info,
 )
-from emg_lens.data.registry import STORE_REPETITIONS, dataset_info
 
 SYNTHETIC_DEFAULTS = {"n_subjects": 2, "n_gestures": 4, "movement_seconds": 2.0, "seed": 0}
 """``--source synthetic``'s options when not given."""

@@ -33,20 +33,6 @@ from jaxtyping import Bool, Float
 from torch import nn
 from torch.nn.modules import module as torch_module
 
-__all__ = [
-    "as_bias",
-    "attend",
-    "block_scores",
-    "blocked_by",
-    "cut_pattern",
-    "cut_scores",
-    "empty_rows",
-    "fused",
-    "merge_masks",
-    "observed",
-    "pattern_of",
-]
-
 Hook = Callable[[torch.Tensor], torch.Tensor]
 Mask = Bool[torch.Tensor, "... query key"] | Float[torch.Tensor, "... query key"]
 NEG_INF = float("-inf")

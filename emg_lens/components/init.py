@@ -22,17 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = [
-    "ConfigConv1d",
-    "ConfigConv2d",
-    "ConfigEmbedding",
-    "ConfigGroupNorm",
-    "ConfigInit",
-    "ConfigLayerNorm",
-    "ConfigLinear",
-    "init_parameter",
-]
-
 
 def init_parameter(name: str, param: torch.Tensor, std: float) -> None:
     """Draw ``param``, whose own name is ``name``, as the config initialises it, in place:

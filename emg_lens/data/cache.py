@@ -59,25 +59,6 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import dataset_info
 from emg_lens.errors import ArgumentError, warn_caller
 
-__all__ = [
-    "CACHE_ENV",
-    "CACHE_MARK",
-    "CACHE_MAX_ENV",
-    "CACHE_VERSION",
-    "DEFAULT_MAX_GB",
-    "TRAINED_FOLDER",
-    "cache_key",
-    "cache_max_bytes",
-    "default_cache_dir",
-    "evict",
-    "foreign_files",
-    "is_cache_file",
-    "read_entry",
-    "source_files",
-    "warn_foreign_files",
-    "write_entry",
-]
-
 CACHE_VERSION = 1
 """Part of every cache key: bump it when the cache files' layout changes, or when what
 preprocessing returns changes for a reason the code fingerprint cannot see (see `cache_key`)."""

@@ -33,7 +33,7 @@ from emg_lens.data.cache import (
 )
 from emg_lens.data.preprocess import PreprocessSpec, SubjectData, prepare_subject
 from emg_lens.data.recording import Recording
-from emg_lens.data.registry import DATASETS, SPLIT_REPETITIONS, WINDOW_DATASETS, dataset_info
+from emg_lens.data.registry import SPLIT_REPETITIONS, dataset_info
 from emg_lens.data.synthetic.eeg import SyntheticEEGSpec
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec
 from emg_lens.data.windows.store import split_repetitions
@@ -47,20 +47,6 @@ from emg_lens.errors import (
 )
 from emg_lens.geometry import Montage, scalp
 from emg_lens.layout import TokenLayout
-
-__all__ = [
-    "DATASETS",
-    "WINDOW_DATASETS",
-    "available_subjects",
-    "data_source",
-    "dataset_preprocess",
-    "load_recording",
-    "load_subject",
-    "montages_of",
-    "preprocess_spec",
-    "synthetic_windows_source",
-    "windows_source",
-]
 
 
 def dataset_preprocess(dataset: str, **overrides: Any) -> PreprocessSpec:

@@ -33,15 +33,6 @@ from emg_lens.errors import ArgumentError, DataFormatError
 from emg_lens.geometry import Montage, Part
 from emg_lens.geometry.ten_twenty import project
 
-__all__ = [
-    "DATA_TYPES",
-    "EpochArrays",
-    "epoch_arrays",
-    "scalp_placement",
-    "windows_arrays",
-    "windows_dataset_subjects",
-]
-
 
 @dataclass(frozen=True)
 class EpochArrays:

@@ -34,8 +34,6 @@ import numpy as np
 
 from emg_lens.errors import ArgumentError, DataFormatError
 
-__all__ = ["OpenFile", "duplicate_error", "files_under", "find_files", "unique_files"]
-
 K = TypeVar("K", bound=Hashable)
 F = TypeVar("F", bound="OpenFile")
 

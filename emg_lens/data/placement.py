@@ -58,17 +58,6 @@ from emg_lens.errors import ArgumentError, DataFormatError, EmgLensError
 from emg_lens.geometry import Montage
 from emg_lens.geometry.symmetry import ChannelMap, has_symmetry, montage_maps
 
-__all__ = [
-    "DECISIONS",
-    "PlacementCheck",
-    "check_recording",
-    "check_subject",
-    "has_placement",
-    "placements_of",
-    "realign_recording",
-    "realign_subject",
-]
-
 ALL_CHANNELS = "all channels"
 """The modality a check over a `SubjectData`'s own windows names: every channel of them."""
 

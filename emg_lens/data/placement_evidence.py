@@ -48,18 +48,6 @@ from jaxtyping import Float, Int
 
 from emg_lens.errors import DataFormatError
 
-__all__ = [
-    "ALPHA",
-    "ALPHA_WHICH",
-    "DEAD_R",
-    "PERMUTATIONS",
-    "RESTORED_Z",
-    "Evidence",
-    "TrialSums",
-    "map_scores",
-    "weigh",
-]
-
 ALPHA = 0.05
 """The level at which the permutation test rejects "the held-out repetition did not move"."""
 ALPHA_WHICH = 0.10

@@ -38,15 +38,6 @@ from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.trials import record_trials, trial_unit
 from emg_lens.errors import ArgumentError, InputShapeError
 
-__all__ = [
-    "BUILT_IN",
-    "WINDOW_LABELS",
-    "pool_subjects",
-    "unpool",
-    "window_labels",
-    "with_window_labels",
-]
-
 WINDOW_LABELS = "window_labels"
 """The ``meta`` key of a subject's per-window labels: ``{name: {"train": [...], "test": [...]}}``,
 one value per window of each part, in window order (JSON, as the preprocessing cache stores

@@ -47,15 +47,6 @@ from emg_lens.errors import (
     is_int,
 )
 
-__all__ = [
-    "PreprocessSpec",
-    "Scaler",
-    "SubjectData",
-    "filter_signals",
-    "find_segments",
-    "prepare_subject",
-]
-
 SEGMENTS = {"transient": (0.0, 0.5), "steady": (1.0, 2.0), "full": (0.0, None)}
 
 

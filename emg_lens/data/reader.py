@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from emg_lens.data.recording import Recording
     from emg_lens.geometry import Montage
 
-__all__ = ["DatasetReader", "Source", "Windows", "found_subjects", "no_files"]
-
 Source = dict[str, Any]
 """A data source dict (`emg_lens.data.datasets.data_source`, `windows_source`, ...)."""
 

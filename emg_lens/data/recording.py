@@ -26,8 +26,6 @@ import numpy as np
 
 from emg_lens.errors import DataFormatError
 
-__all__ = ["Recording"]
-
 
 @dataclass
 class Recording:

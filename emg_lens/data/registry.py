@@ -49,23 +49,6 @@ from emg_lens.errors import ArgumentError
 if TYPE_CHECKING:
     from emg_lens.data.reader import DatasetReader
 
-__all__ = [
-    "DATASETS",
-    "DOWNSTREAM_DATASETS",
-    "PRETRAINING_SOURCES",
-    "REGISTRY",
-    "REPETITION_SOURCES",
-    "SPLIT_REPETITIONS",
-    "STORE_REPETITIONS",
-    "SYNTH_FORMATS",
-    "USES",
-    "WINDOW_DATASETS",
-    "WINDOW_STORE_SOURCES",
-    "DatasetInfo",
-    "dataset_info",
-    "dataset_names",
-]
-
 USES = {
     "recordings": "read, preprocessed and cached per subject: `data_source`, `load_subject`, "
     "--dataset of train and training studies",

@@ -10,8 +10,6 @@ from typing import Any, ClassVar, TypeVar
 
 from emg_lens.errors import ConfigError, check_int
 
-__all__ = ["DictSpec"]
-
 S = TypeVar("S", bound="DictSpec")
 
 

@@ -39,8 +39,6 @@ from jaxtyping import Int
 from emg_lens.errors import ArgumentError
 from emg_lens.stats.units import TRIAL_UNITS
 
-__all__ = ["GIVEN", "TRIAL_UNITS", "given_trials", "record_trials", "trial_ids", "trial_unit"]
-
 RECORDED = TRIAL_UNITS[2:]
 
 GIVEN = "given_trials"

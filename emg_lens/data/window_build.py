@@ -35,8 +35,6 @@ from emg_lens.data.windows.pipeline import (
 from emg_lens.data.windows.store import split_repetitions, write_window_store
 from emg_lens.errors import ArgumentError, DataFormatError
 
-__all__ = ["REPETITION_SPLITS", "build_window_store"]
-
 REPETITION_SPLITS = ("train", "test")
 """`build_window_store` splits of the labelled sources: the train or test repetitions (the
 downstream datasets have their own three, `SPLITS`)."""

@@ -27,7 +27,7 @@ from emg_lens.discovery.family import (
     layer_masks,
 )
 from emg_lens.discovery.gates import fit_gates, gate_hooks
-from emg_lens.discovery.metrics import METRICS, faithfulness_areas, window_metric
+from emg_lens.discovery.metrics import METRICS, faithfulness_areas
 from emg_lens.discovery.planted import (
     ONE_HEAD,
     planted_data,
@@ -48,6 +48,7 @@ from emg_lens.discovery.screen import (
 )
 from emg_lens.discovery.search import SEARCH_METHODS, Discovery, discover
 from emg_lens.discovery.stability import bootstrap_stability, jaccard, subject_agreement
+from emg_lens.stats.metrics import window_metric
 
 __all__ = [
     "ESTIMATORS",

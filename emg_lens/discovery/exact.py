@@ -25,12 +25,10 @@ from jaxtyping import Bool
 from tqdm.auto import tqdm
 
 from emg_lens.components.block import TransformerBlock
-from emg_lens.discovery.metrics import window_metric
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
 from emg_lens.models.base import LAYERWISE, provides
-
-__all__ = ["ExactPasses", "Score", "Trial", "base_layer_masks"]
+from emg_lens.stats.metrics import window_metric
 
 
 def base_layer_masks(

@@ -41,19 +41,6 @@ from emg_lens.errors import ArgumentError, EdgeExpressionError, LayoutError, des
 from emg_lens.inputs import check_model
 from emg_lens.layout import TokenLayout
 
-__all__ = [
-    "Candidate",
-    "CompiledFamily",
-    "RowChunk",
-    "candidate_mask",
-    "check_family",
-    "compile_family",
-    "cut_edge_set",
-    "default_family",
-    "family_from_edges",
-    "layer_masks",
-]
-
 
 @dataclass(frozen=True)
 class Candidate:

@@ -37,8 +37,6 @@ from emg_lens.discovery.family import Candidate, CompiledFamily, compile_family
 from emg_lens.errors import ArgumentError, check_int
 from emg_lens.hooks import layer_of, name_filter
 
-__all__ = ["GATE_STEPS", "fit_gates", "gate_covers", "gate_hooks"]
-
 GATE_STEPS = 100
 """Optimisation steps of `fit_gates` (Adam, one batch of windows per step)."""
 

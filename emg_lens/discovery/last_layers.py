@@ -37,19 +37,7 @@ from jaxtyping import Float, Int
 
 from emg_lens.components.block import TransformerBlock
 from emg_lens.discovery.family import RowChunk
-from emg_lens.discovery.metrics import window_metric
-
-__all__ = [
-    "AttentionOutput",
-    "LastLayerCache",
-    "exact_effects",
-    "exact_layers",
-    "grouped_effects",
-    "patch_block",
-    "patched_streams",
-    "supports_exact_last_layer",
-    "supports_exact_penultimate",
-]
+from emg_lens.stats.metrics import window_metric
 
 Effects = tuple[Int[torch.Tensor, " candidate"], dict[str, Float[torch.Tensor, "candidate batch"]]]
 """The candidates (positions in the family) whose effects were computed, and each metric's

@@ -11,9 +11,7 @@ import numpy as np
 from scipy import stats as sps
 
 from emg_lens.errors import ArgumentError
-from emg_lens.stats.metrics import PREDICTION_METRICS, window_metric
-
-__all__ = ["METRICS", "check_metric", "faithfulness_areas", "spearman", "window_metric"]
+from emg_lens.stats.metrics import PREDICTION_METRICS
 
 METRICS = ("margin", "logprob")
 """The differentiable metrics screening and discovery linearise and measure."""

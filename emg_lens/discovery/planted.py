@@ -33,16 +33,6 @@ from emg_lens.hooks import compile_edges
 from emg_lens.models import IsoNet
 from emg_lens.train import TrainConfig, fit
 
-__all__ = [
-    "ONE_HEAD",
-    "TWO_HEADS",
-    "planted_data",
-    "planted_rank",
-    "recovery",
-    "train_planted",
-    "training_edges",
-]
-
 ONE_HEAD = ((1, 2),)
 """(layer, head) pairs that carry cross-modal information: layer 1, head 2."""
 TWO_HEADS = ((0, 1), (1, 2))

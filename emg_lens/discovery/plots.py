@@ -13,8 +13,6 @@ from emg_lens.discovery.search import Discovery
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect.plots.style import annotate_cells, dark_cells
 
-__all__ = ["plot_faithfulness", "plot_screen", "plot_screen_vs_exact"]
-
 
 def plot_screen(
     screen: Screen | pd.DataFrame, value: str = "estimate", *, metric: str = "metric"

@@ -57,24 +57,14 @@ from emg_lens.discovery.last_layers import (
     exact_effects,
     exact_layers,
 )
-from emg_lens.discovery.metrics import check_metric, spearman, window_metric
+from emg_lens.discovery.metrics import check_metric, spearman
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import ArgumentError, check_int
 from emg_lens.hooks import NameFilter, layer_of, name_filter
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 from emg_lens.models.base import TL_WEIGHTS, provides
 from emg_lens.stats.compare import clopper_pearson
-
-__all__ = [
-    "ESTIMATORS",
-    "FLAG_BUDGET",
-    "IG_STEPS",
-    "MISS_SAMPLE",
-    "Screen",
-    "check_estimator",
-    "screen",
-    "verify_candidates",
-]
+from emg_lens.stats.metrics import window_metric
 
 ESTIMATORS = ("plain", "ig")
 """How `screen` weighs a candidate's pattern change: ``plain``, by the gradient of the uncut

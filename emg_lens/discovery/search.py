@@ -50,8 +50,6 @@ from emg_lens.discovery.screen import Screen, screen
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, check_number
 
-__all__ = ["SEARCH_METHODS", "Discovery", "NoCircuitError", "check_method", "check_tau", "discover"]
-
 SEARCH_METHODS = ("greedy", "gates")
 """How `discover` orders the candidates: ``greedy`` tries them one at a time by the screen's
 estimate; ``gates`` ranks them by learned edge gates (`emg_lens.discovery.gates`)."""

@@ -23,8 +23,6 @@ from emg_lens.studies.validate import (
 )
 from emg_lens.user_code import CodeFile, locate_code
 
-__all__ = ["DiscoverySpec"]
-
 
 @dataclass(frozen=True)
 class DiscoverySpec(Spec):

@@ -28,8 +28,6 @@ from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import Discovery, NoCircuitError, discover
 from emg_lens.errors import check_int, warn_caller
 
-__all__ = ["bootstrap_stability", "jaccard", "subject_agreement"]
-
 
 def jaccard(a: set, b: set) -> float:
     """``|a & b| / |a | b|``; 1 when both are empty (two empty circuits agree)."""

@@ -41,14 +41,6 @@ from emg_lens.studies.subjects import cell_score, entry_provenance, known_of, lo
 from emg_lens.train import predict
 from emg_lens.user_code import StudyCode, require_builder
 
-__all__ = [
-    "KIND",
-    "DiscoveryStudyResult",
-    "check_discovery",
-    "run_discovery",
-    "screen_note",
-]
-
 CELL = "discovery"  # the one cell of each subject
 
 

@@ -20,8 +20,6 @@ from emg_lens.edges.regions import LOBES, REGIONS, place, region_channels
 from emg_lens.errors import ArgumentError, LayoutError, UnplacedChannelError
 from emg_lens.layout import TokenLayout  # noqa: F401  (TokenLayout: for the examples)
 
-__all__ = ["between_regions", "channels", "cross_region", "within_region"]
-
 
 # ============================================================================ argument checks
 def _check_name(name: Any, what: str) -> str:

@@ -24,15 +24,6 @@ from collections.abc import Sequence
 from emg_lens.errors import ArgumentError
 from emg_lens.geometry.ten_twenty import has_position, standard_name, unplaced_channel
 
-__all__ = [
-    "HEMISPHERES",
-    "LOBES",
-    "REGIONS",
-    "ROW_LOBES",
-    "place",
-    "region_channels",
-]
-
 LOBES = ("frontal", "central", "parietal", "occipital", "temporal")
 """The lobe regions: every placed channel is in exactly one."""
 

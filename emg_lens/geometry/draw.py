@@ -30,15 +30,6 @@ from matplotlib.path import Path as MplPath
 from emg_lens.errors import ArgumentError
 from emg_lens.geometry.montage import Montage, Part
 
-__all__ = [
-    "GROUP_COLORS",
-    "plot_channel_groups",
-    "plot_channel_matrix",
-    "plot_channel_value_rows",
-    "plot_channel_values",
-    "plot_circle",
-]
-
 GROUP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
 """One colour per token group, in layout order (CLS first when present)."""
 

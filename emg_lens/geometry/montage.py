@@ -39,21 +39,6 @@ from dataclasses import dataclass
 
 from emg_lens.errors import ArgumentError, check_int
 
-__all__ = [
-    "GRID_CODES",
-    "KINDS",
-    "ORDERED_GRID_CODES",
-    "Montage",
-    "Part",
-    "grid",
-    "grid_code",
-    "grid_electrodes",
-    "grid_halves",
-    "points",
-    "ring",
-    "scalp",
-]
-
 KINDS = ("ring", "grid", "points", "scalp")
 """The kinds of `Part`; the module docstring says how each is drawn."""
 

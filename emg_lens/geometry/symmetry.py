@@ -44,17 +44,6 @@ from emg_lens.errors import ArgumentError, EmgLensError
 from emg_lens.geometry.montage import Montage, Part
 from emg_lens.geometry.ten_twenty import mirror_name, standard_name
 
-__all__ = [
-    "MIRROR_TOLERANCE",
-    "NAME_SLACK",
-    "SYMMETRIC_KINDS",
-    "ChannelMap",
-    "has_symmetry",
-    "montage_maps",
-    "part_maps",
-    "scalp_partners",
-]
-
 SYMMETRIC_KINDS = ("ring", "grid", "scalp")
 """The kinds of `Part` with a symmetry other than the identity."""
 

@@ -34,16 +34,6 @@ import numpy as np
 
 from emg_lens.errors import UnplacedChannelError
 
-__all__ = [
-    "has_position",
-    "mirror_name",
-    "project",
-    "scalp_position",
-    "scalp_xy",
-    "standard_name",
-    "unplaced_channel",
-]
-
 _OLD_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}  # 10-20 -> 10-10 (ACNS)
 _REFERENCES = ("REF", "LE", "AR", "AVG", "A1", "A2", "M1", "M2")
 _NAME_RE = re.compile(r"(FP|AF|FC|FT|CP|TP|PO|F|C|T|P|O|I|N)(Z|10|[1-9])")

@@ -28,8 +28,6 @@ from transformer_lens.hook_points import HookPoint
 from emg_lens.errors import LayoutError
 from emg_lens.hooks.masking import HookFn
 
-__all__ = ["channel_range", "mean_ablate", "mean_activations", "zero_modality"]
-
 
 def channel_range(modalities: dict[str, int], group: str) -> range:
     """Input-channel rows of one modality (channels are numbered in ``modalities`` order).

@@ -64,17 +64,6 @@ from emg_lens.errors import (
     warn_caller,
 )
 
-__all__ = [
-    "PlaceboEraser",
-    "TokenEraser",
-    "concept_codes",
-    "fit_erasers",
-    "fit_token_eraser",
-    "group_positions",
-    "group_vectors",
-    "layout_positions",
-]
-
 RANK_TOL = 1e-6  # singular values of the edit below this share of the largest are not a rank
 LEFT_TOL = 1e-6
 """The share of the concept's cross-covariance an eraser may leave on its own fit windows

@@ -28,19 +28,6 @@ from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import LayoutError, check_ints
 from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
 
-__all__ = [
-    "NameFilter",
-    "attn_scores_filter",
-    "check_mask_shape",
-    "compile_edges",
-    "layer_of",
-    "mask_edges",
-    "mask_edges_batched",
-    "name_filter",
-    "pattern_filter",
-    "zero_edges",
-]
-
 HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
 EdgesLike = EdgeSet | str | torch.Tensor
 

@@ -39,8 +39,6 @@ from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache
 from emg_lens.models.base import LINEAR_READOUT, TL_WEIGHTS, provides, require
 
-__all__ = ["DIRECTIONS", "HEADS", "attribution_hooks", "direct_attribution", "readout_map"]
-
 DIRECTIONS = ("logit_diff", "logit")
 HEADS = {"cls": "logits", "avg": "avg_logits"}
 """The classifier heads attribution reads, by the ``return_type`` that gives their logits:

@@ -28,8 +28,6 @@ from emg_lens.hooks import layer_of
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import HookedBiosignalModel
 
-__all__ = ["check_cache", "layout_at", "pattern_names"]
-
 
 def layout_at(model: Any, name: str | None = None) -> TokenLayout:
     """The token layout of the layer hook ``name`` belongs to (``blocks.{l}...``): a model

@@ -45,8 +45,6 @@ from emg_lens.inputs import check_model
 from emg_lens.inspect.flow import token_bins
 from emg_lens.models.base import TL_WEIGHTS, require
 
-__all__ = ["LEVELS", "ov_circuit", "qk_circuit", "token_embeddings"]
-
 LEVELS = ("channel", "group")
 
 

@@ -56,8 +56,6 @@ from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.probes import fold_windows, held_out_accuracy, token_activations
 from emg_lens.inspect.tl_analysis import token_positions
 
-__all__ = ["REPORT_COLUMNS", "ConceptErasure", "erase_concept"]
-
 REPORT_COLUMNS = [
     *("concept", "at", "group", "rank", "accuracy_before", "accuracy_after"),
     *("placebo_accuracy", "chance", "moved", "n", "trials", "folds", "fold_unit"),

@@ -37,8 +37,6 @@ from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache, pattern_names
 from emg_lens.layout import CLS, TokenLayout
 
-__all__ = ["BY", "attention_flow", "edge_mass", "masked_mass", "mean_patterns", "token_bins"]
-
 BY = ("group", "channel", "time")
 
 

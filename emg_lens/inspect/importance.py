@@ -29,13 +29,6 @@ from emg_lens.layout import TokenLayout
 from emg_lens.stats.metrics import score_logits
 from emg_lens.studies import run_study
 
-__all__ = [
-    "channel_importance",
-    "default_kinds",
-    "head_importance",
-    "mass_effect_correlation",
-]
-
 
 def default_kinds(layout: TokenLayout) -> tuple[str, str]:
     """The edge kinds to rank heads by: ``("unimodal", "cross_modal")`` when the layout has

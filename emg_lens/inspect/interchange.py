@@ -55,8 +55,6 @@ from emg_lens.inspect.probes import _hook_names, cut_masks, token_activations, t
 from emg_lens.stats.compare import clopper_pearson, t_interval
 from emg_lens.stats.units import cluster_bootstrap_ci, crossed_bootstrap_ci
 
-__all__ = ["Interchange", "interchange", "interchange_pairs", "over_subjects"]
-
 PAIR_COLUMNS = [
     "pair", "base_label", "source_label", "base_pred", "source_pred", "intervened_pred",
     "follows_source", "logit_shift",

@@ -49,8 +49,6 @@ from emg_lens.errors import ArgumentError, InputShapeError, check_int
 from emg_lens.inputs import check_deterministic, check_model
 from emg_lens.inspect.checks import check_cache
 
-__all__ = ["patch_heads", "patch_residual", "patch_token_group", "run_patched", "tl_index_df"]
-
 Metric = Callable[[Any], Any]  # model output -> a scalar (float or 0-d tensor)
 ALL = slice(None)
 

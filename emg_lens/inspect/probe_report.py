@@ -27,11 +27,6 @@ from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, c
 from emg_lens.train import predict
 from emg_lens.train.baseline import below_baseline
 
-__all__ = [
-    *("INPUT", "NULL", "TRAINED", "TRANSFER"),
-    *("ProbeReport", "probe_models", "probe_subjects"),
-]
-
 NO_CUT = "none"
 TRAINED, NULL = "trained", "random init"  # probe_subjects' models: as given, re-initialised
 # and INPUT: no weights, the subject probe of the whole input (`probes.INPUT`, layer -1)

@@ -47,20 +47,6 @@ from emg_lens.errors import (
 from emg_lens.hooks.erasure import group_positions
 from emg_lens.inputs import as_subject_data, check_deterministic, check_model
 
-__all__ = [
-    "HOOKS",
-    "INPUT",
-    "POOLED",
-    "Folds",
-    "cut_masks",
-    "fold_windows",
-    "held_out_accuracy",
-    "leave_one_out",
-    "probe_tokens",
-    "token_activations",
-    "token_group",
-]
-
 HOOKS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 """The per-block hook points a probe reads (``blocks.{layer}.hook_<name>``)."""
 INPUT = "input"

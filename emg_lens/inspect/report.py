@@ -48,8 +48,6 @@ from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, c
 from emg_lens.train import predict
 from emg_lens.train.baseline import below_baseline
 
-__all__ = ["InspectionReport", "inspect_checkpoint", "inspect_model"]
-
 MAX_FLOW_BINS = 8  # channel bins of a single-modality model's flow heatmaps
 MAX_CIRCUIT_CHANNELS = 16  # more channels: the QK circuit by token group
 PATTERN_WINDOWS = 64  # windows averaged in the pattern figure (patterns are n_tokens² each)

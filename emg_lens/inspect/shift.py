@@ -34,8 +34,6 @@ from emg_lens.errors import ArgumentError, InputShapeError, UnsupportedFeatureEr
 from emg_lens.hooks import compile_edges, name_filter
 from emg_lens.inputs import check_deterministic, check_model
 
-__all__ = ["distribution_shift", "median_bandwidth", "mmd2_unbiased"]
-
 POSITION_CHUNK = 64  # positions whose kernel matrices are held at once
 
 

@@ -52,8 +52,6 @@ from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, IndexOutOfRangeError, InputShapeError, describe
 from emg_lens.inspect.probes import POOLED, token_group
 
-__all__ = ["TokenRows", "token_positions", "token_rows"]
-
 Tokens = str | EdgeSet | Sequence[int] | Int[np.ndarray, " _"]
 """A token group: a layout group (``"emg"``, ``"acc"``, ``"cls"``), an edge set or expression
 (its edges' query tokens, as `probe_tokens` reads one) or token positions."""

@@ -41,22 +41,6 @@ from emg_lens.models.tl_surface import UNEMBEDDING, WEIGHT_SURFACE, HookSurface,
 from emg_lens.models.tl_surface.cache import EncoderCache
 from emg_lens.models.tl_surface.tokens import TokenSurface
 
-__all__ = [
-    "ATTENTION_HOOKS",
-    "CAPABILITIES",
-    "LAYERWISE",
-    "LINEAR_READOUT",
-    "SPLIT_QKV",
-    "TL_WEIGHTS",
-    "HookedBiosignalModel",
-    "HookedEncoder",
-    "eval_mode",
-    "is_model",
-    "provides",
-    "refusal",
-    "require",
-]
-
 # The capabilities: what a model provides to the floors above, by name. Each tool asks for
 # what it reads (`require`) instead of a class.
 ATTENTION_HOOKS = "attention_hooks"

@@ -11,8 +11,6 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["Braindecode", "braindecode_name", "misnamed_channel", "model_size"]
-
 Braindecode = Any
 """A braindecode model (an ``nn.Module``): emg_lens never imports braindecode, which has no type
 hints, so its attributes (``target_encoder``, ``final_layer`` ...) are untyped, as they would be

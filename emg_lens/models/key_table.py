@@ -38,22 +38,6 @@ from torch import nn
 
 from emg_lens.errors import ConversionError, describe
 
-__all__ = [
-    "Conversion",
-    "HeadBias",
-    "HeadsIn",
-    "HeadsOut",
-    "KeyTable",
-    "Row",
-    "Same",
-    "StateBuilder",
-    "Transpose",
-    "Unsqueezed",
-    "linear_rows",
-    "norm_rows",
-    "qkv_rows",
-]
-
 
 class StateBuilder:
     """An emg_lens state dict filled entry by entry from a source model's tensors, checked

@@ -33,8 +33,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["FolderFiles", "LeftOut", "Unreadable", "csv_head"]
-
 _CHUNK = 1 << 20  # characters read at a time while counting a CSV's rows
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["inline", "table_html", "to_html"]
-
 _CODE = re.compile(r"`([^`]+)`")
 # A delimiter is exactly two (bold) or one (italic) star, never part of a longer run, with no
 # space or star on its inner side: ``**x**`` and ``*x*``, not ``***`` nor ``** p < 0.01 **``.

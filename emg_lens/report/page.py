@@ -33,8 +33,6 @@ from emg_lens.report.markdown import table_html, to_html
 from emg_lens.report.view import VIEW_DATA, view_html, view_problem
 from emg_lens.stats import P_FLOOR, format_p
 
-__all__ = ["MANIFEST", "REPORT", "report_html", "spec_toml", "write_manifest", "write_report"]
-
 REPORT = "report.html"
 """The page's file name, in the folder it reports."""
 MANIFEST = "outputs.json"

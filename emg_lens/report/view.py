@@ -26,8 +26,6 @@ from typing import Any
 
 from emg_lens.errors import ArgumentError, MissingDependencyError
 
-__all__ = ["VIEW_DATA", "view_html", "view_problem", "view_record"]
-
 VIEW_DATA = "attention_view.json"
 MAX_TOKENS = 1024  # a view of more tokens than this is not one a person reads
 MAX_HEADS = 128

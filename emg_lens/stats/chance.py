@@ -49,20 +49,6 @@ from emg_lens.stats.units import TRIAL_UNITS, check_classes, design_effects, tri
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = [
-    "ALPHA",
-    "CHANCE_RULE",
-    "PLACEMENT_CHECK",
-    "VERDICTS",
-    "TrialScore",
-    "chance_console",
-    "chance_markdown",
-    "chance_table",
-    "chance_warnings",
-    "flagged",
-    "trials_needed",
-]
-
 BelowBaseline = Callable[..., "str | None"]
 """The rule that says a model's score is below the feature baseline's: ``(model, score,
 baseline, n=count, unit=what it counts) -> line or None``

@@ -52,32 +52,6 @@ from scipy import stats as sps
 
 from emg_lens.errors import SpecError, check_number
 
-__all__ = [
-    "CLAIMS_TESTS",
-    "CORRECTIONS",
-    "EXACT_MAX_N",
-    "KEEP_MIN_SUBJECTS",
-    "PAIRED",
-    "PERMUTATIONS",
-    "P_FLOOR",
-    "TESTS",
-    "TEST_NAMES",
-    "clopper_pearson",
-    "compare",
-    "compare_rows",
-    "correct",
-    "delta_pct",
-    "delta_t_intervals",
-    "format_p",
-    "paired_test",
-    "rank_biserial",
-    "rank_biserial_rows",
-    "sign_flip_p",
-    "skew_t_interval",
-    "stars",
-    "t_interval",
-]
-
 Values = Sequence[float] | Real[np.ndarray, " _"]
 """Numbers a statistic reads with ``np.asarray``: a sequence, or a 1-D array of any length."""
 

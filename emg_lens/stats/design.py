@@ -25,8 +25,6 @@ from emg_lens.stats.compare import (
     correct,
 )
 
-__all__ = ["corrected_floor", "smallest_p", "subjects_needed", "tost", "tost_max_sd"]
-
 
 def smallest_p(n: int, test: str = "mannwhitneyu") -> float:
     """The smallest two-sided p-value ``test`` can give with ``n`` subjects: its p for perfect

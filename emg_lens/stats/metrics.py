@@ -37,23 +37,6 @@ from emg_lens.errors import ArgumentError
 from emg_lens.stats.chance import cell_fields, stacked_cell_fields
 from emg_lens.stats.units import check_classes, stacked_trial_counts
 
-__all__ = [
-    "CONTINUOUS_METRICS",
-    "METRICS",
-    "PREDICTION_METRICS",
-    "REGRESSION_METRICS",
-    "RELATIVE_METRICS",
-    "UNITS",
-    "delta_column",
-    "delta_name",
-    "score_logits",
-    "score_predictions",
-    "score_regression",
-    "score_stacked",
-    "window_kl",
-    "window_metric",
-]
-
 PREDICTION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 CONTINUOUS_METRICS = ("margin", "logprob", "kl", "flip_rate")
 METRICS = PREDICTION_METRICS + CONTINUOUS_METRICS

@@ -40,25 +40,6 @@ from jaxtyping import Bool, Float, Int
 from emg_lens.errors import ArgumentError, check_number
 from emg_lens.stats.compare import Values, clopper_pearson, rows_and_baseline
 
-__all__ = [
-    "BOOTSTRAP_RESAMPLES",
-    "BOOTSTRAP_SEED",
-    "TRIAL_UNITS",
-    "TRIAL_WINDOW_FIELDS",
-    "TrialVotes",
-    "bootstrap_delta_ci",
-    "bootstrap_delta_cis",
-    "check_classes",
-    "class_trial_cis",
-    "cluster_bootstrap_ci",
-    "crossed_bootstrap_ci",
-    "design_effect",
-    "design_effects",
-    "stacked_trial_counts",
-    "trial_counts",
-    "trial_votes",
-]
-
 BOOTSTRAP_RESAMPLES = 2000
 TRIAL_UNITS = ("repetition", "window", "given", "recording")
 """How windows group into trials: by ``(class, repetition)``, each window its own, by the

@@ -15,17 +15,6 @@ from typing import Any, NamedTuple
 
 from emg_lens.errors import EmgLensError, SpecError
 
-__all__ = [
-    "CHECK_HEADS",
-    "CHECK_LAYERS",
-    "CHECK_PRESET",
-    "PRESET_MODELS",
-    "Target",
-    "check_target",
-    "code_note",
-    "text_table",
-]
-
 CHECK_PRESET = "demo"
 """The layout a study is checked against when it finds no models."""
 

@@ -49,18 +49,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = [
-    "KINDS",
-    "StudyKind",
-    "check_study",
-    "kind_of",
-    "load_as",
-    "load_spec",
-    "read_study_file",
-    "run",
-    "study_kind",
-]
-
 KINDS: Mapping[str, str] = MappingProxyType(
     {
         "ablation": "emg_lens.studies.ablation.runner:KIND",

@@ -14,8 +14,6 @@ from matplotlib.typing import ColorType
 
 from emg_lens.errors import ArgumentError
 
-__all__ = ["BOX_ALPHA", "COLORS", "draw_bar", "draw_box", "legend_patches"]
-
 COLORS = tuple(matplotlib.color_sequences["tab10"])
 BOX_ALPHA = 0.55
 

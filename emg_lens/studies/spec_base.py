@@ -47,8 +47,6 @@ from emg_lens.errors import SpecError
 from emg_lens.stats.compare import CLAIMS_TESTS, CORRECTIONS, PAIRED, TESTS
 from emg_lens.studies.validate import reject_unknown, string, study_name
 
-__all__ = ["FAMILIES", "Spec", "StatsSpec", "file_key", "is_none"]
-
 FAMILIES = ("mode", "intervention", "all")
 """What a correction runs over: the comparisons of one layer mode, of one intervention, or all."""
 

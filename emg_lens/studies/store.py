@@ -53,8 +53,6 @@ from emg_lens._io import (
 )
 from emg_lens.errors import SpecError, StudyError, check_number, warn_caller
 
-__all__ = ["POLL_INTERVAL", "WAIT_TIMEOUT", "CellStore", "Claim", "check_wait_timeout"]
-
 PROVENANCE, WRITER = "provenance", "writer"
 
 

@@ -33,16 +33,6 @@ from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.model_code import code_files, files_key, stale_code
 from emg_lens.user_code import ModuleBuilder, load_model
 
-__all__ = [
-    "Subject",
-    "cell_score",
-    "checkpoint_score",
-    "class_labels",
-    "entry_provenance",
-    "known_of",
-    "load_entry",
-]
-
 
 @dataclass
 class Subject:

@@ -16,19 +16,6 @@ from typing import Any
 
 from emg_lens.errors import SpecError, check_int, check_ints
 
-__all__ = [
-    "int_list",
-    "modules_key",
-    "positive_int",
-    "reject_repeats",
-    "reject_unknown",
-    "required_strings",
-    "string",
-    "study_name",
-    "subject_list",
-    "table",
-]
-
 
 def reject_unknown(section: str, data: dict, allowed: set[str]) -> None:
     """Refuse keys of ``[section]`` outside ``allowed`` (a typo must not be ignored).

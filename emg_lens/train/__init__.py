@@ -1,6 +1,7 @@
 """Training recipes, one module each; what each module holds: docs/ARCHITECTURE.md, `train/`.
 The names users reach are exported here (`baseline` and `loop` are not)."""
 
+from emg_lens.data.synthetic.windows import SyntheticWindows, synthetic_windows
 from emg_lens.train.distributed import DistributedRun, distributed_run
 from emg_lens.train.finetune import (
     FinetuneConfig,
@@ -11,7 +12,7 @@ from emg_lens.train.finetune import (
     dataset_scores,
     finetune,
 )
-from emg_lens.train.inputs import SyntheticWindows, synthetic_windows, window_dataset
+from emg_lens.train.inputs import window_dataset
 from emg_lens.train.per_subject import finetune_subjects
 from emg_lens.train.pretrain import (
     PretrainConfig,

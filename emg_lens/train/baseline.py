@@ -65,18 +65,6 @@ from emg_lens.errors import (
     describe,
 )
 
-__all__ = [
-    "BASELINE_KINDS",
-    "LOGISTIC_C",
-    "RIDGE_ALPHA",
-    "BaselineScore",
-    "below_baseline",
-    "channel_features",
-    "channel_rms",
-    "feature_baseline",
-    "fit_baseline",
-]
-
 LOGISTIC_C = 1.0
 """Inverse L2 strength of the classification baseline's logistic regression (scikit-learn's
 default), on standardised features."""

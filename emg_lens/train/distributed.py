@@ -30,15 +30,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from emg_lens.errors import ConfigError
 
-__all__ = [
-    "DistributedRun",
-    "distributed_run",
-    "is_main_process",
-    "process_rank",
-    "torchrun_process",
-    "unwrap",
-]
-
 
 @runtime_checkable
 class _Ordered(Protocol):  # what sorted needs (typeshed's SupportsRichComparison is mypy's)

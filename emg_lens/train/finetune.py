@@ -38,21 +38,6 @@ from emg_lens.train.inputs import window_dataset
 from emg_lens.train.loop import RecipeLog, run_recipe
 from emg_lens.train.schedule import EarlyStopping, check_schedule_fields, check_unit_interval
 
-__all__ = [
-    "FinetuneConfig",
-    "FinetuneHistory",
-    "FinetuneResult",
-    "RunHistory",
-    "classifier_from_pretrained",
-    "dataset_accuracy",
-    "dataset_scores",
-    "finetune",
-    "freeze_for_finetuning",
-    "pretrained_model",
-    "regressor_from_pretrained",
-    "run_keeping_best",
-]
-
 RECIPE = "tinymyo-finetuning"
 MONITORS = ("loss", "accuracy")  # FinetuneConfig.monitor: lowest validation loss, or most accurate
 

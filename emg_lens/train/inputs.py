@@ -19,17 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset, random_split
 
-from emg_lens.data.synthetic.windows import UNLABELED, SyntheticWindows, synthetic_windows
+from emg_lens.data.synthetic.windows import UNLABELED
 from emg_lens.errors import ArgumentError, DataFormatError, InputShapeError, describe
-
-__all__ = [
-    "SyntheticWindows",
-    "labeled_subset",
-    "random_holdout",
-    "regression_dataset",
-    "synthetic_windows",
-    "window_dataset",
-]
 
 
 def window_dataset(data: Any, input_shape: tuple[int, int], *, what: str = "data") -> Dataset:

@@ -34,15 +34,6 @@ from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.train.distributed import DistributedRun, distributed_run
 from emg_lens.train.schedule import layerwise_param_groups, warmup_cosine_scheduler
 
-__all__ = [
-    "RecipeLog",
-    "check_finite_loss",
-    "check_finite_weights",
-    "optimizer_steps",
-    "run_recipe",
-    "train_epoch",
-]
-
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
 
 

@@ -54,8 +54,6 @@ import torch
 from emg_lens._io import file_digest, imported_names
 from emg_lens.provenance import _code, _constant, json_digest, value_state
 
-__all__ = ["code_files", "files_key", "model_code", "stale_code"]
-
 _KNOWN = ("emg_lens", "torch", "builtins", "__future__")  # versioned or keyed otherwise
 
 

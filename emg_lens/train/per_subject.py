@@ -18,8 +18,6 @@ from emg_lens.train.distributed import is_main_process
 from emg_lens.train.finetune import FinetuneConfig, dataset_accuracy, finetune
 from emg_lens.train.inputs import random_holdout, window_dataset
 
-__all__ = ["finetune_subjects"]
-
 
 def finetune_subjects(
     pretrained: str | Path,

@@ -34,16 +34,6 @@ from emg_lens.train.inputs import UNLABELED, window_dataset
 from emg_lens.train.loop import run_recipe
 from emg_lens.train.schedule import check_schedule_fields, check_unit_interval
 
-__all__ = [
-    "PretrainConfig",
-    "PretrainHistory",
-    "ReconstructionLoss",
-    "evaluate_masked_loss",
-    "masked_reconstruction_loss",
-    "pretrain",
-    "random_sample_mask",
-]
-
 RECIPE = "tinymyo-masked-pretraining"
 
 

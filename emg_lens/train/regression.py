@@ -31,17 +31,6 @@ from emg_lens.train.finetune import (
 )
 from emg_lens.train.inputs import regression_dataset
 
-__all__ = [
-    "REGRESSION_LOSSES",
-    "MeanAbsoluteError",
-    "RegressionHistory",
-    "RegressionResult",
-    "dataset_mae",
-    "finetune_regression",
-    "mean_baseline_mae",
-    "ridge_baseline_mae",
-]
-
 REGRESSION_RECIPE = "tinymyo-regression-finetuning"
 
 REGRESSION_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}

@@ -67,9 +67,8 @@ from emg_lens.provenance import (
     state_digest,
     tensor_digest,
 )
-from emg_lens.train.model_code import code_files, files_key, model_code, stale_code
+from emg_lens.train.model_code import code_files, files_key, stale_code
 
-__all__ = ["REUSE_VERSION", "TRAINED_FOLDER", "TrainedEntry", "model_code", "training_key"]
 # TRAINED_FOLDER is the cache's (emg_lens.data.cache), which counts the entries in its cap.
 
 REUSE_VERSION = 2

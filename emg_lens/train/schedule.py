@@ -17,17 +17,6 @@ from emg_lens.components.layer_norm import LayerNorm
 from emg_lens.errors import ArgumentError, ConfigError, check_field_types, check_int, check_seed
 from emg_lens.models.base import HookedBiosignalModel
 
-__all__ = [
-    "EarlyStopping",
-    "check_schedule_fields",
-    "check_unit_interval",
-    "layer_of",
-    "layerwise_param_groups",
-    "uses_weight_decay",
-    "warmup_cosine_lr",
-    "warmup_cosine_scheduler",
-]
-
 TOKENS = ("mask_token", "cls_token")  # learned tokens: never pulled towards zero
 
 

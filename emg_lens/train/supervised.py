@@ -44,17 +44,6 @@ from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.reuse import TrainedEntry
 from emg_lens.train.schedule import check_schedule_fields, check_unit_interval
 
-__all__ = [
-    "TrainConfig",
-    "TrainResult",
-    "accuracy",
-    "anneal_weight",
-    "dual_head_loss",
-    "fit",
-    "predict",
-    "train_subjects",
-]
-
 PROGRESS_SECONDS = 5.0
 """Without a progress bar, a training given ``report`` says how far it is after its first
 epoch and then at least this often (a log on a busy machine must not stay silent for minutes)."""

@@ -158,3 +158,19 @@ def test_each_public_module_exports_what_its_all_names_once():
         assert len(names) == len(set(names)), (module, sorted(set(names)))
         missing = [name for name in names if not hasattr(imported, name)]
         assert not missing, f"{module}.__all__ names what it lacks: {missing}"
+
+
+def test_only_packages_and_public_modules_declare_all():
+    # An internal module's __all__ would claim an interface nobody may import; without one,
+    # ruff refuses a name imported only to be re-exported, so each comes from where it lives.
+    declaring = []
+    for path in sorted((ROOT / "emg_lens").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__" or ".".join(parts) in PUBLIC:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+                declaring.append(".".join(parts))
+    assert not declaring, f"internal modules declaring __all__: {declaring}"

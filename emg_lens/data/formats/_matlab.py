@@ -30,24 +30,6 @@ from emg_lens.data.files import find_files
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_int, warn_caller
 
-__all__ = [
-    "LABEL_COLUMNS",
-    "LENGTH_TOLERANCE",
-    "ChannelCounts",
-    "as_labels",
-    "check_signal",
-    "common_length",
-    "concatenate_recordings",
-    "exercise_list",
-    "files_by_subject",
-    "load_exercises",
-    "read_exercise_file",
-    "read_mat",
-    "select_modalities",
-    "stimulus_columns",
-    "write_mat73",
-]
-
 LENGTH_TOLERANCE = 5
 """Most samples by which per-sample arrays of one file may differ before it is an error."""
 

@@ -37,17 +37,6 @@ from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_number
 
-__all__ = [
-    "EMG2POSE_CHANNELS",
-    "EMG2POSE_JOINTS",
-    "METADATA_COLUMNS",
-    "READER",
-    "Emg2PoseDataset",
-    "Emg2PoseSession",
-    "write_emg2pose_metadata",
-    "write_emg2pose_session",
-]
-
 EMG2POSE_CHANNELS = 16
 """EMG channels of the emg2pose wristband (the ``emg`` field's width)."""
 

@@ -64,21 +64,6 @@ from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import DataFormatError, check_int
 from emg_lens.geometry import Montage, ring
 
-__all__ = [
-    "CHANNELS",
-    "GESTURES",
-    "GROUPS",
-    "PARTS",
-    "READER",
-    "SAMPLE_RATE",
-    "TESTING_OFFSET",
-    "epn612_windows",
-    "find_users",
-    "load_epn612",
-    "user_file",
-    "write_epn612",
-]
-
 SAMPLE_RATE = 200.0
 """Hz: the Myo armband's EMG rate."""
 

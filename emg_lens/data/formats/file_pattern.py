@@ -14,8 +14,6 @@ from typing import Any
 from emg_lens.data.formats.trial_matrix import SUFFIXES
 from emg_lens.errors import ArgumentError, DataFormatError
 
-__all__ = ["REQUIRED", "FilePattern"]
-
 REQUIRED = ("gesture", "repetition")
 """The fields every template names."""
 

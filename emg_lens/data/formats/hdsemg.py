@@ -52,25 +52,13 @@ import numpy as np
 import scipy.io
 
 from emg_lens.data.files import OpenFile, find_files
-from emg_lens.data.formats._matlab import LENGTH_TOLERANCE, common_length, write_mat73
+from emg_lens.data.formats._matlab import common_length, write_mat73
 from emg_lens.data.preprocess import find_segments
 from emg_lens.data.reader import DatasetReader, Source, found_subjects
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 from emg_lens.geometry import Montage
 from emg_lens.geometry import grid as grid_part
-
-__all__ = [
-    "GRID",
-    "LENGTH_TOLERANCE",
-    "READER",
-    "SAMPLE_RATE",
-    "HDsEMGFile",
-    "find_subjects",
-    "load_hdsemg",
-    "subject_file",
-    "write_hdsemg",
-]
 
 SAMPLE_RATE = 2048.0
 """Hz, shared by EMG, force and labels."""

@@ -69,22 +69,6 @@ from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_int, is_int, warn_caller
 from emg_lens.geometry import Montage, points
 
-__all__ = [
-    "CHANNELS",
-    "EXERCISES",
-    "EXERCISE_B_NAMES",
-    "EXERCISE_D_CODES",
-    "FOREARM_CIRCUMFERENCE",
-    "LABEL_RANGES",
-    "READER",
-    "SAMPLE_RATE",
-    "db2_channel_names",
-    "db2_montage",
-    "find_exercise_file",
-    "load_ninapro_db2",
-    "write_ninapro_db2",
-]
-
 SAMPLE_RATE = 2000.0
 """Hz: EMG is sampled at 2 kHz; every other stream in the files is upsampled to it."""
 

@@ -26,15 +26,6 @@ from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 from emg_lens.geometry import Montage, ring
 
-__all__ = [
-    "DB5_CHANNELS",
-    "DB5_LABEL_OFFSETS",
-    "DB5_SAMPLE_RATE",
-    "READER",
-    "load_ninapro_db5",
-    "ninapro_db5_files",
-]
-
 DB5_SAMPLE_RATE = 200.0
 """Hz: DB5's two Myo armbands stream EMG at 200 Hz."""
 

@@ -37,19 +37,6 @@ from emg_lens.data.reader import DatasetReader, Source
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, warn_caller
 
-__all__ = [
-    "DB6_CHANNELS",
-    "DB6_READER",
-    "DB6_UNUSED_SLOTS",
-    "DB7_CHANNELS",
-    "DB7_LABELS",
-    "DB7_READER",
-    "load_ninapro_db6",
-    "load_ninapro_db7",
-    "ninapro_db6_files",
-    "ninapro_db7_files",
-]
-
 DB6_CHANNELS: dict[str, tuple[int, ...]] = {"emg": (14, 16), "acc": (42, 48)}
 """DB6 modality -> accepted channel counts (16 / 48: the base's slots, unused ones included)."""
 

@@ -68,22 +68,6 @@ from emg_lens.data.windows.store import RegressionBatch
 from emg_lens.errors import ArgumentError, DataFormatError, check_int, warn_caller
 from emg_lens.geometry import Montage, ring
 
-__all__ = [
-    "ACQUISITIONS",
-    "CHANNELS",
-    "DOA_MATRIX",
-    "DOA_NAMES",
-    "GLOVE_CHANNELS",
-    "READER",
-    "SAMPLE_RATE",
-    "acquisition_file",
-    "db8_windows",
-    "find_files",
-    "find_subjects",
-    "load_ninapro_db8",
-    "write_ninapro_db8",
-]
-
 SAMPLE_RATE = 2000.0
 """Hz, per the NinaPro DB8 documentation (the script's 1111 Hz is a known discrepancy)."""
 

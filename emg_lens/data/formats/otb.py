@@ -54,8 +54,6 @@ from emg_lens.geometry import (
     grid_electrodes,
 )
 
-__all__ = ["OTB_SOURCE", "OtbGrid", "read_otb"]
-
 OTB_SOURCE = (
     "OT Bioelettronica's grid channel maps as openhdemg orders them (openhdemg/library/"
     "electrodes.py); OT BioLab+ column descriptions as openhdemg's emg_from_otb reads them"

@@ -54,15 +54,6 @@ from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_names, check_number, is_int
 from emg_lens.geometry import ORDERED_GRID_CODES, Montage, grid_code, ring
 
-__all__ = [
-    "CSV_OPTIONS",
-    "FILE_OPTIONS",
-    "READER",
-    "TrialIndex",
-    "file_source_fields",
-    "read_files",
-]
-
 LABELS = ("subject", "session", "repetition", "gesture")
 GAP_SECONDS = 0.5  # rest between two trials of one recording
 UNMATCHED = ("error", "skip")

@@ -22,8 +22,6 @@ import numpy as np
 from emg_lens.data.formats._matlab import read_mat
 from emg_lens.errors import ArgumentError, DataFormatError, check_field_types, fields_checked
 
-__all__ = ["DECIMALS", "SUFFIXES", "CsvFormat", "is_number", "read_trial"]
-
 SUFFIXES = (".csv", ".npy", ".mat")
 """The trial files emg_lens reads."""
 

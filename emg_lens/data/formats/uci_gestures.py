@@ -61,21 +61,6 @@ from emg_lens.data.windows.pipeline import WindowBatch
 from emg_lens.errors import ArgumentError, DataFormatError, check_int
 from emg_lens.geometry import Montage, ring
 
-__all__ = [
-    "CHANNELS",
-    "CLASSES",
-    "COLUMNS",
-    "READER",
-    "ROWS_PER_SECOND",
-    "SAMPLE_RATE",
-    "SUBJECT_SPLITS",
-    "find_subjects",
-    "load_uci_gestures",
-    "subject_files",
-    "uci_windows",
-    "write_uci_gestures",
-]
-
 SAMPLE_RATE = 200.0
 """Hz: the Myo armband's nominal EMG rate, at which the rows are read (as the thesis does)."""
 

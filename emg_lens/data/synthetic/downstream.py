@@ -30,18 +30,6 @@ from emg_lens.data.formats import epn612, ninapro_db8, uci_gestures
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, check_int, check_number
 
-__all__ = [
-    "EPN_TRIAL_SECONDS",
-    "UCI_GESTURE_SECONDS",
-    "synthesize_db8",
-    "synthesize_epn612",
-    "synthesize_uci",
-    "synthetic_db8",
-    "synthetic_epn612",
-    "synthetic_uci",
-    "uci_subjects",
-]
-
 EPN_TESTING_PER_GESTURE = epn612.CALIBRATION + 2
 """Testing users' labelled samples per gesture: the calibration ones and 2 to test."""
 

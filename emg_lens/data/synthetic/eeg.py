@@ -62,24 +62,6 @@ from emg_lens.errors import (
 )
 from emg_lens.geometry import Montage, scalp
 
-__all__ = [
-    "EEG_PREPROCESS",
-    "INTERACTION_BANDS",
-    "N_REPETITIONS",
-    "READER",
-    "SINGLE_BANDS",
-    "TEN_TWENTY",
-    "PlantedEEG",
-    "SyntheticEEGSpec",
-    "eeg_source_fields",
-    "eeg_spec_of",
-    "generate_eeg_recordings",
-    "planted_eeg",
-    "planted_eeg_setup",
-    "planted_eeg_truth",
-    "repetition_split",
-]
-
 TEN_TWENTY = (
     *("Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8"),
     *("T7", "C3", "Cz", "C4", "T8"),

@@ -49,23 +49,6 @@ from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
 from emg_lens.errors import ArgumentError, ConfigError, check_field_types, fields_checked
 
-__all__ = [
-    "DB2_EXERCISE_KINDS",
-    "DB2_SYNTH_EXERCISES",
-    "GESTURE_KINDS",
-    "READER",
-    "SyntheticSpec",
-    "db2_labels",
-    "db2_spec",
-    "demo_setup",
-    "generate_db2_exercise",
-    "generate_recordings",
-    "gesture_kinds",
-    "planted_setup",
-    "subject_signature_setup",
-    "synthesize_ninapro_db2",
-]
-
 GESTURE_KINDS = ("emg", "acc", "interaction")
 
 

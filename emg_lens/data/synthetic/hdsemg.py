@@ -32,15 +32,6 @@ from emg_lens.data.spec import DictSpec
 from emg_lens.data.synthetic.protocol import muscle_noise, onset_ramp, slow_noise, trial_timeline
 from emg_lens.errors import ConfigError, check_field_types, fields_checked
 
-__all__ = [
-    "MAX_GESTURES",
-    "SyntheticHDsEMGSpec",
-    "generate_hdsemg_recordings",
-    "planted_activation",
-    "synthesize_hdsemg",
-    "write_synthetic_hdsemg",
-]
-
 MAX_GESTURES = 65
 """Gestures in the real dataset."""
 

@@ -11,8 +11,6 @@ from typing import NamedTuple
 import numpy as np
 from scipy import signal as sps
 
-__all__ = ["Timeline", "muscle_noise", "onset_ramp", "slow_noise", "trial_timeline"]
-
 
 class Timeline(NamedTuple):
     """A synthetic recording's protocol (`trial_timeline`): its ``total`` samples, the trials

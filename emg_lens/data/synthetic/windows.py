@@ -20,8 +20,6 @@ from emg_lens.data.reader import DatasetReader, Source, Windows, no_files
 from emg_lens.data.synthetic.emg_acc import SyntheticSpec, generate_recordings
 from emg_lens.errors import DataFormatError, check_int
 
-__all__ = ["EMG_GESTURES", "READER", "UNLABELED", "SyntheticWindows", "synthetic_windows"]
-
 UNLABELED = -1
 """The class of a window outside any one movement."""
 

@@ -29,8 +29,6 @@ from jaxtyping import Float, Int
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError, check_int
 
-__all__ = ["ContractionWindows", "contraction_windows", "envelope"]
-
 
 @dataclass(frozen=True)
 class ContractionWindows:

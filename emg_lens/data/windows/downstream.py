@@ -50,21 +50,6 @@ from emg_lens.errors import (
 )
 from emg_lens.geometry import Montage
 
-__all__ = [
-    "SPLITS",
-    "SPLIT_CODES",
-    "THESIS_FILTERS",
-    "DownstreamPreprocess",
-    "DownstreamTask",
-    "downstream_reader",
-    "label_runs",
-    "pad_or_crop",
-    "stack_windows",
-    "thesis_preprocess",
-    "window_starts",
-    "zscore",
-]
-
 THESIS_FILTERS = {"emg_band": (20.0, 90.0), "notch": 50.0}
 """The downstream datasets' `PreprocessSpec` defaults: the thesis's 20-90 Hz band and 50 Hz
 notch. The IsoNet-paper pipeline (``emg-lens train``) reads them too; TinyMyo's windows follow

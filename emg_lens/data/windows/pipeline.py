@@ -54,17 +54,6 @@ from emg_lens.errors import (
     fields_checked,
 )
 
-__all__ = [
-    "NORMALIZATIONS",
-    "TinyMyoPreprocess",
-    "WindowBatch",
-    "check_scaler",
-    "effective_band",
-    "fit_scaler",
-    "resample",
-    "tinymyo_windows",
-]
-
 NORMALIZATIONS = ("minmax", "zscore")
 """``"minmax"``: each window to [-1, 1] (pretraining); ``"zscore"``: per channel (downstream)."""
 

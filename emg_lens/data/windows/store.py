@@ -46,15 +46,6 @@ from emg_lens.data.windows.pipeline import (
 )
 from emg_lens.errors import ArgumentError, DataFormatError, IndexOutOfRangeError, check_int
 
-__all__ = [
-    "READER",
-    "STORE_FORMAT",
-    "RegressionBatch",
-    "WindowStore",
-    "split_repetitions",
-    "write_window_store",
-]
-
 STORE_FORMAT = "emg_lens.window_store/1"
 """The ``format`` attribute of a window store; a file without it is not one."""
 

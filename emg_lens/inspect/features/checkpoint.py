@@ -19,8 +19,6 @@ from emg_lens.inspect.features.config import FeatureConfig
 from emg_lens.inspect.features.sae import TopKSAE
 from emg_lens.provenance import model_digest
 
-__all__ = ["FEATURES_FORMAT", "read_sae", "write_sae"]
-
 FEATURES_FORMAT = "emg_lens.features/1"
 WEIGHTS, CONFIG = "features.safetensors", "features.json"
 

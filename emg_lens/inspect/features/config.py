@@ -19,8 +19,6 @@ from emg_lens.errors import (
     fields_checked,
 )
 
-__all__ = ["HOOKS", "FeatureConfig"]
-
 HOOKS = ("resid_pre", "resid_mid", "resid_post")
 """The residual hooks of a block an autoencoder can read."""
 

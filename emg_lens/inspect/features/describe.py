@@ -27,8 +27,6 @@ from emg_lens.inspect.features.sae import TopKSAE
 from emg_lens.inspect.features.tokens import spliced_logits, token_positions, token_residuals
 from emg_lens.stats.chance import TrialScore
 
-__all__ = ["describe_features"]
-
 
 def describe_features(
     model: Any,

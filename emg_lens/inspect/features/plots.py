@@ -11,8 +11,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_feature_classes", "plot_feature_map", "plot_reconstruction"]
-
 
 def plot_reconstruction(features: Any) -> plt.Figure:
     """Left: accuracy per class, the model's own beside the reconstruction spliced in. Right:

@@ -23,8 +23,6 @@ from emg_lens.output import markdown_table, save_outputs
 from emg_lens.stats.chance import TrialScore, chance_console, chance_markdown, chance_table
 from emg_lens.train.baseline import below_baseline
 
-__all__ = ["Features", "save_sae"]
-
 MAP_FEATURES = 6  # features drawn on the body: the costliest to ablate
 HEATMAP_FEATURES = 16  # rows of the per-class heatmaps
 

@@ -11,8 +11,6 @@ from jaxtyping import Float
 from emg_lens.errors import TrainingDivergedError
 from emg_lens.inspect.features.config import FeatureConfig
 
-__all__ = ["TopKSAE", "fit_sae"]
-
 
 class TopKSAE(torch.nn.Module):
     """A TopK sparse autoencoder: ``f = TopK(relu((x - b_dec) @ W_enc + b_enc))``,

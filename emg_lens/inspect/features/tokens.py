@@ -14,8 +14,6 @@ from jaxtyping import Float
 from emg_lens.errors import InputValueError
 from emg_lens.inspect.features.config import FeatureConfig
 
-__all__ = ["spliced_logits", "token_positions", "token_residuals"]
-
 
 def token_positions(model: Any, groups: tuple[str, ...]) -> list[int]:
     """The positions of ``model``'s tokens of ``groups``, in the order of its layout.

@@ -21,8 +21,6 @@ from emg_lens.inspect.features.sae import TopKSAE, fit_sae
 from emg_lens.inspect.features.tokens import token_residuals
 from emg_lens.provenance import arrays_digest, code_digest, model_digest
 
-__all__ = ["load_features", "train_features"]
-
 
 def _split(model: Any, data: SubjectData | tuple[Any, Any], config: FeatureConfig):
     """The training windows and the held-out `SubjectData`: its own split, or (for ``(X, y)``

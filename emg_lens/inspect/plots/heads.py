@@ -14,16 +14,8 @@ from matplotlib.image import AxesImage
 
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect.importance import mass_effect_correlation
-from emg_lens.inspect.plots.style import COLORS, annotate_cells, dark_cells, require_columns
-
-__all__ = [
-    "plot_attention_flow",
-    "plot_attribution",
-    "plot_head_importance",
-    "plot_mass_vs_effect",
-    "plot_ov_circuit",
-    "plot_qk_circuit",
-]
+from emg_lens.inspect.plots.style import annotate_cells, dark_cells, require_columns
+from emg_lens.studies.plots import COLORS
 
 
 def _head_grid(

@@ -8,9 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from emg_lens.inspect.plots.style import COLORS, annotate_cells, dark_cells, require_columns
-
-__all__ = ["plot_distribution_shift", "plot_interchange", "plot_patching", "plot_probes"]
+from emg_lens.inspect.plots.style import annotate_cells, dark_cells, require_columns
+from emg_lens.studies.plots import COLORS
 
 
 def plot_distribution_shift(shift: pd.DataFrame) -> plt.Figure:

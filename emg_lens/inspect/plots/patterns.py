@@ -20,11 +20,10 @@ from emg_lens.errors import (
 )
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache, layout_at
-from emg_lens.inspect.plots.style import CLS_COLOR, COLORS
+from emg_lens.inspect.plots.style import CLS_COLOR
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.report.view import view_record
-
-__all__ = ["attention_view_record", "plot_pattern", "to_circuitsvis", "token_labels"]
+from emg_lens.studies.plots import COLORS
 
 
 def token_labels(layout: TokenLayout) -> list[str]:

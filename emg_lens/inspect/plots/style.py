@@ -7,9 +7,6 @@ import numpy as np
 import pandas as pd
 
 from emg_lens.errors import ArgumentError
-from emg_lens.studies.plots import COLORS
-
-__all__ = ["CLS_COLOR", "COLORS", "annotate_cells", "dark_cells", "require_columns"]
 
 CLS_COLOR = "0.55"
 

@@ -28,8 +28,6 @@ from emg_lens.models.attached.find import (
 from emg_lens.models.attached.model import AttachedModel, LayoutAt
 from emg_lens.models.braindecode_common import model_size
 
-__all__ = ["attach"]
-
 
 def _input_size(model: nn.Module, layout: TokenLayout | None, n_samples: Any, n_channels: Any):
     """``(channels, samples)`` of one input window: given, or the model's ``n_chans`` /

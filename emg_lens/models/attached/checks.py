@@ -22,8 +22,6 @@ from emg_lens.errors import (
 from emg_lens.layout import TokenLayout
 from emg_lens.models.attached.find import Call, Fold
 
-__all__ = ["calls_text", "check_layouts", "folds_of", "per_call_layouts", "window_size"]
-
 
 def window_size(shape: Any) -> tuple[int, int]:
     """``(channels, samples)`` of one input window, checked."""

@@ -17,8 +17,6 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
-__all__ = ["Block", "PatchAttention", "SpectralEEG", "TinyAttention"]
-
 
 class Block(nn.Module):
     """A pre-norm transformer block as research code writes it: multi-head self-attention

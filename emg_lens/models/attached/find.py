@@ -41,20 +41,6 @@ from emg_lens.models.attached.intercept import (
 )
 from emg_lens.models.base import eval_mode
 
-__all__ = [
-    "Block",
-    "Fold",
-    "ModuleCall",
-    "Probe",
-    "check_calls",
-    "find_blocks",
-    "find_folds",
-    "named_modules_of",
-    "probe",
-    "torch_resets",
-    "unbuilt",
-]
-
 AttentionSpec = type | str | Sequence[type | str] | None
 
 

@@ -45,8 +45,6 @@ from emg_lens.components.attend import (
 )
 from emg_lens.errors import AttachError
 
-__all__ = ["Call", "Interceptor", "ModuleTracker", "Scope", "Site"]
-
 SDPA = F.scaled_dot_product_attention
 MHA = F.multi_head_attention_forward
 SOFTMAXES = (torch.softmax, torch.Tensor.softmax, F.softmax)

@@ -63,8 +63,6 @@ from emg_lens.models.base import (
 )
 from emg_lens.models.tl_surface.threads import FreshLock
 
-__all__ = ["AttachedModel", "LayoutAt"]
-
 LayoutAt = Callable[[Sequence[Call], int, int], "TokenLayout | Sequence[TokenLayout]"]
 """The layouts of an input's attention calls, given the calls a probe on an input of that
 size made and its ``(n_channels, n_samples)``: one `TokenLayout` for all, or one per call."""

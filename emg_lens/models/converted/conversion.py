@@ -26,18 +26,6 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from emg_lens.errors import ConversionError, UnsupportedModuleError, describe
 from emg_lens.models.base import HookedEncoder, eval_mode
 
-__all__ = [
-    "PARITY_RTOL",
-    "RETURN_TYPES",
-    "ConvertedEncoder",
-    "activation_name",
-    "check_faithful",
-    "check_self_attention",
-    "float_dtype",
-    "on_cpu",
-    "refuse_dropped_code",
-]
-
 PARITY_RTOL = {torch.float32: 1e-4, torch.float64: 1e-9}
 """A converted model may differ from its source by this fraction of ``1 + max |output|``, by
 dtype: what reordering sums explains (the parity tests find ~1e-6 in float32, ~1e-13 in

@@ -33,8 +33,6 @@ from emg_lens.models.converted.conversion import ConvertedEncoder
 from emg_lens.models.converted.linear_readout import LinearUnembedding, ReadoutForm, check_form
 from emg_lens.models.converted.torch_masks import torch_attention_mask
 
-__all__ = ["HookedTorchEncoder"]
-
 
 class HookedTorchEncoder(ConvertedEncoder):
     """A user's tokenizer, a converted ``nn.TransformerEncoder`` and the user's readout (see

@@ -20,17 +20,6 @@ from emg_lens.errors import ArgumentError, ConversionError, is_int
 from emg_lens.layout import TokenLayout
 from emg_lens.models.base import eval_mode
 
-__all__ = [
-    "READOUT_POOLS",
-    "LinearUnembedding",
-    "ReadoutForm",
-    "check_form",
-    "declared_or",
-    "find_linear_readout",
-    "readout_form",
-]
-
-
 READOUT_POOLS = ("detect", "mean", "none")
 """What ``from_torch_encoder(linear_readout=)`` takes besides a token position (an int)."""
 

@@ -52,15 +52,7 @@ from emg_lens.models.converted.conversion import (
     float_dtype,
 )
 from emg_lens.models.converted.hooked_torch_encoder import HookedTorchEncoder
-from emg_lens.models.converted.linear_readout import find_linear_readout, readout_form
-from emg_lens.models.converted.torch_masks import torch_attention_mask
-
-__all__ = [
-    "HookedTorchEncoder",
-    "find_linear_readout",
-    "from_torch_encoder",
-    "torch_attention_mask",
-]
+from emg_lens.models.converted.linear_readout import readout_form
 
 
 def _layers(encoder: Any) -> list[tuple[str, nn.Module]]:

@@ -12,8 +12,6 @@ from jaxtyping import Bool
 
 from emg_lens.errors import ArgumentError, describe
 
-__all__ = ["torch_attention_mask"]
-
 
 def _blocked(value: Any, name: str, accepted: str) -> torch.Tensor:
     """A torch mask as bool, True where attention is blocked: a bool mask as it is, a float

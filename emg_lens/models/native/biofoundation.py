@@ -28,17 +28,6 @@ from emg_lens.config import EncoderConfig
 from emg_lens.errors import ArgumentError, CheckpointError, check_int, describe
 from emg_lens.models import key_table as keys
 
-__all__ = [
-    "HEAD_KEYS",
-    "REDUCTIONS",
-    "ROPE_POSITIONS",
-    "build_from_biofoundation",
-    "infer_architecture",
-    "key_table",
-    "strip_prefix",
-    "to_biofoundation_keys",
-]
-
 PATCH = "patch_embedding.patch_embed.proj"  # BioFoundation's patch embedding, a Conv2d
 # How BioFoundation's heads merge channels (EMGClassificationHead, EMGRegressionHead).
 REDUCTIONS = ("concat", "mean")

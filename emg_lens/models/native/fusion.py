@@ -56,14 +56,6 @@ from emg_lens.errors import ArgumentError, ConfigError, UnsupportedReadoutError
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.base import EdgeMasks, HookedEncoder
 
-__all__ = [
-    "HierarchicalTransformer",
-    "ModalityStem",
-    "MultimodalTransformer",
-    "TubeletEmbed",
-    "tubelet_layout",
-]
-
 PAPER_TUBELET_SAMPLES = 40  # the paper's tubelets: 40 samples (20 ms at 2 kHz)
 
 

@@ -22,8 +22,6 @@ from emg_lens.config import EncoderConfig
 from emg_lens.errors import ConfigError
 from emg_lens.models.base import HookedEncoder
 
-__all__ = ["IsoNet"]
-
 RETURN_TYPES = ("logits", "avg_logits", "both")
 
 

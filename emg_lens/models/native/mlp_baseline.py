@@ -36,8 +36,6 @@ from emg_lens.models.base import (
     require,
 )
 
-__all__ = ["DenseLayer", "ModalityMLP", "MultimodalMLP"]
-
 PAPER_MLP_WIDTH = 200  # the paper's MLP baseline: 200-D layers
 
 

@@ -50,8 +50,6 @@ from emg_lens.models.native.biofoundation import (
 if TYPE_CHECKING:
     from emg_lens.models.base import Blocks
 
-__all__ = ["TinyMyo"]
-
 TASKS = ("reconstruction", "classification", "regression")
 TASK_ALIASES = {"pretraining": "reconstruction"}
 RETURN_TYPES = ("logits", "latent")

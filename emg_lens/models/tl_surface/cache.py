@@ -11,8 +11,6 @@ from transformer_lens.utilities import Slice
 
 from emg_lens.errors import CacheKeyError, is_int
 
-__all__ = ["EncoderCache"]
-
 
 class EncoderCache(ActivationCache):
     """TransformerLens's `ActivationCache`, with one case TL has no model for: norms in the

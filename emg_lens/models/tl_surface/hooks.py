@@ -43,8 +43,6 @@ from emg_lens.errors import (
 from emg_lens.layout import TokenLayout
 from emg_lens.models.tl_surface.threads import ThreadClaim, caller
 
-__all__ = ["HookSurface", "token_axis"]
-
 TL_PATCHING = "transformer_lens.patching"  # the module whose helpers' hooks are guarded
 # A block's per-head input hooks are also reachable under TransformerLens 4's names for them,
 # ``blocks.{l}.attn.hook_q_input`` ... (what its get_act_patch_direct_path hooks).

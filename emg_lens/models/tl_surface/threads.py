@@ -24,8 +24,6 @@ from typing import Any
 
 from emg_lens.errors import ModelInUseError
 
-__all__ = ["FreshLock", "ThreadClaim", "caller"]
-
 ADVICE = (
     "TransformerLens's hooks live on the model's modules, which every thread and task shares, "
     "so while hooks are involved a model serves one at a time: give each thread (or asyncio "

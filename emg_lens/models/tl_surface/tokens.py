@@ -12,8 +12,6 @@ from jaxtyping import Float
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import InputShapeError, InputValueError, describe
 
-__all__ = ["TokenSurface"]
-
 
 def _refuse_non_finite(signals: torch.Tensor) -> None:
     """A NaN or inf sample would become NaN outputs; say where it is instead. One reduction

@@ -37,8 +37,6 @@ from emg_lens.layout import CLS
 from emg_lens.models.tl_surface.hooks import HookSurface
 from emg_lens.models.tl_surface.tokens import TokenSurface
 
-__all__ = ["UNEMBEDDING", "WEIGHT_SURFACE", "WeightSurface"]
-
 COMPOSITION_MODES = ("Q", "K", "V")
 STACKED = {
     "W_Q": ("attn.W_Q", "n_layers n_heads d_model d_head"),

@@ -16,8 +16,6 @@ from typing import Any
 from emg_lens.errors import LayoutError, SpecError
 from emg_lens.studies.check import Target, check_target, code_note, text_table
 
-__all__ = ["check_ablation", "claims_design", "claims_note"]
-
 
 def _check_layout(spec: Any, target: Target) -> None:
     """Every edge expression compiles against the target's layout, every ``zero_modality`` is

@@ -27,17 +27,6 @@ from emg_lens.errors import SpecError, check_number
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import int_list, reject_repeats, string
 
-__all__ = [
-    "DEFAULT_MARGIN",
-    "EXPECTATIONS",
-    "LAYER_MODES",
-    "Claim",
-    "check_claims",
-    "class_groups_key",
-    "class_indices",
-    "matching_keys",
-]
-
 EXPECTATIONS = ("drop", "keep")
 DEFAULT_MARGIN = 0.05  # a drop claim's, where it names none: it fails above -5 %
 LAYER_MODES = ("individual", "from_first", "from_last")  # one cell per layer: "<mode> <l>"

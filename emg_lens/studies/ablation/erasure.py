@@ -27,8 +27,6 @@ from emg_lens.hooks.erasure import fit_erasers, group_positions
 from emg_lens.stats.compare import compare_rows
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
 
-__all__ = ["ErasureFits", "concept_classes", "erasure_table", "outside_classes", "side_effects"]
-
 ERASURE_COLUMNS = [
     *("intervention", "mode", "layer", "layers", "concept", "tokens", "metric", "n"),
     *("erasure_delta", "placebo_delta", "difference", "p", "test"),

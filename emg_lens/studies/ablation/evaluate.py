@@ -45,13 +45,6 @@ from emg_lens.user_code import (
     running_code,
 )
 
-__all__ = [
-    "TreePlan",
-    "evaluate_subject",
-    "structural_zeros",
-    "tree_plan",
-]
-
 VERIFY_WINDOWS = 4
 PROBE_ROWS = 64  # positions probed per readout call (see _readout_rows)
 

@@ -28,8 +28,6 @@ from functools import cached_property
 from emg_lens.errors import SpecError
 from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
 
-__all__ = ["BASELINE", "Condition", "expand_grid"]
-
 
 @dataclass(frozen=True)
 class Condition:

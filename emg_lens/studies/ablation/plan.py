@@ -19,8 +19,6 @@ from emg_lens.studies.store import CellStore
 from emg_lens.studies.subjects import entry_provenance, load_entry
 from emg_lens.user_code import StudyCode
 
-__all__ = ["Plan", "plan_subject"]
-
 
 @dataclass
 class Plan:

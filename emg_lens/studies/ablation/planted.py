@@ -46,19 +46,6 @@ from emg_lens.studies.ablation.claims import Claim
 from emg_lens.studies.ablation.result import StudyResult
 from emg_lens.studies.ablation.verdicts import evaluate_claims, format_claims
 
-__all__ = [
-    "CLAIMS",
-    "CUT",
-    "PLANTED_MARGIN",
-    "claims_of",
-    "cut_everywhere",
-    "format_findings",
-    "kind_groups",
-    "planted_claims",
-    "planted_classes",
-    "planted_findings",
-]
-
 CLAIMS = {
     "interaction": ("interaction gestures collapse when cross-modal edges are cut", "drop"),
     "unimodal": ("sEMG-only and ACC-only gestures keep their accuracy", "keep"),

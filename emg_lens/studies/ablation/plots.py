@@ -17,8 +17,6 @@ from emg_lens.errors import ArgumentError
 from emg_lens.stats.metrics import UNITS, delta_column, delta_name
 from emg_lens.studies.plots import draw_bar, draw_box, legend_patches
 
-__all__ = ["boxplots", "class_deltas", "condition_label", "delta_heatmap"]
-
 MODE_TITLES = {
     "individual": "individual layer",
     "from_first": "from the first layer to l (RFB)",

@@ -49,8 +49,6 @@ from emg_lens.studies.ablation.verdicts import claims_markdown, evaluate_claims,
 from emg_lens.studies.subjects import cell_score
 from emg_lens.train.baseline import below_baseline
 
-__all__ = ["StudyResult"]
-
 TRIAL_FIELDS = ("trial_correct", "trial_total", "design_effect")
 """What a cell holds of its trials (`emg_lens.stats.chance.cell_fields`); None in a cell
 stored before trials were counted, whose chance check then counts windows and says so."""

@@ -44,8 +44,6 @@ from emg_lens.studies.subjects import class_labels, known_of, load_entry
 from emg_lens.train.distributed import torchrun_process
 from emg_lens.user_code import StudyCode, require_builder
 
-__all__ = ["KIND", "run_study"]
-
 
 def run_study(
     spec: StudySpec | str | Path | dict,

@@ -37,8 +37,6 @@ from emg_lens.studies.validate import (
 )
 from emg_lens.user_code import CodeFile, load_hook, locate_code
 
-__all__ = ["MODES", "PLACEBO", "Intervention", "LayerSpec", "StudySpec"]
-
 # individual: one layer; from_first: layers 0..l (the paper's RFB); from_last: l..L-1 (RFE);
 # all: every layer at once; explicit: the layer lists given in layers.explicit.
 MODES = ("individual", "from_first", "from_last", "all", "explicit")

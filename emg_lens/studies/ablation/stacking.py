@@ -31,16 +31,6 @@ from emg_lens.components.block import TransformerBlock
 from emg_lens.components.fast_attention import row_span
 from emg_lens.errors import ArgumentError
 
-__all__ = [
-    "CPU_CALL_BYTES",
-    "CPU_MEASURED",
-    "FORMS",
-    "ConditionForm",
-    "LayerStep",
-    "run_children",
-    "windows_per_call",
-]
-
 FORMS = ("broadcast", "stacked")
 RULES = ("auto", "timed", *FORMS)
 # Rows per stacked call at most: on an H200 a demo-sized stand-in gained 1.9-11.5x while a

@@ -29,15 +29,6 @@ from emg_lens.stats.design import corrected_floor, subjects_needed
 from emg_lens.stats.metrics import RELATIVE_METRICS
 from emg_lens.studies.spec_base import StatsSpec
 
-__all__ = [
-    "family_sizes",
-    "legend",
-    "planned_family_sizes",
-    "power_note",
-    "summarize",
-]
-
-
 CONDITION_COLUMNS = ["intervention", "mode", "layer", "layers", "heads", "key"]
 
 

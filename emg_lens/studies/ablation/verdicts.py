@@ -59,18 +59,6 @@ from emg_lens.stats.compare import (
 from emg_lens.stats.design import corrected_floor, tost, tost_max_sd
 from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
 
-__all__ = [
-    "CI_LEVEL",
-    "CLAIM_COLUMNS",
-    "VERDICTS",
-    "claims_markdown",
-    "evaluate_claims",
-    "format_claims",
-    "interval_verdict",
-    "subject_changes",
-    "unseen_share",
-]
-
 CI_LEVEL = 0.90  # the t-interval of per-subject Δ%: TOST's, and a drop's one-sided 95 % bound
 NO_INTERVAL = "no interval of the change (fewer than 2 subjects with a baseline accuracy above 0)"
 VERDICTS = ("holds", "fails", "cannot tell")

@@ -42,15 +42,6 @@ from emg_lens.stats.compare import correct, delta_t_intervals, sign_flip_p, star
 from emg_lens.stats.metrics import score_regression
 from emg_lens.stats.units import bootstrap_delta_cis
 
-__all__ = [
-    "CUT_COLUMNS",
-    "block_errors",
-    "check_blocks",
-    "cut_table",
-    "predict_regression",
-    "regression_cuts",
-]
-
 CUT_COLUMNS = [
     *("condition", "edges", "mse", "r2", "delta_mse", "ci_low", "ci_high", "t_low", "t_high"),
     *("delta_r2", "p", "p_corrected", "stars", "cut_edges"),

@@ -15,8 +15,6 @@ from emg_lens.stats.compare import EXACT_MAX_N, format_p
 from emg_lens.stats.design import corrected_floor
 from emg_lens.studies.regression.spec import RegressionSpec
 
-__all__ = ["RegressionStudyResult"]
-
 
 @dataclass
 class RegressionStudyResult(StudyOutput):

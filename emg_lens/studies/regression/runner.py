@@ -32,8 +32,6 @@ from emg_lens.studies.store import CellStore
 if TYPE_CHECKING:
     from emg_lens.models.native.tinymyo import TinyMyo
 
-__all__ = ["KIND", "build_model", "check_regression", "load_contraction", "run_regression_study"]
-
 SUBJECT = 1  # one contraction: the store's one subject
 MODEL_CELL, BASELINE_CELL, NONE_CELL = "model", "baselines", "none"
 

@@ -26,8 +26,6 @@ from emg_lens.studies.validate import (
     table,
 )
 
-__all__ = ["CORRECTIONS", "MODEL", "OVERRIDES", "STATS", "TRAIN", "WINDOWS", "RegressionSpec"]
-
 
 class Windows(TypedDict):
     """``[windows]``, `emg_lens.data.windows.contraction.contraction_windows`'s keywords."""

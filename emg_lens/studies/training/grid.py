@@ -26,14 +26,6 @@ from emg_lens.hooks.ablation import channel_range
 from emg_lens.studies.spec_base import Spec, file_key, is_none
 from emg_lens.studies.validate import positive_int, reject_repeats
 
-__all__ = [
-    "AXES_PER_ELECTRODE",
-    "TrainingCell",
-    "TrainingInput",
-    "electrode_counts",
-    "select_channels",
-]
-
 AXES_PER_ELECTRODE = {"acc": 3}
 """Channels one electrode of a modality records (other modalities: 1). ACC channels are
 electrode-major (x, y, z of electrode 0, then of electrode 1, ...) in every loader."""

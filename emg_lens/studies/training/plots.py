@@ -9,8 +9,6 @@ import numpy as np
 
 from emg_lens.studies.plots import draw_box, legend_patches
 
-__all__ = ["comparison_figure"]
-
 
 def comparison_figure(result) -> plt.Figure:
     """Grouped boxes of a `TrainingStudyResult`: one group per architecture, one box per input

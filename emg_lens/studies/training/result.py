@@ -17,8 +17,6 @@ from emg_lens.studies.subjects import cell_score
 from emg_lens.studies.training.spec import TrainingStudySpec
 from emg_lens.train.baseline import below_baseline
 
-__all__ = ["TrainingStudyResult", "subject_means", "summarize_training"]
-
 CHANCE_FIELDS = (
     *("class_correct", "class_total", "trial_correct", "trial_total", "design_effect"),
     "train_accuracy",

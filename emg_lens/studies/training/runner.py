@@ -35,8 +35,6 @@ from emg_lens.train import accuracy, fit, predict
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.distributed import torchrun_process
 
-__all__ = ["KIND", "check_training", "run_training_study"]
-
 
 def _provenance(digest: Callable[[int], str]) -> Callable[[int], dict[str, Any]]:
     """What a training cell is computed from, by subject (each computed once): the subject's

@@ -55,14 +55,6 @@ from emg_lens.studies.validate import (
 )
 from emg_lens.train import TrainConfig
 
-__all__ = [
-    "ARCHITECTURES",
-    "KIND",
-    "TrainingData",
-    "TrainingStudySpec",
-    "check_models",
-]
-
 KIND = "training"
 ARCHITECTURES = MappingProxyType({name: MODEL_CLASSES[name] for name in CLASSIFIERS})
 """The classifiers a training study can train, by class name (TinyMyo is fine-tuned instead)."""

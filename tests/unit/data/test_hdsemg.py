@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from emg_lens.data.formats.hdsemg import (
-    LENGTH_TOLERANCE,
-    HDsEMGFile,
-    load_hdsemg,
-    write_hdsemg,
-)
+from emg_lens.data.formats._matlab import LENGTH_TOLERANCE
+from emg_lens.data.formats.hdsemg import HDsEMGFile, load_hdsemg, write_hdsemg
 from emg_lens.data.recording import Recording
 from emg_lens.errors import ArgumentError, DataFormatError
 

@@ -26,8 +26,6 @@ from emg_lens.models.attached.zoo.tokens import (
 )
 from emg_lens.models.braindecode_common import Braindecode, misnamed_channel, model_size
 
-__all__ = ["INTERPOLATED", "NOT_YET", "REFUSED", "ZOO"]
-
 
 def _pbt(calls, names, model):
     layout = flat_patches(len(names), model.n_times, model.d_input, names)

@@ -15,17 +15,6 @@ from emg_lens.errors import check_int
 from emg_lens.layout import CLS, TokenLayout
 from emg_lens.models.attached.intercept import Call
 
-__all__ = [
-    "KINDS",
-    "Rule",
-    "Rules",
-    "Run",
-    "ZooEntry",
-    "flat_patches",
-    "rules",
-    "window_keys",
-]
-
 SIGNAL = "eeg"  # the layout group of tokens that embed one channel
 TIME = "time"  # tokens that are time slices of every channel
 MIXED = "mixed"  # tokens that run across two channels (the end of one, the start of the next)

@@ -54,8 +54,6 @@ from emg_lens.models.converted.braindecode._common import (
 )
 from emg_lens.models.converted.conversion import check_self_attention
 
-__all__ = ["HookedCBraMod", "from_cbramod"]
-
 PATCH = 200  # CBraMod's spectral embedding takes 101 rfft bins: patches of 200 samples
 DEFAULT_CONVS = ((25, 49, 25, 24, (5, 25)), (25, 3, 1, 1, (5, 25)), (25, 3, 1, 1, (5, 25)))
 

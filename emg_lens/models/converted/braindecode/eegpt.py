@@ -52,8 +52,6 @@ from emg_lens.models.converted.braindecode._common import (
 )
 from emg_lens.models.converted.conversion import activation_name
 
-__all__ = ["HookedEEGPT", "from_eegpt"]
-
 PROJECTIONS = ("conv1d_constraint", "linear", "none")
 
 

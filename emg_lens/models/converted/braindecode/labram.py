@@ -54,8 +54,6 @@ from emg_lens.models.converted.braindecode._common import (
     read_config,
 )
 
-__all__ = ["HookedLabram", "from_labram"]
-
 N_POSITIONS = 129  # braindecode's position_embedding: CLS + LaBraM's 128 channel names
 
 

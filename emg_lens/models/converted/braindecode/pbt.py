@@ -38,8 +38,6 @@ from emg_lens.models.converted.braindecode._common import (
     read_config,
 )
 
-__all__ = ["HookedPBT", "from_pbt"]
-
 
 class HookedPBT(BraindecodeEncoder):
     """braindecode's ``PBT``, hooked (see the module docstring); built by `from_braindecode`.
