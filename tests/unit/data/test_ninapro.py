@@ -367,7 +367,11 @@ def test_non_integer_labels(tmp_path):
         ({"exercises": ("Z",)}, "exercise must be one of"),
         ({"exercises": (4,)}, "exercise must be one of"),
         ({"exercises": (True,)}, r"exercise must be one of .*, got True$"),
-        ({"exercises": (2.0,)}, r"exercise must be one of .*, got 2\.0$"),
+        pytest.param(  # a float its annotation refuses: emg_lens's own error, unchecked
+            {"exercises": (2.0,)},
+            r"exercise must be one of .*, got 2\.0$",
+            marks=pytest.mark.unchecked,
+        ),
         ({"exercises": ()}, "at least one"),
         ({"modalities": ("eeg",)}, "modalities must be"),
         ({"modalities": ("emg", "emg")}, "modalities must be"),
