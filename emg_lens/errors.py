@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from emg_lens._hints import mismatch, plain_number, type_hints
+from emg_lens._hints import mismatch, no_type_check, plain_number, type_hints
 
 __all__ = [
     "MAX_SEED",
@@ -370,6 +370,7 @@ def _listed(values: Any) -> list[Any] | None:
         return None
 
 
+@no_type_check
 def _int_in(value: Any, minimum: int | None, maximum: int | None) -> int | None:
     """``value`` as a plain int (not a bool) in ``minimum..maximum`` (None: no bound), or None."""
     try:

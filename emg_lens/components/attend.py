@@ -33,11 +33,14 @@ from jaxtyping import Bool, Float
 from torch import nn
 from torch.nn.modules import module as torch_module
 
+from emg_lens._hints import no_type_check
+
 Hook = Callable[[torch.Tensor], torch.Tensor]
 Mask = Bool[torch.Tensor, "... query key"] | Float[torch.Tensor, "... query key"]
 NEG_INF = float("-inf")
 
 
+@no_type_check  # per attention call
 def observed(points: Iterable[nn.Module]) -> bool:
     """Whether anything can see or change what passes one of ``points`` (hook points), so that
     a computation must run through them rather than a fused kernel that skips them: a hook on

@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Bool, Float
 from transformer_lens.hook_points import HookPoint
 
+from emg_lens._hints import no_type_check
 from emg_lens.edges import EdgeSet, parse
 from emg_lens.errors import LayoutError, check_ints
 from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
@@ -53,6 +54,7 @@ class NameFilter:
         self.stack = stack
         self.layers = None if layers is None else frozenset(int(layer) for layer in layers)
 
+    @no_type_check  # per hook point of every run_with_hooks
     def layer_of(self, name: str) -> int | None:
         """The layer ``l`` of a ``{stack}.{l}.{suffix}`` hook name, else None."""
         prefix = f"{self.stack}."
@@ -61,6 +63,7 @@ class NameFilter:
         layer = name[len(prefix) :].split(".", 1)[0]
         return int(layer) if layer.isdigit() else None
 
+    @no_type_check
     def __call__(self, name: str) -> bool:
         layer = self.layer_of(name)
         return layer is not None and (self.layers is None or layer in self.layers)
@@ -160,6 +163,7 @@ def _as_mask(
     return parse(edges).compile(layout, n_heads, layer=layer)
 
 
+@no_type_check
 def layer_of(hook_name: str | None) -> int | None:
     """The block index of ``blocks.{l}.attn...`` (None for other names): what an edge set
     that names layers is compiled for, and which layer a hook function was called in.

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emg_lens._hints import no_type_check
 from emg_lens._io import remove_orphaned_temp_files, write_if_changed
 from emg_lens._version import __version__
 from emg_lens.errors import ArgumentError, MissingDependencyError
@@ -244,6 +245,7 @@ def _is_p_column(name: str) -> bool:
     return name == "p" or name.startswith("p_") or name.endswith("_p")
 
 
+@no_type_check  # per table cell
 def _short(value: str, p_value: bool = False) -> str:
     """A long float printed to 4 significant digits, a long text cut to `MAX_CELL`
     characters (the CSV keeps every digit and character); in a p-value column, a p below

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from emg_lens._hints import no_type_check
 from emg_lens.errors import ModelInUseError
 
 ADVICE = (
@@ -157,6 +158,7 @@ class ThreadClaim:
 Caller = tuple[threading.Thread, "asyncio.Task[Any] | None"]
 
 
+@no_type_check  # per hook call
 def caller() -> Caller:
     """Who is calling: this thread, and the asyncio task it is running (None outside one).
     Two tasks of one event loop take turns in one thread, so each is a caller of its own.
