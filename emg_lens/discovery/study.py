@@ -342,7 +342,7 @@ def run_discovery(
         models if isinstance(models, Mapping) else models or spec.models, spec.subjects
     )
     require_builder([e for e in found.values() if not isinstance(e, tuple)], builder)
-    store = CellStore.of_study(spec, out_dir)
+    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest() if store is not None else ""
     cells, reused = {}, 0
     for subject_id, entry in tqdm(

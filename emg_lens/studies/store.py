@@ -137,19 +137,6 @@ class CellStore:
                 "or delete it to start over"
             )
 
-    @classmethod
-    def of_study(cls, spec: Any, out_dir: str | Path | None, ranks: Any = None) -> CellStore | None:
-        """The store of ``spec``'s cells in ``out_dir``, None without one; under ``torchrun``
-        (``ranks``, whose processes share their cells only through it) a `StudyError`."""
-        if ranks is not None and ranks.is_distributed and out_dir is None:
-            raise StudyError(
-                f"{spec.KIND} study {spec.name!r} runs under torchrun (WORLD_SIZE="
-                f"{ranks.world_size}) without an out_dir: its ranks share their cells only "
-                "through the store; give out_dir (`study run --out`) on a filesystem every rank "
-                "can reach"
-            )
-        return None if out_dir is None else cls(out_dir, spec.fingerprint())
-
     # ------------------------------------------------------------------ cells
     def path(self, subject: int, key: str) -> Path:
         """The file of one cell."""

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emg_lens.data.preprocess import SubjectData
+from emg_lens.errors import StudyError
 from emg_lens.model_folder import study_models
 from emg_lens.provenance import code_digest
 from emg_lens.stats.units import TRIAL_WINDOW_FIELDS
@@ -105,8 +106,14 @@ def run_study(
     study_code = StudyCode.load(files, allow_code)
     require_builder([e for e in entries.values() if not isinstance(e, tuple)], study_code.modules)
     ranks = torchrun_process()
-    store = CellStore.of_study(spec, out_dir, ranks)
+    if ranks.is_distributed and out_dir is None:
+        raise StudyError(
+            f"study {spec.name!r} runs under torchrun (WORLD_SIZE={ranks.world_size}) without "
+            "an out_dir: its ranks share their cells only through the store; give out_dir "
+            "(`study run --out`) on a filesystem every rank can reach"
+        )
     device = None if device is None else torch.device(device)
+    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest() if store is not None else ""
     mine = ranks.shard(entries)
     planned = entries if ranks.is_main else mine  # rank 0 also checks the others' cells

@@ -179,7 +179,7 @@ def run_regression_study(
     where the model trains and runs; ``overrides``: ``{"epochs": n}`` (``study run --epochs``)."""
     spec = load_as(spec, RegressionSpec).with_overrides(overrides)
     contraction = load_contraction(spec)
-    store = CellStore.of_study(spec, out_dir)
+    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     code = code_digest()
     model, model_id, reused_model = _model(spec, contraction, store, code, device, progress)
     reused = int(reused_model)

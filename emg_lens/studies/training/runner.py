@@ -152,8 +152,14 @@ def run_training_study(
         if missing:
             raise SpecError(f"data.subjects {missing} are not in the given data ({sorted(data)})")
     ranks = torchrun_process()
-    store = CellStore.of_study(spec, out_dir, ranks)
+    if ranks.is_distributed and out_dir is None:
+        raise StudyError(
+            f"training study {spec.name!r} runs under torchrun (WORLD_SIZE="
+            f"{ranks.world_size}) without an out_dir: its ranks share their cells only through "
+            "the store; give out_dir (`study run --out`) on a filesystem every rank can reach"
+        )
     device = None if device is None else torch.device(device)
+    store = CellStore(out_dir, spec.fingerprint()) if out_dir is not None else None
     # a subject's windows, and the digest of what they are read from
     source: dict[str, Any] | None = None
     read: Callable[[int], SubjectData]
