@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 from emg_lens._io import file_digest, imported_names
-from emg_lens.provenance import _code, _constant, json_digest, value_state
+from emg_lens.provenance import json_digest, value_state
 
 _KNOWN = ("emg_lens", "torch", "builtins", "__future__")  # versioned or keyed otherwise
 
@@ -148,10 +148,8 @@ def stale_code(model: torch.nn.Module, files: dict[str, Path]) -> str | None:
             return f"{path} cannot be read back as the code that runs ({exc})"
         classes = [c for c in _classes(model) if c.__module__ == name]
         for what, code in _live_code(module, classes, path):
-            # what they compute, as provenance digests it: not their file or line numbers
-            running = _code(code)
             if not any(
-                _code(c) == running
+                _same_code(code, c)
                 for c in compiled.get(getattr(code, "co_qualname", code.co_name), ())
             ):
                 return (
@@ -159,7 +157,7 @@ def stale_code(model: torch.nn.Module, files: dict[str, Path]) -> str | None:
                     "imported: reload it)"
                 )
         for what, live, written in _constants(tree, module, classes):
-            if _constant(live) != _constant(written):  # 1, 1.0 and True differ
+            if not _same_value(live, written):
                 return f"{what} is {live!r} in the running code, {written!r} in {path} (reload it)"
     return None
 
@@ -249,6 +247,30 @@ def _code_objects(code: types.CodeType) -> dict[str, list[types.CodeType]]:
         found.setdefault(getattr(code, "co_qualname", code.co_name), []).append(code)
         todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
     return found
+
+
+def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
+    """Whether two code objects compute the same: bytecode, constants (nested code compared
+    alike), names and arguments; not their file or line numbers."""
+    facts: tuple[str, ...] = ("co_code", "co_names", "co_varnames", "co_freevars", "co_cellvars")
+    facts += ("co_flags", "co_argcount", "co_posonlyargcount", "co_kwonlyargcount")
+    if any(getattr(a, f) != getattr(b, f) for f in facts) or len(a.co_consts) != len(b.co_consts):
+        return False
+    return all(_same_value(x, y) for x, y in zip(a.co_consts, b.co_consts))
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal and of one type (``1 == 1.0 == True``, yet each computes differently); code
+    objects compared as `_same_code` does, NaN equal to NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, types.CodeType):
+        return _same_code(a, b)
+    if isinstance(a, frozenset):
+        a, b = sorted(a, key=repr), sorted(b, key=repr)
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return a == b or (a != a and b != b)
 
 
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple)
