@@ -582,6 +582,7 @@ def test_bad_scalp_selector_arguments(build, says):
 
 
 # ============================================================================ set laws
+@pytest.mark.slow  # 4-6 s of hypothesis examples under the suite's runtime checks
 @SETTINGS
 @given(cases(n_exprs=3))
 def test_set_laws(case):
