@@ -239,15 +239,22 @@ def test_attach_vs_convert_prints_one_json_line_per_architecture_and_grid(capsys
 @pytest.mark.slow
 def test_the_one_at_a_time_grid_measures_what_the_exact_passes_measure():
     """screen_vs_exact's grid as a user runs it (one hooked forward per candidate) gives every
-    candidate's exact margin change, as discovery's exact passes compute it."""
+    candidate's exact margin change, as discovery's exact passes compute it: on the model as
+    it is, and with a base cut in every pass (the planted model as it runs)."""
+    from emg_lens.edges import parse
+
     bench = _load("screen_vs_exact")
     model, data = bench._random_subject("tiny", 12, seed=1)
     family = bench.default_family(model)
     X, y = torch.as_tensor(data.X_test), torch.as_tensor(data.y_test)
-    ours = bench.one_at_a_time(model, X, y, family, "logits")
-    exact = bench._exact_effects(model, data, family, "margin", "logits")[0]
-    assert len(ours) == len(family) and any(abs(e) > 1e-3 for e in exact)
-    assert ours == pytest.approx(exact, abs=1e-5)
+    views = []
+    for base in (None, parse("cross_modal & layers(0) | between(emg, emg) & heads(1)")):
+        ours = bench.one_at_a_time(model, X, y, family, "logits", base)
+        exact = bench._exact_effects(model, data, family, "margin", "logits", base)[0]
+        assert len(ours) == len(family) and any(abs(e) > 1e-3 for e in exact)
+        assert ours == pytest.approx(exact, abs=1e-5)
+        views.append(ours)
+    assert views[0] != pytest.approx(views[1], abs=1e-3)  # the base changed the effects
 
 
 @pytest.mark.slow  # loading the benchmark imports discovery and the studies
