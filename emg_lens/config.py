@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from transformer_lens.config import TransformerLensConfig
 
+from emg_lens._hints import no_type_check
 from emg_lens.errors import (
     ConfigError,
     check_channel_names,
@@ -144,6 +145,7 @@ class EncoderConfig(TransformerLensConfig):
 
     # ------------------------------------------------------------------ derived sizes
     @property
+    @no_type_check  # per forward
     def n_channels(self) -> int:
         """Total input channels over all modalities, in ``modalities`` order."""
         return sum(self.modalities.values())

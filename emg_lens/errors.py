@@ -284,6 +284,7 @@ MAX_SEED = 2**31 - 1
 adds to its seed (`emg_lens.train.supervised.REFIT_SEED_STEP`), so seeds stay well inside."""
 
 
+@no_type_check  # per validated field
 def check_int(
     value: Any,
     what: str,

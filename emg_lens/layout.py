@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
+from emg_lens._hints import no_type_check
 from emg_lens.errors import (
     LayoutError,
     check_channel_names,
@@ -145,6 +146,7 @@ class TokenLayout:
 
     # ------------------------------------------------------------------ queries
     @property
+    @no_type_check  # per attention call
     def n_tokens(self) -> int:
         """The token count (of the key side, for cross-attention)."""
         return len(self.group)
@@ -186,6 +188,7 @@ class TokenLayout:
         return tuple(dict.fromkeys((*self.groups, *self.queries.groups)))
 
     @property
+    @no_type_check
     def groups(self) -> tuple[str, ...]:
         """Distinct groups in order of first appearance."""
         return tuple(dict.fromkeys(self.group))
@@ -218,6 +221,7 @@ class TokenLayout:
     def channel_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.channel, dtype=torch.long)
 
+    @no_type_check  # per token named
     def channel_name(self, position: int) -> str | None:
         """The name of the channel token ``position`` embeds; None for a token that embeds no
         channel (CLS, a tubelet) or a layout without ``channel_names``.

@@ -185,6 +185,7 @@ def empty_rows(blocked: Bool[torch.Tensor, "... query key"]) -> Bool[torch.Tenso
     return blocked.all(-1, keepdim=True)
 
 
+@no_type_check  # per attention call
 def eager_on_cpu(t: torch.Tensor) -> bool:
     """Whether ``t`` is on a CPU and computed eagerly, not traced (ONNX): there a fill may be
     skipped after a look at the data on the host (on a GPU the look would wait for the

@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Bool
 
+from emg_lens._hints import no_type_check
 from emg_lens.errors import ArgumentError, LayoutError, check_int
 from emg_lens.layout import CLS, TokenLayout
 
@@ -268,6 +269,7 @@ class EdgeSet:
         return f"EdgeSet({str(self)!r})"
 
 
+@no_type_check  # per edge-set node printed
 def _wrap(child: EdgeSet, parens: bool) -> str:
     return f"({child})" if parens else str(child)
 

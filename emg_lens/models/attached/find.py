@@ -23,13 +23,13 @@ import fnmatch
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
-from typing import no_type_check
 
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.overrides import TorchFunctionMode
 
+from emg_lens._hints import no_type_check
 from emg_lens.errors import AmbiguousAttentionError, ArgumentError, AttentionNotFoundError, describe
 from emg_lens.models.attached.intercept import (
     SOFTMAXES,
@@ -112,6 +112,7 @@ class Probe:
     folded: tuple[str, ...] = ()  # nothing named: the modules running a 3-D scores softmax
 
 
+@no_type_check  # per torch function argument
 def _shape(value: object) -> tuple[int, ...] | None:
     """The shape of a module's input or output: a tensor, or a tuple or list of them first."""
     if isinstance(value, (tuple, list)) and value:
@@ -119,6 +120,7 @@ def _shape(value: object) -> tuple[int, ...] | None:
     return tuple(value.shape) if isinstance(value, torch.Tensor) else None
 
 
+@no_type_check  # per module entered and left
 class _Recorder(ModuleTracker):
     """A tracker of every module that also records each module call's attention calls."""
 
@@ -174,6 +176,7 @@ class _Recorder(ModuleTracker):
         self.calls.append(call)
 
 
+@no_type_check  # per torch function called
 class _Folded(TorchFunctionMode):
     """Where nothing is named: the modules running a softmax over the last axis of a 3-D
     tensor (``[batch * heads, query, key]``, heads folded into the batch), which is an

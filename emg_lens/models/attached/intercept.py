@@ -26,13 +26,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, no_type_check
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from emg_lens._hints import no_type_check
 from emg_lens.components.attend import (
     as_bias,
     attend,
@@ -91,6 +92,7 @@ OnCall = Callable[[Call], Site | None]
 _OPEN: ContextVar[Scope | None] = ContextVar("emg_lens_attached_forward", default=None)
 
 
+@no_type_check  # per hooked module and call
 class Scope:
     """One forward of an attached model (or of a probe): while it is open (``with scope:``),
     in this thread (or task), the hooks it made (`guard`) act; anywhere else, and in a forward
@@ -124,6 +126,7 @@ class Scope:
         return guarded
 
 
+@no_type_check  # per module entered and left
 class ModuleTracker:
     """The stack of running modules among ``modules`` (path -> module), kept by forward pre-
     and post-hooks while the context of `track` is open, for the forwards run inside
@@ -176,6 +179,7 @@ class ModuleTracker:
         return hook
 
 
+@no_type_check  # per torch function called
 class Interceptor(TorchFunctionMode):
     """See the module docstring. ``on_call`` gets each attention call in order and returns
     its `Site`; ``softmax_here()`` says whether a 4-D softmax now is an attention's (inside

@@ -145,6 +145,7 @@ class ThreadClaim:
             "model.reset_hooks(); close the context where it was opened, or once that call is done"
         )
 
+    @no_type_check  # per call of the model
     def _holder_besides(self, me: Caller, exclusive: bool) -> Caller | None:
         """Another caller whose use this one cannot share: one using the model with hooks,
         or, for a call with hooks, one running it at all."""
