@@ -152,11 +152,13 @@ class TokenLayout:
         return len(self.group)
 
     @property
+    @no_type_check
     def n_queries(self) -> int:
         """The query tokens' count: ``n_tokens`` unless the queries are other tokens."""
         return self.n_tokens if self.queries is None else self.queries.n_tokens
 
     @property
+    @no_type_check
     def query_side(self) -> TokenLayout:
         """The layout of the query tokens (this one, unless ``queries`` is set)."""
         return self if self.queries is None else self.queries
@@ -181,6 +183,7 @@ class TokenLayout:
         return cls(keys.group, keys.channel, keys.time, keys.channel_names, queries, keys.time_step)
 
     @property
+    @no_type_check
     def all_groups(self) -> tuple[str, ...]:
         """The groups of both sides: the keys', then the queries' not among them."""
         if self.queries is None:
@@ -218,6 +221,7 @@ class TokenLayout:
         index = {g: i for i, g in enumerate(self.groups)}
         return torch.tensor([index[g] for g in self.group], dtype=torch.long)
 
+    @no_type_check  # per mask compiled
     def channel_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.channel, dtype=torch.long)
 
@@ -237,6 +241,7 @@ class TokenLayout:
             return None
         return self.channel_names[channel]
 
+    @no_type_check
     def time_ids(self) -> Int[torch.Tensor, " pos"]:
         return torch.tensor(self.time, dtype=torch.long)
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
+from emg_lens._hints import no_type_check
 from emg_lens.discovery.exact import base_layer_masks
 from emg_lens.edges import EdgeSet, between, heads, layers, parse, same_channel, time_window
 from emg_lens.edges.algebra import EdgeIntersection
@@ -278,6 +279,7 @@ class CompiledFamily(Sequence[Candidate]):
     def __len__(self) -> int:
         return len(self.candidates)
 
+    @no_type_check  # per candidate read
     def __getitem__(self, index):  # a position (an int or a NumPy integer), or a slice
         if isinstance(index, slice):
             return list(self.candidates[index])

@@ -55,6 +55,7 @@ class CompileContext:
         index = {g: i for i, g in enumerate(self.groups)}
         cls_id = index.get(CLS, -1)
 
+        @no_type_check
         def facts(side: TokenLayout):
             gid = torch.tensor([index[g] for g in side.group], dtype=torch.long, device=device)
             return gid, side.channel_ids().to(device), side.time_ids().to(device)
@@ -65,6 +66,7 @@ class CompileContext:
         self.channel_q, self.channel_k = cq[:, None], ck[None, :]
         self.time_q, self.time_k = tq[:, None], tk[None, :]
 
+    @no_type_check  # per selector compiled
     def group_index(self, group: str, selector: EdgeSet) -> int:
         if group not in self.groups:
             raise LayoutError(
@@ -289,6 +291,7 @@ class _BinaryOperator(EdgeSet):
     def layer_indices(self) -> set[int]:
         return self.left.layer_indices() | self.right.layer_indices()
 
+    @no_type_check  # per node printed
     def __str__(self) -> str:
         left = _wrap(self.left, self.left._prec < self._prec)
         right = _wrap(self.right, self.right._prec <= self._prec)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from emg_lens._hints import no_type_check
 from emg_lens.edges import named, selectors
 from emg_lens.edges.algebra import EdgeSet
 from emg_lens.errors import ArgumentError, EdgeExpressionError
@@ -113,6 +114,7 @@ _TOKEN_RE = re.compile(
 
 # ============================================================================ tokens
 @dataclass(frozen=True)
+@no_type_check  # per token parsed
 class _Token:
     kind: str  # "name", "int", "string", "punct", "bad", "end", or "union" (a+b: its parts)
     text: str
@@ -143,6 +145,7 @@ def _tokenize(expr: str) -> list[_Token]:
 
 
 # ============================================================================ grammar
+@no_type_check  # per token parsed
 class _Parser:
     """Recursive descent over ``expr := term (("|" | "-") term)*``, ``term := factor ("&"
     factor)*``, ``factor := "~" factor | "(" expr ")" | selector ["(" args ")"]``."""

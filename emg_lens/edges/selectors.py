@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from emg_lens._hints import no_type_check
 from emg_lens.edges.algebra import (
     CompileContext,
     EdgeSet,
@@ -28,6 +29,7 @@ from emg_lens.layout import CLS, TokenLayout  # noqa: F401  (TokenLayout: for th
 
 
 # ============================================================================ argument checks
+@no_type_check  # per selector built
 def _check_group(group: Any, what: str) -> str:
     if not isinstance(group, str) or not group.isidentifier():
         raise ArgumentError(
