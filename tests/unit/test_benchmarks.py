@@ -236,6 +236,25 @@ def test_attach_vs_convert_prints_one_json_line_per_architecture_and_grid(capsys
     assert cbramod["attached"] - 1 == 2 * (cbramod["converted"] - 1)
 
 
+@pytest.mark.slow  # loading the benchmark imports discovery and the studies
+def test_screen_ceiling_prints_one_json_line(capsys):
+    """Where the screen's rank is lost: on the two-layer CLS model every screened candidate is
+    exact (so replacing layers by their exact effects changes nothing), every rho is a rho,
+    and computing more of each cut exactly costs more of the grid."""
+    result = _load("screen_ceiling").main(["--quick"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0]) == result
+    assert result["benchmark"] == "screen_ceiling" and result["candidates"] == 2 * 4 * 9
+    view = result["unmasked"]
+    assert view["screen"] == 1.0 and set(view["screen_layer"].values()) == {1.0}
+    assert view["exact_layers"] == {"0": 1.0, "0-1": 1.0}
+    rhos = [rho for ways in view["resid"].values() for rho in ways.values()]
+    assert len(rhos) == 6 and all(-1 <= rho <= 1 for rho in rhos)
+    cost = view["cost"]
+    assert 0 < cost["resid_0"] <= cost["resid_1"] <= cost["resid_2"] <= 1
+    assert 0 < cost["exact_layers_0"] < cost["exact_layers_0-1"] <= 1
+
+
 @pytest.mark.slow
 def test_the_one_at_a_time_grid_measures_what_the_exact_passes_measure():
     """screen_vs_exact's grid as a user runs it (one hooked forward per candidate) gives every
