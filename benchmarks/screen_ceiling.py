@@ -34,27 +34,22 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screen_vs_exact import PAPER_PLANTED, _random_subject, one_at_a_time, planted_paper
+from screen_vs_exact import (
+    PAPER_PLANTED,
+    _random_subject,
+    mask_hooks,
+    one_at_a_time,
+    planted_paper,
+    with_masks,
+)
 
 from emg_lens.discovery import default_family, layer_masks, screen
 from emg_lens.discovery.metrics import spearman
 from emg_lens.discovery.planted import training_edges
-from emg_lens.hooks import compile_edges, mask_edges
+from emg_lens.hooks import compile_edges
 from emg_lens.stats.metrics import window_metric
 
 DEPTHS = (0, 1, 2)  # blocks computed exactly after the cut's own
-
-
-def _hooks(model, masks: dict) -> list:
-    return [
-        (f"blocks.{layer}.attn.hook_attn_scores", mask_edges(mask, model.layout))
-        for layer, mask in masks.items()
-    ]
-
-
-def _with(cut: dict, extra: dict) -> dict:
-    """``cut`` with ``extra``'s masks added layer by layer."""
-    return cut | {layer: cut[layer] | m if layer in cut else m for layer, m in extra.items()}
 
 
 def resid_estimates(model, X, y, family, return_type: str, base=None) -> dict:
@@ -74,7 +69,7 @@ def resid_estimates(model, X, y, family, return_type: str, base=None) -> dict:
             logits = model.run_with_hooks(
                 X,
                 return_type=return_type,
-                fwd_hooks=[*_hooks(model, cut), *((p, keep) for p in posts)],
+                fwd_hooks=[*mask_hooks(model, cut), *((p, keep) for p in posts)],
             )
             select(logits).sum().backward()
         return {name: kept[name].grad.detach() for name in posts}
@@ -86,7 +81,7 @@ def resid_estimates(model, X, y, family, return_type: str, base=None) -> dict:
     logit_grads = [clean_pass(lambda logits, c=c: logits[:, c]) for c in range(n_classes)]
     with torch.inference_mode():
         logits = model.run_with_hooks(
-            X.detach(), return_type=return_type, fwd_hooks=_hooks(model, cut)
+            X.detach(), return_type=return_type, fwd_hooks=mask_hooks(model, cut)
         )
         margin = window_metric(logits, y, "margin").double()
     out = {k: {"margin": [], "logits": []} for k in DEPTHS}
@@ -94,7 +89,7 @@ def resid_estimates(model, X, y, family, return_type: str, base=None) -> dict:
     keep_cut = [(p, lambda t, hook: cut_kept.__setitem__(hook.name, t.clone())) for p in posts]
     with torch.inference_mode():
         for candidate in family:
-            hooks = _hooks(model, _with(cut, layer_masks(model, [candidate])))
+            hooks = mask_hooks(model, with_masks(cut, layer_masks(model, [candidate])))
             model.run_with_hooks(X.detach(), return_type=return_type, fwd_hooks=hooks + keep_cut)
             for k in DEPTHS:
                 name = posts[min(candidate.layer + k, len(posts) - 1)]

@@ -384,26 +384,35 @@ def one_at_a_time(
     """The exact grid as ACDC-style scripts run it: each candidate its own hooked forward pass
     (``mask_edges`` at the ``hook_attn_scores`` of its layer and of every layer ``base``, an
     edge set, cuts); the change of the mean margin from the model with ``base`` cut."""
-    from emg_lens.hooks import compile_edges, mask_edges
+    from emg_lens.hooks import compile_edges
     from emg_lens.stats.metrics import window_metric
 
     cut = {} if base is None else compile_edges(base, model)
 
     def margin(masks: dict) -> float:
-        hooks = [
-            (f"blocks.{layer}.attn.hook_attn_scores", mask_edges(mask, model.layout))
-            for layer, mask in masks.items()
-        ]
-        logits = model.run_with_hooks(X, fwd_hooks=hooks, return_type=return_type)
+        logits = model.run_with_hooks(
+            X, fwd_hooks=mask_hooks(model, masks), return_type=return_type
+        )
         return float(window_metric(logits, y, "margin").double().mean())
 
     with torch.inference_mode():
         clean = margin(cut)
-        out = []
-        for c in family:
-            ((layer, mask),) = layer_masks(model, [c]).items()
-            out.append(margin(cut | {layer: cut[layer] | mask if layer in cut else mask}) - clean)
-    return out
+        return [margin(with_masks(cut, layer_masks(model, [c]))) - clean for c in family]
+
+
+def mask_hooks(model, masks: dict) -> list:
+    """``mask_edges`` hooks at the ``hook_attn_scores`` of each layer of ``masks``."""
+    from emg_lens.hooks import mask_edges
+
+    return [
+        (f"blocks.{layer}.attn.hook_attn_scores", mask_edges(mask, model.layout))
+        for layer, mask in masks.items()
+    ]
+
+
+def with_masks(cut: dict, extra: dict) -> dict:
+    """``cut`` (``{layer: mask}``) with ``extra``'s masks added layer by layer."""
+    return cut | {layer: cut[layer] | m if layer in cut else m for layer, m in extra.items()}
 
 
 def _view_rho(screened: dict, effects: np.ndarray) -> dict:
