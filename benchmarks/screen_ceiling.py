@@ -7,7 +7,8 @@ the base in every pass; ``unmasked``), against the exact knockout of every candi
 (`one_at_a_time`), Spearman's rho of:
 
 - ``screen``: discovery's screen (AtP*: the exact cut pattern, its downstream effect
-  linearised; the last layer exact), over all candidates and per layer (``screen_layer``);
+  linearised; the last layer exact), over all candidates and per layer (``screen_layer``, as
+  `screen_vs_exact.py`'s ``layer``);
 - ``exact_layers``: the screen with the estimates of layer 0 (``"0"``), or of layers 0 and 1
   (``"0-1"``), replaced by their exact effects: what exact rows there would buy;
 - ``resid``: each cut computed exactly through ``k`` blocks (``k`` = 0: its own block; 1; 2;
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screen_vs_exact import (
     PAPER_PLANTED,
     _random_subject,
+    _rho_by,
     mask_hooks,
     one_at_a_time,
     planted_paper,
@@ -114,10 +116,7 @@ def view(model, data, family, return_type: str, base=None) -> dict:
     grid = len(family) * n_layers  # one full forward per candidate
     out: dict = {
         "screen": spearman(estimate, exact),
-        "screen_layer": {
-            str(lay): spearman(estimate[layer == lay], exact[layer == lay])
-            for lay in range(n_layers)
-        },
+        "screen_layer": _rho_by(table, exact, "layer", "method"),
         "exact_zero": int((exact == 0).sum()),
         "exact_layers": {},
         "resid": {},
