@@ -25,9 +25,10 @@ from jaxtyping import Bool, Float
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens._hints import no_type_check
-from emg_lens.edges import EdgeSet, parse
-from emg_lens.errors import LayoutError, check_ints
+from emg_lens.edges import EdgeSet, no_edges, parse
+from emg_lens.errors import ArgumentError, LayoutError, check_ints, warn_caller
 from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
+from emg_lens.models.reach import current_forward, unread_positions, warn_unread
 
 HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
 EdgesLike = EdgeSet | str | torch.Tensor
@@ -52,7 +53,9 @@ class NameFilter:
     ) -> None:
         self.suffix = suffix
         self.stack = stack
-        self.layers = None if layers is None else frozenset(int(layer) for layer in layers)
+        self.layers = (
+            None if layers is None else frozenset(check_ints(layers, "layers", empty=True))
+        )
 
     @no_type_check  # per hook point of every run_with_hooks
     def layer_of(self, name: str) -> int | None:
@@ -134,16 +137,103 @@ def pattern_filter(layers: Iterable[int] | None = None, **kw) -> NameFilter:
     return name_filter("attn.hook_pattern", layers, **kw)
 
 
-def compile_edges(edges: EdgesLike, model, layers: Iterable[int] | None = None):
-    """``{layer: mask}`` for ``model(x, edge_masks=...)``: the edge set compiled for each of
-    ``layers`` (all layers of ``blocks`` when None; an edge set naming `layers` differs by
-    layer)."""
-    n = model.cfg.n_layers  # a float or a layer the model lacks is refused by name
-    layers = range(n) if layers is None else check_ints(layers, "layers", 0, n - 1, empty=True)
+class Cut(dict):
+    """A compiled cut, ``{layer: bool mask [head_index, query_pos, key_pos]}`` (True = cut):
+    what ``model(x, edge_masks=...)`` takes, built by `compile_edges`. Its repr says what it
+    cuts, per layer and head, so it can be read before it runs.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> compile_edges("cross_modal & heads(0)", IsoNet(EncoderConfig.preset("tiny")))
+    Cut('cross_modal & heads(0)' on IsoNet: layer 0: 16 edges (head 0: 16, others none); \
+layer 1: 16 edges (head 0: 16, others none))
+    """
+
+    def __init__(self, masks: dict[int, torch.Tensor], edges: str, model: str) -> None:
+        super().__init__(masks)
+        self.edges, self.model = edges, model
+
+    def __repr__(self) -> str:
+        return f"Cut({self.edges!r} on {self.model}: {'; '.join(map(self._layer, self))})"
+
+    def _layer(self, layer: int) -> str:
+        per_head = self[layer].flatten(1).sum(1).tolist()
+        uniform = len(set(per_head)) == 1
+        if uniform:
+            heads = f"{per_head[0]} on each of {len(per_head)} heads"
+        else:
+            cut = [h for h, n in enumerate(per_head) if n]
+            listed = ", ".join(f"head {h}: {per_head[h]}" for h in cut)
+            heads = f"{listed}, others none" if len(cut) < len(per_head) else listed
+        return f"layer {layer}: {sum(per_head)} edges ({heads})"
+
+
+def compile_edges(edges: EdgesLike, model: Any, layers: Iterable[int] | None = None) -> Cut:
+    """The one compiled cut: ``edges`` (an `EdgeSet`, its string form, or a compiled bool
+    mask) as ``{layer: mask}`` for ``model(x, edge_masks=...)``, compiled for each of
+    ``layers`` (all the blocks of ``model`` when None) against the model's layout and heads.
+    Every entrance that turns an edge set into masks comes here (the masking hooks, when a
+    model resolves where they are applied; studies, erasure, discovery, export).
+
+    Refused by name: a layer the model lacks (in ``layers`` or the edge set's own `layers`),
+    and a cut that selects no edge in any layer it is compiled for (it would run and change
+    nothing). A layer named in ``layers`` where the edge set selects nothing, while it selects
+    edges elsewhere, is warned of once.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny"))  # 2 layers
+    >>> sorted(compile_edges("cross_modal", model))
+    [0, 1]
+    >>> compile_edges("cross_modal & layers(3)", model)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.LayoutError: edge set cross_modal & layers(3) names layer(s) [3], but the \
+model has n_layers=2 (valid indices 0..1)
+    """
+    return _compile(edges, model, layers, explicit=layers is not None)
+
+
+def _compile(edges: EdgesLike, model: Any, layers: Iterable[int] | None, explicit: bool) -> Cut:
+    """`compile_edges`, where ``explicit`` says whether the user named the layers."""
+    n = model.cfg.n_layers
+    chosen = (
+        list(range(n)) if layers is None else check_ints(layers, "layers", 0, n - 1, empty=True)
+    )
+    edge_set = edges if isinstance(edges, torch.Tensor) else parse(edges)
+    if isinstance(edge_set, EdgeSet):
+        edge_set.check_layers(n)
     # per layer where they vary (an attached model: its attention calls' tokens and heads)
     layout_of = getattr(model, "layout_of", lambda layer: model.layout)
     heads = getattr(model, "layer_heads", None) or (model.cfg.n_heads,) * n
-    return {layer: _as_mask(edges, layout_of(layer), heads[layer], layer) for layer in layers}
+    masks = {layer: _as_mask(edge_set, layout_of(layer), heads[layer], layer) for layer in chosen}
+    name = str(edge_set) if isinstance(edge_set, EdgeSet) else "a compiled mask"
+    idle = [layer for layer, mask in masks.items() if not bool(mask.any())]
+    if not isinstance(edge_set, EdgeSet) or edge_set == no_edges():
+        idle = []  # a mask the user computed, or no_edges by name: the uncut condition
+    if idle and len(idle) == len(masks):
+        only = edge_set.layer_indices()
+        why = (
+            f"its layers({','.join(map(str, sorted(only)))}) leave {_layers_text(idle)} out"
+            if only
+            else f"on this layout ({layout_of(idle[0]).describe_sides()}) no (head, query, key) "
+            "is in the set"
+        )
+        raise LayoutError(
+            f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}: "
+            f"{why}, so cutting it would change nothing; select edges the layout has "
+            "(compile it to look: compile_edges(edges, model))"
+        )
+    if idle and explicit:
+        warn_caller(
+            f"{name} selects no edge in {_layers_text(idle)} of this {type(model).__name__}, "
+            "which you named: it changes nothing there"
+        )
+    return Cut(masks, name, type(model).__name__)
+
+
+def _layers_text(layers: list[int]) -> str:
+    return f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers}"
 
 
 def _as_mask(
@@ -175,11 +265,22 @@ def layer_of(hook_name: str | None) -> int | None:
     return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
 
 
-class _MaskCache:
-    """Compiles an edge set once per (head count, device) the hook meets."""
+class EdgeMaskHook:
+    """A hook function ``hook(tensor, hook)`` that fills ``edges`` with ``fill`` at the hook
+    point it belongs at (`mask_edges`: ``-inf`` at ``hook_attn_scores``; `zero_edges`: ``0``
+    at ``hook_pattern``). Where a model resolves the points it is added to (``hooks()``,
+    ``run_with_hooks``, ``add_hook``), the cut is compiled there, once, by `compile_edges`'s
+    rules (`check_applied`); while it runs, a cut its model's readout cannot see is said once
+    (docs/DESIGN.md §19)."""
 
-    def __init__(self, edges: EdgesLike, layout: TokenLayout):
-        self.layout = layout
+    def __init__(self, edges: EdgesLike, layout: TokenLayout, point: str, fill: float) -> None:
+        factory = "mask_edges" if point == "hook_attn_scores" else "zero_edges"
+        if not isinstance(layout, TokenLayout):
+            raise ArgumentError(
+                f"{factory}(edges, layout) needs a TokenLayout as layout (model.layout), got "
+                f"{type(layout).__name__}"
+            )
+        self.layout, self.point, self.fill, self.factory = layout, point, fill, factory
         self.edges: torch.Tensor | EdgeSet = (
             edges if isinstance(edges, torch.Tensor) else parse(edges)
         )
@@ -194,8 +295,46 @@ class _MaskCache:
                     f"lacks; it has {layout.groups}"
                 )
         self._masks: dict[tuple[int, str, int | None], torch.Tensor] = {}
+        self._said: set[tuple[int, str | None]] = set()  # (model, return type) told unread
 
-    def get(self, scores_shape: torch.Size, hook: HookPoint, device: torch.device) -> torch.Tensor:
+    def __repr__(self) -> str:
+        edges = str(self.edges) if isinstance(self.edges, EdgeSet) else "a compiled mask"
+        return f"{self.factory}({edges!r})"
+
+    def check_applied(self, model: Any, names: list[str], explicit: bool) -> None:
+        """Compile the cut for the layers of ``names`` (the hook points ``model`` adds this
+        hook to), refusing what `compile_edges` refuses; ``explicit``: the user named them."""
+        layers = sorted({layer for name in names if (layer := layer_of(name)) is not None})
+        if layers:
+            _compile(self.edges, model, layers, explicit)
+
+    @no_type_check  # per hook point of every run
+    def __call__(
+        self, scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint
+    ) -> torch.Tensor:
+        _check_point(hook, self.point, self.factory)
+        self.layout.check_matches(scores.shape[-1], hook.name or self.point)
+        mask = self._mask(scores.shape, hook, scores.device)
+        call = current_forward()
+        layer = layer_of(hook.name)
+        if call is not None and layer is not None and bool(mask.any()):
+            call.cut_layers.add(layer)
+            self._say_unread(call, layer, mask)
+        return scores.masked_fill(mask, self.fill)
+
+    def _say_unread(self, call: Any, layer: int, mask: torch.Tensor) -> None:
+        """Once per model and readout: a cut that acts only in the last layer at rows the
+        readout does not read changes nothing (`emg_lens.models.reach`)."""
+        key = (id(call.model), call.return_type)
+        if key in self._said or layer != call.model.cfg.n_layers - 1:
+            return
+        masks = {other: mask.new_ones(()) for other in call.cut_layers - {layer}}
+        if unread := unread_positions(call.model, {**masks, layer: mask}, call.return_type):
+            self._said.add(key)
+            warn_unread(call.model, call.return_type, unread, repr(self))
+
+    @no_type_check
+    def _mask(self, scores_shape: torch.Size, hook: HookPoint, device: torch.device):
         n_heads, what = scores_shape[1], f"edge mask at {hook.name}"
         if isinstance(self.edges, torch.Tensor):  # a compiled mask must fit these scores
             check_mask_shape(self.edges.shape, scores_shape, what)
@@ -222,31 +361,19 @@ def _check_point(hook: HookPoint, expected: str, factory: str) -> None:
         raise LayoutError(f"{factory} belongs at *.{expected}, but was attached to {hook.name!r}")
 
 
-def mask_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
+def mask_edges(edges: EdgesLike, layout: TokenLayout) -> EdgeMaskHook:
     """Hook for ``hook_attn_scores`` writing ``-inf`` on ``edges`` (an `EdgeSet`, its string
     form, or a compiled bool mask broadcastable to ``[batch, head_index, query_pos, key_pos]``).
+    Added to a model, the cut is checked as `compile_edges` checks it, for the layers it is
+    added at; a cut the model's readout cannot see is said once while it runs.
     """
-    cache = _MaskCache(edges, layout)
-
-    def hook(scores: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
-        _check_point(hook, "hook_attn_scores", "mask_edges")
-        layout.check_matches(scores.shape[-1], hook.name or "attention scores")
-        return scores.masked_fill(cache.get(scores.shape, hook, scores.device), float("-inf"))
-
-    return hook
+    return EdgeMaskHook(edges, layout, "hook_attn_scores", float("-inf"))
 
 
-def zero_edges(edges: EdgesLike, layout: TokenLayout) -> HookFn:
+def zero_edges(edges: EdgesLike, layout: TokenLayout) -> EdgeMaskHook:
     """Hook for ``hook_pattern`` zeroing attention weights on ``edges`` after the softmax,
     without renormalising."""
-    cache = _MaskCache(edges, layout)
-
-    def hook(pattern: Float[torch.Tensor, "batch head_index query_pos key_pos"], hook: HookPoint):
-        _check_point(hook, "hook_pattern", "zero_edges")
-        layout.check_matches(pattern.shape[-1], hook.name or "attention pattern")
-        return pattern.masked_fill(cache.get(pattern.shape, hook, pattern.device), 0.0)
-
-    return hook
+    return EdgeMaskHook(edges, layout, "hook_pattern", 0.0)
 
 
 def mask_edges_batched(

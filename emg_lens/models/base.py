@@ -38,6 +38,7 @@ from emg_lens.errors import (
     check_int,
 )
 from emg_lens.layout import TokenLayout, check_mask_shape, checked_edge_masks
+from emg_lens.models.reach import forward_call, unread_positions, warn_unread
 from emg_lens.models.tl_surface import UNEMBEDDING, WEIGHT_SURFACE, HookSurface, WeightSurface
 from emg_lens.models.tl_surface.cache import EncoderCache
 from emg_lens.models.tl_surface.tokens import TokenSurface
@@ -488,8 +489,12 @@ class HookedEncoder(WeightSurface, HookedBiosignalModel):
             self._refuse_embed_kwargs(embed_kwargs, start_at_layer)
             resid = self._check_resid(signals)
         masks = self._check_edge_masks(edge_masks, batch=resid.shape[0])
-        for layer in range(start, stop):
-            resid = self.blocks[layer](resid, masks.get(layer))
+        read = None if stop_at_layer is not None else return_type
+        if masks and (unread := unread_positions(self, masks, read)):
+            warn_unread(self, read, unread, "edge_masks")
+        with forward_call(self, read):  # what a masking hook reads (emg_lens.models.reach)
+            for layer in range(start, stop):
+                resid = self.blocks[layer](resid, masks.get(layer))
         if stop_at_layer is not None:
             return resid
         if return_type is None:

@@ -306,9 +306,16 @@ class HookSurface(HookedRootModule):
             if isinstance(name, str):
                 self._refuse_flag_off(name)
                 out.append((name, _guard_tl_patching(name, hook)))
+                names, explicit = [name], True
             else:
                 matched = [n for n in self.hook_dict if name(n)]
-                out += [(n, hook) for n in self._live_names(matched, what, "filter")]
+                names = self._live_names(matched, what, "filter")
+                out += [(n, hook) for n in names]
+                explicit = getattr(name, "layers", None) is not None
+            # a masking hook compiles its cut for the layers it is added at, checked once
+            # (emg_lens.hooks.EdgeMaskHook.check_applied)
+            if (check := getattr(hook, "check_applied", None)) is not None:
+                check(self, names, explicit)
         return out
 
     @contextmanager
