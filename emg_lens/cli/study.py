@@ -23,6 +23,7 @@ from emg_lens.cli.common import (
     show_progress,
 )
 from emg_lens.cli.consent import add_allow_code_argument, allow_code
+from emg_lens.errors import SpecError
 
 TRAINING_FLAGS = ("dataset", "root", "subjects", "epochs", "preset")  # [data]/[train] overrides
 WAIT_TIMEOUT = 3600.0  # = emg_lens.studies.store.WAIT_TIMEOUT (parsers import no torch)
@@ -170,3 +171,5 @@ def cmd_study_check(args: argparse.Namespace) -> None:
         **options,
     )
     print(text)
+    if (stops := getattr(text, "stops", None)) is not None:  # as `study run` would
+        raise SpecError(f"`study run` would stop on this study: {stops}")

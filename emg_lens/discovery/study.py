@@ -35,6 +35,7 @@ from emg_lens.stats.chance import (
     chance_table,
     chance_warnings,
 )
+from emg_lens.studies.check import CheckText
 from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.store import CellStore
 from emg_lens.studies.subjects import cell_score, entry_provenance, known_of, load_entry
@@ -437,7 +438,7 @@ def _circuit_circle(pairs: pd.DataFrame, n_subjects: int) -> plt.Figure:
 
 def check_discovery(
     spec: DiscoverySpec, *, study_file: str | Path | None = None, **target: Any
-) -> str:
+) -> CheckText:
     """What ``emg-lens study check`` prints of a discovery study: its parameters, the Python
     file it names (listed, never run), the models it runs on (or, with none found, a preset's
     layout: ``target`` is ``models``, ``preset``, ``layers`` and ``heads`` as
@@ -465,7 +466,7 @@ def check_discovery(
         per_layer = pd.Series([c.layer for c in family]).value_counts().sort_index()
         counts = ", ".join(f"layer {layer}: {n}" for layer, n in per_layer.items())
         lines.append(f"candidates: {len(family)} ({counts})")
-    return "\n".join(lines)
+    return CheckText("\n".join(lines), checked.stops)
 
 
 KIND = StudyKind(

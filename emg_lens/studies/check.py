@@ -43,6 +43,22 @@ def text_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = ".3
     return "\n".join(lines)
 
 
+class CheckText(str):
+    """What ``emg-lens study check`` prints, and why ``study run`` would stop on the same
+    study (``stops``; None: it would run): the command exits non-zero then, after printing.
+
+    >>> CheckText("t: 1 interventions", stops="models: /nowhere does not exist").stops
+    'models: /nowhere does not exist'
+    """
+
+    stops: str | None
+
+    def __new__(cls, text: str, stops: str | None = None) -> CheckText:
+        checked = super().__new__(cls, text)
+        checked.stops = stops
+        return checked
+
+
 class Target(NamedTuple):
     """What a study is checked against (see `check_target`)."""
 
@@ -53,6 +69,7 @@ class Target(NamedTuple):
     n_subjects: int | None  # None: no models found, and no ``subjects``
     model: Any = None  # the first model, built without its weights (None: no models found)
     from_models: bool = False  # False: a preset's layout stands in for the models
+    stops: str | None = None  # why `study run` would stop: no models found
 
 
 def check_target(
@@ -113,7 +130,7 @@ def check_target(
             f"--layers {layers} --heads {heads} and the layout of {a} {name} of preset "
             f"{preset!r} (no models found; `study run` would stop: {no_models(models)})"
         )
-        return Target(layout, layers, heads, source, n_subjects, model)
+        return Target(layout, layers, heads, source, n_subjects, model, stops=no_models(models))
     found = find_models(folder)
     n_subjects = n_subjects or len(found)
     infos = {path: check_checkpoint(path) for path in found.values()}

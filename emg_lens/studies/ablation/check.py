@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from emg_lens.errors import LayoutError, SpecError
-from emg_lens.studies.check import Target, check_target, code_note, text_table
+from emg_lens.studies.check import CheckText, Target, check_target, code_note, text_table
 
 
 def _check_layout(spec: Any, target: Target) -> None:
@@ -23,14 +23,19 @@ def _check_layout(spec: Any, target: Target) -> None:
     find on the first model: else a `SpecError` naming the intervention. Python hooks are not
     run here."""
     from emg_lens.edges import parse
+    from emg_lens.hooks import compile_edges
     from emg_lens.hooks.erasure import layout_positions
     from emg_lens.layout import CLS
 
     for intervention in spec.interventions:
         where = f"intervention {intervention.name!r}"
         if intervention.edges is not None:
-            try:
-                parse(intervention.edges).compile(target.layout, target.n_heads)
+            try:  # compiled as `study run` compiles it, for every layer of the model
+                if target.model is not None:
+                    compile_edges(intervention.edges, target.model)
+                else:
+                    edges = parse(intervention.edges)
+                    edges.compile_layers(target.layout, target.n_heads, target.n_layers)
             except LayoutError as exc:
                 raise SpecError(f"{where}: {exc} (checked against {target.source})") from exc
         if intervention.tokens is not None:
@@ -56,7 +61,7 @@ def check_ablation(
     layers: int | None = None,
     heads: int | None = None,
     study_file: str | Path | None = None,
-) -> str:
+) -> CheckText:
     """What ``emg-lens study check`` prints of an ablation study: its interventions and
     metrics, the Python files it names (listed, never run; ``study_file`` is the path the
     consent command names), the grid of conditions against `check_target`'s models or
@@ -103,7 +108,7 @@ def check_ablation(
         power_note(target.n_subjects, planned_family_sizes(tested, spec.stats), spec.stats)
     )
     lines += claims_note(spec, grid, target)
-    return "\n".join(lines)
+    return CheckText("\n".join(lines), target.stops)
 
 
 def claims_note(spec: Any, grid: Sequence[Any], target: Target) -> list[str]:

@@ -18,6 +18,7 @@ from emg_lens.checkpoints import load_checkpoint, read_checkpoint_info
 from emg_lens.cli import build_parser, main
 from emg_lens.config import EncoderConfig
 from emg_lens.data.registry import DATASETS, REGISTRY, WINDOW_STORE_SOURCES
+from emg_lens.errors import LayoutError
 from emg_lens.models import CLASSIFIERS, TinyMyo
 
 CURSOR_UP = "\x1b[A"
@@ -153,8 +154,10 @@ def test_study_check_refuses_an_unknown_group_before_anything_runs(tmp_path, cap
     assert main(["study", "check", _ablation_study(tmp_path, "between(emg, accel)")]) == 2
     err = capsys.readouterr().err
     assert "intervention 'cut'" in err and "'accel'" in err and "preset 'demo'" in err
-    assert main(["study", "check", _ablation_study(tmp_path, "between(emg, acc)")]) == 0
-    assert "conditions per subject" in capsys.readouterr().out
+    # no models: checked against the preset, printed, and non-zero where `study run` stops
+    assert main(["study", "check", _ablation_study(tmp_path, "between(emg, acc)")]) == 2
+    out, err = capsys.readouterr()
+    assert "conditions per subject" in out and "`study run` would stop on this study" in err
     # a preset whose montage has no ACC: the same expression is refused
     tinymyo = _ablation_study(tmp_path, "between(emg, acc)")
     assert main(["study", "check", tinymyo, "--preset", "tinymyo"]) == 2
@@ -168,7 +171,7 @@ def test_study_check_prints_the_design_before_anything_runs(tmp_path, capsys):
     ``cross_modal`` does not cut: the last layer's cut is a structural zero, named, and out of
     m (2 layers, 1 comparison left per mode)."""
     spec = _ablation_study(tmp_path, "cross_modal")
-    assert main(["study", "check", spec, "--layers", "2"]) == 0
+    assert main(["study", "check", spec, "--layers", "2"]) == 2  # no models: run would stop
     *_, zeros, design = capsys.readouterr().out.splitlines()
     assert zeros.startswith("structural zeros") and "cut (individual, layers 1)" in zeros
     assert design.startswith("Design:") and "no models found to count" in design
@@ -176,7 +179,7 @@ def test_study_check_prints_the_design_before_anything_runs(tmp_path, capsys):
     path = Path(spec)
     text = path.read_text().replace("models = ", "subjects = [1, 2]\nmodels = ", 1)
     path.write_text(text + "\n[layers]\nmodes = ['individual', 'all']\n")
-    assert main(["study", "check", spec, "--layers", "2"]) == 0
+    assert main(["study", "check", spec, "--layers", "2"]) == 2
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2].startswith("Design: 2 subjects") and "m = 1 comparisons" in lines[-2]
     assert lines[-1] == (
@@ -198,6 +201,37 @@ def test_study_check_names_the_structural_zeros_and_leaves_them_out_of_m(tmp_pat
         ": cut (individual, layers 1)"
     )
     assert lines[-1].startswith("Design: 5 subjects") and "m = 1 comparisons" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("edges", "answer"),
+    [
+        ("cross_modal & layers(1)", None),  # what discovery prints, pasted into a study file
+        ("cross_modal & layers(3)", r"names layer\(s\) \[3\].*n_layers=2"),
+        ("within(emg) & within(acc)", r"selects no edge in layers \[0, 1\]"),
+    ],
+)
+def test_study_check_and_run_read_an_edge_expression_as_the_notebook_does(
+    tmp_path, capsys, edges, answer
+):
+    """issue 85: `study check` refused ``layers(1)`` that `study run` ran; a layer the models
+    lack and a cut that selects nothing get compile_edges's answer from both."""
+    from emg_lens.hooks import compile_edges
+    from tests.tiny import synthetic_checkpoint
+
+    model = load_checkpoint(synthetic_checkpoint(tmp_path / "m") / "subject_1")  # 2 layers
+    spec = _ablation_study(tmp_path, edges, models="m")
+    run = ["study", "run", spec, "--out", str(tmp_path / "out"), "--quiet"]
+    if answer is None:
+        assert compile_edges(edges, model)[1].any()
+        assert main(["study", "check", spec]) == 0
+        return
+    with pytest.raises(LayoutError, match=answer):
+        compile_edges(edges, model)
+    for command in (["study", "check", spec], run):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "intervention 'cut'" in err and re.search(answer, err), err
 
 
 def test_study_check_uses_the_layout_of_the_models(tmp_path, capsys):
