@@ -62,6 +62,12 @@ from emg_lens.studies.ablation.claims import Claim, class_indices, matching_keys
 CI_LEVEL = 0.90  # the t-interval of per-subject Δ%: TOST's, and a drop's one-sided 95 % bound
 NO_INTERVAL = "no interval of the change (fewer than 2 subjects with a baseline accuracy above 0)"
 VERDICTS = ("holds", "fails", "cannot tell")
+STRUCTURAL_ZERO = (
+    "cannot tell",
+    "not tested: the cut is a structural zero on these models (its edges cannot reach the "
+    "scored output), so its subjects are unchanged by construction, not by evidence",
+)
+"""The verdict of any claim on a structural zero: an unchanged output tested nothing."""
 CLAIM_COLUMNS = [
     *("claim", "intervention", "layers", "heads", "classes", "class_indices", "expected"),
     *("condition", "n", "baseline", "masked", "delta_pct", "ci_low", "ci_high", "r_rb"),
@@ -268,7 +274,7 @@ def evaluate_claims(
     counts = counts.reset_index(drop=True)
     baseline_rows = counts[counts["intervention"] == "baseline"]
     n_classes = len(baseline_rows["class_total"].iloc[0]) if len(baseline_rows) else 0
-    rows, beyond = [], []
+    rows, beyond, zeros = [], [], []
     for i, claim in enumerate(claims):
         where = f"claims[{i}]"
         key = matching_keys(claim, counts[counts["intervention"] != "baseline"], where)
@@ -294,6 +300,9 @@ def evaluate_claims(
             p = compare(m, b, used)[1]
         ci_low, ci_high = skew_t_interval(pct, CI_LEVEL, sd_floor, third=third)
         cell = counts[counts["key"] == key].iloc[0]
+        # a cut that cannot change the scored output (`evaluate.structural_zeros`) tests nothing
+        cells = counts[counts["key"] == key]
+        zeros.append("structural" in cells and bool(cells["structural"].astype(bool).all()))
         rows.append(
             {
                 "claim": claim.title(),
@@ -334,8 +343,8 @@ def evaluate_claims(
     family = int(np.isfinite(table.loc[drops, "p"].to_numpy(float)).sum())
     table["stars"] = [stars(p) if c.expect == "drop" else "" for p, c in zip(table.p_corr, claims)]
     verdicts = [
-        _verdict(claim, row, family, correction, past)
-        for claim, row, past in zip(claims, table.itertuples(), beyond)
+        (STRUCTURAL_ZERO if zero else _verdict(claim, row, family, correction, past))
+        for claim, row, past, zero in zip(claims, table.itertuples(), beyond, zeros)
     ]
     table["verdict"] = [v for v, _ in verdicts]
     table["reason"] = [r for _, r in verdicts]

@@ -30,6 +30,7 @@ from emg_lens.stats.compare import (
 )
 from emg_lens.stats.units import bootstrap_delta_ci
 from emg_lens.studies import load_spec, run_study
+from emg_lens.studies.ablation.claims import Claim
 from emg_lens.studies.ablation.summary import legend
 from emg_lens.studies.ablation.verdicts import (
     CI_LEVEL,
@@ -503,7 +504,8 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
         """
     )
     study.write_text(text.format(last=1))
-    assert main(["study", "check", str(study)]) == 0  # no models: no class count to check
+    # no models: no class count to check, and `study run` would stop (non-zero)
+    assert main(["study", "check", str(study)]) == 2
     out = capsys.readouterr().out
     assert "claims, tested after the run" in out and "pair (0,1)  significant drop" in out
     # what the claims need, before the run: 2 / 2**n < 0.05 from 6 subjects on
@@ -717,3 +719,25 @@ def test_cells_stored_without_trials_give_a_subject_no_interval_over_its_windows
     own = subject_changes(counts[counts.key == "baseline"], counts[counts.key == "cross"], [0])
     assert (own["unit"] == "window").all() and own.loc[2, "delta_pct"] == pytest.approx(-50.0)
     assert own[["low", "high"]].isna().all().all()
+
+
+def test_a_keep_claim_on_a_structural_zero_is_never_holds():
+    """issue 85: 8 subjects exactly unchanged because the cut cannot reach the readout held a
+    keep claim (TOST p = 9.9e-5) beside a summary that called the cell not tested."""
+    rows = [
+        {"subject": s, "intervention": name, "mode": mode, "layer": None, "layers": "",
+         "heads": "all", "key": name, "class_correct": [90 + s, 80], "class_total": [100, 100],
+         "structural": name == "cross"}
+        for s in range(1, 9)
+        for name, mode in (("baseline", "none"), ("cross", "all"))
+    ]  # fmt: skip
+    claim = Claim.from_dict(
+        {"intervention": "cross", "layers": "all", "classes": [0], "expect": "keep", "margin": 0.05}
+    )
+    table = evaluate_claims([claim], {}, pd.DataFrame(rows), "mannwhitneyu", "bonferroni")
+    assert table.loc[0, "verdict"] == "cannot tell"
+    assert table.loc[0, "reason"].startswith("not tested: the cut is a structural zero")
+    for row in rows:
+        row["structural"] = False  # the same numbers from a cut that could have moved them
+    table = evaluate_claims([claim], {}, pd.DataFrame(rows), "mannwhitneyu", "bonferroni")
+    assert table.loc[0, "verdict"] == "holds"
