@@ -97,8 +97,9 @@ test-fast: $(STAMP) $(REAL_DATA)
 	$(PY) $(FAST) $(PYTEST_ARGS)
 
 # `make test-lower`: `make test-fast`'s tests on the lower end of the torch range (TORCH_LOWER),
-# in a virtual environment of its own, .venv-lower (the project with its dev extra and the
-# torchaudio repack above, as .venv has them; not the docs extra, which test-fast does not use).
+# in a virtual environment of its own, .venv-lower (the project with its dev and docs extras and
+# the torchaudio repack above, as .venv has them: test-fast's tests read docs/hooks.py, which
+# imports mkdocs).
 # TORCH_INDEX works as for .venv. Run it before changing the range (pyproject.toml's torch
 # dependency and the README's install section say it); CI runs the upper end (make test).
 LOWER := .venv-lower
@@ -109,7 +110,7 @@ $(LOWER_STAMP): pyproject.toml Makefile tools/torchaudio_nolib.py
 	$(call install_torch,$(LOWER)/bin/python,$(TORCH_LOWER))
 	$(LOWER)/bin/python -m pip install --quiet --no-deps \
 		"$$($(LOWER)/bin/python tools/torchaudio_nolib.py $(WHEELS) --version $(TORCHAUDIO_VERSION))"
-	$(LOWER)/bin/python -m pip install --quiet -e ".[dev]"
+	$(LOWER)/bin/python -m pip install --quiet -e ".[dev,docs]"
 	@touch $(LOWER_STAMP)
 
 test-lower: export PYTHONDONTWRITEBYTECODE :=
@@ -128,9 +129,9 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 	@echo "site: $(CURDIR)/site/index.html"
 
-# The same site without executing the notebooks (in seconds: the API pages from the docstrings
-# and the guide), not strict: the Gallery's notebook pages are missing, and each link to them is
-# a warning; `make docs` builds the whole site over it.
+# The same site without executing the notebooks (the API pages from the docstrings and the
+# guide, in about 30 s on two cores against minutes), not strict: the Gallery's notebook pages
+# are missing and each link to them is a warning; `make docs` builds the whole site over it.
 docs-api: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --no-strict
 	@echo "site without the gallery: $(CURDIR)/site/index.html"

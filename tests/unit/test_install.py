@@ -127,7 +127,7 @@ def test_make_test_lower_runs_test_fasts_tests_on_the_lower_torch(tmp_path):
     _, fast = _make(tmp_path, "test-fast", gpu=False)
     _, lower = _make(tmp_path, "test-lower", gpu=False)
     assert f"-m pip install --quiet torch=={_pin('TORCH_LOWER')}\n" in lower
-    assert "-m pip install --quiet -e .[dev]\n" in lower
+    assert "-m pip install --quiet -e .[dev,docs]\n" in lower
     assert "tools/fetch_real_data.py" in lower  # the real recording its tests read
 
     def pytest_call(calls: str) -> str:
