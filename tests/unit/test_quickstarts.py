@@ -376,12 +376,12 @@ SKIPPED = {
     "this suite",
     ("## Install", "make test TORCH_INDEX="): "make creates .venv and installs torch from "
     "PyTorch's CPU wheel index, over the network; .ci/run runs `make test` itself",
-    ("## Two commands", "pip install torch --index-url"): "installs torch and emg_lens from the "
+    ("## Two commands", 'pip install "torch'): "installs torch and emg_lens's dependencies from "
+    "the network (PyTorch's CPU wheel index, then PyPI); test_a_pip_user_without_a_gpu_is_told_to_"
+    "install_the_cpu_torch_first and tests/unit/test_install.py check the lines",
+    ("## Install", 'pip install "torch'): "installs torch and emg_lens's dependencies from the "
     "network (PyTorch's CPU wheel index, then PyPI); test_a_pip_user_without_a_gpu_is_told_to_"
-    "install_the_cpu_torch_first checks the lines",
-    ("## Install", "pip install torch --index-url"): "installs torch and emg_lens from the "
-    "network (PyTorch's CPU wheel index, then PyPI); test_a_pip_user_without_a_gpu_is_told_to_"
-    "install_the_cpu_torch_first checks the lines",
+    "install_the_cpu_torch_first and tests/unit/test_install.py check the lines",
     ("## NinaPro DB5 (TinyMyo fine-tuning)", "emg-lens windows --source ninapro-db5"): "needs "
     "the published TinyMyo.safetensors, a download; "
     "test_readme_pretraining_then_fine_tuning_as_above_runs runs this block with --checkpoint "
