@@ -211,7 +211,7 @@ class CheckpointError(EmgLensError, ValueError):
 
 class MissingDependencyError(EmgLensError, ImportError):
     """An optional package a feature needs is not installed; the message says how to install
-    it (``pip install emg_lens[extra]``) and ``name`` is the package."""
+    it (``pip install ".[extra]"`` in the clone) and ``name`` is the package."""
 
 
 class ExportError(EmgLensError, RuntimeError):

@@ -99,7 +99,7 @@ OPSET = 17  # LayerNormalization's first opset; onnxruntime >= 1.12 runs it
 EXPORT_PACKAGES = ("onnx", "onnxruntime")
 """What the export imports (the ``[export]`` extra; its onnxscript serves only torch's
 dynamo exporter, which this module does not use)."""
-INSTALL_HINT = 'pip install "emg_lens[export]"'
+INSTALL_HINT = 'pip install ".[export]" in the emg_lens clone'
 METADATA_KEYS = (
     "emg_lens_version",
     "model_class",

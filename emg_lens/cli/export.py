@@ -13,7 +13,8 @@ edges of --edges cut in the blocks of --layers (all of them by default) as const
 
 The file is checked before it is kept: onnxruntime runs it on seeded signals at two batch
 sizes (its batch axis is dynamic) and every output must match the PyTorch masked forward to
-1e-5, else no file is written. Needs onnx and onnxruntime: pip install "emg_lens[export]".
+1e-5, else no file is written. Needs onnx and onnxruntime: pip install ".[export]" in the
+emg_lens clone.
 
 A converted nn.TransformerEncoder model (from_torch_encoder) holds your own tokenizer and
 readout, which its config.json cannot rebuild: --modules FILE:FUNCTION names your function

@@ -258,7 +258,7 @@ class InspectionReport:
         into ``out_dir`` (`emg_lens.output.save_outputs`: each atomically; a file that
         holds the same bytes already is not written again), with an interactive CircuitsVis
         view of the top head's layer in the report when circuitsvis is installed
-        (``emg_lens[viz]``)."""
+        (``pip install circuitsvis``)."""
         _write_view(self, Path(out_dir))
         layer, head = self.top_head
         return save_outputs(
@@ -448,7 +448,7 @@ def inspect_model(
         circuits_left_out=circuits_left_out,
         source=source,
         view_skipped=(
-            "circuitsvis is not installed (pip install emg_lens[viz])"
+            "circuitsvis is not installed (pip install circuitsvis)"
             if importlib.util.find_spec("circuitsvis") is None
             else None
         ),

@@ -397,7 +397,7 @@ def _view(files: FolderFiles) -> str | None:
     except MissingDependencyError:
         return (
             "<p>The folder holds an attention view; circuitsvis draws it: pip install "
-            "emg_lens[viz].</p>"
+            "circuitsvis.</p>"
         )
 
 

@@ -87,7 +87,8 @@ def _library_script() -> str:
         import circuitsvis
     except ImportError as exc:
         raise MissingDependencyError(
-            "the attention view needs the optional package circuitsvis: pip install emg_lens[viz]",
+            "the attention view needs the optional package circuitsvis: pip install "
+            "circuitsvis (or '.[viz]' in the emg_lens clone)",
             name="circuitsvis",
         ) from exc
     script = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"

@@ -1,7 +1,7 @@
 """One layer's attention pattern, token by token: the tokens' names (`token_labels`), a head's
 pattern with the token groups drawn along both axes (`plot_pattern`), and the interactive
 views of every head (the record ``report.html`` draws, `attention_view_record`, and a
-CircuitsVis view, `to_circuitsvis`: ``pip install emg_lens[viz]``)."""
+CircuitsVis view, `to_circuitsvis`: ``pip install circuitsvis`` (the clone's ``.[viz]`` extra))."""
 
 from __future__ import annotations
 
@@ -161,14 +161,15 @@ def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> An
     head's pattern in ``layer`` for one cached window, tokens named by `token_labels` (the
     channels' names where the layout has them). Its ``local_src`` is a self-contained page
     fragment (the view's script inline); ``str()`` of it loads the script from a CDN. Needs
-    the optional dependency: ``pip install emg_lens[viz]``."""
+    the optional dependency: ``pip install circuitsvis`` (the clone's ``.[viz]`` extra)."""
     pattern, tokens, heads = _view_inputs(cache, layer, sample)
     try:
         import circuitsvis
         import circuitsvis.attention  # the submodule holding the view
     except ImportError as exc:
         raise MissingDependencyError(
-            "to_circuitsvis needs the optional package circuitsvis: pip install emg_lens[viz]",
+            "to_circuitsvis needs the optional package circuitsvis: pip install "
+            "circuitsvis (or '.[viz]' in the emg_lens clone)",
             name="circuitsvis",
         ) from exc
     return circuitsvis.attention.attention_heads(
