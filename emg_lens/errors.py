@@ -580,8 +580,8 @@ _PACKAGE = str(Path(__file__).parent)
 
 
 def warn_caller(message: str) -> None:
-    """Warn at the user's line: the first frame outside emg_lens, torch's module calls and a type
-    checker's wrappers (jaxtyping's, in the suite), where a counted ``stacklevel`` would break.
+    """Warn at the user's line: the first frame outside emg_lens, torch's and TransformerLens's
+    module and hook calls and jaxtyping's wrappers, where a counted ``stacklevel`` would break.
 
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:
@@ -592,7 +592,9 @@ def warn_caller(message: str) -> None:
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and (
         frame.f_code.co_filename.startswith(_PACKAGE)
-        or frame.f_globals.get("__name__", "").startswith(("jaxtyping.", "torch.nn."))
+        or frame.f_globals.get("__name__", "").startswith(
+            ("jaxtyping.", "torch.nn.", "transformer_lens.")
+        )
     ):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, UserWarning, stacklevel=level)

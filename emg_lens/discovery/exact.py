@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from emg_lens.components.block import TransformerBlock
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError
+from emg_lens.hooks import compile_edges
 from emg_lens.models.base import LAYERWISE, provides
 from emg_lens.stats.metrics import window_metric
 
@@ -46,8 +47,8 @@ def base_layer_masks(
     """
     if base is None:
         return None
-    stacked = base.compile_layers(model.layout, model.cfg.n_heads, model.cfg.n_layers)
-    return {layer: m.to(device) for layer, m in enumerate(stacked) if m.any()}
+    cut = compile_edges(base, model)  # the one compiled cut
+    return {layer: m.to(device) for layer, m in cut.items() if m.any()}
 
 
 @dataclass(frozen=True)

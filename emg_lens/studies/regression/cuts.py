@@ -37,6 +37,7 @@ from jaxtyping import Float, Int
 
 from emg_lens.edges import EdgeSet
 from emg_lens.errors import ArgumentError, InputShapeError, describe
+from emg_lens.hooks import compile_edges
 from emg_lens.models.base import HookedBiosignalModel
 from emg_lens.stats.compare import correct, delta_t_intervals, sign_flip_p, stars
 from emg_lens.stats.metrics import score_regression
@@ -123,8 +124,8 @@ def block_errors(
     if edges is not None:
         if not isinstance(edges, EdgeSet):
             raise ArgumentError(f"edges must be an EdgeSet or None, got {describe(edges)}")
-        compiled = edges.compile_layers(model.layout, model.cfg.n_heads, model.cfg.n_layers)
-        masks, cut = dict(enumerate(compiled)), int(compiled.sum()) // model.cfg.n_layers
+        masks = dict(compile_edges(edges, model))  # the one compiled cut
+        cut = int(sum(int(m.sum()) for m in masks.values())) // model.cfg.n_layers
     pred = predict_regression(model, X, edge_masks=masks)
     block_mse = [float(np.mean((pred[blocks == b] - y[blocks == b]) ** 2)) for b in ids]
     return {**score_regression(pred, y), "block_mse": block_mse, "cut_edges": cut}

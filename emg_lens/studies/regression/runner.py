@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from emg_lens.edges import parse
 from emg_lens.errors import DataFormatError, EdgeExpressionError, SpecError
+from emg_lens.hooks import compile_edges
 from emg_lens.provenance import checkpoint_digest, code_digest, file_digest, json_digest
 from emg_lens.stats.compare import EXACT_MAX_N, format_p
 from emg_lens.stats.design import corrected_floor
@@ -269,10 +270,10 @@ def check_regression(
     width = max(len(name) for name in spec.cuts)
     for name, edges in spec.cuts.items():
         try:
-            masks = parse(edges).compile_layers(model.layout, cfg.n_heads, cfg.n_layers)
+            masks = compile_edges(parse(edges), model)  # the one compiled cut
         except EdgeExpressionError as exc:
             raise SpecError(f"interventions {name!r}: {exc}") from exc
-        cut = int(masks.sum()) // cfg.n_layers
+        cut = int(sum(int(m.sum()) for m in masks.values())) // cfg.n_layers
         moving += cut > 0
         shown = edges if len(edges) <= 60 else edges[:57] + "..."
         zero = "  (no edge: a structural zero, untested)" if cut == 0 else ""
