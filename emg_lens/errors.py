@@ -428,9 +428,18 @@ def check_number(
     emg_lens.errors.ArgumentError: atol must be a finite number >= 0, got True
     """
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not real or not ok(float(value)):
+    number = _as_float(value) if real else math.nan
+    if not real or not ok(number):
         raise (error or ArgumentError)(f"{what} must be {wanted}, got {value!r}")
-    return float(value)
+    return number
+
+
+def _as_float(value: numbers.Real) -> float:
+    """``value`` as a float; an int too large for one (``10**400``) as an infinity."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -> int:
