@@ -588,9 +588,10 @@ def fields_checked(cls: C) -> C:
 _PACKAGE = str(Path(__file__).parent)
 
 
-def warn_caller(message: str) -> None:
-    """Warn at the user's line: the first frame outside emg_lens, torch's module calls and a type
-    checker's wrappers (jaxtyping's, in the suite), where a counted ``stacklevel`` would break.
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn (``category``) at the user's line: the first frame outside emg_lens, torch's module
+    calls and a type checker's wrappers (jaxtyping's, in the suite), where a counted
+    ``stacklevel`` would break.
 
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:
@@ -604,4 +605,4 @@ def warn_caller(message: str) -> None:
         or frame.f_globals.get("__name__", "").startswith(("jaxtyping.", "torch.nn."))
     ):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
+    warnings.warn(message, category, stacklevel=level)
