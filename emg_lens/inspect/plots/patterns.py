@@ -39,6 +39,10 @@ def token_labels(layout: TokenLayout) -> list[str]:
     >>> token_labels(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)))  # learned queries
     ['query0', 'query1']
     """
+    if not isinstance(layout, TokenLayout):
+        raise ArgumentError(
+            f"token_labels needs a TokenLayout (e.g. model.layout), got {type(layout).__name__}"
+        )
     first = {
         g: min(c for gg, c in zip(layout.group, layout.channel) if gg == g)
         for g in layout.modalities
@@ -100,6 +104,7 @@ def plot_pattern(
     'layer 0, head 1: window 1'
     """
     check_model(model)
+    layer = check_int(layer, "layer", 0, model.cfg.n_layers - 1)
     cache = check_cache(cache, model, [f"blocks.{layer}.attn.hook_pattern"])
     head = check_int(head, "head", 0, model.cfg.n_heads - 1)
     pattern = cache["pattern", layer][:, head]
