@@ -434,7 +434,7 @@ def check_number(
     return number
 
 
-def _as_float(value: numbers.Real) -> float:
+def _as_float(value: Any) -> float:
     """``value`` as a float; an int too large for one (``10**400``) as an infinity."""
     try:
         return float(value)
