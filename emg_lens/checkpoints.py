@@ -22,6 +22,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 import pickle
 import re
 import shutil
@@ -43,11 +44,10 @@ from emg_lens.errors import (
     EmgLensError,
     mismatch,
 )
-from emg_lens.models import MODEL_CLASSES, TinyMyo
+from emg_lens.models import MODEL_CLASSES, HookedBiosignalModel, TinyMyo
 
 if TYPE_CHECKING:
     from emg_lens.data.preprocess import SubjectData
-    from emg_lens.models import HookedBiosignalModel
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -71,6 +71,16 @@ WEIGHTS_DIGEST = "weights_sha256"
 (absent from checkpoints saved before it was written: those load unchecked)."""
 
 
+def _folder(path: Any, where: str) -> Path:
+    """``path`` as a `Path`, or an `ArgumentError` naming ``where``'s argument: a str or a path."""
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentError(
+            f"{where}(path) must be a checkpoint folder (a str or os.PathLike), got "
+            f"{type(path).__name__}"
+        )
+    return Path(path)
+
+
 def save_checkpoint(
     model: HookedBiosignalModel, path: str | Path, *, metadata: dict[str, Any] | None = None
 ) -> Path:
@@ -84,7 +94,12 @@ def save_checkpoint(
     place together (`emg_lens._io.atomic_write_all`): a full disk leaves the folder as it was
     (`StorageError` naming the file); a folder turning read-only between the two renames
     leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses."""
-    path = Path(path)
+    path = _folder(path, "save_checkpoint")
+    if not isinstance(model, HookedBiosignalModel):
+        raise ArgumentError(
+            "save_checkpoint(model) must be an emg_lens model (IsoNet, TinyMyo, an attached "
+            f"model, ...), got {type(model).__name__}"
+        )
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _check_finite(state, f"{type(model).__name__} (not saved to {path})")
     weights = safetensors_bytes(state)
@@ -140,7 +155,7 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     ...
     emg_lens.errors.CheckpointError: runs/no_such_model does not exist (looked for it in ...)...
     """
-    path = Path(path)
+    path = _folder(path, "read_checkpoint_info")
     config_file = path / CONFIG
     if not path.exists():  # a path mistyped, or run from another folder: say that, not "not ..."
         raise CheckpointError(
@@ -284,7 +299,7 @@ def load_checkpoint(
     machine lacks (``config.device``, ``device`` not given); weights that are not a readable
     safetensors file, disagree with ``config.json`` in names or shapes, or hold NaN or inf. A
     ``device`` that is not one is an `ArgumentError`."""
-    path = Path(path)
+    path = _folder(path, "load_checkpoint")
     if device is not None:
         check_device(device, "device", ArgumentError)
     info = read_checkpoint_info(path)

@@ -428,9 +428,18 @@ def check_number(
     emg_lens.errors.ArgumentError: atol must be a finite number >= 0, got True
     """
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not real or not ok(float(value)):
+    number = _as_float(value) if real else math.nan
+    if not real or not ok(number):
         raise (error or ArgumentError)(f"{what} must be {wanted}, got {value!r}")
-    return float(value)
+    return number
+
+
+def _as_float(value: Any) -> float:
+    """``value`` as a float; an int too large for one (``10**400``) as an infinity."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def check_seed(value: Any, name: str, error: type[EmgLensError] | None = None) -> int:
@@ -579,9 +588,10 @@ def fields_checked(cls: C) -> C:
 _PACKAGE = str(Path(__file__).parent)
 
 
-def warn_caller(message: str) -> None:
-    """Warn at the user's line: the first frame outside emg_lens, torch's and TransformerLens's
-    module and hook calls and jaxtyping's wrappers, where a counted ``stacklevel`` would break.
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn (``category``) at the user's line: the first frame outside emg_lens, torch's and
+    TransformerLens's module and hook calls and jaxtyping's wrappers (a counted ``stacklevel``
+    would break).
 
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as caught:
@@ -597,4 +607,4 @@ def warn_caller(message: str) -> None:
         )
     ):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
+    warnings.warn(message, category, stacklevel=level)

@@ -82,7 +82,7 @@ def as_subject_data(model: Any, data: SubjectData | tuple[Any, Any]) -> SubjectD
         )
     X = np.asarray(data[0].cpu() if isinstance(data[0], torch.Tensor) else data[0])
     y = np.asarray(data[1].cpu() if isinstance(data[1], torch.Tensor) else data[1])
-    model.to_tokens(X[:1])  # InputShapeError unless [n, channels, time]
+    model.to_tokens(X[:1] if X.ndim else data[0])  # InputShapeError unless [n, channels, time]
     if X.ndim != 3 or y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
         raise InputShapeError(
             f"data (X, y) needs X [n, channels, time] and integer labels y [n]; got X "

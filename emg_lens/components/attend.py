@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 
 from emg_lens._hints import no_type_check
+from emg_lens.errors import InputShapeError, describe
 
 Hook = Callable[[torch.Tensor], torch.Tensor]
 Mask = Bool[torch.Tensor, "... query key"] | Float[torch.Tensor, "... query key"]
@@ -78,6 +79,33 @@ def observed(points: Iterable[nn.Module]) -> bool:
 
 def _same(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+@no_type_check  # per hooked attention call
+def read_hook(point: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``point(x)`` (a hook point on attention scores or patterns), refused with an
+    `InputShapeError` naming the hook point, what the hook returned and what it must return
+    (a tensor of ``x``'s shape and dtype) where it changed either: a float64 or one-head
+    tensor would otherwise fail deep in an einsum, or broadcast silently.
+
+    >>> from transformer_lens.hook_points import HookPoint
+    >>> point = HookPoint()
+    >>> point.name = "blocks.0.attn.hook_attn_scores"
+    >>> _ = point.add_hook(lambda t, hook: t.double())
+    >>> read_hook(point, torch.zeros(1, 2, 3, 3))
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.InputShapeError: a hook at blocks.0.attn.hook_attn_scores returned torch.float64 [1, 2, 3, 3]; a hook there must return None or a tensor of what it was given: torch.float32 [1, 2, 3, 3] ([batch, head_index, query_pos, key_pos])
+    """  # noqa: E501
+    out = point(x)
+    if out is x or (
+        isinstance(out, torch.Tensor) and out.shape == x.shape and out.dtype == x.dtype
+    ):
+        return out
+    raise InputShapeError(
+        f"a hook at {point.name} returned {describe(out)}; a hook there must return None or a "
+        f"tensor of what it was given: {describe(x)} ([batch, head_index, query_pos, key_pos])"
+    )
 
 
 # ---------------------------------------------------------------------------- the merge

@@ -26,7 +26,7 @@ from jaxtyping import Bool, Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from emg_lens.components.attend import block_scores, merge_masks, observed, pattern_of
+from emg_lens.components.attend import block_scores, merge_masks, observed, pattern_of, read_hook
 from emg_lens.components.fast_attention import Projected
 from emg_lens.components.head_structure import StructuredHeads
 from emg_lens.components.layer_norm import LayerNorm
@@ -151,11 +151,11 @@ class Attention(StructuredHeads):
             "-> batch head_index query_pos key_pos",
         )
         scores = block_scores(scores, edge_mask)
-        scores = self.hook_attn_scores(scores) if hooked else scores
+        scores = read_hook(self.hook_attn_scores, scores) if hooked else scores
         # a query row left with no key (by edge_mask or a hook at hook_attn_scores) is a zero
         # row; any other NaN (bad weights or inputs) propagates
         pattern = pattern_of(scores)
-        pattern = self.hook_pattern(pattern) if hooked else pattern
+        pattern = read_hook(self.hook_pattern, pattern) if hooked else pattern
         z = einsum(
             v,
             pattern,

@@ -65,6 +65,7 @@ class CompileContext:
         self.cls_q, self.cls_k = self.group_q == cls_id, self.group_k == cls_id
         self.channel_q, self.channel_k = cq[:, None], ck[None, :]
         self.time_q, self.time_k = tq[:, None], tk[None, :]
+        self.time_end = max(max(layout.query_side.time), max(layout.time)) + 1
 
     @no_type_check  # per selector compiled
     def group_index(self, group: str, selector: EdgeSet) -> int:
@@ -98,6 +99,14 @@ class CompileContext:
                 "> 1, patch_samples) or time slices (braindecode's EEGConformer, CTNet, BENDR)"
             )
         return self.time_q, self.time_k
+
+    @no_type_check  # per time selector compiled
+    def time_bound(self, bound: float) -> float:
+        """``bound`` (a time index or lag, or one in units of time steps) no further than one
+        past the layout's last time: it selects what it did (no time is past it), and an int64
+        comparison can hold it (``time_window(2**63)`` would wrap to a negative bound, and
+        ``10**30`` overflow). A bound past every layout reaches to each one's end."""
+        return min(bound, self.time_end)
 
     def constant(self, value: bool) -> PartialMask:
         return torch.full((1, 1), value, dtype=torch.bool, device=self.device)

@@ -154,7 +154,8 @@ class TimeWindow(EdgeSet):
     def _mask(self, ctx: CompileContext) -> PartialMask:
         time_q, time_k = ctx.times(self)
         lag = (time_q - time_k).abs()
-        return (time_q >= 0) & (time_k >= 0) & (lag >= self.min_lag) & (lag <= self.max_lag)
+        low, high = (int(ctx.time_bound(b)) for b in (self.min_lag, self.max_lag))
+        return (time_q >= 0) & (time_k >= 0) & (lag >= low) & (lag <= high)
 
     def __str__(self) -> str:
         if self.min_lag == 0:
@@ -196,7 +197,10 @@ class TimeSpan(EdgeSet):
                 check_int(value, f"time_span({name}) (a time index; seconds=True for seconds)")
             else:
                 check_number(
-                    value, f"time_span({name})", "a time in seconds >= 0", lambda t: t >= 0
+                    value,
+                    f"time_span({name})",
+                    "a finite time in seconds >= 0 (one past the window's end reaches to it)",
+                    lambda t: 0 <= t < math.inf,
                 )
         for start, stop in (names[:2], names[2:]):
             if getattr(self, start) >= getattr(self, stop):
@@ -219,7 +223,8 @@ class TimeSpan(EdgeSet):
                         "spans as time indices (time_span(a, b, c, d)), or use a layout with a "
                         "time_step (TinyMyo's: patch_samples / sample_rate)"
                     )
-                start, stop = (math.ceil(x / side.time_step - 1e-9) for x in (start, stop))
+                start, stop = (ctx.time_bound(x / side.time_step - 1e-9) for x in (start, stop))
+            start, stop = (math.ceil(ctx.time_bound(x)) for x in (start, stop))
             inside.append((time >= start) & (time < stop))
         return inside[0] & inside[1]
 

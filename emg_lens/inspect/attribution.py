@@ -96,12 +96,13 @@ def attribution_hooks(model: Any) -> list[str]:
 
 
 def _labels(labels: Any, batch: int, n_classes: int) -> torch.Tensor:
-    labels = torch.as_tensor(np.asarray(labels.cpu() if torch.is_tensor(labels) else labels))
-    if labels.shape != (batch,) or labels.is_floating_point() or labels.is_complex():
+    array = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
+    if array.shape != (batch,) or array.dtype.kind not in "biu":  # not text, floats, objects
         raise InputShapeError(
             f"labels must be integer class indices [batch={batch}] (one per cached window), "
-            f"got {describe(labels)}"
+            f"got {describe(torch.as_tensor(array)) if array.dtype.kind in 'biufc' else labels!r}"
         )
+    labels = torch.as_tensor(array)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise ArgumentError(
             f"labels must be in [0, {n_classes - 1}] (n_classes={n_classes}), got values in "

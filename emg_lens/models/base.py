@@ -343,6 +343,14 @@ class HookedBiosignalModel(ConfigInit, TokenSurface, HookSurface, HookedRootModu
         >>> cache["pattern", 0].shape
         torch.Size([1, 4, 7, 7])
         """
+        hooks = [k for k in ("fwd_hooks", "bwd_hooks") if k in kwargs]
+        if hooks:  # TransformerLens hands them to forward, which fails naming the model's class
+            raise ArgumentError(
+                f"run_with_cache takes no {hooks[0]}= (in TransformerLens too: its keywords go "
+                f"to the model's forward): cache a hooked run with `with model.hooks("
+                f"{hooks[0]}=...): model.run_with_cache(x)`, or run hooks without a cache with "
+                f"model.run_with_hooks(x, {hooks[0]}=...)"
+            )
         if remove_batch_dim and model_args and kwargs.get("start_at_layer") is None:
             # one [channel, time] window: its batch axis added first, as forward adds it, so
             # TransformerLens's check reads the batch (1), not the channels, as the batch size

@@ -51,7 +51,7 @@ from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from emg_lens._hints import no_type_check
-from emg_lens.errors import SpecError, check_number
+from emg_lens.errors import ArgumentError, SpecError, check_number, describe
 
 Values = Sequence[float] | Real[np.ndarray, " _"]
 """Numbers a statistic reads with ``np.asarray``: a sequence, or a 1-D array of any length."""
@@ -165,8 +165,20 @@ def compare(masked: Values, baseline: Values, test: str = "mannwhitneyu") -> tup
     >>> compare([0.5, 0.6, 0.55], [0.9, 0.95, 0.92])
     (0.0, 0.1)
     """
-    U, p = compare_rows(np.asarray(masked, float)[None], baseline, test)
+    U, p = compare_rows(_per_subject(masked, "compare(masked)")[None], baseline, test)
     return float(U[0]), float(p[0])
+
+
+def _per_subject(values: Any, what: str) -> np.ndarray:
+    """``values`` as a 1-D float array, or an `ArgumentError` naming ``what`` and what it got."""
+    try:
+        array = np.asarray(values, float)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 1:
+        got = describe(values) if hasattr(values, "shape") else repr(values)
+        raise ArgumentError(f"{what} must be one number per subject (1-D), got {got}")
+    return array
 
 
 def compare_rows(
@@ -187,7 +199,8 @@ def compare_rows(
     >>> (float(U[1]), float(p[1])) == compare([0.9, 0.95, 0.9], [0.9, 0.95, 0.92])
     True
     """
-    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    masked = np.atleast_2d(np.asarray(masked, float))
+    baseline = _per_subject(baseline, "compare(baseline)")
     test = _resolve(test, masked.shape[1])
     _check_test(test)
     U, p = np.full(len(masked), np.nan), np.full(len(masked), np.nan)
@@ -397,7 +410,8 @@ def rows_and_baseline(
     for an interval of the change at ``level``; a level outside (0, 1) or rows that do not
     match the baseline is a `SpecError` (``level_name``, ``interval``: what it names)."""
     check_number(level, level_name, "in (0, 1)", lambda v: 0 < v < 1, SpecError)
-    masked, baseline = np.atleast_2d(np.asarray(masked, float)), np.asarray(baseline, float)
+    masked = np.atleast_2d(np.asarray(masked, float))
+    baseline = _per_subject(baseline, "compare(baseline)")
     if masked.shape[1:] != baseline.shape:
         raise SpecError(
             f"{interval} needs one masked value per subject's baseline value, got "

@@ -51,6 +51,7 @@ from tests.unit.bad_inputs import data as data_rows
 from tests.unit.bad_inputs import models as models_rows
 from tests.unit.bad_inputs import studies as studies_rows
 from tests.unit.bad_inputs import training as training_rows
+from tests.unit.bad_inputs import wrong_types as wrong_type_rows
 
 # every row passes a bad input on purpose: emg_lens's named error, not the suite's type checks
 pytestmark = pytest.mark.unchecked
@@ -386,6 +387,7 @@ BAD_INPUTS = [
     *models_rows.ROWS,
     *studies_rows.ROWS,
     *cli_rows.ROWS,
+    *wrong_type_rows.ROWS,
 ]
 
 

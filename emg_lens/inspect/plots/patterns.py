@@ -17,6 +17,7 @@ from emg_lens.errors import (
     MissingDependencyError,
     UnsupportedFeatureError,
     check_int,
+    warn_caller,
 )
 from emg_lens.inputs import check_model
 from emg_lens.inspect.checks import check_cache, layout_at
@@ -38,6 +39,10 @@ def token_labels(layout: TokenLayout) -> list[str]:
     >>> token_labels(TokenLayout(("query",) * 2, (-1, -1), (-1, -1)))  # learned queries
     ['query0', 'query1']
     """
+    if not isinstance(layout, TokenLayout):
+        raise ArgumentError(
+            f"token_labels needs a TokenLayout (e.g. model.layout), got {type(layout).__name__}"
+        )
     first = {
         g: min(c for gg, c in zip(layout.group, layout.channel) if gg == g)
         for g in layout.modalities
@@ -56,20 +61,59 @@ def token_labels(layout: TokenLayout) -> list[str]:
     return names
 
 
+_NOT_GIVEN: Any = object()  # a deprecated argument's default: not given
+
+
+def _window(window: Any, sample: Any, where: str, default: Any) -> Any:
+    """``window``, or ``sample``, its name until 0.1.0 (a *sample* is one time sample in this
+    field; one cached input is a *window*), with a `DeprecationWarning` that names the new
+    name; both given is refused. Kept for one release."""
+    if sample is _NOT_GIVEN:
+        return default if window is _NOT_GIVEN else window
+    if window is not _NOT_GIVEN:
+        raise ArgumentError(
+            f"{where} got both window={window!r} and sample={sample!r}: give window= only "
+            "(sample= is its deprecated name)"
+        )
+    warn_caller(
+        f"{where}(sample=...) is deprecated and will be removed in the next release: one "
+        f"cached input is a window; write {where}(..., window={sample!r})",
+        DeprecationWarning,
+    )
+    return sample
+
+
 def plot_pattern(
-    model: Any, cache: ActivationCache, layer: int, head: int, *, sample: int | None = None
+    model: Any,
+    cache: ActivationCache,
+    layer: int,
+    head: int,
+    *,
+    window: int | None = _NOT_GIVEN,
+    sample: int | None = _NOT_GIVEN,
 ) -> plt.Figure:
-    """One head's attention pattern (window ``sample``, or the mean over the cached windows)
-    with a colour strip per token group along both axes."""
+    """One head's attention pattern (cached window ``window``, or the mean over the cached
+    windows when None, the default) with a colour strip per token group along both axes.
+    ``sample=`` is ``window``'s deprecated name.
+
+    >>> from emg_lens import EncoderConfig
+    >>> from emg_lens.models import IsoNet
+    >>> model = IsoNet(EncoderConfig.preset("tiny", seed=0))
+    >>> _, cache = model.run_with_cache(model.example_input(2))
+    >>> plot_pattern(model, cache, layer=0, head=1, window=1).axes[2].get_title()
+    'layer 0, head 1: window 1'
+    """
     check_model(model)
+    layer = check_int(layer, "layer", 0, model.cfg.n_layers - 1)
     cache = check_cache(cache, model, [f"blocks.{layer}.attn.hook_pattern"])
     head = check_int(head, "head", 0, model.cfg.n_heads - 1)
     pattern = cache["pattern", layer][:, head]
-    if sample is None:
+    window = _window(window, sample, "plot_pattern", None)
+    if window is None:
         pattern, what = pattern.mean(0), f"mean of {len(pattern)} windows"
     else:
-        sample = check_int(sample, "sample (None: the mean)", 0, len(pattern) - 1)
-        pattern, what = pattern[sample], f"window {sample}"
+        window = check_int(window, "window (None: the mean)", 0, len(pattern) - 1)
+        pattern, what = pattern[window], f"window {window}"
     layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")  # cross: 2 sides
     queries, n = layout.query_side, layout.n_tokens
     groups = layout.all_groups
@@ -125,7 +169,7 @@ def _name_runs(strip, layout: TokenLayout, *, vertical: bool) -> None:
             start = i
 
 
-def _view_inputs(cache: ActivationCache, layer: int, sample: int) -> tuple[Any, list, list]:
+def _view_inputs(cache: ActivationCache, layer: int, window: int) -> tuple[Any, list, list]:
     """One cached window's patterns of ``layer`` ``[head, query, key]``, the tokens' names and
     the heads' names, for an attention view (checked as `to_circuitsvis` says)."""
     if not isinstance(cache, ActivationCache):
@@ -136,7 +180,7 @@ def _view_inputs(cache: ActivationCache, layer: int, sample: int) -> tuple[Any, 
     model = check_model(cache.model)
     check_cache(cache, model, [f"blocks.{layer}.attn.hook_pattern"])
     pattern = cache["pattern", layer]
-    sample = check_int(sample, "sample", 0, len(pattern) - 1)
+    window = check_int(window, "window", 0, len(pattern) - 1)
     layout = layout_at(model, f"blocks.{layer}.attn.hook_pattern")
     if layout.queries is not None:
         raise UnsupportedFeatureError(
@@ -145,24 +189,28 @@ def _view_inputs(cache: ActivationCache, layer: int, sample: int) -> tuple[Any, 
             "names both sides"
         )
     heads = [f"L{layer}H{h}" for h in range(pattern.shape[1])]
-    return pattern[sample].detach().cpu(), token_labels(layout), heads
+    return pattern[window].detach().cpu(), token_labels(layout), heads
 
 
-def attention_view_record(cache: ActivationCache, layer: int, *, sample: int = 0) -> dict[str, Any]:
+def attention_view_record(cache: ActivationCache, layer: int, *, window: int = 0) -> dict[str, Any]:
     """What ``attention_view.json`` holds for one cached window's ``layer``: the tokens'
     names, the heads' names and every head's pattern (`emg_lens.report.view.view_record`),
     from which ``report.html`` builds the interactive view. Needs no optional package."""
-    pattern, tokens, heads = _view_inputs(cache, layer, sample)
+    pattern, tokens, heads = _view_inputs(cache, layer, window)
     return view_record(tokens, heads, pattern.double())
 
 
-def to_circuitsvis(cache: ActivationCache, layer: int, *, sample: int = 0) -> Any:
+def to_circuitsvis(
+    cache: ActivationCache, layer: int, *, window: int = _NOT_GIVEN, sample: int = _NOT_GIVEN
+) -> Any:
     """An interactive CircuitsVis view (``circuitsvis.attention.attention_heads``) of every
-    head's pattern in ``layer`` for one cached window, tokens named by `token_labels` (the
-    channels' names where the layout has them). Its ``local_src`` is a self-contained page
-    fragment (the view's script inline); ``str()`` of it loads the script from a CDN. Needs
-    the optional dependency: ``pip install circuitsvis`` (the clone's ``.[viz]`` extra)."""
-    pattern, tokens, heads = _view_inputs(cache, layer, sample)
+    head's pattern in ``layer`` for one cached window (``window``, default 0; ``sample=`` is
+    its deprecated name), tokens named by `token_labels` (the channels' names where the layout
+    has them). Its ``local_src`` is a self-contained page fragment (the view's script inline);
+    ``str()`` of it loads the script from a CDN. Needs the optional dependency:
+    ``pip install circuitsvis`` (the clone's ``.[viz]`` extra)."""
+    window = _window(window, sample, "to_circuitsvis", 0)
+    pattern, tokens, heads = _view_inputs(cache, layer, window)
     try:
         import circuitsvis
         import circuitsvis.attention  # the submodule holding the view

@@ -23,6 +23,7 @@ It provides `ATTENTION_HOOKS` only: no TransformerLens weights (``W_Q`` & co. ar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +34,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from emg_lens._hints import no_type_check
-from emg_lens.components.attend import observed
+from emg_lens.components.attend import observed, read_hook
 from emg_lens.config import EncoderConfig
 from emg_lens.errors import (
     ArgumentError,
@@ -403,8 +404,8 @@ class AttachedModel(HookedBiosignalModel):
             return Site(
                 edge_mask=masks.get(layer),
                 hooked=layer in hooked,
-                on_scores=attn.hook_attn_scores,
-                on_pattern=attn.hook_pattern,
+                on_scores=functools.partial(read_hook, attn.hook_attn_scores),
+                on_pattern=functools.partial(read_hook, attn.hook_pattern),
             )
 
         def softmax_here() -> bool:

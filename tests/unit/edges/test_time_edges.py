@@ -235,3 +235,46 @@ def test_warning_fires_for_a_query_left_no_key_and_only_then(tinymyo):
             x, fwd_hooks=[(attn_scores_filter(), mask_edges(reads_earlier(), tinymyo.layout))]
         )
     assert not [w for w in seen if NO_KEY in str(w.message)]
+
+
+# ================================================================= bounds past any layout
+HUGE_LAYOUT = TokenLayout.channel_tokens({"emg": 1}, n_patches=4, cls_token=False, time_step=0.5)
+
+
+@pytest.mark.parametrize(
+    ("huge", "same"),
+    [
+        (time_window(2**63), time_window(3)),  # wrapped to -2**63 in int64: 0 edges
+        (time_window(2**64), time_window(3)),  # an OverflowError
+        (time_window(2**64, min_lag=2**63), time_window(3) - time_window(3)),
+        (time_span(0, 2**63, 0, 4), time_span(0, 4, 0, 4)),
+        (time_span(2**63, 2**64, 0, 4), time_span(0, 4, 0, 4) - time_span(0, 4, 0, 4)),
+        (time_span(0, 10**30, 0, 4, seconds=True), time_span(0, 4, 0, 4)),
+        (time_span(0, 1e300, 1e300, 2e300, seconds=True), time_span(0, 1, 0, 1) - time_window(9)),
+        (parse("time_window(9223372036854775808)"), time_window(3)),
+        (parse("time_span(0,9223372036854775808,0,4)"), time_span(0, 4, 0, 4)),
+        (parse("time_span(0,1e300,0,2,seconds)"), time_span(0, 4, 0, 4)),
+    ],
+    ids=str,
+)
+def test_a_bound_past_every_layout_means_every_lag_or_time(huge, same):
+    """A lag or time bound larger than any layout's reaches to the layout's end: the mask
+    equals the one of the layout's own span (no int64 wrap, no OverflowError), from the
+    functions and the parser alike."""
+    assert huge.compile(HUGE_LAYOUT, 1).equal(same.compile(HUGE_LAYOUT, 1))
+
+
+def test_a_tiny_time_step_places_every_second_bound_past_the_end():
+    layout = TokenLayout.channel_tokens({"emg": 1}, n_patches=4, cls_token=False, time_step=1e-300)
+    cut = time_span(0, 1, 0, 1e10, seconds=True).compile(layout, 1)  # 1e10 / 1e-300: inf
+    assert cut.equal(time_span(0, 4, 0, 4).compile(layout, 1))
+    first = time_span(0, 1e-300, 0, 1e-300, seconds=True).compile(layout, 1)
+    assert first.equal(time_span(0, 1, 0, 1).compile(layout, 1))
+
+
+@pytest.mark.parametrize(
+    "bad", [float("inf"), float("nan"), 10**400], ids=["inf", "nan", "10**400"]
+)
+def test_time_span_refuses_seconds_that_are_not_finite_by_name(bad):
+    with pytest.raises(ArgumentError, match=r"time_span\(query_stop\) must be a finite time"):
+        time_span(0, bad, 0, 1, seconds=True)

@@ -463,7 +463,7 @@ def test_figures_draw_every_table():
         "mass": (plot_mass_vs_effect(importance), 2),
         "attribution": (plot_attribution(attribution), 3),
         "shift": (plot_distribution_shift(shift), 2),
-        "pattern": (plot_pattern(model, cache, 1, 2, sample=0), 4),  # pattern, 2 strips, bar
+        "pattern": (plot_pattern(model, cache, 1, 2, window=0), 4),  # pattern, 2 strips, bar
     }
     for name, (fig, n_axes) in figures.items():
         assert isinstance(fig, plt.Figure), name
@@ -514,13 +514,37 @@ def test_circuitsvis_export_is_optional(monkeypatch):
     fake.attention = Attention
     monkeypatch.setitem(sys.modules, "circuitsvis", fake)
     monkeypatch.setitem(sys.modules, "circuitsvis.attention", Attention)
-    assert to_circuitsvis(cache, 1, sample=1) == "view"
+    assert to_circuitsvis(cache, 1, window=1) == "view"
+    with pytest.warns(DeprecationWarning, match=r"to_circuitsvis\(sample=\.\.\.\).*window=1"):
+        assert to_circuitsvis(cache, 1, sample=1) == "view"
     assert calls["tokens"] == ["cls", "emg0", "emg1", "acc0", "acc1", "acc2", "acc3"]
     assert calls["shape"] == (4, 7, 7)
     assert calls["mask_upper_tri"] is False  # an encoder attends both ways
     assert calls["attention_head_names"] == ["L1H0", "L1H1", "L1H2", "L1H3"]
-    with pytest.raises(ArgumentError, match=r"sample must be an int in 0\.\.1"):
-        to_circuitsvis(cache, 1, sample=2)
+    with pytest.raises(ArgumentError, match=r"window must be an int in 0\.\.1"):
+        to_circuitsvis(cache, 1, window=2)
+
+
+@pytest.mark.unchecked
+def test_one_input_is_a_window_and_sample_is_its_deprecated_name():
+    """``window=`` names one cached input (a *sample* is one time sample in this field);
+    ``sample=``, its old name, still works for one release with a `DeprecationWarning` at the
+    caller's line that names the new one, and giving both is refused by name."""
+    model = _isonet()
+    _, cache = model.run_with_cache(_windows(model, 2))
+    drawn = plot_pattern(model, cache, 1, 2, window=1)
+    assert drawn.axes[2].get_title() == "layer 1, head 2: window 1"
+    with pytest.warns(
+        DeprecationWarning, match=r"plot_pattern\(sample=\.\.\.\) is deprecated"
+    ) as w:
+        old = plot_pattern(model, cache, 1, 2, sample=1)
+    assert "window=1" in str(w[0].message) and w[0].filename == __file__
+    assert old.axes[2].get_title() == drawn.axes[2].get_title()
+    with pytest.raises(ArgumentError, match=r"plot_pattern got both window=0 and sample=1"):
+        plot_pattern(model, cache, 1, 2, window=0, sample=1)
+    with pytest.raises(ArgumentError, match=r"window \(None: the mean\) must be an int in 0\.\.1"):
+        plot_pattern(model, cache, 1, 2, window=2)
+    plt.close("all")
 
 
 # ----------------------------------------------------------------------------- CLI
