@@ -24,6 +24,7 @@ import errno
 import glob
 import hashlib
 import importlib.util
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -434,6 +435,30 @@ def file_digest(path: str | Path) -> str:
                 digest.update(chunk)
         _file_digests[key] = digest.hexdigest()
     return _file_digests[key]
+
+
+def json_digest(obj: Any) -> str:
+    """Digest of ``obj`` as canonical JSON (sorted keys; tuples as lists; others as `str`).
+
+    >>> json_digest({"window": (1, 2)}) == json_digest({"window": [1, 2]})
+    True
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def files_digest(paths: Iterable[str | Path]) -> str:
+    """One digest of the contents of several files, in the order given (names not included,
+    so a moved but unchanged file keeps its digest).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     _ = (folder / name).write_text(name)
+    >>> files_digest([folder / "a", folder / "b"]) != files_digest([folder / "b", folder / "a"])
+    True
+    """
+    return json_digest([file_digest(p) for p in paths])
 
 
 def imported_names(tree: ast.AST, package: str) -> list[str]:

@@ -49,6 +49,7 @@ from tests.tiny import subject_for, tiny_isonet, tinymyo_config
 from tests.unit.bad_inputs import cli as cli_rows
 from tests.unit.bad_inputs import data as data_rows
 from tests.unit.bad_inputs import models as models_rows
+from tests.unit.bad_inputs import notebook as notebook_rows
 from tests.unit.bad_inputs import studies as studies_rows
 from tests.unit.bad_inputs import training as training_rows
 
@@ -386,6 +387,8 @@ BAD_INPUTS = [
     *models_rows.ROWS,
     *studies_rows.ROWS,
     *cli_rows.ROWS,
+    # issue 85: the notebook's data path
+    *notebook_rows.ROWS,
 ]
 
 
@@ -512,3 +515,23 @@ def test_a_cache_layer_the_model_lacks_is_a_named_key_error():
         cache["no_such_hook"]
     assert not isinstance(info.value, CacheKeyError)
     assert issubclass(CacheKeyError, KeyError) and str(CacheKeyError("x")) == "x"  # not "'x'"
+
+
+def test_checkpoint_data_whose_files_changed_since_training_is_warned_of(tmp_path):
+    """`load_checkpoint_data` checks the data digest its checkpoint records, as `study run`
+    does (`warn_if_data_changed`): the same words, and silent where the data are the same."""
+    import warnings
+
+    from emg_lens.checkpoints import read_checkpoint_info, source_digest
+
+    path = notebook_rows.synthetic_checkpoint(tmp_path / "subject_1", subject=1)
+    source = read_checkpoint_info(path)["metadata"]["data_source"]
+    same = notebook_rows.synthetic_checkpoint(
+        tmp_path / "same", subject=1, data_digest=source_digest(source, 1)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_checkpoint_data(same)
+    changed = notebook_rows.synthetic_checkpoint(tmp_path / "changed", subject=1, data_digest="0")
+    with pytest.warns(UserWarning, match="subject 1's data is not the data its model was trained"):
+        load_checkpoint_data(changed)
