@@ -120,14 +120,33 @@ def make_folder(path: str | Path) -> Path:
     """``path`` as a folder, created with its parents if missing (an existing one needs no
     write access); a failure to create it is a `StorageError` (see `storage_errors`).
 
+    A file where the folder or one of its parents should be is a `StorageError` naming it.
+
     >>> import tempfile
     >>> make_folder(Path(tempfile.mkdtemp()) / "runs" / "study").is_dir()
     True
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "cells").write_text("notes")
+    >>> make_folder(root / "cells" / "s1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.StorageError: cannot make the folder .../cells/s1: .../cells is a file, ...
     """
     path = Path(path)
     if not path.is_dir():
         with storage_errors(path):
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                files = (p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+                blocker = next(files, path)
+                raise StorageError(
+                    f"cannot make the folder {path}: {blocker} is a file, where a folder is "
+                    "wanted; move or rename that file, or write elsewhere, then run the "
+                    "command again",
+                    errno=exc.errno,
+                    filename=str(blocker),
+                ) from exc
     return path
 
 

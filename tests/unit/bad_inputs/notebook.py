@@ -10,8 +10,9 @@ from pathlib import Path
 from emg_lens import EncoderConfig
 from emg_lens.checkpoints import load_checkpoint_data, save_checkpoint
 from emg_lens.data import PreprocessSpec, SyntheticSpec, data_source
-from emg_lens.errors import CheckpointError
+from emg_lens.errors import CheckpointError, StorageError
 from emg_lens.models import IsoNet
+from emg_lens.studies.store import CellStore
 
 CFG = EncoderConfig.preset("tiny", modalities={"emg": 12, "acc": 36}, n_samples=200)
 
@@ -29,11 +30,23 @@ def _copied_under_another_subject(tmp: Path):
     return load_checkpoint_data(synthetic_checkpoint(tmp / "subject_3", subject=1))
 
 
+def _a_file_named_cells(tmp: Path):
+    (tmp / "out").mkdir()
+    (tmp / "out" / "cells").write_text("notes")
+    return CellStore(tmp / "out", "fingerprint")
+
+
 ROWS = [
     (
         "checkpoint folder copied under another subject's name",
         _copied_under_another_subject,
         CheckpointError,
         "subject_3: its metadata records subject 1, its folder's name subject 3",
+    ),
+    (
+        "a file named cells where the study's cells folder goes",
+        _a_file_named_cells,
+        StorageError,
+        "out/cells is a file, where a folder is wanted; move or rename that file",
     ),
 ]
