@@ -139,6 +139,15 @@ def _nan_data_study(tmp: Path):
     return run_study(_spec(), models={5: (model, data)}, progress=False)
 
 
+def _huge_training_windows_study(tmp: Path):
+    """Finite float64 windows near 1e200: their squares overflow (the feature baseline)."""
+    model = _isonet()
+    data = _subject(model)
+    data.X_train = data.X_train.astype(np.float64)
+    data.X_train[1, 0, 0] = -1e200
+    return run_study(_spec(), models={7: (model, data)}, progress=False)
+
+
 # ----------------------------------------------------------------------------- item 5 triggers
 
 
@@ -293,6 +302,12 @@ BAD_INPUTS = [
     ("nan study baseline", _nan_study, StudyError, "subject 3, condition 'baseline'"),
     ("nan study intervention", _nan_hook_study, StudyError, "subject 4, condition 'poisoned"),
     ("nan study data", _nan_data_study, StudyError, "subject 5: its test windows"),
+    (
+        "study windows near 1e200",
+        _huge_training_windows_study,
+        InputValueError,
+        "subject 7: its X_train holds values up to 1e+200 in magnitude",
+    ),
     # item 5: checkpoints
     ("truncated safetensors", _truncated_weights, CheckpointError, "model.safetensors"),
     ("empty safetensors", _empty_weights, CheckpointError, "model.safetensors"),
