@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -150,11 +151,28 @@ def make_folder(path: str | Path) -> Path:
     return path
 
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""The control characters (Unicode's Cc: C0, DEL, C1) but newline and tab."""
+
+
+def visible_controls(text: str) -> str:
+    r"""``text`` with its control characters but newline and tab written visibly, as
+    ``\x1b``: text from a study file or data that reaches a terminal (``cat summary.md``,
+    the command's echo) can then not clear the screen, recolour it or retitle the window.
+    Every text file emg_lens writes passes here (`write_if_changed`), as HTML escapes it.
+
+    >>> print(visible_controls("a\x1b[2Jb\x9bc\nd"))
+    a\x1b[2Jb\x9bc
+    d
+    """
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def write_if_changed(path: str | Path, data: bytes | str, *, elsewhere: str = OUT_OPTION) -> bool:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically, unless the file already holds
-    exactly these bytes: then nothing is written (no temporary file, no new modification
-    time, no write access needed). Returns whether it wrote. ``elsewhere``: as in
-    `storage_errors`.
+    """Write ``data`` (text as UTF-8, its control characters made visible:
+    `visible_controls`) to ``path`` atomically, unless the file already holds exactly these
+    bytes: then nothing is written (no temporary file, no new modification time, no write
+    access needed). Returns whether it wrote. ``elsewhere``: as in `storage_errors`.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "summary.md"
@@ -162,7 +180,7 @@ def write_if_changed(path: str | Path, data: bytes | str, *, elsewhere: str = OU
     (True, False)
     """
     path = Path(path)
-    data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    data = visible_controls(data).encode("utf-8") if isinstance(data, str) else bytes(data)
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
             return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -550,3 +551,38 @@ def test_checkpoint_data_whose_files_changed_since_training_is_warned_of(tmp_pat
     changed = notebook_rows.synthetic_checkpoint(tmp_path / "changed", subject=1, data_digest="0")
     with pytest.warns(UserWarning, match="subject 1's data is not the data its model was trained"):
         load_checkpoint_data(changed)
+
+
+def test_terminal_control_characters_of_a_study_never_reach_its_text_files(tmp_path, capsys):
+    """A study's description holding terminal escapes ("\\x1b[2J" clears the screen of whoever
+    cats summary.md) is written with them made visible, as HTML escapes text from data; the
+    command's echo too (issue 85)."""
+    model = _isonet()
+    description = "Cuts \x1b[2J\x1b[31mper layer\x9b\x07 done"
+    result = run_study(
+        _spec(description=description, name="esc"),
+        models={1: (model, _subject(model))},
+        out_dir=tmp_path / "out",
+        progress=False,
+    )
+    for path in (tmp_path / "out").iterdir():
+        if path.suffix in (".md", ".csv", ".json", ".html"):
+            text = path.read_text(encoding="utf-8")
+            assert not [c for c in text if c not in "\n\t" and unicodedata.category(c) == "Cc"]
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "Cuts \\x1b[2J\\x1b[31mper layer\\x9b\\x07 done" in summary
+    assert result.to_markdown().count("\x1b") == 2  # the result itself keeps the text
+
+
+def test_a_commands_echo_of_a_result_shows_control_characters_visibly(tmp_path, capsys):
+    """What a command prints of a result (class names from data, claims' text) cannot drive
+    the terminal either (issue 85)."""
+    from types import SimpleNamespace
+
+    from emg_lens.cli.common import save_and_show
+
+    output = SimpleNamespace(
+        save=lambda out: [out / "report.html"], console=lambda: "class \x1b]0;owned\x07 fist"
+    )
+    save_and_show(output, tmp_path)
+    assert "class \\x1b]0;owned\\x07 fist" in capsys.readouterr().out
