@@ -24,7 +24,9 @@ import errno
 import glob
 import hashlib
 import importlib.util
+import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -119,22 +121,58 @@ def make_folder(path: str | Path) -> Path:
     """``path`` as a folder, created with its parents if missing (an existing one needs no
     write access); a failure to create it is a `StorageError` (see `storage_errors`).
 
+    A file where the folder or one of its parents should be is a `StorageError` naming it.
+
     >>> import tempfile
     >>> make_folder(Path(tempfile.mkdtemp()) / "runs" / "study").is_dir()
     True
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "cells").write_text("notes")
+    >>> make_folder(root / "cells" / "s1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.StorageError: cannot make the folder .../cells/s1: .../cells is a file, ...
     """
     path = Path(path)
     if not path.is_dir():
         with storage_errors(path):
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                files = (p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+                blocker = next(files, path)
+                raise StorageError(
+                    f"cannot make the folder {path}: {blocker} is a file, where a folder is "
+                    "wanted; move or rename that file, or write elsewhere, then run the "
+                    "command again",
+                    errno=exc.errno,
+                    filename=str(blocker),
+                ) from exc
     return path
 
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""The control characters (Unicode's Cc: C0, DEL, C1) but newline and tab."""
+
+
+def visible_controls(text: str) -> str:
+    r"""``text`` with its control characters but newline and tab written visibly, as
+    ``\x1b``: text from a study file or data that reaches a terminal (``cat summary.md``,
+    the command's echo) can then not clear the screen, recolour it or retitle the window.
+    Every text file emg_lens writes passes here (`write_if_changed`), as HTML escapes it.
+
+    >>> print(visible_controls("a\x1b[2Jb\x9bc\nd"))
+    a\x1b[2Jb\x9bc
+    d
+    """
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def write_if_changed(path: str | Path, data: bytes | str, *, elsewhere: str = OUT_OPTION) -> bool:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically, unless the file already holds
-    exactly these bytes: then nothing is written (no temporary file, no new modification
-    time, no write access needed). Returns whether it wrote. ``elsewhere``: as in
-    `storage_errors`.
+    """Write ``data`` (text as UTF-8, its control characters made visible:
+    `visible_controls`) to ``path`` atomically, unless the file already holds exactly these
+    bytes: then nothing is written (no temporary file, no new modification time, no write
+    access needed). Returns whether it wrote. ``elsewhere``: as in `storage_errors`.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "summary.md"
@@ -142,7 +180,7 @@ def write_if_changed(path: str | Path, data: bytes | str, *, elsewhere: str = OU
     (True, False)
     """
     path = Path(path)
-    data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    data = visible_controls(data).encode("utf-8") if isinstance(data, str) else bytes(data)
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
             return False
@@ -434,6 +472,30 @@ def file_digest(path: str | Path) -> str:
                 digest.update(chunk)
         _file_digests[key] = digest.hexdigest()
     return _file_digests[key]
+
+
+def json_digest(obj: Any) -> str:
+    """Digest of ``obj`` as canonical JSON (sorted keys; tuples as lists; others as `str`).
+
+    >>> json_digest({"window": (1, 2)}) == json_digest({"window": [1, 2]})
+    True
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def files_digest(paths: Iterable[str | Path]) -> str:
+    """One digest of the contents of several files, in the order given (names not included,
+    so a moved but unchanged file keeps its digest).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     _ = (folder / name).write_text(name)
+    >>> files_digest([folder / "a", folder / "b"]) != files_digest([folder / "b", folder / "a"])
+    True
+    """
+    return json_digest([file_digest(p) for p in paths])
 
 
 def imported_names(tree: ast.AST, package: str) -> list[str]:

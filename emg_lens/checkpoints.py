@@ -35,7 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as safetensors_tensors
 from safetensors.torch import save as safetensors_bytes
 
-from emg_lens._io import atomic_write_all, file_digest, make_folder
+from emg_lens._io import atomic_write_all, file_digest, files_digest, json_digest, make_folder
 from emg_lens.config import ADDED_FIELD_DEFAULTS, HOOK_FLAGS, EncoderConfig, check_device
 from emg_lens.errors import (
     ArgumentError,
@@ -43,6 +43,7 @@ from emg_lens.errors import (
     ConfigError,
     EmgLensError,
     mismatch,
+    warn_caller,
 )
 from emg_lens.models import MODEL_CLASSES, HookedBiosignalModel, TinyMyo
 
@@ -323,8 +324,11 @@ def load_checkpoint(
 def load_checkpoint_data(path: str | Path) -> SubjectData:
     """The windows of the subject the checkpoint at ``path`` was trained and is scored on,
     rebuilt from the data source and subject its metadata records (or its folder's name,
-    ``subject_<N>``; `emg_lens.data.datasets.load_subject`): without them, a `CheckpointError`
-    naming what it holds.
+    ``subject_<N>``; `emg_lens.data.datasets.load_subject`): without them, or where a
+    ``subject_<N>`` folder's number is not the subject its metadata records (a folder copied
+    under another subject's name), a `CheckpointError` naming what it holds. Data that are not
+    the data its training recorded (``data_digest``) are warned of, as ``study run`` warns
+    (`warn_if_data_changed`).
 
     >>> import tempfile
     >>> from emg_lens.data import data_source
@@ -345,13 +349,80 @@ def load_checkpoint_data(path: str | Path) -> SubjectData:
 
     metadata = read_checkpoint_info(path)["metadata"]
     source = metadata.get("data_source")
-    subject = metadata.get("subject", Path(path).name.removeprefix("subject_"))
+    named = Path(path).name.removeprefix("subject_")
+    subject = metadata.get("subject", named)
     if source is None or not str(subject).isdigit():
         raise CheckpointError(
             f"{path}: its metadata records no data_source and subject to load its windows "
             f"from (it has {sorted(metadata)}); the checkpoints emg_lens trains record both"
         )
+    if named.isdigit() and int(named) != int(subject):
+        raise CheckpointError(
+            f"{path}: its metadata records subject {subject}, its folder's name subject "
+            f"{int(named)} (a folder copied under another subject's name?): it would load "
+            f"subject {subject}'s windows; name the folder subject_{subject}/, or train a "
+            f"model for subject {int(named)}"
+        )
+    warn_if_data_changed(metadata, int(subject))
     return load_subject(source, int(subject))
+
+
+def data_files(source: dict[str, Any], subject: int) -> list[Path]:
+    """The files a data source reads for ``subject``, as its dataset's registry entry lists
+    them (`emg_lens.data.registry`): the HDF5 store of ``"windows"``, none for synthetic data.
+
+    >>> data_files({"dataset": "synthetic-windows"}, 1)
+    []
+    """
+    from emg_lens.data.registry import dataset_info
+
+    return dataset_info(source.get("dataset")).files(source, subject)
+
+
+def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | None = None) -> None:
+    """Warn where a checkpoint's subject data is not what its model was trained beside: the
+    ``data_digest`` its training recorded (`source_digest` of its ``data_source``) differs
+    from the data's digest now (``digest``, computed when not given). Its files changed, or
+    your own files' folder numbers its subjects or gestures otherwise (another participant
+    added: subject 1 may now be another person): the model is scored on data it was not
+    trained beside. Checkpoints trained before the digest was recorded are not checked.
+
+    >>> from emg_lens.data import data_source
+    >>> source = data_source("synthetic")
+    >>> meta = {"data_source": source, "data_digest": source_digest(source, 1)}
+    >>> warn_if_data_changed(meta, 1)  # the same data: silent
+    """
+    trained = metadata.get("data_digest")
+    source = metadata.get("data_source")
+    if trained is None or source is None:
+        return
+    now = digest if digest is not None else source_digest(source, subject)
+    if now != trained:
+        warn_caller(
+            f"subject {subject}'s data is not the data its model was trained beside (the files "
+            f"of {source.get('root', source.get('dataset'))!r} changed since, or the folder "
+            "numbers its subjects, gestures or repetitions otherwise: another participant's "
+            f"files can make subject {subject} another person): it is scored on them as they "
+            "are now; retrain it to score it on its own data"
+        )
+
+
+def source_digest(source: dict[str, Any], subject: int) -> str:
+    """Digest of one subject's data from a checkpoint's data source: the source dict (with
+    its preprocessing spec), the subject, and the content of every file it reads.
+
+    >>> from emg_lens.data import data_source
+    >>> source = data_source("synthetic")
+    >>> source_digest(source, 1) == source_digest(source, 1) != source_digest(source, 2)
+    True
+    """
+    from emg_lens.data.registry import dataset_info
+
+    files = data_files(source, subject)
+    numbering = dataset_info(source.get("dataset")).numbering_of(source)  # your own files'
+    return json_digest(
+        {"source": source, "subject": int(subject), "files": files_digest(files), **numbering}
+    )
 
 
 def check_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -128,15 +128,28 @@ class TokenLayout:
         is the row of the ``[batch, channels, time]`` input it embeds; ``channel_names``, one
         per channel in that order, names them; ``time_step``, the seconds a patch lasts.
 
+        A modality's channel count and ``n_patches`` are positive ints (`check_int`): a count
+        of 0 or below would drop a modality, and ``n_patches=0`` every channel token.
+
         >>> TokenLayout.channel_tokens({"emg": 2}, n_patches=2, cls_token=False).time
         (0, 1, 0, 1)
-        """
+        >>> TokenLayout.channel_tokens({"emg": 2, "acc": -1})
+        Traceback (most recent call last):
+        ...
+        emg_lens.errors.LayoutError: channel_tokens modalities['acc'] (a channel count) must be a positive int, got -1
+        """  # noqa: E501
+        n_patches = check_int(n_patches, "channel_tokens n_patches", 1, None, LayoutError)
+        what = "channel_tokens modalities[{!r}] (a channel count)"
+        counts = {
+            name: check_int(count, what.format(name), 1, None, LayoutError)
+            for name, count in modalities.items()
+        }
         head = 1 if cls_token else 0
         group: list[str] = [CLS] * head
         channel: list[int] = [-1] * head
         time: list[int] = [-1] * head
         first = 0
-        for name, count in modalities.items():
+        for name, count in counts.items():
             for c in range(first, first + count):
                 group += [name] * n_patches
                 channel += [c] * n_patches

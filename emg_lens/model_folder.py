@@ -9,7 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emg_lens.checkpoints import read_checkpoint_info
+from emg_lens.data.preprocess import check_window_range
 from emg_lens.errors import CheckpointError, SpecError
 
 DEMO_MODELS = Path("runs/demo/models")
@@ -112,7 +115,8 @@ def study_models(models: Mapping[int, Any] | str | Path, subjects: Any = None) -
     """A study's models by subject: ``models`` itself where it is a mapping (``{subject:
     (model, SubjectData)}``, in memory), else the checkpoint folders `find_models` finds in
     the folder it names; narrowed to ``subjects`` (None: all), a subject without a model being
-    a `SpecError` naming the ones there are.
+    a `SpecError` naming the ones there are. In-memory windows beyond float32's range are
+    refused naming the subject (`check_window_range`).
 
     >>> study_models({1: "a", 2: "b"}, (2,))
     {2: 'b'}
@@ -122,6 +126,10 @@ def study_models(models: Mapping[int, Any] | str | Path, subjects: Any = None) -
     emg_lens.errors.SpecError: subjects [3] have no model; available: [1]
     """
     found = dict(models) if isinstance(models, Mapping) else find_models(models)
+    for subject, entry in found.items():  # windows in memory: read here, before any baseline
+        data = entry[1] if isinstance(entry, tuple) and len(entry) == 2 else None
+        for field in ("X_train", "X_test") if hasattr(data, "X_train") else ():
+            check_window_range(np.asarray(getattr(data, field)), f"subject {subject}: its {field}")
     if subjects is None:
         return found
     missing = sorted(set(subjects) - set(found))

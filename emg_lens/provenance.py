@@ -36,32 +36,8 @@ import numpy as np
 import torch
 
 from emg_lens._hints import no_type_check
-from emg_lens._io import file_digest
-from emg_lens.errors import UndigestibleStateError, warn_caller
-
-
-def json_digest(obj: Any) -> str:
-    """Digest of ``obj`` as canonical JSON (sorted keys; tuples as lists; others as `str`).
-
-    >>> json_digest({"window": (1, 2)}) == json_digest({"window": [1, 2]})
-    True
-    """
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def files_digest(paths: Iterable[str | Path]) -> str:
-    """One digest of the contents of several files, in the order given (names not included,
-    so a moved but unchanged file keeps its digest).
-
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> for name in ("a", "b"):
-    ...     _ = (folder / name).write_text(name)
-    >>> files_digest([folder / "a", folder / "b"]) != files_digest([folder / "b", folder / "a"])
-    True
-    """
-    return json_digest([file_digest(p) for p in paths])
+from emg_lens._io import file_digest, files_digest, json_digest
+from emg_lens.errors import UndigestibleStateError
 
 
 @functools.cache
@@ -483,61 +459,3 @@ def training_digest(data: Any) -> str:
     arrays = _arrays_hash([data.X_train, data.y_train, data.rep_train, data.train_trials])
     labels = data.meta.get(WINDOW_LABELS) or {}
     return json_digest({"arrays": arrays, "window_labels": labels})
-
-
-def data_files(source: dict[str, Any], subject: int) -> list[Path]:
-    """The files a data source reads for ``subject``, as its dataset's registry entry lists
-    them (`emg_lens.data.registry`): the HDF5 store of ``"windows"``, none for synthetic data.
-
-    >>> data_files({"dataset": "synthetic-windows"}, 1)
-    []
-    """
-    from emg_lens.data.registry import dataset_info
-
-    return dataset_info(source.get("dataset")).files(source, subject)
-
-
-def warn_if_data_changed(metadata: dict[str, Any], subject: int, digest: str | None = None) -> None:
-    """Warn where a checkpoint's subject data is not what its model was trained beside: the
-    ``data_digest`` its training recorded (`source_digest` of its ``data_source``) differs
-    from the data's digest now (``digest``, computed when not given). Its files changed, or
-    your own files' folder numbers its subjects or gestures otherwise (another participant
-    added: subject 1 may now be another person): the model is scored on data it was not
-    trained beside. Checkpoints trained before the digest was recorded are not checked.
-
-    >>> from emg_lens.data import data_source
-    >>> source = data_source("synthetic")
-    >>> meta = {"data_source": source, "data_digest": source_digest(source, 1)}
-    >>> warn_if_data_changed(meta, 1)  # the same data: silent
-    """
-    trained = metadata.get("data_digest")
-    source = metadata.get("data_source")
-    if trained is None or source is None:
-        return
-    now = digest if digest is not None else source_digest(source, subject)
-    if now != trained:
-        warn_caller(
-            f"subject {subject}'s data is not the data its model was trained beside (the files "
-            f"of {source.get('root', source.get('dataset'))!r} changed since, or the folder "
-            "numbers its subjects, gestures or repetitions otherwise: another participant's "
-            f"files can make subject {subject} another person): it is scored on them as they "
-            "are now; retrain it to score it on its own data"
-        )
-
-
-def source_digest(source: dict[str, Any], subject: int) -> str:
-    """Digest of one subject's data from a checkpoint's data source: the source dict (with
-    its preprocessing spec), the subject, and the content of every file it reads.
-
-    >>> from emg_lens.data import data_source
-    >>> source = data_source("synthetic")
-    >>> source_digest(source, 1) == source_digest(source, 1) != source_digest(source, 2)
-    True
-    """
-    from emg_lens.data.registry import dataset_info
-
-    files = data_files(source, subject)
-    numbering = dataset_info(source.get("dataset")).numbering_of(source)  # your own files'
-    return json_digest(
-        {"source": source, "subject": int(subject), "files": files_digest(files), **numbering}
-    )

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from emg_lens._io import visible_controls
 from emg_lens.cli.consent import add_modules_arguments, module_builder
 from emg_lens.data.registry import (
     DATASETS,
@@ -219,7 +220,7 @@ def save_and_show(output: Any, out: Path | str, what: str = "CSV tables, PNG and
     ``out``, print its console text, what was written and where its report.html is; returns
     the output. One ending for every command that writes a report."""
     written = output.save(out)
-    print(output.console())
+    print(visible_controls(output.console()))  # the names a study file gave, made visible
     print(f"\nwrote {len(written)} files ({what}) to {out}")
     print(f"report: {written[-1]}")
     return output

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from emg_lens._io import visible_controls
 from emg_lens.cli.common import add_command, add_device_argument, add_threads_argument
 from emg_lens.cli.consent import add_modules_arguments, allow_code
 
@@ -129,7 +130,7 @@ def cmd_discover(args: argparse.Namespace):
         device=resolve_device(args.device),
         allow_code=allow_code(args),
     )
-    print(result.console())
+    print(visible_controls(result.console()))  # the names a study file gave, made visible
     print(f"wrote {out}: {', '.join(result.tables())}, summary.md and figures (PNG, SVG)")
     print(f"report: {out / 'report.html'}")
     return result

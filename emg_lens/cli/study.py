@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from emg_lens._io import visible_controls
 from emg_lens.cli.common import (
     DATASETS,
     add_command,
@@ -142,7 +143,7 @@ def cmd_study_run(args: argparse.Namespace):
     )
     if result is None:
         return _other_rank_done(out)
-    print(result.console())
+    print(visible_controls(result.console()))  # the names a study file gave, made visible
     print(f"wrote {out}: {', '.join(result.tables())}, summary.md and figures (PNG, SVG)")
     print(f"report: {out / 'report.html'}")
     return result

@@ -135,7 +135,6 @@ def cmd_train(args: argparse.Namespace) -> list[dict]:
 def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     from emg_lens.checkpoints import load_checkpoint_data, read_checkpoint_info
     from emg_lens.model_folder import find_models
-    from emg_lens.provenance import warn_if_data_changed
     from emg_lens.stats.chance import chance_console, chance_table
     from emg_lens.studies.subjects import checkpoint_score
     from emg_lens.train import accuracy
@@ -149,8 +148,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict]:
     rows, checked, trained, scores = [], {}, {}, {}
     for subject, path in found.items():
         meta = read_checkpoint_info(path)["metadata"]
-        warn_if_data_changed(meta, subject)
-        data = load_checkpoint_data(path)  # no data_source recorded: refused by name
+        data = load_checkpoint_data(path)  # refused by name, or warned of (data_digest)
         (data,) = check_placements([data], meta["data_source"], args.realign)
         checked[subject] = data.meta.get("placement_check")
         trained[subject] = meta.get("placement_check")

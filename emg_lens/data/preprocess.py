@@ -40,6 +40,7 @@ from emg_lens.errors import (
     ArgumentError,
     ConfigError,
     DataFormatError,
+    InputValueError,
     check_field_types,
     check_int,
     check_number,
@@ -364,6 +365,34 @@ def _from_arrays(arrays: Any, held: np.ndarray, subject: int, source: str) -> Su
             **trials,
         },
     )
+
+
+WINDOW_LIMIT = float(np.finfo(np.float32).max)
+"""The largest magnitude a window's value may have (float32's, about 3.4e38): what a model reads
+in float32, and far from what overflows the baseline's float64 squares."""
+
+
+def check_window_range(X: np.ndarray, field: str) -> None:
+    """Refuse, naming ``field`` and its largest magnitude, finite values beyond `WINDOW_LIMIT`
+    (windows of float64 values near 1e200 are finite, but their squares overflow); NaN and
+    inf are left to the finiteness checks.
+
+    >>> check_window_range(np.array([[[1.0, -1e200]]]), "subject 2: its X_train")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.InputValueError: subject 2: its X_train holds values up to 1e+200 in \
+magnitude; windows are read within float32's range (|x| <= 3.4e+38), as a model reads them and \
+the feature baseline squares them: rescale or clean them
+    """
+    if X.dtype.kind != "f" or X.dtype.itemsize <= 4:
+        return
+    over = np.isfinite(X) & (np.abs(X) > WINDOW_LIMIT)
+    if over.any():
+        raise InputValueError(
+            f"{field} holds values up to {float(np.abs(X[over]).max()):.3g} in magnitude; "
+            f"windows are read within float32's range (|x| <= {WINDOW_LIMIT:.2g}), as a model "
+            "reads them and the feature baseline squares them: rescale or clean them"
+        )
 
 
 MIN_STD = 1e-8

@@ -14,7 +14,13 @@ from typing import Any
 
 import torch
 
-from emg_lens.checkpoints import load_checkpoint_data, read_checkpoint_info, user_modules_of
+from emg_lens.checkpoints import (
+    load_checkpoint_data,
+    read_checkpoint_info,
+    source_digest,
+    user_modules_of,
+    warn_if_data_changed,
+)
 from emg_lens.data.placement import has_placement
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.data.registry import DATASETS, dataset_info
@@ -23,9 +29,7 @@ from emg_lens.provenance import (
     arrays_digest,
     checkpoint_digest,
     model_digest,
-    source_digest,
     training_digest,
-    warn_if_data_changed,
 )
 from emg_lens.stats.chance import TrialScore
 from emg_lens.train import predict

@@ -56,7 +56,7 @@ import numpy as np
 from jaxtyping import Float
 
 from emg_lens._blas import one_blas_thread
-from emg_lens.data.preprocess import SubjectData
+from emg_lens.data.preprocess import SubjectData, check_window_range
 from emg_lens.errors import (
     ArgumentError,
     DataFormatError,
@@ -132,6 +132,7 @@ def _windows(X: Any, field: str) -> np.ndarray:
     if bad:
         raise InputValueError(f"{field} holds {bad} non-finite values (NaN or inf); a baseline "
                               "is fitted and scored on finite windows only")  # fmt: skip
+    check_window_range(X, field)
     return X
 
 

@@ -25,7 +25,7 @@ from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from emg_lens._io import atomic_write
-from emg_lens.checkpoints import save_checkpoint
+from emg_lens.checkpoints import save_checkpoint, source_digest
 from emg_lens.config import EncoderConfig, config_for_data
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.edges import parse
@@ -38,7 +38,6 @@ from emg_lens.errors import (
     fields_checked,
 )
 from emg_lens.models.base import HookedBiosignalModel
-from emg_lens.provenance import source_digest
 from emg_lens.train.baseline import feature_baseline
 from emg_lens.train.loop import check_finite_loss, check_finite_weights
 from emg_lens.train.reuse import TrainedEntry

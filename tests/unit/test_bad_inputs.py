@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ from tests.tiny import subject_for, tiny_isonet, tinymyo_config
 from tests.unit.bad_inputs import cli as cli_rows
 from tests.unit.bad_inputs import data as data_rows
 from tests.unit.bad_inputs import models as models_rows
+from tests.unit.bad_inputs import notebook as notebook_rows
 from tests.unit.bad_inputs import studies as studies_rows
 from tests.unit.bad_inputs import training as training_rows
 from tests.unit.bad_inputs import wrong_types as wrong_type_rows
@@ -137,6 +139,15 @@ def _nan_data_study(tmp: Path):
     data = _subject(model)
     data.X_test[1, 0, 0] = np.nan
     return run_study(_spec(), models={5: (model, data)}, progress=False)
+
+
+def _huge_training_windows_study(tmp: Path):
+    """Finite float64 windows near 1e200: their squares overflow (the feature baseline)."""
+    model = _isonet()
+    data = _subject(model)
+    data.X_train = data.X_train.astype(np.float64)
+    data.X_train[1, 0, 0] = -1e200
+    return run_study(_spec(), models={7: (model, data)}, progress=False)
 
 
 # ----------------------------------------------------------------------------- item 5 triggers
@@ -293,6 +304,12 @@ BAD_INPUTS = [
     ("nan study baseline", _nan_study, StudyError, "subject 3, condition 'baseline'"),
     ("nan study intervention", _nan_hook_study, StudyError, "subject 4, condition 'poisoned"),
     ("nan study data", _nan_data_study, StudyError, "subject 5: its test windows"),
+    (
+        "study windows near 1e200",
+        _huge_training_windows_study,
+        InputValueError,
+        "subject 7: its X_train holds values up to 1e+200 in magnitude",
+    ),
     # item 5: checkpoints
     ("truncated safetensors", _truncated_weights, CheckpointError, "model.safetensors"),
     ("empty safetensors", _empty_weights, CheckpointError, "model.safetensors"),
@@ -388,6 +405,8 @@ BAD_INPUTS = [
     *studies_rows.ROWS,
     *cli_rows.ROWS,
     *wrong_type_rows.ROWS,
+    # issue 85: the notebook's data path
+    *notebook_rows.ROWS,
 ]
 
 
@@ -514,3 +533,58 @@ def test_a_cache_layer_the_model_lacks_is_a_named_key_error():
         cache["no_such_hook"]
     assert not isinstance(info.value, CacheKeyError)
     assert issubclass(CacheKeyError, KeyError) and str(CacheKeyError("x")) == "x"  # not "'x'"
+
+
+def test_checkpoint_data_whose_files_changed_since_training_is_warned_of(tmp_path):
+    """`load_checkpoint_data` checks the data digest its checkpoint records, as `study run`
+    does (`warn_if_data_changed`): the same words, and silent where the data are the same."""
+    import warnings
+
+    from emg_lens.checkpoints import read_checkpoint_info, source_digest
+
+    path = notebook_rows.synthetic_checkpoint(tmp_path / "subject_1", subject=1)
+    source = read_checkpoint_info(path)["metadata"]["data_source"]
+    same = notebook_rows.synthetic_checkpoint(
+        tmp_path / "same", subject=1, data_digest=source_digest(source, 1)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_checkpoint_data(same)
+    changed = notebook_rows.synthetic_checkpoint(tmp_path / "changed", subject=1, data_digest="0")
+    with pytest.warns(UserWarning, match="subject 1's data is not the data its model was trained"):
+        load_checkpoint_data(changed)
+
+
+def test_terminal_control_characters_of_a_study_never_reach_its_text_files(tmp_path, capsys):
+    """A study's description holding terminal escapes ("\\x1b[2J" clears the screen of whoever
+    cats summary.md) is written with them made visible, as HTML escapes text from data; the
+    command's echo too (issue 85)."""
+    model = _isonet()
+    description = "Cuts \x1b[2J\x1b[31mper layer\x9b\x07 done"
+    result = run_study(
+        _spec(description=description, name="esc"),
+        models={1: (model, _subject(model))},
+        out_dir=tmp_path / "out",
+        progress=False,
+    )
+    for path in (tmp_path / "out").iterdir():
+        if path.suffix in (".md", ".csv", ".json", ".html"):
+            text = path.read_text(encoding="utf-8")
+            assert not [c for c in text if c not in "\n\t" and unicodedata.category(c) == "Cc"]
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "Cuts \\x1b[2J\\x1b[31mper layer\\x9b\\x07 done" in summary
+    assert result.to_markdown().count("\x1b") == 2  # the result itself keeps the text
+
+
+def test_a_commands_echo_of_a_result_shows_control_characters_visibly(tmp_path, capsys):
+    """What a command prints of a result (class names from data, claims' text) cannot drive
+    the terminal either (issue 85)."""
+    from types import SimpleNamespace
+
+    from emg_lens.cli.common import save_and_show
+
+    output = SimpleNamespace(
+        save=lambda out: [out / "report.html"], console=lambda: "class \x1b]0;owned\x07 fist"
+    )
+    save_and_show(output, tmp_path)
+    assert "class \\x1b]0;owned\\x07 fist" in capsys.readouterr().out

@@ -53,6 +53,29 @@ def test_bad_channel_names_are_refused(names, says):
         TokenLayout.channel_tokens({"eeg": 3}, channel_names=names)
 
 
+@pytest.mark.parametrize(
+    ("modalities", "n_patches", "says"),
+    [
+        (
+            {"emg": 2, "acc": -1},
+            1,
+            r"modalities\['acc'\] \(a channel count\) must be a positive int, got -1",
+        ),
+        (
+            {"emg": 2, "acc": 0},
+            1,
+            r"modalities\['acc'\] \(a channel count\) must be a positive int, got 0",
+        ),
+        ({"emg": 2}, 0, r"n_patches must be a positive int, got 0"),
+    ],
+)
+def test_counts_that_would_drop_tokens_are_refused(modalities, n_patches, says):
+    """A modality of 0 or -1 channels would vanish from the layout, and n_patches=0 would
+    leave CLS alone (issue 85)."""
+    with pytest.raises(LayoutError, match=r"channel_tokens " + says):
+        TokenLayout.channel_tokens(modalities, n_patches=n_patches)
+
+
 def test_channel_name_checks_the_position():
     layout = TokenLayout.channel_tokens({"eeg": 2}, channel_names=["C3", "C4"])
     with pytest.raises(LayoutError, match=r"position 3.*0\.\.2"):

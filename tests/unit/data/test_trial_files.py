@@ -505,9 +505,9 @@ def test_another_participants_files_change_every_subjects_keys(tmp_path):
     participant's files can renumber subject 1's labels: subject 1's cache key and data
     digest change with them (the cache served the old labels, and studies reused their cells),
     and stay put when nothing the numbering reads changed."""
+    from emg_lens.checkpoints import source_digest
     from emg_lens.data.cache import cache_key
     from emg_lens.data.datasets import data_source
-    from emg_lens.provenance import source_digest
 
     for subject in ("alice", "bob"):
         for rep in range(1, 7):
@@ -537,9 +537,8 @@ def test_a_model_scored_after_another_participant_renumbered_its_folder_is_warne
     checkpoint's recorded data digest no longer matches, and scoring it says so."""
     import warnings
 
-    from emg_lens.checkpoints import read_checkpoint_info
+    from emg_lens.checkpoints import read_checkpoint_info, warn_if_data_changed
     from emg_lens.cli import main
-    from emg_lens.provenance import warn_if_data_changed
 
     root = tmp_path / "rec"
     for i, subject in enumerate(("alice", "bob")):

@@ -449,3 +449,16 @@ def test_labram_of_the_whole_channel_table_without_chs_info_attaches_in_its_orde
     x = torch.randn(2, 128, 64)
     with torch.no_grad():
         assert torch.equal(model(x), original(x))
+
+
+@pytest.mark.parametrize("name", ["LUNA", "ZUNA"])
+def test_names_that_contradict_the_models_own_chs_info_are_refused(name):
+    """LUNA and ZUNA embed each channel by its chs_info; ch_names in another order would label
+    each token, and so every cut by channel name, with another electrode (issue 85)."""
+    source = table.zoo_source(name)
+    own = [ch["ch_name"] for ch in source.chs_info]
+    with pytest.raises(AttachError, match=rf"ch_names\[0\]={own[-1]!r}, but .*{own[0]!r}"):
+        attach_braindecode(source, ch_names=own[::-1])
+    assert attach_braindecode(source, ch_names=own).layout_of(0).channel_names[: len(own)] == (
+        tuple(own)
+    )

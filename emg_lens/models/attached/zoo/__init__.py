@@ -97,9 +97,10 @@ def attach_braindecode(
     """Open a braindecode model with `attach`, the layouts read off `ZOO`'s entry.
 
     ``ch_names`` default to the model's ``chs_info`` (or ``ch0``, ``ch1``, ...), ``n_times``
-    to the model's; where the model knows its own, given ones must agree. An architecture
-    that runs at any input size (CBraMod) opens without them, which then fix the size probed
-    here; another model built without a size needs them.
+    to the model's; where the model knows its own, given ones must agree (an `AttachError`
+    names the first name that does not: its position, the given name and the model's). An
+    architecture that runs at any input size (CBraMod) opens without them, which then fix the
+    size probed here; another model built without a size needs them.
 
     >>> from emg_lens.models import attach_braindecode
     >>> from emg_lens.models import TinyAttention
@@ -132,6 +133,7 @@ def attach_braindecode(
     if entry.any_size is not None:
         channels = None if names is None else len(names)
         channels, samples = entry.any_size(model, channels, samples)
+        _check_own_names(model, name, ch_names)
         names_known = None if names is None else tuple(names)
         targets = tuple(base_names(name, model, ())) if name in INTERPOLATED else None
         return attach(
@@ -167,7 +169,8 @@ def attach_braindecode(
         what=f"braindecode's {name}",
         check="ch_names and n_times",
     )
-    layouts = entry.layouts(found.calls, tokens, model)
+    layouts = entry.layouts(found.calls, tokens, model)  # its own refusals first (EEGPT's)
+    _check_own_names(model, name, ch_names)
     return attach(
         module,
         layout=layouts,
@@ -197,8 +200,7 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
         return names
     if n_chans is None:
         return None
-    info = getattr(model, "_chs_info", None) or []
-    names = [n for ch in info if isinstance(ch, dict) and isinstance(n := ch.get("ch_name"), str)]
+    names = _own_names(model)
     if len(names) == n_chans and all(names):
         return names
     if name == "Labram":  # its forward without ch_names reads LaBraM's whole table, in order
@@ -206,6 +208,29 @@ def _names(model: nn.Module, name: str, ch_names: Sequence[str] | None) -> list[
         if len(order) == n_chans:
             return list(order)
     return [f"ch{i}" for i in range(n_chans)]
+
+
+def _own_names(model: nn.Module) -> list[str]:
+    """The channel names of the model's own ``chs_info`` ([] where it has none)."""
+    info = getattr(model, "_chs_info", None) or []
+    return [n for ch in info if isinstance(ch, dict) and isinstance(n := ch.get("ch_name"), str)]
+
+
+def _check_own_names(model: nn.Module, name: str, given: Sequence[str] | None) -> None:
+    """Refuse ``ch_names`` that contradict the model's own ``chs_info`` (in case, "Fp1" and
+    "FP1" agree), naming the first disagreement: every cut by channel name would hit another
+    electrode. A model without ``chs_info`` takes any names."""
+    own = _own_names(model)
+    if given is None or len(own) != len(given):  # none of its own; a count is refused before
+        return
+    for i, (mine, theirs) in enumerate(zip(given, own, strict=True)):
+        if str(mine).casefold() != theirs.casefold():
+            raise AttachError(
+                f"ch_names[{i}]={mine!r}, but braindecode's {name} was built with chs_info "
+                f"naming its input channel {i} {theirs!r}: a cut by channel name would hit "
+                "another electrode. Leave ch_names out, or give the model's own names in its "
+                f"order ({', '.join(own[:8])}{', ...' if len(own) > 8 else ''})"
+            )
 
 
 def _samples(model: nn.Module, n_times: SupportsIndex | None, name: str) -> int | None:
