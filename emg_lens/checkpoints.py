@@ -46,6 +46,7 @@ from emg_lens.errors import (
     warn_caller,
 )
 from emg_lens.models import MODEL_CLASSES, HookedBiosignalModel, TinyMyo
+from emg_lens.models.base import is_model
 
 if TYPE_CHECKING:
     from emg_lens.data.preprocess import SubjectData
@@ -96,7 +97,7 @@ def save_checkpoint(
     (`StorageError` naming the file); a folder turning read-only between the two renames
     leaves a ``config.json`` naming other weights, which `load_checkpoint` refuses."""
     path = _folder(path, "save_checkpoint")
-    if not isinstance(model, HookedBiosignalModel):
+    if not is_model(model):
         raise ArgumentError(
             "save_checkpoint(model) must be an emg_lens model (IsoNet, TinyMyo, an attached "
             f"model, ...), got {type(model).__name__}"

@@ -28,7 +28,7 @@ from emg_lens._hints import no_type_check
 from emg_lens.edges import EdgeSet, no_edges, parse
 from emg_lens.errors import ArgumentError, LayoutError, check_ints, warn_caller
 from emg_lens.layout import TokenLayout, check_mask_shape, warn_keyless_queries
-from emg_lens.models.base import HookedBiosignalModel
+from emg_lens.models.base import is_model
 from emg_lens.models.reach import current_forward, unread_positions, warn_unread
 
 HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor]
@@ -197,7 +197,7 @@ model has n_layers=2 (valid indices 0..1)
 
 def _compile(edges: EdgesLike, model: Any, layers: Iterable[int] | None, explicit: bool) -> Cut:
     """`compile_edges`, where ``explicit`` says whether the user named the layers."""
-    if not isinstance(model, HookedBiosignalModel):
+    if not is_model(model):
         raise ArgumentError(
             "compile_edges(edges, model) needs an emg_lens model (IsoNet, TinyMyo, a converted "
             f"or attached model), got {type(model).__name__}"

@@ -498,7 +498,7 @@ def test_circuitsvis_export_is_optional(monkeypatch):
     with pytest.raises(ArgumentError, match="needs an ActivationCache"):
         to_circuitsvis(cache.cache_dict, 0)
     monkeypatch.setitem(sys.modules, "circuitsvis", None)  # importing it fails
-    with pytest.raises(MissingDependencyError, match=r"pip install emg_lens\[viz\]") as missing:
+    with pytest.raises(MissingDependencyError, match=r"pip install circuitsvis") as missing:
         to_circuitsvis(cache, 0)
     assert isinstance(missing.value, ImportError) and missing.value.name == "circuitsvis"
 

@@ -525,15 +525,21 @@ def test_verification_catches_a_hooked_path_that_skips_hook_attn_scores(subjects
 
 
 def test_structural_zeros_are_named_and_left_out_of_the_family(subjects, tmp_path, no_figures):
-    """Scored on the CLS head, a last-layer cross-modal cut leaves the CLS row whole, and an
-    edge set with no edge on this layout cuts nothing: both compute the baseline exactly.
-    They are marked, get no p, and leave the family: layer mode `individual` then holds only
-    the cuts of layers 0 and 1, so Bonferroni multiplies by 2, not 4."""
+    """Scored on the CLS head, a last-layer cross-modal cut leaves the CLS row whole: it
+    computes the baseline exactly. It is marked, gets no p, and leaves the family: layer mode
+    `individual` then holds only the cuts of layers 0 and 1, so Bonferroni multiplies by 2,
+    not 3. An edge set with no edge on this layout is refused by name, as `compile_edges`
+    refuses it (issue 85: one answer on every path; it was a structural zero here)."""
+    nothing = {"name": "nothing", "edges": "between(emg,acc) & between(acc,emg)"}
     spec = _spec(
-        interventions=[
-            {"name": "cross", "edges": "cross_modal"},
-            {"name": "nothing", "edges": "between(emg,acc) & between(acc,emg)"},
-        ],
+        interventions=[{"name": "cross", "edges": "cross_modal"}, nothing],
+        layers={"modes": ["individual", "all"]},
+        heads=["all"],
+    )
+    with pytest.raises(SpecError, match=r"intervention 'nothing': .* selects no edge in layers"):
+        run_study(spec, models=subjects, out_dir=tmp_path / "refused", progress=False)
+    spec = _spec(
+        interventions=[{"name": "cross", "edges": "cross_modal"}],
         layers={"modes": ["individual", "all"]},
         heads=["all"],
     )
@@ -541,10 +547,7 @@ def test_structural_zeros_are_named_and_left_out_of_the_family(subjects, tmp_pat
     summary = result.summary
     zero = summary["stars"] == "≡0"
     layers = [None if pd.isna(v) else int(v) for v in summary.loc[zero, "layer"]]
-    named = set(zip(summary.loc[zero, "intervention"], layers))
-    assert named == {("cross", 2), ("nothing", 0), ("nothing", 1), ("nothing", 2)} | {
-        ("nothing", None)  # mode all
-    }
+    assert set(zip(summary.loc[zero, "intervention"], layers)) == {("cross", 2)}
     assert summary.loc[zero, "p"].isna().all() and summary.loc[zero, "p_corr"].isna().all()
     assert (summary.loc[zero, "delta_pct"] == 0).all()
     tested = summary[~zero & (summary["mode"] == "individual")]
