@@ -218,7 +218,7 @@ def _compile(edges: EdgesLike, model: Any, layers: Iterable[int] | None, explici
     if not isinstance(edge_set, EdgeSet) or edge_set == no_edges():
         idle = []  # a mask the user computed, or no_edges by name: the uncut condition
     if idle and len(idle) == len(masks):
-        only = edge_set.layer_indices()
+        only = edge_set.layer_indices() if isinstance(edge_set, EdgeSet) else set()
         why = (
             f"its layers({','.join(map(str, sorted(only)))}) leave {_layers_text(idle)} out"
             if only
