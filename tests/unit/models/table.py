@@ -39,6 +39,7 @@ from torch import nn
 
 from emg_lens import EncoderConfig
 from emg_lens.config import HOOK_FLAGS
+from emg_lens.errors import LayoutError, UnsupportedReadoutError
 from emg_lens.layout import TokenLayout
 from emg_lens.models import (
     HierarchicalTransformer,
@@ -49,7 +50,15 @@ from emg_lens.models import (
     attach,
 )
 from emg_lens.models.attached.examples import PatchAttention, SpectralEEG, TinyAttention
-from emg_lens.models.base import provides
+from emg_lens.models.base import (
+    ATTENTION_HOOKS,
+    CAPABILITIES,
+    LAYERWISE,
+    LINEAR_READOUT,
+    SPLIT_QKV,
+    TL_WEIGHTS,
+    provides,
+)
 from tests.tiny import perturb_biases, tinymyo_config
 from tests.unit.models import attached_models as am
 from tests.unit.models import converted_models as cm
@@ -477,14 +486,115 @@ def get(name: str) -> nn.Module:
     return get_pair(name)[0]
 
 
+# ------------------------------------------------------------------------------------ traits
+# What a row's model has, by name, known before it is built: the tests are generated for the
+# rows that have what they check (no test generated to be skipped). `DECLARED` holds what only
+# a built model says (`traits_of`; `test_capabilities` checks each row's declaration against its
+# built model); `traits` adds what the row itself says.
+STACK = "stack"
+"""A shared stack ``blocks`` (``cfg.n_layers > 0``; the MultimodalTransformer's layers are all
+its stems')."""
+FINAL_NORM = "final_norm"
+"""A final norm with a scale (``ln_final.w``): what ``apply_ln`` applies."""
+PRE_LN = "pre_ln"
+"""Pre-LN blocks (``cfg.norm_position != "post"``)."""
+ONE_LAYOUT = "one_layout"
+"""Every attention layer sees the model's layout, unfolded, and layer 0 has residual hooks:
+what ``pos_slice`` slices (not a cross-attention, nor calls over other tokens, nor scores with
+folds x batch rows)."""
+UNEMBEDDING = "unembedding"
+"""The classifier is a TransformerLens unembedding (``tokens_to_residual_directions``,
+``unembed_positions``)."""
+ORIGINAL = "original"
+"""The row's model has an original other than itself (it is not native)."""
+OWN_MASK = "own_mask"
+"""The row's original takes a mask argument of its own (``Row.own_mask``)."""
+
+
+def _one_layout(model: Any) -> bool:
+    try:
+        layout = model.layout
+    except LayoutError:
+        return False
+    folds = getattr(model, "folds_of", lambda layer: 1)
+    return "blocks.0.hook_resid_pre" in model.hook_dict and all(
+        layout_of(model, layer) == layout and folds(layer) == 1
+        for layer in range(model.cfg.n_layers)
+    )
+
+
+def _unembedding(model: Any) -> bool:
+    try:
+        model.tokens_to_residual_directions(0)
+        return model.unembed_positions is not None
+    except (UnsupportedReadoutError, AttributeError):
+        return False
+
+
+def traits_of(model: Any) -> frozenset[str]:
+    """What a built model has: its capabilities (`provides`) and the traits above that only
+    a built model says (`DECLARED` declares them per row)."""
+    cfg = getattr(model, "cfg", None)
+    has = {feature for feature in CAPABILITIES if provides(model, feature)}
+    if provides(model, ATTENTION_HOOKS):
+        if cfg.n_layers > 0:
+            has.add(STACK)
+        if cfg.norm_position != "post":
+            has.add(PRE_LN)
+        if _one_layout(model):
+            has.add(ONE_LAYOUT)
+    if hasattr(getattr(model, "ln_final", None), "w"):
+        has.add(FINAL_NORM)
+    if _unembedding(model):
+        has.add(UNEMBEDDING)
+    return frozenset(has)
+
+
+_TL = frozenset({ATTENTION_HOOKS, LAYERWISE, TL_WEIGHTS, SPLIT_QKV, STACK, PRE_LN, ONE_LAYOUT})
+_ATTACHED = frozenset({ATTENTION_HOOKS, STACK, PRE_LN})
+_NOT_ONE_LAYOUT = {  # attached models whose attention calls see other tokens, or folds
+    *("example_patch", "zoo_ATCNet", "zoo_CBraMod", "zoo_DANCE", "zoo_EEGDINO", "zoo_EEGPT"),
+    *("zoo_LUNA", "zoo_MEDFormer", "zoo_MVPFormer", "zoo_MetaNeuromotorHand"),
+}
+DECLARED: dict[str, frozenset[str]] = {
+    "isonet": _TL | {FINAL_NORM, LINEAR_READOUT, UNEMBEDDING},
+    "hierarchical": _TL | {FINAL_NORM, LINEAR_READOUT},
+    "multimodal_transformer": _TL - {TL_WEIGHTS, STACK, ONE_LAYOUT} | {FINAL_NORM, LINEAR_READOUT},
+    "tinymyo": _TL | {FINAL_NORM, LINEAR_READOUT},
+    "mlp": frozenset(),
+    "torch_pre_ln": _TL | {FINAL_NORM},
+    "torch_post_ln": _TL - {PRE_LN},
+    "braindecode_labram": _TL | {FINAL_NORM, LINEAR_READOUT, UNEMBEDDING},
+    "braindecode_cbramod": _TL,
+    "braindecode_eegpt": _TL | {FINAL_NORM},
+    "braindecode_pbt": _TL | {LINEAR_READOUT, UNEMBEDDING},
+    **{
+        name: _ATTACHED if name in _NOT_ONE_LAYOUT else _ATTACHED | {ONE_LAYOUT}
+        for name in names("attached")
+    },
+}
+"""Each row's `traits_of` its built model, declared (`test_capabilities` checks each against
+the built model, so that the two cannot drift)."""
+
+
+def traits(name: str) -> frozenset[str]:
+    """Row ``name``'s traits, without building it: `DECLARED`, and `ORIGINAL` / `OWN_MASK`
+    from the row."""
+    row = TABLE[name]
+    own = {ORIGINAL} if row.tier != "native" else set()
+    if row.own_mask is not None:
+        own.add(OWN_MASK)
+    return DECLARED[name] | own
+
+
 def providing(*features: str, lacking: tuple[str, ...] = (), tier: str | None = None) -> list[str]:
-    """The names whose model provides every one of ``features`` and none of ``lacking``
-    (`emg_lens.models.base.provides`; each model built once per process to ask)."""
+    """The names whose model has every one of ``features`` and none of ``lacking`` (the
+    capabilities of `emg_lens.models.base` and the traits above, as declared: `traits`; no
+    model is built to ask)."""
     return [
         name
         for name in names(tier)
-        if all(provides(get(name), f) for f in features)
-        and not any(provides(get(name), f) for f in lacking)
+        if traits(name).issuperset(features) and traits(name).isdisjoint(lacking)
     ]
 
 

@@ -40,6 +40,13 @@ def _model(name):
 
 
 @pytest.mark.parametrize("name", EVERY_TIER)
+def test_the_tables_declared_traits_are_the_built_models(name):
+    """The tests are generated from each row's declared capabilities and traits (no model is
+    built at collection): they are what the built model says."""
+    assert table.traits_of(table.get(name)) == table.DECLARED[name]
+
+
+@pytest.mark.parametrize("name", EVERY_TIER)
 def test_a_linear_readout_is_what_the_readout_computes_or_is_refused_saying_why(name):
     model = _model(name)
     assert is_model(model) and model.contract <= set(CAPABILITIES)

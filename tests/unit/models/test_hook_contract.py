@@ -4,16 +4,17 @@ tiers of docs/ARCHITECTURE.md (issue 48).
 `test_contract` runs every check on every model of the table (`tests.unit.models.table`:
 native, converted and attached), as scikit-learn's ``parametrize_with_checks`` runs each of its
 checks on each estimator, chosen by the model's capabilities (`emg_lens.models.base.provides`):
-a check that needs a capability the model lacks is skipped, naming it, and a model lacking one
-is checked to refuse it by name (the ``refuses_*`` checks). Models are built once per process
-and shared; a check that changes one puts it back.
+a check is generated only for the models having what it needs (`table.traits`, declared per
+model and checked against the built model in `test_capabilities`), and a model lacking a
+capability is checked to refuse it by name (the ``refuses_*`` checks). Models are built once
+per process and shared; a check that changes one puts it back.
 
 Where a converted architecture breaks an identity TransformerLens assumes, the check says so and
 checks what holds instead: a post-LN model's residual stream is not the sum of its components
 (each norm rescales what came before it), but each block's sum before its norm is; a model
 without a final norm has no ``ln_final`` to apply. The MultimodalTransformer has no shared stack
 (``n_layers=0``: its layers are its stems', tested in test_fusion.py): the checks about the
-stack ``blocks`` skip it, saying so. A few IsoNet-specific tests follow the contract.
+stack ``blocks`` are not generated for it. A few IsoNet-specific tests follow the contract.
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ CHECKS: dict[str, Callable] = {}
 """name -> check(name, model); each has ``needs``: the capabilities it applies with."""
 
 
-def check(*needs: str, stack: bool = False):
-    """Register a check that applies to models providing ``needs`` (and, ``stack``, having a
-    shared stack ``blocks``)."""
+def check(*needs: str, stack: bool = False, lacks: tuple[str, ...] = ()):
+    """Register a check that applies to the models having ``needs`` (capabilities and the
+    table's traits: `table.traits`; ``stack``: a shared stack ``blocks``) and none of
+    ``lacks``: `test_contract` is generated for those models only."""
 
     def register(fn):
-        fn.needs, fn.stack = needs, stack
+        fn.needs, fn.lacks = (*needs, *((table.STACK,) if stack else ())), lacks
         CHECKS[fn.__name__.removeprefix("check_")] = fn
         return fn
 
@@ -229,13 +231,13 @@ def check_noop_hooks_are_bit_identical(name, model):
     assert torch.equal(model.run_with_hooks(x, fwd_hooks=everywhere), logits)
 
 
-@check()
+@check(table.ORIGINAL)
 def check_unhooked_output_is_the_originals(name, model):
     """With nothing hooked an attached model runs its original, bit for bit (fast paths and
-    all); a converted model computes its source's function."""
+    all); a converted model computes its source's function (a native model is its own
+    original: not generated)."""
     model, original = table.with_original(name)
-    if original is None:
-        pytest.skip(f"{name} is native: it is its own original")
+    assert original is not None, name
     x = model.example_input(3)
     if TABLE[name].tier == "attached":
         with torch.no_grad():
@@ -507,14 +509,13 @@ def check_gradients_are_finite_with_a_query_left_no_key(name, model):
         assert (scores.grad[rows] == 0).all()
 
 
-@check(ATTENTION_HOOKS, stack=True)
+@check(ATTENTION_HOOKS, table.OWN_MASK, stack=True)
 def check_an_edge_cut_equals_the_models_own_mask(name, model):
     """Where the original takes a mask of its own, a cut in every layer equals it computed
     with the same keys blocked by that mask, nothing hooked (torch's fast paths would run
     under no_grad if nothing stopped them) and hooked alike."""
     row = TABLE[name]
-    if row.own_mask is None:
-        pytest.skip(f"{name}'s original takes no mask argument of its own")
+    assert row.own_mask is not None, name
     model, original = table.with_original(name)
     x = model.example_input(5)
     cut = _cut(model, 0, seed=3, heads=None if row.own_mask_per_head else 1)
@@ -565,10 +566,10 @@ def check_decompose_resid_sums_to_final_residual(name, model):
         )
 
 
-@check(LAYERWISE, stack=True)
+@check(LAYERWISE, table.FINAL_NORM, stack=True)
 def check_accumulated_resid_and_apply_ln(name, model):
-    if not _has_final_norm(model):
-        pytest.skip("no final norm (ln_final is the identity): nothing for apply_ln_to_stack")
+    # (a model without a final norm, ln_final the identity, has nothing for apply_ln_to_stack)
+    assert _has_final_norm(model), name
     _, cache = model.run_with_cache(model.example_input(2))
     n = model.cfg.n_layers
     acc, labels = cache.accumulated_resid(return_labels=True)
@@ -792,13 +793,12 @@ def _refusal(feature: str):
 
     def register(fn):
         def refuses(name, model):
-            if provides(model, feature):
-                pytest.skip(f"{name} provides {feature}: nothing to refuse")
+            assert not provides(model, feature), name
             fn(name, model)
 
         refuses.__name__ = fn.__name__
         refuses.__doc__ = fn.__doc__
-        return check()(refuses)
+        return check(lacks=(feature,))(refuses)
 
     return register
 
@@ -849,16 +849,18 @@ def check_refuses_split_qkv_input(name, model):
 # ----------------------------------------------------------------------------- the test
 
 
-@pytest.mark.parametrize("name", list(TABLE))
-@pytest.mark.parametrize("check_name", list(CHECKS))
-def test_contract(name, check_name):
+CONTRACT = [
+    (check_name, name)
+    for check_name, fn in CHECKS.items()
+    for name in table.providing(*fn.needs, lacking=fn.lacks)
+]
+"""Each check with each model it applies to (the table's declared traits: no model built)."""
+
+
+@pytest.mark.parametrize(("check_name", "name"), CONTRACT)
+def test_contract(check_name, name):
     model = table.get(name)
     fn = CHECKS[check_name]
-    for feature in fn.needs:
-        if not provides(model, feature):
-            pytest.skip(f"{name} does not provide {feature}")
-    if fn.stack and model.cfg.n_layers == 0:
-        pytest.skip(f"{type(model).__name__} has no shared stack `blocks` (n_layers=0)")
     try:
         fn(name, model)
     finally:

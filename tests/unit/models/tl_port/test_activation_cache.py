@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformer_lens.utilities import Slice, get_act_name
 
-from tests.unit.models.tl_port.conftest import PRE_LN, get_model
+from tests.unit.models.tl_port.conftest import NORMED, PRE_LN, get_model
 
 
 @pytest.fixture(params=PRE_LN, scope="module")
@@ -27,15 +27,14 @@ def cached(request):
     return model, cache
 
 
-def _needs_final_norm(model):
-    if not hasattr(model.ln_final, "w"):
-        pytest.skip("no final norm: apply_ln has nothing to apply")
+NORMED_ONLY = pytest.mark.parametrize("cached", NORMED, indirect=True)
+"""On the models with a final norm (apply_ln has nothing to apply without one)."""
 
 
 @torch.no_grad()
+@NORMED_ONLY
 def test_accumulated_resid_with_apply_ln(cached):  # test_accumulated_resid_with_apply_ln
     model, cache = cached
-    _needs_final_norm(model)
     accumulated = cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1)
     ref = cache.apply_ln_to_stack(accumulated, layer=-1, pos_slice=-1, recompute_ln=True)
     scaled = cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1, apply_ln=True)
@@ -49,9 +48,9 @@ def test_accumulated_resid_with_apply_ln(cached):  # test_accumulated_resid_with
 
 
 @torch.no_grad()
+@NORMED_ONLY
 def test_apply_ln_recompute_ln_differs_from_cached(cached):
-    model, cache = cached
-    _needs_final_norm(model)
+    _, cache = cached
     accumulated = cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1)
     recomputed = cache.apply_ln_to_stack(accumulated, layer=-1, pos_slice=-1, recompute_ln=True)
     from_cache = cache.apply_ln_to_stack(accumulated, layer=-1, pos_slice=-1, recompute_ln=False)
@@ -59,19 +58,32 @@ def test_apply_ln_recompute_ln_differs_from_cached(cached):
     assert not torch.isclose(recomputed, from_cache, atol=1e-7).all()
 
 
-@torch.no_grad()
-def test_a_cache_without_outputs_holds_ln_final_and_applies_it(cached):
-    # HookedTransformer.forward runs ln_final before `if return_type is None: return None`, so
-    # the TL idiom `_, cache = model.run_with_cache(x, return_type=None)` caches its hooks and
-    # apply_ln=True reads the cached scale, as on a cache of the logits.
-    model, cache = cached
+def _bare(model, cache):
+    """A cache of ``return_type=None`` beside ``cache`` (the logits'), and the names of
+    ``ln_final``'s hooks that both hold."""
     with torch.no_grad():
         _, bare = model.run_with_cache(model.example_input(4), return_type=None)
     names = [k for k in cache.cache_dict if k.startswith("ln_final.")]
     assert names == [k for k in bare.cache_dict if k.startswith("ln_final.")]
+    return bare, names
+
+
+@torch.no_grad()
+def test_a_cache_without_outputs_holds_ln_final(cached):
+    # HookedTransformer.forward runs ln_final before `if return_type is None: return None`, so
+    # the TL idiom `_, cache = model.run_with_cache(x, return_type=None)` caches its hooks
+    model, cache = cached
+    bare, names = _bare(model, cache)
     for name in names:
         torch.testing.assert_close(bare[name], cache[name], rtol=0, atol=0)
-    _needs_final_norm(model)
+
+
+@torch.no_grad()
+@NORMED_ONLY
+def test_a_cache_without_outputs_applies_ln_final(cached):
+    # ... and apply_ln=True reads the cached scale, as on a cache of the logits.
+    model, cache = cached
+    bare, names = _bare(model, cache)
     assert "ln_final.hook_scale" in names
     ref = cache.decompose_resid(layer=None, apply_ln=True, pos_slice=-1)
     torch.testing.assert_close(bare.decompose_resid(layer=None, apply_ln=True, pos_slice=-1), ref)
@@ -80,9 +92,9 @@ def test_a_cache_without_outputs_holds_ln_final_and_applies_it(cached):
 
 
 @torch.no_grad()
+@NORMED_ONLY
 def test_decompose_resid_with_apply_ln(cached):  # test_decompose_resid_with_apply_ln
-    model, cache = cached
-    _needs_final_norm(model)
+    _, cache = cached
     per_layer = cache.decompose_resid(layer=-1, pos_slice=-1)
     ref = cache.apply_ln_to_stack(per_layer, layer=-1, pos_slice=-1)
     scaled = cache.decompose_resid(layer=None, pos_slice=Slice(-1), apply_ln=True)
@@ -100,9 +112,9 @@ def test_decompose_resid_including_attention(cached):  # test_decompose_resid_in
 
 
 @torch.no_grad()
+@NORMED_ONLY
 def test_stack_head_results_with_apply_ln(cached):  # test_stack_head_results_with_apply_ln
-    model, cache = cached
-    _needs_final_norm(model)
+    _, cache = cached
     per_head = cache.stack_head_results(layer=-1, pos_slice=-1)
     ref = cache.apply_ln_to_stack(per_head, layer=None, pos_slice=Slice(-1))
     scaled = cache.stack_head_results(layer=-1, pos_slice=-1, apply_ln=True)
@@ -244,13 +256,12 @@ def test_remove_batch_dim_on_one_window(cached):
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("cached", [n for n in PRE_LN if n not in NORMED], indirect=True)
 def test_a_model_without_a_final_norm_applies_none(cached):
     # TL's apply_ln_to_stack returns a stack unchanged for a model without norms; a model with
     # norms in its blocks but none at the end (TL has none such) applies none at the end
     # either, and still the blocks' where asked (TL looked for an ln_final scale: KeyError)
-    model, cache = cached
-    if hasattr(model.ln_final, "w"):
-        pytest.skip("a final norm: the tests above apply it")
+    _, cache = cached
     plain = cache.decompose_resid(layer=None, pos_slice=-1)
     torch.testing.assert_close(
         cache.decompose_resid(layer=None, apply_ln=True, pos_slice=-1), plain, rtol=0, atol=0

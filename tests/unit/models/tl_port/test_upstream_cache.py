@@ -29,11 +29,10 @@ import torch
 from fancy_einsum import einsum
 from transformer_lens.utilities import Slice
 
-from emg_lens.errors import UnsupportedReadoutError
 from emg_lens.models.base import ATTENTION_HOOKS, SPLIT_QKV
 from tests.unit.models import table
 from tests.unit.models.test_hook_contract import BLOCK_KEYS
-from tests.unit.models.tl_port.conftest import PRE_LN, TIERS, get_model
+from tests.unit.models.tl_port.conftest import NORMED, PRE_LN, TIERS, UNEMBEDDED, get_model
 
 BATCH = 8  # upstream's 8 IOI prompts (its batch slices index up to 7)
 
@@ -48,21 +47,18 @@ def cached(request):
     return SimpleNamespace(name=request.param, model=model, cache=cache, x=x)
 
 
-def _needs_final_norm(run):
-    if not hasattr(run.model.ln_final, "w"):
-        pytest.skip(f"{run.name} has no final norm: apply_ln at the unembed has nothing to apply")
+NORMED_ONLY = pytest.mark.parametrize("cached", NORMED, indirect=True)
+"""On the models with a final norm (apply_ln at the unembed has nothing to apply without)."""
+UNEMBEDDED_ONLY = pytest.mark.parametrize("cached", UNEMBEDDED, indirect=True)
+"""On the models whose classifier is a TransformerLens unembedding after a final norm."""
 
 
 def _unembedding(run):
-    """Skip unless the model's classifier is a TransformerLens unembedding read at one position
-    (and there is a final norm to apply, as upstream's ``apply_ln_to_stack`` does); its readout
-    position and ``answer_tokens`` ``[batch, (correct, incorrect)]`` class ids."""
-    try:
-        run.model.tokens_to_residual_directions(0)
-        positions = run.model.unembed_positions
-    except UnsupportedReadoutError as exc:
-        pytest.skip(f"{run.name} has no linear unembedding: {exc}")
-    _needs_final_norm(run)
+    """The model's readout position (its unembedding reads one, as upstream's
+    ``apply_ln_to_stack`` does after a final norm) and ``answer_tokens`` ``[batch, (correct,
+    incorrect)]`` class ids."""
+    run.model.tokens_to_residual_directions(0)
+    positions = run.model.unembed_positions
     assert len(positions) == 1, positions
     n_classes = run.model.W_U.shape[1]
     answers = torch.tensor([[i % n_classes, (i + 1) % n_classes] for i in range(BATCH)])
@@ -79,6 +75,7 @@ def _directions(model, *shape, seed=0):
 
 
 @torch.no_grad()
+@UNEMBEDDED_ONLY
 def test_logit_attrs_matches_reference_code(cached):  # test_logit_attrs_matches_reference_code
     model, cache = cached.model, cached.cache
     pos, answer_tokens = _unembedding(cached)
@@ -126,6 +123,7 @@ def test_logit_accumulated_resid_without_mid(cached):  # test_logit_accumulated_
 
 
 @torch.no_grad()
+@UNEMBEDDED_ONLY
 def test_logit_attrs_works_for_all_input_shapes(cached):
     # test_logit_attrs_works_for_all_input_shapes (less its "Single token (str)" case: a class is
     # an id, there is no tokenizer to turn a string into one)
@@ -221,11 +219,11 @@ def test_logit_attrs_works_for_all_input_shapes(cached):
 
 
 @torch.no_grad()
+@NORMED_ONLY
 def test_get_full_resid_decomposition(cached):  # test_get_full_resid_decomposition
     # A model without positional embeddings (none, or rotary as in TransformerLens) has no
     # "pos_embed" component: its rows are checked where the decomposition has one.
     model, cache = cached.model, cached.cache
-    _needs_final_norm(cached)
     ref_head_stack, ref_head_stack_labels = cache.stack_head_results(
         layer=model.cfg.n_layers, pos_slice=Slice(-1), apply_ln=True, return_labels=True
     )
@@ -444,10 +442,10 @@ def test_get_full_resid_decomposition_project_output_onto(cached):
 
 
 @torch.no_grad()
+@NORMED_ONLY
 def test_stack_neuron_results_apply_ln_and_project(cached):
     # test_stack_neuron_results_apply_ln_and_project_1d / _2d
     model, cache = cached.model, cached.cache
-    _needs_final_norm(cached)
     layer = model.cfg.n_layers
     for direction in (_directions(model), _directions(model, 3)):
         ref = cache.stack_neuron_results(layer, pos_slice=-1, apply_ln=True) @ direction
@@ -459,10 +457,10 @@ def test_stack_neuron_results_apply_ln_and_project(cached):
 
 
 @torch.no_grad()
+@NORMED_ONLY
 def test_stack_neuron_results_apply_ln_and_project_incl_remainder(cached):
     # test_stack_neuron_results_apply_ln_and_project_incl_remainder
     model, cache = cached.model, cached.cache
-    _needs_final_norm(cached)
     direction = _directions(model)
     layer = model.cfg.n_layers
     ref = (
@@ -477,10 +475,10 @@ def test_stack_neuron_results_apply_ln_and_project_incl_remainder(cached):
 
 
 @torch.no_grad()
+@NORMED_ONLY
 def test_get_full_resid_decomposition_apply_ln_and_project(cached):
     # test_get_full_resid_decomposition_apply_ln_and_project_1d / _2d
     model, cache = cached.model, cached.cache
-    _needs_final_norm(cached)
     full = cache.get_full_resid_decomposition(
         layer=-1, pos_slice=-1, apply_ln=True, expand_neurons=True
     )
