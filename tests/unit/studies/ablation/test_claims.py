@@ -442,7 +442,8 @@ def test_a_claim_beyond_the_models_is_refused_by_name():
 def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
     claims = [
-        {**DROP, "description": "the <pair> drops"},
+        # classes these tiny models score (none of 0-2): each subject has a Δ% (issue 86)
+        {**DROP, "classes": [2, 3], "description": "the <pair> drops"},
         {**KEEP, "layers": "individual 0"},
         {"intervention": "zero", "layers": "input", "classes": "all", "expect": "keep",
          "margin": 1.0},
@@ -453,7 +454,7 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     assert set(table.verdict) <= {"holds", "fails", "cannot tell"}
     # the accuracy of a claim's classes, from the per-class table every run writes
     per_class = result.per_class()
-    pair = per_class[per_class["class"].isin([0, 1]) & (per_class.intervention == "baseline")]
+    pair = per_class[per_class["class"].isin([2, 3]) & (per_class.intervention == "baseline")]
     by_subject = pair.groupby("subject")[["correct", "total"]].sum()
     assert table.baseline[0] == pytest.approx((by_subject.correct / by_subject.total).mean())
     assert table.condition.tolist() == [
@@ -741,3 +742,31 @@ def test_a_keep_claim_on_a_structural_zero_is_never_holds():
         row["structural"] = False  # the same numbers from a cut that could have moved them
     table = evaluate_claims([claim], {}, pd.DataFrame(rows), "mannwhitneyu", "bonferroni")
     assert table.loc[0, "verdict"] == "holds"
+
+
+def test_a_subject_with_a_zero_baseline_leaves_n_and_is_named():
+    """Issue 86: a subject whose baseline over the claim's classes is 0 has no Δ% (a change
+    relative to nothing); it left the interval and the mean but stayed in ``n``, and a keep
+    held (n = 8) while that subject went 0 -> 0.50. It is out of ``n``, out of the means and
+    named; a keep past it cannot tell, and a drop says it left that subject out."""
+    base = [0.0, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.92]
+    masked = [0.5, 0.8, 0.821, 0.839, 0.86, 0.881, 0.9, 0.919]
+    row = _verdict("keep", masked, base, margin=0.05)
+    assert row.n == 7 and row.baseline == pytest.approx(np.mean(base[1:]))
+    assert row.verdict == "cannot tell", row.reason
+    assert "subject 1 (0.000 -> 0.500)" in row.reason and "out of n" in row.reason
+    unchanged = _verdict("keep", [0.0, *masked[1:]], base, margin=0.05)
+    assert unchanged.n == 7 and "subject 1 (0.000 -> 0.000)" in unchanged.reason
+    drop = _verdict("drop", [0.0, *(b - 0.05 for b in base[1:])], base)
+    assert drop.n == 7 and "subject 1 (0.000 -> 0.000)" in drop.reason, drop.reason
+
+
+def test_a_subject_twice_in_the_baseline_is_refused_by_name_in_a_claim():
+    """Issue 86: evaluate_claims kept the second of two baseline rows of one subject."""
+    counts = _counts([0.8] * 4, [0.9] * 4)
+    twice = counts[(counts.key == "baseline") & (counts.subject == 3)]
+    twice = twice.assign(class_correct=[[100]])
+    counts = pd.concat([counts, twice], ignore_index=True)
+    claims = _spec({**DROP, "classes": [0]}).claims
+    with pytest.raises(StudyError, match=r"subject 3 holds 2 baseline rows"):
+        evaluate_claims(claims, {}, counts, "mannwhitneyu", "none")
