@@ -51,6 +51,9 @@ STATISTIC_NAMES = {
     "permutation": "the mean paired difference, masked − baseline",
 }
 
+STATISTIC_COLUMNS = {"mannwhitneyu": "U", "wilcoxon": "W", "permutation": "mean_diff"}
+"""The name summary.md gives each test's statistic column (summary.csv's ``U``)."""
+
 
 def legend(markdown: bool = False) -> str:
     """The key to the stars and ``r_rb`` of a study's tables and claims, a line each, as the

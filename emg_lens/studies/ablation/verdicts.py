@@ -281,7 +281,7 @@ def evaluate_claims(
     subjects = baseline_rows["subject"].tolist()
     one_baseline_row_each(subjects, accuracy, "the claims' class counts", StudyError)
     n_classes = len(baseline_rows["class_total"].iloc[0]) if len(baseline_rows) else 0
-    rows, beyond, zeros, unscored = [], [], [], []
+    rows, beyond, zeros, unscored, owns = [], [], [], [], []
     for i, claim in enumerate(claims):
         where = f"claims[{i}]"
         key = matching_keys(claim, counts[counts["intervention"] != "baseline"], where)
@@ -303,6 +303,7 @@ def evaluate_claims(
         sd_floor = float(np.sqrt(np.nanmean(unchanged**2))) if len(unchanged) else 0.0
         own = subject_changes(baseline_rows, counts[counts["key"] == key], classes)
         beyond.append(_beyond(own, claim.expect, claim.bound))
+        owns.append(own[~no_base])
         third = _measured_third(own[~no_base], pct)
         if claim.expect == "keep":
             used, p = "tost", tost(pct, claim.bound, sd_floor, third=third)
@@ -354,8 +355,10 @@ def evaluate_claims(
     family = int(np.isfinite(table.loc[drops, "p"].to_numpy(float)).sum())
     table["stars"] = [stars(p) if c.expect == "drop" else "" for p, c in zip(table.p_corr, claims)]
     verdicts = [
-        (STRUCTURAL_ZERO if zero else _verdict(claim, row, family, correction, past, out))
-        for claim, row, past, zero, out in zip(claims, table.itertuples(), beyond, zeros, unscored)
+        (STRUCTURAL_ZERO if zero else _verdict(claim, row, family, correction, past, out, own))
+        for claim, row, past, zero, out, own in zip(
+            claims, table.itertuples(), beyond, zeros, unscored, owns
+        )
     ]
     table["verdict"] = [v for v, _ in verdicts]
     table["reason"] = [r + _unscored_text(out) for (_, r), out in zip(verdicts, unscored)]
@@ -388,8 +391,9 @@ def _method(row: Any, drops: int, correction: str) -> str:
     claims the correction was over (those with a p-value)."""
     if row.test == "tost":
         two = (
-            " (2 subjects: no skewness to correct for, Student's t, which holds about 6% of "
-            "claims exactly on their margin)"
+            " (2 subjects: no sample skewness is estimable, so Student's t, and where the "
+            "cells hold their trials also the skew those trials measure, each bound the more "
+            "cautious; Student's alone holds about 6% of claims exactly on their margin)"
             if row.n == 2
             else ""
         )
@@ -441,6 +445,26 @@ def _reach(row: Any, bound: float) -> str:
     )
 
 
+def _drop_reach(own: pd.DataFrame | None) -> str:
+    """What a drop that holds says of each subject, in words: a fall of the typical subject,
+    and whose own interval over its trials (Bonferroni over the subjects) includes 0, no fall
+    of its own shown."""
+    if own is None or own.empty:
+        return ""
+    known = own[np.isfinite(own["low"]) & np.isfinite(own["high"])]
+    reach = "; its reach: the typical subject fell"
+    if known.empty:
+        return reach + " (no subject's own interval: the cells hold no trials)"
+    zero = known[(known["low"] <= 0) & (known["high"] >= 0)]
+    if zero.empty:
+        return reach + ", and every subject's own interval over its trials lies off 0"
+    word = "subject" if len(zero) == 1 else "subjects"
+    return reach + (
+        f", not each one: the own intervals of {word} {', '.join(map(str, zero.index))} over "
+        "their trials (Bonferroni over the subjects) include 0, no fall of their own shown"
+    )
+
+
 def _past_margin(past: pd.DataFrame) -> str:
     """``, but subject 3 (−41.0 [−52.1, −29.9]) changed past the margin …``."""
     listed = [f"{s} ({_change_text(r)})" for s, r in zip(past.index, past.itertuples())]
@@ -458,10 +482,12 @@ def _verdict(
     correction: str,
     past: pd.DataFrame,
     unscored: Sequence[tuple[Any, float]] = (),
+    own: pd.DataFrame | None = None,
 ) -> tuple[str, str]:
     """``(verdict, why)`` of one claim (the module docstring's rules); ``past``: `_beyond`;
     ``unscored``: the subjects with a baseline accuracy of 0 (subject, masked accuracy), of
-    which one that moved keeps a keep from holding."""
+    which one that moved keeps a keep from holding; ``own``: `subject_changes` of the scored
+    subjects, whose intervals a drop that holds reaches (`_drop_reach`)."""
     bound = claim.bound
     interval = f"{100 * row.ci_level:g}% interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
     if getattr(row, "sd_floor", 0) > getattr(row, "subject_sd", np.inf):  # the floor widened it
@@ -497,7 +523,7 @@ def _verdict(
     significant = row.p_corr < ALPHA
     p_corr = format_p(row.p_corr, 2, "p_corr")
     if significant and row.masked < row.baseline:
-        return "holds", f"{p_corr} < {ALPHA} and the accuracy fell"
+        return "holds", f"{p_corr} < {ALPHA} and the accuracy fell" + _drop_reach(own)
     found = f"a significant rise ({p_corr})" if significant else f"no significant drop ({p_corr})"
     if no_interval:
         return "cannot tell", f"{found}, and {NO_INTERVAL}"
@@ -519,17 +545,23 @@ def _verdict(
 
 
 def _spread_note(row: Any, bound: float) -> str:
-    """Why a keep claim's interval is too wide, when its subjects spread more than TOST
-    allows at their number (`emg_lens.stats.design.tost_max_sd`)."""
-    # the interval's half width is t · sd / √n: the spread it implies
-    half = (row.ci_high - row.ci_low) / 2
+    """Why a keep claim's interval is too wide: its subjects' SD (floored, `sd_floor`) above
+    what Student's TOST allows at their number (`emg_lens.stats.design.tost_max_sd`), or,
+    within it, the skew correction widening the interval on the side the changes lean to."""
     limit = tost_max_sd(row.n, bound)
-    spread = half * limit / bound  # half = bound exactly when sd = limit
-    if spread <= limit:
+    sd = max(row.subject_sd, row.sd_floor) if np.isfinite(row.subject_sd) else row.sd_floor
+    if not np.isfinite(sd) or row.n < 2:
         return ""
+    what = "their SD" if not row.sd_floor > row.subject_sd else "their SD as floored"
+    if sd > limit:
+        return (
+            f"; with {row.n} subjects the per-subject Δ% may spread (SD) at most {limit:.1f} "
+            f"points for ±{bound:g}% (Student's limit at a mean change of 0), here {what} is "
+            f"{sd:.1f}"
+        )
     return (
-        f"; with {row.n} subjects the per-subject Δ% may spread (SD) at most {limit:.1f} "
-        f"points for ±{bound:g}%, here {spread:.1f}"
+        f"; {what}, {sd:.1f} points, is within the {limit:.1f} Student's t allows, but the "
+        "skew correction widens the interval on the side the subjects' changes lean to"
     )
 
 

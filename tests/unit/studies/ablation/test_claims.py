@@ -519,8 +519,15 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
     assert main(["study", "check", str(study)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "with 3 the smallest p_corr is 0.25 (ns)" in out
-    assert "1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; " in out
-    assert "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below 3.0 " in out
+    # issue 86: the keep's test is the skew-corrected t, not Student's
+    assert (
+        "1 keep claim(s), TOST (90% skew-corrected t-interval of per-subject Δ%, Johnson's" in out
+    )
+    assert "Student's t where no skewness is estimable): at least 2 subjects; " in out
+    assert (
+        "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below about 3.0 "
+        in out
+    )
     assert "(no spread) on fewer than 8." in out  # issue 56: no spread is no evidence
     study.write_text(text.format(last=4))  # the tiny preset has 4 classes
     assert main(["study", "check", str(study)]) == 2
@@ -770,3 +777,41 @@ def test_a_subject_twice_in_the_baseline_is_refused_by_name_in_a_claim():
     claims = _spec({**DROP, "classes": [0]}).claims
     with pytest.raises(StudyError, match=r"subject 3 holds 2 baseline rows"):
         evaluate_claims(claims, {}, counts, "mannwhitneyu", "none")
+
+
+def test_summary_md_says_what_its_plus_minus_and_its_statistic_column_hold(tmp_path):
+    """Issue 86: "Baseline accuracy: 0.968 ± 0.011" did not say ± what (the SD over
+    subjects), and a column ``U`` held the mean paired difference of a permutation study."""
+    subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
+    spec = _spec(stats={"test": "permutation"})
+    run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
+    summary = (tmp_path / "summary.md").read_text()
+    assert re.search(
+        r"Baseline accuracy: \d\.\d{3} ± \d\.\d{3} \(mean ± SD over 3 subjects\)", summary
+    )
+    assert re.search(r"Baseline accuracy: \S+ ± \S+ \(mean ± SD over 3 subjects\)\. Δ%", summary)
+    assert "mean_diff: the test's statistic (the mean paired difference" in summary
+    header = next(line for line in summary.splitlines() if line.startswith("| intervention"))
+    assert "| mean_diff |" in header and "| U |" not in header
+
+
+def test_a_keeps_spread_note_prints_the_subjects_sd():
+    """Issue 86: a keep's reason gave the spread as 35.2 where the subjects' SD was 15.1 (the
+    skew-corrected interval's width read back through Student's t). It prints their SD."""
+    base = [0.9] * 8
+    row = _verdict("keep", [0.9] * 7 + [0.54], base, margin=0.05)  # one subject -40 %
+    assert row.verdict == "cannot tell"
+    assert f"here their SD is {row.subject_sd:.1f}" in row.reason, row.reason
+    assert "at most 7.5 points for ±5% (Student's limit at a mean change of 0)" in row.reason
+
+
+def test_a_drop_that_holds_says_whose_own_interval_includes_zero():
+    """Issue 86: a drop verdict did not say its reach, as a keep's does: here 8 subjects of 20
+    trials each, subject 8 unchanged; the drop holds for the typical subject and names 8."""
+    claim = _spec({**DROP, "classes": [0]}).claims
+    counts = _trial_counts(8, 20, {s: 20 for s in range(1, 8)})
+    row = evaluate_claims(claim, {}, counts, "mannwhitneyu", "none").iloc[0]
+    assert row.verdict == "holds", row.reason
+    assert "its reach: the typical subject fell, not each one: the own intervals of subject 8" in (
+        row.reason
+    )
