@@ -190,7 +190,8 @@ def windows_arrays(
     ``EEGWindowsDataset``: items ``(X, y, crop indices)``), with their recorded trials (see
     the module; a recording without them: its runs of one class), each window's value of
     the description's ``split_by`` column (None: all None), and each window's recording."""
-    X, y, groups, names, order, pick = [], [], [], None, None, []
+    X, y, groups, names, order = [], [], [], None, None
+    pick: list[int] = []  # the window's channels, grouped by type (order: the signal's)
     trials: list[tuple[int, int]] = []  # (recording, its trial; -1 - its run where none)
     recorded_any = False
     modalities: dict[str, int] = {}
