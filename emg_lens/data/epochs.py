@@ -191,6 +191,7 @@ def windows_arrays(
     the module; a recording without them: its runs of one class), each window's value of
     the description's ``split_by`` column (None: all None), and each window's recording."""
     X, y, groups, names, order = [], [], [], None, None
+    pick: list[int] = []  # the window's channels, grouped by type (order: the signal's)
     trials: list[tuple[int, int]] = []  # (recording, its trial; -1 - its run where none)
     recorded_any = False
     modalities: dict[str, int] = {}
@@ -198,9 +199,12 @@ def windows_arrays(
         signal = getattr(part, "windows", None) or getattr(part, "raw", None)
         if signal is None:
             raise ArgumentError(f"{type(part).__name__} has neither windows nor raw")
+        held = _window_channels(part, signal)
         if names is None:
             names = list(signal.ch_names)
-            order, modalities = _grouped(list(signal.get_channel_types()), "windows")
+            types = list(signal.get_channel_types())
+            pick, modalities = _grouped([types[i] for i in held], "windows")
+            order = [held[i] for i in pick]  # the signal's channels; pick: the window's
         elif list(signal.ch_names) != names:
             raise DataFormatError(
                 f"the recordings of one subject hold different channels: {names} and "
@@ -214,8 +218,8 @@ def windows_arrays(
         run = 0
         for i in range(len(part)):
             item = part[i]
-            X.append(np.asarray(item[0], dtype=np.float32)[order])
-            y.append(int(item[1]))
+            X.append(np.asarray(item[0], dtype=np.float32)[pick])
+            y.append(_window_label(item[1], i, held != list(range(len(names)))))
             groups.append(value)
             run += i > 0 and y[-1] != y[-2]  # a new class starts a new run
             trials.append((number, int(recorded[i]) if recorded is not None else -1 - run))
@@ -228,6 +232,30 @@ def windows_arrays(
         unit="given" if recorded_any else "recording",
     )  # fmt: skip
     return arrays, np.asarray(groups, dtype=object), np.asarray(trials)[:, 0]
+
+
+def _window_channels(part: Any, signal: Any) -> list[int]:
+    """The indices of ``signal``'s channels a recording's windows hold: all of them, or with
+    braindecode's ``targets_from="channels"`` all but the misc channels, which hold the
+    windows' targets."""
+    types = list(signal.get_channel_types())
+    if getattr(part, "targets_from", None) == "channels":
+        return [i for i, t in enumerate(types) if t != "misc"]
+    return list(range(len(types)))
+
+
+def _window_label(target: Any, i: int, from_channels: bool) -> int:
+    """A window's class label from its braindecode target (a number; from a misc channel,
+    an array of one), or a `DataFormatError` naming window ``i`` and what its target holds."""
+    value = np.asarray(target, dtype=float)
+    if value.size == 1 and float(value.reshape(-1)[0]).is_integer():
+        return int(value.reshape(-1)[0])
+    source = " from its misc channels (targets_from='channels')" if from_channels else ""
+    raise DataFormatError(
+        f"a recording's window {i} carries the target {np.round(value, 3).tolist()} (shape "
+        f"{list(value.shape)}){source}: accepted is one whole-number class label a window "
+        "(with targets_from='channels': one misc target channel and last_target_only=True)"
+    )
 
 
 def _window_metadata(part: Any) -> Any:

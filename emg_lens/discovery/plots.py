@@ -7,11 +7,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from emg_lens.discovery.metrics import spearman
+from emg_lens.discovery.metrics import spearman, spearman_p
 from emg_lens.discovery.screen import Screen
 from emg_lens.discovery.search import Discovery
 from emg_lens.errors import ArgumentError
 from emg_lens.inspect.plots.style import annotate_cells, dark_cells
+from emg_lens.stats.compare import format_p
 
 
 def plot_screen(
@@ -95,7 +96,8 @@ def plot_screen_vs_exact(screen: Screen | pd.DataFrame, *, metric: str = "metric
         table = screen
     if "exact" not in table or table["exact"].notna().sum() == 0:
         raise ArgumentError("plot_screen_vs_exact needs a verified screen: call screen.verify()")
-    done = table[table["exact"].notna()]
+    # the screen's estimates measured by masked passes (an exact candidate's are its own)
+    done = table[table["exact"].notna() & (table.get("method", "") != "exact")]
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), constrained_layout=True)
     pairs = (("estimate", "exact", metric), ("estimate_accuracy", "exact_accuracy", "accuracy"))
     for ax, (est, exact, name) in zip(axes, pairs):
@@ -106,7 +108,10 @@ def plot_screen_vs_exact(screen: Screen | pd.DataFrame, *, metric: str = "metric
         ax.set_xlabel(f"estimated Δ {name}")
         ax.set_ylabel(f"exact Δ {name}")
         rho = spearman(done[est], done[exact])
-        ax.set_title(f"{name}: Spearman ρ = {rho:.2f} over {len(done)} candidates", fontsize=9)
+        p = format_p(spearman_p(rho, len(done)), 2, "p")
+        ax.set_title(
+            f"{name}: Spearman ρ = {rho:.2f} over {len(done)} candidates ({p})", fontsize=9
+        )
         ax.legend(fontsize=7, loc="upper left")
     return fig
 

@@ -459,18 +459,21 @@ def verify_candidates(
        number, less the ones the draw found (applied to those left after the draw alone, the
        rate covered 90 % of the time where the draw was a large share of them).
 
-    Adds ``exact``, ``exact_accuracy``, ``final``, ``final_accuracy`` and ``verified`` (why a
-    row was measured: ``flagged``, ``top``, ``sample``, ``ranked`` (in the top until measured),
-    or empty) and re-ranks by ``final``. ``agreement["spearman"]`` is over the top candidates
-    the screen scored (``screened_top`` of them; NaN under two: with every candidate exact,
-    ``screened`` 0, no screen ran)."""
+    Adds ``exact``, ``exact_accuracy`` (for a candidate the screen computed exactly,
+    ``method`` ``"exact"``, its estimate; else its masked pass, NaN where none ran),
+    ``final``, ``final_accuracy`` and ``verified`` (why a row was measured: ``flagged``,
+    ``top``, ``sample``, ``ranked`` (in the top until measured), or empty) and re-ranks by
+    ``final``. ``agreement["spearman"]`` is over the top candidates the screen scored
+    (``screened_top`` of them; NaN under two: with every candidate exact, ``screened`` 0, no
+    screen ran)."""
     n = len(screen.family)
     top = check_int(top, "top", minimum=1, maximum=n)
     flagged = check_int(flagged, "flagged")
     sample = check_int(sample, "sample")
     table = screen.table.copy()
-    for column in ("exact", "exact_accuracy"):
-        table[column] = np.nan
+    exact = table["method"] == "exact"  # computed exactly by the screen: exact already
+    for column, of in (("exact", "estimate"), ("exact_accuracy", "estimate_accuracy")):
+        table[column] = table[of].where(exact, np.nan)
     table["verified"] = ""
     passes = screen.exact_passes(batch_size)
     full = passes.score({})
@@ -488,7 +491,7 @@ def verify_candidates(
         table["final"] = table["exact"].fillna(table["estimate"])
         table["final_accuracy"] = table["exact_accuracy"].fillna(table["estimate_accuracy"])
 
-    estimated = table["method"] != "exact"  # linearised, or integrated gradients
+    estimated = ~exact  # linearised, or integrated gradients
     measure(table.loc[estimated, "risk"].nlargest(flagged).index, "flagged")
     refresh()
     while True:  # until the top by final effect are all known exactly
@@ -509,7 +512,7 @@ def verify_candidates(
     # every candidate exact (a two-layer CLS model): nothing can have been missed
     upper = _clopper_pearson_upper(hits, len(drawn)) if len(unmeasured) else 0.0
     table["rank"] = table["final"].rank(method="first").astype(int)
-    measured = table[table["exact"].notna()]
+    measured = table[estimated & table["exact"].notna()]  # the screen's, measured exactly
     # the screen's agreement is over the top candidates it scored (an exact candidate's
     # estimate is its exact effect: a rho of 1 that says nothing of the screen)
     scored = chosen.index[chosen["method"] != "exact"]

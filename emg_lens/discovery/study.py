@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from emg_lens.discovery.metrics import spearman_p
 from emg_lens.discovery.plots import plot_faithfulness, plot_screen, plot_screen_vs_exact
 from emg_lens.discovery.screen import screen
 from emg_lens.discovery.search import discover
@@ -35,6 +36,7 @@ from emg_lens.stats.chance import (
     chance_table,
     chance_warnings,
 )
+from emg_lens.stats.compare import format_p
 from emg_lens.studies.check import CheckText
 from emg_lens.studies.kinds import StudyKind, load_as
 from emg_lens.studies.store import CellStore
@@ -140,7 +142,7 @@ class DiscoveryStudyResult(StudyOutput):
         subject's faithfulness curve."""
         metric = self.spec.metric
         figs = {"faithfulness": plot_faithfulness(self.curve, tau=self.spec.tau, metric=metric)}
-        if self.screen["exact"].notna().any():
+        if (self.screen["exact"].notna() & (self.screen["method"] != "exact")).any():
             figs["screen_vs_exact"] = plot_screen_vs_exact(self.screen, metric=metric)
         if self.screen["head"].notna().all():
             figs["screen"] = plot_screen(self.screen, metric=metric)
@@ -171,6 +173,24 @@ def _span(values: pd.Series, fmt: str, most: bool = False) -> str:
     if values.min() == values.max():
         return center
     return f"{center} (subjects {values.min():{fmt}} to {values.max():{fmt}})"
+
+
+def _rhos(circuits: pd.DataFrame, column: str, points: str) -> str:
+    """Each subject's Spearman ρ in ``column`` with the number of points it is over
+    (``points``) and its p (`spearman_p`): ``subject 1 -0.80 over 4 points (p = 0.33); ...``,
+    the subjects without one (fewer than 2 points, or tied estimates) named after them."""
+    subjects = circuits.get("subject", pd.Series(range(1, len(circuits) + 1), circuits.index))
+    given, undefined = [], []
+    for subject, rho, k in zip(subjects, circuits[column], circuits[points]):
+        if not np.isfinite(rho):
+            undefined.append(str(subject))
+            continue
+        p = format_p(spearman_p(float(rho), int(k)), 2, "p")
+        given.append(f"subject {subject} {rho:.2f} over {k:.0f} points ({p})")
+    if undefined:
+        word = "subject" if len(undefined) == 1 else "subjects"
+        given.append(f"undefined for {word} {', '.join(undefined)} (under 2 points, or tied)")
+    return "; ".join(given)
 
 
 def areas_note(circuits: pd.DataFrame) -> str:
@@ -210,9 +230,10 @@ def screen_note(circuits: pd.DataFrame) -> str:
     ... # doctest: +NORMALIZE_WHITESPACE
     Scored by the screen: 120 candidates per subject, the others by exact masked passes
     (`method` in screen.csv). Screen vs exact: Spearman ρ of the screen's estimate against the
-    exact effect 0.90 over the 8 of the verified top 10 candidates the screen scored
-    (`spearman`), 0.80 over the 30 measured exactly per subject (`spearman_measured`). Missed:
-    at most 12.6 of the candidates left unmeasured belong in the top 10 (a one-sided 95 %
+    exact effect over those of the verified top 10 candidates the screen scored (`spearman`):
+    subject 1 0.90 over 8 points (p = 0.0046); over the candidates measured exactly per
+    subject (`spearman_measured`): subject 1 0.80 over 30 points (p = 1.1e-07). Missed: at most
+    12.6 of the candidates left unmeasured belong in the top 10 (a one-sided 95 %
     Clopper-Pearson bound from 10 of them measured at random, 0 of which belonged there;
     `missed_upper`).
     >>> print(screen_note(pd.DataFrame({"n": [10.0], "spearman": [float("nan")],
@@ -236,16 +257,16 @@ def screen_note(circuits: pd.DataFrame) -> str:
             f"Scored by the screen{words}: {_span(screened, '.0f')} candidates per subject, "
             "the others by exact masked passes (`method` in screen.csv). Screen vs exact: "
         )
-        over = f"the {_span(circuits['screened_top'], '.0f')} of {over} the screen scored"
+        over = f"those of {over} the screen scored"
+    points = "screened_top" if screened is not None else "n"
     text += (
-        f"Spearman ρ of the screen's estimate against the exact effect "
-        f"{_span(circuits['spearman'], '.2f')} over {over} (`spearman`)"
+        f"Spearman ρ of the screen's estimate against the exact effect over {over} "
+        f"(`spearman`): {_rhos(circuits, 'spearman', points)}"
     )
     if "spearman_measured" in circuits and circuits["spearman_measured"].notna().any():
-        measured = _span(circuits["measured"], ".0f")
         text += (
-            f", {_span(circuits['spearman_measured'], '.2f')} over the {measured} measured "
-            "exactly per subject (`spearman_measured`)"
+            "; over the candidates measured exactly per subject (`spearman_measured`): "
+            f"{_rhos(circuits, 'spearman_measured', 'measured')}"
         )
     if not (circuits["sampled"] > 0).any():
         unmeasured = 0 if screened is None else (screened - circuits["measured"]).max()

@@ -51,7 +51,14 @@ from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from emg_lens._hints import no_type_check
-from emg_lens.errors import ArgumentError, SpecError, check_number, describe
+from emg_lens.errors import (
+    ArgumentError,
+    EmgLensError,
+    InputValueError,
+    SpecError,
+    check_number,
+    describe,
+)
 
 Values = Sequence[float] | Real[np.ndarray, " _"]
 """Numbers a statistic reads with ``np.asarray``: a sequence, or a 1-D array of any length."""
@@ -170,7 +177,8 @@ def compare(masked: Values, baseline: Values, test: str = "mannwhitneyu") -> tup
 
 
 def _per_subject(values: Any, what: str) -> np.ndarray:
-    """``values`` as a 1-D float array, or an `ArgumentError` naming ``what`` and what it got."""
+    """``values`` as a 1-D float array, or an `ArgumentError` naming ``what`` and what it got
+    (an `InputValueError` for an infinity, `finite_or_missing`)."""
     try:
         array = np.asarray(values, float)
     except (TypeError, ValueError):
@@ -178,7 +186,55 @@ def _per_subject(values: Any, what: str) -> np.ndarray:
     if array is None or array.ndim != 1:
         got = describe(values) if hasattr(values, "shape") else repr(values)
         raise ArgumentError(f"{what} must be one number per subject (1-D), got {got}")
-    return array
+    return finite_or_missing(array, what)
+
+
+def one_baseline_row_each(
+    subjects: Sequence[Any], values: Values, what: str, error: type[EmgLensError]
+) -> None:
+    """Nothing when each subject holds one baseline row, else ``error`` naming ``what``, the
+    first subject held twice and its values (of which no one would know which is its
+    baseline).
+
+    >>> one_baseline_row_each([1, 2, 2], [0.8, 0.9, 0.1], "summarize", ArgumentError)
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.ArgumentError: summarize: subject 2 holds 2 baseline rows (values 0.9, \
+0.1); a baseline has one row per subject
+    """
+    seen: dict[Any, list[float]] = {}
+    for subject, value in zip(subjects, values):
+        seen.setdefault(subject, []).append(float(value))
+    for subject, held in seen.items():
+        if len(held) > 1:
+            listed = ", ".join(f"{v:.3g}" for v in held)
+            raise error(
+                f"{what}: subject {subject} holds {len(held)} baseline rows (values {listed}); "
+                "a baseline has one row per subject"
+            )
+
+
+def finite_or_missing(values: np.ndarray, what: str) -> np.ndarray:
+    """``values``, or an `InputValueError` naming ``what`` and where it holds ±inf. Every
+    statistic here reads NaN as a missing value (a subject without one) and leaves it out; an
+    infinity is no value a subject can have (a change relative to a baseline of 0), so it is
+    refused rather than left out as if missing.
+
+    >>> finite_or_missing(np.array([1.0, np.inf]), "tost(values)")
+    Traceback (most recent call last):
+    ...
+    emg_lens.errors.InputValueError: tost(values) holds inf at index 1: accepted are finite \
+numbers, or NaN for a missing value (left out)
+    """
+    infinite = np.isinf(values)
+    if infinite.any():
+        at = np.unravel_index(int(np.flatnonzero(infinite.ravel())[0]), values.shape)
+        index = at[0] if len(at) == 1 else tuple(int(i) for i in at)
+        raise InputValueError(
+            f"{what} holds {values[at]} at index {index}: accepted are finite numbers, or NaN "
+            "for a missing value (left out)"
+        )
+    return values
 
 
 def compare_rows(
@@ -199,7 +255,7 @@ def compare_rows(
     >>> (float(U[1]), float(p[1])) == compare([0.9, 0.95, 0.9], [0.9, 0.95, 0.92])
     True
     """
-    masked = np.atleast_2d(np.asarray(masked, float))
+    masked = finite_or_missing(np.atleast_2d(np.asarray(masked, float)), "compare(masked)")
     baseline = _per_subject(baseline, "compare(baseline)")
     test = _resolve(test, masked.shape[1])
     _check_test(test)
@@ -303,8 +359,16 @@ def _wilcoxon(masked: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
 
 
 def correct(pvalues: Sequence[float], method: str = "bonferroni") -> list[float]:
-    """Family-wise corrected p-values (NaNs are left out of the family and stay NaN)."""
+    """Family-wise corrected p-values (NaNs are left out of the family and stay NaN); a value
+    outside [0, 1] is no p-value and is refused (`InputValueError`)."""
     p = np.asarray(pvalues, float)
+    outside = np.flatnonzero(~np.isnan(p) & ~((p >= 0) & (p <= 1)))
+    if len(outside):
+        i = int(outside[0])
+        raise InputValueError(
+            f"correct(pvalues)[{i}] = {p[i]} is no p-value: accepted are numbers in [0, 1], or "
+            "NaN for a test without one (left out of the family)"
+        )
     out = np.full_like(p, np.nan)
     valid = np.flatnonzero(np.isfinite(p))
     m = len(valid)
@@ -410,7 +474,7 @@ def rows_and_baseline(
     for an interval of the change at ``level``; a level outside (0, 1) or rows that do not
     match the baseline is a `SpecError` (``level_name``, ``interval``: what it names)."""
     check_number(level, level_name, "in (0, 1)", lambda v: 0 < v < 1, SpecError)
-    masked = np.atleast_2d(np.asarray(masked, float))
+    masked = finite_or_missing(np.atleast_2d(np.asarray(masked, float)), "compare(masked)")
     baseline = _per_subject(baseline, "compare(baseline)")
     if masked.shape[1:] != baseline.shape:
         raise SpecError(
@@ -466,12 +530,12 @@ def delta_t_intervals(
 
 def t_interval(values: Values, level: float = 0.90, sd_floor: float = 0.0) -> tuple[float, float]:
     """The two-sided Student-t interval of the mean of ``values`` at ``level``: ``mean ±
-    t_{(1 + level) / 2, n - 1} · sd / √n`` (NaNs left out; ``(nan, nan)`` with fewer than 2
-    values), the standard deviation never below ``sd_floor`` (the spread the values' own
-    sampling error implies: values that agree more closely than that agree by the
-    discreteness of what they count, not by evidence; without a floor, values all alike give
-    a single point). At 0.90 its ends are the two one-sided 95 % bounds `tost` tests against a
-    margin.
+    t_{(1 + level) / 2, n - 1} · sd / √n`` (NaNs left out as missing, ±inf refused; ``(nan,
+    nan)`` with fewer than 2 values), the standard deviation never below ``sd_floor`` (the
+    spread the values' own sampling error implies: values that agree more closely than that
+    agree by the discreteness of what they count, not by evidence; without a floor, values all
+    alike give a single point). At 0.90 its ends are the two one-sided 95 % bounds `tost`
+    tests against a margin.
 
     >>> low, high = t_interval([-1.0, 0.0, 1.0, 2.0])
     >>> round(low, 3), round(high, 3)  # 0.5 ± 2.353 · 1.291 / 2
@@ -502,13 +566,14 @@ def _hall_g(theta: float, skew: float, n: int) -> float:
 
 
 def _mean_sd_skews(
-    values: Values, sd_floor: float, third: float | None = None
+    values: Values, sd_floor: float, third: float | None = None, what: str = "t_interval"
 ) -> tuple[np.ndarray, float, list[float]]:
-    """The finite ``values``, their standard deviation (never below ``sd_floor``) and their
-    skewness: the third central moment's unbiased estimate over that sd cubed, and with
-    ``third`` (a third cumulant known from elsewhere) also ``third`` over it; 0 where the sd
-    is, and the sample's below 3 values, where none is estimable."""
-    x = np.asarray(values, float)
+    """The finite ``values`` (NaN left out as missing, ±inf refused naming ``what``), their
+    standard deviation (never below ``sd_floor``) and their skewness: the third central
+    moment's unbiased estimate over that sd cubed, and with ``third`` (a third cumulant known
+    from elsewhere) also ``third`` over it; 0 where the sd is, and the sample's below 3
+    values, where none is estimable."""
+    x = finite_or_missing(np.asarray(values, float), f"{what}(values)")
     x = x[np.isfinite(x)]
     n = len(x)
     if n < 2:
@@ -552,7 +617,7 @@ def skew_t_interval(
     True
     """
     check_number(level, "an interval's level", "in (0, 1)", lambda v: 0 < v < 1, SpecError)
-    x, sd, skews = _mean_sd_skews(values, sd_floor, third)
+    x, sd, skews = _mean_sd_skews(values, sd_floor, third, "skew_t_interval")
     if len(x) < 2:
         return float("nan"), float("nan")
     n, mean = len(x), float(x.mean())

@@ -96,7 +96,8 @@ def tost(
 ) -> float:
     """Schuirmann's (1987) two one-sided tests that the mean of ``values`` lies within
     ``±bound``: the larger p of the one-sided tests of ``mean <= -bound`` and ``mean >=
-    bound`` (NaNs left out), the standard deviation never below ``sd_floor`` (`t_interval`).
+    bound`` (NaNs left out as missing values; ±inf refused), the standard deviation never
+    below ``sd_floor`` (`t_interval`).
     Each one-sided test is Johnson's skewness-corrected t in Hall's monotone form
     (`skew_t_interval`; with ``third``, the larger p of its two skewness estimates), or
     Student's t with ``skew_corrected=False``: p < 0.05
@@ -111,7 +112,7 @@ def tost(
     """
     if not bound > 0:
         raise SpecError(f"an equivalence bound must be > 0, got {bound!r}")
-    x, sd, skews = _mean_sd_skews(values, sd_floor, third)
+    x, sd, skews = _mean_sd_skews(values, sd_floor, third, "tost")
     if len(x) < 2:
         return float("nan")
     n, mean = len(x), float(x.mean())

@@ -170,10 +170,12 @@ def claims_design(
     ... # doctest: +NORMALIZE_WHITESPACE
     1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
     1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**).
-    1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; with 8, a
-    keep can hold only if the per-subject Δ% spread (SD) stays below 7.5 points for ±5% (less
-    the further their mean change is from 0), an unchanged subject's spread the change one of
-    its test trials makes.
+    1 keep claim(s), TOST (90% skew-corrected t-interval of per-subject Δ%, Johnson's t in
+    Hall's form; Student's t where no skewness is estimable): at least 2 subjects; with 8, a
+    keep can hold only if the per-subject Δ% spread (SD) stays below about 7.5 points for ±5%
+    (Student's limit: less the further their mean change is from 0, and the skew correction
+    moves it with their skewness), an unchanged subject's spread the change one of its test
+    trials makes.
     No change (a keep holding, a drop failing) is concluded from subjects that all changed
     alike (no spread) on fewer than 8.
     """
@@ -209,8 +211,9 @@ def claims_design(
     if keeps:
         bounds = sorted({c.bound for c in keeps})
         line = (
-            f"{len(keeps)} keep claim(s), TOST ({100 * CI_LEVEL:g}% t-interval of per-subject "
-            "Δ%): at least 2 subjects"
+            f"{len(keeps)} keep claim(s), TOST ({100 * CI_LEVEL:g}% skew-corrected t-interval "
+            "of per-subject Δ%, Johnson's t in Hall's form; Student's t where no skewness is "
+            "estimable): at least 2 subjects"
         )
         if n is not None and n < 2:
             line += f"; with {n}, none can hold"
@@ -218,14 +221,15 @@ def claims_design(
             limits = " and ".join(f"{tost_max_sd(n, b):.1f} points for ±{b:g}%" for b in bounds)
             line += (
                 f"; with {n}, a keep can hold only if the per-subject Δ% spread (SD) stays "
-                f"below {limits} (less the further their mean change is from 0), an unchanged "
-                "subject's spread the change one of its test trials makes"
+                f"below about {limits} (Student's limit: less the further their mean change "
+                "is from 0, and the skew correction moves it with their skewness), an "
+                "unchanged subject's spread the change one of its test trials makes"
             )
         else:
             limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (2, 3, 5, 8, 12))
             line += (
                 f"; the per-subject Δ% spread (SD) it tolerates for ±{bounds[0]:g}%, by number "
-                f"of subjects: {limits} points (at a mean change of 0)"
+                f"of subjects: {limits} points (Student's, at a mean change of 0)"
             )
         lines.append(line + ".")
     if claims:

@@ -30,8 +30,8 @@ from emg_lens.studies.ablation.spec import PLACEBO, Intervention, StudySpec
 ERASURE_COLUMNS = [
     *("intervention", "mode", "layer", "layers", "concept", "tokens", "metric", "n"),
     *("erasure_delta", "placebo_delta", "difference", "p", "test"),
-    *("concept_classes", "concept_delta", "concept_placebo_delta"),
-    *("side_classes", "side_effect", "side_effect_class", "rank", "full_rank", "left"),
+    *("n_concept_classes", "concept_delta", "concept_placebo_delta"),
+    *("n_side_classes", "side_effect", "side_effect_class", "rank", "full_rank", "left"),
 ]
 ERASER_FIELDS = ("rank", "full_rank", "left")
 """What a cell of an erasure (and of its placebo) records of its erasers (`ErasureFits.fitted`):
@@ -209,7 +209,7 @@ def erasure_table(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
     under its placebo (each the mean over subjects of the subject's change: the whole model's,
     the concept's and the side effects together), their difference tested paired over
     subjects (``test``: the claims' test); the concept's own change apart: the mean change of
-    the accuracy of its classes (``concept_classes`` of them, `concept_classes`; none, so
+    the accuracy of its classes (``n_concept_classes`` of them, `concept_classes`; none, so
     empty, for a concept that is not classes) under the erasure and under the placebo; of the
     classes outside the concept, how many there are and the largest mean drop of a class's
     accuracy; and the erasers' `ERASER_FIELDS`, over subjects and layers: the smallest
@@ -248,10 +248,10 @@ def erasure_table(spec: StudySpec, per_subject: pd.DataFrame) -> pd.DataFrame:
                      "erasure_delta": (values - base_values).mean(),
                      "placebo_delta": (other - base_values).mean(),
                      "difference": (values - other).mean(), "p": float(p[0]),
-                     "test": spec.stats.claims_test, "concept_classes": len(own),
+                     "test": spec.stats.claims_test, "n_concept_classes": len(own),
                      "concept_delta": own["erasure_delta"].mean(),
                      "concept_placebo_delta": own["placebo_delta"].mean(),
-                     "side_classes": len(mine),
+                     "n_side_classes": len(mine),
                      "side_effect": np.nan if worst is None else worst["erasure_delta"],
                      "side_effect_class": pd.NA if worst is None else int(worst["class"]),
                      **_eraser_fields(fits)}

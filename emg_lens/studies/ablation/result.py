@@ -37,6 +37,7 @@ from emg_lens.studies.ablation.erasure import erasure_table, side_effects
 from emg_lens.studies.ablation.spec import StudySpec
 from emg_lens.studies.ablation.summary import (
     CONDITION_COLUMNS,
+    STATISTIC_COLUMNS,
     STATISTIC_NAMES,
     STRUCTURAL,
     correction_phrase,
@@ -309,9 +310,10 @@ class StudyResult(StudyOutput):
             f"mean paired difference, p its {TEST_NAMES[self.spec.stats.claims_test]} over "
             "subjects (uncorrected): the whole model's change, the concept's and the side "
             "effects together. concept_delta (concept_placebo_delta): the mean change of the "
-            "accuracy of the concept's own concept_classes under the erasure (the placebo; "
-            "empty for a concept that is not classes). side_effect: the largest mean drop of a "
-            "class outside the concept (side_effect_class), of side_classes such classes. "
+            "accuracy of the concept's own classes (n_concept_classes: how many) under the "
+            "erasure (the placebo; empty for a concept that is not classes). side_effect: the "
+            "largest mean drop of a class outside the concept (side_effect_class), of "
+            "n_side_classes such classes. "
             "rank: the smallest rank of the erasers over subjects and layers, of full_rank "
             "(the concept's values less one; a smaller rank left a weak direction below "
             "concept-erasure's absolute svd_tol); left: the largest share of the concept's "
@@ -344,11 +346,12 @@ class StudyResult(StudyOutput):
             # a warning first (issue 41 item 3), then the claims it qualifies (item 2)
             + (claims if chance is None else chance_markdown(chance, between=claims + "\n"))
             + f"\nBaseline {first}: {base.mean():.3f} "
-            f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} over {len(base)} subjects; "
+            f"± {base.std(ddof=1) if len(base) > 1 else 0:.3f} ({_over(base)}); "
             f"{self.spec.stats.test}, {correction_phrase(self.spec.stats)}"
             + ("" if len(self.spec.metrics) == 1 else ", within each metric's table")
-            + f".\n\n{self.power_note()}\n\n{key}U: the test's statistic "
-            f"({STATISTIC_NAMES[self.spec.stats.test]}).\n" + self.structural_note()
+            + f".\n\n{self.power_note()}\n\n{key}{STATISTIC_COLUMNS[self.spec.stats.test]}: "
+            f"the test's statistic ({STATISTIC_NAMES[self.spec.stats.test]}).\n"
+            + self.structural_note()
         )
         tables = "".join(self._metric_table(m) for m in self.spec.metrics)
         return head + tables + self._erasure_markdown()
@@ -374,14 +377,17 @@ class StudyResult(StudyOutput):
             cols = ["delta"]
         title = (
             f"\n## {metric}\n\nBaseline {metric}: {base.mean():.4g} "
-            f"± {base.std(ddof=1) if len(base) > 1 else 0:.3g}. {delta}.\n\n"
+            f"± {base.std(ddof=1) if len(base) > 1 else 0:.3g} ({_over(base)}). {delta}.\n\n"
         )
         columns = [
             *("intervention", "mode", "layer", "layers", "heads", "n", "mean", *cols),
             *("ci_low", "ci_high", "r_rb", "U", "p", "p_corr", "stars"),
         ]
         floatfmt = ".3f" if metric in RELATIVE_METRICS else ".4g"
-        return title + markdown_table(result.summary[columns], floatfmt) + "\n"
+        # the statistic's column named by what it holds (summary.csv keeps ``U`` for all)
+        statistic = {"U": STATISTIC_COLUMNS[self.spec.stats.test]}
+        table = result.summary[columns].rename(columns=statistic)
+        return title + markdown_table(table, floatfmt) + "\n"
 
     def figures(self) -> dict:
         """Matplotlib figures by name: ``boxplots`` (the paper's Figure 5), ``heatmap``, and
@@ -488,3 +494,8 @@ def _delta_text(metric: str) -> Callable[[float], str]:
     if delta_name(metric) == "Δ%":
         return lambda d: f"{d:+.1f}%"
     return lambda d: f"{d:+.3g}"
+
+
+def _over(base: Any) -> str:
+    """``mean ± SD over 8 subjects``: what a baseline's ``±`` holds."""
+    return f"mean ± SD over {len(base)} subject{'s' if len(base) != 1 else ''}"

@@ -22,6 +22,7 @@ from emg_lens.stats.compare import (
     correct,
     delta_pct,
     delta_t_intervals,
+    one_baseline_row_each,
     rank_biserial_rows,
     stars,
 )
@@ -49,6 +50,9 @@ STATISTIC_NAMES = {
     "wilcoxon": "Wilcoxon's W, the smaller signed-rank sum",
     "permutation": "the mean paired difference, masked − baseline",
 }
+
+STATISTIC_COLUMNS = {"mannwhitneyu": "U", "wilcoxon": "W", "permutation": "mean_diff"}
+"""The name summary.md gives each test's statistic column (summary.csv's ``U``)."""
 
 
 def legend(markdown: bool = False) -> str:
@@ -117,6 +121,7 @@ def _summarize_metric(per_subject: pd.DataFrame, stats: StatsSpec, metric: str) 
     subject = per_subject["subject"].to_numpy()
     value = per_subject["value"].to_numpy(float)
     base_subjects, base_values = subject[is_base], value[is_base]
+    one_baseline_row_each(base_subjects.tolist(), base_values, f"metric {metric!r}", ArgumentError)
     masked = np.flatnonzero(~is_base)
     # [condition, subject]: each condition's values aligned to the baseline's subjects, the
     # conditions in order of first appearance

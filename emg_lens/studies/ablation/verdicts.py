@@ -51,6 +51,7 @@ from emg_lens.stats.compare import (
     compare,
     correct,
     format_p,
+    one_baseline_row_each,
     paired_test,
     rank_biserial,
     skew_t_interval,
@@ -273,8 +274,14 @@ def evaluate_claims(
         raise SpecError(f"stats.claims_test = {claims_test!r}; accepted: {list(CLAIMS_TESTS)}")
     counts = counts.reset_index(drop=True)
     baseline_rows = counts[counts["intervention"] == "baseline"]
+    accuracy = [
+        np.sum(c) / max(np.sum(t), 1)
+        for c, t in zip(baseline_rows["class_correct"], baseline_rows["class_total"])
+    ]
+    subjects = baseline_rows["subject"].tolist()
+    one_baseline_row_each(subjects, accuracy, "the claims' class counts", StudyError)
     n_classes = len(baseline_rows["class_total"].iloc[0]) if len(baseline_rows) else 0
-    rows, beyond, zeros = [], [], []
+    rows, beyond, zeros, unscored, owns = [], [], [], [], []
     for i, claim in enumerate(claims):
         where = f"claims[{i}]"
         key = matching_keys(claim, counts[counts["intervention"] != "baseline"], where)
@@ -282,22 +289,27 @@ def evaluate_claims(
         base = _group_accuracy(baseline_rows, classes, where)
         masked = _group_accuracy(counts[counts["key"] == key], classes, where).reindex(base.index)
         m, b = masked.to_numpy(float), base.to_numpy(float)
+        # a subject with no baseline accuracy over these classes has no Δ%: out of n, named
+        no_base = np.isfinite(m) & (b == 0)
+        unscored.append([(s, m[j]) for j, s in enumerate(base.index) if no_base[j]])
+        m, b = m[~no_base], b[~no_base]
         paired = np.isfinite(m) & np.isfinite(b)  # the means, like the test, over these
         n = int(paired.sum())
         pct = _subject_pct(m, b)
         finite = pct[np.isfinite(pct)]
         floors, unit = _sampling_floor(baseline_rows, classes)
-        unchanged = np.where(pct == 0, floors.reindex(base.index).to_numpy(float), 0.0)
+        unchanged = np.where(pct == 0, floors.reindex(base.index[~no_base]).to_numpy(float), 0.0)
         unchanged = unchanged[np.isfinite(pct)]
         sd_floor = float(np.sqrt(np.nanmean(unchanged**2))) if len(unchanged) else 0.0
         own = subject_changes(baseline_rows, counts[counts["key"] == key], classes)
         beyond.append(_beyond(own, claim.expect, claim.bound))
-        third = _measured_third(own, pct)
+        owns.append(own[~no_base])
+        third = _measured_third(own[~no_base], pct)
         if claim.expect == "keep":
             used, p = "tost", tost(pct, claim.bound, sd_floor, third=third)
         else:
             used = paired_test(n) if claims_test == PAIRED else claims_test
-            p = compare(m, b, used)[1]
+            p = compare(m, b, used)[1] if len(m) else np.nan  # none scored: no test
         ci_low, ci_high = skew_t_interval(pct, CI_LEVEL, sd_floor, third=third)
         cell = counts[counts["key"] == key].iloc[0]
         # a cut that cannot change the scored output (`evaluate.structural_zeros`) tests nothing
@@ -343,13 +355,28 @@ def evaluate_claims(
     family = int(np.isfinite(table.loc[drops, "p"].to_numpy(float)).sum())
     table["stars"] = [stars(p) if c.expect == "drop" else "" for p, c in zip(table.p_corr, claims)]
     verdicts = [
-        (STRUCTURAL_ZERO if zero else _verdict(claim, row, family, correction, past))
-        for claim, row, past, zero in zip(claims, table.itertuples(), beyond, zeros)
+        (STRUCTURAL_ZERO if zero else _verdict(claim, row, family, correction, past, out, own))
+        for claim, row, past, zero, out, own in zip(
+            claims, table.itertuples(), beyond, zeros, unscored, owns
+        )
     ]
     table["verdict"] = [v for v, _ in verdicts]
-    table["reason"] = [r for _, r in verdicts]
+    table["reason"] = [r + _unscored_text(out) for (_, r), out in zip(verdicts, unscored)]
     table["method"] = [_method(row, family, correction) for row in table.itertuples()]
     return table[CLAIM_COLUMNS]
+
+
+def _unscored_text(unscored: Sequence[tuple[Any, float]]) -> str:
+    """``; subject 3 (0.000 -> 0.500) is out of n: ...``: the subjects a claim could not
+    score, named with their accuracies (empty where there are none)."""
+    if not unscored:
+        return ""
+    listed = ", ".join(f"{s} (0.000 -> {m:.3f})" for s, m in unscored)
+    word = "subject" if len(unscored) == 1 else "subjects"
+    return (
+        f"; {word} {listed} out of n: a baseline accuracy of 0 over these classes leaves no "
+        "Δ% (a change relative to nothing), so no test or mean counts it"
+    )
 
 
 def _subject_pct(masked: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -364,8 +391,9 @@ def _method(row: Any, drops: int, correction: str) -> str:
     claims the correction was over (those with a p-value)."""
     if row.test == "tost":
         two = (
-            " (2 subjects: no skewness to correct for, Student's t, which holds about 6% of "
-            "claims exactly on their margin)"
+            " (2 subjects: no sample skewness is estimable, so Student's t, and where the "
+            "cells hold their trials also the skew those trials measure, each bound the more "
+            "cautious; Student's alone holds about 6% of claims exactly on their margin)"
             if row.n == 2
             else ""
         )
@@ -417,6 +445,26 @@ def _reach(row: Any, bound: float) -> str:
     )
 
 
+def _drop_reach(own: pd.DataFrame | None) -> str:
+    """What a drop that holds says of each subject, in words: a fall of the typical subject,
+    and whose own interval over its trials (Bonferroni over the subjects) includes 0, no fall
+    of its own shown."""
+    if own is None or own.empty:
+        return ""
+    known = own[np.isfinite(own["low"]) & np.isfinite(own["high"])]
+    reach = "; its reach: the typical subject fell"
+    if known.empty:
+        return reach + " (no subject's own interval: the cells hold no trials)"
+    zero = known[(known["low"] <= 0) & (known["high"] >= 0)]
+    if zero.empty:
+        return reach + ", and every subject's own interval over its trials lies off 0"
+    word = "subject" if len(zero) == 1 else "subjects"
+    return reach + (
+        f", not each one: the own intervals of {word} {', '.join(map(str, zero.index))} over "
+        "their trials (Bonferroni over the subjects) include 0, no fall of their own shown"
+    )
+
+
 def _past_margin(past: pd.DataFrame) -> str:
     """``, but subject 3 (−41.0 [−52.1, −29.9]) changed past the margin …``."""
     listed = [f"{s} ({_change_text(r)})" for s, r in zip(past.index, past.itertuples())]
@@ -428,9 +476,18 @@ def _past_margin(past: pd.DataFrame) -> str:
 
 
 def _verdict(
-    claim: Claim, row: Any, m: int, correction: str, past: pd.DataFrame
+    claim: Claim,
+    row: Any,
+    m: int,
+    correction: str,
+    past: pd.DataFrame,
+    unscored: Sequence[tuple[Any, float]] = (),
+    own: pd.DataFrame | None = None,
 ) -> tuple[str, str]:
-    """``(verdict, why)`` of one claim (the module docstring's rules); ``past``: `_beyond`."""
+    """``(verdict, why)`` of one claim (the module docstring's rules); ``past``: `_beyond`;
+    ``unscored``: the subjects with a baseline accuracy of 0 (subject, masked accuracy), of
+    which one that moved keeps a keep from holding; ``own``: `subject_changes` of the scored
+    subjects, whose intervals a drop that holds reaches (`_drop_reach`)."""
     bound = claim.bound
     interval = f"{100 * row.ci_level:g}% interval [{row.ci_low:+.1f}, {row.ci_high:+.1f}]%"
     if getattr(row, "sd_floor", 0) > getattr(row, "subject_sd", np.inf):  # the floor widened it
@@ -450,6 +507,11 @@ def _verdict(
             return "cannot tell", f"{interval} lies within ±{bound:g}%{few}"
         if by_interval == "holds" and not past.empty:
             return "cannot tell", f"{interval} lies within ±{bound:g}%{_past_margin(past)}"
+        if by_interval == "holds" and any(moved != 0 for _, moved in unscored):
+            return "cannot tell", (
+                f"{interval} lies within ±{bound:g}% of the subjects with a Δ%, but a subject "
+                "with a baseline accuracy of 0 changed (below), which no Δ% measures"
+            )
         if by_interval == "holds":
             held = f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
             return "holds", held + _reach(row, bound)
@@ -461,7 +523,7 @@ def _verdict(
     significant = row.p_corr < ALPHA
     p_corr = format_p(row.p_corr, 2, "p_corr")
     if significant and row.masked < row.baseline:
-        return "holds", f"{p_corr} < {ALPHA} and the accuracy fell"
+        return "holds", f"{p_corr} < {ALPHA} and the accuracy fell" + _drop_reach(own)
     found = f"a significant rise ({p_corr})" if significant else f"no significant drop ({p_corr})"
     if no_interval:
         return "cannot tell", f"{found}, and {NO_INTERVAL}"
@@ -483,17 +545,23 @@ def _verdict(
 
 
 def _spread_note(row: Any, bound: float) -> str:
-    """Why a keep claim's interval is too wide, when its subjects spread more than TOST
-    allows at their number (`emg_lens.stats.design.tost_max_sd`)."""
-    # the interval's half width is t · sd / √n: the spread it implies
-    half = (row.ci_high - row.ci_low) / 2
+    """Why a keep claim's interval is too wide: its subjects' SD (floored, `sd_floor`) above
+    what Student's TOST allows at their number (`emg_lens.stats.design.tost_max_sd`), or,
+    within it, the skew correction widening the interval on the side the changes lean to."""
     limit = tost_max_sd(row.n, bound)
-    spread = half * limit / bound  # half = bound exactly when sd = limit
-    if spread <= limit:
+    sd = max(row.subject_sd, row.sd_floor) if np.isfinite(row.subject_sd) else row.sd_floor
+    if not np.isfinite(sd) or row.n < 2:
         return ""
+    what = "their SD" if not row.sd_floor > row.subject_sd else "their SD as floored"
+    if sd > limit:
+        return (
+            f"; with {row.n} subjects the per-subject Δ% may spread (SD) at most {limit:.1f} "
+            f"points for ±{bound:g}% (Student's limit at a mean change of 0), here {what} is "
+            f"{sd:.1f}"
+        )
     return (
-        f"; with {row.n} subjects the per-subject Δ% may spread (SD) at most {limit:.1f} "
-        f"points for ±{bound:g}%, here {spread:.1f}"
+        f"; {what}, {sd:.1f} points, is within the {limit:.1f} Student's t allows, but the "
+        "skew correction widens the interval on the side the subjects' changes lean to"
     )
 
 

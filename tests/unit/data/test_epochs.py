@@ -296,3 +296,42 @@ def test_a_recording_of_two_classes_is_held_out_whole_each_run_of_one_class_a_tr
     assert sorted(np.unique(data.X_test).tolist()) == [2.0, 3.0]  # recordings 2 and 3, whole
     assert sorted(np.unique(data.X_train).tolist()) == [0.0, 1.0]
     assert data.test_trials.tolist() == [0, 0, 1, 1, 2, 2]  # recording 2's two runs, then 3
+
+
+def _channel_targets(last_target_only=True, step=False):
+    """Two recordings of 4 EEG channels and one misc channel holding each sample's class,
+    cut by braindecode's ``create_fixed_length_windows(..., targets_from="channels")``: its
+    windows hold the 4 EEG channels and take their target from the misc one."""
+    datasets = pytest.importorskip("braindecode.datasets")
+    preprocessing = pytest.importorskip("braindecode.preprocessing")
+    recording = getattr(datasets, "RawDataset", None) or datasets.BaseDataset
+    parts = []
+    for r in range(2):
+        names, types = ["C3", "target", "Cz", "C4", "Pz"], ["eeg", "misc", "eeg", "eeg", "eeg"]
+        signal = np.random.default_rng(r).standard_normal((5, 1000))
+        signal[1] = np.repeat([r, 1 - r], 500) + (0.5 if step else 0.0)
+        raw = mne.io.RawArray(signal, mne.create_info(names, 100.0, types), verbose=False)
+        parts.append(recording(raw, {"subject": 1, "session": str(r)}))
+    return preprocessing.create_fixed_length_windows(
+        datasets.BaseConcatDataset(parts), window_size_samples=50, window_stride_samples=50,
+        on_last_window="drop", targets_from="channels", last_target_only=last_target_only,
+    )  # fmt: skip
+
+
+def test_windows_whose_targets_come_from_a_channel_are_read():
+    """Issue 86: braindecode's ``targets_from="channels"`` windows hold the signal channels
+    only, their target a misc channel's last sample; the reader picked channels by the
+    recording's full list and crashed (``IndexError: index 4 is out of bounds``)."""
+    (data,) = SubjectData.from_windows_dataset(_channel_targets())
+    assert data.meta["channel_names"] == ["C3", "Cz", "C4", "Pz"] and data.modalities == {"eeg": 4}
+    assert data.classes == [0, 1] and data.X_train.shape[1:] == (4, 50)
+    assert len(data.y_train) + len(data.y_test) == 40
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"), [({"last_target_only": False}, "shape"), ({"step": True}, "0.5")]
+)
+def test_channel_targets_that_are_no_class_label_are_refused_by_name(kwargs, what):
+    with pytest.raises(DataFormatError, match=r"targets_from='channels'.*one whole-number") as e:
+        SubjectData.from_windows_dataset(_channel_targets(**kwargs))
+    assert what in str(e.value)

@@ -29,6 +29,7 @@ from emg_lens.discovery import (
     window_metric,
 )
 from emg_lens.discovery.exact import base_layer_masks
+from emg_lens.discovery.metrics import spearman_p
 from emg_lens.discovery.screen import _capture
 from emg_lens.discovery.spec import DiscoverySpec
 from emg_lens.discovery.study import run_discovery, screen_note
@@ -36,6 +37,7 @@ from emg_lens.edges import between, from_cls, heads, parse
 from emg_lens.errors import ArgumentError, LayoutError, SpecError
 from emg_lens.hooks import name_filter
 from emg_lens.models import IsoNet, MultimodalMLP, TinyMyo
+from emg_lens.stats.compare import format_p
 from emg_lens.studies import run_study
 from tests.tiny import synthetic_checkpoint, tiny_isonet
 
@@ -209,7 +211,7 @@ def test_verify_adds_exact_effects_that_match_masked_runs(model, data):
     top = s.table[s.table["verified"] == "top"]
     assert len(top) == 5 and (top["exact"].notna() | (top["method"] == "exact")).all()
     assert (s.table.head(5)["exact"].notna() | (s.table.head(5)["method"] == "exact")).all()
-    done = s.table[s.table["exact"].notna()]
+    done = s.table[s.table["exact"].notna() & (s.table["method"] != "exact")]  # measured
     assert (
         {"flagged", "top", "sample"}
         <= set(done["verified"])
@@ -387,13 +389,16 @@ def test_the_summary_states_the_screens_spearman_and_the_bound_on_missed_candida
     assert agreement["sampled"] == 4 and agreement["measured"] >= 4  # linearised ones measured
     two = pd.DataFrame([agreement, {**agreement, "spearman": 0.5, "missed_upper": 99.0}])
     text = " ".join(screen_note(two).split())
-    rho = round(float(np.median([agreement["spearman"], 0.5])), 2)
-    assert f"Spearman ρ of the screen's estimate against the exact effect {rho:.2f}" in text
-    assert f"over the {agreement['screened_top']:.0f} of the verified top 3 candidates the" in text
+    # issue 86: each subject's ρ with the points it is over and its p, never a median of them
+    assert "Spearman ρ of the screen's estimate against the exact effect over those of the" in text
+    points, rho = agreement["screened_top"], agreement["spearman"]
+    p = format_p(spearman_p(rho, int(points)), 2, "p")
+    assert f"subject 1 {rho:.2f} over {points:.0f} points ({p}); subject 2 0.50 over" in text
     assert f"Scored by the screen (plain attribution; `screen`): {agreement['screened']:.0f}" in (
         " ".join(screen_note(two.assign(screen="plain")).split())
     )
-    assert f"{agreement['spearman_measured']:.2f} over the" in text
+    measured = agreement["measured"]
+    assert f"subject 1 {agreement['spearman_measured']:.2f} over {measured:.0f} points (p" in text
     assert "at most 99.0 (subjects " in text  # the bound: the largest over subjects
     assert "of the candidates left unmeasured belong in the top 3" in text
     assert "from 4 of them measured at random" in text
@@ -406,6 +411,10 @@ def test_a_two_layer_models_candidates_are_all_exact_and_the_summary_names_no_sc
     said "Screen vs exact (EAP-IG): Spearman rho 1.00" of the exact effects against themselves."""
     verified = screen(model, data, estimator="ig").verify(top=3, sample=4)
     assert set(verified.table["method"]) == {"exact"}
+    # issue 86: an effect computed exactly sits in `exact` too, never blank beside `estimate`
+    table = verified.table
+    assert table["exact"].notna().all() and (table["exact"] == table["estimate"]).all()
+    assert (table["exact_accuracy"] == table["estimate_accuracy"]).all()
     agreement = verified.agreement
     assert (agreement["screened"], agreement["screened_top"]) == (0, 0)
     assert np.isnan(agreement["spearman"])
@@ -541,3 +550,22 @@ def test_a_planted_training_read_back_says_so():
     assert any("the same training was done before" in line for line in told)
     for a, b in zip(first.parameters(), again.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_screen_vs_exact_figure_gives_each_rho_its_points_and_p(model, data):
+    """Issue 86: every ρ printed with the number of points it is over and its p; the points
+    are the candidates the screen estimated and a masked pass measured (an exact candidate's
+    estimate is its exact effect, no evidence of the screen)."""
+    import matplotlib.pyplot as plt
+
+    from emg_lens.discovery.plots import plot_screen_vs_exact
+
+    s = screen(model, data, exact_penultimate=False).verify(top=5)
+    fig = plot_screen_vs_exact(s)
+    measured = s.table[s.table["exact"].notna() & (s.table["method"] != "exact")]
+    title = fig.axes[0].get_title()
+    plt.close(fig)
+    assert (
+        f"over {len(measured)} candidates (p = " in title
+        or f"{len(measured)} candidates (p <" in title
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -435,6 +436,17 @@ def test_summarize_pairs_subjects_whatever_the_row_order():
     assert (a.loc["k2", "U"], a.loc["k2", "p"]) == (expected.statistic, expected.pvalue)
 
 
+def test_a_subject_twice_in_the_baseline_is_refused_by_name():
+    """Issue 86: a subject twice in the baseline (accuracies 0.9 and 0.1) was accepted, the
+    second row silently kept."""
+    table = _per_subject()
+    twice = table[(table.intervention == "baseline") & (table.subject == 2)].assign(value=0.1)
+    with pytest.raises(
+        ArgumentError, match=r"subject 2 holds 2 baseline rows \(values 0.\d+, 0.1\)"
+    ):
+        summarize(pd.concat([table, twice], ignore_index=True), StatsSpec())
+
+
 # ----------------------------------------------------------------------------- power note
 
 
@@ -823,3 +835,32 @@ def test_a_printed_p_never_reaches_a_star_threshold_it_lies_below(digits):
             assert float(format_p(p, digits)) < threshold, (p, format_p(p, digits))
         assert format_p(threshold, digits) == f"{threshold:g}"
     assert format_p(0.0123, 2) == "0.012" and format_p(0.051, 2) == "0.051"
+
+
+def test_an_infinite_value_is_refused_by_name_and_nan_stays_no_value():
+    """Issue 86: `tost` left ±inf out as if it were NaN (a missing value), so a subject whose
+    Δ% was infinite vanished from a test silently. An infinity is refused, naming the function
+    and where it lies; NaN still means "no value" and is left out (documented)."""
+    from emg_lens.errors import InputValueError
+
+    for call, name in (
+        (lambda x: tost(x, 5.0), "tost(values)"),
+        (lambda x: t_interval(x), "t_interval(values)"),
+        (lambda x: skew_t_interval(x), "skew_t_interval(values)"),
+        (lambda x: compare(x, [1.0, 2.0, 3.0]), "compare(masked)"),
+        (lambda x: compare([1.0, 2.0, 3.0], x, "wilcoxon"), "compare(baseline)"),
+    ):
+        with pytest.raises(InputValueError, match=rf"{re.escape(name)} holds inf at index 1"):
+            call([1.0, np.inf, 2.0])
+        with pytest.raises(InputValueError, match="NaN for a missing value"):
+            call([1.0, -np.inf, 2.0])
+    assert tost([1.0, np.nan, 2.0, 1.5], 5.0) == tost([1.0, 2.0, 1.5], 5.0)  # NaN: no value
+
+
+@pytest.mark.parametrize("bad", [[1.5, 0.1], [-0.1, 0.2], [0.1, np.inf]])
+def test_correct_refuses_a_p_value_outside_zero_to_one(bad):
+    """Issue 86: ``correct([1.5, -0.1])`` returned ``[1.0, -0.2]``."""
+    from emg_lens.errors import InputValueError
+
+    with pytest.raises(InputValueError, match=r"correct\(pvalues\)\[\d\] = .* is no p-value"):
+        correct(bad)

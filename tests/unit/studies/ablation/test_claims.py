@@ -442,7 +442,8 @@ def test_a_claim_beyond_the_models_is_refused_by_name():
 def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
     claims = [
-        {**DROP, "description": "the <pair> drops"},
+        # classes these tiny models score (none of 0-2): each subject has a Δ% (issue 86)
+        {**DROP, "classes": [2, 3], "description": "the <pair> drops"},
         {**KEEP, "layers": "individual 0"},
         {"intervention": "zero", "layers": "input", "classes": "all", "expect": "keep",
          "margin": 1.0},
@@ -453,7 +454,7 @@ def test_a_study_with_claims_writes_claims_csv_and_puts_them_first(tmp_path):
     assert set(table.verdict) <= {"holds", "fails", "cannot tell"}
     # the accuracy of a claim's classes, from the per-class table every run writes
     per_class = result.per_class()
-    pair = per_class[per_class["class"].isin([0, 1]) & (per_class.intervention == "baseline")]
+    pair = per_class[per_class["class"].isin([2, 3]) & (per_class.intervention == "baseline")]
     by_subject = pair.groupby("subject")[["correct", "total"]].sum()
     assert table.baseline[0] == pytest.approx((by_subject.correct / by_subject.total).mean())
     assert table.condition.tolist() == [
@@ -518,8 +519,15 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
     assert main(["study", "check", str(study)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "with 3 the smallest p_corr is 0.25 (ns)" in out
-    assert "1 keep claim(s), TOST (90% t-interval of per-subject Δ%): at least 2 subjects; " in out
-    assert "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below 3.0 " in out
+    # issue 86: the keep's test is the skew-corrected t, not Student's
+    assert (
+        "1 keep claim(s), TOST (90% skew-corrected t-interval of per-subject Δ%, Johnson's" in out
+    )
+    assert "Student's t where no skewness is estimable): at least 2 subjects; " in out
+    assert (
+        "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below about 3.0 "
+        in out
+    )
     assert "(no spread) on fewer than 8." in out  # issue 56: no spread is no evidence
     study.write_text(text.format(last=4))  # the tiny preset has 4 classes
     assert main(["study", "check", str(study)]) == 2
@@ -741,3 +749,69 @@ def test_a_keep_claim_on_a_structural_zero_is_never_holds():
         row["structural"] = False  # the same numbers from a cut that could have moved them
     table = evaluate_claims([claim], {}, pd.DataFrame(rows), "mannwhitneyu", "bonferroni")
     assert table.loc[0, "verdict"] == "holds"
+
+
+def test_a_subject_with_a_zero_baseline_leaves_n_and_is_named():
+    """Issue 86: a subject whose baseline over the claim's classes is 0 has no Δ% (a change
+    relative to nothing); it left the interval and the mean but stayed in ``n``, and a keep
+    held (n = 8) while that subject went 0 -> 0.50. It is out of ``n``, out of the means and
+    named; a keep past it cannot tell, and a drop says it left that subject out."""
+    base = [0.0, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.92]
+    masked = [0.5, 0.8, 0.821, 0.839, 0.86, 0.881, 0.9, 0.919]
+    row = _verdict("keep", masked, base, margin=0.05)
+    assert row.n == 7 and row.baseline == pytest.approx(np.mean(base[1:]))
+    assert row.verdict == "cannot tell", row.reason
+    assert "subject 1 (0.000 -> 0.500)" in row.reason and "out of n" in row.reason
+    unchanged = _verdict("keep", [0.0, *masked[1:]], base, margin=0.05)
+    assert unchanged.n == 7 and "subject 1 (0.000 -> 0.000)" in unchanged.reason
+    drop = _verdict("drop", [0.0, *(b - 0.05 for b in base[1:])], base)
+    assert drop.n == 7 and "subject 1 (0.000 -> 0.000)" in drop.reason, drop.reason
+
+
+def test_a_subject_twice_in_the_baseline_is_refused_by_name_in_a_claim():
+    """Issue 86: evaluate_claims kept the second of two baseline rows of one subject."""
+    counts = _counts([0.8] * 4, [0.9] * 4)
+    twice = counts[(counts.key == "baseline") & (counts.subject == 3)]
+    twice = twice.assign(class_correct=[[100]])
+    counts = pd.concat([counts, twice], ignore_index=True)
+    claims = _spec({**DROP, "classes": [0]}).claims
+    with pytest.raises(StudyError, match=r"subject 3 holds 2 baseline rows"):
+        evaluate_claims(claims, {}, counts, "mannwhitneyu", "none")
+
+
+def test_summary_md_says_what_its_plus_minus_and_its_statistic_column_hold(tmp_path):
+    """Issue 86: "Baseline accuracy: 0.968 ± 0.011" did not say ± what (the SD over
+    subjects), and a column ``U`` held the mean paired difference of a permutation study."""
+    subjects = {s: tiny_subject(s, 16, subject=s, perturb=True) for s in range(1, 4)}
+    spec = _spec(stats={"test": "permutation"})
+    run_study(spec, models=subjects, out_dir=tmp_path, progress=False)
+    summary = (tmp_path / "summary.md").read_text()
+    assert re.search(
+        r"Baseline accuracy: \d\.\d{3} ± \d\.\d{3} \(mean ± SD over 3 subjects\)", summary
+    )
+    assert re.search(r"Baseline accuracy: \S+ ± \S+ \(mean ± SD over 3 subjects\)\. Δ%", summary)
+    assert "mean_diff: the test's statistic (the mean paired difference" in summary
+    header = next(line for line in summary.splitlines() if line.startswith("| intervention"))
+    assert "| mean_diff |" in header and "| U |" not in header
+
+
+def test_a_keeps_spread_note_prints_the_subjects_sd():
+    """Issue 86: a keep's reason gave the spread as 35.2 where the subjects' SD was 15.1 (the
+    skew-corrected interval's width read back through Student's t). It prints their SD."""
+    base = [0.9] * 8
+    row = _verdict("keep", [0.9] * 7 + [0.54], base, margin=0.05)  # one subject -40 %
+    assert row.verdict == "cannot tell"
+    assert f"here their SD is {row.subject_sd:.1f}" in row.reason, row.reason
+    assert "at most 7.5 points for ±5% (Student's limit at a mean change of 0)" in row.reason
+
+
+def test_a_drop_that_holds_says_whose_own_interval_includes_zero():
+    """Issue 86: a drop verdict did not say its reach, as a keep's does: here 8 subjects of 20
+    trials each, subject 8 unchanged; the drop holds for the typical subject and names 8."""
+    claim = _spec({**DROP, "classes": [0]}).claims
+    counts = _trial_counts(8, 20, {s: 20 for s in range(1, 8)})
+    row = evaluate_claims(claim, {}, counts, "mannwhitneyu", "none").iloc[0]
+    assert row.verdict == "holds", row.reason
+    assert "its reach: the typical subject fell, not each one: the own intervals of subject 8" in (
+        row.reason
+    )

@@ -129,13 +129,13 @@ def test_the_erasure_runs_beside_its_placebo_claims_test_it_paired_and_it_is_sto
     table = result.erasures().set_index("intervention")
     acc = table.loc["erase_acc"]  # measured (60 steps, 1 and 2 threads): -0.21, placebo -0.14
     assert acc["erasure_delta"] < -0.1
-    assert (acc["side_classes"], acc["test"]) == (0, "paired")  # every class is the concept
+    assert (acc["n_side_classes"], acc["test"]) == (0, "paired")  # every class is the concept
     # the pair of sEMG classes erased from the sEMG tokens: -0.31, placebo -0.03, and the
     # classes outside the concept barely move (-0.01)
     pair = table.loc["erase_emg_pair"]
     assert pair["erasure_delta"] < -0.15 and pair["erasure_delta"] < pair["placebo_delta"] - 0.15
-    assert pair["side_classes"] == 2 and -0.1 < pair["side_effect"] <= 0
-    assert pair["concept_classes"] == 2 and pair["concept_delta"] < pair["erasure_delta"]
+    assert pair["n_side_classes"] == 2 and -0.1 < pair["side_effect"] <= 0
+    assert pair["n_concept_classes"] == 2 and pair["concept_delta"] < pair["erasure_delta"]
     assert (pair["rank"], pair["full_rank"], acc["full_rank"]) == (1, 1, 3)  # stored per cell
     sides = result.side_effects()
     assert set(sides[sides["intervention"] == "erase_emg_pair"]["class"]) == {0, 1}
@@ -188,6 +188,10 @@ def test_erasure_csv_separates_the_concepts_own_change_from_the_side_effects():
 
     row = erasure_table(spec, pd.DataFrame(rows)).iloc[0]
     assert row["erasure_delta"] == pytest.approx(-0.15)
-    assert (row["concept_classes"], row["concept_delta"], row["concept_placebo_delta"]) == (2, 0, 0)
-    assert (row["side_classes"], row["side_effect"]) == (2, pytest.approx(-0.4))
+    assert (row["n_concept_classes"], row["concept_delta"], row["concept_placebo_delta"]) == (
+        2,
+        0,
+        0,
+    )
+    assert (row["n_side_classes"], row["side_effect"]) == (2, pytest.approx(-0.4))
     assert (row["rank"], row["full_rank"], row["left"]) == (2, 1, pytest.approx(0.02))
