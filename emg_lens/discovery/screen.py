@@ -151,7 +151,7 @@ def missed_words(agreement: dict[str, float]) -> str:
     """
     unmeasured, draws = int(agreement["unmeasured"]), int(agreement["sampled"])
     if not unmeasured:
-        return "none: every candidate was measured exactly"
+        return "none: no candidate was left unmeasured"
     if not draws:
         return f"not bounded: none of the {unmeasured} unmeasured was drawn"
     hits = int(agreement["sample_hits"])
@@ -200,7 +200,8 @@ class Screen:
             return text + ", not verified)"
         return (
             f"{text}; verified top {self.verified_with['top']}, "
-            f"{self.agreement['measured']:.0f} measured exactly; missed: "
+            f"{self.agreement['measured']:.0f} of the {self.agreement['screened']:.0f} "
+            "estimates measured exactly; missed: "
             f"{missed_words(self.agreement)})"
         )
 

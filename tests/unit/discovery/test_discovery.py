@@ -458,6 +458,30 @@ def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
 
 
 @pytest.mark.slow
+def test_a_study_writes_its_miss_bound_with_the_draws_it_came_from(tmp_path, model, data):
+    """Issue 88, item 3: summary.md and circuits.csv carry the bound's draws and population,
+    and the summary says what 3 draws cannot certify (the mean head linearises layer 0)."""
+    X = data[0]
+    with torch.no_grad():
+        y = model(X, return_type="avg_logits").argmax(-1)
+    spec = {"kind": "discovery", "name": "t", "models": "x", "tau": 0.1, "verify_top": 3}
+    spec |= {"return_type": "avg_logits", "verify_sample": 3}
+    subject = _subject_data(model, X, y)
+    run_discovery(spec, models={1: (model, subject)}, out_dir=tmp_path, progress=False)
+    circuits = pd.read_csv(tmp_path / "circuits.csv")
+    assert circuits["sampled"].tolist() == [3] and circuits["unmeasured"].iloc[0] > 3
+    summary = " ".join((tmp_path / "summary.md").read_text().split())
+    rate = math.ceil(100 * circuits["missed_rate_upper"].iloc[0])
+    assert (
+        f"at most {rate} % of the {circuits['unmeasured'].iloc[0]:.0f} candidates left" in summary
+    )
+    assert (
+        "from 3 draws: " in summary and "3 draws cannot certify a miss rate below 64 %" in summary
+    )
+    assert "| missed_upper | sampled |" in summary  # the table's column beside the bound
+
+
+@pytest.mark.slow
 def test_the_cli_runs_a_discovery_study_from_flags_and_from_a_study_file(tmp_path):
     """`emg-lens discover --models DIR` and `emg-lens study run` of a ``kind = "discovery"``
     file write the same circuits (the second reuses the first's stored subject)."""
