@@ -37,6 +37,7 @@ paragraph); how far to trust either: docs/ARCHITECTURE.md, "Discovery: what to t
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,7 +100,68 @@ FLAG_BUDGET = 12
 adds is this many exact passes (`docs/ARCHITECTURE.md`, "Discovery: what to trust", says what
 it buys)."""
 MISS_SAMPLE = 10
-"""Unmeasured candidates `Screen.verify` draws to bound what the ranking missed."""
+"""Unmeasured candidates `Screen.verify` draws to bound what the ranking missed: with no miss
+drawn, 10 draws bound the miss rate at 26 % of the unmeasured (`miss_note`)."""
+CERTIFY_RATE = 0.05
+"""The miss rate a draw that finds no miss must bound for the bound to certify something;
+`miss_note` says so where the draws cannot reach it."""
+
+
+def _percent(rate: float) -> str:
+    """An upper bound on a rate in percent, rounded up: to a whole percent, to a tenth below
+    10 % (``0.0503``: ``"5.1 %"``, not a bound of 5 % that 58 draws do not give)."""
+    scale = 1 if rate >= 0.1 else 10
+    return f"{math.ceil(round(100 * rate * scale, 6)) / scale:g} %"
+
+
+def miss_note(draws: int, ask: str = "`verify(..., sample=N)`", confidence: float = 0.95) -> str:
+    """What ``draws`` random exact passes cannot certify: empty where a draw that finds no miss
+    bounds the miss rate at `CERTIFY_RATE` or below, else the sentence saying the lowest rate
+    they can bound and how many draws (``ask``: where to ask for them) would reach it. With no
+    miss in ``n`` draws the one-sided Clopper-Pearson bound is ``1 - 0.05 ** (1 / n)``: at
+    most 5 % from ``n = 59``; each draw costs one exact masked pass.
+
+    >>> print(miss_note(10))  # doctest: +NORMALIZE_WHITESPACE
+    10 draws cannot certify a miss rate below 26 %: draw more (`verify(..., sample=N)`, one
+    exact pass each) to bound it; 59 draws that find no miss bound it at 5 %.
+    >>> miss_note(59)
+    ''
+    """
+    floor = _clopper_pearson_upper(0, draws, confidence) if draws else 1.0
+    if floor <= CERTIFY_RATE:
+        return ""
+    needed = math.ceil(math.log(1 - confidence) / math.log(1 - CERTIFY_RATE))
+    return (
+        f"{draws} draws cannot certify a miss rate below {_percent(floor)}: draw more "
+        f"({ask}, one exact pass each) to bound it; {needed} draws that find no miss bound it "
+        f"at {_percent(CERTIFY_RATE)}."
+    )
+
+
+def missed_words(agreement: dict[str, float]) -> str:
+    """`Screen.verify`'s bound on what the ranking missed, in words, with the draws it came
+    from (and `miss_note` where they cannot certify a low rate).
+
+    >>> print(missed_words({"unmeasured": 140.0, "sampled": 10.0, "sample_hits": 0.0,
+    ...     "missed_rate_upper": 0.2589, "missed_upper": 36.25}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    at most 26 % of the 140 unmeasured (36.2 candidates), from 10 draws. 10 draws cannot
+    certify a miss rate below 26 %: draw more (`verify(..., sample=N)`, one exact pass each)
+    to bound it; 59 draws that find no miss bound it at 5 %.
+    """
+    unmeasured, draws = int(agreement["unmeasured"]), int(agreement["sampled"])
+    if not unmeasured:
+        return "none: no candidate was left unmeasured"
+    if not draws:
+        return f"not bounded: none of the {unmeasured} unmeasured was drawn"
+    hits = int(agreement["sample_hits"])
+    found = f", besides the {hits} the draw found" if hits else ""
+    text = (
+        f"at most {_percent(agreement['missed_rate_upper'])} of the {unmeasured} unmeasured "
+        f"({agreement['missed_upper']:.1f} candidates{found}), from {draws} draws"
+    )
+    note = miss_note(draws)
+    return f"{text}. {note}" if note else text
 
 
 @dataclass
@@ -128,6 +190,20 @@ class Screen:
     exact_last_layer: bool = True  # the layers computed exactly (see `screen`)
     exact_penultimate: bool | None = None
     verified_with: dict[str, int] = field(default_factory=dict)  # `verify`'s budgets and seed
+
+    def __repr__(self) -> str:
+        text = (
+            f"Screen({len(self.table)} candidates, {self.metric} on {self.return_type}, "
+            f"{self.estimator} estimates, {self.n_windows} windows"
+        )
+        if not self.agreement:
+            return text + ", not verified)"
+        return (
+            f"{text}; verified top {self.verified_with['top']}, "
+            f"{self.agreement['measured']:.0f} of the {self.agreement['screened']:.0f} "
+            "estimates measured exactly; missed: "
+            f"{missed_words(self.agreement)})"
+        )
 
     def verify(
         self,
@@ -455,9 +531,12 @@ def verify_candidates(
     3. a seeded random ``sample`` of the candidates still estimated, to bound what the
        ranking missed: ``agreement["missed_upper"]`` is a one-sided 95 % Clopper-Pearson
        upper bound on how many unmeasured candidates have a larger drop than the ``top``-th:
-       the bound on their share among all that were unmeasured before the draw, times their
-       number, less the ones the draw found (applied to those left after the draw alone, the
-       rate covered 90 % of the time where the draw was a large share of them).
+       the bound on their share (``missed_rate_upper``) among all that were unmeasured before
+       the draw (``unmeasured``), times their number, less the ones the draw found (applied to
+       those left after the draw alone, the rate covered 90 % of the time where the draw was a
+       large share of them). It is only as tight as the draw is large: with no miss drawn, 10
+       draws bound the rate at 26 %, 59 at 5 % (`miss_note`); the repr prints it with its
+       draws (`missed_words`).
 
     Adds ``exact``, ``exact_accuracy`` (for a candidate the screen computed exactly,
     ``method`` ``"exact"``, its estimate; else its masked pass, NaN where none ran),
@@ -526,6 +605,7 @@ def verify_candidates(
         "screened_top": float(len(scored)),
         "measured": float(len(measured)),
         "flagged": float((table["verified"] == "flagged").sum()),
+        "unmeasured": float(len(unmeasured)),  # before the draw: the bound's population
         "sampled": float(len(drawn)),
         "sample_hits": float(hits),
         "missed_rate_upper": upper,

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from emg_lens.discovery.family import default_family, family_from_edges
 from emg_lens.discovery.metrics import check_metric
-from emg_lens.discovery.screen import IG_STEPS, check_estimator
+from emg_lens.discovery.screen import IG_STEPS, MISS_SAMPLE, check_estimator
 from emg_lens.discovery.search import check_method, check_tau
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError, EdgeExpressionError, SpecError, check_bool
@@ -56,6 +56,11 @@ class DiscoverySpec(Spec):
         default=IG_STEPS, metadata=file_key(omit=lambda v, spec: spec.screen == "plain")
     )
     verify_top: int = 10
+    # unmeasured candidates verify draws to bound what the ranking missed (`miss_note`); the
+    # default keeps the fingerprint a spec had before it could be chosen
+    verify_sample: int = field(
+        default=MISS_SAMPLE, metadata=file_key(omit=lambda v, spec: v == MISS_SAMPLE)
+    )
     family: tuple[str, ...] | None = field(  # None: default_family; else edge expressions
         default=None,
         metadata=file_key(dump=lambda f, spec: "default" if f is None else list(f)),
@@ -107,6 +112,9 @@ class DiscoverySpec(Spec):
             "screen": estimator,
             "ig_steps": ig_steps,
             "verify_top": positive_int(data.get("verify_top", 10), "verify_top"),
+            "verify_sample": positive_int(
+                data.get("verify_sample", MISS_SAMPLE), "verify_sample", minimum=0
+            ),
             "family": _family(data.get("family", "default")),
             "per_head": per_head,
             "resamples": positive_int(data.get("resamples", 0), "resamples", minimum=0),

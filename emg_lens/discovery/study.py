@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from emg_lens.discovery.metrics import spearman_p
 from emg_lens.discovery.plots import plot_faithfulness, plot_screen, plot_screen_vs_exact
-from emg_lens.discovery.screen import screen
+from emg_lens.discovery.screen import miss_note, screen
 from emg_lens.discovery.search import discover
 from emg_lens.discovery.spec import DiscoverySpec
 from emg_lens.discovery.stability import bootstrap_stability, subject_agreement
@@ -96,7 +96,8 @@ class DiscoveryStudyResult(StudyOutput):
     def to_markdown(self) -> str:
         cols = ["subject", "candidates_kept", "candidates", "edges_kept", "edges"]
         cols += ["faithfulness", "cpr", "cmd", "accuracy_full", "accuracy_circuit"]
-        cols += ["accuracy_empty", "classes_lost", "spearman", "missed_upper", "stability_jaccard"]
+        cols += ["accuracy_empty", "classes_lost", "spearman", "missed_upper", "sampled"]
+        cols += ["stability_jaccard"]
         cols = [c for c in cols if c in self.circuits]
         pairs = self.stability["jaccard"]
         across = (
@@ -225,17 +226,21 @@ def screen_note(circuits: pd.DataFrame) -> str:
     forms: candidates the screen scored, and every candidate exact, with no ρ).
 
     >>> print(screen_note(pd.DataFrame({"n": [10.0], "spearman": [0.9], "sampled": [10.0],
-    ...     "sample_hits": [0.0], "missed_upper": [12.6], "spearman_measured": [0.8],
-    ...     "measured": [30.0], "screened": [120.0], "screened_top": [8.0]})))
+    ...     "sample_hits": [0.0], "missed_rate_upper": [0.259], "missed_upper": [25.9],
+    ...     "unmeasured": [100.0], "spearman_measured": [0.8], "measured": [30.0],
+    ...     "screened": [120.0], "screened_top": [8.0]})))
     ... # doctest: +NORMALIZE_WHITESPACE
     Scored by the screen: 120 candidates per subject, the others by exact masked passes
     (`method` in screen.csv). Screen vs exact: Spearman ρ of the screen's estimate against the
     exact effect over those of the verified top 10 candidates the screen scored (`spearman`):
     subject 1 0.90 over 8 points (p = 0.0046); over the candidates measured exactly per
     subject (`spearman_measured`): subject 1 0.80 over 30 points (p = 1.1e-07). Missed: at most
-    12.6 of the candidates left unmeasured belong in the top 10 (a one-sided 95 %
-    Clopper-Pearson bound from 10 of them measured at random, 0 of which belonged there;
-    `missed_upper`).
+    26 % of the 100 candidates left unmeasured belong in the top 10, 25.9 candidates
+    (`missed_upper`), from 10 draws: unmeasured candidates measured exactly at random, 0 of
+    which belonged there (a one-sided 95 % Clopper-Pearson bound; `sampled`). 10 draws cannot
+    certify a miss rate below 26 %: draw more (`verify_sample = N` in the study file,
+    `--verify-sample N`, one exact pass each) to bound it; 59 draws that find no miss bound it
+    at 5 %.
     >>> print(screen_note(pd.DataFrame({"n": [10.0], "spearman": [float("nan")],
     ...     "sampled": [0.0], "screened": [0.0], "screened_top": [0.0], "screen": ["ig"],
     ...     "ig_steps": [5]})))  # doctest: +NORMALIZE_WHITESPACE
@@ -276,12 +281,32 @@ def screen_note(circuits: pd.DataFrame) -> str:
             else f". Missed: not bounded: none of the {unmeasured:.0f} candidates left "
             "unmeasured was drawn (`missed_upper` NaN)."
         )
+    draws = circuits["sampled"]
+    left = f" {_span(circuits['unmeasured'], '.0f')}" if "unmeasured" in circuits else ""
+    note = miss_note(int(draws[draws > 0].min()), ask=MORE_DRAWS)
     return text + (
-        f". Missed: at most {_span(circuits['missed_upper'], '.1f', most=True)} of the "
-        "candidates left "
-        f"unmeasured belong in the top {top} (a one-sided 95 % Clopper-Pearson bound from "
-        f"{_span(circuits['sampled'], '.0f')} of them measured at random, "
-        f"{_span(circuits['sample_hits'], '.0f')} of which belonged there; `missed_upper`)."
+        f". Missed: at most {_percent_span(circuits['missed_rate_upper'])} of the{left} "
+        f"candidates left unmeasured belong in the top {top}, "
+        f"{_span(circuits['missed_upper'], '.1f', most=True)} candidates (`missed_upper`), "
+        f"from {_span(draws, '.0f')} draws: unmeasured candidates measured exactly at random, "
+        f"{_span(circuits['sample_hits'], '.0f')} of which belonged there (a one-sided 95 % "
+        "Clopper-Pearson bound; `sampled`)." + (f" {note}" if note else "")
+    )
+
+
+MORE_DRAWS = "`verify_sample = N` in the study file, `--verify-sample N`"
+"""Where a discovery study asks for more draws (`miss_note`)."""
+
+
+def _percent_span(rates: pd.Series) -> str:
+    """``"53 %"``, or ``"53 % (subjects 26 % to 53 %)"``: the largest of the rate bounds
+    (rounded up) and their range."""
+    shares = np.ceil(np.round(100 * rates[np.isfinite(rates)], 6))
+    most = f"{shares.max():.0f} %"
+    return (
+        most
+        if shares.min() == shares.max()
+        else f"{most} (subjects {shares.min():.0f} % to {most})"
     )
 
 
@@ -309,7 +334,7 @@ def _subject_cell(spec: DiscoverySpec, model: Any, data: Any, progress: bool) ->
         estimator=spec.screen,
         ig_steps=spec.ig_steps,
     )
-    verified = screened.verify(top=min(spec.verify_top, len(family)))
+    verified = screened.verify(top=min(spec.verify_top, len(family)), sample=spec.verify_sample)
     found = discover(
         model, data, tau=spec.tau, screened=verified, progress=progress, method=spec.method
     )

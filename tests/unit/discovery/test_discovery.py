@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -361,6 +363,24 @@ def test_bad_input_gets_named_errors(model, data, call, error, match):
         call(model, data)
 
 
+def test_a_study_and_the_cli_ask_for_more_draws_to_bound_what_was_missed():
+    """Issue 88, item 3: the summary's advice to draw more is a study key and a flag; the
+    default keeps the fingerprint studies had before."""
+    from emg_lens.cli.discover import _spec
+    from emg_lens.cli.main import build_parser
+
+    base = {"kind": "discovery", "name": "c", "models": "m"}
+    spec = DiscoverySpec.from_dict({**base, "verify_sample": 59})
+    assert spec.verify_sample == 59 and DiscoverySpec.from_dict(spec.to_dict()) == spec
+    default = DiscoverySpec.from_dict(base)
+    assert default.verify_sample == 10 and "verify_sample" not in default.to_dict()
+    assert spec.fingerprint() != default.fingerprint()
+    with pytest.raises(SpecError, match="verify_sample must be a non-negative int, got -1"):
+        DiscoverySpec.from_dict({**base, "verify_sample": -1})
+    args = build_parser().parse_args(["discover", "--models", "m", "--verify-sample", "59"])
+    assert _spec(args).verify_sample == 59
+
+
 def test_spec_round_trip_and_errors():
     spec = DiscoverySpec.from_dict(
         {"kind": "discovery", "name": "c", "models": "m", "family": ["cross_modal", "from_cls"]}
@@ -399,9 +419,13 @@ def test_the_summary_states_the_screens_spearman_and_the_bound_on_missed_candida
     )
     measured = agreement["measured"]
     assert f"subject 1 {agreement['spearman_measured']:.2f} over {measured:.0f} points (p" in text
-    assert "at most 99.0 (subjects " in text  # the bound: the largest over subjects
-    assert "of the candidates left unmeasured belong in the top 3" in text
-    assert "from 4 of them measured at random" in text
+    assert "top 3, 99.0 (subjects " in text and " candidates (`missed_upper`)" in text
+    rate = math.ceil(100 * agreement["missed_rate_upper"])  # an upper bound, rounded up
+    assert f"at most {rate} % of the {agreement['unmeasured']:.0f} candidates left " in text
+    assert "`missed_upper`), from 4 draws: " in text  # issue 88: the sample beside the bound
+    # 4 draws with no miss bound the rate at 53 %: the summary says what would certify it
+    assert "4 draws cannot certify a miss rate below 53 %: draw more" in text
+    assert "`verify_sample = N` in the study file" in text and "59 draws" in text
 
 
 def test_a_two_layer_models_candidates_are_all_exact_and_the_summary_names_no_screen_rho(
@@ -440,6 +464,30 @@ def test_discovery_study_stores_and_reuses_each_subject(tmp_path, model, data):
     summary = " ".join((tmp_path / "summary.md").read_text().split())
     assert screen_note(first.circuits) in summary  # two layers: every candidate exact
     assert "Scored by exact masked passes" in summary and "Spearman ρ" not in summary
+
+
+@pytest.mark.slow
+def test_a_study_writes_its_miss_bound_with_the_draws_it_came_from(tmp_path, model, data):
+    """Issue 88, item 3: summary.md and circuits.csv carry the bound's draws and population,
+    and the summary says what 3 draws cannot certify (the mean head linearises layer 0)."""
+    X = data[0]
+    with torch.no_grad():
+        y = model(X, return_type="avg_logits").argmax(-1)
+    spec = {"kind": "discovery", "name": "t", "models": "x", "tau": 0.1, "verify_top": 3}
+    spec |= {"return_type": "avg_logits", "verify_sample": 3}
+    subject = _subject_data(model, X, y)
+    run_discovery(spec, models={1: (model, subject)}, out_dir=tmp_path, progress=False)
+    circuits = pd.read_csv(tmp_path / "circuits.csv")
+    assert circuits["sampled"].tolist() == [3] and circuits["unmeasured"].iloc[0] > 3
+    summary = " ".join((tmp_path / "summary.md").read_text().split())
+    rate = math.ceil(100 * circuits["missed_rate_upper"].iloc[0])
+    assert (
+        f"at most {rate} % of the {circuits['unmeasured'].iloc[0]:.0f} candidates left" in summary
+    )
+    assert (
+        "from 3 draws: " in summary and "3 draws cannot certify a miss rate below 64 %" in summary
+    )
+    assert "| missed_upper | sampled |" in summary  # the table's column beside the bound
 
 
 @pytest.mark.slow

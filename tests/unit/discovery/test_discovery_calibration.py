@@ -12,6 +12,8 @@ a circuit search that keeps every class's accuracy.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +25,7 @@ from emg_lens.discovery.exact import Score, base_layer_masks
 from emg_lens.discovery.family import RowChunk
 from emg_lens.discovery.gates import fit_gates, gate_hooks
 from emg_lens.discovery.last_layers import AttentionOutput, supports_exact_penultimate
-from emg_lens.discovery.screen import _clopper_pearson_upper
+from emg_lens.discovery.screen import _clopper_pearson_upper, miss_note
 from emg_lens.edges import parse
 from emg_lens.errors import ArgumentError
 from emg_lens.models import IsoNet, TinyMyo
@@ -213,6 +215,32 @@ def test_verify_measures_the_flagged_the_top_and_a_sample():
     # the same seed draws the same sample
     again = s.verify(top=5, flagged=6, sample=8, seed=1).table
     assert list(again["verified"]) == list(table["verified"])
+
+
+def test_a_verified_screens_repr_prints_its_bound_with_the_draws_it_came_from():
+    """Issue 88, item 3: the bound was printed without its sample size; 8 draws cannot bound
+    the miss rate below 32 % even when none missed, and the repr says so, with the cost."""
+    model = _isonet()
+    X = model.example_input(32)
+    s = screen(model, (X, model(X).argmax(-1)), exact_penultimate=False)  # layer 0 linearised
+    assert "not verified" in repr(s)
+    v = s.verify(top=5, flagged=6, sample=8, seed=1)
+    a, text = v.agreement, repr(v)
+    unmeasured = (v.table["method"] == "linear").sum() - a["measured"] + 8
+    assert a["unmeasured"] == unmeasured
+    rate = math.ceil(100 * a["missed_rate_upper"])  # an upper bound, rounded up
+    assert f"missed: at most {rate} % of the {unmeasured:.0f} unmeasured (" in text
+    assert "), from 8 draws" in text and "DataFrame" not in text and "\n" not in text
+    assert "8 draws cannot certify a miss rate below 32 %: draw more" in text
+    assert "verify(..., sample=N)" in text and "59 draws that find no miss bound it at 5 %" in text
+
+
+def test_draws_that_certify_a_miss_rate_are_the_clopper_pearson_count():
+    """Zero misses in n draws bound the rate at 1 - 0.05 ** (1 / n): 5 % from n = 59."""
+    assert _clopper_pearson_upper(0, 59) <= 0.05 < _clopper_pearson_upper(0, 58)
+    assert miss_note(59) == "" and miss_note(100) == ""
+    assert miss_note(58).startswith("58 draws cannot certify a miss rate below 5.1 %")
+    assert "59 draws that find no miss" in miss_note(1, ask="`verify_sample = N`")
 
 
 def test_the_miss_bound_covers_what_a_large_draw_leaves_unmeasured():
