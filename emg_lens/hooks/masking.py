@@ -277,7 +277,7 @@ class EdgeMaskHook:
     at ``hook_pattern``). Where a model resolves the points it is added to (``hooks()``,
     ``run_with_hooks``, ``add_hook``), the cut is compiled there, once, by `compile_edges`'s
     rules (`check_applied`); while it runs, a cut its model's readout cannot see is said once
-    (docs/DESIGN.md §19)."""
+    (docs/DESIGN.md §4)."""
 
     def __init__(self, edges: EdgesLike, layout: TokenLayout, point: str, fill: float) -> None:
         factory = "mask_edges" if point == "hook_attn_scores" else "zero_edges"

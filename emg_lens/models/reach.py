@@ -1,5 +1,5 @@
 """Whether a cut can reach a model's readout: the rule a study's *structural zero* and the
-notebook's warning share (docs/DESIGN.md §19).
+notebook's warning share (docs/DESIGN.md §4).
 
 A block's output at position ``p`` depends on row ``p`` of its attention mask alone, so a cut
 whose only edges are in the last layer, at query rows the readout does not read (IsoNet's CLS

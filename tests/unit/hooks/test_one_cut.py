@@ -1,4 +1,4 @@
-"""One compiled cut (issue 85, docs/DESIGN.md §19): every notebook entrance that turns an edge
+"""One compiled cut (issue 85, docs/DESIGN.md §4): every notebook entrance that turns an edge
 set into masks (`compile_edges`, `mask_edges` / `zero_edges` added to a model, ``edge_masks=``)
 refuses a layer the model lacks and a cut that selects no edge, and says once when the
 model's readout cannot see the cut; layers are read by the one integer validator."""
