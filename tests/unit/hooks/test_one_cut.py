@@ -146,3 +146,20 @@ def test_a_channel_cut_by_name_reads_the_layout():
     named = IsoNet(EncoderConfig.preset("tiny", channel_names=names))
     cut = compile_edges(channels("e1", "a1"), named)
     assert cut[0].sum() == 4 * 4  # e1 <-> a1 and each with itself, on 4 heads
+
+
+def test_a_span_in_seconds_between_patch_starts_is_refused_on_an_attached_model():
+    """Tokens at 0, 0.5, 1 and 1.5 s: a span of 0.1-0.4 s holds no token's start."""
+    from emg_lens.layout import TokenLayout
+    from emg_lens.models import attach
+    from emg_lens.models.attached.examples import TinyAttention
+
+    layout = TokenLayout(("t",) * 4, (0, 1, 2, 3), (0, 1, 2, 3), None, None, 0.5)
+    model = attach(TinyAttention(), layout=layout, n_samples=8)
+    between = time_span(0.1, 0.4, 0, 2, seconds=True)
+    with pytest.raises(LayoutError, match=r"selects no edge in layer 0 of this AttachedModel"):
+        compile_edges(between, model)
+    with pytest.raises(LayoutError, match=r"selects no edge"):
+        _run(model, mask_edges(between, layout))
+    # the token at 0.5 s reads every key, all within 0-2 s, on both heads
+    assert compile_edges(time_span(0.4, 0.6, 0, 2, seconds=True), model)[0].sum() == 4 * 2
