@@ -300,7 +300,8 @@ class EdgeMaskHook:
                     f"edge set {self.edges} names token group {missing[0]!r}, which this layout "
                     f"lacks; it has {layout.groups}"
                 )
-        self._masks: dict[tuple[int, str, int | None], torch.Tensor] = {}
+        # compiled masks, and whether each cuts any edge (read once, not per forward)
+        self._masks: dict[tuple[int, str, int | None], tuple[torch.Tensor, bool]] = {}
         self._said: set[tuple[int, str | None]] = set()  # (model, return type) told unread
 
     def __repr__(self) -> str:
@@ -320,10 +321,10 @@ class EdgeMaskHook:
     ) -> torch.Tensor:
         _check_point(hook, self.point, self.factory)
         self.layout.check_matches(scores.shape[-1], hook.name or self.point)
-        mask = self._mask(scores.shape, hook, scores.device)
+        mask, cuts = self._mask(scores.shape, hook, scores.device)
         call = current_forward()
         layer = layer_of(hook.name)
-        if call is not None and layer is not None and bool(mask.any()):
+        if call is not None and layer is not None and cuts:
             call.cut_layers.add(layer)
             self._say_unread(call, layer, mask)
         return scores.masked_fill(mask, self.fill)
@@ -357,8 +358,9 @@ class EdgeMaskHook:
             # A normal tensor even when first met under inference_mode, so the same hook can
             # later run in a forward pass that autograd records.
             with torch.inference_mode(False):
-                self._masks[key] = _as_mask(self.edges, self.layout, n_heads, layer).to(device)
-            warn_keyless_queries(self._masks[key], layer_of(hook.name), self.layout)
+                mask = _as_mask(self.edges, self.layout, n_heads, layer)
+            self._masks[key] = (mask.to(device), bool(mask.any()))
+            warn_keyless_queries(self._masks[key][0], layer_of(hook.name), self.layout)
         return self._masks[key]
 
 
