@@ -190,6 +190,14 @@ def subject_changes(
       06's subjects: the one that learned the XOR loses it, the others barely move);
     - ``"heavy-tailed"``: −5 % on average, spread as Student's t with 3 degrees of freedom
       (scale 2 points);
+    - ``"exponential"``, ``"lognormal"``, ``"gamma"``: losses of mean 5 % (a keep's margin)
+      skewed towards large ones, as cuts' effects are (most subjects lose a little, a few a
+      lot): exponential (skewness −2), lognormal of σ 0.75 (−3.3) and Gamma of shape 2, scale
+      2.5 (−1.4);
+    - ``"half the margin"``: every subject −2.5 %, spread by 2 points (a true keep: power);
+    - ``"moderate subgroup"``: 30 % of subjects lose 10 % (twice the margin), the rest nothing
+      (a mean of −3 %: a keep on the mean is true, and its reach says how large a subgroup
+      losing 10 % its lower bound leaves room for);
     - ``"proportional"``: the change grows with the subject's baseline accuracy ``base`` (in
       0.80–0.95): from 0 at 0.80 to −10 % at 0.95, ± 1 point; the subjects' mean change is −5 %
       and the ratio of their mean accuracies −5.14 %, so a table's Δ% (the ratio of means) and
@@ -206,6 +214,16 @@ def subject_changes(
         return np.where(rng.uniform(size=n) < 0.1, -rng.uniform(41.0, 71.0, n), -1.0)
     if kind == "heavy-tailed":
         return -5.0 + 2.0 * rng.standard_t(3, n)
+    if kind == "exponential":
+        return -rng.exponential(5.0, n)
+    if kind == "lognormal":
+        return -rng.lognormal(np.log(5.0) - 0.75**2 / 2, 0.75, n)
+    if kind == "gamma":
+        return -rng.gamma(2.0, 2.5, n)
+    if kind == "half the margin":
+        return -2.5 + rng.normal(0.0, 2.0, n)
+    if kind == "moderate subgroup":
+        return np.where(rng.uniform(size=n) < 0.3, -10.0, 0.0)
     if kind == "proportional":
         return -(200.0 / 3.0) * (np.asarray(base) - 0.8) + rng.normal(0.0, 1.0, n)
     raise ValueError(kind)
@@ -217,6 +235,11 @@ POPULATION_CHANGE = {
     "skewed": 0.0,
     "rare subgroup": 0.1 * -(41.0 + 71.0) / 2 + 0.9 * -1.0,
     "heavy-tailed": -5.0,
+    "exponential": -5.0,
+    "lognormal": -5.0,
+    "gamma": -5.0,
+    "half the margin": -2.5,
+    "moderate subgroup": -3.0,
     # the ratio of means, E[b c] / E[b] with b uniform in 0.80-0.95: -(200/3)(E[b²] - 0.8 E[b])
     # / E[b] = -(200/3)(0.7675 - 0.7) / 0.875
     "proportional": -(200.0 / 3.0) * (0.7675 - 0.7) / 0.875,

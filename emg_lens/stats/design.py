@@ -18,6 +18,8 @@ from emg_lens.stats.compare import (
     ALPHA,
     Values,
     _check_test,
+    _floor_p,
+    _floor_quantile,
     _hall_g,
     _mean_sd_skews,
     _resolve,
@@ -93,6 +95,7 @@ def tost(
     *,
     skew_corrected: bool = True,
     third: float | None = None,
+    skew_floor: float = 0.0,
 ) -> float:
     """Schuirmann's (1987) two one-sided tests that the mean of ``values`` lies within
     ``±bound``: the larger p of the one-sided tests of ``mean <= -bound`` and ``mean >=
@@ -100,7 +103,8 @@ def tost(
     below ``sd_floor`` (`t_interval`).
     Each one-sided test is Johnson's skewness-corrected t in Hall's monotone form
     (`skew_t_interval`; with ``third``, the larger p of its two skewness estimates), or
-    Student's t with ``skew_corrected=False``: p < 0.05
+    Student's t with ``skew_corrected=False``; with ``skew_floor``, also the test that
+    assumes that much skewness on each side (`skew_t_interval`'s): p < 0.05
     exactly when the matching interval at 0.90 lies inside ``(-bound, bound)``. NaN with
     fewer than 2 values; with no spread and no floor, 0 inside the bound and 1 outside.
 
@@ -126,17 +130,26 @@ def tost(
         upper = root * _hall_g((mean - bound) / sd, g, n)  # H0: mean >= +bound
         return max(float(sps.t.sf(lower, df)), float(sps.t.cdf(upper, df)))
 
-    return max(p_of(g) for g in skews)
+    floor = max(
+        _floor_p(root * (mean + bound) / sd, skew_floor, n),
+        _floor_p(root * (bound - mean) / sd, skew_floor, n),
+    )
+    return max(max(p_of(g) for g in skews), floor if skew_floor else 0.0)
 
 
-def tost_max_sd(n: int, bound: float) -> float:
+def tost_max_sd(n: int, bound: float, skew_floor: float = 0.0) -> float:
     """The largest spread (standard deviation) ``n`` values may have for `tost` to show their
     mean within ``±bound`` at 5 %: ``bound · √n / t_{0.95, n - 1}``, reached when their mean
-    is 0 (less the further it is from 0); 0 below 2 values, which no t-test takes.
+    is 0 (less the further it is from 0), and with ``skew_floor`` (the skewness `tost` assumes
+    at least) ``t`` moved out as `skew_t_interval` moves it; 0 below 2 values, which no t-test
+    takes.
 
     >>> [round(tost_max_sd(n, 5.0), 2) for n in (1, 2, 3, 8)]  # a ±5 % margin
     [0.0, 1.12, 2.97, 7.46]
+    >>> round(tost_max_sd(8, 5.0, skew_floor=3.5), 2)  # 5 · √8 / (1.895 + 1.686)
+    3.95
     """
     if n < 2:
         return 0.0
-    return float(bound * np.sqrt(n) / sps.t.ppf(1 - ALPHA, n - 1))
+    t = float(sps.t.ppf(1 - ALPHA, n - 1))
+    return float(bound * np.sqrt(n) / _floor_quantile(t, skew_floor, n))

@@ -171,11 +171,11 @@ def claims_design(
     1 drop claim(s), paired test (the exact sign-flip test up to 12 subjects), bonferroni over
     1: p_corr < 0.05 needs at least 6 subjects; with 8 the smallest p_corr is 0.00781 (**).
     1 keep claim(s), TOST (90% skew-corrected t-interval of per-subject Δ%, Johnson's t in
-    Hall's form; Student's t where no skewness is estimable): at least 2 subjects; with 8, a
-    keep can hold only if the per-subject Δ% spread (SD) stays below about 7.5 points for ±5%
-    (Student's limit: less the further their mean change is from 0, and the skew correction
-    moves it with their skewness), an unchanged subject's spread the change one of its test
-    trials makes.
+    Hall's form, the changes taken as skewed at least 3.5 either way): at least 2 subjects;
+    with 8, a keep can hold only if the per-subject Δ% spread (SD) stays below about 3.9
+    points for ±5% (at a mean change of 0: less the further it is from 0, or where the
+    subjects show more skew than assumed), an unchanged subject's spread the change one of
+    its test trials makes.
     No change (a keep holding, a drop failing) is concluded from subjects that all changed
     alike (no spread) on fewer than 8.
     """
@@ -184,6 +184,7 @@ def claims_design(
         EXACT_MAX_N,
         KEEP_MIN_SUBJECTS,
         PAIRED,
+        SKEW_FLOOR,
         format_p,
         stars,
     )
@@ -212,24 +213,28 @@ def claims_design(
         bounds = sorted({c.bound for c in keeps})
         line = (
             f"{len(keeps)} keep claim(s), TOST ({100 * CI_LEVEL:g}% skew-corrected t-interval "
-            "of per-subject Δ%, Johnson's t in Hall's form; Student's t where no skewness is "
-            "estimable): at least 2 subjects"
+            "of per-subject Δ%, Johnson's t in Hall's form, the changes taken as skewed at "
+            f"least {SKEW_FLOOR:g} either way): at least 2 subjects"
         )
         if n is not None and n < 2:
             line += f"; with {n}, none can hold"
         elif n is not None:
-            limits = " and ".join(f"{tost_max_sd(n, b):.1f} points for ±{b:g}%" for b in bounds)
+            limits = " and ".join(
+                f"{tost_max_sd(n, b, SKEW_FLOOR):.1f} points for ±{b:g}%" for b in bounds
+            )
             line += (
                 f"; with {n}, a keep can hold only if the per-subject Δ% spread (SD) stays "
-                f"below about {limits} (Student's limit: less the further their mean change "
-                "is from 0, and the skew correction moves it with their skewness), an "
-                "unchanged subject's spread the change one of its test trials makes"
+                f"below about {limits} (at a mean change of 0: less the further it is from 0, "
+                "or where the subjects show more skew than assumed), an unchanged subject's "
+                "spread the change one of its test trials makes"
             )
         else:
-            limits = ", ".join(f"{k}: {tost_max_sd(k, bounds[0]):.1f}" for k in (2, 3, 5, 8, 12))
+            limits = ", ".join(
+                f"{k}: {tost_max_sd(k, bounds[0], SKEW_FLOOR):.1f}" for k in (2, 3, 5, 8, 12)
+            )
             line += (
                 f"; the per-subject Δ% spread (SD) it tolerates for ±{bounds[0]:g}%, by number "
-                f"of subjects: {limits} points (Student's, at a mean change of 0)"
+                f"of subjects: {limits} points (at a mean change of 0)"
             )
         lines.append(line + ".")
     if claims:

@@ -48,6 +48,7 @@ from emg_lens.stats.compare import (
     KEEP_MIN_SUBJECTS,
     PAIRED,
     PERMUTATIONS,
+    SKEW_FLOOR,
     compare,
     correct,
     format_p,
@@ -262,7 +263,7 @@ def evaluate_claims(
           0   0.995        tost         holds
     >>> low, high = table.loc[1, ["ci_low", "ci_high"]].astype(float).round(2)
     >>> [format_p(p) for p in table["p"]], float(low), float(high)
-    (['0.00781', '2.02e-07'], -0.97, -0.03)
+    (['0.00781', '0.00047'], -1.4, 0.4)
     >>> print(table["method"][0])  # doctest: +NORMALIZE_WHITESPACE
     exact sign-flip test over 8 subjects (paired, all 256 relabellings),
     bonferroni over 1 drop claim
@@ -306,11 +307,13 @@ def evaluate_claims(
         owns.append(own[~no_base])
         third = _measured_third(own[~no_base], pct)
         if claim.expect == "keep":
-            used, p = "tost", tost(pct, claim.bound, sd_floor, third=third)
+            used, p = "tost", tost(pct, claim.bound, sd_floor, third=third, skew_floor=SKEW_FLOOR)
         else:
             used = paired_test(n) if claims_test == PAIRED else claims_test
             p = compare(m, b, used)[1] if len(m) else np.nan  # none scored: no test
-        ci_low, ci_high = skew_t_interval(pct, CI_LEVEL, sd_floor, third=third)
+        ci_low, ci_high = skew_t_interval(
+            pct, CI_LEVEL, sd_floor, third=third, skew_floor=SKEW_FLOOR
+        )
         cell = counts[counts["key"] == key].iloc[0]
         # a cut that cannot change the scored output (`evaluate.structural_zeros`) tests nothing
         cells = counts[counts["key"] == key]
@@ -398,9 +401,10 @@ def _method(row: Any, drops: int, correction: str) -> str:
             else ""
         )
         return (
-            f"TOST (Schuirmann 1987) with Johnson's skew-corrected t (Hall 1992): "
-            f"{100 * row.ci_level:g}% interval of per-subject Δ% over {row.n} subjects within "
-            f"±{100 * row.margin:g}%{two}"
+            f"TOST (Schuirmann 1987) with Johnson's skew-corrected t (Hall 1992), the "
+            f"subjects' changes taken as skewed at least {SKEW_FLOOR:g} either way (cuts' "
+            f"losses lean to large ones; docs/trust.md): {100 * row.ci_level:g}% interval of "
+            f"per-subject Δ% over {row.n} subjects within ±{100 * row.margin:g}%{two}"
         )
     n = row.n
     test = {
@@ -436,12 +440,39 @@ def interval_verdict(expect: str, low: float, high: float, bound: float) -> str:
     return "fails" if high < -bound or low > bound else "cannot tell"
 
 
-def _reach(row: Any, bound: float) -> str:
-    """What a keep that holds (or a drop that fails) could not have seen, in words."""
+def _reach(row: Any, bound: float, own: pd.DataFrame | None) -> str:
+    """What a keep that holds (or a drop that fails) could not have seen, in words: the room
+    its lower bound leaves for a subgroup losing twice and four times the margin (a mean of 0
+    over a share ``s`` losing ``L`` each is ``−s L``, so ``s ≤ −low / L`` where the others are
+    unchanged), the share a study of ``n`` leaves unsampled (`unseen_share`), and the smallest
+    loss one subject's own interval resolves (`_resolves`)."""
+    room = max(-float(row.ci_low), 0.0)
+    shares = [min(room / (k * bound), 1.0) for k in (2, 4)]
     return (
-        f"; its reach: the typical subject. {row.n} subjects leave unseen, in over 5% of such "
-        f"studies, a subgroup of up to {100 * row.unseen_share:.0f}% of subjects that each lose "
-        f"more than {bound:g}%; no subject's own change lies past the margin"
+        f"; its reach: the typical subject. Its lower bound, {row.ci_low:+.1f}%, leaves room "
+        f"for up to {shares[0]:.0%} of subjects to lose {2 * bound:g}% each (twice the margin), "
+        f"or {shares[1]:.0%} to lose {4 * bound:g}%, the others unchanged; {row.n} subjects "
+        f"leave unsampled, in over 5% of such studies, a subgroup of up to "
+        f"{100 * row.unseen_share:.0f}% that lose any amount; {_resolves(own, bound)}"
+    )
+
+
+def _resolves(own: pd.DataFrame | None, bound: float) -> str:
+    """Which losses the subjects' own intervals can flag: a subject losing ``L`` has its upper
+    bound near ``−L + h`` (``h`` the interval's half-width), past ``−bound`` about half the
+    time where ``L = bound + h``; smaller losses past the margin go unflagged."""
+    widths = [] if own is None else (own["high"] - own["low"]).to_numpy(float) / 2
+    widths = np.asarray(widths, float)
+    if not np.isfinite(widths).any():
+        return "no subject's own interval (the cells hold no trials) flags a loss of its own"
+    widths = widths[widths > 0]  # an interval of trials that did not change resolves nothing
+    if not len(widths):
+        return "no subject's own interval lies past the margin (no trial of any subject changed)"
+    h = float(np.median(widths))
+    return (
+        f"no subject's own interval lies past the margin, and one flags a loss only from about "
+        f"{bound + h:.0f}% on (the margin plus the median half-width of the intervals over "
+        f"their trials, {h:.1f} points)"
     )
 
 
@@ -514,7 +545,7 @@ def _verdict(
             )
         if by_interval == "holds":
             held = f"TOST {format_p(row.p, 2, 'p')}: {interval} lies within ±{bound:g}%"
-            return "holds", held + _reach(row, bound)
+            return "holds", held + _reach(row, bound, own)
         if by_interval == "fails":
             return "fails", f"{interval} lies wholly outside ±{bound:g}%"
         return "cannot tell", f"{interval} reaches past ±{bound:g}%" + _spread_note(row, bound)
@@ -533,7 +564,7 @@ def _verdict(
     if by_interval == "fails" and not past.empty:
         return "cannot tell", above + _past_margin(past)
     if by_interval == "fails":
-        return "fails", above + _reach(row, bound)
+        return "fails", above + _reach(row, bound, own)
     why = f"{found}, but the {interval} reaches below -{bound:g}%"
     floor = corrected_floor(row.n, m, row.test, correction)
     if floor >= ALPHA:
@@ -546,9 +577,10 @@ def _verdict(
 
 def _spread_note(row: Any, bound: float) -> str:
     """Why a keep claim's interval is too wide: its subjects' SD (floored, `sd_floor`) above
-    what Student's TOST allows at their number (`emg_lens.stats.design.tost_max_sd`), or,
-    within it, the skew correction widening the interval on the side the changes lean to."""
-    limit = tost_max_sd(row.n, bound)
+    what TOST allows at their number with the skew it assumes (`SKEW_FLOOR`,
+    `emg_lens.stats.design.tost_max_sd`), or, within it, a mean away from 0 or the subjects'
+    own skew widening the interval on the side their changes lean to."""
+    limit = tost_max_sd(row.n, bound, SKEW_FLOOR)
     sd = max(row.subject_sd, row.sd_floor) if np.isfinite(row.subject_sd) else row.sd_floor
     if not np.isfinite(sd) or row.n < 2:
         return ""
@@ -556,12 +588,13 @@ def _spread_note(row: Any, bound: float) -> str:
     if sd > limit:
         return (
             f"; with {row.n} subjects the per-subject Δ% may spread (SD) at most {limit:.1f} "
-            f"points for ±{bound:g}% (Student's limit at a mean change of 0), here {what} is "
-            f"{sd:.1f}"
+            f"points for ±{bound:g}% (at a mean change of 0, the changes taken as skewed "
+            f"{SKEW_FLOOR:g}), here {what} is {sd:.1f}"
         )
     return (
-        f"; {what}, {sd:.1f} points, is within the {limit:.1f} Student's t allows, but the "
-        "skew correction widens the interval on the side the subjects' changes lean to"
+        f"; {what}, {sd:.1f} points, is within the {limit:.1f} allowed at a mean change of 0, "
+        "but the mean's distance from 0 or the subjects' own skew widens the interval past "
+        "the margin"
     )
 
 
@@ -613,28 +646,32 @@ def claims_markdown(table: pd.DataFrame, test_name: str, correction: str) -> str
     over = "uncorrected" if correction == "none" else f"{correction} over the drop claims"
     level = f"{100 * CI_LEVEL:g}%"
     intro = (
-        "## Claims\n\nWhat the study file declared before the run, tested on each subject's "
-        "accuracy over the claim's classes under its condition against the baseline, the same "
-        "subjects in both. Δ% is the mean over subjects of each one's 100 (masked − baseline) "
-        f"/ baseline, with its {level} interval (Johnson's skew-corrected t, in Hall's monotone "
-        "form: per-subject changes of a count lean towards large losses; its ends are one-sided "
-        "95% bounds, and it assumes the subjects are a sample of the population the claim "
-        "speaks for), whose spread is never taken below `sd_floor` (claims.csv: the change one "
-        "trial of an unchanged subject would make, where it exceeds the subjects' own spread "
-        "`subject_sd`), so it can be wider than the subjects' values alone give. A drop "
-        f"is tested by {test_name} ({over}): it holds when p_corr < {ALPHA} and the accuracy "
-        "fell; it fails only when the interval lies wholly above −margin (5% unless the claim "
-        "names one: any drop is smaller than that); otherwise one cannot tell. A keep is an "
-        "equivalence test (TOST, Schuirmann 1987: two one-sided tests at 5%): it holds when "
-        "the interval lies within ±margin, fails when it lies wholly outside, and cannot tell "
-        "otherwise. A keep that holds, or a drop that fails, speaks for the typical subject: "
-        "with n subjects a subgroup of up to 1 − 0.05^(1/n) of subjects (53% at 4, 31% at 8, 18% "
-        "at 15) that each lose more than the margin goes unsampled in over 5% of studies "
-        "(`unseen_share`), and the row says so; each subject's own change is listed with its "
-        "interval over its trials (Bonferroni over the subjects), and one whose interval lies "
-        "past the margin keeps such a verdict from being drawn. Each row's test says what "
-        "decided it; docs/trust.md in emg_lens's manual (\"How far each number can be "
-        'trusted") shows how often each verdict errs on designs whose truth is known.\n\n'
+        f"## Claims\n\nWhat the study file declared before the run, tested on each subject's "
+        f"accuracy over the claim's classes under its condition against the baseline, the same "
+        f"subjects in both. Δ% is the mean over subjects of each one's 100 (masked − baseline) "
+        f"/ baseline, with its {level} interval (Johnson's skew-corrected t, in Hall's "
+        f"monotone form, taking the changes as skewed at least {SKEW_FLOOR:g} either way "
+        f"whatever the few subjects show: per-subject changes of a count, and cuts' effects "
+        f"across subjects, lean towards large losses; its ends are one-sided 95% bounds, and "
+        f"it assumes the subjects are a sample of the population the claim speaks for), whose "
+        f"spread is never taken below `sd_floor` (claims.csv: the change one trial of an "
+        f"unchanged subject would make, where it exceeds the subjects' own spread "
+        f"`subject_sd`), so it can be wider than the subjects' values alone give. A drop is "
+        f"tested by {test_name} ({over}): it holds when p_corr < {ALPHA} and the accuracy "
+        f"fell; it fails only when the interval lies wholly above −margin (5% unless the claim "
+        f"names one: any drop is smaller than that); otherwise one cannot tell. A keep is an "
+        f"equivalence test (TOST, Schuirmann 1987: two one-sided tests at 5%): it holds when "
+        f"the interval lies within ±margin, fails when it lies wholly outside, and cannot tell "
+        f"otherwise. A keep that holds, or a drop that fails, speaks for the typical subject, "
+        f"and the row says how far: the share of subjects its lower bound leaves room to lose "
+        f"twice and four times the margin each (the others unchanged), the share that goes "
+        f"unsampled in over 5% of studies of n subjects, losing any amount (1 − 0.05^(1/n): "
+        f"53% at 4, 31% at 8, 18% at 15; `unseen_share`), and from what loss one subject's own "
+        f"interval over its trials (Bonferroni over the subjects, each listed) can flag it; "
+        f"one whose interval lies past the margin keeps such a verdict from being drawn. Each "
+        f"row's test says what decided it; docs/trust.md in emg_lens's manual (\"How far each "
+        f'number can be trusted") shows how often each verdict errs on designs whose truth is '
+        f"known.\n\n"
     )
     shown = table.assign(
         measured=[f"{r.baseline:.3f} → {r.masked:.3f}, {_change(r)}" for r in table.itertuples()],

@@ -25,6 +25,7 @@ from emg_lens.cli import main
 from emg_lens.errors import SpecError, StudyError
 from emg_lens.stats.compare import (
     KEEP_MIN_SUBJECTS,
+    SKEW_FLOOR,
     compare,
     skew_t_interval,
 )
@@ -230,7 +231,8 @@ def test_a_tiny_consistent_drop_is_significant_and_still_keeps_the_accuracy(clai
     assert _verdict("drop", masked, base, claims_test).p < 0.05  # "no change" would call it lost
     row = _verdict("keep", masked, base, claims_test, margin=0.05)  # TOST whatever the test
     assert row.test == "tost" and row.p < 0.05 and -1 < row.ci_low < row.ci_high < 0
-    assert (row.ci_low, row.ci_high) == pytest.approx(skew_t_interval(_pct(masked, base), 0.9))
+    interval = skew_t_interval(_pct(masked, base), 0.9, skew_floor=SKEW_FLOOR)
+    assert (row.ci_low, row.ci_high) == pytest.approx(interval)
     assert row.verdict == "holds" and "lies within ±5%" in row.reason
     assert row.method.startswith("TOST (Schuirmann 1987) with Johnson's skew-corrected t")
 
@@ -341,13 +343,15 @@ def _trial_counts(n_subjects: int, trials: int, changed: dict[int, int]) -> pd.D
 def test_a_subjects_spread_is_never_below_the_change_one_of_its_trials_makes():
     """A subject unchanged over T test trials is known to about one trial's change, 100 / T
     % at a baseline accuracy of 1, not to ±0. Eight subjects of 4 trials each, none changed:
-    each subject's Δ% has a floor of 25 points, the 90 % interval is ±16.8 %, and a ±5 % keep
+    each subject's Δ% has a floor of 25 points, the 90 % interval is ±31.7 % (the assumed skew
+    widens it from Student's ±16.8 %), and a ±5 % keep
     cannot tell; with 100 trials each (a floor of 1 point) it holds. One subject of eight
     losing every trial (-12.5 % on average) fails the keep."""
     claim = _spec({**KEEP, "classes": [0]}).claims
     few = evaluate_claims(claim, {}, _trial_counts(8, 4, {}), "mannwhitneyu", "bonferroni")
     assert few.floor_unit[0] == "trial" and few.sd_floor[0] == pytest.approx(25.0)
-    assert few.ci_high[0] == pytest.approx(skew_t_interval([0.0] * 8, CI_LEVEL, 25.0)[1])
+    floored = skew_t_interval([0.0] * 8, CI_LEVEL, 25.0, skew_floor=SKEW_FLOOR)
+    assert few.ci_high[0] == pytest.approx(floored[1])
     assert few.verdict[0] == "cannot tell" and few.ci_high[0] > 16
     many = evaluate_claims(claim, {}, _trial_counts(8, 100, {}), "mannwhitneyu", "bonferroni")
     assert many.sd_floor[0] == pytest.approx(1.0) and many.verdict[0] == "holds"
@@ -523,9 +527,9 @@ def test_study_check_lists_the_claims_and_refuses_a_class_the_models_lack(tmp_pa
     assert (
         "1 keep claim(s), TOST (90% skew-corrected t-interval of per-subject Δ%, Johnson's" in out
     )
-    assert "Student's t where no skewness is estimable): at least 2 subjects; " in out
+    assert "the changes taken as skewed at least 3.5 either way): at least 2 subjects; " in out
     assert (
-        "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below about 3.0 "
+        "with 3, a keep can hold only if the per-subject Δ% spread (SD) stays below about 1.0 "
         in out
     )
     assert "(no spread) on fewer than 8." in out  # issue 56: no spread is no evidence
@@ -682,7 +686,7 @@ def test_a_keep_that_holds_says_what_its_subjects_could_not_have_seen(n):
     claim from holding, and is named."""
     claim = _spec({**KEEP, "classes": [0]}).claims
     rng = np.random.default_rng([78, n])
-    share = f"up to {round(100 * (1 - 0.05 ** (1 / n)))}% of subjects"
+    share = f"up to {round(100 * (1 - 0.05 ** (1 / n)))}% that lose any amount"
     seen = {"holds": 0, "stopped": 0}
     for _ in range(25):
         row = evaluate_claims(claim, {}, _subgroup_counts(rng, n), "mannwhitneyu", "none").iloc[0]
@@ -691,7 +695,7 @@ def test_a_keep_that_holds_says_what_its_subjects_could_not_have_seen(n):
         losers = [int(s) for s in row.beyond_margin.split()]
         if row.verdict == "holds":
             seen["holds"] += 1
-            assert share in row.reason and "no subject's own change lies past" in row.reason
+            assert share in row.reason and "no subject's own interval lies past" in row.reason
             assert not losers and row.unseen_share == pytest.approx(1 - 0.05 ** (1 / n))
         if losers:
             assert row.verdict != "holds"
@@ -699,6 +703,25 @@ def test_a_keep_that_holds_says_what_its_subjects_could_not_have_seen(n):
                 seen["stopped"] += 1
                 assert f"subject {losers[0]} (" in row.reason or "subjects" in row.reason
     assert seen["holds"] > 0  # the design does let keeps hold: the check above ran
+
+
+def test_a_keep_that_holds_says_how_large_a_moderate_subgroup_it_leaves_room_for():
+    """Issue 86: a subgroup losing twice the margin was drawn and never flagged, beside "no
+    subject's own change lies past the margin". Thirty subjects of 20 trials, 6 of them (20 %)
+    losing 2 whole trials (-10 %), 4 one trial, the rest none: the keep holds, and its reason
+    states the room its lower bound leaves (a share at least the 20 % drawn, losing 10 %; half
+    that losing 20 %) and that one subject's own interval flags a loss only from well past
+    10 %, so these subjects' losses were not within its sight."""
+    claim = _spec({**KEEP, "classes": [0]}).claims
+    lost = {s: 2 if s <= 6 else int(s <= 10) for s in range(1, 31)}
+    row = evaluate_claims(claim, {}, _trial_counts(30, 20, lost), "mannwhitneyu", "none").iloc[0]
+    assert row.verdict == "holds" and row.beyond_margin == ""
+    room = -row.ci_low / 10
+    assert room >= 0.2
+    assert f"leaves room for up to {room:.0%} of subjects to lose 10% each" in row.reason
+    assert f"or {room / 2:.0%} to lose 20%, the others unchanged" in row.reason
+    flagged_from = float(row.reason.split("flags a loss only from about ")[1].split("%")[0])
+    assert flagged_from > 10
 
 
 def test_a_subject_past_the_margin_stops_a_keep_its_mean_would_let_hold():
@@ -802,7 +825,10 @@ def test_a_keeps_spread_note_prints_the_subjects_sd():
     row = _verdict("keep", [0.9] * 7 + [0.54], base, margin=0.05)  # one subject -40 %
     assert row.verdict == "cannot tell"
     assert f"here their SD is {row.subject_sd:.1f}" in row.reason, row.reason
-    assert "at most 7.5 points for ±5% (Student's limit at a mean change of 0)" in row.reason
+    assert (
+        "at most 3.9 points for ±5% (at a mean change of 0, the changes taken as skewed 3.5)"
+        in (row.reason)
+    )
 
 
 def test_a_drop_that_holds_says_whose_own_interval_includes_zero():
