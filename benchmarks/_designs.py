@@ -42,6 +42,7 @@ TEN_TWENTY = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4"
 
 MONTAGES = {
     "ring of 8": Montage((ring("armband", 8),)),
+    "ring of 16": Montage((ring("armband", 16),)),
     "13 x 5 grid": Montage((grid("grid", 13, 5, 8.0),)),
     "8 x 8 grid": Montage((grid("grid", 8, 8, 10.0),)),
     "10-20 scalp": Montage((scalp(TEN_TWENTY),)),
@@ -51,6 +52,7 @@ MONTAGES = {
 MNE_SCALP = "10-20 scalp at MNE's standard_1020 positions"
 WIDTH = {
     "ring of 8": 0.9,
+    "ring of 16": 0.9,
     "13 x 5 grid": 14.0,
     "8 x 8 grid": 17.5,
     "10-20 scalp": 0.35,
@@ -124,7 +126,7 @@ def placement_recording(
     xy = _positions(montage)
     n = len(xy)
     low, high = xy.min(0), xy.max(0)
-    if design.montage == "ring of 8":  # sources under the ring, at random angles
+    if design.montage.startswith("ring"):  # sources under the ring, at random angles
         angle = rng.uniform(0, 2 * np.pi, design.sources)
         where = np.c_[np.sin(angle), np.cos(angle)]
     else:

@@ -61,7 +61,7 @@ from _designs import (
     subject_changes,
 )
 
-from emg_lens.data.placement import check_recording
+from emg_lens.data.placement import cable_swaps, check_recording
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.stats.chance import TrialScore, chance_table
 from emg_lens.stats.compare import clopper_pearson, compare_rows, delta_t_intervals
@@ -111,24 +111,42 @@ def _false_moves(design: Placement) -> Callable[[int], int]:
     )
 
 
-def _found_moves(design: Placement, only: str | None = None) -> Callable[[int], int]:
+def _moves(design: Placement, event: str, moves=None, only: str | None = None):
     """Over ``draws`` seeds, each a different real move of the montage (in turn; ``only``: that
-    one): how often the right map is named a move."""
-    moves = [m for m in moves_of(design.montage) if only in (None, m.name)]
+    one; ``moves``: these instead, cable swaps): how often the check gives ``event``: the right
+    map named a move (``"found"``), a wrong map named a move (``"wrong"``), or "no move"."""
+    moves = [m for m in moves or moves_of(design.montage) if only in (None, m.name)]
 
     def run(draws: int) -> int:
-        found = 0
+        count = 0
         for seed in range(draws):
             moved = moves[seed % len(moves)]
             check = _placement_check(design, 1000 + seed, moved)
-            found += check.moved and check.best.name == moved.name
-        return found
+            right = check.best.name == moved.name
+            count += {"found": check.moved and right, "wrong": check.moved and not right,
+                      "no move": check.decision == "no move"}[event]  # fmt: skip
+        return count
 
     return run
 
 
+def _blamed(design: Placement) -> Callable[[int], int]:
+    """Over ``draws`` seeds, how often the check blames a training repetition other than the
+    one recorded moved (``design.moved_repetition``, under each real move in turn)."""
+    moves = moves_of(design.montage)
+    others = [r for r in range(1, design.repetitions) if r != design.moved_repetition]
+    return lambda draws: sum(
+        any(f"training repetition {r}," in check.reason for r in others)
+        for check in (_placement_check(design, seed, moves[seed % len(moves)])
+                      for seed in range(draws))
+    )  # fmt: skip
+
+
 FALSE_MOVE = "a channel move reported where the electrodes did not move"
 FOUND_MOVE = "a real electrode move found, with the right channel map"
+WRONG_MAP = "a real electrode move named with a wrong channel map"
+SWAP_MISSED = "two cables swapped (channels i and i + 1 exchanged) read as no move"
+BLAMED = "a training repetition that did not move blamed"
 
 
 def _placement_checks() -> list[Check]:
@@ -147,6 +165,8 @@ def _placement_checks() -> list[Check]:
         "ring of 8, two training repetitions, one of them moved": Placement(
             repetitions=3, moved_repetition=2
         ),
+        "ring of 8, three training repetitions, the second moved": Placement(moved_repetition=2),
+        "ring of 16": Placement(montage="ring of 16"),
     }
     moved = {
         "ring of 8 turned or mirrored": (Placement(), None),
@@ -161,15 +181,24 @@ def _placement_checks() -> list[Check]:
         ),
     }
     # quick draws (default 6): a 64-channel check takes seconds; the newer designs, a few
-    quick = dict.fromkeys(list(unmoved)[-3:] + list(moved)[-3:-1], 3)
+    quick = dict.fromkeys(list(unmoved)[-5:] + list(moved)[-3:-1], 3)
     quick.update({"13 x 5 grid": 4, "13 x 5 grid flipped or turned": 3, list(moved)[-1]: 1})
     return [
         *(Check("placement", FALSE_MOVE, name, "at most", 0.05,
                 _false_moves(design), 100, quick.get(name, 6))
           for name, design in unmoved.items()),
         *(Check("placement", FOUND_MOVE, name, "at least", 5 / 6,
-                _found_moves(design, only), 48, quick.get(name, 6))
+                _moves(design, "found", only=only), 48, quick.get(name, 6))
           for name, (design, only) in moved.items()),
+        Check("placement", WRONG_MAP, "ring of 8 turned or mirrored, 4 of 8 channels dead",
+              "at most", 0.05, _moves(Placement(dead=(0, 1, 2, 3)), "wrong"), 48, 6),
+        *(Check("placement", SWAP_MISSED, name, "at most", 0.05,
+                _moves(Placement(montage=name), "no move", cable_swaps(n)), 40, 6)
+          for name, n in (("ring of 8", 8), ("ring of 16", 16))),
+        Check("placement", WRONG_MAP, "ring of 8, two cables swapped", "at most", 0.05,
+              _moves(Placement(), "wrong", cable_swaps(8)), 40, 6),
+        Check("placement", BLAMED, "ring of 8, three training repetitions, the second moved",
+              "at most", 0.05, _blamed(Placement(moved_repetition=2)), 100, 6),
     ]  # fmt: skip
 
 

@@ -13,7 +13,10 @@ check needs no labels. For each held-out repetition (a session counts as its rep
    and named);
 3. the evidence (`emg_lens.data.placement_evidence`): the best map is named a move only when
    the data say so; otherwise the check says "no move" or "cannot tell", and why
-   (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned.
+   (`PlacementCheck`: ``decision``, ``reason``). Only a named move is realigned;
+4. where the identity fits best, two cables swapped (`cable_swaps`) are weighed the same way:
+   one the evidence names is said ("cannot tell": it differs as a cable swap would), never
+   realigned.
 
 Raw, not preprocessed (the windows are standardised per channel on the training
 repetitions): `check_recording` reads the raw signals (`check_subject` reads the recording again
@@ -77,11 +80,12 @@ class PlacementCheck:
     of the placement's symmetries and its ``score``, the identity's (``identity_score``), the
     repetition's number (``repetition``, 1-based as the data numbers it) and its name as the
     data gives it (``label``: LibEMG's ``"3"`` for R_3), every map's score (``scores``, in
-    `montage_maps` order), and the evidence (`emg_lens.data.placement_evidence`): the
-    ``decision`` (``"moved"``, ``"no move"`` or ``"cannot tell"``) and its ``reason``, the
-    permutation test's ``p`` and the runner-up map's (``runner_up``, ``p_runner_up``), the
-    training repetitions' identity scores against each other (``null_identity``: the spread of
-    repetitions that did not move) and the ``dead_channels`` left out (0-based index -> why).
+    `montage_maps` order, or the identity's and the `cable_swaps`'), and the evidence
+    (`emg_lens.data.placement_evidence`): the ``decision`` (``"moved"``, ``"no move"`` or
+    ``"cannot tell"``) and its ``reason``, the permutation test's ``p`` and the runner-up map's
+    (``runner_up``, ``p_runner_up``), the training repetitions' identity scores against each
+    other (``null_identity``: the spread of repetitions that did not move) and the
+    ``dead_channels`` left out (0-based index -> why).
     Only a ``"moved"`` repetition is realigned."""
 
     modality: str
@@ -101,7 +105,7 @@ class PlacementCheck:
 
     @property
     def moved(self) -> bool:
-        """Whether the evidence names a move (`DECISIONS`): what ``--realign`` acts on."""
+        """Whether the evidence names a move (``decision``): what ``--realign`` acts on."""
         return self.decision == "moved"
 
     def describe(self) -> str:
@@ -142,10 +146,6 @@ class PlacementCheck:
         }
 
 
-DECISIONS = ("moved", "no move", "cannot tell")
-"""What the check concludes of a held-out repetition (`emg_lens.data.placement_evidence`)."""
-
-
 def _check(
     repetitions: Sequence[
         tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -158,11 +158,20 @@ def _check(
     window: int | None = None,
 ) -> PlacementCheck:
     """The check of the last of ``repetitions`` (``(raw signal, gesture per sample)``, or
-    ``window``-long windows joined) against the others, the training ones (named ``training``)."""
-    evidence = weigh(
-        TrialSums.from_repetitions(repetitions, window), [m.moved_to for m in maps],
-        [m.name for m in maps], training,
-    )  # fmt: skip
+    ``window``-long windows joined) against the others, the training ones (named ``training``);
+    where no map beats the identity, the `cable_swaps` too."""
+    sums = TrialSums.from_repetitions(repetitions, window)
+    evidence = weigh(sums, [m.moved_to for m in maps], [m.name for m in maps], training)
+    if evidence.decision == "no move":
+        swaps = [maps[0], *cable_swaps(len(maps[0].moved_to), maps)]
+        swapped = weigh(sums, [m.moved_to for m in swaps], [m.name for m in swaps], training)
+        if swapped.decision == "moved":
+            maps, evidence = swaps, replace(
+                swapped, decision="cannot tell", reason="the repetition differs from the "
+                f"training ones as a cable swap would, which no map of the placement restores: "
+                f"{swapped.reason}; not realigned (a cable swap is no move of the placement: "
+                "check the cables)",
+            )  # fmt: skip
     scores = evidence.scores
     return PlacementCheck(
         modality=modality,
@@ -180,6 +189,18 @@ def _check(
         null_identity=evidence.null_identity,
         dead_channels=tuple(evidence.dead.items()),
     )
+
+
+def cable_swaps(n: int, symmetries: Sequence[ChannelMap] = ()) -> list[ChannelMap]:
+    """Two cables swapped: channels i and i + 1 exchanged, no symmetry (none of ``symmetries``).
+
+    >>> [(m.name, m.moved_to) for m in cable_swaps(3)][0]
+    ('channels 1 ↔ 2 exchanged (a cable swap)', (1, 0, 2))
+    """
+    known = {m.moved_to for m in symmetries}
+    swaps = [(i, (*range(i), i + 1, i, *range(i + 2, n))) for i in range(n - 1)]
+    return [ChannelMap(f"channels {i + 1} ↔ {i + 2} exchanged (a cable swap)", t)
+            for i, t in swaps if t not in known]  # fmt: skip
 
 
 def _maps(montage: Montage, n_channels: int, what: str) -> list[ChannelMap]:

@@ -10,28 +10,30 @@ named only when four questions are answered from the data:
    over trials, the independent unit (docs/DESIGN.md §15): under "not moved" the trials of each
    gesture are exchangeable between the repetitions, so they are reassigned at random (seeded
    draws of `PERMUTATIONS`) and each draw's statistic computed as the observed one: the *gain*
-   of the best non-identity map over the identity, ``max_m z_m − z_identity`` in Fisher z.
+   of the best non-identity map over the identity on the map's channel pairs, in Fisher z.
    ``p = (1 + draws with a gain at least the observed) / (1 + draws)``; the move needs
    ``p < ALPHA``. A design with fewer distinct reassignments than ``1 / ALPHA`` cannot reach
    it, and says so.
 2. **Would a move show at all?** Each training repetition checked against the others is known
-   not to have moved: its margin, ``z_identity − max_m z_m``, says how clearly the placement
-   tells the identity from every other map. Where a training repetition fits another map as
-   well as the identity, one cannot tell; with two training repetitions, where they disagree
-   neither is blamed.
+   not to have moved: its margin, the identity's fit over the best other map's, says how
+   clearly the placement tells the identity from every other map. Where the least clear fits
+   another map as well, one cannot tell (with two that disagree, neither is blamed).
 3. **Does the map restore the repetition?** Put back by it, the held-out repetition must fit
    about as well as the training repetitions fit each other (within `RESTORED_Z` of their
    lowest identity score in Fisher z, or their range if wider); else "cannot tell: the
    repetition differs, no map restores it" (with one training repetition, no null).
 4. **Which map?** The best puts the repetition back within the null's range while the
-   runner-up (the best other than it and the identity) stays short by more, or the best beats
-   it by the training repetitions' margins, or the repetition put back by the runner-up still
-   looks moved (``p_runner_up < ALPHA_WHICH``); else the data do not choose between the two.
+   runner-up (the best other than it and the identity) stays short by more, or the best's gain
+   beats the runner-up's by the training repetitions' margins or by twice the null's range, or
+   the repetition put back by the runner-up still looks moved (``p_runner_up < ALPHA_WHICH``);
+   else the data do not choose between the two.
 
 Channels whose rectified signal is flat, or correlates with no other channel (every correlation
-below `DEAD_R` and below a quarter of the typical channel's strongest), carry no placement: they
-are named and left out of every score; with fewer than 3 channels that carry a signal the check
-says "cannot tell" before any score is compared.
+below `DEAD_R` and below a quarter of the typical strongest among the channels that reach it:
+however many are dead), carry no placement: they are named and left out of every score (a map
+moving dead channels only is the identity); with fewer than 3 channels that carry a signal, or
+a map left fewer than `MIN_PAIRS` live pairs (neither named nor ruled out), the check says
+"cannot tell" before any score is compared.
 
 How often this names a move on repetitions that did not move, and how often it finds real moves,
 is measured by ``benchmarks/calibration.py`` (the docs' page "How far each number can be
@@ -57,7 +59,7 @@ PERMUTATIONS = 1999
 PERMUTATION_SEED = 0
 DEAD_R = 0.1
 """A channel whose every correlation with another channel stays below this (and below a quarter
-of the typical channel's strongest) is dead."""
+of the typical strongest of the channels that reach it) is dead."""
 RESTORED_Z = 1.0
 """How far (Fisher z) below the least-fitting training repetition a map may leave the held-out
 repetition and still restore it: no real move puts it back exactly (LibEMG's mirrored R_3: r
@@ -182,7 +184,8 @@ class TrialSums:
 def dead_channels(sums: TrialSums) -> dict[int, str]:
     """The channels that carry no placement, by index, each with why: flat in a repetition (its
     rectified signal does not vary), or uncorrelated with every other channel over all trials
-    pooled (every ``|r|`` below `DEAD_R` and below a quarter of the median channel's strongest).
+    pooled (every ``|r|`` below `DEAD_R` and below a quarter of the median strongest of the
+    channels that reach `DEAD_R`: the median of all hid dead channels that are the majority).
 
     >>> rng = np.random.default_rng(1)
     >>> common = rng.normal(size=(200, 1))
@@ -197,48 +200,12 @@ def dead_channels(sums: TrialSums) -> dict[int, str]:
     pooled = sums.correlations(np.ones((1, 1, len(sums.count))))[0, 0]
     others = ~np.eye(len(pooled), dtype=bool) & ~flat[None, :]
     strongest = np.where(others, np.abs(np.nan_to_num(pooled)), 0.0).max(axis=1)
-    typical = float(np.median(strongest[~flat])) if (~flat).sum() > 1 else 0.0
+    signal = strongest[~flat]  # typical: the median of those reaching DEAD_R, where any do
+    reach = signal[signal >= DEAD_R] if (signal >= DEAD_R).any() else signal
+    typical = float(np.median(reach)) if len(signal) > 1 else 0.0
     for c in np.flatnonzero(~flat & (strongest < DEAD_R) & (strongest < typical / 4)):
         dead[int(c)] = f"correlates with no other channel (|r| <= {strongest[c]:.2f})"
     return dict(sorted(dead.items()))
-
-
-def _pairs(moved_to: Sequence[int], live: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The channel pairs ``(i, j)``, ``i < j``, a map is scored on: both live, and both live
-    where the map reads them from."""
-    i, j = np.triu_indices(len(live), 1)
-    m = np.asarray(moved_to)
-    keep = live[i] & live[j] & live[m[i]] & live[m[j]]
-    return i[keep], j[keep], m[i[keep]], m[j[keep]]
-
-
-def map_scores(
-    reference: Float[np.ndarray, "*batch channel channel"],
-    held: Float[np.ndarray, "*batch channel channel"],
-    maps: Sequence[Sequence[int]],
-    live: np.ndarray | None = None,
-) -> Float[np.ndarray, "*batch map"]:
-    """Each map's score: the held-out correlation matrix put back by it
-    (``held[moved_to][:, moved_to]``) against the reference, Pearson over the entries above the
-    diagonal that involve live channels only (`dead_channels` are left out); NaN for a map
-    scored on fewer than `MIN_PAIRS` pairs or on entries that do not vary.
-
-    >>> train = np.array([[1.0, 0.9, 0.1], [0.9, 1.0, 0.4], [0.1, 0.4, 1.0]])
-    >>> held = train[[0, 2, 1]][:, [0, 2, 1]]  # recorded with electrodes 2 and 3 swapped
-    >>> map_scores(train, held, [(0, 1, 2), (0, 2, 1)]).round(3).tolist()
-    [-0.959, 1.0]
-    """
-    reference, held = np.asarray(reference, float), np.asarray(held, float)
-    live = np.ones(held.shape[-1], bool) if live is None else np.asarray(live, bool)
-    out: list[np.ndarray | np.floating] = []
-    for moved_to in maps:
-        i, j, hi, hj = _pairs(moved_to, live)
-        if len(i) < MIN_PAIRS:
-            out.append(np.full(held.shape[:-2], np.nan))
-            continue
-        a = held[..., hi, hj]
-        out.append(_pearson(np.broadcast_to(reference[..., i, j], a.shape), a))
-    return np.stack(out, axis=-1)
 
 
 def _z(r: np.ndarray | np.floating) -> np.ndarray:
@@ -246,9 +213,10 @@ def _z(r: np.ndarray | np.floating) -> np.ndarray:
 
 
 class _Scorer:
-    """`map_scores` of the held-out group of many draws at once, computed on the channel
-    pairs the maps are scored on only: each draw's groups' correlations of those pairs from
-    the trials' sums, the reference the mean of the training groups'."""
+    """Each map against the identity, for the held-out group (the last) of many draws at once,
+    on the pairs the map is scored on (both live before and after it), from the trials' sums;
+    the reference the mean of the other groups'. Maps left fewer than `MIN_PAIRS` pairs are
+    ``unscorable``; neither they nor one moving dead channels only are scored."""
 
     def __init__(self, sums: TrialSums, maps: Sequence[Sequence[int]], live: np.ndarray):
         self.sums = sums
@@ -261,12 +229,11 @@ class _Scorer:
         u = len(sums.count)
         self.products = sums.products[:, self.i, self.j].reshape(u, -1)
         self.squares = np.einsum("uii->ui", sums.products)
-        self.maps = []  # per map: (reference pairs, held-out pairs) or None
-        for moved_to in maps:
-            m = np.asarray(moved_to)
-            read = pair[m[self.i], m[self.j]]
-            ok = read >= 0
-            self.maps.append((np.flatnonzero(ok), read[ok]) if ok.sum() >= MIN_PAIRS else None)
+        reads = [pair[np.asarray(m)[self.i], np.asarray(m)[self.j]] for m in maps]
+        oks = [np.flatnonzero(read >= 0) for read in reads]  # per map: its pairs, read from
+        self.unscorable = [k for k, ok in enumerate(oks) if k and len(ok) < MIN_PAIRS]
+        self.maps = [(ok, read[ok]) if len(ok) >= MIN_PAIRS and (read[ok] != ok).any() else None
+                     for ok, read in zip(oks, reads)]  # fmt: skip
 
     def _pairs(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The reference's and the held-out group's correlations of the live pairs."""
@@ -281,20 +248,26 @@ class _Scorer:
             )
         return corr[:, :-1].mean(axis=1), corr[:, -1]
 
-    def gain(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
-        """``[batch]``: how much better the best non-identity map fits than the identity, in
-        Fisher z, each map against the identity on the same channel pairs (where dead channels
-        leave a map fewer pairs than the identity, the two are compared on the map's)."""
+    def fit(self, weights: Float[np.ndarray, "batch group trial"]) -> tuple[np.ndarray, ...]:
+        """``([batch, map], [batch, map])``: each map's score, the Pearson r of the reference's
+        live pairs with the held-out group's put back by it (the identity's over every live
+        pair), and its gain, how much better it fits than the identity on its own pairs in
+        Fisher z (the identity's 0); NaN for a map not scored."""
         reference, held = self._pairs(weights)
-        best = np.full(len(weights), -np.inf)
-        for pairs in self.maps[1:]:
+        scores = np.full((len(weights), len(self.maps)), np.nan)
+        gains = scores.copy()
+        scores[:, 0], gains[:, 0] = _pearson(reference, held), 0.0
+        for k, pairs in enumerate(self.maps[1:], 1):
             if pairs is not None:
                 ref = reference[:, pairs[0]]
-                moved = _pearson(ref, held[:, pairs[1]])
-                kept = _pearson(ref, held[:, pairs[0]])
+                scores[:, k] = _pearson(ref, held[:, pairs[1]])
                 with np.errstate(invalid="ignore"):
-                    best = np.fmax(best, _z(moved) - _z(kept))
-        return best
+                    gains[:, k] = _z(scores[:, k]) - _z(_pearson(ref, held[:, pairs[0]]))
+        return scores, gains
+
+    def gain(self, weights: Float[np.ndarray, "batch group trial"]) -> np.ndarray:
+        """``[batch]``: the best non-identity map's gain."""
+        return np.nan_to_num(self.fit(weights)[1][:, 1:], nan=-np.inf).max(axis=1)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray | np.floating:
@@ -340,7 +313,7 @@ def permutation_p(
 class Evidence:
     """What the check found for one held-out repetition: ``decision`` (``"moved"``, ``"no
     move"`` or ``"cannot tell"``) and ``reason`` in words; the maps' scores (Pearson r,
-    `map_scores`), the best and the runner-up; ``p`` (the permutation test that the held-out
+    `_Scorer.fit`), the best and the runner-up; ``p`` (the permutation test that the held-out
     repetition was placed as the training ones, NaN where not run) and ``p_runner_up`` (the
     same after putting it back by the runner-up); ``null_identity`` (each training
     repetition's identity score against the others: the spread of unmoved repetitions) and
@@ -360,17 +333,18 @@ class Evidence:
     draws: int
 
 
-def _loo(corr: np.ndarray, maps, live) -> tuple[list[float], list[float], list[int]]:
-    """Each training repetition (``corr``: their correlation matrices) checked against the mean
-    of the others: its identity score, its margin (identity over the best other map, Fisher z)
-    and that best other map."""
+def _loo(sums: TrialSums, scorer: _Scorer) -> tuple[list[float], list[float], list[int]]:
+    """Each training repetition checked against the mean of the others: its identity score, its
+    margin (the identity over the best other map, `_Scorer.gains`) and that best other map."""
     identity, margin, rival = [], [], []
-    for j in range(len(corr) if len(corr) > 1 else 0):
-        reference = np.delete(corr, j, axis=0).mean(axis=0)
-        z = _z(map_scores(reference, corr[j], maps, live))
-        others = np.nan_to_num(z[1:], nan=-np.inf)
-        identity.append(float(np.tanh(z[0])))
-        margin.append(float(z[0] - others.max()))
+    observed = sums.observed()
+    training = sums.n_groups - 1
+    for j in range(training if training > 1 else 0):
+        weights = observed[[k for k in range(training) if k != j] + [j]][None]
+        scores, gains = scorer.fit(weights)
+        others = np.nan_to_num(gains[0, 1:], nan=-np.inf)
+        identity.append(float(scores[0, 0]))
+        margin.append(float(-others.max()))
         rival.append(1 + int(np.argmax(others)))
     return identity, margin, rival
 
@@ -406,8 +380,10 @@ def weigh(
     dead = dead_channels(sums)
     live = np.ones(sums.n_channels, bool)
     live[list(dead)] = False
-    corr = sums.correlations(sums.observed()[None])[0]
-    scores = map_scores(corr[:-1].mean(axis=0), corr[-1], maps, live)
+    scorer = _Scorer(sums, maps, live)  # each map's r, and its gain over the identity
+    scores, gains = np.full((2, len(maps)), np.nan)
+    if live.sum() >= 3:
+        scores, gains = (x[0] for x in scorer.fit(sums.observed()[None]))
     left_out = f"; dead channels left out: {_named(dead)}" if dead else ""
     null_identity: list[float] = []  # the leave-one-out null, once computed (_loo)
     null_margin: list[float] = []
@@ -424,16 +400,21 @@ def weigh(
             "the check needs at least 3 whose correlations differ",
             0,
         )
-    null_identity, null_margin, rivals = _loo(corr[:-1], maps, live)
+    if scorer.unscorable:  # maps no score can rule out: neither a move nor its absence shows
+        out = ", ".join(names[k] for k in scorer.unscorable)
+        why = f"fewer than {MIN_PAIRS} pairs of live channels to score {out}"
+        return evidence("cannot tell", f"{why}: the data can rule none of them out", 0)
+    null_identity, null_margin, rivals = _loo(sums, scorer)
     null = _z(np.asarray(null_identity or [np.nan]))  # the training repetitions: the null
     low, width = float(null.min()), max(float(null.max() - null.min()), 0.1)
     z = _z(scores)
-    ranked = [int(i) for i in np.argsort(-np.where(np.isnan(z), -np.inf, z), kind="stable")]
-    best = ranked[0] if z[ranked[0]] - z[0] > 1e-12 else 0
-    fits = f"r {scores[best]:.2f}" + (f" against the identity's {scores[0]:.2f}" if best else "")
+    ranked = [int(i) for i in np.argsort(-np.nan_to_num(gains, nan=-np.inf), kind="stable")]
+    best = ranked[0] if gains[ranked[0]] > 1e-12 else 0
+    same = np.tanh(z[best] - gains[best])  # the identity's r on the best map's channel pairs
+    fits = f"r {scores[best]:.2f}" + (f" against the identity's {same:.2f}" if best else "")
     spread = _spread(null_identity)
-    unclear = next((j for j, m in enumerate(null_margin) if not m > 0), None)
-    if unclear is not None:
+    unclear = int(np.argmin(null_margin)) if null_margin else None  # the least clear one
+    if unclear is not None and not null_margin[unclear] > 0:
         named = training or [str(j + 1) for j in range(len(null_margin))]
         rival, odd = (  # with two, each is the other's reference: neither is blamed
             (f"training repetitions {' and '.join(named)}, checked against each other, fit",
@@ -485,15 +466,16 @@ def weigh(
     gain = f"p = {p:.3g} of {draws} reassignments of the trials"
     if not null_identity:
         gain += "; one training repetition: how well unmoved ones fit each other is unmeasured"
-    runner = next((i for i in ranked if i not in (best, 0) and np.isfinite(z[i])), None)
+    runner = next((i for i in ranked if i not in (best, 0) and np.isfinite(gains[i])), None)
     if runner is None:  # two maps (the scalp's): the identity was the only other one
         return evidence("moved", f"{names[best]} ({fits}{spread}; {gain})", best, p=p,
                         draws=draws)  # fmt: skip
     runner_up = f"the runner-up, {names[runner]}, r {scores[runner]:.2f}"
     # told apart: the best puts it back within the null's width, the runner-up stays short of
-    # both by more; or the best beats the runner-up by the training repetitions' margins
+    # both by more; or its gain beats the runner-up's by the margins or twice the null's width
+    apart = gains[best] - gains[runner]
     told = z[best] >= low - width and z[runner] < min(low, z[best]) - width
-    if null_identity and (told or z[best] - z[runner] >= max(min(null_margin), 0.1)):
+    if null_identity and (told or apart >= min(2 * width, max(min(null_margin), 0.1))):
         return evidence(
             "moved",
             f"{names[best]} ({fits}{spread}; {gain}; {runner_up}, told apart: it fits short of the "
