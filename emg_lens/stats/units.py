@@ -156,8 +156,10 @@ def vote_of(
     >>> vote_of(np.array([1, 0, 1]), np.array([5, 5, 2]))
     (array([2, 1, 0]), array([1, 0, 1]), array([2, 5, 5]))
     """
-    pairs, vote = np.unique(np.stack([trials, y], axis=1), axis=0, return_inverse=True)
-    return vote.reshape(-1), pairs[:, 1].astype(np.int64), pairs[:, 0]
+    numbers, trial = np.unique(trials, return_inverse=True)
+    k = int(y.max()) + 1  # one key per (trial, class): two 1-D uniques, not one over rows
+    keys, vote = np.unique(trial.reshape(-1) * k + y, return_inverse=True)
+    return vote.reshape(-1), (keys % k).astype(np.int64), numbers[keys // k]
 
 
 def _check_hits(hits: np.ndarray, level: float, *clusters: np.ndarray) -> None:
