@@ -160,11 +160,9 @@ class TrialScore:
 
 
 def _count(value: float | np.number) -> float:
-    """A count as JSON keeps it: an int where whole (a trial's classes that share it sum to
-    1 only up to rounding), else the fraction."""
-    value = float(value)
-    whole = round(value)
-    return whole if abs(value - whole) < 1e-9 else round(value, 12)
+    """A count as JSON keeps it: an int where whole (up to rounding), else the fraction."""
+    whole = round(float(value))
+    return whole if abs(float(value) - whole) < 1e-9 else round(float(value), 12)
 
 
 def cell_fields(
@@ -251,20 +249,13 @@ def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialSco
 
 def _binomial_p(correct: float, class_counts: Sequence[float]) -> tuple[float, float]:
     """``(chance, p)``: the largest class share, and the one-sided exact binomial p; at a
-    fractional count ``k`` of ``n`` (trials of several classes, `TrialScore`), the binomial
-    tail ``P(X >= k)`` continued through its regularised incomplete beta ``I_chance(k, n - k +
-    1)``, which it equals at whole ``k`` (as `emg_lens.stats.compare.clopper_pearson` reads a
-    fractional count).
-
-    >>> _binomial_p(1.5, [1.5, 1.5])[1] == float(sps.beta.cdf(0.5, 1.5, 2.5))
-    True
-    """
+    fractional count ``k`` of ``n`` (`TrialScore`), its tail continued through the regularised
+    incomplete beta ``I_chance(k, n - k + 1)``, which it equals at whole ``k``."""
     counts = np.asarray(class_counts, dtype=np.float64)
-    n = _count(counts.sum())
-    chance = float(counts.max() / n)
-    if isinstance(n, int) and float(correct).is_integer():
-        return chance, float(sps.binomtest(int(correct), n, chance, alternative="greater").pvalue)
-    return chance, float(sps.beta.cdf(chance, correct, n - correct + 1)) if correct > 0 else 1.0
+    n, chance = round(counts.sum()), float(counts.max() / counts.sum())
+    if correct > 0 and not float(correct).is_integer():
+        return chance, float(sps.beta.cdf(chance, correct, n - correct + 1))
+    return chance, float(sps.binomtest(int(correct), n, chance, alternative="greater").pvalue)
 
 
 def trials_needed(chance: float, alpha: float = ALPHA) -> int:

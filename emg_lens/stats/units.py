@@ -127,10 +127,8 @@ def trial_votes(
     if pred.shape[-1:] != y.shape:
         raise ArgumentError(f"pred must have one class per window: shape {pred.shape} vs {y.shape}")
     n_classes = int(max(pred.max(), y.max())) + 1
-    trial, label, of_trial = vote_of(y, trials)
-    n_trials = len(label)
-    _, of_trial = np.unique(of_trial, return_inverse=True)
-    weight = 1.0 / np.bincount(of_trial)[of_trial]
+    trial, label, of_trial = _votes(y, trials)
+    n_trials, weight = len(label), 1.0 / np.bincount(of_trial)[of_trial]
     rows = pred.reshape(-1, len(y))
     correct = np.empty((len(rows), n_trials), bool)
     # votes [rows, vote, class], a block of rows at a time: bounded memory for many votes
@@ -147,19 +145,13 @@ def trial_votes(
     return TrialVotes(correct.reshape(*pred.shape[:-1], n_trials), label, windows, weight)
 
 
-def vote_of(
-    y: Int[np.ndarray, " window"], trials: Int[np.ndarray, " window"]
-) -> tuple[Int[np.ndarray, " window"], Int[np.ndarray, " vote"], Int[np.ndarray, " vote"]]:
-    """``(each window's vote, each vote's class, each vote's trial)``: a vote per distinct
-    ``(trial, class)`` pair, in order of trial number, then class (`trial_votes`).
-
-    >>> vote_of(np.array([1, 0, 1]), np.array([5, 5, 2]))
-    (array([2, 1, 0]), array([1, 0, 1]), array([2, 5, 5]))
-    """
-    numbers, trial = np.unique(trials, return_inverse=True)
+def _votes(y: np.ndarray, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(each window's vote, each vote's class, each vote's trial, numbered 0, 1, ...): a vote
+    per distinct ``(trial, class)``, in order of trial number, then class."""
+    trial = np.unique(trials, return_inverse=True)[1].reshape(-1)
     k = int(y.max()) + 1  # one key per (trial, class): two 1-D uniques, not one over rows
-    keys, vote = np.unique(trial.reshape(-1) * k + y, return_inverse=True)
-    return vote.reshape(-1), (keys % k).astype(np.int64), numbers[keys // k]
+    keys, vote = np.unique(trial * k + y, return_inverse=True)
+    return vote.reshape(-1), (keys % k).astype(np.int64), keys // k
 
 
 def _check_hits(hits: np.ndarray, level: float, *clusters: np.ndarray) -> None:
@@ -342,7 +334,7 @@ def stacked_trial_counts(
     """
     pred, y, trials = np.asarray(pred), np.asarray(y), np.asarray(trials)
     votes = trial_votes(pred, y, trials)  # a trial of two classes: a vote per class
-    trial = vote_of(y, trials)[0]
+    trial = _votes(y, trials)[0]
     cell = (np.arange(len(pred))[:, None] * votes.n + trial).ravel()
     hits = np.bincount(cell, weights=(pred == y).ravel(), minlength=len(pred) * votes.n)
     return [
