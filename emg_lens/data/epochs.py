@@ -183,13 +183,11 @@ def _recorded_trials(metadata: Any, n: int, what: str) -> np.ndarray | None:
     return trials.astype(np.int64)
 
 
-def windows_arrays(
-    parts: list[Any], split_by: str | None
-) -> tuple[EpochArrays, np.ndarray, np.ndarray]:
+def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays, np.ndarray]:
     """One subject's windows from its braindecode recordings (``WindowsDataset`` or
     ``EEGWindowsDataset``: items ``(X, y, crop indices)``), with their recorded trials (see
-    the module; a recording without them: the recording), each window's value of
-    the description's ``split_by`` column (None: all None), and each window's recording."""
+    the module; a recording without them: the recording), and each window's value of
+    the description's ``split_by`` column (None: all None)."""
     X, y, groups, names, order = [], [], [], None, None
     pick: list[int] = []  # the window's channels, grouped by type (order: the signal's)
     trials: list[tuple[int, int]] = []  # (recording, its trial; -1 where none)
@@ -229,7 +227,7 @@ def windows_arrays(
         trials=np.unique(trials, axis=0, return_inverse=True)[1].reshape(-1),
         unit="given" if recorded_any else "recording",
     )  # fmt: skip
-    return arrays, np.asarray(groups, dtype=object), np.asarray(trials)[:, 0]
+    return arrays, np.asarray(groups, dtype=object)
 
 
 def _window_channels(part: Any, signal: Any) -> list[int]:
