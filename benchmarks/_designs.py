@@ -375,6 +375,35 @@ def braindecode_fixed_subject(recordings: int = 20, seconds: float = 4.0):
     return subject
 
 
+def braindecode_two_class_subject(held_out: int = 12, seconds: float = 4.0):
+    """One subject of recordings that each hold two classes (as sleep stages or task blocks
+    give them): ``5 * held_out`` recordings of 4 EEG channels at 100 Hz, ``seconds`` long,
+    the first half of each of one class and the second of the other (0 then 1, or 1 then 0
+    in turn), labelled by a misc channel and cut by braindecode's
+    ``create_fixed_length_windows(..., targets_from="channels")`` into 0.5-s windows every
+    0.1 s, through `SubjectData.from_windows_dataset` (``held_out`` recordings held out,
+    whole)."""
+    import mne
+    from braindecode import datasets
+    from braindecode.preprocessing import create_fixed_length_windows
+
+    from emg_lens.data.preprocess import SubjectData
+
+    recording = getattr(datasets, "RawDataset", None) or datasets.BaseDataset
+    parts, samples = [], int(seconds * 100)
+    for r in range(5 * held_out):
+        info = mne.create_info(["C3", "Cz", "C4", "Pz", "stage"], 100.0, ["eeg"] * 4 + ["misc"])
+        signal = np.random.default_rng(r).standard_normal((5, samples))
+        signal[4] = np.repeat([r % 2, 1 - r % 2], [samples // 2, samples - samples // 2])
+        parts.append(recording(mne.io.RawArray(signal, info, verbose=False), {"subject": 1}))
+    windows = create_fixed_length_windows(
+        datasets.BaseConcatDataset(parts), window_size_samples=50, window_stride_samples=10,
+        on_last_window="drop", targets_from="channels", last_target_only=True,
+    )  # fmt: skip
+    (subject,) = SubjectData.from_windows_dataset(windows)
+    return subject
+
+
 def mne_scalp(names: list[str] = TEN_TWENTY) -> Montage:
     """The 10-20 electrodes at MNE's ``standard_1020`` positions (not exactly mirror-symmetric),
     placed on the scalp as `emg_lens.data.epochs` places an ``mne.Epochs``'s montage."""

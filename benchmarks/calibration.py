@@ -23,8 +23,9 @@ Every check goes through the project's own public functions, as a user's data wo
 - chance over trials (`emg_lens.stats.chance.chance_table`): a model at chance per trial
   called above chance (at most 5 %; on braindecode's overlapping windows, read through
   `SubjectData.from_windows_dataset`, at most 8 %), a model at chance per recording on
-  braindecode's fixed-length windows (one label per recording: at most 5 %), and a perfect
-  model on a design too small to tell (4 held-out trials, or recordings).
+  braindecode's fixed-length windows (one label per recording, or two classes a recording:
+  at most 5 %), and a perfect model on a design too small to tell (4 held-out trials, or
+  recordings).
 
 It prints the table (markdown: the docs' page "How far each number can be trusted" holds the
 full run's) and one JSON line. ``--quick`` runs each check on a few draws, which the test
@@ -53,6 +54,7 @@ from _designs import (
     Placement,
     braindecode_fixed_subject,
     braindecode_subject,
+    braindecode_two_class_subject,
     claim_counts,
     class_trials,
     moves_of,
@@ -437,6 +439,30 @@ def _braindecode_chance(subject: Callable[[], SubjectData]) -> Callable[[int], i
     return run
 
 
+def _recording_chance(subject: Callable[[], SubjectData], together: bool) -> Callable[[int], int]:
+    """A model at chance per recording on recordings that each hold two classes, read through
+    `SubjectData.from_windows_dataset`: ``together``, each held-out recording's windows all
+    right or all wrong (one coin a recording: the worst case of its runs' dependence); else
+    one random class for each run of one class (each recording's class in its own coin)."""
+
+    def run(draws: int) -> int:
+        data = subject()
+        trials, unit, y = data.test_trials, data.meta["trial_unit"], data.y_test
+        runs = trials * 2 + y  # two runs a recording, one of each class
+        rng = np.random.default_rng(86)
+        above = 0
+        for _ in range(draws):
+            if together:
+                pred = np.where(rng.integers(0, 2, trials.max() + 1)[trials] == 1, y, 1 - y)
+            else:
+                pred = rng.integers(0, 2, runs.max() + 1)[runs]
+            score = TrialScore.from_predictions(pred, y, trials, 2, unit=unit)
+            above += bool(chance_table({"m": score}).above_chance[0])
+        return above
+
+    return run
+
+
 def _too_small(draws: int) -> int:
     """A perfect 2-class model on 4 held-out trials (p = 0.0625 at best): called too small to
     tell, never a model that does not transfer."""
@@ -469,6 +495,14 @@ def _chance_checks() -> list[Check]:
                 "overlapping windows", "at most", 0.05,
                 _braindecode_chance(partial(braindecode_fixed_subject, n)), 400, 60)
           for n in (20, 60)),
+        *(Check("chance", "a model at chance per recording called above chance",
+                f"recordings holding two classes (braindecode targets_from='channels'), {n} "
+                f"held-out recordings, 2 runs of 16-20 overlapping windows each, {how}", "at most",
+                0.05, _recording_chance(partial(braindecode_two_class_subject, n), together),
+                400, 60)
+          for together, how in ((True, "the runs of one recording right or wrong together"),
+                                (False, "one random class a run"))
+          for n in (12, 20)),
         Check("chance", "a design too small to tell said so", "2 classes x 2 trials, all right",
               "at least", 1.0, _too_small, 1, 1),
         Check("chance", "a design too small to tell said so", "braindecode fixed-length "

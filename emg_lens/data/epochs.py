@@ -183,16 +183,14 @@ def _recorded_trials(metadata: Any, n: int, what: str) -> np.ndarray | None:
     return trials.astype(np.int64)
 
 
-def windows_arrays(
-    parts: list[Any], split_by: str | None
-) -> tuple[EpochArrays, np.ndarray, np.ndarray]:
+def windows_arrays(parts: list[Any], split_by: str | None) -> tuple[EpochArrays, np.ndarray]:
     """One subject's windows from its braindecode recordings (``WindowsDataset`` or
     ``EEGWindowsDataset``: items ``(X, y, crop indices)``), with their recorded trials (see
-    the module; a recording without them: its runs of one class), each window's value of
-    the description's ``split_by`` column (None: all None), and each window's recording."""
+    the module; a recording without them: the recording), and each window's value of
+    the description's ``split_by`` column (None: all None)."""
     X, y, groups, names, order = [], [], [], None, None
     pick: list[int] = []  # the window's channels, grouped by type (order: the signal's)
-    trials: list[tuple[int, int]] = []  # (recording, its trial; -1 - its run where none)
+    trials: list[tuple[int, int]] = []  # (recording, its trial; -1 where none)
     recorded_any = False
     modalities: dict[str, int] = {}
     for number, part in enumerate(parts):
@@ -215,14 +213,12 @@ def windows_arrays(
             raise DataFormatError(f"a recording's description has no {split_by!r}")
         recorded = _recorded_trials(_window_metadata(part), len(part), "a recording's windows")
         recorded_any |= recorded is not None
-        run = 0
         for i in range(len(part)):
             item = part[i]
             X.append(np.asarray(item[0], dtype=np.float32)[pick])
             y.append(_window_label(item[1], i, held != list(range(len(names)))))
             groups.append(value)
-            run += i > 0 and y[-1] != y[-2]  # a new class starts a new run
-            trials.append((number, int(recorded[i]) if recorded is not None else -1 - run))
+            trials.append((number, int(recorded[i]) if recorded is not None else -1))
     if not X:
         raise DataFormatError("a subject of the dataset holds no window")
     assert order is not None  # the first recording set it
@@ -231,7 +227,7 @@ def windows_arrays(
         trials=np.unique(trials, axis=0, return_inverse=True)[1].reshape(-1),
         unit="given" if recorded_any else "recording",
     )  # fmt: skip
-    return arrays, np.asarray(groups, dtype=object), np.asarray(trials)[:, 0]
+    return arrays, np.asarray(groups, dtype=object)
 
 
 def _window_channels(part: Any, signal: Any) -> list[int]:

@@ -277,11 +277,11 @@ class SubjectData:
         # order beside others' own numbers gave 'x' and 1 (or 0 and 1) one number.
         own = all(is_int(v, 1) for v in subjects)
         for number, (value, parts) in enumerate(subjects.items(), 1):
-            arrays, groups, recordings = windows_arrays(parts, split_by)
+            arrays, groups = windows_arrays(parts, split_by)
             test = None if split_by is None else np.isin(groups, list(test_values))
             order = np.arange(len(arrays.codes))
-            whole = (recordings, "recording") if arrays.unit == "recording" else (arrays.trials,)
-            held = _held_out(arrays.codes, test, test_fraction, order, *whole)
+            unit = "recording" if arrays.unit == "recording" else "trial"
+            held = _held_out(arrays.codes, test, test_fraction, order, arrays.trials, unit)
             data = _from_arrays(arrays, held, int(value) if own else number, "braindecode")
             data.meta["subject"] = value if not isinstance(value, np.generic) else value.item()
             out.append(data)

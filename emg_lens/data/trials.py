@@ -11,8 +11,10 @@ docs/DESIGN.md §15). What a trial is:
   writes each window's event (``i_trial_in_dataset``, numbered per recording), so a trial is
   a ``(recording, i_trial_in_dataset)`` pair, in a windows dataset or its ``mne.Epochs``;
 - braindecode windows that record no trial (``create_fixed_length_windows``) share their
-  recording's: a trial is a recording's run of consecutive windows of one class
-  (``unit = "recording"``, the ids in ``meta["given_trials"]``);
+  recording's: a trial is a recording (``unit = "recording"``, the ids in
+  ``meta["given_trials"]``), also one that holds several classes (``targets_from="channels"``:
+  sleep stages, task blocks), whose runs share its noise and are right or wrong together
+  (`emg_lens.stats.units.trial_votes` votes each class of it apart and counts it once);
 - windows that carry no trial (``SubjectData.from_windows``' ``(X, y)`` pair, MNE epochs
   without that column) are each their own trial (``unit = "window"``): true of epochs, one
   window per trial, and the only reading the data allow otherwise.
@@ -120,8 +122,8 @@ def trial_ids(
     """Number the trials of ``n`` windows: ``0, 1, ...`` in order of first appearance, one
     number per distinct ``(y, rep)`` pair (``unit="repetition"``), per window
     (``unit="window"``) or per distinct recorded trial ``given`` (``unit="given"`` or
-    ``"recording"``: one per window; a trial whose windows carry two classes is an
-    `ArgumentError` naming it).
+    ``"recording"``: one per window; a ``"given"`` trial whose windows carry two classes is an
+    `ArgumentError` naming it, a recording may hold several).
 
     >>> trial_ids(np.array([3, 1, 3]), np.array([1, 1, 1]))
     array([0, 1, 0])
@@ -135,14 +137,15 @@ def trial_ids(
     if unit not in TRIAL_UNITS:
         raise ArgumentError(f"trial unit {unit!r}; accepted: {list(TRIAL_UNITS)}")
     if unit in RECORDED:
-        return _given_ids(y, given)
+        return _given_ids(y, given, unit == "given")
     if unit == "window" or len(y) == 0:
         return np.arange(len(y))
     return _by_first_appearance(np.stack([y.astype(np.int64), rep.astype(np.int64)], axis=1))
 
 
-def _given_ids(y: np.ndarray, given: Any) -> np.ndarray:
-    """`trial_ids` of recorded trials: checked, one class each, numbered by first appearance."""
+def _given_ids(y: np.ndarray, given: Any, one_class: bool) -> np.ndarray:
+    """`trial_ids` of recorded trials: checked (``one_class``: one class each), numbered by
+    first appearance."""
     if given is None:
         raise ArgumentError("trial units 'given' and 'recording' need each window's trial (given=)")
     given = np.asarray(given)
@@ -155,6 +158,8 @@ def _given_ids(y: np.ndarray, given: Any) -> np.ndarray:
     if len(y) == 0:
         return np.arange(0)
     ids = _by_first_appearance(given.astype(np.int64)[:, None])
+    if not one_class:
+        return ids
     classes = _by_first_appearance(np.stack([ids, y.astype(np.int64)], axis=1))
     if classes.max() != ids.max():  # some trial holds two (trial, class) pairs
         pairs = np.unique(np.stack([given, y], axis=1), axis=0)

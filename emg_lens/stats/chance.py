@@ -65,8 +65,8 @@ VERDICTS = ("above chance", "not above chance", "too small to tell")
 """What the table says of a model: ``too small to tell`` where even every held-out trial right
 would not give ``p < ALPHA`` (``best_p``, ``trials_needed``), so no score could show it."""
 KNOWN = ("design_effect", "train_accuracy", "baseline_accuracy")  # NaN in the table where None
-TRIAL_IS = {"trial": "one repetition of one class", "recording": "one recording's run of windows "
-            "of one class"}  # fmt: skip
+TRIAL_IS = {"trial": "one repetition of one class", "recording": "one recording, each class it "
+            "holds voted apart"}  # fmt: skip
 PLACEMENT_CHECK = "see the placement check (emg-lens evaluate prints it; --realign)"
 
 
@@ -88,7 +88,9 @@ class Known(TypedDict, total=False):
 class TrialScore:
     """One model's held-out score as the chance check counts it: ``correct`` of the windows
     (``class_counts`` per class), ``trials_correct`` of the trials by majority vote
-    (``trial_counts`` per class), the windows' ``design_effect`` (None where unknown), and
+    (``trial_counts`` per class; a trial of several classes, a recording of two sleep stages,
+    counts once: each of its classes 1 over their number, right or not by its own vote, so
+    these may be fractions), the windows' ``design_effect`` (None where unknown), and
     what names the fault: ``train_accuracy`` (None where unknown) and ``placement`` (the data
     have one, so the placement check applies); and ``baseline_accuracy``, the per-channel
     feature baseline's on the same split (`emg_lens.train.baseline.feature_baseline`; None
@@ -105,8 +107,8 @@ class TrialScore:
 
     correct: int
     class_counts: tuple[int, ...]
-    trials_correct: int
-    trial_counts: tuple[int, ...]
+    trials_correct: float
+    trial_counts: tuple[float, ...]
     design_effect: float | None = None
     train_accuracy: float | None = None
     placement: bool = False
@@ -150,11 +152,17 @@ class TrialScore:
         return cls(
             correct,
             tuple(int(c) for c in cell["class_total"]),
-            int(np.sum(cell["trial_correct"])),
-            tuple(int(c) for c in cell["trial_total"]),
+            _count(np.sum(cell["trial_correct"])),
+            tuple(_count(c) for c in cell["trial_total"]),
             cell.get("design_effect"),
             **known,
         )
+
+
+def _count(value: float | np.number) -> float:
+    """A count as JSON keeps it: an int where whole (up to rounding), else the fraction."""
+    whole = round(float(value))
+    return whole if abs(float(value) - whole) < 1e-9 else round(float(value), 12)
 
 
 def cell_fields(
@@ -162,10 +170,10 @@ def cell_fields(
     y: Int[np.ndarray, " window"],
     trials: Int[np.ndarray, " window"],
     n_classes: int,
-) -> dict[str, list[int] | float]:
+) -> dict[str, list[float] | float]:
     """What a stored cell keeps of its trials (JSON-able): ``trial_correct`` and
-    ``trial_total`` per class (trials right by majority vote, and trials) and the windows'
-    ``design_effect``.
+    ``trial_total`` per class (trials right by majority vote, and trials; fractions where a
+    trial holds several classes, `TrialScore`) and the windows' ``design_effect``.
 
     >>> cell_fields(np.array([0, 1, 1]), np.array([0, 0, 1]), np.array([0, 0, 1]), 2)
     {'trial_correct': [0, 1], 'trial_total': [1, 1], 'design_effect': 1.0}
@@ -178,7 +186,7 @@ def stacked_cell_fields(
     y: Int[np.ndarray, " window"],
     trials: Int[np.ndarray, " window"],
     n_classes: int,
-) -> list[dict[str, list[int] | float]]:
+) -> list[dict[str, list[float] | float]]:
     """`cell_fields` of each row of ``pred`` (several conditions' predictions of the same
     windows), in one pass.
 
@@ -192,13 +200,14 @@ def stacked_cell_fields(
     hits = (pred == y).astype(np.float64)
     # per row, the true classes of its correct trials: counted in one bincount
     cell = np.arange(len(pred))[:, None] * n_classes + votes.label
-    trial_correct = np.bincount(cell[votes.correct], minlength=len(pred) * n_classes)
+    weights = np.broadcast_to(votes.weight, votes.correct.shape)[votes.correct]
+    trial_correct = np.bincount(cell[votes.correct], weights, minlength=len(pred) * n_classes)
     trial_correct = trial_correct.reshape(len(pred), n_classes)
     deffs = design_effects(hits, np.asarray(trials))
     return [
         {
-            "trial_correct": correct.tolist(),
-            "trial_total": votes.class_counts(n_classes).tolist(),
+            "trial_correct": [_count(c) for c in correct],
+            "trial_total": [_count(c) for c in votes.class_counts(n_classes)],
             "design_effect": deff,
         }
         for correct, (_, deff) in zip(trial_correct, deffs)
@@ -219,13 +228,13 @@ def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialSco
         ("window", score.correct, score.class_counts),
         ("trial", score.trials_correct, score.trial_counts),
     ]:
-        counts = np.asarray(per_class, dtype=np.int64)
+        counts = np.asarray(per_class, dtype=np.float64)
         if counts.ndim != 1 or counts.sum() <= 0 or (counts < 0).any():
             raise ArgumentError(
                 f"{name}: {what} counts per class must be non-negative with a positive sum, "
                 f"got {counts.tolist()}"
             )
-        if not 0 <= int(hit) <= counts.sum():
+        if not 0 <= hit <= counts.sum() + 1e-9:
             raise ArgumentError(
                 f"{name}: correct {what}s must be between 0 and {counts.sum()}, got {hit!r}"
             )
@@ -238,11 +247,14 @@ def _score(name: str, score: TrialScore | tuple[int, Sequence[int]]) -> TrialSco
     return score
 
 
-def _binomial_p(correct: int, class_counts: Sequence[int]) -> tuple[float, float]:
-    """``(chance, p)``: the largest class share, and the one-sided exact binomial p."""
-    counts = np.asarray(class_counts)
-    n = int(counts.sum())
-    chance = float(counts.max() / n)
+def _binomial_p(correct: float, class_counts: Sequence[float]) -> tuple[float, float]:
+    """``(chance, p)``: the largest class share, and the one-sided exact binomial p; at a
+    fractional count ``k`` of ``n`` (`TrialScore`), its tail continued through the regularised
+    incomplete beta ``I_chance(k, n - k + 1)``, which it equals at whole ``k``."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    n, chance = round(counts.sum()), float(counts.max() / counts.sum())
+    if correct > 0 and not float(correct).is_integer():
+        return chance, float(sps.beta.cdf(chance, correct, n - correct + 1))
     return chance, float(sps.binomtest(int(correct), n, chance, alternative="greater").pvalue)
 
 
@@ -297,7 +309,7 @@ def chance_table(scores: Mapping[str, TrialScore | tuple[int, Sequence[int]]]) -
     best = max(s.correct / sum(s.class_counts) for _, s in checked)
     rows = []
     for name, s in checked:
-        n, trials = sum(s.class_counts), sum(s.trial_counts)
+        n, trials = sum(s.class_counts), _count(sum(s.trial_counts))
         accuracy = s.correct / n
         window_chance, window_p = _binomial_p(s.correct, s.class_counts)
         chance, p = _binomial_p(s.trials_correct, s.trial_counts)
@@ -395,8 +407,8 @@ def _warning(row) -> str:
         )
     else:
         score = (
-            f"{row.trials_correct} of {row.trials} held-out {row.unit}s right by the majority vote "
-            f"of their windows ({row.trial_accuracy:.3f}), chance {row.chance:.3f}"
+            f"{row.trials_correct:g} of {row.trials} held-out {row.unit}s right by the majority "
+            f"vote of their windows ({row.trial_accuracy:.3f}), chance {row.chance:.3f}"
         )
         over = (
             f" Over its {row.n} windows ({row.windows_per_trial:.3g} per {row.unit}) accuracy "
@@ -432,7 +444,7 @@ def _console_row(r) -> str:
         return f"{r.model} {r.accuracy:.3f} on {r.n} windows (chance {r.chance:.3f}, {_p_is(r.p)})"
     deff = "" if pd.isna(r.design_effect) else f", design effect {r.design_effect:.1f}"
     return (
-        f"{r.model} {r.trials_correct}/{r.trials} {r.unit}s {r.trial_accuracy:.3f} (chance "
+        f"{r.model} {r.trials_correct:g}/{r.trials} {r.unit}s {r.trial_accuracy:.3f} (chance "
         f"{r.chance:.3f}, {_p_is(r.p)}); windows {r.accuracy:.3f} of {r.n}, "
         f"{r.windows_per_trial:.3g} per {r.unit} (window {_p_is(r.window_p)}{deff})"
     )
@@ -491,7 +503,7 @@ def chance_markdown(table: pd.DataFrame, between: str = "") -> str:
         return "–" if pd.isna(value) else format(value, fmt)
 
     rows = [
-        f"| {r.model} | {r.unit} | {r.trials_correct} | {r.trials} | {r.trial_accuracy:.3f} | "
+        f"| {r.model} | {r.unit} | {r.trials_correct:g} | {r.trials} | {r.trial_accuracy:.3f} | "
         f"{r.chance:.3f} | {format_p(r.p)} | {r.n} | {r.windows_per_trial:.3g} | "
         f"{r.accuracy:.3f} | {format_p(r.window_p)} | {number(r.design_effect, '.1f')} | "
         f"{number(r.train_accuracy, '.3f')} | {number(r.baseline_accuracy, '.3f')} | "

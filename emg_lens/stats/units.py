@@ -5,7 +5,8 @@ and how much the windows of a trial repeat each other: docs/DESIGN.md §15):
 
 - `trial_votes`: each trial's decision is the majority vote of its windows' predicted
   classes; a trial is correct when its true class has strictly the most votes (a tie is not
-  correct, so a test of these votes against chance errs on the safe side);
+  correct, so a test of these votes against chance errs on the safe side); a trial of several
+  classes (a recording of two sleep stages) votes each class apart and still counts once;
 - `cluster_bootstrap_ci`: an interval for a share of windows (or of window pairs) that
   resamples whole trials, so the windows of one trial come and go together;
 - `crossed_bootstrap_ci`: the same for pairs of windows drawn from two trials each (an
@@ -53,21 +54,25 @@ VOTE_BLOCK = 1 << 22  # vote counts held at once by `trial_votes` (32 MiB of int
 
 @dataclass(frozen=True)
 class TrialVotes:
-    """One entry per trial, in order of trial number: ``correct`` (the majority vote of its
-    windows is its true class; ``[condition, trial]`` for stacked predictions), ``label``
-    (its true class) and ``windows`` (how many)."""
+    """One entry per vote, in order of trial number (a trial of several classes, such as a
+    recording of two sleep stages, votes each class apart, in class order): ``correct`` (the
+    majority vote of its windows is its true class; ``[condition, vote]`` for stacked
+    predictions), ``label`` (its true class), ``windows`` (how many) and ``weight`` (its
+    trial's share: 1 over the classes the trial holds, so each trial counts once)."""
 
-    correct: Bool[np.ndarray, "*stack trial"]
-    label: Int[np.ndarray, " trial"]
-    windows: Int[np.ndarray, " trial"]
+    correct: Bool[np.ndarray, "*stack vote"]
+    label: Int[np.ndarray, " vote"]
+    windows: Int[np.ndarray, " vote"]
+    weight: Float[np.ndarray, " vote"]
 
     @property
     def n(self) -> int:
         return len(self.label)
 
-    def class_counts(self, n_classes: int) -> Int[np.ndarray, " n_classes"]:
-        """Trials per class (what chance over trials is the largest share of)."""
-        return np.bincount(self.label, minlength=n_classes)
+    def class_counts(self, n_classes: int) -> Float[np.ndarray, " n_classes"]:
+        """Trials per class, each trial split evenly among its classes (what chance over
+        trials is the largest share of)."""
+        return np.bincount(self.label, self.weight, minlength=n_classes)
 
 
 def _check_windows(y: np.ndarray, trials: np.ndarray, what: str) -> None:
@@ -102,35 +107,31 @@ def trial_votes(
     trials: Int[np.ndarray, " window"],
 ) -> TrialVotes:
     """Each trial's majority vote over its windows' predicted classes (see the module
-    docstring); a trial whose windows carry different true classes is refused by name.
-    ``pred`` may stack several conditions' predictions of the same windows (``[condition,
-    window]``): ``correct`` is then ``[condition, trial]``, each row what that condition's
-    predictions alone give, and ``label`` and ``windows`` are shared.
+    docstring); a trial whose windows carry several classes votes each class apart, each vote
+    weighing 1 over its trial's classes (`TrialVotes`). ``pred`` may stack several
+    conditions' predictions of the same windows (``[condition, window]``): ``correct`` is then
+    ``[condition, vote]``, each row what that condition's predictions alone give, and
+    ``label``, ``windows`` and ``weight`` are shared.
 
     >>> trial_votes(np.array([0, 1]), np.array([0, 0]), np.array([0, 0])).correct.tolist()
     [False]
     >>> trial_votes(np.array([[0, 0], [0, 1]]), np.array([0, 0]), np.array([0, 0])).correct
     array([[ True],
            [False]])
+    >>> votes = trial_votes(np.array([0, 0, 0]), np.array([0, 0, 1]), np.array([4, 4, 4]))
+    >>> votes.correct.tolist(), votes.label.tolist(), votes.weight.tolist()
+    ([True, False], [0, 1], [0.5, 0.5])
     """
     pred, y, trials = np.asarray(pred), np.asarray(y), np.asarray(trials)
     _check_windows(y, trials, "y")
     if pred.shape[-1:] != y.shape:
         raise ArgumentError(f"pred must have one class per window: shape {pred.shape} vs {y.shape}")
-    numbers, trial = np.unique(trials, return_inverse=True)
-    n_trials, n_classes = len(numbers), int(max(pred.max(), y.max())) + 1
-    labels = np.bincount(trial * n_classes + y, minlength=n_trials * n_classes)
-    labels = labels.reshape(n_trials, n_classes)
-    mixed = np.flatnonzero((labels > 0).sum(1) > 1)
-    if len(mixed):
-        raise ArgumentError(
-            f"trial {numbers[mixed[0]]!r} holds windows of different classes "
-            f"{np.flatnonzero(labels[mixed[0]]).tolist()}: a trial is one class's repetition"
-        )
-    label = labels.argmax(1)
+    n_classes = int(max(pred.max(), y.max())) + 1
+    trial, label, of_trial = _votes(y, trials)
+    n_trials, weight = len(label), 1.0 / np.bincount(of_trial)[of_trial]
     rows = pred.reshape(-1, len(y))
     correct = np.empty((len(rows), n_trials), bool)
-    # votes [rows, trial, class], a block of rows at a time: bounded memory for many trials
+    # votes [rows, vote, class], a block of rows at a time: bounded memory for many votes
     step = max(1, VOTE_BLOCK // (n_trials * n_classes))
     for start in range(0, len(rows), step):
         block = rows[start : start + step]
@@ -140,7 +141,17 @@ def trial_votes(
         true_votes = votes[:, np.arange(n_trials), label]
         votes[:, np.arange(n_trials), label] = -1
         correct[start : start + step] = true_votes > votes.max(2)
-    return TrialVotes(correct.reshape(*pred.shape[:-1], n_trials), label, labels.sum(1))
+    windows = np.bincount(trial, minlength=n_trials)
+    return TrialVotes(correct.reshape(*pred.shape[:-1], n_trials), label, windows, weight)
+
+
+def _votes(y: np.ndarray, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(each window's vote, each vote's class, each vote's trial, numbered 0, 1, ...): a vote
+    per distinct ``(trial, class)``, in order of trial number, then class."""
+    trial = np.unique(trials, return_inverse=True)[1].reshape(-1)
+    k = int(y.max()) + 1  # one key per (trial, class): two 1-D uniques, not one over rows
+    keys, vote = np.unique(trial * k + y, return_inverse=True)
+    return vote.reshape(-1), (keys % k).astype(np.int64), keys // k
 
 
 def _check_hits(hits: np.ndarray, level: float, *clusters: np.ndarray) -> None:
@@ -298,9 +309,10 @@ def trial_counts(
     y: Int[np.ndarray, " window"],
     trials: Int[np.ndarray, " window"],
 ) -> dict[str, list[int]]:
-    """Per trial, in order of trial number, as JSON-able lists (what a study's cell stores
-    beside its per-class counts): ``trial_class`` (its true class), ``trial_windows`` and
-    ``trial_hits`` (windows whose predicted class is the true one).
+    """Per trial (per class of a trial of several, as `trial_votes` votes), in order of trial
+    number, as JSON-able lists (what a study's cell stores beside its per-class counts):
+    ``trial_class`` (its true class), ``trial_windows`` and ``trial_hits`` (windows whose
+    predicted class is the true one).
 
     >>> trial_counts(np.array([1, 1, 0, 0]), np.array([1, 1, 1, 0]), np.array([4, 4, 4, 7]))
     {'trial_class': [1, 0], 'trial_windows': [3, 1], 'trial_hits': [2, 1]}
@@ -321,8 +333,8 @@ def stacked_trial_counts(
     [[2, 1], [1, 0]]
     """
     pred, y, trials = np.asarray(pred), np.asarray(y), np.asarray(trials)
-    votes = trial_votes(pred, y, trials)  # refuses a trial of two classes
-    _, trial = np.unique(trials, return_inverse=True)
+    votes = trial_votes(pred, y, trials)  # a trial of two classes: a vote per class
+    trial = _votes(y, trials)[0]
     cell = (np.arange(len(pred))[:, None] * votes.n + trial).ravel()
     hits = np.bincount(cell, weights=(pred == y).ravel(), minlength=len(pred) * votes.n)
     return [

@@ -284,18 +284,19 @@ class _Recording:
         return self.raw.get_data()[:, 10 * i : 10 * i + 10], self.labels[i], None
 
 
-def test_a_recording_of_two_classes_is_held_out_whole_each_run_of_one_class_a_trial():
-    """Issue 78: a recording whose windows carry two classes (0, 0, 1, 1) is two trials, its
-    runs of one class (one trial of two classes is refused), and held out whole when its
-    class 0 is held out, though class 1 holds out another recording (each window was its own
-    trial, and the last of each class's windows were held out, splitting recordings)."""
+def test_a_recording_of_two_classes_is_held_out_whole_and_is_one_trial():
+    """Issue 78: a recording whose windows carry two classes (0, 0, 1, 1) is held out whole
+    when its class 0 is held out, though class 1 holds out another recording (each window was
+    its own trial, and the last of each class's windows were held out, splitting recordings).
+    Issue 86: it is one trial, not one per run of one class: its runs share the recording and
+    are right or wrong together (`emg_lens.stats.units.trial_votes` votes each class apart)."""
     labels = [[1, 1], [0, 0], [0, 0, 1, 1], [1, 1]]
     dataset = type("Concat", (), {"datasets": [_Recording(r, x) for r, x in enumerate(labels)]})
     (data,) = SubjectData.from_windows_dataset(dataset)
     assert data.meta["trial_unit"] == "recording"
     assert sorted(np.unique(data.X_test).tolist()) == [2.0, 3.0]  # recordings 2 and 3, whole
     assert sorted(np.unique(data.X_train).tolist()) == [0.0, 1.0]
-    assert data.test_trials.tolist() == [0, 0, 1, 1, 2, 2]  # recording 2's two runs, then 3
+    assert data.test_trials.tolist() == [0, 0, 0, 0, 1, 1]  # recording 2, then 3
 
 
 def _channel_targets(last_target_only=True, step=False):

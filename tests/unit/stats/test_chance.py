@@ -381,3 +381,45 @@ def test_windows_without_trials_have_no_design_effect_to_report():
     table = chance_table({"m": score})
     assert table.loc[0, "unit"] == "window" and pd.isna(table.loc[0, "design_effect"])
     assert "| 1.0 |" not in chance_markdown(table)
+
+
+def _two_class_recordings(right: list[bool], windows: int = 3):
+    """Recordings that each hold two classes (``windows`` of class 0, then of class 1), a
+    model right on all of a recording's windows where ``right`` says so, else wrong on all:
+    ``(pred, y, recording of each window)``."""
+    y = np.tile(np.repeat([0, 1], windows), len(right))
+    recording = np.repeat(np.arange(len(right)), 2 * windows)
+    pred = np.where(np.repeat(right, 2 * windows), y, 1 - y)
+    return pred, y, recording
+
+
+def test_a_recording_of_two_classes_is_one_unit_for_chance():
+    """Issue 86: the runs of one recording are right or wrong together, so a recording of two
+    classes is one unit. Right on 5 of 6 recordings is p = 7/64 = 0.109 over recordings; counted
+    as 12 runs (10 right, p = 0.019) it was called above chance."""
+    pred, y, recording = _two_class_recordings([True] * 5 + [False])
+    score = TrialScore.from_predictions(pred, y, recording, 2, unit="recording")
+    assert score.trials_correct == 5 and score.trial_counts == (3, 3)
+    row = chance_table({"m": score}).iloc[0]
+    assert (row.unit, row.trials, row.trials_correct) == ("recording", 6, 5)
+    assert row.chance == 0.5 and row.p == pytest.approx(7 / 64)
+    assert not row.above_chance and row.verdict == "not above chance"
+    console = chance_console(chance_table({"m": score}), below_baseline=None)
+    assert "m 5/6 recordings 0.833 (chance 0.500" in console
+    assert "over 6 recordings p = 0.109" in console
+    assert "| m | recording | 5 | 6 | 0.833 | 0.500 | 0.109 |" in chance_markdown(
+        chance_table({"m": score})
+    )
+
+
+def test_a_recording_right_on_one_of_its_two_classes_counts_half():
+    """Each class of a recording is decided by the vote of its windows; the recording scores the
+    share of its classes right, and chance is the largest mean share a class holds."""
+    pred, y, recording = _two_class_recordings([True, True, False])
+    pred[:3] = 1  # recording 0: its class-0 windows wrong, its class-1 windows right
+    score = TrialScore.from_predictions(pred, y, recording, 2, unit="recording")
+    assert score.trials_correct == 1.5 and score.trial_counts == (1.5, 1.5)
+    row = chance_table({"m": score}).iloc[0]
+    assert (row.trials, row.trial_accuracy, row.chance) == (3, 0.5, 0.5)
+    # the exact binomial's tail at a fractional count (its regularised incomplete beta)
+    assert row.p == pytest.approx(sps.beta.cdf(0.5, 1.5, 2.5))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emg_lens import ArgumentError, EncoderConfig
+from emg_lens import EncoderConfig
 from emg_lens.data.preprocess import SubjectData
 from emg_lens.models import IsoNet
 from emg_lens.stats.compare import clopper_pearson
@@ -64,12 +64,15 @@ def test_a_class_interval_resamples_its_trials_and_is_wider_than_over_windows(mo
     assert [row["ci_low"], row["ci_high"]] == pytest.approx(over_windows)
 
 
-def test_trial_counts_refuse_a_trial_of_two_classes():
+def test_trial_counts_of_a_trial_of_two_classes_are_per_class():
+    """Issue 86: a trial of two classes (a recording of two sleep stages) is counted per class
+    (it was refused: a recording's runs were its trials, which are not independent)."""
     assert trial_counts(np.array([0, 1]), np.array([0, 0]), np.array([3, 3])) == {
         "trial_class": [0], "trial_windows": [2], "trial_hits": [1]
     }  # fmt: skip
-    with pytest.raises(ArgumentError, match="holds windows of different classes"):
-        trial_counts(np.array([0, 1]), np.array([0, 1]), np.array([3, 3]))
+    assert trial_counts(np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([3, 3, 3])) == {
+        "trial_class": [0, 1], "trial_windows": [1, 2], "trial_hits": [1, 1]
+    }  # fmt: skip
 
 
 def test_a_studys_cells_keep_their_trials():

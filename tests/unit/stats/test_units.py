@@ -31,7 +31,6 @@ def test_windows_made_elsewhere_are_each_their_own_trial_unless_meta_says_otherw
     [
         lambda: trial_ids(np.zeros(3), np.zeros(2)),
         lambda: trial_ids(np.zeros(3), np.zeros(3), unit="session"),
-        lambda: trial_votes(np.array([0, 1]), np.array([0, 1]), np.array([0, 0])),
         lambda: cluster_bootstrap_ci(np.array([np.nan, 1.0]), np.array([0, 1])),
         lambda: cluster_bootstrap_ci(np.array([]), np.array([])),
     ],
