@@ -190,6 +190,10 @@ def subject_changes(
       06's subjects: the one that learned the XOR loses it, the others barely move);
     - ``"heavy-tailed"``: −5 % on average, spread as Student's t with 3 degrees of freedom
       (scale 2 points);
+    - ``"exponential"``: every subject loses, −Exp(mean 5) % (most a little, a few much: the
+      left skew of the near-margin effects in the demo and erasure studies, issue 86);
+    - ``"two clusters"``: half of the subjects unchanged, the other half losing 10 % (the mean
+      −5 %, symmetric, but a change part of the subjects carry);
     - ``"proportional"``: the change grows with the subject's baseline accuracy ``base`` (in
       0.80–0.95): from 0 at 0.80 to −10 % at 0.95, ± 1 point; the subjects' mean change is −5 %
       and the ratio of their mean accuracies −5.14 %, so a table's Δ% (the ratio of means) and
@@ -206,6 +210,10 @@ def subject_changes(
         return np.where(rng.uniform(size=n) < 0.1, -rng.uniform(41.0, 71.0, n), -1.0)
     if kind == "heavy-tailed":
         return -5.0 + 2.0 * rng.standard_t(3, n)
+    if kind == "exponential":
+        return -rng.exponential(5.0, n)
+    if kind == "two clusters":
+        return np.where(rng.uniform(size=n) < 0.5, 0.0, -10.0)
     if kind == "proportional":
         return -(200.0 / 3.0) * (np.asarray(base) - 0.8) + rng.normal(0.0, 1.0, n)
     raise ValueError(kind)
@@ -217,6 +225,8 @@ POPULATION_CHANGE = {
     "skewed": 0.0,
     "rare subgroup": 0.1 * -(41.0 + 71.0) / 2 + 0.9 * -1.0,
     "heavy-tailed": -5.0,
+    "exponential": -5.0,
+    "two clusters": -5.0,
     # the ratio of means, E[b c] / E[b] with b uniform in 0.80-0.95: -(200/3)(E[b²] - 0.8 E[b])
     # / E[b] = -(200/3)(0.7675 - 0.7) / 0.875
     "proportional": -(200.0 / 3.0) * (0.7675 - 0.7) / 0.875,
